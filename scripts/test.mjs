@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// The test command (`npm test`): typecheck + build, lint, then the compiled unit, reference, integration and e2e
+// tests with node:test. Usage: node scripts/test.mjs [--only unit,reference,...] [--no-lint] [--no-build] [filter…]
+// A filter keeps only test files whose path contains it.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+const flag = (name) => args.includes(name);
+const onlyIdx = args.indexOf('--only');
+const suites = onlyIdx >= 0 ? args[onlyIdx + 1].split(',') : ['unit', 'reference', 'integration', 'e2e'];
+const filters = args.filter((a, i) => !a.startsWith('--') && !(onlyIdx >= 0 && i === onlyIdx + 1));
+
+function step(name, cmd, cmdArgs, opts = {}) {
+  const t0 = Date.now();
+  process.stdout.write(`\n=== ${name}\n`);
+  const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit', ...opts });
+  const s = ((Date.now() - t0) / 1000).toFixed(1);
+  if (r.status !== 0) {
+    process.stdout.write(`=== ${name}: FAILED (exit ${r.status ?? r.signal}) after ${s} s\n`);
+    process.exit(1);
+  }
+  process.stdout.write(`=== ${name}: ok in ${s} s\n`);
+}
+
+function findTests(dir) {
+  const out = [];
+  let entries;
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const e of entries.sort()) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    else if (e.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+if (!flag('--no-build')) step('typecheck + build (tsc)', 'npx', ['tsc', '-p', 'tsconfig.json']);
+if (!flag('--no-lint')) step('lint (eslint)', 'npx', ['eslint', '.']);
+
+// Unit and reference tests are CPU-light and independent: run them two at a time. Integration and e2e tests
+// start real nodes, servers and browsers on 2 cores: one file at a time keeps their bounds honest.
+const concurrency = { unit: Math.min(2, availableParallelism()), reference: 2, integration: 1, e2e: 1 };
+for (const suite of suites) {
+  let files = findTests(join(root, 'dist', 'test', suite));
+  if (filters.length > 0) files = files.filter((f) => filters.some((x) => f.includes(x)));
+  if (files.length === 0) {
+    process.stdout.write(`\n=== ${suite}: no test files\n`);
+    continue;
+  }
+  step(
+    `${suite} tests (${files.length} files)`,
+    process.execPath,
+    ['--test', `--test-concurrency=${concurrency[suite] ?? 1}`, '--test-timeout=600000', ...files.map((f) => relative(root, f))],
+    { env: { ...process.env, NEUROSHARD_TEST: '1' } },
+  );
+}
+process.stdout.write('\nall tests passed\n');

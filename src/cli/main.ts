@@ -1,0 +1,81 @@
+/**
+ * The `neuroshard` command. Dispatches to subcommands; exit codes: 0 ok, 1 runtime error, 2 bad usage.
+ */
+import '../util/polyfill.js';
+import { PACKAGE_VERSION } from '../params/index.js';
+import { isNeuroShardError } from '../util/errors.js';
+import { EXIT_RUNTIME, EXIT_USAGE, helpText, parseFlags, UsageError, type CommandIO } from './command.js';
+import { COMMANDS } from './commands.js';
+
+function topHelp(): string {
+  const w = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return [
+    'usage: neuroshard <command> [flags]',
+    '',
+    'NeuroShard: many ordinary machines holding, serving and training one language model.',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(w)}${c.summary}`),
+    '',
+    'global flags: --data-dir DIR, --log-level LEVEL, --threads N, --help, --version',
+    "run 'neuroshard <command> --help' for a command's flags",
+  ].join('\n');
+}
+
+export async function main(argv: string[], io: CommandIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout(topHelp() + '\n');
+    return name === undefined ? EXIT_USAGE : 0;
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    io.stdout(PACKAGE_VERSION + '\n');
+    return 0;
+  }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  if (cmd === undefined) {
+    io.stderr(`neuroshard: unknown command "${name}"\n\n${topHelp()}\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    const { values, positionals } = parseFlags(cmd, rest);
+    if (values.help === true) {
+      io.stdout(helpText(cmd) + '\n');
+      return 0;
+    }
+    return await cmd.run(values, positionals, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.stderr(`neuroshard ${cmd.name}: ${e.message}\nrun 'neuroshard ${cmd.name} --help' for usage\n`);
+      return EXIT_USAGE;
+    }
+    if (isNeuroShardError(e)) {
+      io.stderr(`neuroshard ${cmd.name}: ${e.message} [${e.code}]\n`);
+      return e.fault === 'caller' && e.code === 'INVALID_ARGUMENT' ? EXIT_USAGE : EXIT_RUNTIME;
+    }
+    io.stderr(`neuroshard ${cmd.name}: ${(e as Error)?.stack ?? String(e)}\n`);
+    return EXIT_RUNTIME;
+  }
+}
+
+/** Process entry: wires signals to an AbortController and exits with the command's code. */
+export async function run(): Promise<void> {
+  const ac = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`\nneuroshard: second ${sig}, exiting now\n`);
+      process.exit(130);
+    }
+    ac.abort(new Error(sig));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const code = await main(process.argv.slice(2), {
+    stdout: (s) => process.stdout.write(s),
+    stderr: (s) => process.stderr.write(s),
+    signal: ac.signal,
+  });
+  process.exitCode = code;
+}

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { PACKAGE_VERSION } from '../../src/params/index.js';
+import { REPO_ROOT } from '../utils/paths.js';
+
+const exec = promisify(execFile);
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await exec('npx', ['neuroshard', ...args], { cwd: REPO_ROOT, timeout: 60_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe('neuroshard CLI (npx)', () => {
+  it('--version prints the package version', async () => {
+    const r = await cli(['--version']);
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout.trim(), PACKAGE_VERSION);
+  });
+
+  it('--help lists the commands; each command has --help', async () => {
+    const r = await cli(['--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /start/);
+    const s = await cli(['start', '--help']);
+    assert.equal(s.code, 0);
+    assert.match(s.stdout, /usage: neuroshard start/);
+  });
+
+  it('exits 2 on bad usage', async () => {
+    assert.equal((await cli(['no-such-command'])).code, 2);
+    const r = await cli(['start', '--no-such-flag']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /no-such-flag/);
+  });
+});

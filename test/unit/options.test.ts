@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { DEFAULTS, envName, loadOptions } from '../../src/node/options.js';
+import { isNeuroShardError } from '../../src/util/errors.js';
+import { tempDir } from '../utils/paths.js';
+
+describe('options', () => {
+  it('merges defaults < config.json < env < flags', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ logLevel: 'debug', threads: 3 }));
+      const fromFile = loadOptions({ flags: { dataDir: dir }, env: {} });
+      assert.equal(fromFile.logLevel, 'debug');
+      assert.equal(fromFile.threads, 3);
+      const fromEnv = loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_THREADS: '5' } });
+      assert.equal(fromEnv.threads, 5);
+      assert.equal(fromEnv.logLevel, 'debug');
+      const fromFlag = loadOptions({ flags: { dataDir: dir, threads: '7' }, env: { NEUROSHARD_THREADS: '5' } });
+      assert.equal(fromFlag.threads, 7);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('takes the data dir from the environment', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      assert.equal(loadOptions({ env: { NEUROSHARD_DATA_DIR: dir } }).dataDir, dir);
+      assert.equal(loadOptions({ env: {} }).dataDir, DEFAULTS.dataDir);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('rejects bad values with a typed error naming the option and its source', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      assert.throws(() => loadOptions({ flags: { dataDir: dir, threads: '0' }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT') && /threads.*flag/.test(e.message));
+      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_LOG_LEVEL: 'loud' } }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /logLevel.*env/.test(e.message));
+      writeFileSync(join(dir, 'config.json'), '{"nope": 1}');
+      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: {} }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /unknown option "nope"/.test(e.message));
+      writeFileSync(join(dir, 'config.json'), '{not json');
+      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: {} }), (e) => isNeuroShardError(e, 'CONFIG_INVALID'));
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('maps option names to environment variables', () => {
+    assert.equal(envName('logLevel'), 'NEUROSHARD_LOG_LEVEL');
+    assert.equal(envName('dataDir'), 'NEUROSHARD_DATA_DIR');
+  });
+});
