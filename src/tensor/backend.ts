@@ -1,0 +1,248 @@
+/**
+ * ## Changes (owner: tensor TS side; native teammate, please read)
+ * - Added `NativeBackendModule`: what `src/tensor/backends/native.ts` must export for `selectBackend()` and the
+ *   parity test to find it: `loadNativeBackend(opts?: { threads?: number }): Backend` (sync or async), throwing an
+ *   Error whose message says why when the addon cannot load. (`createNativeBackend` is accepted as an alias.)
+ *   `description` of the native backend is printed after "engine: ", e.g. "native AVX-512, 2 threads".
+ * - GemmArgs: default batch strides are the dense matrix sizes rows·ld (A: (transA ? K : M)·lda, B: (transB ? N : K)·ldb,
+ *   C: M·ldc). Unchanged semantics otherwise.
+ * - rope: angles are computed as Hugging Face Llama does, in float32: inv_freq[i] = f32(1 / f32(theta ^ f32(2i / D))),
+ *   angle = f32(p · inv_freq[i]); cos/sin of that float32 angle (so our logits match PyTorch at long positions).
+ * - quantizeInt8: scale is stored as float32(max|x| / 127) and q = round-half-away-from-zero(x / scale) (C `roundf`),
+ *   clamped to [−127, 127]; dequantize is q·scale. Parity allows |Δq| ≤ 1 where x / scale sits on a tie.
+ * - toFp16: NaN maps to a NaN (any payload), ±overflow to ±Infinity, subnormals are produced (no flush to zero).
+ * - crossEntropy: when every row is ignored, lossSum = 0 and count = 0 (the op reports a loss of 0, not NaN).
+ * No signature changed.
+ */
+
+/**
+ * The kernel contract. A Backend is a flat set of numerical kernels over raw typed arrays with explicit sizes:
+ * no shapes, no allocation policy, no autograd. Ops (src/tensor/ops/) check shapes, allocate outputs and pair
+ * forward with backward; backends only compute. Two implementations:
+ *
+ * - `reference` (src/tensor/backends/reference.ts): plain TypeScript loops, simple and obviously right; the oracle
+ *   of the parity tests and the fallback when the native addon does not load.
+ * - `native` (src/tensor/backends/native.ts over src/tensor/native/*.cc): SIMD C++ with a thread pool sized to the
+ *   machine's cores.
+ *
+ * Conventions every kernel follows:
+ * - All float data is float32, row-major, dense unless a stride says otherwise. Token ids are Int32Array.
+ * - Shape letters: B batch, T time (query positions), S key/value positions, C channels (hidden size),
+ *   H query heads, KV key/value heads, D head_dim, F FFN width, V vocabulary, N rows (B·T), P parameter count.
+ * - Attention activations keep the projection layout [B, T, H, D] (no transposes between kernels).
+ * - `accumulate` flags mean "add into the output" (gradients are accumulated, llm.c style); otherwise the output
+ *   is overwritten.
+ * - Kernels never allocate outputs and never validate shapes: the ops layer does that once, with typed errors.
+ *   Kernels may assume non-aliased inputs and outputs unless a comment says in-place is allowed.
+ */
+
+export interface GemmArgs {
+  /** op(A) is [M, K]: A is [M, K] when transA is false, [K, M] when true. */
+  transA: boolean;
+  /** op(B) is [K, N]: B is [K, N] when transB is false, [N, K] when true. */
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  /** C = alpha·op(A)·op(B) + beta·C. beta = 0 overwrites C (NaN in C does not propagate). */
+  alpha: number;
+  beta: number;
+  /**
+   * Batched GEMM: `batch` independent products. Offsets between consecutive matrices, in elements; each defaults
+   * to the dense size rows·ld of its operand.
+   */
+  batch?: number;
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  /** Leading dimensions (row strides in elements); default to the dense values. */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  /** Element offsets into the arrays where matrix 0 starts (default 0). */
+  offA?: number;
+  offB?: number;
+  offC?: number;
+}
+
+export interface AdamWArgs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  step: number;
+  /** Multiply the gradient by this before the update (global-norm clipping folds in here). */
+  gradScale: number;
+}
+
+export interface Backend {
+  readonly name: 'reference' | 'native';
+  /** A one-line description: kernel family chosen (e.g. "AVX-512"), threads, BLAS if any. */
+  readonly description: string;
+  /** Threads the backend's pool uses (1 for reference). */
+  readonly threads: number;
+  setThreads(n: number): void;
+
+  // ---- linear algebra ---------------------------------------------------------------------------------------
+  /** C[M,N] = alpha·op(A)[M,K]·op(B)[K,N] + beta·C, optionally batched. */
+  gemm(a: Float32Array, b: Float32Array, c: Float32Array, args: GemmArgs): void;
+
+  // ---- elementwise --------------------------------------------------------------------------------------------
+  /** out[i] = a[i] + b[i], n elements; out may alias a or b. */
+  add(a: Float32Array, b: Float32Array, out: Float32Array, n: number): void;
+  /** y[i] += alpha·x[i]. */
+  axpy(alpha: number, x: Float32Array, y: Float32Array, n: number): void;
+  /** x[i] *= alpha, in place. */
+  scale(x: Float32Array, alpha: number, n: number): void;
+  /** Σ x[i]² in float64 accumulation (returned as a JS number). */
+  sumSquares(x: Float32Array, n: number): number;
+  /** True when every element is finite. */
+  allFinite(x: Float32Array, n: number): boolean;
+
+  // ---- embedding ----------------------------------------------------------------------------------------------
+  /** out[N, C] = table[ids[n], :]. ids are pre-validated to be in [0, V). */
+  embeddingForward(table: Float32Array, ids: Int32Array, out: Float32Array, N: number, C: number): void;
+  /** dtable[ids[n], :] += dout[n, :] (scatter-add; repeated ids accumulate). */
+  embeddingBackward(dout: Float32Array, ids: Int32Array, dtable: Float32Array, N: number, C: number): void;
+
+  // ---- RMSNorm ------------------------------------------------------------------------------------------------
+  /**
+   * out[N, C] = x / sqrt(mean(x²) + eps) · w[C]; saves rstd[N] = 1/sqrt(mean(x²) + eps) for backward.
+   */
+  rmsnormForward(x: Float32Array, w: Float32Array, out: Float32Array, rstd: Float32Array, N: number, C: number, eps: number): void;
+  /**
+   * Given dout[N, C], writes dx[N, C] (overwrite, or add when accumulateDx) and accumulates dw[C] += Σ_n dout·x·rstd.
+   */
+  rmsnormBackward(
+    dout: Float32Array,
+    x: Float32Array,
+    w: Float32Array,
+    rstd: Float32Array,
+    dx: Float32Array,
+    dw: Float32Array,
+    N: number,
+    C: number,
+    accumulateDx: boolean,
+  ): void;
+
+  // ---- RoPE (rotate-half layout, as Hugging Face Llama) -------------------------------------------------------
+  /**
+   * In place on x[B, T, H, D]: for position p = posOffset + t and i < D/2, with f = p · theta^(-2i/D):
+   *   x1' = x1·cos f − x2·sin f,  x2' = x2·cos f + x1·sin f,  where x1 = x[..., i], x2 = x[..., i + D/2].
+   * `positions` (Int32Array of length T, optional) overrides posOffset + t per position.
+   * inverse = true rotates by −f (the backward pass: RoPE is orthogonal, so its gradient is the inverse rotation).
+   * Angles in float32 as Hugging Face computes them (see Changes above).
+   */
+  rope(x: Float32Array, B: number, T: number, H: number, D: number, posOffset: number, theta: number, inverse: boolean, positions?: Int32Array): void;
+
+  // ---- attention ----------------------------------------------------------------------------------------------
+  /**
+   * Causal grouped-query attention over whole sequences (training and prefill).
+   * q[B, T, H, D], k[B, S, KV, D], v[B, S, KV, D] → out[B, T, H, D]; query head h uses KV head h / (H / KV).
+   * Query t sits at key position t + (S − T) (so S = T for training, S > T for a prefill after a cache) and
+   * attends to keys 0..t+(S−T). scale = 1/sqrt(D). Saves lse[B, H, T] (log-sum-exp of each softmax row) for backward.
+   */
+  attentionForward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    lse: Float32Array,
+    B: number,
+    T: number,
+    S: number,
+    H: number,
+    KV: number,
+    D: number,
+  ): void;
+  /**
+   * Backward of attentionForward: given dout[B, T, H, D] and the saved out and lse, writes (overwrites)
+   * dq[B, T, H, D], dk[B, S, KV, D], dv[B, S, KV, D].
+   */
+  attentionBackward(
+    dout: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    out: Float32Array,
+    lse: Float32Array,
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    B: number,
+    T: number,
+    S: number,
+    H: number,
+    KV: number,
+    D: number,
+  ): void;
+  /**
+   * Decode with a KV cache: q[B, 1, H, D] against cached keys/values kCache/vCache[B, maxS, KV, D] of which the first
+   * `len` positions are valid (the new token's k/v already written at position len − 1) → out[B, 1, H, D].
+   */
+  attentionDecode(
+    q: Float32Array,
+    kCache: Float32Array,
+    vCache: Float32Array,
+    out: Float32Array,
+    B: number,
+    H: number,
+    KV: number,
+    D: number,
+    maxS: number,
+    len: number,
+  ): void;
+
+  // ---- SwiGLU -------------------------------------------------------------------------------------------------
+  /** out[n] = silu(gate[n]) · up[n], n elements, silu(x) = x·sigmoid(x). */
+  swigluForward(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+  /** dgate[n] = dout·up·silu'(gate), dup[n] = dout·silu(gate) (both overwritten). */
+  swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
+
+  // ---- loss ---------------------------------------------------------------------------------------------------
+  /**
+   * Softmax cross-entropy over logits[N, V] with targets[N] (ignoreIndex rows contribute nothing).
+   * Returns the sum of the losses of the counted rows and their count; writes probs-based gradients into dlogits
+   * when given: dlogits[n, :] = (softmax(logits[n]) − onehot(target)) · gradScale, zero for ignored rows.
+   * (The op divides by the count through gradScale.) Targets outside [0, V) other than ignoreIndex are
+   * pre-validated by the op.
+   */
+  crossEntropy(
+    logits: Float32Array,
+    targets: Int32Array,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+    dlogits: Float32Array | null,
+    gradScale: number,
+  ): { lossSum: number; count: number };
+
+  // ---- optimizer ----------------------------------------------------------------------------------------------
+  /**
+   * One AdamW step over P parameters, decoupled weight decay (param −= lr·wd·param before the Adam update), bias
+   * correction with `step`; g is read as grad·gradScale. Updates param, m and v in place.
+   */
+  adamw(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, P: number, args: AdamWArgs): void;
+
+  // ---- compression --------------------------------------------------------------------------------------------
+  /** IEEE half precision, round to nearest even; out is a Uint16Array of n elements. */
+  toFp16(x: Float32Array, out: Uint16Array, n: number): void;
+  fromFp16(x: Uint16Array, out: Float32Array, n: number): void;
+  /**
+   * Block-wise symmetric int8: for each block of `blockSize` elements, scale = max|x| / 127 (0 for an all-zero
+   * block), q = round(x / scale) clamped to [−127, 127], rounding half away from zero. scales has ceil(n / blockSize)
+   * entries.
+   */
+  quantizeInt8(x: Float32Array, q: Int8Array, scales: Float32Array, n: number, blockSize: number): void;
+  dequantizeInt8(q: Int8Array, scales: Float32Array, out: Float32Array, n: number, blockSize: number): void;
+}
+
+/**
+ * What `src/tensor/backends/native.ts` exports. `selectBackend()` imports it dynamically, so a missing or unbuildable
+ * addon only drops the engine to the reference backend; the thrown Error's message becomes the printed reason.
+ */
+export interface NativeBackendModule {
+  loadNativeBackend(opts?: { threads?: number }): Backend | Promise<Backend>;
+}

@@ -1,0 +1,66 @@
+/**
+ * Compression of flat float32 tensors (pseudo-gradients on the wire, later):
+ *
+ * - fp16: IEEE half precision, round to nearest even; relative error ≤ 2^-11 in the normal range (|x| ≥ 2^-14),
+ *   absolute error ≤ 2^-25 below it; |x| ≥ 65520 becomes ±Infinity. 2 bytes per element.
+ * - int8, block-wise symmetric: each block of `blockSize` elements has scale = max|x| / 127 and q = round(x / scale)
+ *   in [−127, 127]; the error per element is at most scale / 2 (plus float32 rounding). 1 byte per element plus
+ *   4 bytes per block. Input must be finite (a NaN has no int8 code).
+ */
+import type { Backend } from '../backend.js';
+import { InvalidArgumentError } from '../../util/errors.js';
+import { ShapeError } from '../errors.js';
+import { type Tensor } from '../tensor.js';
+
+/** Elements per int8 block: 64 keeps the scale overhead at 6 % while bounding the damage of one outlier. */
+export const DEFAULT_INT8_BLOCK = 64;
+
+/** Int8 codes with one float32 scale per block. */
+export interface Int8Blocks {
+  q: Int8Array;
+  scales: Float32Array;
+  /** Element count. */
+  n: number;
+  blockSize: number;
+}
+
+function flat(x: Tensor | Float32Array): Float32Array {
+  return x instanceof Float32Array ? x : x.data;
+}
+
+export function toFp16(backend: Backend, x: Tensor | Float32Array, out?: Uint16Array): Uint16Array {
+  const d = flat(x);
+  const o = out ?? new Uint16Array(d.length);
+  if (o.length !== d.length) throw new ShapeError('toFp16', `out has ${o.length} elements, input ${d.length}`);
+  backend.toFp16(d, o, d.length);
+  return o;
+}
+
+export function fromFp16(backend: Backend, h: Uint16Array, out?: Float32Array): Float32Array {
+  const o = out ?? new Float32Array(h.length);
+  if (o.length !== h.length) throw new ShapeError('fromFp16', `out has ${o.length} elements, input ${h.length}`);
+  backend.fromFp16(h, o, h.length);
+  return o;
+}
+
+export function quantizeInt8(backend: Backend, x: Tensor | Float32Array, blockSize = DEFAULT_INT8_BLOCK): Int8Blocks {
+  const d = flat(x);
+  if (!Number.isInteger(blockSize) || blockSize < 1) throw new InvalidArgumentError(`quantizeInt8: blockSize ${blockSize} must be an integer ≥ 1`);
+  if (!backend.allFinite(d, d.length)) throw new InvalidArgumentError('quantizeInt8: input holds NaN or ±Infinity', undefined, 'NON_FINITE');
+  const n = d.length;
+  const q = new Int8Array(n);
+  const scales = new Float32Array(Math.ceil(n / blockSize));
+  backend.quantizeInt8(d, q, scales, n, blockSize);
+  return { q, scales, n, blockSize };
+}
+
+export function dequantizeInt8(backend: Backend, b: Int8Blocks, out?: Float32Array): Float32Array {
+  if (!Number.isInteger(b.blockSize) || b.blockSize < 1) throw new InvalidArgumentError(`dequantizeInt8: blockSize ${b.blockSize} must be an integer ≥ 1`);
+  if (b.q.length !== b.n || b.scales.length !== Math.ceil(b.n / b.blockSize)) {
+    throw new ShapeError('dequantizeInt8', `${b.q.length} codes and ${b.scales.length} scales do not describe ${b.n} elements in blocks of ${b.blockSize}`);
+  }
+  const o = out ?? new Float32Array(b.n);
+  if (o.length !== b.n) throw new ShapeError('dequantizeInt8', `out has ${o.length} elements, expected ${b.n}`);
+  backend.dequantizeInt8(b.q, b.scales, o, b.n, b.blockSize);
+  return o;
+}
