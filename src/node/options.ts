@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import { multiaddr } from '@multiformats/multiaddr';
 import { DEFAULT_DATA_DIR_NAME, ENV_PREFIX } from '../params/index.js';
 import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
@@ -18,12 +19,57 @@ export interface NodeOptions {
   logLevel: LogLevel;
   /** Threads of the native compute pool (the one level of threading inside the compute worker). */
   threads: number;
+  /** Bootstrap trackers (http/https base URLs): announced to every 20 s and asked for peers. */
+  trackers: string[];
+  /** Port of the local status endpoint, served on 127.0.0.1 only; 0 picks a free port. */
+  apiPort: number;
+  /** P2P listen multiaddrs (port 0 picks one); an address ending in /p2p-circuit listens through that relay. */
+  listen: string[];
+  /** Multiaddrs to announce instead of the listen addresses (e.g. a forwarded public port). */
+  announce: string[];
+  /** Peers to join through (multiaddrs ending in /p2p/<peerId>). */
+  bootstrap: string[];
+  /** Found a new network even when peers or trackers are given. */
+  genesis: boolean;
+  /** LAN discovery through mDNS. */
+  mdns: boolean;
+  /** Ask the router for a port mapping (UPnP). */
+  upnp: boolean;
+  /** Offer a circuit relay to peers that cannot be dialled directly. */
+  relay: boolean;
+  /** Bytes one relayed connection may carry (MiB) and how long it may last (s): raised for tensor traffic. */
+  relayDataLimitMb: number;
+  relayDurationS: number;
+  /** Most open connections before libp2p prunes. */
+  maxConnections: number;
+  /** Layers held until the layer pool decides: [start, end), from `--span a:b`. */
+  span: { start: number; end: number } | undefined;
+  /** Heartbeat period, and silence after which a peer is stale / dead (ms). */
+  heartbeatIntervalMs: number;
+  peerStaleMs: number;
+  peerDeadMs: number;
 }
 
 export const DEFAULTS: NodeOptions = {
   dataDir: join(homedir(), DEFAULT_DATA_DIR_NAME),
   logLevel: 'info',
   threads: Math.max(1, availableParallelism()),
+  trackers: [],
+  apiPort: 8000,
+  listen: ['/ip4/0.0.0.0/tcp/9000', '/ip4/0.0.0.0/tcp/9001/ws'],
+  announce: [],
+  bootstrap: [],
+  genesis: false,
+  mdns: true,
+  upnp: true,
+  relay: false,
+  relayDataLimitMb: 1024,
+  relayDurationS: 1800,
+  maxConnections: 300,
+  span: undefined,
+  heartbeatIntervalMs: 5000,
+  peerStaleMs: 15_000,
+  peerDeadMs: 60_000,
 };
 
 /** Where an option value came from; used in error messages. */
@@ -53,7 +99,82 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 256) fail('threads', src, 'must be an integer in 1..256');
     return n;
   },
+  trackers: (raw, src) => {
+    // a list (config file, repeated flag) or one comma-separated string (environment)
+    const list = typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter((x) => x !== '') : raw;
+    if (!Array.isArray(list) || list.length > 16) fail('trackers', src, 'must be a list of at most 16 URLs');
+    return list.map((u: unknown) => {
+      let url: URL | undefined;
+      try {
+        url = typeof u === 'string' && u.length <= 2048 ? new URL(u) : undefined;
+      } catch {
+        url = undefined;
+      }
+      if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) fail('trackers', src, `${JSON.stringify(String(u).slice(0, 100))} is not an http(s) URL`);
+      if (url.username !== '' || url.password !== '') fail('trackers', src, 'a tracker URL must not carry a user name or password');
+      return u as string;
+    });
+  },
+  apiPort: (raw, src) => {
+    const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) fail('apiPort', src, 'must be an integer in 0..65535');
+    return n;
+  },
+  listen: (raw, src) => multiaddrList('listen', raw, src, 1),
+  announce: (raw, src) => multiaddrList('announce', raw, src, 0),
+  bootstrap: (raw, src) => {
+    const list = multiaddrList('bootstrap', raw, src, 0);
+    for (const a of list) if (!/\/p2p\/[^/]+$/.test(a)) fail('bootstrap', src, `${a} must end in /p2p/<peerId>`);
+    return list;
+  },
+  genesis: (raw, src) => bool('genesis', raw, src),
+  mdns: (raw, src) => bool('mdns', raw, src),
+  upnp: (raw, src) => bool('upnp', raw, src),
+  relay: (raw, src) => bool('relay', raw, src),
+  relayDataLimitMb: (raw, src) => intIn('relayDataLimitMb', raw, src, 1, 1 << 20),
+  relayDurationS: (raw, src) => intIn('relayDurationS', raw, src, 1, 7 * 86400),
+  maxConnections: (raw, src) => intIn('maxConnections', raw, src, 1, 100_000),
+  span: (raw, src) => {
+    if (raw === undefined) return undefined;
+    const m = typeof raw === 'string' ? /^(\d{1,5}):(\d{1,5})$/.exec(raw) : null;
+    const o = m !== null ? { start: Number(m[1]), end: Number(m[2]) } : raw;
+    if (typeof o !== 'object' || o === null || !Number.isInteger((o as { start?: unknown }).start) || !Number.isInteger((o as { end?: unknown }).end)) {
+      fail('span', src, 'must be a:b (first layer : one past the last)');
+    }
+    const { start, end } = o as { start: number; end: number };
+    if (start < 0 || end <= start || end > 65536) fail('span', src, 'must satisfy 0 <= a < b <= 65536');
+    return { start, end };
+  },
+  heartbeatIntervalMs: (raw, src) => intIn('heartbeatIntervalMs', raw, src, 100, 3_600_000),
+  peerStaleMs: (raw, src) => intIn('peerStaleMs', raw, src, 100, 86_400_000),
+  peerDeadMs: (raw, src) => intIn('peerDeadMs', raw, src, 100, 86_400_000),
 };
+
+function bool(key: string, raw: unknown, src: OptionSource): boolean {
+  if (raw === true || raw === 'true' || raw === '1') return true;
+  if (raw === false || raw === 'false' || raw === '0') return false;
+  fail(key, src, 'must be true or false');
+}
+
+function intIn(key: string, raw: unknown, src: OptionSource, min: number, max: number): number {
+  const n = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : raw;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) fail(key, src, `must be an integer in ${min}..${max}`);
+  return n;
+}
+
+/** A list of multiaddrs: an array (config file, repeated flag) or one comma-separated string (environment). */
+function multiaddrList(key: string, raw: unknown, src: OptionSource, min: number): string[] {
+  const list = typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter((x) => x !== '') : raw;
+  if (!Array.isArray(list) || list.length < min || list.length > 32) fail(key, src, `must be a list of ${min} to 32 multiaddrs`);
+  return list.map((a: unknown) => {
+    if (typeof a !== 'string' || a.length > 512) fail(key, src, 'each entry must be a multiaddr string of at most 512 characters');
+    try {
+      return multiaddr(a).toString();
+    } catch (e) {
+      fail(key, src, `${JSON.stringify(a.slice(0, 100))} is not a multiaddr: ${(e as Error).message}`);
+    }
+  });
+}
 
 /** camelCase option name → NEUROSHARD_SNAKE_CASE. */
 export function envName(key: string): string {

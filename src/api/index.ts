@@ -1,0 +1,16 @@
+/** The node's local HTTP endpoint: server, route shapes, and the typed client the CLI uses. */
+export { API_DEFAULTS, ApiServer, type ApiServerModules, type ApiServerOptions } from './server.js';
+export { API_CLIENT_DEFAULTS, ApiClient, ApiResponseError, NodeUnreachableError, type ApiClientOptions } from './client.js';
+export {
+  LIVENESS,
+  nodeStatusSchema,
+  peerStatusSchema,
+  peersViewSchema,
+  registerStatusRoutes,
+  type Liveness,
+  type NodeStatus,
+  type PeerStatus,
+  type PeersView,
+  type SpanView,
+  type StatusProvider,
+} from './status.js';

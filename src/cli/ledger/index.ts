@@ -1,0 +1,61 @@
+/**
+ * `neuroshard ledger status|backup`: the node's ledger as anyone can compare it (`status`), and a consistent copy
+ * of the database taken while the node runs (`backup`, SQLite's online backup).
+ */
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { formatAmount } from '../../ledger/index.js';
+import { ConfigError } from '../../util/errors.js';
+import { UsageError, type Command } from '../command.js';
+import { dataDirOf, openLedgerReadOnly, output } from '../wallet/common.js';
+
+export const ledgerCommand: Command = {
+  name: 'ledger',
+  summary: "the node's NEURO ledger: status (state hash and totals) or backup <file>",
+  args: '<status|backup <file>>',
+  flags: {
+    json: { type: 'boolean', description: 'print JSON' },
+    verify: { type: 'boolean', description: 'status: also re-derive the state from the stored events and report whether it matches' },
+    force: { type: 'boolean', description: 'backup: overwrite an existing file' },
+  },
+  async run(flags, positionals, io) {
+    const [sub, ...rest] = positionals;
+    const dataDir = dataDirOf(flags);
+    if (sub === 'status') {
+      if (rest.length !== 0) throw new UsageError('ledger status takes no arguments');
+      const ledger = openLedgerReadOnly(dataDir);
+      if (ledger === undefined) throw new ConfigError(`no ledger in ${dataDir}: the node has not run there yet`, undefined, 'LEDGER_MISSING');
+      try {
+        const s = ledger.status();
+        const out: Record<string, unknown> = {
+          stateHash: s.stateHash,
+          events: s.events,
+          minted: formatAmount(s.minted),
+          burned: formatAmount(s.burned),
+          staked: formatAmount(s.staked),
+          escrowed: formatAmount(s.escrowed),
+        };
+        if (flags.verify === true) out.consistent = ledger.replayHash() === s.stateHash;
+        output(io, flags, out);
+        return out.consistent === false ? 1 : 0;
+      } finally {
+        ledger.close();
+      }
+    }
+    if (sub === 'backup') {
+      if (rest.length !== 1) throw new UsageError('ledger backup takes one argument: the file to write');
+      const file = resolve(rest[0]!);
+      if (existsSync(file) && flags.force !== true) throw new UsageError(`${file} exists; pass --force to overwrite it`);
+      const ledger = openLedgerReadOnly(dataDir);
+      if (ledger === undefined) throw new ConfigError(`no ledger in ${dataDir}: the node has not run there yet`, undefined, 'LEDGER_MISSING');
+      try {
+        await ledger.backup(file);
+      } finally {
+        ledger.close();
+      }
+      output(io, flags, { file, bytes: statSync(file).size });
+      return 0;
+    }
+    throw new UsageError('ledger needs a subcommand: status or backup <file>');
+  },
+};

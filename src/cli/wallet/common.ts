@@ -1,0 +1,98 @@
+/**
+ * Helpers shared by `neuroshard wallet` and `neuroshard ledger`: the data dir, the ledger opened read-only next to
+ * a possibly running node, terminal prompts, and output as JSON or as plain lines.
+ */
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import Database from 'better-sqlite3';
+import { loadOptions } from '../../node/options.js';
+import { Ledger, ledgerPath } from '../../ledger/index.js';
+import { stringFlag, UsageError, type CommandIO, type FlagValues } from '../command.js';
+
+export function dataDirOf(flags: FlagValues): string {
+  return loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir'), logLevel: stringFlag(flags, 'log-level') } }).dataDir;
+}
+
+/** The network id and model depth recorded in the ledger by the node that created it. */
+export function ledgerMeta(dataDir: string): { networkId: string; modelLayers: number } | undefined {
+  const path = ledgerPath(dataDir);
+  if (!existsSync(path)) return undefined;
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get();
+    if (has === undefined) return undefined;
+    const get = (k: string): string | undefined => (db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: string } | undefined)?.v;
+    const networkId = get('networkId');
+    const layers = get('modelLayers');
+    if (networkId === undefined || layers === undefined) return undefined;
+    return { networkId, modelLayers: Number(layers) };
+  } finally {
+    db.close();
+  }
+}
+
+/** The node's ledger, read-only (safe while the node writes); undefined when the node never created one. */
+export function openLedgerReadOnly(dataDir: string): Ledger | undefined {
+  const meta = ledgerMeta(dataDir);
+  if (meta === undefined) return undefined;
+  return new Ledger({ path: ledgerPath(dataDir), networkId: meta.networkId, modelLayers: meta.modelLayers, readonly: true });
+}
+
+export function isTerminal(): boolean {
+  return process.stdin.isTTY === true && process.stderr.isTTY === true;
+}
+
+/** Asks a question on the terminal (stderr), returns the answer line. */
+export async function ask(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  try {
+    return await new Promise<string>((resolve) => rl.question(question, resolve));
+  } finally {
+    rl.close();
+  }
+}
+
+/**
+ * Confirms an action: passes with --yes, asks on a terminal, and refuses otherwise (a script must say --yes).
+ */
+export async function confirm(flags: FlagValues, io: CommandIO, summary: string, typed?: string): Promise<void> {
+  if (flags.yes === true) return;
+  if (!isTerminal()) throw new UsageError(`${summary}\nrefusing without a terminal to confirm on: pass --yes`);
+  io.stderr(summary + '\n');
+  const answer = (await ask(typed === undefined ? 'proceed? [y/N] ' : `type "${typed}" to proceed: `)).trim();
+  const ok = typed === undefined ? /^y(es)?$/i.test(answer) : answer === typed;
+  if (!ok) throw new UsageError('cancelled');
+}
+
+/** Reads all of standard input (at most `max` bytes). */
+export async function readStdin(max = 4096): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of process.stdin) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > max) throw new UsageError(`standard input is longer than ${max} bytes`);
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Prints `value` as JSON with --json, otherwise as "key: value" lines. */
+export function output(io: CommandIO, flags: FlagValues, value: unknown): void {
+  if (flags.json === true) {
+    io.stdout(JSON.stringify(value, null, 2) + '\n');
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const v of value) io.stdout(lines(v) + '\n\n');
+    return;
+  }
+  io.stdout(lines(value) + '\n');
+}
+
+function lines(v: unknown): string {
+  if (v === null || typeof v !== 'object') return String(v);
+  return Object.entries(v as Record<string, unknown>)
+    .map(([k, x]) => `${k}: ${typeof x === 'object' && x !== null ? JSON.stringify(x) : String(x)}`)
+    .join('\n');
+}

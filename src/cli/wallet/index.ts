@@ -1,0 +1,287 @@
+/**
+ * `neuroshard wallet <create|import|export|show|balance|history|send|stake|unstake>`: the node's key as a wallet.
+ * Amounts are decimal NEURO strings in and out, never JSON numbers. Signed events go to the node running on the
+ * data dir (through the outbox it watches, until the HTTP API exists) or wait in the outbox until it starts.
+ */
+import {
+  addressFromPublicKey,
+  assertNoNodeRunning,
+  checkMnemonic,
+  createKeystore,
+  generateMnemonic,
+  keystoreExists,
+  openKeystore,
+  parseAddress,
+  peerIdFromPublicKey,
+  promptHidden,
+  readKeystorePublic,
+  readNodeLock,
+  resolvePassphrase,
+  accountIdFromPublicKey,
+  type NodeKey,
+} from '../../identity/index.js';
+import {
+  EventKind,
+  buildStake,
+  buildTransfer,
+  buildUnstake,
+  formatAmount,
+  outboxMaxNonce,
+  parseAmount,
+  readOutcome,
+  transferFee,
+  withOutboxLock,
+  writeOutbox,
+  MAX_LOCK_DAYS,
+  MIN_LOCK_DAYS,
+  type LedgerEvent,
+} from '../../ledger/index.js';
+import { toHex } from '../../util/bytes.js';
+import { ConfigError, isNeuroShardError } from '../../util/errors.js';
+import { intFlag, stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
+import { confirm, dataDirOf, isTerminal, ledgerMeta, openLedgerReadOnly, output, readStdin } from './common.js';
+
+const SUBCOMMANDS = ['create', 'import', 'export', 'show', 'balance', 'history', 'send', 'stake', 'unstake'] as const;
+type Sub = (typeof SUBCOMMANDS)[number];
+
+/** How long `send`/`stake`/`unstake` wait for a running node to take the event from the outbox. */
+const NODE_PICKUP_MS = 15_000;
+
+function amountArg(s: string | undefined, what: string): bigint {
+  if (s === undefined) throw new UsageError(`missing ${what}`);
+  try {
+    const v = parseAmount(s);
+    if (v === 0n) throw new UsageError(`${what} must be more than 0`);
+    return v;
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${what}: ${(e as Error).message}`);
+  }
+}
+
+function addressArg(s: string | undefined): Uint8Array {
+  if (s === undefined) throw new UsageError('missing address');
+  try {
+    return parseAddress(s);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+async function passphraseFor(flags: FlagValues, creating: boolean): Promise<string | undefined> {
+  return resolvePassphrase({
+    file: stringFlag(flags, 'passphrase-file'),
+    prompt: true,
+    confirm: creating,
+    promptText: creating ? 'passphrase to encrypt the keystore (empty for none): ' : 'keystore passphrase: ',
+  });
+}
+
+async function unlock(dataDir: string, flags: FlagValues): Promise<{ key: NodeKey; mnemonic: string }> {
+  const pub = readKeystorePublic(dataDir);
+  const passphrase = pub.encrypted ? await passphraseFor(flags, false) : undefined;
+  return openKeystore(dataDir, { passphrase });
+}
+
+function refuseExisting(dataDir: string, flags: FlagValues): void {
+  assertNoNodeRunning(dataDir);
+  if (keystoreExists(dataDir) && flags.force !== true) {
+    throw new ConfigError(`a keystore already exists in ${dataDir}; pass --force to replace it (the old key is lost unless you kept its mnemonic)`, undefined, 'KEYSTORE_EXISTS');
+  }
+}
+
+async function create(dataDir: string, flags: FlagValues, io: CommandIO): Promise<number> {
+  refuseExisting(dataDir, flags);
+  const passphrase = await passphraseFor(flags, true);
+  const mnemonic = generateMnemonic();
+  const key = createKeystore(dataDir, mnemonic, { passphrase, force: flags.force === true });
+  if (flags.json !== true) io.stderr('Write the mnemonic down and keep it safe: it is shown only this once and is the only way to recover the wallet.\n');
+  output(io, flags, { address: addressFromPublicKey(key.publicKey), peerId: peerIdFromPublicKey(key.publicKey), mnemonic });
+  return 0;
+}
+
+async function importWallet(dataDir: string, flags: FlagValues, io: CommandIO): Promise<number> {
+  refuseExisting(dataDir, flags);
+  const text = isTerminal() ? await promptHidden('mnemonic: ') : await readStdin();
+  let mnemonic: string;
+  try {
+    mnemonic = checkMnemonic(text);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const passphrase = await passphraseFor(flags, true);
+  const key = createKeystore(dataDir, mnemonic, { passphrase, force: flags.force === true });
+  output(io, flags, { address: addressFromPublicKey(key.publicKey), peerId: peerIdFromPublicKey(key.publicKey) });
+  return 0;
+}
+
+async function exportWallet(dataDir: string, flags: FlagValues, io: CommandIO): Promise<number> {
+  readKeystorePublic(dataDir); // fail early with KEYSTORE_MISSING
+  await confirm(flags, io, 'This prints the mnemonic: anyone who sees it controls the wallet.', 'show mnemonic');
+  const { mnemonic } = await unlock(dataDir, flags);
+  output(io, flags, flags.json === true ? { mnemonic } : mnemonic);
+  return 0;
+}
+
+function show(dataDir: string, flags: FlagValues, io: CommandIO): number {
+  const p = readKeystorePublic(dataDir);
+  output(io, flags, { address: p.address, peerId: p.peerId, publicKey: toHex(p.publicKey) });
+  return 0;
+}
+
+function ownAccount(dataDir: string): Uint8Array {
+  return accountIdFromPublicKey(readKeystorePublic(dataDir).publicKey);
+}
+
+function balance(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): number {
+  const account = positionals[0] !== undefined ? addressArg(positionals[0]) : ownAccount(dataDir);
+  const ledger = openLedgerReadOnly(dataDir);
+  try {
+    const v = ledger?.account(account);
+    output(io, flags, {
+      address: v?.address ?? (positionals[0] as string | undefined) ?? readKeystorePublic(dataDir).address,
+      balance: formatAmount(v?.balance ?? 0n),
+      staked: formatAmount(v?.staked ?? 0n),
+      unlocksAt: v !== undefined && v.unlocksAt > 0 ? new Date(v.unlocksAt).toISOString() : null,
+    });
+  } finally {
+    ledger?.close();
+  }
+  return 0;
+}
+
+function history(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): number {
+  const account = positionals[0] !== undefined ? addressArg(positionals[0]) : ownAccount(dataDir);
+  const ledger = openLedgerReadOnly(dataDir);
+  try {
+    output(io, flags, ledger?.history(account, intFlag(flags, 'limit', 100, 1, 10_000)) ?? []);
+  } finally {
+    ledger?.close();
+  }
+  return 0;
+}
+
+/** Signs an event with the next free nonce of its kind and leaves it for the node; waits for a running node. */
+async function submit(
+  dataDir: string,
+  flags: FlagValues,
+  kind: EventKind,
+  build: (key: NodeKey, env: { networkId: string; nonce: bigint; timestampMs: number }) => LedgerEvent,
+): Promise<{ event: LedgerEvent; status: string; reason?: string }> {
+  const meta = ledgerMeta(dataDir);
+  if (meta === undefined) throw new ConfigError(`no ledger in ${dataDir}: start the node once so it joins a network`, undefined, 'LEDGER_MISSING');
+  const { key } = await unlock(dataDir, flags);
+  const event = await withOutboxLock(dataDir, () => {
+    const ledger = openLedgerReadOnly(dataDir)!;
+    let nonce: bigint;
+    try {
+      nonce = ledger.nextNonce(key.publicKey, kind);
+    } finally {
+      ledger.close();
+    }
+    const queued = outboxMaxNonce(dataDir, key.publicKey, kind) + 1n;
+    if (queued > nonce) nonce = queued;
+    const e = build(key, { networkId: meta.networkId, nonce, timestampMs: Date.now() });
+    writeOutbox(dataDir, e);
+    return e;
+  });
+  if (readNodeLock(dataDir) === undefined) return { event, status: 'queued' };
+  const id = toHex(event.id);
+  const deadline = Date.now() + NODE_PICKUP_MS;
+  while (Date.now() < deadline) {
+    const o = readOutcome(dataDir, id);
+    if (o !== undefined) return o.reason === undefined ? { event, status: o.status } : { event, status: o.status, reason: o.reason };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { event, status: 'queued' };
+}
+
+async function send(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): Promise<number> {
+  const to = addressArg(positionals[0]);
+  const amount = amountArg(positionals[1], 'amount');
+  const fee = transferFee(amount);
+  const mine = ownAccount(dataDir);
+  if (Buffer.compare(to, mine) === 0) throw new UsageError('cannot send to your own address');
+  await confirm(
+    flags,
+    io,
+    `send ${formatAmount(amount)} NEURO to ${positionals[0]}\nfee ${formatAmount(fee)} NEURO (5 %, paid on top and burned)\ntotal ${formatAmount(amount + fee)} NEURO`,
+  );
+  const r = await submit(dataDir, flags, EventKind.Transfer, (key, env) => buildTransfer(key, env, to, amount));
+  output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), fee: formatAmount(fee), status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
+  return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
+}
+
+async function stake(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): Promise<number> {
+  const amount = amountArg(positionals[0], 'amount');
+  if (flags['lock-days'] === undefined) throw new UsageError('stake needs --lock-days D');
+  const days = intFlag(flags, 'lock-days', 30, MIN_LOCK_DAYS, MAX_LOCK_DAYS);
+  const r = await submit(dataDir, flags, EventKind.Stake, (key, env) => buildStake(key, env, amount, days));
+  output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), lockDays: days, status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
+  return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
+}
+
+async function unstake(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): Promise<number> {
+  const amount = amountArg(positionals[0], 'amount');
+  const r = await submit(dataDir, flags, EventKind.Unstake, (key, env) => buildUnstake(key, env, amount));
+  output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
+  return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
+}
+
+export const walletCommand: Command = {
+  name: 'wallet',
+  summary: 'the node key as a NEURO wallet: create, import, export, show, balance, history, send, stake, unstake',
+  args: '<create|import|export|show|balance [ADDRESS]|history [ADDRESS]|send <address> <amount>|stake <amount>|unstake <amount>>',
+  flags: {
+    json: { type: 'boolean', description: 'print JSON' },
+    force: { type: 'boolean', description: 'create/import: replace an existing keystore' },
+    yes: { type: 'boolean', short: 'y', description: 'send/export: skip the confirmation' },
+    'passphrase-file': { type: 'string', value: 'FILE', description: 'read the keystore passphrase from the first line of FILE (or set NEUROSHARD_PASSPHRASE)' },
+    'lock-days': { type: 'string', value: 'D', description: `stake: lock period in days (${MIN_LOCK_DAYS}..${MAX_LOCK_DAYS})` },
+    limit: { type: 'string', value: 'N', description: 'history: at most N events (default 100)' },
+  },
+  async run(flags, positionals, io) {
+    const [sub, ...rest] = positionals;
+    if (sub === undefined || !(SUBCOMMANDS as readonly string[]).includes(sub)) {
+      throw new UsageError(`wallet needs a subcommand: ${SUBCOMMANDS.join(', ')}`);
+    }
+    const dataDir = dataDirOf(flags);
+    const expect = (n: number, m = n): void => {
+      if (rest.length < n || rest.length > m) throw new UsageError(`wallet ${sub} takes ${n === m ? n : `${n} to ${m}`} argument(s)`);
+    };
+    try {
+      switch (sub as Sub) {
+        case 'create':
+          expect(0);
+          return await create(dataDir, flags, io);
+        case 'import':
+          expect(0);
+          return await importWallet(dataDir, flags, io);
+        case 'export':
+          expect(0);
+          return await exportWallet(dataDir, flags, io);
+        case 'show':
+          expect(0);
+          return show(dataDir, flags, io);
+        case 'balance':
+          expect(0, 1);
+          return balance(dataDir, flags, rest, io);
+        case 'history':
+          expect(0, 1);
+          return history(dataDir, flags, rest, io);
+        case 'send':
+          expect(2);
+          return await send(dataDir, flags, rest, io);
+        case 'stake':
+          expect(1);
+          return await stake(dataDir, flags, rest, io);
+        case 'unstake':
+          expect(1);
+          return await unstake(dataDir, flags, rest, io);
+      }
+    } catch (e) {
+      if (isNeuroShardError(e, 'KEYSTORE_MISSING')) throw new ConfigError(`${e.message}: run 'neuroshard wallet create' or 'neuroshard start' first`, undefined, 'KEYSTORE_MISSING');
+      throw e;
+    }
+  },
+};

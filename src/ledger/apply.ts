@@ -1,0 +1,234 @@
+/**
+ * The state transition: applies one stateless-valid event to the balance sheet at its place in canonical order.
+ * A pure function of the state (= the events before it) and the event, plus one question about the event *set*
+ * (`hasConflict`: does another stored event share this event's (signer, kind, nonce)?), which is what makes two
+ * equivocating events both void whatever order they arrive in. It never reads a clock: "now" is the event's own
+ * timestamp.
+ */
+import { toHex } from '../util/bytes.js';
+import { minBig } from './amount.js';
+import {
+  CAPACITY_TTL_MS,
+  DAY_MS,
+  MARKET_BASE_PRICE,
+  MAX_CAPACITY_TOKENS_PER_S,
+  MAX_REWARD_PER_DAY,
+  MAX_REWARD_PER_PROOF,
+  MAX_UNBONDING_ENTRIES,
+  SLASH_AMOUNT,
+  UNSTAKE_COOLDOWN_MS,
+  completionCost,
+  marketPriceStep,
+  proofReward,
+  requestEscrow,
+  roleMultiplier,
+  slashSplit,
+  splitCompletion,
+  stakeMultiplier,
+} from './economics.js';
+import { EventKind, ZERO_ACCOUNT, type LedgerEvent, type ProofBody } from './events.js';
+import type { ReasonCode } from './reasons.js';
+import type { Account, LedgerState, Totals } from './state.js';
+import { evidenceKey } from './verify.js';
+import { bytesEqual } from '../util/bytes.js';
+
+export type EventStatus = 'applied' | 'rejected' | 'void';
+
+export interface ApplyResult {
+  status: EventStatus;
+  reason?: ReasonCode;
+  /** The main amount moved: a proof's reward, a transfer's amount, a slash's take, a completion's cost. */
+  amount?: bigint;
+}
+
+export interface ApplyContext {
+  modelLayers: number;
+  /** True when another stored event has the same replay key as `e`. */
+  hasConflict(e: LedgerEvent): boolean;
+}
+
+function hex(b: Uint8Array): string {
+  return toHex(b);
+}
+
+function bump(s: LedgerState, f: (t: Totals) => Partial<Totals>): void {
+  const t = s.totals();
+  s.setTotals({ ...t, ...f(t) });
+}
+
+/** Moves matured cooling-down stake of `id` back to its balance (at event time `ts`). */
+function settleUnbonding(s: LedgerState, id: string, ts: number): Account {
+  const a = s.account(id);
+  if (a.unbonding.length === 0 || a.unbonding[0]!.releaseAt > ts) return a;
+  let released = 0n;
+  const rest = a.unbonding.filter((u) => {
+    if (u.releaseAt <= ts) {
+      released += u.amount;
+      return false;
+    }
+    return true;
+  });
+  const next = { ...a, balance: a.balance + released, unbonding: rest };
+  s.setAccount(id, next);
+  bump(s, (t) => ({ staked: t.staked - released }));
+  return next;
+}
+
+/** Refunds every request whose expiry is before `ts`. */
+function settleExpired(s: LedgerState, ts: number): void {
+  for (const [id, r] of s.expiredRequests(ts)) {
+    const a = s.account(r.requester);
+    s.setAccount(r.requester, { ...a, balance: a.balance + r.escrow });
+    bump(s, (t) => ({ escrowed: t.escrowed - r.escrow }));
+    s.deleteRequest(id);
+  }
+}
+
+function credit(s: LedgerState, id: string, amount: bigint): void {
+  if (amount === 0n) return;
+  const a = s.account(id);
+  s.setAccount(id, { ...a, balance: a.balance + amount });
+}
+
+function reject(s: LedgerState, reason: ReasonCode): ApplyResult {
+  bump(s, (t) => ({ rejected: t.rejected + 1 }));
+  return { status: 'rejected', reason };
+}
+
+function ok(s: LedgerState, amount?: bigint): ApplyResult {
+  bump(s, (t) => ({ applied: t.applied + 1 }));
+  return amount === undefined ? { status: 'applied' } : { status: 'applied', amount };
+}
+
+export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): ApplyResult {
+  const ts = e.timestampMs;
+  settleExpired(s, ts);
+  if (ctx.hasConflict(e)) {
+    bump(s, (t) => ({ void: t.void + 1 }));
+    return { status: 'void', reason: 'EQUIVOCATION' };
+  }
+  const me = hex(e.account);
+  let a = settleUnbonding(s, me, ts);
+  const b = e.body;
+  switch (b.kind) {
+    case EventKind.Proof:
+      return applyProof(s, e as LedgerEvent<ProofBody>, me, a, ctx);
+
+    case EventKind.Transfer: {
+      const need = b.amount + b.fee;
+      if (a.balance < need) return reject(s, 'INSUFFICIENT_BALANCE');
+      s.setAccount(me, { ...a, balance: a.balance - need });
+      credit(s, hex(b.to), b.amount);
+      bump(s, (t) => ({ burned: t.burned + b.fee }));
+      return ok(s, b.amount);
+    }
+
+    case EventKind.Stake: {
+      if (a.balance < b.amount) return reject(s, 'INSUFFICIENT_BALANCE');
+      const unlock = ts + b.lockDays * DAY_MS;
+      s.setAccount(me, { ...a, balance: a.balance - b.amount, staked: a.staked + b.amount, unlocksAt: Math.max(a.unlocksAt, unlock) });
+      bump(s, (t) => ({ staked: t.staked + b.amount }));
+      return ok(s, b.amount);
+    }
+
+    case EventKind.Unstake: {
+      if (ts < a.unlocksAt) return reject(s, 'STAKE_LOCKED');
+      if (a.staked < b.amount) return reject(s, 'INSUFFICIENT_STAKE');
+      if (a.unbonding.length >= MAX_UNBONDING_ENTRIES) return reject(s, 'UNBONDING_FULL');
+      // Appending keeps the queue sorted: event time only moves forward in canonical order.
+      s.setAccount(me, { ...a, staked: a.staked - b.amount, unbonding: [...a.unbonding, { amount: b.amount, releaseAt: ts + UNSTAKE_COOLDOWN_MS }] });
+      return ok(s, b.amount);
+    }
+
+    case EventKind.Slash: {
+      const { offender, key } = evidenceKey(e);
+      const k = hex(key);
+      if (s.slashed(k)) return reject(s, 'ALREADY_SLASHED');
+      const oid = hex(offender);
+      let o = settleUnbonding(s, oid, ts);
+      let left = SLASH_AMOUNT;
+      const fromStake = minBig(left, o.staked);
+      left -= fromStake;
+      const unbonding = o.unbonding.map((u) => ({ ...u }));
+      let fromUnbonding = 0n;
+      for (let i = unbonding.length - 1; i >= 0 && left > 0n; i--) {
+        const take = minBig(left, unbonding[i]!.amount);
+        unbonding[i]!.amount -= take;
+        fromUnbonding += take;
+        left -= take;
+      }
+      const fromBalance = minBig(left, o.balance);
+      const taken = fromStake + fromUnbonding + fromBalance;
+      if (taken === 0n) return reject(s, 'NOTHING_TO_SLASH');
+      o = { ...o, staked: o.staked - fromStake, unbonding: unbonding.filter((u) => u.amount > 0n), balance: o.balance - fromBalance };
+      s.setAccount(oid, o);
+      s.markSlashed(k);
+      const split = slashSplit(taken);
+      a = s.account(me);
+      s.setAccount(me, { ...a, balance: a.balance + split.reporter });
+      bump(s, (t) => ({ burned: t.burned + split.burned, staked: t.staked - fromStake - fromUnbonding }));
+      return ok(s, taken);
+    }
+
+    case EventKind.MarketRequest: {
+      const m = s.market() ?? { price: MARKET_BASE_PRICE, updatedAt: 0 };
+      let supply = 0n;
+      for (const c of s.capacities()) if (c.lastSeen + CAPACITY_TTL_MS >= ts) supply += c.tokensPerSec;
+      const price = marketPriceStep(m.price, s.pendingDemand(), supply);
+      if (price > b.maxPricePerMillion) return reject(s, 'PRICE_ABOVE_MAX');
+      const escrow = requestEscrow(b.maxPricePerMillion, b.maxTokens);
+      if (a.balance < escrow) return reject(s, 'INSUFFICIENT_BALANCE');
+      s.setMarket({ price, updatedAt: ts });
+      s.setAccount(me, { ...a, balance: a.balance - escrow });
+      s.setRequest(hex(e.id), { requester: me, escrow, price, maxTokens: b.maxTokens, expiresAt: b.expiresAtMs, claimer: null });
+      bump(s, (t) => ({ escrowed: t.escrowed + escrow }));
+      return ok(s, escrow);
+    }
+
+    case EventKind.MarketClaim: {
+      const rid = hex(b.requestId);
+      const r = s.request(rid);
+      if (r === undefined) return reject(s, 'REQUEST_NOT_PENDING');
+      if (r.claimer !== null) return reject(s, 'ALREADY_CLAIMED');
+      if (r.requester === me) return reject(s, 'SELF_CLAIM');
+      s.setRequest(rid, { ...r, claimer: me });
+      return ok(s);
+    }
+
+    case EventKind.MarketComplete: {
+      const rid = hex(b.requestId);
+      const r = s.request(rid);
+      if (r === undefined) return reject(s, 'REQUEST_NOT_PENDING');
+      if (r.claimer !== me) return reject(s, 'NOT_CLAIMER');
+      if (b.tokensUsed > r.maxTokens) return reject(s, 'TOKENS_ABOVE_MAX');
+      const cost = completionCost(r.price, b.tokensUsed); // <= escrow: price <= max price, tokens <= max tokens
+      const hasValidator = !bytesEqual(b.validator, ZERO_ACCOUNT);
+      const split = splitCompletion(cost, b.workers.length, hasValidator);
+      s.deleteRequest(rid);
+      credit(s, r.requester, r.escrow - cost);
+      credit(s, me, split.driver);
+      if (hasValidator) credit(s, hex(b.validator), split.validator);
+      for (const w of b.workers) credit(s, hex(w), split.perWorker);
+      bump(s, (t) => ({ escrowed: t.escrowed - r.escrow }));
+      return ok(s, cost);
+    }
+  }
+}
+
+function applyProof(s: LedgerState, e: LedgerEvent<ProofBody>, me: string, a: Account, ctx: ApplyContext): ApplyResult {
+  const b = e.body;
+  if (a.lastEpoch >= b.epoch) return reject(s, 'RATE_LIMIT_WINDOW');
+  const day = Math.floor(e.timestampMs / DAY_MS);
+  const mintedToday = a.day === day ? a.mintedDay : 0n;
+  const raw = proofReward(
+    { uptimeMs: b.uptimeMs, trainingTokens: b.trainingTokens, dataSamples: b.dataSamples, layersHeld: b.layers.end - b.layers.start },
+    roleMultiplier(b.layers, ctx.modelLayers),
+    stakeMultiplier(a.staked),
+  );
+  const reward = minBig(minBig(raw, MAX_REWARD_PER_PROOF), MAX_REWARD_PER_DAY - mintedToday);
+  s.setAccount(me, { ...a, balance: a.balance + reward, day, mintedDay: mintedToday + reward, lastEpoch: b.epoch });
+  const tps = BigInt(b.holderRecord.capacity.tokensPerSec);
+  s.setCapacity(me, { tokensPerSec: tps > MAX_CAPACITY_TOKENS_PER_S ? MAX_CAPACITY_TOKENS_PER_S : tps, lastSeen: e.timestampMs });
+  bump(s, (t) => ({ minted: t.minted + reward }));
+  return ok(s, reward);
+}

@@ -1,0 +1,387 @@
+/**
+ * Ledger events: types, canonical binary encoding, signing and ids. docs/PROTOCOL.md "## Ledger events" is the
+ * normative description; keep the two in step.
+ *
+ * Wire form: payload ‖ 64-byte signature, where the signature is identity's signDomain over the payload with domain
+ * "neuroshard/ledger-event/v1". The payload (integers big-endian, `str` = u16 length ‖ UTF-8):
+ *
+ *   u8  version = 1 ‖ u8 kind ‖ str networkId ‖ 33-byte signer public key ‖ u64 nonce ‖ u64 timestampMs ‖ body
+ *
+ * id = SHA-256(UTF-8 domain ‖ 0x00 ‖ payload): the digest that is signed, so the id excludes the signature and a
+ * re-signed or malleated copy is the same event. Canonical order: (timestampMs, id) ascending, i.e. the 40-byte
+ * key u64 timestampMs ‖ id compared as bytes.
+ */
+import { addressFromAccountId, accountIdFromPublicKey, signDomain, signingDigest, type NodeKey, SIGNATURE_LENGTH } from '../identity/index.js';
+import { toHex } from '../util/bytes.js';
+import { formatAmount } from './amount.js';
+import { DecodeError, Reader, Writer } from './codec.js';
+import { readHolderRecord, writeHolderRecord, type EmbeddedHolderRecord } from './holder.js';
+
+export const EVENT_DOMAIN = 'neuroshard/ledger-event/v1';
+export const EVENT_VERSION = 1;
+/** Every event but a slash; a proof with its HolderRecord is about 1.5 KiB at most. */
+export const MAX_EVENT_BYTES = 8 * 1024;
+/** A slash carries up to two evidence events. */
+export const MAX_SLASH_BYTES = 2 * MAX_EVENT_BYTES + 1024;
+export const MAX_NETWORK_ID = 128;
+export const ACCOUNT_BYTES = 20;
+export const HASH_BYTES = 32;
+
+export enum EventKind {
+  Proof = 1,
+  Transfer = 2,
+  Stake = 3,
+  Unstake = 4,
+  Slash = 5,
+  MarketRequest = 6,
+  MarketClaim = 7,
+  MarketComplete = 8,
+}
+
+export const KIND_NAMES: Record<EventKind, string> = {
+  [EventKind.Proof]: 'proof',
+  [EventKind.Transfer]: 'transfer',
+  [EventKind.Stake]: 'stake',
+  [EventKind.Unstake]: 'unstake',
+  [EventKind.Slash]: 'slash',
+  [EventKind.MarketRequest]: 'market-request',
+  [EventKind.MarketClaim]: 'market-claim',
+  [EventKind.MarketComplete]: 'market-complete',
+};
+
+/** Proof of Neural Work: one per node per 60 s window, carrying all its counters for that window. */
+export interface ProofBody {
+  kind: EventKind.Proof;
+  /** Milliseconds of uptime in this window (<= 60,000). */
+  uptimeMs: number;
+  inferenceTokens: bigint;
+  trainingTokens: bigint;
+  dataSamples: bigint;
+  /** Market requests served in this window (informational; payment comes from the market). */
+  requestIds: Uint8Array[];
+  /** Hash of the model state the node serves. */
+  modelHash: Uint8Array;
+  /** Layers held [start, end): must equal the embedded HolderRecord's span. */
+  layers: { start: number; end: number };
+  /** floor(timestampMs / 60,000). */
+  epoch: number;
+  modelHashBefore: Uint8Array;
+  modelHashAfter: Uint8Array;
+  gradientCommitment: Uint8Array;
+  dataHash: Uint8Array;
+  /** Training loss × 1e6 (integer, so the encoding has one form). */
+  lossMicro: bigint;
+  /** Gradient norm × 1e6. */
+  gradNormMicro: bigint;
+  holderRecord: EmbeddedHolderRecord;
+}
+
+export interface TransferBody {
+  kind: EventKind.Transfer;
+  /** Recipient account id (20 bytes). */
+  to: Uint8Array;
+  amount: bigint;
+  /** Must equal ceil(5 % · amount); paid on top and burned. Inside the signature, so the sender agreed to it. */
+  fee: bigint;
+}
+
+export interface StakeBody {
+  kind: EventKind.Stake;
+  amount: bigint;
+  lockDays: number;
+}
+
+export interface UnstakeBody {
+  kind: EventKind.Unstake;
+  amount: bigint;
+}
+
+export enum EvidenceType {
+  /** Two different signed events with one (signer, kind, nonce). */
+  Equivocation = 1,
+  /** One signed proof that breaks a stateless rule marked "fraud". */
+  InvalidProof = 2,
+}
+
+export interface SlashBody {
+  kind: EventKind.Slash;
+  evidenceType: EvidenceType;
+  /** Wire bytes of the evidence events: two for equivocation, one for an invalid proof. */
+  evidence: Uint8Array[];
+}
+
+export interface MarketRequestBody {
+  kind: EventKind.MarketRequest;
+  maxTokens: number;
+  /** The most the requester pays per million tokens. */
+  maxPricePerMillion: bigint;
+  /** Event time after which the request refunds in full. */
+  expiresAtMs: number;
+}
+
+export interface MarketClaimBody {
+  kind: EventKind.MarketClaim;
+  requestId: Uint8Array;
+}
+
+export interface MarketCompleteBody {
+  kind: EventKind.MarketComplete;
+  requestId: Uint8Array;
+  tokensUsed: number;
+  /** Account of the LM-head hop; all-zero when the driver validated itself. */
+  validator: Uint8Array;
+  /** Accounts of the middle hops. */
+  workers: Uint8Array[];
+}
+
+export type EventBody = ProofBody | TransferBody | StakeBody | UnstakeBody | SlashBody | MarketRequestBody | MarketClaimBody | MarketCompleteBody;
+
+export interface UnsignedEvent<B extends EventBody = EventBody> {
+  networkId: string;
+  signer: Uint8Array;
+  nonce: bigint;
+  timestampMs: number;
+  body: B;
+}
+
+/** A decoded event with its derived identifiers. */
+export interface LedgerEvent<B extends EventBody = EventBody> extends UnsignedEvent<B> {
+  /** 32-byte id: the signed digest. */
+  id: Uint8Array;
+  signature: Uint8Array;
+  /** Payload bytes (what the signature covers, without domain tag). */
+  payload: Uint8Array;
+  /** The full wire bytes. */
+  bytes: Uint8Array;
+  /** Signer account id (20 bytes). */
+  account: Uint8Array;
+}
+
+const ZERO32 = new Uint8Array(32);
+export const ZERO_ACCOUNT = new Uint8Array(ACCOUNT_BYTES);
+
+function writeBody(w: Writer, b: EventBody): void {
+  switch (b.kind) {
+    case EventKind.Proof:
+      w.u32(b.uptimeMs).u64(b.inferenceTokens).u64(b.trainingTokens).u64(b.dataSamples);
+      w.u8(b.requestIds.length);
+      for (const r of b.requestIds) w.fixed(r, HASH_BYTES);
+      w.fixed(b.modelHash, HASH_BYTES).u32(b.layers.start).u32(b.layers.end).u64(b.epoch);
+      w.fixed(b.modelHashBefore, HASH_BYTES).fixed(b.modelHashAfter, HASH_BYTES).fixed(b.gradientCommitment, HASH_BYTES).fixed(b.dataHash, HASH_BYTES);
+      w.u64(b.lossMicro).u64(b.gradNormMicro);
+      writeHolderRecord(w, b.holderRecord);
+      return;
+    case EventKind.Transfer:
+      w.fixed(b.to, ACCOUNT_BYTES).amount(b.amount).amount(b.fee);
+      return;
+    case EventKind.Stake:
+      w.amount(b.amount).u16(b.lockDays);
+      return;
+    case EventKind.Unstake:
+      w.amount(b.amount);
+      return;
+    case EventKind.Slash:
+      w.u8(b.evidenceType).u8(b.evidence.length);
+      for (const e of b.evidence) w.bytes(e, MAX_EVENT_BYTES);
+      return;
+    case EventKind.MarketRequest:
+      w.u32(b.maxTokens).amount(b.maxPricePerMillion).u64(b.expiresAtMs);
+      return;
+    case EventKind.MarketClaim:
+      w.fixed(b.requestId, HASH_BYTES);
+      return;
+    case EventKind.MarketComplete:
+      w.fixed(b.requestId, HASH_BYTES).u32(b.tokensUsed).fixed(b.validator, ACCOUNT_BYTES).u8(b.workers.length);
+      for (const a of b.workers) w.fixed(a, ACCOUNT_BYTES);
+      return;
+  }
+}
+
+function readBody(r: Reader, kind: number): EventBody {
+  switch (kind) {
+    case EventKind.Proof: {
+      const uptimeMs = r.u32();
+      const inferenceTokens = r.u64();
+      const trainingTokens = r.u64();
+      const dataSamples = r.u64();
+      const n = r.u8();
+      if (n > 32) throw new DecodeError('more than 32 request ids');
+      const requestIds: Uint8Array[] = [];
+      for (let i = 0; i < n; i++) requestIds.push(r.fixed(HASH_BYTES));
+      const modelHash = r.fixed(HASH_BYTES);
+      const layers = { start: r.u32(), end: r.u32() };
+      const epoch = r.u64n();
+      const modelHashBefore = r.fixed(HASH_BYTES);
+      const modelHashAfter = r.fixed(HASH_BYTES);
+      const gradientCommitment = r.fixed(HASH_BYTES);
+      const dataHash = r.fixed(HASH_BYTES);
+      const lossMicro = r.u64();
+      const gradNormMicro = r.u64();
+      const holderRecord = readHolderRecord(r);
+      return {
+        kind,
+        uptimeMs,
+        inferenceTokens,
+        trainingTokens,
+        dataSamples,
+        requestIds,
+        modelHash,
+        layers,
+        epoch,
+        modelHashBefore,
+        modelHashAfter,
+        gradientCommitment,
+        dataHash,
+        lossMicro,
+        gradNormMicro,
+        holderRecord,
+      };
+    }
+    case EventKind.Transfer:
+      return { kind, to: r.fixed(ACCOUNT_BYTES), amount: r.amount(), fee: r.amount() };
+    case EventKind.Stake:
+      return { kind, amount: r.amount(), lockDays: r.u16() };
+    case EventKind.Unstake:
+      return { kind, amount: r.amount() };
+    case EventKind.Slash: {
+      const evidenceType = r.u8();
+      if (evidenceType !== EvidenceType.Equivocation && evidenceType !== EvidenceType.InvalidProof) throw new DecodeError(`evidence type ${evidenceType}`);
+      const n = r.u8();
+      if (n !== (evidenceType === EvidenceType.Equivocation ? 2 : 1)) throw new DecodeError('wrong number of evidence events');
+      const evidence: Uint8Array[] = [];
+      for (let i = 0; i < n; i++) evidence.push(r.bytes(MAX_EVENT_BYTES));
+      return { kind, evidenceType, evidence };
+    }
+    case EventKind.MarketRequest:
+      return { kind, maxTokens: r.u32(), maxPricePerMillion: r.amount(), expiresAtMs: r.u64n() };
+    case EventKind.MarketClaim:
+      return { kind, requestId: r.fixed(HASH_BYTES) };
+    case EventKind.MarketComplete: {
+      const requestId = r.fixed(HASH_BYTES);
+      const tokensUsed = r.u32();
+      const validator = r.fixed(ACCOUNT_BYTES);
+      const n = r.u8();
+      if (n > 16) throw new DecodeError('more than 16 workers');
+      const workers: Uint8Array[] = [];
+      for (let i = 0; i < n; i++) workers.push(r.fixed(ACCOUNT_BYTES));
+      return { kind, requestId, tokensUsed, validator, workers };
+    }
+    default:
+      throw new DecodeError(`unknown event kind ${kind}`);
+  }
+}
+
+/** The canonical payload of an unsigned event. Throws RangeError on out-of-range fields. */
+export function encodePayload(e: UnsignedEvent): Uint8Array {
+  const w = new Writer();
+  w.u8(EVENT_VERSION).u8(e.body.kind).str(e.networkId, MAX_NETWORK_ID).fixed(e.signer, 33).u64(e.nonce).u64(e.timestampMs);
+  writeBody(w, e.body);
+  return w.finish();
+}
+
+/** Signs an event with the node key; returns the decoded event with id and wire bytes. */
+export function signEvent<B extends EventBody>(key: NodeKey, e: Omit<UnsignedEvent<B>, 'signer'>): LedgerEvent<B> {
+  const unsigned: UnsignedEvent<B> = { ...e, signer: key.publicKey };
+  const payload = encodePayload(unsigned);
+  const signature = signDomain(key, EVENT_DOMAIN, payload);
+  const bytes = new Uint8Array(payload.byteLength + SIGNATURE_LENGTH);
+  bytes.set(payload);
+  bytes.set(signature, payload.byteLength);
+  return { ...unsigned, id: signingDigest(EVENT_DOMAIN, payload), signature, payload, bytes, account: accountIdFromPublicKey(key.publicKey) };
+}
+
+/**
+ * Decodes wire bytes strictly (DecodeError on anything malformed: truncation, trailing bytes, unknown kind or
+ * version, out-of-range values). Does not verify the signature: see verify.ts.
+ */
+export function decodeEvent(bytes: Uint8Array): LedgerEvent {
+  if (!(bytes instanceof Uint8Array)) throw new DecodeError('event must be bytes');
+  if (bytes.byteLength > MAX_SLASH_BYTES) throw new DecodeError('event too large');
+  if (bytes.byteLength < SIGNATURE_LENGTH + 2) throw new DecodeError('event too short');
+  const payload = bytes.slice(0, bytes.byteLength - SIGNATURE_LENGTH);
+  const signature = bytes.slice(bytes.byteLength - SIGNATURE_LENGTH);
+  const r = new Reader(payload);
+  const version = r.u8();
+  if (version !== EVENT_VERSION) throw new DecodeError(`unknown event version ${version}`);
+  const kind = r.u8();
+  const networkId = r.str(MAX_NETWORK_ID);
+  const signer = r.fixed(33);
+  const nonce = r.u64();
+  const timestampMs = r.u64n();
+  const body = readBody(r, kind);
+  r.end();
+  if (kind !== EventKind.Slash && bytes.byteLength > MAX_EVENT_BYTES) throw new DecodeError('event too large');
+  if (signer[0] !== 2 && signer[0] !== 3) throw new DecodeError('signer is not a compressed public key');
+  return { networkId, signer, nonce, timestampMs, body, id: signingDigest(EVENT_DOMAIN, payload), signature, payload, bytes: new Uint8Array(bytes), account: accountIdFromPublicKey(signer) };
+}
+
+/** The 40-byte canonical order key: u64 timestampMs ‖ id. */
+export function orderKey(timestampMs: number, id: Uint8Array): Uint8Array {
+  const k = new Uint8Array(8 + HASH_BYTES);
+  new DataView(k.buffer).setBigUint64(0, BigInt(timestampMs));
+  k.set(id, 8);
+  return k;
+}
+
+/** The replay key (signer ‖ kind ‖ nonce), 42 bytes: two different events with one key are an equivocation. */
+export function replayKey(e: Pick<LedgerEvent, 'signer' | 'body' | 'nonce'>): Uint8Array {
+  const k = new Uint8Array(33 + 1 + 8);
+  k.set(e.signer);
+  k[33] = e.body.kind;
+  new DataView(k.buffer).setBigUint64(34, e.nonce);
+  return k;
+}
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.byteLength, b.byteLength);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! < b[i]! ? -1 : 1;
+  return a.byteLength - b.byteLength;
+}
+
+/** A JSON-friendly description of an event (CLI history, logs). Amounts are decimal strings of base units. */
+export function describeEvent(e: LedgerEvent): Record<string, unknown> {
+  const o: Record<string, unknown> = {
+    id: toHex(e.id),
+    kind: KIND_NAMES[e.body.kind],
+    from: addressFromAccountId(e.account),
+    nonce: e.nonce.toString(),
+    timestampMs: e.timestampMs,
+  };
+  const b = e.body;
+  switch (b.kind) {
+    case EventKind.Transfer:
+      Object.assign(o, { to: addressFromAccountId(b.to), amount: formatAmount(b.amount), fee: formatAmount(b.fee) });
+      break;
+    case EventKind.Stake:
+      Object.assign(o, { amount: formatAmount(b.amount), lockDays: b.lockDays });
+      break;
+    case EventKind.Unstake:
+      Object.assign(o, { amount: formatAmount(b.amount) });
+      break;
+    case EventKind.Proof:
+      Object.assign(o, {
+        uptimeMs: b.uptimeMs,
+        inferenceTokens: b.inferenceTokens.toString(),
+        trainingTokens: b.trainingTokens.toString(),
+        dataSamples: b.dataSamples.toString(),
+        layers: b.layers,
+        epoch: b.epoch,
+      });
+      break;
+    case EventKind.Slash:
+      Object.assign(o, { evidenceType: b.evidenceType === EvidenceType.Equivocation ? 'equivocation' : 'invalid-proof' });
+      break;
+    case EventKind.MarketRequest:
+      Object.assign(o, { maxTokens: b.maxTokens, maxPricePerMillion: formatAmount(b.maxPricePerMillion), expiresAtMs: b.expiresAtMs });
+      break;
+    case EventKind.MarketClaim:
+      Object.assign(o, { requestId: toHex(b.requestId) });
+      break;
+    case EventKind.MarketComplete:
+      Object.assign(o, { requestId: toHex(b.requestId), tokensUsed: b.tokensUsed, workers: b.workers.length });
+      break;
+  }
+  return o;
+}
+
+export { ZERO32 };

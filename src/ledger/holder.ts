@@ -1,0 +1,109 @@
+/**
+ * The HolderRecord embedded in a Proof of Neural Work, so the layers a proof claims can be checked from the event
+ * itself (issue #4 §2). The record's own canonical encoding and signature belong to `src/protocols/holder-record.ts`;
+ * the ledger may not import protocols/, so it declares the record's structure here and checks the signature
+ * through the HolderRecordVerifier interface that node/ wires to the protocols implementation.
+ *
+ * Inside a proof the record travels as its fields in the same layout as the protocols canonical payload, followed by
+ * the 64 raw signature bytes:
+ *
+ *   u8 version = 1 ‖ str networkId ‖ str peerId ‖ u8 n ‖ str multiaddr × n ‖ u32 span.start ‖ u32 span.end ‖
+ *   u32 capacity.memoryMb ‖ u32 capacity.tokensPerSec ‖ u64 timestampMs ‖ u64 expiresMs ‖ 64-byte signature
+ *
+ * (`str` = u16 length ‖ UTF-8.) `signEmbeddedHolderRecord` and `localHolderRecordVerifier` sign and verify that
+ * payload under the domain "neuroshard/holder-record/v1" with identity's signDomain: they are the test double,
+ * and equal the protocols implementation as long as the two layouts agree (test/unit/ledger/holder-compat.test.ts).
+ */
+import { peerIdFromPublicKey, publicKeyFromPeerId, signDomain, verifyDomain, type NodeKey } from '../identity/index.js';
+import { DecodeError, type Reader, Writer } from './codec.js';
+import type { HolderRecordVerifier } from './interfaces.js';
+
+export const HOLDER_RECORD_DOMAIN = 'neuroshard/holder-record/v1';
+const VERSION = 1;
+const MAX_STR = 128;
+const MAX_MULTIADDRS = 16;
+const MAX_MULTIADDR = 256;
+
+export interface EmbeddedHolderRecord {
+  networkId: string;
+  peerId: string;
+  multiaddrs: string[];
+  /** Layers [start, end), end exclusive. */
+  span: { start: number; end: number };
+  capacity: { memoryMb: number; tokensPerSec: number };
+  timestampMs: number;
+  expiresMs: number;
+  /** Padded base64 of the 64-byte compact low-S signature. */
+  signature: string;
+}
+
+export type HolderRecordFieldsLike = Omit<EmbeddedHolderRecord, 'signature'>;
+
+/** The canonical payload the record's signature covers (same layout as src/protocols/holder-record.ts). */
+export function holderRecordPayload(f: HolderRecordFieldsLike): Uint8Array {
+  const w = new Writer();
+  w.u8(VERSION).str(f.networkId, MAX_STR).str(f.peerId, MAX_STR).u8(f.multiaddrs.length);
+  for (const a of f.multiaddrs) w.str(a, MAX_MULTIADDR);
+  w.u32(f.span.start).u32(f.span.end).u32(f.capacity.memoryMb).u32(f.capacity.tokensPerSec);
+  w.u64(f.timestampMs).u64(f.expiresMs);
+  return w.finish();
+}
+
+/** Writes the embedded form (payload ‖ 64-byte signature) into `w`. */
+export function writeHolderRecord(w: Writer, r: EmbeddedHolderRecord): void {
+  const sig = Buffer.from(r.signature, 'base64');
+  if (sig.byteLength !== 64 || sig.toString('base64') !== r.signature) throw new RangeError('holder record signature must be 64 bytes in padded base64');
+  if (r.multiaddrs.length > MAX_MULTIADDRS) throw new RangeError('holder record has more than 16 multiaddrs');
+  const p = holderRecordPayload(r);
+  w.fixed(p, p.byteLength);
+  w.fixed(new Uint8Array(sig), 64);
+}
+
+/** Reads the embedded form; strict (DecodeError on any violation). */
+export function readHolderRecord(r: Reader): EmbeddedHolderRecord {
+  const v = r.u8();
+  if (v !== VERSION) throw new DecodeError(`holder record version ${v}`);
+  const networkId = r.str(MAX_STR);
+  const peerId = r.str(MAX_STR);
+  const n = r.u8();
+  if (n > MAX_MULTIADDRS) throw new DecodeError('holder record has more than 16 multiaddrs');
+  const multiaddrs: string[] = [];
+  for (let i = 0; i < n; i++) multiaddrs.push(r.str(MAX_MULTIADDR));
+  const span = { start: r.u32(), end: r.u32() };
+  const capacity = { memoryMb: r.u32(), tokensPerSec: r.u32() };
+  const timestampMs = r.u64n();
+  const expiresMs = r.u64n();
+  const signature = Buffer.from(r.fixed(64)).toString('base64');
+  return { networkId, peerId, multiaddrs, span, capacity, timestampMs, expiresMs, signature };
+}
+
+/** Signs a record with identity's signDomain (test double and tools; the node uses the protocols implementation). */
+export function signEmbeddedHolderRecord(key: NodeKey, fields: Omit<HolderRecordFieldsLike, 'peerId'> & { peerId?: string }): EmbeddedHolderRecord {
+  const f: HolderRecordFieldsLike = { ...fields, peerId: fields.peerId ?? peerIdFromPublicKey(key.publicKey) };
+  const sig = signDomain(key, HOLDER_RECORD_DOMAIN, holderRecordPayload(f));
+  return { ...f, signature: Buffer.from(sig).toString('base64') };
+}
+
+/**
+ * Verifies the record signature against the key inside its peerId, over the layout above. Time validity is not
+ * checked here: the ledger checks the record against the proof's own timestamp, never the wall clock.
+ */
+export const localHolderRecordVerifier: HolderRecordVerifier = {
+  verifySignature(r: EmbeddedHolderRecord): boolean {
+    let pub: Uint8Array;
+    try {
+      pub = publicKeyFromPeerId(r.peerId);
+    } catch {
+      return false;
+    }
+    const sig = Buffer.from(r.signature, 'base64');
+    if (sig.byteLength !== 64) return false;
+    let payload: Uint8Array;
+    try {
+      payload = holderRecordPayload(r);
+    } catch {
+      return false;
+    }
+    return verifyDomain(pub, HOLDER_RECORD_DOMAIN, payload, new Uint8Array(sig));
+  },
+};

@@ -1,0 +1,44 @@
+/**
+ * The NEURO ledger: signed events (Proof of Neural Work, transfers, stakes, slashes, the inference market), their
+ * verification, the SQLite store and the deterministic balance sheet. Rules and numbers: docs/ECONOMICS.md; wire
+ * formats: docs/PROTOCOL.md "## Ledger events". Imports only identity/, util/ and params/; the network and the
+ * HolderRecord check arrive through interfaces.ts.
+ */
+export { DECIMALS, MAX_AMOUNT, NEURO, WAD, formatAmount, parseAmount } from './amount.js';
+export * from './economics.js';
+export {
+  EVENT_DOMAIN,
+  EventKind,
+  EvidenceType,
+  KIND_NAMES,
+  MAX_EVENT_BYTES,
+  MAX_SLASH_BYTES,
+  decodeEvent,
+  describeEvent,
+  encodePayload,
+  orderKey,
+  replayKey,
+  signEvent,
+  type EventBody,
+  type LedgerEvent,
+  type MarketClaimBody,
+  type MarketCompleteBody,
+  type MarketRequestBody,
+  type ProofBody,
+  type SlashBody,
+  type StakeBody,
+  type TransferBody,
+  type UnsignedEvent,
+  type UnstakeBody,
+} from './events.js';
+export * from './build.js';
+export { HOLDER_RECORD_DOMAIN, holderRecordPayload, localHolderRecordVerifier, signEmbeddedHolderRecord, type EmbeddedHolderRecord } from './holder.js';
+export { LEDGER_SYNC_LIMITS, type HolderRecordVerifier, type LedgerNetwork, type LedgerSyncHandler } from './interfaces.js';
+export { Ledger, MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS, ledgerPath, type AccountView, type HistoryEntry, type IngestOptions, type IngestResult, type LedgerOptions, type LedgerStatus } from './ledger.js';
+export { LedgerService, startNodeLedger, type LedgerServiceEvents, type LedgerServiceOptions, type NodeLedgerOptions } from './service.js';
+export { MemoryLedgerHub, MemoryLedgerNetwork } from './memory-network.js';
+export { OUTBOX_DIR, listOutbox, outboxMaxNonce, outboxPath, readOutcome, withOutboxLock, writeOutbox, type OutboxOutcome } from './outbox.js';
+export { FRAUD_REASONS, REASONS, type ReasonCode } from './reasons.js';
+export { verifyEvent, verifyEventBytes, type Verdict, type VerifyConfig } from './verify.js';
+export { benchLedgerApply, benchProofVerify } from './bench.js';
+export { LEDGER_DB_FILE, SCHEMA_VERSION } from './store.js';

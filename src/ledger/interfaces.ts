@@ -1,0 +1,56 @@
+/**
+ * What the ledger needs from the rest of the node, as interfaces: the network (gossip and sync) and the check of
+ * an embedded HolderRecord's signature. Unit tests use the in-memory doubles (`memory-network.ts`,
+ * `localHolderRecordVerifier`); node/ wires them to libp2p (issue #4) and to src/protocols/holder-record.ts.
+ */
+import type { AbortOptions } from '../util/abort.js';
+import type { EmbeddedHolderRecord } from './holder.js';
+
+/**
+ * Checks that a HolderRecord's signature is the low-S secp256k1 signature of the key inside its peerId over the
+ * record's canonical encoding (domain "neuroshard/holder-record/v1"). It must not look at the wall clock: the
+ * ledger checks the record's validity period against the proof's timestamp itself. Wiring with protocols/:
+ * `{ verifySignature: (r) => verifyHolderRecord(r, { nowMs: r.timestampMs, maxSkewMs: 0 }).ok }`.
+ */
+export interface HolderRecordVerifier {
+  verifySignature(record: EmbeddedHolderRecord): boolean;
+}
+
+/** What a node answers when a peer syncs ledger events from it. */
+export interface LedgerSyncHandler {
+  /** Up to `limit` stored events in canonical order strictly after the order key `after` (null: from the start). */
+  range(after: Uint8Array | null, limit: number): Uint8Array[];
+  /** The stored events among `ids` (32-byte event ids), in any order. */
+  byIds(ids: Uint8Array[]): Uint8Array[];
+}
+
+/** Limits a LedgerNetwork implementation must enforce on the sync protocol. */
+export const LEDGER_SYNC_LIMITS = {
+  /** Events per range page. */
+  maxRange: 512,
+  /** Ids per byIds request. */
+  maxIds: 256,
+  /** Bytes of one event on the wire (a slash event with its evidence is the largest). */
+  maxEventBytes: 48 * 1024,
+  /** Deadline of one sync call. */
+  callTimeoutMs: 10_000,
+} as const;
+
+/**
+ * The network as the ledger sees it: a gossip topic for new events, and request/response sync with peers.
+ * Implementations deliver raw event bytes; the ledger validates everything itself.
+ */
+export interface LedgerNetwork {
+  /** Broadcasts a signed event on the ledger gossip topic. */
+  publish(event: Uint8Array, opts?: AbortOptions): Promise<void>;
+  /** Calls `handler` for every event arriving by gossip (not for our own publishes). Returns unsubscribe. */
+  subscribe(handler: (event: Uint8Array, from: string) => void): () => void;
+  /** Peers that can currently be asked for sync. */
+  syncPeers(): string[];
+  /** Asks `peer` for a page of events after `after` in canonical order. Must honour opts.signal and a deadline. */
+  fetchRange(peer: string, after: Uint8Array | null, limit: number, opts: AbortOptions): Promise<Uint8Array[]>;
+  /** Asks `peer` for the events with these ids. */
+  fetchByIds(peer: string, ids: Uint8Array[], opts: AbortOptions): Promise<Uint8Array[]>;
+  /** Serves our own store to peers. Returns a function that stops serving. */
+  serve(handler: LedgerSyncHandler): () => void;
+}

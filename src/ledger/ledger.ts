@@ -1,0 +1,559 @@
+/**
+ * The ledger: verifies events, stores them idempotently, and keeps the balance sheet as a deterministic function
+ * of the set of stored events in canonical order (timestampMs, id).
+ *
+ * Ingest: decode → duplicate check by id (a replayed or malleated copy costs one index lookup) → live freshness
+ * filter (gossip only) → stateless verification (signature, fields; failures are dropped, never stored) → one
+ * SQLite transaction that stores the event and applies it. An event that sorts after everything applied is applied
+ * directly. One that sorts earlier, or that conflicts with an applied event (same signer, kind and nonce), rewinds
+ * the state to the last in-memory snapshot before it and re-applies the stored events from there, so the result
+ * never depends on arrival order. Verdicts of re-applied events are updated in the same transaction.
+ */
+import type Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { addressFromAccountId } from '../identity/index.js';
+import { fromHex, toHex } from '../util/bytes.js';
+import { ConfigError, InvalidArgumentError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { applyEvent, type ApplyContext, type ApplyResult, type EventStatus } from './apply.js';
+import { DecodeError } from './codec.js';
+import { MARKET_BASE_PRICE } from './economics.js';
+import {
+  compareBytes,
+  decodeEvent,
+  describeEvent,
+  EventKind,
+  MAX_SLASH_BYTES,
+  orderKey,
+  replayKey,
+  type LedgerEvent,
+} from './events.js';
+import { localHolderRecordVerifier } from './holder.js';
+import type { HolderRecordVerifier, LedgerSyncHandler } from './interfaces.js';
+import { LEDGER_SYNC_LIMITS } from './interfaces.js';
+import type { ReasonCode } from './reasons.js';
+import { LedgerState, type StateSnapshot } from './state.js';
+import { LEDGER_DB_FILE, openDatabase, STATUS_CODE, STATUS_NAME, type StoredStatus } from './store.js';
+import { evidenceKey, verifyEvent, type VerifyConfig } from './verify.js';
+
+/** Live gossip older than this is not admitted (sync is not filtered). */
+export const MAX_LIVE_AGE_MS = 5 * 60_000;
+/** Live gossip further in the future than this is not admitted. */
+export const MAX_LIVE_SKEW_MS = 60_000;
+const SNAPSHOT_EVERY = 1024;
+const MAX_SNAPSHOTS = 32;
+const REPLAY_PAGE = 1024;
+
+export interface LedgerOptions {
+  /** SQLite file; `ledgerPath(dataDir)` for a node. */
+  path: string;
+  /** The network id (issue #4): events and HolderRecords of other networks are dropped. */
+  networkId: string;
+  /** Layers of the model: the LM-head holder is the one whose span ends here. */
+  modelLayers: number;
+  holderVerifier?: HolderRecordVerifier;
+  readonly?: boolean;
+  synchronous?: 'NORMAL' | 'FULL';
+  logger?: Logger;
+  /** Tests: check the supply invariant after every applied event, re-applied ones included (throws if broken). */
+  checkInvariant?: boolean;
+}
+
+export interface IngestOptions {
+  /** Set for live gossip: applies the freshness window around this wall-clock time. Never set for sync. */
+  nowMs?: number;
+}
+
+export interface IngestResult {
+  /** Hex event id; empty when the bytes did not decode. */
+  id: string;
+  /** applied / rejected / void: stored, with its verdict at its place in canonical order. dropped: not stored. */
+  status: EventStatus | 'dropped';
+  reason?: ReasonCode;
+  /** True when the event was already stored before this call (a replay; nothing changed). */
+  duplicate: boolean;
+}
+
+export interface AccountView {
+  address: string;
+  balance: bigint;
+  /** Locked stake plus stake cooling down. */
+  staked: bigint;
+  locked: bigint;
+  unlocksAt: number;
+  unbonding: { amount: bigint; releaseAt: number }[];
+}
+
+export interface LedgerStatus {
+  stateHash: string;
+  events: number;
+  applied: number;
+  rejected: number;
+  void: number;
+  minted: bigint;
+  burned: bigint;
+  staked: bigint;
+  escrowed: bigint;
+  marketPricePerMillion: bigint;
+}
+
+export interface HistoryEntry extends Record<string, unknown> {
+  status: StoredStatus;
+  reason?: string;
+}
+
+export function ledgerPath(dataDir: string): string {
+  return join(dataDir, LEDGER_DB_FILE);
+}
+
+interface Snapshot {
+  /** Order key of the last event included; null = genesis (nothing). */
+  key: Uint8Array | null;
+  state: StateSnapshot;
+}
+
+interface Row {
+  id: Uint8Array;
+  ord: Uint8Array;
+  bytes: Uint8Array;
+  status: number;
+  reason: string | null;
+}
+
+export class Ledger {
+  readonly networkId: string;
+  readonly modelLayers: number;
+  private readonly db: Database.Database;
+  private readonly cfg: VerifyConfig;
+  private readonly log: Logger;
+  private readonly readonly: boolean;
+  private state = new LedgerState();
+  private tip: Uint8Array | null = null;
+  private snapshots: Snapshot[] = [];
+  private sinceSnapshot = 0;
+  private closed = false;
+  private readonly stmts: ReturnType<Ledger['prepare']>;
+  private readonly ctx: ApplyContext;
+  private readonly checkInvariant: boolean;
+
+  constructor(opts: LedgerOptions) {
+    if (!Number.isInteger(opts.modelLayers) || opts.modelLayers < 1 || opts.modelLayers > 65_536) {
+      throw new InvalidArgumentError('modelLayers must be an integer in 1..65536');
+    }
+    this.networkId = opts.networkId;
+    this.modelLayers = opts.modelLayers;
+    this.readonly = opts.readonly === true;
+    this.log = opts.logger ?? silentLogger;
+    this.cfg = { networkId: opts.networkId, modelLayers: opts.modelLayers, holderVerifier: opts.holderVerifier ?? localHolderRecordVerifier };
+    this.db = openDatabase(opts.path, { readonly: this.readonly, synchronous: opts.synchronous });
+    this.checkInvariant = opts.checkInvariant === true;
+    this.ctx = {
+      modelLayers: opts.modelLayers,
+      hasConflict: (e: LedgerEvent): boolean => this.stmts.hasConflict.get(replayKey(e), e.id) !== undefined,
+    };
+    try {
+      this.stmts = this.prepare();
+      this.checkMeta(opts.path);
+      this.loadState();
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+  }
+
+  private prepare() {
+    const db = this.db;
+    const ro = this.readonly;
+    const w = <T>(f: () => T): T | undefined => (ro ? undefined : f());
+    return {
+      byId: db.prepare('SELECT id, ord, bytes, status, reason FROM events WHERE id = ?'),
+      conflicts: db.prepare('SELECT ord FROM events WHERE rkey = ? AND id <> ?'),
+      hasConflict: db.prepare('SELECT 1 FROM events WHERE rkey = ? AND id <> ? LIMIT 1'),
+      after: db.prepare('SELECT id, ord, bytes, status, reason FROM events WHERE ord > ? ORDER BY ord LIMIT ?'),
+      maxNonce: db.prepare('SELECT max(rkey) AS rkey FROM events WHERE rkey >= ? AND rkey <= ?'),
+      history: db.prepare(
+        'SELECT e.bytes AS bytes, e.status AS status, e.reason AS reason, e.amount AS amount FROM event_accounts a JOIN events e ON e.id = a.id WHERE a.account = ? ORDER BY a.ord DESC LIMIT ?',
+      ),
+      stateRows: db.prepare('SELECT k, v FROM state'),
+      meta: db.prepare('SELECT v FROM meta WHERE k = ?'),
+      insert: w(() => db.prepare('INSERT INTO events (id, ord, rkey, kind, ts, bytes, status, reason, amount) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, NULL)')),
+      insertAccount: w(() => db.prepare('INSERT OR IGNORE INTO event_accounts (account, ord, id) VALUES (?, ?, ?)')),
+      verdict: w(() => db.prepare('UPDATE events SET status = ?, reason = ?, amount = ? WHERE id = ?')),
+      upsertState: w(() => db.prepare('INSERT INTO state (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v')),
+      deleteState: w(() => db.prepare('DELETE FROM state WHERE k = ?')),
+      setMeta: w(() => db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v')),
+    };
+  }
+
+  private checkMeta(path: string): void {
+    const get = (k: string): string | undefined => (this.stmts.meta.get(k) as { v: string } | undefined)?.v;
+    const net = get('networkId');
+    const layers = get('modelLayers');
+    if (net !== undefined && net !== this.networkId) {
+      throw new ConfigError(`ledger ${path} belongs to network ${net}, not ${this.networkId}`, { file: path }, 'LEDGER_NETWORK_MISMATCH');
+    }
+    if (layers !== undefined && Number(layers) !== this.modelLayers) {
+      throw new ConfigError(`ledger ${path} was built for ${layers} model layers, not ${this.modelLayers}`, { file: path }, 'LEDGER_NETWORK_MISMATCH');
+    }
+    if (!this.readonly && net === undefined) {
+      this.db.transaction(() => {
+        this.stmts.setMeta!.run('networkId', this.networkId);
+        this.stmts.setMeta!.run('modelLayers', String(this.modelLayers));
+      })();
+    }
+  }
+
+  /** (Re)loads the in-memory state from the database: at open, and after a failed transaction. */
+  private loadState(): void {
+    this.state = new LedgerState();
+    // One read transaction: a node committing meanwhile cannot split the rows from the tip.
+    const { rows, tip } = this.db.transaction(() => ({
+      rows: this.stmts.stateRows.all() as { k: string; v: string }[],
+      tip: (this.stmts.meta.get('tip') as { v: string } | undefined)?.v,
+    }))();
+    this.state.loadRows(rows);
+    this.state.takeDirty();
+    this.tip = tip === undefined ? null : fromHex(tip);
+    this.snapshots = [{ key: null, state: new LedgerState().snapshot() }];
+    if (this.tip !== null) this.snapshots.push({ key: this.tip, state: this.state.snapshot() });
+    this.sinceSnapshot = 0;
+  }
+
+  private assertWritable(): void {
+    if (this.closed) throw new InvalidArgumentError('ledger is closed', undefined, 'LEDGER_CLOSED');
+    if (this.readonly) throw new InvalidArgumentError('ledger is open read-only', undefined, 'LEDGER_READONLY');
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // ingest
+
+  /** Verifies, stores and applies one event (idempotent). */
+  ingest(bytes: Uint8Array, opts: IngestOptions = {}): IngestResult {
+    return this.ingestMany([bytes], opts)[0]!;
+  }
+
+  /**
+   * Verifies, stores and applies a batch (sync pages) in one transaction; at most one rewind for the batch. The
+   * results are in input order; a verdict is the event's verdict once the whole batch is in.
+   */
+  ingestMany(list: Uint8Array[], opts: IngestOptions = {}): IngestResult[] {
+    this.assertWritable();
+    const results: IngestResult[] = new Array<IngestResult>(list.length);
+    const fresh: LedgerEvent[] = [];
+    const freshIdx = new Map<string, number[]>();
+    for (let i = 0; i < list.length; i++) {
+      const bytes = list[i]!;
+      if (!(bytes instanceof Uint8Array)) {
+        results[i] = { id: '', status: 'dropped', reason: 'MALFORMED', duplicate: false };
+        continue;
+      }
+      if (bytes.byteLength > MAX_SLASH_BYTES) {
+        results[i] = { id: '', status: 'dropped', reason: 'TOO_LARGE', duplicate: false };
+        continue;
+      }
+      let e: LedgerEvent;
+      try {
+        e = decodeEvent(bytes);
+      } catch (err) {
+        if (!(err instanceof DecodeError || err instanceof RangeError)) throw err;
+        results[i] = { id: '', status: 'dropped', reason: 'MALFORMED', duplicate: false };
+        continue;
+      }
+      const id = toHex(e.id);
+      const same = freshIdx.get(id);
+      if (same !== undefined) {
+        same.push(i);
+        continue;
+      }
+      const stored = this.stmts.byId.get(e.id) as Row | undefined;
+      if (stored !== undefined) {
+        results[i] = this.storedResult(id, stored, true);
+        continue;
+      }
+      if (opts.nowMs !== undefined) {
+        if (e.timestampMs < opts.nowMs - MAX_LIVE_AGE_MS) {
+          results[i] = { id, status: 'dropped', reason: 'STALE', duplicate: false };
+          continue;
+        }
+        if (e.timestampMs > opts.nowMs + MAX_LIVE_SKEW_MS) {
+          results[i] = { id, status: 'dropped', reason: 'FUTURE', duplicate: false };
+          continue;
+        }
+      }
+      const why = verifyEvent(e, this.cfg);
+      if (why !== null) {
+        results[i] = { id, status: 'dropped', reason: why, duplicate: false };
+        continue;
+      }
+      fresh.push(e);
+      freshIdx.set(id, [i]);
+    }
+    if (fresh.length > 0) {
+      const verdicts = this.storeAndApply(fresh);
+      for (const e of fresh) {
+        const id = toHex(e.id);
+        const v = verdicts.get(id);
+        const r: IngestResult = v === undefined ? this.storedResult(id, this.stmts.byId.get(e.id) as Row, false) : toResult(id, v, false);
+        const idx = freshIdx.get(id)!;
+        results[idx[0]!] = r;
+        for (const j of idx.slice(1)) results[j] = { ...r, duplicate: true };
+      }
+    }
+    return results;
+  }
+
+  private storedResult(id: string, row: Row, duplicate: boolean): IngestResult {
+    const status = STATUS_NAME[row.status] as EventStatus;
+    const r: IngestResult = { id, status, duplicate };
+    if (row.reason !== null) r.reason = row.reason as ReasonCode;
+    return r;
+  }
+
+  private storeAndApply(fresh: LedgerEvent[]): Map<string, ApplyResult> {
+    const s = this.stmts;
+    const verdicts = new Map<string, ApplyResult>();
+    const run = this.db.transaction(() => {
+      let from: Uint8Array | null = null;
+      const lower = (k: Uint8Array): void => {
+        if (from === null || compareBytes(k, from) < 0) from = k;
+      };
+      const ords = new Map<LedgerEvent, Uint8Array>();
+      for (const e of fresh) {
+        const ord = orderKey(e.timestampMs, e.id);
+        ords.set(e, ord);
+        s.insert!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes);
+        for (const acct of accountsOf(e)) s.insertAccount!.run(acct, ord, e.id);
+      }
+      for (const e of fresh) {
+        const ord = ords.get(e)!;
+        if (this.tip !== null && compareBytes(ord, this.tip) < 0) lower(ord);
+        for (const c of s.conflicts.all(replayKey(e), e.id) as { ord: Uint8Array }[]) {
+          if (this.tip !== null && compareBytes(c.ord, this.tip) <= 0) lower(c.ord);
+        }
+      }
+      if (from === null) {
+        fresh.sort((a, b) => compareBytes(ords.get(a)!, ords.get(b)!));
+        for (const e of fresh) {
+          const ord = ords.get(e)!;
+          const r = this.apply(e);
+          s.verdict!.run(STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, e.id);
+          verdicts.set(toHex(e.id), r);
+          this.tip = ord;
+          this.maybeSnapshot(ord);
+        }
+      } else {
+        this.replayFrom(from, verdicts);
+      }
+      this.persistState();
+    });
+    try {
+      run();
+    } catch (e) {
+      // The transaction rolled back; the in-memory state may hold half an event. Start again from the disk.
+      this.log.error('ledger transaction failed; reloading state', { error: (e as Error).message });
+      this.loadState();
+      throw e;
+    }
+    return verdicts;
+  }
+
+  private apply(e: LedgerEvent): ApplyResult {
+    const r = applyEvent(this.state, e, this.ctx);
+    if (this.checkInvariant) {
+      const gap = this.state.supplyGap();
+      if (gap !== 0n) throw new Error(`supply invariant broken by event ${toHex(e.id)}: gap ${gap}`);
+    }
+    return r;
+  }
+
+  /** Rewinds to the last snapshot before `from` and re-applies every stored event after it. */
+  private replayFrom(from: Uint8Array, verdicts: Map<string, ApplyResult>): void {
+    // Snapshots at or after `from` include events whose verdict may change: drop them.
+    this.snapshots = this.snapshots.filter((sn) => sn.key === null || compareBytes(sn.key, from) < 0);
+    const snap = this.snapshots[this.snapshots.length - 1]!;
+    this.state.restore(snap.state);
+    this.sinceSnapshot = 0;
+    let cursor: Uint8Array = snap.key ?? new Uint8Array(0);
+    let replayed = 0;
+    for (;;) {
+      const rows = this.stmts.after.all(cursor, REPLAY_PAGE) as Row[];
+      for (const row of rows) {
+        const r = this.apply(decodeEvent(row.bytes));
+        const code = STATUS_CODE[r.status];
+        if (code !== row.status || (r.reason ?? null) !== row.reason || r.amount !== undefined) {
+          this.stmts.verdict!.run(code, r.reason ?? null, r.amount?.toString() ?? null, row.id);
+        }
+        verdicts.set(toHex(row.id), r);
+        this.maybeSnapshot(row.ord);
+        cursor = row.ord;
+        replayed++;
+      }
+      if (rows.length < REPLAY_PAGE) break;
+    }
+    this.tip = cursor.byteLength === 0 ? null : cursor;
+    this.log.debug('ledger rewound', { replayed });
+  }
+
+  private maybeSnapshot(ord: Uint8Array): void {
+    if (++this.sinceSnapshot < SNAPSHOT_EVERY) return;
+    this.sinceSnapshot = 0;
+    this.snapshots.push({ key: ord, state: this.state.snapshot() });
+    if (this.snapshots.length > MAX_SNAPSHOTS) this.snapshots.splice(1, 1); // keep genesis
+  }
+
+  private persistState(): void {
+    const s = this.stmts;
+    for (const [k, v] of this.state.takeDirty()) {
+      if (v === undefined) s.deleteState!.run(k);
+      else s.upsertState!.run(k, v);
+    }
+    if (this.tip !== null) s.setMeta!.run('tip', toHex(this.tip));
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // queries
+
+  /** The state hash: equal on two ledgers holding the same events, whatever order they arrived in. */
+  stateHash(): string {
+    return this.state.hash();
+  }
+
+  status(): LedgerStatus {
+    const t = this.state.totals();
+    return {
+      stateHash: this.state.hash(),
+      events: t.applied + t.rejected + t.void,
+      applied: t.applied,
+      rejected: t.rejected,
+      void: t.void,
+      minted: t.minted,
+      burned: t.burned,
+      staked: t.staked,
+      escrowed: t.escrowed,
+      marketPricePerMillion: this.state.market()?.price ?? MARKET_BASE_PRICE,
+    };
+  }
+
+  /** An account's balances (the 20-byte account id; parse an address with identity's parseAddress). */
+  account(accountId: Uint8Array): AccountView {
+    const a = this.state.account(toHex(accountId));
+    let cooling = 0n;
+    for (const u of a.unbonding) cooling += u.amount;
+    return {
+      address: addressFromAccountId(accountId),
+      balance: a.balance,
+      staked: a.staked + cooling,
+      locked: a.staked,
+      unlocksAt: a.unlocksAt,
+      unbonding: a.unbonding.map((u) => ({ ...u })),
+    };
+  }
+
+  /** Events naming the account, newest first. */
+  history(accountId: Uint8Array, limit = 100): HistoryEntry[] {
+    const rows = this.stmts.history.all(accountId, Math.max(1, Math.min(10_000, limit))) as { bytes: Uint8Array; status: number; reason: string | null; amount: string | null }[];
+    return rows.map((r) => {
+      const h: HistoryEntry = { ...describeEvent(decodeEvent(r.bytes)), status: STATUS_NAME[r.status]! };
+      if (r.reason !== null) h.reason = r.reason;
+      return h;
+    });
+  }
+
+  /** One past the largest nonce this signer has used for this kind (0 for none). */
+  nextNonce(signer: Uint8Array, kind: EventKind): bigint {
+    const lo = replayKey({ signer, body: { kind } as LedgerEvent['body'], nonce: 0n });
+    const hi = replayKey({ signer, body: { kind } as LedgerEvent['body'], nonce: 0xffffffffffffffffn });
+    const row = this.stmts.maxNonce.get(lo, hi) as { rkey: Uint8Array | null } | undefined;
+    if (row?.rkey == null) return 0n;
+    return new DataView(row.rkey.buffer, row.rkey.byteOffset, row.rkey.byteLength).getBigUint64(34) + 1n;
+  }
+
+  /** The stored status of an event, or undefined. */
+  eventStatus(id: Uint8Array): { status: StoredStatus; reason?: string } | undefined {
+    const row = this.stmts.byId.get(id) as Row | undefined;
+    if (row === undefined) return undefined;
+    return row.reason === null ? { status: STATUS_NAME[row.status]! } : { status: STATUS_NAME[row.status]!, reason: row.reason };
+  }
+
+  /** Wire bytes of a stored event. */
+  eventBytes(id: Uint8Array): Uint8Array | undefined {
+    return (this.stmts.byId.get(id) as Row | undefined)?.bytes;
+  }
+
+  /** What this ledger serves to syncing peers. */
+  syncHandler(): LedgerSyncHandler {
+    return {
+      range: (after, limit) => {
+        const n = Math.max(1, Math.min(LEDGER_SYNC_LIMITS.maxRange, Math.floor(limit)));
+        return (this.stmts.after.all(after ?? new Uint8Array(0), n) as Row[]).map((r) => r.bytes);
+      },
+      byIds: (ids) => {
+        const out: Uint8Array[] = [];
+        for (const id of ids.slice(0, LEDGER_SYNC_LIMITS.maxIds)) {
+          const b = this.eventBytes(id);
+          if (b !== undefined) out.push(b);
+        }
+        return out;
+      },
+    };
+  }
+
+  /** Balances + stakes + escrow + burned − minted (0 when the supply invariant holds; throws on a broken total). */
+  supplyGap(): bigint {
+    return this.state.supplyGap();
+  }
+
+  /**
+   * Re-derives the state from the stored events alone, from genesis, without touching the database, and returns
+   * its hash: equal to stateHash() when the persisted state is consistent with the events.
+   */
+  replayHash(): string {
+    const fresh = new LedgerState();
+    let cursor: Uint8Array = new Uint8Array(0);
+    for (;;) {
+      const rows = this.stmts.after.all(cursor, REPLAY_PAGE) as Row[];
+      for (const row of rows) {
+        applyEvent(fresh, decodeEvent(row.bytes), this.ctx);
+        cursor = row.ord;
+      }
+      if (rows.length < REPLAY_PAGE) break;
+    }
+    return fresh.hash();
+  }
+
+  /** A consistent copy of the database at `file`, safe while the node writes (SQLite online backup). */
+  async backup(file: string): Promise<void> {
+    await this.db.backup(file);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+function toResult(id: string, r: ApplyResult, duplicate: boolean): IngestResult {
+  const out: IngestResult = { id, status: r.status, duplicate };
+  if (r.reason !== undefined) out.reason = r.reason;
+  return out;
+}
+
+/** Accounts an event names, for history. */
+function accountsOf(e: LedgerEvent): Uint8Array[] {
+  const out = [e.account];
+  const b = e.body;
+  if (b.kind === EventKind.Transfer) out.push(b.to);
+  if (b.kind === EventKind.MarketComplete) {
+    if (b.validator.some((x) => x !== 0)) out.push(b.validator);
+    out.push(...b.workers);
+  }
+  if (b.kind === EventKind.Slash) {
+    try {
+      out.push(evidenceKey(e).offender);
+    } catch {
+      // evidence was verified before storing; unreachable
+    }
+  }
+  return out;
+}

@@ -1,0 +1,59 @@
+/**
+ * Reason codes: every rejected, void or dropped event carries one. Stable strings (logs, CLI output, tests).
+ */
+export const REASONS = {
+  // admission: the event is dropped and never stored
+  MALFORMED: 'event bytes do not decode to a well-formed event',
+  TOO_LARGE: 'event larger than the size limit',
+  WRONG_NETWORK: 'event belongs to another network',
+  BAD_SIGNATURE: 'signature missing, high-S or not by the signer key',
+  STALE: 'live gossip older than 5 minutes (admission filter only)',
+  FUTURE: 'live gossip more than 60 s in the future (admission filter only)',
+  // stateless field rules (also dropped). Those marked "fraud" make a proof slashable as evidence.
+  HOLDER_RECORD_KEY_MISMATCH: 'fraud: embedded HolderRecord is not signed by the proof signer',
+  HOLDER_RECORD_BAD_SIGNATURE: 'fraud: embedded HolderRecord signature does not verify',
+  HOLDER_RECORD_WRONG_NETWORK: 'fraud: embedded HolderRecord belongs to another network',
+  HOLDER_RECORD_NOT_VALID_AT_TIME: 'fraud: proof time outside the HolderRecord validity period',
+  LAYERS_MISMATCH: 'fraud: layers claimed differ from the HolderRecord span',
+  LAYERS_OUT_OF_RANGE: 'fraud: empty span or layers beyond the model',
+  EPOCH_MISMATCH: 'fraud: epoch is not floor(timestamp / 60 s)',
+  UPTIME_TOO_LONG: 'fraud: more uptime than one 60 s window',
+  INFERENCE_RATE: 'fraud: more inference tokens per second of uptime than the cap',
+  TRAINING_RATE: 'fraud: more training tokens per second of uptime than the cap',
+  DATA_RATE: 'fraud: more data samples per second of uptime than the cap',
+  TRAINING_HASH_UNCHANGED: 'fraud: training claimed but model hash before = after',
+  TRAINING_LOSS_INVALID: 'fraud: training claimed without a positive loss',
+  TRAINING_NO_COMMITMENT: 'fraud: training claimed without a gradient commitment',
+  TRAINING_UPTIME_TOO_SHORT: 'fraud: training claimed with less than 10 s of uptime',
+  AMOUNT_ZERO: 'amount must be positive',
+  FEE_MISMATCH: 'fee must be exactly ceil(5 % of the amount)',
+  SELF_TRANSFER: 'sender and recipient are the same account',
+  STAKE_TOO_SMALL: 'stake below the minimum of 1 NEURO',
+  LOCK_OUT_OF_RANGE: 'lock period must be 1..365 days',
+  EVIDENCE_INVALID: 'slash evidence does not prove an offence',
+  SELF_REPORT: 'a node cannot report itself',
+  REQUEST_INVALID: 'market request fields out of range',
+  COMPLETION_INVALID: 'market completion fields out of range',
+  // state rules: the event is stored, and rejected at its place in canonical order
+  EQUIVOCATION: 'two different events with one (signer, kind, nonce): both void, the signer is slashable',
+  INSUFFICIENT_BALANCE: 'balance too low',
+  INSUFFICIENT_STAKE: 'staked amount too low',
+  STAKE_LOCKED: 'stake is still locked',
+  UNBONDING_FULL: 'too many unstakes cooling down',
+  RATE_LIMIT_WINDOW: 'a proof for this node and 60 s window was already accepted',
+  ALREADY_SLASHED: 'this offence was already slashed',
+  NOTHING_TO_SLASH: 'the offender has nothing left to slash',
+  PRICE_ABOVE_MAX: 'market price is above the request maximum',
+  REQUEST_NOT_PENDING: 'request unknown, settled or expired',
+  ALREADY_CLAIMED: 'request already claimed',
+  SELF_CLAIM: 'a requester cannot claim its own request',
+  NOT_CLAIMER: 'only the claimer may complete a request',
+  TOKENS_ABOVE_MAX: 'completion uses more tokens than the request allows',
+} as const;
+
+export type ReasonCode = keyof typeof REASONS;
+
+/** Reasons for which a signed proof is proof of its signer's misbehaviour (slash evidence type INVALID_PROOF). */
+export const FRAUD_REASONS: ReadonlySet<ReasonCode> = new Set(
+  (Object.keys(REASONS) as ReasonCode[]).filter((k) => REASONS[k].startsWith('fraud:')),
+);

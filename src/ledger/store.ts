@@ -1,0 +1,98 @@
+/**
+ * The SQLite store (better-sqlite3 12, WAL). Schema migrations are numbered SQL scripts applied in order inside a
+ * transaction, tracked in `schema_version`. The ledger writes one event (its row, its verdict and the state rows it
+ * changed) in one transaction, so a process killed at any moment leaves either all of it or none of it; with WAL
+ * and synchronous=NORMAL a committed transaction survives a process crash (FULL also survives power loss).
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ConfigError } from '../util/errors.js';
+
+export const LEDGER_DB_FILE = 'ledger.db';
+
+const MIGRATIONS: string[] = [
+  // 1: events, their accounts (history), the state rows, and metadata.
+  `
+  CREATE TABLE events (
+    id      BLOB PRIMARY KEY,             -- 32-byte event id
+    ord     BLOB NOT NULL UNIQUE,         -- canonical order key: u64 timestampMs ‖ id
+    rkey    BLOB NOT NULL,                -- replay key: signer ‖ kind ‖ u64 nonce
+    kind    INTEGER NOT NULL,
+    ts      INTEGER NOT NULL,
+    bytes   BLOB NOT NULL,                -- wire bytes as first received
+    status  INTEGER NOT NULL,             -- 0 pending, 1 applied, 2 rejected, 3 void
+    reason  TEXT,
+    amount  TEXT                          -- main amount moved, base units
+  ) WITHOUT ROWID;
+  CREATE INDEX events_rkey ON events(rkey);
+  CREATE TABLE event_accounts (
+    account BLOB NOT NULL,                -- 20-byte account id named by the event
+    ord     BLOB NOT NULL,
+    id      BLOB NOT NULL,
+    PRIMARY KEY (account, ord)
+  ) WITHOUT ROWID;
+  CREATE TABLE state (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export interface OpenDbOptions {
+  readonly?: boolean;
+  /** NORMAL (default): durable across process crashes. FULL: also across power loss, slower. */
+  synchronous?: 'NORMAL' | 'FULL';
+}
+
+export function openDatabase(path: string, opts: OpenDbOptions = {}): Database.Database {
+  if (opts.readonly === true) {
+    let db: Database.Database;
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+    } catch (e) {
+      throw new ConfigError(`cannot open ledger ${path}: ${(e as Error).message}`, { file: path }, 'LEDGER_MISSING');
+    }
+    db.pragma('busy_timeout = 5000');
+    const v = schemaVersion(db);
+    if (v !== SCHEMA_VERSION) {
+      db.close();
+      throw new ConfigError(`ledger ${path} has schema version ${v}; this program reads ${SCHEMA_VERSION}`, { file: path }, 'LEDGER_SCHEMA');
+    }
+    return db;
+  }
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+  db.pragma('busy_timeout = 5000');
+  migrate(db, path);
+  return db;
+}
+
+function schemaVersion(db: Database.Database): number {
+  const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").get();
+  if (has === undefined) return 0;
+  const row = db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+  return row?.version ?? 0;
+}
+
+function migrate(db: Database.Database, path: string): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+  const v = schemaVersion(db);
+  if (v > SCHEMA_VERSION) {
+    db.close();
+    throw new ConfigError(`ledger ${path} has schema version ${v}, newer than this program's ${SCHEMA_VERSION}`, { file: path }, 'LEDGER_SCHEMA');
+  }
+  for (let i = v; i < SCHEMA_VERSION; i++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[i]!);
+      db.prepare('DELETE FROM schema_version').run();
+      db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(i + 1);
+    })();
+  }
+}
+
+export const STATUS_CODE = { pending: 0, applied: 1, rejected: 2, void: 3 } as const;
+export const STATUS_NAME = ['pending', 'applied', 'rejected', 'void'] as const;
+export type StoredStatus = (typeof STATUS_NAME)[number];

@@ -1,0 +1,166 @@
+/**
+ * Stateless verification: everything about an event that depends on the event alone (and the network's fixed
+ * configuration), never on the wall clock or other events. An event failing here can never become valid, so the
+ * ledger drops it without storing it. State rules (balances, rate windows, equivocation) are in apply.ts.
+ */
+import { bytesEqual } from '../util/bytes.js';
+import { publicKeyFromPeerId, verifyDomain } from '../identity/index.js';
+import { DecodeError } from './codec.js';
+import {
+  MAX_DATA_SAMPLES_PER_S,
+  MAX_INFERENCE_TOKENS_PER_S,
+  MAX_LOCK_DAYS,
+  MAX_MARKET_WORKERS,
+  MAX_REQUEST_LIFETIME_MS,
+  MAX_REQUEST_TOKENS,
+  MAX_TRAINING_TOKENS_PER_S,
+  MAX_UPTIME_MS,
+  MIN_LOCK_DAYS,
+  MIN_STAKE,
+  MIN_TRAINING_UPTIME_MS,
+  PROOF_WINDOW_MS,
+  transferFee,
+} from './economics.js';
+import { decodeEvent, EVENT_DOMAIN, EventKind, EvidenceType, replayKey, ZERO32, type LedgerEvent, type ProofBody } from './events.js';
+import type { HolderRecordVerifier } from './interfaces.js';
+import { FRAUD_REASONS, type ReasonCode } from './reasons.js';
+
+export interface VerifyConfig {
+  networkId: string;
+  /** Layers of the model (the LM-head holder is the one whose span ends here). */
+  modelLayers: number;
+  holderVerifier: HolderRecordVerifier;
+}
+
+export type Verdict = { ok: true; event: LedgerEvent } | { ok: false; reason: ReasonCode; event?: LedgerEvent };
+
+/** Decodes and verifies wire bytes. */
+export function verifyEventBytes(bytes: Uint8Array, cfg: VerifyConfig): Verdict {
+  let e: LedgerEvent;
+  try {
+    e = decodeEvent(bytes);
+  } catch (err) {
+    if (err instanceof DecodeError || err instanceof RangeError) return { ok: false, reason: bytes.byteLength > 48 * 1024 ? 'TOO_LARGE' : 'MALFORMED' };
+    throw err;
+  }
+  const reason = verifyEvent(e, cfg);
+  return reason === null ? { ok: true, event: e } : { ok: false, reason, event: e };
+}
+
+/** Verifies a decoded event; returns null when valid, else the reason code. */
+export function verifyEvent(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | null {
+  if (e.networkId !== cfg.networkId) return 'WRONG_NETWORK';
+  if (!verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature)) return 'BAD_SIGNATURE';
+  return checkFields(e, cfg);
+}
+
+/** The stateless field rules of each kind (the signature is already checked). */
+export function checkFields(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | null {
+  const b = e.body;
+  switch (b.kind) {
+    case EventKind.Proof:
+      return checkProof(e as LedgerEvent<ProofBody>, cfg);
+    case EventKind.Transfer:
+      if (b.amount === 0n) return 'AMOUNT_ZERO';
+      if (b.fee !== transferFee(b.amount)) return 'FEE_MISMATCH';
+      if (bytesEqual(b.to, e.account)) return 'SELF_TRANSFER';
+      return null;
+    case EventKind.Stake:
+      if (b.amount < MIN_STAKE) return 'STAKE_TOO_SMALL';
+      if (b.lockDays < MIN_LOCK_DAYS || b.lockDays > MAX_LOCK_DAYS) return 'LOCK_OUT_OF_RANGE';
+      return null;
+    case EventKind.Unstake:
+      return b.amount === 0n ? 'AMOUNT_ZERO' : null;
+    case EventKind.Slash:
+      return checkEvidence(e, cfg);
+    case EventKind.MarketRequest:
+      if (b.maxTokens < 1 || b.maxTokens > MAX_REQUEST_TOKENS || b.maxPricePerMillion === 0n) return 'REQUEST_INVALID';
+      if (b.expiresAtMs <= e.timestampMs || b.expiresAtMs > e.timestampMs + MAX_REQUEST_LIFETIME_MS) return 'REQUEST_INVALID';
+      return null;
+    case EventKind.MarketClaim:
+      return null;
+    case EventKind.MarketComplete: {
+      if (b.tokensUsed > MAX_REQUEST_TOKENS || b.workers.length > MAX_MARKET_WORKERS) return 'COMPLETION_INVALID';
+      const seen = new Set<string>();
+      for (const w of b.workers) {
+        const k = Buffer.from(w).toString('hex');
+        if (seen.has(k) || w.every((x) => x === 0)) return 'COMPLETION_INVALID';
+        seen.add(k);
+      }
+      return null;
+    }
+  }
+}
+
+function isZero(h: Uint8Array): boolean {
+  return bytesEqual(h, ZERO32);
+}
+
+function checkProof(e: LedgerEvent<ProofBody>, cfg: VerifyConfig): ReasonCode | null {
+  const b = e.body;
+  const rec = b.holderRecord;
+  // The record must be the signer's own, signed, for this network, valid at the proof's time.
+  let recKey: Uint8Array;
+  try {
+    recKey = publicKeyFromPeerId(rec.peerId);
+  } catch {
+    return 'HOLDER_RECORD_KEY_MISMATCH';
+  }
+  if (!bytesEqual(recKey, e.signer)) return 'HOLDER_RECORD_KEY_MISMATCH';
+  if (rec.networkId !== cfg.networkId) return 'HOLDER_RECORD_WRONG_NETWORK';
+  if (e.timestampMs < rec.timestampMs || e.timestampMs > rec.expiresMs) return 'HOLDER_RECORD_NOT_VALID_AT_TIME';
+  if (b.layers.start !== rec.span.start || b.layers.end !== rec.span.end) return 'LAYERS_MISMATCH';
+  if (b.layers.start >= b.layers.end || b.layers.end > cfg.modelLayers) return 'LAYERS_OUT_OF_RANGE';
+  if (b.epoch !== Math.floor(e.timestampMs / PROOF_WINDOW_MS)) return 'EPOCH_MISMATCH';
+  if (b.uptimeMs > MAX_UPTIME_MS) return 'UPTIME_TOO_LONG';
+  // Rates per second of uptime, in integers: x / (uptimeMs / 1000) <= cap  ⇔  x · 1000 <= cap · uptimeMs.
+  const up = BigInt(b.uptimeMs);
+  if (b.inferenceTokens * 1000n > BigInt(MAX_INFERENCE_TOKENS_PER_S) * up) return 'INFERENCE_RATE';
+  if (b.trainingTokens * 1000n > BigInt(MAX_TRAINING_TOKENS_PER_S) * up) return 'TRAINING_RATE';
+  if (b.dataSamples * 1000n > BigInt(MAX_DATA_SAMPLES_PER_S) * up) return 'DATA_RATE';
+  if (b.trainingTokens > 0n) {
+    if (b.uptimeMs < MIN_TRAINING_UPTIME_MS) return 'TRAINING_UPTIME_TOO_SHORT';
+    if (bytesEqual(b.modelHashBefore, b.modelHashAfter)) return 'TRAINING_HASH_UNCHANGED';
+    if (b.lossMicro === 0n) return 'TRAINING_LOSS_INVALID';
+    if (isZero(b.gradientCommitment)) return 'TRAINING_NO_COMMITMENT';
+  }
+  // Last: the record signature is the most expensive check.
+  if (!cfg.holderVerifier.verifySignature(rec)) return 'HOLDER_RECORD_BAD_SIGNATURE';
+  return null;
+}
+
+/** A slash is valid when its evidence, on its own, proves the offence. */
+function checkEvidence(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | null {
+  const b = e.body;
+  if (b.kind !== EventKind.Slash) return 'EVIDENCE_INVALID';
+  const evs: LedgerEvent[] = [];
+  for (const bytes of b.evidence) {
+    let ev: LedgerEvent;
+    try {
+      ev = decodeEvent(bytes);
+    } catch {
+      return 'EVIDENCE_INVALID';
+    }
+    if (ev.networkId !== cfg.networkId || !verifyDomain(ev.signer, EVENT_DOMAIN, ev.payload, ev.signature)) return 'EVIDENCE_INVALID';
+    evs.push(ev);
+  }
+  const offender = evs[0]!;
+  if (bytesEqual(offender.signer, e.signer)) return 'SELF_REPORT';
+  if (b.evidenceType === EvidenceType.Equivocation) {
+    const [a, c] = evs as [LedgerEvent, LedgerEvent];
+    if (!bytesEqual(replayKey(a), replayKey(c)) || bytesEqual(a.id, c.id)) return 'EVIDENCE_INVALID';
+    return null;
+  }
+  if (offender.body.kind !== EventKind.Proof) return 'EVIDENCE_INVALID';
+  const why = checkFields(offender, cfg);
+  return why !== null && FRAUD_REASONS.has(why) ? null : 'EVIDENCE_INVALID';
+}
+
+/** The key under which an offence is slashed at most once (the replay key, or the invalid proof's id). */
+export function evidenceKey(e: LedgerEvent): { offender: Uint8Array; key: Uint8Array } {
+  const b = e.body;
+  if (b.kind !== EventKind.Slash) throw new TypeError('not a slash');
+  const first = decodeEvent(b.evidence[0]!);
+  if (b.evidenceType === EvidenceType.Equivocation) return { offender: first.account, key: replayKey(first) };
+  return { offender: first.account, key: first.id };
+}

@@ -1,0 +1,17 @@
+/** The bootstrap tracker service. The HolderRecord validator is injected by node/tracker.ts. */
+export { TrackerServer, type TrackerModules } from './server.js';
+export { TRACKER_DEFAULTS, isNetworkId, trackerOptions, type TrackerOptions } from './options.js';
+export { RateLimiter } from './rate-limit.js';
+export type {
+  AnnounceResponse,
+  HealthResponse,
+  ParseRejection,
+  ParseResult,
+  PeersResponse,
+  RecordValidator,
+  TrackedRecord,
+  TrackerErrorBody,
+  TrackerErrorCode,
+  VerifyRejection,
+  VerifyResult,
+} from './types.js';

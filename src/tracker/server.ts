@@ -1,0 +1,263 @@
+/**
+ * The bootstrap tracker: an HTTP service where layer holders announce signed HolderRecords and newcomers ask who is
+ * out there. It is a convenience, never an authority: clients verify every record they get back, and the tracker
+ * only stores what a record's own signature vouches for.
+ *
+ *   POST /announce                          a HolderRecord (JSON, ≤ 8 KiB)   → {"ok": true, "ttlMs": 60000}
+ *   GET  /peers[?network=ID][&layer=N][&limit=50]                            → {"peers": [HolderRecord…]}
+ *   GET  /health                                                             → {"ok": true, "entries", "uptimeMs"}
+ *
+ * Errors are {"error": {"code", "message"}}: 400 malformed, 401 bad_signature, 403 wrong_network, 404 not_found,
+ * 409 stale | expired | from_future, 413 too_large, 415 unsupported_media_type, 429 rate_limited | source_full,
+ * 503 full. docs/PROTOCOL.md "## Tracker" is the reference.
+ *
+ * The tracker never receives a secret (the record parser rejects unknown fields) and never returns one (it serves
+ * the validator's serialisation of verified records, nothing else).
+ */
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { type Clock, systemClock } from '../util/clock.js';
+import { type Logger, silentLogger } from '../util/logger.js';
+import { isNetworkId, trackerOptions, type TrackerOptions } from './options.js';
+import { RateLimiter } from './rate-limit.js';
+import { TrackerStore } from './store.js';
+import type { AnnounceResponse, HealthResponse, RecordValidator, TrackedRecord, TrackerErrorBody, TrackerErrorCode, VerifyRejection } from './types.js';
+
+export interface TrackerModules<R extends TrackedRecord> {
+  validator: RecordValidator<R>;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+/** Thrown inside handlers to answer with an error body; anything else becomes a 500 with a generic message. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: TrackerErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const VERIFY_STATUS: Record<VerifyRejection, [number, TrackerErrorCode]> = {
+  bad_signature: [401, 'bad_signature'],
+  peer_id_invalid: [401, 'bad_signature'],
+  expired: [409, 'expired'],
+  too_old: [409, 'stale'],
+  from_future: [409, 'from_future'],
+};
+
+/** How often expired rows are swept (lazily, on requests; no timer keeps the process alive). */
+const PURGE_INTERVAL_MS = 5_000;
+
+export class TrackerServer<R extends TrackedRecord> {
+  readonly app: FastifyInstance;
+  readonly opts: TrackerOptions;
+  private readonly store: TrackerStore;
+  private readonly validator: RecordValidator<R>;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly announceLimiter: RateLimiter;
+  private readonly queryLimiter: RateLimiter;
+  private readonly networks: ReadonlySet<string>;
+  private readonly startedMs: number;
+  private lastPurgeMs = -Infinity;
+  private closed = false;
+
+  constructor(opts: Partial<TrackerOptions>, modules: TrackerModules<R>) {
+    this.opts = trackerOptions(opts);
+    this.validator = modules.validator;
+    this.clock = modules.clock ?? systemClock;
+    this.log = modules.logger ?? silentLogger;
+    this.networks = new Set(this.opts.networks);
+    this.startedMs = this.clock.now();
+    this.store = new TrackerStore(this.opts.dbPath);
+    this.announceLimiter = new RateLimiter(
+      { burst: this.opts.announceBurst, perSec: this.opts.announcePerSec, maxSources: this.opts.maxRateLimitSources },
+      this.clock,
+    );
+    this.queryLimiter = new RateLimiter({ burst: this.opts.queryBurst, perSec: this.opts.queryPerSec, maxSources: this.opts.maxRateLimitSources }, this.clock);
+    this.app = Fastify({
+      bodyLimit: this.opts.maxBodyBytes,
+      logger: false,
+      // Cap what a slow or idle client can hold open.
+      connectionTimeout: 30_000,
+      requestTimeout: 10_000,
+      keepAliveTimeout: 5_000,
+      // close() ends keep-alive connections at once instead of waiting for clients to drop them
+      forceCloseConnections: true,
+      onProtoPoisoning: 'error',
+      onConstructorPoisoning: 'error',
+    });
+    this.routes();
+  }
+
+  private routes(): void {
+    const app = this.app;
+    // JSON only: fastify also parses text/plain by default, which would let a string body reach the handler.
+    app.removeContentTypeParser('text/plain');
+
+    app.addHook('onRequest', async (req, reply) => {
+      const announce = req.method === 'POST' && req.url.split('?')[0] === '/announce';
+      const limiter = announce ? this.announceLimiter : this.queryLimiter;
+      if (!limiter.take(req.ip)) {
+        const retry = Math.max(1, Math.ceil(limiter.retryAfterMs(req.ip) / 1000));
+        void reply.header('retry-after', String(retry));
+        throw new HttpError(429, 'rate_limited', `too many requests from ${req.ip}; retry in ${retry} s`);
+      }
+    });
+
+    app.setErrorHandler((err: FastifyError | HttpError, req: FastifyRequest, reply: FastifyReply) => {
+      if (err instanceof HttpError) return sendError(reply, err.status, err.code, err.message);
+      switch (err.code) {
+        case 'FST_ERR_CTP_BODY_TOO_LARGE':
+          return sendError(reply, 413, 'too_large', `body is larger than ${this.opts.maxBodyBytes} bytes`);
+        case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+          return sendError(reply, 415, 'unsupported_media_type', 'send the record as application/json');
+        case 'FST_ERR_CTP_INVALID_JSON_BODY':
+        case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+          return sendError(reply, 400, 'malformed', 'body is not valid JSON');
+      }
+      const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
+      if (status >= 400 && status < 500) {
+        // Fastify's own client errors (bad content length, prototype poisoning, …): malformed requests.
+        return sendError(reply, status === 413 ? 413 : 400, status === 413 ? 'too_large' : 'malformed', err.message);
+      }
+      this.log.error('tracker request failed', { method: req.method, url: req.url.slice(0, 200), err: err.message });
+      return sendError(reply, 500, 'internal', 'internal error');
+    });
+
+    app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 100)}`));
+
+    app.post('/announce', async (req, reply) => reply.code(200).send(this.announce(req.body, req.ip)));
+
+    app.get('/peers', async (req, reply) => {
+      const json = this.peers(req.query);
+      return reply.code(200).type('application/json; charset=utf-8').send(json);
+    });
+
+    app.get('/health', async () => {
+      const body: HealthResponse = { ok: true, entries: this.store.count(), uptimeMs: this.clock.now() - this.startedMs };
+      return body;
+    });
+  }
+
+  /** Handles one announce; throws HttpError for every rejection. */
+  announce(body: unknown, source: string): AnnounceResponse {
+    const now = this.clock.now();
+    this.maybePurge(now);
+    const parsed = this.validator.parse(body);
+    if (!parsed.ok) throw new HttpError(parsed.reason === 'too_large' ? 413 : 400, parsed.reason, parsed.message);
+    const rec = parsed.record;
+    if (this.networks.size > 0 && !this.networks.has(rec.networkId)) {
+      throw new HttpError(403, 'wrong_network', `this tracker serves ${[...this.networks].join(', ')}, not ${rec.networkId}`);
+    }
+    if (rec.multiaddrs.length === 0) throw new HttpError(400, 'malformed', 'a record announced to a tracker needs at least one multiaddr');
+    const v = this.validator.verify(rec, { nowMs: now, maxSkewMs: this.opts.maxSkewMs, maxAgeMs: this.opts.maxSkewMs });
+    if (!v.ok) {
+      const [status, code] = VERIFY_STATUS[v.reason];
+      throw new HttpError(status, code, v.message);
+    }
+    const prev = this.store.get(rec.networkId, rec.peerId);
+    if (prev !== undefined && rec.timestampMs <= prev.timestampMs) {
+      throw new HttpError(409, 'stale', `a record signed at ${prev.timestampMs} or later is already held for this peer`);
+    }
+    if (prev === undefined) {
+      if (this.store.count() >= this.opts.maxEntries) {
+        this.purge(now);
+        if (this.store.count() >= this.opts.maxEntries) throw new HttpError(503, 'full', `the tracker holds its maximum of ${this.opts.maxEntries} records`);
+      }
+    }
+    if (prev?.source !== source && this.store.countBySource(source) >= this.opts.maxEntriesPerSource) {
+      throw new HttpError(429, 'source_full', `at most ${this.opts.maxEntriesPerSource} records may be announced from one address`);
+    }
+    this.store.upsert({
+      networkId: rec.networkId,
+      peerId: rec.peerId,
+      spanStart: rec.span.start,
+      spanEnd: rec.span.end,
+      timestampMs: rec.timestampMs,
+      expiresMs: rec.expiresMs,
+      receivedMs: now,
+      source,
+      json: JSON.stringify(this.validator.toJson(rec)),
+    });
+    this.log.debug('announce', { peerId: rec.peerId, network: rec.networkId, span: `${rec.span.start}:${rec.span.end}`, source });
+    return { ok: true, ttlMs: this.opts.ttlMs };
+  }
+
+  /** Handles GET /peers; returns the response JSON text. */
+  peers(query: unknown): string {
+    const q = this.peersQuery(query);
+    const now = this.clock.now();
+    this.maybePurge(now);
+    const rows = this.store.peers({ ...q, freshAfterMs: now - this.opts.ttlMs, nowMs: now });
+    // The rows hold the validator's JSON of verified records: splice them in rather than parse and re-encode.
+    return `{"peers":[${rows.join(',')}]}`;
+  }
+
+  private peersQuery(query: unknown): { network?: string; layer?: number; limit: number } {
+    const q = (typeof query === 'object' && query !== null ? query : {}) as Record<string, unknown>;
+    const out: { network?: string; layer?: number; limit: number } = { limit: this.opts.defaultPeersLimit };
+    for (const [k, v] of Object.entries(q)) {
+      if (typeof v !== 'string') throw new HttpError(400, 'malformed', `query parameter ${k.slice(0, 32)} must appear once`);
+      if (k === 'network') {
+        if (!isNetworkId(v)) throw new HttpError(400, 'malformed', 'network must be 1-128 characters of A-Z a-z 0-9 . _ -');
+        out.network = v;
+      } else if (k === 'layer') {
+        out.layer = intParam(k, v, 0, 65_535);
+      } else if (k === 'limit') {
+        out.limit = intParam(k, v, 1, this.opts.maxPeersLimit);
+      } else {
+        throw new HttpError(400, 'malformed', `unknown query parameter ${JSON.stringify(k.slice(0, 32))}`);
+      }
+    }
+    return out;
+  }
+
+  private maybePurge(now: number): void {
+    if (now - this.lastPurgeMs >= PURGE_INTERVAL_MS) this.purge(now);
+  }
+
+  private purge(now: number): void {
+    this.lastPurgeMs = now;
+    const n = this.store.purge(now - this.opts.ttlMs, now);
+    if (n > 0) this.log.debug('purged stale records', { n });
+  }
+
+  /** Number of stored records (fresh or not yet purged). */
+  get entries(): number {
+    return this.store.count();
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 picks a free port). */
+  async listen(): Promise<{ host: string; port: number; url: string }> {
+    await this.app.listen({ host: this.opts.host, port: this.opts.port });
+    const addr = this.app.server.address();
+    if (addr === null || typeof addr === 'string') throw new Error('tracker is not listening on a TCP port');
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    return { host: addr.address, port: addr.port, url: `http://${host}:${addr.port}` };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.app.close();
+    } finally {
+      this.store.close();
+    }
+  }
+}
+
+function sendError(reply: FastifyReply, status: number, code: TrackerErrorCode, message: string): FastifyReply {
+  const body: TrackerErrorBody = { error: { code, message } };
+  return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+function intParam(name: string, v: string, min: number, max: number): number {
+  if (!/^\d{1,9}$/.test(v)) throw new HttpError(400, 'malformed', `${name} must be an integer`);
+  const n = Number(v);
+  if (n < min || n > max) throw new HttpError(400, 'malformed', `${name} must be in ${min}..${max}`);
+  return n;
+}

@@ -1,0 +1,120 @@
+/**
+ * The tracker's table of announced records, in SQLite (better-sqlite3, WAL). One row per (network, peer): a newer
+ * announce replaces the older one. The row keeps the record's JSON exactly as the validator serialised it (only the
+ * record's own fields), so GET /peers can return rows without re-encoding them and never returns anything the
+ * record did not carry.
+ */
+import Database from 'better-sqlite3';
+
+export interface StoredRow {
+  networkId: string;
+  peerId: string;
+  spanStart: number;
+  spanEnd: number;
+  timestampMs: number;
+  expiresMs: number;
+  receivedMs: number;
+  source: string;
+  json: string;
+}
+
+export interface PeersQuery {
+  network?: string;
+  layer?: number;
+  limit: number;
+  /** Only rows received after this instant and not yet expired at nowMs. */
+  freshAfterMs: number;
+  nowMs: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS holders (
+  network_id   TEXT    NOT NULL,
+  peer_id      TEXT    NOT NULL,
+  span_start   INTEGER NOT NULL,
+  span_end     INTEGER NOT NULL,
+  timestamp_ms INTEGER NOT NULL,
+  expires_ms   INTEGER NOT NULL,
+  received_ms  INTEGER NOT NULL,
+  source       TEXT    NOT NULL,
+  record_json  TEXT    NOT NULL,
+  PRIMARY KEY (network_id, peer_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holders_received ON holders (received_ms);
+CREATE INDEX IF NOT EXISTS holders_source ON holders (source);
+`;
+
+export class TrackerStore {
+  private readonly db: Database.Database;
+  private readonly stmts: {
+    get: Database.Statement<[string, string], { timestamp_ms: number; source: string }>;
+    upsert: Database.Statement<[string, string, number, number, number, number, number, string, string]>;
+    count: Database.Statement<[], { n: number }>;
+    countSource: Database.Statement<[string], { n: number }>;
+    purge: Database.Statement<[number, number]>;
+  };
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    if (path !== ':memory:') this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+    this.stmts = {
+      get: this.db.prepare('SELECT timestamp_ms, source FROM holders WHERE network_id = ? AND peer_id = ?'),
+      upsert: this.db.prepare(
+        `INSERT INTO holders (network_id, peer_id, span_start, span_end, timestamp_ms, expires_ms, received_ms, source, record_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (network_id, peer_id) DO UPDATE SET span_start = excluded.span_start, span_end = excluded.span_end,
+           timestamp_ms = excluded.timestamp_ms, expires_ms = excluded.expires_ms, received_ms = excluded.received_ms,
+           source = excluded.source, record_json = excluded.record_json`,
+      ),
+      count: this.db.prepare('SELECT COUNT(*) AS n FROM holders'),
+      countSource: this.db.prepare('SELECT COUNT(*) AS n FROM holders WHERE source = ?'),
+      purge: this.db.prepare('DELETE FROM holders WHERE received_ms <= ? OR expires_ms <= ?'),
+    };
+  }
+
+  /** The stored timestamp and source of (network, peer), if any. */
+  get(networkId: string, peerId: string): { timestampMs: number; source: string } | undefined {
+    const r = this.stmts.get.get(networkId, peerId);
+    return r === undefined ? undefined : { timestampMs: r.timestamp_ms, source: r.source };
+  }
+
+  upsert(r: StoredRow): void {
+    this.stmts.upsert.run(r.networkId, r.peerId, r.spanStart, r.spanEnd, r.timestampMs, r.expiresMs, r.receivedMs, r.source, r.json);
+  }
+
+  count(): number {
+    return this.stmts.count.get()!.n;
+  }
+
+  countBySource(source: string): number {
+    return this.stmts.countSource.get(source)!.n;
+  }
+
+  /** Deletes rows not announced since `receivedBeforeMs` or expired at `nowMs`; returns how many. */
+  purge(receivedBeforeMs: number, nowMs: number): number {
+    return this.stmts.purge.run(receivedBeforeMs, nowMs).changes;
+  }
+
+  /** JSON texts of fresh records, in random order (spreads load over holders), at most `limit`. */
+  peers(q: PeersQuery): string[] {
+    const where = ['received_ms > ?', 'expires_ms > ?'];
+    const args: (string | number)[] = [q.freshAfterMs, q.nowMs];
+    if (q.network !== undefined) {
+      where.push('network_id = ?');
+      args.push(q.network);
+    }
+    if (q.layer !== undefined) {
+      where.push('span_start <= ? AND ? < span_end');
+      args.push(q.layer, q.layer);
+    }
+    args.push(q.limit);
+    const sql = `SELECT record_json FROM holders WHERE ${where.join(' AND ')} ORDER BY random() LIMIT ?`;
+    return (this.db.prepare(sql).all(...args) as { record_json: string }[]).map((r) => r.record_json);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { type AddressInfo } from 'node:net';
+import { describe, it } from 'node:test';
+import { ApiClient } from '../../../src/api/client.js';
+import { ApiServer } from '../../../src/api/server.js';
+import type { NodeStatus, PeerStatus, StatusProvider } from '../../../src/api/status.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
+
+const STATUS: NodeStatus = {
+  peerId: '16Uiu2HAmEWQnHq2jLKJypwVnVoQeFCULuyop6atvq2eWjYSUjzNi',
+  networkId: 'testnet',
+  version: '0.1.0',
+  addresses: ['/ip4/127.0.0.1/tcp/9000'],
+  span: { start: 0, end: 4 },
+  uptimeMs: 1234,
+  peers: { known: 2, alive: 1 },
+};
+
+const PEERS: PeerStatus[] = [
+  { peerId: 'peerA', addresses: ['/ip4/127.0.0.1/tcp/9100'], span: { start: 4, end: 8 }, liveness: 'alive', lastSeenMs: 1_700_000_000_000 },
+  { peerId: 'peerB', addresses: [], span: null, liveness: 'unknown', lastSeenMs: null },
+];
+
+function provider(over: Partial<StatusProvider> = {}): StatusProvider {
+  return { status: () => STATUS, peers: () => PEERS, ...over };
+}
+
+describe('local endpoint: routes', () => {
+  it('serves GET /api/status and GET /api/peers from the provider', async () => {
+    const api = new ApiServer({ port: 0 }, { status: provider() });
+    try {
+      const s = await api.app.inject({ method: 'GET', url: '/api/status', headers: { host: '127.0.0.1:8000' } });
+      assert.equal(s.statusCode, 200);
+      assert.deepEqual(s.json(), STATUS);
+      const p = await api.app.inject({ method: 'GET', url: '/api/peers', headers: { host: 'localhost:8000' } });
+      assert.equal(p.statusCode, 200);
+      assert.deepEqual(p.json(), { peers: PEERS });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('sends only the fields its schema names, never extras a provider leaks', async () => {
+    const leaky = { ...STATUS, mnemonic: 'abandon abandon …', privateKey: 'deadbeef' } as NodeStatus;
+    const api = new ApiServer({ port: 0 }, { status: provider({ status: () => leaky, peers: async () => [{ ...PEERS[0]!, token: 'x' } as PeerStatus] }) });
+    try {
+      const s = await api.app.inject({ method: 'GET', url: '/api/status', headers: { host: '127.0.0.1' } });
+      assert.deepEqual(s.json(), STATUS);
+      assert.ok(!s.body.includes('abandon') && !s.body.includes('deadbeef'));
+      const p = await api.app.inject({ method: 'GET', url: '/api/peers', headers: { host: '127.0.0.1' } });
+      assert.deepEqual(p.json(), { peers: [PEERS[0]] });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('refuses foreign Host headers (DNS rebinding), unknown routes, and provider failures with typed bodies', async () => {
+    const api = new ApiServer(
+      { port: 0 },
+      {
+        status: provider({
+          status: () => {
+            throw new Error('secret detail');
+          },
+        }),
+      },
+    );
+    try {
+      const evil = await api.app.inject({ method: 'GET', url: '/api/peers', headers: { host: 'evil.example:8000' } });
+      assert.equal(evil.statusCode, 403);
+      assert.equal(evil.json<{ error: { code: string } }>().error.code, 'forbidden_host');
+      const nf = await api.app.inject({ method: 'GET', url: '/api/nope', headers: { host: '127.0.0.1' } });
+      assert.equal(nf.statusCode, 404);
+      assert.equal(nf.json<{ error: { code: string } }>().error.code, 'not_found');
+      const boom = await api.app.inject({ method: 'GET', url: '/api/status', headers: { host: '127.0.0.1' } });
+      assert.equal(boom.statusCode, 500);
+      assert.deepEqual(boom.json(), { error: { code: 'internal', message: 'internal error' } });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('listens on the loopback only', () => {
+    assert.throws(() => new ApiServer({ host: '0.0.0.0' }, { status: provider() }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+  });
+});
+
+describe('local endpoint: client', () => {
+  it('reads status and peers over a real socket on 127.0.0.1', async () => {
+    const api = new ApiServer({ port: 0 }, { status: provider() });
+    const { port, host } = await api.listen();
+    try {
+      assert.equal(host, '127.0.0.1');
+      const c = new ApiClient({ port });
+      assert.deepEqual(await c.status(), STATUS);
+      assert.deepEqual(await c.peers(), { peers: PEERS });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('reports a missing node, a wrong shape, an error answer and a deadline as typed errors', async () => {
+    const api = new ApiServer({ port: 0 }, { status: provider() });
+    const { port: freePort } = await api.listen();
+    await api.close();
+    await assert.rejects(new ApiClient({ port: freePort }).status(), (e) => isNeuroShardError(e, 'NODE_UNREACHABLE'));
+
+    let answer = '{"peerId": 1}';
+    let code = 200;
+    const fake = createServer((req, res) => {
+      if (req.url === '/api/peers' && code === 0) return; // never answers
+      res.statusCode = code;
+      res.end(answer);
+    });
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const port = (fake.address() as AddressInfo).port;
+    try {
+      const c = new ApiClient({ port, timeoutMs: 200 });
+      await assert.rejects(c.status(), (e) => isNeuroShardError(e, 'API_BAD_RESPONSE'));
+      answer = JSON.stringify({ peers: [{ ...PEERS[0], liveness: 'zombie' }] });
+      await assert.rejects(c.peers(), (e) => isNeuroShardError(e, 'API_BAD_RESPONSE'));
+      answer = '{"error":{"code":"internal","message":"boom"}}';
+      code = 500;
+      await assert.rejects(c.status(), (e) => isNeuroShardError(e, 'API_BAD_RESPONSE') && e.meta?.status === 500);
+      code = 0;
+      await assert.rejects(c.peers(), (e) => isNeuroShardError(e, 'TIMEOUT'));
+    } finally {
+      fake.closeAllConnections();
+      await new Promise<void>((r) => fake.close(() => r()));
+    }
+  });
+});

@@ -1,0 +1,133 @@
+/**
+ * Replication through the LedgerNetwork interface (in-memory hub): gossip, sync of a node that missed it,
+ * agreement of the state hashes, and the outbox.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { NEURO } from '../../../src/ledger/amount.js';
+import { buildTransfer } from '../../../src/ledger/build.js';
+import { EventKind } from '../../../src/ledger/events.js';
+import { Ledger } from '../../../src/ledger/ledger.js';
+import { MemoryLedgerHub } from '../../../src/ledger/memory-network.js';
+import { listOutbox, outboxMaxNonce, readOutcome, writeOutbox } from '../../../src/ledger/outbox.js';
+import { LedgerService, startNodeLedger } from '../../../src/ledger/service.js';
+import { waitFor } from '../../../src/util/abort.js';
+import { ManualClock } from '../../../src/util/clock.js';
+import { tempDir } from '../../utils/paths.js';
+import { acct, env, LAYERS, NET, T0, testKey, uptimeProof } from './helpers.js';
+
+function node(dir: string, hub: MemoryLedgerHub, name: string, clock: ManualClock, keyIndex: number) {
+  const dataDir = join(dir, name);
+  mkdirSync(dataDir, { recursive: true });
+  const ledger = new Ledger({ path: join(dataDir, 'ledger.db'), networkId: NET, modelLayers: LAYERS, checkInvariant: true });
+  const network = hub.join(name);
+  const key = testKey(keyIndex);
+  const service = new LedgerService({ ledger, network, clock, key, dataDir, outboxPollMs: 20 });
+  return { ledger, network, service, key, dataDir };
+}
+
+describe('ledger service', () => {
+  it('spreads events by gossip, and a node that missed them catches up by sync to the same state hash', async () => {
+    const t = tempDir('neuroshard-svc-');
+    const clock = new ManualClock(T0 + 1000);
+    const hub = new MemoryLedgerHub();
+    const nodes = ['a', 'b', 'c'].map((n, i) => node(t.dir, hub, n, clock, 21 + i));
+    try {
+      for (const n of nodes) n.service.start();
+      const [a, b, c] = nodes as [typeof nodes[0], typeof nodes[0], typeof nodes[0]];
+      c.network.partitioned = true;
+      const ids: string[] = [];
+      // every event below is within the live window of this wall clock (at most 5 min old, 60 s ahead)
+      clock.set(T0 + 270_000);
+      for (let w = 0; w < 5; w++) {
+        for (const n of [a, b]) ids.push((await n.service.submit(uptimeProof(n.key, T0 + w * 60_000))).id);
+      }
+      ids.push((await a.service.submit(buildTransfer(a.key, env(1, T0 + 5 * 60_000), acct(c.key), NEURO / 10_000n).bytes)).id);
+      await waitFor(() => b.ledger.status().events === ids.length, { timeoutMs: 5000, what: 'b receives the gossip' });
+      assert.equal(b.ledger.stateHash(), a.ledger.stateHash());
+      assert.equal(c.ledger.status().events, 0);
+
+      c.network.partitioned = false;
+      const added = await c.service.syncAll();
+      assert.equal(added, ids.length);
+      assert.equal(c.ledger.stateHash(), a.ledger.stateHash());
+      assert.equal(c.ledger.account(acct(c.key)).balance, NEURO / 10_000n);
+      // a second sync adds nothing
+      assert.equal(await c.service.syncAll(), 0);
+      // stale gossip is not admitted live (it arrives by sync instead)
+      clock.set(T0 + 60 * 60_000);
+      const late = uptimeProof(a.key, T0 + 30 * 60_000);
+      const seen = b.service.waitFor('ledger:ingested', { timeoutMs: 5000, pred: (p) => p.source === 'gossip' });
+      await a.network.publish(late);
+      const got = await seen;
+      assert.deepEqual([got.result.status, got.result.reason], ['dropped', 'STALE']);
+    } finally {
+      for (const n of nodes) {
+        n.service.stop();
+        n.ledger.close();
+      }
+      t.cleanup();
+    }
+  });
+
+  it('publishes the outbox when it starts, re-signing events that waited too long', async () => {
+    const t = tempDir('neuroshard-outbox-');
+    const clock = new ManualClock(T0);
+    const hub = new MemoryLedgerHub();
+    const a = node(t.dir, hub, 'a', clock, 31);
+    const b = node(t.dir, hub, 'b', clock, 32);
+    try {
+      // fund a
+      a.ledger.ingest(uptimeProof(a.key, T0 - 120_000));
+      b.ledger.ingest(uptimeProof(a.key, T0 - 120_000));
+      // two wallet events written while the node was down; the first is an hour old by the time it starts
+      const old = buildTransfer(a.key, env(1, T0), acct(b.key), 1n);
+      writeOutbox(a.dataDir, old);
+      const fresh = buildTransfer(a.key, env(2, T0 + 3_600_000), acct(b.key), 2n);
+      writeOutbox(a.dataDir, fresh);
+      assert.equal(outboxMaxNonce(a.dataDir, a.key.publicKey, EventKind.Transfer), 2n);
+      clock.set(T0 + 3_600_000 + 1000);
+      b.service.start();
+      a.service.start();
+      await waitFor(() => listOutbox(a.dataDir).length === 0, { timeoutMs: 5000, what: 'outbox drained' });
+      const o1 = readOutcome(a.dataDir, Buffer.from(old.id).toString('hex'));
+      const o2 = readOutcome(a.dataDir, Buffer.from(fresh.id).toString('hex'));
+      assert.equal(o1?.status, 'applied');
+      assert.ok(o1?.publishedId !== undefined && o1.publishedId !== Buffer.from(old.id).toString('hex'), 'the stale event was re-signed');
+      assert.equal(o2?.status, 'applied');
+      assert.equal(o2?.publishedId, undefined);
+      await waitFor(() => b.ledger.account(acct(b.key)).balance === 3n, { timeoutMs: 5000, what: 'b sees both transfers by gossip' });
+      assert.equal(b.ledger.stateHash(), a.ledger.stateHash());
+    } finally {
+      a.service.stop();
+      b.service.stop();
+      a.ledger.close();
+      b.ledger.close();
+      t.cleanup();
+    }
+  });
+
+  it('startNodeLedger opens the data dir ledger and syncs from the known peers at start', async () => {
+    const t = tempDir('neuroshard-start-');
+    const clock = new ManualClock(T0);
+    const hub = new MemoryLedgerHub();
+    const b = node(t.dir, hub, 'b', clock, 41);
+    let stop: (() => void) | undefined;
+    try {
+      b.service.start();
+      for (let w = 0; w < 3; w++) b.ledger.ingest(uptimeProof(b.key, T0 + w * 60_000));
+      const dataDir = join(t.dir, 'a');
+      const a = await startNodeLedger({ dataDir, networkId: NET, modelLayers: LAYERS, network: hub.join('a'), key: testKey(42), clock });
+      stop = a.stop;
+      assert.equal(a.ledger.status().events, 3);
+      assert.equal(a.ledger.stateHash(), b.ledger.stateHash());
+    } finally {
+      stop?.();
+      b.service.stop();
+      b.ledger.close();
+      t.cleanup();
+    }
+  });
+});
