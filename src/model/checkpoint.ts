@@ -1,0 +1,466 @@
+/**
+ * Checkpoints: a directory that Hugging Face tools open as a Llama model, plus what training needs to resume.
+ *
+ *   <root>/step-0000001000/
+ *     model.safetensors           the span's parameters, Hugging Face names, F32 (metadata format=pt)
+ *     config.json                 the whole model's LlamaConfig (+ the keys transformers needs)
+ *     neuroshard-tokenizer.json   copied from the tokenizer path the trainer passes (optional)
+ *     optimizer.safetensors       AdamW state: exp_avg.<name>, exp_avg_sq.<name>; step in the metadata (optional)
+ *     training-state.json         opaque JSON from the trainer: step, data position, RNG state, … (optional)
+ *     checkpoint.json             written last: format, version, step, span held, model (span) hash, layer hashes,
+ *                                 size and SHA-256 of every other file
+ *
+ * A node holding a span writes only its layers (and the embedding / head if it holds them). Writes are atomic: the
+ * files go into a temporary sibling directory, each fsynced, which is renamed into place (and its parent fsynced)
+ * only when complete; a crash leaves the previous checkpoint intact. `keepLast` prunes older ones.
+ *
+ * Loading verifies the size and SHA-256 of every file listed in checkpoint.json before using any of them, then the
+ * layer hashes of the loaded weights. Every failure names the file and what was expected (CheckpointError codes:
+ * CHECKPOINT_MISSING, _TRUNCATED, _CORRUPT, _MISMATCH, _UNSUPPORTED).
+ *
+ * Foreign checkpoints (model.safetensors or a sharded model.safetensors.index.json, plus config.json: F32, F16 or
+ * BF16, tied or untied) load with loadHfModel; they carry no checkpoint.json to verify against.
+ */
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Backend } from '../tensor/backend.js';
+import { type LlamaConfig, parseHfConfig, toHfConfigJson } from './config.js';
+import { CheckpointError, ModelConfigError } from './errors.js';
+import { atomicWriteFile, fsyncDir, readSmallFile, sha256File } from './fsutil.js';
+import { layerHashes, layerHashesToJson, spanHashOf } from './hash.js';
+import { ParamLayout, type Span } from './layout.js';
+import { SafetensorsFile, writeSafetensors } from './safetensors.js';
+import { LlamaShard } from './shard.js';
+
+export const CHECKPOINT_FORMAT = 'neuroshard-checkpoint';
+export const CHECKPOINT_VERSION = 1;
+
+export const CHECKPOINT_FILES = {
+  model: 'model.safetensors',
+  config: 'config.json',
+  tokenizer: 'neuroshard-tokenizer.json',
+  optimizer: 'optimizer.safetensors',
+  trainingState: 'training-state.json',
+  manifest: 'checkpoint.json',
+} as const;
+
+/** Default number of checkpoints kept by saveCheckpoint. */
+export const DEFAULT_KEEP_LAST = 3;
+/** Largest JSON file of a checkpoint we read (config, manifest, training state, index). */
+export const MAX_CHECKPOINT_JSON_BYTES = 16 << 20;
+
+const DIR_RE = /^step-(\d{10})$/;
+
+export function checkpointDirName(step: number): string {
+  return `step-${String(step).padStart(10, '0')}`;
+}
+
+/** AdamW state in the same flat layout as the parameters. */
+export interface OptimizerState {
+  /** Optimizer steps taken (the bias-correction counter). */
+  step: number;
+  m: Float32Array;
+  v: Float32Array;
+  /** Hyper-parameters or anything else the trainer wants back (stored as strings in the safetensors metadata). */
+  meta?: Record<string, string>;
+}
+
+export interface CheckpointManifest {
+  format: typeof CHECKPOINT_FORMAT;
+  version: number;
+  step: number;
+  span: Span;
+  num_hidden_layers: number;
+  has_embed: boolean;
+  has_head: boolean;
+  /** Span hash of what this checkpoint holds (the model hash when it holds everything). */
+  model_hash: string;
+  layer_hashes: Record<string, string>;
+  files: Record<string, { sha256: string; bytes: number }>;
+}
+
+/** What saveCheckpoint needs of a model: a LlamaShard satisfies it. */
+export interface CheckpointSource {
+  config: LlamaConfig;
+  layout: ParamLayout;
+  params: Float32Array;
+}
+
+export interface SaveCheckpointOptions {
+  /** Directory holding the checkpoints (e.g. `<data-dir>/checkpoints`); created if missing. */
+  root: string;
+  step: number;
+  model: CheckpointSource;
+  optimizer?: OptimizerState;
+  /** JSON-serialisable; stored verbatim. */
+  trainingState?: unknown;
+  /** Path of the tokenizer file to copy in as neuroshard-tokenizer.json. */
+  tokenizerPath?: string;
+  /** Keep this many newest checkpoints in `root` (default DEFAULT_KEEP_LAST); 0 keeps all. */
+  keepLast?: number;
+}
+
+export interface SavedCheckpoint {
+  dir: string;
+  step: number;
+  modelHash: string;
+  manifest: CheckpointManifest;
+}
+
+/** Writes a checkpoint atomically and prunes old ones. */
+export function saveCheckpoint(opts: SaveCheckpointOptions): SavedCheckpoint {
+  const { root, step, model } = opts;
+  if (!Number.isSafeInteger(step) || step < 0) throw new ModelConfigError(`checkpoint step ${step} is not a non-negative integer`);
+  const keep = opts.keepLast ?? DEFAULT_KEEP_LAST;
+  if (!Number.isInteger(keep) || keep < 0) throw new ModelConfigError(`keepLast ${keep} is not a non-negative integer`);
+  const layout = model.layout;
+  if (model.params.length !== layout.size) throw new ModelConfigError(`model params have ${model.params.length} elements, layout needs ${layout.size}`);
+  mkdirSync(root, { recursive: true });
+  const name = checkpointDirName(step);
+  const final = join(root, name);
+  const tmp = join(root, `.${name}.tmp-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
+  try {
+    const files: CheckpointManifest['files'] = {};
+    const tensors = layout.entries.map((e) => ({ name: e.name, shape: e.shape, data: model.params.subarray(e.offset, e.offset + e.size) }));
+    files[CHECKPOINT_FILES.model] = writeSafetensors(join(tmp, CHECKPOINT_FILES.model), tensors, { format: 'pt' });
+    files[CHECKPOINT_FILES.config] = atomicWriteFile(join(tmp, CHECKPOINT_FILES.config), [utf8(JSON.stringify(toHfConfigJson(model.config), null, 2) + '\n')]);
+    if (opts.tokenizerPath !== undefined) {
+      const dst = join(tmp, CHECKPOINT_FILES.tokenizer);
+      try {
+        copyFileSync(opts.tokenizerPath, dst);
+      } catch (e) {
+        throw new CheckpointError('CHECKPOINT_MISSING', opts.tokenizerPath, `cannot copy the tokenizer: ${(e as Error).message}`);
+      }
+      files[CHECKPOINT_FILES.tokenizer] = sha256File(dst);
+    }
+    if (opts.optimizer !== undefined) {
+      const o = opts.optimizer;
+      if (o.m.length !== layout.size || o.v.length !== layout.size) {
+        throw new ModelConfigError(`optimizer state has ${o.m.length}/${o.v.length} elements, layout needs ${layout.size}`);
+      }
+      const ot = layout.entries.flatMap((e) => [
+        { name: `exp_avg.${e.name}`, shape: e.shape, data: o.m.subarray(e.offset, e.offset + e.size) },
+        { name: `exp_avg_sq.${e.name}`, shape: e.shape, data: o.v.subarray(e.offset, e.offset + e.size) },
+      ]);
+      files[CHECKPOINT_FILES.optimizer] = writeSafetensors(join(tmp, CHECKPOINT_FILES.optimizer), ot, { ...(o.meta ?? {}), step: String(o.step) });
+    }
+    if (opts.trainingState !== undefined) {
+      const text = JSON.stringify(opts.trainingState);
+      if (text === undefined) throw new ModelConfigError('trainingState is not JSON-serialisable');
+      if (text.length > MAX_CHECKPOINT_JSON_BYTES) throw new ModelConfigError(`trainingState is ${text.length} bytes of JSON, more than ${MAX_CHECKPOINT_JSON_BYTES}`);
+      files[CHECKPOINT_FILES.trainingState] = atomicWriteFile(join(tmp, CHECKPOINT_FILES.trainingState), [utf8(text)]);
+    }
+    const hashes = layerHashes(layout, model.params);
+    const manifest: CheckpointManifest = {
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      step,
+      span: { ...layout.span },
+      num_hidden_layers: model.config.num_hidden_layers,
+      has_embed: layout.hasEmbed,
+      has_head: layout.hasHead,
+      model_hash: spanHashOf(hashes.values()),
+      layer_hashes: layerHashesToJson(hashes),
+      files,
+    };
+    atomicWriteFile(join(tmp, CHECKPOINT_FILES.manifest), [utf8(JSON.stringify(manifest, null, 2) + '\n')]);
+    fsyncDir(tmp);
+    // commit: move any previous checkpoint of the same step aside, rename the new one into place
+    const old = join(root, `.${name}.old-${process.pid}`);
+    if (existsSync(final)) renameSync(final, old);
+    renameSync(tmp, final);
+    fsyncDir(root);
+    rmSync(old, { recursive: true, force: true });
+    if (keep > 0) pruneCheckpoints(root, keep);
+    return { dir: final, step, modelHash: manifest.model_hash, manifest };
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function utf8(s: string): Uint8Array {
+  const b = Buffer.from(s, 'utf8');
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** Complete checkpoints under `root` (those with a checkpoint.json), oldest first. */
+export function listCheckpoints(root: string): { dir: string; step: number }[] {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
+  const out: { dir: string; step: number }[] = [];
+  for (const n of names) {
+    const m = DIR_RE.exec(n);
+    if (m === null) continue;
+    const dir = join(root, n);
+    if (existsSync(join(dir, CHECKPOINT_FILES.manifest))) out.push({ dir, step: Number(m[1]) });
+  }
+  return out.sort((a, b) => a.step - b.step);
+}
+
+/** The newest complete checkpoint under `root`, or null. */
+export function latestCheckpoint(root: string): string | null {
+  const all = listCheckpoints(root);
+  return all.length === 0 ? null : all[all.length - 1].dir;
+}
+
+/** Deletes all but the newest `keepLast` complete checkpoints, and leftovers of interrupted writes. */
+export function pruneCheckpoints(root: string, keepLast: number): void {
+  const all = listCheckpoints(root);
+  for (const c of all.slice(0, Math.max(0, all.length - keepLast))) rmSync(c.dir, { recursive: true, force: true });
+  for (const n of readdirSync(root)) {
+    if (/^\.step-\d{10}\.(tmp|old)-\d+$/.test(n)) rmSync(join(root, n), { recursive: true, force: true });
+  }
+}
+
+// ---- reading ------------------------------------------------------------------------------------------------
+
+function readJson(path: string): unknown {
+  const text = readSmallFile(path, MAX_CHECKPOINT_JSON_BYTES);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CheckpointError('CHECKPOINT_CORRUPT', path, `is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/** Reads and validates checkpoint.json (without checking the files it lists). */
+export function readManifest(dir: string): CheckpointManifest {
+  const path = join(dir, CHECKPOINT_FILES.manifest);
+  const o = readJson(path) as Partial<CheckpointManifest> | null;
+  const bad = (why: string): never => {
+    throw new CheckpointError('CHECKPOINT_CORRUPT', path, why);
+  };
+  if (typeof o !== 'object' || o === null) bad('must hold a JSON object');
+  const m = o!;
+  if (m.format !== CHECKPOINT_FORMAT) bad(`format is ${JSON.stringify(m.format)}, expected "${CHECKPOINT_FORMAT}"`);
+  if (m.version !== CHECKPOINT_VERSION) {
+    throw new CheckpointError('CHECKPOINT_UNSUPPORTED', path, `version ${JSON.stringify(m.version)}, this build reads version ${CHECKPOINT_VERSION}`);
+  }
+  if (!Number.isSafeInteger(m.step) || m.step! < 0) bad('step must be a non-negative integer');
+  if (!Number.isInteger(m.num_hidden_layers) || m.num_hidden_layers! < 1) bad('num_hidden_layers must be a positive integer');
+  const s = m.span;
+  if (typeof s !== 'object' || s === null || !Number.isInteger(s.start) || !Number.isInteger(s.end) || s.start < 0 || s.end > m.num_hidden_layers! || s.start >= s.end) {
+    bad('span must be {start, end} with 0 ≤ start < end ≤ num_hidden_layers');
+  }
+  if (typeof m.model_hash !== 'string' || !/^[0-9a-f]{64}$/.test(m.model_hash)) bad('model_hash must be 64 hex digits');
+  if (typeof m.layer_hashes !== 'object' || m.layer_hashes === null) bad('layer_hashes must be an object');
+  if (typeof m.files !== 'object' || m.files === null) bad('files must be an object');
+  for (const [f, e] of Object.entries(m.files!)) {
+    if (f !== basename(f) || f.startsWith('.') || !Object.values(CHECKPOINT_FILES).includes(f as never)) bad(`lists an unexpected file ${JSON.stringify(f)}`);
+    if (typeof e !== 'object' || e === null || typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256) || !Number.isSafeInteger(e.bytes)) {
+      bad(`entry of ${f} must be {sha256, bytes}`);
+    }
+  }
+  if (m.files![CHECKPOINT_FILES.model] === undefined || m.files![CHECKPOINT_FILES.config] === undefined) bad('must list model.safetensors and config.json');
+  return m as CheckpointManifest;
+}
+
+/** Checks size and SHA-256 of every file checkpoint.json lists; returns the manifest. */
+export function verifyCheckpoint(dir: string): CheckpointManifest {
+  const m = readManifest(dir);
+  for (const [f, want] of Object.entries(m.files)) {
+    const path = join(dir, f);
+    if (!existsSync(path)) throw new CheckpointError('CHECKPOINT_MISSING', path, `listed in checkpoint.json but missing (expected ${want.bytes} bytes, sha256 ${want.sha256})`);
+    const got = sha256File(path);
+    if (got.bytes < want.bytes) throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `is ${got.bytes} bytes, expected ${want.bytes}`, { expected: want, got });
+    if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {
+      throw new CheckpointError('CHECKPOINT_CORRUPT', path, `sha256 ${got.sha256} (${got.bytes} bytes), expected ${want.sha256} (${want.bytes} bytes)`, { expected: want, got });
+    }
+  }
+  return m;
+}
+
+/** Where each weight of a Hugging Face directory lives: one model.safetensors or an index of several files. */
+class WeightSource {
+  private readonly files = new Map<string, SafetensorsFile>();
+  private readonly map: Map<string, string> | null;
+
+  constructor(private readonly dir: string) {
+    const single = join(dir, CHECKPOINT_FILES.model);
+    const index = join(dir, 'model.safetensors.index.json');
+    if (existsSync(single)) {
+      this.map = null;
+    } else if (existsSync(index)) {
+      const o = readJson(index) as { weight_map?: unknown } | null;
+      const wm = o?.weight_map;
+      if (typeof wm !== 'object' || wm === null) throw new CheckpointError('CHECKPOINT_CORRUPT', index, 'has no weight_map object');
+      this.map = new Map();
+      for (const [k, f] of Object.entries(wm)) {
+        if (typeof f !== 'string' || f !== basename(f) || !f.endsWith('.safetensors')) throw new CheckpointError('CHECKPOINT_CORRUPT', index, `weight_map entry ${k} → ${JSON.stringify(f)} is not a file in the directory`);
+        this.map.set(k, f);
+      }
+    } else {
+      throw new CheckpointError('CHECKPOINT_MISSING', single, 'no model.safetensors (nor model.safetensors.index.json) in the checkpoint directory');
+    }
+  }
+
+  private file(f: string): SafetensorsFile {
+    let s = this.files.get(f);
+    if (s === undefined) {
+      s = SafetensorsFile.open(join(this.dir, f));
+      this.files.set(f, s);
+    }
+    return s;
+  }
+
+  /** The file holding `name`, or null. */
+  find(name: string): SafetensorsFile | null {
+    if (this.map === null) {
+      const f = this.file(CHECKPOINT_FILES.model);
+      return f.has(name) ? f : null;
+    }
+    const f = this.map.get(name);
+    if (f === undefined) return null;
+    const s = this.file(f);
+    if (!s.has(name)) throw new CheckpointError('CHECKPOINT_MISMATCH', s.file, `has no tensor ${name}, which the index places in it`);
+    return s;
+  }
+
+  /** Every tensor name across the files. */
+  names(): string[] {
+    if (this.map !== null) return [...this.map.keys()];
+    return [...this.file(CHECKPOINT_FILES.model).header.tensors.keys()];
+  }
+
+  describe(): string {
+    return this.map === null ? join(this.dir, CHECKPOINT_FILES.model) : join(this.dir, 'model.safetensors.index.json');
+  }
+
+  close(): void {
+    for (const f of this.files.values()) f.close();
+  }
+}
+
+/** Buffers some exporters save next to the weights that carry no parameters. */
+const IGNORED_TENSOR = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
+
+/**
+ * Fills `params` (layout order) from a weight source. Every tensor of the layout must be present with its shape;
+ * in `strict` mode (a full model) any tensor that is not a parameter of this config is a mismatch too.
+ */
+function readWeights(src: WeightSource, layout: ParamLayout, params: Float32Array, strict: boolean): void {
+  const c = layout.config;
+  for (const e of layout.entries) {
+    const f = src.find(e.name);
+    if (f === null) {
+      throw new CheckpointError('CHECKPOINT_MISMATCH', src.describe(), `has no tensor ${e.name} [${e.shape.join(', ')}], which config.json implies`, { tensor: e.name });
+    }
+    f.readF32(e.name, params.subarray(e.offset, e.offset + e.size), e.shape);
+  }
+  if (!strict) return;
+  const full = new ParamLayout(c);
+  for (const n of src.names()) {
+    if (full.has(n) || IGNORED_TENSOR.test(n)) continue;
+    if (n === 'lm_head.weight' && c.tie_word_embeddings) continue; // some exporters store the tied copy too
+    throw new CheckpointError('CHECKPOINT_MISMATCH', src.describe(), `holds tensor ${n}, which is not a parameter of the model config.json describes`, { tensor: n });
+  }
+}
+
+export interface LoadOptions {
+  backend: Backend;
+  /** Load only these layers (within what the checkpoint holds); default all it holds. */
+  span?: Span;
+}
+
+/**
+ * Loads a Hugging Face Llama directory (config.json + model.safetensors or a sharded index): F32/F16/BF16 weights,
+ * tied or untied embeddings. Unsupported config options fail with UnsupportedModelOptionError.
+ */
+export function loadHfModel(dir: string, opts: LoadOptions): { config: LlamaConfig; model: LlamaShard } {
+  const cfgPath = join(dir, CHECKPOINT_FILES.config);
+  const config = parseHfConfig(readSmallFile(cfgPath, MAX_CHECKPOINT_JSON_BYTES), cfgPath);
+  const layout = new ParamLayout(config, opts.span);
+  const src = new WeightSource(dir);
+  try {
+    const params = new Float32Array(layout.size);
+    readWeights(src, layout, params, opts.span === undefined);
+    return { config, model: new LlamaShard({ config, backend: opts.backend, span: layout.span, params }) };
+  } finally {
+    src.close();
+  }
+}
+
+export interface LoadedCheckpoint {
+  dir: string;
+  manifest: CheckpointManifest;
+  config: LlamaConfig;
+  model: LlamaShard;
+  optimizer: OptimizerState | null;
+  trainingState: unknown;
+  /** Path of the checkpoint's tokenizer file, or null when it has none. */
+  tokenizerPath: string | null;
+}
+
+/**
+ * Loads one of our checkpoints after verifying every file's size and SHA-256, then checks the loaded layers
+ * against the layer hashes of checkpoint.json. `span` may select part of what the checkpoint holds.
+ */
+export function loadCheckpoint(dir: string, opts: LoadOptions): LoadedCheckpoint {
+  const manifest = verifyCheckpoint(dir);
+  const cfgPath = join(dir, CHECKPOINT_FILES.config);
+  const config = parseHfConfig(readSmallFile(cfgPath, MAX_CHECKPOINT_JSON_BYTES), cfgPath);
+  if (config.num_hidden_layers !== manifest.num_hidden_layers) {
+    throw new CheckpointError('CHECKPOINT_MISMATCH', cfgPath, `has num_hidden_layers=${config.num_hidden_layers}, checkpoint.json says ${manifest.num_hidden_layers}`);
+  }
+  const span = opts.span ?? manifest.span;
+  if (span.start < manifest.span.start || span.end > manifest.span.end) {
+    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.manifest), `holds layers [${manifest.span.start}, ${manifest.span.end}), not the requested [${span.start}, ${span.end})`);
+  }
+  const layout = new ParamLayout(config, span);
+  const src = new WeightSource(dir);
+  const params = new Float32Array(layout.size);
+  try {
+    readWeights(src, layout, params, false);
+  } finally {
+    src.close();
+  }
+  const modelFile = join(dir, CHECKPOINT_FILES.model);
+  for (const [k, h] of layerHashes(layout, params)) {
+    const want = manifest.layer_hashes[String(k)];
+    const got = Buffer.from(h).toString('hex');
+    if (want !== got) throw new CheckpointError('CHECKPOINT_MISMATCH', modelFile, `layer ${String(k)} hashes to ${got}, checkpoint.json expects ${want ?? '(no entry)'}`);
+  }
+  const model = new LlamaShard({ config, backend: opts.backend, span: layout.span, params });
+
+  let optimizer: OptimizerState | null = null;
+  if (manifest.files[CHECKPOINT_FILES.optimizer] !== undefined) {
+    const f = SafetensorsFile.open(join(dir, CHECKPOINT_FILES.optimizer));
+    try {
+      const m = new Float32Array(layout.size);
+      const v = new Float32Array(layout.size);
+      for (const e of layout.entries) {
+        f.readF32(`exp_avg.${e.name}`, m.subarray(e.offset, e.offset + e.size), e.shape);
+        f.readF32(`exp_avg_sq.${e.name}`, v.subarray(e.offset, e.offset + e.size), e.shape);
+      }
+      const { step, ...meta } = f.header.metadata;
+      const n = Number(step);
+      if (!Number.isSafeInteger(n) || n < 0) throw new CheckpointError('CHECKPOINT_CORRUPT', f.file, `metadata step ${JSON.stringify(step)} is not a non-negative integer`);
+      optimizer = { step: n, m, v, meta };
+    } finally {
+      f.close();
+    }
+  }
+  const tsPath = join(dir, CHECKPOINT_FILES.trainingState);
+  const trainingState = manifest.files[CHECKPOINT_FILES.trainingState] !== undefined ? readJson(tsPath) : null;
+  const tokenizerPath = manifest.files[CHECKPOINT_FILES.tokenizer] !== undefined ? join(dir, CHECKPOINT_FILES.tokenizer) : null;
+  return { dir, manifest, config, model, optimizer, trainingState, tokenizerPath };
+}
+
+/**
+ * Loads either kind of directory: ours (checkpoint.json present: verified) or a foreign Hugging Face one.
+ */
+export function loadAnyCheckpoint(dir: string, opts: LoadOptions): { config: LlamaConfig; model: LlamaShard; verified: LoadedCheckpoint | null } {
+  if (existsSync(join(dir, CHECKPOINT_FILES.manifest))) {
+    const c = loadCheckpoint(dir, opts);
+    return { config: c.config, model: c.model, verified: c };
+  }
+  const h = loadHfModel(dir, opts);
+  return { ...h, verified: null };
+}

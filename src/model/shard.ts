@@ -1,0 +1,546 @@
+/**
+ * NeuroLLM: a decoder-only, pre-norm Llama, run as a shard that holds any contiguous span [start, end) of its layers.
+ *
+ *   x = embed(ids)                                          (only the span holding layer 0: the driver)
+ *   for each layer:  r = x + o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))),  n1 = rmsnorm(x)
+ *                    x = r + down_proj(silu(gate_proj(n2)) · up_proj(n2)),                   n2 = rmsnorm(r)
+ *   logits = lm_head(rmsnorm(x))                            (only the span holding the last layer: the validator)
+ *
+ * A shard takes token ids (driver) or hidden states [B, T, C] and returns hidden states [B, T, C] or logits
+ * [B, T, V] (validator); backward takes the gradient of its output, accumulates the gradients of its parameters and
+ * returns the gradient of its input (null for the driver, whose input is token ids). So a chain of shards computes
+ * exactly what one shard holding every layer computes.
+ *
+ * Memory, llm.c style: parameters in ONE flat Float32Array (`params`, named views via `layout`), gradients in a
+ * second one with the same layout (`grads`); activations in buffers sized on first use and reused. Everything is
+ * computed by the Backend's kernels; this file only sequences them, so it is deterministic whenever the backend is
+ * (the same thread count gives bitwise-identical results).
+ *
+ * Buffers returned by forward/backward/loss belong to the shard and are overwritten by its next call: copy them
+ * (`.slice()`) before keeping or transferring them.
+ */
+import type { Backend, GemmArgs } from '../tensor/backend.js';
+import { ShapeError, TokenRangeError } from '../tensor/errors.js';
+import { type LlamaConfig } from './config.js';
+import { ModelConfigError, ModelStateError } from './errors.js';
+import { initParams } from './init.js';
+import { type KVCache } from './kv-cache.js';
+import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, ParamLayout, type Span } from './layout.js';
+
+/** Targets equal to this do not count in the loss (PyTorch's default). */
+export const IGNORE_INDEX = -100;
+
+interface LayerViews {
+  inNorm: Float32Array;
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  o: Float32Array;
+  postNorm: Float32Array;
+  gate: Float32Array;
+  up: Float32Array;
+  down: Float32Array;
+}
+
+/** Saved activations of one layer for a batch of N = B·T rows. */
+interface LayerActs {
+  h1: Float32Array; // [N, C] rmsnorm(x)
+  rstd1: Float32Array; // [N]
+  q: Float32Array; // [B, T, H, D] after RoPE
+  k: Float32Array; // [B, T, KV, D] after RoPE
+  v: Float32Array; // [B, T, KV, D]
+  att: Float32Array; // [B, T, H, D] attention output (before o_proj)
+  lse: Float32Array; // [B, H, T]
+  r: Float32Array; // [N, C] residual after attention
+  h2: Float32Array; // [N, C] rmsnorm(r)
+  rstd2: Float32Array; // [N]
+  gate: Float32Array; // [N, F]
+  up: Float32Array; // [N, F]
+  act: Float32Array; // [N, F] silu(gate)·up
+}
+
+export interface ShardOptions {
+  config: LlamaConfig;
+  backend: Backend;
+  /** Layers [start, end); default the whole model. */
+  span?: Span;
+  /** Adopt this flat buffer as the parameters (length layout.size); default a fresh one, initialised with `seed`. */
+  params?: Float32Array;
+  /** Seed of the initialisation when `params` is not given (default 0). */
+  seed?: number;
+}
+
+export interface ForwardOptions {
+  /** Decode incrementally through this cache: positions start at cache.length. No backward after such a forward. */
+  cache?: KVCache;
+  /** Position of the first token when no cache is used (default 0). */
+  posOffset?: number;
+}
+
+export interface LossResult {
+  /** Mean cross-entropy (natural log) over the counted positions; 0 when none counts. */
+  loss: number;
+  /** Positions whose target is not IGNORE_INDEX. */
+  count: number;
+  /** Gradient of loss·gradScale/… with respect to the logits [N, V] (null when not requested). */
+  dlogits: Float32Array | null;
+}
+
+export class LlamaShard {
+  readonly config: LlamaConfig;
+  readonly backend: Backend;
+  readonly layout: ParamLayout;
+  readonly span: Span;
+  /** Every parameter of the span, in layout order. */
+  readonly params: Float32Array;
+  /** Gradients, same layout; accumulated by backward, cleared by zeroGrad. */
+  readonly grads: Float32Array;
+
+  private readonly w: LayerViews[];
+  private readonly g: LayerViews[];
+  private readonly embedW: Float32Array | null;
+  private readonly embedG: Float32Array | null;
+  private readonly normW: Float32Array | null;
+  private readonly normG: Float32Array | null;
+  private readonly headW: Float32Array | null;
+  private readonly headG: Float32Array | null;
+
+  // activation buffers, allocated for `cap` rows
+  private cap = 0;
+  private capB = 0;
+  private res: Float32Array[] = []; // res[l]: input of layer l of the span, res[nL]: span output [N, C]
+  private acts: LayerActs[] = [];
+  private ids: Int32Array = new Int32Array(0);
+  private xf: Float32Array = new Float32Array(0); // [N, C] final rmsnorm
+  private rstdf: Float32Array = new Float32Array(0); // [N]
+  private logits: Float32Array = new Float32Array(0); // [N, V]
+  private dlogits: Float32Array = new Float32Array(0); // [N, V]
+  // backward scratch
+  private dres: Float32Array = new Float32Array(0);
+  private dh: Float32Array = new Float32Array(0);
+  private dq: Float32Array = new Float32Array(0);
+  private dk: Float32Array = new Float32Array(0);
+  private dv: Float32Array = new Float32Array(0);
+  private datt: Float32Array = new Float32Array(0);
+  private dact: Float32Array = new Float32Array(0);
+  private dgate: Float32Array = new Float32Array(0);
+  private dup: Float32Array = new Float32Array(0);
+
+  /** Shape and position of the training forward that backward() will consume; null when none waits. */
+  private pending: { B: number; T: number; pos: number } | null = null;
+  /** Rows of the last forward with a head (loss() reads its logits). */
+  private lastLogits: { N: number } | null = null;
+
+  constructor(opts: ShardOptions) {
+    this.config = opts.config;
+    this.backend = opts.backend;
+    this.layout = new ParamLayout(opts.config, opts.span);
+    this.span = this.layout.span;
+    if (opts.params !== undefined) {
+      if (opts.params.length !== this.layout.size) {
+        throw new ModelConfigError(`params buffer has ${opts.params.length} elements; span [${this.span.start}, ${this.span.end}) needs ${this.layout.size}`);
+      }
+      this.params = opts.params;
+    } else {
+      this.params = allocate(this.layout.size, 'parameters');
+      initParams(this.layout, this.params, opts.seed ?? 0);
+    }
+    this.grads = allocate(this.layout.size, 'gradients');
+    const views = (flat: Float32Array): LayerViews[] => {
+      const out: LayerViews[] = [];
+      for (let i = this.span.start; i < this.span.end; i++) {
+        const p = `model.layers.${i}.`;
+        const v = (n: string): Float32Array => this.layout.view(flat, p + n);
+        out.push({
+          inNorm: v('input_layernorm.weight'),
+          q: v('self_attn.q_proj.weight'),
+          k: v('self_attn.k_proj.weight'),
+          v: v('self_attn.v_proj.weight'),
+          o: v('self_attn.o_proj.weight'),
+          postNorm: v('post_attention_layernorm.weight'),
+          gate: v('mlp.gate_proj.weight'),
+          up: v('mlp.up_proj.weight'),
+          down: v('mlp.down_proj.weight'),
+        });
+      }
+      return out;
+    };
+    this.w = views(this.params);
+    this.g = views(this.grads);
+    const L = this.layout;
+    this.embedW = L.hasEmbed ? L.view(this.params, EMBED_NAME) : null;
+    this.embedG = L.hasEmbed ? L.view(this.grads, EMBED_NAME) : null;
+    this.normW = L.hasHead ? L.view(this.params, FINAL_NORM_NAME) : null;
+    this.normG = L.hasHead ? L.view(this.grads, FINAL_NORM_NAME) : null;
+    const tied = this.config.tie_word_embeddings;
+    this.headW = L.hasHead ? (tied ? this.embedW : L.view(this.params, LM_HEAD_NAME)) : null;
+    this.headG = L.hasHead ? (tied ? this.embedG : L.view(this.grads, LM_HEAD_NAME)) : null;
+  }
+
+  get hasEmbed(): boolean {
+    return this.layout.hasEmbed;
+  }
+
+  get hasHead(): boolean {
+    return this.layout.hasHead;
+  }
+
+  /** Parameter names with their offsets, sizes and shapes (the layout's entries). */
+  get entries(): ParamLayout['entries'] {
+    return this.layout.entries;
+  }
+
+  /** A named view of the parameters (writes go into the flat buffer). */
+  param(name: string): Float32Array {
+    return this.layout.view(this.params, name);
+  }
+
+  /** A named view of the gradients. */
+  grad(name: string): Float32Array {
+    return this.layout.view(this.grads, name);
+  }
+
+  zeroGrad(): void {
+    this.grads.fill(0);
+  }
+
+  /** Elements the output of forward() has per row: V for the validator, C otherwise. */
+  get outputWidth(): number {
+    return this.hasHead ? this.config.vocab_size : this.config.hidden_size;
+  }
+
+  // ---- forward -----------------------------------------------------------------------------------------------
+
+  /**
+   * Runs the span on B sequences of T positions. `input` is ids [B, T] (Int32Array) for the driver, hidden states
+   * [B, T, C] otherwise. Returns logits [B, T, V] when the span holds the head, hidden states [B, T, C] otherwise.
+   */
+  forward(input: Int32Array | Float32Array, B: number, T: number, opts: ForwardOptions = {}): Float32Array {
+    const c = this.config;
+    const C = c.hidden_size;
+    if (!Number.isInteger(B) || !Number.isInteger(T) || B < 1 || T < 1) throw new ShapeError('model.forward', `B=${B}, T=${T} must be positive integers`);
+    const N = B * T;
+    const cache = opts.cache;
+    let pos = opts.posOffset ?? 0;
+    if (cache !== undefined) {
+      if (opts.posOffset !== undefined && opts.posOffset !== cache.length) {
+        throw new ModelStateError(`model.forward: posOffset ${opts.posOffset} disagrees with the cache length ${cache.length}`);
+      }
+      if (cache.span.start !== this.span.start || cache.span.end !== this.span.end || cache.config !== this.config) {
+        throw new ModelStateError(`model.forward: the KV cache was made for another span or config`);
+      }
+      if (cache.batch !== B) throw new ShapeError('model.forward', `the KV cache holds batch ${cache.batch}, input has batch ${B}`);
+      cache.checkRoom(T);
+      pos = cache.length;
+    } else if (!Number.isInteger(pos) || pos < 0) {
+      throw new ShapeError('model.forward', `posOffset ${pos} is not a non-negative integer`);
+    }
+    if (pos + T > c.max_position_embeddings) {
+      throw new ShapeError('model.forward', `positions ${pos}..${pos + T - 1} exceed max_position_embeddings=${c.max_position_embeddings}`, { input: [B, T] });
+    }
+    this.ensure(N, B);
+    const be = this.backend;
+
+    if (this.hasEmbed) {
+      if (!(input instanceof Int32Array)) throw new ModelStateError('model.forward: the span holds the embedding and takes token ids (Int32Array)');
+      if (input.length !== N) throw new ShapeError('model.forward', `ids have ${input.length} elements, expected B·T`, { ids: [input.length], expected: [B, T] });
+      const V = c.vocab_size;
+      for (let i = 0; i < N; i++) {
+        const id = input[i];
+        if (id < 0 || id >= V) throw new TokenRangeError('model.forward', id, i, V, { ids: [B, T] });
+      }
+      this.ids.set(input);
+      // res0[N, C] = embed[ids]
+      be.embeddingForward(this.embedW!, input, this.res[0], N, C);
+    } else {
+      if (!(input instanceof Float32Array)) throw new ModelStateError('model.forward: a span without the embedding takes hidden states (Float32Array)');
+      if (input.length !== N * C) throw new ShapeError('model.forward', `hidden states have ${input.length} elements`, { hidden: [input.length], expected: [B, T, C] });
+      this.res[0].set(input);
+    }
+
+    for (let l = 0; l < this.w.length; l++) this.layerForward(l, B, T, pos, cache);
+    if (cache !== undefined) cache.advance(T);
+    this.pending = cache === undefined ? { B, T, pos } : null;
+
+    const x = this.res[this.w.length].subarray(0, N * C);
+    if (!this.hasHead) {
+      this.lastLogits = null;
+      return x;
+    }
+    const V = c.vocab_size;
+    // xf[N, C] = rmsnorm(x); logits[N, V] = xf · lm_headᵀ
+    be.rmsnormForward(x, this.normW!, this.xf, this.rstdf, N, C, c.rms_norm_eps);
+    be.gemm(this.xf, this.headW!, this.logits, gemmArgs(false, true, N, V, C, 0));
+    this.lastLogits = { N };
+    return this.logits.subarray(0, N * V);
+  }
+
+  private layerForward(l: number, B: number, T: number, pos: number, cache: KVCache | undefined): void {
+    const c = this.config;
+    const be = this.backend;
+    const N = B * T;
+    const C = c.hidden_size;
+    const H = c.num_attention_heads;
+    const KV = c.num_key_value_heads;
+    const D = c.head_dim;
+    const F = c.intermediate_size;
+    const w = this.w[l];
+    const a = this.acts[l];
+    const x = this.res[l];
+    const out = this.res[l + 1];
+
+    // attention block
+    be.rmsnormForward(x, w.inNorm, a.h1, a.rstd1, N, C, c.rms_norm_eps);
+    be.gemm(a.h1, w.q, a.q, gemmArgs(false, true, N, H * D, C, 0)); // q[N, H·D] = h1 · Wqᵀ
+    be.gemm(a.h1, w.k, a.k, gemmArgs(false, true, N, KV * D, C, 0)); // k[N, KV·D]
+    be.gemm(a.h1, w.v, a.v, gemmArgs(false, true, N, KV * D, C, 0)); // v[N, KV·D]
+    be.rope(a.q, B, T, H, D, pos, c.rope_theta, false);
+    be.rope(a.k, B, T, KV, D, pos, c.rope_theta, false);
+    if (cache === undefined) {
+      be.attentionForward(a.q, a.k, a.v, a.att, a.lse, B, T, T, H, KV, D);
+    } else {
+      const li = l;
+      const kc = cache.k[li];
+      const vc = cache.v[li];
+      const maxS = cache.maxLen;
+      const row = KV * D;
+      // write the new keys/values at positions pos..pos+T-1 of each sequence: cache[b, pos + t] = k[b, t]
+      for (let b = 0; b < B; b++) {
+        kc.set(a.k.subarray(b * T * row, (b + 1) * T * row), (b * maxS + pos) * row);
+        vc.set(a.v.subarray(b * T * row, (b + 1) * T * row), (b * maxS + pos) * row);
+      }
+      const S = pos + T;
+      if (T === 1) {
+        be.attentionDecode(a.q, kc, vc, a.att, B, H, KV, D, maxS, S);
+      } else {
+        // prefill: queries at positions pos..S-1 attend to cached keys 0..S-1, one sequence at a time (the cache
+        // rows of a sequence are contiguous, its first S positions are a dense [S, KV, D] block)
+        const qs = T * H * D;
+        for (let b = 0; b < B; b++) {
+          const ks = kc.subarray(b * maxS * row, (b * maxS + S) * row);
+          const vs = vc.subarray(b * maxS * row, (b * maxS + S) * row);
+          be.attentionForward(
+            a.q.subarray(b * qs, (b + 1) * qs),
+            ks,
+            vs,
+            a.att.subarray(b * qs, (b + 1) * qs),
+            a.lse.subarray(b * H * T, (b + 1) * H * T),
+            1,
+            T,
+            S,
+            H,
+            KV,
+            D,
+          );
+        }
+      }
+    }
+    // r[N, C] = x + att · Woᵀ
+    a.r.set(x.subarray(0, N * C));
+    be.gemm(a.att, w.o, a.r, gemmArgs(false, true, N, C, H * D, 1));
+
+    // MLP block
+    be.rmsnormForward(a.r, w.postNorm, a.h2, a.rstd2, N, C, c.rms_norm_eps);
+    be.gemm(a.h2, w.gate, a.gate, gemmArgs(false, true, N, F, C, 0)); // gate[N, F]
+    be.gemm(a.h2, w.up, a.up, gemmArgs(false, true, N, F, C, 0)); // up[N, F]
+    be.swigluForward(a.gate, a.up, a.act, N * F);
+    // out[N, C] = r + act · Wdownᵀ
+    out.set(a.r.subarray(0, N * C));
+    be.gemm(a.act, w.down, out, gemmArgs(false, true, N, C, F, 1));
+  }
+
+  // ---- loss --------------------------------------------------------------------------------------------------
+
+  /**
+   * Validator only: softmax cross-entropy of the last forward's logits against targets [B·T] (IGNORE_INDEX rows do
+   * not count). With `grad` (default true) writes dlogits = ∂(loss·gradScale)/∂logits, gradScale defaulting to
+   * 1 (so dlogits is the gradient of the mean loss); pass it to backward().
+   */
+  loss(targets: Int32Array, opts: { grad?: boolean; gradScale?: number } = {}): LossResult {
+    if (!this.hasHead) throw new ModelStateError('model.loss: this span does not hold the LM head');
+    if (this.lastLogits === null) throw new ModelStateError('model.loss: no logits (call forward first)');
+    const N = this.lastLogits.N;
+    const V = this.config.vocab_size;
+    if (targets.length !== N) throw new ShapeError('model.loss', `targets have ${targets.length} elements, logits have ${N} rows`, { targets: [targets.length], logits: [N, V] });
+    let count = 0;
+    for (let i = 0; i < N; i++) {
+      const t = targets[i];
+      if (t === IGNORE_INDEX) continue;
+      if (t < 0 || t >= V) throw new TokenRangeError('model.loss', t, i, V, { targets: [N] });
+      count++;
+    }
+    const grad = opts.grad ?? true;
+    const scale = count === 0 ? 0 : (opts.gradScale ?? 1) / count;
+    const dl = grad ? this.dlogits.subarray(0, N * V) : null;
+    const r = this.backend.crossEntropy(this.logits, targets, N, V, IGNORE_INDEX, dl, scale);
+    return { loss: r.count === 0 ? 0 : r.lossSum / r.count, count: r.count, dlogits: dl };
+  }
+
+  // ---- backward ----------------------------------------------------------------------------------------------
+
+  /**
+   * Given the gradient of the span's output (dlogits [B, T, V] for the validator, dhidden [B, T, C] otherwise),
+   * accumulates the parameter gradients into `grads` and returns the gradient of the input hidden states
+   * [B, T, C], or null for the driver (its gradient went into the embedding). Consumes the last training forward.
+   */
+  backward(dOut: Float32Array): Float32Array | null {
+    const p = this.pending;
+    if (p === null) throw new ModelStateError('model.backward: no training forward waits for a backward (backward before forward, twice, or after a cached forward)');
+    const c = this.config;
+    const be = this.backend;
+    const { B, T } = p;
+    const N = B * T;
+    const C = c.hidden_size;
+    const nL = this.w.length;
+    const dres = this.dres.subarray(0, N * C);
+    if (this.hasHead) {
+      const V = c.vocab_size;
+      if (dOut.length !== N * V) throw new ShapeError('model.backward', `dlogits has ${dOut.length} elements`, { dlogits: [dOut.length], expected: [B, T, V] });
+      // dlm_head[V, C] += dlogitsᵀ · xf ; dxf[N, C] = dlogits · lm_head
+      be.gemm(dOut, this.xf, this.headG!, gemmArgs(true, false, V, C, N, 1));
+      be.gemm(dOut, this.headW!, this.dh, gemmArgs(false, false, N, C, V, 0));
+      be.rmsnormBackward(this.dh, this.res[nL], this.normW!, this.rstdf, dres, this.normG!, N, C, false);
+    } else {
+      if (dOut.length !== N * C) throw new ShapeError('model.backward', `dhidden has ${dOut.length} elements`, { dhidden: [dOut.length], expected: [B, T, C] });
+      dres.set(dOut);
+    }
+    for (let l = nL - 1; l >= 0; l--) this.layerBackward(l, B, T, p.pos);
+    this.pending = null;
+    if (this.hasEmbed) {
+      be.embeddingBackward(dres, this.ids, this.embedG!, N, C);
+      return null;
+    }
+    return dres;
+  }
+
+  /** dres holds ∂L/∂(output of layer l) on entry and ∂L/∂(input of layer l) on return. */
+  private layerBackward(l: number, B: number, T: number, pos: number): void {
+    const c = this.config;
+    const be = this.backend;
+    const N = B * T;
+    const C = c.hidden_size;
+    const H = c.num_attention_heads;
+    const KV = c.num_key_value_heads;
+    const D = c.head_dim;
+    const F = c.intermediate_size;
+    const w = this.w[l];
+    const g = this.g[l];
+    const a = this.acts[l];
+    const dres = this.dres;
+
+    // MLP block: out = r + act · Wdownᵀ
+    be.gemm(dres, a.act, g.down, gemmArgs(true, false, C, F, N, 1)); // dWdown[C, F] += dresᵀ · act
+    be.gemm(dres, w.down, this.dact, gemmArgs(false, false, N, F, C, 0)); // dact[N, F] = dres · Wdown
+    be.swigluBackward(this.dact, a.gate, a.up, this.dgate, this.dup, N * F);
+    be.gemm(this.dgate, a.h2, g.gate, gemmArgs(true, false, F, C, N, 1)); // dWgate[F, C] += dgateᵀ · h2
+    be.gemm(this.dup, a.h2, g.up, gemmArgs(true, false, F, C, N, 1)); // dWup[F, C] += dupᵀ · h2
+    be.gemm(this.dgate, w.gate, this.dh, gemmArgs(false, false, N, C, F, 0)); // dh2[N, C] = dgate · Wgate
+    be.gemm(this.dup, w.up, this.dh, gemmArgs(false, false, N, C, F, 1)); //          + dup · Wup
+    // dres += rmsnorm backward (the residual path already carries dres): dres = ∂L/∂r
+    be.rmsnormBackward(this.dh, a.r, w.postNorm, a.rstd2, dres, g.postNorm, N, C, true);
+
+    // attention block: r = x + att · Woᵀ
+    be.gemm(dres, a.att, g.o, gemmArgs(true, false, C, H * D, N, 1)); // dWo[C, H·D] += dresᵀ · att
+    be.gemm(dres, w.o, this.datt, gemmArgs(false, false, N, H * D, C, 0)); // datt[N, H·D] = dres · Wo
+    be.attentionBackward(this.datt, a.q, a.k, a.v, a.att, a.lse, this.dq, this.dk, this.dv, B, T, T, H, KV, D);
+    // RoPE is a rotation: its backward is the inverse rotation, in place
+    be.rope(this.dq, B, T, H, D, pos, c.rope_theta, true);
+    be.rope(this.dk, B, T, KV, D, pos, c.rope_theta, true);
+    be.gemm(this.dq, a.h1, g.q, gemmArgs(true, false, H * D, C, N, 1)); // dWq[H·D, C] += dqᵀ · h1
+    be.gemm(this.dk, a.h1, g.k, gemmArgs(true, false, KV * D, C, N, 1));
+    be.gemm(this.dv, a.h1, g.v, gemmArgs(true, false, KV * D, C, N, 1));
+    be.gemm(this.dq, w.q, this.dh, gemmArgs(false, false, N, C, H * D, 0)); // dh1[N, C] = dq · Wq + dk · Wk + dv · Wv
+    be.gemm(this.dk, w.k, this.dh, gemmArgs(false, false, N, C, KV * D, 1));
+    be.gemm(this.dv, w.v, this.dh, gemmArgs(false, false, N, C, KV * D, 1));
+    be.rmsnormBackward(this.dh, this.res[l], w.inNorm, a.rstd1, dres, g.inNorm, N, C, true);
+  }
+
+  // ---- buffers -----------------------------------------------------------------------------------------------
+
+  /** Sizes the activation buffers for N rows (B sequences); grows only, views are cut per call. */
+  private ensure(N: number, B: number): void {
+    if (N <= this.cap && B <= this.capB) return;
+    const cap = Math.max(N, this.cap);
+    const capB = Math.max(B, this.capB);
+    const c = this.config;
+    const C = c.hidden_size;
+    const HD = c.num_attention_heads * c.head_dim;
+    const KVD = c.num_key_value_heads * c.head_dim;
+    const F = c.intermediate_size;
+    const H = c.num_attention_heads;
+    const f = (n: number): Float32Array => allocate(n, 'activations');
+    const nL = this.w.length;
+    this.res = [];
+    for (let l = 0; l <= nL; l++) this.res.push(f(cap * C));
+    this.acts = [];
+    for (let l = 0; l < nL; l++) {
+      this.acts.push({
+        h1: f(cap * C),
+        rstd1: f(cap),
+        q: f(cap * HD),
+        k: f(cap * KVD),
+        v: f(cap * KVD),
+        att: f(cap * HD),
+        lse: f(cap * H),
+        r: f(cap * C),
+        h2: f(cap * C),
+        rstd2: f(cap),
+        gate: f(cap * F),
+        up: f(cap * F),
+        act: f(cap * F),
+      });
+    }
+    this.ids = new Int32Array(cap);
+    if (this.hasHead) {
+      const V = c.vocab_size;
+      this.xf = f(cap * C);
+      this.rstdf = f(cap);
+      this.logits = f(cap * V);
+      this.dlogits = f(cap * V);
+    }
+    this.dres = f(cap * C);
+    this.dh = f(cap * C);
+    this.dq = f(cap * HD);
+    this.dk = f(cap * KVD);
+    this.dv = f(cap * KVD);
+    this.datt = f(cap * HD);
+    this.dact = f(cap * F);
+    this.dgate = f(cap * F);
+    this.dup = f(cap * F);
+    this.cap = cap;
+    this.capB = capB;
+    this.pending = null;
+    this.lastLogits = null;
+  }
+
+  /** Releases the activation buffers (they are re-allocated by the next forward). */
+  releaseActivations(): void {
+    this.cap = 0;
+    this.capB = 0;
+    this.res = [];
+    this.acts = [];
+    this.pending = null;
+    this.lastLogits = null;
+  }
+}
+
+/**
+ * The kernels are given exact-length views everywhere it matters; buffers are larger than N rows only at their
+ * tails, which GEMM never reads because M, N and K bound it.
+ */
+function gemmArgs(transA: boolean, transB: boolean, M: number, N: number, K: number, beta: 0 | 1): GemmArgs {
+  return { transA, transB, M, N, K, alpha: 1, beta };
+}
+
+function allocate(n: number, what: string): Float32Array {
+  try {
+    return new Float32Array(n);
+  } catch (e) {
+    throw new ModelConfigError(`cannot allocate ${n} float32 ${what} (${(e as Error).message})`, { elements: n });
+  }
+}
+
+/** Convenience: a shard holding the whole model. */
+export function createModel(config: LlamaConfig, backend: Backend, opts: { seed?: number; params?: Float32Array } = {}): LlamaShard {
+  return new LlamaShard({ config, backend, ...opts });
+}

@@ -1,0 +1,225 @@
+/**
+ * Checkpoints: round trip (weights bitwise, optimizer moments, training state, tokenizer copy), Hugging Face
+ * layout, span holders writing only their layers with span hashes that compose into the model hash, pruning to the
+ * last N, atomic replacement, every failure naming the file and what was expected, and bitwise-identical resume.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import {
+  adamwStateFromFlat,
+  CHECKPOINT_FILES,
+  createAdamW,
+  flatOptimizerState,
+  latestCheckpoint,
+  layerHashes,
+  listCheckpoints,
+  LlamaShard,
+  loadAnyCheckpoint,
+  loadCheckpoint,
+  loadHfModel,
+  saveCheckpoint,
+  SafetensorsFile,
+  spanHash,
+  spanHashOf,
+  type Span,
+} from '../../../src/model/index.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
+import { tempDir } from '../../utils/paths.js';
+import { randomIds, reference as backend, tinyConfig } from './helpers.js';
+
+const tmp = tempDir('neuroshard-ckpt-');
+after(() => tmp.cleanup());
+let n = 0;
+const fresh = (): string => join(tmp.dir, `r${n++}`);
+
+const cfg = tinyConfig();
+const tokPath = join(tmp.dir, 'tok.json');
+writeFileSync(tokPath, JSON.stringify({ format: 'neuroshard-tokenizer', merges: [] }));
+
+function errorIs(code: string, file: string, re?: RegExp) {
+  return (e: unknown): boolean => isNeuroShardError(e, code) && (e as Error).message.includes(file) && (re === undefined || re.test((e as Error).message));
+}
+
+describe('checkpoints', () => {
+  it('round-trip: weights, optimizer, training state, tokenizer; Hugging Face tools read the same directory', () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 5 });
+    const opt = { step: 7, m: Float32Array.from({ length: m.params.length }, (_, i) => i * 1e-3), v: new Float32Array(m.params.length).fill(0.5), meta: { lr: '0.001' } };
+    const ts = { step: 7, data: { shard: 3, offset: 1234 }, rng: [1, 2, 3, 4] };
+    const saved = saveCheckpoint({ root, step: 7, model: m, optimizer: opt, trainingState: ts, tokenizerPath: tokPath });
+    assert.equal(saved.dir, join(root, 'step-0000000007'));
+    assert.equal(saved.modelHash, spanHash(m.layout, m.params));
+    assert.deepEqual(Object.keys(saved.manifest.files).sort(), [
+      CHECKPOINT_FILES.config,
+      CHECKPOINT_FILES.model,
+      CHECKPOINT_FILES.tokenizer,
+      CHECKPOINT_FILES.optimizer,
+      CHECKPOINT_FILES.trainingState,
+    ].sort());
+    assert.equal(JSON.parse(readFileSync(join(saved.dir, 'config.json'), 'utf8')).tie_word_embeddings, false);
+    assert.equal(readFileSync(join(saved.dir, CHECKPOINT_FILES.tokenizer), 'utf8'), readFileSync(tokPath, 'utf8'));
+
+    const l = loadCheckpoint(saved.dir, { backend });
+    assert.deepEqual(l.config, cfg);
+    assert.deepEqual(l.model.params, m.params);
+    assert.equal(l.manifest.step, 7);
+    assert.deepEqual(l.optimizer!.m, opt.m);
+    assert.deepEqual(l.optimizer!.v, opt.v);
+    assert.equal(l.optimizer!.step, 7);
+    assert.deepEqual(l.optimizer!.meta, { lr: '0.001' });
+    assert.deepEqual(l.trainingState, ts);
+    assert.equal(l.tokenizerPath, join(saved.dir, CHECKPOINT_FILES.tokenizer));
+
+    // the same directory as a plain Hugging Face checkpoint
+    const hf = loadHfModel(saved.dir, { backend });
+    assert.deepEqual(hf.model.params, m.params);
+    const st = SafetensorsFile.open(join(saved.dir, 'model.safetensors'));
+    assert.equal(st.header.metadata.format, 'pt');
+    assert.equal(st.info('model.layers.1.mlp.up_proj.weight').dtype, 'F32');
+    st.close();
+    assert.notEqual(loadAnyCheckpoint(saved.dir, { backend }).verified, null);
+  });
+
+  it('span holders write only their layers; span hashes compose into the model hash', () => {
+    const L5 = tinyConfig({ num_hidden_layers: 5 });
+    const full = new LlamaShard({ config: L5, backend, seed: 9 });
+    const spans: Span[] = [
+      { start: 0, end: 2 },
+      { start: 2, end: 4 },
+      { start: 4, end: 5 },
+    ];
+    const manifests = spans.map((span) => {
+      const s = new LlamaShard({ config: L5, backend, span, seed: 9 });
+      const saved = saveCheckpoint({ root: fresh(), step: 1, model: s });
+      const names = [...SafetensorsFile.open(join(saved.dir, 'model.safetensors')).header.tensors.keys()];
+      for (const nm of names) {
+        const m = /^model\.layers\.(\d+)\./.exec(nm);
+        if (m !== null) assert.ok(Number(m[1]) >= span.start && Number(m[1]) < span.end, `${nm} outside ${span.start}..${span.end}`);
+      }
+      assert.equal(names.includes('model.embed_tokens.weight'), span.start === 0);
+      assert.equal(names.includes('lm_head.weight'), span.end === 5);
+      assert.deepEqual(saved.manifest.span, span);
+      return saved.manifest;
+    });
+    // the full model's hash from the span checkpoints' layer hashes, in order
+    const order = ['embed', '0', '1', '2', '3', '4', 'head'];
+    const merged: Record<string, string> = Object.assign({}, ...manifests.map((m) => m.layer_hashes));
+    const composed = spanHashOf(order.map((k) => Buffer.from(merged[k], 'hex')));
+    assert.equal(composed, spanHash(full.layout, full.params));
+    const fh = layerHashes(full.layout, full.params);
+    assert.equal(Buffer.from(fh.get(2)!).toString('hex'), manifests[1].layer_hashes['2']);
+    // a span loads from a full checkpoint; loading beyond what a checkpoint holds is refused
+    const fullSaved = saveCheckpoint({ root: fresh(), step: 3, model: full });
+    const mid = loadCheckpoint(fullSaved.dir, { backend, span: { start: 2, end: 4 } });
+    assert.deepEqual(mid.model.param('model.layers.3.self_attn.v_proj.weight'), full.param('model.layers.3.self_attn.v_proj.weight'));
+    const partDir = join(fresh());
+    const part = saveCheckpoint({ root: partDir, step: 1, model: new LlamaShard({ config: L5, backend, span: { start: 2, end: 4 }, seed: 9 }) });
+    assert.throws(() => loadCheckpoint(part.dir, { backend, span: { start: 1, end: 4 } }), errorIs('CHECKPOINT_MISMATCH', 'checkpoint.json', /\[2, 4\)/));
+  });
+
+  it('keeps the last N checkpoints, replaces a same-step one, cleans leftovers of interrupted writes', () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 1 });
+    mkdirSync(join(root, '.step-0000000002.tmp-999999'), { recursive: true });
+    for (const step of [1, 2, 3, 4, 5]) saveCheckpoint({ root, step, model: m, keepLast: 2 });
+    assert.deepEqual(
+      listCheckpoints(root).map((c) => c.step),
+      [4, 5],
+    );
+    assert.deepEqual(readdirSync(root).sort(), ['step-0000000004', 'step-0000000005']);
+    assert.equal(latestCheckpoint(root), join(root, 'step-0000000005'));
+    m.params[0] += 1;
+    const again = saveCheckpoint({ root, step: 5, model: m, keepLast: 2 });
+    assert.equal(loadCheckpoint(again.dir, { backend }).model.params[0], m.params[0]);
+    assert.equal(latestCheckpoint(fresh()), null);
+  });
+
+  it('a missing, truncated, corrupted or mismatched file fails naming the file and what was expected', () => {
+    const m = new LlamaShard({ config: cfg, backend, seed: 2 });
+    const make = (): string => saveCheckpoint({ root: fresh(), step: 1, model: m, optimizer: { step: 1, m: new Float32Array(m.params.length), v: new Float32Array(m.params.length) } }).dir;
+
+    let dir = make();
+    const model = join(dir, 'model.safetensors');
+    const size = readFileSync(model).length;
+    truncateSync(model, size - 100);
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_TRUNCATED', model, new RegExp(`expected ${size}`)));
+
+    dir = make();
+    const opt = join(dir, 'optimizer.safetensors');
+    const bytes = readFileSync(opt);
+    bytes[bytes.length - 3] ^= 0xff;
+    writeFileSync(opt, bytes);
+    const want = JSON.parse(readFileSync(join(dir, 'checkpoint.json'), 'utf8')).files['optimizer.safetensors'].sha256 as string;
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_CORRUPT', opt, new RegExp(`expected ${want}`)));
+
+    dir = make();
+    const cfgFile = join(dir, 'config.json');
+    writeFileSync(cfgFile, '');
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_TRUNCATED', cfgFile));
+
+    dir = make();
+    writeFileSync(join(dir, 'checkpoint.json'), '{"format": "something-else"}');
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_CORRUPT', 'checkpoint.json', /neuroshard-checkpoint/));
+
+    dir = make();
+    const man = JSON.parse(readFileSync(join(dir, 'checkpoint.json'), 'utf8'));
+    man.version = 99;
+    writeFileSync(join(dir, 'checkpoint.json'), JSON.stringify(man));
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_UNSUPPORTED', 'checkpoint.json', /version 99/));
+
+    dir = make();
+    const man2 = JSON.parse(readFileSync(join(dir, 'checkpoint.json'), 'utf8'));
+    man2.layer_hashes['1'] = '0'.repeat(64);
+    writeFileSync(join(dir, 'checkpoint.json'), JSON.stringify(man2));
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_MISMATCH', 'model.safetensors', /layer 1 hashes to [0-9a-f]{64}, checkpoint.json expects 0{64}/));
+
+    // a config.json that does not describe the weights (no manifest: a foreign directory)
+    dir = make();
+    const other = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    other.intermediate_size = 64;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(other));
+    assert.throws(
+      () => loadHfModel(dir, { backend }),
+      errorIs('CHECKPOINT_MISMATCH', 'model.safetensors', /model\.layers\.0\.mlp\.gate_proj\.weight has shape \[48, 32\], expected \[64, 32\]/),
+    );
+    other.intermediate_size = 48;
+    other.num_hidden_layers = 2;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(other));
+    assert.throws(() => loadHfModel(dir, { backend }), errorIs('CHECKPOINT_MISMATCH', 'model.safetensors', /model\.layers\.2\..* not a parameter/));
+    assert.throws(() => loadHfModel(fresh(), { backend }), (e) => isNeuroShardError(e, 'CHECKPOINT_MISSING'));
+  });
+
+  it('resuming from a checkpoint continues training bitwise-identically', () => {
+    const B = 2;
+    const T = 8;
+    const ids = randomIds(B * T, cfg.vocab_size, 3);
+    const tg = randomIds(B * T, cfg.vocab_size, 4);
+    const run = (m: LlamaShard, opt: ReturnType<typeof createAdamW>, steps: number): number[] => {
+      const out: number[] = [];
+      for (let s = 0; s < steps; s++) {
+        m.forward(ids, B, T);
+        const r = m.loss(tg);
+        out.push(r.loss);
+        m.zeroGrad();
+        m.backward(r.dlogits!);
+        opt.step();
+      }
+      return out;
+    };
+    const a = new LlamaShard({ config: cfg, backend, seed: 6 });
+    const straight = run(a, createAdamW(backend, a, { lr: 5e-3 }), 6);
+
+    const b = new LlamaShard({ config: cfg, backend, seed: 6 });
+    const ob = createAdamW(backend, b, { lr: 5e-3 });
+    const first = run(b, ob, 3);
+    const saved = saveCheckpoint({ root: fresh(), step: 3, model: b, optimizer: flatOptimizerState(b.layout, ob.state()) });
+    const l = loadCheckpoint(saved.dir, { backend });
+    const oc = createAdamW(backend, l.model, { lr: 5e-3 });
+    oc.loadState(adamwStateFromFlat(l.model.layout, l.optimizer!));
+    const rest = run(l.model, oc, 3);
+    assert.deepEqual([...first, ...rest], straight, 'bitwise equal losses');
+    assert.ok(existsSync(join(saved.dir, 'optimizer.safetensors')));
+  });
+});
