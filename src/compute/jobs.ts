@@ -1,0 +1,198 @@
+/**
+ * The jobs the compute worker runs: one discriminated union keyed by `type`, each with a typed result. A job's
+ * typed arrays cross the thread boundary as transferred ArrayBuffers (see transfer.ts): after `client.run(job)` the
+ * caller's arrays in `job` are detached unless it passed `{ copy: true }`.
+ *
+ * Shape letters as in src/tensor/backend.ts (M, N, K for GEMM; B batch, T time, V vocabulary).
+ */
+import type { LlamaConfig } from '../model/config.js';
+import type { Span } from '../model/layout.js';
+import type { GemmArgs } from '../tensor/backend.js';
+import type { TrainerOptions, TrainerState, TrainStepResult } from '../training/index.js';
+import type { ErrorObject } from '../util/errors.js';
+
+/** What the worker is configured with; the same config is used again for a restarted worker. */
+export interface WorkerConfig {
+  /** Threads of the native pool (the one level of threading). Default: the backend's own default (all cores). */
+  threads?: number;
+  /** 'auto' uses the native backend when it loads and falls back to the reference backend; default 'auto'. */
+  backend?: 'auto' | 'native' | 'reference';
+}
+
+/** The worker's description of itself, sent when it is ready and in reply to `ping`. */
+export interface WorkerInfo {
+  threadId: number;
+  backend: 'native' | 'reference';
+  /** One line: kernel family, threads, BLAS (the backend's own description). */
+  description: string;
+  threads: number;
+  /** Why the native backend is not used, when it is not. */
+  fallbackReason?: string;
+}
+
+/** A job that takes no arguments besides its type. */
+export type NoArgs = Record<never, never>;
+
+/** Modes of the `crash` test job. */
+export type CrashMode =
+  /** process.exit() inside the worker: the thread ends, the process stays. */
+  | 'exit'
+  /** an exception thrown outside any job's try/catch (from a timer): the worker dies with an 'error' event. */
+  | 'uncaught'
+  /** a typed error thrown by the job itself: the job fails, the worker lives on. */
+  | 'throw';
+
+/**
+ * Job definitions: `req` is what the caller sends (without `type`), `res` what comes back. Adding a job here
+ * without a handler in handlers.ts fails to compile (the handler table is an exhaustive Record).
+ */
+export interface JobDefs {
+  /** Round trip and worker description. */
+  ping: { req: { echo?: string }; res: WorkerInfo & { echo?: string } };
+  /** Resizes the native pool. */
+  setThreads: { req: { threads: number }; res: { threads: number } };
+  /**
+   * One GEMM: c[M,N] = alpha·op(a)·op(b) + beta·c. `c` may be omitted when beta = 0 (a fresh output is returned).
+   * a, b (and c) are transferred; the result's c is a new array owned by the caller.
+   */
+  gemm: { req: { a: Float32Array; b: Float32Array; c?: Float32Array; args: GemmArgs }; res: { c: Float32Array } };
+  /**
+   * Benchmark helper: GFLOP/s of a dense [M,K]·[K,N] product on `threads` threads, as the PyTorch anchor measures
+   * it: one warm-up call, then `reps` (default 3) samples of at least `minMs` (default 250 ms) each; median reported.
+   */
+  benchGemm: {
+    req: { M: number; K: number; N: number; threads?: number; reps?: number; minMs?: number };
+    res: { gflops: number; samples: number[]; threads: number; backend: string };
+  };
+  /** Test/bench helper: keeps the worker busy for `ms` (checking for cancellation every millisecond or so). */
+  spin: { req: { ms: number }; res: { ms: number } };
+  /** Test only: kills the worker in the given way. Never resolves except for mode 'throw' (which rejects). */
+  crash: { req: { mode: CrashMode }; res: never };
+
+  // ---- model ------------------------------------------------------------------------------------------------
+  /**
+   * Builds the model (or the span of it this node holds) in the worker, replacing any previous one. Weights come
+   * from `params` (transferred) or from the seeded initialisation: the same config, span and seed give the same
+   * bytes every time (`hash` = SHA-256 of the flat parameters, little-endian float32). A whole model also gets a
+   * SoloTrainer with `trainer` options.
+   */
+  initModel: {
+    req: { config: LlamaConfig; seed?: number; span?: Span; params?: Float32Array; trainer?: Partial<TrainerOptions> };
+    res: { paramCount: number; span: Span; hash: string; backend: string };
+  };
+  /** Drops the model, its trainer and their memory. */
+  releaseModel: { req: NoArgs; res: { released: boolean } };
+  /** One training step on inputs/targets [B, T] (−100 targets are ignored): loss, timings, skip report. */
+  trainStep: { req: { inputs: Int32Array; targets: Int32Array; B: number; T: number }; res: TrainStepResult };
+  /** Mean loss over n batches of [B, T] packed in inputs/targets (n·B·T each), no gradients. */
+  evalLoss: { req: { inputs: Int32Array; targets: Int32Array; B: number; T: number }; res: { loss: number; tokens: number } };
+  /**
+   * Logits of ids [B, T] at positions posOffset.. (no cache): [B, T, V], or [B, V] for the last position of each
+   * sequence with `lastOnly`.
+   */
+  forward: { req: { ids: Int32Array; B: number; T: number; posOffset?: number; lastOnly?: boolean }; res: { logits: Float32Array } };
+  /**
+   * Generation at batch 1 with a KV cache (model/generate.ts): the prompt is prefilled in one forward, then up to
+   * `maxTokens` tokens are decoded one at a time. Sampling as model/sampling.ts (temperature 0 = greedy; its default
+   * is 1), seeded; `stopIds` default to the config's eos id and are not included in `tokens`. `prefillMs` runs to
+   * the first token, `decodeMs` over the tokens after it. Aborting stops between tokens.
+   */
+  generate: {
+    req: { prompt: Int32Array; maxTokens: number; temperature?: number; topK?: number; topP?: number; seed?: number; stopIds?: number[] };
+    res: { tokens: Int32Array; finishReason: 'length' | 'stop'; prefillMs: number; decodeMs: number };
+  };
+  /** A copy of the flat parameters (layout order). */
+  getParams: { req: NoArgs; res: { params: Float32Array } };
+  /** Replaces the flat parameters (same length; transferred). */
+  setParams: { req: { params: Float32Array }; res: { paramCount: number } };
+  /** The trainer's counters and next learning rate (cheap: no moments copied). */
+  trainerInfo: { req: NoArgs; res: { step: number; appliedSteps: number; nextLr: number } };
+  /** The trainer's step count and AdamW moments (for checkpoints). */
+  getTrainerState: { req: NoArgs; res: TrainerState };
+  /** Restores getTrainerState's output (for resume). */
+  setTrainerState: { req: { state: TrainerState }; res: { step: number } };
+  /**
+   * Writes a checkpoint of the worker's model (model/checkpoint.ts: safetensors + config.json + optimizer state +
+   * training-state.json, atomically; old ones pruned to `keepLast`) from inside the worker, so the event loop never
+   * serialises weights. `trainingState` is the caller's JSON (the data position, …), stored and given back by
+   * loadCheckpoint; the trainer's own step count is stored beside it. `step` defaults to the trainer's.
+   */
+  saveCheckpoint: {
+    req: { root: string; step?: number; trainingState?: unknown; tokenizerPath?: string; keepLast?: number };
+    res: { dir: string; step: number; modelHash: string };
+  };
+  /**
+   * Loads a checkpoint directory (verified: sizes, SHA-256, layer hashes) into the worker, replacing its model, and
+   * restores the trainer (optimizer moments and step count) when the checkpoint has them: training then continues
+   * exactly where the checkpoint was cut.
+   */
+  loadCheckpoint: {
+    req: { dir: string; span?: Span; trainer?: Partial<TrainerOptions> };
+    res: {
+      step: number;
+      config: LlamaConfig;
+      span: Span;
+      paramCount: number;
+      modelHash: string;
+      /** The caller's trainingState given to saveCheckpoint (null when none). */
+      trainingState: unknown;
+      tokenizerPath: string | null;
+      /** True when optimizer moments were restored (false: a fresh optimizer, e.g. a foreign checkpoint). */
+      optimizerRestored: boolean;
+    };
+  };
+}
+
+export type JobType = keyof JobDefs;
+
+/** A job message: `{ type, ...req }`. */
+export type JobOf<T extends JobType> = { type: T } & JobDefs[T]['req'];
+export type Job = { [K in JobType]: JobOf<K> }[JobType];
+export type ResultOf<T extends JobType> = JobDefs[T]['res'];
+
+/** Main thread → worker. */
+export type ToWorker = {
+  kind: 'job';
+  id: number;
+  job: Job;
+  /** Int32Array(1) over a SharedArrayBuffer: the client stores 1 when the caller aborts. */
+  cancel?: SharedArrayBuffer;
+};
+
+/** Worker → main thread. */
+export type FromWorker =
+  | { kind: 'ready'; info: WorkerInfo }
+  /** The worker could not set itself up (for example backend 'native' required and absent); it exits next. */
+  | { kind: 'startFailed'; error: ErrorObject }
+  | { kind: 'result'; id: number; result: unknown; ms: number }
+  | { kind: 'error'; id: number; error: ErrorObject }
+  /** A progress or notice event from inside a running job (for example a skipped training step). */
+  | { kind: 'event'; id: number; event: JobEvent };
+
+/** Events a job may emit while it runs; forwarded to the client's `job:event`. */
+export type JobEvent =
+  | { type: 'log'; level: 'info' | 'warn'; message: string; data?: Record<string, unknown> }
+  /** A training step was skipped because its loss or gradients were not finite. */
+  | { type: 'step:skipped'; step: number; loss: number; gradNorm: number; nonFinite: string[] };
+
+export const JOB_TYPES: readonly JobType[] = [
+  'ping',
+  'setThreads',
+  'gemm',
+  'benchGemm',
+  'spin',
+  'crash',
+  'initModel',
+  'releaseModel',
+  'trainStep',
+  'evalLoss',
+  'forward',
+  'generate',
+  'getParams',
+  'setParams',
+  'trainerInfo',
+  'getTrainerState',
+  'setTrainerState',
+  'saveCheckpoint',
+  'loadCheckpoint',
+];

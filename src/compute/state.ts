@@ -1,0 +1,111 @@
+/**
+ * Everything the compute worker owns: the backend (kernels + its thread pool), the model (weights and gradients
+ * in flat buffers), its trainer (AdamW moments, step count). One ComputeState lives in each worker; tests may also
+ * build one in-process to call the handlers directly.
+ */
+import { threadId } from 'node:worker_threads';
+import { validateConfig } from '../model/config.js';
+import { LlamaShard } from '../model/shard.js';
+import { selectBackend, type Backend } from '../tensor/index.js';
+import { ShardTrainable, SoloTrainer, type TrainerOptions } from '../training/index.js';
+import { InvalidArgumentError } from '../util/errors.js';
+import { ComputeStateError } from './errors.js';
+import type { JobOf, WorkerConfig, WorkerInfo } from './jobs.js';
+
+export interface LoadedModel {
+  shard: LlamaShard;
+  /** Present when the worker holds the whole model (solo training). */
+  trainer: SoloTrainer | undefined;
+  seed: number;
+}
+
+export class ComputeState {
+  readonly backend: Backend;
+  private readonly fallbackReason: string | undefined;
+  private loaded: LoadedModel | undefined;
+
+  private constructor(backend: Backend, fallbackReason: string | undefined) {
+    this.backend = backend;
+    this.fallbackReason = fallbackReason;
+  }
+
+  static async create(config: WorkerConfig = {}): Promise<ComputeState> {
+    checkWorkerConfig(config);
+    const { backend, fallbackReason } = await loadBackend(config);
+    if (config.threads !== undefined) backend.setThreads(config.threads);
+    return new ComputeState(backend, fallbackReason);
+  }
+
+  info(): WorkerInfo {
+    const info: WorkerInfo = {
+      threadId,
+      backend: this.backend.name,
+      description: this.backend.description,
+      threads: this.backend.threads,
+    };
+    if (this.fallbackReason !== undefined) info.fallbackReason = this.fallbackReason;
+    return info;
+  }
+
+  /** Builds the model (replacing any previous one) from a config, a seed or given parameters. */
+  initModel(job: JobOf<'initModel'>): LoadedModel {
+    const config = validateConfig(job.config);
+    const seed = job.seed ?? 0;
+    this.loaded = undefined; // free the old buffers before allocating new ones
+    const shard = new LlamaShard({
+      config,
+      backend: this.backend,
+      seed,
+      ...(job.span === undefined ? {} : { span: job.span }),
+      ...(job.params === undefined ? {} : { params: job.params }),
+    });
+    return this.install(shard, job.trainer ?? {}, seed);
+  }
+
+  /** Makes `shard` the worker's model, with a fresh trainer when it holds every layer. */
+  install(shard: LlamaShard, trainer: Partial<TrainerOptions>, seed = 0): LoadedModel {
+    const whole = shard.hasEmbed && shard.hasHead;
+    this.loaded = { shard, trainer: whole ? new SoloTrainer(this.backend, new ShardTrainable(shard), trainer) : undefined, seed };
+    return this.loaded;
+  }
+
+  /** Drops the model first, so that loading a checkpoint never holds two models' buffers at once. */
+  clearModel(): void {
+    this.loaded = undefined;
+  }
+
+  releaseModel(): boolean {
+    const had = this.loaded !== undefined;
+    this.loaded = undefined;
+    return had;
+  }
+
+  /** The loaded model, or a typed error saying there is none (for example after a worker restart). */
+  model(): LoadedModel {
+    if (this.loaded === undefined) throw new ComputeStateError('no model is loaded in the compute worker (initModel first; a restarted worker holds none)');
+    return this.loaded;
+  }
+
+  trainer(): SoloTrainer {
+    const m = this.model();
+    if (m.trainer === undefined) {
+      throw new ComputeStateError(`the worker holds layers [${m.shard.span.start}, ${m.shard.span.end}) only; solo training needs the whole model`);
+    }
+    return m.trainer;
+  }
+}
+
+/** The worker validates its own configuration: a bad one fails ComputeClient.start with this typed error. */
+function checkWorkerConfig(c: WorkerConfig): void {
+  if (c.backend !== undefined && !['auto', 'native', 'reference'].includes(c.backend)) {
+    throw new InvalidArgumentError(`compute worker: backend must be auto, native or reference, got ${String(c.backend)}`);
+  }
+  if (c.threads !== undefined && (!Number.isInteger(c.threads) || c.threads < 1 || c.threads > 256)) {
+    throw new InvalidArgumentError(`compute worker: threads must be an integer in 1..256, got ${String(c.threads)}`);
+  }
+}
+
+async function loadBackend(config: WorkerConfig): Promise<{ backend: Backend; fallbackReason?: string }> {
+  const sel = await selectBackend({ backend: config.backend ?? 'auto', ...(config.threads === undefined ? {} : { threads: config.threads }) });
+  return sel.fallbackReason === undefined ? { backend: sel.backend } : { backend: sel.backend, fallbackReason: sel.fallbackReason };
+}

@@ -1,0 +1,230 @@
+/**
+ * Model jobs through the compute worker: seeded, reproducible initialisation; training steps; forward and greedy
+ * generation matching the same model run in-process; parameters and trainer state moving as transferred buffers;
+ * exact resume across a worker crash (the losses after the restore are bitwise equal to an uninterrupted run).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ComputeClient, WorkerCrashedError } from '../../../src/compute/index.js';
+import { makeConfig, type LlamaConfig } from '../../../src/model/config.js';
+import { createModel } from '../../../src/model/shard.js';
+import { selectBackend } from '../../../src/tensor/index.js';
+import { sha256Hex } from '../../../src/util/bytes.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
+import { tempDir } from '../../utils/paths.js';
+import { Rng } from '../../../src/util/rng.js';
+
+const config: LlamaConfig = makeConfig({
+  hidden_size: 32,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  intermediate_size: 64,
+  vocab_size: 64,
+  max_position_embeddings: 32,
+});
+const B = 2;
+const T = 8;
+const trainer = { lr: 1e-2, warmupSteps: 2, decaySteps: 20 };
+
+function batch(i: number): { inputs: Int32Array; targets: Int32Array; B: number; T: number } {
+  const rng = new Rng(500 + i);
+  const inputs = new Int32Array(B * T).map(() => rng.int(config.vocab_size));
+  const targets = new Int32Array(B * T).map((_, j) => (inputs[j] * 7 + 1) % config.vocab_size);
+  return { inputs, targets, B, T };
+}
+
+function hash(p: Float32Array): string {
+  return sha256Hex(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
+}
+
+describe('compute/model jobs', () => {
+  let client: ComputeClient;
+  before(async () => {
+    client = await ComputeClient.start({ threads: 1 });
+  });
+  after(async () => {
+    await client.close();
+  });
+
+  it('initialises reproducibly from a seed (same bytes as the model built in-process)', async () => {
+    const a = await client.run({ type: 'initModel', config, seed: 7 });
+    const pa = (await client.run({ type: 'getParams' })).params;
+    const b = await client.run({ type: 'initModel', config, seed: 7 });
+    const c = await client.run({ type: 'initModel', config, seed: 8 });
+    assert.equal(a.hash, b.hash);
+    assert.notEqual(a.hash, c.hash);
+    assert.equal(hash(pa), a.hash);
+    const { backend } = await selectBackend({ backend: 'reference' });
+    const local = createModel(config, backend, { seed: 7 });
+    assert.equal(hash(local.params), a.hash, 'the worker initialises exactly as the model does in-process');
+    assert.equal(a.paramCount, local.params.length);
+  });
+
+  it('jobs without a model fail with COMPUTE_STATE', async () => {
+    await client.run({ type: 'releaseModel' });
+    await assert.rejects(client.run({ type: 'getParams' }), (e) => isNeuroShardError(e, 'COMPUTE_STATE'));
+  });
+
+  it('trains: the loss on a repeated batch falls, and the step reports its timings', async () => {
+    await client.run({ type: 'initModel', config, seed: 1, trainer: { ...trainer, lr: 3e-2 } });
+    const first = await client.run({ type: 'trainStep', ...batch(0) });
+    let last = first;
+    for (let i = 0; i < 15; i++) last = await client.run({ type: 'trainStep', ...batch(0) });
+    assert.equal(last.step, 16);
+    assert.ok(last.loss < first.loss * 0.7, `loss ${first.loss} → ${last.loss}`);
+    assert.ok(first.ms.forward > 0 && first.ms.backward > 0 && first.ms.optimizer >= 0);
+    const ev = await client.run({ type: 'evalLoss', ...batch(0) });
+    assert.ok(Math.abs(ev.loss - last.loss) < first.loss, 'eval loss in the same range');
+    assert.equal(ev.tokens, B * T);
+  });
+
+  it('bad batches are typed caller errors and leave the worker usable', async () => {
+    const bad = batch(1);
+    await assert.rejects(client.run({ type: 'trainStep', ...bad, T: 9 }), (e) => isNeuroShardError(e, 'SHAPE_MISMATCH'));
+    const oob = batch(1);
+    oob.inputs[3] = config.vocab_size;
+    await assert.rejects(client.run({ type: 'trainStep', ...oob }), (e) => isNeuroShardError(e, 'TOKEN_OUT_OF_RANGE'));
+    await client.run({ type: 'trainStep', ...batch(1) });
+  });
+
+  it('forward and greedy generation agree with the same weights run in-process', async () => {
+    const init = await client.run({ type: 'initModel', config, seed: 3 });
+    const { backend } = await selectBackend({ backend: 'reference' });
+    const local = createModel(config, backend, { seed: 3 });
+    assert.equal(hash(local.params), init.hash);
+    const ids = batch(2).inputs;
+    const want = local.forward(ids, B, T).slice();
+    const { logits } = await client.run({ type: 'forward', ids: ids.slice(), B, T });
+    assert.equal(logits.length, want.length);
+    let maxErr = 0;
+    for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(logits[i] - want[i]));
+    assert.ok(maxErr < 1e-4, `max |Δlogit| ${maxErr} (worker backend vs reference)`);
+
+    const prompt = Int32Array.from([1, 5, 9, 2]);
+    const g = await client.run({ type: 'generate', prompt: prompt.slice(), maxTokens: 6, temperature: 0, stopIds: [] });
+    assert.equal(g.tokens.length, 6);
+    assert.equal(g.finishReason, 'length');
+    // reference: greedy by full recompute (no cache) in-process
+    const seq = Array.from(prompt);
+    const V = config.vocab_size;
+    for (let i = 0; i < 6; i++) {
+      const out = local.forward(Int32Array.from(seq), 1, seq.length);
+      let best = 0;
+      for (let v = 1; v < V; v++) if (out[(seq.length - 1) * V + v] > out[(seq.length - 1) * V + best]) best = v;
+      seq.push(best);
+    }
+    assert.deepEqual(Array.from(g.tokens), seq.slice(prompt.length));
+
+    const stopAt = g.tokens[2];
+    const s = await client.run({ type: 'generate', prompt: prompt.slice(), maxTokens: 6, temperature: 0, stopIds: [stopAt] });
+    assert.equal(s.finishReason, 'stop');
+    assert.deepEqual(Array.from(s.tokens), Array.from(g.tokens.subarray(0, 2)), 'stops before the stop id');
+
+    // sampling is seeded: the same seed gives the same tokens
+    const s1 = await client.run({ type: 'generate', prompt: prompt.slice(), maxTokens: 8, temperature: 1, topK: 10, seed: 5, stopIds: [] });
+    const s2 = await client.run({ type: 'generate', prompt: prompt.slice(), maxTokens: 8, temperature: 1, topK: 10, seed: 5, stopIds: [] });
+    assert.deepEqual(Array.from(s1.tokens), Array.from(s2.tokens));
+    await assert.rejects(client.run({ type: 'generate', prompt: prompt.slice(), maxTokens: 2, topP: 2 }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+  });
+
+  it('reports a skipped step (non-finite loss) as a job event and keeps the weights', async () => {
+    await client.run({ type: 'initModel', config, seed: 4, trainer });
+    const { params } = await client.run({ type: 'getParams' });
+    params[0] = NaN; // poison the embedding row of token 0's first channel
+    const poisoned = params.slice();
+    await client.run({ type: 'setParams', params });
+    const events = client.waitFor('job:event', { timeoutMs: 30_000, pred: (e) => e.event.type === 'step:skipped' });
+    const b = batch(3);
+    b.inputs.fill(0);
+    const r = await client.run({ type: 'trainStep', ...b });
+    assert.equal(r.applied, false);
+    assert.deepEqual(r.nonFinite, ['loss']);
+    const e = await events;
+    assert.equal(e.jobType, 'trainStep');
+    const after = (await client.run({ type: 'getParams' })).params;
+    assert.equal(hash(after), hash(poisoned), 'a skipped step changes nothing');
+  });
+
+  it('resumes exactly across a worker crash: losses bitwise equal to an uninterrupted run', async () => {
+    const steps = 6;
+    const cut = 3;
+    await client.run({ type: 'initModel', config, seed: 11, trainer });
+    const want: number[] = [];
+    for (let i = 0; i < steps; i++) want.push((await client.run({ type: 'trainStep', ...batch(10 + i) })).loss);
+
+    await client.run({ type: 'initModel', config, seed: 11, trainer });
+    for (let i = 0; i < cut; i++) await client.run({ type: 'trainStep', ...batch(10 + i) });
+    const saved = { params: (await client.run({ type: 'getParams' })).params, state: await client.run({ type: 'getTrainerState' }) };
+    assert.equal(saved.state.step, cut);
+
+    const gen = client.generation;
+    const ready = client.waitFor('worker:ready', { timeoutMs: 60_000, pred: (r) => r.generation > gen });
+    await assert.rejects(client.run({ type: 'crash', mode: 'exit' }), WorkerCrashedError);
+    await ready;
+    await assert.rejects(client.run({ type: 'getParams' }), (e) => isNeuroShardError(e, 'COMPUTE_STATE'), 'the new worker holds no model');
+
+    await client.run({ type: 'initModel', config, seed: 999, params: saved.params, trainer });
+    await client.run({ type: 'setTrainerState', state: saved.state });
+    const got: number[] = [];
+    for (let i = cut; i < steps; i++) got.push((await client.run({ type: 'trainStep', ...batch(10 + i) })).loss);
+    for (let i = 0; i < got.length; i++) assert.ok(Object.is(got[i], want[cut + i]), `step ${cut + i + 1}: ${got[i]} vs ${want[cut + i]}`);
+  });
+
+  it('checkpoints to disk from the worker and resumes from it exactly, data position included', async () => {
+    const tmp = tempDir('neuroshard-ckpt-');
+    try {
+      const steps = 5;
+      const cut = 2;
+      await client.run({ type: 'initModel', config, seed: 21, trainer });
+      const want: number[] = [];
+      for (let i = 0; i < steps; i++) want.push((await client.run({ type: 'trainStep', ...batch(40 + i) })).loss);
+
+      await client.run({ type: 'initModel', config, seed: 21, trainer });
+      for (let i = 0; i < cut; i++) await client.run({ type: 'trainStep', ...batch(40 + i) });
+      const saved = await client.run({ type: 'saveCheckpoint', root: tmp.dir, trainingState: { dataPosition: { next: cut } }, keepLast: 2 });
+      assert.equal(saved.step, cut);
+      await client.run({ type: 'initModel', config, seed: 5, trainer }); // something else entirely in between
+
+      const loaded = await client.run({ type: 'loadCheckpoint', dir: saved.dir, trainer });
+      assert.equal(loaded.step, cut);
+      assert.equal(loaded.modelHash, saved.modelHash);
+      assert.equal(loaded.optimizerRestored, true);
+      assert.deepEqual(loaded.trainingState, { dataPosition: { next: cut } });
+      const next = (loaded.trainingState as { dataPosition: { next: number } }).dataPosition.next;
+      const got: number[] = [];
+      for (let i = next; i < steps; i++) got.push((await client.run({ type: 'trainStep', ...batch(40 + i) })).loss);
+      for (let i = 0; i < got.length; i++) assert.ok(Object.is(got[i], want[cut + i]), `step ${cut + i + 1}: ${got[i]} vs ${want[cut + i]}`);
+
+      await assert.rejects(client.run({ type: 'loadCheckpoint', dir: `${tmp.dir}/no-such-step` }), (e) => isNeuroShardError(e, 'CHECKPOINT_MISSING'));
+      await assert.rejects(client.run({ type: 'getParams' }), (e) => isNeuroShardError(e, 'COMPUTE_STATE'), 'a failed load leaves no half-loaded model');
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('compute/model jobs on the default thread count', () => {
+  it('resumes bitwise-exactly with the native pool at its default size (deterministic kernels)', async () => {
+    const client = await ComputeClient.start({});
+    try {
+      const steps = 4;
+      const cut = 2;
+      await client.run({ type: 'initModel', config, seed: 31, trainer });
+      const want: number[] = [];
+      for (let i = 0; i < steps; i++) want.push((await client.run({ type: 'trainStep', ...batch(60 + i) })).loss);
+      await client.run({ type: 'initModel', config, seed: 31, trainer });
+      for (let i = 0; i < cut; i++) await client.run({ type: 'trainStep', ...batch(60 + i) });
+      const params = (await client.run({ type: 'getParams' })).params;
+      const state = await client.run({ type: 'getTrainerState' });
+      await client.run({ type: 'initModel', config, seed: 0, params, trainer });
+      await client.run({ type: 'setTrainerState', state });
+      for (let i = cut; i < steps; i++) {
+        const got = (await client.run({ type: 'trainStep', ...batch(60 + i) })).loss;
+        assert.ok(Object.is(got, want[i]), `step ${i + 1} on ${client.info?.description}: ${got} vs ${want[i]}`);
+      }
+    } finally {
+      await client.close();
+    }
+  });
+});
