@@ -88,6 +88,25 @@ function scryptKey(passphrase: string, salt: Uint8Array, p: ScryptParams): Buffe
   return scryptSync(passphrase.normalize('NFKC'), salt, 32, { N: p.n, r: p.r, p: p.p, maxmem: 256 * p.n * p.r + (1 << 20) });
 }
 
+const SALT_BYTES = 16;
+const IV_BYTES = 12;
+/** The full AES-GCM tag: with a shorter one, GCM would authenticate only the bytes given. */
+const TAG_BYTES = 16;
+
+/** Decoded length of a canonical base64 string, or -1. */
+function base64Bytes(s: string): number {
+  const b = Buffer.from(s, 'base64');
+  return b.toString('base64') === s ? b.byteLength : -1;
+}
+
+/**
+ * Bounds on scrypt parameters read from a file, so a crafted keystore cannot make opening it take gigabytes or
+ * minutes: N a power of two, memory 128·N·r at most 1 GiB, work N·r·p at most 8 × the default's.
+ */
+function scryptParamsSane(n: number, r: number, p: number): boolean {
+  return n >= 2 && (n & (n - 1)) === 0 && 128 * n * r <= 2 ** 30 && n * r * p <= 8 * DEFAULT_SCRYPT.n * DEFAULT_SCRYPT.r * DEFAULT_SCRYPT.p;
+}
+
 function checkPassphrase(passphrase: string): void {
   if (passphrase.length === 0) throw new ConfigError('passphrase is empty', undefined, 'KEYSTORE_BAD_PASSPHRASE');
   if (Buffer.byteLength(passphrase) > MAX_PASSPHRASE_BYTES) throw new ConfigError('passphrase longer than 4096 bytes', undefined, 'KEYSTORE_BAD_PASSPHRASE');
@@ -107,8 +126,8 @@ function encodeFile(mnemonic: string, key: NodeKey, opts: KeystoreOptions): Keys
   }
   checkPassphrase(opts.passphrase);
   const params = opts.scrypt ?? DEFAULT_SCRYPT;
-  const salt = randomBytes(16);
-  const iv = randomBytes(12);
+  const salt = randomBytes(SALT_BYTES);
+  const iv = randomBytes(IV_BYTES);
   const c = createCipheriv('aes-256-gcm', scryptKey(opts.passphrase, salt, params), iv);
   c.setAAD(AAD);
   const ct = Buffer.concat([c.update(mnemonic, 'utf8'), c.final()]);
@@ -195,9 +214,10 @@ function readFile(dataDir: string): KeystoreFileV1 {
       typeof c.tag === 'string' &&
       typeof kp.salt === 'string' &&
       [kp.n, kp.r, kp.p].every((v) => Number.isInteger(v) && (v as number) > 0) &&
-      (kp.n as number) <= 1 << 20 &&
-      (kp.r as number) <= 32 &&
-      (kp.p as number) <= 16;
+      scryptParamsSane(kp.n as number, kp.r as number, kp.p as number) &&
+      base64Bytes(c.iv as string) === IV_BYTES &&
+      base64Bytes(c.tag as string) === TAG_BYTES &&
+      base64Bytes(kp.salt as string) === SALT_BYTES;
     if (!ok) bad('crypto section malformed');
   }
   // The public fields must be consistent with each other: they are shown without the passphrase.
@@ -231,7 +251,7 @@ export function openKeystore(dataDir: string, opts: { passphrase?: string } = {}
     checkPassphrase(opts.passphrase);
     const c = f.crypto;
     const key = scryptKey(opts.passphrase, Buffer.from(c.kdfparams.salt, 'base64'), c.kdfparams);
-    const d = createDecipheriv('aes-256-gcm', key, Buffer.from(c.iv, 'base64'));
+    const d = createDecipheriv('aes-256-gcm', key, Buffer.from(c.iv, 'base64'), { authTagLength: TAG_BYTES });
     d.setAAD(AAD);
     d.setAuthTag(Buffer.from(c.tag, 'base64'));
     try {

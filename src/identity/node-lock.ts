@@ -4,15 +4,21 @@
  *
  *   { "pid": 1234, "apiPort": 8000, "peerId": "16Uiu2…", "startedAt": "2025-…Z" }
  *
- * Created with O_EXCL so two nodes cannot share a data dir. A lock whose pid no longer runs is stale (the node was
- * killed) and is replaced. The pid check cannot tell a reused pid from the node; the cost of that rare case is a
- * wallet command that refuses until the file is removed by hand.
+ * Created atomically with its content (written to a temporary file, then hard-linked into place, which fails when
+ * the lock exists), so two nodes cannot share a data dir and no reader ever sees a half-written lock. A lock whose
+ * pid no longer runs is stale (the node was killed) and is replaced: it is first renamed aside and re-read, so two
+ * nodes replacing the same stale lock at once cannot remove each other's fresh one. An unreadable lock is stale
+ * once it is older than a few seconds. The pid check cannot tell a reused pid from the node; the cost of that rare
+ * case is a wallet command that refuses until the file is removed by hand.
  */
-import { closeSync, openSync, readFileSync, rmSync, writeSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { NeuroShardError } from '../util/errors.js';
 
 export const NODE_LOCK_FILE = 'node.lock';
+/** An unreadable lock younger than this may be another program's work in progress: refuse rather than take it. */
+const UNREADABLE_GRACE_MS = 5_000;
 
 export interface NodeLockInfo {
   pid: number;
@@ -83,31 +89,73 @@ export function writeNodeLock(dataDir: string, info: { apiPort: number; peerId?:
   const path = nodeLockPath(dataDir);
   const body: NodeLockInfo = { pid: process.pid, apiPort: info.apiPort, startedAt: new Date().toISOString() };
   if (info.peerId !== undefined) body.peerId = info.peerId;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(path, 'wx', 0o600);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const held = readNodeLock(dataDir);
-      if (held !== undefined && held.pid !== process.pid) throw new NodeRunningError(held, dataDir);
-      rmSync(path, { force: true }); // stale, or our own from before
-      continue;
-    }
-    try {
-      writeSync(fd, JSON.stringify(body) + '\n');
-    } finally {
-      closeSync(fd);
-    }
-    return () => {
-      let text = '';
-      try {
-        text = readFileSync(path, 'utf8');
-      } catch {
-        return;
-      }
-      if (parse(text)?.pid === process.pid) rmSync(path, { force: true });
-    };
+  const tmp = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, JSON.stringify(body) + '\n');
+  } finally {
+    closeSync(fd);
   }
-  throw new NeuroShardError('NODE_LOCK_RACE', `could not take ${path}: another process keeps replacing it`, { fault: 'local' });
+  try {
+    for (let attempt = 0; ; attempt++) {
+      if (attempt >= 3) throw new NeuroShardError('NODE_LOCK_RACE', `could not take ${path}: another process keeps replacing it`, { fault: 'local' });
+      try {
+        linkSync(tmp, path); // fails with EEXIST when a lock exists: the atomic test-and-set, content included
+        break;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      removeStaleLock(dataDir, path);
+    }
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  return () => {
+    let text = '';
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      return;
+    }
+    if (parse(text)?.pid === process.pid) rmSync(path, { force: true });
+  };
+}
+
+/** Removes the lock at `path` if it is stale; throws NodeRunningError / NODE_LOCK_BUSY when it is not. */
+function removeStaleLock(dataDir: string, path: string): void {
+  const judge = (file: string): void => {
+    let text: string;
+    let ageMs: number;
+    try {
+      ageMs = Date.now() - statSync(file).mtimeMs;
+      text = readFileSync(file, 'utf8');
+    } catch {
+      return; // gone meanwhile
+    }
+    const held = text.length > 4096 ? undefined : parse(text);
+    if (held === undefined && ageMs < UNREADABLE_GRACE_MS) {
+      throw new NeuroShardError('NODE_LOCK_BUSY', `${path} is being written by another process; try again`, { fault: 'caller', meta: { dataDir } });
+    }
+    if (held !== undefined && held.pid !== process.pid && alive(held.pid)) throw new NodeRunningError(held, dataDir);
+  };
+  judge(path);
+  // Rename aside, then judge what we actually moved: another node may have replaced the stale lock meanwhile.
+  const aside = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.stale`;
+  try {
+    renameSync(path, aside);
+  } catch {
+    return; // gone meanwhile: try again
+  }
+  try {
+    judge(aside);
+  } catch (e) {
+    try {
+      linkSync(aside, path); // a live lock: put it back (unless yet another one took its place)
+    } catch {
+      // a newer lock stands there; it is not ours to remove
+    }
+    throw e;
+  } finally {
+    rmSync(aside, { force: true });
+  }
 }

@@ -76,7 +76,7 @@ function settleUnbonding(s: LedgerState, id: string, ts: number): Account {
 
 /** Refunds every request whose expiry is before `ts`. */
 function settleExpired(s: LedgerState, ts: number): void {
-  for (const [id, r] of s.expiredRequests(ts)) {
+  for (const [id, r] of s.takeExpiredRequests(ts)) {
     const a = s.account(r.requester);
     s.setAccount(r.requester, { ...a, balance: a.balance + r.escrow });
     bump(s, (t) => ({ escrowed: t.escrowed - r.escrow }));

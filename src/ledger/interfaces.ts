@@ -9,8 +9,14 @@ import type { EmbeddedHolderRecord } from './holder.js';
 /**
  * Checks that a HolderRecord's signature is the low-S secp256k1 signature of the key inside its peerId over the
  * record's canonical encoding (domain "neuroshard/holder-record/v1"). It must not look at the wall clock: the
- * ledger checks the record's validity period against the proof's timestamp itself. Wiring with protocols/:
- * `{ verifySignature: (r) => verifyHolderRecord(r, { nowMs: r.timestampMs, maxSkewMs: 0 }).ok }`.
+ * ledger checks the record's validity period against the proof's timestamp itself. Its verdict must depend on the
+ * record alone: the ledger caches acceptances by payload and signature.
+ *
+ * Its verdict is part of the ledger's validity rules, so every node must give the same one. Wire the ledger's own
+ * `localHolderRecordVerifier` (signature only). protocols/' verifyHolderRecord would also work
+ * (`{ verifySignature: (r) => verifyHolderRecord(r, { nowMs: r.timestampMs, maxSkewMs: 0 }).ok }`) but adds its
+ * field rules, such as the canonical multiaddr spelling of @multiformats/multiaddr, to ledger validity: a proof a
+ * new library version spells differently would then be valid on some nodes only.
  */
 export interface HolderRecordVerifier {
   verifySignature(record: EmbeddedHolderRecord): boolean;

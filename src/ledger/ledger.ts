@@ -8,6 +8,13 @@
  * directly. One that sorts earlier, or that conflicts with an applied event (same signer, kind and nonce), rewinds
  * the state to the last in-memory snapshot before it and re-applies the stored events from there, so the result
  * never depends on arrival order. Verdicts of re-applied events are updated in the same transaction.
+ *
+ * Sync may bring events dated long before the tip (a peer's history, or an attacker's backdated events), and gossip
+ * events up to 5 minutes late: each such batch would cost a replay of everything after it. With `deferReplay` the
+ * ledger only stores them (status pending) and remembers the earliest place to replay from; `flushReplay()` then
+ * replays once for all of them (the service calls it at the end of a sync, every 64 pages, and shortly after late
+ * gossip). While a replay is pending every ingest only stores. The place is kept in the database, so a crash in
+ * between replays at the next open.
  */
 import type Database from 'better-sqlite3';
 import { join } from 'node:path';
@@ -62,13 +69,24 @@ export interface LedgerOptions {
 export interface IngestOptions {
   /** Set for live gossip: applies the freshness window around this wall-clock time. Never set for sync. */
   nowMs?: number;
+  /**
+   * Set for sync: events dated after this wall-clock time are not admitted (dropped, reason FUTURE). An event from
+   * the future is no history yet; a later sync admits it once its time has come. Without this, one far-future
+   * event would sort after everything and make every later event a rewind.
+   */
+  notAfterMs?: number;
+  /** Store events that sort before the tip without replaying; `flushReplay()` replays once for all (sync, gossip). */
+  deferReplay?: boolean;
 }
 
 export interface IngestResult {
   /** Hex event id; empty when the bytes did not decode. */
   id: string;
-  /** applied / rejected / void: stored, with its verdict at its place in canonical order. dropped: not stored. */
-  status: EventStatus | 'dropped';
+  /**
+   * applied / rejected / void: stored, with its verdict at its place in canonical order. pending: stored, verdict
+   * after the deferred replay (flushReplay). dropped: not stored.
+   */
+  status: EventStatus | 'pending' | 'dropped';
   reason?: ReasonCode;
   /** True when the event was already stored before this call (a replay; nothing changed). */
   duplicate: boolean;
@@ -129,6 +147,8 @@ export class Ledger {
   private readonly readonly: boolean;
   private state = new LedgerState();
   private tip: Uint8Array | null = null;
+  /** Earliest order key of a stored event not yet applied (deferred replay); null when the state is current. */
+  private pendingFrom: Uint8Array | null = null;
   private snapshots: Snapshot[] = [];
   private sinceSnapshot = 0;
   private closed = false;
@@ -155,6 +175,7 @@ export class Ledger {
       this.stmts = this.prepare();
       this.checkMeta(opts.path);
       this.loadState();
+      if (!this.readonly) this.flushReplay(); // a deferred replay interrupted by a crash
     } catch (e) {
       this.db.close();
       throw e;
@@ -182,6 +203,7 @@ export class Ledger {
       upsertState: w(() => db.prepare('INSERT INTO state (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v')),
       deleteState: w(() => db.prepare('DELETE FROM state WHERE k = ?')),
       setMeta: w(() => db.prepare('INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v')),
+      deleteMeta: w(() => db.prepare('DELETE FROM meta WHERE k = ?')),
     };
   }
 
@@ -207,13 +229,15 @@ export class Ledger {
   private loadState(): void {
     this.state = new LedgerState();
     // One read transaction: a node committing meanwhile cannot split the rows from the tip.
-    const { rows, tip } = this.db.transaction(() => ({
+    const { rows, tip, pending } = this.db.transaction(() => ({
       rows: this.stmts.stateRows.all() as { k: string; v: string }[],
       tip: (this.stmts.meta.get('tip') as { v: string } | undefined)?.v,
+      pending: (this.stmts.meta.get('replayFrom') as { v: string } | undefined)?.v,
     }))();
     this.state.loadRows(rows);
     this.state.takeDirty();
     this.tip = tip === undefined ? null : fromHex(tip);
+    this.pendingFrom = pending === undefined ? null : fromHex(pending);
     this.snapshots = [{ key: null, state: new LedgerState().snapshot() }];
     if (this.tip !== null) this.snapshots.push({ key: this.tip, state: this.state.snapshot() });
     this.sinceSnapshot = 0;
@@ -270,6 +294,10 @@ export class Ledger {
         results[i] = this.storedResult(id, stored, true);
         continue;
       }
+      if (opts.notAfterMs !== undefined && e.timestampMs > opts.notAfterMs) {
+        results[i] = { id, status: 'dropped', reason: 'FUTURE', duplicate: false };
+        continue;
+      }
       if (opts.nowMs !== undefined) {
         if (e.timestampMs < opts.nowMs - MAX_LIVE_AGE_MS) {
           results[i] = { id, status: 'dropped', reason: 'STALE', duplicate: false };
@@ -289,7 +317,7 @@ export class Ledger {
       freshIdx.set(id, [i]);
     }
     if (fresh.length > 0) {
-      const verdicts = this.storeAndApply(fresh);
+      const verdicts = this.storeAndApply(fresh, opts.deferReplay === true);
       for (const e of fresh) {
         const id = toHex(e.id);
         const v = verdicts.get(id);
@@ -303,16 +331,16 @@ export class Ledger {
   }
 
   private storedResult(id: string, row: Row, duplicate: boolean): IngestResult {
-    const status = STATUS_NAME[row.status] as EventStatus;
+    const status = STATUS_NAME[row.status] as IngestResult['status'];
     const r: IngestResult = { id, status, duplicate };
     if (row.reason !== null) r.reason = row.reason as ReasonCode;
     return r;
   }
 
-  private storeAndApply(fresh: LedgerEvent[]): Map<string, ApplyResult> {
+  private storeAndApply(fresh: LedgerEvent[], defer: boolean): Map<string, ApplyResult> {
     const s = this.stmts;
     const verdicts = new Map<string, ApplyResult>();
-    const run = this.db.transaction(() => {
+    this.transaction(() => {
       let from: Uint8Array | null = null;
       const lower = (k: Uint8Array): void => {
         if (from === null || compareBytes(k, from) < 0) from = k;
@@ -331,6 +359,14 @@ export class Ledger {
           if (this.tip !== null && compareBytes(c.ord, this.tip) <= 0) lower(c.ord);
         }
       }
+      if (this.pendingFrom !== null || (defer && from !== null)) {
+        // Store only: a replay is (now) pending, and it covers these events too, whichever side of the tip they are.
+        if (from !== null && (this.pendingFrom === null || compareBytes(from, this.pendingFrom) < 0)) {
+          this.pendingFrom = from;
+          s.setMeta!.run('replayFrom', toHex(from));
+        }
+        return;
+      }
       if (from === null) {
         fresh.sort((a, b) => compareBytes(ords.get(a)!, ords.get(b)!));
         for (const e of fresh) {
@@ -346,14 +382,36 @@ export class Ledger {
       }
       this.persistState();
     });
+    return verdicts;
+  }
+
+  /** Runs `fn` in one SQLite transaction; on failure reloads the state from the disk and rethrows. */
+  private transaction(fn: () => void): void {
     try {
-      run();
+      this.db.transaction(fn)();
     } catch (e) {
       // The transaction rolled back; the in-memory state may hold half an event. Start again from the disk.
       this.log.error('ledger transaction failed; reloading state', { error: (e as Error).message });
       this.loadState();
       throw e;
     }
+  }
+
+  /**
+   * Runs the replay that `deferReplay` ingests left pending, once, from the earliest of their places; returns the
+   * verdicts it reached (empty when nothing was pending).
+   */
+  flushReplay(): Map<string, ApplyResult> {
+    const verdicts = new Map<string, ApplyResult>();
+    const from = this.pendingFrom;
+    if (from === null) return verdicts;
+    this.assertWritable();
+    this.transaction(() => {
+      this.replayFrom(from, verdicts);
+      this.pendingFrom = null;
+      this.stmts.deleteMeta!.run('replayFrom');
+      this.persistState();
+    });
     return verdicts;
   }
 
@@ -503,9 +561,15 @@ export class Ledger {
     return this.state.supplyGap();
   }
 
+  /** True while stored events wait for a deferred replay (the state does not include them yet). */
+  replayPending(): boolean {
+    if (this.readonly) return this.stmts.meta.get('replayFrom') !== undefined; // the writer may have set it since we opened
+    return this.pendingFrom !== null;
+  }
+
   /**
    * Re-derives the state from the stored events alone, from genesis, without touching the database, and returns
-   * its hash: equal to stateHash() when the persisted state is consistent with the events.
+   * its hash: equal to stateHash() when the persisted state is consistent with the events and no replay is pending.
    */
   replayHash(): string {
     const fresh = new LedgerState();

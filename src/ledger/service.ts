@@ -7,13 +7,13 @@ import type { NodeKey } from '../identity/index.js';
 import { bytesEqual } from '../util/bytes.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { deadlineSignal, type AbortOptions } from '../util/abort.js';
-import { errorMessage } from '../util/errors.js';
+import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { toHex } from '../util/bytes.js';
-import { decodeEvent, EventKind, orderKey, signEvent, type LedgerEvent } from './events.js';
+import { compareBytes, decodeEvent, EventKind, orderKey, signEvent, type LedgerEvent } from './events.js';
 import { LEDGER_SYNC_LIMITS, type HolderRecordVerifier, type LedgerNetwork } from './interfaces.js';
-import { Ledger, ledgerPath, MAX_LIVE_AGE_MS, type IngestResult } from './ledger.js';
+import { Ledger, ledgerPath, MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS, type IngestResult } from './ledger.js';
 import { listOutbox, pruneOutcomes, removeOutboxFile, writeOutcome } from './outbox.js';
 
 export interface LedgerServiceEvents {
@@ -38,6 +38,20 @@ export interface LedgerServiceOptions {
 
 /** Outbox events older than this are re-signed with a fresh timestamp, so peers' freshness filter admits them. */
 const RESIGN_AFTER_MS = MAX_LIVE_AGE_MS - 60_000;
+/**
+ * A sync stores pages that reach back before our tip without replaying (one replay per page would let a peer with
+ * a backdated event in every page cost us a replay of the whole ledger per page), and replays once at its end and
+ * after this many pages, so gossip that arrives during a long sync waits for its verdict at most this long.
+ */
+const SYNC_FLUSH_PAGES = 64;
+/**
+ * Gossip that sorts before the tip (up to 5 minutes late is admitted) is stored without replaying and replayed
+ * after this delay, or after 4 × the last replay's duration when that is longer, so replays take at most a fifth
+ * of the time: otherwise anyone could make every event they send, signed by a free key, cost a replay of the last
+ * minutes of the ledger. In-order gossip is applied at once while no replay is pending.
+ */
+const GOSSIP_REPLAY_MS = 250;
+const GOSSIP_REPLAY_DUTY = 4;
 
 export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private readonly ledger: Ledger;
@@ -46,6 +60,8 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private readonly log: Logger;
   private stops: (() => void)[] = [];
   private outboxTimer: NodeJS.Timeout | undefined;
+  private replayTimer: NodeJS.Timeout | undefined;
+  private lastReplayMs = 0;
   private draining = false;
 
   constructor(private readonly opts: LedgerServiceOptions) {
@@ -63,11 +79,12 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
       this.net.subscribe((bytes, from) => {
         let result: IngestResult;
         try {
-          result = this.ledger.ingest(bytes, { nowMs: this.clock.now() });
+          result = this.ledger.ingest(bytes, { nowMs: this.clock.now(), deferReplay: true });
         } catch (e) {
           this.log.error('ledger ingest failed', { from, error: errorMessage(e) });
           return;
         }
+        if (result.status === 'pending') this.scheduleReplay();
         if (result.status === 'dropped' && result.reason !== 'STALE' && result.reason !== 'FUTURE') {
           this.log.debug('dropped gossip event', { from, reason: result.reason });
         }
@@ -89,11 +106,42 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     if (this.outboxTimer !== undefined) clearInterval(this.outboxTimer);
     this.outboxTimer = undefined;
     for (const s of this.stops.splice(0)) s();
+    if (this.replayTimer !== undefined) {
+      clearTimeout(this.replayTimer);
+      this.replayTimer = undefined;
+      this.flushReplay('stop');
+    }
   }
 
-  /** Stores and applies one of our own events, then publishes it (when it was stored). */
+  /** Runs the replay pending in the ledger within GOSSIP_REPLAY_MS (one timer for any number of late events). */
+  private scheduleReplay(): void {
+    if (this.replayTimer !== undefined) return;
+    this.replayTimer = setTimeout(
+      () => {
+        this.replayTimer = undefined;
+        this.flushReplay('gossip');
+      },
+      Math.max(GOSSIP_REPLAY_MS, GOSSIP_REPLAY_DUTY * this.lastReplayMs),
+    );
+    this.replayTimer.unref();
+  }
+
+  private flushReplay(why: string): void {
+    const start = performance.now();
+    try {
+      if (this.ledger.flushReplay().size > 0) this.lastReplayMs = performance.now() - start;
+    } catch (e) {
+      // e.g. the ledger was closed under us: the pending replay is on disk and runs when it is opened again
+      this.log.warn('ledger replay failed', { why, error: errorMessage(e) });
+    }
+  }
+
+  /**
+   * Stores and applies one of our own events, then publishes it (when it was stored). An event dated more than
+   * MAX_LIVE_SKEW_MS ahead of our clock (a wallet on a wrong clock) is dropped as FUTURE, as peers would drop it.
+   */
   async submit(bytes: Uint8Array, opts: AbortOptions = {}): Promise<IngestResult> {
-    const result = this.ledger.ingest(bytes);
+    const result = this.ledger.ingest(bytes, { notAfterMs: this.clock.now() + MAX_LIVE_SKEW_MS });
     this.emit('ledger:ingested', { result, source: 'local' });
     if (result.status !== 'dropped') {
       try {
@@ -106,31 +154,45 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     return result;
   }
 
-  /** Pulls every event a peer has, page by page, in canonical order. */
+  /**
+   * Pulls every event a peer has, page by page, in canonical order. Events dated more than MAX_LIVE_SKEW_MS after
+   * our clock are not admitted (FUTURE); a peer whose cursor does not move forward is a PeerMisbehaviourError.
+   */
   async syncFrom(peer: string, opts: AbortOptions = {}): Promise<{ received: number; added: number }> {
     let after: Uint8Array | null = null;
     let received = 0;
     let added = 0;
-    for (;;) {
-      const signal = deadlineSignal(LEDGER_SYNC_LIMITS.callTimeoutMs, opts.signal);
-      const page = await this.net.fetchRange(peer, after, LEDGER_SYNC_LIMITS.maxRange, { signal });
-      if (page.length === 0) break;
-      if (page.length > LEDGER_SYNC_LIMITS.maxRange) throw new Error(`peer ${peer} sent ${page.length} events for a page of ${LEDGER_SYNC_LIMITS.maxRange}`);
-      received += page.length;
-      const results = this.ledger.ingestMany(page);
-      let last: LedgerEvent | undefined;
-      for (const r of results) {
-        if (r.status !== 'dropped' && !r.duplicate) added++;
-        this.emit('ledger:ingested', { result: r, source: 'sync' });
+    let pages = 0;
+    try {
+      for (;;) {
+        const signal = deadlineSignal(LEDGER_SYNC_LIMITS.callTimeoutMs, opts.signal);
+        const page = await this.net.fetchRange(peer, after, LEDGER_SYNC_LIMITS.maxRange, { signal });
+        if (page.length === 0) break;
+        if (page.length > LEDGER_SYNC_LIMITS.maxRange) throw new PeerMisbehaviourError('LEDGER_SYNC_PAGE', `peer ${peer} sent ${page.length} events for a page of ${LEDGER_SYNC_LIMITS.maxRange}`);
+        received += page.length;
+        const results = this.ledger.ingestMany(page, { notAfterMs: this.clock.now() + MAX_LIVE_SKEW_MS, deferReplay: true });
+        if (++pages % SYNC_FLUSH_PAGES === 0) this.ledger.flushReplay();
+        let last: LedgerEvent | undefined;
+        for (const r of results) {
+          if (r.status !== 'dropped' && !r.duplicate) added++;
+          this.emit('ledger:ingested', { result: r, source: 'sync' });
+        }
+        // The cursor is the order key of the page's last event, as the peer sorted it.
+        try {
+          last = decodeLast(page);
+        } catch {
+          break; // a peer that sends garbage gets no further pages
+        }
+        const next = orderKeyOf(last);
+        // A page must end after the previous one: a peer that repeats itself would keep us asking forever.
+        if (after !== null && compareBytes(next, after) <= 0) {
+          throw new PeerMisbehaviourError('LEDGER_SYNC_CURSOR', `peer ${peer} sent a page that did not advance the cursor`, { peer });
+        }
+        after = next;
+        if (page.length < LEDGER_SYNC_LIMITS.maxRange) break;
       }
-      // The cursor is the order key of the page's last event, as the peer sorted it.
-      try {
-        last = decodeLast(page);
-      } catch {
-        break; // a peer that sends garbage gets no further pages
-      }
-      after = orderKeyOf(last);
-      if (page.length < LEDGER_SYNC_LIMITS.maxRange) break;
+    } finally {
+      this.flushReplay(`sync from ${peer}`);
     }
     this.emit('ledger:synced', { peer, received, added });
     return { received, added };
@@ -167,6 +229,14 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
         const id = toHex(event.id);
         let bytes = event.bytes;
         let publishedId: string | undefined;
+        const stored = this.ledger.eventStatus(event.id);
+        if (stored !== undefined) {
+          // taken before a crash left its file behind: report what became of it (a wallet told "dropped" would
+          // send the money again)
+          writeOutcome(dataDir, { id, status: stored.status, ...(stored.reason !== undefined ? { reason: stored.reason } : {}) });
+          removeOutboxFile(file);
+          continue;
+        }
         if (event.timestampMs < this.clock.now() - RESIGN_AFTER_MS) {
           const fresh = this.resign(event);
           if (fresh === undefined) {

@@ -117,8 +117,14 @@ export class LedgerState {
   private t: Tables = { a: new Map(), r: new Map(), c: new Map(), x: new Map(), g: new Map() };
   private dirty = new Set<string>();
   private hashCache: string | null = null;
-  /** Smallest expiresAt among pending requests; undefined when unknown (recomputed by scanning). */
-  private nextExpiry: number | null | undefined = null;
+  /**
+   * Indexes of the pending requests, derived from table r (not part of the state hash): the sum of their max
+   * tokens, and a min-heap of (expiresAt, id). Requests are cheap to make (1e-6 NEURO of escrow each, refunded),
+   * so a scan of all of them per event would be a way to slow every node down. Heap entries are removed lazily:
+   * one whose request is gone or has another expiresAt is skipped when it surfaces.
+   */
+  private demand = 0n;
+  private expiry: [number, string][] = [];
 
   // ---- typed access ----
   account(id: string): Account {
@@ -131,29 +137,45 @@ export class LedgerState {
     return this.t.r.get(id);
   }
   setRequest(id: string, r: MarketRequest): void {
+    const prev = this.t.r.get(id);
     this.put('r', id, r);
-    if (this.nextExpiry !== undefined && (this.nextExpiry === null || r.expiresAt < this.nextExpiry)) this.nextExpiry = r.expiresAt;
+    this.demand += BigInt(r.maxTokens) - BigInt(prev?.maxTokens ?? 0);
+    if (prev === undefined || prev.expiresAt !== r.expiresAt) heapPush(this.expiry, [r.expiresAt, id]);
   }
   deleteRequest(id: string): void {
+    const prev = this.t.r.get(id);
+    if (prev !== undefined) this.demand -= BigInt(prev.maxTokens);
     this.del('r', id);
-    this.nextExpiry = undefined;
   }
-  /** Pending requests with expiresAt < ts, in key order (deterministic). */
-  expiredRequests(ts: number): [string, MarketRequest][] {
-    if (this.nextExpiry === undefined) {
-      let m: number | null = null;
-      for (const r of this.t.r.values()) if (m === null || r.expiresAt < m) m = r.expiresAt;
-      this.nextExpiry = m;
+  /**
+   * Pending requests with expiresAt < ts, in key order (deterministic), taken out of the expiry index: the caller
+   * settles (deletes) every one of them. Event time only moves forward between rewinds, and a rewind rebuilds the
+   * index (restore).
+   */
+  takeExpiredRequests(ts: number): [string, MarketRequest][] {
+    const h = this.expiry;
+    if (h.length === 0 || h[0]![0] >= ts) return [];
+    const out = new Map<string, MarketRequest>();
+    while (h.length > 0 && h[0]![0] < ts) {
+      const [at, id] = heapPop(h);
+      const r = this.t.r.get(id);
+      if (r !== undefined && r.expiresAt === at) out.set(id, r);
     }
-    if (this.nextExpiry === null || this.nextExpiry >= ts) return [];
-    const out: [string, MarketRequest][] = [];
-    for (const e of this.t.r) if (e[1].expiresAt < ts) out.push(e);
-    return out.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+    return [...out].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
   }
+  /** The max tokens of all pending requests. */
   pendingDemand(): bigint {
-    let d = 0n;
-    for (const r of this.t.r.values()) d += BigInt(r.maxTokens);
-    return d;
+    return this.demand;
+  }
+
+  /** Recomputes the request indexes from table r (after loading or restoring it). */
+  private reindexRequests(): void {
+    this.demand = 0n;
+    this.expiry = [];
+    for (const [id, r] of this.t.r) {
+      this.demand += BigInt(r.maxTokens);
+      heapPush(this.expiry, [r.expiresAt, id]);
+    }
   }
   capacities(): IterableIterator<Capacity> {
     return this.t.c.values();
@@ -221,7 +243,7 @@ export class LedgerState {
       if (!TABLES.includes(table) || k[1] !== ':') throw new Error(`unknown state row ${k}`);
       (this.t[table] as Map<string, unknown>).set(k.slice(2), decodeRow(table, k.slice(2), v));
     }
-    this.nextExpiry = undefined;
+    this.reindexRequests();
     this.hashCache = null;
   }
 
@@ -252,7 +274,7 @@ export class LedgerState {
       for (const [k, v] of next) if (cur.get(k) !== v) this.dirty.add(`${table}:${k}`);
     }
     this.t = { a: new Map(s.a), r: new Map(s.r), c: new Map(s.c), x: new Map(s.x), g: new Map(s.g) };
-    this.nextExpiry = undefined;
+    this.reindexRequests();
     this.hashCache = null;
   }
 
@@ -275,6 +297,40 @@ export class LedgerState {
     if (escrow !== t.escrowed) throw new Error(`escrow total ${t.escrowed} differs from the requests' ${escrow}`);
     return held + escrow + t.burned - t.minted;
   }
+}
+
+/** (expiresAt, id) ascending. */
+function heapLess(a: [number, string], b: [number, string]): boolean {
+  return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+}
+
+function heapPush(h: [number, string][], e: [number, string]): void {
+  h.push(e);
+  for (let i = h.length - 1; i > 0; ) {
+    const p = (i - 1) >> 1;
+    if (!heapLess(h[i]!, h[p]!)) break;
+    [h[i], h[p]] = [h[p]!, h[i]!];
+    i = p;
+  }
+}
+
+function heapPop(h: [number, string][]): [number, string] {
+  const top = h[0]!;
+  const last = h.pop()!;
+  if (h.length > 0) {
+    h[0] = last;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && heapLess(h[l]!, h[m]!)) m = l;
+      if (r < h.length && heapLess(h[r]!, h[m]!)) m = r;
+      if (m === i) break;
+      [h[i], h[m]] = [h[m]!, h[i]!];
+      i = m;
+    }
+  }
+  return top;
 }
 
 export const STATE_HASH_DOMAIN = 'neuroshard/ledger-state/v1';

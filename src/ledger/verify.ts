@@ -22,6 +22,7 @@ import {
   transferFee,
 } from './economics.js';
 import { decodeEvent, EVENT_DOMAIN, EventKind, EvidenceType, replayKey, ZERO32, type LedgerEvent, type ProofBody } from './events.js';
+import { holderRecordPayload, type EmbeddedHolderRecord } from './holder.js';
 import type { HolderRecordVerifier } from './interfaces.js';
 import { FRAUD_REASONS, type ReasonCode } from './reasons.js';
 
@@ -109,6 +110,8 @@ function checkProof(e: LedgerEvent<ProofBody>, cfg: VerifyConfig): ReasonCode | 
   if (!bytesEqual(recKey, e.signer)) return 'HOLDER_RECORD_KEY_MISMATCH';
   if (rec.networkId !== cfg.networkId) return 'HOLDER_RECORD_WRONG_NETWORK';
   if (e.timestampMs < rec.timestampMs || e.timestampMs > rec.expiresMs) return 'HOLDER_RECORD_NOT_VALID_AT_TIME';
+  // protocols/ never signs nor accepts a record valid for more than a day; nor does the ledger, whichever verifier.
+  if (rec.expiresMs - rec.timestampMs > MAX_HOLDER_RECORD_LIFETIME_MS) return 'HOLDER_RECORD_NOT_VALID_AT_TIME';
   if (b.layers.start !== rec.span.start || b.layers.end !== rec.span.end) return 'LAYERS_MISMATCH';
   if (b.layers.start >= b.layers.end || b.layers.end > cfg.modelLayers) return 'LAYERS_OUT_OF_RANGE';
   if (b.epoch !== Math.floor(e.timestampMs / PROOF_WINDOW_MS)) return 'EPOCH_MISMATCH';
@@ -125,8 +128,46 @@ function checkProof(e: LedgerEvent<ProofBody>, cfg: VerifyConfig): ReasonCode | 
     if (isZero(b.gradientCommitment)) return 'TRAINING_NO_COMMITMENT';
   }
   // Last: the record signature is the most expensive check.
-  if (!cfg.holderVerifier.verifySignature(rec)) return 'HOLDER_RECORD_BAD_SIGNATURE';
+  if (!holderRecordVerified(cfg.holderVerifier, rec)) return 'HOLDER_RECORD_BAD_SIGNATURE';
   return null;
+}
+
+/** The longest validity period of a HolderRecord (src/protocols/holder-record.ts HOLDER_RECORD_LIMITS.maxLifetimeMs). */
+export const MAX_HOLDER_RECORD_LIFETIME_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Records whose signature a verifier accepted, per verifier: a node embeds its current record (re-signed every few
+ * minutes) in each proof, so consecutive proofs of one node carry the same record and its ECDSA check, half the cost
+ * of a proof, is done once. The key is the record's signature (length-prefixed) and its whole canonical
+ * payload, so only a byte-identical record reuses a verdict; only acceptances are kept, so a flood of bad records
+ * cannot evict anything it could not have put there itself. Bounded, first in first out.
+ */
+const holderVerdicts = new WeakMap<HolderRecordVerifier, Map<string, true>>();
+const HOLDER_VERDICTS_MAX = 4096;
+
+function holderRecordVerified(v: HolderRecordVerifier, rec: EmbeddedHolderRecord): boolean {
+  let key: string;
+  try {
+    const p = holderRecordPayload(rec);
+    key = `${rec.signature.length}:${rec.signature}` + Buffer.from(p.buffer, p.byteOffset, p.byteLength).toString('latin1');
+  } catch {
+    return v.verifySignature(rec); // out-of-range fields: no canonical payload to key on
+  }
+  let cache = holderVerdicts.get(v);
+  if (cache === undefined) {
+    cache = new Map();
+    holderVerdicts.set(v, cache);
+  }
+  if (cache.has(key)) return true;
+  if (!v.verifySignature(rec)) return false;
+  if (cache.size >= HOLDER_VERDICTS_MAX) cache.delete(cache.keys().next().value!);
+  cache.set(key, true);
+  return true;
+}
+
+/** Forgets the HolderRecord verdicts cached for `v` (the benchmark measures each pass from cold). */
+export function clearHolderRecordVerdicts(v: HolderRecordVerifier): void {
+  holderVerdicts.delete(v);
 }
 
 /** A slash is valid when its evidence, on its own, proves the offence. */

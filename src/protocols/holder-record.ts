@@ -282,7 +282,9 @@ export function serializeHolderRecordJson(r: HolderRecord): string {
 // Canonical binary encoding
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading U+FEFF in the string (the field checks then refuse it) instead of silently dropping it,
+// which would let "BOM ‖ text" be a second binary form of the same record.
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class Writer {
   private readonly parts: Uint8Array[] = [];

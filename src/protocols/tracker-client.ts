@@ -75,6 +75,8 @@ export class TrackerRequestError extends NeuroShardError {
 }
 
 const MAX_URL_LENGTH = 2048;
+/** Records looked at from one /peers answer when no limit was asked (the tracker's own cap is 200 by default). */
+const MAX_PEERS_PER_ANSWER = 200;
 
 /** Validates a tracker URL; returns it normalised with a trailing slash so relative paths resolve under it. */
 export function normalizeTrackerUrl(raw: string): string {
@@ -212,8 +214,11 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     }
     const now = this.clock.now();
     const out: HolderRecord[] = [];
-    let dropped = 0;
-    for (const raw of v.peers as unknown[]) {
+    // Each record costs a signature check: a tracker that answers more than we asked for gets only that many looked
+    // at (a 1 MiB answer holds thousands, seconds of CPU per fetch).
+    const list = (v.peers as unknown[]).slice(0, q.limit ?? MAX_PEERS_PER_ANSWER);
+    let dropped = v.peers.length - list.length;
+    for (const raw of list) {
       let rec: HolderRecord;
       try {
         rec = parseHolderRecord(raw);

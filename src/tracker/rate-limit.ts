@@ -3,7 +3,30 @@
  * Memory is bounded: at most `maxSources` buckets, and the one idle longest is forgotten first (a forgotten source
  * starts again with a full bucket, which is the same as a source that has been idle long enough).
  */
+import { isIPv4, isIPv6 } from 'node:net';
 import type { Clock } from '../util/clock.js';
+
+/**
+ * The source an address counts as, for rate limits and per-source caps. An IPv4 address is one source (an
+ * IPv4-mapped IPv6 address is its IPv4 address). An IPv6 address counts by its /64: a single host or home is
+ * routinely given a whole /64, so keying on the full address would let one machine appear as 2^64 sources.
+ */
+export function sourceKey(ip: string): string {
+  const zone = ip.indexOf('%');
+  let a = (zone >= 0 ? ip.slice(0, zone) : ip).toLowerCase();
+  if (!isIPv6(a)) return ip;
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (v4 !== null) {
+    if (/^(0{0,4}:){0,5}:?ffff:/.test(a.slice(0, v4.index)) && isIPv4(v4[0])) return v4[0];
+    const [b0, b1, b2, b3] = v4.slice(1).map(Number) as [number, number, number, number];
+    a = a.slice(0, v4.index) + ((b0 << 8) | b1).toString(16) + ':' + ((b2 << 8) | b3).toString(16);
+  }
+  const [l, r] = a.split('::') as [string, string | undefined];
+  const left = l === '' ? [] : l.split(':');
+  const right = r === undefined || r === '' ? [] : r.split(':');
+  const groups = r === undefined ? left : [...left, ...new Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':') + '::/64';
+}
 
 interface Bucket {
   tokens: number;

@@ -18,7 +18,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { type Clock, systemClock } from '../util/clock.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { isNetworkId, trackerOptions, type TrackerOptions } from './options.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter, sourceKey } from './rate-limit.js';
 import { TrackerStore } from './store.js';
 import type { AnnounceResponse, HealthResponse, RecordValidator, TrackedRecord, TrackerErrorBody, TrackerErrorCode, VerifyRejection } from './types.js';
 
@@ -100,10 +100,11 @@ export class TrackerServer<R extends TrackedRecord> {
     app.addHook('onRequest', async (req, reply) => {
       const announce = req.method === 'POST' && req.url.split('?')[0] === '/announce';
       const limiter = announce ? this.announceLimiter : this.queryLimiter;
-      if (!limiter.take(req.ip)) {
-        const retry = Math.max(1, Math.ceil(limiter.retryAfterMs(req.ip) / 1000));
+      const source = sourceKey(req.ip);
+      if (!limiter.take(source)) {
+        const retry = Math.max(1, Math.ceil(limiter.retryAfterMs(source) / 1000));
         void reply.header('retry-after', String(retry));
-        throw new HttpError(429, 'rate_limited', `too many requests from ${req.ip}; retry in ${retry} s`);
+        throw new HttpError(429, 'rate_limited', `too many requests from ${source}; retry in ${retry} s`);
       }
     });
 
@@ -129,7 +130,7 @@ export class TrackerServer<R extends TrackedRecord> {
 
     app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 100)}`));
 
-    app.post('/announce', async (req, reply) => reply.code(200).send(this.announce(req.body, req.ip)));
+    app.post('/announce', async (req, reply) => reply.code(200).send(this.announce(req.body, sourceKey(req.ip))));
 
     app.get('/peers', async (req, reply) => {
       const json = this.peers(req.query);

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { loadOptions } from '../../node/options.js';
-import { Ledger, ledgerPath } from '../../ledger/index.js';
+import { Ledger, ledgerPath, outboxMaxNonce, type EventKind } from '../../ledger/index.js';
 import { stringFlag, UsageError, type CommandIO, type FlagValues } from '../command.js';
 
 export function dataDirOf(flags: FlagValues): string {
@@ -36,6 +36,26 @@ export function openLedgerReadOnly(dataDir: string): Ledger | undefined {
   const meta = ledgerMeta(dataDir);
   if (meta === undefined) return undefined;
   return new Ledger({ path: ledgerPath(dataDir), networkId: meta.networkId, modelLayers: meta.modelLayers, readonly: true });
+}
+
+/**
+ * The next free nonce of `kind` for `signer`: one past the largest in the outbox and in the node's ledger. The
+ * outbox is read first: the node stores an event in its ledger before it deletes the outbox file, so an event
+ * moving between the two while we look is seen in one or the other (read the other way round it could be seen in
+ * neither, and its nonce handed out again: an equivocation). `between` is a test hook run between the two reads.
+ * Call it holding the outbox lock, so two wallet commands do not pick the same nonce either.
+ */
+export function nextWalletNonce(dataDir: string, signer: Uint8Array, kind: EventKind, between?: () => void): bigint {
+  const queued = outboxMaxNonce(dataDir, signer, kind) + 1n;
+  between?.();
+  const ledger = openLedgerReadOnly(dataDir);
+  let stored = 0n;
+  try {
+    stored = ledger?.nextNonce(signer, kind) ?? 0n;
+  } finally {
+    ledger?.close();
+  }
+  return stored > queued ? stored : queued;
 }
 
 export function isTerminal(): boolean {

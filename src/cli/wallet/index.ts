@@ -26,7 +26,6 @@ import {
   buildTransfer,
   buildUnstake,
   formatAmount,
-  outboxMaxNonce,
   parseAmount,
   readOutcome,
   transferFee,
@@ -39,7 +38,7 @@ import {
 import { toHex } from '../../util/bytes.js';
 import { ConfigError, isNeuroShardError } from '../../util/errors.js';
 import { intFlag, stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
-import { confirm, dataDirOf, isTerminal, ledgerMeta, openLedgerReadOnly, output, readStdin } from './common.js';
+import { confirm, dataDirOf, isTerminal, ledgerMeta, nextWalletNonce, openLedgerReadOnly, output, readStdin } from './common.js';
 
 const SUBCOMMANDS = ['create', 'import', 'export', 'show', 'balance', 'history', 'send', 'stake', 'unstake'] as const;
 type Sub = (typeof SUBCOMMANDS)[number];
@@ -172,15 +171,7 @@ async function submit(
   if (meta === undefined) throw new ConfigError(`no ledger in ${dataDir}: start the node once so it joins a network`, undefined, 'LEDGER_MISSING');
   const { key } = await unlock(dataDir, flags);
   const event = await withOutboxLock(dataDir, () => {
-    const ledger = openLedgerReadOnly(dataDir)!;
-    let nonce: bigint;
-    try {
-      nonce = ledger.nextNonce(key.publicKey, kind);
-    } finally {
-      ledger.close();
-    }
-    const queued = outboxMaxNonce(dataDir, key.publicKey, kind) + 1n;
-    if (queued > nonce) nonce = queued;
+    const nonce = nextWalletNonce(dataDir, key.publicKey, kind);
     const e = build(key, { networkId: meta.networkId, nonce, timestampMs: Date.now() });
     writeOutbox(dataDir, e);
     return e;

@@ -111,7 +111,8 @@ describe('ledger service', () => {
 
   it('startNodeLedger opens the data dir ledger and syncs from the known peers at start', async () => {
     const t = tempDir('neuroshard-start-');
-    const clock = new ManualClock(T0);
+    // after the three windows below: sync does not admit events from more than 60 s in the future
+    const clock = new ManualClock(T0 + 180_000);
     const hub = new MemoryLedgerHub();
     const b = node(t.dir, hub, 'b', clock, 41);
     let stop: (() => void) | undefined;
