@@ -1,0 +1,329 @@
+/**
+ * The network part of the node's composition: from the node options and the node key it builds the libp2p node
+ * (p2p/), the RPC layer with its built-in handlers, heartbeats and liveness, the DHT layer registry, and (when
+ * trackers are configured) the tracker client, and wires them together:
+ *
+ *   - the DHT validates NeuroShard records with the HolderRecord rules (protocols/dht-records.ts);
+ *   - the registry skips peers the liveness tracker knows to be dead, and re-publishes on (re)joining;
+ *   - tracker results feed the bootstrapper; our signed record is what the tracker client announces;
+ *   - the peer score table is shared by RPC (penalties) and libp2p's connection gater (bans).
+ *
+ * A node founds a network only when told to (`--genesis`), or when it was given neither bootstrap peers nor
+ * trackers and its peer book (persisted in the data dir) is empty; otherwise it dials what it knows, keeps
+ * retrying with backoff, and reports `connecting`/`retrying` — it never founds a second network by accident.
+ */
+import '../util/polyfill.js';
+import { freemem } from 'node:os';
+import { keyFromPrivate, type NodeKey } from '../identity/index.js';
+import { createLibp2pNetwork, RELAY_DEFAULTS, type Libp2pNetwork, type Libp2pNetworkOptions } from '../p2p/libp2p-node.js';
+import { PeerScoreTable } from '../p2p/peer-score.js';
+import type { BootstrapStatus } from '../p2p/types.js';
+import { holderRecordNamespace } from '../protocols/dht-records.js';
+import { echoHandler } from '../protocols/handlers/echo.js';
+import { shardInfoHandler } from '../protocols/handlers/shard-info.js';
+import { HeartbeatService, type HeartbeatSource } from '../protocols/heartbeat.js';
+import { dialAddresses, encodeHolderRecord, freshHolderRecord, type HolderCapacity, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
+import { DHT_NAMESPACE, protocolPrefix } from '../protocols/ids.js';
+import { LayerRegistry } from '../protocols/layer-registry.js';
+import { LivenessTracker, type PeerLiveness } from '../protocols/liveness.js';
+import * as methods from '../protocols/methods.js';
+import { RpcNode } from '../protocols/rpc/service.js';
+import { TrackerClient } from '../protocols/tracker-client.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { errorMessage, NeuroShardError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import type { NodeOptions } from './options.js';
+
+/** The node options this module reads. */
+export type NetworkNodeOptions = Pick<
+  NodeOptions,
+  | 'dataDir'
+  | 'listen'
+  | 'announce'
+  | 'bootstrap'
+  | 'trackers'
+  | 'genesis'
+  | 'mdns'
+  | 'upnp'
+  | 'relay'
+  | 'relayDataLimitMb'
+  | 'relayDurationS'
+  | 'maxConnections'
+  | 'span'
+  | 'heartbeatIntervalMs'
+  | 'peerStaleMs'
+  | 'peerDeadMs'
+>;
+
+/** Knobs that are not node options: tests shorten them, the benchmark widens them. */
+export interface NetworkTuning {
+  /** Keep the peer book in memory instead of `<dataDir>/peerstore`. */
+  ephemeralPeerStore: boolean;
+  /** Register the echo RPC (tests, benchmarks). */
+  echo: boolean;
+  /** Lifetime and re-publish period of our HolderRecord in the DHT. */
+  recordTtlMs: number;
+  republishMs: number;
+  /** Bootstrap retry backoff. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** Inbound connections per second from one IP (raise for many nodes on 127.0.0.1). */
+  inboundConnectionThreshold: number;
+  maxIncomingPendingConnections: number;
+  dialTimeoutMs: number;
+  /** Gossipsub mesh heartbeat. */
+  pubsubHeartbeatMs: number;
+  /** Yamux stream window (throughput). */
+  yamuxWindowBytes: number;
+  autonat: boolean;
+  dcutr: boolean;
+  /** DHT server or client; default server, client for a node that listens only through relays. */
+  dhtMode?: 'server' | 'client';
+  /** The whole Libp2pNetworkOptions escape hatch, applied last. */
+  libp2p: Partial<Libp2pNetworkOptions>;
+}
+
+export const NETWORK_TUNING_DEFAULTS: NetworkTuning = {
+  ephemeralPeerStore: false,
+  echo: false,
+  recordTtlMs: 10 * 60_000,
+  republishMs: 3 * 60_000,
+  retryBaseMs: 1000,
+  retryMaxMs: 60_000,
+  inboundConnectionThreshold: 5,
+  maxIncomingPendingConnections: 10,
+  dialTimeoutMs: 10_000,
+  pubsubHeartbeatMs: 1000,
+  yamuxWindowBytes: 16 << 20,
+  autonat: true,
+  dcutr: true,
+  libp2p: {},
+};
+
+export interface NodeNetworkInit {
+  networkId: string;
+  key: NodeKey;
+  options: NetworkNodeOptions;
+  tuning?: Partial<NetworkTuning>;
+  /** Current figures for heartbeats and shard info; defaults read the OS and the held span. */
+  status?: Partial<HeartbeatSource> & { capacity?: () => HolderCapacity; totalLayers?: () => number; modelHash?: () => string; version?: () => bigint };
+  clock?: Clock;
+  log?: Logger;
+}
+
+export interface NetworkStatus {
+  peerId: string;
+  networkId: string;
+  addresses: string[];
+  bootstrap: BootstrapStatus;
+  connectedPeers: number;
+  span: LayerSpan | undefined;
+  peers: PeerLiveness[];
+}
+
+export interface NodeNetwork {
+  readonly networkId: string;
+  readonly peerId: string;
+  readonly p2p: Libp2pNetwork;
+  readonly rpc: RpcNode;
+  readonly scores: PeerScoreTable;
+  readonly liveness: LivenessTracker;
+  readonly heartbeat: HeartbeatService;
+  readonly registry: LayerRegistry;
+  readonly tracker: TrackerClient | undefined;
+  /** True when this node founded the network (final once started). */
+  readonly genesis: boolean;
+  start(): Promise<void>;
+  /** Graceful leave: stop announcing, withdraw, close connections. */
+  stop(): Promise<void>;
+  /** Holds (and announces) a new span of layers. */
+  holdSpan(span: LayerSpan): Promise<void>;
+  /** A freshly signed HolderRecord of ours (what trackers are told). */
+  signedRecord(): HolderRecord;
+  /** Feeds verified holder records (e.g. from a tracker) to the bootstrapper and the peer book. */
+  addPeers(records: HolderRecord[]): Promise<void>;
+  status(): NetworkStatus;
+}
+
+export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetwork> {
+  const { networkId, key, options: o } = init;
+  const t: NetworkTuning = { ...NETWORK_TUNING_DEFAULTS, ...init.tuning };
+  const clock = init.clock ?? systemClock;
+  const log = init.log ?? silentLogger;
+  const scores = new PeerScoreTable({ clock });
+  // Founding needs --genesis, or no bootstrap peer, no tracker and an empty peer book (decided at start).
+  const genesis: boolean | 'auto' = o.genesis ? true : o.bootstrap.length === 0 && o.trackers.length === 0 ? 'auto' : false;
+  const relayOnly = o.listen.length > 0 && o.listen.every((a) => a.endsWith('/p2p-circuit'));
+  // keyFromPrivate re-derives the public key: a key whose halves disagree fails here, not on the wire
+  const nodeKey = keyFromPrivate(key.privateKey);
+
+  let tracker: TrackerClient | undefined;
+  let selfPeerId = '';
+  const p2pOpts: Libp2pNetworkOptions = {
+    privateKey: nodeKey.privateKey,
+    protocolPrefix: protocolPrefix(networkId),
+    listen: o.listen,
+    announce: o.announce,
+    bootstrap: o.bootstrap,
+    genesis,
+    dataDir: t.ephemeralPeerStore ? undefined : o.dataDir,
+    mdns: o.mdns ? { serviceTag: `_ns-${networkId.slice(0, 16).replace(/[^A-Za-z0-9-]/g, '-')}._udp.local` } : false,
+    upnp: o.upnp,
+    relay: o.relay ? { ...RELAY_DEFAULTS, dataLimitBytes: o.relayDataLimitMb * 1024 * 1024, durationLimitMs: o.relayDurationS * 1000 } : false,
+    autonat: t.autonat,
+    dcutr: t.dcutr,
+    dht: { namespaces: { [DHT_NAMESPACE]: holderRecordNamespace({ networkId, clock }) }, mode: t.dhtMode ?? (relayOnly ? 'client' : 'server') },
+    pubsub: { heartbeatIntervalMs: t.pubsubHeartbeatMs },
+    connections: {
+      maxConnections: o.maxConnections,
+      inboundConnectionThreshold: t.inboundConnectionThreshold,
+      maxIncomingPendingConnections: t.maxIncomingPendingConnections,
+      dialTimeoutMs: t.dialTimeoutMs,
+    },
+    yamux: { windowBytes: t.yamuxWindowBytes },
+    bootstrapRetry: { baseMs: t.retryBaseMs, maxMs: t.retryMaxMs },
+    candidateSource: o.trackers.length === 0 ? undefined : (signal) => tracker!.candidates({ exclude: selfPeerId, signal }),
+    scores,
+    log: log.child('p2p'),
+    ...t.libp2p,
+  };
+  const p2p = await createLibp2pNetwork(p2pOpts);
+  selfPeerId = p2p.peerId;
+  const rpc = new RpcNode({ network: p2p, networkId, scores, log: log.child('rpc') });
+  const liveness = new LivenessTracker({ staleMs: o.peerStaleMs, deadMs: o.peerDeadMs, clock });
+  const capacity = init.status?.capacity ?? (() => ({ memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 }));
+  const registry = new LayerRegistry({
+    network: p2p,
+    networkId,
+    key: nodeKey,
+    self: () => ({ multiaddrs: p2p.multiaddrs(), capacity: capacity() }),
+    isDead: (peer) => liveness.isDead(peer),
+    fetchDirect: async (peer, signal) => (await rpc.call(peer, methods.holderRecord, {}, { signal })).record,
+    recordTtlMs: t.recordTtlMs,
+    republishMs: t.republishMs,
+    clock,
+    log: log.child('registry'),
+  });
+  const span = (): LayerSpan | undefined => registry.heldSpan() ?? o.span;
+  const hbSource: HeartbeatSource = {
+    span: init.status?.span ?? span,
+    load: init.status?.load ?? (() => 0),
+    freeMemoryMb: init.status?.freeMemoryMb ?? (() => freemem() / (1 << 20)),
+    trainingStep: init.status?.trainingStep ?? (() => 0n),
+  };
+  const heartbeat = new HeartbeatService({ network: p2p, networkId, liveness, source: hbSource, intervalMs: o.heartbeatIntervalMs, clock, log: log.child('heartbeat') });
+  const signedRecord = (): HolderRecord => {
+    const s = span() ?? { start: 0, end: 1 };
+    return freshHolderRecord(nodeKey, { networkId, multiaddrs: recordAddrs(p2p.multiaddrs(), p2p.peerId), span: s, capacity: capacity() }, clock.now(), t.recordTtlMs);
+  };
+  if (o.trackers.length > 0) {
+    // A HolderRecord names a span, so only a node that holds layers announces; every node asks for peers.
+    tracker = new TrackerClient(
+      { trackers: o.trackers, networkId },
+      { record: o.span === undefined ? undefined : () => signedRecord(), clock, logger: log.child('tracker') },
+    );
+    tracker.on('peers:found', ({ peers }) => void addPeers(peers));
+  }
+  const addPeers = async (records: HolderRecord[]): Promise<void> => {
+    const infos = records.filter((r) => r.peerId !== p2p.peerId && r.networkId === networkId).map((r) => ({ id: r.peerId, multiaddrs: dialAddresses(r) }));
+    await p2p.addBootstrapPeers(infos);
+  };
+
+  let started = false;
+  let unsubBootstrap: (() => void) | undefined;
+  const net: NodeNetwork = {
+    networkId,
+    peerId: p2p.peerId,
+    p2p,
+    rpc,
+    scores,
+    liveness,
+    heartbeat,
+    registry,
+    tracker,
+    get genesis() {
+      return p2p.isGenesis();
+    },
+    async start() {
+      if (started) return;
+      started = true;
+      await p2p.start();
+      await rpc.handle(
+        methods.shardInfo,
+        shardInfoHandler({
+          peerId: p2p.peerId,
+          span,
+          totalLayers: init.status?.totalLayers ?? (() => span()?.end ?? 0),
+          modelHash: init.status?.modelHash ?? (() => ''),
+          version: init.status?.version ?? (() => 0n),
+          freeMemoryMb: hbSource.freeMemoryMb,
+          load: hbSource.load,
+        }),
+      );
+      await rpc.handle(methods.holderRecord, () => {
+        const rec = registry.currentRecord();
+        if (rec === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no layers', { fault: 'caller' });
+        return { record: encodeHolderRecord(rec) };
+      });
+      if (t.echo) await rpc.handle(methods.echo, echoHandler);
+      heartbeat.start();
+      // a banned peer loses its connections too (the gater refuses new ones until the ban ends)
+      const offBan = scores.events.on('peer:banned', ({ peer, reason }) => {
+        log.warn('banning a misbehaving peer', { peer, reason });
+        void p2p.hangUp(peer).catch(() => {});
+      });
+      // (re)joining: our record and provider entries may only have reached ourselves so far
+      const offState = p2p.events.on('bootstrap:state', (s) => {
+        if (s.state === 'connected') void registry.publishNow().catch(() => {});
+      });
+      // the first DHT peer: until now our record and provider entries only reached ourselves
+      let dhtPeers = 0;
+      const offDht = p2p.events.on('dht:peers', ({ size }) => {
+        if (dhtPeers === 0 && size > 0) void registry.publishNow().catch(() => {});
+        dhtPeers = size;
+      });
+      unsubBootstrap = () => {
+        offState();
+        offDht();
+        offBan();
+      };
+      if (o.span !== undefined) {
+        await registry.announce(o.span).catch((e: unknown) => log.warn('announcing our span failed', { error: errorMessage(e) }));
+      }
+      tracker?.start();
+      log.info('network up', { peerId: p2p.peerId, networkId, genesis: p2p.isGenesis(), addresses: p2p.multiaddrs() });
+    },
+    async stop() {
+      if (!started) {
+        await p2p.stop();
+        return;
+      }
+      started = false;
+      unsubBootstrap?.();
+      await tracker?.stop();
+      heartbeat.stop();
+      await registry.withdraw();
+      await rpc.close();
+      await p2p.stop();
+    },
+    holdSpan: (s) => registry.announce(s),
+    signedRecord,
+    addPeers,
+    status: () => ({
+      peerId: p2p.peerId,
+      networkId,
+      addresses: p2p.multiaddrs(),
+      bootstrap: p2p.bootstrapStatus(),
+      connectedPeers: p2p.connectedPeers().length,
+      span: span(),
+      peers: liveness.snapshot(),
+    }),
+  };
+  return net;
+}
+
+/** Our addresses as a HolderRecord wants them: without our own /p2p suffix, de-duplicated, at most 16. */
+function recordAddrs(addrs: string[], peerId: string): string[] {
+  const suffix = `/p2p/${peerId}`;
+  return [...new Set(addrs.map((a) => (a.endsWith(suffix) ? a.slice(0, -suffix.length) : a)))].slice(0, 16);
+}

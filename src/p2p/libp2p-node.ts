@@ -1,0 +1,680 @@
+/**
+ * The real network: a libp2p 3 node behind our P2PNetwork interface.
+ *
+ * Transports TCP and WebSocket (plus circuit relay v2 for dialling and listening through relays), noise
+ * encryption, yamux multiplexing, identify, ping, kad-dht on a private protocol id, gossipsub with StrictSign
+ * message signing, autonat, an optional relay server with limits raised for bulk traffic, UPnP port mapping,
+ * dcutr (opportunistic hole punching), mDNS, connection limits, a peer book persisted in the data dir, and a
+ * connection gater that refuses peers the score table has banned.
+ *
+ * Everything network-specific arrives through options: `protocolPrefix` (e.g. "/app/<network id>") names the DHT
+ * protocol and decides which peers count as members of our network; DHT namespaces carry their validators.
+ */
+import '../util/polyfill.js';
+import { createHash } from 'node:crypto';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { autoNAT } from '@libp2p/autonat';
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2';
+import { privateKeyFromRaw } from '@libp2p/crypto/keys';
+import { dcutr } from '@libp2p/dcutr';
+import { gossipsub, StrictSign, TopicValidatorResult, type GossipSub } from '@libp2p/gossipsub';
+import { identify } from '@libp2p/identify';
+import type { Libp2p, PeerId, Stream, Connection, PeerInfo } from '@libp2p/interface';
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht';
+import { mdns } from '@libp2p/mdns';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { ping } from '@libp2p/ping';
+import { tcp } from '@libp2p/tcp';
+import { uPnPNAT } from '@libp2p/upnp-nat';
+import { webSockets } from '@libp2p/websockets';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import type { AbortOptions } from '../util/abort.js';
+import { InvalidArgumentError, errorMessage } from '../util/errors.js';
+import { TypedEmitter } from '../util/events.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { Bootstrapper } from './bootstrap.js';
+import { contentCid } from './content-key.js';
+import { NetworkError } from './errors.js';
+import { openNodeDatastore, type NodeDatastore } from './datastore.js';
+import { installFastSecp256k1 } from './fast-secp256k1.js';
+import type { PeerScoreTable } from './peer-score.js';
+import type {
+  BootstrapStatus,
+  DhtNamespace,
+  DuplexStream,
+  HandleOptions,
+  OpenStreamOptions,
+  P2PEvents,
+  P2PNetwork,
+  PeerAddressInfo,
+  PeerIdString,
+  ProtocolHandler,
+  PubSubMessage,
+  TopicValidator,
+} from './types.js';
+
+export interface RelayServerOptions {
+  /** Peers that may hold a reservation at once. */
+  maxReservations: number;
+  /** Bytes one relayed connection may carry before the relay resets it (raised for tensor traffic). */
+  dataLimitBytes: number;
+  /** How long one relayed connection may stay open. */
+  durationLimitMs: number;
+  /** How long a reservation lasts before the client must renew it. */
+  reservationTtlMs: number;
+}
+
+export interface ConnectionLimitOptions {
+  maxConnections: number;
+  /** Inbound connections per second from one IP before it is refused. */
+  inboundConnectionThreshold: number;
+  /** Inbound connections still in the handshake at once. */
+  maxIncomingPendingConnections: number;
+  dialTimeoutMs: number;
+}
+
+export interface Libp2pNetworkOptions {
+  /** The node's raw 32-byte secp256k1 private key (node/ hands it over; p2p/ never reads key files). */
+  privateKey: Uint8Array;
+  /** Prefix of network-private protocol ids, e.g. "/app/<network id>". The DHT speaks `${prefix}/kad/1.0.0`. */
+  protocolPrefix: string;
+  /** Multiaddrs to listen on; an address ending in /p2p-circuit listens through that relay. */
+  listen: string[];
+  /** Multiaddrs to announce instead of the listen addresses (e.g. a public address behind port forwarding). */
+  announce?: string[];
+  /** Multiaddrs (with /p2p/<id>) to join through. */
+  bootstrap?: string[];
+  /**
+   * True for the founder of a network: it reports `genesis` instead of waiting for peers. 'auto': found a network
+   * only when the peer book is empty at start (a restarted node that knew peers rejoins them instead).
+   */
+  genesis: boolean | 'auto';
+  /** More dial targets for each bootstrap round (e.g. peers a tracker knows); failures are logged and ignored. */
+  candidateSource?: (signal: AbortSignal) => Promise<string[]>;
+  /** Where the peer book persists; undefined keeps it in memory (tests). */
+  dataDir?: string;
+  /** LAN discovery; the service tag keeps networks apart on one LAN. */
+  mdns?: { serviceTag: string; intervalMs?: number } | false;
+  upnp?: boolean;
+  /** Offer a circuit relay to peers that cannot be dialled directly. */
+  relay?: RelayServerOptions | false;
+  autonat?: boolean;
+  dcutr?: boolean;
+  dht?: {
+    namespaces?: Record<string, DhtNamespace>;
+    /** `server` answers DHT queries; `client` only asks (a node that cannot be dialled). Default server. */
+    mode?: 'server' | 'client';
+    /**
+     * Peers asked in parallel per query, and disjoint lookup paths (S/Kademlia). kad-dht's 10/10 suits the public
+     * IPFS DHT; at our sizes it turns every lookup into a flood of streams. Default 3/3.
+     */
+    alpha?: number;
+    disjointPaths?: number;
+    /** How long a provider record is kept by the peers that store it. */
+    providerValidityMs?: number;
+    /** How often we check which of our provider records need re-announcing, and how early before expiry. */
+    reprovideIntervalMs?: number;
+    reprovideThresholdMs?: number;
+  };
+  pubsub?: {
+    /** Largest gossipsub RPC accepted from a peer. */
+    maxMessageBytes?: number;
+    /** Gossipsub heartbeat (mesh maintenance) interval. */
+    heartbeatIntervalMs?: number;
+  };
+  connections?: Partial<ConnectionLimitOptions>;
+  /** Yamux per-stream window and frame size: the throughput knobs. */
+  yamux?: { windowBytes?: number; maxMessageBytes?: number };
+  bootstrapRetry?: { baseMs?: number; maxMs?: number };
+  /** Peer book entries older than this lose their addresses. */
+  peerAddressTtlMs?: number;
+  scores?: PeerScoreTable;
+  log?: Logger;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export const CONNECTION_DEFAULTS: ConnectionLimitOptions = {
+  maxConnections: 300,
+  inboundConnectionThreshold: 5,
+  maxIncomingPendingConnections: 10,
+  dialTimeoutMs: 10_000,
+};
+
+export const RELAY_DEFAULTS: RelayServerOptions = {
+  maxReservations: 32,
+  dataLimitBytes: 1 << 30,
+  durationLimitMs: 30 * 60_000,
+  reservationTtlMs: 2 * 3600_000,
+};
+
+interface Services extends Record<string, unknown> {
+  identify: unknown;
+  ping: unknown;
+  dht: KadDHT;
+  pubsub: GossipSub;
+}
+
+// Parsing a secp256k1 PeerId decompresses its public key (~0.3 ms of @noble/curves): remember parsed ids.
+const PEER_ID_CACHE_MAX = 4096;
+const peerIds = new Map<string, PeerId>();
+
+function toPeerId(s: string): PeerId {
+  const hit = peerIds.get(s);
+  if (hit !== undefined) return hit;
+  let id: PeerId;
+  try {
+    id = peerIdFromString(s);
+  } catch (e) {
+    throw new InvalidArgumentError(`not a peer id: ${s}`, { peer: s, why: errorMessage(e) });
+  }
+  if (peerIds.size >= PEER_ID_CACHE_MAX) peerIds.delete(peerIds.keys().next().value!);
+  peerIds.set(s, id);
+  return id;
+}
+
+function toMultiaddr(s: string): Multiaddr {
+  try {
+    return multiaddr(s);
+  } catch (e) {
+    throw new InvalidArgumentError(`not a multiaddr: ${s}`, { addr: s, why: errorMessage(e) });
+  }
+}
+
+/** Builds (does not start) a libp2p network. */
+export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<Libp2pNetwork> {
+  if (!(opts.privateKey instanceof Uint8Array) || opts.privateKey.byteLength !== 32) {
+    throw new InvalidArgumentError('privateKey must be the raw 32-byte secp256k1 key');
+  }
+  if (!/^\/[\x21-\x7e]+$/.test(opts.protocolPrefix) || opts.protocolPrefix.endsWith('/')) {
+    throw new InvalidArgumentError(`protocolPrefix must look like /name/id: ${opts.protocolPrefix}`);
+  }
+  await installFastSecp256k1();
+  const listen = opts.listen.map((a) => toMultiaddr(a).toString());
+  const announce = (opts.announce ?? []).map((a) => toMultiaddr(a).toString());
+  const store = await openNodeDatastore(opts.dataDir);
+  const conn = { ...CONNECTION_DEFAULTS, ...opts.connections };
+  const window = opts.yamux?.windowBytes ?? 16 << 20;
+  const scores = opts.scores;
+  const namespaces = opts.dht?.namespaces ?? {};
+  const validators: Record<string, (key: Uint8Array, value: Uint8Array) => Promise<void>> = {};
+  const selectors: Record<string, (key: Uint8Array, values: Uint8Array[]) => number> = {};
+  for (const [ns, rules] of Object.entries(namespaces)) {
+    validators[ns] = async (key, value) => {
+      await rules.validate(key, value);
+    };
+    selectors[ns] = (key, values) => rules.select(key, values);
+  }
+
+  const services: Record<string, (components: never) => unknown> = {
+    identify: identify({ runOnLimitedConnection: true }),
+    ping: ping({ runOnLimitedConnection: true }),
+    dht: kadDHT({
+      protocol: `${opts.protocolPrefix}/kad/1.0.0`,
+      clientMode: opts.dht?.mode === 'client',
+      peerInfoMapper: passthroughMapper,
+      validators,
+      selectors,
+      allowQueryWithZeroPeers: true,
+      alpha: opts.dht?.alpha ?? 3,
+      disjointPaths: opts.dht?.disjointPaths ?? 3,
+      providers: { provideValidity: Math.ceil((opts.dht?.providerValidityMs ?? 3_600_000) / 1000) },
+      reprovide: {
+        validity: opts.dht?.providerValidityMs ?? 3_600_000,
+        interval: opts.dht?.reprovideIntervalMs ?? 600_000,
+        threshold: opts.dht?.reprovideThresholdMs ?? 1_200_000,
+      },
+    }),
+    pubsub: gossipsub({
+      globalSignaturePolicy: StrictSign,
+      emitSelf: false,
+      allowPublishToZeroTopicPeers: true,
+      ignoreDuplicatePublishError: true,
+      runOnLimitedConnection: true,
+      maxInboundDataLength: opts.pubsub?.maxMessageBytes ?? 1 << 20,
+      heartbeatInterval: opts.pubsub?.heartbeatIntervalMs ?? 1000,
+      // Without a fast id gossipsub verifies the signature of every duplicate copy before deduplicating; this id
+      // (a hash of the whole message) lets copies of a message we already accepted skip the signature check.
+      fastMsgIdFn: (m) => createHash('sha256').update(m.from ?? EMPTY).update(m.seqno ?? EMPTY).update(m.data ?? EMPTY).update(m.signature ?? EMPTY).digest('base64'),
+    }),
+  };
+  if (opts.autonat !== false) services.autonat = autoNAT();
+  if (opts.dcutr !== false) services.dcutr = dcutr();
+  if (opts.upnp === true) services.upnp = uPnPNAT();
+  if (opts.relay !== undefined && opts.relay !== false) {
+    const r = opts.relay;
+    services.relay = circuitRelayServer({
+      reservations: {
+        maxReservations: r.maxReservations,
+        applyDefaultLimit: true,
+        defaultDataLimit: BigInt(r.dataLimitBytes),
+        defaultDurationLimit: r.durationLimitMs,
+        reservationTtl: r.reservationTtlMs,
+      },
+    });
+  }
+
+  const libp2p = (await createLibp2p({
+    start: false,
+    privateKey: privateKeyFromRaw(opts.privateKey),
+    addresses: { listen, announce },
+    transports: [tcp(), webSockets(), circuitRelayTransport()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [
+      yamux({
+        maxMessageSize: opts.yamux?.maxMessageBytes ?? 256 << 10,
+        streamOptions: {
+          initialStreamWindowSize: Math.min(window, 16 << 20),
+          maxStreamWindowSize: window,
+          // The read buffer must hold a full window, or a slow reader gets its stream reset.
+          maxReadBufferLength: window * 2,
+        },
+      }),
+    ],
+    peerDiscovery: opts.mdns !== undefined && opts.mdns !== false ? [mdns({ serviceTag: opts.mdns.serviceTag, interval: opts.mdns.intervalMs ?? 10_000 })] : [],
+    datastore: store.datastore,
+    peerStore: { maxAddressAge: opts.peerAddressTtlMs ?? 7 * 24 * 3600_000, maxPeerAge: opts.peerAddressTtlMs ?? 7 * 24 * 3600_000 },
+    connectionManager: {
+      maxConnections: conn.maxConnections,
+      inboundConnectionThreshold: conn.inboundConnectionThreshold,
+      maxIncomingPendingConnections: conn.maxIncomingPendingConnections,
+      dialTimeout: conn.dialTimeoutMs,
+    },
+    connectionGater: {
+      denyDialPeer: (peer: PeerId) => scores?.isBanned(peer.toString()) ?? false,
+      denyInboundEncryptedConnection: (peer: PeerId) => scores?.isBanned(peer.toString()) ?? false,
+      denyOutboundEncryptedConnection: (peer: PeerId) => scores?.isBanned(peer.toString()) ?? false,
+    },
+    services: services as never,
+  })) as unknown as Libp2p<Services>;
+
+  return new Libp2pNetwork(libp2p, store, opts, (opts.bootstrap ?? []).map((a) => toMultiaddr(a).toString()));
+}
+
+export class Libp2pNetwork implements P2PNetwork {
+  readonly events = new TypedEmitter<P2PEvents>();
+  readonly peerId: PeerIdString;
+  private readonly members = new Set<PeerIdString>();
+  private readonly subscriptions = new Map<string, Set<(m: PubSubMessage) => void>>();
+  private readonly bootstrapper: Bootstrapper;
+  private readonly log: Logger;
+  private started = false;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    /** The underlying libp2p node, for tests and benchmarks that need to look under the hood. */
+    readonly libp2p: Libp2p<Services>,
+    private readonly store: NodeDatastore,
+    private readonly opts: Libp2pNetworkOptions,
+    private readonly bootstrapAddrs: string[],
+  ) {
+    this.peerId = libp2p.peerId.toString();
+    this.log = opts.log ?? silentLogger;
+    this.bootstrapper = new Bootstrapper({
+      genesis: opts.genesis === true,
+      candidates: () => this.bootstrapCandidates(),
+      dial: async (target, signal) => {
+        await this.dial(target, { signal });
+      },
+      memberCount: () => this.members.size,
+      retryBaseMs: opts.bootstrapRetry?.baseMs,
+      retryMaxMs: opts.bootstrapRetry?.maxMs,
+      dialTimeoutMs: opts.connections?.dialTimeoutMs,
+      log: this.log.child('bootstrap'),
+    });
+    this.bootstrapper.events.on('state', (s) => this.events.emit('bootstrap:state', s));
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const l = this.libp2p;
+    l.addEventListener('peer:connect', (e) => this.events.emit('peer:connect', { peer: e.detail.toString() }));
+    l.addEventListener('peer:disconnect', (e) => {
+      const peer = e.detail.toString();
+      this.members.delete(peer);
+      this.events.emit('peer:disconnect', { peer });
+      this.bootstrapper.membershipChanged();
+    });
+    l.addEventListener('peer:identify', (e) => {
+      const peer = e.detail.peerId.toString();
+      const ours = e.detail.protocols.some((p) => p.startsWith(this.opts.protocolPrefix + '/'));
+      if (ours && l.getConnections(e.detail.peerId).length > 0) {
+        this.members.add(peer);
+        this.bootstrapper.membershipChanged();
+      }
+    });
+    l.addEventListener('peer:discovery', (e) => this.onDiscovery(e.detail));
+    l.addEventListener('self:peer:update', () => this.events.emit('self:addresses', { multiaddrs: this.multiaddrs() }));
+    const rt = (l.services.dht as unknown as { routingTable?: EventTarget & { size: number } }).routingTable;
+    const onRt = (): void => this.events.emit('dht:peers', { size: rt?.size ?? 0 });
+    rt?.addEventListener('peer:add', onRt);
+    rt?.addEventListener('peer:remove', onRt);
+    const ps = l.services.pubsub;
+    ps.addEventListener('gossipsub:message', (e) => {
+      const { msg, propagationSource } = e.detail;
+      if (msg.type !== 'signed') return; // StrictSign rejects these before we see them; belt and braces
+      const handlers = this.subscriptions.get(msg.topic);
+      if (handlers === undefined) return;
+      const m: PubSubMessage = { topic: msg.topic, from: msg.from.toString(), data: msg.data, via: propagationSource.toString() };
+      for (const h of handlers) {
+        try {
+          h(m);
+        } catch (err) {
+          this.log.error('pubsub handler threw', { topic: msg.topic, error: errorMessage(err) });
+        }
+      }
+    });
+    await l.start();
+    if (this.opts.genesis === 'auto') {
+      const known = await l.peerStore.all({ filters: [(p) => p.addresses.length > 0 && !p.id.equals(l.peerId)], limit: 1 });
+      this.bootstrapper.setGenesis(known.length === 0);
+    }
+    this.log.info('p2p started', { peerId: this.peerId, addrs: this.multiaddrs(), genesis: this.bootstrapper.genesis });
+    this.bootstrapper.start();
+  }
+
+  async stop(): Promise<void> {
+    if (!this.started) {
+      await this.store.close();
+      return;
+    }
+    this.stopping ??= (async () => {
+      await this.bootstrapper.stop();
+      await this.libp2p.stop();
+      await this.store.close();
+    })();
+    await this.stopping;
+  }
+
+  multiaddrs(): string[] {
+    return this.libp2p.getMultiaddrs().map((m) => m.toString());
+  }
+
+  connectedPeers(): PeerIdString[] {
+    return this.libp2p.getPeers().map((p) => p.toString());
+  }
+
+  /** Connected peers that speak our network's protocols (identify listed one under our prefix). */
+  memberPeers(): PeerIdString[] {
+    return [...this.members];
+  }
+
+  async peerAddresses(peer: PeerIdString): Promise<string[]> {
+    try {
+      const p = await this.libp2p.peerStore.get(toPeerId(peer));
+      return p.addresses.map((a) => a.multiaddr.toString());
+    } catch {
+      return [];
+    }
+  }
+
+  async dial(target: string, opts: AbortOptions = {}): Promise<PeerIdString> {
+    const t = target.startsWith('/') ? toMultiaddr(target) : toPeerId(target);
+    try {
+      const c = await this.libp2p.dial(t, { signal: opts.signal });
+      return c.remotePeer.toString();
+    } catch (e) {
+      throw new NetworkError('DIAL_FAILED', `dial ${target} failed: ${errorMessage(e)}`, { target }, e);
+    }
+  }
+
+  async hangUp(peer: PeerIdString, opts: AbortOptions = {}): Promise<void> {
+    await this.libp2p.hangUp(toPeerId(peer), { signal: opts.signal });
+  }
+
+  async addPeerAddresses(peer: PeerIdString, multiaddrs: string[]): Promise<void> {
+    const id = toPeerId(peer);
+    if (id.equals(this.libp2p.peerId)) return;
+    const addrs = multiaddrs.map((a) => toMultiaddr(a)).map((m) => (m.getComponents().some((c) => c.name === 'p2p') ? m.decapsulateCode(421) : m));
+    await this.libp2p.peerStore.merge(id, { multiaddrs: addrs });
+  }
+
+  async openStream(peer: string, protocol: string, opts: OpenStreamOptions = {}): Promise<DuplexStream> {
+    const t = peer.startsWith('/') ? toMultiaddr(peer) : toPeerId(peer);
+    try {
+      return await this.libp2p.dialProtocol(t, protocol, { signal: opts.signal, runOnLimitedConnection: opts.allowLimited ?? true });
+    } catch (e) {
+      const name = (e as Error)?.name;
+      if (name === 'UnsupportedProtocolError') {
+        throw new NetworkError('PROTOCOL_UNSUPPORTED', `peer does not speak ${protocol}`, { peer, protocol }, e);
+      }
+      if (opts.signal?.aborted === true || name === 'AbortError' || name === 'TimeoutError') {
+        throw new NetworkError('STREAM_OPEN_ABORTED', `opening ${protocol} to ${peer} aborted: ${errorMessage(e)}`, { peer, protocol }, e);
+      }
+      throw new NetworkError('STREAM_OPEN_FAILED', `opening ${protocol} to ${peer} failed: ${errorMessage(e)}`, { peer, protocol }, e);
+    }
+  }
+
+  async handle(protocol: string, handler: ProtocolHandler, opts: HandleOptions = {}): Promise<void> {
+    await this.libp2p.handle(
+      protocol,
+      async (stream: Stream, connection: Connection) => {
+        const info = { peer: connection.remotePeer.toString(), limited: connection.limits != null, remoteAddr: connection.remoteAddr.toString() };
+        try {
+          await handler(stream, info);
+        } catch (e) {
+          // A handler must never take the node down; the stream is reset and the error logged.
+          this.log.debug('protocol handler failed', { protocol, peer: info.peer, error: errorMessage(e) });
+          stream.abort(e instanceof Error ? e : new Error(String(e)));
+        }
+      },
+      { runOnLimitedConnection: true, maxInboundStreams: opts.maxInboundStreams, maxOutboundStreams: opts.maxOutboundStreams },
+    );
+  }
+
+  async unhandle(protocol: string): Promise<void> {
+    await this.libp2p.unhandle(protocol);
+  }
+
+  subscribe(topic: string, onMessage: (msg: PubSubMessage) => void): () => void {
+    let set = this.subscriptions.get(topic);
+    if (set === undefined) {
+      set = new Set();
+      this.subscriptions.set(topic, set);
+      this.libp2p.services.pubsub.subscribe(topic);
+    }
+    set.add(onMessage);
+    return () => {
+      const s = this.subscriptions.get(topic);
+      if (s === undefined) return;
+      s.delete(onMessage);
+      if (s.size === 0) {
+        this.subscriptions.delete(topic);
+        if (this.libp2p.status === 'started') this.libp2p.services.pubsub.unsubscribe(topic);
+      }
+    };
+  }
+
+  setTopicValidator(topic: string, validator: TopicValidator | undefined): void {
+    const tv = this.libp2p.services.pubsub.topicValidators;
+    if (validator === undefined) {
+      tv.delete(topic);
+      return;
+    }
+    tv.set(topic, async (propagationSource, msg) => {
+      if (msg.type !== 'signed') return TopicValidatorResult.Reject;
+      let r: string;
+      try {
+        r = await validator({ topic: msg.topic, from: msg.from.toString(), data: msg.data, via: propagationSource.toString() });
+      } catch {
+        r = 'reject';
+      }
+      return r === 'accept' ? TopicValidatorResult.Accept : r === 'ignore' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject;
+    });
+  }
+
+  async publish(topic: string, data: Uint8Array): Promise<number> {
+    const r = await this.libp2p.services.pubsub.publish(topic, data);
+    return r.recipients.length;
+  }
+
+  topicPeers(topic: string): PeerIdString[] {
+    return this.libp2p.services.pubsub.getSubscribers(topic).map((p) => p.toString());
+  }
+
+  async dhtPut(key: Uint8Array, value: Uint8Array, opts: AbortOptions = {}): Promise<number> {
+    // Our own records go through the same rules as everyone else's before they leave the node.
+    const rules = this.namespaceOf(key);
+    if (rules === undefined) throw new InvalidArgumentError('DHT key has no registered namespace');
+    await rules.validate(key, value);
+    let stored = 0;
+    try {
+      for await (const ev of this.libp2p.services.dht.put(key, value, { signal: opts.signal })) {
+        if (ev.name === 'PEER_RESPONSE' && ev.messageName === 'PUT_VALUE') stored++;
+      }
+    } catch (e) {
+      throw new NetworkError('DHT_PUT_FAILED', `DHT put failed: ${errorMessage(e)}`, undefined, e);
+    }
+    return stored;
+  }
+
+  async dhtGet(key: Uint8Array, opts: AbortOptions = {}): Promise<Uint8Array | undefined> {
+    // kad-dht yields a VALUE event per peer that answered and the selector's best one last.
+    let best: Uint8Array | undefined;
+    try {
+      for await (const ev of this.libp2p.services.dht.get(key, { signal: opts.signal })) {
+        if (ev.name === 'VALUE') best = ev.value;
+      }
+    } catch (e) {
+      if (best !== undefined) return best;
+      if (opts.signal?.aborted === true) throw new NetworkError('DHT_GET_ABORTED', `DHT get aborted: ${errorMessage(e)}`, undefined, e);
+      // kad-dht throws when no peer had a valid record
+      this.log.debug('DHT get found nothing', { error: errorMessage(e) });
+      return undefined;
+    }
+    return best;
+  }
+
+  /** Size of the DHT routing table (tests wait on it instead of sleeping). */
+  dhtRoutingTableSize(): number {
+    return (this.libp2p.services.dht as unknown as { routingTable: { size: number } }).routingTable.size;
+  }
+
+  private namespaceOf(key: Uint8Array): DhtNamespace | undefined {
+    const s = new TextDecoder().decode(key);
+    const ns = s.split('/')[1];
+    if (!s.startsWith('/') || ns === undefined) return undefined;
+    return Object.hasOwn(this.opts.dht?.namespaces ?? {}, ns) ? this.opts.dht!.namespaces![ns] : undefined;
+  }
+
+  async provide(contentKey: Uint8Array, opts: AbortOptions = {}): Promise<number> {
+    let sent = 0;
+    try {
+      for await (const ev of this.libp2p.services.dht.provide(contentCid(contentKey), { signal: opts.signal })) {
+        if (ev.name === 'PEER_RESPONSE' && ev.messageName === 'ADD_PROVIDER') sent++;
+      }
+    } catch (e) {
+      throw new NetworkError('DHT_PROVIDE_FAILED', `DHT provide failed: ${errorMessage(e)}`, undefined, e);
+    }
+    return sent;
+  }
+
+  async unprovide(contentKey: Uint8Array, opts: AbortOptions = {}): Promise<void> {
+    await this.libp2p.services.dht.cancelReprovide(contentCid(contentKey), { signal: opts.signal });
+  }
+
+  async findProviders(contentKey: Uint8Array, opts: AbortOptions & { limit?: number; quorum?: number } = {}): Promise<PeerAddressInfo[]> {
+    const limit = opts.limit ?? 64;
+    // Provider records live on the k peers closest to the key, each holding (nearly) the full set: once `quorum`
+    // answers in a row named only providers we already had, more answers rarely add any. Stopping there instead
+    // of walking every path cuts a lookup's streams by half or more.
+    const quorum = opts.quorum ?? 3;
+    const out = new Map<string, PeerAddressInfo>();
+    const ac = new AbortController();
+    const signal = opts.signal === undefined ? ac.signal : AbortSignal.any([ac.signal, opts.signal]);
+    let answers = 0;
+    try {
+      for await (const ev of this.libp2p.services.dht.findProviders(contentCid(contentKey), { signal })) {
+        // an answer that names providers counts towards the quorum unless it names one we did not know yet
+        if (ev.name === 'PEER_RESPONSE' && ev.providers.length > 0) answers++;
+        if (ev.name === 'PROVIDER') {
+          if (ev.providers.some((p) => !out.has(p.id.toString()))) answers = 0;
+          for (const p of ev.providers) {
+            const id = p.id.toString();
+            const prev = out.get(id);
+            const addrs = p.multiaddrs.map((m) => m.toString());
+            out.set(id, { id, multiaddrs: [...new Set([...(prev?.multiaddrs ?? []), ...addrs])] });
+          }
+        }
+        if (out.size >= limit || (answers >= quorum && out.size > 0)) {
+          ac.abort();
+          break;
+        }
+      }
+    } catch (e) {
+      if (out.size === 0 && opts.signal?.aborted === true) {
+        throw new NetworkError('DHT_FIND_PROVIDERS_ABORTED', `finding providers aborted: ${errorMessage(e)}`, undefined, e);
+      }
+      // A query that ends in an error after some results still returns what it found.
+      this.log.debug('findProviders ended early', { error: errorMessage(e), found: out.size });
+    }
+    return [...out.values()].slice(0, limit);
+  }
+
+  async findPeer(peer: PeerIdString, opts: AbortOptions = {}): Promise<PeerAddressInfo | undefined> {
+    try {
+      const info = await this.libp2p.peerRouting.findPeer(toPeerId(peer), { signal: opts.signal });
+      return { id: info.id.toString(), multiaddrs: info.multiaddrs.map((m) => m.toString()) };
+    } catch (e) {
+      if (e instanceof InvalidArgumentError) throw e;
+      return undefined;
+    }
+  }
+
+  bootstrapStatus(): BootstrapStatus {
+    return this.bootstrapper.status();
+  }
+
+  /** Whether this node founded the network (decided at start for genesis 'auto'). */
+  isGenesis(): boolean {
+    return this.bootstrapper.genesis;
+  }
+
+  /** New dial candidates arrived from outside (e.g. a tracker): remember them and retry joining now. */
+  async addBootstrapPeers(peers: PeerAddressInfo[]): Promise<void> {
+    for (const p of peers) {
+      if (p.id === this.peerId) continue;
+      try {
+        await this.addPeerAddresses(p.id, p.multiaddrs);
+        this.extraCandidates.add(p.id);
+      } catch (e) {
+        this.log.debug('ignoring bad bootstrap peer', { peer: p.id, error: errorMessage(e) });
+      }
+    }
+    this.bootstrapper.kick();
+  }
+
+  private readonly extraCandidates = new Set<PeerIdString>();
+
+  private async bootstrapCandidates(): Promise<string[]> {
+    const out = new Set<string>(this.bootstrapAddrs);
+    for (const id of this.extraCandidates) out.add(id);
+    if (this.opts.candidateSource !== undefined) {
+      try {
+        for (const a of await this.opts.candidateSource(AbortSignal.timeout(10_000))) out.add(a);
+      } catch (e) {
+        this.log.debug('candidate source failed', { error: errorMessage(e) });
+      }
+    }
+    // Peers remembered in the peer book (from this run or an earlier one) that have an address.
+    const known = await this.libp2p.peerStore.all({ filters: [(p) => p.addresses.length > 0], limit: 64 });
+    for (const p of known) {
+      const id = p.id.toString();
+      if (id === this.peerId || this.opts.scores?.isBanned(id) === true) continue;
+      out.add(id);
+    }
+    return [...out];
+  }
+
+  private onDiscovery(info: PeerInfo): void {
+    // mDNS and friends only add peers to the peer book; dial while we are short of members.
+    if (this.members.size >= 8 || info.id.equals(this.libp2p.peerId)) return;
+    if (this.libp2p.getConnections(info.id).length > 0) return;
+    this.libp2p.dial(info.id, { signal: AbortSignal.timeout(10_000) }).catch((e: unknown) => {
+      this.log.debug('dial of discovered peer failed', { peer: info.id.toString(), error: errorMessage(e) });
+    });
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * P2P benchmarks (issue #4 §7), discovered by `npm run bench` (scripts/bench.mjs) through `benchSections`, or
+ * called directly: `benchRpc()` and `benchDht()`.
+ *
+ * RPC: a client node here, an echo server in a child process (bench-server.ts), TCP + noise + yamux on 127.0.0.1.
+ * For each payload size (1 KiB, 1 MiB, 16 MiB) unary calls carry one fp32 tensor of that size and get a small
+ * reply. rpc_rtt_ms is the median time of one call made one at a time (stream open, protocol negotiation,
+ * request, reply: two round trips). rpc_mib_s is payload bytes over wall time with PIPELINE (4) calls in flight on
+ * the one connection, as a pipeline stage streams micro-batches; the one-at-a-time figure is logged beside it.
+ * The same request/ack pattern one at a time over a raw TCP socket to the same child (u32 length ‖ payload →
+ * 8-byte ack) gives tcp_mib_s, in the same run, for reference.
+ *
+ * DHT: 16 nodes in one process, each holding two layers of a 16-layer model (two holders per layer); a lookup is
+ * the registry's "who holds layer i" as a node runs it: findProviders, then each provider's signed HolderRecord
+ * (asked of the provider, the DHT as fallback) verified, nothing cached; 128 lookups spread over every node and
+ * layer: dht_lookup_ms_p50 / p99.
+ */
+import '../util/polyfill.js';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { keyFromPrivate } from '../identity/index.js';
+import { createLibp2pNetwork, type Libp2pNetwork } from '../p2p/libp2p-node.js';
+import { waitFor } from '../util/abort.js';
+import { holderRecordNamespace } from './dht-records.js';
+import { encodeHolderRecord } from './holder-record.js';
+import { DHT_NAMESPACE, protocolPrefix } from './ids.js';
+import { LayerRegistry } from './layer-registry.js';
+import * as methods from './methods.js';
+import { RpcNode } from './rpc/service.js';
+import { fp32Tensor, tensorToPb } from './tensor-wire.js';
+
+export const SIZES = { '1KiB': 1 << 10, '1MiB': 1 << 20, '16MiB': 16 << 20 } as const;
+export type SizeKey = keyof typeof SIZES;
+
+export interface RpcBenchResult {
+  rpc_mib_s: Record<SizeKey, number>;
+  tcp_mib_s: Record<SizeKey, number>;
+  rpc_rtt_ms: Record<SizeKey, number>;
+}
+
+export interface DhtBenchResult {
+  dht_lookup_ms_p50: number;
+  dht_lookup_ms_p99: number;
+}
+
+export interface BenchOptions {
+  quick?: boolean;
+  log?: (line: string) => void;
+}
+
+const MiB = 1 << 20;
+/** Layer lookups timed by the DHT benchmark. */
+const LOOKUPS = 128;
+/** Calls in flight for the throughput figure. */
+export const PIPELINE = 4;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+}
+
+const round = (x: number, d = 2): number => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Calls per size: enough wall time for a stable median, bounded for 2 cores. */
+function reps(size: number, quick: boolean): number {
+  if (quick) return size >= 16 * MiB ? 3 : 10;
+  if (size <= 1 << 10) return 500;
+  if (size <= MiB) return 200;
+  return 20;
+}
+
+export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult> {
+  const quick = opts.quick ?? false;
+  const log = opts.log ?? (() => {});
+  const here = fileURLToPath(import.meta.url);
+  const server = here.replace(/bench\.(ts|js)$/, 'bench-server.$1');
+  const child = spawn(process.execPath, [...(server.endsWith('.ts') ? ['--import', 'tsx'] : []), server], { stdio: ['pipe', 'pipe', 'inherit'] });
+  try {
+    const hello = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout! }).once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`bench server exited (${code})`)));
+    });
+    const { multiaddr, tcpPort } = JSON.parse(hello) as { multiaddr: string; tcpPort: number };
+    const net = await createLibp2pNetwork({
+      privateKey: randomBytes(32),
+      protocolPrefix: protocolPrefix('bench'),
+      listen: [],
+      genesis: true,
+      mdns: false,
+      upnp: false,
+      autonat: false,
+      dcutr: false,
+    });
+    await net.start();
+    const rpc = new RpcNode({ network: net, networkId: 'bench' });
+    const peer = await net.dial(multiaddr);
+    const out: RpcBenchResult = { rpc_mib_s: {} as Record<SizeKey, number>, tcp_mib_s: {} as Record<SizeKey, number>, rpc_rtt_ms: {} as Record<SizeKey, number> };
+    try {
+      for (const [key, size] of Object.entries(SIZES) as [SizeKey, number][]) {
+        const x = new Float32Array(size / 4);
+        for (let i = 0; i < x.length; i += 1024) x[i] = i;
+        const req = { payload: new Uint8Array(0), tensor: tensorToPb(fp32Tensor(x, [size / 4])), replyWithTensor: false };
+        const n = reps(size, quick);
+        for (let i = 0; i < Math.min(5, n); i++) await rpc.call(peer, methods.echo, req); // warm-up
+        const call = async (): Promise<void> => {
+          const res = await rpc.call(peer, methods.echo, req);
+          if (res.receivedBytes !== BigInt(size)) throw new Error(`echo received ${res.receivedBytes} of ${size} bytes`);
+        };
+        // round trip: one call at a time
+        const times: number[] = [];
+        let t0 = performance.now();
+        for (let i = 0; i < n; i++) {
+          const a = performance.now();
+          await call();
+          times.push(performance.now() - a);
+        }
+        const sequential = (n * size) / MiB / ((performance.now() - t0) / 1000);
+        // throughput: PIPELINE calls in flight on the one connection, as a pipeline stage sends micro-batches
+        t0 = performance.now();
+        await Promise.all(
+          Array.from({ length: PIPELINE }, async () => {
+            for (let i = 0; i < Math.ceil(n / PIPELINE); i++) await call();
+          }),
+        );
+        const pipelined = (PIPELINE * Math.ceil(n / PIPELINE) * size) / MiB / ((performance.now() - t0) / 1000);
+        out.rpc_rtt_ms[key] = round(median(times), 3);
+        out.rpc_mib_s[key] = round(pipelined, 1);
+        out.tcp_mib_s[key] = round(await tcpSeries(tcpPort, size, n), 1);
+        log(
+          `rpc ${key}: ${out.rpc_mib_s[key]} MiB/s with ${PIPELINE} calls in flight, ${round(sequential, 1)} MiB/s one at a time; ` +
+            `rtt p50 ${out.rpc_rtt_ms[key]} ms, p90 ${round(quantile(times, 0.9), 3)} ms (${n} calls); raw tcp ${out.tcp_mib_s[key]} MiB/s one at a time`,
+        );
+      }
+    } finally {
+      await net.stop();
+    }
+    return out;
+  } finally {
+    child.stdin!.end();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve();
+      }, 5000);
+      child.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+}
+
+/** n sequential length-prefixed payloads of `size` bytes, each acknowledged; MiB/s over the series. */
+async function tcpSeries(port: number, size: number, n: number): Promise<number> {
+  const sock = connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  const header = Buffer.alloc(4);
+  header.writeUInt32BE(size);
+  const body = Buffer.alloc(size, 7);
+  let acked = 0;
+  let waiter: (() => void) | undefined;
+  sock.on('data', (d: Buffer) => {
+    acked += d.length;
+    waiter?.();
+  });
+  const one = async (k: number): Promise<void> => {
+    if (!sock.write(header)) await new Promise((r) => sock.once('drain', r));
+    if (!sock.write(body)) await new Promise((r) => sock.once('drain', r));
+    while (acked < 8 * k) await new Promise<void>((r) => (waiter = r));
+  };
+  for (let i = 1; i <= Math.min(5, n); i++) await one(i);
+  const base = Math.min(5, n);
+  const t0 = performance.now();
+  for (let i = 1; i <= n; i++) await one(base + i);
+  const wall = (performance.now() - t0) / 1000;
+  sock.destroy();
+  return (n * size) / MiB / wall;
+}
+
+export async function benchDht(opts: BenchOptions = {}): Promise<DhtBenchResult> {
+  const quick = opts.quick ?? false;
+  const log = opts.log ?? (() => {});
+  const N = 16;
+  const LAYERS = 16;
+  const networkId = 'benchdht';
+  const nodes: { net: Libp2pNetwork; registry: LayerRegistry }[] = [];
+  try {
+    for (let i = 0; i < N; i++) {
+      const key = keyFromPrivate(randomBytes(32));
+      const net = await createLibp2pNetwork({
+        privateKey: key.privateKey,
+        protocolPrefix: protocolPrefix(networkId),
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        bootstrap: i === 0 ? [] : [nodes[0]!.net.multiaddrs()[0]!],
+        genesis: i === 0,
+        mdns: false,
+        upnp: false,
+        autonat: false,
+        dcutr: false,
+        dht: { namespaces: { [DHT_NAMESPACE]: holderRecordNamespace({ networkId }) } },
+        connections: { inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100 },
+        bootstrapRetry: { baseMs: 200, maxMs: 2000 },
+      });
+      await net.start();
+      // wired as node/network.ts wires it: a provider is asked for its record directly, the DHT is the fallback
+      const rpc = new RpcNode({ network: net, networkId });
+      const registry: LayerRegistry = new LayerRegistry({
+        network: net,
+        networkId,
+        key,
+        self: () => ({ multiaddrs: net.multiaddrs(), capacity: { memoryMb: 1024, tokensPerSec: 0 } }),
+        fetchDirect: async (peer, signal) => (await rpc.call(peer, methods.holderRecord, {}, { signal })).record,
+        cacheMs: 0,
+      });
+      await rpc.handle(methods.holderRecord, () => ({ record: encodeHolderRecord(registry.currentRecord()!) }));
+      nodes.push({ net, registry });
+    }
+    await waitFor(() => nodes.every((n) => n.net.memberPeers().length > 0 || n === nodes[0]) && nodes.every((n) => n.net.dhtRoutingTableSize() > 0), {
+      timeoutMs: 60_000,
+      what: 'all 16 nodes joined the DHT',
+    });
+    // node i holds two layers: every layer has two holders
+    await Promise.all(nodes.map((n, i) => n.registry.announce({ start: (i * 2) % LAYERS, end: ((i * 2) % LAYERS) + 2 })));
+    // the records and provider entries settle: every layer visible from node 0 (bounded)
+    await waitFor(async () => (await Promise.all(Array.from({ length: LAYERS }, (_, l) => nodes[0]!.registry.holdersOf(l)))).every((h) => h.length === 2), {
+      timeoutMs: 60_000,
+      intervalMs: 250,
+      what: 'every layer has its two holders',
+    });
+    // LOOKUPS lookups, spread over every node and layer (a seeded order, so runs compare)
+    const times: number[] = [];
+    let misses = 0;
+    const lookups = quick ? 16 : LOOKUPS;
+    for (let k = 0; k < lookups; k++) {
+      const n = nodes[(k * 7) % N]!;
+      const layer = (k * 5 + Math.floor(k / LAYERS)) % LAYERS;
+      const t0 = performance.now();
+      const h = await n.registry.holdersOf(layer);
+      times.push(performance.now() - t0);
+      if (h.length !== 2) misses++;
+    }
+    const res = { dht_lookup_ms_p50: round(quantile(times, 0.5)), dht_lookup_ms_p99: round(quantile(times, 0.99)) };
+    log(`dht: ${times.length} layer lookups over ${N} nodes: p50 ${res.dht_lookup_ms_p50} ms, p99 ${res.dht_lookup_ms_p99} ms, ${misses} incomplete`);
+    return res;
+  } finally {
+    await Promise.all(nodes.map((n) => n.registry.withdraw().then(() => n.net.stop())));
+  }
+}
+
+export const benchSections = [
+  {
+    name: 'p2p-rpc',
+    keys: ['rpc_mib_s', 'tcp_mib_s', 'rpc_rtt_ms'],
+    run: (o: { quick?: boolean; log?: (s: string) => void }) => benchRpc(o),
+  },
+  {
+    name: 'p2p-dht',
+    keys: ['dht_lookup_ms_p50', 'dht_lookup_ms_p99'],
+    run: (o: { quick?: boolean; log?: (s: string) => void }) => benchDht(o),
+  },
+];

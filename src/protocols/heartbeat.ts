@@ -1,0 +1,140 @@
+/**
+ * Heartbeats: every node publishes a small signed message every `intervalMs` (5 s) on
+ * /neuroshard/<networkId>/heartbeat/1 (gossipsub with StrictSign: libp2p signs it with the node key and every
+ * receiver checks the signature before the message is delivered or forwarded). Receivers validate it here before
+ * it counts: the peer id inside must be the signer, the timestamp within the allowed skew, the fields in range,
+ * and a peer's heartbeats may not go back in time. Invalid heartbeats are rejected (the forwarder is penalised by
+ * gossipsub's peer scoring); valid ones feed the LivenessTracker.
+ */
+import type { P2PNetwork, PubSubMessage, ValidationResult } from '../p2p/types.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { heartbeatTopic } from './ids.js';
+import type { HeartbeatInfo, LivenessTracker } from './liveness.js';
+import { Heartbeat } from './pb/node.js';
+
+/** Largest heartbeat message accepted. */
+export const MAX_HEARTBEAT_BYTES = 512;
+
+export interface HeartbeatSource {
+  span(): { start: number; end: number } | undefined;
+  /** 0 = idle, 1 = fully busy (may exceed 1 when queued). */
+  load(): number;
+  freeMemoryMb(): number;
+  trainingStep(): bigint;
+}
+
+export interface HeartbeatOptions {
+  network: P2PNetwork;
+  networkId: string;
+  liveness: LivenessTracker;
+  source: HeartbeatSource;
+  intervalMs: number;
+  /** Largest accepted difference between a heartbeat's timestamp and our clock. Default 60 s. */
+  maxSkewMs?: number;
+  clock?: Clock;
+  log?: Logger;
+}
+
+export class HeartbeatService {
+  private readonly topic: string;
+  private readonly maxSkewMs: number;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private seq = 0n;
+  private readonly lastTimestamp = new Map<string, number>();
+  /** Heartbeats published and accepted, for status and tests. */
+  stats = { published: 0, accepted: 0, rejected: 0 };
+
+  constructor(private readonly opts: HeartbeatOptions) {
+    this.topic = heartbeatTopic(opts.networkId);
+    this.maxSkewMs = opts.maxSkewMs ?? 60_000;
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log ?? silentLogger;
+  }
+
+  start(): void {
+    if (this.timer !== undefined) return;
+    const net = this.opts.network;
+    net.setTopicValidator(this.topic, (m) => this.validate(m));
+    this.unsubscribe = net.subscribe(this.topic, (m) => this.accept(m));
+    this.opts.liveness.start();
+    void this.beat();
+    this.timer = setInterval(() => void this.beat(), this.opts.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    this.opts.network.setTopicValidator(this.topic, undefined);
+    this.opts.liveness.stop();
+  }
+
+  /** Publishes one heartbeat now. */
+  async beat(): Promise<void> {
+    const s = this.opts.source;
+    const msg = Heartbeat.encode({
+      peerId: this.opts.network.peerId,
+      span: s.span(),
+      load: Math.max(0, s.load()),
+      freeMemoryMb: BigInt(Math.max(0, Math.floor(s.freeMemoryMb()))),
+      trainingStep: s.trainingStep(),
+      timestampMs: BigInt(this.clock.now()),
+      seq: ++this.seq,
+    });
+    try {
+      await this.opts.network.publish(this.topic, msg);
+      this.stats.published++;
+    } catch (e) {
+      this.log.debug('heartbeat publish failed', { error: errorMessage(e) });
+    }
+  }
+
+  /** Decodes and checks a heartbeat; undefined when it must be rejected. */
+  parse(m: PubSubMessage): HeartbeatInfo | undefined {
+    if (m.data.byteLength > MAX_HEARTBEAT_BYTES) return undefined;
+    let hb: Heartbeat;
+    try {
+      hb = Heartbeat.decode(m.data);
+    } catch {
+      return undefined;
+    }
+    // StrictSign guarantees `from` signed the message; the payload must speak for the signer only.
+    if (hb.peerId !== m.from) return undefined;
+    const ts = Number(hb.timestampMs);
+    if (!Number.isSafeInteger(ts) || Math.abs(ts - this.clock.now()) > this.maxSkewMs) return undefined;
+    if (hb.span !== undefined && !(hb.span.start < hb.span.end && hb.span.end <= 65536)) return undefined;
+    if (!Number.isFinite(hb.load) || hb.load < 0 || hb.load > 1e6) return undefined;
+    const freeMemoryMb = Number(hb.freeMemoryMb);
+    if (!Number.isSafeInteger(freeMemoryMb)) return undefined;
+    return { peerId: hb.peerId, span: hb.span, load: hb.load, freeMemoryMb, trainingStep: hb.trainingStep, timestampMs: ts, seq: hb.seq };
+  }
+
+  private validate(m: PubSubMessage): ValidationResult {
+    const hb = this.parse(m);
+    if (hb === undefined) {
+      this.stats.rejected++;
+      return 'reject';
+    }
+    // An older heartbeat than one we already have is a replay or a late copy: drop it quietly.
+    const last = this.lastTimestamp.get(m.from);
+    if (last !== undefined && hb.timestampMs < last) return 'ignore';
+    return 'accept';
+  }
+
+  private accept(m: PubSubMessage): void {
+    const hb = this.parse(m);
+    if (hb === undefined) return; // the validator rejected it already; double-checked for in-memory networks
+    const last = this.lastTimestamp.get(m.from);
+    if (last !== undefined && hb.timestampMs < last) return;
+    if (this.lastTimestamp.size > 10_000 && last === undefined) this.lastTimestamp.clear();
+    this.lastTimestamp.set(m.from, hb.timestampMs);
+    this.stats.accepted++;
+    this.opts.liveness.observe(m.from, hb);
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * The DHT layer registry: who holds which layer.
+ *
+ * A kad-dht key holds one value, so holders cannot share one record. Instead each holder
+ *   1. puts its own signed HolderRecord under /neuroshard/<networkId>/holder/<peerId> (one signer per key), and
+ *   2. provides the content key "<networkId>/layer/<i>" for every layer i it holds.
+ * "Who holds layer i" = the providers of layer i whose HolderRecord is valid, unexpired and covers i, minus the
+ * peers the liveness tracker knows to be dead. A provider's record is asked of the provider itself first (one
+ * stream, when `fetchDirect` is wired) and read from the DHT when that fails; both pass the same checks. Records are short-lived (`recordTtlMs`) and re-published well before
+ * they expire, so a holder that disappears drops out on its own.
+ */
+import type { P2PNetwork, PeerAddressInfo } from '../p2p/types.js';
+import type { NodeKey } from '../identity/index.js';
+import type { AbortOptions } from '../util/abort.js';
+import { backoffMs, deadlineSignal } from '../util/abort.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { errorMessage, InvalidArgumentError } from '../util/errors.js';
+import { TypedEmitter } from '../util/events.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { checkHolderRecord } from './dht-records.js';
+import { encodeHolderRecord, freshHolderRecord, spanCovers, type HolderCapacity, type HolderRecord, type LayerSpan } from './holder-record.js';
+import { holderKey, layerContentKey } from './ids.js';
+
+export interface LayerRegistryOptions {
+  network: P2PNetwork;
+  networkId: string;
+  key: NodeKey;
+  /** Our addresses and capacity at the time of signing (the network's multiaddrs change: relays, UPnP). */
+  self: () => { multiaddrs: string[]; capacity: HolderCapacity };
+  /**
+   * Asks a peer for its current record directly (the holder-record RPC); tried before the DHT, whose copy is the
+   * fallback. The answer passes the same checks as a DHT record.
+   */
+  fetchDirect?: (peer: string, signal: AbortSignal) => Promise<Uint8Array | undefined>;
+  /** Liveness: peers known dead are left out of lookups. */
+  isDead?: (peer: string) => boolean;
+  /** Lifetime of our record. Default 10 minutes. */
+  recordTtlMs?: number;
+  /** Re-publish period; must be well below the TTL. Default TTL / 3. */
+  republishMs?: number;
+  /** Deadline of one DHT operation (put, provide, lookup). Default 15 s. */
+  opTimeoutMs?: number;
+  /** How long a fetched record is trusted before it is fetched again. Default 30 s. */
+  cacheMs?: number;
+  /** Most providers considered per layer. Default 64. */
+  maxProviders?: number;
+  maxSkewMs?: number;
+  clock?: Clock;
+  log?: Logger;
+}
+
+export interface LayerRegistryEvents {
+  /** Our record was stored and our layers provided. */
+  published: { record: HolderRecord; providedLayers: number; storedAt: number };
+  'publish:error': { error: string; retryInMs: number };
+}
+
+interface CacheEntry {
+  record: HolderRecord | undefined;
+  fetchedAt: number;
+}
+
+/** Most record fetches in flight during one lookup. */
+const FETCH_CONCURRENCY = 8;
+/** Deadline of asking a provider for its record directly, before the DHT is asked instead. */
+const DIRECT_FETCH_MS = 3000;
+/** How long "no valid record" is remembered. */
+const NEGATIVE_CACHE_MS = 2000;
+/** Most memoised peer records. */
+const MAX_CACHE = 4096;
+
+export class LayerRegistry {
+  readonly events = new TypedEmitter<LayerRegistryEvents>();
+  private span: LayerSpan | undefined;
+  private record: HolderRecord | undefined;
+  private readonly provided = new Set<number>();
+  private readonly cache = new Map<string, CacheEntry>();
+  private timer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private publishing: Promise<void> | undefined;
+  private stopped = false;
+  private readonly ttl: number;
+  private readonly republishMs: number;
+  private readonly opMs: number;
+  private readonly cacheMs: number;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: LayerRegistryOptions) {
+    this.ttl = opts.recordTtlMs ?? 10 * 60_000;
+    this.republishMs = opts.republishMs ?? Math.floor(this.ttl / 3);
+    if (!(this.republishMs > 0 && this.republishMs < this.ttl)) throw new InvalidArgumentError('layer registry: republish period must be below the record TTL');
+    this.opMs = opts.opTimeoutMs ?? 15_000;
+    this.cacheMs = opts.cacheMs ?? 30_000;
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log ?? silentLogger;
+  }
+
+  /** Our current (last published) record. */
+  currentRecord(): HolderRecord | undefined {
+    return this.record;
+  }
+
+  heldSpan(): LayerSpan | undefined {
+    return this.span;
+  }
+
+  /**
+   * Declares the layers we hold and publishes at once (then every `republishMs`). Resolves after the first
+   * publication attempt; failures are retried with backoff and reported as `publish:error`.
+   */
+  async announce(span: LayerSpan, opts: AbortOptions = {}): Promise<void> {
+    if (!(Number.isInteger(span.start) && Number.isInteger(span.end) && span.start >= 0 && span.end > span.start)) {
+      throw new InvalidArgumentError(`bad span [${span.start}, ${span.end})`);
+    }
+    this.stopped = false;
+    this.span = { start: span.start, end: span.end };
+    await this.publishNow(opts);
+  }
+
+  /** Publishes our record again now (e.g. after joining the network or a change of address). */
+  async publishNow(opts: AbortOptions = {}): Promise<void> {
+    if (this.span === undefined || this.stopped) return;
+    // one publication at a time; a request during one waits for it and then runs again with fresh data
+    while (this.publishing !== undefined) await this.publishing.catch(() => {});
+    this.publishing = this.publish(opts).finally(() => {
+      this.publishing = undefined;
+    });
+    await this.publishing;
+  }
+
+  /** Stops publishing and stops re-providing our layers; the record expires on its own. */
+  async withdraw(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.publishing?.catch(() => {});
+    for (const layer of this.provided) {
+      await this.opts.network.unprovide(layerContentKey(this.opts.networkId, layer)).catch(() => {});
+    }
+    this.provided.clear();
+    this.span = undefined;
+  }
+
+  private async publish(opts: AbortOptions): Promise<void> {
+    const span = this.span!;
+    const { multiaddrs, capacity } = this.opts.self();
+    const now = this.clock.now();
+    const rec = freshHolderRecord(this.opts.key, { networkId: this.opts.networkId, multiaddrs: cleanAddrs(multiaddrs, this.opts.network.peerId), span, capacity }, now, this.ttl);
+    const net = this.opts.network;
+    try {
+      const stored = await net.dhtPut(holderKey(this.opts.networkId, net.peerId), encodeHolderRecord(rec), { signal: deadlineSignal(this.opMs, opts.signal) });
+      this.record = rec;
+      this.cache.set(net.peerId, { record: rec, fetchedAt: now });
+      // layers we no longer hold stop being provided; the rest are (re-)provided
+      for (const layer of [...this.provided]) {
+        if (!spanCovers(span, layer)) {
+          await net.unprovide(layerContentKey(this.opts.networkId, layer)).catch(() => {});
+          this.provided.delete(layer);
+        }
+      }
+      await Promise.all(
+        Array.from({ length: span.end - span.start }, async (_, k) => {
+          const layer = span.start + k;
+          await net.provide(layerContentKey(this.opts.networkId, layer), { signal: deadlineSignal(this.opMs, opts.signal) });
+          this.provided.add(layer);
+        }),
+      );
+      this.events.emit('published', { record: rec, providedLayers: span.end - span.start, storedAt: stored });
+      if (stored === 0) {
+        // Nobody else holds our record yet (we know no DHT peer, e.g. right after start): try again soon.
+        this.failures++;
+        this.schedule(Math.min(this.republishMs, backoffMs(this.failures - 1, 500, 30_000)));
+      } else {
+        this.failures = 0;
+        this.schedule(this.republishMs);
+      }
+    } catch (e) {
+      this.failures++;
+      const retry = Math.min(this.republishMs, backoffMs(this.failures - 1, 1000, 60_000));
+      this.log.warn('publishing our holder record failed', { error: errorMessage(e), retryInMs: retry });
+      this.events.emit('publish:error', { error: errorMessage(e), retryInMs: retry });
+      this.schedule(retry);
+    }
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.publishNow().catch(() => {});
+    }, ms);
+    this.timer.unref();
+  }
+
+  /**
+   * The holders of `layer`: providers whose record is valid, unexpired and covers the layer, minus dead peers,
+   * freshest records first.
+   */
+  async holdersOf(layer: number, opts: AbortOptions = {}): Promise<HolderRecord[]> {
+    const signal = deadlineSignal(this.opMs, opts.signal);
+    const providers = await this.opts.network.findProviders(layerContentKey(this.opts.networkId, layer), { signal, limit: this.opts.maxProviders ?? 64 });
+    const candidates = providers.filter((p) => !(this.opts.isDead?.(p.id) ?? false));
+    const records = await this.fetchRecords(candidates, signal);
+    const now = this.clock.now();
+    return records
+      .filter((r) => r.expiresMs > now && spanCovers(r.span, layer) && !(this.opts.isDead?.(r.peerId) ?? false))
+      .sort((a, b) => b.timestampMs - a.timestampMs);
+  }
+
+  /** The current record of one peer from the DHT (validated), or undefined. */
+  async recordOf(peer: string, opts: AbortOptions = {}): Promise<HolderRecord | undefined> {
+    const now = this.clock.now();
+    const hit = this.cache.get(peer);
+    // a miss is retried sooner than a hit: the record may simply not have propagated yet
+    const fresh = hit !== undefined && now - hit.fetchedAt < (hit.record === undefined ? Math.min(this.cacheMs, NEGATIVE_CACHE_MS) : this.cacheMs);
+    if (hit !== undefined && fresh && (hit.record === undefined || hit.record.expiresMs > now)) return hit.record;
+    if (peer === this.opts.network.peerId) return this.record;
+    const key = holderKey(this.opts.networkId, peer);
+    const check = (value: Uint8Array | undefined, where: string): HolderRecord | undefined => {
+      if (value === undefined) return undefined;
+      try {
+        return checkHolderRecord(key, value, { networkId: this.opts.networkId, maxSkewMs: this.opts.maxSkewMs ?? 60_000, nowMs: now });
+      } catch (e) {
+        this.log.debug(`invalid holder record from ${where}`, { peer, error: errorMessage(e) });
+        return undefined;
+      }
+    };
+    let record: HolderRecord | undefined;
+    if (this.opts.fetchDirect !== undefined) {
+      const direct = await this.opts.fetchDirect(peer, deadlineSignal(Math.min(this.opMs, DIRECT_FETCH_MS), opts.signal)).catch(() => undefined);
+      record = check(direct, 'the peer');
+    }
+    if (record === undefined) {
+      const value = await this.opts.network.dhtGet(key, { signal: deadlineSignal(this.opMs, opts.signal) }).catch(() => undefined);
+      record = check(value, 'the DHT');
+    }
+    if (this.cache.size >= MAX_CACHE) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(peer, { record, fetchedAt: now });
+    return record;
+  }
+
+  private async fetchRecords(providers: PeerAddressInfo[], signal: AbortSignal): Promise<HolderRecord[]> {
+    const out: HolderRecord[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < providers.length && !signal.aborted) {
+        const p = providers[next++]!;
+        const r = await this.recordOf(p.id, { signal }).catch(() => undefined);
+        if (r !== undefined) out.push(r);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, providers.length) }, worker));
+    return out;
+  }
+}
+
+/** Our record's addresses: canonical, de-duplicated, without the /p2p suffix (the record names the peer), ≤ 16. */
+function cleanAddrs(addrs: string[], peerId: string): string[] {
+  const suffix = `/p2p/${peerId}`;
+  const out = new Set<string>();
+  for (const a of addrs) {
+    const bare = a.endsWith(suffix) ? a.slice(0, -suffix.length) : a;
+    // a relayed address keeps its relay's /p2p part; only our own suffix goes
+    if (bare.length > 0 && bare.length <= 256) out.add(bare);
+    if (out.size === 16) break;
+  }
+  return [...out];
+}

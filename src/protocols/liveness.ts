@@ -1,0 +1,144 @@
+/**
+ * Liveness of peers, from their heartbeats. A peer is alive while its heartbeats arrive, stale after `staleMs`
+ * without one and dead after `deadMs`; each transition is a typed event. Dead peers are remembered for a while
+ * (so "minus peers known dead" holds while their DHT records linger) and then forgotten.
+ */
+import { systemClock, type Clock } from '../util/clock.js';
+import { InvalidArgumentError } from '../util/errors.js';
+import { TypedEmitter } from '../util/events.js';
+
+export type LivenessState = 'alive' | 'stale' | 'dead';
+
+/** What a heartbeat told us about a peer. */
+export interface HeartbeatInfo {
+  peerId: string;
+  span: { start: number; end: number } | undefined;
+  load: number;
+  freeMemoryMb: number;
+  trainingStep: bigint;
+  timestampMs: number;
+  seq: bigint;
+}
+
+export interface PeerLiveness {
+  peer: string;
+  state: LivenessState;
+  /** Local clock time of the last heartbeat received. */
+  lastSeenMs: number;
+  heartbeat: HeartbeatInfo;
+}
+
+export interface LivenessEvents {
+  'peer:alive': PeerLiveness;
+  'peer:stale': PeerLiveness;
+  'peer:dead': PeerLiveness;
+}
+
+export interface LivenessOptions {
+  staleMs: number;
+  deadMs: number;
+  /** How often states are re-evaluated. Default staleMs/10, within 20..1000 ms. */
+  checkIntervalMs?: number;
+  /** How long a dead peer is remembered. Default 10 × deadMs. */
+  forgetAfterMs?: number;
+  /** Most peers tracked; a new peer beyond this evicts the longest-silent one. Default 10,000. */
+  maxPeers?: number;
+  clock?: Clock;
+}
+
+export class LivenessTracker {
+  readonly events = new TypedEmitter<LivenessEvents>();
+  private readonly peers = new Map<string, PeerLiveness>();
+  private readonly staleMs: number;
+  private readonly deadMs: number;
+  private readonly checkMs: number;
+  private readonly forgetMs: number;
+  private readonly maxPeers: number;
+  private readonly clock: Clock;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(opts: LivenessOptions) {
+    if (!(opts.staleMs > 0 && opts.deadMs > opts.staleMs)) throw new InvalidArgumentError('liveness: need 0 < staleMs < deadMs');
+    this.staleMs = opts.staleMs;
+    this.deadMs = opts.deadMs;
+    this.checkMs = opts.checkIntervalMs ?? Math.min(1000, Math.max(20, Math.floor(opts.staleMs / 10)));
+    this.forgetMs = opts.forgetAfterMs ?? 10 * opts.deadMs;
+    this.maxPeers = opts.maxPeers ?? 10_000;
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => this.check(), this.checkMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Records a (validated) heartbeat from `peer`. */
+  observe(peer: string, hb: HeartbeatInfo): void {
+    const now = this.clock.now();
+    let p = this.peers.get(peer);
+    if (p === undefined) {
+      if (this.peers.size >= this.maxPeers) this.evictOne();
+      p = { peer, state: 'alive', lastSeenMs: now, heartbeat: hb };
+      this.peers.set(peer, p);
+      this.events.emit('peer:alive', { ...p });
+      return;
+    }
+    p.lastSeenMs = now;
+    p.heartbeat = hb;
+    if (p.state !== 'alive') {
+      p.state = 'alive';
+      this.events.emit('peer:alive', { ...p });
+    }
+  }
+
+  /** Re-evaluates every peer against the clock (the timer calls it; tests with a ManualClock call it directly). */
+  check(): void {
+    const now = this.clock.now();
+    for (const p of [...this.peers.values()]) {
+      const silent = now - p.lastSeenMs;
+      if (silent >= this.deadMs + this.forgetMs) {
+        this.peers.delete(p.peer);
+      } else if (silent >= this.deadMs && p.state !== 'dead') {
+        if (p.state === 'alive') {
+          // never skip the stale step: listeners see alive → stale → dead
+          p.state = 'stale';
+          this.events.emit('peer:stale', { ...p });
+        }
+        p.state = 'dead';
+        this.events.emit('peer:dead', { ...p });
+      } else if (silent >= this.staleMs && p.state === 'alive') {
+        p.state = 'stale';
+        this.events.emit('peer:stale', { ...p });
+      }
+    }
+  }
+
+  state(peer: string): LivenessState | undefined {
+    return this.peers.get(peer)?.state;
+  }
+
+  isDead(peer: string): boolean {
+    return this.peers.get(peer)?.state === 'dead';
+  }
+
+  get(peer: string): PeerLiveness | undefined {
+    const p = this.peers.get(peer);
+    return p === undefined ? undefined : { ...p };
+  }
+
+  snapshot(): PeerLiveness[] {
+    return [...this.peers.values()].map((p) => ({ ...p }));
+  }
+
+  private evictOne(): void {
+    let worst: PeerLiveness | undefined;
+    for (const p of this.peers.values()) if (worst === undefined || p.lastSeenMs < worst.lastSeenMs) worst = p;
+    if (worst !== undefined) this.peers.delete(worst.peer);
+  }
+}

@@ -1,0 +1,280 @@
+/**
+ * The NeuroShard node service: every RPC with its protocol name, call shape, size limits and deadline. These
+ * numbers are DoS policy as much as protocol (docs/LIMITS.md lists them with their reasons; docs/PROTOCOL.md
+ * "## RPC" lists the messages). Decoding applies repeated-field limits before the message is built, and each
+ * message is validated beyond its encoding (tensor shapes, spans, string lengths).
+ */
+import { PeerMisbehaviourError } from '../util/errors.js';
+import * as pb from './pb/node.js';
+import type { BidiMethod, MessageCodec, ServerStreamMethod, UnaryMethod } from './rpc/method.js';
+import { MAX_TENSOR_RANK, tensorFromPb } from './tensor-wire.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Longest id-like string field (session ids, request ids, model hashes, names). */
+export const MAX_ID_CHARS = 128;
+/** Most tokens in one inference request (a prompt chunk). */
+export const MAX_TOKENS_PER_REQUEST = 8192;
+/** Most named tensors in one gradient exchange. */
+export const MAX_NAMED_TENSORS = 4096;
+/** Largest layer index a span may name. */
+export const MAX_LAYER = 65535;
+
+function malformed(msg: string): PeerMisbehaviourError {
+  return new PeerMisbehaviourError('RPC_MALFORMED', msg);
+}
+
+function checkId(s: string, what: string, required = false): void {
+  if (s.length > MAX_ID_CHARS) throw malformed(`${what}: longer than ${MAX_ID_CHARS} characters`);
+  if (required && s.length === 0) throw malformed(`${what}: missing`);
+}
+
+function checkSpan(s: pb.Span | undefined, what: string, required = false): void {
+  if (s === undefined) {
+    if (required) throw malformed(`${what}: missing`);
+    return;
+  }
+  if (!(s.start < s.end) || s.end > MAX_LAYER + 1) throw malformed(`${what}: bad span [${s.start}, ${s.end})`);
+}
+
+const TENSOR_LIMITS = { shape: MAX_TENSOR_RANK };
+
+/** A protons namespace with decode limits applied. */
+function codec<T>(ns: { encode(v: Partial<T>): Uint8Array; decode(b: Uint8Array, opts?: { limits?: never }): T }, limits?: object): MessageCodec<T> {
+  return {
+    encode: (v) => ns.encode(v),
+    decode: (b) => ns.decode(b, limits === undefined ? undefined : ({ limits } as { limits: never })),
+  };
+}
+
+export const echo: UnaryMethod<pb.EchoRequest, pb.EchoResponse> = {
+  name: 'echo',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.EchoRequest, { tensor: TENSOR_LIMITS }),
+  response: codec(pb.EchoResponse, { tensor: TENSOR_LIMITS }),
+  maxRequestBytes: 17 * MiB,
+  maxResponseBytes: 17 * MiB,
+  timeoutMs: 30_000,
+  maxInboundStreams: 32,
+  maxConcurrent: 64,
+  validateRequest: (r) => {
+    tensorFromPb(r.tensor, 'echo.tensor', true);
+  },
+  validateResponse: (r) => {
+    tensorFromPb(r.tensor, 'echo.tensor', true);
+  },
+};
+
+export const shardInfo: UnaryMethod<pb.ShardInfoRequest, pb.ShardInfo> = {
+  name: 'shard-info',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.ShardInfoRequest),
+  response: codec(pb.ShardInfo),
+  maxRequestBytes: 64,
+  maxResponseBytes: 4 * KiB,
+  timeoutMs: 5_000,
+  maxInboundStreams: 8,
+  maxConcurrent: 256,
+  validateResponse: (r) => {
+    checkId(r.peerId, 'shard-info.peer_id', true);
+    checkId(r.modelHash, 'shard-info.model_hash');
+    checkSpan(r.span, 'shard-info.span');
+    if (!Number.isFinite(r.load) || r.load < 0) throw malformed('shard-info.load: not a non-negative number');
+  },
+};
+
+export const holderRecord: UnaryMethod<pb.HolderRecordRequest, pb.HolderRecordResponse> = {
+  name: 'holder-record',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.HolderRecordRequest),
+  response: codec(pb.HolderRecordResponse),
+  maxRequestBytes: 64,
+  // a binary HolderRecord is at most 4,608 bytes (HOLDER_RECORD_LIMITS.maxEncodedBytes)
+  maxResponseBytes: 4608 + 16,
+  timeoutMs: 5_000,
+  maxInboundStreams: 8,
+  maxConcurrent: 256,
+  // the record itself is checked by the caller against the DHT rules (signature, key, expiry)
+};
+
+function checkForward(r: pb.PipelineForwardRequest): void {
+  checkId(r.sessionId, 'pipeline-forward.session_id', true);
+  checkId(r.requestId, 'pipeline-forward.request_id', true);
+  tensorFromPb(r.hidden, 'pipeline-forward.hidden');
+  tensorFromPb(r.labels, 'pipeline-forward.labels', true);
+  checkSpan(r.targetSpan, 'pipeline-forward.target_span', true);
+}
+
+export const pipelineForward: UnaryMethod<pb.PipelineForwardRequest, pb.PipelineForwardResponse> = {
+  name: 'pipeline-forward',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.PipelineForwardRequest, { hidden: TENSOR_LIMITS, labels: TENSOR_LIMITS }),
+  response: codec(pb.PipelineForwardResponse, { hidden: TENSOR_LIMITS, logits: TENSOR_LIMITS }),
+  maxRequestBytes: 64 * MiB,
+  maxResponseBytes: 64 * MiB,
+  timeoutMs: 60_000,
+  maxInboundStreams: 16,
+  maxConcurrent: 16,
+  validateRequest: checkForward,
+  validateResponse: (r) => {
+    checkId(r.requestId, 'pipeline-forward.request_id');
+    tensorFromPb(r.hidden, 'pipeline-forward.hidden', true);
+    tensorFromPb(r.logits, 'pipeline-forward.logits', true);
+    if (r.loss !== undefined && !Number.isFinite(r.loss)) throw malformed('pipeline-forward.loss: not finite');
+  },
+};
+
+export const pipelineBackward: UnaryMethod<pb.PipelineBackwardRequest, pb.PipelineBackwardResponse> = {
+  name: 'pipeline-backward',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.PipelineBackwardRequest, { gradOutput: TENSOR_LIMITS }),
+  response: codec(pb.PipelineBackwardResponse, { gradInput: TENSOR_LIMITS }),
+  maxRequestBytes: 64 * MiB,
+  maxResponseBytes: 64 * MiB,
+  timeoutMs: 60_000,
+  maxInboundStreams: 16,
+  maxConcurrent: 16,
+  validateRequest: (r) => {
+    checkId(r.sessionId, 'pipeline-backward.session_id', true);
+    checkId(r.requestId, 'pipeline-backward.request_id', true);
+    tensorFromPb(r.gradOutput, 'pipeline-backward.grad_output');
+    checkSpan(r.targetSpan, 'pipeline-backward.target_span', true);
+  },
+  validateResponse: (r) => {
+    checkId(r.requestId, 'pipeline-backward.request_id');
+    tensorFromPb(r.gradInput, 'pipeline-backward.grad_input', true);
+  },
+};
+
+export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceResponse> = {
+  name: 'inference-stream',
+  version: '1.0.0',
+  kind: 'bidi',
+  request: codec(pb.InferenceRequest, { hidden: TENSOR_LIMITS, tokens: MAX_TOKENS_PER_REQUEST }),
+  response: codec(pb.InferenceResponse, { hidden: TENSOR_LIMITS }),
+  maxRequestBytes: 16 * MiB,
+  maxResponseBytes: 16 * MiB,
+  // idle gap between two steps of one session
+  timeoutMs: 120_000,
+  maxFrames: 100_000,
+  maxInboundStreams: 64,
+  maxConcurrent: 256,
+  validateRequest: (r) => {
+    checkId(r.sessionId, 'inference-stream.session_id', true);
+    checkId(r.requestId, 'inference-stream.request_id');
+    tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+    checkSpan(r.targetSpan, 'inference-stream.target_span');
+  },
+  validateResponse: (r) => {
+    checkId(r.requestId, 'inference-stream.request_id');
+    tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+  },
+};
+
+function gossip(name: string, maxPayload: number): UnaryMethod<pb.GossipRequest, pb.GossipResponse> {
+  return {
+    name,
+    version: '1.0.0',
+    kind: 'unary',
+    request: codec(pb.GossipRequest),
+    response: codec(pb.GossipResponse),
+    maxRequestBytes: maxPayload + 16,
+    maxResponseBytes: 1 * KiB,
+    timeoutMs: 10_000,
+    maxInboundStreams: 16,
+    maxConcurrent: 128,
+    validateRequest: (r) => {
+      if (r.payload.byteLength === 0) throw malformed(`${name}: empty payload`);
+    },
+    validateResponse: (r) => {
+      if (r.reason.length > 512) throw malformed(`${name}.reason: longer than 512 characters`);
+    },
+  };
+}
+
+export const gossipProof = gossip('gossip-proof', 16 * KiB);
+export const gossipTransaction = gossip('gossip-transaction', 4 * KiB);
+export const gossipStake = gossip('gossip-stake', 4 * KiB);
+
+function checkNamed(ts: pb.NamedTensor[], what: string): void {
+  const seen = new Set<string>();
+  for (const t of ts) {
+    checkId(t.name, `${what}.name`, true);
+    if (seen.has(t.name)) throw malformed(`${what}: duplicate tensor ${t.name}`);
+    seen.add(t.name);
+    tensorFromPb(t.tensor, `${what}[${t.name}]`);
+  }
+}
+
+export const gradientExchange: UnaryMethod<pb.GradientExchangeRequest, pb.GradientExchangeResponse> = {
+  name: 'gradient-exchange',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.GradientExchangeRequest, { tensors: MAX_NAMED_TENSORS, tensors$: { tensor: TENSOR_LIMITS } }),
+  response: codec(pb.GradientExchangeResponse, { tensors: MAX_NAMED_TENSORS, tensors$: { tensor: TENSOR_LIMITS } }),
+  maxRequestBytes: 128 * MiB,
+  maxResponseBytes: 128 * MiB,
+  timeoutMs: 120_000,
+  maxInboundStreams: 4,
+  maxConcurrent: 8,
+  validateRequest: (r) => {
+    checkSpan(r.span, 'gradient-exchange.span', true);
+    checkId(r.modelHash, 'gradient-exchange.model_hash', true);
+    checkId(r.compression, 'gradient-exchange.compression');
+    if (r.signature.byteLength > 128) throw malformed('gradient-exchange.signature: longer than 128 bytes');
+    checkNamed(r.tensors, 'gradient-exchange.tensors');
+  },
+  validateResponse: (r) => {
+    if (r.reason.length > 512) throw malformed('gradient-exchange.reason: longer than 512 characters');
+    if (r.signature.byteLength > 128) throw malformed('gradient-exchange.signature: longer than 128 bytes');
+    checkNamed(r.tensors, 'gradient-exchange.tensors');
+  },
+};
+
+/** Largest checkpoint chunk. */
+export const CHECKPOINT_CHUNK_BYTES = 4 * MiB;
+
+export const checkpoint: ServerStreamMethod<pb.CheckpointRequest, pb.CheckpointChunk> = {
+  name: 'checkpoint',
+  version: '1.0.0',
+  kind: 'server-stream',
+  request: codec(pb.CheckpointRequest),
+  response: codec(pb.CheckpointChunk),
+  maxRequestBytes: 1 * KiB,
+  maxResponseBytes: CHECKPOINT_CHUNK_BYTES + 1 * KiB,
+  timeoutMs: 30_000,
+  maxFrames: 65_536,
+  maxInboundStreams: 2,
+  maxConcurrent: 4,
+  validateRequest: (r) => {
+    checkId(r.modelHash, 'checkpoint.model_hash');
+    checkSpan(r.span, 'checkpoint.span');
+  },
+  validateResponse: (r) => {
+    checkId(r.name, 'checkpoint.name');
+    checkId(r.modelHash, 'checkpoint.model_hash');
+    if (r.sha256.byteLength !== 0 && r.sha256.byteLength !== 32) throw malformed('checkpoint.sha256: not 32 bytes');
+    if (r.offset + BigInt(r.data.byteLength) > r.totalSize) throw malformed('checkpoint: chunk past the total size');
+  },
+};
+
+/** Every method of the node service, for docs and tests. */
+export const NODE_METHODS = [
+  echo,
+  shardInfo,
+  holderRecord,
+  pipelineForward,
+  pipelineBackward,
+  inferenceStream,
+  gossipProof,
+  gossipTransaction,
+  gossipStake,
+  gradientExchange,
+  checkpoint,
+] as const;

@@ -1,0 +1,168 @@
+/**
+ * Length-prefixed frames on a byte stream:
+ *
+ *   frame = uvarint(n) · kind (1 byte) · body (n - 1 bytes)
+ *   kind  = 0x00 MESSAGE (a protobuf message of the call's type) | 0x01 ERROR (an RpcError message)
+ *
+ * The reader checks the length against the caller's limit as soon as the prefix arrives, before buffering the
+ * body, so an oversized frame costs at most one read. A varint longer than 5 bytes, a zero length, an unknown
+ * kind and a stream that ends inside a frame are all protocol violations.
+ */
+import { Uint8ArrayList } from 'uint8arraylist';
+import type { AbortOptions } from '../../util/abort.js';
+import type { ByteChunk, DuplexStream } from '../../p2p/types.js';
+import { RpcViolationError } from './errors.js';
+
+export const FRAME_MESSAGE = 0x00;
+export const FRAME_ERROR = 0x01;
+/** Largest frame length the varint may announce at all (per-type limits are far lower). */
+export const MAX_FRAME_LENGTH = 2 ** 31 - 1;
+const MAX_VARINT_BYTES = 5;
+
+export interface Frame {
+  kind: typeof FRAME_MESSAGE | typeof FRAME_ERROR;
+  body: Uint8Array;
+}
+
+export function encodeUvarint(n: number): Uint8Array {
+  if (!Number.isInteger(n) || n < 0 || n > MAX_FRAME_LENGTH) throw new RangeError(`varint out of range: ${n}`);
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Uint8Array.from(out);
+}
+
+/** The frame header (length prefix + kind byte) for a body of `bodyLength` bytes. */
+export function frameHeader(kind: number, bodyLength: number): Uint8Array {
+  const len = encodeUvarint(bodyLength + 1);
+  const h = new Uint8Array(len.length + 1);
+  h.set(len);
+  h[len.length] = kind;
+  return h;
+}
+
+/** One contiguous frame (tests and small messages). */
+export function encodeFrame(kind: number, body: Uint8Array): Uint8Array {
+  const h = frameHeader(kind, body.byteLength);
+  const out = new Uint8Array(h.byteLength + body.byteLength);
+  out.set(h);
+  out.set(body, h.byteLength);
+  return out;
+}
+
+/** Small bodies are joined with their header into one write; large ones go as two writes (no copy). */
+const JOIN_BELOW = 64 * 1024;
+
+/** Writes one frame, respecting backpressure. */
+export async function writeFrame(stream: DuplexStream, kind: number, body: Uint8Array, opts: AbortOptions = {}): Promise<void> {
+  if (body.byteLength < JOIN_BELOW) {
+    if (!stream.send(encodeFrame(kind, body))) await stream.onDrain(opts);
+    return;
+  }
+  if (!stream.send(frameHeader(kind, body.byteLength))) await stream.onDrain(opts);
+  if (!stream.send(body)) await stream.onDrain(opts);
+}
+
+/** Pulls frames off a stream one at a time, each with its own size limit. */
+export class FrameReader {
+  private readonly buf = new Uint8ArrayList();
+  private readonly it: AsyncIterator<Uint8Array | ByteChunk>;
+  private ended = false;
+  /** Total bytes read, for accounting. */
+  bytesRead = 0;
+
+  constructor(source: AsyncIterable<Uint8Array | ByteChunk>) {
+    this.it = source[Symbol.asyncIterator]();
+  }
+
+  /**
+   * The next frame, or undefined when the stream ended cleanly between frames. Throws RpcViolationError
+   * (RPC_OVERSIZED, RPC_MALFORMED, RPC_UNKNOWN_FRAME, RPC_TRUNCATED); stream errors (reset) pass through.
+   */
+  async next(maxBodyBytes: number): Promise<Frame | undefined> {
+    // 1. the length prefix
+    let len = -1;
+    let prefixBytes = 0;
+    for (;;) {
+      const r = this.tryVarint();
+      if (r !== undefined) {
+        [len, prefixBytes] = r;
+        break;
+      }
+      if (!(await this.pull())) {
+        if (this.buf.byteLength === 0) return undefined;
+        throw new RpcViolationError('RPC_TRUNCATED', 'stream ended inside a frame length');
+      }
+    }
+    if (len === 0) throw new RpcViolationError('RPC_MALFORMED', 'zero-length frame');
+    if (len - 1 > maxBodyBytes) {
+      throw new RpcViolationError('RPC_OVERSIZED', `frame of ${len - 1} bytes exceeds the limit of ${maxBodyBytes}`, { bytes: len - 1, limit: maxBodyBytes });
+    }
+    // 2. the kind byte and body
+    while (this.buf.byteLength < prefixBytes + len) {
+      if (!(await this.pull())) {
+        throw new RpcViolationError('RPC_TRUNCATED', `stream ended inside a frame (${this.buf.byteLength - prefixBytes} of ${len} bytes)`);
+      }
+    }
+    const kind = this.buf.get(prefixBytes);
+    if (kind !== FRAME_MESSAGE && kind !== FRAME_ERROR) throw new RpcViolationError('RPC_UNKNOWN_FRAME', `unknown frame kind 0x${kind.toString(16)}`);
+    const body = this.buf.subarray(prefixBytes + 1, prefixBytes + len);
+    this.buf.consume(prefixBytes + len);
+    return { kind, body };
+  }
+
+  /** True when the stream has ended and nothing is buffered. */
+  async atEnd(): Promise<boolean> {
+    while (this.buf.byteLength === 0) {
+      if (!(await this.pull())) return true;
+    }
+    return false;
+  }
+
+  private tryVarint(): [number, number] | undefined {
+    let n = 0;
+    let mul = 1;
+    const avail = Math.min(this.buf.byteLength, MAX_VARINT_BYTES);
+    for (let i = 0; i < avail; i++) {
+      const b = this.buf.get(i);
+      n += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) {
+        if (n > MAX_FRAME_LENGTH) throw new RpcViolationError('RPC_OVERSIZED', `frame length ${n} exceeds ${MAX_FRAME_LENGTH}`);
+        if (i > 0 && b === 0) throw new RpcViolationError('RPC_MALFORMED', 'non-minimal varint length');
+        return [n, i + 1];
+      }
+      mul *= 128;
+    }
+    if (this.buf.byteLength >= MAX_VARINT_BYTES) throw new RpcViolationError('RPC_MALFORMED', 'frame length varint longer than 5 bytes');
+    return undefined;
+  }
+
+  private async pull(): Promise<boolean> {
+    if (this.ended) return false;
+    const r = await this.it.next();
+    if (r.done === true) {
+      this.ended = true;
+      return false;
+    }
+    const chunk = r.value;
+    this.bytesRead += chunk.byteLength;
+    if (chunk instanceof Uint8Array) this.buf.append(chunk);
+    else {
+      // A Uint8ArrayList from the muxer: take its parts without joining them.
+      const parts = (chunk as { bufs?: unknown }).bufs;
+      if (Array.isArray(parts) && parts.every((p) => p instanceof Uint8Array)) for (const p of parts as Uint8Array[]) this.buf.append(p);
+      else this.buf.append(chunk.subarray());
+    }
+    return true;
+  }
+
+  /** Stops the underlying iterator (lets the stream release its read side). */
+  async release(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    await this.it.return?.();
+  }
+}

@@ -1,0 +1,473 @@
+/**
+ * The RPC layer: typed calls over P2PNetwork streams, one stream per call.
+ *
+ *   unary          client: MESSAGE(req), half-close       server: MESSAGE(res) | ERROR, close
+ *   server-stream  client: MESSAGE(req), half-close       server: MESSAGE(res)* [ERROR], close
+ *   bidi           client: MESSAGE(req)*, half-close      server: MESSAGE(res)* [ERROR], close
+ *
+ * Every call has a deadline (unary: the whole call; streams: the longest gap between frames) and honours the
+ * caller's AbortSignal. A peer that sends a malformed, oversized or unknown frame gets its stream reset and its
+ * score lowered; the node never crashes on input. Handlers are registered per method by the components that own
+ * them (a typed registry): the handler's types follow from the method definition.
+ */
+import { PENALTY, type PeerScoreTable } from '../../p2p/peer-score.js';
+import type { DuplexStream, P2PNetwork, PeerIdString, StreamInfo } from '../../p2p/types.js';
+import type { AbortOptions } from '../../util/abort.js';
+import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage, isNeuroShardError, type Fault } from '../../util/errors.js';
+import { TypedEmitter } from '../../util/events.js';
+import { silentLogger, type Logger } from '../../util/logger.js';
+import { protocolId } from '../ids.js';
+import { RpcError as PbRpcError } from '../pb/node.js';
+import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
+import { FRAME_ERROR, FRAME_MESSAGE, FrameReader, writeFrame, type Frame } from './frame.js';
+import type { BidiMethod, CallKind, MethodDef, ServerStreamMethod, UnaryMethod } from './method.js';
+
+export interface CallContext {
+  /** The calling peer. */
+  peer: PeerIdString;
+  /** True when the call runs over a limited (relayed) connection. */
+  limited: boolean;
+  /** Aborted when the call's deadline passes, the caller goes away or the node stops. */
+  signal: AbortSignal;
+}
+
+export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Res | Promise<Res>;
+export type ServerStreamHandler<Req, Res> = (req: Req, ctx: CallContext) => AsyncIterable<Res>;
+export type BidiHandler<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallContext) => AsyncIterable<Res>;
+
+export interface CallOptions extends AbortOptions {
+  /** Overrides the method's deadline (unary) or idle timeout (streams). */
+  timeoutMs?: number;
+}
+
+export interface RpcEvents {
+  /** A peer broke the protocol on one of our streams (it was penalised). */
+  'rpc:violation': { peer: PeerIdString; method: string; code: string; message: string };
+}
+
+export interface RpcNodeOptions {
+  network: P2PNetwork;
+  networkId: string;
+  scores?: PeerScoreTable;
+  log?: Logger;
+}
+
+const MAX_ERROR_BODY = 4096;
+const ERROR_FLUSH_MS = 1000;
+const FAULTS: readonly Fault[] = ['caller', 'peer', 'local', 'config'];
+
+const PENALTY_BY_CODE: Record<string, number> = {
+  RPC_OVERSIZED: PENALTY.oversized,
+  RPC_MALFORMED: PENALTY.malformed,
+  RPC_BAD_TENSOR: PENALTY.malformed,
+  RPC_UNKNOWN_FRAME: PENALTY.malformed,
+  RPC_TRUNCATED: PENALTY.protocol,
+  RPC_PROTOCOL: PENALTY.protocol,
+};
+
+/** The peer id at the end of a multiaddr, or the argument itself when it is a peer id. */
+function peerOf(target: string): string {
+  if (!target.startsWith('/')) return target;
+  const m = /\/p2p\/([^/]+)$/.exec(target);
+  return m?.[1] ?? target;
+}
+
+/** A signal that fires when `ms` passes with the given reason, or when any parent fires. */
+function timer(ms: number, what: string, ...parents: (AbortSignal | undefined)[]): { signal: AbortSignal; clear: () => void } {
+  const ac = new AbortController();
+  const t = setTimeout(() => ac.abort(new TimeoutError(`${what} timed out after ${ms} ms`, { ms })), ms);
+  const signals = [ac.signal, ...parents.filter((s): s is AbortSignal => s !== undefined)];
+  return { signal: signals.length === 1 ? ac.signal : AbortSignal.any(signals), clear: () => clearTimeout(t) };
+}
+
+/** Resets the stream when the signal fires, so any pending read or write fails at once. */
+function guard(stream: DuplexStream, signal: AbortSignal): () => void {
+  const onAbort = (): void => stream.abort(signal.reason instanceof Error ? signal.reason : new AbortedError());
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+export class RpcNode {
+  readonly events = new TypedEmitter<RpcEvents>();
+  private readonly network: P2PNetwork;
+  private readonly networkId: string;
+  private readonly scores: PeerScoreTable | undefined;
+  private readonly log: Logger;
+  private readonly handled = new Map<string, MethodDef<unknown, unknown>>();
+  private readonly inflight = new Map<string, number>();
+  private readonly closing = new AbortController();
+
+  constructor(opts: RpcNodeOptions) {
+    this.network = opts.network;
+    this.networkId = opts.networkId;
+    this.scores = opts.scores;
+    this.log = opts.log ?? silentLogger;
+  }
+
+  protocolOf(method: MethodDef<unknown, unknown>): string {
+    return protocolId(this.networkId, method.name, method.version);
+  }
+
+  /** Registers the handler of a method (replacing any earlier one). */
+  async handle<Req, Res>(method: UnaryMethod<Req, Res>, handler: UnaryHandler<Req, Res>): Promise<void>;
+  async handle<Req, Res>(method: ServerStreamMethod<Req, Res>, handler: ServerStreamHandler<Req, Res>): Promise<void>;
+  async handle<Req, Res>(method: BidiMethod<Req, Res>, handler: BidiHandler<Req, Res>): Promise<void>;
+  async handle(method: MethodDef<unknown, unknown>, handler: (...args: never[]) => unknown): Promise<void> {
+    const protocol = this.protocolOf(method);
+    this.handled.set(protocol, method);
+    await this.network.handle(protocol, (stream, info) => this.serve(method, handler as never, stream, info), {
+      maxInboundStreams: method.maxInboundStreams,
+    });
+  }
+
+  async unhandle(method: MethodDef<unknown, unknown, CallKind>): Promise<void> {
+    const protocol = this.protocolOf(method);
+    this.handled.delete(protocol);
+    await this.network.unhandle(protocol);
+  }
+
+  /** Unregisters every handler and aborts the calls in progress. */
+  async close(): Promise<void> {
+    this.closing.abort(new AbortedError('rpc closing'));
+    for (const p of [...this.handled.keys()]) await this.network.unhandle(p).catch(() => {});
+    this.handled.clear();
+  }
+
+  // ───────────────────────────── client ─────────────────────────────
+
+  /** A unary call. Throws RemoteRpcError, RpcViolationError, RpcTransportError, TimeoutError or AbortedError. */
+  async call<Req, Res>(peer: string, method: UnaryMethod<Req, Res>, req: Req, opts: CallOptions = {}): Promise<Res> {
+    const ms = opts.timeoutMs ?? method.timeoutMs;
+    const body = this.encodeRequest(method, req);
+    const t = timer(ms, `${method.name} call`, opts.signal);
+    let stream: DuplexStream | undefined;
+    try {
+      stream = await this.open(peer, method, t.signal);
+      const unguard = guard(stream, t.signal);
+      try {
+        await writeFrame(stream, FRAME_MESSAGE, body, { signal: t.signal });
+        await stream.close({ signal: t.signal });
+        const reader = new FrameReader(stream);
+        const frame = await reader.next(method.maxResponseBytes);
+        if (frame === undefined) throw new RpcViolationError('RPC_TRUNCATED', `${method.name}: stream closed without a response`);
+        return this.decodeResponse(method, frame);
+      } finally {
+        unguard();
+      }
+    } catch (e) {
+      throw this.clientFailure(e, stream, peer, method, t.signal);
+    } finally {
+      t.clear();
+    }
+  }
+
+  /** A server-streaming call: yields each response; the method's timeout bounds the gap between responses. */
+  async *serverStream<Req, Res>(peer: string, method: ServerStreamMethod<Req, Res>, req: Req, opts: CallOptions = {}): AsyncGenerator<Res> {
+    const body = this.encodeRequest(method, req);
+    yield* this.streamCall(peer, method, opts, async (stream, signal) => {
+      await writeFrame(stream, FRAME_MESSAGE, body, { signal });
+      await stream.close({ signal });
+    });
+  }
+
+  /** A bidirectional call: sends every request from `requests`, yields every response. */
+  async *bidi<Req, Res>(peer: string, method: BidiMethod<Req, Res>, requests: AsyncIterable<Req> | Iterable<Req>, opts: CallOptions = {}): AsyncGenerator<Res> {
+    yield* this.streamCall(peer, method, opts, async (stream, signal) => {
+      let n = 0;
+      for await (const r of requests) {
+        if (++n > (method.maxFrames ?? Infinity)) throw new InvalidArgumentError(`${method.name}: more than ${method.maxFrames} requests`);
+        await writeFrame(stream, FRAME_MESSAGE, this.encodeRequest(method, r), { signal });
+      }
+      await stream.close({ signal });
+    });
+  }
+
+  private async *streamCall<Req, Res>(
+    peer: string,
+    method: MethodDef<Req, Res>,
+    opts: CallOptions,
+    send: (stream: DuplexStream, signal: AbortSignal) => Promise<void>,
+  ): AsyncGenerator<Res> {
+    const idleMs = opts.timeoutMs ?? method.timeoutMs;
+    const ac = new AbortController();
+    const signal = opts.signal === undefined ? ac.signal : AbortSignal.any([ac.signal, opts.signal]);
+    let stream: DuplexStream | undefined;
+    let finished = false;
+    let sendError: unknown;
+    try {
+      const open = timer(idleMs, `${method.name} open`, signal);
+      try {
+        stream = await this.open(peer, method, open.signal);
+      } finally {
+        open.clear();
+      }
+      const s = stream;
+      const unguard = guard(s, signal);
+      // The sender runs beside the reader: a bidi server may answer before we have sent everything.
+      const sending = send(s, signal).catch((e: unknown) => {
+        sendError = e;
+        s.abort(e instanceof Error ? e : new Error(String(e)));
+      });
+      try {
+        const reader = new FrameReader(s);
+        let frames = 0;
+        for (;;) {
+          const frame = await this.timedNext(reader, s, method.maxResponseBytes, idleMs, `${method.name} response`);
+          if (frame === undefined) break;
+          if (++frames > (method.maxFrames ?? Infinity)) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: more than ${method.maxFrames} responses`);
+          yield this.decodeResponse(method, frame);
+        }
+        await sending;
+        if (sendError !== undefined) throw sendError;
+        finished = true;
+      } finally {
+        unguard();
+      }
+    } catch (e) {
+      if (sendError !== undefined && !(e instanceof RpcViolationError)) throw this.clientFailure(sendError, stream, peer, method, signal);
+      throw this.clientFailure(e, stream, peer, method, signal);
+    } finally {
+      if (!finished) {
+        ac.abort(new AbortedError(`${method.name} call ended early`));
+        stream?.abort(new AbortedError(`${method.name} call ended early`));
+      }
+    }
+  }
+
+  private async open(peer: string, method: MethodDef<unknown, unknown>, signal: AbortSignal): Promise<DuplexStream> {
+    try {
+      return await this.network.openStream(peer, this.protocolOf(method), { signal, allowLimited: true });
+    } catch (e) {
+      if (signal.aborted) throw e;
+      const code = isNeuroShardError(e) ? e.code : 'UNKNOWN';
+      if (code === 'PROTOCOL_UNSUPPORTED') {
+        throw new RpcTransportError('RPC_UNAVAILABLE', `${peerOf(peer)} does not speak ${this.protocolOf(method)}`, { peer: peerOf(peer), reason: 'unsupported-protocol' }, e);
+      }
+      throw new RpcTransportError('RPC_UNAVAILABLE', `cannot reach ${peerOf(peer)} for ${method.name}: ${errorMessage(e)}`, { peer: peerOf(peer), reason: code }, e);
+    }
+  }
+
+  private encodeRequest<Req>(method: MethodDef<Req, unknown>, req: Req): Uint8Array {
+    const body = method.request.encode(req);
+    if (body.byteLength > method.maxRequestBytes) {
+      throw new InvalidArgumentError(`${method.name} request of ${body.byteLength} bytes exceeds the limit of ${method.maxRequestBytes}`);
+    }
+    return body;
+  }
+
+  private decodeResponse<Res>(method: MethodDef<unknown, Res>, frame: Frame): Res {
+    if (frame.kind === FRAME_ERROR) throw this.decodeRemoteError(frame.body);
+    let res: Res;
+    try {
+      res = method.response.decode(frame.body);
+    } catch (e) {
+      throw new RpcViolationError('RPC_MALFORMED', `${method.name}: undecodable response: ${errorMessage(e)}`);
+    }
+    method.validateResponse?.(res);
+    return res;
+  }
+
+  private decodeRemoteError(body: Uint8Array): RemoteRpcError | RpcViolationError {
+    if (body.byteLength > MAX_ERROR_BODY) return new RpcViolationError('RPC_OVERSIZED', `error frame of ${body.byteLength} bytes`);
+    try {
+      const e = PbRpcError.decode(body);
+      const fault = (FAULTS as readonly string[]).includes(e.fault) ? (e.fault as Fault) : 'peer';
+      return new RemoteRpcError(e.code.slice(0, 64) || 'RPC_REMOTE', e.message.slice(0, 512), fault);
+    } catch (err) {
+      return new RpcViolationError('RPC_MALFORMED', `undecodable error frame: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Turns whatever a client call threw into the typed error it should surface, penalising a misbehaving peer. */
+  private clientFailure(e: unknown, stream: DuplexStream | undefined, peer: string, method: MethodDef<unknown, unknown>, signal: AbortSignal): unknown {
+    if (e instanceof NeuroShardError && e.fault === 'peer' && e instanceof RpcViolationError) {
+      this.violation(peerOf(peer), method, e);
+      stream?.abort(e);
+      return e;
+    }
+    if (e instanceof NeuroShardError && e.fault === 'peer' && !(e instanceof RemoteRpcError) && !(e instanceof RpcTransportError)) {
+      // A validateResponse failure (e.g. a bad tensor) is the peer's misbehaviour as well.
+      this.violation(peerOf(peer), method, e);
+      stream?.abort(e);
+      return e;
+    }
+    if (signal.aborted) {
+      stream?.abort(signal.reason instanceof Error ? signal.reason : new AbortedError());
+      if (signal.reason instanceof TimeoutError) return signal.reason;
+      if (signal.reason instanceof NeuroShardError) return signal.reason;
+      return new AbortedError(`${method.name} aborted`);
+    }
+    if (e instanceof NeuroShardError) return e;
+    stream?.abort(e instanceof Error ? e : new Error(String(e)));
+    return new RpcTransportError('RPC_STREAM_RESET', `${method.name}: stream failed: ${errorMessage(e)}`, { peer: peerOf(peer) }, e);
+  }
+
+  private violation(peer: PeerIdString, method: MethodDef<unknown, unknown>, e: NeuroShardError): void {
+    const points = PENALTY_BY_CODE[e.code] ?? PENALTY.malformed;
+    this.scores?.penalise(peer, points, `${method.name}: ${e.code}`);
+    this.log.debug('peer broke the RPC protocol', { peer, method: method.name, code: e.code, error: e.message });
+    this.events.emit('rpc:violation', { peer, method: method.name, code: e.code, message: e.message });
+  }
+
+  /** Reads the next frame, resetting the stream when it does not arrive within `ms`. */
+  private async timedNext(reader: FrameReader, stream: DuplexStream, max: number, ms: number, what: string): Promise<Frame | undefined> {
+    let timedOut: TimeoutError | undefined;
+    const t = setTimeout(() => {
+      timedOut = new TimeoutError(`${what}: nothing received for ${ms} ms`, { ms });
+      stream.abort(timedOut);
+    }, ms);
+    try {
+      return await reader.next(max);
+    } catch (e) {
+      throw timedOut ?? e;
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  // ───────────────────────────── server ─────────────────────────────
+
+  private async serve(method: MethodDef<unknown, unknown>, handler: (...args: unknown[]) => unknown, stream: DuplexStream, info: StreamInfo): Promise<void> {
+    const { peer } = info;
+    if (this.scores?.isBanned(peer) === true) {
+      stream.abort(new Error('peer is banned'));
+      return;
+    }
+    const n = this.inflight.get(method.name) ?? 0;
+    if (n >= method.maxConcurrent) {
+      await this.replyError(stream, new RpcBusyError(method.name));
+      return;
+    }
+    this.inflight.set(method.name, n + 1);
+    const ac = new AbortController();
+    const signal = AbortSignal.any([ac.signal, this.closing.signal]);
+    const unguard = guard(stream, signal);
+    // The caller going away (its deadline, its abort, its node dying) resets the stream: stop the handler.
+    stream.addEventListener('close', (evt) => {
+      if (evt.error !== undefined) ac.abort(new AbortedError(`${method.name}: caller reset the stream`));
+    }, { once: true });
+    const reader = new FrameReader(stream);
+    let violation: NeuroShardError | undefined;
+    const ctx: CallContext = { peer, limited: info.limited, signal };
+    const readRequest = async (first: boolean): Promise<unknown> => {
+      try {
+        const frame = await this.timedNext(reader, stream, method.maxRequestBytes, method.timeoutMs, `${method.name} request`);
+        if (frame === undefined) {
+          if (first) throw new RpcViolationError('RPC_TRUNCATED', `${method.name}: stream closed without a request`);
+          return undefined;
+        }
+        if (frame.kind !== FRAME_MESSAGE) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: a client may only send MESSAGE frames`);
+        let req: unknown;
+        try {
+          req = method.request.decode(frame.body);
+        } catch (e) {
+          throw new RpcViolationError('RPC_MALFORMED', `${method.name}: undecodable request: ${errorMessage(e)}`);
+        }
+        method.validateRequest?.(req);
+        return req;
+      } catch (e) {
+        if (e instanceof NeuroShardError && e.fault === 'peer') violation = e;
+        throw e;
+      }
+    };
+    try {
+      if (method.kind === 'unary') {
+        const req = await readRequest(true);
+        const t = timer(method.timeoutMs, `${method.name} handler`, signal);
+        let res: unknown;
+        try {
+          res = await Promise.race([
+            Promise.resolve(handler(req, { ...ctx, signal: t.signal })),
+            new Promise<never>((_, reject) => {
+              const fail = (): void => reject(t.signal.reason instanceof Error ? t.signal.reason : new AbortedError());
+              if (t.signal.aborted) fail();
+              else t.signal.addEventListener('abort', fail, { once: true });
+            }),
+          ]);
+        } finally {
+          t.clear();
+        }
+        await this.replyMessage(stream, method, res, signal);
+      } else {
+        let source: AsyncIterable<unknown>;
+        if (method.kind === 'server-stream') {
+          const req = await readRequest(true);
+          source = handler(req, ctx) as AsyncIterable<unknown>;
+        } else {
+          const requests = async function* (): AsyncGenerator<unknown> {
+            for (let i = 0; ; i++) {
+              if (i >= (method.maxFrames ?? Infinity)) {
+                violation = new RpcViolationError('RPC_PROTOCOL', `${method.name}: more than ${method.maxFrames} requests`);
+                throw violation;
+              }
+              const r = await readRequest(false);
+              if (r === undefined) return;
+              yield r;
+            }
+          };
+          source = handler(requests(), ctx) as AsyncIterable<unknown>;
+        }
+        let frames = 0;
+        for await (const res of source) {
+          if (++frames > (method.maxFrames ?? Infinity)) throw new NeuroShardError('RPC_INTERNAL', `${method.name}: handler produced more than ${method.maxFrames} responses`);
+          await this.replyMessage(stream, method, res, signal, false);
+        }
+        await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(method.timeoutMs)]) });
+      }
+    } catch (e) {
+      if (violation !== undefined) {
+        this.violation(peer, method, violation);
+        // When the peer may still be writing (we skipped an oversized body, the framing is broken, or a bidi
+        // call) the stream is reset after the error frame; otherwise the error frame and a close suffice.
+        const reset = violation.code === 'RPC_OVERSIZED' || violation.code === 'RPC_UNKNOWN_FRAME' || method.kind === 'bidi';
+        await this.replyError(stream, violation, reset);
+      } else if (signal.aborted && !(signal.reason instanceof TimeoutError)) {
+        stream.abort(signal.reason instanceof Error ? signal.reason : new AbortedError());
+      } else if (e instanceof NeuroShardError) {
+        await this.replyError(stream, e);
+      } else if (isStreamError(e)) {
+        stream.abort(e as Error);
+      } else {
+        this.log.error('rpc handler failed', { method: method.name, peer, error: errorMessage(e) });
+        await this.replyError(stream, new NeuroShardError('RPC_INTERNAL', `${method.name}: internal error`, { fault: 'local' }));
+      }
+    } finally {
+      unguard();
+      ac.abort();
+      this.inflight.set(method.name, (this.inflight.get(method.name) ?? 1) - 1);
+    }
+  }
+
+  private async replyMessage(stream: DuplexStream, method: MethodDef<unknown, unknown>, res: unknown, signal: AbortSignal, close = true): Promise<void> {
+    const body = method.response.encode(res);
+    if (body.byteLength > method.maxResponseBytes) {
+      throw new NeuroShardError('RPC_RESPONSE_TOO_LARGE', `${method.name} response of ${body.byteLength} bytes exceeds ${method.maxResponseBytes}`, { fault: 'local' });
+    }
+    const t = timer(method.timeoutMs, `${method.name} reply`, signal);
+    try {
+      await writeFrame(stream, FRAME_MESSAGE, body, { signal: t.signal });
+      if (close) await stream.close({ signal: t.signal });
+    } finally {
+      t.clear();
+    }
+  }
+
+  /** Sends an ERROR frame (best effort, bounded) and closes; `reset` also resets the stream afterwards. */
+  private async replyError(stream: DuplexStream, e: NeuroShardError, reset = false): Promise<void> {
+    const body = PbRpcError.encode({ code: e.code, message: e.message.slice(0, 512), fault: e.fault });
+    const signal = AbortSignal.timeout(ERROR_FLUSH_MS);
+    try {
+      await writeFrame(stream, FRAME_ERROR, body, { signal });
+      await stream.close({ signal });
+    } catch {
+      // the stream is already gone; nothing more to tell the peer
+    }
+    if (reset) stream.abort(e);
+  }
+}
+
+function isStreamError(e: unknown): boolean {
+  const name = (e as Error | undefined)?.name ?? '';
+  return /Stream|Abort|Reset|Mux|Connection/i.test(name);
+}

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { keyFromPrivate, peerIdFromPublicKey } from '../../../src/identity/index.js';
+import { MemoryHub } from '../../../src/p2p/memory.js';
+import { HeartbeatService } from '../../../src/protocols/heartbeat.js';
+import { heartbeatTopic } from '../../../src/protocols/ids.js';
+import { LivenessTracker, type HeartbeatInfo } from '../../../src/protocols/liveness.js';
+import { Heartbeat } from '../../../src/protocols/pb/node.js';
+import { ManualClock } from '../../../src/util/clock.js';
+
+const hb = (peerId: string, ts = 0): HeartbeatInfo => ({ peerId, span: undefined, load: 0, freeMemoryMb: 0, trainingStep: 0n, timestampMs: ts, seq: 1n });
+
+describe('LivenessTracker', () => {
+  it('goes alive → stale → dead on silence and back to alive on a heartbeat', () => {
+    const clock = new ManualClock(0);
+    const t = new LivenessTracker({ staleMs: 15_000, deadMs: 60_000, clock });
+    const log: string[] = [];
+    for (const ev of ['peer:alive', 'peer:stale', 'peer:dead'] as const) t.events.on(ev, (p) => log.push(`${ev}:${p.peer}`));
+    t.observe('p', hb('p'));
+    clock.advance(14_999);
+    t.check();
+    assert.equal(t.state('p'), 'alive');
+    clock.advance(1);
+    t.check();
+    assert.equal(t.state('p'), 'stale');
+    clock.advance(45_000);
+    t.check();
+    assert.equal(t.isDead('p'), true);
+    t.observe('p', hb('p'));
+    assert.deepEqual(log, ['peer:alive:p', 'peer:stale:p', 'peer:dead:p', 'peer:alive:p']);
+  });
+
+  it('never skips stale, forgets dead peers later, and stays bounded', () => {
+    const clock = new ManualClock(0);
+    const t = new LivenessTracker({ staleMs: 10, deadMs: 20, forgetAfterMs: 100, maxPeers: 2, clock });
+    const log: string[] = [];
+    t.events.on('peer:stale', () => log.push('stale'));
+    t.events.on('peer:dead', () => log.push('dead'));
+    t.observe('a', hb('a'));
+    clock.advance(50);
+    t.check();
+    assert.deepEqual(log, ['stale', 'dead']);
+    clock.advance(100);
+    t.check();
+    assert.equal(t.state('a'), undefined);
+    t.observe('x', hb('x'));
+    t.observe('y', hb('y'));
+    t.observe('z', hb('z'));
+    assert.equal(t.snapshot().length, 2);
+  });
+});
+
+describe('HeartbeatService', () => {
+  it('publishes signed-by-transport heartbeats that others accept, and rejects impostors, stale and oversized ones', async () => {
+    const hub = new MemoryHub();
+    const clock = new ManualClock(1_800_000_000_000);
+    const ids = [0, 1].map(() => peerIdFromPublicKey(keyFromPrivate(randomBytes(32)).publicKey));
+    const nets = ids.map((id) => hub.createNode(id));
+    for (const n of nets) await n.start();
+    const trackers = nets.map(() => new LivenessTracker({ staleMs: 1000, deadMs: 2000, clock }));
+    const services = nets.map(
+      (n, i) =>
+        new HeartbeatService({
+          network: n,
+          networkId: 'net1',
+          liveness: trackers[i]!,
+          intervalMs: 60_000,
+          clock,
+          source: { span: () => ({ start: i, end: i + 1 }), load: () => 0.5, freeMemoryMb: () => 2048, trainingStep: () => 7n },
+        }),
+    );
+    for (const s of services) s.start();
+    await services[0]!.beat();
+    const seen = trackers[1]!.get(ids[0]!);
+    assert.equal(seen?.state, 'alive');
+    assert.deepEqual(seen?.heartbeat.span, { start: 0, end: 1 });
+    assert.equal(seen?.heartbeat.trainingStep, 7n);
+    const topic = heartbeatTopic('net1');
+    const encode = (peerId: string, ts: number): Uint8Array => Heartbeat.encode({ peerId, timestampMs: BigInt(ts), seq: 1n, load: 0, freeMemoryMb: 0n, trainingStep: 0n });
+    // someone publishing a heartbeat in another peer's name (the transport signer is "mallory")
+    await nets[1]!.deliver({ topic, from: 'mallory', via: 'mallory', data: encode(ids[0]!, clock.now()) });
+    // a replay of an old heartbeat, one from the far future, and a huge one
+    await nets[1]!.deliver({ topic, from: 'ghost', via: 'ghost', data: encode('ghost', clock.now() - 120_000) });
+    await nets[1]!.deliver({ topic, from: 'ghost', via: 'ghost', data: encode('ghost', clock.now() + 120_000) });
+    await nets[1]!.deliver({ topic, from: 'ghost', via: 'ghost', data: new Uint8Array(4096) });
+    assert.equal(trackers[1]!.get('mallory'), undefined);
+    assert.equal(trackers[1]!.get('ghost'), undefined);
+    assert.equal(services[1]!.stats.rejected, 4);
+    for (const s of services) s.stop();
+  });
+});
