@@ -1,0 +1,528 @@
+// The N-API surface of the compute addon. Every function is synchronous and works in place on the caller's typed
+// arrays (no copies). Arguments are checked here, cheaply: the type of each array, and its length against the sizes
+// passed, so that a wrong call throws a JS TypeError/RangeError (with code ERR_NEUROSHARD_NATIVE_ARG) instead of
+// reading or writing out of bounds. Shape semantics (does this tensor fit that op?) are the TypeScript ops layer's job.
+//
+// Context-aware: each JS environment (main thread, every worker_thread) gets its own Engine (thread pool, caches)
+// as N-API instance data, destroyed with the environment. There are no static JS handles.
+#include <napi.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "cpu.h"
+#include "engine.h"
+
+namespace ns {
+namespace {
+
+// Largest size accepted for any one dimension or offset (products are checked in 128-bit arithmetic).
+constexpr int64_t kMaxDim = int64_t{1} << 46;
+
+Engine& engine(const Napi::CallbackInfo& info) { return *info.Env().GetInstanceData<Engine>(); }
+
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* fn) : info_(info), env_(info.Env()), fn_(fn) {}
+
+  [[noreturn]] void fail(const std::string& msg, bool type = false) const {
+    Napi::Error e = type ? static_cast<Napi::Error>(Napi::TypeError::New(env_, std::string("neuroshard_native.") + fn_ + ": " + msg))
+                         : static_cast<Napi::Error>(Napi::RangeError::New(env_, std::string("neuroshard_native.") + fn_ + ": " + msg));
+    e.Set("code", Napi::String::New(env_, "ERR_NEUROSHARD_NATIVE_ARG"));
+    throw e;
+  }
+
+  // A typed array of the given type with at least `need` elements; returns its first element.
+  void* array(int i, const char* name, napi_typedarray_type want, const char* want_name, __int128 need) const {
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    napi_value ab;
+    size_t byte_offset = 0;
+    if (static_cast<size_t>(i) >= info_.Length() ||
+        napi_get_typedarray_info(env_, info_[i], &type, &length, &data, &ab, &byte_offset) != napi_ok) {
+      fail(std::string(name) + " must be a " + want_name, true);
+    }
+    if (type != want) fail(std::string(name) + " must be a " + want_name, true);
+    if (need > static_cast<__int128>(length))
+      fail(std::string(name) + " has " + std::to_string(length) + " elements, the sizes given need " + std::to_string(static_cast<int64_t>(need)));
+    return data;
+  }
+  float* f32(int i, const char* name, __int128 need) const {
+    return static_cast<float*>(array(i, name, napi_float32_array, "Float32Array", need));
+  }
+  // A Float32Array, or null/undefined (returns nullptr).
+  float* f32_opt(int i, const char* name, __int128 need) const {
+    if (static_cast<size_t>(i) >= info_.Length() || info_[i].IsNull() || info_[i].IsUndefined()) return nullptr;
+    return f32(i, name, need);
+  }
+  int32_t* i32(int i, const char* name, __int128 need) const {
+    return static_cast<int32_t*>(array(i, name, napi_int32_array, "Int32Array", need));
+  }
+  int32_t* i32_opt(int i, const char* name, __int128 need) const {
+    if (static_cast<size_t>(i) >= info_.Length() || info_[i].IsNull() || info_[i].IsUndefined()) return nullptr;
+    return i32(i, name, need);
+  }
+  uint16_t* u16(int i, const char* name, __int128 need) const {
+    return static_cast<uint16_t*>(array(i, name, napi_uint16_array, "Uint16Array", need));
+  }
+  int8_t* i8(int i, const char* name, __int128 need) const {
+    return static_cast<int8_t*>(array(i, name, napi_int8_array, "Int8Array", need));
+  }
+
+  double num(int i, const char* name) const {
+    if (static_cast<size_t>(i) >= info_.Length() || !info_[i].IsNumber()) fail(std::string(name) + " must be a number", true);
+    return info_[i].As<Napi::Number>().DoubleValue();
+  }
+  double finite(int i, const char* name) const {
+    const double v = num(i, name);
+    if (!std::isfinite(v)) fail(std::string(name) + " must be finite");
+    return v;
+  }
+  // An integer in [lo, kMaxDim].
+  int64_t dim(int i, const char* name, int64_t lo = 0) const {
+    const double v = num(i, name);
+    if (!(v >= static_cast<double>(lo) && v <= static_cast<double>(kMaxDim)) || std::floor(v) != v)
+      fail(std::string(name) + " must be an integer in [" + std::to_string(lo) + ", 2^46], got " + std::to_string(v));
+    return static_cast<int64_t>(v);
+  }
+  bool flag(int i, const char* name) const {
+    if (static_cast<size_t>(i) >= info_.Length() || !info_[i].IsBoolean()) fail(std::string(name) + " must be a boolean", true);
+    return info_[i].As<Napi::Boolean>().Value();
+  }
+  std::string str(int i, const char* name) const {
+    if (static_cast<size_t>(i) >= info_.Length() || !info_[i].IsString()) fail(std::string(name) + " must be a string", true);
+    return info_[i].As<Napi::String>().Utf8Value();
+  }
+
+ private:
+  const Napi::CallbackInfo& info_;
+  Napi::Env env_;
+  const char* fn_;
+};
+
+using I128 = __int128;
+
+// Elements a strided batch of matrices spans: off + (batch−1)·stride + (rows−1)·ld + cols (0 when empty).
+I128 span(int64_t off, int64_t batch, int64_t stride, int64_t rows, int64_t ld, int64_t cols) {
+  if (batch == 0 || rows == 0 || cols == 0) return 0;
+  return static_cast<I128>(off) + static_cast<I128>(batch - 1) * stride + static_cast<I128>(rows - 1) * ld + cols;
+}
+
+// ---- configuration ----
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine& e = engine(info);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("isa", isa_name(e.isa()));
+  o.Set("detectedIsa", isa_name(e.detected_isa()));
+  Napi::Array compiled = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (Isa isa : {Isa::avx512, Isa::avx2, Isa::portable})
+    if (kernels_for(isa) != nullptr) compiled.Set(n++, isa_name(isa));
+  o.Set("compiledIsas", compiled);
+  o.Set("threads", e.threads());
+  o.Set("defaultThreads", default_threads());
+  o.Set("gemmMode", e.gemm_mode() == GemmMode::own ? "own" : e.gemm_mode() == GemmMode::openblas ? "openblas" : "auto");
+  o.Set("gemm", e.gemm_uses_blas() ? "openblas" : "own");
+  o.Set("blas", e.blas_config().empty() ? env.Null() : Napi::String::New(env, e.blas_config()));
+  o.Set("blasReason", e.blas_reason().empty() ? env.Null() : Napi::String::New(env, e.blas_reason()));
+  o.Set("note", e.note().empty() ? env.Null() : Napi::String::New(env, e.note()));
+  Napi::Object tile = Napi::Object::New(env);
+  const Kernels& k = e.kernels();
+  tile.Set("mr", k.mr);
+  tile.Set("nr", k.nr);
+  tile.Set("kc", k.kc);
+  tile.Set("mc", k.mc);
+  tile.Set("nc", k.nc);
+  o.Set("gemmTile", tile);
+  return o;
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  Args a(info, "setThreads");
+  const int64_t n = a.dim(0, "threads", 1);
+  if (n > 1024) a.fail("threads must be at most 1024");
+  engine(info).set_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  Args a(info, "setIsa");
+  const std::string s = a.str(0, "isa");
+  Isa isa;
+  if (!parse_isa(s.c_str(), &isa)) a.fail("isa must be one of avx512, avx2, portable, got " + s);
+  Engine& e = engine(info);
+  if (!e.set_isa(isa)) a.fail(s + " is not supported here (this CPU's best is " + isa_name(e.detected_isa()) + ")");
+  return info.Env().Undefined();
+}
+
+Napi::Value SetGemm(const Napi::CallbackInfo& info) {
+  Args a(info, "setGemm");
+  const std::string s = a.str(0, "mode");
+  GemmMode m;
+  if (s == "auto") {
+    m = GemmMode::automatic;
+  } else if (s == "own") {
+    m = GemmMode::own;
+  } else if (s == "openblas") {
+    m = GemmMode::openblas;
+  } else {
+    a.fail("mode must be one of auto, own, openblas, got " + s);
+  }
+  engine(info).set_gemm_mode(m);
+  return info.Env().Undefined();
+}
+
+Napi::Value SetSpinUs(const Napi::CallbackInfo& info) {
+  Args a(info, "setSpinUs");
+  const int64_t us = a.dim(0, "us");
+  engine(info).set_spin_us(static_cast<int>(us > 100000 ? 100000 : us));
+  return info.Env().Undefined();
+}
+
+// ---- linear algebra ----
+
+// gemm(a, b, c, transA, transB, M, N, K, alpha, beta, batch, strideA, strideB, strideC, lda, ldb, ldc, offA, offB, offC)
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Args a(info, "gemm");
+  GemmArgs g;
+  g.ta = a.flag(3, "transA");
+  g.tb = a.flag(4, "transB");
+  g.M = a.dim(5, "M");
+  g.N = a.dim(6, "N");
+  g.K = a.dim(7, "K");
+  g.alpha = static_cast<float>(a.num(8, "alpha"));
+  g.beta = static_cast<float>(a.num(9, "beta"));
+  const int64_t batch = a.dim(10, "batch");
+  const int64_t sA = a.dim(11, "strideA"), sB = a.dim(12, "strideB"), sC = a.dim(13, "strideC");
+  g.lda = a.dim(14, "lda");
+  g.ldb = a.dim(15, "ldb");
+  g.ldc = a.dim(16, "ldc");
+  const int64_t offA = a.dim(17, "offA"), offB = a.dim(18, "offB"), offC = a.dim(19, "offC");
+  const int64_t rA = g.ta ? g.K : g.M, cA = g.ta ? g.M : g.K;
+  const int64_t rB = g.tb ? g.N : g.K, cB = g.tb ? g.K : g.N;
+  // A and B are read only when there is something to multiply.
+  const bool reads = g.M > 0 && g.N > 0 && g.K > 0 && g.alpha != 0.0f;
+  if (reads && g.lda < cA) a.fail("lda " + std::to_string(g.lda) + " < " + std::to_string(cA) + " columns of A");
+  if (reads && g.ldb < cB) a.fail("ldb " + std::to_string(g.ldb) + " < " + std::to_string(cB) + " columns of B");
+  if (g.M > 0 && g.ldc < g.N) a.fail("ldc " + std::to_string(g.ldc) + " < N = " + std::to_string(g.N));
+  float* A = a.f32(0, "a", reads ? span(offA, batch, sA, rA, g.lda, cA) : 0);
+  float* B = a.f32(1, "b", reads ? span(offB, batch, sB, rB, g.ldb, cB) : 0);
+  float* C = a.f32(2, "c", span(offC, batch, sC, g.M, g.ldc, g.N));
+  if (batch == 0 || g.M == 0 || g.N == 0) return info.Env().Undefined();
+  g.A = reads ? A + offA : nullptr;
+  g.B = reads ? B + offB : nullptr;
+  g.C = C + offC;
+  engine(info).gemm(g, batch, sA, sB, sC);
+  return info.Env().Undefined();
+}
+
+// ---- element-wise ----
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  Args a(info, "add");
+  const int64_t n = a.dim(3, "n");
+  engine(info).add(a.f32(0, "a", n), a.f32(1, "b", n), a.f32(2, "out", n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value Axpy(const Napi::CallbackInfo& info) {
+  Args a(info, "axpy");
+  const int64_t n = a.dim(3, "n");
+  engine(info).axpy(static_cast<float>(a.num(0, "alpha")), a.f32(1, "x", n), a.f32(2, "y", n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value Scale(const Napi::CallbackInfo& info) {
+  Args a(info, "scale");
+  const int64_t n = a.dim(2, "n");
+  engine(info).scale(a.f32(0, "x", n), static_cast<float>(a.num(1, "alpha")), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  Args a(info, "sumSquares");
+  const int64_t n = a.dim(1, "n");
+  return Napi::Number::New(info.Env(), engine(info).sumsq(a.f32(0, "x", n), n));
+}
+
+Napi::Value AllFinite(const Napi::CallbackInfo& info) {
+  Args a(info, "allFinite");
+  const int64_t n = a.dim(1, "n");
+  return Napi::Boolean::New(info.Env(), engine(info).allfinite(a.f32(0, "x", n), n));
+}
+
+// ---- embedding ----
+
+// Checks every id against the table's row count: ids are pre-validated by the ops layer, but a bad one here would
+// read or write outside the table.
+void check_ids(const Args& a, const int32_t* ids, int64_t N, int64_t rows) {
+  for (int64_t n = 0; n < N; n++)
+    if (ids[n] < 0 || ids[n] >= rows)
+      a.fail("ids[" + std::to_string(n) + "] = " + std::to_string(ids[n]) + " is outside the table's " + std::to_string(rows) + " rows");
+}
+
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  Args a(info, "embeddingForward");
+  const int64_t N = a.dim(3, "N"), C = a.dim(4, "C");
+  const float* table = a.f32(0, "table", 0);
+  const int32_t* ids = a.i32(1, "ids", N);
+  float* out = a.f32(2, "out", static_cast<I128>(N) * C);
+  if (N == 0 || C == 0) return info.Env().Undefined();
+  const int64_t rows = static_cast<int64_t>(info[0].As<Napi::Float32Array>().ElementLength()) / C;
+  check_ids(a, ids, N, rows);
+  engine(info).embed_fwd(table, ids, out, N, C);
+  return info.Env().Undefined();
+}
+
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "embeddingBackward");
+  const int64_t N = a.dim(3, "N"), C = a.dim(4, "C");
+  const float* dout = a.f32(0, "dout", static_cast<I128>(N) * C);
+  const int32_t* ids = a.i32(1, "ids", N);
+  float* dtable = a.f32(2, "dtable", 0);
+  if (N == 0 || C == 0) return info.Env().Undefined();
+  const int64_t rows = static_cast<int64_t>(info[2].As<Napi::Float32Array>().ElementLength()) / C;
+  check_ids(a, ids, N, rows);
+  engine(info).embed_bwd(dout, ids, dtable, N, C);
+  return info.Env().Undefined();
+}
+
+// ---- RMSNorm ----
+
+Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
+  Args a(info, "rmsnormForward");
+  const int64_t N = a.dim(4, "N"), C = a.dim(5, "C", 1);
+  const I128 nc = static_cast<I128>(N) * C;
+  const float eps = static_cast<float>(a.finite(6, "eps"));
+  engine(info).rms_fwd(a.f32(0, "x", nc), a.f32(1, "w", C), a.f32(2, "out", nc), a.f32(3, "rstd", N), N, C, eps);
+  return info.Env().Undefined();
+}
+
+Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "rmsnormBackward");
+  const int64_t N = a.dim(6, "N"), C = a.dim(7, "C", 1);
+  const I128 nc = static_cast<I128>(N) * C;
+  const bool acc = a.flag(8, "accumulateDx");
+  engine(info).rms_bwd(a.f32(0, "dout", nc), a.f32(1, "x", nc), a.f32(2, "w", C), a.f32(3, "rstd", N), a.f32(4, "dx", nc),
+                       a.f32(5, "dw", C), N, C, acc);
+  return info.Env().Undefined();
+}
+
+// ---- RoPE ----
+
+// rope(x, B, T, H, D, posOffset, theta, inverse, positions?)
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  Args a(info, "rope");
+  const int64_t B = a.dim(1, "B"), T = a.dim(2, "T"), H = a.dim(3, "H"), D = a.dim(4, "D");
+  if (D % 2 != 0) a.fail("D must be even, got " + std::to_string(D));
+  const double off = a.num(5, "posOffset");
+  if (!(std::fabs(off) <= 2147483647.0) || std::floor(off) != off) a.fail("posOffset must be an integer");
+  const double theta = a.finite(6, "theta");
+  if (!(theta > 0)) a.fail("theta must be positive");
+  const bool inverse = a.flag(7, "inverse");
+  float* x = a.f32(0, "x", static_cast<I128>(B) * T * H * D);
+  const int32_t* pos = a.i32_opt(8, "positions", T);
+  engine(info).rope(x, B, T, H, D, static_cast<int64_t>(off), theta, inverse, pos);
+  return info.Env().Undefined();
+}
+
+// ---- attention ----
+
+void check_heads(const Args& a, int64_t T, int64_t S, int64_t H, int64_t KV) {
+  if (KV == 0 || H % KV != 0) a.fail("H = " + std::to_string(H) + " must be a positive multiple of KV = " + std::to_string(KV));
+  if (S < T) a.fail("S = " + std::to_string(S) + " must be at least T = " + std::to_string(T));
+}
+
+// attentionForward(q, k, v, out, lse, B, T, S, H, KV, D)
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  Args a(info, "attentionForward");
+  AttnArgs x;
+  x.B = a.dim(5, "B"), x.T = a.dim(6, "T"), x.S = a.dim(7, "S"), x.H = a.dim(8, "H", 1), x.KV = a.dim(9, "KV", 1), x.D = a.dim(10, "D");
+  check_heads(a, x.T, x.S, x.H, x.KV);
+  const I128 nq = static_cast<I128>(x.B) * x.T * x.H * x.D, nk = static_cast<I128>(x.B) * x.S * x.KV * x.D;
+  x.q = a.f32(0, "q", nq);
+  x.k = a.f32(1, "k", nk);
+  x.v = a.f32(2, "v", nk);
+  x.out = a.f32(3, "out", nq);
+  x.lse = a.f32(4, "lse", static_cast<I128>(x.B) * x.H * x.T);
+  engine(info).attn_fwd(x);
+  return info.Env().Undefined();
+}
+
+// attentionBackward(dout, q, k, v, out, lse, dq, dk, dv, B, T, S, H, KV, D)
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "attentionBackward");
+  AttnArgs x;
+  x.B = a.dim(9, "B"), x.T = a.dim(10, "T"), x.S = a.dim(11, "S"), x.H = a.dim(12, "H", 1), x.KV = a.dim(13, "KV", 1),
+  x.D = a.dim(14, "D");
+  check_heads(a, x.T, x.S, x.H, x.KV);
+  const I128 nq = static_cast<I128>(x.B) * x.T * x.H * x.D, nk = static_cast<I128>(x.B) * x.S * x.KV * x.D;
+  x.dout = a.f32(0, "dout", nq);
+  x.q = a.f32(1, "q", nq);
+  x.k = a.f32(2, "k", nk);
+  x.v = a.f32(3, "v", nk);
+  x.out = a.f32(4, "out", nq);
+  x.lse = a.f32(5, "lse", static_cast<I128>(x.B) * x.H * x.T);
+  x.dq = a.f32(6, "dq", nq);
+  x.dk = a.f32(7, "dk", nk);
+  x.dv = a.f32(8, "dv", nk);
+  engine(info).attn_bwd(x);
+  return info.Env().Undefined();
+}
+
+// attentionDecode(q, kCache, vCache, out, B, H, KV, D, maxS, len)
+Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
+  Args a(info, "attentionDecode");
+  DecodeArgs x;
+  x.B = a.dim(4, "B"), x.H = a.dim(5, "H", 1), x.KV = a.dim(6, "KV", 1), x.D = a.dim(7, "D"), x.maxS = a.dim(8, "maxS"),
+  x.len = a.dim(9, "len", 1);
+  check_heads(a, 1, x.maxS, x.H, x.KV);
+  if (x.len > x.maxS) a.fail("len = " + std::to_string(x.len) + " exceeds maxS = " + std::to_string(x.maxS));
+  const I128 nq = static_cast<I128>(x.B) * x.H * x.D, nk = static_cast<I128>(x.B) * x.maxS * x.KV * x.D;
+  x.q = a.f32(0, "q", nq);
+  x.k = a.f32(1, "kCache", nk);
+  x.v = a.f32(2, "vCache", nk);
+  x.out = a.f32(3, "out", nq);
+  engine(info).attn_decode(x);
+  return info.Env().Undefined();
+}
+
+// ---- SwiGLU ----
+
+Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
+  Args a(info, "swigluForward");
+  const int64_t n = a.dim(3, "n");
+  engine(info).swiglu_fwd(a.f32(0, "gate", n), a.f32(1, "up", n), a.f32(2, "out", n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "swigluBackward");
+  const int64_t n = a.dim(5, "n");
+  engine(info).swiglu_bwd(a.f32(0, "dout", n), a.f32(1, "gate", n), a.f32(2, "up", n), a.f32(3, "dgate", n), a.f32(4, "dup", n), n);
+  return info.Env().Undefined();
+}
+
+// ---- loss ----
+
+// crossEntropy(logits, targets, N, V, ignoreIndex, dlogits | null, gradScale) → { lossSum, count }
+Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+  Args a(info, "crossEntropy");
+  const int64_t N = a.dim(2, "N"), V = a.dim(3, "V", 1);
+  const double ig = a.num(4, "ignoreIndex");
+  if (std::floor(ig) != ig || ig < -2147483648.0 || ig > 2147483647.0) a.fail("ignoreIndex must be a 32-bit integer");
+  const int32_t ignore = static_cast<int32_t>(ig);
+  const I128 nv = static_cast<I128>(N) * V;
+  const float* logits = a.f32(0, "logits", nv);
+  const int32_t* targets = a.i32(1, "targets", N);
+  float* dlogits = a.f32_opt(5, "dlogits", nv);
+  const float gradScale = static_cast<float>(a.num(6, "gradScale"));
+  for (int64_t n = 0; n < N; n++)
+    if (targets[n] != ignore && (targets[n] < 0 || targets[n] >= V))
+      a.fail("targets[" + std::to_string(n) + "] = " + std::to_string(targets[n]) + " is outside [0, " + std::to_string(V) + ")");
+  int64_t count = 0;
+  const double loss = engine(info).xent(logits, targets, N, V, ignore, dlogits, gradScale, &count);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("lossSum", loss);
+  o.Set("count", static_cast<double>(count));
+  return o;
+}
+
+// ---- optimizer ----
+
+// adamw(param, grad, m, v, P, lr, beta1, beta2, eps, weightDecay, step, gradScale)
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  Args a(info, "adamw");
+  const int64_t P = a.dim(4, "P");
+  AdamArgs x;
+  x.lr = static_cast<float>(a.finite(5, "lr"));
+  const double b1 = a.finite(6, "beta1"), b2 = a.finite(7, "beta2");
+  x.beta1 = static_cast<float>(b1);
+  x.beta2 = static_cast<float>(b2);
+  x.eps = static_cast<float>(a.finite(8, "eps"));
+  x.wd = static_cast<float>(a.finite(9, "weightDecay"));
+  const int64_t step = a.dim(10, "step", 1);
+  x.gradScale = static_cast<float>(a.num(11, "gradScale"));
+  // Bias corrections in double: β^step underflows gracefully and 1 − β^step keeps its precision.
+  x.bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(x.beta1), static_cast<double>(step)));
+  x.bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(x.beta2), static_cast<double>(step)));
+  engine(info).adamw(a.f32(0, "param", P), a.f32(1, "grad", P), a.f32(2, "m", P), a.f32(3, "v", P), P, x);
+  return info.Env().Undefined();
+}
+
+// ---- compression ----
+
+Napi::Value ToFp16(const Napi::CallbackInfo& info) {
+  Args a(info, "toFp16");
+  const int64_t n = a.dim(2, "n");
+  engine(info).to_fp16(a.f32(0, "x", n), a.u16(1, "out", n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value FromFp16(const Napi::CallbackInfo& info) {
+  Args a(info, "fromFp16");
+  const int64_t n = a.dim(2, "n");
+  engine(info).from_fp16(a.u16(0, "x", n), a.f32(1, "out", n), n);
+  return info.Env().Undefined();
+}
+
+Napi::Value QuantizeInt8(const Napi::CallbackInfo& info) {
+  Args a(info, "quantizeInt8");
+  const int64_t n = a.dim(3, "n"), bs = a.dim(4, "blockSize", 1);
+  engine(info).q8(a.f32(0, "x", n), a.i8(1, "q", n), a.f32(2, "scales", (n + bs - 1) / bs), n, bs);
+  return info.Env().Undefined();
+}
+
+Napi::Value DequantizeInt8(const Napi::CallbackInfo& info) {
+  Args a(info, "dequantizeInt8");
+  const int64_t n = a.dim(3, "n"), bs = a.dim(4, "blockSize", 1);
+  engine(info).dq8(a.i8(0, "q", n), a.f32(1, "scales", (n + bs - 1) / bs), a.f32(2, "out", n), n, bs);
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // One engine per environment; N-API deletes it (joining the pool's threads) when the environment goes away.
+  env.SetInstanceData<Engine>(new Engine());
+  const std::pair<const char*, Napi::Function::Callback> fns[] = {
+      {"info", Info},
+      {"setThreads", SetThreads},
+      {"setIsa", SetIsa},
+      {"setGemm", SetGemm},
+      {"setSpinUs", SetSpinUs},
+      {"gemm", Gemm},
+      {"add", Add},
+      {"axpy", Axpy},
+      {"scale", Scale},
+      {"sumSquares", SumSquares},
+      {"allFinite", AllFinite},
+      {"embeddingForward", EmbeddingForward},
+      {"embeddingBackward", EmbeddingBackward},
+      {"rmsnormForward", RmsnormForward},
+      {"rmsnormBackward", RmsnormBackward},
+      {"rope", Rope},
+      {"attentionForward", AttentionForward},
+      {"attentionBackward", AttentionBackward},
+      {"attentionDecode", AttentionDecode},
+      {"swigluForward", SwigluForward},
+      {"swigluBackward", SwigluBackward},
+      {"crossEntropy", CrossEntropy},
+      {"adamw", AdamW},
+      {"toFp16", ToFp16},
+      {"fromFp16", FromFp16},
+      {"quantizeInt8", QuantizeInt8},
+      {"dequantizeInt8", DequantizeInt8},
+  };
+  for (const auto& f : fns) exports.Set(f.first, Napi::Function::New(env, f.second, f.first));
+  return exports;
+}
+
+}  // namespace
+}  // namespace ns
+
+static Napi::Object InitNeuroshard(Napi::Env env, Napi::Object exports) { return ns::Init(env, exports); }
+NODE_API_MODULE(neuroshard_native, InitNeuroshard)

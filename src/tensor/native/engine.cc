@@ -1,0 +1,481 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu.h"
+
+namespace ns {
+
+namespace {
+
+// Below these amounts of work per thread, waking another thread costs more than it saves. Units: flops for GEMM
+// and attention, elements for the element-wise kernels (an exp counts as several).
+constexpr double kGemmFlopsPerThread = 1 << 19;
+constexpr double kMemElemsPerThread = 1 << 15;
+constexpr double kExpElemsPerThread = 1 << 13;
+// Element-wise ranges start at multiples of this (in elements): a vector never straddles two threads' ranges.
+constexpr int64_t kAlign = 64;
+// Tasks per thread for element-wise and row kernels (dynamic load balancing).
+constexpr int64_t kChunksPerThread = 4;
+// GEMM blocks per thread when a product is big enough that the extra packing does not matter.
+constexpr double kGemmFlopsPerBlock = 1 << 24;
+// Fixed chunk of the sum-of-squares reduction: partial sums are combined in chunk order whatever the thread count.
+constexpr int64_t kSumChunk = 8192;
+// Positions kept in the RoPE table (beyond: computed per call).
+constexpr int64_t kRopeMaxCached = 1 << 14;
+
+const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : nullptr;
+}
+
+}  // namespace
+
+Engine::Engine() : pool_(default_threads()), k_(nullptr), detected_(detect_isa()) {
+  k_ = kernels_for(detected_);
+  if (const char* want = env("NEUROSHARD_NATIVE_ISA")) {
+    Isa isa;
+    if (!parse_isa(want, &isa)) {
+      note_ = std::string("NEUROSHARD_NATIVE_ISA=") + want + " is not one of avx512, avx2, portable; using " + isa_name(detected_);
+    } else if (!set_isa(isa)) {
+      note_ = std::string("NEUROSHARD_NATIVE_ISA=") + want + " is not supported by this CPU; using " + isa_name(detected_);
+    }
+  }
+  if (const char* m = env("NEUROSHARD_NATIVE_GEMM")) {
+    if (std::strcmp(m, "own") == 0) {
+      mode_ = GemmMode::own;
+    } else if (std::strcmp(m, "openblas") == 0) {
+      mode_ = GemmMode::openblas;
+    } else if (std::strcmp(m, "auto") != 0) {
+      note_ += (note_.empty() ? "" : "; ") + std::string("NEUROSHARD_NATIVE_GEMM=") + m + " is not one of auto, own, openblas; using auto";
+    }
+  }
+  if (const char* s = env("NEUROSHARD_NATIVE_SPIN_US")) pool_.set_spin_us(std::atoi(s));
+  update_blas();
+}
+
+bool Engine::set_isa(Isa isa) {
+  if (static_cast<int>(isa) > static_cast<int>(detected_)) return false;
+  const Kernels* k = kernels_for(isa);
+  if (k == nullptr) return false;
+  k_ = k;
+  update_blas();
+  return true;
+}
+
+void Engine::set_gemm_mode(GemmMode m) {
+  mode_ = m;
+  update_blas();
+}
+
+// Policy, from measurements on this project's Zen 5 machine (scripts/bench-gemm.mjs): our AVX-512 kernel runs at
+// ~1.9x OpenBLAS 0.3.21 (which has no Zen 5 kernel and uses its Haswell one), and our AVX2 kernel matches OpenBLAS
+// within a few percent while keeping results independent of the thread count. So `auto` uses OpenBLAS only on the
+// portable path (CPUs without AVX2, other architectures), and only when it loads.
+void Engine::update_blas() {
+  const bool want = mode_ == GemmMode::openblas || (mode_ == GemmMode::automatic && k_->isa == Isa::portable);
+  if (want && blas_ == nullptr && blas_why_.empty()) blas_ = blas_load(&blas_why_);
+  use_blas_ = want && blas_ != nullptr;
+}
+
+int Engine::threads_for(double work, double per_thread) const {
+  const double t = work / per_thread;
+  const int n = pool_.threads();
+  if (t >= n) return n;
+  return t < 1.0 ? 1 : static_cast<int>(t);
+}
+
+template <class F>
+void Engine::par(int64_t n, int64_t align, double work, double per_thread, F& f) {
+  if (n <= 0) return;
+  const int64_t units = (n + align - 1) / align;
+  int T = threads_for(work, per_thread);
+  if (T > units) T = static_cast<int>(units);
+  if (T <= 1) {
+    f(int64_t{0}, n);
+    return;
+  }
+  // A few chunks per thread: when a helper is late (asleep, or descheduled on a busy machine) the others take its
+  // share instead of waiting for it.
+  const int64_t chunks = std::min<int64_t>(units, static_cast<int64_t>(T) * kChunksPerThread);
+  auto task = [&](int64_t c, int) {
+    const int64_t u0 = units * c / chunks, u1 = units * (c + 1) / chunks;
+    const int64_t a = u0 * align, b = std::min(n, u1 * align);
+    if (a < b) f(a, b);
+  };
+  pool_.run(chunks, T, task);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// GEMM
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+struct Grid {
+  int tm = 1, tn = 1;
+};
+
+// Splits C among T threads as a tm × tn grid of tile-aligned blocks, minimising the largest block's cost:
+// its flops (padded to whole tiles) plus the packing it does (A: rows·K per NC column block, B: cols·K).
+Grid choose_grid(int64_t M, int64_t N, int64_t K, int T, int mr, int nr, int64_t nc) {
+  Grid best;
+  double best_cost = -1;
+  const int64_t mt = (M + mr - 1) / mr, nt = (N + nr - 1) / nr;
+  for (int tm = 1; tm <= T; tm++) {
+    if (T % tm != 0) continue;
+    const int tn = T / tm;
+    if (tm > mt || tn > nt) continue;
+    const double rows = static_cast<double>((mt + tm - 1) / tm) * mr;
+    const double cols = static_cast<double>((nt + tn - 1) / tn) * nr;
+    const double nblocks = std::ceil(cols / static_cast<double>(nc));
+    const double cost = 2.0 * rows * cols * K + 64.0 * (cols * K + rows * K * nblocks);
+    if (best_cost < 0 || cost < best_cost) {
+      best_cost = cost;
+      best.tm = tm;
+      best.tn = tn;
+    }
+  }
+  if (best_cost < 0) {
+    // Fewer tiles than threads in both directions: split the longer side as far as it goes.
+    if (mt >= nt)
+      best.tm = static_cast<int>(std::min<int64_t>(mt, T));
+    else
+      best.tn = static_cast<int>(std::min<int64_t>(nt, T));
+  }
+  return best;
+}
+
+bool fits_int(const GemmArgs& g) {
+  return g.M <= INT_MAX && g.N <= INT_MAX && g.K <= INT_MAX && g.lda <= INT_MAX && g.ldb <= INT_MAX && g.ldc <= INT_MAX;
+}
+
+}  // namespace
+
+void Engine::blas_block(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) const {
+  const float* A = g.ta ? g.A + m0 : g.A + m0 * g.lda;
+  const float* B = g.tb ? g.B + n0 * g.ldb : g.B + n0;
+  blas_->sgemm(kCblasRowMajor, g.ta ? kCblasTrans : kCblasNoTrans, g.tb ? kCblasTrans : kCblasNoTrans, static_cast<int>(m1 - m0),
+               static_cast<int>(n1 - n0), static_cast<int>(g.K), g.alpha, A, static_cast<int>(g.lda), B, static_cast<int>(g.ldb), g.beta,
+               g.C + m0 * g.ldc + n0, static_cast<int>(g.ldc));
+}
+
+// One whole product on the calling thread (batch-parallel mode).
+void Engine::gemm_serial(const GemmArgs& g, float* ws) {
+  if (gemm_uses_blas() && g.M > kSmallM && fits_int(g))
+    blas_block(g, 0, g.M, 0, g.N);
+  else if (g.M <= kSmallM)
+    k_->gemm_small(g, 0, g.N, ws);
+  else
+    k_->gemm_block(g, 0, g.M, 0, g.N, ws);
+}
+
+// One product, split among up to T threads.
+void Engine::gemm_one(const GemmArgs& g, int T) {
+  const Kernels& k = *k_;
+  const bool blas = gemm_uses_blas() && g.M > kSmallM && fits_int(g);
+  if (!blas && g.M <= kSmallM) {
+    // Small M: columns split in aligned runs, B streamed once.
+    pool_.reserve(0, k.gemm_ws(g));
+    const int64_t units = (g.N + kAlign - 1) / kAlign;
+    const int64_t chunks = std::min<int64_t>(units, static_cast<int64_t>(T) * kChunksPerThread);
+    auto task = [&](int64_t c, int tid) {
+      const int64_t u0 = units * c / chunks, u1 = units * (c + 1) / chunks;
+      const int64_t a = u0 * kAlign, b = std::min(g.N, u1 * kAlign);
+      if (a < b) k.gemm_small(g, a, b, pool_.scratch(tid, 0));
+    };
+    pool_.run(chunks, T, task);
+    return;
+  }
+  // Tile-aligned blocks of C; two per thread when the product is big enough, for load balancing.
+  const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
+  const int blocks = T > 1 && flops >= 2.0 * T * kGemmFlopsPerBlock ? 2 * T : T;
+  const Grid grid = choose_grid(g.M, g.N, g.K, blocks, k.mr, k.nr, k.nc);
+  if (!blas) pool_.reserve(0, k.gemm_ws(g));
+  const int64_t mt = (g.M + k.mr - 1) / k.mr, ntl = (g.N + k.nr - 1) / k.nr;
+  auto task = [&](int64_t b, int tid) {
+    const int64_t i = b / grid.tn, j = b % grid.tn;
+    const int64_t m0 = mt * i / grid.tm * k.mr, m1 = std::min(g.M, mt * (i + 1) / grid.tm * k.mr);
+    const int64_t n0 = ntl * j / grid.tn * k.nr, n1 = std::min(g.N, ntl * (j + 1) / grid.tn * k.nr);
+    if (m0 >= m1 || n0 >= n1) return;
+    if (blas)
+      blas_block(g, m0, m1, n0, n1);
+    else
+      k.gemm_block(g, m0, m1, n0, n1, pool_.scratch(tid, 0));
+  };
+  pool_.run(static_cast<int64_t>(grid.tm) * grid.tn, T, task);
+}
+
+void Engine::gemm(const GemmArgs& g, int64_t batch, int64_t sA, int64_t sB, int64_t sC) {
+  if (g.M <= 0 || g.N <= 0 || batch <= 0) return;
+  if (g.K == 0 || g.alpha == 0.0f) {
+    // Nothing to multiply: C = beta·C (beta = 0 clears C, NaN included).
+    for (int64_t b = 0; b < batch; b++)
+      for (int64_t i = 0; i < g.M; i++) {
+        float* c = g.C + b * sC + i * g.ldc;
+        if (g.beta == 0.0f)
+          std::memset(c, 0, static_cast<size_t>(g.N) * 4);
+        else
+          for (int64_t j = 0; j < g.N; j++) c[j] *= g.beta;
+      }
+    return;
+  }
+  const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
+  const int T = threads_for(flops * static_cast<double>(batch), kGemmFlopsPerThread);
+  auto item = [&](int64_t b) {
+    GemmArgs x = g;
+    x.A += b * sA;
+    x.B += b * sB;
+    x.C += b * sC;
+    return x;
+  };
+  // Whole products per thread when there are enough of them and their C matrices cannot overlap (a stride of 0,
+  // which accumulates every product into one C, must run in order).
+  const bool disjoint = sC >= (g.M - 1) * g.ldc + g.N;
+  if (T > 1 && batch >= T && disjoint) {
+    pool_.reserve(0, k_->gemm_ws(g));
+    auto task = [&](int64_t b, int tid) { gemm_serial(item(b), pool_.scratch(tid, 0)); };
+    pool_.run(batch, T, task);
+    return;
+  }
+  const int Ti = threads_for(flops, kGemmFlopsPerThread);
+  for (int64_t b = 0; b < batch; b++) gemm_one(item(b), Ti);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Element-wise and rows
+// ---------------------------------------------------------------------------------------------------------------
+
+void Engine::add(const float* a, const float* b, float* out, int64_t n) {
+  auto f = [&](int64_t i0, int64_t i1) { k_->add(a + i0, b + i0, out + i0, i1 - i0); };
+  par(n, kAlign, static_cast<double>(n), kMemElemsPerThread, f);
+}
+
+void Engine::axpy(float alpha, const float* x, float* y, int64_t n) {
+  auto f = [&](int64_t i0, int64_t i1) { k_->axpy(alpha, x + i0, y + i0, i1 - i0); };
+  par(n, kAlign, static_cast<double>(n), kMemElemsPerThread, f);
+}
+
+void Engine::scale(float* x, float alpha, int64_t n) {
+  auto f = [&](int64_t i0, int64_t i1) { k_->scale(x + i0, alpha, i1 - i0); };
+  par(n, kAlign, static_cast<double>(n), kMemElemsPerThread, f);
+}
+
+double Engine::sumsq(const float* x, int64_t n) {
+  if (n <= 0) return 0.0;
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  dscratch_.assign(static_cast<size_t>(chunks), 0.0);
+  double* part = dscratch_.data();
+  auto f = [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; c++) {
+      const int64_t i0 = c * kSumChunk, len = std::min(kSumChunk, n - i0);
+      part[c] = k_->sumsq(x + i0, len);
+    }
+  };
+  par(chunks, 1, static_cast<double>(n), kMemElemsPerThread, f);
+  double s = 0.0;
+  for (int64_t c = 0; c < chunks; c++) s += part[c];
+  return s;
+}
+
+bool Engine::allfinite(const float* x, int64_t n) {
+  std::atomic<bool> ok{true};
+  auto f = [&](int64_t i0, int64_t i1) {
+    if (!k_->allfinite(x + i0, i1 - i0)) ok.store(false, std::memory_order_relaxed);
+  };
+  par(n, kAlign, static_cast<double>(n), kMemElemsPerThread, f);
+  return ok.load();
+}
+
+void Engine::embed_fwd(const float* table, const int32_t* ids, float* out, int64_t N, int64_t C) {
+  auto f = [&](int64_t r0, int64_t r1) { k_->embed_fwd(table, ids, out, r0, r1, C); };
+  par(N, 1, static_cast<double>(N * C), kMemElemsPerThread, f);
+}
+
+void Engine::embed_bwd(const float* dout, const int32_t* ids, float* dtable, int64_t N, int64_t C) {
+  // Columns split among threads: each thread adds its columns of every row in row order, so repeated ids
+  // accumulate in the same order at any thread count.
+  auto f = [&](int64_t c0, int64_t c1) { k_->embed_bwd(dout, ids, dtable, N, C, c0, c1); };
+  par(C, kAlign, static_cast<double>(N * C), kMemElemsPerThread, f);
+}
+
+void Engine::rms_fwd(const float* x, const float* w, float* out, float* rstd, int64_t N, int64_t C, float eps) {
+  auto f = [&](int64_t r0, int64_t r1) { k_->rms_fwd(x, w, out, rstd, r0, r1, C, eps); };
+  par(N, 1, static_cast<double>(N * C), kMemElemsPerThread, f);
+}
+
+void Engine::rms_bwd(const float* dout, const float* x, const float* w, const float* rstd, float* dx, float* dw, int64_t N, int64_t C,
+                     bool acc) {
+  // One job of independent tasks: row chunks compute dx, column chunks compute dw (each column summed over all
+  // rows in order, by one task).
+  int T = threads_for(static_cast<double>(N * C), kMemElemsPerThread);
+  if (T > N) T = static_cast<int>(std::max<int64_t>(N, 1));
+  const int64_t cunits = (C + kAlign - 1) / kAlign;
+  const int64_t rchunks = std::max<int64_t>(1, std::min<int64_t>(N, static_cast<int64_t>(T) * kChunksPerThread));
+  const int64_t cchunks = std::max<int64_t>(1, std::min<int64_t>(cunits, static_cast<int64_t>(T) * kChunksPerThread));
+  auto task = [&](int64_t t, int) {
+    if (t < rchunks) {
+      const int64_t r0 = N * t / rchunks, r1 = N * (t + 1) / rchunks;
+      if (r0 < r1) k_->rms_bwd_dx(dout, x, w, rstd, dx, r0, r1, C, acc);
+    } else {
+      const int64_t c = t - rchunks;
+      const int64_t c0 = cunits * c / cchunks * kAlign, c1 = std::min(C, cunits * (c + 1) / cchunks * kAlign);
+      if (c0 < c1) k_->rms_bwd_dw(dout, x, rstd, dw, N, C, c0, c1);
+    }
+  };
+  pool_.run(rchunks + cchunks, T, task);
+}
+
+const float* Engine::rope_row(int64_t pos, int64_t D, double theta, float* tmp) {
+  const int64_t h2 = D / 2;
+  // Angles as Hugging Face Llama computes them, in float32: inv_freq[i] = f32(1 / f32(theta^f32(2i/D))),
+  // angle = f32(p · inv_freq[i]); cos and sin of that float32 angle (in double, then rounded), so that logits match
+  // PyTorch's at long positions.
+  auto fill = [&](float* row, int64_t p) {
+    for (int64_t i = 0; i < h2; i++) {
+      const float e = static_cast<float>(static_cast<double>(2 * i) / static_cast<double>(D));
+      const float pw = static_cast<float>(std::pow(theta, static_cast<double>(e)));
+      const float inv = static_cast<float>(1.0 / static_cast<double>(pw));
+      const float ang = static_cast<float>(static_cast<double>(p) * static_cast<double>(inv));
+      row[i] = static_cast<float>(std::cos(static_cast<double>(ang)));
+      row[h2 + i] = static_cast<float>(std::sin(static_cast<double>(ang)));
+    }
+  };
+  if (pos >= 0 && pos < kRopeMaxCached) {
+    if (rope_theta_ != theta || rope_D_ != D) {
+      rope_cs_.clear();
+      rope_npos_ = 0;
+      rope_theta_ = theta;
+      rope_D_ = D;
+    }
+    if (pos >= rope_npos_) {
+      // Grow to the next power of two so that decode, one position at a time, rarely recomputes.
+      int64_t want = 64;
+      while (want <= pos) want *= 2;
+      if (want > kRopeMaxCached) want = kRopeMaxCached;
+      rope_cs_.resize(static_cast<size_t>(want * D));
+      for (int64_t p = rope_npos_; p < want; p++) fill(rope_cs_.data() + p * D, p);
+      rope_npos_ = want;
+    }
+    return rope_cs_.data() + pos * D;
+  }
+  fill(tmp, pos);
+  return tmp;
+}
+
+void Engine::rope(float* x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t posOffset, double theta, bool inverse,
+                  const int32_t* positions) {
+  if (B * T * H * D == 0) return;
+  // Table rows for the T positions first (growing the cache may move it), then pointers into it.
+  rope_tmp_.resize(static_cast<size_t>(T * D));
+  std::vector<int64_t> pos(static_cast<size_t>(T));
+  int64_t maxpos = -1;
+  for (int64_t t = 0; t < T; t++) {
+    pos[t] = positions != nullptr ? positions[t] : posOffset + t;
+    if (pos[t] >= 0 && pos[t] < kRopeMaxCached) maxpos = std::max(maxpos, pos[t]);
+  }
+  if (maxpos >= 0) rope_row(maxpos, D, theta, nullptr);
+  rope_rows_.resize(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; t++) rope_rows_[t] = rope_row(pos[t], D, theta, rope_tmp_.data() + t * D);
+  const float* const* cs = rope_rows_.data();
+  auto f = [&](int64_t r0, int64_t r1) { k_->rope(x, r0, r1, T, H, D, cs, inverse); };
+  par(B * T, 1, static_cast<double>(B * T * H * D), kMemElemsPerThread, f);
+}
+
+void Engine::swiglu_fwd(const float* gate, const float* up, float* out, int64_t n) {
+  auto f = [&](int64_t i0, int64_t i1) { k_->swiglu_fwd(gate + i0, up + i0, out + i0, i1 - i0); };
+  par(n, kAlign, static_cast<double>(n), kExpElemsPerThread, f);
+}
+
+void Engine::swiglu_bwd(const float* dout, const float* gate, const float* up, float* dgate, float* dup, int64_t n) {
+  auto f = [&](int64_t i0, int64_t i1) { k_->swiglu_bwd(dout + i0, gate + i0, up + i0, dgate + i0, dup + i0, i1 - i0); };
+  par(n, kAlign, static_cast<double>(n), kExpElemsPerThread, f);
+}
+
+double Engine::xent(const float* logits, const int32_t* targets, int64_t N, int64_t V, int32_t ignore, float* dlogits, float gradScale,
+                    int64_t* count) {
+  dscratch_.assign(static_cast<size_t>(N), 0.0);
+  double* rowloss = dscratch_.data();
+  auto f = [&](int64_t r0, int64_t r1) { k_->xent(logits, targets, r0, r1, V, ignore, dlogits, gradScale, rowloss); };
+  par(N, 1, static_cast<double>(N * V), kExpElemsPerThread, f);
+  double s = 0.0;
+  int64_t c = 0;
+  for (int64_t r = 0; r < N; r++) {
+    if (targets[r] == ignore) continue;
+    s += rowloss[r];
+    c++;
+  }
+  *count = c;
+  return s;
+}
+
+void Engine::adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamArgs& a) {
+  auto f = [&](int64_t i0, int64_t i1) { k_->adamw(p + i0, g + i0, m + i0, v + i0, i1 - i0, a); };
+  par(n, kAlign, static_cast<double>(n), kMemElemsPerThread, f);
+}
+
+void Engine::to_fp16(const float* x, uint16_t* out, int64_t n) {
+  auto f = [&](int64_t i0, int64_t i1) { k_->to_fp16(x + i0, out + i0, i1 - i0); };
+  par(n, kAlign, static_cast<double>(n), kMemElemsPerThread, f);
+}
+
+void Engine::from_fp16(const uint16_t* x, float* out, int64_t n) {
+  auto f = [&](int64_t i0, int64_t i1) { k_->from_fp16(x + i0, out + i0, i1 - i0); };
+  par(n, kAlign, static_cast<double>(n), kMemElemsPerThread, f);
+}
+
+void Engine::q8(const float* x, int8_t* q, float* scales, int64_t n, int64_t bs) {
+  const int64_t nb = (n + bs - 1) / bs;
+  auto f = [&](int64_t b0, int64_t b1) {
+    const int64_t i0 = b0 * bs, i1 = std::min(n, b1 * bs);
+    k_->q8(x + i0, q + i0, scales + b0, i1 - i0, bs);
+  };
+  par(nb, 1, static_cast<double>(n), kExpElemsPerThread, f);
+}
+
+void Engine::dq8(const int8_t* q, const float* scales, float* out, int64_t n, int64_t bs) {
+  const int64_t nb = (n + bs - 1) / bs;
+  auto f = [&](int64_t b0, int64_t b1) {
+    const int64_t i0 = b0 * bs, i1 = std::min(n, b1 * bs);
+    k_->dq8(q + i0, scales + b0, out + i0, i1 - i0, bs);
+  };
+  par(nb, 1, static_cast<double>(n), kMemElemsPerThread, f);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Attention
+// ---------------------------------------------------------------------------------------------------------------
+
+void Engine::attn_fwd(const AttnArgs& a) {
+  if (a.B * a.T * a.H * a.D == 0) return;
+  const double flops = 2.0 * static_cast<double>(a.B * a.H) * static_cast<double>(a.T) * static_cast<double>(a.S) * static_cast<double>(a.D);
+  const int T = threads_for(flops, kGemmFlopsPerThread);
+  pool_.reserve(1, k_->attn_fwd_ws(a));
+  auto f = [&](int64_t task, int tid) { k_->attn_fwd(a, task, pool_.scratch(tid, 1)); };
+  pool_.run(k_->attn_fwd_tasks(a), T, f);
+}
+
+void Engine::attn_bwd(const AttnArgs& a) {
+  if (a.B * a.S * a.KV * a.D == 0) return;
+  const double flops = 5.0 * static_cast<double>(a.B * a.H) * static_cast<double>(a.T) * static_cast<double>(a.S) * static_cast<double>(a.D);
+  const int T = threads_for(flops, kGemmFlopsPerThread);
+  pool_.reserve(1, k_->attn_bwd_ws(a));
+  auto f = [&](int64_t task, int tid) { k_->attn_bwd(a, task, pool_.scratch(tid, 1)); };
+  pool_.run(k_->attn_bwd_tasks(a), T, f);
+}
+
+void Engine::attn_decode(const DecodeArgs& a) {
+  if (a.B * a.H * a.D == 0) return;
+  const double flops = 4.0 * static_cast<double>(a.B * a.H) * static_cast<double>(a.len) * static_cast<double>(a.D);
+  const int T = threads_for(flops, kGemmFlopsPerThread);
+  pool_.reserve(1, k_->decode_ws(a));
+  auto f = [&](int64_t task, int tid) { k_->attn_decode(a, task, pool_.scratch(tid, 1)); };
+  pool_.run(a.B * a.H, T, f);
+}
+
+}  // namespace ns

@@ -1,0 +1,94 @@
+// The engine of one JS environment (the main thread or a worker_thread each get their own): the thread pool, the
+// chosen kernel table, the GEMM policy and the RoPE table cache, plus the parallel drivers that split each kernel's
+// work among the pool's threads. Calls come from one JS thread at a time (N-API calls are synchronous).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "blas.h"
+#include "kernels.h"
+#include "pool.h"
+
+namespace ns {
+
+enum class GemmMode { automatic, own, openblas };
+
+class Engine {
+ public:
+  Engine();
+
+  // ---- configuration ----
+  Isa isa() const { return k_->isa; }
+  Isa detected_isa() const { return detected_; }
+  const Kernels& kernels() const { return *k_; }
+  // Switches the kernel path; false (and no change) when the CPU or this build lacks it.
+  bool set_isa(Isa isa);
+  int threads() const { return pool_.threads(); }
+  void set_threads(int n) { pool_.resize(n); }
+  void set_spin_us(int us) { pool_.set_spin_us(us); }
+  GemmMode gemm_mode() const { return mode_; }
+  void set_gemm_mode(GemmMode m);
+  // Whether GEMM currently goes to OpenBLAS (policy and availability), and why not when it does not.
+  bool gemm_uses_blas() const { return blas_ != nullptr && use_blas_; }
+  const std::string& blas_config() const { return blas_ != nullptr ? blas_->config : empty_; }
+  const std::string& blas_reason() const { return blas_why_; }
+  // A note about an environment override that was not honoured ("" when none).
+  const std::string& note() const { return note_; }
+
+  // ---- kernels (sizes already validated by the caller) ----
+  void gemm(const GemmArgs& g, int64_t batch, int64_t strideA, int64_t strideB, int64_t strideC);
+  void add(const float* a, const float* b, float* out, int64_t n);
+  void axpy(float alpha, const float* x, float* y, int64_t n);
+  void scale(float* x, float alpha, int64_t n);
+  double sumsq(const float* x, int64_t n);
+  bool allfinite(const float* x, int64_t n);
+  void embed_fwd(const float* table, const int32_t* ids, float* out, int64_t N, int64_t C);
+  void embed_bwd(const float* dout, const int32_t* ids, float* dtable, int64_t N, int64_t C);
+  void rms_fwd(const float* x, const float* w, float* out, float* rstd, int64_t N, int64_t C, float eps);
+  void rms_bwd(const float* dout, const float* x, const float* w, const float* rstd, float* dx, float* dw, int64_t N, int64_t C, bool acc);
+  void rope(float* x, int64_t B, int64_t T, int64_t H, int64_t D, int64_t posOffset, double theta, bool inverse, const int32_t* positions);
+  void attn_fwd(const AttnArgs& a);
+  void attn_bwd(const AttnArgs& a);
+  void attn_decode(const DecodeArgs& a);
+  void swiglu_fwd(const float* gate, const float* up, float* out, int64_t n);
+  void swiglu_bwd(const float* dout, const float* gate, const float* up, float* dgate, float* dup, int64_t n);
+  // Returns the loss sum (in double) and the count of non-ignored rows.
+  double xent(const float* logits, const int32_t* targets, int64_t N, int64_t V, int32_t ignore, float* dlogits, float gradScale,
+              int64_t* count);
+  void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamArgs& a);
+  void to_fp16(const float* x, uint16_t* out, int64_t n);
+  void from_fp16(const uint16_t* x, float* out, int64_t n);
+  void q8(const float* x, int8_t* q, float* scales, int64_t n, int64_t bs);
+  void dq8(const int8_t* q, const float* scales, float* out, int64_t n, int64_t bs);
+
+ private:
+  int threads_for(double work, double per_thread) const;
+  template <class F>
+  void par(int64_t n, int64_t align, double work, double per_thread, F& f);
+  void gemm_one(const GemmArgs& g, int T);
+  void gemm_serial(const GemmArgs& g, float* ws);
+  void blas_block(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) const;
+  void update_blas();
+  const float* rope_row(int64_t pos, int64_t D, double theta, float* tmp);
+
+  Pool pool_;
+  const Kernels* k_;
+  Isa detected_;
+  GemmMode mode_ = GemmMode::automatic;
+  const Blas* blas_ = nullptr;
+  bool use_blas_ = false;
+  std::string blas_why_;
+  std::string note_;
+  std::string empty_;
+  // RoPE cos/sin rows [pos][cos D/2 | sin D/2] for positions [0, rope_npos_) at (rope_theta_, rope_D_).
+  std::vector<float> rope_cs_;
+  double rope_theta_ = 0.0;
+  int64_t rope_D_ = 0, rope_npos_ = 0;
+  std::vector<const float*> rope_rows_;
+  std::vector<float> rope_tmp_;
+  std::vector<double> dscratch_;
+};
+
+}  // namespace ns

@@ -1,0 +1,124 @@
+// The per-ISA kernel table. Each instruction-set path (AVX-512, AVX2+FMA, portable) compiles the same templated
+// sources (kernels_impl.h) in its own translation unit and namespace, and exposes them through one `Kernels` table.
+// The kernels here are single-threaded and work on a range (rows, columns, a block of C, a task id); the parallel
+// drivers in ops.cc split the work among the pool's threads.
+//
+// Determinism contract (what lets training resume bit for bit): every kernel gives the same bits on every run at a
+// given thread count, and, with our own GEMM, at ANY thread count: the arithmetic that produces an output element
+// never depends on how the work was split among threads. GEMM tiles and K blocks are aligned to the matrix origin,
+// element-wise ranges to 64 elements (a vector never straddles two tasks, tails run the same vector code), and
+// reductions over long axes are done by one task in a fixed order (rows; RMSNorm dw and embedding backward by
+// column ranges) or in fixed-size chunks combined in chunk order (sum of squares, cross-entropy loss).
+// Exceptions: the OpenBLAS GEMM path (blas.h: deterministic at a fixed thread count only), and results differ
+// between ISA paths (vector widths, FMA).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ns {
+
+enum class Isa : int { portable = 0, avx2 = 1, avx512 = 2 };
+
+// Products with at most this many rows of C take the unpacked small-M path (decode, GEMV, small batches), where
+// packing B would cost more than the arithmetic. The choice depends on the shape only, never on threads.
+constexpr int64_t kSmallM = 8;
+
+// One row-major matrix product C = alpha·op(A)·op(B) + beta·C with pointers already at matrix 0's first element.
+struct GemmArgs {
+  bool ta = false, tb = false;
+  int64_t M = 0, N = 0, K = 0;
+  float alpha = 1.0f, beta = 0.0f;
+  const float* A = nullptr;
+  int64_t lda = 0;
+  const float* B = nullptr;
+  int64_t ldb = 0;
+  float* C = nullptr;
+  int64_t ldc = 0;
+};
+
+// Attention shapes: q/out/dq [B, T, H, D], k/v/dk/dv [B, S, KV, D], lse [B, H, T].
+struct AttnArgs {
+  int64_t B = 0, T = 0, S = 0, H = 0, KV = 0, D = 0;
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  float* out = nullptr;  // forward output; read-only in backward
+  float* lse = nullptr;  // written by forward; read by backward
+  const float* dout = nullptr;
+  float* dq = nullptr;
+  float* dk = nullptr;
+  float* dv = nullptr;
+};
+
+struct DecodeArgs {
+  int64_t B = 0, H = 0, KV = 0, D = 0, maxS = 0, len = 0;
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  float* out = nullptr;
+};
+
+struct AdamArgs {
+  float lr, beta1, beta2, eps, wd, gradScale;
+  float bc1, bc2;  // bias corrections 1 - beta^step, computed once in double by the driver
+};
+
+struct Kernels {
+  Isa isa;
+  const char* name;
+  int mr, nr, kc, mc, nc;  // GEMM register tile and cache blocking
+
+  // ---- GEMM ----
+  // Scratch (floats) one thread needs for gemm_block / gemm_small.
+  size_t (*gemm_ws)(const GemmArgs& g);
+  // Packed GEMM on the block C[m0:m1, n0:n1]; requires K > 0 and alpha != 0 (the driver handles the rest).
+  void (*gemm_block)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* ws);
+  // Unpacked GEMM for M ≤ kSmallM (decode, GEMV): all M rows, columns [n0, n1).
+  void (*gemm_small)(const GemmArgs& g, int64_t n0, int64_t n1, float* ws);
+
+  // ---- elementwise over [0, n) of the given pointers (the driver offsets them) ----
+  void (*add)(const float* a, const float* b, float* out, int64_t n);
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+  void (*scale)(float* x, float alpha, int64_t n);
+  double (*sumsq)(const float* x, int64_t n);
+  bool (*allfinite)(const float* x, int64_t n);
+  void (*swiglu_fwd)(const float* gate, const float* up, float* out, int64_t n);
+  void (*swiglu_bwd)(const float* dout, const float* gate, const float* up, float* dgate, float* dup, int64_t n);
+  void (*adamw)(float* p, const float* g, float* m, float* v, int64_t n, const AdamArgs& a);
+  void (*to_fp16)(const float* x, uint16_t* out, int64_t n);
+  void (*from_fp16)(const uint16_t* x, float* out, int64_t n);
+  // Whole blocks: x/q/out start at a block boundary, nblocks blocks of `bs` (the last may be short: n is the total).
+  void (*q8)(const float* x, int8_t* q, float* scales, int64_t n, int64_t bs);
+  void (*dq8)(const int8_t* q, const float* scales, float* out, int64_t n, int64_t bs);
+
+  // ---- rows ----
+  void (*embed_fwd)(const float* table, const int32_t* ids, float* out, int64_t r0, int64_t r1, int64_t C);
+  // dtable[ids[n], c0:c1] += dout[n, c0:c1] for every n in order.
+  void (*embed_bwd)(const float* dout, const int32_t* ids, float* dtable, int64_t N, int64_t C, int64_t c0, int64_t c1);
+  void (*rms_fwd)(const float* x, const float* w, float* out, float* rstd, int64_t r0, int64_t r1, int64_t C, float eps);
+  void (*rms_bwd_dx)(const float* dout, const float* x, const float* w, const float* rstd, float* dx, int64_t r0, int64_t r1,
+                     int64_t C, bool acc);
+  void (*rms_bwd_dw)(const float* dout, const float* x, const float* rstd, float* dw, int64_t N, int64_t C, int64_t c0, int64_t c1);
+  // RoPE on rows [r0, r1) of x viewed as [B·T, H, D]; row r uses cos/sin table row cs[r % T] (cos[D/2], sin[D/2]).
+  void (*rope)(float* x, int64_t r0, int64_t r1, int64_t T, int64_t H, int64_t D, const float* const* cs, bool inverse);
+  // Softmax cross-entropy rows [r0, r1): rowloss[r] = lse - logit[target] (0 for ignored rows); dlogits when non-null.
+  void (*xent)(const float* logits, const int32_t* targets, int64_t r0, int64_t r1, int64_t V, int32_t ignore, float* dlogits,
+               float gradScale, double* rowloss);
+
+  // ---- attention ----
+  size_t (*attn_fwd_ws)(const AttnArgs& a);
+  int64_t (*attn_fwd_tasks)(const AttnArgs& a);
+  void (*attn_fwd)(const AttnArgs& a, int64_t task, float* ws);
+  size_t (*attn_bwd_ws)(const AttnArgs& a);
+  int64_t (*attn_bwd_tasks)(const AttnArgs& a);
+  void (*attn_bwd)(const AttnArgs& a, int64_t task, float* ws);
+  size_t (*decode_ws)(const DecodeArgs& a);
+  void (*attn_decode)(const DecodeArgs& a, int64_t task, float* ws);  // task = b·H + h
+};
+
+const Kernels* kernels_portable();
+const Kernels* kernels_avx2();    // nullptr when not compiled in (non-x86 targets)
+const Kernels* kernels_avx512();  // nullptr when not compiled in
+
+}  // namespace ns

@@ -1,0 +1,165 @@
+#include "pool.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <new>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+static inline void cpu_relax() { _mm_pause(); }
+#elif defined(__aarch64__)
+static inline void cpu_relax() { asm volatile("yield" ::: "memory"); }
+#else
+static inline void cpu_relax() {}
+#endif
+
+namespace ns {
+
+namespace {
+// True on a thread while it runs tasks of a job: a nested run() then executes serially instead of deadlocking.
+thread_local bool tl_in_job = false;
+// The pool thread id of this thread (0 for the caller), for a nested run's scratch.
+thread_local int tl_tid = 0;
+
+using Clock = std::chrono::steady_clock;
+}  // namespace
+
+Pool::Pool(int threads) { start(threads); }
+
+Pool::~Pool() {
+  stop();
+  for (Buf& b : bufs_) std::free(b.p);
+}
+
+void Pool::start(int threads) {
+  if (threads < 1) threads = 1;
+  nthreads_ = threads;
+  stopping_.store(false);
+  // Scratch of threads that no longer exist is freed; that of the survivors is kept.
+  const size_t want = static_cast<size_t>(threads) * kSlots;
+  for (size_t i = want; i < bufs_.size(); i++) std::free(bufs_[i].p);
+  bufs_.resize(want);
+  workers_.reserve(threads - 1);
+  for (int t = 1; t < threads; t++) workers_.emplace_back(&Pool::worker, this, t);
+}
+
+void Pool::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_.store(true);
+  }
+  cv_.notify_all();
+  for (std::thread& w : workers_) w.join();
+  workers_.clear();
+}
+
+void Pool::resize(int threads) {
+  if (threads < 1) threads = 1;
+  if (threads == nthreads_) return;
+  stop();
+  start(threads);
+}
+
+void Pool::reserve(int slot, size_t floats) {
+  for (int tid = 0; tid < nthreads_; tid++) {
+    Buf& b = bufs_[static_cast<size_t>(tid) * kSlots + slot];
+    if (b.n >= floats) continue;
+    std::free(b.p);
+    // Round up so that a slowly growing request does not reallocate every call.
+    const size_t n = floats + floats / 4 + 1024;
+    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    b.p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (b.p == nullptr) {
+      b.n = 0;
+      throw std::bad_alloc();
+    }
+    b.n = n;
+  }
+}
+
+void Pool::work(int tid) {
+  for (;;) {
+    const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
+    if (t >= ntasks_) return;
+    fn_(ctx_, t, tid);
+    finished_.fetch_add(1, std::memory_order_release);
+  }
+}
+
+void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {
+  if (ntasks <= 0) return;
+  int n = want < nthreads_ ? want : nthreads_;
+  if (n > ntasks) n = static_cast<int>(ntasks);
+  if (n <= 1 || tl_in_job) {
+    const bool outer = tl_in_job;
+    tl_in_job = true;
+    for (int64_t t = 0; t < ntasks; t++) fn(ctx, t, tl_tid);
+    tl_in_job = outer;
+    return;
+  }
+  // No helper is inside a job here (the previous run waited for joined_ == 0), so the fields are ours to write.
+  fn_ = fn;
+  ctx_ = ctx;
+  ntasks_ = ntasks;
+  want_ = n;
+  next_.store(0, std::memory_order_relaxed);
+  finished_.store(0, std::memory_order_relaxed);
+  gen_++;
+  const uint64_t open = gen_ << 1 | 1;
+  word_.store(open, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lk(mu_);
+    cv_.notify_all();
+  }
+  tl_in_job = true;
+  work(0);
+  tl_in_job = false;
+  // Every task is claimed; wait for those a helper is still running. Spin first (microseconds), then yield the core:
+  // on a busy machine the helper may have been descheduled, and spinning would keep it off the CPU.
+  int spins = 0;
+  while (finished_.load(std::memory_order_acquire) < ntasks) {
+    if (++spins < 20000)
+      cpu_relax();
+    else
+      std::this_thread::yield();
+  }
+  // Close the job, then wait until no helper is inside it (one may have joined just now and will leave at once).
+  word_.store(gen_ << 1, std::memory_order_seq_cst);
+  while (joined_.load(std::memory_order_seq_cst) != 0) cpu_relax();
+}
+
+void Pool::worker(int tid) {
+  tl_tid = tid;
+  uint64_t seen = 0;  // the generation last looked at
+  for (;;) {
+    uint64_t w = word_.load(std::memory_order_acquire);
+    if ((w >> 1) == seen) {
+      // Spin for up to spin_us_, then sleep until a new job is published.
+      const auto limit = Clock::now() + std::chrono::microseconds(spin_us_.load(std::memory_order_relaxed));
+      int k = 0;
+      while (((w = word_.load(std::memory_order_acquire)) >> 1) == seen && !stopping_.load(std::memory_order_relaxed)) {
+        cpu_relax();
+        if ((++k & 255) == 0 && Clock::now() > limit) break;
+      }
+      if ((w >> 1) == seen && !stopping_.load(std::memory_order_relaxed)) {
+        std::unique_lock<std::mutex> lk(mu_);
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        cv_.wait(lk, [&] { return ((w = word_.load(std::memory_order_seq_cst)) >> 1) != seen || stopping_.load(); });
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      }
+    }
+    if (stopping_.load(std::memory_order_acquire)) return;
+    seen = w >> 1;
+    if ((w & 1) == 0) continue;  // already closed: nothing left to do
+    const int j = joined_.fetch_add(1, std::memory_order_seq_cst);
+    // Still the same open job? (Once joined, the caller waits for us before it touches the job's fields again.)
+    if (word_.load(std::memory_order_seq_cst) == w && j < want_ - 1) {
+      tl_in_job = true;
+      work(tid);
+      tl_in_job = false;
+    }
+    joined_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+}  // namespace ns

@@ -1,0 +1,48 @@
+/**
+ * Runs the native-vs-reference parity suite (parity.test.ts) once per lower ISA path this CPU can run, each in a
+ * child process with NEUROSHARD_NATIVE_ISA set, so that one `npm test` on an AVX-512 machine checks the AVX2 and
+ * portable kernels too (the in-process run of parity.test.ts covers the best path). Also runs the portable path
+ * with our own GEMM when OpenBLAS would otherwise take over there.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { loadNativeBackend, type NativeIsa } from '../../../src/tensor/backends/native.js';
+
+const here = fileURLToPath(import.meta.url);
+const fromSource = here.endsWith('.ts');
+const parityFile = join(dirname(here), fromSource ? 'parity.test.ts' : 'parity.test.js');
+
+let detected: NativeIsa | undefined;
+let reason = '';
+try {
+  detected = loadNativeBackend().info().detectedIsa;
+} catch (e) {
+  reason = e instanceof Error ? e.message : String(e);
+}
+const skip = detected === undefined ? `native addon not loaded: ${reason}` : !existsSync(parityFile) ? `${parityFile} not found` : false;
+
+function runParity(env: Record<string, string>): void {
+  const args = fromSource ? ['--import', 'tsx', '--test', parityFile] : ['--test', parityFile];
+  // NODE_TEST_CONTEXT (set by a parent test runner) would make the child skip its files as a recursive run.
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  delete childEnv.NODE_TEST_CONTEXT;
+  const r = spawnSync(process.execPath, args, { env: childEnv, encoding: 'utf8', timeout: 300_000 });
+  const out = `${r.stdout}\n${r.stderr}`;
+  const failed = out.split('\n').filter((l) => /^\s*not ok /.test(l) || /^\s*error:/.test(l));
+  assert.equal(r.status, 0, `parity with ${JSON.stringify(env)} failed:\n${failed.join('\n')}\n${out.slice(-4000)}`);
+  assert.match(out, /# pass [1-9]/, 'the parity suite ran tests');
+  assert.match(out, /# skipped 0/, 'the parity suite was not skipped');
+}
+
+describe('native parity on every ISA path', { skip }, () => {
+  const lower: NativeIsa[] = detected === 'avx512' ? ['avx2', 'portable'] : detected === 'avx2' ? ['portable'] : [];
+  for (const isa of lower) {
+    it(`parity.test with NEUROSHARD_NATIVE_ISA=${isa}`, () => runParity({ NEUROSHARD_NATIVE_ISA: isa }));
+  }
+  it('parity.test on the portable path with our own GEMM (NEUROSHARD_NATIVE_GEMM=own)', () =>
+    runParity({ NEUROSHARD_NATIVE_ISA: 'portable', NEUROSHARD_NATIVE_GEMM: 'own' }));
+});
