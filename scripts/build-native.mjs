@@ -24,8 +24,8 @@ if (existsSync(out) && process.argv[2] !== '--force') {
 }
 const t0 = Date.now();
 // npm puts its bundled node-gyp on PATH for lifecycle scripts; outside npm fall back to `npm exec node-gyp`.
-let r = spawnSync('node-gyp', ['rebuild'], { cwd: root, stdio: 'inherit' });
-if (r.error !== undefined) r = spawnSync('npm', ['exec', '--yes', '--', 'node-gyp', 'rebuild'], { cwd: root, stdio: 'inherit' });
+let r = spawnSync('node-gyp', ['rebuild', '-j', 'max'], { cwd: root, stdio: 'inherit' });
+if (r.error !== undefined) r = spawnSync('npm', ['exec', '--yes', '--', 'node-gyp', 'rebuild', '-j', 'max'], { cwd: root, stdio: 'inherit' });
 if (r.status === 0) {
   console.log(`neuroshard: native addon built in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 } else {

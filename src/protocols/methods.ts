@@ -8,6 +8,7 @@ import { PeerMisbehaviourError } from '../util/errors.js';
 import * as pb from './pb/node.js';
 import type { BidiMethod, MessageCodec, ServerStreamMethod, UnaryMethod } from './rpc/method.js';
 import { MAX_TENSOR_RANK, tensorFromPb } from './tensor-wire.js';
+import { LEDGER_SYNC_LIMITS } from '../ledger/interfaces.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -202,6 +203,74 @@ export const gossipProof = gossip('gossip-proof', 16 * KiB);
 export const gossipTransaction = gossip('gossip-transaction', 4 * KiB);
 export const gossipStake = gossip('gossip-stake', 4 * KiB);
 
+/** Length of a ledger order key (u64 timestampMs ‖ 32-byte event id) and of an event id. */
+export const LEDGER_ORDER_KEY_BYTES = 40;
+export const LEDGER_ID_BYTES = 32;
+
+function checkLedgerEvents(r: pb.LedgerEvents, what: string, max: number): void {
+  if (r.events.length > max) throw malformed(`${what}: more than ${max} events`);
+  for (const e of r.events) {
+    if (e.byteLength === 0 || e.byteLength > LEDGER_SYNC_LIMITS.maxEventBytes) throw malformed(`${what}: an event of ${e.byteLength} bytes`);
+  }
+}
+
+/**
+ * Ledger sync (docs/PROTOCOL.md "## Ledger sync"): a page of a peer's events in canonical order. A page holds at
+ * most 512 events of at most 48 KiB each, so the response limit is their sum plus protobuf framing; the ledger's
+ * own events are far smaller (a proof is about 1.5 KiB, a slash at most 17 KiB).
+ */
+export const ledgerRange: UnaryMethod<pb.LedgerRangeRequest, pb.LedgerEvents> = {
+  name: 'ledger-range',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.LedgerRangeRequest),
+  response: codec(pb.LedgerEvents, { events: LEDGER_SYNC_LIMITS.maxRange }),
+  maxRequestBytes: 64,
+  maxResponseBytes: LEDGER_SYNC_LIMITS.maxRange * (LEDGER_SYNC_LIMITS.maxEventBytes + 4),
+  timeoutMs: LEDGER_SYNC_LIMITS.callTimeoutMs,
+  maxInboundStreams: 4,
+  maxConcurrent: 16,
+  validateRequest: (r) => {
+    if (r.after.byteLength !== 0 && r.after.byteLength !== LEDGER_ORDER_KEY_BYTES) throw malformed(`ledger-range.after: ${r.after.byteLength} bytes, not 0 or 40`);
+    if (r.limit < 1 || r.limit > LEDGER_SYNC_LIMITS.maxRange) throw malformed(`ledger-range.limit: ${r.limit} not in 1..${LEDGER_SYNC_LIMITS.maxRange}`);
+  },
+  validateResponse: (r) => checkLedgerEvents(r, 'ledger-range.events', LEDGER_SYNC_LIMITS.maxRange),
+};
+
+export const ledgerByIds: UnaryMethod<pb.LedgerByIdsRequest, pb.LedgerEvents> = {
+  name: 'ledger-by-ids',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.LedgerByIdsRequest, { ids: LEDGER_SYNC_LIMITS.maxIds }),
+  response: codec(pb.LedgerEvents, { events: LEDGER_SYNC_LIMITS.maxIds }),
+  maxRequestBytes: LEDGER_SYNC_LIMITS.maxIds * (LEDGER_ID_BYTES + 2) + 16,
+  maxResponseBytes: LEDGER_SYNC_LIMITS.maxIds * (LEDGER_SYNC_LIMITS.maxEventBytes + 4),
+  timeoutMs: LEDGER_SYNC_LIMITS.callTimeoutMs,
+  maxInboundStreams: 4,
+  maxConcurrent: 16,
+  validateRequest: (r) => {
+    if (r.ids.length === 0) throw malformed('ledger-by-ids.ids: empty');
+    for (const id of r.ids) if (id.byteLength !== LEDGER_ID_BYTES) throw malformed(`ledger-by-ids.ids: an id of ${id.byteLength} bytes`);
+  },
+  validateResponse: (r) => checkLedgerEvents(r, 'ledger-by-ids.events', LEDGER_SYNC_LIMITS.maxIds),
+};
+
+export const ledgerStatus: UnaryMethod<pb.LedgerStatusRequest, pb.LedgerStatusResponse> = {
+  name: 'ledger-status',
+  version: '1.0.0',
+  kind: 'unary',
+  request: codec(pb.LedgerStatusRequest),
+  response: codec(pb.LedgerStatusResponse),
+  maxRequestBytes: 64,
+  maxResponseBytes: 64,
+  timeoutMs: 5_000,
+  maxInboundStreams: 4,
+  maxConcurrent: 64,
+  validateResponse: (r) => {
+    if (r.stateHash.byteLength !== 32) throw malformed(`ledger-status.state_hash: ${r.stateHash.byteLength} bytes, not 32`);
+  },
+};
+
 function checkNamed(ts: pb.NamedTensor[], what: string): void {
   const seen = new Set<string>();
   for (const t of ts) {
@@ -275,6 +344,9 @@ export const NODE_METHODS = [
   gossipProof,
   gossipTransaction,
   gossipStake,
+  ledgerRange,
+  ledgerByIds,
+  ledgerStatus,
   gradientExchange,
   checkpoint,
 ] as const;

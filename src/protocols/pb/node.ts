@@ -2778,6 +2778,510 @@ export namespace GossipResponse {
   }
 }
 
+export interface LedgerRangeRequest {
+  after: Uint8Array<ArrayBuffer>
+  limit: number
+}
+
+export namespace LedgerRangeRequest {
+  let _codec: Codec<LedgerRangeRequest>
+
+  export const codec = (): Codec<LedgerRangeRequest> => {
+    if (_codec == null) {
+      _codec = message<LedgerRangeRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.after != null && obj.after.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.after)
+        }
+
+        if ((obj.limit != null && obj.limit !== 0)) {
+          w.uint32(16)
+          w.uint32(obj.limit)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          after: new Uint8Array(0),
+          limit: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.after = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.limit = reader.uint32()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.after`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.limit`,
+                value: reader.uint32()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerRangeRequestAfterFieldEvent {
+    field: '$.after'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface LedgerRangeRequestLimitFieldEvent {
+    field: '$.limit'
+    value: number
+  }
+
+  export function encode (obj: Partial<LedgerRangeRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerRangeRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerRangeRequest>): LedgerRangeRequest {
+    return decodeMessage(buf, LedgerRangeRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerRangeRequest>): Generator<LedgerRangeRequestAfterFieldEvent | LedgerRangeRequestLimitFieldEvent> {
+    return streamMessage(buf, LedgerRangeRequest.codec(), opts)
+  }
+}
+
+export interface LedgerEvents {
+  events: Uint8Array<ArrayBuffer>[]
+}
+
+export namespace LedgerEvents {
+  let _codec: Codec<LedgerEvents>
+
+  export const codec = (): Codec<LedgerEvents> => {
+    if (_codec == null) {
+      _codec = message<LedgerEvents>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.events != null && obj.events.length > 0) {
+          for (const value of obj.events) {
+            w.uint32(10)
+            w.bytes(value)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          events: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.events != null && obj.events.length === opts.limits.events) {
+                throw new MaxLengthError('Decode error - repeated field "events" had too many elements')
+              }
+
+              obj.events.push(reader.bytes())
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          events: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.events != null && obj.events === opts.limits.events) {
+                throw new MaxLengthError('Streaming decode error - repeated field "events" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.events[]`,
+                index: obj.events,
+                value: reader.bytes()
+              }
+
+              obj.events++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerEventsEventsFieldEvent {
+    field: '$.events[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<LedgerEvents>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerEvents.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerEvents>): LedgerEvents {
+    return decodeMessage(buf, LedgerEvents.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerEvents>): Generator<LedgerEventsEventsFieldEvent> {
+    return streamMessage(buf, LedgerEvents.codec(), opts)
+  }
+}
+
+export interface LedgerByIdsRequest {
+  ids: Uint8Array<ArrayBuffer>[]
+}
+
+export namespace LedgerByIdsRequest {
+  let _codec: Codec<LedgerByIdsRequest>
+
+  export const codec = (): Codec<LedgerByIdsRequest> => {
+    if (_codec == null) {
+      _codec = message<LedgerByIdsRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.ids != null && obj.ids.length > 0) {
+          for (const value of obj.ids) {
+            w.uint32(10)
+            w.bytes(value)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          ids: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.ids != null && obj.ids.length === opts.limits.ids) {
+                throw new MaxLengthError('Decode error - repeated field "ids" had too many elements')
+              }
+
+              obj.ids.push(reader.bytes())
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          ids: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.ids != null && obj.ids === opts.limits.ids) {
+                throw new MaxLengthError('Streaming decode error - repeated field "ids" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.ids[]`,
+                index: obj.ids,
+                value: reader.bytes()
+              }
+
+              obj.ids++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerByIdsRequestIdsFieldEvent {
+    field: '$.ids[]'
+    index: number
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<LedgerByIdsRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerByIdsRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerByIdsRequest>): LedgerByIdsRequest {
+    return decodeMessage(buf, LedgerByIdsRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerByIdsRequest>): Generator<LedgerByIdsRequestIdsFieldEvent> {
+    return streamMessage(buf, LedgerByIdsRequest.codec(), opts)
+  }
+}
+
+export interface LedgerStatusRequest {}
+
+export namespace LedgerStatusRequest {
+  let _codec: Codec<LedgerStatusRequest>
+
+  export const codec = (): Codec<LedgerStatusRequest> => {
+    if (_codec == null) {
+      _codec = message<LedgerStatusRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {}
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export function encode (obj: Partial<LedgerStatusRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerStatusRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerStatusRequest>): LedgerStatusRequest {
+    return decodeMessage(buf, LedgerStatusRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerStatusRequest>): Generator<{}> {
+    return streamMessage(buf, LedgerStatusRequest.codec(), opts)
+  }
+}
+
+export interface LedgerStatusResponse {
+  stateHash: Uint8Array<ArrayBuffer>
+  events: bigint
+}
+
+export namespace LedgerStatusResponse {
+  let _codec: Codec<LedgerStatusResponse>
+
+  export const codec = (): Codec<LedgerStatusResponse> => {
+    if (_codec == null) {
+      _codec = message<LedgerStatusResponse>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.stateHash != null && obj.stateHash.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.stateHash)
+        }
+
+        if ((obj.events != null && obj.events !== 0n)) {
+          w.uint32(16)
+          w.uint64(obj.events)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          stateHash: new Uint8Array(0),
+          events: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.stateHash = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.events = reader.uint64()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.stateHash`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.events`,
+                value: reader.uint64()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerStatusResponseStateHashFieldEvent {
+    field: '$.stateHash'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface LedgerStatusResponseEventsFieldEvent {
+    field: '$.events'
+    value: bigint
+  }
+
+  export function encode (obj: Partial<LedgerStatusResponse>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerStatusResponse.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerStatusResponse>): LedgerStatusResponse {
+    return decodeMessage(buf, LedgerStatusResponse.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerStatusResponse>): Generator<LedgerStatusResponseStateHashFieldEvent | LedgerStatusResponseEventsFieldEvent> {
+    return streamMessage(buf, LedgerStatusResponse.codec(), opts)
+  }
+}
+
 export interface NamedTensor {
   name: string
   tensor?: Tensor

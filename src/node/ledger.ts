@@ -1,0 +1,649 @@
+/**
+ * The node's ledger, composed: the NEURO ledger (src/ledger/) on the real network (src/protocols/ledger-sync.ts),
+ * reconciliation with peers, and the node's own Proof of Neural Work.
+ *
+ *   const l = await startNodeLedgerService({ network, key, dataDir, networkId, modelLayers, counters });
+ *   l.status();        // ledger totals and state hash, proof and sync figures (bigints: format before JSON)
+ *   await l.stop();    // before network.stop()
+ *
+ * `network` is the NodeNetwork of node/network.ts (anything with its p2p, rpc, scores and genesis). Starting it:
+ *   1. registers the ledger gossip validator and the sync RPCs (ledger-range, ledger-by-ids, ledger-status);
+ *   2. opens `<dataDir>/ledger.db`, starts the LedgerService (gossip, sync serving, the wallet outbox, which it
+ *      publishes now and polls after) and syncs from the peers connected now;
+ *   3. reconciles with every peer that connects later (ledger-status first: a full sync only from a peer whose
+ *      state hash differs), and every `resyncMs` compares with one random peer and pulls its last `tailSyncMs` of
+ *      events when they differ (gossip lost in a partition). Syncs run one at a time; a peer that serves events
+ *      failing stateless verification loses score;
+ *   4. emits one proof per 60 s ledger window (PROOF_WINDOW_MS; the ledger accepts one per node and window), at
+ *      `proofOffsetMs` into the window, carrying the work done since the previous proof from `counters`.
+ *
+ * Proofs. Uptime is the time since the previous proof (at most one window). Work counters are cumulative; a proof
+ * claims their growth since the previous proof, cut to the ledger's per-second caps (the excess is not carried
+ * over). Training is claimed only when it is provable: at least 10 s of uptime, a positive loss and a model hash
+ * that changed since the previous proof (modelHashBefore = the hash at the previous proof, modelHashAfter = now);
+ * the gradient commitment is the trainer's, or else SHA-256 over the two model hashes and the claimed tokens (the
+ * weights moved from one to the other). No layers held, no proof. Each proof embeds our own HolderRecord, signed
+ * on the ledger clock and re-signed only when the span, addresses or advertised throughput change or half its
+ * lifetime is gone, so peers verify its signature once per record, not once per proof.
+ *
+ * Nonces. A proof's nonce is the next one after every proof of ours the ledger stores (stored before it is
+ * published, so a restart continues the sequence; never the epoch). A node does not prove before it has reconciled
+ * with at least one peer (a founder with no peer yet excepted), so a node restarted on a fresh data dir learns its
+ * used nonces first. Two machines running one mnemonic sign different proofs with one nonce: that is an
+ * equivocation, both proofs are void and anyone may slash the key. Run each key on one machine only.
+ */
+import { freemem } from 'node:os';
+import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../identity/index.js';
+import {
+  buildProof,
+  decodeEvent,
+  EventKind,
+  LEDGER_SYNC_LIMITS,
+  localHolderRecordVerifier,
+  MAX_INFERENCE_TOKENS_PER_S,
+  MAX_DATA_SAMPLES_PER_S,
+  MAX_LIVE_SKEW_MS,
+  MAX_REQUEST_IDS_PER_PROOF,
+  MAX_TRAINING_TOKENS_PER_S,
+  MIN_TRAINING_UPTIME_MS,
+  PROOF_WINDOW_MS,
+  orderKey,
+  startNodeLedger,
+  type IngestResult,
+  type Ledger,
+  type LedgerService,
+  type LedgerStatus,
+} from '../ledger/index.js';
+import type { PeerScoreTable } from '../p2p/peer-score.js';
+import { PENALTY } from '../p2p/peer-score.js';
+import type { P2PNetwork } from '../p2p/types.js';
+import { freshHolderRecord, type HolderCapacity, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
+import { LedgerP2PNetwork } from '../protocols/ledger-sync.js';
+import type { RpcNode } from '../protocols/rpc/service.js';
+import { deadlineSignal } from '../util/abort.js';
+import { concatBytes, fromHex, sha256, toHex } from '../util/bytes.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { errorMessage, isNeuroShardError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+
+/** Figures of the node's latest training step. */
+export interface TrainingFigures {
+  /** Training loss (must be positive and finite for a training claim). */
+  loss: number;
+  gradNorm: number;
+  /** 32-byte commitment to the gradient or pseudo-gradient; derived from the model hashes when absent. */
+  gradientCommitment?: Uint8Array;
+  /** 32-byte hash of the data the window trained on; zero when absent. */
+  dataHash?: Uint8Array;
+}
+
+/**
+ * Where the proofs' figures come from. Counters are cumulative since the node started and never decrease; the
+ * emitter takes differences between proofs.
+ */
+export interface WorkCounters {
+  inferenceTokens(): bigint;
+  /** Training batches (informational: proofs carry tokens, rewarded per 2,048-token standard batch pro rata). */
+  trainingBatches(): bigint;
+  trainingTokens(): bigint;
+  dataSamples(): bigint;
+  /** Hex SHA-256 model hash of the weights held now (model/hash.ts), or '' before a model is loaded. */
+  modelHash(): string;
+  /** The latest training step's figures, or undefined when the node has not trained. */
+  training(): TrainingFigures | undefined;
+  /** Layers held now [start, end), or undefined: a node that holds none proves nothing. */
+  layersHeld(): LayerSpan | undefined;
+  /** Market request ids served since the last call (at most 32 go into one proof; optional). */
+  takeRequestIds?(): Uint8Array[];
+  /** Capacity advertised in the embedded HolderRecord (tokensPerSec feeds the market's supply). */
+  capacity?(): HolderCapacity | undefined;
+}
+
+/** A mutable WorkCounters for the node to feed (and for tests). */
+export class WorkTally implements WorkCounters {
+  private inference = 0n;
+  private batches = 0n;
+  private tokens = 0n;
+  private samples = 0n;
+  private hash = '';
+  private span: LayerSpan | undefined;
+  private last: TrainingFigures | undefined;
+  private requests: Uint8Array[] = [];
+  private cap: HolderCapacity | undefined;
+
+  addInferenceTokens(n: number | bigint): void {
+    this.inference += BigInt(n);
+  }
+  addDataSamples(n: number | bigint): void {
+    this.samples += BigInt(n);
+  }
+  /** One optimizer step over `tokens` tokens. */
+  recordTrainingStep(s: { tokens: number | bigint } & TrainingFigures): void {
+    this.batches++;
+    this.tokens += BigInt(s.tokens);
+    this.last = { loss: s.loss, gradNorm: s.gradNorm, gradientCommitment: s.gradientCommitment, dataHash: s.dataHash };
+  }
+  addRequestId(id: Uint8Array): void {
+    if (this.requests.length < 1024) this.requests.push(id);
+  }
+  setModelHash(hex: string): void {
+    this.hash = hex;
+  }
+  setLayers(span: LayerSpan | undefined): void {
+    this.span = span === undefined ? undefined : { ...span };
+  }
+  setCapacity(c: HolderCapacity | undefined): void {
+    this.cap = c;
+  }
+
+  inferenceTokens(): bigint {
+    return this.inference;
+  }
+  trainingBatches(): bigint {
+    return this.batches;
+  }
+  trainingTokens(): bigint {
+    return this.tokens;
+  }
+  dataSamples(): bigint {
+    return this.samples;
+  }
+  modelHash(): string {
+    return this.hash;
+  }
+  training(): TrainingFigures | undefined {
+    return this.last;
+  }
+  layersHeld(): LayerSpan | undefined {
+    return this.span;
+  }
+  takeRequestIds(): Uint8Array[] {
+    return this.requests.splice(0);
+  }
+  capacity(): HolderCapacity | undefined {
+    return this.cap;
+  }
+}
+
+/** What the ledger needs of the node's network: node/network.ts's NodeNetwork has all of it. */
+export interface LedgerHost {
+  readonly p2p: P2PNetwork;
+  readonly rpc: RpcNode;
+  readonly scores?: PeerScoreTable;
+  /** True when this node founded the network: it may prove work before any peer is there to sync from. */
+  readonly genesis: boolean;
+}
+
+export interface NodeLedgerServiceOptions {
+  network: LedgerHost;
+  key: NodeKey;
+  dataDir: string;
+  networkId: string;
+  modelLayers: number;
+  counters: WorkCounters;
+  /** Emit proofs (default true); false for a node that only verifies and relays. */
+  proofs?: boolean;
+  /** How often (wall time) the emitter looks whether a proof is due. Default 1,000 ms; tests shorten it. */
+  proofCheckMs?: number;
+  /** Offset of our proof inside each 60 s window. Default: 0..15 s derived from the key, so proofs spread. */
+  proofOffsetMs?: number;
+  /** Lifetime of the HolderRecord embedded in proofs. Default 10 min (re-signed at half life or on change). */
+  recordTtlMs?: number;
+  /** How often (wall time) one random peer's ledger status is compared. Default 60 s; 0 disables. */
+  resyncMs?: number;
+  /** How far back (ledger time) the periodic comparison pulls events from a differing peer. Default 15 min. */
+  tailSyncMs?: number;
+  /** Deadline of each sync call. Default LEDGER_SYNC_LIMITS.callTimeoutMs. */
+  syncCallTimeoutMs?: number;
+  /** The ledger clock (event times, live window); tests share a ManualClock between nodes. */
+  clock?: Clock;
+  log?: Logger;
+  /** Aborts the start (its initial sync) and, later, any sync in flight. */
+  signal?: AbortSignal;
+}
+
+export interface ProofOutcome {
+  id: string;
+  epoch: number;
+  nonce: string;
+  status: IngestResult['status'];
+  reason?: string;
+}
+
+export interface NodeLedgerStatus extends LedgerStatus {
+  /** Our wallet address. */
+  address: string;
+  proofs: {
+    enabled: boolean;
+    emitted: number;
+    /** Epoch of our latest proof (-1 for none yet). */
+    lastEpoch: number;
+    nextNonce: string;
+    /** True until the node has reconciled with a peer (or founded the network alone). */
+    waitingForSync: boolean;
+    last?: ProofOutcome;
+  };
+  gossip: { accepted: number; ignored: number; rejected: number };
+  sync: { caughtUp: boolean; runs: number; failures: number; lastPeer?: string };
+}
+
+export interface NodeLedgerService {
+  readonly ledger: Ledger;
+  readonly service: LedgerService;
+  readonly network: LedgerP2PNetwork;
+  status(): NodeLedgerStatus;
+  /** Emits a proof now if one is due (the timer does this; tests and shutdown may call it). */
+  proveNow(): Promise<ProofOutcome | undefined>;
+  /** Reconciles with one peer now: status, then a full sync when the state hashes differ. */
+  reconcile(peer: string): Promise<void>;
+  /** Stops proofs, syncs, gossip and serving, and closes the ledger. Call before the network stops. */
+  stop(): Promise<void>;
+}
+
+const MIN_PROOF_UPTIME_MS = 1000;
+const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
+const MAX_RECONCILE_ATTEMPTS = 3;
+const TAIL_SYNC_MAX_PAGES = 64;
+const U64_MAX = (1n << 64n) - 1n;
+const ZERO_ID = new Uint8Array(32);
+/** Drops that only mean "not now" (admission filters), not garbage from the serving peer. */
+const NOT_GARBAGE = new Set(['STALE', 'FUTURE']);
+
+/** Starts the node's ledger (see the file comment). */
+export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promise<NodeLedgerService> {
+  const clock = o.clock ?? systemClock;
+  const log = o.log ?? silentLogger;
+  const { network: host, key, networkId, modelLayers, counters } = o;
+  const stopping = new AbortController();
+  const signal = o.signal === undefined ? stopping.signal : AbortSignal.any([stopping.signal, o.signal]);
+  const self = host.p2p.peerId;
+  const account = accountIdFromPublicKey(key.publicKey);
+  const callTimeoutMs = o.syncCallTimeoutMs ?? LEDGER_SYNC_LIMITS.callTimeoutMs;
+
+  const net = new LedgerP2PNetwork({
+    p2p: host.p2p,
+    rpc: host.rpc,
+    networkId,
+    verify: { networkId, modelLayers, holderVerifier: localHolderRecordVerifier },
+    clock,
+    scores: host.scores,
+    callTimeoutMs,
+    log: log.child('ledger-net'),
+  });
+  await net.start();
+  let started: Awaited<ReturnType<typeof startNodeLedger>>;
+  try {
+    started = await startNodeLedger({
+      dataDir: o.dataDir,
+      networkId,
+      modelLayers,
+      network: net,
+      key,
+      holderVerifier: localHolderRecordVerifier,
+      clock,
+      logger: log.child('ledger'),
+      signal: o.signal,
+    });
+  } catch (e) {
+    await net.stop();
+    throw e;
+  }
+  const { ledger, service } = started;
+  net.setKnownCheck((id) => ledger.eventStatus(id) !== undefined);
+  net.serveStatus(() => {
+    const s = ledger.status();
+    return { stateHash: s.stateHash, events: s.events };
+  });
+
+  let stopped = false;
+  const timers: NodeJS.Timeout[] = [];
+  const retries = new Set<NodeJS.Timeout>();
+  const offs: (() => void)[] = [];
+
+  // ─────────────────────────── reconciliation ───────────────────────────
+
+  const sync = { caughtUp: false, runs: 0, failures: 0, lastPeer: undefined as string | undefined };
+  const queue = new Map<string, { mode: 'full' | 'tail'; attempt: number }>();
+  let pumping: Promise<void> | undefined;
+
+  const kick = (): void => {
+    if (pumping !== undefined || stopped) return;
+    pumping = pump().finally(() => {
+      pumping = undefined;
+      if (queue.size > 0) kick();
+    });
+  };
+
+  const enqueue = (peer: string, mode: 'full' | 'tail', attempt = 0): void => {
+    if (stopped || peer === self) return;
+    const prev = queue.get(peer);
+    // a full reconciliation covers a tail one
+    if (prev === undefined || (prev.mode === 'tail' && mode === 'full')) queue.set(peer, { mode, attempt });
+    kick();
+  };
+
+  const pump = async (): Promise<void> => {
+    while (queue.size > 0 && !stopped) {
+      const [peer, job] = queue.entries().next().value!;
+      queue.delete(peer);
+      try {
+        await reconcileWith(peer, job.mode);
+      } catch (e) {
+        if (stopped) return;
+        sync.failures++;
+        const unavailable = isNeuroShardError(e, 'RPC_UNAVAILABLE') || isNeuroShardError(e, 'LEDGER_NOT_SERVING');
+        log.debug('ledger reconciliation failed', { peer, error: errorMessage(e) });
+        // A peer whose ledger is not up yet (it connected first): ask again shortly, a few times.
+        if (unavailable && job.attempt + 1 < MAX_RECONCILE_ATTEMPTS) {
+          const t = setTimeout(() => {
+            retries.delete(t);
+            enqueue(peer, job.mode, job.attempt + 1);
+          }, 500 * 2 ** job.attempt);
+          t.unref();
+          retries.add(t);
+        }
+      }
+    }
+  };
+
+  /** Counts events a sync with `peer` dropped as invalid (garbage) and penalises the peer once for them. */
+  const penaliseGarbage = (peer: string, reasons: (string | undefined)[]): void => {
+    const bad = reasons.filter((r) => r !== undefined && !NOT_GARBAGE.has(r));
+    if (bad.length === 0) return;
+    log.warn('peer served invalid ledger events', { peer, count: bad.length, reason: bad[0] });
+    host.scores?.penalise(peer, PENALTY.forged, `ledger sync: ${bad.length} invalid events (${bad[0]})`);
+  };
+
+  const reconcileWith = async (peer: string, mode: 'full' | 'tail'): Promise<void> => {
+    const theirs = await net.fetchStatus(peer, { signal });
+    if (theirs.stateHash === ledger.stateHash()) {
+      sync.caughtUp = true;
+      return;
+    }
+    sync.runs++;
+    sync.lastPeer = peer;
+    if (mode === 'tail') {
+      await tailSync(peer);
+      // still apart, and the peer knows more than we do: the difference is older than the tail
+      if (stopped) return;
+      const again = await net.fetchStatus(peer, { signal });
+      if (again.stateHash === ledger.stateHash() || again.events <= ledger.status().events) {
+        sync.caughtUp = true;
+        return;
+      }
+    }
+    const dropped: (string | undefined)[] = [];
+    const off = service.on('ledger:ingested', ({ result, source }) => {
+      if (source === 'sync' && result.status === 'dropped') dropped.push(result.reason);
+    });
+    try {
+      await service.syncFrom(peer, { signal });
+    } finally {
+      off();
+    }
+    penaliseGarbage(peer, dropped);
+    sync.caughtUp = true;
+  };
+
+  /** Pulls the peer's events of the last `tailSyncMs` (ledger time), page by page. */
+  const tailSync = async (peer: string): Promise<void> => {
+    let after: Uint8Array = orderKey(Math.max(0, clock.now() - (o.tailSyncMs ?? 15 * 60_000)), ZERO_ID);
+    const dropped: (string | undefined)[] = [];
+    try {
+      for (let page = 0; page < TAIL_SYNC_MAX_PAGES && !stopped; page++) {
+        const events = await net.fetchRange(peer, after, LEDGER_SYNC_LIMITS.maxRange, { signal: deadlineSignal(callTimeoutMs, signal) });
+        if (events.length === 0 || stopped) break;
+        for (const r of ledger.ingestMany(events, { notAfterMs: clock.now() + MAX_LIVE_SKEW_MS, deferReplay: true })) {
+          if (r.status === 'dropped') dropped.push(r.reason);
+        }
+        // fetchRange checked the page is in canonical order after the cursor, so this moves forward
+        const last = events[events.length - 1]!;
+        const e = decodeEvent(last);
+        after = orderKey(e.timestampMs, e.id);
+        if (events.length < LEDGER_SYNC_LIMITS.maxRange) break;
+      }
+    } finally {
+      if (!stopped) ledger.flushReplay();
+    }
+    penaliseGarbage(peer, dropped);
+  };
+
+  for (const p of net.syncPeers()) enqueue(p, 'full');
+  for (const p of host.p2p.connectedPeers()) enqueue(p, 'full');
+  offs.push(host.p2p.events.on('peer:connect', ({ peer }) => enqueue(peer, 'full')));
+  const resyncMs = o.resyncMs ?? 60_000;
+  if (resyncMs > 0) {
+    const t = setInterval(() => {
+      const peers = net.syncPeers();
+      if (peers.length > 0) enqueue(peers[Math.floor(Math.random() * peers.length)]!, 'tail');
+    }, resyncMs);
+    t.unref();
+    timers.push(t);
+  }
+
+  // ─────────────────────────── proofs ───────────────────────────
+
+  const proofsEnabled = o.proofs !== false;
+  const offsetMs = o.proofOffsetMs ?? defaultOffset(key.publicKey);
+  const recordTtlMs = o.recordTtlMs ?? DEFAULT_RECORD_TTL_MS;
+  const startedAt = clock.now();
+  const proofs = { emitted: 0, lastEpoch: lastProofEpoch(ledger, account), last: undefined as ProofOutcome | undefined };
+  let lastProofAt: number | undefined;
+  let lastModelHash = counters.modelHash();
+  let base = snapshot(counters);
+  let proving = false;
+  let mayProve = false;
+  let record: { rec: HolderRecord; key: string } | undefined;
+
+  /** Our HolderRecord for a proof at `now`: the cached one while nothing in it changed and it is young enough. */
+  const holderRecordAt = (now: number, span: LayerSpan): HolderRecord => {
+    const addrs = recordAddrs(host.p2p.multiaddrs(), self);
+    const cap = counters.capacity?.() ?? { memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 };
+    const capacity = { memoryMb: clampU32(cap.memoryMb), tokensPerSec: clampU32(cap.tokensPerSec) };
+    const k = JSON.stringify([span.start, span.end, [...addrs].sort(), capacity.tokensPerSec]);
+    const r = record?.rec;
+    if (r !== undefined && record!.key === k && now >= r.timestampMs && now <= r.expiresMs - recordTtlMs / 2) return r;
+    let rec: HolderRecord;
+    try {
+      rec = freshHolderRecord(key, { networkId, multiaddrs: addrs, span, capacity }, now, recordTtlMs);
+    } catch (e) {
+      // an address our record rules do not take (an exotic transport): the proof needs the span, not the addresses
+      log.debug('holder record without addresses', { error: errorMessage(e) });
+      rec = freshHolderRecord(key, { networkId, multiaddrs: [], span, capacity }, now, recordTtlMs);
+    }
+    record = { rec, key: k };
+    return rec;
+  };
+
+  const proveNow = async (): Promise<ProofOutcome | undefined> => {
+    if (stopped || proving || !proofsEnabled) return undefined;
+    if (!mayProve) {
+      // Reconciled with a peer, or founded the network and nobody is there yet (a founder with peers waits too).
+      mayProve = sync.caughtUp || (host.genesis && net.syncPeers().length === 0 && host.p2p.connectedPeers().length === 0);
+      if (!mayProve) return undefined;
+    }
+    const now = clock.now();
+    const epoch = Math.floor(now / PROOF_WINDOW_MS);
+    if (epoch <= proofs.lastEpoch || now - epoch * PROOF_WINDOW_MS < offsetMs) return undefined;
+    const span = counters.layersHeld();
+    if (span === undefined || !(Number.isInteger(span.start) && Number.isInteger(span.end) && 0 <= span.start && span.start < span.end && span.end <= modelLayers)) {
+      return undefined;
+    }
+    const since = lastProofAt ?? startedAt;
+    const uptimeMs = Math.min(PROOF_WINDOW_MS, now - since);
+    if (uptimeMs < MIN_PROOF_UPTIME_MS) return undefined;
+
+    proving = true;
+    try {
+      const cur = snapshot(counters);
+      const up = BigInt(uptimeMs);
+      const capTo = (n: bigint, perSecond: number): bigint => minBig(n < 0n ? 0n : n, (BigInt(perSecond) * up) / 1000n);
+      const inferenceTokens = capTo(cur.inference - base.inference, MAX_INFERENCE_TOKENS_PER_S);
+      const dataSamples = capTo(cur.samples - base.samples, MAX_DATA_SAMPLES_PER_S);
+      let trainingTokens = capTo(cur.tokens - base.tokens, MAX_TRAINING_TOKENS_PER_S);
+      const modelHash = counters.modelHash();
+      const before = hashBytes(lastModelHash);
+      const after = hashBytes(modelHash);
+      const t = counters.training();
+      const lossMicro = t === undefined ? 0n : micro(t.loss);
+      const gradNormMicro = t === undefined ? 0n : micro(t.gradNorm);
+      if (trainingTokens > 0n) {
+        const why =
+          uptimeMs < MIN_TRAINING_UPTIME_MS ? 'uptime under 10 s' :
+          before === undefined || after === undefined ? 'no model hash' :
+          toHex(before) === toHex(after) ? 'model hash unchanged' :
+          lossMicro <= 0n ? 'no positive loss' : undefined;
+        if (why !== undefined) {
+          log.debug('training not claimable in this proof', { why, tokens: trainingTokens.toString() });
+          trainingTokens = 0n;
+        }
+      }
+      const training = trainingTokens > 0n;
+      const commitment = training ? (t?.gradientCommitment?.byteLength === 32 ? t.gradientCommitment : deriveCommitment(before!, after!, trainingTokens)) : undefined;
+      const nonce = ledger.nextNonce(key.publicKey, EventKind.Proof);
+      const ev = buildProof(
+        key,
+        { networkId, nonce, timestampMs: now },
+        {
+          uptimeMs,
+          inferenceTokens,
+          trainingTokens,
+          dataSamples,
+          requestIds: (counters.takeRequestIds?.() ?? []).filter((r) => r.byteLength === 32).slice(0, MAX_REQUEST_IDS_PER_PROOF),
+          modelHash: after,
+          modelHashBefore: training ? before : undefined,
+          modelHashAfter: training ? after : undefined,
+          gradientCommitment: commitment,
+          dataHash: training && t?.dataHash?.byteLength === 32 ? t.dataHash : undefined,
+          lossMicro: training ? lossMicro : 0n,
+          gradNormMicro: training ? gradNormMicro : 0n,
+          holderRecord: holderRecordAt(now, span),
+        },
+      );
+      const r = await service.submit(ev.bytes, { signal });
+      // Whatever the verdict, this window is done: a second proof in it could only be rejected.
+      proofs.lastEpoch = epoch;
+      const outcome: ProofOutcome = { id: r.id, epoch, nonce: nonce.toString(), status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) };
+      proofs.last = outcome;
+      if (r.status === 'dropped') {
+        // our own ledger refused it, so it was not published and its nonce is free; the work waits for the next one
+        log.error('our proof was refused by our own ledger', { reason: r.reason, epoch });
+      } else {
+        proofs.emitted++;
+        lastProofAt = now;
+        lastModelHash = modelHash;
+        base = cur;
+        log.debug('proof emitted', { epoch, nonce: nonce.toString(), status: r.status, uptimeMs });
+      }
+      return outcome;
+    } finally {
+      proving = false;
+    }
+  };
+
+  if (proofsEnabled) {
+    const t = setInterval(() => {
+      proveNow().catch((e: unknown) => log.warn('proof failed', { error: errorMessage(e) }));
+    }, o.proofCheckMs ?? 1000);
+    t.unref();
+    timers.push(t);
+  }
+
+  // ─────────────────────────── status and stop ───────────────────────────
+
+  const address = addressFromAccountId(account);
+  return {
+    ledger,
+    service,
+    network: net,
+    proveNow,
+    reconcile: (peer) => reconcileWith(peer, 'full'),
+    status: () => ({
+      ...ledger.status(),
+      address,
+      proofs: {
+        enabled: proofsEnabled,
+        emitted: proofs.emitted,
+        lastEpoch: proofs.lastEpoch,
+        nextNonce: ledger.nextNonce(key.publicKey, EventKind.Proof).toString(),
+        waitingForSync: proofsEnabled && !mayProve,
+        ...(proofs.last !== undefined ? { last: { ...proofs.last } } : {}),
+      },
+      gossip: { ...net.stats },
+      sync: { caughtUp: sync.caughtUp, runs: sync.runs, failures: sync.failures, ...(sync.lastPeer !== undefined ? { lastPeer: sync.lastPeer } : {}) },
+    }),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      for (const t of timers) clearInterval(t);
+      for (const t of retries) clearTimeout(t);
+      for (const off of offs) off();
+      queue.clear();
+      stopping.abort();
+      await pumping?.catch(() => {});
+      // a proof being published finishes (its event is stored already); no new one starts
+      while (proving) await new Promise((r) => setImmediate(r));
+      await net.stop();
+      started.stop();
+    },
+  };
+}
+
+interface WorkSnapshot {
+  inference: bigint;
+  tokens: bigint;
+  samples: bigint;
+}
+
+function snapshot(c: WorkCounters): WorkSnapshot {
+  return { inference: c.inferenceTokens(), tokens: c.trainingTokens(), samples: c.dataSamples() };
+}
+
+/** The epoch of our latest stored proof, or -1. */
+function lastProofEpoch(ledger: Ledger, account: Uint8Array): number {
+  for (const h of ledger.history(account, 256)) {
+    if (h.kind === 'proof' && h.from === addressFromAccountId(account) && typeof h.epoch === 'number') return h.epoch;
+  }
+  return -1;
+}
+
+/** 0..15 s from the key: nodes' proofs spread over the first quarter of each window. */
+function defaultOffset(publicKey: Uint8Array): number {
+  const h = sha256(publicKey);
+  return ((h[0]! << 8) | h[1]!) % 15_000;
+}
+
+function hashBytes(hex: string): Uint8Array | undefined {
+  return /^[0-9a-f]{64}$/.test(hex) ? fromHex(hex) : undefined;
+}
+
+/** x · 10^6 as a u64 (0 for NaN, negative or zero). */
+function micro(x: number): bigint {
+  if (!Number.isFinite(x) || x <= 0) return 0n;
+  const v = BigInt(Math.round(x * 1e6));
+  return v > U64_MAX ? U64_MAX : v;
+}
+
+function minBig(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}
+
+function clampU32(n: number): number {
+  if (!Number.isFinite(n) || n < 0) return 0;
+  return Math.min(0xffff_ffff, Math.floor(n));
+}
+
+const COMMITMENT_DOMAIN = new TextEncoder().encode('neuroshard/proof-commitment/v1\0');
+
+/** The default gradient commitment: the update moved the weights from `before` to `after` over `tokens`. */
+function deriveCommitment(before: Uint8Array, after: Uint8Array, tokens: bigint): Uint8Array {
+  const t = new Uint8Array(8);
+  new DataView(t.buffer).setBigUint64(0, tokens);
+  return sha256(concatBytes(COMMITMENT_DOMAIN, before, after, t));
+}
+
+/** Our addresses as a HolderRecord wants them: without our /p2p suffix, de-duplicated, at most 16. */
+function recordAddrs(addrs: string[], peerId: string): string[] {
+  const suffix = `/p2p/${peerId}`;
+  return [...new Set(addrs.map((a) => (a.endsWith(suffix) ? a.slice(0, -suffix.length) : a)))].filter((a) => a.length <= 256).slice(0, 16);
+}
