@@ -6,5 +6,8 @@ import { statusCommand } from './status/index.js';
 import { peersCommand } from './peers/index.js';
 import { walletCommand } from './wallet/index.js';
 import { ledgerCommand } from './ledger/index.js';
+import { trainCommand } from './train/index.js';
+import { generateCommand } from './generate/index.js';
+import { evalCommand } from './eval/index.js';
 
-export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand];
+export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand];

@@ -5,6 +5,7 @@
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { generate } from '../model/generate.js';
 import { adamwStateFromFlat, flatOptimizerState } from '../model/optimizer.js';
+import { spanHash } from '../model/hash.js';
 import { IntTensor, ShapeError, type GemmArgs } from '../tensor/index.js';
 import type { Batch } from '../training/index.js';
 import { sha256Hex } from '../util/bytes.js';
@@ -254,6 +255,11 @@ export function createHandlers(state: ComputeState): HandlerTable {
     },
 
     getParams: () => ({ params: state.model().shard.params.slice() }),
+
+    modelHash: () => {
+      const { shard } = state.model();
+      return { hash: spanHash(shard.layout, shard.params) };
+    },
 
     setParams: (job) => {
       const { shard } = state.model();

@@ -103,6 +103,8 @@ export interface JobDefs {
   };
   /** A copy of the flat parameters (layout order). */
   getParams: { req: NoArgs; res: { params: Float32Array } };
+  /** The model hash of the weights held (model/hash.ts: SHA-256 over the per-layer hashes of the span, hex). */
+  modelHash: { req: NoArgs; res: { hash: string } };
   /** Replaces the flat parameters (same length; transferred). */
   setParams: { req: { params: Float32Array }; res: { paramCount: number } };
   /** The trainer's counters and next learning rate (cheap: no moments copied). */

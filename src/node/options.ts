@@ -48,6 +48,15 @@ export interface NodeOptions {
   heartbeatIntervalMs: number;
   peerStaleMs: number;
   peerDeadMs: number;
+  /** Train the model on the genesis corpus when this node holds all of it (the genesis node's job). */
+  train: boolean;
+  /** Genesis manifest to train on: a folder, manifest file or http(s) URL; undefined = the bundled corpus. */
+  corpus: string | undefined;
+  /** The training run's target step (its cosine schedule spans this many steps); a node trains until stopped or here. */
+  trainSteps: number;
+  /** Validation loss every K steps, checkpoint every K steps (0 = only when stopped). */
+  evalEvery: number;
+  checkpointEvery: number;
 }
 
 export const DEFAULTS: NodeOptions = {
@@ -70,6 +79,11 @@ export const DEFAULTS: NodeOptions = {
   heartbeatIntervalMs: 5000,
   peerStaleMs: 15_000,
   peerDeadMs: 60_000,
+  train: true,
+  corpus: undefined,
+  trainSteps: 100_000,
+  evalEvery: 500,
+  checkpointEvery: 500,
 };
 
 /** Where an option value came from; used in error messages. */
@@ -148,6 +162,15 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   heartbeatIntervalMs: (raw, src) => intIn('heartbeatIntervalMs', raw, src, 100, 3_600_000),
   peerStaleMs: (raw, src) => intIn('peerStaleMs', raw, src, 100, 86_400_000),
   peerDeadMs: (raw, src) => intIn('peerDeadMs', raw, src, 100, 86_400_000),
+  train: (raw, src) => bool('train', raw, src),
+  corpus: (raw, src) => {
+    if (raw === undefined) return undefined;
+    if (typeof raw !== 'string' || raw.length === 0 || raw.length > 4096) fail('corpus', src, 'must be a folder, manifest file or http(s) URL');
+    return raw;
+  },
+  trainSteps: (raw, src) => intIn('trainSteps', raw, src, 0, 1_000_000_000),
+  evalEvery: (raw, src) => intIn('evalEvery', raw, src, 0, 1_000_000_000),
+  checkpointEvery: (raw, src) => intIn('checkpointEvery', raw, src, 0, 1_000_000_000),
 };
 
 function bool(key: string, raw: unknown, src: OptionSource): boolean {

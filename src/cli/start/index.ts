@@ -1,9 +1,12 @@
 /**
- * `neuroshard start`: runs a node until Ctrl-C or SIGTERM.
+ * `neuroshard start`: runs a node until Ctrl-C or SIGTERM, then leaves gracefully (training checkpointed, records
+ * withdrawn, connections closed). The node's parts are composed in src/node/node.ts.
  */
+import { readFileSync } from 'node:fs';
+import { NeuroShardNode } from '../../node/node.js';
 import { loadOptions } from '../../node/options.js';
 import { createLogger } from '../../util/logger.js';
-import { stringFlag, stringListFlag, type Command } from '../command.js';
+import { stringFlag, stringListFlag, UsageError, type Command } from '../command.js';
 
 export const startCommand: Command = {
   name: 'start',
@@ -19,6 +22,12 @@ export const startCommand: Command = {
     upnp: { type: 'boolean', description: 'UPnP port mapping on the router (default on; --no-upnp turns it off)' },
     relay: { type: 'boolean', description: 'offer a circuit relay to peers that cannot be dialled directly' },
     span: { type: 'string', value: 'A:B', description: 'hold layers A..B-1 (until the layer pool decides)' },
+    train: { type: 'boolean', description: 'train the model on the genesis corpus when holding all of it (default on; --no-train turns it off)' },
+    corpus: { type: 'string', value: 'DIR|URL', description: 'genesis manifest to train on: folder, manifest file or http(s) URL (default: the bundled corpus)' },
+    'train-steps': { type: 'string', value: 'N', description: 'target step of the training run (default 100000)' },
+    'eval-every': { type: 'string', value: 'K', description: 'validation loss every K steps (default 500)' },
+    'checkpoint-every': { type: 'string', value: 'K', description: 'checkpoint every K steps (default 500; always on stop)' },
+    'passphrase-file': { type: 'string', value: 'FILE', description: 'passphrase of an encrypted keystore (or NEUROSHARD_PASSPHRASE)' },
   },
   async run(flags, _positionals, io) {
     const opts = loadOptions({
@@ -36,15 +45,36 @@ export const startCommand: Command = {
         upnp: flags.upnp,
         relay: flags.relay,
         span: stringFlag(flags, 'span'),
+        train: flags.train,
+        corpus: stringFlag(flags, 'corpus'),
+        trainSteps: stringFlag(flags, 'train-steps'),
+        evalEvery: stringFlag(flags, 'eval-every'),
+        checkpointEvery: stringFlag(flags, 'checkpoint-every'),
       },
     });
-    const log = createLogger({ level: opts.logLevel, module: 'start' });
-    log.info('node starting', { dataDir: opts.dataDir, threads: opts.threads });
+    const log = createLogger({ level: opts.logLevel, module: 'node' });
+    const passphraseFile = stringFlag(flags, 'passphrase-file');
+    const passphrase = passphraseFile === undefined ? undefined : readPassphrase(passphraseFile);
+    const node = await NeuroShardNode.init(opts, { log, ...(passphrase === undefined ? {} : { passphrase }) });
+    io.stderr(`node ${node.network.peerId} up; status at ${node.apiUrl}/api/status; Ctrl-C to stop\n`);
     await new Promise<void>((resolve) => {
       if (io.signal.aborted) resolve();
       io.signal.addEventListener('abort', () => resolve(), { once: true });
     });
+    io.stderr('stopping: saving a checkpoint, withdrawing records, closing connections\n');
+    await node.close();
     log.info('node stopped');
     return 0;
   },
 };
+
+function readPassphrase(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read --passphrase-file ${file}: ${(e as Error).message}`);
+  }
+  if (text.length > 4096) throw new UsageError('--passphrase-file is larger than 4 KiB');
+  return text.split(/\r?\n/)[0] ?? '';
+}

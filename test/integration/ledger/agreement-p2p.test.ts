@@ -211,6 +211,11 @@ describe('three libp2p nodes agree on a ledger', { timeout: 240_000 }, () => {
     await m.start();
     const topic = ledgerTopic(NETWORK_ID);
     await waitFor(() => m.p2p.topicPeers(topic).includes(a.net.peerId) && m.p2p.topicPeers(topic).includes(b.net.peerId), { ...WAIT, what: 'm sees a and b on the topic' });
+    // m subscribes too (as any node that wants the ledger's events would), and waits until a and b see that: its
+    // subscription travels on m's own pubsub streams to them, so once they see it those streams are open and m's
+    // publish reaches both directly (published earlier, it reached only the peers whose stream happened to be open)
+    const offM = m.p2p.subscribe(topic, () => {});
+    await waitFor(() => a.net.p2p.topicPeers(topic).includes(m.peerId) && b.net.p2p.topicPeers(topic).includes(m.peerId), { ...WAIT, what: 'a and b see m on the topic' });
     assert.ok(!c.net.p2p.connectedPeers().includes(m.peerId));
 
     // a's genuine transfer to c with its amount raised: the signature no longer covers it
@@ -244,6 +249,7 @@ describe('three libp2p nodes agree on a ledger', { timeout: 240_000 }, () => {
     assert.equal(c.l.network.stats.rejected, 0);
     for (const n of nodes) assert.ok(!ingested.get(n.name)!.some((x) => x.endsWith(tamperedId)), `${n.name}'s ledger never saw the tampered event`);
     for (const off of offs) off();
+    offM();
   });
 
   it('every node ends with the same state hash and balances, and the supply invariant holds', async () => {

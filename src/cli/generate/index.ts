@@ -1,0 +1,60 @@
+/**
+ * `neuroshard generate`: text from a checkpoint (src/node/generate.ts does the work). Prints the prompt and its
+ * continuation, or with --json one object:
+ *
+ *   {"text": " the continuation", "tokens": [412, 9, …], "finish_reason": "length"}
+ *
+ * `tokens` are the new token ids (the prompt's are not included). Errors: {"error": {"code", "message"}} on stderr,
+ * exit code 1.
+ */
+import { join } from 'node:path';
+import { CHECKPOINTS_DIR, GENERATE_MAX_PROMPT_CHARS, GENERATE_MAX_STOP_CHARS, GENERATE_MAX_STOPS } from '../../node/model-limits.js';
+import { loadOptions } from '../../node/options.js';
+import { intFlag, numberFlag, stringFlag, stringListFlag, UsageError, type Command } from '../command.js';
+import { withJsonErrors } from '../json-error.js';
+
+export const GENERATE_DEFAULTS = Object.freeze({ maxTokens: 64, temperature: 1, topK: 50, topP: 0.9, seed: 0 });
+
+export const generateCommand: Command = {
+  name: 'generate',
+  summary: 'generate text from a checkpoint',
+  flags: {
+    checkpoint: { type: 'string', value: 'DIR', description: 'a checkpoint directory, or a folder of them (its newest); default <data-dir>/checkpoints' },
+    prompt: { type: 'string', value: 'TEXT', description: 'the text to continue (required; encoded with BOS)' },
+    'max-tokens': { type: 'string', value: 'N', description: `new tokens at most (default ${GENERATE_DEFAULTS.maxTokens}; the context also ends generation)` },
+    temperature: { type: 'string', value: 'T', description: `sampling temperature; 0 is greedy (default ${GENERATE_DEFAULTS.temperature})` },
+    'top-k': { type: 'string', value: 'K', description: `sample among the K most likely tokens; 0 keeps all (default ${GENERATE_DEFAULTS.topK})` },
+    'top-p': { type: 'string', value: 'P', description: `nucleus: the smallest set of tokens with probability ≥ P, in (0, 1] (default ${GENERATE_DEFAULTS.topP})` },
+    stop: { type: 'string', multiple: true, value: 'STR', description: `stop before this string (up to ${GENERATE_MAX_STOPS})` },
+    seed: { type: 'string', value: 'S', description: `sampling seed (default ${GENERATE_DEFAULTS.seed})` },
+    json: { type: 'boolean', description: 'print {"text", "tokens", "finish_reason"}' },
+  },
+  async run(flags, _positionals, io) {
+    const opts = loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir'), logLevel: stringFlag(flags, 'log-level'), threads: stringFlag(flags, 'threads') } });
+    const prompt = stringFlag(flags, 'prompt');
+    if (prompt === undefined) throw new UsageError('--prompt is required');
+    if (prompt.length > GENERATE_MAX_PROMPT_CHARS) throw new UsageError(`--prompt takes at most ${GENERATE_MAX_PROMPT_CHARS} characters`);
+    const maxTokens = intFlag(flags, 'max-tokens', GENERATE_DEFAULTS.maxTokens, 1, 1 << 20);
+    const temperature = numberFlag(flags, 'temperature', GENERATE_DEFAULTS.temperature, 0, 100);
+    const topK = intFlag(flags, 'top-k', GENERATE_DEFAULTS.topK, 0, 1 << 24);
+    const topP = numberFlag(flags, 'top-p', GENERATE_DEFAULTS.topP, 0, 1);
+    if (!(topP > 0)) throw new UsageError('--top-p must be in (0, 1]');
+    const seed = intFlag(flags, 'seed', GENERATE_DEFAULTS.seed, 0, 0xffffffff);
+    const stop = stringListFlag(flags, 'stop');
+    if (stop.length > GENERATE_MAX_STOPS || stop.some((s) => s.length === 0 || s.length > GENERATE_MAX_STOP_CHARS)) {
+      throw new UsageError(`--stop takes up to ${GENERATE_MAX_STOPS} non-empty strings of up to ${GENERATE_MAX_STOP_CHARS} characters`);
+    }
+    const checkpoint = stringFlag(flags, 'checkpoint') ?? join(opts.dataDir, CHECKPOINTS_DIR);
+    return withJsonErrors(io, async () => {
+      const { generateText } = await import('../../node/generate.js'); // loaded only when the command runs
+      const r = await generateText({ checkpoint, prompt, maxTokens, temperature, topK, topP, seed, stop, threads: opts.threads });
+      if (flags.json === true) {
+        io.stdout(JSON.stringify({ text: r.text, tokens: r.tokens, finish_reason: r.finishReason }) + '\n');
+      } else {
+        io.stdout(prompt + r.text + '\n');
+        io.stderr(`${r.tokens.length} tokens (${r.finishReason}), ${r.decodeTokensPerSecond.toFixed(1)} tokens/s, from ${r.checkpoint}\n`);
+      }
+      return 0;
+    });
+  },
+};

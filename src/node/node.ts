@@ -1,0 +1,301 @@
+/**
+ * The composition root: `NeuroShardNode.init(opts, modules)` builds a node's parts in dependency order and hands
+ * each only what it needs; `close()` tears them down in reverse. The node class owns wiring and lifecycle, no
+ * domain logic.
+ *
+ *   keystore ─▶ compute worker ─▶ network (libp2p, RPC, DHT registry, heartbeats, tracker) ─▶ ledger + proofs
+ *                     │                                                                        ▲
+ *                     └──────── genesis training (solo, checkpoints) ── work counters ─────────┘
+ *   local HTTP API (status, peers) on 127.0.0.1, and `<data-dir>/node.lock` naming our pid and API port.
+ *
+ * Until the layer pool lands, a node holds the span given by `--span`, or the whole model. A node holding the whole
+ * model trains it on the genesis corpus (the genesis node's job); a partial holder serves its span.
+ */
+import { mkdirSync } from 'node:fs';
+import { ApiServer, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
+import { ComputeClient } from '../compute/index.js';
+import { assertNoNodeRunning, keystoreExists, loadOrCreateKeystore, readKeystorePublic, resolvePassphrase, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
+import { PACKAGE_VERSION } from '../params/index.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { errorMessage, InvalidArgumentError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { bundledGenesis, type Genesis } from './genesis.js';
+import { startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
+import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
+import type { NodeOptions } from './options.js';
+import { TrainProgress } from './progress.js';
+import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
+
+/** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
+export interface WorkCounters {
+  startedAtMs: number;
+  trainingSteps: number;
+  trainingTokens: number;
+  lastLoss: number | null;
+  lastValLoss: number | null;
+  modelHash: string;
+}
+
+export interface NodeModules {
+  log?: Logger;
+  clock?: Clock;
+  /** Where human-readable progress goes (default: process.stderr). */
+  progress?: (s: string) => void;
+  progressIsTty?: boolean;
+  /** Network knobs that are not options (tests shorten intervals). */
+  networkTuning?: Partial<NetworkTuning>;
+  /** Passphrase of an encrypted keystore, when the caller already has it. */
+  passphrase?: string;
+}
+
+type Status = 'starting' | 'started' | 'closing' | 'closed';
+
+export class NeuroShardNode {
+  private status: Status = 'starting';
+  private readonly stopTraining = new AbortController();
+  private training: Promise<SoloTrainResult | undefined> = Promise.resolve(undefined);
+  private releaseLock: (() => void) | undefined;
+  private hashTimer: NodeJS.Timeout | undefined;
+  readonly counters: WorkCounters;
+  /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
+  readonly tally = new WorkTally();
+  ledger: NodeLedgerService | undefined;
+
+  private constructor(
+    readonly opts: NodeOptions,
+    readonly genesis: Genesis,
+    readonly key: NodeKey,
+    readonly compute: ComputeClient,
+    readonly network: NodeNetwork,
+    readonly api: ApiServer,
+    readonly apiUrl: string,
+    private readonly log: Logger,
+    private readonly clock: Clock,
+  ) {
+    this.counters = { startedAtMs: clock.now(), trainingSteps: 0, trainingTokens: 0, lastLoss: null, lastValLoss: null, modelHash: '' };
+  }
+
+  /** The span this node holds: `--span`, or the whole model. */
+  static heldSpan(opts: NodeOptions, genesis: Genesis): { start: number; end: number } {
+    return opts.span ?? { start: 0, end: genesis.config.num_hidden_layers };
+  }
+
+  static async init(opts: NodeOptions, modules: NodeModules = {}): Promise<NeuroShardNode> {
+    const log = modules.log ?? silentLogger;
+    const clock = modules.clock ?? systemClock;
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    assertNoNodeRunning(opts.dataDir);
+
+    // 1. identity: the one key that is PeerId, wallet and signer
+    const key = await openKey(opts.dataDir, modules.passphrase, log);
+
+    const genesis = bundledGenesis();
+    const span = NeuroShardNode.heldSpan(opts, genesis);
+    if (span.end > genesis.config.num_hidden_layers) {
+      throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${genesis.config.num_hidden_layers} layers`);
+    }
+
+    // 2. compute worker: all math off the event loop
+    const compute = await ComputeClient.start({ threads: opts.threads });
+    const info = compute.info;
+    if (info !== undefined) {
+      log.info(`engine: ${info.description}${info.fallbackReason === undefined ? '' : ` (native addon not used: ${info.fallbackReason})`}`);
+    }
+
+    const cleanups: (() => Promise<void> | void)[] = [() => compute.close()];
+    try {
+      // 3. network
+      // the network reports the node's training figures, and the node is built after the network
+      const ref: { node?: NeuroShardNode } = {};
+      const network = await createNodeNetwork({
+        networkId: genesis.networkId,
+        key,
+        options: { ...opts, span },
+        tuning: modules.networkTuning,
+        clock,
+        log: log.child('net'),
+        status: {
+          trainingStep: () => BigInt(ref.node?.counters.trainingSteps ?? 0),
+          totalLayers: () => genesis.config.num_hidden_layers,
+          modelHash: () => ref.node?.counters.modelHash ?? '',
+        },
+      });
+      cleanups.push(() => network.stop());
+      await network.start();
+
+      // 4. local API on 127.0.0.1, then the lock that tells CLI commands where it is
+      let provider: StatusProvider = { status: () => placeholderStatus(), peers: () => [] };
+      const api = new ApiServer({ port: opts.apiPort }, { status: { status: () => provider.status(), peers: () => provider.peers() }, logger: log.child('api') });
+      const bound = await api.listen();
+      cleanups.push(() => api.close());
+
+      const node = new NeuroShardNode(opts, genesis, key, compute, network, api, bound.url, log, clock);
+      ref.node = node;
+      provider = node.statusProvider();
+      node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
+      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: `${span.start}:${span.end}` });
+
+      // 5. ledger: gossip, sync, the wallet outbox, and one proof of work per minute
+      node.tally.setLayers(span);
+      node.ledger = await startNodeLedgerService({
+        network,
+        key,
+        dataDir: opts.dataDir,
+        networkId: genesis.networkId,
+        modelLayers: genesis.config.num_hidden_layers,
+        counters: node.tally,
+        clock,
+        log: log.child('ledger'),
+      });
+      const ledger = node.ledger;
+      cleanups.push(() => ledger.stop());
+
+      // 6. training: a node holding the whole model trains it on the genesis corpus
+      if (opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers) node.startTraining(modules);
+      node.status = 'started';
+      return node;
+    } catch (e) {
+      for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
+      throw e;
+    }
+  }
+
+  private startTraining(modules: NodeModules): void {
+    const write = modules.progress ?? ((s: string) => process.stderr.write(s));
+    const tty = modules.progressIsTty ?? process.stderr.isTTY === true;
+    let progress: TrainProgress | undefined;
+    const onEvent = (e: TrainEvent): void => {
+      switch (e.type) {
+        case 'start':
+          write(
+            `training ${e.config.num_hidden_layers} layers × ${e.config.hidden_size} (${(e.paramCount / 1e6).toFixed(2)} M parameters) ` +
+              `${e.resumedFrom === null ? 'from scratch' : `from ${e.resumedFrom}`}, step ${e.step}; ${e.backend}\n`,
+          );
+          progress = new TrainProgress({ write, tty, startStep: e.step, targetStep: e.targetStep });
+          this.counters.trainingSteps = e.step;
+          break;
+        case 'step':
+          if (e.applied) this.tally.recordTrainingStep({ tokens: e.tokens, loss: e.loss, gradNorm: e.gradNorm });
+          this.counters.trainingSteps = e.step;
+          this.counters.trainingTokens += e.tokens;
+          this.counters.lastLoss = e.loss;
+          progress?.onStep(e);
+          break;
+        case 'eval':
+          this.counters.lastValLoss = e.loss;
+          progress?.onEval(e);
+          break;
+        case 'checkpoint':
+          progress?.onCheckpoint(e);
+          break;
+      }
+    };
+    // The model hash moves as training steps apply; proofs claim training only when it changed. Hashing 5 M
+    // parameters takes a few ms in the worker, between steps.
+    const refreshHash = (): void => {
+      this.compute
+        .run({ type: 'modelHash' })
+        .then(({ hash }) => {
+          this.counters.modelHash = hash;
+          this.tally.setModelHash(hash);
+        })
+        .catch(() => {}); // no model loaded yet, or the worker is restarting: the next tick retries
+    };
+    this.hashTimer = setInterval(refreshHash, 20_000);
+    this.hashTimer.unref();
+    this.training = trainSolo({
+      dataDir: this.opts.dataDir,
+      client: this.compute,
+      targetStep: this.opts.trainSteps,
+      evalEvery: this.opts.evalEvery,
+      checkpointEvery: this.opts.checkpointEvery,
+      ...(this.opts.corpus === undefined ? {} : { corpus: this.opts.corpus }),
+      signal: this.stopTraining.signal,
+      logger: this.log.child('train'),
+      onEvent,
+    })
+      .then((r) => {
+        progress?.done();
+        this.log.info(r.stoppedBy === 'signal' ? 'training stopped' : 'training reached its target step', { step: r.step, checkpoint: r.checkpoint });
+        return r;
+      })
+      .catch((e: unknown) => {
+        progress?.done();
+        this.log.error('training failed', { error: errorMessage(e) });
+        return undefined;
+      });
+  }
+
+  private statusProvider(): StatusProvider {
+    return {
+      status: (): NodeStatus => {
+        const s = this.network.status();
+        const peers = s.peers;
+        return {
+          peerId: s.peerId,
+          networkId: s.networkId,
+          version: PACKAGE_VERSION,
+          addresses: s.addresses,
+          span: s.span ?? null,
+          uptimeMs: Math.max(0, this.clock.now() - this.counters.startedAtMs),
+          peers: { known: peers.length, alive: peers.filter((p) => p.state === 'alive').length },
+        };
+      },
+      peers: (): PeerStatus[] =>
+        this.network.status().peers.map((p) => ({
+          peerId: p.peer,
+          addresses: [],
+          span: p.heartbeat.span === undefined ? null : { start: p.heartbeat.span.start, end: p.heartbeat.span.end },
+          liveness: p.state,
+          lastSeenMs: p.lastSeenMs,
+        })),
+    };
+  }
+
+  /** Resolves when training ends (immediately when the node does not train). */
+  trainingDone(): Promise<SoloTrainResult | undefined> {
+    return this.training;
+  }
+
+  /** Leaves gracefully: stop training (a checkpoint is cut), withdraw records, close connections and the worker. */
+  async close(): Promise<void> {
+    if (this.status === 'closing' || this.status === 'closed') return;
+    this.status = 'closing';
+    this.stopTraining.abort();
+    clearInterval(this.hashTimer);
+    await this.training;
+    const steps: [string, () => Promise<void> | void][] = [
+      ['api', () => this.api.close()],
+      ['ledger', () => this.ledger?.stop()],
+      ['network', () => this.network.stop()],
+      ['compute', () => this.compute.close()],
+      ['lock', () => this.releaseLock?.()],
+    ];
+    for (const [name, fn] of steps) {
+      try {
+        await fn();
+      } catch (e) {
+        this.log.warn(`closing ${name} failed`, { error: errorMessage(e) });
+      }
+    }
+    this.status = 'closed';
+  }
+}
+
+/** Opens the keystore (asking for the passphrase when it is encrypted) or creates one on first start. */
+async function openKey(dataDir: string, given: string | undefined, log: Logger): Promise<NodeKey> {
+  if (keystoreExists(dataDir)) {
+    const pub = readKeystorePublic(dataDir);
+    const passphrase = pub.encrypted ? (given ?? (await resolvePassphrase({ promptText: 'keystore passphrase: ' }))) : undefined;
+    return (await loadOrCreateKeystore(dataDir, passphrase === undefined ? {} : { passphrase })).key;
+  }
+  // A first start never blocks on a prompt: it encrypts only when a passphrase was supplied unattended.
+  const passphrase = given ?? (await resolvePassphrase({ prompt: false }));
+  const r = await loadOrCreateKeystore(dataDir, passphrase === undefined ? {} : { passphrase });
+  log.info('created a new node key; back up its 24-word mnemonic with `neuroshard wallet export`', { keystore: `${dataDir}/keystore.json` });
+  return r.key;
+}
+
+function placeholderStatus(): NodeStatus {
+  return { peerId: '', networkId: null, version: PACKAGE_VERSION, addresses: [], span: null, uptimeMs: 0, peers: { known: 0, alive: 0 } };
+}

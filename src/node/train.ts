@@ -1,0 +1,372 @@
+/**
+ * Solo training (`neuroshard train`, and the genesis node's training): NeuroLLM trained on a genesis corpus in the
+ * compute worker, checkpointed into `<data-dir>/checkpoints`.
+ *
+ *   corpus (main thread: verified shards, batches) ──batches──▶ compute worker (forward, backward, AdamW)
+ *                                                  ◀──losses───
+ *
+ * - `targetStep` is absolute: when the checkpoints folder holds a checkpoint, the run resumes from the newest one
+ *   (weights, AdamW moments, step count, data position) and continues to `targetStep`; the cosine decay is
+ *   stretched to the new target. The run's settings (model, batch shape, seed, corpus) come from the checkpoint;
+ *   a setting given explicitly that contradicts it is an error, never silently ignored.
+ * - Validation: the corpus's held-out shard, cut into batches of the training shape (the same batches every time,
+ *   so the curve is comparable), before the first step of a fresh run, every `evalEvery` steps and at the target
+ *   (also when a rerun finds the target already reached: it then reports the checkpoint's validation loss).
+ * - Checkpoints every `checkpointEvery` steps, at the target, and when `signal` fires (then the loop stops after
+ *   the step in flight and the run ends normally with `stoppedBy: 'signal'`). The model's keep-last rule prunes.
+ * - One training run per data dir at a time (`<data-dir>/train.lock`), and none while a node runs on it.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { ComputeClient, WorkerTrainStepper, batchSource, toTrainBatch } from '../compute/index.js';
+import { genesisDir, openCorpus, type Corpus, type DataPosition } from '../data/index.js';
+import { assertNoNodeRunning } from '../identity/node-lock.js';
+import { atomicWriteFile, configsEqual, latestCheckpoint, listCheckpoints, makeConfig, NEUROLLM_BATCH, presetConfig, type LlamaConfig } from '../model/index.js';
+import { TOKENIZER_FILE_NAME } from '../model/tokenizer/index.js';
+import { trainLoop, type Batch, type TrainStepResult } from '../training/index.js';
+import { AbortedError, ConfigError, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { CHECKPOINTS_DIR } from './model-limits.js';
+
+/** The data stream's node id of a solo run: every training shard, in one fixed order. */
+export const SOLO_NODE_ID = 'solo';
+
+/**
+ * `tiny`: a test-sized model (1 layer × 32 wide, context 64) with the genesis vocabulary, so that the commands can
+ * be exercised end to end in seconds. Not a network shape: the scaler never produces it.
+ */
+export const TINY_CONFIG: LlamaConfig = makeConfig({
+  hidden_size: 32,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  num_key_value_heads: 1,
+  intermediate_size: 64,
+  vocab_size: 4096,
+  max_position_embeddings: 64,
+});
+
+/** A named shape: 'nano', a ladder rung such as '6x384' (model/presets.ts), or 'tiny' (tests). */
+export function trainPreset(name: string): LlamaConfig {
+  return name === 'tiny' ? TINY_CONFIG : presetConfig(name);
+}
+
+export interface SoloTrainOptions {
+  dataDir: string;
+  /** Absolute step to stop at. */
+  targetStep: number;
+  /** Model shape of a fresh run (default 'nano'); on resume it must match the checkpoint's. */
+  preset?: string;
+  /** Genesis manifest: folder, manifest file or http(s) URL; default the bundled corpus (or the checkpoint's). */
+  corpus?: string;
+  /** Validation every K steps (0 = no validation at all). */
+  evalEvery: number;
+  /** Checkpoint every K steps (0 = only at the target and when stopped). */
+  checkpointEvery: number;
+  /** Weight-initialisation and data-order seed (default 0). */
+  seed?: number;
+  /** Sequences per batch (default 8) and tokens per sequence (default min(128, context)). */
+  batchSize?: number;
+  seqLen?: number;
+  /** Most validation batches (default: the whole held-out shard). */
+  valBatches?: number;
+  /** Compute threads (default: the worker's, all cores). Ignored with `client`. */
+  threads?: number;
+  /**
+   * A compute worker to train in (a node's own); its model is replaced. Default: a worker started for this run
+   * and closed at its end.
+   */
+  client?: ComputeClient;
+  /** Stops the run cleanly: a checkpoint is cut after the step in flight. */
+  signal?: AbortSignal;
+  logger?: Logger;
+  onEvent?: (e: TrainEvent) => void;
+}
+
+export type TrainEvent =
+  | {
+      type: 'start';
+      step: number;
+      targetStep: number;
+      resumedFrom: string | null;
+      config: LlamaConfig;
+      paramCount: number;
+      batchSize: number;
+      seqLen: number;
+      corpus: string;
+      backend: string;
+      unigramBaseline: number;
+      valTokens: number;
+    }
+  | ({ type: 'step' } & TrainStepResult)
+  | { type: 'eval'; step: number; loss: number; tokens: number }
+  | { type: 'checkpoint'; step: number; dir: string; reason: 'periodic' | 'final' | 'stopped' };
+
+export interface SoloTrainResult {
+  step: number;
+  /** Loss of the last step this run took (null when it took none). */
+  trainLoss: number | null;
+  /** Validation loss at `step` or at the last evaluation (null without validation). */
+  valLoss: number | null;
+  /** Training tokens per second of this run, wall time (evaluations and checkpoints included). */
+  tokensPerSecond: number;
+  /** The newest checkpoint directory (null when none was ever written). */
+  checkpoint: string | null;
+  stoppedBy: 'target' | 'signal';
+  /** The corpus's unigram baseline (null when the run was stopped before the corpus was open). */
+  unigramBaseline: number | null;
+}
+
+/** What this module stores in a checkpoint's training state (validated when read back: it is a file). */
+interface SoloRunState {
+  format: 'neuroshard-solo-run';
+  version: 1;
+  preset: string;
+  seed: number;
+  batchSize: number;
+  seqLen: number;
+  corpus: { spec: string | null; name: string; manifestSha256: string };
+  dataPosition: DataPosition;
+}
+
+function parseRunState(x: unknown, dir: string): SoloRunState {
+  const o = x as Partial<SoloRunState> | null;
+  const bad = (why: string): never => {
+    throw new ConfigError(`${dir}: training state ${why}; it was not written by neuroshard train`, { dir }, 'CHECKPOINT_STATE_INVALID');
+  };
+  if (typeof o !== 'object' || o === null || o.format !== 'neuroshard-solo-run' || o.version !== 1) bad('is missing or of another format');
+  const r = o as SoloRunState;
+  const uint = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
+  if (typeof r.preset !== 'string' || r.preset.length > 64) bad('has no preset');
+  if (!uint(r.seed) || !uint(r.batchSize) || !uint(r.seqLen) || r.batchSize < 1 || r.seqLen < 1) bad('has bad seed or batch sizes');
+  const c = r.corpus as Partial<SoloRunState['corpus']> | undefined;
+  if (typeof c !== 'object' || c === null || (c.spec !== null && typeof c.spec !== 'string') || typeof c.name !== 'string' || typeof c.manifestSha256 !== 'string') bad('has no corpus');
+  if (typeof r.dataPosition !== 'object' || r.dataPosition === null) bad('has no data position');
+  return r;
+}
+
+/** `<data-dir>/train.lock`: one training run per data dir. A lock whose pid is gone is stale and replaced. */
+function acquireTrainLock(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 }); // the data dir also holds the node's key
+  const path = join(dataDir, 'train.lock');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      try {
+        writeSync(fd, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }) + '\n');
+      } finally {
+        closeSync(fd);
+      }
+      return () => rmSync(path, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let pid: number | undefined;
+    try {
+      const o = JSON.parse(readFileSync(path, 'utf8').slice(0, 4096)) as { pid?: unknown };
+      if (typeof o.pid === 'number' && Number.isInteger(o.pid) && o.pid > 0) pid = o.pid;
+    } catch {
+      pid = undefined;
+    }
+    if (pid !== undefined && pidAlive(pid)) {
+      throw new NeuroShardError('TRAINING_RUNNING', `another training run (pid ${pid}) is using ${dataDir}; stop it or pass another --data-dir`, { fault: 'caller', meta: { pid, lock: path } });
+    }
+    rmSync(path, { force: true }); // stale: its process is gone
+  }
+  throw new NeuroShardError('TRAINING_RUNNING', `cannot take ${path}`, { fault: 'local' });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function checkInt(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${v}`, { [name]: v });
+}
+
+/** The tokenizer file checkpoints carry: the bundled one, or the corpus's written into the data dir. */
+function tokenizerFileFor(corpus: Corpus, dataDir: string): string {
+  if (corpus.bundled) return join(genesisDir(), TOKENIZER_FILE_NAME);
+  const dir = join(dataDir, 'corpus', `${corpus.manifest.name}-${corpus.manifestSha256.slice(0, 16)}`);
+  const path = join(dir, TOKENIZER_FILE_NAME);
+  if (!existsSync(path)) {
+    mkdirSync(dir, { recursive: true });
+    atomicWriteFile(path, [Buffer.from(corpus.tokenizer.toJSON())]);
+  }
+  return path;
+}
+
+export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
+  const log = (o.logger ?? silentLogger).child('train');
+  const emit = o.onEvent ?? ((): void => undefined);
+  checkInt('targetStep', o.targetStep, 0, Number.MAX_SAFE_INTEGER);
+  checkInt('evalEvery', o.evalEvery, 0, 1e9);
+  checkInt('checkpointEvery', o.checkpointEvery, 0, 1e9);
+  if (o.seed !== undefined) checkInt('seed', o.seed, 0, 0xffffffff);
+  if (o.batchSize !== undefined) checkInt('batchSize', o.batchSize, 1, 1024);
+  if (o.valBatches !== undefined) checkInt('valBatches', o.valBatches, 1, 1e6);
+
+  assertNoNodeRunning(o.dataDir);
+  const release = acquireTrainLock(o.dataDir);
+  let client: ComputeClient | undefined;
+  const root = join(o.dataDir, CHECKPOINTS_DIR);
+  const resumeDir = latestCheckpoint(root);
+  try {
+    // ---- settings: the checkpoint's, or the flags' (explicit flags must agree with a checkpoint) -------------
+    client = o.client ?? (await ComputeClient.start({ ...(o.threads === undefined ? {} : { threads: o.threads }), logger: log }));
+    let config: LlamaConfig;
+    let preset: string;
+    let seed: number;
+    let batchSize: number;
+    let seqLen: number;
+    let corpusSpec: string | undefined;
+    let position: DataPosition | undefined;
+    let state: SoloRunState | undefined;
+    let step: number;
+    let paramCount = 0;
+    // NeuroLLM's AdamW and schedule (model/training-defaults.ts), the cosine ending at this run's target
+    const trainer = { decaySteps: Math.max(1, o.targetStep) };
+    if (resumeDir !== null) {
+      const loaded = await client.run({ type: 'loadCheckpoint', dir: resumeDir, trainer });
+      state = parseRunState(loaded.trainingState, resumeDir);
+      const conflict = (what: string, given: unknown, saved: unknown): never => {
+        throw new ConfigError(
+          `${what} ${JSON.stringify(given)} contradicts the checkpoint being resumed (${resumeDir}: ${JSON.stringify(saved)}); drop the flag or pass another --data-dir`,
+          { checkpoint: resumeDir },
+          'RESUME_MISMATCH',
+        );
+      };
+      if (o.preset !== undefined && (o.preset !== state.preset || !configsEqual(trainPreset(o.preset), loaded.config))) conflict('--preset', o.preset, state.preset);
+      if (o.seed !== undefined && o.seed !== state.seed) conflict('--seed', o.seed, state.seed);
+      if (o.batchSize !== undefined && o.batchSize !== state.batchSize) conflict('--batch-size', o.batchSize, state.batchSize);
+      if (o.seqLen !== undefined && o.seqLen !== state.seqLen) conflict('--seq-len', o.seqLen, state.seqLen);
+      if (loaded.span.start !== 0 || loaded.span.end !== loaded.config.num_hidden_layers) {
+        throw new ConfigError(`${resumeDir} holds only layers [${loaded.span.start}, ${loaded.span.end}); solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
+      }
+      config = loaded.config;
+      preset = state.preset;
+      seed = state.seed;
+      batchSize = state.batchSize;
+      seqLen = state.seqLen;
+      corpusSpec = o.corpus ?? state.corpus.spec ?? undefined;
+      position = state.dataPosition;
+      step = loaded.step;
+      paramCount = loaded.paramCount;
+      if (!loaded.optimizerRestored) log.warn('checkpoint has no optimizer state: AdamW starts fresh', { checkpoint: resumeDir });
+    } else {
+      preset = o.preset ?? 'nano';
+      config = trainPreset(preset);
+      seed = o.seed ?? 0;
+      batchSize = o.batchSize ?? NEUROLLM_BATCH.batchSize;
+      seqLen = o.seqLen ?? Math.min(NEUROLLM_BATCH.seqLen, config.max_position_embeddings);
+      corpusSpec = o.corpus;
+      step = 0;
+    }
+    checkInt('seqLen', seqLen, 1, config.max_position_embeddings);
+
+    const corpus = await openCorpus(corpusSpec, { cacheDir: join(o.dataDir, 'corpus'), signal: o.signal, logger: log });
+    if (state !== undefined && state.corpus.manifestSha256 !== corpus.manifestSha256) {
+      throw new ConfigError(
+        `the corpus ${corpus.location} (manifest ${corpus.manifestSha256.slice(0, 16)}…) is not the one the checkpoint was trained on (${state.corpus.name}, manifest ${state.corpus.manifestSha256.slice(0, 16)}…)`,
+        { checkpoint: resumeDir },
+        'RESUME_MISMATCH',
+      );
+    }
+    if (corpus.tokenizer.vocabSize !== config.vocab_size) {
+      throw new ConfigError(`the corpus's tokenizer has ${corpus.tokenizer.vocabSize} ids, the model's vocab_size is ${config.vocab_size}`, { corpus: corpus.location }, 'VOCAB_MISMATCH');
+    }
+    const tokenizerPath = tokenizerFileFor(corpus, o.dataDir);
+    const stream = await corpus.trainStream({ nodeId: SOLO_NODE_ID, batchSize, seqLen, seed, ...(position === undefined ? {} : { position }), signal: o.signal });
+    const unigramBaseline = await corpus.unigramBaseline({ signal: o.signal });
+    const valBatches: Batch[] =
+      o.evalEvery > 0 ? (await corpus.validationBatches({ batchSize, seqLen, ...(o.valBatches === undefined ? {} : { maxBatches: o.valBatches }) })).map(toTrainBatch) : [];
+    if (o.evalEvery > 0 && valBatches.length === 0) throw new ConfigError(`the validation split of ${corpus.location} holds less than one batch of ${batchSize}×${seqLen}`, undefined, 'CORPUS_TOO_SMALL');
+
+    if (resumeDir === null) paramCount = (await client.run({ type: 'initModel', config, seed, trainer })).paramCount;
+    const stepper = new WorkerTrainStepper(client);
+    emit({
+      type: 'start',
+      step,
+      targetStep: o.targetStep,
+      resumedFrom: resumeDir,
+      config,
+      paramCount,
+      batchSize,
+      seqLen,
+      corpus: corpus.location,
+      backend: client.info?.description ?? '?',
+      unigramBaseline,
+      valTokens: valBatches.length * batchSize * seqLen,
+    });
+
+    let valLoss: number | null = null;
+    let lastEvalStep = -1;
+    const evaluate = async (at: number): Promise<void> => {
+      const e = await stepper.evaluate(valBatches);
+      valLoss = e.loss;
+      lastEvalStep = at;
+      emit({ type: 'eval', step: at, loss: e.loss, tokens: e.tokens });
+    };
+    if (o.evalEvery > 0 && step === 0 && o.targetStep > 0 && o.signal?.aborted !== true) await evaluate(0);
+
+    let checkpoint: string | null = resumeDir;
+    const savedState = (dataPosition: unknown): SoloRunState => ({
+      format: 'neuroshard-solo-run',
+      version: 1,
+      preset,
+      seed,
+      batchSize,
+      seqLen,
+      corpus: { spec: corpusSpec ?? null, name: corpus.manifest.name, manifestSha256: corpus.manifestSha256 },
+      dataPosition: dataPosition as DataPosition,
+    });
+    const startStep = step;
+    const r = await trainLoop({
+      stepper,
+      data: batchSource(stream),
+      targetStep: o.targetStep,
+      evalEvery: o.evalEvery,
+      evalBatches: () => valBatches,
+      checkpointEvery: o.checkpointEvery,
+      ...(o.signal === undefined ? {} : { signal: o.signal }),
+      onStep: (s) => emit({ type: 'step', ...s }),
+      onEval: (e) => {
+        valLoss = e.loss;
+        lastEvalStep = e.step;
+        emit({ type: 'eval', ...e });
+      },
+      onCheckpoint: async (c) => {
+        // nothing new since the checkpoint this run started from (or a fresh run stopped before its first step)
+        if (c.step === startStep) return;
+        const saved = await client!.run({ type: 'saveCheckpoint', root, trainingState: savedState(c.dataPosition), tokenizerPath });
+        checkpoint = saved.dir;
+        emit({ type: 'checkpoint', step: saved.step, dir: saved.dir, reason: c.reason });
+      },
+    });
+    // at the target, the loss of the final weights; a rerun that finds the target reached reports the checkpoint's
+    if (r.stoppedBy === 'target' && o.evalEvery > 0 && lastEvalStep !== r.step) await evaluate(r.step);
+    return {
+      step: r.step,
+      trainLoss: Number.isFinite(r.lastLoss) ? r.lastLoss : null,
+      valLoss,
+      tokensPerSecond: r.tokensPerSecond,
+      checkpoint,
+      stoppedBy: r.stoppedBy,
+      unigramBaseline,
+    };
+  } catch (e) {
+    // stopped while setting up (opening the corpus, loading shards): nothing new to save, a clean stop
+    if (o.signal?.aborted === true && e instanceof AbortedError) {
+      const step = resumeDir === null ? 0 : (listCheckpoints(root).at(-1)?.step ?? 0);
+      return { step, trainLoss: null, valLoss: null, tokensPerSecond: 0, checkpoint: resumeDir, stoppedBy: 'signal', unigramBaseline: null };
+    }
+    throw e;
+  } finally {
+    if (o.client === undefined) await client?.close();
+    release();
+  }
+}

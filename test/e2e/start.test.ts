@@ -1,0 +1,130 @@
+/**
+ * `neuroshard start` as users run it: real processes, real libp2p on 127.0.0.1, the real compute worker, the local
+ * status endpoint. The genesis node trains and checkpoints; Ctrl-C/SIGTERM leaves cleanly; a restart resumes; a
+ * second node joins through the tracker and both see each other alive.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { waitFor } from '../../src/util/abort.js';
+import { REPO_ROOT, tempDir } from '../utils/paths.js';
+
+const BIN = join(REPO_ROOT, 'bin', 'neuroshard.js');
+const NET_FLAGS = ['--no-mdns', '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0'];
+
+interface Proc {
+  child: ChildProcessWithoutNullStreams;
+  out: string;
+  err: string;
+  /** Resolves with the first stderr/stdout line matching `re`, rejects after `ms` or when the process exits first. */
+  waitLine(re: RegExp, ms: number): Promise<RegExpMatchArray>;
+  exited: Promise<number | null>;
+}
+
+const procs: Proc[] = [];
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env } });
+  const p = { child, out: '', err: '' } as Proc;
+  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  const check = (): void => {
+    for (const w of [...waiters]) {
+      const m = (p.err + p.out).match(w.re);
+      if (m !== null) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  };
+  child.stdout.on('data', (d: Buffer) => {
+    p.out += d.toString();
+    check();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    p.err += d.toString();
+    check();
+  });
+  p.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  p.waitLine = (re, ms) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${ms} ms; stderr:\n${p.err.slice(-3000)}`)), ms);
+      const done = (m: RegExpMatchArray): void => {
+        clearTimeout(timer);
+        resolve(m);
+      };
+      void p.exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`process exited (${code}) before a line matching ${re}; stderr:\n${p.err.slice(-3000)}`));
+      });
+      waiters.push({ re, resolve: done });
+      check();
+    });
+  procs.push(p);
+  return p;
+}
+
+async function cliJson(args: string[]): Promise<unknown> {
+  const p = run(args);
+  const code = await p.exited;
+  assert.equal(code, 0, `neuroshard ${args.join(' ')} failed: ${p.err}`);
+  return JSON.parse(p.out);
+}
+
+after(() => {
+  for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+});
+
+describe('neuroshard start', () => {
+  const a = tempDir('ns-start-a-');
+  const b = tempDir('ns-start-b-');
+  const t = tempDir('ns-start-t-');
+  after(() => {
+    a.cleanup();
+    b.cleanup();
+    t.cleanup();
+  });
+
+  it('the genesis node trains, serves its status, and stops cleanly with a checkpoint', async () => {
+    const node = run(['start', '--data-dir', a.dir, ...NET_FLAGS, '--eval-every', '0', '--checkpoint-every', '0']);
+    await node.waitLine(/step 10\/\d+ loss [\d.]+/, 120_000);
+    const status = (await cliJson(['status', '--json', '--data-dir', a.dir])) as { peerId: string; span: { start: number; end: number }; networkId: string };
+    assert.match(status.peerId, /^16Uiu2/);
+    assert.deepEqual(status.span, { start: 0, end: 4 });
+    assert.match(status.networkId, /^ns1-[0-9a-f]{32}$/);
+    node.child.kill('SIGTERM');
+    assert.equal(await node.exited, 0);
+    assert.match(node.err, /checkpoint step \d+ reason stopped/);
+    assert.ok(!existsSync(join(a.dir, 'node.lock')), 'node.lock is removed on a clean stop');
+    assert.equal(readdirSync(join(a.dir, 'checkpoints')).length, 1);
+  });
+
+  it('a restart resumes training from the checkpoint', async () => {
+    const node = run(['start', '--data-dir', a.dir, ...NET_FLAGS, '--eval-every', '0', '--checkpoint-every', '0']);
+    const m = await node.waitLine(/training .* from (\S+), step (\d+)/, 120_000);
+    assert.ok(Number(m[2]) >= 10, `resumed at step ${m[2]}`);
+    node.child.kill('SIGINT');
+    assert.equal(await node.exited, 0);
+  });
+
+  it('two nodes find each other through a tracker and see each other alive', async () => {
+    const tracker = run(['tracker', '--port', '0', '--host', '127.0.0.1', '--data-dir', t.dir]);
+    const url = JSON.parse((await tracker.waitLine(/\{"listening".*\}/, 30_000))[0]) as { listening: { url: string } };
+    const common = [...NET_FLAGS, '--tracker', url.listening.url];
+    const genesis = run(['start', '--data-dir', a.dir, ...common, '--genesis', '--no-train', '--span', '0:2']);
+    await genesis.waitLine(/status at/, 60_000);
+    const joiner = run(['start', '--data-dir', b.dir, ...common, '--no-train', '--span', '2:4']);
+    await joiner.waitLine(/status at/, 60_000);
+    // each sees the other alive through signed heartbeats (default period 5 s)
+    for (const dir of [a.dir, b.dir]) {
+      await waitFor(
+        async () => ((await cliJson(['peers', '--json', '--data-dir', dir])) as { peers: { liveness: string }[] }).peers.some((p) => p.liveness === 'alive'),
+        { timeoutMs: 60_000, intervalMs: 500, what: `an alive peer seen from ${dir}` },
+      );
+    }
+    for (const p of [joiner, genesis, tracker]) p.child.kill('SIGTERM');
+    assert.equal(await joiner.exited, 0);
+    assert.equal(await genesis.exited, 0);
+  });
+});
