@@ -61,13 +61,16 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
 /** Process entry: wires signals to an AbortController and exits with the command's code. */
 export async function run(): Promise<void> {
   const ac = new AbortController();
-  let signals = 0;
+  let firstSignalAt = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1) {
-      process.stderr.write(`\nneuroshard: second ${sig}, exiting now\n`);
+    // Under `npm start` a terminal's Ctrl-C reaches us twice at once: from the terminal and forwarded by npm.
+    // Only a second signal well after the first means "stop now, skip the clean shutdown".
+    if (firstSignalAt !== 0) {
+      if (Date.now() - firstSignalAt < 1500) return;
+      process.stderr.write(`\nneuroshard: second ${sig}, exiting now without a clean shutdown\n`);
       process.exit(130);
     }
+    firstSignalAt = Date.now();
     ac.abort(new Error(sig));
   };
   process.on('SIGINT', onSignal);

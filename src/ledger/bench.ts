@@ -119,3 +119,21 @@ export function benchLedgerApply(events = 3000): number {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * The `npm run bench` section (scripts/bench.mjs discovers `benchSections` in any compiled `src/<area>/bench.js`).
+ * Structural, since ledger/ may not import the bench types of compute/.
+ */
+export const benchSections = [
+  {
+    name: 'ledger',
+    keys: ['proof_verify_per_s', 'ledger_events_per_s'],
+    run({ quick, log }: { quick: boolean; log: (s: string) => void }): Promise<Record<string, number>> {
+      const verify = Math.round(benchProofVerify(quick ? 200 : 2000));
+      log(`proof verifications: ${verify}/s on one core (3 consecutive proofs per embedded HolderRecord)`);
+      const apply = Math.round(benchLedgerApply(quick ? 300 : 3000));
+      log(`ledger events applied: ${apply}/s on one core (one SQLite transaction per event, WAL)`);
+      return Promise.resolve({ proof_verify_per_s: verify, ledger_events_per_s: apply });
+    },
+  },
+];

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { keyFromPrivate } from '../../../src/identity/index.js';
 import { createNodeNetwork, type NetworkNodeOptions, type NodeNetwork } from '../../../src/node/network.js';
+import * as methods from '../../../src/protocols/methods.js';
 import { tempDir } from '../../utils/paths.js';
 
 const NETWORK_ID = 'boot' + randomBytes(4).toString('hex');
@@ -96,5 +97,41 @@ describe('bootstrap', { timeout: 60_000 }, () => {
     assert.equal(s.state, 'retrying');
     assert.ok(s.nextAttemptAt !== undefined && s.lastError !== undefined);
     assert.ok(!states.includes('genesis') && !states.includes('connected'), states.join(','));
+  });
+});
+
+describe('transports', { timeout: 60_000 }, () => {
+  it('a node that listens only on WebSocket is joined and called over it', async () => {
+    const da = tempDir();
+    const db = tempDir();
+    const a = await createNodeNetwork({
+      networkId: NETWORK_ID,
+      key: keyFromPrivate(randomBytes(32)),
+      options: options(da.dir, { listen: ['/ip4/127.0.0.1/tcp/0/ws'] }),
+      tuning: { ...TUNING, echo: true, ephemeralPeerStore: true },
+    });
+    const wsAddr = a.p2p.multiaddrs().find((m) => m.includes('/ws/'));
+    let b: NodeNetwork | undefined;
+    try {
+      await a.start();
+      const addr = a.p2p.multiaddrs().find((m) => m.includes('/ws/'));
+      assert.ok(addr !== undefined, `a WebSocket address: ${a.p2p.multiaddrs().join(', ')} (before start: ${wsAddr})`);
+      b = await createNodeNetwork({
+        networkId: NETWORK_ID,
+        key: keyFromPrivate(randomBytes(32)),
+        options: options(db.dir, { bootstrap: [addr] }),
+        tuning: { ...TUNING, ephemeralPeerStore: true },
+      });
+      await b.start();
+      await b.p2p.events.waitFor('bootstrap:state', { timeoutMs: 15_000, pred: (s) => s.state === 'connected' });
+      const payload = new Uint8Array(64 * 1024).map((_, i) => i & 0xff);
+      const reply = await b.rpc.call(a.peerId, methods.echo, { payload, replyWithTensor: false }, { signal: AbortSignal.timeout(10_000) });
+      assert.deepEqual(new Uint8Array(reply.payload), payload);
+    } finally {
+      await b?.stop();
+      await a.stop();
+      da.cleanup();
+      db.cleanup();
+    }
   });
 });
