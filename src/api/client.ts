@@ -1,9 +1,11 @@
 /**
- * Typed client of the node's local endpoint, used by the CLI (`neuroshard status`, `neuroshard peers`). Every call
- * has a deadline, reads at most `maxResponseBytes`, and checks the answer's shape before handing it on.
+ * Typed client of the node's local endpoint, used by the CLI (`neuroshard status`, `peers`, `ledger status`, and
+ * the wallet's `send`/`stake`/`unstake`). Every call has a deadline, reads at most `maxResponseBytes`, and checks
+ * the answer's shape before handing it on.
  */
 import { type AbortOptions } from '../util/abort.js';
 import { AbortedError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
+import { type LedgerStatusView, SUBMIT_STATUSES, type SubmitOutcome, type SubmitStatus } from './ledger.js';
 import { LIVENESS, type Liveness, type NodeStatus, type PeerStatus, type PeersView, type SpanView } from './status.js';
 
 export interface ApiClientOptions {
@@ -52,17 +54,49 @@ export class ApiClient {
     return { peers: o.peers.map((p, i) => checkPeer(p, `peers[${i}]`)) };
   }
 
-  private async get(path: string, opts: AbortOptions): Promise<unknown> {
+  /** The running node's ledger totals (what `neuroshard ledger status --json` prints). */
+  async ledgerStatus(opts: AbortOptions = {}): Promise<LedgerStatusView> {
+    const o = obj(await this.get('/api/ledger/status', opts), 'ledger status');
+    return {
+      stateHash: str(o.stateHash, 'ledger status.stateHash'),
+      events: int(o.events, 'ledger status.events'),
+      minted: str(o.minted, 'ledger status.minted'),
+      burned: str(o.burned, 'ledger status.burned'),
+      staked: str(o.staked, 'ledger status.staked'),
+      escrowed: str(o.escrowed, 'ledger status.escrowed'),
+    };
+  }
+
+  /**
+   * Hands a signed ledger event to the running node, which stores it and publishes it; resolves with the ledger's
+   * verdict. A node that answers with an error is an ApiResponseError (meta `status`, `code`).
+   */
+  async submitLedgerEvent(bytes: Uint8Array, opts: AbortOptions = {}): Promise<SubmitOutcome> {
+    const body = JSON.stringify({ event: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') });
+    const o = obj(await this.request('POST', '/api/ledger/events', opts, body), 'submit outcome');
+    if (!SUBMIT_STATUSES.includes(o.status as SubmitStatus)) throw bad(`submit outcome: status must be one of ${SUBMIT_STATUSES.join(', ')}`);
+    if (typeof o.duplicate !== 'boolean') throw bad('submit outcome: duplicate must be a boolean');
+    const out: SubmitOutcome = { id: str(o.id, 'submit outcome.id'), status: o.status as SubmitStatus, duplicate: o.duplicate };
+    if (o.reason !== undefined) out.reason = str(o.reason, 'submit outcome.reason');
+    return out;
+  }
+
+  private get(path: string, opts: AbortOptions): Promise<unknown> {
+    return this.request('GET', path, opts);
+  }
+
+  private async request(method: 'GET' | 'POST', path: string, opts: AbortOptions, body?: string): Promise<unknown> {
     const url = this.baseUrl + path;
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const signal = AbortSignal.any([timeout, ...(opts.signal === undefined ? [] : [opts.signal])]);
     let res: Response;
     let text: string;
     try {
-      res = await fetch(url, { signal, redirect: 'error' });
+      const init: RequestInit = body === undefined ? { method } : { method, body, headers: { 'content-type': 'application/json' } };
+      res = await fetch(url, { ...init, signal, redirect: 'error' });
       text = await readBounded(res, this.opts.maxResponseBytes);
     } catch (e) {
-      if (opts.signal?.aborted === true) throw new AbortedError(`GET ${path} aborted`);
+      if (opts.signal?.aborted === true) throw new AbortedError(`${method} ${path} aborted`);
       if (timeout.aborted) throw new TimeoutError(`the node at ${this.baseUrl} did not answer within ${this.opts.timeoutMs} ms`, { url });
       if (e instanceof NeuroShardError) throw e;
       throw new NodeUnreachableError(`no node answers at ${this.baseUrl} (is it running? is --api-port right?): ${errorMessage(e)}`, { url });
@@ -71,12 +105,13 @@ export class ApiClient {
     try {
       json = JSON.parse(text);
     } catch {
-      throw new ApiResponseError(`GET ${path}: answer ${res.status} is not JSON`, { url, status: res.status });
+      throw new ApiResponseError(`${method} ${path}: answer ${res.status} is not JSON`, { url, status: res.status });
     }
     if (res.status !== 200) {
-      const err = (json as { error?: { message?: unknown } } | null)?.error;
+      const err = (json as { error?: { code?: unknown; message?: unknown } } | null)?.error;
       const msg = typeof err?.message === 'string' ? err.message.slice(0, 300) : '';
-      throw new ApiResponseError(`GET ${path}: HTTP ${res.status} ${msg}`, { url, status: res.status });
+      const code = typeof err?.code === 'string' ? err.code.slice(0, 64) : undefined;
+      throw new ApiResponseError(`${method} ${path}: HTTP ${res.status} ${msg}`, { url, status: res.status, ...(code === undefined ? {} : { code }) });
     }
     return json;
   }

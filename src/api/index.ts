@@ -2,6 +2,17 @@
 export { API_DEFAULTS, ApiServer, type ApiServerModules, type ApiServerOptions } from './server.js';
 export { API_CLIENT_DEFAULTS, ApiClient, ApiResponseError, NodeUnreachableError, type ApiClientOptions } from './client.js';
 export {
+  LedgerNotReadyError,
+  SUBMIT_STATUSES,
+  ledgerStatusSchema,
+  registerLedgerRoutes,
+  submitOutcomeSchema,
+  type LedgerStatusView,
+  type LedgerSubmitter,
+  type SubmitOutcome,
+  type SubmitStatus,
+} from './ledger.js';
+export {
   LIVENESS,
   nodeStatusSchema,
   peerStatusSchema,

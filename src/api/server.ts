@@ -1,13 +1,15 @@
 /**
  * The node's local HTTP endpoint (fastify). It listens on the loopback interface only and answers only requests
  * whose Host header names the loopback (so a web page cannot reach it through DNS rebinding). Today it serves the
- * status routes; the HTTP API issue adds its routes to the same server.
+ * status routes and the ledger routes (ledger.ts: wallet events in, ledger status out); the HTTP API issue adds its
+ * routes to the same server.
  *
  * Errors are {"error": {"code", "message"}}, as on the tracker.
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
 
 export interface ApiServerOptions {
@@ -24,6 +26,8 @@ const ALLOWED_HOST_HEADER = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i;
 
 export interface ApiServerModules {
   status: StatusProvider;
+  /** The node's ledger: POST /api/ledger/events and GET /api/ledger/status exist only when given. */
+  ledger?: LedgerSubmitter;
   logger?: Logger;
 }
 
@@ -49,10 +53,12 @@ export class ApiServer {
         this.log.error('api request failed', { method: req.method, url: req.url.slice(0, 200), err: err.message });
         return sendError(reply, 500, 'internal', 'internal error');
       }
-      return sendError(reply, status, 'bad_request', err.message);
+      const code = status === 413 ? 'too_large' : status === 415 ? 'unsupported_media_type' : 'bad_request';
+      return sendError(reply, status, code, err.message);
     });
     this.app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 100)}`));
     registerStatusRoutes(this.app, modules.status);
+    if (modules.ledger !== undefined) registerLedgerRoutes(this.app, modules.ledger, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {

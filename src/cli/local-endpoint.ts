@@ -1,7 +1,9 @@
 /**
- * Shared by the commands that talk to a running node (`status`, `peers`, later the wallet commands): where its
- * local endpoint listens. In order: --api-port, the apiPort the running node wrote to <data-dir>/node.lock, the
- * apiPort option (config.json, NEUROSHARD_API_PORT, default 8000).
+ * Shared by the commands that talk to a running node (`status`, `peers`, `ledger status`, the wallet's `send`,
+ * `stake`, `unstake`): where its local endpoint listens. `status`/`peers`: --api-port, the apiPort the running node
+ * wrote to <data-dir>/node.lock, the apiPort option (config.json, NEUROSHARD_API_PORT, default 8000). The ledger and
+ * wallet commands ask only the node named by node.lock (`runningNodeClient`), since they act on that data dir's
+ * node and fall back to its files when none runs.
  */
 import { ApiClient } from '../api/client.js';
 import { readNodeLock } from '../identity/index.js';
@@ -23,4 +25,10 @@ export function resolveApiPort(flags: FlagValues): number {
 
 export function localClient(flags: FlagValues): ApiClient {
   return new ApiClient({ port: resolveApiPort(flags) });
+}
+
+/** A client of the node running on `dataDir` (its node.lock names a live pid and an API port), or undefined. */
+export function runningNodeClient(dataDir: string): ApiClient | undefined {
+  const lock = readNodeLock(dataDir);
+  return lock !== undefined && lock.apiPort > 0 ? new ApiClient({ port: lock.apiPort }) : undefined;
 }

@@ -1,8 +1,9 @@
 /**
- * The outbox: `<data-dir>/outbox/`, where `neuroshard wallet` leaves signed events for the node on that data dir.
- * Until the node's HTTP API exists this is the CLI's "local endpoint" too: the running node polls the folder,
- * submits each event to its ledger and the network, and writes the outcome to `outbox/done/<id>.json`, which the
- * CLI waits for. With no node running the events wait there until the node starts.
+ * The outbox: `<data-dir>/outbox/`, where `neuroshard wallet` leaves signed events for the node on that data dir
+ * when it cannot hand them to the running node's local endpoint (POST /api/ledger/events): no node runs, or its
+ * endpoint does not answer. The node polls the folder, submits each event to its ledger and the network, and writes
+ * the outcome to `outbox/done/<id>.json`, which the CLI waits for. With no node running the events wait there
+ * until the node starts.
  *
  *   outbox/<id hex>.event      wire bytes of one signed event (written atomically, mode 0600)
  *   outbox/done/<id hex>.json  {"id", "status", "reason"?, "publishedId"?} once the node has taken it

@@ -26,6 +26,10 @@
  * on the ledger clock and re-signed only when the span, addresses or advertised throughput change or half its
  * lifetime is gone, so peers verify its signature once per record, not once per proof.
  *
+ * Wallet events. `ledgerSubmitter(l)` is what the local endpoint's POST /api/ledger/events calls (the wallet CLI's
+ * first choice; the outbox is its fallback): the same LedgerService.submit the outbox drain uses, which stores the
+ * event and publishes it on the gossip topic. `ledgerStatusView` is the JSON of `neuroshard ledger status`.
+ *
  * Nonces. A proof's nonce is the next one after every proof of ours the ledger stores (stored before it is
  * published, so a restart continues the sequence; never the epoch). A node does not prove before it has reconciled
  * with at least one peer (a founder with no peer yet excepted), so a node restarted on a fresh data dir learns its
@@ -33,17 +37,21 @@
  * equivocation, both proofs are void and anyone may slash the key. Run each key on one machine only.
  */
 import { freemem } from 'node:os';
+import type { LedgerStatusView, LedgerSubmitter, SubmitOutcome } from '../api/index.js';
 import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../identity/index.js';
 import {
   buildProof,
   decodeEvent,
   EventKind,
+  formatAmount,
   LEDGER_SYNC_LIMITS,
   localHolderRecordVerifier,
   MAX_INFERENCE_TOKENS_PER_S,
   MAX_DATA_SAMPLES_PER_S,
+  MAX_LIVE_AGE_MS,
   MAX_LIVE_SKEW_MS,
   MAX_REQUEST_IDS_PER_PROOF,
+  MAX_SLASH_BYTES,
   MAX_TRAINING_TOKENS_PER_S,
   MIN_TRAINING_UPTIME_MS,
   PROOF_WINDOW_MS,
@@ -586,6 +594,48 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       await net.stop();
       started.stop();
     },
+  };
+}
+
+/** `neuroshard ledger status --json` and GET /api/ledger/status: the totals as decimal NEURO strings. */
+export function ledgerStatusView(s: LedgerStatus): LedgerStatusView {
+  return {
+    stateHash: s.stateHash,
+    events: s.events,
+    minted: formatAmount(s.minted),
+    burned: formatAmount(s.burned),
+    staked: formatAmount(s.staked),
+    escrowed: formatAmount(s.escrowed),
+  };
+}
+
+/** How long publishing a submitted wallet event may take before the endpoint answers (it is stored already). */
+const SUBMIT_PUBLISH_MS = 3_000;
+
+/**
+ * The local endpoint's view of the node's ledger: wallet events go through LedgerService.submit (stored, applied,
+ * then published on the gossip topic), as outbox events do. One thing is refused first: an event older than the
+ * live gossip window (5 min) that the ledger does not hold, which every peer would drop as STALE while ours would
+ * store it and sort it before the tip; the wallet signs just before it sends, so only a replay of an old event
+ * looks like that.
+ */
+export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'>, clock: Clock = systemClock): LedgerSubmitter {
+  return {
+    maxEventBytes: MAX_SLASH_BYTES,
+    async submit(bytes: Uint8Array): Promise<SubmitOutcome> {
+      let decoded: { id: Uint8Array; timestampMs: number } | undefined;
+      try {
+        decoded = decodeEvent(bytes);
+      } catch {
+        // undecodable: submit() reports it as MALFORMED without storing anything
+      }
+      if (decoded !== undefined && decoded.timestampMs < clock.now() - MAX_LIVE_AGE_MS && l.ledger.eventStatus(decoded.id) === undefined) {
+        return { id: toHex(decoded.id), status: 'dropped', reason: 'STALE', duplicate: false };
+      }
+      const r = await l.service.submit(bytes, { signal: AbortSignal.timeout(SUBMIT_PUBLISH_MS) });
+      return { id: r.id, status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}), duplicate: r.duplicate };
+    },
+    status: () => ledgerStatusView(l.ledger.status()),
   };
 }
 

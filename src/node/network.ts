@@ -5,7 +5,8 @@
  *
  *   - the DHT validates NeuroShard records with the HolderRecord rules (protocols/dht-records.ts);
  *   - the registry skips peers the liveness tracker knows to be dead, and re-publishes on (re)joining;
- *   - tracker results feed the bootstrapper; our signed record is what the tracker client announces;
+ *   - tracker results feed the bootstrapper; our signed record is what the tracker client announces, and a signed
+ *     withdrawal is what it sends those trackers on stop (first thing in stop(), while the network is still up);
  *   - the peer score table is shared by RPC (penalties) and libp2p's connection gater (bans).
  *
  * A node founds a network only when told to (`--genesis`), or when it was given neither bootstrap peers nor
@@ -29,6 +30,7 @@ import { LivenessTracker, type PeerLiveness } from '../protocols/liveness.js';
 import * as methods from '../protocols/methods.js';
 import { RpcNode } from '../protocols/rpc/service.js';
 import { TrackerClient } from '../protocols/tracker-client.js';
+import { signTrackerWithdrawal } from '../protocols/tracker-withdrawal.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -220,7 +222,12 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     // A HolderRecord names a span, so only a node that holds layers announces; every node asks for peers.
     tracker = new TrackerClient(
       { trackers: o.trackers, networkId },
-      { record: o.span === undefined ? undefined : () => signedRecord(), clock, logger: log.child('tracker') },
+      {
+        record: o.span === undefined ? undefined : () => signedRecord(),
+        withdrawal: o.span === undefined ? undefined : () => signTrackerWithdrawal(nodeKey, { networkId, timestampMs: clock.now() }),
+        clock,
+        logger: log.child('tracker'),
+      },
     );
     tracker.on('peers:found', ({ peers }) => void addPeers(peers));
   }

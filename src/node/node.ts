@@ -6,21 +6,23 @@
  *   keystore ─▶ compute worker ─▶ network (libp2p, RPC, DHT registry, heartbeats, tracker) ─▶ ledger + proofs
  *                     │                                                                        ▲
  *                     └──────── genesis training (solo, checkpoints) ── work counters ─────────┘
- *   local HTTP API (status, peers) on 127.0.0.1, and `<data-dir>/node.lock` naming our pid and API port.
+ *   local HTTP API (status, peers, ledger events and status) on 127.0.0.1, and `<data-dir>/node.lock` naming our
+ *   pid and API port.
  *
  * Until the layer pool lands, a node holds the span given by `--span`, or the whole model. A node holding the whole
  * model trains it on the genesis corpus (the genesis node's job); a partial holder serves its span.
  */
 import { mkdirSync } from 'node:fs';
-import { ApiServer, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
+import { ApiServer, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
 import { ComputeClient } from '../compute/index.js';
 import { assertNoNodeRunning, keystoreExists, loadOrCreateKeystore, readKeystorePublic, resolvePassphrase, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
+import { MAX_SLASH_BYTES } from '../ledger/index.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { bundledGenesis, type Genesis } from './genesis.js';
-import { startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
+import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import type { NodeOptions } from './options.js';
 import { TrainProgress } from './progress.js';
@@ -125,7 +127,20 @@ export class NeuroShardNode {
 
       // 4. local API on 127.0.0.1, then the lock that tells CLI commands where it is
       let provider: StatusProvider = { status: () => placeholderStatus(), peers: () => [] };
-      const api = new ApiServer({ port: opts.apiPort }, { status: { status: () => provider.status(), peers: () => provider.peers() }, logger: log.child('api') });
+      // the ledger starts after the lock is written: until then its routes answer 503 and the wallet uses the outbox
+      const ledgerRef: { current?: LedgerSubmitter } = {};
+      const ledgerNow = (): LedgerSubmitter => {
+        if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
+        return ledgerRef.current;
+      };
+      const api = new ApiServer(
+        { port: opts.apiPort },
+        {
+          status: { status: () => provider.status(), peers: () => provider.peers() },
+          ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
+          logger: log.child('api'),
+        },
+      );
       const bound = await api.listen();
       cleanups.push(() => api.close());
 
@@ -149,6 +164,7 @@ export class NeuroShardNode {
       });
       const ledger = node.ledger;
       cleanups.push(() => ledger.stop());
+      ledgerRef.current = ledgerSubmitter(ledger, clock);
 
       // 6. training: a node holding the whole model trains it on the genesis corpus
       if (opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers) node.startTraining(modules);

@@ -1,10 +1,11 @@
 /**
- * Composes the bootstrap tracker service (tracker/) with the one HolderRecord implementation (protocols/). The
- * tracker may not import protocols/ (docs/ARCHITECTURE.md §2), so it takes a RecordValidator, and this composition
- * root hands it the real one. `neuroshard tracker` (cli/tracker/) reaches it through here.
+ * Composes the bootstrap tracker service (tracker/) with the one HolderRecord and TrackerWithdrawal implementations
+ * (protocols/). The tracker may not import protocols/ (docs/ARCHITECTURE.md §2), so it takes a RecordValidator and
+ * a WithdrawalValidator, and this composition root hands it the real ones. `neuroshard tracker` (cli/tracker/) reaches it through here.
  */
-import { TrackerServer, type RecordValidator, type TrackerOptions } from '../tracker/index.js';
+import { TrackerServer, type RecordValidator, type TrackerOptions, type WithdrawalValidator } from '../tracker/index.js';
 import { type HolderRecord, holderRecordToJson, parseHolderRecord, verifyHolderRecord } from '../protocols/holder-record.js';
+import { parseTrackerWithdrawal, type TrackerWithdrawal, verifyTrackerWithdrawal } from '../protocols/tracker-withdrawal.js';
 import type { Clock } from '../util/clock.js';
 import { isNeuroShardError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -27,7 +28,21 @@ export const holderRecordValidator: RecordValidator<HolderRecord> = {
   toJson: holderRecordToJson,
 };
 
+/** The TrackerWithdrawal parser/verifier in the shape the tracker asks for. */
+export const trackerWithdrawalValidator: WithdrawalValidator<TrackerWithdrawal> = {
+  parse(body) {
+    try {
+      return { ok: true, record: parseTrackerWithdrawal(body) };
+    } catch (e) {
+      if (isNeuroShardError(e, 'TRACKER_WITHDRAWAL_TOO_LARGE')) return { ok: false, reason: 'too_large', message: e.message };
+      if (isNeuroShardError(e, 'TRACKER_WITHDRAWAL_MALFORMED')) return { ok: false, reason: 'malformed', message: e.message };
+      throw e;
+    }
+  },
+  verify: verifyTrackerWithdrawal,
+};
+
 /** A tracker that stores and serves HolderRecords. Call listen() to serve, close() to stop. */
-export function createTracker(opts: Partial<TrackerOptions>, modules: { clock?: Clock; logger?: Logger } = {}): TrackerServer<HolderRecord> {
-  return new TrackerServer<HolderRecord>(opts, { validator: holderRecordValidator, ...modules });
+export function createTracker(opts: Partial<TrackerOptions>, modules: { clock?: Clock; logger?: Logger } = {}): TrackerServer<HolderRecord, TrackerWithdrawal> {
+  return new TrackerServer<HolderRecord, TrackerWithdrawal>(opts, { validator: holderRecordValidator, withdrawal: trackerWithdrawalValidator, ...modules });
 }

@@ -1,10 +1,12 @@
 /**
  * The node's side of the bootstrap tracker: announce our HolderRecord to every tracker every 20 s (sooner when a
- * tracker's ttl is shorter), back off on failure, and fetch the holders the trackers know.
+ * tracker's ttl is shorter), back off on failure, and fetch the holders the trackers know. On stop, withdraw the
+ * record from every tracker we announced to (a signed TrackerWithdrawal, with a short deadline: a dead tracker must
+ * not hold up shutdown; the record then lingers there until the tracker's ttl).
  *
  * A tracker is untrusted: every record it returns is parsed strictly and verified here (signature, clock, network),
  * and anything that fails is dropped. Every request has a deadline and follows the client's stop signal; response
- * bodies are read with a size cap. Nothing secret is ever sent: the only body is our public, signed record.
+ * bodies are read with a size cap. Nothing secret is ever sent: the only bodies are our public, signed record and withdrawal.
  */
 import { type AbortOptions, backoffMs, throwIfAborted } from '../util/abort.js';
 import { type Clock, systemClock } from '../util/clock.js';
@@ -12,6 +14,7 @@ import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, erro
 import { TypedEmitter } from '../util/events.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { dialAddresses, type HolderRecord, holderRecordToJson, parseHolderRecord, spanCovers, verifyHolderRecord } from './holder-record.js';
+import { type TrackerWithdrawal, trackerWithdrawalToJson } from './tracker-withdrawal.js';
 
 export interface TrackerClientOptions {
   /** Tracker base URLs (http or https); `announce` and `peers` are resolved relative to each. */
@@ -33,6 +36,8 @@ export interface TrackerClientOptions {
   discover: boolean;
   /** `limit` asked of GET /peers when discovering. */
   discoverLimit: number;
+  /** Deadline of the withdrawals sent on stop (all trackers in parallel): how long a dead tracker can delay shutdown. */
+  withdrawTimeoutMs: number;
 }
 
 export const TRACKER_CLIENT_DEFAULTS: Omit<TrackerClientOptions, 'trackers' | 'networkId'> = {
@@ -44,11 +49,14 @@ export const TRACKER_CLIENT_DEFAULTS: Omit<TrackerClientOptions, 'trackers' | 'n
   maxResponseBytes: 1 << 20,
   discover: true,
   discoverLimit: 50,
+  withdrawTimeoutMs: 2_000,
 };
 
 export interface TrackerClientModules {
   /** Builds the record to announce, freshly signed; called before every announce. Omit to only fetch peers. */
   record?: () => HolderRecord | Promise<HolderRecord>;
+  /** Builds our withdrawal, freshly signed; called on stop for each tracker we announced to. Omit to not withdraw. */
+  withdrawal?: () => TrackerWithdrawal | Promise<TrackerWithdrawal>;
   fetch?: typeof fetch;
   clock?: Clock;
   logger?: Logger;
@@ -59,6 +67,8 @@ export interface TrackerClientEvents {
   'announce:ok': { tracker: string; ttlMs: number; nextInMs: number };
   'announce:error': { tracker: string; error: NeuroShardError; attempt: number; retryInMs: number };
   'peers:found': { tracker: string; peers: HolderRecord[] };
+  'withdraw:ok': { tracker: string; removed: boolean };
+  'withdraw:error': { tracker: string; error: NeuroShardError };
 }
 
 /** A tracker refused a request or answered something we cannot use. */
@@ -105,6 +115,11 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
   private readonly log: Logger;
   private readonly rand: () => number;
   private readonly record: (() => HolderRecord | Promise<HolderRecord>) | undefined;
+  private readonly withdrawal: (() => TrackerWithdrawal | Promise<TrackerWithdrawal>) | undefined;
+  /** Trackers that accepted an announce of ours since start(): they hold our record until we withdraw it. */
+  private readonly announced = new Set<string>();
+  /** Trackers an announce is on its way to: one aborted by stop() may still have arrived. */
+  private readonly announcing = new Map<string, number>();
   private stopper = new AbortController();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly loops = new Set<Promise<void>>();
@@ -119,6 +134,7 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     this.log = modules.logger ?? silentLogger;
     this.rand = modules.rand ?? Math.random;
     this.record = modules.record;
+    this.withdrawal = modules.withdrawal;
   }
 
   /** The normalised tracker URLs. */
@@ -135,14 +151,38 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     for (const t of this.trackers) this.schedule(t, 0, 0);
   }
 
-  /** Stops the loops and aborts requests in flight; resolves once nothing is left running. */
+  /**
+   * Stops the loops and aborts requests in flight, then withdraws our record from every tracker that may hold it
+   * (within `withdrawTimeoutMs` in all; failures are logged and emitted, never thrown). Resolves once nothing is
+   * left running.
+   */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    const holders = [...new Set([...this.announced, ...this.announcing.keys()])];
+    this.announced.clear();
     this.stopper.abort(new AbortedError('tracker client stopped'));
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     await Promise.allSettled([...this.loops]);
+    if (this.withdrawal !== undefined && holders.length > 0) await this.withdrawFrom(holders);
+  }
+
+  private async withdrawFrom(trackers: string[]): Promise<void> {
+    const timeoutMs = Math.min(this.opts.withdrawTimeoutMs, this.opts.requestTimeoutMs);
+    await Promise.all(
+      trackers.map(async (tracker) => {
+        try {
+          const { removed } = await this.withdraw(tracker, { timeoutMs });
+          this.log.debug('withdrew our record', { tracker, removed });
+          this.emit('withdraw:ok', { tracker, removed });
+        } catch (e) {
+          const error = e instanceof NeuroShardError ? e : new TrackerRequestError('TRACKER_UNREACHABLE', errorMessage(e), { tracker });
+          this.log.warn('tracker withdraw failed; our record stays listed until it expires there', { tracker, err: error.message, code: error.code });
+          this.emit('withdraw:error', { tracker, error });
+        }
+      }),
+    );
   }
 
   private schedule(tracker: string, delayMs: number, attempt: number): void {
@@ -189,13 +229,39 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     if (this.record === undefined) throw new InvalidArgumentError('this tracker client has no record to announce');
     const rec = await this.record();
     const body = JSON.stringify(holderRecordToJson(rec));
-    const url = new URL('announce', normalizeTrackerUrl(tracker)).toString();
-    const res = await this.request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body }, opts);
+    const base = normalizeTrackerUrl(tracker);
+    const url = new URL('announce', base).toString();
+    this.announcing.set(base, (this.announcing.get(base) ?? 0) + 1);
+    let res: { status: number; json: unknown };
+    try {
+      res = await this.request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body }, opts);
+    } finally {
+      const n = this.announcing.get(base)! - 1;
+      if (n === 0) this.announcing.delete(base);
+      else this.announcing.set(base, n);
+    }
+    if (this.running) this.announced.add(base);
     const v = res.json as Record<string, unknown> | null;
     if (typeof v !== 'object' || v === null || v.ok !== true || typeof v.ttlMs !== 'number' || !Number.isSafeInteger(v.ttlMs) || v.ttlMs < 1000 || v.ttlMs > 86_400_000) {
       throw new TrackerRequestError('TRACKER_BAD_RESPONSE', 'announce answer is not {"ok": true, "ttlMs": <ms>}', { tracker });
     }
     return { ok: true, ttlMs: v.ttlMs };
+  }
+
+  /**
+   * Withdraws our record from one tracker (`POST /withdraw` with a freshly signed TrackerWithdrawal). `removed` is
+   * false when the tracker held no record of ours. stop() calls this for every tracker we announced to.
+   */
+  async withdraw(tracker: string, opts: AbortOptions & { timeoutMs?: number } = {}): Promise<{ ok: true; removed: boolean }> {
+    if (this.withdrawal === undefined) throw new InvalidArgumentError('this tracker client has no withdrawal to send');
+    const body = JSON.stringify(trackerWithdrawalToJson(await this.withdrawal()));
+    const url = new URL('withdraw', normalizeTrackerUrl(tracker)).toString();
+    const res = await this.request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body }, opts);
+    const v = res.json as Record<string, unknown> | null;
+    if (typeof v !== 'object' || v === null || v.ok !== true || typeof v.removed !== 'boolean') {
+      throw new TrackerRequestError('TRACKER_BAD_RESPONSE', 'withdraw answer is not {"ok": true, "removed": <bool>}', { tracker });
+    }
+    return { ok: true, removed: v.removed };
   }
 
   /**
@@ -277,10 +343,11 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
   }
 
   /** One HTTP request with a deadline, the caller's and the client's abort signals, and a bounded body. */
-  private async request(url: string, init: RequestInit, opts: AbortOptions): Promise<{ status: number; json: unknown }> {
+  private async request(url: string, init: RequestInit, opts: AbortOptions & { timeoutMs?: number }): Promise<{ status: number; json: unknown }> {
     const tracker = new URL(url).origin;
     throwIfAborted(opts.signal, 'tracker request');
-    const timeout = AbortSignal.timeout(this.opts.requestTimeoutMs);
+    const timeoutMs = opts.timeoutMs ?? this.opts.requestTimeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
     const signal = AbortSignal.any([timeout, ...(opts.signal === undefined ? [] : [opts.signal])]);
     let res: Response;
     let text: string;
@@ -289,7 +356,7 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
       text = await readBounded(res, this.opts.maxResponseBytes, tracker);
     } catch (e) {
       if (opts.signal?.aborted === true) throw new AbortedError('tracker request aborted');
-      if (timeout.aborted) throw new TimeoutError(`tracker ${tracker} did not answer within ${this.opts.requestTimeoutMs} ms`, { tracker });
+      if (timeout.aborted) throw new TimeoutError(`tracker ${tracker} did not answer within ${timeoutMs} ms`, { tracker });
       if (e instanceof NeuroShardError) throw e;
       throw new TrackerRequestError('TRACKER_UNREACHABLE', `tracker ${tracker}: ${errorMessage(e)}`, { tracker });
     }

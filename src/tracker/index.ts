@@ -1,4 +1,4 @@
-/** The bootstrap tracker service. The HolderRecord validator is injected by node/tracker.ts. */
+/** The bootstrap tracker service. The HolderRecord and withdrawal validators are injected by node/tracker.ts. */
 export { TrackerServer, type TrackerModules } from './server.js';
 export { TRACKER_DEFAULTS, isNetworkId, trackerOptions, type TrackerOptions } from './options.js';
 export { RateLimiter } from './rate-limit.js';
@@ -14,4 +14,9 @@ export type {
   TrackerErrorCode,
   VerifyRejection,
   VerifyResult,
+  TrackedWithdrawal,
+  WithdrawResponse,
+  WithdrawalValidator,
+  WithdrawalVerifyRejection,
+  WithdrawalVerifyResult,
 } from './types.js';

@@ -4,6 +4,7 @@
  * only stores what a record's own signature vouches for.
  *
  *   POST /announce                          a HolderRecord (JSON, ≤ 8 KiB)   → {"ok": true, "ttlMs": 60000}
+ *   POST /withdraw                          a signed withdrawal (JSON)       → {"ok": true, "removed": bool}
  *   GET  /peers[?network=ID][&layer=N][&limit=50]                            → {"peers": [HolderRecord…]}
  *   GET  /health                                                             → {"ok": true, "entries", "uptimeMs"}
  *
@@ -20,10 +21,23 @@ import { type Logger, silentLogger } from '../util/logger.js';
 import { isNetworkId, trackerOptions, type TrackerOptions } from './options.js';
 import { RateLimiter, sourceKey } from './rate-limit.js';
 import { TrackerStore } from './store.js';
-import type { AnnounceResponse, HealthResponse, RecordValidator, TrackedRecord, TrackerErrorBody, TrackerErrorCode, VerifyRejection } from './types.js';
+import type {
+  AnnounceResponse,
+  HealthResponse,
+  RecordValidator,
+  TrackedRecord,
+  TrackedWithdrawal,
+  TrackerErrorBody,
+  TrackerErrorCode,
+  VerifyRejection,
+  WithdrawalValidator,
+  WithdrawResponse,
+} from './types.js';
 
-export interface TrackerModules<R extends TrackedRecord> {
+export interface TrackerModules<R extends TrackedRecord, W extends TrackedWithdrawal = TrackedWithdrawal> {
   validator: RecordValidator<R>;
+  /** Parses and verifies `POST /withdraw` bodies (node/tracker.ts injects the TrackerWithdrawal one). */
+  withdrawal: WithdrawalValidator<W>;
   clock?: Clock;
   logger?: Logger;
 }
@@ -50,11 +64,12 @@ const VERIFY_STATUS: Record<VerifyRejection, [number, TrackerErrorCode]> = {
 /** How often expired rows are swept (lazily, on requests; no timer keeps the process alive). */
 const PURGE_INTERVAL_MS = 5_000;
 
-export class TrackerServer<R extends TrackedRecord> {
+export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal = TrackedWithdrawal> {
   readonly app: FastifyInstance;
   readonly opts: TrackerOptions;
   private readonly store: TrackerStore;
   private readonly validator: RecordValidator<R>;
+  private readonly withdrawalValidator: WithdrawalValidator<W>;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly announceLimiter: RateLimiter;
@@ -64,9 +79,10 @@ export class TrackerServer<R extends TrackedRecord> {
   private lastPurgeMs = -Infinity;
   private closed = false;
 
-  constructor(opts: Partial<TrackerOptions>, modules: TrackerModules<R>) {
+  constructor(opts: Partial<TrackerOptions>, modules: TrackerModules<R, W>) {
     this.opts = trackerOptions(opts);
     this.validator = modules.validator;
+    this.withdrawalValidator = modules.withdrawal;
     this.clock = modules.clock ?? systemClock;
     this.log = modules.logger ?? silentLogger;
     this.networks = new Set(this.opts.networks);
@@ -98,8 +114,10 @@ export class TrackerServer<R extends TrackedRecord> {
     app.removeContentTypeParser('text/plain');
 
     app.addHook('onRequest', async (req, reply) => {
-      const announce = req.method === 'POST' && req.url.split('?')[0] === '/announce';
-      const limiter = announce ? this.announceLimiter : this.queryLimiter;
+      // both writes share the announce bucket: a withdrawal costs what an announce costs
+      const path = req.url.split('?')[0];
+      const write = req.method === 'POST' && (path === '/announce' || path === '/withdraw');
+      const limiter = write ? this.announceLimiter : this.queryLimiter;
       const source = sourceKey(req.ip);
       if (!limiter.take(source)) {
         const retry = Math.max(1, Math.ceil(limiter.retryAfterMs(source) / 1000));
@@ -132,6 +150,8 @@ export class TrackerServer<R extends TrackedRecord> {
 
     app.post('/announce', async (req, reply) => reply.code(200).send(this.announce(req.body, sourceKey(req.ip))));
 
+    app.post('/withdraw', async (req, reply) => reply.code(200).send(this.withdraw(req.body)));
+
     app.get('/peers', async (req, reply) => {
       const json = this.peers(req.query);
       return reply.code(200).type('application/json; charset=utf-8').send(json);
@@ -163,6 +183,11 @@ export class TrackerServer<R extends TrackedRecord> {
     if (prev !== undefined && rec.timestampMs <= prev.timestampMs) {
       throw new HttpError(409, 'stale', `a record signed at ${prev.timestampMs} or later is already held for this peer`);
     }
+    // the record a withdrawal removed (anyone may have copied it from GET /peers) does not come back in its place
+    const withdrawnAt = this.store.withdrawnAt(rec.networkId, rec.peerId);
+    if (withdrawnAt !== undefined && rec.timestampMs <= withdrawnAt) {
+      throw new HttpError(409, 'stale', `this peer withdrew at ${withdrawnAt}; only a record signed after that is accepted`);
+    }
     if (prev === undefined) {
       if (this.store.count() >= this.opts.maxEntries) {
         this.purge(now);
@@ -185,6 +210,37 @@ export class TrackerServer<R extends TrackedRecord> {
     });
     this.log.debug('announce', { peerId: rec.peerId, network: rec.networkId, span: `${rec.span.start}:${rec.span.end}`, source });
     return { ok: true, ttlMs: this.opts.ttlMs };
+  }
+
+  /**
+   * Handles one withdrawal: removes the record held for the signer when it was signed at or before the withdrawal
+   * (an older withdrawal never removes a newer announcement: 409 stale). With no record held it answers
+   * `removed: false`, so a replayed withdrawal changes nothing. Throws HttpError for every rejection.
+   */
+  withdraw(body: unknown): WithdrawResponse {
+    const now = this.clock.now();
+    this.maybePurge(now);
+    const parsed = this.withdrawalValidator.parse(body);
+    if (!parsed.ok) throw new HttpError(parsed.reason === 'too_large' ? 413 : 400, parsed.reason, parsed.message);
+    const w = parsed.record;
+    if (this.networks.size > 0 && !this.networks.has(w.networkId)) {
+      throw new HttpError(403, 'wrong_network', `this tracker serves ${[...this.networks].join(', ')}, not ${w.networkId}`);
+    }
+    const v = this.withdrawalValidator.verify(w, { nowMs: now, maxSkewMs: this.opts.maxSkewMs, maxAgeMs: this.opts.maxSkewMs });
+    if (!v.ok) {
+      const [status, code] = VERIFY_STATUS[v.reason];
+      throw new HttpError(status, code, v.message);
+    }
+    const prev = this.store.get(w.networkId, w.peerId);
+    if (prev === undefined) return { ok: true, removed: false };
+    if (w.timestampMs < prev.timestampMs) {
+      throw new HttpError(409, 'stale', `the record held for this peer was signed at ${prev.timestampMs}, after this withdrawal`);
+    }
+    // Tombstones are bounded like records: each one needs a removed record, and at most maxEntries are kept. Past
+    // that the record is still removed, only its replay is no longer refused (it would linger one ttl at most).
+    this.store.withdraw(w.networkId, w.peerId, w.timestampMs, this.store.countTombstones() < this.opts.maxEntries);
+    this.log.debug('withdraw', { peerId: w.peerId, network: w.networkId });
+    return { ok: true, removed: true };
   }
 
   /** Handles GET /peers; returns the response JSON text. */
@@ -223,12 +279,19 @@ export class TrackerServer<R extends TrackedRecord> {
   private purge(now: number): void {
     this.lastPurgeMs = now;
     const n = this.store.purge(now - this.opts.ttlMs, now);
-    if (n > 0) this.log.debug('purged stale records', { n });
+    // a record signed before now - maxSkewMs is refused as too old anyway: tombstones older than that guard nothing
+    const t = this.store.purgeTombstones(now - this.opts.maxSkewMs);
+    if (n + t > 0) this.log.debug('purged stale records', { n, tombstones: t });
   }
 
   /** Number of stored records (fresh or not yet purged). */
   get entries(): number {
     return this.store.count();
+  }
+
+  /** Number of withdrawal tombstones held (each guards a withdrawn record against being announced again). */
+  get tombstones(): number {
+    return this.store.countTombstones();
   }
 
   /** Starts listening; resolves with the bound address (port 0 picks a free port). */

@@ -3,6 +3,10 @@
  * announce replaces the older one. The row keeps the record's JSON exactly as the validator serialised it (only the
  * record's own fields), so GET /peers can return rows without re-encoding them and never returns anything the
  * record did not carry.
+ *
+ * A withdrawal deletes the peer's row and leaves a tombstone (network, peer, withdrawal time) in `withdrawals`, so
+ * the record it removed, which anyone could copy from GET /peers, cannot be announced again in its place while it is
+ * still young enough to be accepted. A tombstone is purged once every record it covers is too old to be announced.
  */
 import Database from 'better-sqlite3';
 
@@ -42,6 +46,13 @@ CREATE TABLE IF NOT EXISTS holders (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holders_received ON holders (received_ms);
 CREATE INDEX IF NOT EXISTS holders_source ON holders (source);
+CREATE TABLE IF NOT EXISTS withdrawals (
+  network_id   TEXT    NOT NULL,
+  peer_id      TEXT    NOT NULL,
+  timestamp_ms INTEGER NOT NULL,
+  PRIMARY KEY (network_id, peer_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS withdrawals_timestamp ON withdrawals (timestamp_ms);
 `;
 
 export class TrackerStore {
@@ -52,7 +63,13 @@ export class TrackerStore {
     count: Database.Statement<[], { n: number }>;
     countSource: Database.Statement<[string], { n: number }>;
     purge: Database.Statement<[number, number]>;
+    remove: Database.Statement<[string, string]>;
+    tombstone: Database.Statement<[string, string, number]>;
+    withdrawnAt: Database.Statement<[string, string], { timestamp_ms: number }>;
+    countTombstones: Database.Statement<[], { n: number }>;
+    purgeTombstones: Database.Statement<[number]>;
   };
+  private readonly withdrawTx: (networkId: string, peerId: string, timestampMs: number, keepTombstone: boolean) => void;
 
   constructor(path: string) {
     this.db = new Database(path);
@@ -71,7 +88,19 @@ export class TrackerStore {
       count: this.db.prepare('SELECT COUNT(*) AS n FROM holders'),
       countSource: this.db.prepare('SELECT COUNT(*) AS n FROM holders WHERE source = ?'),
       purge: this.db.prepare('DELETE FROM holders WHERE received_ms <= ? OR expires_ms <= ?'),
+      remove: this.db.prepare('DELETE FROM holders WHERE network_id = ? AND peer_id = ?'),
+      tombstone: this.db.prepare(
+        `INSERT INTO withdrawals (network_id, peer_id, timestamp_ms) VALUES (?, ?, ?)
+         ON CONFLICT (network_id, peer_id) DO UPDATE SET timestamp_ms = max(timestamp_ms, excluded.timestamp_ms)`,
+      ),
+      withdrawnAt: this.db.prepare('SELECT timestamp_ms FROM withdrawals WHERE network_id = ? AND peer_id = ?'),
+      countTombstones: this.db.prepare('SELECT COUNT(*) AS n FROM withdrawals'),
+      purgeTombstones: this.db.prepare('DELETE FROM withdrawals WHERE timestamp_ms < ?'),
     };
+    this.withdrawTx = this.db.transaction((networkId: string, peerId: string, timestampMs: number, keepTombstone: boolean) => {
+      this.stmts.remove.run(networkId, peerId);
+      if (keepTombstone) this.stmts.tombstone.run(networkId, peerId, timestampMs);
+    });
   }
 
   /** The stored timestamp and source of (network, peer), if any. */
@@ -95,6 +124,28 @@ export class TrackerStore {
   /** Deletes rows not announced since `receivedBeforeMs` or expired at `nowMs`; returns how many. */
   purge(receivedBeforeMs: number, nowMs: number): number {
     return this.stmts.purge.run(receivedBeforeMs, nowMs).changes;
+  }
+
+  /**
+   * Removes the record of (network, peer) and, when `keepTombstone`, remembers that the peer withdrew at
+   * `timestampMs`, in one transaction.
+   */
+  withdraw(networkId: string, peerId: string, timestampMs: number, keepTombstone: boolean): void {
+    this.withdrawTx(networkId, peerId, timestampMs, keepTombstone);
+  }
+
+  /** When (network, peer) last withdrew, if a tombstone is held. */
+  withdrawnAt(networkId: string, peerId: string): number | undefined {
+    return this.stmts.withdrawnAt.get(networkId, peerId)?.timestamp_ms;
+  }
+
+  countTombstones(): number {
+    return this.stmts.countTombstones.get()!.n;
+  }
+
+  /** Deletes tombstones of withdrawals signed before `beforeMs`; returns how many. */
+  purgeTombstones(beforeMs: number): number {
+    return this.stmts.purgeTombstones.run(beforeMs).changes;
   }
 
   /** JSON texts of fresh records, in random order (spreads load over holders), at most `limit`. */

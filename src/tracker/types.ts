@@ -32,6 +32,27 @@ export interface RecordValidator<R extends TrackedRecord> {
   toJson(record: R): unknown;
 }
 
+/**
+ * The fields of a signed withdrawal (`POST /withdraw`) that the tracker checks: it removes the record held for
+ * (networkId, peerId) when that record was signed at or before timestampMs.
+ */
+export interface TrackedWithdrawal {
+  networkId: string;
+  peerId: string;
+  timestampMs: number;
+}
+
+export type WithdrawalVerifyRejection = 'bad_signature' | 'peer_id_invalid' | 'from_future' | 'too_old';
+export type WithdrawalVerifyResult = { ok: true } | { ok: false; reason: WithdrawalVerifyRejection; message: string };
+
+/** Injected like RecordValidator: the withdrawal's format lives with the client that signs it (protocols/). */
+export interface WithdrawalValidator<W extends TrackedWithdrawal> {
+  /** Strictly parses a decoded JSON body; unknown fields are rejected. */
+  parse(body: unknown): ParseResult<W>;
+  /** Checks the clock bounds, then the signature against the key inside peerId. */
+  verify(withdrawal: W, opts: { nowMs: number; maxSkewMs: number; maxAgeMs: number }): WithdrawalVerifyResult;
+}
+
 /** Error codes of the tracker's HTTP answers: `{"error": {"code", "message"}}`. */
 export type TrackerErrorCode =
   | 'malformed'
@@ -55,6 +76,12 @@ export interface TrackerErrorBody {
 export interface AnnounceResponse {
   ok: true;
   ttlMs: number;
+}
+
+export interface WithdrawResponse {
+  ok: true;
+  /** False when no record was held for the peer (never announced, already withdrawn, expired): a replay is harmless. */
+  removed: boolean;
 }
 
 export interface PeersResponse<R = unknown> {

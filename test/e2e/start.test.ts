@@ -1,7 +1,8 @@
 /**
  * `neuroshard start` as users run it: real processes, real libp2p on 127.0.0.1, the real compute worker, the local
  * status endpoint. The genesis node trains and checkpoints; Ctrl-C/SIGTERM leaves cleanly; a restart resumes; a
- * second node joins through the tracker and both see each other alive.
+ * second node joins through the tracker and both see each other alive; a node stopped with SIGTERM has withdrawn
+ * its record from the tracker by the time it exits.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -93,7 +94,9 @@ describe('neuroshard start', () => {
     assert.match(status.peerId, /^16Uiu2/);
     assert.deepEqual(status.span, { start: 0, end: 4 });
     assert.match(status.networkId, /^ns1-[0-9a-f]{32}$/);
-    node.child.kill('SIGTERM');
+    // Ctrl-C under `npm start` arrives twice at once (from the terminal, and forwarded by npm): still a clean stop
+    node.child.kill('SIGINT');
+    node.child.kill('SIGINT');
     assert.equal(await node.exited, 0);
     assert.match(node.err, /checkpoint step \d+ reason stopped/);
     assert.ok(!existsSync(join(a.dir, 'node.lock')), 'node.lock is removed on a clean stop');
@@ -108,7 +111,7 @@ describe('neuroshard start', () => {
     assert.equal(await node.exited, 0);
   });
 
-  it('two nodes find each other through a tracker and see each other alive', async () => {
+  it('two nodes find each other through a tracker, see each other alive, and a stopped node leaves the tracker', async () => {
     const tracker = run(['tracker', '--port', '0', '--host', '127.0.0.1', '--data-dir', t.dir]);
     const url = JSON.parse((await tracker.waitLine(/\{"listening".*\}/, 30_000))[0]) as { listening: { url: string } };
     const common = [...NET_FLAGS, '--tracker', url.listening.url];
@@ -123,8 +126,27 @@ describe('neuroshard start', () => {
         { timeoutMs: 60_000, intervalMs: 500, what: `an alive peer seen from ${dir}` },
       );
     }
-    for (const p of [joiner, genesis, tracker]) p.child.kill('SIGTERM');
+    const idOf = async (dir: string): Promise<string> => ((await cliJson(['status', '--json', '--data-dir', dir])) as { peerId: string }).peerId;
+    const [genesisId, joinerId] = [await idOf(a.dir), await idOf(b.dir)];
+    const listed = async (): Promise<string[]> => {
+      const res = await fetch(`${url.listening.url}/peers?limit=200`);
+      assert.equal(res.status, 200);
+      return ((await res.json()) as { peers: { peerId: string }[] }).peers.map((p) => p.peerId);
+    };
+    await waitFor(
+      async () => {
+        const ids = await listed();
+        return ids.includes(joinerId) && ids.includes(genesisId);
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: 'both nodes listed by the tracker' },
+    );
+    // graceful leave: the joiner withdraws its record before it exits, so one query after the exit suffices
+    joiner.child.kill('SIGTERM');
     assert.equal(await joiner.exited, 0);
+    const remaining = await listed();
+    assert.ok(!remaining.includes(joinerId), 'the stopped node is no longer listed');
+    assert.ok(remaining.includes(genesisId), 'the running node still is');
+    for (const p of [genesis, tracker]) p.child.kill('SIGTERM');
     assert.equal(await genesis.exited, 0);
   });
 });

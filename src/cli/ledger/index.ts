@@ -1,12 +1,15 @@
 /**
  * `neuroshard ledger status|backup`: the node's ledger as anyone can compare it (`status`), and a consistent copy
- * of the database taken while the node runs (`backup`, SQLite's online backup).
+ * of the database taken while the node runs (`backup`, SQLite's online backup). `status` asks the node running on
+ * the data dir (GET /api/ledger/status) and reads the file itself when none runs, its endpoint does not answer, or
+ * `--verify` needs the stored events.
  */
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { formatAmount } from '../../ledger/index.js';
+import { ledgerStatusView } from '../../node/ledger.js';
 import { ConfigError } from '../../util/errors.js';
 import { UsageError, type Command } from '../command.js';
+import { runningNodeClient } from '../local-endpoint.js';
 import { dataDirOf, openLedgerReadOnly, output } from '../wallet/common.js';
 
 export const ledgerCommand: Command = {
@@ -23,18 +26,20 @@ export const ledgerCommand: Command = {
     const dataDir = dataDirOf(flags);
     if (sub === 'status') {
       if (rest.length !== 0) throw new UsageError('ledger status takes no arguments');
+      const node = flags.verify === true ? undefined : runningNodeClient(dataDir);
+      if (node !== undefined) {
+        try {
+          output(io, flags, await node.ledgerStatus());
+          return 0;
+        } catch {
+          // starting, stopping or unreachable: the file answers the same question
+        }
+      }
       const ledger = openLedgerReadOnly(dataDir);
       if (ledger === undefined) throw new ConfigError(`no ledger in ${dataDir}: the node has not run there yet`, undefined, 'LEDGER_MISSING');
       try {
         const s = ledger.status();
-        const out: Record<string, unknown> = {
-          stateHash: s.stateHash,
-          events: s.events,
-          minted: formatAmount(s.minted),
-          burned: formatAmount(s.burned),
-          staked: formatAmount(s.staked),
-          escrowed: formatAmount(s.escrowed),
-        };
+        const out: Record<string, unknown> = { ...ledgerStatusView(s) };
         // null while the node has stored events waiting for a replay (mid-sync): the state does not include them yet
         if (flags.verify === true) out.consistent = ledger.replayPending() ? null : ledger.replayHash() === s.stateHash;
         output(io, flags, out);

@@ -1,7 +1,9 @@
 /**
  * `neuroshard wallet <create|import|export|show|balance|history|send|stake|unstake>`: the node's key as a wallet.
  * Amounts are decimal NEURO strings in and out, never JSON numbers. Signed events go to the node running on the
- * data dir (through the outbox it watches, until the HTTP API exists) or wait in the outbox until it starts.
+ * data dir through its local endpoint (POST /api/ledger/events, port from node.lock), which answers with the
+ * ledger's verdict; with no node running, or one whose endpoint does not answer, they wait in the outbox, which the
+ * node publishes when it starts (a running node polls it too).
  */
 import {
   addressFromPublicKey,
@@ -36,8 +38,9 @@ import {
   type LedgerEvent,
 } from '../../ledger/index.js';
 import { toHex } from '../../util/bytes.js';
-import { ConfigError, isNeuroShardError } from '../../util/errors.js';
+import { ConfigError, errorMessage, isNeuroShardError } from '../../util/errors.js';
 import { intFlag, stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
+import { runningNodeClient } from '../local-endpoint.js';
 import { confirm, dataDirOf, isTerminal, ledgerMeta, nextWalletNonce, openLedgerReadOnly, output, readStdin } from './common.js';
 
 const SUBCOMMANDS = ['create', 'import', 'export', 'show', 'balance', 'history', 'send', 'stake', 'unstake'] as const;
@@ -160,22 +163,40 @@ function history(dataDir: string, flags: FlagValues, positionals: string[], io: 
   return 0;
 }
 
-/** Signs an event with the next free nonce of its kind and leaves it for the node; waits for a running node. */
+/**
+ * Signs an event with the next free nonce of its kind and hands it to the running node's endpoint, or leaves it
+ * in the outbox (no node, or its endpoint did not take it) and waits a while for a running node to pick it up.
+ * The endpoint is asked while the outbox lock is held, so a second wallet command picks its nonce only after the
+ * node has stored this event. Falling back after a request that did reach the node is safe: the outbox holds the
+ * same bytes (same id), and the node reports the stored verdict of an event it already has.
+ */
 async function submit(
   dataDir: string,
   flags: FlagValues,
+  io: CommandIO,
   kind: EventKind,
   build: (key: NodeKey, env: { networkId: string; nonce: bigint; timestampMs: number }) => LedgerEvent,
 ): Promise<{ event: LedgerEvent; status: string; reason?: string }> {
   const meta = ledgerMeta(dataDir);
   if (meta === undefined) throw new ConfigError(`no ledger in ${dataDir}: start the node once so it joins a network`, undefined, 'LEDGER_MISSING');
   const { key } = await unlock(dataDir, flags);
-  const event = await withOutboxLock(dataDir, () => {
+  const node = runningNodeClient(dataDir);
+  const sent = await withOutboxLock(dataDir, async (): Promise<{ event: LedgerEvent; status?: string; reason?: string }> => {
     const nonce = nextWalletNonce(dataDir, key.publicKey, kind);
     const e = build(key, { networkId: meta.networkId, nonce, timestampMs: Date.now() });
+    if (node !== undefined) {
+      try {
+        const o = await node.submitLedgerEvent(e.bytes);
+        return { event: e, status: o.status, ...(o.reason !== undefined ? { reason: o.reason } : {}) };
+      } catch (err) {
+        io.stderr(`the node's local endpoint did not take the event (${errorMessage(err)}); leaving it in the outbox\n`);
+      }
+    }
     writeOutbox(dataDir, e);
-    return e;
+    return { event: e };
   });
+  const event = sent.event;
+  if (sent.status !== undefined) return sent.reason === undefined ? { event, status: sent.status } : { event, status: sent.status, reason: sent.reason };
   if (readNodeLock(dataDir) === undefined) return { event, status: 'queued' };
   const id = toHex(event.id);
   const deadline = Date.now() + NODE_PICKUP_MS;
@@ -198,7 +219,7 @@ async function send(dataDir: string, flags: FlagValues, positionals: string[], i
     io,
     `send ${formatAmount(amount)} NEURO to ${positionals[0]}\nfee ${formatAmount(fee)} NEURO (5 %, paid on top and burned)\ntotal ${formatAmount(amount + fee)} NEURO`,
   );
-  const r = await submit(dataDir, flags, EventKind.Transfer, (key, env) => buildTransfer(key, env, to, amount));
+  const r = await submit(dataDir, flags, io, EventKind.Transfer, (key, env) => buildTransfer(key, env, to, amount));
   output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), fee: formatAmount(fee), status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
   return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
 }
@@ -207,14 +228,14 @@ async function stake(dataDir: string, flags: FlagValues, positionals: string[], 
   const amount = amountArg(positionals[0], 'amount');
   if (flags['lock-days'] === undefined) throw new UsageError('stake needs --lock-days D');
   const days = intFlag(flags, 'lock-days', 30, MIN_LOCK_DAYS, MAX_LOCK_DAYS);
-  const r = await submit(dataDir, flags, EventKind.Stake, (key, env) => buildStake(key, env, amount, days));
+  const r = await submit(dataDir, flags, io, EventKind.Stake, (key, env) => buildStake(key, env, amount, days));
   output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), lockDays: days, status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
   return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
 }
 
 async function unstake(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): Promise<number> {
   const amount = amountArg(positionals[0], 'amount');
-  const r = await submit(dataDir, flags, EventKind.Unstake, (key, env) => buildUnstake(key, env, amount));
+  const r = await submit(dataDir, flags, io, EventKind.Unstake, (key, env) => buildUnstake(key, env, amount));
   output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
   return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
 }

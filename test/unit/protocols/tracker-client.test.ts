@@ -6,6 +6,7 @@ import { keyFromPrivate, peerIdFromPublicKey, type NodeKey } from '../../../src/
 import { createTracker } from '../../../src/node/tracker.js';
 import { freshHolderRecord, type HolderRecord } from '../../../src/protocols/holder-record.js';
 import { normalizeTrackerUrl, TrackerClient, type TrackerClientEvents } from '../../../src/protocols/tracker-client.js';
+import { signTrackerWithdrawal } from '../../../src/protocols/tracker-withdrawal.js';
 import type { TrackerServer } from '../../../src/tracker/index.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 
@@ -26,6 +27,10 @@ function record(k: NodeKey, over: { span?: [number, number]; networkId?: string;
     over.nowMs ?? Date.now(),
     120_000,
   );
+}
+
+function withdrawalOf(k: NodeKey) {
+  return () => signTrackerWithdrawal(k, { networkId: NET, timestampMs: Date.now() });
 }
 
 /** A plain HTTP server on 127.0.0.1 with a handler of the test's choosing (a misbehaving tracker). */
@@ -94,6 +99,23 @@ describe('tracker client against a real tracker', () => {
     }
   });
 
+  it('stop() withdraws our record: the tracker no longer lists it', async () => {
+    const k = key(6);
+    const me = peerIdFromPublicKey(k.publicKey);
+    const client = new TrackerClient({ trackers: [url], networkId: NET }, { record: () => record(k), withdrawal: withdrawalOf(k) });
+    const reader = new TrackerClient({ trackers: [url], networkId: NET });
+    const announced = client.waitFor('announce:ok', { timeoutMs: 10_000 });
+    client.start();
+    await announced;
+    assert.ok((await reader.fetchPeers()).some((p) => p.peerId === me));
+    const withdrawn = client.waitFor('withdraw:ok', { timeoutMs: 10_000 });
+    await client.stop();
+    assert.deepEqual(await withdrawn, { tracker: normalizeTrackerUrl(url), removed: true });
+    assert.ok(!(await reader.fetchPeers()).some((p) => p.peerId === me));
+    // withdrawing again changes nothing
+    assert.deepEqual(await client.withdraw(url), { ok: true, removed: false });
+  });
+
   it('a rejected announce is a typed error and is retried with backoff', async () => {
     const good = record(key(4));
     const forged = { ...good, span: { start: 0, end: 99 } };
@@ -157,6 +179,48 @@ describe('tracker client against unreachable and misbehaving trackers', () => {
       await new Promise((r) => setImmediate(r));
       await slow.stop();
       assert.deepEqual(errors, []);
+    } finally {
+      await hung.close();
+    }
+  });
+
+  it('stop() withdraws only from trackers it announced to, and a dead or hung tracker cannot hold it up', async () => {
+    const paths: string[] = [];
+    // accepts announces, never answers a withdrawal
+    const hung = await fakeServer((req, res) => {
+      paths.push(req.url ?? '');
+      if (req.url === '/announce') res.end(JSON.stringify({ ok: true, ttlMs: 60_000 }));
+    });
+    const dying = await fakeServer((req, res) => res.end(JSON.stringify({ ok: true, ttlMs: 60_000 })));
+    try {
+      const k = key(7);
+      const client = new TrackerClient(
+        { trackers: [hung.url, dying.url], networkId: NET, requestTimeoutMs: 60_000, withdrawTimeoutMs: 200, discover: false },
+        { record: () => record(k), withdrawal: withdrawalOf(k) },
+      );
+      const oks: string[] = [];
+      client.on('announce:ok', (e) => oks.push(e.tracker));
+      const both = client.waitFor('announce:ok', { timeoutMs: 10_000, pred: () => new Set(oks).size === 2 });
+      client.start();
+      await both;
+      await dying.close(); // gone by the time we stop
+      const errors: TrackerClientEvents['withdraw:error'][] = [];
+      client.on('withdraw:error', (e) => errors.push(e));
+      await client.stop();
+      const byTracker = new Map(errors.map((e) => [e.tracker, e.error]));
+      assert.equal(byTracker.size, 2);
+      const timeout = byTracker.get(normalizeTrackerUrl(hung.url))!;
+      assert.ok(isNeuroShardError(timeout, 'TIMEOUT'), String(timeout));
+      assert.match(timeout.message, /within 200 ms/);
+      assert.ok(isNeuroShardError(byTracker.get(normalizeTrackerUrl(dying.url)), 'TRACKER_UNREACHABLE'));
+      assert.ok(paths.includes('/withdraw'));
+
+      // a client that only reads peers (no record) never announced, so it sends no withdrawal
+      paths.length = 0;
+      const reader = new TrackerClient({ trackers: [hung.url], networkId: NET, requestTimeoutMs: 200 }, { withdrawal: withdrawalOf(k) });
+      reader.start();
+      await reader.stop();
+      assert.deepEqual(paths, []);
     } finally {
       await hung.close();
     }

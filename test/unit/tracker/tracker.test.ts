@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { keyFromPrivate, peerIdFromPublicKey, type NodeKey } from '../../../src/identity/index.js';
 import { createTracker } from '../../../src/node/tracker.js';
 import { freshHolderRecord, serializeHolderRecordJson, signHolderRecord, type HolderRecord } from '../../../src/protocols/holder-record.js';
+import { signTrackerWithdrawal, type TrackerWithdrawal } from '../../../src/protocols/tracker-withdrawal.js';
 import type { TrackerOptions } from '../../../src/tracker/index.js';
 import { ManualClock } from '../../../src/util/clock.js';
 import { tempDir } from '../../utils/paths.js';
@@ -41,6 +42,16 @@ function setup(opts: Partial<TrackerOptions> = {}) {
     });
     return { status: res.statusCode, body: res.json<Record<string, unknown>>(), headers: res.headers };
   };
+  const withdraw = async (body: unknown, ip = '10.0.0.1', raw?: { payload: string; contentType?: string }) => {
+    const res = await tracker.app.inject({
+      method: 'POST',
+      url: '/withdraw',
+      remoteAddress: ip,
+      headers: { 'content-type': raw?.contentType ?? 'application/json' },
+      payload: raw?.payload ?? JSON.stringify(body),
+    });
+    return { status: res.statusCode, body: res.json<Record<string, unknown>>(), headers: res.headers };
+  };
   const get = async (url: string, ip = '10.0.0.1') => {
     const res = await tracker.app.inject({ method: 'GET', url, remoteAddress: ip });
     return { status: res.statusCode, body: res.json<Record<string, unknown>>(), text: res.body };
@@ -50,7 +61,11 @@ function setup(opts: Partial<TrackerOptions> = {}) {
     assert.equal(r.status, 200, r.text);
     return r.body.peers as HolderRecord[];
   };
-  return { clock, tracker, announce, get, peers };
+  return { clock, tracker, announce, withdraw, get, peers };
+}
+
+function withdrawal(k: NodeKey, timestampMs: number, networkId = NET): TrackerWithdrawal {
+  return signTrackerWithdrawal(k, { networkId, timestampMs });
 }
 
 function errorCode(body: Record<string, unknown>): unknown {
@@ -245,6 +260,122 @@ describe('tracker: POST /announce', () => {
       assert.equal(r.status, 403);
       assert.equal(errorCode(r.body), 'wrong_network');
       assert.equal((await announce(record(key(1), T0, { networkId: 'mainnet' }))).status, 200);
+    } finally {
+      await tracker.close();
+    }
+  });
+});
+
+describe('tracker: POST /withdraw', () => {
+  it('removes the signer\'s record at once; a replay is harmless', async () => {
+    const { tracker, announce, withdraw, peers, clock } = setup();
+    try {
+      assert.equal((await announce(record(key(1), T0))).status, 200);
+      assert.equal((await announce(record(key(2), T0))).status, 200);
+      clock.advance(5_000);
+      const w = withdrawal(key(1), T0 + 5_000);
+      const res = await withdraw(w);
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.body, { ok: true, removed: true });
+      assert.deepEqual((await peers()).map((p) => p.peerId), [peerIdFromPublicKey(key(2).publicKey)]);
+      assert.equal(tracker.entries, 1);
+      const replay = await withdraw(w);
+      assert.deepEqual([replay.status, replay.body], [200, { ok: true, removed: false }]);
+      assert.deepEqual((await withdraw(withdrawal(key(3), T0 + 5_000))).body, { ok: true, removed: false }, 'nothing held: nothing to remove');
+    } finally {
+      await tracker.close();
+    }
+  });
+
+  it('never removes a newer announcement, and the withdrawn record cannot be announced again', async () => {
+    const { tracker, announce, withdraw, peers, clock } = setup();
+    try {
+      const k = key(1);
+      const r1 = record(k, T0);
+      assert.equal((await announce(r1)).status, 200);
+      clock.advance(10_000);
+      const early = withdrawal(k, T0 + 1_000); // signed after r1 …
+      const r2 = record(k, T0 + 10_000); // … but r2 came later
+      assert.equal((await announce(r2)).status, 200);
+      const stale = await withdraw(early);
+      assert.equal(stale.status, 409);
+      assert.equal(errorCode(stale.body), 'stale');
+      assert.equal((await peers()).length, 1, 'the newer record stays');
+      assert.equal((await withdraw(withdrawal(k, T0 + 10_000))).status, 200, 'a withdrawal signed at the same instant removes it');
+      assert.deepEqual(await peers(), []);
+      // a copy of r2 (GET /peers served it to anyone) or an older record cannot take its place
+      for (const r of [r2, r1]) {
+        const again = await announce(r);
+        assert.equal(again.status, 409);
+        assert.equal(errorCode(again.body), 'stale');
+      }
+      clock.advance(1);
+      assert.equal((await announce(record(k, T0 + 10_001))).status, 200, 'a record signed after the withdrawal is welcome');
+      assert.equal((await peers()).length, 1);
+    } finally {
+      await tracker.close();
+    }
+  });
+
+  it('forgets tombstones once the records they guard are too old to announce', async () => {
+    const { tracker, announce, withdraw, peers, clock } = setup();
+    try {
+      const k = key(1);
+      assert.equal((await announce(record(k, T0))).status, 200);
+      assert.equal((await withdraw(withdrawal(k, T0))).status, 200);
+      assert.equal(tracker.tombstones, 1);
+      clock.set(T0 + 60_000);
+      assert.equal((await announce(record(k, T0 + 60_000))).status, 200);
+      assert.equal(tracker.tombstones, 1, 'still within the window where a copy of the withdrawn record is young enough');
+      clock.set(T0 + 60_001 + 5_000); // past maxSkewMs and the purge interval
+      assert.equal((await announce(record(k, T0))).status, 409, 'too old anyway');
+      assert.equal(tracker.tombstones, 0);
+      assert.equal((await peers()).length, 1);
+    } finally {
+      await tracker.close();
+    }
+  });
+
+  it('answers forged, old, future, malformed, oversized and foreign-network withdrawals with the announce errors', async () => {
+    const { tracker, announce, withdraw, peers } = setup({ networks: [NET] });
+    try {
+      assert.equal((await announce(record(key(1), T0))).status, 200);
+      const w = withdrawal(key(1), T0);
+      const cases: [string, unknown, number, string][] = [
+        ['another key', { ...withdrawal(key(2), T0), peerId: w.peerId }, 401, 'bad_signature'],
+        ['tampered time', { ...w, timestampMs: T0 + 1 }, 401, 'bad_signature'],
+        ['not a secp256k1 peer id', { ...w, peerId: '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA' }, 401, 'bad_signature'],
+        ['old', withdrawal(key(1), T0 - 60_001), 409, 'stale'],
+        ['future', withdrawal(key(1), T0 + 60_001), 409, 'from_future'],
+        ['unknown field', { ...w, token: 'x' }, 400, 'malformed'],
+        ['missing field', { networkId: NET, peerId: w.peerId, timestampMs: T0 }, 400, 'malformed'],
+        ['long network id', { ...w, networkId: 'n'.repeat(129) }, 413, 'too_large'],
+        ['other network', withdrawal(key(1), T0, 'othernet'), 403, 'wrong_network'],
+      ];
+      for (const [what, body, status, code] of cases) {
+        const r = await withdraw(body);
+        assert.equal(r.status, status, `${what}: ${JSON.stringify(r.body)}`);
+        assert.equal(errorCode(r.body), code, what);
+      }
+      const big = await withdraw(undefined, undefined, { payload: JSON.stringify({ ...w, pad: 'x'.repeat(9000) }) });
+      assert.equal(big.status, 413);
+      assert.equal((await withdraw(undefined, undefined, { payload: '{' })).status, 400);
+      assert.equal((await withdraw(undefined, undefined, { payload: 'x', contentType: 'text/plain' })).status, 415);
+      assert.equal((await peers()).length, 1, 'none of them removed the record');
+    } finally {
+      await tracker.close();
+    }
+  });
+
+  it('shares the announce rate limit', async () => {
+    const { tracker, announce, withdraw } = setup({ announceBurst: 2, announcePerSec: 1 });
+    try {
+      assert.equal((await announce(record(key(1), T0))).status, 200);
+      assert.equal((await withdraw(withdrawal(key(1), T0))).status, 200);
+      const r = await withdraw(withdrawal(key(1), T0));
+      assert.equal(r.status, 429);
+      assert.equal(errorCode(r.body), 'rate_limited');
+      assert.equal(r.headers['retry-after'], '1');
     } finally {
       await tracker.close();
     }
