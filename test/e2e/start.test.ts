@@ -5,77 +5,17 @@
  * its record from the tracker by the time it exits.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { waitFor } from '../../src/util/abort.js';
-import { REPO_ROOT, tempDir } from '../utils/paths.js';
+import { cliJson, killAll, LOCAL_NODE_FLAGS, startCli } from '../utils/cli-process.js';
+import { tempDir } from '../utils/paths.js';
 
-const BIN = join(REPO_ROOT, 'bin', 'neuroshard.js');
-const NET_FLAGS = ['--no-mdns', '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0'];
+const NET_FLAGS = LOCAL_NODE_FLAGS;
+const run = startCli;
 
-interface Proc {
-  child: ChildProcessWithoutNullStreams;
-  out: string;
-  err: string;
-  /** Resolves with the first stderr/stdout line matching `re`, rejects after `ms` or when the process exits first. */
-  waitLine(re: RegExp, ms: number): Promise<RegExpMatchArray>;
-  exited: Promise<number | null>;
-}
-
-const procs: Proc[] = [];
-
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env } });
-  const p = { child, out: '', err: '' } as Proc;
-  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  const check = (): void => {
-    for (const w of [...waiters]) {
-      const m = (p.err + p.out).match(w.re);
-      if (m !== null) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(m);
-      }
-    }
-  };
-  child.stdout.on('data', (d: Buffer) => {
-    p.out += d.toString();
-    check();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    p.err += d.toString();
-    check();
-  });
-  p.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-  p.waitLine = (re, ms) =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${ms} ms; stderr:\n${p.err.slice(-3000)}`)), ms);
-      const done = (m: RegExpMatchArray): void => {
-        clearTimeout(timer);
-        resolve(m);
-      };
-      void p.exited.then((code) => {
-        clearTimeout(timer);
-        reject(new Error(`process exited (${code}) before a line matching ${re}; stderr:\n${p.err.slice(-3000)}`));
-      });
-      waiters.push({ re, resolve: done });
-      check();
-    });
-  procs.push(p);
-  return p;
-}
-
-async function cliJson(args: string[]): Promise<unknown> {
-  const p = run(args);
-  const code = await p.exited;
-  assert.equal(code, 0, `neuroshard ${args.join(' ')} failed: ${p.err}`);
-  return JSON.parse(p.out);
-}
-
-after(() => {
-  for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGKILL');
-});
+after(killAll);
 
 describe('neuroshard start', () => {
   const a = tempDir('ns-start-a-');
