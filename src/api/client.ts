@@ -5,6 +5,7 @@
  */
 import { type AbortOptions } from '../util/abort.js';
 import { AbortedError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
+import { readTextBounded } from '../util/http.js';
 import { type LedgerStatusView, SUBMIT_STATUSES, type SubmitOutcome, type SubmitStatus } from './ledger.js';
 import { LIVENESS, type Liveness, type NodeStatus, type PeerStatus, type PeersView, type SpanView } from './status.js';
 
@@ -94,7 +95,8 @@ export class ApiClient {
     try {
       const init: RequestInit = body === undefined ? { method } : { method, body, headers: { 'content-type': 'application/json' } };
       res = await fetch(url, { ...init, signal, redirect: 'error' });
-      text = await readBounded(res, this.opts.maxResponseBytes);
+      const max = this.opts.maxResponseBytes;
+      text = await readTextBounded(res, max, () => new ApiResponseError(`answer larger than ${max} bytes`, { max }));
     } catch (e) {
       if (opts.signal?.aborted === true) throw new AbortedError(`${method} ${path} aborted`);
       if (timeout.aborted) throw new TimeoutError(`the node at ${this.baseUrl} did not answer within ${this.opts.timeoutMs} ms`, { url });
@@ -115,24 +117,6 @@ export class ApiClient {
     }
     return json;
   }
-}
-
-async function readBounded(res: Response, max: number): Promise<string> {
-  if (res.body === null) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let n = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    n += value.byteLength;
-    if (n > max) {
-      await reader.cancel();
-      throw new ApiResponseError(`answer larger than ${max} bytes`, { max });
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function bad(message: string): ApiResponseError {

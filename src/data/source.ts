@@ -6,6 +6,7 @@ import { open } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { AbortedError, TimeoutError } from '../util/errors.js';
 import { deadlineSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { readBodyBounded } from '../util/http.js';
 import { DataFetchError } from './errors.js';
 import { MANIFEST_FILE_NAME } from './manifest.js';
 
@@ -110,32 +111,12 @@ export class HttpSource implements CorpusSource {
         await res.body?.cancel().catch(() => undefined);
         throw new DataFetchError(`GET ${url}: HTTP ${res.status}`, 'peer', { url, status: res.status });
       }
-      const declared = Number(res.headers.get('content-length') ?? NaN);
-      if (Number.isFinite(declared) && declared > opts.maxBytes) {
-        await res.body?.cancel().catch(() => undefined);
-        throw new DataFetchError(`GET ${url}: ${declared} bytes, over the ${opts.maxBytes} limit`, 'peer', { url });
-      }
-      if (res.body === null) return new Uint8Array(0);
-      const chunks: Uint8Array[] = [];
-      let n = 0;
-      const reader = res.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        n += value.byteLength;
-        if (n > opts.maxBytes) {
-          await reader.cancel().catch(() => undefined);
-          throw new DataFetchError(`GET ${url}: body over the ${opts.maxBytes}-byte limit`, 'peer', { url });
-        }
-        chunks.push(value);
-      }
-      const out = new Uint8Array(n);
-      let o = 0;
-      for (const c of chunks) {
-        out.set(c, o);
-        o += c.byteLength;
-      }
-      return out;
+      const max = opts.maxBytes;
+      return await readBodyBounded(res, max, (declared) =>
+        declared === undefined
+          ? new DataFetchError(`GET ${url}: body over the ${max}-byte limit`, 'peer', { url })
+          : new DataFetchError(`GET ${url}: ${declared} bytes, over the ${max} limit`, 'peer', { url }),
+      );
     } catch (e) {
       if (e instanceof DataFetchError) throw e;
       if (opts.signal?.aborted === true) throw new AbortedError(`fetching ${url} aborted`);

@@ -8,17 +8,11 @@
  *   Batches     8 sequences × 128 tokens (the benchmark's shape); the context of nano is 256.
  *   Init        N(0, 0.02²) matrices, unit RMSNorm scales (init.ts), seed 0.
  */
+import type { AdamWConfig } from '../tensor/index.js';
 import { InvalidArgumentError } from '../util/errors.js';
 
-export interface AdamWHyper {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  /** Global gradient-norm clip (0 disables). */
-  maxGradNorm: number;
-}
+/** The optimizer's own hyper-parameter record (tensor/ops/adamw.ts); NEUROLLM_ADAMW fills it. */
+export type AdamWHyper = AdamWConfig;
 
 export interface LrSchedule {
   /** Peak learning rate. */
@@ -56,11 +50,19 @@ export function learningRate(step: number, s: LrSchedule): number {
   if (!(s.peak > 0) || !(s.minRatio >= 0 && s.minRatio <= 1) || !Number.isInteger(s.warmupSteps) || s.warmupSteps < 0 || !Number.isInteger(s.totalSteps) || s.totalSteps < 1) {
     throw new InvalidArgumentError('learningRate: schedule needs peak > 0, minRatio in [0, 1], integer warmupSteps ≥ 0 and totalSteps ≥ 1', { ...s });
   }
-  const min = s.peak * s.minRatio;
-  if (step < s.warmupSteps) return (s.peak * (step + 1)) / s.warmupSteps;
-  if (step >= s.totalSteps) return min;
-  const span = s.totalSteps - s.warmupSteps;
-  if (span <= 0) return min;
-  const progress = (step - s.warmupSteps) / span;
-  return min + 0.5 * (1 + Math.cos(Math.PI * progress)) * (s.peak - min);
+  return warmupCosine(step, s.peak, s.peak * s.minRatio, s.warmupSteps, s.totalSteps);
+}
+
+/**
+ * The one warm-up + cosine curve, unchecked (learningRate and trainerOptions validate what reaches it):
+ * peak·(step+1)/warmupSteps during the warm-up, then min + ½(1 + cos(π·progress))·(peak − min) until decaySteps,
+ * then min (so decaySteps ≤ warmupSteps gives the floor right after the warm-up). A pure function of the step,
+ * so a resumed run sees exactly the rates an uninterrupted run would; lrAt's resume tests compare bitwise, so keep
+ * the float operations in this order.
+ */
+export function warmupCosine(step: number, peak: number, min: number, warmupSteps: number, decaySteps: number): number {
+  if (step < warmupSteps) return (peak * (step + 1)) / warmupSteps;
+  if (step >= decaySteps) return min;
+  const progress = (step - warmupSteps) / (decaySteps - warmupSteps);
+  return min + 0.5 * (1 + Math.cos(Math.PI * progress)) * (peak - min);
 }

@@ -12,6 +12,7 @@ import { type AbortOptions, backoffMs, throwIfAborted } from '../util/abort.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
+import { readTextBounded } from '../util/http.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { dialAddresses, type HolderRecord, holderRecordToJson, parseHolderRecord, spanCovers, verifyHolderRecord } from './holder-record.js';
 import { type TrackerWithdrawal, trackerWithdrawalToJson } from './tracker-withdrawal.js';
@@ -353,7 +354,9 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     let text: string;
     try {
       res = await this.fetchFn(url, { ...init, signal, redirect: 'error' });
-      text = await readBounded(res, this.opts.maxResponseBytes, tracker);
+      const max = this.opts.maxResponseBytes;
+      const status = res.status;
+      text = await readTextBounded(res, max, () => new TrackerRequestError('TRACKER_BAD_RESPONSE', `tracker ${tracker} answered more than ${max} bytes`, { tracker, status }));
     } catch (e) {
       if (opts.signal?.aborted === true) throw new AbortedError('tracker request aborted');
       if (timeout.aborted) throw new TimeoutError(`tracker ${tracker} did not answer within ${timeoutMs} ms`, { tracker });
@@ -379,30 +382,3 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     return { status: res.status, json };
   }
 }
-
-/** Reads a response body as UTF-8 text, failing once it exceeds `max` bytes (the rest is never read). */
-async function readBounded(res: Response, max: number, tracker: string): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? NaN);
-  const tooLarge = (): TrackerRequestError =>
-    new TrackerRequestError('TRACKER_BAD_RESPONSE', `tracker ${tracker} answered more than ${max} bytes`, { tracker, status: res.status });
-  if (Number.isFinite(declared) && declared > max) {
-    await res.body?.cancel();
-    throw tooLarge();
-  }
-  if (res.body === null) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let n = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    n += value.byteLength;
-    if (n > max) {
-      await reader.cancel();
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-

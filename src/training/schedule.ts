@@ -7,16 +7,15 @@
  *     s ≥ D:            minLr
  *   decaySteps D ≤ W means no decay: lr after the warm-up.
  *
- * A pure function of the step, so a resumed run sees exactly the rates an uninterrupted run would.
+ * The curve is NeuroLLM's (model/training-defaults.ts warmupCosine, also behind learningRate); this adds only the
+ * constant rate after the warm-up. A pure function of the step, so a resumed run sees exactly the rates an
+ * uninterrupted run would.
  */
+import { warmupCosine } from '../model/training-defaults.js';
 import type { TrainerOptions } from './options.js';
 
 export function lrAt(step: number, o: Pick<TrainerOptions, 'lr' | 'minLr' | 'warmupSteps' | 'decaySteps'>): number {
-  const W = o.warmupSteps;
-  if (step < W) return (o.lr * (step + 1)) / W;
-  const D = o.decaySteps;
-  if (D <= W) return o.lr;
-  if (step >= D) return o.minLr;
-  const progress = (step - W) / (D - W);
-  return o.minLr + 0.5 * (o.lr - o.minLr) * (1 + Math.cos(Math.PI * progress));
+  // no decay configured: the peak for good (warmupCosine would drop to its floor here)
+  if (o.decaySteps <= o.warmupSteps && step >= o.warmupSteps) return o.lr;
+  return warmupCosine(step, o.lr, o.minLr, o.warmupSteps, o.decaySteps);
 }

@@ -21,48 +21,17 @@ import { buildTransfer } from '../../../src/ledger/build.js';
 import { decodeEvent, EventKind } from '../../../src/ledger/events.js';
 import { readOutcome, writeOutbox } from '../../../src/ledger/outbox.js';
 import { startNodeLedgerService, WorkTally, type NodeLedgerService } from '../../../src/node/ledger.js';
-import { createNodeNetwork, type NetworkNodeOptions, type NetworkTuning, type NodeNetwork } from '../../../src/node/network.js';
+import { createNodeNetwork, type NetworkNodeOptions, type NodeNetwork } from '../../../src/node/network.js';
 import { ledgerTopic, type LedgerGossipVerdict } from '../../../src/protocols/ledger-sync.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { sha256, toHex } from '../../../src/util/bytes.js';
 import { ManualClock } from '../../../src/util/clock.js';
+import { LOOPBACK_TUNING, loopbackNodeOptions } from '../../utils/network.js';
 import { tempDir } from '../../utils/paths.js';
 
 const NETWORK_ID = 'ledger-itest-' + randomBytes(4).toString('hex');
 const LAYERS = 4;
-const TUNING: Partial<NetworkTuning> = {
-  ephemeralPeerStore: true,
-  inboundConnectionThreshold: 1000,
-  maxIncomingPendingConnections: 100,
-  retryBaseMs: 200,
-  retryMaxMs: 2000,
-  pubsubHeartbeatMs: 300,
-  autonat: false,
-  dcutr: false,
-};
 const WAIT = { timeoutMs: 30_000, intervalMs: 25 };
-
-function options(over: Partial<NetworkNodeOptions>): NetworkNodeOptions {
-  return {
-    dataDir: '/nonexistent',
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    announce: [],
-    bootstrap: [],
-    trackers: [],
-    genesis: false,
-    mdns: false,
-    upnp: false,
-    relay: false,
-    relayDataLimitMb: 256,
-    relayDurationS: 600,
-    maxConnections: 200,
-    span: undefined,
-    heartbeatIntervalMs: 1000,
-    peerStaleMs: 5000,
-    peerDeadMs: 20_000,
-    ...over,
-  };
-}
 
 interface Node {
   name: string;
@@ -86,7 +55,7 @@ describe('three libp2p nodes agree on a ledger', { timeout: 240_000 }, () => {
     const key = keyFromPrivate(randomBytes(32));
     const dataDir = join(tmp.dir, name);
     mkdirSync(dataDir, { recursive: true });
-    const net = await createNodeNetwork({ networkId: NETWORK_ID, key, options: options({ dataDir, span, ...over }), tuning: TUNING });
+    const net = await createNodeNetwork({ networkId: NETWORK_ID, key, options: loopbackNodeOptions({ dataDir, span, ...over }), tuning: LOOPBACK_TUNING });
     networks.push(net);
     await net.start();
     const tally = new WorkTally();
@@ -204,7 +173,7 @@ describe('three libp2p nodes agree on a ledger', { timeout: 240_000 }, () => {
   it('a tampered event on the gossip topic is rejected everywhere, not relayed, and its sender penalised', async () => {
     const [a, b, c] = nodes as [Node, Node, Node];
     const mKey = keyFromPrivate(randomBytes(32));
-    const m = await createNodeNetwork({ networkId: NETWORK_ID, key: mKey, options: options({ bootstrap: [a.net.p2p.multiaddrs()[0]!, b.net.p2p.multiaddrs()[0]!] }), tuning: TUNING });
+    const m = await createNodeNetwork({ networkId: NETWORK_ID, key: mKey, options: loopbackNodeOptions({ bootstrap: [a.net.p2p.multiaddrs()[0]!, b.net.p2p.multiaddrs()[0]!] }), tuning: LOOPBACK_TUNING });
     networks.push(m);
     // c refuses m's connections (its gater), so anything of m's that reaches c was relayed by a or b
     c.net.scores.penalise(m.peerId, 1000, 'test: c refuses m');

@@ -9,31 +9,14 @@ import { after, describe, it } from 'node:test';
 import { keyFromPrivate } from '../../../src/identity/index.js';
 import { createNodeNetwork, type NetworkNodeOptions, type NodeNetwork } from '../../../src/node/network.js';
 import * as methods from '../../../src/protocols/methods.js';
+import { loopbackNodeOptions } from '../../utils/network.js';
 import { tempDir } from '../../utils/paths.js';
 
 const NETWORK_ID = 'boot' + randomBytes(4).toString('hex');
 const TUNING = { inboundConnectionThreshold: 1000, retryBaseMs: 100, retryMaxMs: 400, autonat: false, dcutr: false };
 
 function options(dataDir: string, over: Partial<NetworkNodeOptions> = {}): NetworkNodeOptions {
-  return {
-    dataDir,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    announce: [],
-    bootstrap: [],
-    trackers: [],
-    genesis: false,
-    mdns: false,
-    upnp: false,
-    relay: false,
-    relayDataLimitMb: 16,
-    relayDurationS: 60,
-    maxConnections: 50,
-    span: undefined,
-    heartbeatIntervalMs: 1000,
-    peerStaleMs: 3000,
-    peerDeadMs: 6000,
-    ...over,
-  };
+  return loopbackNodeOptions({ dataDir, maxConnections: 50, peerStaleMs: 3000, peerDeadMs: 6000, ...over });
 }
 
 /** A 127.0.0.1 port nobody listens on (bound, then closed). */

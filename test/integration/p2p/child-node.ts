@@ -7,6 +7,7 @@ import '../../../src/util/polyfill.js';
 import { keyFromPrivate } from '../../../src/identity/index.js';
 import { createNodeNetwork } from '../../../src/node/network.js';
 import { fromHex } from '../../../src/util/bytes.js';
+import { loopbackNodeOptions } from '../../utils/network.js';
 
 interface Args {
   networkId: string;
@@ -20,24 +21,14 @@ const args = JSON.parse(process.argv[2] ?? '{}') as Args;
 const net = await createNodeNetwork({
   networkId: args.networkId,
   key: keyFromPrivate(fromHex(args.privateKey)),
-  options: {
-    dataDir: '/nonexistent',
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    announce: [],
+  options: loopbackNodeOptions({
     bootstrap: args.bootstrap,
-    trackers: [],
-    genesis: false,
-    mdns: false,
-    upnp: false,
-    relay: false,
-    relayDataLimitMb: 64,
-    relayDurationS: 60,
     maxConnections: 100,
     span: args.span,
     heartbeatIntervalMs: args.heartbeatIntervalMs,
     peerStaleMs: 60_000,
     peerDeadMs: 120_000,
-  },
+  }),
   tuning: { ephemeralPeerStore: true, inboundConnectionThreshold: 1000, retryBaseMs: 100, retryMaxMs: 1000, autonat: false, dcutr: false },
 });
 await net.start();

@@ -25,44 +25,17 @@ import { fp32Tensor, tensorToPb } from '../../../src/protocols/tensor-wire.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { toHex } from '../../../src/util/bytes.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
+import { LOOPBACK_TUNING, loopbackNodeOptions } from '../../utils/network.js';
 
 const NETWORK_ID = 'itest' + randomBytes(4).toString('hex');
 const LAYERS = 8;
 const HEARTBEAT_MS = 400;
 const STALE_MS = 1500;
 const DEAD_MS = 4000;
-const TUNING: Partial<NetworkTuning> = {
-  ephemeralPeerStore: true,
-  echo: true,
-  inboundConnectionThreshold: 1000,
-  maxIncomingPendingConnections: 100,
-  retryBaseMs: 200,
-  retryMaxMs: 2000,
-  pubsubHeartbeatMs: 300,
-  autonat: false,
-  dcutr: false,
-};
+const TUNING: Partial<NetworkTuning> = { ...LOOPBACK_TUNING, echo: true };
 
 function options(over: Partial<NetworkNodeOptions>): NetworkNodeOptions {
-  return {
-    dataDir: '/nonexistent',
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    announce: [],
-    bootstrap: [],
-    trackers: [],
-    genesis: false,
-    mdns: false,
-    upnp: false,
-    relay: false,
-    relayDataLimitMb: 256,
-    relayDurationS: 600,
-    maxConnections: 200,
-    span: undefined,
-    heartbeatIntervalMs: HEARTBEAT_MS,
-    peerStaleMs: STALE_MS,
-    peerDeadMs: DEAD_MS,
-    ...over,
-  };
+  return loopbackNodeOptions({ heartbeatIntervalMs: HEARTBEAT_MS, peerStaleMs: STALE_MS, peerDeadMs: DEAD_MS, ...over });
 }
 
 function newKey(): NodeKey {
