@@ -163,4 +163,21 @@ describe('GGUF export in llama.cpp (node-llama-cpp)', { timeout: 20 * 60_000 }, 
     const got = await m.greedy(prompt, 32);
     assert.deepEqual(got.tokens, want, `llama.cpp agreed on the first ${prefixAgreement(got.tokens, want)} tokens only`);
   });
+
+  it('bad usage exits 2; a missing checkpoint or tokenizer exits 1 with a JSON error', async () => {
+    const out = join(tmp.dir, 'x.gguf');
+    assert.equal((await cli(['export', '--checkpoint', ckptDir, '--out', out, '--dtype', 'q4_0'])).code, 2);
+    assert.equal((await cli(['export', '--checkpoint', ckptDir, '--out', out, '--format', 'onnx'])).code, 2);
+    assert.equal((await cli(['export', '--checkpoint', ckptDir])).code, 2);
+    const missing = await cli(['export', '--checkpoint', join(tmp.dir, 'nope'), '--out', out, '--json']);
+    assert.equal(missing.code, 1);
+    assert.equal((JSON.parse(missing.stderr.trim().split('\n').pop()!) as { error: { code: string } }).error.code, 'CHECKPOINT_MISSING');
+    const bare = join(tmp.dir, 'bare');
+    mkdirSync(bare);
+    writeFileSync(join(bare, 'config.json'), JSON.stringify(toHfConfigJson(config)));
+    writeSafetensors(join(bare, 'model.safetensors'), model.layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], data: model.params.subarray(e.offset, e.offset + e.size) })));
+    const noTok = await cli(['export', '--checkpoint', bare, '--out', out, '--json']);
+    assert.equal(noTok.code, 1);
+    assert.equal((JSON.parse(noTok.stderr.trim().split('\n').pop()!) as { error: { code: string } }).error.code, 'TOKENIZER_MISSING');
+  });
 });
