@@ -8,14 +8,15 @@
  * - f16 and q8_0: teacher-forced agreement (llama.cpp's argmax after our prompt + our greedy tokens so far) is
  *   measured and bounded below;
  * - the same weights written WITHOUT the q/k RoPE permutation give other tokens: the permutation is what makes
- *   llama.cpp's interleaved RoPE compute our rotate-half model.
+ *   llama.cpp's interleaved RoPE compute our rotate-half model;
+ * - the bench's `llamacpp` section runs in its quick form and fills its keys (no timing is asserted).
  *
  * The models are small random ones, sharpened (embedding and LM head ×4, q/k ×6, other matrices ×2) so that greedy
  * choices are decisive and attention depends on positions: with N(0, 0.02²) weights the top two logits differ by
  * less than float rounding between engines, and the residual stream ignores attention (so RoPE would not show).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -179,5 +180,20 @@ describe('GGUF export in llama.cpp (node-llama-cpp)', { timeout: 20 * 60_000 }, 
     const noTok = await cli(['export', '--checkpoint', bare, '--out', out, '--json']);
     assert.equal(noTok.code, 1);
     assert.equal((JSON.parse(noTok.stderr.trim().split('\n').pop()!) as { error: { code: string } }).error.code, 'TOKENIZER_MISSING');
+  });
+
+  it('the bench section runs (npm run bench -- --quick --only llamacpp) and fills its keys', () => {
+    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts', 'bench.mjs'), '--quick', '--only', 'llamacpp', '--no-torch'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+      timeout: 600_000,
+      env: { ...process.env, NEUROSHARD_BENCH_THREADS: '1' },
+    });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    const json = JSON.parse(r.stdout.trimEnd().split('\n').pop()!) as Record<string, Record<string, Record<string, unknown>>>;
+    const tiny = json.llamacpp_decode_tok_s?.tiny as { f32: number; q8_0: number } | undefined;
+    assert.ok(tiny !== undefined && tiny.f32 > 0 && tiny.q8_0 > 0, r.stdout);
+    assert.ok((json.llamacpp_decode_ratio.tiny as { f32: number }).f32 > 0);
+    assert.ok((json.decode_bandwidth.read_gb_s as unknown as number) > 0);
   });
 });
