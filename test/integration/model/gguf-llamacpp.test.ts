@@ -2,7 +2,8 @@
  * An exported GGUF runs in llama.cpp (node-llama-cpp 3.21.1, installed on first use into scripts/llamacpp: a
  * failed install fails this file, it is never skipped) with our tokens:
  *
- * - llama.cpp tokenizes text exactly as our tokenizer does (`tokenizer.ggml.pre = dbrx`, gpt2 vocabulary);
+ * - llama.cpp tokenizes text exactly as our tokenizer does (`tokenizer.ggml.pre = dbrx`, gpt2 vocabulary): a mixed
+ *   sample, a many-script Unicode sample and 20 Brown documents;
  * - f32: llama.cpp's greedy continuation equals ours, token for token, for an untied GQA model (our checkpoint) and
  *   for a tied Hugging Face directory exported through the CLI;
  * - f16 and q8_0: teacher-forced agreement (llama.cpp's argmax after our prompt + our greedy tokens so far) is
@@ -21,7 +22,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openLlamaCppModel, type LlamaCppModel } from '../../../src/compute/llamacpp/anchor.js';
-import { loadGenesisTokenizer } from '../../../src/data/index.js';
+import { loadGenesisTokenizer, readBrownDocuments } from '../../../src/data/index.js';
 import { makeConfig, toHfConfigJson, type LlamaConfig } from '../../../src/model/config.js';
 import { GgufReader, writeGguf } from '../../../src/model/gguf.js';
 import { llamaGguf } from '../../../src/model/gguf-llama.js';
@@ -33,6 +34,8 @@ import { REPO_ROOT, tempDir } from '../../utils/paths.js';
 
 const TOKENIZER = join(REPO_ROOT, 'src', 'data', 'genesis', TOKENIZER_FILE_NAME);
 const TEXT = 'The jury said it did find that many of Georgia\'s registration and election laws "are outmoded".\n\n  Numbers 12345, émigrés, naïve café — ok? Yes!!\ttab\r\nend';
+/** Many scripts, emoji with a skin-tone modifier, a ligature, non-ASCII digits, no-break/em/line-separator spaces, a BOM, NEL. */
+const UNICODE = 'Ünïcödé ΑΒΓ δέλτα Привет мир 你好世界 こんにちは 한국어 العربية हिन्दी 🙂👍🏽 ﬁ ½ ² ٣ x\u00a0y\u2003z \u2028 \ufeffbom \u0085nel';
 const PROMPT_TEXT = "The jury said it did find that many of Georgia's registration and election laws";
 const NEW_TOKENS = 48;
 
@@ -103,6 +106,9 @@ describe('GGUF export in llama.cpp (node-llama-cpp)', { timeout: 20 * 60_000 }, 
     const m = await load(out);
     assert.deepEqual(m.tokenize(TEXT), Array.from(tok.encode(TEXT)), 'tokenization differs');
     assert.equal(m.detokenize(Array.from(tok.encode(TEXT))), TEXT);
+    assert.deepEqual(m.tokenize(UNICODE), Array.from(tok.encode(UNICODE)), 'tokenization of the Unicode sample differs');
+    // 20 Brown documents (~66k tokens; all 500, 1.65 M tokens, were checked by hand the same way)
+    for (const d of readBrownDocuments().slice(0, 20)) assert.deepEqual(m.tokenize(d.text), Array.from(tok.encode(d.text)), `tokenization of ${d.name} differs`);
     const g = await m.greedy(prompt, NEW_TOKENS);
     assert.deepEqual(g.tokens, ours, `llama.cpp agreed on the first ${prefixAgreement(g.tokens, ours)} tokens only`);
     assert.deepEqual(await m.predictNext(prompt, ours), ours);
