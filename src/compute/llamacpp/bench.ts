@@ -156,7 +156,7 @@ export const llamacppSection: BenchSection = {
     const tok: Record<string, unknown> = {};
     const ratio: Record<string, unknown> = {};
     const oursOut: Record<string, unknown> = {};
-    const bw: Record<string, unknown> = { read_gb_s: round1(readBps / 1e8) / 10 };
+    const bw: Record<string, unknown> = { read_gb_s: Math.round(readBps / 1e7) / 100 };
     try {
       for (const [name, config] of shapes) {
         const r = await benchShape(name, config, threads, reps, steps, dir, log);
