@@ -6,3 +6,4 @@ export { trainLoop, type CheckpointRequest, type TrainLoopOptions, type TrainLoo
 export type { Batch, BatchSource, TrainableModel } from './types.js';
 export { ShardTrainable } from './shard-model.js';
 export { TrainingModelError } from './errors.js';
+export { checkOuterOptions, nesterovOuterStep, OuterOptimizer, pseudoGradient, type OuterOptions } from './outer.js';
