@@ -7,3 +7,4 @@ export type { Batch, BatchSource, TrainableModel } from './types.js';
 export { ShardTrainable } from './shard-model.js';
 export { TrainingModelError } from './errors.js';
 export { checkOuterOptions, nesterovOuterStep, OuterOptimizer, pseudoGradient, type OuterOptions } from './outer.js';
+export { checkRoundConfig, innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type CloseOutcome, type ReceiveVerdict, type RoundConfig, type RoundPhase, type RoundState } from './rounds.js';
