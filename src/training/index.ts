@@ -9,3 +9,4 @@ export { TrainingModelError } from './errors.js';
 export { checkOuterOptions, nesterovOuterStep, OuterOptimizer, pseudoGradient, type OuterOptions } from './outer.js';
 export { checkRoundConfig, innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type CloseOutcome, type ReceiveVerdict, type RoundConfig, type RoundPhase, type RoundState } from './rounds.js';
 export { LocalStage, PipelineTrainer, pipelineSchedule, simulateSchedule, type PipelineOptions, type PipelineScheduleName, type PipelineStage, type Utilisation } from './pipeline/index.js';
+export { DiLoCoNode, layerId, layerRanges, type DiLoCoOptions, type LayerContribution, type LayerRange } from './diloco.js';
