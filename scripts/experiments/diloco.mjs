@@ -3,8 +3,8 @@
 //
 //   node scripts/experiments/diloco.mjs [--replicas 4] [--inner-steps 50] [--rounds 12] [--byzantine 0]
 //        [--attack none|sign-flip|scale|noise|alie|stale] [--aggregator trimmed-mean] [--compress int8] [--seed 0]
-//        [--model tiny|nano] [--batch 8] [--seq 64] [--lr 3e-3] [--warmup 50] [--eval-batches 8] [--threads 1]
-//        [--no-baseline] [--curve FILE.json] [--json]
+//        [--model tiny|nano] [--batch 8] [--seq 32] [--lr 3e-3] [--warmup 50] [--eval-batches 8] [--threads 1]
+//        [--outer-lr 0.7] [--outer-momentum 0.9] [--ef-beta 1] [--no-baseline] [--curve FILE.json] [--json]
 //
 // All replicas run in this one process, one after the other (the machine has 2 shared cores; the math is the
 // same as on separate machines). Each replica is a whole model (LlamaShard over every layer) with its own
@@ -61,12 +61,15 @@ export function defaults() {
     seed: 0,
     model: 'tiny',
     batch: 8,
-    seq: 64,
+    seq: 32,
     lr: 3e-3,
     warmup: 50,
     evalBatches: 8,
     threads: 1,
     baseline: true,
+    outerLr: 0.7,
+    outerMomentum: 0.9,
+    efBeta: 1,
   };
 }
 
@@ -165,7 +168,7 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
       key,
       shard,
       trainer: new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, steps)),
-      node: new DiLoCoNode(shard.layout, shard.params, { outer: { lr: 0.7, momentum: 0.9 }, compress: o.compress }),
+      node: new DiLoCoNode(shard.layout, shard.params, { outer: { lr: o.outerLr, momentum: o.outerMomentum }, compress: o.compress, errorFeedbackBeta: o.efBeta }),
       stream: await ctx.corpus.trainStream({ nodeId: `replica-${r}`, batchSize: o.batch, seqLen: o.seq, seed: o.seed }),
       byzantine: r >= R - K,
       firstDelta: null,
@@ -173,7 +176,7 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
   }
   const scratch = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed }); // Gauntlet's evaluation copy
   const rng = new Rng(o.seed + 99);
-  const curve = [{ step: 0, loss: evalLoss(replicas[0].shard, ctx.val) }];
+  const curve = o.curveEvery === 0 ? [] : [{ step: 0, loss: evalLoss(replicas[0].shard, ctx.val) }];
   let bytesSent = 0;
   let payloadBytes = 0;
   const records = [];
@@ -267,6 +270,8 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
     }
     const endHashes = replicas.map((r) => JSON.stringify(r.node.finishRound(byLayer)));
     if (new Set(endHashes).size !== 1) throw new Error(`round ${round}: replicas disagree on the layer hashes after the outer step`);
+    const last = round === o.rounds - 1;
+    if (!last && o.curveEvery === 0) continue; // sweeps: only the final loss
     const loss = evalLoss(replicas[0].shard, ctx.val);
     curve.push({ step: (round + 1) * o.innerSteps, loss });
     log(`round ${round + 1}/${o.rounds} val ${loss.toFixed(4)}${skipped > 0 ? ` (${skipped} inner steps skipped)` : ''} ${((performance.now() - t0) / 1000).toFixed(0)} s`);
@@ -306,6 +311,9 @@ export async function runOne(o, ctx, log) {
     attack: o.attack,
     aggregator: o.aggregator,
     compress: o.compress,
+    outer_lr: o.outerLr,
+    outer_momentum: o.outerMomentum,
+    ef_beta: o.efBeta,
     model: o.model,
     params: d.params,
     seed: o.seed,
@@ -333,6 +341,9 @@ async function main() {
       warmup: { type: 'string' },
       'eval-batches': { type: 'string' },
       threads: { type: 'string' },
+      'outer-lr': { type: 'string' },
+      'outer-momentum': { type: 'string' },
+      'ef-beta': { type: 'string' },
       'no-baseline': { type: 'boolean' },
       curve: { type: 'string' },
       json: { type: 'boolean' },
@@ -356,6 +367,9 @@ async function main() {
   num('warmup', 'warmup');
   num('eval-batches', 'evalBatches');
   num('threads', 'threads');
+  num('outer-lr', 'outerLr');
+  num('outer-momentum', 'outerMomentum');
+  num('ef-beta', 'efBeta');
   for (const k of ['attack', 'aggregator', 'compress', 'model']) if (values[k] !== undefined) o[k] = values[k];
   if (values['no-baseline']) o.baseline = false;
   if (o.attack !== 'none' && o.byzantine === 0) o.byzantine = 1;
