@@ -11,7 +11,7 @@
  *   pipeline_utilization                  nano in 4 one-layer stages, 8 micro-batches of 1 × 128, 1F1B: the share
  *                                         of stage time spent computing with each stage on its own device
  *                                         (measured op times replayed by simulateSchedule; loopback transfers free)
- * --quick shrinks the layer to 64 k elements and the pipeline batch (same keys, figures meaningless).
+ * --quick shrinks the layer to 16 k elements and the pipeline batch (same keys, figures meaningless).
  */
 import { presetConfig } from '../model/presets.js';
 import { ParamLayout } from '../model/layout.js';
@@ -47,7 +47,7 @@ function outerBytes(log: (s: string) => void): Record<string, number> {
 
 function aggregateMs(quick: boolean, log: (s: string) => void): Record<string, number> {
   const c = presetConfig('12x768');
-  const n = quick ? 65_536 : new ParamLayout(c, { start: 0, end: 1 }).entries.filter((e) => e.layer === 0).reduce((a, e) => a + e.size, 0);
+  const n = quick ? 16_384 : new ParamLayout(c, { start: 0, end: 1 }).entries.filter((e) => e.layer === 0).reduce((a, e) => a + e.size, 0);
   const out: Record<string, number> = {};
   for (const k of [4, 16]) {
     const rng = new Rng(k);
