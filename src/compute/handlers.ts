@@ -244,9 +244,10 @@ export function createHandlers(state: ComputeState): HandlerTable {
         ...(job.topP === undefined ? {} : { topP: job.topP }),
         ...(job.seed === undefined ? {} : { seed: job.seed }),
         ...(job.stopIds === undefined ? {} : { stopIds: job.stopIds }),
-        onToken: () => {
+        onToken: (token) => {
           if (Number.isNaN(tFirst)) tFirst = performance.now();
           ctx.throwIfCancelled();
+          if (job.stream === true) ctx.emit({ type: 'token', token });
         },
       });
       const t1 = performance.now();

@@ -95,10 +95,11 @@ export interface JobDefs {
    * Generation at batch 1 with a KV cache (model/generate.ts): the prompt is prefilled in one forward, then up to
    * `maxTokens` tokens are decoded one at a time. Sampling as model/sampling.ts (temperature 0 = greedy; its default
    * is 1), seeded; `stopIds` default to the config's eos id and are not included in `tokens`. `prefillMs` runs to
-   * the first token, `decodeMs` over the tokens after it. Aborting stops between tokens.
+   * the first token, `decodeMs` over the tokens after it. Aborting stops between tokens. With `stream`, each
+   * token is also sent as a `token` event as soon as it is chosen (JobOptions.onEvent).
    */
   generate: {
-    req: { prompt: Int32Array; maxTokens: number; temperature?: number; topK?: number; topP?: number; seed?: number; stopIds?: number[] };
+    req: { prompt: Int32Array; maxTokens: number; temperature?: number; topK?: number; topP?: number; seed?: number; stopIds?: number[]; stream?: boolean };
     res: { tokens: Int32Array; finishReason: 'length' | 'stop'; prefillMs: number; decodeMs: number };
   };
   /** A copy of the flat parameters (layout order). */
@@ -175,7 +176,9 @@ export type FromWorker =
 export type JobEvent =
   | { type: 'log'; level: 'info' | 'warn'; message: string; data?: Record<string, unknown> }
   /** A training step was skipped because its loss or gradients were not finite. */
-  | { type: 'step:skipped'; step: number; loss: number; gradNorm: number; nonFinite: string[] };
+  | { type: 'step:skipped'; step: number; loss: number; gradNorm: number; nonFinite: string[] }
+  /** A generate job with `stream: true` chose a token (sent as it is chosen, before the job's result). */
+  | { type: 'token'; token: number };
 
 export const JOB_TYPES: readonly JobType[] = [
   'ping',

@@ -13,7 +13,7 @@
  * model trains it on the genesis corpus (the genesis node's job); a partial holder serves its span.
  */
 import { mkdirSync } from 'node:fs';
-import { ApiServer, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
+import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
 import { ComputeClient } from '../compute/index.js';
 import { assertNoNodeRunning, keystoreExists, loadOrCreateKeystore, readKeystorePublic, resolvePassphrase, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
 import { MAX_SLASH_BYTES } from '../ledger/index.js';
@@ -24,7 +24,8 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { bundledGenesis, type Genesis } from './genesis.js';
 import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
-import type { NodeOptions } from './options.js';
+import { LocalTextGenerator, loadServingModel, servingModel, tokenizerFor } from './openai.js';
+import { OPENAI_SERVING, type NodeOptions } from './options.js';
 import { TrainProgress } from './progress.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 
@@ -62,6 +63,8 @@ export class NeuroShardNode {
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
+  /** What the OpenAI-compatible routes generate with. */
+  generator: LocalTextGenerator | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -133,18 +136,26 @@ export class NeuroShardNode {
         if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
         return ledgerRef.current;
       };
+      // the OpenAI-compatible routes answer 503 until a model is served (src/node/openai.ts)
+      const generator = new LocalTextGenerator({ ...OPENAI_SERVING, log: log.child('openai') });
       const api = new ApiServer(
-        { port: opts.apiPort },
+        { port: opts.apiPort, host: opts.apiHost, corsOrigins: opts.apiCorsOrigins, rateLimitPerMin: opts.apiRateLimit },
         {
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
+          openai: generator,
+          dataDir: opts.dataDir,
           logger: log.child('api'),
         },
       );
+      if (api.exposed && readApiKeys(opts.dataDir).length === 0) {
+        log.warn('the API is exposed but there are no API keys: every /v1 request is refused until `neuroshard apikey create`', { host: opts.apiHost });
+      }
       const bound = await api.listen();
       cleanups.push(() => api.close());
 
       const node = new NeuroShardNode(opts, genesis, key, compute, network, api, bound.url, log, clock);
+      node.generator = generator;
       ref.node = node;
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
@@ -166,8 +177,17 @@ export class NeuroShardNode {
       cleanups.push(() => ledger.stop());
       ledgerRef.current = ledgerSubmitter(ledger, clock);
 
-      // 6. training: a node holding the whole model trains it on the genesis corpus
-      if (opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers) node.startTraining(modules);
+      // 6. training: a node holding the whole model trains it on the genesis corpus (and serves it as it trains);
+      //    one that holds it and does not train serves its newest checkpoint
+      const whole = span.start === 0 && span.end === genesis.config.num_hidden_layers;
+      if (opts.train && whole) node.startTraining(modules);
+      else if (whole) {
+        try {
+          generator.setModel(await loadServingModel(compute, opts.dataDir, genesis, () => clock.now()));
+        } catch (e) {
+          log.warn('no model to serve on /v1', { error: errorMessage(e) });
+        }
+      }
       node.status = 'started';
       return node;
     } catch (e) {
@@ -188,6 +208,11 @@ export class NeuroShardNode {
               `${e.resumedFrom === null ? 'from scratch' : `from ${e.resumedFrom}`}, step ${e.step}; ${e.backend}\n`,
           );
           progress = new TrainProgress({ write, tty, startStep: e.step, targetStep: e.targetStep });
+          try {
+            this.generator?.setModel(servingModel(this.compute, e.config, tokenizerFor(e.resumedFrom, this.genesis.tokenizerPath), () => this.clock.now()));
+          } catch (err) {
+            this.log.warn('the model in training cannot be served on /v1', { error: errorMessage(err) });
+          }
           this.counters.trainingSteps = e.step;
           break;
         case 'step':

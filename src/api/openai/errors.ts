@@ -68,6 +68,9 @@ export function sendOpenAiError(reply: FastifyReply, e: OpenAiError): FastifyRep
   return reply.code(e.status).type('application/json; charset=utf-8').send(e.body());
 }
 
+/** Parameters accepted only at the value that asks for nothing (n=1, penalties 0, logprobs off). */
+const NEUTRAL_ONLY = new Set(['presence_penalty', 'frequency_penalty', 'logprobs']);
+
 /** OpenAI's error for what fastify's schema validation reports (`err.validation`, ajv errors). */
 export function fromValidation(errors: readonly { instancePath?: string; keyword?: string; message?: string; params?: Record<string, unknown> }[]): OpenAiError {
   const first = errors[0];
@@ -84,5 +87,7 @@ export function fromValidation(errors: readonly { instancePath?: string; keyword
     return badRequest(`Missing required parameter: '${name.slice(0, 100)}'.`, name.slice(0, 100), 'missing_required_parameter');
   }
   if (param === '') param = 'body';
+  if (first.keyword === 'enum' && (param === 'n' || param === 'best_of')) return badRequest(`Only ${param}=1 is supported.`, param, 'unsupported_value');
+  if (first.keyword === 'enum' && NEUTRAL_ONLY.has(param)) return badRequest(`Unsupported value for '${param}': this server implements only its neutral value.`, param, 'unsupported_value');
   return badRequest(`Invalid value for '${param.slice(0, 100)}': ${(first.message ?? 'invalid').slice(0, 200)}.`, param.slice(0, 100));
 }

@@ -29,7 +29,8 @@ const stop = {
   ],
 } as const;
 
-const nullable = <T extends Record<string, unknown>>(s: T) => ({ anyOf: [{ type: 'null' }, s] }) as const;
+/** `s` or null (null added to the type, so a failure names the real constraint, not an anyOf branch). */
+const nullable = <T extends { type: string }>(s: T) => ({ ...s, type: [s.type, 'null'] }) as const;
 
 /** Sampling and length fields shared by both routes. */
 const common = {
@@ -47,9 +48,9 @@ const common = {
   top_k: nullable({ type: 'integer', minimum: 0, maximum: 1_000_000 }),
   seed: nullable({ type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 }),
   stop,
-  n: nullable({ type: 'integer', const: 1 }),
-  presence_penalty: nullable({ type: 'number', const: 0 }),
-  frequency_penalty: nullable({ type: 'number', const: 0 }),
+  n: { type: ['integer', 'null'], enum: [1, null] },
+  presence_penalty: { type: ['number', 'null'], enum: [0, null] },
+  frequency_penalty: { type: ['number', 'null'], enum: [0, null] },
   user: { type: 'string', maxLength: 256 },
 } as const;
 
@@ -86,7 +87,7 @@ export const chatCompletionBodySchema = {
     ...common,
     messages: { type: 'array', minItems: 1, maxItems: MAX_MESSAGES, items: message },
     max_completion_tokens: nullable({ type: 'integer', minimum: 1, maximum: MAX_NEW_TOKENS }),
-    logprobs: nullable({ type: 'boolean', const: false }),
+    logprobs: { type: ['boolean', 'null'], enum: [false, null] },
   },
 } as const;
 
@@ -99,7 +100,7 @@ export const completionBodySchema = {
     prompt: { type: 'string', maxLength: MAX_PROMPT_CHARS },
     echo: nullable({ type: 'boolean' }),
     logprobs: { type: 'null' },
-    best_of: nullable({ type: 'integer', const: 1 }),
+    best_of: { type: ['integer', 'null'], enum: [1, null] },
     suffix: { type: 'null' },
   },
 } as const;
