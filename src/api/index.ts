@@ -25,3 +25,17 @@ export {
   type SpanView,
   type StatusProvider,
 } from './status.js';
+export {
+  GENERATE_API_DEFAULTS,
+  GENERATE_API_LIMITS,
+  generateAnswer,
+  generateErrorStatus,
+  parseGenerateBody,
+  registerGenerateRoutes,
+  type GenerateFinishReason,
+  type GenerateListener,
+  type GenerateOutput,
+  type GenerateParams,
+  type Generator,
+  type RouteHop,
+} from './generate.js';

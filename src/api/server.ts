@@ -9,6 +9,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { registerGenerateRoutes, type Generator } from './generate.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
 
@@ -28,6 +29,8 @@ export interface ApiServerModules {
   status: StatusProvider;
   /** The node's ledger: POST /api/ledger/events and GET /api/ledger/status exist only when given. */
   ledger?: LedgerSubmitter;
+  /** Text generation: POST /api/generate exists only when given (asked per request; undefined answers 503). */
+  generator?: () => Generator | undefined;
   logger?: Logger;
 }
 
@@ -59,6 +62,7 @@ export class ApiServer {
     this.app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 100)}`));
     registerStatusRoutes(this.app, modules.status);
     if (modules.ledger !== undefined) registerLedgerRoutes(this.app, modules.ledger, sendError);
+    if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {
