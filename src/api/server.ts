@@ -15,6 +15,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { ApiKeyStore } from './keys.js';
+import { registerGenerateRoutes, type Generator } from './generate.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { openAiAccess } from './openai/access.js';
 import type { TextGenerator } from './openai/backend.js';
@@ -48,6 +49,8 @@ export interface ApiServerModules {
   openai?: TextGenerator;
   /** Where API keys live (required when the server is exposed). */
   dataDir?: string;
+  /** Text generation: POST /api/generate exists only when given (asked per request; undefined answers 503). */
+  generator?: () => Generator | undefined;
   logger?: Logger;
   /** Unix ms, for rate limits (tests). */
   now?: () => number;
@@ -122,6 +125,7 @@ export class ApiServer {
         ...(modules.now === undefined ? {} : { now: modules.now }),
       });
     }
+    if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {

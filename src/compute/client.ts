@@ -32,8 +32,6 @@ export interface ComputeClientOptions extends WorkerConfig {
 export interface JobOptions extends AbortOptions {
   /** Clone the job's typed arrays instead of transferring (detaching) them. Default false. */
   copy?: boolean;
-  /** Called with each event the job emits while it runs (also emitted as `job:event`). */
-  onEvent?: (event: JobEvent) => void;
 }
 
 export interface ComputeEvents {
@@ -49,7 +47,6 @@ interface Pending {
   reject: (e: Error) => void;
   cancel: Int32Array | undefined;
   cleanup: () => void;
-  onEvent: ((event: JobEvent) => void) | undefined;
 }
 
 type Status = 'starting' | 'running' | 'restarting' | 'failed' | 'closed';
@@ -174,7 +171,6 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
         reject,
         cancel,
         cleanup: () => signal?.removeEventListener('abort', onAbort),
-        onEvent: opts.onEvent,
       });
       if (this.worker === undefined || this.status === 'restarting') {
         this.backlog.push({ msg, transfer });
@@ -304,14 +300,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
         break;
       case 'event': {
         const p = this.pending.get(msg.id);
-        if (p !== undefined) {
-          this.emit('job:event', { id: msg.id, jobType: p.type, event: msg.event });
-          try {
-            p.onEvent?.(msg.event);
-          } catch {
-            // a listener's failure is its own; the job goes on
-          }
-        }
+        if (p !== undefined) this.emit('job:event', { id: msg.id, jobType: p.type, event: msg.event });
         break;
       }
     }

@@ -244,10 +244,9 @@ export function createHandlers(state: ComputeState): HandlerTable {
         ...(job.topP === undefined ? {} : { topP: job.topP }),
         ...(job.seed === undefined ? {} : { seed: job.seed }),
         ...(job.stopIds === undefined ? {} : { stopIds: job.stopIds }),
-        onToken: (token) => {
+        onToken: () => {
           if (Number.isNaN(tFirst)) tFirst = performance.now();
           ctx.throwIfCancelled();
-          if (job.stream === true) ctx.emit({ type: 'token', token });
         },
       });
       const t1 = performance.now();
@@ -300,6 +299,11 @@ export function createHandlers(state: ComputeState): HandlerTable {
       });
       return { dir: r.dir, step: r.step, modelHash: r.modelHash };
     },
+
+    sessionOpen: (job) => state.sessions.open(state.model().shard, job),
+    sessionStep: (job, ctx) => state.sessions.step(state.model().shard, job, () => ctx.throwIfCancelled()),
+    sessionClose: (job) => state.sessions.close(job.id),
+    sessionList: () => state.sessions.list(),
 
     loadCheckpoint: (job) => {
       const dir = pathArg('dir', job.dir);

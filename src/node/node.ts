@@ -24,9 +24,12 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { bundledGenesis, type Genesis } from './genesis.js';
 import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
-import { LocalTextGenerator, loadServingModel, servingModel, tokenizerFor } from './openai.js';
+import { ourTextTokenizer } from '../model/tokenizer/hf.js';
+import { Tokenizer } from '../model/tokenizer/index.js';
+import { OpenAiGenerator } from './openai.js';
 import { OPENAI_SERVING, type NodeOptions } from './options.js';
 import { TrainProgress } from './progress.js';
+import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 
 /** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
@@ -63,8 +66,10 @@ export class NeuroShardNode {
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
-  /** What the OpenAI-compatible routes generate with. */
-  generator: LocalTextGenerator | undefined;
+  /** Inference: hop sessions for peers, and the generator behind POST /api/generate. */
+  serving: NodeServing | undefined;
+  /** The OpenAI-compatible routes' view of the generator (src/node/openai.ts). */
+  openai: OpenAiGenerator | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -132,18 +137,26 @@ export class NeuroShardNode {
       let provider: StatusProvider = { status: () => placeholderStatus(), peers: () => [] };
       // the ledger starts after the lock is written: until then its routes answer 503 and the wallet uses the outbox
       const ledgerRef: { current?: LedgerSubmitter } = {};
+      const servingRef: { current?: NodeServing } = {};
       const ledgerNow = (): LedgerSubmitter => {
         if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
         return ledgerRef.current;
       };
-      // the OpenAI-compatible routes answer 503 until a model is served (src/node/openai.ts)
-      const generator = new LocalTextGenerator({ ...OPENAI_SERVING, log: log.child('openai') });
+      // the OpenAI-compatible routes go through the same generator as POST /api/generate (503 until it exists)
+      const openai = new OpenAiGenerator({
+        ...OPENAI_SERVING,
+        generator: () => servingRef.current?.generator,
+        config: genesis.config,
+        tokenizer: ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
+        created: Math.floor(clock.now() / 1000),
+      });
       const api = new ApiServer(
         { port: opts.apiPort, host: opts.apiHost, corsOrigins: opts.apiCorsOrigins, rateLimitPerMin: opts.apiRateLimit },
         {
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
-          openai: generator,
+          generator: () => servingRef.current?.generator,
+          openai,
           dataDir: opts.dataDir,
           logger: log.child('api'),
         },
@@ -155,7 +168,7 @@ export class NeuroShardNode {
       cleanups.push(() => api.close());
 
       const node = new NeuroShardNode(opts, genesis, key, compute, network, api, bound.url, log, clock);
-      node.generator = generator;
+      node.openai = openai;
       ref.node = node;
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
@@ -177,17 +190,14 @@ export class NeuroShardNode {
       cleanups.push(() => ledger.stop());
       ledgerRef.current = ledgerSubmitter(ledger, clock);
 
-      // 6. training: a node holding the whole model trains it on the genesis corpus (and serves it as it trains);
-      //    one that holds it and does not train serves its newest checkpoint
-      const whole = span.start === 0 && span.end === genesis.config.num_hidden_layers;
-      if (opts.train && whole) node.startTraining(modules);
-      else if (whole) {
-        try {
-          generator.setModel(await loadServingModel(compute, opts.dataDir, genesis, () => clock.now()));
-        } catch (e) {
-          log.warn('no model to serve on /v1', { error: errorMessage(e) });
-        }
-      }
+      // 6. training: a node holding the whole model trains it on the genesis corpus
+      const trains = opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers;
+      if (trains) node.startTraining(modules);
+      // 7. inference: our span in the worker (the training model, or loaded now), hop sessions, the generator
+      node.serving = await startServing({ opts, genesis, compute, network, span, trains, clock, log: log.child('serve') });
+      servingRef.current = node.serving;
+      const serving = node.serving;
+      cleanups.push(() => serving.stop());
       node.status = 'started';
       return node;
     } catch (e) {
@@ -208,11 +218,6 @@ export class NeuroShardNode {
               `${e.resumedFrom === null ? 'from scratch' : `from ${e.resumedFrom}`}, step ${e.step}; ${e.backend}\n`,
           );
           progress = new TrainProgress({ write, tty, startStep: e.step, targetStep: e.targetStep });
-          try {
-            this.generator?.setModel(servingModel(this.compute, e.config, tokenizerFor(e.resumedFrom, this.genesis.tokenizerPath), () => this.clock.now()));
-          } catch (err) {
-            this.log.warn('the model in training cannot be served on /v1', { error: errorMessage(err) });
-          }
           this.counters.trainingSteps = e.step;
           break;
         case 'step':
@@ -307,6 +312,7 @@ export class NeuroShardNode {
     await this.training;
     const steps: [string, () => Promise<void> | void][] = [
       ['api', () => this.api.close()],
+      ['serving', () => this.serving?.stop()],
       ['ledger', () => this.ledger?.stop()],
       ['network', () => this.network.stop()],
       ['compute', () => this.compute.close()],

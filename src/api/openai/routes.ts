@@ -197,8 +197,10 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
         if (e instanceof OpenAiError) return e;
         if (isNeuroShardError(e)) {
           if (e.code === 'PROMPT_TOO_LONG') return badRequest(e.message, param, 'context_length_exceeded');
-          if (e.code === 'MODEL_NOT_READY' || e.code === 'COMPUTE_WORKER_CRASHED') return unavailable(e.message);
-          if (e.code === 'GENERATION_QUEUE_FULL') return unavailable(e.message, 'overloaded', 2);
+          // the node has no model or no route yet (layers uncovered, training not started), or its worker restarted
+          if (['MODEL_NOT_READY', 'NOT_SERVING', 'LAYERS_UNCOVERED', 'COMPUTE_STATE', 'COMPUTE_WORKER_CRASHED'].includes(e.code)) return unavailable(e.message.slice(0, 500));
+          if (['GENERATION_QUEUE_FULL', 'GENERATE_BUSY', 'RPC_BUSY'].includes(e.code)) return unavailable(e.message.slice(0, 500), 'overloaded', 2);
+          if (e.code === 'TIMEOUT') return unavailable(e.message.slice(0, 500), 'timeout', 2);
           if (e.code === 'ABORTED') return new OpenAiError(499 as number, 'The client closed the request.', { code: 'client_closed' });
           if (e.fault === 'caller') return badRequest(e.message.slice(0, 500), param);
         }
