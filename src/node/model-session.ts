@@ -10,7 +10,7 @@
  * - a folder of checkpoints (`<data-dir>/checkpoints`): its newest complete one.
  */
 import { existsSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ComputeClient } from '../compute/index.js';
 import { CHECKPOINT_FILES, latestCheckpoint, loadHfModel, type LlamaConfig } from '../model/index.js';
 import { HF_TOKENIZER_FILE, HfTokenizer, ourTextTokenizer, type TextTokenizer } from '../model/tokenizer/hf.js';
@@ -116,7 +116,7 @@ export async function openModelSession(spec: string, opts: OpenModelOptions = {}
         if (tokenizerPath === null) {
           throw new TokenizerMissingError(`${dir} has no ${TOKENIZER_FILE_NAME}: text cannot be encoded for this model (pass token ids instead)`, { dir });
         }
-        const t = tokenizerPath.endsWith(HF_TOKENIZER_FILE) ? HfTokenizer.load(dirname(tokenizerPath)) : ourTextTokenizer(Tokenizer.load(tokenizerPath));
+        const t = basename(tokenizerPath) === HF_TOKENIZER_FILE ? HfTokenizer.load(dirname(tokenizerPath)) : ourTextTokenizer(Tokenizer.load(tokenizerPath));
         if (t.vocabSize > config.vocab_size) {
           throw new TokenizerMissingError(`${tokenizerPath} has ${t.vocabSize} ids, more than the model's vocab_size ${config.vocab_size}`, { file: tokenizerPath });
         }
