@@ -85,8 +85,9 @@ export class NeuroShardNode {
     this.counters = { startedAtMs: clock.now(), trainingSteps: 0, trainingTokens: 0, lastLoss: null, lastValLoss: null, modelHash: '' };
   }
 
-  /** The span this node holds: `--span`, or the whole model. */
-  static heldSpan(opts: NodeOptions, genesis: Genesis): { start: number; end: number } {
+  /** The span this node holds: `--span`, none (`--span none`), or the whole model. */
+  static heldSpan(opts: NodeOptions, genesis: Genesis): { start: number; end: number } | undefined {
+    if (opts.span === null) return undefined;
     return opts.span ?? { start: 0, end: genesis.config.num_hidden_layers };
   }
 
@@ -101,7 +102,7 @@ export class NeuroShardNode {
 
     const genesis = bundledGenesis();
     const span = NeuroShardNode.heldSpan(opts, genesis);
-    if (span.end > genesis.config.num_hidden_layers) {
+    if (span !== undefined && span.end > genesis.config.num_hidden_layers) {
       throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${genesis.config.num_hidden_layers} layers`);
     }
 
@@ -172,10 +173,10 @@ export class NeuroShardNode {
       ref.node = node;
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
-      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: `${span.start}:${span.end}` });
+      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: span === undefined ? 'none' : `${span.start}:${span.end}` });
 
       // 5. ledger: gossip, sync, the wallet outbox, and one proof of work per minute
-      node.tally.setLayers(span);
+      if (span !== undefined) node.tally.setLayers(span);
       node.ledger = await startNodeLedgerService({
         network,
         key,
@@ -191,7 +192,7 @@ export class NeuroShardNode {
       ledgerRef.current = ledgerSubmitter(ledger, clock);
 
       // 6. training: a node holding the whole model trains it on the genesis corpus
-      const trains = opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers;
+      const trains = opts.train && span !== undefined && span.start === 0 && span.end === genesis.config.num_hidden_layers;
       if (trains) node.startTraining(modules);
       // 7. inference: our span in the worker (the training model, or loaded now), hop sessions, the generator
       node.serving = await startServing({ opts, genesis, compute, network, span, trains, clock, log: log.child('serve') });

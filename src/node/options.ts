@@ -49,8 +49,8 @@ export interface NodeOptions {
   relayDurationS: number;
   /** Most open connections before libp2p prunes. */
   maxConnections: number;
-  /** Layers held until the layer pool decides: [start, end), from `--span a:b`. */
-  span: { start: number; end: number } | undefined;
+  /** Layers held until the layer pool decides: [start, end), from `--span a:b`; null from `--span none` (no layers). */
+  span: { start: number; end: number } | undefined | null;
   /** Heartbeat period, and silence after which a peer is stale / dead (ms). */
   heartbeatIntervalMs: number;
   peerStaleMs: number;
@@ -64,6 +64,10 @@ export interface NodeOptions {
   /** Validation loss every K steps, checkpoint every K steps (0 = only when stopped). */
   evalEvery: number;
   checkpointEvery: number;
+  /** Inference (issue 8): dtype of activations between hops, a hop's decode-step deadline before failover (ms), the KV-cache budget for peers' sessions (MiB). */
+  wire: 'f32' | 'f16';
+  hopTimeoutMs: number;
+  inferenceMemoryMb: number;
 }
 
 export const DEFAULTS: NodeOptions = {
@@ -94,6 +98,9 @@ export const DEFAULTS: NodeOptions = {
   trainSteps: 100_000,
   evalEvery: 500,
   checkpointEvery: 500,
+  wire: 'f32',
+  hopTimeoutMs: 200,
+  inferenceMemoryMb: 512,
 };
 
 /** Serving limits of the OpenAI-compatible routes (src/node/openai.ts) that are not options. */
@@ -187,6 +194,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   maxConnections: (raw, src) => intIn('maxConnections', raw, src, 1, 100_000),
   span: (raw, src) => {
     if (raw === undefined) return undefined;
+    if (raw === 'none' || raw === null) return null;
     const m = typeof raw === 'string' ? /^(\d{1,5}):(\d{1,5})$/.exec(raw) : null;
     const o = m !== null ? { start: Number(m[1]), end: Number(m[2]) } : raw;
     if (typeof o !== 'object' || o === null || !Number.isInteger((o as { start?: unknown }).start) || !Number.isInteger((o as { end?: unknown }).end)) {
@@ -208,6 +216,12 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   trainSteps: (raw, src) => intIn('trainSteps', raw, src, 0, 1_000_000_000),
   evalEvery: (raw, src) => intIn('evalEvery', raw, src, 0, 1_000_000_000),
   checkpointEvery: (raw, src) => intIn('checkpointEvery', raw, src, 0, 1_000_000_000),
+  wire: (raw, src) => {
+    if (raw !== 'f32' && raw !== 'f16') fail('wire', src, 'must be f32 or f16');
+    return raw;
+  },
+  hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
+  inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
 };
 
 function bool(key: string, raw: unknown, src: OptionSource): boolean {

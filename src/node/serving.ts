@@ -16,6 +16,8 @@ import { Tokenizer } from '../model/tokenizer/index.js';
 import { BanList, DRIVER_DEFAULTS, runGeneration, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
 import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { inferenceStream } from '../protocols/methods.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../protocols/inference.js';
 import type { Clock } from '../util/clock.js';
 import type { Genesis } from './genesis.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
@@ -167,18 +169,51 @@ export interface StartServingInit {
 
 export interface NodeServing {
   generator: NodeGenerator;
+  /** The hop side: peers' sessions on our span (undefined when we hold none). */
+  hops: InferenceHopServer | undefined;
   stop(): Promise<void>;
 }
 
-/** Loads the span (unless training does), and builds the generator over our worker and our peers' heartbeats. */
+/** The hop's math on our compute worker. */
+export function workerHopCompute(compute: ComputeClient, config: LlamaConfig, span: () => Span | undefined): HopCompute {
+  return {
+    span,
+    numLayers: config.num_hidden_layers,
+    hiddenSize: config.hidden_size,
+    vocabSize: config.vocab_size,
+    contextLength: config.max_position_embeddings,
+    kvBytesPerPosition: (s) => 2 * (s.end - s.start) * config.num_key_value_heads * config.head_dim * 4,
+    open: async (id, maxLen, sampling) => {
+      await compute.run({ type: 'sessionOpen', id, maxLen, sampling });
+    },
+    step: async (id, input, signal) => {
+      const r = await compute.run({ type: 'sessionStep', id, chunks: input.chunks, ...(input.ids === undefined ? {} : { ids: input.ids }), ...(input.hidden === undefined ? {} : { hidden: input.hidden }) }, { signal });
+      return { ...(r.hidden === undefined ? {} : { hidden: r.hidden }), ...(r.tokens === undefined ? {} : { tokens: r.tokens }) };
+    },
+    close: async (id) => {
+      await compute.run({ type: 'sessionClose', id });
+    },
+  };
+}
+
+/** The cost a stale peer is given in route choice (ms), so that live replicas come first. */
+const STALE_RTT_MS = 50;
+
+/** Loads the span (unless training does), serves peers' hop sessions on it, and builds the generator. */
 export async function startServing(init: StartServingInit): Promise<NodeServing> {
-  const { compute, genesis, network, span, log } = init;
+  const { compute, genesis, network, span, log, opts } = init;
+  const config = genesis.config;
   let served: Span | undefined;
   if (span !== undefined && !init.trains) {
-    await loadServingModel(compute, init.opts.dataDir, genesis.config, span, log);
+    await loadServingModel(compute, opts.dataDir, config, span, log);
     served = span;
   } else if (span !== undefined) {
     served = span; // the training model (its sessions fail with COMPUTE_STATE until training has loaded it)
+  }
+  let hops: InferenceHopServer | undefined;
+  if (served !== undefined) {
+    hops = new InferenceHopServer(workerHopCompute(compute, config, () => served), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'));
+    await hops.register(network.rpc);
   }
   const generator = new NodeGenerator({
     compute,
@@ -188,14 +223,20 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     peers: () =>
       network.liveness
         .snapshot()
-        .filter((p) => p.heartbeat.span !== undefined)
-        .map((p) => ({ peerId: p.peer, span: { start: p.heartbeat.span!.start, end: p.heartbeat.span!.end }, alive: p.state === 'alive' })),
+        .filter((p) => p.heartbeat.span !== undefined && !network.scores.isBanned(p.peer))
+        // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
+        .map((p) => ({ peerId: p.peer, span: { start: p.heartbeat.span!.start, end: p.heartbeat.span!.end }, alive: p.state !== 'dead', ...(p.state === 'stale' ? { rttMs: STALE_RTT_MS } : {}) })),
+    remote: (hop, spec) =>
+      new RemoteHopSession(network.rpc, hop.peerId, hop.span, spec, { hiddenSize: config.hidden_size, vocabSize: config.vocab_size, wire: opts.wire, scores: network.scores }),
+    options: { stepTimeoutMs: opts.hopTimeoutMs },
     log,
   });
   return {
     generator,
+    hops,
     stop: async () => {
       served = undefined;
+      if (hops !== undefined) await network.rpc.unhandle(inferenceStream).catch(() => {});
     },
   };
 }

@@ -24,7 +24,9 @@ export const startCommand: Command = {
     mdns: { type: 'boolean', description: 'LAN discovery through mDNS (default on; --no-mdns turns it off)' },
     upnp: { type: 'boolean', description: 'UPnP port mapping on the router (default on; --no-upnp turns it off)' },
     relay: { type: 'boolean', description: 'offer a circuit relay to peers that cannot be dialled directly' },
-    span: { type: 'string', value: 'A:B', description: 'hold layers A..B-1 (until the layer pool decides)' },
+    span: { type: 'string', value: 'A:B|none', description: 'hold layers A..B-1, or none (an entry node that only routes) (until the layer pool decides)' },
+    wire: { type: 'string', value: 'f32|f16', description: 'dtype of activations sent to other hops (default f32)' },
+    'hop-timeout-ms': { type: 'string', value: 'MS', description: 'a hop that does not answer a decode step within this is replaced (default 200)' },
     train: { type: 'boolean', description: 'train the model on the genesis corpus when holding all of it (default on; --no-train turns it off)' },
     corpus: { type: 'string', value: 'DIR|URL', description: 'genesis manifest to train on: folder, manifest file or http(s) URL (default: the bundled corpus)' },
     'train-steps': { type: 'string', value: 'N', description: 'target step of the training run (default 100000)' },
@@ -56,6 +58,8 @@ export const startCommand: Command = {
         trainSteps: stringFlag(flags, 'train-steps'),
         evalEvery: stringFlag(flags, 'eval-every'),
         checkpointEvery: stringFlag(flags, 'checkpoint-every'),
+        wire: stringFlag(flags, 'wire'),
+        hopTimeoutMs: stringFlag(flags, 'hop-timeout-ms'),
       },
     });
     const log = createLogger({ level: opts.logLevel, module: 'node' });
