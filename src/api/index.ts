@@ -25,3 +25,21 @@ export {
   type SpanView,
   type StatusProvider,
 } from './status.js';
+export { API_KEY_PREFIX, API_KEYS_FILE, ApiKeyStore, apiKeysPath, createApiKey, readApiKeys, revokeApiKey, type ApiKeyRecord } from './keys.js';
+export { RateLimiter, type RateDecision } from './rate-limit.js';
+export type { ChatMessage, ServedModel, TextGenerationRequest, TextGenerationResult, TextGenerator, TokenEvent } from './openai/backend.js';
+export { OpenAiError } from './openai/errors.js';
+export {
+  GENERATE_API_DEFAULTS,
+  GENERATE_API_LIMITS,
+  generateAnswer,
+  generateErrorStatus,
+  parseGenerateBody,
+  registerGenerateRoutes,
+  type GenerateFinishReason,
+  type GenerateListener,
+  type GenerateOutput,
+  type GenerateParams,
+  type Generator,
+  type RouteHop,
+} from './generate.js';

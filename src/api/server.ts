@@ -1,25 +1,42 @@
 /**
  * The node's local HTTP endpoint (fastify). It listens on the loopback interface only and answers only requests
  * whose Host header names the loopback (so a web page cannot reach it through DNS rebinding). Today it serves the
- * status routes and the ledger routes (ledger.ts: wallet events in, ledger status out); the HTTP API issue adds its
- * routes to the same server.
+ * status routes and the ledger routes (ledger.ts: wallet events in, ledger status out), and, when the node gives a
+ * TextGenerator, the OpenAI-compatible routes under /v1 (openai/routes.ts).
  *
- * Errors are {"error": {"code", "message"}}, as on the tracker.
+ * Exposed (`host` not a loopback address, `--api-host`): the /v1 routes then answer any host but require an API key
+ * (openai/access.ts, keys.ts); the /api routes still answer only requests from this machine that name the loopback.
+ * CORS headers are sent only for the origins listed in `corsOrigins` (none by default).
+ *
+ * Errors are {"error": {"code", "message"}}, as on the tracker; the /v1 routes use OpenAI's error shape.
  */
+import { isIP } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { ApiKeyStore } from './keys.js';
+import { registerGenerateRoutes, type Generator } from './generate.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
+import { openAiAccess } from './openai/access.js';
+import type { TextGenerator } from './openai/backend.js';
+import { registerOpenAiRoutes } from './openai/routes.js';
+import { RateLimiter } from './rate-limit.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
 
 export interface ApiServerOptions {
   /** 0 picks a free port. */
   port: number;
-  /** A loopback address: 127.0.0.1 (default) or ::1. */
+  /** 127.0.0.1 (default) or ::1; any other address exposes the /v1 routes behind API keys. */
   host: string;
+  /** Origins (scheme://host[:port]) that browsers may call from; empty = no CORS headers. */
+  corsOrigins: string[];
+  /** /v1 requests per minute per API key (all local callers share one budget when keys are off); 0 = unlimited. */
+  rateLimitPerMin: number;
+  /** Largest /v1 request body (bytes). */
+  maxBodyBytes: number;
 }
 
-export const API_DEFAULTS: ApiServerOptions = { port: 8000, host: '127.0.0.1' };
+export const API_DEFAULTS: ApiServerOptions = { port: 8000, host: '127.0.0.1', corsOrigins: [], rateLimitPerMin: 60, maxBodyBytes: 1 << 20 };
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1']);
 const ALLOWED_HOST_HEADER = /^(127\.0\.0\.1|localhost|\[::1\])(:\d{1,5})?$/i;
@@ -28,7 +45,15 @@ export interface ApiServerModules {
   status: StatusProvider;
   /** The node's ledger: POST /api/ledger/events and GET /api/ledger/status exist only when given. */
   ledger?: LedgerSubmitter;
+  /** The OpenAI-compatible routes under /v1 exist only when given. */
+  openai?: TextGenerator;
+  /** Where API keys live (required when the server is exposed). */
+  dataDir?: string;
+  /** Text generation: POST /api/generate exists only when given (asked per request; undefined answers 503). */
+  generator?: () => Generator | undefined;
   logger?: Logger;
+  /** Unix ms, for rate limits (tests). */
+  now?: () => number;
 }
 
 export class ApiServer {
@@ -36,16 +61,47 @@ export class ApiServer {
   readonly opts: ApiServerOptions;
   private readonly log: Logger;
   private closed = false;
+  /** True when bound beyond the loopback (API keys required on /v1). */
+  readonly exposed: boolean;
 
   constructor(opts: Partial<ApiServerOptions>, modules: ApiServerModules) {
     this.opts = { ...API_DEFAULTS, ...opts };
     if (!Number.isInteger(this.opts.port) || this.opts.port < 0 || this.opts.port > 65535) throw new InvalidArgumentError('api port must be in 0..65535');
-    if (!LOOPBACK_HOSTS.has(this.opts.host)) throw new InvalidArgumentError(`the local endpoint listens on the loopback only, not ${this.opts.host}`);
+    this.exposed = !LOOPBACK_HOSTS.has(this.opts.host);
+    if (this.exposed && isIP(this.opts.host) === 0) throw new InvalidArgumentError(`the API host must be an IP address, not ${this.opts.host.slice(0, 100)}`);
+    if (this.exposed && modules.dataDir === undefined) throw new InvalidArgumentError('an exposed API needs the data dir that holds its API keys');
     this.log = modules.logger ?? silentLogger;
-    this.app = Fastify({ logger: false, bodyLimit: 64 * 1024, forceCloseConnections: true, requestTimeout: 30_000 });
+    // Schemas validate strictly: no type coercion, no silent dropping of unknown fields (the /v1 bodies rely on it).
+    // requestTimeout bounds receiving a request, not a streamed answer.
+    this.app = Fastify({
+      logger: false,
+      bodyLimit: 64 * 1024,
+      forceCloseConnections: true,
+      requestTimeout: 30_000,
+      ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
+    });
+    const exposed = this.exposed;
+    const cors = new Set(this.opts.corsOrigins);
     this.app.addHook('onRequest', async (req, reply) => {
-      const host = req.headers.host ?? '';
-      if (!ALLOWED_HOST_HEADER.test(host)) return sendError(reply, 403, 'forbidden_host', 'requests must name the loopback host');
+      const hostOk = ALLOWED_HOST_HEADER.test(req.headers.host ?? '');
+      const isV1 = req.url === '/v1' || req.url.startsWith('/v1/') || req.url.startsWith('/v1?');
+      if (!exposed || !isV1) {
+        // DNS-rebinding protection, and the /api routes serve this machine only even when /v1 is exposed
+        if (!hostOk) return sendError(reply, 403, 'forbidden_host', 'requests must name the loopback host');
+        if (exposed && !isLoopbackAddress(req.socket.remoteAddress)) return sendError(reply, 403, 'forbidden', 'the /api routes answer this machine only');
+      }
+      const origin = req.headers.origin;
+      if (typeof origin === 'string' && cors.has(origin) && isV1) {
+        void reply.header('access-control-allow-origin', origin).header('vary', 'Origin');
+        if (req.method === 'OPTIONS') {
+          return reply
+            .code(204)
+            .header('access-control-allow-methods', 'GET, POST, OPTIONS')
+            .header('access-control-allow-headers', 'authorization, content-type')
+            .header('access-control-max-age', '600')
+            .send();
+        }
+      }
     });
     this.app.setErrorHandler((err: FastifyError, req, reply) => {
       const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
@@ -59,6 +115,17 @@ export class ApiServer {
     this.app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 100)}`));
     registerStatusRoutes(this.app, modules.status);
     if (modules.ledger !== undefined) registerLedgerRoutes(this.app, modules.ledger, sendError);
+    const keys = this.exposed ? new ApiKeyStore(modules.dataDir!) : undefined;
+    if (modules.openai !== undefined) {
+      registerOpenAiRoutes(this.app, {
+        generator: modules.openai,
+        maxBodyBytes: this.opts.maxBodyBytes,
+        access: openAiAccess({ ...(keys === undefined ? {} : { keys }), limiter: new RateLimiter(modules.now), rateLimitPerMin: this.opts.rateLimitPerMin }),
+        log: this.log,
+        ...(modules.now === undefined ? {} : { now: modules.now }),
+      });
+    }
+    if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {
@@ -74,6 +141,10 @@ export class ApiServer {
     this.closed = true;
     await this.app.close();
   }
+}
+
+function isLoopbackAddress(a: string | undefined): boolean {
+  return a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1';
 }
 
 function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {

@@ -10,5 +10,6 @@ import { trainCommand } from './train/index.js';
 import { generateCommand } from './generate/index.js';
 import { evalCommand } from './eval/index.js';
 import { exportCommand } from './export/index.js';
+import { apikeyCommand } from './apikey/index.js';
 
-export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, exportCommand];
+export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, exportCommand, apikeyCommand];

@@ -97,7 +97,7 @@ export async function evaluateCheckpoint(o: EvalOptions): Promise<EvalResult> {
     const S = session.config.max_position_embeddings;
     let ids: Int32Array;
     if (text !== undefined) {
-      ids = session.tokenizer().encode(text, { bos: true, eos: false });
+      ids = session.tokenizer().encodePrompt(text, 'text');
     } else {
       ids = (o.input as { ids: Int32Array }).ids;
     }

@@ -63,7 +63,7 @@ export async function generateText(o: GenerateRunOptions): Promise<GenerateRunRe
   const session = await openModelSession(o.checkpoint, o.threads === undefined ? {} : { threads: o.threads });
   try {
     const tok = session.tokenizer();
-    const prompt = tok.encode(o.prompt, { bos: true, eos: false });
+    const prompt = tok.encodePrompt(o.prompt, 'text');
     const ctx = session.config.max_position_embeddings;
     if (prompt.length >= ctx) {
       throw new InvalidArgumentError(`the prompt encodes to ${prompt.length} tokens (with BOS); the model's context holds ${ctx}, and at least one must be left to generate`, { tokens: prompt.length, context: ctx }, 'PROMPT_TOO_LONG');
@@ -76,7 +76,7 @@ export async function generateText(o: GenerateRunOptions): Promise<GenerateRunRe
       topK: o.topK,
       topP: o.topP,
       seed: o.seed,
-      stopIds: [session.config.eos_token_id],
+      stopIds: [...new Set([session.config.eos_token_id, ...tok.stopIds])],
     });
     let tokens = Array.from(r.tokens);
     let text = tok.decode(tokens);

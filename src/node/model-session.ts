@@ -10,9 +10,10 @@
  * - a folder of checkpoints (`<data-dir>/checkpoints`): its newest complete one.
  */
 import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ComputeClient } from '../compute/index.js';
 import { CHECKPOINT_FILES, latestCheckpoint, loadHfModel, type LlamaConfig } from '../model/index.js';
+import { HF_TOKENIZER_FILE, HfTokenizer, ourTextTokenizer, type TextTokenizer } from '../model/tokenizer/hf.js';
 import { TOKENIZER_FILE_NAME, Tokenizer } from '../model/tokenizer/index.js';
 import { selectBackend } from '../tensor/index.js';
 import { NeuroShardError } from '../util/errors.js';
@@ -54,10 +55,13 @@ export interface ModelSession {
   format: 'neuroshard' | 'huggingface';
   /** Training step of our checkpoints; null for foreign ones. */
   step: number | null;
-  /** The tokenizer file that goes with the model, or null when the directory has none. */
+  /** The tokenizer file that goes with the model (ours, or a Hugging Face tokenizer.json), or null when there is none. */
   tokenizerPath: string | null;
-  /** Loads the tokenizer (TokenizerMissingError when there is none; checked against the model's vocabulary). */
-  tokenizer(): Tokenizer;
+  /**
+   * Loads the tokenizer (TokenizerMissingError when there is none; checked against the model's vocabulary). A
+   * Hugging Face directory's tokenizer.json (with its tokenizer_config.json) is used before our own file.
+   */
+  tokenizer(): TextTokenizer;
   close(): Promise<void>;
 }
 
@@ -95,10 +99,11 @@ export async function openModelSession(spec: string, opts: OpenModelOptions = {}
     } else {
       await client.run({ type: 'initModel', config: foreign.config, params: foreign.params });
       config = foreign.config;
+      const hf = join(dir, HF_TOKENIZER_FILE);
       const t = join(dir, TOKENIZER_FILE_NAME);
-      tokenizerPath = existsSync(t) ? t : null;
+      tokenizerPath = existsSync(hf) ? hf : existsSync(t) ? t : null;
     }
-    let tok: Tokenizer | undefined;
+    let tok: TextTokenizer | undefined;
     return {
       client,
       config,
@@ -111,7 +116,7 @@ export async function openModelSession(spec: string, opts: OpenModelOptions = {}
         if (tokenizerPath === null) {
           throw new TokenizerMissingError(`${dir} has no ${TOKENIZER_FILE_NAME}: text cannot be encoded for this model (pass token ids instead)`, { dir });
         }
-        const t = Tokenizer.load(tokenizerPath);
+        const t = basename(tokenizerPath) === HF_TOKENIZER_FILE ? HfTokenizer.load(dirname(tokenizerPath)) : ourTextTokenizer(Tokenizer.load(tokenizerPath));
         if (t.vocabSize > config.vocab_size) {
           throw new TokenizerMissingError(`${tokenizerPath} has ${t.vocabSize} ids, more than the model's vocab_size ${config.vocab_size}`, { file: tokenizerPath });
         }

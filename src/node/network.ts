@@ -206,7 +206,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     clock,
     log: log.child('registry'),
   });
-  const span = (): LayerSpan | undefined => registry.heldSpan() ?? o.span;
+  const span = (): LayerSpan | undefined => registry.heldSpan() ?? o.span ?? undefined;
   const hbSource: HeartbeatSource = {
     span: init.status?.span ?? span,
     load: init.status?.load ?? (() => 0),
@@ -223,8 +223,8 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     tracker = new TrackerClient(
       { trackers: o.trackers, networkId },
       {
-        record: o.span === undefined ? undefined : () => signedRecord(),
-        withdrawal: o.span === undefined ? undefined : () => signTrackerWithdrawal(nodeKey, { networkId, timestampMs: clock.now() }),
+        record: o.span == null ? undefined : () => signedRecord(),
+        withdrawal: o.span == null ? undefined : () => signTrackerWithdrawal(nodeKey, { networkId, timestampMs: clock.now() }),
         clock,
         logger: log.child('tracker'),
       },
@@ -294,7 +294,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
         offDht();
         offBan();
       };
-      if (o.span !== undefined) {
+      if (o.span != null) {
         await registry.announce(o.span).catch((e: unknown) => log.warn('announcing our span failed', { error: errorMessage(e) }));
       }
       tracker?.start();

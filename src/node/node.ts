@@ -13,7 +13,7 @@
  * model trains it on the genesis corpus (the genesis node's job); a partial holder serves its span.
  */
 import { mkdirSync } from 'node:fs';
-import { ApiServer, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
+import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
 import { ComputeClient } from '../compute/index.js';
 import { assertNoNodeRunning, keystoreExists, loadOrCreateKeystore, readKeystorePublic, resolvePassphrase, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
 import { MAX_SLASH_BYTES } from '../ledger/index.js';
@@ -24,8 +24,12 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { bundledGenesis, type Genesis } from './genesis.js';
 import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
-import type { NodeOptions } from './options.js';
+import { ourTextTokenizer } from '../model/tokenizer/hf.js';
+import { Tokenizer } from '../model/tokenizer/index.js';
+import { OpenAiGenerator } from './openai.js';
+import { OPENAI_SERVING, type NodeOptions } from './options.js';
 import { TrainProgress } from './progress.js';
+import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 
 /** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
@@ -62,6 +66,10 @@ export class NeuroShardNode {
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
+  /** Inference: hop sessions for peers, and the generator behind POST /api/generate. */
+  serving: NodeServing | undefined;
+  /** The OpenAI-compatible routes' view of the generator (src/node/openai.ts). */
+  openai: OpenAiGenerator | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -77,8 +85,9 @@ export class NeuroShardNode {
     this.counters = { startedAtMs: clock.now(), trainingSteps: 0, trainingTokens: 0, lastLoss: null, lastValLoss: null, modelHash: '' };
   }
 
-  /** The span this node holds: `--span`, or the whole model. */
-  static heldSpan(opts: NodeOptions, genesis: Genesis): { start: number; end: number } {
+  /** The span this node holds: `--span`, none (`--span none`), or the whole model. */
+  static heldSpan(opts: NodeOptions, genesis: Genesis): { start: number; end: number } | undefined {
+    if (opts.span === null) return undefined;
     return opts.span ?? { start: 0, end: genesis.config.num_hidden_layers };
   }
 
@@ -93,7 +102,7 @@ export class NeuroShardNode {
 
     const genesis = bundledGenesis();
     const span = NeuroShardNode.heldSpan(opts, genesis);
-    if (span.end > genesis.config.num_hidden_layers) {
+    if (span !== undefined && span.end > genesis.config.num_hidden_layers) {
       throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${genesis.config.num_hidden_layers} layers`);
     }
 
@@ -129,29 +138,45 @@ export class NeuroShardNode {
       let provider: StatusProvider = { status: () => placeholderStatus(), peers: () => [] };
       // the ledger starts after the lock is written: until then its routes answer 503 and the wallet uses the outbox
       const ledgerRef: { current?: LedgerSubmitter } = {};
+      const servingRef: { current?: NodeServing } = {};
       const ledgerNow = (): LedgerSubmitter => {
         if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
         return ledgerRef.current;
       };
+      // the OpenAI-compatible routes go through the same generator as POST /api/generate (503 until it exists)
+      const openai = new OpenAiGenerator({
+        ...OPENAI_SERVING,
+        generator: () => servingRef.current?.generator,
+        config: genesis.config,
+        tokenizer: ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
+        created: Math.floor(clock.now() / 1000),
+      });
       const api = new ApiServer(
-        { port: opts.apiPort },
+        { port: opts.apiPort, host: opts.apiHost, corsOrigins: opts.apiCorsOrigins, rateLimitPerMin: opts.apiRateLimit },
         {
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
+          generator: () => servingRef.current?.generator,
+          openai,
+          dataDir: opts.dataDir,
           logger: log.child('api'),
         },
       );
+      if (api.exposed && readApiKeys(opts.dataDir).length === 0) {
+        log.warn('the API is exposed but there are no API keys: every /v1 request is refused until `neuroshard apikey create`', { host: opts.apiHost });
+      }
       const bound = await api.listen();
       cleanups.push(() => api.close());
 
       const node = new NeuroShardNode(opts, genesis, key, compute, network, api, bound.url, log, clock);
+      node.openai = openai;
       ref.node = node;
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
-      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: `${span.start}:${span.end}` });
+      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: span === undefined ? 'none' : `${span.start}:${span.end}` });
 
       // 5. ledger: gossip, sync, the wallet outbox, and one proof of work per minute
-      node.tally.setLayers(span);
+      if (span !== undefined) node.tally.setLayers(span);
       node.ledger = await startNodeLedgerService({
         network,
         key,
@@ -167,7 +192,13 @@ export class NeuroShardNode {
       ledgerRef.current = ledgerSubmitter(ledger, clock);
 
       // 6. training: a node holding the whole model trains it on the genesis corpus
-      if (opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers) node.startTraining(modules);
+      const trains = opts.train && span !== undefined && span.start === 0 && span.end === genesis.config.num_hidden_layers;
+      if (trains) node.startTraining(modules);
+      // 7. inference: our span in the worker (the training model, or loaded now), hop sessions, the generator
+      node.serving = await startServing({ opts, genesis, compute, network, span, trains, clock, log: log.child('serve') });
+      servingRef.current = node.serving;
+      const serving = node.serving;
+      cleanups.push(() => serving.stop());
       node.status = 'started';
       return node;
     } catch (e) {
@@ -282,6 +313,7 @@ export class NeuroShardNode {
     await this.training;
     const steps: [string, () => Promise<void> | void][] = [
       ['api', () => this.api.close()],
+      ['serving', () => this.serving?.stop()],
       ['ledger', () => this.ledger?.stop()],
       ['network', () => this.network.stop()],
       ['compute', () => this.compute.close()],

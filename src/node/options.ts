@@ -6,6 +6,7 @@
  * environment) or an InvalidArgumentError (flag) that names the option and where it came from.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir, availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -23,6 +24,12 @@ export interface NodeOptions {
   trackers: string[];
   /** Port of the local status endpoint, served on 127.0.0.1 only; 0 picks a free port. */
   apiPort: number;
+  /** Address the HTTP API binds: 127.0.0.1 (default) or ::1; another address exposes /v1 behind API keys. */
+  apiHost: string;
+  /** Origins allowed to call /v1 from a browser (CORS); empty = none. */
+  apiCorsOrigins: string[];
+  /** /v1 requests per minute per API key (local callers share one budget when keys are off); 0 = unlimited. */
+  apiRateLimit: number;
   /** P2P listen multiaddrs (port 0 picks one); an address ending in /p2p-circuit listens through that relay. */
   listen: string[];
   /** Multiaddrs to announce instead of the listen addresses (e.g. a forwarded public port). */
@@ -42,8 +49,8 @@ export interface NodeOptions {
   relayDurationS: number;
   /** Most open connections before libp2p prunes. */
   maxConnections: number;
-  /** Layers held until the layer pool decides: [start, end), from `--span a:b`. */
-  span: { start: number; end: number } | undefined;
+  /** Layers held until the layer pool decides: [start, end), from `--span a:b`; null from `--span none` (no layers). */
+  span: { start: number; end: number } | undefined | null;
   /** Heartbeat period, and silence after which a peer is stale / dead (ms). */
   heartbeatIntervalMs: number;
   peerStaleMs: number;
@@ -71,6 +78,10 @@ export interface NodeOptions {
   /** Fraction of a layer's holders whose Δ closes a round at its deadline, and that deadline after the H-th step (ms). */
   outerQuorum: number;
   outerSyncTimeoutMs: number;
+  /** Inference (issue 8): dtype of activations between hops, a hop's decode-step deadline before failover (ms), the KV-cache budget for peers' sessions (MiB). */
+  wire: 'f32' | 'f16';
+  hopTimeoutMs: number;
+  inferenceMemoryMb: number;
 }
 
 export const DEFAULTS: NodeOptions = {
@@ -79,6 +90,9 @@ export const DEFAULTS: NodeOptions = {
   threads: Math.max(1, availableParallelism()),
   trackers: [],
   apiPort: 8000,
+  apiHost: '127.0.0.1',
+  apiCorsOrigins: [],
+  apiRateLimit: 60,
   listen: ['/ip4/0.0.0.0/tcp/9000', '/ip4/0.0.0.0/tcp/9001/ws'],
   announce: [],
   bootstrap: [],
@@ -105,7 +119,18 @@ export const DEFAULTS: NodeOptions = {
   compress: 'int8',
   outerQuorum: 2 / 3,
   outerSyncTimeoutMs: 120_000,
+  wire: 'f32',
+  hopTimeoutMs: 200,
+  inferenceMemoryMb: 512,
 };
+
+/** Serving limits of the OpenAI-compatible routes (src/node/openai.ts) that are not options. */
+export const OPENAI_SERVING = {
+  /** Generations waiting or running at once; more get 503. */
+  maxPending: 8,
+  /** New tokens when a request names no max_tokens (the context bounds it further). */
+  defaultMaxTokens: 256,
+} as const;
 
 /** Where an option value came from; used in error messages. */
 export type OptionSource = 'default' | 'config' | 'env' | 'flag';
@@ -155,6 +180,25 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 65535) fail('apiPort', src, 'must be an integer in 0..65535');
     return n;
   },
+  apiHost: (raw, src) => {
+    if (typeof raw !== 'string' || isIP(raw) === 0) fail('apiHost', src, 'must be an IP address (127.0.0.1, ::1, 0.0.0.0, :: or one of this machine)');
+    return raw;
+  },
+  apiCorsOrigins: (raw, src) => {
+    const list = typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter((x) => x !== '') : raw;
+    if (!Array.isArray(list) || list.length > 32) fail('apiCorsOrigins', src, 'must be a list of at most 32 origins');
+    return list.map((o: unknown) => {
+      let u: URL | undefined;
+      try {
+        u = typeof o === 'string' && o.length <= 256 ? new URL(o) : undefined;
+      } catch {
+        u = undefined;
+      }
+      if (u === undefined || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.origin !== o) fail('apiCorsOrigins', src, `${JSON.stringify(String(o).slice(0, 100))} is not an origin like https://example.com`);
+      return o as string;
+    });
+  },
+  apiRateLimit: (raw, src) => intIn('apiRateLimit', raw, src, 0, 1_000_000),
   listen: (raw, src) => multiaddrList('listen', raw, src, 1),
   announce: (raw, src) => multiaddrList('announce', raw, src, 0),
   bootstrap: (raw, src) => {
@@ -171,6 +215,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   maxConnections: (raw, src) => intIn('maxConnections', raw, src, 1, 100_000),
   span: (raw, src) => {
     if (raw === undefined) return undefined;
+    if (raw === 'none' || raw === null) return null;
     const m = typeof raw === 'string' ? /^(\d{1,5}):(\d{1,5})$/.exec(raw) : null;
     const o = m !== null ? { start: Number(m[1]), end: Number(m[2]) } : raw;
     if (typeof o !== 'object' || o === null || !Number.isInteger((o as { start?: unknown }).start) || !Number.isInteger((o as { end?: unknown }).end)) {
@@ -203,6 +248,12 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     return q;
   },
   outerSyncTimeoutMs: (raw, src) => intIn('outerSyncTimeoutMs', raw, src, 1000, 86_400_000),
+  wire: (raw, src) => {
+    if (raw !== 'f32' && raw !== 'f16') fail('wire', src, 'must be f32 or f16');
+    return raw;
+  },
+  hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
+  inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
 };
 
 /** A finite number in [min, max] (max excluded unless `maxIncluded`), from a number or a decimal string. */

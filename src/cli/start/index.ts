@@ -14,6 +14,9 @@ export const startCommand: Command = {
   flags: {
     tracker: { type: 'string', multiple: true, value: 'URL', description: 'bootstrap tracker to announce to and find peers through' },
     'api-port': { type: 'string', value: 'PORT', description: 'port of the local status endpoint on 127.0.0.1 (default 8000; 0 picks one)' },
+    'api-host': { type: 'string', value: 'ADDR', description: 'address the HTTP API binds (default 127.0.0.1); another (e.g. 0.0.0.0) exposes /v1 behind API keys (neuroshard apikey)' },
+    'api-cors': { type: 'string', multiple: true, value: 'ORIGIN', description: 'origin allowed to call /v1 from a browser (default none)' },
+    'api-rate-limit': { type: 'string', value: 'N', description: '/v1 requests per minute per API key (default 60; 0 = unlimited)' },
     listen: { type: 'string', multiple: true, value: 'MULTIADDR', description: 'P2P listen address (default /ip4/0.0.0.0/tcp/9000 and /ip4/0.0.0.0/tcp/9001/ws; port 0 picks one)' },
     announce: { type: 'string', multiple: true, value: 'MULTIADDR', description: 'address to announce instead of the listen addresses' },
     bootstrap: { type: 'string', multiple: true, value: 'MULTIADDR', description: 'peer to join through (ends in /p2p/<peerId>)' },
@@ -21,7 +24,9 @@ export const startCommand: Command = {
     mdns: { type: 'boolean', description: 'LAN discovery through mDNS (default on; --no-mdns turns it off)' },
     upnp: { type: 'boolean', description: 'UPnP port mapping on the router (default on; --no-upnp turns it off)' },
     relay: { type: 'boolean', description: 'offer a circuit relay to peers that cannot be dialled directly' },
-    span: { type: 'string', value: 'A:B', description: 'hold layers A..B-1 (until the layer pool decides)' },
+    span: { type: 'string', value: 'A:B|none', description: 'hold layers A..B-1, or none (an entry node that only routes) (until the layer pool decides)' },
+    wire: { type: 'string', value: 'f32|f16', description: 'dtype of activations sent to other hops (default f32)' },
+    'hop-timeout-ms': { type: 'string', value: 'MS', description: 'a hop that does not answer a decode step within this is replaced (default 200)' },
     train: { type: 'boolean', description: 'train the model on the genesis corpus when holding all of it (default on; --no-train turns it off)' },
     corpus: { type: 'string', value: 'DIR|URL', description: 'genesis manifest to train on: folder, manifest file or http(s) URL (default: the bundled corpus)' },
     'train-steps': { type: 'string', value: 'N', description: 'target step of the training run (default 100000)' },
@@ -37,6 +42,9 @@ export const startCommand: Command = {
         threads: stringFlag(flags, 'threads'),
         trackers: stringListFlag(flags, 'tracker').length > 0 ? stringListFlag(flags, 'tracker') : undefined,
         apiPort: stringFlag(flags, 'api-port'),
+        apiHost: stringFlag(flags, 'api-host'),
+        apiCorsOrigins: stringListFlag(flags, 'api-cors').length > 0 ? stringListFlag(flags, 'api-cors') : undefined,
+        apiRateLimit: stringFlag(flags, 'api-rate-limit'),
         listen: stringListFlag(flags, 'listen').length > 0 ? stringListFlag(flags, 'listen') : undefined,
         announce: stringListFlag(flags, 'announce').length > 0 ? stringListFlag(flags, 'announce') : undefined,
         bootstrap: stringListFlag(flags, 'bootstrap').length > 0 ? stringListFlag(flags, 'bootstrap') : undefined,
@@ -50,13 +58,15 @@ export const startCommand: Command = {
         trainSteps: stringFlag(flags, 'train-steps'),
         evalEvery: stringFlag(flags, 'eval-every'),
         checkpointEvery: stringFlag(flags, 'checkpoint-every'),
+        wire: stringFlag(flags, 'wire'),
+        hopTimeoutMs: stringFlag(flags, 'hop-timeout-ms'),
       },
     });
     const log = createLogger({ level: opts.logLevel, module: 'node' });
     const passphraseFile = stringFlag(flags, 'passphrase-file');
     const passphrase = passphraseFile === undefined ? undefined : readPassphrase(passphraseFile);
     const node = await NeuroShardNode.init(opts, { log, ...(passphrase === undefined ? {} : { passphrase }) });
-    io.stderr(`node ${node.network.peerId} up; status at ${node.apiUrl}/api/status; Ctrl-C to stop\n`);
+    io.stderr(`node ${node.network.peerId} up; status at ${node.apiUrl}/api/status; OpenAI-compatible API at ${node.apiUrl}/v1; Ctrl-C to stop\n`);
     await new Promise<void>((resolve) => {
       if (io.signal.aborted) resolve();
       io.signal.addEventListener('abort', () => resolve(), { once: true });

@@ -1,0 +1,44 @@
+/**
+ * Who may use the /v1 routes, and how often. On a loopback-only node no key is asked (whoever can reach
+ * 127.0.0.1 is on this machine, and the server's Host check keeps web pages out); all local callers share one
+ * budget. On an exposed node (`--api-host`) every request carries `Authorization: Bearer <key>` naming a key of
+ * `<data-dir>/api-keys.json`; each key has its own budget (its `rateLimitPerMin`, else the node's `apiRateLimit`).
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ApiKeyStore } from '../keys.js';
+import type { RateLimiter } from '../rate-limit.js';
+import { invalidApiKey, rateLimited, sendOpenAiError } from './errors.js';
+
+export interface AccessOptions {
+  /** Present when keys are required. */
+  keys?: ApiKeyStore;
+  limiter: RateLimiter;
+  /** Requests per minute per key (0 turns limits off). */
+  rateLimitPerMin: number;
+}
+
+export function openAiAccess(o: AccessOptions) {
+  return async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    let bucket = 'local';
+    let perMin = o.rateLimitPerMin;
+    if (o.keys !== undefined) {
+      const auth = req.headers.authorization;
+      const m = typeof auth === 'string' ? /^Bearer\s+(\S{1,200})$/i.exec(auth.trim()) : null;
+      if (m === null) {
+        return sendOpenAiError(
+          reply,
+          invalidApiKey("You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (a node operator creates keys with `neuroshard apikey create`)."),
+        );
+      }
+      const rec = o.keys.verify(m[1]!);
+      if (rec === null) return sendOpenAiError(reply, invalidApiKey('Incorrect API key provided.'));
+      bucket = rec.id;
+      perMin = rec.rateLimitPerMin ?? o.rateLimitPerMin;
+    }
+    if (perMin > 0) {
+      const d = o.limiter.take(bucket, perMin);
+      if (!d.ok) return sendOpenAiError(reply, rateLimited(d.retryAfterS, perMin));
+    }
+    return undefined;
+  };
+}

@@ -1,0 +1,105 @@
+/**
+ * The node's TextGenerator for the OpenAI-compatible routes (api/openai), built on the same `Generator` that
+ * serves POST /api/generate (api/generate.ts; node/serving.ts: this node's worker when it holds the whole model, a
+ * chain of peers chosen by the router otherwise), so both routes answer through one path.
+ *
+ * What it adds on top of the Generator: the served model's id and context (`neurollm`, the genesis config), chat
+ * formatting (the tokenizer's `chat_template` when it has one, else DEFAULT_CHAT_TEMPLATE), prompt-token counts
+ * for `usage` (the tokenizer the entry node encodes with: BOS + text), OpenAI's context check (prompt + max_tokens
+ * within the context: else 400), a default max_tokens, and a bound on generations in flight through /v1
+ * (GENERATION_QUEUE_FULL → 503).
+ *
+ * The Generator takes plain text and encodes it with BOS, which is exactly how our tokenizer encodes a chat
+ * rendered with the default template (no special-token strings in it). A checkpoint whose template writes
+ * special tokens (Hugging Face chat models) needs them parsed as ids (TextTokenizer.encodePrompt 'chat'); that is
+ * what `neuroshard generate --checkpoint` does locally, and what the Generator would need a flag for once the
+ * network serves such checkpoints.
+ */
+import type { ChatMessage, Generator, ServedModel, TextGenerationRequest, TextGenerationResult, TextGenerator, TokenEvent } from '../api/index.js';
+import { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from '../model/chat-template.js';
+import type { LlamaConfig } from '../model/index.js';
+import type { TextTokenizer } from '../model/tokenizer/hf.js';
+import { InvalidArgumentError, NeuroShardError } from '../util/errors.js';
+
+/** The id the network's model is served under. */
+export const NEUROLLM_MODEL_ID = 'neurollm';
+
+export interface OpenAiGeneratorInit {
+  /** Asked per request (undefined: the node cannot generate yet → 503). */
+  generator: () => Generator | undefined;
+  config: LlamaConfig;
+  tokenizer: TextTokenizer;
+  /** Unix seconds, OpenAI's `created` of the model. */
+  created: number;
+  /** Generations in flight through /v1 at once. */
+  maxPending: number;
+  /** New tokens when a request names no max_tokens (the context bounds it further). */
+  defaultMaxTokens: number;
+}
+
+export class ModelNotReadyError extends NeuroShardError {
+  constructor(message = 'this node cannot generate yet (no model and no route)') {
+    super('MODEL_NOT_READY', message, { fault: 'local' });
+  }
+}
+
+/** The chat template of a tokenizer: its own, else ours. */
+export function chatTemplateFor(tok: TextTokenizer): ChatTemplate {
+  return new ChatTemplate(tok.chatTemplate ?? DEFAULT_CHAT_TEMPLATE, { bos: tok.bosToken, eos: tok.eosToken });
+}
+
+export class OpenAiGenerator implements TextGenerator {
+  private readonly template: ChatTemplate;
+  private pending = 0;
+
+  constructor(private readonly o: OpenAiGeneratorInit) {
+    this.template = chatTemplateFor(o.tokenizer);
+  }
+
+  models(): ServedModel[] {
+    if (this.o.generator() === undefined) return [];
+    return [{ id: NEUROLLM_MODEL_ID, created: this.o.created, ownedBy: 'neuroshard', contextLength: this.o.config.max_position_embeddings }];
+  }
+
+  renderChat(_model: string, messages: ChatMessage[]): string {
+    return this.template.render(messages);
+  }
+
+  async generate(_model: string, req: TextGenerationRequest, opts: { signal: AbortSignal; onToken?: (e: TokenEvent) => void }): Promise<TextGenerationResult> {
+    const gen = this.o.generator();
+    if (gen === undefined) throw new ModelNotReadyError();
+    const promptTokens = this.o.tokenizer.encodePrompt(req.prompt, 'text').length;
+    const ctx = this.o.config.max_position_embeddings;
+    if (promptTokens >= ctx) {
+      throw new InvalidArgumentError(`This model's maximum context length is ${ctx} tokens; the prompt has ${promptTokens}.`, { tokens: promptTokens, context: ctx }, 'PROMPT_TOO_LONG');
+    }
+    if (req.maxTokens !== null && promptTokens + req.maxTokens > ctx) {
+      throw new InvalidArgumentError(
+        `This model's maximum context length is ${ctx} tokens. However, you requested ${promptTokens + req.maxTokens} tokens (${promptTokens} in the prompt, ${req.maxTokens} for the completion).`,
+        { tokens: promptTokens, context: ctx },
+        'PROMPT_TOO_LONG',
+      );
+    }
+    const maxTokens = Math.max(1, req.maxTokens ?? Math.min(this.o.defaultMaxTokens, ctx - promptTokens));
+    if (this.pending >= this.o.maxPending) {
+      throw new NeuroShardError('GENERATION_QUEUE_FULL', `${this.pending} generations are already running through /v1 on this node; retry shortly`, { fault: 'local' });
+    }
+    this.pending++;
+    try {
+      let text = '';
+      const r = await gen.generate(
+        { prompt: req.prompt, maxTokens, temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed >>> 0, stop: req.stop },
+        {
+          onToken: (token, piece) => {
+            text += piece;
+            opts.onToken?.({ token, text });
+          },
+        },
+        opts.signal,
+      );
+      return { text: r.text, completionTokens: r.tokens.length, promptTokens, finishReason: r.finishReason };
+    } finally {
+      this.pending--;
+    }
+  }
+}
