@@ -1,15 +1,17 @@
 /**
  * The Node versions we support (package.json `engines`, tested on 20, 22 and 24) against our dependencies' own
  * engine ranges. Three packages we run declare Node ≥ 22: cookie@2 (via fastify → light-my-request), nanoid@6
- * (via @libp2p/circuit-relay-v2) and p-retry@8 (via libp2p). Their code uses nothing Node 20.19 lacks (cookie@2
- * is an ES module that light-my-request `require`s, which Node has done since 20.19 and 22.12); the ranges follow
- * their authors' policy of dropping Node versions past end of life. So:
+ * (via @libp2p/circuit-relay-v2) and p-retry@8 (via libp2p). Their code uses nothing Node 20.19 lacks; the ranges
+ * follow their authors' policy of dropping Node versions past end of life. cookie@2 is an ES module that
+ * light-my-request `require`s, which Node does by default from 20.19, 22.12 and 23.0 on: hence our `engines`
+ * range. So:
  *
  * - every production dependency whose range excludes the running Node must be one of those three, checked here
  *   (a new one fails this test until someone checks what we use of it);
  * - what we use of each runs here, on whatever Node runs the suite, the way our code reaches it.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -97,6 +99,9 @@ describe('supported Node versions against our dependencies', () => {
     assert.equal(satisfies('20.0.0', '>= 10.x'), true);
     assert.equal(satisfies('0.9.0', '>=0.10.0'), false);
     assert.equal(satisfies('20.0.0', '*'), true);
+    assert.equal(satisfies('22.11.0', '^20.19.0 || ^22.12.0 || >=23'), false);
+    assert.equal(satisfies('21.7.0', '^20.19.0 || ^22.12.0 || >=23'), false);
+    assert.equal(satisfies('23.0.0', '^20.19.0 || ^22.12.0 || >=23'), true);
     assert.throws(() => satisfies('20.0.0', '1.0.0 - 2.0.0'), /unsupported/);
   });
 
@@ -129,6 +134,17 @@ describe('supported Node versions against our dependencies', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('the engines floor: without require() of ES modules (Node 21, 22.0–22.11) light-my-request cannot load cookie@2', () => {
+    const run = (flags: string[]) =>
+      spawnSync(process.execPath, [...flags, '-e', "require('light-my-request'); console.log('loaded')"], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
+    const ok = run([]);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /loaded/);
+    const without = run(['--no-experimental-require-module']);
+    assert.notEqual(without.status, 0);
+    assert.match(without.stderr, /ERR_REQUIRE_ESM[\s\S]*cookie/);
   });
 
   it('nanoid: url-safe 21-character ids, distinct', () => {
