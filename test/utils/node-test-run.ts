@@ -1,19 +1,29 @@
 /**
  * Running test files with `node --test` in a child process and reading the outcome from its exit code and from
- * our own reporter (summary-reporter.ts), never from the runner's default output, whose format changes between
+ * our own reporter (summary-reporter.mjs), never from the runner's default output, whose format changes between
  * Node versions.
  */
 import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { RunSummary } from './summary-reporter.js';
+import { REPO_ROOT } from './paths.js';
 
-export type { RunSummary } from './summary-reporter.js';
+/** What summary-reporter.mjs prints (one line of JSON). */
+export interface RunSummary {
+  /** Tests (not suites) that ran or were skipped. */
+  tests: number;
+  pass: number;
+  /** Failed, timed out or cancelled (a file that fails to load counts as one failed test). */
+  fail: number;
+  skipped: number;
+  todo: number;
+  failures: { name: string; file?: string; error: string }[];
+}
 
-const here = fileURLToPath(import.meta.url);
 /** True when the tests run from TypeScript sources (through tsx) rather than compiled into dist/. */
-const fromSource = here.endsWith('.ts');
-const REPORTER = join(dirname(here), fromSource ? 'summary-reporter.ts' : 'summary-reporter.js');
+const fromSource = fileURLToPath(import.meta.url).endsWith('.ts');
+// Always the source-tree file (plain JavaScript, not compiled into dist/).
+const REPORTER = join(REPO_ROOT, 'test', 'utils', 'summary-reporter.mjs');
 
 export interface NodeTestResult {
   /** The child's exit code (null when it was killed, e.g. by the timeout). */
