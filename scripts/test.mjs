@@ -49,6 +49,10 @@ if (!flag('--no-lint')) step('lint (eslint)', 'npx', ['eslint', '.']);
 // Unit and reference tests are CPU-light and independent: run them two at a time. Integration and e2e tests
 // start real nodes, servers and browsers on 2 cores: one file at a time keeps their bounds honest.
 const concurrency = { unit: Math.min(2, availableParallelism()), reference: 2, integration: 1, e2e: 1 };
+// The runner's default reporter depends on the Node version (TAP on 20 and 22 when stdout is not a terminal, the
+// spec reporter on 23 and later): ask for TAP outside a terminal so that logs (CI's included) read the same on
+// every version, with the `# tests / # pass / # fail` summary lines at the end of each suite.
+const reporter = process.stdout.isTTY ? [] : ['--test-reporter=tap'];
 for (const suite of suites) {
   let files = findTests(join(root, 'dist', 'test', suite));
   if (filters.length > 0) files = files.filter((f) => filters.some((x) => f.includes(x)));
@@ -59,7 +63,7 @@ for (const suite of suites) {
   step(
     `${suite} tests (${files.length} files)`,
     process.execPath,
-    ['--test', `--test-concurrency=${concurrency[suite] ?? 1}`, '--test-timeout=600000', ...files.map((f) => relative(root, f))],
+    ['--test', ...reporter, `--test-concurrency=${concurrency[suite] ?? 1}`, '--test-timeout=600000', ...files.map((f) => relative(root, f))],
     { env: { ...process.env, NEUROSHARD_TEST: '1' } },
   );
 }

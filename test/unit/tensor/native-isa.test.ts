@@ -5,12 +5,12 @@
  * with our own GEMM when OpenBLAS would otherwise take over there.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadNativeBackend, type NativeIsa } from '../../../src/tensor/backends/native.js';
+import { describeRun, runNodeTest } from '../../utils/node-test-run.js';
 
 const here = fileURLToPath(import.meta.url);
 const fromSource = here.endsWith('.ts');
@@ -26,16 +26,14 @@ try {
 const skip = detected === undefined ? `native addon not loaded: ${reason}` : !existsSync(parityFile) ? `${parityFile} not found` : false;
 
 function runParity(env: Record<string, string>): void {
-  const args = fromSource ? ['--import', 'tsx', '--test', parityFile] : ['--test', parityFile];
-  // NODE_TEST_CONTEXT (set by a parent test runner) would make the child skip its files as a recursive run.
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-  delete childEnv.NODE_TEST_CONTEXT;
-  const r = spawnSync(process.execPath, args, { env: childEnv, encoding: 'utf8', timeout: 300_000 });
-  const out = `${r.stdout}\n${r.stderr}`;
-  const failed = out.split('\n').filter((l) => /^\s*not ok /.test(l) || /^\s*error:/.test(l));
-  assert.equal(r.status, 0, `parity with ${JSON.stringify(env)} failed:\n${failed.join('\n')}\n${out.slice(-4000)}`);
-  assert.match(out, /# pass [1-9]/, 'the parity suite ran tests');
-  assert.match(out, /# skipped 0/, 'the parity suite was not skipped');
+  // Judged by the child's exit code and our own reporter's counts, not by the runner's default output (TAP on
+  // Node 20 and 22, the spec reporter on 24).
+  const r = runNodeTest([parityFile], { env, timeoutMs: 300_000 });
+  assert.equal(r.status, 0, `parity with ${JSON.stringify(env)} failed: ${describeRun(r)}`);
+  assert.ok(r.summary !== undefined, `the parity run printed no summary: ${describeRun(r)}`);
+  assert.ok(r.summary.pass > 0, `the parity suite ran tests: ${describeRun(r)}`);
+  assert.equal(r.summary.fail, 0, describeRun(r));
+  assert.equal(r.summary.skipped, 0, `the parity suite was not skipped: ${describeRun(r)}`);
 }
 
 describe('native parity on every ISA path', { skip }, () => {
