@@ -25,3 +25,24 @@ export {
   type SpanView,
   type StatusProvider,
 } from './status.js';
+export {
+  EVENT_STREAM_DEFAULTS,
+  registerEventRoutes,
+  sseEvent,
+  type CoverageView,
+  type DashboardFeed,
+  type DashboardSnapshot,
+  type DashboardState,
+  type DashboardTick,
+  type EvalPoint,
+  type EventStreamOptions,
+  type LogLine,
+  type MarketView,
+  type NodeView,
+  type PeerView,
+  type TrainPoint,
+  type TrainingView,
+  type WalletEntry,
+  type WalletView,
+} from './events.js';
+export { DASHBOARD_CSP, loadDashboardAssets, registerStaticRoutes } from './static.js';

@@ -11,6 +11,8 @@ import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
+import { registerEventRoutes, type DashboardFeed, type EventStreamOptions } from './events.js';
+import { registerStaticRoutes } from './static.js';
 
 export interface ApiServerOptions {
   /** 0 picks a free port. */
@@ -29,6 +31,8 @@ export interface ApiServerModules {
   /** The node's ledger: POST /api/ledger/events and GET /api/ledger/status exist only when given. */
   ledger?: LedgerSubmitter;
   logger?: Logger;
+  /** The dashboard: GET /api/events (live feed) and, with `staticDir`, the page at / (events.ts, static.ts). */
+  dashboard?: { feed: DashboardFeed; staticDir?: string; events?: Partial<EventStreamOptions> };
 }
 
 export class ApiServer {
@@ -59,6 +63,8 @@ export class ApiServer {
     this.app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 100)}`));
     registerStatusRoutes(this.app, modules.status);
     if (modules.ledger !== undefined) registerLedgerRoutes(this.app, modules.ledger, sendError);
+    if (modules.dashboard !== undefined) registerEventRoutes(this.app, modules.dashboard.feed, sendError, modules.dashboard.events);
+    if (modules.dashboard?.staticDir !== undefined) registerStaticRoutes(this.app, modules.dashboard.staticDir, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {

@@ -27,6 +27,8 @@ import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './netwo
 import type { NodeOptions } from './options.js';
 import { TrainProgress } from './progress.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
+import type { NodeLog } from './logs.js';
+import { dashboardDir, NodeTelemetry } from './telemetry.js';
 
 /** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
 export interface WorkCounters {
@@ -48,6 +50,10 @@ export interface NodeModules {
   networkTuning?: Partial<NetworkTuning>;
   /** Passphrase of an encrypted keystore, when the caller already has it. */
   passphrase?: string;
+  /** The node's log file and ring of recent lines (the dashboard's log panel); `neuroshard start` opens it. */
+  nodeLog?: NodeLog;
+  /** Where the built dashboard lives (default: this package's dist/ui). */
+  dashboardDir?: string;
 }
 
 type Status = 'starting' | 'started' | 'closing' | 'closed';
@@ -62,6 +68,7 @@ export class NeuroShardNode {
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
+  telemetry: NodeTelemetry | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -133,9 +140,22 @@ export class NeuroShardNode {
         if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
         return ledgerRef.current;
       };
+      const nodeRef: { node?: NeuroShardNode; url: string } = { url: '' };
+      const telemetry = new NodeTelemetry({
+        network,
+        publicKey: key.publicKey,
+        totalLayers: genesis.config.num_hidden_layers,
+        engine: () => compute.info?.description ?? 'starting',
+        apiUrl: () => nodeRef.url,
+        ledger: () => nodeRef.node?.ledger,
+        ...(modules.nodeLog === undefined ? {} : { log: modules.nodeLog }),
+        clock,
+        startedAtMs: clock.now(),
+      });
       const api = new ApiServer(
         { port: opts.apiPort },
         {
+          dashboard: { feed: telemetry, staticDir: modules.dashboardDir ?? dashboardDir() },
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
           logger: log.child('api'),
@@ -146,6 +166,9 @@ export class NeuroShardNode {
 
       const node = new NeuroShardNode(opts, genesis, key, compute, network, api, bound.url, log, clock);
       ref.node = node;
+      nodeRef.node = node;
+      nodeRef.url = bound.url;
+      node.telemetry = telemetry;
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
       log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: `${span.start}:${span.end}` });
@@ -181,6 +204,7 @@ export class NeuroShardNode {
     const tty = modules.progressIsTty ?? process.stderr.isTTY === true;
     let progress: TrainProgress | undefined;
     const onEvent = (e: TrainEvent): void => {
+      this.telemetry?.onTrainEvent(e);
       switch (e.type) {
         case 'start':
           write(
