@@ -46,3 +46,17 @@ export {
   type WalletView,
 } from './events.js';
 export { DASHBOARD_CSP, loadDashboardAssets, registerStaticRoutes } from './static.js';
+export {
+  GENERATE_API_DEFAULTS,
+  GENERATE_API_LIMITS,
+  generateAnswer,
+  generateErrorStatus,
+  parseGenerateBody,
+  registerGenerateRoutes,
+  type GenerateFinishReason,
+  type GenerateListener,
+  type GenerateOutput,
+  type GenerateParams,
+  type Generator,
+  type RouteHop,
+} from './generate.js';

@@ -9,6 +9,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { registerGenerateRoutes, type Generator } from './generate.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
 import { registerEventRoutes, type DashboardFeed, type EventStreamOptions } from './events.js';
@@ -30,6 +31,8 @@ export interface ApiServerModules {
   status: StatusProvider;
   /** The node's ledger: POST /api/ledger/events and GET /api/ledger/status exist only when given. */
   ledger?: LedgerSubmitter;
+  /** Text generation: POST /api/generate exists only when given (asked per request; undefined answers 503). */
+  generator?: () => Generator | undefined;
   logger?: Logger;
   /** The dashboard: GET /api/events (live feed) and, with `staticDir`, the page at / (events.ts, static.ts). */
   dashboard?: { feed: DashboardFeed; staticDir?: string; events?: Partial<EventStreamOptions> };
@@ -65,6 +68,7 @@ export class ApiServer {
     if (modules.ledger !== undefined) registerLedgerRoutes(this.app, modules.ledger, sendError);
     if (modules.dashboard !== undefined) registerEventRoutes(this.app, modules.dashboard.feed, sendError, modules.dashboard.events);
     if (modules.dashboard?.staticDir !== undefined) registerStaticRoutes(this.app, modules.dashboard.staticDir, sendError);
+    if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {

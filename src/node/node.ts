@@ -26,6 +26,7 @@ import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerServ
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import type { NodeOptions } from './options.js';
 import { TrainProgress } from './progress.js';
+import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 import type { NodeLog } from './logs.js';
 import { dashboardDir, NodeTelemetry } from './telemetry.js';
@@ -69,6 +70,8 @@ export class NeuroShardNode {
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
   telemetry: NodeTelemetry | undefined;
+  /** Inference: hop sessions for peers, and the generator behind POST /api/generate. */
+  serving: NodeServing | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -136,6 +139,7 @@ export class NeuroShardNode {
       let provider: StatusProvider = { status: () => placeholderStatus(), peers: () => [] };
       // the ledger starts after the lock is written: until then its routes answer 503 and the wallet uses the outbox
       const ledgerRef: { current?: LedgerSubmitter } = {};
+      const servingRef: { current?: NodeServing } = {};
       const ledgerNow = (): LedgerSubmitter => {
         if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
         return ledgerRef.current;
@@ -158,6 +162,7 @@ export class NeuroShardNode {
           dashboard: { feed: telemetry, staticDir: modules.dashboardDir ?? dashboardDir() },
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
+          generator: () => servingRef.current?.generator,
           logger: log.child('api'),
         },
       );
@@ -190,7 +195,13 @@ export class NeuroShardNode {
       ledgerRef.current = ledgerSubmitter(ledger, clock);
 
       // 6. training: a node holding the whole model trains it on the genesis corpus
-      if (opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers) node.startTraining(modules);
+      const trains = opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers;
+      if (trains) node.startTraining(modules);
+      // 7. inference: our span in the worker (the training model, or loaded now), hop sessions, the generator
+      node.serving = await startServing({ opts, genesis, compute, network, span, trains, clock, log: log.child('serve') });
+      servingRef.current = node.serving;
+      const serving = node.serving;
+      cleanups.push(() => serving.stop());
       node.status = 'started';
       return node;
     } catch (e) {
@@ -306,6 +317,7 @@ export class NeuroShardNode {
     await this.training;
     const steps: [string, () => Promise<void> | void][] = [
       ['api', () => this.api.close()],
+      ['serving', () => this.serving?.stop()],
       ['ledger', () => this.ledger?.stop()],
       ['network', () => this.network.stop()],
       ['compute', () => this.compute.close()],
