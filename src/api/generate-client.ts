@@ -62,6 +62,7 @@ export async function streamGenerate(baseUrl: string, req: GenerateRequest, onTe
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   let buf = '';
+  let result: GenerateDone | undefined;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
@@ -85,12 +86,12 @@ export async function streamGenerate(baseUrl: string, req: GenerateRequest, onTe
         await reader.cancel().catch(() => undefined);
         throw new GenerateStreamError(ev.error.code ?? 'error', ev.error.message ?? 'generation failed');
       }
-      if (ev.done === true) {
-        await reader.cancel().catch(() => undefined);
-        return { text: ev.text ?? '', tokens: ev.tokens ?? [], finish_reason: ev.finish_reason ?? 'stop' };
-      }
+      // the server ends the stream after `done`: read on to its end rather than cancel (a cancelled fetch is an
+      // aborted request to the browser)
+      if (ev.done === true) result = { text: ev.text ?? '', tokens: ev.tokens ?? [], finish_reason: ev.finish_reason ?? 'stop' };
       if (typeof ev.token === 'number' && typeof ev.text === 'string' && ev.text !== '') onText(ev.text);
     }
   }
+  if (result !== undefined) return result;
   throw new GenerateStreamError('truncated', 'the stream ended before the generation was done');
 }

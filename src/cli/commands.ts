@@ -13,5 +13,6 @@ import { stopCommand } from './stop/index.js';
 import { logsCommand } from './logs/index.js';
 import { configCommand } from './config/index.js';
 import { swarmCommand } from './swarm/index.js';
+import { chatCommand } from './chat/index.js';
 
-export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, stopCommand, logsCommand, configCommand, swarmCommand];
+export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, stopCommand, logsCommand, configCommand, swarmCommand, chatCommand];
