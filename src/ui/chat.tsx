@@ -49,7 +49,7 @@ export function ChatPanel() {
   };
 
   return (
-    <section class="card span2" data-testid="chat-panel">
+    <section class="card" data-testid="chat-panel">
       <h2>Chat playground</h2>
       <div class="chat-log" data-testid="chat-log">
         {turns.length === 0 ? <p class="muted">Send a prompt: the node continues it, streaming each token as it is sampled.</p> : null}

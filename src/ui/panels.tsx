@@ -91,7 +91,7 @@ export function CoveragePanel({ m }: { m: M }) {
   const c = m.coverage;
   const gaps = c.replicas.filter((r) => r === 0).length;
   return (
-    <section class="card" data-testid="coverage-panel">
+    <section class="card wide" data-testid="coverage-panel">
       <h2>
         Layer coverage <span class={gaps > 0 ? 'pill bad' : 'pill ok'}>{gaps > 0 ? `${gaps} gap${gaps > 1 ? 's' : ''}` : 'covered'}</span>
       </h2>
@@ -202,7 +202,7 @@ export function WalletPanel({ m }: { m: M }) {
         <Stat k="balance (NEURO)" v={w.balance} testId="wallet-balance" />
         <Stat k="staked" v={w.staked} />
         <Stat k="proof rewards" v={w.rewards} />
-        <Stat k="proofs" v={String(w.proofs.emitted)} />
+        <Stat k="proofs this run" v={String(w.proofs.emitted)} />
         <Stat k="market price / M tokens" v={m.market?.pricePerMillion ?? '—'} testId="market-price" />
       </div>
       <Row k="address" v={w.address} mono />

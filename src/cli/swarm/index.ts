@@ -79,11 +79,13 @@ export const swarmCommand: Command = {
     process.on('exit', onExit);
     const bar = new ProgressBar(io, 'nodes up', n);
     const up: SwarmNode[] = [];
-    const start = async (i: number, extra: string[]): Promise<SwarmNode> => {
+    const addresses = new Map<number, string[]>();
+  const start = async (i: number, extra: string[]): Promise<SwarmNode> => {
       const dataDir = join(dir, `node-${i + 1}`);
       const p = spawnNode(['--data-dir', dataDir, ...common, ...extra], join(dataDir, 'logs', 'start.out'), { detached: true });
       procs.push(p);
       const { apiPort, status } = await waitNodeUp(dataDir, p, waitMs, io.signal);
+      addresses.set(i, status.addresses);
       const api = `http://127.0.0.1:${apiPort}`;
       const node: SwarmNode = { index: i + 1, dataDir, pid: p.child.pid ?? 0, peerId: status.peerId, api, dashboard: `${api}/`, span: status.span };
       up.push(node);
@@ -98,8 +100,7 @@ export const swarmCommand: Command = {
     try {
       const trainFlags = flags.train === false ? ['--no-train'] : trainSteps === undefined ? [] : ['--train-steps', trainSteps];
       const first = await start(0, ['--genesis', ...trainFlags]);
-      const firstStatus = await fetch(`${first.api}/api/status`, { signal: AbortSignal.timeout(5000) }).then((r) => r.json() as Promise<{ addresses: string[] }>);
-      const boot = bootstrapAddr(firstStatus.addresses, first.peerId);
+      const boot = bootstrapAddr(addresses.get(0) ?? [], first.peerId);
       await Promise.all(spans.map((s, j) => start(j + 1, ['--bootstrap', boot, '--no-train', '--span', `${s.start}:${s.end}`])));
       bar.done();
       up.sort((a, b) => a.index - b.index);
