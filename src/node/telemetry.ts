@@ -210,6 +210,19 @@ export function replicasPerLayer(totalLayers: number, spans: ({ start: number; e
   return out;
 }
 
+/**
+ * Coverage from the layer pool's GET /api/layers view (`api/layers.ts` LayersView, typed structurally here): live
+ * (alive or stale) holders per layer, as the pool counts replicas. Wire it as `poolCoverage` once the node runs a pool.
+ */
+export function replicasFromLayersView(view: { layers: { layer: number; holders: { state: string }[] }[] }, totalLayers: number): number[] {
+  const out = new Array<number>(totalLayers).fill(0);
+  for (const l of view.layers) {
+    if (!Number.isInteger(l.layer) || l.layer < 0 || l.layer >= totalLayers) continue;
+    out[l.layer] = l.holders.filter((h) => h.state === 'alive' || h.state === 'stale').length;
+  }
+  return out;
+}
+
 /** formatAmount's inverse for the sums shown here (18 decimals). */
 function parseDecimal(s: string): bigint {
   const m = /^(\d+)(?:\.(\d{1,18}))?$/.exec(s);
