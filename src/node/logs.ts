@@ -73,6 +73,11 @@ export class NodeLog {
     }
   }
 
+  /** A line in the logger's format (`time level module: message`) that goes only to the file and the ring. */
+  note(module: string, msg: string): void {
+    this.write(`${new Date().toISOString()} info  ${module}: ${msg}`);
+  }
+
   private rotate(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;

@@ -235,9 +235,12 @@ export class NeuroShardNode {
         case 'eval':
           this.counters.lastValLoss = e.loss;
           progress?.onEval(e);
+          // progress goes to stderr only; the log file and the dashboard's log panel get these events too
+          modules.nodeLog?.note('node/train', `eval step ${e.step} val_loss ${e.loss.toFixed(4)}`);
           break;
         case 'checkpoint':
           progress?.onCheckpoint(e);
+          modules.nodeLog?.note('node/train', `checkpoint step ${e.step} reason ${e.reason} dir ${e.dir}`);
           break;
       }
     };
