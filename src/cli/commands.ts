@@ -14,5 +14,6 @@ import { logsCommand } from './logs/index.js';
 import { configCommand } from './config/index.js';
 import { swarmCommand } from './swarm/index.js';
 import { chatCommand } from './chat/index.js';
+import { exportCommand } from './export/index.js';
 
-export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, stopCommand, logsCommand, configCommand, swarmCommand, chatCommand];
+export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, exportCommand, stopCommand, logsCommand, configCommand, swarmCommand, chatCommand];

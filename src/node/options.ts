@@ -57,6 +57,20 @@ export interface NodeOptions {
   /** Validation loss every K steps, checkpoint every K steps (0 = only when stopped). */
   evalEvery: number;
   checkpointEvery: number;
+  // ---- DiLoCo between replicas (src/training/: outer.ts, rounds.ts, aggregation/, compression/) ----
+  /** H: inner AdamW steps per outer round. */
+  innerSteps: number;
+  /** Outer Nesterov step: learning rate η and momentum μ (DiLoCo's 0.7 / 0.9). */
+  outerLr: number;
+  outerMomentum: number;
+  /** Robust aggregator of the pseudo-gradients (training/aggregation: mean, trimmed-mean, median, krum, multi-krum,
+   * geometric-median, centered-clip, gauntlet). */
+  aggregator: string;
+  /** Compression of Δ on the wire: none, fp16, int8, sparse (top 1/64 per 4096-chunk, 2-bit, error feedback). */
+  compress: string;
+  /** Fraction of a layer's holders whose Δ closes a round at its deadline, and that deadline after the H-th step (ms). */
+  outerQuorum: number;
+  outerSyncTimeoutMs: number;
 }
 
 export const DEFAULTS: NodeOptions = {
@@ -84,6 +98,13 @@ export const DEFAULTS: NodeOptions = {
   trainSteps: 100_000,
   evalEvery: 500,
   checkpointEvery: 500,
+  innerSteps: 500,
+  outerLr: 0.7,
+  outerMomentum: 0.9,
+  aggregator: 'trimmed-mean',
+  compress: 'int8',
+  outerQuorum: 2 / 3,
+  outerSyncTimeoutMs: 120_000,
 };
 
 /** Where an option value came from; used in error messages. */
@@ -171,7 +192,32 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   trainSteps: (raw, src) => intIn('trainSteps', raw, src, 0, 1_000_000_000),
   evalEvery: (raw, src) => intIn('evalEvery', raw, src, 0, 1_000_000_000),
   checkpointEvery: (raw, src) => intIn('checkpointEvery', raw, src, 0, 1_000_000_000),
+  innerSteps: (raw, src) => intIn('innerSteps', raw, src, 1, 1_000_000_000),
+  outerLr: (raw, src) => numIn('outerLr', raw, src, 0, 10, true),
+  outerMomentum: (raw, src) => numIn('outerMomentum', raw, src, 0, 1, false),
+  aggregator: (raw, src) => oneOf('aggregator', raw, src, ['mean', 'trimmed-mean', 'median', 'krum', 'multi-krum', 'geometric-median', 'centered-clip', 'gauntlet']),
+  compress: (raw, src) => oneOf('compress', raw, src, ['none', 'fp16', 'int8', 'sparse']),
+  outerQuorum: (raw, src) => {
+    const q = numIn('outerQuorum', raw, src, 0, 1, true);
+    if (q === 0) fail('outerQuorum', src, 'must be > 0');
+    return q;
+  },
+  outerSyncTimeoutMs: (raw, src) => intIn('outerSyncTimeoutMs', raw, src, 1000, 86_400_000),
 };
+
+/** A finite number in [min, max] (max excluded unless `maxIncluded`), from a number or a decimal string. */
+function numIn(key: string, raw: unknown, src: OptionSource, min: number, max: number, maxIncluded: boolean): number {
+  const n = typeof raw === 'string' && /^\d+(\.\d+)?(e-?\d+)?$/.test(raw) ? Number(raw) : raw;
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < min || n > max || (!maxIncluded && n === max)) {
+    fail(key, src, `must be a number in [${min}, ${max}${maxIncluded ? ']' : ')'}`);
+  }
+  return n;
+}
+
+function oneOf(key: string, raw: unknown, src: OptionSource, allowed: readonly string[]): string {
+  if (typeof raw !== 'string' || !allowed.includes(raw)) fail(key, src, `must be one of ${allowed.join(', ')}`);
+  return raw;
+}
 
 function bool(key: string, raw: unknown, src: OptionSource): boolean {
   if (raw === true || raw === 'true' || raw === '1') return true;

@@ -1,4 +1,4 @@
-/** The training side: the solo inner loop (later: DiLoCo outer optimizer, robust aggregation, compression). */
+/** The training side: the solo inner loop, pipeline training over stages, the DiLoCo outer optimizer and rounds; robust aggregation in aggregation/, Δ compression in compression/. */
 export { TRAINER_DEFAULTS, trainerOptions, type TrainerOptions } from './options.js';
 export { lrAt } from './schedule.js';
 export { SoloTrainer, type StepTimings, type TrainStepResult, type TrainerEvents, type TrainerState } from './trainer.js';
@@ -6,3 +6,7 @@ export { trainLoop, type CheckpointRequest, type TrainLoopOptions, type TrainLoo
 export type { Batch, BatchSource, TrainableModel } from './types.js';
 export { ShardTrainable } from './shard-model.js';
 export { TrainingModelError } from './errors.js';
+export { checkOuterOptions, nesterovOuterStep, OuterOptimizer, pseudoGradient, type OuterOptions } from './outer.js';
+export { checkRoundConfig, innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type CloseOutcome, type ReceiveVerdict, type RoundConfig, type RoundPhase, type RoundState } from './rounds.js';
+export { LocalStage, PipelineTrainer, pipelineSchedule, simulateSchedule, type PipelineOptions, type PipelineScheduleName, type PipelineStage, type Utilisation } from './pipeline/index.js';
+export { DiLoCoNode, layerId, layerRanges, type DiLoCoOptions, type LayerContribution, type LayerRange } from './diloco.js';

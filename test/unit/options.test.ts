@@ -53,3 +53,20 @@ describe('options', () => {
     assert.equal(envName('dataDir'), 'NEUROSHARD_DATA_DIR');
   });
 });
+
+describe('DiLoCo options', () => {
+  it('defaults to H = 500, outer lr 0.7, momentum 0.9, trimmed mean, int8, quorum 2/3, and validates them', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const o = loadOptions({ flags: { dataDir: dir }, env: {} });
+      assert.deepEqual([o.innerSteps, o.outerLr, o.outerMomentum, o.aggregator, o.compress, o.outerQuorum], [500, 0.7, 0.9, 'trimmed-mean', 'int8', 2 / 3]);
+      const f = loadOptions({ flags: { dataDir: dir, outerLr: '0.5', aggregator: 'krum', compress: 'sparse', outerQuorum: '1' }, env: {} });
+      assert.deepEqual([f.outerLr, f.aggregator, f.compress, f.outerQuorum], [0.5, 'krum', 'sparse', 1]);
+      assert.throws(() => loadOptions({ flags: { dataDir: dir, outerMomentum: '1' }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+      assert.throws(() => loadOptions({ flags: { dataDir: dir, aggregator: 'avg' }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+      assert.throws(() => loadOptions({ flags: { dataDir: dir, outerQuorum: '0' }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+    } finally {
+      cleanup();
+    }
+  });
+});

@@ -1,0 +1,393 @@
+#!/usr/bin/env node
+// DiLoCo between replicas, against synchronous data-parallel training at equal tokens (issue 9 §3).
+//
+//   node scripts/experiments/diloco.mjs [--replicas 4] [--inner-steps 50] [--rounds 12] [--byzantine 0]
+//        [--attack none|sign-flip|scale|noise|alie|stale] [--aggregator trimmed-mean] [--compress int8] [--seed 0]
+//        [--model tiny|nano] [--batch 8] [--seq 32] [--lr 3e-3] [--warmup 50] [--eval-batches 8] [--threads 1]
+//        [--outer-lr 0.7] [--outer-momentum 0.9] [--ef-beta 1] [--no-baseline] [--curve FILE.json] [--json]
+//
+// All replicas run in this one process, one after the other (the machine has 2 shared cores; the math is the
+// same as on separate machines). Each replica is a whole model (LlamaShard over every layer) with its own
+// SoloTrainer (AdamW, warm-up + cosine over the run's H·N inner steps, clipping, NaN skip) and its own data
+// stream from the genesis corpus (`trainStream` with nodeId replica-<i>: every replica sees the training shards in
+// its own order). Each round: H inner steps on every replica → per layer ('embed', 'layers.<i>', 'head') Δ =
+// θ_start − θ, compressed with error feedback (DiLoCoNode), signed and encoded as the wire's TrainingContribution
+// and decoded/validated again as a receiver would → per layer the aggregator → the Nesterov outer step
+// (lr 0.7, momentum 0.9) on every replica, whose layer hashes must then agree (checked every round).
+//
+// Byzantine replicas (the last K) train honestly and then send, instead of their Δ:
+//   sign-flip  −4·Δ (enough to reverse a plain mean with 1 of 4)      scale  100·Δ
+//   noise      Δ + N(0, (10·rms Δ)²)                                  stale  their round-1 Δ, replayed every round
+//   alie       "A little is enough" (Baruch et al. 2019): per coordinate mean − z·std over all replicas' honest Δ,
+//              z = max(1, Φ⁻¹((n − s)/n)) with s = ⌊n/2 + 1⌋ − K
+// They follow the protocol otherwise (apply the aggregate). Val loss is measured on the common weights.
+//
+// Baseline: one model trained synchronously on batches of R·batch sequences for H·N steps (= the same tokens), the
+// same schedule; `ddp_bytes` is what data-parallel replicas would upload: R·H·N fp32 gradients of every parameter.
+// `bytes_sent` is what the DiLoCo replicas uploaded: R·N encoded contributions (payload + envelope, every layer).
+//
+// Last stdout line: {"val_loss","baseline_val_loss","gap","bytes_sent","ddp_bytes","bytes_ratio","rounds","tokens",…}
+import { existsSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createHash } from 'node:crypto';
+
+const dist = new URL('../../dist/src/', import.meta.url);
+if (!existsSync(new URL('training/diloco.js', dist))) {
+  process.stderr.write('diloco: dist/ is missing; run npx tsc -p tsconfig.json first\n');
+  process.exit(1);
+}
+const imp = (p) => import(new URL(p, dist).href);
+const { makeConfig, LlamaShard, NANO } = await imp('model/index.js');
+const { selectBackend, IntTensor } = await imp('tensor/index.js');
+const { SoloTrainer, ShardTrainable, DiLoCoNode } = await imp('training/index.js');
+const { aggregate, AGGREGATORS } = await imp('training/aggregation/index.js');
+const { decodeDelta, COMPRESSIONS } = await imp('training/compression/index.js');
+const { encodeContribution, decodeContribution } = await imp('protocols/training-contribution.js');
+const { keyFromPrivate } = await imp('identity/index.js');
+const { openCorpus } = await imp('data/index.js');
+const { Rng } = await imp('util/rng.js');
+
+export const ATTACKS = ['none', 'sign-flip', 'scale', 'noise', 'alie', 'stale'];
+
+export function defaults() {
+  return {
+    replicas: 4,
+    innerSteps: 50,
+    rounds: 12,
+    byzantine: 0,
+    attack: 'none',
+    aggregator: 'trimmed-mean',
+    compress: 'int8',
+    seed: 0,
+    model: 'tiny',
+    batch: 8,
+    seq: 32,
+    lr: 3e-3,
+    warmup: 50,
+    evalBatches: 8,
+    threads: 1,
+    baseline: true,
+    outerLr: 0.7,
+    outerMomentum: 0.9,
+    efBeta: 1,
+  };
+}
+
+function modelConfig(name) {
+  if (name === 'nano') return NANO;
+  if (name === 'tiny') {
+    // 2 × 64, 2 heads of 32 / 1 KV head, FFN 176, the genesis vocabulary: 0.62 M parameters (84 % embedding + head)
+    return makeConfig({ hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 32, intermediate_size: 176, vocab_size: 4096, max_position_embeddings: 64 });
+  }
+  throw new Error(`unknown --model ${name} (tiny, nano)`);
+}
+
+const toBatch = (b) => ({ inputs: new IntTensor(b.inputs, [b.batchSize, b.seqLen]), targets: new IntTensor(b.labels, [b.batchSize, b.seqLen]) });
+
+/** Φ⁻¹ by bisection on the error function's complement (enough for ALIE's z). */
+function normInv(p) {
+  const cdf = (x) => 0.5 * (1 + erf(x / Math.SQRT2));
+  let lo = -10;
+  let hi = 10;
+  for (let i = 0; i < 100; i++) {
+    const mid = (lo + hi) / 2;
+    if (cdf(mid) < p) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+function erf(x) {
+  // Abramowitz–Stegun 7.1.26
+  const s = Math.sign(x);
+  const a = Math.abs(x);
+  const t = 1 / (1 + 0.3275911 * a);
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a);
+  return s * y;
+}
+
+/** Shared resources for several runs in one process (corpus, backend, validation batches). */
+export async function context(o) {
+  const { backend, line } = await selectBackend({ threads: o.threads });
+  const corpus = await openCorpus(undefined);
+  const val = (await corpus.validationBatches({ batchSize: o.batch, seqLen: o.seq, maxBatches: o.evalBatches })).map(toBatch);
+  const held = (await corpus.trainStream({ nodeId: 'gauntlet-held-out', batchSize: o.batch, seqLen: o.seq, seed: o.seed + 7 })).next();
+  return { backend, engine: line, corpus, val, held: toBatch(held) };
+}
+
+function evalLoss(shard, batches) {
+  let sum = 0;
+  let n = 0;
+  for (const b of batches) {
+    const [B, T] = b.inputs.shape;
+    shard.forward(b.inputs.data, B, T);
+    const r = shard.loss(b.targets.data, { grad: false });
+    sum += r.loss * r.count;
+    n += r.count;
+  }
+  return sum / n;
+}
+
+function trainerOpts(o, steps) {
+  return { lr: o.lr, warmupSteps: o.warmup, decaySteps: steps };
+}
+
+/** Synchronous data parallel at equal tokens: one model, batches of R·batch, H·N steps. */
+export async function runBaseline(o, ctx, log = () => {}) {
+  const cfg = modelConfig(o.model);
+  const steps = o.innerSteps * o.rounds;
+  const shard = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed });
+  const trainer = new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, steps));
+  const stream = await ctx.corpus.trainStream({ nodeId: 'ddp', batchSize: o.batch * o.replicas, seqLen: o.seq, seed: o.seed });
+  const curve = [{ step: 0, loss: evalLoss(shard, ctx.val) }];
+  for (let s = 1; s <= steps; s++) {
+    trainer.trainStep(toBatch(stream.next()));
+    if (s % o.innerSteps === 0) {
+      curve.push({ step: s, loss: evalLoss(shard, ctx.val) });
+      log(`ddp step ${s}/${steps} val ${curve.at(-1).loss.toFixed(4)}`);
+    }
+  }
+  return { val_loss: curve.at(-1).loss, curve, params: shard.params.length };
+}
+
+export async function runDiLoCo(o, ctx, log = () => {}) {
+  if (!AGGREGATORS.includes(o.aggregator)) throw new Error(`unknown --aggregator ${o.aggregator} (${AGGREGATORS.join(', ')})`);
+  if (!COMPRESSIONS.includes(o.compress)) throw new Error(`unknown --compress ${o.compress} (${COMPRESSIONS.join(', ')})`);
+  if (!ATTACKS.includes(o.attack)) throw new Error(`unknown --attack ${o.attack} (${ATTACKS.join(', ')})`);
+  if (!(o.byzantine >= 0 && o.byzantine < o.replicas)) throw new Error('--byzantine must be in 0..replicas-1');
+  const cfg = modelConfig(o.model);
+  const steps = o.innerSteps * o.rounds;
+  const R = o.replicas;
+  const K = o.attack === 'none' ? 0 : o.byzantine;
+  const networkId = 'ns1-experiment';
+  const replicas = [];
+  for (let r = 0; r < R; r++) {
+    const shard = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed });
+    const key = keyFromPrivate(createHash('sha256').update(`replica-${o.seed}-${r}`).digest());
+    replicas.push({
+      id: `replica-${r}`,
+      key,
+      shard,
+      trainer: new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, steps)),
+      node: new DiLoCoNode(shard.layout, shard.params, { outer: { lr: o.outerLr, momentum: o.outerMomentum }, compress: o.compress, errorFeedbackBeta: o.efBeta }),
+      stream: await ctx.corpus.trainStream({ nodeId: `replica-${r}`, batchSize: o.batch, seqLen: o.seq, seed: o.seed }),
+      byzantine: r >= R - K,
+      firstDelta: null,
+    });
+  }
+  const scratch = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed }); // Gauntlet's evaluation copy
+  const rng = new Rng(o.seed + 99);
+  const curve = o.curveEvery === 0 ? [] : [{ step: 0, loss: evalLoss(replicas[0].shard, ctx.val) }];
+  let bytesSent = 0;
+  let payloadBytes = 0;
+  const records = [];
+  const t0 = performance.now();
+  for (let round = 0; round < o.rounds; round++) {
+    const startHashes = replicas.map((r) => JSON.stringify(r.node.startRound()));
+    if (new Set(startHashes).size !== 1) throw new Error(`round ${round}: replicas start from different weights`);
+    let skipped = 0;
+    for (const r of replicas) {
+      for (let h = 0; h < o.innerSteps; h++) if (!r.trainer.trainStep(toBatch(r.stream.next())).applied) skipped++;
+    }
+    // contributions: honest Δ (compressed with error feedback), or the attack's
+    const contribs = replicas.map((r) => r.node.contributions());
+    const layers = replicas[0].node.layers;
+    const byLayer = new Map();
+    for (const [li, l] of layers.entries()) {
+      const honest = contribs.map((c) => c[li].delta);
+      let alie = null;
+      if (o.attack === 'alie' && K > 0) {
+        const n = R;
+        const s = Math.floor(n / 2 + 1) - K;
+        const z = Math.max(1, normInv((n - s) / n));
+        alie = new Float32Array(l.size);
+        for (let i = 0; i < l.size; i++) {
+          let m = 0;
+          for (const d of honest) m += d[i];
+          m /= n;
+          let v = 0;
+          for (const d of honest) v += (d[i] - m) ** 2;
+          alie[i] = m - z * Math.sqrt(v / n);
+        }
+      }
+      const received = [];
+      for (const [ri, r] of replicas.entries()) {
+        const c = contribs[ri][li];
+        let payload = c.payload;
+        if (r.byzantine) {
+          const d = c.delta;
+          let bad;
+          if (o.attack === 'sign-flip') bad = d.map((x) => -4 * x);
+          else if (o.attack === 'scale') bad = d.map((x) => 100 * x);
+          else if (o.attack === 'noise') {
+            let ss = 0;
+            for (const x of d) ss += x * x;
+            const sd = 10 * Math.sqrt(ss / d.length);
+            bad = d.map((x) => x + sd * rng.normal());
+          } else if (o.attack === 'alie') bad = alie;
+          else if (o.attack === 'stale') {
+            r.firstDelta ??= new Map();
+            if (!r.firstDelta.has(l.id)) r.firstDelta.set(l.id, d.slice());
+            bad = r.firstDelta.get(l.id);
+          }
+          const { encodeDelta } = await imp('training/compression/index.js');
+          payload = encodeDelta(o.compress, Float32Array.from(bad));
+        }
+        // the wire: signed, bound to the round, layer and sender; validated as a receiver does
+        const bytes = encodeContribution(r.key, { networkId, round, layer: l.id, compression: o.compress, n: l.size, payload });
+        bytesSent += bytes.byteLength;
+        payloadBytes += payload.byteLength;
+        const got = decodeContribution(bytes, {
+          networkId,
+          round,
+          layer: l.id,
+          n: l.size,
+          compression: o.compress,
+          sender: r.key.publicKey,
+          validatePayload: (k, n, p) => void decodeDelta(k, n, p),
+        });
+        received.push({ id: r.id, delta: decodeDelta(got.compression, got.n, got.payload) });
+      }
+      let opts = {};
+      if (o.aggregator === 'gauntlet') {
+        // held-out loss with only this layer moved to θ_start − Δ_i (the contributor's own end point)
+        scratch.params.set(replicas[0].node.startOf({ offset: 0, size: scratch.params.length }));
+        const baseLoss = evalLoss(scratch, [ctx.held]);
+        const view = scratch.params.subarray(l.offset, l.offset + l.size);
+        const start = replicas[0].node.startOf(l);
+        opts = {
+          baseLoss,
+          lossAfter: (d) => {
+            for (let i = 0; i < d.length; i++) view[i] = start[i] - d[i];
+            const loss = evalLoss(scratch, [ctx.held]);
+            view.set(start);
+            return loss;
+          },
+        };
+      }
+      const res = aggregate(o.aggregator, received, l.size, opts);
+      byLayer.set(l.id, res.delta);
+      records.push({ round, layer: l.id, used: res.record.used, rejected: res.record.contributions.filter((c) => !c.used).map((c) => `${c.id}:${c.reason}`) });
+    }
+    const endHashes = replicas.map((r) => JSON.stringify(r.node.finishRound(byLayer)));
+    if (new Set(endHashes).size !== 1) throw new Error(`round ${round}: replicas disagree on the layer hashes after the outer step`);
+    const last = round === o.rounds - 1;
+    if (!last && o.curveEvery === 0) continue; // sweeps: only the final loss
+    const loss = evalLoss(replicas[0].shard, ctx.val);
+    curve.push({ step: (round + 1) * o.innerSteps, loss });
+    log(`round ${round + 1}/${o.rounds} val ${loss.toFixed(4)}${skipped > 0 ? ` (${skipped} inner steps skipped)` : ''} ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  const P = replicas[0].shard.params.length;
+  const tokens = R * steps * o.batch * o.seq;
+  const ddpBytes = R * steps * 4 * P;
+  return {
+    val_loss: curve.at(-1).loss,
+    curve,
+    bytes_sent: bytesSent,
+    payload_bytes: payloadBytes,
+    ddp_bytes: ddpBytes,
+    bytes_ratio: ddpBytes / bytesSent,
+    rounds: o.rounds,
+    tokens,
+    params: P,
+    records,
+  };
+}
+
+export async function runOne(o, ctx, log) {
+  const d = await runDiLoCo(o, ctx, log);
+  const b = o.baseline ? await runBaseline(o, ctx, log) : null;
+  return {
+    val_loss: d.val_loss,
+    baseline_val_loss: b?.val_loss ?? null,
+    gap: b === null ? null : (d.val_loss - b.val_loss) / b.val_loss,
+    bytes_sent: d.bytes_sent,
+    ddp_bytes: d.ddp_bytes,
+    bytes_ratio: d.bytes_ratio,
+    rounds: d.rounds,
+    tokens: d.tokens,
+    replicas: o.replicas,
+    inner_steps: o.innerSteps,
+    byzantine: o.attack === 'none' ? 0 : o.byzantine,
+    attack: o.attack,
+    aggregator: o.aggregator,
+    compress: o.compress,
+    outer_lr: o.outerLr,
+    outer_momentum: o.outerMomentum,
+    ef_beta: o.efBeta,
+    model: o.model,
+    params: d.params,
+    seed: o.seed,
+    curve: d.curve,
+    baseline_curve: b?.curve ?? null,
+    rejected_last_round: d.records.filter((r) => r.round === o.rounds - 1).flatMap((r) => r.rejected),
+  };
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      replicas: { type: 'string' },
+      'inner-steps': { type: 'string' },
+      rounds: { type: 'string' },
+      byzantine: { type: 'string' },
+      attack: { type: 'string' },
+      aggregator: { type: 'string' },
+      compress: { type: 'string' },
+      seed: { type: 'string' },
+      model: { type: 'string' },
+      batch: { type: 'string' },
+      seq: { type: 'string' },
+      lr: { type: 'string' },
+      warmup: { type: 'string' },
+      'eval-batches': { type: 'string' },
+      threads: { type: 'string' },
+      'outer-lr': { type: 'string' },
+      'outer-momentum': { type: 'string' },
+      'ef-beta': { type: 'string' },
+      'no-baseline': { type: 'boolean' },
+      curve: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  const o = defaults();
+  const num = (k, f) => {
+    if (values[k] === undefined) return;
+    const n = Number(values[k]);
+    if (!Number.isFinite(n)) throw new Error(`--${k} must be a number`);
+    o[f] = n;
+  };
+  num('replicas', 'replicas');
+  num('inner-steps', 'innerSteps');
+  num('rounds', 'rounds');
+  num('byzantine', 'byzantine');
+  num('seed', 'seed');
+  num('batch', 'batch');
+  num('seq', 'seq');
+  num('lr', 'lr');
+  num('warmup', 'warmup');
+  num('eval-batches', 'evalBatches');
+  num('threads', 'threads');
+  num('outer-lr', 'outerLr');
+  num('outer-momentum', 'outerMomentum');
+  num('ef-beta', 'efBeta');
+  for (const k of ['attack', 'aggregator', 'compress', 'model']) if (values[k] !== undefined) o[k] = values[k];
+  if (values['no-baseline']) o.baseline = false;
+  if (o.attack !== 'none' && o.byzantine === 0) o.byzantine = 1;
+  const log = (s) => process.stderr.write(`diloco: ${s}\n`);
+  const ctx = await context(o);
+  log(ctx.engine);
+  const r = await runOne(o, ctx, log);
+  if (values.curve !== undefined) writeFileSync(values.curve, JSON.stringify(r, null, 1) + '\n');
+  const { curve, baseline_curve, ...rest } = r;
+  void curve;
+  void baseline_curve;
+  if (values.json) process.stdout.write(JSON.stringify(rest) + '\n');
+  else process.stdout.write(`${JSON.stringify(rest, null, 1)}\n`);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((e) => {
+    process.stderr.write(`diloco: ${e.stack ?? e}\n`);
+    process.exit(1);
+  });
+}

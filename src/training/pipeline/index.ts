@@ -1,0 +1,4 @@
+/** Pipeline training across a chain of stages (in-process LocalStage now; a network stage later). */
+export { LocalStage, type PipelineStage, type StageForwardResult, type StepApply } from './stage.js';
+export { PipelineTrainer, batchOf, type PipelineOptions } from './trainer.js';
+export { PIPELINE_SCHEDULES, pipelineSchedule, simulateSchedule, type PipelineOp, type PipelineScheduleName, type Utilisation } from './schedule.js';

@@ -1,0 +1,105 @@
+/**
+ * The outer round of DiLoCo as a pure state machine over plain data (no timers, no I/O: the caller passes the
+ * clock's reading in, so tests drive it step by step and the network side only feeds it events).
+ *
+ *   inner       θ_start is fixed (its hash recorded); the node runs H inner steps (innerStepDone × H)
+ *   collecting  Δ is sent; contributions from the layer's holders are received until either every holder has
+ *               contributed or the deadline (startCollecting time + syncTimeoutMs) has passed
+ *   closed      at the deadline with at least the quorum ⌈q·holders⌉ (≥ 1): the contributions received in time are
+ *               aggregated; later ones are answered 'late' and left out, missing holders are listed
+ *   abandoned   at the deadline below the quorum: no outer step, every holder goes back to θ_start
+ *
+ * A holder set is fixed when the round starts (the layer's holders at that boundary); a node that joins or
+ * restarts enters at the next boundary (nextRound), so rounds never change membership midway.
+ */
+import { InvalidArgumentError } from '../util/errors.js';
+
+export interface RoundConfig {
+  /** H: inner steps per round. */
+  innerSteps: number;
+  /** Fraction of the holders whose contributions close a round at its deadline, in (0, 1]. */
+  quorum: number;
+  /** How long collecting may last before the round closes with what it has. */
+  syncTimeoutMs: number;
+}
+
+export type RoundPhase = 'inner' | 'collecting' | 'closed' | 'abandoned';
+
+export interface RoundState {
+  round: number;
+  phase: RoundPhase;
+  innerStep: number;
+  /** Hash of θ_start the holders agree on (hex), fixed at the start. */
+  startHash: string;
+  /** Holders of the layer for this round, sorted. */
+  holders: string[];
+  /** When collecting started and when it ends (ms; null while inner). */
+  collectStartMs: number | null;
+  deadlineMs: number | null;
+  /** Contributions received in time: holder id → arrival time (ms). */
+  received: Record<string, number>;
+  /** Holders that contributed late (after the close), recorded for the receipts. */
+  late: string[];
+}
+
+export type ReceiveVerdict = 'accepted' | 'wrong_round' | 'not_holder' | 'duplicate' | 'late' | 'too_early';
+
+export type CloseOutcome = { kind: 'open' } | { kind: 'closed'; included: string[]; missing: string[] } | { kind: 'abandoned'; included: string[]; missing: string[] };
+
+export function checkRoundConfig(c: RoundConfig): void {
+  if (!Number.isInteger(c.innerSteps) || c.innerSteps < 1) throw new InvalidArgumentError(`inner steps ${c.innerSteps} must be an integer ≥ 1`);
+  if (!(c.quorum > 0 && c.quorum <= 1)) throw new InvalidArgumentError(`quorum ${c.quorum} must be in (0, 1]`);
+  if (!Number.isFinite(c.syncTimeoutMs) || c.syncTimeoutMs < 0) throw new InvalidArgumentError(`sync timeout ${c.syncTimeoutMs} must be a finite number ≥ 0`);
+}
+
+/** Contributions needed to close at the deadline: ⌈q·holders⌉, at least 1. */
+export function quorumSize(c: RoundConfig, holders: number): number {
+  return Math.max(1, Math.ceil(c.quorum * holders - 1e-9));
+}
+
+export function startRound(c: RoundConfig, round: number, holders: readonly string[], startHash: string): RoundState {
+  checkRoundConfig(c);
+  if (!Number.isSafeInteger(round) || round < 0) throw new InvalidArgumentError(`round ${round} must be an integer ≥ 0`);
+  const set = [...new Set(holders)].sort();
+  if (set.length === 0) throw new InvalidArgumentError('a round needs at least one holder');
+  return { round, phase: 'inner', innerStep: 0, startHash, holders: set, collectStartMs: null, deadlineMs: null, received: {}, late: [] };
+}
+
+/** One inner step taken; after the H-th the round starts collecting at `nowMs`. */
+export function innerStepDone(c: RoundConfig, s: RoundState, nowMs: number): RoundState {
+  if (s.phase !== 'inner') throw new InvalidArgumentError(`round ${s.round}: inner step in phase ${s.phase}`);
+  const innerStep = s.innerStep + 1;
+  if (innerStep < c.innerSteps) return { ...s, innerStep };
+  return { ...s, innerStep, phase: 'collecting', collectStartMs: nowMs, deadlineMs: nowMs + c.syncTimeoutMs };
+}
+
+/**
+ * A contribution for `round` from `from` arrived at `nowMs`. Contributions may arrive while this node is still in
+ * its inner steps (a faster holder): they are accepted then, counted when collecting.
+ */
+export function receive(s: RoundState, round: number, from: string, nowMs: number): { state: RoundState; verdict: ReceiveVerdict } {
+  if (round !== s.round) return { state: s, verdict: round > s.round ? 'too_early' : 'wrong_round' };
+  if (!s.holders.includes(from)) return { state: s, verdict: 'not_holder' };
+  if (s.phase === 'closed' || s.phase === 'abandoned') {
+    if (s.late.includes(from) || from in s.received) return { state: s, verdict: from in s.received ? 'duplicate' : 'late' };
+    return { state: { ...s, late: [...s.late, from].sort() }, verdict: 'late' };
+  }
+  if (from in s.received) return { state: s, verdict: 'duplicate' };
+  return { state: { ...s, received: { ...s.received, [from]: nowMs } }, verdict: 'accepted' };
+}
+
+/** Closes the round when everyone has contributed, or at the deadline (quorum or not). */
+export function tryClose(c: RoundConfig, s: RoundState, nowMs: number): { state: RoundState; outcome: CloseOutcome } {
+  if (s.phase !== 'collecting') return { state: s, outcome: { kind: 'open' } };
+  const included = s.holders.filter((h) => h in s.received);
+  const missing = s.holders.filter((h) => !(h in s.received));
+  if (missing.length > 0 && nowMs < s.deadlineMs!) return { state: s, outcome: { kind: 'open' } };
+  if (included.length >= quorumSize(c, s.holders.length)) return { state: { ...s, phase: 'closed' }, outcome: { kind: 'closed', included, missing } };
+  return { state: { ...s, phase: 'abandoned' }, outcome: { kind: 'abandoned', included, missing } };
+}
+
+/** The next round, from a closed or abandoned one, with the holders and θ_start hash at the boundary. */
+export function nextRound(c: RoundConfig, s: RoundState, holders: readonly string[], startHash: string): RoundState {
+  if (s.phase !== 'closed' && s.phase !== 'abandoned') throw new InvalidArgumentError(`round ${s.round} is still ${s.phase}`);
+  return startRound(c, s.round + 1, holders, startHash);
+}

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
+
+const cfg: RoundConfig = { innerSteps: 3, quorum: 0.67, syncTimeoutMs: 1000 };
+
+describe('outer round state machine', () => {
+  it('runs H inner steps, collects, and closes early when every holder contributed', () => {
+    let s = startRound(cfg, 0, ['c', 'a', 'b'], 'h0');
+    assert.deepEqual(s.holders, ['a', 'b', 'c']);
+    s = innerStepDone(cfg, s, 10);
+    s = innerStepDone(cfg, s, 20);
+    assert.equal(s.phase, 'inner');
+    // a faster holder's contribution arrives during our inner steps
+    s = receive(s, 0, 'b', 25).state;
+    s = innerStepDone(cfg, s, 30);
+    assert.equal(s.phase, 'collecting');
+    assert.equal(s.deadlineMs, 1030);
+    s = receive(s, 0, 'a', 40).state;
+    assert.equal(tryClose(cfg, s, 50).outcome.kind, 'open');
+    s = receive(s, 0, 'c', 60).state;
+    const r = tryClose(cfg, s, 61);
+    assert.deepEqual(r.outcome, { kind: 'closed', included: ['a', 'b', 'c'], missing: [] });
+    const n = nextRound(cfg, r.state, ['a', 'b', 'c', 'd'], 'h1');
+    assert.equal(n.round, 1);
+    assert.equal(n.phase, 'inner');
+    assert.deepEqual(n.received, {});
+  });
+
+  it('closes at the deadline with the quorum and leaves late contributions out', () => {
+    const q2 = { ...cfg, quorum: 2 / 3 };
+    let s = startRound(q2, 4, ['a', 'b', 'c'], 'h');
+    for (let i = 0; i < 3; i++) s = innerStepDone(q2, s, 0);
+    s = receive(s, 4, 'a', 10).state;
+    s = receive(s, 4, 'b', 20).state;
+    assert.equal(tryClose(q2, s, 999).outcome.kind, 'open');
+    const r = tryClose(q2, s, 1000);
+    assert.deepEqual(r.outcome, { kind: 'closed', included: ['a', 'b'], missing: ['c'] });
+    const late = receive(r.state, 4, 'c', 1001);
+    assert.equal(late.verdict, 'late');
+    assert.deepEqual(late.state.late, ['c']);
+    assert.equal(receive(late.state, 4, 'a', 1002).verdict, 'duplicate');
+  });
+
+  it('abandons a round below the quorum', () => {
+    assert.equal(quorumSize(cfg, 3), 3); // ⌈0.67·3⌉ = ⌈2.01⌉
+    assert.equal(quorumSize({ ...cfg, quorum: 2 / 3 }, 3), 2);
+    assert.equal(quorumSize({ ...cfg, quorum: 0.5 }, 4), 2);
+    const c2 = { ...cfg, quorum: 2 / 3 };
+    let s = startRound(c2, 0, ['a', 'b', 'c'], 'h');
+    for (let i = 0; i < 3; i++) s = innerStepDone(c2, s, 0);
+    s = receive(s, 0, 'a', 1).state;
+    assert.deepEqual(tryClose(c2, s, 1000).outcome, { kind: 'abandoned', included: ['a'], missing: ['b', 'c'] });
+  });
+
+  it('answers wrong rounds, strangers and duplicates without changing the state', () => {
+    const s = startRound(cfg, 2, ['a', 'b'], 'h');
+    assert.equal(receive(s, 1, 'a', 0).verdict, 'wrong_round');
+    assert.equal(receive(s, 3, 'a', 0).verdict, 'too_early');
+    assert.equal(receive(s, 2, 'z', 0).verdict, 'not_holder');
+    const a = receive(s, 2, 'a', 0);
+    assert.equal(a.verdict, 'accepted');
+    const d = receive(a.state, 2, 'a', 1);
+    assert.equal(d.verdict, 'duplicate');
+    assert.equal(d.state, a.state);
+    assert.deepEqual(s.received, {}); // the original is untouched
+  });
+
+  it('refuses misuse and bad configs', () => {
+    const s = startRound(cfg, 0, ['a'], 'h');
+    assert.throws(() => nextRound(cfg, s, ['a'], 'h'), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+    assert.throws(() => startRound({ ...cfg, quorum: 0 }, 0, ['a'], 'h'), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+    assert.throws(() => startRound(cfg, 0, [], 'h'), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+    let t = startRound({ ...cfg, innerSteps: 1 }, 0, ['a'], 'h');
+    t = innerStepDone({ ...cfg, innerSteps: 1 }, t, 0);
+    assert.throws(() => innerStepDone(cfg, t, 0), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+  });
+});
