@@ -44,6 +44,7 @@ function findTests(dir) {
 }
 
 if (!flag('--no-build')) step('typecheck + build (tsc)', 'npx', ['tsc', '-p', 'tsconfig.json']);
+if (!flag('--no-build')) step('dashboard: typecheck (tsc) + build (esbuild)', 'sh', ['-c', 'npx tsc -p src/ui/tsconfig.json && node scripts/build-ui.mjs']);
 if (!flag('--no-lint')) step('lint (eslint)', 'npx', ['eslint', '.']);
 
 // Unit and reference tests are CPU-light and independent: run them two at a time. Integration and e2e tests

@@ -30,6 +30,27 @@ export { RateLimiter, type RateDecision } from './rate-limit.js';
 export type { ChatMessage, ServedModel, TextGenerationRequest, TextGenerationResult, TextGenerator, TokenEvent } from './openai/backend.js';
 export { OpenAiError } from './openai/errors.js';
 export {
+  EVENT_STREAM_DEFAULTS,
+  registerEventRoutes,
+  sseEvent,
+  type CoverageView,
+  type DashboardFeed,
+  type DashboardSnapshot,
+  type DashboardState,
+  type DashboardTick,
+  type EvalPoint,
+  type EventStreamOptions,
+  type LogLine,
+  type MarketView,
+  type NodeView,
+  type PeerView,
+  type TrainPoint,
+  type TrainingView,
+  type WalletEntry,
+  type WalletView,
+} from './events.js';
+export { DASHBOARD_CSP, loadDashboardAssets, registerStaticRoutes } from './static.js';
+export {
   GENERATE_API_DEFAULTS,
   GENERATE_API_LIMITS,
   generateAnswer,

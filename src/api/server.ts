@@ -22,6 +22,8 @@ import type { TextGenerator } from './openai/backend.js';
 import { registerOpenAiRoutes } from './openai/routes.js';
 import { RateLimiter } from './rate-limit.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
+import { registerEventRoutes, type DashboardFeed, type EventStreamOptions } from './events.js';
+import { registerStaticRoutes } from './static.js';
 
 export interface ApiServerOptions {
   /** 0 picks a free port. */
@@ -54,6 +56,8 @@ export interface ApiServerModules {
   logger?: Logger;
   /** Unix ms, for rate limits (tests). */
   now?: () => number;
+  /** The dashboard: GET /api/events (live feed) and, with `staticDir`, the page at / (events.ts, static.ts). */
+  dashboard?: { feed: DashboardFeed; staticDir?: string; events?: Partial<EventStreamOptions> };
 }
 
 export class ApiServer {
@@ -125,6 +129,8 @@ export class ApiServer {
         ...(modules.now === undefined ? {} : { now: modules.now }),
       });
     }
+    if (modules.dashboard !== undefined) registerEventRoutes(this.app, modules.dashboard.feed, sendError, modules.dashboard.events);
+    if (modules.dashboard?.staticDir !== undefined) registerStaticRoutes(this.app, modules.dashboard.staticDir, sendError);
     if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
   }
 

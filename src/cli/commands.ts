@@ -9,7 +9,12 @@ import { ledgerCommand } from './ledger/index.js';
 import { trainCommand } from './train/index.js';
 import { generateCommand } from './generate/index.js';
 import { evalCommand } from './eval/index.js';
+import { stopCommand } from './stop/index.js';
+import { logsCommand } from './logs/index.js';
+import { configCommand } from './config/index.js';
+import { swarmCommand } from './swarm/index.js';
+import { chatCommand } from './chat/index.js';
 import { exportCommand } from './export/index.js';
 import { apikeyCommand } from './apikey/index.js';
 
-export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, exportCommand, apikeyCommand];
+export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, exportCommand, apikeyCommand, stopCommand, logsCommand, configCommand, swarmCommand, chatCommand];

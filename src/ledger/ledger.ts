@@ -25,6 +25,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { applyEvent, type ApplyContext, type ApplyResult, type EventStatus } from './apply.js';
 import { DecodeError } from './codec.js';
 import { MARKET_BASE_PRICE } from './economics.js';
+import { formatAmount } from './amount.js';
 import {
   compareBytes,
   decodeEvent,
@@ -513,6 +514,8 @@ export class Ledger {
     return rows.map((r) => {
       const h: HistoryEntry = { ...describeEvent(decodeEvent(r.bytes)), status: STATUS_NAME[r.status]! };
       if (r.reason !== null) h.reason = r.reason;
+      // the amount the verdict moved (a proof's reward, a transfer's amount), as decimal NEURO
+      if (r.amount !== null && h.status === 'applied') h.moved = formatAmount(BigInt(r.amount));
       return h;
     });
   }

@@ -31,6 +31,8 @@ import { OPENAI_SERVING, type NodeOptions } from './options.js';
 import { TrainProgress } from './progress.js';
 import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
+import type { NodeLog } from './logs.js';
+import { dashboardDir, NodeTelemetry } from './telemetry.js';
 
 /** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
 export interface WorkCounters {
@@ -52,6 +54,10 @@ export interface NodeModules {
   networkTuning?: Partial<NetworkTuning>;
   /** Passphrase of an encrypted keystore, when the caller already has it. */
   passphrase?: string;
+  /** The node's log file and ring of recent lines (the dashboard's log panel); `neuroshard start` opens it. */
+  nodeLog?: NodeLog;
+  /** Where the built dashboard lives (default: this package's dist/ui). */
+  dashboardDir?: string;
 }
 
 type Status = 'starting' | 'started' | 'closing' | 'closed';
@@ -66,6 +72,7 @@ export class NeuroShardNode {
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
+  telemetry: NodeTelemetry | undefined;
   /** Inference: hop sessions for peers, and the generator behind POST /api/generate. */
   serving: NodeServing | undefined;
   /** The OpenAI-compatible routes' view of the generator (src/node/openai.ts). */
@@ -151,9 +158,22 @@ export class NeuroShardNode {
         tokenizer: ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
         created: Math.floor(clock.now() / 1000),
       });
+      const nodeRef: { node?: NeuroShardNode; url: string } = { url: '' };
+      const telemetry = new NodeTelemetry({
+        network,
+        publicKey: key.publicKey,
+        totalLayers: genesis.config.num_hidden_layers,
+        engine: () => compute.info?.description ?? 'starting',
+        apiUrl: () => nodeRef.url,
+        ledger: () => nodeRef.node?.ledger,
+        ...(modules.nodeLog === undefined ? {} : { log: modules.nodeLog }),
+        clock,
+        startedAtMs: clock.now(),
+      });
       const api = new ApiServer(
         { port: opts.apiPort, host: opts.apiHost, corsOrigins: opts.apiCorsOrigins, rateLimitPerMin: opts.apiRateLimit },
         {
+          dashboard: { feed: telemetry, staticDir: modules.dashboardDir ?? dashboardDir() },
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
           generator: () => servingRef.current?.generator,
@@ -171,6 +191,9 @@ export class NeuroShardNode {
       const node = new NeuroShardNode(opts, genesis, key, compute, network, api, bound.url, log, clock);
       node.openai = openai;
       ref.node = node;
+      nodeRef.node = node;
+      nodeRef.url = bound.url;
+      node.telemetry = telemetry;
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
       log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: span === undefined ? 'none' : `${span.start}:${span.end}` });
@@ -212,6 +235,7 @@ export class NeuroShardNode {
     const tty = modules.progressIsTty ?? process.stderr.isTTY === true;
     let progress: TrainProgress | undefined;
     const onEvent = (e: TrainEvent): void => {
+      this.telemetry?.onTrainEvent(e);
       switch (e.type) {
         case 'start':
           write(
@@ -231,9 +255,12 @@ export class NeuroShardNode {
         case 'eval':
           this.counters.lastValLoss = e.loss;
           progress?.onEval(e);
+          // progress goes to stderr only; the log file and the dashboard's log panel get these events too
+          modules.nodeLog?.note('node/train', `eval step ${e.step} val_loss ${e.loss.toFixed(4)}`);
           break;
         case 'checkpoint':
           progress?.onCheckpoint(e);
+          modules.nodeLog?.note('node/train', `checkpoint step ${e.step} reason ${e.reason} dir ${e.dir}`);
           break;
       }
     };

@@ -350,3 +350,12 @@ export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
   }
   return out as unknown as NodeOptions;
 }
+
+/** The option names (`neuroshard config list|get|set`). */
+export const OPTION_KEYS = Object.keys(DEFAULTS) as (keyof NodeOptions)[];
+
+/** Validates one option value as `source` would give it (a string from the CLI, a JSON value from a file). */
+export function parseOption(key: string, raw: unknown, source: OptionSource): unknown {
+  if (!(key in parsers)) throw new InvalidArgumentError(`unknown option "${key}" (known: ${OPTION_KEYS.join(', ')})`, { option: key });
+  return (parsers[key as keyof NodeOptions] as Parser<unknown>)(raw, source);
+}

@@ -4,7 +4,7 @@
  * they vanish at run time).
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { REPO_ROOT } from '../utils/paths.js';
@@ -23,7 +23,7 @@ function listTs(dir: string): string[] {
   for (const e of readdirSync(dir)) {
     const p = join(dir, e);
     if (statSync(p).isDirectory()) out.push(...listTs(p));
-    else if (e.endsWith('.ts') && !e.endsWith('.d.ts')) out.push(p);
+    else if ((e.endsWith('.ts') || e.endsWith('.tsx')) && !e.endsWith('.d.ts')) out.push(p);
   }
   return out;
 }
@@ -77,7 +77,9 @@ function folderOf(file: string): string {
 
 function resolveLocal(from: string, spec: string): string | undefined {
   if (!spec.startsWith('.')) return undefined;
-  return resolve(dirname(from), spec).replace(/\.js$/, '.ts');
+  const base = resolve(dirname(from), spec).replace(/\.js$/, '');
+  // the dashboard's .tsx modules are imported as .js like the rest
+  return existsSync(base + '.tsx') ? base + '.tsx' : base + '.ts';
 }
 
 describe('architecture', () => {

@@ -3,10 +3,13 @@
  * withdrawn, connections closed). The node's parts are composed in src/node/node.ts.
  */
 import { readFileSync } from 'node:fs';
+import { addressFromPublicKey } from '../../identity/index.js';
+import { NodeLog } from '../../node/logs.js';
 import { NeuroShardNode } from '../../node/node.js';
 import { loadOptions } from '../../node/options.js';
 import { createLogger } from '../../util/logger.js';
 import { stringFlag, stringListFlag, UsageError, type Command } from '../command.js';
+import { detachStart } from './detach.js';
 
 export const startCommand: Command = {
   name: 'start',
@@ -33,8 +36,12 @@ export const startCommand: Command = {
     'eval-every': { type: 'string', value: 'K', description: 'validation loss every K steps (default 500)' },
     'checkpoint-every': { type: 'string', value: 'K', description: 'checkpoint every K steps (default 500; always on stop)' },
     'passphrase-file': { type: 'string', value: 'FILE', description: 'passphrase of an encrypted keystore (or NEUROSHARD_PASSPHRASE)' },
+    detach: { type: 'boolean', description: 'run the node in the background (output in <data-dir>/logs/); `neuroshard stop` stops it' },
+    'wait-s': { type: 'string', value: 'S', description: '--detach: how long to wait for the node to come up (default 300)' },
+    json: { type: 'boolean', description: 'print {"peerId", "address", "api", "dashboard", "pid", "dataDir"} once the node is up' },
   },
-  async run(flags, _positionals, io) {
+  async run(flags, positionals, io) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
     const opts = loadOptions({
       flags: {
         dataDir: stringFlag(flags, 'data-dir'),
@@ -62,11 +69,38 @@ export const startCommand: Command = {
         hopTimeoutMs: stringFlag(flags, 'hop-timeout-ms'),
       },
     });
-    const log = createLogger({ level: opts.logLevel, module: 'node' });
+    if (flags.detach === true) return detachStart(flags, opts.dataDir, io);
+    const nodeLog = new NodeLog(opts.dataDir);
+    const log = createLogger({
+      level: opts.logLevel,
+      module: 'node',
+      write: (line) => {
+        process.stderr.write(line + '\n');
+        nodeLog.write(line);
+      },
+    });
     const passphraseFile = stringFlag(flags, 'passphrase-file');
     const passphrase = passphraseFile === undefined ? undefined : readPassphrase(passphraseFile);
-    const node = await NeuroShardNode.init(opts, { log, ...(passphrase === undefined ? {} : { passphrase }) });
-    io.stderr(`node ${node.network.peerId} up; status at ${node.apiUrl}/api/status; OpenAI-compatible API at ${node.apiUrl}/v1; Ctrl-C to stop\n`);
+    let node: NeuroShardNode;
+    try {
+      node = await NeuroShardNode.init(opts, { log, nodeLog, ...(passphrase === undefined ? {} : { passphrase }) });
+    } catch (e) {
+      nodeLog.close();
+      throw e;
+    }
+    io.stderr(`node ${node.network.peerId} up; dashboard at ${node.apiUrl}/ (status at ${node.apiUrl}/api/status; OpenAI-compatible API at ${node.apiUrl}/v1); Ctrl-C to stop\n`);
+    if (flags.json === true) {
+      io.stdout(
+        JSON.stringify({
+          peerId: node.network.peerId,
+          address: addressFromPublicKey(node.key.publicKey),
+          api: node.apiUrl,
+          dashboard: `${node.apiUrl}/`,
+          pid: process.pid,
+          dataDir: opts.dataDir,
+        }) + '\n',
+      );
+    }
     await new Promise<void>((resolve) => {
       if (io.signal.aborted) resolve();
       io.signal.addEventListener('abort', () => resolve(), { once: true });
@@ -74,6 +108,7 @@ export const startCommand: Command = {
     io.stderr('stopping: saving a checkpoint, withdrawing records, closing connections\n');
     await node.close();
     log.info('node stopped');
+    nodeLog.close();
     return 0;
   },
 };

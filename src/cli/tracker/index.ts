@@ -18,6 +18,7 @@ export const trackerCommand: Command = {
     port: { type: 'string', value: 'PORT', description: `port to listen on; 0 picks a free one (default ${TRACKER_DEFAULTS.port})` },
     host: { type: 'string', value: 'HOST', description: `address to listen on (default ${TRACKER_DEFAULTS.host})` },
     network: { type: 'string', multiple: true, value: 'ID', description: 'accept only records of this network id (default: any network)' },
+    json: { type: 'boolean', description: 'accepted for uniformity: stdout is always one JSON document, {"listening": {host, port, url}}' },
   },
   async run(flags, _positionals, io) {
     const port = intFlag(flags, 'port', TRACKER_DEFAULTS.port, 0, 65535);

@@ -27,6 +27,7 @@ export const trainCommand: Command = {
     'batch-size': { type: 'string', value: 'B', description: 'sequences per step (default 8)' },
     'seq-len': { type: 'string', value: 'T', description: "tokens per sequence (default 128, at most the model's context)" },
     'val-batches': { type: 'string', value: 'N', description: 'validate on at most N batches (default: the whole held-out shard)' },
+    json: { type: 'boolean', description: 'accepted for uniformity: stdout is always one JSON document (progress goes to stderr)' },
   },
   async run(flags, _positionals, io) {
     const opts = loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir'), logLevel: stringFlag(flags, 'log-level'), threads: stringFlag(flags, 'threads') } });

@@ -1,0 +1,128 @@
+/**
+ * `neuroshard swarm --nodes N`: a local network of N nodes in one command. Node 1 founds the network (and trains
+ * the whole model unless --no-train); nodes 2..N join through it and hold the model's layers split between them,
+ * so the dashboard's coverage view shows replicas. Every node listens on 127.0.0.1 with free ports, keeps its state
+ * in `<dir>/node-<i>` (a rerun reuses the keys and checkpoints) and its output in `<dir>/node-<i>/logs/start.out`.
+ * The command prints each node's dashboard URL and runs until Ctrl-C, which stops every node cleanly (SIGTERM, then
+ * a wait), and exits 0 when all stopped cleanly.
+ *
+ * The nodes run in process groups of their own, so a terminal's Ctrl-C reaches only this command, which then stops
+ * them in order; if this command dies, its exit handler still sends them SIGTERM.
+ */
+import { join } from 'node:path';
+import { bundledGenesis } from '../../node/genesis.js';
+import { loadOptions } from '../../node/options.js';
+import { intFlag, stringFlag, UsageError, type Command } from '../command.js';
+import { spawnNode, waitNodeUp, type SpawnedNode } from '../node-process.js';
+import { ProgressBar } from '../progress.js';
+
+interface SwarmNode {
+  index: number;
+  dataDir: string;
+  pid: number;
+  peerId: string;
+  api: string;
+  dashboard: string;
+  span: { start: number; end: number } | null;
+}
+
+/** The spans of nodes 2..N: the layers cut into N−1 near-equal contiguous parts (more nodes than layers wrap). */
+export function joinerSpans(totalLayers: number, joiners: number): { start: number; end: number }[] {
+  if (joiners <= 0) return [];
+  const parts = Math.min(joiners, totalLayers);
+  const cuts = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * totalLayers) / parts));
+  return Array.from({ length: joiners }, (_, j) => ({ start: cuts[j % parts]!, end: cuts[(j % parts) + 1]! }));
+}
+
+function bootstrapAddr(addresses: string[], peerId: string): string {
+  const tcp = addresses.find((a) => a.includes('/tcp/') && !a.includes('/ws') && !a.includes('/p2p-circuit')) ?? addresses[0];
+  if (tcp === undefined) throw new UsageError('the first node announced no address');
+  return tcp.includes('/p2p/') ? tcp : `${tcp}/p2p/${peerId}`;
+}
+
+export const swarmCommand: Command = {
+  name: 'swarm',
+  summary: 'run a local network of N nodes on this machine, printing each dashboard URL; Ctrl-C stops them all',
+  flags: {
+    nodes: { type: 'string', value: 'N', description: 'how many nodes (default 3, at most 16)' },
+    dir: { type: 'string', value: 'DIR', description: 'where the nodes keep their state (default <data-dir>/swarm)' },
+    train: { type: 'boolean', description: 'the first node trains the model (default on; --no-train turns it off)' },
+    'train-steps': { type: 'string', value: 'N', description: "the first node's target training step" },
+    'wait-s': { type: 'string', value: 'S', description: 'how long each node may take to come up (default 300)' },
+    json: { type: 'boolean', description: 'print {"nodes": [{index, pid, peerId, dashboard, api, dataDir, span}]} once all are up' },
+  },
+  async run(flags, positionals, io) {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
+    const n = intFlag(flags, 'nodes', 3, 1, 16);
+    const waitMs = intFlag(flags, 'wait-s', 300, 1, 3600) * 1000;
+    const trainSteps = flags['train-steps'] === undefined ? undefined : String(intFlag(flags, 'train-steps', 0, 0, 1_000_000_000));
+    const opts = loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir') } });
+    const dir = stringFlag(flags, 'dir') ?? join(opts.dataDir, 'swarm');
+    const total = bundledGenesis().config.num_hidden_layers;
+    const spans = joinerSpans(total, n - 1);
+    const common = ['--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--no-upnp'];
+    if (typeof flags['log-level'] === 'string') common.push('--log-level', flags['log-level']);
+    if (typeof flags.threads === 'string') common.push('--threads', flags.threads);
+
+    const procs: SpawnedNode[] = [];
+    const killAll = (sig: NodeJS.Signals): void => {
+      for (const p of procs) {
+        if (p.child.exitCode !== null || p.child.signalCode !== null || p.child.pid === undefined) continue;
+        try {
+          process.kill(-p.child.pid, sig);
+        } catch {
+          // gone already
+        }
+      }
+    };
+    const onExit = (): void => killAll('SIGTERM');
+    process.on('exit', onExit);
+    const bar = new ProgressBar(io, 'nodes up', n);
+    const up: SwarmNode[] = [];
+    const addresses = new Map<number, string[]>();
+  const start = async (i: number, extra: string[]): Promise<SwarmNode> => {
+      const dataDir = join(dir, `node-${i + 1}`);
+      const p = spawnNode(['--data-dir', dataDir, ...common, ...extra], join(dataDir, 'logs', 'start.out'), { detached: true });
+      procs.push(p);
+      const { apiPort, status } = await waitNodeUp(dataDir, p, waitMs, io.signal);
+      addresses.set(i, status.addresses);
+      const api = `http://127.0.0.1:${apiPort}`;
+      const node: SwarmNode = { index: i + 1, dataDir, pid: p.child.pid ?? 0, peerId: status.peerId, api, dashboard: `${api}/`, span: status.span };
+      up.push(node);
+      bar.update(up.length);
+      if (flags.json !== true) {
+        const span = node.span === null ? 'none' : `${node.span.start}:${node.span.end}`;
+        io.stderr(`node ${node.index}: dashboard ${node.dashboard}  peer ${node.peerId.slice(0, 16)}… layers ${span}  (${dataDir})\n`);
+      }
+      return node;
+    };
+    let failed = false;
+    try {
+      const trainFlags = flags.train === false ? ['--no-train'] : trainSteps === undefined ? [] : ['--train-steps', trainSteps];
+      const first = await start(0, ['--genesis', ...trainFlags]);
+      const boot = bootstrapAddr(addresses.get(0) ?? [], first.peerId);
+      await Promise.all(spans.map((s, j) => start(j + 1, ['--bootstrap', boot, '--no-train', '--span', `${s.start}:${s.end}`])));
+      bar.done();
+      up.sort((a, b) => a.index - b.index);
+      if (flags.json === true) io.stdout(JSON.stringify({ nodes: up }) + '\n');
+      else io.stdout(up.map((u) => `node ${u.index}: ${u.dashboard}`).join('\n') + '\nall nodes up; Ctrl-C stops them all\n');
+      // run until Ctrl-C, or until every node has exited by itself
+      await new Promise<void>((resolve) => {
+        if (io.signal.aborted) return resolve();
+        io.signal.addEventListener('abort', () => resolve(), { once: true });
+        void Promise.all(procs.map((p) => p.exited)).then(() => resolve());
+      });
+    } catch (e) {
+      failed = true;
+      bar.done();
+      if (!io.signal.aborted) io.stderr(`swarm: ${(e as Error).message}\n`);
+    }
+    if (flags.json !== true) io.stderr(`stopping ${procs.length} node(s)…\n`);
+    killAll('SIGTERM');
+    const codes = await Promise.all(procs.map((p) => p.exited));
+    process.off('exit', onExit);
+    const clean = codes.every((c) => c === 0);
+    if (flags.json !== true) io.stderr(clean ? 'all nodes stopped\n' : `nodes stopped; exit codes ${codes.join(', ')}\n`);
+    return failed && !io.signal.aborted ? 1 : clean ? 0 : 1;
+  },
+};

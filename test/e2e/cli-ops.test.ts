@@ -1,0 +1,104 @@
+/**
+ * The process commands as real processes: `start --detach` + `logs [-f]` + `stop`, and `swarm --nodes 2` (each
+ * dashboard answers; Ctrl-C stops every node).
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { cliJson, killAll, LOCAL_NODE_FLAGS, startCli } from '../utils/cli-process.js';
+import { tempDir } from '../utils/paths.js';
+
+after(killAll);
+
+const pidsToReap = new Set<number>();
+after(() => {
+  for (const pid of pidsToReap) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function runCli(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const p = startCli(args);
+  const code = await p.exited;
+  return { code, out: p.out, err: p.err };
+}
+
+describe('neuroshard start --detach, logs, stop', () => {
+  const d = tempDir('ns-detach-');
+  after(() => d.cleanup());
+
+  it('runs a node in the background, shows its log (and follows it), and stops it cleanly', async () => {
+    const up = (await cliJson(['start', '--detach', '--json', '--data-dir', d.dir, ...LOCAL_NODE_FLAGS, '--no-train'])) as { pid: number; dashboard: string; peerId: string };
+    pidsToReap.add(up.pid);
+    assert.ok(alive(up.pid), 'the detached node runs after the command returned');
+    assert.match(up.peerId, /^16Uiu2/);
+    const page = await fetch(up.dashboard);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<div id="app">/);
+
+    const logs = (await cliJson(['logs', '--json', '--data-dir', d.dir])) as { file: string; lines: string[] };
+    assert.ok(logs.lines.some((l) => l.includes('node up')), logs.lines.join('\n'));
+    const two = (await cliJson(['logs', '--json', '--lines', '2', '--data-dir', d.dir])) as { lines: string[] };
+    assert.equal(two.lines.length, 2);
+    assert.equal((await runCli(['logs', '-f', '--json', '--data-dir', d.dir])).code, 2, '--follow with --json is bad usage');
+
+    // follow: the stop's own log lines appear in the follower's output
+    const follow = startCli(['logs', '-f', '--lines', '0', '--data-dir', d.dir]);
+    await new Promise((r) => setTimeout(r, 500)); // let the follower take the file's current end
+    const stop = (await cliJson(['stop', '--json', '--data-dir', d.dir])) as { stopped: boolean; pid: number; forced: boolean };
+    assert.deepEqual([stop.stopped, stop.pid, stop.forced], [true, up.pid, false]);
+    assert.ok(!alive(up.pid), 'the node process is gone');
+    await follow.waitLine(/node stopped/, 30_000);
+    follow.child.kill('SIGINT');
+    assert.equal(await follow.exited, 0);
+
+    const again = await runCli(['stop', '--data-dir', d.dir]);
+    assert.equal(again.code, 1);
+    assert.match(again.err, /NODE_NOT_RUNNING/);
+  });
+});
+
+describe('neuroshard swarm', () => {
+  const d = tempDir('ns-swarm-');
+  after(() => d.cleanup());
+
+  it('brings up N nodes on one command, each with a dashboard, and Ctrl-C stops them all cleanly', async () => {
+    const swarm = startCli(['swarm', '--nodes', '2', '--no-train', '--json', '--dir', d.dir]);
+    const m = await swarm.waitLine(/\{"nodes":.*\}/, 240_000);
+    const { nodes } = JSON.parse(m[0]) as { nodes: { index: number; pid: number; dashboard: string; api: string; span: { start: number; end: number } | null }[] };
+    for (const n of nodes) pidsToReap.add(n.pid);
+    assert.deepEqual(
+      nodes.map((n) => n.index),
+      [1, 2],
+    );
+    assert.deepEqual(nodes[0]!.span, { start: 0, end: 4 });
+    assert.deepEqual(nodes[1]!.span, { start: 0, end: 4 });
+    for (const n of nodes) {
+      assert.equal((await fetch(n.dashboard)).status, 200);
+    }
+    // the second node joined the first: it shows up among the first node's peers
+    const deadline = Date.now() + 60_000;
+    let peers: { peerId: string }[] = [];
+    while (Date.now() < deadline) {
+      peers = ((await (await fetch(`${nodes[0]!.api}/api/peers`)).json()) as { peers: { peerId: string }[] }).peers;
+      if (peers.length > 0) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(peers.length, 1, 'node 2 is a peer of node 1');
+    swarm.child.kill('SIGINT');
+    assert.equal(await swarm.exited, 0, swarm.err);
+    for (const n of nodes) assert.ok(!alive(n.pid), `node ${n.index} stopped`);
+  });
+});
