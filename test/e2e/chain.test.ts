@@ -18,7 +18,8 @@ import { tempDir } from '../utils/paths.js';
 after(killAll);
 
 const PROMPT = 'The county grand jury said';
-const MAX = 150;
+// long enough that the kill after the 10th streamed token lands while the chain still works (the entry may run ahead of the reader)
+const MAX = 400;
 
 interface Holder {
   proc: CliProcess;
