@@ -6,6 +6,7 @@
 import { type AbortOptions } from '../util/abort.js';
 import { AbortedError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { readTextBounded } from '../util/http.js';
+import type { GenerateOutput, GenerateParams } from './generate.js';
 import { type LedgerStatusView, SUBMIT_STATUSES, type SubmitOutcome, type SubmitStatus } from './ledger.js';
 import { LIVENESS, type Liveness, type NodeStatus, type PeerStatus, type PeersView, type SpanView } from './status.js';
 
@@ -80,6 +81,29 @@ export class ApiClient {
     const out: SubmitOutcome = { id: str(o.id, 'submit outcome.id'), status: o.status as SubmitStatus, duplicate: o.duplicate };
     if (o.reason !== undefined) out.reason = str(o.reason, 'submit outcome.reason');
     return out;
+  }
+
+  /**
+   * POST /api/generate without streaming (the node's generator: its own model or a chain of peers). Give the
+   * client a `timeoutMs` long enough for the answer.
+   */
+  async generate(params: GenerateParams, opts: AbortOptions = {}): Promise<GenerateOutput> {
+    const body = JSON.stringify({ prompt: params.prompt, max_tokens: params.maxTokens, temperature: params.temperature, top_k: params.topK, top_p: params.topP, seed: params.seed, stop: params.stop });
+    const o = obj(await this.request('POST', '/api/generate', opts, body), 'generate answer');
+    if (!Array.isArray(o.tokens) || o.tokens.length > 1 << 20) throw bad('generate answer: tokens must be a list');
+    if (o.finish_reason !== 'stop' && o.finish_reason !== 'length') throw bad('generate answer: finish_reason must be stop or length');
+    if (!Array.isArray(o.route) || o.route.length > 4096) throw bad('generate answer: route must be a list');
+    return {
+      text: typeof o.text === 'string' ? o.text : (() => { throw bad('generate answer: text must be a string'); })(),
+      tokens: o.tokens.map((t, i) => int(t, `generate answer.tokens[${i}]`)),
+      finishReason: o.finish_reason,
+      route: o.route.map((h, i) => {
+        const r = obj(h, `generate answer.route[${i}]`);
+        const sp = Array.isArray(r.span) && r.span.length === 2 ? r.span : [];
+        return { peerId: str(r.peerId, `route[${i}].peerId`), span: [int(sp[0], `route[${i}].span[0]`), int(sp[1], `route[${i}].span[1]`)] as [number, number] };
+      }),
+      failovers: int(o.failovers, 'generate answer.failovers'),
+    };
   }
 
   private get(path: string, opts: AbortOptions): Promise<unknown> {

@@ -100,9 +100,11 @@ export interface DriverOptions {
    * worker may be busy with a training step.
    */
   localStepTimeoutMs: number;
+  /** Added to the deadline of a session's first step on a hop: dialling the peer and opening the stream. */
+  openTimeoutMs: number;
 }
 
-export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000 };
+export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000, openTimeoutMs: 10_000 };
 
 export interface DriverDeps {
   model: ModelView;
@@ -131,6 +133,8 @@ interface RouteEntry {
   session: HopSession;
   /** Every input this hop was given, in order: ids (driver) or hidden states. */
   parts: (Int32Array | Float32Array)[];
+  /** Calls made on this session (the first one also opens it). */
+  calls?: number;
   chunks: number[];
 }
 
@@ -174,7 +178,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   /** Runs one call on a hop with its deadline; a failure is a HopFailure. */
   const call = async (entry: RouteEntry, input: HopInput, positions: number): Promise<HopOutput> => {
     const session = entry.session;
-    const ms = (entry.hop.peerId === deps.selfPeerId ? o.localStepTimeoutMs : o.stepTimeoutMs) + positions * o.msPerPosition;
+    const first = (entry.calls = (entry.calls ?? 0) + 1) === 1;
+    const ms = (entry.hop.peerId === deps.selfPeerId ? o.localStepTimeoutMs : o.stepTimeoutMs) + positions * o.msPerPosition + (first ? o.openTimeoutMs : 0);
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new TimeoutError(`hop did not answer within ${ms} ms`, { ms })), ms);
     const onAbort = (): void => ac.abort(new AbortedError('generation aborted'));

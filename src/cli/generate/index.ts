@@ -12,6 +12,8 @@ import { CHECKPOINTS_DIR, GENERATE_MAX_PROMPT_CHARS, GENERATE_MAX_STOP_CHARS, GE
 import { loadOptions } from '../../node/options.js';
 import { intFlag, numberFlag, stringFlag, stringListFlag, UsageError, type Command } from '../command.js';
 import { withJsonErrors } from '../json-error.js';
+import { ApiClient } from '../../api/client.js';
+import { runningNodeClient } from '../local-endpoint.js';
 
 export const GENERATE_DEFAULTS = Object.freeze({ maxTokens: 64, temperature: 1, topK: 50, topP: 0.9, seed: 0 });
 
@@ -19,7 +21,7 @@ export const generateCommand: Command = {
   name: 'generate',
   summary: 'generate text from a checkpoint',
   flags: {
-    checkpoint: { type: 'string', value: 'DIR', description: 'a checkpoint directory, or a folder of them (its newest); default <data-dir>/checkpoints' },
+    checkpoint: { type: 'string', value: 'DIR', description: 'a checkpoint directory, or a folder of them (its newest); default: the node running on the data dir (its model or a chain of peers), else <data-dir>/checkpoints' },
     prompt: { type: 'string', value: 'TEXT', description: 'the text to continue (required; encoded with BOS)' },
     'max-tokens': { type: 'string', value: 'N', description: `new tokens at most (default ${GENERATE_DEFAULTS.maxTokens}; the context also ends generation)` },
     temperature: { type: 'string', value: 'T', description: `sampling temperature; 0 is greedy (default ${GENERATE_DEFAULTS.temperature})` },
@@ -44,7 +46,23 @@ export const generateCommand: Command = {
     if (stop.length > GENERATE_MAX_STOPS || stop.some((s) => s.length === 0 || s.length > GENERATE_MAX_STOP_CHARS)) {
       throw new UsageError(`--stop takes up to ${GENERATE_MAX_STOPS} non-empty strings of up to ${GENERATE_MAX_STOP_CHARS} characters`);
     }
-    const checkpoint = stringFlag(flags, 'checkpoint') ?? join(opts.dataDir, CHECKPOINTS_DIR);
+    const given = stringFlag(flags, 'checkpoint');
+    const checkpoint = given ?? join(opts.dataDir, CHECKPOINTS_DIR);
+    // without --checkpoint, a node running on the data dir answers (POST /api/generate): its model or a chain of peers
+    const node = given === undefined ? runningNodeClient(opts.dataDir) : undefined;
+    if (node !== undefined) {
+      return withJsonErrors(io, async () => {
+        const client = new ApiClient({ port: node.opts.port, timeoutMs: 600_000 });
+        const r = await client.generate({ prompt, maxTokens, temperature, topK, topP, seed, stop });
+        if (flags.json === true) {
+          io.stdout(JSON.stringify({ text: r.text, tokens: r.tokens, finish_reason: r.finishReason }) + '\n');
+        } else {
+          io.stdout(prompt + r.text + '\n');
+          io.stderr(`${r.tokens.length} tokens (${r.finishReason}) through ${r.route.map((h) => `${h.peerId.slice(-8)}[${h.span[0]}:${h.span[1]}]`).join(' → ')}${r.failovers > 0 ? `, ${r.failovers} failover(s)` : ''}\n`);
+        }
+        return 0;
+      });
+    }
     return withJsonErrors(io, async () => {
       const { generateText } = await import('../../node/generate.js'); // loaded only when the command runs
       const r = await generateText({ checkpoint, prompt, maxTokens, temperature, topK, topP, seed, stop, threads: opts.threads });

@@ -76,9 +76,9 @@ describe('hop sessions over libp2p', () => {
       localSpan: () => undefined,
       peers: () => entry.liveness.snapshot().filter((p) => p.heartbeat.span !== undefined).map((p) => ({ peerId: p.peer, span: p.heartbeat.span!, alive: p.state === 'alive' })),
       remote: (hop, spec) => new RemoteHopSession(entry.rpc, hop.peerId, hop.span, spec, { hiddenSize: C, vocabSize: cfg.vocab_size, wire: 'f32', scores: entry.scores }),
-      options: { stepTimeoutMs: 5000 },
+      options: { stepTimeoutMs: 60_000 }, // this test is about the wire, not timeouts (the machine may be loaded)
     });
-    await waitFor(() => entry.liveness.snapshot().filter((p) => p.state === 'alive').length >= 2, { timeoutMs: 30_000, intervalMs: 100, what: 'two alive hops' });
+    await waitFor(() => entry.liveness.snapshot().filter((p) => p.state === 'alive').length >= 2, { timeoutMs: 120_000, intervalMs: 100, what: 'two alive hops' });
   });
   after(async () => {
     for (const h of [a, b]) {

@@ -52,4 +52,12 @@ describe('tensors on the wire', () => {
     assert.throws(() => tensorFromPb(undefined, 't'), BadTensorError);
     assert.equal(tensorFromPb(undefined, 't', true), undefined);
   });
+
+  it('refuses a zero-element tensor that names huge dimensions, keeps small empty ones', () => {
+    const huge = { dtype: pb.DType.FP32, shape: [0, 2147483647, 2147483647], data: new Uint8Array(0), scale: 0 };
+    assert.throws(() => tensorFromPb(huge, 't'), BadTensorError);
+    const empty = { dtype: pb.DType.FP32, shape: [0, 768], data: new Uint8Array(0), scale: 0 };
+    assert.deepEqual(tensorFromPb(empty, 't').shape, [0, 768]);
+  });
 });
+
