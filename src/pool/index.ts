@@ -4,3 +4,8 @@
  */
 export * from './placement.js';
 export * from './capacity.js';
+export * from './weights.js';
+export * from './transfer.js';
+export * from './measure.js';
+export * from './view.js';
+export * from './service.js';

@@ -173,22 +173,37 @@ export function spanLength(maxLayers: number, numLayers: number): number {
   return Math.max(0, Math.min(Math.floor(maxLayers), numLayers));
 }
 
+export interface ChooseOptions {
+  /**
+   * Only windows whose every layer has a live holder (weights must come from somewhere): a joining node that is
+   * not the genesis node. Layers inside `have` count as covered (the node holds them already).
+   */
+  requireCovered?: boolean;
+  have?: PoolSpan;
+}
+
 /**
  * The span a node should take given the others' holdings (the view must not include the node itself). Undefined
- * when it can hold no layer or the model has none.
+ * when it can hold no layer, the model has none, or (requireCovered) no window is fully held.
  */
-export function chooseSpan(view: PoolView, cap: PoolCapacity): PoolSpan | undefined {
+export function chooseSpan(view: PoolView, cap: PoolCapacity, opts: ChooseOptions = {}): PoolSpan | undefined {
   const c = coverage(view);
   const k = spanLength(cap.maxLayers, c.numLayers);
   if (k === 0) return undefined;
   const keys = layerKeys(c);
+  const fetchable = (i: number): boolean => c.replicas[i]! > 0 || (opts.have !== undefined && opts.have.start <= i && i < opts.have.end);
   let best: { start: number; sorted: LayerKey[] } | undefined;
   for (let s = 0; s + k <= c.numLayers; s++) {
+    if (opts.requireCovered === true) {
+      let ok = true;
+      for (let i = s; i < s + k && ok; i++) ok = fetchable(i);
+      if (!ok) continue;
+    }
     const sorted = keys.slice(s, s + k).sort(cmpKey);
     // strict "<": on a tie the earlier (lower) start stays
     if (best === undefined || cmpSorted(sorted, best.sorted) < 0) best = { start: s, sorted };
   }
-  return { start: best!.start, end: best!.start + k };
+  return best === undefined ? undefined : { start: best.start, end: best.start + k };
 }
 
 /** Tokens/s of a span of `len` layers on a node whose one layer runs at `layerTokensPerSec`. */
@@ -242,7 +257,8 @@ function sameSpan(a: PoolSpan, b: PoolSpan): boolean {
  *   2. Then at most one throughput move: the one that raises the bottleneck most, taken only when the rise is at
  *      least `minGain` (relative) and replica health does not get worse.
  *
- * Only alive holders move (a stale one may be gone); dead ones only leave holes.
+ * Only alive holders move (a stale one may be gone); dead ones only leave holes. A move goes only onto layers that
+ * some live node holds (weights come from peers) or that the mover holds already.
  */
 export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
   checkView(view);
@@ -259,7 +275,8 @@ export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
     for (const h of movers) {
       const cap = holderCapacity(h, opts.layerMb, L);
       const others = withHolder(cur, h.peerId, undefined);
-      const to = chooseSpan(others, cap);
+      // a move may only go where weights can be fetched (or onto layers the mover holds)
+      const to = chooseSpan(others, cap, { requireCovered: true, have: h.span });
       if (to === undefined || sameSpan(to, h.span)) continue;
       const next = withHolder(cur, h.peerId, { ...h, span: to, tokensPerSec: spanTokensPerSec(cap.layerTokensPerSec, to.end - to.start) });
       out.push({ peerId: h.peerId, h, to, before, after: health(coverage(next)), view: next });
