@@ -6,6 +6,7 @@
 import { type AbortOptions } from '../util/abort.js';
 import { AbortedError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { readTextBounded } from '../util/http.js';
+import { checkLayersView, type LayersView } from './layers.js';
 import { type LedgerStatusView, SUBMIT_STATUSES, type SubmitOutcome, type SubmitStatus } from './ledger.js';
 import { LIVENESS, type Liveness, type NodeStatus, type PeerStatus, type PeersView, type SpanView } from './status.js';
 
@@ -80,6 +81,11 @@ export class ApiClient {
     const out: SubmitOutcome = { id: str(o.id, 'submit outcome.id'), status: o.status as SubmitStatus, duplicate: o.duplicate };
     if (o.reason !== undefined) out.reason = str(o.reason, 'submit outcome.reason');
     return out;
+  }
+
+  /** GET /api/layers: holders per layer as the node sees them. */
+  async layers(opts: AbortOptions = {}): Promise<LayersView> {
+    return checkLayersView(await this.get('/api/layers', opts));
   }
 
   private get(path: string, opts: AbortOptions): Promise<unknown> {

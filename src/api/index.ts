@@ -25,3 +25,4 @@ export {
   type SpanView,
   type StatusProvider,
 } from './status.js';
+export { checkLayersView, HOLDER_STATES, layersViewSchema, registerLayersRoutes, type HolderState, type LayersProvider, type LayersView } from './layers.js';

@@ -9,6 +9,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
+import { registerLayersRoutes, type LayersProvider } from './layers.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
 
@@ -28,6 +29,8 @@ export interface ApiServerModules {
   status: StatusProvider;
   /** The node's ledger: POST /api/ledger/events and GET /api/ledger/status exist only when given. */
   ledger?: LedgerSubmitter;
+  /** The layer pool: GET /api/layers exists only when given. */
+  layers?: LayersProvider;
   logger?: Logger;
 }
 
@@ -59,6 +62,7 @@ export class ApiServer {
     this.app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 100)}`));
     registerStatusRoutes(this.app, modules.status);
     if (modules.ledger !== undefined) registerLedgerRoutes(this.app, modules.ledger, sendError);
+    if (modules.layers !== undefined) registerLayersRoutes(this.app, modules.layers, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {

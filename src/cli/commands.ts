@@ -9,5 +9,6 @@ import { ledgerCommand } from './ledger/index.js';
 import { trainCommand } from './train/index.js';
 import { generateCommand } from './generate/index.js';
 import { evalCommand } from './eval/index.js';
+import { layersCommand } from './layers/index.js';
 
-export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand];
+export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, layersCommand];

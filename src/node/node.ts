@@ -9,8 +9,10 @@
  *   local HTTP API (status, peers, ledger events and status) on 127.0.0.1, and `<data-dir>/node.lock` naming our
  *   pid and API port.
  *
- * Until the layer pool lands, a node holds the span given by `--span`, or the whole model. A node holding the whole
- * model trains it on the genesis corpus (the genesis node's job); a partial holder serves its span.
+ * The layer pool (node/pool.ts over src/pool/) decides the span: `--span auto` (default) chooses from the live view,
+ * `--span a:b` pins one, `--span none` holds nothing. A genesis node that takes the whole model without
+ * `--checkpoint` trains it on the genesis corpus; every other holder serves the weights it loaded (its checkpoint,
+ * the seeded initialisation, or hash-verified weights from peers).
  */
 import { mkdirSync } from 'node:fs';
 import { ApiServer, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
@@ -25,7 +27,9 @@ import { bundledGenesis, type Genesis } from './genesis.js';
 import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import type { NodeOptions } from './options.js';
+import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
 import { TrainProgress } from './progress.js';
+import type { PoolService } from '../pool/index.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 
 /** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
@@ -48,6 +52,8 @@ export interface NodeModules {
   networkTuning?: Partial<NetworkTuning>;
   /** Passphrase of an encrypted keystore, when the caller already has it. */
   passphrase?: string;
+  /** Layer-pool timing (tests shorten it). */
+  poolTuning?: Partial<PoolTuning>;
 }
 
 type Status = 'starting' | 'started' | 'closing' | 'closed';
@@ -57,11 +63,14 @@ export class NeuroShardNode {
   private readonly stopTraining = new AbortController();
   private training: Promise<SoloTrainResult | undefined> = Promise.resolve(undefined);
   private releaseLock: (() => void) | undefined;
+  private trainingStarted = false;
   private hashTimer: NodeJS.Timeout | undefined;
   readonly counters: WorkCounters;
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
+  /** The layer pool: span, capacity, weights from peers, rebalancing. */
+  pool: PoolService | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -77,9 +86,9 @@ export class NeuroShardNode {
     this.counters = { startedAtMs: clock.now(), trainingSteps: 0, trainingTokens: 0, lastLoss: null, lastValLoss: null, modelHash: '' };
   }
 
-  /** The span this node holds: `--span`, or the whole model. */
-  static heldSpan(opts: NodeOptions, genesis: Genesis): { start: number; end: number } {
-    return opts.span ?? { start: 0, end: genesis.config.num_hidden_layers };
+  /** The span pinned by `--span a:b`, undefined for auto and none. */
+  static pinnedSpan(opts: NodeOptions): { start: number; end: number } | undefined {
+    return typeof opts.span === 'object' ? opts.span : undefined;
   }
 
   static async init(opts: NodeOptions, modules: NodeModules = {}): Promise<NeuroShardNode> {
@@ -92,9 +101,11 @@ export class NeuroShardNode {
     const key = await openKey(opts.dataDir, modules.passphrase, log);
 
     const genesis = bundledGenesis();
-    const span = NeuroShardNode.heldSpan(opts, genesis);
-    if (span.end > genesis.config.num_hidden_layers) {
-      throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${genesis.config.num_hidden_layers} layers`);
+    // the network's model: the genesis checkpoint's config when given (a joiner learns it from its holders)
+    const modelConfig = genesisModelConfig(opts.checkpoint, genesis.config);
+    const span = NeuroShardNode.pinnedSpan(opts);
+    if (span !== undefined && span.end > modelConfig.num_hidden_layers) {
+      throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${modelConfig.num_hidden_layers} layers`);
     }
 
     // 2. compute worker: all math off the event loop
@@ -112,14 +123,18 @@ export class NeuroShardNode {
       const network = await createNodeNetwork({
         networkId: genesis.networkId,
         key,
-        options: { ...opts, span },
+        options: { ...opts, span, holdsLayersLater: opts.span === 'auto' },
         tuning: modules.networkTuning,
         clock,
         log: log.child('net'),
         status: {
           trainingStep: () => BigInt(ref.node?.counters.trainingSteps ?? 0),
-          totalLayers: () => genesis.config.num_hidden_layers,
+          totalLayers: () => ref.node?.pool?.modelConfig().num_hidden_layers ?? modelConfig.num_hidden_layers,
           modelHash: () => ref.node?.counters.modelHash ?? '',
+          // what our HolderRecord states: measured memory offered and tokens/s through the span held
+          capacity: () => ref.node?.pool?.recordCapacity() ?? { memoryMb: 0, tokensPerSec: 0 },
+          // jobs queued or running in the compute worker: 1 = busy, more = queued
+          load: () => compute.pendingJobs,
         },
       });
       cleanups.push(() => network.stop());
@@ -138,6 +153,7 @@ export class NeuroShardNode {
         {
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
+          layers: { layers: () => ref.node?.pool?.layers() },
           logger: log.child('api'),
         },
       );
@@ -148,7 +164,7 @@ export class NeuroShardNode {
       ref.node = node;
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
-      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: `${span.start}:${span.end}` });
+      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: span === undefined ? opts.span : `${span.start}:${span.end}` });
 
       // 5. ledger: gossip, sync, the wallet outbox, and one proof of work per minute
       node.tally.setLayers(span);
@@ -166,8 +182,30 @@ export class NeuroShardNode {
       cleanups.push(() => ledger.stop());
       ledgerRef.current = ledgerSubmitter(ledger, clock);
 
-      // 6. training: a node holding the whole model trains it on the genesis corpus
-      if (opts.train && span.start === 0 && span.end === genesis.config.num_hidden_layers) node.startTraining(modules);
+      // 6. the layer pool: measure capacity, take a span (training starts when the genesis node takes it all)
+      const pool = createNodePool({
+        opts,
+        config: modelConfig,
+        compute,
+        network,
+        tuning: { ...POOL_TUNING_DEFAULTS, ...modules.poolTuning },
+        startTraining: () => node.startTraining(modules),
+        clock,
+        log: log.child('pool'),
+      });
+      node.pool = pool;
+      cleanups.push(() => pool.stop());
+      pool.events.on('span:held', ({ span: held, hash, source, ms }) => {
+        node.tally.setLayers(held);
+        node.tally.setCapacity(pool.recordCapacity());
+        if (source !== 'external') {
+          node.counters.modelHash = hash;
+          node.tally.setModelHash(hash);
+        }
+        log.info('holding layers', { span: `${held.start}:${held.end}`, source, hash: hash.slice(0, 16), ms });
+      });
+      await pool.start();
+      node.tally.setCapacity(pool.recordCapacity());
       node.status = 'started';
       return node;
     } catch (e) {
@@ -177,6 +215,8 @@ export class NeuroShardNode {
   }
 
   private startTraining(modules: NodeModules): void {
+    if (this.trainingStarted) return;
+    this.trainingStarted = true;
     const write = modules.progress ?? ((s: string) => process.stderr.write(s));
     const tty = modules.progressIsTty ?? process.stderr.isTTY === true;
     let progress: TrainProgress | undefined;
@@ -278,6 +318,7 @@ export class NeuroShardNode {
     if (this.status === 'closing' || this.status === 'closed') return;
     this.status = 'closing';
     this.stopTraining.abort();
+    this.pool?.stop();
     clearInterval(this.hashTimer);
     await this.training;
     const steps: [string, () => Promise<void> | void][] = [

@@ -211,10 +211,13 @@ export function spanTokensPerSec(layerTokensPerSec: number, len: number): number
   return len <= 0 ? 0 : finiteRate(layerTokensPerSec) / len;
 }
 
-/** A holder's capacity as the pool infers it from its record: memory → layers, span throughput → per layer. */
-export function holderCapacity(h: PoolHolder, layerMb: number, numLayers: number): PoolCapacity {
+/**
+ * A holder's capacity as the pool infers it from its record: memory (minus the embedding and head, `extraMb`, which
+ * every node budgets for) → layers, span throughput → per layer.
+ */
+export function holderCapacity(h: PoolHolder, layerMb: number, numLayers: number, extraMb = 0): PoolCapacity {
   const held = Math.max(1, h.span.end - h.span.start);
-  const byMemory = layerMb > 0 ? Math.floor(h.memoryMb / layerMb) : 0;
+  const byMemory = layerMb > 0 ? Math.floor(Math.max(0, h.memoryMb - extraMb) / layerMb) : 0;
   return { maxLayers: Math.min(numLayers, Math.max(held, byMemory)), layerTokensPerSec: finiteRate(h.tokensPerSec) * held };
 }
 
@@ -231,6 +234,8 @@ export interface Move {
 export interface PlanOptions {
   /** MiB one layer takes (weights as held); converts a holder's memoryMb into layers. */
   layerMb: number;
+  /** MiB every holder budgets for the embedding and head besides its layers. Default 0. */
+  extraMb?: number;
   /** Fraction the bottleneck must rise for a throughput move. Default REBALANCE_MIN_GAIN. */
   minGain?: number;
   /** Most moves planned (restoration of many layers may take several). Default 64. */
@@ -273,7 +278,7 @@ export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
     const out = [];
     const movers = cur.holders.filter((h) => h.state === 'alive' && !moved.has(h.peerId)).sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
     for (const h of movers) {
-      const cap = holderCapacity(h, opts.layerMb, L);
+      const cap = holderCapacity(h, opts.layerMb, L, opts.extraMb ?? 0);
       const others = withHolder(cur, h.peerId, undefined);
       // a move may only go where weights can be fetched (or onto layers the mover holds)
       const to = chooseSpan(others, cap, { requireCovered: true, have: h.span });

@@ -9,7 +9,6 @@
  */
 import type { ComputeClient } from '../compute/client.js';
 import type { LlamaConfig } from '../model/config.js';
-import type { PeerScoreTable } from '../p2p/peer-score.js';
 import type { HolderRecord } from '../protocols/holder-record.js';
 import type { LivenessTracker } from '../protocols/liveness.js';
 import * as methods from '../protocols/methods.js';
@@ -18,10 +17,10 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { layersFor } from './capacity.js';
+import { extraWeightBytes, layersFor } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
-import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError } from './transfer.js';
+import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink } from './transfer.js';
 import { buildView, layersReport, type LayersReport } from './view.js';
 import { sliceSpan } from './weights.js';
 
@@ -30,7 +29,7 @@ export type SpanMode = 'auto' | 'none' | PoolSpan;
 export interface PoolNetwork {
   readonly peerId: string;
   readonly rpc: RpcNode;
-  readonly scores: PeerScoreTable;
+  readonly scores: PenaltySink;
   readonly liveness: LivenessTracker;
   /** The peer's current signed record (cached by the registry), undefined when unknown. */
   recordOf(peer: string, signal: AbortSignal): Promise<HolderRecord | undefined>;
@@ -215,7 +214,11 @@ export class PoolService {
       if (typeof this.o.mode === 'object' && this.clock.now() - this.startedAt >= this.o.settleMs) await this.takeLocal(this.o.mode);
       return;
     }
-    if (!genesis && this.clock.now() - this.startedAt < this.o.settleMs) return; // hear from more holders first
+    const waited = this.clock.now() - this.startedAt;
+    if (!genesis && waited < this.o.settleMs) return; // hear from more holders first
+    // the placement weighs holders by their recorded speed: wait (a bounded while) for every live holder's record
+    const unknown = others.holders.filter((h) => h.peerId !== this.o.network.peerId && h.state === 'alive' && !this.records.has(h.peerId));
+    if (!genesis && unknown.length > 0 && waited < 3 * this.o.settleMs) return;
     if (!genesis && !this.o.configIsLocal) {
       const holders = others.holders.filter((h) => h.state === 'alive').map((h) => h.peerId);
       this.config = await fetchConfig({ rpc: this.o.network.rpc, log: this.log }, holders, this.ac.signal);
@@ -298,7 +301,7 @@ export class PoolService {
 
   private async rebalance(): Promise<void> {
     const cap = this.capacityFigures!;
-    const d = shouldRebalance(this.view(), this.o.network.peerId, { movesMs: this.moves }, this.clock.now(), { layerMb: cap.layerMb });
+    const d = shouldRebalance(this.view(), this.o.network.peerId, { movesMs: this.moves }, this.clock.now(), { layerMb: cap.layerMb, extraMb: extraWeightBytes(this.config) / (1 << 20) });
     if (!d.move) return;
     this.log.info('layer pool: moving', { from: `${this.held!.start}:${this.held!.end}`, to: `${d.span.start}:${d.span.end}`, reason: d.plan.reason });
     await this.o.beforeMove?.();

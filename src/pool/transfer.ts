@@ -16,7 +16,6 @@
 import type { LlamaConfig } from '../model/config.js';
 import { parseHfConfig } from '../model/config.js';
 import type { Span } from '../model/layout.js';
-import { PENALTY, type PeerScoreTable } from '../p2p/peer-score.js';
 import * as methods from '../protocols/methods.js';
 import type { CheckpointChunk, CheckpointRequest } from '../protocols/pb/node.js';
 import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
@@ -107,9 +106,17 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
   return Object.assign(handler, { clearCache: () => cache.clear() });
 }
 
+/** Points taken from a holder that sent weights not matching the agreed hash (p2p/peer-score.ts PENALTY.forged). */
+export const BAD_WEIGHTS_PENALTY = 50;
+
+/** The peer score table, as far as the downloader uses it. */
+export interface PenaltySink {
+  penalise(peer: string, points: number, reason: string): unknown;
+}
+
 export interface DownloadDeps {
   rpc: Pick<RpcNode, 'serverStream'>;
-  scores?: Pick<PeerScoreTable, 'penalise'>;
+  scores?: PenaltySink;
   log?: Logger;
 }
 
@@ -178,7 +185,7 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
   let retries = 0;
   const penalise = (peer: string, why: string): void => {
     bad.add(peer);
-    deps.scores?.penalise(peer, PENALTY.forged, why);
+    deps.scores?.penalise(peer, BAD_WEIGHTS_PENALTY, why);
     log.warn('penalised a weights holder', { peer, why });
   };
 
@@ -255,7 +262,8 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
         }
       } catch (e) {
         if (o.signal !== undefined && o.signal.aborted) throw e;
-        if (e instanceof NeuroShardError && e.fault === 'peer') penalise(peer, errorMessage(e));
+        // bad bytes or a broken protocol cost the holder score; an unreachable or busy holder is only skipped
+        if (e instanceof WeightsMismatchError || e instanceof PeerMisbehaviourError) penalise(peer, errorMessage(e));
         log.debug('checkpoint stream broke; resuming at another holder', { peer, layer: a.unit.start, have, error: errorMessage(e) });
         retries++;
         continue;
