@@ -30,6 +30,7 @@ import type { NodeOptions } from './options.js';
 import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
 import { TrainProgress } from './progress.js';
 import type { PoolService } from '../pool/index.js';
+import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 
 /** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
@@ -71,6 +72,8 @@ export class NeuroShardNode {
   ledger: NodeLedgerService | undefined;
   /** The layer pool: span, capacity, weights from peers, rebalancing. */
   pool: PoolService | undefined;
+  /** Inference: hop sessions for peers, and the generator behind POST /api/generate. */
+  serving: NodeServing | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -144,6 +147,7 @@ export class NeuroShardNode {
       let provider: StatusProvider = { status: () => placeholderStatus(), peers: () => [] };
       // the ledger starts after the lock is written: until then its routes answer 503 and the wallet uses the outbox
       const ledgerRef: { current?: LedgerSubmitter } = {};
+      const servingRef: { current?: NodeServing } = {};
       const ledgerNow = (): LedgerSubmitter => {
         if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
         return ledgerRef.current;
@@ -154,6 +158,7 @@ export class NeuroShardNode {
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
           layers: { layers: () => ref.node?.pool?.layers() },
+          generator: () => servingRef.current?.generator,
           logger: log.child('api'),
         },
       );
@@ -206,6 +211,11 @@ export class NeuroShardNode {
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
+      // 7. inference: hop sessions and the generator over the span the pool holds (the pool loads the weights)
+      node.serving = await startServing({ opts, genesis, compute, network, span: undefined, localSpan: () => pool.span(), trains: false, clock, log: log.child('serve') });
+      servingRef.current = node.serving;
+      const serving = node.serving;
+      cleanups.push(() => serving.stop());
       node.status = 'started';
       return node;
     } catch (e) {
@@ -323,6 +333,7 @@ export class NeuroShardNode {
     await this.training;
     const steps: [string, () => Promise<void> | void][] = [
       ['api', () => this.api.close()],
+      ['serving', () => this.serving?.stop()],
       ['ledger', () => this.ledger?.stop()],
       ['network', () => this.network.stop()],
       ['compute', () => this.compute.close()],

@@ -22,9 +22,12 @@ import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
 import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink } from './transfer.js';
 import { buildView, layersReport, type LayersReport } from './view.js';
-import { sliceSpan } from './weights.js';
+import { sliceSpan, spanPayloadBytes } from './weights.js';
 
 export type SpanMode = 'auto' | 'none' | PoolSpan;
+
+/** Consecutive planning rounds that must name the same move before a node makes it. */
+export const STABLE_TICKS = 3;
 
 export interface PoolNetwork {
   readonly peerId: string;
@@ -90,12 +93,19 @@ export class PoolService {
   private readonly ac = new AbortController();
   private readonly handler;
   private startedAt = 0;
+  private pendingMove: { key: string; ticks: number } | undefined;
+  private swapping = false;
 
   constructor(private readonly o: PoolServiceOptions) {
     this.config = o.config;
     this.clock = o.clock ?? systemClock;
     this.log = o.log ?? silentLogger;
-    this.handler = checkpointHandler({ config: () => (this.held === undefined ? undefined : this.config), held: () => this.held, params: () => this.heldParams() });
+    // while the worker's weights are being swapped, `held` and the worker disagree: serve nothing then
+    this.handler = checkpointHandler({
+      config: () => (this.held === undefined || this.swapping ? undefined : this.config),
+      held: () => (this.swapping ? undefined : this.held),
+      params: () => this.heldParams(),
+    });
   }
 
   /** Measures capacity (unless given) and registers the checkpoint handler; placement runs in the background. */
@@ -210,8 +220,12 @@ export class PoolService {
     const others = this.view();
     const someoneHolds = others.holders.some((h) => h.peerId !== this.o.network.peerId && h.state !== 'dead');
     if (!genesis && !someoneHolds) {
-      // a joiner waits for heartbeats naming holders; a pinned span on a network nobody serves yet is seeded
-      if (typeof this.o.mode === 'object' && this.clock.now() - this.startedAt >= this.o.settleMs) await this.takeLocal(this.o.mode);
+      // a joiner waits for heartbeats naming holders; on a network nobody serves yet, a pinned span is seeded and a
+      // node given --checkpoint (a restarted genesis node no longer founds the network) serves its checkpoint
+      if (this.clock.now() - this.startedAt < this.o.settleMs) return;
+      const cap = this.capacityFigures!;
+      const own = typeof this.o.mode === 'object' ? this.o.mode : this.o.configIsLocal ? chooseSpan(others, { maxLayers: cap.maxLayers, layerTokensPerSec: cap.layerTokensPerSec }) : undefined;
+      if (own !== undefined) await this.takeLocal(own);
       return;
     }
     const waited = this.clock.now() - this.startedAt;
@@ -284,8 +298,17 @@ export class PoolService {
       off += p.length;
     }
     if (this.stopped) return;
-    await this.o.compute.run({ type: 'initModel', config: this.config, span, params });
-    const { hash } = await this.o.compute.run({ type: 'modelHash' });
+    this.swapping = true;
+    let hash: string;
+    try {
+      await this.o.compute.run({ type: 'initModel', config: this.config, span, params });
+      hash = (await this.o.compute.run({ type: 'modelHash' })).hash;
+      this.held = { start: span.start, end: span.end };
+      this.paramsCache = undefined;
+      this.handler.clearCache();
+    } finally {
+      this.swapping = false;
+    }
     this.log.info('weights fetched from peers and verified', { span: `${span.start}:${span.end}`, sources: [...new Set(sources)].length, hash });
     await this.adopt(span, hash, 'peers', t0);
   }
@@ -301,14 +324,30 @@ export class PoolService {
 
   private async rebalance(): Promise<void> {
     const cap = this.capacityFigures!;
-    const d = shouldRebalance(this.view(), this.o.network.peerId, { movesMs: this.moves }, this.clock.now(), { layerMb: cap.layerMb, extraMb: extraWeightBytes(this.config) / (1 << 20) });
-    if (!d.move) return;
+    const view = this.view();
+    // plan only on a complete view: a holder whose record (speed, memory) we lack would look idle, and two nodes
+    // with different gaps in their views would both think they are the one to move
+    if (view.holders.some((h) => h.peerId !== this.o.network.peerId && h.state === 'alive' && !this.records.has(h.peerId))) {
+      this.pendingMove = undefined;
+      return;
+    }
+    const d = shouldRebalance(view, this.o.network.peerId, { movesMs: this.moves }, this.clock.now(), { layerMb: cap.layerMb, extraMb: extraWeightBytes(this.config) / (1 << 20) });
+    if (!d.move) {
+      this.pendingMove = undefined;
+      return;
+    }
+    // a move must be planned on STABLE_TICKS consecutive rounds (the view has settled, others' moves are visible)
+    const key = `${d.span.start}:${d.span.end}/${d.plan.reason}`;
+    this.pendingMove = this.pendingMove?.key === key ? { key, ticks: this.pendingMove.ticks + 1 } : { key, ticks: 1 };
+    if (this.pendingMove.ticks < STABLE_TICKS) return;
+    this.pendingMove = undefined;
+    // an attempt counts for the backoff whether or not it succeeds: a failing move is not retried in a loop
+    this.moves.push(this.clock.now());
+    while (this.moves.length > 32) this.moves.shift();
     this.log.info('layer pool: moving', { from: `${this.held!.start}:${this.held!.end}`, to: `${d.span.start}:${d.span.end}`, reason: d.plan.reason });
     await this.o.beforeMove?.();
     const keep = { span: this.held!, params: await this.heldParams() };
     await this.takeFromPeers(d.span, keep);
-    this.moves.push(this.clock.now());
-    while (this.moves.length > 32) this.moves.shift();
   }
 
   /** The held weights as the checkpoint handler serves them; a snapshot kept for a minute. */
@@ -317,8 +356,13 @@ export class PoolService {
     const c = this.paramsCache;
     if (c !== undefined && this.held !== undefined && c.span.start === this.held.start && c.span.end === this.held.end && now - c.at < 60_000) return c.params;
     if (this.held === undefined) throw new WeightsUnavailableError('this node holds no layers');
+    const held = { ...this.held };
     const { params } = await this.o.compute.run({ type: 'getParams' });
-    this.paramsCache = { span: { ...this.held }, params, at: now };
+    // the worker must still hold exactly this span (a swap may have started meanwhile)
+    if (this.swapping || this.held === undefined || this.held.start !== held.start || this.held.end !== held.end || params.length * 4 !== spanPayloadBytes(this.config, held)) {
+      throw new WeightsUnavailableError('the held weights are being replaced');
+    }
+    this.paramsCache = { span: held, params, at: now };
     return params;
   }
 }

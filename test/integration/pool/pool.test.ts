@@ -59,7 +59,7 @@ function liveCoverage(v: PoolView, exclude: Set<string>): number[] {
   return coverage({ numLayers: v.numLayers, holders: v.holders.filter((h) => !exclude.has(h.peerId) && h.state === 'alive') }).replicas;
 }
 
-describe('layer pool on real nodes', { timeout: 600_000 }, () => {
+describe('layer pool on real nodes', { timeout: 1_500_000 }, () => {
   let checkpointDir = '';
   let fullParams: Float32Array;
   let genesis: NeuroShardNode;
@@ -93,7 +93,7 @@ describe('layer pool on real nodes', { timeout: 600_000 }, () => {
       const j = await startNode(`j${i}`, { bootstrap: boot, memoryMb: HALF_MB });
       joiners.push(j);
       const t0 = Date.now();
-      await waitFor(() => j.pool?.span() !== undefined, 60_000, `joiner ${i} to hold a span`);
+      await waitFor(() => j.pool?.span() !== undefined, 240_000, `joiner ${i} to hold a span`);
       if (process.env.POOL_TEST_LOG !== undefined) console.error(`joiner ${i} holds ${JSON.stringify(j.pool!.span())} after ${Date.now() - t0} ms`);
     }
     for (const j of joiners) {
@@ -124,7 +124,7 @@ describe('layer pool on real nodes', { timeout: 600_000 }, () => {
     const boot = genesis.network.p2p.multiaddrs().map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${genesis.network.peerId}`));
     const fifth = await startNode('j4', { bootstrap: boot, memoryMb: HALF_MB });
     joiners.push(fifth);
-    await waitFor(() => fifth.pool?.span() !== undefined, 60_000, 'the fifth joiner to hold a span');
+    await waitFor(() => fifth.pool?.span() !== undefined, 240_000, 'the fifth joiner to hold a span');
     const before = joiners.map((j) => ({ j, span: j.pool!.span()! }));
     // stop the genesis node; if every layer still has two live joiners, also stop a joiner of the smaller half
     const count = (start: number): number => before.filter((b) => b.span.start === start).length;
@@ -137,7 +137,7 @@ describe('layer pool on real nodes', { timeout: 600_000 }, () => {
     const gone = new Set(stopped.map((n) => n.network.peerId));
     await Promise.all(stopped.map((n) => n.close()));
     const watcher = survivors[0]!;
-    await waitFor(() => Math.min(...liveCoverage(watcher.pool!.view(), gone)) >= 2, 120_000, 'every layer back to 2 live replicas');
+    await waitFor(() => Math.min(...liveCoverage(watcher.pool!.view(), gone)) >= 2, 240_000, 'every layer back to 2 live replicas');
     const moved = survivors.filter((s) => {
       const b = before.find((x) => x.j === s)!;
       return b.span.start !== s.pool!.span()!.start;
