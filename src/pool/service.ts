@@ -95,6 +95,7 @@ export class PoolService {
   private startedAt = 0;
   private pendingMove: { key: string; ticks: number } | undefined;
   private swapping = false;
+  private lastWaitLog = 0;
 
   constructor(private readonly o: PoolServiceOptions) {
     this.config = o.config;
@@ -226,6 +227,11 @@ export class PoolService {
       const cap = this.capacityFigures!;
       const own = typeof this.o.mode === 'object' ? this.o.mode : this.o.configIsLocal ? chooseSpan(others, { maxLayers: cap.maxLayers, layerTokensPerSec: cap.layerTokensPerSec }) : undefined;
       if (own !== undefined) await this.takeLocal(own);
+      else if (this.clock.now() - this.lastWaitLog > 30_000) {
+        this.lastWaitLog = this.clock.now();
+        const peers = this.o.network.liveness.snapshot();
+        this.log.info('waiting for heartbeats that name a holder', { peers: peers.length, alive: peers.filter((p) => p.state === 'alive').length });
+      }
       return;
     }
     const waited = this.clock.now() - this.startedAt;
