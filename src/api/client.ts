@@ -7,6 +7,7 @@ import { type AbortOptions } from '../util/abort.js';
 import { AbortedError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { readTextBounded } from '../util/http.js';
 import type { GenerateOutput, GenerateParams } from './generate.js';
+import { checkLayersView, type LayersView } from './layers.js';
 import { type LedgerStatusView, SUBMIT_STATUSES, type SubmitOutcome, type SubmitStatus } from './ledger.js';
 import { LIVENESS, type Liveness, type NodeStatus, type PeerStatus, type PeersView, type SpanView } from './status.js';
 
@@ -104,6 +105,11 @@ export class ApiClient {
       }),
       failovers: int(o.failovers, 'generate answer.failovers'),
     };
+  }
+
+  /** GET /api/layers: holders per layer as the node sees them. */
+  async layers(opts: AbortOptions = {}): Promise<LayersView> {
+    return checkLayersView(await this.get('/api/layers', opts));
   }
 
   private get(path: string, opts: AbortOptions): Promise<unknown> {

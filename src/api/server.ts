@@ -15,6 +15,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { ApiKeyStore } from './keys.js';
+import { registerLayersRoutes, type LayersProvider } from './layers.js';
 import { registerGenerateRoutes, type Generator } from './generate.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { openAiAccess } from './openai/access.js';
@@ -51,6 +52,8 @@ export interface ApiServerModules {
   openai?: TextGenerator;
   /** Where API keys live (required when the server is exposed). */
   dataDir?: string;
+  /** The layer pool: GET /api/layers exists only when given. */
+  layers?: LayersProvider;
   /** Text generation: POST /api/generate exists only when given (asked per request; undefined answers 503). */
   generator?: () => Generator | undefined;
   logger?: Logger;
@@ -131,6 +134,7 @@ export class ApiServer {
     }
     if (modules.dashboard !== undefined) registerEventRoutes(this.app, modules.dashboard.feed, sendError, modules.dashboard.events);
     if (modules.dashboard?.staticDir !== undefined) registerStaticRoutes(this.app, modules.dashboard.staticDir, sendError);
+    if (modules.layers !== undefined) registerLayersRoutes(this.app, modules.layers, sendError);
     if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
   }
 

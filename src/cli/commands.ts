@@ -16,5 +16,6 @@ import { swarmCommand } from './swarm/index.js';
 import { chatCommand } from './chat/index.js';
 import { exportCommand } from './export/index.js';
 import { apikeyCommand } from './apikey/index.js';
+import { layersCommand } from './layers/index.js';
 
-export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, exportCommand, apikeyCommand, stopCommand, logsCommand, configCommand, swarmCommand, chatCommand];
+export const COMMANDS: Command[] = [startCommand, trackerCommand, statusCommand, peersCommand, walletCommand, ledgerCommand, trainCommand, generateCommand, evalCommand, exportCommand, apikeyCommand, layersCommand, stopCommand, logsCommand, configCommand, swarmCommand, chatCommand];

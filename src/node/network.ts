@@ -51,11 +51,15 @@ export type NetworkNodeOptions = Pick<
   | 'relayDataLimitMb'
   | 'relayDurationS'
   | 'maxConnections'
-  | 'span'
   | 'heartbeatIntervalMs'
   | 'peerStaleMs'
   | 'peerDeadMs'
->;
+> & {
+  /** A span held from the start (`--span a:b`); undefined when the layer pool decides later, or never. */
+  span: LayerSpan | undefined;
+  /** The node will hold layers later (`--span auto`): trackers hear from it once holdSpan is called. */
+  holdsLayersLater?: boolean;
+};
 
 /** Knobs that are not node options: tests shorten them, the benchmark widens them. */
 export interface NetworkTuning {
@@ -223,8 +227,8 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     tracker = new TrackerClient(
       { trackers: o.trackers, networkId },
       {
-        record: o.span == null ? undefined : () => signedRecord(),
-        withdrawal: o.span == null ? undefined : () => signTrackerWithdrawal(nodeKey, { networkId, timestampMs: clock.now() }),
+        record: o.span === undefined && o.holdsLayersLater !== true ? undefined : () => signedRecord(),
+        withdrawal: o.span === undefined && o.holdsLayersLater !== true ? undefined : () => signTrackerWithdrawal(nodeKey, { networkId, timestampMs: clock.now() }),
         clock,
         logger: log.child('tracker'),
       },
@@ -297,7 +301,8 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
       if (o.span != null) {
         await registry.announce(o.span).catch((e: unknown) => log.warn('announcing our span failed', { error: errorMessage(e) }));
       }
-      tracker?.start();
+      // a node whose span comes later announces to trackers from its first holdSpan on
+      if (o.span !== undefined || o.holdsLayersLater !== true) tracker?.start();
       log.info('network up', { peerId: p2p.peerId, networkId, genesis: p2p.isGenesis(), addresses: p2p.multiaddrs() });
     },
     async stop() {
@@ -313,7 +318,10 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
       await rpc.close();
       await p2p.stop();
     },
-    holdSpan: (s) => registry.announce(s),
+    holdSpan: async (s) => {
+      await registry.announce(s);
+      if (started) tracker?.start();
+    },
     signedRecord,
     addPeers,
     status: () => ({

@@ -9,8 +9,10 @@
  *   local HTTP API (status, peers, ledger events and status) on 127.0.0.1, and `<data-dir>/node.lock` naming our
  *   pid and API port.
  *
- * Until the layer pool lands, a node holds the span given by `--span`, or the whole model. A node holding the whole
- * model trains it on the genesis corpus (the genesis node's job); a partial holder serves its span.
+ * The layer pool (node/pool.ts over src/pool/) decides the span: `--span auto` (default) chooses from the live view,
+ * `--span a:b` pins one, `--span none` holds nothing. A genesis node that takes the whole model without
+ * `--checkpoint` trains it on the genesis corpus; every other holder serves the weights it loaded (its checkpoint,
+ * the seeded initialisation, or hash-verified weights from peers).
  */
 import { mkdirSync } from 'node:fs';
 import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
@@ -28,11 +30,14 @@ import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
 import { OpenAiGenerator } from './openai.js';
 import { OPENAI_SERVING, type NodeOptions } from './options.js';
+
+import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
 import { TrainProgress } from './progress.js';
+import type { PoolService } from '../pool/index.js';
 import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 import type { NodeLog } from './logs.js';
-import { dashboardDir, NodeTelemetry } from './telemetry.js';
+import { dashboardDir, NodeTelemetry, replicasFromLayersView } from './telemetry.js';
 
 /** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
 export interface WorkCounters {
@@ -58,6 +63,8 @@ export interface NodeModules {
   nodeLog?: NodeLog;
   /** Where the built dashboard lives (default: this package's dist/ui). */
   dashboardDir?: string;
+  /** Layer-pool timing (tests shorten it). */
+  poolTuning?: Partial<PoolTuning>;
 }
 
 type Status = 'starting' | 'started' | 'closing' | 'closed';
@@ -67,12 +74,15 @@ export class NeuroShardNode {
   private readonly stopTraining = new AbortController();
   private training: Promise<SoloTrainResult | undefined> = Promise.resolve(undefined);
   private releaseLock: (() => void) | undefined;
+  private trainingStarted = false;
   private hashTimer: NodeJS.Timeout | undefined;
   readonly counters: WorkCounters;
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
   telemetry: NodeTelemetry | undefined;
+  /** The layer pool: span, capacity, weights from peers, rebalancing. */
+  pool: PoolService | undefined;
   /** Inference: hop sessions for peers, and the generator behind POST /api/generate. */
   serving: NodeServing | undefined;
   /** The OpenAI-compatible routes' view of the generator (src/node/openai.ts). */
@@ -92,10 +102,9 @@ export class NeuroShardNode {
     this.counters = { startedAtMs: clock.now(), trainingSteps: 0, trainingTokens: 0, lastLoss: null, lastValLoss: null, modelHash: '' };
   }
 
-  /** The span this node holds: `--span`, none (`--span none`), or the whole model. */
-  static heldSpan(opts: NodeOptions, genesis: Genesis): { start: number; end: number } | undefined {
-    if (opts.span === null) return undefined;
-    return opts.span ?? { start: 0, end: genesis.config.num_hidden_layers };
+  /** The span pinned by `--span a:b`, undefined for auto and none. */
+  static pinnedSpan(opts: NodeOptions): { start: number; end: number } | undefined {
+    return typeof opts.span === 'object' ? opts.span : undefined;
   }
 
   static async init(opts: NodeOptions, modules: NodeModules = {}): Promise<NeuroShardNode> {
@@ -108,9 +117,11 @@ export class NeuroShardNode {
     const key = await openKey(opts.dataDir, modules.passphrase, log);
 
     const genesis = bundledGenesis();
-    const span = NeuroShardNode.heldSpan(opts, genesis);
-    if (span !== undefined && span.end > genesis.config.num_hidden_layers) {
-      throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${genesis.config.num_hidden_layers} layers`);
+    // the network's model: the genesis checkpoint's config when given (a joiner learns it from its holders)
+    const modelConfig = genesisModelConfig(opts.checkpoint, genesis.config);
+    const span = NeuroShardNode.pinnedSpan(opts);
+    if (span !== undefined && span.end > modelConfig.num_hidden_layers) {
+      throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${modelConfig.num_hidden_layers} layers`);
     }
 
     // 2. compute worker: all math off the event loop
@@ -128,14 +139,18 @@ export class NeuroShardNode {
       const network = await createNodeNetwork({
         networkId: genesis.networkId,
         key,
-        options: { ...opts, span },
+        options: { ...opts, span, holdsLayersLater: opts.span === 'auto' },
         tuning: modules.networkTuning,
         clock,
         log: log.child('net'),
         status: {
           trainingStep: () => BigInt(ref.node?.counters.trainingSteps ?? 0),
-          totalLayers: () => genesis.config.num_hidden_layers,
+          totalLayers: () => ref.node?.pool?.modelConfig().num_hidden_layers ?? modelConfig.num_hidden_layers,
           modelHash: () => ref.node?.counters.modelHash ?? '',
+          // what our HolderRecord states: measured memory offered and tokens/s through the span held
+          capacity: () => ref.node?.pool?.recordCapacity() ?? { memoryMb: 0, tokensPerSec: 0 },
+          // jobs queued or running in the compute worker: 1 = busy, more = queued
+          load: () => compute.pendingJobs,
         },
       });
       cleanups.push(() => network.stop());
@@ -154,7 +169,7 @@ export class NeuroShardNode {
       const openai = new OpenAiGenerator({
         ...OPENAI_SERVING,
         generator: () => servingRef.current?.generator,
-        config: genesis.config,
+        config: modelConfig,
         tokenizer: ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
         created: Math.floor(clock.now() / 1000),
       });
@@ -162,10 +177,14 @@ export class NeuroShardNode {
       const telemetry = new NodeTelemetry({
         network,
         publicKey: key.publicKey,
-        totalLayers: genesis.config.num_hidden_layers,
+        totalLayers: modelConfig.num_hidden_layers,
         engine: () => compute.info?.description ?? 'starting',
         apiUrl: () => nodeRef.url,
         ledger: () => nodeRef.node?.ledger,
+        poolCoverage: () => {
+          const view = nodeRef.node?.pool?.layers();
+          return view === undefined ? undefined : replicasFromLayersView(view, modelConfig.num_hidden_layers);
+        },
         ...(modules.nodeLog === undefined ? {} : { log: modules.nodeLog }),
         clock,
         startedAtMs: clock.now(),
@@ -176,6 +195,7 @@ export class NeuroShardNode {
           dashboard: { feed: telemetry, staticDir: modules.dashboardDir ?? dashboardDir() },
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
+          layers: { layers: () => ref.node?.pool?.layers() },
           generator: () => servingRef.current?.generator,
           openai,
           dataDir: opts.dataDir,
@@ -196,7 +216,7 @@ export class NeuroShardNode {
       node.telemetry = telemetry;
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
-      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: span === undefined ? 'none' : `${span.start}:${span.end}` });
+      log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: span === undefined ? opts.span : `${span.start}:${span.end}` });
 
       // 5. ledger: gossip, sync, the wallet outbox, and one proof of work per minute
       if (span !== undefined) node.tally.setLayers(span);
@@ -205,7 +225,7 @@ export class NeuroShardNode {
         key,
         dataDir: opts.dataDir,
         networkId: genesis.networkId,
-        modelLayers: genesis.config.num_hidden_layers,
+        modelLayers: modelConfig.num_hidden_layers,
         counters: node.tally,
         clock,
         log: log.child('ledger'),
@@ -214,11 +234,32 @@ export class NeuroShardNode {
       cleanups.push(() => ledger.stop());
       ledgerRef.current = ledgerSubmitter(ledger, clock);
 
-      // 6. training: a node holding the whole model trains it on the genesis corpus
-      const trains = opts.train && span !== undefined && span.start === 0 && span.end === genesis.config.num_hidden_layers;
-      if (trains) node.startTraining(modules);
-      // 7. inference: our span in the worker (the training model, or loaded now), hop sessions, the generator
-      node.serving = await startServing({ opts, genesis, compute, network, span, trains, clock, log: log.child('serve') });
+      // 6. the layer pool: measure capacity, take a span (training starts when the genesis node takes it all)
+      const pool = createNodePool({
+        opts,
+        config: modelConfig,
+        compute,
+        network,
+        tuning: { ...POOL_TUNING_DEFAULTS, ...modules.poolTuning },
+        startTraining: () => node.startTraining(modules),
+        clock,
+        log: log.child('pool'),
+      });
+      node.pool = pool;
+      cleanups.push(() => pool.stop());
+      pool.events.on('span:held', ({ span: held, hash, source, ms }) => {
+        node.tally.setLayers(held);
+        node.tally.setCapacity(pool.recordCapacity());
+        if (source !== 'external') {
+          node.counters.modelHash = hash;
+          node.tally.setModelHash(hash);
+        }
+        log.info('holding layers', { span: `${held.start}:${held.end}`, source, hash: hash.slice(0, 16), ms });
+      });
+      await pool.start();
+      node.tally.setCapacity(pool.recordCapacity());
+      // 7. inference: hop sessions and the generator over the span the pool holds (the pool loads the weights)
+      node.serving = await startServing({ opts, genesis, compute, network, span: undefined, localSpan: () => pool.span(), trains: false, clock, log: log.child('serve') });
       servingRef.current = node.serving;
       const serving = node.serving;
       cleanups.push(() => serving.stop());
@@ -231,6 +272,8 @@ export class NeuroShardNode {
   }
 
   private startTraining(modules: NodeModules): void {
+    if (this.trainingStarted) return;
+    this.trainingStarted = true;
     const write = modules.progress ?? ((s: string) => process.stderr.write(s));
     const tty = modules.progressIsTty ?? process.stderr.isTTY === true;
     let progress: TrainProgress | undefined;
@@ -336,6 +379,7 @@ export class NeuroShardNode {
     if (this.status === 'closing' || this.status === 'closed') return;
     this.status = 'closing';
     this.stopTraining.abort();
+    this.pool?.stop();
     clearInterval(this.hashTimer);
     await this.training;
     const steps: [string, () => Promise<void> | void][] = [

@@ -49,8 +49,19 @@ export interface NodeOptions {
   relayDurationS: number;
   /** Most open connections before libp2p prunes. */
   maxConnections: number;
-  /** Layers held until the layer pool decides: [start, end), from `--span a:b`; null from `--span none` (no layers). */
-  span: { start: number; end: number } | undefined | null;
+  /**
+   * Which layers this node holds (`--span`): 'auto' lets the layer pool choose (src/pool/), a:b pins [a, b),
+   * 'none' holds no layers (a client / entry node).
+   */
+  span: SpanOption;
+  /** Cap on the memory offered for layers, MiB (`--memory-mb`); undefined = free memory minus a reserve. */
+  memoryMb: number | undefined;
+  /**
+   * A checkpoint directory (ours or a Hugging Face Llama one) that the genesis node makes the network's model
+   * (`--checkpoint DIR`); undefined = the seeded nano initialisation. A node started from a checkpoint serves it
+   * and does not train.
+   */
+  checkpoint: string | undefined;
   /** Heartbeat period, and silence after which a peer is stale / dead (ms). */
   heartbeatIntervalMs: number;
   peerStaleMs: number;
@@ -84,6 +95,8 @@ export interface NodeOptions {
   inferenceMemoryMb: number;
 }
 
+export type SpanOption = 'auto' | 'none' | { start: number; end: number };
+
 export const DEFAULTS: NodeOptions = {
   dataDir: join(homedir(), DEFAULT_DATA_DIR_NAME),
   logLevel: 'info',
@@ -103,7 +116,9 @@ export const DEFAULTS: NodeOptions = {
   relayDataLimitMb: 1024,
   relayDurationS: 1800,
   maxConnections: 300,
-  span: undefined,
+  span: 'auto',
+  memoryMb: undefined,
+  checkpoint: undefined,
   heartbeatIntervalMs: 5000,
   peerStaleMs: 15_000,
   peerDeadMs: 60_000,
@@ -214,16 +229,22 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   relayDurationS: (raw, src) => intIn('relayDurationS', raw, src, 1, 7 * 86400),
   maxConnections: (raw, src) => intIn('maxConnections', raw, src, 1, 100_000),
   span: (raw, src) => {
-    if (raw === undefined) return undefined;
-    if (raw === 'none' || raw === null) return null;
+    if (raw === undefined || raw === 'auto') return 'auto';
+    if (raw === 'none') return 'none';
     const m = typeof raw === 'string' ? /^(\d{1,5}):(\d{1,5})$/.exec(raw) : null;
     const o = m !== null ? { start: Number(m[1]), end: Number(m[2]) } : raw;
     if (typeof o !== 'object' || o === null || !Number.isInteger((o as { start?: unknown }).start) || !Number.isInteger((o as { end?: unknown }).end)) {
-      fail('span', src, 'must be a:b (first layer : one past the last)');
+      fail('span', src, 'must be auto, none or a:b (first layer : one past the last)');
     }
     const { start, end } = o as { start: number; end: number };
     if (start < 0 || end <= start || end > 65536) fail('span', src, 'must satisfy 0 <= a < b <= 65536');
     return { start, end };
+  },
+  memoryMb: (raw, src) => (raw === undefined ? undefined : intIn('memoryMb', raw, src, 1, 1 << 30)),
+  checkpoint: (raw, src) => {
+    if (raw === undefined) return undefined;
+    if (typeof raw !== 'string' || raw.length === 0 || raw.length > 4096) fail('checkpoint', src, 'must be a checkpoint directory');
+    return resolve(raw.startsWith('~/') ? join(homedir(), raw.slice(2)) : raw);
   },
   heartbeatIntervalMs: (raw, src) => intIn('heartbeatIntervalMs', raw, src, 100, 3_600_000),
   peerStaleMs: (raw, src) => intIn('peerStaleMs', raw, src, 100, 86_400_000),

@@ -163,6 +163,8 @@ export interface StartServingInit {
   span: Span | undefined;
   /** The node trains the whole model (its worker's model is the one it serves). */
   trains: boolean;
+  /** The layer pool's span, read on every route choice (the pool loads and swaps the weights); overrides `span`. */
+  localSpan?: () => Span | undefined;
   clock: Clock;
   log: Logger;
 }
@@ -219,7 +221,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     compute,
     genesis,
     selfPeerId: network.peerId,
-    localSpan: () => served,
+    localSpan: init.localSpan ?? (() => served),
     peers: () =>
       network.liveness
         .snapshot()

@@ -1,0 +1,52 @@
+/**
+ * Capacity arithmetic (pure): how many MiB a layer takes, how much memory a node offers for layers, how many layers
+ * that is, and tokens/s from a measured step time. The measurement itself (a decode step and a prefill chunk of
+ * one layer, run in the compute worker) is `measureCapacity` in ./measure.ts.
+ */
+import type { LlamaConfig } from '../model/config.js';
+
+const MiB = 1 << 20;
+
+/** Memory kept back from the free memory measured at start (OS, Node heap, activations, libp2p buffers). */
+export const MEMORY_RESERVE_MB = 512;
+/** KV-cache tokens budgeted per layer held (one session at the model's full context, f32 K and V). */
+export function kvBytesPerLayer(c: LlamaConfig, tokens = c.max_position_embeddings): number {
+  return 2 * tokens * c.num_key_value_heads * c.head_dim * 4;
+}
+
+/** f32 bytes of one transformer layer's weights (Llama block: q, k, v, o, gate, up, down, two norms). */
+export function layerWeightBytes(c: LlamaConfig): number {
+  const C = c.hidden_size;
+  const qo = 2 * C * c.num_attention_heads * c.head_dim;
+  const kv = 2 * C * c.num_key_value_heads * c.head_dim;
+  return 4 * (qo + kv + 3 * C * c.intermediate_size + 2 * C);
+}
+
+/** f32 bytes of the embedding plus the final norm and LM head (a driver or validator holds them besides its layers). */
+export function extraWeightBytes(c: LlamaConfig): number {
+  const emb = c.vocab_size * c.hidden_size;
+  return 4 * (emb + c.hidden_size + (c.tie_word_embeddings ? 0 : emb));
+}
+
+/** MiB the pool charges per layer held: weights plus the KV-cache budget, rounded up. */
+export function layerMb(c: LlamaConfig): number {
+  return Math.ceil((layerWeightBytes(c) + kvBytesPerLayer(c)) / MiB);
+}
+
+/** Memory offered for layers: free memory minus the reserve, capped by `--memory-mb` when given. */
+export function memoryBudgetMb(freeMb: number, capMb: number | undefined, reserveMb = MEMORY_RESERVE_MB): number {
+  const free = Math.max(0, Math.floor(freeMb) - reserveMb);
+  return Math.max(0, capMb === undefined ? free : Math.min(free, Math.floor(capMb)));
+}
+
+/** Layers that fit in `memoryMb` after the embedding and head (counted once, whether or not the span needs them). */
+export function layersFor(c: LlamaConfig, memoryMb: number): number {
+  const usable = memoryMb * MiB - extraWeightBytes(c);
+  if (usable <= 0) return 0;
+  return Math.min(c.num_hidden_layers, Math.floor(usable / (layerMb(c) * MiB)));
+}
+
+/** Tokens per second of a step that processes `tokens` tokens in `ms`. */
+export function tokensPerSecond(tokens: number, ms: number): number {
+  return ms > 0 && Number.isFinite(ms) ? tokens / (ms / 1000) : 0;
+}

@@ -1,0 +1,346 @@
+/**
+ * Layer placement: which contiguous span of layers a node holds. Pure functions over plain data (a view of the
+ * registry: who holds what, in which liveness state, how fast, with how much memory), so that the rule can be
+ * unit-tested and simulated at 1,000 nodes; `src/node/` only feeds them the live view and acts on the answer.
+ *
+ * The rule (docs/ARCHITECTURE.md "## Layer pool"), after Petals' block selection (anchors §1.2):
+ *
+ *   Every layer i gets a key (min(liveReplicas_i, MIN_REPLICAS), throughput_i), where liveReplicas_i counts the
+ *   holders of i that are not dead (alive or stale) and throughput_i sums their tokens/s. Smaller keys are weaker.
+ *   A node that can hold k layers (k = min(its capacity, L)) looks at every window [s, s+k) of the L layers, sorts
+ *   the window's layer keys ascending, and takes the window whose sorted keys are lexicographically smallest: the
+ *   window with the weakest weakest layer, then the weakest second-weakest, and so on. So layers with fewer than two
+ *   live holders are filled first (a missing layer before a once-held one), then the layers of lowest total
+ *   throughput. Ties (equal sorted keys) go to the lowest start. The answer depends only on the view, so every node
+ *   that sees the same registry computes the same placement.
+ *
+ * The network's health (what "raises the bottleneck" measures) is the triple (missing layers, replica deficit =
+ * Σ max(0, MIN_REPLICAS − liveReplicas_i), bottleneck = min_i throughput_i); fewer missing, then smaller deficit,
+ * then higher bottleneck is better.
+ */
+import { InvalidArgumentError } from '../util/errors.js';
+
+/** Live holders every layer should have. */
+export const MIN_REPLICAS = 2;
+
+/** A throughput move must raise the bottleneck by this fraction (Petals moves when current/optimal < 0.75 ≈ +33 %). */
+export const REBALANCE_MIN_GAIN = 0.25;
+/** Backoff between two throughput moves of one node: base × 2^(moves in the last window), capped. */
+export const REBALANCE_BACKOFF_BASE_MS = 120_000;
+export const REBALANCE_BACKOFF_MAX_MS = 30 * 60_000;
+export const REBALANCE_WINDOW_MS = 60 * 60_000;
+/** A restoring move (it lowers the replica deficit) waits only this long after the node's previous move. */
+export const RESTORE_COOLDOWN_MS = 5_000;
+
+export type HolderState = 'alive' | 'stale' | 'dead';
+
+export interface PoolSpan {
+  start: number;
+  /** Exclusive. */
+  end: number;
+}
+
+export interface PoolHolder {
+  peerId: string;
+  span: PoolSpan;
+  state: HolderState;
+  /** Tokens per second through the holder's whole span (its HolderRecord's capacity.tokensPerSec). */
+  tokensPerSec: number;
+  /** Memory the holder offers for layers (MiB); unknown = 0 (it is then assumed to fit only its current span). */
+  memoryMb: number;
+}
+
+export interface PoolView {
+  /** L: the model's transformer layers. */
+  numLayers: number;
+  holders: readonly PoolHolder[];
+}
+
+/** What one node can take on. */
+export interface PoolCapacity {
+  /** Most layers it can hold (from memory). */
+  maxLayers: number;
+  /**
+   * Tokens/s through ONE layer; a span of k layers runs at layerTokensPerSec / k (a token crosses all of them).
+   */
+  layerTokensPerSec: number;
+}
+
+export interface Coverage {
+  numLayers: number;
+  /** Not-dead holders per layer. */
+  replicas: number[];
+  /** Sum of the not-dead holders' tokens/s per layer. */
+  throughput: number[];
+  /** Layers nobody live holds. */
+  missing: number[];
+  /** Layers with fewer than MIN_REPLICAS live holders (missing ones included). */
+  underReplicated: number[];
+  /** min over layers of `replicas` (0 when L = 0). */
+  replicasMin: number;
+}
+
+export interface Health {
+  missing: number;
+  deficit: number;
+  bottleneck: number;
+}
+
+function checkView(view: PoolView): void {
+  if (!Number.isInteger(view.numLayers) || view.numLayers < 0 || view.numLayers > 65_536) throw new InvalidArgumentError(`pool: bad layer count ${view.numLayers}`);
+}
+
+function isLive(h: PoolHolder): boolean {
+  return h.state !== 'dead';
+}
+
+/** Clamps a holder's span to the model; a span entirely outside counts for nothing. */
+function clampSpan(s: PoolSpan, L: number): PoolSpan | undefined {
+  const start = Math.max(0, Math.floor(s.start));
+  const end = Math.min(L, Math.floor(s.end));
+  return end > start ? { start, end } : undefined;
+}
+
+function finiteRate(x: number): number {
+  return Number.isFinite(x) && x > 0 ? x : 0;
+}
+
+/** Replicas and throughput per layer, missing and under-replicated layers. */
+export function coverage(view: PoolView): Coverage {
+  checkView(view);
+  const L = view.numLayers;
+  const replicas = new Array<number>(L).fill(0);
+  const throughput = new Array<number>(L).fill(0);
+  const seen = new Set<string>();
+  for (const h of view.holders) {
+    // one peer counts once, with its first record (callers pass one record per peer)
+    if (seen.has(h.peerId) || !isLive(h)) continue;
+    seen.add(h.peerId);
+    const s = clampSpan(h.span, L);
+    if (s === undefined) continue;
+    for (let i = s.start; i < s.end; i++) {
+      replicas[i]!++;
+      throughput[i]! += finiteRate(h.tokensPerSec);
+    }
+  }
+  const missing: number[] = [];
+  const underReplicated: number[] = [];
+  for (let i = 0; i < L; i++) {
+    if (replicas[i] === 0) missing.push(i);
+    if (replicas[i]! < MIN_REPLICAS) underReplicated.push(i);
+  }
+  return { numLayers: L, replicas, throughput, missing, underReplicated, replicasMin: L === 0 ? 0 : Math.min(...replicas) };
+}
+
+export function health(c: Coverage): Health {
+  let deficit = 0;
+  let bottleneck = Infinity;
+  for (let i = 0; i < c.numLayers; i++) {
+    deficit += Math.max(0, MIN_REPLICAS - c.replicas[i]!);
+    bottleneck = Math.min(bottleneck, c.throughput[i]!);
+  }
+  return { missing: c.missing.length, deficit, bottleneck: c.numLayers === 0 ? 0 : bottleneck };
+}
+
+/** < 0 when a is healthier than b, > 0 when b is, 0 when equal. */
+export function compareHealth(a: Health, b: Health): number {
+  if (a.missing !== b.missing) return a.missing - b.missing;
+  if (a.deficit !== b.deficit) return a.deficit - b.deficit;
+  return b.bottleneck - a.bottleneck;
+}
+
+type LayerKey = [number, number];
+
+function layerKeys(c: Coverage): LayerKey[] {
+  return c.replicas.map((r, i) => [Math.min(r, MIN_REPLICAS), c.throughput[i]!]);
+}
+
+function cmpKey(a: LayerKey, b: LayerKey): number {
+  return a[0] - b[0] || a[1] - b[1];
+}
+
+/** Lexicographic comparison of two equally long sorted key lists. */
+function cmpSorted(a: LayerKey[], b: LayerKey[]): number {
+  for (let i = 0; i < a.length; i++) {
+    const d = cmpKey(a[i]!, b[i]!);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** The layers a node with `maxLayers` holds: min(maxLayers, L). */
+export function spanLength(maxLayers: number, numLayers: number): number {
+  return Math.max(0, Math.min(Math.floor(maxLayers), numLayers));
+}
+
+export interface ChooseOptions {
+  /**
+   * Only windows whose every layer has a live holder (weights must come from somewhere): a joining node that is
+   * not the genesis node. Layers inside `have` count as covered (the node holds them already).
+   */
+  requireCovered?: boolean;
+  have?: PoolSpan;
+}
+
+/**
+ * The span a node should take given the others' holdings (the view must not include the node itself). Undefined
+ * when it can hold no layer, the model has none, or (requireCovered) no window is fully held.
+ */
+export function chooseSpan(view: PoolView, cap: PoolCapacity, opts: ChooseOptions = {}): PoolSpan | undefined {
+  const c = coverage(view);
+  const k = spanLength(cap.maxLayers, c.numLayers);
+  if (k === 0) return undefined;
+  const keys = layerKeys(c);
+  const fetchable = (i: number): boolean => c.replicas[i]! > 0 || (opts.have !== undefined && opts.have.start <= i && i < opts.have.end);
+  let best: { start: number; sorted: LayerKey[] } | undefined;
+  for (let s = 0; s + k <= c.numLayers; s++) {
+    if (opts.requireCovered === true) {
+      let ok = true;
+      for (let i = s; i < s + k && ok; i++) ok = fetchable(i);
+      if (!ok) continue;
+    }
+    const sorted = keys.slice(s, s + k).sort(cmpKey);
+    // strict "<": on a tie the earlier (lower) start stays
+    if (best === undefined || cmpSorted(sorted, best.sorted) < 0) best = { start: s, sorted };
+  }
+  return best === undefined ? undefined : { start: best.start, end: best.start + k };
+}
+
+/** Tokens/s of a span of `len` layers on a node whose one layer runs at `layerTokensPerSec`. */
+export function spanTokensPerSec(layerTokensPerSec: number, len: number): number {
+  return len <= 0 ? 0 : finiteRate(layerTokensPerSec) / len;
+}
+
+/**
+ * A holder's capacity as the pool infers it from its record: memory (minus the embedding and head, `extraMb`, which
+ * every node budgets for) → layers, span throughput → per layer.
+ */
+export function holderCapacity(h: PoolHolder, layerMb: number, numLayers: number, extraMb = 0): PoolCapacity {
+  const held = Math.max(1, h.span.end - h.span.start);
+  const byMemory = layerMb > 0 ? Math.floor(Math.max(0, h.memoryMb - extraMb) / layerMb) : 0;
+  return { maxLayers: Math.min(numLayers, Math.max(held, byMemory)), layerTokensPerSec: finiteRate(h.tokensPerSec) * held };
+}
+
+export interface Move {
+  peerId: string;
+  from: PoolSpan;
+  to: PoolSpan;
+  /** restore: lowers missing layers or the replica deficit; throughput: raises the bottleneck by ≥ the margin. */
+  reason: 'restore' | 'throughput';
+  before: Health;
+  after: Health;
+}
+
+export interface PlanOptions {
+  /** MiB one layer takes (weights as held); converts a holder's memoryMb into layers. */
+  layerMb: number;
+  /** MiB every holder budgets for the embedding and head besides its layers. Default 0. */
+  extraMb?: number;
+  /** Fraction the bottleneck must rise for a throughput move. Default REBALANCE_MIN_GAIN. */
+  minGain?: number;
+  /** Most moves planned (restoration of many layers may take several). Default 64. */
+  maxMoves?: number;
+}
+
+function withHolder(view: PoolView, peerId: string, h: PoolHolder | undefined): PoolView {
+  const holders = view.holders.filter((x) => x.peerId !== peerId);
+  if (h !== undefined) holders.push(h);
+  return { numLayers: view.numLayers, holders };
+}
+
+function sameSpan(a: PoolSpan, b: PoolSpan): boolean {
+  return a.start === b.start && a.end === b.end;
+}
+
+/**
+ * Plans moves over the whole view, deterministically, so that every node computes the same plan and only the
+ * nodes named in it move (no stampede of every spare node onto one hole):
+ *
+ *   1. Restoration, repeated: for every live holder (in peerId order) the span chooseSpan gives it against the
+ *      others; the move that makes the network healthiest is taken if it lowers (missing, deficit) and never adds a
+ *      missing layer; ties go to the lower peerId. The plan's view is updated and the step repeats.
+ *   2. Then at most one throughput move: the one that raises the bottleneck most, taken only when the rise is at
+ *      least `minGain` (relative) and replica health does not get worse.
+ *
+ * Only alive holders move (a stale one may be gone); dead ones only leave holes. A move goes only onto layers that
+ * some live node holds (weights come from peers) or that the mover holds already.
+ */
+export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
+  checkView(view);
+  const minGain = opts.minGain ?? REBALANCE_MIN_GAIN;
+  const maxMoves = opts.maxMoves ?? 64;
+  const L = view.numLayers;
+  const moves: Move[] = [];
+  let cur: PoolView = { numLayers: L, holders: [...view.holders] };
+  const moved = new Set<string>();
+  const candidates = (): { peerId: string; h: PoolHolder; to: PoolSpan; before: Health; after: Health; view: PoolView }[] => {
+    const before = health(coverage(cur));
+    const out = [];
+    const movers = cur.holders.filter((h) => h.state === 'alive' && !moved.has(h.peerId)).sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
+    for (const h of movers) {
+      const cap = holderCapacity(h, opts.layerMb, L, opts.extraMb ?? 0);
+      const others = withHolder(cur, h.peerId, undefined);
+      // a move may only go where weights can be fetched (or onto layers the mover holds)
+      const to = chooseSpan(others, cap, { requireCovered: true, have: h.span });
+      if (to === undefined || sameSpan(to, h.span)) continue;
+      const next = withHolder(cur, h.peerId, { ...h, span: to, tokensPerSec: spanTokensPerSec(cap.layerTokensPerSec, to.end - to.start) });
+      out.push({ peerId: h.peerId, h, to, before, after: health(coverage(next)), view: next });
+    }
+    return out;
+  };
+  // 1. restoration
+  while (moves.length < maxMoves) {
+    let best: ReturnType<typeof candidates>[number] | undefined;
+    for (const c of candidates()) {
+      if (c.after.missing > c.before.missing) continue;
+      const better = c.after.missing < c.before.missing || c.after.deficit < c.before.deficit;
+      if (!better) continue;
+      if (best === undefined || compareHealth(c.after, best.after) < 0) best = c;
+    }
+    if (best === undefined) break;
+    moves.push({ peerId: best.peerId, from: best.h.span, to: best.to, reason: 'restore', before: best.before, after: best.after });
+    moved.add(best.peerId);
+    cur = best.view;
+  }
+  // 2. one throughput move
+  if (moves.length < maxMoves) {
+    let best: ReturnType<typeof candidates>[number] | undefined;
+    for (const c of candidates()) {
+      if (c.after.missing > c.before.missing || c.after.deficit > c.before.deficit) continue;
+      if (!(c.after.bottleneck >= c.before.bottleneck * (1 + minGain) && c.after.bottleneck > c.before.bottleneck)) continue;
+      if (best === undefined || c.after.bottleneck > best.after.bottleneck) best = c;
+    }
+    if (best !== undefined) moves.push({ peerId: best.peerId, from: best.h.span, to: best.to, reason: 'throughput', before: best.before, after: best.after });
+  }
+  return moves;
+}
+
+/** What a node remembers of its own moves, for the backoff. */
+export interface MoveHistory {
+  /** Unix ms of this node's past moves, oldest first (only the last REBALANCE_WINDOW_MS matter). */
+  movesMs: readonly number[];
+}
+
+/** How long after its last move a node waits before another throughput move. */
+export function rebalanceBackoffMs(history: MoveHistory, nowMs: number): number {
+  const recent = history.movesMs.filter((t) => nowMs - t < REBALANCE_WINDOW_MS).length;
+  if (recent === 0) return 0;
+  return Math.min(REBALANCE_BACKOFF_MAX_MS, REBALANCE_BACKOFF_BASE_MS * 2 ** (recent - 1));
+}
+
+export type RebalanceDecision = { move: false; reason: 'not-in-plan' | 'backoff' | 'not-holding'; waitMs?: number } | { move: true; span: PoolSpan; plan: Move };
+
+/**
+ * Should node `self` move now? Yes when the plan over the view names it and its backoff allows: restoring moves
+ * wait RESTORE_COOLDOWN_MS after its previous move, throughput moves rebalanceBackoffMs. The caller drains the
+ * node's sessions before it actually changes span.
+ */
+export function shouldRebalance(view: PoolView, self: string, history: MoveHistory, nowMs: number, opts: PlanOptions): RebalanceDecision {
+  if (!view.holders.some((h) => h.peerId === self && h.state !== 'dead')) return { move: false, reason: 'not-holding' };
+  const plan = planMoves(view, opts).find((m) => m.peerId === self);
+  if (plan === undefined) return { move: false, reason: 'not-in-plan' };
+  const last = history.movesMs.length === 0 ? undefined : history.movesMs[history.movesMs.length - 1]!;
+  const wait = plan.reason === 'restore' ? RESTORE_COOLDOWN_MS : rebalanceBackoffMs(history, nowMs);
+  if (last !== undefined && nowMs - last < wait) return { move: false, reason: 'backoff', waitMs: wait - (nowMs - last) };
+  return { move: true, span: plan.to, plan };
+}

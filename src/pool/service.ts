@@ -1,0 +1,374 @@
+/**
+ * The pool at run time: measures this node's capacity, takes a span (pinned, none, or chosen by ./placement.ts
+ * from the live view), gets its weights (locally on the genesis node, else from peers over the checkpoint stream,
+ * ./transfer.ts), loads them into the compute worker, announces the span, serves its weights to others, and every
+ * tick re-plans: a node named in the plan (a restoring move after a holder died, or a throughput move past the
+ * margin and its backoff) drains, fetches the new span's weights, swaps them in and re-announces.
+ *
+ * Everything that decides is pure (placement.ts, view.ts); this class only gathers inputs and acts.
+ */
+import type { ComputeClient } from '../compute/client.js';
+import type { LlamaConfig } from '../model/config.js';
+import type { HolderRecord } from '../protocols/holder-record.js';
+import type { LivenessTracker } from '../protocols/liveness.js';
+import * as methods from '../protocols/methods.js';
+import type { RpcNode } from '../protocols/rpc/service.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { errorMessage, InvalidArgumentError } from '../util/errors.js';
+import { TypedEmitter } from '../util/events.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { extraWeightBytes, layersFor } from './capacity.js';
+import { measureCapacity, type MeasuredCapacity } from './measure.js';
+import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
+import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink } from './transfer.js';
+import { buildView, layersReport, type LayersReport } from './view.js';
+import { sliceSpan, spanPayloadBytes } from './weights.js';
+
+export type SpanMode = 'auto' | 'none' | PoolSpan;
+
+/** Consecutive planning rounds that must name the same move before a node makes it. */
+export const STABLE_TICKS = 3;
+
+export interface PoolNetwork {
+  readonly peerId: string;
+  readonly rpc: RpcNode;
+  readonly scores: PenaltySink;
+  readonly liveness: LivenessTracker;
+  /** The peer's current signed record (cached by the registry), undefined when unknown. */
+  recordOf(peer: string, signal: AbortSignal): Promise<HolderRecord | undefined>;
+  /** Announces (DHT, heartbeats, trackers) the span we hold now. */
+  holdSpan(span: PoolSpan): Promise<void>;
+  /** True when this node founded the network. */
+  isGenesis(): boolean;
+}
+
+/** Loads this node's own copy of a span (the genesis model: a checkpoint directory or the seeded initialisation). */
+export type LocalLoader = (span: PoolSpan) => Promise<{ hash: string }>;
+
+export interface PoolServiceOptions {
+  mode: SpanMode;
+  /** The network's model config as this node knows it at start (a joiner replaces it with its holders'). */
+  config: LlamaConfig;
+  /** True when the config came from a local checkpoint (genesis): it is not fetched from peers. */
+  configIsLocal: boolean;
+  memoryMb: number | undefined;
+  compute: ComputeClient;
+  network: PoolNetwork;
+  /** Weights this node may create itself: the genesis node's checkpoint or seed. Undefined: only from peers. */
+  loadLocal: LocalLoader;
+  /** Re-plan period (ms). */
+  tickMs: number;
+  /** How long a joiner listens to heartbeats before it chooses (ms). */
+  settleMs: number;
+  /** When true, the span is chosen and announced but its weights are loaded by someone else (the solo trainer). */
+  externalWeights?: (span: PoolSpan, config: LlamaConfig) => boolean;
+  /** Drains sessions before a move (the router's hop sessions). */
+  beforeMove?: () => Promise<void>;
+  /** Capacity measurement override (tests). */
+  capacity?: MeasuredCapacity;
+  clock?: Clock;
+  log?: Logger;
+}
+
+export interface PoolEvents {
+  /** We hold (and announced) a span, with its weights loaded and verified. */
+  'span:held': { span: PoolSpan; hash: string; source: 'local' | 'peers' | 'external'; ms: number };
+  'span:error': { error: string };
+}
+
+export class PoolService {
+  readonly events = new TypedEmitter<PoolEvents>();
+  private config: LlamaConfig;
+  private capacityFigures: MeasuredCapacity | undefined;
+  private held: PoolSpan | undefined;
+  private hash = '';
+  private paramsCache: { span: PoolSpan; params: Float32Array; at: number } | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  private stopped = false;
+  private readonly moves: number[] = [];
+  private readonly records = new Map<string, HolderRecord>();
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly ac = new AbortController();
+  private readonly handler;
+  private startedAt = 0;
+  private pendingMove: { key: string; ticks: number } | undefined;
+  private swapping = false;
+  private lastWaitLog = 0;
+
+  constructor(private readonly o: PoolServiceOptions) {
+    this.config = o.config;
+    this.clock = o.clock ?? systemClock;
+    this.log = o.log ?? silentLogger;
+    // while the worker's weights are being swapped, `held` and the worker disagree: serve nothing then
+    this.handler = checkpointHandler({
+      config: () => (this.held === undefined || this.swapping ? undefined : this.config),
+      held: () => (this.swapping ? undefined : this.held),
+      params: () => this.heldParams(),
+    });
+  }
+
+  /** Measures capacity (unless given) and registers the checkpoint handler; placement runs in the background. */
+  async start(): Promise<void> {
+    this.startedAt = this.clock.now();
+    await this.o.network.rpc.handle(methods.checkpoint, this.handler);
+    if (this.o.mode === 'none') {
+      this.capacityFigures = this.o.capacity ?? { memoryMb: 0, maxLayers: 0, layerMb: 0, layerDecodeMs: 0, layerPrefillMs: 0, layerTokensPerSec: 0 };
+      return;
+    }
+    this.capacityFigures = this.o.capacity ?? (await measureCapacity(this.o.compute, this.config, this.o.memoryMb === undefined ? {} : { memoryMb: this.o.memoryMb }));
+    this.log.info('capacity measured', { ...this.capacityFigures });
+    this.schedule(0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.ac.abort();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  modelConfig(): LlamaConfig {
+    return this.config;
+  }
+
+  span(): PoolSpan | undefined {
+    return this.held;
+  }
+
+  modelHash(): string {
+    return this.hash;
+  }
+
+  capacity(): MeasuredCapacity | undefined {
+    return this.capacityFigures;
+  }
+
+  /** What our HolderRecord states: memory offered and tokens/s through the span held (0 when none). */
+  recordCapacity(): { memoryMb: number; tokensPerSec: number } {
+    const c = this.capacityFigures;
+    if (c === undefined) return { memoryMb: 0, tokensPerSec: 0 };
+    const len = this.held === undefined ? 1 : this.held.end - this.held.start;
+    return { memoryMb: c.memoryMb, tokensPerSec: Math.floor(spanTokensPerSec(c.layerTokensPerSec, len)) };
+  }
+
+  /** The view this node has now (records of peers refreshed in the background). */
+  view(): PoolView {
+    const cap = this.recordCapacity();
+    return buildView({
+      numLayers: this.config.num_hidden_layers,
+      self: { peerId: this.o.network.peerId, span: this.held, tokensPerSec: cap.tokensPerSec, memoryMb: cap.memoryMb },
+      peers: this.o.network.liveness.snapshot(),
+      records: this.records,
+    });
+  }
+
+  layers(): LayersReport {
+    return layersReport(this.view(), this.hash);
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.tick().finally(() => this.schedule(this.o.tickMs));
+    }, ms);
+    this.timer.unref();
+  }
+
+  private async refreshRecords(): Promise<void> {
+    const peers = this.o.network.liveness.snapshot().filter((p) => p.state !== 'dead' && p.heartbeat.span !== undefined);
+    const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(5000)]);
+    await Promise.all(
+      peers.map(async (p) => {
+        const r = await this.o.network.recordOf(p.peer, signal).catch(() => undefined);
+        if (r !== undefined) this.records.set(p.peer, r);
+      }),
+    );
+    if (this.records.size > 10_000) this.records.clear();
+  }
+
+  /** One planning round; never throws. */
+  async tick(): Promise<void> {
+    if (this.busy || this.stopped) return;
+    this.busy = true;
+    try {
+      await this.refreshRecords();
+      if (this.held === undefined) await this.place();
+      else if (this.o.mode === 'auto') await this.rebalance();
+    } catch (e) {
+      if (!this.stopped) {
+        this.log.warn('layer pool round failed', { error: errorMessage(e) });
+        this.events.emit('span:error', { error: errorMessage(e) });
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private liveHoldersOf(layer: number): string[] {
+    return this.view()
+      .holders.filter((h) => h.peerId !== this.o.network.peerId && h.state === 'alive' && h.span.start <= layer && layer < h.span.end)
+      .sort((a, b) => b.tokensPerSec - a.tokensPerSec || (a.peerId < b.peerId ? -1 : 1))
+      .map((h) => h.peerId);
+  }
+
+  /** The first placement. */
+  private async place(): Promise<void> {
+    const genesis = this.o.network.isGenesis();
+    const others = this.view();
+    const someoneHolds = others.holders.some((h) => h.peerId !== this.o.network.peerId && h.state !== 'dead');
+    if (!genesis && !someoneHolds) {
+      // a joiner waits for heartbeats naming holders; on a network nobody serves yet, a pinned span is seeded and a
+      // node given --checkpoint (a restarted genesis node no longer founds the network) serves its checkpoint
+      if (this.clock.now() - this.startedAt < this.o.settleMs) return;
+      const cap = this.capacityFigures!;
+      const own = typeof this.o.mode === 'object' ? this.o.mode : this.o.configIsLocal ? chooseSpan(others, { maxLayers: cap.maxLayers, layerTokensPerSec: cap.layerTokensPerSec }) : undefined;
+      if (own !== undefined) await this.takeLocal(own);
+      else if (this.clock.now() - this.lastWaitLog > 30_000) {
+        this.lastWaitLog = this.clock.now();
+        const peers = this.o.network.liveness.snapshot();
+        this.log.info('waiting for heartbeats that name a holder', { peers: peers.length, alive: peers.filter((p) => p.state === 'alive').length });
+      }
+      return;
+    }
+    const waited = this.clock.now() - this.startedAt;
+    if (!genesis && waited < this.o.settleMs) return; // hear from more holders first
+    // the placement weighs holders by their recorded speed: wait (a bounded while) for every live holder's record
+    const unknown = others.holders.filter((h) => h.peerId !== this.o.network.peerId && h.state === 'alive' && !this.records.has(h.peerId));
+    if (!genesis && unknown.length > 0 && waited < 3 * this.o.settleMs) return;
+    if (!genesis && !this.o.configIsLocal) {
+      const holders = others.holders.filter((h) => h.state === 'alive').map((h) => h.peerId);
+      this.config = await fetchConfig({ rpc: this.o.network.rpc, log: this.log }, holders, this.ac.signal);
+      const cap = this.capacityFigures!;
+      this.capacityFigures = { ...cap, maxLayers: layersFor(this.config, cap.memoryMb) };
+    }
+    let span: PoolSpan | undefined;
+    if (typeof this.o.mode === 'object') span = this.o.mode;
+    else span = chooseSpan(others, { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis });
+    if (span === undefined) {
+      this.log.info('the layer pool found no span for this node yet', { maxLayers: this.capacityFigures!.maxLayers });
+      return;
+    }
+    if (span.end > this.config.num_hidden_layers) throw new InvalidArgumentError(`span ${span.start}:${span.end} is past the model's ${this.config.num_hidden_layers} layers`);
+    const fetchable = coverage({ numLayers: this.config.num_hidden_layers, holders: others.holders.filter((h) => h.peerId !== this.o.network.peerId) });
+    const allHeld = fetchable.replicas.slice(span.start, span.end).every((r) => r > 0);
+    if (genesis || !allHeld) await this.takeLocal(span);
+    else await this.takeFromPeers(span);
+  }
+
+  private async takeLocal(span: PoolSpan): Promise<void> {
+    const t0 = this.clock.now();
+    if (this.o.externalWeights?.(span, this.config) === true) {
+      await this.adopt(span, '', 'external', t0);
+      return;
+    }
+    const { hash } = await this.o.loadLocal(span);
+    await this.adopt(span, hash, 'local', t0);
+  }
+
+  private async takeFromPeers(span: PoolSpan, keep?: { span: PoolSpan; params: Float32Array }): Promise<void> {
+    const t0 = this.clock.now();
+    // layers we hold already are copied, not downloaded
+    const overlap = keep === undefined ? undefined : { start: Math.max(span.start, keep.span.start), end: Math.min(span.end, keep.span.end) };
+    const parts: Float32Array[] = [];
+    const pieces: PoolSpan[] =
+      overlap !== undefined && overlap.start < overlap.end
+        ? [
+            { start: span.start, end: overlap.start },
+            overlap,
+            { start: overlap.end, end: span.end },
+          ].filter((s) => s.start < s.end)
+        : [span];
+    let sources: string[] = [];
+    for (const piece of pieces) {
+      if (overlap !== undefined && piece === overlap) {
+        parts.push(sliceSpan(this.config, keep!.span, keep!.params, piece));
+        continue;
+      }
+      // the embedding / head travel with the unit at the model's edge, so piece payloads concatenate exactly
+      const d = await downloadSpan(
+        { rpc: this.o.network.rpc, scores: this.o.network.scores, log: this.log },
+        { config: this.config, span: piece, holdersOf: (l) => this.liveHoldersOf(l), signal: this.ac.signal },
+      );
+      sources = [...sources, ...d.sources];
+      parts.push(d.params);
+    }
+    const size = parts.reduce((s, p) => s + p.length, 0);
+    const params = new Float32Array(size);
+    let off = 0;
+    for (const p of parts) {
+      params.set(p, off);
+      off += p.length;
+    }
+    if (this.stopped) return;
+    this.swapping = true;
+    let hash: string;
+    try {
+      await this.o.compute.run({ type: 'initModel', config: this.config, span, params });
+      hash = (await this.o.compute.run({ type: 'modelHash' })).hash;
+      this.held = { start: span.start, end: span.end };
+      this.paramsCache = undefined;
+      this.handler.clearCache();
+    } finally {
+      this.swapping = false;
+    }
+    this.log.info('weights fetched from peers and verified', { span: `${span.start}:${span.end}`, sources: [...new Set(sources)].length, hash });
+    await this.adopt(span, hash, 'peers', t0);
+  }
+
+  private async adopt(span: PoolSpan, hash: string, source: 'local' | 'peers' | 'external', t0: number): Promise<void> {
+    this.held = { start: span.start, end: span.end };
+    this.hash = hash;
+    this.paramsCache = undefined;
+    this.handler.clearCache();
+    await this.o.network.holdSpan(this.held);
+    this.events.emit('span:held', { span: { ...this.held }, hash, source, ms: this.clock.now() - t0 });
+  }
+
+  private async rebalance(): Promise<void> {
+    const cap = this.capacityFigures!;
+    const view = this.view();
+    // plan only on a complete view: a holder whose record (speed, memory) we lack would look idle, and two nodes
+    // with different gaps in their views would both think they are the one to move
+    if (view.holders.some((h) => h.peerId !== this.o.network.peerId && h.state === 'alive' && !this.records.has(h.peerId))) {
+      this.pendingMove = undefined;
+      return;
+    }
+    const d = shouldRebalance(view, this.o.network.peerId, { movesMs: this.moves }, this.clock.now(), { layerMb: cap.layerMb, extraMb: extraWeightBytes(this.config) / (1 << 20) });
+    if (!d.move) {
+      this.pendingMove = undefined;
+      return;
+    }
+    // a move must be planned on STABLE_TICKS consecutive rounds (the view has settled, others' moves are visible)
+    const key = `${d.span.start}:${d.span.end}/${d.plan.reason}`;
+    this.pendingMove = this.pendingMove?.key === key ? { key, ticks: this.pendingMove.ticks + 1 } : { key, ticks: 1 };
+    if (this.pendingMove.ticks < STABLE_TICKS) return;
+    this.pendingMove = undefined;
+    // an attempt counts for the backoff whether or not it succeeds: a failing move is not retried in a loop
+    this.moves.push(this.clock.now());
+    while (this.moves.length > 32) this.moves.shift();
+    this.log.info('layer pool: moving', { from: `${this.held!.start}:${this.held!.end}`, to: `${d.span.start}:${d.span.end}`, reason: d.plan.reason });
+    await this.o.beforeMove?.();
+    const keep = { span: this.held!, params: await this.heldParams() };
+    await this.takeFromPeers(d.span, keep);
+  }
+
+  /** The held weights as the checkpoint handler serves them; a snapshot kept for a minute. */
+  private async heldParams(): Promise<Float32Array> {
+    const now = this.clock.now();
+    const c = this.paramsCache;
+    if (c !== undefined && this.held !== undefined && c.span.start === this.held.start && c.span.end === this.held.end && now - c.at < 60_000) return c.params;
+    if (this.held === undefined) throw new WeightsUnavailableError('this node holds no layers');
+    const held = { ...this.held };
+    const { params } = await this.o.compute.run({ type: 'getParams' });
+    // the worker must still hold exactly this span (a swap may have started meanwhile)
+    if (this.swapping || this.held === undefined || this.held.start !== held.start || this.held.end !== held.end || params.length * 4 !== spanPayloadBytes(this.config, held)) {
+      throw new WeightsUnavailableError('the held weights are being replaced');
+    }
+    this.paramsCache = { span: held, params, at: now };
+    return params;
+  }
+}

@@ -1,0 +1,304 @@
+/**
+ * Weights from peers over the `checkpoint` server stream (docs/PROTOCOL.md "## Checkpoint stream").
+ *
+ * Serving: a holder answers a request for a span inside the one it holds with the span's payload (./weights.ts)
+ * in chunks of at most 1 MiB from the requested offset; every chunk names the payload's total size, its span hash
+ * (model/hash.ts) and its SHA-256. A request at an offset ≥ the total size is a "head": one empty chunk with those
+ * three figures. A request whose model_hash is "config" gets the model's config.json instead.
+ *
+ * Downloading a span: unit by unit (one layer each, ./weights.ts). For each unit the downloader asks up to three
+ * holders for the head and keeps the figures that at least two of them agree on (a single holder's figures when it is
+ * the only one: the genesis node at the start). It then streams the units from the agreeing holders in parallel,
+ * resuming a broken stream from the bytes it has at the next holder, checks each finished unit's SHA-256 and span
+ * hash, and on a mismatch penalises the holder that sent it and fetches the unit again from another. Nothing is
+ * handed to the compute worker until every unit has verified: never a half-loaded shard.
+ */
+import type { LlamaConfig } from '../model/config.js';
+import { parseHfConfig } from '../model/config.js';
+import type { Span } from '../model/layout.js';
+import * as methods from '../protocols/methods.js';
+import type { CheckpointChunk, CheckpointRequest } from '../protocols/pb/node.js';
+import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
+import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { bytesToParams, paramBytes, sha256, sliceSpan, spanHashOfParams, spanPayloadBytes, spanUnits } from './weights.js';
+
+/** Bytes of data in one chunk (under the method's 4 MiB frame limit; small enough to resume cheaply). */
+export const CHECKPOINT_CHUNK_DATA_BYTES = 1 << 20;
+/** The request model_hash that asks for config.json. */
+export const CONFIG_REQUEST = 'config';
+/** Largest config.json served or accepted. */
+export const MAX_CONFIG_BYTES = 64 * 1024;
+/** Holders asked for each unit's head. */
+const HEAD_QUORUM_ASKED = 3;
+/** Offset that asks for a head (any offset ≥ the total size does). */
+export const HEAD_OFFSET = 2n ** 62n;
+
+export class WeightsMismatchError extends NeuroShardError {
+  constructor(message: string, meta?: Record<string, unknown>) {
+    super('CHECKPOINT_HASH_MISMATCH', message, { fault: 'peer', meta });
+  }
+}
+
+export class WeightsUnavailableError extends NeuroShardError {
+  constructor(message: string, meta?: Record<string, unknown>) {
+    super('CHECKPOINT_UNAVAILABLE', message, { fault: 'local', meta });
+  }
+}
+
+/** What a holder serves from. */
+export interface WeightsSource {
+  config(): LlamaConfig | undefined;
+  /** The span held now, undefined when none. */
+  held(): Span | undefined;
+  /** The held span's flat parameters (a snapshot the source may cache). */
+  params(): Promise<Float32Array>;
+}
+
+interface Prepared {
+  bytes: Uint8Array<ArrayBuffer>;
+  hash: string;
+  sha: Uint8Array<ArrayBuffer>;
+}
+
+/** The `checkpoint` stream handler over a WeightsSource. */
+export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CHUNK_DATA_BYTES): ServerStreamHandler<CheckpointRequest, CheckpointChunk> & { clearCache(): void } {
+  // span payloads and their hashes, keyed by "heldStart:heldEnd/start:end" (heads are asked repeatedly)
+  const cache = new Map<string, Prepared>();
+  const prepare = async (want: Span): Promise<Prepared> => {
+    const config = src.config();
+    const held = src.held();
+    if (config === undefined || held === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no layers', { fault: 'caller' });
+    if (!(want.start >= held.start && want.end <= held.end && want.start < want.end)) {
+      throw new NeuroShardError('CHECKPOINT_SPAN_NOT_HELD', `layers [${want.start}, ${want.end}) are not inside the held [${held.start}, ${held.end})`, { fault: 'caller' });
+    }
+    const key = `${held.start}:${held.end}/${want.start}:${want.end}`;
+    const hit = cache.get(key);
+    if (hit !== undefined) return hit;
+    const p = sliceSpan(config, held, await src.params(), want);
+    const bytes = paramBytes(p);
+    const prepared = { bytes, hash: spanHashOfParams(config, want, p), sha: sha256(bytes) };
+    if (cache.size >= 64) cache.delete(cache.keys().next().value!);
+    cache.set(key, prepared);
+    return prepared;
+  };
+  const handler = async function* (req: CheckpointRequest): AsyncGenerator<CheckpointChunk> {
+    if (req.modelHash === CONFIG_REQUEST) {
+      const config = src.config();
+      if (config === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no model', { fault: 'caller' });
+      const data = new TextEncoder().encode(JSON.stringify(config));
+      yield { name: 'config.json', offset: 0n, totalSize: BigInt(data.byteLength), data, modelHash: '', sha256: sha256(data) };
+      return;
+    }
+    if (req.span === undefined) throw new NeuroShardError('RPC_BAD_REQUEST', 'checkpoint: span missing', { fault: 'caller' });
+    const p = await prepare(req.span);
+    const total = BigInt(p.bytes.byteLength);
+    const name = `${req.span.start}:${req.span.end}`;
+    if (req.offset >= total) {
+      yield { name, offset: total, totalSize: total, data: new Uint8Array(0), modelHash: p.hash, sha256: p.sha };
+      return;
+    }
+    for (let o = Number(req.offset); o < p.bytes.byteLength; o += chunkBytes) {
+      const data = p.bytes.subarray(o, Math.min(p.bytes.byteLength, o + chunkBytes));
+      yield { name, offset: BigInt(o), totalSize: total, data, modelHash: p.hash, sha256: p.sha };
+    }
+  };
+  return Object.assign(handler, { clearCache: () => cache.clear() });
+}
+
+/** Points taken from a holder that sent weights not matching the agreed hash (p2p/peer-score.ts PENALTY.forged). */
+export const BAD_WEIGHTS_PENALTY = 50;
+
+/** The peer score table, as far as the downloader uses it. */
+export interface PenaltySink {
+  penalise(peer: string, points: number, reason: string): unknown;
+}
+
+export interface DownloadDeps {
+  rpc: Pick<RpcNode, 'serverStream'>;
+  scores?: PenaltySink;
+  log?: Logger;
+}
+
+/** Asks holders for the model config (the first that answers with a valid one; they are checked by the hashes later). */
+export async function fetchConfig(deps: DownloadDeps, holders: readonly string[], signal?: AbortSignal): Promise<LlamaConfig> {
+  for (const peer of holders) {
+    try {
+      for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: CONFIG_REQUEST, offset: 0n }, { signal, timeoutMs: 10_000 })) {
+        if (c.data.byteLength > MAX_CONFIG_BYTES || BigInt(c.data.byteLength) !== c.totalSize) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', 'config chunk of a bad size');
+        return parseHfConfig(JSON.parse(new TextDecoder().decode(c.data)) as unknown);
+      }
+    } catch (e) {
+      deps.log?.debug('config fetch failed', { peer, error: errorMessage(e) });
+    }
+  }
+  throw new WeightsUnavailableError('no holder answered with the model config', { holders: holders.length });
+}
+
+interface Head {
+  total: bigint;
+  hash: string;
+  sha: string;
+}
+
+function headKey(h: Head): string {
+  return `${h.total}/${h.hash}/${h.sha}`;
+}
+
+async function askHead(deps: DownloadDeps, peer: string, unit: Span, signal: AbortSignal | undefined): Promise<Head> {
+  for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: '', span: unit, offset: HEAD_OFFSET }, { signal, timeoutMs: 15_000 })) {
+    if (c.sha256.byteLength !== 32 || c.modelHash.length !== 64) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', 'checkpoint head without hashes');
+    return { total: c.totalSize, hash: c.modelHash, sha: Buffer.from(c.sha256).toString('hex') };
+  }
+  throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', 'checkpoint head: empty stream');
+}
+
+export interface DownloadSpanOptions {
+  config: LlamaConfig;
+  span: Span;
+  /** Live holders of each layer of the span (layer → peer ids), best first. */
+  holdersOf: (layer: number) => readonly string[];
+  /** Streams in flight at once. Default 4. */
+  parallel?: number;
+  signal?: AbortSignal;
+}
+
+export interface DownloadedSpan {
+  params: Float32Array;
+  /** The span hash of the downloaded weights. */
+  hash: string;
+  /** Holders that served at least one unit. */
+  sources: string[];
+  /** Units fetched again after a mismatch or a broken stream. */
+  retries: number;
+}
+
+/**
+ * Downloads and verifies the weights of `span`. Throws WeightsUnavailableError when a unit has no holder, when
+ * its holders disagree with no two agreeing, or when every holder of a unit failed; nothing partial is returned.
+ */
+export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): Promise<DownloadedSpan> {
+  const log = deps.log ?? silentLogger;
+  const units = spanUnits(o.span);
+  const bad = new Set<string>();
+  const sources = new Set<string>();
+  let retries = 0;
+  const penalise = (peer: string, why: string): void => {
+    bad.add(peer);
+    deps.scores?.penalise(peer, BAD_WEIGHTS_PENALTY, why);
+    log.warn('penalised a weights holder', { peer, why });
+  };
+
+  // 1. agreed figures per unit
+  const agreed = await Promise.all(
+    units.map(async (u) => {
+      const holders = o.holdersOf(u.start).filter((p) => !bad.has(p));
+      if (holders.length === 0) throw new WeightsUnavailableError(`no live holder of layer ${u.start}`, { layer: u.start });
+      const expectBytes = BigInt(spanPayloadBytes(o.config, u));
+      const heads = await Promise.all(
+        holders.slice(0, HEAD_QUORUM_ASKED).map(async (peer) => {
+          try {
+            const h = await askHead(deps, peer, u, o.signal);
+            if (h.total !== expectBytes) {
+              penalise(peer, `layer ${u.start}: ${h.total} bytes announced, ${expectBytes} expected`);
+              return undefined;
+            }
+            return { peer, h };
+          } catch (e) {
+            log.debug('checkpoint head failed', { peer, layer: u.start, error: errorMessage(e) });
+            return undefined;
+          }
+        }),
+      );
+      const answered = heads.filter((x) => x !== undefined);
+      const votes = new Map<string, { h: Head; peers: string[] }>();
+      for (const a of answered) {
+        const k = headKey(a.h);
+        const v = votes.get(k) ?? { h: a.h, peers: [] };
+        v.peers.push(a.peer);
+        votes.set(k, v);
+      }
+      const ranked = [...votes.values()].sort((a, b) => b.peers.length - a.peers.length || (a.h.hash < b.h.hash ? -1 : 1));
+      const top = ranked[0];
+      const need = answered.length >= 2 ? 2 : 1;
+      if (top === undefined || top.peers.length < need || (ranked[1] !== undefined && ranked[1].peers.length === top.peers.length)) {
+        throw new WeightsUnavailableError(`holders of layer ${u.start} do not agree on its hash`, { layer: u.start, answers: answered.length, distinct: votes.size });
+      }
+      // holders whose figures disagree with the agreed ones serve nothing to us
+      for (const v of ranked.slice(1)) for (const p of v.peers) bad.add(p);
+      const others = holders.filter((p) => !top.peers.includes(p) && !bad.has(p));
+      return { unit: u, head: top.h, peers: [...top.peers, ...others] };
+    }),
+  );
+
+  // 2. stream the units, several at once, each from a holder that agreed
+  const out: Uint8Array[] = new Array<Uint8Array>(units.length);
+  let next = 0;
+  let turn = 0;
+  const fetchUnit = async (i: number): Promise<void> => {
+    const a = agreed[i]!;
+    const total = Number(a.head.total);
+    const buf = new Uint8Array(total);
+    let have = 0;
+    let lastPeer = '';
+    const candidates = a.peers.filter((p) => !bad.has(p));
+    // spread units over holders: start at a different holder for each unit
+    const first = turn++;
+    const order = candidates.map((_, k) => candidates[(k + first) % candidates.length]!);
+    for (const peer of order) {
+      if (bad.has(peer)) continue;
+      if (o.signal?.aborted === true) throw o.signal.reason;
+      lastPeer = peer;
+      try {
+        for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have) }, { signal: o.signal, timeoutMs: 30_000 })) {
+          if (c.totalSize !== a.head.total || c.modelHash !== a.head.hash || Buffer.from(c.sha256).toString('hex') !== a.head.sha) {
+            throw new WeightsMismatchError(`layer ${a.unit.start}: the stream names other figures than the agreed ones`, { peer });
+          }
+          if (c.offset !== BigInt(have)) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${a.unit.start}: chunk at ${c.offset}, expected ${have}`);
+          if (have + c.data.byteLength > total) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${a.unit.start}: chunk past the total size`);
+          buf.set(c.data, have);
+          have += c.data.byteLength;
+          if (have === total) break;
+        }
+      } catch (e) {
+        if (o.signal !== undefined && o.signal.aborted) throw e;
+        // bad bytes or a broken protocol cost the holder score; an unreachable or busy holder is only skipped
+        if (e instanceof WeightsMismatchError || e instanceof PeerMisbehaviourError) penalise(peer, errorMessage(e));
+        log.debug('checkpoint stream broke; resuming at another holder', { peer, layer: a.unit.start, have, error: errorMessage(e) });
+        retries++;
+        continue;
+      }
+      if (have < total) {
+        retries++;
+        continue; // the holder ended early: resume from `have` at the next one
+      }
+      const sha = Buffer.from(sha256(buf)).toString('hex');
+      const params = bytesToParams(buf);
+      if (sha !== a.head.sha || spanHashOfParams(o.config, a.unit, params) !== a.head.hash) {
+        // the bytes came from this holder (and possibly earlier ones when resumed): start over without it
+        penalise(peer, `layer ${a.unit.start}: weights do not match the agreed hash`);
+        have = 0;
+        retries++;
+        continue;
+      }
+      sources.add(peer);
+      out[i] = buf;
+      return;
+    }
+    throw new WeightsUnavailableError(`every holder of layer ${a.unit.start} failed`, { layer: a.unit.start, last: lastPeer });
+  };
+  const worker = async (): Promise<void> => {
+    while (next < units.length) await fetchUnit(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(o.parallel ?? 4, units.length) }, worker));
+
+  const size = out.reduce((s, b) => s + b.byteLength, 0);
+  const all = new Uint8Array(size);
+  let off = 0;
+  for (const b of out) {
+    all.set(b, off);
+    off += b.byteLength;
+  }
+  const params = bytesToParams(all);
+  return { params, hash: spanHashOfParams(o.config, o.span, params), sources: [...sources], retries };
+}

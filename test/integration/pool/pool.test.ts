@@ -1,0 +1,162 @@
+/**
+ * The layer pool on real nodes (NeuroShardNode: libp2p on 127.0.0.1, compute workers, SQLite ledgers):
+ *
+ *   1. a genesis node started from a fixed checkpoint and four joiners with memory for half the model each: within a
+ *      bound, the joiners alone hold every layer twice, each with weights whose span hash matches the checkpoint's
+ *      (fetched from peers over the checkpoint stream and verified);
+ *   2. a fifth joiner comes, then the genesis node and a joiner stop: the layers left with one live holder are taken
+ *      over by a joiner with a surplus (a restoring move, again with hash-verified weights) until every layer has 2
+ *      live holders.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ComputeClient } from '../../../src/compute/index.js';
+import { NANO, type LlamaConfig } from '../../../src/model/index.js';
+import { NeuroShardNode } from '../../../src/node/node.js';
+import { loadOptions } from '../../../src/node/options.js';
+import { coverage, extraWeightBytes, layerMb, sliceSpan, spanHashOfParams, type PoolView } from '../../../src/pool/index.js';
+import { createLogger } from '../../../src/util/logger.js';
+import { LOOPBACK_TUNING } from '../../utils/network.js';
+
+const CONFIG: LlamaConfig = { ...NANO };
+const L = CONFIG.num_hidden_layers;
+/** Memory for L/2 layers plus the embedding and head. */
+const HALF_MB = Math.ceil(extraWeightBytes(CONFIG) / (1 << 20)) + (L / 2) * layerMb(CONFIG) + 1;
+
+const dirs: string[] = [];
+const nodes: NeuroShardNode[] = [];
+function tmp(name: string): string {
+  const d = mkdtempSync(join(tmpdir(), `ns-pool-${name}-`));
+  dirs.push(d);
+  return d;
+}
+
+async function startNode(name: string, flags: Record<string, unknown>): Promise<NeuroShardNode> {
+  const opts = loadOptions({
+    flags: { dataDir: tmp(name), listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: 0, mdns: false, upnp: false, train: false, threads: 1, heartbeatIntervalMs: 300, peerStaleMs: 1500, peerDeadMs: 4000, ...flags },
+    env: {},
+  });
+  const log = process.env.POOL_TEST_LOG === undefined ? undefined : createLogger({ level: process.env.POOL_TEST_LOG as 'debug', module: name });
+  const n = await NeuroShardNode.init(opts, { ...(log === undefined ? {} : { log }), networkTuning: { ...LOOPBACK_TUNING, recordTtlMs: 60_000, republishMs: 5_000 }, poolTuning: { tickMs: 400, settleMs: 2500 } });
+  nodes.push(n);
+  return n;
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** The view of `n` restricted to joiners (everyone but `exclude`), live holders only. */
+function liveCoverage(v: PoolView, exclude: Set<string>): number[] {
+  return coverage({ numLayers: v.numLayers, holders: v.holders.filter((h) => !exclude.has(h.peerId) && h.state === 'alive') }).replicas;
+}
+
+describe('layer pool on real nodes', { timeout: 1_500_000 }, () => {
+  let checkpointDir = '';
+  let fullParams: Float32Array;
+  let genesis: NeuroShardNode;
+  const joiners: NeuroShardNode[] = [];
+
+  before(async () => {
+    // the fixed genesis checkpoint: the nano shape from seed 1234 (not the network's default seed 0)
+    const c = await ComputeClient.start({ threads: 1 });
+    try {
+      await c.run({ type: 'initModel', config: CONFIG, seed: 1234 });
+      fullParams = (await c.run({ type: 'getParams' })).params;
+      checkpointDir = (await c.run({ type: 'saveCheckpoint', root: tmp('ckpt'), step: 0 })).dir;
+    } finally {
+      await c.close();
+    }
+  });
+
+  after(async () => {
+    for (const n of nodes) await n.close().catch(() => {});
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('genesis from a checkpoint + four half-model joiners: every layer gets 2 live joiner replicas with verified weights', async () => {
+    genesis = await startNode('genesis', { genesis: true, checkpoint: checkpointDir });
+    await waitFor(() => genesis.pool?.span() !== undefined, 60_000, 'the genesis node to hold its span');
+    assert.deepEqual(genesis.pool!.span(), { start: 0, end: L });
+    assert.equal(genesis.pool!.modelHash(), spanHashOfParams(CONFIG, { start: 0, end: L }, fullParams));
+    const boot = genesis.network.p2p.multiaddrs().map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${genesis.network.peerId}`));
+    // joiners arrive one after the other (each placement sees the ones before it)
+    for (let i = 0; i < 4; i++) {
+      const j = await startNode(`j${i}`, { bootstrap: boot, memoryMb: HALF_MB });
+      joiners.push(j);
+      const t0 = Date.now();
+      await waitFor(() => j.pool?.span() !== undefined, 240_000, `joiner ${i} to hold a span`);
+      if (process.env.POOL_TEST_LOG !== undefined) console.error(`joiner ${i} holds ${JSON.stringify(j.pool!.span())} after ${Date.now() - t0} ms`);
+    }
+    for (const j of joiners) {
+      const s = j.pool!.span()!;
+      assert.equal(s.end - s.start, L / 2, 'a joiner with memory for half the model holds half of it');
+      // the weights came from peers and match the checkpoint's
+      assert.equal(j.pool!.modelHash(), spanHashOfParams(CONFIG, s, sliceSpan(CONFIG, { start: 0, end: L }, fullParams, s)));
+    }
+    // replicas first: the first two joiners fill the two halves the genesis node alone held
+    assert.notEqual(joiners[0]!.pool!.span()!.start, joiners[1]!.pool!.span()!.start);
+    const joinerIds = new Set(joiners.map((j) => j.network.peerId));
+    const notJoiners = new Set([genesis.network.peerId]);
+    await waitFor(() => genesis.pool!.view().holders.filter((h) => joinerIds.has(h.peerId) && h.state === 'alive').length === 4, 60_000, 'four live joiners in the view');
+    assert.ok(Math.min(...liveCoverage(genesis.pool!.view(), new Set())) >= 2, 'every layer has 2 live holders');
+    assert.ok(Math.min(...liveCoverage(genesis.pool!.view(), notJoiners)) >= 1, 'the joiners alone hold the whole model');
+    // GET /api/layers says the same, with every holder's measured throughput once its record has been fetched
+    type LayersBody = { layers: { layer: number; holders: { peerId: string; state: string; tokensPerSec: number }[] }[]; replicasMin: number; modelHash: string };
+    let body: LayersBody | undefined;
+    await waitFor(
+      async () => {
+        const res = await fetch(`${genesis.apiUrl}/api/layers`);
+        assert.equal(res.status, 200);
+        body = (await res.json()) as LayersBody;
+        return body.layers.every((l) => l.holders.length >= 2 && l.holders.every((h) => h.tokensPerSec > 0));
+      },
+      60_000,
+      'every holder in GET /api/layers with its measured tokens/s',
+    );
+    assert.equal(body!.layers.length, L);
+    assert.ok(body!.replicasMin >= 2, `every layer has 2 live holders, got ${body!.replicasMin}`);
+    assert.equal(body!.modelHash, genesis.pool!.modelHash());
+    assert.ok(body!.layers.every((l) => l.holders.some((h) => h.peerId === genesis.network.peerId && h.state === 'alive')));
+  });
+
+  it('the genesis node and a joiner stop: a surplus joiner re-covers the lost layers with verified weights', async () => {
+    const boot = genesis.network.p2p.multiaddrs().map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${genesis.network.peerId}`));
+    const fifth = await startNode('j4', { bootstrap: boot, memoryMb: HALF_MB });
+    joiners.push(fifth);
+    await waitFor(() => fifth.pool?.span() !== undefined, 240_000, 'the fifth joiner to hold a span');
+    const before = joiners.map((j) => ({ j, span: j.pool!.span()! }));
+    // stop the genesis node; if every layer still has two live joiners, also stop a joiner of the smaller half
+    const count = (start: number): number => before.filter((b) => b.span.start === start).length;
+    const stopped = [genesis];
+    if (Math.min(count(0), count(L / 2)) >= 2) {
+      const small = count(0) <= count(L / 2) ? 0 : L / 2;
+      stopped.push(before.find((b) => b.span.start === small)!.j);
+    }
+    const survivors = joiners.filter((j) => !stopped.includes(j));
+    const gone = new Set(stopped.map((n) => n.network.peerId));
+    await Promise.all(stopped.map((n) => n.close()));
+    const watcher = survivors[0]!;
+    await waitFor(() => Math.min(...liveCoverage(watcher.pool!.view(), gone)) >= 2, 240_000, 'every layer back to 2 live replicas');
+    const moved = survivors.filter((s) => {
+      const b = before.find((x) => x.j === s)!;
+      return b.span.start !== s.pool!.span()!.start;
+    });
+    assert.ok(moved.length >= 1, 'a joiner moved');
+    for (const m of survivors) {
+      const s = m.pool!.span()!;
+      assert.equal(m.pool!.modelHash(), spanHashOfParams(CONFIG, s, sliceSpan(CONFIG, { start: 0, end: L }, fullParams, s)), 'weights verify');
+    }
+    // the survivors' own spans cover every layer twice
+    const own = coverage({ numLayers: L, holders: survivors.map((x) => ({ peerId: x.network.peerId, span: x.pool!.span()!, state: 'alive' as const, tokensPerSec: 1, memoryMb: 0 })) });
+    assert.ok(own.replicasMin >= 2);
+  });
+});

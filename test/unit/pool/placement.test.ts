@@ -1,0 +1,235 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  chooseSpan,
+  coverage,
+  health,
+  MIN_REPLICAS,
+  planMoves,
+  rebalanceBackoffMs,
+  REBALANCE_BACKOFF_BASE_MS,
+  RESTORE_COOLDOWN_MS,
+  shouldRebalance,
+  type PoolHolder,
+  type PoolView,
+} from '../../../src/pool/index.js';
+import { layerMb, layersFor, memoryBudgetMb } from '../../../src/pool/capacity.js';
+import { NANO } from '../../../src/model/index.js';
+
+const h = (peerId: string, start: number, end: number, tokensPerSec = 100, state: PoolHolder['state'] = 'alive', memoryMb = 0): PoolHolder => ({
+  peerId,
+  span: { start, end },
+  state,
+  tokensPerSec,
+  memoryMb,
+});
+const view = (numLayers: number, ...holders: PoolHolder[]): PoolView => ({ numLayers, holders });
+
+describe('coverage', () => {
+  it('counts live replicas and throughput per layer; dead holders count for nothing, stale ones do', () => {
+    const c = coverage(view(4, h('a', 0, 2, 10), h('b', 1, 4, 20, 'stale'), h('c', 0, 4, 50, 'dead')));
+    assert.deepEqual(c.replicas, [1, 2, 1, 1]);
+    assert.deepEqual(c.throughput, [10, 30, 20, 20]);
+    assert.deepEqual(c.missing, []);
+    assert.deepEqual(c.underReplicated, [0, 2, 3]);
+    assert.equal(c.replicasMin, 1);
+  });
+
+  it('names missing layers, clamps spans past the model and counts a peer once', () => {
+    const c = coverage(view(4, h('a', 2, 9), h('a', 0, 4), h('b', 7, 9)));
+    assert.deepEqual(c.replicas, [0, 0, 1, 1]);
+    assert.deepEqual(c.missing, [0, 1]);
+    assert.equal(c.replicasMin, 0);
+  });
+
+  it('health: missing, then deficit, then bottleneck', () => {
+    assert.deepEqual(health(coverage(view(3, h('a', 0, 3, 5), h('b', 0, 1, 7)))), { missing: 0, deficit: 2, bottleneck: 5 });
+    assert.deepEqual(health(coverage(view(3))), { missing: 3, deficit: 3 * MIN_REPLICAS, bottleneck: 0 });
+  });
+});
+
+describe('chooseSpan', () => {
+  it('on an empty network takes the lowest window (tie-break: lowest start)', () => {
+    assert.deepEqual(chooseSpan(view(8), { maxLayers: 3, layerTokensPerSec: 10 }), { start: 0, end: 3 });
+  });
+
+  it('takes the whole model when it fits, nothing when it holds no layer', () => {
+    assert.deepEqual(chooseSpan(view(4, h('a', 0, 4)), { maxLayers: 9, layerTokensPerSec: 1 }), { start: 0, end: 4 });
+    assert.equal(chooseSpan(view(4), { maxLayers: 0, layerTokensPerSec: 1 }), undefined);
+    assert.equal(chooseSpan(view(0), { maxLayers: 3, layerTokensPerSec: 1 }), undefined);
+  });
+
+  it('fills missing layers before once-held ones, and once-held before the lowest throughput', () => {
+    // layers 0-3 held twice (slow), 4-5 once (fast), 6-7 by nobody
+    const v = view(8, h('a', 0, 4, 1), h('b', 0, 4, 1), h('c', 4, 6, 1000));
+    assert.deepEqual(chooseSpan(v, { maxLayers: 2, layerTokensPerSec: 10 }), { start: 6, end: 8 });
+    assert.deepEqual(chooseSpan(v, { maxLayers: 4, layerTokensPerSec: 10 }), { start: 4, end: 8 });
+    // once 6-7 are held twice, the once-held 4-5 win over the slow twice-held 0-3
+    const v2 = view(8, ...v.holders, h('d', 6, 8, 1), h('e', 6, 8, 1));
+    assert.deepEqual(chooseSpan(v2, { maxLayers: 2, layerTokensPerSec: 10 }), { start: 4, end: 6 });
+  });
+
+  it('with every layer at two replicas, goes to the lowest total throughput', () => {
+    const v = view(6, h('a', 0, 6, 10), h('b', 0, 3, 50), h('c', 3, 6, 20));
+    assert.deepEqual(chooseSpan(v, { maxLayers: 3, layerTokensPerSec: 10 }), { start: 3, end: 6 });
+    // replicas above MIN_REPLICAS do not help a layer: only throughput counts then
+    const v2 = view(4, h('a', 0, 4, 10), h('b', 0, 4, 10), h('c', 0, 2, 10), h('d', 2, 4, 1));
+    assert.deepEqual(chooseSpan(v2, { maxLayers: 2, layerTokensPerSec: 10 }), { start: 2, end: 4 });
+  });
+
+  it('compares whole windows: the weakest layer first, then the next weakest', () => {
+    // window [0,2) holds keys (2,5),(2,9); window [1,3) holds (2,9),(2,6); window [2,4) holds (2,6),(2,5)
+    const v = view(4, h('a', 0, 1, 5), h('a2', 0, 1, 0), h('b', 1, 2, 9), h('b2', 1, 2, 0), h('c', 2, 3, 6), h('c2', 2, 3, 0), h('d', 3, 4, 5), h('d2', 3, 4, 0));
+    // [0,2) sorted (5,9), [2,4) sorted (5,6): [2,4) is weaker on the second key
+    assert.deepEqual(chooseSpan(v, { maxLayers: 2, layerTokensPerSec: 1 }), { start: 2, end: 4 });
+  });
+
+  it('is deterministic: the same view in any order gives the same span', () => {
+    const holders = [h('a', 0, 3, 7), h('b', 2, 5, 7), h('c', 5, 8, 3), h('d', 1, 2, 1, 'dead')];
+    const want = chooseSpan(view(8, ...holders), { maxLayers: 3, layerTokensPerSec: 5 });
+    for (let i = 0; i < 10; i++) {
+      const shuffled = [...holders].sort(() => (i % 2 === 0 ? 1 : -1) * ((i * 7919) % 3) - 1);
+      assert.deepEqual(chooseSpan(view(8, ...shuffled), { maxLayers: 3, layerTokensPerSec: 5 }), want);
+    }
+  });
+
+  it('a genesis holder plus four half-model joiners reach ≥ 2 live replicas on every layer', () => {
+    const L = 8;
+    const holders: PoolHolder[] = [h('genesis', 0, L, 50)];
+    for (const p of ['j1', 'j2', 'j3', 'j4']) {
+      const span = chooseSpan(view(L, ...holders), { maxLayers: L / 2, layerTokensPerSec: 200 })!;
+      holders.push(h(p, span.start, span.end, 200 / (span.end - span.start)));
+    }
+    assert.deepEqual(
+      holders.slice(1).map((x) => [x.span.start, x.span.end]),
+      [
+        [0, 4],
+        [4, 8],
+        [0, 4],
+        [4, 8],
+      ],
+    );
+    assert.equal(coverage(view(L, ...holders)).replicasMin, 3);
+  });
+});
+
+describe('planMoves (restoration and rebalancing)', () => {
+  const opts = { layerMb: 100 };
+
+  it('a dead holder: a redundant holder moves onto its layers, never opening a new hole', () => {
+    // 0-3: genesis + x (x dead); 4-7: genesis + y + z. y and z are equally redundant: the lower peerId (y) moves
+    const v = view(8, h('g', 0, 8, 10, 'alive', 800), h('x', 0, 4, 40, 'dead', 400), h('y', 4, 8, 40, 'alive', 400), h('z', 4, 8, 40, 'alive', 400));
+    const plan = planMoves(v, opts);
+    assert.equal(plan.length, 1);
+    assert.equal(plan[0]!.peerId, 'y');
+    assert.deepEqual(plan[0]!.to, { start: 0, end: 4 });
+    assert.equal(plan[0]!.reason, 'restore');
+    assert.equal(plan[0]!.after.deficit, 0);
+    // z is not named: only one node moves (no stampede)
+    assert.equal(shouldRebalance(v, 'z', { movesMs: [] }, 0, opts).move, false);
+    const y = shouldRebalance(v, 'y', { movesMs: [] }, 0, opts);
+    assert.ok(y.move);
+    assert.deepEqual(y.span, { start: 0, end: 4 });
+  });
+
+  it('a node with spare memory widens its span over the lost layers', () => {
+    // a holds 0-2 but has memory for all 4 layers; b (the only other holder of 2-4) died
+    const v = view(4, h('a', 0, 2, 10, 'alive', 400), h('g', 0, 4, 10, 'alive', 400), h('b', 2, 4, 10, 'dead', 200));
+    const plan = planMoves(v, opts);
+    assert.deepEqual(
+      plan.map((m) => [m.peerId, m.to]),
+      [['a', { start: 0, end: 4 }]],
+    );
+  });
+
+  it('the only holder of a layer never moves away from it', () => {
+    const v = view(4, h('a', 0, 2, 10, 'alive', 200), h('b', 2, 4, 10, 'alive', 200));
+    assert.deepEqual(planMoves(v, opts), []);
+  });
+
+  it('churn: several dead holders are restored by several movers, each named once', () => {
+    const hs: PoolHolder[] = [h('g', 0, 8, 10, 'alive', 800)];
+    for (let i = 0; i < 6; i++) hs.push(h(`n${i}`, i % 2 === 0 ? 0 : 4, i % 2 === 0 ? 4 : 8, 30, 'alive', 400));
+    // kill every holder of 0-4 except genesis
+    const v = view(8, ...hs.map((x) => (x.span.start === 0 && x.peerId !== 'g' ? { ...x, state: 'dead' as const } : x)));
+    assert.deepEqual(coverage(v).underReplicated, [0, 1, 2, 3]);
+    const plan = planMoves(v, opts);
+    const peers = plan.map((m) => m.peerId);
+    assert.equal(new Set(peers).size, peers.length);
+    assert.ok(plan.every((m) => m.reason === 'restore' || m.reason === 'throughput'));
+    let after = v;
+    for (const m of plan) after = { numLayers: 8, holders: after.holders.map((x) => (x.peerId === m.peerId ? { ...x, span: m.to } : x)) };
+    assert.ok(coverage(after).replicasMin >= MIN_REPLICAS);
+  });
+
+  it('a throughput move happens only above the margin', () => {
+    // both layers held by g (fast) and two slow nodes; moving one slow node does not raise the bottleneck
+    const even = view(2, h('g', 0, 2, 100, 'alive', 200), h('a', 0, 1, 10, 'alive', 100), h('b', 1, 2, 10, 'alive', 100));
+    assert.deepEqual(planMoves(even, opts), []);
+    // layer 1 is far weaker than layer 0: c moves from 0 to 1 (the bottleneck rises from 110 to 200+)
+    const skew = view(2, h('g', 0, 2, 100, 'alive', 200), h('a', 0, 1, 100, 'alive', 100), h('c', 0, 1, 100, 'alive', 100), h('b', 1, 2, 10, 'alive', 100));
+    const plan = planMoves(skew, opts);
+    assert.equal(plan.length, 1);
+    assert.equal(plan[0]!.reason, 'throughput');
+    assert.deepEqual(plan[0]!.to, { start: 1, end: 2 });
+    assert.equal(plan[0]!.peerId, 'a'); // tie between a and c: the lower peerId
+    // with a 10x margin nobody moves
+    assert.deepEqual(planMoves(skew, { layerMb: 100, minGain: 10 }), []);
+  });
+
+  it('backs off: throughput moves wait longer after each recent move; restores wait only the cooldown', () => {
+    assert.equal(rebalanceBackoffMs({ movesMs: [] }, 0), 0);
+    const now = 10 * 60_000;
+    assert.equal(rebalanceBackoffMs({ movesMs: [now - 1000] }, now), REBALANCE_BACKOFF_BASE_MS);
+    assert.equal(rebalanceBackoffMs({ movesMs: [now - 2000, now - 1000] }, now), 2 * REBALANCE_BACKOFF_BASE_MS);
+    const skew = view(2, h('g', 0, 2, 100, 'alive', 200), h('a', 0, 1, 100, 'alive', 100), h('c', 0, 1, 100, 'alive', 100), h('b', 1, 2, 10, 'alive', 100));
+    const d = shouldRebalance(skew, 'a', { movesMs: [now - 1000] }, now, { layerMb: 100 });
+    assert.equal(d.move, false);
+    assert.equal(!d.move && d.reason, 'backoff');
+    assert.equal(shouldRebalance(skew, 'a', { movesMs: [now - REBALANCE_BACKOFF_BASE_MS] }, now, { layerMb: 100 }).move, true);
+    const dead = view(8, h('g', 0, 8, 10, 'alive', 800), h('x', 0, 4, 40, 'dead', 400), h('y', 4, 8, 40, 'alive', 400), h('z', 4, 8, 40, 'alive', 400));
+    assert.equal(shouldRebalance(dead, 'y', { movesMs: [now - RESTORE_COOLDOWN_MS + 1] }, now, opts).move, false);
+    assert.equal(shouldRebalance(dead, 'y', { movesMs: [now - RESTORE_COOLDOWN_MS] }, now, opts).move, true);
+  });
+
+  it('does not oscillate: after the planned move is applied, the plan is empty', () => {
+    const skew = view(2, h('g', 0, 2, 100, 'alive', 200), h('a', 0, 1, 100, 'alive', 100), h('c', 0, 1, 100, 'alive', 100), h('b', 1, 2, 10, 'alive', 100));
+    let v: PoolView = skew;
+    for (let round = 0; round < 5; round++) {
+      const plan = planMoves(v, opts);
+      if (plan.length === 0) break;
+      assert.ok(round < 2, 'the pool must settle within two rounds');
+      v = { numLayers: 2, holders: v.holders.map((x) => (plan.some((m) => m.peerId === x.peerId) ? { ...x, span: plan.find((m) => m.peerId === x.peerId)!.to } : x)) };
+    }
+    assert.deepEqual(planMoves(v, opts), []);
+  });
+
+  it('plans 1,000 nodes over 32 layers deterministically', () => {
+    let seed = 7;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const hs: PoolHolder[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const len = 1 + Math.floor(rnd() * 8);
+      const start = Math.floor(rnd() * (32 - len + 1));
+      hs.push(h(`p${String(i).padStart(4, '0')}`, start, start + len, 1 + Math.floor(rnd() * 100), rnd() < 0.1 ? 'dead' : 'alive', len * 100));
+    }
+    const a = planMoves(view(32, ...hs), { layerMb: 100, maxMoves: 4 });
+    const b = planMoves(view(32, ...[...hs].reverse()), { layerMb: 100, maxMoves: 4 });
+    assert.deepEqual(a, b);
+  });
+});
+
+describe('capacity arithmetic', () => {
+  it('memory budget: free minus reserve, capped by --memory-mb', () => {
+    assert.equal(memoryBudgetMb(4096, undefined, 512), 3584);
+    assert.equal(memoryBudgetMb(4096, 1000, 512), 1000);
+    assert.equal(memoryBudgetMb(100, undefined, 512), 0);
+  });
+
+  it('layers that fit: nothing below the embedding + head, all layers with plenty', () => {
+    assert.equal(layersFor(NANO, 0), 0);
+    assert.equal(layersFor(NANO, 1 << 20), NANO.num_hidden_layers);
+    const one = layerMb(NANO);
+    assert.ok(one >= 1);
+  });
+});
