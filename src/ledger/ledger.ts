@@ -104,6 +104,11 @@ export interface AccountView {
 
 export interface LedgerStatus {
   stateHash: string;
+  /**
+   * True while stored events wait for a deferred replay: `stateHash` and the counts do not include them yet, so
+   * they are not final. Compare two ledgers' hashes only when neither has a replay pending.
+   */
+  replayPending: boolean;
   events: number;
   applied: number;
   rejected: number;
@@ -480,6 +485,7 @@ export class Ledger {
     const t = this.state.totals();
     return {
       stateHash: this.state.hash(),
+      replayPending: this.replayPending(),
       events: t.applied + t.rejected + t.void,
       applied: t.applied,
       rejected: t.rejected,

@@ -601,6 +601,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 export function ledgerStatusView(s: LedgerStatus): LedgerStatusView {
   return {
     stateHash: s.stateHash,
+    replayPending: s.replayPending,
     events: s.events,
     minted: formatAmount(s.minted),
     burned: formatAmount(s.burned),

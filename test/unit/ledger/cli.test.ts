@@ -192,7 +192,7 @@ describe('neuroshard ledger', () => {
       seedLedger(t.dir, 4);
       const s = await cli(['ledger', 'status', ...d]);
       assert.equal(s.code, 0, s.err);
-      assert.deepEqual(Object.keys(s.json()), ['stateHash', 'events', 'minted', 'burned', 'staked', 'escrowed']);
+      assert.deepEqual(Object.keys(s.json()), ['stateHash', 'replayPending', 'events', 'minted', 'burned', 'staked', 'escrowed']);
       assert.deepEqual([s.json().events, s.json().minted, s.json().burned], [4, '3.6006', '0']);
       const v = await cli(['ledger', 'status', '--verify', ...d]);
       assert.equal(v.json().consistent, true);
