@@ -162,7 +162,7 @@ describe('neuroshard wallet', () => {
       seedLedger(t.dir, 2);
       const { key } = openKeystore(t.dir);
       ledger = new Ledger({ path: ledgerPath(t.dir), networkId: NET, modelLayers: LAYERS });
-      service = new LedgerService({ ledger, network: new MemoryLedgerHub().join('me'), key, dataDir: t.dir, outboxPollMs: 20 });
+      service = new LedgerService({ ledger, network: new MemoryLedgerHub().join('me'), dataDir: t.dir, outboxPollMs: 20 });
       service.start();
       release = writeNodeLock(t.dir, { apiPort: 0 });
       const to = 'neuro1m4utyqp5ldwqf6xu4t2uhz9tgj4r0p0r247udz';
