@@ -9,12 +9,13 @@
  *   - every path: not more than MAX_LIVE_SKEW_MS (60 s) after our clock (FUTURE);
  *   - live paths (gossip, a local submission, the wallet outbox): not more than MAX_LIVE_AGE_MS (5 min) before our
  *     clock (STALE);
- *   - sync paths (range pages, by-id fetches): history is admitted only from periods this node did not watch. A
- *     node records the intervals during which it was caught up with at least one peer (`WatchInterval`); anything
- *     honest dated inside one reached it by gossip or by the periodic tail sync within `horizonMs`. An event dated
- *     before `now − horizonMs` inside a watched interval (less its last `horizonMs`) is one the network did not
- *     have when it was due: a backdated event, refused (STALE). A node offline, or isolated, watched nothing then
- *     and admits that period's history from sync.
+ *   - sync paths (range pages, by-id fetches): history is admitted only from periods this node did not watch
+ *     after it first caught up. A node records the intervals during which it was caught up with at least one peer
+ *     (`WatchInterval`); anything honest dated inside one reached it by gossip or by the periodic tail sync within
+ *     `horizonMs`, and anything dated before the first one it took with the complete sync that made it caught up.
+ *     An event dated before `now − horizonMs` that is before the first interval or inside one (less its last
+ *     `horizonMs`) is one the network did not have when it was due: a backdated event, refused (STALE). A node
+ *     offline, or isolated, between two intervals watched nothing then and admits that gap's history from sync.
  *
  * What remains (weak subjectivity, closed by signed checkpoints, issue 11 §3): a node that never watched a period
  * (a new node, or one offline then) cannot tell backdated events of that period from history, and a partition
@@ -53,7 +54,9 @@ export function admissionVerdict(timestampMs: number, ctx: AdmissionContext): 'S
   if (ctx.ingress === 'gossip' || ctx.ingress === 'submit') {
     return timestampMs < ctx.nowMs - MAX_LIVE_AGE_MS ? 'STALE' : null;
   }
-  if (timestampMs >= ctx.nowMs - ctx.horizonMs) return null;
+  if (timestampMs >= ctx.nowMs - ctx.horizonMs || ctx.watched.length === 0) return null;
+  // Before the first watch: the node took the whole history then (it is caught up only after a complete sync).
+  if (timestampMs < ctx.watched[0]!.fromMs) return 'STALE';
   for (const w of ctx.watched) {
     if (timestampMs >= w.fromMs && timestampMs <= w.toMs - ctx.horizonMs) return 'STALE';
   }

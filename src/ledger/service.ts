@@ -30,6 +30,8 @@ export interface LedgerServiceOptions {
   logger?: Logger;
   /** How often the outbox folder is polled. */
   outboxPollMs?: number;
+  /** Budget of one syncFrom: pages and wall time (defaults LEDGER_SYNC_LIMITS.maxPagesPerSync and maxSyncMs). */
+  syncBudget?: { maxPages?: number; maxMs?: number };
 }
 
 /** Peers whose interrupted sync position is remembered (the rest start again from the beginning). */
@@ -166,10 +168,15 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     let added = 0;
     let pages = 0;
     let complete = false;
-    const deadline = performance.now() + LEDGER_SYNC_LIMITS.maxSyncMs;
+    const maxPages = this.opts.syncBudget?.maxPages ?? LEDGER_SYNC_LIMITS.maxPagesPerSync;
+    const deadline = performance.now() + (this.opts.syncBudget?.maxMs ?? LEDGER_SYNC_LIMITS.maxSyncMs);
     try {
       for (;;) {
-        if (pages >= LEDGER_SYNC_LIMITS.maxPagesPerSync || performance.now() > deadline) {
+        if (opts.signal?.aborted === true) {
+          if (after !== null) this.remember(peer, after);
+          throwIfAborted(opts.signal, `ledger sync from ${peer}`);
+        }
+        if (pages >= maxPages || performance.now() > deadline) {
           if (after !== null) this.remember(peer, after);
           this.log.info('ledger sync paused on its budget; resumes next time', { peer, pages, received });
           break;
