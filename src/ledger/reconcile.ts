@@ -10,13 +10,18 @@ export interface StatusSummary {
 }
 
 /**
- * True when an equal state hash with this peer means we hold the network's history. The empty ledger's hash is
- * public: equality on it proves nothing (a node restored from its mnemonic with a lost ledger.db would believe
- * it had used no nonce yet and re-sign used ones), unless this node founded the network, where empty is the truth.
+ * True when an equal state hash with this peer means we hold what the network holds: equal hashes and no replay
+ * pending on our side (a hash with a replay pending is not final).
+ *
+ * The empty ledger's hash is public, so on an empty peer this proves little: a node restored from its mnemonic
+ * with a lost ledger.db, meeting only empty peers, may sign nonces its key used before. That is no longer harmful:
+ * equivocation is first-wins (apply.ts), so such a proof is void at its own place and its key's past proofs and
+ * the payments they funded stand; the node learns its used nonces at its first sync with a peer that holds them
+ * (its hash differs, so it syncs). Refusing the empty hash outright would keep every node of a brand-new network
+ * from proving until the founder did, and the founder, with peers, from proving at all.
  */
-export function caughtUpWith(ours: StatusSummary & { replayPending: boolean }, theirs: StatusSummary, founder: boolean): boolean {
-  if (ours.replayPending || ours.stateHash !== theirs.stateHash) return false;
-  return theirs.events > 0 || founder;
+export function caughtUpWith(ours: StatusSummary & { replayPending: boolean }, theirs: StatusSummary): boolean {
+  return !ours.replayPending && ours.stateHash === theirs.stateHash;
 }
 
 /** Drops that only mean "not now" (admission filters), not garbage from the serving peer. */

@@ -68,6 +68,7 @@ import { PENALTY } from '../p2p/peer-score.js';
 import type { P2PNetwork } from '../p2p/types.js';
 import { freshHolderRecord, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
 import { LedgerP2PNetwork } from '../protocols/ledger-sync.js';
+import { LEDGER_DEFAULTS } from './options.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
 import { deadlineSignal } from '../util/abort.js';
 import { toHex } from '../util/bytes.js';
@@ -114,7 +115,7 @@ export interface NodeLedgerServiceOptions {
   signal?: AbortSignal;
   /** Horizon of the sync admission rule (src/ledger/admission.ts). Default 30 min. */
   syncHorizonMs?: number;
-  /** Disk quota of ledger.db in bytes (events from the network are dropped past it). Default: none. */
+  /** Disk quota of ledger.db in bytes (events from the network are dropped past it). Default 8 GiB. */
   maxLedgerBytes?: number;
   /** How long the sync at start may hold the start (the rest continues in the background). Default 30 s. */
   startSyncMs?: number;
@@ -199,9 +200,9 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       clock,
       logger: log.child('ledger'),
       signal: o.signal,
-      syncHorizonMs: o.syncHorizonMs,
-      maxBytes: o.maxLedgerBytes,
-      startSyncMs: o.startSyncMs,
+      syncHorizonMs: o.syncHorizonMs ?? LEDGER_DEFAULTS.syncHorizonMs,
+      maxBytes: o.maxLedgerBytes ?? LEDGER_DEFAULTS.maxLedgerBytes,
+      startSyncMs: o.startSyncMs ?? LEDGER_DEFAULTS.startSyncMs,
     });
   } catch (e) {
     await net.stop();
@@ -280,11 +281,11 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 
   const reconcileWith = async (peer: string, mode: 'full' | 'tail'): Promise<void> => {
     const theirs = await net.fetchStatus(peer, { signal });
-    if (caughtUpWith(ours(), theirs, host.genesis)) {
+    if (caughtUpWith(ours(), theirs)) {
       sync.caughtUp = true;
       return;
     }
-    if (theirs.stateHash === ledger.stateHash()) return; // both empty: nothing to learn from this peer
+    if (theirs.stateHash === ledger.stateHash()) return; // a replay is pending here: ask again at the next round
     sync.runs++;
     sync.lastPeer = peer;
     if (mode === 'tail') {
@@ -292,11 +293,14 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       // still apart, and the peer knows more than we do: the difference is older than the tail
       if (stopped) return;
       const again = await net.fetchStatus(peer, { signal });
-      if (caughtUpWith(ours(), again, host.genesis)) {
+      if (caughtUpWith(ours(), again)) {
         sync.caughtUp = true;
         return;
       }
-      if (again.events <= ledger.status().events) return;
+      if (again.events <= ledger.status().events) {
+        sync.caughtUp = true;
+        return;
+      }
     }
     const dropped: (string | undefined)[] = [];
     const off = service.on('ledger:ingested', ({ result, source }) => {
@@ -309,8 +313,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       off();
     }
     penaliseGarbage(peer, dropped);
-    // We hold everything this (non-empty) peer had: our own used nonces among it.
-    if (complete && (theirs.events > 0 || host.genesis)) sync.caughtUp = true;
+    // We hold everything this peer had: our own used nonces among it.
+    if (complete) sync.caughtUp = true;
     else if (!complete) enqueue(peer, 'full'); // paused on its budget: continue after the others
   };
 
