@@ -62,6 +62,7 @@ export class ApiClient {
     const o = obj(await this.get('/api/ledger/status', opts), 'ledger status');
     return {
       stateHash: str(o.stateHash, 'ledger status.stateHash'),
+      ...(typeof o.replayPending === 'boolean' ? { replayPending: o.replayPending } : {}),
       events: int(o.events, 'ledger status.events'),
       minted: str(o.minted, 'ledger status.minted'),
       burned: str(o.burned, 'ledger status.burned'),

@@ -40,6 +40,8 @@ export interface SubmitOutcome {
 /** `neuroshard ledger status --json`: amounts are decimal NEURO strings. */
 export interface LedgerStatusView {
   stateHash: string;
+  /** True while a deferred replay is pending: stateHash and events are not final yet. */
+  replayPending?: boolean;
   events: number;
   minted: string;
   burned: string;
@@ -81,6 +83,7 @@ export const ledgerStatusSchema = {
   additionalProperties: false,
   properties: {
     stateHash: { type: 'string' },
+    replayPending: { type: 'boolean' },
     events: { type: 'integer' },
     minted: { type: 'string' },
     burned: { type: 'string' },

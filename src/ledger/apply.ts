@@ -1,8 +1,10 @@
 /**
  * The state transition: applies one stateless-valid event to the balance sheet at its place in canonical order.
  * A pure function of the state (= the events before it) and the event, plus one question about the event *set*
- * (`hasConflict`: does another stored event share this event's (signer, kind, nonce)?), which is what makes two
- * equivocating events both void whatever order they arrive in. It never reads a clock: "now" is the event's own
+ * (`hasConflict`: does a stored event that sorts before this one share its (signer, kind, nonce)?): the first of
+ * two equivocating events in canonical order keeps its verdict and the later one is void, whatever order they
+ * arrive in. First-wins (not both-void) means a reused old nonce cannot reach back and void history, so it costs
+ * no rewind (issue 11, attacks 4 and 6); the signer is slashable either way. It never reads a clock: "now" is the event's own
  * timestamp.
  */
 import { toHex } from '../util/bytes.js';
@@ -43,7 +45,7 @@ export interface ApplyResult {
 
 export interface ApplyContext {
   modelLayers: number;
-  /** True when another stored event has the same replay key as `e`. */
+  /** True when a stored event that sorts before `e` in canonical order has the same replay key. */
   hasConflict(e: LedgerEvent): boolean;
 }
 

@@ -40,6 +40,13 @@ export const LEDGER_SYNC_LIMITS = {
   maxEventBytes: 48 * 1024,
   /** Deadline of one sync call. */
   callTimeoutMs: 10_000,
+  /**
+   * Pages one syncFrom takes from a peer before it stops (256 × 512 = 131,072 events); the next sync with that
+   * peer resumes where it stopped. A peer that keeps sending full pages cannot hold a sync forever.
+   */
+  maxPagesPerSync: 256,
+  /** Wall time one syncFrom may take before it stops (and resumes next time). */
+  maxSyncMs: 5 * 60_000,
 } as const;
 
 /**

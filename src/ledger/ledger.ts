@@ -22,6 +22,7 @@ import { addressFromAccountId } from '../identity/index.js';
 import { fromHex, toHex } from '../util/bytes.js';
 import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { admissionVerdict, DEFAULT_SYNC_HORIZON_MS, markWatched, parseWatched, type Ingress, type WatchInterval } from './admission.js';
 import { applyEvent, type ApplyContext, type ApplyResult, type EventStatus } from './apply.js';
 import { DecodeError } from './codec.js';
 import { MARKET_BASE_PRICE } from './economics.js';
@@ -44,10 +45,7 @@ import { LedgerState, type StateSnapshot } from './state.js';
 import { LEDGER_DB_FILE, openDatabase, STATUS_CODE, STATUS_NAME, type StoredStatus } from './store.js';
 import { evidenceKey, verifyEvent, type VerifyConfig } from './verify.js';
 
-/** Live gossip older than this is not admitted (sync is not filtered). */
-export const MAX_LIVE_AGE_MS = 5 * 60_000;
-/** Live gossip further in the future than this is not admitted. */
-export const MAX_LIVE_SKEW_MS = 60_000;
+export { MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS } from './admission.js';
 const SNAPSHOT_EVERY = 1024;
 const MAX_SNAPSHOTS = 32;
 const REPLAY_PAGE = 1024;
@@ -65,17 +63,25 @@ export interface LedgerOptions {
   logger?: Logger;
   /** Tests: check the supply invariant after every applied event, re-applied ones included (throws if broken). */
   checkInvariant?: boolean;
+  /** Horizon of the sync admission rule (admission.ts); default DEFAULT_SYNC_HORIZON_MS (30 min). */
+  syncHorizonMs?: number;
+  /**
+   * Disk quota of the database file in bytes: past it, events arriving by any network path are dropped (QUOTA)
+   * instead of stored, so a peer cannot fill the disk. Default: no quota (node/options.ts sets one).
+   */
+  maxBytes?: number;
 }
 
 export interface IngestOptions {
-  /** Set for live gossip: applies the freshness window around this wall-clock time. Never set for sync. */
-  nowMs?: number;
   /**
-   * Set for sync: events dated after this wall-clock time are not admitted (dropped, reason FUTURE). An event from
-   * the future is no history yet; a later sync admits it once its time has come. Without this, one far-future
-   * event would sort after everything and make every later event a rewind.
+   * How the event arrived (admission.ts): 'gossip' and 'submit' admit only the live window around `nowMs`; 'sync'
+   * and 'fetch' admit history except from periods this node watched; all refuse events dated more than 60 s after
+   * `nowMs`, and all count against the disk quota. Omitted: a trusted local caller (tests, tools) and no
+   * admission rule at all; `nowMs` alone means 'gossip'.
    */
-  notAfterMs?: number;
+  ingress?: Ingress;
+  /** This node's clock, required with `ingress`. */
+  nowMs?: number;
   /** Store events that sort before the tip without replaying; `flushReplay()` replays once for all (sync, gossip). */
   deferReplay?: boolean;
 }
@@ -103,8 +109,21 @@ export interface AccountView {
   unbonding: { amount: bigint; releaseAt: number }[];
 }
 
+/** Work figures of the ledger (not state: they differ between nodes). */
+export interface LedgerWorkStats {
+  /** Events re-applied by rewinds since the ledger opened (the cost an out-of-order event imposes). */
+  replayedEvents: number;
+  /** Events refused at admission (STALE, FUTURE, QUOTA) since the ledger opened. */
+  refused: number;
+}
+
 export interface LedgerStatus {
   stateHash: string;
+  /**
+   * True while stored events wait for a deferred replay: `stateHash` and the counts do not include them yet, so
+   * they are not final. Compare two ledgers' hashes only when neither has a replay pending.
+   */
+  replayPending: boolean;
   events: number;
   applied: number;
   rejected: number;
@@ -156,6 +175,11 @@ export class Ledger {
   private readonly stmts: ReturnType<Ledger['prepare']>;
   private readonly ctx: ApplyContext;
   private readonly checkInvariant: boolean;
+  private readonly syncHorizonMs: number;
+  private readonly maxBytes: number | undefined;
+  private watch: WatchInterval[] = [];
+  private pageSize = 4096;
+  readonly work: LedgerWorkStats = { replayedEvents: 0, refused: 0 };
 
   constructor(opts: LedgerOptions) {
     if (!Number.isInteger(opts.modelLayers) || opts.modelLayers < 1 || opts.modelLayers > 65_536) {
@@ -168,14 +192,18 @@ export class Ledger {
     this.cfg = { networkId: opts.networkId, modelLayers: opts.modelLayers, holderVerifier: opts.holderVerifier ?? localHolderRecordVerifier };
     this.db = openDatabase(opts.path, { readonly: this.readonly, synchronous: opts.synchronous });
     this.checkInvariant = opts.checkInvariant === true;
+    this.syncHorizonMs = opts.syncHorizonMs ?? DEFAULT_SYNC_HORIZON_MS;
+    this.maxBytes = opts.maxBytes;
     this.ctx = {
       modelLayers: opts.modelLayers,
-      hasConflict: (e: LedgerEvent): boolean => this.stmts.hasConflict.get(replayKey(e), e.id) !== undefined,
+      hasConflict: (e: LedgerEvent): boolean => this.stmts.hasEarlier.get(replayKey(e), orderKey(e.timestampMs, e.id)) !== undefined,
     };
     try {
       this.stmts = this.prepare();
       this.checkMeta(opts.path);
       this.loadState();
+      this.watch = parseWatched((this.stmts.meta.get('watched') as { v: string } | undefined)?.v);
+      this.pageSize = Number(this.db.pragma('page_size', { simple: true }));
       if (!this.readonly) this.flushReplay(); // a deferred replay interrupted by a crash
     } catch (e) {
       this.db.close();
@@ -189,8 +217,7 @@ export class Ledger {
     const w = <T>(f: () => T): T | undefined => (ro ? undefined : f());
     return {
       byId: db.prepare('SELECT id, ord, bytes, status, reason FROM events WHERE id = ?'),
-      conflicts: db.prepare('SELECT ord FROM events WHERE rkey = ? AND id <> ?'),
-      hasConflict: db.prepare('SELECT 1 FROM events WHERE rkey = ? AND id <> ? LIMIT 1'),
+      hasEarlier: db.prepare('SELECT 1 FROM events WHERE rkey = ? AND ord < ? LIMIT 1'),
       after: db.prepare('SELECT id, ord, bytes, status, reason FROM events WHERE ord > ? ORDER BY ord LIMIT ?'),
       maxNonce: db.prepare('SELECT max(rkey) AS rkey FROM events WHERE rkey >= ? AND rkey <= ?'),
       history: db.prepare(
@@ -264,6 +291,10 @@ export class Ledger {
   ingestMany(list: Uint8Array[], opts: IngestOptions = {}): IngestResult[] {
     this.assertWritable();
     const results: IngestResult[] = new Array<IngestResult>(list.length);
+    const ingress = opts.ingress ?? (opts.nowMs !== undefined ? 'gossip' : undefined);
+    if (ingress !== undefined && opts.nowMs === undefined) throw new InvalidArgumentError('ingest: nowMs is required with an ingress path');
+    const admission = ingress === undefined ? undefined : { ingress, nowMs: opts.nowMs!, watched: this.watch, horizonMs: this.syncHorizonMs };
+    let full: boolean | undefined;
     const fresh: LedgerEvent[] = [];
     const freshIdx = new Map<string, number[]>();
     for (let i = 0; i < list.length; i++) {
@@ -295,17 +326,16 @@ export class Ledger {
         results[i] = this.storedResult(id, stored, true);
         continue;
       }
-      if (opts.notAfterMs !== undefined && e.timestampMs > opts.notAfterMs) {
-        results[i] = { id, status: 'dropped', reason: 'FUTURE', duplicate: false };
-        continue;
-      }
-      if (opts.nowMs !== undefined) {
-        if (e.timestampMs < opts.nowMs - MAX_LIVE_AGE_MS) {
-          results[i] = { id, status: 'dropped', reason: 'STALE', duplicate: false };
+      if (admission !== undefined) {
+        const no = admissionVerdict(e.timestampMs, admission);
+        if (no !== null) {
+          this.work.refused++;
+          results[i] = { id, status: 'dropped', reason: no, duplicate: false };
           continue;
         }
-        if (e.timestampMs > opts.nowMs + MAX_LIVE_SKEW_MS) {
-          results[i] = { id, status: 'dropped', reason: 'FUTURE', duplicate: false };
+        if (full ??= this.overQuota()) {
+          this.work.refused++;
+          results[i] = { id, status: 'dropped', reason: 'QUOTA', duplicate: false };
           continue;
         }
       }
@@ -353,12 +383,12 @@ export class Ledger {
         s.insert!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes);
         for (const acct of accountsOf(e)) s.insertAccount!.run(acct, ord, e.id);
       }
+      // First wins: a conflicting event (same signer, kind, nonce) only ever voids the one that sorts after it, so
+      // an event that reuses an old nonce is void at its own place and rewinds nothing; only an event that sorts
+      // before the tip (bounded by admission, src/ledger/admission.ts) costs a replay.
       for (const e of fresh) {
         const ord = ords.get(e)!;
         if (this.tip !== null && compareBytes(ord, this.tip) < 0) lower(ord);
-        for (const c of s.conflicts.all(replayKey(e), e.id) as { ord: Uint8Array }[]) {
-          if (this.tip !== null && compareBytes(c.ord, this.tip) <= 0) lower(c.ord);
-        }
       }
       if (this.pendingFrom !== null || (defer && from !== null)) {
         // Store only: a replay is (now) pending, and it covers these events too, whichever side of the tip they are.
@@ -396,6 +426,29 @@ export class Ledger {
       this.loadState();
       throw e;
     }
+  }
+
+  /** True when the database file has reached the disk quota (checked once per ingest batch). */
+  private overQuota(): boolean {
+    if (this.maxBytes === undefined) return false;
+    const pages = Number(this.db.pragma('page_count', { simple: true }));
+    return pages * this.pageSize >= this.maxBytes;
+  }
+
+  /**
+   * Records that this node watched the network at `nowMs` (caught up, with a peer): sync then refuses events
+   * dated in watched time that did not reach us within the horizon (admission.ts). The node calls it on a timer.
+   */
+  markWatched(nowMs: number): void {
+    this.assertWritable();
+    const next = markWatched(this.watch, nowMs);
+    this.watch = next;
+    this.stmts.setMeta!.run('watched', JSON.stringify(next));
+  }
+
+  /** The watch record (ascending intervals). */
+  watched(): readonly WatchInterval[] {
+    return this.watch.map((w) => ({ ...w }));
   }
 
   /**
@@ -447,6 +500,7 @@ export class Ledger {
         cursor = row.ord;
         replayed++;
       }
+      this.work.replayedEvents += rows.length;
       if (rows.length < REPLAY_PAGE) break;
     }
     this.tip = cursor.byteLength === 0 ? null : cursor;
@@ -472,6 +526,11 @@ export class Ledger {
   // ------------------------------------------------------------------------------------------------------------
   // queries
 
+  /** The stateless rules (signature, fields) for an event, as ingest applies them: a reason, or null when valid. */
+  verify(e: LedgerEvent): ReasonCode | null {
+    return verifyEvent(e, this.cfg);
+  }
+
   /** The state hash: equal on two ledgers holding the same events, whatever order they arrived in. */
   stateHash(): string {
     return this.state.hash();
@@ -481,6 +540,7 @@ export class Ledger {
     const t = this.state.totals();
     return {
       stateHash: this.state.hash(),
+      replayPending: this.replayPending(),
       events: t.applied + t.rejected + t.void,
       applied: t.applied,
       rejected: t.rejected,

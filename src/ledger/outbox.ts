@@ -6,7 +6,8 @@
  * until the node starts.
  *
  *   outbox/<id hex>.event      wire bytes of one signed event (written atomically, mode 0600)
- *   outbox/done/<id hex>.json  {"id", "status", "reason"?, "publishedId"?} once the node has taken it
+ *   outbox/done/<id hex>.json  {"id", "status", "reason"?} once the node has taken it (never re-signed: a stale
+ *                              event is reported STALE and the wallet signs anew)
  *   outbox/.lock/              held (mkdir) while a CLI picks a nonce and writes, so two CLIs never reuse a nonce
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, statSync } from 'node:fs';

@@ -7,8 +7,9 @@ export const REASONS = {
   TOO_LARGE: 'event larger than the size limit',
   WRONG_NETWORK: 'event belongs to another network',
   BAD_SIGNATURE: 'signature missing, high-S or not by the signer key',
-  STALE: 'live gossip older than 5 minutes (admission filter only)',
-  FUTURE: 'live gossip more than 60 s in the future (admission filter only)',
+  STALE: 'older than this path admits: 5 min for gossip and submissions, watched time for sync (admission only)',
+  FUTURE: 'dated more than 60 s after our clock (admission only)',
+  QUOTA: 'the ledger database is at its disk quota (admission only)',
   // stateless field rules (also dropped). Those marked "fraud" make a proof slashable as evidence.
   HOLDER_RECORD_KEY_MISMATCH: 'fraud: embedded HolderRecord is not signed by the proof signer',
   HOLDER_RECORD_BAD_SIGNATURE: 'fraud: embedded HolderRecord signature does not verify',
@@ -35,7 +36,7 @@ export const REASONS = {
   REQUEST_INVALID: 'market request fields out of range',
   COMPLETION_INVALID: 'market completion fields out of range',
   // state rules: the event is stored, and rejected at its place in canonical order
-  EQUIVOCATION: 'two different events with one (signer, kind, nonce): both void, the signer is slashable',
+  EQUIVOCATION: 'an earlier event has the same (signer, kind, nonce): this one is void, the signer is slashable',
   INSUFFICIENT_BALANCE: 'balance too low',
   INSUFFICIENT_STAKE: 'staked amount too low',
   STAKE_LOCKED: 'stake is still locked',

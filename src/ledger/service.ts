@@ -3,17 +3,15 @@
  * our own events, and drains the outbox. node/ composes it: `new LedgerService({ ledger, network, key, dataDir })`,
  * `start()` when the node starts (it syncs from the peers and publishes the outbox), `stop()` on shutdown.
  */
-import type { NodeKey } from '../identity/index.js';
-import { bytesEqual } from '../util/bytes.js';
 import { systemClock, type Clock } from '../util/clock.js';
-import { deadlineSignal, type AbortOptions } from '../util/abort.js';
+import { deadlineSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { toHex } from '../util/bytes.js';
-import { compareBytes, decodeEvent, EventKind, orderKey, signEvent, type LedgerEvent } from './events.js';
+import { compareBytes, decodeEvent, orderKey, type LedgerEvent } from './events.js';
 import { LEDGER_SYNC_LIMITS, type HolderRecordVerifier, type LedgerNetwork } from './interfaces.js';
-import { Ledger, ledgerPath, MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS, type IngestResult } from './ledger.js';
+import { Ledger, ledgerPath, type IngestResult } from './ledger.js';
 import { listOutbox, pruneOutcomes, removeOutboxFile, writeOutcome } from './outbox.js';
 
 export interface LedgerServiceEvents {
@@ -26,18 +24,18 @@ export interface LedgerServiceEvents {
 export interface LedgerServiceOptions {
   ledger: Ledger;
   network: LedgerNetwork;
-  /** The node key: to re-sign stale outbox events (they were signed by the same key). */
-  key?: NodeKey;
   /** Data dir whose outbox the service drains; omit to disable the outbox. */
   dataDir?: string;
   clock?: Clock;
   logger?: Logger;
   /** How often the outbox folder is polled. */
   outboxPollMs?: number;
+  /** Budget of one syncFrom: pages and wall time (defaults LEDGER_SYNC_LIMITS.maxPagesPerSync and maxSyncMs). */
+  syncBudget?: { maxPages?: number; maxMs?: number };
 }
 
-/** Outbox events older than this are re-signed with a fresh timestamp, so peers' freshness filter admits them. */
-const RESIGN_AFTER_MS = MAX_LIVE_AGE_MS - 60_000;
+/** Peers whose interrupted sync position is remembered (the rest start again from the beginning). */
+const MAX_RESUME_PEERS = 256;
 /**
  * A sync stores pages that reach back before our tip without replaying (one replay per page would let a peer with
  * a backdated event in every page cost us a replay of the whole ledger per page), and replays once at its end and
@@ -63,6 +61,8 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private replayTimer: NodeJS.Timeout | undefined;
   private lastReplayMs = 0;
   private draining = false;
+  /** Where a sync that stopped on its budget continues with that peer (order key of the last page's end). */
+  private readonly resume = new Map<string, Uint8Array>();
 
   constructor(private readonly opts: LedgerServiceOptions) {
     super();
@@ -79,7 +79,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
       this.net.subscribe((bytes, from) => {
         let result: IngestResult;
         try {
-          result = this.ledger.ingest(bytes, { nowMs: this.clock.now(), deferReplay: true });
+          result = this.ledger.ingest(bytes, { ingress: 'gossip', nowMs: this.clock.now(), deferReplay: true });
         } catch (e) {
           this.log.error('ledger ingest failed', { from, error: errorMessage(e) });
           return;
@@ -137,11 +137,12 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   }
 
   /**
-   * Stores and applies one of our own events, then publishes it (when it was stored). An event dated more than
-   * MAX_LIVE_SKEW_MS ahead of our clock (a wallet on a wrong clock) is dropped as FUTURE, as peers would drop it.
+   * Stores and applies one of our own events (or a wallet's), then publishes it (when it was stored). It is
+   * admitted as live gossip would be: dated more than MAX_LIVE_SKEW_MS ahead of our clock it is FUTURE, more than
+   * MAX_LIVE_AGE_MS behind it STALE (peers would drop it; a wallet signs again with a fresh date).
    */
   async submit(bytes: Uint8Array, opts: AbortOptions = {}): Promise<IngestResult> {
-    const result = this.ledger.ingest(bytes, { notAfterMs: this.clock.now() + MAX_LIVE_SKEW_MS });
+    const result = this.ledger.ingest(bytes, { ingress: 'submit', nowMs: this.clock.now() });
     this.emit('ledger:ingested', { result, source: 'local' });
     if (result.status !== 'dropped') {
       try {
@@ -155,22 +156,40 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   }
 
   /**
-   * Pulls every event a peer has, page by page, in canonical order. Events dated more than MAX_LIVE_SKEW_MS after
-   * our clock are not admitted (FUTURE); a peer whose cursor does not move forward is a PeerMisbehaviourError.
+   * Pulls the events a peer has, page by page, in canonical order, admitted as sync (admission.ts: no future
+   * events, no history from periods this node watched). One call takes at most LEDGER_SYNC_LIMITS.maxPagesPerSync
+   * pages and maxSyncMs; a sync stopped by either resumes at the same place the next time (`complete: false`). A
+   * peer whose cursor does not move forward is a PeerMisbehaviourError.
    */
-  async syncFrom(peer: string, opts: AbortOptions = {}): Promise<{ received: number; added: number }> {
-    let after: Uint8Array | null = null;
+  async syncFrom(peer: string, opts: AbortOptions & { fromStart?: boolean } = {}): Promise<{ received: number; added: number; complete: boolean }> {
+    let after: Uint8Array | null = opts.fromStart === true ? null : (this.resume.get(peer) ?? null);
+    this.resume.delete(peer);
     let received = 0;
     let added = 0;
     let pages = 0;
+    let complete = false;
+    const maxPages = this.opts.syncBudget?.maxPages ?? LEDGER_SYNC_LIMITS.maxPagesPerSync;
+    const deadline = performance.now() + (this.opts.syncBudget?.maxMs ?? LEDGER_SYNC_LIMITS.maxSyncMs);
     try {
       for (;;) {
+        if (opts.signal?.aborted === true) {
+          if (after !== null) this.remember(peer, after);
+          throwIfAborted(opts.signal, `ledger sync from ${peer}`);
+        }
+        if (pages >= maxPages || performance.now() > deadline) {
+          if (after !== null) this.remember(peer, after);
+          this.log.info('ledger sync paused on its budget; resumes next time', { peer, pages, received });
+          break;
+        }
         const signal = deadlineSignal(LEDGER_SYNC_LIMITS.callTimeoutMs, opts.signal);
         const page = await this.net.fetchRange(peer, after, LEDGER_SYNC_LIMITS.maxRange, { signal });
-        if (page.length === 0) break;
+        if (page.length === 0) {
+          complete = true;
+          break;
+        }
         if (page.length > LEDGER_SYNC_LIMITS.maxRange) throw new PeerMisbehaviourError('LEDGER_SYNC_PAGE', `peer ${peer} sent ${page.length} events for a page of ${LEDGER_SYNC_LIMITS.maxRange}`);
         received += page.length;
-        const results = this.ledger.ingestMany(page, { notAfterMs: this.clock.now() + MAX_LIVE_SKEW_MS, deferReplay: true });
+        const results = this.ledger.ingestMany(page, { ingress: 'sync', nowMs: this.clock.now(), deferReplay: true });
         if (++pages % SYNC_FLUSH_PAGES === 0) this.ledger.flushReplay();
         let last: LedgerEvent | undefined;
         for (const r of results) {
@@ -189,13 +208,21 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
           throw new PeerMisbehaviourError('LEDGER_SYNC_CURSOR', `peer ${peer} sent a page that did not advance the cursor`, { peer });
         }
         after = next;
-        if (page.length < LEDGER_SYNC_LIMITS.maxRange) break;
+        if (page.length < LEDGER_SYNC_LIMITS.maxRange) {
+          complete = true;
+          break;
+        }
       }
     } finally {
       this.flushReplay(`sync from ${peer}`);
     }
     this.emit('ledger:synced', { peer, received, added });
-    return { received, added };
+    return { received, added, complete };
+  }
+
+  private remember(peer: string, after: Uint8Array): void {
+    if (this.resume.size >= MAX_RESUME_PEERS) this.resume.delete(this.resume.keys().next().value!);
+    this.resume.set(peer, after);
   }
 
   /** Syncs from every sync peer in turn; a failing peer is logged and skipped. */
@@ -215,10 +242,15 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   async fetchByIds(peer: string, ids: Uint8Array[], opts: AbortOptions = {}): Promise<IngestResult[]> {
     const signal = deadlineSignal(LEDGER_SYNC_LIMITS.callTimeoutMs, opts.signal);
     const got = await this.net.fetchByIds(peer, ids.slice(0, LEDGER_SYNC_LIMITS.maxIds), { signal });
-    return this.ledger.ingestMany(got.slice(0, LEDGER_SYNC_LIMITS.maxIds));
+    return this.ledger.ingestMany(got.slice(0, LEDGER_SYNC_LIMITS.maxIds), { ingress: 'fetch', nowMs: this.clock.now() });
   }
 
-  /** Submits every event waiting in the outbox once (the poll timer calls this; tests may call it directly). */
+  /**
+   * Submits every event waiting in the outbox once (the poll timer calls this; tests may call it directly). The
+   * outbox is a folder anyone with write access to the data dir can drop files into, so each entry is only ever
+   * what its bytes are: verified (signature and fields) before anything else, submitted as is, and never signed
+   * again by this node; an entry that waited past the live window is reported STALE (the wallet signs anew).
+   */
   async drainOutbox(): Promise<number> {
     const dataDir = this.opts.dataDir;
     if (dataDir === undefined || this.draining) return 0;
@@ -227,8 +259,6 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     try {
       for (const { file, event } of listOutbox(dataDir, (f, why) => this.log.warn('unreadable outbox entry', { file: f, why }))) {
         const id = toHex(event.id);
-        let bytes = event.bytes;
-        let publishedId: string | undefined;
         const stored = this.ledger.eventStatus(event.id);
         if (stored !== undefined) {
           // taken before a crash left its file behind: report what became of it (a wallet told "dropped" would
@@ -237,19 +267,15 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
           removeOutboxFile(file);
           continue;
         }
-        if (event.timestampMs < this.clock.now() - RESIGN_AFTER_MS) {
-          const fresh = this.resign(event);
-          if (fresh === undefined) {
-            writeOutcome(dataDir, { id, status: 'dropped', reason: 'STALE' });
-            removeOutboxFile(file);
-            continue;
-          }
-          bytes = fresh.bytes;
-          publishedId = toHex(fresh.id);
+        const why = this.ledger.verify(event);
+        if (why !== null) {
+          this.log.warn('outbox entry failed verification; removed', { file, reason: why });
+          writeOutcome(dataDir, { id, status: 'dropped', reason: why });
+          removeOutboxFile(file);
+          continue;
         }
-        const r = await this.submit(bytes);
-        const outcome = { id, status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}), ...(publishedId !== undefined ? { publishedId } : {}) };
-        writeOutcome(dataDir, outcome);
+        const r = await this.submit(event.bytes);
+        writeOutcome(dataDir, { id, status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
         removeOutboxFile(file);
         n++;
       }
@@ -258,22 +284,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     }
     return n;
   }
-
-  /**
-   * A copy of a stale wallet event with a fresh timestamp and the same nonce. Safe because the stale copy was
-   * never published (it waited in the outbox) and the ledger holds nothing under its replay key; refused for
-   * proofs (their epoch is their time) and for events not signed by this node.
-   */
-  private resign(e: LedgerEvent): LedgerEvent | undefined {
-    const key = this.opts.key;
-    if (key === undefined || !bytesEqual(key.publicKey, e.signer)) return undefined;
-    const k = e.body.kind;
-    if (k !== EventKind.Transfer && k !== EventKind.Stake && k !== EventKind.Unstake) return undefined;
-    if (this.ledger.nextNonce(e.signer, k) > e.nonce) return undefined; // something with this nonce or later exists
-    return signEvent(key, { networkId: e.networkId, nonce: e.nonce, timestampMs: this.clock.now(), body: e.body });
-  }
 }
-
 
 function decodeLast(page: Uint8Array[]): LedgerEvent {
   return decodeEvent(page[page.length - 1]!);
@@ -288,11 +299,19 @@ export interface NodeLedgerOptions {
   networkId: string;
   modelLayers: number;
   network: LedgerNetwork;
-  key: NodeKey;
   holderVerifier?: HolderRecordVerifier;
   clock?: Clock;
   logger?: Logger;
   signal?: AbortSignal;
+  /** Horizon of the sync admission rule (LedgerOptions.syncHorizonMs). */
+  syncHorizonMs?: number;
+  /** Disk quota of ledger.db (LedgerOptions.maxBytes). */
+  maxBytes?: number;
+  /**
+   * How long the sync at start may take in all (default 30 s); what is left continues in the background (the
+   * node reconciles with every peer), so a peer that streams pages forever cannot keep the node from starting.
+   */
+  startSyncMs?: number;
 }
 
 /**
@@ -300,11 +319,21 @@ export interface NodeLedgerOptions {
  * from the peers the network knows now. `stop()` stops the service and closes the ledger.
  */
 export async function startNodeLedger(o: NodeLedgerOptions): Promise<{ ledger: Ledger; service: LedgerService; stop: () => void }> {
-  const ledger = new Ledger({ path: ledgerPath(o.dataDir), networkId: o.networkId, modelLayers: o.modelLayers, holderVerifier: o.holderVerifier, logger: o.logger });
-  const service = new LedgerService({ ledger, network: o.network, key: o.key, dataDir: o.dataDir, clock: o.clock, logger: o.logger });
+  const ledger = new Ledger({
+    path: ledgerPath(o.dataDir),
+    networkId: o.networkId,
+    modelLayers: o.modelLayers,
+    holderVerifier: o.holderVerifier,
+    logger: o.logger,
+    syncHorizonMs: o.syncHorizonMs,
+    maxBytes: o.maxBytes,
+  });
+  const service = new LedgerService({ ledger, network: o.network, dataDir: o.dataDir, clock: o.clock, logger: o.logger });
   service.start();
   try {
-    await service.syncAll({ signal: o.signal });
+    const budget = AbortSignal.timeout(o.startSyncMs ?? 30_000);
+    await service.syncAll({ signal: o.signal === undefined ? budget : AbortSignal.any([budget, o.signal]) });
+    throwIfAborted(o.signal, 'ledger start');
   } catch (e) {
     service.stop();
     ledger.close();

@@ -41,137 +41,42 @@ import type { LedgerStatusView, LedgerSubmitter, SubmitOutcome } from '../api/in
 import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../identity/index.js';
 import {
   buildProof,
+  caughtUpWith,
   decodeEvent,
+  defaultProofOffset,
+  dueEpoch,
   EventKind,
   formatAmount,
+  garbageReasons,
   LEDGER_SYNC_LIMITS,
   localHolderRecordVerifier,
-  MAX_INFERENCE_TOKENS_PER_S,
-  MAX_DATA_SAMPLES_PER_S,
   MAX_LIVE_AGE_MS,
-  MAX_LIVE_SKEW_MS,
-  MAX_REQUEST_IDS_PER_PROOF,
   MAX_SLASH_BYTES,
-  MAX_TRAINING_TOKENS_PER_S,
-  MIN_TRAINING_UPTIME_MS,
   PROOF_WINDOW_MS,
   orderKey,
+  proofClaim,
   startNodeLedger,
+  workSnapshot,
   type IngestResult,
   type Ledger,
   type LedgerService,
   type LedgerStatus,
+  type WorkCounters,
 } from '../ledger/index.js';
 import type { PeerScoreTable } from '../p2p/peer-score.js';
 import { PENALTY } from '../p2p/peer-score.js';
 import type { P2PNetwork } from '../p2p/types.js';
-import { freshHolderRecord, type HolderCapacity, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
+import { freshHolderRecord, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
 import { LedgerP2PNetwork } from '../protocols/ledger-sync.js';
+import { LEDGER_DEFAULTS } from './options.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
 import { deadlineSignal } from '../util/abort.js';
-import { concatBytes, fromHex, sha256, toHex } from '../util/bytes.js';
+import { toHex } from '../util/bytes.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, isNeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 
-/** Figures of the node's latest training step. */
-export interface TrainingFigures {
-  /** Training loss (must be positive and finite for a training claim). */
-  loss: number;
-  gradNorm: number;
-  /** 32-byte commitment to the gradient or pseudo-gradient; derived from the model hashes when absent. */
-  gradientCommitment?: Uint8Array;
-  /** 32-byte hash of the data the window trained on; zero when absent. */
-  dataHash?: Uint8Array;
-}
-
-/**
- * Where the proofs' figures come from. Counters are cumulative since the node started and never decrease; the
- * emitter takes differences between proofs.
- */
-export interface WorkCounters {
-  inferenceTokens(): bigint;
-  /** Training batches (informational: proofs carry tokens, rewarded per 2,048-token standard batch pro rata). */
-  trainingBatches(): bigint;
-  trainingTokens(): bigint;
-  dataSamples(): bigint;
-  /** Hex SHA-256 model hash of the weights held now (model/hash.ts), or '' before a model is loaded. */
-  modelHash(): string;
-  /** The latest training step's figures, or undefined when the node has not trained. */
-  training(): TrainingFigures | undefined;
-  /** Layers held now [start, end), or undefined: a node that holds none proves nothing. */
-  layersHeld(): LayerSpan | undefined;
-  /** Market request ids served since the last call (at most 32 go into one proof; optional). */
-  takeRequestIds?(): Uint8Array[];
-  /** Capacity advertised in the embedded HolderRecord (tokensPerSec feeds the market's supply). */
-  capacity?(): HolderCapacity | undefined;
-}
-
-/** A mutable WorkCounters for the node to feed (and for tests). */
-export class WorkTally implements WorkCounters {
-  private inference = 0n;
-  private batches = 0n;
-  private tokens = 0n;
-  private samples = 0n;
-  private hash = '';
-  private span: LayerSpan | undefined;
-  private last: TrainingFigures | undefined;
-  private requests: Uint8Array[] = [];
-  private cap: HolderCapacity | undefined;
-
-  addInferenceTokens(n: number | bigint): void {
-    this.inference += BigInt(n);
-  }
-  addDataSamples(n: number | bigint): void {
-    this.samples += BigInt(n);
-  }
-  /** One optimizer step over `tokens` tokens. */
-  recordTrainingStep(s: { tokens: number | bigint } & TrainingFigures): void {
-    this.batches++;
-    this.tokens += BigInt(s.tokens);
-    this.last = { loss: s.loss, gradNorm: s.gradNorm, gradientCommitment: s.gradientCommitment, dataHash: s.dataHash };
-  }
-  addRequestId(id: Uint8Array): void {
-    if (this.requests.length < 1024) this.requests.push(id);
-  }
-  setModelHash(hex: string): void {
-    this.hash = hex;
-  }
-  setLayers(span: LayerSpan | undefined): void {
-    this.span = span === undefined ? undefined : { ...span };
-  }
-  setCapacity(c: HolderCapacity | undefined): void {
-    this.cap = c;
-  }
-
-  inferenceTokens(): bigint {
-    return this.inference;
-  }
-  trainingBatches(): bigint {
-    return this.batches;
-  }
-  trainingTokens(): bigint {
-    return this.tokens;
-  }
-  dataSamples(): bigint {
-    return this.samples;
-  }
-  modelHash(): string {
-    return this.hash;
-  }
-  training(): TrainingFigures | undefined {
-    return this.last;
-  }
-  layersHeld(): LayerSpan | undefined {
-    return this.span;
-  }
-  takeRequestIds(): Uint8Array[] {
-    return this.requests.splice(0);
-  }
-  capacity(): HolderCapacity | undefined {
-    return this.cap;
-  }
-}
+export { WorkTally, type TrainingFigures, type WorkCounters } from '../ledger/index.js';
 
 /** What the ledger needs of the node's network: node/network.ts's NodeNetwork has all of it. */
 export interface LedgerHost {
@@ -208,6 +113,14 @@ export interface NodeLedgerServiceOptions {
   log?: Logger;
   /** Aborts the start (its initial sync) and, later, any sync in flight. */
   signal?: AbortSignal;
+  /** Horizon of the sync admission rule (src/ledger/admission.ts). Default 30 min. */
+  syncHorizonMs?: number;
+  /** Disk quota of ledger.db in bytes (events from the network are dropped past it). Default 8 GiB. */
+  maxLedgerBytes?: number;
+  /** How long the sync at start may hold the start (the rest continues in the background). Default 30 s. */
+  startSyncMs?: number;
+  /** How often (wall time) the node records that it watched the network (admission.ts). Default 30 s. */
+  watchMarkMs?: number;
 }
 
 export interface ProofOutcome {
@@ -252,10 +165,7 @@ const MIN_PROOF_UPTIME_MS = 1000;
 const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
 const MAX_RECONCILE_ATTEMPTS = 3;
 const TAIL_SYNC_MAX_PAGES = 64;
-const U64_MAX = (1n << 64n) - 1n;
 const ZERO_ID = new Uint8Array(32);
-/** Drops that only mean "not now" (admission filters), not garbage from the serving peer. */
-const NOT_GARBAGE = new Set(['STALE', 'FUTURE']);
 
 /** Starts the node's ledger (see the file comment). */
 export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promise<NodeLedgerService> {
@@ -286,11 +196,13 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       networkId,
       modelLayers,
       network: net,
-      key,
       holderVerifier: localHolderRecordVerifier,
       clock,
       logger: log.child('ledger'),
       signal: o.signal,
+      syncHorizonMs: o.syncHorizonMs ?? LEDGER_DEFAULTS.syncHorizonMs,
+      maxBytes: o.maxLedgerBytes ?? LEDGER_DEFAULTS.maxLedgerBytes,
+      startSyncMs: o.startSyncMs ?? LEDGER_DEFAULTS.startSyncMs,
     });
   } catch (e) {
     await net.stop();
@@ -356,18 +268,24 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 
   /** Counts events a sync with `peer` dropped as invalid (garbage) and penalises the peer once for them. */
   const penaliseGarbage = (peer: string, reasons: (string | undefined)[]): void => {
-    const bad = reasons.filter((r) => r !== undefined && !NOT_GARBAGE.has(r));
+    const bad = garbageReasons(reasons);
     if (bad.length === 0) return;
     log.warn('peer served invalid ledger events', { peer, count: bad.length, reason: bad[0] });
     host.scores?.penalise(peer, PENALTY.forged, `ledger sync: ${bad.length} invalid events (${bad[0]})`);
   };
 
+  const ours = (): { stateHash: string; events: number; replayPending: boolean } => {
+    const s = ledger.status();
+    return { stateHash: s.stateHash, events: s.events, replayPending: s.replayPending };
+  };
+
   const reconcileWith = async (peer: string, mode: 'full' | 'tail'): Promise<void> => {
     const theirs = await net.fetchStatus(peer, { signal });
-    if (theirs.stateHash === ledger.stateHash()) {
+    if (caughtUpWith(ours(), theirs)) {
       sync.caughtUp = true;
       return;
     }
+    if (theirs.stateHash === ledger.stateHash()) return; // a replay is pending here: ask again at the next round
     sync.runs++;
     sync.lastPeer = peer;
     if (mode === 'tail') {
@@ -375,7 +293,11 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       // still apart, and the peer knows more than we do: the difference is older than the tail
       if (stopped) return;
       const again = await net.fetchStatus(peer, { signal });
-      if (again.stateHash === ledger.stateHash() || again.events <= ledger.status().events) {
+      if (caughtUpWith(ours(), again)) {
+        sync.caughtUp = true;
+        return;
+      }
+      if (again.events <= ledger.status().events) {
         sync.caughtUp = true;
         return;
       }
@@ -384,13 +306,16 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     const off = service.on('ledger:ingested', ({ result, source }) => {
       if (source === 'sync' && result.status === 'dropped') dropped.push(result.reason);
     });
+    let complete = false;
     try {
-      await service.syncFrom(peer, { signal });
+      complete = (await service.syncFrom(peer, { signal })).complete;
     } finally {
       off();
     }
     penaliseGarbage(peer, dropped);
-    sync.caughtUp = true;
+    // We hold everything this peer had: our own used nonces among it.
+    if (complete) sync.caughtUp = true;
+    else if (!complete) enqueue(peer, 'full'); // paused on its budget: continue after the others
   };
 
   /** Pulls the peer's events of the last `tailSyncMs` (ledger time), page by page. */
@@ -401,7 +326,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       for (let page = 0; page < TAIL_SYNC_MAX_PAGES && !stopped; page++) {
         const events = await net.fetchRange(peer, after, LEDGER_SYNC_LIMITS.maxRange, { signal: deadlineSignal(callTimeoutMs, signal) });
         if (events.length === 0 || stopped) break;
-        for (const r of ledger.ingestMany(events, { notAfterMs: clock.now() + MAX_LIVE_SKEW_MS, deferReplay: true })) {
+        for (const r of ledger.ingestMany(events, { ingress: 'sync', nowMs: clock.now(), deferReplay: true })) {
           if (r.status === 'dropped') dropped.push(r.reason);
         }
         // fetchRange checked the page is in canonical order after the cursor, so this moves forward
@@ -415,6 +340,22 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     }
     penaliseGarbage(peer, dropped);
   };
+
+  // The watch record (admission.ts): while caught up with at least one peer, this node would have seen anything
+  // dated now; sync later refuses events dated in watched time that did not reach it within the horizon.
+  const markWatched = (): void => {
+    if (stopped || !sync.caughtUp || net.syncPeers().length === 0) return;
+    try {
+      ledger.markWatched(clock.now());
+    } catch (e) {
+      log.warn('could not record the watch mark', { error: errorMessage(e) });
+    }
+  };
+  {
+    const t = setInterval(markWatched, o.watchMarkMs ?? 30_000);
+    t.unref();
+    timers.push(t);
+  }
 
   for (const p of net.syncPeers()) enqueue(p, 'full');
   for (const p of host.p2p.connectedPeers()) enqueue(p, 'full');
@@ -432,13 +373,13 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   // ─────────────────────────── proofs ───────────────────────────
 
   const proofsEnabled = o.proofs !== false;
-  const offsetMs = o.proofOffsetMs ?? defaultOffset(key.publicKey);
+  const offsetMs = o.proofOffsetMs ?? defaultProofOffset(key.publicKey);
   const recordTtlMs = o.recordTtlMs ?? DEFAULT_RECORD_TTL_MS;
   const startedAt = clock.now();
   const proofs = { emitted: 0, lastEpoch: lastProofEpoch(ledger, account), last: undefined as ProofOutcome | undefined };
   let lastProofAt: number | undefined;
   let lastModelHash = counters.modelHash();
-  let base = snapshot(counters);
+  let base = workSnapshot(counters);
   let proving = false;
   let mayProve = false;
   let record: { rec: HolderRecord; key: string } | undefined;
@@ -471,8 +412,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       if (!mayProve) return undefined;
     }
     const now = clock.now();
-    const epoch = Math.floor(now / PROOF_WINDOW_MS);
-    if (epoch <= proofs.lastEpoch || now - epoch * PROOF_WINDOW_MS < offsetMs) return undefined;
+    const epoch = dueEpoch(now, proofs.lastEpoch, offsetMs);
+    if (epoch === undefined) return undefined;
     const span = counters.layersHeld();
     if (span === undefined || !(Number.isInteger(span.start) && Number.isInteger(span.end) && 0 <= span.start && span.start < span.end && span.end <= modelLayers)) {
       return undefined;
@@ -483,51 +424,20 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 
     proving = true;
     try {
-      const cur = snapshot(counters);
-      const up = BigInt(uptimeMs);
-      const capTo = (n: bigint, perSecond: number): bigint => minBig(n < 0n ? 0n : n, (BigInt(perSecond) * up) / 1000n);
-      const inferenceTokens = capTo(cur.inference - base.inference, MAX_INFERENCE_TOKENS_PER_S);
-      const dataSamples = capTo(cur.samples - base.samples, MAX_DATA_SAMPLES_PER_S);
-      let trainingTokens = capTo(cur.tokens - base.tokens, MAX_TRAINING_TOKENS_PER_S);
+      const cur = workSnapshot(counters);
       const modelHash = counters.modelHash();
-      const before = hashBytes(lastModelHash);
-      const after = hashBytes(modelHash);
-      const t = counters.training();
-      const lossMicro = t === undefined ? 0n : micro(t.loss);
-      const gradNormMicro = t === undefined ? 0n : micro(t.gradNorm);
-      if (trainingTokens > 0n) {
-        const why =
-          uptimeMs < MIN_TRAINING_UPTIME_MS ? 'uptime under 10 s' :
-          before === undefined || after === undefined ? 'no model hash' :
-          toHex(before) === toHex(after) ? 'model hash unchanged' :
-          lossMicro <= 0n ? 'no positive loss' : undefined;
-        if (why !== undefined) {
-          log.debug('training not claimable in this proof', { why, tokens: trainingTokens.toString() });
-          trainingTokens = 0n;
-        }
-      }
-      const training = trainingTokens > 0n;
-      const commitment = training ? (t?.gradientCommitment?.byteLength === 32 ? t.gradientCommitment : deriveCommitment(before!, after!, trainingTokens)) : undefined;
+      const { claim, why } = proofClaim({
+        uptimeMs,
+        base,
+        cur,
+        modelHashBefore: lastModelHash,
+        modelHashNow: modelHash,
+        training: counters.training(),
+        requestIds: counters.takeRequestIds?.() ?? [],
+      });
+      if (why !== undefined) log.debug('training not claimable in this proof', { why });
       const nonce = ledger.nextNonce(key.publicKey, EventKind.Proof);
-      const ev = buildProof(
-        key,
-        { networkId, nonce, timestampMs: now },
-        {
-          uptimeMs,
-          inferenceTokens,
-          trainingTokens,
-          dataSamples,
-          requestIds: (counters.takeRequestIds?.() ?? []).filter((r) => r.byteLength === 32).slice(0, MAX_REQUEST_IDS_PER_PROOF),
-          modelHash: after,
-          modelHashBefore: training ? before : undefined,
-          modelHashAfter: training ? after : undefined,
-          gradientCommitment: commitment,
-          dataHash: training && t?.dataHash?.byteLength === 32 ? t.dataHash : undefined,
-          lossMicro: training ? lossMicro : 0n,
-          gradNormMicro: training ? gradNormMicro : 0n,
-          holderRecord: holderRecordAt(now, span),
-        },
-      );
+      const ev = buildProof(key, { networkId, nonce, timestampMs: now }, { ...claim, holderRecord: holderRecordAt(now, span) });
       const r = await service.submit(ev.bytes, { signal });
       // Whatever the verdict, this window is done: a second proof in it could only be rejected.
       proofs.lastEpoch = epoch;
@@ -601,6 +511,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 export function ledgerStatusView(s: LedgerStatus): LedgerStatusView {
   return {
     stateHash: s.stateHash,
+    replayPending: s.replayPending,
     events: s.events,
     minted: formatAmount(s.minted),
     burned: formatAmount(s.burned),
@@ -639,16 +550,6 @@ export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'>
   };
 }
 
-interface WorkSnapshot {
-  inference: bigint;
-  tokens: bigint;
-  samples: bigint;
-}
-
-function snapshot(c: WorkCounters): WorkSnapshot {
-  return { inference: c.inferenceTokens(), tokens: c.trainingTokens(), samples: c.dataSamples() };
-}
-
 /** The epoch of our latest stored proof, or -1. */
 function lastProofEpoch(ledger: Ledger, account: Uint8Array): number {
   for (const h of ledger.history(account, 256)) {
@@ -657,39 +558,9 @@ function lastProofEpoch(ledger: Ledger, account: Uint8Array): number {
   return -1;
 }
 
-/** 0..15 s from the key: nodes' proofs spread over the first quarter of each window. */
-function defaultOffset(publicKey: Uint8Array): number {
-  const h = sha256(publicKey);
-  return ((h[0]! << 8) | h[1]!) % 15_000;
-}
-
-function hashBytes(hex: string): Uint8Array | undefined {
-  return /^[0-9a-f]{64}$/.test(hex) ? fromHex(hex) : undefined;
-}
-
-/** x · 10^6 as a u64 (0 for NaN, negative or zero). */
-function micro(x: number): bigint {
-  if (!Number.isFinite(x) || x <= 0) return 0n;
-  const v = BigInt(Math.round(x * 1e6));
-  return v > U64_MAX ? U64_MAX : v;
-}
-
-function minBig(a: bigint, b: bigint): bigint {
-  return a < b ? a : b;
-}
-
 function clampU32(n: number): number {
   if (!Number.isFinite(n) || n < 0) return 0;
   return Math.min(0xffff_ffff, Math.floor(n));
-}
-
-const COMMITMENT_DOMAIN = new TextEncoder().encode('neuroshard/proof-commitment/v1\0');
-
-/** The default gradient commitment: the update moved the weights from `before` to `after` over `tokens`. */
-function deriveCommitment(before: Uint8Array, after: Uint8Array, tokens: bigint): Uint8Array {
-  const t = new Uint8Array(8);
-  new DataView(t.buffer).setBigUint64(0, tokens);
-  return sha256(concatBytes(COMMITMENT_DOMAIN, before, after, t));
 }
 
 /** Our addresses as a HolderRecord wants them: without our /p2p suffix, de-duplicated, at most 16. */

@@ -380,3 +380,13 @@ export function parseOption(key: string, raw: unknown, source: OptionSource): un
   if (!(key in parsers)) throw new InvalidArgumentError(`unknown option "${key}" (known: ${OPTION_KEYS.join(', ')})`, { option: key });
   return (parsers[key as keyof NodeOptions] as Parser<unknown>)(raw, source);
 }
+/**
+ * Defaults of the node's ledger that are not command-line options (issue 11): the disk quota of ledger.db (events
+ * from the network are dropped past it), the horizon of the sync admission rule, and how long the sync at start may
+ * hold the start. See docs/LIMITS.md "Ledger under attack".
+ */
+export const LEDGER_DEFAULTS = {
+  maxLedgerBytes: 8 * 1024 ** 3,
+  syncHorizonMs: 30 * 60_000,
+  startSyncMs: 30_000,
+} as const;

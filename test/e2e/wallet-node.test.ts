@@ -79,7 +79,7 @@ describe('wallet through a running node', () => {
       const status = await cli(['ledger', 'status', '--json', '--data-dir', t.dir]);
       assert.equal(status.code, 0, status.err);
       const s = JSON.parse(status.out) as Record<string, unknown>;
-      assert.deepEqual(Object.keys(s), ['stateHash', 'events', 'minted', 'burned', 'staked', 'escrowed']);
+      assert.deepEqual(Object.keys(s), ['stateHash', 'replayPending', 'events', 'minted', 'burned', 'staked', 'escrowed']);
       assert.ok((s.events as number) >= 1, 'the rejected transfer is stored');
       const { apiPort } = JSON.parse(readFileSync(join(t.dir, 'node.lock'), 'utf8')) as { apiPort: number };
       const res = await fetch(`http://127.0.0.1:${apiPort}/api/ledger/status`);

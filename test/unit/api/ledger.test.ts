@@ -41,7 +41,7 @@ function node(dir: string, key: NodeKey, proofs = 2) {
     assert.equal(r.status, 'applied', JSON.stringify(r));
   }
   const hub = new MemoryLedgerHub();
-  const service = new LedgerService({ ledger, network: hub.join('node'), key, dataDir: dir, outboxPollMs: 20 });
+  const service = new LedgerService({ ledger, network: hub.join('node'), dataDir: dir, outboxPollMs: 20 });
   service.start();
   const peer = hub.join('peer');
   const gossip: Uint8Array[] = [];

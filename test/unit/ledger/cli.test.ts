@@ -162,7 +162,7 @@ describe('neuroshard wallet', () => {
       seedLedger(t.dir, 2);
       const { key } = openKeystore(t.dir);
       ledger = new Ledger({ path: ledgerPath(t.dir), networkId: NET, modelLayers: LAYERS });
-      service = new LedgerService({ ledger, network: new MemoryLedgerHub().join('me'), key, dataDir: t.dir, outboxPollMs: 20 });
+      service = new LedgerService({ ledger, network: new MemoryLedgerHub().join('me'), dataDir: t.dir, outboxPollMs: 20 });
       service.start();
       release = writeNodeLock(t.dir, { apiPort: 0 });
       const to = 'neuro1m4utyqp5ldwqf6xu4t2uhz9tgj4r0p0r247udz';
@@ -192,7 +192,7 @@ describe('neuroshard ledger', () => {
       seedLedger(t.dir, 4);
       const s = await cli(['ledger', 'status', ...d]);
       assert.equal(s.code, 0, s.err);
-      assert.deepEqual(Object.keys(s.json()), ['stateHash', 'events', 'minted', 'burned', 'staked', 'escrowed']);
+      assert.deepEqual(Object.keys(s.json()), ['stateHash', 'replayPending', 'events', 'minted', 'burned', 'staked', 'escrowed']);
       assert.deepEqual([s.json().events, s.json().minted, s.json().burned], [4, '3.6006', '0']);
       const v = await cli(['ledger', 'status', '--verify', ...d]);
       assert.equal(v.json().consistent, true);

@@ -103,7 +103,7 @@ describe('ledger security: local submissions', () => {
     const dataDir = join(t.dir, 'node');
     mkdirSync(dataDir);
     const ledger = new Ledger({ path: join(dataDir, 'ledger.db'), networkId: NET, modelLayers: LAYERS });
-    const service = new LedgerService({ ledger, network: evilPeer(() => []), clock: new ManualClock(T0 + 600_000), key: A, dataDir });
+    const service = new LedgerService({ ledger, network: evilPeer(() => []), clock: new ManualClock(T0 + 600_000), dataDir });
     try {
       ledger.ingest(uptimeProof(A, T0));
       const ahead = buildTransfer(A, env(0, T0 + 600_000 + 3_600_000), acct(B), 1n);
@@ -434,7 +434,7 @@ describe('ledger security: outbox outcomes', () => {
       writeOutbox(dataDir, sent);
       assert.equal(ledger.ingest(sent.bytes).status, 'applied'); // taken, then the node died before removing the file
       // restarted an hour later: the event is too old to publish as it is, and the ledger already has its nonce
-      const service = new LedgerService({ ledger, network: evilPeer(() => []), clock: new ManualClock(T0 + 3_600_000), key: A, dataDir });
+      const service = new LedgerService({ ledger, network: evilPeer(() => []), clock: new ManualClock(T0 + 3_600_000), dataDir });
       await service.drainOutbox();
       const o = readOutcome(dataDir, Buffer.from(sent.id).toString('hex'));
       assert.equal(o?.status, 'applied');

@@ -273,7 +273,7 @@ describe('ledger service over the p2p ledger network', () => {
     const keys = [A, B, testKey(303)];
     const nodes = peers.map((p, i) => {
       const ledger = new Ledger({ path: join(t.dir, `${p.name}.db`), networkId: NET, modelLayers: LAYERS, checkInvariant: true });
-      const service = new LedgerService({ ledger, network: p.net, clock, key: keys[i]! });
+      const service = new LedgerService({ ledger, network: p.net, clock });
       service.start();
       p.net.setKnownCheck((id) => ledger.eventStatus(id) !== undefined);
       return { ...p, ledger, service, key: keys[i]! };
@@ -300,7 +300,7 @@ describe('ledger service over the p2p ledger network', () => {
 
       hub.reconnect('c', 'a');
       hub.reconnect('c', 'b');
-      assert.deepEqual(await c.service.syncFrom('a'), { received: n, added: n });
+      assert.deepEqual(await c.service.syncFrom('a'), { received: n, added: n, complete: true });
       assert.equal(c.ledger.stateHash(), a.ledger.stateHash());
       assert.equal(c.ledger.account(acct(c.key)).balance, NEURO / 10_000n);
       assert.equal(c.ledger.supplyGap(), 0n);
