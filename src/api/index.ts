@@ -26,3 +26,17 @@ export {
   type StatusProvider,
 } from './status.js';
 export { checkLayersView, HOLDER_STATES, layersViewSchema, registerLayersRoutes, type HolderState, type LayersProvider, type LayersView } from './layers.js';
+export {
+  GENERATE_API_DEFAULTS,
+  GENERATE_API_LIMITS,
+  generateAnswer,
+  generateErrorStatus,
+  parseGenerateBody,
+  registerGenerateRoutes,
+  type GenerateFinishReason,
+  type GenerateListener,
+  type GenerateOutput,
+  type GenerateParams,
+  type Generator,
+  type RouteHop,
+} from './generate.js';

@@ -10,6 +10,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { registerLayersRoutes, type LayersProvider } from './layers.js';
+import { registerGenerateRoutes, type Generator } from './generate.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
 
@@ -31,6 +32,8 @@ export interface ApiServerModules {
   ledger?: LedgerSubmitter;
   /** The layer pool: GET /api/layers exists only when given. */
   layers?: LayersProvider;
+  /** Text generation: POST /api/generate exists only when given (asked per request; undefined answers 503). */
+  generator?: () => Generator | undefined;
   logger?: Logger;
 }
 
@@ -63,6 +66,7 @@ export class ApiServer {
     registerStatusRoutes(this.app, modules.status);
     if (modules.ledger !== undefined) registerLedgerRoutes(this.app, modules.ledger, sendError);
     if (modules.layers !== undefined) registerLayersRoutes(this.app, modules.layers, sendError);
+    if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {

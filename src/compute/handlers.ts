@@ -300,6 +300,11 @@ export function createHandlers(state: ComputeState): HandlerTable {
       return { dir: r.dir, step: r.step, modelHash: r.modelHash };
     },
 
+    sessionOpen: (job) => state.sessions.open(state.model().shard, job),
+    sessionStep: (job, ctx) => state.sessions.step(state.model().shard, job, () => ctx.throwIfCancelled()),
+    sessionClose: (job) => state.sessions.close(job.id),
+    sessionList: () => state.sessions.list(),
+
     loadCheckpoint: (job) => {
       const dir = pathArg('dir', job.dir);
       state.clearModel();

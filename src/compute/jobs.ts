@@ -128,6 +128,27 @@ export interface JobDefs {
    * restores the trainer (optimizer moments and step count) when the checkpoint has them: training then continues
    * exactly where the checkpoint was cut.
    */
+  // ---- inference sessions (a hop of a chain, or the whole model for the local generator; sessions.ts) --------
+  /**
+   * Opens a decoding session over the worker's span: a KV cache of `maxLen` positions (batch 1), and, when the span
+   * holds the LM head, a seeded sampler (model/sampling.ts, the code `neuroshard generate` uses). Replacing the model
+   * drops every session. Fails with SESSION_EXISTS when `id` is open.
+   */
+  sessionOpen: { req: { id: string; maxLen: number; sampling?: SessionSampling }; res: { span: Span; kvBytes: number; maxLen: number } };
+  /**
+   * Runs the session's next positions through the span, in chunks (`chunks` sum to T; one forward per chunk, so a
+   * replay of the steps [P, 1, 1, …] computes the bits the original steps computed). Input: token ids [T] on the
+   * driver span, hidden states [T, C] otherwise. Output: hidden states [T, C] of every position (not the validator),
+   * or on the validator one sampled token per chunk (from that chunk's last position).
+   */
+  sessionStep: {
+    req: { id: string; ids?: Int32Array; hidden?: Float32Array; chunks: number[] };
+    res: { hidden?: Float32Array; tokens?: Int32Array; length: number; tokensProcessed: number };
+  };
+  /** Drops a session and its KV cache (false when it was not open). */
+  sessionClose: { req: { id: string }; res: { closed: boolean; tokensProcessed: number } };
+  /** The open sessions (tests and accounting): ids and the bytes their KV caches hold. */
+  sessionList: { req: NoArgs; res: { ids: string[]; kvBytes: number } };
   loadCheckpoint: {
     req: { dir: string; span?: Span; trainer?: Partial<TrainerOptions> };
     res: {
@@ -151,6 +172,14 @@ export type JobType = keyof JobDefs;
 export type JobOf<T extends JobType> = { type: T } & JobDefs[T]['req'];
 export type Job = { [K in JobType]: JobOf<K> }[JobType];
 export type ResultOf<T extends JobType> = JobDefs[T]['res'];
+
+/** Sampling of a session whose span holds the LM head (temperature 0 is greedy). */
+export interface SessionSampling {
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+}
 
 /** Main thread → worker. */
 export type ToWorker = {
@@ -197,4 +226,8 @@ export const JOB_TYPES: readonly JobType[] = [
   'setTrainerState',
   'saveCheckpoint',
   'loadCheckpoint',
+  'sessionOpen',
+  'sessionStep',
+  'sessionClose',
+  'sessionList',
 ];

@@ -11,6 +11,7 @@ import { ShardTrainable, SoloTrainer, type TrainerOptions } from '../training/in
 import { InvalidArgumentError } from '../util/errors.js';
 import { ComputeStateError } from './errors.js';
 import type { JobOf, WorkerConfig, WorkerInfo } from './jobs.js';
+import { SessionTable } from './sessions.js';
 
 export interface LoadedModel {
   shard: LlamaShard;
@@ -23,6 +24,8 @@ export class ComputeState {
   readonly backend: Backend;
   private readonly fallbackReason: string | undefined;
   private loaded: LoadedModel | undefined;
+  /** Inference sessions over the loaded model; dropped whenever the model is replaced or released. */
+  readonly sessions = new SessionTable();
 
   private constructor(backend: Backend, fallbackReason: string | undefined) {
     this.backend = backend;
@@ -52,6 +55,7 @@ export class ComputeState {
     const config = validateConfig(job.config);
     const seed = job.seed ?? 0;
     this.loaded = undefined; // free the old buffers before allocating new ones
+    this.sessions.clear();
     const shard = new LlamaShard({
       config,
       backend: this.backend,
@@ -65,6 +69,7 @@ export class ComputeState {
   /** Makes `shard` the worker's model, with a fresh trainer when it holds every layer. */
   install(shard: LlamaShard, trainer: Partial<TrainerOptions>, seed = 0): LoadedModel {
     const whole = shard.hasEmbed && shard.hasHead;
+    this.sessions.clear();
     this.loaded = { shard, trainer: whole ? new SoloTrainer(this.backend, new ShardTrainable(shard), trainer) : undefined, seed };
     return this.loaded;
   }
@@ -72,11 +77,13 @@ export class ComputeState {
   /** Drops the model first, so that loading a checkpoint never holds two models' buffers at once. */
   clearModel(): void {
     this.loaded = undefined;
+    this.sessions.clear();
   }
 
   releaseModel(): boolean {
     const had = this.loaded !== undefined;
     this.loaded = undefined;
+    this.sessions.clear();
     return had;
   }
 

@@ -68,6 +68,10 @@ export interface NodeOptions {
   /** Validation loss every K steps, checkpoint every K steps (0 = only when stopped). */
   evalEvery: number;
   checkpointEvery: number;
+  /** Inference (issue 8): dtype of activations between hops, a hop's decode-step deadline before failover (ms), the KV-cache budget for peers' sessions (MiB). */
+  wire: 'f32' | 'f16';
+  hopTimeoutMs: number;
+  inferenceMemoryMb: number;
 }
 
 export type SpanOption = 'auto' | 'none' | { start: number; end: number };
@@ -99,6 +103,9 @@ export const DEFAULTS: NodeOptions = {
   trainSteps: 100_000,
   evalEvery: 500,
   checkpointEvery: 500,
+  wire: 'f32',
+  hopTimeoutMs: 200,
+  inferenceMemoryMb: 512,
 };
 
 /** Where an option value came from; used in error messages. */
@@ -193,6 +200,12 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   trainSteps: (raw, src) => intIn('trainSteps', raw, src, 0, 1_000_000_000),
   evalEvery: (raw, src) => intIn('evalEvery', raw, src, 0, 1_000_000_000),
   checkpointEvery: (raw, src) => intIn('checkpointEvery', raw, src, 0, 1_000_000_000),
+  wire: (raw, src) => {
+    if (raw !== 'f32' && raw !== 'f16') fail('wire', src, 'must be f32 or f16');
+    return raw;
+  },
+  hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
+  inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
 };
 
 function bool(key: string, raw: unknown, src: OptionSource): boolean {

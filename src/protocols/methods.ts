@@ -157,8 +157,8 @@ export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceRespon
   name: 'inference-stream',
   version: '1.0.0',
   kind: 'bidi',
-  request: codec(pb.InferenceRequest, { hidden: TENSOR_LIMITS, tokens: MAX_TOKENS_PER_REQUEST }),
-  response: codec(pb.InferenceResponse, { hidden: TENSOR_LIMITS }),
+  request: codec(pb.InferenceRequest, { hidden: TENSOR_LIMITS, tokens: MAX_TOKENS_PER_REQUEST, chunks: MAX_TOKENS_PER_REQUEST }),
+  response: codec(pb.InferenceResponse, { hidden: TENSOR_LIMITS, tokens: MAX_TOKENS_PER_REQUEST }),
   maxRequestBytes: 16 * MiB,
   maxResponseBytes: 16 * MiB,
   // idle gap between two steps of one session
@@ -169,12 +169,25 @@ export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceRespon
   validateRequest: (r) => {
     checkId(r.sessionId, 'inference-stream.session_id', true);
     checkId(r.requestId, 'inference-stream.request_id');
-    tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+    const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
     checkSpan(r.targetSpan, 'inference-stream.target_span');
+    if (r.chunks.length > MAX_TOKENS_PER_REQUEST) throw malformed('inference-stream.chunks: too many');
+    if (r.chunks.some((c) => c < 1)) throw malformed('inference-stream.chunks: a chunk of 0 positions');
+    if (h !== undefined && r.tokens.length > 0) throw malformed('inference-stream: both hidden states and token ids');
+    if (h !== undefined && (h.shape.length !== 2 || h.shape[0] < 1 || h.shape[0] > MAX_TOKENS_PER_REQUEST || (h.dtype !== 'fp32' && h.dtype !== 'fp16'))) {
+      throw malformed(`inference-stream.hidden: must be fp32/fp16 [T, C] with 1 <= T <= ${MAX_TOKENS_PER_REQUEST}`);
+    }
+    const T = h !== undefined ? h.shape[0] : r.tokens.length;
+    if (r.chunks.length > 0 && r.chunks.reduce((a, b) => a + b, 0) !== T) throw malformed('inference-stream.chunks: do not sum to the positions sent');
+    if (r.maxLength > 1 << 20) throw malformed('inference-stream.max_length: too large');
+    if (!Number.isFinite(r.temperature) || r.temperature < 0 || r.temperature > 100) throw malformed('inference-stream.temperature: not in [0, 100]');
+    if (!Number.isFinite(r.topP) || r.topP < 0 || r.topP > 1) throw malformed('inference-stream.top_p: not in [0, 1]');
   },
   validateResponse: (r) => {
     checkId(r.requestId, 'inference-stream.request_id');
-    tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+    const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+    if (h !== undefined && (h.shape.length !== 2 || (h.dtype !== 'fp32' && h.dtype !== 'fp16'))) throw malformed('inference-stream.hidden: must be fp32/fp16 [T, C]');
+    if (r.tokens.length > MAX_TOKENS_PER_REQUEST) throw malformed('inference-stream.tokens: too many');
   },
 };
 

@@ -45,9 +45,14 @@ export class BadTensorError extends PeerMisbehaviourError {
 export function checkTensor(t: WireTensor, what = 'tensor'): void {
   if (!(t.dtype in BYTES)) throw new BadTensorError(`${what}: unknown dtype`);
   if (t.shape.length > MAX_TENSOR_RANK) throw new BadTensorError(`${what}: rank ${t.shape.length} > ${MAX_TENSOR_RANK}`);
+  // The product of the non-zero dimensions is bounded too: a zero-element tensor must not name huge dimensions
+  // that code sizing buffers from the shape (before looking at the bytes) would trust.
+  let nonZero = 1;
   for (const d of t.shape) {
     if (!Number.isInteger(d) || d < 0 || d > MAX_DIM) throw new BadTensorError(`${what}: bad dimension ${d}`);
+    if (d > 0) nonZero *= d;
   }
+  if (nonZero > MAX_DIM) throw new BadTensorError(`${what}: shape [${t.shape.join(',')}] names more than ${MAX_DIM} elements`);
   const want = elementCount(t.shape) * BYTES[t.dtype];
   if (t.data.byteLength !== want) {
     throw new BadTensorError(`${what}: ${t.data.byteLength} bytes for shape [${t.shape.join(',')}] ${t.dtype} (want ${want})`);

@@ -2142,6 +2142,12 @@ export interface InferenceRequest {
   positionOffset: number
   targetSpan?: Span
   endSession: boolean
+  chunks: number[]
+  maxLength: number
+  temperature: number
+  topK: number
+  topP: number
+  seed: number
 }
 
 export namespace InferenceRequest {
@@ -2191,6 +2197,38 @@ export namespace InferenceRequest {
           w.bool(obj.endSession)
         }
 
+        if (obj.chunks != null && obj.chunks.length > 0) {
+          for (const value of obj.chunks) {
+            w.uint32(64)
+            w.uint32(value)
+          }
+        }
+
+        if ((obj.maxLength != null && obj.maxLength !== 0)) {
+          w.uint32(72)
+          w.uint32(obj.maxLength)
+        }
+
+        if ((obj.temperature != null && obj.temperature !== 0)) {
+          w.uint32(81)
+          w.double(obj.temperature)
+        }
+
+        if ((obj.topK != null && obj.topK !== 0)) {
+          w.uint32(88)
+          w.uint32(obj.topK)
+        }
+
+        if ((obj.topP != null && obj.topP !== 0)) {
+          w.uint32(97)
+          w.double(obj.topP)
+        }
+
+        if ((obj.seed != null && obj.seed !== 0)) {
+          w.uint32(104)
+          w.uint32(obj.seed)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -2200,7 +2238,13 @@ export namespace InferenceRequest {
           requestId: '',
           tokens: [],
           positionOffset: 0,
-          endSession: false
+          endSession: false,
+          chunks: [],
+          maxLength: 0,
+          temperature: 0,
+          topK: 0,
+          topP: 0,
+          seed: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -2245,6 +2289,34 @@ export namespace InferenceRequest {
               obj.endSession = reader.bool()
               break
             }
+            case 8: {
+              if (opts.limits?.chunks != null && obj.chunks.length === opts.limits.chunks) {
+                throw new MaxLengthError('Decode error - repeated field "chunks" had too many elements')
+              }
+
+              obj.chunks.push(reader.uint32())
+              break
+            }
+            case 9: {
+              obj.maxLength = reader.uint32()
+              break
+            }
+            case 10: {
+              obj.temperature = reader.double()
+              break
+            }
+            case 11: {
+              obj.topK = reader.uint32()
+              break
+            }
+            case 12: {
+              obj.topP = reader.double()
+              break
+            }
+            case 13: {
+              obj.seed = reader.uint32()
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -2255,7 +2327,8 @@ export namespace InferenceRequest {
         return obj
       }, function * (reader, length, prefix, opts = {}) {
         const obj = {
-          tokens: 0
+          tokens: 0,
+          chunks: 0
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -2318,6 +2391,56 @@ export namespace InferenceRequest {
               yield {
                 field: `${prefix}.endSession`,
                 value: reader.bool()
+              }
+              break
+            }
+            case 8: {
+              if (opts.limits?.chunks != null && obj.chunks === opts.limits.chunks) {
+                throw new MaxLengthError('Streaming decode error - repeated field "chunks" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.chunks[]`,
+                index: obj.chunks,
+                value: reader.uint32()
+              }
+
+              obj.chunks++
+
+              break
+            }
+            case 9: {
+              yield {
+                field: `${prefix}.maxLength`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 10: {
+              yield {
+                field: `${prefix}.temperature`,
+                value: reader.double()
+              }
+              break
+            }
+            case 11: {
+              yield {
+                field: `${prefix}.topK`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 12: {
+              yield {
+                field: `${prefix}.topP`,
+                value: reader.double()
+              }
+              break
+            }
+            case 13: {
+              yield {
+                field: `${prefix}.seed`,
+                value: reader.uint32()
               }
               break
             }
@@ -2390,6 +2513,37 @@ export namespace InferenceRequest {
     value: boolean
   }
 
+  export interface InferenceRequestChunksFieldEvent {
+    field: '$.chunks[]'
+    index: number
+    value: number
+  }
+
+  export interface InferenceRequestMaxLengthFieldEvent {
+    field: '$.maxLength'
+    value: number
+  }
+
+  export interface InferenceRequestTemperatureFieldEvent {
+    field: '$.temperature'
+    value: number
+  }
+
+  export interface InferenceRequestTopKFieldEvent {
+    field: '$.topK'
+    value: number
+  }
+
+  export interface InferenceRequestTopPFieldEvent {
+    field: '$.topP'
+    value: number
+  }
+
+  export interface InferenceRequestSeedFieldEvent {
+    field: '$.seed'
+    value: number
+  }
+
   export function encode (obj: Partial<InferenceRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceRequest.codec())
   }
@@ -2398,7 +2552,7 @@ export namespace InferenceRequest {
     return decodeMessage(buf, InferenceRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceRequest>): Generator<InferenceRequestSessionIdFieldEvent | InferenceRequestRequestIdFieldEvent | InferenceRequestHiddenDtypeFieldEvent | InferenceRequestHiddenShapeFieldEvent | InferenceRequestHiddenDataFieldEvent | InferenceRequestHiddenScaleFieldEvent | InferenceRequestTokensFieldEvent | InferenceRequestPositionOffsetFieldEvent | InferenceRequestTargetSpanStartFieldEvent | InferenceRequestTargetSpanEndFieldEvent | InferenceRequestEndSessionFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceRequest>): Generator<InferenceRequestSessionIdFieldEvent | InferenceRequestRequestIdFieldEvent | InferenceRequestHiddenDtypeFieldEvent | InferenceRequestHiddenShapeFieldEvent | InferenceRequestHiddenDataFieldEvent | InferenceRequestHiddenScaleFieldEvent | InferenceRequestTokensFieldEvent | InferenceRequestPositionOffsetFieldEvent | InferenceRequestTargetSpanStartFieldEvent | InferenceRequestTargetSpanEndFieldEvent | InferenceRequestEndSessionFieldEvent | InferenceRequestChunksFieldEvent | InferenceRequestMaxLengthFieldEvent | InferenceRequestTemperatureFieldEvent | InferenceRequestTopKFieldEvent | InferenceRequestTopPFieldEvent | InferenceRequestSeedFieldEvent> {
     return streamMessage(buf, InferenceRequest.codec(), opts)
   }
 }
@@ -2408,6 +2562,7 @@ export interface InferenceResponse {
   hidden?: Tensor
   nextToken?: number
   processedTokens: number
+  tokens: number[]
 }
 
 export namespace InferenceResponse {
@@ -2440,13 +2595,21 @@ export namespace InferenceResponse {
           w.uint32(obj.processedTokens)
         }
 
+        if (obj.tokens != null && obj.tokens.length > 0) {
+          for (const value of obj.tokens) {
+            w.uint32(40)
+            w.uint32(value)
+          }
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
       }, (reader, length, opts = {}) => {
         const obj: any = {
           requestId: '',
-          processedTokens: 0
+          processedTokens: 0,
+          tokens: []
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -2473,6 +2636,14 @@ export namespace InferenceResponse {
               obj.processedTokens = reader.uint32()
               break
             }
+            case 5: {
+              if (opts.limits?.tokens != null && obj.tokens.length === opts.limits.tokens) {
+                throw new MaxLengthError('Decode error - repeated field "tokens" had too many elements')
+              }
+
+              obj.tokens.push(reader.uint32())
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -2482,6 +2653,10 @@ export namespace InferenceResponse {
 
         return obj
       }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          tokens: 0
+        }
+
         const end = length == null ? reader.len : reader.pos + length
 
         while (reader.pos < end) {
@@ -2514,6 +2689,21 @@ export namespace InferenceResponse {
                 field: `${prefix}.processedTokens`,
                 value: reader.uint32()
               }
+              break
+            }
+            case 5: {
+              if (opts.limits?.tokens != null && obj.tokens === opts.limits.tokens) {
+                throw new MaxLengthError('Streaming decode error - repeated field "tokens" had too many elements')
+              }
+
+              yield {
+                field: `${prefix}.tokens[]`,
+                index: obj.tokens,
+                value: reader.uint32()
+              }
+
+              obj.tokens++
+
               break
             }
             default: {
@@ -2564,6 +2754,12 @@ export namespace InferenceResponse {
     value: number
   }
 
+  export interface InferenceResponseTokensFieldEvent {
+    field: '$.tokens[]'
+    index: number
+    value: number
+  }
+
   export function encode (obj: Partial<InferenceResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceResponse.codec())
   }
@@ -2572,7 +2768,7 @@ export namespace InferenceResponse {
     return decodeMessage(buf, InferenceResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent> {
     return streamMessage(buf, InferenceResponse.codec(), opts)
   }
 }

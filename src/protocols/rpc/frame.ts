@@ -109,7 +109,9 @@ export class FrameReader {
     }
     const kind = this.buf.get(prefixBytes);
     if (kind !== FRAME_MESSAGE && kind !== FRAME_ERROR) throw new RpcViolationError('RPC_UNKNOWN_FRAME', `unknown frame kind 0x${kind.toString(16)}`);
-    const body = this.buf.subarray(prefixBytes + 1, prefixBytes + len);
+    // A copy: a view into the transport's chunk may be overwritten by later reads (seen with hidden states decoded
+    // on a bidi stream and read after an await), and decoded messages keep views of their bytes fields.
+    const body = this.buf.slice(prefixBytes + 1, prefixBytes + len);
     this.buf.consume(prefixBytes + len);
     return { kind, body };
   }

@@ -279,9 +279,9 @@ describe('rpc: streaming calls', () => {
   it('runs a bidirectional inference stream', async () => {
     const p = await pair();
     await p.rb.handle(methods.inferenceStream, async function* (reqs) {
-      for await (const r of reqs) yield { requestId: r.requestId, nextToken: r.tokens.reduce((a, b) => a + b, 0), processedTokens: r.tokens.length };
+      for await (const r of reqs) yield { requestId: r.requestId, nextToken: r.tokens.reduce((a, b) => a + b, 0), processedTokens: r.tokens.length, tokens: [] };
     });
-    const reqs = [1, 2, 3].map((i) => ({ sessionId: 's', requestId: `r${i}`, tokens: [i, i], positionOffset: i, endSession: false }));
+    const reqs = [1, 2, 3].map((i) => ({ sessionId: 's', requestId: `r${i}`, tokens: [i, i], positionOffset: i, endSession: false, chunks: [], maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0 }));
     const out: string[] = [];
     for await (const r of p.ra.bidi('peerB', methods.inferenceStream, reqs)) out.push(`${r.requestId}:${r.nextToken}`);
     assert.deepEqual(out, ['r1:2', 'r2:4', 'r3:6']);
@@ -292,10 +292,10 @@ describe('rpc: streaming calls', () => {
     await p.rb.handle(methods.inferenceStream, async function* (reqs) {
       for await (const r of reqs) {
         if (r.requestId === 'r2') throw new NeuroShardError('SESSION_GONE', 'no such session', { fault: 'caller' });
-        yield { requestId: r.requestId, processedTokens: 0 };
+        yield { requestId: r.requestId, processedTokens: 0, tokens: [] };
       }
     });
-    const reqs = [1, 2, 3].map((i) => ({ sessionId: 's', requestId: `r${i}`, tokens: [], positionOffset: 0, endSession: false }));
+    const reqs = [1, 2, 3].map((i) => ({ sessionId: 's', requestId: `r${i}`, tokens: [], positionOffset: 0, endSession: false, chunks: [], maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0 }));
     const out: string[] = [];
     await assert.rejects(
       (async () => {

@@ -1,0 +1,242 @@
+/**
+ * The node's inference side, wired: the model view (genesis config + tokenizer) the router needs, the hop sessions
+ * on this node's own compute worker, the holders view (ourselves plus the peers whose heartbeats name a span), and
+ * the Generator behind POST /api/generate (router/driver.ts does the work).
+ *
+ * A node that holds layers and does not train loads them at start: its span of the newest checkpoint in
+ * `<data-dir>/checkpoints` when there is one, else the seeded genesis initialisation (the same bytes on every node,
+ * since a span initialises to the same weights as the whole model). A training node serves the model it trains.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Generator, GenerateListener, GenerateOutput, GenerateParams } from '../api/index.js';
+import type { ComputeClient } from '../compute/index.js';
+import { latestCheckpoint, type LlamaConfig } from '../model/index.js';
+import { Tokenizer } from '../model/tokenizer/index.js';
+import { BanList, DRIVER_DEFAULTS, runGeneration, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
+import { AbortedError, NeuroShardError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { inferenceStream } from '../protocols/methods.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../protocols/inference.js';
+import type { Clock } from '../util/clock.js';
+import type { Genesis } from './genesis.js';
+import { CHECKPOINTS_DIR } from './model-limits.js';
+import type { NodeNetwork } from './network.js';
+import type { NodeOptions } from './options.js';
+
+export interface Span {
+  start: number;
+  end: number;
+}
+
+/** Loads this node's span into its worker (see the file comment); returns where the weights came from. */
+export async function loadServingModel(compute: ComputeClient, dataDir: string, config: LlamaConfig, span: Span, log: Logger): Promise<string> {
+  const dir = latestCheckpoint(join(dataDir, CHECKPOINTS_DIR));
+  if (dir !== null) {
+    await compute.run({ type: 'loadCheckpoint', dir, span });
+    log.info('serving layers from a checkpoint', { span: `${span.start}:${span.end}`, dir });
+    return dir;
+  }
+  await compute.run({ type: 'initModel', config, seed: 0, span });
+  log.info('serving layers from the seeded genesis initialisation', { span: `${span.start}:${span.end}` });
+  return 'genesis-init';
+}
+
+export function genesisModelView(genesis: Genesis): ModelView {
+  const tok = Tokenizer.load(genesis.tokenizerPath);
+  const c = genesis.config;
+  return {
+    numLayers: c.num_hidden_layers,
+    hiddenSize: c.hidden_size,
+    contextLength: c.max_position_embeddings,
+    eosId: c.eos_token_id,
+    encode: (text) => Array.from(tok.encode(text, { bos: true, eos: false })),
+    decode: (ids) => tok.decode(ids),
+  };
+}
+
+/** A session on this node's own worker: no network, the same jobs a remote hop runs. */
+export class LocalHopSession implements HopSession {
+  private opened: Promise<unknown> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly compute: ComputeClient,
+    private readonly spec: SessionSpec,
+  ) {}
+
+  async step(input: HopInput, signal: AbortSignal): Promise<HopOutput> {
+    if (this.closed) throw new AbortedError('session closed');
+    this.opened ??= this.compute.run({ type: 'sessionOpen', id: this.spec.id, maxLen: this.spec.maxLen, sampling: this.spec.sampling });
+    await this.opened;
+    const job = { type: 'sessionStep' as const, id: this.spec.id, chunks: input.chunks, ...(input.ids === undefined ? {} : { ids: input.ids }), ...(input.hidden === undefined ? {} : { hidden: input.hidden }) };
+    const r = await this.compute.run(job, { signal, copy: true });
+    return { ...(r.hidden === undefined ? {} : { hidden: r.hidden }), ...(r.tokens === undefined ? {} : { tokens: r.tokens }) };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.opened !== undefined) {
+      void this.opened.then(() => this.compute.run({ type: 'sessionClose', id: this.spec.id })).catch(() => {});
+    }
+  }
+}
+
+export interface ServingInit {
+  compute: ComputeClient;
+  genesis: Genesis;
+  selfPeerId: string;
+  /** Layers this node serves now (undefined: none, or not loaded yet). */
+  localSpan(): Span | undefined;
+  /** Peers and what they hold (from heartbeats, measured latencies); ourselves excluded. */
+  peers?(): HolderView[];
+  /** Opens a session on a remote hop (protocols/inference.ts); without it only local routes exist. */
+  remote?: (hop: { peerId: string; span: Span }, spec: SessionSpec) => HopSession;
+  options?: Partial<DriverOptions>;
+  log?: Logger;
+}
+
+/** The generator of a node. */
+export class NodeGenerator implements Generator {
+  readonly bans = new BanList();
+  private readonly model: ModelView;
+  private readonly log: Logger;
+  private readonly options: DriverOptions;
+  /** Failover stalls of recent generations (ms), for the benchmark. */
+  readonly stalls: number[] = [];
+
+  constructor(private readonly init: ServingInit) {
+    this.model = genesisModelView(init.genesis);
+    this.log = init.log ?? silentLogger;
+    this.options = { ...DRIVER_DEFAULTS, ...init.options };
+  }
+
+  holders(): HolderView[] {
+    const out: HolderView[] = [];
+    const span = this.init.localSpan();
+    // our own worker: no network round trip
+    if (span !== undefined) out.push({ peerId: this.init.selfPeerId, span, alive: true, rttMs: 0 });
+    for (const p of this.init.peers?.() ?? []) if (p.peerId !== this.init.selfPeerId) out.push(p);
+    return out;
+  }
+
+  async generate(params: GenerateParams, listener: GenerateListener, signal: AbortSignal): Promise<GenerateOutput> {
+    const r = await this.run(params, listener, signal);
+    return { text: r.text, tokens: r.tokens, finishReason: r.finishReason, route: r.route, failovers: r.failovers };
+  }
+
+  /** As generate(), with the driver's extra figures. */
+  async run(params: GenerateParams, listener: GenerateListener, signal: AbortSignal): Promise<GenerationResult> {
+    const self = this.init.selfPeerId;
+    const opener: HopOpener = {
+      open: (hop, spec) => {
+        if (hop.peerId === self) return new LocalHopSession(this.init.compute, spec);
+        if (this.init.remote === undefined) throw new NeuroShardError('NOT_SERVING', 'this node has no inference transport', { fault: 'local' });
+        return this.init.remote(hop, spec);
+      },
+    };
+    const r = await runGeneration(params, {
+      model: this.model,
+      holders: () => this.holders(),
+      opener,
+      bans: this.bans,
+      now: () => performance.now(),
+      random: Math.random,
+      newSessionId: () => randomBytes(16).toString('hex'),
+      options: this.options,
+      selfPeerId: self,
+      log: this.log,
+    }, listener, signal);
+    this.stalls.push(...r.stallsMs);
+    if (this.stalls.length > 1000) this.stalls.splice(0, this.stalls.length - 1000);
+    return r;
+  }
+}
+
+export interface StartServingInit {
+  opts: NodeOptions;
+  genesis: Genesis;
+  compute: ComputeClient;
+  network: NodeNetwork;
+  /** The span this node holds (undefined: none). */
+  span: Span | undefined;
+  /** The node trains the whole model (its worker's model is the one it serves). */
+  trains: boolean;
+  clock: Clock;
+  log: Logger;
+}
+
+export interface NodeServing {
+  generator: NodeGenerator;
+  /** The hop side: peers' sessions on our span (undefined when we hold none). */
+  hops: InferenceHopServer | undefined;
+  stop(): Promise<void>;
+}
+
+/** The hop's math on our compute worker. */
+export function workerHopCompute(compute: ComputeClient, config: LlamaConfig, span: () => Span | undefined): HopCompute {
+  return {
+    span,
+    numLayers: config.num_hidden_layers,
+    hiddenSize: config.hidden_size,
+    vocabSize: config.vocab_size,
+    contextLength: config.max_position_embeddings,
+    kvBytesPerPosition: (s) => 2 * (s.end - s.start) * config.num_key_value_heads * config.head_dim * 4,
+    open: async (id, maxLen, sampling) => {
+      await compute.run({ type: 'sessionOpen', id, maxLen, sampling });
+    },
+    step: async (id, input, signal) => {
+      const r = await compute.run({ type: 'sessionStep', id, chunks: input.chunks, ...(input.ids === undefined ? {} : { ids: input.ids }), ...(input.hidden === undefined ? {} : { hidden: input.hidden }) }, { signal });
+      return { ...(r.hidden === undefined ? {} : { hidden: r.hidden }), ...(r.tokens === undefined ? {} : { tokens: r.tokens }) };
+    },
+    close: async (id) => {
+      await compute.run({ type: 'sessionClose', id });
+    },
+  };
+}
+
+/** The cost a stale peer is given in route choice (ms), so that live replicas come first. */
+const STALE_RTT_MS = 50;
+
+/** Loads the span (unless training does), serves peers' hop sessions on it, and builds the generator. */
+export async function startServing(init: StartServingInit): Promise<NodeServing> {
+  const { compute, genesis, network, span, log, opts } = init;
+  const config = genesis.config;
+  let served: Span | undefined;
+  if (span !== undefined && !init.trains) {
+    await loadServingModel(compute, opts.dataDir, config, span, log);
+    served = span;
+  } else if (span !== undefined) {
+    served = span; // the training model (its sessions fail with COMPUTE_STATE until training has loaded it)
+  }
+  let hops: InferenceHopServer | undefined;
+  if (served !== undefined) {
+    hops = new InferenceHopServer(workerHopCompute(compute, config, () => served), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'));
+    await hops.register(network.rpc);
+  }
+  const generator = new NodeGenerator({
+    compute,
+    genesis,
+    selfPeerId: network.peerId,
+    localSpan: () => served,
+    peers: () =>
+      network.liveness
+        .snapshot()
+        .filter((p) => p.heartbeat.span !== undefined && !network.scores.isBanned(p.peer))
+        // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
+        .map((p) => ({ peerId: p.peer, span: { start: p.heartbeat.span!.start, end: p.heartbeat.span!.end }, alive: p.state !== 'dead', ...(p.state === 'stale' ? { rttMs: STALE_RTT_MS } : {}) })),
+    remote: (hop, spec) =>
+      new RemoteHopSession(network.rpc, hop.peerId, hop.span, spec, { hiddenSize: config.hidden_size, vocabSize: config.vocab_size, wire: opts.wire, scores: network.scores }),
+    options: { stepTimeoutMs: opts.hopTimeoutMs },
+    log,
+  });
+  return {
+    generator,
+    hops,
+    stop: async () => {
+      served = undefined;
+      if (hops !== undefined) await network.rpc.unhandle(inferenceStream).catch(() => {});
+    },
+  };
+}

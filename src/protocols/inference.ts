@@ -1,0 +1,350 @@
+/**
+ * Hop sessions on the wire (inference-stream/1.0.0, docs/PROTOCOL.md "## Inference"): one bidirectional stream
+ * per (session, hop). The entry node's first request opens the session (its id, the hop's span, the KV positions to
+ * reserve, the sampling); every request is one step, answered by one response: hidden states [T, C] in the dtype
+ * the request used (fp32, or fp16 with `--wire f16`), or on the validator one sampled token per chunk. The stream
+ * ending (end_session, the caller going away, the idle timeout of the method) closes the session and frees its KV
+ * cache, so nothing outlives its stream.
+ *
+ * The server side (InferenceHopServer) enforces the node's quotas: a memory budget for KV caches, sessions per peer,
+ * a session id owned by one peer; a hop that cannot take a session answers RPC_BUSY and the entry picks another
+ * replica. It counts the positions it processed per session (for the ledger's proofs). The math is injected
+ * (`HopCompute`: the node's compute worker).
+ *
+ * The client side (RemoteHopSession) is the router's HopSession over such a stream.
+ */
+import type { PeerScoreTable } from '../p2p/peer-score.js';
+import { PENALTY } from '../p2p/peer-score.js';
+import { AbortedError, NeuroShardError, PeerMisbehaviourError, errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { inferenceStream } from './methods.js';
+import type { InferenceRequest, InferenceResponse } from './pb/node.js';
+import type { BidiHandler, CallContext, RpcNode } from './rpc/service.js';
+import { fp16Tensor, fp32Tensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor } from './tensor-wire.js';
+
+export interface Span {
+  start: number;
+  end: number;
+}
+
+export interface HopSampling {
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+}
+
+/** The hop's math (the node's compute worker); ids are local to this node. */
+export interface HopCompute {
+  /** The span served now, or undefined. */
+  span(): Span | undefined;
+  numLayers: number;
+  hiddenSize: number;
+  vocabSize: number;
+  contextLength: number;
+  /** KV-cache bytes per position for the span (2 × layers × kv heads × head dim × 4). */
+  kvBytesPerPosition(span: Span): number;
+  open(id: string, maxLen: number, sampling: HopSampling): Promise<void>;
+  step(id: string, input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] }, signal: AbortSignal): Promise<{ hidden?: Float32Array; tokens?: Int32Array }>;
+  close(id: string): Promise<void>;
+}
+
+export interface HopLimits {
+  /** Bytes of KV cache all sessions together may reserve. */
+  memoryBudgetBytes: number;
+  /** Open sessions one peer may hold on this node. */
+  maxSessionsPerPeer: number;
+  /** Open sessions in all. */
+  maxSessions: number;
+}
+
+export const HOP_LIMIT_DEFAULTS: HopLimits = { memoryBudgetBytes: 512 * 1024 * 1024, maxSessionsPerPeer: 16, maxSessions: 256 };
+
+export class HopError extends NeuroShardError {
+  constructor(code: 'WRONG_SPAN' | 'SESSION_TAKEN' | 'SESSION_MISMATCH' | 'NOT_SERVING' | 'BAD_STEP', message: string, fault: 'caller' | 'local' = 'caller') {
+    super(code, message, { fault });
+  }
+}
+
+/** RPC_BUSY: the hop's budget or caps are full; the caller should pick another replica. */
+export class HopBusyError extends NeuroShardError {
+  constructor(message: string) {
+    super('RPC_BUSY', message, { fault: 'local' });
+  }
+}
+
+interface HopSessionState {
+  peer: string;
+  id: string;
+  localId: string;
+  bytes: number;
+  tokens: number;
+  openedAt: number;
+}
+
+/** What a hop did for one session (for the ledger): positions processed, by whom. */
+export interface HopSessionRecord {
+  peer: string;
+  sessionId: string;
+  tokens: number;
+  closedAt: number;
+}
+
+export class InferenceHopServer {
+  private readonly sessions = new Map<string, HopSessionState>();
+  private reservedBytes = 0;
+  private nextLocal = 0;
+  /** Closed sessions' counts, newest last (bounded). */
+  readonly finished: HopSessionRecord[] = [];
+  /** Positions processed in all, per session while open and summed after. */
+  totalTokens = 0;
+
+  constructor(
+    private readonly compute: HopCompute,
+    private readonly limits: HopLimits = HOP_LIMIT_DEFAULTS,
+    private readonly scores?: PeerScoreTable,
+    private readonly log: Logger = silentLogger,
+  ) {}
+
+  /** Open sessions and reserved KV bytes (tests, status). */
+  usage(): { sessions: number; reservedBytes: number } {
+    return { sessions: this.sessions.size, reservedBytes: this.reservedBytes };
+  }
+
+  /** Positions processed per open session. */
+  openCounts(): { peer: string; sessionId: string; tokens: number }[] {
+    return [...this.sessions.values()].map((s) => ({ peer: s.peer, sessionId: s.id, tokens: s.tokens }));
+  }
+
+  async register(rpc: RpcNode): Promise<void> {
+    await rpc.handle(inferenceStream, this.handler());
+  }
+
+  handler(): BidiHandler<InferenceRequest, InferenceResponse> {
+    const self = this;
+    return async function* (requests: AsyncIterable<InferenceRequest>, ctx: CallContext): AsyncGenerator<InferenceResponse> {
+      let s: HopSessionState | undefined;
+      try {
+        for await (const r of requests) {
+          if (s === undefined) s = await self.open(r, ctx);
+          else if (r.sessionId !== s.id) {
+            self.penalise(ctx.peer, 'a session id changed within its stream');
+            throw new HopError('SESSION_MISMATCH', 'one stream carries one session');
+          }
+          if (r.endSession && r.hidden === undefined && r.tokens.length === 0) break;
+          yield await self.step(s, r, ctx);
+          if (r.endSession) break;
+        }
+      } finally {
+        if (s !== undefined) await self.release(s);
+      }
+    };
+  }
+
+  private penalise(peer: string, why: string): void {
+    this.scores?.penalise(peer, PENALTY.malformed, `inference-stream: ${why}`);
+  }
+
+  private async open(r: InferenceRequest, ctx: CallContext): Promise<HopSessionState> {
+    const span = this.compute.span();
+    if (span === undefined) throw new HopError('NOT_SERVING', 'this node serves no layers', 'local');
+    const t = r.targetSpan;
+    if (t === undefined || t.start !== span.start || t.end !== span.end) {
+      throw new HopError('WRONG_SPAN', `this node serves layers [${span.start}, ${span.end}), not [${t?.start ?? '?'}, ${t?.end ?? '?'})`);
+    }
+    const owner = this.sessions.get(r.sessionId);
+    if (owner !== undefined) {
+      if (owner.peer !== ctx.peer) this.penalise(ctx.peer, 'reused the session id of another peer');
+      throw new HopError('SESSION_TAKEN', 'this session id is in use');
+    }
+    const maxLen = r.maxLength;
+    if (maxLen < 1 || maxLen > this.compute.contextLength) throw new HopError('BAD_STEP', `max_length ${maxLen} not in 1..${this.compute.contextLength}`);
+    let mine = 0;
+    for (const x of this.sessions.values()) if (x.peer === ctx.peer) mine++;
+    if (mine >= this.limits.maxSessionsPerPeer) throw new HopBusyError(`this peer holds ${mine} sessions here (the cap)`);
+    if (this.sessions.size >= this.limits.maxSessions) throw new HopBusyError(`${this.sessions.size} sessions are open here (the cap)`);
+    const bytes = maxLen * this.compute.kvBytesPerPosition(span);
+    if (this.reservedBytes + bytes > this.limits.memoryBudgetBytes) {
+      throw new HopBusyError(`the KV-cache budget is full (${this.reservedBytes} of ${this.limits.memoryBudgetBytes} bytes reserved, ${bytes} asked)`);
+    }
+    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now() };
+    this.sessions.set(r.sessionId, s);
+    this.reservedBytes += bytes;
+    try {
+      await this.compute.open(s.localId, maxLen, { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed });
+    } catch (e) {
+      this.sessions.delete(r.sessionId);
+      this.reservedBytes -= bytes;
+      throw e;
+    }
+    return s;
+  }
+
+  private async step(s: HopSessionState, r: InferenceRequest, ctx: CallContext): Promise<InferenceResponse> {
+    const span = this.compute.span();
+    if (span === undefined) throw new HopError('NOT_SERVING', 'this node stopped serving its layers', 'local');
+    const C = this.compute.hiddenSize;
+    const driver = span.start === 0;
+    let ids: Int32Array | undefined;
+    let hidden: Float32Array | undefined;
+    let wire: WireTensor | undefined;
+    let T: number;
+    if (driver) {
+      if (r.hidden !== undefined || r.tokens.length === 0) throw new HopError('BAD_STEP', 'the driver hop takes token ids');
+      const V = this.compute.vocabSize;
+      if (r.tokens.some((t) => t >= V)) {
+        this.penalise(ctx.peer, 'a token id out of the vocabulary');
+        throw new HopError('BAD_STEP', `token ids must be below ${V}`);
+      }
+      ids = Int32Array.from(r.tokens);
+      T = ids.length;
+    } else {
+      wire = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+      if (wire === undefined || r.tokens.length > 0) throw new HopError('BAD_STEP', 'this hop takes hidden states');
+      if (wire.shape[1] !== C) {
+        this.penalise(ctx.peer, 'hidden states of the wrong width');
+        throw new HopError('BAD_STEP', `hidden states must be [T, ${C}], got [${wire.shape.join(', ')}]`);
+      }
+      T = wire.shape[0];
+      hidden = toFloat32(wire).slice(); // our own buffer: it is transferred to the worker
+    }
+    const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
+    const out = await this.compute.step(s.localId, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) }, ctx.signal);
+    s.tokens += T;
+    this.totalTokens += T;
+    const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
+    if (out.tokens !== undefined) res.tokens = Array.from(out.tokens);
+    else if (out.hidden !== undefined) res.hidden = tensorToPb(wire?.dtype === 'fp16' ? fp16Tensor(out.hidden, [T, C]) : fp32Tensor(out.hidden, [T, C]));
+    return res;
+  }
+
+  private async release(s: HopSessionState): Promise<void> {
+    if (this.sessions.get(s.id) !== s) return;
+    this.sessions.delete(s.id);
+    this.reservedBytes -= s.bytes;
+    this.finished.push({ peer: s.peer, sessionId: s.id, tokens: s.tokens, closedAt: Date.now() });
+    if (this.finished.length > 10_000) this.finished.splice(0, this.finished.length - 10_000);
+    await this.compute.close(s.localId).catch((e: unknown) => this.log.warn('closing a hop session failed', { error: errorMessage(e) }));
+  }
+}
+
+// ───────────────────────────── client ─────────────────────────────
+
+/** A push queue the bidi call reads its requests from. */
+class RequestQueue implements AsyncIterable<InferenceRequest> {
+  private readonly items: InferenceRequest[] = [];
+  private wake: (() => void) | undefined;
+  private ended = false;
+
+  push(r: InferenceRequest): void {
+    this.items.push(r);
+    this.wake?.();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<InferenceRequest> {
+    for (;;) {
+      while (this.items.length > 0) yield this.items.shift()!;
+      if (this.ended) return;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = undefined;
+    }
+  }
+}
+
+export interface RemoteHopSpec {
+  id: string;
+  maxLen: number;
+  sampling: HopSampling;
+}
+
+/**
+ * The entry node's end of one hop session. Steps run one at a time; the first request carries the session's
+ * parameters. `close()` ends the stream (the hop frees the session). A step that fails or is aborted ends the
+ * stream too: the router replaces the hop rather than retrying on it.
+ */
+export class RemoteHopSession {
+  private readonly queue = new RequestQueue();
+  private readonly ac = new AbortController();
+  private responses: AsyncGenerator<InferenceResponse> | undefined;
+  private seq = 0;
+  private closed = false;
+
+  constructor(
+    private readonly rpc: RpcNode,
+    private readonly peer: string,
+    private readonly span: Span,
+    private readonly spec: RemoteHopSpec,
+    private readonly opts: { hiddenSize: number; vocabSize: number; wire: 'f32' | 'f16'; scores?: PeerScoreTable },
+  ) {}
+
+  async step(input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] }, signal: AbortSignal): Promise<{ hidden?: Float32Array; tokens?: Int32Array }> {
+    if (this.closed) throw new AbortedError('hop session closed');
+    const T = input.chunks.reduce((a, b) => a + b, 0);
+    const C = this.opts.hiddenSize;
+    const first = this.responses === undefined;
+    const req: InferenceRequest = {
+      sessionId: this.spec.id,
+      requestId: String(++this.seq),
+      tokens: input.ids === undefined ? [] : Array.from(input.ids),
+      positionOffset: 0,
+      endSession: false,
+      chunks: input.chunks,
+      maxLength: first ? this.spec.maxLen : 0,
+      temperature: first ? this.spec.sampling.temperature : 0,
+      topK: first ? this.spec.sampling.topK : 0,
+      topP: first ? this.spec.sampling.topP : 0,
+      seed: first ? this.spec.sampling.seed : 0,
+    };
+    if (first) req.targetSpan = { start: this.span.start, end: this.span.end };
+    if (input.hidden !== undefined) req.hidden = tensorToPb(this.opts.wire === 'f16' ? fp16Tensor(input.hidden, [T, C]) : fp32Tensor(input.hidden, [T, C]));
+    this.responses ??= this.rpc.bidi(this.peer, inferenceStream, this.queue, { signal: this.ac.signal });
+    const onAbort = (): void => this.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      this.queue.push(req);
+      const n = await this.responses.next();
+      if (n.done === true) throw new NeuroShardError('RPC_TRUNCATED', `${this.peer} ended the session stream`, { fault: 'peer' });
+      const r = n.value;
+      if (r.tokens.length > 0) {
+        if (r.tokens.length !== input.chunks.length || r.tokens.some((t) => t >= this.opts.vocabSize)) throw this.bad('sampled tokens that do not fit the request');
+        return { tokens: Int32Array.from(r.tokens) };
+      }
+      const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+      if (h === undefined || h.shape[0] !== T || h.shape[1] !== C) throw this.bad(`hidden states not of shape [${T}, ${C}]`);
+      return { hidden: toFloat32(h).slice() };
+    } catch (e) {
+      this.close();
+      throw e;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private bad(why: string): PeerMisbehaviourError {
+    this.opts.scores?.penalise(this.peer, PENALTY.malformed, `inference-stream: ${why}`);
+    return new PeerMisbehaviourError('HOP_BAD_OUTPUT', `${this.peer}: ${why}`);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.end();
+    // a closed stream frees the hop's session; an aborted one as well (the hop sees the reset)
+    if (this.responses === undefined) return;
+    const r = this.responses;
+    void (async () => {
+      try {
+        // drain: the server ends the stream after our half-close
+        for (;;) if ((await r.next()).done === true) break;
+      } catch {
+        // reset or timed out: the hop's session ends with its stream either way
+      }
+    })();
+    setTimeout(() => this.ac.abort(new AbortedError('hop session closed')), 2000).unref();
+  }
+}

@@ -1,0 +1,316 @@
+/**
+ * The entry node's side of one generation: tokenize, choose a chain, push every step through its hops, stream the
+ * tokens back, and replace a hop that fails.
+ *
+ * The entry drives the chain (as the Petals client does): it sends hop 1 its input, receives hop 1's output, sends
+ * that to hop 2, …; the last hop (the validator: final norm, LM head, sampling) answers with the next token. So the
+ * entry holds every hop's input, which is what a failover needs: when a hop does not answer a step within its
+ * deadline (`stepTimeoutMs`, plus `msPerPosition` for each position of a prefill or replay), or answers with an
+ * error, the entry bans the peer for a while, chooses another chain for that hop's layers (one holder or several
+ * whose spans tile them), and replays that hop's stored inputs there — the same chunks as the original steps
+ * ([P], [1], [1], …), so the new KV cache holds the bits the old one held and greedy output does not change. The
+ * replacement's sampler (on the validator) redraws once per replayed chunk, so seeded sampling continues exactly.
+ * The stored inputs live as long as the generation (bounded by the context length).
+ *
+ * Stop conditions match model/generate.ts: the end-of-sequence id (not included), a stop string (text cut before
+ * it), max tokens, or a full context (the last token is the one predicted at position context − 1).
+ */
+import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { type BanList, chooseRoute, type ChainHop, type HolderView } from './route.js';
+import { TextAssembler } from './text.js';
+
+export interface GenerationRequest {
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  stop: string[];
+}
+
+export interface GenerationListener {
+  onRoute?(route: { peerId: string; span: [number, number] }[]): void;
+  onToken?(token: number, text: string): void;
+}
+
+export interface GenerationResult {
+  text: string;
+  tokens: number[];
+  finishReason: 'stop' | 'length';
+  route: { peerId: string; span: [number, number] }[];
+  failovers: number;
+  /** Extra figures (not part of the API answer): ms from each hop failure to the step's completion. */
+  stallsMs: number[];
+  promptTokens: number;
+}
+
+/** A hop's input for one call: token ids [T] (driver) or hidden states [T, C], cut into forward chunks. */
+export interface HopInput {
+  ids?: Int32Array;
+  hidden?: Float32Array;
+  /** Positions per forward; they sum to T. */
+  chunks: number[];
+}
+
+/** Hidden states [T, C] of every position, or (validator) one sampled token per chunk. */
+export interface HopOutput {
+  hidden?: Float32Array;
+  tokens?: Int32Array;
+}
+
+export interface SessionSpec {
+  id: string;
+  /** KV positions the hop reserves. */
+  maxLen: number;
+  sampling: { temperature: number; topK: number; topP: number; seed: number };
+}
+
+/** One hop's session: its steps run in order; close() frees the hop's KV cache (idempotent, never throws). */
+export interface HopSession {
+  step(input: HopInput, signal: AbortSignal): Promise<HopOutput>;
+  close(): void;
+}
+
+/** Opens sessions on hops (the node's own worker for its own peer id, an RPC stream for a peer). Errors surface at step. */
+export interface HopOpener {
+  open(hop: ChainHop, spec: SessionSpec): HopSession;
+}
+
+export interface ModelView {
+  numLayers: number;
+  hiddenSize: number;
+  contextLength: number;
+  eosId: number;
+  /** The prompt's ids, with BOS. */
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+}
+
+export interface DriverOptions {
+  /** Deadline of one decode step through one hop (ms). */
+  stepTimeoutMs: number;
+  /** Added to a hop's deadline per position it is given (prefill, replay). */
+  msPerPosition: number;
+  /** Hop replacements one generation may make before it fails. */
+  maxFailovers: number;
+  /**
+   * Deadline of a step on the entry node's own worker: nothing to fail over to that would be faster, and the
+   * worker may be busy with a training step.
+   */
+  localStepTimeoutMs: number;
+}
+
+export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000 };
+
+export interface DriverDeps {
+  model: ModelView;
+  /** The current view of who holds what (liveness, measured latency and speed). */
+  holders(): HolderView[];
+  opener: HopOpener;
+  bans: BanList;
+  now(): number;
+  random(): number;
+  newSessionId(): string;
+  options: DriverOptions;
+  /** This node's peer id: hops on it get `localStepTimeoutMs`. */
+  selfPeerId?: string;
+  log?: Logger;
+}
+
+/** A hop failed the step: which one and why (the cause decides whether the peer is penalised by the caller). */
+class HopFailure extends Error {
+  constructor(readonly reason: unknown) {
+    super(errorMessage(reason));
+  }
+}
+
+interface RouteEntry {
+  hop: ChainHop;
+  session: HopSession;
+  /** Every input this hop was given, in order: ids (driver) or hidden states. */
+  parts: (Int32Array | Float32Array)[];
+  chunks: number[];
+}
+
+function concat<T extends Int32Array | Float32Array>(parts: T[], make: (n: number) => T): T {
+  const n = parts.reduce((s, p) => s + p.length, 0);
+  const out = make(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+export async function runGeneration(req: GenerationRequest, deps: DriverDeps, listener: GenerationListener, signal: AbortSignal): Promise<GenerationResult> {
+  const { model, options: o } = deps;
+  const log = deps.log ?? silentLogger;
+  const L = model.numLayers;
+  const C = model.hiddenSize;
+  const prompt = model.encode(req.prompt);
+  const ctx = model.contextLength;
+  if (prompt.length === 0) throw new InvalidArgumentError('the prompt encodes to no tokens', undefined, 'PROMPT_TOO_LONG');
+  if (prompt.length >= ctx) {
+    throw new InvalidArgumentError(`the prompt encodes to ${prompt.length} tokens (with BOS); the model's context holds ${ctx}, and at least one must be left to generate`, { tokens: prompt.length, context: ctx }, 'PROMPT_TOO_LONG');
+  }
+  const spec: SessionSpec = {
+    id: deps.newSessionId(),
+    maxLen: Math.min(ctx, prompt.length + req.maxTokens),
+    sampling: { temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed },
+  };
+  const failed = new Set<string>();
+  const exclude = (): Set<string> => new Set([...deps.bans.banned(deps.now()), ...failed]);
+  const plan = (range: { start: number; end: number }): ChainHop[] => chooseRoute(deps.holders(), range, { random: deps.random, exclude: exclude() });
+
+  const route: RouteEntry[] = plan({ start: 0, end: L }).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [] }));
+  const firstRoute = route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number] }));
+  listener.onRoute?.(firstRoute);
+  let failovers = 0;
+  const stallsMs: number[] = [];
+
+  /** Runs one call on a hop with its deadline; a failure is a HopFailure. */
+  const call = async (entry: RouteEntry, input: HopInput, positions: number): Promise<HopOutput> => {
+    const session = entry.session;
+    const ms = (entry.hop.peerId === deps.selfPeerId ? o.localStepTimeoutMs : o.stepTimeoutMs) + positions * o.msPerPosition;
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new TimeoutError(`hop did not answer within ${ms} ms`, { ms })), ms);
+    const onAbort = (): void => ac.abort(new AbortedError('generation aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const out = await Promise.race([
+        session.step(input, ac.signal),
+        new Promise<never>((_, reject) => {
+          const fail = (): void => reject(ac.signal.reason instanceof Error ? ac.signal.reason : new AbortedError());
+          if (ac.signal.aborted) fail();
+          else ac.signal.addEventListener('abort', fail, { once: true });
+        }),
+      ]);
+      checkOutput(out, input, positions);
+      return out;
+    } catch (e) {
+      if (signal.aborted) throw new AbortedError('generation aborted');
+      throw new HopFailure(e);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+  };
+
+  const checkOutput = (out: HopOutput, input: HopInput, positions: number): void => {
+    if (out.tokens !== undefined) {
+      if (out.tokens.length !== input.chunks.length) throw new NeuroShardError('HOP_BAD_OUTPUT', `the hop sampled ${out.tokens.length} tokens for ${input.chunks.length} chunks`, { fault: 'peer' });
+    } else if (out.hidden === undefined || out.hidden.length !== positions * C) {
+      throw new NeuroShardError('HOP_BAD_OUTPUT', `the hop returned ${out.hidden?.length ?? 0} values for [${positions}, ${C}]`, { fault: 'peer' });
+    }
+  };
+
+  /**
+   * Replaces route[i] by another chain for its layers and replays its inputs there (the current step's input is
+   * already stored). Returns the current step's output of the replacement's last hop, and how many hops replaced it.
+   */
+  const failover = async (i: number, cause: unknown): Promise<{ out: HopOutput; added: number }> => {
+    const t0 = deps.now();
+    const old = route[i];
+    const chunks = [...old.chunks];
+    const T = chunks.reduce((a, b) => a + b, 0);
+    const first: HopInput =
+      old.hop.span.start === 0 ? { ids: concat(old.parts as Int32Array[], (n) => new Int32Array(n)), chunks } : { hidden: concat(old.parts as Float32Array[], (n) => new Float32Array(n)), chunks };
+    let badPeer = old.hop.peerId;
+    old.session.close();
+    for (;;) {
+      failovers++;
+      failed.add(badPeer);
+      deps.bans.fail(badPeer, deps.now());
+      log.info('replacing a hop', { session: spec.id, peer: badPeer, span: `${old.hop.span.start}:${old.hop.span.end}`, cause: errorMessage(cause) });
+      if (failovers > o.maxFailovers) throw new NeuroShardError('GENERATE_FAILOVERS', `gave up after ${o.maxFailovers} hop replacements: ${errorMessage(cause)}`, { fault: 'local' });
+      const sub = plan(old.hop.span); // throws LayersUncoveredError
+      const fresh: RouteEntry[] = sub.map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [] }));
+      // replay: the old hop's inputs through the new sub-chain, in the original chunks
+      let x = first;
+      let out: HopOutput | undefined;
+      try {
+        for (const f of fresh) {
+          f.parts.push(x.ids ?? x.hidden!);
+          f.chunks.push(...chunks);
+          try {
+            out = await call(f, x, T);
+          } catch (e) {
+            if (e instanceof HopFailure) badPeer = f.hop.peerId;
+            throw e;
+          }
+          if (out.hidden !== undefined) x = { hidden: out.hidden, chunks };
+        }
+      } catch (e) {
+        for (const f of fresh) f.session.close();
+        if (!(e instanceof HopFailure)) throw e;
+        cause = e.reason; // the replacement failed too: ban it and choose again
+        continue;
+      }
+      if (old.hop.span.end === L && out!.tokens !== undefined) {
+        // the replayed draws must give back the tokens already streamed (same weights, same chunks)
+        const replayed = Array.from(out!.tokens.subarray(0, out!.tokens.length - 1));
+        if (replayed.some((t, k) => t !== tokensSoFar[k])) log.warn('a replayed validator disagrees with the tokens streamed so far', { session: spec.id });
+      }
+      route.splice(i, 1, ...fresh);
+      stallsMs.push(deps.now() - t0);
+      // the current step's output: the last chunk's rows or token
+      const last = chunks[chunks.length - 1];
+      const cur: HopOutput = out!.tokens !== undefined ? { tokens: out!.tokens.subarray(out!.tokens.length - 1) } : { hidden: out!.hidden!.subarray((T - last) * C) };
+      return { out: cur, added: fresh.length };
+    }
+  };
+
+  /** One step through the whole chain; returns the sampled token. */
+  const step = async (input: HopInput, positions: number): Promise<number> => {
+    let x = input;
+    for (let i = 0; i < route.length; ) {
+      const e = route[i];
+      e.parts.push(x.ids ?? x.hidden!);
+      e.chunks.push(...x.chunks);
+      let out: HopOutput;
+      let next = i + 1;
+      try {
+        out = await call(e, x, positions);
+      } catch (err) {
+        if (!(err instanceof HopFailure)) throw err;
+        const r = await failover(i, err.reason);
+        out = r.out;
+        next = i + r.added;
+      }
+      if (out.tokens !== undefined) return out.tokens[out.tokens.length - 1];
+      x = { hidden: out.hidden!, chunks: x.chunks };
+      i = next;
+    }
+    throw new NeuroShardError('HOP_BAD_OUTPUT', 'the chain ended without a validator', { fault: 'local' });
+  };
+
+  const tokensSoFar: number[] = [];
+  const text = new TextAssembler((ids) => model.decode(ids), req.stop);
+  let finishReason: 'stop' | 'length' = 'length';
+  try {
+    let token = await step({ ids: Int32Array.from(prompt), chunks: [prompt.length] }, prompt.length);
+    for (;;) {
+      if (signal.aborted) throw new AbortedError('generation aborted');
+      if (token === model.eosId) {
+        finishReason = 'stop';
+        break;
+      }
+      tokensSoFar.push(token);
+      const r = text.push(token);
+      const atEnd = tokensSoFar.length >= req.maxTokens || prompt.length + tokensSoFar.length - 1 >= spec.maxLen;
+      listener.onToken?.(token, r.stopped ? r.delta : atEnd ? r.delta + text.finish() : r.delta);
+      if (r.stopped) {
+        finishReason = 'stop';
+        break;
+      }
+      if (atEnd) break;
+      token = await step({ ids: Int32Array.of(token), chunks: [1] }, 1);
+    }
+  } finally {
+    for (const e of route) e.session.close();
+  }
+  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, failovers, stallsMs, promptTokens: prompt.length };
+}

@@ -1,0 +1,18 @@
+/** The swarm router: route choice over plain data, and the entry node's generation driver with failover. */
+export { BanList, candidateChains, chainCost, chooseRoute, hopCost, LayersUncoveredError, missingLayers, DEFAULT_MS_PER_LAYER, DEFAULT_RTT_MS, ROUTE_DEFAULTS, type ChainHop, type HolderView, type RouteChoiceOptions } from './route.js';
+export {
+  DRIVER_DEFAULTS,
+  runGeneration,
+  type DriverDeps,
+  type DriverOptions,
+  type GenerationListener,
+  type GenerationRequest,
+  type GenerationResult,
+  type HopInput,
+  type HopOpener,
+  type HopOutput,
+  type HopSession,
+  type ModelView,
+  type SessionSpec,
+} from './driver.js';
+export { TextAssembler } from './text.js';

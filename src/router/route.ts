@@ -1,0 +1,215 @@
+/**
+ * Route choice: which peers run which layers for one request. Pure functions over plain data (a view of the
+ * holders, their measured latency and speed, a ban list), so that they can be tested and simulated at scale.
+ *
+ * A chain is a sequence of (peer, span) whose spans tile the wanted layer range [a, b) exactly (a hop runs the
+ * whole span it holds). Its cost is the sum over hops of
+ *
+ *   rtt(peer) + layers(span) × msPerLayer(peer)
+ *
+ * (defaults for what was not measured yet: DEFAULT_RTT_MS and DEFAULT_MS_PER_LAYER). The cheapest cost is found by
+ * dynamic programming over layer boundaries; then every chain within `slack` of it (cost ≤ best·(1+slack) +
+ * slackMs, at most `maxCandidates`, enumerated in a fixed order: by cost, then peer ids) is a candidate, and one is
+ * drawn with probability proportional to its capacity (the smallest tokens/s along it; unknown counts as 1), so
+ * that load spreads over near-equal replicas while a clearly slower chain is never picked. The draw uses the
+ * caller's random source, so the same inputs and the same random number give the same route.
+ *
+ * Peers that are not alive (liveness from heartbeats) or banned after a recent failure are skipped.
+ */
+import { NeuroShardError } from '../util/errors.js';
+
+export interface HolderView {
+  peerId: string;
+  /** Layers held, [start, end). */
+  span: { start: number; end: number };
+  /** Liveness from heartbeats; only `alive` holders are routed to. */
+  alive: boolean;
+  /** Measured round-trip time to the peer (ms); undefined until measured. */
+  rttMs?: number;
+  /** Measured (or announced) compute time of one layer for one decode step (ms). */
+  msPerLayer?: number;
+  /** Announced throughput (tokens/s) used as the capacity weight; 0 or undefined counts as 1. */
+  tokensPerSec?: number;
+}
+
+export interface ChainHop {
+  peerId: string;
+  span: { start: number; end: number };
+}
+
+export interface RouteChoiceOptions {
+  /** A number in [0, 1) (the caller's random source). */
+  random: () => number;
+  /** Peers not to use (banned, failed in this session, or the caller's own exclusions). */
+  exclude?: ReadonlySet<string>;
+  /** Relative and absolute slack that makes a chain "near-best". */
+  slack?: number;
+  slackMs?: number;
+  maxCandidates?: number;
+}
+
+export const DEFAULT_RTT_MS = 2;
+export const DEFAULT_MS_PER_LAYER = 1;
+export const ROUTE_DEFAULTS = Object.freeze({ slack: 0.25, slackMs: 1, maxCandidates: 32 });
+
+/** No chain of live, unbanned holders covers the range; `missing` names layers nobody usable holds (or the first gap). */
+export class LayersUncoveredError extends NeuroShardError {
+  constructor(range: { start: number; end: number }, missing: number[]) {
+    super('LAYERS_UNCOVERED', `no chain of live peers covers layers [${range.start}, ${range.end}): ${missing.length > 0 ? `layer${missing.length > 1 ? 's' : ''} ${compact(missing)} missing` : 'spans do not tile'}`, {
+      fault: 'local',
+      meta: { missing, range: [range.start, range.end] },
+    });
+  }
+}
+
+function compact(xs: number[]): string {
+  if (xs.length <= 8) return xs.join(', ');
+  return `${xs.slice(0, 8).join(', ')}, … (${xs.length})`;
+}
+
+export function hopCost(h: HolderView): number {
+  const layers = h.span.end - h.span.start;
+  return (h.rttMs ?? DEFAULT_RTT_MS) + layers * (h.msPerLayer ?? DEFAULT_MS_PER_LAYER);
+}
+
+export function chainCost(chain: readonly HolderView[]): number {
+  return chain.reduce((s, h) => s + hopCost(h), 0);
+}
+
+function capacityOf(h: HolderView): number {
+  return h.tokensPerSec !== undefined && h.tokensPerSec > 0 && Number.isFinite(h.tokensPerSec) ? h.tokensPerSec : 1;
+}
+
+/** Holders usable for [a, b): alive, not excluded, a span inside the range; sorted by start, then peer id. */
+function usable(holders: readonly HolderView[], range: { start: number; end: number }, exclude: ReadonlySet<string> | undefined): HolderView[] {
+  return holders
+    .filter((h) => h.alive && exclude?.has(h.peerId) !== true && h.span.start >= range.start && h.span.end <= range.end && h.span.start < h.span.end)
+    .sort((x, y) => x.span.start - y.span.start || x.span.end - y.span.end || (x.peerId < y.peerId ? -1 : x.peerId > y.peerId ? 1 : 0));
+}
+
+/** The layers of [a, b) that no usable holder covers; when all are covered but nothing tiles, the first layer past the reachable boundary. */
+export function missingLayers(holders: readonly HolderView[], range: { start: number; end: number }, exclude?: ReadonlySet<string>): number[] {
+  const hs = usable(holders, range, exclude);
+  const missing: number[] = [];
+  for (let l = range.start; l < range.end; l++) if (!hs.some((h) => h.span.start <= l && l < h.span.end)) missing.push(l);
+  if (missing.length > 0) return missing;
+  const reach = reachable(hs, range);
+  if (reach.has(range.end)) return [];
+  return [Math.max(...reach)];
+}
+
+function reachable(hs: HolderView[], range: { start: number; end: number }): Set<number> {
+  const reach = new Set<number>([range.start]);
+  for (const h of hs) if (reach.has(h.span.start)) reach.add(h.span.end); // hs sorted by start
+  return reach;
+}
+
+/**
+ * Every chain within the slack of the cheapest, cheapest first (ties: lexicographic by peer ids), at most
+ * `maxCandidates`. Empty when nothing tiles the range.
+ */
+export function candidateChains(holders: readonly HolderView[], range: { start: number; end: number }, opts: Omit<RouteChoiceOptions, 'random'> = {}): HolderView[][] {
+  const hs = usable(holders, range, opts.exclude);
+  const slack = opts.slack ?? ROUTE_DEFAULTS.slack;
+  const slackMs = opts.slackMs ?? ROUTE_DEFAULTS.slackMs;
+  const maxCandidates = opts.maxCandidates ?? ROUTE_DEFAULTS.maxCandidates;
+  // best[s]: the cheapest cost from boundary s to range.end (Infinity when none)
+  const best = new Map<number, number>([[range.end, 0]]);
+  const byStart = new Map<number, HolderView[]>();
+  for (const h of hs) {
+    const list = byStart.get(h.span.start) ?? [];
+    list.push(h);
+    byStart.set(h.span.start, list);
+  }
+  const starts = [...new Set(hs.map((h) => h.span.start))].sort((x, y) => y - x);
+  for (const s of starts) {
+    let b = Infinity;
+    for (const h of byStart.get(s)!) b = Math.min(b, hopCost(h) + (best.get(h.span.end) ?? Infinity));
+    best.set(s, b);
+  }
+  const total = best.get(range.start) ?? Infinity;
+  if (!Number.isFinite(total)) return [];
+  const bound = total * (1 + slack) + slackMs;
+  const out: { chain: HolderView[]; cost: number }[] = [];
+  // depth-first over boundaries, pruned by the exact lower bound best[]; enumeration stops after enough chains
+  const limit = maxCandidates * 8;
+  const walk = (s: number, chain: HolderView[], cost: number): void => {
+    if (out.length >= limit) return;
+    if (s === range.end) {
+      out.push({ chain: [...chain], cost });
+      return;
+    }
+    for (const h of byStart.get(s) ?? []) {
+      const c = cost + hopCost(h);
+      const rest = best.get(h.span.end) ?? Infinity;
+      if (c + rest > bound + 1e-9) continue;
+      chain.push(h);
+      walk(h.span.end, chain, c);
+      chain.pop();
+    }
+  };
+  walk(range.start, [], 0);
+  const key = (c: HolderView[]): string => c.map((h) => `${h.peerId}@${h.span.start}`).join('|');
+  out.sort((x, y) => x.cost - y.cost || (key(x.chain) < key(y.chain) ? -1 : key(x.chain) > key(y.chain) ? 1 : 0));
+  return out.slice(0, maxCandidates).map((o) => o.chain);
+}
+
+/** Chooses a chain for [a, b): capacity-weighted among the near-best. Throws LayersUncoveredError. */
+export function chooseRoute(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions): ChainHop[] {
+  const cands = candidateChains(holders, range, opts);
+  if (cands.length === 0) throw new LayersUncoveredError(range, missingLayers(holders, range, opts.exclude));
+  const weights = cands.map((c) => Math.min(...c.map(capacityOf)));
+  const sum = weights.reduce((a, b) => a + b, 0);
+  let u = Math.min(Math.max(opts.random(), 0), 1 - Number.EPSILON) * sum;
+  let pick = cands.length - 1;
+  for (let i = 0; i < cands.length; i++) {
+    if (u < weights[i]) {
+      pick = i;
+      break;
+    }
+    u -= weights[i];
+  }
+  return cands[pick].map((h) => ({ peerId: h.peerId, span: { start: h.span.start, end: h.span.end } }));
+}
+
+/**
+ * Peers that failed recently: a failure bans a peer for base·2^(n−1) ms (n: failures in a row, capped at maxMs);
+ * a success clears its record. Time is passed in, so the table is pure and testable.
+ */
+export class BanList {
+  private readonly entries = new Map<string, { failures: number; until: number }>();
+
+  constructor(
+    readonly baseMs = 5_000,
+    readonly maxMs = 300_000,
+    readonly maxEntries = 10_000,
+  ) {}
+
+  fail(peer: string, nowMs: number): number {
+    const e = this.entries.get(peer) ?? { failures: 0, until: 0 };
+    e.failures++;
+    const ms = Math.min(this.maxMs, this.baseMs * 2 ** Math.min(30, e.failures - 1));
+    e.until = nowMs + ms;
+    this.entries.delete(peer);
+    this.entries.set(peer, e);
+    // bounded: the oldest entries go first
+    while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    return ms;
+  }
+
+  succeed(peer: string): void {
+    this.entries.delete(peer);
+  }
+
+  isBanned(peer: string, nowMs: number): boolean {
+    const e = this.entries.get(peer);
+    return e !== undefined && e.until > nowMs;
+  }
+
+  /** The peers banned at `nowMs`. */
+  banned(nowMs: number): Set<string> {
+    const s = new Set<string>();
+    for (const [p, e] of this.entries) if (e.until > nowMs) s.add(p);
+    return s;
+  }
+}

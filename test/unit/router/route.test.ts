@@ -1,0 +1,80 @@
+/** Route choice over plain data: cheapest tiling chains, near-best capacity-weighted draws, ties, churn, bans. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BanList, candidateChains, chooseRoute, LayersUncoveredError, missingLayers, type HolderView } from '../../../src/router/index.js';
+
+const h = (peerId: string, start: number, end: number, over: Partial<HolderView> = {}): HolderView => ({ peerId, span: { start, end }, alive: true, ...over });
+const R = { start: 0, end: 4 };
+const fixed = (u: number) => () => u;
+
+describe('route choice', () => {
+  it('finds the chain that tiles the layers, skipping spans that overlap', () => {
+    const hs = [h('a', 0, 2), h('b', 2, 4), h('c', 1, 3)];
+    assert.deepEqual(chooseRoute(hs, R, { random: fixed(0) }).map((x) => x.peerId), ['a', 'b']);
+  });
+
+  it('prefers fewer, faster hops by measured latency and compute time', () => {
+    const hs = [h('whole', 0, 4, { rttMs: 5, msPerLayer: 1 }), h('a', 0, 2, { rttMs: 1, msPerLayer: 1 }), h('b', 2, 4, { rttMs: 1, msPerLayer: 1 })];
+    // whole: 5 + 4 = 9; a+b: (1 + 2) + (1 + 2) = 6
+    assert.deepEqual(chooseRoute(hs, R, { random: fixed(0), slack: 0, slackMs: 0 }).map((x) => x.peerId), ['a', 'b']);
+    const slow = [h('whole', 0, 4, { rttMs: 1, msPerLayer: 1 }), h('a', 0, 2, { rttMs: 20 }), h('b', 2, 4, { rttMs: 20 })];
+    assert.deepEqual(chooseRoute(slow, R, { random: fixed(0.99) }).map((x) => x.peerId), ['whole'], 'a clearly slower chain is never drawn');
+  });
+
+  it('ties are enumerated in a fixed order and drawn by capacity', () => {
+    const hs = [h('b', 0, 4, { tokensPerSec: 30 }), h('a', 0, 4, { tokensPerSec: 10 })];
+    const c = candidateChains(hs, R);
+    assert.deepEqual(c.map((x) => x[0].peerId), ['a', 'b']);
+    // weights 10 and 30: u < 0.25 picks a, above picks b
+    assert.equal(chooseRoute(hs, R, { random: fixed(0.2) })[0].peerId, 'a');
+    assert.equal(chooseRoute(hs, R, { random: fixed(0.3) })[0].peerId, 'b');
+    // the same inputs give the same route
+    assert.deepEqual(chooseRoute([...hs].reverse(), R, { random: fixed(0.3) }), chooseRoute(hs, R, { random: fixed(0.3) }));
+  });
+
+  it('spreads load over equal replicas roughly by capacity', () => {
+    const hs = [h('a', 0, 2), h('b', 0, 2), h('c', 2, 4), h('d', 2, 4)];
+    let seed = 1;
+    const rnd = (): number => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 4000; i++) {
+      const key = chooseRoute(hs, R, { random: rnd }).map((x) => x.peerId).join('');
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    assert.equal(counts.size, 4);
+    for (const n of counts.values()) assert.ok(n > 800 && n < 1200, `${n}`);
+  });
+
+  it('churn: dead, excluded and banned peers are skipped; an uncovered layer is named', () => {
+    const hs = [h('a', 0, 2), h('b', 2, 4), h('c', 2, 4, { alive: false }), h('d', 0, 2)];
+    assert.deepEqual(chooseRoute(hs, R, { random: fixed(0), exclude: new Set(['a']) }).map((x) => x.peerId), ['d', 'b']);
+    assert.throws(() => chooseRoute(hs, R, { random: fixed(0), exclude: new Set(['b']) }), (e: unknown) => e instanceof LayersUncoveredError && JSON.stringify(e.meta?.missing) === '[2,3]');
+    assert.deepEqual(missingLayers([h('a', 0, 3), h('b', 2, 4)], R), [3]);
+    assert.deepEqual(missingLayers([], R), [0, 1, 2, 3]);
+  });
+
+  it('a failed hop is replaced by holders whose spans tile its layers, possibly two', () => {
+    const hs = [h('x', 0, 2), h('y', 2, 3), h('z', 3, 4), h('w', 2, 4)];
+    const sub = chooseRoute(hs, { start: 2, end: 4 }, { random: fixed(0), exclude: new Set(['w']) });
+    assert.deepEqual(sub.map((x) => [x.peerId, x.span.start, x.span.end]), [['y', 2, 3], ['z', 3, 4]]);
+  });
+
+  it('bans back off exponentially and clear on success', () => {
+    const b = new BanList(100, 1000);
+    assert.equal(b.fail('p', 0), 100);
+    assert.ok(b.isBanned('p', 50));
+    assert.ok(!b.isBanned('p', 100));
+    assert.equal(b.fail('p', 100), 200);
+    assert.equal(b.fail('p', 300), 400);
+    assert.equal(b.fail('p', 700), 800);
+    assert.equal(b.fail('p', 1500), 1000, 'capped');
+    assert.deepEqual([...b.banned(1600)], ['p']);
+    b.succeed('p');
+    assert.ok(!b.isBanned('p', 1600));
+    const small = new BanList(100, 1000, 2);
+    small.fail('a', 0);
+    small.fail('b', 0);
+    small.fail('c', 0);
+    assert.deepEqual([...small.banned(1)].sort(), ['b', 'c'], 'bounded: the oldest entry goes');
+  });
+});
