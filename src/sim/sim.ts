@@ -219,7 +219,6 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     nodes.push(n);
     return n;
   };
-  const honest = (): SimNode[] => nodes.filter((n) => !n.sybil);
   const upHonest = (): SimNode[] => nodes.filter((n) => n.up && !n.sybil);
 
   const maxLayers = (n: SimNode): number => Math.min(L, Math.floor(n.machine.offerMb / model.layerMb));
@@ -243,11 +242,26 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   const withdrawn = new Set<string>(); // graceful goodbye: the holder withdrew its record
   const poolView = (v: number): PoolView => {
     const holders: PoolHolder[] = [];
+    // Sybils enter the view as they would (signed records, heartbeats), but to keep planMoves (O(N²)) tractable
+    // they are folded into at most 2 holders per claimed span with summed throughput, marked stale so they are
+    // never planned as movers. The pool's decisions depend on replicas only through min(replicas, MIN_REPLICAS) and
+    // on summed throughput, so the fold changes no decision.
+    const folded = new Map<string, PoolHolder[]>();
     for (const p of views[v]!.snapshot()) {
       const n = byPeer.get(p.peer);
       if (n === undefined || p.heartbeat.span === undefined || withdrawn.has(p.peer)) continue;
-      holders.push(holderOf(n, p.state, p.heartbeat.span));
+      const h = holderOf(n, p.state, p.heartbeat.span);
+      if (!n.sybil || p.state === 'dead') {
+        holders.push(h);
+        continue;
+      }
+      const key = `${h.span.start}:${h.span.end}`;
+      const f = folded.get(key) ?? [];
+      if (f.length < 2) f.push({ ...h, state: 'stale' });
+      else f[1] = { ...f[1]!, tokensPerSec: f[1]!.tokensPerSec + h.tokensPerSec };
+      folded.set(key, f);
     }
+    for (const f of folded.values()) holders.push(...f);
     holders.sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
     return { numLayers: L, holders };
   };
@@ -679,12 +693,16 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     // claimed capacity, and heartbeats like a live holder
     q.at(Math.min(15 * 60_000, endMs / 4), () => {
       const count = SIM.sybilFactor * opts.nodes;
+      // the attacker concentrates on a few spans (an eclipse needs many claimants per layer)
+      const attackSpans = Array.from({ length: 8 }, () => {
+        const len = Math.max(1, Math.min(L, 1 + rng.int(Math.max(1, L >> 2))));
+        const start = rng.int(L - len + 1);
+        return { start, end: start + len };
+      });
       for (let i = 0; i < count; i++) {
         const s = newNode(true, i < SIM.sybilSignedKeys);
         byPeer.set(s.peerId, s);
-        const len = Math.max(1, Math.min(L, 1 + rng.int(Math.max(1, L >> 2))));
-        const start = rng.int(L - len + 1);
-        s.claim = { start, end: start + len };
+        s.claim = attackSpans[rng.int(attackSpans.length)]!;
         s.up = true;
         if (s.key !== undefined) {
           signRecord(s, s.claim);
