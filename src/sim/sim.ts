@@ -238,6 +238,14 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   const viewCount = Math.min(opts.nodes > 300 ? SIM.viewsLarge : SIM.views, opts.nodes);
   const views = Array.from({ length: viewCount }, () => new LivenessTracker({ staleMs: SIM.staleMs, deadMs: SIM.deadMs, clock: q, checkIntervalMs: 1_000 }));
   const viewHome: SimNode[] = [];
+  // a node's view: its own (i mod views) unless a partition cuts it off, then the next one it can reach
+  const viewOf = (n: SimNode): number => {
+    for (let k = 0; k < viewCount; k++) {
+      const v = (n.idx + k) % viewCount;
+      if (reachable(n, viewHome[v]!)) return v;
+    }
+    return n.idx % viewCount;
+  };
   const byPeer = new Map<string, SimNode>();
   const withdrawn = new Set<string>(); // graceful goodbye: the holder withdrew its record
   const poolView = (v: number): PoolView => {
@@ -343,7 +351,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     n.loading = undefined;
     n.ledger = new Set(genesis ? [] : bestLedger(n));
     withdrawn.delete(n.peerId);
-    const view = poolView(n.idx % viewCount);
+    const view = poolView(viewOf(n));
     const cap = { maxLayers: maxLayers(n), layerTokensPerSec: layerTps(n) };
     const span = chooseSpan(view, cap, { requireCovered: view.holders.length > 0 });
     if (span !== undefined) beginHold(n, span, genesis);
@@ -473,7 +481,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       if (view.holders.length === 0) continue;
       for (const mv of planMoves(view, { layerMb: model.layerMb })) {
         const n = byPeer.get(mv.peerId);
-        if (n === undefined || n.sybil || !n.up || n.idx % viewCount !== v || n.span === undefined || n.loading !== undefined) continue;
+        if (n === undefined || n.sybil || !n.up || viewOf(n) !== v || n.span === undefined || n.loading !== undefined) continue;
         if (mv.reason === 'throughput' && n.movesMs.length > 0 && q.nowMs - n.movesMs[n.movesMs.length - 1]! < 120_000) continue;
         n.movesMs.push(q.nowMs);
         beginHold(n, mv.to, false);
@@ -488,7 +496,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     const clients = upHonest();
     if (clients.length > 0) {
       const c = clients[rng.int(clients.length)]!;
-      const v = c.idx % viewCount;
+      const v = viewOf(c);
       const hv: HolderView[] = [];
       for (const p of views[v]!.snapshot()) {
         const n = byPeer.get(p.peer);
