@@ -686,6 +686,9 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     healAt = Math.min(cutAt + 10 * 60_000, (2 * endMs) / 3);
     q.at(cutAt, () => {
       partitioned = true;
+      // proofs still spreading when the cut comes reach the far side only after the heal: they are scored by
+      // ledger_converge_s, not by the propagation p99
+      for (const p of proofs) if (!p.done) p.acrossPartition = true;
     });
     q.at(healAt, () => {
       partitioned = false;
