@@ -614,7 +614,12 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     const n = newNode(false, true);
     byPeer.set(n.peerId, n);
   }
-  for (let v = 0; v < viewCount; v++) viewHome.push(nodes[v]!);
+  // view homes spread over the continents (so both sides of the partition keep a view)
+  for (let v = 0; v < viewCount; v++) {
+    const home = nodes.find((n) => n.continent === v % CONTINENTS.length && !viewHome.includes(n)) ?? nodes.find((n) => !viewHome.includes(n))!;
+    viewHome.push(home);
+  }
+  const isHome = (n: SimNode): boolean => viewHome.includes(n);
   join(nodes[0]!, true);
   // the genesis node holds what its memory allows; the whole model is seeded to it for the start
   nodes[0]!.loading = undefined;
@@ -656,7 +661,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     const sessionMs = logNormal(rng, SESSION.medianMin, SESSION.sigma) * 60_000;
     const crash = rng.next() < SESSION.crashShare;
     q.after(sessionMs, () => {
-      if (!n.up || n.idx < viewCount) return; // the view homes stay (they stand for observers)
+      if (!n.up || isHome(n)) return; // the view homes stay (they stand for observers)
       leave(n, crash);
       // a replacement arrives after an exponential gap, keeping the population steady
       q.after(exponential(rng, 60_000), () => {
@@ -677,7 +682,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   if (opts.scenario === 'mass-failure') {
     failAt = Math.min(20 * 60_000, endMs / 3);
     q.at(failAt, () => {
-      const live = upHonest().filter((n) => n.idx >= viewCount);
+      const live = upHonest().filter((n) => !isHome(n));
       rng.shuffle(live);
       for (const n of live.slice(0, Math.floor(0.3 * (live.length + viewCount)))) leave(n, true);
     });
