@@ -75,7 +75,11 @@ export function tail(file: string, lines: number): string {
  * Waits until the node started as `pid` on `dataDir` has written its lock and answers GET /api/status. Fails when
  * the process exits first, after `timeoutMs`, or when `signal` fires.
  */
-export async function waitNodeUp(dataDir: string, node: SpawnedNode, timeoutMs: number, signal?: AbortSignal): Promise<{ apiPort: number; status: NodeStatus }> {
+/**
+ * Waits until the node's local API answers with its peer id; with `holdsLayers`, also until the layer pool has given
+ * it a span (the API answers before the pool has chosen and loaded one).
+ */
+export async function waitNodeUp(dataDir: string, node: SpawnedNode, timeoutMs: number, signal?: AbortSignal, holdsLayers = false): Promise<{ apiPort: number; status: NodeStatus }> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void node.exited.then(() => {
@@ -89,7 +93,7 @@ export async function waitNodeUp(dataDir: string, node: SpawnedNode, timeoutMs: 
     if (lock !== undefined && lock.pid === node.child.pid && lock.apiPort > 0) {
       try {
         const status = await new ApiClient({ port: lock.apiPort, timeoutMs: 5000 }).status();
-        if (status.peerId !== '') return { apiPort: lock.apiPort, status };
+        if (status.peerId !== '' && (!holdsLayers || status.span !== null)) return { apiPort: lock.apiPort, status };
       } catch {
         // listening but not answering yet
       }

@@ -18,6 +18,8 @@ const NODE_FLAGS = [...LOCAL_NODE_FLAGS, '--no-train', '--threads', '1'];
 async function startNode(args: string[]): Promise<{ node: CliProcess; v1: string }> {
   const node = startCli(['start', ...NODE_FLAGS, ...args]);
   const m = await node.waitLine(/OpenAI-compatible API at (\S+);/, 120_000);
+  // the API answers 503 until the layer pool has placed and loaded the node's span (it logs "holding layers")
+  await node.waitLine(/holding layers/, 120_000);
   return { node, v1: m[1]! };
 }
 

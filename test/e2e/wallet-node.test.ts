@@ -79,12 +79,13 @@ describe('wallet through a running node', () => {
       const status = await cli(['ledger', 'status', '--json', '--data-dir', t.dir]);
       assert.equal(status.code, 0, status.err);
       const s = JSON.parse(status.out) as Record<string, unknown>;
-      assert.deepEqual(Object.keys(s), ['stateHash', 'replayPending', 'events', 'minted', 'burned', 'staked', 'escrowed']);
+      // the set of keys is the contract, not their order
+      assert.deepEqual(Object.keys(s).sort(), ['burned', 'escrowed', 'events', 'minted', 'replayPending', 'staked', 'stateHash']);
       assert.ok((s.events as number) >= 1, 'the rejected transfer is stored');
       const { apiPort } = JSON.parse(readFileSync(join(t.dir, 'node.lock'), 'utf8')) as { apiPort: number };
       const res = await fetch(`http://127.0.0.1:${apiPort}/api/ledger/status`);
       assert.equal(res.status, 200);
-      assert.deepEqual(Object.keys((await res.json()) as object), Object.keys(s));
+      assert.deepEqual(Object.keys((await res.json()) as object).sort(), Object.keys(s).sort());
     } finally {
       node.kill('SIGTERM');
       assert.equal(await exited, 0, err.slice(-3000));

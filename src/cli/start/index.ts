@@ -92,7 +92,7 @@ export const startCommand: Command = {
       nodeLog.close();
       throw e;
     }
-    io.stderr(`node ${node.network.peerId} up; dashboard at ${node.apiUrl}/ (status at ${node.apiUrl}/api/status; OpenAI-compatible API at ${node.apiUrl}/v1); Ctrl-C to stop\n`);
+    io.stderr(`node ${node.network.peerId} up; dashboard at ${node.apiUrl}/; status at ${node.apiUrl}/api/status; OpenAI-compatible API at ${node.apiUrl}/v1; Ctrl-C to stop\n`);
     if (flags.json === true) {
       io.stdout(
         JSON.stringify({

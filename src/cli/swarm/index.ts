@@ -84,7 +84,7 @@ export const swarmCommand: Command = {
       const dataDir = join(dir, `node-${i + 1}`);
       const p = spawnNode(['--data-dir', dataDir, ...common, ...extra], join(dataDir, 'logs', 'start.out'), { detached: true });
       procs.push(p);
-      const { apiPort, status } = await waitNodeUp(dataDir, p, waitMs, io.signal);
+      const { apiPort, status } = await waitNodeUp(dataDir, p, waitMs, io.signal, true);
       addresses.set(i, status.addresses);
       const api = `http://127.0.0.1:${apiPort}`;
       const node: SwarmNode = { index: i + 1, dataDir, pid: p.child.pid ?? 0, peerId: status.peerId, api, dashboard: `${api}/`, span: status.span };
