@@ -23,6 +23,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { NeuroShardError } from '../util/errors.js';
 import { atomicWriteFile } from './fsutil.js';
+import { floatToHalf as f32ToF16Bits, halfToFloat as f16BitsToF32 } from '../tensor/half.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
@@ -117,44 +118,6 @@ export function ggmlTensorBytes(type: GgmlTypeName, ne: readonly number[]): numb
 
 // ---- encoding -----------------------------------------------------------------------------------------------------
 
-const cvtF32 = new Float32Array(1);
-const cvtU32 = new Uint32Array(cvtF32.buffer);
-
-/** float32 → IEEE half bits, round to nearest even (F16C / numpy astype(float16)), overflow to ±Inf. */
-export function f32ToF16Bits(v: number): number {
-  cvtF32[0] = v;
-  const x = cvtU32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return mant !== 0 ? sign | 0x7e00 : sign | 0x7c00;
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && (h & 1) === 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1) === 1)) h++;
-  return sign | h;
-}
-
-/** IEEE half bits → number. */
-export function f16BitsToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return sign * m * 2 ** -24;
-  if (e === 0x1f) return m !== 0 ? NaN : sign * Infinity;
-  return sign * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 /** float32 values → F16 tensor bytes. */
 export function encodeF16(x: Float32Array): Uint8Array {
@@ -618,3 +581,5 @@ function readExact(fd: number, out: Uint8Array, position: number, file: string):
     off += n;
   }
 }
+
+export { f32ToF16Bits, f16BitsToF32 };

@@ -21,6 +21,7 @@
  * per node and layer across rounds, as in SparseLoCo (e ← β·e + Δ; send C(e); e ← e − D(C(e))).
  */
 import { InvalidArgumentError, PeerMisbehaviourError } from '../../util/errors.js';
+import { floatToHalf as f32ToF16, halfToFloat as f16ToF32 } from '../../tensor/half.js';
 
 export const COMPRESSIONS = ['none', 'fp16', 'int8', 'sparse'] as const;
 export type CompressionKind = (typeof COMPRESSIONS)[number];
@@ -49,44 +50,8 @@ export class DeltaFormatError extends PeerMisbehaviourError {
 
 // ---- fp16 -----------------------------------------------------------------------------------------------------
 
-const f32buf = new Float32Array(1);
-const u32buf = new Uint32Array(f32buf.buffer);
 
-/** float32 → IEEE half bits, round to nearest even; overflow → ±Infinity; NaN → NaN. */
-export function f32ToF16(x: number): number {
-  f32buf[0] = x;
-  const b = u32buf[0]!;
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let h = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (h & 1) === 1)) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1) === 1)) h++; // may carry into the exponent: still correct (→ Inf at the top)
-  return sign | h;
-}
 
-/** IEEE half bits → number (exact). */
-export function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 0x1f) return m === 0 ? s * Infinity : NaN;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 // ---- encode ---------------------------------------------------------------------------------------------------
 
@@ -343,3 +308,5 @@ export class ErrorFeedback {
     for (const [k, v] of Object.entries(s)) this.residual.set(k, new Float32Array(v));
   }
 }
+
+export { f32ToF16, f16ToF32 };
