@@ -40,7 +40,7 @@ async function startNode(name: string, flags: Record<string, unknown>): Promise<
     env: {},
   });
   const log = process.env.POOL_TEST_LOG === undefined ? undefined : createLogger({ level: process.env.POOL_TEST_LOG as 'debug', module: name });
-  const n = await NeuroShardNode.init(opts, { ...(log === undefined ? {} : { log }), networkTuning: { ...LOOPBACK_TUNING, recordTtlMs: 60_000, republishMs: 5_000 }, poolTuning: { tickMs: 400, settleMs: 2500 } });
+  const n = await NeuroShardNode.init(opts, { ...(log === undefined ? {} : { log }), networkTuning: { ...LOOPBACK_TUNING, recordTtlMs: 60_000, republishMs: 5_000 }, poolTuning: { tickMs: 400, settleMs: 5000 } });
   nodes.push(n);
   return n;
 }
@@ -95,6 +95,10 @@ describe('layer pool on real nodes', { timeout: 1_500_000 }, () => {
       const t0 = Date.now();
       await waitFor(() => j.pool?.span() !== undefined, 240_000, `joiner ${i} to hold a span`);
       if (process.env.POOL_TEST_LOG !== undefined) console.error(`joiner ${i} holds ${JSON.stringify(j.pool!.span())} after ${Date.now() - t0} ms`);
+      // "each placement sees the ones before it" needs this joiner's heartbeats to be out in the network before the
+      // next one listens (on a loaded machine they were not always: the next joiner then chose on the genesis node's
+      // view alone and took the same half)
+      await waitFor(() => genesis.pool!.view().holders.some((h) => h.peerId === j.network.peerId && h.state === 'alive'), 60_000, `joiner ${i} alive in the genesis node's view`);
     }
     for (const j of joiners) {
       const s = j.pool!.span()!;
