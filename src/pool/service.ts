@@ -93,6 +93,8 @@ export class PoolService {
   private readonly ac = new AbortController();
   private readonly handler;
   private startedAt = 0;
+  /** When this joiner first heard a heartbeat naming a holder: the settle period counts from here. */
+  private firstHolderAt: number | undefined;
   private pendingMove: { key: string; ticks: number } | undefined;
   private swapping = false;
   private lastWaitLog = 0;
@@ -234,8 +236,13 @@ export class PoolService {
       }
       return;
     }
-    const waited = this.clock.now() - this.startedAt;
-    if (!genesis && waited < this.o.settleMs) return; // hear from more holders first
+    // hear from more holders first. The settle period counts from the first holder heard, not from start: a joiner
+    // hears its bootstrap peer's own heartbeats at once (it publishes to every peer), but others' heartbeats only
+    // once that peer has grafted us into its gossip mesh, and the capacity measurement (seconds on a busy machine)
+    // can use up a settle period counted from start before that happens (two joiners then took the same half)
+    this.firstHolderAt ??= this.clock.now();
+    const waited = this.clock.now() - this.firstHolderAt;
+    if (!genesis && waited < this.o.settleMs) return;
     // the placement weighs holders by their recorded speed: wait (a bounded while) for every live holder's record
     const unknown = others.holders.filter((h) => h.peerId !== this.o.network.peerId && h.state === 'alive' && !this.records.has(h.peerId));
     if (!genesis && unknown.length > 0 && waited < 3 * this.o.settleMs) return;
