@@ -86,6 +86,7 @@ export function createNodePool(i: NodePoolInit): PoolService {
       recordOf: (peer, signal) => network.registry.recordOf(peer, { signal }),
       holdSpan: (s) => network.holdSpan(s),
       isGenesis: () => network.genesis,
+      holdersOf: (layer, signal) => network.registry.holdersOf(layer, { signal }),
     },
     loadLocal: localLoader(i.compute, i.config, opts.checkpoint),
     tickMs: i.tuning.tickMs,

@@ -25,6 +25,9 @@ import type {
   TopicValidator,
 } from './types.js';
 
+/** libp2p's default maxInboundStreams for a protocol handler registered without one. */
+const DEFAULT_MAX_INBOUND_STREAMS = 32;
+
 /** The error a reader sees when the other side reset the stream. */
 export class StreamResetError extends Error {
   override name = 'StreamResetError';
@@ -184,6 +187,9 @@ export class MemoryNetwork implements P2PNetwork {
   readonly events = new TypedEmitter<P2PEvents>();
   running = false;
   private readonly handlers = new Map<string, ProtocolHandler>();
+  /** maxInboundStreams per protocol, enforced per (protocol, remote peer) as libp2p's registrar does per connection. */
+  private readonly inboundLimits = new Map<string, number>();
+  private readonly inboundOpen = new Map<string, number>();
   private readonly subs = new Map<string, Set<(m: PubSubMessage) => void>>();
   private readonly validators = new Map<string, TopicValidator>();
   private readonly connections = new Set<PeerIdString>();
@@ -244,6 +250,20 @@ export class MemoryNetwork implements P2PNetwork {
     const h = remote.handlers.get(protocol);
     if (h === undefined) throw new NetworkError('PROTOCOL_UNSUPPORTED', `peer does not speak ${protocol}`, { peer, protocol });
     const [local, far] = MemoryStream.pair(protocol);
+    // past the protocol's maxInboundStreams the remote resets the new stream, as libp2p does: callers that open
+    // more streams to one peer than it accepts must see that here too, not only on real connections
+    const key = `${protocol}\u0000${this.peerId}`;
+    const open = remote.inboundOpen.get(key) ?? 0;
+    if (open >= (remote.inboundLimits.get(protocol) ?? DEFAULT_MAX_INBOUND_STREAMS)) {
+      queueMicrotask(() => far.abort(new Error(`too many inbound ${protocol} streams`)));
+      return local;
+    }
+    remote.inboundOpen.set(key, open + 1);
+    far.addEventListener('close', () => {
+      const n = (remote.inboundOpen.get(key) ?? 1) - 1;
+      if (n <= 0) remote.inboundOpen.delete(key);
+      else remote.inboundOpen.set(key, n);
+    });
     const info = { peer: this.peerId, limited: false, remoteAddr: `/memory/${this.peerId}` };
     queueMicrotask(() => {
       Promise.resolve()
@@ -253,8 +273,10 @@ export class MemoryNetwork implements P2PNetwork {
     return local;
   }
 
-  async handle(protocol: string, handler: ProtocolHandler, _opts?: HandleOptions): Promise<void> {
+  async handle(protocol: string, handler: ProtocolHandler, opts?: HandleOptions): Promise<void> {
     this.handlers.set(protocol, handler);
+    if (opts?.maxInboundStreams === undefined) this.inboundLimits.delete(protocol);
+    else this.inboundLimits.set(protocol, opts.maxInboundStreams);
   }
 
   async unhandle(protocol: string): Promise<void> {

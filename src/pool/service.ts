@@ -40,7 +40,12 @@ export interface PoolNetwork {
   holdSpan(span: PoolSpan): Promise<void>;
   /** True when this node founded the network. */
   isGenesis(): boolean;
+  /** The layer registry's signed, unexpired records of `layer`'s holders (a DHT lookup); optional. */
+  holdersOf?(layer: number, signal: AbortSignal): Promise<HolderRecord[]>;
 }
+
+/** Registry lookups in flight at once while a joiner places itself. */
+const REGISTRY_LOOKUPS = 8;
 
 /** Loads this node's own copy of a span (the genesis model: a checkpoint directory or the seeded initialisation). */
 export type LocalLoader = (span: PoolSpan) => Promise<{ hash: string }>;
@@ -254,7 +259,7 @@ export class PoolService {
     }
     let span: PoolSpan | undefined;
     if (typeof this.o.mode === 'object') span = this.o.mode;
-    else span = chooseSpan(others, { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis });
+    else span = chooseSpan(genesis ? others : await this.withRegistry(others), { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis });
     if (span === undefined) {
       this.log.info('the layer pool found no span for this node yet', { maxLayers: this.capacityFigures!.maxLayers });
       return;
@@ -264,6 +269,39 @@ export class PoolService {
     const allHeld = fetchable.replicas.slice(span.start, span.end).every((r) => r > 0);
     if (genesis || !allHeld) await this.takeLocal(span);
     else await this.takeFromPeers(span);
+  }
+
+  /**
+   * The view plus holders that the layer registry names but whose heartbeats have not reached us yet (as 'stale'):
+   * a joiner hears its bootstrap peer at once but others only once gossip has meshed, and on a busy machine a
+   * holder's heartbeats can lapse for seconds; placing on heartbeats alone then doubled a span that was already
+   * held twice. Peers that liveness knows (dead ones included) keep their liveness state.
+   */
+  private async withRegistry(view: PoolView): Promise<PoolView> {
+    const lookup = this.o.network.holdersOf;
+    if (lookup === undefined) return view;
+    const self = this.o.network.peerId;
+    const known = new Set([self, ...this.o.network.liveness.snapshot().map((p) => p.peer), ...view.holders.map((h) => h.peerId)]);
+    const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(10_000)]);
+    const found = new Map<string, HolderRecord>();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < view.numLayers) {
+        const layer = next++;
+        const records = await lookup.call(this.o.network, layer, signal).catch(() => [] as HolderRecord[]);
+        for (const r of records) {
+          if (known.has(r.peerId)) continue;
+          const had = found.get(r.peerId);
+          if (had === undefined || had.timestampMs < r.timestampMs) found.set(r.peerId, r);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(REGISTRY_LOOKUPS, view.numLayers) }, worker));
+    if (found.size === 0) return view;
+    const extra = [...found.values()].map((r) => ({ peerId: r.peerId, span: { start: r.span.start, end: r.span.end }, state: 'stale' as const, tokensPerSec: r.capacity.tokensPerSec, memoryMb: r.capacity.memoryMb }));
+    this.log.info('the registry names holders not heard from yet', { holders: extra.map((h) => `${h.peerId.slice(-8)}@${h.span.start}:${h.span.end}`) });
+    const holders = [...view.holders, ...extra].sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
+    return { numLayers: view.numLayers, holders };
   }
 
   private async takeLocal(span: PoolSpan): Promise<void> {

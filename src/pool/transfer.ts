@@ -174,12 +174,46 @@ export interface DownloadedSpan {
 }
 
 /**
+ * At most `limit` streams open to one peer at a time. A holder accepts only `checkpoint.maxInboundStreams` streams
+ * of this protocol per connection and resets the rest (libp2p), so a joiner taking more units than that from a lone
+ * holder (the genesis node) lost every unit past the limit and never held a span.
+ */
+class PeerSlots {
+  private readonly open = new Map<string, number>();
+  private readonly waiting = new Map<string, (() => void)[]>();
+  constructor(private readonly limit: number) {}
+
+  async with<T>(peer: string, f: () => Promise<T>): Promise<T> {
+    while ((this.open.get(peer) ?? 0) >= this.limit) {
+      await new Promise<void>((resolve) => {
+        const q = this.waiting.get(peer) ?? [];
+        q.push(resolve);
+        this.waiting.set(peer, q);
+      });
+    }
+    this.open.set(peer, (this.open.get(peer) ?? 0) + 1);
+    try {
+      return await f();
+    } finally {
+      const n = (this.open.get(peer) ?? 1) - 1;
+      if (n === 0) this.open.delete(peer);
+      else this.open.set(peer, n);
+      const q = this.waiting.get(peer);
+      const wake = q?.shift();
+      if (q !== undefined && q.length === 0) this.waiting.delete(peer);
+      wake?.();
+    }
+  }
+}
+
+/**
  * Downloads and verifies the weights of `span`. Throws WeightsUnavailableError when a unit has no holder, when
  * its holders disagree with no two agreeing, or when every holder of a unit failed; nothing partial is returned.
  */
 export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): Promise<DownloadedSpan> {
   const log = deps.log ?? silentLogger;
   const units = spanUnits(o.span);
+  const slots = new PeerSlots(methods.checkpoint.maxInboundStreams);
   const bad = new Set<string>();
   const sources = new Set<string>();
   let retries = 0;
@@ -198,7 +232,7 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
       const heads = await Promise.all(
         holders.slice(0, HEAD_QUORUM_ASKED).map(async (peer) => {
           try {
-            const h = await askHead(deps, peer, u, o.signal);
+            const h = await slots.with(peer, () => askHead(deps, peer, u, o.signal));
             if (h.total !== expectBytes) {
               penalise(peer, `layer ${u.start}: ${h.total} bytes announced, ${expectBytes} expected`);
               return undefined;
@@ -250,16 +284,18 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
       if (o.signal?.aborted === true) throw o.signal.reason;
       lastPeer = peer;
       try {
-        for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have) }, { signal: o.signal, timeoutMs: 30_000 })) {
-          if (c.totalSize !== a.head.total || c.modelHash !== a.head.hash || Buffer.from(c.sha256).toString('hex') !== a.head.sha) {
-            throw new WeightsMismatchError(`layer ${a.unit.start}: the stream names other figures than the agreed ones`, { peer });
+        await slots.with(peer, async () => {
+          for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have) }, { signal: o.signal, timeoutMs: 30_000 })) {
+            if (c.totalSize !== a.head.total || c.modelHash !== a.head.hash || Buffer.from(c.sha256).toString('hex') !== a.head.sha) {
+              throw new WeightsMismatchError(`layer ${a.unit.start}: the stream names other figures than the agreed ones`, { peer });
+            }
+            if (c.offset !== BigInt(have)) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${a.unit.start}: chunk at ${c.offset}, expected ${have}`);
+            if (have + c.data.byteLength > total) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${a.unit.start}: chunk past the total size`);
+            buf.set(c.data, have);
+            have += c.data.byteLength;
+            if (have === total) break;
           }
-          if (c.offset !== BigInt(have)) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${a.unit.start}: chunk at ${c.offset}, expected ${have}`);
-          if (have + c.data.byteLength > total) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${a.unit.start}: chunk past the total size`);
-          buf.set(c.data, have);
-          have += c.data.byteLength;
-          if (have === total) break;
-        }
+        });
       } catch (e) {
         if (o.signal !== undefined && o.signal.aborted) throw e;
         // bad bytes or a broken protocol cost the holder score; an unreachable or busy holder is only skipped

@@ -1,7 +1,8 @@
 /**
  * `neuroshard swarm --nodes N`: a local network of N nodes in one command. Node 1 founds the network (and trains
- * the whole model unless --no-train); nodes 2..N join through it and hold the model's layers split between them,
- * so the dashboard's coverage view shows replicas. Every node listens on 127.0.0.1 with free ports, keeps its state
+ * the whole model unless --no-train); nodes 2..N join through it one after another and the layer pool chooses
+ * their spans (no `--span`): each offers memory for about 2L/(N−1) layers (`--memory-mb` overrides), so together
+ * they hold the model twice and the dashboard's coverage view shows the pool splitting it. Every node listens on 127.0.0.1 with free ports, keeps its state
  * in `<dir>/node-<i>` (a rerun reuses the keys and checkpoints) and its output in `<dir>/node-<i>/logs/start.out`.
  * The command prints each node's dashboard URL and runs until Ctrl-C, which stops every node cleanly (SIGTERM, then
  * a wait), and exits 0 when all stopped cleanly.
@@ -10,8 +11,10 @@
  * them in order; if this command dies, its exit handler still sends them SIGTERM.
  */
 import { join } from 'node:path';
+import type { LlamaConfig } from '../../model/config.js';
 import { bundledGenesis } from '../../node/genesis.js';
 import { loadOptions } from '../../node/options.js';
+import { extraWeightBytes, layerMb } from '../../pool/capacity.js';
 import { intFlag, stringFlag, UsageError, type Command } from '../command.js';
 import { spawnNode, waitNodeUp, type SpawnedNode } from '../node-process.js';
 import { ProgressBar } from '../progress.js';
@@ -26,12 +29,15 @@ interface SwarmNode {
   span: { start: number; end: number } | null;
 }
 
-/** The spans of nodes 2..N: the layers cut into N−1 near-equal contiguous parts (more nodes than layers wrap). */
-export function joinerSpans(totalLayers: number, joiners: number): { start: number; end: number }[] {
-  if (joiners <= 0) return [];
-  const parts = Math.min(joiners, totalLayers);
-  const cuts = Array.from({ length: parts + 1 }, (_, i) => Math.round((i * totalLayers) / parts));
-  return Array.from({ length: joiners }, (_, j) => ({ start: cuts[j % parts]!, end: cuts[(j % parts) + 1]! }));
+/**
+ * The `--memory-mb` each of nodes 2..N offers by default: room for ceil(2L/(N−1)) layers (at most L) plus the
+ * embedding and head, so that the joiners alone can hold every layer twice (MIN_REPLICAS) and the pool has to
+ * split the model between them once there are more than two.
+ */
+export function joinerMemoryMb(config: LlamaConfig, joiners: number): number {
+  const L = config.num_hidden_layers;
+  const layers = joiners <= 0 ? L : Math.min(L, Math.ceil((2 * L) / joiners));
+  return Math.ceil(extraWeightBytes(config) / (1 << 20)) + layers * layerMb(config) + 1;
 }
 
 function bootstrapAddr(addresses: string[], peerId: string): string {
@@ -48,6 +54,7 @@ export const swarmCommand: Command = {
     dir: { type: 'string', value: 'DIR', description: 'where the nodes keep their state (default <data-dir>/swarm)' },
     train: { type: 'boolean', description: 'the first node trains the model (default on; --no-train turns it off)' },
     'train-steps': { type: 'string', value: 'N', description: "the first node's target training step" },
+    'memory-mb': { type: 'string', value: 'MB', description: "each joining node's --memory-mb (default: room for 2L/(N-1) layers, so the pool splits the model)" },
     'wait-s': { type: 'string', value: 'S', description: 'how long each node may take to come up (default 300)' },
     json: { type: 'boolean', description: 'print {"nodes": [{index, pid, peerId, dashboard, api, dataDir, span}]} once all are up' },
   },
@@ -58,8 +65,7 @@ export const swarmCommand: Command = {
     const trainSteps = flags['train-steps'] === undefined ? undefined : String(intFlag(flags, 'train-steps', 0, 0, 1_000_000_000));
     const opts = loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir') } });
     const dir = stringFlag(flags, 'dir') ?? join(opts.dataDir, 'swarm');
-    const total = bundledGenesis().config.num_hidden_layers;
-    const spans = joinerSpans(total, n - 1);
+    const memoryMb = flags['memory-mb'] === undefined ? joinerMemoryMb(bundledGenesis().config, n - 1) : intFlag(flags, 'memory-mb', 0, 1, 1 << 30);
     const common = ['--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--no-mdns', '--no-upnp'];
     if (typeof flags['log-level'] === 'string') common.push('--log-level', flags['log-level']);
     if (typeof flags.threads === 'string') common.push('--threads', flags.threads);
@@ -101,7 +107,9 @@ export const swarmCommand: Command = {
       const trainFlags = flags.train === false ? ['--no-train'] : trainSteps === undefined ? [] : ['--train-steps', trainSteps];
       const first = await start(0, ['--genesis', ...trainFlags]);
       const boot = bootstrapAddr(addresses.get(0) ?? [], first.peerId);
-      await Promise.all(spans.map((s, j) => start(j + 1, ['--bootstrap', boot, '--no-train', '--span', `${s.start}:${s.end}`])));
+      // one after another: each joiner's placement then sees the spans of the ones before it (started together,
+      // they would all choose on the first node's view alone and take the same layers)
+      for (let j = 1; j < n; j++) await start(j, ['--bootstrap', boot, '--no-train', '--memory-mb', String(memoryMb)]);
       bar.done();
       up.sort((a, b) => a.index - b.index);
       if (flags.json === true) io.stdout(JSON.stringify({ nodes: up }) + '\n');

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { joinerSpans } from '../../../src/cli/swarm/index.js';
+import { joinerMemoryMb } from '../../../src/cli/swarm/index.js';
+import { NANO } from '../../../src/model/index.js';
+import { layersFor } from '../../../src/pool/capacity.js';
 import { replicasFromLayersView, replicasPerLayer } from '../../../src/node/telemetry.js';
 
 describe('layer coverage from spans', () => {
@@ -19,15 +21,17 @@ describe('layer coverage from the pool view', () => {
   });
 });
 
-describe('swarm spans', () => {
-  it('cuts the layers into contiguous parts covering the model, wrapping when there are more nodes than layers', () => {
-    assert.deepEqual(joinerSpans(4, 2), [
-      { start: 0, end: 2 },
-      { start: 2, end: 4 },
-    ]);
-    assert.deepEqual(joinerSpans(4, 1), [{ start: 0, end: 4 }]);
-    assert.deepEqual(replicasPerLayer(4, joinerSpans(4, 3)), [1, 1, 1, 1]);
-    assert.deepEqual(replicasPerLayer(4, joinerSpans(4, 6)), [2, 2, 1, 1]);
-    assert.deepEqual(joinerSpans(4, 0), []);
+describe('swarm joiner memory', () => {
+  it('offers room for ceil(2L/joiners) layers (at most L) plus the embedding and head', () => {
+    const c = NANO;
+    const L = c.num_hidden_layers;
+    const fits = (joiners: number): number => layersFor(c, joinerMemoryMb(c, joiners));
+    assert.equal(fits(1), L);
+    assert.equal(fits(2), L);
+    assert.equal(fits(4), Math.ceil(L / 2));
+    assert.equal(fits(2 * L), 1);
+    assert.equal(fits(0), L);
+    // the joiners alone have room for every layer twice (once when there is only one of them)
+    for (const j of [1, 2, 3, 4, 5, 8]) assert.ok(j * fits(j) >= Math.min(2, j) * L, `joiners ${j}`);
   });
 });

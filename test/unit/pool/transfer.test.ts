@@ -114,6 +114,16 @@ describe('checkpoint stream', () => {
     assert.deepEqual(c, CONFIG);
   });
 
+  it('a lone holder is asked for no more streams at once than it accepts (the whole model from the genesis node)', async () => {
+    // the holder resets streams past checkpoint.maxInboundStreams (2); a joiner taking all L units from it used to
+    // open L heads at once and lose every unit past the second
+    assert.ok(L > methods.checkpoint.maxInboundStreams);
+    const s = await swarm(['honest']);
+    const d = await downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: CONFIG, span: { start: 0, end: L }, holdersOf: () => s.peers, parallel: 4 });
+    assert.deepEqual(d.params, s.good);
+    assert.equal(d.retries, 0);
+  });
+
   it('a span not held, or no holder at all: typed errors, no crash', async () => {
     const s = await swarm(['honest']);
     await assert.rejects(
