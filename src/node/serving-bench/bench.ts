@@ -25,6 +25,7 @@ import { keyFromPrivate } from '../../identity/index.js';
 import { presetConfig, type LlamaConfig } from '../../model/index.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../../protocols/inference.js';
 import { BanList, DRIVER_DEFAULTS, runGeneration, type HolderView, type ModelView } from '../../router/index.js';
+import { waitFor } from '../../util/abort.js';
 import { NeuroShardError } from '../../util/errors.js';
 import { TINY_CONFIG } from '../train.js';
 import { bundledGenesis } from '../genesis.js';
@@ -150,6 +151,13 @@ async function startChain(networkId: string, config: LlamaConfig, spans: { start
     hops.push({ net: n, compute, server, peerId: n.peerId, span });
   }
   const entry = await net(networkId, boot);
+  // route only once the entry hears every hop's heartbeats, as a node does: a stream opened on a connection that is
+  // still being set up or replaced can fail, and the bench would measure a failover instead of a decode
+  await waitFor(() => new Set(entry.liveness.snapshot().filter((p) => p.state === 'alive').map((p) => p.peer)).size >= new Set(hops.map((h) => h.peerId)).size, {
+    timeoutMs: 300_000,
+    intervalMs: 100,
+    what: 'the entry hears every hop',
+  });
   return {
     hops,
     entry,

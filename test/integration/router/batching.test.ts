@@ -52,7 +52,8 @@ describe('continuous batching through a chain of hops', () => {
       await server.register(net.rpc);
       hops.push({ net, compute, server });
     }
-    entry = await startNet(undefined, [hops[0].net.p2p.multiaddrs()[0]!]);
+    // the entry bootstraps to both hops (the bootstrap retries a dial that times out on a loaded machine)
+    entry = await startNet(undefined, hops.map((h) => h.net.p2p.multiaddrs()[0]!));
     entryCompute = await ComputeClient.start({ threads: 1 });
     gen = new NodeGenerator({
       compute: entryCompute,
@@ -65,7 +66,9 @@ describe('continuous batching through a chain of hops', () => {
       options: { stepTimeoutMs: 120_000 }, // about batching, not timeouts (the machine may be loaded)
       log: createLogger({ level: 'info', write: (line) => log.push(line) }),
     });
-    for (const h of hops) await entry.p2p.dial(h.net.p2p.multiaddrs()[0]!);
+    // the connections have settled once heartbeats flow over them (a stream opened on a connection that is being
+    // replaced fails, and with one holder per span the router would have no replica to fail over to)
+    await waitFor(() => entry.liveness.snapshot().filter((p) => p.state === 'alive').length >= 2, { timeoutMs: 300_000, intervalMs: 100, what: 'two alive hops' });
   });
   after(async () => {
     for (const h of hops) {
