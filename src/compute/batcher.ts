@@ -9,8 +9,12 @@
  * taken again (its jobs keep their order), and any other job (a model load or release, training, a GEMM) ends the
  * scan: nothing is moved across it.
  *
- * Waiting: a batch smaller than the number of sessions that decoded recently waits once, up to the batch window
- * (default 2 ms), for the others' steps to arrive; steps that arrive while a batch runs join the next one anyway.
+ * Waiting: a batch smaller than the number of sessions that decoded recently waits once, up to the batch window,
+ * for the others' steps to arrive; steps that arrive while a batch runs join the next one anyway. The window is the
+ * larger of `batchWindowMs` (default 2 ms) and a tenth of the last batched forward's time capped at 50 ms: a row
+ * more costs little next to a forward (the weights are read once for the whole batch), so waiting a tenth of one
+ * for a straggler pays, and on a slow or loaded machine, where the streams' steps arrive further apart, the window
+ * grows with the step.
  */
 import { MAX_DECODE_BATCH } from '../model/shard.js';
 import type { Job, JobOf } from './jobs.js';
@@ -18,6 +22,17 @@ import { isDecodeStep } from './sessions.js';
 
 /** How long a batch smaller than the active sessions waits for their steps (ms). */
 export const DEFAULT_BATCH_WINDOW_MS = 2;
+/** The adaptive part of the window never exceeds this (ms). */
+export const MAX_BATCH_WINDOW_MS = 50;
+/** Share of the last batched forward's time the window may take. */
+export const BATCH_WINDOW_SHARE = 0.1;
+
+/** How long a short batch waits (ms): see the file comment. */
+export function batchWindow(baseMs: number, lastForwardMs: number): number {
+  if (baseMs <= 0) return 0;
+  return Math.max(baseMs, Math.min(MAX_BATCH_WINDOW_MS, BATCH_WINDOW_SHARE * (Number.isFinite(lastForwardMs) ? lastForwardMs : 0)));
+}
+
 /** A session counts as decoding when its last decode step is at most this old (ms). */
 export const ACTIVE_DECODER_MS = 1000;
 

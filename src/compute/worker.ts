@@ -10,7 +10,7 @@ import { NeuroShardError, errorMessage, type ErrorObject } from '../util/errors.
 import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
 import { createHandlers, runHandler } from './handlers.js';
-import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, isBatchable, pickBatch, shouldWait } from './batcher.js';
+import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, batchWindow, isBatchable, pickBatch, shouldWait } from './batcher.js';
 import type { FromWorker, JobOf, ToWorker, WorkerConfig } from './jobs.js';
 import { MAX_DECODE_BATCH } from '../model/shard.js';
 import { ComputeState } from './state.js';
@@ -58,6 +58,9 @@ async function run(msg: ToWorker): Promise<void> {
   }
 }
 
+/** How long the last batched forward took (ms): it sizes the batch window (batcher.ts `batchWindow`). */
+let lastForwardMs = 0;
+
 /** Decode steps of several sessions as one forward (batcher.ts, SessionTable.stepBatch); one reply per job. */
 function runBatch(msgs: ToWorker[]): void {
   const t0 = performance.now();
@@ -69,6 +72,7 @@ function runBatch(msgs: ToWorker[]): void {
     return;
   }
   const ms = performance.now() - t0;
+  lastForwardMs = ms;
   msgs.forEach((m, i) => {
     const r = results[i];
     if (r.ok) {
@@ -95,9 +99,10 @@ async function drain(): Promise<void> {
       const picked = cancelled(queue[0]) ? [0] : pickBatch(queue.map((m) => m.job), MAX_DECODE_BATCH, (i) => cancelled(queue[i]));
       const head = queue[0];
       if (isBatchable(head.job)) {
-        if (waitedFor !== head && shouldWait(picked.length, state.sessions.activeDecoders(ACTIVE_DECODER_MS), batchWindowMs)) {
+        const window = batchWindow(batchWindowMs, lastForwardMs);
+        if (waitedFor !== head && shouldWait(picked.length, state.sessions.activeDecoders(ACTIVE_DECODER_MS), window)) {
           waitedFor = head; // once per head: a session that stopped decoding costs one window, not a stall
-          await sleep(batchWindowMs);
+          await sleep(window);
           continue;
         }
       }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isBatchable, pickBatch, shouldWait } from '../../../src/compute/batcher.js';
+import { batchWindow, isBatchable, MAX_BATCH_WINDOW_MS, pickBatch, shouldWait } from '../../../src/compute/batcher.js';
 import type { Job, JobOf } from '../../../src/compute/jobs.js';
 import { SessionTable } from '../../../src/compute/sessions.js';
 import { LlamaShard, MAX_DECODE_BATCH } from '../../../src/model/index.js';
@@ -47,6 +47,16 @@ describe('pickBatch', () => {
     assert.equal(shouldWait(8, 20, 2), false, 'a full batch never waits');
     assert.equal(shouldWait(1, 1, 2), false, 'a lone session never waits');
     assert.equal(shouldWait(1, 8, 0), false);
+  });
+
+  it('sizes the window by the last batched forward: at least the base, else a tenth of the forward up to 50 ms', () => {
+    assert.equal(batchWindow(2, 0), 2);
+    assert.equal(batchWindow(2, 10), 2);
+    assert.equal(batchWindow(2, 150), 15);
+    assert.equal(batchWindow(2, 5000), MAX_BATCH_WINDOW_MS);
+    assert.equal(batchWindow(0, 150), 0, 'a zero base turns waiting off');
+    assert.equal(batchWindow(500, 10), 500, 'an explicit base is not capped');
+    assert.equal(batchWindow(2, NaN), 2);
   });
 });
 
