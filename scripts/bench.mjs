@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: the engine's figures against PyTorch in one run, then one JSON line (the LAST line printed).
 //
-//   node scripts/bench.mjs [--quick] [--no-torch] [--only gemm,train,...] [--torch-python PATH]
+//   node scripts/bench.mjs [--quick] [--no-torch] [--only gemm,train,serving,...] [--torch-python PATH]
 //
 // Runs compiled code from dist/ (it builds first when dist/ is missing). Every section runs in a child process of
 // its own (scripts/bench/run-section.mjs), so peak RSS is per engine and one section's crash cannot take the rest
@@ -11,6 +11,7 @@
 //   benchSections: [{ name, keys: ['json_key', …], run({ quick, log }) → Promise<{ json_key: value, … }> }]
 // is discovered and run; a section may throw an error with code 'BENCH_SKIP' to skip with a reason. Keys that later
 // issues promise (EXPECTED_KEYS) print null and a reason until a section provides them.
+// --only takes section names or families (`serving` = every `serving-*` section, `p2p` = p2p-rpc and p2p-dht).
 // --quick: a smoke run with tiny sizes (same keys, figures meaningless); --no-torch: skip the anchor;
 // --torch-python: the interpreter for the anchor (default /usr/bin/python3).
 import { spawn, spawnSync } from 'node:child_process';
@@ -145,7 +146,8 @@ async function runSections() {
       continue;
     }
     for (const s of sections) {
-      if (only !== undefined && !only.includes(s.name)) {
+      // `--only serving` runs every `serving-*` section (a section is named by its full name or its family)
+      if (only !== undefined && !only.includes(s.name) && !only.includes(s.name.split('-')[0])) {
         for (const k of s.keys) reasons[k] ??= `${s.name} not run (--only)`;
         continue;
       }

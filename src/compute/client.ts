@@ -10,7 +10,8 @@
  * - Aborting a job's signal rejects it at once with AbortedError and raises the job's shared cancel flag, which the
  *   worker checks before starting it and between units of work (kernels themselves are not interruptible).
  *
- * One worker, jobs run one at a time inside it: the native pool is the only level of threading.
+ * One worker, jobs run one at a time inside it: the native pool is the only level of threading. Decode steps of
+ * different sessions queued together run as one batched forward (continuous batching, batcher.ts).
  */
 import { Worker } from 'node:worker_threads';
 import { throwIfAborted, backoffMs, type AbortOptions } from '../util/abort.js';
@@ -100,6 +101,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
     this.config = {};
     if (opts.threads !== undefined) this.config.threads = opts.threads;
     if (opts.backend !== undefined) this.config.backend = opts.backend;
+    if (opts.batchWindowMs !== undefined) this.config.batchWindowMs = opts.batchWindowMs;
     this.startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     this.maxFailedStarts = opts.maxFailedStarts ?? 5;
     this.log = opts.logger ?? silentLogger;

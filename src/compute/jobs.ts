@@ -17,6 +17,11 @@ export interface WorkerConfig {
   threads?: number;
   /** 'auto' uses the native backend when it loads and falls back to the reference backend; default 'auto'. */
   backend?: 'auto' | 'native' | 'reference';
+  /**
+   * Continuous batching: how long (ms) a decode batch smaller than the sessions decoding recently waits for their
+   * steps (batcher.ts). 0 batches only what is already queued. Default DEFAULT_BATCH_WINDOW_MS (2).
+   */
+  batchWindowMs?: number;
 }
 
 /** The worker's description of itself, sent when it is ready and in reply to `ping`. */
@@ -139,11 +144,13 @@ export interface JobDefs {
    * Runs the session's next positions through the span, in chunks (`chunks` sum to T; one forward per chunk, so a
    * replay of the steps [P, 1, 1, …] computes the bits the original steps computed). Input: token ids [T] on the
    * driver span, hidden states [T, C] otherwise. Output: hidden states [T, C] of every position (not the validator),
-   * or on the validator one sampled token per chunk (from that chunk's last position).
+   * or on the validator one sampled token per chunk (from that chunk's last position). Decode steps (one position)
+   * of different sessions queued together run as one batched forward (batcher.ts) with the same bits.
    */
   sessionStep: {
     req: { id: string; ids?: Int32Array; hidden?: Float32Array; chunks: number[] };
-    res: { hidden?: Float32Array; tokens?: Int32Array; length: number; tokensProcessed: number };
+    /** `batch`: rows of the forward that computed this step (1 alone; >1 when decoded with other sessions). */
+    res: { hidden?: Float32Array; tokens?: Int32Array; length: number; tokensProcessed: number; batch: number };
   };
   /** Drops a session and its KV cache (false when it was not open). */
   sessionClose: { req: { id: string }; res: { closed: boolean; tokensProcessed: number } };

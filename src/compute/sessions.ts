@@ -10,7 +10,7 @@
  */
 import { KVCache } from '../model/kv-cache.js';
 import { Sampler } from '../model/sampling.js';
-import type { LlamaShard } from '../model/shard.js';
+import { MAX_DECODE_BATCH, type LlamaShard } from '../model/shard.js';
 import { ShapeError } from '../tensor/index.js';
 import { InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import type { JobOf, ResultOf } from './jobs.js';
@@ -32,6 +32,13 @@ interface Session {
   cache: KVCache;
   sampler: Sampler | undefined;
   tokensProcessed: number;
+  /** performance.now() of its last decode step (-Infinity: none yet). */
+  lastDecodeAt: number;
+}
+
+/** A decode step: one position of one session, what continuous batching stacks (prefills run alone). */
+export function isDecodeStep(job: JobOf<'sessionStep'>): boolean {
+  return Array.isArray(job.chunks) && job.chunks.length === 1 && job.chunks[0] === 1;
 }
 
 export class SessionTable {
@@ -59,11 +66,91 @@ export class SessionTable {
       sampler = new Sampler({ temperature: s.temperature, topK: s.topK, topP: s.topP }, s.seed);
     }
     const cache = new KVCache(shard.config, { span: shard.span, batch: 1, maxLen: job.maxLen });
-    this.sessions.set(id, { shard, cache, sampler, tokensProcessed: 0 });
+    this.sessions.set(id, { shard, cache, sampler, tokensProcessed: 0, lastDecodeAt: -Infinity });
     return { span: { ...shard.span }, kvBytes: cache.bytes, maxLen: cache.maxLen };
   }
 
   step(shard: LlamaShard, job: JobOf<'sessionStep'>, throwIfCancelled: () => void): ResultOf<'sessionStep'> {
+    const { s, chunks, T } = this.prepare(shard, job);
+    const C = shard.config.hidden_size;
+    const V = shard.config.vocab_size;
+    const hiddenOut = shard.hasHead ? undefined : new Float32Array(T * C);
+    const tokens = shard.hasHead ? new Int32Array(chunks.length) : undefined;
+    let at = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      throwIfCancelled();
+      const n = chunks[i];
+      // [n] ids or [n, C] hidden → [n, C] hidden or [n, V] logits
+      const input = shard.hasEmbed ? job.ids!.subarray(at, at + n) : job.hidden!.subarray(at * C, (at + n) * C);
+      const out = shard.forward(input, 1, n, { cache: s.cache });
+      if (hiddenOut !== undefined) hiddenOut.set(out.subarray(0, n * C), at * C);
+      else tokens![i] = s.sampler!.next(out.subarray((n - 1) * V, n * V));
+      at += n;
+    }
+    if (T === 1) s.lastDecodeAt = performance.now();
+    return this.finish(s, T, hiddenOut, tokens, 1);
+  }
+
+  /**
+   * Continuous batching: the decode steps (one position each, see isDecodeStep) of distinct sessions run as one
+   * forward of B rows (LlamaShard.decodeBatch), each row on its own KV cache and position, then split back; row b
+   * computes the bits `step` would compute for that session alone. A step that fails its own checks gets its own
+   * error and leaves the others to run. Results come back in the order of `jobs`.
+   */
+  stepBatch(shard: LlamaShard, jobs: readonly JobOf<'sessionStep'>[]): ({ ok: true; result: ResultOf<'sessionStep'> } | { ok: false; error: unknown })[] {
+    const out: ({ ok: true; result: ResultOf<'sessionStep'> } | { ok: false; error: unknown })[] = new Array(jobs.length);
+    const rows: { i: number; s: Session }[] = [];
+    const seen = new Set<string>();
+    for (let i = 0; i < jobs.length; i++) {
+      try {
+        if (seen.has(jobs[i].id)) throw new InvalidArgumentError(`sessionStep: session ${jobs[i].id} appears twice in one batch`);
+        const { s, T } = this.prepare(shard, jobs[i]);
+        if (T !== 1) throw new InvalidArgumentError('sessionStep: only decode steps (one position) are batched');
+        seen.add(jobs[i].id);
+        rows.push({ i, s });
+      } catch (e) {
+        out[i] = { ok: false, error: e };
+      }
+    }
+    for (let at = 0; at < rows.length; at += MAX_DECODE_BATCH) {
+      const group = rows.slice(at, at + MAX_DECODE_BATCH);
+      const B = group.length;
+      const C = shard.config.hidden_size;
+      const V = shard.config.vocab_size;
+      try {
+        let input: Int32Array | Float32Array;
+        if (shard.hasEmbed) {
+          input = new Int32Array(B);
+          group.forEach((r, b) => ((input as Int32Array)[b] = jobs[r.i].ids![0]));
+        } else {
+          input = new Float32Array(B * C);
+          group.forEach((r, b) => (input as Float32Array).set(jobs[r.i].hidden!, b * C));
+        }
+        // [B] ids or [B, C] hidden → [B, C] hidden or [B, V] logits
+        const y = shard.decodeBatch(input, group.map((r) => r.s.cache));
+        const now = performance.now();
+        group.forEach((r, b) => {
+          r.s.lastDecodeAt = now;
+          const hidden = shard.hasHead ? undefined : y.slice(b * C, (b + 1) * C);
+          const tokens = shard.hasHead ? Int32Array.of(r.s.sampler!.next(y.subarray(b * V, (b + 1) * V))) : undefined;
+          out[r.i] = { ok: true, result: this.finish(r.s, 1, hidden, tokens, B) };
+        });
+      } catch (e) {
+        for (const r of group) out[r.i] = { ok: false, error: e };
+      }
+    }
+    return out;
+  }
+
+  /** Sessions that ran a decode step within the last `withinMs` (the batcher waits for them; see worker.ts). */
+  activeDecoders(withinMs: number, now = performance.now()): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (now - s.lastDecodeAt <= withinMs) n++;
+    return n;
+  }
+
+  /** The checks every step passes before it touches a cache. */
+  private prepare(shard: LlamaShard, job: JobOf<'sessionStep'>): { s: Session; chunks: number[]; T: number } {
     const s = this.get(job.id);
     if (s.shard !== shard) {
       this.sessions.delete(job.id);
@@ -83,23 +170,13 @@ export class SessionTable {
     } else if (!(job.hidden instanceof Float32Array) || job.hidden.length !== T * C) {
       throw new ShapeError('sessionStep', `hidden states must hold [${T}, ${C}] elements`, { hidden: [job.hidden?.length ?? 0], expected: [T, C] });
     }
-    const V = shard.config.vocab_size;
-    const hiddenOut = shard.hasHead ? undefined : new Float32Array(T * C);
-    const tokens = shard.hasHead ? new Int32Array(chunks.length) : undefined;
-    let at = 0;
-    for (let i = 0; i < chunks.length; i++) {
-      throwIfCancelled();
-      const n = chunks[i];
-      // [n] ids or [n, C] hidden → [n, C] hidden or [n, V] logits
-      const input = shard.hasEmbed ? job.ids!.subarray(at, at + n) : job.hidden!.subarray(at * C, (at + n) * C);
-      const out = shard.forward(input, 1, n, { cache: s.cache });
-      if (hiddenOut !== undefined) hiddenOut.set(out.subarray(0, n * C), at * C);
-      else tokens![i] = s.sampler!.next(out.subarray((n - 1) * V, n * V));
-      at += n;
-    }
+    return { s, chunks, T };
+  }
+
+  private finish(s: Session, T: number, hidden: Float32Array | undefined, tokens: Int32Array | undefined, batch: number): ResultOf<'sessionStep'> {
     s.tokensProcessed += T;
-    const r: ResultOf<'sessionStep'> = { length: s.cache.length, tokensProcessed: s.tokensProcessed };
-    if (hiddenOut !== undefined) r.hidden = hiddenOut;
+    const r: ResultOf<'sessionStep'> = { length: s.cache.length, tokensProcessed: s.tokensProcessed, batch };
+    if (hidden !== undefined) r.hidden = hidden;
     if (tokens !== undefined) r.tokens = tokens;
     return r;
   }

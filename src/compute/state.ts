@@ -110,6 +110,9 @@ function checkWorkerConfig(c: WorkerConfig): void {
   if (c.threads !== undefined && (!Number.isInteger(c.threads) || c.threads < 1 || c.threads > 256)) {
     throw new InvalidArgumentError(`compute worker: threads must be an integer in 1..256, got ${String(c.threads)}`);
   }
+  if (c.batchWindowMs !== undefined && !(typeof c.batchWindowMs === 'number' && c.batchWindowMs >= 0 && c.batchWindowMs <= 1000)) {
+    throw new InvalidArgumentError(`compute worker: batchWindowMs must be a number in 0..1000, got ${String(c.batchWindowMs)}`);
+  }
 }
 
 async function loadBackend(config: WorkerConfig): Promise<{ backend: Backend; fallbackReason?: string }> {

@@ -1,14 +1,18 @@
 /**
  * The compute worker's entry point (run by ComputeClient in a worker_threads Worker; never imported elsewhere).
- * It builds the ComputeState (backend + thread pool), reports `ready`, then runs jobs strictly one at a time in
- * arrival order: the native pool already uses every core, so running two jobs at once would only stack threads.
+ * It builds the ComputeState (backend + thread pool), reports `ready`, then runs jobs one at a time in arrival
+ * order: the native pool already uses every core, so running two jobs at once would only stack threads. The one
+ * exception is continuous batching (batcher.ts): decode steps of different sessions that are queued together run
+ * as one forward of several rows.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { NeuroShardError, errorMessage, type ErrorObject } from '../util/errors.js';
 import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
 import { createHandlers, runHandler } from './handlers.js';
-import type { FromWorker, ToWorker, WorkerConfig } from './jobs.js';
+import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, batchWindow, isBatchable, pickBatch, shouldWait } from './batcher.js';
+import type { FromWorker, JobOf, ToWorker, WorkerConfig } from './jobs.js';
+import { MAX_DECODE_BATCH } from '../model/shard.js';
 import { ComputeState } from './state.js';
 import { prepareTransfer } from './transfer.js';
 
@@ -35,7 +39,10 @@ try {
 }
 const handlers = createHandlers(state);
 
-let queue: Promise<void> = Promise.resolve();
+/** Jobs received and not yet started, in arrival order. */
+const queue: ToWorker[] = [];
+let draining = false;
+const batchWindowMs = (workerData as WorkerConfig | undefined)?.batchWindowMs ?? DEFAULT_BATCH_WINDOW_MS;
 
 async function run(msg: ToWorker): Promise<void> {
   const { id, job } = msg;
@@ -51,9 +58,76 @@ async function run(msg: ToWorker): Promise<void> {
   }
 }
 
+/** How long the last batched forward took (ms): it sizes the batch window (batcher.ts `batchWindow`). */
+let lastForwardMs = 0;
+
+/** Decode steps of several sessions as one forward (batcher.ts, SessionTable.stepBatch); one reply per job. */
+function runBatch(msgs: ToWorker[]): void {
+  const t0 = performance.now();
+  let results: ReturnType<typeof state.sessions.stepBatch>;
+  try {
+    results = state.sessions.stepBatch(state.model().shard, msgs.map((m) => m.job as JobOf<'sessionStep'>));
+  } catch (e) {
+    for (const m of msgs) post({ kind: 'error', id: m.id, error: toErrorObject(m.job.type, e) });
+    return;
+  }
+  const ms = performance.now() - t0;
+  lastForwardMs = ms;
+  msgs.forEach((m, i) => {
+    const r = results[i];
+    if (r.ok) {
+      const { value, transfer } = prepareTransfer(r.result);
+      post({ kind: 'result', id: m.id, result: value, ms }, transfer);
+    } else {
+      post({ kind: 'error', id: m.id, error: toErrorObject(m.job.type, r.error) });
+    }
+  });
+}
+
+const cancelled = (m: ToWorker): boolean => m.cancel !== undefined && Atomics.load(new Int32Array(m.cancel), 0) !== 0;
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs queued jobs one at a time (or one decode batch at a time), yielding to the event loop between them so that
+ * jobs that arrived meanwhile are seen: steps arriving while a batch runs join the next batch.
+ */
+async function drain(): Promise<void> {
+  try {
+    let waitedFor: ToWorker | undefined;
+    while (queue.length > 0) {
+      const picked = cancelled(queue[0]) ? [0] : pickBatch(queue.map((m) => m.job), MAX_DECODE_BATCH, (i) => cancelled(queue[i]));
+      const head = queue[0];
+      if (isBatchable(head.job)) {
+        const window = batchWindow(batchWindowMs, lastForwardMs);
+        if (waitedFor !== head && shouldWait(picked.length, state.sessions.activeDecoders(ACTIVE_DECODER_MS), window)) {
+          waitedFor = head; // once per head: a session that stopped decoding costs one window, not a stall
+          await sleep(window);
+          continue;
+        }
+      }
+      if (picked.length <= 1) {
+        const msg = queue.shift()!;
+        await run(msg);
+      } else {
+        const msgs = picked.map((i) => queue[i]);
+        for (let k = picked.length - 1; k >= 0; k--) queue.splice(picked[k], 1);
+        runBatch(msgs);
+      }
+      await nextTurn();
+    }
+  } finally {
+    draining = false;
+  }
+}
+
 port.on('message', (msg: ToWorker) => {
   if (msg.kind !== 'job') return;
-  queue = queue.then(() => run(msg));
+  queue.push(msg);
+  if (draining) return;
+  draining = true;
+  // after this turn: the other messages already delivered join the queue first
+  setImmediate(() => void drain());
 });
 
 post({ kind: 'ready', info: state.info() });

@@ -27,6 +27,13 @@ import { initParams } from './init.js';
 import { type KVCache } from './kv-cache.js';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, ParamLayout, type Span } from './layout.js';
 
+/**
+ * Most sequences one decodeBatch takes: the native GEMM's small-M path (M ≤ kSmallM = 8 in
+ * src/tensor/native/kernels.h) computes each row of the product alone, in the order a single row would; above it the
+ * blocked kernel sums in another order, so batched rows would differ from solo ones in their last bits.
+ */
+export const MAX_DECODE_BATCH = 8;
+
 /** Targets equal to this do not count in the loss (PyTorch's default). */
 export const IGNORE_INDEX = -100;
 
@@ -275,7 +282,63 @@ export class LlamaShard {
     return this.logits.subarray(0, N * V);
   }
 
-  private layerForward(l: number, B: number, T: number, pos: number, cache: KVCache | undefined): void {
+  /**
+   * One decode step for B independent sequences at once (continuous batching): row b is the next token of the
+   * sequence cached in `caches[b]` (each its own batch-1 cache, at its own position). `input` is ids [B] on the
+   * driver, hidden states [B, C] otherwise; returns logits [B, V] (validator) or hidden states [B, C], and advances
+   * every cache by one. Row b computes the bits a batch-1 forward of that sequence alone computes as long as the
+   * backend's GEMM treats each row of A alone (the reference backend always; the native one for M ≤ kSmallM = 8:
+   * MAX_DECODE_BATCH), since everything else (norms, RoPE, attention, SwiGLU) is per row.
+   */
+  decodeBatch(input: Int32Array | Float32Array, caches: readonly KVCache[]): Float32Array {
+    const c = this.config;
+    const C = c.hidden_size;
+    const B = caches.length;
+    if (B < 1 || B > MAX_DECODE_BATCH) throw new ShapeError('model.decodeBatch', `${B} sequences; 1..${MAX_DECODE_BATCH} per batch`);
+    if (new Set(caches).size !== B) throw new ModelStateError('model.decodeBatch: a cache appears twice in one batch');
+    for (const cache of caches) {
+      if (cache.span.start !== this.span.start || cache.span.end !== this.span.end || cache.config !== this.config) {
+        throw new ModelStateError(`model.decodeBatch: a KV cache was made for another span or config`);
+      }
+      if (cache.batch !== 1) throw new ShapeError('model.decodeBatch', `each sequence's KV cache holds batch 1, not ${cache.batch}`);
+      cache.checkRoom(1);
+      if (cache.length + 1 > c.max_position_embeddings) throw new ShapeError('model.decodeBatch', `position ${cache.length} exceeds max_position_embeddings=${c.max_position_embeddings}`);
+    }
+    this.ensure(B, B);
+    const be = this.backend;
+    if (this.hasEmbed) {
+      if (!(input instanceof Int32Array)) throw new ModelStateError('model.decodeBatch: the span holds the embedding and takes token ids (Int32Array)');
+      if (input.length !== B) throw new ShapeError('model.decodeBatch', `ids have ${input.length} elements, expected ${B}`, { ids: [input.length], expected: [B] });
+      const V = c.vocab_size;
+      for (let i = 0; i < B; i++) if (input[i] < 0 || input[i] >= V) throw new TokenRangeError('model.decodeBatch', input[i], i, V, { ids: [B] });
+      this.ids.set(input);
+      be.embeddingForward(this.embedW!, input, this.res[0], B, C); // res0[B, C] = embed[ids]
+    } else {
+      if (!(input instanceof Float32Array)) throw new ModelStateError('model.decodeBatch: a span without the embedding takes hidden states (Float32Array)');
+      if (input.length !== B * C) throw new ShapeError('model.decodeBatch', `hidden states have ${input.length} elements`, { hidden: [input.length], expected: [B, C] });
+      this.res[0].set(input);
+    }
+    for (let l = 0; l < this.w.length; l++) this.layerForward(l, B, 1, 0, undefined, caches);
+    for (const cache of caches) cache.advance(1);
+    this.pending = null;
+    const x = this.res[this.w.length].subarray(0, B * C);
+    if (!this.hasHead) {
+      this.lastLogits = null;
+      return x;
+    }
+    const V = c.vocab_size;
+    // xf[B, C] = rmsnorm(x); logits[B, V] = xf · lm_headᵀ
+    be.rmsnormForward(x, this.normW!, this.xf, this.rstdf, B, C, c.rms_norm_eps);
+    be.gemm(this.xf, this.headW!, this.logits, gemmArgs(false, true, B, V, C, 0));
+    this.lastLogits = { N: B };
+    return this.logits.subarray(0, B * V);
+  }
+
+  /**
+   * One layer over N = B·T rows. With `rows` (decodeBatch: T = 1), row b is its own sequence cached in rows[b] at
+   * position rows[b].length; otherwise all B sequences share `pos` and `cache`.
+   */
+  private layerForward(l: number, B: number, T: number, pos: number, cache: KVCache | undefined, rows?: readonly KVCache[]): void {
     const c = this.config;
     const be = this.backend;
     const N = B * T;
@@ -294,9 +357,15 @@ export class LlamaShard {
     be.gemm(a.h1, w.q, a.q, gemmArgs(false, true, N, H * D, C, 0)); // q[N, H·D] = h1 · Wqᵀ
     be.gemm(a.h1, w.k, a.k, gemmArgs(false, true, N, KV * D, C, 0)); // k[N, KV·D]
     be.gemm(a.h1, w.v, a.v, gemmArgs(false, true, N, KV * D, C, 0)); // v[N, KV·D]
-    be.rope(a.q, B, T, H, D, pos, c.rope_theta, false);
-    be.rope(a.k, B, T, KV, D, pos, c.rope_theta, false);
-    if (cache === undefined) {
+    if (rows !== undefined) {
+      this.attendRows(l, B, rows); // RoPE, cache writes and attention, row by row
+    } else {
+      be.rope(a.q, B, T, H, D, pos, c.rope_theta, false);
+      be.rope(a.k, B, T, KV, D, pos, c.rope_theta, false);
+    }
+    if (rows !== undefined) {
+      // att[B, H·D] is written
+    } else if (cache === undefined) {
       be.attentionForward(a.q, a.k, a.v, a.att, a.lse, B, T, T, H, KV, D);
     } else {
       const li = l;
@@ -347,6 +416,31 @@ export class LlamaShard {
     // out[N, C] = r + act · Wdownᵀ
     out.set(a.r.subarray(0, N * C));
     be.gemm(a.act, w.down, out, gemmArgs(false, true, N, C, F, 1));
+  }
+
+  /**
+   * decodeBatch's attention: each row is its own sequence, so RoPE at its position, its k/v into its cache and
+   * attention over its cache, one row at a time (the very calls a batch-1 decode of that sequence makes).
+   */
+  private attendRows(l: number, B: number, rows: readonly KVCache[]): void {
+    const c = this.config;
+    const be = this.backend;
+    const H = c.num_attention_heads;
+    const KV = c.num_key_value_heads;
+    const D = c.head_dim;
+    const a = this.acts[l];
+    const row = KV * D;
+    for (let b = 0; b < B; b++) {
+      const rc = rows[b];
+      const p = rc.length;
+      const qb = a.q.subarray(b * H * D, (b + 1) * H * D);
+      const kb = a.k.subarray(b * row, (b + 1) * row);
+      be.rope(qb, 1, 1, H, D, p, c.rope_theta, false);
+      be.rope(kb, 1, 1, KV, D, p, c.rope_theta, false);
+      rc.k[l].set(kb, p * row);
+      rc.v[l].set(a.v.subarray(b * row, (b + 1) * row), p * row);
+      be.attentionDecode(qb, rc.k[l], rc.v[l], a.att.subarray(b * H * D, (b + 1) * H * D), 1, H, KV, D, rc.maxLen, p + 1);
+    }
   }
 
   // ---- loss --------------------------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ export function workerHopCompute(compute: ComputeClient, config: LlamaConfig, sp
     },
     step: async (id, input, signal) => {
       const r = await compute.run({ type: 'sessionStep', id, chunks: input.chunks, ...(input.ids === undefined ? {} : { ids: input.ids }), ...(input.hidden === undefined ? {} : { hidden: input.hidden }) }, { signal });
-      return { ...(r.hidden === undefined ? {} : { hidden: r.hidden }), ...(r.tokens === undefined ? {} : { tokens: r.tokens }) };
+      return { ...(r.hidden === undefined ? {} : { hidden: r.hidden }), ...(r.tokens === undefined ? {} : { tokens: r.tokens }), batch: r.batch };
     },
     close: async (id) => {
       await compute.run({ type: 'sessionClose', id });

@@ -45,7 +45,8 @@ export interface HopCompute {
   /** KV-cache bytes per position for the span (2 × layers × kv heads × head dim × 4). */
   kvBytesPerPosition(span: Span): number;
   open(id: string, maxLen: number, sampling: HopSampling): Promise<void>;
-  step(id: string, input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] }, signal: AbortSignal): Promise<{ hidden?: Float32Array; tokens?: Int32Array }>;
+  /** `batch`: rows of the forward that ran the step (continuous batching; 1 or absent when it ran alone). */
+  step(id: string, input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] }, signal: AbortSignal): Promise<{ hidden?: Float32Array; tokens?: Int32Array; batch?: number }>;
   close(id: string): Promise<void>;
 }
 
@@ -98,6 +99,8 @@ export class InferenceHopServer {
   readonly finished: HopSessionRecord[] = [];
   /** Positions processed in all, per session while open and summed after. */
   totalTokens = 0;
+  /** Steps answered, and those among them the worker ran batched with other sessions' steps (continuous batching). */
+  readonly stepStats = { steps: 0, batched: 0, rows: 0 };
 
   constructor(
     private readonly compute: HopCompute,
@@ -212,6 +215,11 @@ export class InferenceHopServer {
     const out = await this.compute.step(s.localId, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) }, ctx.signal);
     s.tokens += T;
     this.totalTokens += T;
+    this.stepStats.steps++;
+    if ((out.batch ?? 1) > 1) {
+      this.stepStats.batched++;
+      this.stepStats.rows += out.batch!;
+    }
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
     if (out.tokens !== undefined) res.tokens = Array.from(out.tokens);
     else if (out.hidden !== undefined) res.hidden = tensorToPb(wire?.dtype === 'fp16' ? fp16Tensor(out.hidden, [T, C]) : fp32Tensor(out.hidden, [T, C]));

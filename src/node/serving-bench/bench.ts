@@ -1,14 +1,18 @@
 /**
- * `npm run bench` section `serving` (issue 8 §5), discovered by scripts/bench.mjs through `benchSections`:
+ * `npm run bench` sections `serving-*` (issue 8 §5), discovered by scripts/bench.mjs through `benchSections`;
+ * `--only serving` runs them all, `--only serving-batch` one:
  *
- * - `hop_rtt_ms_p50`/`_p99`: one decode step's activations for the 12x768 preset ([1, 768] fp32, 3 KiB) through one
- *   hop on loopback (inference-stream on real libp2p, a hop whose math is the identity: protocol overhead only),
- *   beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes;
- * - `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init) through chains of
- *   1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an entry node holding
- *   no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop;
- * - `failover_stall_ms_p50`/`_p99`: time from a hop's failure (its stream reset mid-answer) to the step completing
- *   on its replica, over repeated kills.
+ * - `serving-hop`: `hop_rtt_ms_p50`/`_p99`: one decode step's activations for the 12x768 preset ([1, 768] fp32,
+ *   3 KiB) through one hop on loopback (inference-stream on real libp2p, a hop whose math is the identity: protocol
+ *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`;
+ * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
+ *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
+ *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop;
+ * - `serving-batch`: `batch8_ratio`: aggregate decode tokens/s of 8 generations at once ÷ 1 alone through one hop
+ *   holding the whole model (continuous batching in its worker), with `batch1_tok_s`, `batch8_tok_s` and
+ *   `batch8_mean_rows` (the mean batch size a decode step ran in);
+ * - `serving-failover`: `failover_stall_ms_p50`/`_p99`: time from a hop's failure (its stream reset mid-answer)
+ *   to the step completing on its replica, over `failover_kills` cuts.
  *
  * --quick uses a tiny config and few samples (same keys, figures meaningless).
  */
@@ -21,6 +25,7 @@ import { keyFromPrivate } from '../../identity/index.js';
 import { presetConfig, type LlamaConfig } from '../../model/index.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../../protocols/inference.js';
 import { BanList, DRIVER_DEFAULTS, runGeneration, type HolderView, type ModelView } from '../../router/index.js';
+import { waitFor } from '../../util/abort.js';
 import { NeuroShardError } from '../../util/errors.js';
 import { TINY_CONFIG } from '../train.js';
 import { bundledGenesis } from '../genesis.js';
@@ -128,7 +133,7 @@ async function hopRtt(networkId: string, C: number, reps: number): Promise<numbe
 }
 
 interface Chain {
-  hops: { net: NodeNetwork; compute: ComputeClient; peerId: string; span: { start: number; end: number } }[];
+  hops: { net: NodeNetwork; compute: ComputeClient; server: InferenceHopServer; peerId: string; span: { start: number; end: number } }[];
   entry: NodeNetwork;
   close(): Promise<void>;
 }
@@ -141,10 +146,18 @@ async function startChain(networkId: string, config: LlamaConfig, spans: { start
     if (boot.length === 0) boot = [n.p2p.multiaddrs()[0]!];
     const compute = await ComputeClient.start({ threads });
     await compute.run({ type: 'initModel', config, seed: 0, span });
-    await new InferenceHopServer(workerHopCompute(compute, config, () => span), HOP_LIMIT_DEFAULTS).register(n.rpc);
-    hops.push({ net: n, compute, peerId: n.peerId, span });
+    const server = new InferenceHopServer(workerHopCompute(compute, config, () => span), HOP_LIMIT_DEFAULTS);
+    await server.register(n.rpc);
+    hops.push({ net: n, compute, server, peerId: n.peerId, span });
   }
   const entry = await net(networkId, boot);
+  // route only once the entry hears every hop's heartbeats, as a node does: a stream opened on a connection that is
+  // still being set up or replaced can fail, and the bench would measure a failover instead of a decode
+  await waitFor(() => new Set(entry.liveness.snapshot().filter((p) => p.state === 'alive').map((p) => p.peer)).size >= new Set(hops.map((h) => h.peerId)).size, {
+    timeoutMs: 300_000,
+    intervalMs: 100,
+    what: 'the entry hears every hop',
+  });
   return {
     hops,
     entry,
@@ -159,13 +172,13 @@ async function startChain(networkId: string, config: LlamaConfig, spans: { start
 }
 
 /** Greedy generation through `chain` (holders given directly); returns decode tok/s and the driver's stalls. */
-async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: { kill?: { peerId: string; afterTokens: number } } = {}): Promise<{ tokS: number; stalls: number[] }> {
+async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: { kill?: { peerId: string; afterTokens: number }; prompt?: number[] } = {}): Promise<{ tokS: number; stalls: number[]; times: number[] }> {
   const model: ModelView = {
     numLayers: config.num_hidden_layers,
     hiddenSize: config.hidden_size,
     contextLength: config.max_position_embeddings,
     eosId: -1, // never stop early: the same number of tokens every run
-    encode: () => [1, 5, 9, 13],
+    encode: () => opts.prompt ?? [1, 5, 9, 13],
     decode: () => '',
   };
   const view: HolderView[] = chain.hops.map((h) => ({ peerId: h.peerId, span: h.span, alive: true, rttMs: 0 }));
@@ -204,58 +217,127 @@ async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: {
     new AbortController().signal,
   );
   if (times.length < 2) throw new NeuroShardError('BENCH', 'too few tokens', { fault: 'local' });
-  return { tokS: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!), stalls: r.stallsMs };
+  return { tokS: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!), stalls: r.stallsMs, times };
 }
 
-export const servingSection: BenchSection = {
-  name: 'serving',
-  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'chain_decode_tok_s_1', 'chain_decode_tok_s_2', 'chain_decode_tok_s_4', 'chain_ratio_4', 'failover_stall_ms_p50', 'failover_stall_ms_p99'],
+/** Spans of n hops over L layers, as even as they go. */
+function evenSpans(L: number, n: number): { start: number; end: number }[] {
+  return Array.from({ length: n }, (_, i) => ({ start: Math.round((i * L) / n), end: Math.round(((i + 1) * L) / n) }));
+}
+
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+function benchConfig(quick: boolean): LlamaConfig {
+  return quick ? { ...TINY_CONFIG, num_hidden_layers: 4 } : presetConfig('12x768');
+}
+
+/** hop_rtt_ms_p50/_p99 beside tcp_rtt_ms_p50 (and the overhead ratio). */
+export const servingHopSection: BenchSection = {
+  name: 'serving-hop',
+  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'hop_tcp_ratio'],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
-    const config = quick ? { ...TINY_CONFIG, num_hidden_layers: 4 } : presetConfig('12x768');
-    const C = config.hidden_size;
-    const reps = quick ? 20 : 300;
-    const hop = await hopRtt(networkId, 768, reps);
-    const tcp = await tcpRtt(768 * 4, reps);
-    log(`hop rtt p50 ${pct(hop, 0.5)} ms p99 ${pct(hop, 0.99)} ms; tcp ${pct(tcp, 0.5)} ms`);
+    const C = 768; // one decode step of the 12x768 preset: [1, 768] fp32
+    const reps = quick ? 20 : 500;
+    const hop = await hopRtt(networkId, C, reps);
+    const tcp = await tcpRtt(C * 4, reps);
+    const res = { hop_rtt_ms_p50: pct(hop, 0.5), hop_rtt_ms_p99: pct(hop, 0.99), tcp_rtt_ms_p50: pct(tcp, 0.5), hop_tcp_ratio: r3(pct(hop, 0.5) / Math.max(1e-3, pct(tcp, 0.5))) };
+    log(`hop rtt ([1, ${C}] fp32, identity hop) p50 ${res.hop_rtt_ms_p50} ms p99 ${res.hop_rtt_ms_p99} ms; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`);
+    return res;
+  },
+};
+
+/** chain_decode_tok_s_1/_2/_4 and chain_ratio_4. */
+export const servingChainSection: BenchSection = {
+  name: 'serving-chain',
+  keys: ['chain_decode_tok_s_1', 'chain_decode_tok_s_2', 'chain_decode_tok_s_4', 'chain_ratio_4'],
+  async run({ quick, log }) {
+    const networkId = bundledGenesis().networkId;
+    const config = benchConfig(quick);
     const L = config.num_hidden_layers;
     const threads = availableParallelism();
     const tokens = quick ? 8 : 48;
-    const res: Record<string, number | null> = { hop_rtt_ms_p50: pct(hop, 0.5), hop_rtt_ms_p99: pct(hop, 0.99), tcp_rtt_ms_p50: pct(tcp, 0.5) };
+    const res: Record<string, number | null> = {};
     for (const n of [1, 2, 4]) {
-      const spans = Array.from({ length: n }, (_, i) => ({ start: Math.round((i * L) / n), end: Math.round(((i + 1) * L) / n) }));
-      const chain = await startChain(networkId, config, spans, threads);
+      const chain = await startChain(networkId, config, evenSpans(L, n), threads);
       try {
         await decode(chain, config, 4); // warm-up: connections, buffers
         const tokS = (await decode(chain, config, tokens)).tokS;
         res[`chain_decode_tok_s_${n}`] = Math.round(tokS * 10) / 10;
-        log(`${n} hop(s) (${C} wide, ${L} layers): ${tokS.toFixed(1)} tok/s`);
+        log(`${n} hop(s) (${config.hidden_size} wide, ${L} layers): ${tokS.toFixed(1)} tok/s`);
       } finally {
         await chain.close();
       }
     }
-    res.chain_ratio_4 = res.chain_decode_tok_s_4 !== undefined && res.chain_decode_tok_s_1 ? Math.round((res.chain_decode_tok_s_4! / res.chain_decode_tok_s_1) * 1000) / 1000 : null;
-    // failover stalls: two replicas of each half; the first half's chosen hop is cut after 5 tokens, repeatedly
-    const kills = quick ? 3 : 20;
+    res.chain_ratio_4 = res.chain_decode_tok_s_4 !== undefined && res.chain_decode_tok_s_1 ? r3(res.chain_decode_tok_s_4! / res.chain_decode_tok_s_1) : null;
+    return res;
+  },
+};
+
+/**
+ * batch8_ratio: aggregate decode tokens/s of 8 generations at once ÷ 1 alone, through one hop holding the whole
+ * 12x768 model on loopback (the hop's worker batches the concurrent sessions' decode steps; batcher.ts).
+ */
+export const servingBatchSection: BenchSection = {
+  name: 'serving-batch',
+  keys: ['batch1_tok_s', 'batch8_tok_s', 'batch8_ratio', 'batch8_mean_rows'],
+  async run({ quick, log }) {
+    const networkId = bundledGenesis().networkId;
+    const config = benchConfig(quick);
+    const L = config.num_hidden_layers;
+    const tokens = quick ? 8 : 32;
+    const chain = await startChain(networkId, config, [{ start: 0, end: L }], availableParallelism());
+    try {
+      await decode(chain, config, 4); // warm-up
+      const one = await decode(chain, config, tokens);
+      const stats = chain.hops[0]!.server.stepStats;
+      const before = { ...stats };
+      const all = await Promise.all(Array.from({ length: 8 }, (_, i) => decode(chain, config, tokens, { prompt: [1, 5 + i, 9, 13 + i] })));
+      // aggregate: every decoded token after each stream's first, over the span from the first first token to the
+      // last token
+      const first = Math.min(...all.map((r) => r.times[0]!));
+      const last = Math.max(...all.map((r) => r.times.at(-1)!));
+      const agg = (all.reduce((a, r) => a + r.times.length - 1, 0) * 1000) / (last - first);
+      const steps = stats.steps - before.steps;
+      const meanRows = steps === 0 ? 0 : (stats.rows + (steps - (stats.batched - before.batched)) - before.rows) / steps;
+      const res = { batch1_tok_s: Math.round(one.tokS * 10) / 10, batch8_tok_s: Math.round(agg * 10) / 10, batch8_ratio: r3(agg / one.tokS), batch8_mean_rows: Math.round(meanRows * 100) / 100 };
+      log(`1 stream ${res.batch1_tok_s} tok/s; 8 streams ${res.batch8_tok_s} tok/s in all (${res.batch8_ratio}x); ${stats.batched - before.batched} of ${steps} steps batched, ${res.batch8_mean_rows} rows per forward on average`);
+      return res;
+    } finally {
+      await chain.close();
+    }
+  },
+};
+
+/** failover_stall_ms_p50/_p99 over repeated cuts of a hop mid-answer. */
+export const servingFailoverSection: BenchSection = {
+  name: 'serving-failover',
+  keys: ['failover_stall_ms_p50', 'failover_stall_ms_p99', 'failover_kills'],
+  async run({ quick, log }) {
+    const networkId = bundledGenesis().networkId;
+    const config = benchConfig(quick);
+    const L = config.num_hidden_layers;
+    const threads = availableParallelism();
+    // two replicas of the first half; the driver's chosen one is cut after 5 tokens, repeatedly
+    const kills = quick ? 3 : 24;
     const half = Math.floor(L / 2);
-    const fconfig = quick ? config : { ...config };
-    const chain = await startChain(networkId, fconfig, [{ start: 0, end: half }, { start: 0, end: half }, { start: half, end: L }], threads);
+    const chain = await startChain(networkId, config, [{ start: 0, end: half }, { start: 0, end: half }, { start: half, end: L }], threads);
     try {
       const stalls: number[] = [];
       for (let i = 0; i < kills; i++) {
         // random: () => 0 picks the first replica by peer id order; cut whichever the driver would choose
         const first = [...chain.hops.slice(0, 2)].sort((a, b) => (a.peerId < b.peerId ? -1 : 1))[0]!;
-        const r = await decode(chain, fconfig, 10, { kill: { peerId: first.peerId, afterTokens: 5 } });
+        const r = await decode(chain, config, 10, { kill: { peerId: first.peerId, afterTokens: 5 } });
         stalls.push(...r.stalls);
       }
-      res.failover_stall_ms_p50 = stalls.length > 0 ? pct(stalls, 0.5) : null;
-      res.failover_stall_ms_p99 = stalls.length > 0 ? pct(stalls, 0.99) : null;
+      const res = { failover_stall_ms_p50: stalls.length > 0 ? pct(stalls, 0.5) : null, failover_stall_ms_p99: stalls.length > 0 ? pct(stalls, 0.99) : null, failover_kills: stalls.length };
       log(`failover stalls over ${stalls.length} cuts: p50 ${res.failover_stall_ms_p50} ms, p99 ${res.failover_stall_ms_p99} ms`);
+      return res;
     } finally {
       await chain.close();
     }
-    return res;
   },
 };
 
-export const benchSections: BenchSection[] = [servingSection];
+/** `--only serving` runs them all (scripts/bench.mjs matches a section by its name or the part before its dash). */
+export const benchSections: BenchSection[] = [servingHopSection, servingChainSection, servingBatchSection, servingFailoverSection];
