@@ -139,7 +139,9 @@ export class NeuroShardNode {
       const network = await createNodeNetwork({
         networkId: genesis.networkId,
         key,
-        options: { ...opts, span, holdsLayersLater: opts.span === 'auto' },
+        // heartbeats name a span only once the pool holds its weights (a pinned span too): two pinned nodes that
+        // announced it before loading took each other for holders and waited on each other's weights forever
+        options: { ...opts, span: undefined, holdsLayersLater: opts.span !== 'none' },
         tuning: modules.networkTuning,
         clock,
         log: log.child('net'),
