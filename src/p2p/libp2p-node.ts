@@ -276,6 +276,11 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
     ],
     peerDiscovery: opts.mdns !== undefined && opts.mdns !== false ? [mdns({ serviceTag: opts.mdns.serviceTag, interval: opts.mdns.intervalMs ?? 10_000 })] : [],
     datastore: store.datastore,
+    // libp2p pings every connection and by default aborts it when a ping fails; on a loaded machine pings fail
+    // ("too many outbound protocol streams for /ipfs/ping": the previous one is still in flight) and the abort reset
+    // every stream on the connection, live inference sessions included. Liveness is ours (heartbeats); a dead peer's
+    // connection closes on its own (TCP reset, yamux keep-alive).
+    connectionMonitor: { abortConnectionOnPingFailure: false },
     peerStore: { maxAddressAge: opts.peerAddressTtlMs ?? 7 * 24 * 3600_000, maxPeerAge: opts.peerAddressTtlMs ?? 7 * 24 * 3600_000 },
     connectionManager: {
       maxConnections: conn.maxConnections,
