@@ -139,7 +139,9 @@ export class NeuroShardNode {
       const network = await createNodeNetwork({
         networkId: genesis.networkId,
         key,
-        options: { ...opts, span, holdsLayersLater: opts.span === 'auto' },
+        // heartbeats name a span only once the pool holds its weights (a pinned span too): two pinned nodes that
+        // announced it before loading took each other for holders and waited on each other's weights forever
+        options: { ...opts, span: undefined, holdsLayersLater: opts.span !== 'none' },
         tuning: modules.networkTuning,
         clock,
         log: log.child('net'),
@@ -235,13 +237,20 @@ export class NeuroShardNode {
       ledgerRef.current = ledgerSubmitter(ledger, clock);
 
       // 6. the layer pool: measure capacity, take a span (training starts when the genesis node takes it all)
+      const poolTuning = { ...POOL_TUNING_DEFAULTS, ...modules.poolTuning };
       const pool = createNodePool({
         opts,
         config: modelConfig,
         compute,
         network,
-        tuning: { ...POOL_TUNING_DEFAULTS, ...modules.poolTuning },
+        tuning: poolTuning,
         startTraining: () => node.startTraining(modules),
+        // a move drains the hop sessions on the old span first (bounded; the rest fail over), then takes new ones
+        beforeMove: async () => {
+          const r = await servingRef.current?.hops?.drain(poolTuning.drainMs);
+          if (r !== undefined) log.info('hop sessions drained before a move', r);
+        },
+        afterMove: () => servingRef.current?.hops?.resume(),
         clock,
         log: log.child('pool'),
       });
@@ -259,7 +268,18 @@ export class NeuroShardNode {
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
       // 7. inference: hop sessions and the generator over the span the pool holds (the pool loads the weights)
-      node.serving = await startServing({ opts, genesis, compute, network, span: undefined, localSpan: () => pool.span(), trains: false, clock, log: log.child('serve') });
+      node.serving = await startServing({
+        opts,
+        genesis,
+        compute,
+        network,
+        span: undefined,
+        localSpan: () => pool.span(),
+        speeds: () => new Map(pool.view().holders.map((h) => [h.peerId, h.tokensPerSec])),
+        trains: false,
+        clock,
+        log: log.child('serve'),
+      });
       servingRef.current = node.serving;
       const serving = node.serving;
       cleanups.push(() => serving.stop());

@@ -27,9 +27,11 @@ export interface PoolTuning {
   settleMs: number;
   /** Skip the measurement and use these figures (tests that need exact memory arithmetic). */
   capacity?: MeasuredCapacity;
+  /** How long a moving node lets its live hop sessions finish before it evicts them (they fail over). */
+  drainMs: number;
 }
 
-export const POOL_TUNING_DEFAULTS: PoolTuning = { tickMs: 10_000, settleMs: 12_000 };
+export const POOL_TUNING_DEFAULTS: PoolTuning = { tickMs: 10_000, settleMs: 12_000, drainMs: 30_000 };
 
 /** The model config of a checkpoint directory (config.json), or the bundled genesis config. */
 export function genesisModelConfig(checkpoint: string | undefined, bundled: LlamaConfig): LlamaConfig {
@@ -65,6 +67,7 @@ export interface NodePoolInit {
   /** Called when the pool takes the whole model locally and the solo trainer should own the weights. */
   startTraining: () => void;
   beforeMove?: () => Promise<void>;
+  afterMove?: () => void;
   clock: Clock;
   log: Logger;
 }
@@ -99,6 +102,7 @@ export function createNodePool(i: NodePoolInit): PoolService {
       return true;
     },
     ...(i.beforeMove === undefined ? {} : { beforeMove: i.beforeMove }),
+    ...(i.afterMove === undefined ? {} : { afterMove: i.afterMove }),
     ...(i.tuning.capacity === undefined ? {} : { capacity: i.tuning.capacity }),
     clock: i.clock,
     log: i.log,

@@ -13,7 +13,7 @@ import type { Generator, GenerateListener, GenerateOutput, GenerateParams } from
 import type { ComputeClient } from '../compute/index.js';
 import { latestCheckpoint, type LlamaConfig } from '../model/index.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
-import { BanList, DRIVER_DEFAULTS, runGeneration, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
+import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, roundTripMs, runGeneration, type PeerHolding, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
 import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { inferenceStream } from '../protocols/methods.js';
@@ -165,6 +165,8 @@ export interface StartServingInit {
   trains: boolean;
   /** The layer pool's span, read on every route choice (the pool loads and swaps the weights); overrides `span`. */
   localSpan?: () => Span | undefined;
+  /** Peers' stated tokens/s through their spans (the pool's view of their HolderRecords), read per route choice. */
+  speeds?: () => ReadonlyMap<string, number>;
   clock: Clock;
   log: Logger;
 }
@@ -173,6 +175,8 @@ export interface NodeServing {
   generator: NodeGenerator;
   /** The hop side: peers' sessions on our span (undefined when we hold none). */
   hops: InferenceHopServer | undefined;
+  /** Measured round trips to the peers this node drove hops on. */
+  latency: LatencyTable;
   stop(): Promise<void>;
 }
 
@@ -201,6 +205,18 @@ export function workerHopCompute(compute: ComputeClient, config: LlamaConfig, sp
 /** The cost a stale peer is given in route choice (ms), so that live replicas come first. */
 const STALE_RTT_MS = 50;
 
+/** The route choice's view of peers: heartbeats' spans and liveness, measured round trips, records' tokens/s. */
+export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>): HolderView[] {
+  const peers: PeerHolding[] = [];
+  for (const p of network.liveness.snapshot()) {
+    const span = p.heartbeat.span;
+    if (span === undefined || network.scores.isBanned(p.peer)) continue;
+    const tps = speeds.get(p.peer);
+    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, ...(tps === undefined ? {} : { tokensPerSec: tps }) });
+  }
+  return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stalePenaltyMs: STALE_RTT_MS });
+}
+
 /** Loads the span (unless training does), serves peers' hop sessions on it, and builds the generator. */
 export async function startServing(init: StartServingInit): Promise<NodeServing> {
   const { compute, genesis, network, span, log, opts } = init;
@@ -212,32 +228,43 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
   } else if (span !== undefined) {
     served = span; // the training model (its sessions fail with COMPUTE_STATE until training has loaded it)
   }
+  // the span hops are served on: the pool's (read on every session, since the pool loads and moves it), else the
+  // one loaded above. A pool node registers the hop protocol even before it holds layers (it answers NOT_SERVING
+  // until then): registering only when a span was passed in left every pool node without a hop server, so an
+  // entry's first step failed on every holder and the failovers banned them all (503 layers_uncovered).
+  const spanNow = (): Span | undefined => (stopped ? undefined : init.localSpan !== undefined ? init.localSpan() : served);
+  let stopped = false;
   let hops: InferenceHopServer | undefined;
-  if (served !== undefined) {
-    hops = new InferenceHopServer(workerHopCompute(compute, config, () => served), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'));
+  if (served !== undefined || (init.localSpan !== undefined && opts.span !== 'none')) {
+    hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'));
     await hops.register(network.rpc);
   }
+  const latency = new LatencyTable();
   const generator = new NodeGenerator({
     compute,
     genesis,
     selfPeerId: network.peerId,
     localSpan: init.localSpan ?? (() => served),
-    peers: () =>
-      network.liveness
-        .snapshot()
-        .filter((p) => p.heartbeat.span !== undefined && !network.scores.isBanned(p.peer))
-        // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
-        .map((p) => ({ peerId: p.peer, span: { start: p.heartbeat.span!.start, end: p.heartbeat.span!.end }, alive: p.state !== 'dead', ...(p.state === 'stale' ? { rttMs: STALE_RTT_MS } : {}) })),
+    // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
+    peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map()),
     remote: (hop, spec) =>
-      new RemoteHopSession(network.rpc, hop.peerId, hop.span, spec, { hiddenSize: config.hidden_size, vocabSize: config.vocab_size, wire: opts.wire, scores: network.scores }),
+      new RemoteHopSession(network.rpc, hop.peerId, hop.span, spec, {
+        hiddenSize: config.hidden_size,
+        vocabSize: config.vocab_size,
+        wire: opts.wire,
+        scores: network.scores,
+        onStepTimed: (peer, wallMs, hopMs) => latency.observe(peer, roundTripMs(wallMs, hopMs)),
+      }),
     options: { stepTimeoutMs: opts.hopTimeoutMs },
     log,
   });
   return {
     generator,
     hops,
+    latency,
     stop: async () => {
       served = undefined;
+      stopped = true;
       if (hops !== undefined) await network.rpc.unhandle(inferenceStream).catch(() => {});
     },
   };

@@ -209,7 +209,8 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
   }
 
   const services: Record<string, (components: never) => unknown> = {
-    identify: identify({ runOnLimitedConnection: true }),
+    // a loaded machine answers identify late; the default 5 s left peers unidentified (never members)
+    identify: identify({ runOnLimitedConnection: true, timeout: 20_000 }),
     ping: ping({ runOnLimitedConnection: true }),
     dht: kadDHT({
       protocol: `${opts.protocolPrefix}/kad/1.0.0`,
@@ -275,6 +276,11 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
     ],
     peerDiscovery: opts.mdns !== undefined && opts.mdns !== false ? [mdns({ serviceTag: opts.mdns.serviceTag, interval: opts.mdns.intervalMs ?? 10_000 })] : [],
     datastore: store.datastore,
+    // libp2p pings every connection and by default aborts it when a ping fails; on a loaded machine pings fail
+    // ("too many outbound protocol streams for /ipfs/ping": the previous one is still in flight) and the abort reset
+    // every stream on the connection, live inference sessions included. Liveness is ours (heartbeats); a dead peer's
+    // connection closes on its own (TCP reset, yamux keep-alive).
+    connectionMonitor: { abortConnectionOnPingFailure: false },
     peerStore: { maxAddressAge: opts.peerAddressTtlMs ?? 7 * 24 * 3600_000, maxPeerAge: opts.peerAddressTtlMs ?? 7 * 24 * 3600_000 },
     connectionManager: {
       maxConnections: conn.maxConnections,
@@ -316,7 +322,10 @@ export class Libp2pNetwork implements P2PNetwork {
       genesis: opts.genesis === true,
       candidates: () => this.bootstrapCandidates(),
       dial: async (target, signal) => {
-        await this.dial(target, { signal });
+        const peer = await this.dial(target, { signal });
+        // an identify that timed out when the connection opened (a loaded machine) is not retried by libp2p, and a
+        // later dial reuses the connection: identify it again, or the node never counts the peer as a member
+        if (!this.members.has(peer)) await this.reidentify(peer, signal);
       },
       memberCount: () => this.members.size,
       retryBaseMs: opts.bootstrapRetry?.baseMs,
@@ -395,6 +404,18 @@ export class Libp2pNetwork implements P2PNetwork {
 
   connectedPeers(): PeerIdString[] {
     return this.libp2p.getPeers().map((p) => p.toString());
+  }
+
+  /** Runs identify again on a connection to `peer` (its peer:identify event then decides membership). */
+  private async reidentify(peer: PeerIdString, signal: AbortSignal | undefined): Promise<void> {
+    const conn = this.libp2p.getConnections(toPeerId(peer)).find((c) => c.status === 'open');
+    const svc = this.libp2p.services.identify as { identify?: (c: Connection, o?: AbortOptions) => Promise<unknown> } | undefined;
+    if (conn === undefined || svc?.identify === undefined) return;
+    try {
+      await svc.identify(conn, signal === undefined ? {} : { signal });
+    } catch (e) {
+      this.log.debug('identify retry failed', { peer, error: errorMessage(e) });
+    }
   }
 
   /** Connected peers that speak our network's protocols (identify listed one under our prefix). */

@@ -67,8 +67,12 @@ export interface PoolServiceOptions {
   settleMs: number;
   /** When true, the span is chosen and announced but its weights are loaded by someone else (the solo trainer). */
   externalWeights?: (span: PoolSpan, config: LlamaConfig) => boolean;
-  /** Drains sessions before a move (the router's hop sessions). */
+  /**
+   * Drains sessions before a move (the router's hop sessions: new ones refused, live ones given a bounded time to
+   * finish, the rest evicted so that their entries fail over); afterMove is called once the move ended, moved or not.
+   */
   beforeMove?: () => Promise<void>;
+  afterMove?: () => void;
   /** Capacity measurement override (tests). */
   capacity?: MeasuredCapacity;
   clock?: Clock;
@@ -122,6 +126,8 @@ export class PoolService {
     await this.o.network.rpc.handle(methods.checkpoint, this.handler);
     if (this.o.mode === 'none') {
       this.capacityFigures = this.o.capacity ?? { memoryMb: 0, maxLayers: 0, layerMb: 0, layerDecodeMs: 0, layerPrefillMs: 0, layerTokensPerSec: 0 };
+      // an entry node holds nothing but still keeps holders' records fresh: route choice weighs them by their speed
+      this.schedule(0);
       return;
     }
     this.capacityFigures = this.o.capacity ?? (await measureCapacity(this.o.compute, this.config, this.o.memoryMb === undefined ? {} : { memoryMb: this.o.memoryMb }));
@@ -203,6 +209,7 @@ export class PoolService {
     this.busy = true;
     try {
       await this.refreshRecords();
+      if (this.o.mode === 'none') return;
       if (this.held === undefined) await this.place();
       else if (this.o.mode === 'auto') await this.rebalance();
     } catch (e) {
@@ -397,8 +404,12 @@ export class PoolService {
     while (this.moves.length > 32) this.moves.shift();
     this.log.info('layer pool: moving', { from: `${this.held!.start}:${this.held!.end}`, to: `${d.span.start}:${d.span.end}`, reason: d.plan.reason });
     await this.o.beforeMove?.();
-    const keep = { span: this.held!, params: await this.heldParams() };
-    await this.takeFromPeers(d.span, keep);
+    try {
+      const keep = { span: this.held!, params: await this.heldParams() };
+      await this.takeFromPeers(d.span, keep);
+    } finally {
+      this.o.afterMove?.();
+    }
   }
 
   /** The held weights as the checkpoint handler serves them; a snapshot kept for a minute. */

@@ -81,6 +81,8 @@ interface HopSessionState {
   bytes: number;
   tokens: number;
   openedAt: number;
+  /** Ended by a drain that ran out of time: its KV cache is freed and its next step fails (the entry fails over). */
+  evicted?: boolean;
 }
 
 /** What a hop did for one session (for the ledger): positions processed, by whom. */
@@ -95,6 +97,10 @@ export class InferenceHopServer {
   private readonly sessions = new Map<string, HopSessionState>();
   private reservedBytes = 0;
   private nextLocal = 0;
+  /** While draining (before the pool moves this node's span) new sessions are refused. */
+  private draining = false;
+  /** Resolved whenever a session ends (drain() waits on it). */
+  private onRelease: (() => void) | undefined;
   /** Closed sessions' counts, newest last (bounded). */
   readonly finished: HopSessionRecord[] = [];
   /** Positions processed in all, per session while open and summed after. */
@@ -117,6 +123,48 @@ export class InferenceHopServer {
   /** Positions processed per open session. */
   openCounts(): { peer: string; sessionId: string; tokens: number }[] {
     return [...this.sessions.values()].map((s) => ({ peer: s.peer, sessionId: s.id, tokens: s.tokens }));
+  }
+
+  /**
+   * Stops taking new sessions (they get RPC_BUSY and the entry picks another replica) and waits up to `timeoutMs`
+   * for the open ones to end; sessions still open then are evicted: their KV caches are freed at once and their next
+   * step fails, so their entries fail over and replay elsewhere. Resolves with how many ended by themselves and how
+   * many were evicted. New sessions stay refused until resume().
+   */
+  async drain(timeoutMs: number, signal?: AbortSignal): Promise<{ finished: number; evicted: number }> {
+    this.draining = true;
+    const before = this.sessions.size;
+    const until = performance.now() + timeoutMs;
+    while (this.sessions.size > 0 && performance.now() < until && signal?.aborted !== true) {
+      const left = until - performance.now();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(0, left));
+        function done(): void {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        }
+        this.onRelease = done;
+        signal?.addEventListener('abort', done, { once: true });
+      });
+      this.onRelease = undefined;
+    }
+    const left = [...this.sessions.values()];
+    for (const s of left) {
+      s.evicted = true;
+      await this.release(s);
+    }
+    if (left.length > 0) this.log.info('drain: sessions evicted (their entries fail over)', { evicted: left.length });
+    return { finished: before - left.length, evicted: left.length };
+  }
+
+  /** Takes new sessions again (after the move). */
+  resume(): void {
+    this.draining = false;
+  }
+
+  isDraining(): boolean {
+    return this.draining;
   }
 
   async register(rpc: RpcNode): Promise<void> {
@@ -151,6 +199,7 @@ export class InferenceHopServer {
   private async open(r: InferenceRequest, ctx: CallContext): Promise<HopSessionState> {
     const span = this.compute.span();
     if (span === undefined) throw new HopError('NOT_SERVING', 'this node serves no layers', 'local');
+    if (this.draining) throw new HopBusyError('this node is moving its layers and takes no new sessions');
     const t = r.targetSpan;
     if (t === undefined || t.start !== span.start || t.end !== span.end) {
       throw new HopError('WRONG_SPAN', `this node serves layers [${span.start}, ${span.end}), not [${t?.start ?? '?'}, ${t?.end ?? '?'})`);
@@ -184,6 +233,7 @@ export class InferenceHopServer {
   }
 
   private async step(s: HopSessionState, r: InferenceRequest, ctx: CallContext): Promise<InferenceResponse> {
+    if (s.evicted === true) throw new HopError('NOT_SERVING', 'this node moved its layers; the session was ended', 'local');
     const span = this.compute.span();
     if (span === undefined) throw new HopError('NOT_SERVING', 'this node stopped serving its layers', 'local');
     const C = this.compute.hiddenSize;
@@ -212,7 +262,10 @@ export class InferenceHopServer {
       hidden = toFloat32(wire).slice(); // our own buffer: it is transferred to the worker
     }
     const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
+    const t0 = performance.now();
     const out = await this.compute.step(s.localId, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) }, ctx.signal);
+    // our compute share of the step, so that the entry can tell the network's share (its latency to us) apart
+    const computeUs = Math.min(0xffffffff, Math.max(0, Math.round((performance.now() - t0) * 1000)));
     s.tokens += T;
     this.totalTokens += T;
     this.stepStats.steps++;
@@ -220,7 +273,7 @@ export class InferenceHopServer {
       this.stepStats.batched++;
       this.stepStats.rows += out.batch!;
     }
-    const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
+    const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [], computeUs };
     if (out.tokens !== undefined) res.tokens = Array.from(out.tokens);
     else if (out.hidden !== undefined) res.hidden = tensorToPb(wire?.dtype === 'fp16' ? fp16Tensor(out.hidden, [T, C]) : fp32Tensor(out.hidden, [T, C]));
     return res;
@@ -232,6 +285,7 @@ export class InferenceHopServer {
     this.reservedBytes -= s.bytes;
     this.finished.push({ peer: s.peer, sessionId: s.id, tokens: s.tokens, closedAt: Date.now() });
     if (this.finished.length > 10_000) this.finished.splice(0, this.finished.length - 10_000);
+    this.onRelease?.();
     await this.compute.close(s.localId).catch((e: unknown) => this.log.warn('closing a hop session failed', { error: errorMessage(e) }));
   }
 }
@@ -287,7 +341,17 @@ export class RemoteHopSession {
     private readonly peer: string,
     private readonly span: Span,
     private readonly spec: RemoteHopSpec,
-    private readonly opts: { hiddenSize: number; vocabSize: number; wire: 'f32' | 'f16'; scores?: PeerScoreTable },
+    private readonly opts: {
+      hiddenSize: number;
+      vocabSize: number;
+      wire: 'f32' | 'f16';
+      scores?: PeerScoreTable;
+      /**
+       * Called after each decode step (one position; not the first step, which also dials and opens) with the wall
+       * time and the compute time the hop stated (ms): route choice's measured latency (router/measure.ts).
+       */
+      onStepTimed?: (peer: string, wallMs: number, hopComputeMs: number | undefined) => void;
+    },
   ) {}
 
   async step(input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] }, signal: AbortSignal): Promise<{ hidden?: Float32Array; tokens?: Int32Array }> {
@@ -314,10 +378,12 @@ export class RemoteHopSession {
     const onAbort = (): void => this.close();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
+      const t0 = performance.now();
       this.queue.push(req);
       const n = await this.responses.next();
       if (n.done === true) throw new NeuroShardError('RPC_TRUNCATED', `${this.peer} ended the session stream`, { fault: 'peer' });
       const r = n.value;
+      if (!first && T === 1) this.opts.onStepTimed?.(this.peer, performance.now() - t0, r.computeUs !== undefined && r.computeUs > 0 ? r.computeUs / 1000 : undefined);
       if (r.tokens.length > 0) {
         if (r.tokens.length !== input.chunks.length || r.tokens.some((t) => t >= this.opts.vocabSize)) throw this.bad('sampled tokens that do not fit the request');
         return { tokens: Int32Array.from(r.tokens) };

@@ -16,3 +16,4 @@ export {
   type SessionSpec,
 } from './driver.js';
 export { TextAssembler } from './text.js';
+export { holderViews, LatencyTable, LATENCY_EWMA_ALPHA, msPerLayerOf, roundTripMs, type HolderViewInput, type PeerHolding } from './measure.js';

@@ -24,8 +24,9 @@ export interface CliProcess {
 
 const started = new Set<CliProcess>();
 
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env } });
+/** `detached`: the process leads its own process group (killGroup() then SIGKILLs all of it). */
+export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, o: { detached?: boolean } = {}): CliProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, env: { ...process.env, ...env }, detached: o.detached === true });
   let out = '';
   let err = '';
   const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
@@ -86,5 +87,15 @@ export async function cliJson(args: string[]): Promise<unknown> {
 }
 
 export function killAll(): void {
-  for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  for (const p of started) if (p.child.exitCode === null) killGroup(p);
+}
+
+/** SIGKILL to the process's group when it leads one (started detached), else to the process. */
+export function killGroup(p: CliProcess): void {
+  try {
+    if (p.child.pid !== undefined) process.kill(-p.child.pid, 'SIGKILL');
+    else p.child.kill('SIGKILL');
+  } catch {
+    p.child.kill('SIGKILL'); // not a group leader
+  }
 }

@@ -2563,6 +2563,7 @@ export interface InferenceResponse {
   nextToken?: number
   processedTokens: number
   tokens: number[]
+  computeUs?: number
 }
 
 export namespace InferenceResponse {
@@ -2600,6 +2601,11 @@ export namespace InferenceResponse {
             w.uint32(40)
             w.uint32(value)
           }
+        }
+
+        if (obj.computeUs != null) {
+          w.uint32(48)
+          w.uint32(obj.computeUs)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -2642,6 +2648,10 @@ export namespace InferenceResponse {
               }
 
               obj.tokens.push(reader.uint32())
+              break
+            }
+            case 6: {
+              obj.computeUs = reader.uint32()
               break
             }
             default: {
@@ -2706,6 +2716,13 @@ export namespace InferenceResponse {
 
               break
             }
+            case 6: {
+              yield {
+                field: `${prefix}.computeUs`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -2760,6 +2777,11 @@ export namespace InferenceResponse {
     value: number
   }
 
+  export interface InferenceResponseComputeUsFieldEvent {
+    field: '$.computeUs'
+    value: number
+  }
+
   export function encode (obj: Partial<InferenceResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceResponse.codec())
   }
@@ -2768,7 +2790,7 @@ export namespace InferenceResponse {
     return decodeMessage(buf, InferenceResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent | InferenceResponseComputeUsFieldEvent> {
     return streamMessage(buf, InferenceResponse.codec(), opts)
   }
 }

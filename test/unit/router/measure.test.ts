@@ -1,0 +1,85 @@
+/** What route choice is fed: measured round trips (EWMA), stated tokens/s as compute time and capacity, liveness. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { chooseRoute, holderViews, LatencyTable, msPerLayerOf, roundTripMs, type PeerHolding } from '../../../src/router/index.js';
+
+const p = (peerId: string, start: number, end: number, over: Partial<PeerHolding> = {}): PeerHolding => ({ peerId, span: { start, end }, state: 'alive', ...over });
+const R = { start: 0, end: 4 };
+
+describe('route measurements', () => {
+  it('the moving average follows samples with weight alpha, ignores bad ones and clamps stalls', () => {
+    const t = new LatencyTable(0.5);
+    assert.equal(t.rttMs('a'), undefined);
+    assert.equal(t.observe('a', 10), 10);
+    assert.equal(t.observe('a', 20), 15);
+    assert.equal(t.observe('a', 5), 10);
+    assert.equal(t.observe('a', Number.NaN), 10);
+    assert.equal(t.observe('a', -3), 10);
+    assert.equal(t.samples('a'), 3);
+    t.observe('b', 1e9);
+    assert.equal(t.rttMs('b'), 10_000);
+    t.forget('a');
+    assert.equal(t.rttMs('a'), undefined);
+    assert.throws(() => new LatencyTable(0));
+  });
+
+  it('is bounded: the least recently measured peer goes first', () => {
+    const t = new LatencyTable(0.3, 2);
+    t.observe('a', 1);
+    t.observe('b', 1);
+    t.observe('a', 1);
+    t.observe('c', 1);
+    assert.equal(t.rttMs('b'), undefined);
+    assert.notEqual(t.rttMs('a'), undefined);
+    assert.notEqual(t.rttMs('c'), undefined);
+  });
+
+  it('the round trip is the wall time less the compute the hop stated', () => {
+    assert.equal(roundTripMs(12, 10), 2);
+    assert.equal(roundTripMs(12, undefined), 12);
+    assert.equal(roundTripMs(5, 9), 0);
+    assert.equal(roundTripMs(5, Number.NaN), 5);
+  });
+
+  it('stated tokens/s through a span give its compute time per layer', () => {
+    assert.equal(msPerLayerOf(100, 2), 5);
+    assert.equal(msPerLayerOf(0, 2), undefined);
+    assert.equal(msPerLayerOf(undefined, 2), undefined);
+    assert.equal(msPerLayerOf(Number.POSITIVE_INFINITY, 2), undefined);
+  });
+
+  it('the holder view: dead peers out, stale ones priced behind, measurements where known', () => {
+    const rtt = new Map([['a', 3]]);
+    const v = holderViews({
+      peers: [p('a', 0, 2, { tokensPerSec: 50 }), p('b', 0, 2, { state: 'stale' }), p('c', 2, 4, { state: 'dead' }), p('d', 2, 4, { tokensPerSec: 0 })],
+      rttMs: (x) => rtt.get(x),
+      stalePenaltyMs: 50,
+    });
+    assert.deepEqual(v, [
+      { peerId: 'a', span: { start: 0, end: 2 }, alive: true, rttMs: 3, msPerLayer: 10, tokensPerSec: 50 },
+      { peerId: 'b', span: { start: 0, end: 2 }, alive: true, rttMs: 50 },
+      { peerId: 'd', span: { start: 2, end: 4 }, alive: true },
+    ]);
+  });
+
+  it('measured latency and speed decide the route: a far replica and a slow replica lose to a near, fast one', () => {
+    const lat = new LatencyTable();
+    // far: 40 ms away; near: 1 ms away. Both state the same speed.
+    for (let i = 0; i < 5; i++) {
+      lat.observe('far', 40);
+      lat.observe('near', 1);
+    }
+    const peers = [p('far', 0, 2, { tokensPerSec: 100 }), p('near', 0, 2, { tokensPerSec: 100 }), p('v', 2, 4, { tokensPerSec: 100 })];
+    for (const u of [0, 0.5, 0.99]) {
+      assert.deepEqual(chooseRoute(holderViews({ peers, rttMs: (x) => lat.rttMs(x), stalePenaltyMs: 50 }), R, { random: () => u }).map((h) => h.peerId), ['near', 'v']);
+    }
+    // the same latency, but one replica computes 10× slower (10 tokens/s through 2 layers: 50 ms a layer)
+    const speeds = [p('slow', 0, 2, { tokensPerSec: 10 }), p('fast', 0, 2, { tokensPerSec: 100 }), p('v', 2, 4, { tokensPerSec: 100 })];
+    for (const u of [0, 0.5, 0.99]) {
+      assert.deepEqual(chooseRoute(holderViews({ peers: speeds, rttMs: () => 1, stalePenaltyMs: 50 }), R, { random: () => u }).map((h) => h.peerId), ['fast', 'v']);
+    }
+    // with nothing measured the two replicas tie and both are drawn
+    const blind = holderViews({ peers: [p('x', 0, 2), p('y', 0, 2), p('v', 2, 4)], rttMs: () => undefined, stalePenaltyMs: 50 });
+    assert.deepEqual(new Set([0, 0.99].map((u) => chooseRoute(blind, R, { random: () => u })[0]!.peerId)), new Set(['x', 'y']));
+  });
+});
