@@ -212,9 +212,15 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
   } else if (span !== undefined) {
     served = span; // the training model (its sessions fail with COMPUTE_STATE until training has loaded it)
   }
+  // the span hops are served on: the pool's (read on every session, since the pool loads and moves it), else the
+  // one loaded above. A pool node registers the hop protocol even before it holds layers (it answers NOT_SERVING
+  // until then): registering only when a span was passed in left every pool node without a hop server, so an
+  // entry's first step failed on every holder and the failovers banned them all (503 layers_uncovered).
+  const spanNow = (): Span | undefined => (stopped ? undefined : init.localSpan !== undefined ? init.localSpan() : served);
+  let stopped = false;
   let hops: InferenceHopServer | undefined;
-  if (served !== undefined) {
-    hops = new InferenceHopServer(workerHopCompute(compute, config, () => served), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'));
+  if (served !== undefined || (init.localSpan !== undefined && opts.span !== 'none')) {
+    hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'));
     await hops.register(network.rpc);
   }
   const generator = new NodeGenerator({
@@ -238,6 +244,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     hops,
     stop: async () => {
       served = undefined;
+      stopped = true;
       if (hops !== undefined) await network.rpc.unhandle(inferenceStream).catch(() => {});
     },
   };
