@@ -419,7 +419,7 @@ const result = {
   ledger: { transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false },
   training: { mode: 'solo genesis node beside the network (training across nodes is not wired: issue 9)', step_at_chaos_start: null, step_at_end: null, advancing: false },
   crashes: 0,
-  memory: { survivors: [], max_growth: null },
+  memory: { baseline: 'RSS at 20 % of the fault phase (after warm-up) vs at the end', survivors: [], max_growth: null },
   wall_s: 0,
   ok: false,
   failures: [],
@@ -660,8 +660,7 @@ try {
   });
   await waitUntil(async () => ((await snapshot(trainer)).training?.step ?? 0) > 0, SPAN_MS, 'the trainer to take a step', 3000);
   result.training.step_at_chaos_start = (await snapshot(trainer)).training.step;
-  for (const n of [...nodes, trainer]) n.rss0 = rssKb(n.proc.child.pid);
-  say(`chaos starts: trainer at step ${result.training.step_at_chaos_start}; RSS MiB ${nodes.map((n) => Math.round(n.rss0 / 1024)).join(' ')}`);
+  say(`chaos starts: trainer at step ${result.training.step_at_chaos_start}; RSS MiB ${nodes.map((n) => Math.round(rssKb(n.proc.child.pid) / 1024)).join(' ')}`);
 
   // 4. load and faults until the end of the phase, then a quiet period until the ledgers agree
   const phaseStart = Date.now();
@@ -716,7 +715,8 @@ try {
     while (loadOn) {
       await sleep(3000);
       const cands = live().filter((n) => !senders.has(n.i));
-      if (cands.length === 0 || !loadOn) continue;
+      // at most two wallet commands at once (each is a process of its own: the machine has two cores)
+      if (cands.length === 0 || senders.size >= 2 || !loadOn) continue;
       const from = pick(loadRng, cands);
       const to = pick(loadRng, nodes.filter((n) => n.i !== from.i));
       if (to.address === undefined) continue;
@@ -752,7 +752,24 @@ try {
   // addresses for transfers
   for (const n of nodes) n.address = readKeystorePublic(n.dir).address;
 
-  const loops = [genLoop(), genLoop(), transferLoop(), trainLoop()];
+  // RSS every 5 s; a survivor's baseline is its first sample after the first 20 % of the phase (past the warm-up:
+  // first sessions, first transfers, the trainer's first steps and checkpoints), its peak is the largest after that
+  const baselineAt = phaseStart + 0.2 * MINUTES * 60_000;
+  const rssLoop = async () => {
+    while (loadOn) {
+      for (const n of [...nodes, trainer]) {
+        if (!n.up || n.kills > 0) continue;
+        const kb = rssKb(n.proc.child.pid);
+        if (kb === undefined) continue;
+        if (Date.now() >= baselineAt) {
+          n.rss0 ??= kb;
+          n.rssPeak = Math.max(n.rssPeak ?? 0, kb);
+        }
+      }
+      await sleep(5000);
+    }
+  };
+  const loops = [genLoop(), genLoop(), transferLoop(), trainLoop(), rssLoop()];
 
   const restartAfter = async (n, ms) => {
     await sleep(ms);
@@ -845,7 +862,13 @@ try {
     if (n.kills > 0) continue;
     const end = rssKb(n.proc.child.pid);
     const growth = n.rss0 && end ? end / n.rss0 - 1 : null;
-    result.memory.survivors.push({ node: n.name, rss_start_mb: Math.round(n.rss0 / 1024), rss_end_mb: end ? Math.round(end / 1024) : null, growth: growth === null ? null : Math.round(growth * 1000) / 1000 });
+    result.memory.survivors.push({
+      node: n.name,
+      rss_base_mb: n.rss0 ? Math.round(n.rss0 / 1024) : null,
+      rss_peak_mb: n.rssPeak ? Math.round(n.rssPeak / 1024) : null,
+      rss_end_mb: end ? Math.round(end / 1024) : null,
+      growth: growth === null ? null : Math.round(growth * 1000) / 1000,
+    });
   }
   const growths = result.memory.survivors.map((s) => s.growth).filter((g) => g !== null);
   result.memory.max_growth = growths.length > 0 ? Math.max(...growths) : null;
