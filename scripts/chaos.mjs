@@ -206,25 +206,39 @@ class NetnsNet {
   wrap(i, argv) {
     return ['ip', ['netns', 'exec', this.ns(i), ...argv]];
   }
-  cut(i, j) {
-    const key = `${Math.min(i, j)}-${Math.max(i, j)}`;
-    if (this.cuts.has(key)) return;
-    this.cuts.add(key);
-    sh('ip', ['-n', this.ns(i), 'route', 'add', 'blackhole', `${this.ip(j)}/32`]);
-    sh('ip', ['-n', this.ns(j), 'route', 'add', 'blackhole', `${this.ip(i)}/32`]);
-  }
-  heal(i, j) {
-    const key = `${Math.min(i, j)}-${Math.max(i, j)}`;
-    if (!this.cuts.delete(key)) return;
-    sh('ip', ['-n', this.ns(i), 'route', 'del', 'blackhole', `${this.ip(j)}/32`], { check: false });
-    sh('ip', ['-n', this.ns(j), 'route', 'del', 'blackhole', `${this.ip(i)}/32`], { check: false });
-  }
-  healAll() {
-    for (const key of [...this.cuts]) {
-      const [i, j] = key.split('-').map(Number);
-      this.heal(i, j);
+  /**
+   * Cuts the links i-j of `pairs` (blackhole routes in both namespaces), one `ip -batch` per namespace, all at once
+   * and without blocking the harness (a synchronous `ip` per route took tens of seconds on a loaded machine).
+   */
+  async cut(pairs) {
+    const byNs = new Map();
+    for (const [i, j] of pairs) {
+      const key = `${Math.min(i, j)}-${Math.max(i, j)}`;
+      if (this.cuts.has(key)) continue;
+      this.cuts.add(key);
+      for (const [a, b] of [[i, j], [j, i]]) byNs.set(a, [...(byNs.get(a) ?? []), `route add blackhole ${this.ip(b)}/32`]);
     }
+    await Promise.all([...byNs].map(([a, cmds]) => ipBatch(this.ns(a), cmds)));
   }
+  async healAll() {
+    const byNs = new Map();
+    for (const key of this.cuts) {
+      const [i, j] = key.split('-').map(Number);
+      for (const [a, b] of [[i, j], [j, i]]) byNs.set(a, [...(byNs.get(a) ?? []), `route del blackhole ${this.ip(b)}/32`]);
+    }
+    this.cuts.clear();
+    await Promise.all([...byNs].map(([a, cmds]) => ipBatch(this.ns(a), cmds)));
+  }
+}
+
+function ipBatch(ns, cmds) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['-n', ns, '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ip -n ${ns} -batch: ${err.trim()}`))));
+    child.stdin.end(cmds.join('\n') + '\n');
+  });
 }
 
 /** 127.0.0.1 only: no link cuts; a partition freezes the minority side's processes. */
@@ -419,7 +433,7 @@ const result = {
   ledger: { transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false },
   training: { mode: 'solo genesis node beside the network (training across nodes is not wired: issue 9)', step_at_chaos_start: null, step_at_end: null, advancing: false },
   crashes: 0,
-  memory: { baseline: 'RSS at 20 % of the fault phase (after warm-up) vs at the end', survivors: [], max_growth: null },
+  memory: { baseline: 'median RSS over 20-40 % of the fault phase vs median over 70-100 % and after the heal', survivors: [], max_growth: null },
   wall_s: 0,
   ok: false,
   failures: [],
@@ -752,18 +766,24 @@ try {
   // addresses for transfers
   for (const n of nodes) n.address = readKeystorePublic(n.dir).address;
 
-  // RSS every 5 s; a survivor's baseline is its first sample after the first 20 % of the phase (past the warm-up:
-  // first sessions, first transfers, the trainer's first steps and checkpoints), its peak is the largest after that
-  const baselineAt = phaseStart + 0.2 * MINUTES * 60_000;
+  // RSS every 5 s. Growth compares medians, so that one garbage-collection cycle (tens of MiB on a 250 MiB node)
+  // neither hides nor fakes a trend: the baseline is the median of the samples between 20 % and 40 % of the phase
+  // (past the warm-up: first sessions, first transfers, the trainer's first steps and checkpoints), the end the
+  // median of those from 70 % of the phase on plus one taken after the ledgers agreed.
+  const phaseMs = MINUTES * 60_000;
   const rssLoop = async () => {
     while (loadOn) {
       for (const n of [...nodes, trainer]) {
         if (!n.up || n.kills > 0) continue;
         const kb = rssKb(n.proc.child.pid);
         if (kb === undefined) continue;
-        if (Date.now() >= baselineAt) {
-          n.rss0 ??= kb;
-          n.rssPeak = Math.max(n.rssPeak ?? 0, kb);
+        const f = (Date.now() - phaseStart) / phaseMs;
+        (n.rssSamples ??= []).push({ f, kb });
+        // one sample a minute for the report (the trend tells growth from warm-up)
+        n.series ??= [];
+        if (Date.now() - (n.lastSeriesAt ?? 0) >= 60_000) {
+          n.series.push(Math.round(kb / 1024));
+          n.lastSeriesAt = Date.now();
         }
       }
       await sleep(5000);
@@ -794,9 +814,9 @@ try {
       if (net_.mode === 'netns') {
         say(`partition {${a.side.join(',')}} | {${other.join(',')}} for ${(a.durMs / 1000).toFixed(0)} s`);
         result.faults.partitions++;
-        for (const i of a.side) for (const j of other) net_.cut(i, j);
+        await net_.cut(a.side.flatMap((i) => other.map((j) => [i, j])));
         await sleep(a.durMs);
-        net_.healAll();
+        await net_.healAll();
         say('healed');
       } else {
         say(`freeze {${a.side.join(',')}} for ${(a.durMs / 1000).toFixed(0)} s (no namespaces)`);
@@ -816,9 +836,9 @@ try {
     } else if (a.kind === 'cut' && net_.mode === 'netns') {
       say(`cut link ${a.link[0]}-${a.link[1]} for ${(a.durMs / 1000).toFixed(0)} s`);
       result.faults.link_cuts++;
-      net_.cut(a.link[0], a.link[1]);
+      await net_.cut([a.link]);
       await sleep(a.durMs);
-      net_.healAll();
+      await net_.healAll();
     }
   }
   const untilEnd = phaseEnd - Date.now();
@@ -858,16 +878,24 @@ try {
   }
   result.training.advancing = result.training.step_at_end !== null && result.training.step_at_end > result.training.step_at_chaos_start;
   if (!result.training.advancing) fail(`training did not advance: step ${result.training.step_at_chaos_start} → ${result.training.step_at_end}`);
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length === 0 ? undefined : v[Math.floor(v.length / 2)];
+  };
   for (const n of [...nodes, trainer]) {
     if (n.kills > 0) continue;
-    const end = rssKb(n.proc.child.pid);
-    const growth = n.rss0 && end ? end / n.rss0 - 1 : null;
+    const samples = n.rssSamples ?? [];
+    const last = rssKb(n.proc.child.pid);
+    const base = median(samples.filter((x) => x.f >= 0.2 && x.f < 0.4).map((x) => x.kb));
+    const end = median([...samples.filter((x) => x.f >= 0.7).map((x) => x.kb), ...(last === undefined ? [] : [last])]);
+    const growth = base && end ? end / base - 1 : null;
     result.memory.survivors.push({
       node: n.name,
-      rss_base_mb: n.rss0 ? Math.round(n.rss0 / 1024) : null,
-      rss_peak_mb: n.rssPeak ? Math.round(n.rssPeak / 1024) : null,
+      rss_base_mb: base ? Math.round(base / 1024) : null,
       rss_end_mb: end ? Math.round(end / 1024) : null,
+      rss_peak_mb: samples.length > 0 ? Math.round(Math.max(...samples.map((x) => x.kb)) / 1024) : null,
       growth: growth === null ? null : Math.round(growth * 1000) / 1000,
+      rss_mb_per_minute: n.series ?? [],
     });
   }
   const growths = result.memory.survivors.map((s) => s.growth).filter((g) => g !== null);
