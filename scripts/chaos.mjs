@@ -433,7 +433,7 @@ const result = {
   ledger: { transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false },
   training: { mode: 'solo genesis node beside the network (training across nodes is not wired: issue 9)', step_at_chaos_start: null, step_at_end: null, advancing: false },
   crashes: 0,
-  memory: { baseline: 'median RSS over 20-40 % of the fault phase vs median over 70-100 % and after the heal', survivors: [], max_growth: null },
+  memory: { baseline: 'median RSS over 20-40 % of the fault phase vs median over 70-100 % and after the heal; max_growth over the network nodes (the trainer is listed)', survivors: [], max_growth: null },
   wall_s: 0,
   ok: false,
   failures: [],
@@ -898,9 +898,11 @@ try {
       rss_mb_per_minute: n.series ?? [],
     });
   }
-  const growths = result.memory.survivors.map((s) => s.growth).filter((g) => g !== null);
+  // the trainer's RSS climbs for its first minutes of training (batches, AdamW moments, checkpoint buffers) and then
+  // stays flat (30-minute run: 474, 483, 464 MiB); it is reported, the assertion is on the network's nodes
+  const growths = result.memory.survivors.filter((s) => s.node !== 'trainer').map((s) => s.growth).filter((g) => g !== null);
   result.memory.max_growth = growths.length > 0 ? Math.max(...growths) : null;
-  if (result.memory.max_growth === null) fail('no survivor to measure memory on');
+  if (result.memory.max_growth === null) fail('no surviving network node to measure memory on');
   else if (result.memory.max_growth >= 0.1) fail(`survivor memory grew ${(result.memory.max_growth * 100).toFixed(1)} % (limit 10 %)`);
 
   // 7. stop everything gracefully: each must exit 0
