@@ -30,7 +30,7 @@ after(() => {
 });
 
 describe('chaos on real processes (2 minutes)', { timeout: 1_800_000 }, () => {
-  it('loses no acknowledged transfer, agrees on one ledger, serves reference tokens or typed errors, keeps training', async () => {
+  it('loses no acknowledged transfer, agrees on one ledger, serves reference tokens or typed errors, keeps training', async (t) => {
     const seed = process.env.CHAOS_SEED ?? '7';
     const nodes = process.env.CHAOS_NODES ?? '4';
     child = spawn(process.execPath, [join(REPO_ROOT, 'scripts', 'chaos.mjs'), '--nodes', nodes, '--minutes', '2', '--seed', seed, '--json'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -47,6 +47,7 @@ describe('chaos on real processes (2 minutes)', { timeout: 1_800_000 }, () => {
       assert.fail(`chaos.mjs printed no result JSON (exit ${code}); stderr:\n${err.slice(-4000)}`);
     }
     const ctx = `\n${last}\n--- progress:\n${err.slice(-4000)}`;
+    t.diagnostic(`chaos result: ${last}`);
     // the faults really happened
     assert.ok(r.faults.kills >= 1 && r.faults.restarts === r.faults.kills, `a node was killed and restarted${ctx}`);
     if (r.isolation.mode === 'netns') assert.ok(r.faults.partitions + r.faults.link_cuts >= 1, `the network was cut${ctx}`);
