@@ -24,7 +24,7 @@ import { echoHandler } from '../protocols/handlers/echo.js';
 import { shardInfoHandler } from '../protocols/handlers/shard-info.js';
 import { HeartbeatService, type HeartbeatSource } from '../protocols/heartbeat.js';
 import { dialAddresses, encodeHolderRecord, freshHolderRecord, type HolderCapacity, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
-import { DHT_NAMESPACE, protocolPrefix } from '../protocols/ids.js';
+import { DHT_NAMESPACE, heartbeatTopic, protocolPrefix } from '../protocols/ids.js';
 import { LayerRegistry } from '../protocols/layer-registry.js';
 import { LivenessTracker, type PeerLiveness } from '../protocols/liveness.js';
 import * as methods from '../protocols/methods.js';
@@ -278,6 +278,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
       });
       if (t.echo) await rpc.handle(methods.echo, echoHandler);
       heartbeat.start();
+      const stopGossipWatch = watchGossip(p2p, heartbeatTopic(networkId), Math.max(5000, 2 * o.heartbeatIntervalMs), log);
       // a banned peer loses its connections too (the gater refuses new ones until the ban ends)
       const offBan = scores.events.on('peer:banned', ({ peer, reason }) => {
         log.warn('banning a misbehaving peer', { peer, reason });
@@ -294,6 +295,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
         dhtPeers = size;
       });
       unsubBootstrap = () => {
+        stopGossipWatch();
         offState();
         offDht();
         offBan();
@@ -341,4 +343,47 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
 function recordAddrs(addrs: string[], peerId: string): string[] {
   const suffix = `/p2p/${peerId}`;
   return [...new Set(addrs.map((a) => (a.endsWith(suffix) ? a.slice(0, -suffix.length) : a)))].slice(0, 16);
+}
+
+/**
+ * Reconnects member peers that gossip never reached. Found by scripts/chaos.mjs: a joiner that connected while the
+ * machine was loaded kept a libp2p connection to the genesis node (identified, RPC worked) but neither side had the
+ * other among the heartbeat topic's subscribers, for minutes: no heartbeats either way, so the joiner's pool waited
+ * for "heartbeats that name a holder" forever and nobody else learned of it. Gossipsub opens its streams once per
+ * connection (when identify shows the protocol), so a stream that failed, or was opened on a duplicate connection
+ * that was then pruned, is never opened again while the peer stays connected. A member missing from the topic's
+ * subscribers on `strikes` checks in a row is hung up and dialled again, which makes gossipsub start over.
+ */
+function watchGossip(p2p: Libp2pNetwork, topic: string, everyMs: number, log: Logger, strikes = 3): () => void {
+  const missing = new Map<string, number>();
+  let busy = false;
+  const check = async (): Promise<void> => {
+    if (busy) return;
+    busy = true;
+    try {
+      const subs = new Set(p2p.topicPeers(topic));
+      const members = p2p.memberPeers();
+      for (const peer of missing.keys()) if (!members.includes(peer)) missing.delete(peer);
+      for (const peer of members) {
+        if (subs.has(peer)) {
+          missing.delete(peer);
+          continue;
+        }
+        const n = (missing.get(peer) ?? 0) + 1;
+        if (n < strikes) {
+          missing.set(peer, n);
+          continue;
+        }
+        missing.delete(peer);
+        log.info('a connected peer is not in the gossip mesh: reconnecting', { peer });
+        await p2p.hangUp(peer, { signal: AbortSignal.timeout(10_000) }).catch(() => {});
+        await p2p.dial(peer, { signal: AbortSignal.timeout(10_000) }).catch((e: unknown) => log.debug('redial after a gossip reset failed', { peer, error: errorMessage(e) }));
+      }
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void check(), everyMs);
+  timer.unref?.();
+  return () => clearInterval(timer);
 }

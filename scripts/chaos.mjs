@@ -1,0 +1,972 @@
+#!/usr/bin/env node
+// Chaos on real processes (issue 12 §2). Usage:
+//   node scripts/chaos.mjs --nodes 6 --minutes 30 --seed S [--json] [--netns auto|on|off] [--keep]
+// Build first (npx tsc -p tsconfig.json): the reference checkpoint and the ledger checks import from dist/.
+//
+// What it runs: a tracker, N `neuroshard start` processes forming one network (node 0 founds it from a fixed
+// checkpoint and holds the whole model; the others are joiners with memory for half of it, so the pool places
+// them and routes have two hops), and one more `neuroshard start --genesis` that trains (solo genesis training,
+// the only training a node runs today: training across nodes is issue 9's and is not wired into the node, and a
+// training holder inside the serving network would serve drifting weights, so it runs beside it, off the tracker).
+// Every process runs in its own process group; as root, where `ip netns` works, each network node runs in a
+// network namespace of its own (a veth pair into one bridge, 10.A.B.i/24; the tracker on the bridge's .254), so
+// that links can be cut (blackhole routes in both namespaces) and the network partitioned and healed. Without
+// namespaces it falls back to 127.0.0.1, a "partition" freezes the minority side (SIGSTOP, SIGCONT on heal) and
+// single-link cuts are skipped; the result JSON says which ("isolation").
+//
+// Meanwhile it sends a steady load: greedy POST /api/generate to random live nodes (tokens compared with
+// `neuroshard generate --checkpoint` on the same checkpoint), `neuroshard wallet send` from random live nodes to
+// others (each node's own key and ledger, through its API), and it reads the trainer's step from GET /api/events.
+// A seeded schedule (same seed, same schedule) SIGKILLs and restarts nodes and cuts/partitions/heals links; two
+// seeded nodes are never killed (the survivors whose memory is measured).
+//
+// At the end (after the last heal and restart, and a quiet period): every transfer some node answered "applied"
+// must be stored and applied in every node's ledger; the nodes' ledger state hashes must become equal within a
+// bound; every generation must have completed with the reference tokens or failed with a typed error (HTTP
+// status + {"error": {"code"}}); the trainer's step must have advanced; no process may have exited unless killed
+// by the schedule (and each must exit 0 on SIGTERM at the end); the survivors' RSS may grow by less than 10 %.
+// The last stdout line is one JSON object; the exit code is 1 when an assertion fails, 2 on bad usage.
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'neuroshard.js');
+const T0 = Date.now();
+
+// ───────────────────────────── arguments ─────────────────────────────
+const { values } = parseArgs({
+  options: {
+    nodes: { type: 'string', default: '6' },
+    minutes: { type: 'string', default: '30' },
+    seed: { type: 'string', default: '1' },
+    json: { type: 'boolean', default: false },
+    netns: { type: 'string', default: 'auto' },
+    keep: { type: 'boolean', default: false },
+    'max-tokens': { type: 'string', default: '16' },
+    'log-level': { type: 'string', default: 'info' },
+  },
+});
+const num = (name, raw, lo, hi) => {
+  const x = Number(raw);
+  if (!Number.isFinite(x) || x < lo || x > hi) {
+    process.stderr.write(`--${name}: must be a number in [${lo}, ${hi}]\n`);
+    process.exit(2);
+  }
+  return x;
+};
+const N = Math.floor(num('nodes', values.nodes, 3, 16));
+const MINUTES = num('minutes', values.minutes, 0.5, 24 * 60);
+const SEED = Math.floor(num('seed', values.seed, 0, 2 ** 32 - 1));
+const MAX_TOKENS = Math.floor(num('max-tokens', values['max-tokens'], 1, 256));
+if (!['auto', 'on', 'off'].includes(values.netns)) {
+  process.stderr.write('--netns: auto, on or off\n');
+  process.exit(2);
+}
+const say = (s) => process.stderr.write(`[chaos ${((Date.now() - T0) / 1000).toFixed(0).padStart(5)} s] ${s}\n`);
+
+// Bounds (generous: the machine may be loaded).
+const START_MS = 600_000; // one node process up (start line)
+const SPAN_MS = 600_000; // every node holding layers and answering a generation
+const CONVERGE_MS = 300_000; // ledger state hashes equal after the last heal
+const GEN_TIMEOUT_MS = 180_000; // one generation request, answer or typed error
+const STOP_MS = 90_000; // a node exits after SIGTERM
+const PROMPTS = ['The county grand jury said', 'It is a matter of record that', 'The president told reporters'];
+const AMOUNT = '0.000001';
+// faster liveness than the defaults (5 s / 15 s / 60 s) so that a 2-minute run sees deaths and returns
+const NODE_ENV = { NEUROSHARD_HEARTBEAT_INTERVAL_MS: '2000', NEUROSHARD_PEER_STALE_MS: '8000', NEUROSHARD_PEER_DEAD_MS: '20000', NEUROSHARD_LOG_LEVEL: values['log-level'] };
+
+// ───────────────────────────── seeded randomness ─────────────────────────────
+function mulberry32(a) {
+  return () => {
+    a |= 0;
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const scheduleRng = mulberry32(SEED);
+const loadRng = mulberry32(SEED ^ 0x5eed5eed);
+const pick = (rng, xs) => xs[Math.floor(rng() * xs.length)];
+
+/**
+ * The fault schedule, a pure function of (seed, nodes, minutes): actions at offsets (ms) from the start of the chaos
+ * phase. One fault at a time: a kill (restart after `downMs`), a partition into two sides, or (with namespaces) a
+ * cut of single links, each healed after its duration; then the next one after a pause. Nothing after 85 % of the
+ * phase, so the end sees a healed network. Two nodes are never killed.
+ */
+function makeSchedule(rng, n, minutes) {
+  const phaseMs = minutes * 60_000;
+  const ids = [...Array(n).keys()];
+  const survivors = [];
+  while (survivors.length < 2) {
+    const c = pick(rng, ids);
+    if (!survivors.includes(c)) survivors.push(c);
+  }
+  const killable = ids.filter((i) => !survivors.includes(i)).concat(['trainer']);
+  const out = [];
+  // a fault every 15-45 s (scaled down for short runs so a 2-minute run still sees each kind)
+  const scale = Math.min(1, phaseMs / 600_000);
+  let t = 10_000 * scale + rng() * 5000;
+  const end = phaseMs * 0.85;
+  let k = 0;
+  while (t < end) {
+    const kinds = ['kill', 'partition', 'cut'];
+    // the first three faults are one of each kind, then random
+    const kind = k < 3 ? kinds[(SEED + k) % 3] : pick(rng, kinds);
+    const dur = Math.round((8_000 + rng() * 22_000) * Math.max(scale, 0.5));
+    if (t + dur > end) break;
+    if (kind === 'kill') {
+      out.push({ at: Math.round(t), kind, node: pick(rng, killable), downMs: dur });
+    } else if (kind === 'partition') {
+      const shuffled = [...ids].sort(() => rng() - 0.5);
+      const minority = shuffled.slice(0, 1 + Math.floor(rng() * Math.floor(n / 2)));
+      out.push({ at: Math.round(t), kind, side: minority.sort((a, b) => a - b), durMs: dur });
+    } else {
+      const a = pick(rng, ids);
+      const b = pick(rng, ids.filter((x) => x !== a));
+      out.push({ at: Math.round(t), kind, link: [Math.min(a, b), Math.max(a, b)], durMs: dur });
+    }
+    t += dur + (15_000 + rng() * 30_000) * scale;
+    k++;
+  }
+  return { survivors: survivors.sort((a, b) => a - b), actions: out };
+}
+
+// ───────────────────────────── network isolation ─────────────────────────────
+function sh(cmd, args, { check = true } = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (check && r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.error}`);
+  return r;
+}
+
+function netnsWorks() {
+  if (process.getuid?.() !== 0) return 'not root';
+  const probe = `nscprobe${process.pid}`;
+  const r = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
+  if (r.status !== 0) return `ip netns add failed: ${(r.stderr || String(r.error)).trim()}`;
+  sh('ip', ['netns', 'del', probe], { check: false });
+  const v = spawnSync('ip', ['link', 'add', `nscp${process.pid % 100000}a`, 'type', 'veth', 'peer', 'name', `nscp${process.pid % 100000}b`], { encoding: 'utf8' });
+  if (v.status !== 0) return `veth failed: ${v.stderr.trim()}`;
+  sh('ip', ['link', 'del', `nscp${process.pid % 100000}a`], { check: false });
+  return true;
+}
+
+/** Namespaces, a bridge and veth pairs; cuts are blackhole routes inside both namespaces of a link. */
+class NetnsNet {
+  constructor(n) {
+    this.mode = 'netns';
+    this.tag = String(process.pid % 100000);
+    const a = 100 + (Math.floor(process.pid / 256) % 100);
+    const b = process.pid % 256;
+    this.prefix = `10.${a}.${b}`;
+    this.bridge = `nscbr${this.tag}`;
+    this.hostIp = `${this.prefix}.254`;
+    this.n = n;
+    this.cuts = new Set(); // "i-j" with i < j
+  }
+  ns(i) {
+    return `nsc-${this.tag}-${i}`;
+  }
+  ip(i) {
+    return `${this.prefix}.${i + 1}`;
+  }
+  setup() {
+    sh('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
+    sh('ip', ['addr', 'add', `${this.hostIp}/24`, 'dev', this.bridge]);
+    sh('ip', ['link', 'set', this.bridge, 'up']);
+    for (let i = 0; i < this.n; i++) {
+      const ns = this.ns(i);
+      const host = `nsc${this.tag}h${i}`;
+      const peer = `nsc${this.tag}p${i}`;
+      sh('ip', ['netns', 'add', ns]);
+      sh('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', peer]);
+      sh('ip', ['link', 'set', peer, 'netns', ns]);
+      sh('ip', ['link', 'set', host, 'master', this.bridge]);
+      sh('ip', ['link', 'set', host, 'up']);
+      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      sh('ip', ['-n', ns, 'link', 'set', peer, 'name', 'eth0']);
+      sh('ip', ['-n', ns, 'addr', 'add', `${this.ip(i)}/24`, 'dev', 'eth0']);
+      sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    }
+  }
+  teardown() {
+    for (let i = 0; i < this.n; i++) {
+      sh('ip', ['netns', 'del', this.ns(i)], { check: false });
+      sh('ip', ['link', 'del', `nsc${this.tag}h${i}`], { check: false });
+    }
+    sh('ip', ['link', 'del', this.bridge], { check: false });
+  }
+  /** argv prefix that runs a command inside node i's namespace. */
+  wrap(i, argv) {
+    return ['ip', ['netns', 'exec', this.ns(i), ...argv]];
+  }
+  /**
+   * Cuts the links i-j of `pairs` (blackhole routes in both namespaces), one `ip -batch` per namespace, all at once
+   * and without blocking the harness (a synchronous `ip` per route took tens of seconds on a loaded machine).
+   */
+  async cut(pairs) {
+    const byNs = new Map();
+    for (const [i, j] of pairs) {
+      const key = `${Math.min(i, j)}-${Math.max(i, j)}`;
+      if (this.cuts.has(key)) continue;
+      this.cuts.add(key);
+      for (const [a, b] of [[i, j], [j, i]]) byNs.set(a, [...(byNs.get(a) ?? []), `route add blackhole ${this.ip(b)}/32`]);
+    }
+    await Promise.all([...byNs].map(([a, cmds]) => ipBatch(this.ns(a), cmds)));
+  }
+  async healAll() {
+    const byNs = new Map();
+    for (const key of this.cuts) {
+      const [i, j] = key.split('-').map(Number);
+      for (const [a, b] of [[i, j], [j, i]]) byNs.set(a, [...(byNs.get(a) ?? []), `route del blackhole ${this.ip(b)}/32`]);
+    }
+    this.cuts.clear();
+    await Promise.all([...byNs].map(([a, cmds]) => ipBatch(this.ns(a), cmds)));
+  }
+}
+
+function ipBatch(ns, cmds) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['-n', ns, '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ip -n ${ns} -batch: ${err.trim()}`))));
+    child.stdin.end(cmds.join('\n') + '\n');
+  });
+}
+
+/** 127.0.0.1 only: no link cuts; a partition freezes the minority side's processes. */
+class LoopbackNet {
+  constructor(reason) {
+    this.mode = 'loopback';
+    this.reason = reason;
+    this.hostIp = '127.0.0.1';
+  }
+  setup() {}
+  teardown() {}
+  wrap(_i, argv) {
+    return [argv[0], argv.slice(1)];
+  }
+}
+
+/** Removes namespaces and bridges left by chaos runs whose process is gone (a run killed before its cleanup). */
+function removeStale() {
+  const alive = (pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout ?? '';
+  const myTag = String(process.pid % 100000);
+  const tags = new Set();
+  for (const line of list.split('\n')) {
+    const m = /^nsc-(\d+)-\d+/.exec(line);
+    if (m !== null && m[1] !== myTag) tags.add(m[1]);
+  }
+  // a tag is pid % 100000: only clean up when no live process has that tag's pid (ids are below 100000 here)
+  for (const tag of tags) {
+    if (alive(Number(tag))) continue;
+    for (const line of list.split('\n')) if (line.startsWith(`nsc-${tag}-`)) sh('ip', ['netns', 'del', line.split(' ')[0]], { check: false });
+    sh('ip', ['link', 'del', `nscbr${tag}`], { check: false });
+  }
+}
+
+// ───────────────────────────── processes ─────────────────────────────
+const runDir = mkdtempSync(join(tmpdir(), 'ns-chaos-'));
+const logsDir = join(runDir, 'logs');
+mkdirSync(logsDir, { recursive: true });
+let net_;
+const procs = new Map(); // name -> Proc (the current incarnation)
+const crashes = [];
+const crashMarkers = [];
+const CRASH_RE = /uncaught|unhandled rejection|unhandledRejection|FATAL ERROR|Segmentation fault|Aborted \(core|heap out of memory|\bpanic\b/i;
+
+/**
+ * One process in its own group; its stdout + stderr go to <run>/logs/<name>.log (appended across restarts) and a
+ * tail is kept. `expectExit` is set before the harness kills or stops it: any other exit is a crash.
+ */
+function launch(name, cmd, args, env = {}) {
+  const log = createWriteStream(join(logsDir, `${name}.log`), { flags: 'a' });
+  log.write(`\n===== ${new Date().toISOString()} ${cmd} ${args.join(' ')}\n`);
+  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = { name, child, text: '', expectExit: false, exitCode: undefined, signal: undefined, waiters: [] };
+  const onData = (d) => {
+    const s = d.toString();
+    log.write(s);
+    p.text = (p.text + s).slice(-200_000);
+    for (const line of s.split('\n')) if (CRASH_RE.test(line)) crashMarkers.push({ name, line: line.slice(0, 400) });
+    for (const w of [...p.waiters]) {
+      const m = p.text.match(w.re);
+      if (m !== null) {
+        p.waiters.splice(p.waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  p.exited = new Promise((resolve) =>
+    child.on('exit', (code, signal) => {
+      p.exitCode = code;
+      p.signal = signal;
+      log.end();
+      if (!p.expectExit) crashes.push({ name, code, signal, tail: p.text.slice(-1500) });
+      for (const w of p.waiters) w.reject(new Error(`${name} exited (${code ?? signal}) before ${w.re}; tail:\n${p.text.slice(-1500)}`));
+      resolve(code);
+    }),
+  );
+  p.waitLine = (re, ms) =>
+    new Promise((resolve, reject) => {
+      const m = p.text.match(re);
+      if (m !== null) return resolve(m);
+      if (p.exitCode !== undefined || p.signal !== undefined) return reject(new Error(`${name} is not running`));
+      const timer = setTimeout(() => reject(new Error(`${name}: no line matching ${re} within ${ms} ms; tail:\n${p.text.slice(-1500)}`)), ms);
+      p.waiters.push({ re, resolve: (x) => (clearTimeout(timer), resolve(x)), reject: (e) => (clearTimeout(timer), reject(e)) });
+    });
+  p.signalGroup = (sig) => {
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      /* already gone */
+    }
+  };
+  procs.set(name, p);
+  return p;
+}
+
+function rssKb(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+// ───────────────────────────── HTTP to a node's local API ─────────────────────────────
+/**
+ * A request to a node's /api routes. With namespaces the harness reaches them through a TCP forwarder inside the
+ * node's namespace (the API answers the loopback only); the Host header names the loopback as the API requires.
+ */
+function api(node, method, path, body, timeoutMs = 30_000) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = http.request(
+      {
+        host: node.apiHost,
+        port: node.apiPort,
+        method,
+        path,
+        headers: { host: `127.0.0.1:${node.innerApiPort}`, ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let json;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode, json, text });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    if (data) req.write(data);
+    req.end();
+  });
+}
+
+/** The first `snapshot` event of GET /api/events (the dashboard feed): the training view lives there. */
+function snapshot(node, timeoutMs = 20_000) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: node.apiHost, port: node.apiPort, path: '/api/events', headers: { host: `127.0.0.1:${node.innerApiPort}` }, timeout: timeoutMs }, (res) => {
+      let buf = '';
+      res.on('data', (c) => {
+        buf += c.toString();
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = block.split('\n').find((l) => l.startsWith('data: '));
+          if (data !== undefined && /^event: snapshot/m.test(block)) {
+            req.destroy();
+            try {
+              return resolve(JSON.parse(data.slice(6)));
+            } catch (e) {
+              return reject(e);
+            }
+          }
+        }
+      });
+      res.on('error', () => {});
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// ───────────────────────────── the run ─────────────────────────────
+const result = {
+  seed: SEED,
+  nodes: N,
+  minutes: MINUTES,
+  isolation: null,
+  faults: { kills: 0, restarts: 0, partitions: 0, link_cuts: 0, freezes: 0, schedule: 0 },
+  generate: { sent: 0, completed_identical: 0, mismatched: 0, typed_errors: 0, untyped_errors: 0, error_codes: {} },
+  ledger: { transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false },
+  training: { mode: 'solo genesis node beside the network (training across nodes is not wired: issue 9)', step_at_chaos_start: null, step_at_end: null, advancing: false, trainer_kills: 0 },
+  crashes: 0,
+  memory: { baseline: 'median RSS over 20-40 % of the fault phase vs median over 70-100 % and after the heal; max_growth over the network nodes (the trainer is listed)', survivors: [], max_growth: null },
+  wall_s: 0,
+  ok: false,
+  failures: [],
+};
+const fail = (s) => result.failures.push(s);
+
+const netState = netnsWorks();
+if (values.netns === 'on' && netState !== true) {
+  process.stderr.write(`--netns on: namespaces do not work here (${netState})\n`);
+  process.exit(2);
+}
+net_ = values.netns !== 'off' && netState === true ? new NetnsNet(N) : new LoopbackNet(values.netns === 'off' ? '--netns off' : netState);
+result.isolation =
+  net_.mode === 'netns'
+    ? { mode: 'netns', partitions: 'blackhole routes between namespaces', link_cuts: true }
+    : { mode: 'loopback', partitions: 'SIGSTOP of the minority side, SIGCONT on heal', link_cuts: false, why: net_.reason };
+
+let cleaned = false;
+async function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  for (const p of procs.values()) {
+    p.expectExit = true;
+    p.signalGroup('SIGCONT');
+    p.signalGroup('SIGKILL');
+  }
+  for (const f of forwarders) f.signalGroup('SIGKILL');
+  if (net_ !== undefined) net_.teardown();
+  if (!values.keep) rmSync(runDir, { recursive: true, force: true });
+}
+const forwarders = [];
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+/** One network node: identity of the slot (data dir, addresses), the running incarnation, and what it has done. */
+const nodes = [];
+let trackerUrl = '';
+let bootAddr;
+let ckDir = '';
+let halfMb = 0;
+
+function nodeArgs(i) {
+  const n = nodes[i];
+  const listen = net_.mode === 'netns' ? `/ip4/${net_.ip(i)}/tcp/9000` : '/ip4/127.0.0.1/tcp/0';
+  const apiPort = net_.mode === 'netns' ? '8000' : '0';
+  const args = ['start', '--data-dir', n.dir, '--no-mdns', '--no-upnp', '--listen', listen, '--api-port', apiPort, '--tracker', trackerUrl, '--threads', '1', '--no-train', '--hop-timeout-ms', '3000'];
+  if (i === 0) args.push('--genesis', '--checkpoint', ckDir);
+  else args.push('--memory-mb', String(halfMb), ...(bootAddr === undefined ? [] : ['--bootstrap', bootAddr]));
+  return args;
+}
+
+async function startNode(i) {
+  const n = nodes[i];
+  const [cmd, args] = net_.wrap(i, [process.execPath, BIN, ...nodeArgs(i)]);
+  const p = launch(n.name, cmd, args, NODE_ENV);
+  n.proc = p;
+  n.up = false;
+  const m = await p.waitLine(/node (\S+) up; dashboard at http:\/\/127\.0\.0\.1:(\d+)\//, START_MS);
+  n.peerId = m[1];
+  n.innerApiPort = Number(m[2]);
+  if (net_.mode === 'netns') {
+    n.apiHost = net_.ip(i);
+    n.apiPort = 8080;
+  } else {
+    n.apiHost = '127.0.0.1';
+    n.apiPort = n.innerApiPort;
+  }
+  n.up = true;
+  n.frozen = false;
+  return n;
+}
+
+function startForwarder(i) {
+  // a TCP forwarder inside the namespace: <ns ip>:8080 → 127.0.0.1:8000 (the node's API answers the loopback only)
+  const code = `const net=require('net');net.createServer((c)=>{const u=net.connect(8000,'127.0.0.1');c.pipe(u);u.pipe(c);c.on('error',()=>u.destroy());u.on('error',()=>c.destroy());c.on('close',()=>u.destroy());u.on('close',()=>c.destroy());}).listen(8080,'${net_.ip(i)}',()=>console.log('forwarding'));`;
+  const [cmd, args] = net_.wrap(i, [process.execPath, '-e', code]);
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const f = {
+    child,
+    signalGroup: (sig) => {
+      try {
+        process.kill(-child.pid, sig);
+      } catch {
+        /* gone */
+      }
+    },
+  };
+  forwarders.push(f);
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', () => resolve());
+    child.on('exit', (c) => reject(new Error(`forwarder ${i} exited ${c}`)));
+  });
+}
+
+async function killNode(n) {
+  n.up = false;
+  n.proc.expectExit = true;
+  n.proc.signalGroup('SIGCONT');
+  n.proc.signalGroup('SIGKILL');
+  await n.proc.exited;
+}
+
+function cli(i, args, timeoutMs = 120_000) {
+  // a CLI command on node i's data dir, inside its namespace (it reaches the node's API at 127.0.0.1)
+  return new Promise((resolve) => {
+    const [cmd, argv] = i === undefined ? [process.execPath, [BIN, ...args]] : net_.wrap(i, [process.execPath, BIN, ...args]);
+    const child = spawn(cmd, argv, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      let json;
+      try {
+        json = JSON.parse(out);
+      } catch {
+        try {
+          json = JSON.parse(out.trim().split('\n').at(-1) ?? '');
+        } catch {
+          json = undefined;
+        }
+      }
+      resolve({ code, json, out, err });
+    });
+  });
+}
+
+async function waitUntil(cond, ms, what, everyMs = 2000) {
+  const until = Date.now() + ms;
+  let last;
+  while (Date.now() < until) {
+    try {
+      if (await cond()) return;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? ` (last error: ${last.message})` : ''}`);
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let exitCode = 1;
+try {
+  const dist = (p) => import(join(ROOT, 'dist', 'src', p));
+  const { ComputeClient } = await dist('compute/index.js');
+  const { bundledGenesis } = await dist('node/genesis.js');
+  const { extraWeightBytes, layerMb } = await dist('pool/index.js');
+  const { openLedgerReadOnly } = await dist('cli/wallet/common.js');
+  const { fromHex } = await dist('util/bytes.js');
+  const { readKeystorePublic } = await dist('identity/index.js');
+
+  if (net_.mode === 'netns') removeStale();
+  net_.setup();
+  say(`isolation: ${JSON.stringify(result.isolation)}; run dir ${runDir}`);
+  const schedule = makeSchedule(scheduleRng, N, MINUTES);
+  result.faults.schedule = schedule.actions.length;
+  result.survivors = schedule.survivors;
+  say(`schedule: ${schedule.actions.length} faults; never killed: ${schedule.survivors.join(', ')}`);
+
+  // 1. the fixed checkpoint (the seeded genesis model) and the single-node reference for each prompt
+  const genesis = bundledGenesis();
+  const L = genesis.config.num_hidden_layers;
+  halfMb = Math.ceil(extraWeightBytes(genesis.config) / (1 << 20)) + Math.ceil(L / 2) * layerMb(genesis.config) + 1;
+  const compute = await ComputeClient.start({ threads: 1 });
+  try {
+    await compute.run({ type: 'initModel', config: genesis.config, seed: 0 });
+    ckDir = (await compute.run({ type: 'saveCheckpoint', root: join(runDir, 'ck'), step: 0, tokenizerPath: genesis.tokenizerPath })).dir;
+  } finally {
+    await compute.close();
+  }
+  const reference = new Map();
+  for (const prompt of PROMPTS) {
+    const r = await cli(undefined, ['generate', '--checkpoint', ckDir, '--prompt', prompt, '--temperature', '0', '--max-tokens', String(MAX_TOKENS), '--json', '--threads', '1'], 300_000);
+    if (r.code !== 0 || !Array.isArray(r.json?.tokens)) throw new Error(`reference generate failed (${r.code}): ${r.err.slice(-1000)}`);
+    reference.set(prompt, r.json.tokens);
+  }
+  say(`reference tokens for ${PROMPTS.length} prompts (${MAX_TOKENS} tokens each, ${L} layers, joiners get ${halfMb} MiB)`);
+
+  // 2. tracker, forwarders, genesis node, joiners, trainer
+  const tracker = launch('tracker', process.execPath, [BIN, 'tracker', '--port', '0', '--host', net_.hostIp, '--data-dir', join(runDir, 'tracker')]);
+  trackerUrl = JSON.parse((await tracker.waitLine(/\{"listening".*\}/, START_MS))[0]).listening.url;
+  for (let i = 0; i < N; i++) nodes.push({ i, name: `node${i}`, dir: join(runDir, `node${i}`), up: false, kills: 0, rss: [] });
+  if (net_.mode === 'netns') await Promise.all(nodes.map((n) => startForwarder(n.i)));
+  await startNode(0);
+  if (net_.mode === 'netns') bootAddr = `/ip4/${net_.ip(0)}/tcp/9000/p2p/${nodes[0].peerId}`;
+  else {
+    const st = await api(nodes[0], 'GET', '/api/status');
+    const a = st.json.addresses.find((x) => x.includes('/tcp/') && !x.includes('/ws'));
+    bootAddr = a.includes('/p2p/') ? a : `${a}/p2p/${nodes[0].peerId}`;
+  }
+  say(`genesis node up (${nodes[0].peerId}); starting ${N - 1} joiners and the trainer`);
+  const trainer = { i: 'trainer', name: 'trainer', dir: join(runDir, 'trainer'), up: false, kills: 0, rss: [], steps: [] };
+  const startTrainer = async () => {
+    const p = launch('trainer', process.execPath, [BIN, 'start', '--data-dir', trainer.dir, '--genesis', '--no-mdns', '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--api-port', '0', '--threads', '1', '--checkpoint-every', '10', '--eval-every', '0'], NODE_ENV);
+    trainer.proc = p;
+    const m = await p.waitLine(/node (\S+) up; dashboard at http:\/\/127\.0\.0\.1:(\d+)\//, START_MS);
+    trainer.apiHost = '127.0.0.1';
+    trainer.apiPort = trainer.innerApiPort = Number(m[2]);
+    trainer.up = true;
+  };
+  await Promise.all([...nodes.slice(1).map((n) => startNode(n.i)), startTrainer()]);
+  say('every process is up; waiting for spans and a first answer from every node');
+
+  // 3. ready: every node holds layers (the genesis node all of them) and answers a generation with the reference
+  const ready = new Set();
+  await waitUntil(
+    async () => {
+      await Promise.all(
+        nodes
+          .filter((n) => !ready.has(n.i))
+          .map(async (n) => {
+            const st = await api(n, 'GET', '/api/status');
+            if (st.json?.span == null) return;
+            const g = await api(n, 'POST', '/api/generate', { prompt: PROMPTS[0], max_tokens: MAX_TOKENS, temperature: 0 }, GEN_TIMEOUT_MS);
+            if (g.status === 200 && JSON.stringify(g.json.tokens) === JSON.stringify(reference.get(PROMPTS[0]))) ready.add(n.i);
+            else if (g.status === 200) throw new Error(`node ${n.i} answered other tokens than the reference before any fault: ${JSON.stringify(g.json)}`);
+          }),
+      );
+      return ready.size === N;
+    },
+    SPAN_MS,
+    'every node to hold layers and answer a generation',
+    3000,
+  ).catch((e) => {
+    throw new Error(`${e.message}; ready: ${[...ready].join(',')}`);
+  });
+  await waitUntil(async () => ((await snapshot(trainer)).training?.step ?? 0) > 0, SPAN_MS, 'the trainer to take a step', 3000);
+  result.training.step_at_chaos_start = (await snapshot(trainer)).training.step;
+  say(`chaos starts: trainer at step ${result.training.step_at_chaos_start}; RSS MiB ${nodes.map((n) => Math.round(rssKb(n.proc.child.pid) / 1024)).join(' ')}`);
+
+  // 4. load and faults until the end of the phase, then a quiet period until the ledgers agree
+  const phaseStart = Date.now();
+  const phaseEnd = phaseStart + MINUTES * 60_000;
+  let loadOn = true;
+  const acked = []; // { id, sender, status }
+  const senders = new Set();
+  const live = () => nodes.filter((n) => n.up && !n.frozen);
+
+  const genLoop = async () => {
+    while (loadOn) {
+      const cands = live();
+      if (cands.length === 0) {
+        await sleep(500);
+        continue;
+      }
+      const n = pick(loadRng, cands);
+      const prompt = pick(loadRng, PROMPTS);
+      result.generate.sent++;
+      try {
+        const g = await api(n, 'POST', '/api/generate', { prompt, max_tokens: MAX_TOKENS, temperature: 0 }, GEN_TIMEOUT_MS);
+        if (g.status === 200) {
+          if (JSON.stringify(g.json?.tokens) === JSON.stringify(reference.get(prompt))) result.generate.completed_identical++;
+          else {
+            result.generate.mismatched++;
+            say(`MISMATCH from node ${n.i}: ${g.text.slice(0, 300)}`);
+          }
+        } else if (typeof g.json?.error?.code === 'string') {
+          result.generate.typed_errors++;
+          const k = `${g.status} ${g.json.error.code}`;
+          result.generate.error_codes[k] = (result.generate.error_codes[k] ?? 0) + 1;
+        } else {
+          result.generate.untyped_errors++;
+          say(`untyped answer from node ${n.i}: ${g.status} ${g.text.slice(0, 200)}`);
+        }
+      } catch (e) {
+        // the node went down under the request (killed or frozen by the schedule): not an answer of the node
+        if (!n.up || n.frozen || n.proc.exitCode !== undefined) {
+          const k = 'connection lost (node killed)';
+          result.generate.error_codes[k] = (result.generate.error_codes[k] ?? 0) + 1;
+          result.generate.sent--;
+        } else {
+          result.generate.untyped_errors++;
+          say(`generation on node ${n.i} failed without an answer: ${e.message}`);
+        }
+      }
+      await sleep(200);
+    }
+  };
+
+  const transferLoop = async () => {
+    while (loadOn) {
+      await sleep(3000);
+      const cands = live().filter((n) => !senders.has(n.i));
+      // at most two wallet commands at once (each is a process of its own: the machine has two cores)
+      if (cands.length === 0 || senders.size >= 2 || !loadOn) continue;
+      const from = pick(loadRng, cands);
+      const to = pick(loadRng, nodes.filter((n) => n.i !== from.i));
+      if (to.address === undefined) continue;
+      senders.add(from.i);
+      result.ledger.transfers_sent++;
+      void cli(from.i, ['wallet', 'send', to.address, AMOUNT, '--yes', '--json', '--data-dir', from.dir]).then((r) => {
+        senders.delete(from.i);
+        const status = r.json?.status ?? `exit ${r.code}`;
+        if (status === 'applied') {
+          result.ledger.acknowledged++;
+          acked.push({ id: r.json.id, sender: from.i });
+        } else {
+          const k = `${status}${r.json?.reason ? ` ${r.json.reason}` : ''}`;
+          result.ledger.not_applied[k] = (result.ledger.not_applied[k] ?? 0) + 1;
+        }
+      });
+    }
+  };
+
+  const trainLoop = async () => {
+    while (loadOn) {
+      await sleep(10_000);
+      if (!trainer.up) continue;
+      try {
+        const s = await snapshot(trainer);
+        trainer.steps.push({ t: Date.now(), step: s.training.step, life: trainer.kills });
+      } catch {
+        /* down or busy: the next poll */
+      }
+    }
+  };
+
+  // addresses for transfers
+  for (const n of nodes) n.address = readKeystorePublic(n.dir).address;
+
+  // RSS every 5 s. Growth compares medians, so that one garbage-collection cycle (tens of MiB on a 250 MiB node)
+  // neither hides nor fakes a trend: the baseline is the median of the samples between 20 % and 40 % of the phase
+  // (past the warm-up: first sessions, first transfers, the trainer's first steps and checkpoints), the end the
+  // median of those from 70 % of the phase on plus one taken after the ledgers agreed.
+  const phaseMs = MINUTES * 60_000;
+  const rssLoop = async () => {
+    while (loadOn) {
+      for (const n of [...nodes, trainer]) {
+        if (!n.up || n.kills > 0) continue;
+        const kb = rssKb(n.proc.child.pid);
+        if (kb === undefined) continue;
+        const f = (Date.now() - phaseStart) / phaseMs;
+        (n.rssSamples ??= []).push({ f, kb });
+        // one sample a minute for the report (the trend tells growth from warm-up)
+        n.series ??= [];
+        if (Date.now() - (n.lastSeriesAt ?? 0) >= 60_000) {
+          n.series.push(Math.round(kb / 1024));
+          n.lastSeriesAt = Date.now();
+        }
+      }
+      await sleep(5000);
+    }
+  };
+  const loops = [genLoop(), genLoop(), transferLoop(), trainLoop(), rssLoop()];
+
+  const restartAfter = async (n, ms) => {
+    await sleep(ms);
+    result.faults.restarts++;
+    if (n === trainer) await startTrainer();
+    else await startNode(n.i);
+  };
+  const pending = [];
+  for (const a of schedule.actions) {
+    const wait = phaseStart + a.at - Date.now();
+    if (wait > 0) await sleep(wait);
+    if (a.kind === 'kill') {
+      const n = a.node === 'trainer' ? trainer : nodes[a.node];
+      if (!n.up) continue;
+      say(`SIGKILL ${n.name} for ${(a.downMs / 1000).toFixed(0)} s`);
+      n.kills++;
+      result.faults.kills++;
+      await killNode(n);
+      pending.push(restartAfter(n, a.downMs).catch((e) => fail(`restart of ${n.name} failed: ${e.message.slice(0, 500)}`)));
+    } else if (a.kind === 'partition') {
+      const other = nodes.map((n) => n.i).filter((i) => !a.side.includes(i));
+      if (net_.mode === 'netns') {
+        say(`partition {${a.side.join(',')}} | {${other.join(',')}} for ${(a.durMs / 1000).toFixed(0)} s`);
+        result.faults.partitions++;
+        await net_.cut(a.side.flatMap((i) => other.map((j) => [i, j])));
+        await sleep(a.durMs);
+        await net_.healAll();
+        say('healed');
+      } else {
+        say(`freeze {${a.side.join(',')}} for ${(a.durMs / 1000).toFixed(0)} s (no namespaces)`);
+        result.faults.freezes++;
+        const frozen = a.side.map((i) => nodes[i]).filter((n) => n.up);
+        for (const n of frozen) {
+          n.frozen = true;
+          n.proc.signalGroup('SIGSTOP');
+        }
+        await sleep(a.durMs);
+        for (const n of frozen) {
+          n.proc.signalGroup('SIGCONT');
+          n.frozen = false;
+        }
+        say('thawed');
+      }
+    } else if (a.kind === 'cut' && net_.mode === 'netns') {
+      say(`cut link ${a.link[0]}-${a.link[1]} for ${(a.durMs / 1000).toFixed(0)} s`);
+      result.faults.link_cuts++;
+      await net_.cut([a.link]);
+      await sleep(a.durMs);
+      await net_.healAll();
+    }
+  }
+  const untilEnd = phaseEnd - Date.now();
+  if (untilEnd > 0) await sleep(untilEnd);
+  await Promise.all(pending);
+  say('fault phase over; every link healed and every node restarted; load stops');
+  loadOn = false;
+  await Promise.allSettled(loops);
+  // transfers still in flight
+  await waitUntil(() => senders.size === 0, 180_000, 'transfers in flight to finish', 500).catch((e) => fail(e.message));
+
+  // 5. ledgers: one state hash on every node (polled together), within the bound
+  const tHeal = Date.now();
+  let hashes = [];
+  await waitUntil(
+    async () => {
+      const s = await Promise.all(nodes.map((n) => api(n, 'GET', '/api/ledger/status')));
+      hashes = s.map((x) => (x.status === 200 && x.json.replayPending !== true ? x.json.stateHash : `(${x.status})`));
+      return hashes.every((h) => h === hashes[0] && !h.startsWith('('));
+    },
+    CONVERGE_MS,
+    'every ledger to reach one state hash',
+    1000,
+  ).then(
+    () => {
+      result.ledger.state_hashes_equal = true;
+      result.ledger.converge_s = Math.round((Date.now() - tHeal) / 100) / 10;
+    },
+    () => fail(`ledger state hashes differ ${CONVERGE_MS / 1000} s after the last heal: ${hashes.map((h) => h.slice(0, 12)).join(' ')}`),
+  );
+
+  // 6. training advanced, memory of the survivors
+  // training still advancing at the end: a step later than the first one read after the faults (a kill loses the
+  // steps since the trainer's last checkpoint, so the step may be below the one at the start of the faults)
+  let firstEndStep;
+  await waitUntil(
+    async () => {
+      const step = (await snapshot(trainer)).training.step;
+      firstEndStep ??= step;
+      result.training.step_at_end = step;
+      return step > firstEndStep;
+    },
+    180_000,
+    'the trainer to take a step after the faults',
+    3000,
+  ).catch(() => {});
+  result.training.advancing = firstEndStep !== undefined && result.training.step_at_end > firstEndStep;
+  result.training.trainer_kills = trainer.kills;
+  if (!result.training.advancing) fail(`training did not advance after the faults: step ${firstEndStep} → ${result.training.step_at_end} within 180 s`);
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length === 0 ? undefined : v[Math.floor(v.length / 2)];
+  };
+  for (const n of [...nodes, trainer]) {
+    if (n.kills > 0) continue;
+    const samples = n.rssSamples ?? [];
+    const last = rssKb(n.proc.child.pid);
+    const base = median(samples.filter((x) => x.f >= 0.2 && x.f < 0.4).map((x) => x.kb));
+    const end = median([...samples.filter((x) => x.f >= 0.7).map((x) => x.kb), ...(last === undefined ? [] : [last])]);
+    const growth = base && end ? end / base - 1 : null;
+    result.memory.survivors.push({
+      node: n.name,
+      rss_base_mb: base ? Math.round(base / 1024) : null,
+      rss_end_mb: end ? Math.round(end / 1024) : null,
+      rss_peak_mb: samples.length > 0 ? Math.round(Math.max(...samples.map((x) => x.kb)) / 1024) : null,
+      growth: growth === null ? null : Math.round(growth * 1000) / 1000,
+      rss_mb_per_minute: n.series ?? [],
+    });
+  }
+  // the trainer's RSS climbs for its first minutes of training (batches, AdamW moments, checkpoint buffers) and then
+  // stays flat (30-minute run: 474, 483, 464 MiB); it is reported, the assertion is on the network's nodes
+  const growths = result.memory.survivors.filter((s) => s.node !== 'trainer').map((s) => s.growth).filter((g) => g !== null);
+  result.memory.max_growth = growths.length > 0 ? Math.max(...growths) : null;
+  if (result.memory.max_growth === null) fail('no surviving network node to measure memory on');
+  else if (result.memory.max_growth >= 0.1) fail(`survivor memory grew ${(result.memory.max_growth * 100).toFixed(1)} % (limit 10 %)`);
+
+  // 7. stop everything gracefully: each must exit 0
+  for (const p of procs.values()) p.expectExit = true;
+  const stops = [...nodes, trainer].map(async (n) => {
+    n.proc.signalGroup('SIGCONT');
+    n.proc.child.kill('SIGTERM');
+    const timer = setTimeout(() => n.proc.signalGroup('SIGKILL'), STOP_MS);
+    const code = await n.proc.exited;
+    clearTimeout(timer);
+    if (code !== 0) crashes.push({ name: n.name, code, signal: n.proc.signal, at: 'SIGTERM at the end', tail: n.proc.text.slice(-1500) });
+  });
+  await Promise.all(stops);
+  procs.get('tracker').child.kill('SIGTERM');
+
+  // 8. every acknowledged transfer in every ledger, applied
+  const ledgers = nodes.map((n) => openLedgerReadOnly(n.dir));
+  try {
+    for (const a of acked) {
+      for (const [i, l] of ledgers.entries()) {
+        const st = l?.eventStatus(fromHex(a.id));
+        if (st?.status !== 'applied') {
+          result.ledger.acked_missing++;
+          if (result.ledger.acked_missing <= 5) say(`acknowledged transfer ${a.id.slice(0, 16)} (sent on node ${a.sender}) is ${st === undefined ? 'missing' : st.status} on node ${i}`);
+        }
+      }
+    }
+    const finalHashes = ledgers.map((l) => l?.stateHash());
+    result.ledger.final_state_hashes_equal = finalHashes.every((h) => h === finalHashes[0]);
+  } finally {
+    for (const l of ledgers) l?.close();
+  }
+  if (result.ledger.acked_missing > 0) fail(`${result.ledger.acked_missing} (transfer, ledger) pairs of acknowledged transfers missing or not applied`);
+  if (result.ledger.acknowledged === 0) fail('no transfer was acknowledged: the ledger load did not run');
+
+  // 9. generations, crashes
+  if (result.generate.mismatched > 0) fail(`${result.generate.mismatched} generations answered other tokens than the reference`);
+  if (result.generate.untyped_errors > 0) fail(`${result.generate.untyped_errors} generations failed without a typed error`);
+  if (result.generate.completed_identical === 0) fail('no generation completed');
+  result.crashes = crashes.length;
+  result.crash_details = crashes.map((c) => ({ name: c.name, code: c.code, signal: c.signal, at: c.at ?? 'during the run', tail: c.tail.slice(-600) }));
+  result.crash_markers = crashMarkers.slice(0, 10);
+  if (crashes.length > 0) fail(`${crashes.length} processes exited without being killed, or not with 0 on SIGTERM`);
+  if (crashMarkers.length > 0) fail(`${crashMarkers.length} crash lines in the logs`);
+  result.faults.kills_by_node = Object.fromEntries([...nodes, trainer].map((n) => [n.name, n.kills]));
+  result.ok = result.failures.length === 0;
+  exitCode = result.ok ? 0 : 1;
+} catch (e) {
+  fail(`harness: ${e.stack ?? e.message}`.slice(0, 3000));
+  result.crash_details = crashes.map((c) => ({ name: c.name, code: c.code, signal: c.signal, tail: c.tail.slice(-600) }));
+  exitCode = 1;
+}
+result.wall_s = Math.round((Date.now() - T0) / 1000);
+result.logs = values.keep ? logsDir : undefined;
+await cleanup();
+process.stdout.write(JSON.stringify(result) + '\n');
+process.exit(exitCode);
