@@ -17,6 +17,8 @@ export interface WorkerConfig {
   threads?: number;
   /** 'auto' uses the native backend when it loads and falls back to the reference backend; default 'auto'. */
   backend?: 'auto' | 'native' | 'reference';
+  /** How models are held: 'f32' (default) or 'int8' (inference only; every model the worker builds or loads is quantized). */
+  weights?: 'f32' | 'int8';
 }
 
 /** The worker's description of itself, sent when it is ready and in reply to `ping`. */

@@ -37,6 +37,7 @@ export {
 export {
   DEFAULT_INT8_BLOCK,
   INT8_WEIGHT_BLOCK,
+  int8BlockFor,
   dequantizeInt8,
   dequantizeMatrix,
   fromFp16,

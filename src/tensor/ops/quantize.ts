@@ -82,13 +82,21 @@ export interface Int8Matrix {
   scales: Float32Array;
 }
 
+/**
+ * The block a weight matrix with `cols` inputs is quantized with: 32 when it divides cols, else 16 (nano's FFN width
+ * 688 = 43·16; a block never straddles two rows), undefined when neither does.
+ */
+export function int8BlockFor(cols: number): number | undefined {
+  return cols % INT8_WEIGHT_BLOCK === 0 ? INT8_WEIGHT_BLOCK : cols % 16 === 0 ? 16 : undefined;
+}
+
 /** Bytes an Int8Matrix of [rows, cols] takes. */
-export function int8MatrixBytes(rows: number, cols: number, blockSize = INT8_WEIGHT_BLOCK): number {
+export function int8MatrixBytes(rows: number, cols: number, blockSize = int8BlockFor(cols) ?? INT8_WEIGHT_BLOCK): number {
   return rows * cols + 4 * rows * Math.ceil(cols / blockSize);
 }
 
-/** Quantizes W [rows, cols]; cols must be a multiple of blockSize (blocks never straddle two rows). */
-export function quantizeMatrix(backend: Backend, w: Float32Array, rows: number, cols: number, blockSize = INT8_WEIGHT_BLOCK): Int8Matrix {
+/** Quantizes W [rows, cols] (default block: int8BlockFor(cols)); cols must be a multiple of blockSize (blocks never straddle two rows). */
+export function quantizeMatrix(backend: Backend, w: Float32Array, rows: number, cols: number, blockSize = int8BlockFor(cols) ?? INT8_WEIGHT_BLOCK): Int8Matrix {
   if (!Number.isInteger(blockSize) || blockSize < 16 || blockSize % 16 !== 0) throw new InvalidArgumentError(`quantizeMatrix: blockSize ${blockSize} must be a multiple of 16`);
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1 || cols % blockSize !== 0) {
     throw new ShapeError('quantizeMatrix', `[${rows}, ${cols}] needs positive sizes with cols a multiple of ${blockSize}`);
