@@ -6,8 +6,8 @@
  *   greedy, through the compute worker on the native backend at 1 thread (NEUROSHARD_BENCH_THREADS overrides); one
  *   warm-up, then the median of 3 runs of 64 decode steps each, f32 and int8 alternating so that load drifts hit
  *   both. Speed does not depend on the weights' values, so the seeded initialisation is used.
- * - int8_ppl_delta: (ppl_int8 − ppl_f32) ÷ ppl_f32 on the genesis validation set (every batch of 8 × 128 tokens),
- *   for the nano model trained here first: TRAIN_STEPS steps of the solo trainer from seed 0 on the genesis training
+ * - int8_ppl_delta: (ppl_int8 − ppl_f32) ÷ ppl_f32 on the genesis validation set (its first VAL_BATCHES batches of 8 × 128 tokens),
+ *   for the nano model trained here first: STEPS steps of the solo trainer from seed 0 on the genesis training
  *   stream (a random model's near-uniform logits would hide what quantization does to a trained one).
  * - int8_detail: the figures behind both, the load average, and how often int8 changes greedy output.
  *
@@ -32,6 +32,9 @@ import { BenchSkip, round1, type BenchSection } from '../bench.js';
 import { ComputeClient } from '../client.js';
 
 const PROMPT = 16;
+/** Training steps of the nano model the quality figures use, and validation batches scored (8 × 128 tokens each). */
+const STEPS = 200;
+const VAL_BATCHES = 64;
 const GEN = 64;
 
 function median(xs: number[]): number {
@@ -86,7 +89,7 @@ async function trainedNano(steps: number, threads: number, log: (l: string) => v
   const B = 8;
   const T = 128;
   const stream = await corpus.trainStream({ nodeId: 'bench-int8', batchSize: B, seqLen: T, seed: 0 });
-  const val = await corpus.validationBatches({ batchSize: B, seqLen: T });
+  const val = await corpus.validationBatches({ batchSize: B, seqLen: T, maxBatches: VAL_BATCHES });
   const client = await ComputeClient.start({ backend: 'native', threads: Math.max(threads, availableParallelism()) });
   try {
     await client.run({ type: 'initModel', config, seed: 0, trainer: { decaySteps: steps } });
@@ -209,7 +212,7 @@ export const int8Section: BenchSection = {
     const rates = await decodeRates(presetConfig(shape), threads, quick ? 1 : 3, quick ? 8 : GEN);
     log(`${shape} decode: f32 ${rates.f32.toFixed(1)} tok/s, int8 ${rates.int8.toFixed(1)} tok/s (${(rates.int8 / rates.f32).toFixed(2)}×)`);
 
-    const steps = quick ? 2 : 300;
+    const steps = quick ? 2 : STEPS;
     const t = await trainedNano(steps, threads, log);
     const backend = await nativeBackend(availableParallelism());
     const val = quick ? t.val.slice(0, 2) : t.val;
