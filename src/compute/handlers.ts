@@ -5,7 +5,6 @@
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { generate } from '../model/generate.js';
 import { adamwStateFromFlat, flatOptimizerState } from '../model/optimizer.js';
-import { spanHash } from '../model/hash.js';
 import { IntTensor, ShapeError, type GemmArgs } from '../tensor/index.js';
 import type { Batch } from '../training/index.js';
 import { sha256Hex } from '../util/bytes.js';
@@ -189,7 +188,9 @@ export function createHandlers(state: ComputeState): HandlerTable {
 
     initModel: (job) => {
       const m = state.initModel(job);
-      return { paramCount: m.shard.params.length, span: { ...m.shard.span }, hash: hashParams(m.shard.params), backend: state.backend.description };
+      // an int8 model keeps no float32 buffer: its hash is the span hash of the weights it was quantized from
+      const hash = m.shard.weights === 'int8' ? m.shard.hash() : hashParams(m.shard.params);
+      return { paramCount: m.shard.layout.size, span: { ...m.shard.span }, hash, backend: state.backend.description };
     },
 
     releaseModel: () => ({ released: state.releaseModel() }),
@@ -254,15 +255,17 @@ export function createHandlers(state: ComputeState): HandlerTable {
       return { tokens: Int32Array.from(r.tokens), finishReason: r.finishReason, prefillMs: tFirst - t0, decodeMs: t1 - tFirst };
     },
 
-    getParams: () => ({ params: state.model().shard.params.slice() }),
-
-    modelHash: () => {
+    getParams: () => {
       const { shard } = state.model();
-      return { hash: spanHash(shard.layout, shard.params) };
+      if (shard.weights === 'int8') throw new ComputeStateError('the worker holds int8 weights and keeps no float32 copy to give');
+      return { params: shard.params.slice() };
     },
+
+    modelHash: () => ({ hash: state.model().shard.hash() }),
 
     setParams: (job) => {
       const { shard } = state.model();
+      if (shard.weights === 'int8') throw new ComputeStateError('the worker holds int8 weights: float32 parameters cannot be set');
       if (!(job.params instanceof Float32Array) || job.params.length !== shard.params.length) {
         throw new ShapeError('setParams', `params must be a Float32Array of ${shard.params.length} elements`, { params: [job.params?.length ?? 0] });
       }
@@ -285,6 +288,7 @@ export function createHandlers(state: ComputeState): HandlerTable {
 
     saveCheckpoint: (job) => {
       const m = state.model();
+      if (m.shard.weights === 'int8') throw new ComputeStateError('the worker holds int8 weights: checkpoints are written from float32 models only');
       const root = pathArg('root', job.root);
       const step = job.step ?? m.trainer?.step ?? 0;
       const saved: SavedTrainingState = { format: 'neuroshard-solo-trainer', version: 1, trainerStep: m.trainer?.step ?? step, extra: job.trainingState ?? null };
@@ -322,7 +326,7 @@ export function createHandlers(state: ComputeState): HandlerTable {
         step: ck.manifest.step,
         config: ck.config,
         span: { ...ck.model.span },
-        paramCount: ck.model.params.length,
+        paramCount: ck.model.layout.size,
         modelHash: ck.manifest.model_hash,
         trainingState: ours ? ts.extra : ts,
         tokenizerPath: ck.tokenizerPath,

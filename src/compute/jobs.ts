@@ -22,6 +22,8 @@ export interface WorkerConfig {
    * steps (batcher.ts). 0 batches only what is already queued. Default DEFAULT_BATCH_WINDOW_MS (2).
    */
   batchWindowMs?: number;
+  /** How models are held: 'f32' (default) or 'int8' (inference only; every model the worker builds or loads is quantized). */
+  weights?: 'f32' | 'int8';
 }
 
 /** The worker's description of itself, sent when it is ready and in reply to `ping`. */

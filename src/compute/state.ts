@@ -5,7 +5,7 @@
  */
 import { threadId } from 'node:worker_threads';
 import { validateConfig } from '../model/config.js';
-import { LlamaShard } from '../model/shard.js';
+import { LlamaShard, type WeightFormat } from '../model/shard.js';
 import { selectBackend, type Backend } from '../tensor/index.js';
 import { ShardTrainable, SoloTrainer, type TrainerOptions } from '../training/index.js';
 import { InvalidArgumentError } from '../util/errors.js';
@@ -27,16 +27,20 @@ export class ComputeState {
   /** Inference sessions over the loaded model; dropped whenever the model is replaced or released. */
   readonly sessions = new SessionTable();
 
-  private constructor(backend: Backend, fallbackReason: string | undefined) {
+  /** How models are held (WorkerConfig.weights): every model built or loaded is quantized when 'int8'. */
+  readonly weights: WeightFormat;
+
+  private constructor(backend: Backend, fallbackReason: string | undefined, weights: WeightFormat) {
     this.backend = backend;
     this.fallbackReason = fallbackReason;
+    this.weights = weights;
   }
 
   static async create(config: WorkerConfig = {}): Promise<ComputeState> {
     checkWorkerConfig(config);
     const { backend, fallbackReason } = await loadBackend(config);
     if (config.threads !== undefined) backend.setThreads(config.threads);
-    return new ComputeState(backend, fallbackReason);
+    return new ComputeState(backend, fallbackReason, config.weights ?? 'f32');
   }
 
   info(): WorkerInfo {
@@ -67,9 +71,13 @@ export class ComputeState {
   }
 
   /** Makes `shard` the worker's model, with a fresh trainer when it holds every layer. */
-  install(shard: LlamaShard, trainer: Partial<TrainerOptions>, seed = 0): LoadedModel {
-    const whole = shard.hasEmbed && shard.hasHead;
+  install(f32: LlamaShard, trainer: Partial<TrainerOptions>, seed = 0): LoadedModel {
     this.sessions.clear();
+    this.loaded = undefined;
+    // int8: quantized here, once, whatever the source (seeded init, peers' float32 weights, a checkpoint); the
+    // float32 buffer is garbage once this returns. An int8 model never gets a trainer (inference only).
+    const shard = this.weights === 'int8' ? f32.quantized() : f32;
+    const whole = shard.hasEmbed && shard.hasHead && shard.weights === 'f32';
     this.loaded = { shard, trainer: whole ? new SoloTrainer(this.backend, new ShardTrainable(shard), trainer) : undefined, seed };
     return this.loaded;
   }
@@ -95,6 +103,7 @@ export class ComputeState {
 
   trainer(): SoloTrainer {
     const m = this.model();
+    if (m.trainer === undefined && m.shard.weights === 'int8') throw new ComputeStateError('the worker holds int8 weights (inference only): it cannot train');
     if (m.trainer === undefined) {
       throw new ComputeStateError(`the worker holds layers [${m.shard.span.start}, ${m.shard.span.end}) only; solo training needs the whole model`);
     }
@@ -106,6 +115,9 @@ export class ComputeState {
 function checkWorkerConfig(c: WorkerConfig): void {
   if (c.backend !== undefined && !['auto', 'native', 'reference'].includes(c.backend)) {
     throw new InvalidArgumentError(`compute worker: backend must be auto, native or reference, got ${String(c.backend)}`);
+  }
+  if (c.weights !== undefined && c.weights !== 'f32' && c.weights !== 'int8') {
+    throw new InvalidArgumentError(`compute worker: weights must be f32 or int8, got ${String(c.weights)}`);
   }
   if (c.threads !== undefined && (!Number.isInteger(c.threads) || c.threads < 1 || c.threads > 256)) {
     throw new InvalidArgumentError(`compute worker: threads must be an integer in 1..256, got ${String(c.threads)}`);

@@ -42,7 +42,7 @@ export {
   type ParamEntry,
 } from './layout.js';
 export { INIT_STD, initParams, tensorRng } from './init.js';
-export { LlamaShard, createModel, IGNORE_INDEX, MAX_DECODE_BATCH, type ShardOptions, type ForwardOptions, type LossResult } from './shard.js';
+export { LlamaShard, createModel, IGNORE_INDEX, MAX_DECODE_BATCH, type ShardOptions, type ForwardOptions, type LossResult, type WeightFormat } from './shard.js';
 export { KVCache } from './kv-cache.js';
 export { growParams, growModel, growDeeper, growWider, grownConfig, type GrowMode, type GrowOptions } from './growth.js';
 export { sampleToken, Sampler, checkSamplingOptions, type SamplingOptions } from './sampling.js';

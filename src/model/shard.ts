@@ -21,6 +21,8 @@
  */
 import type { Backend, GemmArgs } from '../tensor/backend.js';
 import { ShapeError, TokenRangeError } from '../tensor/errors.js';
+import { int8BlockFor, int8MatrixBytes, matmulInt8, quantizeMatrix, type Int8Matrix } from '../tensor/ops/quantize.js';
+import { spanHash } from './hash.js';
 import { type LlamaConfig } from './config.js';
 import { ModelConfigError, ModelStateError } from './errors.js';
 import { initParams } from './init.js';
@@ -49,6 +51,27 @@ interface LayerViews {
   down: Float32Array;
 }
 
+/** A layer's projection matrices as int8 blocks (`--weights int8`). */
+interface Int8LayerViews {
+  q: Int8Matrix;
+  k: Int8Matrix;
+  v: Int8Matrix;
+  o: Int8Matrix;
+  gate: Int8Matrix;
+  up: Int8Matrix;
+  down: Int8Matrix;
+}
+
+/**
+ * How a shard holds its weights. 'f32': everything float32 (training and inference). 'int8' (inference only): the
+ * seven projection matrices of every layer (q, k, v, o, gate, up, down) as int8 with one float32 scale per 32
+ * weights along K (GGUF q8_0's block; 16 where 32 does not divide K, as nano's FFN width 688), decoded on the fly by the GEMM kernels; norms, the embedding and the LM head
+ * stay float32 (the embedding is a row lookup, not a GEMM, and the head decides the sampled token: keeping it exact
+ * keeps greedy output closest to f32). The float32 buffer is dropped after quantizing; the span hash stays that of
+ * the float32 weights it was built from.
+ */
+export type WeightFormat = 'f32' | 'int8';
+
 /** Saved activations of one layer for a batch of N = B·T rows. */
 interface LayerActs {
   h1: Float32Array; // [N, C] rmsnorm(x)
@@ -75,6 +98,8 @@ export interface ShardOptions {
   params?: Float32Array;
   /** Seed of the initialisation when `params` is not given (default 0). */
   seed?: number;
+  /** Weight format (default 'f32'); 'int8' quantizes `params` (or the initialisation) and keeps no float32 copy. */
+  weights?: WeightFormat;
 }
 
 export interface ForwardOptions {
@@ -98,19 +123,24 @@ export class LlamaShard {
   readonly backend: Backend;
   readonly layout: ParamLayout;
   readonly span: Span;
-  /** Every parameter of the span, in layout order. */
+  /** Every parameter of the span, in layout order (empty for an int8 shard: see WeightFormat). */
   readonly params: Float32Array;
-  /** Gradients, same layout; accumulated by backward, cleared by zeroGrad. */
+  /** Gradients, same layout; accumulated by backward, cleared by zeroGrad (empty for an int8 shard). */
   readonly grads: Float32Array;
+  readonly weights: WeightFormat;
+  /** int8 only: the span hash of the float32 weights the shard was quantized from. */
+  private readonly f32Hash: string | undefined;
+  /** int8 only: the quantized matrices of each layer. */
+  private readonly qw: Int8LayerViews[] = [];
 
-  private readonly w: LayerViews[];
-  private readonly g: LayerViews[];
-  private readonly embedW: Float32Array | null;
-  private readonly embedG: Float32Array | null;
-  private readonly normW: Float32Array | null;
-  private readonly normG: Float32Array | null;
-  private readonly headW: Float32Array | null;
-  private readonly headG: Float32Array | null;
+  private readonly w: LayerViews[] = [];
+  private readonly g: LayerViews[] = [];
+  private readonly embedW: Float32Array | null = null;
+  private readonly embedG: Float32Array | null = null;
+  private readonly normW: Float32Array | null = null;
+  private readonly normG: Float32Array | null = null;
+  private readonly headW: Float32Array | null = null;
+  private readonly headG: Float32Array | null = null;
 
   // activation buffers, allocated for `cap` rows
   private cap = 0;
@@ -143,15 +173,31 @@ export class LlamaShard {
     this.backend = opts.backend;
     this.layout = new ParamLayout(opts.config, opts.span);
     this.span = this.layout.span;
+    this.weights = opts.weights ?? 'f32';
+    if (this.weights !== 'f32' && this.weights !== 'int8') throw new ModelConfigError(`weights must be f32 or int8, got ${String(this.weights)}`);
+    let params: Float32Array;
     if (opts.params !== undefined) {
       if (opts.params.length !== this.layout.size) {
         throw new ModelConfigError(`params buffer has ${opts.params.length} elements; span [${this.span.start}, ${this.span.end}) needs ${this.layout.size}`);
       }
-      this.params = opts.params;
+      params = opts.params;
     } else {
-      this.params = allocate(this.layout.size, 'parameters');
-      initParams(this.layout, this.params, opts.seed ?? 0);
+      params = allocate(this.layout.size, 'parameters');
+      initParams(this.layout, params, opts.seed ?? 0);
     }
+    if (this.weights === 'int8') {
+      const c = this.config;
+      for (const k of [c.hidden_size, c.num_attention_heads * c.head_dim, c.intermediate_size]) {
+        if (int8BlockFor(k) === undefined) throw new ModelConfigError(`int8 weights need every GEMM's K to be a multiple of 16; this config has ${k}`);
+      }
+      this.f32Hash = spanHash(this.layout, params);
+      this.params = new Float32Array(0);
+      this.grads = new Float32Array(0);
+      this.quantizeFrom(params);
+      return;
+    }
+    this.f32Hash = undefined;
+    this.params = params;
     this.grads = allocate(this.layout.size, 'gradients');
     const views = (flat: Float32Array): LayerViews[] => {
       const out: LayerViews[] = [];
@@ -184,6 +230,76 @@ export class LlamaShard {
     this.headG = L.hasHead ? (tied ? this.embedG : L.view(this.grads, LM_HEAD_NAME)) : null;
   }
 
+  /** int8: quantizes the projection matrices of `f32` and copies the rest (the float32 buffer is not kept). */
+  private quantizeFrom(f32: Float32Array): void {
+    const c = this.config;
+    const C = c.hidden_size;
+    const HD = c.num_attention_heads * c.head_dim;
+    const KVD = c.num_key_value_heads * c.head_dim;
+    const F = c.intermediate_size;
+    const L = this.layout;
+    const be = this.backend;
+    const none = new Float32Array(0);
+    const w = this.w as LayerViews[];
+    for (let i = this.span.start; i < this.span.end; i++) {
+      const p = `model.layers.${i}.`;
+      const v = (n: string): Float32Array => L.view(f32, p + n);
+      // W [rows = outputs, cols = inputs]: blocks run along K, the dimension each GEMM reduces over
+      this.qw.push({
+        q: quantizeMatrix(be, v('self_attn.q_proj.weight'), HD, C),
+        k: quantizeMatrix(be, v('self_attn.k_proj.weight'), KVD, C),
+        v: quantizeMatrix(be, v('self_attn.v_proj.weight'), KVD, C),
+        o: quantizeMatrix(be, v('self_attn.o_proj.weight'), C, HD),
+        gate: quantizeMatrix(be, v('mlp.gate_proj.weight'), F, C),
+        up: quantizeMatrix(be, v('mlp.up_proj.weight'), F, C),
+        down: quantizeMatrix(be, v('mlp.down_proj.weight'), C, F),
+      });
+      w.push({
+        inNorm: v('input_layernorm.weight').slice(),
+        q: none,
+        k: none,
+        v: none,
+        o: none,
+        postNorm: v('post_attention_layernorm.weight').slice(),
+        gate: none,
+        up: none,
+        down: none,
+      });
+    }
+    const self = this as unknown as { embedW: Float32Array | null; normW: Float32Array | null; headW: Float32Array | null };
+    self.embedW = L.hasEmbed ? L.view(f32, EMBED_NAME).slice() : null;
+    self.normW = L.hasHead ? L.view(f32, FINAL_NORM_NAME).slice() : null;
+    self.headW = L.hasHead ? (c.tie_word_embeddings ? self.embedW : L.view(f32, LM_HEAD_NAME).slice()) : null;
+  }
+
+  /**
+   * The span hash peers compare (model/hash.ts): of the float32 parameters; for an int8 shard, of the float32
+   * weights it was quantized from.
+   */
+  hash(): string {
+    return this.f32Hash ?? spanHash(this.layout, this.params);
+  }
+
+  /** Bytes the shard's weights take in memory (int8 codes and scales, or float32). */
+  get weightBytes(): number {
+    if (this.weights === 'f32') return this.params.byteLength;
+    let b = 0;
+    for (const l of this.qw) for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) b += int8MatrixBytes(m.rows, m.cols, m.blockSize);
+    for (const l of this.w) b += l.inNorm.byteLength + l.postNorm.byteLength;
+    const tiedCopy = this.headW !== null && this.headW === this.embedW;
+    return b + (this.embedW?.byteLength ?? 0) + (this.normW?.byteLength ?? 0) + (tiedCopy ? 0 : (this.headW?.byteLength ?? 0));
+  }
+
+  /** An int8 copy of this float32 shard (same config and span); this shard is left as it is. */
+  quantized(): LlamaShard {
+    if (this.weights === 'int8') return this;
+    return new LlamaShard({ config: this.config, backend: this.backend, span: { ...this.span }, params: this.params, weights: 'int8' });
+  }
+
+  private requireF32(what: string): void {
+    if (this.weights !== 'f32') throw new ModelStateError(`${what}: this shard holds int8 weights (inference only; no float32 parameters or gradients)`);
+  }
+
   get hasEmbed(): boolean {
     return this.layout.hasEmbed;
   }
@@ -199,11 +315,13 @@ export class LlamaShard {
 
   /** A named view of the parameters (writes go into the flat buffer). */
   param(name: string): Float32Array {
+    this.requireF32('model.param');
     return this.layout.view(this.params, name);
   }
 
   /** A named view of the gradients. */
   grad(name: string): Float32Array {
+    this.requireF32('model.grad');
     return this.layout.view(this.grads, name);
   }
 
@@ -348,15 +466,16 @@ export class LlamaShard {
     const D = c.head_dim;
     const F = c.intermediate_size;
     const w = this.w[l];
+    const q8 = this.qw[l] as Int8LayerViews | undefined;
     const a = this.acts[l];
     const x = this.res[l];
     const out = this.res[l + 1];
 
     // attention block
     be.rmsnormForward(x, w.inNorm, a.h1, a.rstd1, N, C, c.rms_norm_eps);
-    be.gemm(a.h1, w.q, a.q, gemmArgs(false, true, N, H * D, C, 0)); // q[N, H·D] = h1 · Wqᵀ
-    be.gemm(a.h1, w.k, a.k, gemmArgs(false, true, N, KV * D, C, 0)); // k[N, KV·D]
-    be.gemm(a.h1, w.v, a.v, gemmArgs(false, true, N, KV * D, C, 0)); // v[N, KV·D]
+    this.linear(a.h1, w.q, q8?.q, a.q, N, H * D, C, 0); // q[N, H·D] = h1 · Wqᵀ
+    this.linear(a.h1, w.k, q8?.k, a.k, N, KV * D, C, 0); // k[N, KV·D]
+    this.linear(a.h1, w.v, q8?.v, a.v, N, KV * D, C, 0); // v[N, KV·D]
     if (rows !== undefined) {
       this.attendRows(l, B, rows); // RoPE, cache writes and attention, row by row
     } else {
@@ -406,16 +525,22 @@ export class LlamaShard {
     }
     // r[N, C] = x + att · Woᵀ
     a.r.set(x.subarray(0, N * C));
-    be.gemm(a.att, w.o, a.r, gemmArgs(false, true, N, C, H * D, 1));
+    this.linear(a.att, w.o, q8?.o, a.r, N, C, H * D, 1);
 
     // MLP block
     be.rmsnormForward(a.r, w.postNorm, a.h2, a.rstd2, N, C, c.rms_norm_eps);
-    be.gemm(a.h2, w.gate, a.gate, gemmArgs(false, true, N, F, C, 0)); // gate[N, F]
-    be.gemm(a.h2, w.up, a.up, gemmArgs(false, true, N, F, C, 0)); // up[N, F]
+    this.linear(a.h2, w.gate, q8?.gate, a.gate, N, F, C, 0); // gate[N, F]
+    this.linear(a.h2, w.up, q8?.up, a.up, N, F, C, 0); // up[N, F]
     be.swigluForward(a.gate, a.up, a.act, N * F);
     // out[N, C] = r + act · Wdownᵀ
     out.set(a.r.subarray(0, N * C));
-    be.gemm(a.act, w.down, out, gemmArgs(false, true, N, C, F, 1));
+    this.linear(a.act, w.down, q8?.down, out, N, C, F, 1);
+  }
+
+  /** out[N, outDim] (+)= x[N, inDim] · Wᵀ over the float32 weights or their int8 blocks. */
+  private linear(x: Float32Array, w: Float32Array, q8: Int8Matrix | undefined, out: Float32Array, N: number, outDim: number, inDim: number, beta: 0 | 1): void {
+    if (q8 !== undefined) matmulInt8(this.backend, x, N, q8, out, beta === 1);
+    else this.backend.gemm(x, w, out, gemmArgs(false, true, N, outDim, inDim, beta));
   }
 
   /**
@@ -478,6 +603,7 @@ export class LlamaShard {
    * [B, T, C], or null for the driver (its gradient went into the embedding). Consumes the last training forward.
    */
   backward(dOut: Float32Array): Float32Array | null {
+    this.requireF32('model.backward');
     const p = this.pending;
     if (p === null) throw new ModelStateError('model.backward: no training forward waits for a backward (backward before forward, twice, or after a cached forward)');
     const c = this.config;

@@ -125,7 +125,7 @@ export class NeuroShardNode {
     }
 
     // 2. compute worker: all math off the event loop
-    const compute = await ComputeClient.start({ threads: opts.threads });
+    const compute = await ComputeClient.start({ threads: opts.threads, weights: opts.weights });
     const info = compute.info;
     if (info !== undefined) {
       log.info(`engine: ${info.description}${info.fallbackReason === undefined ? '' : ` (native addon not used: ${info.fallbackReason})`}`);

@@ -90,9 +90,15 @@ export interface NodeOptions {
   outerQuorum: number;
   outerSyncTimeoutMs: number;
   /** Inference (issue 8): dtype of activations between hops, a hop's decode-step deadline before failover (ms), the KV-cache budget for peers' sessions (MiB). */
-  wire: 'f32' | 'f16';
+  wire: 'f32' | 'f16' | 'bf16';
   hopTimeoutMs: number;
   inferenceMemoryMb: number;
+  /**
+   * How the node holds its span's weights (`--weights`): f32, or int8 (inference only: the projection matrices as
+   * int8 blocks of 32 with a scale each, about 3.5× less memory per layer; model/shard.ts WeightFormat). An int8 node
+   * does not train and serves no weights to joiners (it keeps no float32 copy).
+   */
+  weights: 'f32' | 'int8';
 }
 
 export type SpanOption = 'auto' | 'none' | { start: number; end: number };
@@ -137,6 +143,7 @@ export const DEFAULTS: NodeOptions = {
   wire: 'f32',
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
+  weights: 'f32',
 };
 
 /** Serving limits of the OpenAI-compatible routes (src/node/openai.ts) that are not options. */
@@ -270,9 +277,10 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   },
   outerSyncTimeoutMs: (raw, src) => intIn('outerSyncTimeoutMs', raw, src, 1000, 86_400_000),
   wire: (raw, src) => {
-    if (raw !== 'f32' && raw !== 'f16') fail('wire', src, 'must be f32 or f16');
+    if (raw !== 'f32' && raw !== 'f16' && raw !== 'bf16') fail('wire', src, 'must be f32, f16 or bf16');
     return raw;
   },
+  weights: (raw, src) => oneOf('weights', raw, src, ['f32', 'int8']) as 'f32' | 'int8',
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
 };

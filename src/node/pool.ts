@@ -80,6 +80,7 @@ export function createNodePool(i: NodePoolInit): PoolService {
     config: i.config,
     configIsLocal: opts.checkpoint !== undefined,
     memoryMb: opts.memoryMb,
+    weights: opts.weights,
     compute: i.compute,
     network: {
       peerId: network.peerId,
@@ -97,7 +98,8 @@ export function createNodePool(i: NodePoolInit): PoolService {
     // the genesis node without a checkpoint trains the whole model: the solo trainer loads (or resumes) it
     externalWeights: (span, config) => {
       const whole = span.start === 0 && span.end === config.num_hidden_layers;
-      if (!(opts.train && opts.checkpoint === undefined && whole)) return false;
+      // an int8 node never trains (inference only): it loads and quantizes the weights like any span
+      if (!(opts.train && opts.checkpoint === undefined && whole && opts.weights === 'f32')) return false;
       i.startTraining();
       return true;
     },

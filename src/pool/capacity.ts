@@ -5,6 +5,15 @@
  */
 import type { LlamaConfig } from '../model/config.js';
 
+/**
+ * Bytes of an int8 [rows, cols] matrix with blocks along cols: 32 weights per float32 scale (GGUF q8_0), 16 where
+ * 32 does not divide cols (as tensor/ops/quantize.ts int8BlockFor and int8MatrixBytes).
+ */
+const int8MatrixBytes = (rows: number, cols: number): number => rows * cols + 4 * rows * Math.ceil(cols / (cols % 32 === 0 ? 32 : 16));
+
+/** How a node holds its weights (`--weights`): float32, or int8 blocks of 32 with a float32 scale each. */
+export type WeightsFormat = 'f32' | 'int8';
+
 const MiB = 1 << 20;
 
 /** Memory kept back from the free memory measured at start (OS, Node heap, activations, libp2p buffers). */
@@ -14,12 +23,23 @@ export function kvBytesPerLayer(c: LlamaConfig, tokens = c.max_position_embeddin
   return 2 * tokens * c.num_key_value_heads * c.head_dim * 4;
 }
 
-/** f32 bytes of one transformer layer's weights (Llama block: q, k, v, o, gate, up, down, two norms). */
-export function layerWeightBytes(c: LlamaConfig): number {
+/**
+ * Bytes of one transformer layer's weights (Llama block: q, k, v, o, gate, up, down, two norms): float32, or with
+ * `int8` the seven matrices as int8 plus a float32 scale per 32 weights along K (1.125 bytes a weight), norms f32.
+ */
+export function layerWeightBytes(c: LlamaConfig, weights: WeightsFormat = 'f32'): number {
   const C = c.hidden_size;
-  const qo = 2 * C * c.num_attention_heads * c.head_dim;
-  const kv = 2 * C * c.num_key_value_heads * c.head_dim;
-  return 4 * (qo + kv + 3 * C * c.intermediate_size + 2 * C);
+  const HD = c.num_attention_heads * c.head_dim;
+  const KVD = c.num_key_value_heads * c.head_dim;
+  const F = c.intermediate_size;
+  if (weights === 'int8') {
+    // rows × cols as the shard quantizes them: blocks run along each GEMM's K (model/shard.ts)
+    const m = int8MatrixBytes(HD, C) + int8MatrixBytes(C, HD) + 2 * int8MatrixBytes(KVD, C) + 2 * int8MatrixBytes(F, C) + int8MatrixBytes(C, F);
+    return m + 4 * 2 * C;
+  }
+  const qo = 2 * C * HD;
+  const kv = 2 * C * KVD;
+  return 4 * (qo + kv + 3 * C * F + 2 * C);
 }
 
 /** f32 bytes of the embedding plus the final norm and LM head (a driver or validator holds them besides its layers). */
@@ -28,9 +48,9 @@ export function extraWeightBytes(c: LlamaConfig): number {
   return 4 * (emb + c.hidden_size + (c.tie_word_embeddings ? 0 : emb));
 }
 
-/** MiB the pool charges per layer held: weights plus the KV-cache budget, rounded up. */
-export function layerMb(c: LlamaConfig): number {
-  return Math.ceil((layerWeightBytes(c) + kvBytesPerLayer(c)) / MiB);
+/** MiB the pool charges per layer held: weights (as held) plus the KV-cache budget, rounded up. */
+export function layerMb(c: LlamaConfig, weights: WeightsFormat = 'f32'): number {
+  return Math.ceil((layerWeightBytes(c, weights) + kvBytesPerLayer(c)) / MiB);
 }
 
 /** Memory offered for layers: free memory minus the reserve, capped by `--memory-mb` when given. */
@@ -39,11 +59,14 @@ export function memoryBudgetMb(freeMb: number, capMb: number | undefined, reserv
   return Math.max(0, capMb === undefined ? free : Math.min(free, Math.floor(capMb)));
 }
 
-/** Layers that fit in `memoryMb` after the embedding and head (counted once, whether or not the span needs them). */
-export function layersFor(c: LlamaConfig, memoryMb: number): number {
+/**
+ * Layers that fit in `memoryMb` after the embedding and head (counted once, whether or not the span needs them;
+ * they stay float32 in both formats).
+ */
+export function layersFor(c: LlamaConfig, memoryMb: number, weights: WeightsFormat = 'f32'): number {
   const usable = memoryMb * MiB - extraWeightBytes(c);
   if (usable <= 0) return 0;
-  return Math.min(c.num_hidden_layers, Math.floor(usable / (layerMb(c) * MiB)));
+  return Math.min(c.num_hidden_layers, Math.floor(usable / (layerMb(c, weights) * MiB)));
 }
 
 /** Tokens per second of a step that processes `tokens` tokens in `ms`. */

@@ -14,7 +14,7 @@
 import { freemem } from 'node:os';
 import type { ComputeClient } from '../compute/client.js';
 import type { LlamaConfig } from '../model/config.js';
-import { layerMb, layersFor, memoryBudgetMb, tokensPerSecond } from './capacity.js';
+import { layerMb, layersFor, memoryBudgetMb, tokensPerSecond, type WeightsFormat } from './capacity.js';
 
 /** Tokens of the prefill chunk measured. */
 export const PREFILL_CHUNK = 128;
@@ -58,6 +58,8 @@ export interface MeasureOptions {
   freeMb?: number;
   /** Runs per figure. Default 7. */
   reps?: number;
+  /** How the node holds weights (sizes its layers; the worker's own format is what gets timed). Default f32. */
+  weights?: WeightsFormat;
 }
 
 export async function measureCapacity(compute: ComputeClient, config: LlamaConfig, opts: MeasureOptions = {}): Promise<MeasuredCapacity> {
@@ -78,8 +80,8 @@ export async function measureCapacity(compute: ComputeClient, config: LlamaConfi
   const layerPrefillMs = perLayer(p1, pn);
   return {
     memoryMb,
-    maxLayers: layersFor(config, memoryMb),
-    layerMb: layerMb(config),
+    maxLayers: layersFor(config, memoryMb, opts.weights ?? 'f32'),
+    layerMb: layerMb(config, opts.weights ?? 'f32'),
     layerDecodeMs,
     layerPrefillMs,
     layerTokensPerSec: tokensPerSecond(1, layerDecodeMs),

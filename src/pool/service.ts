@@ -17,7 +17,7 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { extraWeightBytes, layersFor } from './capacity.js';
+import { extraWeightBytes, layersFor, type WeightsFormat } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
 import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink } from './transfer.js';
@@ -57,6 +57,11 @@ export interface PoolServiceOptions {
   /** True when the config came from a local checkpoint (genesis): it is not fetched from peers. */
   configIsLocal: boolean;
   memoryMb: number | undefined;
+  /**
+   * How this node holds weights (`--weights`, default f32): sizes its layers for placement; an int8 node keeps no
+   * float32 copy, so it serves no weights to joiners and downloads its whole new span when it moves.
+   */
+  weights?: WeightsFormat;
   compute: ComputeClient;
   network: PoolNetwork;
   /** Weights this node may create itself: the genesis node's checkpoint or seed. Undefined: only from peers. */
@@ -130,7 +135,7 @@ export class PoolService {
       this.schedule(0);
       return;
     }
-    this.capacityFigures = this.o.capacity ?? (await measureCapacity(this.o.compute, this.config, this.o.memoryMb === undefined ? {} : { memoryMb: this.o.memoryMb }));
+    this.capacityFigures = this.o.capacity ?? (await measureCapacity(this.o.compute, this.config, { ...(this.o.memoryMb === undefined ? {} : { memoryMb: this.o.memoryMb }), weights: this.o.weights ?? 'f32' }));
     this.log.info('capacity measured', { ...this.capacityFigures });
     this.schedule(0);
   }
@@ -262,7 +267,7 @@ export class PoolService {
       const holders = others.holders.filter((h) => h.state === 'alive').map((h) => h.peerId);
       this.config = await fetchConfig({ rpc: this.o.network.rpc, log: this.log }, holders, this.ac.signal);
       const cap = this.capacityFigures!;
-      this.capacityFigures = { ...cap, maxLayers: layersFor(this.config, cap.memoryMb) };
+      this.capacityFigures = { ...cap, maxLayers: layersFor(this.config, cap.memoryMb, this.o.weights ?? 'f32') };
     }
     let span: PoolSpan | undefined;
     if (typeof this.o.mode === 'object') span = this.o.mode;
@@ -405,7 +410,7 @@ export class PoolService {
     this.log.info('layer pool: moving', { from: `${this.held!.start}:${this.held!.end}`, to: `${d.span.start}:${d.span.end}`, reason: d.plan.reason });
     await this.o.beforeMove?.();
     try {
-      const keep = { span: this.held!, params: await this.heldParams() };
+      const keep = this.o.weights === 'int8' ? undefined : { span: this.held!, params: await this.heldParams() };
       await this.takeFromPeers(d.span, keep);
     } finally {
       this.o.afterMove?.();
@@ -418,6 +423,7 @@ export class PoolService {
     const c = this.paramsCache;
     if (c !== undefined && this.held !== undefined && c.span.start === this.held.start && c.span.end === this.held.end && now - c.at < 60_000) return c.params;
     if (this.held === undefined) throw new WeightsUnavailableError('this node holds no layers');
+    if (this.o.weights === 'int8') throw new WeightsUnavailableError('this node holds int8 weights and keeps no float32 copy to serve');
     const held = { ...this.held };
     const { params } = await this.o.compute.run({ type: 'getParams' });
     // the worker must still hold exactly this span (a swap may have started meanwhile)

@@ -2,7 +2,7 @@
  * Hop sessions on the wire (inference-stream/1.0.0, docs/PROTOCOL.md "## Inference"): one bidirectional stream
  * per (session, hop). The entry node's first request opens the session (its id, the hop's span, the KV positions to
  * reserve, the sampling); every request is one step, answered by one response: hidden states [T, C] in the dtype
- * the request used (fp32, or fp16 with `--wire f16`), or on the validator one sampled token per chunk. The stream
+ * the request used (fp32, or fp16 / bf16 with `--wire f16|bf16`), or on the validator one sampled token per chunk. The stream
  * ending (end_session, the caller going away, the idle timeout of the method) closes the session and frees its KV
  * cache, so nothing outlives its stream.
  *
@@ -20,7 +20,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { inferenceStream } from './methods.js';
 import type { InferenceRequest, InferenceResponse } from './pb/node.js';
 import type { BidiHandler, CallContext, RpcNode } from './rpc/service.js';
-import { fp16Tensor, fp32Tensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor } from './tensor-wire.js';
+import { activationTensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor } from './tensor-wire.js';
 
 export interface Span {
   start: number;
@@ -275,7 +275,7 @@ export class InferenceHopServer {
     }
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [], computeUs };
     if (out.tokens !== undefined) res.tokens = Array.from(out.tokens);
-    else if (out.hidden !== undefined) res.hidden = tensorToPb(wire?.dtype === 'fp16' ? fp16Tensor(out.hidden, [T, C]) : fp32Tensor(out.hidden, [T, C]));
+    else if (out.hidden !== undefined) res.hidden = tensorToPb(activationTensor(out.hidden, [T, C], wire?.dtype === 'fp16' ? 'f16' : wire?.dtype === 'bf16' ? 'bf16' : 'f32'));
     return res;
   }
 
@@ -344,7 +344,7 @@ export class RemoteHopSession {
     private readonly opts: {
       hiddenSize: number;
       vocabSize: number;
-      wire: 'f32' | 'f16';
+      wire: 'f32' | 'f16' | 'bf16';
       scores?: PeerScoreTable;
       /**
        * Called after each decode step (one position; not the first step, which also dials and opens) with the wall
@@ -373,7 +373,7 @@ export class RemoteHopSession {
       seed: first ? this.spec.sampling.seed : 0,
     };
     if (first) req.targetSpan = { start: this.span.start, end: this.span.end };
-    if (input.hidden !== undefined) req.hidden = tensorToPb(this.opts.wire === 'f16' ? fp16Tensor(input.hidden, [T, C]) : fp32Tensor(input.hidden, [T, C]));
+    if (input.hidden !== undefined) req.hidden = tensorToPb(activationTensor(input.hidden, [T, C], this.opts.wire));
     this.responses ??= this.rpc.bidi(this.peer, inferenceStream, this.queue, { signal: this.ac.signal });
     const onAbort = (): void => this.close();
     signal.addEventListener('abort', onAbort, { once: true });

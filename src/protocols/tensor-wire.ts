@@ -1,13 +1,13 @@
 /**
  * Tensors on the wire: dtype + shape + raw little-endian bytes, never JSON numbers and never an object graph.
  * Every tensor that arrives from a peer is checked here: a known dtype, rank ≤ 8, and exactly
- * product(shape) × sizeof(dtype) bytes. fp16 and int8 are conversions at the edge (the engine computes in fp32).
+ * product(shape) × sizeof(dtype) bytes. fp16, bf16 and int8 are conversions at the edge (the engine computes in fp32).
  */
 import { PeerMisbehaviourError } from '../util/errors.js';
 import { DType, type Tensor as PbTensor } from './pb/node.js';
-import { floatToHalf, halfToFloat } from '../tensor/half.js';
+import { bf16ToFloat, floatToBf16, floatToHalf, halfToFloat } from '../tensor/half.js';
 
-export type WireDType = 'fp32' | 'fp16' | 'int8' | 'int32';
+export type WireDType = 'fp32' | 'fp16' | 'bf16' | 'int8' | 'int32';
 
 export interface WireTensor {
   dtype: WireDType;
@@ -22,9 +22,15 @@ export interface WireTensor {
 export const MAX_TENSOR_RANK = 8;
 const MAX_DIM = 2 ** 31 - 1;
 
-const BYTES: Record<WireDType, number> = { fp32: 4, fp16: 2, int8: 1, int32: 4 };
-const TO_PB: Record<WireDType, DType> = { fp32: DType.FP32, fp16: DType.FP16, int8: DType.INT8, int32: DType.INT32 };
-const FROM_PB: Partial<Record<DType, WireDType>> = { [DType.FP32]: 'fp32', [DType.FP16]: 'fp16', [DType.INT8]: 'int8', [DType.INT32]: 'int32' };
+const BYTES: Record<WireDType, number> = { fp32: 4, fp16: 2, bf16: 2, int8: 1, int32: 4 };
+const TO_PB: Record<WireDType, DType> = { fp32: DType.FP32, fp16: DType.FP16, bf16: DType.BF16, int8: DType.INT8, int32: DType.INT32 };
+const FROM_PB: Partial<Record<DType, WireDType>> = {
+  [DType.FP32]: 'fp32',
+  [DType.FP16]: 'fp16',
+  [DType.BF16]: 'bf16',
+  [DType.INT8]: 'int8',
+  [DType.INT32]: 'int32',
+};
 
 export function bytesPerElement(dtype: WireDType): number {
   return BYTES[dtype];
@@ -118,6 +124,14 @@ export function toFloat32(t: WireTensor): Float32Array {
       for (let i = 0; i < n; i++) out[i] = halfToFloat(h[i]!);
       return out;
     }
+    case 'bf16': {
+      const off = t.data.byteOffset % 2 === 0 ? t.data.byteOffset : 0;
+      const h = new Uint16Array(aligned(t.data, 2), off, n);
+      const out = new Float32Array(n);
+      const u = new Uint32Array(out.buffer);
+      for (let i = 0; i < n; i++) u[i] = h[i]! << 16; // exact: bf16 is the high half of a float32
+      return out;
+    }
     case 'int8': {
       const q = new Int8Array(t.data.buffer, t.data.byteOffset, n);
       const s = t.scale ?? 1;
@@ -147,6 +161,20 @@ export function fp16Tensor(a: Float32Array, shape: number[]): WireTensor {
   return t;
 }
 
+/** fp32 → bf16 (round to nearest even), as a tensor. */
+export function bf16Tensor(a: Float32Array, shape: number[]): WireTensor {
+  const h = new Uint16Array(a.length);
+  for (let i = 0; i < a.length; i++) h[i] = floatToBf16(a[i]!);
+  const t: WireTensor = { dtype: 'bf16', shape, data: new Uint8Array(h.buffer) };
+  checkTensor(t);
+  return t;
+}
+
+/** Activations between hops in the dtype a node sends (`--wire`). */
+export function activationTensor(a: Float32Array, shape: number[], wire: 'f32' | 'f16' | 'bf16'): WireTensor {
+  return wire === 'f16' ? fp16Tensor(a, shape) : wire === 'bf16' ? bf16Tensor(a, shape) : fp32Tensor(a, shape);
+}
+
 /** fp32 → int8 with one symmetric scale (max |x| / 127). */
 export function int8Tensor(a: Float32Array, shape: number[]): WireTensor {
   let m = 0;
@@ -159,4 +187,4 @@ export function int8Tensor(a: Float32Array, shape: number[]): WireTensor {
   return t;
 }
 
-export { floatToHalf, halfToFloat };
+export { bf16ToFloat, floatToBf16, floatToHalf, halfToFloat };

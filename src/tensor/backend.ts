@@ -88,6 +88,14 @@ export interface Backend {
   // ---- linear algebra ---------------------------------------------------------------------------------------
   /** C[M,N] = alpha·op(A)[M,K]·op(B)[K,N] + beta·C, optionally batched. */
   gemm(a: Float32Array, b: Float32Array, c: Float32Array, args: GemmArgs): void;
+  /**
+   * Int8 weights (inference): C[M, N] = A[M, K] · Wᵀ + beta·C, where W [N, K] is held as q[N, K] (Int8Array) with one
+   * float32 scale per block of `blockSize` elements along K, scales[N, K / blockSize] (the layout quantizeInt8 writes
+   * for a row-major [N, K] matrix when blockSize divides K): W[n, k] = q[n, k] · scales[n, ⌊k / blockSize⌋], the
+   * float32 product dequantizeInt8 gives. A is dense. Requires K % blockSize = 0 and blockSize % 16 = 0; beta is 0
+   * (overwrite) or 1 (add).
+   */
+  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1): void;
 
   // ---- elementwise --------------------------------------------------------------------------------------------
   /** out[i] = a[i] + b[i], n elements; out may alias a or b. */

@@ -43,3 +43,23 @@ export function halfToFloat(h: number): number {
   if (e === 0x1f) return m !== 0 ? NaN : sign * Infinity;
   return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
+
+/**
+ * float32 → bfloat16 bits: the high 16 bits of the float32, rounded to nearest even (as PyTorch's
+ * `.to(torch.bfloat16)` does); NaN stays a quiet NaN (sign kept), ±Inf stays ±Inf, overflow past the largest
+ * bfloat16 rounds to ±Inf. bf16 keeps float32's exponent range (no overflow at 65504 as half has) with 8 bits of
+ * mantissa instead of 11.
+ */
+export function floatToBf16(v: number): number {
+  cvtF32[0] = v;
+  const x = cvtU32[0]!;
+  if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff) !== 0) return ((x >>> 16) & 0x8000) | 0x7fc0;
+  const lsb = (x >>> 16) & 1;
+  return ((x + 0x7fff + lsb) >>> 16) & 0xffff;
+}
+
+/** bfloat16 bits → number (exact). */
+export function bf16ToFloat(h: number): number {
+  cvtU32[0] = (h & 0xffff) << 16;
+  return cvtF32[0]!;
+}

@@ -34,4 +34,18 @@ export {
   type ParamSpec,
   type StepResult,
 } from './ops/adamw.js';
-export { DEFAULT_INT8_BLOCK, dequantizeInt8, fromFp16, quantizeInt8, toFp16, type Int8Blocks } from './ops/quantize.js';
+export {
+  DEFAULT_INT8_BLOCK,
+  INT8_WEIGHT_BLOCK,
+  int8BlockFor,
+  dequantizeInt8,
+  dequantizeMatrix,
+  fromFp16,
+  int8MatrixBytes,
+  matmulInt8,
+  quantizeInt8,
+  quantizeMatrix,
+  toFp16,
+  type Int8Blocks,
+  type Int8Matrix,
+} from './ops/quantize.js';

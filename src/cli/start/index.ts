@@ -30,7 +30,8 @@ export const startCommand: Command = {
     span: { type: 'string', value: 'auto|A:B|none', description: 'layers to hold: auto (default) lets the layer pool choose, A:B pins A..B-1, none holds no layers' },
     'memory-mb': { type: 'string', value: 'N', description: 'cap on the memory offered for layers, MiB (default: free memory minus a reserve)' },
     checkpoint: { type: 'string', value: 'DIR', description: "genesis node: make this checkpoint (ours or a Hugging Face Llama one) the network's model" },
-    wire: { type: 'string', value: 'f32|f16', description: 'dtype of activations sent to other hops (default f32)' },
+    wire: { type: 'string', value: 'f32|f16|bf16', description: 'dtype of activations sent to other hops (default f32)' },
+    weights: { type: 'string', value: 'f32|int8', description: 'hold the span as f32 (default) or int8 blocks (inference only, ~3.5x more layers per MiB)' },
     'hop-timeout-ms': { type: 'string', value: 'MS', description: 'a hop that does not answer a decode step within this is replaced (default 200)' },
     train: { type: 'boolean', description: 'train the model on the genesis corpus when holding all of it (default on; --no-train turns it off)' },
     corpus: { type: 'string', value: 'DIR|URL', description: 'genesis manifest to train on: folder, manifest file or http(s) URL (default: the bundled corpus)' },
@@ -70,6 +71,7 @@ export const startCommand: Command = {
         evalEvery: stringFlag(flags, 'eval-every'),
         checkpointEvery: stringFlag(flags, 'checkpoint-every'),
         wire: stringFlag(flags, 'wire'),
+        weights: stringFlag(flags, 'weights'),
         hopTimeoutMs: stringFlag(flags, 'hop-timeout-ms'),
       },
     });

@@ -10,7 +10,8 @@ export enum DType {
   FP32 = 'FP32',
   FP16 = 'FP16',
   INT8 = 'INT8',
-  INT32 = 'INT32'
+  INT32 = 'INT32',
+  BF16 = 'BF16'
 }
 
 enum __DTypeValues {
@@ -18,7 +19,8 @@ enum __DTypeValues {
   FP32 = 1,
   FP16 = 2,
   INT8 = 3,
-  INT32 = 4
+  INT32 = 4,
+  BF16 = 5
 }
 
 export namespace DType {

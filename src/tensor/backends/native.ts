@@ -121,6 +121,7 @@ interface Addon {
   fromFp16(x: Uint16Array, out: Float32Array, n: number): void;
   quantizeInt8(x: Float32Array, q: Int8Array, scales: Float32Array, n: number, blockSize: number): void;
   dequantizeInt8(q: Int8Array, scales: Float32Array, out: Float32Array, n: number, blockSize: number): void;
+  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: number): void;
 }
 
 const ADDON_FILE = join('build', 'Release', 'neuroshard_native.node');
@@ -225,6 +226,10 @@ export class NativeBackend implements Backend {
   }
 
   // ---- linear algebra -------------------------------------------------------------------------------------------
+
+  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1): void {
+    this.#a.gemmQ8(a, q, scales, c, M, N, K, blockSize, beta);
+  }
 
   gemm(a: Float32Array, b: Float32Array, c: Float32Array, g: GemmArgs): void {
     const { transA, transB, M, N, K } = g;

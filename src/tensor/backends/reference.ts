@@ -436,6 +436,21 @@ export class ReferenceBackend implements Backend {
     }
   }
 
+  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1): void {
+    // the definition: dequantize each weight row (the float32 products dequantizeInt8 writes), then a dot product
+    // accumulated in float64 as gemm does
+    const nb = K / blockSize;
+    const w = new Float32Array(K);
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) w[k] = q[n * K + k] * scales[n * nb + Math.floor(k / blockSize)];
+      for (let i = 0; i < M; i++) {
+        let acc = 0;
+        for (let k = 0; k < K; k++) acc += a[i * K + k] * w[k];
+        c[i * N + n] = beta === 0 ? acc : acc + c[i * N + n];
+      }
+    }
+  }
+
   dequantizeInt8(q: Int8Array, scales: Float32Array, out: Float32Array, n: number, blockSize: number): void {
     for (let i = 0; i < n; i++) out[i] = q[i] * scales[Math.floor(i / blockSize)];
   }

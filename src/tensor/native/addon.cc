@@ -485,6 +485,28 @@ Napi::Value DequantizeInt8(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// gemmQ8(a, q, scales, c, M, N, K, blockSize, beta): C[M, N] = A[M, K] · dequant(Q[N, K])ᵀ + beta·C.
+Napi::Value GemmQ8(const Napi::CallbackInfo& info) {
+  Args a(info, "gemmQ8");
+  Q8GemmArgs g;
+  g.M = a.dim(4, "M");
+  g.N = a.dim(5, "N");
+  g.K = a.dim(6, "K");
+  g.bs = a.dim(7, "blockSize", 16);
+  if (g.bs % 16 != 0) a.fail("blockSize must be a multiple of 16");
+  if (g.K % g.bs != 0) a.fail("K must be a multiple of blockSize");
+  const double beta = a.finite(8, "beta");
+  if (beta != 0.0 && beta != 1.0) a.fail("beta must be 0 or 1");
+  g.beta = static_cast<float>(beta);
+  g.ldc = g.N;
+  g.A = a.f32(0, "a", static_cast<__int128>(g.M) * g.K);
+  g.Q = a.i8(1, "q", static_cast<__int128>(g.N) * g.K);
+  g.S = a.f32(2, "scales", static_cast<__int128>(g.N) * (g.K / g.bs));
+  g.C = a.f32(3, "c", static_cast<__int128>(g.M) * g.N);
+  engine(info).gemm_q8(g);
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // One engine per environment; N-API deletes it (joining the pool's threads) when the environment goes away.
   env.SetInstanceData<Engine>(new Engine());
@@ -495,6 +517,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setGemm", SetGemm},
       {"setSpinUs", SetSpinUs},
       {"gemm", Gemm},
+      {"gemmQ8", GemmQ8},
       {"add", Add},
       {"axpy", Axpy},
       {"scale", Scale},

@@ -211,6 +211,62 @@ void Engine::gemm_one(const GemmArgs& g, int T) {
   pool_.run(static_cast<int64_t>(grid.tm) * grid.tn, T, task);
 }
 
+// Int8-weight product. Small M (decode): columns split in aligned runs like gemm_one, weights decoded in registers.
+// Larger M (prefill, batches): each task decodes a panel of kQ8Panel rows of W into its scratch and runs the float32
+// packed kernel on it, so the arithmetic per element is the float32 GEMM's over the dequantized weights whatever
+// the split (panels start at multiples of kQ8Panel, a multiple of every ISA's NR).
+void Engine::gemm_q8(const Q8GemmArgs& g) {
+  if (g.M <= 0 || g.N <= 0) return;
+  if (g.K == 0) {
+    for (int64_t i = 0; i < g.M; i++) {
+      float* c = g.C + i * g.ldc;
+      for (int64_t j = 0; j < g.N; j++) c[j] = g.beta == 0.0f ? 0.0f : g.beta * c[j];
+    }
+    return;
+  }
+  const Kernels& k = *k_;
+  const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
+  const int T = threads_for(flops, kGemmFlopsPerThread);
+  if (g.M <= kSmallM) {
+    const int64_t units = (g.N + kAlign - 1) / kAlign;
+    const int64_t chunks = std::min<int64_t>(units, static_cast<int64_t>(T) * kChunksPerThread);
+    auto task = [&](int64_t c, int) {
+      const int64_t u0 = units * c / chunks, u1 = units * (c + 1) / chunks;
+      const int64_t a = u0 * kAlign, b = std::min(g.N, u1 * kAlign);
+      if (a < b) k.q8_gemm_small(g, a, b);
+    };
+    pool_.run(chunks, T, task);
+    return;
+  }
+  constexpr int64_t kQ8Panel = 64;
+  GemmArgs p;
+  p.ta = false;
+  p.tb = true;
+  p.M = g.M;
+  p.N = std::min<int64_t>(kQ8Panel, g.N);
+  p.K = g.K;
+  p.alpha = 1.0f;
+  p.beta = g.beta;
+  p.A = g.A;
+  p.lda = g.K;
+  p.ldb = g.K;
+  p.ldc = g.ldc;
+  const size_t panel = static_cast<size_t>(kQ8Panel * g.K + 16);
+  pool_.reserve(0, panel + k.gemm_ws(p));
+  const int64_t panels = (g.N + kQ8Panel - 1) / kQ8Panel;
+  auto task = [&](int64_t t, int tid) {
+    const int64_t n0 = t * kQ8Panel, n1 = std::min(g.N, n0 + kQ8Panel);
+    float* ws = pool_.scratch(tid, 0);
+    k.q8_decode_rows(g, n0, n1, ws);
+    GemmArgs x = p;
+    x.N = n1 - n0;
+    x.B = ws;
+    x.C = g.C + n0;
+    k.gemm_block(x, 0, x.M, 0, x.N, ws + panel);
+  };
+  pool_.run(panels, T, task);
+}
+
 void Engine::gemm(const GemmArgs& g, int64_t batch, int64_t sA, int64_t sB, int64_t sC) {
   if (g.M <= 0 || g.N <= 0 || batch <= 0) return;
   if (g.K == 0 || g.alpha == 0.0f) {

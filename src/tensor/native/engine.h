@@ -39,6 +39,7 @@ class Engine {
 
   // ---- kernels (sizes already validated by the caller) ----
   void gemm(const GemmArgs& g, int64_t batch, int64_t strideA, int64_t strideB, int64_t strideC);
+  void gemm_q8(const Q8GemmArgs& g);
   void add(const float* a, const float* b, float* out, int64_t n);
   void axpy(float alpha, const float* x, float* y, int64_t n);
   void scale(float* x, float alpha, int64_t n);

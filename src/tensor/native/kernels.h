@@ -37,6 +37,19 @@ struct GemmArgs {
   int64_t ldc = 0;
 };
 
+// Int8 weights (GGUF q8_0-like): C[M, N] = A[M, K] · Wᵀ + beta·C where W [N, K] is stored as int8 Q[N, K] with one
+// float32 scale per block of `bs` consecutive elements along K (S[N, K / bs]); W[n, k] = float(Q[n, k]) · S[n, k / bs]
+// (one float32 rounding: the value dequantizeInt8 gives). A is dense [M, K]; K % bs == 0 and bs % 16 == 0.
+struct Q8GemmArgs {
+  int64_t M = 0, N = 0, K = 0, bs = 32;
+  const float* A = nullptr;
+  const int8_t* Q = nullptr;
+  const float* S = nullptr;
+  float* C = nullptr;
+  int64_t ldc = 0;
+  float beta = 0.0f;  // 0 overwrites C, 1 adds into it
+};
+
 // Attention shapes: q/out/dq [B, T, H, D], k/v/dk/dv [B, S, KV, D], lse [B, H, T].
 struct AttnArgs {
   int64_t B = 0, T = 0, S = 0, H = 0, KV = 0, D = 0;
@@ -76,6 +89,12 @@ struct Kernels {
   void (*gemm_block)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* ws);
   // Unpacked GEMM for M ≤ kSmallM (decode, GEMV): all M rows, columns [n0, n1).
   void (*gemm_small)(const GemmArgs& g, int64_t n0, int64_t n1, float* ws);
+
+  // ---- int8-weight GEMM ----
+  // M ≤ kSmallM: columns [n0, n1) of C, weights decoded in registers (read once per group of 4 rows of A).
+  void (*q8_gemm_small)(const Q8GemmArgs& g, int64_t n0, int64_t n1);
+  // dst[(n − n0)·K + k] = W[n, k] for rows [n0, n1) of W (the large-M path decodes a panel, then runs gemm_block).
+  void (*q8_decode_rows)(const Q8GemmArgs& g, int64_t n0, int64_t n1, float* dst);
 
   // ---- elementwise over [0, n) of the given pointers (the driver offsets them) ----
   void (*add)(const float* a, const float* b, float* out, int64_t n);

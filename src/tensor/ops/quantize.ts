@@ -64,3 +64,63 @@ export function dequantizeInt8(backend: Backend, b: Int8Blocks, out?: Float32Arr
   backend.dequantizeInt8(b.q, b.scales, o, b.n, b.blockSize);
   return o;
 }
+
+// ---- int8 weight matrices (inference) ------------------------------------------------------------------------
+
+/** Elements per block of an int8 weight matrix along K: 32, as GGUF's q8_0 (scales cost 12.5 %: 1.125 bytes/weight). */
+export const INT8_WEIGHT_BLOCK = 32;
+
+/**
+ * A weight matrix W [rows, cols] (row-major, as nn.Linear keeps it: rows = outputs, cols = inputs K) held as int8
+ * codes q [rows, cols] with one float32 scale per block of `blockSize` along each row, scales [rows, cols / blockSize].
+ */
+export interface Int8Matrix {
+  rows: number;
+  cols: number;
+  blockSize: number;
+  q: Int8Array;
+  scales: Float32Array;
+}
+
+/**
+ * The block a weight matrix with `cols` inputs is quantized with: 32 when it divides cols, else 16 (nano's FFN width
+ * 688 = 43·16; a block never straddles two rows), undefined when neither does.
+ */
+export function int8BlockFor(cols: number): number | undefined {
+  return cols % INT8_WEIGHT_BLOCK === 0 ? INT8_WEIGHT_BLOCK : cols % 16 === 0 ? 16 : undefined;
+}
+
+/** Bytes an Int8Matrix of [rows, cols] takes. */
+export function int8MatrixBytes(rows: number, cols: number, blockSize = int8BlockFor(cols) ?? INT8_WEIGHT_BLOCK): number {
+  return rows * cols + 4 * rows * Math.ceil(cols / blockSize);
+}
+
+/** Quantizes W [rows, cols] (default block: int8BlockFor(cols)); cols must be a multiple of blockSize (blocks never straddle two rows). */
+export function quantizeMatrix(backend: Backend, w: Float32Array, rows: number, cols: number, blockSize = int8BlockFor(cols) ?? INT8_WEIGHT_BLOCK): Int8Matrix {
+  if (!Number.isInteger(blockSize) || blockSize < 16 || blockSize % 16 !== 0) throw new InvalidArgumentError(`quantizeMatrix: blockSize ${blockSize} must be a multiple of 16`);
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1 || cols % blockSize !== 0) {
+    throw new ShapeError('quantizeMatrix', `[${rows}, ${cols}] needs positive sizes with cols a multiple of ${blockSize}`);
+  }
+  if (w.length !== rows * cols) throw new ShapeError('quantizeMatrix', `weights have ${w.length} elements, expected ${rows}·${cols}`);
+  const b = quantizeInt8(backend, w, blockSize);
+  return { rows, cols, blockSize, q: b.q, scales: b.scales };
+}
+
+/** The float32 matrix an Int8Matrix stands for (what gemmQ8 multiplies by). */
+export function dequantizeMatrix(backend: Backend, m: Int8Matrix): Float32Array {
+  return dequantizeInt8(backend, { q: m.q, scales: m.scales, n: m.rows * m.cols, blockSize: m.blockSize });
+}
+
+/**
+ * out[M, rows] = a[M, cols] · Wᵀ (+ out when accumulate): a linear layer over int8 weights, decoded on the fly.
+ * Shapes are checked here once; the kernel trusts them.
+ */
+export function matmulInt8(backend: Backend, a: Float32Array, M: number, w: Int8Matrix, out: Float32Array, accumulate = false): void {
+  if (!Number.isInteger(M) || M < 1) throw new ShapeError('matmulInt8', `M=${M} must be a positive integer`);
+  if (a.length < M * w.cols) throw new ShapeError('matmulInt8', `input has ${a.length} elements, needs ${M}·${w.cols}`);
+  if (out.length < M * w.rows) throw new ShapeError('matmulInt8', `output has ${out.length} elements, needs ${M}·${w.rows}`);
+  if (w.q.length !== w.rows * w.cols || w.scales.length !== w.rows * (w.cols / w.blockSize)) {
+    throw new ShapeError('matmulInt8', `${w.q.length} codes and ${w.scales.length} scales do not describe [${w.rows}, ${w.cols}] in blocks of ${w.blockSize}`);
+  }
+  backend.gemmQ8(a, w.q, w.scales, out, M, w.rows, w.cols, w.blockSize, accumulate ? 1 : 0);
+}
