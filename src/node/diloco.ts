@@ -67,11 +67,14 @@ export function workerParams(compute: ComputeClient): InnerParams {
   };
 }
 
-/** Live (alive) holders of each layer id in the pool's view: 'embed' with layer 0, 'head' with the last layer. */
+/**
+ * Live holders of each layer id in the pool's view ('embed' with layer 0, 'head' with the last layer): alive or
+ * stale (a busy holder's heartbeats run late; only dead ones are left out, so membership does not flap).
+ */
 export function holdersFromView(view: PoolView, layer: string): string[] {
   const L = view.numLayers;
   const i = layer === 'embed' ? 0 : layer === 'head' ? L - 1 : Number(layer.slice('layers.'.length));
-  return view.holders.filter((h) => h.state === 'alive' && h.span.start <= i && i < h.span.end).map((h) => h.peerId);
+  return view.holders.filter((h) => h.state !== 'dead' && h.span.start <= i && i < h.span.end).map((h) => h.peerId);
 }
 
 export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring> {

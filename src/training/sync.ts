@@ -87,9 +87,6 @@ export interface OuterSyncOptions {
   pollMs?: number;
 }
 
-/** Failed status calls in a row after which a holder is left out of the next round. */
-export const SILENT_AFTER = 3;
-
 /** Closed rounds whose hashes a node keeps for the hash exchange. */
 export const STATUS_HISTORY = 4;
 
@@ -184,9 +181,6 @@ export class OuterSync {
   private wake: (() => void) | undefined;
   private innerSteps = 0;
   private refusedThisRound: { from: string; code: string }[] = [];
-  /** Consecutive failed status calls per peer: a holder that does not answer (it does not train, or it is gone) is
-   * left out of the next round's members after SILENT_AFTER of them, so rounds do not wait for it. */
-  private readonly silent = new Map<string, number>();
   private entering: Promise<void> | undefined;
   private last: LastRoundReport | null = null;
   bytesSent = 0;
@@ -419,10 +413,7 @@ export class OuterSync {
       peers.map(async (p) => {
         try {
           out.set(p, await this.o.transport.status(p, sig));
-          this.silent.delete(p);
         } catch (e) {
-          this.silent.set(p, (this.silent.get(p) ?? 0) + 1);
-          if (this.silent.size > 10_000) this.silent.clear();
           this.log.debug('training status failed', { peer: p, error: errorMessage(e) });
         }
       }),
@@ -439,7 +430,7 @@ export class OuterSync {
     this.inbox.clear();
     this.refusedThisRound = [];
     for (const l of this.layers) {
-      const holders = [...new Set([this.o.self, ...this.o.holders(l.id).filter((h) => (this.silent.get(h) ?? 0) < SILENT_AFTER)])];
+      const holders = [...new Set([this.o.self, ...this.o.holders(l.id)])];
       const s = startRound(this.o.round, r, holders, '');
       this.states.set(l.id, s);
       // contributions that arrived early, from this round's holders
@@ -540,8 +531,18 @@ export class OuterSync {
       }
       const win = majorityHash(votes)!;
       if (win === mine.stateHashes[l.id]) continue;
-      const ok = await this.download(round, l, win, byHash.get(win) ?? [], signal);
-      if (ok) repaired.push(l.id);
+      // a busy holder may not answer at once: try its sources again until the deadline
+      for (let attempt = 0; !signal.aborted; attempt++) {
+        if (await this.download(round, l, win, byHash.get(win) ?? [], signal)) {
+          repaired.push(l.id);
+          break;
+        }
+        if (this.o.clock.now() > until + this.o.round.syncTimeoutMs) {
+          this.log.warn('could not take the holders\' majority state; this layer stays diverged until the next vote', { round, layer: l.id });
+          break;
+        }
+        await sleep(this.pollMs * (attempt + 1), signal);
+      }
     }
     if (repaired.length > 0) {
       this.log.info('outer round: layers replaced by the holders\' majority state', { round, layers: repaired });

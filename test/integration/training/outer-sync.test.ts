@@ -106,8 +106,8 @@ async function startReplica(name: string, boot: string[], key = keyFromPrivate(r
     config: CONFIG,
     span: { start: 0, end: L },
     inner: workerParams(compute),
-    // the layer's holders: ourselves and every peer whose heartbeat names the layer and is alive
-    holders: () => [net.peerId, ...net.liveness.snapshot().filter((p) => p.state === 'alive' && p.heartbeat.span !== undefined).map((p) => p.peer)],
+    // the layer's holders: ourselves and every peer whose heartbeat names the layer and is not dead (node/diloco.ts)
+    holders: () => [net.peerId, ...net.liveness.snapshot().filter((p) => p.state !== 'dead' && p.heartbeat.span !== undefined).map((p) => p.peer)],
     options: OPTIONS,
     clock: { now: () => Date.now() },
     pollMs: 100,
@@ -150,7 +150,9 @@ describe('DiLoCo outer sync on real libp2p nodes', { timeout: 900_000 }, () => {
   before(async () => {
     const a = await startReplica('a', []);
     replicas.push(a);
-    for (const name of ['b', 'c', 'd']) replicas.push(await startReplica(name, [addr(a.net)]));
+    // each replica dials every earlier one (holders call each other directly; a node knows the addresses of the
+    // peers it dialled or that dialled it)
+    for (const name of ['b', 'c', 'd']) replicas.push(await startReplica(name, replicas.map((r) => addr(r.net))));
     for (const r of replicas) await waitFor(() => alivePeers(r.net) >= 3, 240_000, `${r.name} to see the three others alive`);
   });
 
@@ -200,7 +202,7 @@ describe('DiLoCo outer sync on real libp2p nodes', { timeout: 900_000 }, () => {
     assert.deepEqual(a.hashes.get(3), b.hashes.get(3));
     assert.deepEqual(a.hashes.get(3), c.hashes.get(3));
     // d restarts: same key, fresh worker with the initial (stale) weights
-    const d2 = await startReplica('d', [addr(a.net)], d.key, 4);
+    const d2 = await startReplica('d', [a, b, c].map((r) => addr(r.net)), d.key, 4);
     replicas[3] = d2;
     // as the layer pool does before it takes a span: hear the network first
     await waitFor(() => alivePeers(d2.net) >= 3, 240_000, 'the restarted replica to see the others alive');
