@@ -43,7 +43,7 @@ const CONFIG: LlamaConfig = makeConfig({
 });
 const L = CONFIG.num_hidden_layers;
 const H = 3;
-const SYNC_MS = 30_000;
+const SYNC_MS = 60_000;
 const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: 'trimmed-mean', compress: 'int8', outerQuorum: 2 / 3, outerSyncTimeoutMs: SYNC_MS };
 
 /** A learnable stream: next = (5·t + 3) mod 64, from a random start per sequence. */
