@@ -50,6 +50,7 @@ export {
   type WalletView,
 } from './events.js';
 export { DASHBOARD_CSP, loadDashboardAssets, registerStaticRoutes } from './static.js';
+export { registerTrainingRoutes, type TrainingProvider, type TrainingReport } from './training.js';
 export { checkLayersView, HOLDER_STATES, layersViewSchema, registerLayersRoutes, type HolderState, type LayersProvider, type LayersView } from './layers.js';
 export {
   GENERATE_API_DEFAULTS,

@@ -25,6 +25,7 @@ import { RateLimiter } from './rate-limit.js';
 import { registerStatusRoutes, type StatusProvider } from './status.js';
 import { registerEventRoutes, type DashboardFeed, type EventStreamOptions } from './events.js';
 import { registerStaticRoutes } from './static.js';
+import { registerTrainingRoutes, type TrainingProvider } from './training.js';
 
 export interface ApiServerOptions {
   /** 0 picks a free port. */
@@ -61,6 +62,8 @@ export interface ApiServerModules {
   now?: () => number;
   /** The dashboard: GET /api/events (live feed) and, with `staticDir`, the page at / (events.ts, static.ts). */
   dashboard?: { feed: DashboardFeed; staticDir?: string; events?: Partial<EventStreamOptions> };
+  /** GET /api/training exists only when given. */
+  training?: TrainingProvider;
 }
 
 export class ApiServer {
@@ -136,6 +139,7 @@ export class ApiServer {
     if (modules.dashboard?.staticDir !== undefined) registerStaticRoutes(this.app, modules.dashboard.staticDir, sendError);
     if (modules.layers !== undefined) registerLayersRoutes(this.app, modules.layers, sendError);
     if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
+    if (modules.training !== undefined) registerTrainingRoutes(this.app, modules.training, sendError);
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {

@@ -36,6 +36,7 @@ import { TrainProgress } from './progress.js';
 import type { PoolService } from '../pool/index.js';
 import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
+import { holdersFromView, startOuterSync, trainingReport, workerParams, type OuterSyncWiring } from './diloco.js';
 import type { NodeLog } from './logs.js';
 import { dashboardDir, NodeTelemetry, replicasFromLayersView } from './telemetry.js';
 
@@ -76,6 +77,10 @@ export class NeuroShardNode {
   private releaseLock: (() => void) | undefined;
   private trainingStarted = false;
   private hashTimer: NodeJS.Timeout | undefined;
+  /** DiLoCo between the holders of our layers (node/diloco.ts); set once training starts. */
+  outerSync: OuterSyncWiring | undefined;
+  private tokensPerSec = 0;
+  private lastStepAt: number | undefined;
   readonly counters: WorkCounters;
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
@@ -199,6 +204,7 @@ export class NeuroShardNode {
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
           layers: { layers: () => ref.node?.pool?.layers() },
           generator: () => servingRef.current?.generator,
+          training: { training: () => ref.node?.trainingReport() },
           openai,
           dataDir: opts.dataDir,
           logger: log.child('api'),
@@ -264,6 +270,8 @@ export class NeuroShardNode {
           node.tally.setModelHash(hash);
         }
         log.info('holding layers', { span: `${held.start}:${held.end}`, source, hash: hash.slice(0, 16), ms });
+        // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
+        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules);
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
@@ -291,9 +299,47 @@ export class NeuroShardNode {
     }
   }
 
+  /** GET /api/training's body. */
+  trainingReport(): ReturnType<typeof trainingReport> {
+    return trainingReport(this.outerSync?.sync.stats(), {
+      innerStep: this.counters.trainingSteps,
+      trainLoss: this.counters.lastLoss,
+      valLoss: this.counters.lastValLoss,
+      tokensPerSec: Math.round(this.tokensPerSec),
+    });
+  }
+
   private startTraining(modules: NodeModules): void {
     if (this.trainingStarted) return;
     this.trainingStarted = true;
+    this.training = this.startTrainingAsync(modules);
+  }
+
+  private async startTrainingAsync(modules: NodeModules): Promise<SoloTrainResult | undefined> {
+    const pool = this.pool!;
+    const config = pool.modelConfig();
+    try {
+      this.outerSync = await startOuterSync({
+        rpc: this.network.rpc,
+        scores: this.network.scores,
+        peerId: this.network.peerId,
+        key: this.key,
+        networkId: this.genesis.networkId,
+        config,
+        span: { start: 0, end: config.num_hidden_layers },
+        inner: workerParams(this.compute),
+        holders: (layer) => holdersFromView(pool.view(), layer),
+        options: this.opts,
+        clock: this.clock,
+        log: this.log.child('diloco'),
+        onRound: (r) => {
+          modules.nodeLog?.note('node/train', `outer round ${r.round} closed: ${r.accepted} accepted, ${r.rejected} rejected, ${r.syncMs} ms`);
+          this.log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs });
+        },
+      });
+    } catch (e) {
+      this.log.error('the outer sync did not start; training solo', { error: errorMessage(e) });
+    }
     const write = modules.progress ?? ((s: string) => process.stderr.write(s));
     const tty = modules.progressIsTty ?? process.stderr.isTTY === true;
     let progress: TrainProgress | undefined;
@@ -308,13 +354,20 @@ export class NeuroShardNode {
           progress = new TrainProgress({ write, tty, startStep: e.step, targetStep: e.targetStep });
           this.counters.trainingSteps = e.step;
           break;
-        case 'step':
+        case 'step': {
+          const now = this.clock.now();
+          if (this.lastStepAt !== undefined && now > this.lastStepAt) {
+            const rate = (e.tokens * 1000) / (now - this.lastStepAt);
+            this.tokensPerSec = this.tokensPerSec === 0 ? rate : 0.9 * this.tokensPerSec + 0.1 * rate;
+          }
+          this.lastStepAt = now;
           if (e.applied) this.tally.recordTrainingStep({ tokens: e.tokens, loss: e.loss, gradNorm: e.gradNorm });
           this.counters.trainingSteps = e.step;
           this.counters.trainingTokens += e.tokens;
           this.counters.lastLoss = e.loss;
           progress?.onStep(e);
           break;
+        }
         case 'eval':
           this.counters.lastValLoss = e.loss;
           progress?.onEval(e);
@@ -340,7 +393,7 @@ export class NeuroShardNode {
     };
     this.hashTimer = setInterval(refreshHash, 20_000);
     this.hashTimer.unref();
-    this.training = trainSolo({
+    return trainSolo({
       dataDir: this.opts.dataDir,
       client: this.compute,
       targetStep: this.opts.trainSteps,
@@ -350,6 +403,9 @@ export class NeuroShardNode {
       signal: this.stopTraining.signal,
       logger: this.log.child('train'),
       onEvent,
+      ...(this.outerSync === undefined ? {} : { wrapStepper: (st) => this.outerSync!.stepper(st, this.stopTraining.signal) }),
+      // the genesis node trains on every shard (as a solo run); a replica on its own shards
+      ...(this.network.genesis ? {} : { dataNodeId: this.network.peerId }),
     })
       .then((r) => {
         progress?.done();
@@ -402,6 +458,7 @@ export class NeuroShardNode {
     this.pool?.stop();
     clearInterval(this.hashTimer);
     await this.training;
+    await this.outerSync?.stop();
     const steps: [string, () => Promise<void> | void][] = [
       ['api', () => this.api.close()],
       ['serving', () => this.serving?.stop()],

@@ -23,7 +23,7 @@ import { genesisDir, openCorpus, type Corpus, type DataPosition } from '../data/
 import { assertNoNodeRunning } from '../identity/node-lock.js';
 import { atomicWriteFile, configsEqual, latestCheckpoint, listCheckpoints, makeConfig, NEUROLLM_BATCH, presetConfig, type LlamaConfig } from '../model/index.js';
 import { TOKENIZER_FILE_NAME } from '../model/tokenizer/index.js';
-import { trainLoop, type Batch, type TrainStepResult } from '../training/index.js';
+import { trainLoop, type Batch, type TrainStepper, type TrainStepResult } from '../training/index.js';
 import { AbortedError, ConfigError, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
@@ -80,6 +80,10 @@ export interface SoloTrainOptions {
   signal?: AbortSignal;
   logger?: Logger;
   onEvent?: (e: TrainEvent) => void;
+  /** Wraps the worker's stepper (a node's DiLoCo outer rounds, node/diloco.ts). */
+  wrapStepper?: (s: TrainStepper) => TrainStepper;
+  /** The data stream's node id (default SOLO_NODE_ID: every shard); a replica passes its peer id for its own shards. */
+  dataNodeId?: string;
 }
 
 export type TrainEvent =
@@ -280,14 +284,15 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       throw new ConfigError(`the corpus's tokenizer has ${corpus.tokenizer.vocabSize} ids, the model's vocab_size is ${config.vocab_size}`, { corpus: corpus.location }, 'VOCAB_MISMATCH');
     }
     const tokenizerPath = tokenizerFileFor(corpus, o.dataDir);
-    const stream = await corpus.trainStream({ nodeId: SOLO_NODE_ID, batchSize, seqLen, seed, ...(position === undefined ? {} : { position }), signal: o.signal });
+    const stream = await corpus.trainStream({ nodeId: o.dataNodeId ?? SOLO_NODE_ID, batchSize, seqLen, seed, ...(position === undefined ? {} : { position }), signal: o.signal });
     const unigramBaseline = await corpus.unigramBaseline({ signal: o.signal });
     const valBatches: Batch[] =
       o.evalEvery > 0 ? (await corpus.validationBatches({ batchSize, seqLen, ...(o.valBatches === undefined ? {} : { maxBatches: o.valBatches }) })).map(toTrainBatch) : [];
     if (o.evalEvery > 0 && valBatches.length === 0) throw new ConfigError(`the validation split of ${corpus.location} holds less than one batch of ${batchSize}×${seqLen}`, undefined, 'CORPUS_TOO_SMALL');
 
     if (resumeDir === null) paramCount = (await client.run({ type: 'initModel', config, seed, trainer })).paramCount;
-    const stepper = new WorkerTrainStepper(client);
+    const worker = new WorkerTrainStepper(client);
+    const stepper = o.wrapStepper?.(worker) ?? worker;
     emit({
       type: 'start',
       step,

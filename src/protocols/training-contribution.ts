@@ -186,3 +186,26 @@ export function decodeContribution(bytes: Uint8Array, expect: ContributionExpect
   expect.validatePayload?.(compression, n, payload);
   return { networkId, round, layer, compression, n, payload, sender: sender.slice(), signature: signature.slice() };
 }
+
+/**
+ * The round and layer a contribution claims, read from its header without checking anything else (the receiver
+ * picks what to expect from them, then `decodeContribution` checks everything). Undefined when unreadable.
+ */
+export function peekContribution(bytes: Uint8Array): { round: number; layer: string } | undefined {
+  try {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (dv.getUint8(0) !== TRAINING_CONTRIBUTION_VERSION) return undefined;
+    let o = 1;
+    const nl = dv.getUint16(o, true);
+    o += 2 + nl;
+    const r = dv.getBigUint64(o, true);
+    o += 8;
+    if (r > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+    const ll = dv.getUint16(o, true);
+    o += 2;
+    if (ll > CONTRIBUTION_LIMITS.maxLayerIdBytes || o + ll > bytes.byteLength) return undefined;
+    return { round: Number(r), layer: dec.decode(bytes.subarray(o, o + ll)) };
+  } catch {
+    return undefined;
+  }
+}

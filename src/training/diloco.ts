@@ -104,13 +104,17 @@ export class DiLoCoNode {
     });
   }
 
-  /** Applies the aggregated Δ per layer id (null or missing: the layer goes back to θ_start). */
-  finishRound(aggregated: ReadonlyMap<string, Float32Array | null>): Record<string, string> {
+  /**
+   * Applies the aggregated Δ per layer id (null or missing: the layer goes back to θ_start). Layers in `keepLocal`
+   * keep θ_local and their momentum (a layer held alone: a one-node chain needs no outer step).
+   */
+  finishRound(aggregated: ReadonlyMap<string, Float32Array | null>, keepLocal: ReadonlySet<string> = new Set()): Record<string, string> {
     const ts = this.thetaStart;
     if (ts === null) throw new InvalidArgumentError('DiLoCoNode.finishRound before startRound');
     for (const l of this.layers) {
       const start = ts.subarray(l.offset, l.offset + l.size);
       const out = this.params.subarray(l.offset, l.offset + l.size);
+      if (keepLocal.has(l.id)) continue;
       const d = aggregated.get(l.id) ?? null;
       if (d === null) out.set(start);
       else this.outer.applyLayer(l.id, start, d, out);
@@ -119,6 +123,11 @@ export class DiLoCoNode {
     this.thetaStart = null;
     this.roundNo++;
     return this.hashes();
+  }
+
+  /** Replaces a layer's outer momentum (a state downloaded from the layer's holders; null: none yet). */
+  setLayerMomentum(layer: string, buf: Float32Array | null): void {
+    this.outer.setBuffer(layer, buf);
   }
 
   /** θ_start of a layer during a round (a view; for Gauntlet scoring and tests). */

@@ -10,3 +10,19 @@ export { checkOuterOptions, nesterovOuterStep, OuterOptimizer, pseudoGradient, t
 export { checkRoundConfig, innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type CloseOutcome, type ReceiveVerdict, type RoundConfig, type RoundPhase, type RoundState } from './rounds.js';
 export { LocalStage, PipelineTrainer, pipelineSchedule, simulateSchedule, type PipelineOptions, type PipelineScheduleName, type PipelineStage, type Utilisation } from './pipeline/index.js';
 export { DiLoCoNode, layerId, layerRanges, type DiLoCoOptions, type LayerContribution, type LayerRange } from './diloco.js';
+export {
+  DiLoCoStepper,
+  layerStateHash,
+  majorityHash,
+  OuterSync,
+  STATUS_HISTORY,
+  SyncError,
+  type InnerParams,
+  type LastRoundReport,
+  type LayerState,
+  type OuterSyncOptions,
+  type PeerTrainingStatus,
+  type SendVerdict,
+  type SyncStats,
+  type SyncTransport,
+} from './sync.js';

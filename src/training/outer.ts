@@ -97,6 +97,12 @@ export class OuterOptimizer {
     this.rounds++;
   }
 
+  /** Replaces one layer's buffer (null: none, as before the first round). */
+  setBuffer(layer: string, buf: Float32Array | null): void {
+    if (buf === null) this.bufs.delete(layer);
+    else this.bufs.set(layer, new Float32Array(buf));
+  }
+
   buffer(layer: string): Float32Array | undefined {
     return this.bufs.get(layer);
   }

@@ -38,6 +38,14 @@ export const startCommand: Command = {
     'train-steps': { type: 'string', value: 'N', description: 'target step of the training run (default 100000)' },
     'eval-every': { type: 'string', value: 'K', description: 'validation loss every K steps (default 500)' },
     'checkpoint-every': { type: 'string', value: 'K', description: 'checkpoint every K steps (default 500; always on stop)' },
+    // DiLoCo between replicas (issue 9): defaults in src/node/options.ts
+    'inner-steps': { type: 'string', value: 'H', description: 'inner steps per outer round (default 500)' },
+    'outer-lr': { type: 'string', value: 'LR', description: 'outer Nesterov learning rate (default 0.7)' },
+    'outer-momentum': { type: 'string', value: 'M', description: 'outer Nesterov momentum (default 0.9)' },
+    aggregator: { type: 'string', value: 'NAME', description: 'robust aggregator: mean, trimmed-mean (default), median, krum, multi-krum, geometric-median, centered-clip' },
+    compress: { type: 'string', value: 'none|fp16|int8|sparse', description: 'compression of the pseudo-gradients on the wire (default int8)' },
+    'outer-quorum': { type: 'string', value: 'Q', description: "fraction of a layer's holders that closes a round at its deadline (default 0.667)" },
+    'outer-sync-timeout-ms': { type: 'string', value: 'MS', description: 'deadline of the outer sync after the inner steps (default 120000)' },
     'passphrase-file': { type: 'string', value: 'FILE', description: 'passphrase of an encrypted keystore (or NEUROSHARD_PASSPHRASE)' },
     detach: { type: 'boolean', description: 'run the node in the background (output in <data-dir>/logs/); `neuroshard stop` stops it' },
     'wait-s': { type: 'string', value: 'S', description: '--detach: how long to wait for the node to come up (default 300)' },
@@ -73,6 +81,13 @@ export const startCommand: Command = {
         wire: stringFlag(flags, 'wire'),
         weights: stringFlag(flags, 'weights'),
         hopTimeoutMs: stringFlag(flags, 'hop-timeout-ms'),
+        innerSteps: stringFlag(flags, 'inner-steps'),
+        outerLr: stringFlag(flags, 'outer-lr'),
+        outerMomentum: stringFlag(flags, 'outer-momentum'),
+        aggregator: stringFlag(flags, 'aggregator'),
+        compress: stringFlag(flags, 'compress'),
+        outerQuorum: stringFlag(flags, 'outer-quorum'),
+        outerSyncTimeoutMs: stringFlag(flags, 'outer-sync-timeout-ms'),
       },
     });
     if (flags.detach === true) return detachStart(flags, opts.dataDir, io);

@@ -1,0 +1,180 @@
+/**
+ * Wiring of DiLoCo between replicas (src/training/sync.ts) onto the node's network: the three outer-sync RPCs
+ * (protocols/training-sync.ts), signing and checking contributions (protocols/training-contribution.ts), penalties
+ * for bad ones (the peer score), and the holders of each layer from the layer pool's view.
+ *
+ * A node that trains wraps its inner stepper (the solo trainer in the compute worker today; a pipeline stage when
+ * that lands) in a DiLoCoStepper: every H inner steps the outer round closes.
+ */
+import type { TrainingReport } from '../api/training.js';
+import type { ComputeClient } from '../compute/index.js';
+import { publicKeyFromPeerId, type NodeKey } from '../identity/index.js';
+import { ParamLayout } from '../model/layout.js';
+import type { LlamaConfig } from '../model/config.js';
+import { PENALTY, type PeerScoreTable } from '../p2p/index.js';
+import type { PoolView } from '../pool/index.js';
+import { decodeContribution, encodeContribution, peekContribution } from '../protocols/training-contribution.js';
+import { decodeLayerState, encodeLayerState, trainingContribution, trainingLayer, trainingStatus, type WireVerdict } from '../protocols/training-sync.js';
+import type { RpcNode } from '../protocols/rpc/service.js';
+import { decodeDelta, type CompressionKind } from '../training/compression/index.js';
+import type { AggregatorName } from '../training/aggregation/index.js';
+import { DiLoCoStepper, OuterSync, STATUS_HISTORY, type InnerParams, type LastRoundReport, type SyncStats, type SyncTransport } from '../training/sync.js';
+import type { TrainStepper } from '../training/index.js';
+import type { Clock } from '../util/clock.js';
+import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import type { NodeOptions } from './options.js';
+
+/** Points per refused contribution, by its code (a forged signature weighs most). */
+const PENALTY_BY_CODE: Record<string, number> = {
+  CONTRIBUTION_BAD_SIGNATURE: PENALTY.forged,
+  CONTRIBUTION_WRONG_SENDER: PENALTY.forged,
+  CONTRIBUTION_TOO_LARGE: PENALTY.oversized,
+};
+
+export interface OuterSyncWiring {
+  readonly sync: OuterSync;
+  /** Wraps the inner stepper: enter at a boundary, close a round every H steps. */
+  stepper(inner: TrainStepper, signal: AbortSignal): TrainStepper;
+  stop(): Promise<void>;
+}
+
+export interface OuterSyncInit {
+  rpc: RpcNode;
+  scores: PeerScoreTable;
+  peerId: string;
+  key: NodeKey;
+  networkId: string;
+  config: LlamaConfig;
+  span: { start: number; end: number };
+  inner: InnerParams;
+  /** Live holders of a layer id, ourselves included. */
+  holders: (layer: string) => string[];
+  options: Pick<NodeOptions, 'innerSteps' | 'outerLr' | 'outerMomentum' | 'aggregator' | 'compress' | 'outerQuorum' | 'outerSyncTimeoutMs'>;
+  clock: Clock;
+  log?: Logger;
+  onRound?: (r: LastRoundReport) => void;
+  pollMs?: number;
+}
+
+/** The flat buffer of a compute worker's model as the outer sync's parameters. */
+export function workerParams(compute: ComputeClient): InnerParams {
+  return {
+    getParams: async () => (await compute.run({ type: 'getParams' })).params,
+    setParams: async (params) => {
+      await compute.run({ type: 'setParams', params: params.slice() });
+    },
+  };
+}
+
+/**
+ * Live holders of each layer id in the pool's view ('embed' with layer 0, 'head' with the last layer): alive or
+ * stale (a busy holder's heartbeats run late; only dead ones are left out, so membership does not flap).
+ */
+export function holdersFromView(view: PoolView, layer: string): string[] {
+  const L = view.numLayers;
+  const i = layer === 'embed' ? 0 : layer === 'head' ? L - 1 : Number(layer.slice('layers.'.length));
+  return view.holders.filter((h) => h.state !== 'dead' && h.span.start <= i && i < h.span.end).map((h) => h.peerId);
+}
+
+export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring> {
+  const log = i.log ?? silentLogger;
+  const compress = i.options.compress as CompressionKind;
+  const layout = new ParamLayout(i.config, i.span);
+  const transport: SyncTransport = {
+    send: async (peer, c, signal) => {
+      const bytes = encodeContribution(i.key, { networkId: i.networkId, round: c.round, layer: c.layer, compression: c.compression, n: c.n, payload: c.payload });
+      return (await i.rpc.call(peer, trainingContribution, bytes, { signal })).verdict;
+    },
+    status: (peer, signal) => i.rpc.call(peer, trainingStatus, {}, { signal }),
+    fetchLayer: async (peer, round, layer, signal) => decodeLayerState(await i.rpc.call(peer, trainingLayer, { round, layer }, { signal })),
+  };
+  const sync = new OuterSync({
+    self: i.peerId,
+    layout,
+    inner: i.inner,
+    round: { innerSteps: i.options.innerSteps, quorum: i.options.outerQuorum, syncTimeoutMs: i.options.outerSyncTimeoutMs },
+    aggregator: i.options.aggregator as AggregatorName,
+    compress,
+    outerLr: i.options.outerLr,
+    outerMomentum: i.options.outerMomentum,
+    holders: i.holders,
+    transport,
+    clock: i.clock,
+    log,
+    ...(i.pollMs === undefined ? {} : { pollMs: i.pollMs }),
+  });
+
+  const refuse = (peer: string, code: string, points: number): { verdict: WireVerdict } => {
+    i.scores.penalise(peer, points, `training-contribution: ${code}`);
+    sync.refused(peer, code);
+    log.info('contribution refused', { peer, code });
+    return { verdict: 'rejected' };
+  };
+  await i.rpc.handle(trainingContribution, (bytes, ctx) => {
+    const head = peekContribution(bytes);
+    if (head === undefined) return refuse(ctx.peer, 'CONTRIBUTION_MALFORMED', PENALTY.malformed);
+    const n = sync.layerSize(head.layer);
+    if (n === undefined) return refuse(ctx.peer, 'CONTRIBUTION_WRONG_LAYER', PENALTY.malformed);
+    // the round before (a slow holder), this one and the next (a fast one) are taken; a holder a few rounds off
+    // (it entered late, or ran ahead alone on a loaded machine) is answered without a penalty; a round further off
+    // than the rounds any holder keeps (STATUS_HISTORY) is no honest mistake
+    if (sync.round < 0) return { verdict: 'too_early' };
+    if (Math.abs(head.round - sync.round) > STATUS_HISTORY) return refuse(ctx.peer, 'CONTRIBUTION_WRONG_ROUND', PENALTY.malformed);
+    if (head.round > sync.round + 1) return { verdict: 'too_early' };
+    if (head.round < sync.round - 1) return { verdict: 'wrong_round' };
+    let delta: Float32Array | undefined;
+    try {
+      decodeContribution(bytes, {
+        networkId: i.networkId,
+        round: head.round,
+        layer: head.layer,
+        n,
+        compression: compress,
+        sender: publicKeyFromPeerId(ctx.peer),
+        validatePayload: (k, m, p) => {
+          delta = decodeDelta(k, m, p);
+        },
+      });
+    } catch (e) {
+      if (e instanceof PeerMisbehaviourError) return refuse(ctx.peer, e.code, PENALTY_BY_CODE[e.code] ?? PENALTY.malformed);
+      log.warn('contribution check failed', { peer: ctx.peer, error: errorMessage(e) });
+      return { verdict: 'rejected' };
+    }
+    return { verdict: sync.receive(ctx.peer, head.round, head.layer, delta!, bytes.byteLength) };
+  });
+  await i.rpc.handle(trainingStatus, () => sync.status());
+  await i.rpc.handle(trainingLayer, (req) => {
+    const s = sync.layerState(req.round, req.layer);
+    if (s === undefined) throw new PeerMisbehaviourError('TRAINING_LAYER_UNKNOWN', `no state of ${req.layer} after round ${req.round} here`);
+    return encodeLayerState(s);
+  });
+  return {
+    sync,
+    stepper: (inner, signal) => new DiLoCoStepper(inner, sync, i.options.innerSteps, signal, i.onRound),
+    stop: async () => {
+      for (const m of [trainingContribution, trainingStatus, trainingLayer]) await i.rpc.unhandle(m).catch(() => {});
+    },
+  };
+}
+
+/** GET /api/training's body from the node's counters and the outer sync. */
+export function trainingReport(sync: SyncStats | undefined, c: { innerStep: number; trainLoss: number | null; valLoss: number | null; tokensPerSec: number }): TrainingReport {
+  const last = sync?.lastRound ?? null;
+  return {
+    round: sync?.round ?? null,
+    innerStep: c.innerStep,
+    trainLoss: c.trainLoss,
+    valLoss: c.valLoss,
+    tokensPerSec: c.tokensPerSec,
+    outerSync: {
+      bytesSent: sync?.bytesSent ?? 0,
+      bytesReceived: sync?.bytesReceived ?? 0,
+      lastRound:
+        last === null
+          ? null
+          : { round: last.round, accepted: last.accepted, rejected: last.rejected, late: last.late, refused: last.refused.slice(0, 64), repaired: last.repaired, syncMs: last.syncMs },
+    },
+    layerHashes: sync?.hashes ?? {},
+  };
+}

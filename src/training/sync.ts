@@ -1,0 +1,624 @@
+/**
+ * DiLoCo between the holders of each layer, over an injected transport (the network side lives in
+ * protocols/training-sync.ts and node/diloco.ts; this file decides, it moves no bytes itself):
+ *
+ *   enter()        before the first inner step: a node that finds holders already past a round boundary (a joiner,
+ *                  a restarted node) waits for a boundary whose round counts it as a member, downloads every held
+ *                  layer's state (θ and the outer momentum) of the round before from holders, verifies it against
+ *                  the state hash most holders report, installs it and starts that round
+ *   innerStep()    one inner step taken (the caller's trainer: SoloTrainer in the worker, or a pipeline stage)
+ *   closeRound()   after H inner steps: per layer Δ = θ_start − θ, compressed with error feedback, signed by the
+ *                  transport, sent to the layer's other holders (retried while they are still in their inner steps);
+ *                  contributions are collected (rounds.ts) until every holder has contributed or the deadline, the
+ *                  round closes with the quorum ⌈q·holders⌉ (else it is abandoned: θ_start), the contributions
+ *                  received in time are aggregated (--aggregator) and the outer Nesterov step is applied from
+ *                  θ_start; then the holders exchange per-layer state hashes, and a holder whose hash is not the
+ *                  one most holders report (a late contribution it counted and they did not) downloads the
+ *                  majority's state and verifies it: every holder of a layer leaves the round with bit-identical
+ *                  weights and momentum
+ *   receive()      a decoded, signature-checked contribution from a peer (the transport validated the envelope)
+ *
+ * Layers held alone (no other live holder) keep θ_local at the boundary: a lone node trains as a solo trainer
+ * does (a one-node chain needs no outer step), and its state is what a joiner downloads.
+ *
+ * Ties in the hash vote go to the smallest hash (every holder computes the same winner from the same reports).
+ */
+import { createHash } from 'node:crypto';
+import type { ParamLayout } from '../model/layout.js';
+import type { Clock } from '../util/clock.js';
+import { AbortedError, errorMessage, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { aggregate, type AggregationRecord, type AggregatorName } from './aggregation/index.js';
+import type { CompressionKind } from './compression/index.js';
+import { DiLoCoNode, type LayerRange } from './diloco.js';
+import type { TrainStepper } from './loop.js';
+import type { TrainStepResult } from './trainer.js';
+import type { Batch } from './types.js';
+import { innerStepDone, receive as roundReceive, startRound, tryClose, type RoundConfig, type RoundState } from './rounds.js';
+
+/** What the inner loop must offer the outer sync: its held parameters as one flat buffer (ParamLayout order). */
+export interface InnerParams {
+  getParams(): Promise<Float32Array>;
+  setParams(params: Float32Array): Promise<void>;
+}
+
+/** What a peer answers about its training (the status RPC). */
+export interface PeerTrainingStatus {
+  /** The round it is in (−1 before it entered). */
+  round: number;
+  phase: 'entering' | 'inner' | 'collecting';
+  /** Holders counted in its current round (any layer). */
+  members: string[];
+  /** State hashes of its last closed rounds (newest last, at most STATUS_HISTORY). */
+  closed: { round: number; hashes: Record<string, string> }[];
+}
+
+export interface LayerState {
+  theta: Float32Array;
+  /** Outer momentum buffer; null before the first outer step that used it. */
+  buf: Float32Array | null;
+}
+
+export type SendVerdict = 'accepted' | 'duplicate' | 'too_early' | 'late' | 'wrong_round' | 'not_holder' | 'rejected';
+
+export interface SyncTransport {
+  /** Signs and sends our contribution for (round, layer) to `peer`; the peer's verdict (throws on transport errors). */
+  send(peer: string, c: { round: number; layer: string; compression: CompressionKind; n: number; payload: Uint8Array }, signal: AbortSignal): Promise<SendVerdict>;
+  status(peer: string, signal: AbortSignal): Promise<PeerTrainingStatus>;
+  /** The state of `layer` after round `round` as `peer` holds it (verified by the caller). */
+  fetchLayer(peer: string, round: number, layer: string, signal: AbortSignal): Promise<LayerState>;
+}
+
+export interface OuterSyncOptions {
+  self: string;
+  layout: ParamLayout;
+  inner: InnerParams;
+  round: RoundConfig;
+  aggregator: AggregatorName;
+  compress: CompressionKind;
+  outerLr: number;
+  outerMomentum: number;
+  /** Live holders of a layer id ('embed', 'layers.<i>', 'head'), ourselves included (the layer pool's view). */
+  holders: (layer: string) => string[];
+  transport: SyncTransport;
+  clock: Clock;
+  log?: Logger;
+  /** Polling period while waiting for peers (ms). Default 250. */
+  pollMs?: number;
+}
+
+/** Closed rounds whose hashes a node keeps for the hash exchange. */
+export const STATUS_HISTORY = 4;
+
+export interface LastRoundReport {
+  round: number;
+  outcome: Record<string, 'closed' | 'abandoned' | 'alone'>;
+  accepted: number;
+  rejected: number;
+  /** Per layer: the aggregation record (which contributions were used, which rejected and why). */
+  records: Record<string, AggregationRecord>;
+  /** Contributions refused at the door this round (bad signature, wrong layer, non-finite, …), by sender. */
+  refused: { from: string; code: string }[];
+  late: string[];
+  /** Layers whose hash disagreed with the holders' majority and were replaced by the majority's state. */
+  repaired: string[];
+  syncMs: number;
+}
+
+export interface SyncStats {
+  round: number;
+  innerStep: number;
+  phase: PeerTrainingStatus['phase'];
+  bytesSent: number;
+  bytesReceived: number;
+  lastRound: LastRoundReport | null;
+  /** Per-layer model hashes (θ), of the last boundary. */
+  hashes: Record<string, string>;
+}
+
+/** Hash of a layer's whole outer state: SHA-256 over θ's bytes, then the momentum's (or one 0 byte when none). */
+export function layerStateHash(theta: Float32Array, buf: Float32Array | null): string {
+  const h = createHash('sha256');
+  h.update(new Uint8Array(theta.buffer, theta.byteOffset, theta.byteLength));
+  if (buf === null) h.update(new Uint8Array([0]));
+  else {
+    h.update(new Uint8Array([1]));
+    h.update(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+  }
+  return h.digest('hex');
+}
+
+/** The hash most reports name; ties go to the smallest hash. Undefined when there are no reports. */
+export function majorityHash(reports: readonly string[]): string | undefined {
+  const counts = new Map<string, number>();
+  for (const r of reports) counts.set(r, (counts.get(r) ?? 0) + 1);
+  let best: string | undefined;
+  let bestN = 0;
+  for (const [h, n] of counts) if (n > bestN || (n === bestN && best !== undefined && h < best)) [best, bestN] = [h, n];
+  return best;
+}
+
+export class SyncError extends NeuroShardError {
+  constructor(message: string, meta?: Record<string, unknown>) {
+    super('TRAINING_SYNC', message, { fault: 'peer', meta });
+  }
+}
+
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+interface Closed {
+  round: number;
+  modelHashes: Record<string, string>;
+  params: Float32Array;
+  bufs: Map<string, Float32Array | null>;
+  stateHashes: Record<string, string>;
+}
+
+export class OuterSync {
+  readonly layers: LayerRange[];
+  private readonly byId: Map<string, LayerRange>;
+  private readonly diloco: DiLoCoNode;
+  private readonly params: Float32Array;
+  private readonly log: Logger;
+  private readonly pollMs: number;
+  private phase: PeerTrainingStatus['phase'] = 'entering';
+  private roundNo = -1;
+  private states = new Map<string, RoundState>();
+  /** Contributions of the current round: layer → sender → Δ (decoded). */
+  private inbox = new Map<string, Map<string, Float32Array>>();
+  /** Contributions for the next round from faster holders (one per sender and layer). */
+  private early = new Map<string, Map<string, Float32Array>>();
+  private closed: Closed[] = [];
+  private wake: (() => void) | undefined;
+  private innerSteps = 0;
+  private refusedThisRound: { from: string; code: string }[] = [];
+  private entering: Promise<void> | undefined;
+  private last: LastRoundReport | null = null;
+  bytesSent = 0;
+  bytesReceived = 0;
+
+  constructor(private readonly o: OuterSyncOptions) {
+    this.params = new Float32Array(o.layout.size);
+    this.diloco = new DiLoCoNode(o.layout, this.params, { outer: { lr: o.outerLr, momentum: o.outerMomentum }, compress: o.compress });
+    this.layers = this.diloco.layers;
+    this.byId = new Map(this.layers.map((l) => [l.id, l]));
+    this.log = o.log ?? silentLogger;
+    this.pollMs = o.pollMs ?? 250;
+  }
+
+  get round(): number {
+    return this.roundNo;
+  }
+
+  layerSize(layer: string): number | undefined {
+    return this.byId.get(layer)?.size;
+  }
+
+  /** The status RPC's answer. */
+  status(): PeerTrainingStatus {
+    const members = new Set<string>();
+    for (const s of this.states.values()) for (const h of s.holders) members.add(h);
+    return { round: this.roundNo, phase: this.phase, members: [...members].sort(), closed: this.closed.map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })) };
+  }
+
+  stats(): SyncStats {
+    const hashes = this.closed.at(-1)?.modelHashes ?? {};
+    return { round: this.roundNo, innerStep: this.innerSteps, phase: this.phase, bytesSent: this.bytesSent, bytesReceived: this.bytesReceived, lastRound: this.last, hashes };
+  }
+
+  /** The state of a layer after a closed round we keep (the state RPC), or undefined. */
+  layerState(round: number, layer: string): LayerState | undefined {
+    const c = this.closed.find((x) => x.round === round);
+    const l = this.byId.get(layer);
+    if (c === undefined || l === undefined) return undefined;
+    return { theta: c.params.subarray(l.offset, l.offset + l.size), buf: c.bufs.get(layer) ?? null };
+  }
+
+  /** Records a contribution refused at the door (the transport penalised its sender). */
+  refused(from: string, code: string): void {
+    if (this.refusedThisRound.length < 1024) this.refusedThisRound.push({ from, code });
+  }
+
+  /**
+   * A validated contribution (envelope, signature, round, layer and size checked by the transport; Δ decoded and
+   * finite). Contributions for the next round are kept for it; anything else out of round is answered, not kept.
+   */
+  receive(from: string, round: number, layer: string, delta: Float32Array, bytes: number): SendVerdict {
+    const l = this.byId.get(layer);
+    if (l === undefined || delta.length !== l.size) return 'rejected';
+    this.bytesReceived += bytes;
+    if (round === this.roundNo + 1) {
+      // kept for the next round only from a live holder of the layer (a quota: one per holder and layer)
+      if (!this.o.holders(layer).includes(from)) return 'not_holder';
+      const m = this.early.get(layer) ?? new Map<string, Float32Array>();
+      if (m.has(from)) return 'duplicate';
+      m.set(from, delta);
+      this.early.set(layer, m);
+      return 'accepted';
+    }
+    const s = this.states.get(layer);
+    if (s === undefined) return round > this.roundNo ? 'too_early' : 'wrong_round';
+    const r = roundReceive(s, round, from, this.o.clock.now());
+    this.states.set(layer, r.state);
+    if (r.verdict === 'accepted') {
+      const m = this.inbox.get(layer) ?? new Map<string, Float32Array>();
+      m.set(from, delta);
+      this.inbox.set(layer, m);
+      this.wake?.();
+    }
+    return r.verdict;
+  }
+
+  /** Before the first inner step: join the holders at a round boundary (or start round 0 when nobody is ahead). */
+  enter(signal: AbortSignal): Promise<void> {
+    if (this.phase !== 'entering') return Promise.resolve();
+    this.entering ??= this.enterOnce(signal).finally(() => {
+      this.entering = undefined;
+    });
+    return this.entering;
+  }
+
+  private async enterOnce(signal: AbortSignal): Promise<void> {
+    this.params.set(await this.o.inner.getParams());
+    const until = this.o.clock.now() + 4 * this.o.round.syncTimeoutMs + 60_000;
+    for (;;) {
+      if (signal.aborted) throw new AbortedError('stopped while entering the outer rounds');
+      const peers = this.peers();
+      const statuses = await this.statuses(peers, signal);
+      const ahead = [...statuses.values()].filter((s) => s.round >= 0);
+      // holders that do not answer yet (just connected, still starting) may be ahead: ask again, within bounds
+      const unanswered = peers.length > 0 && statuses.size < peers.length && this.o.clock.now() < until - 4 * this.o.round.syncTimeoutMs;
+      if (ahead.length === 0 && !unanswered) {
+        this.begin(0);
+        return;
+      }
+      // the newest round someone is in that counts us as a member: enter it with the state of the round before
+      const counted = ahead.filter((s) => s.members.includes(this.o.self) && s.phase !== 'entering');
+      // the round most of the holders that count us are in (ties: the later one)
+      const tally = new Map<number, number>();
+      for (const s of counted) tally.set(s.round, (tally.get(s.round) ?? 0) + 1);
+      const target = [...tally.entries()].sort((x, y) => y[1] - x[1] || y[0] - x[0])[0]?.[0] ?? -1;
+      // round r starts from the state after round r − 1 (round −1: the state a node entered round 0 with)
+      if (counted.length > 0 && (await this.adopt(target - 1, statuses, signal))) {
+        this.begin(target);
+        return;
+      }
+      if (this.o.clock.now() > until) throw new SyncError('no holder counted this node in a round before the entry deadline');
+      await sleep(this.pollMs * 2, signal);
+    }
+  }
+
+  /** Counts one inner step (the round machine's bookkeeping). */
+  innerStep(): void {
+    this.innerSteps++;
+    for (const [id, s] of this.states) if (s.phase === 'inner' && s.innerStep + 1 < this.o.round.innerSteps) this.states.set(id, { ...s, innerStep: s.innerStep + 1 });
+  }
+
+  /** After H inner steps: the outer sync of every held layer; returns when the next round has started. */
+  async closeRound(signal: AbortSignal): Promise<LastRoundReport> {
+    if (this.phase !== 'inner') throw new InvalidArgumentError(`closeRound in phase ${this.phase}`);
+    const t0 = this.o.clock.now();
+    const round = this.roundNo;
+    this.params.set(await this.o.inner.getParams());
+    const contributions = this.diloco.contributions();
+    this.phase = 'collecting';
+    const now = this.o.clock.now();
+    for (const [id, s] of this.states) {
+      let st: RoundState = { ...s, innerStep: this.o.round.innerSteps - 1 };
+      st = innerStepDone(this.o.round, st, now);
+      this.states.set(id, st);
+    }
+    const sends: Promise<void>[] = [];
+    const deadline = now + this.o.round.syncTimeoutMs;
+    for (const c of contributions) {
+      const s = this.states.get(c.layer)!;
+      // our own Δ counts as received
+      const r = roundReceive(s, round, this.o.self, now);
+      this.states.set(c.layer, r.state);
+      const m = this.inbox.get(c.layer) ?? new Map<string, Float32Array>();
+      m.set(this.o.self, c.sent);
+      this.inbox.set(c.layer, m);
+      for (const peer of s.holders) if (peer !== this.o.self) sends.push(this.sendUntil(peer, round, c.layer, c.n, c.payload, deadline, signal));
+    }
+    // collect until every layer closed (all holders in, or the deadline)
+    const outcomes: Record<string, 'closed' | 'abandoned' | 'alone'> = {};
+    const included = new Map<string, string[]>();
+    for (;;) {
+      for (const [id, s] of this.states) {
+        if (id in outcomes) continue;
+        const r = tryClose(this.o.round, s, this.o.clock.now());
+        this.states.set(id, r.state);
+        if (r.outcome.kind === 'open') continue;
+        outcomes[id] = s.holders.length === 1 ? 'alone' : r.outcome.kind;
+        included.set(id, r.outcome.included);
+      }
+      if (Object.keys(outcomes).length === this.states.size || signal.aborted) break;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, this.pollMs);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+    if (signal.aborted) throw new AbortedError('stopped during the outer sync');
+    // aggregate and apply
+    const aggregated = new Map<string, Float32Array | null>();
+    const keepLocal = new Set<string>();
+    const records: Record<string, AggregationRecord> = {};
+    let accepted = 0;
+    let rejected = 0;
+    for (const l of this.layers) {
+      const outcome = outcomes[l.id]!;
+      if (outcome === 'alone') {
+        keepLocal.add(l.id);
+        continue;
+      }
+      if (outcome === 'abandoned') {
+        aggregated.set(l.id, null);
+        continue;
+      }
+      const box = this.inbox.get(l.id)!;
+      const contribs = included.get(l.id)!.map((id) => ({ id, delta: box.get(id)! }));
+      const a = aggregate(this.o.aggregator, contribs, l.size);
+      records[l.id] = a.record;
+      accepted += a.record.used;
+      rejected += a.record.rejected;
+      aggregated.set(l.id, a.delta);
+    }
+    this.diloco.finishRound(aggregated, keepLocal);
+    const late = [...new Set([...this.states.values()].flatMap((s) => s.late))].sort();
+    const closed = this.snapshot(round);
+    // hash exchange: the majority's state wins
+    const repaired = await this.agree(round, closed, signal);
+    await this.o.inner.setParams(this.params);
+    await Promise.allSettled(sends);
+    this.last = {
+      round,
+      outcome: outcomes,
+      accepted,
+      rejected: rejected + this.refusedThisRound.length,
+      records,
+      refused: this.refusedThisRound,
+      late,
+      repaired,
+      syncMs: this.o.clock.now() - t0,
+    };
+    this.begin(round + 1);
+    return this.last;
+  }
+
+  // ---- internals ---------------------------------------------------------------------------------------------
+
+  private peers(): string[] {
+    const s = new Set<string>();
+    for (const l of this.layers) for (const h of this.o.holders(l.id)) if (h !== this.o.self) s.add(h);
+    return [...s].sort();
+  }
+
+  private async statuses(peers: string[], signal: AbortSignal): Promise<Map<string, PeerTrainingStatus>> {
+    const out = new Map<string, PeerTrainingStatus>();
+    const sig = AbortSignal.any([signal, AbortSignal.timeout(Math.max(5000, this.o.round.syncTimeoutMs / 2))]);
+    await Promise.all(
+      peers.map(async (p) => {
+        try {
+          out.set(p, await this.o.transport.status(p, sig));
+        } catch (e) {
+          this.log.debug('training status failed', { peer: p, error: errorMessage(e) });
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** Starts round `r` from the params in `this.params` (θ_start), with the holders of each layer at this boundary. */
+  private begin(r: number): void {
+    this.log.debug('round begins', { round: r });
+    this.roundNo = r;
+    this.diloco.startRound();
+    this.states.clear();
+    this.inbox.clear();
+    this.refusedThisRound = [];
+    for (const l of this.layers) {
+      const holders = [...new Set([this.o.self, ...this.o.holders(l.id)])];
+      const s = startRound(this.o.round, r, holders, '');
+      this.states.set(l.id, s);
+      // contributions that arrived early, from this round's holders
+      const early = this.early.get(l.id);
+      if (early !== undefined) {
+        for (const [from, d] of early) {
+          const x = roundReceive(this.states.get(l.id)!, r, from, this.o.clock.now());
+          this.states.set(l.id, x.state);
+          if (x.verdict === 'accepted') {
+            const m = this.inbox.get(l.id) ?? new Map<string, Float32Array>();
+            m.set(from, d);
+            this.inbox.set(l.id, m);
+          }
+        }
+      }
+    }
+    this.early.clear();
+    if (this.closed.length === 0) this.snapshotInitial(r);
+    this.phase = 'inner';
+  }
+
+  /** The state a joiner can download before any round closed here: θ_start of round r as "round r − 1". */
+  private snapshotInitial(r: number): void {
+    this.snapshotAs(r - 1);
+  }
+
+  private snapshot(round: number): Closed {
+    return this.snapshotAs(round);
+  }
+
+  private snapshotAs(round: number): Closed {
+    const bufs = new Map<string, Float32Array | null>();
+    const stateHashes: Record<string, string> = {};
+    for (const l of this.layers) {
+      const b = this.diloco.outer.buffer(l.id) ?? null;
+      bufs.set(l.id, b === null ? null : b.slice());
+      stateHashes[l.id] = layerStateHash(this.params.subarray(l.offset, l.offset + l.size), b);
+    }
+    const c: Closed = { round, modelHashes: this.diloco.hashes(), params: this.params.slice(), bufs, stateHashes };
+    this.closed = [...this.closed.filter((x) => x.round !== round), c].slice(-STATUS_HISTORY);
+    return c;
+  }
+
+  private async sendUntil(peer: string, round: number, layer: string, n: number, payload: Uint8Array, deadline: number, signal: AbortSignal): Promise<void> {
+    while (this.o.clock.now() < deadline && !signal.aborted) {
+      try {
+        const v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, AbortSignal.any([signal, AbortSignal.timeout(Math.max(1000, deadline - this.o.clock.now()))]));
+        this.log.debug('contribution sent', { peer: peer.slice(-6), layer, round, verdict: v });
+        this.bytesSent += payload.byteLength;
+        if (v !== 'too_early') return;
+      } catch (e) {
+        this.log.debug('contribution not delivered', { peer, layer, round, error: errorMessage(e) });
+      }
+      await sleep(this.pollMs, signal);
+    }
+  }
+
+  /**
+   * The holders' per-layer state hashes for `round`: waits (bounded) until every other holder has closed it, takes
+   * the majority per layer, and replaces ours by a verified download where it differs. Returns the repaired layers.
+   */
+  private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<string[]> {
+    // every holder of this round votes, contributor or not (a holder that missed the deadline, or one that ran ahead
+    // alone, learns here that the others applied another step); one that stops answering is not waited for
+    const others = [...new Set([...this.states.values()].flatMap((s) => s.holders))].filter((p) => p !== this.o.self);
+    if (others.length === 0) return [];
+    const reports = new Map<string, Record<string, string>>();
+    const failures = new Map<string, number>();
+    const until = this.o.clock.now() + this.o.round.syncTimeoutMs + 5_000;
+    while (!signal.aborted) {
+      const ask = others.filter((p) => !reports.has(p) && (failures.get(p) ?? 0) < 2);
+      if (ask.length === 0) break;
+      const st = await this.statuses(ask, signal);
+      for (const p of ask) {
+        const s = st.get(p);
+        if (s === undefined) {
+          failures.set(p, (failures.get(p) ?? 0) + 1);
+          continue;
+        }
+        const c = s.closed.find((x) => x.round === round);
+        if (c !== undefined) reports.set(p, c.hashes);
+        else if (s.round > round || s.phase === 'entering') reports.set(p, {}); // no state of this round to vote with
+      }
+      if (this.o.clock.now() > until) break;
+      await sleep(this.pollMs, signal);
+    }
+    const repaired: string[] = [];
+    for (const l of this.layers) {
+      const s = this.states.get(l.id)!;
+      const votes = [mine.stateHashes[l.id]!];
+      const byHash = new Map<string, string[]>();
+      for (const p of s.holders) {
+        if (p === this.o.self) continue;
+        const h = reports.get(p)?.[l.id];
+        if (h === undefined) continue;
+        votes.push(h);
+        byHash.set(h, [...(byHash.get(h) ?? []), p]);
+      }
+      const win = majorityHash(votes)!;
+      if (win === mine.stateHashes[l.id]) continue;
+      // a busy holder may not answer at once: try its sources again until the deadline
+      for (let attempt = 0; !signal.aborted; attempt++) {
+        if (await this.download(round, l, win, byHash.get(win) ?? [], signal)) {
+          repaired.push(l.id);
+          break;
+        }
+        if (this.o.clock.now() > until + this.o.round.syncTimeoutMs) {
+          this.log.warn('could not take the holders\' majority state; this layer stays diverged until the next vote', { round, layer: l.id });
+          break;
+        }
+        await sleep(this.pollMs * (attempt + 1), signal);
+      }
+    }
+    if (repaired.length > 0) {
+      this.log.info('outer round: layers replaced by the holders\' majority state', { round, layers: repaired });
+      this.snapshot(round);
+    }
+    return repaired;
+  }
+
+  /** Downloads `layer`'s state after `round` from one of `sources`, verifies it against `hash` and installs it. */
+  private async download(round: number, l: LayerRange, hash: string, sources: string[], signal: AbortSignal): Promise<boolean> {
+    for (const p of sources) {
+      try {
+        const st = await this.o.transport.fetchLayer(p, round, l.id, AbortSignal.any([signal, AbortSignal.timeout(Math.max(10_000, this.o.round.syncTimeoutMs))]));
+        if (st.theta.length !== l.size || (st.buf !== null && st.buf.length !== l.size)) throw new SyncError(`layer ${l.id} from ${p} has the wrong size`);
+        if (layerStateHash(st.theta, st.buf) !== hash) throw new SyncError(`layer ${l.id} from ${p} does not match the agreed hash`);
+        this.params.set(st.theta, l.offset);
+        this.diloco.setLayerMomentum(l.id, st.buf);
+        return true;
+      } catch (e) {
+        this.log.warn('layer state download failed', { peer: p, layer: l.id, round, error: errorMessage(e) });
+      }
+    }
+    return false;
+  }
+
+  /** A joiner: the state after `round` for every held layer, from holders agreeing on its hash. */
+  private async adopt(round: number, statuses: Map<string, PeerTrainingStatus>, signal: AbortSignal): Promise<boolean> {
+    for (const l of this.layers) {
+      const holders = new Set(this.o.holders(l.id));
+      const byHash = new Map<string, string[]>();
+      for (const [p, s] of statuses) {
+        if (!holders.has(p)) continue;
+        const h = s.closed.find((c) => c.round === round)?.hashes[l.id];
+        if (h !== undefined) byHash.set(h, [...(byHash.get(h) ?? []), p]);
+      }
+      const win = majorityHash([...byHash.entries()].flatMap(([h, ps]) => ps.map(() => h)));
+      if (win === undefined) return false;
+      if (!(await this.download(round, l, win, byHash.get(win)!, signal))) return false;
+    }
+    await this.o.inner.setParams(this.params);
+    this.log.info('entered the outer rounds with verified weights', { round: round + 1 });
+    // the downloaded state is what we hold "after round": keep it for later joiners
+    this.snapshotAs(round);
+    return true;
+  }
+}
+
+/**
+ * A TrainStepper that is one replica's inner loop inside DiLoCo: the first step enters the outer rounds, every
+ * H-th step closes the round (the outer sync runs before the step's result is returned, so the training loop's
+ * evaluations and checkpoints after it see the round's outcome).
+ */
+export class DiLoCoStepper implements TrainStepper {
+  private count = 0;
+  constructor(
+    private readonly inner: TrainStepper,
+    readonly sync: OuterSync,
+    private readonly innerSteps: number,
+    private readonly signal: AbortSignal,
+    private readonly onRound?: (r: LastRoundReport) => void,
+  ) {}
+
+  currentStep(): number | Promise<number> {
+    return this.inner.currentStep();
+  }
+
+  async trainStep(batch: Batch): Promise<TrainStepResult> {
+    await this.sync.enter(this.signal);
+    const r = await this.inner.trainStep(batch);
+    this.sync.innerStep();
+    if (++this.count % this.innerSteps === 0) this.onRound?.(await this.sync.closeRound(this.signal));
+    return r;
+  }
+
+  evaluate(batches: Batch[]): { loss: number; tokens: number } | Promise<{ loss: number; tokens: number }> {
+    return this.inner.evaluate(batches);
+  }
+}
+

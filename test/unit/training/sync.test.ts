@@ -1,0 +1,143 @@
+/**
+ * OuterSync (training/sync.ts) over an in-memory transport: several replicas of a tiny model whose "inner steps"
+ * move every parameter by a replica-specific amount. Checks the round logic without a network: equal state hashes
+ * after every round, the outer step actually applied, a lone node keeping θ_local, a late replica repaired by the
+ * majority, a joiner entering at a boundary with verified weights, and a forged download refused.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ParamLayout } from '../../../src/model/layout.js';
+import { layerStateHash, majorityHash, OuterSync, type LayerState, type PeerTrainingStatus, type SendVerdict } from '../../../src/training/sync.js';
+import { decodeDelta } from '../../../src/training/compression/index.js';
+import { tinyConfig } from '../model/helpers.js';
+
+const layout = new ParamLayout(tinyConfig());
+
+interface Rep {
+  id: string;
+  params: Float32Array;
+  sync: OuterSync;
+  /** Extra latency of this replica's sends (ms of the fake clock are real ms here). */
+  slow: number;
+  forge?: boolean;
+}
+
+function group(ids: string[], o: { syncTimeoutMs?: number; quorum?: number; compress?: 'none' | 'int8' } = {}): Map<string, Rep> {
+  const reps = new Map<string, Rep>();
+  const up = new Set(ids);
+  for (const [k, id] of ids.entries()) {
+    const params = new Float32Array(layout.size).map((_, i) => Math.sin(i)); // the same start everywhere
+    const rep: Rep = { id, params, slow: 0, sync: undefined as unknown as OuterSync };
+    rep.sync = new OuterSync({
+      self: id,
+      layout,
+      inner: { getParams: () => Promise.resolve(rep.params.slice()), setParams: (p) => Promise.resolve(void rep.params.set(p)) },
+      round: { innerSteps: 2, quorum: o.quorum ?? 2 / 3, syncTimeoutMs: o.syncTimeoutMs ?? 2000 },
+      aggregator: 'mean',
+      compress: o.compress ?? 'none',
+      outerLr: 0.7,
+      outerMomentum: 0.9,
+      holders: () => [...up].filter((h) => reps.has(h)),
+      transport: {
+        send: async (peer, c): Promise<SendVerdict> => {
+          if (rep.slow > 0) await new Promise((r) => setTimeout(r, rep.slow));
+          const to = reps.get(peer);
+          if (to === undefined) throw new Error('unreachable');
+          if (to.sync.round < 0) return 'too_early';
+          return to.sync.receive(id, c.round, c.layer, decodeDelta(c.compression, c.n, c.payload), c.payload.byteLength);
+        },
+        status: (peer): Promise<PeerTrainingStatus> => {
+          const to = reps.get(peer);
+          return to === undefined ? Promise.reject(new Error('unreachable')) : Promise.resolve(to.sync.status());
+        },
+        fetchLayer: (peer, round, layer): Promise<LayerState> => {
+          const s = reps.get(peer)?.sync.layerState(round, layer);
+          if (s === undefined) return Promise.reject(new Error('no such state'));
+          if (reps.get(peer)!.forge === true) return Promise.resolve({ theta: s.theta.map((x) => x + 1), buf: s.buf });
+          return Promise.resolve({ theta: s.theta.slice(), buf: s.buf === null ? null : s.buf.slice() });
+        },
+      },
+      clock: { now: () => Date.now() },
+      pollMs: 10,
+    });
+    void k;
+    reps.set(id, rep);
+  }
+  return reps;
+}
+
+/** Two "inner steps": θ −= 0.01·(k+1) everywhere (replica k), then the round closes. */
+async function round(reps: Rep[], signal = new AbortController().signal): Promise<void> {
+  await Promise.all(
+    reps.map(async (r, k) => {
+      await r.sync.enter(signal);
+      for (let s = 0; s < 2; s++) {
+        for (let i = 0; i < r.params.length; i++) r.params[i] = r.params[i]! - 0.01 * (k + 1);
+        r.sync.innerStep();
+      }
+      await r.sync.closeRound(signal);
+    }),
+  );
+}
+
+describe('OuterSync over an in-memory transport', () => {
+  it('majorityHash: most votes win, ties go to the smallest hash', () => {
+    assert.equal(majorityHash(['b', 'a', 'b']), 'b');
+    assert.equal(majorityHash(['b', 'a']), 'a');
+    assert.equal(majorityHash([]), undefined);
+    const t = new Float32Array([1, 2]);
+    assert.notEqual(layerStateHash(t, null), layerStateHash(t, new Float32Array(2)), 'the momentum is part of the state');
+  });
+
+  it('three replicas: equal hashes every round, the mean Δ applied with Nesterov from θ_start', async () => {
+    const reps = [...group(['a', 'b', 'c']).values()];
+    const start = reps[0]!.params.slice();
+    await round(reps);
+    for (const r of reps) assert.deepEqual(r.sync.stats().hashes, reps[0]!.sync.stats().hashes);
+    for (const r of reps) assert.ok(Buffer.from(r.params.buffer).equals(Buffer.from(reps[0]!.params.buffer)));
+    // mean Δ = 2·0.01·(1+2+3)/3 = 0.04; first round: θ = θ_start − η·(Δ + μ·Δ) = θ_start − 0.7·1.9·0.04
+    assert.ok(Math.abs(start[5]! - reps[0]!.params[5]! - 0.7 * 1.9 * 0.04) < 1e-5);
+    const rep = reps[0]!.sync.stats().lastRound!;
+    assert.equal(rep.accepted, 3 * reps[0]!.sync.layers.length);
+    await round(reps);
+    await round(reps);
+    for (const r of reps) assert.deepEqual(r.sync.status().closed.at(-1), reps[0]!.sync.status().closed.at(-1));
+    assert.equal(reps[0]!.sync.round, 3);
+  });
+
+  it('a lone node keeps θ_local at the boundary (a one-node chain needs no outer step)', async () => {
+    const [a] = [...group(['a']).values()];
+    const start = a!.params.slice();
+    await round([a!]);
+    assert.ok(Math.abs(start[0]! - a!.params[0]! - 0.02) < 1e-6);
+    assert.deepEqual(Object.values(a!.sync.stats().lastRound!.outcome), Array(a!.sync.layers.length).fill('alone'));
+  });
+
+  it('a replica whose contributions miss the deadline is repaired to the majority state', async () => {
+    const m = group(['a', 'b', 'c'], { syncTimeoutMs: 300 });
+    const reps = [...m.values()];
+    m.get('c')!.slow = 1500;
+    await round(reps);
+    const c = m.get('c')!;
+    assert.ok(c.sync.stats().lastRound!.repaired.length > 0, 'c took the majority state');
+    for (const r of reps) assert.deepEqual(r.sync.status().closed.at(-1), reps[0]!.sync.status().closed.at(-1));
+    assert.ok(Buffer.from(c.params.buffer).equals(Buffer.from(m.get('a')!.params.buffer)));
+  });
+
+  it('a joiner enters at a boundary that counts it, with weights verified against the holders\' hash; a forged copy is refused', async () => {
+    const m = group(['a', 'b', 'j']);
+    const j = m.get('j')!;
+    m.delete('j'); // not there yet
+    const ab = [...m.values()];
+    await round(ab);
+    j.params.fill(123); // stale weights
+    m.set('j', j);
+    m.get('a')!.forge = true; // a serves wrong bytes: the joiner must refuse them and take b's
+    const ctl = new AbortController();
+    const entering = j.sync.enter(ctl.signal);
+    await round(ab); // a and b's round 1 started before j was there; j waits for round 2
+    await Promise.all([entering, round([...ab, j].map((r) => r))]);
+    assert.ok(j.sync.round >= 3);
+    for (const r of [...m.values()]) assert.deepEqual(r.sync.status().closed.at(-1), m.get('b')!.sync.status().closed.at(-1));
+  });
+});
