@@ -236,7 +236,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     tracker.on('peers:found', ({ peers }) => void addPeers(peers));
   }
   const addPeers = async (records: HolderRecord[]): Promise<void> => {
-    const infos = records.filter((r) => r.peerId !== p2p.peerId && r.networkId === networkId).map((r) => ({ id: r.peerId, multiaddrs: dialAddresses(r) }));
+    const infos = records.filter((r) => r.peerId !== p2p.peerId && r.networkId === networkId).map((r) => ({ id: r.peerId, multiaddrs: tracker?.dialAddresses(r) ?? dialAddresses(r) }));
     await p2p.addBootstrapPeers(infos);
   };
 
