@@ -204,6 +204,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     key: nodeKey,
     self: () => ({ multiaddrs: p2p.multiaddrs(), capacity: capacity() }),
     isDead: (peer) => liveness.isDead(peer),
+    isAlive: (peer) => liveness.state(peer) === 'alive',
     fetchDirect: async (peer, signal) => (await rpc.call(peer, methods.holderRecord, {}, { signal })).record,
     recordTtlMs: t.recordTtlMs,
     republishMs: t.republishMs,
