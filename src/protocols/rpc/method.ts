@@ -34,7 +34,8 @@ export interface MethodDef<Req, Res, K extends CallKind = CallKind> {
   maxConcurrent: number;
   /**
    * Concurrent handler executions of this method for one peer; more get RPC_BUSY. Default a quarter of
-   * maxConcurrent (at least 1): one peer's calls cannot take every slot (issue 11, attack 9).
+   * maxConcurrent, but not below maxInboundStreams (what one connection may open anyway): one peer's calls, over
+   * however many connections, cannot take every slot (issue 11, attack 9).
    */
   maxConcurrentPerPeer?: number;
   /**
@@ -52,8 +53,9 @@ export interface MethodDef<Req, Res, K extends CallKind = CallKind> {
 export const REQUEST_READ_MS = 5_000;
 
 /** The per-peer in-flight limit of a method. */
-export function perPeerLimit(m: Pick<MethodDef<unknown, unknown>, 'maxConcurrent' | 'maxConcurrentPerPeer'>): number {
-  return Math.min(m.maxConcurrent, m.maxConcurrentPerPeer ?? Math.max(1, Math.ceil(m.maxConcurrent / 4)));
+export function perPeerLimit(m: Pick<MethodDef<unknown, unknown>, 'maxConcurrent' | 'maxConcurrentPerPeer' | 'maxInboundStreams'>): number {
+  // never below what one connection may open (maxInboundStreams): a peer on one connection keeps what it had
+  return Math.min(m.maxConcurrent, m.maxConcurrentPerPeer ?? Math.max(1, Math.ceil(m.maxConcurrent / 4), m.maxInboundStreams));
 }
 
 /** The deadline for a stream's first request frame. */
