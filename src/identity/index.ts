@@ -18,6 +18,8 @@ export {
   promptHidden,
   readKeystorePublic,
   resolvePassphrase,
+  scrubPassphraseEnv,
+  secureDataDir,
   writeFileAtomic,
   type KeystoreOptions,
   type KeystorePublic,

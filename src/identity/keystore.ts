@@ -12,7 +12,7 @@
  * mismatched file is refused rather than silently used.
  */
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
@@ -69,6 +69,32 @@ export interface KeystoreOptions {
   passphrase?: string;
   /** scrypt cost for a new encrypted keystore (tests use a small N). */
   scrypt?: ScryptParams;
+}
+
+/**
+ * Creates the data dir with mode 0700, or takes an existing one's group and other permissions away (mkdir's mode
+ * applies only to a directory it creates: a data dir made earlier by hand or by another tool kept 0755, and the
+ * ledger, logs and API keys beside the keystore stayed readable by everyone). Returns the mode it had, so the
+ * caller can say that it changed it. A directory owned by another user is left alone (we cannot chmod it).
+ */
+export function secureDataDir(dataDir: string): { previousMode: number; tightened: boolean } {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const st = statSync(dataDir);
+  const previousMode = st.mode & 0o777;
+  if ((previousMode & 0o077) === 0 || process.platform === 'win32') return { previousMode, tightened: false };
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) return { previousMode, tightened: false };
+  chmodSync(dataDir, previousMode & 0o700);
+  return { previousMode, tightened: true };
+}
+
+/**
+ * Removes NEUROSHARD_PASSPHRASE from the environment once it has been read (or is not needed), so the worker
+ * threads and child processes this process starts never inherit it. Returns whether it was set.
+ */
+export function scrubPassphraseEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const had = env[PASSPHRASE_ENV] !== undefined;
+  delete env[PASSPHRASE_ENV];
+  return had;
 }
 
 export function keystorePath(dataDir: string): string {
@@ -180,7 +206,10 @@ function readFile(dataDir: string): KeystoreFileV1 {
   const path = keystorePath(dataDir);
   let text: string;
   try {
-    if (statSync(path).size > MAX_KEYSTORE_BYTES) throw new KeystoreError('KEYSTORE_CORRUPT', `${path} is larger than 64 KiB`, { file: path });
+    const st = statSync(path);
+    // a keystore copied in with a wider mode (cp, a backup tool) is narrowed back to 0600
+    if ((st.mode & 0o077) !== 0 && process.platform !== 'win32' && (typeof process.getuid !== 'function' || st.uid === process.getuid())) chmodSync(path, 0o600);
+    if (st.size > MAX_KEYSTORE_BYTES) throw new KeystoreError('KEYSTORE_CORRUPT', `${path} is larger than 64 KiB`, { file: path });
     text = readFileSync(path, 'utf8');
   } catch (e) {
     if (e instanceof KeystoreError) throw e;
@@ -279,7 +308,7 @@ export function openKeystore(dataDir: string, opts: { passphrase?: string } = {}
 export function createKeystore(dataDir: string, mnemonic: string, opts: KeystoreOptions & { force?: boolean } = {}): NodeKey {
   const m = checkMnemonic(mnemonic);
   const key = keyFromMnemonic(m);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  secureDataDir(dataDir);
   if (opts.force !== true && keystoreExists(dataDir)) {
     throw new KeystoreError('KEYSTORE_EXISTS', `a keystore already exists at ${keystorePath(dataDir)} (use --force to replace it)`);
   }
@@ -294,11 +323,11 @@ export function createKeystore(dataDir: string, mnemonic: string, opts: Keystore
 export async function loadOrCreateKeystore(
   dataDir: string,
   opts: KeystoreOptions = {},
-): Promise<{ key: NodeKey; created: boolean; mnemonic?: string }> {
-  if (keystoreExists(dataDir)) return { key: openKeystore(dataDir, opts).key, created: false };
+): Promise<{ key: NodeKey; created: boolean; encrypted: boolean; mnemonic?: string }> {
+  if (keystoreExists(dataDir)) return { key: openKeystore(dataDir, opts).key, created: false, encrypted: readKeystorePublic(dataDir).encrypted };
   const mnemonic = generateMnemonic();
   const key = createKeystore(dataDir, mnemonic, opts);
-  return Promise.resolve({ key, created: true, mnemonic });
+  return Promise.resolve({ key, created: true, encrypted: opts.passphrase !== undefined, mnemonic });
 }
 
 /** Where a passphrase may come from, in the order tried. */
@@ -332,7 +361,10 @@ export async function resolvePassphrase(src: PassphraseSources = {}): Promise<st
     checkPassphrase(line);
     return line;
   }
-  const env = (src.env ?? process.env)[PASSPHRASE_ENV];
+  const envObj = src.env ?? process.env;
+  const env = envObj[PASSPHRASE_ENV];
+  // read once, then gone: worker threads and child processes started later must not inherit it
+  scrubPassphraseEnv(envObj);
   if (env !== undefined && env !== '') {
     checkPassphrase(env);
     return env;

@@ -191,8 +191,11 @@ export function listCheckpoints(root: string): { dir: string; step: number }[] {
   let names: string[];
   try {
     names = readdirSync(root);
-  } catch {
-    return [];
+  } catch (e) {
+    // only a missing folder means "no checkpoints": an unreadable one (EACCES, EIO, ENOTDIR) is an error, not an
+    // empty list that would make a node start training again from step 0 over its own checkpoints
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new CheckpointError('CHECKPOINT_MISSING', root, `cannot list checkpoints: ${(e as Error).message}`, { errno: (e as NodeJS.ErrnoException).code });
   }
   const out: { dir: string; step: number }[] = [];
   for (const n of names) {

@@ -204,6 +204,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     key: nodeKey,
     self: () => ({ multiaddrs: p2p.multiaddrs(), capacity: capacity() }),
     isDead: (peer) => liveness.isDead(peer),
+    isAlive: (peer) => liveness.state(peer) === 'alive',
     fetchDirect: async (peer, signal) => (await rpc.call(peer, methods.holderRecord, {}, { signal })).record,
     recordTtlMs: t.recordTtlMs,
     republishMs: t.republishMs,
@@ -236,7 +237,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     tracker.on('peers:found', ({ peers }) => void addPeers(peers));
   }
   const addPeers = async (records: HolderRecord[]): Promise<void> => {
-    const infos = records.filter((r) => r.peerId !== p2p.peerId && r.networkId === networkId).map((r) => ({ id: r.peerId, multiaddrs: dialAddresses(r) }));
+    const infos = records.filter((r) => r.peerId !== p2p.peerId && r.networkId === networkId).map((r) => ({ id: r.peerId, multiaddrs: tracker?.dialAddresses(r) ?? dialAddresses(r) }));
     await p2p.addBootstrapPeers(infos);
   };
 

@@ -17,7 +17,8 @@
 import { mkdirSync } from 'node:fs';
 import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
 import { ComputeClient } from '../compute/index.js';
-import { assertNoNodeRunning, keystoreExists, loadOrCreateKeystore, readKeystorePublic, resolvePassphrase, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
+import { assertNoNodeRunning, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
+import { openNodeKey } from './key.js';
 import { MAX_SLASH_BYTES } from '../ledger/index.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -119,7 +120,7 @@ export class NeuroShardNode {
     assertNoNodeRunning(opts.dataDir);
 
     // 1. identity: the one key that is PeerId, wallet and signer
-    const key = await openKey(opts.dataDir, modules.passphrase, log);
+    const key = await openNodeKey(opts.dataDir, modules.passphrase, { log });
 
     const genesis = bundledGenesis();
     // the network's model: the genesis checkpoint's config when given (a joiner learns it from its holders)
@@ -476,20 +477,6 @@ export class NeuroShardNode {
     }
     this.status = 'closed';
   }
-}
-
-/** Opens the keystore (asking for the passphrase when it is encrypted) or creates one on first start. */
-async function openKey(dataDir: string, given: string | undefined, log: Logger): Promise<NodeKey> {
-  if (keystoreExists(dataDir)) {
-    const pub = readKeystorePublic(dataDir);
-    const passphrase = pub.encrypted ? (given ?? (await resolvePassphrase({ promptText: 'keystore passphrase: ' }))) : undefined;
-    return (await loadOrCreateKeystore(dataDir, passphrase === undefined ? {} : { passphrase })).key;
-  }
-  // A first start never blocks on a prompt: it encrypts only when a passphrase was supplied unattended.
-  const passphrase = given ?? (await resolvePassphrase({ prompt: false }));
-  const r = await loadOrCreateKeystore(dataDir, passphrase === undefined ? {} : { passphrase });
-  log.info('created a new node key; back up its 24-word mnemonic with `neuroshard wallet export`', { keystore: `${dataDir}/keystore.json` });
-  return r.key;
 }
 
 function placeholderStatus(): NodeStatus {

@@ -38,6 +38,8 @@ import { Bootstrapper } from './bootstrap.js';
 import { contentCid } from './content-key.js';
 import { NetworkError } from './errors.js';
 import { openNodeDatastore, type NodeDatastore } from './datastore.js';
+import { hostKey } from './peer-score.js';
+import { multiaddrHost } from '../util/ip.js';
 import { installFastSecp256k1 } from './fast-secp256k1.js';
 import type { PeerScoreTable } from './peer-score.js';
 import type {
@@ -54,6 +56,11 @@ import type {
   PubSubMessage,
   TopicValidator,
 } from './types.js';
+
+/** Most dial candidates remembered from outside (issue 11 item 13: they were kept forever, every one). */
+export const MAX_EXTRA_CANDIDATES = 256;
+/** A candidate from outside not named again for this long is forgotten (trackers re-announce every 20 s). */
+export const EXTRA_CANDIDATE_TTL_MS = 30 * 60_000;
 
 export interface RelayServerOptions {
   /** Peers that may hold a reservation at once. */
@@ -289,6 +296,12 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
       dialTimeout: conn.dialTimeoutMs,
     },
     connectionGater: {
+      // a host from which several banned ids came is refused before any handshake (issue 11 item 13)
+      denyInboundConnection: (conn: { remoteAddr: { toString(): string } }) => {
+        const ip = ipOfMultiaddr(conn.remoteAddr.toString());
+        const host = ip === undefined ? undefined : hostKey(ip);
+        return host !== undefined && (scores?.isHostBanned(host) ?? false);
+      },
       denyDialPeer: (peer: PeerId) => scores?.isBanned(peer.toString()) ?? false,
       denyInboundEncryptedConnection: (peer: PeerId) => scores?.isBanned(peer.toString()) ?? false,
       denyOutboundEncryptedConnection: (peer: PeerId) => scores?.isBanned(peer.toString()) ?? false,
@@ -296,7 +309,19 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
     services: services as never,
   })) as unknown as Libp2p<Services>;
 
+  // bans follow a banned peer's host too: the table asks where the peer is connected from
+  scores?.setHostResolver((peer) => {
+    const conn = libp2p.getConnections().find((c) => c.remotePeer.toString() === peer && c.direction === 'inbound');
+    const ip = conn === undefined ? undefined : ipOfMultiaddr(conn.remoteAddr.toString());
+    return ip === undefined ? undefined : hostKey(ip);
+  });
   return new Libp2pNetwork(libp2p, store, opts, (opts.bootstrap ?? []).map((a) => toMultiaddr(a).toString()));
+}
+
+/** The IP address of a direct /ip4 or /ip6 multiaddr (undefined for relayed and other addresses). */
+function ipOfMultiaddr(addr: string): string | undefined {
+  const h = multiaddrHost(addr);
+  return h === undefined || h.kind !== 'ip' || h.relayed ? undefined : h.host;
 }
 
 export class Libp2pNetwork implements P2PNetwork {
@@ -660,7 +685,10 @@ export class Libp2pNetwork implements P2PNetwork {
       if (p.id === this.peerId) continue;
       try {
         await this.addPeerAddresses(p.id, p.multiaddrs);
-        this.extraCandidates.add(p.id);
+        // newest last; past the cap the oldest is forgotten (a tracker may return any number of strangers)
+        this.extraCandidates.delete(p.id);
+        if (this.extraCandidates.size >= MAX_EXTRA_CANDIDATES) this.extraCandidates.delete(this.extraCandidates.keys().next().value!);
+        this.extraCandidates.set(p.id, Date.now());
       } catch (e) {
         this.log.debug('ignoring bad bootstrap peer', { peer: p.id, error: errorMessage(e) });
       }
@@ -668,11 +696,22 @@ export class Libp2pNetwork implements P2PNetwork {
     this.bootstrapper.kick();
   }
 
-  private readonly extraCandidates = new Set<PeerIdString>();
+  /** Dial candidates from outside (trackers), with when they were last named; bounded and aged out. */
+  private readonly extraCandidates = new Map<PeerIdString, number>();
+
+  /** Candidates from outside, after dropping those not named again within EXTRA_CANDIDATE_TTL_MS. */
+  extraBootstrapCandidates(): PeerIdString[] {
+    const now = Date.now();
+    for (const [id, at] of this.extraCandidates) {
+      if (now - at < EXTRA_CANDIDATE_TTL_MS) break; // in order of last naming: the rest are younger
+      this.extraCandidates.delete(id);
+    }
+    return [...this.extraCandidates.keys()];
+  }
 
   private async bootstrapCandidates(): Promise<string[]> {
     const out = new Set<string>(this.bootstrapAddrs);
-    for (const id of this.extraCandidates) out.add(id);
+    for (const id of this.extraBootstrapCandidates()) out.add(id);
     if (this.opts.candidateSource !== undefined) {
       try {
         for (const a of await this.opts.candidateSource(AbortSignal.timeout(10_000))) out.add(a);

@@ -5,6 +5,7 @@
  */
 import { systemClock, type Clock } from '../util/clock.js';
 import { TypedEmitter } from '../util/events.js';
+import { ipv6Groups, unmapIp } from '../util/ip.js';
 import type { PeerIdString } from './types.js';
 
 export interface PeerScoreOptions {
@@ -16,12 +17,26 @@ export interface PeerScoreOptions {
   halfLifeMs?: number;
   /** Most peers tracked; the least recently penalised are forgotten first. Default 10,000. */
   maxPeers?: number;
+  /**
+   * A host (an IPv4 address or an IPv6 /64, see `hostOf`) from which this many distinct peer ids were banned within
+   * banMs is banned itself for banMs: a new peer id is free, so bans per id alone bind nobody. Default 3.
+   */
+  hostBanAfter?: number;
+  /** Most hosts tracked for host bans. Default 10,000. */
+  maxHosts?: number;
   clock?: Clock;
 }
 
 export interface PeerScoreEvents {
   'peer:penalised': { peer: PeerIdString; points: number; reason: string; score: number };
   'peer:banned': { peer: PeerIdString; until: number; reason: string };
+  'host:banned': { host: string; until: number; peers: number };
+}
+
+interface HostEntry {
+  /** Banned peer ids seen from this host, with when their ban ends. */
+  peers: Map<PeerIdString, number>;
+  bannedUntil: number;
 }
 
 interface Entry {
@@ -50,8 +65,15 @@ export class PeerScoreTable {
   private readonly halfLifeMs: number;
   private readonly maxPeers: number;
   private readonly clock: Clock;
+  private readonly hosts = new Map<string, HostEntry>();
+  private readonly hostBanAfter: number;
+  private readonly maxHosts: number;
+  /** Where a peer connects from (set by the network once it runs); undefined when unknown. */
+  private hostResolver: ((peer: PeerIdString) => string | undefined) | undefined;
 
   constructor(opts: PeerScoreOptions = {}) {
+    this.hostBanAfter = opts.hostBanAfter ?? 3;
+    this.maxHosts = opts.maxHosts ?? 10_000;
     this.banThreshold = opts.banThreshold ?? -100;
     this.banMs = opts.banMs ?? 10 * 60_000;
     this.halfLifeMs = opts.halfLifeMs ?? 10 * 60_000;
@@ -71,6 +93,46 @@ export class PeerScoreTable {
     return e !== undefined && e.bannedUntil > this.clock.now();
   }
 
+  /** Tells the table how to find the host a peer connects from (libp2p-node sets it). */
+  setHostResolver(fn: ((peer: PeerIdString) => string | undefined) | undefined): void {
+    this.hostResolver = fn;
+  }
+
+  /** True while `host` (as hostKey spells it) is banned. */
+  isHostBanned(host: string): boolean {
+    const h = this.hosts.get(host);
+    return h !== undefined && h.bannedUntil > this.clock.now();
+  }
+
+  /** Notes that `peer`, connecting from `host`, was banned; bans the host after hostBanAfter distinct ids. */
+  noteBannedFrom(peer: PeerIdString, host: string): void {
+    const now = this.clock.now();
+    let h = this.hosts.get(host);
+    if (h === undefined) {
+      if (this.hosts.size >= this.maxHosts) {
+        // forget the least recently noted host that is not banned now
+        for (const [k, v] of this.hosts) {
+          if (v.bannedUntil <= now) {
+            this.hosts.delete(k);
+            break;
+          }
+        }
+        if (this.hosts.size >= this.maxHosts) return;
+      }
+      h = { peers: new Map(), bannedUntil: 0 };
+    } else {
+      this.hosts.delete(host);
+    }
+    this.hosts.set(host, h);
+    for (const [p, until] of h.peers) if (until <= now) h.peers.delete(p);
+    h.peers.set(peer, now + this.banMs);
+    if (h.peers.size > 4 * this.hostBanAfter) h.peers.delete(h.peers.keys().next().value!);
+    if (h.peers.size >= this.hostBanAfter && h.bannedUntil <= now) {
+      h.bannedUntil = now + this.banMs;
+      this.events.emit('host:banned', { host, until: h.bannedUntil, peers: h.peers.size });
+    }
+  }
+
   /** Lowers a peer's score by `points`; bans it when the score crosses the threshold. Returns the new score. */
   penalise(peer: PeerIdString, points: number, reason: string): number {
     const now = this.clock.now();
@@ -88,6 +150,8 @@ export class PeerScoreTable {
     if (e.score <= this.banThreshold && e.bannedUntil <= now) {
       e.bannedUntil = now + this.banMs;
       this.events.emit('peer:banned', { peer, until: e.bannedUntil, reason });
+      const host = this.hostResolver?.(peer);
+      if (host !== undefined) this.noteBannedFrom(peer, host);
     }
     return e.score;
   }
@@ -117,4 +181,17 @@ export class PeerScoreTable {
     const first = this.entries.keys().next();
     if (first.done !== true) this.entries.delete(first.value);
   }
+}
+
+/**
+ * The host key of an IP address for host bans: an IPv4 address as is (also when IPv4-mapped), an IPv6 address by
+ * its /64 (one machine is routinely given a whole /64). Loopback addresses are never a host key: tests and local
+ * clusters run many honest nodes on 127.0.0.1.
+ */
+export function hostKey(ip: string): string | undefined {
+  const u = unmapIp(ip);
+  if (u === '::1' || u.startsWith('127.')) return undefined;
+  const g = ipv6Groups(u);
+  if (g === undefined) return u;
+  return g.slice(0, 4).map((x) => x.toString(16)).join(':') + '::/64';
 }

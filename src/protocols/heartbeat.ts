@@ -37,6 +37,9 @@ export interface HeartbeatOptions {
   log?: Logger;
 }
 
+/** Peers whose last heartbeat time is remembered (the replay guard); see `roomFor`. */
+export const MAX_REPLAY_ENTRIES = 10_000;
+
 export class HeartbeatService {
   private readonly topic: string;
   private readonly maxSkewMs: number;
@@ -45,9 +48,10 @@ export class HeartbeatService {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private seq = 0n;
+  /** Newest heartbeat timestamp per peer, in order of last update (oldest first): the replay guard. */
   private readonly lastTimestamp = new Map<string, number>();
-  /** Heartbeats published and accepted, for status and tests. */
-  stats = { published: 0, accepted: 0, rejected: 0 };
+  /** Heartbeats published and accepted, for status and tests; `crowded`: new peers ignored while the replay table was full. */
+  stats = { published: 0, accepted: 0, rejected: 0, crowded: 0 };
 
   constructor(private readonly opts: HeartbeatOptions) {
     this.topic = heartbeatTopic(opts.networkId);
@@ -124,7 +128,25 @@ export class HeartbeatService {
     // An older heartbeat than one we already have is a replay or a late copy: drop it quietly.
     const last = this.lastTimestamp.get(m.from);
     if (last !== undefined && hb.timestampMs < last) return 'ignore';
+    if (last === undefined && !this.roomFor(this.clock.now())) return 'ignore';
     return 'accept';
+  }
+
+  /**
+   * Makes room in the replay table for a new peer. An entry may only be forgotten once its timestamp is older than
+   * the skew window: every heartbeat it guards against is then refused by the clock check anyway. While the oldest
+   * entry is still inside the window the new peer is not admitted (its heartbeat is ignored, not rejected): fresh
+   * ids can no longer clear the table and reopen replays of everyone else's heartbeats (issue 11, item 13).
+   */
+  private roomFor(now: number): boolean {
+    if (this.lastTimestamp.size < MAX_REPLAY_ENTRIES) return true;
+    const oldest = this.lastTimestamp.entries().next();
+    if (oldest.done !== true && oldest.value[1] < now - this.maxSkewMs) {
+      this.lastTimestamp.delete(oldest.value[0]);
+      return true;
+    }
+    this.stats.crowded++;
+    return false;
   }
 
   private accept(m: PubSubMessage): void {
@@ -132,7 +154,8 @@ export class HeartbeatService {
     if (hb === undefined) return; // the validator rejected it already; double-checked for in-memory networks
     const last = this.lastTimestamp.get(m.from);
     if (last !== undefined && hb.timestampMs < last) return;
-    if (this.lastTimestamp.size > 10_000 && last === undefined) this.lastTimestamp.clear();
+    if (last === undefined && !this.roomFor(this.clock.now())) return;
+    this.lastTimestamp.delete(m.from); // re-inserted at the end: the map stays in order of last update
     this.lastTimestamp.set(m.from, hb.timestampMs);
     this.stats.accepted++;
     this.opts.liveness.observe(m.from, hb);

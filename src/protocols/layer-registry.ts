@@ -9,6 +9,7 @@
  * stream, when `fetchDirect` is wired) and read from the DHT when that fails; both pass the same checks. Records are short-lived (`recordTtlMs`) and re-published well before
  * they expire, so a holder that disappears drops out on its own.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import type { P2PNetwork, PeerAddressInfo } from '../p2p/types.js';
 import type { NodeKey } from '../identity/index.js';
 import type { AbortOptions } from '../util/abort.js';
@@ -34,6 +35,8 @@ export interface LayerRegistryOptions {
   fetchDirect?: (peer: string, signal: AbortSignal) => Promise<Uint8Array | undefined>;
   /** Liveness: peers known dead are left out of lookups. */
   isDead?: (peer: string) => boolean;
+  /** Liveness: peers whose heartbeats arrive now come first in lookups. */
+  isAlive?: (peer: string) => boolean;
   /** Lifetime of our record. Default 10 minutes. */
   recordTtlMs?: number;
   /** Re-publish period; must be well below the TTL. Default TTL / 3. */
@@ -75,6 +78,8 @@ export class LayerRegistry {
   private record: HolderRecord | undefined;
   private readonly provided = new Set<number>();
   private readonly cache = new Map<string, CacheEntry>();
+  /** Per-node secret of the lookup order: nobody else can grind a peer id that sorts first here. */
+  private readonly orderSecret = randomBytes(16);
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
   private publishing: Promise<void> | undefined;
@@ -204,9 +209,14 @@ export class LayerRegistry {
     const candidates = providers.filter((p) => !(this.opts.isDead?.(p.id) ?? false));
     const records = await this.fetchRecords(candidates, signal);
     const now = this.clock.now();
+    // The order is not the record's to choose (issue 11, attack 10: a record dated ahead used to sort first): peers
+    // whose heartbeats arrive come first, then a per-node keyed hash of the peer id.
+    const rank = (r: HolderRecord): string => (this.opts.isAlive?.(r.peerId) === true ? '0' : '1') + createHash('sha256').update(this.orderSecret).update(r.peerId).digest('hex');
     return records
       .filter((r) => r.expiresMs > now && spanCovers(r.span, layer) && !(this.opts.isDead?.(r.peerId) ?? false))
-      .sort((a, b) => b.timestampMs - a.timestampMs);
+      .map((r) => ({ r, k: rank(r) }))
+      .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
+      .map((x) => x.r);
   }
 
   /** The current record of one peer from the DHT (validated), or undefined. */

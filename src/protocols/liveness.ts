@@ -41,7 +41,11 @@ export interface LivenessOptions {
   checkIntervalMs?: number;
   /** How long a dead peer is remembered. Default 10 × deadMs. */
   forgetAfterMs?: number;
-  /** Most peers tracked; a new peer beyond this evicts the longest-silent one. Default 10,000. */
+  /**
+   * Most peers tracked. Default 10,000. A new peer beyond this takes the place of the longest-silent peer only
+   * when that one has been silent for staleMs or more; while every tracked peer is alive the new peer is not
+   * tracked (counted in `refused`), so fresh keys cannot push live, established peers out (issue 12's Sybil finding).
+   */
   maxPeers?: number;
   clock?: Clock;
 }
@@ -56,6 +60,8 @@ export class LivenessTracker {
   private readonly maxPeers: number;
   private readonly clock: Clock;
   private timer: NodeJS.Timeout | undefined;
+  /** New peers not tracked because the table was full of live peers. */
+  refused = 0;
 
   constructor(opts: LivenessOptions) {
     if (!(opts.staleMs > 0 && opts.deadMs > opts.staleMs)) throw new InvalidArgumentError('liveness: need 0 < staleMs < deadMs');
@@ -83,12 +89,18 @@ export class LivenessTracker {
     const now = this.clock.now();
     let p = this.peers.get(peer);
     if (p === undefined) {
-      if (this.peers.size >= this.maxPeers) this.evictOne();
+      if (this.peers.size >= this.maxPeers && !this.evictSilent(now)) {
+        this.refused++;
+        return;
+      }
       p = { peer, state: 'alive', lastSeenMs: now, heartbeat: hb };
       this.peers.set(peer, p);
       this.events.emit('peer:alive', { ...p });
       return;
     }
+    // the map is kept in order of last heartbeat (longest silent first): move this peer to the end
+    this.peers.delete(peer);
+    this.peers.set(peer, p);
     p.lastSeenMs = now;
     p.heartbeat = hb;
     if (p.state !== 'alive') {
@@ -136,9 +148,14 @@ export class LivenessTracker {
     return [...this.peers.values()].map((p) => ({ ...p }));
   }
 
-  private evictOne(): void {
-    let worst: PeerLiveness | undefined;
-    for (const p of this.peers.values()) if (worst === undefined || p.lastSeenMs < worst.lastSeenMs) worst = p;
-    if (worst !== undefined) this.peers.delete(worst.peer);
+  /**
+   * Forgets the longest-silent peer when it has been silent for staleMs or more (O(1): the map is in order of
+   * last heartbeat); false when every tracked peer is alive.
+   */
+  private evictSilent(now: number): boolean {
+    const first = this.peers.values().next();
+    if (first.done === true || now - first.value.lastSeenMs < this.staleMs) return false;
+    this.peers.delete(first.value.peer);
+    return true;
   }
 }

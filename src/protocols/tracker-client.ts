@@ -13,6 +13,7 @@ import { type Clock, systemClock } from '../util/clock.js';
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { readTextBounded } from '../util/http.js';
+import { isPublicIp, multiaddrHost } from '../util/ip.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { dialAddresses, type HolderRecord, holderRecordToJson, parseHolderRecord, spanCovers, verifyHolderRecord } from './holder-record.js';
 import { type TrackerWithdrawal, trackerWithdrawalToJson } from './tracker-withdrawal.js';
@@ -111,6 +112,8 @@ export function normalizeTrackerUrl(raw: string): string {
 export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
   readonly opts: TrackerClientOptions;
   private readonly trackers: string[];
+  /** True when every tracker is on a private network (a LAN or one machine): then private addresses are dialable. */
+  readonly allowPrivateAddrs: boolean;
   private readonly fetchFn: typeof fetch;
   private readonly clock: Clock;
   private readonly log: Logger;
@@ -130,6 +133,7 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     super();
     this.opts = { ...TRACKER_CLIENT_DEFAULTS, ...opts };
     this.trackers = [...new Set(this.opts.trackers.map(normalizeTrackerUrl))];
+    this.allowPrivateAddrs = this.trackers.length > 0 && this.trackers.every((t) => privateHost(new URL(t).hostname));
     this.fetchFn = modules.fetch ?? globalThis.fetch;
     this.clock = modules.clock ?? systemClock;
     this.log = modules.logger ?? silentLogger;
@@ -340,7 +344,12 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
    */
   async candidates(q: { exclude?: string; limit?: number } & AbortOptions = {}): Promise<string[]> {
     const recs = await this.fetchPeers({ limit: q.limit ?? this.opts.discoverLimit, signal: q.signal });
-    return recs.filter((r) => r.peerId !== q.exclude).flatMap(dialAddresses);
+    return recs.filter((r) => r.peerId !== q.exclude).flatMap((r) => this.dialAddresses(r));
+  }
+
+  /** The dial targets of a record from a tracker (trackerDialAddresses with this client's private-address rule). */
+  dialAddresses(rec: HolderRecord): string[] {
+    return trackerDialAddresses(rec, this.allowPrivateAddrs);
   }
 
   /** One HTTP request with a deadline, the caller's and the client's abort signals, and a bounded body. */
@@ -381,4 +390,26 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     }
     return { status: res.status, json };
   }
+}
+
+/** True for a host name or IP literal on a private network or this machine. */
+function privateHost(hostname: string): boolean {
+  const h = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+  if (h === 'localhost' || h.endsWith('.localhost') || h.endsWith('.local')) return true;
+  return /^[\d.]+$/.test(h) || h.includes(':') ? !isPublicIp(h) : false;
+}
+
+/**
+ * Dial targets of a holder record that came from a tracker (issue 11, attack 11): a public tracker must not make us
+ * dial into our own network for a stranger, so private, loopback and link-local addresses are dropped unless
+ * `allowPrivate` (every tracker is itself private), relay addresses included. DNS names are kept: the tracker
+ * checks public IPs against the announcer and refuses names unless configured otherwise.
+ */
+export function trackerDialAddresses(rec: HolderRecord, allowPrivate: boolean): string[] {
+  return dialAddresses(rec).filter((a) => {
+    const h = multiaddrHost(a);
+    if (h === undefined) return false;
+    if (h.kind === 'dns' || allowPrivate) return true;
+    return isPublicIp(h.host);
+  });
 }

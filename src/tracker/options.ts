@@ -20,6 +20,16 @@ export interface TrackerOptions {
   maxEntries: number;
   /** Cap on records announced from one source IP: one machine cannot fill the table with fresh keys. */
   maxEntriesPerSource: number;
+  /**
+   * Cap on records announced from one network prefix (an IPv6 /48, an IPv4 /24): a site or a rented /48 holds
+   * 65,536 /64 sources, each under maxEntriesPerSource, and could otherwise fill the table alone.
+   */
+  maxEntriesPerPrefix: number;
+  /**
+   * Accept records whose multiaddrs name a host by DNS. Off by default: a name can point anywhere, so it would let
+   * an announcer aim every newcomer's dials at a third party.
+   */
+  allowDnsAddrs: boolean;
   /** Token bucket per source IP for POST /announce: burst size and refill per second. */
   announceBurst: number;
   announcePerSec: number;
@@ -44,6 +54,8 @@ export const TRACKER_DEFAULTS: TrackerOptions = {
   maxBodyBytes: 8 * 1024,
   maxEntries: 10_000,
   maxEntriesPerSource: 256,
+  maxEntriesPerPrefix: 512,
+  allowDnsAddrs: false,
   // A node re-announces every 20 s; a burst of 20 and one per second covers ~20 nodes behind one NAT address.
   announceBurst: 20,
   announcePerSec: 1,
@@ -76,6 +88,8 @@ export function trackerOptions(partial: Partial<TrackerOptions> = {}): TrackerOp
   int('maxBodyBytes', 512, 1 << 20);
   int('maxEntries', 1, 10_000_000);
   int('maxEntriesPerSource', 1, 10_000_000);
+  int('maxEntriesPerPrefix', 1, 10_000_000);
+  if (typeof o.allowDnsAddrs !== 'boolean') throw new InvalidArgumentError('tracker option allowDnsAddrs must be a boolean', { option: 'allowDnsAddrs' });
   int('announceBurst', 1, 1_000_000);
   int('queryBurst', 1, 1_000_000);
   int('maxRateLimitSources', 1, 10_000_000);

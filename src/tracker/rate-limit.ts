@@ -1,7 +1,9 @@
 /**
  * A token bucket per source (IP address). Time comes from the injected Clock, so tests drive it by hand.
- * Memory is bounded: at most `maxSources` buckets, and the one idle longest is forgotten first (a forgotten source
- * starts again with a full bucket, which is the same as a source that has been idle long enough).
+ * Memory is bounded: at most `maxSources` buckets. A bucket is forgotten only once it has refilled (the source has
+ * been idle long enough that a fresh bucket is the same as its own); while the longest-idle bucket is still
+ * refilling, a new source is refused instead. Evicting a half-empty bucket would hand its source a full one back:
+ * flooding the table with other sources would reset any limit (issue 11, attack 11).
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Clock } from '../util/clock.js';
@@ -28,6 +30,17 @@ export function sourceKey(ip: string): string {
   return groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':') + '::/64';
 }
 
+/**
+ * The wider prefix an address belongs to, for the per-prefix cap and rate limit: an IPv6 /48 (what a site or a
+ * rented server block is given), an IPv4 /24.
+ */
+export function prefixKey(ip: string): string {
+  const src = sourceKey(ip);
+  if (isIPv4(src)) return src.split('.').slice(0, 3).join('.') + '.0/24';
+  if (!src.endsWith('::/64')) return src;
+  return src.slice(0, -'::/64'.length).split(':').slice(0, 3).join(':') + '::/48';
+}
+
 interface Bucket {
   tokens: number;
   lastMs: number;
@@ -35,6 +48,8 @@ interface Bucket {
 
 export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
+  /** New sources refused because every tracked bucket was still refilling. */
+  refusedNew = 0;
 
   constructor(
     private readonly opts: { burst: number; perSec: number; maxSources: number },
@@ -46,8 +61,16 @@ export class RateLimiter {
     const now = this.clock.now();
     let b = this.buckets.get(source);
     if (b === undefined) {
+      if (this.buckets.size >= this.opts.maxSources) {
+        // the map is in order of last use: the first bucket has been idle longest
+        const [oldKey, old] = this.buckets.entries().next().value!;
+        if (old.tokens + (Math.max(0, now - old.lastMs) / 1000) * this.opts.perSec < this.opts.burst) {
+          this.refusedNew++;
+          return false;
+        }
+        this.buckets.delete(oldKey);
+      }
       b = { tokens: this.opts.burst, lastMs: now };
-      if (this.buckets.size >= this.opts.maxSources) this.buckets.delete(this.buckets.keys().next().value!);
     } else {
       this.buckets.delete(source); // re-inserted below: the map's order is least recently seen first
       const elapsed = Math.max(0, now - b.lastMs);
@@ -63,7 +86,8 @@ export class RateLimiter {
   /** Milliseconds until `source` has a token again (for Retry-After). */
   retryAfterMs(source: string): number {
     const b = this.buckets.get(source);
-    if (b === undefined || b.tokens >= 1) return 0;
+    if (b === undefined) return this.buckets.size >= this.opts.maxSources ? Math.ceil(1000 / this.opts.perSec) : 0;
+    if (b.tokens >= 1) return 0;
     return Math.ceil(((1 - b.tokens) / this.opts.perSec) * 1000);
   }
 

@@ -19,7 +19,8 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { type Clock, systemClock } from '../util/clock.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { isNetworkId, trackerOptions, type TrackerOptions } from './options.js';
-import { RateLimiter, sourceKey } from './rate-limit.js';
+import { isPublicIp, multiaddrHost, sameHost } from '../util/ip.js';
+import { prefixKey, RateLimiter, sourceKey } from './rate-limit.js';
 import { TrackerStore } from './store.js';
 import type {
   AnnounceResponse,
@@ -74,6 +75,9 @@ export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal 
   private readonly log: Logger;
   private readonly announceLimiter: RateLimiter;
   private readonly queryLimiter: RateLimiter;
+  /** The same limits per prefix (IPv6 /48, IPv4 /24), 8 times wider: 65,536 /64s are not 65,536 budgets. */
+  private readonly announcePrefixLimiter: RateLimiter;
+  private readonly queryPrefixLimiter: RateLimiter;
   private readonly networks: ReadonlySet<string>;
   private readonly startedMs: number;
   private lastPurgeMs = -Infinity;
@@ -93,6 +97,11 @@ export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal 
       this.clock,
     );
     this.queryLimiter = new RateLimiter({ burst: this.opts.queryBurst, perSec: this.opts.queryPerSec, maxSources: this.opts.maxRateLimitSources }, this.clock);
+    this.announcePrefixLimiter = new RateLimiter(
+      { burst: 8 * this.opts.announceBurst, perSec: 8 * this.opts.announcePerSec, maxSources: this.opts.maxRateLimitSources },
+      this.clock,
+    );
+    this.queryPrefixLimiter = new RateLimiter({ burst: 8 * this.opts.queryBurst, perSec: 8 * this.opts.queryPerSec, maxSources: this.opts.maxRateLimitSources }, this.clock);
     this.app = Fastify({
       bodyLimit: this.opts.maxBodyBytes,
       logger: false,
@@ -118,11 +127,15 @@ export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal 
       const path = req.url.split('?')[0];
       const write = req.method === 'POST' && (path === '/announce' || path === '/withdraw');
       const limiter = write ? this.announceLimiter : this.queryLimiter;
+      const prefixLimiter = write ? this.announcePrefixLimiter : this.queryPrefixLimiter;
       const source = sourceKey(req.ip);
-      if (!limiter.take(source)) {
-        const retry = Math.max(1, Math.ceil(limiter.retryAfterMs(source) / 1000));
-        void reply.header('retry-after', String(retry));
-        throw new HttpError(429, 'rate_limited', `too many requests from ${source}; retry in ${retry} s`);
+      const prefix = prefixKey(req.ip);
+      for (const [l, k] of [[prefixLimiter, prefix], [limiter, source]] as const) {
+        if (!l.take(k)) {
+          const retry = Math.max(1, Math.ceil(l.retryAfterMs(k) / 1000));
+          void reply.header('retry-after', String(retry));
+          throw new HttpError(429, 'rate_limited', `too many requests from ${k}; retry in ${retry} s`);
+        }
       }
     });
 
@@ -148,7 +161,7 @@ export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal 
 
     app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'not_found', `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 100)}`));
 
-    app.post('/announce', async (req, reply) => reply.code(200).send(this.announce(req.body, sourceKey(req.ip))));
+    app.post('/announce', async (req, reply) => reply.code(200).send(this.announce(req.body, req.ip)));
 
     app.post('/withdraw', async (req, reply) => reply.code(200).send(this.withdraw(req.body)));
 
@@ -163,8 +176,10 @@ export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal 
     });
   }
 
-  /** Handles one announce; throws HttpError for every rejection. */
-  announce(body: unknown, source: string): AnnounceResponse {
+  /** Handles one announce from address `ip`; throws HttpError for every rejection. */
+  announce(body: unknown, ip: string): AnnounceResponse {
+    const source = sourceKey(ip);
+    const prefix = prefixKey(ip);
     const now = this.clock.now();
     this.maybePurge(now);
     const parsed = this.validator.parse(body);
@@ -174,6 +189,7 @@ export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal 
       throw new HttpError(403, 'wrong_network', `this tracker serves ${[...this.networks].join(', ')}, not ${rec.networkId}`);
     }
     if (rec.multiaddrs.length === 0) throw new HttpError(400, 'malformed', 'a record announced to a tracker needs at least one multiaddr');
+    this.checkAddresses(rec.multiaddrs, ip);
     const v = this.validator.verify(rec, { nowMs: now, maxSkewMs: this.opts.maxSkewMs, maxAgeMs: this.opts.maxSkewMs });
     if (!v.ok) {
       const [status, code] = VERIFY_STATUS[v.reason];
@@ -197,6 +213,9 @@ export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal 
     if (prev?.source !== source && this.store.countBySource(source) >= this.opts.maxEntriesPerSource) {
       throw new HttpError(429, 'source_full', `at most ${this.opts.maxEntriesPerSource} records may be announced from one address`);
     }
+    if (prev?.prefix !== prefix && this.store.countByPrefix(prefix) >= this.opts.maxEntriesPerPrefix) {
+      throw new HttpError(429, 'source_full', `at most ${this.opts.maxEntriesPerPrefix} records may be announced from one network (${prefix})`);
+    }
     this.store.upsert({
       networkId: rec.networkId,
       peerId: rec.peerId,
@@ -206,10 +225,35 @@ export class TrackerServer<R extends TrackedRecord, W extends TrackedWithdrawal 
       expiresMs: rec.expiresMs,
       receivedMs: now,
       source,
+      prefix,
       json: JSON.stringify(this.validator.toJson(rec)),
     });
     this.log.debug('announce', { peerId: rec.peerId, network: rec.networkId, span: `${rec.span.start}:${rec.span.end}`, source });
     return { ok: true, ttlMs: this.opts.ttlMs };
+  }
+
+  /**
+   * An announcer may only send newcomers to itself (issue 11, attack 11): every public IP address in the record must
+   * be the announcer's own (the same IPv4 address, the same IPv6 /64); a DNS name is refused unless allowDnsAddrs
+   * (it can point anywhere); the IP check applies to announcers with a public address. Private, loopback and
+   * link-local addresses are let through (a node lists its LAN
+   * addresses too); the tracker client drops them unless the tracker itself is on a private network. Relay
+   * addresses (p2p-circuit) name the relay's peer id, which the dialer's Noise handshake checks, and are let through.
+   */
+  private checkAddresses(addrs: readonly string[], ip: string): void {
+    for (const a of addrs) {
+      const h = multiaddrHost(a);
+      if (h === undefined || h.relayed) continue;
+      if (h.kind === 'dns') {
+        if (this.opts.allowDnsAddrs) continue;
+        throw new HttpError(403, 'address_mismatch', `${a.slice(0, 100)}: this tracker accepts IP addresses only (a name could point at anyone)`);
+      }
+      // an announcer on this machine or the tracker's LAN (a local cluster, tests) cannot be checked this way: its
+      // public address, if any, is not what the tracker sees
+      if (isPublicIp(ip) && isPublicIp(h.host) && !sameHost(h.host, ip)) {
+        throw new HttpError(403, 'address_mismatch', `${a.slice(0, 100)} is not the announcer's address: a record may only name its sender`);
+      }
+    }
   }
 
   /**

@@ -19,6 +19,8 @@ export interface StoredRow {
   expiresMs: number;
   receivedMs: number;
   source: string;
+  /** The announcer's wider prefix (rate-limit.ts prefixKey). */
+  prefix: string;
   json: string;
 }
 
@@ -58,10 +60,11 @@ CREATE INDEX IF NOT EXISTS withdrawals_timestamp ON withdrawals (timestamp_ms);
 export class TrackerStore {
   private readonly db: Database.Database;
   private readonly stmts: {
-    get: Database.Statement<[string, string], { timestamp_ms: number; source: string }>;
-    upsert: Database.Statement<[string, string, number, number, number, number, number, string, string]>;
+    get: Database.Statement<[string, string], { timestamp_ms: number; source: string; prefix: string }>;
+    upsert: Database.Statement<[string, string, number, number, number, number, number, string, string, string]>;
     count: Database.Statement<[], { n: number }>;
     countSource: Database.Statement<[string], { n: number }>;
+    countPrefix: Database.Statement<[string], { n: number }>;
     purge: Database.Statement<[number, number]>;
     remove: Database.Statement<[string, string]>;
     tombstone: Database.Statement<[string, string, number]>;
@@ -76,17 +79,22 @@ export class TrackerStore {
     if (path !== ':memory:') this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
+    // the announcer's prefix (per-prefix cap), added to tables made before it existed
+    const cols = this.db.prepare('PRAGMA table_info(holders)').all() as { name: string }[];
+    if (!cols.some((c) => c.name === 'prefix')) this.db.exec("ALTER TABLE holders ADD COLUMN prefix TEXT NOT NULL DEFAULT ''");
+    this.db.exec('CREATE INDEX IF NOT EXISTS holders_prefix ON holders (prefix)');
     this.stmts = {
-      get: this.db.prepare('SELECT timestamp_ms, source FROM holders WHERE network_id = ? AND peer_id = ?'),
+      get: this.db.prepare('SELECT timestamp_ms, source, prefix FROM holders WHERE network_id = ? AND peer_id = ?'),
       upsert: this.db.prepare(
-        `INSERT INTO holders (network_id, peer_id, span_start, span_end, timestamp_ms, expires_ms, received_ms, source, record_json)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO holders (network_id, peer_id, span_start, span_end, timestamp_ms, expires_ms, received_ms, source, prefix, record_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (network_id, peer_id) DO UPDATE SET span_start = excluded.span_start, span_end = excluded.span_end,
            timestamp_ms = excluded.timestamp_ms, expires_ms = excluded.expires_ms, received_ms = excluded.received_ms,
-           source = excluded.source, record_json = excluded.record_json`,
+           source = excluded.source, prefix = excluded.prefix, record_json = excluded.record_json`,
       ),
       count: this.db.prepare('SELECT COUNT(*) AS n FROM holders'),
       countSource: this.db.prepare('SELECT COUNT(*) AS n FROM holders WHERE source = ?'),
+      countPrefix: this.db.prepare('SELECT COUNT(*) AS n FROM holders WHERE prefix = ?'),
       purge: this.db.prepare('DELETE FROM holders WHERE received_ms <= ? OR expires_ms <= ?'),
       remove: this.db.prepare('DELETE FROM holders WHERE network_id = ? AND peer_id = ?'),
       tombstone: this.db.prepare(
@@ -104,13 +112,17 @@ export class TrackerStore {
   }
 
   /** The stored timestamp and source of (network, peer), if any. */
-  get(networkId: string, peerId: string): { timestampMs: number; source: string } | undefined {
+  get(networkId: string, peerId: string): { timestampMs: number; source: string; prefix: string } | undefined {
     const r = this.stmts.get.get(networkId, peerId);
-    return r === undefined ? undefined : { timestampMs: r.timestamp_ms, source: r.source };
+    return r === undefined ? undefined : { timestampMs: r.timestamp_ms, source: r.source, prefix: r.prefix };
   }
 
   upsert(r: StoredRow): void {
-    this.stmts.upsert.run(r.networkId, r.peerId, r.spanStart, r.spanEnd, r.timestampMs, r.expiresMs, r.receivedMs, r.source, r.json);
+    this.stmts.upsert.run(r.networkId, r.peerId, r.spanStart, r.spanEnd, r.timestampMs, r.expiresMs, r.receivedMs, r.source, r.prefix, r.json);
+  }
+
+  countByPrefix(prefix: string): number {
+    return this.stmts.countPrefix.get(prefix)!.n;
   }
 
   count(): number {

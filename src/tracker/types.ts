@@ -66,6 +66,7 @@ export type TrackerErrorCode =
   | 'too_large'
   | 'rate_limited'
   | 'source_full'
+  | 'address_mismatch'
   | 'full'
   | 'internal';
 

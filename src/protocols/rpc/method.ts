@@ -32,9 +32,35 @@ export interface MethodDef<Req, Res, K extends CallKind = CallKind> {
   maxInboundStreams: number;
   /** Concurrent handler executions of this method across all peers; more get RPC_BUSY. */
   maxConcurrent: number;
+  /**
+   * Concurrent handler executions of this method for one peer; more get RPC_BUSY. Default a quarter of
+   * maxConcurrent, but not below maxInboundStreams (what one connection may open anyway): one peer's calls, over
+   * however many connections, cannot take every slot (issue 11, attack 9).
+   */
+  maxConcurrentPerPeer?: number;
+  /**
+   * Deadline for the first request frame to arrive once a stream opens; no slot is held meanwhile. Default
+   * min(timeoutMs, 5 s + 1 ms per KiB of maxRequestBytes): a silent stream is reset long before the call
+   * deadline, while a large request (a tensor) still has time to flow at about 1 MB/s.
+   */
+  requestReadMs?: number;
   /** Field checks beyond decoding (tensor shapes, ranges); throw a PeerMisbehaviourError. */
   validateRequest?(req: Req): void;
   validateResponse?(res: Res): void;
+}
+
+/** Base of the request read deadline (plus 1 ms per KiB of the method's largest request). */
+export const REQUEST_READ_MS = 5_000;
+
+/** The per-peer in-flight limit of a method. */
+export function perPeerLimit(m: Pick<MethodDef<unknown, unknown>, 'maxConcurrent' | 'maxConcurrentPerPeer' | 'maxInboundStreams'>): number {
+  // never below what one connection may open (maxInboundStreams): a peer on one connection keeps what it had
+  return Math.min(m.maxConcurrent, m.maxConcurrentPerPeer ?? Math.max(1, Math.ceil(m.maxConcurrent / 4), m.maxInboundStreams));
+}
+
+/** The deadline for a stream's first request frame. */
+export function requestReadMs(m: Pick<MethodDef<unknown, unknown>, 'timeoutMs' | 'requestReadMs' | 'maxRequestBytes'>): number {
+  return Math.min(m.timeoutMs, m.requestReadMs ?? REQUEST_READ_MS + Math.ceil(m.maxRequestBytes / 1024));
 }
 
 export type UnaryMethod<Req, Res> = MethodDef<Req, Res, 'unary'>;

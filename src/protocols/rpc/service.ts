@@ -20,7 +20,7 @@ import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
 import { FRAME_ERROR, FRAME_MESSAGE, FrameReader, writeFrame, type Frame } from './frame.js';
-import type { BidiMethod, CallKind, MethodDef, ServerStreamMethod, UnaryMethod } from './method.js';
+import { perPeerLimit, requestReadMs, type BidiMethod, type CallKind, type MethodDef, type ServerStreamMethod, type UnaryMethod } from './method.js';
 
 export interface CallContext {
   /** The calling peer. */
@@ -95,7 +95,9 @@ export class RpcNode {
   private readonly scores: PeerScoreTable | undefined;
   private readonly log: Logger;
   private readonly handled = new Map<string, MethodDef<unknown, unknown>>();
+  /** Handler executions in progress per method: all peers together, and per peer. */
   private readonly inflight = new Map<string, number>();
+  private readonly inflightByPeer = new Map<string, Map<PeerIdString, number>>();
   private readonly closing = new AbortController();
 
   constructor(opts: RpcNodeOptions) {
@@ -326,6 +328,32 @@ export class RpcNode {
     }
   }
 
+  /** Handler executions of `method` in progress (for one peer when given). */
+  inFlight(method: MethodDef<unknown, unknown, CallKind>, peer?: PeerIdString): number {
+    if (peer === undefined) return this.inflight.get(method.name) ?? 0;
+    return this.inflightByPeer.get(method.name)?.get(peer) ?? 0;
+  }
+
+  /** Takes a handler slot for `peer`; false when the method's global or per-peer limit is reached. */
+  private takeSlot(method: MethodDef<unknown, unknown>, peer: PeerIdString): boolean {
+    const n = this.inflight.get(method.name) ?? 0;
+    let byPeer = this.inflightByPeer.get(method.name);
+    const mine = byPeer?.get(peer) ?? 0;
+    if (n >= method.maxConcurrent || mine >= perPeerLimit(method)) return false;
+    if (byPeer === undefined) this.inflightByPeer.set(method.name, (byPeer = new Map()));
+    this.inflight.set(method.name, n + 1);
+    byPeer.set(peer, mine + 1);
+    return true;
+  }
+
+  private releaseSlot(method: MethodDef<unknown, unknown>, peer: PeerIdString): void {
+    this.inflight.set(method.name, Math.max(0, (this.inflight.get(method.name) ?? 1) - 1));
+    const byPeer = this.inflightByPeer.get(method.name);
+    const mine = (byPeer?.get(peer) ?? 1) - 1;
+    if (mine <= 0) byPeer?.delete(peer);
+    else byPeer?.set(peer, mine);
+  }
+
   // ───────────────────────────── server ─────────────────────────────
 
   private async serve(method: MethodDef<unknown, unknown>, handler: (...args: unknown[]) => unknown, stream: DuplexStream, info: StreamInfo): Promise<void> {
@@ -334,12 +362,6 @@ export class RpcNode {
       stream.abort(new Error('peer is banned'));
       return;
     }
-    const n = this.inflight.get(method.name) ?? 0;
-    if (n >= method.maxConcurrent) {
-      await this.replyError(stream, new RpcBusyError(method.name));
-      return;
-    }
-    this.inflight.set(method.name, n + 1);
     const ac = new AbortController();
     const signal = AbortSignal.any([ac.signal, this.closing.signal]);
     const unguard = guard(stream, signal);
@@ -350,11 +372,11 @@ export class RpcNode {
     const reader = new FrameReader(stream);
     let violation: NeuroShardError | undefined;
     const ctx: CallContext = { peer, limited: info.limited, signal };
-    const readRequest = async (first: boolean): Promise<unknown> => {
+    const readRequest = async (required: boolean, ms: number): Promise<unknown> => {
       try {
-        const frame = await this.timedNext(reader, stream, method.maxRequestBytes, method.timeoutMs, `${method.name} request`);
+        const frame = await this.timedNext(reader, stream, method.maxRequestBytes, ms, `${method.name} request`);
         if (frame === undefined) {
-          if (first) throw new RpcViolationError('RPC_TRUNCATED', `${method.name}: stream closed without a request`);
+          if (required) throw new RpcViolationError('RPC_TRUNCATED', `${method.name}: stream closed without a request`);
           return undefined;
         }
         if (frame.kind !== FRAME_MESSAGE) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: a client may only send MESSAGE frames`);
@@ -371,9 +393,18 @@ export class RpcNode {
         throw e;
       }
     };
+    let slot = false;
     try {
+      // Slots are taken only once a request has arrived: a silent or slow stream holds none (attack 9).
+      // The first request must arrive within the (short) request read deadline (a bidi call may send none).
+      const firstReq = await readRequest(method.kind !== 'bidi', requestReadMs(method));
+      if (!this.takeSlot(method, peer)) {
+        await this.replyError(stream, new RpcBusyError(method.name), method.kind === 'bidi');
+        return;
+      }
+      slot = true;
       if (method.kind === 'unary') {
-        const req = await readRequest(true);
+        const req = firstReq;
         const t = timer(method.timeoutMs, `${method.name} handler`, signal);
         let res: unknown;
         try {
@@ -392,16 +423,17 @@ export class RpcNode {
       } else {
         let source: AsyncIterable<unknown>;
         if (method.kind === 'server-stream') {
-          const req = await readRequest(true);
-          source = handler(req, ctx) as AsyncIterable<unknown>;
+          source = handler(firstReq, ctx) as AsyncIterable<unknown>;
         } else {
           const requests = async function* (): AsyncGenerator<unknown> {
-            for (let i = 0; ; i++) {
+            if (firstReq === undefined) return;
+            yield firstReq;
+            for (let i = 1; ; i++) {
               if (i >= (method.maxFrames ?? Infinity)) {
                 violation = new RpcViolationError('RPC_PROTOCOL', `${method.name}: more than ${method.maxFrames} requests`);
                 throw violation;
               }
-              const r = await readRequest(false);
+              const r = await readRequest(false, method.timeoutMs);
               if (r === undefined) return;
               yield r;
             }
@@ -435,7 +467,7 @@ export class RpcNode {
     } finally {
       unguard();
       ac.abort();
-      this.inflight.set(method.name, (this.inflight.get(method.name) ?? 1) - 1);
+      if (slot) this.releaseSlot(method, peer);
     }
   }
 
