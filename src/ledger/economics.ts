@@ -57,8 +57,12 @@ export const UNSTAKE_COOLDOWN_MS = 7 * DAY_MS;
 export const MAX_UNBONDING_ENTRIES = 16;
 
 // ---- slashing ----
-/** A proven offence burns up to 10 NEURO (stake first, then cooling-down stake, then balance)… */
-export const SLASH_AMOUNT = 10n * NEURO;
+/**
+ * A proven offence takes up to 1,000 NEURO (stake first, then cooling-down stake, then balance): ten times the most
+ * one proof can earn (MAX_REWARD_PER_PROOF), so an offence never pays for itself (issue 11 item 13: at 10 NEURO a
+ * slash was smaller than one proof's reward)…
+ */
+export const SLASH_AMOUNT = 1000n * NEURO;
 /** … of which 50 % (floor) goes to the reporter. */
 export const SLASH_REPORTER_BPS = 5_000n;
 

@@ -210,12 +210,12 @@ describe('ledger rules: transfers', () => {
       assert.deepEqual(two.l.eventStatus(y.id), { status: 'void', reason: 'EQUIVOCATION' });
       assert.equal(two.l.stateHash(), one.l.stateHash());
 
-      // Anyone holding both signed events can have the sender slashed: 10 NEURO, half to the reporter.
+      // Anyone holding both signed events can have the sender slashed: up to 1,000 NEURO (all A has), half to the reporter.
       const slash = buildSlashEquivocation(R, env(1, t + 10), x.bytes, y.bytes);
       ok(one.l.ingest(slash.bytes));
-      assert.equal(one.l.account(acct(A)).balance, n('27'));
-      assert.equal(one.l.account(acct(R)).balance, n('5'));
-      assert.equal(one.l.status().burned, n('8')); // the applied transfer's 3 NEURO fee + half the slash
+      assert.equal(one.l.account(acct(A)).balance, 0n);
+      assert.equal(one.l.account(acct(R)).balance, n('18.5'));
+      assert.equal(one.l.status().burned, n('21.5')); // the applied transfer's 3 NEURO fee + half the slash
       const again = one.l.ingest(buildSlashEquivocation(C, env(1, t + 11), y.bytes, x.bytes).bytes);
       assert.deepEqual([again.status, again.reason], ['rejected', 'ALREADY_SLASHED']);
     } finally {
@@ -257,18 +257,18 @@ describe('ledger rules: staking and slashing', () => {
   it('slashes stake first, then cooling-down stake, then balance', () => {
     const { l, done } = bigLedger();
     try {
-      let t = fund(l, A, 1);
+      let t = fund(l, A, 11);
       ok(l.ingest(buildStake(A, env(1, t), n('4'), 1).bytes));
       t += DAY_MS;
-      ok(l.ingest(buildUnstake(A, env(1, t), n('1')).bytes)); // locked 3, cooling 1, balance 96
+      ok(l.ingest(buildUnstake(A, env(1, t), n('1')).bytes)); // locked 3, cooling 1, balance 1,096
       const x = buildTransfer(A, env(9, t + 1), acct(B), n('1'));
       const y = buildTransfer(A, env(9, t + 2), acct(C), n('1'));
       l.ingestMany([x.bytes, y.bytes]);
       ok(l.ingest(buildSlashEquivocation(R, env(1, t + 3), x.bytes, y.bytes).bytes));
       const v = l.account(acct(A));
-      // x (first) applied: 96 - 1.05; then the slash takes 3 + 1 + 6
-      assert.deepEqual([v.locked, v.staked, v.balance], [0n, 0n, n('88.95')]);
-      assert.equal(l.account(acct(R)).balance, n('5'));
+      // x (first) applied: 1,096 - 1.05; then the slash (1,000) takes 3 + 1 + 996
+      assert.deepEqual([v.locked, v.staked, v.balance], [0n, 0n, n('98.95')]);
+      assert.equal(l.account(acct(R)).balance, n('500'));
       assert.equal(l.status().staked, 0n);
     } finally {
       done();
