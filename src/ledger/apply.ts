@@ -19,8 +19,11 @@ import {
   MAX_UNBONDING_ENTRIES,
   SLASH_AMOUNT,
   UNSTAKE_COOLDOWN_MS,
+  addServed,
   completionCost,
+  completionFee,
   marketPriceStep,
+  servedDemand,
   proofReward,
   requestEscrow,
   roleMultiplier,
@@ -28,11 +31,11 @@ import {
   splitCompletion,
   stakeMultiplier,
 } from './economics.js';
-import { EventKind, ZERO_ACCOUNT, type LedgerEvent, type ProofBody } from './events.js';
+import { EventKind, type LedgerEvent, type ProofBody } from './events.js';
+import { accountIdFromPublicKey } from '../identity/index.js';
 import type { ReasonCode } from './reasons.js';
 import type { Account, LedgerState, Totals } from './state.js';
 import { evidenceKey } from './verify.js';
-import { bytesEqual } from '../util/bytes.js';
 
 export type EventStatus = 'applied' | 'rejected' | 'void';
 
@@ -173,48 +176,118 @@ export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): A
     }
 
     case EventKind.MarketRequest: {
-      const m = s.market() ?? { price: MARKET_BASE_PRICE, updatedAt: 0 };
-      let supply = 0n;
-      for (const c of s.capacities()) if (c.lastSeen + CAPACITY_TTL_MS >= ts) supply += c.tokensPerSec;
-      const price = marketPriceStep(m.price, s.pendingDemand(), supply);
+      const m = s.market();
+      const price = marketPriceStep(m?.price ?? MARKET_BASE_PRICE, servedDemand(m, ts), supplyAt(s, ts));
       if (price > b.maxPricePerMillion) return reject(s, 'PRICE_ABOVE_MAX');
       const escrow = requestEscrow(b.maxPricePerMillion, b.maxTokens);
       if (a.balance < escrow) return reject(s, 'INSUFFICIENT_BALANCE');
-      s.setMarket({ price, updatedAt: ts });
+      s.setMarket({ ...(m ?? { win: 0, served: 0n, prevServed: 0n }), price, updatedAt: ts });
       s.setAccount(me, { ...a, balance: a.balance - escrow });
       s.setRequest(hex(e.id), { requester: me, escrow, price, maxTokens: b.maxTokens, expiresAt: b.expiresAtMs, claimer: null });
       bump(s, (t) => ({ escrowed: t.escrowed + escrow }));
       return ok(s, escrow);
     }
 
-    case EventKind.MarketClaim: {
-      const rid = hex(b.requestId);
-      const r = s.request(rid);
-      if (r === undefined) return reject(s, 'REQUEST_NOT_PENDING');
-      if (r.claimer !== null) return reject(s, 'ALREADY_CLAIMED');
-      if (r.requester === me) return reject(s, 'SELF_CLAIM');
-      s.setRequest(rid, { ...r, claimer: me });
-      return ok(s);
-    }
+    case EventKind.MarketClaim:
+      return reject(s, 'CLAIM_RETIRED'); // dropped by verify.ts before it gets here
 
     case EventKind.MarketComplete: {
       const rid = hex(b.requestId);
       const r = s.request(rid);
       if (r === undefined) return reject(s, 'REQUEST_NOT_PENDING');
-      if (r.claimer !== me) return reject(s, 'NOT_CLAIMER');
+      if (hex(accountIdFromPublicKey(b.requesterKey)) !== r.requester) return reject(s, 'NOT_REQUESTER');
       if (b.tokensUsed > r.maxTokens) return reject(s, 'TOKENS_ABOVE_MAX');
       const cost = completionCost(r.price, b.tokensUsed); // <= escrow: price <= max price, tokens <= max tokens
-      const hasValidator = !bytesEqual(b.validator, ZERO_ACCOUNT);
-      const split = splitCompletion(cost, b.workers.length, hasValidator);
+      const fee = completionFee(cost);
+      const n = b.hops.length;
+      const hasValidator = n >= 2;
+      const workers = b.hops.slice(1, hasValidator ? n - 1 : 1);
+      const split = splitCompletion(cost - fee, workers.length, hasValidator);
       s.deleteRequest(rid);
       credit(s, r.requester, r.escrow - cost);
       credit(s, me, split.driver);
-      if (hasValidator) credit(s, hex(b.validator), split.validator);
-      for (const w of b.workers) credit(s, hex(w), split.perWorker);
-      bump(s, (t) => ({ escrowed: t.escrowed - r.escrow }));
+      if (hasValidator) credit(s, hex(accountIdFromPublicKey(b.hops[n - 1]!.key)), split.validator);
+      for (const w of workers) credit(s, hex(accountIdFromPublicKey(w.key)), split.perWorker);
+      const m = s.market();
+      s.setMarket({ price: m?.price ?? MARKET_BASE_PRICE, updatedAt: m?.updatedAt ?? 0, ...addServed(m, ts, BigInt(b.tokensUsed)) });
+      bump(s, (t) => ({ escrowed: t.escrowed - r.escrow, burned: t.burned + fee }));
       return ok(s, cost);
     }
   }
+}
+
+/** Σ advertised tokens/s of the nodes whose last proof is at most CAPACITY_TTL_MS before `ts`. */
+function supplyAt(s: LedgerState, ts: number): bigint {
+  let supply = 0n;
+  for (const c of s.capacities()) if (c.lastSeen + CAPACITY_TTL_MS >= ts) supply += c.tokensPerSec;
+  return supply;
+}
+
+/**
+ * The reason the state rules would reject `e` at the current end of the state, read-only, or null when they would
+ * not (or cannot tell cheaply). Issue 11 attack 5: an event from the network that its state rules reject is not
+ * stored or relayed (ledger.ts), so a key with nothing cannot make every node keep its spam forever. It mirrors
+ * applyEvent's checks in order, including what the time-driven settlements (matured unbonding, expired requests)
+ * would change first; a null it returns where applyEvent rejects only means the event is stored rejected.
+ * Equivocation (void) is not a rejection: a void event is evidence, and is kept.
+ */
+export function precheckEvent(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyContext, 'modelLayers'>): ReasonCode | null {
+  const ts = e.timestampMs;
+  // A request expiring before ts refunds its requester (and unpends it) first: rare, so just admit then.
+  const nx = s.nextExpiry();
+  if (nx !== undefined && nx < ts) return null;
+  const a = settledView(s.account(hex(e.account)), ts);
+  const b = e.body;
+  switch (b.kind) {
+    case EventKind.Proof:
+      return a.lastEpoch >= b.epoch ? 'RATE_LIMIT_WINDOW' : null;
+    case EventKind.Transfer:
+      return a.balance < b.amount + b.fee ? 'INSUFFICIENT_BALANCE' : null;
+    case EventKind.Stake:
+      return a.balance < b.amount ? 'INSUFFICIENT_BALANCE' : null;
+    case EventKind.Unstake:
+      if (ts < a.unlocksAt) return 'STAKE_LOCKED';
+      if (a.staked < b.amount) return 'INSUFFICIENT_STAKE';
+      return a.unbonding.length >= MAX_UNBONDING_ENTRIES ? 'UNBONDING_FULL' : null;
+    case EventKind.Slash: {
+      const { offender, key } = evidenceKey(e);
+      if (s.slashed(hex(key))) return 'ALREADY_SLASHED';
+      const o = settledView(s.account(hex(offender)), ts);
+      let cooling = 0n;
+      for (const u of o.unbonding) cooling += u.amount;
+      return o.staked + cooling + o.balance === 0n ? 'NOTHING_TO_SLASH' : null;
+    }
+    case EventKind.MarketRequest: {
+      const m = s.market();
+      const price = marketPriceStep(m?.price ?? MARKET_BASE_PRICE, servedDemand(m, ts), supplyAt(s, ts));
+      if (price > b.maxPricePerMillion) return 'PRICE_ABOVE_MAX';
+      return a.balance < requestEscrow(b.maxPricePerMillion, b.maxTokens) ? 'INSUFFICIENT_BALANCE' : null;
+    }
+    case EventKind.MarketClaim:
+      return 'CLAIM_RETIRED';
+    case EventKind.MarketComplete: {
+      const r = s.request(hex(b.requestId));
+      if (r === undefined) return 'REQUEST_NOT_PENDING';
+      if (hex(accountIdFromPublicKey(b.requesterKey)) !== r.requester) return 'NOT_REQUESTER';
+      return b.tokensUsed > r.maxTokens ? 'TOKENS_ABOVE_MAX' : null;
+    }
+  }
+  void ctx;
+  return null;
+}
+
+/** An account as settleUnbonding would leave it at `ts`, without writing. */
+function settledView(a: Account, ts: number): Account {
+  if (a.unbonding.length === 0 || a.unbonding[0]!.releaseAt > ts) return a;
+  let released = 0n;
+  const rest = a.unbonding.filter((u) => {
+    if (u.releaseAt <= ts) {
+      released += u.amount;
+      return false;
+    }
+    return true;
+  });
+  return { ...a, balance: a.balance + released, unbonding: rest };
 }
 
 function applyProof(s: LedgerState, e: LedgerEvent<ProofBody>, me: string, a: Account, ctx: ApplyContext): ApplyResult {

@@ -12,6 +12,7 @@ import { buildProof, buildTransfer } from './build.js';
 import { decodeEvent } from './events.js';
 import { localHolderRecordVerifier, signEmbeddedHolderRecord, type EmbeddedHolderRecord } from './holder.js';
 import { Ledger } from './ledger.js';
+import { EMPTY_ACCOUNT, LedgerState } from './state.js';
 import { clearHolderRecordVerdicts, verifyEvent } from './verify.js';
 
 const NET = 'bench-net';
@@ -91,7 +92,7 @@ export function benchProofVerify(durationMs = 1500, proofsPerRecord = 3): number
  * insert, state transition and commit, one transaction per event (WAL, synchronous=NORMAL), on transfers between
  * 32 funded accounts.
  */
-export function benchLedgerApply(events = 3000): number {
+export function benchLedgerApply(events = 3000, batch = 1): number {
   const dir = mkdtempSync(join(tmpdir(), 'neuroshard-bench-ledger-'));
   try {
     const ledger = new Ledger({ path: join(dir, 'ledger.db'), networkId: NET, modelLayers: LAYERS });
@@ -108,9 +109,8 @@ export function benchLedgerApply(events = 3000): number {
       txs.push(buildTransfer(from, { networkId: NET, nonce: BigInt(i), timestampMs: T0 + 600_000 + i }, accountIdFromPublicKey(to.publicKey), NEURO / 1_000_000n).bytes);
     }
     const start = performance.now();
-    for (const t of txs) {
-      const r = ledger.ingest(t);
-      if (r.status === 'dropped') throw new Error(`bench transfer dropped: ${r.reason}`);
+    for (let i = 0; i < txs.length; i += batch) {
+      for (const r of ledger.ingestMany(txs.slice(i, i + batch))) if (r.status === 'dropped') throw new Error(`bench transfer dropped: ${r.reason}`);
     }
     const ms = performance.now() - start;
     ledger.close();
@@ -121,19 +121,43 @@ export function benchLedgerApply(events = 3000): number {
 }
 
 /**
+ * The state hash at `rows` account rows (issue 11 §4 state_hash_ms): milliseconds to change one row and read the
+ * hash, averaged over 1,000 changes (the LtHash is incremental, so this does not grow with the rows). Building the
+ * state is not timed.
+ */
+export function benchStateHash(rows = 1_000_000): number {
+  const s = new LedgerState();
+  for (let i = 0; i < rows; i++) s.setAccount(i.toString(16).padStart(40, '0'), { ...EMPTY_ACCOUNT, balance: BigInt(i + 1) });
+  s.hash();
+  const n = 1000;
+  const start = performance.now();
+  for (let i = 0; i < n; i++) {
+    const id = ((i * 7919) % rows).toString(16).padStart(40, '0');
+    s.setAccount(id, { ...s.account(id), balance: s.account(id).balance + 1n });
+    s.hash();
+  }
+  return (performance.now() - start) / n;
+}
+
+/**
  * The `npm run bench` section (scripts/bench.mjs discovers `benchSections` in any compiled `src/<area>/bench.js`).
  * Structural, since ledger/ may not import the bench types of compute/.
  */
 export const benchSections = [
   {
     name: 'ledger',
-    keys: ['proof_verify_per_s', 'ledger_events_per_s'],
+    keys: ['proof_verify_per_s', 'ledger_events_per_s', 'ledger_events_per_s_single', 'state_hash_ms'],
     run({ quick, log }: { quick: boolean; log: (s: string) => void }): Promise<Record<string, number>> {
       const verify = Math.round(benchProofVerify(quick ? 200 : 2000));
       log(`proof verifications: ${verify}/s on one core (3 consecutive proofs per embedded HolderRecord)`);
-      const apply = Math.round(benchLedgerApply(quick ? 300 : 3000));
-      log(`ledger events applied: ${apply}/s on one core (one SQLite transaction per event, WAL)`);
-      return Promise.resolve({ proof_verify_per_s: verify, ledger_events_per_s: apply });
+      const single = Math.round(benchLedgerApply(quick ? 300 : 3000));
+      log(`ledger events applied: ${single}/s on one core (one SQLite transaction per event, WAL)`);
+      const batched = Math.round(benchLedgerApply(quick ? 1000 : 10_000, 256));
+      log(`ledger events applied: ${batched}/s on one core (batches of 256 per transaction, as sync pages)`);
+      const rows = quick ? 100_000 : 1_000_000;
+      const hashMs = benchStateHash(rows);
+      log(`state hash after one row change at ${rows} rows: ${hashMs.toFixed(3)} ms (incremental LtHash)`);
+      return Promise.resolve({ proof_verify_per_s: verify, ledger_events_per_s: batched, ledger_events_per_s_single: single, state_hash_ms: Math.round(hashMs * 1000) / 1000 });
     },
   },
 ];

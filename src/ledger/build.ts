@@ -2,14 +2,19 @@
  * Builders of signed events, for the node (proofs every window), the wallet CLI (transfers, stakes) and tests.
  * They fill derived fields (the transfer fee, the proof epoch) so a caller cannot get them wrong.
  */
-import type { NodeKey } from '../identity/index.js';
+import { signDomain, type NodeKey } from '../identity/index.js';
+import { createHash } from 'node:crypto';
 import { PROOF_WINDOW_MS, transferFee } from './economics.js';
 import {
   EventKind,
   EvidenceType,
+  HOP_COMMITMENT_DOMAIN,
+  hopCommitmentPayload,
+  RECEIPT_DOMAIN,
+  receiptPayload,
   signEvent,
   ZERO32,
-  ZERO_ACCOUNT,
+  type HopCommitment,
   type LedgerEvent,
   type MarketClaimBody,
   type MarketCompleteBody,
@@ -97,13 +102,34 @@ export function buildMarketClaim(key: NodeKey, env: Envelope, requestId: Uint8Ar
   return signEvent(key, { ...env, body: { kind: EventKind.MarketClaim, requestId } });
 }
 
-export function buildMarketComplete(
-  key: NodeKey,
+/** Hop `index` of `count` signs its commitment for a request (node side: the hop server, at the session's end). */
+export function signHopCommitment(key: NodeKey, networkId: string, requestId: Uint8Array, index: number, count: number, inCommit: Uint8Array, outCommit: Uint8Array): HopCommitment {
+  const signature = signDomain(key, HOP_COMMITMENT_DOMAIN, hopCommitmentPayload(networkId, requestId, index, count, inCommit, outCommit));
+  return { key: key.publicKey, inCommit, outCommit, signature };
+}
+
+/** The requester signs its receipt: the tokens it received, the output commitment, and the route that served it. */
+export function signReceipt(requester: NodeKey, networkId: string, requestId: Uint8Array, tokensUsed: number, outputCommitment: Uint8Array, hops: readonly HopCommitment[]): Uint8Array {
+  return signDomain(requester, RECEIPT_DOMAIN, receiptPayload(networkId, requestId, tokensUsed, outputCommitment, hops));
+}
+
+/** The driver's completion, from the hops' signed commitments and the requester's receipt signature. */
+export function buildMarketComplete(driver: NodeKey, env: Envelope, c: Omit<MarketCompleteBody, 'kind'>): LedgerEvent<MarketCompleteBody> {
+  return signEvent(driver, { ...env, body: { kind: EventKind.MarketComplete, ...c } });
+}
+
+/**
+ * Everything of a served request in one place (tests, tools): `hops[0]` is the driver and signs the event; each hop
+ * signs a commitment chained from `commits` (hops.length + 1 hashes: the driver's input, then each hop's output;
+ * default: distinct hashes derived from the request id), and the requester signs the receipt.
+ */
+export function buildServedCompletion(
   env: Envelope,
-  c: { requestId: Uint8Array; tokensUsed: number; validator?: Uint8Array; workers?: Uint8Array[] },
+  c: { requestId: Uint8Array; tokensUsed: number; requester: NodeKey; hops: NodeKey[]; commits?: Uint8Array[] },
 ): LedgerEvent<MarketCompleteBody> {
-  return signEvent(key, {
-    ...env,
-    body: { kind: EventKind.MarketComplete, requestId: c.requestId, tokensUsed: c.tokensUsed, validator: c.validator ?? ZERO_ACCOUNT, workers: c.workers ?? [] },
-  });
+  const commits = c.commits ?? Array.from({ length: c.hops.length + 1 }, (_, i) => new Uint8Array(createHash('sha256').update(c.requestId).update(new Uint8Array([i])).digest()));
+  const hops = c.hops.map((k, i) => signHopCommitment(k, env.networkId, c.requestId, i, c.hops.length, commits[i]!, commits[i + 1]!));
+  const out = commits[c.hops.length]!;
+  const receiptSignature = signReceipt(c.requester, env.networkId, c.requestId, c.tokensUsed, out, hops);
+  return buildMarketComplete(c.hops[0]!, env, { requestId: c.requestId, tokensUsed: c.tokensUsed, outputCommitment: out, hops, requesterKey: c.requester.publicKey, receiptSignature });
 }

@@ -57,8 +57,12 @@ export const UNSTAKE_COOLDOWN_MS = 7 * DAY_MS;
 export const MAX_UNBONDING_ENTRIES = 16;
 
 // ---- slashing ----
-/** A proven offence burns up to 10 NEURO (stake first, then cooling-down stake, then balance)… */
-export const SLASH_AMOUNT = 10n * NEURO;
+/**
+ * A proven offence takes up to 1,000 NEURO (stake first, then cooling-down stake, then balance): ten times the most
+ * one proof can earn (MAX_REWARD_PER_PROOF), so an offence never pays for itself (issue 11 item 13: at 10 NEURO a
+ * slash was smaller than one proof's reward)…
+ */
+export const SLASH_AMOUNT = 1000n * NEURO;
 /** … of which 50 % (floor) goes to the reporter. */
 export const SLASH_REPORTER_BPS = 5_000n;
 
@@ -82,6 +86,11 @@ export const MAX_MARKET_WORKERS = 16;
 export const MARKET_VALIDATOR_BPS = 2_000n;
 export const MARKET_WORKERS_BPS = 6_000n;
 export const TOKENS_PER_PRICE_UNIT = 1_000_000n;
+/**
+ * 5 % of a completion's cost (rounded up) is burned before the split (issue 11 attack 7): a requester paying its own
+ * hops to push the price up loses 5 % of the volume it fakes.
+ */
+export const MARKET_FEE_BPS = 500n;
 
 // ---- formulas ----
 
@@ -171,6 +180,28 @@ export function requestEscrow(maxPricePerMillion: bigint, maxTokens: number): bi
 /** Cost of a completion: ceil(lockedPrice · tokensUsed / 1e6). */
 export function completionCost(pricePerMillion: bigint, tokensUsed: number): bigint {
   return mulDivCeil(pricePerMillion, BigInt(tokensUsed), TOKENS_PER_PRICE_UNIT);
+}
+
+/** The burned part of a completion's cost: ceil(5 %). */
+export function completionFee(cost: bigint): bigint {
+  return mulDivCeil(cost, MARKET_FEE_BPS, BPS);
+}
+
+/** Tokens served in the window of `ts` and the one before it (the market's demand), from the market row. */
+export function servedDemand(m: { win: number; served: bigint; prevServed: bigint } | undefined, ts: number): bigint {
+  if (m === undefined) return 0n;
+  const w = Math.floor(ts / PROOF_WINDOW_MS);
+  if (w === m.win) return m.served + m.prevServed;
+  if (w === m.win + 1) return m.served;
+  return 0n;
+}
+
+/** The market row's served counters after `tokens` more are served at `ts`. */
+export function addServed(m: { win: number; served: bigint; prevServed: bigint } | undefined, ts: number, tokens: bigint): { win: number; served: bigint; prevServed: bigint } {
+  const w = Math.floor(ts / PROOF_WINDOW_MS);
+  if (m === undefined || w > m.win + 1) return { win: w, served: tokens, prevServed: 0n };
+  if (w === m.win + 1) return { win: w, served: tokens, prevServed: m.served };
+  return { win: m.win, served: m.served + tokens, prevServed: m.prevServed }; // same window (never earlier: event time is ordered)
 }
 
 /** Splits a completion's cost: { validator, perWorker, driver } with driver = cost − the others (gets the dust). */

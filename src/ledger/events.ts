@@ -124,14 +124,59 @@ export interface MarketClaimBody {
   requestId: Uint8Array;
 }
 
+/**
+ * One hop's signed commitment to what it computed for a request (issue 11 §2): `inCommit` commits to the
+ * activations it received (the driver: to the token ids), `outCommit` to those it produced (commitment.ts); hop
+ * k's outCommit must equal hop k+1's inCommit, and the last hop's outCommit the receipt's output commitment.
+ * Signed by the hop's key under HOP_COMMITMENT_DOMAIN over hopCommitmentPayload().
+ */
+export interface HopCommitment {
+  /** The hop's compressed secp256k1 public key (33 bytes). */
+  key: Uint8Array;
+  inCommit: Uint8Array;
+  outCommit: Uint8Array;
+  signature: Uint8Array;
+}
+
+/**
+ * A market completion: pays the hops of a served request from its escrow, on the requester's signed receipt. The
+ * driver (hops[0]) submits it; the last hop (when there are two or more) is the validator (LM head), the ones in
+ * between are workers. Nothing in it is the driver's word alone: tokensUsed and the output commitment are signed
+ * by the requester, each hop's share by that hop.
+ */
 export interface MarketCompleteBody {
   kind: EventKind.MarketComplete;
   requestId: Uint8Array;
+  /** Tokens the requester acknowledges (receipt). */
   tokensUsed: number;
-  /** Account of the LM-head hop; all-zero when the driver validated itself. */
-  validator: Uint8Array;
-  /** Accounts of the middle hops. */
-  workers: Uint8Array[];
+  /** Commitment to the final output (receipt; equals the last hop's outCommit). */
+  outputCommitment: Uint8Array;
+  /** 1..MAX_MARKET_WORKERS + 2 hops in route order. */
+  hops: HopCommitment[];
+  /** The requester's compressed public key: its account must be the request's signer. */
+  requesterKey: Uint8Array;
+  /** The requester's signature over receiptPayload() under RECEIPT_DOMAIN. */
+  receiptSignature: Uint8Array;
+}
+
+export const HOP_COMMITMENT_DOMAIN = 'neuroshard/hop-commitment/v1';
+export const RECEIPT_DOMAIN = 'neuroshard/market-receipt/v1';
+/** A route has at most this many hops (driver + 16 workers + validator). */
+export const MAX_HOPS = 18;
+
+/** What hop `index` of `count` signs: u8 1 ‖ str networkId ‖ requestId ‖ u8 index ‖ u8 count ‖ inCommit ‖ outCommit. */
+export function hopCommitmentPayload(networkId: string, requestId: Uint8Array, index: number, count: number, inCommit: Uint8Array, outCommit: Uint8Array): Uint8Array {
+  return new Writer().u8(1).str(networkId, MAX_NETWORK_ID).fixed(requestId, HASH_BYTES).u8(index).u8(count).fixed(inCommit, HASH_BYTES).fixed(outCommit, HASH_BYTES).finish();
+}
+
+/**
+ * What the requester signs: u8 1 ‖ str networkId ‖ requestId ‖ u32 tokensUsed ‖ outputCommitment ‖ u8 count ‖
+ * (hop key ‖ inCommit ‖ outCommit) per hop. The receipt names the route, so a payee cannot be swapped.
+ */
+export function receiptPayload(networkId: string, requestId: Uint8Array, tokensUsed: number, outputCommitment: Uint8Array, hops: readonly Pick<HopCommitment, 'key' | 'inCommit' | 'outCommit'>[]): Uint8Array {
+  const w = new Writer().u8(1).str(networkId, MAX_NETWORK_ID).fixed(requestId, HASH_BYTES).u32(tokensUsed).fixed(outputCommitment, HASH_BYTES).u8(hops.length);
+  for (const h of hops) w.fixed(h.key, 33).fixed(h.inCommit, HASH_BYTES).fixed(h.outCommit, HASH_BYTES);
+  return w.finish();
 }
 
 export type EventBody = ProofBody | TransferBody | StakeBody | UnstakeBody | SlashBody | MarketRequestBody | MarketClaimBody | MarketCompleteBody;
@@ -191,8 +236,9 @@ function writeBody(w: Writer, b: EventBody): void {
       w.fixed(b.requestId, HASH_BYTES);
       return;
     case EventKind.MarketComplete:
-      w.fixed(b.requestId, HASH_BYTES).u32(b.tokensUsed).fixed(b.validator, ACCOUNT_BYTES).u8(b.workers.length);
-      for (const a of b.workers) w.fixed(a, ACCOUNT_BYTES);
+      w.fixed(b.requestId, HASH_BYTES).u32(b.tokensUsed).fixed(b.outputCommitment, HASH_BYTES).u8(b.hops.length);
+      for (const h of b.hops) w.fixed(h.key, 33).fixed(h.inCommit, HASH_BYTES).fixed(h.outCommit, HASH_BYTES).fixed(h.signature, SIGNATURE_LENGTH);
+      w.fixed(b.requesterKey, 33).fixed(b.receiptSignature, SIGNATURE_LENGTH);
       return;
   }
 }
@@ -259,12 +305,12 @@ function readBody(r: Reader, kind: number): EventBody {
     case EventKind.MarketComplete: {
       const requestId = r.fixed(HASH_BYTES);
       const tokensUsed = r.u32();
-      const validator = r.fixed(ACCOUNT_BYTES);
+      const outputCommitment = r.fixed(HASH_BYTES);
       const n = r.u8();
-      if (n > 16) throw new DecodeError('more than 16 workers');
-      const workers: Uint8Array[] = [];
-      for (let i = 0; i < n; i++) workers.push(r.fixed(ACCOUNT_BYTES));
-      return { kind, requestId, tokensUsed, validator, workers };
+      if (n < 1 || n > MAX_HOPS) throw new DecodeError(`hop count ${n} outside 1..${MAX_HOPS}`);
+      const hops: HopCommitment[] = [];
+      for (let i = 0; i < n; i++) hops.push({ key: r.fixed(33), inCommit: r.fixed(HASH_BYTES), outCommit: r.fixed(HASH_BYTES), signature: r.fixed(SIGNATURE_LENGTH) });
+      return { kind, requestId, tokensUsed, outputCommitment, hops, requesterKey: r.fixed(33), receiptSignature: r.fixed(SIGNATURE_LENGTH) };
     }
     default:
       throw new DecodeError(`unknown event kind ${kind}`);
@@ -378,7 +424,7 @@ export function describeEvent(e: LedgerEvent): Record<string, unknown> {
       Object.assign(o, { requestId: toHex(b.requestId) });
       break;
     case EventKind.MarketComplete:
-      Object.assign(o, { requestId: toHex(b.requestId), tokensUsed: b.tokensUsed, workers: b.workers.length });
+      Object.assign(o, { requestId: toHex(b.requestId), tokensUsed: b.tokensUsed, hops: b.hops.length });
       break;
   }
   return o;

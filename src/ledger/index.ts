@@ -19,7 +19,13 @@ export {
   orderKey,
   replayKey,
   signEvent,
+  HOP_COMMITMENT_DOMAIN,
+  MAX_HOPS,
+  RECEIPT_DOMAIN,
+  hopCommitmentPayload,
+  receiptPayload,
   type EventBody,
+  type HopCommitment,
   type LedgerEvent,
   type MarketClaimBody,
   type MarketCompleteBody,
@@ -38,7 +44,8 @@ export { Ledger, MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS, ledgerPath, type AccountView
 export { LedgerService, startNodeLedger, type LedgerServiceEvents, type LedgerServiceOptions, type NodeLedgerOptions } from './service.js';
 export { MemoryLedgerHub, MemoryLedgerNetwork } from './memory-network.js';
 export { OUTBOX_DIR, listOutbox, outboxMaxNonce, outboxPath, readOutcome, withOutboxLock, writeOutbox, type OutboxOutcome } from './outbox.js';
-export { FRAUD_REASONS, REASONS, type ReasonCode } from './reasons.js';
+export { FRAUD_REASONS, REASONS, STATE_REASONS, type ReasonCode } from './reasons.js';
+export { ACTIVATION_DOMAIN, COMMIT_TOP_K, extendCommitment, extendTokenCommitment, initialCommitment } from './commitment.js';
 export { verifyEvent, verifyEventBytes, type Verdict, type VerifyConfig } from './verify.js';
 export { benchLedgerApply, benchProofVerify } from './bench.js';
 export { LEDGER_DB_FILE, SCHEMA_VERSION } from './store.js';

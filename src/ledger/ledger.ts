@@ -18,12 +18,12 @@
  */
 import type Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { addressFromAccountId } from '../identity/index.js';
+import { accountIdFromPublicKey, addressFromAccountId } from '../identity/index.js';
 import { fromHex, toHex } from '../util/bytes.js';
 import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { admissionVerdict, DEFAULT_SYNC_HORIZON_MS, markWatched, parseWatched, type Ingress, type WatchInterval } from './admission.js';
-import { applyEvent, type ApplyContext, type ApplyResult, type EventStatus } from './apply.js';
+import { applyEvent, precheckEvent, type ApplyContext, type ApplyResult, type EventStatus } from './apply.js';
 import { DecodeError } from './codec.js';
 import { MARKET_BASE_PRICE } from './economics.js';
 import { formatAmount } from './amount.js';
@@ -156,6 +156,8 @@ interface Row {
   bytes: Uint8Array;
   status: number;
   reason: string | null;
+  /** 1: arrived from the network (events.net); judged at its place, removed instead of stored when rejected. */
+  net?: number;
 }
 
 export class Ledger {
@@ -218,14 +220,18 @@ export class Ledger {
     return {
       byId: db.prepare('SELECT id, ord, bytes, status, reason FROM events WHERE id = ?'),
       hasEarlier: db.prepare('SELECT 1 FROM events WHERE rkey = ? AND ord < ? LIMIT 1'),
-      after: db.prepare('SELECT id, ord, bytes, status, reason FROM events WHERE ord > ? ORDER BY ord LIMIT ?'),
+      after: db.prepare('SELECT id, ord, bytes, status, reason, net FROM events WHERE ord > ? ORDER BY ord LIMIT ?'),
+      /** What sync serves: events with a verdict other than rejected (issue 11 attack 5: no spam is passed on). */
+      serveAfter: db.prepare('SELECT bytes FROM events WHERE ord > ? AND status IN (1, 3) ORDER BY ord LIMIT ?'),
       maxNonce: db.prepare('SELECT max(rkey) AS rkey FROM events WHERE rkey >= ? AND rkey <= ?'),
       history: db.prepare(
         'SELECT e.bytes AS bytes, e.status AS status, e.reason AS reason, e.amount AS amount FROM event_accounts a JOIN events e ON e.id = a.id WHERE a.account = ? ORDER BY a.ord DESC LIMIT ?',
       ),
       stateRows: db.prepare('SELECT k, v FROM state'),
       meta: db.prepare('SELECT v FROM meta WHERE k = ?'),
-      insert: w(() => db.prepare('INSERT INTO events (id, ord, rkey, kind, ts, bytes, status, reason, amount) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, NULL)')),
+      insert: w(() => db.prepare('INSERT INTO events (id, ord, rkey, kind, ts, bytes, status, reason, amount, net) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?)')),
+      remove: w(() => db.prepare('DELETE FROM events WHERE id = ?')),
+      removeAccounts: w(() => db.prepare('DELETE FROM event_accounts WHERE ord = ?')),
       insertAccount: w(() => db.prepare('INSERT OR IGNORE INTO event_accounts (account, ord, id) VALUES (?, ?, ?)')),
       verdict: w(() => db.prepare('UPDATE events SET status = ?, reason = ?, amount = ? WHERE id = ?')),
       upsertState: w(() => db.prepare('INSERT INTO state (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v')),
@@ -348,11 +354,16 @@ export class Ledger {
       freshIdx.set(id, [i]);
     }
     if (fresh.length > 0) {
-      const verdicts = this.storeAndApply(fresh, opts.deferReplay === true);
+      const verdicts = this.storeAndApply(fresh, opts.deferReplay === true, ingress !== undefined);
       for (const e of fresh) {
         const id = toHex(e.id);
         const v = verdicts.get(id);
-        const r: IngestResult = v === undefined ? this.storedResult(id, this.stmts.byId.get(e.id) as Row, false) : toResult(id, v, false);
+        const r: IngestResult =
+          v === undefined
+            ? this.storedResult(id, this.stmts.byId.get(e.id) as Row, false)
+            : typeof v === 'string'
+              ? { id, status: 'dropped', reason: v, duplicate: false }
+              : toResult(id, v, false);
         const idx = freshIdx.get(id)!;
         results[idx[0]!] = r;
         for (const j of idx.slice(1)) results[j] = { ...r, duplicate: true };
@@ -368,30 +379,29 @@ export class Ledger {
     return r;
   }
 
-  private storeAndApply(fresh: LedgerEvent[], defer: boolean): Map<string, ApplyResult> {
+  private storeAndApply(fresh: LedgerEvent[], defer: boolean, net: boolean): Map<string, ApplyResult | ReasonCode> {
     const s = this.stmts;
-    const verdicts = new Map<string, ApplyResult>();
+    const verdicts = new Map<string, ApplyResult | ReasonCode>();
     this.transaction(() => {
       let from: Uint8Array | null = null;
-      const lower = (k: Uint8Array): void => {
-        if (from === null || compareBytes(k, from) < 0) from = k;
-      };
       const ords = new Map<LedgerEvent, Uint8Array>();
-      for (const e of fresh) {
-        const ord = orderKey(e.timestampMs, e.id);
-        ords.set(e, ord);
-        s.insert!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes);
-        for (const acct of accountsOf(e)) s.insertAccount!.run(acct, ord, e.id);
-      }
+      for (const e of fresh) ords.set(e, orderKey(e.timestampMs, e.id));
       // First wins: a conflicting event (same signer, kind, nonce) only ever voids the one that sorts after it, so
       // an event that reuses an old nonce is void at its own place and rewinds nothing; only an event that sorts
       // before the tip (bounded by admission, src/ledger/admission.ts) costs a replay.
       for (const e of fresh) {
         const ord = ords.get(e)!;
-        if (this.tip !== null && compareBytes(ord, this.tip) < 0) lower(ord);
+        if (this.tip !== null && compareBytes(ord, this.tip) < 0 && (from === null || compareBytes(ord, from) < 0)) from = ord;
       }
+      const insert = (e: LedgerEvent): void => {
+        const ord = ords.get(e)!;
+        s.insert!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, net ? 1 : 0);
+        for (const acct of accountsOf(e)) s.insertAccount!.run(acct, ord, e.id);
+      };
       if (this.pendingFrom !== null || (defer && from !== null)) {
-        // Store only: a replay is (now) pending, and it covers these events too, whichever side of the tip they are.
+        // Store only: a replay is (now) pending, and it covers these events too, whichever side of the tip they are;
+        // it judges the network's ones at their place (replayFrom).
+        for (const e of fresh) insert(e);
         if (from !== null && (this.pendingFrom === null || compareBytes(from, this.pendingFrom) < 0)) {
           this.pendingFrom = from;
           s.setMeta!.run('replayFrom', toHex(from));
@@ -401,6 +411,13 @@ export class Ledger {
       if (from === null) {
         fresh.sort((a, b) => compareBytes(ords.get(a)!, ords.get(b)!));
         for (const e of fresh) {
+          // Issue 11 attack 5: what the network sends and the state rules reject at its place is not kept.
+          const no = net && !this.ctx.hasConflict(e) ? precheckEvent(this.state, e, this.ctx) : null;
+          if (no !== null) {
+            verdicts.set(toHex(e.id), no);
+            continue;
+          }
+          insert(e);
           const ord = ords.get(e)!;
           const r = this.apply(e);
           s.verdict!.run(STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, e.id);
@@ -409,6 +426,7 @@ export class Ledger {
           this.maybeSnapshot(ord);
         }
       } else {
+        for (const e of fresh) insert(e);
         this.replayFrom(from, verdicts);
       }
       this.persistState();
@@ -455,8 +473,8 @@ export class Ledger {
    * Runs the replay that `deferReplay` ingests left pending, once, from the earliest of their places; returns the
    * verdicts it reached (empty when nothing was pending).
    */
-  flushReplay(): Map<string, ApplyResult> {
-    const verdicts = new Map<string, ApplyResult>();
+  flushReplay(): Map<string, ApplyResult | ReasonCode> {
+    const verdicts = new Map<string, ApplyResult | ReasonCode>();
     const from = this.pendingFrom;
     if (from === null) return verdicts;
     this.assertWritable();
@@ -479,31 +497,44 @@ export class Ledger {
   }
 
   /** Rewinds to the last snapshot before `from` and re-applies every stored event after it. */
-  private replayFrom(from: Uint8Array, verdicts: Map<string, ApplyResult>): void {
+  private replayFrom(from: Uint8Array, verdicts: Map<string, ApplyResult | ReasonCode>): void {
     // Snapshots at or after `from` include events whose verdict may change: drop them.
     this.snapshots = this.snapshots.filter((sn) => sn.key === null || compareBytes(sn.key, from) < 0);
     const snap = this.snapshots[this.snapshots.length - 1]!;
     this.state.restore(snap.state);
     this.sinceSnapshot = 0;
     let cursor: Uint8Array = snap.key ?? new Uint8Array(0);
+    let kept: Uint8Array | null = snap.key;
     let replayed = 0;
     for (;;) {
       const rows = this.stmts.after.all(cursor, REPLAY_PAGE) as Row[];
       for (const row of rows) {
-        const r = this.apply(decodeEvent(row.bytes));
+        const e = decodeEvent(row.bytes);
+        cursor = row.ord;
+        if (row.net === 1 && row.status === STATUS_CODE.pending && !this.ctx.hasConflict(e)) {
+          // From the network and never judged: at its place now, so the state rules decide whether it is kept.
+          const no = precheckEvent(this.state, e, this.ctx);
+          if (no !== null) {
+            this.stmts.remove!.run(row.id);
+            this.stmts.removeAccounts!.run(row.ord);
+            verdicts.set(toHex(row.id), no);
+            continue;
+          }
+        }
+        const r = this.apply(e);
         const code = STATUS_CODE[r.status];
         if (code !== row.status || (r.reason ?? null) !== row.reason || r.amount !== undefined) {
           this.stmts.verdict!.run(code, r.reason ?? null, r.amount?.toString() ?? null, row.id);
         }
         verdicts.set(toHex(row.id), r);
         this.maybeSnapshot(row.ord);
-        cursor = row.ord;
+        kept = row.ord;
         replayed++;
       }
       this.work.replayedEvents += rows.length;
       if (rows.length < REPLAY_PAGE) break;
     }
-    this.tip = cursor.byteLength === 0 ? null : cursor;
+    this.tip = kept;
     this.log.debug('ledger rewound', { replayed });
   }
 
@@ -525,6 +556,18 @@ export class Ledger {
 
   // ------------------------------------------------------------------------------------------------------------
   // queries
+
+  /**
+   * The state rule that rejects `e` at the end of the current state, or null (issue 11 attack 5: the gossip
+   * validator does not relay such an event). Null too when it cannot tell: a replay is pending, or `e` sorts
+   * before the tip (it is then judged at its place when stored).
+   */
+  stateVerdict(e: LedgerEvent): ReasonCode | null {
+    if (this.pendingFrom !== null) return null;
+    if (this.tip !== null && compareBytes(orderKey(e.timestampMs, e.id), this.tip) < 0) return null;
+    if (this.ctx.hasConflict(e)) return null;
+    return precheckEvent(this.state, e, this.ctx);
+  }
 
   /** The stateless rules (signature, fields) for an event, as ingest applies them: a reason, or null when valid. */
   verify(e: LedgerEvent): ReasonCode | null {
@@ -606,13 +649,13 @@ export class Ledger {
     return {
       range: (after, limit) => {
         const n = Math.max(1, Math.min(LEDGER_SYNC_LIMITS.maxRange, Math.floor(limit)));
-        return (this.stmts.after.all(after ?? new Uint8Array(0), n) as Row[]).map((r) => r.bytes);
+        return (this.stmts.serveAfter.all(after ?? new Uint8Array(0), n) as { bytes: Uint8Array }[]).map((r) => r.bytes);
       },
       byIds: (ids) => {
         const out: Uint8Array[] = [];
         for (const id of ids.slice(0, LEDGER_SYNC_LIMITS.maxIds)) {
-          const b = this.eventBytes(id);
-          if (b !== undefined) out.push(b);
+          const row = this.stmts.byId.get(id) as Row | undefined;
+          if (row !== undefined && (row.status === STATUS_CODE.applied || row.status === STATUS_CODE.void)) out.push(row.bytes); // never spam (attack 5)
         }
         return out;
       },
@@ -672,8 +715,8 @@ function accountsOf(e: LedgerEvent): Uint8Array[] {
   const b = e.body;
   if (b.kind === EventKind.Transfer) out.push(b.to);
   if (b.kind === EventKind.MarketComplete) {
-    if (b.validator.some((x) => x !== 0)) out.push(b.validator);
-    out.push(...b.workers);
+    for (const h of b.hops.slice(1)) out.push(accountIdFromPublicKey(h.key));
+    out.push(accountIdFromPublicKey(b.requesterKey));
   }
   if (b.kind === EventKind.Slash) {
     try {

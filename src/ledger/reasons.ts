@@ -34,7 +34,12 @@ export const REASONS = {
   EVIDENCE_INVALID: 'slash evidence does not prove an offence',
   SELF_REPORT: 'a node cannot report itself',
   REQUEST_INVALID: 'market request fields out of range',
-  COMPLETION_INVALID: 'market completion fields out of range',
+  COMPLETION_INVALID: 'market completion fields out of range (tokens, hop count, a hop twice, the requester as a hop)',
+  COMPLETION_NOT_DRIVER: 'a completion is submitted by its first hop (the driver)',
+  HOP_CHAIN_BROKEN: "a hop's output commitment differs from the next hop's input (or the last from the receipt's output)",
+  HOP_BAD_SIGNATURE: 'a hop commitment is not signed by its hop',
+  RECEIPT_BAD_SIGNATURE: "the receipt is not signed by the key it names",
+  CLAIM_RETIRED: 'market claims are retired: the requester-signed receipt names who is paid',
   // state rules: the event is stored, and rejected at its place in canonical order
   EQUIVOCATION: 'an earlier event has the same (signer, kind, nonce): this one is void, the signer is slashable',
   INSUFFICIENT_BALANCE: 'balance too low',
@@ -46,9 +51,7 @@ export const REASONS = {
   NOTHING_TO_SLASH: 'the offender has nothing left to slash',
   PRICE_ABOVE_MAX: 'market price is above the request maximum',
   REQUEST_NOT_PENDING: 'request unknown, settled or expired',
-  ALREADY_CLAIMED: 'request already claimed',
-  SELF_CLAIM: 'a requester cannot claim its own request',
-  NOT_CLAIMER: 'only the claimer may complete a request',
+  NOT_REQUESTER: "the receipt's key is not the request's signer",
   TOKENS_ABOVE_MAX: 'completion uses more tokens than the request allows',
 } as const;
 
@@ -58,3 +61,21 @@ export type ReasonCode = keyof typeof REASONS;
 export const FRAUD_REASONS: ReadonlySet<ReasonCode> = new Set(
   (Object.keys(REASONS) as ReasonCode[]).filter((k) => REASONS[k].startsWith('fraud:')),
 );
+
+/**
+ * Reasons of the state rules (apply.ts): an event from the network that fails one at its place is not stored
+ * (issue 11 attack 5), and a peer that served it is not at fault (its ledger may hold events ours lacks).
+ */
+export const STATE_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
+  'INSUFFICIENT_BALANCE',
+  'INSUFFICIENT_STAKE',
+  'STAKE_LOCKED',
+  'UNBONDING_FULL',
+  'RATE_LIMIT_WINDOW',
+  'ALREADY_SLASHED',
+  'NOTHING_TO_SLASH',
+  'PRICE_ABOVE_MAX',
+  'REQUEST_NOT_PENDING',
+  'NOT_REQUESTER',
+  'TOKENS_ABOVE_MAX',
+]);

@@ -2,6 +2,7 @@
  * Reconciliation policy, as pure functions: when a node may consider itself caught up with the network (and so
  * sign proofs with nonces it knows are unused), and which sync drops are a serving peer's fault.
  */
+import { STATE_REASONS } from './reasons.js';
 
 /** What a peer's ledger-status says, and ours. */
 export interface StatusSummary {
@@ -24,8 +25,11 @@ export function caughtUpWith(ours: StatusSummary & { replayPending: boolean }, t
   return !ours.replayPending && ours.stateHash === theirs.stateHash;
 }
 
-/** Drops that only mean "not now" (admission filters), not garbage from the serving peer. */
-export const NOT_GARBAGE: ReadonlySet<string> = new Set(['STALE', 'FUTURE', 'QUOTA']);
+/**
+ * Drops that only mean "not now" (admission filters) or "not on our state" (state rules at the event's place, which
+ * the peer's ledger may pass: it may hold events ours lacks), not garbage from the serving peer.
+ */
+export const NOT_GARBAGE: ReadonlySet<string> = new Set(['STALE', 'FUTURE', 'QUOTA', ...STATE_REASONS]);
 
 /** The reasons among `reasons` that are the serving peer's fault. */
 export function garbageReasons(reasons: readonly (string | undefined)[]): string[] {

@@ -72,6 +72,13 @@ export interface Totals {
 export interface Market {
   readonly price: bigint;
   readonly updatedAt: number;
+  /**
+   * Demand as served (issue 11 attack 7): tokens paid by receipts in the 60 s window `win` (floor(ts / 60 s)) and
+   * the window before it. Pending requests no longer count: they are refunded in full, so they cost nothing to fake.
+   */
+  readonly win: number;
+  readonly served: bigint;
+  readonly prevServed: bigint;
 }
 
 export const EMPTY_ACCOUNT: Account = Object.freeze({ balance: 0n, staked: 0n, unlocksAt: 0, unbonding: [], day: 0, mintedDay: 0n, lastEpoch: -1 });
@@ -95,8 +102,17 @@ export type StateSnapshot = Readonly<Tables> & { readonly lt: Uint16Array };
 export const LTHASH_LANES = 1024;
 if (endianness() !== 'LE') throw new Error('the ledger state hash reads u16 lanes in platform order: little-endian platforms only');
 
-/** element(k, v) of the file comment. */
+/**
+ * element(k, v) of the file comment. The totals row is hashed without its `rejected` counter (v3, issue 11 attack
+ * 5): rejected events are neither relayed nor served, so two nodes holding the same served events may have stored
+ * different rejected ones, and must still agree.
+ */
 function rowElement(k: string, v: string): Uint16Array {
+  if (k === 'g:totals') {
+    const o = JSON.parse(v) as Record<string, unknown>;
+    delete o.rejected;
+    v = jsonOf(o);
+  }
   const d = createHash('shake256', { outputLength: 2 * LTHASH_LANES }).update(k + '\0' + v + '\n').digest();
   return new Uint16Array(d.buffer, d.byteOffset, LTHASH_LANES);
 }
@@ -128,7 +144,7 @@ const BIGINTS: Record<string, readonly string[]> = {
   r: ['escrow', 'price'],
   c: ['tokensPerSec'],
   totals: ['minted', 'burned', 'staked', 'escrowed'],
-  market: ['price'],
+  market: ['price', 'served', 'prevServed'],
 };
 
 function decodeRow(table: TableName, key: string, v: string): unknown {
@@ -191,6 +207,10 @@ export class LedgerState {
       if (r !== undefined && r.expiresAt === at) out.set(id, r);
     }
     return [...out].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+  }
+  /** The earliest expiry among pending requests (lazily cleaned index: may name a request already settled). */
+  nextExpiry(): number | undefined {
+    return this.expiry[0]?.[0];
   }
   /** The max tokens of all pending requests. */
   pendingDemand(): bigint {
@@ -380,7 +400,7 @@ function heapPop(h: [number, string][]): [number, string] {
   return top;
 }
 
-export const STATE_HASH_DOMAIN = 'neuroshard/ledger-state/v2';
+export const STATE_HASH_DOMAIN = 'neuroshard/ledger-state/v3';
 
 function ltDigest(lt: Uint16Array): string {
   const h = createHash('sha256');

@@ -35,6 +35,11 @@ const MIGRATIONS: string[] = [
   CREATE TABLE state (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
   CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
   `,
+  // 2 (issue 11 attack 5): events that came from the network and have no verdict yet. The deferred replay judges
+  // them at their place and removes, instead of storing as rejected, those the state rules reject.
+  `
+  ALTER TABLE events ADD COLUMN net INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

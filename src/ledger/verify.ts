@@ -21,7 +21,21 @@ import {
   PROOF_WINDOW_MS,
   transferFee,
 } from './economics.js';
-import { decodeEvent, EVENT_DOMAIN, EventKind, EvidenceType, replayKey, ZERO32, type LedgerEvent, type ProofBody } from './events.js';
+import {
+  decodeEvent,
+  EVENT_DOMAIN,
+  EventKind,
+  EvidenceType,
+  HOP_COMMITMENT_DOMAIN,
+  hopCommitmentPayload,
+  RECEIPT_DOMAIN,
+  receiptPayload,
+  replayKey,
+  ZERO32,
+  type LedgerEvent,
+  type MarketCompleteBody,
+  type ProofBody,
+} from './events.js';
 import { holderRecordPayload, type EmbeddedHolderRecord } from './holder.js';
 import type { HolderRecordVerifier } from './interfaces.js';
 import { FRAUD_REASONS, type ReasonCode } from './reasons.js';
@@ -79,18 +93,42 @@ export function checkFields(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | nul
       if (b.expiresAtMs <= e.timestampMs || b.expiresAtMs > e.timestampMs + MAX_REQUEST_LIFETIME_MS) return 'REQUEST_INVALID';
       return null;
     case EventKind.MarketClaim:
-      return null;
-    case EventKind.MarketComplete: {
-      if (b.tokensUsed > MAX_REQUEST_TOKENS || b.workers.length > MAX_MARKET_WORKERS) return 'COMPLETION_INVALID';
-      const seen = new Set<string>();
-      for (const w of b.workers) {
-        const k = Buffer.from(w).toString('hex');
-        if (seen.has(k) || w.every((x) => x === 0)) return 'COMPLETION_INVALID';
-        seen.add(k);
-      }
-      return null;
-    }
+      // Issue 11 attack 7: a claim reserved a request for whoever dated it first and let the claimer name its own
+      // payout. Payment now comes only from the requester's receipt (MarketComplete), so claims are retired.
+      return 'CLAIM_RETIRED';
+    case EventKind.MarketComplete:
+      return checkCompletion(e as LedgerEvent<MarketCompleteBody>, cfg);
   }
+}
+
+/**
+ * A completion stands on signatures only (issue 11 attack 7 and §2): the submitter is the driver (hops[0]); every
+ * hop signed its own commitment; the commitments chain (hop k's output = hop k+1's input) and end in the output the
+ * requester's receipt names; the requester signed the receipt (tokens, output, route). The requester's key must
+ * also be the request's signer: a state rule (apply.ts), since the request is another event.
+ */
+function checkCompletion(e: LedgerEvent<MarketCompleteBody>, cfg: VerifyConfig): ReasonCode | null {
+  const b = e.body;
+  if (b.tokensUsed < 1 || b.tokensUsed > MAX_REQUEST_TOKENS || b.hops.length > MAX_MARKET_WORKERS + 2) return 'COMPLETION_INVALID';
+  if (!bytesEqual(b.hops[0]!.key, e.signer)) return 'COMPLETION_NOT_DRIVER';
+  const seen = new Set<string>();
+  for (const h of [...b.hops.map((x) => x.key), b.requesterKey]) {
+    const k = Buffer.from(h).toString('hex');
+    if (seen.has(k)) return 'COMPLETION_INVALID'; // a hop twice, or the requester serving itself
+    seen.add(k);
+  }
+  for (let i = 0; i + 1 < b.hops.length; i++) if (!bytesEqual(b.hops[i]!.outCommit, b.hops[i + 1]!.inCommit)) return 'HOP_CHAIN_BROKEN';
+  if (!bytesEqual(b.hops[b.hops.length - 1]!.outCommit, b.outputCommitment)) return 'HOP_CHAIN_BROKEN';
+  for (let i = 0; i < b.hops.length; i++) {
+    const h = b.hops[i]!;
+    if (h.key[0] !== 2 && h.key[0] !== 3) return 'COMPLETION_INVALID';
+    const p = hopCommitmentPayload(cfg.networkId, b.requestId, i, b.hops.length, h.inCommit, h.outCommit);
+    if (!verifyDomain(h.key, HOP_COMMITMENT_DOMAIN, p, h.signature)) return 'HOP_BAD_SIGNATURE';
+  }
+  if (b.requesterKey[0] !== 2 && b.requesterKey[0] !== 3) return 'COMPLETION_INVALID';
+  const receipt = receiptPayload(cfg.networkId, b.requestId, b.tokensUsed, b.outputCommitment, b.hops);
+  if (!verifyDomain(b.requesterKey, RECEIPT_DOMAIN, receipt, b.receiptSignature)) return 'RECEIPT_BAD_SIGNATURE';
+  return null;
 }
 
 function isZero(h: Uint8Array): boolean {

@@ -210,6 +210,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   }
   const { ledger, service } = started;
   net.setKnownCheck((id) => ledger.eventStatus(id) !== undefined);
+  net.setStateCheck((e) => ledger.stateVerdict(e)); // issue 11 attack 5: no relaying what our state rejects
   net.serveStatus(() => {
     const s = ledger.status();
     return { stateHash: s.stateHash, events: s.events };

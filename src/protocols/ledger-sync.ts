@@ -97,6 +97,7 @@ export class LedgerP2PNetwork implements LedgerNetwork {
   private handler: LedgerSyncHandler | undefined;
   private statusSource: (() => LedgerStatusSummary) | undefined;
   private known: ((id: Uint8Array) => boolean) | undefined;
+  private stateCheck: ((e: LedgerEvent) => ReasonCode | null) | undefined;
   private started = false;
 
   constructor(private readonly opts: LedgerP2PNetworkOptions) {
@@ -146,6 +147,14 @@ export class LedgerP2PNetwork implements LedgerNetwork {
     this.known = known;
   }
 
+  /**
+   * Lets the validator ignore (not relay, no penalty) a valid event that the ledger's state rules reject at the tip
+   * (issue 11 attack 5: a key with nothing cannot have its spam carried to every node). Ledger.stateVerdict.
+   */
+  setStateCheck(check: ((e: LedgerEvent) => ReasonCode | null) | undefined): void {
+    this.stateCheck = check;
+  }
+
   /** What ledger-status answers; unset, the call fails with LEDGER_NOT_SERVING. */
   serveStatus(source: (() => LedgerStatusSummary) | undefined): void {
     this.statusSource = source;
@@ -191,6 +200,8 @@ export class LedgerP2PNetwork implements LedgerNetwork {
     if (e.timestampMs > now + MAX_LIVE_SKEW_MS) return { result: 'ignore', reason: 'FUTURE' };
     const v = verifyEventBytes(bytes, this.opts.verify);
     if (!v.ok) return { result: 'reject', reason: v.reason };
+    const no = this.stateCheck?.(v.event) ?? null;
+    if (no !== null) return { result: 'ignore', reason: no };
     return { result: 'accept', reason: 'OK' };
   }
 

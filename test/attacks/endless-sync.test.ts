@@ -10,13 +10,12 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { buildMarketClaim } from '../../src/ledger/build.js';
 import { EventKind } from '../../src/ledger/events.js';
 import { LedgerService, startNodeLedger } from '../../src/ledger/service.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { tempDir } from '../utils/paths.js';
 import { tally } from './tally.js';
-import { acct, env, evilPeer, forge, LAYERS, NET, T0, tempLedger, testKey } from './helpers.js';
+import { acct, evilPeer, forge, LAYERS, NET, proofRun, T0, tempLedger, testKey } from './helpers.js';
 
 const NOW = T0 + 86_400_000;
 const M = testKey(9201);
@@ -77,8 +76,9 @@ describe('attack 3: endless sync', () => {
   it('stores valid spam from sync only up to the disk quota, then drops it (QUOTA)', async () => {
     const quota = 256 * 1024;
     const { ledger, path, done } = tempLedger({ maxBytes: quota });
-    // claims of requests that do not exist: valid signatures, rejected at their place, stored (attack 5's spam)
-    const spam = Array.from({ length: 2048 }, (_, i) => buildMarketClaim(M, env(i, NOW - 3_600_000 + i), new Uint8Array(32).fill(i % 251)).bytes);
+    // valid history a peer may serve: one proof a window (what is rejected at its place is no longer stored at
+    // all, attack 5; what is valid still counts against the quota)
+    const spam = proofRun(M, NOW - 3_600_000 - 2048 * 60_000, 2048);
     const net = evilPeer((call) => spam.slice((call - 1) * 512, call * 512));
     try {
       const service = new LedgerService({ ledger, network: net, clock: new ManualClock(NOW) });

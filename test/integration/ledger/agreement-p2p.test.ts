@@ -191,18 +191,22 @@ describe('three libp2p nodes agree on a ledger', { timeout: 240_000 }, () => {
     const real = transfer(a, c, NEURO / 1000n);
     const tampered = new Uint8Array(real.bytes);
     tampered[real.event.payload.byteLength - 20] ^= 0x40;
-    // then a stateless-valid event of m's (a transfer m cannot afford): relayed, stored and rejected everywhere
-    const marker = buildTransfer(mKey, { networkId: NETWORK_ID, nonce: 0n, timestampMs: clock.now() }, a.account, NEURO);
+    // then a stateless-valid event of m's that its state rejects (a transfer m cannot afford): ignored by every
+    // validator (issue 11 attack 5), so neither stored nor relayed; then a valid marker of a's, relayed by m
+    const unaffordable = buildTransfer(mKey, { networkId: NETWORK_ID, nonce: 0n, timestampMs: clock.now() }, a.account, NEURO);
+    const marker = transfer(a, c, NEURO / 2000n).event;
     const tamperedId = toHex(decodeEvent(tampered).id);
     const ingested = new Map<string, string[]>(nodes.map((n) => [n.name, []]));
     const offs = nodes.map((n) => n.l.service.on('ledger:ingested', ({ result, source }) => ingested.get(n.name)!.push(`${source}:${result.id}`)));
     for (const n of nodes) n.dropped.length = 0;
     await m.p2p.publish(topic, tampered);
+    await m.p2p.publish(topic, unaffordable.bytes);
     await m.p2p.publish(topic, marker.bytes);
     await waitFor(() => nodes.every((n) => n.l.ledger.eventStatus(marker.id) !== undefined), { ...WAIT, what: 'the marker reaches every node' });
     await agreed('after the attack');
     for (const n of nodes) {
-      assert.deepEqual(n.l.ledger.eventStatus(marker.id), { status: 'rejected', reason: 'INSUFFICIENT_BALANCE' });
+      assert.deepEqual(n.l.ledger.eventStatus(marker.id), { status: 'applied' });
+      assert.equal(n.l.ledger.eventStatus(unaffordable.id), undefined, `${n.name} did not store m's unaffordable transfer`);
       assert.equal(n.l.ledger.eventStatus(real.event.id), undefined, `${n.name} stored neither the tampered copy nor the original`);
     }
     for (const n of [a, b]) {

@@ -7,8 +7,7 @@
 import { malleate } from '../../../src/identity/index.js';
 import { NEURO } from '../../../src/ledger/amount.js';
 import {
-  buildMarketClaim,
-  buildMarketComplete,
+  buildServedCompletion,
   buildMarketRequest,
   buildProof,
   buildSlashEquivocation,
@@ -131,24 +130,23 @@ export function generateTraffic(total: number, seed: number, nodes = 12): Traffi
       push(e.bytes, 'market-request');
       requests.push({ e, requester: i, ts: t, expires });
     }
-    if (requests.length > 0 && rng.next() < 0.9) {
+    if (requests.length > 0 && rng.next() < 0.8) {
+      // a completion on the requester's receipt (sometimes signed by the wrong requester: rejected NOT_REQUESTER)
       const q = requests[pick(requests.length)]!;
       const c = other(q.requester);
-      push(buildMarketClaim(keys[c]!, env(nextNonce(c, 'claim'), q.ts + pick(120_000)), q.e.id).bytes, 'market-claim');
-      q.claimer ??= c;
-    }
-    if (requests.length > 0 && rng.next() < 0.8) {
-      const q = requests[pick(requests.length)]!;
-      const c = q.claimer !== undefined && rng.next() < 0.8 ? q.claimer : pick(nodes);
-      push(
-        buildMarketComplete(keys[c]!, env(nextNonce(c, 'complete'), q.ts + 120_000 + pick(30 * 60_000)), {
-          requestId: q.e.id,
-          tokensUsed: pick(60_000),
-          validator: acct(keys[pick(nodes)]!),
-          workers: [acct(keys[pick(nodes)]!)],
-        }).bytes,
-        'market-complete',
-      );
+      const r = rng.next() < 0.9 ? q.requester : other(c);
+      const hops = [c, other(c), other(c)].filter((h, k, all) => all.indexOf(h) === k && h !== r);
+      if (hops[0] === c) {
+        push(
+          buildServedCompletion(env(nextNonce(c, 'complete'), q.ts + 120_000 + pick(30 * 60_000)), {
+            requestId: q.e.id,
+            tokensUsed: 1 + pick(60_000),
+            requester: keys[r]!,
+            hops: hops.map((h) => keys[h]!),
+          }).bytes,
+          'market-complete',
+        );
+      }
     }
     // slashes with evidence
     if (equivocations.length > 0 && rng.next() < 0.3) {

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { NEURO, formatAmount, parseAmount } from '../../../src/ledger/amount.js';
 import {
   buildMarketClaim,
-  buildMarketComplete,
+  buildServedCompletion,
   buildMarketRequest,
   buildProof,
   buildSlashEquivocation,
@@ -69,6 +69,10 @@ function fund(l: Ledger, key = A, count = 1, start = T0): number {
   for (let i = 0; i < count; i++) list.push(proof(key, start + i * 60_000, { trainingTokens: 1_200_000n }).bytes);
   for (const r of l.ingestMany(list)) assert.equal(r.status, 'applied', r.reason);
   return start + count * 60_000;
+}
+
+function pick(r: { status: string; reason?: string }): [string, string | undefined] {
+  return [r.status, r.reason];
 }
 
 function ok(r: { status: string; reason?: string }): void {
@@ -206,12 +210,12 @@ describe('ledger rules: transfers', () => {
       assert.deepEqual(two.l.eventStatus(y.id), { status: 'void', reason: 'EQUIVOCATION' });
       assert.equal(two.l.stateHash(), one.l.stateHash());
 
-      // Anyone holding both signed events can have the sender slashed: 10 NEURO, half to the reporter.
+      // Anyone holding both signed events can have the sender slashed: up to 1,000 NEURO (all A has), half to the reporter.
       const slash = buildSlashEquivocation(R, env(1, t + 10), x.bytes, y.bytes);
       ok(one.l.ingest(slash.bytes));
-      assert.equal(one.l.account(acct(A)).balance, n('27'));
-      assert.equal(one.l.account(acct(R)).balance, n('5'));
-      assert.equal(one.l.status().burned, n('8')); // the applied transfer's 3 NEURO fee + half the slash
+      assert.equal(one.l.account(acct(A)).balance, 0n);
+      assert.equal(one.l.account(acct(R)).balance, n('18.5'));
+      assert.equal(one.l.status().burned, n('21.5')); // the applied transfer's 3 NEURO fee + half the slash
       const again = one.l.ingest(buildSlashEquivocation(C, env(1, t + 11), y.bytes, x.bytes).bytes);
       assert.deepEqual([again.status, again.reason], ['rejected', 'ALREADY_SLASHED']);
     } finally {
@@ -253,18 +257,18 @@ describe('ledger rules: staking and slashing', () => {
   it('slashes stake first, then cooling-down stake, then balance', () => {
     const { l, done } = bigLedger();
     try {
-      let t = fund(l, A, 1);
+      let t = fund(l, A, 11);
       ok(l.ingest(buildStake(A, env(1, t), n('4'), 1).bytes));
       t += DAY_MS;
-      ok(l.ingest(buildUnstake(A, env(1, t), n('1')).bytes)); // locked 3, cooling 1, balance 96
+      ok(l.ingest(buildUnstake(A, env(1, t), n('1')).bytes)); // locked 3, cooling 1, balance 1,096
       const x = buildTransfer(A, env(9, t + 1), acct(B), n('1'));
       const y = buildTransfer(A, env(9, t + 2), acct(C), n('1'));
       l.ingestMany([x.bytes, y.bytes]);
       ok(l.ingest(buildSlashEquivocation(R, env(1, t + 3), x.bytes, y.bytes).bytes));
       const v = l.account(acct(A));
-      // x (first) applied: 96 - 1.05; then the slash takes 3 + 1 + 6
-      assert.deepEqual([v.locked, v.staked, v.balance], [0n, 0n, n('88.95')]);
-      assert.equal(l.account(acct(R)).balance, n('5'));
+      // x (first) applied: 1,096 - 1.05; then the slash (1,000) takes 3 + 1 + 996
+      assert.deepEqual([v.locked, v.staked, v.balance], [0n, 0n, n('98.95')]);
+      assert.equal(l.account(acct(R)).balance, n('500'));
       assert.equal(l.status().staked, 0n);
     } finally {
       done();
@@ -294,7 +298,7 @@ describe('ledger rules: staking and slashing', () => {
 });
 
 describe('ledger rules: inference market', () => {
-  it('escrows at submission, pays the split at completion, refunds the rest, claims once', () => {
+  it('escrows at submission, pays the split on the requester receipt (5 % burned), refunds the rest, settles once', () => {
     const { l, done } = bigLedger();
     try {
       let t = fund(l, A, 1); // requester A: 100 NEURO
@@ -307,24 +311,27 @@ describe('ledger rules: inference market', () => {
       assert.equal(l.status().escrowed, n('0.3'));
       assert.equal(l.account(acct(A)).balance, n('99.7'));
 
-      assert.equal(l.ingest(buildMarketClaim(A, env(1, t + 1), req.id).bytes).reason, 'SELF_CLAIM');
-      ok(l.ingest(buildMarketClaim(B, env(1, t + 2), req.id).bytes));
-      assert.equal(l.ingest(buildMarketClaim(C, env(1, t + 3), req.id).bytes).reason, 'ALREADY_CLAIMED');
-      assert.equal(l.ingest(buildMarketComplete(C, env(1, t + 4), { requestId: req.id, tokensUsed: 10 }).bytes).reason, 'NOT_CLAIMER');
-      assert.equal(l.ingest(buildMarketComplete(B, env(1, t + 5), { requestId: req.id, tokensUsed: 100_001 }).bytes).reason, 'TOKENS_ABOVE_MAX');
+      // claims are retired; a receipt signed by anyone but the requester, or for more than the request, pays nothing
+      assert.deepEqual(pick(l.ingest(buildMarketClaim(B, env(1, t + 2), req.id).bytes)), ['dropped', 'CLAIM_RETIRED']);
+      assert.equal(l.ingest(buildServedCompletion(env(1, t + 4), { requestId: req.id, tokensUsed: 10, requester: C, hops: [B] }).bytes).reason, 'NOT_REQUESTER');
+      assert.equal(l.ingest(buildServedCompletion(env(2, t + 5), { requestId: req.id, tokensUsed: 100_001, requester: A, hops: [B] }).bytes).reason, 'TOKENS_ABOVE_MAX');
 
       const bBefore = l.account(acct(B)).balance;
-      ok(l.ingest(buildMarketComplete(B, env(2, t + 6), { requestId: req.id, tokensUsed: 50_000, validator: acct(V), workers: [acct(W1), acct(W2)] }).bytes));
+      const burnedBefore = l.status().burned;
+      ok(l.ingest(buildServedCompletion(env(3, t + 6), { requestId: req.id, tokensUsed: 50_000, requester: A, hops: [B, W1, W2, V] }).bytes));
       const cost = completionCost(expectedPrice, 50_000);
       assert.equal(cost, (expectedPrice * 50_000n + 999_999n) / 1_000_000n);
-      assert.equal(l.account(acct(V)).balance, (cost * 2000n) / 10_000n);
-      const perWorker = (cost * 6000n) / 10_000n / 2n;
+      const fee = (cost * 500n + 9_999n) / 10_000n;
+      const paid = cost - fee;
+      assert.equal(l.status().burned - burnedBefore, fee);
+      assert.equal(l.account(acct(V)).balance, (paid * 2000n) / 10_000n);
+      const perWorker = (paid * 6000n) / 10_000n / 2n;
       assert.equal(l.account(acct(W1)).balance, perWorker);
       assert.equal(l.account(acct(W2)).balance, perWorker);
-      assert.equal(l.account(acct(B)).balance - bBefore, cost - (cost * 2000n) / 10_000n - 2n * perWorker);
+      assert.equal(l.account(acct(B)).balance - bBefore, paid - (paid * 2000n) / 10_000n - 2n * perWorker);
       assert.equal(l.account(acct(A)).balance, n('100') - cost);
       assert.equal(l.status().escrowed, 0n);
-      assert.equal(l.ingest(buildMarketClaim(C, env(2, t + 7), req.id).bytes).reason, 'REQUEST_NOT_PENDING');
+      assert.equal(l.ingest(buildServedCompletion(env(4, t + 7), { requestId: req.id, tokensUsed: 10, requester: A, hops: [B] }).bytes).reason, 'REQUEST_NOT_PENDING');
     } finally {
       done();
     }
@@ -337,12 +344,13 @@ describe('ledger rules: inference market', () => {
       const req = buildMarketRequest(A, env(1, t), { maxTokens: 1000, maxPricePerMillion: n('50'), expiresAtMs: t + 60_000 });
       ok(l.ingest(req.bytes));
       assert.equal(l.status().escrowed, n('0.05'));
-      ok(l.ingest(buildMarketClaim(B, env(1, t + 60_000), req.id).bytes)); // at expiry: still pending
+      ok(l.ingest(proof(B, t + 60_000, { span: { start: 1, end: 2 } }).bytes)); // at expiry: still pending
+      assert.equal(l.status().escrowed, n('0.05'));
       // the next event after the expiry settles it, whoever sent it
       ok(l.ingest(proof(C, t + 60_001, { span: { start: 1, end: 2 } }).bytes));
       assert.equal(l.status().escrowed, 0n);
       assert.equal(l.account(acct(A)).balance, n('100'));
-      assert.equal(l.ingest(buildMarketComplete(B, env(1, t + 60_002), { requestId: req.id, tokensUsed: 1 }).bytes).reason, 'REQUEST_NOT_PENDING');
+      assert.equal(l.ingest(buildServedCompletion(env(1, t + 60_002), { requestId: req.id, tokensUsed: 1, requester: A, hops: [B] }).bytes).reason, 'REQUEST_NOT_PENDING');
     } finally {
       done();
     }
