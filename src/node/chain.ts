@@ -7,13 +7,18 @@
  * node/train.ts), so none of this runs on a lone genesis node.
  */
 import { randomBytes } from 'node:crypto';
-import { workerStage, workerStageTransport, type ComputeClient } from '../compute/index.js';
-import type { LlamaConfig } from '../model/index.js';
+import { join } from 'node:path';
+import { batchSource, workerStage, workerStageTransport, type ComputeClient } from '../compute/index.js';
+import { openCorpus } from '../data/index.js';
+import { NEUROLLM_BATCH, type LlamaConfig } from '../model/index.js';
+import type { PoolService } from '../pool/index.js';
 import { remoteStageTransport, STAGE_SERVER_DEFAULTS, TrainStageServer, type StageHost, type StageServerLimits } from '../protocols/train-stage.js';
-import { ChainTrainer, HopInnerLoop, NoChainError, OpStage, planChain, type BatchSource, type ChainCandidate, type ChainHop, type PipelineOptions } from '../training/index.js';
+import { ChainTrainer, HopInnerLoop, NoChainError, OpStage, planChain, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type PipelineOptions, type TrainStepResult } from '../training/index.js';
+import { errorMessage } from '../util/errors.js';
 
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { NodeNetwork } from './network.js';
+import type { NodeOptions } from './options.js';
 
 export interface Span {
   start: number;
@@ -120,6 +125,10 @@ export function nodeChainDriver(i: NodeChainDriverInit): ChainTrainer {
   const local = workerStage(i.compute, i.span, i.config.num_hidden_layers);
   const self = i.network.peerId;
   const candidates = i.candidates ?? (() => holderCandidates(i.network));
+  // chain ids '<nonce>:<seq>': a hop refuses a begin from an older chain of this driver (a late message of a chain
+  // already re-formed must not take the lease back)
+  const nonce = randomBytes(8).toString('hex');
+  let seq = 0;
   const trainer = new ChainTrainer({
     self,
     local,
@@ -131,7 +140,7 @@ export function nodeChainDriver(i: NodeChainDriverInit): ChainTrainer {
       const plan = planChain({ peer: self, span: i.span }, candidates(), i.config.num_hidden_layers, exclude);
       if (plan === null) return Promise.reject(new NoChainError(`no live holders line up from layer ${i.span.end} to ${i.config.num_hidden_layers}`));
       // a new chain id per chain: a hop's lease belongs to one chain, and a re-formed chain starts clean
-      const chainId = `${self.slice(-12)}-${randomBytes(6).toString('hex')}`;
+      const chainId = `${nonce}:${++seq}`;
       return Promise.resolve(
         plan.map((c) => (c.peer === self ? { peer: self, span: i.span, stage: local } : remoteHop(i.network, c.peer, c.span, { chainId, config: i.config, ...(i.stepTimeoutMs === undefined ? {} : { timeoutMs: i.stepTimeoutMs }) }))),
       );
@@ -142,3 +151,105 @@ export function nodeChainDriver(i: NodeChainDriverInit): ChainTrainer {
   return trainer;
 }
 
+
+export interface NodeChainTrainingInit {
+  opts: NodeOptions;
+  config: LlamaConfig;
+  compute: ComputeClient;
+  network: NodeNetwork;
+  pool: PoolService;
+  /** Every step this node's chain applied or skipped (counters, telemetry). */
+  onStep?(r: TrainStepResult): void;
+  log?: Logger;
+}
+
+/**
+ * A node's part in chain training: the train-stage server over its span (any holder), and, when its span starts at
+ * layer 0 without covering the model, a driver that trains chains on its own genesis shards until `--train-steps`
+ * or close. `inner()` is what DiLoCo's outer sync calls (training/inner.ts).
+ */
+export class NodeChainTraining {
+  private hop: NodeChainHop | undefined;
+  private hopStarting: Promise<NodeChainHop> | undefined;
+  private driver: ChainTrainer | undefined;
+  private readonly stop$ = new AbortController();
+  private loop: Promise<void> = Promise.resolve();
+  private driving = false;
+  private readonly off: () => void;
+  private readonly log: Logger;
+
+  constructor(private readonly i: NodeChainTrainingInit) {
+    this.log = i.log ?? silentLogger;
+    this.off = i.pool.events.on('span:held', ({ span }) => void this.onSpan(span));
+    const held = i.pool.span();
+    if (held !== undefined) void this.onSpan(held);
+  }
+
+  /** The inner loop of this node (a driver's chain trainer, or the passive hop's), once it holds a span. */
+  inner(): InnerLoop | undefined {
+    return this.driver ?? this.hop?.inner;
+  }
+
+  /** The train-stage server (tests, status). */
+  server(): TrainStageServer | undefined {
+    return this.hop?.server;
+  }
+
+  private async onSpan(span: Span): Promise<void> {
+    const i = this.i;
+    if (this.stop$.signal.aborted) return;
+    try {
+      this.hopStarting ??= NodeChainHop.start({ compute: i.compute, network: i.network, config: i.config, span: () => i.pool.span(), log: this.log.child('stage') });
+      this.hop = await this.hopStarting;
+      const L = i.config.num_hidden_layers;
+      if (!this.driving && i.opts.train && span.start === 0 && span.end < L) {
+        this.driving = true;
+        this.loop = this.drive(span).catch((e: unknown) => {
+          if (!this.stop$.signal.aborted) this.log.error('chain training stopped', { error: errorMessage(e) });
+        });
+      }
+    } catch (e) {
+      this.log.warn('chain training could not start', { error: errorMessage(e) });
+    }
+  }
+
+  private async drive(span: Span): Promise<void> {
+    const i = this.i;
+    const signal = this.stop$.signal;
+    const corpus = await openCorpus(i.opts.corpus, { cacheDir: join(i.opts.dataDir, 'corpus'), signal, logger: this.log });
+    const batchSize = NEUROLLM_BATCH.batchSize;
+    const seqLen = Math.min(NEUROLLM_BATCH.seqLen, i.config.max_position_embeddings);
+    // this node's genesis shards (the corpus's per-node assignment)
+    const stream = await corpus.trainStream({ nodeId: i.network.peerId, batchSize, seqLen, seed: 0, signal });
+    const microBatches = batchSize % i.opts.microBatches === 0 ? i.opts.microBatches : 1;
+    this.driver = nodeChainDriver({
+      compute: i.compute,
+      network: i.network,
+      config: i.config,
+      span,
+      data: batchSource(stream),
+      pipeline: { microBatches, schedule: i.opts.pipelineSchedule, trainer: { decaySteps: Math.max(1, i.opts.trainSteps) } },
+      stepTimeoutMs: i.opts.stageTimeoutMs,
+      log: this.log,
+    });
+    this.driver.events.on('step', (r) => i.onStep?.(r));
+    this.log.info('driving a training chain', { span: `${span.start}:${span.end}`, microBatches, schedule: i.opts.pipelineSchedule });
+    while (!signal.aborted && this.driver.step < i.opts.trainSteps) {
+      try {
+        await this.driver.innerSteps(1, signal);
+      } catch (e) {
+        if (signal.aborted) break;
+        // no chain for a long while (holders missing): wait and try again; the node keeps serving meanwhile
+        this.log.warn('chain training waits for holders', { error: errorMessage(e) });
+        await new Promise((res) => setTimeout(res, 5000).unref());
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stop$.abort();
+    this.off();
+    await this.loop.catch(() => {});
+    this.hop?.stop();
+  }
+}

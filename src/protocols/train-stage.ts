@@ -5,8 +5,8 @@
  * token ids and targets int32 [B, T].
  *
  * The server side (TrainStageServer) owns the hop's rules, checked before any math runs:
- * - a lease: one chain (driver peer + chain id) trains this hop at a time (`maxChains` = 1: a span has one AdamW);
- *   another chain gets RPC_BUSY and picks another replica. A lease with no call for `leaseMs` expires and the step
+ * - a lease: one driver's chain trains this hop at a time (a span has one AdamW); another driver gets RPC_BUSY and
+ *   picks another replica, the same driver's new chain (re-formed after a failure) takes its lease over at begin. A lease with no call for `leaseMs` expires and the step
  *   it had in flight is aborted (a driver that died leaves nothing half-done here);
  * - a step machine: begin(step) → forward/backward per micro-batch (each forward once, each backward after its
  *   forward) → sum-squares (every forwarded micro-batch back-propagated) → apply | abort. An op for another step or
@@ -295,12 +295,14 @@ export class TrainStageServer {
       await this.expire();
       l = this.lease;
     }
-    const mine = l !== undefined && l.peer === peer && l.chainId === req.chainId;
-    if (l !== undefined && !mine) this.refuse(peer, new StageBusyError(`this hop trains in another chain (${l.chainId.slice(0, 16)})`), 0);
+    // a driver runs one chain at a time: its new chain (re-formed after a failure) takes over its own lease
+    if (l !== undefined && l.peer !== peer) this.refuse(peer, new StageBusyError(`this hop trains in another driver's chain (${l.chainId.slice(0, 16)})`), 0);
+    const mine = l !== undefined && l.chainId === req.chainId;
 
     if (req.op === StageOpKind.BEGIN) {
+      if (l !== undefined && !mine && olderChain(req.chainId, l.chainId)) this.refuse(peer, new StageError('WRONG_STEP', `chain ${req.chainId} is older than this driver's chain ${l.chainId}`), 0);
       if (this.paused) this.refuse(peer, new StageError('STAGE_PAUSED', 'this hop is between inner steps (outer sync); retry later', 'local'), 0);
-      if (l !== undefined && l.step !== null && step < l.step) this.refuse(peer, new StageError('WRONG_STEP', `step ${step} begins after step ${l.step}`), PENALTY.protocol);
+      if (mine && l!.step !== null && step < l!.step) this.refuse(peer, new StageError('WRONG_STEP', `step ${step} begins after step ${l!.step}`), PENALTY.protocol);
       if (l !== undefined && l.phase !== 'idle' && l.step !== null) {
         await h.run({ op: 'abort', step: l.step });
         this.events.emit('step:aborted', { peer, chainId: req.chainId, step: l.step, why: 'replaced' });
@@ -398,6 +400,13 @@ export class TrainStageServer {
     } else if (req.targets !== undefined) bad('targets sent to a stage without the head');
     return { input, B, T, ...(targets === undefined ? {} : { targets }) };
   }
+}
+
+/** Chain ids '<nonce>:<seq>' of one driver: `a` is an older chain of the same driver than `b`. */
+export function olderChain(a: string, b: string): boolean {
+  const pa = /^([^:]{1,64}):(\d{1,15})$/.exec(a);
+  const pb = /^([^:]{1,64}):(\d{1,15})$/.exec(b);
+  return pa !== null && pb !== null && pa[1] === pb[1] && Number(pa[2]) < Number(pb[2]);
 }
 
 // ---- client ----------------------------------------------------------------------------------------------------

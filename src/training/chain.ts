@@ -192,7 +192,14 @@ export class ChainTrainer implements InnerLoop {
     if (this.hops !== undefined && this.pipe !== undefined) return this.pipe;
     const t = this.now();
     for (const [p, until] of this.excluded) if (until <= t) this.excluded.delete(p);
-    const hops = await this.o.formChain(new Set(this.excluded.keys()), signal);
+    let hops: ChainHop[];
+    try {
+      hops = await this.o.formChain(new Set(this.excluded.keys()), signal);
+    } catch (e) {
+      // leaving failed hops out is a preference: when they are the only holders of some layers, try them again
+      if (!(e instanceof NoChainError) || this.excluded.size === 0) throw e;
+      hops = await this.o.formChain(new Set(), signal);
+    }
     if (hops.length === 0 || hops[0]!.peer !== this.o.self) throw new NoChainError('a chain must start with our own span');
     const stages = hops.map((h) => new TaggedStage(h, h.peer === this.o.self));
     if (this.pipe === undefined) this.pipe = new PipelineTrainer(stages, this.o.pipeline);
