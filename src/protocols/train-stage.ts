@@ -153,7 +153,9 @@ export interface StageServerLimits {
   leaseMs: number;
 }
 
-export const STAGE_SERVER_DEFAULTS: StageServerLimits = { maxTokens: 16_384, maxMicroBatches: 256, leaseMs: 60_000 };
+/** The lease outlasts the longest a hop may wait, idle, inside a step (the other stages' ops, each with a 120 s
+ * deadline): a live driver's step is never dropped under it; a dead driver's is dropped within 5 minutes. */
+export const STAGE_SERVER_DEFAULTS: StageServerLimits = { maxTokens: 16_384, maxMicroBatches: 256, leaseMs: 300_000 };
 
 export type StageErrorCode = 'WRONG_STEP' | 'WRONG_SPAN' | 'BAD_STAGE_INPUT' | 'NOT_TRAINING' | 'STAGE_PAUSED';
 

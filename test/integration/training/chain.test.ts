@@ -54,7 +54,7 @@ async function startNode(span: { start: number; end: number }, boot: string[]): 
   await net.start();
   const compute = await ComputeClient.start({ threads: 1 });
   await compute.run({ type: 'initModel', config: cfg, seed: SEED, span });
-  const hop = await NodeChainHop.start({ compute, network: net, config: cfg, span: () => span, limits: { leaseMs: 10_000 } });
+  const hop = await NodeChainHop.start({ compute, network: net, config: cfg, span: () => span, limits: { leaseMs: 45_000 } });
   return { net, compute, hop, span };
 }
 
@@ -284,7 +284,7 @@ describe('chain training over libp2p', () => {
 
     it('malformed and oversized messages, bad ids, wrong step ids and out-of-order ops: typed errors and penalties, no crash', async () => {
       // the previous test's chain lets go of the last stage first (its lease lapses)
-      await waitFor(() => c.hop.server.holder() === undefined, { timeoutMs: 60_000, intervalMs: 100, what: 'the last chain\'s lease to lapse' });
+      await waitFor(() => c.hop.server.holder() === undefined, { timeoutMs: 180_000, intervalMs: 100, what: 'the last chain\'s lease to lapse' });
       // x1 → the last stage: malformed messages, a wrong span, the step machine
       await rejects(call(x1, c, base({ op: StageOpKind.BEGIN, input: f32([2, T, C], 7) })), 'RPC_BAD_TENSOR');
       await rejects(call(x1, c, base({ op: StageOpKind.BEGIN, input: { dtype: 2, shape: [1], data: new Uint8Array(4) } })), 'RPC_MALFORMED');
@@ -332,7 +332,7 @@ describe('chain training over libp2p', () => {
     });
 
     it('after all that, the hop trains a chain again once the hostile lease lapses', async () => {
-      await waitFor(() => c.hop.server.holder() === undefined, { timeoutMs: 60_000, intervalMs: 100, what: 'the hostile lease to lapse' });
+      await waitFor(() => c.hop.server.holder() === undefined, { timeoutMs: 180_000, intervalMs: 100, what: 'the hostile lease to lapse' });
       const driver = nodeChainDriver({ compute: a.compute, network: a.net, config: cfg, span: a.span, data: source(200), pipeline: { microBatches: 1, schedule: '1f1b', trainer: TRAINER }, candidates: () => [cand(b2), cand(c)], retryMs: 200 });
       const errors: string[] = [];
       driver.events.on('abandoned', (x) => errors.push(x.error));
