@@ -2,6 +2,7 @@
  * The job handlers: one function per job type, run inside the compute worker against its ComputeState. The table
  * is an exhaustive Record over JobType, so a job declared in jobs.ts without a handler fails to compile.
  */
+import { runStageOp } from '../training/pipeline/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { generate } from '../model/generate.js';
 import { adamwStateFromFlat, flatOptimizerState } from '../model/optimizer.js';
@@ -308,6 +309,8 @@ export function createHandlers(state: ComputeState): HandlerTable {
     sessionStep: (job, ctx) => state.sessions.step(state.model().shard, job, () => ctx.throwIfCancelled()),
     sessionClose: (job) => state.sessions.close(job.id),
     sessionList: () => state.sessions.list(),
+
+    stage: (job) => runStageOp(state.stage(), job.o),
 
     loadCheckpoint: (job) => {
       const dir = pathArg('dir', job.dir);

@@ -4,3 +4,4 @@ export { ComputeClosedError, ComputeStateError, JobFailedError, WorkerCrashedErr
 export type { CrashMode, Job, JobDefs, JobEvent, JobOf, JobType, ResultOf, WorkerConfig, WorkerInfo } from './jobs.js';
 export { prepareTransfer } from './transfer.js';
 export { WorkerTrainStepper, batchSource, toTrainBatch } from './trainer-proxy.js';
+export { workerStage, workerStageTransport } from './stage-proxy.js';

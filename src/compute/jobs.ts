@@ -9,6 +9,7 @@ import type { LlamaConfig } from '../model/config.js';
 import type { Span } from '../model/layout.js';
 import type { GemmArgs } from '../tensor/backend.js';
 import type { TrainerOptions, TrainerState, TrainStepResult } from '../training/index.js';
+import type { StageOp, StageOpResult } from '../training/pipeline/index.js';
 import type { ErrorObject } from '../util/errors.js';
 
 /** What the worker is configured with; the same config is used again for a restarted worker. */
@@ -158,6 +159,11 @@ export interface JobDefs {
   sessionClose: { req: { id: string }; res: { closed: boolean; tokensProcessed: number } };
   /** The open sessions (tests and accounting): ids and the bytes their KV caches hold. */
   sessionList: { req: NoArgs; res: { ids: string[]; kvBytes: number } };
+  /**
+   * One pipeline-stage op (training/pipeline/ops.ts) on the loaded span as a LocalStage that adopts the model's
+   * weights: chain training (training/chain.ts) drives a node's own span and its peers' through these.
+   */
+  stage: { req: { o: StageOp }; res: StageOpResult };
   loadCheckpoint: {
     req: { dir: string; span?: Span; trainer?: Partial<TrainerOptions> };
     res: {
@@ -239,4 +245,5 @@ export const JOB_TYPES: readonly JobType[] = [
   'sessionStep',
   'sessionClose',
   'sessionList',
+  'stage',
 ];

@@ -8,6 +8,7 @@ import { validateConfig } from '../model/config.js';
 import { LlamaShard, type WeightFormat } from '../model/shard.js';
 import { selectBackend, type Backend } from '../tensor/index.js';
 import { ShardTrainable, SoloTrainer, type TrainerOptions } from '../training/index.js';
+import { LocalStage } from '../training/pipeline/index.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { ComputeStateError } from './errors.js';
 import type { JobOf, WorkerConfig, WorkerInfo } from './jobs.js';
@@ -24,6 +25,8 @@ export class ComputeState {
   readonly backend: Backend;
   private readonly fallbackReason: string | undefined;
   private loaded: LoadedModel | undefined;
+  /** The pipeline stage over the loaded span (chain training): adopts the model's weights, so steps change what is served. */
+  private stageOf: { model: LoadedModel; stage: LocalStage } | undefined;
   /** Inference sessions over the loaded model; dropped whenever the model is replaced or released. */
   readonly sessions = new SessionTable();
 
@@ -99,6 +102,15 @@ export class ComputeState {
   model(): LoadedModel {
     if (this.loaded === undefined) throw new ComputeStateError('no model is loaded in the compute worker (initModel first; a restarted worker holds none)');
     return this.loaded;
+  }
+
+  /** The loaded span as a pipeline stage (created on first use; a new model gets a new stage, fresh AdamW moments). */
+  stage(): LocalStage {
+    const m = this.model();
+    if (this.stageOf?.model !== m) {
+      this.stageOf = { model: m, stage: new LocalStage(m.shard.config, this.backend, m.shard.span, { params: m.shard.params, trainer: m.trainer?.options ?? {} }) };
+    }
+    return this.stageOf.stage;
   }
 
   trainer(): SoloTrainer {

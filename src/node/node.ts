@@ -38,6 +38,7 @@ import type { PoolService } from '../pool/index.js';
 import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 import { holdersFromView, startOuterSync, trainingReport, workerParams, type OuterSyncWiring } from './diloco.js';
+import { NodeChainTraining } from './chain.js';
 import type { NodeLog } from './logs.js';
 import { dashboardDir, NodeTelemetry, replicasFromLayersView } from './telemetry.js';
 
@@ -93,6 +94,8 @@ export class NeuroShardNode {
   serving: NodeServing | undefined;
   /** The OpenAI-compatible routes' view of the generator (src/node/openai.ts). */
   openai: OpenAiGenerator | undefined;
+  /** Chain training (node/chain.ts): the train-stage server over our span, a driver when it starts at layer 0. */
+  chain: NodeChainTraining | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -292,6 +295,23 @@ export class NeuroShardNode {
       servingRef.current = node.serving;
       const serving = node.serving;
       cleanups.push(() => serving.stop());
+      // 8. chain training across holders (a lone genesis node trains solo above: a one-node chain)
+      node.chain = new NodeChainTraining({
+        opts,
+        config: modelConfig,
+        compute,
+        network,
+        pool,
+        log: log.child('chain'),
+        onStep: (r) => {
+          if (r.applied) node.tally.recordTrainingStep({ tokens: r.tokens, loss: r.loss, gradNorm: r.gradNorm });
+          node.counters.trainingSteps = r.step;
+          node.counters.trainingTokens += r.tokens;
+          node.counters.lastLoss = r.loss;
+        },
+      });
+      const chain = node.chain;
+      cleanups.push(() => chain.stop());
       node.status = 'started';
       return node;
     } catch (e) {
@@ -461,6 +481,7 @@ export class NeuroShardNode {
     await this.training;
     await this.outerSync?.stop();
     const steps: [string, () => Promise<void> | void][] = [
+      ['chain', () => this.chain?.stop()],
       ['api', () => this.api.close()],
       ['serving', () => this.serving?.stop()],
       ['ledger', () => this.ledger?.stop()],

@@ -75,6 +75,12 @@ export interface NodeOptions {
   /** Validation loss every K steps, checkpoint every K steps (0 = only when stopped). */
   evalEvery: number;
   checkpointEvery: number;
+  // ---- pipeline training across a chain of holders (src/training/chain.ts, protocols/train-stage.ts) ----
+  /** Micro-batches per chain step (must divide the batch size) and their schedule (gpipe, 1f1b). */
+  microBatches: number;
+  pipelineSchedule: 'gpipe' | '1f1b';
+  /** Deadline of one stage op on a peer before the step is abandoned and the chain re-formed (ms). */
+  stageTimeoutMs: number;
   // ---- DiLoCo between replicas (src/training/: outer.ts, rounds.ts, aggregation/, compression/) ----
   /** H: inner AdamW steps per outer round. */
   innerSteps: number;
@@ -133,6 +139,9 @@ export const DEFAULTS: NodeOptions = {
   trainSteps: 100_000,
   evalEvery: 500,
   checkpointEvery: 500,
+  microBatches: 4,
+  pipelineSchedule: '1f1b',
+  stageTimeoutMs: 120_000,
   innerSteps: 500,
   outerLr: 0.7,
   outerMomentum: 0.9,
@@ -265,6 +274,12 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   trainSteps: (raw, src) => intIn('trainSteps', raw, src, 0, 1_000_000_000),
   evalEvery: (raw, src) => intIn('evalEvery', raw, src, 0, 1_000_000_000),
   checkpointEvery: (raw, src) => intIn('checkpointEvery', raw, src, 0, 1_000_000_000),
+  microBatches: (raw, src) => intIn('microBatches', raw, src, 1, 256),
+  pipelineSchedule: (raw, src) => {
+    if (raw !== 'gpipe' && raw !== '1f1b') fail('pipelineSchedule', src, 'must be gpipe or 1f1b');
+    return raw;
+  },
+  stageTimeoutMs: (raw, src) => intIn('stageTimeoutMs', raw, src, 1000, 3_600_000),
   innerSteps: (raw, src) => intIn('innerSteps', raw, src, 1, 1_000_000_000),
   outerLr: (raw, src) => numIn('outerLr', raw, src, 0, 10, true),
   outerMomentum: (raw, src) => numIn('outerMomentum', raw, src, 0, 1, false),

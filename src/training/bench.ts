@@ -8,7 +8,7 @@
  *   aggregate_ms_<aggregator>_<4|16>      wall time of one aggregation of 4 and 16 contributions of one decoder
  *                                         layer of the 12x768 preset (6.49 M elements), Gauntlet with a loss
  *                                         callback that costs nothing (its real cost is the held-out evaluations)
- *   pipeline_utilization                  nano in 4 one-layer stages, 8 micro-batches of 1 × 128, 1F1B: the share
+ *   pipeline_utilization_sim              nano in 4 one-layer stages, 8 micro-batches of 1 × 128, 1F1B: the share
  *                                         of stage time spent computing with each stage on its own device
  *                                         (measured op times replayed by simulateSchedule; loopback transfers free)
  * --quick shrinks the layer to 16 k elements and the pipeline batch (same keys, figures meaningless).
@@ -98,7 +98,7 @@ export const benchSections = [
   },
   {
     name: 'training-pipeline',
-    keys: ['pipeline_utilization'],
-    run: async ({ quick, log }: { quick: boolean; log: (s: string) => void }): Promise<Record<string, number>> => ({ pipeline_utilization: await pipelineUtilization(quick, log) }),
+    keys: ['pipeline_utilization_sim'],
+    run: async ({ quick, log }: { quick: boolean; log: (s: string) => void }): Promise<Record<string, number>> => ({ pipeline_utilization_sim: await pipelineUtilization(quick, log) }),
   },
 ];

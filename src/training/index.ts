@@ -8,7 +8,9 @@ export { ShardTrainable } from './shard-model.js';
 export { TrainingModelError } from './errors.js';
 export { checkOuterOptions, nesterovOuterStep, OuterOptimizer, pseudoGradient, type OuterOptions } from './outer.js';
 export { checkRoundConfig, innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type CloseOutcome, type ReceiveVerdict, type RoundConfig, type RoundPhase, type RoundState } from './rounds.js';
-export { LocalStage, PipelineTrainer, pipelineSchedule, simulateSchedule, type PipelineOptions, type PipelineScheduleName, type PipelineStage, type Utilisation } from './pipeline/index.js';
+export { LocalStage, OpStage, PipelineTrainer, runStageOp, pipelineSchedule, simulateSchedule, type PipelineOptions, type PipelineScheduleName, type PipelineStage, type StageOp, type StageOpResult, type StageTransport, type Utilisation } from './pipeline/index.js';
+export { ChainTrainer, HopFailedError, HopInnerLoop, NoChainError, planChain, type ChainCandidate, type ChainHop, type ChainTrainerEvents, type ChainTrainerOptions, type HopInnerLoopOptions, type LocalSpanStage } from './chain.js';
+export type { InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
 export { DiLoCoNode, layerId, layerRanges, type DiLoCoOptions, type LayerContribution, type LayerRange } from './diloco.js';
 export {
   DiLoCoStepper,

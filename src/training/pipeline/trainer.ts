@@ -41,16 +41,26 @@ export class PipelineTrainer {
   /** Utilisation of the last step's schedule with its measured op times. */
   lastUtilisation: Utilisation | null = null;
 
+  private chain: readonly PipelineStage[];
+
   constructor(
-    readonly stages: readonly PipelineStage[],
+    stages: readonly PipelineStage[],
     readonly pipe: PipelineOptions,
   ) {
-    if (stages.length === 0 || !stages[0]!.isFirst || !stages.at(-1)!.isLast) throw new TrainingModelError('a pipeline needs stages from the embedding through the head');
-    for (let i = 1; i < stages.length; i++) {
-      if (stages[i]!.span.start !== stages[i - 1]!.span.end) throw new TrainingModelError(`stage ${i} starts at layer ${stages[i]!.span.start}, the previous one ends at ${stages[i - 1]!.span.end}`);
-    }
+    checkChain(stages);
+    this.chain = stages;
     if (!Number.isInteger(pipe.microBatches) || pipe.microBatches < 1) throw new InvalidArgumentError(`micro-batches ${pipe.microBatches} must be an integer ≥ 1`);
     this.options = trainerOptions(pipe.trainer);
+  }
+
+  get stages(): readonly PipelineStage[] {
+    return this.chain;
+  }
+
+  /** A re-formed chain (another replica of a hop that died) takes over between steps; the step counter stays. */
+  setStages(stages: readonly PipelineStage[]): void {
+    checkChain(stages);
+    this.chain = stages;
   }
 
   get step(): number {
@@ -174,6 +184,13 @@ export class PipelineTrainer {
 
   private result(loss: number, tokens: number, lr: number, gradNorm: number, clipScale: number, applied: boolean, nonFinite: string[], t0: number, t1: number, t2: number): TrainStepResult {
     return { step: this.stepCount, loss, tokens, lr, gradNorm, clipScale, applied, nonFinite, ms: { forward: t1 - t0, backward: 0, optimizer: t2 - t1 } };
+  }
+}
+
+function checkChain(stages: readonly PipelineStage[]): void {
+  if (stages.length === 0 || !stages[0]!.isFirst || !stages.at(-1)!.isLast) throw new TrainingModelError('a pipeline needs stages from the embedding through the head');
+  for (let i = 1; i < stages.length; i++) {
+    if (stages[i]!.span.start !== stages[i - 1]!.span.end) throw new TrainingModelError(`stage ${i} starts at layer ${stages[i]!.span.start}, the previous one ends at ${stages[i - 1]!.span.end}`);
   }
 }
 

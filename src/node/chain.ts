@@ -1,0 +1,255 @@
+/**
+ * Chain training, wired (issue 9 §1): a node that holds a span serves the train-stage RPC on its own compute worker
+ * (protocols/train-stage.ts over a `stage` job per op); a node whose span starts at layer 0 without covering the
+ * whole model drives a chain (training/chain.ts): it forms one from the live holders in its view (spans that line
+ * up, the fewest hops), trains on batches of its own genesis shards (the corpus's per-node assignment), and
+ * re-forms the chain when a hop fails. A node holding the whole model trains solo as before (a one-node chain:
+ * node/train.ts), so none of this runs on a lone genesis node.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { batchSource, workerStage, workerStageTransport, type ComputeClient } from '../compute/index.js';
+import { openCorpus } from '../data/index.js';
+import { NEUROLLM_BATCH, type LlamaConfig } from '../model/index.js';
+import type { PoolService } from '../pool/index.js';
+import { remoteStageTransport, STAGE_SERVER_DEFAULTS, TrainStageServer, type StageHost, type StageServerLimits } from '../protocols/train-stage.js';
+import { ChainTrainer, HopInnerLoop, NoChainError, OpStage, planChain, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type PipelineOptions, type TrainStepResult } from '../training/index.js';
+import { errorMessage } from '../util/errors.js';
+
+import { silentLogger, type Logger } from '../util/logger.js';
+import type { NodeNetwork } from './network.js';
+import type { NodeOptions } from './options.js';
+
+export interface Span {
+  start: number;
+  end: number;
+}
+
+/** The hop side of train-stage over this node's compute worker. */
+export function workerStageHost(compute: ComputeClient, config: LlamaConfig, span: () => Span | undefined): StageHost {
+  const run = workerStageTransport(compute);
+  return {
+    span,
+    numLayers: config.num_hidden_layers,
+    hiddenSize: config.hidden_size,
+    vocabSize: config.vocab_size,
+    contextLength: config.max_position_embeddings,
+    run: (o, signal) => run(o, signal),
+  };
+}
+
+/** A hop of a chain on a peer: an OpStage over train-stage/1.0.0. */
+export function remoteHop(network: NodeNetwork, peer: string, span: Span, o: { chainId: string; config: LlamaConfig; timeoutMs?: number }): ChainHop {
+  const transport = remoteStageTransport(network.rpc, peer, {
+    chainId: o.chainId,
+    span,
+    numLayers: o.config.num_hidden_layers,
+    hiddenSize: o.config.hidden_size,
+    scores: network.scores,
+    ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }),
+  });
+  return { peer, span, stage: new OpStage(span, o.config.num_hidden_layers, transport) };
+}
+
+/** Live holders in this node's view (heartbeats naming a span; banned peers left out). */
+export function holderCandidates(network: NodeNetwork): ChainCandidate[] {
+  return network.liveness
+    .snapshot()
+    .filter((p) => p.state === 'alive' && p.heartbeat.span !== undefined && !network.scores.isBanned(p.peer))
+    .map((p) => ({ peer: p.peer, span: { start: p.heartbeat.span!.start, end: p.heartbeat.span!.end } }));
+}
+
+export interface NodeChainInit {
+  compute: ComputeClient;
+  network: NodeNetwork;
+  config: LlamaConfig;
+  /** The span this node holds now (the pool's). */
+  span(): Span | undefined;
+  limits?: Partial<StageServerLimits>;
+  log?: Logger;
+}
+
+/** The hop side of a node: the train-stage server, and the passive inner loop over it. */
+export class NodeChainHop {
+  readonly server: TrainStageServer;
+  readonly inner: HopInnerLoop | undefined;
+
+  private constructor(server: TrainStageServer, inner: HopInnerLoop | undefined) {
+    this.server = server;
+    this.inner = inner;
+  }
+
+  static async start(i: NodeChainInit): Promise<NodeChainHop> {
+    const host = workerStageHost(i.compute, i.config, i.span);
+    const server = new TrainStageServer(host, { ...STAGE_SERVER_DEFAULTS, ...i.limits }, i.network.scores, i.log ?? silentLogger);
+    await server.register(i.network.rpc);
+    const span = i.span();
+    const inner =
+      span === undefined
+        ? undefined
+        : new HopInnerLoop({
+            local: workerStage(i.compute, span, i.config.num_hidden_layers),
+            onApplied: (fn) => server.events.on('step:applied', () => fn()),
+            pause: () => server.pause(),
+            resume: () => server.resume(),
+          });
+    return new NodeChainHop(server, inner);
+  }
+
+  stop(): void {
+    this.server.stop();
+    this.inner?.close();
+  }
+}
+
+export interface NodeChainDriverInit {
+  compute: ComputeClient;
+  network: NodeNetwork;
+  config: LlamaConfig;
+  /** Our span (starts at 0). */
+  span: Span;
+  data: BatchSource;
+  pipeline: PipelineOptions;
+  /** Deadline of one stage op on a peer (ms). */
+  stepTimeoutMs?: number;
+  /** Holders to choose from (default: the live view). */
+  candidates?: () => ChainCandidate[];
+  excludeMs?: number;
+  retryMs?: number;
+  log?: Logger;
+}
+
+/** The driver's ChainTrainer over this node's worker and its peers' train-stage servers. */
+export function nodeChainDriver(i: NodeChainDriverInit): ChainTrainer {
+  const log = i.log ?? silentLogger;
+  const local = workerStage(i.compute, i.span, i.config.num_hidden_layers);
+  const self = i.network.peerId;
+  const candidates = i.candidates ?? (() => holderCandidates(i.network));
+  // chain ids '<nonce>:<seq>': a hop refuses a begin from an older chain of this driver (a late message of a chain
+  // already re-formed must not take the lease back)
+  const nonce = randomBytes(8).toString('hex');
+  let seq = 0;
+  const trainer = new ChainTrainer({
+    self,
+    local,
+    data: i.data,
+    pipeline: i.pipeline,
+    ...(i.excludeMs === undefined ? {} : { excludeMs: i.excludeMs }),
+    ...(i.retryMs === undefined ? {} : { retryMs: i.retryMs }),
+    formChain: (exclude) => {
+      const plan = planChain({ peer: self, span: i.span }, candidates(), i.config.num_hidden_layers, exclude);
+      if (plan === null) return Promise.reject(new NoChainError(`no live holders line up from layer ${i.span.end} to ${i.config.num_hidden_layers}`));
+      // a new chain id per chain: a hop's lease belongs to one chain, and a re-formed chain starts clean
+      const chainId = `${nonce}:${++seq}`;
+      return Promise.resolve(
+        plan.map((c) => (c.peer === self ? { peer: self, span: i.span, stage: local } : remoteHop(i.network, c.peer, c.span, { chainId, config: i.config, ...(i.stepTimeoutMs === undefined ? {} : { timeoutMs: i.stepTimeoutMs }) }))),
+      );
+    },
+  });
+  trainer.events.on('chain', ({ hops }) => log.info('training chain formed', { hops: hops.map((h) => `${h.peer.slice(-8)}[${h.span.start}:${h.span.end})`).join(' → ') }));
+  trainer.events.on('abandoned', (a) => log.warn('training step abandoned on every hop; re-forming the chain', { step: a.step, hop: a.peer?.slice(-8) ?? null, error: a.error }));
+  return trainer;
+}
+
+
+export interface NodeChainTrainingInit {
+  opts: NodeOptions;
+  config: LlamaConfig;
+  compute: ComputeClient;
+  network: NodeNetwork;
+  pool: PoolService;
+  /** Every step this node's chain applied or skipped (counters, telemetry). */
+  onStep?(r: TrainStepResult): void;
+  log?: Logger;
+}
+
+/**
+ * A node's part in chain training: the train-stage server over its span (any holder), and, when its span starts at
+ * layer 0 without covering the model, a driver that trains chains on its own genesis shards until `--train-steps`
+ * or close. `inner()` is what DiLoCo's outer sync calls (training/inner.ts).
+ */
+export class NodeChainTraining {
+  private hop: NodeChainHop | undefined;
+  private hopStarting: Promise<NodeChainHop> | undefined;
+  private driver: ChainTrainer | undefined;
+  private readonly stop$ = new AbortController();
+  private loop: Promise<void> = Promise.resolve();
+  private driving = false;
+  private readonly off: () => void;
+  private readonly log: Logger;
+
+  constructor(private readonly i: NodeChainTrainingInit) {
+    this.log = i.log ?? silentLogger;
+    this.off = i.pool.events.on('span:held', ({ span }) => void this.onSpan(span));
+    const held = i.pool.span();
+    if (held !== undefined) void this.onSpan(held);
+  }
+
+  /** The inner loop of this node (a driver's chain trainer, or the passive hop's), once it holds a span. */
+  inner(): InnerLoop | undefined {
+    return this.driver ?? this.hop?.inner;
+  }
+
+  /** The train-stage server (tests, status). */
+  server(): TrainStageServer | undefined {
+    return this.hop?.server;
+  }
+
+  private async onSpan(span: Span): Promise<void> {
+    const i = this.i;
+    if (this.stop$.signal.aborted) return;
+    try {
+      this.hopStarting ??= NodeChainHop.start({ compute: i.compute, network: i.network, config: i.config, span: () => i.pool.span(), log: this.log.child('stage') });
+      this.hop = await this.hopStarting;
+      const L = i.config.num_hidden_layers;
+      if (!this.driving && i.opts.train && span.start === 0 && span.end < L) {
+        this.driving = true;
+        this.loop = this.drive(span).catch((e: unknown) => {
+          if (!this.stop$.signal.aborted) this.log.error('chain training stopped', { error: errorMessage(e) });
+        });
+      }
+    } catch (e) {
+      this.log.warn('chain training could not start', { error: errorMessage(e) });
+    }
+  }
+
+  private async drive(span: Span): Promise<void> {
+    const i = this.i;
+    const signal = this.stop$.signal;
+    const corpus = await openCorpus(i.opts.corpus, { cacheDir: join(i.opts.dataDir, 'corpus'), signal, logger: this.log });
+    const batchSize = NEUROLLM_BATCH.batchSize;
+    const seqLen = Math.min(NEUROLLM_BATCH.seqLen, i.config.max_position_embeddings);
+    // this node's genesis shards (the corpus's per-node assignment)
+    const stream = await corpus.trainStream({ nodeId: i.network.peerId, batchSize, seqLen, seed: 0, signal });
+    const microBatches = batchSize % i.opts.microBatches === 0 ? i.opts.microBatches : 1;
+    this.driver = nodeChainDriver({
+      compute: i.compute,
+      network: i.network,
+      config: i.config,
+      span,
+      data: batchSource(stream),
+      pipeline: { microBatches, schedule: i.opts.pipelineSchedule, trainer: { decaySteps: Math.max(1, i.opts.trainSteps) } },
+      stepTimeoutMs: i.opts.stageTimeoutMs,
+      log: this.log,
+    });
+    this.driver.events.on('step', (r) => i.onStep?.(r));
+    this.log.info('driving a training chain', { span: `${span.start}:${span.end}`, microBatches, schedule: i.opts.pipelineSchedule });
+    while (!signal.aborted && this.driver.step < i.opts.trainSteps) {
+      try {
+        await this.driver.innerSteps(1, signal);
+      } catch (e) {
+        if (signal.aborted) break;
+        // no chain for a long while (holders missing): wait and try again; the node keeps serving meanwhile
+        this.log.warn('chain training waits for holders', { error: errorMessage(e) });
+        await new Promise((res) => setTimeout(res, 5000).unref());
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stop$.abort();
+    this.off();
+    await this.loop.catch(() => {});
+    this.hop?.stop();
+  }
+}

@@ -1,0 +1,402 @@
+/**
+ * Chain training (issue 9 §1): the driver of a chain of holders covering layers 0..L−1 runs pipeline steps
+ * (pipeline/trainer.ts, GPipe or 1F1B) over stages that are its own span (the compute worker) and its peers' spans
+ * (the train-stage RPC); when a hop fails mid-step the step is abandoned on every hop (no stage applies anything
+ * before all gradients and the global norm exist), the failed hop is left out for a while, the chain is re-formed
+ * with another replica of its layers, and the same batch is tried again. The transport is injected: this file
+ * knows stages, peers and spans only.
+ *
+ *   ChainTrainer   the driver's InnerLoop (training/inner.ts): runs inner steps on batches from its data source.
+ *   HopInnerLoop   a passive hop's InnerLoop: its span is stepped by some driver; it counts the steps applied.
+ */
+import { AbortedError, NeuroShardError, errorMessage } from '../util/errors.js';
+import { TypedEmitter } from '../util/events.js';
+import type { Span } from '../model/layout.js';
+import type { InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
+import { PipelineTrainer, type PipelineOptions } from './pipeline/trainer.js';
+import type { PipelineStage, StageForwardResult, StepApply } from './pipeline/stage.js';
+import type { TrainStepResult } from './trainer.js';
+import type { Batch, BatchSource } from './types.js';
+
+/** One hop of a chain: who holds the span, and the stage that reaches it. */
+export interface ChainHop {
+  peer: string;
+  span: Span;
+  stage: PipelineStage;
+}
+
+/** The driver's own span: a stage plus what the inner loop needs of it. */
+export interface LocalSpanStage extends PipelineStage {
+  readLayers(): Promise<LayerParams[]>;
+  writeLayers(layers: LayerParams[]): Promise<void>;
+  info(): Promise<{ appliedSteps: number }>;
+}
+
+/** A hop's call failed: the step is abandoned and this hop is left out of the next chain. */
+export class HopFailedError extends NeuroShardError {
+  constructor(
+    readonly peer: string,
+    readonly span: Span,
+    cause: unknown,
+  ) {
+    super('HOP_FAILED', `hop ${peer.slice(-8)} [${span.start}, ${span.end}): ${errorMessage(cause)}`, { fault: 'peer', cause, meta: { peer, span } });
+  }
+}
+
+/** No chain covering every layer could be formed (no live holder for some layers, every one excluded or busy). */
+export class NoChainError extends NeuroShardError {
+  constructor(message: string) {
+    super('NO_CHAIN', message, { fault: 'local' });
+  }
+}
+
+/** Tags every failure of a stage call with its hop, so the driver knows whom to leave out. */
+class TaggedStage implements PipelineStage {
+  constructor(
+    private readonly hop: ChainHop,
+    private readonly local: boolean,
+  ) {}
+  get span(): Span {
+    return this.hop.stage.span;
+  }
+  get isFirst(): boolean {
+    return this.hop.stage.isFirst;
+  }
+  get isLast(): boolean {
+    return this.hop.stage.isLast;
+  }
+  private async tag<T>(p: () => Promise<T>): Promise<T> {
+    try {
+      return await p();
+    } catch (e) {
+      if (this.local || e instanceof HopFailedError) throw e;
+      throw new HopFailedError(this.hop.peer, this.hop.span, e);
+    }
+  }
+  beginStep(step: number): Promise<void> {
+    return this.tag(() => this.hop.stage.beginStep(step));
+  }
+  forward(step: number, mb: number, input: Int32Array | Float32Array, B: number, T: number, targets?: Int32Array, gradScale?: number): Promise<StageForwardResult> {
+    return this.tag(() => this.hop.stage.forward(step, mb, input, B, T, targets, gradScale));
+  }
+  backward(step: number, mb: number, dOut: Float32Array | null): Promise<Float32Array | null> {
+    return this.tag(() => this.hop.stage.backward(step, mb, dOut));
+  }
+  gradSumSquares(step: number): Promise<number> {
+    return this.tag(() => this.hop.stage.gradSumSquares(step));
+  }
+  applyStep(step: number, a: StepApply): Promise<void> {
+    return this.tag(() => this.hop.stage.applyStep(step, a));
+  }
+  abortStep(step: number): Promise<void> {
+    return this.tag(() => this.hop.stage.abortStep(step));
+  }
+  evalForward(input: Int32Array | Float32Array, B: number, T: number, targets?: Int32Array): Promise<StageForwardResult> {
+    return this.tag(() => this.hop.stage.evalForward(input, B, T, targets));
+  }
+}
+
+export interface ChainTrainerOptions {
+  /** This node's peer id (its own hop is never left out). */
+  self: string;
+  /** The driver's own span (starts at layer 0). */
+  local: LocalSpanStage;
+  /**
+   * Forms a chain that starts with our own span and covers every layer, leaving out the peers in `exclude`; rejects
+   * with NoChainError when none exists now.
+   */
+  formChain(exclude: ReadonlySet<string>, signal?: AbortSignal): Promise<ChainHop[]>;
+  data: BatchSource;
+  pipeline: PipelineOptions;
+  /** How long a failed hop is left out of new chains (ms). */
+  excludeMs?: number;
+  /** Wait before forming a chain again after a failure, doubled per consecutive failure up to 16× (ms). */
+  retryMs?: number;
+  /** Consecutive failed steps after which innerSteps gives up (rethrows). */
+  maxConsecutiveFailures?: number;
+  now?: () => number;
+}
+
+export interface ChainTrainerEvents {
+  step: TrainStepResult & { hops: string[] };
+  /** A step abandoned on every hop (nothing applied); the chain is re-formed. */
+  abandoned: { step: number; peer: string | null; error: string };
+  chain: { hops: { peer: string; span: Span }[] };
+}
+
+export class ChainTrainer implements InnerLoop {
+  readonly events = new TypedEmitter<ChainTrainerEvents>();
+  private pipe: PipelineTrainer | undefined;
+  private hops: ChainHop[] | undefined;
+  private pending: Batch | undefined;
+  private readonly excluded = new Map<string, number>();
+  private applied = 0;
+  private abandonedCount = 0;
+  private paused = false;
+  private running = 0;
+  private waiters: (() => void)[] = [];
+  private readonly now: () => number;
+
+  constructor(private readonly o: ChainTrainerOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  span(): Span {
+    return this.o.local.span;
+  }
+
+  appliedSteps(): number {
+    return this.applied;
+  }
+
+  /** Steps abandoned so far (a hop failed mid-step). */
+  abandonedSteps(): number {
+    return this.abandonedCount;
+  }
+
+  /** The chain in use (undefined until the first step, and after a failure until the next). */
+  chain(): { peer: string; span: Span }[] | undefined {
+    return this.hops?.map((h) => ({ peer: h.peer, span: { ...h.span } }));
+  }
+
+  /** The pipeline step counter (batches consumed by applied or skipped steps). */
+  get step(): number {
+    return this.pipe?.step ?? 0;
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  async pause(): Promise<void> {
+    this.paused = true;
+    while (this.running > 0) await new Promise<void>((res) => this.waiters.push(res));
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.wake();
+  }
+
+  readLayers(): Promise<LayerParams[]> {
+    return this.o.local.readLayers();
+  }
+
+  writeLayers(layers: LayerParams[]): Promise<void> {
+    return this.o.local.writeLayers(layers);
+  }
+
+  private async ensureChain(signal?: AbortSignal): Promise<PipelineTrainer> {
+    if (this.hops !== undefined && this.pipe !== undefined) return this.pipe;
+    const t = this.now();
+    for (const [p, until] of this.excluded) if (until <= t) this.excluded.delete(p);
+    let hops: ChainHop[];
+    try {
+      hops = await this.o.formChain(new Set(this.excluded.keys()), signal);
+    } catch (e) {
+      // leaving failed hops out is a preference: when they are the only holders of some layers, try them again
+      if (!(e instanceof NoChainError) || this.excluded.size === 0) throw e;
+      hops = await this.o.formChain(new Set(), signal);
+    }
+    if (hops.length === 0 || hops[0]!.peer !== this.o.self) throw new NoChainError('a chain must start with our own span');
+    const stages = hops.map((h) => new TaggedStage(h, h.peer === this.o.self));
+    if (this.pipe === undefined) this.pipe = new PipelineTrainer(stages, this.o.pipeline);
+    else this.pipe.setStages(stages);
+    this.hops = hops;
+    this.events.emit('chain', { hops: hops.map((h) => ({ peer: h.peer, span: { ...h.span } })) });
+    return this.pipe;
+  }
+
+  /** One step on the current chain (forming one first); a failed hop's step is abandoned and retried later. */
+  async trainStep(signal?: AbortSignal): Promise<TrainStepResult | null> {
+    this.running++;
+    try {
+      const pipe = await this.ensureChain(signal);
+      const batch = this.pending ?? (await this.o.data.next(signal));
+      this.pending = batch;
+      const stepId = pipe.step;
+      try {
+        const r = await pipe.trainStep(batch);
+        this.pending = undefined;
+        if (r.applied) this.applied++;
+        this.events.emit('step', { ...r, hops: this.hops!.map((h) => h.peer) });
+        return r;
+      } catch (e) {
+        this.abandonedCount++;
+        const peer = e instanceof HopFailedError ? e.peer : null;
+        if (peer !== null) this.excluded.set(peer, this.now() + (this.o.excludeMs ?? 60_000));
+        this.hops = undefined;
+        this.events.emit('abandoned', { step: stepId, peer, error: errorMessage(e) });
+        if (peer === null) throw e;
+        return null;
+      }
+    } finally {
+      this.running--;
+      this.wake();
+    }
+  }
+
+  async innerSteps(n: number, signal?: AbortSignal): Promise<InnerStepsResult> {
+    let applied = 0;
+    let abandoned = 0;
+    let lossSum = 0;
+    let tokens = 0;
+    let failures = 0;
+    const maxFail = this.o.maxConsecutiveFailures ?? 50;
+    const retry = this.o.retryMs ?? 500;
+    while (applied < n) {
+      if (signal?.aborted === true) throw new AbortedError('inner steps stopped');
+      if (this.paused) {
+        await new Promise<void>((res) => {
+          this.waiters.push(res);
+          signal?.addEventListener('abort', () => res(), { once: true });
+        });
+        continue;
+      }
+      let r: TrainStepResult | null;
+      try {
+        r = await this.trainStep(signal);
+      } catch (e) {
+        if (!(e instanceof NoChainError) && !(e instanceof HopFailedError)) throw e;
+        r = null;
+      }
+      if (r === null) {
+        abandoned++;
+        if (++failures > maxFail) throw new NoChainError(`${failures} steps in a row failed to complete on any chain`);
+        await sleep(retry * Math.min(16, 2 ** Math.min(4, failures - 1)), signal);
+        continue;
+      }
+      failures = 0;
+      if (r.applied) {
+        applied++;
+        lossSum += r.loss;
+        tokens += r.tokens;
+      }
+    }
+    return { applied, abandoned, meanLoss: applied === 0 ? NaN : lossSum / applied, tokens };
+  }
+
+  /** Validation loss over the chain (forms one when needed). */
+  async evaluate(batches: Batch[], signal?: AbortSignal): Promise<{ loss: number; tokens: number }> {
+    const pipe = await this.ensureChain(signal);
+    return pipe.evaluate(batches);
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((res) => {
+    const t = setTimeout(res, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        res();
+      },
+      { once: true },
+    );
+  });
+}
+
+export interface HopInnerLoopOptions {
+  local: LocalSpanStage;
+  /** Subscribes to the steps this hop applies (for any driver); returns the unsubscribe. */
+  onApplied(fn: () => void): () => void;
+  pause(): Promise<void>;
+  resume(): void;
+}
+
+/** A hop that does not drive: its span is stepped by a chain's driver; innerSteps(n) waits for n more. */
+export class HopInnerLoop implements InnerLoop {
+  private applied = 0;
+  private readonly unsubscribe: () => void;
+  private waiters: (() => void)[] = [];
+
+  constructor(private readonly o: HopInnerLoopOptions) {
+    this.unsubscribe = o.onApplied(() => {
+      this.applied++;
+      const w = this.waiters;
+      this.waiters = [];
+      for (const f of w) f();
+    });
+  }
+
+  span(): Span {
+    return this.o.local.span;
+  }
+
+  appliedSteps(): number {
+    return this.applied;
+  }
+
+  async innerSteps(n: number, signal?: AbortSignal): Promise<InnerStepsResult> {
+    const target = this.applied + n;
+    const start = this.applied;
+    while (this.applied < target) {
+      if (signal?.aborted === true) throw new AbortedError('inner steps stopped');
+      await new Promise<void>((res) => {
+        this.waiters.push(res);
+        signal?.addEventListener('abort', () => res(), { once: true });
+      });
+    }
+    return { applied: this.applied - start, abandoned: 0, meanLoss: NaN, tokens: 0 };
+  }
+
+  pause(): Promise<void> {
+    return this.o.pause();
+  }
+
+  resume(): void {
+    this.o.resume();
+  }
+
+  readLayers(): Promise<LayerParams[]> {
+    return this.o.local.readLayers();
+  }
+
+  writeLayers(layers: LayerParams[]): Promise<void> {
+    return this.o.local.writeLayers(layers);
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+}
+
+/** A holder as the layer pool's view shows it. */
+export interface ChainCandidate {
+  peer: string;
+  span: Span;
+  /** Lower is preferred among hops of the same span (measured RTT, load); ties go to the lower peer id. */
+  cost?: number;
+}
+
+/**
+ * A chain from our own span to layer L: hops whose spans line up exactly (a hop's start is the previous hop's
+ * end), fewest hops first (each hop costs two transfers per micro-batch), then lowest summed cost, then peer ids.
+ * Excluded peers are left out. Returns null when no such chain exists.
+ */
+export function planChain(self: ChainCandidate, candidates: readonly ChainCandidate[], numLayers: number, exclude: ReadonlySet<string> = new Set()): ChainCandidate[] | null {
+  if (self.span.start !== 0) return null;
+  const byStart = new Map<number, ChainCandidate[]>();
+  for (const c of candidates) {
+    if (c.peer === self.peer || exclude.has(c.peer) || !(c.span.start < c.span.end) || c.span.end > numLayers) continue;
+    const l = byStart.get(c.span.start) ?? [];
+    l.push(c);
+    byStart.set(c.span.start, l);
+  }
+  // shortest path over layer boundaries: best[layer] = (hops, cost, path)
+  type Best = { hops: number; cost: number; path: ChainCandidate[] };
+  const best = new Map<number, Best>([[self.span.end, { hops: 1, cost: 0, path: [self] }]]);
+  const better = (a: Best, b: Best | undefined): boolean => b === undefined || a.hops < b.hops || (a.hops === b.hops && (a.cost < b.cost || (a.cost === b.cost && a.path.map((p) => p.peer).join() < b.path.map((p) => p.peer).join())));
+  for (let layer = self.span.end; layer < numLayers; layer++) {
+    const at = best.get(layer);
+    if (at === undefined) continue;
+    for (const c of byStart.get(layer) ?? []) {
+      const next: Best = { hops: at.hops + 1, cost: at.cost + (c.cost ?? 0), path: [...at.path, c] };
+      if (better(next, best.get(c.span.end))) best.set(c.span.end, next);
+    }
+  }
+  return best.get(numLayers)?.path ?? null;
+}

@@ -1,0 +1,40 @@
+/**
+ * Chain planning (training/chain.ts planChain) and chain-id ordering (protocols/train-stage.ts olderChain): the
+ * fewest hops whose spans line up, cost then peer id as tie-breaks, excluded peers left out, no chain when a layer
+ * boundary has no holder; a driver's older chain is recognised, other drivers' ids are not comparable.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { olderChain } from '../../../src/protocols/train-stage.js';
+import { planChain } from '../../../src/training/index.js';
+
+const self = { peer: 'me', span: { start: 0, end: 2 } };
+const h = (peer: string, start: number, end: number, cost?: number) => ({ peer, span: { start, end }, ...(cost === undefined ? {} : { cost }) });
+
+describe('planChain', () => {
+  it('takes the fewest hops whose spans line up', () => {
+    const p = planChain(self, [h('a', 2, 4), h('b', 4, 8), h('c', 2, 8), h('d', 3, 8)], 8);
+    assert.deepEqual(p?.map((x) => x.peer), ['me', 'c']);
+  });
+  it('breaks ties by cost, then by peer id', () => {
+    assert.deepEqual(planChain(self, [h('z', 2, 8, 1), h('y', 2, 8, 5)], 8)?.map((x) => x.peer), ['me', 'z']);
+    assert.deepEqual(planChain(self, [h('z', 2, 8), h('y', 2, 8)], 8)?.map((x) => x.peer), ['me', 'y']);
+  });
+  it('leaves excluded peers out, and finds none when a boundary has no holder', () => {
+    assert.deepEqual(planChain(self, [h('c', 2, 8), h('a', 2, 4), h('b', 4, 8)], 8, new Set(['c']))?.map((x) => x.peer), ['me', 'a', 'b']);
+    assert.equal(planChain(self, [h('a', 2, 4), h('b', 5, 8)], 8), null);
+    assert.equal(planChain({ peer: 'me', span: { start: 1, end: 2 } }, [h('c', 2, 8)], 8), null);
+  });
+  it('a self span that covers the model is a one-node chain', () => {
+    assert.deepEqual(planChain({ peer: 'me', span: { start: 0, end: 8 } }, [h('c', 2, 8)], 8)?.map((x) => x.peer), ['me']);
+  });
+});
+
+describe('olderChain', () => {
+  it('orders the chains of one driver by sequence, and nothing else', () => {
+    assert.equal(olderChain('n1:3', 'n1:4'), true);
+    assert.equal(olderChain('n1:4', 'n1:3'), false);
+    assert.equal(olderChain('n1:3', 'n2:4'), false);
+    assert.equal(olderChain('exact', 'n1:4'), false);
+  });
+});
