@@ -70,7 +70,7 @@ function errorCode(body: string): unknown {
 }
 
 describe('local endpoint: POST /api/ledger/events', () => {
-  it('stores a signed event, publishes it, and answers the ledger verdict; a rejected one with its reason', async () => {
+  it('stores a signed event, publishes it, and answers the ledger verdict; one the state refuses is dropped with its reason', async () => {
     const t = tempDir('ns-api-ledger-');
     const key = testKey(1);
     const n = node(t.dir, key);
@@ -90,7 +90,7 @@ describe('local endpoint: POST /api/ledger/events', () => {
       const tooMuch = buildTransfer(key, env(1, Date.now()), accountIdFromPublicKey(TO.publicKey), parseAmount('1000'));
       const rejected = await post(api, JSON.stringify({ event: b64(tooMuch.bytes) }));
       assert.equal(rejected.statusCode, 200);
-      assert.deepEqual(rejected.json(), { id: Buffer.from(tooMuch.id).toString('hex'), status: 'rejected', reason: 'INSUFFICIENT_BALANCE', duplicate: false });
+      assert.deepEqual(rejected.json(), { id: Buffer.from(tooMuch.id).toString('hex'), status: 'dropped', reason: 'INSUFFICIENT_BALANCE', duplicate: false });
 
       // bytes that are no event, and an old event nobody would take over gossip: dropped, nothing stored
       const junk = await post(api, JSON.stringify({ event: b64(new Uint8Array([1, 2, 3])) }));
@@ -251,7 +251,8 @@ describe('wallet CLI through the local endpoint', () => {
       const st = await runCli(['wallet', 'stake', '100', '--lock-days', '30', ...d]);
       assert.equal(st.code, 1);
       const staked = JSON.parse(st.out) as Record<string, unknown>;
-      assert.deepEqual([staked.status, staked.reason, staked.nonce], ['rejected', 'INSUFFICIENT_BALANCE', '0']);
+      // an event the state refuses is dropped, not stored (issue 11 item 5): its nonce stays free
+      assert.deepEqual([staked.status, staked.reason, staked.nonce], ['dropped', 'INSUFFICIENT_BALANCE', '0']);
 
       const next = await runCli(['wallet', 'send', to, '0.1', '--yes', ...d]);
       assert.equal((JSON.parse(next.out) as Record<string, unknown>).nonce, '1', 'the nonce after the one the node stored');
