@@ -190,6 +190,11 @@ export class MemoryNetwork implements P2PNetwork {
   /** maxInboundStreams per protocol, enforced per (protocol, remote peer) as libp2p's registrar does per connection. */
   private readonly inboundLimits = new Map<string, number>();
   private readonly inboundOpen = new Map<string, number>();
+  /**
+   * Whether this node resets inbound streams past a protocol's maxInboundStreams (default true). libp2p applies the
+   * cap per connection, and a peer may open several connections: attack tests lift it to model that peer.
+   */
+  inboundStreamCaps = true;
   private readonly subs = new Map<string, Set<(m: PubSubMessage) => void>>();
   private readonly validators = new Map<string, TopicValidator>();
   private readonly connections = new Set<PeerIdString>();
@@ -254,7 +259,7 @@ export class MemoryNetwork implements P2PNetwork {
     // more streams to one peer than it accepts must see that here too, not only on real connections
     const key = `${protocol}\u0000${this.peerId}`;
     const open = remote.inboundOpen.get(key) ?? 0;
-    if (open >= (remote.inboundLimits.get(protocol) ?? DEFAULT_MAX_INBOUND_STREAMS)) {
+    if (remote.inboundStreamCaps && open >= (remote.inboundLimits.get(protocol) ?? DEFAULT_MAX_INBOUND_STREAMS)) {
       queueMicrotask(() => far.abort(new Error(`too many inbound ${protocol} streams`)));
       return local;
     }
