@@ -25,8 +25,11 @@ export function deadlineSignal(ms: number, ...signals: (AbortSignal | undefined)
  * (a node-lifetime signal): Node's AbortSignal.any (v20 at least) adds an entry to every source's set of dependants
  * that is never removed, even after the composed signal is collected, so composing each RPC with the RPC layer's
  * lifetime signal grew the heap by one entry per served frame for as long as the node ran (issue 12 §2, chaos
- * memory growth). This one leaves nothing behind on the sources after dispose() (idempotent; called by itself when
- * it fires).
+ * memory growth). Worse, Node keeps a composite signal that has not fired alive for as long as an abort listener
+ * is left on it (whatever its sources), with everything that listener holds: a stream call that ended without
+ * aborting its composite, and a consumer that did not take its listener off, pinned the stream for good. This one
+ * is a plain AbortController signal (collected with its listeners) and leaves nothing behind on the sources after
+ * dispose() (idempotent; called by itself when it fires).
  */
 export function linkSignals(...signals: (AbortSignal | undefined)[]): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController();

@@ -426,7 +426,12 @@ export class RpcNode {
           if (++frames > (method.maxFrames ?? Infinity)) throw new NeuroShardError('RPC_INTERNAL', `${method.name}: handler produced more than ${method.maxFrames} responses`);
           await this.replyMessage(stream, method, res, signal, false);
         }
-        await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(method.timeoutMs)]) });
+        const closing = timer(method.timeoutMs, `${method.name} close`, signal);
+        try {
+          await stream.close({ signal: closing.signal });
+        } finally {
+          closing.clear();
+        }
       }
     } catch (e) {
       if (violation !== undefined) {
