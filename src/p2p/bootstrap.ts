@@ -4,7 +4,7 @@
  * failed rounds (`retrying`). It never decides on its own to found a network: only a node started as genesis
  * reports `genesis`. When a joined node loses its last member connection it goes back to `connecting`.
  */
-import { backoffMs } from '../util/abort.js';
+import { backoffMs, deadlineSignal } from '../util/abort.js';
 import { errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -149,7 +149,7 @@ export class Bootstrapper {
     const worker = async (): Promise<void> => {
       while (next < targets.length && !this.stopped) {
         const t = targets[next++]!;
-        const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(this.opts.dialTimeoutMs ?? 10_000)]);
+        const signal = deadlineSignal(this.opts.dialTimeoutMs ?? 10_000, this.ac.signal); // not AbortSignal.any (util/abort.ts)
         try {
           await this.opts.dial(t, signal);
           dialled++;

@@ -30,7 +30,7 @@ import { uPnPNAT } from '@libp2p/upnp-nat';
 import { webSockets } from '@libp2p/websockets';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
-import type { AbortOptions } from '../util/abort.js';
+import { linkSignals, type AbortOptions } from '../util/abort.js';
 import { InvalidArgumentError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -630,7 +630,9 @@ export class Libp2pNetwork implements P2PNetwork {
     const quorum = opts.quorum ?? 3;
     const out = new Map<string, PeerAddressInfo>();
     const ac = new AbortController();
-    const signal = opts.signal === undefined ? ac.signal : AbortSignal.any([ac.signal, opts.signal]);
+    // not AbortSignal.any: a composite that never fires is kept by Node while a listener is left on it (util/abort.ts)
+    const link = opts.signal === undefined ? undefined : linkSignals(ac.signal, opts.signal);
+    const signal = link?.signal ?? ac.signal;
     let answers = 0;
     try {
       for await (const ev of this.libp2p.services.dht.findProviders(contentCid(contentKey), { signal })) {
@@ -656,6 +658,8 @@ export class Libp2pNetwork implements P2PNetwork {
       }
       // A query that ends in an error after some results still returns what it found.
       this.log.debug('findProviders ended early', { error: errorMessage(e), found: out.size });
+    } finally {
+      link?.dispose();
     }
     return [...out.values()].slice(0, limit);
   }

@@ -13,6 +13,7 @@ import type { HolderRecord } from '../protocols/holder-record.js';
 import type { LivenessTracker } from '../protocols/liveness.js';
 import * as methods from '../protocols/methods.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
+import { deadlineSignal } from '../util/abort.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
@@ -198,7 +199,7 @@ export class PoolService {
 
   private async refreshRecords(): Promise<void> {
     const peers = this.o.network.liveness.snapshot().filter((p) => p.state !== 'dead' && p.heartbeat.span !== undefined);
-    const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(5000)]);
+    const signal = deadlineSignal(5000, this.ac.signal); // not AbortSignal.any: this.ac lives as long as the pool (util/abort.ts)
     await Promise.all(
       peers.map(async (p) => {
         const r = await this.o.network.recordOf(p.peer, signal).catch(() => undefined);
@@ -294,7 +295,7 @@ export class PoolService {
     if (lookup === undefined) return view;
     const self = this.o.network.peerId;
     const known = new Set([self, ...this.o.network.liveness.snapshot().map((p) => p.peer), ...view.holders.map((h) => h.peerId)]);
-    const signal = AbortSignal.any([this.ac.signal, AbortSignal.timeout(10_000)]);
+    const signal = deadlineSignal(10_000, this.ac.signal); // not AbortSignal.any: this.ac lives as long as the pool (util/abort.ts)
     const found = new Map<string, HolderRecord>();
     let next = 0;
     const worker = async (): Promise<void> => {

@@ -8,7 +8,7 @@
  * and anything that fails is dropped. Every request has a deadline and follows the client's stop signal; response
  * bodies are read with a size cap. Nothing secret is ever sent: the only bodies are our public, signed record and withdrawal.
  */
-import { type AbortOptions, backoffMs, throwIfAborted } from '../util/abort.js';
+import { type AbortOptions, backoffMs, linkSignals, throwIfAborted } from '../util/abort.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
@@ -358,7 +358,7 @@ export class TrackerClient extends TypedEmitter<TrackerClientEvents> {
     throwIfAborted(opts.signal, 'tracker request');
     const timeoutMs = opts.timeoutMs ?? this.opts.requestTimeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = AbortSignal.any([timeout, ...(opts.signal === undefined ? [] : [opts.signal])]);
+    const signal = linkSignals(timeout, opts.signal).signal; // not AbortSignal.any (util/abort.ts); detaches when `timeout` fires
     let res: Response;
     let text: string;
     try {

@@ -10,10 +10,49 @@ export function throwIfAborted(signal: AbortSignal | undefined, what = 'operatio
   if (signal?.aborted === true) throw new AbortedError(`${what} aborted`);
 }
 
-/** A signal that fires after `ms` or when any of the given signals fires, whichever is first. */
+/**
+ * A signal that fires after `ms` or when any of the given signals fires, whichever is first. Built on linkSignals
+ * rather than AbortSignal.any (see there): the listeners it puts on long-lived signals go when it fires, so at most
+ * `ms` worth of calls hold one.
+ */
 export function deadlineSignal(ms: number, ...signals: (AbortSignal | undefined)[]): AbortSignal {
-  const all = [AbortSignal.timeout(ms), ...signals.filter((s): s is AbortSignal => s !== undefined)];
-  return AbortSignal.any(all);
+  return linkSignals(AbortSignal.timeout(ms), ...signals).signal;
+}
+
+/**
+ * A signal that fires when any of `signals` has fired or fires (with that one's reason), and `dispose()` to detach
+ * it from them once the operation ends. Use it instead of AbortSignal.any wherever a source outlives the operation
+ * (a node-lifetime signal): Node's AbortSignal.any (v20 at least) adds an entry to every source's set of dependants
+ * that is never removed, even after the composed signal is collected, so composing each RPC with the RPC layer's
+ * lifetime signal grew the heap by one entry per served frame for as long as the node ran (issue 12 §2, chaos
+ * memory growth). Worse, Node keeps a composite signal that has not fired alive for as long as an abort listener
+ * is left on it (whatever its sources), with everything that listener holds: a stream call that ended without
+ * aborting its composite, and a consumer that did not take its listener off, pinned the stream for good. This one
+ * is a plain AbortController signal (collected with its listeners) and leaves nothing behind on the sources after
+ * dispose() (idempotent; called by itself when it fires).
+ */
+export function linkSignals(...signals: (AbortSignal | undefined)[]): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const sources = signals.filter((s): s is AbortSignal => s !== undefined);
+  const fired = sources.find((s) => s.aborted);
+  if (fired !== undefined) {
+    ac.abort(fired.reason);
+    return { signal: ac.signal, dispose: () => {} };
+  }
+  const listeners: [AbortSignal, () => void][] = [];
+  const dispose = (): void => {
+    for (const [s, f] of listeners) s.removeEventListener('abort', f);
+    listeners.length = 0;
+  };
+  for (const s of sources) {
+    const f = (): void => {
+      dispose();
+      ac.abort(s.reason);
+    };
+    s.addEventListener('abort', f, { once: true });
+    listeners.push([s, f]);
+  }
+  return { signal: ac.signal, dispose };
 }
 
 /**

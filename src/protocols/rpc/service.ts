@@ -12,7 +12,7 @@
  */
 import { PENALTY, type PeerScoreTable } from '../../p2p/peer-score.js';
 import type { DuplexStream, P2PNetwork, PeerIdString, StreamInfo } from '../../p2p/types.js';
-import type { AbortOptions } from '../../util/abort.js';
+import { linkSignals, type AbortOptions } from '../../util/abort.js';
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage, isNeuroShardError, type Fault } from '../../util/errors.js';
 import { TypedEmitter } from '../../util/events.js';
 import { silentLogger, type Logger } from '../../util/logger.js';
@@ -76,8 +76,16 @@ function peerOf(target: string): string {
 function timer(ms: number, what: string, ...parents: (AbortSignal | undefined)[]): { signal: AbortSignal; clear: () => void } {
   const ac = new AbortController();
   const t = setTimeout(() => ac.abort(new TimeoutError(`${what} timed out after ${ms} ms`, { ms })), ms);
-  const signals = [ac.signal, ...parents.filter((s): s is AbortSignal => s !== undefined)];
-  return { signal: signals.length === 1 ? ac.signal : AbortSignal.any(signals), clear: () => clearTimeout(t) };
+  if (parents.every((s) => s === undefined)) return { signal: ac.signal, clear: () => clearTimeout(t) };
+  // not AbortSignal.any: a parent may live as long as the node, and Node never forgets what `any` hung on it
+  const link = linkSignals(ac.signal, ...parents);
+  return {
+    signal: link.signal,
+    clear: () => {
+      clearTimeout(t);
+      link.dispose();
+    },
+  };
 }
 
 /** Resets the stream when the signal fires, so any pending read or write fails at once. */
@@ -193,7 +201,9 @@ export class RpcNode {
   ): AsyncGenerator<Res> {
     const idleMs = opts.timeoutMs ?? method.timeoutMs;
     const ac = new AbortController();
-    const signal = opts.signal === undefined ? ac.signal : AbortSignal.any([ac.signal, opts.signal]);
+    // not AbortSignal.any: the caller's signal may live as long as the node (see linkSignals)
+    const link = opts.signal === undefined ? undefined : linkSignals(ac.signal, opts.signal);
+    const signal = link?.signal ?? ac.signal;
     let stream: DuplexStream | undefined;
     let finished = false;
     let sendError: unknown;
@@ -234,6 +244,7 @@ export class RpcNode {
         ac.abort(new AbortedError(`${method.name} call ended early`));
         stream?.abort(new AbortedError(`${method.name} call ended early`));
       }
+      link?.dispose();
     }
   }
 
@@ -363,7 +374,9 @@ export class RpcNode {
       return;
     }
     const ac = new AbortController();
-    const signal = AbortSignal.any([ac.signal, this.closing.signal]);
+    // not AbortSignal.any: `closing` lives as long as the node, and every served call would leave an entry on it
+    const link = linkSignals(ac.signal, this.closing.signal);
+    const signal = link.signal;
     const unguard = guard(stream, signal);
     // The caller going away (its deadline, its abort, its node dying) resets the stream: stop the handler.
     stream.addEventListener('close', (evt) => {
@@ -445,7 +458,12 @@ export class RpcNode {
           if (++frames > (method.maxFrames ?? Infinity)) throw new NeuroShardError('RPC_INTERNAL', `${method.name}: handler produced more than ${method.maxFrames} responses`);
           await this.replyMessage(stream, method, res, signal, false);
         }
-        await stream.close({ signal: AbortSignal.any([signal, AbortSignal.timeout(method.timeoutMs)]) });
+        const closing = timer(method.timeoutMs, `${method.name} close`, signal);
+        try {
+          await stream.close({ signal: closing.signal });
+        } finally {
+          closing.clear();
+        }
       }
     } catch (e) {
       if (violation !== undefined) {
@@ -467,6 +485,7 @@ export class RpcNode {
     } finally {
       unguard();
       ac.abort();
+      link.dispose();
       if (slot) this.releaseSlot(method, peer);
     }
   }
