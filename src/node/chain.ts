@@ -12,8 +12,8 @@ import { batchSource, workerStage, workerStageTransport, type ComputeClient } fr
 import { openCorpus } from '../data/index.js';
 import { NEUROLLM_BATCH, type LlamaConfig } from '../model/index.js';
 import type { PoolService } from '../pool/index.js';
-import { remoteStageTransport, STAGE_SERVER_DEFAULTS, TrainStageServer, type StageHost, type StageServerLimits } from '../protocols/train-stage.js';
-import { ChainTrainer, HopInnerLoop, NoChainError, OpStage, planChain, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type PipelineOptions, type TrainStepResult } from '../training/index.js';
+import { remoteStageTransport, STAGE_SERVER_DEFAULTS, TrainStageServer, type StageHost, type StageServerLimits, type WireStageOp } from '../protocols/train-stage.js';
+import { ChainTrainer, HopInnerLoop, NoChainError, OpStage, planChain, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type PipelineOptions, type StageOp, type TrainStepResult } from '../training/index.js';
 import { errorMessage } from '../util/errors.js';
 
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -253,3 +253,10 @@ export class NodeChainTraining {
     this.hop?.stop();
   }
 }
+
+/**
+ * protocols/train-stage.ts keeps a structural copy of training's StageOp (protocols may not import training): the
+ * build fails here if the two drift apart.
+ */
+type SameType<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export const STAGE_OPS_AGREE: SameType<StageOp, WireStageOp> = true;
