@@ -260,7 +260,8 @@ function sameSpan(a: PoolSpan, b: PoolSpan): boolean {
  *      others; the move that makes the network healthiest is taken if it lowers (missing, deficit) and never adds a
  *      missing layer; ties go to the lower peerId. The plan's view is updated and the step repeats.
  *   2. Then at most one throughput move: the one that raises the bottleneck most, taken only when the rise is at
- *      least `minGain` (relative) and replica health does not get worse.
+ *      least `minGain` (relative) and replica health does not get worse, and only when every live holder's speed is
+ *      known (tokensPerSec > 0).
  *
  * Only alive holders move (a stale one may be gone); dead ones only leave holes. A move goes only onto layers that
  * some live node holds (weights come from peers) or that the mover holds already.
@@ -302,8 +303,11 @@ export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
     moved.add(best.peerId);
     cur = best.view;
   }
-  // 2. one throughput move
-  if (moves.length < maxMoves) {
+  // 2. one throughput move, only when every live holder's speed is known: a holder whose record has not been fetched
+  // yet counts 0 tokens/s, so the layers it holds look like a bottleneck that a move would lift (a joiner's first
+  // seconds after placement: the others then moved onto its span and undid the placement)
+  const speedsKnown = cur.holders.every((h) => !isLive(h) || finiteRate(h.tokensPerSec) > 0);
+  if (speedsKnown && moves.length < maxMoves) {
     let best: ReturnType<typeof candidates>[number] | undefined;
     for (const c of candidates()) {
       if (c.after.missing > c.before.missing || c.after.deficit > c.before.deficit) continue;

@@ -271,8 +271,11 @@ export class PoolService {
       this.capacityFigures = { ...cap, maxLayers: layersFor(this.config, cap.memoryMb, this.o.weights ?? 'f32') };
     }
     let span: PoolSpan | undefined;
+    const seen = genesis || typeof this.o.mode === 'object' ? others : await this.withRegistry(others);
+    // what the placement saw, so that a doubled span can be traced (a joiner that heard too few holders)
+    this.log.info('placing on the view', { holders: seen.holders.filter((h) => h.peerId !== this.o.network.peerId).map((h) => `${h.peerId.slice(-8)}@${h.span.start}:${h.span.end}/${h.state}/${Math.round(h.tokensPerSec)}`) });
     if (typeof this.o.mode === 'object') span = this.o.mode;
-    else span = chooseSpan(genesis ? others : await this.withRegistry(others), { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis });
+    else span = chooseSpan(seen, { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis });
     if (span === undefined) {
       this.log.info('the layer pool found no span for this node yet', { maxLayers: this.capacityFigures!.maxLayers });
       return;

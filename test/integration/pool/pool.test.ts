@@ -89,11 +89,13 @@ describe('layer pool on real nodes', { timeout: 1_500_000 }, () => {
     assert.equal(genesis.pool!.modelHash(), spanHashOfParams(CONFIG, { start: 0, end: L }, fullParams));
     const boot = genesis.network.p2p.multiaddrs().map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${genesis.network.peerId}`));
     // joiners arrive one after the other (each placement sees the ones before it)
+    const placed: { start: number; end: number }[] = [];
     for (let i = 0; i < 4; i++) {
       const j = await startNode(`j${i}`, { bootstrap: boot, memoryMb: HALF_MB });
       joiners.push(j);
       const t0 = Date.now();
       await waitFor(() => j.pool?.span() !== undefined, 240_000, `joiner ${i} to hold a span`);
+      placed.push({ ...j.pool!.span()! });
       if (process.env.POOL_TEST_LOG !== undefined) console.error(`joiner ${i} holds ${JSON.stringify(j.pool!.span())} after ${Date.now() - t0} ms`);
       // "each placement sees the ones before it" needs this joiner's heartbeats to be out in the network before the
       // next one listens (on a loaded machine they were not always: the next joiner then chose on the genesis node's
@@ -106,8 +108,9 @@ describe('layer pool on real nodes', { timeout: 1_500_000 }, () => {
       // the weights came from peers and match the checkpoint's
       assert.equal(j.pool!.modelHash(), spanHashOfParams(CONFIG, s, sliceSpan(CONFIG, { start: 0, end: L }, fullParams, s)));
     }
-    // replicas first: the first two joiners fill the two halves the genesis node alone held
-    assert.notEqual(joiners[0]!.pool!.span()!.start, joiners[1]!.pool!.span()!.start);
+    // replicas first: the first two joiners' placements fill the two halves the genesis node alone held (as placed:
+    // a throughput move may legitimately shift a joiner later, once the others' measured speeds differ by > 25 %)
+    assert.notEqual(placed[0]!.start, placed[1]!.start, `first placements ${JSON.stringify(placed)}`);
     const joinerIds = new Set(joiners.map((j) => j.network.peerId));
     const notJoiners = new Set([genesis.network.peerId]);
     await waitFor(() => genesis.pool!.view().holders.filter((h) => joinerIds.has(h.peerId) && h.state === 'alive').length === 4, 60_000, 'four live joiners in the view');

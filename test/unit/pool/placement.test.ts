@@ -177,6 +177,20 @@ describe('planMoves (restoration and rebalancing)', () => {
     assert.deepEqual(planMoves(skew, { layerMb: 100, minGain: 10 }), []);
   });
 
+  it('no throughput move while a live holder has an unknown speed (its record not fetched yet); restores still happen', () => {
+    // b's speed is unknown (0): layer 1 looks like a bottleneck of 0 that moving a or c would lift; it is not one
+    const unknown = view(2, h('g', 0, 2, 100, 'alive', 200), h('a', 0, 1, 100, 'alive', 100), h('c', 0, 1, 100, 'alive', 100), h('b', 1, 2, 0, 'alive', 100));
+    assert.deepEqual(planMoves(unknown, opts), []);
+    // a dead holder's unknown speed does not matter; the same skew with b known moves a (see above)
+    const deadUnknown = view(2, h('g', 0, 2, 100, 'alive', 200), h('a', 0, 1, 100, 'alive', 100), h('c', 0, 1, 100, 'alive', 100), h('b', 1, 2, 10, 'alive', 100), h('d', 1, 2, 0, 'dead', 100));
+    assert.equal(planMoves(deadUnknown, opts)[0]?.reason, 'throughput');
+    // a restore needs no speeds: layer 1's second holder died, a surplus holder of layer 0 takes it
+    const restore = view(2, h('g', 0, 2, 0, 'alive', 200), h('a', 0, 1, 0, 'alive', 100), h('c', 0, 1, 0, 'alive', 100), h('b', 1, 2, 0, 'dead', 100));
+    const plan = planMoves(restore, opts);
+    assert.equal(plan[0]?.reason, 'restore');
+    assert.deepEqual(plan[0]?.to, { start: 1, end: 2 });
+  });
+
   it('backs off: throughput moves wait longer after each recent move; restores wait only the cooldown', () => {
     assert.equal(rebalanceBackoffMs({ movesMs: [] }, 0), 0);
     const now = 10 * 60_000;
