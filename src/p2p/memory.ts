@@ -250,7 +250,8 @@ export class MemoryNetwork implements P2PNetwork {
   async addPeerAddresses(): Promise<void> {}
 
   async openStream(peer: string, protocol: string, opts: OpenStreamOptions = {}): Promise<DuplexStream> {
-    throwIfAborted(opts.signal, 'open stream');
+    // as libp2p-node.ts reports it: a stream open that our own signal aborted
+    if (opts.signal?.aborted === true) throw new NetworkError('STREAM_OPEN_ABORTED', `opening ${protocol} to ${peer} aborted`, { peer, protocol });
     const remote = this.connect(peer.startsWith('/memory/') ? peer.slice('/memory/'.length) : peer);
     const h = remote.handlers.get(protocol);
     if (h === undefined) throw new NetworkError('PROTOCOL_UNSUPPORTED', `peer does not speak ${protocol}`, { peer, protocol });

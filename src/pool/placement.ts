@@ -11,8 +11,13 @@
  *   the window's layer keys ascending, and takes the window whose sorted keys are lexicographically smallest: the
  *   window with the weakest weakest layer, then the weakest second-weakest, and so on. So layers with fewer than two
  *   live holders are filled first (a missing layer before a once-held one), then the layers of lowest total
- *   throughput. Ties (equal sorted keys) go to the lowest start. The answer depends only on the view, so every node
- *   that sees the same registry computes the same placement.
+ *   throughput. Throughput is a measured figure, and equal machines measured up to 3.4× apart on a busy host (load 25)
+ *   (the nano model's per-layer decode step is ~0.05 ms, under the noise of one IPC round trip): two windows whose
+ *   sorted throughputs lie pairwise within THROUGHPUT_TOLERANCE of each other count as equally fast, and the window
+ *   with fewer live replicas in all wins (four equal joiners then split 2/2 instead of following noise 3/1); a
+ *   clearer difference (a GPU node beside CPU nodes) still decides by throughput. Remaining ties go to the smaller
+ *   sorted keys, then to the lowest start. The answer depends only on the view, so every node that sees the same
+ *   registry computes the same placement.
  *
  * The network's health (what "raises the bottleneck" measures) is the triple (missing layers, replica deficit =
  * Σ max(0, MIN_REPLICAS − liveReplicas_i), bottleneck = min_i throughput_i); fewer missing, then smaller deficit,
@@ -22,6 +27,9 @@ import { InvalidArgumentError } from '../util/errors.js';
 
 /** Live holders every layer should have. */
 export const MIN_REPLICAS = 2;
+
+/** Throughputs within this factor of each other count as equal when a node chooses its span (measurement noise). */
+export const THROUGHPUT_TOLERANCE = 4;
 
 /** A throughput move must raise the bottleneck by this fraction (Petals moves when current/optimal < 0.75 ≈ +33 %). */
 export const REBALANCE_MIN_GAIN = 0.25;
@@ -192,7 +200,7 @@ export function chooseSpan(view: PoolView, cap: PoolCapacity, opts: ChooseOption
   if (k === 0) return undefined;
   const keys = layerKeys(c);
   const fetchable = (i: number): boolean => c.replicas[i]! > 0 || (opts.have !== undefined && opts.have.start <= i && i < opts.have.end);
-  let best: { start: number; sorted: LayerKey[] } | undefined;
+  let best: WindowKey | undefined;
   for (let s = 0; s + k <= c.numLayers; s++) {
     if (opts.requireCovered === true) {
       let ok = true;
@@ -200,10 +208,39 @@ export function chooseSpan(view: PoolView, cap: PoolCapacity, opts: ChooseOption
       if (!ok) continue;
     }
     const sorted = keys.slice(s, s + k).sort(cmpKey);
+    let replicas = 0;
+    for (let i = s; i < s + k; i++) replicas += c.replicas[i]!;
+    const w: WindowKey = { start: s, sorted, replicas };
     // strict "<": on a tie the earlier (lower) start stays
-    if (best === undefined || cmpSorted(sorted, best.sorted) < 0) best = { start: s, sorted };
+    if (best === undefined || cmpWindow(w, best) < 0) best = w;
   }
   return best === undefined ? undefined : { start: best.start, end: best.start + k };
+}
+
+interface WindowKey {
+  start: number;
+  /** The window's layer keys, ascending. */
+  sorted: LayerKey[];
+  /** Live replicas summed over its layers. */
+  replicas: number;
+}
+
+/**
+ * < 0 when window a should be taken before b: replica levels (weakest layer first), then throughputs where they
+ * differ clearly (weakest first, beyond THROUGHPUT_TOLERANCE), then fewer live replicas in all, then the exact keys.
+ */
+function cmpWindow(a: WindowKey, b: WindowKey): number {
+  for (let i = 0; i < a.sorted.length; i++) {
+    const d = a.sorted[i]![0] - b.sorted[i]![0];
+    if (d !== 0) return d;
+  }
+  for (let i = 0; i < a.sorted.length; i++) {
+    const x = a.sorted[i]![1];
+    const y = b.sorted[i]![1];
+    if (Math.max(x, y) > Math.min(x, y) * THROUGHPUT_TOLERANCE) return x - y;
+  }
+  if (a.replicas !== b.replicas) return a.replicas - b.replicas;
+  return cmpSorted(a.sorted, b.sorted);
 }
 
 /** Tokens/s of a span of `len` layers on a node whose one layer runs at `layerTokensPerSec`. */
@@ -304,8 +341,8 @@ export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
     cur = best.view;
   }
   // 2. one throughput move, only when every live holder's speed is known: a holder whose record has not been fetched
-  // yet counts 0 tokens/s, so the layers it holds look like a bottleneck that a move would lift (a joiner's first
-  // seconds after placement: the others then moved onto its span and undid the placement)
+  // yet counts 0 tokens/s, so the layers it holds would look like a bottleneck that a move lifts (the service plans
+  // only once every record is in; this keeps the rule safe on its own, e.g. in the simulator)
   const speedsKnown = cur.holders.every((h) => !isLive(h) || finiteRate(h.tokensPerSec) > 0);
   if (speedsKnown && moves.length < maxMoves) {
     let best: ReturnType<typeof candidates>[number] | undefined;

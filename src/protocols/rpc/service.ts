@@ -10,6 +10,7 @@
  * score lowered; the node never crashes on input. Handlers are registered per method by the components that own
  * them (a typed registry): the handler's types follow from the method definition.
  */
+import { NetworkError } from '../../p2p/errors.js';
 import { PENALTY, type PeerScoreTable } from '../../p2p/peer-score.js';
 import type { DuplexStream, P2PNetwork, PeerIdString, StreamInfo } from '../../p2p/types.js';
 import { linkSignals, type AbortOptions } from '../../util/abort.js';
@@ -299,7 +300,11 @@ export class RpcNode {
       stream?.abort(e);
       return e;
     }
-    if (e instanceof NeuroShardError && e.fault === 'peer' && !(e instanceof RemoteRpcError) && !(e instanceof RpcTransportError)) {
+    // A transport failure (NetworkError: the dial or stream open failed or hit our deadline, the peer lacks the
+    // protocol) is not misbehaviour: on a loaded machine honest peers time out, and penalising that banned them all
+    // (pool.test.ts at load 30: `holder-record: STREAM_OPEN_ABORTED` bans until the network fell apart). Liveness and
+    // the router's failover deal with unreachable peers.
+    if (e instanceof NeuroShardError && e.fault === 'peer' && !(e instanceof RemoteRpcError) && !(e instanceof RpcTransportError) && !(e instanceof NetworkError)) {
       // A validateResponse failure (e.g. a bad tensor) is the peer's misbehaviour as well.
       this.violation(peerOf(peer), method, e);
       stream?.abort(e);

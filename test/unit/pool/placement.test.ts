@@ -10,6 +10,7 @@ import {
   REBALANCE_BACKOFF_BASE_MS,
   RESTORE_COOLDOWN_MS,
   shouldRebalance,
+  THROUGHPUT_TOLERANCE,
   type PoolHolder,
   type PoolView,
 } from '../../../src/pool/index.js';
@@ -110,6 +111,24 @@ describe('chooseSpan', () => {
       ],
     );
     assert.equal(coverage(view(L, ...holders)).replicasMin, 3);
+  });
+
+  it('equal joiners whose measured speeds differ by noise (< THROUGHPUT_TOLERANCE) still split 2/2; a clearly faster holder still decides', () => {
+    const L = 8;
+    // measured on one busy machine: 1251, 567, 4194 and 450 tokens/s per span were seen for equal nodes (pool.test.ts)
+    const speeds = [1251, 567, 1900, 450];
+    const holders: PoolHolder[] = [h('genesis', 0, L, 700)];
+    speeds.forEach((tps, i) => {
+      const span = chooseSpan(view(L, ...holders), { maxLayers: L / 2, layerTokensPerSec: tps * (L / 2) })!;
+      holders.push(h(`j${i}`, span.start, span.end, tps));
+    });
+    const starts = holders.slice(1).map((x) => x.span.start);
+    assert.equal(starts.filter((x) => x === 0).length, 2, `starts ${JSON.stringify(starts)}`);
+    assert.equal(starts.filter((x) => x === L / 2).length, 2);
+    // a GPU-class holder on 0-4 (10x the others): the next joiner goes to 4-8 even though 0-4 has fewer replicas
+    const fast = view(L, h('genesis', 0, L, 700), h('gpu', 0, 4, 20_000), h('a', 4, 8, 1000), h('b', 4, 8, 1000));
+    assert.deepEqual(chooseSpan(fast, { maxLayers: 4, layerTokensPerSec: 4000 }), { start: 4, end: 8 });
+    assert.equal(THROUGHPUT_TOLERANCE, 4);
   });
 });
 

@@ -229,6 +229,21 @@ describe('rpc: hostile input never crashes the server', () => {
     await assert.rejects(p.ra.call('peerB', methods.echo, { payload: Uint8Array.of(1), replyWithTensor: false }), (e: unknown) => isNeuroShardError(e));
   });
 
+  it('a transport failure is not misbehaviour: no penalty for an unsupported protocol, an unreachable peer or our own deadline', async () => {
+    const p = await pair();
+    const other: UnaryMethod<pb.ShardInfoRequest, pb.ShardInfo> = { ...methods.shardInfo, name: 'not-served' };
+    await assert.rejects(p.ra.call('peerB', other, {}), (e: unknown) => e instanceof RpcTransportError && e.code === 'RPC_UNAVAILABLE');
+    await assert.rejects(p.ra.call('peerZ', methods.echo, { payload: Uint8Array.of(1), replyWithTensor: false }), (e: unknown) => e instanceof RpcTransportError && e.code === 'RPC_UNAVAILABLE');
+    // our deadline fired while the stream was being opened (a loaded machine): the open's STREAM_OPEN_ABORTED used to
+    // count as the peer's misbehaviour, and honest peers were banned
+    const ac = new AbortController();
+    ac.abort();
+    await assert.rejects(p.ra.call('peerB', methods.echo, { payload: Uint8Array.of(1), replyWithTensor: false }, { signal: ac.signal }));
+    assert.equal(p.scoresA.score('peerB'), 0);
+    assert.equal(p.scoresA.score('peerZ'), 0);
+    await echoStillWorks(p);
+  });
+
   it('the client penalises a server that answers garbage', async () => {
     const p = await pair();
     const bad: UnaryMethod<pb.ShardInfoRequest, pb.ShardInfo> = { ...methods.shardInfo, name: 'bad-info' };
