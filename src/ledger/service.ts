@@ -331,8 +331,8 @@ export async function startNodeLedger(o: NodeLedgerOptions): Promise<{ ledger: L
   const service = new LedgerService({ ledger, network: o.network, dataDir: o.dataDir, clock: o.clock, logger: o.logger });
   service.start();
   try {
-    const budget = AbortSignal.timeout(o.startSyncMs ?? 30_000);
-    await service.syncAll({ signal: o.signal === undefined ? budget : AbortSignal.any([budget, o.signal]) });
+    // not AbortSignal.any: o.signal may live as long as the node (util/abort.ts)
+    await service.syncAll({ signal: deadlineSignal(o.startSyncMs ?? 30_000, o.signal) });
     throwIfAborted(o.signal, 'ledger start');
   } catch (e) {
     service.stop();

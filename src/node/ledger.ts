@@ -70,7 +70,7 @@ import { freshHolderRecord, type HolderRecord, type LayerSpan } from '../protoco
 import { LedgerP2PNetwork } from '../protocols/ledger-sync.js';
 import { LEDGER_DEFAULTS } from './options.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
-import { deadlineSignal } from '../util/abort.js';
+import { deadlineSignal, linkSignals } from '../util/abort.js';
 import { toHex } from '../util/bytes.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, isNeuroShardError } from '../util/errors.js';
@@ -173,7 +173,9 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   const log = o.log ?? silentLogger;
   const { network: host, key, networkId, modelLayers, counters } = o;
   const stopping = new AbortController();
-  const signal = o.signal === undefined ? stopping.signal : AbortSignal.any([stopping.signal, o.signal]);
+  // not AbortSignal.any (util/abort.ts): made once per node, and detached from o.signal on stop
+  const lifetime = linkSignals(stopping.signal, o.signal);
+  const signal = lifetime.signal;
   const self = host.p2p.peerId;
   const account = accountIdFromPublicKey(key.publicKey);
   const callTimeoutMs = o.syncCallTimeoutMs ?? LEDGER_SYNC_LIMITS.callTimeoutMs;
