@@ -61,6 +61,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private replayTimer: NodeJS.Timeout | undefined;
   private lastReplayMs = 0;
   private draining = false;
+  private outboxStopped = false;
   /** Where a sync that stopped on its budget continues with that peer (order key of the last page's end). */
   private readonly resume = new Map<string, Uint8Array>();
 
@@ -102,9 +103,15 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     }
   }
 
-  stop(): void {
+  /** Stops draining the outbox (its files stay for the next start); gossip and sync go on until stop(). */
+  stopOutbox(): void {
     if (this.outboxTimer !== undefined) clearInterval(this.outboxTimer);
     this.outboxTimer = undefined;
+    this.outboxStopped = true;
+  }
+
+  stop(): void {
+    this.stopOutbox();
     for (const s of this.stops.splice(0)) s();
     if (this.replayTimer !== undefined) {
       clearTimeout(this.replayTimer);
@@ -253,11 +260,12 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    */
   async drainOutbox(): Promise<number> {
     const dataDir = this.opts.dataDir;
-    if (dataDir === undefined || this.draining) return 0;
+    if (dataDir === undefined || this.draining || this.outboxStopped) return 0;
     this.draining = true;
     let n = 0;
     try {
       for (const { file, event } of listOutbox(dataDir, (f, why) => this.log.warn('unreadable outbox entry', { file: f, why }))) {
+        if (this.outboxStopped) break; // stopping: the rest waits for the next start
         const id = toHex(event.id);
         const stored = this.ledger.eventStatus(event.id);
         if (stored !== undefined) {

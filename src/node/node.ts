@@ -479,6 +479,8 @@ export class NeuroShardNode {
   async close(): Promise<void> {
     if (this.status === 'closing' || this.status === 'closed') return;
     this.status = 'closing';
+    // first: no more events of ours (proofs, outbox, wallet submits) while the slower steps below run (node/ledger.ts)
+    await this.ledger?.quiesce().catch((e: unknown) => this.log.warn('quiescing the ledger failed', { error: errorMessage(e) }));
     this.stopTraining.abort();
     this.pool?.stop();
     clearInterval(this.hashTimer);
