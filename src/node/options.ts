@@ -134,7 +134,7 @@ export const DEFAULTS: NodeOptions = {
   memoryMb: undefined,
   checkpoint: undefined,
   heartbeatIntervalMs: 5000,
-  heapTrimIntervalMs: 60_000,
+  heapTrimIntervalMs: 10_000,
   peerStaleMs: 15_000,
   peerDeadMs: 60_000,
   train: true,

@@ -23,7 +23,7 @@ test('the addon trims the C heap: fragmented freed buffers leave RSS', { skip: g
     bufs = null;
     for (let i = 0; i < 5; i++) { globalThis.gc(); await new Promise((r) => setImmediate(r)); }
     const before = rssKb();
-    const released = loadHeapTrim().trim();
+    const released = await loadHeapTrim().trim();
     const after = rssKb();
     console.log(JSON.stringify({ before, after, released, kept: keep.length }));
   `;
@@ -35,28 +35,28 @@ test('the addon trims the C heap: fragmented freed buffers leave RSS', { skip: g
   assert.ok(out.before - out.after > 40 * 1024, `RSS ${out.before} kB → ${out.after} kB after the trim`);
 });
 
-test('the trimmer runs the trim on its timer, counts releases, and stops', async () => {
+test('the trimmer runs the trim on its timer, one at a time, counts releases, and stops', async () => {
   let calls = 0;
   let reached!: () => void;
-  const third = new Promise<void>((r) => (reached = r));
+  const fourth = new Promise<void>((r) => (reached = r));
   const t = startHeapTrimmer({
     everyMs: 5,
     trim: () => {
       calls++;
-      if (calls === 3) reached();
-      return calls % 2 === 1;
+      if (calls < 4) return Promise.resolve(calls % 2 === 1);
+      reached();
+      return new Promise<boolean>(() => {}); // still running: the timer must not start another
     },
   });
   const hold = setTimeout(() => {}, 600_000); // the trimmer's timer is unref'd: keep the loop alive while we wait
-  await third;
+  await fourth;
+  // a few more ticks of the 5 ms timer pass while the fourth trim runs
+  await new Promise((r) => setTimeout(r, 50));
   clearTimeout(hold);
   t.stop();
-  const after = calls;
-  assert.equal(t.runs, after);
-  assert.equal(t.released, Math.ceil(after / 2));
-  // stopped: no timer keeps it alive or calls it again (the unref'd interval is cleared; a run would be counted)
-  await new Promise((r) => setImmediate(r));
-  assert.equal(t.runs, after);
+  assert.equal(calls, 4, 'no second trim while one runs');
+  assert.equal(t.runs, 3);
+  assert.equal(t.released, 2);
 });
 
 test('a platform without a trim is asked once, and 0 turns the trimmer off', async () => {
@@ -68,11 +68,12 @@ test('a platform without a trim is asked once, and 0 turns the trimmer off', asy
     trim: () => {
       calls++;
       first();
-      return null;
+      return Promise.resolve(null);
     },
   });
   const hold = setTimeout(() => {}, 600_000);
   await asked;
+  await new Promise((r) => setImmediate(r));
   clearTimeout(hold);
   assert.equal(t.runs, 0);
   t.stop();
