@@ -16,9 +16,11 @@ if (process.env.NEUROSHARD_SKIP_NATIVE === '1') {
   process.exit(0);
 }
 const out = join(root, 'build', 'Release', 'neuroshard_native.node');
+// the second target (src/tensor/native/heap.cc): a build from before it existed is not up to date
+const heapOut = join(root, 'build', 'Release', 'neuroshard_heap.node');
 const srcDir = join(root, 'src', 'tensor', 'native');
 const sources = [gyp, ...(existsSync(srcDir) ? readdirSync(srcDir).map((f) => join(srcDir, f)) : [])];
-if (existsSync(out) && process.argv[2] !== '--force') {
+if (existsSync(out) && existsSync(heapOut) && process.argv[2] !== '--force') {
   const built = statSync(out).mtimeMs;
   if (sources.every((s) => statSync(s).mtimeMs <= built)) process.exit(0);
 }

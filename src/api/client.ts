@@ -3,7 +3,7 @@
  * the wallet's `send`/`stake`/`unstake`). Every call has a deadline, reads at most `maxResponseBytes`, and checks
  * the answer's shape before handing it on.
  */
-import { type AbortOptions } from '../util/abort.js';
+import { linkSignals, type AbortOptions } from '../util/abort.js';
 import { AbortedError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { readTextBounded } from '../util/http.js';
 import type { GenerateOutput, GenerateParams } from './generate.js';
@@ -120,7 +120,9 @@ export class ApiClient {
   private async request(method: 'GET' | 'POST', path: string, opts: AbortOptions, body?: string): Promise<unknown> {
     const url = this.baseUrl + path;
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
-    const signal = AbortSignal.any([timeout, ...(opts.signal === undefined ? [] : [opts.signal])]);
+    // not AbortSignal.any: a caller's signal may outlive many requests (util/abort.ts); detached when the request ends
+    const link = linkSignals(timeout, opts.signal);
+    const signal = link.signal;
     let res: Response;
     let text: string;
     try {
@@ -133,6 +135,8 @@ export class ApiClient {
       if (timeout.aborted) throw new TimeoutError(`the node at ${this.baseUrl} did not answer within ${this.opts.timeoutMs} ms`, { url });
       if (e instanceof NeuroShardError) throw e;
       throw new NodeUnreachableError(`no node answers at ${this.baseUrl} (is it running? is --api-port right?): ${errorMessage(e)}`, { url });
+    } finally {
+      link.dispose();
     }
     let json: unknown;
     try {

@@ -61,6 +61,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private replayTimer: NodeJS.Timeout | undefined;
   private lastReplayMs = 0;
   private draining = false;
+  private outboxStopped = false;
   /** Where a sync that stopped on its budget continues with that peer (order key of the last page's end). */
   private readonly resume = new Map<string, Uint8Array>();
 
@@ -102,9 +103,15 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     }
   }
 
-  stop(): void {
+  /** Stops draining the outbox (its files stay for the next start); gossip and sync go on until stop(). */
+  stopOutbox(): void {
     if (this.outboxTimer !== undefined) clearInterval(this.outboxTimer);
     this.outboxTimer = undefined;
+    this.outboxStopped = true;
+  }
+
+  stop(): void {
+    this.stopOutbox();
     for (const s of this.stops.splice(0)) s();
     if (this.replayTimer !== undefined) {
       clearTimeout(this.replayTimer);
@@ -253,11 +260,12 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    */
   async drainOutbox(): Promise<number> {
     const dataDir = this.opts.dataDir;
-    if (dataDir === undefined || this.draining) return 0;
+    if (dataDir === undefined || this.draining || this.outboxStopped) return 0;
     this.draining = true;
     let n = 0;
     try {
       for (const { file, event } of listOutbox(dataDir, (f, why) => this.log.warn('unreadable outbox entry', { file: f, why }))) {
+        if (this.outboxStopped) break; // stopping: the rest waits for the next start
         const id = toHex(event.id);
         const stored = this.ledger.eventStatus(event.id);
         if (stored !== undefined) {
@@ -331,8 +339,8 @@ export async function startNodeLedger(o: NodeLedgerOptions): Promise<{ ledger: L
   const service = new LedgerService({ ledger, network: o.network, dataDir: o.dataDir, clock: o.clock, logger: o.logger });
   service.start();
   try {
-    const budget = AbortSignal.timeout(o.startSyncMs ?? 30_000);
-    await service.syncAll({ signal: o.signal === undefined ? budget : AbortSignal.any([budget, o.signal]) });
+    // not AbortSignal.any: o.signal may live as long as the node (util/abort.ts)
+    await service.syncAll({ signal: deadlineSignal(o.startSyncMs ?? 30_000, o.signal) });
     throwIfAborted(o.signal, 'ledger start');
   } catch (e) {
     service.stop();

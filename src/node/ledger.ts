@@ -37,7 +37,7 @@
  * equivocation, both proofs are void and anyone may slash the key. Run each key on one machine only.
  */
 import { freemem } from 'node:os';
-import type { LedgerStatusView, LedgerSubmitter, SubmitOutcome } from '../api/index.js';
+import { LedgerNotReadyError, type LedgerStatusView, type LedgerSubmitter, type SubmitOutcome } from '../api/index.js';
 import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../identity/index.js';
 import {
   buildProof,
@@ -70,7 +70,7 @@ import { freshHolderRecord, type HolderRecord, type LayerSpan } from '../protoco
 import { LedgerP2PNetwork } from '../protocols/ledger-sync.js';
 import { LEDGER_DEFAULTS } from './options.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
-import { deadlineSignal } from '../util/abort.js';
+import { deadlineSignal, linkSignals } from '../util/abort.js';
 import { toHex } from '../util/bytes.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, isNeuroShardError } from '../util/errors.js';
@@ -157,6 +157,16 @@ export interface NodeLedgerService {
   proveNow(): Promise<ProofOutcome | undefined>;
   /** Reconciles with one peer now: status, then a full sync when the state hashes differ. */
   reconcile(peer: string): Promise<void>;
+  /**
+   * The first step of a graceful stop: from here on the node makes no event of its own (no proof, no outbox drain,
+   * wallet submits answer 503 so the wallet queues them in the outbox for the next start), while it still takes
+   * gossip and serves sync until stop(). Resolves once a proof being published is done. Why: a node stopping slowly
+   * (a checkpoint cut, sessions draining) kept proving after its peers had closed their ledgers, so the ledger files
+   * of a network stopped at once differed by those last events (issue 12, chaos runs).
+   */
+  quiesce(): Promise<void>;
+  /** True once quiesce() (or stop()) was called. */
+  readonly quiet: boolean;
   /** Stops proofs, syncs, gossip and serving, and closes the ledger. Call before the network stops. */
   stop(): Promise<void>;
 }
@@ -173,7 +183,9 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   const log = o.log ?? silentLogger;
   const { network: host, key, networkId, modelLayers, counters } = o;
   const stopping = new AbortController();
-  const signal = o.signal === undefined ? stopping.signal : AbortSignal.any([stopping.signal, o.signal]);
+  // not AbortSignal.any (util/abort.ts): made once per node, and detached from o.signal on stop
+  const lifetime = linkSignals(stopping.signal, o.signal);
+  const signal = lifetime.signal;
   const self = host.p2p.peerId;
   const account = accountIdFromPublicKey(key.publicKey);
   const callTimeoutMs = o.syncCallTimeoutMs ?? LEDGER_SYNC_LIMITS.callTimeoutMs;
@@ -217,6 +229,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   });
 
   let stopped = false;
+  let quiet = false;
   const timers: NodeJS.Timeout[] = [];
   const retries = new Set<NodeJS.Timeout>();
   const offs: (() => void)[] = [];
@@ -406,7 +419,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   };
 
   const proveNow = async (): Promise<ProofOutcome | undefined> => {
-    if (stopped || proving || !proofsEnabled) return undefined;
+    if (stopped || quiet || proving || !proofsEnabled) return undefined;
     if (!mayProve) {
       // Reconciled with a peer, or founded the network and nobody is there yet (a founder with peers waits too).
       mayProve = sync.caughtUp || (host.genesis && net.syncPeers().length === 0 && host.p2p.connectedPeers().length === 0);
@@ -491,9 +504,19 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       gossip: { ...net.stats },
       sync: { caughtUp: sync.caughtUp, runs: sync.runs, failures: sync.failures, ...(sync.lastPeer !== undefined ? { lastPeer: sync.lastPeer } : {}) },
     }),
+    get quiet() {
+      return quiet || stopped;
+    },
+    async quiesce() {
+      if (quiet || stopped) return;
+      quiet = true;
+      started.service.stopOutbox();
+      while (proving) await new Promise((r) => setImmediate(r));
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
+      quiet = true;
       for (const t of timers) clearInterval(t);
       for (const t of retries) clearTimeout(t);
       for (const off of offs) off();
@@ -531,10 +554,12 @@ const SUBMIT_PUBLISH_MS = 3_000;
  * store it and sort it before the tip; the wallet signs just before it sends, so only a replay of an old event
  * looks like that.
  */
-export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'>, clock: Clock = systemClock): LedgerSubmitter {
+export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'> & { readonly quiet?: boolean }, clock: Clock = systemClock): LedgerSubmitter {
   return {
     maxEventBytes: MAX_SLASH_BYTES,
     async submit(bytes: Uint8Array): Promise<SubmitOutcome> {
+      // stopping (quiesce): 503, so the wallet keeps the event in the outbox and this node submits it when it starts again
+      if (l.quiet === true) throw new LedgerNotReadyError();
       let decoded: { id: Uint8Array; timestampMs: number } | undefined;
       try {
         decoded = decodeEvent(bytes);

@@ -350,10 +350,27 @@ function recordAddrs(addrs: string[], peerId: string): string[] {
  * Reconnects member peers that gossip never reached. Found by scripts/chaos.mjs: a joiner that connected while the
  * machine was loaded kept a libp2p connection to the genesis node (identified, RPC worked) but neither side had the
  * other among the heartbeat topic's subscribers, for minutes: no heartbeats either way, so the joiner's pool waited
- * for "heartbeats that name a holder" forever and nobody else learned of it. Gossipsub opens its streams once per
- * connection (when identify shows the protocol), so a stream that failed, or was opened on a duplicate connection
- * that was then pruned, is never opened again while the peer stays connected. A member missing from the topic's
+ * for "heartbeats that name a holder" forever and nobody else learned of it. A member missing from the topic's
  * subscribers on `strikes` checks in a row is hung up and dialled again, which makes gossipsub start over.
+ *
+ * The cause is upstream, in @libp2p/gossipsub 17.1.1's stream management (read in node_modules, not patched here):
+ * - it opens its one outbound stream per peer only when the registrar reports a connection after identify
+ *   (`onPeerConnected`) or when the peer opens an inbound stream to us (`onIncomingStream`); `createOutboundStream`
+ *   skips a peer that already has one, and logs and forgets a `newStream` that fails (negotiation timing out on a
+ *   loaded machine);
+ * - so with two connections to one peer (both sides dialled at once: the tracker, the pool and bootstrap each dial)
+ *   the stream lives on whichever was identified first; when that connection closes (pruned, or dropped by a link
+ *   cut or a partition while the other survives), the stream closes, its entry goes, and nothing opens another
+ *   while the other connection stays up; a stream reset on a live connection (a stalled yamux window under load)
+ *   ends the same way;
+ * - and the other side, seeing its inbound stream end with an error, treats it as a disconnect (`handlePeerReadStream
+ *   Error` → `onPeerDisconnected` → `removePeer`): it forgets our subscriptions and closes its own outbound stream
+ *   to us, so neither side has the other.
+ * Upstream: ChainSafe/js-libp2p-gossipsub#456 ("GossipSub treats Stream reset as Peer Disconnect": streams are only
+ * created on connect or an inbound stream, never re-established while connected), and libp2p/js-libp2p#3531, which
+ * removes closed outbound streams so a *reconnect* creates a new one and names "re-establishing a stream that closes
+ * while its connection stays open" as a follow-up it leaves open. Hence the hang-up: a fresh connection is the one
+ * event that makes gossipsub open both streams again. Remove this watchdog once upstream re-opens streams itself.
  */
 function watchGossip(p2p: Libp2pNetwork, topic: string, everyMs: number, log: Logger, strikes = 3): () => void {
   const missing = new Map<string, number>();

@@ -41,6 +41,7 @@ import { holdersFromView, startOuterSync, trainingReport, workerParams, type Out
 import { NodeChainTraining } from './chain.js';
 import type { NodeLog } from './logs.js';
 import { dashboardDir, NodeTelemetry, replicasFromLayersView } from './telemetry.js';
+import { startHeapTrimmer, type HeapTrimmer } from './heap-trim.js';
 
 /** What the node reports about its training, for the status endpoint, heartbeats and proofs. */
 export interface WorkCounters {
@@ -88,6 +89,8 @@ export class NeuroShardNode {
   readonly tally = new WorkTally();
   ledger: NodeLedgerService | undefined;
   telemetry: NodeTelemetry | undefined;
+  /** Gives free C-heap pages back to the OS (node/heap-trim.ts). */
+  heapTrimmer: HeapTrimmer | undefined;
   /** The layer pool: span, capacity, weights from peers, rebalancing. */
   pool: PoolService | undefined;
   /** Inference: hop sessions for peers, and the generator behind POST /api/generate. */
@@ -226,6 +229,7 @@ export class NeuroShardNode {
       nodeRef.node = node;
       nodeRef.url = bound.url;
       node.telemetry = telemetry;
+      node.heapTrimmer = startHeapTrimmer({ everyMs: opts.heapTrimIntervalMs, log: log.child('heap') });
       provider = node.statusProvider();
       node.releaseLock = writeNodeLock(opts.dataDir, { apiPort: bound.port, peerId: network.peerId });
       log.info('node up', { peerId: network.peerId, address: addressFromPublicKey(key.publicKey), networkId: genesis.networkId, api: bound.url, span: span === undefined ? opts.span : `${span.start}:${span.end}` });
@@ -475,9 +479,12 @@ export class NeuroShardNode {
   async close(): Promise<void> {
     if (this.status === 'closing' || this.status === 'closed') return;
     this.status = 'closing';
+    // first: no more events of ours (proofs, outbox, wallet submits) while the slower steps below run (node/ledger.ts)
+    await this.ledger?.quiesce().catch((e: unknown) => this.log.warn('quiescing the ledger failed', { error: errorMessage(e) }));
     this.stopTraining.abort();
     this.pool?.stop();
     clearInterval(this.hashTimer);
+    this.heapTrimmer?.stop();
     await this.training;
     await this.outerSync?.stop();
     const steps: [string, () => Promise<void> | void][] = [

@@ -64,6 +64,8 @@ export interface NodeOptions {
   checkpoint: string | undefined;
   /** Heartbeat period, and silence after which a peer is stale / dead (ms). */
   heartbeatIntervalMs: number;
+  /** How often the node gives free C-heap pages back to the OS (ms; 0 = never): node/heap-trim.ts. */
+  heapTrimIntervalMs: number;
   peerStaleMs: number;
   peerDeadMs: number;
   /** Train the model on the genesis corpus when this node holds all of it (the genesis node's job). */
@@ -132,6 +134,7 @@ export const DEFAULTS: NodeOptions = {
   memoryMb: undefined,
   checkpoint: undefined,
   heartbeatIntervalMs: 5000,
+  heapTrimIntervalMs: 10_000,
   peerStaleMs: 15_000,
   peerDeadMs: 60_000,
   train: true,
@@ -263,6 +266,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     return resolve(raw.startsWith('~/') ? join(homedir(), raw.slice(2)) : raw);
   },
   heartbeatIntervalMs: (raw, src) => intIn('heartbeatIntervalMs', raw, src, 100, 3_600_000),
+  heapTrimIntervalMs: (raw, src) => intIn('heapTrimIntervalMs', raw, src, 0, 86_400_000),
   peerStaleMs: (raw, src) => intIn('peerStaleMs', raw, src, 100, 86_400_000),
   peerDeadMs: (raw, src) => intIn('peerDeadMs', raw, src, 100, 86_400_000),
   train: (raw, src) => bool('train', raw, src),

@@ -25,6 +25,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ParamLayout } from '../model/layout.js';
+import { deadlineSignal, linkSignals } from '../util/abort.js';
 import type { Clock } from '../util/clock.js';
 import { AbortedError, errorMessage, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -408,16 +409,22 @@ export class OuterSync {
 
   private async statuses(peers: string[], signal: AbortSignal): Promise<Map<string, PeerTrainingStatus>> {
     const out = new Map<string, PeerTrainingStatus>();
-    const sig = AbortSignal.any([signal, AbortSignal.timeout(Math.max(5000, this.o.round.syncTimeoutMs / 2))]);
-    await Promise.all(
-      peers.map(async (p) => {
-        try {
-          out.set(p, await this.o.transport.status(p, sig));
-        } catch (e) {
-          this.log.debug('training status failed', { peer: p, error: errorMessage(e) });
-        }
-      }),
-    );
+    // not AbortSignal.any: `signal` lives as long as the node and the rounds poll statuses (util/abort.ts)
+    const link = linkSignals(signal, AbortSignal.timeout(Math.max(5000, this.o.round.syncTimeoutMs / 2)));
+    const sig = link.signal;
+    try {
+      await Promise.all(
+        peers.map(async (p) => {
+          try {
+            out.set(p, await this.o.transport.status(p, sig));
+          } catch (e) {
+            this.log.debug('training status failed', { peer: p, error: errorMessage(e) });
+          }
+        }),
+      );
+    } finally {
+      link.dispose();
+    }
     return out;
   }
 
@@ -477,7 +484,7 @@ export class OuterSync {
   private async sendUntil(peer: string, round: number, layer: string, n: number, payload: Uint8Array, deadline: number, signal: AbortSignal): Promise<void> {
     while (this.o.clock.now() < deadline && !signal.aborted) {
       try {
-        const v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, AbortSignal.any([signal, AbortSignal.timeout(Math.max(1000, deadline - this.o.clock.now()))]));
+        const v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, deadlineSignal(Math.max(1000, deadline - this.o.clock.now()), signal));
         this.log.debug('contribution sent', { peer: peer.slice(-6), layer, round, verdict: v });
         this.bytesSent += payload.byteLength;
         if (v !== 'too_early') return;
@@ -555,7 +562,7 @@ export class OuterSync {
   private async download(round: number, l: LayerRange, hash: string, sources: string[], signal: AbortSignal): Promise<boolean> {
     for (const p of sources) {
       try {
-        const st = await this.o.transport.fetchLayer(p, round, l.id, AbortSignal.any([signal, AbortSignal.timeout(Math.max(10_000, this.o.round.syncTimeoutMs))]));
+        const st = await this.o.transport.fetchLayer(p, round, l.id, deadlineSignal(Math.max(10_000, this.o.round.syncTimeoutMs), signal));
         if (st.theta.length !== l.size || (st.buf !== null && st.buf.length !== l.size)) throw new SyncError(`layer ${l.id} from ${p} has the wrong size`);
         if (layerStateHash(st.theta, st.buf) !== hash) throw new SyncError(`layer ${l.id} from ${p} does not match the agreed hash`);
         this.params.set(st.theta, l.offset);

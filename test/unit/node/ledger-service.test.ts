@@ -15,7 +15,8 @@ import { MemoryHub } from '../../../src/p2p/memory.js';
 import { PeerScoreTable } from '../../../src/p2p/peer-score.js';
 import * as methods from '../../../src/protocols/methods.js';
 import { RpcNode } from '../../../src/protocols/rpc/service.js';
-import { startNodeLedgerService, WorkTally, type NodeLedgerService } from '../../../src/node/ledger.js';
+import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from '../../../src/node/ledger.js';
+import { listOutbox, writeOutbox } from '../../../src/ledger/outbox.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { fromHex, sha256, toHex } from '../../../src/util/bytes.js';
 import { ManualClock } from '../../../src/util/clock.js';
@@ -197,6 +198,51 @@ describe('node ledger: proofs of neural work', () => {
       });
       assert.equal(a.l.ledger.status().events, 4);
       assert.ok(a.l.ledger.account(acct(b.key)).balance > 0n);
+    } finally {
+      await b?.l.stop();
+      await a.l.stop();
+      t.cleanup();
+    }
+  });
+
+  it('quiesced for a graceful stop: no proof, no outbox drain, wallet submits refused; peers\' events still arrive, so both files agree', async () => {
+    // issue 12 (chaos): a node that stopped slowly kept proving after its peer had closed its ledger, and the two
+    // ledger files differed by that proof. node.close() now quiesces the ledger first.
+    const t = tempDir('neuroshard-nledger-');
+    const clock = new ManualClock(T0 + 5000);
+    const hub = new MemoryHub();
+    const a = await startNode(hub, t.dir, 'a', testKey(507), clock, { genesis: true });
+    let b: TestNode | undefined;
+    try {
+      await nextProof(a, clock);
+      b = await startNode(hub, t.dir, 'b', testKey(508), clock, { genesis: false });
+      await hub.nodes.get('b')!.dial('a');
+      const bb = b;
+      await waitFor(() => bb.l.status().sync.caughtUp && bb.l.ledger.stateHash() === a.l.ledger.stateHash(), { timeoutMs: 5000, what: 'b reconciles with a' });
+
+      await a.l.quiesce();
+      assert.equal(a.l.quiet, true);
+      const queued = buildTransfer(testKey(507), env(a.l.ledger.nextNonce(testKey(507).publicKey, EventKind.Transfer), clock.now()), acct(b.key), 1n);
+      writeOutbox(join(t.dir, 'a'), queued);
+      await assert.rejects(ledgerSubmitter(a.l, clock).submit(queued.bytes), (e: unknown) => (e as { code?: string }).code === 'LEDGER_NOT_READY');
+      const emitted = a.l.status().proofs.emitted;
+      const bProofs = b.l.status().proofs.emitted;
+      clock.advance(60_000); // a window is due on both
+      assert.equal(await a.l.proveNow(), undefined, 'a quiesced node makes no proof');
+      await waitFor(() => bb.l.status().proofs.emitted > bProofs, { timeoutMs: 5000, what: 'b proves' });
+      await waitFor(() => a.l.ledger.stateHash() === bb.l.ledger.stateHash() && !a.l.ledger.replayPending(), { timeoutMs: 5000, what: "b's proof reaches quiesced a" });
+      assert.equal(await a.l.service.drainOutbox(), 0, 'the outbox waits for the next start');
+      assert.equal(listOutbox(join(t.dir, 'a')).length, 1);
+      assert.equal(a.l.status().proofs.emitted, emitted);
+      assert.equal(a.l.ledger.eventStatus(queued.id), undefined);
+      // b stops first (quiesced as well), a stops later: the stored states are still equal
+      await b.l.quiesce();
+      await b.l.stop();
+      clock.advance(60_000);
+      assert.equal(await a.l.proveNow(), undefined);
+      const hashA = a.l.ledger.stateHash();
+      const hashB = bb.l.ledger.stateHash();
+      assert.equal(hashA, hashB);
     } finally {
       await b?.l.stop();
       await a.l.stop();
