@@ -183,6 +183,7 @@ export class NeuroShardNode {
         config: modelConfig,
         tokenizer: ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
         created: Math.floor(clock.now() / 1000),
+        log: log.child('openai'),
       });
       const nodeRef: { node?: NeuroShardNode; url: string } = { url: '' };
       const telemetry = new NodeTelemetry({

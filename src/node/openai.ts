@@ -20,6 +20,7 @@ import { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from '../model/chat-template.js';
 import type { LlamaConfig } from '../model/index.js';
 import type { TextTokenizer } from '../model/tokenizer/hf.js';
 import { InvalidArgumentError, NeuroShardError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
 
 /** The id the network's model is served under. */
 export const NEUROLLM_MODEL_ID = 'neurollm';
@@ -35,6 +36,8 @@ export interface OpenAiGeneratorInit {
   maxPending: number;
   /** New tokens when a request names no max_tokens (the context bounds it further). */
   defaultMaxTokens: number;
+  /** Each /v1 generation's route is logged (info) as it is chosen: an operator sees which peers served a request. */
+  log?: Logger;
 }
 
 export class ModelNotReadyError extends NeuroShardError {
@@ -90,6 +93,7 @@ export class OpenAiGenerator implements TextGenerator {
       const r = await gen.generate(
         { prompt: req.prompt, maxTokens, temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed >>> 0, stop: req.stop },
         {
+          onRoute: (route) => (this.o.log ?? silentLogger).info('openai generation route', { hops: route.map((h) => `${h.peerId}[${h.span[0]}:${h.span[1]})`).join(' -> ') }),
           onToken: (token, piece) => {
             text += piece;
             opts.onToken?.({ token, text });
