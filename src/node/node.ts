@@ -34,6 +34,7 @@ import { OPENAI_SERVING, type NodeOptions } from './options.js';
 
 import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
 import { TrainProgress } from './progress.js';
+import { meteredRpc, SpanDownloadMeter } from './download-progress.js';
 import type { PoolService } from '../pool/index.js';
 import { startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
@@ -249,11 +250,14 @@ export class NeuroShardNode {
 
       // 6. the layer pool: measure capacity, take a span (training starts when the genesis node takes it all)
       const poolTuning = { ...POOL_TUNING_DEFAULTS, ...modules.poolTuning };
+      // weights taken from peers show their progress on stderr (a bar on a terminal, plain lines otherwise)
+      const downloads = new SpanDownloadMeter({ mode: (modules.progressIsTty ?? process.stderr.isTTY === true) ? 'tty' : 'plain', write: modules.progress ?? ((s: string) => process.stderr.write(s)) });
       const pool = createNodePool({
         opts,
         config: modelConfig,
         compute,
         network,
+        rpc: meteredRpc(network.rpc, downloads),
         tuning: poolTuning,
         startTraining: () => node.startTraining(modules),
         // a move drains the hop sessions on the old span first (bounded; the rest fail over), then takes new ones
@@ -267,7 +271,9 @@ export class NeuroShardNode {
       });
       node.pool = pool;
       cleanups.push(() => pool.stop());
+      pool.events.on('span:error', () => downloads.abandon());
       pool.events.on('span:held', ({ span: held, hash, source, ms }) => {
+        downloads.finish();
         node.tally.setLayers(held);
         node.tally.setCapacity(pool.recordCapacity());
         if (source !== 'external') {
