@@ -29,14 +29,14 @@ import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerServ
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
-import { OpenAiGenerator } from './openai.js';
+import { checkpointTokenizer, OpenAiGenerator } from './openai.js';
 import { OPENAI_SERVING, type NodeOptions } from './options.js';
 
 import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
 import { TrainProgress } from './progress.js';
 import { meteredRpc, SpanDownloadMeter } from './download-progress.js';
 import type { PoolService } from '../pool/index.js';
-import { startServing, type NodeServing } from './serving.js';
+import { genesisModelView, modelViewOf, startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 import { holdersFromView, startOuterSync, trainingReport, workerParams, type OuterSyncWiring } from './diloco.js';
 import { NodeChainTraining } from './chain.js';
@@ -177,12 +177,14 @@ export class NeuroShardNode {
         if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
         return ledgerRef.current;
       };
+      // a --checkpoint node encodes with the checkpoint's own tokenizer (chat template, special tokens) when it has one
+      const ownTokenizer = opts.checkpoint === undefined ? undefined : checkpointTokenizer(opts.checkpoint, modelConfig);
       // the OpenAI-compatible routes go through the same generator as POST /api/generate (503 until it exists)
       const openai = new OpenAiGenerator({
         ...OPENAI_SERVING,
         generator: () => servingRef.current?.generator,
         config: modelConfig,
-        tokenizer: ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
+        tokenizer: ownTokenizer ?? ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
         created: Math.floor(clock.now() / 1000),
         log: log.child('openai'),
       });
@@ -298,6 +300,8 @@ export class NeuroShardNode {
         trains: false,
         clock,
         log: log.child('serve'),
+        // a --checkpoint node serves the checkpoint's shape, and its own tokenizer when it has one (else the bundled one)
+        ...(opts.checkpoint === undefined ? {} : { model: { config: modelConfig, view: ownTokenizer === undefined ? { ...genesisModelView(genesis), numLayers: modelConfig.num_hidden_layers, hiddenSize: modelConfig.hidden_size, contextLength: modelConfig.max_position_embeddings, eosId: modelConfig.eos_token_id } : modelViewOf(modelConfig, ownTokenizer) } }),
       });
       servingRef.current = node.serving;
       const serving = node.serving;
