@@ -39,6 +39,11 @@ export interface GenerateParams {
   seed: number;
   /** Generation stops before the first of these strings (the text is cut before it). */
   stop: string[];
+  /**
+   * 'chat': `prompt` is a rendered chat template whose special-token strings are the model's special ids and to
+   * which nothing is added (the OpenAI chat route); 'text' (default): plain text, encoded with BOS.
+   */
+  kind?: 'text' | 'chat';
 }
 
 /** One hop of a route: a peer and the layers [start, end) it runs for this request. */

@@ -347,9 +347,31 @@ export function* ggufChunks(file: GgufFileOut): Generator<Uint8Array> {
   }
 }
 
-/** Writes a GGUF file atomically (temp file + rename). Returns its SHA-256 and size. */
-export function writeGguf(path: string, file: GgufFileOut): { sha256: string; bytes: number } {
-  return atomicWriteFile(path, ggufChunks(file));
+/** The size of the file ggufChunks(file) writes, in bytes (the header is built to measure it; no tensor is encoded). */
+export function ggufFileBytes(file: GgufFileOut): number {
+  const alignment = file.alignment ?? GGUF_DEFAULT_ALIGNMENT;
+  const { header, sizes } = ggufHeader(file);
+  let n = header.byteLength;
+  for (const s of sizes) n += s + ((alignment - (s % alignment)) % alignment);
+  return n;
+}
+
+/**
+ * Writes a GGUF file atomically (temp file + rename). Returns its SHA-256 and size. `onBytes(written, total)` is
+ * called after each chunk (a progress display).
+ */
+export function writeGguf(path: string, file: GgufFileOut, onBytes?: (written: number, total: number) => void): { sha256: string; bytes: number } {
+  if (onBytes === undefined) return atomicWriteFile(path, ggufChunks(file));
+  const total = ggufFileBytes(file);
+  let written = 0;
+  function* counted(): Generator<Uint8Array> {
+    for (const c of ggufChunks(file)) {
+      yield c;
+      written += c.byteLength;
+      onBytes!(written, total);
+    }
+  }
+  return atomicWriteFile(path, counted());
 }
 
 // ---- reading ------------------------------------------------------------------------------------------------------

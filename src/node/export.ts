@@ -24,6 +24,8 @@ export interface ExportGgufOptions {
   name?: string;
   /** Called with one plain line per stage. */
   progress?: (line: string) => void;
+  /** Called as the file is written: bytes written so far and the file's size (a progress bar). */
+  onBytes?: (written: number, total: number) => void;
 }
 
 export interface ExportGgufResult {
@@ -62,6 +64,6 @@ export async function exportGguf(o: ExportGgufOptions): Promise<ExportGgufResult
     types[t] = (types[t] ?? 0) + 1;
   }
   say(`writing ${out} (${o.dtype}: ${Object.entries(types).map(([t, n]) => `${n} ${t}`).join(', ')})`);
-  const { bytes, sha256 } = writeGguf(out, file);
+  const { bytes, sha256 } = writeGguf(out, file, o.onBytes);
   return { out, bytes, sha256, dtype: o.dtype, checkpoint: dir, format: verified === null ? 'huggingface' : 'neuroshard', types, tensors: file.tensors.length };
 }

@@ -29,13 +29,14 @@ import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerServ
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
-import { OpenAiGenerator } from './openai.js';
+import { checkpointTokenizer, OpenAiGenerator } from './openai.js';
 import { OPENAI_SERVING, type NodeOptions } from './options.js';
 
 import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
 import { TrainProgress } from './progress.js';
+import { meteredRpc, SpanDownloadMeter } from './download-progress.js';
 import type { PoolService } from '../pool/index.js';
-import { startServing, type NodeServing } from './serving.js';
+import { genesisModelView, modelViewOf, startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 import { holdersFromView, startOuterSync, trainingReport, workerParams, type OuterSyncWiring } from './diloco.js';
 import { NodeChainTraining } from './chain.js';
@@ -179,13 +180,16 @@ export class NeuroShardNode {
         if (ledgerRef.current === undefined) throw new LedgerNotReadyError();
         return ledgerRef.current;
       };
+      // a --checkpoint node encodes with the checkpoint's own tokenizer (chat template, special tokens) when it has one
+      const ownTokenizer = opts.checkpoint === undefined ? undefined : checkpointTokenizer(opts.checkpoint, modelConfig);
       // the OpenAI-compatible routes go through the same generator as POST /api/generate (503 until it exists)
       const openai = new OpenAiGenerator({
         ...OPENAI_SERVING,
         generator: () => servingRef.current?.generator,
         config: modelConfig,
-        tokenizer: ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
+        tokenizer: ownTokenizer ?? ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
         created: Math.floor(clock.now() / 1000),
+        log: log.child('openai'),
       });
       const nodeRef: { node?: NeuroShardNode; url: string } = { url: '' };
       const telemetry = new NodeTelemetry({
@@ -252,11 +256,14 @@ export class NeuroShardNode {
 
       // 6. the layer pool: measure capacity, take a span (training starts when the genesis node takes it all)
       const poolTuning = { ...POOL_TUNING_DEFAULTS, ...modules.poolTuning };
+      // weights taken from peers show their progress on stderr (a bar on a terminal, plain lines otherwise)
+      const downloads = new SpanDownloadMeter({ mode: (modules.progressIsTty ?? process.stderr.isTTY === true) ? 'tty' : 'plain', write: modules.progress ?? ((s: string) => process.stderr.write(s)) });
       const pool = createNodePool({
         opts,
         config: modelConfig,
         compute,
         network,
+        rpc: meteredRpc(network.rpc, downloads),
         tuning: poolTuning,
         startTraining: () => node.startTraining(modules),
         // a move drains the hop sessions on the old span first (bounded; the rest fail over), then takes new ones
@@ -270,7 +277,9 @@ export class NeuroShardNode {
       });
       node.pool = pool;
       cleanups.push(() => pool.stop());
+      pool.events.on('span:error', () => downloads.abandon());
       pool.events.on('span:held', ({ span: held, hash, source, ms }) => {
+        downloads.finish();
         node.tally.setLayers(held);
         node.tally.setCapacity(pool.recordCapacity());
         if (source !== 'external') {
@@ -295,6 +304,8 @@ export class NeuroShardNode {
         trains: false,
         clock,
         log: log.child('serve'),
+        // a --checkpoint node serves the checkpoint's shape, and its own tokenizer when it has one (else the bundled one)
+        ...(opts.checkpoint === undefined ? {} : { model: { config: modelConfig, view: ownTokenizer === undefined ? { ...genesisModelView(genesis), numLayers: modelConfig.num_hidden_layers, hiddenSize: modelConfig.hidden_size, contextLength: modelConfig.max_position_embeddings, eosId: modelConfig.eos_token_id } : modelViewOf(modelConfig, ownTokenizer) } }),
       });
       servingRef.current = node.serving;
       const serving = node.serving;

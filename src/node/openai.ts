@@ -9,17 +9,23 @@
  * within the context: else 400), a default max_tokens, and a bound on generations in flight through /v1
  * (GENERATION_QUEUE_FULL → 503).
  *
- * The Generator takes plain text and encodes it with BOS, which is exactly how our tokenizer encodes a chat
- * rendered with the default template (no special-token strings in it). A checkpoint whose template writes
- * special tokens (Hugging Face chat models) needs them parsed as ids (TextTokenizer.encodePrompt 'chat'); that is
- * what `neuroshard generate --checkpoint` does locally, and what the Generator would need a flag for once the
- * network serves such checkpoints.
+ * Prompts go to the Generator with their kind: 'text' (legacy completions) is encoded with BOS; 'chat' is a rendered
+ * template whose special-token strings (`<s>`, `<|start_header_id|>`, …) become their ids with nothing added
+ * (TextTokenizer.encodePrompt). With our tokenizer both are BOS + text (the default template writes no special
+ * tokens). A node started with `--checkpoint DIR` encodes with the checkpoint's own tokenizer (checkpointTokenizer:
+ * its tokenizer.json and chat template) and its generator stops on the tokenizer's stop ids too (node/serving.ts
+ * modelViewOf), as `neuroshard generate --checkpoint` does on one node. A node without the checkpoint uses the
+ * bundled genesis tokenizer: it does not yet fetch a checkpoint's tokenizer from peers.
  */
 import type { ChatMessage, Generator, ServedModel, TextGenerationRequest, TextGenerationResult, TextGenerator, TokenEvent } from '../api/index.js';
 import { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from '../model/chat-template.js';
 import type { LlamaConfig } from '../model/index.js';
-import type { TextTokenizer } from '../model/tokenizer/hf.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { HF_TOKENIZER_FILE, HfTokenizer, ourTextTokenizer, type TextTokenizer } from '../model/tokenizer/hf.js';
+import { TOKENIZER_FILE_NAME, Tokenizer } from '../model/tokenizer/index.js';
 import { InvalidArgumentError, NeuroShardError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
 
 /** The id the network's model is served under. */
 export const NEUROLLM_MODEL_ID = 'neurollm';
@@ -35,12 +41,29 @@ export interface OpenAiGeneratorInit {
   maxPending: number;
   /** New tokens when a request names no max_tokens (the context bounds it further). */
   defaultMaxTokens: number;
+  /** Each /v1 generation's route is logged (info) as it is chosen: an operator sees which peers served a request. */
+  log?: Logger;
 }
 
 export class ModelNotReadyError extends NeuroShardError {
   constructor(message = 'this node cannot generate yet (no model and no route)') {
     super('MODEL_NOT_READY', message, { fault: 'local' });
   }
+}
+
+/**
+ * The tokenizer a `--checkpoint DIR` node encodes with: the directory's Hugging Face tokenizer.json (with its
+ * tokenizer_config.json: chat template, EOS/end-of-turn stops) before our own tokenizer file; undefined when the
+ * directory has neither (the bundled genesis tokenizer is used). Checked against the model's vocabulary.
+ */
+export function checkpointTokenizer(dir: string, config: LlamaConfig): TextTokenizer | undefined {
+  const hf = join(dir, HF_TOKENIZER_FILE);
+  const ours = join(dir, TOKENIZER_FILE_NAME);
+  const tok = existsSync(hf) ? HfTokenizer.load(dir) : existsSync(ours) ? ourTextTokenizer(Tokenizer.load(ours)) : undefined;
+  if (tok !== undefined && tok.vocabSize > config.vocab_size) {
+    throw new InvalidArgumentError(`--checkpoint ${dir}: its tokenizer has ${tok.vocabSize} ids, more than the model's vocab_size ${config.vocab_size}`, { dir }, 'TOKENIZER_MISMATCH');
+  }
+  return tok;
 }
 
 /** The chat template of a tokenizer: its own, else ours. */
@@ -68,7 +91,7 @@ export class OpenAiGenerator implements TextGenerator {
   async generate(_model: string, req: TextGenerationRequest, opts: { signal: AbortSignal; onToken?: (e: TokenEvent) => void }): Promise<TextGenerationResult> {
     const gen = this.o.generator();
     if (gen === undefined) throw new ModelNotReadyError();
-    const promptTokens = this.o.tokenizer.encodePrompt(req.prompt, 'text').length;
+    const promptTokens = this.o.tokenizer.encodePrompt(req.prompt, req.kind).length;
     const ctx = this.o.config.max_position_embeddings;
     if (promptTokens >= ctx) {
       throw new InvalidArgumentError(`This model's maximum context length is ${ctx} tokens; the prompt has ${promptTokens}.`, { tokens: promptTokens, context: ctx }, 'PROMPT_TOO_LONG');
@@ -88,8 +111,9 @@ export class OpenAiGenerator implements TextGenerator {
     try {
       let text = '';
       const r = await gen.generate(
-        { prompt: req.prompt, maxTokens, temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed >>> 0, stop: req.stop },
+        { prompt: req.prompt, kind: req.kind, maxTokens, temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed >>> 0, stop: req.stop },
         {
+          onRoute: (route) => (this.o.log ?? silentLogger).info('openai generation route', { hops: route.map((h) => `${h.peerId}[${h.span[0]}:${h.span[1]})`).join(' -> ') }),
           onToken: (token, piece) => {
             text += piece;
             opts.onToken?.({ token, text });

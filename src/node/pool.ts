@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { ComputeClient } from '../compute/index.js';
 import { CHECKPOINT_FILES, loadHfModel } from '../model/checkpoint.js';
 import { parseHfConfig, type LlamaConfig } from '../model/config.js';
+import type { RpcNode } from '../protocols/rpc/service.js';
 import { PoolService, type MeasuredCapacity, type PoolSpan, type SpanMode } from '../pool/index.js';
 import { selectBackend } from '../tensor/index.js';
 import type { Clock } from '../util/clock.js';
@@ -63,6 +64,8 @@ export interface NodePoolInit {
   config: LlamaConfig;
   compute: ComputeClient;
   network: NodeNetwork;
+  /** The RPC the pool's downloads go through (default network.rpc; the node passes one that meters them). */
+  rpc?: RpcNode;
   tuning: PoolTuning;
   /** Called when the pool takes the whole model locally and the solo trainer should own the weights. */
   startTraining: () => void;
@@ -84,7 +87,7 @@ export function createNodePool(i: NodePoolInit): PoolService {
     compute: i.compute,
     network: {
       peerId: network.peerId,
-      rpc: network.rpc,
+      rpc: i.rpc ?? network.rpc,
       scores: network.scores,
       liveness: network.liveness,
       recordOf: (peer, signal) => network.registry.recordOf(peer, { signal }),

@@ -13,6 +13,7 @@ import type { Generator, GenerateListener, GenerateOutput, GenerateParams } from
 import type { ComputeClient } from '../compute/index.js';
 import { latestCheckpoint, type LlamaConfig } from '../model/index.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
+import type { TextTokenizer } from '../model/tokenizer/hf.js';
 import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, roundTripMs, runGeneration, type PeerHolding, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
 import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -51,6 +52,24 @@ export function genesisModelView(genesis: Genesis): ModelView {
     contextLength: c.max_position_embeddings,
     eosId: c.eos_token_id,
     encode: (text) => Array.from(tok.encode(text, { bos: true, eos: false })),
+    decode: (ids) => tok.decode(ids),
+  };
+}
+
+/**
+ * The model view of a network whose model came with its own tokenizer (a `--checkpoint` directory holding a
+ * Hugging Face tokenizer.json or our tokenizer file): the entry encodes with it ('chat' prompts: the rendered
+ * template's special-token strings become their ids, nothing added) and stops on the config's EOS and the
+ * tokenizer's stop ids (EOS, end-of-turn), exactly as `neuroshard generate --checkpoint` does on one node.
+ */
+export function modelViewOf(config: LlamaConfig, tok: TextTokenizer): ModelView {
+  return {
+    numLayers: config.num_hidden_layers,
+    hiddenSize: config.hidden_size,
+    contextLength: config.max_position_embeddings,
+    eosId: config.eos_token_id,
+    stopIds: [...new Set([config.eos_token_id, ...tok.stopIds])],
+    encode: (text, kind) => Array.from(tok.encodePrompt(text, kind ?? 'text')),
     decode: (ids) => tok.decode(ids),
   };
 }
@@ -95,6 +114,8 @@ export interface ServingInit {
   remote?: (hop: { peerId: string; span: Span }, spec: SessionSpec) => HopSession;
   options?: Partial<DriverOptions>;
   log?: Logger;
+  /** The model view (default: the bundled genesis', genesisModelView). */
+  model?: ModelView;
 }
 
 /** The generator of a node. */
@@ -107,7 +128,7 @@ export class NodeGenerator implements Generator {
   readonly stalls: number[] = [];
 
   constructor(private readonly init: ServingInit) {
-    this.model = genesisModelView(init.genesis);
+    this.model = init.model ?? genesisModelView(init.genesis);
     this.log = init.log ?? silentLogger;
     this.options = { ...DRIVER_DEFAULTS, ...init.options };
   }
@@ -169,6 +190,8 @@ export interface StartServingInit {
   speeds?: () => ReadonlyMap<string, number>;
   clock: Clock;
   log: Logger;
+  /** The network's model when it is not the bundled genesis (a `--checkpoint` node): its config and view. */
+  model?: { config: LlamaConfig; view: ModelView };
 }
 
 export interface NodeServing {
@@ -220,7 +243,7 @@ export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, spe
 /** Loads the span (unless training does), serves peers' hop sessions on it, and builds the generator. */
 export async function startServing(init: StartServingInit): Promise<NodeServing> {
   const { compute, genesis, network, span, log, opts } = init;
-  const config = genesis.config;
+  const config = init.model?.config ?? genesis.config;
   let served: Span | undefined;
   if (span !== undefined && !init.trains) {
     await loadServingModel(compute, opts.dataDir, config, span, log);
@@ -257,6 +280,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
       }),
     options: { stepTimeoutMs: opts.hopTimeoutMs },
     log,
+    ...(init.model === undefined ? {} : { model: init.model.view }),
   });
   return {
     generator,

@@ -28,6 +28,8 @@ export interface GenerationRequest {
   topP: number;
   seed: number;
   stop: string[];
+  /** How the entry encodes `prompt` (ModelView.encode); default 'text'. */
+  kind?: 'text' | 'chat';
 }
 
 export interface GenerationListener {
@@ -83,8 +85,10 @@ export interface ModelView {
   hiddenSize: number;
   contextLength: number;
   eosId: number;
-  /** The prompt's ids, with BOS. */
-  encode(text: string): number[];
+  /** Ids that also end a generation (a Hugging Face tokenizer's EOS and end-of-turn tokens). */
+  stopIds?: readonly number[];
+  /** The prompt's ids: 'text' with BOS; 'chat' a rendered chat template (its special-token strings as ids, nothing added). */
+  encode(text: string, kind?: 'text' | 'chat'): number[];
   decode(ids: readonly number[]): string;
 }
 
@@ -154,7 +158,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   const log = deps.log ?? silentLogger;
   const L = model.numLayers;
   const C = model.hiddenSize;
-  const prompt = model.encode(req.prompt);
+  const prompt = model.encode(req.prompt, req.kind ?? 'text');
   const ctx = model.contextLength;
   if (prompt.length === 0) throw new InvalidArgumentError('the prompt encodes to no tokens', undefined, 'PROMPT_TOO_LONG');
   if (prompt.length >= ctx) {
@@ -299,7 +303,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     let token = await step({ ids: Int32Array.from(prompt), chunks: [prompt.length] }, prompt.length);
     for (;;) {
       if (signal.aborted) throw new AbortedError('generation aborted');
-      if (token === model.eosId) {
+      if (token === model.eosId || model.stopIds?.includes(token) === true) {
         finishReason = 'stop';
         break;
       }

@@ -13,6 +13,7 @@ import { CHECKPOINTS_DIR } from '../../node/model-limits.js';
 import { loadOptions } from '../../node/options.js';
 import { stringFlag, UsageError, type Command } from '../command.js';
 import { withJsonErrors } from '../json-error.js';
+import { progressMode, ProgressReporter } from '../../util/progress.js';
 
 const FORMATS = ['gguf'] as const;
 const DTYPES = ['f32', 'f16', 'q8_0'] as const;
@@ -48,14 +49,28 @@ export const exportCommand: Command = {
     const json = flags.json === true;
     return withJsonErrors(io, async () => {
       const { exportGguf } = await import('../../node/export.js'); // loaded only when the command runs
-      const r = await exportGguf({
-        checkpoint,
-        out,
-        dtype: dtype as (typeof DTYPES)[number],
-        ...(tokenizer === undefined ? {} : { tokenizer }),
-        ...(name === undefined ? {} : { name }),
-        progress: json ? undefined : (line) => io.stderr(line + '\n'),
-      });
+      // the file's bytes as they are written: a bar on a terminal, plain lines otherwise, nothing under --json
+      let bar: ProgressReporter | undefined;
+      const mode = progressMode(json, process.stderr.isTTY === true);
+      let r;
+      try {
+        r = await exportGguf({
+          checkpoint,
+          out,
+          dtype: dtype as (typeof DTYPES)[number],
+          ...(tokenizer === undefined ? {} : { tokenizer }),
+          ...(name === undefined ? {} : { name }),
+          progress: json ? undefined : (line) => io.stderr(line + '\n'),
+          onBytes: (written, total) => {
+            bar ??= new ProgressReporter({ mode, write: io.stderr, label: 'export', total, unit: 'bytes' });
+            bar.update(written, total);
+          },
+        });
+        bar?.finish();
+      } catch (e) {
+        bar?.abandon();
+        throw e;
+      }
       if (json) {
         io.stdout(JSON.stringify({ out: r.out, format, dtype: r.dtype, bytes: r.bytes, sha256: r.sha256, tensors: r.tensors, types: r.types }) + '\n');
       } else {

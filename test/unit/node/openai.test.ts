@@ -38,7 +38,7 @@ describe('OpenAiGenerator', () => {
     assert.deepEqual(seen, ['A', 'AB', 'ABC']);
     assert.deepEqual(r, { text: 'ABC', completionTokens: 3, promptTokens: tok.encodePrompt('The jury', 'text').length, finishReason: 'length' });
     assert.equal(tok.encodePrompt('The jury', 'text')[0], 1, 'BOS first');
-    assert.deepEqual(g.calls[0], { prompt: 'The jury', maxTokens: 5, temperature: 0, topK: 0, topP: 1, seed: 3, stop: ['x'] });
+    assert.deepEqual(g.calls[0], { prompt: 'The jury', kind: 'text', maxTokens: 5, temperature: 0, topK: 0, topP: 1, seed: 3, stop: ['x'] });
     // no max_tokens: what the context leaves, at most the default
     await o.generate('neurollm', { ...req, maxTokens: null }, { signal: new AbortController().signal });
     assert.equal(g.calls[1]!.maxTokens, Math.min(256, config.max_position_embeddings - r.promptTokens));

@@ -1,0 +1,190 @@
+/**
+ * A Hugging Face checkpoint with its own tokenizer.json and chat template, served across nodes: real
+ * `neuroshard start --checkpoint DIR` processes, layers 0:1 on the genesis node (the entry, holding the embedding)
+ * and 1:3 on a second node. The entry renders the checkpoint's chat template, encodes it with the special-token
+ * strings as their ids (no second BOS), and stops on the tokenizer's end-of-turn token (`<|eot|>`, the
+ * tokenizer_config's eos_token, not the config's eos_token_id) exactly as one node holding the whole checkpoint does:
+ * same text, finish_reason and usage, through the official `openai` client.
+ *
+ * The checkpoint is a small untied random model written here as config.json + model.safetensors (a tied one cannot
+ * be split: layer 0 and the head share the embedding), with a SentencePiece-style BPE tokenizer.json whose last id
+ * is `<|eot|>`. Its seed is the first whose greedy answer to "user hello" says a few tokens and then `<|eot|>`, and
+ * whose answer to "user hi" runs to max_tokens without it (searched here on the reference backend, weights sharpened
+ * so that greedy choices are decisive on every engine).
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import OpenAI from 'openai';
+import { makeConfig, toHfConfigJson } from '../../src/model/config.js';
+import { generate, LlamaShard, writeSafetensors } from '../../src/model/index.js';
+import { HfTokenizer } from '../../src/model/tokenizer/hf.js';
+import { createReferenceBackend } from '../../src/tensor/index.js';
+import { chatTemplateFor } from '../../src/node/openai.js';
+import { waitFor } from '../../src/util/abort.js';
+import { killAll, LOCAL_NODE_FLAGS, startCli, type CliProcess } from '../utils/cli-process.js';
+import { apiGet, bootFlag } from '../utils/serving-e2e.js';
+import { tempDir } from '../utils/paths.js';
+
+after(killAll);
+
+/** The tokenizer's ids: specials 0-2, '▁' 3, 'a'-'z' 4-29, merges 30-53, `<|eot|>` 54: the model's vocabulary. */
+const EOT = 54;
+const VOCAB = EOT + 1;
+
+function tokenizerJson(): Record<string, unknown> {
+  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2, '▁': 3 };
+  for (let i = 0; i < 26; i++) vocab[String.fromCharCode(97 + i)] = 4 + i;
+  const merges: [string, string][] = [];
+  for (const w of ['hello', 'world', 'the', 'model', 'speaks']) {
+    let cur = '▁';
+    for (const ch of w) {
+      if (vocab[cur + ch] === undefined) {
+        merges.push([cur, ch]);
+        vocab[cur + ch] = 29 + merges.length;
+      }
+      cur += ch;
+    }
+  }
+  assert.equal(29 + merges.length, EOT - 1);
+  vocab['<|eot|>'] = EOT;
+  const specials: [number, string][] = [[0, '<unk>'], [1, '<s>'], [2, '</s>'], [EOT, '<|eot|>']];
+  return {
+    version: '1.0',
+    added_tokens: specials.map(([id, content]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    pre_tokenizer: null,
+    post_processor: {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
+    },
+    decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }] },
+    model: { type: 'BPE', dropout: null, unk_token: '<unk>', fuse_unk: true, byte_fallback: false, ignore_merges: false, vocab, merges },
+  };
+}
+
+const TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['role'] }} {{ m['content'] }}</s>{% endfor %}assistant";
+const COMMON = [...LOCAL_NODE_FLAGS, '--no-train', '--threads', '1'];
+const STOPS = { model: 'neurollm', messages: [{ role: 'user' as const, content: 'hello' }], max_tokens: 8, temperature: 0 };
+const RUNS = { ...STOPS, messages: [{ role: 'user' as const, content: 'hi' }] };
+const COMPLETION = { model: 'neurollm', prompt: 'the model', max_tokens: 8, temperature: 0 };
+
+type Answer = { text: string; finish: string | null; usage: OpenAI.CompletionUsage | undefined };
+
+async function ask(client: OpenAI): Promise<{ stops: Answer; runs: Answer; completion: Answer }> {
+  const chat = async (req: typeof STOPS): Promise<Answer> => {
+    const r = await client.chat.completions.create(req);
+    return { text: r.choices[0]!.message.content ?? '', finish: r.choices[0]!.finish_reason, usage: r.usage };
+  };
+  const c = await client.completions.create(COMPLETION);
+  return { stops: await chat(STOPS), runs: await chat(RUNS), completion: { text: c.choices[0]!.text, finish: c.choices[0]!.finish_reason, usage: c.usage } };
+}
+
+function clientFor(v1: string): OpenAI {
+  return new OpenAI({ baseURL: v1, apiKey: 'not-needed-on-loopback', maxRetries: 0, timeout: 180_000 });
+}
+
+async function v1Of(p: CliProcess): Promise<string> {
+  return (await p.waitLine(/OpenAI-compatible API at (\S+);/, 300_000))[1]!;
+}
+
+describe('a Hugging Face chat checkpoint served across nodes', () => {
+  const root = tempDir('ns-hf-chain-');
+  const dir = join(root.dir, 'ckpt');
+  let single: Awaited<ReturnType<typeof ask>>;
+  let entry: CliProcess;
+  let client: OpenAI;
+  after(() => {
+    if (process.env.CHAIN_DEBUG) console.log(entry?.err);
+    killAll();
+    root.cleanup();
+  });
+
+  before(async () => {
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson()));
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '<|eot|>', unk_token: '<unk>', chat_template: TEMPLATE }));
+    const tok = HfTokenizer.load(dir);
+    const idsOf = (content: string): number[] => Array.from(tok.encodePrompt(chatTemplateFor(tok).render([{ role: 'user', content }]), 'chat'));
+    const config = makeConfig({ hidden_size: 64, num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 32, intermediate_size: 128, vocab_size: VOCAB, max_position_embeddings: 64, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2 });
+    let model: LlamaShard | undefined;
+    for (let seed = 1; seed <= 2000 && model === undefined; seed++) {
+      const m = new LlamaShard({ config, backend: createReferenceBackend(), seed });
+      for (const e of m.layout.entries) {
+        if (e.shape.length < 2) continue;
+        const scale = /embed_tokens|lm_head/.test(e.name) ? 4 : /[qk]_proj/.test(e.name) ? 6 : 2;
+        const w = m.params.subarray(e.offset, e.offset + e.size);
+        for (let i = 0; i < w.length; i++) w[i] *= scale;
+      }
+      const greedy = (ids: number[]): number[] => Array.from(generate(m, ids, { maxTokens: 8, temperature: 0, stopIds: [] }).tokens);
+      const a = greedy(idsOf('hello'));
+      const at = a.indexOf(EOT);
+      if (at < 2 || at > 5 || a.slice(0, at).some((t) => t === 2)) continue;
+      const b = greedy(idsOf('hi'));
+      if (b.includes(EOT) || b.includes(2)) continue;
+      model = m;
+    }
+    assert.ok(model !== undefined, 'no seed gives the wanted answers');
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(config)));
+    writeSafetensors(join(dir, 'model.safetensors'), model.layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], data: model.params.subarray(e.offset, e.offset + e.size) })));
+
+    // one node holding the whole checkpoint: the reference
+    const whole = startCli(['start', '--data-dir', join(root.dir, 'whole'), ...COMMON, '--genesis', '--checkpoint', dir], {}, { detached: true });
+    const wv1 = await v1Of(whole);
+    await whole.waitLine(/holding layers span=0:3/, 300_000);
+    single = await ask(clientFor(wv1));
+    console.log(`one node: ${JSON.stringify(single)}`);
+    whole.child.kill('SIGTERM');
+    assert.equal(await whole.exited, 0, whole.err.slice(-2000));
+
+    // the chain: the genesis node holds 0:1 (the embedding) and is the entry; a second node holds 1:3
+    entry = startCli(['start', '--data-dir', join(root.dir, 'a'), ...COMMON, '--genesis', '--checkpoint', dir, '--span', '0:1'], {}, { detached: true });
+    const v1 = await v1Of(entry);
+    await entry.waitLine(/holding layers span=0:1/, 300_000);
+    const url = v1.replace(/\/v1$/, '');
+    const b = startCli(['start', '--data-dir', join(root.dir, 'b'), ...COMMON, '--checkpoint', dir, '--span', '1:3', ...(await bootFlag(url))], {}, { detached: true });
+    await b.waitLine(/holding layers span=1:3/, 300_000);
+    await waitFor(
+      async () => ((await apiGet(url, '/api/peers')) as { peers: { liveness: string; span: unknown }[] } | undefined)?.peers.some((p) => (p.liveness === 'alive' || p.liveness === 'stale') && p.span !== null) === true,
+      { timeoutMs: 300_000, intervalMs: 1000, what: 'the 1:3 holder seen from the entry' },
+    );
+    client = clientFor(v1);
+  });
+
+  it('the single node applies the template (special tokens as ids, one BOS) and stops on <|eot|>', () => {
+    const tok = HfTokenizer.load(dir);
+    const ids = Array.from(tok.encodePrompt(chatTemplateFor(tok).render(STOPS.messages), 'chat'));
+    assert.equal(ids.filter((i) => i === 1).length, 1, 'one BOS');
+    assert.ok(ids.includes(2), '</s> in the template is its id');
+    assert.equal(single.stops.usage!.prompt_tokens, ids.length);
+    // a few tokens, then <|eot|>: the answer stops there (the stop token is neither counted nor shown)
+    assert.equal(single.stops.finish, 'stop');
+    assert.ok(single.stops.usage!.completion_tokens >= 2 && single.stops.usage!.completion_tokens <= 5, JSON.stringify(single.stops));
+    assert.equal(single.runs.finish, 'length');
+    assert.ok(single.runs.text.length > 0);
+  });
+
+  it('the entry of the chain answers exactly as the single node: template, special tokens, stops, usage', async () => {
+    const mark = entry.err.length;
+    const chain = await ask(client);
+    assert.deepEqual(chain, single);
+    const route = /openai generation route hops="([^"]+)"/.exec(entry.err.slice(mark));
+    assert.ok(route !== null, 'the entry logged its route');
+    assert.match(route[1]!, /\[0:1\) -> \w+\[1:3\)$/);
+  });
+
+  it('streams the same text, ending with the same finish_reason', async () => {
+    for (const [req, want] of [[STOPS, single.stops], [RUNS, single.runs]] as const) {
+      let text = '';
+      let finish: string | null = null;
+      for await (const c of await client.chat.completions.create({ ...req, stream: true })) {
+        text += c.choices[0]?.delta.content ?? '';
+        finish = c.choices[0]?.finish_reason ?? finish;
+      }
+      assert.deepEqual([text, finish], [want.text, want.finish]);
+    }
+  });
+});
