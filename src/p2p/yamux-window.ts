@@ -24,6 +24,7 @@ interface WindowFields {
 }
 
 let installed = false;
+let restore: (() => void) | undefined;
 
 /** True once the lazy window update is installed (tests). */
 export function yamuxLazyWindowInstalled(): boolean {
@@ -48,4 +49,14 @@ export function installYamuxLazyWindow(): void {
     original.call(this);
   };
   installed = true;
+  restore = () => {
+    proto.sendWindowUpdate = original;
+  };
+}
+
+/** Puts the library's own method back (A/B measurements: scripts/experiments/rpcprobe.mjs --eager-window). */
+export function uninstallYamuxLazyWindow(): void {
+  restore?.();
+  restore = undefined;
+  installed = false;
 }
