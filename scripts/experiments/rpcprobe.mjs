@@ -9,7 +9,7 @@
 //   bidi   our bidi RPC (frames, protobuf tensor, validation) on one long-lived stream: one request, one response
 //   hop    RemoteHopSession ↔ InferenceHopServer with an identity hop (what `serving-hop` measures)
 //   unary  one unary echo call per message (a new stream per call: open, multistream-select, close)
-//   --bytes 1048576 with unary: the 1 MiB RPC; --eager-window: yamux's own window update per data frame (A/B)
+//   --bytes 1048576 with unary: the 1 MiB RPC; --lazy-window: window updates at half the window (A/B)
 // Prints the median, p90 and p99 wall time of each and the process's CPU time per message, with the load.
 import { randomBytes } from 'node:crypto';
 import { createServer, connect } from 'node:net';
@@ -22,9 +22,9 @@ import { RpcNode } from '../../dist/src/protocols/rpc/service.js';
 import { echoHandler } from '../../dist/src/protocols/handlers/echo.js';
 import { fp32Tensor, tensorToPb } from '../../dist/src/protocols/tensor-wire.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../dist/src/protocols/inference.js';
-import { uninstallYamuxLazyWindow } from '../../dist/src/p2p/yamux-window.js';
+import { installYamuxLazyWindow } from '../../dist/src/p2p/yamux-window.js';
 
-const { values: args } = parseArgs({ options: { reps: { type: 'string', default: '500' }, only: { type: 'string', default: 'tcp,raw,bidi,hop,unary' }, bytes: { type: 'string', default: '3072' }, 'eager-window': { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({ options: { reps: { type: 'string', default: '500' }, only: { type: 'string', default: 'tcp,raw,bidi,hop,unary' }, bytes: { type: 'string', default: '3072' }, 'lazy-window': { type: 'boolean', default: false } } });
 const REPS = Number(args.reps);
 const BYTES = Number(args.bytes);
 const only = new Set(args.only.split(','));
@@ -84,9 +84,9 @@ if (only.has('tcp')) {
 
 const a = await node();
 const b = await node();
-// A/B: yamux's own window update after every data frame instead of ours at half the window
-if (args['eager-window']) uninstallYamuxLazyWindow();
-console.log(`yamux window updates: ${args['eager-window'] ? 'after every data frame (library default)' : 'at half the window (src/p2p/yamux-window.ts)'}, ${BYTES} bytes per message`);
+// A/B: window updates at half the window (src/p2p/yamux-window.ts) instead of yamux's own after every data frame
+if (args['lazy-window']) installYamuxLazyWindow();
+console.log(`yamux window updates: ${args['lazy-window'] ? 'at half the window (src/p2p/yamux-window.ts)' : 'after every data frame (library default)'}, ${BYTES} bytes per message`);
 const peer = await b.dial(a.multiaddrs()[0]);
 
 if (only.has('raw')) {

@@ -41,7 +41,6 @@ import { openNodeDatastore, type NodeDatastore } from './datastore.js';
 import { hostKey } from './peer-score.js';
 import { multiaddrHost } from '../util/ip.js';
 import { installFastSecp256k1 } from './fast-secp256k1.js';
-import { installYamuxLazyWindow } from './yamux-window.js';
 import type { PeerScoreTable } from './peer-score.js';
 import type {
   BootstrapStatus,
@@ -200,7 +199,6 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
     throw new InvalidArgumentError(`protocolPrefix must look like /name/id: ${opts.protocolPrefix}`);
   }
   await installFastSecp256k1();
-  installYamuxLazyWindow();
   const listen = opts.listen.map((a) => toMultiaddr(a).toString());
   const announce = (opts.announce ?? []).map((a) => toMultiaddr(a).toString());
   const store = await openNodeDatastore(opts.dataDir);

@@ -1,5 +1,5 @@
 /**
- * Yamux window updates once half the window is used (src/p2p/yamux-window.ts), on two real libp2p nodes on
+ * Yamux window updates once half the window is used (src/p2p/yamux-window.ts, installed by this test only), on two real libp2p nodes on
  * 127.0.0.1: small request/response messages no longer cost a WINDOW_UPDATE frame each, and flow control still
  * holds: a transfer many windows long, read slowly, arrives whole and in order, and the sender never has more than
  * a window in flight.
@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createLibp2pNetwork, type Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
-import { yamuxLazyWindowInstalled } from '../../../src/p2p/yamux-window.js';
+import { installYamuxLazyWindow, uninstallYamuxLazyWindow, yamuxLazyWindowInstalled } from '../../../src/p2p/yamux-window.js';
 import type { DuplexStream } from '../../../src/p2p/types.js';
 
 const PREFIX = '/yamuxwin' + randomBytes(3).toString('hex');
@@ -71,6 +71,7 @@ describe('yamux: window updates at half the window', { timeout: 120_000 }, () =>
   let b: Libp2pNetwork;
   let peer: string;
   before(async () => {
+    installYamuxLazyWindow();
     a = await node();
     b = await node();
     peer = await b.dial(a.multiaddrs()[0]!);
@@ -78,9 +79,10 @@ describe('yamux: window updates at half the window', { timeout: 120_000 }, () =>
   after(async () => {
     await b?.stop();
     await a?.stop();
+    uninstallYamuxLazyWindow();
   });
 
-  it('is installed by createLibp2pNetwork', () => {
+  it('installs once (the node does not install it yet: see src/p2p/yamux-window.ts)', () => {
     assert.equal(yamuxLazyWindowInstalled(), true);
   });
 
