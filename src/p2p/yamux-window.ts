@@ -16,7 +16,8 @@
  *
  * NOT installed by the node (2026-12-02): with it installed, test/integration/p2p/network.test.ts failed 4 of its 5
  * cases in 2 of 2 runs (DHT lookups empty, a relayed listen timing out, a stream closed during protocol
- * negotiation) while it passed 5/5 without it at the same load; the cause is not found yet. Until it is, only the
+ * negotiation); without it, 5/5 once and 3/5 once at the same load (load 13-22). Weak evidence, cause not found:
+ * until it is, only the
  * probe (scripts/experiments/rpcprobe.mjs --lazy-window) and its own test install it.
  */
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream';
