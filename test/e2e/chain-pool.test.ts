@@ -80,7 +80,7 @@ describe('a chain of neuroshard start processes (the layer pool assigns)', () =>
     reference = ((await cliJson(['generate', '--checkpoint', ck, '--prompt', PROMPT, '--temperature', '0', '--max-tokens', String(MAX), '--json', '--threads', '1'])) as { tokens: number[] }).tokens;
   });
 
-  it('a genesis node from a checkpoint and four half-model joiners: every layer gets 2 live joiner holders, weights verified', async () => {
+  it('a genesis node from a checkpoint and four half-model joiners: every layer gets 2 live holders, the joiners alone cover it, weights verified', async () => {
     genesis = await startNode('genesis', ['--genesis', '--checkpoint', ck]);
     boot = await bootFlag(genesis.url);
     await waitFor(async () => (await ownSpan(genesis))?.hash === hashOf({ start: 0, end: L }), { timeoutMs: 300_000, intervalMs: 1000, what: 'the genesis node holding the checkpoint' });
