@@ -29,7 +29,7 @@ export function caughtUpWith(ours: StatusSummary & { replayPending: boolean }, t
  * Drops that only mean "not now" (admission filters) or "not on our state" (state rules at the event's place, which
  * the peer's ledger may pass: it may hold events ours lacks), not garbage from the serving peer.
  */
-export const NOT_GARBAGE: ReadonlySet<string> = new Set(['STALE', 'FUTURE', 'QUOTA', ...STATE_REASONS]);
+export const NOT_GARBAGE: ReadonlySet<string> = new Set(['STALE', 'FUTURE', 'QUOTA', 'FINALIZED', ...STATE_REASONS]);
 
 /** The reasons among `reasons` that are the serving peer's fault. */
 export function garbageReasons(reasons: readonly (string | undefined)[]): string[] {
