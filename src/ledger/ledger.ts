@@ -688,6 +688,11 @@ export class Ledger {
     return new DataView(row.rkey.buffer, row.rkey.byteOffset, row.rkey.byteLength).getBigUint64(34) + 1n;
   }
 
+  /** The epoch of the account's latest applied proof (-1 for none): the state's, so a snapshot holds it too. */
+  lastProofEpoch(accountId: Uint8Array): number {
+    return this.state.account(toHex(accountId)).lastEpoch;
+  }
+
   /** The stored status of an event, or undefined. */
   eventStatus(id: Uint8Array): { status: StoredStatus; reason?: string } | undefined {
     const row = this.stmts.byId.get(id) as Row | undefined;
@@ -761,6 +766,11 @@ export class Ledger {
   /** The latest signed checkpoint this ledger holds. */
   latestCheckpoint(): SignedCheckpoint | undefined {
     return this.finalCp;
+  }
+
+  /** Where a sync starts when it has no cursor: the latest checkpoint's cut (nothing before it is admitted). */
+  syncStart(): Uint8Array | null {
+    return this.finalCp === undefined ? null : this.floor;
   }
 
   /** Checkpoints after `seq`, in order (what ledger-checkpoints serves). */
@@ -842,7 +852,7 @@ export class Ledger {
    * is admitted and replays start at its state. 'diverged': our state at the cut differs (take the snapshot:
    * installSnapshot); 'not-ready': a replay is pending, ask again; 'known'/'stale': we hold it or a later one.
    */
-  finalize(cp: SignedCheckpoint): FinalizeOutcome {
+  finalize(cp: SignedCheckpoint, earlier: readonly SignedCheckpoint[] = []): FinalizeOutcome {
     this.assertWritable();
     const cur = this.finalCp?.body;
     if (cur !== undefined && cp.body.seq <= cur.seq) return cp.body.seq === cur.seq && checkpointHash(cp.body) === checkpointHash(cur) ? 'known' : 'stale';
@@ -850,7 +860,7 @@ export class Ledger {
     if (at === undefined) return 'not-ready';
     const t = at.state.totals();
     if (at.state.hash() !== cp.body.stateHash || t.applied + t.void !== cp.body.height || !sameCommittee(committeeOf(at.state), cp.body.committee)) return 'diverged';
-    this.transaction(() => this.setBase(cp, at.state));
+    this.transaction(() => this.setBase(cp, at.state, earlier));
     return 'finalized';
   }
 
@@ -860,7 +870,7 @@ export class Ledger {
    * reason is returned. Events dated before the cut are deleted (the snapshot replaces them); later ones are
    * re-applied on top of it.
    */
-  installSnapshot(cp: SignedCheckpoint, rows: readonly [string, string][]): 'installed' | 'stale' | 'SNAPSHOT_HASH' | 'SNAPSHOT_ROWS' | 'SNAPSHOT_COMMITTEE' {
+  installSnapshot(cp: SignedCheckpoint, rows: readonly [string, string][], earlier: readonly SignedCheckpoint[] = []): 'installed' | 'stale' | 'SNAPSHOT_HASH' | 'SNAPSHOT_ROWS' | 'SNAPSHOT_COMMITTEE' {
     this.assertWritable();
     const cur = this.finalCp?.body;
     if (cur !== undefined && cp.body.seq <= cur.seq) return 'stale';
@@ -883,14 +893,16 @@ export class Ledger {
       this.stmts.removeAccountsBefore!.run(ck);
       this.pendingFrom = null;
       this.stmts.deleteMeta!.run('replayFrom');
-      this.setBase(cp, state);
+      this.setBase(cp, state, earlier);
     });
     return 'installed';
   }
 
   /** Records `cp` with the state at its cut as the base, and re-judges the events after the cut from it. */
-  private setBase(cp: SignedCheckpoint, base: LedgerState): void {
+  private setBase(cp: SignedCheckpoint, base: LedgerState, earlier: readonly SignedCheckpoint[]): void {
     const s = this.stmts;
+    // the verified chain before it, so that this node can serve the whole chain to a new one
+    for (const e of earlier) s.insertCp!.run(e.body.seq, JSON.stringify(checkpointToJson(e)));
     s.insertCp!.run(cp.body.seq, JSON.stringify(checkpointToJson(cp)));
     s.clearCpState!.run();
     for (const [k, v] of base.rows()) s.insertCpState!.run(k, v);
