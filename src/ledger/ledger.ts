@@ -41,7 +41,7 @@ import { localHolderRecordVerifier } from './holder.js';
 import type { HolderRecordVerifier, LedgerSyncHandler } from './interfaces.js';
 import { LEDGER_SYNC_LIMITS } from './interfaces.js';
 import type { ReasonCode } from './reasons.js';
-import { LedgerState, stateHashOfRows, type StateSnapshot } from './state.js';
+import { LedgerState, type StateSnapshot } from './state.js';
 import { checkpointFromJson, checkpointHash, checkpointToJson, committeeOf, nextEventsRoot, sameCommittee, ZERO_HASH, type CheckpointBody, type SignedCheckpoint } from './checkpoint.js';
 import { LEDGER_DB_FILE, openDatabase, STATUS_CODE, STATUS_NAME, type StoredStatus } from './store.js';
 import { evidenceKey, verifyEvent, type VerifyConfig } from './verify.js';
@@ -263,7 +263,7 @@ export class Ledger {
       serveAfter: db.prepare('SELECT bytes FROM events WHERE ord > ? AND status IN (1, 3) ORDER BY ord LIMIT ?'),
       maxNonce: db.prepare('SELECT max(rkey) AS rkey FROM events WHERE rkey >= ? AND rkey <= ?'),
       history: db.prepare(
-        'SELECT e.bytes AS bytes, e.status AS status, e.reason AS reason, e.amount AS amount FROM event_accounts a JOIN events e ON e.id = a.id WHERE a.account = ? ORDER BY a.ord DESC LIMIT ?',
+        'SELECT e.bytes AS bytes, e.status AS status, e.reason AS reason, e.amount AS amount, e.ord AS ord FROM event_accounts a JOIN events e ON e.id = a.id WHERE a.account = ? ORDER BY a.ord DESC LIMIT ?',
       ),
       stateRows: db.prepare('SELECT k, v FROM state'),
       meta: db.prepare('SELECT v FROM meta WHERE k = ?'),
@@ -670,12 +670,14 @@ export class Ledger {
 
   /** Events naming the account, newest first. */
   history(accountId: Uint8Array, limit = 100): HistoryEntry[] {
-    const rows = this.stmts.history.all(accountId, Math.max(1, Math.min(10_000, limit))) as { bytes: Uint8Array; status: number; reason: string | null; amount: string | null }[];
+    const rows = this.stmts.history.all(accountId, Math.max(1, Math.min(10_000, limit))) as { bytes: Uint8Array; status: number; reason: string | null; amount: string | null; ord: Uint8Array }[];
     return rows.map((r) => {
       const h: HistoryEntry = { ...describeEvent(decodeEvent(r.bytes)), status: STATUS_NAME[r.status]! };
       if (r.reason !== null) h.reason = r.reason;
       // the amount the verdict moved (a proof's reward, a transfer's amount), as decimal NEURO
       if (r.amount !== null && h.status === 'applied') h.moved = formatAmount(BigInt(r.amount));
+      // issue 11 §3: a signed checkpoint covers it, so its verdict (a payment's, say) can no longer change
+      h.final = this.finalCp !== undefined && compareBytes(r.ord, this.floor) < 0;
       return h;
     });
   }
@@ -875,15 +877,17 @@ export class Ledger {
     this.assertWritable();
     const cur = this.finalCp?.body;
     if (cur !== undefined && cp.body.seq <= cur.seq) return 'stale';
-    if (stateHashOfRows(rows) !== cp.body.stateHash) return 'SNAPSHOT_HASH';
     const state = new LedgerState();
     try {
       state.loadRows(rows.map(([k, v]) => ({ k, v })));
     } catch {
       return 'SNAPSHOT_ROWS';
     }
-    // the rows' canonical form must be what was hashed (loadRows hashes the canonical text)
-    if (state.hash() !== cp.body.stateHash) return 'SNAPSHOT_ROWS';
+    // the hash of the rows' canonical form (loadRows hashes what it decoded, so odd spacing cannot pass for another
+    // text), recomputed here, never taken from the peer
+    if (state.hash() !== cp.body.stateHash) return 'SNAPSHOT_HASH';
+    // a row given twice would be counted once by the maps but twice by a hash over the list: refuse it
+    if (state.rows().length !== rows.length) return 'SNAPSHOT_ROWS';
     const t = state.totals();
     if (t.applied + t.void !== cp.body.height) return 'SNAPSHOT_ROWS';
     if (!sameCommittee(committeeOf(state), cp.body.committee)) return 'SNAPSHOT_COMMITTEE';

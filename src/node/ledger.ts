@@ -599,7 +599,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 }
 
 /** `neuroshard ledger status --json` and GET /api/ledger/status: the totals as decimal NEURO strings. */
-export function ledgerStatusView(s: LedgerStatus): LedgerStatusView {
+export function ledgerStatusView(s: LedgerStatus, finality?: FinalityStatus): LedgerStatusView {
   return {
     stateHash: s.stateHash,
     replayPending: s.replayPending,
@@ -608,6 +608,11 @@ export function ledgerStatusView(s: LedgerStatus): LedgerStatusView {
     burned: formatAmount(s.burned),
     staked: formatAmount(s.staked),
     escrowed: formatAmount(s.escrowed),
+    finalizedSeq: s.finalized?.seq ?? null,
+    finalizedHeight: s.finalized?.height ?? null,
+    finalizedHash: s.finalized?.hash ?? null,
+    finalizedStateHash: s.finalized?.stateHash ?? null,
+    ...(finality !== undefined ? { finality: finality.state } : {}),
   };
 }
 
@@ -621,7 +626,7 @@ const SUBMIT_PUBLISH_MS = 3_000;
  * store it and sort it before the tip; the wallet signs just before it sends, so only a replay of an old event
  * looks like that.
  */
-export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'>, clock: Clock = systemClock): LedgerSubmitter {
+export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'> & { finality?: NodeLedgerService['finality'] }, clock: Clock = systemClock): LedgerSubmitter {
   return {
     maxEventBytes: MAX_SLASH_BYTES,
     async submit(bytes: Uint8Array): Promise<SubmitOutcome> {
@@ -637,7 +642,7 @@ export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'>
       const r = await l.service.submit(bytes, { signal: AbortSignal.timeout(SUBMIT_PUBLISH_MS) });
       return { id: r.id, status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}), duplicate: r.duplicate };
     },
-    status: () => ledgerStatusView(l.ledger.status()),
+    status: () => ledgerStatusView(l.ledger.status(), l.finality?.status()),
   };
 }
 

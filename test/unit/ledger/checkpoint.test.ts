@@ -107,6 +107,7 @@ describe('checkpoints on a ledger', () => {
       assert.equal(verifyChain([cp2], undefined, GEN, NET).reason, 'CHECKPOINT_CHAIN');
       assert.equal(l.ledger.finalize(cp2), 'finalized');
       assert.equal(l.ledger.isFinal(t.id), true, 'the transfer is final once a checkpoint covers it');
+      assert.equal(l.ledger.history(acct(K[0]!)).find((h) => h.kind === 'transfer')?.final, true, 'history says so too');
     } finally {
       l.cleanup();
     }
