@@ -57,6 +57,8 @@ const EXPECTED_KEYS = {
   dht_lookup_ms_p99: 'issue 4 (a p2p bench section)',
   proof_verify_per_s: 'issue 5 (a ledger bench section)',
   ledger_events_per_s: 'issue 5 (a ledger bench section)',
+  checkpoint_verify_ms: 'issue 11 §3 (ledger section)',
+  snapshot_sync_s: 'issue 11 §3 (ledger section)',
 };
 
 const out = (line = '') => process.stdout.write(line + '\n');

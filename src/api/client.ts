@@ -68,6 +68,12 @@ export class ApiClient {
       burned: str(o.burned, 'ledger status.burned'),
       staked: str(o.staked, 'ledger status.staked'),
       escrowed: str(o.escrowed, 'ledger status.escrowed'),
+      // finality (issue 11 §3): absent from older nodes
+      ...(o.finalizedSeq === null || typeof o.finalizedSeq === 'number' ? { finalizedSeq: o.finalizedSeq } : {}),
+      ...(o.finalizedHeight === null || typeof o.finalizedHeight === 'number' ? { finalizedHeight: o.finalizedHeight } : {}),
+      ...(o.finalizedHash === null || typeof o.finalizedHash === 'string' ? { finalizedHash: o.finalizedHash } : {}),
+      ...(o.finalizedStateHash === null || typeof o.finalizedStateHash === 'string' ? { finalizedStateHash: o.finalizedStateHash } : {}),
+      ...(typeof o.finality === 'string' ? { finality: o.finality } : {}),
     };
   }
 

@@ -47,6 +47,16 @@ export interface LedgerStatusView {
   burned: string;
   staked: string;
   escrowed: string;
+  /**
+   * Finality (issue 11 §3): the latest signed checkpoint (null: nothing final yet) and, from a running node, the
+   * state of finality: active, waiting (no checkpoint yet), stalled (no quorum: less than 2/3 of the stake online,
+   * the ledger still works), off (no genesis key configured).
+   */
+  finalizedSeq?: number | null;
+  finalizedHeight?: number | null;
+  finalizedHash?: string | null;
+  finalizedStateHash?: string | null;
+  finality?: string;
 }
 
 /** Filled by the node with its running ledger service. */
@@ -89,6 +99,11 @@ export const ledgerStatusSchema = {
     burned: { type: 'string' },
     staked: { type: 'string' },
     escrowed: { type: 'string' },
+    finalizedSeq: { type: ['integer', 'null'] },
+    finalizedHeight: { type: ['integer', 'null'] },
+    finalizedHash: { type: ['string', 'null'] },
+    finalizedStateHash: { type: ['string', 'null'] },
+    finality: { type: 'string' },
   },
 } as const;
 

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../identity/index.js';
-import { sha256 } from '../util/bytes.js';
+import { sha256, toHex } from '../util/bytes.js';
+import { checkpointHash, MAX_COMMITTEE, signCheckpoint, verifyCheckpoint, ZERO_HASH, type CheckpointBody } from './checkpoint.js';
 import { NEURO } from './amount.js';
 import { buildProof, buildTransfer } from './build.js';
 import { decodeEvent } from './events.js';
@@ -140,13 +141,61 @@ export function benchStateHash(rows = 1_000_000): number {
 }
 
 /**
+ * checkpoint_verify_ms (issue 11 §3): milliseconds to verify one checkpoint signed by a full committee
+ * (MAX_COMMITTEE members, each a signature check), against the previous checkpoint's committee.
+ */
+export function benchCheckpointVerify(rounds = 5): number {
+  const keys = Array.from({ length: MAX_COMMITTEE }, (_, i) => key(10_000 + i));
+  const committee = keys.map((k) => ({ account: toHex(accountIdFromPublicKey(k.publicKey)), stake: NEURO }));
+  const prev: CheckpointBody = { networkId: NET, seq: 1, cutMs: T0, height: 0, stateHash: ZERO_HASH, eventsRoot: ZERO_HASH, prev: ZERO_HASH, committee };
+  const body: CheckpointBody = { ...prev, seq: 2, cutMs: T0 + 300_000, prev: checkpointHash(prev) };
+  const cp = { body, sigs: keys.map((k) => signCheckpoint(k, body)) };
+  const start = performance.now();
+  for (let i = 0; i < rounds; i++) if (verifyCheckpoint(cp, prev, [], NET) !== null) throw new Error('bench checkpoint does not verify');
+  return (performance.now() - start) / rounds;
+}
+
+/**
+ * snapshot_sync_s (issue 11 §3): seconds for a new ledger to take a checkpoint's snapshot of `rows` account rows:
+ * the serving ledger's pages (2,048 rows, as ledger-snapshot serves them), the hash and committee recomputed from
+ * the rows, and the install. In process: the network transfer of the rows (about 150 bytes each) is not included.
+ */
+export function benchSnapshotSync(rows = 200_000): number {
+  const dir = mkdtempSync(join(tmpdir(), 'neuroshard-bench-snap-'));
+  try {
+    const state = new LedgerState();
+    for (let i = 0; i < rows; i++) state.setAccount(i.toString(16).padStart(40, '0'), { ...EMPTY_ACCOUNT, balance: BigInt(i + 1) });
+    const body: CheckpointBody = { networkId: NET, seq: 1, cutMs: T0, height: 0, stateHash: state.hash(), eventsRoot: ZERO_HASH, prev: ZERO_HASH, committee: [] };
+    const cp = { body, sigs: [] };
+    const src = new Ledger({ path: join(dir, 'src.db'), networkId: NET, modelLayers: 8 });
+    if (src.installSnapshot(cp, state.rows()) !== 'installed') throw new Error('bench snapshot refused');
+    const dst = new Ledger({ path: join(dir, 'dst.db'), networkId: NET, modelLayers: 8 });
+    const start = performance.now();
+    const got: [string, string][] = [];
+    for (let after = ''; ; ) {
+      const page = src.snapshotPage(1, after, 2048)!;
+      if (page.length === 0) break;
+      got.push(...page);
+      after = page[page.length - 1]![0];
+    }
+    if (dst.installSnapshot(cp, got) !== 'installed') throw new Error('bench snapshot refused');
+    const s = (performance.now() - start) / 1000;
+    src.close();
+    dst.close();
+    return s;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
  * The `npm run bench` section (scripts/bench.mjs discovers `benchSections` in any compiled `src/<area>/bench.js`).
  * Structural, since ledger/ may not import the bench types of compute/.
  */
 export const benchSections = [
   {
     name: 'ledger',
-    keys: ['proof_verify_per_s', 'ledger_events_per_s', 'ledger_events_per_s_single', 'state_hash_ms'],
+    keys: ['proof_verify_per_s', 'ledger_events_per_s', 'ledger_events_per_s_single', 'state_hash_ms', 'checkpoint_verify_ms', 'snapshot_sync_s'],
     run({ quick, log }: { quick: boolean; log: (s: string) => void }): Promise<Record<string, number>> {
       const verify = Math.round(benchProofVerify(quick ? 200 : 2000));
       log(`proof verifications: ${verify}/s on one core (3 consecutive proofs per embedded HolderRecord)`);
@@ -157,7 +206,19 @@ export const benchSections = [
       const rows = quick ? 100_000 : 1_000_000;
       const hashMs = benchStateHash(rows);
       log(`state hash after one row change at ${rows} rows: ${hashMs.toFixed(3)} ms (incremental LtHash)`);
-      return Promise.resolve({ proof_verify_per_s: verify, ledger_events_per_s: batched, ledger_events_per_s_single: single, state_hash_ms: Math.round(hashMs * 1000) / 1000 });
+      const cpMs = benchCheckpointVerify(quick ? 2 : 5);
+      log(`checkpoint verification: ${cpMs.toFixed(1)} ms (a full committee of ${MAX_COMMITTEE} signatures)`);
+      const snapRows = quick ? 20_000 : 200_000;
+      const snapS = benchSnapshotSync(snapRows);
+      log(`snapshot sync: ${snapS.toFixed(2)} s for ${snapRows} state rows (paged, hash and committee recomputed, installed; in process)`);
+      return Promise.resolve({
+        proof_verify_per_s: verify,
+        ledger_events_per_s: batched,
+        ledger_events_per_s_single: single,
+        state_hash_ms: Math.round(hashMs * 1000) / 1000,
+        checkpoint_verify_ms: Math.round(cpMs * 100) / 100,
+        snapshot_sync_s: Math.round(snapS * 100) / 100,
+      });
     },
   },
 ];

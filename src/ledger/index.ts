@@ -40,7 +40,7 @@ export {
 export * from './build.js';
 export { HOLDER_RECORD_DOMAIN, holderRecordPayload, localHolderRecordVerifier, signEmbeddedHolderRecord, type EmbeddedHolderRecord } from './holder.js';
 export { LEDGER_SYNC_LIMITS, type HolderRecordVerifier, type LedgerNetwork, type LedgerSyncHandler } from './interfaces.js';
-export { Ledger, MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS, ledgerPath, type AccountView, type HistoryEntry, type IngestOptions, type IngestResult, type LedgerOptions, type LedgerStatus, type LedgerWorkStats } from './ledger.js';
+export { Ledger, cutKey, MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS, ledgerPath, type AccountView, type HistoryEntry, type IngestOptions, type IngestResult, type LedgerOptions, type LedgerStatus, type LedgerWorkStats, type FinalizedView, type FinalizeOutcome } from './ledger.js';
 export { LedgerService, startNodeLedger, type LedgerServiceEvents, type LedgerServiceOptions, type NodeLedgerOptions } from './service.js';
 export { MemoryLedgerHub, MemoryLedgerNetwork } from './memory-network.js';
 export { OUTBOX_DIR, listOutbox, outboxMaxNonce, outboxPath, readOutcome, withOutboxLock, writeOutbox, type OutboxOutcome } from './outbox.js';
@@ -50,7 +50,9 @@ export { verifyEvent, verifyEventBytes, type Verdict, type VerifyConfig } from '
 export { benchLedgerApply, benchProofVerify } from './bench.js';
 export { LEDGER_DB_FILE, SCHEMA_VERSION } from './store.js';
 export { DEFAULT_SYNC_HORIZON_MS, admissionVerdict, markWatched, type AdmissionContext, type Ingress, type WatchInterval } from './admission.js';
-export { NOT_GARBAGE, caughtUpWith, garbageReasons, type StatusSummary } from './reconcile.js';
+export { NOT_GARBAGE, caughtUpWith, garbageReasons, proofNonce, provenThrough, type StatusSummary } from './reconcile.js';
+export * from './checkpoint.js';
+export { Finality, VoteBox, type CheckpointVote, type FinalityNetwork, type FinalityOptions, type FinalityState, type FinalityStatus } from './finality.js';
 export {
   WorkTally,
   defaultProofOffset,

@@ -42,6 +42,7 @@ import type { HolderRecordVerifier, LedgerSyncHandler } from './interfaces.js';
 import { LEDGER_SYNC_LIMITS } from './interfaces.js';
 import type { ReasonCode } from './reasons.js';
 import { LedgerState, type StateSnapshot } from './state.js';
+import { checkpointFromJson, checkpointHash, checkpointToJson, committeeOf, nextEventsRoot, sameCommittee, ZERO_HASH, type CheckpointBody, type SignedCheckpoint } from './checkpoint.js';
 import { LEDGER_DB_FILE, openDatabase, STATUS_CODE, STATUS_NAME, type StoredStatus } from './store.js';
 import { evidenceKey, verifyEvent, type VerifyConfig } from './verify.js';
 
@@ -133,7 +134,24 @@ export interface LedgerStatus {
   staked: bigint;
   escrowed: bigint;
   marketPricePerMillion: bigint;
+  /** The latest signed checkpoint this ledger holds (issue 11 §3), or null: nothing is final yet. */
+  finalized: FinalizedView | null;
 }
+
+/** What status shows of the latest checkpoint. */
+export interface FinalizedView {
+  seq: number;
+  /** Applied + void events up to the cut. */
+  height: number;
+  cutMs: number;
+  stateHash: string;
+  /** checkpointHash of its body. */
+  hash: string;
+  signers: number;
+}
+
+/** Outcome of Ledger.finalize. */
+export type FinalizeOutcome = 'finalized' | 'known' | 'diverged' | 'not-ready' | 'stale';
 
 export interface HistoryEntry extends Record<string, unknown> {
   status: StoredStatus;
@@ -181,6 +199,10 @@ export class Ledger {
   private readonly maxBytes: number | undefined;
   private watch: WatchInterval[] = [];
   private pageSize = 4096;
+  /** The latest checkpoint (issue 11 §3): nothing dated before its cut is admitted; replays start at its state. */
+  private finalCp: SignedCheckpoint | undefined;
+  /** Order key of the cut (all events dated before cutMs sort before it); empty before any checkpoint. */
+  private floor: Uint8Array = new Uint8Array(0);
   readonly work: LedgerWorkStats = { replayedEvents: 0, refused: 0 };
 
   constructor(opts: LedgerOptions) {
@@ -198,7 +220,9 @@ export class Ledger {
     this.maxBytes = opts.maxBytes;
     this.ctx = {
       modelLayers: opts.modelLayers,
-      hasConflict: (e: LedgerEvent): boolean => this.stmts.hasEarlier.get(replayKey(e), orderKey(e.timestampMs, e.id)) !== undefined,
+      // Conflicts count only among events after the latest checkpoint's cut: a node started from the snapshot holds
+      // no older events, and both must judge alike (a reuse of a finalized nonce is slashable by evidence instead).
+      hasConflict: (e: LedgerEvent): boolean => this.stmts.hasEarlier.get(replayKey(e), orderKey(e.timestampMs, e.id), this.floor) !== undefined,
     };
     try {
       this.stmts = this.prepare();
@@ -219,13 +243,27 @@ export class Ledger {
     const w = <T>(f: () => T): T | undefined => (ro ? undefined : f());
     return {
       byId: db.prepare('SELECT id, ord, bytes, status, reason FROM events WHERE id = ?'),
-      hasEarlier: db.prepare('SELECT 1 FROM events WHERE rkey = ? AND ord < ? LIMIT 1'),
+      // INDEXED BY: with two bounds on ord the planner would otherwise scan the ord index (O(events) per event)
+      hasEarlier: db.prepare('SELECT 1 FROM events INDEXED BY events_rkey WHERE rkey = ? AND ord < ? AND ord >= ? LIMIT 1'),
+      between: db.prepare('SELECT id, ord, bytes, status, reason, net FROM events WHERE ord > ? AND ord < ? ORDER BY ord LIMIT ?'),
+      idsBetween: db.prepare('SELECT id, ord FROM events WHERE ord >= ? AND ord < ? AND status IN (1, 3) ORDER BY ord LIMIT ?'),
+      ordOf: db.prepare('SELECT ord FROM events WHERE id = ?'),
+      cpLatest: db.prepare('SELECT body FROM checkpoints ORDER BY seq DESC LIMIT 1'),
+      cpAfter: db.prepare('SELECT body FROM checkpoints WHERE seq > ? ORDER BY seq LIMIT ?'),
+      cpRows: db.prepare('SELECT k, v FROM cp_state WHERE k > ? ORDER BY k LIMIT ?'),
+      cpRowsAll: db.prepare('SELECT k, v FROM cp_state'),
+      insertCp: w(() => db.prepare('INSERT OR REPLACE INTO checkpoints (seq, body) VALUES (?, ?)')),
+      clearCpState: w(() => db.prepare('DELETE FROM cp_state')),
+      insertCpState: w(() => db.prepare('INSERT INTO cp_state (k, v) VALUES (?, ?)')),
+      clearState: w(() => db.prepare('DELETE FROM state')),
+      removeBefore: w(() => db.prepare('DELETE FROM events WHERE ord < ?')),
+      removeAccountsBefore: w(() => db.prepare('DELETE FROM event_accounts WHERE ord < ?')),
       after: db.prepare('SELECT id, ord, bytes, status, reason, net FROM events WHERE ord > ? ORDER BY ord LIMIT ?'),
       /** What sync serves: events with a verdict other than rejected (issue 11 attack 5: no spam is passed on). */
       serveAfter: db.prepare('SELECT bytes FROM events WHERE ord > ? AND status IN (1, 3) ORDER BY ord LIMIT ?'),
       maxNonce: db.prepare('SELECT max(rkey) AS rkey FROM events WHERE rkey >= ? AND rkey <= ?'),
       history: db.prepare(
-        'SELECT e.bytes AS bytes, e.status AS status, e.reason AS reason, e.amount AS amount FROM event_accounts a JOIN events e ON e.id = a.id WHERE a.account = ? ORDER BY a.ord DESC LIMIT ?',
+        'SELECT e.bytes AS bytes, e.status AS status, e.reason AS reason, e.amount AS amount, e.ord AS ord FROM event_accounts a JOIN events e ON e.id = a.id WHERE a.account = ? ORDER BY a.ord DESC LIMIT ?',
       ),
       stateRows: db.prepare('SELECT k, v FROM state'),
       meta: db.prepare('SELECT v FROM meta WHERE k = ?'),
@@ -272,7 +310,18 @@ export class Ledger {
     this.state.takeDirty();
     this.tip = tip === undefined ? null : fromHex(tip);
     this.pendingFrom = pending === undefined ? null : fromHex(pending);
-    this.snapshots = [{ key: null, state: new LedgerState().snapshot() }];
+    this.finalCp = undefined;
+    this.floor = new Uint8Array(0);
+    const cp = this.stmts.cpLatest.get() as { body: string } | undefined;
+    if (cp !== undefined) {
+      this.finalCp = checkpointFromJson(JSON.parse(cp.body));
+      this.floor = cutKey(this.finalCp.body.cutMs);
+      const base = new LedgerState();
+      base.loadRows(this.stmts.cpRowsAll.all() as { k: string; v: string }[]);
+      this.snapshots = [{ key: this.floor, state: base.snapshot() }];
+    } else {
+      this.snapshots = [{ key: null, state: new LedgerState().snapshot() }];
+    }
     if (this.tip !== null) this.snapshots.push({ key: this.tip, state: this.state.snapshot() });
     this.sinceSnapshot = 0;
   }
@@ -330,6 +379,13 @@ export class Ledger {
       const stored = this.stmts.byId.get(e.id) as Row | undefined;
       if (stored !== undefined) {
         results[i] = this.storedResult(id, stored, true);
+        continue;
+      }
+      if (this.finalCp !== undefined && e.timestampMs < this.finalCp.body.cutMs) {
+        // issue 11 §3: finalized history takes nothing new, whichever path it comes by (a conflict behind the
+        // checkpoint is answered by a slash carrying both events, never by re-judging what is final)
+        this.work.refused++;
+        results[i] = { id, status: 'dropped', reason: 'FINALIZED', duplicate: false };
         continue;
       }
       if (admission !== undefined) {
@@ -499,7 +555,7 @@ export class Ledger {
   /** Rewinds to the last snapshot before `from` and re-applies every stored event after it. */
   private replayFrom(from: Uint8Array, verdicts: Map<string, ApplyResult | ReasonCode>): void {
     // Snapshots at or after `from` include events whose verdict may change: drop them.
-    this.snapshots = this.snapshots.filter((sn) => sn.key === null || compareBytes(sn.key, from) < 0);
+    this.snapshots = this.snapshots.filter((sn, i) => i === 0 || (sn.key !== null && compareBytes(sn.key, from) < 0));
     const snap = this.snapshots[this.snapshots.length - 1]!;
     this.state.restore(snap.state);
     this.sinceSnapshot = 0;
@@ -593,6 +649,7 @@ export class Ledger {
       staked: t.staked,
       escrowed: t.escrowed,
       marketPricePerMillion: this.state.market()?.price ?? MARKET_BASE_PRICE,
+      finalized: this.finalizedView(),
     };
   }
 
@@ -613,12 +670,14 @@ export class Ledger {
 
   /** Events naming the account, newest first. */
   history(accountId: Uint8Array, limit = 100): HistoryEntry[] {
-    const rows = this.stmts.history.all(accountId, Math.max(1, Math.min(10_000, limit))) as { bytes: Uint8Array; status: number; reason: string | null; amount: string | null }[];
+    const rows = this.stmts.history.all(accountId, Math.max(1, Math.min(10_000, limit))) as { bytes: Uint8Array; status: number; reason: string | null; amount: string | null; ord: Uint8Array }[];
     return rows.map((r) => {
       const h: HistoryEntry = { ...describeEvent(decodeEvent(r.bytes)), status: STATUS_NAME[r.status]! };
       if (r.reason !== null) h.reason = r.reason;
       // the amount the verdict moved (a proof's reward, a transfer's amount), as decimal NEURO
       if (r.amount !== null && h.status === 'applied') h.moved = formatAmount(BigInt(r.amount));
+      // issue 11 §3: a signed checkpoint covers it, so its verdict (a payment's, say) can no longer change
+      h.final = this.finalCp !== undefined && compareBytes(r.ord, this.floor) < 0;
       return h;
     });
   }
@@ -632,11 +691,23 @@ export class Ledger {
     return new DataView(row.rkey.buffer, row.rkey.byteOffset, row.rkey.byteLength).getBigUint64(34) + 1n;
   }
 
+  /** The epoch of the account's latest applied proof (-1 for none): the state's, so a snapshot holds it too. */
+  lastProofEpoch(accountId: Uint8Array): number {
+    return this.state.account(toHex(accountId)).lastEpoch;
+  }
+
   /** The stored status of an event, or undefined. */
   eventStatus(id: Uint8Array): { status: StoredStatus; reason?: string } | undefined {
     const row = this.stmts.byId.get(id) as Row | undefined;
     if (row === undefined) return undefined;
     return row.reason === null ? { status: STATUS_NAME[row.status]! } : { status: STATUS_NAME[row.status]!, reason: row.reason };
+  }
+
+  /** True when a signed checkpoint covers the stored event `id` (its verdict can no longer change). */
+  isFinal(id: Uint8Array): boolean {
+    if (this.finalCp === undefined) return false;
+    const row = this.stmts.ordOf.get(id) as { ord: Uint8Array } | undefined;
+    return row !== undefined && compareBytes(row.ord, this.floor) < 0;
   }
 
   /** Wire bytes of a stored event. */
@@ -679,7 +750,8 @@ export class Ledger {
    */
   replayHash(): string {
     const fresh = new LedgerState();
-    let cursor: Uint8Array = new Uint8Array(0);
+    if (this.finalCp !== undefined) fresh.loadRows(this.stmts.cpRowsAll.all() as { k: string; v: string }[]);
+    let cursor: Uint8Array = this.floor;
     for (;;) {
       const rows = this.stmts.after.all(cursor, REPLAY_PAGE) as Row[];
       for (const row of rows) {
@@ -689,6 +761,162 @@ export class Ledger {
       if (rows.length < REPLAY_PAGE) break;
     }
     return fresh.hash();
+  }
+
+  // ------------------------------------------------------------------------------------------------------------
+  // finality (issue 11 §3; the rules are in checkpoint.ts)
+
+  /** The latest signed checkpoint this ledger holds. */
+  latestCheckpoint(): SignedCheckpoint | undefined {
+    return this.finalCp;
+  }
+
+  /** Where a sync starts when it has no cursor: the latest checkpoint's cut (nothing before it is admitted). */
+  syncStart(): Uint8Array | null {
+    return this.finalCp === undefined ? null : this.floor;
+  }
+
+  /** Checkpoints after `seq`, in order (what ledger-checkpoints serves). */
+  checkpointsAfter(seq: number, limit: number): SignedCheckpoint[] {
+    const rows = this.stmts.cpAfter.all(Math.max(0, Math.floor(seq)), Math.max(1, Math.min(256, Math.floor(limit)))) as { body: string }[];
+    return rows.map((r) => checkpointFromJson(JSON.parse(r.body)));
+  }
+
+  /** A page of the state rows at the latest checkpoint's cut, after row key `after` (what a snapshot sync reads). */
+  snapshotPage(seq: number, after: string, limit: number): [string, string][] | undefined {
+    if (this.finalCp === undefined || this.finalCp.body.seq !== seq) return undefined;
+    return (this.stmts.cpRows.all(after, Math.max(1, Math.min(4096, Math.floor(limit)))) as { k: string; v: string }[]).map((r) => [r.k, r.v]);
+  }
+
+  private finalizedView(): FinalizedView | null {
+    const cp = this.finalCp;
+    if (cp === undefined) return null;
+    return { seq: cp.body.seq, height: cp.body.height, cutMs: cp.body.cutMs, stateHash: cp.body.stateHash, hash: checkpointHash(cp.body), signers: cp.sigs.length };
+  }
+
+  /**
+   * The state after every stored event dated before `cutMs`, and the ids of the applied and void ones since the
+   * latest checkpoint (canonical order). Undefined while a replay is pending (the verdicts are not final) or when
+   * the cut is not after the latest checkpoint's. The live state is not touched.
+   */
+  private stateAtCut(cutMs: number): { state: LedgerState; ids: Uint8Array[] } | undefined {
+    if (this.pendingFrom !== null) return undefined;
+    if (this.finalCp !== undefined && cutMs <= this.finalCp.body.cutMs) return undefined;
+    const ck = cutKey(cutMs);
+    let snap = this.snapshots[0]!;
+    for (const sn of this.snapshots) if (sn.key !== null && compareBytes(sn.key, ck) < 0 && (snap.key === null || compareBytes(sn.key, snap.key) > 0)) snap = sn;
+    const state = new LedgerState();
+    state.restore(snap.state);
+    let cursor: Uint8Array = snap.key ?? new Uint8Array(0);
+    for (;;) {
+      const rows = this.stmts.between.all(cursor, ck, REPLAY_PAGE) as Row[];
+      for (const row of rows) {
+        applyEvent(state, decodeEvent(row.bytes), this.ctx);
+        cursor = row.ord;
+      }
+      if (rows.length < REPLAY_PAGE) break;
+    }
+    state.takeDirty();
+    const ids: Uint8Array[] = [];
+    let from: Uint8Array = this.floor;
+    for (;;) {
+      const rows = this.stmts.idsBetween.all(from, ck, 65_536) as { id: Uint8Array; ord: Uint8Array }[];
+      for (const r of rows) ids.push(r.id);
+      if (rows.length < 65_536) break;
+      from = concatKey(rows[rows.length - 1]!.ord);
+    }
+    return { state, ids };
+  }
+
+  /**
+   * The checkpoint body this ledger would sign for the cut `cutMs` (checkpoint.ts), following its latest one;
+   * undefined when it cannot say yet (a replay pending, or the cut is not after the latest checkpoint's).
+   */
+  proposeCheckpoint(cutMs: number): CheckpointBody | undefined {
+    const prev = this.finalCp?.body;
+    const at = this.stateAtCut(cutMs);
+    if (at === undefined) return undefined;
+    const t = at.state.totals();
+    return {
+      networkId: this.networkId,
+      seq: (prev?.seq ?? 0) + 1,
+      cutMs,
+      height: t.applied + t.void,
+      stateHash: at.state.hash(),
+      eventsRoot: nextEventsRoot(prev?.eventsRoot ?? ZERO_HASH, at.ids),
+      prev: prev === undefined ? ZERO_HASH : checkpointHash(prev),
+      committee: committeeOf(at.state),
+    };
+  }
+
+  /**
+   * Makes a verified checkpoint (the caller checked its signatures and chain: checkpoint.ts verifyChain) final
+   * here, when this ledger's own state at its cut is the one it names: from then on nothing dated before the cut
+   * is admitted and replays start at its state. 'diverged': our state at the cut differs (take the snapshot:
+   * installSnapshot); 'not-ready': a replay is pending, ask again; 'known'/'stale': we hold it or a later one.
+   */
+  finalize(cp: SignedCheckpoint, earlier: readonly SignedCheckpoint[] = []): FinalizeOutcome {
+    this.assertWritable();
+    const cur = this.finalCp?.body;
+    if (cur !== undefined && cp.body.seq <= cur.seq) return cp.body.seq === cur.seq && checkpointHash(cp.body) === checkpointHash(cur) ? 'known' : 'stale';
+    const at = this.stateAtCut(cp.body.cutMs);
+    if (at === undefined) return 'not-ready';
+    const t = at.state.totals();
+    if (at.state.hash() !== cp.body.stateHash || t.applied + t.void !== cp.body.height || !sameCommittee(committeeOf(at.state), cp.body.committee)) return 'diverged';
+    this.transaction(() => this.setBase(cp, at.state, earlier));
+    return 'finalized';
+  }
+
+  /**
+   * Starts this ledger from a verified checkpoint's snapshot (a new node, or one whose history diverged): the rows
+   * must hash to the checkpoint's state hash and imply its height and committee, else nothing changes and a
+   * reason is returned. Events dated before the cut are deleted (the snapshot replaces them); later ones are
+   * re-applied on top of it.
+   */
+  installSnapshot(cp: SignedCheckpoint, rows: readonly [string, string][], earlier: readonly SignedCheckpoint[] = []): 'installed' | 'stale' | 'SNAPSHOT_HASH' | 'SNAPSHOT_ROWS' | 'SNAPSHOT_COMMITTEE' {
+    this.assertWritable();
+    const cur = this.finalCp?.body;
+    if (cur !== undefined && cp.body.seq <= cur.seq) return 'stale';
+    const state = new LedgerState();
+    try {
+      state.loadRows(rows.map(([k, v]) => ({ k, v })));
+    } catch {
+      return 'SNAPSHOT_ROWS';
+    }
+    // the hash of the rows' canonical form (loadRows hashes what it decoded, so odd spacing cannot pass for another
+    // text), recomputed here, never taken from the peer
+    if (state.hash() !== cp.body.stateHash) return 'SNAPSHOT_HASH';
+    // a row given twice would be counted once by the maps but twice by a hash over the list: refuse it
+    if (state.rows().length !== rows.length) return 'SNAPSHOT_ROWS';
+    const t = state.totals();
+    if (t.applied + t.void !== cp.body.height) return 'SNAPSHOT_ROWS';
+    if (!sameCommittee(committeeOf(state), cp.body.committee)) return 'SNAPSHOT_COMMITTEE';
+    state.takeDirty();
+    this.transaction(() => {
+      const ck = cutKey(cp.body.cutMs);
+      this.stmts.removeBefore!.run(ck);
+      this.stmts.removeAccountsBefore!.run(ck);
+      this.pendingFrom = null;
+      this.stmts.deleteMeta!.run('replayFrom');
+      this.setBase(cp, state, earlier);
+    });
+    return 'installed';
+  }
+
+  /** Records `cp` with the state at its cut as the base, and re-judges the events after the cut from it. */
+  private setBase(cp: SignedCheckpoint, base: LedgerState, earlier: readonly SignedCheckpoint[]): void {
+    const s = this.stmts;
+    // the verified chain before it, so that this node can serve the whole chain to a new one
+    for (const e of earlier) s.insertCp!.run(e.body.seq, JSON.stringify(checkpointToJson(e)));
+    s.insertCp!.run(cp.body.seq, JSON.stringify(checkpointToJson(cp)));
+    s.clearCpState!.run();
+    for (const [k, v] of base.rows()) s.insertCpState!.run(k, v);
+    this.finalCp = cp;
+    this.floor = cutKey(cp.body.cutMs);
+    this.snapshots = [{ key: this.floor, state: base.snapshot() }];
+    // Conflicts now count from the cut on (ctx.hasConflict): verdicts after it may change, so they are re-judged.
+    this.replayFrom(this.floor, new Map());
+    this.persistState();
   }
 
   /** A consistent copy of the database at `file`, safe while the node writes (SQLite online backup). */
@@ -701,6 +929,18 @@ export class Ledger {
     this.closed = true;
     this.db.close();
   }
+}
+
+/** The order key of a cut: every event dated before `cutMs` sorts before it, every later one after. */
+export function cutKey(cutMs: number): Uint8Array {
+  return orderKey(cutMs, new Uint8Array(32));
+}
+
+/** The smallest order key after `ord` (for paging with >=). */
+function concatKey(ord: Uint8Array): Uint8Array {
+  const k = new Uint8Array(ord.byteLength + 1);
+  k.set(ord);
+  return k;
 }
 
 function toResult(id: string, r: ApplyResult, duplicate: boolean): IngestResult {

@@ -10,6 +10,7 @@ export const REASONS = {
   STALE: 'older than this path admits: 5 min for gossip and submissions, watched time for sync (admission only)',
   FUTURE: 'dated more than 60 s after our clock (admission only)',
   QUOTA: 'the ledger database is at its disk quota (admission only)',
+  FINALIZED: 'dated before the latest signed checkpoint: finalized history admits nothing new (admission only)',
   // stateless field rules (also dropped). Those marked "fraud" make a proof slashable as evidence.
   HOLDER_RECORD_KEY_MISMATCH: 'fraud: embedded HolderRecord is not signed by the proof signer',
   HOLDER_RECORD_BAD_SIGNATURE: 'fraud: embedded HolderRecord signature does not verify',

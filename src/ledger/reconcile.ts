@@ -29,9 +29,32 @@ export function caughtUpWith(ours: StatusSummary & { replayPending: boolean }, t
  * Drops that only mean "not now" (admission filters) or "not on our state" (state rules at the event's place, which
  * the peer's ledger may pass: it may hold events ours lacks), not garbage from the serving peer.
  */
-export const NOT_GARBAGE: ReadonlySet<string> = new Set(['STALE', 'FUTURE', 'QUOTA', ...STATE_REASONS]);
+export const NOT_GARBAGE: ReadonlySet<string> = new Set(['STALE', 'FUTURE', 'QUOTA', 'FINALIZED', ...STATE_REASONS]);
 
 /** The reasons among `reasons` that are the serving peer's fault. */
 export function garbageReasons(reasons: readonly (string | undefined)[]): string[] {
   return reasons.filter((r): r is string => r !== undefined && !NOT_GARBAGE.has(r));
+}
+
+/**
+ * Issue 11 item 6: the nonce of our next proof. Proofs are one per 60 s window, so a nonce at least the window's
+ * epoch is one this key never signed before, even when the node lost its ledger.db and met only peers that know
+ * nothing of it (the empty ledger's hash is public, so an equal hash proves nothing): its past proofs carry their
+ * own, earlier epochs (or, from older software, small sequential nonces). The local ledger and what peers report
+ * (ledger-account) only ever raise it.
+ */
+export function proofNonce(localNext: bigint, reportedNext: bigint, epoch: number): bigint {
+  let n = BigInt(Math.max(0, epoch));
+  if (localNext > n) n = localNext;
+  if (reportedNext > n) n = reportedNext;
+  return n;
+}
+
+/**
+ * The last window we may not prove in: the latest proof epoch of our key that we or a peer know of, and at least
+ * the window the node started in (a node restored within a minute of its last proof, which no peer reported yet,
+ * would otherwise sign a second proof in that window with its nonce).
+ */
+export function provenThrough(localLastEpoch: number, reportedLastEpoch: number, startEpoch: number): number {
+  return Math.max(localLastEpoch, reportedLastEpoch, startEpoch);
 }

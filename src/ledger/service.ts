@@ -169,7 +169,8 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    * peer whose cursor does not move forward is a PeerMisbehaviourError.
    */
   async syncFrom(peer: string, opts: AbortOptions & { fromStart?: boolean } = {}): Promise<{ received: number; added: number; complete: boolean }> {
-    let after: Uint8Array | null = opts.fromStart === true ? null : (this.resume.get(peer) ?? null);
+    // without a cursor a sync starts at the latest checkpoint's cut: what is before it is final here (issue 11 §3)
+    let after: Uint8Array | null = opts.fromStart === true ? null : (this.resume.get(peer) ?? this.ledger.syncStart());
     this.resume.delete(peer);
     let received = 0;
     let added = 0;
@@ -320,6 +321,8 @@ export interface NodeLedgerOptions {
    * node reconciles with every peer), so a peer that streams pages forever cannot keep the node from starting.
    */
   startSyncMs?: number;
+  /** Runs after the ledger opened and before the sync at start (finality: start from a checkpoint's snapshot). */
+  beforeSync?: (ledger: Ledger) => Promise<void>;
 }
 
 /**
@@ -339,6 +342,7 @@ export async function startNodeLedger(o: NodeLedgerOptions): Promise<{ ledger: L
   const service = new LedgerService({ ledger, network: o.network, dataDir: o.dataDir, clock: o.clock, logger: o.logger });
   service.start();
   try {
+    await o.beforeSync?.(ledger);
     // not AbortSignal.any: o.signal may live as long as the node (util/abort.ts)
     await service.syncAll({ signal: deadlineSignal(o.startSyncMs ?? 30_000, o.signal) });
     throwIfAborted(o.signal, 'ledger start');

@@ -40,6 +40,12 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE events ADD COLUMN net INTEGER NOT NULL DEFAULT 0;
   `,
+  // 3 (issue 11 §3): finalized checkpoints (JSON, checkpoint.ts) and the state rows at the latest one's cut (what
+  // a new node's snapshot sync is served, and the base the ledger replays from after a restart).
+  `
+  CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+  CREATE TABLE cp_state (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -42,6 +42,10 @@ import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../i
 import {
   buildProof,
   caughtUpWith,
+  Finality,
+  proofNonce,
+  provenThrough,
+  type FinalityStatus,
   decodeEvent,
   defaultProofOffset,
   dueEpoch,
@@ -68,6 +72,7 @@ import { PENALTY } from '../p2p/peer-score.js';
 import type { P2PNetwork } from '../p2p/types.js';
 import { freshHolderRecord, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
 import { LedgerP2PNetwork } from '../protocols/ledger-sync.js';
+import { CheckpointP2P } from '../protocols/ledger-checkpoint.js';
 import { LEDGER_DEFAULTS } from './options.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
 import { deadlineSignal, linkSignals } from '../util/abort.js';
@@ -121,6 +126,15 @@ export interface NodeLedgerServiceOptions {
   startSyncMs?: number;
   /** How often (wall time) the node records that it watched the network (admission.ts). Default 30 s. */
   watchMarkMs?: number;
+  /**
+   * Finality (src/ledger/finality.ts): the network's genesis public key (default: our own key on a genesis node,
+   * none elsewhere: no finality), the checkpoint period and settle time (ledger time), and how often (wall time)
+   * the node looks whether a checkpoint is due. Defaults: 5 min, 6 min, 1 s.
+   */
+  genesisKey?: Uint8Array;
+  checkpointPeriodMs?: number;
+  checkpointSettleMs?: number;
+  checkpointCheckMs?: number;
 }
 
 export interface ProofOutcome {
@@ -146,12 +160,14 @@ export interface NodeLedgerStatus extends LedgerStatus {
   };
   gossip: { accepted: number; ignored: number; rejected: number };
   sync: { caughtUp: boolean; runs: number; failures: number; lastPeer?: string };
+  finality: FinalityStatus;
 }
 
 export interface NodeLedgerService {
   readonly ledger: Ledger;
   readonly service: LedgerService;
   readonly network: LedgerP2PNetwork;
+  readonly finality: Finality;
   status(): NodeLedgerStatus;
   /** Emits a proof now if one is due (the timer does this; tests and shutdown may call it). */
   proveNow(): Promise<ProofOutcome | undefined>;
@@ -201,6 +217,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     log: log.child('ledger-net'),
   });
   await net.start();
+  const cpNet = new CheckpointP2P({ p2p: host.p2p, rpc: host.rpc, networkId, scores: host.scores, log: log.child('checkpoint') });
+  let finality: Finality | undefined;
   let started: Awaited<ReturnType<typeof startNodeLedger>>;
   try {
     started = await startNodeLedger({
@@ -215,11 +233,42 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       syncHorizonMs: o.syncHorizonMs ?? LEDGER_DEFAULTS.syncHorizonMs,
       maxBytes: o.maxLedgerBytes ?? LEDGER_DEFAULTS.maxLedgerBytes,
       startSyncMs: o.startSyncMs ?? LEDGER_DEFAULTS.startSyncMs,
+      beforeSync: async (ledger) => {
+        const f = new Finality({
+          ledger,
+          net: cpNet,
+          key,
+          networkId,
+          genesisKey: o.genesisKey ?? (host.genesis ? key.publicKey : undefined),
+          periodMs: o.checkpointPeriodMs ?? 5 * 60_000,
+          settleMs: o.checkpointSettleMs ?? LEDGER_DEFAULTS.checkpointSettleMs,
+          clock,
+          log: log.child('finality'),
+          peers: () => net.syncPeers(),
+        });
+        finality = f;
+        await cpNet.start(
+          {
+            checkpointsAfter: (seq, limit) => ledger.checkpointsAfter(seq, limit),
+            snapshotPage: (seq, after, limit) => ledger.snapshotPage(seq, after, limit),
+            account: (pub) => ({ nextProofNonce: ledger.nextNonce(Buffer.from(pub, 'hex'), EventKind.Proof), lastEpoch: ledger.lastProofEpoch(accountIdFromPublicKey(Buffer.from(pub, 'hex'))) }),
+            voteCheck: (v) => f.voteCheck(v),
+          },
+          (v, from) => f.onVote(v, from),
+        );
+        // a new (or long offline) node starts from the latest checkpoint a peer holds instead of replaying history
+        for (const p of [...new Set([...net.syncPeers(), ...host.p2p.connectedPeers()])].slice(0, 3)) {
+          await f.pull(p, { signal: deadlineSignal(o.startSyncMs ?? LEDGER_DEFAULTS.startSyncMs, o.signal) });
+          if (ledger.latestCheckpoint() !== undefined) break;
+        }
+      },
     });
   } catch (e) {
+    await cpNet.stop();
     await net.stop();
     throw e;
   }
+  const fin = finality!;
   const { ledger, service } = started;
   net.setKnownCheck((id) => ledger.eventStatus(id) !== undefined);
   net.setStateCheck((e) => ledger.stateVerdict(e)); // issue 11 attack 5: no relaying what our state rejects
@@ -294,6 +343,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   };
 
   const reconcileWith = async (peer: string, mode: 'full' | 'tail'): Promise<void> => {
+    await fin.pull(peer, { signal });
     const theirs = await net.fetchStatus(peer, { signal });
     if (caughtUpWith(ours(), theirs)) {
       sync.caughtUp = true;
@@ -371,6 +421,14 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     timers.push(t);
   }
 
+  {
+    const t = setInterval(() => {
+      if (!stopped) fin.tick().catch((e: unknown) => log.warn('checkpoint tick failed', { error: errorMessage(e) }));
+    }, o.checkpointCheckMs ?? 1000);
+    t.unref();
+    timers.push(t);
+  }
+
   for (const p of net.syncPeers()) enqueue(p, 'full');
   for (const p of host.p2p.connectedPeers()) enqueue(p, 'full');
   offs.push(host.p2p.events.on('peer:connect', ({ peer }) => enqueue(peer, 'full')));
@@ -390,7 +448,30 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   const offsetMs = o.proofOffsetMs ?? defaultProofOffset(key.publicKey);
   const recordTtlMs = o.recordTtlMs ?? DEFAULT_RECORD_TTL_MS;
   const startedAt = clock.now();
-  const proofs = { emitted: 0, lastEpoch: lastProofEpoch(ledger, account), last: undefined as ProofOutcome | undefined };
+  // Issue 11 item 6: never a window (nor so a nonce) this key may have proved already, even with a lost ledger.db
+  const startEpoch = Math.floor(startedAt / PROOF_WINDOW_MS);
+  const proofs = { emitted: 0, lastEpoch: provenThrough(Math.max(lastProofEpoch(ledger, account), ledger.lastProofEpoch(account)), -1, startEpoch), last: undefined as ProofOutcome | undefined };
+  /** What peers report of our key (ledger-account): asked once we are caught up, before the first proof. */
+  const reported = { asked: false, asking: false, nextNonce: 0n, lastEpoch: -1 };
+  const askPeers = async (): Promise<void> => {
+    if (reported.asking) return;
+    reported.asking = true;
+    try {
+      for (const p of net.syncPeers().slice(0, 4)) {
+        try {
+          const r = await cpNet.fetchAccount(p, toHex(key.publicKey), { signal: deadlineSignal(callTimeoutMs, signal) });
+          if (r.nextProofNonce > reported.nextNonce) reported.nextNonce = r.nextProofNonce;
+          if (r.lastEpoch > reported.lastEpoch) reported.lastEpoch = r.lastEpoch;
+          reported.asked = true;
+        } catch (e) {
+          log.debug('ledger-account failed', { peer: p, error: errorMessage(e) });
+        }
+      }
+      proofs.lastEpoch = provenThrough(proofs.lastEpoch, reported.lastEpoch, startEpoch);
+    } finally {
+      reported.asking = false;
+    }
+  };
   let lastProofAt: number | undefined;
   let lastModelHash = counters.modelHash();
   let base = workSnapshot(counters);
@@ -422,7 +503,13 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     if (stopped || quiet || proving || !proofsEnabled) return undefined;
     if (!mayProve) {
       // Reconciled with a peer, or founded the network and nobody is there yet (a founder with peers waits too).
-      mayProve = sync.caughtUp || (host.genesis && net.syncPeers().length === 0 && host.p2p.connectedPeers().length === 0);
+      const alone = host.genesis && net.syncPeers().length === 0 && host.p2p.connectedPeers().length === 0;
+      if (sync.caughtUp && !reported.asked && !alone) {
+        // caught up on a hash proves little (the empty ledger's is public): ask what peers know of our key first
+        await askPeers();
+        if (!reported.asked) return undefined;
+      }
+      mayProve = sync.caughtUp || alone;
       if (!mayProve) return undefined;
     }
     const now = clock.now();
@@ -450,7 +537,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
         requestIds: counters.takeRequestIds?.() ?? [],
       });
       if (why !== undefined) log.debug('training not claimable in this proof', { why });
-      const nonce = ledger.nextNonce(key.publicKey, EventKind.Proof);
+      const nonce = proofNonce(ledger.nextNonce(key.publicKey, EventKind.Proof), reported.nextNonce, epoch);
       const ev = buildProof(key, { networkId, nonce, timestampMs: now }, { ...claim, holderRecord: holderRecordAt(now, span) });
       const r = await service.submit(ev.bytes, { signal });
       // Whatever the verdict, this window is done: a second proof in it could only be rejected.
@@ -488,6 +575,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     ledger,
     service,
     network: net,
+    finality: fin,
     proveNow,
     reconcile: (peer) => reconcileWith(peer, 'full'),
     status: () => ({
@@ -503,6 +591,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       },
       gossip: { ...net.stats },
       sync: { caughtUp: sync.caughtUp, runs: sync.runs, failures: sync.failures, ...(sync.lastPeer !== undefined ? { lastPeer: sync.lastPeer } : {}) },
+      finality: fin.status(),
     }),
     get quiet() {
       return quiet || stopped;
@@ -525,6 +614,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       await pumping?.catch(() => {});
       // a proof being published finishes (its event is stored already); no new one starts
       while (proving) await new Promise((r) => setImmediate(r));
+      await cpNet.stop();
       await net.stop();
       started.stop();
     },
@@ -532,7 +622,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 }
 
 /** `neuroshard ledger status --json` and GET /api/ledger/status: the totals as decimal NEURO strings. */
-export function ledgerStatusView(s: LedgerStatus): LedgerStatusView {
+export function ledgerStatusView(s: LedgerStatus, finality?: FinalityStatus): LedgerStatusView {
   return {
     stateHash: s.stateHash,
     replayPending: s.replayPending,
@@ -541,6 +631,11 @@ export function ledgerStatusView(s: LedgerStatus): LedgerStatusView {
     burned: formatAmount(s.burned),
     staked: formatAmount(s.staked),
     escrowed: formatAmount(s.escrowed),
+    finalizedSeq: s.finalized?.seq ?? null,
+    finalizedHeight: s.finalized?.height ?? null,
+    finalizedHash: s.finalized?.hash ?? null,
+    finalizedStateHash: s.finalized?.stateHash ?? null,
+    ...(finality !== undefined ? { finality: finality.state } : {}),
   };
 }
 
@@ -554,7 +649,7 @@ const SUBMIT_PUBLISH_MS = 3_000;
  * store it and sort it before the tip; the wallet signs just before it sends, so only a replay of an old event
  * looks like that.
  */
-export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'> & { readonly quiet?: boolean }, clock: Clock = systemClock): LedgerSubmitter {
+export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'> & { readonly quiet?: boolean; finality?: NodeLedgerService['finality'] }, clock: Clock = systemClock): LedgerSubmitter {
   return {
     maxEventBytes: MAX_SLASH_BYTES,
     async submit(bytes: Uint8Array): Promise<SubmitOutcome> {
@@ -572,7 +667,7 @@ export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'>
       const r = await l.service.submit(bytes, { signal: AbortSignal.timeout(SUBMIT_PUBLISH_MS) });
       return { id: r.id, status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}), duplicate: r.duplicate };
     },
-    status: () => ledgerStatusView(l.ledger.status()),
+    status: () => ledgerStatusView(l.ledger.status(), l.finality?.status()),
   };
 }
 

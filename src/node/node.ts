@@ -249,6 +249,8 @@ export class NeuroShardNode {
         counters: node.tally,
         clock,
         log: log.child('ledger'),
+        ...(opts.genesisKey !== undefined ? { genesisKey: Buffer.from(opts.genesisKey, 'hex') } : {}),
+        checkpointPeriodMs: opts.checkpointPeriodMs,
       });
       const ledger = node.ledger;
       cleanups.push(() => ledger.stop());

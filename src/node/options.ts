@@ -107,6 +107,13 @@ export interface NodeOptions {
    * does not train and serves no weights to joiners (it keeps no float32 copy).
    */
   weights: 'f32' | 'int8';
+  /**
+   * Finality (issue 11 §3): the network's genesis public key (66 hex characters), whose holder alone signs the
+   * first checkpoint; unset, a genesis node uses its own key and any other node takes no part in finality (no
+   * checkpoints verified or made; the ledger works as before). `checkpointPeriodMs`: ledger time between cuts.
+   */
+  genesisKey: string | undefined;
+  checkpointPeriodMs: number;
 }
 
 export type SpanOption = 'auto' | 'none' | { start: number; end: number };
@@ -124,6 +131,8 @@ export const DEFAULTS: NodeOptions = {
   announce: [],
   bootstrap: [],
   genesis: false,
+  genesisKey: undefined,
+  checkpointPeriodMs: 5 * 60_000,
   mdns: true,
   upnp: true,
   relay: false,
@@ -241,6 +250,12 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     return list;
   },
   genesis: (raw, src) => bool('genesis', raw, src),
+  genesisKey: (raw, src) => {
+    if (raw === undefined || raw === '') return undefined;
+    if (typeof raw !== 'string' || !/^0[23][0-9a-f]{64}$/.test(raw)) fail('genesisKey', src, 'must be a compressed public key: 66 hex characters starting 02 or 03');
+    return raw;
+  },
+  checkpointPeriodMs: (raw, src) => intIn('checkpointPeriodMs', raw, src, 1000, 86_400_000),
   mdns: (raw, src) => bool('mdns', raw, src),
   upnp: (raw, src) => bool('upnp', raw, src),
   relay: (raw, src) => bool('relay', raw, src),
@@ -416,4 +431,6 @@ export const LEDGER_DEFAULTS = {
   maxLedgerBytes: 8 * 1024 ** 3,
   syncHorizonMs: 30 * 60_000,
   startSyncMs: 30_000,
+  /** Finality: how old a cut must be before the committee signs it: the live window plus the clock skew allowed. */
+  checkpointSettleMs: 6 * 60_000,
 } as const;

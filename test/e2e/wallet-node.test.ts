@@ -80,7 +80,7 @@ describe('wallet through a running node', () => {
       assert.equal(status.code, 0, status.err);
       const s = JSON.parse(status.out) as Record<string, unknown>;
       // the set of keys is the contract, not their order
-      assert.deepEqual(Object.keys(s).sort(), ['burned', 'escrowed', 'events', 'minted', 'replayPending', 'staked', 'stateHash']);
+      assert.deepEqual(Object.keys(s).sort(), ['burned', 'escrowed', 'events', 'finality', 'finalizedHash', 'finalizedHeight', 'finalizedSeq', 'finalizedStateHash', 'minted', 'replayPending', 'staked', 'stateHash']);
       assert.equal(typeof s.events, 'number');
       // nothing was stored, so the nonce is still free: the next send takes nonce 0 again
       const again = await cli(['wallet', 'send', to, '1', '--yes', '--json', '--data-dir', t.dir]);

@@ -193,7 +193,8 @@ describe('neuroshard ledger', () => {
       seedLedger(t.dir, 4);
       const s = await cli(['ledger', 'status', ...d]);
       assert.equal(s.code, 0, s.err);
-      assert.deepEqual(Object.keys(s.json()), ['stateHash', 'replayPending', 'events', 'minted', 'burned', 'staked', 'escrowed']);
+      assert.deepEqual(Object.keys(s.json()), ['stateHash', 'replayPending', 'events', 'minted', 'burned', 'staked', 'escrowed', 'finalizedSeq', 'finalizedHeight', 'finalizedHash', 'finalizedStateHash']);
+      assert.equal(s.json().finalizedSeq, null, 'nothing final yet (issue 11 §3)');
       assert.deepEqual([s.json().events, s.json().minted, s.json().burned], [4, '3.6006', '0']);
       const v = await cli(['ledger', 'status', '--verify', ...d]);
       assert.equal(v.json().consistent, true);

@@ -88,7 +88,7 @@ describe('node ledger: proofs of neural work', () => {
       // just started: no uptime yet, nothing to prove
       assert.equal(await a.l.proveNow(), undefined);
       const p1 = await nextProof(a, clock);
-      assert.equal(p1.nonce, 0n);
+      assert.equal(p1.nonce, BigInt(p1.body.epoch), 'a proof’s nonce is its window (issue 11 item 6)');
       assert.equal(p1.body.uptimeMs, 60_000);
       assert.deepEqual(p1.body.layers, { start: 0, end: LAYERS });
       assert.equal(p1.body.epoch, Math.floor(clock.now() / 60_000));
@@ -104,7 +104,7 @@ describe('node ledger: proofs of neural work', () => {
       a.tally.recordTrainingStep({ tokens: 4096, loss: 2.5, gradNorm: 1.25 });
       a.tally.setModelHash(H2);
       const p2 = await nextProof(a, clock);
-      assert.equal(p2.nonce, 1n);
+      assert.equal(p2.nonce, BigInt(p2.body.epoch));
       assert.equal(p2.body.inferenceTokens, 5000n * 60n, 'cut to 5,000 tokens per second of uptime');
       assert.equal(p2.body.dataSamples, 100n);
       assert.equal(p2.body.trainingTokens, 4096n);
@@ -136,7 +136,7 @@ describe('node ledger: proofs of neural work', () => {
       }
       const s = a.l.status();
       assert.equal(s.proofs.emitted, 4);
-      assert.equal(s.proofs.nextNonce, '4');
+      assert.equal(s.proofs.nextNonce, (p4.nonce + 1n).toString());
       assert.equal(a.l.ledger.supplyGap(), 0n);
       assert.equal(s.void + s.rejected, 0);
     } finally {
@@ -154,14 +154,15 @@ describe('node ledger: proofs of neural work', () => {
     try {
       await nextProof(a, clock);
       const p2 = await nextProof(a, clock);
-      assert.equal(p2.nonce, 1n);
+      assert.equal(p2.nonce, BigInt(p2.body.epoch));
       await a.l.stop();
       await hub.nodes.get('a')!.stop();
       a = await startNode(hub, t.dir, 'a', key, clock, { genesis: true, tally: a.tally, reuse: true });
       assert.equal(a.l.status().proofs.lastEpoch, p2.body.epoch);
       assert.equal(await a.l.proveNow(), undefined, 'this window is proven already');
       const p3 = await nextProof(a, clock);
-      assert.equal(p3.nonce, 2n);
+      assert.equal(p3.nonce, BigInt(p3.body.epoch));
+      assert.ok(p3.nonce > p2.nonce);
       const st = a.l.ledger.status();
       assert.deepEqual([st.applied, st.rejected, st.void], [3, 0, 0]);
     } finally {
