@@ -3,6 +3,7 @@
  * our own events, and drains the outbox. node/ composes it: `new LedgerService({ ledger, network, key, dataDir })`,
  * `start()` when the node starts (it syncs from the peers and publishes the outbox), `stop()` on shutdown.
  */
+import type { RewardRules } from './witness.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { deadlineSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
@@ -312,6 +313,8 @@ export interface NodeLedgerOptions {
    * node reconciles with every peer), so a peer that streams pages forever cannot keep the node from starting.
    */
   startSyncMs?: number;
+  /** Reward rules of the network (issue 11 §2, LedgerOptions.rewards). */
+  rewards?: RewardRules;
 }
 
 /**
@@ -327,6 +330,7 @@ export async function startNodeLedger(o: NodeLedgerOptions): Promise<{ ledger: L
     logger: o.logger,
     syncHorizonMs: o.syncHorizonMs,
     maxBytes: o.maxBytes,
+    rewards: o.rewards,
   });
   const service = new LedgerService({ ledger, network: o.network, dataDir: o.dataDir, clock: o.clock, logger: o.logger });
   service.start();

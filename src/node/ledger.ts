@@ -121,6 +121,10 @@ export interface NodeLedgerServiceOptions {
   startSyncMs?: number;
   /** How often (wall time) the node records that it watched the network (admission.ts). Default 30 s. */
   watchMarkMs?: number;
+  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (true). */
+  witnessedRewards?: boolean;
+  /** The network's genesis key (33 bytes), whose Genesis event mints the initial allocation. Default: none. */
+  genesisKey?: Uint8Array;
 }
 
 export interface ProofOutcome {
@@ -203,6 +207,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       syncHorizonMs: o.syncHorizonMs ?? LEDGER_DEFAULTS.syncHorizonMs,
       maxBytes: o.maxLedgerBytes ?? LEDGER_DEFAULTS.maxLedgerBytes,
       startSyncMs: o.startSyncMs ?? LEDGER_DEFAULTS.startSyncMs,
+      rewards: { witnessed: o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards, genesisKey: o.genesisKey },
     });
   } catch (e) {
     await net.stop();

@@ -412,4 +412,9 @@ export const LEDGER_DEFAULTS = {
   maxLedgerBytes: 8 * 1024 ** 3,
   syncHorizonMs: 30 * 60_000,
   startSyncMs: 30_000,
+  /**
+   * Issue 11 §2: rewards only for witnessed work (src/ledger/witness.ts): nothing minted without a bond, uptime only
+   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same.
+   */
+  witnessedRewards: true,
 } as const;
