@@ -4,7 +4,8 @@
  * and the subject's Uptime ledger event built from them pays on a ledger where all three are bonded, while the
  * same event pays nothing where the witnesses are not. Hostile calls get typed errors and penalties: a challenge
  * signed by a key other than the caller's, an attestation for a challenge never answered, a forged answer, and more
- * challenges than the per-peer quota of a window.
+ * challenges than the per-peer quota of a window. And the node loop (src/node/witness.ts): three bonded nodes
+ * witness each other for a window and each submits an Uptime event that pays.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +18,9 @@ import { signAttestation } from '../../../src/ledger/witness.js';
 import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
 import { LivenessWitnessServer } from '../../../src/protocols/handlers/liveness-witness.js';
 import { encodeAttestationMessage, encodeChallenge, livenessAttest, livenessChallenge, signChallenge, witnessPeer } from '../../../src/protocols/liveness-witness.js';
+import { startUptimeWitness } from '../../../src/node/witness.js';
 import { waitFor } from '../../../src/util/abort.js';
+import { ManualClock } from '../../../src/util/clock.js';
 import { NeuroShardError } from '../../../src/util/errors.js';
 import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
 import { acct, tempLedger } from '../../attacks/helpers.js';
@@ -126,5 +129,65 @@ describe('liveness witnesses over libp2p', () => {
     assert.ok(limited >= 4 && answered <= 8, `answered ${answered}, limited ${limited}`);
     // and no attestation for these was accepted
     assert.ok(server.attestations(epoch).length <= 2);
+  });
+});
+
+describe('the node loop (src/node/witness.ts) over libp2p', () => {
+  let peers: Peer[] = [];
+  after(async () => {
+    for (const p of peers) await p.net.stop();
+  });
+
+  it('each node witnesses the others once per window and submits an Uptime event that a bonded ledger pays', async () => {
+    const s = await startPeer([]);
+    const addr = s.net.p2p.multiaddrs()[0]!;
+    peers = [s, await startPeer([addr]), await startPeer([addr])];
+    await waitFor(() => peers.every((p) => p.net.p2p.connectedPeers().length >= 2), { timeoutMs: 120_000, intervalMs: 100, what: 'three peers connected to each other' });
+    // one clock for all three (challenge times and windows), starting early in a window
+    const clock = new ManualClock(Math.floor(Date.now() / PROOF_WINDOW_MS) * PROOF_WINDOW_MS + 1000);
+    const G = keyFromPrivate(randomBytes(32));
+    const l = tempLedger({ networkId: NETWORK, rewards: { witnessed: true, genesisKey: G.publicKey } });
+    try {
+      const t0 = clock.now() - 50_000;
+      assert.equal(l.ledger.ingest(buildGenesis(G, { networkId: NETWORK, timestampMs: t0 }).bytes).status, 'applied');
+      for (const [i, p] of peers.entries()) {
+        assert.equal(l.ledger.ingest(buildTransfer(G, { networkId: NETWORK, nonce: BigInt(i + 1), timestampMs: t0 + 1 + i }, acct(p.key), 500n * NEURO).bytes).status, 'applied');
+        assert.equal(l.ledger.ingest(buildStake(p.key, { networkId: NETWORK, nonce: 1n, timestampMs: t0 + 10 + i }, MIN_REWARD_BOND, 30).bytes).status, 'applied');
+      }
+      const submitted: { status: string; reason?: string }[] = [];
+      const loops = await Promise.all(
+        peers.map((p) =>
+          startUptimeWitness({
+            rpc: p.net.rpc,
+            key: p.key,
+            networkId: NETWORK,
+            peers: () => peers.filter((q) => q !== p).map((q) => q.net.peerId),
+            submit: (b) => {
+              const r = l.ledger.ingest(b);
+              submitted.push(r);
+              return Promise.resolve(r);
+            },
+            scores: p.net.scores,
+            clock,
+            tickMs: 3_600_000, // the test drives the steps
+          }),
+        ),
+      );
+      try {
+        for (const x of loops) await x.tick(); // window w: each challenges the other two
+        for (const x of loops) assert.equal(x.counts.witnessed, 2, `witnessed ${x.counts.witnessed}, failed ${x.counts.failed}`);
+        const before = peers.map((p) => l.ledger.account(acct(p.key)).balance);
+        clock.advance(PROOF_WINDOW_MS);
+        for (const x of loops) await x.tick(); // window w+1: each submits window w's Uptime event
+        assert.equal(submitted.length, 3);
+        assert.ok(submitted.every((r) => r.status === 'applied'), JSON.stringify(submitted));
+        for (const [i, p] of peers.entries()) assert.ok(l.ledger.account(acct(p.key)).balance > before[i]!, 'each bonded node earned its witnessed minute');
+        assert.equal(l.ledger.supplyGap(), 0n);
+      } finally {
+        for (const x of loops) await x.stop();
+      }
+    } finally {
+      l.done();
+    }
   });
 });
