@@ -141,7 +141,8 @@ describe('the node loop (src/node/witness.ts) over libp2p', () => {
   it('each node witnesses the others once per window and submits an Uptime event that a bonded ledger pays', async () => {
     const s = await startPeer([]);
     const addr = s.net.p2p.multiaddrs()[0]!;
-    peers = [s, await startPeer([addr]), await startPeer([addr])];
+    const w1 = await startPeer([addr]);
+    peers = [s, w1, await startPeer([addr, w1.net.p2p.multiaddrs()[0]!])]; // the third dials both, so all three are connected
     await waitFor(() => peers.every((p) => p.net.p2p.connectedPeers().length >= 2), { timeoutMs: 120_000, intervalMs: 100, what: 'three peers connected to each other' });
     // one clock for all three (challenge times and windows), starting early in a window
     const clock = new ManualClock(Math.floor(Date.now() / PROOF_WINDOW_MS) * PROOF_WINDOW_MS + 1000);
