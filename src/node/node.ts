@@ -247,7 +247,7 @@ export class NeuroShardNode {
       cleanups.push(() => ledger.stop());
       ledgerRef.current = ledgerSubmitter(ledger, clock);
       // issue 11 §2: peers witness our uptime (liveness challenges), we witness theirs; src/node/witness.ts
-      const uptime = await startUptimeWitness({ rpc: network.rpc, key, networkId: genesis.networkId, peers: () => network.p2p.connectedPeers(), submit: (b) => ledger.service.submit(b), scores: network.scores, clock, log: log.child('witness') });
+      const uptime = await startUptimeWitness({ rpc: network.rpc, key, networkId: genesis.networkId, peers: () => network.p2p.connectedPeers(), submit: (b) => ledger.service.submit(b), precheck: (e) => ledger.ledger.stateVerdict(e), scores: network.scores, clock, log: log.child('witness') });
       cleanups.push(() => uptime.stop());
 
       // 6. the layer pool: measure capacity, take a span (training starts when the genesis node takes it all)

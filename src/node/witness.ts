@@ -8,6 +8,7 @@
  */
 import type { NodeKey } from '../identity/index.js';
 import { buildUptime } from '../ledger/build.js';
+import type { LedgerEvent } from '../ledger/events.js';
 import { PROOF_WINDOW_MS, UPTIME_QUORUM, UPTIME_SUBMIT_GRACE_MS } from '../ledger/economics.js';
 import type { PeerScoreTable } from '../p2p/peer-score.js';
 import { LivenessWitnessServer } from '../protocols/handlers/liveness-witness.js';
@@ -25,6 +26,11 @@ export interface UptimeWitnessOptions {
   peers(): string[];
   /** Submits a signed ledger event (the node's ledger service). */
   submit(bytes: Uint8Array): Promise<{ status: string; reason?: string }>;
+  /**
+   * The local ledger's state verdict on an event (null = it would apply). An Uptime event it refuses (an unbonded
+   * node, too few bonded witnesses) is not submitted: peers would refuse to relay it too.
+   */
+  precheck?(e: LedgerEvent): string | null;
   scores?: PeerScoreTable;
   clock?: Clock;
   log?: Logger;
@@ -68,10 +74,15 @@ export async function startUptimeWitness(o: UptimeWitnessOptions): Promise<Uptim
         const atts = server.attestations(prev);
         if (atts.length >= UPTIME_QUORUM) {
           const ev = buildUptime(o.key, { networkId: o.networkId, timestampMs: now }, atts, prev);
-          counts.submitted++;
-          const r = await o.submit(ev.bytes);
-          if (r.status === 'applied') counts.applied++;
-          log.debug('uptime event', { epoch: prev, witnesses: atts.length, status: r.status, reason: r.reason });
+          const no = o.precheck?.(ev) ?? null;
+          if (no !== null) {
+            log.debug('uptime event not submitted', { epoch: prev, witnesses: atts.length, reason: no });
+          } else {
+            counts.submitted++;
+            const r = await o.submit(ev.bytes);
+            if (r.status === 'applied') counts.applied++;
+            log.debug('uptime event', { epoch: prev, witnesses: atts.length, status: r.status, reason: r.reason });
+          }
         }
       }
       // witness up to `per` random peers once this window
