@@ -8,10 +8,16 @@
  * timestamp.
  */
 import { toHex } from '../util/bytes.js';
-import { minBig } from './amount.js';
+import { minBig, WAD } from './amount.js';
 import {
   CAPACITY_TTL_MS,
   DAY_MS,
+  GENESIS_ALLOCATION,
+  GENESIS_LOCK_DAYS,
+  GENESIS_STAKE,
+  MIN_REWARD_BOND,
+  UPTIME_QUORUM,
+  UPTIME_REWARD_PER_MINUTE,
   MARKET_BASE_PRICE,
   MAX_CAPACITY_TOKENS_PER_S,
   MAX_REWARD_PER_DAY,
@@ -31,11 +37,13 @@ import {
   splitCompletion,
   stakeMultiplier,
 } from './economics.js';
-import { EventKind, type LedgerEvent, type ProofBody } from './events.js';
+import { EventKind, type LedgerEvent, type ProofBody, type UptimeBody } from './events.js';
+import { bytesEqual } from '../util/bytes.js';
 import { accountIdFromPublicKey } from '../identity/index.js';
 import type { ReasonCode } from './reasons.js';
 import type { Account, LedgerState, Totals } from './state.js';
 import { evidenceKey } from './verify.js';
+import { bondedWitnesses, type RewardRules } from './witness.js';
 
 export type EventStatus = 'applied' | 'rejected' | 'void';
 
@@ -48,6 +56,8 @@ export interface ApplyResult {
 
 export interface ApplyContext {
   modelLayers: number;
+  /** The network's reward rules (issue 11 §2, witness.ts); absent = SELF_CLAIMED_REWARDS. */
+  rewards?: RewardRules;
   /** True when a stored event that sorts before `e` in canonical order has the same replay key. */
   hasConflict(e: LedgerEvent): boolean;
 }
@@ -213,7 +223,53 @@ export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): A
       bump(s, (t) => ({ escrowed: t.escrowed - r.escrow, burned: t.burned + fee }));
       return ok(s, cost);
     }
+
+    case EventKind.Genesis: {
+      if (!isGenesisSigner(e, ctx)) return reject(s, 'NOT_GENESIS');
+      // nonce 0 (verify.ts) and first-wins on the replay key: a second genesis event is void, so this mints once
+      s.setAccount(me, {
+        ...a,
+        balance: a.balance + GENESIS_ALLOCATION - GENESIS_STAKE,
+        staked: a.staked + GENESIS_STAKE,
+        unlocksAt: Math.max(a.unlocksAt, ts + GENESIS_LOCK_DAYS * DAY_MS),
+      });
+      bump(s, (t) => ({ minted: t.minted + GENESIS_ALLOCATION, staked: t.staked + GENESIS_STAKE }));
+      return ok(s, GENESIS_ALLOCATION);
+    }
+
+    case EventKind.Uptime:
+      return applyUptime(s, e as LedgerEvent<UptimeBody>, me, a, ctx);
   }
+}
+
+function isGenesisSigner(e: LedgerEvent, ctx: Pick<ApplyContext, 'rewards'>): boolean {
+  const g = ctx.rewards?.genesisKey;
+  return g !== undefined && bytesEqual(g, e.signer);
+}
+
+/** The reason the witnessed-uptime rules refuse `e` (subject `a`), or null: bond, then the witness quorum. */
+function uptimeRefusal(s: LedgerState, e: LedgerEvent<UptimeBody>, a: Account, ctx: Pick<ApplyContext, 'rewards'>): ReasonCode | null {
+  if (ctx.rewards?.witnessed !== true) return 'WITNESS_RULES_OFF';
+  if (a.staked < MIN_REWARD_BOND) return 'NOT_BONDED';
+  // witnesses' locked stake at this place in canonical order (cooling-down stake does not bond a witness)
+  const n = bondedWitnesses(e.body.attestations, (id) => s.account(id).staked, MIN_REWARD_BOND);
+  return n < UPTIME_QUORUM ? 'WITNESS_QUORUM' : null;
+}
+
+/**
+ * A witnessed window of uptime (issue 11 §2): one minute's uptime reward × the stake multiplier (the role bonus is
+ * the proof's: uptime alone does not say which layers were served), under the same daily cap as proofs.
+ */
+function applyUptime(s: LedgerState, e: LedgerEvent<UptimeBody>, me: string, a: Account, ctx: ApplyContext): ApplyResult {
+  const why = uptimeRefusal(s, e, a, ctx);
+  if (why !== null) return reject(s, why);
+  const day = Math.floor(e.timestampMs / DAY_MS);
+  const mintedToday = a.day === day ? a.mintedDay : 0n;
+  const raw = (UPTIME_REWARD_PER_MINUTE * stakeMultiplier(a.staked)) / WAD;
+  const reward = minBig(minBig(raw, MAX_REWARD_PER_PROOF), MAX_REWARD_PER_DAY - mintedToday);
+  s.setAccount(me, { ...a, balance: a.balance + reward, day, mintedDay: mintedToday + reward });
+  bump(s, (t) => ({ minted: t.minted + reward }));
+  return ok(s, reward);
 }
 
 /** Σ advertised tokens/s of the nodes whose last proof is at most CAPACITY_TTL_MS before `ts`. */
@@ -231,7 +287,7 @@ function supplyAt(s: LedgerState, ts: number): bigint {
  * would change first; a null it returns where applyEvent rejects only means the event is stored rejected.
  * Equivocation (void) is not a rejection: a void event is evidence, and is kept.
  */
-export function precheckEvent(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyContext, 'modelLayers'>): ReasonCode | null {
+export function precheckEvent(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyContext, 'modelLayers' | 'rewards'>): ReasonCode | null {
   const ts = e.timestampMs;
   // A request expiring before ts refunds its requester (and unpends it) first: rare, so just admit then.
   const nx = s.nextExpiry();
@@ -271,9 +327,11 @@ export function precheckEvent(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyCon
       if (hex(accountIdFromPublicKey(b.requesterKey)) !== r.requester) return 'NOT_REQUESTER';
       return b.tokensUsed > r.maxTokens ? 'TOKENS_ABOVE_MAX' : null;
     }
+    case EventKind.Genesis:
+      return isGenesisSigner(e, ctx) ? null : 'NOT_GENESIS';
+    case EventKind.Uptime:
+      return uptimeRefusal(s, e as LedgerEvent<UptimeBody>, a, ctx);
   }
-  void ctx;
-  return null;
 }
 
 /** An account as settleUnbonding would leave it at `ts`, without writing. */
@@ -295,15 +353,26 @@ function applyProof(s: LedgerState, e: LedgerEvent<ProofBody>, me: string, a: Ac
   if (a.lastEpoch >= b.epoch) return reject(s, 'RATE_LIMIT_WINDOW');
   const day = Math.floor(e.timestampMs / DAY_MS);
   const mintedToday = a.day === day ? a.mintedDay : 0n;
+  // Issue 11 §2, witnessed rules: a proof is the claimant's word alone. Its uptime and data counters mint nothing
+  // (uptime is paid by Uptime events with bonded witnesses; data has no witness), and its training tokens pay only
+  // a bonded account (a slashable bond) until co-signed aggregation records replace them (docs/ECONOMICS.md).
+  const witnessed = ctx.rewards?.witnessed === true;
+  const bonded = a.staked >= MIN_REWARD_BOND;
+  const work = witnessed
+    ? { uptimeMs: 0, trainingTokens: bonded ? b.trainingTokens : 0n, dataSamples: 0n, layersHeld: b.layers.end - b.layers.start }
+    : { uptimeMs: b.uptimeMs, trainingTokens: b.trainingTokens, dataSamples: b.dataSamples, layersHeld: b.layers.end - b.layers.start };
   const raw = proofReward(
-    { uptimeMs: b.uptimeMs, trainingTokens: b.trainingTokens, dataSamples: b.dataSamples, layersHeld: b.layers.end - b.layers.start },
+    work,
     roleMultiplier(b.layers, ctx.modelLayers),
     stakeMultiplier(a.staked),
   );
   const reward = minBig(minBig(raw, MAX_REWARD_PER_PROOF), MAX_REWARD_PER_DAY - mintedToday);
   s.setAccount(me, { ...a, balance: a.balance + reward, day, mintedDay: mintedToday + reward, lastEpoch: b.epoch });
-  const tps = BigInt(b.holderRecord.capacity.tokensPerSec);
-  s.setCapacity(me, { tokensPerSec: tps > MAX_CAPACITY_TOKENS_PER_S ? MAX_CAPACITY_TOKENS_PER_S : tps, lastSeen: e.timestampMs });
+  // witnessed rules: an unbonded node's advertised capacity is not market supply (fresh keys cannot fake supply)
+  if (!witnessed || bonded) {
+    const tps = BigInt(b.holderRecord.capacity.tokensPerSec);
+    s.setCapacity(me, { tokensPerSec: tps > MAX_CAPACITY_TOKENS_PER_S ? MAX_CAPACITY_TOKENS_PER_S : tps, lastSeen: e.timestampMs });
+  }
   bump(s, (t) => ({ minted: t.minted + reward }));
   return ok(s, reward);
 }

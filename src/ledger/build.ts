@@ -24,7 +24,10 @@ import {
   type StakeBody,
   type TransferBody,
   type UnstakeBody,
+  type GenesisBody,
+  type UptimeBody,
 } from './events.js';
+import type { LivenessAttestation } from './witness.js';
 import type { EmbeddedHolderRecord } from './holder.js';
 
 export interface Envelope {
@@ -82,6 +85,16 @@ export function buildProof(key: NodeKey, env: Envelope, c: ProofCounters): Ledge
     holderRecord: c.holderRecord,
   };
   return signEvent(key, { ...env, body });
+}
+
+/** The network's genesis allocation (issue 11 §2): nonce 0, signed by the genesis key. */
+export function buildGenesis(key: NodeKey, env: Omit<Envelope, 'nonce'>): LedgerEvent<GenesisBody> {
+  return signEvent(key, { ...env, nonce: 0n, body: { kind: EventKind.Genesis } });
+}
+
+/** A witnessed window of uptime (issue 11 §2): nonce = epoch = the window of env.timestampMs unless given. */
+export function buildUptime(key: NodeKey, env: Omit<Envelope, 'nonce'>, attestations: LivenessAttestation[], epoch = Math.floor(env.timestampMs / PROOF_WINDOW_MS)): LedgerEvent<UptimeBody> {
+  return signEvent(key, { ...env, nonce: BigInt(epoch), body: { kind: EventKind.Uptime, epoch, attestations } });
 }
 
 /** Reports two different events with one (signer, kind, nonce). */

@@ -66,6 +66,21 @@ export const SLASH_AMOUNT = 1000n * NEURO;
 /** … of which 50 % (floor) goes to the reporter. */
 export const SLASH_REPORTER_BPS = 5_000n;
 
+// ---- witnessed rewards (issue 11 §2; witness.ts, docs/ECONOMICS.md "Rewards only for witnessed work") ----
+/**
+ * Under witnessed rules nothing is minted to an account whose locked stake (not cooling down) is below this bond,
+ * and only witnesses with this bond count toward a quorum. A slash (SLASH_AMOUNT, 1,000 NEURO) is 10 bonds.
+ */
+export const MIN_REWARD_BOND = 100n * NEURO;
+/** An Uptime event pays only with attestations from at least this many distinct bonded witnesses (not the subject). */
+export const UPTIME_QUORUM = 2;
+/** An Uptime event must be dated inside its window or at most this long after it (the subject collects attestations). */
+export const UPTIME_SUBMIT_GRACE_MS = PROOF_WINDOW_MS;
+/** The genesis allocation: minted once to the genesis key, of which GENESIS_STAKE is staked for 365 days. */
+export const GENESIS_ALLOCATION = 1_000_000n * NEURO;
+export const GENESIS_STAKE = 100_000n * NEURO;
+export const GENESIS_LOCK_DAYS = 365;
+
 // ---- inference market ----
 /** Base price: 1 NEURO per million tokens. */
 export const MARKET_BASE_PRICE = NEURO;

@@ -16,6 +16,11 @@ import { toHex } from '../util/bytes.js';
 import { formatAmount } from './amount.js';
 import { DecodeError, Reader, Writer } from './codec.js';
 import { readHolderRecord, writeHolderRecord, type EmbeddedHolderRecord } from './holder.js';
+import type { LivenessAttestation } from './witness.js';
+
+/** Most liveness attestations an Uptime event carries, and the witness's challenge nonce length. */
+export const MAX_ATTESTATIONS = 8;
+export const NONCE_BYTES = 32;
 
 export const EVENT_DOMAIN = 'neuroshard/ledger-event/v1';
 export const EVENT_VERSION = 1;
@@ -36,6 +41,10 @@ export enum EventKind {
   MarketRequest = 6,
   MarketClaim = 7,
   MarketComplete = 8,
+  /** Issue 11 §2: the network's genesis allocation, signed by its genesis key (witness.ts). */
+  Genesis = 9,
+  /** Issue 11 §2: a window of uptime witnessed by bonded peers' liveness attestations (witness.ts). */
+  Uptime = 10,
 }
 
 export const KIND_NAMES: Record<EventKind, string> = {
@@ -47,6 +56,8 @@ export const KIND_NAMES: Record<EventKind, string> = {
   [EventKind.MarketRequest]: 'market-request',
   [EventKind.MarketClaim]: 'market-claim',
   [EventKind.MarketComplete]: 'market-complete',
+  [EventKind.Genesis]: 'genesis',
+  [EventKind.Uptime]: 'uptime',
 };
 
 /** Proof of Neural Work: one per node per 60 s window, carrying all its counters for that window. */
@@ -179,7 +190,23 @@ export function receiptPayload(networkId: string, requestId: Uint8Array, tokensU
   return w.finish();
 }
 
-export type EventBody = ProofBody | TransferBody | StakeBody | UnstakeBody | SlashBody | MarketRequestBody | MarketClaimBody | MarketCompleteBody;
+/** The genesis allocation (issue 11 §2): amounts are the fixed GENESIS_* of economics.ts; the body only names them. */
+export interface GenesisBody {
+  kind: EventKind.Genesis;
+}
+
+/**
+ * One window of uptime witnessed by peers (issue 11 §2): its signer is the subject; nonce must equal epoch (one per
+ * subject per window: a second reuses the replay key and is void); pays only with a quorum of bonded witnesses.
+ */
+export interface UptimeBody {
+  kind: EventKind.Uptime;
+  /** floor(timestampMs / 60,000). */
+  epoch: number;
+  attestations: LivenessAttestation[];
+}
+
+export type EventBody = ProofBody | TransferBody | StakeBody | UnstakeBody | SlashBody | MarketRequestBody | MarketClaimBody | MarketCompleteBody | GenesisBody | UptimeBody;
 
 export interface UnsignedEvent<B extends EventBody = EventBody> {
   networkId: string;
@@ -239,6 +266,12 @@ function writeBody(w: Writer, b: EventBody): void {
       w.fixed(b.requestId, HASH_BYTES).u32(b.tokensUsed).fixed(b.outputCommitment, HASH_BYTES).u8(b.hops.length);
       for (const h of b.hops) w.fixed(h.key, 33).fixed(h.inCommit, HASH_BYTES).fixed(h.outCommit, HASH_BYTES).fixed(h.signature, SIGNATURE_LENGTH);
       w.fixed(b.requesterKey, 33).fixed(b.receiptSignature, SIGNATURE_LENGTH);
+      return;
+    case EventKind.Genesis:
+      return;
+    case EventKind.Uptime:
+      w.u64(b.epoch).u8(b.attestations.length);
+      for (const a of b.attestations) w.fixed(a.witness, 33).fixed(a.nonce, NONCE_BYTES).fixed(a.signature, SIGNATURE_LENGTH);
       return;
   }
 }
@@ -311,6 +344,16 @@ function readBody(r: Reader, kind: number): EventBody {
       const hops: HopCommitment[] = [];
       for (let i = 0; i < n; i++) hops.push({ key: r.fixed(33), inCommit: r.fixed(HASH_BYTES), outCommit: r.fixed(HASH_BYTES), signature: r.fixed(SIGNATURE_LENGTH) });
       return { kind, requestId, tokensUsed, outputCommitment, hops, requesterKey: r.fixed(33), receiptSignature: r.fixed(SIGNATURE_LENGTH) };
+    }
+    case EventKind.Genesis:
+      return { kind };
+    case EventKind.Uptime: {
+      const epoch = r.u64n();
+      const n = r.u8();
+      if (n < 1 || n > MAX_ATTESTATIONS) throw new DecodeError(`attestation count ${n} outside 1..${MAX_ATTESTATIONS}`);
+      const attestations: LivenessAttestation[] = [];
+      for (let i = 0; i < n; i++) attestations.push({ witness: r.fixed(33), nonce: r.fixed(NONCE_BYTES), signature: r.fixed(SIGNATURE_LENGTH) });
+      return { kind, epoch, attestations };
     }
     default:
       throw new DecodeError(`unknown event kind ${kind}`);
@@ -425,6 +468,11 @@ export function describeEvent(e: LedgerEvent): Record<string, unknown> {
       break;
     case EventKind.MarketComplete:
       Object.assign(o, { requestId: toHex(b.requestId), tokensUsed: b.tokensUsed, hops: b.hops.length });
+      break;
+    case EventKind.Uptime:
+      Object.assign(o, { epoch: b.epoch, witnesses: b.attestations.length });
+      break;
+    case EventKind.Genesis:
       break;
   }
   return o;

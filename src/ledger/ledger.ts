@@ -23,6 +23,7 @@ import { fromHex, toHex } from '../util/bytes.js';
 import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { admissionVerdict, DEFAULT_SYNC_HORIZON_MS, markWatched, parseWatched, type Ingress, type WatchInterval } from './admission.js';
+import type { RewardRules } from './witness.js';
 import { applyEvent, precheckEvent, type ApplyContext, type ApplyResult, type EventStatus } from './apply.js';
 import { DecodeError } from './codec.js';
 import { MARKET_BASE_PRICE } from './economics.js';
@@ -71,6 +72,8 @@ export interface LedgerOptions {
    * instead of stored, so a peer cannot fill the disk. Default: no quota (node/options.ts sets one).
    */
   maxBytes?: number;
+  /** Reward rules of the network (issue 11 §2, witness.ts); default SELF_CLAIMED_REWARDS (node/options.ts: witnessed). */
+  rewards?: RewardRules;
 }
 
 export interface IngestOptions {
@@ -220,6 +223,7 @@ export class Ledger {
     this.maxBytes = opts.maxBytes;
     this.ctx = {
       modelLayers: opts.modelLayers,
+      rewards: opts.rewards,
       // Conflicts count only among events after the latest checkpoint's cut: a node started from the snapshot holds
       // no older events, and both must judge alike (a reuse of a finalized nonce is slashable by evidence instead).
       hasConflict: (e: LedgerEvent): boolean => this.stmts.hasEarlier.get(replayKey(e), orderKey(e.timestampMs, e.id), this.floor) !== undefined,

@@ -40,6 +40,8 @@ export const REASONS = {
   HOP_CHAIN_BROKEN: "a hop's output commitment differs from the next hop's input (or the last from the receipt's output)",
   HOP_BAD_SIGNATURE: 'a hop commitment is not signed by its hop',
   RECEIPT_BAD_SIGNATURE: "the receipt is not signed by the key it names",
+  UPTIME_INVALID: 'uptime event: nonce is not the epoch, epoch not the window of its time, or an attestation that does not verify (a witness twice, the subject itself)',
+  GENESIS_INVALID: 'a genesis event has nonce 0',
   CLAIM_RETIRED: 'market claims are retired: the requester-signed receipt names who is paid',
   // state rules: the event is stored, and rejected at its place in canonical order
   EQUIVOCATION: 'an earlier event has the same (signer, kind, nonce): this one is void, the signer is slashable',
@@ -54,6 +56,10 @@ export const REASONS = {
   REQUEST_NOT_PENDING: 'request unknown, settled or expired',
   NOT_REQUESTER: "the receipt's key is not the request's signer",
   TOKENS_ABOVE_MAX: 'completion uses more tokens than the request allows',
+  NOT_GENESIS: "a genesis event not signed by the network's genesis key (or a network with none)",
+  NOT_BONDED: 'witnessed rules: the subject has less locked stake than the reward bond',
+  WITNESS_QUORUM: 'witnessed rules: fewer bonded witnesses than the uptime quorum',
+  WITNESS_RULES_OFF: 'uptime events pay only under witnessed reward rules',
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;
@@ -79,4 +85,8 @@ export const STATE_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
   'REQUEST_NOT_PENDING',
   'NOT_REQUESTER',
   'TOKENS_ABOVE_MAX',
+  'NOT_GENESIS',
+  'NOT_BONDED',
+  'WITNESS_QUORUM',
+  'WITNESS_RULES_OFF',
 ]);

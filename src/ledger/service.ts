@@ -3,6 +3,7 @@
  * our own events, and drains the outbox. node/ composes it: `new LedgerService({ ledger, network, key, dataDir })`,
  * `start()` when the node starts (it syncs from the peers and publishes the outbox), `stop()` on shutdown.
  */
+import type { RewardRules } from './witness.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { deadlineSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
@@ -323,6 +324,8 @@ export interface NodeLedgerOptions {
   startSyncMs?: number;
   /** Runs after the ledger opened and before the sync at start (finality: start from a checkpoint's snapshot). */
   beforeSync?: (ledger: Ledger) => Promise<void>;
+  /** Reward rules of the network (issue 11 §2, LedgerOptions.rewards). */
+  rewards?: RewardRules;
 }
 
 /**
@@ -338,6 +341,7 @@ export async function startNodeLedger(o: NodeLedgerOptions): Promise<{ ledger: L
     logger: o.logger,
     syncHorizonMs: o.syncHorizonMs,
     maxBytes: o.maxBytes,
+    rewards: o.rewards,
   });
   const service = new LedgerService({ ledger, network: o.network, dataDir: o.dataDir, clock: o.clock, logger: o.logger });
   service.start();

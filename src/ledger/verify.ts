@@ -19,8 +19,10 @@ import {
   MIN_STAKE,
   MIN_TRAINING_UPTIME_MS,
   PROOF_WINDOW_MS,
+  UPTIME_SUBMIT_GRACE_MS,
   transferFee,
 } from './economics.js';
+import { attestationsValid } from './witness.js';
 import {
   decodeEvent,
   EVENT_DOMAIN,
@@ -98,6 +100,15 @@ export function checkFields(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | nul
       return 'CLAIM_RETIRED';
     case EventKind.MarketComplete:
       return checkCompletion(e as LedgerEvent<MarketCompleteBody>, cfg);
+    case EventKind.Genesis:
+      return e.nonce === 0n ? null : 'GENESIS_INVALID';
+    case EventKind.Uptime: {
+      // issue 11 §2: one per subject per window (nonce = epoch), dated in its window or the grace after it, and
+      // every attestation a valid signature of a distinct witness other than the subject
+      const start = b.epoch * PROOF_WINDOW_MS;
+      if (e.nonce !== BigInt(b.epoch) || e.timestampMs < start || e.timestampMs >= start + PROOF_WINDOW_MS + UPTIME_SUBMIT_GRACE_MS) return 'UPTIME_INVALID';
+      return attestationsValid(cfg.networkId, e.signer, b.epoch, b.attestations) ? null : 'UPTIME_INVALID';
+    }
   }
 }
 

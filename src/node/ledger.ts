@@ -135,6 +135,8 @@ export interface NodeLedgerServiceOptions {
   checkpointPeriodMs?: number;
   checkpointSettleMs?: number;
   checkpointCheckMs?: number;
+  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (true). */
+  witnessedRewards?: boolean;
 }
 
 export interface ProofOutcome {
@@ -262,6 +264,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
           if (ledger.latestCheckpoint() !== undefined) break;
         }
       },
+      rewards: { witnessed: o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards, genesisKey: o.genesisKey },
     });
   } catch (e) {
     await cpNet.stop();

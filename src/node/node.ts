@@ -26,6 +26,7 @@ import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { bundledGenesis, type Genesis } from './genesis.js';
 import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
+import { startUptimeWitness } from './witness.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
@@ -255,6 +256,9 @@ export class NeuroShardNode {
       const ledger = node.ledger;
       cleanups.push(() => ledger.stop());
       ledgerRef.current = ledgerSubmitter(ledger, clock);
+      // issue 11 §2: peers witness our uptime (liveness challenges), we witness theirs; src/node/witness.ts
+      const uptime = await startUptimeWitness({ rpc: network.rpc, key, networkId: genesis.networkId, peers: () => network.p2p.connectedPeers(), submit: (b) => ledger.service.submit(b), precheck: (e) => ledger.ledger.stateVerdict(e), scores: network.scores, clock, log: log.child('witness') });
+      cleanups.push(() => uptime.stop());
 
       // 6. the layer pool: measure capacity, take a span (training starts when the genesis node takes it all)
       const poolTuning = { ...POOL_TUNING_DEFAULTS, ...modules.poolTuning };

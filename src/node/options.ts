@@ -433,4 +433,9 @@ export const LEDGER_DEFAULTS = {
   startSyncMs: 30_000,
   /** Finality: how old a cut must be before the committee signs it: the live window plus the clock skew allowed. */
   checkpointSettleMs: 6 * 60_000,
+  /**
+   * Issue 11 §2: rewards only for witnessed work (src/ledger/witness.ts): nothing minted without a bond, uptime only
+   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same.
+   */
+  witnessedRewards: true,
 } as const;

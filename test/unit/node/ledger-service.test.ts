@@ -58,6 +58,9 @@ async function startNode(hub: MemoryHub, dir: string, name: string, key: NodeKey
     proofCheckMs: 10,
     proofOffsetMs: 0,
     resyncMs: 0,
+    // the proof emitter's figures are checked through what proofs pay under the pre-§2 rules (issue 11 §2 rules:
+    // test/attacks/fresh-key.test.ts, test/integration/ledger/liveness-witness.test.ts)
+    witnessedRewards: false,
   });
   return { name, key, tally, scores, l };
 }
