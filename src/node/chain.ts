@@ -305,6 +305,7 @@ export class NodeChainTraining {
     // this node's genesis shards (the corpus's per-node assignment)
     const stream = await corpus.trainStream({ nodeId: i.network.peerId, batchSize, seqLen, seed: 0, signal });
     const microBatches = batchSize % i.opts.microBatches === 0 ? i.opts.microBatches : 1;
+    if (microBatches !== i.opts.microBatches) this.log.warn('--micro-batches does not divide the batch size: one micro-batch per step', { microBatches: i.opts.microBatches, batchSize });
     this.driver = nodeChainDriver({
       compute: i.compute,
       network: i.network,
