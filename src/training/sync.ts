@@ -102,6 +102,8 @@ export interface LastRoundReport {
   late: string[];
   /** Layers whose hash disagreed with the holders' majority and were replaced by the majority's state. */
   repaired: string[];
+  /** The round's members (any layer, ourselves included): holders counted for the quorum and the hash vote. */
+  members: string[];
   syncMs: number;
 }
 
@@ -397,6 +399,7 @@ export class OuterSync {
     }
     this.diloco.finishRound(aggregated, keepLocal);
     const late = [...new Set([...this.states.values()].flatMap((s) => s.late))].sort();
+    const members = [...new Set([...this.states.values()].flatMap((s) => s.holders))].sort();
     const closed = this.snapshot(round);
     // hash exchange: the majority's state wins
     const repaired = await this.agree(round, closed, signal);
@@ -414,6 +417,7 @@ export class OuterSync {
       refused: this.refusedThisRound,
       late,
       repaired,
+      members,
       syncMs: this.o.clock.now() - t0,
     };
     this.begin(round + 1);

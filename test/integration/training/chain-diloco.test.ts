@@ -8,8 +8,8 @@
  *   1. three outer rounds of H = 3: after every round the replicas of each span report equal per-layer hashes,
  *      every layer's round closed with the two trainers' contributions, their workers hold bit-identical weights,
  *      and the validation loss of the assembled model falls;
- *   2. the non-training holder E is no round member: it is in no round's members, no round of its layers waited for
- *      it (every round closed well before the deadline), and no vote counted a hash of it.
+ *   2. the non-training holder E is no round member: it is in no round's members (the holders counted for the quorum
+ *      and the hash vote) and has no contribution on record.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -234,13 +234,13 @@ describe('DiLoCo between partial holders (two 2-stage chains) on real libp2p nod
     console.log(`# chain DiLoCo: val loss ${before0.toFixed(4)} → ${after0.toFixed(4)}; outer bytes sent by A ${a.wiring!.sync.stats().bytesSent}, by B ${b.wiring!.sync.stats().bytesSent}`);
   });
 
-  it('a holder that does not train is no round member: no round waited for it, and its layers closed on the two trainers', () => {
+  it('a holder that does not train is no round member: not counted for the quorum or the hash vote', () => {
     const e = idle!.peerId;
     for (const n of nodes.slice(1, 4).filter((x) => x.span.start === 1)) {
       assert.ok(!n.wiring!.sync.status().members.includes(e), `${n.name}: E is not a member of its current round`);
       for (const r of n.rounds) {
-        // a member that never contributes holds every round open until its deadline
-        assert.ok(r.syncMs < SYNC_MS - 1000, `${n.name} round ${r.round} did not wait for the deadline (${r.syncMs} ms)`);
+        assert.ok(!r.members.includes(e), `${n.name} round ${r.round}: E is not a member`);
+        assert.equal(r.members.length, 2, `${n.name} round ${r.round}: the two trainers are the members`);
         for (const rec of Object.values(r.records)) assert.ok(!JSON.stringify(rec).includes(e), `${n.name} round ${r.round}: E has no contribution on record`);
         assert.ok(!r.late.includes(e));
       }
