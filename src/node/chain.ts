@@ -13,8 +13,13 @@ import { openCorpus } from '../data/index.js';
 import { NEUROLLM_BATCH, type LlamaConfig } from '../model/index.js';
 import type { PoolService } from '../pool/index.js';
 import { remoteStageTransport, STAGE_SERVER_DEFAULTS, TrainStageServer, type StageHost, type StageServerLimits, type WireStageOp } from '../protocols/train-stage.js';
-import { ChainTrainer, HopInnerLoop, NoChainError, OpStage, planChain, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type PipelineOptions, type StageOp, type TrainStepResult } from '../training/index.js';
+import { ChainTrainer, HopInnerLoop, innerLoopParams, NoChainError, OpStage, planChain, runOuterRounds, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type LastRoundReport, type PipelineOptions, type StageOp, type TrainStepResult } from '../training/index.js';
+import { layerRanges } from '../training/diloco.js';
+import type { NodeKey } from '../identity/index.js';
+import { ParamLayout } from '../model/layout.js';
+import type { Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
+import { holdersFromView, startOuterSync, type OuterSyncWiring } from './diloco.js';
 
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { NodeNetwork } from './network.js';
@@ -160,6 +165,11 @@ export interface NodeChainTrainingInit {
   pool: PoolService;
   /** Every step this node's chain applied or skipped (counters, telemetry). */
   onStep?(r: TrainStepResult): void;
+  /**
+   * DiLoCo between partial holders: with these, every holder of a span that trains (`--train`) runs outer rounds
+   * for its layers with the other holders of those layers (training/chain-outer.ts).
+   */
+  outer?: { key: NodeKey; networkId: string; clock: Clock; onRound?(r: LastRoundReport): void };
   log?: Logger;
 }
 
@@ -175,6 +185,9 @@ export class NodeChainTraining {
   private readonly stop$ = new AbortController();
   private loop: Promise<void> = Promise.resolve();
   private driving = false;
+  private outer: OuterSyncWiring | undefined;
+  private outerStarting = false;
+  private outerLoop: Promise<void> = Promise.resolve();
   private readonly off: () => void;
   private readonly log: Logger;
 
@@ -190,6 +203,11 @@ export class NodeChainTraining {
     return this.driver ?? this.hop?.inner;
   }
 
+  /** The outer sync of this node's span (GET /api/training), once it started. */
+  outerSync(): OuterSyncWiring | undefined {
+    return this.outer;
+  }
+
   /** The train-stage server (tests, status). */
   server(): TrainStageServer | undefined {
     return this.hop?.server;
@@ -198,11 +216,20 @@ export class NodeChainTraining {
   private async onSpan(span: Span): Promise<void> {
     const i = this.i;
     if (this.stop$.signal.aborted) return;
+    // a `--no-train` holder serves its layers for inference only: it neither drives, nor serves train-stage, nor
+    // takes part in the outer rounds (other holders leave it out of their rounds: training/sync.ts)
+    if (!i.opts.train) return;
     try {
       this.hopStarting ??= NodeChainHop.start({ compute: i.compute, network: i.network, config: i.config, span: () => i.pool.span(), log: this.log.child('stage') });
       this.hop = await this.hopStarting;
       const L = i.config.num_hidden_layers;
-      if (!this.driving && i.opts.train && span.start === 0 && span.end < L) {
+      const partial = span.start > 0 || span.end < L;
+      const driver = span.start === 0 && span.end < L;
+      if (partial && i.outer !== undefined && !this.outerStarting) {
+        this.outerStarting = true;
+        await this.startOuter(span, driver);
+      }
+      if (!this.driving && driver) {
         this.driving = true;
         this.loop = this.drive(span).catch((e: unknown) => {
           if (!this.stop$.signal.aborted) this.log.error('chain training stopped', { error: errorMessage(e) });
@@ -210,6 +237,62 @@ export class NodeChainTraining {
       }
     } catch (e) {
       this.log.warn('chain training could not start', { error: errorMessage(e) });
+    }
+  }
+
+  /** The outer sync over our span (the pool's holders of each layer), and, on a passive hop, its round loop. */
+  private async startOuter(span: Span, driver: boolean): Promise<void> {
+    const i = this.i;
+    const o = i.outer!;
+    const layout = new ParamLayout(i.config, span);
+    const layers = layerRanges(layout);
+    // the driver's inner loop exists once its corpus is open; the outer sync reads it through this indirection
+    const inner = (): InnerLoop => {
+      const l = driver ? this.driver : this.hop?.inner;
+      if (l === undefined) throw new NoChainError('no inner loop yet');
+      return l;
+    };
+    const lazy: InnerLoop = {
+      span: () => inner().span(),
+      appliedSteps: () => inner().appliedSteps(),
+      innerSteps: (n, s) => inner().innerSteps(n, s),
+      pause: () => inner().pause(),
+      resume: () => inner().resume(),
+      readLayers: () => inner().readLayers(),
+      writeLayers: (l) => inner().writeLayers(l),
+    };
+    this.outer = await startOuterSync({
+      rpc: i.network.rpc,
+      scores: i.network.scores,
+      peerId: i.network.peerId,
+      key: o.key,
+      networkId: o.networkId,
+      config: i.config,
+      span,
+      inner: innerLoopParams(lazy, layers, layout.size),
+      holders: (layer) => holdersFromView(i.pool.view(), layer),
+      options: i.opts,
+      clock: o.clock,
+      log: this.log.child('diloco'),
+      ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
+    });
+    this.log.info('outer rounds over our span', { span: `${span.start}:${span.end}`, layers: layers.length, innerSteps: i.opts.innerSteps });
+    if (!driver) this.outerLoop = this.rounds(lazy, () => false);
+  }
+
+  /** Outer rounds over an inner loop until stopped; a failure (no chain for long) is retried after a pause. */
+  private async rounds(inner: InnerLoop, done: () => boolean): Promise<void> {
+    const signal = this.stop$.signal;
+    const o = this.i.outer;
+    while (!signal.aborted && !done()) {
+      try {
+        await runOuterRounds({ inner, sync: this.outer!.sync, innerSteps: this.i.opts.innerSteps, signal, done, ...(o?.onRound === undefined ? {} : { onRound: o.onRound }) });
+        return;
+      } catch (e) {
+        if (signal.aborted) return;
+        this.log.warn('outer rounds wait for the chain', { error: errorMessage(e) });
+        await new Promise((res) => setTimeout(res, 5000).unref());
+      }
     }
   }
 
@@ -222,6 +305,7 @@ export class NodeChainTraining {
     // this node's genesis shards (the corpus's per-node assignment)
     const stream = await corpus.trainStream({ nodeId: i.network.peerId, batchSize, seqLen, seed: 0, signal });
     const microBatches = batchSize % i.opts.microBatches === 0 ? i.opts.microBatches : 1;
+    if (microBatches !== i.opts.microBatches) this.log.warn('--micro-batches does not divide the batch size: one micro-batch per step', { microBatches: i.opts.microBatches, batchSize });
     this.driver = nodeChainDriver({
       compute: i.compute,
       network: i.network,
@@ -234,6 +318,8 @@ export class NodeChainTraining {
     });
     this.driver.events.on('step', (r) => i.onStep?.(r));
     this.log.info('driving a training chain', { span: `${span.start}:${span.end}`, microBatches, schedule: i.opts.pipelineSchedule });
+    const driver = this.driver;
+    if (this.outer !== undefined) return this.rounds(driver, () => driver.step >= i.opts.trainSteps);
     while (!signal.aborted && this.driver.step < i.opts.trainSteps) {
       try {
         await this.driver.innerSteps(1, signal);
@@ -250,6 +336,8 @@ export class NodeChainTraining {
     this.stop$.abort();
     this.off();
     await this.loop.catch(() => {});
+    await this.outerLoop.catch(() => {});
+    await this.outer?.stop();
     this.hop?.stop();
   }
 }

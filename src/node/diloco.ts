@@ -18,10 +18,10 @@ import { decodeLayerState, encodeLayerState, trainingContribution, trainingLayer
 import type { RpcNode } from '../protocols/rpc/service.js';
 import { decodeDelta, type CompressionKind } from '../training/compression/index.js';
 import type { AggregatorName } from '../training/aggregation/index.js';
-import { DiLoCoStepper, OuterSync, STATUS_HISTORY, type InnerParams, type LastRoundReport, type SyncStats, type SyncTransport } from '../training/sync.js';
+import { DiLoCoStepper, OuterSync, PeerNotTrainingError, STATUS_HISTORY, type InnerParams, type LastRoundReport, type SyncStats, type SyncTransport } from '../training/sync.js';
 import type { TrainStepper } from '../training/index.js';
 import type { Clock } from '../util/clock.js';
-import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
+import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { NodeOptions } from './options.js';
 
@@ -86,7 +86,15 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
       const bytes = encodeContribution(i.key, { networkId: i.networkId, round: c.round, layer: c.layer, compression: c.compression, n: c.n, payload: c.payload });
       return (await i.rpc.call(peer, trainingContribution, bytes, { signal })).verdict;
     },
-    status: (peer, signal) => i.rpc.call(peer, trainingStatus, {}, { signal }),
+    status: async (peer, signal) => {
+      try {
+        return await i.rpc.call(peer, trainingStatus, {}, { signal });
+      } catch (e) {
+        // a holder that does not serve the status RPC does not train (`--no-train`): no round member
+        if (e instanceof NeuroShardError && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol') throw new PeerNotTrainingError(peer);
+        throw e;
+      }
+    },
     fetchLayer: async (peer, round, layer, signal) => decodeLayerState(await i.rpc.call(peer, trainingLayer, { round, layer }, { signal })),
   };
   const sync = new OuterSync({

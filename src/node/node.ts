@@ -324,6 +324,7 @@ export class NeuroShardNode {
         network,
         pool,
         log: log.child('chain'),
+        outer: { key, networkId: genesis.networkId, clock, onRound: (r) => log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs }) },
         onStep: (r) => {
           if (r.applied) node.tally.recordTrainingStep({ tokens: r.tokens, loss: r.loss, gradNorm: r.gradNorm });
           node.counters.trainingSteps = r.step;
@@ -343,8 +344,10 @@ export class NeuroShardNode {
 
   /** GET /api/training's body. */
   trainingReport(): ReturnType<typeof trainingReport> {
-    return trainingReport(this.outerSync?.sync.stats(), {
-      innerStep: this.counters.trainingSteps,
+    // a whole-model replica's outer sync, or a chain holder's (DiLoCo between partial holders)
+    const stats = (this.outerSync ?? this.chain?.outerSync())?.sync.stats();
+    return trainingReport(stats, {
+      innerStep: Math.max(this.counters.trainingSteps, stats?.innerStep ?? 0),
       trainLoss: this.counters.lastLoss,
       valLoss: this.counters.lastValLoss,
       tokensPerSec: Math.round(this.tokensPerSec),

@@ -136,6 +136,8 @@ export class ChainTrainer implements InnerLoop {
   private running = 0;
   private waiters: (() => void)[] = [];
   private readonly now: () => number;
+  /** The last abandoned step failed on a hop that is between inner steps (its outer sync), not a broken one. */
+  private lastPaused = false;
 
   constructor(private readonly o: ChainTrainerOptions) {
     this.now = o.now ?? Date.now;
@@ -226,8 +228,12 @@ export class ChainTrainer implements InnerLoop {
       } catch (e) {
         this.abandonedCount++;
         const peer = e instanceof HopFailedError ? e.peer : null;
-        if (peer !== null) this.excluded.set(peer, this.now() + (this.o.excludeMs ?? 60_000));
-        this.hops = undefined;
+        // a hop in its outer round (STAGE_PAUSED) is not at fault: keep the chain and try it again shortly
+        this.lastPaused = peer !== null && hasCode(e, 'STAGE_PAUSED');
+        if (!this.lastPaused) {
+          if (peer !== null) this.excluded.set(peer, this.now() + (this.o.excludeMs ?? 60_000));
+          this.hops = undefined;
+        }
         this.events.emit('abandoned', { step: stepId, peer, error: errorMessage(e) });
         if (peer === null) throw e;
         return null;
@@ -249,10 +255,7 @@ export class ChainTrainer implements InnerLoop {
     while (applied < n) {
       if (signal?.aborted === true) throw new AbortedError('inner steps stopped');
       if (this.paused) {
-        await new Promise<void>((res) => {
-          this.waiters.push(res);
-          signal?.addEventListener('abort', () => res(), { once: true });
-        });
+        await waitOrAbort((res) => this.waiters.push(res), signal);
         continue;
       }
       let r: TrainStepResult | null;
@@ -264,6 +267,11 @@ export class ChainTrainer implements InnerLoop {
       }
       if (r === null) {
         abandoned++;
+        // waiting for a hop's outer round is bounded by that round's deadline, not by the failure count
+        if (this.lastPaused) {
+          await sleep(retry * 2, signal);
+          continue;
+        }
         if (++failures > maxFail) throw new NoChainError(`${failures} steps in a row failed to complete on any chain`);
         await sleep(retry * Math.min(16, 2 ** Math.min(4, failures - 1)), signal);
         continue;
@@ -285,17 +293,33 @@ export class ChainTrainer implements InnerLoop {
   }
 }
 
+/** Whether an error or one in its cause chain carries `code`. */
+function hasCode(e: unknown, code: string): boolean {
+  for (let x: unknown = e, i = 0; x instanceof Error && i < 8; x = x.cause, i++) if (x instanceof NeuroShardError && x.code === code) return true;
+  return false;
+}
+
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((res) => {
-    const t = setTimeout(res, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        res();
-      },
-      { once: true },
-    );
+    const done = (): void => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      res();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Waits for `register`'s callback or the signal; the abort listener is removed either way (long-lived signals). */
+function waitOrAbort(register: (wake: () => void) => void, signal?: AbortSignal): Promise<void> {
+  return new Promise((res) => {
+    const done = (): void => {
+      signal?.removeEventListener('abort', done);
+      res();
+    };
+    register(done);
+    signal?.addEventListener('abort', done, { once: true });
   });
 }
 
@@ -335,10 +359,7 @@ export class HopInnerLoop implements InnerLoop {
     const start = this.applied;
     while (this.applied < target) {
       if (signal?.aborted === true) throw new AbortedError('inner steps stopped');
-      await new Promise<void>((res) => {
-        this.waiters.push(res);
-        signal?.addEventListener('abort', () => res(), { once: true });
-      });
+      await waitOrAbort((res) => this.waiters.push(res), signal);
     }
     return { applied: this.applied - start, abandoned: 0, meanLoss: NaN, tokens: 0 };
   }

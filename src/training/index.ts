@@ -11,12 +11,14 @@ export { checkRoundConfig, innerStepDone, nextRound, quorumSize, receive, startR
 export { LocalStage, OpStage, PipelineTrainer, runStageOp, pipelineSchedule, simulateSchedule, type PipelineOptions, type PipelineScheduleName, type PipelineStage, type StageOp, type StageOpResult, type StageTransport, type Utilisation } from './pipeline/index.js';
 export { ChainTrainer, HopFailedError, HopInnerLoop, NoChainError, planChain, type ChainCandidate, type ChainHop, type ChainTrainerEvents, type ChainTrainerOptions, type HopInnerLoopOptions, type LocalSpanStage } from './chain.js';
 export type { InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
+export { innerLoopParams, runOuterRounds, type OuterRoundsOptions } from './chain-outer.js';
 export { DiLoCoNode, layerId, layerRanges, type DiLoCoOptions, type LayerContribution, type LayerRange } from './diloco.js';
 export {
   DiLoCoStepper,
   layerStateHash,
   majorityHash,
   OuterSync,
+  PeerNotTrainingError,
   STATUS_HISTORY,
   SyncError,
   type InnerParams,

@@ -103,6 +103,8 @@ export interface LastRoundReport {
   late: string[];
   /** Layers whose hash disagreed with the holders' majority and were replaced by the majority's state. */
   repaired: string[];
+  /** The round's members (any layer, ourselves included): holders counted for the quorum and the hash vote. */
+  members: string[];
   syncMs: number;
 }
 
@@ -145,6 +147,16 @@ export class SyncError extends NeuroShardError {
   }
 }
 
+/**
+ * The transport's answer for a holder that does not speak the outer sync at all (a `--no-train` node serves the
+ * layers but does not train them): it is no round member, its hash is no vote.
+ */
+export class PeerNotTrainingError extends NeuroShardError {
+  constructor(peer: string) {
+    super('PEER_NOT_TRAINING', `${peer.slice(-8)} does not train (no outer sync)`, { fault: 'peer', meta: { peer } });
+  }
+}
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     const t = setTimeout(done, ms);
@@ -184,6 +196,13 @@ export class OuterSync {
   private refusedThisRound: { from: string; code: string }[] = [];
   private entering: Promise<void> | undefined;
   private last: LastRoundReport | null = null;
+  /**
+   * Round membership: holders that answered the status RPC train; holders that do not speak it (`--no-train`) are
+   * left out of the rounds (quorum, contributions, hash votes) until they answer; holders not heard from either way
+   * (unreachable, starting) count, and the quorum decides without them.
+   */
+  private readonly trainers = new Set<string>();
+  private readonly nonTrainers = new Set<string>();
   bytesSent = 0;
   bytesReceived = 0;
 
@@ -277,7 +296,9 @@ export class OuterSync {
       const statuses = await this.statuses(peers, signal);
       const ahead = [...statuses.values()].filter((s) => s.round >= 0);
       // holders that do not answer yet (just connected, still starting) may be ahead: ask again, within bounds
-      const unanswered = peers.length > 0 && statuses.size < peers.length && this.o.clock.now() < until - 4 * this.o.round.syncTimeoutMs;
+      // (holders that do not train answered, in their way)
+      const answered = statuses.size + peers.filter((p) => this.nonTrainers.has(p)).length;
+      const unanswered = peers.length > 0 && answered < peers.length && this.o.clock.now() < until - 4 * this.o.round.syncTimeoutMs;
       if (ahead.length === 0 && !unanswered) {
         this.begin(0);
         return;
@@ -379,11 +400,15 @@ export class OuterSync {
     }
     this.diloco.finishRound(aggregated, keepLocal);
     const late = [...new Set([...this.states.values()].flatMap((s) => s.late))].sort();
+    const members = [...new Set([...this.states.values()].flatMap((s) => s.holders))].sort();
     const closed = this.snapshot(round);
     // hash exchange: the majority's state wins
     const repaired = await this.agree(round, closed, signal);
     await this.o.inner.setParams(this.params);
     await Promise.allSettled(sends);
+    // holders not known to train yet (new in the view, or `--no-train` so far): asked once per boundary
+    const unknown = this.peers().filter((p) => !this.trainers.has(p));
+    if (unknown.length > 0) await this.statuses(unknown, signal, 5_000);
     this.last = {
       round,
       outcome: outcomes,
@@ -393,6 +418,7 @@ export class OuterSync {
       refused: this.refusedThisRound,
       late,
       repaired,
+      members,
       syncMs: this.o.clock.now() - t0,
     };
     this.begin(round + 1);
@@ -407,17 +433,24 @@ export class OuterSync {
     return [...s].sort();
   }
 
-  private async statuses(peers: string[], signal: AbortSignal): Promise<Map<string, PeerTrainingStatus>> {
+  private async statuses(peers: string[], signal: AbortSignal, timeoutMs = Math.max(5000, this.o.round.syncTimeoutMs / 2)): Promise<Map<string, PeerTrainingStatus>> {
     const out = new Map<string, PeerTrainingStatus>();
     // not AbortSignal.any: `signal` lives as long as the node and the rounds poll statuses (util/abort.ts)
-    const link = linkSignals(signal, AbortSignal.timeout(Math.max(5000, this.o.round.syncTimeoutMs / 2)));
+    const link = linkSignals(signal, AbortSignal.timeout(timeoutMs));
     const sig = link.signal;
     try {
       await Promise.all(
         peers.map(async (p) => {
           try {
             out.set(p, await this.o.transport.status(p, sig));
+            this.trainers.add(p);
+            this.nonTrainers.delete(p);
           } catch (e) {
+            if (e instanceof PeerNotTrainingError) {
+              if (!this.nonTrainers.has(p)) this.log.info('a holder does not train: not a round member', { peer: p });
+              this.nonTrainers.add(p);
+              this.trainers.delete(p);
+            }
             this.log.debug('training status failed', { peer: p, error: errorMessage(e) });
           }
         }),
@@ -426,6 +459,11 @@ export class OuterSync {
       link.dispose();
     }
     return out;
+  }
+
+  /** Holders of `layer` that are round members: ourselves and every holder not known to stay out of training. */
+  private members(layer: string): string[] {
+    return [...new Set([this.o.self, ...this.o.holders(layer).filter((h) => !this.nonTrainers.has(h))])];
   }
 
   /** Starts round `r` from the params in `this.params` (θ_start), with the holders of each layer at this boundary. */
@@ -437,7 +475,7 @@ export class OuterSync {
     this.inbox.clear();
     this.refusedThisRound = [];
     for (const l of this.layers) {
-      const holders = [...new Set([this.o.self, ...this.o.holders(l.id)])];
+      const holders = this.members(l.id);
       const s = startRound(this.o.round, r, holders, '');
       this.states.set(l.id, s);
       // contributions that arrived early, from this round's holders

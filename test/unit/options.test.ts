@@ -70,3 +70,20 @@ describe('DiLoCo options', () => {
     }
   });
 });
+
+describe('pipeline options (--micro-batches, --pipeline-schedule, --stage-timeout-ms)', () => {
+  it('default to 4 micro-batches under 1F1B with a 120 s stage deadline, take flags, and refuse bad values', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const o = loadOptions({ flags: { dataDir: dir }, env: {} });
+      assert.deepEqual([o.microBatches, o.pipelineSchedule, o.stageTimeoutMs], [4, '1f1b', 120_000]);
+      const f = loadOptions({ flags: { dataDir: dir, microBatches: '8', pipelineSchedule: 'gpipe', stageTimeoutMs: '30000' }, env: {} });
+      assert.deepEqual([f.microBatches, f.pipelineSchedule, f.stageTimeoutMs], [8, 'gpipe', 30_000]);
+      for (const bad of [{ microBatches: '0' }, { microBatches: '257' }, { microBatches: '2.5' }, { pipelineSchedule: 'zero-bubble' }, { stageTimeoutMs: '10' }]) {
+        assert.throws(() => loadOptions({ flags: { dataDir: dir, ...bad }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'), JSON.stringify(bad));
+      }
+    } finally {
+      cleanup();
+    }
+  });
+});

@@ -46,6 +46,10 @@ export const startCommand: Command = {
     compress: { type: 'string', value: 'none|fp16|int8|sparse', description: 'compression of the pseudo-gradients on the wire (default int8)' },
     'outer-quorum': { type: 'string', value: 'Q', description: "fraction of a layer's holders that closes a round at its deadline (default 0.667)" },
     'outer-sync-timeout-ms': { type: 'string', value: 'MS', description: 'deadline of the outer sync after the inner steps (default 120000)' },
+    // pipeline training across a chain (issue 9 §1): defaults in src/node/options.ts
+    'micro-batches': { type: 'string', value: 'M', description: 'micro-batches per pipeline step of a chain this node drives, 1-256, dividing the batch size (default 4)' },
+    'pipeline-schedule': { type: 'string', value: 'gpipe|1f1b', description: 'order of the micro-batches through the stages (default 1f1b)' },
+    'stage-timeout-ms': { type: 'string', value: 'MS', description: 'deadline of one stage call on a hop; past it the step is abandoned and the chain re-formed (default 120000)' },
     'passphrase-file': { type: 'string', value: 'FILE', description: 'passphrase of an encrypted keystore (or NEUROSHARD_PASSPHRASE)' },
     detach: { type: 'boolean', description: 'run the node in the background (output in <data-dir>/logs/); `neuroshard stop` stops it' },
     'wait-s': { type: 'string', value: 'S', description: '--detach: how long to wait for the node to come up (default 300)' },
@@ -88,6 +92,9 @@ export const startCommand: Command = {
         compress: stringFlag(flags, 'compress'),
         outerQuorum: stringFlag(flags, 'outer-quorum'),
         outerSyncTimeoutMs: stringFlag(flags, 'outer-sync-timeout-ms'),
+        microBatches: stringFlag(flags, 'micro-batches'),
+        pipelineSchedule: stringFlag(flags, 'pipeline-schedule'),
+        stageTimeoutMs: stringFlag(flags, 'stage-timeout-ms'),
       },
     });
     if (flags.detach === true) return detachStart(flags, opts.dataDir, io);

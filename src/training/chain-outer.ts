@@ -1,0 +1,76 @@
+/**
+ * DiLoCo between partial holders (issue 9 §2 over §1): every holder of a span inside a chain — the driver that runs
+ * the steps and every passive hop — runs this loop over its own InnerLoop (training/inner.ts) and its own OuterSync
+ * (training/sync.ts) for the layers it holds. Every H AdamW steps its span applied, it pauses (a driver stops
+ * issuing steps; a hop answers STAGE_PAUSED, which the driver waits out without leaving the hop), takes part in the
+ * outer round of its layers with the other holders of those layers (replicas of the same span in other chains), and
+ * resumes. A span's holders need not line up with ours: contributions and hashes are per layer.
+ *
+ * Rounds count this node's applied steps, so a driver and its hops close their rounds after the same step: a hop's
+ * H-th applied step is the driver's H-th (the hop pauses in the same turn of the event loop as it applies, before
+ * the driver can begin another step).
+ */
+import { AbortedError } from '../util/errors.js';
+import type { InnerLoop } from './inner.js';
+import type { LayerRange } from './diloco.js';
+import type { InnerParams, LastRoundReport, OuterSync } from './sync.js';
+
+/** The outer sync's flat view of an InnerLoop's held layers (call inside a pause). */
+export function innerLoopParams(inner: InnerLoop, layers: readonly LayerRange[], size: number): InnerParams {
+  return {
+    getParams: async () => {
+      const out = new Float32Array(size); // [size]: the span's flat buffer, ParamLayout order
+      const byId = new Map((await inner.readLayers()).map((l) => [l.id, l.params]));
+      for (const l of layers) {
+        const p = byId.get(l.id);
+        if (p === undefined || p.length !== l.size) throw new AbortedError(`the inner loop does not hold layer ${l.id} (its span moved)`);
+        out.set(p, l.offset);
+      }
+      return out;
+    },
+    setParams: (params) => inner.writeLayers(layers.map((l) => ({ id: l.id, params: params.slice(l.offset, l.offset + l.size) }))),
+  };
+}
+
+export interface OuterRoundsOptions {
+  inner: InnerLoop;
+  sync: OuterSync;
+  /** H: this node's applied steps per round. */
+  innerSteps: number;
+  signal: AbortSignal;
+  /** Stop at the next boundary (a driver past --train-steps). */
+  done?: () => boolean;
+  onRound?: (r: LastRoundReport) => void;
+}
+
+/**
+ * Enters the outer rounds at a boundary (inside a pause: a joiner's downloaded weights are installed between
+ * steps), then closes a round every H applied steps until `signal` aborts or `done()` says so at a boundary.
+ */
+export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
+  const { inner, sync, signal } = o;
+  await inner.pause();
+  try {
+    await sync.enter(signal);
+  } finally {
+    inner.resume();
+  }
+  let base = inner.appliedSteps();
+  while (!signal.aborted && o.done?.() !== true) {
+    for (let need = o.innerSteps - (inner.appliedSteps() - base); need > 0; need = o.innerSteps - (inner.appliedSteps() - base)) {
+      const before = inner.appliedSteps();
+      await inner.innerSteps(need, signal);
+      for (let i = before; i < inner.appliedSteps(); i++) sync.innerStep();
+    }
+    // pause() holds steps off synchronously: no step of the next round begins before the round closes
+    await inner.pause();
+    try {
+      const r = await sync.closeRound(signal);
+      o.onRound?.(r);
+    } finally {
+      base = inner.appliedSteps();
+      inner.resume();
+    }
+  }
+  if (signal.aborted) throw new AbortedError('outer rounds stopped');
+}

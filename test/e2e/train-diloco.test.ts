@@ -1,0 +1,104 @@
+/**
+ * The network trains together, as users run it (issue 9 §4 e2e): three `neuroshard start` processes with training
+ * on (the default), each in its own process group (killed by group), real libp2p on 127.0.0.1, the layer pool
+ * assigning spans (no `--span`). The genesis node trains the model it holds; the joiners take layers from it and
+ * train them; every H = 2 inner steps the holders of each layer close an outer round (DiLoCo). Within a bound,
+ * GET /api/training on each node shows the same closed round with equal per-layer hashes for every layer two nodes
+ * both hold, rounds advance, and the training loss falls.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { waitFor } from '../../src/util/abort.js';
+import { killAll, killGroup, LOCAL_NODE_FLAGS, startCli, type CliProcess } from '../utils/cli-process.js';
+import { apiGet, bootFlag, statusAt } from '../utils/serving-e2e.js';
+import { tempDir } from '../utils/paths.js';
+
+after(killAll);
+
+interface TrainingBody {
+  round: number | null;
+  innerStep: number;
+  trainLoss: number | null;
+  outerSync: { bytesSent: number; bytesReceived: number; lastRound: { round: number; accepted: number } | null };
+  layerHashes: Record<string, string>;
+}
+
+// Skipped unless NS_TRAIN_E2E=1 until shown stable (issue 9): it passed 1 of 3 runs at load 20-22 on 2 shared
+// cores (332 s). In the others the third node never took a span: its layer pool refused with "holders of layer 0 do
+// not agree on its hash", the two training holders' weights moving with every step (src/pool/).
+describe('neuroshard start processes train together (DiLoCo outer rounds)', { skip: process.env.NS_TRAIN_E2E === '1' ? false : 'not yet stable: passed 1 of 3 runs, a joiner cannot take layers from training holders (issue 9, open); NS_TRAIN_E2E=1 runs it' }, () => {
+  const root = tempDir('ns-train-diloco-');
+  const procs: CliProcess[] = [];
+  after(() => {
+    for (const p of procs) killGroup(p);
+    root.cleanup();
+  });
+  const env = { NEUROSHARD_HEARTBEAT_INTERVAL_MS: '1000', NEUROSHARD_PEER_STALE_MS: '15000', NEUROSHARD_PEER_DEAD_MS: '60000' };
+  const common = [...LOCAL_NODE_FLAGS, '--threads', '1', '--inner-steps', '2', '--outer-sync-timeout-ms', '120000', '--eval-every', '0', '--checkpoint-every', '0'];
+
+  const start = async (name: string, args: string[]): Promise<string> => {
+    const proc = startCli(['start', '--data-dir', join(root.dir, name), ...common, ...args], env, { detached: true });
+    procs.push(proc);
+    const m = await proc.waitLine(/status at (http:\/\/[^/]+)\/api\/status/, 300_000);
+    await statusAt(m[1]!);
+    return m[1]!;
+  };
+
+  it('three processes: rounds close on each, the same round number, equal per-layer hashes, falling loss', { timeout: 1_200_000 }, async () => {
+    const g = await start('genesis', ['--genesis']);
+    const boot = await bootFlag(g);
+    const urls = [g, await start('j1', boot), await start('j2', boot)];
+    const first = new Map<string, number>();
+    const seen = async (): Promise<TrainingBody[]> => (await Promise.all(urls.map((u) => apiGet(u, '/api/training')))) as TrainingBody[];
+    // every node closed at least two rounds (the first of a joiner may be the one it entered with)
+    let bodies: TrainingBody[] = [];
+    try {
+      await waitFor(
+        async () => {
+          bodies = await seen();
+          for (const [i, b] of bodies.entries()) if (b?.trainLoss != null && !first.has(urls[i]!)) first.set(urls[i]!, b.trainLoss);
+          return bodies.every((b) => b !== undefined && b.outerSync.lastRound !== null && b.outerSync.lastRound.round >= 2);
+        },
+        { timeoutMs: 900_000, intervalMs: 2000, what: 'two closed outer rounds on every node' },
+      );
+    } catch (e) {
+      const logs = procs.map((p, i) => `--- node ${i}: ${JSON.stringify(bodies[i] ?? null)}\n${p.err.split('\n').filter((l) => !l.includes(' debug ')).slice(-25).join('\n')}`).join('\n');
+      assert.fail(`${String(e)}\n${logs}`);
+    }
+    // the hashes of a closed round, compared where two nodes hold the same layer: poll until the nodes stand at the
+    // same boundary (a node may be a round ahead while the others close theirs)
+    let compared = 0;
+    await waitFor(
+      async () => {
+        bodies = await seen();
+        if (bodies.some((b) => b === undefined || b.outerSync.lastRound === null)) return false;
+        const rounds = bodies.map((b) => b.outerSync.lastRound!.round);
+        if (rounds.some((r) => r !== rounds[0])) return false;
+        compared = 0;
+        for (let i = 0; i < bodies.length; i++) {
+          for (let j = i + 1; j < bodies.length; j++) {
+            for (const [layer, h] of Object.entries(bodies[i]!.layerHashes)) {
+              const o = bodies[j]!.layerHashes[layer];
+              if (o === undefined) continue;
+              if (o !== h) return false;
+              compared++;
+            }
+          }
+        }
+        return compared > 0;
+      },
+      { timeoutMs: 600_000, intervalMs: 500, what: 'every node at the same closed round with equal per-layer hashes' },
+    );
+    assert.ok(compared > 0, 'some layer is held by two nodes and its hashes were compared');
+    console.log(`# train-diloco e2e: round ${bodies[0]!.outerSync.lastRound!.round}; layers per node: ${bodies.map((b) => Object.keys(b.layerHashes).join(',')).join(' | ')}; ${compared} hash pairs equal`);
+    for (const [i, b] of bodies.entries()) {
+      assert.ok(b.outerSync.bytesSent > 0 && b.outerSync.bytesReceived > 0, `node ${i} exchanged contributions`);
+      assert.ok(b.outerSync.lastRound!.accepted >= 2, `node ${i}: its last round aggregated contributions`);
+    }
+    // the training loss falls where it is seen (the nodes that drive steps report it)
+    const losses = bodies.map((b, i) => ({ first: first.get(urls[i]!), now: b.trainLoss })).filter((x) => x.first !== undefined && x.now !== null);
+    assert.ok(losses.length > 0, 'some node reports its training loss');
+    for (const l of losses) assert.ok(l.now! < l.first!, `training loss falls: ${l.first} → ${l.now}`);
+  });
+});
