@@ -135,7 +135,7 @@ export interface NodeLedgerServiceOptions {
   checkpointPeriodMs?: number;
   checkpointSettleMs?: number;
   checkpointCheckMs?: number;
-  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (true). */
+  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (false until a network names its genesis key). */
   witnessedRewards?: boolean;
 }
 

@@ -435,7 +435,9 @@ export const LEDGER_DEFAULTS = {
   checkpointSettleMs: 6 * 60_000,
   /**
    * Issue 11 §2: rewards only for witnessed work (src/ledger/witness.ts): nothing minted without a bond, uptime only
-   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same.
+   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same. Off until a
+   * network can name its genesis key (and so mint the genesis allocation that the first bonds come from): switched
+   * on today, a network would mint nothing, ever, and no wallet could send (docs/ECONOMICS.md).
    */
-  witnessedRewards: true,
+  witnessedRewards: false,
 } as const;

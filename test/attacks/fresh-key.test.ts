@@ -1,7 +1,8 @@
 /**
  * Issue 11 §2: a fresh key alone earns nothing. Before, a proof of work and the HolderRecord inside it were signed
  * by the same key, so any fresh key minted up to the caps with no work and no witness (reproduced below under the
- * pre-§2 rules, SELF_CLAIMED_REWARDS). Under the rules nodes run (node/options.ts LEDGER_DEFAULTS.witnessedRewards):
+ * pre-§2 rules, SELF_CLAIMED_REWARDS). Under the witnessed rules (ledger/witness.ts; a network switches them on with
+ * node/options.ts LEDGER_DEFAULTS.witnessedRewards once it can name its genesis key, docs/ECONOMICS.md):
  * proofs mint nothing for uptime or data and nothing at all without a bond; uptime pays only with attestations of a
  * quorum of bonded witnesses, so fresh keys witnessing each other (a Sybil ring) count zero; a genesis allocation
  * only from the network's genesis key. Success for the attacker = any NEURO minted to a key it controls.
@@ -15,13 +16,12 @@ import { buildGenesis, buildProof, buildStake, buildTransfer, buildUptime } from
 import { decodeEvent } from '../../src/ledger/events.js';
 import { GENESIS_ALLOCATION, MIN_REWARD_BOND, SLASH_AMOUNT, UPTIME_REWARD_PER_MINUTE } from '../../src/ledger/economics.js';
 import { signAttestation, SELF_CLAIMED_REWARDS, type RewardRules } from '../../src/ledger/witness.js';
-import { LEDGER_DEFAULTS } from '../../src/node/options.js';
 import { tally } from './tally.js';
 import { acct, env, holderRecord, LAYERS, NET, proofRun, T0, tempLedger, testKey } from './helpers.js';
 
 const G = testKey(7000); // the network's genesis key
-/** The rules a node runs (its defaults), with this network's genesis key. */
-const NODE_RULES: RewardRules = { witnessed: LEDGER_DEFAULTS.witnessedRewards, genesisKey: G.publicKey };
+/** The witnessed rules, with this network's genesis key. */
+const NODE_RULES: RewardRules = { witnessed: true, genesisKey: G.publicKey };
 
 function freshKeys(n: number): NodeKey[] {
   return Array.from({ length: n }, () => keyFromPrivate(randomBytes(32)));
