@@ -113,6 +113,15 @@ export interface FinalityOptions {
   log?: Logger;
   /** Peers to pull checkpoints from. */
   peers: () => string[];
+  /**
+   * How long (real time) a node that holds most of the history retries a checkpoint its state differs from, while
+   * it syncs the events it may lack, before it takes the snapshot (which deletes its events before the cut).
+   */
+  divergeGraceMs: number;
+  /** Asks for a sync of recent events (with `peer`, or any): called when our state first differs from a checkpoint. */
+  behind?: (peer: string | undefined) => void;
+  /** Real (monotonic) time in ms; performance.now by default (the ledger clock may be a manual one in tests). */
+  monotonic?: () => number;
 }
 
 export class Finality {
@@ -121,9 +130,11 @@ export class Finality {
   private readonly self: string;
   private readonly log: Logger;
   private voted = new Set<number>();
-  private pending: SignedCheckpoint | undefined;
+  /** A verified chain not yet finalized here: a replay was pending, or our state differed (since `divergedAt`). */
+  private pending: { chain: SignedCheckpoint[]; peer: string | undefined; divergedAt: number | undefined } | undefined;
   private pulling: Promise<void> | undefined;
   private readonly startedAt: number;
+  private readonly monotonic: () => number;
   readonly stats = { votesSent: 0, finalized: 0, snapshots: 0, lastError: undefined as string | undefined };
 
   constructor(private readonly o: FinalityOptions) {
@@ -131,6 +142,7 @@ export class Finality {
     this.self = toHex(accountIdFromPublicKey(o.key.publicKey));
     this.log = o.log ?? silentLogger;
     this.startedAt = o.clock.now();
+    this.monotonic = o.monotonic ?? (() => performance.now());
   }
 
   /** The committee that signs the next checkpoint. */
@@ -188,7 +200,7 @@ export class Finality {
   /** Called on a timer: votes when a cut is due and this node is a member; retries a checkpoint not yet adopted. */
   async tick(): Promise<void> {
     if (this.gen === undefined) return;
-    if (this.pending !== undefined) this.adopt(this.pending, this.o.ledger.latestCheckpoint()?.body);
+    if (this.pending !== undefined) this.settle(this.pending.chain);
     const last = this.o.ledger.latestCheckpoint()?.body;
     const cut = dueCut(this.o.clock.now(), this.o.periodMs, this.o.settleMs, last?.cutMs ?? 0);
     if (cut === undefined || this.voted.has(cut)) return;
@@ -211,29 +223,55 @@ export class Finality {
   private adopt(cp: SignedCheckpoint, prev: CheckpointBody | undefined): void {
     const why = verifyCheckpoint(cp, prev, this.gen!, this.o.networkId);
     if (why !== null) {
-      this.pending = undefined;
       this.stats.lastError = why;
       return;
     }
-    const r = this.o.ledger.finalize(cp);
+    this.settle([cp]);
+  }
+
+  /**
+   * Finalizes the last checkpoint of a verified chain (the ones before it are recorded with it). 'not-ready' (a
+   * replay is pending) waits for the next tick. 'diverged' (our state at the cut is not the one the committee
+   * signed) takes the snapshot, which deletes our events before the cut (a wallet's history among them), so a node
+   * that holds most of the history first asks for the events it may lack and retries for `divergeGraceMs`; only a
+   * node far behind (a new one) takes the snapshot at once.
+   */
+  private settle(chain: SignedCheckpoint[], peer?: string): void {
+    const cp = chain[chain.length - 1]!;
+    const r = this.o.ledger.finalize(cp, chain.slice(0, -1));
+    const same = this.pending !== undefined && checkpointHash(this.pending.chain[this.pending.chain.length - 1]!.body) === checkpointHash(cp.body);
+    const first = same ? this.pending! : undefined;
     if (r === 'not-ready') {
-      this.pending = cp;
+      this.pending = { chain, peer: peer ?? first?.peer, divergedAt: first?.divergedAt };
       return;
     }
     this.pending = undefined;
     if (r === 'finalized') {
       this.stats.finalized++;
       this.log.info('checkpoint final', { seq: cp.body.seq, height: cp.body.height, stateHash: cp.body.stateHash });
-    } else if (r === 'diverged') {
-      // the committee saw events we lack (or we hold some it refused): take its state at the cut
-      this.log.warn('our state at the checkpoint differs; taking the snapshot', { seq: cp.body.seq });
-      const peers = this.o.peers();
-      if (peers.length > 0) {
-        this.snapshotFrom(peers[Math.floor(Math.random() * peers.length)]!, [cp]).catch((e: unknown) => {
-          this.stats.lastError = errorMessage(e);
-        });
-      }
+      return;
     }
+    if (r !== 'diverged') return; // 'known' or 'stale': nothing to do
+    const s = this.o.ledger.status();
+    const far = s.applied + s.void < cp.body.height / 2;
+    const now = this.monotonic();
+    const since = first?.divergedAt ?? now;
+    if (!far && now - since < this.o.divergeGraceMs) {
+      if (first?.divergedAt === undefined) {
+        this.log.info('our state at the checkpoint differs; asking for the events we may lack', { seq: cp.body.seq });
+        this.o.behind?.(peer);
+      }
+      this.pending = { chain, peer: peer ?? first?.peer, divergedAt: since };
+      return;
+    }
+    // the committee saw events we lack (or we hold some it refused): take its state at the cut
+    this.log.warn('our state at the checkpoint differs; taking the snapshot', { seq: cp.body.seq, far });
+    const from = peer ?? first?.peer;
+    const peers = from !== undefined ? [from] : this.o.peers();
+    if (peers.length === 0) return;
+    this.snapshotFrom(peers[Math.floor(Math.random() * peers.length)]!, chain).catch((e: unknown) => {
+      this.stats.lastError = errorMessage(e);
+    });
   }
 
   /** Pulls checkpoints we lack from `peer` (one pull at a time). */
@@ -267,13 +305,7 @@ export class Finality {
       }
     }
     if (chain.length === 0) return;
-    const last = chain[chain.length - 1]!;
-    const r = this.o.ledger.finalize(last, chain.slice(0, -1));
-    if (r === 'finalized') {
-      this.stats.finalized++;
-      return;
-    }
-    if (r === 'diverged' || r === 'not-ready') await this.snapshotFrom(peer, chain, opts);
+    this.settle(chain, peer);
   }
 
   /** Reads the snapshot of the last checkpoint of `chain` from `peer`, verifies it and starts the ledger from it. */

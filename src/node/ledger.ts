@@ -135,6 +135,8 @@ export interface NodeLedgerServiceOptions {
   checkpointPeriodMs?: number;
   checkpointSettleMs?: number;
   checkpointCheckMs?: number;
+  /** Real time a node retries a checkpoint its state differs from before it takes the snapshot (LEDGER_DEFAULTS). */
+  checkpointDivergeGraceMs?: number;
   /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (false until a network names its genesis key). */
   witnessedRewards?: boolean;
 }
@@ -221,6 +223,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   await net.start();
   const cpNet = new CheckpointP2P({ p2p: host.p2p, rpc: host.rpc, networkId, scores: host.scores, log: log.child('checkpoint') });
   let finality: Finality | undefined;
+  // set once the sync queue below exists: finality asks for recent events when its state differs from a checkpoint
+  let askSync: (peer: string | undefined) => void = () => {};
   let started: Awaited<ReturnType<typeof startNodeLedger>>;
   try {
     started = await startNodeLedger({
@@ -247,6 +251,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
           clock,
           log: log.child('finality'),
           peers: () => net.syncPeers(),
+          divergeGraceMs: o.checkpointDivergeGraceMs ?? LEDGER_DEFAULTS.checkpointDivergeGraceMs,
+          behind: (peer) => askSync(peer),
         });
         finality = f;
         await cpNet.start(
@@ -433,6 +439,10 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   }
 
   for (const p of net.syncPeers()) enqueue(p, 'full');
+  askSync = (peer) => {
+    const peers = peer !== undefined ? [peer] : net.syncPeers();
+    if (peers.length > 0) enqueue(peers[Math.floor(Math.random() * peers.length)]!, 'tail');
+  };
   for (const p of host.p2p.connectedPeers()) enqueue(p, 'full');
   offs.push(host.p2p.events.on('peer:connect', ({ peer }) => enqueue(peer, 'full')));
   const resyncMs = o.resyncMs ?? 60_000;

@@ -434,6 +434,12 @@ export const LEDGER_DEFAULTS = {
   /** Finality: how old a cut must be before the committee signs it: the live window plus the clock skew allowed. */
   checkpointSettleMs: 6 * 60_000,
   /**
+   * Finality: how long a node that holds most of the history retries a checkpoint its state differs from (it asks a
+   * peer for recent events meanwhile) before it takes the snapshot, which deletes its events before the cut. Two
+   * minutes: a tail sync takes seconds; a node really apart from the committee loses little by waiting.
+   */
+  checkpointDivergeGraceMs: 2 * 60_000,
+  /**
    * Issue 11 §2: rewards only for witnessed work (src/ledger/witness.ts): nothing minted without a bond, uptime only
    * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same. Off until a
    * network can name its genesis key (and so mint the genesis allocation that the first bonds come from): switched
