@@ -35,7 +35,7 @@ import { checkpointTokenizer, OpenAiGenerator } from './openai.js';
 import { OPENAI_SERVING, type NodeOptions } from './options.js';
 
 import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
-import { TrainProgress } from './progress.js';
+import { SaveProgress, TrainProgress } from './progress.js';
 import { meteredRpc, SpanDownloadMeter } from './download-progress.js';
 import type { PoolService } from '../pool/index.js';
 import { genesisModelView, modelViewOf, startServing, type NodeServing } from './serving.js';
@@ -409,6 +409,8 @@ export class NeuroShardNode {
     const write = modules.progress ?? ((s: string) => process.stderr.write(s));
     const tty = modules.progressIsTty ?? process.stderr.isTTY === true;
     let progress: TrainProgress | undefined;
+    // checkpoint saves show their bytes on stderr (a bar on a terminal, plain lines otherwise)
+    const saves = new SaveProgress({ mode: tty ? 'tty' : 'plain', write });
     const onEvent = (e: TrainEvent): void => {
       this.telemetry?.onTrainEvent(e);
       switch (e.type) {
@@ -440,7 +442,11 @@ export class NeuroShardNode {
           // progress goes to stderr only; the log file and the dashboard's log panel get these events too
           modules.nodeLog?.note('node/train', `eval step ${e.step} val_loss ${e.loss.toFixed(4)}`);
           break;
+        case 'checkpoint:progress':
+          saves.onProgress(e);
+          break;
         case 'checkpoint':
+          saves.saved();
           progress?.onCheckpoint(e);
           modules.nodeLog?.note('node/train', `checkpoint step ${e.step} reason ${e.reason} dir ${e.dir}`);
           break;
