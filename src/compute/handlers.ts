@@ -287,11 +287,12 @@ export function createHandlers(state: ComputeState): HandlerTable {
       return { step: t.step };
     },
 
-    saveCheckpoint: (job) => {
+    saveCheckpoint: (job, ctx) => {
       const m = state.model();
       if (m.shard.weights === 'int8') throw new ComputeStateError('the worker holds int8 weights: checkpoints are written from float32 models only');
       const root = pathArg('root', job.root);
       const step = job.step ?? m.trainer?.step ?? 0;
+      let lastPct = -1;
       const saved: SavedTrainingState = { format: 'neuroshard-solo-trainer', version: 1, trainerStep: m.trainer?.step ?? step, extra: job.trainingState ?? null };
       const r = saveCheckpoint({
         root,
@@ -301,6 +302,13 @@ export function createHandlers(state: ComputeState): HandlerTable {
         trainingState: saved,
         ...(job.tokenizerPath === undefined ? {} : { tokenizerPath: pathArg('tokenizerPath', job.tokenizerPath) }),
         ...(job.keepLast === undefined ? {} : { keepLast: job.keepLast }),
+        // progress for a bar on the main thread: at most one event per percent (a chunk is one tensor)
+        onProgress: (done, total) => {
+          const pct = total === 0 ? 100 : Math.floor((done * 100) / total);
+          if (pct === lastPct && done !== total) return;
+          lastPct = pct;
+          ctx.emit({ type: 'save:progress', done, total });
+        },
       });
       return { dir: r.dir, step: r.step, modelHash: r.modelHash };
     },

@@ -219,7 +219,9 @@ export type FromWorker =
 export type JobEvent =
   | { type: 'log'; level: 'info' | 'warn'; message: string; data?: Record<string, unknown> }
   /** A training step was skipped because its loss or gradients were not finite. */
-  | { type: 'step:skipped'; step: number; loss: number; gradNorm: number; nonFinite: string[] };
+  | { type: 'step:skipped'; step: number; loss: number; gradNorm: number; nonFinite: string[] }
+  /** Bytes of a checkpoint's weight files written so far (saveCheckpoint; at most one event per percent). */
+  | { type: 'save:progress'; done: number; total: number };
 
 export const JOB_TYPES: readonly JobType[] = [
   'ping',

@@ -29,7 +29,7 @@ import { CheckpointError, ModelConfigError } from './errors.js';
 import { atomicWriteFile, fsyncDir, readSmallFile, sha256File } from './fsutil.js';
 import { layerHashes, layerHashesToJson, spanHashOf } from './hash.js';
 import { ParamLayout, type Span } from './layout.js';
-import { SafetensorsFile, writeSafetensors } from './safetensors.js';
+import { SafetensorsFile, safetensorsBytes, writeSafetensors } from './safetensors.js';
 import { LlamaShard } from './shard.js';
 
 export const CHECKPOINT_FORMAT = 'neuroshard-checkpoint';
@@ -98,6 +98,11 @@ export interface SaveCheckpointOptions {
   tokenizerPath?: string;
   /** Keep this many newest checkpoints in `root` (default DEFAULT_KEEP_LAST); 0 keeps all. */
   keepLast?: number;
+  /**
+   * Called as the weight files are written (a progress bar): bytes of model.safetensors and optimizer.safetensors
+   * written so far, and their size (the small JSON files are not counted).
+   */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface SavedCheckpoint {
@@ -115,6 +120,10 @@ export function saveCheckpoint(opts: SaveCheckpointOptions): SavedCheckpoint {
   if (!Number.isInteger(keep) || keep < 0) throw new ModelConfigError(`keepLast ${keep} is not a non-negative integer`);
   const layout = model.layout;
   if (model.params.length !== layout.size) throw new ModelConfigError(`model params have ${model.params.length} elements, layout needs ${layout.size}`);
+  const o = opts.optimizer;
+  if (o !== undefined && (o.m.length !== layout.size || o.v.length !== layout.size)) {
+    throw new ModelConfigError(`optimizer state has ${o.m.length}/${o.v.length} elements, layout needs ${layout.size}`);
+  }
   mkdirSync(root, { recursive: true });
   const name = checkpointDirName(step);
   const final = join(root, name);
@@ -124,7 +133,23 @@ export function saveCheckpoint(opts: SaveCheckpointOptions): SavedCheckpoint {
   try {
     const files: CheckpointManifest['files'] = {};
     const tensors = layout.entries.map((e) => ({ name: e.name, shape: e.shape, data: model.params.subarray(e.offset, e.offset + e.size) }));
-    files[CHECKPOINT_FILES.model] = writeSafetensors(join(tmp, CHECKPOINT_FILES.model), tensors, { format: 'pt' });
+    const optimizerTensors =
+      opts.optimizer === undefined
+        ? undefined
+        : layout.entries.flatMap((e) => [
+            { name: `exp_avg.${e.name}`, shape: e.shape, data: opts.optimizer!.m.subarray(e.offset, e.offset + e.size) },
+            { name: `exp_avg_sq.${e.name}`, shape: e.shape, data: opts.optimizer!.v.subarray(e.offset, e.offset + e.size) },
+          ]);
+    const optimizerMeta = opts.optimizer === undefined ? {} : { ...(opts.optimizer.meta ?? {}), step: String(opts.optimizer.step) };
+    let onBytes: ((n: number) => void) | undefined;
+    if (opts.onProgress !== undefined) {
+      const report = opts.onProgress;
+      const total = safetensorsBytes(tensors, { format: 'pt' }) + (optimizerTensors === undefined ? 0 : safetensorsBytes(optimizerTensors, optimizerMeta));
+      let done = 0;
+      report(0, total);
+      onBytes = (n) => report((done += n), total);
+    }
+    files[CHECKPOINT_FILES.model] = writeSafetensors(join(tmp, CHECKPOINT_FILES.model), tensors, { format: 'pt' }, onBytes);
     files[CHECKPOINT_FILES.config] = atomicWriteFile(join(tmp, CHECKPOINT_FILES.config), [utf8(JSON.stringify(toHfConfigJson(model.config), null, 2) + '\n')]);
     if (opts.tokenizerPath !== undefined) {
       const dst = join(tmp, CHECKPOINT_FILES.tokenizer);
@@ -136,15 +161,7 @@ export function saveCheckpoint(opts: SaveCheckpointOptions): SavedCheckpoint {
       files[CHECKPOINT_FILES.tokenizer] = sha256File(dst);
     }
     if (opts.optimizer !== undefined) {
-      const o = opts.optimizer;
-      if (o.m.length !== layout.size || o.v.length !== layout.size) {
-        throw new ModelConfigError(`optimizer state has ${o.m.length}/${o.v.length} elements, layout needs ${layout.size}`);
-      }
-      const ot = layout.entries.flatMap((e) => [
-        { name: `exp_avg.${e.name}`, shape: e.shape, data: o.m.subarray(e.offset, e.offset + e.size) },
-        { name: `exp_avg_sq.${e.name}`, shape: e.shape, data: o.v.subarray(e.offset, e.offset + e.size) },
-      ]);
-      files[CHECKPOINT_FILES.optimizer] = writeSafetensors(join(tmp, CHECKPOINT_FILES.optimizer), ot, { ...(o.meta ?? {}), step: String(o.step) });
+      files[CHECKPOINT_FILES.optimizer] = writeSafetensors(join(tmp, CHECKPOINT_FILES.optimizer), optimizerTensors!, optimizerMeta, onBytes);
     }
     if (opts.trainingState !== undefined) {
       const text = JSON.stringify(opts.trainingState);

@@ -36,7 +36,7 @@ export function writeAll(fd: number, chunk: Uint8Array): void {
  * Writes `chunks` to `path` atomically: a temp file in the same directory, fsync, rename over `path`, fsync of the
  * directory. Readers see the old file or the whole new one, never a torn one. Returns the SHA-256 (hex) and size.
  */
-export function atomicWriteFile(path: string, chunks: Iterable<Uint8Array>): { sha256: string; bytes: number } {
+export function atomicWriteFile(path: string, chunks: Iterable<Uint8Array>, onBytes?: (n: number) => void): { sha256: string; bytes: number } {
   const tmp = tempSibling(path);
   const h = createHash('sha256');
   let bytes = 0;
@@ -47,6 +47,7 @@ export function atomicWriteFile(path: string, chunks: Iterable<Uint8Array>): { s
       writeAll(fd, c);
       h.update(c);
       bytes += c.byteLength;
+      onBytes?.(c.byteLength);
     }
     fsyncSync(fd);
     closeSync(fd);

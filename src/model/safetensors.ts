@@ -310,7 +310,12 @@ export function safetensorsChunks(tensors: readonly TensorToWrite[], metadata: R
 }
 
 /** Writes float32 tensors to `path` atomically; returns the file's SHA-256 and size. */
-export function writeSafetensors(path: string, tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): { sha256: string; bytes: number } {
+export function writeSafetensors(path: string, tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}, onBytes?: (n: number) => void): { sha256: string; bytes: number } {
   littleEndianHost(path);
-  return atomicWriteFile(path, safetensorsChunks(tensors, metadata));
+  return atomicWriteFile(path, safetensorsChunks(tensors, metadata), onBytes);
+}
+
+/** The size of the file writeSafetensors would write (header included; the data is not copied). */
+export function safetensorsBytes(tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): number {
+  return safetensorsChunks(tensors, metadata).reduce((a, c) => a + c.byteLength, 0);
 }

@@ -25,6 +25,7 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { bundledGenesis, type Genesis } from './genesis.js';
+import { fetchNetworkModel, resolveNetworkModel } from './network-model.js';
 import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
 import { startUptimeWitness } from './witness.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
@@ -34,7 +35,7 @@ import { checkpointTokenizer, OpenAiGenerator } from './openai.js';
 import { OPENAI_SERVING, type NodeOptions } from './options.js';
 
 import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
-import { TrainProgress } from './progress.js';
+import { SaveProgress, TrainProgress } from './progress.js';
 import { meteredRpc, SpanDownloadMeter } from './download-progress.js';
 import type { PoolService } from '../pool/index.js';
 import { genesisModelView, modelViewOf, startServing, type NodeServing } from './serving.js';
@@ -130,13 +131,20 @@ export class NeuroShardNode {
     // 1. identity: the one key that is PeerId, wallet and signer
     const key = await openNodeKey(opts.dataDir, modules.passphrase, { log });
 
-    const genesis = bundledGenesis();
+    const bundled = bundledGenesis();
+    // the network and its model: the checkpoint's config and tokenizer files (the network id commits to them), or a
+    // --network-id whose files come from peers (node/network-model.ts), or the bundled genesis
+    const netModel = resolveNetworkModel(opts, bundled);
+    const genesis: Genesis = { ...bundled, networkId: netModel.networkId };
     // the network's model: the genesis checkpoint's config when given (a joiner learns it from its holders)
-    const modelConfig = genesisModelConfig(opts.checkpoint, genesis.config);
+    let modelConfig = netModel.files?.config ?? genesisModelConfig(opts.checkpoint, genesis.config);
     const span = NeuroShardNode.pinnedSpan(opts);
-    if (span !== undefined && span.end > modelConfig.num_hidden_layers) {
-      throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${modelConfig.num_hidden_layers} layers`);
-    }
+    const checkSpan = (): void => {
+      if (span !== undefined && span.end > modelConfig.num_hidden_layers) {
+        throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${modelConfig.num_hidden_layers} layers`);
+      }
+    };
+    checkSpan();
 
     // 2. compute worker: all math off the event loop
     const compute = await ComputeClient.start({ threads: opts.threads, weights: opts.weights });
@@ -171,6 +179,16 @@ export class NeuroShardNode {
       });
       cleanups.push(() => network.stop());
       await network.start();
+      // a node on a network founded from a checkpoint it does not have: config, tokenizer and chat template from
+      // peers, verified against the network id, before anything is sized or served by them
+      let modelDir = opts.checkpoint;
+      if (netModel.fetch) {
+        const got = await fetchNetworkModel({ rpc: network.rpc, scores: network.scores, peers: () => network.p2p.connectedPeers(), dataDir: opts.dataDir, networkId: genesis.networkId, genesis, timeoutMs: opts.modelFetchTimeoutMs, log: log.child('model') });
+        netModel.files = got.set;
+        modelConfig = got.set.config;
+        modelDir = got.dir;
+        checkSpan();
+      }
 
       // 4. local API on 127.0.0.1, then the lock that tells CLI commands where it is
       let provider: StatusProvider = { status: () => placeholderStatus(), peers: () => [] };
@@ -182,7 +200,7 @@ export class NeuroShardNode {
         return ledgerRef.current;
       };
       // a --checkpoint node encodes with the checkpoint's own tokenizer (chat template, special tokens) when it has one
-      const ownTokenizer = opts.checkpoint === undefined ? undefined : checkpointTokenizer(opts.checkpoint, modelConfig);
+      const ownTokenizer = modelDir === undefined ? undefined : checkpointTokenizer(modelDir, modelConfig);
       // the OpenAI-compatible routes go through the same generator as POST /api/generate (503 until it exists)
       const openai = new OpenAiGenerator({
         ...OPENAI_SERVING,
@@ -267,6 +285,9 @@ export class NeuroShardNode {
       const pool = createNodePool({
         opts,
         config: modelConfig,
+        // files we know are served to nodes without them; a fetched config is verified, not asked of a holder again
+        modelFiles: () => netModel.files,
+        ...(netModel.fetch ? { verifiedConfig: modelConfig } : {}),
         compute,
         network,
         rpc: meteredRpc(network.rpc, downloads),
@@ -311,7 +332,7 @@ export class NeuroShardNode {
         clock,
         log: log.child('serve'),
         // a --checkpoint node serves the checkpoint's shape, and its own tokenizer when it has one (else the bundled one)
-        ...(opts.checkpoint === undefined ? {} : { model: { config: modelConfig, view: ownTokenizer === undefined ? { ...genesisModelView(genesis), numLayers: modelConfig.num_hidden_layers, hiddenSize: modelConfig.hidden_size, contextLength: modelConfig.max_position_embeddings, eosId: modelConfig.eos_token_id } : modelViewOf(modelConfig, ownTokenizer) } }),
+        ...(modelDir === undefined ? {} : { model: { config: modelConfig, view: ownTokenizer === undefined ? { ...genesisModelView(genesis), numLayers: modelConfig.num_hidden_layers, hiddenSize: modelConfig.hidden_size, contextLength: modelConfig.max_position_embeddings, eosId: modelConfig.eos_token_id } : modelViewOf(modelConfig, ownTokenizer) } }),
       });
       servingRef.current = node.serving;
       const serving = node.serving;
@@ -388,6 +409,8 @@ export class NeuroShardNode {
     const write = modules.progress ?? ((s: string) => process.stderr.write(s));
     const tty = modules.progressIsTty ?? process.stderr.isTTY === true;
     let progress: TrainProgress | undefined;
+    // checkpoint saves show their bytes on stderr (a bar on a terminal, plain lines otherwise)
+    const saves = new SaveProgress({ mode: tty ? 'tty' : 'plain', write });
     const onEvent = (e: TrainEvent): void => {
       this.telemetry?.onTrainEvent(e);
       switch (e.type) {
@@ -419,7 +442,11 @@ export class NeuroShardNode {
           // progress goes to stderr only; the log file and the dashboard's log panel get these events too
           modules.nodeLog?.note('node/train', `eval step ${e.step} val_loss ${e.loss.toFixed(4)}`);
           break;
+        case 'checkpoint:progress':
+          saves.onProgress(e);
+          break;
         case 'checkpoint':
+          saves.saved();
           progress?.onCheckpoint(e);
           modules.nodeLog?.note('node/train', `checkpoint step ${e.step} reason ${e.reason} dir ${e.dir}`);
           break;

@@ -114,6 +114,14 @@ export interface NodeOptions {
    */
   genesisKey: string | undefined;
   checkpointPeriodMs: number;
+  /**
+   * Issue 10: the network to join (`--network-id ns1-…`, printed by its genesis node) when it was founded from a
+   * checkpoint that this node does not have; undefined = the id of our own `--checkpoint`, else the bundled genesis.
+   * Such a node fetches the config and tokenizer files from peers, verified against the id (pool/model-files.ts),
+   * waiting at most `modelFetchTimeoutMs` for a peer that serves them.
+   */
+  networkId: string | undefined;
+  modelFetchTimeoutMs: number;
 }
 
 export type SpanOption = 'auto' | 'none' | { start: number; end: number };
@@ -133,6 +141,8 @@ export const DEFAULTS: NodeOptions = {
   genesis: false,
   genesisKey: undefined,
   checkpointPeriodMs: 5 * 60_000,
+  networkId: undefined,
+  modelFetchTimeoutMs: 600_000,
   mdns: true,
   upnp: true,
   relay: false,
@@ -256,6 +266,12 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     return raw;
   },
   checkpointPeriodMs: (raw, src) => intIn('checkpointPeriodMs', raw, src, 1000, 86_400_000),
+  networkId: (raw, src) => {
+    if (raw === undefined) return undefined;
+    if (typeof raw !== 'string' || !/^ns1-[0-9a-f]{32}$/.test(raw)) fail('networkId', src, 'must be a network id: ns1- and 32 hex characters');
+    return raw;
+  },
+  modelFetchTimeoutMs: (raw, src) => intIn('modelFetchTimeoutMs', raw, src, 1000, 86_400_000),
   mdns: (raw, src) => bool('mdns', raw, src),
   upnp: (raw, src) => bool('upnp', raw, src),
   relay: (raw, src) => bool('relay', raw, src),

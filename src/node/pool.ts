@@ -9,7 +9,7 @@ import type { ComputeClient } from '../compute/index.js';
 import { CHECKPOINT_FILES, loadHfModel } from '../model/checkpoint.js';
 import { parseHfConfig, type LlamaConfig } from '../model/config.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
-import { PoolService, type MeasuredCapacity, type PoolSpan, type SpanMode } from '../pool/index.js';
+import { PoolService, type MeasuredCapacity, type ModelFileSet, type PoolSpan, type SpanMode } from '../pool/index.js';
 import { selectBackend } from '../tensor/index.js';
 import type { Clock } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
@@ -62,6 +62,10 @@ export function localLoader(compute: ComputeClient, config: LlamaConfig, checkpo
 export interface NodePoolInit {
   opts: NodeOptions;
   config: LlamaConfig;
+  /** The config verified against the network id (node/network-model.ts), when fetched from peers. */
+  verifiedConfig?: LlamaConfig;
+  /** The network's model files this node serves. */
+  modelFiles?: () => ModelFileSet | undefined;
   compute: ComputeClient;
   network: NodeNetwork;
   /** The RPC the pool's downloads go through (default network.rpc; the node passes one that meters them). */
@@ -82,6 +86,8 @@ export function createNodePool(i: NodePoolInit): PoolService {
     mode,
     config: i.config,
     configIsLocal: opts.checkpoint !== undefined,
+    ...(i.verifiedConfig === undefined ? {} : { verifiedConfig: i.verifiedConfig }),
+    ...(i.modelFiles === undefined ? {} : { modelFiles: i.modelFiles }),
     memoryMb: opts.memoryMb,
     weights: opts.weights,
     compute: i.compute,

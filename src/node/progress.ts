@@ -14,6 +14,8 @@
  * `loss` is the mean training loss of the steps since the previous line (the last step's alone is noisy);
  * tokens/s and the ETA come from the steps of the last `windowS` seconds.
  */
+import { ProgressReporter, type ProgressMode } from '../util/progress.js';
+
 export interface ProgressOptions {
   write: (s: string) => void;
   /** True when the stream is a terminal: redraw one line instead of printing many. */
@@ -146,4 +148,38 @@ export function formatDuration(s: number | undefined): string {
   if (t < 60) return `${t}s`;
   if (t < 3600) return `${Math.floor(t / 60)}m${String(t % 60).padStart(2, '0')}s`;
   return `${Math.floor(t / 3600)}h${String(Math.floor((t % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/**
+ * A checkpoint save's progress (issue 10 §3): the bytes of its weight files as the compute worker writes them
+ * (`checkpoint:progress` events), through util/progress.ts: a bar on a terminal, plain lines otherwise
+ * (`saving checkpoint step 500 25% 5.0/20.1 MiB` … `saving checkpoint step 500 done 20.1 MiB in 0.3s`), nothing
+ * under --json ('silent'). `saved()` ends it when the `checkpoint` event arrives.
+ */
+export class SaveProgress {
+  private r: ProgressReporter | undefined;
+  private step: number | undefined;
+
+  constructor(private readonly o: { mode: ProgressMode; write: (s: string) => void; now?: () => number }) {}
+
+  onProgress(e: { step: number; done: number; total: number }): void {
+    if (this.r === undefined || this.step !== e.step) {
+      this.r?.abandon();
+      this.step = e.step;
+      this.r = new ProgressReporter({ mode: this.o.mode, write: this.o.write, label: `saving checkpoint step ${e.step}`, total: e.total, unit: 'bytes', ...(this.o.now === undefined ? {} : { now: this.o.now }) });
+    }
+    this.r.update(e.done, e.total);
+  }
+
+  /** The checkpoint is written (its `checkpoint` event). */
+  saved(): void {
+    this.r?.finish();
+    this.r = undefined;
+  }
+
+  /** The save failed or the run ended without one: end a drawn bar's line. */
+  abandon(): void {
+    this.r?.abandon();
+    this.r = undefined;
+  }
 }

@@ -103,7 +103,9 @@ export type TrainEvent =
     }
   | ({ type: 'step' } & TrainStepResult)
   | { type: 'eval'; step: number; loss: number; tokens: number }
-  | { type: 'checkpoint'; step: number; dir: string; reason: 'periodic' | 'final' | 'stopped' };
+  | { type: 'checkpoint'; step: number; dir: string; reason: 'periodic' | 'final' | 'stopped' }
+  /** A checkpoint's weight files being written: bytes so far of all (a progress bar; `checkpoint` follows). */
+  | { type: 'checkpoint:progress'; step: number; done: number; total: number };
 
 export interface SoloTrainResult {
   step: number;
@@ -347,7 +349,16 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       onCheckpoint: async (c) => {
         // nothing new since the checkpoint this run started from (or a fresh run stopped before its first step)
         if (c.step === startStep) return;
-        const saved = await client!.run({ type: 'saveCheckpoint', root, trainingState: savedState(c.dataPosition), tokenizerPath });
+        // the worker reports the bytes it has written (compute/handlers.ts); they become a progress bar
+        const off = client!.on('job:event', (j) => {
+          if (j.jobType === 'saveCheckpoint' && j.event.type === 'save:progress') emit({ type: 'checkpoint:progress', step: c.step, done: j.event.done, total: j.event.total });
+        });
+        let saved;
+        try {
+          saved = await client!.run({ type: 'saveCheckpoint', root, trainingState: savedState(c.dataPosition), tokenizerPath });
+        } finally {
+          off();
+        }
         checkpoint = saved.dir;
         emit({ type: 'checkpoint', step: saved.step, dir: saved.dir, reason: c.reason });
       },

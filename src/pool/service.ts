@@ -21,6 +21,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { extraWeightBytes, layersFor, type WeightsFormat } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
+import type { ModelFileSet } from './model-files.js';
 import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink } from './transfer.js';
 import { buildView, layersReport, type LayersReport } from './view.js';
 import { sliceSpan, spanPayloadBytes } from './weights.js';
@@ -57,6 +58,13 @@ export interface PoolServiceOptions {
   config: LlamaConfig;
   /** True when the config came from a local checkpoint (genesis): it is not fetched from peers. */
   configIsLocal: boolean;
+  /**
+   * The config verified against the network id (./model-files.ts), when this node fetched the model files: a joiner
+   * then takes it instead of asking a holder for one.
+   */
+  verifiedConfig?: LlamaConfig;
+  /** The network's model files this node serves to others (./model-files.ts); undefined: none. */
+  modelFiles?: () => ModelFileSet | undefined;
   memoryMb: number | undefined;
   /**
    * How this node holds weights (`--weights`, default f32): sizes its layers for placement; an int8 node keeps no
@@ -123,6 +131,7 @@ export class PoolService {
       config: () => (this.held === undefined || this.swapping ? undefined : this.config),
       held: () => (this.swapping ? undefined : this.held),
       params: () => this.heldParams(),
+      modelFiles: () => this.o.modelFiles?.(),
     });
   }
 
@@ -266,7 +275,7 @@ export class PoolService {
     if (!genesis && unknown.length > 0 && waited < 3 * this.o.settleMs) return;
     if (!genesis && !this.o.configIsLocal) {
       const holders = others.holders.filter((h) => h.state === 'alive').map((h) => h.peerId);
-      this.config = await fetchConfig({ rpc: this.o.network.rpc, log: this.log }, holders, this.ac.signal);
+      this.config = this.o.verifiedConfig ?? (await fetchConfig({ rpc: this.o.network.rpc, log: this.log }, holders, this.ac.signal));
       const cap = this.capacityFigures!;
       this.capacityFigures = { ...cap, maxLayers: layersFor(this.config, cap.memoryMb, this.o.weights ?? 'f32') };
     }

@@ -21,6 +21,7 @@ import type { CheckpointChunk, CheckpointRequest } from '../protocols/pb/node.js
 import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { modelFilesReply, type ModelFileSet } from './model-files.js';
 import { bytesToParams, paramBytes, sha256, sliceSpan, spanHashOfParams, spanPayloadBytes, spanUnits } from './weights.js';
 
 /** Bytes of data in one chunk (under the method's 4 MiB frame limit; small enough to resume cheaply). */
@@ -53,6 +54,8 @@ export interface WeightsSource {
   held(): Span | undefined;
   /** The held span's flat parameters (a snapshot the source may cache). */
   params(): Promise<Float32Array>;
+  /** The network's config and tokenizer files, served to nodes without them (./model-files.ts); undefined: none. */
+  modelFiles?(): ModelFileSet | undefined;
 }
 
 interface Prepared {
@@ -83,6 +86,11 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     return prepared;
   };
   const handler = async function* (req: CheckpointRequest): AsyncGenerator<CheckpointChunk> {
+    const files = modelFilesReply(src.modelFiles?.(), req);
+    if (files !== undefined) {
+      yield* files;
+      return;
+    }
     if (req.modelHash === CONFIG_REQUEST) {
       const config = src.config();
       if (config === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no model', { fault: 'caller' });

@@ -22,6 +22,7 @@ import { generate, LlamaShard, writeSafetensors } from '../../src/model/index.js
 import { HfTokenizer } from '../../src/model/tokenizer/hf.js';
 import { createReferenceBackend } from '../../src/tensor/index.js';
 import { chatTemplateFor } from '../../src/node/openai.js';
+import { bundledGenesis } from '../../src/node/genesis.js';
 import { waitFor } from '../../src/util/abort.js';
 import { killAll, LOCAL_NODE_FLAGS, startCli, type CliProcess } from '../utils/cli-process.js';
 import { apiGet, bootFlag } from '../utils/serving-e2e.js';
@@ -97,8 +98,11 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
   let single: Awaited<ReturnType<typeof ask>>;
   let entry: CliProcess;
   let client: OpenAI;
+  let networkId: string;
+  let bare: CliProcess;
+  let bareV1: string;
   after(() => {
-    if (process.env.CHAIN_DEBUG) console.log(entry?.err);
+    if (process.env.CHAIN_DEBUG) console.log(entry?.err, bare?.err);
     killAll();
     root.cleanup();
   });
@@ -152,6 +156,20 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
       { timeoutMs: 300_000, intervalMs: 1000, what: 'the 1:3 holder seen from the entry' },
     );
     client = clientFor(v1);
+
+    // an entry without the checkpoint: it holds no layers and knows only the network id (which commits to the
+    // checkpoint's config and tokenizer files); it fetches them from the genesis node, verified, and serves with them
+    networkId = ((await apiGet(url, '/api/status')) as { networkId: string }).networkId;
+    assert.match(networkId, /^ns1-[0-9a-f]{32}$/);
+    assert.notEqual(networkId, bundledGenesis().networkId, 'the network id commits to the HF checkpoint');
+    bare = startCli(['start', '--data-dir', join(root.dir, 'bare'), ...COMMON, '--span', 'none', '--network-id', networkId, ...(await bootFlag(url))], {}, { detached: true });
+    bareV1 = await v1Of(bare);
+    await bare.waitLine(/model files of the network fetched and verified/, 300_000);
+    const bareUrl = bareV1.replace(/\/v1$/, '');
+    await waitFor(
+      async () => ((await apiGet(bareUrl, '/api/peers')) as { peers: { liveness: string; span: { start: number; end: number } | null }[] } | undefined)?.peers.filter((p) => (p.liveness === 'alive' || p.liveness === 'stale') && p.span !== null).length === 2,
+      { timeoutMs: 300_000, intervalMs: 1000, what: 'both holders seen from the entry without the checkpoint' },
+    );
   });
 
   it('the single node applies the template (special tokens as ids, one BOS) and stops on <|eot|>', () => {
@@ -186,5 +204,17 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
       }
       assert.deepEqual([text, finish], [want.text, want.finish]);
     }
+  });
+
+  it('an entry without the checkpoint (--span none --network-id) fetches the tokenizer and template from peers and answers exactly as the single node', async () => {
+    const mark = bare.err.length;
+    const c = clientFor(bareV1);
+    assert.deepEqual(await ask(c), single);
+    const route = /openai generation route hops="([^"]+)"/.exec(bare.err.slice(mark));
+    assert.ok(route !== null, 'the entry logged its route');
+    assert.match(route[1]!, /\w+\[0:1\) -> \w+\[1:3\)$/);
+    let text = '';
+    for await (const ch of await c.chat.completions.create({ ...STOPS, stream: true })) text += ch.choices[0]?.delta.content ?? '';
+    assert.equal(text, single.stops.text);
   });
 });

@@ -7,7 +7,8 @@
  * Ctrl-C or SIGTERM stops after the step in flight, saves a checkpoint and exits 0; a rerun continues to --steps.
  */
 import { loadOptions } from '../../node/options.js';
-import { TrainProgress } from '../../node/progress.js';
+import { SaveProgress, TrainProgress } from '../../node/progress.js';
+import { progressMode } from '../../util/progress.js';
 import { createLogger } from '../../util/logger.js';
 import { intFlag, stringFlag, UsageError, type Command } from '../command.js';
 import { withJsonErrors } from '../json-error.js';
@@ -27,7 +28,7 @@ export const trainCommand: Command = {
     'batch-size': { type: 'string', value: 'B', description: 'sequences per step (default 8)' },
     'seq-len': { type: 'string', value: 'T', description: "tokens per sequence (default 128, at most the model's context)" },
     'val-batches': { type: 'string', value: 'N', description: 'validate on at most N batches (default: the whole held-out shard)' },
-    json: { type: 'boolean', description: 'accepted for uniformity: stdout is always one JSON document (progress goes to stderr)' },
+    json: { type: 'boolean', description: 'stdout is always one JSON document (training progress goes to stderr); --json also silences the checkpoint-save progress' },
   },
   async run(flags, _positionals, io) {
     const opts = loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir'), logLevel: stringFlag(flags, 'log-level'), threads: stringFlag(flags, 'threads') } });
@@ -47,6 +48,8 @@ export const trainCommand: Command = {
     return withJsonErrors(io, async () => {
       const { trainSolo } = await import('../../node/train.js'); // loaded only when the command runs
       let progress: TrainProgress | undefined;
+      // checkpoint saves: a bar on a terminal, plain lines otherwise, nothing under --json
+      const saves = new SaveProgress({ mode: progressMode(flags.json === true, process.stderr.isTTY === true), write: io.stderr });
       const r = await trainSolo({
         dataDir: opts.dataDir,
         threads: opts.threads,
@@ -80,12 +83,16 @@ export const trainCommand: Command = {
             case 'eval':
               progress?.onEval(e);
               break;
+            case 'checkpoint:progress':
+              saves.onProgress(e);
+              break;
             case 'checkpoint':
+              saves.saved();
               progress?.onCheckpoint(e);
               break;
           }
         },
-      });
+      }).finally(() => saves.abandon()); // a failed save ends its bar's line
       progress?.done();
       const how = r.stoppedBy === 'signal' ? `stopped at step ${r.step}; rerun the same command to continue to ${targetStep}` : `reached step ${r.step}`;
       const rate = r.tokensPerSecond > 0 ? `, ${Math.round(r.tokensPerSecond)} tokens/s` : '';
