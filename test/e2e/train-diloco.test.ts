@@ -46,6 +46,17 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
 
   it('three processes: rounds close on each, the same round number, equal per-layer hashes, falling loss', { timeout: 1_200_000 }, async () => {
     const g = await start('genesis', ['--genesis']);
+    // the loss of the untrained model, on the genesis node's first steps: every node must end well below it
+    let initialLoss = Number.NaN;
+    await waitFor(
+      async () => {
+        const b = (await apiGet(g, '/api/training')) as TrainingBody | undefined;
+        if (b?.trainLoss == null) return false;
+        initialLoss = b.trainLoss;
+        return true;
+      },
+      { timeoutMs: 300_000, intervalMs: 250, what: 'the genesis node\'s first training step' },
+    );
     const boot = await bootFlag(g);
     const j1 = await start('j1', boot);
     // the second joiner comes to a network whose holders train together: the genesis node and the first joiner
@@ -53,7 +64,6 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
     // weights of a closed round that both serve)
     await waitFor(async () => ((await apiGet(j1, '/api/training')) as TrainingBody | undefined)?.outerSync.lastRound != null, { timeoutMs: 600_000, intervalMs: 1000, what: 'the first joiner in a closed outer round' });
     const urls = [g, j1, await start('j2', boot)];
-    const first = new Map<string, number>();
     const seen = async (): Promise<TrainingBody[]> => (await Promise.all(urls.map((u) => apiGet(u, '/api/training')))) as TrainingBody[];
     // every node closed at least two rounds (the first of a joiner may be the one it entered with)
     let bodies: TrainingBody[] = [];
@@ -61,7 +71,6 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
       await waitFor(
         async () => {
           bodies = await seen();
-          for (const [i, b] of bodies.entries()) if (b?.trainLoss != null && !first.has(urls[i]!)) first.set(urls[i]!, b.trainLoss);
           return bodies.every((b) => b !== undefined && b.outerSync.lastRound !== null && b.outerSync.lastRound.round >= 2);
         },
         { timeoutMs: 900_000, intervalMs: 2000, what: 'two closed outer rounds on every node' },
@@ -115,9 +124,13 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
       assert.ok(b.outerSync.bytesSent > 0 && b.outerSync.bytesReceived > 0, `node ${i} exchanged contributions`);
       assert.ok(b.outerSync.lastRound!.accepted >= 2, `node ${i}: its last round aggregated contributions`);
     }
-    // the training loss falls where it is seen (the nodes that drive steps report it)
-    const losses = bodies.map((b, i) => ({ first: first.get(urls[i]!), now: b.trainLoss })).filter((x) => x.first !== undefined && x.now !== null);
-    assert.ok(losses.length > 0, 'some node reports its training loss');
-    for (const l of losses) assert.ok(l.now! < l.first!, `training loss falls: ${l.first} → ${l.now}`);
+    // the training loss falls: every node, the joiners included, trains weights far better than the untrained model
+    // (a single step's loss is noisy, so a joiner's first steps are not compared with its last few: it may have
+    // joined only a few rounds ago)
+    console.log(`# train-diloco e2e: training loss ${initialLoss.toFixed(3)} at the first step; now ${bodies.map((b) => b.trainLoss?.toFixed(3)).join(', ')}`);
+    for (const [i, b] of bodies.entries()) {
+      assert.ok(b.trainLoss !== null, `node ${i} reports its training loss`);
+      assert.ok(b.trainLoss < initialLoss - 0.5, `node ${i}: training loss ${b.trainLoss} is well below the untrained ${initialLoss}`);
+    }
   });
 });
