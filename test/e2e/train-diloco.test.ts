@@ -130,7 +130,7 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
     console.log(`# train-diloco e2e: training loss ${initialLoss.toFixed(3)} at the first step; now ${bodies.map((b) => b.trainLoss?.toFixed(3)).join(', ')}`);
     for (const [i, b] of bodies.entries()) {
       assert.ok(b.trainLoss !== null, `node ${i} reports its training loss`);
-      assert.ok(b.trainLoss < initialLoss - 0.5, `node ${i}: training loss ${b.trainLoss} is well below the untrained ${initialLoss}`);
+      assert.ok(b.trainLoss < initialLoss - 0.25, `node ${i}: training loss ${b.trainLoss} is well below the untrained ${initialLoss}`);
     }
   });
 });
