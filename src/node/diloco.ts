@@ -12,7 +12,7 @@ import { publicKeyFromPeerId, type NodeKey } from '../identity/index.js';
 import { ParamLayout } from '../model/layout.js';
 import type { LlamaConfig } from '../model/config.js';
 import { PENALTY, type PeerScoreTable } from '../p2p/index.js';
-import type { PoolView } from '../pool/index.js';
+import type { PoolView, RoundWeights } from '../pool/index.js';
 import { decodeContribution, encodeContribution, peekContribution } from '../protocols/training-contribution.js';
 import { decodeLayerState, encodeLayerState, trainingContribution, trainingLayer, trainingStatus, type WireVerdict } from '../protocols/training-sync.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
@@ -34,6 +34,8 @@ const PENALTY_BY_CODE: Record<string, number> = {
 
 export interface OuterSyncWiring {
   readonly sync: OuterSync;
+  /** The span whose layers this sync trains (its layout). */
+  readonly span: { start: number; end: number };
   /** Wraps the inner stepper: enter at a boundary, close a round every H steps. */
   stepper(inner: TrainStepper, signal: AbortSignal): TrainStepper;
   stop(): Promise<void>;
@@ -159,11 +161,18 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
   });
   return {
     sync,
+    span: { start: i.span.start, end: i.span.end },
     stepper: (inner, signal) => new DiLoCoStepper(inner, sync, i.options.innerSteps, signal, i.onRound),
     stop: async () => {
       for (const m of [trainingContribution, trainingStatus, trainingLayer]) await i.rpc.unhandle(m).catch(() => {});
     },
   };
+}
+
+/** The weights after an outer sync's kept closed rounds, as the layer pool serves them to joiners. */
+export function roundWeightsOf(w: OuterSyncWiring | undefined): RoundWeights[] {
+  if (w === undefined) return [];
+  return w.sync.closedWeights().map((c) => ({ round: c.round, span: w.span, params: c.params }));
 }
 
 /** GET /api/training's body from the node's counters and the outer sync. */

@@ -40,7 +40,7 @@ import { meteredRpc, SpanDownloadMeter } from './download-progress.js';
 import type { PoolService } from '../pool/index.js';
 import { genesisModelView, modelViewOf, startServing, type NodeServing } from './serving.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
-import { holdersFromView, startOuterSync, trainingReport, workerParams, type OuterSyncWiring } from './diloco.js';
+import { holdersFromView, roundWeightsOf, startOuterSync, trainingReport, workerParams, type OuterSyncWiring } from './diloco.js';
 import { NodeChainTraining } from './chain.js';
 import type { NodeLog } from './logs.js';
 import { dashboardDir, NodeTelemetry, replicasFromLayersView } from './telemetry.js';
@@ -299,13 +299,15 @@ export class NeuroShardNode {
           if (r !== undefined) log.info('hop sessions drained before a move', r);
         },
         afterMove: () => servingRef.current?.hops?.resume(),
+        // joiners download the weights of our last closed outer round (holders agree on them), not the moving ones
+        roundWeights: () => roundWeightsOf(node.outerSync ?? node.chain?.outerSync()),
         clock,
         log: log.child('pool'),
       });
       node.pool = pool;
       cleanups.push(() => pool.stop());
       pool.events.on('span:error', () => downloads.abandon());
-      pool.events.on('span:held', ({ span: held, hash, source, ms }) => {
+      pool.events.on('span:held', ({ span: held, hash, source, ms, round }) => {
         downloads.finish();
         node.tally.setLayers(held);
         node.tally.setCapacity(pool.recordCapacity());
@@ -313,7 +315,7 @@ export class NeuroShardNode {
           node.counters.modelHash = hash;
           node.tally.setModelHash(hash);
         }
-        log.info('holding layers', { span: `${held.start}:${held.end}`, source, hash: hash.slice(0, 16), ms });
+        log.info('holding layers', { span: `${held.start}:${held.end}`, source, hash: hash.slice(0, 16), ms, ...(round === undefined ? {} : { round }) });
         // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
         if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules);
       });

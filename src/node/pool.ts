@@ -9,7 +9,7 @@ import type { ComputeClient } from '../compute/index.js';
 import { CHECKPOINT_FILES, loadHfModel } from '../model/checkpoint.js';
 import { parseHfConfig, type LlamaConfig } from '../model/config.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
-import { PoolService, type MeasuredCapacity, type ModelFileSet, type PoolSpan, type SpanMode } from '../pool/index.js';
+import { PoolService, type MeasuredCapacity, type ModelFileSet, type PoolSpan, type RoundWeights, type SpanMode } from '../pool/index.js';
 import { selectBackend } from '../tensor/index.js';
 import type { Clock } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
@@ -75,6 +75,8 @@ export interface NodePoolInit {
   startTraining: () => void;
   beforeMove?: () => Promise<void>;
   afterMove?: () => void;
+  /** A training node's weights after its last closed outer rounds (served to joiners instead of the moving ones). */
+  roundWeights?: () => readonly RoundWeights[];
   clock: Clock;
   log: Logger;
 }
@@ -114,6 +116,7 @@ export function createNodePool(i: NodePoolInit): PoolService {
     },
     ...(i.beforeMove === undefined ? {} : { beforeMove: i.beforeMove }),
     ...(i.afterMove === undefined ? {} : { afterMove: i.afterMove }),
+    ...(i.roundWeights === undefined ? {} : { roundWeights: i.roundWeights }),
     ...(i.tuning.capacity === undefined ? {} : { capacity: i.tuning.capacity }),
     clock: i.clock,
     log: i.log,

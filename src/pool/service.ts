@@ -22,7 +22,7 @@ import { extraWeightBytes, layersFor, type WeightsFormat } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
 import type { ModelFileSet } from './model-files.js';
-import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink } from './transfer.js';
+import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink, type RoundWeights } from './transfer.js';
 import { buildView, layersReport, type LayersReport } from './view.js';
 import { sliceSpan, spanPayloadBytes } from './weights.js';
 
@@ -87,6 +87,11 @@ export interface PoolServiceOptions {
    */
   beforeMove?: () => Promise<void>;
   afterMove?: () => void;
+  /**
+   * A training node's weights after its last closed outer rounds (the outer sync's snapshots): served to joiners
+   * instead of the weights that move with every inner step (./transfer.ts). Undefined or empty: the held weights.
+   */
+  roundWeights?: () => readonly RoundWeights[];
   /** Capacity measurement override (tests). */
   capacity?: MeasuredCapacity;
   clock?: Clock;
@@ -95,7 +100,7 @@ export interface PoolServiceOptions {
 
 export interface PoolEvents {
   /** We hold (and announced) a span, with its weights loaded and verified. */
-  'span:held': { span: PoolSpan; hash: string; source: 'local' | 'peers' | 'external'; ms: number };
+  'span:held': { span: PoolSpan; hash: string; source: 'local' | 'peers' | 'external'; ms: number; round?: number };
   'span:error': { error: string };
 }
 
@@ -132,6 +137,7 @@ export class PoolService {
       held: () => (this.swapping ? undefined : this.held),
       params: () => this.heldParams(),
       modelFiles: () => this.o.modelFiles?.(),
+      rounds: () => (this.swapping ? [] : (this.o.roundWeights?.() ?? [])),
     });
   }
 
@@ -353,6 +359,7 @@ export class PoolService {
           ].filter((s) => s.start < s.end)
         : [span];
     let sources: string[] = [];
+    let round: number | undefined;
     for (const piece of pieces) {
       if (overlap !== undefined && piece === overlap) {
         parts.push(sliceSpan(this.config, keep!.span, keep!.params, piece));
@@ -364,6 +371,7 @@ export class PoolService {
         { config: this.config, span: piece, holdersOf: (l) => this.liveHoldersOf(l), signal: this.ac.signal },
       );
       sources = [...sources, ...d.sources];
+      round ??= d.round;
       parts.push(d.params);
     }
     const size = parts.reduce((s, p) => s + p.length, 0);
@@ -385,17 +393,18 @@ export class PoolService {
     } finally {
       this.swapping = false;
     }
-    this.log.info('weights fetched from peers and verified', { span: `${span.start}:${span.end}`, sources: [...new Set(sources)].length, hash });
-    await this.adopt(span, hash, 'peers', t0);
+    // round: the holders' closed outer round these weights are the state after (undefined: nobody trains them)
+    this.log.info('weights fetched from peers and verified', { span: `${span.start}:${span.end}`, sources: [...new Set(sources)].length, hash, round: round ?? null });
+    await this.adopt(span, hash, 'peers', t0, round);
   }
 
-  private async adopt(span: PoolSpan, hash: string, source: 'local' | 'peers' | 'external', t0: number): Promise<void> {
+  private async adopt(span: PoolSpan, hash: string, source: 'local' | 'peers' | 'external', t0: number, round?: number): Promise<void> {
     this.held = { start: span.start, end: span.end };
     this.hash = hash;
     this.paramsCache = undefined;
     this.handler.clearCache();
     await this.o.network.holdSpan(this.held);
-    this.events.emit('span:held', { span: { ...this.held }, hash, source, ms: this.clock.now() - t0 });
+    this.events.emit('span:held', { span: { ...this.held }, hash, source, ms: this.clock.now() - t0, ...(round === undefined ? {} : { round }) });
   }
 
   private async rebalance(): Promise<void> {

@@ -56,6 +56,29 @@ export interface WeightsSource {
   params(): Promise<Float32Array>;
   /** The network's config and tokenizer files, served to nodes without them (./model-files.ts); undefined: none. */
   modelFiles?(): ModelFileSet | undefined;
+  /**
+   * A training holder's weights after its last closed outer rounds (training/sync.ts keeps a few), oldest first.
+   * While it has any, a head names the newest round's figures, and a request naming a round is served that round's
+   * weights: holders of a layer agree on them bit for bit after each round, while their moving weights change with
+   * every inner step (a joiner could not find two holders agreeing on those).
+   */
+  rounds?(): readonly RoundWeights[];
+}
+
+/** The weights of a span after a closed outer round (θ, not the optimizer state). */
+export interface RoundWeights {
+  round: number;
+  /** The span these parameters cover (the outer sync's; the held span or one it held before a move). */
+  span: Span;
+  /** [ParamLayout(span).size] flat parameters. Never written after it is handed out. */
+  params: Float32Array;
+}
+
+/** A holder no longer keeps the round a request names (it closed newer ones); not the holder's fault. */
+export class RoundGoneError extends NeuroShardError {
+  constructor(message: string, meta?: Record<string, unknown>) {
+    super('CHECKPOINT_ROUND_GONE', message, { fault: 'caller', meta });
+  }
 }
 
 interface Prepared {
@@ -66,24 +89,31 @@ interface Prepared {
 
 /** The `checkpoint` stream handler over a WeightsSource. */
 export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CHUNK_DATA_BYTES): ServerStreamHandler<CheckpointRequest, CheckpointChunk> & { clearCache(): void } {
-  // span payloads and their hashes, keyed by "heldStart:heldEnd/start:end" (heads are asked repeatedly)
+  // span payloads and their hashes, keyed by the source buffer's id and "start:end" (heads are asked repeatedly)
   const cache = new Map<string, Prepared>();
-  const prepare = async (want: Span): Promise<Prepared> => {
+  const ids = new WeakMap<Float32Array, number>();
+  let nextId = 0;
+  const prepare = async (want: Span, round: number | undefined): Promise<Prepared & { round: number | undefined }> => {
     const config = src.config();
     const held = src.held();
     if (config === undefined || held === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no layers', { fault: 'caller' });
     if (!(want.start >= held.start && want.end <= held.end && want.start < want.end)) {
       throw new NeuroShardError('CHECKPOINT_SPAN_NOT_HELD', `layers [${want.start}, ${want.end}) are not inside the held [${held.start}, ${held.end})`, { fault: 'caller' });
     }
-    const key = `${held.start}:${held.end}/${want.start}:${want.end}`;
+    const r = roundSource(src.rounds?.() ?? [], want, round);
+    if (round !== undefined && r === undefined) throw new RoundGoneError(`the weights of layers [${want.start}, ${want.end}) after round ${round} are not kept here`, { round });
+    const from = r === undefined ? { span: held, params: await src.params() } : r;
+    let id = ids.get(from.params);
+    if (id === undefined) ids.set(from.params, (id = nextId++));
+    const key = `${id}/${want.start}:${want.end}`;
     const hit = cache.get(key);
-    if (hit !== undefined) return hit;
-    const p = sliceSpan(config, held, await src.params(), want);
+    if (hit !== undefined) return { ...hit, round: r?.round };
+    const p = sliceSpan(config, from.span, from.params, want);
     const bytes = paramBytes(p);
     const prepared = { bytes, hash: spanHashOfParams(config, want, p), sha: sha256(bytes) };
     if (cache.size >= 64) cache.delete(cache.keys().next().value!);
     cache.set(key, prepared);
-    return prepared;
+    return { ...prepared, round: r?.round };
   };
   const handler = async function* (req: CheckpointRequest): AsyncGenerator<CheckpointChunk> {
     const files = modelFilesReply(src.modelFiles?.(), req);
@@ -99,19 +129,33 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
       return;
     }
     if (req.span === undefined) throw new NeuroShardError('RPC_BAD_REQUEST', 'checkpoint: span missing', { fault: 'caller' });
-    const p = await prepare(req.span);
+    const p = await prepare(req.span, req.round === undefined ? undefined : Number(req.round));
     const total = BigInt(p.bytes.byteLength);
     const name = `${req.span.start}:${req.span.end}`;
+    const round = p.round === undefined ? {} : { round: BigInt(p.round) };
     if (req.offset >= total) {
-      yield { name, offset: total, totalSize: total, data: new Uint8Array(0), modelHash: p.hash, sha256: p.sha };
+      yield { name, offset: total, totalSize: total, data: new Uint8Array(0), modelHash: p.hash, sha256: p.sha, ...round };
       return;
     }
     for (let o = Number(req.offset); o < p.bytes.byteLength; o += chunkBytes) {
       const data = p.bytes.subarray(o, Math.min(p.bytes.byteLength, o + chunkBytes));
-      yield { name, offset: BigInt(o), totalSize: total, data, modelHash: p.hash, sha256: p.sha };
+      yield { name, offset: BigInt(o), totalSize: total, data, modelHash: p.hash, sha256: p.sha, ...round };
     }
   };
   return Object.assign(handler, { clearCache: () => cache.clear() });
+}
+
+/**
+ * The round weights a request is served from (pure): the named round's, or without a name the newest round's,
+ * among the kept rounds whose span covers `want`; undefined when none (then the held weights serve).
+ */
+export function roundSource(rounds: readonly RoundWeights[], want: Span, round: number | undefined): RoundWeights | undefined {
+  let best: RoundWeights | undefined;
+  for (const r of rounds) {
+    if (!(want.start >= r.span.start && want.end <= r.span.end)) continue;
+    if (round !== undefined ? r.round === round : best === undefined || r.round > best.round) best = r;
+  }
+  return best;
 }
 
 /** Points taken from a holder that sent weights not matching the agreed hash (p2p/peer-score.ts PENALTY.forged). */
@@ -143,20 +187,71 @@ export async function fetchConfig(deps: DownloadDeps, holders: readonly string[]
   throw new WeightsUnavailableError('no holder answered with the model config', { holders: holders.length });
 }
 
-interface Head {
+/** A unit's figures as one holder states them. */
+export interface Head {
   total: bigint;
   hash: string;
   sha: string;
+  /** The closed outer round they are the weights after; undefined: the holder's weights outside the rounds. */
+  round?: number;
+}
+
+export interface HeadAnswer {
+  peer: string;
+  h: Head;
 }
 
 function headKey(h: Head): string {
-  return `${h.total}/${h.hash}/${h.sha}`;
+  return `${h.round ?? '-'}/${h.total}/${h.hash}/${h.sha}`;
 }
 
-async function askHead(deps: DownloadDeps, peer: string, unit: Span, signal: AbortSignal | undefined): Promise<Head> {
-  for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: '', span: unit, offset: HEAD_OFFSET }, { signal, timeoutMs: 15_000 })) {
+function roundOf(c: CheckpointChunk): number | undefined {
+  return c.round === undefined ? undefined : Number(c.round);
+}
+
+/**
+ * The figures a unit is taken with (pure): those that at least two holders state (the only holder's when one
+ * answered, and `heard` counts no other: the genesis node at the start), and strictly more holders than any other
+ * figures; undefined when no
+ * such figures exist (the download fails and the pool tries again at its next round). `outvoted`: holders that
+ * stated other figures.
+ */
+export function voteHeads(answers: readonly HeadAnswer[], heard = answers.length): { head: Head; peers: string[]; outvoted: string[] } | undefined {
+  const votes = new Map<string, { h: Head; peers: string[] }>();
+  for (const a of answers) {
+    const k = headKey(a.h);
+    const v = votes.get(k) ?? { h: a.h, peers: [] };
+    v.peers.push(a.peer);
+    votes.set(k, v);
+  }
+  const ranked = [...votes.values()].sort((a, b) => b.peers.length - a.peers.length || (a.h.hash < b.h.hash ? -1 : 1));
+  const top = ranked[0];
+  const need = Math.max(answers.length, heard) >= 2 ? 2 : 1;
+  if (top === undefined || top.peers.length < need || (ranked[1] !== undefined && ranked[1].peers.length === top.peers.length)) return undefined;
+  return { head: top.h, peers: top.peers, outvoted: ranked.slice(1).flatMap((v) => v.peers) };
+}
+
+/**
+ * The one closed round a span is downloaded at (pure), from the rounds the holders' heads named (undefined: a
+ * holder outside the rounds): the round named most often, ties to the older. Holders of a layer close a round
+ * together but not in the same instant, and a download that took each layer at its own round would mix states;
+ * holders keep their last few rounds (training/sync.ts STATUS_HISTORY), so one a round ahead still serves the
+ * round before, while one a round behind cannot serve the next yet. Undefined when no head named a round.
+ */
+export function roundTarget(rounds: readonly (number | undefined)[]): number | undefined {
+  const tally = new Map<number, number>();
+  for (const r of rounds) if (r !== undefined) tally.set(r, (tally.get(r) ?? 0) + 1);
+  let best: number | undefined;
+  let bestN = 0;
+  for (const [r, n] of tally) if (n > bestN || (n === bestN && best !== undefined && r < best)) [best, bestN] = [r, n];
+  return best;
+}
+
+async function askHead(deps: DownloadDeps, peer: string, unit: Span, round: number | undefined, signal: AbortSignal | undefined): Promise<Head> {
+  for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: '', span: unit, offset: HEAD_OFFSET, ...(round === undefined ? {} : { round: BigInt(round) }) }, { signal, timeoutMs: 15_000 })) {
     if (c.sha256.byteLength !== 32 || c.modelHash.length !== 64) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', 'checkpoint head without hashes');
-    return { total: c.totalSize, hash: c.modelHash, sha: Buffer.from(c.sha256).toString('hex') };
+    const r = roundOf(c);
+    return { total: c.totalSize, hash: c.modelHash, sha: Buffer.from(c.sha256).toString('hex'), ...(r === undefined ? {} : { round: r }) };
   }
   throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', 'checkpoint head: empty stream');
 }
@@ -179,6 +274,8 @@ export interface DownloadedSpan {
   sources: string[];
   /** Units fetched again after a mismatch or a broken stream. */
   retries: number;
+  /** The closed outer round whose weights these are, when the holders train (undefined: weights as held). */
+  round?: number;
 }
 
 /**
@@ -231,45 +328,56 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     log.warn('penalised a weights holder', { peer, why });
   };
 
-  // 1. agreed figures per unit
-  const agreed = await Promise.all(
-    units.map(async (u) => {
-      const holders = o.holdersOf(u.start).filter((p) => !bad.has(p));
-      if (holders.length === 0) throw new WeightsUnavailableError(`no live holder of layer ${u.start}`, { layer: u.start });
-      const expectBytes = BigInt(spanPayloadBytes(o.config, u));
-      const heads = await Promise.all(
-        holders.slice(0, HEAD_QUORUM_ASKED).map(async (peer) => {
-          try {
-            const h = await slots.with(peer, () => askHead(deps, peer, u, o.signal));
-            if (h.total !== expectBytes) {
-              penalise(peer, `layer ${u.start}: ${h.total} bytes announced, ${expectBytes} expected`);
-              return undefined;
-            }
-            return { peer, h };
-          } catch (e) {
-            log.debug('checkpoint head failed', { peer, layer: u.start, error: errorMessage(e) });
+  // 1. agreed figures per unit: first every unit's heads as the holders choose (a training holder names the
+  // newest round it closed); when they name rounds, one round for the whole span (roundTarget), and holders that
+  // named another are asked for that round's figures, so that every unit comes from the same closed round
+  const askHeads = async (u: Span, peers: readonly string[], round: number | undefined): Promise<HeadAnswer[]> => {
+    const expectBytes = BigInt(spanPayloadBytes(o.config, u));
+    const heads = await Promise.all(
+      peers.map(async (peer) => {
+        try {
+          const h = await slots.with(peer, () => askHead(deps, peer, u, round, o.signal));
+          if (h.total !== expectBytes) {
+            penalise(peer, `layer ${u.start}: ${h.total} bytes announced, ${expectBytes} expected`);
             return undefined;
           }
-        }),
-      );
-      const answered = heads.filter((x) => x !== undefined);
-      const votes = new Map<string, { h: Head; peers: string[] }>();
-      for (const a of answered) {
-        const k = headKey(a.h);
-        const v = votes.get(k) ?? { h: a.h, peers: [] };
-        v.peers.push(a.peer);
-        votes.set(k, v);
+          // a holder asked for a round must answer with that round's figures
+          if (round !== undefined && h.round !== round) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${u.start}: asked for round ${round}, answered ${h.round}`);
+          return { peer, h };
+        } catch (e) {
+          log.debug('checkpoint head failed', { peer, layer: u.start, round, error: errorMessage(e) });
+          return undefined;
+        }
+      }),
+    );
+    return heads.filter((x) => x !== undefined);
+  };
+  const first = await Promise.all(
+    units.map(async (u) => {
+      const holders = o.holdersOf(u.start).filter((p) => !bad.has(p)).slice(0, HEAD_QUORUM_ASKED);
+      if (holders.length === 0) throw new WeightsUnavailableError(`no live holder of layer ${u.start}`, { layer: u.start });
+      return { unit: u, holders, answers: await askHeads(u, holders, undefined) };
+    }),
+  );
+  const round = roundTarget(first.flatMap((f) => f.answers.map((a) => a.h.round)));
+  const agreed = await Promise.all(
+    first.map(async ({ unit: u, holders, answers }) => {
+      let answered = answers.filter((a) => !bad.has(a.peer));
+      // units that holders serve from rounds are taken at the span's round; the others (nobody trains them) as held
+      if (round !== undefined && answered.some((a) => a.h.round !== undefined)) {
+        const at = answered.filter((a) => a.h.round === round);
+        const ask = holders.filter((p) => !bad.has(p) && !at.some((a) => a.peer === p));
+        answered = [...at, ...(ask.length === 0 ? [] : await askHeads(u, ask, round))];
       }
-      const ranked = [...votes.values()].sort((a, b) => b.peers.length - a.peers.length || (a.h.hash < b.h.hash ? -1 : 1));
-      const top = ranked[0];
-      const need = answered.length >= 2 ? 2 : 1;
-      if (top === undefined || top.peers.length < need || (ranked[1] !== undefined && ranked[1].peers.length === top.peers.length)) {
-        throw new WeightsUnavailableError(`holders of layer ${u.start} do not agree on its hash`, { layer: u.start, answers: answered.length, distinct: votes.size });
+      // a holder that answered at first but lacks the span's round still counts: one answer then is not enough
+      const v = voteHeads(answered, answers.length);
+      if (v === undefined) {
+        throw new WeightsUnavailableError(`holders of layer ${u.start} do not agree on its hash${round === undefined ? '' : ` after round ${round}`}`, { layer: u.start, round, answers: answered.length, distinct: new Set(answered.map((a) => headKey(a.h))).size });
       }
       // holders whose figures disagree with the agreed ones serve nothing to us
-      for (const v of ranked.slice(1)) for (const p of v.peers) bad.add(p);
-      const others = holders.filter((p) => !top.peers.includes(p) && !bad.has(p));
-      return { unit: u, head: top.h, peers: [...top.peers, ...others] };
+      for (const p of v.outvoted) bad.add(p);
+      const others = o.holdersOf(u.start).filter((p) => !v.peers.includes(p) && !bad.has(p));
+      return { unit: u, head: v.head, peers: [...v.peers, ...others] };
     }),
   );
 
@@ -293,8 +401,8 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
       lastPeer = peer;
       try {
         await slots.with(peer, async () => {
-          for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have) }, { signal: o.signal, timeoutMs: 30_000 })) {
-            if (c.totalSize !== a.head.total || c.modelHash !== a.head.hash || Buffer.from(c.sha256).toString('hex') !== a.head.sha) {
+          for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have), ...(a.head.round === undefined ? {} : { round: BigInt(a.head.round) }) }, { signal: o.signal, timeoutMs: 30_000 })) {
+            if (c.totalSize !== a.head.total || c.modelHash !== a.head.hash || Buffer.from(c.sha256).toString('hex') !== a.head.sha || roundOf(c) !== a.head.round) {
               throw new WeightsMismatchError(`layer ${a.unit.start}: the stream names other figures than the agreed ones`, { peer });
             }
             if (c.offset !== BigInt(have)) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${a.unit.start}: chunk at ${c.offset}, expected ${have}`);
@@ -344,5 +452,5 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     off += b.byteLength;
   }
   const params = bytesToParams(all);
-  return { params, hash: spanHashOfParams(o.config, o.span, params), sources: [...sources], retries };
+  return { params, hash: spanHashOfParams(o.config, o.span, params), sources: [...sources], retries, ...(round === undefined ? {} : { round }) };
 }

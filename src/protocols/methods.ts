@@ -319,6 +319,11 @@ export const gradientExchange: UnaryMethod<pb.GradientExchangeRequest, pb.Gradie
   },
 };
 
+/** An outer round number on the checkpoint stream: −1 (the state a node entered round 0 with) up to 2^48. */
+function checkRound(r: bigint | undefined, what: string): void {
+  if (r !== undefined && (r < -1n || r > 2n ** 48n)) throw malformed(`${what}: ${r} is out of range`);
+}
+
 /** Largest checkpoint chunk. */
 export const CHECKPOINT_CHUNK_BYTES = 4 * MiB;
 
@@ -337,12 +342,14 @@ export const checkpoint: ServerStreamMethod<pb.CheckpointRequest, pb.CheckpointC
   validateRequest: (r) => {
     checkId(r.modelHash, 'checkpoint.model_hash');
     checkSpan(r.span, 'checkpoint.span');
+    checkRound(r.round, 'checkpoint.round');
   },
   validateResponse: (r) => {
     checkId(r.name, 'checkpoint.name');
     checkId(r.modelHash, 'checkpoint.model_hash');
     if (r.sha256.byteLength !== 0 && r.sha256.byteLength !== 32) throw malformed('checkpoint.sha256: not 32 bytes');
     if (r.offset + BigInt(r.data.byteLength) > r.totalSize) throw malformed('checkpoint: chunk past the total size');
+    checkRound(r.round, 'checkpoint.round');
   },
 };
 

@@ -235,6 +235,15 @@ export class OuterSync {
     return { round: this.roundNo, innerStep: this.innerSteps, phase: this.phase, bytesSent: this.bytesSent, bytesReceived: this.bytesReceived, lastRound: this.last, hashes };
   }
 
+  /**
+   * θ after each closed round we keep (oldest first; round −1 is the state this node entered round 0 with), as the
+   * flat buffer of our layout: what the layer pool serves joiners (pool/transfer.ts). Holders of a layer leave a
+   * round with bit-identical θ, so these are figures they agree on while their live weights move every step.
+   */
+  closedWeights(): { round: number; params: Float32Array }[] {
+    return this.closed.map((c) => ({ round: c.round, params: c.params }));
+  }
+
   /** The state of a layer after a closed round we keep (the state RPC), or undefined. */
   layerState(round: number, layer: string): LayerState | undefined {
     const c = this.closed.find((x) => x.round === round);

@@ -4191,6 +4191,7 @@ export interface CheckpointRequest {
   modelHash: string
   span?: Span
   offset: bigint
+  round?: bigint
 }
 
 export namespace CheckpointRequest {
@@ -4216,6 +4217,11 @@ export namespace CheckpointRequest {
         if ((obj.offset != null && obj.offset !== 0n)) {
           w.uint32(24)
           w.uint64(obj.offset)
+        }
+
+        if (obj.round != null) {
+          w.uint32(32)
+          w.sint64(obj.round)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -4245,6 +4251,10 @@ export namespace CheckpointRequest {
             }
             case 3: {
               obj.offset = reader.uint64()
+              break
+            }
+            case 4: {
+              obj.round = reader.sint64()
               break
             }
             default: {
@@ -4283,6 +4293,13 @@ export namespace CheckpointRequest {
               }
               break
             }
+            case 4: {
+              yield {
+                field: `${prefix}.round`,
+                value: reader.sint64()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -4315,6 +4332,11 @@ export namespace CheckpointRequest {
     value: bigint
   }
 
+  export interface CheckpointRequestRoundFieldEvent {
+    field: '$.round'
+    value: bigint
+  }
+
   export function encode (obj: Partial<CheckpointRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, CheckpointRequest.codec())
   }
@@ -4323,7 +4345,7 @@ export namespace CheckpointRequest {
     return decodeMessage(buf, CheckpointRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointRequest>): Generator<CheckpointRequestModelHashFieldEvent | CheckpointRequestSpanStartFieldEvent | CheckpointRequestSpanEndFieldEvent | CheckpointRequestOffsetFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointRequest>): Generator<CheckpointRequestModelHashFieldEvent | CheckpointRequestSpanStartFieldEvent | CheckpointRequestSpanEndFieldEvent | CheckpointRequestOffsetFieldEvent | CheckpointRequestRoundFieldEvent> {
     return streamMessage(buf, CheckpointRequest.codec(), opts)
   }
 }
@@ -4335,6 +4357,7 @@ export interface CheckpointChunk {
   data: Uint8Array<ArrayBuffer>
   modelHash: string
   sha256: Uint8Array<ArrayBuffer>
+  round?: bigint
 }
 
 export namespace CheckpointChunk {
@@ -4375,6 +4398,11 @@ export namespace CheckpointChunk {
         if ((obj.sha256 != null && obj.sha256.byteLength > 0)) {
           w.uint32(50)
           w.bytes(obj.sha256)
+        }
+
+        if (obj.round != null) {
+          w.uint32(56)
+          w.sint64(obj.round)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -4418,6 +4446,10 @@ export namespace CheckpointChunk {
             }
             case 6: {
               obj.sha256 = reader.bytes()
+              break
+            }
+            case 7: {
+              obj.round = reader.sint64()
               break
             }
             default: {
@@ -4477,6 +4509,13 @@ export namespace CheckpointChunk {
               }
               break
             }
+            case 7: {
+              yield {
+                field: `${prefix}.round`,
+                value: reader.sint64()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -4519,6 +4558,11 @@ export namespace CheckpointChunk {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface CheckpointChunkRoundFieldEvent {
+    field: '$.round'
+    value: bigint
+  }
+
   export function encode (obj: Partial<CheckpointChunk>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, CheckpointChunk.codec())
   }
@@ -4527,7 +4571,7 @@ export namespace CheckpointChunk {
     return decodeMessage(buf, CheckpointChunk.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointChunk>): Generator<CheckpointChunkNameFieldEvent | CheckpointChunkOffsetFieldEvent | CheckpointChunkTotalSizeFieldEvent | CheckpointChunkDataFieldEvent | CheckpointChunkModelHashFieldEvent | CheckpointChunkSha256FieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointChunk>): Generator<CheckpointChunkNameFieldEvent | CheckpointChunkOffsetFieldEvent | CheckpointChunkTotalSizeFieldEvent | CheckpointChunkDataFieldEvent | CheckpointChunkModelHashFieldEvent | CheckpointChunkSha256FieldEvent | CheckpointChunkRoundFieldEvent> {
     return streamMessage(buf, CheckpointChunk.codec(), opts)
   }
 }

@@ -12,7 +12,7 @@ import { PeerScoreTable } from '../../../src/p2p/peer-score.js';
 import * as methods from '../../../src/protocols/methods.js';
 import type { CheckpointChunk, CheckpointRequest } from '../../../src/protocols/pb/node.js';
 import { RpcNode, type CallContext } from '../../../src/protocols/rpc/service.js';
-import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError } from '../../../src/pool/transfer.js';
+import { checkpointHandler, downloadSpan, fetchConfig, roundSource, roundTarget, voteHeads, WeightsUnavailableError, type RoundWeights } from '../../../src/pool/transfer.js';
 import { sliceSpan, spanHashOfParams } from '../../../src/pool/weights.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { createLogger } from '../../../src/util/logger.js';
@@ -133,5 +133,124 @@ describe('checkpoint stream', () => {
     // asking for layers past the holder's span: the holder answers a typed error, the download fails cleanly
     const wide = { ...CONFIG, num_hidden_layers: L + 2 };
     await assert.rejects(downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: wide, span: { start: L, end: L + 1 }, holdersOf: () => s.peers }), (e: unknown) => isNeuroShardError(e));
+  });
+});
+
+/** Holders that train: each has its own moving weights and the weights after the outer rounds it closed. */
+async function trainingSwarm(holders: { moving: number; rounds: { round: number; seed: number }[] }[]) {
+  const hub = new MemoryHub();
+  const client = hub.createNode('client');
+  await client.start();
+  const scores = new PeerScoreTable();
+  const rpc = new RpcNode({ network: client, networkId: NET, scores });
+  const peers: string[] = [];
+  const whole = { start: 0, end: L };
+  for (const [i, h] of holders.entries()) {
+    const id = `trainer${i}`;
+    const n = hub.createNode(id);
+    await n.start();
+    const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
+    const moving = modelParams(h.moving);
+    const rounds: RoundWeights[] = h.rounds.map((x) => ({ round: x.round, span: whole, params: modelParams(x.seed) }));
+    await r.handle(methods.checkpoint, checkpointHandler({ config: () => CONFIG, held: () => whole, params: () => Promise.resolve(moving), rounds: () => rounds }));
+    peers.push(id);
+  }
+  return { rpc, scores, peers };
+}
+
+describe('checkpoint stream from holders that train (weights of a closed outer round)', () => {
+  it('roundTarget: the round most heads name, ties to the older; none when no head names one', () => {
+    assert.equal(roundTarget([]), undefined);
+    assert.equal(roundTarget([undefined, undefined]), undefined);
+    assert.equal(roundTarget([5, 5, 4]), 5);
+    assert.equal(roundTarget([5, 4]), 4, 'a holder a round ahead still keeps the round before; one behind lacks the next');
+    assert.equal(roundTarget([undefined, 7]), 7);
+    assert.equal(roundTarget([-1, -1, 0]), -1);
+  });
+
+  it('voteHeads: two agreeing beat one; a tie or no pair is no agreement; a lone answer is taken', () => {
+    const h = (hash: string, round?: number) => ({ total: 8n, hash: hash.repeat(64), sha: 's'.repeat(64), ...(round === undefined ? {} : { round }) });
+    assert.deepEqual(voteHeads([{ peer: 'a', h: h('1', 3) }, { peer: 'b', h: h('1', 3) }, { peer: 'c', h: h('2', 3) }])?.outvoted, ['c']);
+    assert.equal(voteHeads([{ peer: 'a', h: h('1', 3) }, { peer: 'b', h: h('2', 3) }]), undefined);
+    // the same weights named for different rounds are different figures
+    assert.equal(voteHeads([{ peer: 'a', h: h('1', 3) }, { peer: 'b', h: h('1', 4) }]), undefined);
+    assert.deepEqual(voteHeads([{ peer: 'a', h: h('1') }])?.peers, ['a']);
+    // a second holder was heard but could not answer at the span's round: one answer is not enough then
+    assert.equal(voteHeads([{ peer: 'a', h: h('1', 3) }], 2), undefined);
+    assert.equal(voteHeads([]), undefined);
+  });
+
+  it('roundSource: the named round, or the newest; only rounds whose span covers the request', () => {
+    const p = new Float32Array(1);
+    const rs: RoundWeights[] = [
+      { round: 1, span: { start: 0, end: 2 }, params: p },
+      { round: 2, span: { start: 0, end: 2 }, params: p },
+      { round: 3, span: { start: 2, end: 4 }, params: p },
+    ];
+    assert.equal(roundSource(rs, { start: 0, end: 1 }, undefined)?.round, 2);
+    assert.equal(roundSource(rs, { start: 0, end: 1 }, 1)?.round, 1);
+    assert.equal(roundSource(rs, { start: 0, end: 1 }, 3), undefined);
+    assert.equal(roundSource(rs, { start: 2, end: 3 }, undefined)?.round, 3);
+    assert.equal(roundSource([], { start: 0, end: 1 }, undefined), undefined);
+  });
+
+  it('holders whose live weights all differ agree on their last closed round: that round is downloaded, nobody penalised', async () => {
+    // three trainers, each a few steps into the next round (moving weights 11, 12, 13): round 4 is the state after
+    const s = await trainingSwarm([
+      { moving: 11, rounds: [{ round: 3, seed: 3 }, { round: 4, seed: 4 }] },
+      { moving: 12, rounds: [{ round: 3, seed: 3 }, { round: 4, seed: 4 }] },
+      { moving: 13, rounds: [{ round: 3, seed: 3 }, { round: 4, seed: 4 }] },
+    ]);
+    const d = await downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: CONFIG, span: { start: 0, end: L }, holdersOf: () => s.peers });
+    assert.equal(d.round, 4);
+    assert.deepEqual(d.params, modelParams(4));
+    assert.equal(d.retries, 0);
+    for (const p of s.peers) assert.equal(s.scores.score(p), 0, `${p} not penalised`);
+  });
+
+  it('holders a round apart: the span comes whole from the round they all keep, not layer by layer from mixed rounds', async () => {
+    // holder 0 closed round 5 already; holder 1 is still collecting it (its newest is 4): both serve round 4
+    const s = await trainingSwarm([
+      { moving: 11, rounds: [{ round: 4, seed: 4 }, { round: 5, seed: 5 }] },
+      { moving: 12, rounds: [{ round: 3, seed: 3 }, { round: 4, seed: 4 }] },
+    ]);
+    const d = await downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: CONFIG, span: { start: 1, end: L }, holdersOf: () => s.peers });
+    assert.equal(d.round, 4);
+    assert.deepEqual(d.params, sliceSpan(CONFIG, { start: 0, end: L }, modelParams(4), { start: 1, end: L }));
+    assert.equal(d.sources.length, 2, 'both holders served units');
+    for (const p of s.peers) assert.equal(s.scores.score(p), 0, `${p} not penalised`);
+  });
+
+  it('a round a holder no longer keeps: a typed error of the caller, and the holder is not penalised', async () => {
+    const s = await trainingSwarm([{ moving: 11, rounds: [{ round: 6, seed: 6 }] }]);
+    const stream = s.rpc.serverStream(s.peers[0]!, methods.checkpoint, { modelHash: '', span: { start: 0, end: 1 }, offset: 0n, round: 2n }, { timeoutMs: 10_000 });
+    await assert.rejects(
+      (async () => {
+        for await (const c of stream) void c;
+      })(),
+      (e: unknown) => isNeuroShardError(e) && e.code === 'CHECKPOINT_ROUND_GONE' && e.fault === 'local', // the caller's fault, as the caller sees it
+    );
+    // two trainers whose kept rounds do not overlap cannot agree: no download, no penalty
+    const t = await trainingSwarm([
+      { moving: 11, rounds: [{ round: 9, seed: 9 }] },
+      { moving: 12, rounds: [{ round: 2, seed: 2 }] },
+    ]);
+    await assert.rejects(
+      downloadSpan({ rpc: t.rpc, scores: t.scores }, { config: CONFIG, span: { start: 0, end: 1 }, holdersOf: () => t.peers }),
+      (e: unknown) => e instanceof WeightsUnavailableError,
+    );
+    for (const p of t.peers) assert.equal(t.scores.score(p), 0);
+  });
+
+  it('a holder outside the rounds (weights it does not train) is outvoted by trainers at their round', async () => {
+    const hub = await trainingSwarm([
+      { moving: 11, rounds: [{ round: 2, seed: 2 }] },
+      { moving: 12, rounds: [{ round: 2, seed: 2 }] },
+      { moving: 2, rounds: [] },
+    ]);
+    const d = await downloadSpan({ rpc: hub.rpc, scores: hub.scores }, { config: CONFIG, span: { start: 0, end: 2 }, holdersOf: () => hub.peers });
+    assert.equal(d.round, 2);
+    assert.deepEqual(d.params, sliceSpan(CONFIG, { start: 0, end: L }, modelParams(2), { start: 0, end: 2 }));
+    assert.ok(!d.sources.includes('trainer2'), 'the holder without rounds served nothing');
   });
 });
