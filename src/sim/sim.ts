@@ -20,7 +20,7 @@ import { holderRecordNamespace } from '../protocols/dht-records.js';
 import { encodeHolderRecord, freshHolderRecord } from '../protocols/holder-record.js';
 import { holderKey } from '../protocols/ids.js';
 import { LivenessTracker } from '../protocols/liveness.js';
-import { BanList, chooseRoute, type HolderView } from '../router/route.js';
+import { BanList, chooseRouteAvoiding, type HolderView } from '../router/route.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { CONTINENTS, EventQueue, LAN_SHARE, LINK_CLASSES, MACHINE_MIX, Rng, SESSION, exponential, logNormal, modelFor, pick } from './world.js';
 
@@ -94,6 +94,12 @@ export interface SimResult {
   lookups: number;
   sybil_eclipsed_layer_lookups: number | null;
   signatures: { signed: number; verified_lookups: number };
+  /**
+   * Failed routes by cause: no_chain = chooseRoute found no chain of holders in the view (layers nobody usable
+   * holds), hops = every attempt hit a hop that did not serve; partitioned = failures while the partition was on,
+   * forming = failures before scoring starts (routes are sent from 150 s on and all of them count in route_success).
+   */
+  route_failures: { no_chain: number; hops: number; partitioned: number; forming: number };
   events: number;
 }
 
@@ -317,6 +323,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   let replicaSum = 0;
   let routesOk = 0;
   let routesAll = 0;
+  const routeFailures = { no_chain: 0, hops: 0, partitioned: 0, forming: 0 };
   let lookupsOk = 0;
   let lookupsAll = 0;
   const lookupMs: number[] = [];
@@ -357,7 +364,8 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     withdrawn.delete(n.peerId);
     const view = poolView(viewOf(n));
     const cap = { maxLayers: maxLayers(n), layerTokensPerSec: layerTps(n) };
-    const span = chooseSpan(view, cap, { requireCovered: view.holders.length > 0 });
+    // as the node's pool does (pool/service.ts place): full ties broken by the joiner's peer id
+    const span = chooseSpan(view, cap, { requireCovered: view.holders.length > 0, tieBreak: n.peerId });
     if (span !== undefined) beginHold(n, span, genesis);
     // mesh: D random live peers on our side
     graft(n);
@@ -526,11 +534,16 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec });
       }
       let ok = false;
+      let noChain = false;
+      // as the driver does (router/driver.ts): banned peers only when nobody else covers the layers, this
+      // request's own failures never
+      const failed = new Set<string>();
       for (let a = 0; a < SIM.routeAttempts && !ok; a++) {
         let chain;
         try {
-          chain = chooseRoute(hv, { start: 0, end: L }, { random: () => rng.next(), exclude: bans[v]!.banned(q.nowMs) });
+          chain = chooseRouteAvoiding(hv, { start: 0, end: L }, { random: () => rng.next(), banned: bans[v]!.banned(q.nowMs), failed });
         } catch {
+          noChain = true;
           break;
         }
         ok = true;
@@ -539,6 +552,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
           const serves = n.up && !n.sybil && n.span !== undefined && n.span.start === hop.span.start && n.span.end === hop.span.end && reachable(c, n);
           if (!serves) {
             bans[v]!.fail(hop.peerId, q.nowMs);
+            failed.add(hop.peerId);
             ok = false;
             break;
           }
@@ -550,6 +564,11 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       if (ok) {
         routesOk++;
         winRoutes[0]!++;
+      } else {
+        if (noChain) routeFailures.no_chain++;
+        else routeFailures.hops++;
+        if (partitioned) routeFailures.partitioned++;
+        if (q.nowMs < warmupMs) routeFailures.forming++;
       }
     }
     q.after(SIM.routeEveryMs, route);
@@ -799,6 +818,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     lookups: lookupsAll,
     sybil_eclipsed_layer_lookups: opts.scenario === 'sybil' ? (eclipseChecks === 0 ? 0 : round(eclipsed / eclipseChecks, 5)) : null,
     signatures: { signed, verified_lookups: verifiedLookups },
+    route_failures: routeFailures,
     events: q.ran,
   };
   return { result, series };
