@@ -20,7 +20,8 @@ import { holderRecordNamespace } from '../protocols/dht-records.js';
 import { encodeHolderRecord, freshHolderRecord } from '../protocols/holder-record.js';
 import { holderKey } from '../protocols/ids.js';
 import { LivenessTracker } from '../protocols/liveness.js';
-import { BanList, chooseRouteAvoiding, type HolderView } from '../router/route.js';
+import { DRIVER_DEFAULTS } from '../router/driver.js';
+import { BanList, chooseRouteAvoiding, type ChainHop, type HolderView } from '../router/route.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { CONTINENTS, EventQueue, LAN_SHARE, LINK_CLASSES, MACHINE_MIX, Rng, SESSION, exponential, logNormal, modelFor, pick } from './world.js';
 
@@ -63,7 +64,6 @@ export const SIM = {
   /** Tracked proofs per simulated minute (each node publishes one per 60 s window; a sample is followed). */
   trackedProofsPerMin: 4,
   routeEveryMs: 1_000,
-  routeAttempts: 3,
   hopTimeoutMs: 2_000,
   lookupEveryMs: 2_000,
   sampleMs: 5_000,
@@ -95,8 +95,8 @@ export interface SimResult {
   sybil_eclipsed_layer_lookups: number | null;
   signatures: { signed: number; verified_lookups: number };
   /**
-   * Failed routes by cause: no_chain = chooseRoute found no chain of holders in the view (layers nobody usable
-   * holds), hops = every attempt hit a hop that did not serve; partitioned = failures while the partition was on,
+   * Failed routes by cause: no_chain = no chain of holders in the view for the range or, after a failover, for the
+   * failed hop's layers (layers nobody usable holds), hops = more hop failures than the driver's failover limit; partitioned = failures while the partition was on,
    * forming = failures before scoring starts (routes are sent from 150 s on and all of them count in route_success).
    */
   route_failures: { no_chain: number; hops: number; partitioned: number; forming: number };
@@ -533,30 +533,47 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         if (n === undefined || p.state === 'dead' || p.heartbeat.span === undefined || withdrawn.has(p.peer)) continue;
         hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec });
       }
+      // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
+      // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,
+      // this request's failures never), up to the driver's failover limit
+      const failed = new Set<string>();
+      const bl = bans[v]!;
+      const plan = (range: PoolSpan): ChainHop[] | undefined => {
+        try {
+          return chooseRouteAvoiding(hv, range, { random: () => rng.next(), banned: bl.banned(q.nowMs), failed });
+        } catch {
+          return undefined;
+        }
+      };
       let ok = false;
       let noChain = false;
-      // as the driver does (router/driver.ts): banned peers only when nobody else covers the layers, this
-      // request's own failures never
-      const failed = new Set<string>();
-      for (let a = 0; a < SIM.routeAttempts && !ok; a++) {
-        let chain;
-        try {
-          chain = chooseRouteAvoiding(hv, { start: 0, end: L }, { random: () => rng.next(), banned: bans[v]!.banned(q.nowMs), failed });
-        } catch {
-          noChain = true;
-          break;
-        }
+      const chain = plan({ start: 0, end: L });
+      if (chain === undefined) noChain = true;
+      else {
         ok = true;
-        for (const hop of chain) {
+        let failovers = 0;
+        for (let i = 0; i < chain.length; ) {
+          const hop = chain[i]!;
           const n = byPeer.get(hop.peerId)!;
           const serves = n.up && !n.sybil && n.span !== undefined && n.span.start === hop.span.start && n.span.end === hop.span.end && reachable(c, n);
-          if (!serves) {
-            bans[v]!.fail(hop.peerId, q.nowMs);
-            failed.add(hop.peerId);
+          if (serves) {
+            bl.succeed(hop.peerId);
+            i++;
+            continue;
+          }
+          bl.fail(hop.peerId, q.nowMs);
+          failed.add(hop.peerId);
+          if (++failovers > DRIVER_DEFAULTS.maxFailovers) {
             ok = false;
             break;
           }
-          bans[v]!.succeed(hop.peerId);
+          const sub = plan(hop.span);
+          if (sub === undefined) {
+            ok = false;
+            noChain = true;
+            break;
+          }
+          chain.splice(i, 1, ...sub);
         }
       }
       routesAll++;
