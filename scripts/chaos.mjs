@@ -709,6 +709,8 @@ try {
           result.generate.typed_errors++;
           const k = `${g.status} ${g.json.error.code}`;
           result.generate.error_codes[k] = (result.generate.error_codes[k] ?? 0) + 1;
+          // one line per typed failure, beside the fault timeline, so that failures can be told apart by cause
+          say(`typed error from node ${n.i}: ${k}: ${String(g.json.error.message ?? '').slice(0, 240)}`);
         } else {
           result.generate.untyped_errors++;
           say(`untyped answer from node ${n.i}: ${g.status} ${g.text.slice(0, 200)}`);

@@ -16,8 +16,10 @@
  *   sorted throughputs lie pairwise within THROUGHPUT_TOLERANCE of each other count as equally fast, and the window
  *   with fewer live replicas in all wins (four equal joiners then split 2/2 instead of following noise 3/1); a
  *   clearer difference (a GPU node beside CPU nodes) still decides by throughput. Remaining ties go to the smaller
- *   sorted keys, then to the lowest start. The answer depends only on the view, so every node that sees the same
- *   registry computes the same placement.
+ *   sorted keys, then to the lowest start, or (ChooseOptions.tieBreak, which a joining node passes) to a window of
+ *   the tiling grid drawn by a hash of the node's peer id, so that joiners that see the same view do not herd onto
+ *   one window. The answer depends only on the view (and that string), so every node that sees the same registry
+ *   computes the same placement for a given node.
  *
  * The network's health (what "raises the bottleneck" measures) is the triple (missing layers, replica deficit =
  * Σ max(0, MIN_REPLICAS − liveReplicas_i), bottleneck = min_i throughput_i); fewer missing, then smaller deficit,
@@ -188,6 +190,17 @@ export interface ChooseOptions {
    */
   requireCovered?: boolean;
   have?: PoolSpan;
+  /**
+   * Breaks a full tie (windows equal in every key) by this string, normally the choosing node's peer id, instead of
+   * by the lowest start. Without it, joiners that place while only the same holders are visible (the genesis node
+   * alone, before any joiner has loaded and announced its span) all compute the same answer and herd onto the
+   * first window: in the chaos run every joiner took layers 0:2 and a kill of the genesis node left 2:4 uncovered
+   * (57 % of generations 503), and at 1,000 nodes every joiner started at layer 0 and the last layers had 5
+   * holders. Among tied windows it prefers those of the tiling grid (start a multiple of the span length, or the
+   * last window), so that joiners of one size tile the model, and among those the one whose hash with this string
+   * is smallest: an independent uniform draw per node, the same answer every time for one node and one view.
+   */
+  tieBreak?: string;
 }
 
 /**
@@ -211,10 +224,31 @@ export function chooseSpan(view: PoolView, cap: PoolCapacity, opts: ChooseOption
     let replicas = 0;
     for (let i = s; i < s + k; i++) replicas += c.replicas[i]!;
     const w: WindowKey = { start: s, sorted, replicas };
-    // strict "<": on a tie the earlier (lower) start stays
-    if (best === undefined || cmpWindow(w, best) < 0) best = w;
+    // strict "<": on a tie the earlier (lower) start stays, unless the caller breaks ties (opts.tieBreak)
+    const d = best === undefined ? -1 : cmpWindow(w, best);
+    if (d < 0 || (d === 0 && opts.tieBreak !== undefined && tieRank(w.start, k, c.numLayers, opts.tieBreak) < tieRank(best!.start, k, c.numLayers, opts.tieBreak))) best = w;
   }
   return best === undefined ? undefined : { start: best.start, end: best.start + k };
+}
+
+/** FNV-1a, 32 bits: a cheap, stable hash (no crypto needed: it only spreads ties). */
+function fnv1a(str: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < str.length; i++) {
+    h ^= str.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  // final avalanche (FNV's low bits vary little between strings that differ only at the end)
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  return h >>> 0;
+}
+
+/** Order among fully tied windows of length k (smaller first): grid windows first, then by hash with `salt`. */
+export function tieRank(start: number, k: number, numLayers: number, salt: string): number {
+  const grid = start % k === 0 || start === numLayers - k;
+  return (grid ? 0 : 2 ** 32) + fnv1a(`${salt}:${start}`);
 }
 
 interface WindowKey {

@@ -290,7 +290,9 @@ export class PoolService {
     // what the placement saw, so that a doubled span can be traced (a joiner that heard too few holders)
     this.log.info('placing on the view', { holders: seen.holders.filter((h) => h.peerId !== this.o.network.peerId).map((h) => `${h.peerId.slice(-8)}@${h.span.start}:${h.span.end}/${h.state}/${Math.round(h.tokensPerSec)}`) });
     if (typeof this.o.mode === 'object') span = this.o.mode;
-    else span = chooseSpan(seen, { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis });
+    // tieBreak: joiners that see the same holders (typically the genesis node alone) spread over the windows
+    // instead of all taking the first one (placement.ts, ChooseOptions.tieBreak)
+    else span = chooseSpan(seen, { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis, tieBreak: this.o.network.peerId });
     if (span === undefined) {
       this.log.info('the layer pool found no span for this node yet', { maxLayers: this.capacityFigures!.maxLayers });
       return;

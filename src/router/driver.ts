@@ -17,7 +17,7 @@
  */
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { type BanList, chooseRoute, type ChainHop, type HolderView } from './route.js';
+import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView } from './route.js';
 import { TextAssembler } from './text.js';
 
 export interface GenerationRequest {
@@ -170,8 +170,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     sampling: { temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed },
   };
   const failed = new Set<string>();
-  const exclude = (): Set<string> => new Set([...deps.bans.banned(deps.now()), ...failed]);
-  const plan = (range: { start: number; end: number }): ChainHop[] => chooseRoute(deps.holders(), range, { random: deps.random, exclude: exclude() });
+  // banned peers only when nobody else covers the range (route.ts chooseRouteAvoiding); this generation's failures never
+  const plan = (range: { start: number; end: number }): ChainHop[] => chooseRouteAvoiding(deps.holders(), range, { random: deps.random, banned: deps.bans.banned(deps.now()), failed });
 
   const route: RouteEntry[] = plan({ start: 0, end: L }).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [] }));
   const firstRoute = route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number] }));

@@ -173,6 +173,25 @@ export function chooseRoute(holders: readonly HolderView[], range: { start: numb
 }
 
 /**
+ * Route choice under a ban list: banned peers are avoided while the range can be covered without them, and used
+ * when it cannot. A ban is a preference for other replicas, not a verdict that the peer is gone (liveness says
+ * that): in the chaos run the genesis node was the only holder of layers 2:4, every generation during its 11 s
+ * outage failed on it and doubled its ban, and the ban (5 s, 10 s, 20 s, …) outlasted the restart, so entries
+ * answered 503 layers_uncovered while the node served again. `failed` (this generation's own failures) is always
+ * excluded, so a generation never retries a peer that failed it; the driver's failover limit bounds the retries.
+ */
+export function chooseRouteAvoiding(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string> }): ChainHop[] {
+  const { banned, failed, ...rest } = opts;
+  const exclude = new Set([...banned, ...failed]);
+  try {
+    return chooseRoute(holders, range, { ...rest, exclude });
+  } catch (e) {
+    if (!(e instanceof LayersUncoveredError) || banned.size === 0) throw e;
+    return chooseRoute(holders, range, { ...rest, exclude: failed });
+  }
+}
+
+/**
  * Peers that failed recently: a failure bans a peer for base·2^(n−1) ms (n: failures in a row, capped at maxMs);
  * a success clears its record. Time is passed in, so the table is pure and testable.
  */

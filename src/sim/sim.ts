@@ -20,7 +20,8 @@ import { holderRecordNamespace } from '../protocols/dht-records.js';
 import { encodeHolderRecord, freshHolderRecord } from '../protocols/holder-record.js';
 import { holderKey } from '../protocols/ids.js';
 import { LivenessTracker } from '../protocols/liveness.js';
-import { BanList, chooseRoute, type HolderView } from '../router/route.js';
+import { DRIVER_DEFAULTS } from '../router/driver.js';
+import { BanList, chooseRouteAvoiding, type ChainHop, type HolderView } from '../router/route.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { CONTINENTS, EventQueue, LAN_SHARE, LINK_CLASSES, MACHINE_MIX, Rng, SESSION, exponential, logNormal, modelFor, pick } from './world.js';
 
@@ -63,7 +64,6 @@ export const SIM = {
   /** Tracked proofs per simulated minute (each node publishes one per 60 s window; a sample is followed). */
   trackedProofsPerMin: 4,
   routeEveryMs: 1_000,
-  routeAttempts: 3,
   hopTimeoutMs: 2_000,
   lookupEveryMs: 2_000,
   sampleMs: 5_000,
@@ -94,6 +94,12 @@ export interface SimResult {
   lookups: number;
   sybil_eclipsed_layer_lookups: number | null;
   signatures: { signed: number; verified_lookups: number };
+  /**
+   * Failed routes by cause: no_chain = no chain of holders in the view for the range or, after a failover, for the
+   * failed hop's layers (layers nobody usable holds), hops = more hop failures than the driver's failover limit; partitioned = failures while the partition was on,
+   * forming = failures before scoring starts (routes are sent from 150 s on and all of them count in route_success).
+   */
+  route_failures: { no_chain: number; hops: number; partitioned: number; forming: number };
   events: number;
 }
 
@@ -317,6 +323,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   let replicaSum = 0;
   let routesOk = 0;
   let routesAll = 0;
+  const routeFailures = { no_chain: 0, hops: 0, partitioned: 0, forming: 0 };
   let lookupsOk = 0;
   let lookupsAll = 0;
   const lookupMs: number[] = [];
@@ -357,7 +364,8 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     withdrawn.delete(n.peerId);
     const view = poolView(viewOf(n));
     const cap = { maxLayers: maxLayers(n), layerTokensPerSec: layerTps(n) };
-    const span = chooseSpan(view, cap, { requireCovered: view.holders.length > 0 });
+    // as the node's pool does (pool/service.ts place): full ties broken by the joiner's peer id
+    const span = chooseSpan(view, cap, { requireCovered: view.holders.length > 0, tieBreak: n.peerId });
     if (span !== undefined) beginHold(n, span, genesis);
     // mesh: D random live peers on our side
     graft(n);
@@ -525,24 +533,47 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         if (n === undefined || p.state === 'dead' || p.heartbeat.span === undefined || withdrawn.has(p.peer)) continue;
         hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec });
       }
-      let ok = false;
-      for (let a = 0; a < SIM.routeAttempts && !ok; a++) {
-        let chain;
+      // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
+      // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,
+      // this request's failures never), up to the driver's failover limit
+      const failed = new Set<string>();
+      const bl = bans[v]!;
+      const plan = (range: PoolSpan): ChainHop[] | undefined => {
         try {
-          chain = chooseRoute(hv, { start: 0, end: L }, { random: () => rng.next(), exclude: bans[v]!.banned(q.nowMs) });
+          return chooseRouteAvoiding(hv, range, { random: () => rng.next(), banned: bl.banned(q.nowMs), failed });
         } catch {
-          break;
+          return undefined;
         }
+      };
+      let ok = false;
+      let noChain = false;
+      const chain = plan({ start: 0, end: L });
+      if (chain === undefined) noChain = true;
+      else {
         ok = true;
-        for (const hop of chain) {
+        let failovers = 0;
+        for (let i = 0; i < chain.length; ) {
+          const hop = chain[i]!;
           const n = byPeer.get(hop.peerId)!;
           const serves = n.up && !n.sybil && n.span !== undefined && n.span.start === hop.span.start && n.span.end === hop.span.end && reachable(c, n);
-          if (!serves) {
-            bans[v]!.fail(hop.peerId, q.nowMs);
+          if (serves) {
+            bl.succeed(hop.peerId);
+            i++;
+            continue;
+          }
+          bl.fail(hop.peerId, q.nowMs);
+          failed.add(hop.peerId);
+          if (++failovers > DRIVER_DEFAULTS.maxFailovers) {
             ok = false;
             break;
           }
-          bans[v]!.succeed(hop.peerId);
+          const sub = plan(hop.span);
+          if (sub === undefined) {
+            ok = false;
+            noChain = true;
+            break;
+          }
+          chain.splice(i, 1, ...sub);
         }
       }
       routesAll++;
@@ -550,6 +581,11 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       if (ok) {
         routesOk++;
         winRoutes[0]!++;
+      } else {
+        if (noChain) routeFailures.no_chain++;
+        else routeFailures.hops++;
+        if (partitioned) routeFailures.partitioned++;
+        if (q.nowMs < warmupMs) routeFailures.forming++;
       }
     }
     q.after(SIM.routeEveryMs, route);
@@ -799,6 +835,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     lookups: lookupsAll,
     sybil_eclipsed_layer_lookups: opts.scenario === 'sybil' ? (eclipseChecks === 0 ? 0 : round(eclipsed / eclipseChecks, 5)) : null,
     signatures: { signed, verified_lookups: verifiedLookups },
+    route_failures: routeFailures,
     events: q.ran,
   };
   return { result, series };

@@ -132,6 +132,56 @@ describe('chooseSpan', () => {
   });
 });
 
+describe('chooseSpan tieBreak (joiners that see the same view)', () => {
+  // the chaos run (4 nodes, 4 layers): three joiners placed within 3 s of each other, each saw only the genesis node,
+  // and all took 0:2; killing the genesis node then left 2:4 uncovered
+  const genesisOnly = (L: number): PoolView => view(L, h('genesis', 0, L, 1467));
+  const cap = (k: number): { maxLayers: number; layerTokensPerSec: number } => ({ maxLayers: k, layerTokensPerSec: 1165 });
+  const peers = Array.from({ length: 400 }, (_, i) => `16Uiu2HAm-peer-${i}`);
+
+  it('without it a full tie still goes to the lowest start (unchanged rule)', () => {
+    for (const p of peers.slice(0, 20)) assert.deepEqual(chooseSpan(genesisOnly(4), cap(2), { requireCovered: true }), { start: 0, end: 2 }, p);
+  });
+
+  it('spreads joiners over the tiling grid: both halves of a 4-layer model, every grid window of a 64-layer one', () => {
+    const starts = new Map<number, number>();
+    for (const p of peers) {
+      const s = chooseSpan(genesisOnly(4), cap(2), { requireCovered: true, tieBreak: p })!;
+      starts.set(s.start, (starts.get(s.start) ?? 0) + 1);
+    }
+    // only grid windows (0:2 and 2:4), each about half of the time
+    assert.deepEqual([...starts.keys()].sort(), [0, 2]);
+    for (const n of starts.values()) assert.ok(n > 150 && n < 250, `split ${JSON.stringify([...starts])}`);
+    // 64 layers, spans of 17: grid starts 0, 17, 34 and the last window 47; each drawn, none other
+    const big = new Map<number, number>();
+    for (const p of peers) {
+      const s = chooseSpan(genesisOnly(64), cap(17), { requireCovered: true, tieBreak: p })!;
+      big.set(s.start, (big.get(s.start) ?? 0) + 1);
+    }
+    assert.deepEqual([...big.keys()].sort((a, b) => a - b), [0, 17, 34, 47]);
+    for (const n of big.values()) assert.ok(n > 60, `split ${JSON.stringify([...big])}`);
+  });
+
+  it('is stable for one node and one view, and never overrides a real difference between windows', () => {
+    for (const p of peers.slice(0, 20)) {
+      const a = chooseSpan(genesisOnly(8), cap(2), { requireCovered: true, tieBreak: p });
+      assert.deepEqual(chooseSpan(genesisOnly(8), cap(2), { requireCovered: true, tieBreak: p }), a);
+      // 0:4 already held twice more: every joiner goes to the weaker 4:8, whatever its hash
+      const v = view(8, h('genesis', 0, 8, 700), h('a', 0, 4, 700), h('b', 0, 4, 700));
+      assert.deepEqual(chooseSpan(v, cap(4), { requireCovered: true, tieBreak: p }), { start: 4, end: 8 });
+    }
+    // the equal-joiner case above (sequential placement) still ends with 2 replicas per layer under any peer ids
+    for (let r = 0; r < 20; r++) {
+      const holders: PoolHolder[] = [h('genesis', 0, 8, 50)];
+      for (let j = 0; j < 4; j++) {
+        const s = chooseSpan(view(8, ...holders), { maxLayers: 4, layerTokensPerSec: 200 }, { requireCovered: true, tieBreak: `n${r}-${j}` })!;
+        holders.push(h(`n${r}-${j}`, s.start, s.end, 50));
+      }
+      assert.equal(coverage(view(8, ...holders.slice(1))).replicasMin, 2, JSON.stringify(holders.map((x) => x.span)));
+    }
+  });
+});
+
 describe('planMoves (restoration and rebalancing)', () => {
   const opts = { layerMb: 100 };
 

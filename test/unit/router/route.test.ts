@@ -1,7 +1,7 @@
 /** Route choice over plain data: cheapest tiling chains, near-best capacity-weighted draws, ties, churn, bans. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BanList, candidateChains, chooseRoute, LayersUncoveredError, missingLayers, type HolderView } from '../../../src/router/index.js';
+import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, LayersUncoveredError, missingLayers, type HolderView } from '../../../src/router/index.js';
 
 const h = (peerId: string, start: number, end: number, over: Partial<HolderView> = {}): HolderView => ({ peerId, span: { start, end }, alive: true, ...over });
 const R = { start: 0, end: 4 };
@@ -57,6 +57,28 @@ describe('route choice', () => {
     const hs = [h('x', 0, 2), h('y', 2, 3), h('z', 3, 4), h('w', 2, 4)];
     const sub = chooseRoute(hs, { start: 2, end: 4 }, { random: fixed(0), exclude: new Set(['w']) });
     assert.deepEqual(sub.map((x) => [x.peerId, x.span.start, x.span.end]), [['y', 2, 3], ['z', 3, 4]]);
+  });
+
+  it('a banned peer is avoided while others cover its layers, and used when it is the only holder left', () => {
+    // chaos: the genesis node alone held 2:4; its ban outlasted its restart and every entry answered 503
+    const hs = [h('g', 0, 4), h('j1', 0, 2), h('j2', 0, 2)];
+    const bans = new BanList(5000, 300_000);
+    for (let t = 0; t < 5; t++) bans.fail('g', t * 1000);
+    const banned = bans.banned(6000);
+    assert.throws(() => chooseRoute(hs, R, { random: fixed(0), exclude: banned }), LayersUncoveredError, 'the old rule: banned = gone');
+    assert.deepEqual(chooseRouteAvoiding(hs, R, { random: fixed(0), banned, failed: new Set() }).map((x) => x.peerId), ['g']);
+    // with a replica of 2:4 that is not banned, the banned peer stays avoided
+    const withReplica = [...hs, h('j3', 2, 4)];
+    for (const u of [0, 0.5, 0.99]) {
+      const chain = chooseRouteAvoiding(withReplica, R, { random: fixed(u), banned, failed: new Set() }).map((x) => x.peerId);
+      assert.ok(!chain.includes('g'), `chain ${chain.join(',')}`);
+    }
+    // a peer that failed this generation is never retried: no other holder of 2:4, so the layers are uncovered
+    assert.throws(
+      () => chooseRouteAvoiding(hs, { start: 2, end: 4 }, { random: fixed(0), banned, failed: new Set(['g']) }),
+      (e: unknown) => e instanceof LayersUncoveredError && JSON.stringify(e.meta?.missing) === '[2,3]',
+    );
+    assert.throws(() => chooseRouteAvoiding([h('j1', 0, 2)], R, { random: fixed(0), banned: new Set(), failed: new Set() }), LayersUncoveredError);
   });
 
   it('bans back off exponentially and clear on success', () => {
