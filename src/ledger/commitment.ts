@@ -21,9 +21,12 @@ export const ACTIVATION_DOMAIN = 'neuroshard/activations/v1';
 export const COMMIT_TOP_K = 8;
 
 /** float32 → IEEE half bits, round to nearest even (NaN stays NaN, overflow to infinity). */
+const scratchF = new Float32Array(1);
+const scratchU = new Uint32Array(scratchF.buffer);
+
 export function halfBits(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0]!;
+  scratchF[0] = x;
+  const u = scratchU[0]!;
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
   let mant = u & 0x7fffff;
@@ -71,23 +74,36 @@ export interface TopKStep {
 /** Largest commit-able width: indices are u16. */
 export const MAX_COMMIT_COLS = 0xffff;
 
-/** The top-k entries by magnitude of each row of `values` [rows, cols] (row-major); ties go to the lower index. */
+/**
+ * The top-k entries of each row of `values` [rows, cols] (row-major) by the magnitude of their IEEE-half rounding;
+ * ties go to the lower index. Selecting on the rounded value makes the records the same whether a tensor travelled
+ * in fp32 or fp16 (`--wire f16`): both round to the same half bits, so the hop that produced a tensor and the hop
+ * that received it commit alike.
+ */
 export function topKRows(values: Float32Array, rows: number, cols: number, k = COMMIT_TOP_K): TopKStep {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 1 || cols > MAX_COMMIT_COLS || values.length !== rows * cols) throw new RangeError('topKRows: values must be rows × cols');
   const kk = Math.min(k, cols);
   const outIdx = new Uint16Array(rows * kk);
   const outHalf = new Uint16Array(rows * kk);
+  const bits = new Uint16Array(cols);
+  // magnitude order of halves = order of their bits without the sign (NaN, 0x7c01.., sorts above infinity)
+  const mag = new Uint16Array(cols);
   const idx: number[] = [];
   for (let r = 0; r < rows; r++) {
     idx.length = 0;
     const base = r * cols;
+    for (let c = 0; c < cols; c++) {
+      const b = halfBits(values[base + c]!);
+      bits[c] = b;
+      mag[c] = b & 0x7fff;
+    }
     // a bounded insertion selection: k is small, so O(cols · k)
     for (let c = 0; c < cols; c++) {
-      const m = Math.abs(values[base + c]!);
-      if (idx.length === kk && !(m > Math.abs(values[base + idx[kk - 1]!]!))) continue;
+      const m = mag[c]!;
+      if (idx.length === kk && !(m > mag[idx[kk - 1]!]!)) continue;
       let i = Math.min(idx.length, kk - 1);
       if (idx.length < kk) idx.push(c);
-      while (i > 0 && m > Math.abs(values[base + idx[i - 1]!]!)) {
+      while (i > 0 && m > mag[idx[i - 1]!]!) {
         idx[i] = idx[i - 1]!;
         i--;
       }
@@ -96,7 +112,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
     const sorted = [...idx].sort((a, b) => a - b);
     for (let j = 0; j < kk; j++) {
       outIdx[r * kk + j] = sorted[j]!;
-      outHalf[r * kk + j] = halfBits(values[base + sorted[j]!]!);
+      outHalf[r * kk + j] = bits[sorted[j]!]!;
     }
   }
   return { rows, cols, kk, idx: outIdx, half: outHalf };

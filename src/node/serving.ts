@@ -14,7 +14,7 @@ import type { ComputeClient } from '../compute/index.js';
 import { latestCheckpoint, type LlamaConfig } from '../model/index.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
 import type { TextTokenizer } from '../model/tokenizer/hf.js';
-import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, roundTripMs, runGeneration, type PeerHolding, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
+import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, roundTripMs, runGeneration, type PeerHolding, type DriverDeps, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
 import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { inferenceStream } from '../protocols/methods.js';
@@ -116,6 +116,8 @@ export interface ServingInit {
   log?: Logger;
   /** The model view (default: the bundled genesis', genesisModelView). */
   model?: ModelView;
+  /** Pays each generation from a market request (issue 11 §2; router DriverDeps.settle). */
+  settle?: DriverDeps['settle'];
 }
 
 /** The generator of a node. */
@@ -168,6 +170,7 @@ export class NodeGenerator implements Generator {
       options: this.options,
       selfPeerId: self,
       log: this.log,
+      ...(this.init.settle === undefined ? {} : { settle: this.init.settle }),
     }, listener, signal);
     this.stalls.push(...r.stallsMs);
     if (this.stalls.length > 1000) this.stalls.splice(0, this.stalls.length - 1000);

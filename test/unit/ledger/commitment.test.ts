@@ -93,6 +93,19 @@ describe('activation commitments', () => {
     assert.throws(() => tok.tokens([1, 2], [1]), RangeError);
   });
 
+  it('fp16 transport does not change a commitment (selection on the half-rounded magnitude), even at a near-tie', () => {
+    const rng = new Rng(17);
+    const C = 64;
+    const h = hidden(rng, 4, C);
+    // a near-tie at the k-th place: two entries that differ in fp32 but round to one half value
+    h[10] = 3.0001;
+    h[11] = -3.0002;
+    for (let i = 0; i < 7; i++) h[20 + i] = 5 + i;
+    const f16 = h.map((x) => halfValue(halfBits(x)));
+    assert.deepEqual(extendCommitment(initialCommitment(), f16, 4, C), extendCommitment(initialCommitment(), h, 4, C));
+    assert.ok(Array.from(topKRows(h, 4, C).idx.subarray(0, 8)).includes(10), 'ties go to the lower index');
+  });
+
   it('verifyStep: exact on the same engine; cross-engine noise passes the tolerance; a forged row does not', () => {
     const rng = new Rng(9);
     const rows = 6;
