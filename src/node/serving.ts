@@ -19,6 +19,7 @@ import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { inferenceStream } from '../protocols/methods.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../protocols/inference.js';
+import type { HopMarket } from '../protocols/hop-commitment.js';
 import type { Clock } from '../util/clock.js';
 import type { Genesis } from './genesis.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
@@ -195,6 +196,8 @@ export interface StartServingInit {
   log: Logger;
   /** The network's model when it is not the bundled genesis (a `--checkpoint` node): its config and view. */
   model?: { config: LlamaConfig; view: ModelView };
+  /** Signs this node's hop commitments and submits completions as a driver (issue 11 §2; node/market.ts). */
+  market?: HopMarket;
 }
 
 export interface NodeServing {
@@ -262,7 +265,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
   let stopped = false;
   let hops: InferenceHopServer | undefined;
   if (served !== undefined || (init.localSpan !== undefined && opts.span !== 'none')) {
-    hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'));
+    hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'), init.market);
     await hops.register(network.rpc);
   }
   const latency = new LatencyTable();
