@@ -2,10 +2,17 @@
  * Activation commitments (issue 11 §2; docs/PROTOCOL.md "Activation commitments"), in the spirit of TOPLOC
  * (arXiv 2501.16007): a compact hash of what a hop received and produced. Each row of a step's hidden states
  * contributes its top-k entries by magnitude (index, value rounded to IEEE half); a hop's commitment over a session
- * chains its steps. Hop k's output commitment equals hop k+1's input commitment when k+1 received exactly hop k's
- * outputs, which is what a market completion checks (verify.ts), and a validator re-executing a span from its
- * committed inputs recomputes the output commitment (top-k indices exact, values to half precision on the same
- * engine). Pure; no tensor library.
+ * chains its steps (one step per forward chunk, so a failover's replay of the same chunks commits alike). Hop k's
+ * output commitment equals hop k+1's input commitment when k+1 received exactly hop k's outputs, which is what a
+ * market completion checks (verify.ts).
+ *
+ * Verification. The hash is exact: on the same engine (deterministic kernels, same weights, same chunks) a
+ * re-execution recomputes it bit for bit, and `extendCommitment` equality is the whole check. Across engines (another
+ * CPU backend, a GPU, another thread count) floats differ in the last bits, so a validator also needs the hop's
+ * *opening*: the per-step top-k records (`TopKStep`, what the hash was computed over). `openingCommitment` checks an
+ * opening against the signed commitment, and `verifyStep` compares one committed step with recomputed hidden states
+ * within a documented tolerance (`CROSS_ENGINE_TOLERANCE`), as TOPLOC does.
+ * Pure; no tensor library.
  */
 import { createHash } from 'node:crypto';
 
@@ -14,9 +21,12 @@ export const ACTIVATION_DOMAIN = 'neuroshard/activations/v1';
 export const COMMIT_TOP_K = 8;
 
 /** float32 → IEEE half bits, round to nearest even (NaN stays NaN, overflow to infinity). */
-function halfBits(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0]!;
+const scratchF = new Float32Array(1);
+const scratchU = new Uint32Array(scratchF.buffer);
+
+export function halfBits(x: number): number {
+  scratchF[0] = x;
+  const u = scratchU[0]!;
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
   let mant = u & 0x7fffff;
@@ -37,35 +47,63 @@ function halfBits(x: number): number {
   return sign | (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1) ? half + 1 : half);
 }
 
-/** The commitment a session starts from. */
-export function initialCommitment(k = COMMIT_TOP_K): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(ACTIVATION_DOMAIN + '\0').update(new Uint8Array([k])).digest());
+/** IEEE half bits → number. */
+export function halfValue(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m === 0 ? sign * Infinity : NaN;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /**
- * The commitment after one more step: `prev` chained with the top-k of each row of `values` [rows, cols]
- * (row-major). k is min(COMMIT_TOP_K, cols).
+ * One step's top-k records (the opening of one chained step): rows × kk entries, each row's entries in index
+ * order. `kk` = min(k, cols).
  */
-export function extendCommitment(prev: Uint8Array, values: Float32Array, rows: number, cols: number, k = COMMIT_TOP_K): Uint8Array {
-  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 1 || values.length !== rows * cols) throw new RangeError('extendCommitment: values must be rows × cols');
+export interface TopKStep {
+  rows: number;
+  cols: number;
+  kk: number;
+  /** [rows, kk] column indices, ascending per row. */
+  idx: Uint16Array;
+  /** [rows, kk] the values at those indices as IEEE half bits. */
+  half: Uint16Array;
+}
+
+/** Largest commit-able width: indices are u16. */
+export const MAX_COMMIT_COLS = 0xffff;
+
+/**
+ * The top-k entries of each row of `values` [rows, cols] (row-major) by the magnitude of their IEEE-half rounding;
+ * ties go to the lower index. Selecting on the rounded value makes the records the same whether a tensor travelled
+ * in fp32 or fp16 (`--wire f16`): both round to the same half bits, so the hop that produced a tensor and the hop
+ * that received it commit alike.
+ */
+export function topKRows(values: Float32Array, rows: number, cols: number, k = COMMIT_TOP_K): TopKStep {
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 1 || cols > MAX_COMMIT_COLS || values.length !== rows * cols) throw new RangeError('topKRows: values must be rows × cols');
   const kk = Math.min(k, cols);
-  const h = createHash('sha256').update(prev);
-  const head = new DataView(new ArrayBuffer(8));
-  head.setUint32(0, rows);
-  head.setUint32(4, cols);
-  h.update(new Uint8Array(head.buffer));
-  const out = new DataView(new ArrayBuffer(4 * kk));
+  const outIdx = new Uint16Array(rows * kk);
+  const outHalf = new Uint16Array(rows * kk);
+  const bits = new Uint16Array(cols);
+  // magnitude order of halves = order of their bits without the sign (NaN, 0x7c01.., sorts above infinity)
+  const mag = new Uint16Array(cols);
   const idx: number[] = [];
   for (let r = 0; r < rows; r++) {
     idx.length = 0;
     const base = r * cols;
+    for (let c = 0; c < cols; c++) {
+      const b = halfBits(values[base + c]!);
+      bits[c] = b;
+      mag[c] = b & 0x7fff;
+    }
     // a bounded insertion selection: k is small, so O(cols · k)
     for (let c = 0; c < cols; c++) {
-      const m = Math.abs(values[base + c]!);
-      if (idx.length === kk && !(m > Math.abs(values[base + idx[kk - 1]!]!))) continue;
+      const m = mag[c]!;
+      if (idx.length === kk && !(m > mag[idx[kk - 1]!]!)) continue;
       let i = Math.min(idx.length, kk - 1);
       if (idx.length < kk) idx.push(c);
-      while (i > 0 && m > Math.abs(values[base + idx[i - 1]!]!)) {
+      while (i > 0 && m > mag[idx[i - 1]!]!) {
         idx[i] = idx[i - 1]!;
         i--;
       }
@@ -73,15 +111,179 @@ export function extendCommitment(prev: Uint8Array, values: Float32Array, rows: n
     }
     const sorted = [...idx].sort((a, b) => a - b);
     for (let j = 0; j < kk; j++) {
-      out.setUint16(4 * j, sorted[j]!);
-      out.setUint16(4 * j + 2, halfBits(values[base + sorted[j]!]!));
+      outIdx[r * kk + j] = sorted[j]!;
+      outHalf[r * kk + j] = bits[sorted[j]!]!;
     }
-    h.update(new Uint8Array(out.buffer));
   }
+  return { rows, cols, kk, idx: outIdx, half: outHalf };
+}
+
+/** The commitment a session starts from. */
+export function initialCommitment(k = COMMIT_TOP_K): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(ACTIVATION_DOMAIN + '\0').update(new Uint8Array([k])).digest());
+}
+
+/** c_s = SHA-256(c_{s−1} ‖ u32 rows ‖ u32 cols ‖ (u16 index ‖ u16 half bits) × kk per row). */
+export function extendCommitmentTopK(prev: Uint8Array, step: TopKStep): Uint8Array {
+  const h = createHash('sha256').update(prev);
+  const head = new DataView(new ArrayBuffer(8));
+  head.setUint32(0, step.rows);
+  head.setUint32(4, step.cols);
+  h.update(new Uint8Array(head.buffer));
+  const out = new DataView(new ArrayBuffer(4 * step.rows * step.kk));
+  for (let j = 0; j < step.rows * step.kk; j++) {
+    out.setUint16(4 * j, step.idx[j]!);
+    out.setUint16(4 * j + 2, step.half[j]!);
+  }
+  h.update(new Uint8Array(out.buffer));
   return new Uint8Array(h.digest());
 }
 
-/** The driver's input commitment step: token ids, each one row of one value. */
-export function extendTokenCommitment(prev: Uint8Array, tokens: readonly number[]): Uint8Array {
-  return extendCommitment(prev, Float32Array.from(tokens), tokens.length, 1, 1);
+/**
+ * The commitment after one more step: `prev` chained with the top-k of each row of `values` [rows, cols]
+ * (row-major). k is min(COMMIT_TOP_K, cols).
+ */
+export function extendCommitment(prev: Uint8Array, values: Float32Array, rows: number, cols: number, k = COMMIT_TOP_K): Uint8Array {
+  return extendCommitmentTopK(prev, topKRows(values, rows, cols, k));
+}
+
+/**
+ * A step of token ids (the driver's input, the validator's sampled tokens), committed exactly:
+ * c_s = SHA-256(c_{s−1} ‖ u32 T ‖ u32 0 ‖ u32 id × T). cols = 0 marks ids (a hidden-state step has cols ≥ 1), so
+ * the two kinds of step never collide; ids are not rounded (ids above 2,048 do not fit IEEE half exactly).
+ */
+export function extendTokenCommitment(prev: Uint8Array, tokens: ArrayLike<number>): Uint8Array {
+  const buf = new DataView(new ArrayBuffer(8 + 4 * tokens.length));
+  buf.setUint32(0, tokens.length);
+  buf.setUint32(4, 0);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (!Number.isInteger(t) || t < 0 || t > 0xffffffff) throw new RangeError('extendTokenCommitment: ids must be u32');
+    buf.setUint32(8 + 4 * i, t);
+  }
+  return new Uint8Array(createHash('sha256').update(prev).update(new Uint8Array(buf.buffer)).digest());
+}
+
+/**
+ * A session's running commitment, one step per forward chunk: what a hop keeps for its inputs and for its outputs,
+ * and what the entry keeps for every hop (it sees both sides). `keepOpening` retains the top-k records (the
+ * opening a validator checks across engines), bounded by the session's positions × k × 4 bytes.
+ */
+export class RunningCommitment {
+  private c: Uint8Array;
+  readonly opening: (TopKStep | { tokens: Uint32Array })[] | undefined;
+  steps = 0;
+
+  constructor(keepOpening = false) {
+    this.c = initialCommitment();
+    this.opening = keepOpening ? [] : undefined;
+  }
+
+  get value(): Uint8Array {
+    return this.c;
+  }
+
+  /** Hidden states [T, cols] cut into `chunks` (positions per forward, sum T): one step per chunk. */
+  hidden(values: Float32Array, cols: number, chunks: readonly number[]): void {
+    let at = 0;
+    for (const n of chunks) {
+      const step = topKRows(values.subarray(at * cols, (at + n) * cols), n, cols);
+      this.c = extendCommitmentTopK(this.c, step);
+      this.opening?.push(step);
+      this.steps++;
+      at += n;
+    }
+    if (at * cols !== values.length) throw new RangeError('RunningCommitment.hidden: chunks do not cover the values');
+  }
+
+  /** Token ids [T] cut into `chunks` (the driver's input), or one id per chunk (`chunks` all 1: the validator's output). */
+  tokens(ids: ArrayLike<number>, chunks: readonly number[]): void {
+    let at = 0;
+    for (const n of chunks) {
+      const part = Uint32Array.from(Array.prototype.slice.call(ids, at, at + n) as number[]);
+      this.c = extendTokenCommitment(this.c, part);
+      this.opening?.push({ tokens: part });
+      this.steps++;
+      at += n;
+    }
+    if (at !== ids.length) throw new RangeError('RunningCommitment.tokens: chunks do not cover the ids');
+  }
+}
+
+/** Recomputes a commitment from an opening (steps in order): equal to the signed one iff the opening is the one committed. */
+export function openingCommitment(opening: readonly (TopKStep | { tokens: ArrayLike<number> })[]): Uint8Array {
+  let c = initialCommitment();
+  for (const s of opening) c = 'tokens' in s ? extendTokenCommitment(c, s.tokens) : extendCommitmentTopK(c, s);
+  return c;
+}
+
+/**
+ * How far a recomputed step may be from a committed one and still match.
+ * - `rtol`, `atol`: |committed − recomputed| ≤ atol + rtol · |recomputed| for every committed entry (the committed
+ *   value is already rounded to half, 2^-11 relative, so rtol must exceed that);
+ * - `maxIndexMisses`: per row, committed indices that may be missing from the recomputed top-k (near-ties swap
+ *   places under float noise).
+ */
+export interface CommitTolerance {
+  rtol: number;
+  atol: number;
+  maxIndexMisses: number;
+}
+
+/** The same engine: deterministic kernels give bit-equal outputs, so nothing is tolerated. */
+export const EXACT_TOLERANCE: CommitTolerance = Object.freeze({ rtol: 0, atol: 0, maxIndexMisses: 0 });
+
+/**
+ * Across engines (another CPU backend or thread count, a GPU): the entries TOPLOC bounds for bf16 (exponent equal,
+ * mantissa within 2^-7 relative), plus half rounding, and one near-tie swap per row of 8. A forged output row
+ * (another token's hidden state, a perturbed layer, skipped layers) moves most top-k entries by far more: see
+ * test/unit/ledger/commitment.test.ts and docs/ECONOMICS.md "Inference: what is signed, checked and slashed".
+ */
+export const CROSS_ENGINE_TOLERANCE: CommitTolerance = Object.freeze({ rtol: 1 / 128, atol: 1 / 1024, maxIndexMisses: 1 });
+
+export interface StepCheck {
+  ok: boolean;
+  /** Bit-equal (the recomputed top-k records are the committed ones). */
+  exact: boolean;
+  /** Rows out of tolerance, the worst relative value error seen, the most index misses in a row. */
+  badRows: number;
+  worstRel: number;
+  worstMisses: number;
+}
+
+/** Compares one committed step with recomputed hidden states [rows, cols] of the same step. */
+export function verifyStep(committed: TopKStep, recomputed: Float32Array, tol: CommitTolerance = CROSS_ENGINE_TOLERANCE): StepCheck {
+  const { rows, cols, kk } = committed;
+  if (recomputed.length !== rows * cols) return { ok: false, exact: false, badRows: rows, worstRel: Infinity, worstMisses: kk };
+  const mine = topKRows(recomputed, rows, cols, kk);
+  let exact = true;
+  for (let j = 0; j < rows * kk && exact; j++) if (mine.idx[j] !== committed.idx[j] || mine.half[j] !== committed.half[j]) exact = false;
+  if (exact) return { ok: true, exact: true, badRows: 0, worstRel: 0, worstMisses: 0 };
+  let badRows = 0;
+  let worstRel = 0;
+  let worstMisses = 0;
+  for (let r = 0; r < rows; r++) {
+    const have = new Set<number>();
+    for (let j = 0; j < kk; j++) have.add(mine.idx[r * kk + j]!);
+    let misses = 0;
+    let bad = false;
+    for (let j = 0; j < kk; j++) {
+      const c = committed.idx[r * kk + j]!;
+      if (c >= cols) {
+        bad = true;
+        continue;
+      }
+      if (!have.has(c)) misses++;
+      const want = recomputed[r * cols + c]!;
+      const got = halfValue(committed.half[r * kk + j]!);
+      const err = Math.abs(got - want);
+      if (!(err <= tol.atol + tol.rtol * Math.abs(want))) bad = true; // NaN fails
+      const rel = err / Math.max(Math.abs(want), tol.atol > 0 ? tol.atol : Number.MIN_VALUE);
+      if (rel > worstRel || Number.isNaN(rel)) worstRel = Number.isNaN(rel) ? Infinity : rel;
+    }
+    if (misses > tol.maxIndexMisses) bad = true;
+    worstMisses = Math.max(worstMisses, misses);
+    if (bad) badRows++;
+  }
+  return { ok: badRows === 0, exact: false, badRows, worstRel, worstMisses };
 }

@@ -45,7 +45,7 @@ export { LedgerService, startNodeLedger, type LedgerServiceEvents, type LedgerSe
 export { MemoryLedgerHub, MemoryLedgerNetwork } from './memory-network.js';
 export { OUTBOX_DIR, listOutbox, outboxMaxNonce, outboxPath, readOutcome, withOutboxLock, writeOutbox, type OutboxOutcome } from './outbox.js';
 export { FRAUD_REASONS, REASONS, STATE_REASONS, type ReasonCode } from './reasons.js';
-export { ACTIVATION_DOMAIN, COMMIT_TOP_K, extendCommitment, extendTokenCommitment, initialCommitment } from './commitment.js';
+export { ACTIVATION_DOMAIN, COMMIT_TOP_K, CROSS_ENGINE_TOLERANCE, EXACT_TOLERANCE, extendCommitment, extendCommitmentTopK, extendTokenCommitment, initialCommitment, openingCommitment, RunningCommitment, topKRows, verifyStep, type CommitTolerance, type StepCheck, type TopKStep } from './commitment.js';
 export { verifyEvent, verifyEventBytes, type Verdict, type VerifyConfig } from './verify.js';
 export { benchLedgerApply, benchProofVerify } from './bench.js';
 export { LEDGER_DB_FILE, SCHEMA_VERSION } from './store.js';

@@ -39,6 +39,7 @@ import { SaveProgress, TrainProgress } from './progress.js';
 import { meteredRpc, SpanDownloadMeter } from './download-progress.js';
 import type { PoolService } from '../pool/index.js';
 import { genesisModelView, modelViewOf, startServing, type NodeServing } from './serving.js';
+import { nodeHopMarket } from './market.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 import { holdersFromView, roundWeightsOf, startOuterSync, trainingReport, workerParams, type OuterSyncWiring } from './diloco.js';
 import { NodeChainTraining } from './chain.js';
@@ -333,6 +334,7 @@ export class NeuroShardNode {
         trains: false,
         clock,
         log: log.child('serve'),
+        market: nodeHopMarket(key, genesis.networkId, ledger, clock), // issue 11 §2: hops sign commitments, drivers submit completions
         // a --checkpoint node serves the checkpoint's shape, and its own tokenizer when it has one (else the bundled one)
         ...(modelDir === undefined ? {} : { model: { config: modelConfig, view: ownTokenizer === undefined ? { ...genesisModelView(genesis), numLayers: modelConfig.num_hidden_layers, hiddenSize: modelConfig.hidden_size, contextLength: modelConfig.max_position_embeddings, eosId: modelConfig.eos_token_id } : modelViewOf(modelConfig, ownTokenizer) } }),
       });

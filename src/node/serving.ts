@@ -14,11 +14,12 @@ import type { ComputeClient } from '../compute/index.js';
 import { latestCheckpoint, type LlamaConfig } from '../model/index.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
 import type { TextTokenizer } from '../model/tokenizer/hf.js';
-import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, roundTripMs, runGeneration, type PeerHolding, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
+import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, roundTripMs, runGeneration, type PeerHolding, type DriverDeps, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
 import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { inferenceStream } from '../protocols/methods.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../protocols/inference.js';
+import type { HopMarket } from '../protocols/hop-commitment.js';
 import type { Clock } from '../util/clock.js';
 import type { Genesis } from './genesis.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
@@ -116,6 +117,8 @@ export interface ServingInit {
   log?: Logger;
   /** The model view (default: the bundled genesis', genesisModelView). */
   model?: ModelView;
+  /** Pays each generation from a market request (issue 11 §2; router DriverDeps.settle). */
+  settle?: DriverDeps['settle'];
 }
 
 /** The generator of a node. */
@@ -168,6 +171,7 @@ export class NodeGenerator implements Generator {
       options: this.options,
       selfPeerId: self,
       log: this.log,
+      ...(this.init.settle === undefined ? {} : { settle: this.init.settle }),
     }, listener, signal);
     this.stalls.push(...r.stallsMs);
     if (this.stalls.length > 1000) this.stalls.splice(0, this.stalls.length - 1000);
@@ -192,6 +196,8 @@ export interface StartServingInit {
   log: Logger;
   /** The network's model when it is not the bundled genesis (a `--checkpoint` node): its config and view. */
   model?: { config: LlamaConfig; view: ModelView };
+  /** Signs this node's hop commitments and submits completions as a driver (issue 11 §2; node/market.ts). */
+  market?: HopMarket;
 }
 
 export interface NodeServing {
@@ -259,7 +265,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
   let stopped = false;
   let hops: InferenceHopServer | undefined;
   if (served !== undefined || (init.localSpan !== undefined && opts.span !== 'none')) {
-    hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'));
+    hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'), init.market);
     await hops.register(network.rpc);
   }
   const latency = new LatencyTable();

@@ -21,6 +21,9 @@ import { inferenceStream } from './methods.js';
 import type { InferenceRequest, InferenceResponse } from './pb/node.js';
 import type { BidiHandler, CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor } from './tensor-wire.js';
+import { signHopCommitment } from '../ledger/build.js';
+import type { HopCommitment } from '../ledger/events.js';
+import { decodeReceipt, RunningCommitment, type HopMarket } from './hop-commitment.js';
 
 export interface Span {
   start: number;
@@ -62,7 +65,7 @@ export interface HopLimits {
 export const HOP_LIMIT_DEFAULTS: HopLimits = { memoryBudgetBytes: 512 * 1024 * 1024, maxSessionsPerPeer: 16, maxSessions: 256 };
 
 export class HopError extends NeuroShardError {
-  constructor(code: 'WRONG_SPAN' | 'SESSION_TAKEN' | 'SESSION_MISMATCH' | 'NOT_SERVING' | 'BAD_STEP', message: string, fault: 'caller' | 'local' = 'caller') {
+  constructor(code: 'WRONG_SPAN' | 'SESSION_TAKEN' | 'SESSION_MISMATCH' | 'NOT_SERVING' | 'BAD_STEP' | 'NO_MARKET' | 'BAD_RECEIPT', message: string, fault: 'caller' | 'local' = 'caller') {
     super(code, message, { fault });
   }
 }
@@ -83,6 +86,11 @@ interface HopSessionState {
   openedAt: number;
   /** Ended by a drain that ran out of time: its KV cache is freed and its next step fails (the entry fails over). */
   evicted?: boolean;
+  /** Running commitments over what this hop received and sent (hop-commitment.ts), one step per forward chunk. */
+  inC: RunningCommitment;
+  outC: RunningCommitment;
+  /** The market request this session's commitments were last signed for, and as which hop. */
+  signedFor?: { requestId: Uint8Array; index: number; count: number };
 }
 
 /** What a hop did for one session (for the ledger): positions processed, by whom. */
@@ -113,6 +121,8 @@ export class InferenceHopServer {
     private readonly limits: HopLimits = HOP_LIMIT_DEFAULTS,
     private readonly scores?: PeerScoreTable,
     private readonly log: Logger = silentLogger,
+    /** Signs this hop's commitments and submits completions as a driver (issue 11 §2); without it, commit requests get NO_MARKET. */
+    private readonly market?: HopMarket,
   ) {}
 
   /** Open sessions and reserved KV bytes (tests, status). */
@@ -182,6 +192,11 @@ export class InferenceHopServer {
             self.penalise(ctx.peer, 'a session id changed within its stream');
             throw new HopError('SESSION_MISMATCH', 'one stream carries one session');
           }
+          if (r.commitRequest !== undefined || r.receipt !== undefined) {
+            yield await self.settle(s, r);
+            if (r.endSession) break;
+            continue;
+          }
           if (r.endSession && r.hidden === undefined && r.tokens.length === 0) break;
           yield await self.step(s, r, ctx);
           if (r.endSession) break;
@@ -219,7 +234,7 @@ export class InferenceHopServer {
     if (this.reservedBytes + bytes > this.limits.memoryBudgetBytes) {
       throw new HopBusyError(`the KV-cache budget is full (${this.reservedBytes} of ${this.limits.memoryBudgetBytes} bytes reserved, ${bytes} asked)`);
     }
-    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now() };
+    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: new RunningCommitment(), outC: new RunningCommitment() };
     this.sessions.set(r.sessionId, s);
     this.reservedBytes += bytes;
     try {
@@ -262,6 +277,9 @@ export class InferenceHopServer {
       hidden = toFloat32(wire).slice(); // our own buffer: it is transferred to the worker
     }
     const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
+    // a failed step ends the session (the entry fails over), so committing the input first costs nothing
+    if (ids !== undefined) s.inC.tokens(ids, chunks);
+    else s.inC.hidden(hidden!, C, chunks);
     const t0 = performance.now();
     const out = await this.compute.step(s.localId, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) }, ctx.signal);
     // our compute share of the step, so that the entry can tell the network's share (its latency to us) apart
@@ -274,9 +292,40 @@ export class InferenceHopServer {
       this.stepStats.rows += out.batch!;
     }
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [], computeUs };
-    if (out.tokens !== undefined) res.tokens = Array.from(out.tokens);
-    else if (out.hidden !== undefined) res.hidden = tensorToPb(activationTensor(out.hidden, [T, C], wire?.dtype === 'fp16' ? 'f16' : wire?.dtype === 'bf16' ? 'bf16' : 'f32'));
+    // commitments over what travelled: our output as the entry will decode it (the input's is taken before the
+    // step, which transfers its buffer to the worker)
+    if (out.tokens !== undefined) {
+      res.tokens = Array.from(out.tokens);
+      s.outC.tokens(out.tokens, chunks.map(() => 1));
+    } else if (out.hidden !== undefined) {
+      const sent = activationTensor(out.hidden, [T, C], wire?.dtype === 'fp16' ? 'f16' : wire?.dtype === 'bf16' ? 'bf16' : 'f32');
+      res.hidden = tensorToPb(sent);
+      s.outC.hidden(sent.dtype === 'fp32' ? out.hidden : toFloat32(sent), C, chunks);
+    }
     return res;
+  }
+
+  /**
+   * A commit request: sign this session's commitments for the market request as hop index of count. A receipt (the
+   * driver, hop 0 of the commitments signed last): check that it names our signed pair, then submit the completion.
+   */
+  private async settle(s: HopSessionState, r: InferenceRequest): Promise<InferenceResponse> {
+    if (this.market === undefined) throw new HopError('NO_MARKET', 'this hop signs no commitments (no ledger)', 'local');
+    const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
+    if (r.commitRequest !== undefined) {
+      const f = { requestId: r.commitRequest, index: r.commitIndex ?? 0, count: r.commitCount ?? 1 };
+      const h: HopCommitment = signHopCommitment(this.market.key, this.market.networkId, f.requestId, f.index, f.count, s.inC.value, s.outC.value);
+      s.signedFor = f;
+      return { ...res, hopKey: Uint8Array.from(h.key), inCommit: Uint8Array.from(h.inCommit), outCommit: Uint8Array.from(h.outCommit), hopSignature: Uint8Array.from(h.signature) };
+    }
+    const receipt = decodeReceipt(r.receipt!);
+    const f = s.signedFor;
+    const mine = receipt.hops[0]!;
+    const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
+    if (f === undefined || f.index !== 0 || f.count !== receipt.hops.length) throw new HopError('BAD_RECEIPT', 'a receipt goes to the driver after it signed as hop 0 of the route');
+    if (!same(mine.key, this.market.key.publicKey) || !same(mine.inCommit, s.inC.value) || !same(mine.outCommit, s.outC.value)) throw new HopError('BAD_RECEIPT', 'the receipt does not name this hop\'s signed commitments');
+    const id = await this.market.submitCompletion({ requestId: f.requestId, ...receipt });
+    return { ...res, completionId: Uint8Array.from(id) };
   }
 
   private async release(s: HopSessionState): Promise<void> {
@@ -391,6 +440,41 @@ export class RemoteHopSession {
       const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
       if (h === undefined || h.shape[0] !== T || h.shape[1] !== C) throw this.bad(`hidden states not of shape [${T}, ${C}]`);
       return { hidden: toFloat32(h).slice() };
+    } catch (e) {
+      this.close();
+      throw e;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Asks the hop to sign its commitments for a market request as hop `index` of `count` (after the last step; issue
+   * 11 §2). Rejects when the hop does not sign (an older hop, no ledger there) or the answer is malformed.
+   */
+  async commit(req: { requestId: Uint8Array; index: number; count: number }, signal: AbortSignal): Promise<HopCommitment> {
+    const r = await this.exchange({ commitRequest: Uint8Array.from(req.requestId), commitIndex: req.index, commitCount: req.count }, signal);
+    if (r.hopKey === undefined || r.inCommit === undefined || r.outCommit === undefined || r.hopSignature === undefined) throw this.bad('answered a commit request without a commitment');
+    return { key: r.hopKey, inCommit: r.inCommit, outCommit: r.outCommit, signature: r.hopSignature };
+  }
+
+  /** Sends the requester's receipt to the driver (this hop), which submits the completion; resolves with its event id. */
+  async submitReceipt(receipt: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+    const r = await this.exchange({ receipt: Uint8Array.from(receipt) }, signal);
+    if (r.completionId === undefined) throw this.bad('answered a receipt without a completion id');
+    return r.completionId;
+  }
+
+  private async exchange(fields: Partial<InferenceRequest>, signal: AbortSignal): Promise<InferenceResponse> {
+    if (this.closed || this.responses === undefined) throw new AbortedError('hop session not open');
+    const req: InferenceRequest = { sessionId: this.spec.id, requestId: String(++this.seq), tokens: [], positionOffset: 0, endSession: false, chunks: [], maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0, ...fields };
+    const onAbort = (): void => this.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      this.queue.push(req);
+      const n = await this.responses.next();
+      if (n.done === true) throw new NeuroShardError('RPC_TRUNCATED', `${this.peer} ended the session stream`, { fault: 'peer' });
+      return n.value;
     } catch (e) {
       this.close();
       throw e;

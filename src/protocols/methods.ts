@@ -9,6 +9,7 @@ import * as pb from './pb/node.js';
 import type { BidiMethod, MessageCodec, ServerStreamMethod, UnaryMethod } from './rpc/method.js';
 import { MAX_TENSOR_RANK, tensorFromPb } from './tensor-wire.js';
 import { LEDGER_SYNC_LIMITS } from '../ledger/interfaces.js';
+import { MAX_HOPS as MAX_ROUTE_HOPS } from '../ledger/events.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -17,6 +18,8 @@ const MiB = 1024 * KiB;
 export const MAX_ID_CHARS = 128;
 /** Most tokens in one inference request (a prompt chunk). */
 export const MAX_TOKENS_PER_REQUEST = 8192;
+/** A receipt for the driver (hop-commitment.ts): 18 hops of 161 bytes and the rest fit in 4 KiB. */
+export const MAX_RECEIPT_BYTES = 4096;
 /** Most named tensors in one gradient exchange. */
 export const MAX_NAMED_TENSORS = 4096;
 /** Largest layer index a span may name. */
@@ -153,6 +156,24 @@ export const pipelineBackward: UnaryMethod<pb.PipelineBackwardRequest, pb.Pipeli
   },
 };
 
+/** Commit and receipt requests (issue 11 §2) carry no activations and bounded bytes (hop-commitment.ts). */
+function checkHopCommitRequest(r: pb.InferenceRequest): void {
+  if (r.commitRequest === undefined && r.receipt === undefined) return;
+  if (r.hidden !== undefined || r.tokens.length > 0 || r.chunks.length > 0) throw malformed('inference-stream: a commit or receipt request carries no activations');
+  if (r.commitRequest !== undefined && r.receipt !== undefined) throw malformed('inference-stream: commit_request and receipt in one request');
+  if (r.commitRequest !== undefined && (r.commitRequest.length !== 32 || (r.commitCount ?? 0) < 1 || r.commitCount! > MAX_ROUTE_HOPS || (r.commitIndex ?? 0) >= r.commitCount!)) {
+    throw malformed(`inference-stream.commit_request: a 32-byte request id and index < count <= ${MAX_ROUTE_HOPS}`);
+  }
+  if (r.receipt !== undefined && (r.receipt.length < 1 || r.receipt.length > MAX_RECEIPT_BYTES)) throw malformed(`inference-stream.receipt: 1..${MAX_RECEIPT_BYTES} bytes`);
+}
+
+function checkHopCommitResponse(r: pb.InferenceResponse): void {
+  const n = [r.hopKey, r.inCommit, r.outCommit, r.hopSignature].filter((x) => x !== undefined).length;
+  if (n !== 0 && n !== 4) throw malformed('inference-stream: a hop commitment needs key, both commitments and a signature');
+  if (n === 4 && (r.hopKey!.length !== 33 || r.inCommit!.length !== 32 || r.outCommit!.length !== 32 || r.hopSignature!.length !== 64)) throw malformed('inference-stream: hop commitment field sizes');
+  if (r.completionId !== undefined && r.completionId.length !== 32) throw malformed('inference-stream.completion_id: 32 bytes');
+}
+
 export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceResponse> = {
   name: 'inference-stream',
   version: '1.0.0',
@@ -182,9 +203,11 @@ export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceRespon
     if (r.maxLength > 1 << 20) throw malformed('inference-stream.max_length: too large');
     if (!Number.isFinite(r.temperature) || r.temperature < 0 || r.temperature > 100) throw malformed('inference-stream.temperature: not in [0, 100]');
     if (!Number.isFinite(r.topP) || r.topP < 0 || r.topP > 1) throw malformed('inference-stream.top_p: not in [0, 1]');
+    checkHopCommitRequest(r);
   },
   validateResponse: (r) => {
     checkId(r.requestId, 'inference-stream.request_id');
+    checkHopCommitResponse(r);
     const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
     if (h !== undefined && (h.shape.length !== 2 || (h.dtype !== 'fp32' && h.dtype !== 'fp16'))) throw malformed('inference-stream.hidden: must be fp32/fp16 [T, C]');
     if (r.tokens.length > MAX_TOKENS_PER_REQUEST) throw malformed('inference-stream.tokens: too many');

@@ -17,6 +17,7 @@
  */
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { RunningCommitment, type SettleHop, type Settlement } from '../protocols/hop-commitment.js';
 import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView } from './route.js';
 import { TextAssembler } from './text.js';
 
@@ -43,6 +44,8 @@ export interface GenerationResult {
   finishReason: 'stop' | 'length';
   route: { peerId: string; span: [number, number] }[];
   failovers: number;
+  /** How the payment for this generation ended (issue 11 §2), when the caller asked for one (`DriverDeps.settle`). */
+  settlement?: Settlement;
   /** Extra figures (not part of the API answer): ms from each hop failure to the step's completion. */
   stallsMs: number[];
   promptTokens: number;
@@ -73,6 +76,10 @@ export interface SessionSpec {
 export interface HopSession {
   step(input: HopInput, signal: AbortSignal): Promise<HopOutput>;
   close(): void;
+  /** Signs the hop's commitments for a market request (remote hops; protocols/hop-commitment.ts). */
+  commit?: SettleHop['session']['commit'];
+  /** The driver submits the completion from the requester's receipt. */
+  submitReceipt?: SettleHop['session']['submitReceipt'];
 }
 
 /** Opens sessions on hops (the node's own worker for its own peer id, an RPC stream for a peer). Errors surface at step. */
@@ -123,6 +130,11 @@ export interface DriverDeps {
   /** This node's peer id: hops on it get `localStepTimeoutMs`. */
   selfPeerId?: string;
   log?: Logger;
+  /**
+   * Pays for the generation once it is done (issue 11 §2): gets the final route with the commitments the entry
+   * computed over every hop's inputs and outputs (protocols/hop-commitment.ts settleRoute); never throws.
+   */
+  settle?: (hops: SettleHop[], usage: { promptTokens: number; completionTokens: number }, signal: AbortSignal) => Promise<Settlement>;
 }
 
 /** A hop failed the step: which one and why (the cause decides whether the peer is penalised by the caller). */
@@ -140,6 +152,9 @@ interface RouteEntry {
   /** Calls made on this session (the first one also opens it). */
   calls?: number;
   chunks: number[];
+  /** What the entry sent this hop and got back, committed as the hop commits it (one step per chunk). */
+  inC: RunningCommitment;
+  outC: RunningCommitment;
 }
 
 function concat<T extends Int32Array | Float32Array>(parts: T[], make: (n: number) => T): T {
@@ -173,7 +188,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   // banned peers only when nobody else covers the range (route.ts chooseRouteAvoiding); this generation's failures never
   const plan = (range: { start: number; end: number }): ChainHop[] => chooseRouteAvoiding(deps.holders(), range, { random: deps.random, banned: deps.bans.banned(deps.now()), failed });
 
-  const route: RouteEntry[] = plan({ start: 0, end: L }).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [] }));
+  const route: RouteEntry[] = plan({ start: 0, end: L }).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));
   const firstRoute = route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number] }));
   listener.onRoute?.(firstRoute);
   let failovers = 0;
@@ -184,6 +199,9 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     const session = entry.session;
     const first = (entry.calls = (entry.calls ?? 0) + 1) === 1;
     const ms = (entry.hop.peerId === deps.selfPeerId ? o.localStepTimeoutMs : o.stepTimeoutMs) + positions * o.msPerPosition + (first ? o.openTimeoutMs : 0);
+    // committed before the call (a session may hand the input's buffer on); a failed call discards the entry
+    if (input.ids !== undefined) entry.inC.tokens(input.ids, input.chunks);
+    else entry.inC.hidden(input.hidden!, C, input.chunks);
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new TimeoutError(`hop did not answer within ${ms} ms`, { ms })), ms);
     const onAbort = (): void => ac.abort(new AbortedError('generation aborted'));
@@ -198,6 +216,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         }),
       ]);
       checkOutput(out, input, positions);
+      if (out.tokens !== undefined) entry.outC.tokens(out.tokens, input.chunks.map(() => 1));
+      else entry.outC.hidden(out.hidden!, C, input.chunks);
       return out;
     } catch (e) {
       if (signal.aborted) throw new AbortedError('generation aborted');
@@ -236,7 +256,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       log.info('replacing a hop', { session: spec.id, peer: badPeer, span: `${old.hop.span.start}:${old.hop.span.end}`, cause: errorMessage(cause) });
       if (failovers > o.maxFailovers) throw new NeuroShardError('GENERATE_FAILOVERS', `gave up after ${o.maxFailovers} hop replacements: ${errorMessage(cause)}`, { fault: 'local' });
       const sub = plan(old.hop.span); // throws LayersUncoveredError
-      const fresh: RouteEntry[] = sub.map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [] }));
+      const fresh: RouteEntry[] = sub.map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));
       // replay: the old hop's inputs through the new sub-chain, in the original chunks
       let x = first;
       let out: HopOutput | undefined;
@@ -299,6 +319,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   const tokensSoFar: number[] = [];
   const text = new TextAssembler((ids) => model.decode(ids), req.stop);
   let finishReason: 'stop' | 'length' = 'length';
+  let settlement: Settlement | undefined;
   try {
     let token = await step({ ids: Int32Array.from(prompt), chunks: [prompt.length] }, prompt.length);
     for (;;) {
@@ -318,8 +339,15 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       if (atEnd) break;
       token = await step({ ids: Int32Array.of(token), chunks: [1] }, 1);
     }
+    if (deps.settle !== undefined) {
+      settlement = await deps.settle(
+        route.map((e) => ({ peerId: e.hop.peerId, inCommit: e.inC.value, outCommit: e.outC.value, session: e.session })),
+        { promptTokens: prompt.length, completionTokens: tokensSoFar.length },
+        signal,
+      );
+    }
   } finally {
     for (const e of route) e.session.close();
   }
-  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, failovers, stallsMs, promptTokens: prompt.length };
+  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, failovers, stallsMs, promptTokens: prompt.length, ...(settlement === undefined ? {} : { settlement }) };
 }

@@ -2150,6 +2150,10 @@ export interface InferenceRequest {
   topK: number
   topP: number
   seed: number
+  commitRequest?: Uint8Array<ArrayBuffer>
+  commitIndex?: number
+  commitCount?: number
+  receipt?: Uint8Array<ArrayBuffer>
 }
 
 export namespace InferenceRequest {
@@ -2229,6 +2233,26 @@ export namespace InferenceRequest {
         if ((obj.seed != null && obj.seed !== 0)) {
           w.uint32(104)
           w.uint32(obj.seed)
+        }
+
+        if (obj.commitRequest != null) {
+          w.uint32(114)
+          w.bytes(obj.commitRequest)
+        }
+
+        if (obj.commitIndex != null) {
+          w.uint32(120)
+          w.uint32(obj.commitIndex)
+        }
+
+        if (obj.commitCount != null) {
+          w.uint32(128)
+          w.uint32(obj.commitCount)
+        }
+
+        if (obj.receipt != null) {
+          w.uint32(138)
+          w.bytes(obj.receipt)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -2317,6 +2341,22 @@ export namespace InferenceRequest {
             }
             case 13: {
               obj.seed = reader.uint32()
+              break
+            }
+            case 14: {
+              obj.commitRequest = reader.bytes()
+              break
+            }
+            case 15: {
+              obj.commitIndex = reader.uint32()
+              break
+            }
+            case 16: {
+              obj.commitCount = reader.uint32()
+              break
+            }
+            case 17: {
+              obj.receipt = reader.bytes()
               break
             }
             default: {
@@ -2446,6 +2486,34 @@ export namespace InferenceRequest {
               }
               break
             }
+            case 14: {
+              yield {
+                field: `${prefix}.commitRequest`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 15: {
+              yield {
+                field: `${prefix}.commitIndex`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 16: {
+              yield {
+                field: `${prefix}.commitCount`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 17: {
+              yield {
+                field: `${prefix}.receipt`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -2546,6 +2614,26 @@ export namespace InferenceRequest {
     value: number
   }
 
+  export interface InferenceRequestCommitRequestFieldEvent {
+    field: '$.commitRequest'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferenceRequestCommitIndexFieldEvent {
+    field: '$.commitIndex'
+    value: number
+  }
+
+  export interface InferenceRequestCommitCountFieldEvent {
+    field: '$.commitCount'
+    value: number
+  }
+
+  export interface InferenceRequestReceiptFieldEvent {
+    field: '$.receipt'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<InferenceRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceRequest.codec())
   }
@@ -2554,7 +2642,7 @@ export namespace InferenceRequest {
     return decodeMessage(buf, InferenceRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceRequest>): Generator<InferenceRequestSessionIdFieldEvent | InferenceRequestRequestIdFieldEvent | InferenceRequestHiddenDtypeFieldEvent | InferenceRequestHiddenShapeFieldEvent | InferenceRequestHiddenDataFieldEvent | InferenceRequestHiddenScaleFieldEvent | InferenceRequestTokensFieldEvent | InferenceRequestPositionOffsetFieldEvent | InferenceRequestTargetSpanStartFieldEvent | InferenceRequestTargetSpanEndFieldEvent | InferenceRequestEndSessionFieldEvent | InferenceRequestChunksFieldEvent | InferenceRequestMaxLengthFieldEvent | InferenceRequestTemperatureFieldEvent | InferenceRequestTopKFieldEvent | InferenceRequestTopPFieldEvent | InferenceRequestSeedFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceRequest>): Generator<InferenceRequestSessionIdFieldEvent | InferenceRequestRequestIdFieldEvent | InferenceRequestHiddenDtypeFieldEvent | InferenceRequestHiddenShapeFieldEvent | InferenceRequestHiddenDataFieldEvent | InferenceRequestHiddenScaleFieldEvent | InferenceRequestTokensFieldEvent | InferenceRequestPositionOffsetFieldEvent | InferenceRequestTargetSpanStartFieldEvent | InferenceRequestTargetSpanEndFieldEvent | InferenceRequestEndSessionFieldEvent | InferenceRequestChunksFieldEvent | InferenceRequestMaxLengthFieldEvent | InferenceRequestTemperatureFieldEvent | InferenceRequestTopKFieldEvent | InferenceRequestTopPFieldEvent | InferenceRequestSeedFieldEvent | InferenceRequestCommitRequestFieldEvent | InferenceRequestCommitIndexFieldEvent | InferenceRequestCommitCountFieldEvent | InferenceRequestReceiptFieldEvent> {
     return streamMessage(buf, InferenceRequest.codec(), opts)
   }
 }
@@ -2566,6 +2654,11 @@ export interface InferenceResponse {
   processedTokens: number
   tokens: number[]
   computeUs?: number
+  hopKey?: Uint8Array<ArrayBuffer>
+  inCommit?: Uint8Array<ArrayBuffer>
+  outCommit?: Uint8Array<ArrayBuffer>
+  hopSignature?: Uint8Array<ArrayBuffer>
+  completionId?: Uint8Array<ArrayBuffer>
 }
 
 export namespace InferenceResponse {
@@ -2608,6 +2701,31 @@ export namespace InferenceResponse {
         if (obj.computeUs != null) {
           w.uint32(48)
           w.uint32(obj.computeUs)
+        }
+
+        if (obj.hopKey != null) {
+          w.uint32(58)
+          w.bytes(obj.hopKey)
+        }
+
+        if (obj.inCommit != null) {
+          w.uint32(66)
+          w.bytes(obj.inCommit)
+        }
+
+        if (obj.outCommit != null) {
+          w.uint32(74)
+          w.bytes(obj.outCommit)
+        }
+
+        if (obj.hopSignature != null) {
+          w.uint32(82)
+          w.bytes(obj.hopSignature)
+        }
+
+        if (obj.completionId != null) {
+          w.uint32(90)
+          w.bytes(obj.completionId)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -2654,6 +2772,26 @@ export namespace InferenceResponse {
             }
             case 6: {
               obj.computeUs = reader.uint32()
+              break
+            }
+            case 7: {
+              obj.hopKey = reader.bytes()
+              break
+            }
+            case 8: {
+              obj.inCommit = reader.bytes()
+              break
+            }
+            case 9: {
+              obj.outCommit = reader.bytes()
+              break
+            }
+            case 10: {
+              obj.hopSignature = reader.bytes()
+              break
+            }
+            case 11: {
+              obj.completionId = reader.bytes()
               break
             }
             default: {
@@ -2725,6 +2863,41 @@ export namespace InferenceResponse {
               }
               break
             }
+            case 7: {
+              yield {
+                field: `${prefix}.hopKey`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 8: {
+              yield {
+                field: `${prefix}.inCommit`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 9: {
+              yield {
+                field: `${prefix}.outCommit`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 10: {
+              yield {
+                field: `${prefix}.hopSignature`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 11: {
+              yield {
+                field: `${prefix}.completionId`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -2784,6 +2957,31 @@ export namespace InferenceResponse {
     value: number
   }
 
+  export interface InferenceResponseHopKeyFieldEvent {
+    field: '$.hopKey'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferenceResponseInCommitFieldEvent {
+    field: '$.inCommit'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferenceResponseOutCommitFieldEvent {
+    field: '$.outCommit'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferenceResponseHopSignatureFieldEvent {
+    field: '$.hopSignature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferenceResponseCompletionIdFieldEvent {
+    field: '$.completionId'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<InferenceResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceResponse.codec())
   }
@@ -2792,7 +2990,7 @@ export namespace InferenceResponse {
     return decodeMessage(buf, InferenceResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent | InferenceResponseComputeUsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent | InferenceResponseComputeUsFieldEvent | InferenceResponseHopKeyFieldEvent | InferenceResponseInCommitFieldEvent | InferenceResponseOutCommitFieldEvent | InferenceResponseHopSignatureFieldEvent | InferenceResponseCompletionIdFieldEvent> {
     return streamMessage(buf, InferenceResponse.codec(), opts)
   }
 }

@@ -1,7 +1,19 @@
 /** Activation commitments: what hop k produced and hop k+1 received commit alike; any change to a top entry shows. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { extendCommitment, extendTokenCommitment, initialCommitment } from '../../../src/ledger/commitment.js';
+import {
+  CROSS_ENGINE_TOLERANCE,
+  EXACT_TOLERANCE,
+  extendCommitment,
+  extendTokenCommitment,
+  halfBits,
+  halfValue,
+  initialCommitment,
+  openingCommitment,
+  RunningCommitment,
+  topKRows,
+  verifyStep,
+} from '../../../src/ledger/commitment.js';
 import { Rng } from '../../../src/util/rng.js';
 
 function hidden(rng: Rng, rows: number, cols: number): Float32Array {
@@ -10,11 +22,13 @@ function hidden(rng: Rng, rows: number, cols: number): Float32Array {
   return v;
 }
 
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
 describe('activation commitments', () => {
   it("chain over steps: equal inputs commit equally (hop k's output = hop k+1's input); a changed top entry or step order does not", () => {
     const rng = new Rng(11);
     const steps = [hidden(rng, 5, 64), hidden(rng, 1, 64), hidden(rng, 1, 64)];
-    const commit = (list: Float32Array[]): string => Buffer.from(list.reduce((c, v) => extendCommitment(c, v, v.length / 64, 64), initialCommitment())).toString('hex');
+    const commit = (list: Float32Array[]): string => hex(list.reduce((c, v) => extendCommitment(c, v, v.length / 64, 64), initialCommitment()));
     const sent = commit(steps);
     const received = commit(steps.map((v) => Float32Array.from(v))); // what the next hop got over the wire
     assert.equal(received, sent);
@@ -33,9 +47,88 @@ describe('activation commitments', () => {
     assert.equal(commit(small), sent);
   });
 
-  it('token inputs commit by id', () => {
+  it('token inputs commit by exact id (no half rounding: 4097 and 4098 differ)', () => {
     const a = extendTokenCommitment(initialCommitment(), [1, 2, 3]);
     assert.deepEqual(a, extendTokenCommitment(initialCommitment(), [1, 2, 3]));
     assert.notDeepEqual(a, extendTokenCommitment(initialCommitment(), [1, 2, 4]));
+    assert.notDeepEqual(extendTokenCommitment(initialCommitment(), [4097]), extendTokenCommitment(initialCommitment(), [4098]));
+    // a token step never equals a hidden step of one column holding the same values
+    assert.notDeepEqual(extendTokenCommitment(initialCommitment(), [1, 2]), extendCommitment(initialCommitment(), Float32Array.of(1, 2), 2, 1));
+  });
+
+  it('golden fixture: the byte format is fixed (a change here breaks every signed commitment)', () => {
+    // rows 0..2 of 16 columns: value(r, c) = sin(r·16 + c) (f32); then one token step [7, 4097]
+    const v = new Float32Array(3 * 16);
+    for (let i = 0; i < v.length; i++) v[i] = Math.sin(i);
+    assert.equal(hex(initialCommitment()), 'b40fe6c34e9ad27942dcec09cdd4ab879289e3d42a00a992d8a66b3aff4c903c');
+    const c1 = extendCommitment(initialCommitment(), v, 3, 16);
+    assert.equal(hex(c1), 'bba2d7a159c3b9f08a1ca6974956031a319e88aa7456ca4e0e4eaa7cf3b22814');
+    assert.equal(hex(extendTokenCommitment(c1, [7, 4097])), '2397955e2ba7bec25c3b2a3fd58046b67f7cc6c250d9e74a4d439ed7040027c4');
+    const t = topKRows(v, 3, 16);
+    assert.deepEqual(Array.from(t.idx.subarray(0, 8)), [1, 2, 4, 5, 7, 8, 11, 14]);
+    // half rounding round-trips
+    for (const x of [0, 1, -2.5, 65504, 1e-5, 0.1]) assert.equal(halfBits(halfValue(halfBits(x))), halfBits(x));
+  });
+
+  it('running commitment: one step per chunk, so a replay of the same chunks in one call commits alike; the opening reproduces it', () => {
+    const rng = new Rng(5);
+    const C = 32;
+    const all = hidden(rng, 7, C);
+    const stepwise = new RunningCommitment(true);
+    stepwise.hidden(all.subarray(0, 5 * C), C, [5]);
+    stepwise.hidden(all.subarray(5 * C, 6 * C), C, [1]);
+    stepwise.hidden(all.subarray(6 * C), C, [1]);
+    const replayed = new RunningCommitment();
+    replayed.hidden(all, C, [5, 1, 1]);
+    assert.deepEqual(replayed.value, stepwise.value);
+    assert.equal(replayed.steps, 3);
+    assert.deepEqual(openingCommitment(stepwise.opening!), stepwise.value);
+    // an opening with one record changed does not reproduce it
+    const forged = stepwise.opening!.map((s) => ('tokens' in s ? s : { ...s, half: Uint16Array.from(s.half) }));
+    (forged[1] as { half: Uint16Array }).half[0] ^= 1;
+    assert.notDeepEqual(openingCommitment(forged), stepwise.value);
+    const tok = new RunningCommitment(true);
+    tok.tokens([3, 9, 4, 4], [2, 1, 1]);
+    assert.deepEqual(openingCommitment(tok.opening!), tok.value);
+    assert.throws(() => tok.tokens([1, 2], [1]), RangeError);
+  });
+
+  it('fp16 transport does not change a commitment (selection on the half-rounded magnitude), even at a near-tie', () => {
+    const rng = new Rng(17);
+    const C = 64;
+    const h = hidden(rng, 4, C);
+    // a near-tie at the k-th place: two entries that differ in fp32 but round to one half value
+    h[10] = 3.0001;
+    h[11] = -3.0002;
+    for (let i = 0; i < 7; i++) h[20 + i] = 5 + i;
+    const f16 = h.map((x) => halfValue(halfBits(x)));
+    assert.deepEqual(extendCommitment(initialCommitment(), f16, 4, C), extendCommitment(initialCommitment(), h, 4, C));
+    assert.ok(Array.from(topKRows(h, 4, C).idx.subarray(0, 8)).includes(10), 'ties go to the lower index');
+  });
+
+  it('verifyStep: exact on the same engine; cross-engine noise passes the tolerance; a forged row does not', () => {
+    const rng = new Rng(9);
+    const rows = 6;
+    const C = 256;
+    const h = hidden(rng, rows, C);
+    const committed = topKRows(h, rows, C);
+    const same = verifyStep(committed, Float32Array.from(h), EXACT_TOLERANCE);
+    assert.deepEqual([same.ok, same.exact], [true, true]);
+    // cross-machine float noise: each value off by up to 2^-10 relative (far more than fp32 kernels differ by)
+    const noisy = h.map((x) => x * (1 + (rng.next() * 2 - 1) / 1024));
+    assert.equal(verifyStep(committed, noisy, EXACT_TOLERANCE).ok, false, 'exact tolerance refuses any difference in the top entries');
+    const cross = verifyStep(committed, noisy, CROSS_ENGINE_TOLERANCE);
+    assert.equal(cross.ok, true, JSON.stringify(cross));
+    assert.equal(cross.exact, false);
+    // a hop that scales one row by 3 % (a perturbed layer) or swaps in another row fails
+    const scaled = Float32Array.from(h);
+    for (let c = 0; c < C; c++) scaled[2 * C + c]! *= 1.03;
+    const s = verifyStep(committed, scaled, CROSS_ENGINE_TOLERANCE);
+    assert.deepEqual([s.ok, s.badRows], [false, 1]);
+    const swapped = Float32Array.from(h);
+    swapped.set(h.subarray(0, C), 4 * C);
+    assert.equal(verifyStep(committed, swapped, CROSS_ENGINE_TOLERANCE).ok, false);
+    // the wrong shape fails
+    assert.equal(verifyStep(committed, h.subarray(C), CROSS_ENGINE_TOLERANCE).ok, false);
   });
 });
