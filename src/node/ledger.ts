@@ -146,7 +146,7 @@ export interface NodeLedgerServiceOptions {
   checkpointCheckMs?: number;
   /** Real time a node retries a checkpoint its state differs from before it takes the snapshot (LEDGER_DEFAULTS). */
   checkpointDivergeGraceMs?: number;
-  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (false until a network names its genesis key). */
+  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (false: see its comment). */
   witnessedRewards?: boolean;
 }
 

@@ -443,9 +443,10 @@ export const LEDGER_DEFAULTS = {
   checkpointDivergeGraceMs: 2 * 60_000,
   /**
    * Issue 11 §2: rewards only for witnessed work (src/ledger/witness.ts): nothing minted without a bond, uptime only
-   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same. Off until a
-   * network can name its genesis key (and so mint the genesis allocation that the first bonds come from): switched
-   * on today, a network would mint nothing, ever, and no wallet could send (docs/ECONOMICS.md).
+   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same. The genesis
+   * key and its allocation, which the first bonds come from, exist now (node/genesis-key.ts); still off until the
+   * e2e tests that count on unbonded nodes earning (ledger-agreement, chaos) fund their nodes from the allocation
+   * (docs/ECONOMICS.md "Rewards only for witnessed work").
    */
   witnessedRewards: false,
 } as const;
