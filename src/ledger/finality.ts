@@ -126,7 +126,7 @@ export interface FinalityOptions {
 
 export class Finality {
   private readonly box = new VoteBox();
-  private readonly gen: CommitteeMember[] | undefined;
+  private gen: CommitteeMember[] | undefined;
   private readonly self: string;
   private readonly log: Logger;
   private voted = new Set<number>();
@@ -143,6 +143,11 @@ export class Finality {
     this.log = o.log ?? silentLogger;
     this.startedAt = o.clock.now();
     this.monotonic = o.monotonic ?? (() => performance.now());
+  }
+
+  /** Names the genesis key once the node learns it (node/genesis-key.ts); a no-op when one is set. */
+  setGenesisKey(key: Uint8Array): void {
+    this.gen ??= genesisCommittee(key);
   }
 
   /** The committee that signs the next checkpoint. */

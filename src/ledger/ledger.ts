@@ -19,7 +19,7 @@
 import type Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { accountIdFromPublicKey, addressFromAccountId } from '../identity/index.js';
-import { fromHex, toHex } from '../util/bytes.js';
+import { bytesEqual, fromHex, toHex } from '../util/bytes.js';
 import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { admissionVerdict, DEFAULT_SYNC_HORIZON_MS, markWatched, parseWatched, type Ingress, type WatchInterval } from './admission.js';
@@ -545,6 +545,31 @@ export class Ledger {
       this.persistState();
     });
     return verdicts;
+  }
+
+  /** The network's genesis key under which events are judged (undefined: none named yet). */
+  genesisKey(): Uint8Array | undefined {
+    return this.ctx.rewards?.genesisKey;
+  }
+
+  /**
+   * Names the network's genesis key once this node learns it (node/genesis-key.ts: a joiner asks its first peers).
+   * Every stored event after the latest cut is judged again under it (a Genesis event, and what spent its
+   * allocation, change verdict). A ledger never changes networks: a different key than the one set is a ConfigError
+   * (GENESIS_KEY_MISMATCH).
+   */
+  setGenesisKey(key: Uint8Array): void {
+    const cur = this.ctx.rewards?.genesisKey;
+    if (cur !== undefined) {
+      if (bytesEqual(cur, key)) return;
+      throw new ConfigError(`the ledger's genesis key is ${toHex(cur)}, not ${toHex(key)}`, { genesisKey: toHex(cur) }, 'GENESIS_KEY_MISMATCH');
+    }
+    this.assertWritable();
+    this.ctx.rewards = { witnessed: this.ctx.rewards?.witnessed === true, genesisKey: key };
+    this.transaction(() => {
+      this.replayFrom(this.floor, new Map());
+      this.persistState();
+    });
   }
 
   private apply(e: LedgerEvent): ApplyResult {

@@ -40,6 +40,7 @@ import { freemem } from 'node:os';
 import { LedgerNotReadyError, type LedgerStatusView, type LedgerSubmitter, type SubmitOutcome } from '../api/index.js';
 import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../identity/index.js';
 import {
+  buildGenesis,
   buildProof,
   caughtUpWith,
   Finality,
@@ -73,6 +74,7 @@ import type { P2PNetwork } from '../p2p/types.js';
 import { freshHolderRecord, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
 import { LedgerP2PNetwork } from '../protocols/ledger-sync.js';
 import { CheckpointP2P } from '../protocols/ledger-checkpoint.js';
+import { GenesisKeyStore } from './genesis-key.js';
 import { LEDGER_DEFAULTS } from './options.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
 import { deadlineSignal, linkSignals } from '../util/abort.js';
@@ -127,17 +129,24 @@ export interface NodeLedgerServiceOptions {
   /** How often (wall time) the node records that it watched the network (admission.ts). Default 30 s. */
   watchMarkMs?: number;
   /**
-   * Finality (src/ledger/finality.ts): the network's genesis public key (default: our own key on a genesis node,
-   * none elsewhere: no finality), the checkpoint period and settle time (ledger time), and how often (wall time)
-   * the node looks whether a checkpoint is due. Defaults: 5 min, 6 min, 1 s.
+   * The network's genesis public key, pinned (`--genesis-key`). Unset: the one in `<dataDir>/network.json`, else our
+   * own key on a founding node, else the first one a peer names (node/genesis-key.ts). It decides which Genesis
+   * event mints (issue 11 §2) and who signs the first checkpoint (finality).
+   * Finality (src/ledger/finality.ts): the checkpoint period and settle time (ledger time), and how often (wall
+   * time) the node looks whether a checkpoint is due. Defaults: 5 min, 6 min, 1 s.
    */
   genesisKey?: Uint8Array;
+  /**
+   * Found the network's ledger: when our key is the genesis key, emit the Genesis event (the initial allocation)
+   * once, as soon as we are caught up or alone. Default true; tests of other rules may turn it off.
+   */
+  emitGenesis?: boolean;
   checkpointPeriodMs?: number;
   checkpointSettleMs?: number;
   checkpointCheckMs?: number;
   /** Real time a node retries a checkpoint its state differs from before it takes the snapshot (LEDGER_DEFAULTS). */
   checkpointDivergeGraceMs?: number;
-  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (false until a network names its genesis key). */
+  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (false: see its comment). */
   witnessedRewards?: boolean;
 }
 
@@ -222,6 +231,15 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   });
   await net.start();
   const cpNet = new CheckpointP2P({ p2p: host.p2p, rpc: host.rpc, networkId, scores: host.scores, log: log.child('checkpoint') });
+  // the network's genesis key: pinned, stored, ours as the founder, or the first a peer names (node/genesis-key.ts)
+  let genesisKeys: GenesisKeyStore;
+  try {
+    genesisKeys = new GenesisKeyStore(o.dataDir, { pinned: o.genesisKey === undefined ? undefined : toHex(o.genesisKey), founder: host.genesis, own: key.publicKey });
+    if (genesisKeys.key === undefined) await learnGenesisKey(cpNet, genesisKeys, [...new Set([...net.syncPeers(), ...host.p2p.connectedPeers()])], callTimeoutMs, o.signal, log);
+  } catch (e) {
+    await net.stop();
+    throw e;
+  }
   let finality: Finality | undefined;
   // set once the sync queue below exists: finality asks for recent events when its state differs from a checkpoint
   let askSync: (peer: string | undefined) => void = () => {};
@@ -245,7 +263,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
           net: cpNet,
           key,
           networkId,
-          genesisKey: o.genesisKey ?? (host.genesis ? key.publicKey : undefined),
+          genesisKey: genesisKeys.key,
           periodMs: o.checkpointPeriodMs ?? 5 * 60_000,
           settleMs: o.checkpointSettleMs ?? LEDGER_DEFAULTS.checkpointSettleMs,
           clock,
@@ -261,6 +279,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
             snapshotPage: (seq, after, limit) => ledger.snapshotPage(seq, after, limit),
             account: (pub) => ({ nextProofNonce: ledger.nextNonce(Buffer.from(pub, 'hex'), EventKind.Proof), lastEpoch: ledger.lastProofEpoch(accountIdFromPublicKey(Buffer.from(pub, 'hex'))) }),
             voteCheck: (v) => f.voteCheck(v),
+            genesisKey: () => (genesisKeys.key === undefined ? undefined : toHex(genesisKeys.key)),
           },
           (v, from) => f.onVote(v, from),
         );
@@ -270,7 +289,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
           if (ledger.latestCheckpoint() !== undefined) break;
         }
       },
-      rewards: { witnessed: o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards, genesisKey: o.genesisKey },
+      rewards: { witnessed: o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards, genesisKey: genesisKeys.key },
     });
   } catch (e) {
     await cpNet.stop();
@@ -351,7 +370,18 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     return { stateHash: s.stateHash, events: s.events, replayPending: s.replayPending };
   };
 
+  /** Adopts the genesis key a peer names when we have none yet: persisted, then every stored event re-judged. */
+  const learnFrom = async (peer: string): Promise<void> => {
+    if (genesisKeys.key !== undefined) return;
+    await learnGenesisKey(cpNet, genesisKeys, [peer], callTimeoutMs, signal, log);
+    const k = genesisKeys.key;
+    if (k === undefined) return;
+    ledger.setGenesisKey(k);
+    fin.setGenesisKey(k);
+  };
+
   const reconcileWith = async (peer: string, mode: 'full' | 'tail'): Promise<void> => {
+    await learnFrom(peer);
     await fin.pull(peer, { signal });
     const theirs = await net.fetchStatus(peer, { signal });
     if (caughtUpWith(ours(), theirs)) {
@@ -453,6 +483,46 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     }, resyncMs);
     t.unref();
     timers.push(t);
+  }
+
+  // ─────────────────────────── founding ───────────────────────────
+
+  // Issue 11 §2: the holder of the genesis key mints the initial allocation once, so the first bonds can come from
+  // it. Exactly once: network.json records it, and the ledger holding a Genesis event from us (synced, or ours from
+  // before a crash that lost network.json's update) stops it too. A founder with peers waits until it reconciled
+  // with one, as proofs do, so it learns an allocation it made before on another data dir instead of signing a
+  // second one (a second, different Genesis event would conflict with the first: docs/LIMITS.md).
+  let founding = false;
+  const foundNow = async (): Promise<void> => {
+    if (stopped || quiet || founding || o.emitGenesis === false || !genesisKeys.mayFound(key.publicKey)) return;
+    if (ledger.nextNonce(key.publicKey, EventKind.Genesis) > 0n) {
+      genesisKeys.markEmitted();
+      return;
+    }
+    const alone = host.genesis && net.syncPeers().length === 0 && host.p2p.connectedPeers().length === 0;
+    if (!sync.caughtUp && !alone) return;
+    founding = true;
+    try {
+      const ev = buildGenesis(key, { networkId, timestampMs: clock.now() });
+      const r = await service.submit(ev.bytes, { signal });
+      if (r.status === 'dropped') {
+        log.error('our genesis allocation was refused by our own ledger', { reason: r.reason });
+      } else {
+        genesisKeys.markEmitted();
+        log.info('genesis allocation minted', { id: r.id, status: r.status });
+      }
+    } finally {
+      founding = false;
+    }
+  };
+  if (o.emitGenesis !== false && genesisKeys.mayFound(key.publicKey)) {
+    const t = setInterval(() => {
+      if (!genesisKeys.mayFound(key.publicKey)) return clearInterval(t);
+      foundNow().catch((e: unknown) => log.warn('genesis allocation failed', { error: errorMessage(e) }));
+    }, o.proofCheckMs ?? 1000);
+    t.unref();
+    timers.push(t);
+    await foundNow().catch((e: unknown) => log.warn('genesis allocation failed', { error: errorMessage(e) }));
   }
 
   // ─────────────────────────── proofs ───────────────────────────
@@ -682,6 +752,22 @@ export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'>
     },
     status: () => ledgerStatusView(l.ledger.status(), l.finality?.status()),
   };
+}
+
+/**
+ * Asks `peers` in turn for the network's genesis key until one names it, and adopts that one (trust on first use:
+ * node/genesis-key.ts). Failures (no answer, a peer that knows none) only move on to the next peer.
+ */
+async function learnGenesisKey(cp: CheckpointP2P, store: GenesisKeyStore, peers: string[], timeoutMs: number, signal: AbortSignal | undefined, log: Logger): Promise<void> {
+  for (const p of peers.slice(0, 4)) {
+    if (store.key !== undefined || signal?.aborted === true) return;
+    try {
+      const k = await cp.fetchGenesisKey(p, { signal: deadlineSignal(timeoutMs, signal) });
+      if (k !== undefined && store.learn(Buffer.from(k, 'hex'))) log.info('genesis key learned from a peer (kept in network.json)', { peer: p, genesisKey: k });
+    } catch (e) {
+      log.debug('ledger-genesis failed', { peer: p, error: errorMessage(e) });
+    }
+  }
 }
 
 /** The epoch of our latest stored proof, or -1. */

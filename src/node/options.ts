@@ -108,9 +108,10 @@ export interface NodeOptions {
    */
   weights: 'f32' | 'int8';
   /**
-   * Finality (issue 11 §3): the network's genesis public key (66 hex characters), whose holder alone signs the
-   * first checkpoint; unset, a genesis node uses its own key and any other node takes no part in finality (no
-   * checkpoints verified or made; the ledger works as before). `checkpointPeriodMs`: ledger time between cuts.
+   * The network's genesis public key (66 hex characters, `--genesis-key`): the only key whose Genesis event mints
+   * the initial allocation (issue 11 §2), and whose holder alone signs the first checkpoint (finality, §3). Unset:
+   * the key kept in `<dataDir>/network.json`, else a founding node's own key, else the first one a peer names
+   * (trust on first use; node/genesis-key.ts). `checkpointPeriodMs`: ledger time between cuts.
    */
   genesisKey: string | undefined;
   checkpointPeriodMs: number;
@@ -262,6 +263,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   genesis: (raw, src) => bool('genesis', raw, src),
   genesisKey: (raw, src) => {
     if (raw === undefined || raw === '') return undefined;
+    if (typeof raw === 'string' && raw.length <= 66) raw = raw.toLowerCase();
     if (typeof raw !== 'string' || !/^0[23][0-9a-f]{64}$/.test(raw)) fail('genesisKey', src, 'must be a compressed public key: 66 hex characters starting 02 or 03');
     return raw;
   },
@@ -457,9 +459,10 @@ export const LEDGER_DEFAULTS = {
   checkpointDivergeGraceMs: 2 * 60_000,
   /**
    * Issue 11 §2: rewards only for witnessed work (src/ledger/witness.ts): nothing minted without a bond, uptime only
-   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same. Off until a
-   * network can name its genesis key (and so mint the genesis allocation that the first bonds come from): switched
-   * on today, a network would mint nothing, ever, and no wallet could send (docs/ECONOMICS.md).
+   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same. The genesis
+   * key and its allocation, which the first bonds come from, exist now (node/genesis-key.ts); still off until the
+   * e2e tests that count on unbonded nodes earning (ledger-agreement, chaos) fund their nodes from the allocation
+   * (docs/ECONOMICS.md "Rewards only for witnessed work").
    */
   witnessedRewards: false,
 } as const;

@@ -8,7 +8,9 @@
  *   RPCs      ledger-checkpoints/1.0.0: the finalized checkpoints after a sequence number (at most 16 a call);
  *             ledger-snapshot/1.0.0: a page of the state rows at the serving node's latest checkpoint (at most
  *             2,048 rows and 4 MiB); ledger-account/1.0.0: what the serving node knows of one account's proofs
- *             (next proof nonce, last proof epoch), which a node restored from its mnemonic asks before it signs.
+ *             (next proof nonce, last proof epoch), which a node restored from its mnemonic asks before it signs;
+ *             ledger-genesis/1.0.0: the serving node's genesis key (or null while it knows none), which a joiner
+ *             without one adopts on first use (node/genesis-key.ts).
  *
  * The messages are JSON with field checks at the boundary (checkpoint.ts parsers); everything received is verified
  * again by the caller before it changes anything (signatures, chain, quorum, the snapshot's hash).
@@ -141,6 +143,26 @@ export const ledgerAccount: UnaryMethod<{ account: string }, { nextProofNonce: s
   maxConcurrent: 32,
 };
 
+export const ledgerGenesis: UnaryMethod<Record<string, never>, { genesisKey: string | null }> = {
+  name: 'ledger-genesis',
+  version: '1.0.0',
+  kind: 'unary',
+  request: jsonCodec((v) => {
+    obj(v);
+    return {};
+  }),
+  response: jsonCodec((v) => {
+    const k = obj(v).genesisKey;
+    if (k !== null && (typeof k !== 'string' || !/^0[23][0-9a-f]{64}$/.test(k))) throw new TypeError('genesisKey: not a compressed public key or null');
+    return { genesisKey: k };
+  }),
+  maxRequestBytes: 64,
+  maxResponseBytes: 256,
+  timeoutMs: 5_000,
+  maxInboundStreams: 2,
+  maxConcurrent: 32,
+};
+
 /** What the node serves and checks; node/checkpoint.ts fills it from its ledger. */
 export interface CheckpointSource {
   checkpointsAfter(seq: number, limit: number): SignedCheckpoint[];
@@ -149,6 +171,8 @@ export interface CheckpointSource {
   account(publicKeyHex: string): { nextProofNonce: bigint; lastEpoch: number };
   /** Whether to deliver and relay a vote whose signature verified ('ignore': not a member, an old sequence). */
   voteCheck(v: CheckpointVote): ValidationResult;
+  /** The network's genesis key this node uses (hex), or undefined while it knows none. */
+  genesisKey?(): string | undefined;
 }
 
 export function encodeVote(v: CheckpointVote): Uint8Array {
@@ -195,6 +219,7 @@ export class CheckpointP2P {
       const a = serving().account(req.account);
       return { nextProofNonce: a.nextProofNonce.toString(), lastEpoch: a.lastEpoch };
     });
+    await this.o.rpc.handle(ledgerGenesis, () => ({ genesisKey: serving().genesisKey?.() ?? null }));
     this.o.p2p.setTopicValidator(this.topic, (m) => this.validate(m));
     this.off = this.o.p2p.subscribe(this.topic, (m) => {
       try {
@@ -210,7 +235,7 @@ export class CheckpointP2P {
     this.off = undefined;
     this.src = undefined;
     this.o.p2p.setTopicValidator(this.topic, undefined);
-    for (const m of [ledgerCheckpoints, ledgerSnapshot, ledgerAccount]) await this.o.rpc.unhandle(m).catch(() => {});
+    for (const m of [ledgerCheckpoints, ledgerSnapshot, ledgerAccount, ledgerGenesis]) await this.o.rpc.unhandle(m).catch(() => {});
   }
 
   private validate(m: PubSubMessage): ValidationResult {
@@ -239,6 +264,11 @@ export class CheckpointP2P {
 
   async fetchSnapshotPage(peer: string, seq: number, after: string, opts: AbortOptions = {}): Promise<[string, string][]> {
     return (await this.o.rpc.call(peer, ledgerSnapshot, { seq, after }, { signal: opts.signal })).rows;
+  }
+
+  /** The peer's genesis key (hex), or undefined when it knows none. */
+  async fetchGenesisKey(peer: string, opts: AbortOptions = {}): Promise<string | undefined> {
+    return (await this.o.rpc.call(peer, ledgerGenesis, {}, { signal: opts.signal })).genesisKey ?? undefined;
   }
 
   async fetchAccount(peer: string, publicKeyHex: string, opts: AbortOptions = {}): Promise<{ nextProofNonce: bigint; lastEpoch: number }> {

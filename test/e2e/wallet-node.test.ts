@@ -63,10 +63,11 @@ describe('wallet through a running node', () => {
       });
     });
     try {
-      // A fresh wallet holds at most a few uptime rewards (0.0001 NEURO each): 1 NEURO is more than it has, so the
-      // node's ledger refuses the transfer, deterministically, and does not keep it (issue 11 attack 5).
+      // The founder's wallet holds the genesis allocation (1,000,000 NEURO, 100,000 of it staked) and at most a few
+      // rewards: 2,000,000 NEURO is more than it has, so the node's ledger refuses the transfer, deterministically,
+      // and does not keep it (issue 11 attack 5).
       const to = 'neuro1m4utyqp5ldwqf6xu4t2uhz9tgj4r0p0r247udz';
-      const send = await cli(['wallet', 'send', to, '1', '--yes', '--json', '--data-dir', t.dir]);
+      const send = await cli(['wallet', 'send', to, '2000000', '--yes', '--json', '--data-dir', t.dir]);
       assert.equal(send.code, 1, send.out + send.err);
       const r = JSON.parse(send.out) as { id: string; status: string; reason?: string; nonce: string };
       assert.deepEqual([r.status, r.reason, r.nonce], ['dropped', 'INSUFFICIENT_BALANCE', '0'], send.err);
@@ -83,7 +84,7 @@ describe('wallet through a running node', () => {
       assert.deepEqual(Object.keys(s).sort(), ['burned', 'escrowed', 'events', 'finality', 'finalizedHash', 'finalizedHeight', 'finalizedSeq', 'finalizedStateHash', 'minted', 'replayPending', 'staked', 'stateHash']);
       assert.equal(typeof s.events, 'number');
       // nothing was stored, so the nonce is still free: the next send takes nonce 0 again
-      const again = await cli(['wallet', 'send', to, '1', '--yes', '--json', '--data-dir', t.dir]);
+      const again = await cli(['wallet', 'send', to, '2000000', '--yes', '--json', '--data-dir', t.dir]);
       assert.equal((JSON.parse(again.out) as { nonce: string }).nonce, '0', again.err);
       const { apiPort } = JSON.parse(readFileSync(join(t.dir, 'node.lock'), 'utf8')) as { apiPort: number };
       const res = await fetch(`http://127.0.0.1:${apiPort}/api/ledger/status`);

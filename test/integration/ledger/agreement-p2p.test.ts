@@ -73,6 +73,8 @@ describe('three libp2p nodes agree on a ledger', { timeout: 240_000 }, () => {
       proofOffsetMs: 0,
       // agreement is checked on balances minted by proofs under the pre-§2 rules (issue 11 §2: fresh-key.test.ts)
       witnessedRewards: false,
+      // and counted from zero: no genesis allocation (founding: test/unit/node/genesis-key.test.ts)
+      emitGenesis: false,
       // anti-entropy every second repairs gossip lost while the mesh forms
       resyncMs: 1000,
     });

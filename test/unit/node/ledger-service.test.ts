@@ -61,6 +61,8 @@ async function startNode(hub: MemoryHub, dir: string, name: string, key: NodeKey
     // the proof emitter's figures are checked through what proofs pay under the pre-§2 rules (issue 11 §2 rules:
     // test/attacks/fresh-key.test.ts, test/integration/ledger/liveness-witness.test.ts)
     witnessedRewards: false,
+    // nor the genesis allocation: these figures are the proofs' alone (founding: test/unit/node/genesis-key.test.ts)
+    emitGenesis: false,
   });
   return { name, key, tally, scores, l };
 }
