@@ -108,6 +108,12 @@ export interface NodeOptions {
    */
   weights: 'f32' | 'int8';
   /**
+   * Unary RPCs reuse one stream per (peer, method) instead of opening one per call (issue 8 §5; protocol
+   * `<method id>/mux/1.0.0`, falling back to a stream per call with peers that do not speak it). The node serves
+   * both protocols either way.
+   */
+  rpcStreamReuse: boolean;
+  /**
    * Finality (issue 11 §3): the network's genesis public key (66 hex characters), whose holder alone signs the
    * first checkpoint; unset, a genesis node uses its own key and any other node takes no part in finality (no
    * checkpoints verified or made; the ledger works as before). `checkpointPeriodMs`: ledger time between cuts.
@@ -165,6 +171,7 @@ export const DEFAULTS: NodeOptions = {
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
   weights: 'f32',
+  rpcStreamReuse: true,
 };
 
 /** Serving limits of the OpenAI-compatible routes (src/node/openai.ts) that are not options. */
@@ -315,6 +322,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     return raw;
   },
   weights: (raw, src) => oneOf('weights', raw, src, ['f32', 'int8']) as 'f32' | 'int8',
+  rpcStreamReuse: (raw, src) => bool('rpcStreamReuse', raw, src),
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
 };
