@@ -758,7 +758,9 @@ export class RpcNode {
         });
         running.add(run);
       }
-      // the caller closed its side: finish the calls in flight, then close ours
+      // the caller closed its side. A client half-closes only with no call in flight (idle, or retiring a stream),
+      // so calls still running were given up (a connection closing gracefully under them): abort them, then close
+      for (const c of calls.values()) c.abort(new AbortedError(`${method.name}: the caller closed the stream`));
       await Promise.allSettled([...running]);
       await writer.flushed();
       const closing = timer(method.timeoutMs, `${method.name} close`, signal);
