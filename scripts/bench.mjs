@@ -11,7 +11,7 @@
 //   benchSections: [{ name, keys: ['json_key', …], run({ quick, log }) → Promise<{ json_key: value, … }> }]
 // is discovered and run; a section may throw an error with code 'BENCH_SKIP' to skip with a reason. Keys that later
 // issues promise (EXPECTED_KEYS) print null and a reason until a section provides them.
-// --only takes section names or families (`serving` = every `serving-*` section, `p2p` = p2p-rpc and p2p-dht).
+// --only takes section names or families (`serving` = every `serving-*` section, `p2p` = p2p-rpc, p2p-unary and p2p-dht).
 // --quick: a smoke run with tiny sizes (same keys, figures meaningless); --no-torch: skip the anchor;
 // --torch-python: the interpreter for the anchor (default /usr/bin/python3).
 import { spawn, spawnSync } from 'node:child_process';
@@ -53,6 +53,12 @@ const EXPECTED_KEYS = {
   rpc_mib_s: 'issue 4 (a protocols bench section)',
   tcp_mib_s: 'issue 4 (a protocols bench section)',
   rpc_rtt_ms: 'issue 4 (a protocols bench section)',
+  unary_call_ms_p50: 'issue 8 §5 (section p2p-unary: a reused stream)',
+  unary_call_ms_p99: 'issue 8 §5 (section p2p-unary)',
+  unary_call_cpu_us: 'issue 8 §5 (section p2p-unary)',
+  unary_call_new_stream_ms_p50: 'issue 8 §5 (section p2p-unary: a new stream per call)',
+  unary_call_new_stream_ms_p99: 'issue 8 §5 (section p2p-unary)',
+  unary_call_new_stream_cpu_us: 'issue 8 §5 (section p2p-unary)',
   dht_lookup_ms_p50: 'issue 4 (a p2p bench section)',
   dht_lookup_ms_p99: 'issue 4 (a p2p bench section)',
   proof_verify_per_s: 'issue 5 (a ledger bench section)',

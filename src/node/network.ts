@@ -34,7 +34,7 @@ import { signTrackerWithdrawal } from '../protocols/tracker-withdrawal.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import type { NodeOptions } from './options.js';
+import { DEFAULTS, type NodeOptions } from './options.js';
 
 /** The node options this module reads. */
 export type NetworkNodeOptions = Pick<
@@ -59,6 +59,8 @@ export type NetworkNodeOptions = Pick<
   span: LayerSpan | undefined;
   /** The node will hold layers later (`--span auto`): trackers hear from it once holdSpan is called. */
   holdsLayersLater?: boolean;
+  /** Unary RPCs reuse streams (NodeOptions.rpcStreamReuse); default DEFAULTS.rpcStreamReuse. */
+  rpcStreamReuse?: boolean;
 };
 
 /** Knobs that are not node options: tests shorten them, the benchmark widens them. */
@@ -195,7 +197,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
   };
   const p2p = await createLibp2pNetwork(p2pOpts);
   selfPeerId = p2p.peerId;
-  const rpc = new RpcNode({ network: p2p, networkId, scores, log: log.child('rpc') });
+  const rpc = new RpcNode({ network: p2p, networkId, scores, log: log.child('rpc'), reuseStreams: o.rpcStreamReuse ?? DEFAULTS.rpcStreamReuse });
   const liveness = new LivenessTracker({ staleMs: o.peerStaleMs, deadMs: o.peerDeadMs, clock });
   const capacity = init.status?.capacity ?? (() => ({ memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 }));
   const registry = new LayerRegistry({

@@ -108,6 +108,12 @@ export interface NodeOptions {
    */
   weights: 'f32' | 'int8';
   /**
+   * Unary RPCs reuse one stream per (peer, method) instead of opening one per call (issue 8 §5; protocol
+   * `<method id>/mux/1.0.0`, falling back to a stream per call with peers that do not speak it). The node serves
+   * both protocols either way. Default off (see DEFAULTS).
+   */
+  rpcStreamReuse: boolean;
+  /**
    * The network's genesis public key (66 hex characters, `--genesis-key`): the only key whose Genesis event mints
    * the initial allocation (issue 11 §2), and whose holder alone signs the first checkpoint (finality, §3). Unset:
    * the key kept in `<dataDir>/network.json`, else a founding node's own key, else the first one a peer names
@@ -176,6 +182,8 @@ export const DEFAULTS: NodeOptions = {
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
   weights: 'f32',
+  // off until the whole multi-node suite has passed with it on (issue 8 §5, branch rpcreuse: not yet done)
+  rpcStreamReuse: false,
 };
 
 /** Serving limits of the OpenAI-compatible routes (src/node/openai.ts) that are not options. */
@@ -333,6 +341,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     return raw;
   },
   weights: (raw, src) => oneOf('weights', raw, src, ['f32', 'int8']) as 'f32' | 'int8',
+  rpcStreamReuse: (raw, src) => bool('rpcStreamReuse', raw, src),
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
 };

@@ -8,7 +8,11 @@
  * request, reply: two round trips). rpc_mib_s is payload bytes over wall time with PIPELINE (4) calls in flight on
  * the one connection, as a pipeline stage streams micro-batches; the one-at-a-time figure is logged beside it.
  * The same request/ack pattern one at a time over a raw TCP socket to the same child (u32 length ‖ payload →
- * 8-byte ack) gives tcp_mib_s, in the same run, for reference.
+ * 8-byte ack) gives tcp_mib_s, in the same run, for reference. Each call opens a stream, as the node's do by
+ * default (`rpcStreamReuse` off).
+ *
+ * Unary (`benchUnary`, section p2p-unary): the wall time and CPU of one 3 KiB unary call on a reused stream and
+ * on a stream of its own, alternating, in one process.
  *
  * DHT: 16 nodes in one process, each holding two layers of a 16-layer model (two holders per layer); a lookup is
  * the registry's "who holds layer i" as a node runs it: findProviders, then each provider's signed HolderRecord
@@ -103,6 +107,7 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
       dcutr: false,
     });
     await net.start();
+    // a stream per call, as the node calls by default (NodeOptions.rpcStreamReuse off); p2p-unary compares both
     const rpc = new RpcNode({ network: net, networkId: 'bench' });
     const peer = await net.dial(multiaddr);
     const out: RpcBenchResult = { rpc_mib_s: {} as Record<SizeKey, number>, tcp_mib_s: {} as Record<SizeKey, number>, rpc_rtt_ms: {} as Record<SizeKey, number> };
@@ -284,11 +289,100 @@ export async function benchDht(opts: BenchOptions = {}): Promise<DhtBenchResult>
   }
 }
 
+export interface UnaryBenchResult {
+  /** One unary call at a time on a reused stream (`rpcStreamReuse`, off by default for now). */
+  unary_call_ms_p50: number;
+  unary_call_ms_p99: number;
+  /** Process CPU per call, client and server together (both in this process). */
+  unary_call_cpu_us: number;
+  /** The same with a new stream per call (the node's default; always used with older peers). */
+  unary_call_new_stream_ms_p50: number;
+  unary_call_new_stream_ms_p99: number;
+  unary_call_new_stream_cpu_us: number;
+}
+
+/**
+ * Unary call cost with and without stream reuse (issue 8 §5, docs/SCALE.md): two libp2p nodes in this process on
+ * 127.0.0.1, echo of one 3 KiB fp32 tensor (one 12x768 decode step), one call at a time. The two ways alternate in
+ * blocks so that both see the same machine load; CPU is this process's (client and server) per call.
+ */
+export async function benchUnary(opts: BenchOptions = {}): Promise<UnaryBenchResult> {
+  const quick = opts.quick ?? false;
+  const log = opts.log ?? (() => {});
+  const mk = async (): Promise<Libp2pNetwork> => {
+    const n = await createLibp2pNetwork({
+      privateKey: randomBytes(32),
+      protocolPrefix: protocolPrefix('bench'),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      genesis: true,
+      mdns: false,
+      upnp: false,
+      autonat: false,
+      dcutr: false,
+    });
+    await n.start();
+    return n;
+  };
+  const server = await mk();
+  const client = await mk();
+  try {
+    const srv = new RpcNode({ network: server, networkId: 'bench' });
+    const { echoHandler } = await import('./handlers/echo.js');
+    await srv.handle(methods.echo, echoHandler);
+    const peer = await client.dial(server.multiaddrs()[0]!);
+    const x = new Float32Array(768).fill(0.5);
+    const req = { payload: new Uint8Array(0), tensor: tensorToPb(fp32Tensor(x, [1, 768])), replyWithTensor: false };
+    const ways = { reuse: new RpcNode({ network: client, networkId: 'bench', reuseStreams: true }), perCall: new RpcNode({ network: client, networkId: 'bench' }) };
+    const times = { reuse: [] as number[], perCall: [] as number[] };
+    const cpu = { reuse: 0, perCall: 0 };
+    const perBlock = quick ? 10 : 100;
+    const blocks = quick ? 2 : 4;
+    for (const w of ['reuse', 'perCall'] as const) for (let i = 0; i < 5; i++) await ways[w].call(peer, methods.echo, req); // warm-up
+    for (let b = 0; b < blocks; b++) {
+      for (const w of ['reuse', 'perCall'] as const) {
+        const c0 = process.cpuUsage();
+        for (let i = 0; i < perBlock; i++) {
+          const t0 = performance.now();
+          await ways[w].call(peer, methods.echo, req);
+          times[w].push(performance.now() - t0);
+        }
+        const c = process.cpuUsage(c0);
+        cpu[w] += c.user + c.system;
+      }
+    }
+    const n = perBlock * blocks;
+    const out: UnaryBenchResult = {
+      unary_call_ms_p50: round(median(times.reuse), 3),
+      unary_call_ms_p99: round(quantile(times.reuse, 0.99), 3),
+      unary_call_cpu_us: Math.round(cpu.reuse / n),
+      unary_call_new_stream_ms_p50: round(median(times.perCall), 3),
+      unary_call_new_stream_ms_p99: round(quantile(times.perCall, 0.99), 3),
+      unary_call_new_stream_cpu_us: Math.round(cpu.perCall / n),
+    };
+    log(
+      `unary 3 KiB, ${n} calls each: reused stream p50 ${out.unary_call_ms_p50} ms, p99 ${out.unary_call_ms_p99} ms, ${out.unary_call_cpu_us} µs CPU; ` +
+        `new stream per call p50 ${out.unary_call_new_stream_ms_p50} ms, p99 ${out.unary_call_new_stream_ms_p99} ms, ${out.unary_call_new_stream_cpu_us} µs CPU`,
+    );
+    await ways.reuse.close();
+    await ways.perCall.close();
+    await srv.close();
+    return out;
+  } finally {
+    await client.stop();
+    await server.stop();
+  }
+}
+
 export const benchSections = [
   {
     name: 'p2p-rpc',
     keys: ['rpc_mib_s', 'tcp_mib_s', 'rpc_rtt_ms'],
     run: (o: { quick?: boolean; log?: (s: string) => void }) => benchRpc(o),
+  },
+  {
+    name: 'p2p-unary',
+    keys: ['unary_call_ms_p50', 'unary_call_ms_p99', 'unary_call_cpu_us', 'unary_call_new_stream_ms_p50', 'unary_call_new_stream_ms_p99', 'unary_call_new_stream_cpu_us'],
+    run: (o: { quick?: boolean; log?: (s: string) => void }) => benchUnary(o),
   },
   {
     name: 'p2p-dht',

@@ -14,6 +14,7 @@
  * remote handler errors arrive as RemoteRpcError with the remote's own code (e.g. RPC_BUSY, RPC_NO_HANDLER,
  * RPC_INTERNAL, or an application code), and local deadlines/aborts as TimeoutError / AbortedError.
  */
+import { NetworkError } from '../../p2p/errors.js';
 import { NeuroShardError, PeerMisbehaviourError, type Fault } from '../../util/errors.js';
 
 export const RPC_CODES = [
@@ -33,10 +34,13 @@ export class RpcViolationError extends PeerMisbehaviourError {
   }
 }
 
-/** The stream could not be used: reset by the remote, or the peer unreachable / not speaking the protocol. */
-export class RpcTransportError extends NeuroShardError {
+/**
+ * The stream could not be used: reset by the remote, or the peer unreachable / not speaking the protocol. A
+ * NetworkError (fault: peer): calls in flight on a reused stream that dies fail with one (RPC_STREAM_RESET).
+ */
+export class RpcTransportError extends NetworkError {
   constructor(code: 'RPC_STREAM_RESET' | 'RPC_UNAVAILABLE', message: string, meta?: Record<string, unknown>, cause?: unknown) {
-    super(code, message, { fault: 'peer', meta, cause });
+    super(code, message, meta, cause);
   }
 }
 

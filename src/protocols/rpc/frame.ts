@@ -15,12 +15,16 @@ import { RpcViolationError } from './errors.js';
 
 export const FRAME_MESSAGE = 0x00;
 export const FRAME_ERROR = 0x01;
+/** Only on a reusable unary stream (./mux.ts), client to server: forget the call with this id. */
+export const FRAME_CANCEL = 0x02;
+/** The kinds a one-call stream carries. */
+const CALL_KINDS: readonly number[] = [FRAME_MESSAGE, FRAME_ERROR];
 /** Largest frame length the varint may announce at all (per-type limits are far lower). */
 export const MAX_FRAME_LENGTH = 2 ** 31 - 1;
 const MAX_VARINT_BYTES = 5;
 
 export interface Frame {
-  kind: typeof FRAME_MESSAGE | typeof FRAME_ERROR;
+  kind: typeof FRAME_MESSAGE | typeof FRAME_ERROR | typeof FRAME_CANCEL;
   body: Uint8Array;
 }
 
@@ -74,7 +78,11 @@ export class FrameReader {
   /** Total bytes read, for accounting. */
   bytesRead = 0;
 
-  constructor(source: AsyncIterable<Uint8Array | ByteChunk>) {
+  /** `kinds`: the frame kinds this stream may carry (default MESSAGE and ERROR); any other is RPC_UNKNOWN_FRAME. */
+  constructor(
+    source: AsyncIterable<Uint8Array | ByteChunk>,
+    private readonly kinds: readonly number[] = CALL_KINDS,
+  ) {
     this.it = source[Symbol.asyncIterator]();
   }
 
@@ -108,12 +116,12 @@ export class FrameReader {
       }
     }
     const kind = this.buf.get(prefixBytes);
-    if (kind !== FRAME_MESSAGE && kind !== FRAME_ERROR) throw new RpcViolationError('RPC_UNKNOWN_FRAME', `unknown frame kind 0x${kind.toString(16)}`);
+    if (!this.kinds.includes(kind)) throw new RpcViolationError('RPC_UNKNOWN_FRAME', `unknown frame kind 0x${kind.toString(16)}`);
     // A copy: a view into the transport's chunk may be overwritten by later reads (seen with hidden states decoded
     // on a bidi stream and read after an await), and decoded messages keep views of their bytes fields.
     const body = this.buf.slice(prefixBytes + 1, prefixBytes + len);
     this.buf.consume(prefixBytes + len);
-    return { kind, body };
+    return { kind: kind as Frame['kind'], body };
   }
 
   /** True when the stream has ended and nothing is buffered. */

@@ -1,5 +1,6 @@
 /**
- * The RPC layer: typed calls over P2PNetwork streams, one stream per call.
+ * The RPC layer: typed calls over P2PNetwork streams, one stream per call, or (unary calls with `reuseStreams`)
+ * many calls on one long-lived stream per (peer, method): ./mux.ts.
  *
  *   unary          client: MESSAGE(req), half-close       server: MESSAGE(res) | ERROR, close
  *   server-stream  client: MESSAGE(req), half-close       server: MESSAGE(res)* [ERROR], close
@@ -20,7 +21,8 @@ import { silentLogger, type Logger } from '../../util/logger.js';
 import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_ERROR, FRAME_MESSAGE, FrameReader, writeFrame, type Frame } from './frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FrameReader, writeFrame, type Frame } from './frame.js';
+import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
 import { perPeerLimit, requestReadMs, type BidiMethod, type CallKind, type MethodDef, type ServerStreamMethod, type UnaryMethod } from './method.js';
 
 export interface CallContext {
@@ -51,7 +53,17 @@ export interface RpcNodeOptions {
   networkId: string;
   scores?: PeerScoreTable;
   log?: Logger;
+  /**
+   * Unary calls reuse one stream per (peer, method) (./mux.ts), falling back to a stream per call for peers that
+   * do not speak the reusable protocol. Default false. Either way the node serves both protocols.
+   */
+  reuseStreams?: boolean;
+  /** Tests: how long a client keeps an idle reusable stream, and how long a server keeps one. */
+  muxIdleMs?: { client?: number; server?: number };
 }
+
+/** How long we remember that a peer does not speak a method's reusable protocol (it may upgrade and restart). */
+const NO_MUX_TTL_MS = 10 * 60_000;
 
 const MAX_ERROR_BODY = 4096;
 const ERROR_FLUSH_MS = 1000;
@@ -89,6 +101,25 @@ function timer(ms: number, what: string, ...parents: (AbortSignal | undefined)[]
   };
 }
 
+/** `p`, or the signal's reason when it fires first (p keeps running). */
+function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
 /** Resets the stream when the signal fires, so any pending read or write fails at once. */
 function guard(stream: DuplexStream, signal: AbortSignal): () => void {
   const onAbort = (): void => stream.abort(signal.reason instanceof Error ? signal.reason : new AbortedError());
@@ -108,12 +139,48 @@ export class RpcNode {
   private readonly inflight = new Map<string, number>();
   private readonly inflightByPeer = new Map<string, Map<PeerIdString, number>>();
   private readonly closing = new AbortController();
+  private readonly reuse: boolean;
+  private readonly muxIdle: { client?: number; server?: number };
+  /** Client ends of reusable streams, by peer and method; a pending open is shared by the calls waiting on it. */
+  private readonly channels = new Map<string, { ready: Promise<MuxChannel>; channel?: MuxChannel }>();
+  /** (peer, method) pairs whose peer does not speak the reusable protocol, until when. */
+  private readonly noMux = new Map<string, number>();
+  /** Current unary handlers (a reusable stream outlives a re-registration: each request runs the current one). */
+  private readonly unaryHandlers = new Map<string, (...args: unknown[]) => unknown>();
+  /** Reusable streams being served, per protocol: unregistering the method closes them. */
+  private readonly served = new Map<string, Set<AbortController>>();
+  private readonly offDisconnect: () => void;
 
   constructor(opts: RpcNodeOptions) {
     this.network = opts.network;
     this.networkId = opts.networkId;
     this.scores = opts.scores;
     this.log = opts.log ?? silentLogger;
+    this.reuse = opts.reuseStreams ?? false;
+    this.muxIdle = opts.muxIdleMs ?? {};
+    // a dead connection takes its streams with it; fail their calls now rather than at their deadlines
+    this.offDisconnect = this.network.events.on('peer:disconnect', ({ peer }) => this.dropPeer(peer));
+  }
+
+  /** Whether unary calls reuse streams. */
+  get reusesStreams(): boolean {
+    return this.reuse;
+  }
+
+  /** Reusable client streams open now (tests). */
+  openChannels(peer?: PeerIdString): number {
+    let n = 0;
+    for (const [k, c] of this.channels) if (c.channel !== undefined && (peer === undefined || k.startsWith(peer + '\u0000'))) n++;
+    return n;
+  }
+
+  private dropPeer(peer: PeerIdString): void {
+    for (const k of [...this.noMux.keys()]) if (k.startsWith(peer + '\u0000')) this.noMux.delete(k);
+    for (const [k, c] of [...this.channels]) {
+      if (!k.startsWith(peer + '\u0000')) continue;
+      this.channels.delete(k);
+      c.channel?.fail(new RpcTransportError('RPC_STREAM_RESET', `connection to ${peer} closed`, { peer }));
+    }
   }
 
   protocolOf(method: MethodDef<unknown, unknown>): string {
@@ -130,19 +197,36 @@ export class RpcNode {
     await this.network.handle(protocol, (stream, info) => this.serve(method, handler as never, stream, info), {
       maxInboundStreams: method.maxInboundStreams,
     });
+    if (method.kind === 'unary') {
+      this.unaryHandlers.set(protocol, handler as never);
+      await this.network.handle(muxProtocolOf(protocol), (stream, info) => this.serveMux(method, protocol, stream, info), {
+        maxInboundStreams: MUX_MAX_INBOUND_STREAMS,
+      });
+    }
   }
 
   async unhandle(method: MethodDef<unknown, unknown, CallKind>): Promise<void> {
     const protocol = this.protocolOf(method);
     this.handled.delete(protocol);
     await this.network.unhandle(protocol);
+    if (method.kind === 'unary') {
+      this.unaryHandlers.delete(protocol);
+      await this.network.unhandle(muxProtocolOf(protocol));
+      for (const c of this.served.get(protocol) ?? []) c.abort(new AbortedError(`${method.name} is no longer served`));
+    }
   }
 
   /** Unregisters every handler and aborts the calls in progress. */
   async close(): Promise<void> {
     this.closing.abort(new AbortedError('rpc closing'));
-    for (const p of [...this.handled.keys()]) await this.network.unhandle(p).catch(() => {});
+    this.offDisconnect();
+    for (const [p, m] of [...this.handled]) {
+      await this.network.unhandle(p).catch(() => {});
+      if (m.kind === 'unary') await this.network.unhandle(muxProtocolOf(p)).catch(() => {});
+    }
     this.handled.clear();
+    for (const c of [...this.channels.values()]) c.channel?.fail(new AbortedError('rpc closing'));
+    this.channels.clear();
   }
 
   // ───────────────────────────── client ─────────────────────────────
@@ -152,6 +236,99 @@ export class RpcNode {
     const ms = opts.timeoutMs ?? method.timeoutMs;
     const body = this.encodeRequest(method, req);
     const t = timer(ms, `${method.name} call`, opts.signal);
+    try {
+      if (this.reuse && !this.closing.signal.aborted) {
+        const ch = await this.channelFor(peer, method, t.signal);
+        if (ch !== undefined) {
+          try {
+            return this.decodeResponse(method, await ch.request(body, t.signal));
+          } catch (e) {
+            // the shared stream is not this call's to reset: a violation in one answer is penalised, the stream lives
+            throw this.clientFailure(e, undefined, peer, method, t.signal);
+          }
+        }
+      }
+      return await this.callOnStream(peer, method, body, t.signal);
+    } finally {
+      t.clear();
+    }
+  }
+
+  /** The open reusable stream for (peer, method), opened when needed; undefined when the peer does not speak it. */
+  private async channelFor(peer: string, method: UnaryMethod<unknown, unknown>, signal: AbortSignal): Promise<MuxChannel | undefined> {
+    const id = peerOf(peer);
+    const key = `${id}\u0000${method.name}`;
+    const until = this.noMux.get(key);
+    if (until !== undefined) {
+      if (Date.now() < until) return undefined;
+      this.noMux.delete(key);
+    }
+    let entry = this.channels.get(key);
+    // MAX_CLIENT_PENDING calls in flight on it: this call takes a stream of its own rather than wait
+    if (entry?.channel !== undefined && !entry.channel.usable) return undefined;
+    if (entry === undefined) {
+      const opened = this.openChannel(peer, id, key, method);
+      entry = { ready: opened };
+      const e = entry;
+      this.channels.set(key, e);
+      opened.then(
+        (ch) => {
+          if (this.channels.get(key) === e) e.channel = ch;
+        },
+        () => {
+          if (this.channels.get(key) === e) this.channels.delete(key);
+        },
+      );
+    }
+    try {
+      return await raceSignal(entry.ready, signal);
+    } catch (e) {
+      if (isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && (e as RpcTransportError).meta?.reason === 'unsupported-protocol') {
+        return undefined;
+      }
+      throw this.clientFailure(e, undefined, peer, method, signal);
+    }
+  }
+
+  /**
+   * Opens a reusable stream with a deadline of its own (the method's timeout), so that the first caller giving up
+   * does not fail the others waiting on the same open.
+   */
+  private async openChannel(peer: string, id: PeerIdString, key: string, method: UnaryMethod<unknown, unknown>): Promise<MuxChannel> {
+    const protocol = muxProtocolOf(this.protocolOf(method));
+    const t = timer(method.timeoutMs, `${method.name} stream open`, this.closing.signal);
+    let stream: DuplexStream;
+    try {
+      stream = await this.open(peer, method, t.signal, protocol);
+    } catch (e) {
+      if (isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol') {
+        // an older node: a stream per call for this method, for a while
+        this.noMux.set(key, Date.now() + NO_MUX_TTL_MS);
+        this.log.debug('peer does not reuse streams; one stream per call', { peer: id, method: method.name });
+      }
+      throw e;
+    } finally {
+      t.clear();
+    }
+    const ch: MuxChannel = new MuxChannel({
+      stream,
+      peer: id,
+      method: method.name,
+      maxResponseBytes: method.maxResponseBytes,
+      maxErrorBytes: MAX_ERROR_BODY,
+      stallMs: method.timeoutMs,
+      idleMs: this.muxIdle.client,
+      onViolation: (v) => this.violation(id, method, v),
+      onEnd: (c) => {
+        if (this.channels.get(key)?.channel === c) this.channels.delete(key);
+      },
+    });
+    return ch;
+  }
+
+  /** A unary call on a stream of its own. */
+  private async callOnStream<Res>(peer: string, method: UnaryMethod<unknown, Res>, body: Uint8Array, signal: AbortSignal): Promise<Res> {
+    const t = { signal };
     let stream: DuplexStream | undefined;
     try {
       stream = await this.open(peer, method, t.signal);
@@ -168,8 +345,6 @@ export class RpcNode {
       }
     } catch (e) {
       throw this.clientFailure(e, stream, peer, method, t.signal);
-    } finally {
-      t.clear();
     }
   }
 
@@ -249,14 +424,14 @@ export class RpcNode {
     }
   }
 
-  private async open(peer: string, method: MethodDef<unknown, unknown>, signal: AbortSignal): Promise<DuplexStream> {
+  private async open(peer: string, method: MethodDef<unknown, unknown>, signal: AbortSignal, protocol = this.protocolOf(method)): Promise<DuplexStream> {
     try {
-      return await this.network.openStream(peer, this.protocolOf(method), { signal, allowLimited: true });
+      return await this.network.openStream(peer, protocol, { signal, allowLimited: true });
     } catch (e) {
       if (signal.aborted) throw e;
       const code = isNeuroShardError(e) ? e.code : 'UNKNOWN';
       if (code === 'PROTOCOL_UNSUPPORTED') {
-        throw new RpcTransportError('RPC_UNAVAILABLE', `${peerOf(peer)} does not speak ${this.protocolOf(method)}`, { peer: peerOf(peer), reason: 'unsupported-protocol' }, e);
+        throw new RpcTransportError('RPC_UNAVAILABLE', `${peerOf(peer)} does not speak ${protocol}`, { peer: peerOf(peer), reason: 'unsupported-protocol' }, e);
       }
       throw new RpcTransportError('RPC_UNAVAILABLE', `cannot reach ${peerOf(peer)} for ${method.name}: ${errorMessage(e)}`, { peer: peerOf(peer), reason: code }, e);
     }
@@ -422,21 +597,7 @@ export class RpcNode {
       }
       slot = true;
       if (method.kind === 'unary') {
-        const req = firstReq;
-        const t = timer(method.timeoutMs, `${method.name} handler`, signal);
-        let res: unknown;
-        try {
-          res = await Promise.race([
-            Promise.resolve(handler(req, { ...ctx, signal: t.signal })),
-            new Promise<never>((_, reject) => {
-              const fail = (): void => reject(t.signal.reason instanceof Error ? t.signal.reason : new AbortedError());
-              if (t.signal.aborted) fail();
-              else t.signal.addEventListener('abort', fail, { once: true });
-            }),
-          ]);
-        } finally {
-          t.clear();
-        }
+        const res = await this.runUnary(method, handler, firstReq, ctx);
         await this.replyMessage(stream, method, res, signal);
       } else {
         let source: AsyncIterable<unknown>;
@@ -495,11 +656,195 @@ export class RpcNode {
     }
   }
 
-  private async replyMessage(stream: DuplexStream, method: MethodDef<unknown, unknown>, res: unknown, signal: AbortSignal, close = true): Promise<void> {
+  /** Runs a unary handler under the method's deadline (the handler sees a signal that fires at it). */
+  private async runUnary(method: MethodDef<unknown, unknown>, handler: (...args: unknown[]) => unknown, req: unknown, ctx: CallContext): Promise<unknown> {
+    const t = timer(method.timeoutMs, `${method.name} handler`, ctx.signal);
+    try {
+      return await Promise.race([
+        Promise.resolve(handler(req, { ...ctx, signal: t.signal })),
+        new Promise<never>((_, reject) => {
+          const fail = (): void => reject(t.signal.reason instanceof Error ? t.signal.reason : new AbortedError());
+          if (t.signal.aborted) fail();
+          else t.signal.addEventListener('abort', fail, { once: true });
+        }),
+      ]);
+    } finally {
+      t.clear();
+    }
+  }
+
+  private encodeResponse(method: MethodDef<unknown, unknown>, res: unknown): Uint8Array {
     const body = method.response.encode(res);
     if (body.byteLength > method.maxResponseBytes) {
       throw new NeuroShardError('RPC_RESPONSE_TOO_LARGE', `${method.name} response of ${body.byteLength} bytes exceeds ${method.maxResponseBytes}`, { fault: 'local' });
     }
+    return body;
+  }
+
+  /**
+   * Serves a reusable unary stream (./mux.ts): every request runs as a one-call stream's would (decoding,
+   * validation, penalties, slots, handler deadline); answers go back by id in the order they finish.
+   */
+  private async serveMux(method: MethodDef<unknown, unknown>, protocol: string, stream: DuplexStream, info: StreamInfo): Promise<void> {
+    const { peer } = info;
+    if (this.scores?.isBanned(peer) === true) {
+      stream.abort(new Error('peer is banned'));
+      return;
+    }
+    const life = new AbortController();
+    let served = this.served.get(protocol);
+    if (served === undefined) this.served.set(protocol, (served = new Set()));
+    served.add(life);
+    const link = linkSignals(life.signal, this.closing.signal);
+    const signal = link.signal;
+    const unguard = guard(stream, signal);
+    stream.addEventListener('close', (evt) => {
+      if (evt.error !== undefined) life.abort(new AbortedError(`${method.name}: caller reset the stream`));
+    }, { once: true });
+    const writer = new MuxWriter(stream, method.timeoutMs, signal);
+    const reader = new FrameReader(stream, MUX_KINDS);
+    const calls = new Map<number, AbortController>();
+    const running = new Set<Promise<void>>();
+    // a client that stops reading answers stops our reading too (yamux's window then stops it writing)
+    const maxQueued = 2 * perPeerLimit(method) + 8;
+    const sendError = (id: number, e: NeuroShardError): void => {
+      const body = PbRpcError.encode({ code: e.code, message: e.message.slice(0, 512), fault: e.fault });
+      writer.write(FRAME_ERROR, id, body).catch(() => {});
+    };
+    try {
+      for (;;) {
+        await writer.below(maxQueued);
+        const frame = await this.idleNext(reader, stream, method.maxRequestBytes + ID_BYTES, this.muxIdle.server ?? SERVER_IDLE_MS, () => calls.size > 0, `${method.name} stream`);
+        if (frame === undefined) break;
+        if (this.scores?.isBanned(peer) === true) throw new AbortedError('peer is banned');
+        const [id, payload] = splitId(frame.body);
+        if (frame.kind === FRAME_CANCEL) {
+          if (payload.byteLength !== 0) throw new RpcViolationError('RPC_MALFORMED', `${method.name}: CANCEL with a payload`);
+          calls.get(id)?.abort(new AbortedError(`${method.name}: cancelled by the caller`));
+          continue;
+        }
+        if (frame.kind !== FRAME_MESSAGE) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: a client may only send MESSAGE and CANCEL frames`);
+        if (calls.has(id)) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: call id ${id} is already in flight`);
+        if (payload.byteLength > method.maxRequestBytes) {
+          throw new RpcViolationError('RPC_OVERSIZED', `frame of ${payload.byteLength} bytes exceeds the limit of ${method.maxRequestBytes}`, { bytes: payload.byteLength, limit: method.maxRequestBytes });
+        }
+        let req: unknown;
+        try {
+          try {
+            req = method.request.decode(payload);
+          } catch (e) {
+            throw new RpcViolationError('RPC_MALFORMED', `${method.name}: undecodable request: ${errorMessage(e)}`);
+          }
+          method.validateRequest?.(req);
+        } catch (e) {
+          if (!(e instanceof NeuroShardError && e.fault === 'peer')) throw e;
+          // one bad request: penalised and answered as on a stream of its own; the stream's other calls go on
+          this.violation(peer, method, e);
+          sendError(id, e);
+          continue;
+        }
+        const handler = this.unaryHandlers.get(protocol);
+        if (handler === undefined) throw new AbortedError(`${method.name} is no longer served`);
+        if (!this.takeSlot(method, peer)) {
+          sendError(id, new RpcBusyError(method.name));
+          continue;
+        }
+        const ac = new AbortController();
+        calls.set(id, ac);
+        const run = this.serveMuxCall(method, handler, req, id, info, ac, signal, writer, sendError).finally(() => {
+          calls.delete(id);
+          this.releaseSlot(method, peer);
+          running.delete(run);
+        });
+        running.add(run);
+      }
+      // the caller closed its side. A client half-closes only with no call in flight (idle, or retiring a stream),
+      // so calls still running were given up (a connection closing gracefully under them): abort them, then close
+      for (const c of calls.values()) c.abort(new AbortedError(`${method.name}: the caller closed the stream`));
+      await Promise.allSettled([...running]);
+      await writer.flushed();
+      const closing = timer(method.timeoutMs, `${method.name} close`, signal);
+      try {
+        await stream.close({ signal: closing.signal });
+      } catch {
+        stream.abort(new AbortedError(`${method.name}: close failed`));
+      } finally {
+        closing.clear();
+      }
+    } catch (e) {
+      if (e instanceof NeuroShardError && e.fault === 'peer' && !(e instanceof NetworkError)) {
+        // the framing is broken: nothing more on this stream can be trusted
+        this.violation(peer, method, e);
+        stream.abort(e);
+      } else {
+        stream.abort(e instanceof Error ? e : new Error(String(e)));
+      }
+      life.abort(e);
+      for (const c of calls.values()) c.abort(new AbortedError(`${method.name}: stream closed`));
+      await Promise.allSettled([...running]);
+    } finally {
+      unguard();
+      life.abort();
+      link.dispose();
+      served.delete(life);
+      if (served.size === 0) this.served.delete(protocol);
+    }
+  }
+
+  private async serveMuxCall(
+    method: MethodDef<unknown, unknown>,
+    handler: (...args: unknown[]) => unknown,
+    req: unknown,
+    id: number,
+    info: StreamInfo,
+    ac: AbortController,
+    streamSignal: AbortSignal,
+    writer: MuxWriter,
+    sendError: (id: number, e: NeuroShardError) => void,
+  ): Promise<void> {
+    const link = linkSignals(ac.signal, streamSignal);
+    try {
+      const res = await this.runUnary(method, handler, req, { peer: info.peer, limited: info.limited, signal: link.signal });
+      if (ac.signal.aborted || streamSignal.aborted) return;
+      await writer.write(FRAME_MESSAGE, id, this.encodeResponse(method, res));
+    } catch (e) {
+      if (ac.signal.aborted || streamSignal.aborted) return; // the caller forgot the call, or the stream is gone
+      if (e instanceof NeuroShardError) sendError(id, e);
+      else {
+        if (!isStreamError(e)) this.log.error('rpc handler failed', { method: method.name, peer: info.peer, error: errorMessage(e) });
+        sendError(id, new NeuroShardError('RPC_INTERNAL', `${method.name}: internal error`, { fault: 'local' }));
+      }
+    } finally {
+      link.dispose();
+    }
+  }
+
+  /**
+   * The next frame of a reusable stream. The stream is reset when no complete frame arrives within `ms` while
+   * `busy()` is false (no call of it running): an idle or stalled stream does not hold an inbound stream forever.
+   */
+  private async idleNext(reader: FrameReader, stream: DuplexStream, max: number, ms: number, busy: () => boolean, what: string): Promise<Frame | undefined> {
+    let timedOut: TimeoutError | undefined;
+    let t: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      t = setTimeout(() => {
+        if (busy()) return arm();
+        timedOut = new TimeoutError(`${what}: idle for ${ms} ms`, { ms });
+        stream.abort(timedOut);
+      }, ms);
+    };
+    arm();
+    try {
+      return await reader.next(max);
+    } catch (e) {
+      throw timedOut ?? e;
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  private async replyMessage(stream: DuplexStream, method: MethodDef<unknown, unknown>, res: unknown, signal: AbortSignal, close = true): Promise<void> {
+    const body = this.encodeResponse(method, res);
     const t = timer(method.timeoutMs, `${method.name} reply`, signal);
     try {
       await writeFrame(stream, FRAME_MESSAGE, body, { signal: t.signal });
