@@ -19,6 +19,7 @@ import { DecodeError, Reader, Writer } from '../ledger/codec.js';
 import { RunningCommitment } from '../ledger/commitment.js';
 import { HOP_COMMITMENT_DOMAIN, hopCommitmentPayload, MAX_HOPS, type HopCommitment, type MarketCompleteBody } from '../ledger/events.js';
 import { PeerMisbehaviourError } from '../util/errors.js';
+import { linkSignals } from '../util/abort.js';
 
 export { RunningCommitment };
 
@@ -144,21 +145,27 @@ export async function settleRoute(hops: readonly SettleHop[], o: SettleOptions):
     if (h.session.commit === undefined || h.session.submitReceipt === undefined) return { status: 'skipped', reason: 'HOP_CANNOT_COMMIT' };
   }
   if (hops.length < 1 || hops.length > MAX_HOPS) return { status: 'skipped', reason: 'ROUTE_LENGTH' };
-  const signal = AbortSignal.any([o.signal, AbortSignal.timeout(o.timeoutMs)]);
-  const signed: HopCommitment[] = [];
-  const results = await Promise.allSettled(hops.map((h, index) => h.session.commit!({ requestId: o.requestId, index, count: hops.length }, signal)));
-  for (let i = 0; i < results.length; i++) {
-    const r = results[i]!;
-    if (r.status === 'rejected') return { status: 'refused', reason: 'HOP_NO_COMMITMENT', hop: i, message: r.reason instanceof Error ? r.reason.message : String(r.reason) };
-    signed.push(r.value);
-  }
-  const bad = checkRouteCommitments(o.networkId, o.requestId, hops.map((h, i) => ({ peerId: h.peerId, inCommit: h.inCommit, outCommit: h.outCommit, signed: signed[i]! })));
-  if (bad !== null) return { status: 'refused', ...bad };
-  const receipt = makeReceipt(o.requester, o.networkId, o.requestId, o.tokensUsed, signed);
+  // not AbortSignal.any (util/abort.ts): o.signal may be a node-lifetime signal
+  const linked = linkSignals(AbortSignal.timeout(o.timeoutMs), o.signal);
+  const signal = linked.signal;
   try {
-    const id = await hops[0]!.session.submitReceipt!(encodeReceipt(receipt), signal);
-    return { status: 'submitted', completionId: Buffer.from(id).toString('hex'), tokensUsed: o.tokensUsed, hops: hops.length };
-  } catch (e) {
-    return { status: 'refused', reason: 'COMPLETION_REFUSED', hop: 0, message: e instanceof Error ? e.message : String(e) };
+    const signed: HopCommitment[] = [];
+    const results = await Promise.allSettled(hops.map((h, index) => h.session.commit!({ requestId: o.requestId, index, count: hops.length }, signal)));
+    for (let i = 0; i < results.length; i++) {
+      const r = results[i]!;
+      if (r.status === 'rejected') return { status: 'refused', reason: 'HOP_NO_COMMITMENT', hop: i, message: r.reason instanceof Error ? r.reason.message : String(r.reason) };
+      signed.push(r.value);
+    }
+    const bad = checkRouteCommitments(o.networkId, o.requestId, hops.map((h, i) => ({ peerId: h.peerId, inCommit: h.inCommit, outCommit: h.outCommit, signed: signed[i]! })));
+    if (bad !== null) return { status: 'refused', ...bad };
+    const receipt = makeReceipt(o.requester, o.networkId, o.requestId, o.tokensUsed, signed);
+    try {
+      const id = await hops[0]!.session.submitReceipt!(encodeReceipt(receipt), signal);
+      return { status: 'submitted', completionId: Buffer.from(id).toString('hex'), tokensUsed: o.tokensUsed, hops: hops.length };
+    } catch (e) {
+      return { status: 'refused', reason: 'COMPLETION_REFUSED', hop: 0, message: e instanceof Error ? e.message : String(e) };
+    }
+  } finally {
+    linked.dispose();
   }
 }
