@@ -32,6 +32,7 @@ import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './netwo
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
 import { checkpointTokenizer, OpenAiGenerator } from './openai.js';
+import { readGenerationConfig } from '../model/generation-config.js';
 import { OPENAI_SERVING, type NodeOptions } from './options.js';
 
 import { createNodePool, genesisModelConfig, POOL_TUNING_DEFAULTS, type PoolTuning } from './pool.js';
@@ -210,6 +211,8 @@ export class NeuroShardNode {
         tokenizer: ownTokenizer ?? ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
         created: Math.floor(clock.now() / 1000),
         log: log.child('openai'),
+        // the checkpoint's (or the fetched network model's) generation_config.json: defaults a request leaves out
+        ...(modelDir === undefined ? {} : { sampling: readGenerationConfig(modelDir).sampling }),
       });
       const nodeRef: { node?: NeuroShardNode; url: string } = { url: '' };
       const telemetry = new NodeTelemetry({

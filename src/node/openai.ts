@@ -14,12 +14,15 @@
  * (TextTokenizer.encodePrompt). With our tokenizer both are BOS + text (the default template writes no special
  * tokens). A node started with `--checkpoint DIR` encodes with the checkpoint's own tokenizer (checkpointTokenizer:
  * its tokenizer.json and chat template) and its generator stops on the tokenizer's stop ids too (node/serving.ts
- * modelViewOf), as `neuroshard generate --checkpoint` does on one node. A node without the checkpoint uses the
- * bundled genesis tokenizer: it does not yet fetch a checkpoint's tokenizer from peers.
+ * modelViewOf), as `neuroshard generate --checkpoint` does on one node. A node on such a network without the
+ * checkpoint (`--network-id`) does the same with the files it fetched from peers (node/network-model.ts). The
+ * checkpoint's generation_config.json adds stop ids (through the tokenizer) and the sampling defaults of requests
+ * that leave them out (`sampling`; model/generation-config.ts).
  */
 import type { ChatMessage, Generator, ServedModel, TextGenerationRequest, TextGenerationResult, TextGenerator, TokenEvent } from '../api/index.js';
 import { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from '../model/chat-template.js';
 import type { LlamaConfig } from '../model/index.js';
+import type { SamplingDefaults } from '../model/generation-config.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { HF_TOKENIZER_FILE, HfTokenizer, ourTextTokenizer, type TextTokenizer } from '../model/tokenizer/hf.js';
@@ -43,6 +46,11 @@ export interface OpenAiGeneratorInit {
   defaultMaxTokens: number;
   /** Each /v1 generation's route is logged (info) as it is chosen: an operator sees which peers served a request. */
   log?: Logger;
+  /**
+   * The model's generation_config.json defaults (model/generation-config.ts): sampling settings a request leaves out,
+   * and new tokens when it names none (instead of defaultMaxTokens).
+   */
+  sampling?: SamplingDefaults;
 }
 
 export class ModelNotReadyError extends NeuroShardError {
@@ -84,6 +92,11 @@ export class OpenAiGenerator implements TextGenerator {
     return [{ id: NEUROLLM_MODEL_ID, created: this.o.created, ownedBy: 'neuroshard', contextLength: this.o.config.max_position_embeddings }];
   }
 
+  samplingDefaults(): { temperature?: number; topP?: number; topK?: number } {
+    const { temperature, topP, topK } = this.o.sampling ?? {};
+    return { ...(temperature === undefined ? {} : { temperature }), ...(topP === undefined ? {} : { topP }), ...(topK === undefined ? {} : { topK }) };
+  }
+
   renderChat(_model: string, messages: ChatMessage[]): string {
     return this.template.render(messages);
   }
@@ -103,7 +116,7 @@ export class OpenAiGenerator implements TextGenerator {
         'PROMPT_TOO_LONG',
       );
     }
-    const maxTokens = Math.max(1, req.maxTokens ?? Math.min(this.o.defaultMaxTokens, ctx - promptTokens));
+    const maxTokens = Math.max(1, req.maxTokens ?? Math.min(this.o.sampling?.maxNewTokens ?? this.o.defaultMaxTokens, ctx - promptTokens));
     if (this.pending >= this.o.maxPending) {
       throw new NeuroShardError('GENERATION_QUEUE_FULL', `${this.pending} generations are already running through /v1 on this node; retry shortly`, { fault: 'local' });
     }

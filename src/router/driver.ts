@@ -18,7 +18,7 @@
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { RunningCommitment, type SettleHop, type Settlement } from '../protocols/hop-commitment.js';
-import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView } from './route.js';
+import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError } from './route.js';
 import { TextAssembler } from './text.js';
 
 export interface GenerationRequest {
@@ -237,27 +237,68 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   };
 
   /**
-   * Replaces route[i] by another chain for its layers and replays its inputs there (the current step's input is
-   * already stored). Returns the current step's output of the replacement's last hop, and how many hops replaced it.
+   * The narrowest window route[j..k] around the failed hop i whose layers can be planned again without the failed
+   * peers, and that plan. Its own layers first (a replica, or holders whose spans tile them); when nobody holds exactly
+   * those, windows that take in neighbours, smallest first: a live holder of more layers (a joiner holding [0, 3) when
+   * the dead hop held [1, 3)) replaces the dead hop and its neighbours together. Throws LayersUncoveredError for the
+   * whole route when nothing covers it.
    */
-  const failover = async (i: number, cause: unknown): Promise<{ out: HopOutput; added: number }> => {
+  const widen = (i: number): { j: number; k: number; sub: ChainHop[] } => {
+    let firstError: unknown;
+    for (let size = 0; size < route.length; size++) {
+      for (let j = Math.max(0, i - size); j <= i && j + size < route.length; j++) {
+        const k = j + size;
+        try {
+          return { j, k, sub: plan({ start: route[j].hop.span.start, end: route[k].hop.span.end }) };
+        } catch (e) {
+          if (!(e instanceof LayersUncoveredError)) throw e;
+          firstError ??= e;
+        }
+      }
+    }
+    throw firstError;
+  };
+
+  /**
+   * Replaces route[i] by another chain for its layers (or, when none exists, a window of hops around it: widen) and
+   * replays the window's inputs there (the current step's input is already stored on every hop of the window that
+   * has run this step, i included). Returns the current step's output of the replacement's last hop, and where the
+   * step goes on: the index after the replacement.
+   */
+  const failover = async (i: number, cause: unknown): Promise<{ out: HopOutput; next: number }> => {
     const t0 = deps.now();
-    const old = route[i];
-    const chunks = [...old.chunks];
-    const T = chunks.reduce((a, b) => a + b, 0);
-    const first: HopInput =
-      old.hop.span.start === 0 ? { ids: concat(old.parts as Int32Array[], (n) => new Int32Array(n)), chunks } : { hidden: concat(old.parts as Float32Array[], (n) => new Float32Array(n)), chunks };
-    let badPeer = old.hop.peerId;
-    old.session.close();
+    let badPeer = route[i].hop.peerId;
+    route[i].session.close();
     for (;;) {
       failovers++;
       failed.add(badPeer);
       deps.bans.fail(badPeer, deps.now());
-      log.info('replacing a hop', { session: spec.id, peer: badPeer, span: `${old.hop.span.start}:${old.hop.span.end}`, cause: errorMessage(cause) });
+      const dead = route[i].hop;
+      log.info('replacing a hop', { session: spec.id, peer: badPeer, span: `${dead.span.start}:${dead.span.end}`, cause: errorMessage(cause) });
       if (failovers > o.maxFailovers) throw new NeuroShardError('GENERATE_FAILOVERS', `gave up after ${o.maxFailovers} hop replacements: ${errorMessage(cause)}`, { fault: 'local' });
-      const sub = plan(old.hop.span); // throws LayersUncoveredError
-      const fresh: RouteEntry[] = sub.map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));
-      // replay: the old hop's inputs through the new sub-chain, in the original chunks
+      const { j, k, sub } = widen(i); // throws LayersUncoveredError
+      // the window's first hop saw every input the window was given (the same chunks all along the route)
+      const head = route[j];
+      const chunks = [...head.chunks];
+      const T = chunks.reduce((a, b) => a + b, 0);
+      const first: HopInput =
+        head.hop.span.start === 0 ? { ids: concat(head.parts as Int32Array[], (n) => new Int32Array(n)), chunks } : { hidden: concat(head.parts as Float32Array[], (n) => new Float32Array(n)), chunks };
+      const windowPeers = new Set<string>();
+      for (let w = j; w <= k; w++) {
+        windowPeers.add(route[w].hop.peerId);
+        if (w !== i) route[w].session.close();
+      }
+      if (j !== i || k !== i) log.info('replacing hops around it', { session: spec.id, span: `${head.hop.span.start}:${route[k].hop.span.end}`, hops: k - j + 1, by: sub.map((h) => `${h.peerId}[${h.span.start}:${h.span.end})`).join(' -> ') });
+      // a peer of the window chosen again gets a session of its own: its old one may not be closed there yet
+      const fresh: RouteEntry[] = sub.map((hop) => ({
+        hop,
+        session: deps.opener.open(hop, windowPeers.has(hop.peerId) ? { ...spec, id: deps.newSessionId() } : spec),
+        parts: [],
+        chunks: [],
+        inC: new RunningCommitment(),
+        outC: new RunningCommitment(),
+      }));
+      // replay: the window's inputs through the new sub-chain, in the original chunks
       let x = first;
       let out: HopOutput | undefined;
       try {
@@ -276,19 +317,24 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         for (const f of fresh) f.session.close();
         if (!(e instanceof HopFailure)) throw e;
         cause = e.reason; // the replacement failed too: ban it and choose again
+        // the window's other hops are closed: from now on the replacement must cover the whole window
+        if (j !== i || k !== i) {
+          route.splice(j, k - j + 1, { ...route[i], hop: { peerId: route[i].hop.peerId, span: { start: head.hop.span.start, end: route[k].hop.span.end } }, parts: head.parts, chunks: head.chunks });
+          i = j;
+        }
         continue;
       }
-      if (old.hop.span.end === L && out!.tokens !== undefined) {
+      if (route[k].hop.span.end === L && out!.tokens !== undefined) {
         // the replayed draws must give back the tokens already streamed (same weights, same chunks)
         const replayed = Array.from(out!.tokens.subarray(0, out!.tokens.length - 1));
-        if (replayed.some((t, k) => t !== tokensSoFar[k])) log.warn('a replayed validator disagrees with the tokens streamed so far', { session: spec.id });
+        if (replayed.some((t, n) => t !== tokensSoFar[n])) log.warn('a replayed validator disagrees with the tokens streamed so far', { session: spec.id });
       }
-      route.splice(i, 1, ...fresh);
+      route.splice(j, k - j + 1, ...fresh);
       stallsMs.push(deps.now() - t0);
       // the current step's output: the last chunk's rows or token
       const last = chunks[chunks.length - 1];
       const cur: HopOutput = out!.tokens !== undefined ? { tokens: out!.tokens.subarray(out!.tokens.length - 1) } : { hidden: out!.hidden!.subarray((T - last) * C) };
-      return { out: cur, added: fresh.length };
+      return { out: cur, next: j + fresh.length };
     }
   };
 
@@ -307,7 +353,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         if (!(err instanceof HopFailure)) throw err;
         const r = await failover(i, err.reason);
         out = r.out;
-        next = i + r.added;
+        next = r.next;
       }
       if (out.tokens !== undefined) return out.tokens[out.tokens.length - 1];
       x = { hidden: out.hidden!, chunks: x.chunks };

@@ -11,6 +11,12 @@
  * is `<|eot|>`. Its seed is the first whose greedy answer to "user hello" says a few tokens and then `<|eot|>`, and
  * whose answer to "user hi" runs to max_tokens without it (searched here on the reference backend, weights sharpened
  * so that greedy choices are decisive on every engine).
+ *
+ * The checkpoint also ships a generation_config.json (`do_sample: false`, end ids [2, <|eot|>]): a request that leaves
+ * out `temperature` samples greedily on every node that knows the network's files (SAMPLE_SEED is a seed whose
+ * temperature-1 answer differs from the greedy one, so the check can fail). Last, a joiner without the checkpoint
+ * (`--network-id`, `--span auto`) sizes its span by the fetched config, downloads the weights from the holders and,
+ * once the first 1:3 holder is SIGKILLed, carries the chain: the entry without the checkpoint still answers exactly.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -73,6 +79,9 @@ const STOPS = { model: 'neurollm', messages: [{ role: 'user' as const, content: 
 const RUNS = { ...STOPS, messages: [{ role: 'user' as const, content: 'hi' }] };
 const COMPLETION = { model: 'neurollm', prompt: 'the model', max_tokens: 8, temperature: 0 };
 
+/** The seed a sampled (temperature 1) answer to STOPS uses; chosen in `before` so that it differs from greedy. */
+let SAMPLE_SEED = 0;
+
 type Answer = { text: string; finish: string | null; usage: OpenAI.CompletionUsage | undefined };
 
 async function ask(client: OpenAI): Promise<{ stops: Answer; runs: Answer; completion: Answer }> {
@@ -101,6 +110,7 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
   let networkId: string;
   let bare: CliProcess;
   let bareV1: string;
+  let bHolder: CliProcess;
   after(() => {
     if (process.env.CHAIN_DEBUG) console.log(entry?.err, bare?.err);
     killAll();
@@ -132,6 +142,15 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
       model = m;
     }
     assert.ok(model !== undefined, 'no seed gives the wanted answers');
+    const found = model;
+    const stopAt = (t: number[]): number[] => t.slice(0, t.indexOf(EOT) < 0 ? t.length : t.indexOf(EOT));
+    const greedyHello = stopAt(Array.from(generate(found, idsOf('hello'), { maxTokens: 8, temperature: 0, stopIds: [] }).tokens));
+    for (let s = 1; s <= 200 && SAMPLE_SEED === 0; s++) {
+      const sampled = stopAt(Array.from(generate(found, idsOf('hello'), { maxTokens: 8, temperature: 1, seed: s, stopIds: [] }).tokens));
+      if (sampled.join() !== greedyHello.join()) SAMPLE_SEED = s;
+    }
+    assert.ok(SAMPLE_SEED > 0, 'no seed samples an answer other than the greedy one');
+    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: [2, EOT], do_sample: false, transformers_version: '4.46.0' }));
     writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(config)));
     writeSafetensors(join(dir, 'model.safetensors'), model.layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], data: model.params.subarray(e.offset, e.offset + e.size) })));
 
@@ -151,6 +170,7 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     const url = v1.replace(/\/v1$/, '');
     const b = startCli(['start', '--data-dir', join(root.dir, 'b'), ...COMMON, '--checkpoint', dir, '--span', '1:3', ...(await bootFlag(url))], {}, { detached: true });
     await b.waitLine(/holding layers span=1:3/, 300_000);
+    bHolder = b;
     await waitFor(
       async () => ((await apiGet(url, '/api/peers')) as { peers: { liveness: string; span: unknown }[] } | undefined)?.peers.some((p) => (p.liveness === 'alive' || p.liveness === 'stale') && p.span !== null) === true,
       { timeoutMs: 300_000, intervalMs: 1000, what: 'the 1:3 holder seen from the entry' },
@@ -194,6 +214,12 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     assert.match(route[1]!, /\[0:1\) -> \w+\[1:3\)$/);
   });
 
+  it("takes the checkpoint's generation_config.json defaults: no temperature in the request → greedy (do_sample false)", async () => {
+    const { temperature: _, ...noTemperature } = STOPS;
+    const r = await client.chat.completions.create({ ...noTemperature, seed: SAMPLE_SEED });
+    assert.equal(r.choices[0]!.message.content, single.stops.text);
+  });
+
   it('streams the same text, ending with the same finish_reason', async () => {
     for (const [req, want] of [[STOPS, single.stops], [RUNS, single.runs]] as const) {
       let text = '';
@@ -216,5 +242,35 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     let text = '';
     for await (const ch of await c.chat.completions.create({ ...STOPS, stream: true })) text += ch.choices[0]?.delta.content ?? '';
     assert.equal(text, single.stops.text);
+    // the fetched generation_config.json: no temperature → greedy
+    const { temperature: _, ...noTemperature } = STOPS;
+    const r = await c.chat.completions.create({ ...noTemperature, seed: SAMPLE_SEED });
+    assert.equal(r.choices[0]!.message.content, single.stops.text);
+  });
+
+  it('a joiner without the checkpoint (--network-id, --span auto) takes a span by the fetched config, and carries the chain when the first 1:3 holder dies', async () => {
+    const joiner = startCli(['start', '--data-dir', join(root.dir, 'joiner'), ...COMMON, '--network-id', networkId, ...(await bootFlag(bareV1.replace(/\/v1$/, '')))], {}, { detached: true });
+    await joiner.waitLine(/model files of the network fetched and verified/, 300_000);
+    const held = await joiner.waitLine(/holding layers span=(\d+):(\d+)/, 300_000);
+    const [start, end] = [Number(held[1]), Number(held[2])];
+    // the fetched config has 3 layers (the bundled genesis model has 4): the span is sized by it, and covers 1:3
+    assert.equal(end, 3, held[0]);
+    assert.ok(start <= 1, held[0]);
+    const joinerUrl = (await joiner.waitLine(/OpenAI-compatible API at (\S+);/, 300_000))[1]!.replace(/\/v1$/, '');
+    const joinerId = ((await apiGet(joinerUrl, '/api/status')) as { peerId: string }).peerId;
+    const bareUrl = bareV1.replace(/\/v1$/, '');
+    await waitFor(
+      async () => ((await apiGet(bareUrl, '/api/peers')) as { peers: { peerId: string; liveness: string; span: unknown }[] } | undefined)?.peers.some((p) => p.peerId === joinerId && p.liveness === 'alive' && p.span !== null) === true,
+      { timeoutMs: 300_000, intervalMs: 1000, what: 'the joiner seen holding layers from the entry without the checkpoint' },
+    );
+    bHolder.child.kill('SIGKILL');
+    const mark = bare.err.length;
+    const c = clientFor(bareV1);
+    // the first answer may fail over from the dead holder; every answer is the single node's
+    assert.deepEqual(await ask(c), single);
+    assert.deepEqual(await ask(c), single);
+    // a one-hop route is logged without quotes (hops=peer[0:3)), a longer one quoted
+    const routes = [...bare.err.slice(mark).matchAll(/openai generation route hops=(?:"([^"]+)"|(\S+))/g)].map((m) => m[1] ?? m[2]!);
+    assert.ok(routes.some((r) => r.includes(joinerId)), `the joiner served: ${routes.join(' | ')}`);
   });
 });

@@ -62,4 +62,9 @@ export interface TextGenerator {
   /** The prompt for `messages` under the model's chat template (typed caller error when the template refuses them). */
   renderChat(model: string, messages: ChatMessage[]): string | Promise<string>;
   generate(model: string, req: TextGenerationRequest, opts: { signal: AbortSignal; onToken?: (e: TokenEvent) => void }): Promise<TextGenerationResult>;
+  /**
+   * The model's own sampling defaults (a checkpoint's generation_config.json), used where a request leaves a setting
+   * out; a setting absent here falls back to OpenAI's default (temperature 1, top_p 1, no top_k).
+   */
+  samplingDefaults?(model: string): { temperature?: number; topP?: number; topK?: number };
 }

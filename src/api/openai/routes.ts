@@ -85,7 +85,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
         } catch (e) {
           throw toOpenAiError(e, 'messages');
         }
-        const request = genRequest(body, prompt, 'chat', body.max_completion_tokens ?? body.max_tokens ?? null);
+        const request = genRequest(body, prompt, 'chat', body.max_completion_tokens ?? body.max_tokens ?? null, o.generator.samplingDefaults?.(body.model));
         const id = 'chatcmpl-' + randomBytes(12).toString('hex');
         const created = Math.floor(now() / 1000);
         const base = { id, object: 'chat.completion.chunk', created, model: model.id, system_fingerprint: null };
@@ -114,7 +114,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
       v1.post<{ Body: CompletionBody }>('/completions', { bodyLimit: o.maxBodyBytes, schema: { body: completionBodySchema } }, async (req, reply) => {
         const body = req.body;
         const model = findModel(body.model);
-        const request = genRequest(body, body.prompt, 'text', body.max_tokens ?? 16);
+        const request = genRequest(body, body.prompt, 'text', body.max_tokens ?? 16, o.generator.samplingDefaults?.(body.model));
         const id = 'cmpl-' + randomBytes(12).toString('hex');
         const created = Math.floor(now() / 1000);
         const base = { id, object: 'text_completion', created, model: model.id, system_fingerprint: null };
@@ -216,16 +216,22 @@ function usageOf(r: TextGenerationResult): Usage {
   return { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens };
 }
 
-function genRequest(body: ChatCompletionBody | CompletionBody, prompt: string, kind: 'chat' | 'text', maxTokens: number | null): TextGenerationRequest {
+function genRequest(
+  body: ChatCompletionBody | CompletionBody,
+  prompt: string,
+  kind: 'chat' | 'text',
+  maxTokens: number | null,
+  defaults: { temperature?: number; topP?: number; topK?: number } = {},
+): TextGenerationRequest {
   const stop = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   return {
     prompt,
     kind,
     maxTokens,
-    // OpenAI's defaults: temperature 1, top_p 1
-    temperature: body.temperature ?? 1,
-    topP: body.top_p ?? 1,
-    topK: body.top_k ?? 0,
+    // the model's own defaults (generation_config.json), else OpenAI's: temperature 1, top_p 1
+    temperature: body.temperature ?? defaults.temperature ?? 1,
+    topP: body.top_p ?? defaults.topP ?? 1,
+    topK: body.top_k ?? defaults.topK ?? 0,
     // a request without a seed still samples reproducibly per request, but differently each time
     seed: body.seed ?? randomBytes(4).readUInt32LE(0),
     stop,

@@ -15,6 +15,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
+import { readGenerationConfig } from '../generation-config.js';
 import { BOS_ID, EOS_ID } from './constants.js';
 import { TokenizerFormatError } from './format.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -90,6 +91,7 @@ export class HfTokenizer implements TextTokenizer {
   private constructor(
     private readonly lib: HfLibTokenizer,
     config: Record<string, unknown>,
+    extraStopIds: readonly number[],
   ) {
     let max = -1;
     for (const id of lib.get_vocab(true).values()) if (id > max) max = id;
@@ -100,25 +102,37 @@ export class HfTokenizer implements TextTokenizer {
     const stops = new Set<number>();
     const eos = this.eosToken === '' ? undefined : lib.token_to_id(this.eosToken);
     if (eos !== undefined) stops.add(eos);
+    for (const id of extraStopIds) {
+      if (id >= this.vocabSize) throw new TokenizerFormatError(`generation_config.json names end-of-generation id ${id}, past the tokenizer's ${this.vocabSize} ids`, { id });
+      stops.add(id);
+    }
     this.stopIds = [...stops];
   }
 
-  /** Builds one from parsed tokenizer.json and tokenizer_config.json objects. */
-  static fromObjects(tokenizerJson: Record<string, unknown>, config: Record<string, unknown> = {}, what = HF_TOKENIZER_FILE): HfTokenizer {
+  /**
+   * Builds one from parsed tokenizer.json and tokenizer_config.json objects; `extraStopIds` are generation_config.json's
+   * end-of-generation ids (model/generation-config.ts), which end a generation as the EOS token does.
+   */
+  static fromObjects(tokenizerJson: Record<string, unknown>, config: Record<string, unknown> = {}, what = HF_TOKENIZER_FILE, extraStopIds: readonly number[] = []): HfTokenizer {
+    let lib: HfLibTokenizer;
     try {
-      return new HfTokenizer(new HfLibTokenizer(tokenizerJson, config), config);
+      lib = new HfLibTokenizer(tokenizerJson, config);
     } catch (e) {
       throw new TokenizerFormatError(`${what}: ${(e as Error).message}`);
     }
+    return new HfTokenizer(lib, config, extraStopIds);
   }
 
-  /** Loads `dir/tokenizer.json` (and `dir/tokenizer_config.json` when present). */
+  /**
+   * Loads `dir/tokenizer.json`, with `dir/tokenizer_config.json` (chat template, special tokens) and the
+   * end-of-generation ids of `dir/generation_config.json` when present.
+   */
   static load(dir: string): HfTokenizer {
     const path = join(dir, HF_TOKENIZER_FILE);
     const tok = parseJsonObject(path, readLimited(path, MAX_HF_TOKENIZER_BYTES));
     const cfgPath = join(dir, HF_TOKENIZER_CONFIG_FILE);
     const cfg = existsSync(cfgPath) ? parseJsonObject(cfgPath, readLimited(cfgPath, MAX_HF_TOKENIZER_CONFIG_BYTES)) : {};
-    return HfTokenizer.fromObjects(tok, cfg, path);
+    return HfTokenizer.fromObjects(tok, cfg, path, readGenerationConfig(dir).eosTokenIds);
   }
 
   encodePrompt(text: string, kind: 'text' | 'chat'): Int32Array {

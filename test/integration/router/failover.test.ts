@@ -1,7 +1,8 @@
 /**
  * The generation driver's failover on real compute workers (one per "peer"; the wire is covered by hops.test.ts and
  * the e2e test): a hop that hangs or fails mid-answer is replaced by a replica, or by two holders whose spans tile
- * its layers, its inputs are replayed there, and the tokens are those of the uninterrupted answer, greedy and
+ * its layers, or, when nobody holds exactly its layers, by a holder of more layers that replaces it and its
+ * neighbours together; its inputs are replayed there, and the tokens are those of the uninterrupted answer, greedy and
  * seeded. Every session is closed afterwards.
  */
 import assert from 'node:assert/strict';
@@ -15,7 +16,9 @@ import { NeuroShardError } from '../../../src/util/errors.js';
 const genesis = bundledGenesis();
 const cfg = genesis.config;
 const model = genesisModelView(genesis);
-const SPANS: Record<string, [number, number]> = { a1: [0, 2], a2: [0, 2], b1: [2, 4], b2: [2, 4], c1: [2, 3], c2: [3, 4] };
+const SPANS: Record<string, [number, number]> = { a1: [0, 2], a2: [0, 2], b1: [2, 4], b2: [2, 4], c1: [2, 3], c2: [3, 4], w: [0, 4] };
+/** Peers the route choice should not take first (a far round trip): they are there for failover only. */
+const FAR = new Set(['w']);
 
 describe('failover by replay', () => {
   const workers = new Map<string, ComputeClient>();
@@ -40,7 +43,7 @@ describe('failover by replay', () => {
 
   /** Runs a generation where `victim` misbehaves (`mode`) from its `after`-th step on. */
   const run = async (holders: string[], victim: string, mode: 'hang' | 'throw', afterSteps: number, o: { temperature: number; topK: number; topP: number; seed: number }) => {
-    const view: HolderView[] = holders.map((p) => ({ peerId: p, span: { start: SPANS[p]![0], end: SPANS[p]![1] }, alive: true }));
+    const view: HolderView[] = holders.map((p) => ({ peerId: p, span: { start: SPANS[p]![0], end: SPANS[p]![1] }, alive: true, ...(FAR.has(p) ? { rttMs: 60_000 } : {}) }));
     const r = await runGeneration(
       { prompt: 'She said that the', maxTokens: 30, stop: [], ...o },
       {
@@ -97,6 +100,22 @@ describe('failover by replay', () => {
     const r = await run(['a1', 'b1', 'c1', 'c2'], 'b1', 'throw', 5, greedy);
     assert.deepEqual(r.tokens, want);
     assert.equal(r.failovers, 1);
+  });
+
+  for (const [name, victim] of [['validator', 'b1'], ['driver', 'a1']] as const) {
+    it(`a ${name} hop whose layers nobody else holds exactly: a holder of the whole model replaces it and its neighbour`, async () => {
+      for (const o of [greedy, sampled]) {
+        const want = await reference('She said that the', o, 30);
+        const r = await run(['a1', 'b1', 'w'], victim, 'throw', 6, o);
+        assert.deepEqual(r.tokens, want);
+        assert.equal(r.failovers, 1);
+        assert.deepEqual(r.route.map((h) => h.peerId), ['a1', 'b1'], 'the first route did not take the far holder');
+      }
+    });
+  }
+
+  it('a hop whose layers nobody covers any more fails with the missing layers named', async () => {
+    await assert.rejects(run(['a1', 'b1'], 'b1', 'throw', 3, greedy), { code: 'LAYERS_UNCOVERED' });
   });
 
   it('leaves no session open on any worker', async () => {

@@ -118,6 +118,27 @@ describe('/v1 routes', () => {
     assert.ok(chunks.slice(0, -1).every((c) => c.usage === null));
   });
 
+  it("fills settings a request leaves out from the model's defaults (generation_config.json), else OpenAI's", async () => {
+    const gen = new ScriptedGenerator(['a']);
+    const withDefaults = Object.assign(gen, { samplingDefaults: () => ({ temperature: 0, topP: 0.9, topK: 40 }) });
+    const api = track(server(withDefaults));
+    const ask = async (extra: Record<string, unknown>): Promise<TextGenerationRequest> => {
+      const r = await api.app.inject({ method: 'POST', url: '/v1/chat/completions', headers: HOST, payload: { model: 'm1', messages: [{ role: 'user', content: 'x' }], ...extra } });
+      assert.equal(r.statusCode, 200, r.body);
+      return gen.last!.req;
+    };
+    assert.deepEqual(((r) => [r.temperature, r.topP, r.topK])(await ask({})), [0, 0.9, 40]);
+    assert.deepEqual(((r) => [r.temperature, r.topP, r.topK])(await ask({ temperature: 1.2, top_p: 0.5 })), [1.2, 0.5, 40]);
+    const c = await api.app.inject({ method: 'POST', url: '/v1/completions', headers: HOST, payload: { model: 'm1', prompt: 'p' } });
+    assert.equal(c.statusCode, 200);
+    assert.equal(gen.last!.req.temperature, 0);
+    // a generator without defaults: OpenAI's
+    const plain = new ScriptedGenerator(['a']);
+    const api2 = track(server(plain));
+    await api2.app.inject({ method: 'POST', url: '/v1/chat/completions', headers: HOST, payload: { model: 'm1', messages: [{ role: 'user', content: 'x' }] } });
+    assert.deepEqual(((r) => [r.temperature, r.topP, r.topK])(plain.last!.req), [1, 1, 0]);
+  });
+
   it('never streams any part of a stop string', async () => {
     const api = track(server(new ScriptedGenerator(['The', ' end', ' EN', 'D here'])));
     const r = await api.app.inject({ method: 'POST', url: '/v1/completions', headers: HOST, payload: { model: 'm1', prompt: 'p', stream: true, stop: ' END', max_tokens: 10 } });

@@ -61,6 +61,18 @@ describe('OpenAiGenerator', () => {
   });
 });
 
+describe("OpenAiGenerator: the model's generation_config.json defaults", () => {
+  it('offers its sampling defaults to the routes and takes max_new_tokens as the default length', async () => {
+    const g = new Scripted(['A']);
+    const o = new OpenAiGenerator({ generator: () => g, config, tokenizer: tok, created: 1, maxPending: 2, defaultMaxTokens: 256, sampling: { temperature: 0, topK: 7, maxNewTokens: 9 } });
+    assert.deepEqual(o.samplingDefaults(), { temperature: 0, topK: 7 });
+    await o.generate('neurollm', { ...req, maxTokens: null }, { signal: new AbortController().signal });
+    assert.equal(g.calls[0]!.maxTokens, 9);
+    const plain = new OpenAiGenerator({ generator: () => g, config, tokenizer: tok, created: 1, maxPending: 2, defaultMaxTokens: 256 });
+    assert.deepEqual(plain.samplingDefaults(), {});
+  });
+});
+
 describe('API options', () => {
   it('parse --api-host, --api-cors and --api-rate-limit, and refuse bad values', () => {
     const o = loadOptions({ flags: { dataDir: '/tmp/ns-none', apiHost: '0.0.0.0', apiCorsOrigins: ['http://localhost:3000'], apiRateLimit: '5' }, env: {} });

@@ -156,6 +156,19 @@ describe('HfTokenizer: byte-level BPE (Llama 3 layout)', () => {
   });
 });
 
+describe("HfTokenizer: generation_config.json's end-of-generation ids (Llama 3 Instruct names three)", () => {
+  it('adds them to the stop ids, and refuses an id past the vocabulary', () => {
+    const dir = writeDir(llama3Files());
+    // Llama 3 Instruct: <|end_of_text|>, <|eot_id|> (the config's EOS) and a third; here 301, 304 and 302
+    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 300, eos_token_id: [301, 304, 302], do_sample: true, temperature: 0.6, top_p: 0.9 }));
+    assert.deepEqual(HfTokenizer.load(dir).stopIds, [304, 301, 302]);
+    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: 305 }));
+    assert.throws(() => HfTokenizer.load(dir), { code: 'TOKENIZER_INVALID' });
+    writeFileSync(join(dir, 'generation_config.json'), '{"eos_token_id": "x"}');
+    assert.throws(() => HfTokenizer.load(dir), { code: 'GENERATION_CONFIG_INVALID' });
+  });
+});
+
 describe('HfTokenizer: SentencePiece-style BPE (Llama 2 / TinyLlama layout)', () => {
   const tok = HfTokenizer.load(writeDir(llama2Files()));
   const id = (s: string): number => tok.tokenToId(s)!;
