@@ -26,7 +26,7 @@
  * alone; each contributor's pay is therefore vouched for by at least one bonded member other than itself.
  */
 import { accountIdFromPublicKey, signDomain, verifyDomain, SIGNATURE_LENGTH, type NodeKey } from '../identity/index.js';
-import { bytesEqual, toHex } from '../util/bytes.js';
+import { bytesEqual, sha256, toHex } from '../util/bytes.js';
 import { DecodeError, Reader, Writer } from './codec.js';
 
 export const TRAINING_RECORD_DOMAIN = 'neuroshard/training-record/v1';
@@ -211,4 +211,56 @@ function compare(a: Uint8Array, b: Uint8Array): number {
 /** Sorts keys into a record's canonical member order. */
 export function sortMembers(keys: readonly Uint8Array[]): Uint8Array[] {
   return [...keys].sort(compare);
+}
+
+/** One holder's view of a closed outer round, as plain data (node/training-receipts.ts maps training's report). */
+export interface ClosedRoundView {
+  round: number;
+  /** Blocks [start, end) of the span the round trained. */
+  layers: { start: number; end: number };
+  /** The agreed per-layer state hashes after the round (layer id → hex). */
+  layerHashes: Record<string, string>;
+  /** The round's members' public keys (any order). */
+  members: Uint8Array[];
+  /** Per layer: each contribution aggregated, by sender key, used or rejected. */
+  contributions: Record<string, { sender: Uint8Array; used: boolean }[]>;
+  /** Tokens each contribution stands for (the network's nominal count: H inner steps × tokens per step). */
+  tokensPerContribution: bigint;
+  lossChangeMicro?: bigint;
+}
+
+/**
+ * The canonical record every member of the round builds from its view (undefined when the round gives none: more
+ * members than MAX_RECEIPT_MEMBERS, fewer than 2, no contribution, a sender that is no member, or layers without a
+ * hash). A contribution counts as accepted only when every layer used it (a contribution rejected in one layer is
+ * rejected). The weights hash is SHA-256 over `id '=' hash '\n'` for each layer id in sorted order.
+ */
+export function roundRecord(v: ClosedRoundView): TrainingRecord | undefined {
+  const members = sortMembers(v.members);
+  if (members.length < 2 || members.length > MAX_RECEIPT_MEMBERS) return undefined;
+  for (let i = 1; i < members.length; i++) if (compare(members[i - 1]!, members[i]!) === 0) return undefined;
+  const ids = Object.keys(v.contributions).sort();
+  if (ids.length === 0 || ids.some((id) => v.layerHashes[id] === undefined)) return undefined;
+  const index = new Map(members.map((m, i) => [toHex(m), i]));
+  const state = new Map<number, boolean>();
+  for (const id of ids) {
+    for (const c of v.contributions[id]!) {
+      const i = index.get(toHex(c.sender));
+      if (i === undefined) return undefined;
+      state.set(i, (state.get(i) ?? true) && c.used);
+    }
+  }
+  // a sender missing from a layer's record was not used there
+  for (const [i, used] of state) if (used && ids.some((id) => !v.contributions[id]!.some((c) => toHex(c.sender) === toHex(members[i]!)))) state.set(i, false);
+  if (state.size === 0 || v.tokensPerContribution < 1n || v.tokensPerContribution > MAX_RECEIPT_TOKENS) return undefined;
+  const text = Object.keys(v.layerHashes).sort().map((id) => `${id}=${v.layerHashes[id]}\n`).join('');
+  const rec: TrainingRecord = {
+    round: v.round,
+    layers: { start: v.layers.start, end: v.layers.end },
+    weightsHash: sha256(text),
+    members,
+    contributions: [...state.entries()].sort((a, b) => a[0] - b[0]).map(([member, accepted]) => ({ member, tokens: v.tokensPerContribution, accepted })),
+  };
+  if (v.lossChangeMicro !== undefined) rec.lossChangeMicro = v.lossChangeMicro;
+  return rec;
 }
