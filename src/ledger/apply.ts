@@ -37,7 +37,8 @@ import {
   splitCompletion,
   stakeMultiplier,
 } from './economics.js';
-import { EventKind, type LedgerEvent, type ProofBody, type UptimeBody } from './events.js';
+import { EventKind, type LedgerEvent, type ProofBody, type TrainingReceiptBody, type UptimeBody } from './events.js';
+import { cosignedKey, cosignerAccounts, paidKey, receiptQuorum } from './training-receipt.js';
 import { bytesEqual } from '../util/bytes.js';
 import { accountIdFromPublicKey } from '../identity/index.js';
 import type { ReasonCode } from './reasons.js';
@@ -239,7 +240,53 @@ export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): A
 
     case EventKind.Uptime:
       return applyUptime(s, e as LedgerEvent<UptimeBody>, me, a, ctx);
+
+    case EventKind.TrainingReceipt:
+      return applyTrainingReceipt(s, e as LedgerEvent<TrainingReceiptBody>, ctx);
   }
+}
+
+/**
+ * The reason the receipt rules refuse `e`, or null (training-receipt.ts): witnessed rules, a quorum of co-signers
+ * bonded at this place in canonical order, and no co-signer that co-signed another receipt of the round.
+ */
+function receiptRefusal(s: LedgerState, e: LedgerEvent<TrainingReceiptBody>, ctx: Pick<ApplyContext, 'rewards'>): ReasonCode | null {
+  if (ctx.rewards?.witnessed !== true) return 'WITNESS_RULES_OFF';
+  const { record, cosigs } = e.body;
+  const signers = cosignerAccounts(record, cosigs);
+  if (signers.some((id) => s.slashed(cosignedKey(record.round, id)))) return 'TRAINING_RECEIPT_DUPLICATE';
+  const bonded = signers.filter((id) => s.account(id).staked >= MIN_REWARD_BOND).length;
+  return bonded < receiptQuorum(record.members.length) ? 'TRAINING_RECEIPT_QUORUM' : null;
+}
+
+/**
+ * A co-signed training record (issue 11 §2): each accepted contributor that is bonded and not yet paid for the
+ * round earns the training term of proofReward for its tokens over the record's span (× role × its own stake
+ * multiplier), under the per-event and daily caps. The amount reported is the total minted.
+ */
+function applyTrainingReceipt(s: LedgerState, e: LedgerEvent<TrainingReceiptBody>, ctx: ApplyContext): ApplyResult {
+  const why = receiptRefusal(s, e, ctx);
+  if (why !== null) return reject(s, why);
+  const { record, cosigs } = e.body;
+  for (const id of cosignerAccounts(record, cosigs)) s.markSlashed(cosignedKey(record.round, id));
+  const ts = e.timestampMs;
+  const day = Math.floor(ts / DAY_MS);
+  const role = roleMultiplier(record.layers, ctx.modelLayers);
+  let total = 0n;
+  for (const c of record.contributions) {
+    if (!c.accepted) continue;
+    const id = hex(accountIdFromPublicKey(record.members[c.member]!));
+    const a = settleUnbonding(s, id, ts);
+    if (a.staked < MIN_REWARD_BOND || s.slashed(paidKey(record.round, id))) continue;
+    s.markSlashed(paidKey(record.round, id));
+    const mintedToday = a.day === day ? a.mintedDay : 0n;
+    const raw = proofReward({ uptimeMs: 0, trainingTokens: c.tokens, dataSamples: 0n, layersHeld: record.layers.end - record.layers.start }, role, stakeMultiplier(a.staked));
+    const reward = minBig(minBig(raw, MAX_REWARD_PER_PROOF), MAX_REWARD_PER_DAY - mintedToday);
+    s.setAccount(id, { ...a, balance: a.balance + reward, day, mintedDay: mintedToday + reward });
+    total += reward;
+  }
+  bump(s, (t) => ({ minted: t.minted + total }));
+  return ok(s, total);
 }
 
 function isGenesisSigner(e: LedgerEvent, ctx: Pick<ApplyContext, 'rewards'>): boolean {
@@ -331,6 +378,8 @@ export function precheckEvent(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyCon
       return isGenesisSigner(e, ctx) ? null : 'NOT_GENESIS';
     case EventKind.Uptime:
       return uptimeRefusal(s, e as LedgerEvent<UptimeBody>, a, ctx);
+    case EventKind.TrainingReceipt:
+      return receiptRefusal(s, e as LedgerEvent<TrainingReceiptBody>, ctx);
   }
 }
 
@@ -353,13 +402,13 @@ function applyProof(s: LedgerState, e: LedgerEvent<ProofBody>, me: string, a: Ac
   if (a.lastEpoch >= b.epoch) return reject(s, 'RATE_LIMIT_WINDOW');
   const day = Math.floor(e.timestampMs / DAY_MS);
   const mintedToday = a.day === day ? a.mintedDay : 0n;
-  // Issue 11 §2, witnessed rules: a proof is the claimant's word alone. Its uptime and data counters mint nothing
-  // (uptime is paid by Uptime events with bonded witnesses; data has no witness), and its training tokens pay only
-  // a bonded account (a slashable bond) until co-signed aggregation records replace them (docs/ECONOMICS.md).
+  // Issue 11 §2, witnessed rules: a proof is the claimant's word alone. Its uptime, training and data counters mint
+  // nothing (uptime is paid by Uptime events with bonded witnesses, training by TrainingReceipt events co-signed by
+  // a quorum of the round's members (training-receipt.ts); data has no witness) (docs/ECONOMICS.md).
   const witnessed = ctx.rewards?.witnessed === true;
   const bonded = a.staked >= MIN_REWARD_BOND;
   const work = witnessed
-    ? { uptimeMs: 0, trainingTokens: bonded ? b.trainingTokens : 0n, dataSamples: 0n, layersHeld: b.layers.end - b.layers.start }
+    ? { uptimeMs: 0, trainingTokens: 0n, dataSamples: 0n, layersHeld: b.layers.end - b.layers.start }
     : { uptimeMs: b.uptimeMs, trainingTokens: b.trainingTokens, dataSamples: b.dataSamples, layersHeld: b.layers.end - b.layers.start };
   const raw = proofReward(
     work,

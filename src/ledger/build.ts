@@ -26,8 +26,10 @@ import {
   type UnstakeBody,
   type GenesisBody,
   type UptimeBody,
+  type TrainingReceiptBody,
 } from './events.js';
 import type { LivenessAttestation } from './witness.js';
+import type { RecordCosignature, TrainingRecord } from './training-receipt.js';
 import type { EmbeddedHolderRecord } from './holder.js';
 
 export interface Envelope {
@@ -95,6 +97,11 @@ export function buildGenesis(key: NodeKey, env: Omit<Envelope, 'nonce'>): Ledger
 /** A witnessed window of uptime (issue 11 §2): nonce = epoch = the window of env.timestampMs unless given. */
 export function buildUptime(key: NodeKey, env: Omit<Envelope, 'nonce'>, attestations: LivenessAttestation[], epoch = Math.floor(env.timestampMs / PROOF_WINDOW_MS)): LedgerEvent<UptimeBody> {
   return signEvent(key, { ...env, nonce: BigInt(epoch), body: { kind: EventKind.Uptime, epoch, attestations } });
+}
+
+/** A co-signed training record (issue 11 §2, training-receipt.ts): nonce = the record's round. */
+export function buildTrainingReceipt(key: NodeKey, env: Omit<Envelope, 'nonce'>, record: TrainingRecord, cosigs: RecordCosignature[]): LedgerEvent<TrainingReceiptBody> {
+  return signEvent(key, { ...env, nonce: BigInt(record.round), body: { kind: EventKind.TrainingReceipt, record, cosigs } });
 }
 
 /** Reports two different events with one (signer, kind, nonce). */

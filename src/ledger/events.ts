@@ -17,6 +17,7 @@ import { formatAmount } from './amount.js';
 import { DecodeError, Reader, Writer } from './codec.js';
 import { readHolderRecord, writeHolderRecord, type EmbeddedHolderRecord } from './holder.js';
 import type { LivenessAttestation } from './witness.js';
+import { readCosignatures, readRecordFields, writeCosignatures, writeRecordFields, type RecordCosignature, type TrainingRecord } from './training-receipt.js';
 
 /** Most liveness attestations an Uptime event carries, and the witness's challenge nonce length. */
 export const MAX_ATTESTATIONS = 8;
@@ -45,6 +46,8 @@ export enum EventKind {
   Genesis = 9,
   /** Issue 11 §2: a window of uptime witnessed by bonded peers' liveness attestations (witness.ts). */
   Uptime = 10,
+  /** Issue 11 §2: an outer round's training record co-signed by a quorum of its members (training-receipt.ts). */
+  TrainingReceipt = 11,
 }
 
 export const KIND_NAMES: Record<EventKind, string> = {
@@ -58,6 +61,7 @@ export const KIND_NAMES: Record<EventKind, string> = {
   [EventKind.MarketComplete]: 'market-complete',
   [EventKind.Genesis]: 'genesis',
   [EventKind.Uptime]: 'uptime',
+  [EventKind.TrainingReceipt]: 'training-receipt',
 };
 
 /** Proof of Neural Work: one per node per 60 s window, carrying all its counters for that window. */
@@ -206,7 +210,18 @@ export interface UptimeBody {
   attestations: LivenessAttestation[];
 }
 
-export type EventBody = ProofBody | TransferBody | StakeBody | UnstakeBody | SlashBody | MarketRequestBody | MarketClaimBody | MarketCompleteBody | GenesisBody | UptimeBody;
+/**
+ * A co-signed training record (issue 11 §2, training-receipt.ts): nonce must equal the record's round and the
+ * signer must be one of the co-signers; pays the accepted, bonded contributors.
+ */
+export interface TrainingReceiptBody {
+  kind: EventKind.TrainingReceipt;
+  record: TrainingRecord;
+  /** Ascending by member index. */
+  cosigs: RecordCosignature[];
+}
+
+export type EventBody = ProofBody | TransferBody | StakeBody | UnstakeBody | SlashBody | MarketRequestBody | MarketClaimBody | MarketCompleteBody | GenesisBody | UptimeBody | TrainingReceiptBody;
 
 export interface UnsignedEvent<B extends EventBody = EventBody> {
   networkId: string;
@@ -272,6 +287,10 @@ function writeBody(w: Writer, b: EventBody): void {
     case EventKind.Uptime:
       w.u64(b.epoch).u8(b.attestations.length);
       for (const a of b.attestations) w.fixed(a.witness, 33).fixed(a.nonce, NONCE_BYTES).fixed(a.signature, SIGNATURE_LENGTH);
+      return;
+    case EventKind.TrainingReceipt:
+      writeRecordFields(w, b.record);
+      writeCosignatures(w, b.cosigs);
       return;
   }
 }
@@ -354,6 +373,10 @@ function readBody(r: Reader, kind: number): EventBody {
       const attestations: LivenessAttestation[] = [];
       for (let i = 0; i < n; i++) attestations.push({ witness: r.fixed(33), nonce: r.fixed(NONCE_BYTES), signature: r.fixed(SIGNATURE_LENGTH) });
       return { kind, epoch, attestations };
+    }
+    case EventKind.TrainingReceipt: {
+      const record = readRecordFields(r);
+      return { kind, record, cosigs: readCosignatures(r) };
     }
     default:
       throw new DecodeError(`unknown event kind ${kind}`);
@@ -471,6 +494,16 @@ export function describeEvent(e: LedgerEvent): Record<string, unknown> {
       break;
     case EventKind.Uptime:
       Object.assign(o, { epoch: b.epoch, witnesses: b.attestations.length });
+      break;
+    case EventKind.TrainingReceipt:
+      Object.assign(o, {
+        round: b.record.round,
+        layers: b.record.layers,
+        members: b.record.members.length,
+        cosigners: b.cosigs.length,
+        accepted: b.record.contributions.filter((c) => c.accepted).length,
+        rejected: b.record.contributions.filter((c) => !c.accepted).length,
+      });
       break;
     case EventKind.Genesis:
       break;

@@ -68,3 +68,17 @@ export {
   type WorkSnapshot,
   type WorkSpan,
 } from './work.js';
+export {
+  MAX_RECEIPT_MEMBERS,
+  MAX_RECEIPT_TOKENS,
+  TRAINING_RECORD_DOMAIN,
+  cosignRecord,
+  decodeTrainingRecordPayload,
+  receiptQuorum,
+  sortMembers,
+  trainingRecordPayload,
+  verifyCosignature,
+  type ReceiptContribution,
+  type RecordCosignature,
+  type TrainingRecord,
+} from './training-receipt.js';

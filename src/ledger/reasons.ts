@@ -43,6 +43,8 @@ export const REASONS = {
   UPTIME_INVALID: 'uptime event: nonce is not the epoch, epoch not the window of its time, or an attestation that does not verify (a witness twice, the subject itself)',
   GENESIS_INVALID: 'a genesis event has nonce 0',
   CLAIM_RETIRED: 'market claims are retired: the requester-signed receipt names who is paid',
+  TRAINING_RECEIPT_INVALID: 'training receipt: nonce is not the round, span out of range, members or contributions not in canonical order, tokens out of range, fewer co-signatures than the quorum, or a submitter that did not co-sign',
+  TRAINING_RECEIPT_BAD_SIGNATURE: "training receipt: a co-signature does not verify under the member key it names (a changed record, or a non-member's signature)",
   // state rules: the event is stored, and rejected at its place in canonical order
   EQUIVOCATION: 'an earlier event has the same (signer, kind, nonce): this one is void, the signer is slashable',
   INSUFFICIENT_BALANCE: 'balance too low',
@@ -59,7 +61,9 @@ export const REASONS = {
   NOT_GENESIS: "a genesis event not signed by the network's genesis key (or a network with none)",
   NOT_BONDED: 'witnessed rules: the subject has less locked stake than the reward bond',
   WITNESS_QUORUM: 'witnessed rules: fewer bonded witnesses than the uptime quorum',
-  WITNESS_RULES_OFF: 'uptime events pay only under witnessed reward rules',
+  WITNESS_RULES_OFF: 'uptime events and training receipts pay only under witnessed reward rules',
+  TRAINING_RECEIPT_QUORUM: 'training receipt: fewer (bonded) co-signers than the quorum max(2, floor(members / 2) + 1)',
+  TRAINING_RECEIPT_DUPLICATE: 'training receipt: a co-signer already co-signed a receipt of this round',
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;
@@ -89,4 +93,6 @@ export const STATE_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
   'NOT_BONDED',
   'WITNESS_QUORUM',
   'WITNESS_RULES_OFF',
+  'TRAINING_RECEIPT_QUORUM',
+  'TRAINING_RECEIPT_DUPLICATE',
 ]);

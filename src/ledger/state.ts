@@ -90,7 +90,7 @@ interface Tables {
   a: Map<string, Account>;
   r: Map<string, MarketRequest>;
   c: Map<string, Capacity>;
-  /** Offences already slashed (evidence key hex → 1). */
+  /** Offences already slashed (evidence key hex → 1); also training receipts' one-shot keys ("tr:…", training-receipt.ts). */
   x: Map<string, number>;
   /** Globals: "totals", "market". */
   g: Map<string, Totals | Market>;

@@ -23,6 +23,7 @@ import {
   transferFee,
 } from './economics.js';
 import { attestationsValid } from './witness.js';
+import { checkReceipt } from './training-receipt.js';
 import {
   decodeEvent,
   EVENT_DOMAIN,
@@ -109,6 +110,8 @@ export function checkFields(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | nul
       if (e.nonce !== BigInt(b.epoch) || e.timestampMs < start || e.timestampMs >= start + PROOF_WINDOW_MS + UPTIME_SUBMIT_GRACE_MS) return 'UPTIME_INVALID';
       return attestationsValid(cfg.networkId, e.signer, b.epoch, b.attestations) ? null : 'UPTIME_INVALID';
     }
+    case EventKind.TrainingReceipt:
+      return checkReceipt(cfg.networkId, cfg.modelLayers, e.signer, e.nonce, b.record, b.cosigs);
   }
 }
 

@@ -19,7 +19,7 @@ import type { NodeKey } from '../identity/index.js';
 import { ParamLayout } from '../model/layout.js';
 import type { Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
-import { holdersFromView, startOuterSync, type OuterSyncWiring } from './diloco.js';
+import { holdersFromView, startOuterSync, type OuterSyncInit, type OuterSyncWiring } from './diloco.js';
 
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { NodeNetwork } from './network.js';
@@ -169,7 +169,7 @@ export interface NodeChainTrainingInit {
    * DiLoCo between partial holders: with these, every holder of a span that trains (`--train`) runs outer rounds
    * for its layers with the other holders of those layers (training/chain-outer.ts).
    */
-  outer?: { key: NodeKey; networkId: string; clock: Clock; onRound?(r: LastRoundReport): void };
+  outer?: { key: NodeKey; networkId: string; clock: Clock; onRound?(r: LastRoundReport): void; receipts?: OuterSyncInit['receipts'] };
   log?: Logger;
 }
 
@@ -275,6 +275,7 @@ export class NodeChainTraining {
       clock: o.clock,
       log: this.log.child('diloco'),
       ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
+      ...(o.receipts === undefined ? {} : { receipts: o.receipts }), // issue 11 §2: co-signed training records
     });
     this.log.info('outer rounds over our span', { span: `${span.start}:${span.end}`, layers: layers.length, innerSteps: i.opts.innerSteps });
     if (!driver) this.outerLoop = this.rounds(lazy, () => false);

@@ -24,6 +24,7 @@ import type { Clock } from '../util/clock.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { NodeOptions } from './options.js';
+import { startTrainingReceipts, type TrainingReceipts, type TrainingReceiptsInit } from './training-receipts.js';
 
 /** Points per refused contribution, by its code (a forged signature weighs most). */
 const PENALTY_BY_CODE: Record<string, number> = {
@@ -34,6 +35,8 @@ const PENALTY_BY_CODE: Record<string, number> = {
 
 export interface OuterSyncWiring {
   readonly sync: OuterSync;
+  /** The training-record exchange and receipt submission, when `receipts` was given. */
+  readonly receipts?: TrainingReceipts;
   /** The span whose layers this sync trains (its layout). */
   readonly span: { start: number; end: number };
   /** Wraps the inner stepper: enter at a boundary, close a round every H steps. */
@@ -57,6 +60,11 @@ export interface OuterSyncInit {
   log?: Logger;
   onRound?: (r: LastRoundReport) => void;
   pollMs?: number;
+  /**
+   * Issue 11 §2: co-sign each closed round's training record with the other members and submit receipts
+   * (node/training-receipts.ts); absent = no records (a node without a ledger).
+   */
+  receipts?: Pick<TrainingReceiptsInit, 'tokensPerContribution' | 'submit' | 'precheck' | 'collectMs' | 'pollMs'>;
 }
 
 /** The flat buffer of a compute worker's model as the outer sync's parameters. */
@@ -83,6 +91,7 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
   const log = i.log ?? silentLogger;
   const compress = i.options.compress as CompressionKind;
   const layout = new ParamLayout(i.config, i.span);
+  let receipts: TrainingReceipts | undefined;
   const transport: SyncTransport = {
     send: async (peer, c, signal) => {
       const bytes = encodeContribution(i.key, { networkId: i.networkId, round: c.round, layer: c.layer, compression: c.compression, n: c.n, payload: c.payload });
@@ -113,7 +122,11 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
     clock: i.clock,
     log,
     ...(i.pollMs === undefined ? {} : { pollMs: i.pollMs }),
+    onClosed: (r) => receipts?.onClosed(r, sync.status().closed),
   });
+  if (i.receipts !== undefined) {
+    receipts = await startTrainingReceipts({ rpc: i.rpc, key: i.key, networkId: i.networkId, span: i.span, clock: i.clock, log: log.child('receipts'), ...i.receipts });
+  }
 
   const refuse = (peer: string, code: string, points: number): { verdict: WireVerdict } => {
     i.scores.penalise(peer, points, `training-contribution: ${code}`);
@@ -161,10 +174,12 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
   });
   return {
     sync,
+    ...(receipts === undefined ? {} : { receipts }),
     span: { start: i.span.start, end: i.span.end },
     stepper: (inner, signal) => new DiLoCoStepper(inner, sync, i.options.innerSteps, signal, i.onRound),
     stop: async () => {
       for (const m of [trainingContribution, trainingStatus, trainingLayer]) await i.rpc.unhandle(m).catch(() => {});
+      await receipts?.stop();
     },
   };
 }

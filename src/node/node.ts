@@ -28,6 +28,7 @@ import { bundledGenesis, type Genesis } from './genesis.js';
 import { fetchNetworkModel, resolveNetworkModel } from './network-model.js';
 import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
 import { startUptimeWitness } from './witness.js';
+import { receiptsWiring } from './training-receipts.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
@@ -352,7 +353,7 @@ export class NeuroShardNode {
         network,
         pool,
         log: log.child('chain'),
-        outer: { key, networkId: genesis.networkId, clock, onRound: (r) => log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs }) },
+        outer: { key, networkId: genesis.networkId, clock, receipts: receiptsWiring(ledger, modelConfig, opts.innerSteps), onRound: (r) => log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs }) },
         onStep: (r) => {
           if (r.applied) node.tally.recordTrainingStep({ tokens: r.tokens, loss: r.loss, gradNorm: r.gradNorm });
           node.counters.trainingSteps = r.step;
@@ -405,6 +406,7 @@ export class NeuroShardNode {
         options: this.opts,
         clock: this.clock,
         log: this.log.child('diloco'),
+        ...(this.ledger === undefined ? {} : { receipts: receiptsWiring(this.ledger, config, this.opts.innerSteps) }),
         onRound: (r) => {
           modules.nodeLog?.note('node/train', `outer round ${r.round} closed: ${r.accepted} accepted, ${r.rejected} rejected, ${r.syncMs} ms`);
           this.log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs });

@@ -86,6 +86,11 @@ export interface OuterSyncOptions {
   log?: Logger;
   /** Polling period while waiting for peers (ms). Default 250. */
   pollMs?: number;
+  /**
+   * Called once per closed round, after the hash vote and before the next round begins (status() then lists the
+   * round's agreed hashes): the node builds and co-signs the round's training record here (node/training-receipts.ts).
+   */
+  onClosed?: (r: LastRoundReport) => void;
 }
 
 /** Closed rounds whose hashes a node keeps for the hash exchange. */
@@ -430,6 +435,11 @@ export class OuterSync {
       members,
       syncMs: this.o.clock.now() - t0,
     };
+    try {
+      this.o.onClosed?.(this.last);
+    } catch (e) {
+      this.log.warn('round close hook failed', { round, error: errorMessage(e) });
+    }
     this.begin(round + 1);
     return this.last;
   }

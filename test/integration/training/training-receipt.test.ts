@@ -1,0 +1,210 @@
+/**
+ * Issue 11 §2 "Training" end to end on real libp2p nodes on 127.0.0.1 (the outer-sync test's setup: createNodeNetwork,
+ * the node's outer-sync wiring, a compute worker per replica): three whole-model replicas, funded and bonded under
+ * the witnessed reward rules, each with its own ledger (real SQLite), train two outer rounds with H = 2. At each
+ * close every replica builds the round's training record; the submitter (the smallest key) collects the others'
+ * co-signatures over `training-record/1.0.0` and submits the TrainingReceipt. Asserted: a receipt for each round is
+ * applied in every ledger, each accepted contributor's balance rises by exactly the documented reward (the training
+ * term of proofReward for H × B × T tokens over the span, × role × its stake multiplier) per round, and the three
+ * ledgers' state hashes are equal. The event reaches the other ledgers as the node's gossip would hand it over
+ * (ingest of the submitted bytes); the ledger's own gossip is covered by the ledger's tests.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ComputeClient, WorkerTrainStepper } from '../../../src/compute/index.js';
+import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../../src/identity/index.js';
+import { NEURO } from '../../../src/ledger/amount.js';
+import { buildGenesis, buildStake, buildTransfer } from '../../../src/ledger/build.js';
+import { decodeEvent, EventKind, type TrainingReceiptBody } from '../../../src/ledger/events.js';
+import { MIN_REWARD_BOND, proofReward, roleMultiplier, stakeMultiplier } from '../../../src/ledger/economics.js';
+import { Ledger } from '../../../src/ledger/ledger.js';
+import { IntTensor } from '../../../src/tensor/index.js';
+import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
+import { bundledGenesis } from '../../../src/node/genesis.js';
+import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
+import { startOuterSync, workerParams, type OuterSyncWiring } from '../../../src/node/diloco.js';
+import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
+import { toHex } from '../../../src/util/bytes.js';
+import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { tempDir } from '../../utils/paths.js';
+
+const genesis = bundledGenesis();
+const CONFIG: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 4096, max_position_embeddings: 64 });
+const L = CONFIG.num_hidden_layers;
+const H = 2;
+const B = 4;
+const T = 16;
+const TOKENS = BigInt(H * B * T);
+const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: 'mean', compress: 'int8', outerQuorum: 2 / 3, outerSyncTimeoutMs: 60_000 };
+const G = keyFromPrivate(randomBytes(32));
+const RULES = { witnessed: true, genesisKey: G.publicKey };
+
+function batch(rand: () => number): Batch {
+  const inputs = new Int32Array(B * T);
+  const targets = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let t = Math.floor(rand() * 64);
+    for (let i = 0; i < T; i++) {
+      inputs[b * T + i] = t;
+      t = (5 * t + 3) % 64;
+      targets[b * T + i] = t;
+    }
+  }
+  return { inputs: new IntTensor(inputs, [B, T]), targets: new IntTensor(targets, [B, T]) };
+}
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+}
+
+interface Replica {
+  name: string;
+  key: NodeKey;
+  net: NodeNetwork;
+  compute: ComputeClient;
+  ledger: Ledger;
+  wiring: OuterSyncWiring;
+  stepper: TrainStepper;
+  ac: AbortController;
+  rounds: LastRoundReport[];
+  rand: () => number;
+}
+
+const replicas: Replica[] = [];
+const holderSet = new Set<string>();
+const dir = tempDir('neuroshard-receipts-');
+/** Every submitted receipt, as gossip would deliver it to the other ledgers. */
+const delivered: Uint8Array[] = [];
+let setupEvents: Uint8Array[] = [];
+
+async function startReplica(name: string, key: NodeKey, boot: string[], seed: number): Promise<Replica> {
+  const net = await createNodeNetwork({
+    networkId: genesis.networkId,
+    key,
+    options: loopbackNodeOptions({ span: { start: 0, end: L }, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15000 }),
+    tuning: LOOPBACK_TUNING,
+  });
+  await net.start();
+  holderSet.add(net.peerId);
+  const compute = await ComputeClient.start({ threads: 1 });
+  await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });
+  const ledger = new Ledger({ path: join(dir.dir, `${name}.db`), networkId: genesis.networkId, modelLayers: L, rewards: RULES, checkInvariant: true });
+  for (const b of setupEvents) assert.equal(ledger.ingest(b).status, 'applied');
+  const r = { name, key, net, compute, ledger, rounds: [], rand: rng(seed * 7919), ac: new AbortController() } as unknown as Replica;
+  r.wiring = await startOuterSync({
+    rpc: net.rpc,
+    scores: net.scores,
+    peerId: net.peerId,
+    key,
+    networkId: genesis.networkId,
+    config: CONFIG,
+    span: { start: 0, end: L },
+    inner: workerParams(compute),
+    holders: () => [...holderSet],
+    options: OPTIONS,
+    clock: { now: () => Date.now() },
+    pollMs: 100,
+    receipts: {
+      tokensPerContribution: TOKENS,
+      submit: (bytes) => {
+        const res = ledger.ingest(bytes);
+        if (res.status === 'applied') delivered.push(bytes);
+        return Promise.resolve(res);
+      },
+      precheck: (e) => ledger.stateVerdict(e),
+      collectMs: 120_000,
+      pollMs: 200,
+    },
+    onRound: (rep) => r.rounds.push(rep),
+  });
+  r.stepper = r.wiring.stepper(new WorkerTrainStepper(compute), r.ac.signal);
+  return r;
+}
+
+async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+const addr = (n: NodeNetwork): string => `${n.p2p.multiaddrs()[0]!}`;
+const alivePeers = (n: NodeNetwork): number => n.liveness.snapshot().filter((p) => p.state === 'alive').length;
+
+describe('co-signed training receipts on real libp2p nodes', { timeout: 900_000 }, () => {
+  before(async () => {
+    const keys = [0, 1, 2].map(() => keyFromPrivate(randomBytes(32)));
+    // the genesis allocation funds each replica's bond; the same setup events in every ledger
+    let t = Date.now() - 60_000;
+    setupEvents = [buildGenesis(G, { networkId: genesis.networkId, timestampMs: t }).bytes];
+    keys.forEach((k, i) => setupEvents.push(buildTransfer(G, { networkId: genesis.networkId, nonce: BigInt(i + 1), timestampMs: (t += 1000) }, accountIdFromPublicKey(k.publicKey), 1000n * NEURO).bytes));
+    for (const k of keys) setupEvents.push(buildStake(k, { networkId: genesis.networkId, nonce: 1n, timestampMs: (t += 1000) }, MIN_REWARD_BOND, 30).bytes);
+    for (const [i, name] of ['a', 'b', 'c'].entries()) replicas.push(await startReplica(name, keys[i]!, replicas.map((r) => addr(r.net)), i + 1));
+    for (const r of replicas) await waitFor(() => alivePeers(r.net) >= 2, 240_000, `${r.name} to see the two others alive`);
+  });
+
+  after(async () => {
+    for (const r of replicas) {
+      r.ac.abort();
+      await r.wiring.stop().catch(() => {});
+      await r.net.stop().catch(() => {});
+      await r.compute.close().catch(() => {});
+      r.ledger.close();
+    }
+    dir.cleanup();
+  });
+
+  it('two rounds: a co-signed receipt per round lands in every ledger, contributors are paid the documented reward, state hashes agree', async () => {
+    const balance = (r: Replica, k: NodeKey): bigint => r.ledger.account(accountIdFromPublicKey(k.publicKey)).balance;
+    const before0 = replicas.map((k) => balance(replicas[0]!, k.key));
+    await Promise.all(replicas.map(async (r) => {
+      while (!r.rounds.some((x) => x.round >= 1)) await r.stepper.trainStep(batch(r.rand));
+    }));
+    const submitter = [...replicas].sort((x, y) => Buffer.compare(Buffer.from(x.key.publicKey), Buffer.from(y.key.publicKey)))[0]!;
+    await waitFor(() => (submitter.wiring.receipts?.counts.records ?? 0) >= 2, 60_000, 'the submitter built the records of rounds 0 and 1');
+    await submitter.wiring.receipts!.idle();
+    assert.deepEqual({ ...submitter.wiring.receipts!.counts, cosigned: 0 }, { records: 2, cosigned: 0, submitted: 2, applied: 2, failed: 0 }, 'two receipts submitted and applied');
+    for (const r of replicas) if (r !== submitter) assert.ok(r.wiring.receipts!.counts.cosigned >= 2, `${r.name} co-signed both rounds`);
+    assert.equal(delivered.length, 2);
+    // gossip: the submitted receipts reach the other ledgers
+    for (const r of replicas) if (r !== submitter) for (const b of delivered) assert.equal(r.ledger.ingest(b).status, 'applied', `${r.name} applies the receipt`);
+
+    const receipts = delivered.map((b) => decodeEvent(b).body as TrainingReceiptBody);
+    assert.deepEqual(receipts.map((x) => x.record.round), [0, 1]);
+    for (const x of receipts) {
+      assert.equal(decodeEvent(delivered[0]!).body.kind, EventKind.TrainingReceipt);
+      assert.equal(x.record.members.length, 3);
+      assert.ok(x.cosigs.length >= 2, 'a quorum of co-signatures');
+      assert.deepEqual(x.record.layers, { start: 0, end: L });
+    }
+    // each accepted contributor: the documented reward per round; the rejected (none with a mean) nothing
+    for (const [i, k] of replicas.entries()) {
+      const hexKey = toHex(k.key.publicKey);
+      const acc = accountIdFromPublicKey(k.key.publicKey);
+      const staked = replicas[0]!.ledger.account(acc).staked;
+      const per = proofReward({ uptimeMs: 0, trainingTokens: TOKENS, dataSamples: 0n, layersHeld: L }, roleMultiplier({ start: 0, end: L }, L), stakeMultiplier(staked));
+      const paidRounds = receipts.filter((x) => x.record.contributions.some((c) => c.accepted && toHex(x.record.members[c.member]!) === hexKey)).length;
+      assert.equal(paidRounds, 2, `${k.name} was an accepted contributor in both rounds`);
+      for (const r of replicas) assert.equal(balance(r, k.key) - before0[i]!, BigInt(paidRounds) * per, `${k.name}'s balance in ${r.name}'s ledger rose by ${paidRounds} × ${per}`);
+      assert.ok(per > 0n);
+    }
+    const hashes = replicas.map((r) => r.ledger.stateHash());
+    for (const h of hashes) assert.equal(h, hashes[0], 'equal state hashes');
+    // a replay of either receipt is refused everywhere
+    for (const r of replicas) {
+      for (const b of delivered) {
+        const res = r.ledger.ingest(b);
+        assert.ok(res.duplicate === true, `${r.name}: a replayed receipt is a duplicate (${res.status})`);
+      }
+    }
+    assert.equal(replicas[0]!.ledger.stateHash(), hashes[0]);
+  });
+});
