@@ -87,15 +87,18 @@ export async function fundAndBondCli(genesisDir: string, dirs: readonly string[]
     const r = (await run(genesisDir, ['send', address, fund, '--yes'])) as { status?: string; reason?: string };
     if (r.status !== 'applied') throw new Error(`funding ${address}: ${JSON.stringify(r)}`);
   }
-  for (const dir of dirs) {
-    await waitFor(
-      async () => {
-        const b = (await run(dir, ['balance'])) as { balance: string };
-        return Number(b.balance) >= Number(fund);
-      },
-      { timeoutMs, intervalMs: 1000, what: `the funding transfer reaches ${dir}` },
-    );
-    const r = (await run(dir, ['stake', bond, '--lock-days', String(o.lockDays ?? 30), '--yes'])) as { status?: string; reason?: string };
-    if (r.status !== 'applied') throw new Error(`bond on ${dir}: ${JSON.stringify(r)}`);
-  }
+  // each node's wallet is its own: the nodes bond at once (a wallet command is a process of its own, seconds each)
+  await Promise.all(
+    dirs.map(async (dir) => {
+      await waitFor(
+        async () => {
+          const b = (await run(dir, ['balance'])) as { balance: string };
+          return Number(b.balance) >= Number(fund);
+        },
+        { timeoutMs, intervalMs: 1000, what: `the funding transfer reaches ${dir}` },
+      );
+      const r = (await run(dir, ['stake', bond, '--lock-days', String(o.lockDays ?? 30), '--yes'])) as { status?: string; reason?: string };
+      if (r.status !== 'applied') throw new Error(`bond on ${dir}: ${JSON.stringify(r)}`);
+    }),
+  );
 }
