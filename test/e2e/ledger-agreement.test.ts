@@ -38,7 +38,7 @@ describe('three nodes agree on a ledger', { timeout: 1_000_000 }, () => {
     for (const d of dirs) d.cleanup();
   });
 
-  it('same state hash on every node once each has earned witnessed uptime', async () => {
+  it('same state hash on every node once each has earned witnessed uptime', async (tc) => {
     const [t, ...nodeDirs] = dirs.map((d) => d.dir) as [string, string, string, string];
     const tracker = startCli(['tracker', '--port', '0', '--host', '127.0.0.1', '--data-dir', t]);
     const url = (JSON.parse((await tracker.waitLine(/\{"listening".*\}/, 30_000))[0]) as { listening: { url: string } }).listening.url;
@@ -56,17 +56,22 @@ describe('three nodes agree on a ledger', { timeout: 1_000_000 }, () => {
       return { balance: toBase(b.balance), unminted: toBase(b.unminted) };
     };
     // the operator's bootstrap: the genesis node (nodeDirs[0]) funds the two others; each bonds 100 NEURO
+    const t0 = Date.now();
     await fundAndBondCli(nodeDirs[0], nodeDirs.slice(1));
+    tc.diagnostic(`bootstrap (2 sends, 2 stakes) took ${Math.round((Date.now() - t0) / 1000)} s`);
     // every node earns witnessed uptime (two bonded witnesses each), seen by all three, one state hash
+    let seen = '';
     await waitFor(
       async () => {
         const w = await Promise.all(nodeDirs.map(wallet));
-        if (!w.every((x) => x.unminted > 0n)) return false;
         const s = await Promise.all(nodeDirs.map(status));
-        return s.every((x) => x.stateHash === s[0]!.stateHash);
+        seen = JSON.stringify({ unminted: w.map((x) => String(x.unminted)), events: s.map((x) => x.events), hashes: s.map((x) => x.stateHash.slice(0, 12)) });
+        return w.every((x) => x.unminted > 0n) && s.every((x) => x.stateHash === s[0]!.stateHash);
       },
       { timeoutMs: 300_000, intervalMs: 2000, what: 'every node earned witnessed uptime, and three ledgers with one state hash' },
-    );
+    ).catch((e: unknown) => {
+      throw new Error(`${(e as Error).message}; last seen ${seen}`);
+    });
     const final = await Promise.all(nodeDirs.map(status));
     const wallets = await Promise.all(nodeDirs.map(wallet));
     for (const w of wallets) assert.ok(w.unminted > 0n, 'every bonded node earned its witnessed uptime reward');
