@@ -14,6 +14,9 @@
 // namespaces it falls back to 127.0.0.1, a "partition" freezes the minority side (SIGSTOP, SIGCONT on heal) and
 // single-link cuts are skipped; the result JSON says which ("isolation").
 //
+// Before the faults, the operator's bootstrap under the node's default reward rules (issue 11 §2): node 0 (the
+// genesis key) funds every joiner with `wallet send` and each bonds with `wallet stake 100` (the shared helper
+// test/utils/ledger-bootstrap.ts, built to dist/test/), so every node holds NEURO to send and earns witnessed uptime.
 // Meanwhile it sends a steady load: greedy POST /api/generate to random live nodes (tokens compared with
 // `neuroshard generate --checkpoint` on the same checkpoint), `neuroshard wallet send` from random live nodes to
 // others (each node's own key and ledger, through its API), and it reads the trainer's step from GET /api/events.
@@ -433,7 +436,7 @@ const result = {
   isolation: null,
   faults: { kills: 0, restarts: 0, partitions: 0, link_cuts: 0, freezes: 0, schedule: 0 },
   generate: { sent: 0, completed_identical: 0, mismatched: 0, typed_errors: 0, untyped_errors: 0, error_codes: {} },
-  ledger: { transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false },
+  ledger: { bootstrap_s: null, bonded: 0, transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false },
   training: { mode: 'solo genesis node beside the network (training across nodes is not wired: issue 9)', step_at_chaos_start: null, step_at_end: null, advancing: false, trainer_kills: 0 },
   crashes: 0,
   memory: { baseline: 'median RSS over 20-40 % of the fault phase vs median over 70-100 % and after the heal; max_growth over the network nodes (the trainer is listed)', survivors: [], max_growth: null },
@@ -675,6 +678,21 @@ try {
   ).catch((e) => {
     throw new Error(`${e.message}; ready: ${[...ready].join(',')}`);
   });
+  // the bootstrap (issue 11 §2): node 0 funds the joiners from the genesis allocation, they bond
+  {
+    const t0 = Date.now();
+    const { fundAndBondCli } = await import(join(ROOT, 'dist', 'test', 'utils', 'ledger-bootstrap.js'));
+    const byDir = new Map(nodes.map((n) => [n.dir, n.i]));
+    const run = async (dir, args) => {
+      const r = await cli(byDir.get(dir), ['wallet', ...args, '--json', '--data-dir', dir]);
+      if (r.code !== 0 || r.json === undefined) throw new Error(`wallet ${args[0]} on ${dir}: exit ${r.code} ${r.err.slice(-500)}`);
+      return r.json;
+    };
+    await fundAndBondCli(nodes[0].dir, nodes.slice(1).map((n) => n.dir), { run, timeoutMs: SPAN_MS });
+    result.ledger.bonded = N - 1;
+    result.ledger.bootstrap_s = Math.round((Date.now() - t0) / 100) / 10;
+    say(`bootstrap: node 0 funded ${N - 1} joiners and they bonded (${result.ledger.bootstrap_s} s)`);
+  }
   await waitUntil(async () => ((await snapshot(trainer)).training?.step ?? 0) > 0, SPAN_MS, 'the trainer to take a step', 3000);
   result.training.step_at_chaos_start = (await snapshot(trainer)).training.step;
   say(`chaos starts: trainer at step ${result.training.step_at_chaos_start}; RSS MiB ${nodes.map((n) => Math.round(rssKb(n.proc.child.pid) / 1024)).join(' ')}`);

@@ -90,6 +90,65 @@ function settleUnbonding(s: LedgerState, id: string, ts: number): Account {
   return next;
 }
 
+/**
+ * Issue 11 §3, rewards are minted at checkpoints: mints `id`'s unminted rewards whose checkpoint has been signed by
+ * event time `ts` (releaseAt <= ts) into its balance. Like matured unbonding, this happens at the account's own
+ * events (a reward can only be spent by one), so it is a function of canonical order alone.
+ */
+function settleRewards(s: LedgerState, id: string, a: Account, ts: number): Account {
+  const u = a.unminted;
+  if (u === undefined || u.length === 0 || u[0]!.releaseAt > ts) return a;
+  const released = releasedAmount(u, ts);
+  const rest = u.filter((r) => r.releaseAt > ts);
+  const next = withUnminted({ ...a, balance: a.balance + released }, rest);
+  s.setAccount(id, next);
+  bump(s, (t) => ({ minted: t.minted + released }));
+  return next;
+}
+
+function releasedAmount(u: readonly { amount: bigint; releaseAt: number }[], ts: number): bigint {
+  let n = 0n;
+  for (const r of u) if (r.releaseAt <= ts) n += r.amount;
+  return n;
+}
+
+/** The account with `unminted` set, or without the field when empty (so its row text is the pre-§3 one). */
+function withUnminted(a: Account, u: readonly { amount: bigint; releaseAt: number }[]): Account {
+  const { unminted: _drop, ...rest } = a;
+  return u.length === 0 ? rest : { ...rest, unminted: u };
+}
+
+/**
+ * When a reward earned at event time `ts` is minted (issue 11 §3): at the signing time of the first checkpoint that
+ * covers it, i.e. its cut (the first multiple of the period after `ts`: a checkpoint covers events dated before its
+ * cut) plus the settle time after which the committee signs it. Undefined: the rules mint at once (pre-§3).
+ */
+export function rewardReleaseAt(ts: number, rules: RewardRules | undefined): number | undefined {
+  const m = rules?.mintAt;
+  if (m === undefined) return undefined;
+  return (Math.floor(ts / m.periodMs) + 1) * m.periodMs + m.settleMs;
+}
+
+/**
+ * Credits a reward earned by event `ts` to `a` (returned, not written): to the balance and the minted total at once
+ * under rules without checkpoint minting, else as unminted until its checkpoint (rewardReleaseAt). The supply
+ * invariant counts only minted NEURO, so an unminted reward is in neither side.
+ */
+function earn(s: LedgerState, a: Account, reward: bigint, ts: number, rules: RewardRules | undefined): Account {
+  if (reward === 0n) return a;
+  const at = rewardReleaseAt(ts, rules);
+  if (at === undefined) {
+    bump(s, (t) => ({ minted: t.minted + reward }));
+    return { ...a, balance: a.balance + reward };
+  }
+  const u = [...(a.unminted ?? [])];
+  const last = u[u.length - 1];
+  // event time only moves forward in canonical order, so release times are ascending: merge with the last one
+  if (last !== undefined && last.releaseAt === at) u[u.length - 1] = { amount: last.amount + reward, releaseAt: at };
+  else u.push({ amount: reward, releaseAt: at });
+  return withUnminted(a, u);
+}
+
 /** Refunds every request whose expiry is before `ts`. */
 function settleExpired(s: LedgerState, ts: number): void {
   for (const [id, r] of s.takeExpiredRequests(ts)) {
@@ -124,7 +183,7 @@ export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): A
     return { status: 'void', reason: 'EQUIVOCATION' };
   }
   const me = hex(e.account);
-  let a = settleUnbonding(s, me, ts);
+  let a = settleRewards(s, me, settleUnbonding(s, me, ts), ts);
   const b = e.body;
   switch (b.kind) {
     case EventKind.Proof:
@@ -161,7 +220,7 @@ export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): A
       const k = hex(key);
       if (s.slashed(k)) return reject(s, 'ALREADY_SLASHED');
       const oid = hex(offender);
-      let o = settleUnbonding(s, oid, ts);
+      let o = settleRewards(s, oid, settleUnbonding(s, oid, ts), ts);
       let left = SLASH_AMOUNT;
       const fromStake = minBig(left, o.staked);
       left -= fromStake;
@@ -176,7 +235,8 @@ export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): A
       const fromBalance = minBig(left, o.balance);
       const taken = fromStake + fromUnbonding + fromBalance;
       if (taken === 0n) return reject(s, 'NOTHING_TO_SLASH');
-      o = { ...o, staked: o.staked - fromStake, unbonding: unbonding.filter((u) => u.amount > 0n), balance: o.balance - fromBalance };
+      // issue 11 §3: a slashed account also forfeits its unminted rewards (never minted, so no total changes)
+      o = withUnminted({ ...o, staked: o.staked - fromStake, unbonding: unbonding.filter((u) => u.amount > 0n), balance: o.balance - fromBalance }, []);
       s.setAccount(oid, o);
       s.markSlashed(k);
       const split = slashSplit(taken);
@@ -282,10 +342,10 @@ function applyTrainingReceipt(s: LedgerState, e: LedgerEvent<TrainingReceiptBody
     const mintedToday = a.day === day ? a.mintedDay : 0n;
     const raw = proofReward({ uptimeMs: 0, trainingTokens: c.tokens, dataSamples: 0n, layersHeld: record.layers.end - record.layers.start }, role, stakeMultiplier(a.staked));
     const reward = minBig(minBig(raw, MAX_REWARD_PER_PROOF), MAX_REWARD_PER_DAY - mintedToday);
-    s.setAccount(id, { ...a, balance: a.balance + reward, day, mintedDay: mintedToday + reward });
+    // minted at once, or held unminted until its checkpoint (issue 11 §3), as every reward
+    s.setAccount(id, { ...earn(s, a, reward, ts, ctx.rewards), day, mintedDay: mintedToday + reward });
     total += reward;
   }
-  bump(s, (t) => ({ minted: t.minted + total }));
   return ok(s, total);
 }
 
@@ -314,8 +374,7 @@ function applyUptime(s: LedgerState, e: LedgerEvent<UptimeBody>, me: string, a: 
   const mintedToday = a.day === day ? a.mintedDay : 0n;
   const raw = (UPTIME_REWARD_PER_MINUTE * stakeMultiplier(a.staked)) / WAD;
   const reward = minBig(minBig(raw, MAX_REWARD_PER_PROOF), MAX_REWARD_PER_DAY - mintedToday);
-  s.setAccount(me, { ...a, balance: a.balance + reward, day, mintedDay: mintedToday + reward });
-  bump(s, (t) => ({ minted: t.minted + reward }));
+  s.setAccount(me, { ...earn(s, a, reward, e.timestampMs, ctx.rewards), day, mintedDay: mintedToday + reward });
   return ok(s, reward);
 }
 
@@ -383,8 +442,10 @@ export function precheckEvent(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyCon
   }
 }
 
-/** An account as settleUnbonding would leave it at `ts`, without writing. */
+/** An account as settleUnbonding and settleRewards would leave it at `ts`, without writing. */
 function settledView(a: Account, ts: number): Account {
+  const u = a.unminted;
+  if (u !== undefined && u.length > 0 && u[0]!.releaseAt <= ts) a = withUnminted({ ...a, balance: a.balance + releasedAmount(u, ts) }, u.filter((r) => r.releaseAt > ts));
   if (a.unbonding.length === 0 || a.unbonding[0]!.releaseAt > ts) return a;
   let released = 0n;
   const rest = a.unbonding.filter((u) => {
@@ -416,12 +477,11 @@ function applyProof(s: LedgerState, e: LedgerEvent<ProofBody>, me: string, a: Ac
     stakeMultiplier(a.staked),
   );
   const reward = minBig(minBig(raw, MAX_REWARD_PER_PROOF), MAX_REWARD_PER_DAY - mintedToday);
-  s.setAccount(me, { ...a, balance: a.balance + reward, day, mintedDay: mintedToday + reward, lastEpoch: b.epoch });
+  s.setAccount(me, { ...earn(s, a, reward, e.timestampMs, ctx.rewards), day, mintedDay: mintedToday + reward, lastEpoch: b.epoch });
   // witnessed rules: an unbonded node's advertised capacity is not market supply (fresh keys cannot fake supply)
   if (!witnessed || bonded) {
     const tps = BigInt(b.holderRecord.capacity.tokensPerSec);
     s.setCapacity(me, { tokensPerSec: tps > MAX_CAPACITY_TOKENS_PER_S ? MAX_CAPACITY_TOKENS_PER_S : tps, lastSeen: e.timestampMs });
   }
-  bump(s, (t) => ({ minted: t.minted + reward }));
   return ok(s, reward);
 }

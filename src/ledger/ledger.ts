@@ -111,6 +111,9 @@ export interface AccountView {
   locked: bigint;
   unlocksAt: number;
   unbonding: { amount: bigint; releaseAt: number }[];
+  /** Rewards earned and not minted yet: each is minted at its releaseAt (issue 11 §3, checkpoint minting). */
+  unminted: bigint;
+  unmintedRewards: { amount: bigint; releaseAt: number }[];
 }
 
 /** Work figures of the ledger (not state: they differ between nodes). */
@@ -565,7 +568,7 @@ export class Ledger {
       throw new ConfigError(`the ledger's genesis key is ${toHex(cur)}, not ${toHex(key)}`, { genesisKey: toHex(cur) }, 'GENESIS_KEY_MISMATCH');
     }
     this.assertWritable();
-    this.ctx.rewards = { witnessed: this.ctx.rewards?.witnessed === true, genesisKey: key };
+    this.ctx.rewards = { ...this.ctx.rewards, witnessed: this.ctx.rewards?.witnessed === true, genesisKey: key };
     this.transaction(() => {
       this.replayFrom(this.floor, new Map());
       this.persistState();
@@ -694,6 +697,8 @@ export class Ledger {
       locked: a.staked,
       unlocksAt: a.unlocksAt,
       unbonding: a.unbonding.map((u) => ({ ...u })),
+      unminted: (a.unminted ?? []).reduce((n, u) => n + u.amount, 0n),
+      unmintedRewards: (a.unminted ?? []).map((u) => ({ ...u })),
     };
   }
 

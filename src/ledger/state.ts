@@ -41,6 +41,12 @@ export interface Account {
   readonly mintedDay: bigint;
   /** Epoch of the last accepted proof; -1 for none. */
   readonly lastEpoch: number;
+  /**
+   * Rewards earned but not minted yet (issue 11 §3, "rewards are minted at checkpoints"; apply.ts): each is minted
+   * to the balance at the account's first event at or after its releaseAt (the signing time of the checkpoint that
+   * covers it), ascending releaseAt. Absent when empty, so accounts that never earned keep their row text.
+   */
+  readonly unminted?: readonly Unbonding[];
 }
 
 export interface MarketRequest {
@@ -133,7 +139,8 @@ function jsonOf(v: unknown): string {
   if (Array.isArray(v)) return '[' + v.map(jsonOf).join(',') + ']';
   if (v !== null && typeof v === 'object') {
     const o = v as Record<string, unknown>;
-    return '{' + Object.keys(o).sort().map((k) => JSON.stringify(k) + ':' + jsonOf(o[k])).join(',') + '}';
+    // an absent optional field (Account.unminted) is no field: rows written before it existed keep their text
+    return '{' + Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => JSON.stringify(k) + ':' + jsonOf(o[k])).join(',') + '}';
   }
   return JSON.stringify(v);
 }
@@ -152,7 +159,10 @@ function decodeRow(table: TableName, key: string, v: string): unknown {
   if (table === 'x') return o;
   const fields = table === 'g' ? BIGINTS[key] : BIGINTS[table];
   for (const f of fields ?? []) o[f] = BigInt(o[f] as string);
-  if (table === 'a') o.unbonding = (o.unbonding as { amount: string; releaseAt: number }[]).map((u) => ({ amount: BigInt(u.amount), releaseAt: u.releaseAt }));
+  if (table === 'a') {
+    o.unbonding = (o.unbonding as { amount: string; releaseAt: number }[]).map((u) => ({ amount: BigInt(u.amount), releaseAt: u.releaseAt }));
+    if (o.unminted !== undefined) o.unminted = (o.unminted as { amount: string; releaseAt: number }[]).map((u) => ({ amount: BigInt(u.amount), releaseAt: u.releaseAt }));
+  }
   return o;
 }
 

@@ -27,6 +27,13 @@ export interface RewardRules {
   witnessed: boolean;
   /** The network's genesis key (33-byte compressed): the only key whose Genesis event applies. */
   genesisKey?: Uint8Array;
+  /**
+   * Issue 11 §3, rewards are minted at checkpoints (apply.ts rewardReleaseAt): a reward earned at event time t is
+   * held unminted until ledger time cut(t) + settleMs, where cut(t) is the first multiple of periodMs after t (the
+   * cut of the first checkpoint covering it) and settleMs the time after a cut when its committee signs it. Both are
+   * the network's finality settings. Absent: rewards are minted when their event applies (pre-§3; bare Ledgers).
+   */
+  mintAt?: { periodMs: number; settleMs: number };
 }
 
 export const SELF_CLAIMED_REWARDS: Readonly<RewardRules> = Object.freeze({ witnessed: false });

@@ -68,6 +68,7 @@ import {
   type LedgerStatus,
   type WorkCounters,
 } from '../ledger/index.js';
+import type { RewardRules } from '../ledger/witness.js';
 import type { PeerScoreTable } from '../p2p/peer-score.js';
 import { PENALTY } from '../p2p/peer-score.js';
 import type { P2PNetwork } from '../p2p/types.js';
@@ -146,8 +147,19 @@ export interface NodeLedgerServiceOptions {
   checkpointCheckMs?: number;
   /** Real time a node retries a checkpoint its state differs from before it takes the snapshot (LEDGER_DEFAULTS). */
   checkpointDivergeGraceMs?: number;
-  /** Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (false: see its comment). */
+  /**
+   * Issue 11 §2 reward rules (ledger/witness.ts). Default LEDGER_DEFAULTS.witnessedRewards (true). Under them rewards
+   * are also minted at checkpoints (§3: RewardRules.mintAt, from checkpointPeriodMs and checkpointSettleMs).
+   */
   witnessedRewards?: boolean;
+}
+
+/** The network's reward rules as this node runs them (every node of a network must run the same). */
+export function rewardRules(o: Pick<NodeLedgerServiceOptions, 'witnessedRewards' | 'checkpointPeriodMs' | 'checkpointSettleMs'>, genesisKey: Uint8Array | undefined): RewardRules {
+  const witnessed = o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards;
+  const r: RewardRules = { witnessed, genesisKey };
+  if (witnessed) r.mintAt = { periodMs: o.checkpointPeriodMs ?? 5 * 60_000, settleMs: o.checkpointSettleMs ?? LEDGER_DEFAULTS.checkpointSettleMs };
+  return r;
 }
 
 export interface ProofOutcome {
@@ -289,7 +301,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
           if (ledger.latestCheckpoint() !== undefined) break;
         }
       },
-      rewards: { witnessed: o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards, genesisKey: genesisKeys.key },
+      rewards: rewardRules(o, genesisKeys.key),
     });
   } catch (e) {
     await cpNet.stop();

@@ -468,10 +468,9 @@ export const LEDGER_DEFAULTS = {
   checkpointDivergeGraceMs: 2 * 60_000,
   /**
    * Issue 11 §2: rewards only for witnessed work (src/ledger/witness.ts): nothing minted without a bond, uptime only
-   * with a quorum of bonded witnesses. A network-wide rule: every node of a network must run the same. The genesis
-   * key and its allocation, which the first bonds come from, exist now (node/genesis-key.ts); still off until the
-   * e2e tests that count on unbonded nodes earning (ledger-agreement, chaos) fund their nodes from the allocation
-   * (docs/ECONOMICS.md "Rewards only for witnessed work").
+   * with a quorum of bonded witnesses, and rewards minted at checkpoints (§3). A network-wide rule: every node of a
+   * network must run the same. The first bonds come from the genesis allocation (node/genesis-key.ts; the operator
+   * funds them with `wallet send`, they `wallet stake >= 100`; docs/ECONOMICS.md "Genesis bootstrap").
    */
-  witnessedRewards: false,
+  witnessedRewards: true,
 } as const;

@@ -1,11 +1,12 @@
 /**
  * Issue 11 §2: a fresh key alone earns nothing. Before, a proof of work and the HolderRecord inside it were signed
  * by the same key, so any fresh key minted up to the caps with no work and no witness (reproduced below under the
- * pre-§2 rules, SELF_CLAIMED_REWARDS). Under the witnessed rules (ledger/witness.ts; a network switches them on with
- * node/options.ts LEDGER_DEFAULTS.witnessedRewards once it can name its genesis key, docs/ECONOMICS.md):
- * proofs mint nothing for uptime or data and nothing at all without a bond; uptime pays only with attestations of a
- * quorum of bonded witnesses, so fresh keys witnessing each other (a Sybil ring) count zero; a genesis allocation
- * only from the network's genesis key. Success for the attacker = any NEURO minted to a key it controls.
+ * pre-§2 rules, SELF_CLAIMED_REWARDS). A node runs the witnessed rules by default (node/options.ts
+ * LEDGER_DEFAULTS.witnessedRewards; the rules below are the ones `rewardRules` gives a node with DEFAULT options,
+ * docs/ECONOMICS.md): proofs mint nothing for uptime or data and nothing at all without a bond; uptime pays only
+ * with attestations of a quorum of bonded witnesses, so fresh keys witnessing each other (a Sybil ring) count zero;
+ * a genesis allocation only from the network's genesis key; and what a bonded key earns is minted only at the
+ * checkpoint covering it (§3). Success for the attacker = any NEURO minted to a key it controls.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -15,13 +16,16 @@ import { NEURO } from '../../src/ledger/amount.js';
 import { buildGenesis, buildProof, buildStake, buildTransfer, buildUptime } from '../../src/ledger/build.js';
 import { decodeEvent } from '../../src/ledger/events.js';
 import { GENESIS_ALLOCATION, MIN_REWARD_BOND, SLASH_AMOUNT, UPTIME_REWARD_PER_MINUTE } from '../../src/ledger/economics.js';
+import { rewardReleaseAt } from '../../src/ledger/apply.js';
 import { signAttestation, SELF_CLAIMED_REWARDS, type RewardRules } from '../../src/ledger/witness.js';
+import { LEDGER_DEFAULTS } from '../../src/node/options.js';
+import { rewardRules } from '../../src/node/ledger.js';
 import { tally } from './tally.js';
 import { acct, env, holderRecord, LAYERS, NET, proofRun, T0, tempLedger, testKey } from './helpers.js';
 
 const G = testKey(7000); // the network's genesis key
-/** The witnessed rules, with this network's genesis key. */
-const NODE_RULES: RewardRules = { witnessed: true, genesisKey: G.publicKey };
+/** The rules of a node with default options (no reward option given), with this network's genesis key. */
+const NODE_RULES: RewardRules = rewardRules({}, G.publicKey);
 
 function freshKeys(n: number): NodeKey[] {
   return Array.from({ length: n }, () => keyFromPrivate(randomBytes(32)));
@@ -57,6 +61,12 @@ function inTimeOrder(list: Uint8Array[]): Uint8Array[] {
 }
 
 describe('issue 11 §2: a fresh key alone earns nothing', () => {
+  it('a node runs the witnessed rules, minted at checkpoints, by default', () => {
+    assert.equal(LEDGER_DEFAULTS.witnessedRewards, true);
+    assert.equal(NODE_RULES.witnessed, true);
+    assert.deepEqual(NODE_RULES.mintAt, { periodMs: 5 * 60_000, settleMs: LEDGER_DEFAULTS.checkpointSettleMs });
+  });
+
   it('reproduces the hole under the pre-§2 rules: fresh keys mint from their own word', () => {
     const { ledger, done } = tempLedger({ rewards: SELF_CLAIMED_REWARDS });
     try {
@@ -168,13 +178,23 @@ describe('issue 11 §2: a fresh key alone earns nothing', () => {
       const before = ledger.account(acct(S)).balance;
       const paid = buildUptime(S, { networkId: NET, timestampMs: ts + 130_000 }, two(epoch + 2));
       ok(paid.bytes);
-      const reward = ledger.account(acct(S)).balance - before;
+      // earned, and held unminted until the checkpoint covering it (§3): nothing spendable, nothing minted yet
+      const reward = ledger.account(acct(S)).unminted;
+      assert.equal(ledger.account(acct(S)).balance, before);
       assert.ok(reward >= UPTIME_REWARD_PER_MINUTE && reward < 2n * UPTIME_REWARD_PER_MINUTE, `one minute of uptime × the stake multiplier, got ${reward}`);
+      assert.equal(ledger.account(acct(S)).unmintedRewards[0]!.releaseAt, rewardReleaseAt(ts + 130_000, NODE_RULES));
       assert.equal(ledger.ingest(buildUptime(S, { networkId: NET, timestampMs: ts + 131_000 }, two(epoch + 2)).bytes).status, 'void', 'a second uptime event for the window reuses its replay key');
       // a bonded node's proof: uptime and data mint nothing (no witness), training pays (bonded, slashable)
       const b0 = ledger.account(acct(S)).balance;
       ok(buildProof(S, env(1, ts + 140_000), { uptimeMs: 60_000, dataSamples: 60_000n, holderRecord: holderRecord(S, { start: 0, end: LAYERS }, ts + 140_000) }).bytes);
       assert.equal(ledger.account(acct(S)).balance, b0);
+      assert.equal(ledger.account(acct(S)).unminted, reward);
+      assert.equal(ledger.supplyGap(), 0n);
+      // S's first event at or after the checkpoint's signing time mints the reward
+      const minted0 = ledger.status().minted;
+      ok(buildTransfer(S, env(1, rewardReleaseAt(ts + 130_000, NODE_RULES)!), acct(W1), NEURO).bytes);
+      assert.equal(ledger.account(acct(S)).unminted, 0n);
+      assert.equal(ledger.status().minted, minted0 + reward);
       assert.equal(ledger.supplyGap(), 0n);
       // what the bond buys: a slash (1,000 NEURO) is ten bonds, and more than 10^4 windows of witnessed uptime
       assert.ok(SLASH_AMOUNT >= 10n * MIN_REWARD_BOND && SLASH_AMOUNT > 10_000n * reward);

@@ -144,6 +144,8 @@ function balance(dataDir: string, flags: FlagValues, positionals: string[], io: 
       address: v?.address ?? (positionals[0] as string | undefined) ?? readKeystorePublic(dataDir).address,
       balance: formatAmount(v?.balance ?? 0n),
       staked: formatAmount(v?.staked ?? 0n),
+      // issue 11 §3: earned, minted once the checkpoint covering it is signed
+      unminted: formatAmount(v?.unminted ?? 0n),
       unlocksAt: v !== undefined && v.unlocksAt > 0 ? new Date(v.unlocksAt).toISOString() : null,
     });
   } finally {

@@ -1,9 +1,12 @@
 /**
- * Finality on real libp2p nodes (issue 11 §3): three nodes earn NEURO, stake it, and sign checkpoints (the first
- * ones by the genesis key alone, the later ones by the three stakers, more than 2/3 of the stake); a fourth, new
- * node starts from the latest checkpoint's verified snapshot instead of replaying the history, then syncs what
- * came after and reaches the same state hash. A short checkpoint period on a shared ManualClock; waits are on
- * conditions with bounds.
+ * Finality on real libp2p nodes (issue 11 §3) under the node's default reward rules (witnessed, minted at
+ * checkpoints): the genesis node founds the network (the Genesis allocation, 100,000 NEURO of it staked), funds two
+ * operators from it and they bond (test/utils/ledger-bootstrap.ts, the real bootstrap) and stake as much as the
+ * genesis account, so that later checkpoints need all three signatures (more than 2/3 of the stake); the first ones
+ * are signed by the genesis account alone. A bonded node's training reward is held unminted in the state the
+ * checkpoint covering it signs, and minted only once that checkpoint is due and signed. A fourth, new node starts
+ * from the latest checkpoint's verified snapshot instead of replaying the history, then syncs what came after and
+ * reaches the same state hash. A short checkpoint period on a shared ManualClock; waits are on conditions with bounds.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -12,13 +15,15 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../../src/identity/index.js';
 import { NEURO } from '../../../src/ledger/amount.js';
-import { buildStake, buildTransfer } from '../../../src/ledger/build.js';
+import { buildTransfer } from '../../../src/ledger/build.js';
+import { GENESIS_STAKE } from '../../../src/ledger/economics.js';
 import { EventKind } from '../../../src/ledger/events.js';
 import { startNodeLedgerService, WorkTally, type NodeLedgerService } from '../../../src/node/ledger.js';
 import { createNodeNetwork, type NetworkNodeOptions, type NodeNetwork } from '../../../src/node/network.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { sha256, toHex } from '../../../src/util/bytes.js';
 import { ManualClock } from '../../../src/util/clock.js';
+import { fundAndBond } from '../../utils/ledger-bootstrap.js';
 import { LOOPBACK_TUNING, loopbackNodeOptions } from '../../utils/network.js';
 import { tempDir } from '../../utils/paths.js';
 
@@ -66,12 +71,7 @@ describe('finality on four libp2p nodes', { timeout: 300_000 }, () => {
       proofOffsetMs: 0,
       resyncMs: 1000,
       genesisKey,
-      // finality is under test, not the reward rules: the nodes earn their stake from data-work proofs (the
-      // witnessed rules of issue 11 §2 mint nothing without a bond, so nobody could stake)
-      witnessedRewards: false,
-      // and no genesis allocation: its 100,000 NEURO stake would outweigh the three stakers' 1 NEURO each, and the
-      // committee of more than one signer is what is under test (founding: test/unit/node/genesis-key.test.ts)
-      emitGenesis: false,
+      // the default reward rules (witnessed, minted at checkpoints of this period and settle time)
       checkpointPeriodMs: PERIOD,
       checkpointSettleMs: 1000,
       checkpointCheckMs: 25,
@@ -91,11 +91,10 @@ describe('finality on four libp2p nodes', { timeout: 300_000 }, () => {
     );
   }
 
-  /** One window: everyone proves (with 0.6 NEURO of data work), and all agree. */
-  async function round(what: string): Promise<void> {
+  /** One window (or `ms` of ledger time): everyone proves, and all agree. */
+  async function round(what: string, ms = PERIOD): Promise<void> {
     const before = nodes.map((n) => n.l.status().proofs.emitted);
-    for (const n of nodes) n.tally.addDataSamples(60_000);
-    clock.advance(PERIOD);
+    clock.advance(ms);
     await waitFor(() => nodes.every((n, i) => n.l.status().proofs.emitted > before[i]!), { ...WAIT, what: `${what}: every node proves` });
     await agreed(`${what}: agreement`);
   }
@@ -120,13 +119,10 @@ describe('finality on four libp2p nodes', { timeout: 300_000 }, () => {
     assert.equal(a.l.ledger.latestCheckpoint()!.sigs.length, 1, 'signed by the genesis key');
     assert.equal(a.l.status().finality.state, 'active');
 
-    // each stakes 1 NEURO
-    for (const n of three) {
-      const nonce = n.l.ledger.nextNonce(n.key.publicKey, EventKind.Stake);
-      const ev = buildStake(n.key, { networkId: NETWORK_ID, nonce, timestampMs: clock.now() }, NEURO, 1);
-      assert.notEqual((await n.l.service.submit(ev.bytes)).status, 'dropped');
-    }
-    await waitFor(() => three.every((n) => three.every((m) => n.l.ledger.account(accountIdFromPublicKey(m.key.publicKey)).locked === NEURO)), { ...WAIT, what: 'stakes applied everywhere' });
+    // the real bootstrap: a funds b and c from its allocation, they bond, then stake as much as a has staked, so
+    // that each holds a third of the stake and a checkpoint needs all three
+    await fundAndBond(a, [b, c], NETWORK_ID, clock, { fund: GENESIS_STAKE + 1000n * NEURO, bond: GENESIS_STAKE });
+    for (const n of three) assert.equal(a.l.ledger.account(accountIdFromPublicKey(n.key.publicKey)).locked, GENESIS_STAKE);
     await agreed('after the stakes');
     // the next cut takes the stakes into the committee; the one after is signed by the stakers
     await round('round 4');
@@ -138,17 +134,51 @@ describe('finality on four libp2p nodes', { timeout: 300_000 }, () => {
     assert.equal(b.l.ledger.isFinal(t.id), false);
     await round('round 5');
     await waitFor(() => three.every((n) => seq(n) > staked && seq(n) === seq(a)), { ...WAIT, what: 'a checkpoint signed by the stakers' });
-    const cp = a.l.ledger.latestCheckpoint()!;
+    let cp = a.l.ledger.latestCheckpoint()!;
     const signers = new Set(cp.sigs.map((s) => toHex(accountIdFromPublicKey(Buffer.from(s.key, 'hex')))));
     assert.deepEqual(signers, new Set(three.map((n) => toHex(accountIdFromPublicKey(n.key.publicKey)))), 'all three stakers signed (each holds a third)');
     await waitFor(() => three.every((n) => n.l.ledger.isFinal(t.id)), { ...WAIT, what: 'the transfer is final everywhere' });
     assert.equal(a.l.status().finalized?.seq, cp.body.seq);
 
+    // issue 11 §3, rewards are minted at checkpoints: c (bonded) proves a step of training in this window
+    const cAcct = accountIdFromPublicKey(c.key.publicKey);
+    const minted0 = a.l.ledger.status().minted;
+    const bal0 = a.l.ledger.account(cAcct).balance;
+    c.tally.recordTrainingStep({ tokens: 2048, loss: 2.5, gradNorm: 1.25 });
+    c.tally.setModelHash(toHex(sha256('model of c, trained')));
+    await round('round 6: c trains');
+    const proofId = Buffer.from(c.l.status().proofs.last!.id, 'hex');
+    const proofTs = clock.now();
+    const earned = a.l.ledger.account(cAcct).unminted;
+    assert.ok(earned > 0n, 'c earned a training reward');
+    assert.equal(a.l.ledger.account(cAcct).balance, bal0, 'not spendable yet');
+    assert.equal(a.l.ledger.status().minted, minted0, 'not minted yet');
+    assert.equal(a.l.ledger.supplyGap(), 0n);
+    // the cut that covers it passes (c proves again before the checkpoint is due): still unminted
+    const cut = (Math.floor(proofTs / PERIOD) + 1) * PERIOD;
+    await round('round 7: past the cut, before its checkpoint is due', cut - clock.now() + 500);
+    assert.equal(three.every((n) => n.l.ledger.account(cAcct).unminted === earned && n.l.ledger.account(cAcct).balance === bal0), true, 'unminted after the cut too');
+    // the checkpoint at that cut: signed by the three, it covers the proof, and its state holds the reward unminted
+    clock.advance(1000); // the cut is settleMs old: the checkpoint is due (no proof is: same window)
+    await waitFor(() => three.every((n) => n.l.ledger.latestCheckpoint()!.body.cutMs >= cut), { ...WAIT, what: 'the checkpoint covering the reward everywhere' });
+    cp = a.l.ledger.latestCheckpoint()!;
+    assert.equal(cp.body.cutMs, cut);
+    assert.ok(a.l.ledger.isFinal(proofId), 'the checkpoint covers the proof');
+    assert.equal(a.l.ledger.account(cAcct).balance, bal0, 'minted at c’s first event after the checkpoint, not before');
+    // c's next event (its next proof) is the first at or after the checkpoint's signing time: the reward is minted
+    await round('round 8: minted');
+    for (const n of three) {
+      assert.equal(n.l.ledger.account(cAcct).balance, bal0 + earned, `${n.name}: c's reward minted to its balance`);
+      assert.equal(n.l.ledger.account(cAcct).unminted, 0n);
+      assert.equal(n.l.ledger.status().minted, minted0 + earned);
+      assert.equal(n.l.ledger.supplyGap(), 0n);
+    }
+
     // a new node starts from the latest checkpoint
     const d = await startNode('d', { bootstrap: [b.net.p2p.multiaddrs()[0]!] }, true);
     await waitFor(() => seq(d) >= cp.body.seq, { ...WAIT, what: 'd holds the checkpoint' });
     assert.equal(d.l.finality.stats.snapshots, 1, 'd started from a snapshot');
-    await round('round 6 with four');
+    await round('round 9 with four');
     await agreed('d agrees');
     const stored = (n: Node): number => n.l.ledger.history(accountIdFromPublicKey(a.key.publicKey), 10_000).length;
     assert.ok(stored(d) < stored(a), `d did not replay the history (${stored(d)} events of a's stored, a has ${stored(a)})`);

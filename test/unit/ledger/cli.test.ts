@@ -126,7 +126,7 @@ describe('neuroshard wallet', () => {
       assert.match(noLedger.err, /LEDGER_MISSING/);
       seedLedger(t.dir, 3); // 3 × (0.0001 uptime + 0.6 data) × 1.5 = 2.70045
       const b = await cli(['wallet', 'balance', ...d]);
-      assert.deepEqual(b.json(), { address: (await cli(['wallet', 'show', ...d])).json().address, balance: '2.70045', staked: '0', unlocksAt: null });
+      assert.deepEqual(b.json(), { address: (await cli(['wallet', 'show', ...d])).json().address, balance: '2.70045', staked: '0', unminted: '0', unlocksAt: null });
       const other = await cli(['wallet', 'balance', 'neuro1m4utyqp5ldwqf6xu4t2uhz9tgj4r0p0r247udz', ...d]);
       assert.equal(other.json().balance, '0');
 

@@ -35,7 +35,7 @@ interface TestNode {
   l: NodeLedgerService;
 }
 
-async function startNode(hub: MemoryHub, dir: string, name: string, key: NodeKey, clock: ManualClock, opts: { genesis: boolean; tally?: WorkTally; reuse?: boolean }): Promise<TestNode> {
+async function startNode(hub: MemoryHub, dir: string, name: string, key: NodeKey, clock: ManualClock, opts: { genesis: boolean; tally?: WorkTally; reuse?: boolean; selfClaimed?: boolean }): Promise<TestNode> {
   const p2p = opts.reuse === true ? hub.nodes.get(name)! : hub.createNode(name);
   await p2p.start();
   const scores = new PeerScoreTable();
@@ -58,9 +58,10 @@ async function startNode(hub: MemoryHub, dir: string, name: string, key: NodeKey
     proofCheckMs: 10,
     proofOffsetMs: 0,
     resyncMs: 0,
-    // the proof emitter's figures are checked through what proofs pay under the pre-§2 rules (issue 11 §2 rules:
-    // test/attacks/fresh-key.test.ts, test/integration/ledger/liveness-witness.test.ts)
-    witnessedRewards: false,
+    // the default (witnessed) rules, except for the case that checks the proof emitter's figures through what
+    // proofs pay under the pre-§2 rules (the witnessed rules pay no uptime or data from proofs; they are tested in
+    // test/attacks/fresh-key.test.ts and test/integration/ledger/liveness-witness.test.ts)
+    ...(opts.selfClaimed === true ? { witnessedRewards: false } : {}),
     // nor the genesis allocation: these figures are the proofs' alone (founding: test/unit/node/genesis-key.test.ts)
     emitGenesis: false,
   });
@@ -88,7 +89,7 @@ describe('node ledger: proofs of neural work', () => {
     const t = tempDir('neuroshard-nledger-');
     const clock = new ManualClock(T0 + 5000);
     const hub = new MemoryHub();
-    const a = await startNode(hub, t.dir, 'a', testKey(501), clock, { genesis: true });
+    const a = await startNode(hub, t.dir, 'a', testKey(501), clock, { genesis: true, selfClaimed: true });
     try {
       // just started: no uptime yet, nothing to prove
       assert.equal(await a.l.proveNow(), undefined);
@@ -203,7 +204,9 @@ describe('node ledger: proofs of neural work', () => {
         what: 'a and b agree',
       });
       assert.equal(a.l.ledger.status().events, 4);
-      assert.ok(a.l.ledger.account(acct(b.key)).balance > 0n);
+      // b's proof is in a's ledger, applied (under the default witnessed rules an unbonded node's proof mints nothing)
+      assert.equal(a.l.ledger.eventStatus(fromHex(bb.l.status().proofs.last!.id))?.status, 'applied');
+      assert.equal(a.l.ledger.account(acct(b.key)).balance, 0n);
     } finally {
       await b?.l.stop();
       await a.l.stop();
