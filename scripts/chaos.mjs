@@ -349,6 +349,48 @@ function launch(name, cmd, args, env = {}) {
   return p;
 }
 
+// ── memory breakdown (scale helper, issue 12 §2) ──
+/**
+ * One sample of where a node's memory is, in MiB: the C heap's main arena (`[heap]` in smaps), all anonymous
+ * memory (JS heaps of every isolate, other malloc arenas, thread stacks), file-backed pages, and from the node
+ * itself (dashboard feed) its main isolate's JS heap (used / committed) and V8's external memory.
+ */
+async function memBreakdown(n, since) {
+  const mib = (kb) => Math.round(kb / 102.4) / 10;
+  const out = { t_min: Math.round((Date.now() - since) / 6000) / 10 };
+  try {
+    const smaps = readFileSync(`/proc/${n.proc.child.pid}/smaps`, 'utf8').split('\n');
+    let cur = '';
+    let heap = 0;
+    let anon = 0;
+    let file = 0;
+    for (const line of smaps) {
+      const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+      if (head !== null) {
+        cur = head[1];
+        continue;
+      }
+      const m = /^Rss:\s+(\d+) kB/.exec(line);
+      if (m === null) continue;
+      const kb = Number(m[1]);
+      if (cur === '[heap]') heap += kb;
+      else if (cur === '' || cur.startsWith('[anon')) anon += kb;
+      else file += kb;
+    }
+    Object.assign(out, { c_heap: mib(heap), anon: mib(anon), file: mib(file) });
+  } catch {
+    /* gone */
+  }
+  try {
+    const mem = (await snapshot(n, 10_000)).node?.memory ?? {};
+    const b = (x) => (typeof x === 'number' ? Math.round(x / 104857.6) / 10 : null);
+    Object.assign(out, { js_used: b(mem.heapUsedBytes), js_total: b(mem.heapTotalBytes), external: b(mem.externalBytes) });
+  } catch {
+    /* unreachable now (a cut) */
+  }
+  return out;
+}
+
 function rssKb(pid) {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -807,6 +849,8 @@ try {
         if (Date.now() - (n.lastSeriesAt ?? 0) >= 60_000) {
           n.series.push(Math.round(kb / 1024));
           n.lastSeriesAt = Date.now();
+          // ── memory breakdown (scale helper, issue 12 §2): where RSS goes, once a minute ──
+          void memBreakdown(n, phaseStart).then((b) => (n.breakdown ??= []).push(b));
         }
       }
       await sleep(5000);
@@ -929,6 +973,7 @@ try {
       rss_peak_mb: samples.length > 0 ? Math.round(Math.max(...samples.map((x) => x.kb)) / 1024) : null,
       growth: growth === null ? null : Math.round(growth * 1000) / 1000,
       rss_mb_per_minute: n.series ?? [],
+      breakdown_mb_per_minute: n.breakdown ?? [], // memory breakdown (scale helper)
     });
   }
   // the trainer's RSS climbs for its first minutes of training (batches, AdamW moments, checkpoint buffers) and then

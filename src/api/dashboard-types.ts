@@ -16,7 +16,16 @@ export interface NodeView {
   totalLayers: number;
   /** e.g. "native AVX-512 (own GEMM), 2 threads". */
   engine: string;
-  memory: { rssBytes: number; heapUsedBytes: number; systemTotalBytes: number; systemFreeBytes: number };
+  memory: {
+    rssBytes: number;
+    heapUsedBytes: number;
+    systemTotalBytes: number;
+    systemFreeBytes: number;
+    /** V8's committed JS heap, memory outside it that JS objects hold (Buffers, ArrayBuffers): where RSS grows (issue 12). */
+    heapTotalBytes?: number;
+    externalBytes?: number;
+    arrayBuffersBytes?: number;
+  };
   uptimeMs: number;
   /** Base URL of the local API (and dashboard). */
   apiUrl: string;

@@ -235,15 +235,16 @@ export function workerHopCompute(compute: ComputeClient, config: LlamaConfig, sp
 const STALE_RTT_MS = 50;
 
 /** The route choice's view of peers: heartbeats' spans and liveness, measured round trips, records' tokens/s. */
-export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>): HolderView[] {
+export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>, heartbeatIntervalMs?: number): HolderView[] {
   const peers: PeerHolding[] = [];
+  const now = network.liveness.now();
   for (const p of network.liveness.snapshot()) {
     const span = p.heartbeat.span;
     if (span === undefined || network.scores.isBanned(p.peer)) continue;
     const tps = speeds.get(p.peer);
-    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, ...(tps === undefined ? {} : { tokensPerSec: tps }) });
+    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, silentMs: Math.max(0, now - p.lastSeenMs), ...(tps === undefined ? {} : { tokensPerSec: tps }) });
   }
-  return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stalePenaltyMs: STALE_RTT_MS });
+  return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stalePenaltyMs: STALE_RTT_MS, ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }) });
 }
 
 /** Loads the span (unless training does), serves peers' hop sessions on it, and builds the generator. */
@@ -275,7 +276,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     selfPeerId: network.peerId,
     localSpan: init.localSpan ?? (() => served),
     // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
-    peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map()),
+    peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map(), opts.heartbeatIntervalMs),
     remote: (hop, spec) =>
       new RemoteHopSession(network.rpc, hop.peerId, hop.span, spec, {
         hiddenSize: config.hidden_size,

@@ -148,7 +148,7 @@ export class NodeTelemetry implements DashboardFeed {
       span: net.span === undefined ? null : { start: net.span.start, end: net.span.end },
       totalLayers: this.s.totalLayers,
       engine: this.s.engine(),
-      memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, systemTotalBytes: totalmem(), systemFreeBytes: freemem() },
+      memory: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, systemTotalBytes: totalmem(), systemFreeBytes: freemem(), heapTotalBytes: mem.heapTotal, externalBytes: mem.external, arrayBuffersBytes: mem.arrayBuffers },
       uptimeMs: Math.max(0, now - this.s.startedAtMs),
       apiUrl: this.s.apiUrl(),
     };

@@ -22,7 +22,7 @@ import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { modelFilesReply, type ModelFileSet } from './model-files.js';
-import { bytesToParams, paramBytes, sha256, sliceSpan, spanHashOfParams, spanPayloadBytes, spanUnits } from './weights.js';
+import { bytesToParams, paramBytes, sha256, spanHashOfParams, spanPayloadBytes, spanUnits, subRange } from './weights.js';
 
 /** Bytes of data in one chunk (under the method's 4 MiB frame limit; small enough to resume cheaply). */
 export const CHECKPOINT_CHUNK_DATA_BYTES = 1 << 20;
@@ -87,12 +87,25 @@ interface Prepared {
   sha: Uint8Array<ArrayBuffer>;
 }
 
+/** What is cached of a span served from one source array: where it lies in it and its hashes, no copy of the bytes. */
+interface PreparedRef {
+  offset: number;
+  size: number;
+  hash: string;
+  sha: Uint8Array<ArrayBuffer>;
+}
+
+/** Spans cached per source array (heads are asked repeatedly; a source has few distinct spans asked of it). */
+export const CHECKPOINT_SPANS_PER_SOURCE = 16;
+
 /** The `checkpoint` stream handler over a WeightsSource. */
 export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CHUNK_DATA_BYTES): ServerStreamHandler<CheckpointRequest, CheckpointChunk> & { clearCache(): void } {
-  // span payloads and their hashes, keyed by the source buffer's id and "start:end" (heads are asked repeatedly)
-  const cache = new Map<string, Prepared>();
-  const ids = new WeakMap<Float32Array, number>();
-  let nextId = 0;
+  // span hashes per source array and "start:end" (heads are asked repeatedly). Weakly keyed by the source, and no
+  // copy of the bytes: chunks are views of the source. Before (issue 12 §2, chaos memory growth), 64 entries each
+  // held a copy of its span's bytes, keyed by an id per source array; the pool hands out a fresh snapshot of its
+  // weights every minute, so every minute's requests added copies of whole spans that were never asked for again
+  // (up to 64 × a span: 1.2 GiB for the chaos model's 18 MiB halves) and survivors' memory crept up.
+  let cache = new WeakMap<Float32Array, Map<string, PreparedRef>>();
   const prepare = async (want: Span, round: number | undefined): Promise<Prepared & { round: number | undefined }> => {
     const config = src.config();
     const held = src.held();
@@ -103,17 +116,18 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     const r = roundSource(src.rounds?.() ?? [], want, round);
     if (round !== undefined && r === undefined) throw new RoundGoneError(`the weights of layers [${want.start}, ${want.end}) after round ${round} are not kept here`, { round });
     const from = r === undefined ? { span: held, params: await src.params() } : r;
-    let id = ids.get(from.params);
-    if (id === undefined) ids.set(from.params, (id = nextId++));
-    const key = `${id}/${want.start}:${want.end}`;
-    const hit = cache.get(key);
-    if (hit !== undefined) return { ...hit, round: r?.round };
-    const p = sliceSpan(config, from.span, from.params, want);
-    const bytes = paramBytes(p);
-    const prepared = { bytes, hash: spanHashOfParams(config, want, p), sha: sha256(bytes) };
-    if (cache.size >= 64) cache.delete(cache.keys().next().value!);
-    cache.set(key, prepared);
-    return { ...prepared, round: r?.round };
+    let spans = cache.get(from.params);
+    if (spans === undefined) cache.set(from.params, (spans = new Map()));
+    const key = `${from.span.start}:${from.span.end}/${want.start}:${want.end}`;
+    let ref = spans.get(key);
+    if (ref === undefined) {
+      const { offset, size } = subRange(config, from.span, want);
+      const p = from.params.subarray(offset, offset + size);
+      ref = { offset, size, hash: spanHashOfParams(config, want, p), sha: sha256(paramBytes(p)) };
+      if (spans.size >= CHECKPOINT_SPANS_PER_SOURCE) spans.delete(spans.keys().next().value!);
+      spans.set(key, ref);
+    }
+    return { bytes: paramBytes(from.params.subarray(ref.offset, ref.offset + ref.size)), hash: ref.hash, sha: ref.sha, round: r?.round };
   };
   const handler = async function* (req: CheckpointRequest): AsyncGenerator<CheckpointChunk> {
     const files = modelFilesReply(src.modelFiles?.(), req);
@@ -142,7 +156,11 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
       yield { name, offset: BigInt(o), totalSize: total, data, modelHash: p.hash, sha256: p.sha, ...round };
     }
   };
-  return Object.assign(handler, { clearCache: () => cache.clear() });
+  return Object.assign(handler, {
+    clearCache: () => {
+      cache = new WeakMap();
+    },
+  });
 }
 
 /**

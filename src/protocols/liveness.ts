@@ -109,6 +109,11 @@ export class LivenessTracker {
     }
   }
 
+  /** The tracker's clock now (lastSeenMs is on it). */
+  now(): number {
+    return this.clock.now();
+  }
+
   /** Re-evaluates every peer against the clock (the timer calls it; tests with a ManualClock call it directly). */
   check(): void {
     const now = this.clock.now();

@@ -11,7 +11,7 @@
  *
  * `holderViews` joins both with the liveness of heartbeats into the plain HolderView list route.ts chooses over.
  */
-import type { HolderView } from './route.js';
+import { isQuiet, type HolderView } from './route.js';
 
 /** Weight of a new sample in the moving average; 0.3 forgets a one-off spike within a few steps. */
 export const LATENCY_EWMA_ALPHA = 0.3;
@@ -73,6 +73,8 @@ export interface PeerHolding {
   state: 'alive' | 'stale' | 'dead';
   /** Stated throughput through the span (HolderRecord), 0 or undefined when unknown. */
   tokensPerSec?: number;
+  /** Time since its last heartbeat (ms); with `HolderViewInput.heartbeatIntervalMs` it marks late holders quiet. */
+  silentMs?: number;
 }
 
 export interface HolderViewInput {
@@ -80,6 +82,8 @@ export interface HolderViewInput {
   rttMs(peer: string): number | undefined;
   /** Added to a stale peer's round trip, so that live replicas come first (a stale peer is still usable). */
   stalePenaltyMs: number;
+  /** The heartbeat interval; when given, holders silent too long are `quiet` (route.ts `isQuiet`). */
+  heartbeatIntervalMs?: number;
 }
 
 /** Route choice's view: dead peers out, stale ones behind, measured latency and speed where known. */
@@ -94,6 +98,7 @@ export function holderViews(i: HolderViewInput): HolderView[] {
     if (rtt !== undefined || p.state === 'stale') v.rttMs = (rtt ?? 0) + (p.state === 'stale' ? i.stalePenaltyMs : 0);
     if (msPerLayer !== undefined) v.msPerLayer = msPerLayer;
     if (p.tokensPerSec !== undefined && p.tokensPerSec > 0 && Number.isFinite(p.tokensPerSec)) v.tokensPerSec = p.tokensPerSec;
+    if (p.state === 'stale' || (i.heartbeatIntervalMs !== undefined && p.silentMs !== undefined && isQuiet(p.silentMs, i.heartbeatIntervalMs))) v.quiet = true;
     out.push(v);
   }
   return out;

@@ -30,6 +30,11 @@ export interface HolderView {
   msPerLayer?: number;
   /** Announced throughput (tokens/s) used as the capacity weight; 0 or undefined counts as 1. */
   tokensPerSec?: number;
+  /**
+   * Alive, but its heartbeats are late (silent for more than QUIET_AFTER_HEARTBEATS intervals, see `isQuiet`): route
+   * choice uses it only when no chain avoids it (`chooseRouteAvoiding`).
+   */
+  quiet?: boolean;
 }
 
 export interface ChainHop {
@@ -183,12 +188,33 @@ export function chooseRoute(holders: readonly HolderView[], range: { start: numb
 export function chooseRouteAvoiding(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string> }): ChainHop[] {
   const { banned, failed, ...rest } = opts;
   const exclude = new Set([...banned, ...failed]);
+  // quiet holders (late heartbeats) come after every on-time one: at a partition the far side's holders stay
+  // "alive" until their stale timeout (15 s) and "stale" until dead (60 s), and the near-best draw picked them
+  // about as often as reachable replicas, so a request failed over hop after hop across the cut (issue 12: every
+  // remaining failure of the 1,000-node partition run fell in the cut's first minute). A missed heartbeat is a
+  // cheap, early sign of a cut; it is only a preference, so a quiet peer is still used when nothing else covers.
+  const quiet = holders.filter((h) => h.quiet === true && !exclude.has(h.peerId)).map((h) => h.peerId);
+  if (quiet.length > 0) {
+    try {
+      return chooseRoute(holders, range, { ...rest, exclude: new Set([...exclude, ...quiet]) });
+    } catch (e) {
+      if (!(e instanceof LayersUncoveredError)) throw e;
+    }
+  }
   try {
     return chooseRoute(holders, range, { ...rest, exclude });
   } catch (e) {
     if (!(e instanceof LayersUncoveredError) || banned.size === 0) throw e;
     return chooseRoute(holders, range, { ...rest, exclude: failed });
   }
+}
+
+/** Heartbeat intervals a holder may be silent before it counts as quiet (one lost or late heartbeat, and a half). */
+export const QUIET_AFTER_HEARTBEATS = 1.5;
+
+/** Whether a holder silent for `silentMs` (since its last heartbeat) is quiet, with heartbeats every `heartbeatIntervalMs`. */
+export function isQuiet(silentMs: number, heartbeatIntervalMs: number): boolean {
+  return heartbeatIntervalMs > 0 && silentMs > QUIET_AFTER_HEARTBEATS * heartbeatIntervalMs;
 }
 
 /**

@@ -21,7 +21,7 @@ import { encodeHolderRecord, freshHolderRecord } from '../protocols/holder-recor
 import { holderKey } from '../protocols/ids.js';
 import { LivenessTracker } from '../protocols/liveness.js';
 import { DRIVER_DEFAULTS } from '../router/driver.js';
-import { BanList, chooseRouteAvoiding, type ChainHop, type HolderView } from '../router/route.js';
+import { BanList, chooseRouteAvoiding, isQuiet, type ChainHop, type HolderView } from '../router/route.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { CONTINENTS, EventQueue, LAN_SHARE, LINK_CLASSES, MACHINE_MIX, Rng, SESSION, exponential, logNormal, modelFor, pick } from './world.js';
 
@@ -531,7 +531,9 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       for (const p of views[v]!.snapshot()) {
         const n = byPeer.get(p.peer);
         if (n === undefined || p.state === 'dead' || p.heartbeat.span === undefined || withdrawn.has(p.peer)) continue;
-        hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec });
+        // quiet as router/measure.ts holderViews marks it (stale, or a heartbeat late by half an interval)
+        const quiet = p.state === 'stale' || isQuiet(q.nowMs - p.lastSeenMs, SIM.heartbeatMs);
+        hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec, ...(quiet ? { quiet } : {}) });
       }
       // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
       // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,

@@ -63,6 +63,47 @@ async function swarm(behaviours: Behaviour[], chunkBytes = 64 * 1024) {
 }
 
 describe('checkpoint stream', () => {
+  it('the handler keeps no copy of the weights it served: chunks are views of the source, a replaced source is not pinned', async () => {
+    // issue 12 §2: the pool hands out a fresh snapshot of its weights every minute; the handler cached a copy of
+    // every span per snapshot (64 of them), so a chaos survivor's memory grew by whole spans that nobody asked again
+    const { setFlagsFromString } = await import('node:v8');
+    const { runInNewContext } = await import('node:vm');
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // a WeakRef's deref keeps its target alive to the end of the job: collect after a turn, then look
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setImmediate(r));
+        gc();
+      }
+    };
+    const ctx = {} as CallContext;
+    let current = modelParams(0);
+    const inner = checkpointHandler({ config: () => CONFIG, held: () => ({ start: 0, end: L }), params: () => Promise.resolve(current) });
+    const span = { start: 1, end: L };
+    const chunks = async (): Promise<CheckpointChunk[]> => {
+      const out: CheckpointChunk[] = [];
+      for await (const c of inner({ modelHash: '', span, offset: 0n } as CheckpointRequest, ctx)) out.push(c);
+      return out;
+    };
+    const got = await chunks();
+    assert.ok(got.length > 0 && got.every((c) => c.data.buffer === current.buffer), 'every chunk is a view of the source array, not a copy');
+    assert.equal(got[0]!.modelHash, spanHashOfParams(CONFIG, span, sliceSpan(CONFIG, { start: 0, end: L }, current, span)));
+    got.length = 0;
+    const first = new WeakRef(current);
+    await settle();
+    const base = process.memoryUsage().arrayBuffers;
+    // the pool's minute refresh: a new snapshot each time, each asked once; the old ones are dropped by the pool
+    for (let i = 0; i < 4; i++) {
+      current = current.slice();
+      await chunks();
+    }
+    await settle();
+    assert.equal(first.deref(), undefined, 'the first snapshot was collected');
+    const grew = process.memoryUsage().arrayBuffers - base;
+    assert.ok(grew < current.byteLength / 2, `array buffers grew ${grew} bytes after 4 snapshots of ${current.byteLength} (copies kept)`);
+  });
+
   it('downloads a span from several holders in parallel, verified, equal to the source weights', async () => {
     const s = await swarm(['honest', 'honest', 'honest']);
     const span = { start: 1, end: L };

@@ -57,9 +57,16 @@ describe('route measurements', () => {
     });
     assert.deepEqual(v, [
       { peerId: 'a', span: { start: 0, end: 2 }, alive: true, rttMs: 3, msPerLayer: 10, tokensPerSec: 50 },
-      { peerId: 'b', span: { start: 0, end: 2 }, alive: true, rttMs: 50 },
+      { peerId: 'b', span: { start: 0, end: 2 }, alive: true, rttMs: 50, quiet: true },
       { peerId: 'd', span: { start: 2, end: 4 }, alive: true },
     ]);
+  });
+
+  it('a holder whose heartbeat is late by more than half an interval is quiet (only with the interval given)', () => {
+    const peers = [p('on-time', 0, 2, { silentMs: 4_000 }), p('late', 0, 2, { silentMs: 7_600 }), p('unknown', 2, 4)];
+    const v = holderViews({ peers, rttMs: () => undefined, stalePenaltyMs: 50, heartbeatIntervalMs: 5_000 });
+    assert.deepEqual(v.map((x) => [x.peerId, x.quiet === true]), [['on-time', false], ['late', true], ['unknown', false]]);
+    assert.ok(holderViews({ peers, rttMs: () => undefined, stalePenaltyMs: 50 }).every((x) => x.quiet === undefined), 'no interval, no quiet flag');
   });
 
   it('measured latency and speed decide the route: a far replica and a slow replica lose to a near, fast one', () => {

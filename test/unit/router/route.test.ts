@@ -1,7 +1,7 @@
 /** Route choice over plain data: cheapest tiling chains, near-best capacity-weighted draws, ties, churn, bans. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, LayersUncoveredError, missingLayers, type HolderView } from '../../../src/router/index.js';
+import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, isQuiet, LayersUncoveredError, missingLayers, type HolderView } from '../../../src/router/index.js';
 
 const h = (peerId: string, start: number, end: number, over: Partial<HolderView> = {}): HolderView => ({ peerId, span: { start, end }, alive: true, ...over });
 const R = { start: 0, end: 4 };
@@ -79,6 +79,28 @@ describe('route choice', () => {
       (e: unknown) => e instanceof LayersUncoveredError && JSON.stringify(e.meta?.missing) === '[2,3]',
     );
     assert.throws(() => chooseRouteAvoiding([h('j1', 0, 2)], R, { random: fixed(0), banned: new Set(), failed: new Set() }), LayersUncoveredError);
+  });
+
+  it('quiet holders (late heartbeats, e.g. across a fresh partition) are avoided while on-time ones cover, used when not', () => {
+    // 1,000-node partition: every remaining failure was in the cut's first minute, the far side still "alive"
+    const hs = [h('far-a', 0, 2, { quiet: true }), h('far-b', 2, 4, { quiet: true }), h('near-a', 0, 2), h('near-b', 2, 4)];
+    for (const u of [0, 0.3, 0.6, 0.99]) {
+      assert.deepEqual(chooseRouteAvoiding(hs, R, { random: fixed(u), banned: new Set(), failed: new Set() }).map((x) => x.peerId), ['near-a', 'near-b']);
+    }
+    // without the flag the draw spreads over all four (what made requests fail over across the cut)
+    const plain = hs.map((x) => ({ ...x, quiet: false }));
+    const seen = new Set<string>();
+    for (const u of [0, 0.3, 0.6, 0.99]) for (const p of chooseRouteAvoiding(plain, R, { random: fixed(u), banned: new Set(), failed: new Set() })) seen.add(p.peerId);
+    assert.ok(seen.has('far-a') || seen.has('far-b'), [...seen].join(','));
+    // a quiet peer that alone holds layers is still used, ahead of a banned one
+    const only = [h('near-a', 0, 2), h('far-b', 2, 4, { quiet: true })];
+    assert.deepEqual(chooseRouteAvoiding(only, R, { random: fixed(0), banned: new Set(), failed: new Set() }).map((x) => x.peerId), ['near-a', 'far-b']);
+    // a failed peer stays excluded even when quiet ones are let back in
+    assert.throws(() => chooseRouteAvoiding(only, R, { random: fixed(0), banned: new Set(), failed: new Set(['far-b']) }), LayersUncoveredError);
+    // the rule: silent for more than 1.5 heartbeat intervals
+    assert.equal(isQuiet(7_400, 5_000), false);
+    assert.equal(isQuiet(7_600, 5_000), true);
+    assert.equal(isQuiet(10_000, 0), false);
   });
 
   it('bans back off exponentially and clear on success', () => {
