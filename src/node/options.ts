@@ -109,8 +109,8 @@ export interface NodeOptions {
   weights: 'f32' | 'int8';
   /**
    * Unary RPCs reuse one stream per (peer, method) instead of opening one per call (issue 8 §5; protocol
-   * `<method id>/mux/1.0.0`, falling back to a stream per call with peers that do not speak it). The node serves
-   * both protocols either way. Default off (see DEFAULTS).
+   * `<method id>/mux/2.0.0`, falling back to a stream per call with peers that do not speak it). The node serves
+   * both protocols either way. Default on.
    */
   rpcStreamReuse: boolean;
   /**
@@ -182,8 +182,8 @@ export const DEFAULTS: NodeOptions = {
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
   weights: 'f32',
-  // off until the whole multi-node suite has passed with it on (issue 8 §5, branch rpcreuse: not yet done)
-  rpcStreamReuse: false,
+  // unary calls share one stream per (peer, method) (src/protocols/rpc/mux.ts; issue 8 §5)
+  rpcStreamReuse: true,
 };
 
 /** Serving limits of the OpenAI-compatible routes (src/node/openai.ts) that are not options. */

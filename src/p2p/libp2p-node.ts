@@ -142,6 +142,10 @@ export interface Libp2pNetworkOptions {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Bound on adding one peer to the DHT routing table (its ping included); kad-dht's own is 10 s. */
+const DHT_ADD_TIMEOUT_MS = 30_000;
+/** How often a node checks for members missing from its DHT routing table (repairRoutingTable). */
+export const DHT_REPAIR_MS = 5_000;
 
 export const CONNECTION_DEFAULTS: ConnectionLimitOptions = {
   maxConnections: 300,
@@ -226,6 +230,11 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
       validators,
       selectors,
       allowQueryWithZeroPeers: true,
+      // kad-dht pings a new contact before it enters the routing table (5 s minimum, the whole add capped at 10 s)
+      // and never retries one that missed: on a loaded machine a node whose only contact's ping timed out kept an
+      // empty routing table for good (issue 8 §5, dht_lookup_success). Longer bounds here; repairRoutingTable retries.
+      onPeerConnectTimeout: DHT_ADD_TIMEOUT_MS,
+      pingNewContactTimeout: { minTimeout: 10_000, maxTimeout: DHT_ADD_TIMEOUT_MS },
       alpha: opts.dht?.alpha ?? 3,
       disjointPaths: opts.dht?.disjointPaths ?? 3,
       providers: { provideValidity: Math.ceil((opts.dht?.providerValidityMs ?? 3_600_000) / 1000) },
@@ -333,6 +342,10 @@ export class Libp2pNetwork implements P2PNetwork {
   private readonly log: Logger;
   private started = false;
   private stopping: Promise<void> | undefined;
+  private repairTimer: NodeJS.Timeout | undefined;
+  private repairing = false;
+  /** Peers requeued for the DHT routing table by repairRoutingTable (tests, bench). */
+  dhtRepairs = 0;
 
   constructor(
     /** The underlying libp2p node, for tests and benchmarks that need to look under the hood. */
@@ -408,9 +421,46 @@ export class Libp2pNetwork implements P2PNetwork {
     }
     this.log.info('p2p started', { peerId: this.peerId, addrs: this.multiaddrs(), genesis: this.bootstrapper.genesis });
     this.bootstrapper.start();
+    this.repairTimer = setInterval(() => {
+      if (this.repairing || this.stopping !== undefined) return;
+      this.repairing = true;
+      void this.repairRoutingTable().finally(() => (this.repairing = false));
+    }, DHT_REPAIR_MS);
+    this.repairTimer.unref?.();
+  }
+
+  /**
+   * Queues every connected member that serves our DHT protocol and is missing from the routing table for another
+   * add (kad-dht adds a peer only when it connects or shows up in a query's answer, and gives up on it when the
+   * ping before the add times out). Runs every DHT_REPAIR_MS while the table holds fewer peers than it could.
+   */
+  private async repairRoutingTable(): Promise<void> {
+    const dht = this.libp2p.services.dht as unknown as {
+      routingTable?: { size: number; find(p: unknown): Promise<unknown>; queueRoutingTableUpdate?(p: unknown, o: { activeTimeout: number }): void };
+    };
+    const rt = dht.routingTable;
+    if (rt?.queueRoutingTableUpdate === undefined || rt.size >= Math.min(this.members.size, 20)) return;
+    const kad = `${this.opts.protocolPrefix}/kad/1.0.0`;
+    const seen = new Set<string>();
+    for (const c of this.libp2p.getConnections()) {
+      const id = c.remotePeer;
+      const s = id.toString();
+      if (seen.has(s) || !this.members.has(s) || c.status !== 'open') continue;
+      seen.add(s);
+      try {
+        if ((await rt.find(id)) !== undefined) continue;
+        const peer = await this.libp2p.peerStore.get(id);
+        if (!peer.protocols.includes(kad)) continue; // a DHT client: not for our table
+        this.dhtRepairs++;
+        rt.queueRoutingTableUpdate(id, { activeTimeout: DHT_ADD_TIMEOUT_MS });
+      } catch (e) {
+        this.log.debug('routing table repair skipped a peer', { peer: s, error: errorMessage(e) });
+      }
+    }
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.repairTimer);
     if (!this.started) {
       await this.store.close();
       return;

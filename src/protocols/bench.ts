@@ -8,8 +8,8 @@
  * request, reply: two round trips). rpc_mib_s is payload bytes over wall time with PIPELINE (4) calls in flight on
  * the one connection, as a pipeline stage streams micro-batches; the one-at-a-time figure is logged beside it.
  * The same request/ack pattern one at a time over a raw TCP socket to the same child (u32 length ‖ payload →
- * 8-byte ack) gives tcp_mib_s, in the same run, for reference. Each call opens a stream, as the node's do by
- * default (`rpcStreamReuse` off).
+ * 8-byte ack) gives tcp_mib_s, in the same run, for reference. Each call opens a stream, as the node's do with
+ * `rpcStreamReuse` off and, with it on, for requests over 1 MiB (rpc/mux.ts MUX_MAX_REQUEST_BYTES).
  *
  * Unary (`benchUnary`, section p2p-unary): the wall time and CPU of one 3 KiB unary call on a reused stream and
  * on a stream of its own, alternating, in one process.
@@ -107,7 +107,7 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
       dcutr: false,
     });
     await net.start();
-    // a stream per call, as the node calls by default (NodeOptions.rpcStreamReuse off); p2p-unary compares both
+    // a stream per call (as a node calls with rpcStreamReuse off, or with a request over 1 MiB); p2p-unary compares both
     const rpc = new RpcNode({ network: net, networkId: 'bench' });
     const peer = await net.dial(multiaddr);
     const out: RpcBenchResult = { rpc_mib_s: {} as Record<SizeKey, number>, tcp_mib_s: {} as Record<SizeKey, number>, rpc_rtt_ms: {} as Record<SizeKey, number> };
@@ -290,12 +290,12 @@ export async function benchDht(opts: BenchOptions = {}): Promise<DhtBenchResult>
 }
 
 export interface UnaryBenchResult {
-  /** One unary call at a time on a reused stream (`rpcStreamReuse`, off by default for now). */
+  /** One unary call at a time on a reused stream (`rpcStreamReuse`, the node's default). */
   unary_call_ms_p50: number;
   unary_call_ms_p99: number;
   /** Process CPU per call, client and server together (both in this process). */
   unary_call_cpu_us: number;
-  /** The same with a new stream per call (the node's default; always used with older peers). */
+  /** The same with a new stream per call (rpcStreamReuse off; peers that do not speak mux/2.0.0). */
   unary_call_new_stream_ms_p50: number;
   unary_call_new_stream_ms_p99: number;
   unary_call_new_stream_cpu_us: number;

@@ -3,7 +3,7 @@
  * protocol id, topic, DHT key and provider key, so nodes of two networks never exchange a message:
  *
  *   protocols   /neuroshard/<networkId>/<name>/<version>       (RPCs and the DHT: /neuroshard/<networkId>/kad/1.0.0)
- *               /neuroshard/<networkId>/<name>/<version>/mux/1.0.0   (unary RPCs on a reused stream: rpc/mux.ts)
+ *               /neuroshard/<networkId>/<name>/<version>/mux/2.0.0   (unary RPCs on a reused stream: rpc/mux.ts)
  *   topics      /neuroshard/<networkId>/<name>/<version>       (gossipsub)
  *   DHT keys    /neuroshard/<networkId>/holder/<peerId>        (kad-dht record namespace "neuroshard")
  *   providers   <networkId>/layer/<i>                          (hashed into a CID by p2p/)

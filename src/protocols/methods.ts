@@ -195,8 +195,8 @@ export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceRespon
     if (r.chunks.length > MAX_TOKENS_PER_REQUEST) throw malformed('inference-stream.chunks: too many');
     if (r.chunks.some((c) => c < 1)) throw malformed('inference-stream.chunks: a chunk of 0 positions');
     if (h !== undefined && r.tokens.length > 0) throw malformed('inference-stream: both hidden states and token ids');
-    if (h !== undefined && (h.shape.length !== 2 || h.shape[0] < 1 || h.shape[0] > MAX_TOKENS_PER_REQUEST || (h.dtype !== 'fp32' && h.dtype !== 'fp16'))) {
-      throw malformed(`inference-stream.hidden: must be fp32/fp16 [T, C] with 1 <= T <= ${MAX_TOKENS_PER_REQUEST}`);
+    if (h !== undefined && (h.shape.length !== 2 || h.shape[0] < 1 || h.shape[0] > MAX_TOKENS_PER_REQUEST || (h.dtype !== 'fp32' && h.dtype !== 'fp16' && h.dtype !== 'bf16'))) {
+      throw malformed(`inference-stream.hidden: must be fp32/fp16/bf16 [T, C] with 1 <= T <= ${MAX_TOKENS_PER_REQUEST}`);
     }
     const T = h !== undefined ? h.shape[0] : r.tokens.length;
     if (r.chunks.length > 0 && r.chunks.reduce((a, b) => a + b, 0) !== T) throw malformed('inference-stream.chunks: do not sum to the positions sent');
@@ -209,7 +209,7 @@ export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceRespon
     checkId(r.requestId, 'inference-stream.request_id');
     checkHopCommitResponse(r);
     const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
-    if (h !== undefined && (h.shape.length !== 2 || (h.dtype !== 'fp32' && h.dtype !== 'fp16'))) throw malformed('inference-stream.hidden: must be fp32/fp16 [T, C]');
+    if (h !== undefined && (h.shape.length !== 2 || (h.dtype !== 'fp32' && h.dtype !== 'fp16' && h.dtype !== 'bf16'))) throw malformed('inference-stream.hidden: must be fp32/fp16/bf16 [T, C]');
     if (r.tokens.length > MAX_TOKENS_PER_REQUEST) throw malformed('inference-stream.tokens: too many');
   },
 };

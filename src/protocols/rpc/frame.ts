@@ -17,6 +17,11 @@ export const FRAME_MESSAGE = 0x00;
 export const FRAME_ERROR = 0x01;
 /** Only on a reusable unary stream (./mux.ts), client to server: forget the call with this id. */
 export const FRAME_CANCEL = 0x02;
+/**
+ * Only on a reusable unary stream: a piece of a message for the frame's id; more pieces follow, and the last one is
+ * the MESSAGE or ERROR frame itself (so that one large message does not hold up the other calls on the stream).
+ */
+export const FRAME_PART = 0x03;
 /** The kinds a one-call stream carries. */
 const CALL_KINDS: readonly number[] = [FRAME_MESSAGE, FRAME_ERROR];
 /** Largest frame length the varint may announce at all (per-type limits are far lower). */
@@ -24,7 +29,7 @@ export const MAX_FRAME_LENGTH = 2 ** 31 - 1;
 const MAX_VARINT_BYTES = 5;
 
 export interface Frame {
-  kind: typeof FRAME_MESSAGE | typeof FRAME_ERROR | typeof FRAME_CANCEL;
+  kind: typeof FRAME_MESSAGE | typeof FRAME_ERROR | typeof FRAME_CANCEL | typeof FRAME_PART;
   body: Uint8Array;
 }
 

@@ -4,15 +4,25 @@
  * on loopback (multistream-select, yamux SYN/ACK/FIN, peer-store updates: docs/SCALE.md); a call on an open stream
  * costs what one message costs.
  *
- * Protocol id: the method's own id plus `/mux/1.0.0` (e.g. /neuroshard/<net>/echo/1.0.0/mux/1.0.0). A node that
+ * Protocol id: the method's own id plus `/mux/2.0.0` (e.g. /neuroshard/<net>/echo/1.0.0/mux/2.0.0). A node that
  * does not speak it answers the stream open with "protocol not supported"; the caller then remembers that and
- * calls that method on that peer with a stream per call, as before.
+ * calls that method on that peer with a stream per call, as before. (1.0.0, never on by default, had no PART frames.)
  *
  *   frame  = uvarint(n) · kind (1 byte) · uvarint(id) · payload          (n = 1 + the id's bytes + payload)
  *   kind   = 0x00 MESSAGE   client: the request; server: the response          payload: the method's message
  *          | 0x01 ERROR     server only: the call failed                         payload: an RpcError message
  *          | 0x02 CANCEL    client only: forget call `id` (deadline, abort)      payload: empty
+ *          | 0x03 PART      either side: a piece of call `id`'s next MESSAGE or ERROR; the pieces and the final
+ *                           frame's payload, joined in order, are the message
  *   id     = 1 .. 2^31-1, chosen by the client, unique among its calls in flight on the stream
+ *   payload of any frame: at most MUX_PIECE_BYTES (64 KiB)
+ *
+ * Large messages (issue 8 §5): a message longer than MUX_PIECE_BYTES goes as PART pieces, and each side's writer
+ * sends the pieces of the messages it has queued in turn (round robin, at most MUX_MAX_PARTIAL messages begun and
+ * not finished at once), so a small call waits for at most one 64-KiB piece of each large message ahead of it, not
+ * for the whole of a 64-MiB tensor. A request over MUX_MAX_REQUEST_BYTES (1 MiB) is not sent on the shared stream
+ * at all: the client calls it on a stream of its own. That bounds what a server buffers for one reusable stream's
+ * unfinished requests (MUX_MAX_PARTIAL × 1 MiB); responses are bounded by the caller's own calls.
  *
  * The server keeps its one-call semantics per request: the same decoding, validation, penalties, per-method and
  * per-peer slot limits (a request past the limit gets RPC_BUSY, so a stranger cannot hold every slot however many
@@ -27,11 +37,17 @@
 import type { DuplexStream, PeerIdString } from '../../p2p/types.js';
 import { AbortedError, TimeoutError, errorMessage } from '../../util/errors.js';
 import { RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FrameReader, encodeUvarint, frameHeader, type Frame } from './frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeUvarint, frameHeader, type Frame } from './frame.js';
 
 /** The framing's own version, appended to the method's protocol id. */
-export const MUX_SUFFIX = '/mux/1.0.0';
-export const MUX_KINDS: readonly number[] = [FRAME_MESSAGE, FRAME_ERROR, FRAME_CANCEL];
+export const MUX_SUFFIX = '/mux/2.0.0';
+export const MUX_KINDS: readonly number[] = [FRAME_MESSAGE, FRAME_ERROR, FRAME_CANCEL, FRAME_PART];
+/** Largest payload of one frame on a reusable stream; longer messages go as PART pieces of this size. */
+export const MUX_PIECE_BYTES = 64 * 1024;
+/** Messages one side may have begun (a PART sent) and not finished at once on one stream. */
+export const MUX_MAX_PARTIAL = 8;
+/** Largest request sent on a reusable stream; a larger one goes on a stream of its own. */
+export const MUX_MAX_REQUEST_BYTES = 1024 * 1024;
 /** Largest request id; a client that used them all retires the stream. */
 export const MAX_CALL_ID = 2 ** 31 - 1;
 /** Bytes an id may add to a frame (a 5-byte uvarint). */
@@ -93,61 +109,202 @@ export function splitId(body: Uint8Array): [number, Uint8Array] {
   throw new RpcViolationError('RPC_MALFORMED', 'frame without a call id');
 }
 
+interface WriteJob {
+  kind: number;
+  id: number;
+  payload: Uint8Array;
+  /** Bytes of the payload sent so far (as PART pieces). */
+  off: number;
+  /** Its caller gave up while a piece of it was being written: no more pieces. */
+  dropped?: boolean;
+  resolve(): void;
+  reject(e: unknown): void;
+}
+
 /**
  * Serialises frames onto a stream shared by several calls (a frame's header and body must not interleave with
- * another's), respecting backpressure. A write that cannot drain within `stallMs` means the other side stopped
- * reading: the stream is reset, since every call on it would wait for the same drain.
+ * another's), respecting backpressure, and interleaves large messages piece by piece (round robin over the queued
+ * messages, at most MUX_MAX_PARTIAL of them begun at once) so that none holds up the others. A write that cannot
+ * drain within `stallMs` means the other side stopped reading: the stream is reset, since every call on it would
+ * wait for the same drain.
  */
 export class MuxWriter {
-  private tail: Promise<void> = Promise.resolve();
-  /** Frames queued or being written. */
-  queued = 0;
-  private drainWaiters: (() => void)[] = [];
+  private readonly jobs: WriteJob[] = [];
+  /** The message whose piece is being written now (out of `jobs` meanwhile). */
+  private current: WriteJob | undefined;
+  private pumping = false;
+  private waiters: (() => void)[] = [];
 
   constructor(
     private readonly stream: DuplexStream,
     private readonly stallMs: number,
     private readonly signal: AbortSignal,
+    private readonly pieceBytes = MUX_PIECE_BYTES,
   ) {}
 
-  write(kind: number, id: number, payload: Uint8Array): Promise<void> {
-    this.queued++;
-    const parts = muxFrameParts(kind, id, payload);
-    const p = this.tail.then(async () => {
-      if (this.signal.aborted) throw this.signal.reason instanceof Error ? this.signal.reason : new AbortedError('stream closed');
-      for (const part of parts) {
-        if (this.stream.send(part)) continue;
-        const ac = new AbortController();
-        const t = setTimeout(() => ac.abort(new TimeoutError(`stream write stalled for ${this.stallMs} ms`, { ms: this.stallMs })), this.stallMs);
-        const onAbort = (): void => ac.abort(this.signal.reason);
-        this.signal.addEventListener('abort', onAbort, { once: true });
-        try {
-          await this.stream.onDrain({ signal: ac.signal });
-        } catch (e) {
-          this.stream.abort(e instanceof Error ? e : new Error(String(e)));
-          throw e;
-        } finally {
-          clearTimeout(t);
-          this.signal.removeEventListener('abort', onAbort);
-        }
-      }
-    });
-    const done = (): void => {
-      this.queued--;
-      for (const w of this.drainWaiters.splice(0)) w();
-    };
-    this.tail = p.then(done, done);
-    return p;
+  /** Messages queued or being written. */
+  get queued(): number {
+    return this.jobs.length + (this.current === undefined ? 0 : 1);
   }
 
-  /** Resolves once at most `n` frames are queued. */
+  write(kind: number, id: number, payload: Uint8Array): Promise<void> {
+    if (this.signal.aborted) return Promise.reject(this.abortReason());
+    return new Promise<void>((resolve, reject) => {
+      this.jobs.push({ kind, id, payload, off: 0, resolve, reject });
+      void this.pump();
+    });
+  }
+
+  /**
+   * Forgets call `id`'s queued message (its caller gave up). Returns false when nothing of it was sent (the peer
+   * never heard of it), true when a part or all of it was: the peer must then be sent a CANCEL, which the writer's
+   * order puts after the last piece it sent.
+   */
+  drop(id: number): boolean {
+    if (this.current?.id === id) {
+      this.current.dropped = true;
+      return true;
+    }
+    const i = this.jobs.findIndex((j) => j.id === id);
+    if (i < 0) return true;
+    const [j] = this.jobs.splice(i, 1);
+    j!.resolve();
+    this.notify();
+    return j!.off > 0;
+  }
+
+  /** Resolves once at most `n` messages are queued. */
   async below(n: number): Promise<void> {
-    while (this.queued > n && !this.signal.aborted) await new Promise<void>((r) => this.drainWaiters.push(r));
+    while (this.queued > n && !this.signal.aborted) await new Promise<void>((r) => this.waiters.push(r));
   }
 
   /** Resolves when everything queued so far is written (or failed). */
   async flushed(): Promise<void> {
-    await this.tail;
+    while (this.queued > 0 && !this.signal.aborted) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  private abortReason(): Error {
+    return this.signal.reason instanceof Error ? this.signal.reason : new AbortedError('stream closed');
+  }
+
+  private notify(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** The next message to send a piece of: the first queued one that may go now (begun, or small, or a free slot). */
+  private next(): WriteJob | undefined {
+    let begun = 0;
+    for (const j of this.jobs) if (j.off > 0) begun++;
+    const i = this.jobs.findIndex((j) => j.off > 0 || j.payload.byteLength <= this.pieceBytes || begun < MUX_MAX_PARTIAL);
+    return i < 0 ? undefined : this.jobs.splice(i, 1)[0];
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        if (this.signal.aborted) throw this.abortReason();
+        const j = this.next();
+        if (j === undefined) break;
+        const end = Math.min(j.payload.byteLength, j.off + this.pieceBytes);
+        const last = end === j.payload.byteLength;
+        const piece = j.payload.subarray(j.off, end);
+        j.off = end;
+        this.current = j;
+        try {
+          await this.send(muxFrameParts(last ? j.kind : FRAME_PART, j.id, piece));
+        } catch (e) {
+          j.reject(e);
+          throw e;
+        } finally {
+          this.current = undefined;
+        }
+        // an unfinished message goes to the back of the queue, behind those queued while its piece was written
+        if (last || j.dropped === true) j.resolve();
+        else this.jobs.push(j);
+        this.notify();
+      }
+    } catch (e) {
+      for (const j of this.jobs.splice(0)) j.reject(e);
+    } finally {
+      this.pumping = false;
+      this.notify();
+    }
+  }
+
+  private async send(parts: Uint8Array[]): Promise<void> {
+    for (const part of parts) {
+      if (this.stream.send(part)) continue;
+      const ac = new AbortController();
+      const t = setTimeout(() => ac.abort(new TimeoutError(`stream write stalled for ${this.stallMs} ms`, { ms: this.stallMs })), this.stallMs);
+      const onAbort = (): void => ac.abort(this.signal.reason);
+      this.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        await this.stream.onDrain({ signal: ac.signal });
+      } catch (e) {
+        this.stream.abort(e instanceof Error ? e : new Error(String(e)));
+        throw e;
+      } finally {
+        clearTimeout(t);
+        this.signal.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+}
+
+/**
+ * Joins PART pieces into messages, per call id. At most `maxOpen` messages may be unfinished at once, and a
+ * message (pieces and final frame together) may not exceed the limit its caller gives.
+ */
+export class MuxAssembler {
+  private readonly open = new Map<number, { bufs: Uint8Array[]; bytes: number }>();
+
+  constructor(private readonly maxOpen = MUX_MAX_PARTIAL) {}
+
+  /** Buffered bytes of unfinished messages. */
+  get bufferedBytes(): number {
+    let n = 0;
+    for (const p of this.open.values()) n += p.bytes;
+    return n;
+  }
+
+  has(id: number): boolean {
+    return this.open.has(id);
+  }
+
+  /**
+   * Adds one MESSAGE, ERROR or PART frame's payload for `id`. Returns the whole message when the frame ends one,
+   * undefined after a PART. Throws RpcViolationError (RPC_OVERSIZED past `limit`, RPC_PROTOCOL past maxOpen).
+   */
+  add(kind: number, id: number, payload: Uint8Array, limit: number): Frame | undefined {
+    const p = this.open.get(id);
+    const bytes = (p?.bytes ?? 0) + payload.byteLength;
+    if (bytes > limit) throw new RpcViolationError('RPC_OVERSIZED', `message of ${bytes}+ bytes exceeds the limit of ${limit}`, { bytes, limit });
+    if (kind === FRAME_PART) {
+      if (p === undefined) {
+        if (this.open.size >= this.maxOpen) throw new RpcViolationError('RPC_PROTOCOL', `more than ${this.maxOpen} messages begun at once`);
+        this.open.set(id, { bufs: [payload], bytes });
+      } else {
+        p.bufs.push(payload);
+        p.bytes = bytes;
+      }
+      return undefined;
+    }
+    if (p === undefined) return { kind: kind as Frame['kind'], body: payload };
+    this.open.delete(id);
+    const body = new Uint8Array(bytes);
+    let o = 0;
+    for (const b of [...p.bufs, payload]) {
+      body.set(b, o);
+      o += b.byteLength;
+    }
+    return { kind: kind as Frame['kind'], body };
+  }
+
+  /** Forgets an unfinished message (its call was cancelled). */
+  drop(id: number): void {
+    this.open.delete(id);
   }
 }
 
@@ -203,9 +360,9 @@ export class MuxChannel {
   /**
    * Sends one request and resolves with its response frame (MESSAGE or ERROR, id stripped). Rejects with the
    * signal's reason when it fires (the server is told to forget the call) and with RpcTransportError when the
-   * stream dies.
+   * stream dies. `written` is called once the request's last byte is written.
    */
-  request(payload: Uint8Array, signal: AbortSignal): Promise<Frame> {
+  request(payload: Uint8Array, signal: AbortSignal, written?: () => void): Promise<Frame> {
     if (this.ended) return Promise.reject(new RpcTransportError('RPC_STREAM_RESET', `${this.o.method}: stream to ${this.o.peer} is closed`, { peer: this.o.peer }));
     if (signal.aborted) return Promise.reject(signal.reason);
     const id = this.nextId++;
@@ -215,7 +372,7 @@ export class MuxChannel {
         if (!this.pending.delete(id)) return;
         reject(signal.reason);
         // tell the server to stop; a late answer for this id is dropped when it comes
-        if (!this.ended) this.writer.write(FRAME_CANCEL, id, new Uint8Array(0)).catch(() => {});
+        if (!this.ended && this.writer.drop(id)) this.writer.write(FRAME_CANCEL, id, new Uint8Array(0)).catch(() => {});
         this.armIdle();
       };
       this.pending.set(id, {
@@ -229,7 +386,7 @@ export class MuxChannel {
         },
       });
       signal.addEventListener('abort', onAbort, { once: true });
-      this.writer.write(FRAME_MESSAGE, id, payload).catch((e: unknown) => {
+      this.writer.write(FRAME_MESSAGE, id, payload).then(written, (e: unknown) => {
         this.fail(new RpcTransportError('RPC_STREAM_RESET', `${this.o.method}: writing to ${this.o.peer} failed: ${errorMessage(e)}`, { peer: this.o.peer }, e));
       });
       if (this.nextId >= MAX_CALL_ID) this.retire();
@@ -286,22 +443,29 @@ export class MuxChannel {
 
   private async readLoop(): Promise<void> {
     const reader = new FrameReader(this.stream, MUX_KINDS);
+    const parts = new MuxAssembler();
     const peer = this.o.peer;
+    const maxBody = Math.max(this.o.maxResponseBytes, this.o.maxErrorBytes);
     try {
       for (;;) {
-        const frame = await reader.next(Math.max(this.o.maxResponseBytes, this.o.maxErrorBytes) + ID_BYTES);
+        const frame = await reader.next(MUX_PIECE_BYTES + ID_BYTES);
         if (frame === undefined) break;
         const [id, payload] = splitId(frame.body);
         if (frame.kind === FRAME_CANCEL) throw new RpcViolationError('RPC_PROTOCOL', `${this.o.method}: a server may not send CANCEL`);
         if (id >= this.nextId) throw new RpcViolationError('RPC_PROTOCOL', `${this.o.method}: response for call ${id}, which was never sent`);
-        const limit = frame.kind === FRAME_MESSAGE ? this.o.maxResponseBytes : this.o.maxErrorBytes;
-        if (payload.byteLength > limit) {
-          throw new RpcViolationError('RPC_OVERSIZED', `${this.o.method}: frame of ${payload.byteLength} bytes exceeds the limit of ${limit}`, { bytes: payload.byteLength, limit });
-        }
         const p = this.pending.get(id);
-        if (p === undefined) continue; // a cancelled call's late answer
+        if (p === undefined) {
+          parts.drop(id); // a cancelled call's late answer: nothing of it is kept
+          continue;
+        }
+        const whole = parts.add(frame.kind, id, payload, maxBody);
+        if (whole === undefined) continue;
+        const limit = whole.kind === FRAME_MESSAGE ? this.o.maxResponseBytes : this.o.maxErrorBytes;
+        if (whole.body.byteLength > limit) {
+          throw new RpcViolationError('RPC_OVERSIZED', `${this.o.method}: frame of ${whole.body.byteLength} bytes exceeds the limit of ${limit}`, { bytes: whole.body.byteLength, limit });
+        }
         this.pending.delete(id);
-        p.resolve({ kind: frame.kind, body: payload });
+        p.resolve(whole);
         if (this.pending.size === 0) {
           if (this.ended) this.closeWrite();
           else this.armIdle();

@@ -11,6 +11,7 @@
  * score lowered; the node never crashes on input. Handlers are registered per method by the components that own
  * them (a typed registry): the handler's types follow from the method definition.
  */
+import { setMaxListeners } from 'node:events';
 import { NetworkError } from '../../p2p/errors.js';
 import { PENALTY, type PeerScoreTable } from '../../p2p/peer-score.js';
 import type { DuplexStream, P2PNetwork, PeerIdString, StreamInfo } from '../../p2p/types.js';
@@ -21,8 +22,8 @@ import { silentLogger, type Logger } from '../../util/logger.js';
 import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FrameReader, writeFrame, type Frame } from './frame.js';
-import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, writeFrame, type Frame } from './frame.js';
+import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MUX_MAX_REQUEST_BYTES, MUX_PIECE_BYTES, MuxAssembler, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
 import { perPeerLimit, requestReadMs, type BidiMethod, type CallKind, type MethodDef, type ServerStreamMethod, type UnaryMethod } from './method.js';
 
 export interface CallContext {
@@ -41,6 +42,12 @@ export type BidiHandler<Req, Res> = (requests: AsyncIterable<Req>, ctx: CallCont
 export interface CallOptions extends AbortOptions {
   /** Overrides the method's deadline (unary) or idle timeout (streams). */
   timeoutMs?: number;
+  /**
+   * Unary: the answer must arrive within this many ms of the request's last byte being written (a second deadline
+   * beside `timeoutMs`, which also covers opening the stream). For answers that measure the peer, not our own
+   * stream setup under load (liveness challenges).
+   */
+  answerTimeoutMs?: number;
 }
 
 export interface RpcEvents {
@@ -236,21 +243,34 @@ export class RpcNode {
     const ms = opts.timeoutMs ?? method.timeoutMs;
     const body = this.encodeRequest(method, req);
     const t = timer(ms, `${method.name} call`, opts.signal);
+    // the answer deadline, armed once the request is written (CallOptions.answerTimeoutMs)
+    const answer = opts.answerTimeoutMs === undefined ? undefined : new AbortController();
+    let answerTimer: NodeJS.Timeout | undefined;
+    const link = answer === undefined ? undefined : linkSignals(answer.signal, t.signal);
+    const signal = link?.signal ?? t.signal;
+    const written = answer === undefined ? undefined : (): void => {
+      if (signal.aborted) return; // a cancelled call's request, dropped from the writer's queue
+      const a = opts.answerTimeoutMs!;
+      answerTimer = setTimeout(() => answer.abort(new TimeoutError(`${method.name}: no answer within ${a} ms of the request`, { ms: a })), a);
+    };
     try {
-      if (this.reuse && !this.closing.signal.aborted) {
-        const ch = await this.channelFor(peer, method, t.signal);
+      // a request over MUX_MAX_REQUEST_BYTES goes on a stream of its own (bounds what a server buffers per stream)
+      if (this.reuse && !this.closing.signal.aborted && body.byteLength <= MUX_MAX_REQUEST_BYTES) {
+        const ch = await this.channelFor(peer, method, signal);
         if (ch !== undefined) {
           try {
-            return this.decodeResponse(method, await ch.request(body, t.signal));
+            return this.decodeResponse(method, await ch.request(body, signal, written));
           } catch (e) {
             // the shared stream is not this call's to reset: a violation in one answer is penalised, the stream lives
-            throw this.clientFailure(e, undefined, peer, method, t.signal);
+            throw this.clientFailure(e, undefined, peer, method, signal);
           }
         }
       }
-      return await this.callOnStream(peer, method, body, t.signal);
+      return await this.callOnStream(peer, method, body, signal, written);
     } finally {
       t.clear();
+      clearTimeout(answerTimer);
+      link?.dispose();
     }
   }
 
@@ -327,7 +347,7 @@ export class RpcNode {
   }
 
   /** A unary call on a stream of its own. */
-  private async callOnStream<Res>(peer: string, method: UnaryMethod<unknown, Res>, body: Uint8Array, signal: AbortSignal): Promise<Res> {
+  private async callOnStream<Res>(peer: string, method: UnaryMethod<unknown, Res>, body: Uint8Array, signal: AbortSignal, written?: () => void): Promise<Res> {
     const t = { signal };
     let stream: DuplexStream | undefined;
     try {
@@ -335,6 +355,7 @@ export class RpcNode {
       const unguard = guard(stream, t.signal);
       try {
         await writeFrame(stream, FRAME_MESSAGE, body, { signal: t.signal });
+        written?.();
         await stream.close({ signal: t.signal });
         const reader = new FrameReader(stream);
         const frame = await reader.next(method.maxResponseBytes);
@@ -697,12 +718,16 @@ export class RpcNode {
     served.add(life);
     const link = linkSignals(life.signal, this.closing.signal);
     const signal = link.signal;
+    // every call running on the stream links its signal to this one (serveMuxCall): up to the method's slots
+    setMaxListeners(method.maxConcurrent + 16, signal);
     const unguard = guard(stream, signal);
     stream.addEventListener('close', (evt) => {
       if (evt.error !== undefined) life.abort(new AbortedError(`${method.name}: caller reset the stream`));
     }, { once: true });
     const writer = new MuxWriter(stream, method.timeoutMs, signal);
     const reader = new FrameReader(stream, MUX_KINDS);
+    const parts = new MuxAssembler();
+    const maxRequest = Math.min(method.maxRequestBytes, MUX_MAX_REQUEST_BYTES);
     const calls = new Map<number, AbortController>();
     const running = new Set<Promise<void>>();
     // a client that stops reading answers stops our reading too (yamux's window then stops it writing)
@@ -714,20 +739,21 @@ export class RpcNode {
     try {
       for (;;) {
         await writer.below(maxQueued);
-        const frame = await this.idleNext(reader, stream, method.maxRequestBytes + ID_BYTES, this.muxIdle.server ?? SERVER_IDLE_MS, () => calls.size > 0, `${method.name} stream`);
+        const frame = await this.idleNext(reader, stream, MUX_PIECE_BYTES + ID_BYTES, this.muxIdle.server ?? SERVER_IDLE_MS, () => calls.size > 0, `${method.name} stream`);
         if (frame === undefined) break;
         if (this.scores?.isBanned(peer) === true) throw new AbortedError('peer is banned');
-        const [id, payload] = splitId(frame.body);
+        const [id, piece] = splitId(frame.body);
         if (frame.kind === FRAME_CANCEL) {
-          if (payload.byteLength !== 0) throw new RpcViolationError('RPC_MALFORMED', `${method.name}: CANCEL with a payload`);
+          if (piece.byteLength !== 0) throw new RpcViolationError('RPC_MALFORMED', `${method.name}: CANCEL with a payload`);
+          parts.drop(id);
           calls.get(id)?.abort(new AbortedError(`${method.name}: cancelled by the caller`));
           continue;
         }
-        if (frame.kind !== FRAME_MESSAGE) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: a client may only send MESSAGE and CANCEL frames`);
+        if (frame.kind !== FRAME_MESSAGE && frame.kind !== FRAME_PART) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: a client may only send MESSAGE, PART and CANCEL frames`);
         if (calls.has(id)) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: call id ${id} is already in flight`);
-        if (payload.byteLength > method.maxRequestBytes) {
-          throw new RpcViolationError('RPC_OVERSIZED', `frame of ${payload.byteLength} bytes exceeds the limit of ${method.maxRequestBytes}`, { bytes: payload.byteLength, limit: method.maxRequestBytes });
-        }
+        const whole = parts.add(frame.kind, id, piece, maxRequest);
+        if (whole === undefined) continue;
+        const payload = whole.body;
         let req: unknown;
         try {
           try {

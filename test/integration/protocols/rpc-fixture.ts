@@ -62,6 +62,6 @@ export async function steeredServer(opts: { mux?: boolean } = {}): Promise<{ net
   let aborted = 0;
   await rpc.handle(steered, steeredHandler(() => started++, () => aborted++));
   // an older node: no reusable protocol
-  if (opts.mux === false) await net.unhandle(rpc.protocolOf(steered) + '/mux/1.0.0');
+  if (opts.mux === false) await net.unhandle(rpc.protocolOf(steered) + '/mux/2.0.0');
   return { net, rpc, started: () => started, aborted: () => aborted };
 }

@@ -53,7 +53,7 @@ describe('rpc mux on libp2p loopback', () => {
 
     const res = await Promise.all(Array.from({ length: 100 }, (_, i) => rpc.call(peer, steered, req(0, i))));
     res.forEach((r, i) => assert.deepEqual([...r.payload], [0, i]));
-    assert.equal(streams(client, peer, '/mux-test/1.0.0/mux/1.0.0'), 1, 'one reusable stream');
+    assert.equal(streams(client, peer, '/mux-test/1.0.0/mux/2.0.0'), 1, 'one reusable stream');
     assert.equal(streams(client, peer, '/mux-test/1.0.0'), 0, 'no stream per call');
 
     // a slow call (300 ms) and fast calls beside it: the fast ones do not wait for it
@@ -73,7 +73,7 @@ describe('rpc mux on libp2p loopback', () => {
     await until(() => server.aborted() === abortedBefore + 1, 'the handler to be aborted');
     await until(() => server.rpc.inFlight(steered, client.peerId) === 0, 'the slot to be released');
     assert.deepEqual([...(await rpc.call(peer, steered, req(0, 42))).payload], [0, 42]);
-    assert.equal(streams(client, peer, '/mux/1.0.0'), 1, 'still the one stream');
+    assert.equal(streams(client, peer, '/mux/2.0.0'), 1, 'still the one stream');
     await rpc.close();
   });
 
@@ -140,7 +140,7 @@ describe('rpc mux on libp2p loopback', () => {
     res.forEach((r, i) => assert.deepEqual([...r.payload], [0, i]));
     for (let i = 0; i < 5; i++) await rpc.call(peer, steered, req(0, i));
     assert.equal(rpc.openChannels(peer), 0);
-    assert.equal(streams(client, peer, '/mux/1.0.0'), 0);
+    assert.equal(streams(client, peer, '/mux/2.0.0'), 0);
     await rpc.close();
   });
 });

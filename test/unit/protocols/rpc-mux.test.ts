@@ -11,9 +11,10 @@ import { PeerScoreTable } from '../../../src/p2p/peer-score.js';
 import * as methods from '../../../src/protocols/methods.js';
 import type * as pb from '../../../src/protocols/pb/node.js';
 import { RemoteRpcError, RpcTransportError } from '../../../src/protocols/rpc/errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FrameReader, encodeFrame, frameHeader } from '../../../src/protocols/rpc/frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeFrame, frameHeader } from '../../../src/protocols/rpc/frame.js';
 import type { UnaryMethod } from '../../../src/protocols/rpc/method.js';
-import { MUX_KINDS, encodeMuxFrame, muxProtocolOf, splitId } from '../../../src/protocols/rpc/mux.js';
+import { MUX_KINDS, MUX_MAX_PARTIAL, MUX_MAX_REQUEST_BYTES, MUX_PIECE_BYTES, MuxAssembler, MuxWriter, encodeMuxFrame, muxProtocolOf, splitId } from '../../../src/protocols/rpc/mux.js';
+import type { DuplexStream } from '../../../src/p2p/types.js';
 import { RpcNode, type CallContext } from '../../../src/protocols/rpc/service.js';
 import { AbortedError, PeerMisbehaviourError, TimeoutError } from '../../../src/util/errors.js';
 import * as pbm from '../../../src/protocols/pb/node.js';
@@ -50,7 +51,7 @@ interface Harness {
   started: number;
 }
 
-async function harness(opts: { reuse?: boolean; clientIdleMs?: number } = {}): Promise<Harness> {
+async function harness(opts: { reuse?: boolean; clientIdleMs?: number; openDelayMs?: number } = {}): Promise<Harness> {
   const hub = new MemoryHub();
   const a = hub.createNode('peerA');
   const b = hub.createNode('peerB');
@@ -59,8 +60,9 @@ async function harness(opts: { reuse?: boolean; clientIdleMs?: number } = {}): P
   const opens = { mux: 0, plain: 0 };
   const open = a.openStream.bind(a);
   a.openStream = async (peer, protocol, o) => {
-    if (protocol.endsWith('/mux/1.0.0')) opens.mux++;
+    if (protocol.endsWith('/mux/2.0.0')) opens.mux++;
     else opens.plain++;
+    if (opts.openDelayMs !== undefined) await new Promise((r) => setTimeout(r, opts.openDelayMs));
     return open(peer, protocol, o);
   };
   const scoresB = new PeerScoreTable();
@@ -237,6 +239,10 @@ describe('rpc mux: the server keeps its limits', () => {
     ['a duplicate id in flight', [encodeMuxFrame(FRAME_MESSAGE, 4, pbm.EchoRequest.encode(req(1))), encodeMuxFrame(FRAME_MESSAGE, 4, pbm.EchoRequest.encode(req(1)))]],
     ['an ERROR frame from the client', [encodeMuxFrame(FRAME_ERROR, 1, new Uint8Array(0))]],
     ['a CANCEL with a payload', [encodeMuxFrame(FRAME_CANCEL, 1, Uint8Array.of(1))]],
+    ['a frame longer than a piece', [frameHeader(FRAME_MESSAGE, MUX_PIECE_BYTES + 64)]],
+    [`more than ${MUX_MAX_PARTIAL} messages begun at once`, Array.from({ length: MUX_MAX_PARTIAL + 1 }, (_, i) => encodeMuxFrame(FRAME_PART, i + 1, Uint8Array.of(10, 3)))],
+    ['a request over the reusable limit sent as pieces', Array.from({ length: MUX_MAX_REQUEST_BYTES / MUX_PIECE_BYTES + 1 }, () => encodeMuxFrame(FRAME_PART, 1, new Uint8Array(MUX_PIECE_BYTES)))],
+    ['a PART for a call in flight', [encodeMuxFrame(FRAME_MESSAGE, 4, pbm.EchoRequest.encode(req(1))), encodeMuxFrame(FRAME_PART, 4, Uint8Array.of(10))]],
   ] as const) {
     it(`resets the stream and penalises the caller on ${what}`, async () => {
       const h = await harness();
@@ -270,4 +276,161 @@ describe('rpc mux: the server keeps its limits', () => {
     await assert.rejects(ra.call('rogue', steered, req(0)), (e: unknown) => e instanceof NetworkError && (e as RpcTransportError).code === 'RPC_STREAM_RESET');
     assert.ok(scoresA.score('rogue') < 0);
   });
+});
+
+/** A stream that records what is sent (one write per entry) and never pushes back. */
+function recorder(): { stream: DuplexStream; frames(): Promise<{ kind: number; id: number; bytes: number }[]>; bytes(): Uint8Array[] } {
+  const sent: Uint8Array[] = [];
+  const stream = {
+    protocol: 'rec',
+    send: (d: Uint8Array) => {
+      sent.push(d.slice());
+      return true;
+    },
+    onDrain: async () => {},
+    close: async () => {},
+    abort: () => {},
+    addEventListener: () => {},
+    async *[Symbol.asyncIterator]() {},
+  } as unknown as DuplexStream;
+  return {
+    stream,
+    bytes: () => sent,
+    frames: async () => {
+      const r = new FrameReader(
+        (async function* () {
+          yield* sent;
+        })(),
+        MUX_KINDS,
+      );
+      const out: { kind: number; id: number; bytes: number }[] = [];
+      for (;;) {
+        const f = await r.next(1 << 30);
+        if (f === undefined) return out;
+        const [id, p] = splitId(f.body);
+        out.push({ kind: f.kind, id, bytes: p.byteLength });
+      }
+    },
+  };
+}
+
+describe('rpc mux: large messages go in pieces and do not hold up the others', () => {
+  it('a small message queued behind a large one is written after at most one piece of it, and the large one reassembles', async () => {
+    const rec = recorder();
+    const w = new MuxWriter(rec.stream, 5_000, new AbortController().signal);
+    const big = new Uint8Array(10 * MUX_PIECE_BYTES + 17).map((_, i) => i * 7);
+    const bigDone = w.write(FRAME_MESSAGE, 1, big);
+    const smallDone = w.write(FRAME_MESSAGE, 2, Uint8Array.of(42));
+    await Promise.all([bigDone, smallDone]);
+    const frames = await rec.frames();
+    assert.ok(frames.every((f) => f.bytes <= MUX_PIECE_BYTES), 'no frame longer than a piece');
+    const small = frames.findIndex((f) => f.id === 2);
+    assert.ok(small >= 0 && small <= 1, `the small message went out as frame ${small}, behind at most one piece`);
+    assert.equal(frames.filter((f) => f.id === 1).length, 11);
+    assert.equal(frames.filter((f) => f.id === 1).at(-1)?.kind, FRAME_MESSAGE, 'the last piece is the MESSAGE frame');
+    // the receiving side's assembler gives back the same bytes
+    const asm = new MuxAssembler();
+    const r = new FrameReader(
+      (async function* () {
+        yield* rec.bytes();
+      })(),
+      MUX_KINDS,
+    );
+    let whole: Uint8Array | undefined;
+    for (;;) {
+      const f = await r.next(1 << 30);
+      if (f === undefined) break;
+      const [id, p] = splitId(f.body);
+      const m = asm.add(f.kind, id, p, 1 << 30);
+      if (id === 1 && m !== undefined) whole = m.body;
+    }
+    assert.deepEqual(whole, big);
+    assert.equal(asm.bufferedBytes, 0);
+  });
+
+  it(`begins at most ${MUX_MAX_PARTIAL} large messages at once; small ones pass them all`, async () => {
+    const rec = recorder();
+    const w = new MuxWriter(rec.stream, 5_000, new AbortController().signal);
+    const writes: Promise<void>[] = [];
+    for (let id = 1; id <= MUX_MAX_PARTIAL + 4; id++) writes.push(w.write(FRAME_MESSAGE, id, new Uint8Array(3 * MUX_PIECE_BYTES)));
+    writes.push(w.write(FRAME_MESSAGE, 99, Uint8Array.of(1)));
+    await Promise.all(writes);
+    const frames = await rec.frames();
+    const open = new Set<number>();
+    let most = 0;
+    for (const f of frames) {
+      if (f.kind === FRAME_PART) open.add(f.id);
+      else open.delete(f.id);
+      most = Math.max(most, open.size);
+    }
+    assert.equal(most, MUX_MAX_PARTIAL);
+    assert.ok(frames.findIndex((f) => f.id === 99) <= MUX_MAX_PARTIAL, 'the small message went out in the first round');
+    // and the receiving side accepts that stream of frames
+    const asm = new MuxAssembler();
+    let done = 0;
+    for (const f of frames) if (asm.add(f.kind, f.id, new Uint8Array(f.bytes), 1 << 30) !== undefined) done++;
+    assert.equal(done, MUX_MAX_PARTIAL + 5);
+  });
+
+  it('dropping a message half sent stops its pieces (a CANCEL must follow); one never begun is forgotten silently', async () => {
+    const rec = recorder();
+    let release: () => void = () => {};
+    const slow = { ...rec.stream, send: (d: Uint8Array) => (rec.stream.send(d), false), onDrain: () => new Promise<void>((r) => (release = r)) } as DuplexStream;
+    const w = new MuxWriter(slow, 5_000, new AbortController().signal);
+    const a = w.write(FRAME_MESSAGE, 1, new Uint8Array(5 * MUX_PIECE_BYTES));
+    const b = w.write(FRAME_MESSAGE, 2, new Uint8Array(5 * MUX_PIECE_BYTES));
+    await until(() => rec.bytes().length > 0, 'the first piece');
+    assert.equal(w.drop(1), true, 'call 1 had a piece sent');
+    assert.equal(w.drop(2), false, 'call 2 had nothing sent');
+    for (let i = 0; i < 10; i++) {
+      release();
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all([a, b]);
+    // call 1's piece that was being written when it was dropped is finished (a frame is never cut), nothing more
+    assert.deepEqual(await rec.frames(), [{ kind: FRAME_PART, id: 1, bytes: MUX_PIECE_BYTES }]);
+    assert.equal(w.queued, 0);
+  });
+
+  it('the assembler refuses a message past its limit and too many begun at once', () => {
+    const asm = new MuxAssembler(3);
+    asm.add(FRAME_PART, 1, new Uint8Array(10), 15);
+    assert.throws(() => asm.add(FRAME_MESSAGE, 1, new Uint8Array(10), 15), (e: unknown) => (e as PeerMisbehaviourError).code === 'RPC_OVERSIZED');
+    asm.add(FRAME_PART, 2, new Uint8Array(1), 15);
+    asm.add(FRAME_PART, 3, new Uint8Array(1), 15);
+    assert.throws(() => asm.add(FRAME_PART, 4, new Uint8Array(1), 15), (e: unknown) => (e as PeerMisbehaviourError).code === 'RPC_PROTOCOL');
+    asm.drop(2);
+    assert.equal(asm.add(FRAME_PART, 4, new Uint8Array(1), 15), undefined, 'a dropped message frees its place');
+  });
+
+  it('a 900-KiB request and answer go over the shared stream; a request over the limit takes a stream of its own', async () => {
+    const h = await harness();
+    const mid = new Uint8Array(900 * 1024).map((_, i) => i % 251);
+    mid[0] = 0;
+    const [r1, r2] = await Promise.all([h.ra.call('peerB', steered, { payload: mid, replyWithTensor: false }), h.ra.call('peerB', steered, req(0, 5))]);
+    assert.deepEqual(r1.payload, mid);
+    assert.deepEqual([...r2.payload], [0, 5]);
+    assert.deepEqual(h.opens, { mux: 1, plain: 0 });
+    const big = new Uint8Array(MUX_MAX_REQUEST_BYTES + 1024);
+    const r3 = await h.ra.call('peerB', steered, { payload: big, replyWithTensor: false });
+    assert.equal(r3.payload.byteLength, big.byteLength);
+    assert.deepEqual(h.opens, { mux: 1, plain: 1 });
+    assert.equal(h.scoresB.score('peerA'), 0, 'nobody was penalised');
+  });
+});
+
+describe('rpc: an answer deadline counted from the written request (CallOptions.answerTimeoutMs)', () => {
+  for (const reuse of [true, false]) {
+    it(`${reuse ? 'reused stream' : 'stream per call'}: a slow stream open is not counted; a slow answer is`, async () => {
+      const h = await harness({ reuse, openDelayMs: 600 });
+      // the open takes 600 ms, the answer is immediate: within a 300-ms answer deadline
+      const t0 = Date.now();
+      assert.deepEqual([...(await h.ra.call('peerB', steered, req(0, 7), { answerTimeoutMs: 300 })).payload], [0, 7]);
+      assert.ok(Date.now() - t0 >= 600, 'the open was slow');
+      // an answer held back (payload[0] = 1) past the deadline fails with TimeoutError, and the handler is aborted
+      await assert.rejects(h.ra.call('peerB', steered, req(1), { answerTimeoutMs: 300 }), (e: unknown) => e instanceof TimeoutError && /no answer within 300 ms/.test((e as Error).message));
+      await until(() => h.aborted === 1, 'the handler to see the abort');
+      h.release();
+    });
+  }
 });
