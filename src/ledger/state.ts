@@ -332,6 +332,13 @@ export class LedgerState {
     this.hashCache = null;
   }
 
+  /** The number of rows (without building them: rows() sorts and serialises every one). */
+  rowCount(): number {
+    let n = 0;
+    for (const table of TABLES) n += this.t[table].size;
+    return n;
+  }
+
   /** All rows in ascending key order. */
   rows(): [string, string][] {
     const keys: string[] = [];
