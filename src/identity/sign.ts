@@ -7,12 +7,17 @@
  * The domain ("neuroshard/ledger-event/v1", "neuroshard/holder-record/v1", …) keeps a signature made for one
  * purpose from being valid for another; it may not contain a NUL byte, so the encoding is unambiguous.
  *
- * Signing uses @noble/curves. Verification uses node:crypto (OpenSSL), about 3.5× faster than @noble/curves,
- * with one cached KeyObject per public key. OpenSSL accepts high-S signatures, so the low-S rule is checked here
- * first: (r, n - s) is a second valid signature of the same digest, and accepting it would let anyone re-broadcast
- * a message under new signature bytes (the Python original's replay hole).
+ * Signing uses @noble/curves. Verification uses libsecp256k1 (the `secp256k1` package's prebuilt N-API binding,
+ * loaded without its pure-JS fallback) where it loads: about 5× faster than node:crypto (OpenSSL, generic curve
+ * code), which is about 3.5× faster than @noble/curves (issue 11 §4, proof_verify_per_s). Where the binding does
+ * not load (a platform without a prebuild, an install without scripts), verification falls back to node:crypto with
+ * one cached KeyObject per public key. Both give the same verdicts (test/unit/identity/sign-backends.test.ts).
+ * OpenSSL accepts high-S signatures, so the low-S rule is checked here first: (r, n - s) is a second valid
+ * signature of the same digest, and accepting it would let anyone re-broadcast a message under new signature bytes
+ * (the Python original's replay hole).
  */
-import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { sha256 } from '../util/bytes.js';
 import { InvalidArgumentError } from '../util/errors.js';
@@ -120,16 +125,49 @@ export function isValidPublicKey(publicKey: Uint8Array): boolean {
   return keyObject(publicKey) !== null;
 }
 
-/**
- * Verifies a signature made by signDomain. Returns false (never throws) for a malformed key or signature, a
- * high-S signature, or a signature that does not match.
- */
-export function verifyDomain(publicKey: Uint8Array, domain: string, payload: Uint8Array, sig: Uint8Array): boolean {
+/** libsecp256k1's ecdsaVerify(sig64, msg32, pubkey33): true, false, or throws on a key it cannot parse. */
+type NativeVerify = (sig: Uint8Array, msg32: Uint8Array, pub: Uint8Array) => boolean;
+
+function loadNative(): NativeVerify | undefined {
+  if (process.env.NEUROSHARD_NO_LIBSECP256K1 === '1') return undefined;
+  try {
+    // `secp256k1/bindings` is the native binding alone: the package's main entry would fall back to elliptic.js.
+    const lib = createRequire(import.meta.url)('secp256k1/bindings') as { ecdsaVerify: NativeVerify };
+    return typeof lib.ecdsaVerify === 'function' ? lib.ecdsaVerify.bind(lib) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const native = loadNative();
+
+/** Which verifier verifyDomain uses ('libsecp256k1' or 'openssl'): for status output and tests. */
+export const verifyBackend: 'libsecp256k1' | 'openssl' = native === undefined ? 'openssl' : 'libsecp256k1';
+
+/** verifyDomain on node:crypto alone (the fallback; tests compare the two backends with it). */
+export function verifyDomainOpenssl(publicKey: Uint8Array, domain: string, payload: Uint8Array, sig: Uint8Array): boolean {
   if (!(sig instanceof Uint8Array) || !isLowS(sig)) return false;
   const ko = keyObject(publicKey);
   if (ko === null) return false;
   const msg = taggedMessage(domain, payload);
   return cryptoVerify('sha256', msg, { key: ko, dsaEncoding: 'ieee-p1363' }, sig);
+}
+
+/**
+ * Verifies a signature made by signDomain. Returns false (never throws) for a malformed key or signature, a
+ * high-S signature, or a signature that does not match.
+ */
+export function verifyDomain(publicKey: Uint8Array, domain: string, payload: Uint8Array, sig: Uint8Array): boolean {
+  if (native === undefined) return verifyDomainOpenssl(publicKey, domain, payload, sig);
+  if (!(sig instanceof Uint8Array) || !isLowS(sig)) return false;
+  // the same key rules as the OpenSSL path: 33 bytes, compressed prefix (libsecp256k1 would also take 65 bytes)
+  if (!(publicKey instanceof Uint8Array) || publicKey.byteLength !== PUBLIC_KEY_LENGTH || (publicKey[0] !== 2 && publicKey[0] !== 3)) return false;
+  const digest = createHash('sha256').update(domainTag(domain)).update(payload).digest();
+  try {
+    return native(sig, digest, publicKey);
+  } catch {
+    return false; // not a point on the curve
+  }
 }
 
 /** The other valid signature of the same digest, (r, n - s): used by tests to prove malleated copies fail. */

@@ -921,7 +921,7 @@ export class Ledger {
     // text), recomputed here, never taken from the peer
     if (state.hash() !== cp.body.stateHash) return 'SNAPSHOT_HASH';
     // a row given twice would be counted once by the maps but twice by a hash over the list: refuse it
-    if (state.rows().length !== rows.length) return 'SNAPSHOT_ROWS';
+    if (state.rowCount() !== rows.length) return 'SNAPSHOT_ROWS';
     const t = state.totals();
     if (t.applied + t.void !== cp.body.height) return 'SNAPSHOT_ROWS';
     if (!sameCommittee(committeeOf(state), cp.body.committee)) return 'SNAPSHOT_COMMITTEE';

@@ -170,8 +170,15 @@ export class LedgerState {
   private t: Tables = { a: new Map(), r: new Map(), c: new Map(), x: new Map(), g: new Map() };
   private dirty = new Set<string>();
   private hashCache: string | null = null;
-  /** The LtHash accumulator L over all rows (file comment). */
+  /** The LtHash accumulator L over all rows (file comment), as of the last flush (flushLt). */
   private lt = new Uint16Array(LTHASH_LANES);
+  /**
+   * Rows changed since the last flush, with their canonical text at that flush (undefined: absent then). The
+   * accumulator is brought up to date lazily, when the hash or a snapshot is asked for: a row changed many times in
+   * between (the totals row changes several times per event, an account on every transfer of a sync page) costs
+   * one subtraction and one addition, not two SHAKE256 expansions per change (issue 11 §4, ledger_events_per_s).
+   */
+  private ltPending = new Map<string, string | undefined>();
   /**
    * Indexes of the pending requests, derived from table r (not part of the state hash): the sum of their max
    * tokens, and a min-heap of (expiresAt, id). Requests are cheap to make (1e-6 NEURO of escrow each, refunded),
@@ -272,8 +279,7 @@ export class LedgerState {
     const k = `${table}:${key}`;
     const old = m.get(key);
     if (old === v) return;
-    if (old !== undefined) ltSub(this.lt, rowElement(k, jsonOf(old)));
-    ltAdd(this.lt, rowElement(k, jsonOf(v)));
+    if (!this.ltPending.has(k)) this.ltPending.set(k, old === undefined ? undefined : jsonOf(old));
     m.set(key, v);
     this.dirty.add(k);
     this.hashCache = null;
@@ -283,10 +289,23 @@ export class LedgerState {
     const m = this.t[table] as Map<string, unknown>;
     const old = m.get(key);
     if (old === undefined) return;
+    const k = `${table}:${key}`;
+    if (!this.ltPending.has(k)) this.ltPending.set(k, jsonOf(old));
     m.delete(key);
-    ltSub(this.lt, rowElement(`${table}:${key}`, jsonOf(old)));
-    this.dirty.add(`${table}:${key}`);
+    this.dirty.add(k);
     this.hashCache = null;
+  }
+
+  /** Applies the pending row changes to the accumulator (the file comment's update, once per changed row). */
+  private flushLt(): void {
+    if (this.ltPending.size === 0) return;
+    for (const [k, before] of this.ltPending) {
+      const now = this.rowValue(k);
+      if (now === before) continue;
+      if (before !== undefined) ltSub(this.lt, rowElement(k, before));
+      if (now !== undefined) ltAdd(this.lt, rowElement(k, now));
+    }
+    this.ltPending.clear();
   }
 
   // ---- rows ----
@@ -306,6 +325,7 @@ export class LedgerState {
 
   /** Loads rows (from SQLite) into an empty state. */
   loadRows(rows: Iterable<{ k: string; v: string }>): void {
+    this.flushLt();
     for (const { k, v } of rows) {
       const table = k[0] as TableName;
       if (!TABLES.includes(table) || k[1] !== ':') throw new Error(`unknown state row ${k}`);
@@ -322,6 +342,13 @@ export class LedgerState {
     this.hashCache = null;
   }
 
+  /** The number of rows (without building them: rows() sorts and serialises every one). */
+  rowCount(): number {
+    let n = 0;
+    for (const table of TABLES) n += this.t[table].size;
+    return n;
+  }
+
   /** All rows in ascending key order. */
   rows(): [string, string][] {
     const keys: string[] = [];
@@ -330,14 +357,18 @@ export class LedgerState {
     return keys.map((k) => [k, this.rowValue(k)!]);
   }
 
-  /** The state hash (file comment): O(1) after any number of changes, each of which cost O(1) already. */
+  /** The state hash (file comment): O(rows changed since the last call), whatever the number of rows. */
   hash(): string {
-    if (this.hashCache === null) this.hashCache = ltDigest(this.lt);
+    if (this.hashCache === null) {
+      this.flushLt();
+      this.hashCache = ltDigest(this.lt);
+    }
     return this.hashCache;
   }
 
   // ---- snapshots ----
   snapshot(): StateSnapshot {
+    this.flushLt();
     return { a: new Map(this.t.a), r: new Map(this.t.r), c: new Map(this.t.c), x: new Map(this.t.x), g: new Map(this.t.g), lt: this.lt.slice() };
   }
 
@@ -351,6 +382,7 @@ export class LedgerState {
     }
     this.t = { a: new Map(s.a), r: new Map(s.r), c: new Map(s.c), x: new Map(s.x), g: new Map(s.g) };
     this.lt = s.lt.slice();
+    this.ltPending.clear(); // the snapshot's accumulator matches its rows
     this.reindexRequests();
     this.hashCache = null;
   }

@@ -7,7 +7,7 @@
  *   1. `--genesis-key HEX` (option genesisKey: flag, NEUROSHARD_GENESIS_KEY, config.json): pinned by the operator;
  *   2. `<dataDir>/network.json`, written the first time the key is known: a restart keeps it, whatever its peers say;
  *   3. a founding node (`--genesis`, or the automatic founder) takes its own key;
- *   4. a joiner asks the peers it connects to (ledger-genesis/1.0.0) and adopts the first answer, trust on first
+ *   4. a joiner asks the peers it connects to (ledger-genesis/2.0.0) and adopts the first answer, trust on first
  *      use: the peers it joins through decide which network's ledger it keeps (as they already do for the model and
  *      the history). It is persisted at once, so no later peer can move it; an operator who wants it verified
  *      passes --genesis-key.

@@ -5006,3 +5006,1809 @@ export namespace Heartbeat {
     return streamMessage(buf, Heartbeat.codec(), opts)
   }
 }
+
+export interface CheckpointMember {
+  account: Uint8Array<ArrayBuffer>
+  stake: string
+}
+
+export namespace CheckpointMember {
+  let _codec: Codec<CheckpointMember>
+
+  export const codec = (): Codec<CheckpointMember> => {
+    if (_codec == null) {
+      _codec = message<CheckpointMember>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.account != null && obj.account.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.account)
+        }
+
+        if ((obj.stake != null && obj.stake !== '')) {
+          w.uint32(18)
+          w.string(obj.stake)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          account: new Uint8Array(0),
+          stake: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.account = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.stake = reader.string()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.account`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.stake`,
+                value: reader.string()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface CheckpointMemberAccountFieldEvent {
+    field: '$.account'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointMemberStakeFieldEvent {
+    field: '$.stake'
+    value: string
+  }
+
+  export function encode (obj: Partial<CheckpointMember>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, CheckpointMember.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointMember>): CheckpointMember {
+    return decodeMessage(buf, CheckpointMember.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointMember>): Generator<CheckpointMemberAccountFieldEvent | CheckpointMemberStakeFieldEvent> {
+    return streamMessage(buf, CheckpointMember.codec(), opts)
+  }
+}
+
+export interface CheckpointBody {
+  networkId: string
+  seq: bigint
+  cutMs: bigint
+  height: bigint
+  stateHash: Uint8Array<ArrayBuffer>
+  eventsRoot: Uint8Array<ArrayBuffer>
+  prev: Uint8Array<ArrayBuffer>
+  committee: CheckpointMember[]
+}
+
+export namespace CheckpointBody {
+  let _codec: Codec<CheckpointBody>
+
+  export const codec = (): Codec<CheckpointBody> => {
+    if (_codec == null) {
+      _codec = message<CheckpointBody>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.networkId != null && obj.networkId !== '')) {
+          w.uint32(10)
+          w.string(obj.networkId)
+        }
+
+        if ((obj.seq != null && obj.seq !== 0n)) {
+          w.uint32(16)
+          w.uint64(obj.seq)
+        }
+
+        if ((obj.cutMs != null && obj.cutMs !== 0n)) {
+          w.uint32(24)
+          w.uint64(obj.cutMs)
+        }
+
+        if ((obj.height != null && obj.height !== 0n)) {
+          w.uint32(32)
+          w.uint64(obj.height)
+        }
+
+        if ((obj.stateHash != null && obj.stateHash.byteLength > 0)) {
+          w.uint32(42)
+          w.bytes(obj.stateHash)
+        }
+
+        if ((obj.eventsRoot != null && obj.eventsRoot.byteLength > 0)) {
+          w.uint32(50)
+          w.bytes(obj.eventsRoot)
+        }
+
+        if ((obj.prev != null && obj.prev.byteLength > 0)) {
+          w.uint32(58)
+          w.bytes(obj.prev)
+        }
+
+        if (obj.committee != null && obj.committee.length > 0) {
+          for (const value of obj.committee) {
+            w.uint32(66)
+            CheckpointMember.codec().encode(value, w)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          networkId: '',
+          seq: 0n,
+          cutMs: 0n,
+          height: 0n,
+          stateHash: new Uint8Array(0),
+          eventsRoot: new Uint8Array(0),
+          prev: new Uint8Array(0),
+          committee: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.networkId = reader.string()
+              break
+            }
+            case 2: {
+              obj.seq = reader.uint64()
+              break
+            }
+            case 3: {
+              obj.cutMs = reader.uint64()
+              break
+            }
+            case 4: {
+              obj.height = reader.uint64()
+              break
+            }
+            case 5: {
+              obj.stateHash = reader.bytes()
+              break
+            }
+            case 6: {
+              obj.eventsRoot = reader.bytes()
+              break
+            }
+            case 7: {
+              obj.prev = reader.bytes()
+              break
+            }
+            case 8: {
+              if (opts.limits?.committee != null && obj.committee.length === opts.limits.committee) {
+                throw new MaxLengthError('Decode error - repeated field "committee" had too many elements')
+              }
+
+              obj.committee.push(CheckpointMember.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.committee$
+              }))
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          committee: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.networkId`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.seq`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.cutMs`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.height`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 5: {
+              yield {
+                field: `${prefix}.stateHash`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 6: {
+              yield {
+                field: `${prefix}.eventsRoot`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 7: {
+              yield {
+                field: `${prefix}.prev`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 8: {
+              if (opts.limits?.committee != null && obj.committee === opts.limits.committee) {
+                throw new MaxLengthError('Streaming decode error - repeated field "committee" had too many elements')
+              }
+
+              for (const evt of CheckpointMember.codec().stream(reader, reader.uint32(), `${prefix}.committee[]`, {
+                limits: opts.limits?.committee$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.committee
+                }
+              }
+
+              obj.committee++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface CheckpointBodyNetworkIdFieldEvent {
+    field: '$.networkId'
+    value: string
+  }
+
+  export interface CheckpointBodySeqFieldEvent {
+    field: '$.seq'
+    value: bigint
+  }
+
+  export interface CheckpointBodyCutMsFieldEvent {
+    field: '$.cutMs'
+    value: bigint
+  }
+
+  export interface CheckpointBodyHeightFieldEvent {
+    field: '$.height'
+    value: bigint
+  }
+
+  export interface CheckpointBodyStateHashFieldEvent {
+    field: '$.stateHash'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointBodyEventsRootFieldEvent {
+    field: '$.eventsRoot'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointBodyPrevFieldEvent {
+    field: '$.prev'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointBodyCommitteeAccountFieldEvent {
+    field: '$.committee[].account'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface CheckpointBodyCommitteeStakeFieldEvent {
+    field: '$.committee[].stake'
+    value: string
+    index: number
+  }
+
+  export function encode (obj: Partial<CheckpointBody>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, CheckpointBody.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointBody>): CheckpointBody {
+    return decodeMessage(buf, CheckpointBody.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointBody>): Generator<CheckpointBodyNetworkIdFieldEvent | CheckpointBodySeqFieldEvent | CheckpointBodyCutMsFieldEvent | CheckpointBodyHeightFieldEvent | CheckpointBodyStateHashFieldEvent | CheckpointBodyEventsRootFieldEvent | CheckpointBodyPrevFieldEvent | CheckpointBodyCommitteeAccountFieldEvent | CheckpointBodyCommitteeStakeFieldEvent> {
+    return streamMessage(buf, CheckpointBody.codec(), opts)
+  }
+}
+
+export interface CheckpointSig {
+  key: Uint8Array<ArrayBuffer>
+  sig: Uint8Array<ArrayBuffer>
+}
+
+export namespace CheckpointSig {
+  let _codec: Codec<CheckpointSig>
+
+  export const codec = (): Codec<CheckpointSig> => {
+    if (_codec == null) {
+      _codec = message<CheckpointSig>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.key != null && obj.key.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.key)
+        }
+
+        if ((obj.sig != null && obj.sig.byteLength > 0)) {
+          w.uint32(18)
+          w.bytes(obj.sig)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          key: new Uint8Array(0),
+          sig: new Uint8Array(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.key = reader.bytes()
+              break
+            }
+            case 2: {
+              obj.sig = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.key`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.sig`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface CheckpointSigKeyFieldEvent {
+    field: '$.key'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointSigSigFieldEvent {
+    field: '$.sig'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<CheckpointSig>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, CheckpointSig.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointSig>): CheckpointSig {
+    return decodeMessage(buf, CheckpointSig.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointSig>): Generator<CheckpointSigKeyFieldEvent | CheckpointSigSigFieldEvent> {
+    return streamMessage(buf, CheckpointSig.codec(), opts)
+  }
+}
+
+export interface SignedCheckpoint {
+  body?: CheckpointBody
+  sigs: CheckpointSig[]
+}
+
+export namespace SignedCheckpoint {
+  let _codec: Codec<SignedCheckpoint>
+
+  export const codec = (): Codec<SignedCheckpoint> => {
+    if (_codec == null) {
+      _codec = message<SignedCheckpoint>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.body != null) {
+          w.uint32(10)
+          CheckpointBody.codec().encode(obj.body, w)
+        }
+
+        if (obj.sigs != null && obj.sigs.length > 0) {
+          for (const value of obj.sigs) {
+            w.uint32(18)
+            CheckpointSig.codec().encode(value, w)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          sigs: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.body = CheckpointBody.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.body
+              })
+              break
+            }
+            case 2: {
+              if (opts.limits?.sigs != null && obj.sigs.length === opts.limits.sigs) {
+                throw new MaxLengthError('Decode error - repeated field "sigs" had too many elements')
+              }
+
+              obj.sigs.push(CheckpointSig.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.sigs$
+              }))
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          sigs: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield * CheckpointBody.codec().stream(reader, reader.uint32(), `${prefix}.body`, {
+                limits: opts.limits?.body
+              })
+
+              break
+            }
+            case 2: {
+              if (opts.limits?.sigs != null && obj.sigs === opts.limits.sigs) {
+                throw new MaxLengthError('Streaming decode error - repeated field "sigs" had too many elements')
+              }
+
+              for (const evt of CheckpointSig.codec().stream(reader, reader.uint32(), `${prefix}.sigs[]`, {
+                limits: opts.limits?.sigs$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.sigs
+                }
+              }
+
+              obj.sigs++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface SignedCheckpointBodyNetworkIdFieldEvent {
+    field: '$.body.networkId'
+    value: string
+  }
+
+  export interface SignedCheckpointBodySeqFieldEvent {
+    field: '$.body.seq'
+    value: bigint
+  }
+
+  export interface SignedCheckpointBodyCutMsFieldEvent {
+    field: '$.body.cutMs'
+    value: bigint
+  }
+
+  export interface SignedCheckpointBodyHeightFieldEvent {
+    field: '$.body.height'
+    value: bigint
+  }
+
+  export interface SignedCheckpointBodyStateHashFieldEvent {
+    field: '$.body.stateHash'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface SignedCheckpointBodyEventsRootFieldEvent {
+    field: '$.body.eventsRoot'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface SignedCheckpointBodyPrevFieldEvent {
+    field: '$.body.prev'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface SignedCheckpointBodyCommitteeAccountFieldEvent {
+    field: '$.body.committee[].account'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface SignedCheckpointBodyCommitteeStakeFieldEvent {
+    field: '$.body.committee[].stake'
+    value: string
+    index: number
+  }
+
+  export interface SignedCheckpointSigsKeyFieldEvent {
+    field: '$.sigs[].key'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface SignedCheckpointSigsSigFieldEvent {
+    field: '$.sigs[].sig'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export function encode (obj: Partial<SignedCheckpoint>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, SignedCheckpoint.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SignedCheckpoint>): SignedCheckpoint {
+    return decodeMessage(buf, SignedCheckpoint.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SignedCheckpoint>): Generator<SignedCheckpointBodyNetworkIdFieldEvent | SignedCheckpointBodySeqFieldEvent | SignedCheckpointBodyCutMsFieldEvent | SignedCheckpointBodyHeightFieldEvent | SignedCheckpointBodyStateHashFieldEvent | SignedCheckpointBodyEventsRootFieldEvent | SignedCheckpointBodyPrevFieldEvent | SignedCheckpointBodyCommitteeAccountFieldEvent | SignedCheckpointBodyCommitteeStakeFieldEvent | SignedCheckpointSigsKeyFieldEvent | SignedCheckpointSigsSigFieldEvent> {
+    return streamMessage(buf, SignedCheckpoint.codec(), opts)
+  }
+}
+
+export interface CheckpointVote {
+  body?: CheckpointBody
+  sig?: CheckpointSig
+}
+
+export namespace CheckpointVote {
+  let _codec: Codec<CheckpointVote>
+
+  export const codec = (): Codec<CheckpointVote> => {
+    if (_codec == null) {
+      _codec = message<CheckpointVote>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.body != null) {
+          w.uint32(10)
+          CheckpointBody.codec().encode(obj.body, w)
+        }
+
+        if (obj.sig != null) {
+          w.uint32(18)
+          CheckpointSig.codec().encode(obj.sig, w)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {}
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.body = CheckpointBody.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.body
+              })
+              break
+            }
+            case 2: {
+              obj.sig = CheckpointSig.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.sig
+              })
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield * CheckpointBody.codec().stream(reader, reader.uint32(), `${prefix}.body`, {
+                limits: opts.limits?.body
+              })
+
+              break
+            }
+            case 2: {
+              yield * CheckpointSig.codec().stream(reader, reader.uint32(), `${prefix}.sig`, {
+                limits: opts.limits?.sig
+              })
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface CheckpointVoteBodyNetworkIdFieldEvent {
+    field: '$.body.networkId'
+    value: string
+  }
+
+  export interface CheckpointVoteBodySeqFieldEvent {
+    field: '$.body.seq'
+    value: bigint
+  }
+
+  export interface CheckpointVoteBodyCutMsFieldEvent {
+    field: '$.body.cutMs'
+    value: bigint
+  }
+
+  export interface CheckpointVoteBodyHeightFieldEvent {
+    field: '$.body.height'
+    value: bigint
+  }
+
+  export interface CheckpointVoteBodyStateHashFieldEvent {
+    field: '$.body.stateHash'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointVoteBodyEventsRootFieldEvent {
+    field: '$.body.eventsRoot'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointVoteBodyPrevFieldEvent {
+    field: '$.body.prev'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointVoteBodyCommitteeAccountFieldEvent {
+    field: '$.body.committee[].account'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface CheckpointVoteBodyCommitteeStakeFieldEvent {
+    field: '$.body.committee[].stake'
+    value: string
+    index: number
+  }
+
+  export interface CheckpointVoteSigKeyFieldEvent {
+    field: '$.sig.key'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface CheckpointVoteSigSigFieldEvent {
+    field: '$.sig.sig'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<CheckpointVote>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, CheckpointVote.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointVote>): CheckpointVote {
+    return decodeMessage(buf, CheckpointVote.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<CheckpointVote>): Generator<CheckpointVoteBodyNetworkIdFieldEvent | CheckpointVoteBodySeqFieldEvent | CheckpointVoteBodyCutMsFieldEvent | CheckpointVoteBodyHeightFieldEvent | CheckpointVoteBodyStateHashFieldEvent | CheckpointVoteBodyEventsRootFieldEvent | CheckpointVoteBodyPrevFieldEvent | CheckpointVoteBodyCommitteeAccountFieldEvent | CheckpointVoteBodyCommitteeStakeFieldEvent | CheckpointVoteSigKeyFieldEvent | CheckpointVoteSigSigFieldEvent> {
+    return streamMessage(buf, CheckpointVote.codec(), opts)
+  }
+}
+
+export interface LedgerCheckpointsRequest {
+  after: bigint
+}
+
+export namespace LedgerCheckpointsRequest {
+  let _codec: Codec<LedgerCheckpointsRequest>
+
+  export const codec = (): Codec<LedgerCheckpointsRequest> => {
+    if (_codec == null) {
+      _codec = message<LedgerCheckpointsRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.after != null && obj.after !== 0n)) {
+          w.uint32(8)
+          w.uint64(obj.after)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          after: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.after = reader.uint64()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.after`,
+                value: reader.uint64()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerCheckpointsRequestAfterFieldEvent {
+    field: '$.after'
+    value: bigint
+  }
+
+  export function encode (obj: Partial<LedgerCheckpointsRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerCheckpointsRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerCheckpointsRequest>): LedgerCheckpointsRequest {
+    return decodeMessage(buf, LedgerCheckpointsRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerCheckpointsRequest>): Generator<LedgerCheckpointsRequestAfterFieldEvent> {
+    return streamMessage(buf, LedgerCheckpointsRequest.codec(), opts)
+  }
+}
+
+export interface LedgerCheckpointsResponse {
+  checkpoints: SignedCheckpoint[]
+}
+
+export namespace LedgerCheckpointsResponse {
+  let _codec: Codec<LedgerCheckpointsResponse>
+
+  export const codec = (): Codec<LedgerCheckpointsResponse> => {
+    if (_codec == null) {
+      _codec = message<LedgerCheckpointsResponse>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.checkpoints != null && obj.checkpoints.length > 0) {
+          for (const value of obj.checkpoints) {
+            w.uint32(10)
+            SignedCheckpoint.codec().encode(value, w)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          checkpoints: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.checkpoints != null && obj.checkpoints.length === opts.limits.checkpoints) {
+                throw new MaxLengthError('Decode error - repeated field "checkpoints" had too many elements')
+              }
+
+              obj.checkpoints.push(SignedCheckpoint.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.checkpoints$
+              }))
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          checkpoints: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.checkpoints != null && obj.checkpoints === opts.limits.checkpoints) {
+                throw new MaxLengthError('Streaming decode error - repeated field "checkpoints" had too many elements')
+              }
+
+              for (const evt of SignedCheckpoint.codec().stream(reader, reader.uint32(), `${prefix}.checkpoints[]`, {
+                limits: opts.limits?.checkpoints$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.checkpoints
+                }
+              }
+
+              obj.checkpoints++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodyNetworkIdFieldEvent {
+    field: '$.checkpoints[].body.networkId'
+    value: string
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodySeqFieldEvent {
+    field: '$.checkpoints[].body.seq'
+    value: bigint
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodyCutMsFieldEvent {
+    field: '$.checkpoints[].body.cutMs'
+    value: bigint
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodyHeightFieldEvent {
+    field: '$.checkpoints[].body.height'
+    value: bigint
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodyStateHashFieldEvent {
+    field: '$.checkpoints[].body.stateHash'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodyEventsRootFieldEvent {
+    field: '$.checkpoints[].body.eventsRoot'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodyPrevFieldEvent {
+    field: '$.checkpoints[].body.prev'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodyCommitteeAccountFieldEvent {
+    field: '$.checkpoints[].body.committee[].account'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsBodyCommitteeStakeFieldEvent {
+    field: '$.checkpoints[].body.committee[].stake'
+    value: string
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsSigsKeyFieldEvent {
+    field: '$.checkpoints[].sigs[].key'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export interface LedgerCheckpointsResponseCheckpointsSigsSigFieldEvent {
+    field: '$.checkpoints[].sigs[].sig'
+    value: Uint8Array<ArrayBuffer>
+    index: number
+  }
+
+  export function encode (obj: Partial<LedgerCheckpointsResponse>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerCheckpointsResponse.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerCheckpointsResponse>): LedgerCheckpointsResponse {
+    return decodeMessage(buf, LedgerCheckpointsResponse.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerCheckpointsResponse>): Generator<LedgerCheckpointsResponseCheckpointsBodyNetworkIdFieldEvent | LedgerCheckpointsResponseCheckpointsBodySeqFieldEvent | LedgerCheckpointsResponseCheckpointsBodyCutMsFieldEvent | LedgerCheckpointsResponseCheckpointsBodyHeightFieldEvent | LedgerCheckpointsResponseCheckpointsBodyStateHashFieldEvent | LedgerCheckpointsResponseCheckpointsBodyEventsRootFieldEvent | LedgerCheckpointsResponseCheckpointsBodyPrevFieldEvent | LedgerCheckpointsResponseCheckpointsBodyCommitteeAccountFieldEvent | LedgerCheckpointsResponseCheckpointsBodyCommitteeStakeFieldEvent | LedgerCheckpointsResponseCheckpointsSigsKeyFieldEvent | LedgerCheckpointsResponseCheckpointsSigsSigFieldEvent> {
+    return streamMessage(buf, LedgerCheckpointsResponse.codec(), opts)
+  }
+}
+
+export interface LedgerSnapshotRequest {
+  seq: bigint
+  after: string
+}
+
+export namespace LedgerSnapshotRequest {
+  let _codec: Codec<LedgerSnapshotRequest>
+
+  export const codec = (): Codec<LedgerSnapshotRequest> => {
+    if (_codec == null) {
+      _codec = message<LedgerSnapshotRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.seq != null && obj.seq !== 0n)) {
+          w.uint32(8)
+          w.uint64(obj.seq)
+        }
+
+        if ((obj.after != null && obj.after !== '')) {
+          w.uint32(18)
+          w.string(obj.after)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          seq: 0n,
+          after: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.seq = reader.uint64()
+              break
+            }
+            case 2: {
+              obj.after = reader.string()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.seq`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.after`,
+                value: reader.string()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerSnapshotRequestSeqFieldEvent {
+    field: '$.seq'
+    value: bigint
+  }
+
+  export interface LedgerSnapshotRequestAfterFieldEvent {
+    field: '$.after'
+    value: string
+  }
+
+  export function encode (obj: Partial<LedgerSnapshotRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerSnapshotRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerSnapshotRequest>): LedgerSnapshotRequest {
+    return decodeMessage(buf, LedgerSnapshotRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerSnapshotRequest>): Generator<LedgerSnapshotRequestSeqFieldEvent | LedgerSnapshotRequestAfterFieldEvent> {
+    return streamMessage(buf, LedgerSnapshotRequest.codec(), opts)
+  }
+}
+
+export interface SnapshotRow {
+  key: string
+  value: string
+}
+
+export namespace SnapshotRow {
+  let _codec: Codec<SnapshotRow>
+
+  export const codec = (): Codec<SnapshotRow> => {
+    if (_codec == null) {
+      _codec = message<SnapshotRow>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.key != null && obj.key !== '')) {
+          w.uint32(10)
+          w.string(obj.key)
+        }
+
+        if ((obj.value != null && obj.value !== '')) {
+          w.uint32(18)
+          w.string(obj.value)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          key: '',
+          value: ''
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.key = reader.string()
+              break
+            }
+            case 2: {
+              obj.value = reader.string()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.key`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.value`,
+                value: reader.string()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface SnapshotRowKeyFieldEvent {
+    field: '$.key'
+    value: string
+  }
+
+  export interface SnapshotRowValueFieldEvent {
+    field: '$.value'
+    value: string
+  }
+
+  export function encode (obj: Partial<SnapshotRow>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, SnapshotRow.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SnapshotRow>): SnapshotRow {
+    return decodeMessage(buf, SnapshotRow.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<SnapshotRow>): Generator<SnapshotRowKeyFieldEvent | SnapshotRowValueFieldEvent> {
+    return streamMessage(buf, SnapshotRow.codec(), opts)
+  }
+}
+
+export interface LedgerSnapshotPage {
+  rows: SnapshotRow[]
+}
+
+export namespace LedgerSnapshotPage {
+  let _codec: Codec<LedgerSnapshotPage>
+
+  export const codec = (): Codec<LedgerSnapshotPage> => {
+    if (_codec == null) {
+      _codec = message<LedgerSnapshotPage>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.rows != null && obj.rows.length > 0) {
+          for (const value of obj.rows) {
+            w.uint32(10)
+            SnapshotRow.codec().encode(value, w)
+          }
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          rows: []
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.rows != null && obj.rows.length === opts.limits.rows) {
+                throw new MaxLengthError('Decode error - repeated field "rows" had too many elements')
+              }
+
+              obj.rows.push(SnapshotRow.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.rows$
+              }))
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const obj = {
+          rows: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              if (opts.limits?.rows != null && obj.rows === opts.limits.rows) {
+                throw new MaxLengthError('Streaming decode error - repeated field "rows" had too many elements')
+              }
+
+              for (const evt of SnapshotRow.codec().stream(reader, reader.uint32(), `${prefix}.rows[]`, {
+                limits: opts.limits?.rows$
+              })) {
+                yield {
+                  ...evt,
+                  index: obj.rows
+                }
+              }
+
+              obj.rows++
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerSnapshotPageRowsKeyFieldEvent {
+    field: '$.rows[].key'
+    value: string
+    index: number
+  }
+
+  export interface LedgerSnapshotPageRowsValueFieldEvent {
+    field: '$.rows[].value'
+    value: string
+    index: number
+  }
+
+  export function encode (obj: Partial<LedgerSnapshotPage>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerSnapshotPage.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerSnapshotPage>): LedgerSnapshotPage {
+    return decodeMessage(buf, LedgerSnapshotPage.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerSnapshotPage>): Generator<LedgerSnapshotPageRowsKeyFieldEvent | LedgerSnapshotPageRowsValueFieldEvent> {
+    return streamMessage(buf, LedgerSnapshotPage.codec(), opts)
+  }
+}
+
+export interface LedgerAccountRequest {
+  publicKey: Uint8Array<ArrayBuffer>
+}
+
+export namespace LedgerAccountRequest {
+  let _codec: Codec<LedgerAccountRequest>
+
+  export const codec = (): Codec<LedgerAccountRequest> => {
+    if (_codec == null) {
+      _codec = message<LedgerAccountRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.publicKey != null && obj.publicKey.byteLength > 0)) {
+          w.uint32(10)
+          w.bytes(obj.publicKey)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          publicKey: new Uint8Array(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.publicKey = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.publicKey`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerAccountRequestPublicKeyFieldEvent {
+    field: '$.publicKey'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<LedgerAccountRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerAccountRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerAccountRequest>): LedgerAccountRequest {
+    return decodeMessage(buf, LedgerAccountRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerAccountRequest>): Generator<LedgerAccountRequestPublicKeyFieldEvent> {
+    return streamMessage(buf, LedgerAccountRequest.codec(), opts)
+  }
+}
+
+export interface LedgerAccountResponse {
+  nextProofNonce: bigint
+  lastEpoch: bigint
+}
+
+export namespace LedgerAccountResponse {
+  let _codec: Codec<LedgerAccountResponse>
+
+  export const codec = (): Codec<LedgerAccountResponse> => {
+    if (_codec == null) {
+      _codec = message<LedgerAccountResponse>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.nextProofNonce != null && obj.nextProofNonce !== 0n)) {
+          w.uint32(8)
+          w.uint64(obj.nextProofNonce)
+        }
+
+        if ((obj.lastEpoch != null && obj.lastEpoch !== 0n)) {
+          w.uint32(16)
+          w.sint64(obj.lastEpoch)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          nextProofNonce: 0n,
+          lastEpoch: 0n
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.nextProofNonce = reader.uint64()
+              break
+            }
+            case 2: {
+              obj.lastEpoch = reader.sint64()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.nextProofNonce`,
+                value: reader.uint64()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.lastEpoch`,
+                value: reader.sint64()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerAccountResponseNextProofNonceFieldEvent {
+    field: '$.nextProofNonce'
+    value: bigint
+  }
+
+  export interface LedgerAccountResponseLastEpochFieldEvent {
+    field: '$.lastEpoch'
+    value: bigint
+  }
+
+  export function encode (obj: Partial<LedgerAccountResponse>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerAccountResponse.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerAccountResponse>): LedgerAccountResponse {
+    return decodeMessage(buf, LedgerAccountResponse.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerAccountResponse>): Generator<LedgerAccountResponseNextProofNonceFieldEvent | LedgerAccountResponseLastEpochFieldEvent> {
+    return streamMessage(buf, LedgerAccountResponse.codec(), opts)
+  }
+}
+
+export interface LedgerGenesisRequest {}
+
+export namespace LedgerGenesisRequest {
+  let _codec: Codec<LedgerGenesisRequest>
+
+  export const codec = (): Codec<LedgerGenesisRequest> => {
+    if (_codec == null) {
+      _codec = message<LedgerGenesisRequest>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {}
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export function encode (obj: Partial<LedgerGenesisRequest>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerGenesisRequest.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerGenesisRequest>): LedgerGenesisRequest {
+    return decodeMessage(buf, LedgerGenesisRequest.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerGenesisRequest>): Generator<{}> {
+    return streamMessage(buf, LedgerGenesisRequest.codec(), opts)
+  }
+}
+
+export interface LedgerGenesisResponse {
+  genesisKey?: Uint8Array<ArrayBuffer>
+}
+
+export namespace LedgerGenesisResponse {
+  let _codec: Codec<LedgerGenesisResponse>
+
+  export const codec = (): Codec<LedgerGenesisResponse> => {
+    if (_codec == null) {
+      _codec = message<LedgerGenesisResponse>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.genesisKey != null) {
+          w.uint32(10)
+          w.bytes(obj.genesisKey)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {}
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.genesisKey = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.genesisKey`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface LedgerGenesisResponseGenesisKeyFieldEvent {
+    field: '$.genesisKey'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<LedgerGenesisResponse>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, LedgerGenesisResponse.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerGenesisResponse>): LedgerGenesisResponse {
+    return decodeMessage(buf, LedgerGenesisResponse.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<LedgerGenesisResponse>): Generator<LedgerGenesisResponseGenesisKeyFieldEvent> {
+    return streamMessage(buf, LedgerGenesisResponse.codec(), opts)
+  }
+}
