@@ -15,8 +15,15 @@
  * Pure; no tensor library.
  */
 import { createHash } from 'node:crypto';
+import { endianness } from 'node:os';
 
-export const ACTIVATION_DOMAIN = 'neuroshard/activations/v1';
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/**
+ * v2 (issue 11 §2, validator re-execution): a hidden-state step also chains the SHA-256 of the step's full fp32
+ * values, so a signed commitment binds the exact tensor a validator fetches and re-executes from (`full`).
+ */
+export const ACTIVATION_DOMAIN = 'neuroshard/activations/v2';
 /** Entries per row. */
 export const COMMIT_TOP_K = 8;
 
@@ -69,6 +76,21 @@ export interface TopKStep {
   idx: Uint16Array;
   /** [rows, kk] the values at those indices as IEEE half bits. */
   half: Uint16Array;
+  /**
+   * SHA-256 of the step's full values [rows, cols] as fp32 little-endian bytes (v2): binds the exact tensor, so a
+   * validator can check a fetched input against a signed commitment (protocols/hop-transcript.ts). Float noise
+   * changes it, so across engines only the top-k records are compared (verifyStep); it is opaque in an opening.
+   */
+  full: Uint8Array;
+}
+
+/** SHA-256 of fp32 values as little-endian bytes (the `full` of a step). */
+export function fullHash(values: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest());
+  const le = new Uint8Array(values.length * 4);
+  const dv = new DataView(le.buffer);
+  for (let i = 0; i < values.length; i++) dv.setFloat32(4 * i, values[i]!, true);
+  return new Uint8Array(createHash('sha256').update(le).digest());
 }
 
 /** Largest commit-able width: indices are u16. */
@@ -115,7 +137,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
       outHalf[r * kk + j] = bits[sorted[j]!]!;
     }
   }
-  return { rows, cols, kk, idx: outIdx, half: outHalf };
+  return { rows, cols, kk, idx: outIdx, half: outHalf, full: fullHash(values) };
 }
 
 /** The commitment a session starts from. */
@@ -123,7 +145,7 @@ export function initialCommitment(k = COMMIT_TOP_K): Uint8Array {
   return new Uint8Array(createHash('sha256').update(ACTIVATION_DOMAIN + '\0').update(new Uint8Array([k])).digest());
 }
 
-/** c_s = SHA-256(c_{s−1} ‖ u32 rows ‖ u32 cols ‖ (u16 index ‖ u16 half bits) × kk per row). */
+/** c_s = SHA-256(c_{s−1} ‖ u32 rows ‖ u32 cols ‖ (u16 index ‖ u16 half bits) × kk per row ‖ 32-byte full hash). */
 export function extendCommitmentTopK(prev: Uint8Array, step: TopKStep): Uint8Array {
   const h = createHash('sha256').update(prev);
   const head = new DataView(new ArrayBuffer(8));
@@ -136,6 +158,8 @@ export function extendCommitmentTopK(prev: Uint8Array, step: TopKStep): Uint8Arr
     out.setUint16(4 * j + 2, step.half[j]!);
   }
   h.update(new Uint8Array(out.buffer));
+  if (step.full.length !== 32) throw new RangeError('extendCommitmentTopK: full must be a 32-byte hash');
+  h.update(step.full);
   return new Uint8Array(h.digest());
 }
 

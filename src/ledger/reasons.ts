@@ -60,6 +60,8 @@ export const REASONS = {
   NOT_BONDED: 'witnessed rules: the subject has less locked stake than the reward bond',
   WITNESS_QUORUM: 'witnessed rules: fewer bonded witnesses than the uptime quorum',
   WITNESS_RULES_OFF: 'uptime events pay only under witnessed reward rules',
+  // issue 11 §2 validator re-execution (fraud.ts)
+  HOP_FRAUD_QUORUM: 'hop fraud evidence: fewer bonded validators than the quorum',
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;
@@ -89,4 +91,5 @@ export const STATE_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
   'NOT_BONDED',
   'WITNESS_QUORUM',
   'WITNESS_RULES_OFF',
+  'HOP_FRAUD_QUORUM',
 ]);
