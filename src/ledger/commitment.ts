@@ -77,19 +77,27 @@ export interface TopKStep {
   /** [rows, kk] the values at those indices as IEEE half bits. */
   half: Uint16Array;
   /**
-   * SHA-256 of the step's full values [rows, cols] as fp32 little-endian bytes (v2): binds the exact tensor, so a
-   * validator can check a fetched input against a signed commitment (protocols/hop-transcript.ts). Float noise
-   * changes it, so across engines only the top-k records are compared (verifyStep); it is opaque in an opening.
+   * SHA-256 of every value [rows, cols] rounded to IEEE half, as u16 little-endian bits (v2): binds the whole tensor
+   * at the precision every wire carries (fp32, or fp16 with `--wire f16`: the sender's fp32 and the receiver's fp16
+   * round alike), so a validator can check a fetched input against a signed commitment
+   * (protocols/hop-transcript.ts). Float noise changes it, so across engines only the top-k records are compared
+   * (verifyStep); it is opaque in an opening.
    */
   full: Uint8Array;
 }
 
-/** SHA-256 of fp32 values as little-endian bytes (the `full` of a step). */
+/** The `full` of a step: SHA-256 of its values' half bits, u16 little-endian, row-major. */
 export function fullHash(values: Float32Array): Uint8Array {
-  if (LITTLE_ENDIAN) return new Uint8Array(createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest());
-  const le = new Uint8Array(values.length * 4);
+  const bits = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) bits[i] = halfBits(values[i]!);
+  return hashHalfBits(bits);
+}
+
+function hashHalfBits(bits: Uint16Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(createHash('sha256').update(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength)).digest());
+  const le = new Uint8Array(bits.length * 2);
   const dv = new DataView(le.buffer);
-  for (let i = 0; i < values.length; i++) dv.setFloat32(4 * i, values[i]!, true);
+  for (let i = 0; i < bits.length; i++) dv.setUint16(2 * i, bits[i]!, true);
   return new Uint8Array(createHash('sha256').update(le).digest());
 }
 
@@ -108,6 +116,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
   const outIdx = new Uint16Array(rows * kk);
   const outHalf = new Uint16Array(rows * kk);
   const bits = new Uint16Array(cols);
+  const all = new Uint16Array(rows * cols); // every value's half bits, for the full hash (v2)
   // magnitude order of halves = order of their bits without the sign (NaN, 0x7c01.., sorts above infinity)
   const mag = new Uint16Array(cols);
   const idx: number[] = [];
@@ -117,6 +126,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
     for (let c = 0; c < cols; c++) {
       const b = halfBits(values[base + c]!);
       bits[c] = b;
+      all[base + c] = b;
       mag[c] = b & 0x7fff;
     }
     // a bounded insertion selection: k is small, so O(cols · k)
@@ -137,7 +147,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
       outHalf[r * kk + j] = bits[sorted[j]!]!;
     }
   }
-  return { rows, cols, kk, idx: outIdx, half: outHalf, full: fullHash(values) };
+  return { rows, cols, kk, idx: outIdx, half: outHalf, full: hashHalfBits(all) };
 }
 
 /** The commitment a session starts from. */
