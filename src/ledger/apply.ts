@@ -44,6 +44,9 @@ import { accountIdFromPublicKey } from '../identity/index.js';
 import type { ReasonCode } from './reasons.js';
 import type { Account, LedgerState, Totals } from './state.js';
 import { evidenceKey } from './verify.js';
+import { fraudValidators, HOP_FRAUD_QUORUM } from './fraud.js';
+// issue 11 §2 hop fraud: a separate import line, kept apart for merges
+import { decodeEvent, EvidenceType, type MarketCompleteBody } from './events.js';
 import { bondedWitnesses, type RewardRules } from './witness.js';
 
 export type EventStatus = 'applied' | 'rejected' | 'void';
@@ -219,6 +222,8 @@ export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): A
       const { offender, key } = evidenceKey(e);
       const k = hex(key);
       if (s.slashed(k)) return reject(s, 'ALREADY_SLASHED');
+      const fraud = hopFraudTerms(s, e); // issue 11 §2: a quorum of bonded validators, and the take goes to the requester
+      if (fraud !== null && fraud.bonded < HOP_FRAUD_QUORUM) return reject(s, 'HOP_FRAUD_QUORUM');
       const oid = hex(offender);
       let o = settleRewards(s, oid, settleUnbonding(s, oid, ts), ts);
       let left = SLASH_AMOUNT;
@@ -240,8 +245,9 @@ export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): A
       s.setAccount(oid, o);
       s.markSlashed(k);
       const split = slashSplit(taken);
-      a = s.account(me);
-      s.setAccount(me, { ...a, balance: a.balance + split.reporter });
+      const payee = fraud === null ? me : fraud.requester;
+      a = s.account(payee);
+      s.setAccount(payee, { ...a, balance: a.balance + split.reporter });
       bump(s, (t) => ({ burned: t.burned + split.burned, staked: t.staked - fromStake - fromUnbonding }));
       return ok(s, taken);
     }
@@ -414,6 +420,8 @@ export function precheckEvent(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyCon
     case EventKind.Slash: {
       const { offender, key } = evidenceKey(e);
       if (s.slashed(hex(key))) return 'ALREADY_SLASHED';
+      const fraud = hopFraudTerms(s, e);
+      if (fraud !== null && fraud.bonded < HOP_FRAUD_QUORUM) return 'HOP_FRAUD_QUORUM';
       const o = settledView(s.account(hex(offender)), ts);
       let cooling = 0n;
       for (const u of o.unbonding) cooling += u.amount;
@@ -484,4 +492,19 @@ function applyProof(s: LedgerState, e: LedgerEvent<ProofBody>, me: string, a: Ac
     s.setCapacity(me, { tokensPerSec: tps > MAX_CAPACITY_TOKENS_PER_S ? MAX_CAPACITY_TOKENS_PER_S : tps, lastSeen: e.timestampMs });
   }
   return ok(s, reward);
+}
+
+// ---- issue 11 §2: hop fraud (validators' re-execution; fraud.ts, docs/ECONOMICS.md) ----
+/**
+ * For a hop-fraud slash: how many of its validators hold the reward bond (locked stake) here, and the defrauded
+ * requester's account, which receives the half a reporter would get (the accusers earn nothing: no profit in a false
+ * accusation). Null for other slashes.
+ */
+function hopFraudTerms(s: LedgerState, e: LedgerEvent): { bonded: number; requester: string } | null {
+  const b = e.body;
+  if (b.kind !== EventKind.Slash || b.evidenceType !== EvidenceType.HopFraud) return null;
+  const completion = decodeEvent(b.evidence[0]!).body as MarketCompleteBody;
+  let bonded = 0;
+  for (const v of fraudValidators(b.evidence[1]!)) if (s.account(hex(accountIdFromPublicKey(v))).staked >= MIN_REWARD_BOND) bonded++;
+  return { bonded, requester: hex(accountIdFromPublicKey(completion.requesterKey)) };
 }

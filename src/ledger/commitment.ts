@@ -15,8 +15,15 @@
  * Pure; no tensor library.
  */
 import { createHash } from 'node:crypto';
+import { endianness } from 'node:os';
 
-export const ACTIVATION_DOMAIN = 'neuroshard/activations/v1';
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/**
+ * v2 (issue 11 §2, validator re-execution): a hidden-state step also chains the SHA-256 of the step's full fp32
+ * values, so a signed commitment binds the exact tensor a validator fetches and re-executes from (`full`).
+ */
+export const ACTIVATION_DOMAIN = 'neuroshard/activations/v2';
 /** Entries per row. */
 export const COMMIT_TOP_K = 8;
 
@@ -69,6 +76,29 @@ export interface TopKStep {
   idx: Uint16Array;
   /** [rows, kk] the values at those indices as IEEE half bits. */
   half: Uint16Array;
+  /**
+   * SHA-256 of every value [rows, cols] rounded to IEEE half, as u16 little-endian bits (v2): binds the whole tensor
+   * at the precision every wire carries (fp32, or fp16 with `--wire f16`: the sender's fp32 and the receiver's fp16
+   * round alike), so a validator can check a fetched input against a signed commitment
+   * (protocols/hop-transcript.ts). Float noise changes it, so across engines only the top-k records are compared
+   * (verifyStep); it is opaque in an opening.
+   */
+  full: Uint8Array;
+}
+
+/** The `full` of a step: SHA-256 of its values' half bits, u16 little-endian, row-major. */
+export function fullHash(values: Float32Array): Uint8Array {
+  const bits = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) bits[i] = halfBits(values[i]!);
+  return hashHalfBits(bits);
+}
+
+function hashHalfBits(bits: Uint16Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(createHash('sha256').update(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength)).digest());
+  const le = new Uint8Array(bits.length * 2);
+  const dv = new DataView(le.buffer);
+  for (let i = 0; i < bits.length; i++) dv.setUint16(2 * i, bits[i]!, true);
+  return new Uint8Array(createHash('sha256').update(le).digest());
 }
 
 /** Largest commit-able width: indices are u16. */
@@ -86,6 +116,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
   const outIdx = new Uint16Array(rows * kk);
   const outHalf = new Uint16Array(rows * kk);
   const bits = new Uint16Array(cols);
+  const all = new Uint16Array(rows * cols); // every value's half bits, for the full hash (v2)
   // magnitude order of halves = order of their bits without the sign (NaN, 0x7c01.., sorts above infinity)
   const mag = new Uint16Array(cols);
   const idx: number[] = [];
@@ -95,6 +126,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
     for (let c = 0; c < cols; c++) {
       const b = halfBits(values[base + c]!);
       bits[c] = b;
+      all[base + c] = b;
       mag[c] = b & 0x7fff;
     }
     // a bounded insertion selection: k is small, so O(cols · k)
@@ -115,7 +147,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
       outHalf[r * kk + j] = bits[sorted[j]!]!;
     }
   }
-  return { rows, cols, kk, idx: outIdx, half: outHalf };
+  return { rows, cols, kk, idx: outIdx, half: outHalf, full: hashHalfBits(all) };
 }
 
 /** The commitment a session starts from. */
@@ -123,7 +155,7 @@ export function initialCommitment(k = COMMIT_TOP_K): Uint8Array {
   return new Uint8Array(createHash('sha256').update(ACTIVATION_DOMAIN + '\0').update(new Uint8Array([k])).digest());
 }
 
-/** c_s = SHA-256(c_{s−1} ‖ u32 rows ‖ u32 cols ‖ (u16 index ‖ u16 half bits) × kk per row). */
+/** c_s = SHA-256(c_{s−1} ‖ u32 rows ‖ u32 cols ‖ (u16 index ‖ u16 half bits) × kk per row ‖ 32-byte full hash). */
 export function extendCommitmentTopK(prev: Uint8Array, step: TopKStep): Uint8Array {
   const h = createHash('sha256').update(prev);
   const head = new DataView(new ArrayBuffer(8));
@@ -136,6 +168,8 @@ export function extendCommitmentTopK(prev: Uint8Array, step: TopKStep): Uint8Arr
     out.setUint16(4 * j + 2, step.half[j]!);
   }
   h.update(new Uint8Array(out.buffer));
+  if (step.full.length !== 32) throw new RangeError('extendCommitmentTopK: full must be a 32-byte hash');
+  h.update(step.full);
   return new Uint8Array(h.digest());
 }
 

@@ -116,6 +116,9 @@ export enum EvidenceType {
   Equivocation = 1,
   /** One signed proof that breaks a stateless rule marked "fraud". */
   InvalidProof = 2,
+  // ---- issue 11 §2 validator re-execution (fraud.ts) ----
+  /** A hop whose outputs a quorum of validators' re-execution contradicts: [completion event, fraud record]. */
+  HopFraud = 3,
 }
 
 export interface SlashBody {
@@ -343,9 +346,9 @@ function readBody(r: Reader, kind: number): EventBody {
       return { kind, amount: r.amount() };
     case EventKind.Slash: {
       const evidenceType = r.u8();
-      if (evidenceType !== EvidenceType.Equivocation && evidenceType !== EvidenceType.InvalidProof) throw new DecodeError(`evidence type ${evidenceType}`);
+      if (evidenceType !== EvidenceType.Equivocation && evidenceType !== EvidenceType.InvalidProof && evidenceType !== EvidenceType.HopFraud) throw new DecodeError(`evidence type ${evidenceType}`);
       const n = r.u8();
-      if (n !== (evidenceType === EvidenceType.Equivocation ? 2 : 1)) throw new DecodeError('wrong number of evidence events');
+      if (n !== (evidenceType === EvidenceType.InvalidProof ? 1 : 2)) throw new DecodeError('wrong number of evidence events');
       const evidence: Uint8Array[] = [];
       for (let i = 0; i < n; i++) evidence.push(r.bytes(MAX_EVENT_BYTES));
       return { kind, evidenceType, evidence };
@@ -481,7 +484,7 @@ export function describeEvent(e: LedgerEvent): Record<string, unknown> {
       });
       break;
     case EventKind.Slash:
-      Object.assign(o, { evidenceType: b.evidenceType === EvidenceType.Equivocation ? 'equivocation' : 'invalid-proof' });
+      Object.assign(o, { evidenceType: b.evidenceType === EvidenceType.Equivocation ? 'equivocation' : b.evidenceType === EvidenceType.HopFraud ? 'hop-fraud' : 'invalid-proof' });
       break;
     case EventKind.MarketRequest:
       Object.assign(o, { maxTokens: b.maxTokens, maxPricePerMillion: formatAmount(b.maxPricePerMillion), expiresAtMs: b.expiresAtMs });

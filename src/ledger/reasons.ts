@@ -64,6 +64,8 @@ export const REASONS = {
   WITNESS_RULES_OFF: 'uptime events and training receipts pay only under witnessed reward rules',
   TRAINING_RECEIPT_QUORUM: 'training receipt: fewer (bonded) co-signers than the quorum max(2, floor(members / 2) + 1)',
   TRAINING_RECEIPT_DUPLICATE: 'training receipt: a co-signer already co-signed a receipt of this round',
+  // issue 11 §2 validator re-execution (fraud.ts)
+  HOP_FRAUD_QUORUM: 'hop fraud evidence: fewer bonded validators than the quorum',
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;
@@ -95,4 +97,5 @@ export const STATE_REASONS: ReadonlySet<ReasonCode> = new Set<ReasonCode>([
   'WITNESS_RULES_OFF',
   'TRAINING_RECEIPT_QUORUM',
   'TRAINING_RECEIPT_DUPLICATE',
+  'HOP_FRAUD_QUORUM',
 ]);

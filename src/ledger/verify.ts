@@ -4,7 +4,8 @@
  * ledger drops it without storing it. State rules (balances, rate windows, equivocation) are in apply.ts.
  */
 import { bytesEqual } from '../util/bytes.js';
-import { publicKeyFromPeerId, verifyDomain } from '../identity/index.js';
+import { accountIdFromPublicKey, publicKeyFromPeerId, verifyDomain } from '../identity/index.js';
+import { checkFraudRecord, fraudIndex, fraudKey } from './fraud.js';
 import { DecodeError } from './codec.js';
 import {
   MAX_DATA_SAMPLES_PER_S,
@@ -226,6 +227,7 @@ export function clearHolderRecordVerdicts(v: HolderRecordVerifier): void {
 function checkEvidence(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | null {
   const b = e.body;
   if (b.kind !== EventKind.Slash) return 'EVIDENCE_INVALID';
+  if (b.evidenceType === EvidenceType.HopFraud) return checkHopFraud(e, b.evidence, cfg); // issue 11 §2 (fraud.ts)
   const evs: LedgerEvent[] = [];
   for (const bytes of b.evidence) {
     let ev: LedgerEvent;
@@ -255,5 +257,24 @@ export function evidenceKey(e: LedgerEvent): { offender: Uint8Array; key: Uint8A
   if (b.kind !== EventKind.Slash) throw new TypeError('not a slash');
   const first = decodeEvent(b.evidence[0]!);
   if (b.evidenceType === EvidenceType.Equivocation) return { offender: first.account, key: replayKey(first) };
+  if (b.evidenceType === EvidenceType.HopFraud) {
+    // issue 11 §2: the hop named by the record, once per (completion, hop index)
+    const index = fraudIndex(b.evidence[1]!);
+    const hop = (first.body as MarketCompleteBody).hops[index]!;
+    return { offender: accountIdFromPublicKey(hop.key), key: fraudKey(first.id, index) };
+  }
   return { offender: first.account, key: first.id };
+}
+
+// ---- issue 11 §2: hop fraud evidence (validators' re-execution; fraud.ts) ----
+/** [completion event, fraud record]: the completion must itself be a valid event of this network. */
+function checkHopFraud(e: LedgerEvent, evidence: Uint8Array[], cfg: VerifyConfig): ReasonCode | null {
+  let c: LedgerEvent;
+  try {
+    c = decodeEvent(evidence[0]!);
+  } catch {
+    return 'EVIDENCE_INVALID';
+  }
+  if (c.body.kind !== EventKind.MarketComplete || verifyEvent(c, cfg) !== null) return 'EVIDENCE_INVALID';
+  return checkFraudRecord(cfg.networkId, c as LedgerEvent<MarketCompleteBody>, evidence[1]!, e.signer);
 }

@@ -24,6 +24,8 @@ import { activationTensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor 
 import { signHopCommitment } from '../ledger/build.js';
 import type { HopCommitment } from '../ledger/events.js';
 import { decodeReceipt, RunningCommitment, type HopMarket } from './hop-commitment.js';
+import { signTranscriptClaim } from '../ledger/fraud.js';
+import type { OpenInputs, TranscriptStore } from './hop-transcript.js';
 
 export interface Span {
   start: number;
@@ -91,6 +93,25 @@ interface HopSessionState {
   outC: RunningCommitment;
   /** The market request this session's commitments were last signed for, and as which hop. */
   signedFor?: { requestId: Uint8Array; index: number; count: number };
+  /** Issue 11 §2 re-execution: the session's exact inputs (hop-transcript.ts), its length, sampling and wire dtype. */
+  inputs?: OpenInputs;
+  maxLen: number;
+  sampling: HopSampling;
+  wire: 'f32' | 'f16' | 'bf16';
+}
+
+/**
+ * Issue 11 §2, validator re-execution (hop-transcript.ts): keep the inputs of sessions and seal them for validators
+ * when the commitments are signed; `claim` names the weights (compute modelHash of the span) and the engine.
+ */
+export interface HopTranscripts {
+  store: TranscriptStore;
+  claim(): Promise<{ modelHash: string; engine: string }>;
+}
+
+/** Test-only faults (never set from options or the CLI): a hop that corrupts its outputs but commits to them honestly. */
+export interface HopFaultsForTests {
+  corruptOutputs?: boolean;
 }
 
 /** What a hop did for one session (for the ledger): positions processed, by whom. */
@@ -123,6 +144,8 @@ export class InferenceHopServer {
     private readonly log: Logger = silentLogger,
     /** Signs this hop's commitments and submits completions as a driver (issue 11 §2); without it, commit requests get NO_MARKET. */
     private readonly market?: HopMarket,
+    /** Issue 11 §2: transcripts for validators, and test-only faults. */
+    private readonly extras: { transcripts?: HopTranscripts; faultsForTests?: HopFaultsForTests } = {},
   ) {}
 
   /** Open sessions and reserved KV bytes (tests, status). */
@@ -234,11 +257,13 @@ export class InferenceHopServer {
     if (this.reservedBytes + bytes > this.limits.memoryBudgetBytes) {
       throw new HopBusyError(`the KV-cache budget is full (${this.reservedBytes} of ${this.limits.memoryBudgetBytes} bytes reserved, ${bytes} asked)`);
     }
-    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: new RunningCommitment(), outC: new RunningCommitment() };
+    const sampling: HopSampling = { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed };
+    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: new RunningCommitment(), outC: new RunningCommitment(), maxLen, sampling, wire: 'f32' };
+    if (this.extras.transcripts !== undefined) s.inputs = this.extras.transcripts.store.open();
     this.sessions.set(r.sessionId, s);
     this.reservedBytes += bytes;
     try {
-      await this.compute.open(s.localId, maxLen, { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed });
+      await this.compute.open(s.localId, maxLen, sampling);
     } catch (e) {
       this.sessions.delete(r.sessionId);
       this.reservedBytes -= bytes;
@@ -280,8 +305,11 @@ export class InferenceHopServer {
     // a failed step ends the session (the entry fails over), so committing the input first costs nothing
     if (ids !== undefined) s.inC.tokens(ids, chunks);
     else s.inC.hidden(hidden!, C, chunks);
+    if (wire !== undefined) s.wire = wire.dtype === 'fp16' ? 'f16' : wire.dtype === 'bf16' ? 'bf16' : 'f32';
+    if (s.inputs !== undefined) this.extras.transcripts!.store.add(s.inputs, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) });
     const t0 = performance.now();
     const out = await this.compute.step(s.localId, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) }, ctx.signal);
+    if (this.extras.faultsForTests?.corruptOutputs === true) corruptForTests(out, this.compute.vocabSize);
     // our compute share of the step, so that the entry can tell the network's share (its latency to us) apart
     const computeUs = Math.min(0xffffffff, Math.max(0, Math.round((performance.now() - t0) * 1000)));
     s.tokens += T;
@@ -316,6 +344,7 @@ export class InferenceHopServer {
       const f = { requestId: r.commitRequest, index: r.commitIndex ?? 0, count: r.commitCount ?? 1 };
       const h: HopCommitment = signHopCommitment(this.market.key, this.market.networkId, f.requestId, f.index, f.count, s.inC.value, s.outC.value);
       s.signedFor = f;
+      await this.sealTranscript(s, h);
       return { ...res, hopKey: Uint8Array.from(h.key), inCommit: Uint8Array.from(h.inCommit), outCommit: Uint8Array.from(h.outCommit), hopSignature: Uint8Array.from(h.signature) };
     }
     const receipt = decodeReceipt(r.receipt!);
@@ -328,15 +357,38 @@ export class InferenceHopServer {
     return { ...res, completionId: Uint8Array.from(id) };
   }
 
+  /** Issue 11 §2: keeps the session's inputs for validators under (request, index), with the signed claim. */
+  private async sealTranscript(s: HopSessionState, h: HopCommitment): Promise<void> {
+    const tr = this.extras.transcripts;
+    const span = this.compute.span();
+    if (tr === undefined || s.inputs === undefined || s.signedFor === undefined || span === undefined || this.market === undefined) return;
+    const f = s.signedFor;
+    try {
+      const { modelHash, engine } = await tr.claim();
+      const claim = { span: { start: span.start, end: span.end }, modelHash, engine };
+      const claimSignature = signTranscriptClaim(this.market.key, this.market.networkId, f.requestId, f.index, f.count, h.inCommit, h.outCommit, claim);
+      tr.store.seal(s.inputs, { requestId: f.requestId, index: f.index, count: f.count, inCommit: h.inCommit, outCommit: h.outCommit, claim, claimSignature, maxLen: s.maxLen, sampling: s.sampling, wire: s.wire, cols: span.start === 0 ? 0 : this.compute.hiddenSize });
+    } catch (e) {
+      this.log.warn('keeping a transcript for validators failed', { error: errorMessage(e) });
+    }
+  }
+
   private async release(s: HopSessionState): Promise<void> {
     if (this.sessions.get(s.id) !== s) return;
     this.sessions.delete(s.id);
+    if (s.inputs !== undefined) this.extras.transcripts?.store.release(s.inputs);
     this.reservedBytes -= s.bytes;
     this.finished.push({ peer: s.peer, sessionId: s.id, tokens: s.tokens, closedAt: Date.now() });
     if (this.finished.length > 10_000) this.finished.splice(0, this.finished.length - 10_000);
     this.onRelease?.();
     await this.compute.close(s.localId).catch((e: unknown) => this.log.warn('closing a hop session failed', { error: errorMessage(e) }));
   }
+}
+
+/** Test-only (HopFaultsForTests): a wrong but well-formed output, which the hop then commits to honestly. */
+function corruptForTests(out: { hidden?: Float32Array; tokens?: Int32Array }, vocab: number): void {
+  if (out.tokens !== undefined) for (let i = 0; i < out.tokens.length; i++) out.tokens[i] = (out.tokens[i]! + 1) % vocab;
+  if (out.hidden !== undefined) for (let i = 0; i < out.hidden.length; i++) out.hidden[i] = out.hidden[i]! * 1.5 + 0.1;
 }
 
 // ───────────────────────────── client ─────────────────────────────

@@ -1,0 +1,389 @@
+/**
+ * Hop transcripts (issue 11 §2: validators re-execute sampled hop spans; docs/PROTOCOL.md "Hop transcripts and fraud
+ * evidence"). A hop keeps the exact inputs of its sessions while they are open and, for a session whose commitments
+ * it signed for a market request, keeps them for a bounded time under a memory quota (`TranscriptStore`), so that a
+ * validator can fetch them (`hop-transcript/1.0.0`), check them against the signed input commitment (whose v2 chain
+ * binds the SHA-256 of every step's full tensor, ledger/commitment.ts), and re-run the span on its own weights
+ * (`reexecute`).
+ *
+ * A session's inputs are all of its steps, not one: a step's output depends on the KV cache of the steps before it,
+ * so a validator replays the session from its first step.
+ */
+import { createHash } from 'node:crypto';
+import { publicKeyFromPeerId } from '../identity/index.js';
+import { DecodeError, Reader, Writer } from '../ledger/codec.js';
+import { RunningCommitment, type TopKStep } from '../ledger/commitment.js';
+import { MAX_ENGINE_CHARS, MAX_MODEL_HASH_CHARS, type TranscriptClaim } from '../ledger/fraud.js';
+import { MAX_HOPS } from '../ledger/events.js';
+import { NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
+import { linkSignals } from '../util/abort.js';
+import type { HopCompute, HopSampling } from './inference.js';
+import type { MessageCodec, UnaryMethod } from './rpc/method.js';
+import type { RpcNode } from './rpc/service.js';
+import { activationTensor, toFloat32 } from './tensor-wire.js';
+
+const MiB = 1024 * 1024;
+
+/** One step as the hop received it: token ids (the driver) or hidden states [T, C] as decoded from the wire. */
+export interface TranscriptStep {
+  chunks: number[];
+  ids?: Int32Array;
+  hidden?: Float32Array;
+}
+
+/** Everything a validator needs to re-run a hop's session, with the hop's signed claim about it. */
+export interface HopTranscript {
+  requestId: Uint8Array;
+  index: number;
+  count: number;
+  inCommit: Uint8Array;
+  outCommit: Uint8Array;
+  claim: TranscriptClaim;
+  /** The hop's signature over fraud.ts transcriptPayload. */
+  claimSignature: Uint8Array;
+  maxLen: number;
+  sampling: HopSampling;
+  /** The activation dtype on the wire (the hop answers in the dtype it was sent; the driver in fp32). */
+  wire: 'f32' | 'f16' | 'bf16';
+  /** Hidden width (0 for a driver, whose inputs are ids). */
+  cols: number;
+  steps: TranscriptStep[];
+}
+
+export interface TranscriptLimits {
+  /** Bytes of inputs kept in all (open sessions and sealed transcripts together). */
+  maxBytes: number;
+  /** Bytes of inputs one session may keep; a longer session is not kept (and cannot be validated: docs/LIMITS.md). */
+  maxSessionBytes: number;
+  /** How long a sealed transcript is kept for validators. */
+  retentionMs: number;
+  /** Sealed transcripts kept at most. */
+  maxEntries: number;
+}
+
+export const TRANSCRIPT_LIMIT_DEFAULTS: TranscriptLimits = { maxBytes: 64 * MiB, maxSessionBytes: 8 * MiB, retentionMs: 10 * 60_000, maxEntries: 1024 };
+
+/** A session's inputs while it is open. `bytes` counts toward the store's quota. */
+export interface OpenInputs {
+  steps: TranscriptStep[];
+  bytes: number;
+  /** Over the per-session or the global quota: nothing more is kept for it. */
+  dropped: boolean;
+}
+
+const keyOf = (requestId: Uint8Array, index: number): string => `${Buffer.from(requestId).toString('hex')}:${index}`;
+
+/**
+ * The hop's quota-bound memory of inputs. Open sessions add steps (`add`); a session whose commitments are signed is
+ * sealed under (request, index) until `retentionMs` passes; the oldest sealed transcripts go first when the bytes or
+ * the entries run out. `now` is injectable for tests.
+ */
+export class TranscriptStore {
+  private readonly sealed = new Map<string, { t: HopTranscript; bytes: number; at: number }>();
+  private bytes = 0;
+
+  constructor(
+    readonly limits: TranscriptLimits = TRANSCRIPT_LIMIT_DEFAULTS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  open(): OpenInputs {
+    return { steps: [], bytes: 0, dropped: false };
+  }
+
+  /** Keeps one step's inputs (copied) if the quotas allow. */
+  add(o: OpenInputs, step: TranscriptStep): void {
+    if (o.dropped) return;
+    const b = (step.ids?.byteLength ?? 0) + (step.hidden?.byteLength ?? 0) + 4 * step.chunks.length;
+    this.expire();
+    while (this.bytes + b > this.limits.maxBytes && this.evictOldest());
+    if (o.bytes + b > this.limits.maxSessionBytes || this.bytes + b > this.limits.maxBytes) {
+      this.release(o);
+      o.dropped = true;
+      return;
+    }
+    o.steps.push({ chunks: [...step.chunks], ...(step.ids === undefined ? {} : { ids: Int32Array.from(step.ids) }), ...(step.hidden === undefined ? {} : { hidden: Float32Array.from(step.hidden) }) });
+    o.bytes += b;
+    this.bytes += b;
+  }
+
+  /** The session ended without being sealed (or after): give its bytes back. */
+  release(o: OpenInputs): void {
+    this.bytes -= o.bytes;
+    o.bytes = 0;
+    o.steps = [];
+  }
+
+  /** Keeps the session's inputs under (request, index); the open record's bytes move to the sealed entry. */
+  seal(o: OpenInputs, t: Omit<HopTranscript, 'steps'>): boolean {
+    if (o.dropped) return false;
+    const k = keyOf(t.requestId, t.index);
+    const old = this.sealed.get(k);
+    if (old !== undefined) {
+      this.sealed.delete(k);
+      this.bytes -= old.bytes;
+    }
+    // the steps are shared (a session signed twice keeps one copy); a copy is counted once more, bounded by the quota
+    const bytes = o.bytes;
+    this.bytes += bytes;
+    // a copy of the step list: a session that goes on after signing does not grow what was signed
+    this.sealed.set(k, { t: { ...t, steps: o.steps.slice() }, bytes, at: this.now() });
+    while (this.sealed.size > this.limits.maxEntries && this.evictOldest());
+    while (this.bytes > this.limits.maxBytes && this.evictOldest());
+    return this.sealed.has(k);
+  }
+
+  get(requestId: Uint8Array, index: number): HopTranscript | undefined {
+    this.expire();
+    return this.sealed.get(keyOf(requestId, index))?.t;
+  }
+
+  usage(): { entries: number; bytes: number } {
+    return { entries: this.sealed.size, bytes: this.bytes };
+  }
+
+  private expire(): void {
+    const cut = this.now() - this.limits.retentionMs;
+    for (const [k, v] of this.sealed) {
+      if (v.at > cut) break; // insertion order = seal order
+      this.sealed.delete(k);
+      this.bytes -= v.bytes;
+    }
+  }
+
+  private evictOldest(): boolean {
+    const first = this.sealed.entries().next();
+    if (first.done === true) return false;
+    this.sealed.delete(first.value[0]);
+    this.bytes -= first.value[1].bytes;
+    return true;
+  }
+}
+
+// ───────────────────────────── wire ─────────────────────────────
+
+/** Largest transcript on the wire: the per-session default quota plus framing. */
+export const MAX_TRANSCRIPT_BYTES = 9 * MiB;
+const MAX_STEPS = 65_536;
+const MAX_CHUNKS = 8192;
+const WIRES = ['f32', 'f16', 'bf16'] as const;
+
+function malformed(msg: string): PeerMisbehaviourError {
+  return new PeerMisbehaviourError('RPC_MALFORMED', `hop-transcript: ${msg}`);
+}
+
+/** Request: u8 1 ‖ 32-byte market request id ‖ u8 hop index. */
+export function encodeTranscriptRequest(requestId: Uint8Array, index: number): Uint8Array {
+  return new Writer().u8(1).fixed(requestId, 32).u8(index).finish();
+}
+
+export function decodeTranscriptRequest(b: Uint8Array): { requestId: Uint8Array; index: number } {
+  try {
+    const r = new Reader(b);
+    if (r.u8() !== 1) throw new DecodeError('version');
+    const out = { requestId: r.fixed(32), index: r.u8() };
+    r.end();
+    if (out.index >= MAX_HOPS) throw new DecodeError('hop index');
+    return out;
+  } catch (e) {
+    if (e instanceof DecodeError || e instanceof RangeError) throw malformed(`request: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * u8 1 ‖ requestId ‖ u8 index ‖ u8 count ‖ inCommit ‖ outCommit ‖ u32 start ‖ u32 end ‖ str modelHash ‖ str engine ‖
+ * 64-byte claim signature ‖ u32 maxLen ‖ f64 temperature ‖ u32 topK ‖ f64 topP ‖ u32 seed ‖ u8 wire ‖ u32 cols ‖
+ * u32 steps ‖ per step: u16 n ‖ u32 chunk × n ‖ (ids: i32 × T | hidden: f32 LE × T·cols).
+ */
+export function encodeTranscript(t: HopTranscript): Uint8Array {
+  const w = new Writer()
+    .u8(1)
+    .fixed(t.requestId, 32)
+    .u8(t.index)
+    .u8(t.count)
+    .fixed(t.inCommit, 32)
+    .fixed(t.outCommit, 32)
+    .u32(t.claim.span.start)
+    .u32(t.claim.span.end)
+    .str(t.claim.modelHash, MAX_MODEL_HASH_CHARS)
+    .str(t.claim.engine, MAX_ENGINE_CHARS)
+    .fixed(t.claimSignature, 64)
+    .u32(t.maxLen);
+  const f = new DataView(new ArrayBuffer(8));
+  const f64 = (x: number): void => {
+    f.setFloat64(0, x);
+    w.fixed(new Uint8Array(f.buffer.slice(0)), 8);
+  };
+  f64(t.sampling.temperature);
+  w.u32(t.sampling.topK);
+  f64(t.sampling.topP);
+  w.u32(t.sampling.seed >>> 0);
+  w.u8(WIRES.indexOf(t.wire)).u32(t.cols).u32(t.steps.length);
+  for (const s of t.steps) {
+    w.u16(s.chunks.length);
+    for (const c of s.chunks) w.u32(c);
+    const T = s.chunks.reduce((a, b) => a + b, 0);
+    if (t.cols === 0) {
+      const ids = s.ids ?? new Int32Array(0);
+      if (ids.length !== T) throw new RangeError('transcript step: ids do not match the chunks');
+      const dv = new DataView(new ArrayBuffer(4 * T));
+      for (let i = 0; i < T; i++) dv.setInt32(4 * i, ids[i]!);
+      w.fixed(new Uint8Array(dv.buffer), 4 * T);
+    } else {
+      const h = s.hidden ?? new Float32Array(0);
+      if (h.length !== T * t.cols) throw new RangeError('transcript step: hidden does not match the chunks');
+      const dv = new DataView(new ArrayBuffer(4 * h.length));
+      for (let i = 0; i < h.length; i++) dv.setFloat32(4 * i, h[i]!, true);
+      w.fixed(new Uint8Array(dv.buffer), 4 * h.length);
+    }
+  }
+  return w.finish();
+}
+
+/** Strict decode with bounds (hop index, width, steps, positions up to maxLen); RPC_MALFORMED otherwise. */
+export function decodeTranscript(b: Uint8Array): HopTranscript {
+  try {
+    const r = new Reader(b);
+    if (r.u8() !== 1) throw new DecodeError('version');
+    const requestId = r.fixed(32);
+    const index = r.u8();
+    const count = r.u8();
+    if (count < 1 || count > MAX_HOPS || index >= count) throw new DecodeError('hop index/count');
+    const inCommit = r.fixed(32);
+    const outCommit = r.fixed(32);
+    const span = { start: r.u32(), end: r.u32() };
+    if (!(span.start < span.end)) throw new DecodeError('span');
+    const modelHash = r.str(MAX_MODEL_HASH_CHARS);
+    const engine = r.str(MAX_ENGINE_CHARS);
+    const claimSignature = r.fixed(64);
+    const maxLen = r.u32();
+    const f64 = (): number => new DataView(r.fixed(8).slice().buffer).getFloat64(0);
+    const temperature = f64();
+    const topK = r.u32();
+    const topP = f64();
+    const seed = r.u32();
+    if (!Number.isFinite(temperature) || temperature < 0 || !Number.isFinite(topP) || topP < 0 || topP > 1) throw new DecodeError('sampling');
+    const wire = WIRES[r.u8()];
+    if (wire === undefined) throw new DecodeError('wire dtype');
+    const cols = r.u32();
+    if (cols > 0xffff) throw new DecodeError('width');
+    const n = r.u32();
+    if (n > MAX_STEPS) throw new DecodeError('too many steps');
+    const steps: TranscriptStep[] = [];
+    let positions = 0;
+    for (let i = 0; i < n; i++) {
+      const k = r.u16();
+      if (k < 1 || k > MAX_CHUNKS) throw new DecodeError('chunk count');
+      const chunks: number[] = [];
+      for (let j = 0; j < k; j++) chunks.push(r.u32());
+      const T = chunks.reduce((a, c) => a + c, 0);
+      positions += T;
+      if (chunks.some((c) => c < 1) || positions > maxLen) throw new DecodeError('positions beyond max length');
+      if (cols === 0) {
+        const dv = new DataView(r.fixed(4 * T).slice().buffer);
+        const ids = new Int32Array(T);
+        for (let j = 0; j < T; j++) ids[j] = dv.getInt32(4 * j);
+        steps.push({ chunks, ids });
+      } else {
+        const dv = new DataView(r.fixed(4 * T * cols).slice().buffer);
+        const hidden = new Float32Array(T * cols);
+        for (let j = 0; j < hidden.length; j++) hidden[j] = dv.getFloat32(4 * j, true);
+        steps.push({ chunks, hidden });
+      }
+    }
+    r.end();
+    return { requestId, index, count, inCommit, outCommit, claim: { span, modelHash, engine }, claimSignature, maxLen, sampling: { temperature, topK, topP, seed }, wire, cols, steps };
+  } catch (e) {
+    if (e instanceof DecodeError || e instanceof RangeError) throw malformed(e.message);
+    throw e;
+  }
+}
+
+const raw: MessageCodec<Uint8Array> = { encode: (v) => v, decode: (b) => b };
+
+/** A validator fetches a hop's transcript for (market request, hop index). Re-execution is costly: few at a time. */
+export const hopTranscript: UnaryMethod<Uint8Array, Uint8Array> = {
+  name: 'hop-transcript',
+  version: '1.0.0',
+  kind: 'unary',
+  request: raw,
+  response: raw,
+  maxRequestBytes: 64,
+  maxResponseBytes: MAX_TRANSCRIPT_BYTES,
+  timeoutMs: 30_000,
+  maxInboundStreams: 2,
+  maxConcurrent: 8,
+  maxConcurrentPerPeer: 2,
+  requestReadMs: 5_000,
+  validateRequest: (b) => void decodeTranscriptRequest(b),
+};
+
+/** Serves the store's sealed transcripts (TRANSCRIPT_GONE when it has none for the key: expired, evicted, never kept). */
+export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore): Promise<void> {
+  await rpc.handle(hopTranscript, (req: Uint8Array) => {
+    const q = decodeTranscriptRequest(req);
+    const t = store.get(q.requestId, q.index);
+    if (t === undefined) throw new TranscriptGoneError();
+    return encodeTranscript(t);
+  });
+}
+
+export class TranscriptGoneError extends NeuroShardError {
+  constructor() {
+    super('TRANSCRIPT_GONE', 'hop-transcript: no transcript kept for this request and hop', { fault: 'local' });
+  }
+}
+
+/** Fetches and decodes hop `index`'s transcript for `requestId` from `peer`; the peer's key must be the hop's. */
+export async function fetchTranscript(rpc: RpcNode, peer: string, requestId: Uint8Array, index: number, signal?: AbortSignal): Promise<HopTranscript> {
+  publicKeyFromPeerId(peer); // a peer id without a key cannot be a hop
+  const bytes = await rpc.call(peer, hopTranscript, encodeTranscriptRequest(requestId, index), signal === undefined ? {} : { signal });
+  return decodeTranscript(bytes);
+}
+
+// ───────────────────────────── re-execution ─────────────────────────────
+
+/** The input commitment of a transcript's steps (exact: the v2 chain binds every step's full tensor). */
+export function inputCommitment(t: HopTranscript): Uint8Array {
+  const c = new RunningCommitment();
+  for (const s of t.steps) {
+    if (t.cols === 0) c.tokens(s.ids ?? [], s.chunks);
+    else c.hidden(s.hidden ?? new Float32Array(0), t.cols, s.chunks);
+  }
+  return c.value;
+}
+
+let reexecutions = 0;
+
+/**
+ * Re-runs a transcript's session on `compute` (the validator's own worker, same span): opens a session with the
+ * transcript's length and sampling, steps through its inputs in order, and commits to the outputs exactly as the hop
+ * did (hidden states through the same wire dtype; sampled ids one per chunk). Returns the output commitment and its
+ * opening (the per-step top-k records, for the cross-engine comparison). Closes the session whatever happens.
+ */
+export async function reexecute(compute: HopCompute, t: HopTranscript, signal: AbortSignal, timeoutMs = 120_000): Promise<{ outCommit: Uint8Array; opening: (TopKStep | { tokens: Uint32Array })[]; outputs: Float32Array[] }> {
+  const id = `validate-${process.pid}-${++reexecutions}-${createHash('sha256').update(t.requestId).digest('hex').slice(0, 8)}`;
+  const linked = linkSignals(AbortSignal.timeout(timeoutMs), signal);
+  const out = new RunningCommitment(true);
+  const outputs: Float32Array[] = [];
+  await compute.open(id, t.maxLen, t.sampling);
+  try {
+    for (const s of t.steps) {
+      const r = await compute.step(id, { chunks: [...s.chunks], ...(s.ids === undefined ? {} : { ids: Int32Array.from(s.ids) }), ...(s.hidden === undefined ? {} : { hidden: Float32Array.from(s.hidden) }) }, linked.signal);
+      if (r.tokens !== undefined) out.tokens(r.tokens, s.chunks.map(() => 1));
+      else if (r.hidden !== undefined) {
+        const T = s.chunks.reduce((a, b) => a + b, 0);
+        const C = compute.hiddenSize;
+        const sent = activationTensor(r.hidden, [T, C], t.wire);
+        const values = sent.dtype === 'fp32' ? r.hidden : toFloat32(sent);
+        outputs.push(values);
+        out.hidden(values, C, s.chunks);
+      } else throw new RangeError('re-execution: the step gave no output');
+    }
+  } finally {
+    linked.dispose();
+    await compute.close(id).catch(() => undefined);
+  }
+  return { outCommit: out.value, opening: out.opening ?? [], outputs };
+}

@@ -1,0 +1,261 @@
+/**
+ * The validator role (issue 11 §2 "Inference"; docs/ECONOMICS.md "Inference: validators re-execute and slash"): a
+ * node holding a span re-executes a random sample of other hops' sessions on that span from their committed inputs,
+ * and has a hop whose outputs do not match slashed.
+ *
+ * 1. **Sampling.** For every market completion it sees, a validator samples hop i when
+ *    SHA-256("neuroshard/validate/v1" ‖ receipt signature ‖ u8 i ‖ validator key) read as a fraction is below its
+ *    rate (`--validation-rate`, default VALIDATION_RATE_DEFAULT). The receipt's signature is the requester's and
+ *    exists only after every hop signed, so no hop knows in advance whether, or by whom, it will be checked.
+ * 2. **Check** (`check`): fetch the hop's transcript (hop-transcript.ts), verify its signed claim and that its inputs
+ *    commit to the hop's signed inCommit (exact: the v2 chain binds the full tensors), skip unless the claim names
+ *    this node's span, weights (model hash) and engine, re-execute, and compare output commitments. Equal: the hop is
+ *    honest. Different on the same engine and weights: fraud, and the validator signs a statement (fraud.ts).
+ * 3. **Quorum.** One statement slashes nobody. The validator asks other holders of the span to re-execute the same
+ *    hop (`hop-fraud-check/1.0.0`); each that also disagrees answers its own signed statement. With HOP_FRAUD_QUORUM
+ *    statements it submits the slash (evidence type hop-fraud). A validator that lies cannot slash alone, and an
+ *    honest holder re-executes before it signs.
+ *
+ * Tolerance: the comparison is exact, so a validator judges only hops that claim its own engine (deterministic
+ * kernels: bit-equal outputs on the same engine, weights and chunks). Across engines the top-k opening and
+ * `verifyStep` with CROSS_ENGINE_TOLERANCE (ledger/commitment.ts) are the rule; that path is not wired yet (the hop
+ * is skipped: docs/LIMITS.md).
+ */
+import { createHash } from 'node:crypto';
+import { peerIdFromPublicKey, verifyDomain, type NodeKey } from '../identity/index.js';
+import { DecodeError, Reader, Writer } from '../ledger/codec.js';
+import { decodeEvent, EVENT_DOMAIN, EventKind, HOP_COMMITMENT_DOMAIN, hopCommitmentPayload, MAX_EVENT_BYTES, type LedgerEvent, type MarketCompleteBody } from '../ledger/events.js';
+import { encodeFraudRecord, FRAUD_STATEMENT_DOMAIN, HOP_FRAUD_QUORUM, signFraudStatement, statementPayload, TRANSCRIPT_DOMAIN, transcriptPayload, type FraudStatement } from '../ledger/fraud.js';
+import { bytesEqual } from '../util/bytes.js';
+import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
+import { silentLogger, type Logger } from '../util/logger.js';
+import { fetchTranscript, inputCommitment, reexecute, type HopTranscript } from './hop-transcript.js';
+import type { HopCompute, Span } from './inference.js';
+import type { MessageCodec, UnaryMethod } from './rpc/method.js';
+import type { RpcNode } from './rpc/service.js';
+
+export const VALIDATE_DOMAIN = 'neuroshard/validate/v1';
+/** Default share of other hops' sessions a validator re-executes (1 in 20). */
+export const VALIDATION_RATE_DEFAULT = 0.05;
+
+/** Whether `validator` samples hop `index` of the completion whose receipt carries `receiptSignature`. */
+export function isSampled(receiptSignature: Uint8Array, index: number, validator: Uint8Array, rate: number): boolean {
+  if (!(rate > 0)) return false;
+  if (rate >= 1) return true;
+  const d = createHash('sha256').update(VALIDATE_DOMAIN).update(receiptSignature).update(new Uint8Array([index])).update(validator).digest();
+  return d.readUInt32BE(0) / 2 ** 32 < rate;
+}
+
+export type Verdict =
+  | { status: 'match'; index: number }
+  | { status: 'fraud'; index: number; statement: FraudStatement; transcript: HopTranscript }
+  | { status: 'skip'; index: number; reason: string };
+
+export interface HopValidatorDeps {
+  networkId: string;
+  key: NodeKey;
+  rpc: RpcNode;
+  /** This node's span math (the same worker as its hop server): span(), and re-execution sessions. */
+  compute: HopCompute;
+  /** This node's weights for its span and its engine (the same strings its hop server claims). */
+  claim(): Promise<{ modelHash: string; engine: string }>;
+  /** Peers holding `span` (heartbeats), asked to co-check a fraud. */
+  holders(span: Span): string[];
+  /** Signs and submits the slash event (evidence: [completion event, fraud record]); resolves when the ledger took it. */
+  submitSlash(evidence: [Uint8Array, Uint8Array]): Promise<void>;
+  rate: number;
+  /** Deadline of one hop's check (fetch and re-execution). */
+  timeoutMs?: number;
+  log?: Logger;
+}
+
+/** Most completions waiting for validation; more are dropped (validation is best effort, sampling is the rule). */
+export const MAX_VALIDATION_QUEUE = 32;
+
+export class HopValidator {
+  readonly stats = { sampled: 0, matched: 0, frauds: 0, skipped: 0, slashes: 0, coChecks: 0, dropped: 0 };
+  private queue: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+  private readonly log: Logger;
+
+  constructor(private readonly d: HopValidatorDeps) {
+    this.log = d.log ?? silentLogger;
+  }
+
+  /**
+   * A completion this node saw (its ledger applied it): validates the sampled hops, one completion at a time, and
+   * submits a slash when a quorum agrees on a fraud. Resolves with the verdicts (tests, logs).
+   */
+  onCompletion(bytes: Uint8Array, signal: AbortSignal): Promise<Verdict[]> {
+    if (this.pending >= MAX_VALIDATION_QUEUE) {
+      this.stats.dropped++;
+      return Promise.resolve([]);
+    }
+    this.pending++;
+    const run = this.queue.then(() => this.validate(bytes, signal)).finally(() => this.pending--);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async validate(bytes: Uint8Array, signal: AbortSignal): Promise<Verdict[]> {
+    const c = decodeEvent(bytes);
+    if (c.body.kind !== EventKind.MarketComplete) return [];
+    const b = c.body;
+    const out: Verdict[] = [];
+    for (let i = 0; i < b.hops.length; i++) {
+      if (bytesEqual(b.hops[i]!.key, this.d.key.publicKey)) continue;
+      if (!isSampled(b.receiptSignature, i, this.d.key.publicKey, this.d.rate)) continue;
+      this.stats.sampled++;
+      const v = await this.check(c as LedgerEvent<MarketCompleteBody>, i, signal);
+      out.push(v);
+      if (v.status === 'fraud') await this.prosecute(c as LedgerEvent<MarketCompleteBody>, v, signal);
+    }
+    return out;
+  }
+
+  /** Re-executes hop `index` of a completion; never throws (a failure is a skip with its reason). */
+  async check(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal): Promise<Verdict> {
+    const v = await this.checkInner(c, index, signal).catch((e: unknown): Verdict => ({ status: 'skip', index, reason: e instanceof NeuroShardError ? e.code : errorMessage(e) }));
+    if (v.status === 'match') this.stats.matched++;
+    else if (v.status === 'fraud') this.stats.frauds++;
+    else this.stats.skipped++;
+    if (v.status !== 'match') this.log.info('hop validation', { index, status: v.status, ...(v.status === 'skip' ? { reason: v.reason } : {}) });
+    return v;
+  }
+
+  private async checkInner(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal): Promise<Verdict> {
+    const skip = (reason: string): Verdict => ({ status: 'skip', index, reason });
+    const b = c.body;
+    const hop = b.hops[index];
+    if (hop === undefined) return skip('NO_SUCH_HOP');
+    const mine = this.d.compute.span();
+    if (mine === undefined) return skip('NOT_SERVING');
+    const t = await fetchTranscript(this.d.rpc, peerIdFromPublicKey(hop.key), b.requestId, index, signal);
+    // the transcript must be the one the hop signed for this completion, and its inputs the committed ones
+    if (t.index !== index || t.count !== b.hops.length || !bytesEqual(t.requestId, b.requestId) || !bytesEqual(t.inCommit, hop.inCommit) || !bytesEqual(t.outCommit, hop.outCommit)) return skip('TRANSCRIPT_NOT_THIS_HOP');
+    if (!verifyDomain(hop.key, TRANSCRIPT_DOMAIN, transcriptPayload(this.d.networkId, b.requestId, index, b.hops.length, hop.inCommit, hop.outCommit, t.claim), t.claimSignature)) return skip('TRANSCRIPT_BAD_SIGNATURE');
+    if (!bytesEqual(inputCommitment(t), hop.inCommit)) return skip('TRANSCRIPT_INPUT_MISMATCH');
+    const me = await this.d.claim();
+    if (t.claim.span.start !== mine.start || t.claim.span.end !== mine.end) return skip('OTHER_SPAN');
+    if (t.claim.modelHash !== me.modelHash) return skip('OTHER_WEIGHTS');
+    if (t.claim.engine !== me.engine) return skip('OTHER_ENGINE');
+    if ((t.cols === 0) !== (mine.start === 0) || (t.cols !== 0 && t.cols !== this.d.compute.hiddenSize)) return skip('TRANSCRIPT_SHAPE');
+    const r = await reexecute(this.d.compute, t, signal, this.d.timeoutMs);
+    if (bytesEqual(r.outCommit, hop.outCommit)) return { status: 'match', index };
+    const statement = signFraudStatement(this.d.key, this.d.networkId, c.id, index, t.claim.modelHash, hop.outCommit, r.outCommit);
+    return { status: 'fraud', index, statement, transcript: t };
+  }
+
+  /** Collects co-statements from other holders of the span until the quorum, then submits the slash. */
+  private async prosecute(c: LedgerEvent<MarketCompleteBody>, v: Extract<Verdict, { status: 'fraud' }>, signal: AbortSignal): Promise<void> {
+    const hop = c.body.hops[v.index]!;
+    const statements = [v.statement];
+    const hopPeer = peerIdFromPublicKey(hop.key);
+    for (const peer of this.d.holders(v.transcript.claim.span)) {
+      if (statements.length >= HOP_FRAUD_QUORUM) break;
+      if (peer === hopPeer || peer === peerIdFromPublicKey(this.d.key.publicKey)) continue;
+      try {
+        const s = decodeStatement(await this.d.rpc.call(peer, hopFraudCheck, encodeCoCheck(c.bytes, v.index), { signal }));
+        if (statements.some((x) => bytesEqual(x.validator, s.validator))) continue;
+        // a co-statement counts only if it verifies for this completion, hop, weights and output
+        if (bytesEqual(s.recomputed, hop.outCommit)) continue;
+        if (!verifyDomain(s.validator, FRAUD_STATEMENT_DOMAIN, statementPayload(this.d.networkId, c.id, v.index, v.transcript.claim.modelHash, hop.outCommit, s.recomputed), s.signature)) continue;
+        statements.push(s);
+      } catch (e) {
+        this.log.info('a co-check was not given', { peer, error: errorMessage(e) });
+      }
+    }
+    if (statements.length < HOP_FRAUD_QUORUM) {
+      this.log.warn('hop fraud without a quorum: not slashed', { index: v.index, statements: statements.length });
+      return;
+    }
+    const record = encodeFraudRecord({ index: v.index, claim: v.transcript.claim, claimSignature: v.transcript.claimSignature, statements });
+    try {
+      await this.d.submitSlash([c.bytes, record]);
+      this.stats.slashes++;
+    } catch (e) {
+      this.log.warn('the hop-fraud slash was refused', { error: errorMessage(e) });
+    }
+  }
+
+  /** Serves co-checks: another validator found a fraud; re-execute the hop ourselves and sign only if we agree. */
+  async serve(rpc: RpcNode): Promise<void> {
+    await rpc.handle(hopFraudCheck, async (req: Uint8Array, ctx) => {
+      const q = decodeCoCheck(req);
+      const c = verifiedCompletion(q.completion, this.d.networkId, q.index);
+      this.stats.coChecks++;
+      const v = await this.check(c, q.index, ctx.signal);
+      if (v.status === 'fraud') return encodeStatement(v.statement);
+      throw new NeuroShardError(v.status === 'match' ? 'OUTPUT_MATCHES' : 'CANNOT_VALIDATE', v.status === 'match' ? 'this validator re-executed the hop and got its output' : `this validator cannot judge the hop (${v.reason})`, { fault: 'local' });
+    });
+  }
+}
+
+/**
+ * The cheap checks on a completion named by a co-check: decodes, is kind 8 of this network, signed by its driver,
+ * and hop `index` exists and signed its commitment. Costs two signature checks, not a re-execution.
+ */
+export function verifiedCompletion(bytes: Uint8Array, networkId: string, index: number): LedgerEvent<MarketCompleteBody> {
+  let c: LedgerEvent;
+  try {
+    c = decodeEvent(bytes);
+  } catch (e) {
+    throw new PeerMisbehaviourError('RPC_MALFORMED', `hop-fraud-check: ${errorMessage(e)}`);
+  }
+  if (c.body.kind !== EventKind.MarketComplete || c.networkId !== networkId || !verifyDomain(c.signer, EVENT_DOMAIN, c.payload, c.signature)) throw new PeerMisbehaviourError('HOP_FRAUD_FORGED', 'hop-fraud-check: not a signed completion of this network');
+  const h = c.body.hops[index];
+  if (h === undefined || !verifyDomain(h.key, HOP_COMMITMENT_DOMAIN, hopCommitmentPayload(networkId, c.body.requestId, index, c.body.hops.length, h.inCommit, h.outCommit), h.signature)) throw new PeerMisbehaviourError('HOP_FRAUD_FORGED', 'hop-fraud-check: the hop did not sign this commitment');
+  return c as LedgerEvent<MarketCompleteBody>;
+}
+
+const raw: MessageCodec<Uint8Array> = { encode: (v) => v, decode: (b) => b };
+
+/** Request: u8 1 ‖ bytes completion event (u32 length, ≤ 8 KiB) ‖ u8 hop index. Answer: a statement (33 ‖ 32 ‖ 64 bytes). */
+export const hopFraudCheck: UnaryMethod<Uint8Array, Uint8Array> = {
+  name: 'hop-fraud-check',
+  version: '1.0.0',
+  kind: 'unary',
+  request: raw,
+  response: raw,
+  maxRequestBytes: MAX_EVENT_BYTES + 16,
+  maxResponseBytes: 1024,
+  timeoutMs: 150_000,
+  maxInboundStreams: 2,
+  maxConcurrent: 2,
+  maxConcurrentPerPeer: 1,
+  requestReadMs: 5_000,
+  validateRequest: (b) => void decodeCoCheck(b),
+};
+
+export function encodeCoCheck(completion: Uint8Array, index: number): Uint8Array {
+  return new Writer().u8(1).bytes(completion, MAX_EVENT_BYTES).u8(index).finish();
+}
+
+export function decodeCoCheck(b: Uint8Array): { completion: Uint8Array; index: number } {
+  try {
+    const r = new Reader(b);
+    if (r.u8() !== 1) throw new DecodeError('version');
+    const out = { completion: r.bytes(MAX_EVENT_BYTES), index: r.u8() };
+    r.end();
+    return out;
+  } catch (e) {
+    if (e instanceof DecodeError || e instanceof RangeError) throw new PeerMisbehaviourError('RPC_MALFORMED', `hop-fraud-check: ${e.message}`);
+    throw e;
+  }
+}
+
+export function encodeStatement(s: FraudStatement): Uint8Array {
+  return new Writer().fixed(s.validator, 33).fixed(s.recomputed, 32).fixed(s.signature, 64).finish();
+}
+
+export function decodeStatement(b: Uint8Array): FraudStatement {
+  try {
+    const r = new Reader(b);
+    const s = { validator: r.fixed(33), recomputed: r.fixed(32), signature: r.fixed(64) };
+    r.end();
+    return s;
+  } catch (e) {
+    if (e instanceof DecodeError || e instanceof RangeError) throw new PeerMisbehaviourError('RPC_MALFORMED', `hop-fraud-check answer: ${e.message}`);
+    throw e;
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Issue 11 §2 validator re-execution, the pure parts: the hop's transcript store (quotas, retention, sealing), the
+ * transcript wire codec and its bounds, the input commitment a validator recomputes (binds the full tensors), the
+ * sampling rule, and the fraud record codec.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { keyFromPrivate } from '../../../src/identity/index.js';
+import { RunningCommitment } from '../../../src/ledger/commitment.js';
+import { decodeFraudRecord, encodeFraudRecord, signFraudStatement } from '../../../src/ledger/fraud.js';
+import { decodeTranscript, encodeTranscript, inputCommitment, TranscriptStore, type HopTranscript } from '../../../src/protocols/hop-transcript.js';
+import { isSampled } from '../../../src/protocols/hop-validator.js';
+
+const C = 16;
+function transcript(steps: { chunks: number[]; hidden: Float32Array }[]): HopTranscript {
+  const inC = new RunningCommitment();
+  for (const s of steps) inC.hidden(s.hidden, C, s.chunks);
+  return {
+    requestId: new Uint8Array(32).fill(3),
+    index: 1,
+    count: 2,
+    inCommit: inC.value,
+    outCommit: new Uint8Array(32).fill(9),
+    claim: { span: { start: 2, end: 4 }, modelHash: 'ab'.repeat(32), engine: 'cpu' },
+    claimSignature: new Uint8Array(64).fill(1),
+    maxLen: 64,
+    sampling: { temperature: 0.7, topK: 40, topP: 0.9, seed: 12345 },
+    wire: 'f16',
+    cols: C,
+    steps,
+  };
+}
+const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => Math.random() * 2 - 1);
+
+describe('hop transcripts (issue 11 §2)', () => {
+  it('round-trips on the wire; the inputs recommit to the signed inCommit, and one changed value anywhere does not', () => {
+    const t = transcript([{ chunks: [5], hidden: rand(5 * C) }, { chunks: [1], hidden: rand(C) }, { chunks: [2, 1], hidden: rand(3 * C) }]);
+    const back = decodeTranscript(encodeTranscript(t));
+    assert.deepEqual(back, t);
+    assert.deepEqual(inputCommitment(back), t.inCommit);
+    // outside the top-k too: the v2 chain hashes every value (at half precision)
+    const s = back.steps[0]!.hidden!;
+    let min = 0;
+    for (let i = 1; i < C; i++) if (Math.abs(s[i]!) < Math.abs(s[min]!)) min = i;
+    s[min] = s[min]! + 0.01; // more than half precision at its magnitude
+    assert.notDeepEqual(inputCommitment(back), t.inCommit);
+  });
+
+  it('decoding refuses malformed transcripts (truncated, positions beyond max length, bad dtype or sampling)', () => {
+    const bytes = encodeTranscript(transcript([{ chunks: [4], hidden: rand(4 * C) }]));
+    for (const cut of [1, 10, 100, bytes.length - 1]) assert.throws(() => decodeTranscript(bytes.subarray(0, cut)), (e: unknown) => (e as { code?: string }).code === 'RPC_MALFORMED');
+    assert.throws(() => decodeTranscript(encodeTranscript({ ...transcript([{ chunks: [4], hidden: rand(4 * C) }]), maxLen: 3 })), /positions beyond/);
+    assert.throws(() => decodeTranscript(Uint8Array.of(...bytes, 0)), (e: unknown) => (e as { code?: string }).code === 'RPC_MALFORMED');
+  });
+
+  it('the store keeps a session within its quotas, seals what was signed, expires and evicts the oldest', () => {
+    let now = 0;
+    const store = new TranscriptStore({ maxBytes: 10_000, maxSessionBytes: 4_000, retentionMs: 1_000, maxEntries: 2 }, () => now);
+    const step = (n: number): { chunks: number[]; hidden: Float32Array } => ({ chunks: [n], hidden: rand(n * C) }); // 64 n + 4 bytes
+    const t0 = transcript([]);
+    // a session over its own quota is dropped (and gives its bytes back)
+    const big = store.open();
+    for (let i = 0; i < 70; i++) store.add(big, step(1));
+    assert.equal(big.dropped, true);
+    assert.equal(store.seal(big, t0), false);
+    assert.equal(store.usage().bytes, 0);
+    // sealed sessions are served by (request, index); a step after sealing does not change what was sealed
+    const a = store.open();
+    store.add(a, step(2));
+    assert.equal(store.seal(a, { ...t0, requestId: new Uint8Array(32).fill(1) }), true);
+    store.add(a, step(1));
+    assert.equal(store.get(new Uint8Array(32).fill(1), 1)?.steps.length, 1);
+    store.release(a);
+    assert.equal(store.usage().bytes, 132);
+    // entries beyond maxEntries evict the oldest
+    for (const k of [2, 3]) {
+      const s = store.open();
+      store.add(s, step(1));
+      store.seal(s, { ...t0, requestId: new Uint8Array(32).fill(k) });
+      store.release(s);
+    }
+    assert.equal(store.get(new Uint8Array(32).fill(1), 1), undefined);
+    assert.equal(store.usage().entries, 2);
+    // retention
+    now = 5_000;
+    assert.equal(store.get(new Uint8Array(32).fill(3), 1), undefined);
+    assert.deepEqual(store.usage(), { entries: 0, bytes: 0 });
+  });
+
+  it('sampling is deterministic per (receipt, hop, validator) and close to the rate', () => {
+    const v = keyFromPrivate(randomBytes(32)).publicKey;
+    let hits = 0;
+    const n = 4000;
+    for (let i = 0; i < n; i++) {
+      const sig = new Uint8Array(randomBytes(64));
+      const s = isSampled(sig, 1, v, 0.1);
+      assert.equal(isSampled(sig, 1, v, 0.1), s);
+      if (s) hits++;
+    }
+    assert.ok(hits > n * 0.07 && hits < n * 0.13, `${hits} of ${n}`);
+    assert.equal(isSampled(new Uint8Array(64), 0, v, 0), false);
+    assert.equal(isSampled(new Uint8Array(64), 0, v, 1), true);
+  });
+
+  it('fraud records round-trip and refuse trailing bytes or too many statements', () => {
+    const k = keyFromPrivate(randomBytes(32));
+    const s = signFraudStatement(k, 'net', new Uint8Array(32), 1, 'mh', new Uint8Array(32), new Uint8Array(32).fill(5));
+    const r = { index: 1, claim: { span: { start: 2, end: 4 }, modelHash: 'mh', engine: 'cpu' }, claimSignature: new Uint8Array(64).fill(2), statements: [s, s] };
+    assert.deepEqual(decodeFraudRecord(encodeFraudRecord(r)), r);
+    assert.throws(() => decodeFraudRecord(Uint8Array.of(...encodeFraudRecord(r), 0)));
+    assert.throws(() => decodeFraudRecord(encodeFraudRecord({ ...r, statements: Array.from({ length: 9 }, () => s) })));
+  });
+});
