@@ -86,6 +86,17 @@ export interface OuterSyncOptions {
   log?: Logger;
   /** Polling period while waiting for peers (ms). Default 250. */
   pollMs?: number;
+  /**
+   * Gauntlet over the network (`--aggregator gauntlet`): the loss of our layout's flat parameters on the held-out
+   * batch of `round`. Each holder scores every contribution to a layer itself: the held-out loss with only that
+   * layer moved to θ_start − Δ_i, against the loss at θ_start. Holders agree without talking because the inputs are
+   * the same on every holder: θ_start (bit-identical after the last round), the contributions (the ones the round
+   * included) and the batch (the caller fixes it by the round number, not by the node). A holder whose scores tip the
+   * other way (another engine's rounding, a borderline Δ) ends with another hash and takes the majority's state in
+   * the hash vote. Undefined: this node cannot score (a partial holder: the loss needs the whole model), and
+   * 'gauntlet' aggregates as the default trimmed mean.
+   */
+  heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
 }
 
 /** Closed rounds whose hashes a node keeps for the hash exchange. */
@@ -213,6 +224,7 @@ export class OuterSync {
     this.byId = new Map(this.layers.map((l) => [l.id, l]));
     this.log = o.log ?? silentLogger;
     this.pollMs = o.pollMs ?? 250;
+    if (o.aggregator === 'gauntlet' && o.heldOutLoss === undefined) this.log.warn('--aggregator gauntlet needs the whole model to score contributions; this node\'s layers aggregate with trimmed-mean');
   }
 
   get round(): number {
@@ -401,7 +413,7 @@ export class OuterSync {
       }
       const box = this.inbox.get(l.id)!;
       const contribs = included.get(l.id)!.map((id) => ({ id, delta: box.get(id)! }));
-      const a = aggregate(this.o.aggregator, contribs, l.size);
+      const a = await this.aggregateLayer(round, l, contribs, signal);
       records[l.id] = a.record;
       accepted += a.record.used;
       rejected += a.record.rejected;
@@ -435,6 +447,41 @@ export class OuterSync {
   }
 
   // ---- internals ---------------------------------------------------------------------------------------------
+
+  /**
+   * One layer's aggregate. Gauntlet scores each contribution on the round's held-out batch first (heldOutLoss):
+   * loss(θ_start with this layer at θ_start − Δ_i) against loss(θ_start); contributions that do not lower it are
+   * rejected as 'harmful'. The scratch parameters pass through the inner model (a whole-model replica's worker); the
+   * caller of closeRound writes the round's result back after.
+   */
+  private async aggregateLayer(round: number, l: LayerRange, contribs: { id: string; delta: Float32Array }[], signal: AbortSignal): Promise<ReturnType<typeof aggregate>> {
+    if (this.o.aggregator !== 'gauntlet') return aggregate(this.o.aggregator, contribs, l.size);
+    const score = this.o.heldOutLoss;
+    if (score === undefined) return aggregate('trimmed-mean', contribs, l.size);
+    // [layout.size]: θ_start of every held layer; this layer's range is overwritten per candidate
+    const scratch = this.params.slice();
+    for (const x of this.layers) scratch.set(this.diloco.startOf(x), x.offset);
+    const start = this.diloco.startOf(l);
+    const view = scratch.subarray(l.offset, l.offset + l.size);
+    const losses = new Map<Float32Array, number>();
+    let baseLoss: number;
+    try {
+      baseLoss = await score(round, scratch, signal);
+      for (const c of contribs) {
+        if (c.delta.length !== l.size) continue; // the aggregator rejects it as wrong_size
+        for (let i = 0; i < l.size; i++) view[i] = start[i]! - c.delta[i]!;
+        losses.set(c.delta, await score(round, scratch, signal));
+        view.set(start);
+      }
+    } catch (e) {
+      if (signal.aborted) throw new AbortedError('stopped during the outer sync');
+      // no held-out batch here (corpus unavailable): this round's layer as the default; the hash vote settles it
+      this.log.warn('gauntlet could not score; this layer aggregates with trimmed-mean this round', { round, layer: l.id, error: errorMessage(e) });
+      return aggregate('trimmed-mean', contribs, l.size);
+    }
+    this.log.debug('gauntlet scores', { round, layer: l.id, baseLoss, losses: contribs.map((c) => `${c.id.slice(-6)}:${losses.get(c.delta)?.toFixed(5) ?? 'n/a'}`) });
+    return aggregate('gauntlet', contribs, l.size, { baseLoss, lossAfter: (d) => losses.get(d) ?? Number.NaN });
+  }
 
   private peers(): string[] {
     const s = new Set<string>();
