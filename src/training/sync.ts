@@ -52,6 +52,8 @@ export interface PeerTrainingStatus {
   members: string[];
   /** State hashes of its last closed rounds (newest last, at most STATUS_HISTORY). */
   closed: { round: number; hashes: Record<string, string> }[];
+  /** The round it entered the outer rounds at (0: it started them); absent before it entered, and from older nodes. */
+  entered?: number;
 }
 
 export interface LayerState {
@@ -116,6 +118,8 @@ export interface LastRoundReport {
   repaired: string[];
   /** The round's members (any layer, ourselves included): holders counted for the quorum and the hash vote. */
   members: string[];
+  /** Members the round did not wait for: still entering the rounds at its start (a joiner, a restarted node). */
+  waived: string[];
   syncMs: number;
 }
 
@@ -206,6 +210,8 @@ export class OuterSync {
   private innerSteps = 0;
   private refusedThisRound: { from: string; code: string }[] = [];
   private entering: Promise<void> | undefined;
+  /** The round this node entered the outer rounds at (−1 before). */
+  private enteredAt = -1;
   private last: LastRoundReport | null = null;
   /**
    * Round membership: holders that answered the status RPC train; holders that do not speak it (`--no-train`) are
@@ -214,6 +220,8 @@ export class OuterSync {
    */
   private readonly trainers = new Set<string>();
   private readonly nonTrainers = new Set<string>();
+  /** Each peer's last status answer and when (the boundary's waived holders: those last seen entering). */
+  private readonly lastStatus = new Map<string, { at: number; status: PeerTrainingStatus }>();
   bytesSent = 0;
   bytesReceived = 0;
 
@@ -239,7 +247,13 @@ export class OuterSync {
   status(): PeerTrainingStatus {
     const members = new Set<string>();
     for (const s of this.states.values()) for (const h of s.holders) members.add(h);
-    return { round: this.roundNo, phase: this.phase, members: [...members].sort(), closed: this.closed.map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })) };
+    return {
+      round: this.roundNo,
+      phase: this.phase,
+      members: [...members].sort(),
+      closed: this.closed.map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })),
+      ...(this.enteredAt < 0 ? {} : { entered: this.enteredAt }),
+    };
   }
 
   stats(): SyncStats {
@@ -321,6 +335,8 @@ export class OuterSync {
       const answered = statuses.size + peers.filter((p) => this.nonTrainers.has(p)).length;
       const unanswered = peers.length > 0 && answered < peers.length && this.o.clock.now() < until - 4 * this.o.round.syncTimeoutMs;
       if (ahead.length === 0 && !unanswered) {
+        // nobody is ahead: the holders start round 0 together, and wait for each other
+        this.enteredAt = 0;
         this.begin(0);
         return;
       }
@@ -332,7 +348,9 @@ export class OuterSync {
       const target = [...tally.entries()].sort((x, y) => y[1] - x[1] || y[0] - x[0])[0]?.[0] ?? -1;
       // round r starts from the state after round r − 1 (round −1: the state a node entered round 0 with)
       if (counted.length > 0 && (await this.adopt(target - 1, statuses, signal))) {
-        this.begin(target);
+        this.enteredAt = target;
+        // the holders do not wait for us in the round we enter (nor count our Δ): we listen to it
+        this.begin(target, new Set([this.o.self, ...this.notWaited(target, -Infinity, new Set())]));
         return;
       }
       if (this.o.clock.now() > until) throw new SyncError('no holder counted this node in a round before the entry deadline');
@@ -364,13 +382,22 @@ export class OuterSync {
     const deadline = now + this.o.round.syncTimeoutMs;
     for (const c of contributions) {
       const s = this.states.get(c.layer)!;
+      // the round we entered at we only listen to: our Δ is neither counted nor sent
+      if (s.waived.includes(this.o.self)) continue;
       // our own Δ counts as received
       const r = roundReceive(s, round, this.o.self, now);
       this.states.set(c.layer, r.state);
       const m = this.inbox.get(c.layer) ?? new Map<string, Float32Array>();
       m.set(this.o.self, c.sent);
       this.inbox.set(c.layer, m);
-      for (const peer of s.holders) if (peer !== this.o.self) sends.push(this.sendUntil(peer, round, c.layer, c.n, c.payload, deadline, signal));
+      for (const peer of s.holders) {
+        if (peer === this.o.self) continue;
+        const sent = this.sendUntil(peer, round, c.layer, c.n, c.payload, deadline, signal);
+        // a listener (waived: still entering) gets our Δ when it is ready, up to the deadline; the round does not
+        // wait for its delivery either
+        if (!s.waived.includes(peer)) sends.push(sent);
+        else void sent.catch(() => {});
+      }
     }
     // collect until every layer closed (all holders in, or the deadline)
     const outcomes: Record<string, 'closed' | 'abandoned' | 'alone'> = {};
@@ -422,13 +449,15 @@ export class OuterSync {
     this.diloco.finishRound(aggregated, keepLocal);
     const late = [...new Set([...this.states.values()].flatMap((s) => s.late))].sort();
     const members = [...new Set([...this.states.values()].flatMap((s) => s.holders))].sort();
+    const waived = [...new Set([...this.states.values()].flatMap((s) => s.waived))].sort();
     const closed = this.snapshot(round);
     // hash exchange: the majority's state wins
     const repaired = await this.agree(round, closed, signal);
     await this.o.inner.setParams(this.params);
     await Promise.allSettled(sends);
-    // holders not known to train yet (new in the view, or `--no-train` so far): asked once per boundary
-    const unknown = this.peers().filter((p) => !this.trainers.has(p));
+    // holders not known to train yet (new in the view, or `--no-train` so far), and holders not heard from during
+    // this close (a joiner, a restarted node: are they still entering? begin() waives them): asked once per boundary
+    const unknown = this.peers().filter((p) => !this.trainers.has(p) || (this.lastStatus.get(p)?.at ?? -Infinity) < t0);
     if (unknown.length > 0) await this.statuses(unknown, signal, 5_000);
     this.last = {
       round,
@@ -440,9 +469,10 @@ export class OuterSync {
       late,
       repaired,
       members,
+      waived,
       syncMs: this.o.clock.now() - t0,
     };
-    this.begin(round + 1);
+    this.begin(round + 1, this.notWaited(round + 1, t0, new Set([...this.states.values()].flatMap((s) => Object.keys(s.received)))));
     return this.last;
   }
 
@@ -498,7 +528,9 @@ export class OuterSync {
       await Promise.all(
         peers.map(async (p) => {
           try {
-            out.set(p, await this.o.transport.status(p, sig));
+            const st = await this.o.transport.status(p, sig);
+            out.set(p, st);
+            this.lastStatus.set(p, { at: this.o.clock.now(), status: st });
             this.trainers.add(p);
             this.nonTrainers.delete(p);
           } catch (e) {
@@ -523,7 +555,23 @@ export class OuterSync {
   }
 
   /** Starts round `r` from the params in `this.params` (θ_start), with the holders of each layer at this boundary. */
-  private begin(r: number): void {
+  /**
+   * Holders round `round` does not wait for (rounds.ts `waived`): those last seen entering the rounds or that entered
+   * at this round (a joiner: every holder names it alike, whether it asked before or after the joiner's entry), and
+   * those not heard from since `since` that did not contribute to the round before (`contributed`; a node that died
+   * and may be restarting, a holder new in the view). A busy holder that contributed last round is still waited for.
+   */
+  private notWaited(round: number, since: number, contributed: ReadonlySet<string>): Set<string> {
+    const out = new Set<string>();
+    for (const p of this.peers()) {
+      const st = this.lastStatus.get(p);
+      const entering = st?.status.phase === 'entering' || (st?.status.entered ?? -1) >= round;
+      if (entering || ((st?.at ?? -Infinity) < since && !contributed.has(p))) out.add(p);
+    }
+    return out;
+  }
+
+  private begin(r: number, notWaited: ReadonlySet<string> = new Set()): void {
     this.log.debug('round begins', { round: r });
     this.roundNo = r;
     this.diloco.startRound();
@@ -532,7 +580,10 @@ export class OuterSync {
     this.refusedThisRound = [];
     for (const l of this.layers) {
       const holders = this.members(l.id);
-      const s = startRound(this.o.round, r, holders, '');
+      // holders last seen entering the rounds are members the round does not wait for (rounds.ts): a join does not
+      // stall the members
+      const waived = holders.filter((h) => notWaited.has(h));
+      const s = startRound(this.o.round, r, holders, '', waived);
       this.states.set(l.id, s);
       // contributions that arrived early, from this round's holders
       const early = this.early.get(l.id);
@@ -596,7 +647,9 @@ export class OuterSync {
   private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<string[]> {
     // every holder of this round votes, contributor or not (a holder that missed the deadline, or one that ran ahead
     // alone, learns here that the others applied another step); one that stops answering is not waited for
-    const others = [...new Set([...this.states.values()].flatMap((s) => s.holders))].filter((p) => p !== this.o.self);
+    // (waived holders, which only listened, are no voters and are not waited for)
+    const skip = new Set([...this.states.values()].flatMap((s) => s.waived));
+    const others = [...new Set([...this.states.values()].flatMap((s) => s.holders))].filter((p) => p !== this.o.self && !skip.has(p));
     if (others.length === 0) return [];
     const reports = new Map<string, Record<string, string>>();
     const failures = new Map<string, number>();
@@ -621,7 +674,9 @@ export class OuterSync {
     const repaired: string[] = [];
     for (const l of this.layers) {
       const s = this.states.get(l.id)!;
-      const votes = [mine.stateHashes[l.id]!];
+      // a listener (our entry round) has no vote while the members have: it takes theirs
+      const listener = s.waived.includes(this.o.self);
+      const votes: string[] = [];
       const byHash = new Map<string, string[]>();
       for (const p of s.holders) {
         if (p === this.o.self) continue;
@@ -630,6 +685,7 @@ export class OuterSync {
         votes.push(h);
         byHash.set(h, [...(byHash.get(h) ?? []), p]);
       }
+      if (!listener || votes.length === 0) votes.unshift(mine.stateHashes[l.id]!);
       const win = majorityHash(votes)!;
       if (win === mine.stateHashes[l.id]) continue;
       // a busy holder may not answer at once: try its sources again until the deadline
