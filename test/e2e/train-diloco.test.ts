@@ -71,7 +71,8 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
       await waitFor(
         async () => {
           bodies = await seen();
-          return bodies.every((b) => b !== undefined && b.outerSync.lastRound !== null && b.outerSync.lastRound.round >= 2);
+          // bytesSent: a joiner has closed a round past its entry round (it only listens to that one, sending nothing)
+          return bodies.every((b) => b !== undefined && b.outerSync.lastRound !== null && b.outerSync.lastRound.round >= 2 && b.outerSync.bytesSent > 0);
         },
         { timeoutMs: 900_000, intervalMs: 2000, what: 'two closed outer rounds on every node' },
       );
