@@ -6,7 +6,10 @@
  * A node that trains wraps its inner stepper (the solo trainer in the compute worker today; a pipeline stage when
  * that lands) in a DiLoCoStepper: every H inner steps the outer round closes.
  */
+import { join } from 'node:path';
 import type { TrainingReport } from '../api/training.js';
+import { openCorpus, type Batch as DataBatch } from '../data/index.js';
+import { NEUROLLM_BATCH } from '../model/index.js';
 import type { ComputeClient } from '../compute/index.js';
 import { publicKeyFromPeerId, type NodeKey } from '../identity/index.js';
 import { ParamLayout } from '../model/layout.js';
@@ -65,6 +68,8 @@ export interface OuterSyncInit {
    * (node/training-receipts.ts); absent = no records (a node without a ledger).
    */
   receipts?: Pick<TrainingReceiptsInit, 'tokensPerContribution' | 'submit' | 'precheck' | 'collectMs' | 'pollMs'>;
+  /** Gauntlet's held-out loss (training/sync.ts); see workerHeldOutLoss. */
+  heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
 }
 
 /** The flat buffer of a compute worker's model as the outer sync's parameters. */
@@ -75,6 +80,44 @@ export function workerParams(compute: ComputeClient): InnerParams {
       await compute.run({ type: 'setParams', params: params.slice() });
     },
   };
+}
+
+/** Held-out batches Gauntlet scores on: GAUNTLET_HELD_OUT of them, the batch of round r is r mod their count. */
+export const GAUNTLET_HELD_OUT = 4;
+
+/**
+ * Gauntlet's held-out loss on a whole-model replica's compute worker (`--aggregator gauntlet`): the candidate
+ * parameters are written into the worker (the outer sync writes the round's result back after it aggregated) and
+ * the loss of the round's held-out batch is evaluated. `batches` must give every node the same batches (the corpus's
+ * stream of a fixed pseudo-node id: corpusHeldOut), so that holders score alike and keep the same contributions.
+ */
+export function workerHeldOutLoss(compute: ComputeClient, batches: () => Promise<readonly DataBatch[]>): (round: number, params: Float32Array, signal: AbortSignal) => Promise<number> {
+  return async (round, params, signal) => {
+    const bs = await batches();
+    if (bs.length === 0) throw new NeuroShardError('GAUNTLET_NO_DATA', 'no held-out batch to score contributions on', { fault: 'local' });
+    const b = bs[round % bs.length]!;
+    await compute.run({ type: 'setParams', params: params.slice() }, { signal });
+    return (await compute.run({ type: 'evalLoss', inputs: b.inputs.slice(), targets: b.labels.slice(), B: b.batchSize, T: b.seqLen }, { signal })).loss;
+  };
+}
+
+/**
+ * The held-out batches of a node's corpus: the first GAUNTLET_HELD_OUT batches of the stream the corpus assigns to the
+ * pseudo-node 'gauntlet-held-out' (seed 0), as scripts/experiments/diloco.mjs scores. The same on every node: the
+ * assignment depends on the corpus, the id and the seed only. Loaded once, on first use.
+ */
+export function corpusHeldOut(opts: Pick<NodeOptions, 'corpus' | 'dataDir'>, config: LlamaConfig, log: Logger): () => Promise<readonly DataBatch[]> {
+  let p: Promise<DataBatch[]> | undefined;
+  return () =>
+    (p ??= (async () => {
+      const corpus = await openCorpus(opts.corpus, { cacheDir: join(opts.dataDir, 'corpus'), logger: log });
+      const seqLen = Math.min(NEUROLLM_BATCH.seqLen, config.max_position_embeddings);
+      const stream = await corpus.trainStream({ nodeId: 'gauntlet-held-out', batchSize: NEUROLLM_BATCH.batchSize, seqLen, seed: 0 });
+      return Array.from({ length: GAUNTLET_HELD_OUT }, () => stream.next());
+    })().catch((e: unknown) => {
+      p = undefined; // tried again at the next round
+      throw e;
+    }));
 }
 
 /**
@@ -123,6 +166,7 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
     log,
     ...(i.pollMs === undefined ? {} : { pollMs: i.pollMs }),
     onClosed: (r) => receipts?.onClosed(r, sync.status().closed),
+    ...(i.heldOutLoss === undefined ? {} : { heldOutLoss: i.heldOutLoss }),
   });
   if (i.receipts !== undefined) {
     receipts = await startTrainingReceipts({ rpc: i.rpc, key: i.key, networkId: i.networkId, span: i.span, clock: i.clock, log: log.child('receipts'), ...i.receipts });

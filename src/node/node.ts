@@ -43,7 +43,7 @@ import type { PoolService } from '../pool/index.js';
 import { genesisModelView, modelViewOf, startServing, type NodeServing } from './serving.js';
 import { nodeHopMarket } from './market.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
-import { holdersFromView, roundWeightsOf, startOuterSync, trainingReport, workerParams, type OuterSyncWiring } from './diloco.js';
+import { corpusHeldOut, holdersFromView, roundWeightsOf, startOuterSync, trainingReport, workerHeldOutLoss, workerParams, type OuterSyncWiring } from './diloco.js';
 import { NodeChainTraining } from './chain.js';
 import type { NodeLog } from './logs.js';
 import { dashboardDir, NodeTelemetry, replicasFromLayersView } from './telemetry.js';
@@ -407,6 +407,7 @@ export class NeuroShardNode {
         clock: this.clock,
         log: this.log.child('diloco'),
         ...(this.ledger === undefined ? {} : { receipts: receiptsWiring(this.ledger, config, this.opts.innerSteps) }),
+        ...(this.opts.aggregator === 'gauntlet' ? { heldOutLoss: workerHeldOutLoss(this.compute, corpusHeldOut(this.opts, config, this.log)) } : {}),
         onRound: (r) => {
           modules.nodeLog?.note('node/train', `outer round ${r.round} closed: ${r.accepted} accepted, ${r.rejected} rejected, ${r.syncMs} ms`);
           this.log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs });

@@ -36,6 +36,8 @@ export interface TrainingStatusMessage {
   phase: 'entering' | 'inner' | 'collecting';
   members: string[];
   closed: { round: number; hashes: Record<string, string> }[];
+  /** The round this node entered the outer rounds at (0: it started them; absent from older nodes). */
+  entered?: number;
 }
 
 export interface LayerRequest {
@@ -104,7 +106,8 @@ export function checkStatus(x: unknown): TrainingStatusMessage {
     }
     return { round: e.round as number, hashes };
   });
-  return { round: o.round, phase: o.phase, members: o.members as string[], closed };
+  if (o.entered !== undefined && !isRound(o.entered, 0)) throw malformed('training-status.entered');
+  return { round: o.round, phase: o.phase, members: o.members as string[], closed, ...(o.entered === undefined ? {} : { entered: o.entered as number }) };
 }
 
 export function checkLayerRequest(x: unknown): LayerRequest {

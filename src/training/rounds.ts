@@ -11,6 +11,12 @@
  *
  * A holder set is fixed when the round starts (the layer's holders at that boundary); a node that joins or
  * restarts enters at the next boundary (nextRound), so rounds never change membership midway.
+ *
+ * Holders still entering the rounds at the boundary (a joiner downloading its entry state, a restarted node) are
+ * `waived` members: they listen to the round (the others send them their Δ) but do not contribute, the round does
+ * not wait for them, and the quorum counts the others only. Every holder leaves a waived holder's Δ out (it is never
+ * counted, whenever it arrives), so the holders' aggregates stay identical; the joiner aggregates the others' Δ as
+ * they do and leaves its entry round with their state (training/sync.ts). A join then costs the members nothing.
  */
 import { InvalidArgumentError } from '../util/errors.js';
 
@@ -33,6 +39,8 @@ export interface RoundState {
   startHash: string;
   /** Holders of the layer for this round, sorted. */
   holders: string[];
+  /** Holders that only listen this round (still entering at the boundary), sorted; a subset of holders. */
+  waived: string[];
   /** When collecting started and when it ends (ms; null while inner). */
   collectStartMs: number | null;
   deadlineMs: number | null;
@@ -57,12 +65,13 @@ export function quorumSize(c: RoundConfig, holders: number): number {
   return Math.max(1, Math.ceil(c.quorum * holders - 1e-9));
 }
 
-export function startRound(c: RoundConfig, round: number, holders: readonly string[], startHash: string): RoundState {
+export function startRound(c: RoundConfig, round: number, holders: readonly string[], startHash: string, waived: readonly string[] = []): RoundState {
   checkRoundConfig(c);
   if (!Number.isSafeInteger(round) || round < 0) throw new InvalidArgumentError(`round ${round} must be an integer ≥ 0`);
   const set = [...new Set(holders)].sort();
   if (set.length === 0) throw new InvalidArgumentError('a round needs at least one holder');
-  return { round, phase: 'inner', innerStep: 0, startHash, holders: set, collectStartMs: null, deadlineMs: null, received: {}, late: [] };
+  const w = [...new Set(waived)].filter((h) => set.includes(h)).sort();
+  return { round, phase: 'inner', innerStep: 0, startHash, holders: set, waived: w, collectStartMs: null, deadlineMs: null, received: {}, late: [] };
 }
 
 /** One inner step taken; after the H-th the round starts collecting at `nowMs`. */
@@ -79,7 +88,7 @@ export function innerStepDone(c: RoundConfig, s: RoundState, nowMs: number): Rou
  */
 export function receive(s: RoundState, round: number, from: string, nowMs: number): { state: RoundState; verdict: ReceiveVerdict } {
   if (round !== s.round) return { state: s, verdict: round > s.round ? 'too_early' : 'wrong_round' };
-  if (!s.holders.includes(from)) return { state: s, verdict: 'not_holder' };
+  if (!s.holders.includes(from) || (s.waived ?? []).includes(from)) return { state: s, verdict: 'not_holder' };
   if (s.phase === 'closed' || s.phase === 'abandoned') {
     if (s.late.includes(from) || from in s.received) return { state: s, verdict: from in s.received ? 'duplicate' : 'late' };
     return { state: { ...s, late: [...s.late, from].sort() }, verdict: 'late' };
@@ -91,15 +100,17 @@ export function receive(s: RoundState, round: number, from: string, nowMs: numbe
 /** Closes the round when everyone has contributed, or at the deadline (quorum or not). */
 export function tryClose(c: RoundConfig, s: RoundState, nowMs: number): { state: RoundState; outcome: CloseOutcome } {
   if (s.phase !== 'collecting') return { state: s, outcome: { kind: 'open' } };
-  const included = s.holders.filter((h) => h in s.received);
-  const missing = s.holders.filter((h) => !(h in s.received));
+  const waived = s.waived ?? [];
+  const waited = s.holders.filter((h) => !waived.includes(h));
+  const included = waited.filter((h) => h in s.received);
+  const missing = waited.filter((h) => !(h in s.received));
   if (missing.length > 0 && nowMs < s.deadlineMs!) return { state: s, outcome: { kind: 'open' } };
-  if (included.length >= quorumSize(c, s.holders.length)) return { state: { ...s, phase: 'closed' }, outcome: { kind: 'closed', included, missing } };
+  if (included.length >= quorumSize(c, waited.length)) return { state: { ...s, phase: 'closed' }, outcome: { kind: 'closed', included, missing } };
   return { state: { ...s, phase: 'abandoned' }, outcome: { kind: 'abandoned', included, missing } };
 }
 
 /** The next round, from a closed or abandoned one, with the holders and θ_start hash at the boundary. */
-export function nextRound(c: RoundConfig, s: RoundState, holders: readonly string[], startHash: string): RoundState {
+export function nextRound(c: RoundConfig, s: RoundState, holders: readonly string[], startHash: string, waived: readonly string[] = []): RoundState {
   if (s.phase !== 'closed' && s.phase !== 'abandoned') throw new InvalidArgumentError(`round ${s.round} is still ${s.phase}`);
-  return startRound(c, s.round + 1, holders, startHash);
+  return startRound(c, s.round + 1, holders, startHash, waived);
 }

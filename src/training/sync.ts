@@ -52,6 +52,8 @@ export interface PeerTrainingStatus {
   members: string[];
   /** State hashes of its last closed rounds (newest last, at most STATUS_HISTORY). */
   closed: { round: number; hashes: Record<string, string> }[];
+  /** The round it entered the outer rounds at (0: it started them); absent before it entered, and from older nodes. */
+  entered?: number;
 }
 
 export interface LayerState {
@@ -91,6 +93,17 @@ export interface OuterSyncOptions {
    * round's agreed hashes): the node builds and co-signs the round's training record here (node/training-receipts.ts).
    */
   onClosed?: (r: LastRoundReport) => void;
+  /**
+   * Gauntlet over the network (`--aggregator gauntlet`): the loss of our layout's flat parameters on the held-out
+   * batch of `round`. Each holder scores every contribution to a layer itself: the held-out loss with only that
+   * layer moved to θ_start − Δ_i, against the loss at θ_start. Holders agree without talking because the inputs are
+   * the same on every holder: θ_start (bit-identical after the last round), the contributions (the ones the round
+   * included) and the batch (the caller fixes it by the round number, not by the node). A holder whose scores tip the
+   * other way (another engine's rounding, a borderline Δ) ends with another hash and takes the majority's state in
+   * the hash vote. Undefined: this node cannot score (a partial holder: the loss needs the whole model), and
+   * 'gauntlet' aggregates as the default trimmed mean.
+   */
+  heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
 }
 
 /** Closed rounds whose hashes a node keeps for the hash exchange. */
@@ -110,6 +123,8 @@ export interface LastRoundReport {
   repaired: string[];
   /** The round's members (any layer, ourselves included): holders counted for the quorum and the hash vote. */
   members: string[];
+  /** Members the round did not wait for: still entering the rounds at its start (a joiner, a restarted node). */
+  waived: string[];
   syncMs: number;
 }
 
@@ -200,6 +215,8 @@ export class OuterSync {
   private innerSteps = 0;
   private refusedThisRound: { from: string; code: string }[] = [];
   private entering: Promise<void> | undefined;
+  /** The round this node entered the outer rounds at (−1 before). */
+  private enteredAt = -1;
   private last: LastRoundReport | null = null;
   /**
    * Round membership: holders that answered the status RPC train; holders that do not speak it (`--no-train`) are
@@ -208,6 +225,8 @@ export class OuterSync {
    */
   private readonly trainers = new Set<string>();
   private readonly nonTrainers = new Set<string>();
+  /** Each peer's last status answer and when (the boundary's waived holders: those last seen entering). */
+  private readonly lastStatus = new Map<string, { at: number; status: PeerTrainingStatus }>();
   bytesSent = 0;
   bytesReceived = 0;
 
@@ -218,6 +237,7 @@ export class OuterSync {
     this.byId = new Map(this.layers.map((l) => [l.id, l]));
     this.log = o.log ?? silentLogger;
     this.pollMs = o.pollMs ?? 250;
+    if (o.aggregator === 'gauntlet' && o.heldOutLoss === undefined) this.log.warn('--aggregator gauntlet needs the whole model to score contributions; this node\'s layers aggregate with trimmed-mean');
   }
 
   get round(): number {
@@ -232,7 +252,13 @@ export class OuterSync {
   status(): PeerTrainingStatus {
     const members = new Set<string>();
     for (const s of this.states.values()) for (const h of s.holders) members.add(h);
-    return { round: this.roundNo, phase: this.phase, members: [...members].sort(), closed: this.closed.map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })) };
+    return {
+      round: this.roundNo,
+      phase: this.phase,
+      members: [...members].sort(),
+      closed: this.closed.map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })),
+      ...(this.enteredAt < 0 ? {} : { entered: this.enteredAt }),
+    };
   }
 
   stats(): SyncStats {
@@ -314,6 +340,8 @@ export class OuterSync {
       const answered = statuses.size + peers.filter((p) => this.nonTrainers.has(p)).length;
       const unanswered = peers.length > 0 && answered < peers.length && this.o.clock.now() < until - 4 * this.o.round.syncTimeoutMs;
       if (ahead.length === 0 && !unanswered) {
+        // nobody is ahead: the holders start round 0 together, and wait for each other
+        this.enteredAt = 0;
         this.begin(0);
         return;
       }
@@ -325,7 +353,9 @@ export class OuterSync {
       const target = [...tally.entries()].sort((x, y) => y[1] - x[1] || y[0] - x[0])[0]?.[0] ?? -1;
       // round r starts from the state after round r − 1 (round −1: the state a node entered round 0 with)
       if (counted.length > 0 && (await this.adopt(target - 1, statuses, signal))) {
-        this.begin(target);
+        this.enteredAt = target;
+        // the holders do not wait for us in the round we enter (nor count our Δ): we listen to it
+        this.begin(target, new Set([this.o.self, ...this.notWaited(target, -Infinity, new Set())]));
         return;
       }
       if (this.o.clock.now() > until) throw new SyncError('no holder counted this node in a round before the entry deadline');
@@ -357,13 +387,22 @@ export class OuterSync {
     const deadline = now + this.o.round.syncTimeoutMs;
     for (const c of contributions) {
       const s = this.states.get(c.layer)!;
+      // the round we entered at we only listen to: our Δ is neither counted nor sent
+      if (s.waived.includes(this.o.self)) continue;
       // our own Δ counts as received
       const r = roundReceive(s, round, this.o.self, now);
       this.states.set(c.layer, r.state);
       const m = this.inbox.get(c.layer) ?? new Map<string, Float32Array>();
       m.set(this.o.self, c.sent);
       this.inbox.set(c.layer, m);
-      for (const peer of s.holders) if (peer !== this.o.self) sends.push(this.sendUntil(peer, round, c.layer, c.n, c.payload, deadline, signal));
+      for (const peer of s.holders) {
+        if (peer === this.o.self) continue;
+        const sent = this.sendUntil(peer, round, c.layer, c.n, c.payload, deadline, signal);
+        // a listener (waived: still entering) gets our Δ when it is ready, up to the deadline; the round does not
+        // wait for its delivery either
+        if (!s.waived.includes(peer)) sends.push(sent);
+        else void sent.catch(() => {});
+      }
     }
     // collect until every layer closed (all holders in, or the deadline)
     const outcomes: Record<string, 'closed' | 'abandoned' | 'alone'> = {};
@@ -406,7 +445,7 @@ export class OuterSync {
       }
       const box = this.inbox.get(l.id)!;
       const contribs = included.get(l.id)!.map((id) => ({ id, delta: box.get(id)! }));
-      const a = aggregate(this.o.aggregator, contribs, l.size);
+      const a = await this.aggregateLayer(round, l, contribs, signal);
       records[l.id] = a.record;
       accepted += a.record.used;
       rejected += a.record.rejected;
@@ -415,13 +454,15 @@ export class OuterSync {
     this.diloco.finishRound(aggregated, keepLocal);
     const late = [...new Set([...this.states.values()].flatMap((s) => s.late))].sort();
     const members = [...new Set([...this.states.values()].flatMap((s) => s.holders))].sort();
+    const waived = [...new Set([...this.states.values()].flatMap((s) => s.waived))].sort();
     const closed = this.snapshot(round);
     // hash exchange: the majority's state wins
     const repaired = await this.agree(round, closed, signal);
     await this.o.inner.setParams(this.params);
     await Promise.allSettled(sends);
-    // holders not known to train yet (new in the view, or `--no-train` so far): asked once per boundary
-    const unknown = this.peers().filter((p) => !this.trainers.has(p));
+    // holders not known to train yet (new in the view, or `--no-train` so far), and holders not heard from during
+    // this close (a joiner, a restarted node: are they still entering? begin() waives them): asked once per boundary
+    const unknown = this.peers().filter((p) => !this.trainers.has(p) || (this.lastStatus.get(p)?.at ?? -Infinity) < t0);
     if (unknown.length > 0) await this.statuses(unknown, signal, 5_000);
     this.last = {
       round,
@@ -433,6 +474,7 @@ export class OuterSync {
       late,
       repaired,
       members,
+      waived,
       syncMs: this.o.clock.now() - t0,
     };
     try {
@@ -440,11 +482,46 @@ export class OuterSync {
     } catch (e) {
       this.log.warn('round close hook failed', { round, error: errorMessage(e) });
     }
-    this.begin(round + 1);
+    this.begin(round + 1, this.notWaited(round + 1, t0, new Set([...this.states.values()].flatMap((s) => Object.keys(s.received)))));
     return this.last;
   }
 
   // ---- internals ---------------------------------------------------------------------------------------------
+
+  /**
+   * One layer's aggregate. Gauntlet scores each contribution on the round's held-out batch first (heldOutLoss):
+   * loss(θ_start with this layer at θ_start − Δ_i) against loss(θ_start); contributions that do not lower it are
+   * rejected as 'harmful'. The scratch parameters pass through the inner model (a whole-model replica's worker); the
+   * caller of closeRound writes the round's result back after.
+   */
+  private async aggregateLayer(round: number, l: LayerRange, contribs: { id: string; delta: Float32Array }[], signal: AbortSignal): Promise<ReturnType<typeof aggregate>> {
+    if (this.o.aggregator !== 'gauntlet') return aggregate(this.o.aggregator, contribs, l.size);
+    const score = this.o.heldOutLoss;
+    if (score === undefined) return aggregate('trimmed-mean', contribs, l.size);
+    // [layout.size]: θ_start of every held layer; this layer's range is overwritten per candidate
+    const scratch = this.params.slice();
+    for (const x of this.layers) scratch.set(this.diloco.startOf(x), x.offset);
+    const start = this.diloco.startOf(l);
+    const view = scratch.subarray(l.offset, l.offset + l.size);
+    const losses = new Map<Float32Array, number>();
+    let baseLoss: number;
+    try {
+      baseLoss = await score(round, scratch, signal);
+      for (const c of contribs) {
+        if (c.delta.length !== l.size) continue; // the aggregator rejects it as wrong_size
+        for (let i = 0; i < l.size; i++) view[i] = start[i]! - c.delta[i]!;
+        losses.set(c.delta, await score(round, scratch, signal));
+        view.set(start);
+      }
+    } catch (e) {
+      if (signal.aborted) throw new AbortedError('stopped during the outer sync');
+      // no held-out batch here (corpus unavailable): this round's layer as the default; the hash vote settles it
+      this.log.warn('gauntlet could not score; this layer aggregates with trimmed-mean this round', { round, layer: l.id, error: errorMessage(e) });
+      return aggregate('trimmed-mean', contribs, l.size);
+    }
+    this.log.debug('gauntlet scores', { round, layer: l.id, baseLoss, losses: contribs.map((c) => `${c.id.slice(-6)}:${losses.get(c.delta)?.toFixed(5) ?? 'n/a'}`) });
+    return aggregate('gauntlet', contribs, l.size, { baseLoss, lossAfter: (d) => losses.get(d) ?? Number.NaN });
+  }
 
   private peers(): string[] {
     const s = new Set<string>();
@@ -461,7 +538,9 @@ export class OuterSync {
       await Promise.all(
         peers.map(async (p) => {
           try {
-            out.set(p, await this.o.transport.status(p, sig));
+            const st = await this.o.transport.status(p, sig);
+            out.set(p, st);
+            this.lastStatus.set(p, { at: this.o.clock.now(), status: st });
             this.trainers.add(p);
             this.nonTrainers.delete(p);
           } catch (e) {
@@ -486,7 +565,23 @@ export class OuterSync {
   }
 
   /** Starts round `r` from the params in `this.params` (θ_start), with the holders of each layer at this boundary. */
-  private begin(r: number): void {
+  /**
+   * Holders round `round` does not wait for (rounds.ts `waived`): those last seen entering the rounds or that entered
+   * at this round (a joiner: every holder names it alike, whether it asked before or after the joiner's entry), and
+   * those not heard from since `since` that did not contribute to the round before (`contributed`; a node that died
+   * and may be restarting, a holder new in the view). A busy holder that contributed last round is still waited for.
+   */
+  private notWaited(round: number, since: number, contributed: ReadonlySet<string>): Set<string> {
+    const out = new Set<string>();
+    for (const p of this.peers()) {
+      const st = this.lastStatus.get(p);
+      const entering = st?.status.phase === 'entering' || (st?.status.entered ?? -1) >= round;
+      if (entering || ((st?.at ?? -Infinity) < since && !contributed.has(p))) out.add(p);
+    }
+    return out;
+  }
+
+  private begin(r: number, notWaited: ReadonlySet<string> = new Set()): void {
     this.log.debug('round begins', { round: r });
     this.roundNo = r;
     this.diloco.startRound();
@@ -495,7 +590,10 @@ export class OuterSync {
     this.refusedThisRound = [];
     for (const l of this.layers) {
       const holders = this.members(l.id);
-      const s = startRound(this.o.round, r, holders, '');
+      // holders last seen entering the rounds are members the round does not wait for (rounds.ts): a join does not
+      // stall the members
+      const waived = holders.filter((h) => notWaited.has(h));
+      const s = startRound(this.o.round, r, holders, '', waived);
       this.states.set(l.id, s);
       // contributions that arrived early, from this round's holders
       const early = this.early.get(l.id);
@@ -559,7 +657,9 @@ export class OuterSync {
   private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<string[]> {
     // every holder of this round votes, contributor or not (a holder that missed the deadline, or one that ran ahead
     // alone, learns here that the others applied another step); one that stops answering is not waited for
-    const others = [...new Set([...this.states.values()].flatMap((s) => s.holders))].filter((p) => p !== this.o.self);
+    // (waived holders, which only listened, are no voters and are not waited for)
+    const skip = new Set([...this.states.values()].flatMap((s) => s.waived));
+    const others = [...new Set([...this.states.values()].flatMap((s) => s.holders))].filter((p) => p !== this.o.self && !skip.has(p));
     if (others.length === 0) return [];
     const reports = new Map<string, Record<string, string>>();
     const failures = new Map<string, number>();
@@ -584,7 +684,9 @@ export class OuterSync {
     const repaired: string[] = [];
     for (const l of this.layers) {
       const s = this.states.get(l.id)!;
-      const votes = [mine.stateHashes[l.id]!];
+      // a listener (our entry round) has no vote while the members have: it takes theirs
+      const listener = s.waived.includes(this.o.self);
+      const votes: string[] = [];
       const byHash = new Map<string, string[]>();
       for (const p of s.holders) {
         if (p === this.o.self) continue;
@@ -593,6 +695,7 @@ export class OuterSync {
         votes.push(h);
         byHash.set(h, [...(byHash.get(h) ?? []), p]);
       }
+      if (!listener || votes.length === 0) votes.unshift(mine.stateHashes[l.id]!);
       const win = majorityHash(votes)!;
       if (win === mine.stateHashes[l.id]) continue;
       // a busy holder may not answer at once: try its sources again until the deadline

@@ -71,7 +71,8 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
       await waitFor(
         async () => {
           bodies = await seen();
-          return bodies.every((b) => b !== undefined && b.outerSync.lastRound !== null && b.outerSync.lastRound.round >= 2);
+          // bytesSent: a joiner has closed a round past its entry round (it only listens to that one, sending nothing)
+          return bodies.every((b) => b !== undefined && b.outerSync.lastRound !== null && b.outerSync.lastRound.round >= 2 && b.outerSync.bytesSent > 0);
         },
         { timeoutMs: 900_000, intervalMs: 2000, what: 'two closed outer rounds on every node' },
       );
@@ -84,6 +85,10 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
     let compared = 0;
     // nodes that share a layer with another node whose hash equals theirs: every node, the last joiner included
     const paired = new Set<number>();
+    const diagnose = (e: unknown): never => {
+      const logs = procs.map((p, i) => `--- node ${i}: ${JSON.stringify(bodies[i] ?? null)}\n${p.err.split('\n').filter((l) => !l.includes(' debug ')).slice(-25).join('\n')}`).join('\n');
+      assert.fail(`${String(e)}\n${logs}`);
+    };
     await waitFor(
       async () => {
         bodies = await seen();
@@ -106,7 +111,7 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
         return compared > 0 && paired.size === bodies.length;
       },
       { timeoutMs: 600_000, intervalMs: 500, what: 'every node at the same closed round with equal per-layer hashes' },
-    );
+    ).catch(diagnose);
     assert.ok(compared > 0, 'some layer is held by two nodes and its hashes were compared');
     assert.equal(paired.size, 3, 'every node, the joiners included, holds a layer whose hash equals another holder\'s');
     // how each joiner took its span: from peers, at a closed round (the weights its holders agreed on)

@@ -9,8 +9,9 @@
  *      as the pool's view would give it);
  *   2. a replica dies mid-round (its network and worker stop): the round closes at the deadline with the quorum
  *      (3 of 4) without it; it restarts with a fresh worker (stale weights) and the same key, enters at the next
- *      boundary that counts it with weights downloaded and verified against the holders' hash, and after the next
- *      round all four agree again;
+ *      boundary that counts it with weights downloaded and verified against the holders' hash, listens to that round
+ *      (the survivors neither wait for it nor count its Δ: a rejoin does not stall them) and ends it with their
+ *      state;
  *   3. contributions signed by another key than the sender's, for a far round, for a layer the node does not hold,
  *      oversized, or with a non-finite Δ are answered `rejected` and their sender loses peer score.
  */
@@ -227,9 +228,19 @@ describe('DiLoCo outer sync on real libp2p nodes', { timeout: 900_000 }, () => {
     })();
     await Promise.all([survivors, dLoop]);
     assert.ok(entered >= 4, `d entered at round ${entered}`);
+    // the join's cost to the members: how long the survivors' outer sync of each round lasted (the round d entered
+    // against the others)
+    console.log(`# outer-sync rejoin: d entered round ${entered}; survivors' sync ms by round: ${[a, b, c].map((r) => r.rounds.filter((x) => x.round >= 4).map((x) => `${x.round}:${x.syncMs}`).join(' ')).join(' | ')}`);
     for (const r of [a, b, c]) assert.deepEqual(r.hashes.get(entered), d2.hashes.get(entered), `round ${entered}: the rejoined replica agrees with ${r.name}`);
     const rep = d2.rounds.find((x) => x.round === entered)!;
     assert.deepEqual(rep.repaired, [], 'its own outer step matched (the entry weights were right)');
+    // the round d entered at it only listened to (training/rounds.ts `waived`): the survivors did not wait for it
+    assert.ok(rep.waived.includes(d2.net.peerId), 'd listened to its entry round');
+    for (const r of [a, b, c]) {
+      const x = r.rounds.find((y) => y.round === entered)!;
+      assert.ok(x.waived.includes(d2.net.peerId), `${r.name} did not wait for d in round ${entered}`);
+      assert.equal(x.accepted, 3 * (L + 2), `${r.name}: round ${entered} aggregated the three survivors' contributions`);
+    }
   });
 
   it('bad contributions are rejected and their senders penalised', async () => {

@@ -35,6 +35,9 @@ describe('outer-sync wire', () => {
     assert.throws(() => checkStatus({ ...ok, members: ['bad id!'] }), PeerMisbehaviourError);
     assert.throws(() => checkStatus({ ...ok, closed: [{ round: 2, hashes: { embed: 'zz' } }] }), PeerMisbehaviourError);
     assert.throws(() => checkStatus({ ...ok, members: Array(2000).fill('a') }), PeerMisbehaviourError);
+    // `entered` (the round a node entered at) is optional; when present a round ≥ 0
+    assert.deepEqual(checkStatus({ ...ok, entered: 2 }), { ...ok, entered: 2 });
+    for (const entered of [-1, 1.5, '2', null]) assert.throws(() => checkStatus({ ...ok, entered }), PeerMisbehaviourError);
     assert.deepEqual(checkLayerRequest({ round: -1, layer: 'head' }), { round: -1, layer: 'head' });
     assert.throws(() => checkLayerRequest({ round: -2, layer: 'head' }), PeerMisbehaviourError);
     assert.throws(() => checkLayerRequest({ round: 0, layer: '../x' }), PeerMisbehaviourError);

@@ -54,6 +54,32 @@ describe('outer round state machine', () => {
     assert.deepEqual(tryClose(c2, s, 1000).outcome, { kind: 'abandoned', included: ['a'], missing: ['b', 'c'] });
   });
 
+  it('waived holders (entering at the boundary) only listen: not waited for, never counted, the quorum is the others\'', () => {
+    const q = { ...cfg, quorum: 2 / 3 };
+    let s = startRound(q, 5, ['a', 'b', 'c', 'd'], 'h', ['d', 'x']);
+    assert.deepEqual(s.waived, ['d'], 'only holders can be waived');
+    for (let i = 0; i < 3; i++) s = innerStepDone(q, s, 0);
+    s = receive(s, 5, 'a', 1).state;
+    assert.equal(receive(s, 5, 'd', 1).verdict, 'not_holder', 'a listener\'s Δ is not taken, in time or not');
+    s = receive(s, 5, 'b', 2).state;
+    assert.equal(tryClose(q, s, 3).outcome.kind, 'open', 'c is still waited for');
+    s = receive(s, 5, 'c', 4).state;
+    const r = tryClose(q, s, 5);
+    assert.deepEqual(r.outcome, { kind: 'closed', included: ['a', 'b', 'c'], missing: [] }, 'closes at once without the joiner');
+    // one member and a listening joiner: the member's Δ alone is the quorum
+    let u = startRound(q, 0, ['a', 'j'], 'h', ['j']);
+    for (let i = 0; i < 3; i++) u = innerStepDone(q, u, 0);
+    u = receive(u, 0, 'a', 1).state;
+    assert.deepEqual(tryClose(q, u, 2).outcome, { kind: 'closed', included: ['a'], missing: [] });
+    // at the deadline, the quorum of the waited holders decides
+    let v = startRound(q, 0, ['a', 'b', 'c', 'j'], 'h', ['j']);
+    for (let i = 0; i < 3; i++) v = innerStepDone(q, v, 0);
+    v = receive(v, 0, 'a', 1).state;
+    assert.equal(tryClose(q, v, 999).outcome.kind, 'open');
+    assert.deepEqual(tryClose(q, v, 1000).outcome, { kind: 'abandoned', included: ['a'], missing: ['b', 'c'] });
+    assert.deepEqual(nextRound(q, r.state, ['a', 'b', 'c', 'd'], 'h2').waived, [], 'the next round waits for everyone again');
+  });
+
   it('answers wrong rounds, strangers and duplicates without changing the state', () => {
     const s = startRound(cfg, 2, ['a', 'b'], 'h');
     assert.equal(receive(s, 1, 'a', 0).verdict, 'wrong_round');

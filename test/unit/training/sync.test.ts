@@ -10,6 +10,7 @@ import { ParamLayout } from '../../../src/model/layout.js';
 import { layerStateHash, majorityHash, OuterSync, type LayerState, type PeerTrainingStatus, type SendVerdict } from '../../../src/training/sync.js';
 import { decodeDelta } from '../../../src/training/compression/index.js';
 import { tinyConfig } from '../model/helpers.js';
+import { createLogger } from '../../../src/util/logger.js';
 
 const layout = new ParamLayout(tinyConfig());
 
@@ -59,6 +60,7 @@ function group(ids: string[], o: { syncTimeoutMs?: number; quorum?: number; comp
       },
       clock: { now: () => Date.now() },
       pollMs: 10,
+      ...(process.env.SYNC_UNIT_LOG === undefined ? {} : { log: createLogger({ level: 'debug', module: id }) }),
     });
     void k;
     reps.set(id, rep);
@@ -139,5 +141,43 @@ describe('OuterSync over an in-memory transport', () => {
     await Promise.all([entering, round([...ab, j].map((r) => r))]);
     assert.ok(j.sync.round >= 3);
     for (const r of [...m.values()]) assert.deepEqual(r.sync.status().closed.at(-1), m.get('b')!.sync.status().closed.at(-1));
+  });
+
+  it('a joiner does not stall the members: the round it enters does not wait for it, the hash vote gives it their state', async () => {
+    const SYNC = 30_000;
+    const m = group(['a', 'b', 'j'], { syncTimeoutMs: SYNC });
+    const j = m.get('j')!;
+    m.delete('j');
+    const ab = [...m.values()];
+    await round(ab); // round 0 without j
+    m.set('j', j); // j holds the layers now (the pool's view) and starts entering
+    const ctl = new AbortController();
+    const entering = j.sync.enter(ctl.signal);
+    await round(ab); // round 1: j was no holder at its start; at its close a and b see j entering
+    await entering; // j is counted in round 2 and enters it with the state after round 1
+    assert.equal(j.sync.round, 2);
+    await round(ab); // round 2: a and b close without waiting for j's inner steps
+    for (const r of ab) {
+      const last = r.sync.stats().lastRound!;
+      assert.equal(last.round, 2);
+      assert.deepEqual(last.waived, ['j'], 'j was a member not waited for');
+      assert.deepEqual(last.members, ['a', 'b', 'j']);
+      assert.ok(Object.values(last.outcome).every((o) => o === 'closed'), 'closed with the quorum of the others');
+      assert.ok(last.syncMs < SYNC / 2, `closed without waiting for the deadline (${last.syncMs} ms)`);
+    }
+    await round([j]); // j's round 2, late: it only listened (its Δ is no one's), and aggregates the members' Δ as they did
+    const jl = j.sync.stats().lastRound!;
+    assert.deepEqual(jl.repaired, [], 'j reached the members\' state by itself');
+    assert.deepEqual(jl.waived, ['j']);
+    assert.equal(jl.accepted, 2 * Object.keys(jl.outcome).length, 'the two members\' contributions per layer');
+    assert.deepEqual(j.sync.status().closed.at(-1), m.get('a')!.sync.status().closed.at(-1));
+    await round([...ab, j]); // round 3: a full member, waited for
+    for (const r of [...ab, j]) {
+      const last = r.sync.stats().lastRound!;
+      assert.equal(last.round, 3);
+      assert.deepEqual(last.waived, []);
+      assert.equal(last.accepted, 3 * Object.keys(last.outcome).length, 'three contributions per layer');
+      assert.deepEqual(r.sync.status().closed.at(-1), m.get('a')!.sync.status().closed.at(-1));
+    }
   });
 });

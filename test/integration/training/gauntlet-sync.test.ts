@@ -1,0 +1,213 @@
+/**
+ * Gauntlet over the network (issue 9 §2, `--aggregator gauntlet`): three whole-model replicas on real libp2p nodes
+ * on 127.0.0.1 (createNodeNetwork, the node's outer-sync wiring: signed contributions, the three outer-sync RPCs),
+ * each with its own compute worker. Each holder scores every contribution to a layer on its own worker: the loss of
+ * the round's held-out batch with only that layer moved to θ_start − Δ_i, against θ_start (node/diloco.ts
+ * workerHeldOutLoss; the batch is fixed by the round number, the same on every holder).
+ *
+ * Replica c is Byzantine: it trains honestly but sends −2·Δ for every layer (a sign flip, scaled; its inner params
+ * report θ = 3·θ_start − 2·θ_local at the close, so its wiring signs and sends the flipped Δ as any node would).
+ *
+ *   over 3 rounds of H = 3: every layer's aggregate on every holder rejects c's contribution as harmful and never
+ *   uses it; the honest holders' contributions are used; every holder (c included: it aggregates as the others do)
+ *   ends each round with equal per-layer hashes without the hash vote repairing anything (the holders agreed by
+ *   scoring alike); the validation loss falls.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { ComputeClient, WorkerTrainStepper } from '../../../src/compute/index.js';
+import type { Batch as DataBatch } from '../../../src/data/index.js';
+import { keyFromPrivate } from '../../../src/identity/index.js';
+import { IntTensor } from '../../../src/tensor/index.js';
+import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
+import { bundledGenesis } from '../../../src/node/genesis.js';
+import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
+import { startOuterSync, workerHeldOutLoss, workerParams, type OuterSyncWiring } from '../../../src/node/diloco.js';
+import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
+import type { InnerParams } from '../../../src/training/sync.js';
+import { createLogger } from '../../../src/util/logger.js';
+import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+
+const genesis = bundledGenesis();
+const CONFIG: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 64 });
+const L = CONFIG.num_hidden_layers;
+const H = 3;
+const ROUNDS = 3;
+const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: 'gauntlet', compress: 'int8', outerQuorum: 2 / 3, outerSyncTimeoutMs: 60_000 };
+const B = 4;
+const T = 16;
+
+/** A learnable stream: next = (5·t + 3) mod 64, from a random start per sequence. */
+function tokens(rand: () => number, b: number): { inputs: Int32Array; targets: Int32Array } {
+  const inputs = new Int32Array(b * T);
+  const targets = new Int32Array(b * T);
+  for (let s = 0; s < b; s++) {
+    let t = Math.floor(rand() * 64);
+    for (let i = 0; i < T; i++) {
+      inputs[s * T + i] = t;
+      t = (5 * t + 3) % 64;
+      targets[s * T + i] = t;
+    }
+  }
+  return { inputs, targets };
+}
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+}
+const batch = (rand: () => number): Batch => {
+  const t = tokens(rand, B);
+  return { inputs: new IntTensor(t.inputs, [B, T]), targets: new IntTensor(t.targets, [B, T]) };
+};
+/** The held-out batches every holder scores on (the same seed on every holder, as corpusHeldOut's fixed id). */
+const heldOut = (): DataBatch[] => {
+  const rand = rng(777);
+  return Array.from({ length: 4 }, () => {
+    const t = tokens(rand, 8);
+    return { batchSize: 8, seqLen: T, inputs: t.inputs, labels: t.targets };
+  });
+};
+
+/** θ reported at the close is (1 + k)·θ_start − k·θ_local, so Δ = θ_start − θ = −k·(θ_start − θ_local). */
+function signFlipped(inner: InnerParams, k: number): InnerParams {
+  let start: Float32Array | undefined;
+  return {
+    getParams: async () => {
+      const p = await inner.getParams();
+      if (start === undefined) {
+        start = p.slice(); // the entry read: θ_start of the first round
+        return p;
+      }
+      const out = new Float32Array(p.length);
+      for (let i = 0; i < p.length; i++) out[i] = (1 + k) * start[i]! - k * p[i]!;
+      return out;
+    },
+    setParams: async (p) => {
+      start = p.slice(); // the round's result: θ_start of the next
+      await inner.setParams(p);
+    },
+  };
+}
+
+interface Replica {
+  name: string;
+  net: NodeNetwork;
+  compute: ComputeClient;
+  wiring: OuterSyncWiring;
+  stepper: TrainStepper;
+  ac: AbortController;
+  rounds: LastRoundReport[];
+  hashes: Map<number, Record<string, string>>;
+  rand: () => number;
+}
+
+const replicas: Replica[] = [];
+const holderSet = new Set<string>();
+
+async function startReplica(name: string, boot: string[], byzantine: boolean): Promise<Replica> {
+  const key = keyFromPrivate(randomBytes(32));
+  const net = await createNodeNetwork({
+    networkId: genesis.networkId,
+    key,
+    options: loopbackNodeOptions({ span: { start: 0, end: L }, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15000 }),
+    tuning: LOOPBACK_TUNING,
+  });
+  await net.start();
+  holderSet.add(net.peerId);
+  const compute = await ComputeClient.start({ threads: 1 });
+  await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });
+  const r = { name, net, compute, rounds: [], hashes: new Map(), rand: rng((replicas.length + 1) * 7919), ac: new AbortController() } as unknown as Replica;
+  const held = heldOut();
+  r.wiring = await startOuterSync({
+    rpc: net.rpc,
+    scores: net.scores,
+    peerId: net.peerId,
+    key,
+    networkId: genesis.networkId,
+    config: CONFIG,
+    span: { start: 0, end: L },
+    inner: byzantine ? signFlipped(workerParams(compute), 2) : workerParams(compute),
+    heldOutLoss: workerHeldOutLoss(compute, () => Promise.resolve(held)),
+    holders: () => [...holderSet],
+    options: OPTIONS,
+    clock: { now: () => Date.now() },
+    pollMs: 100,
+    ...(process.env.SYNC_TEST_LOG === undefined ? {} : { log: createLogger({ level: 'debug', module: name }) }),
+    onRound: (rep) => {
+      r.rounds.push(rep);
+      r.hashes.set(rep.round, r.wiring.sync.stats().hashes);
+    },
+  });
+  r.stepper = r.wiring.stepper(new WorkerTrainStepper(compute), r.ac.signal);
+  return r;
+}
+
+async function waitUntil(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+const addr = (n: NodeNetwork): string => `${n.p2p.multiaddrs()[0]!}`;
+
+describe('Gauntlet between replicas on real libp2p nodes', () => {
+  before(async () => {
+    replicas.push(await startReplica('a', [], false));
+    replicas.push(await startReplica('b', [addr(replicas[0]!.net)], false));
+    replicas.push(await startReplica('c', replicas.map((r) => addr(r.net)), true));
+    for (const r of replicas) await waitUntil(() => r.net.liveness.snapshot().filter((p) => p.state === 'alive').length >= 2, 240_000, `${r.name} to see the two others alive`);
+  });
+
+  after(async () => {
+    for (const r of replicas) {
+      r.ac.abort();
+      await r.wiring.stop().catch(() => {});
+      await r.net.stop().catch(() => {});
+      await r.compute.close().catch(() => {});
+    }
+  });
+
+  it('a replica sending sign-flipped Δ is rejected on every layer by every holder, holders agree, the loss falls', async () => {
+    const val = tokens(rng(424242), 8);
+    const evalLoss = async (): Promise<number> => (await replicas[0]!.compute.run({ type: 'evalLoss', inputs: val.inputs.slice(), targets: val.targets.slice(), B: 8, T })).loss;
+    const before0 = await evalLoss();
+    await Promise.all(
+      replicas.map(async (r) => {
+        while (!r.rounds.some((x) => x.round >= ROUNDS - 1)) await r.stepper.trainStep(batch(r.rand));
+      }),
+    );
+    const after0 = await evalLoss();
+    const [a, b, c] = replicas as [Replica, Replica, Replica];
+    const byz = c.net.peerId;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const r of replicas) {
+        const rep = r.rounds.find((x) => x.round === round)!;
+        assert.deepEqual(Object.values(rep.outcome), Array(L + 2).fill('closed'), `round ${round} closed on every layer at ${r.name}`);
+        assert.equal(Object.keys(rep.records).length, L + 2, `round ${round}: ${r.name} recorded every layer's aggregate`);
+        for (const [layer, rec] of Object.entries(rep.records)) {
+          assert.equal(rec.aggregator, 'gauntlet');
+          const bad = rec.contributions.find((x) => x.id === byz);
+          assert.ok(bad !== undefined, `round ${round} ${layer} at ${r.name}: the Byzantine contribution was received`);
+          assert.equal(bad.used, false, `round ${round} ${layer} at ${r.name}: the sign-flipped Δ is not used`);
+          assert.equal(bad.reason, 'harmful', `round ${round} ${layer} at ${r.name}: rejected as harmful (score ${bad.score})`);
+          assert.ok(rec.contributions.some((x) => x.id !== byz && x.used), `round ${round} ${layer} at ${r.name}: an honest Δ is used`);
+        }
+        assert.deepEqual(rep.repaired, [], `round ${round} at ${r.name}: the holders agreed without the hash vote`);
+      }
+      const hs = replicas.map((r) => r.hashes.get(round));
+      assert.ok(hs.every((h) => h !== undefined && Object.keys(h).length === L + 2));
+      for (const h of hs) assert.deepEqual(h, hs[0], `round ${round}: equal per-layer hashes on every holder`);
+    }
+    const used = (r: Replica): number => r.rounds.reduce((s, x) => s + x.accepted, 0);
+    console.log(`# gauntlet-sync: val loss ${before0.toFixed(4)} → ${after0.toFixed(4)}; honest contributions used per holder over ${ROUNDS} rounds: ${[a, b, c].map(used).join(', ')} of ${2 * ROUNDS * (L + 2)}`);
+    assert.ok(after0 < before0 - 0.3, `validation loss falls: ${before0} → ${after0}`);
+  });
+});
