@@ -15,13 +15,14 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../../src/identity/index.js';
 import { NEURO } from '../../../src/ledger/amount.js';
-import { buildTransfer } from '../../../src/ledger/build.js';
+import { buildTrainingReceipt, buildTransfer } from '../../../src/ledger/build.js';
+import { cosignRecord, sortMembers, type TrainingRecord } from '../../../src/ledger/training-receipt.js';
 import { GENESIS_STAKE } from '../../../src/ledger/economics.js';
 import { EventKind } from '../../../src/ledger/events.js';
 import { startNodeLedgerService, WorkTally, type NodeLedgerService } from '../../../src/node/ledger.js';
 import { createNodeNetwork, type NetworkNodeOptions, type NodeNetwork } from '../../../src/node/network.js';
 import { waitFor } from '../../../src/util/abort.js';
-import { sha256, toHex } from '../../../src/util/bytes.js';
+import { bytesEqual, sha256, toHex } from '../../../src/util/bytes.js';
 import { ManualClock } from '../../../src/util/clock.js';
 import { fundAndBond } from '../../utils/ledger-bootstrap.js';
 import { LOOPBACK_TUNING, loopbackNodeOptions } from '../../utils/network.js';
@@ -140,17 +141,28 @@ describe('finality on four libp2p nodes', { timeout: 300_000 }, () => {
     await waitFor(() => three.every((n) => n.l.ledger.isFinal(t.id)), { ...WAIT, what: 'the transfer is final everywhere' });
     assert.equal(a.l.status().finalized?.seq, cp.body.seq);
 
-    // issue 11 §3, rewards are minted at checkpoints: c (bonded) proves a step of training in this window
+    // issue 11 §3, rewards are minted at checkpoints: c (bonded) earns a training reward from an outer round's record
+    // co-signed by two bonded members, c and a (a training receipt, issue 11 §2; a proof alone mints nothing)
     const cAcct = accountIdFromPublicKey(c.key.publicKey);
     const minted0 = a.l.ledger.status().minted;
     const bal0 = a.l.ledger.account(cAcct).balance;
-    c.tally.recordTrainingStep({ tokens: 2048, loss: 2.5, gradNorm: 1.25 });
-    c.tally.setModelHash(toHex(sha256('model of c, trained')));
-    await round('round 6: c trains');
-    const proofId = Buffer.from(c.l.status().proofs.last!.id, 'hex');
+    const members = sortMembers([c.key.publicKey, a.key.publicKey]);
+    const record: TrainingRecord = {
+      round: 1,
+      layers: { start: 0, end: LAYERS },
+      weightsHash: sha256('weights after round 1'),
+      members,
+      contributions: [{ member: members.findIndex((m) => bytesEqual(m, c.key.publicKey)), tokens: 2048n * 10n, accepted: true }],
+    };
+    const cosigs = [c.key, a.key].map((k) => cosignRecord(k, NETWORK_ID, record)!).sort((x, y) => x.member - y.member);
     const proofTs = clock.now();
+    const receipt = buildTrainingReceipt(c.key, { networkId: NETWORK_ID, timestampMs: proofTs }, record, cosigs);
+    assert.notEqual((await c.l.service.submit(receipt.bytes)).status, 'dropped');
+    await waitFor(() => three.every((n) => n.l.ledger.eventStatus(receipt.id)?.status === 'applied'), { ...WAIT, what: 'the training receipt everywhere' });
+    const proofId = receipt.id;
     const earned = a.l.ledger.account(cAcct).unminted;
     assert.ok(earned > 0n, 'c earned a training reward');
+    assert.ok(three.every((n) => n.l.ledger.account(cAcct).unminted === earned), 'the same unminted reward everywhere');
     assert.equal(a.l.ledger.account(cAcct).balance, bal0, 'not spendable yet');
     assert.equal(a.l.ledger.status().minted, minted0, 'not minted yet');
     assert.equal(a.l.ledger.supplyGap(), 0n);
@@ -163,7 +175,7 @@ describe('finality on four libp2p nodes', { timeout: 300_000 }, () => {
     await waitFor(() => three.every((n) => n.l.ledger.latestCheckpoint()!.body.cutMs >= cut), { ...WAIT, what: 'the checkpoint covering the reward everywhere' });
     cp = a.l.ledger.latestCheckpoint()!;
     assert.equal(cp.body.cutMs, cut);
-    assert.ok(a.l.ledger.isFinal(proofId), 'the checkpoint covers the proof');
+    assert.ok(a.l.ledger.isFinal(proofId), 'the checkpoint covers the receipt');
     assert.equal(a.l.ledger.account(cAcct).balance, bal0, 'minted at c’s first event after the checkpoint, not before');
     // c's next event (its next proof) is the first at or after the checkpoint's signing time: the reward is minted
     await round('round 8: minted');
