@@ -205,6 +205,7 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
   await installFastSecp256k1();
   const listen = opts.listen.map((a) => toMultiaddr(a).toString());
   const announce = (opts.announce ?? []).map((a) => toMultiaddr(a).toString());
+  const relayOnly = listen.length > 0 && listen.every((a) => a.includes('/p2p-circuit')) && announce.length === 0;
   const store = await openNodeDatastore(opts.dataDir);
   const conn = { ...CONNECTION_DEFAULTS, ...opts.connections };
   const window = opts.yamux?.windowBytes ?? 16 << 20;
@@ -276,7 +277,10 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
   const libp2p = (await createLibp2p({
     start: false,
     privateKey: privateKeyFromRaw(opts.privateKey),
-    addresses: { listen, announce },
+    // a node that listens only through relays announces only its relayed addresses: an observed address of its
+    // outgoing connections (identify) is nothing it listens on, and callers that tried it first timed out before
+    // taking the relay (test/integration/p2p/network.test.ts, the relay-only case)
+    addresses: { listen, announce, ...(relayOnly ? { announceFilter: (addrs: Multiaddr[]) => addrs.filter((a) => a.toString().includes('/p2p-circuit')) } : {}) },
     transports: [tcp(), webSockets(), circuitRelayTransport()],
     connectionEncrypters: [noise()],
     streamMuxers: [
