@@ -182,9 +182,8 @@ export const DEFAULTS: NodeOptions = {
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
   weights: 'f32',
-  // unary calls share one stream per (peer, method) (src/protocols/rpc/mux.ts; issue 8 §5). Off: with it on,
-  // test/integration/p2p/network.test.ts fails on a quiet machine (relay-only node, DHT lookups), 4 of 4 runs on
-  // Node 20 and 24, and passes with it off (docs/SCALE.md); nodes serve the mux ids either way
+  // unary calls share one stream per (peer, method) (src/protocols/rpc/mux.ts; issue 8 §5). Off until the whole
+  // suite has passed with it on under Node 20, 22 and 24 (docs/SCALE.md); nodes serve the mux ids either way
   rpcStreamReuse: false,
 };
 
