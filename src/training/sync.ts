@@ -354,8 +354,10 @@ export class OuterSync {
       // round r starts from the state after round r − 1 (round −1: the state a node entered round 0 with)
       if (counted.length > 0 && (await this.adopt(target - 1, statuses, signal))) {
         this.enteredAt = target;
-        // the holders do not wait for us in the round we enter (nor count our Δ): we listen to it
-        this.begin(target, new Set([this.o.self, ...this.notWaited(target, -Infinity, new Set())]));
+        // the holders do not wait for us in the round we enter (nor count our Δ): we listen to it. Except round 0:
+        // every holder starts it from the initial state, and one that began it fresh (no one ahead) waits for all
+        // of us, so we contribute (listening there left a network that started a few seconds apart with no quorum)
+        this.begin(target, target === 0 ? new Set() : new Set([this.o.self, ...this.notWaited(target, -Infinity, new Set())]));
         return;
       }
       if (this.o.clock.now() > until) throw new SyncError('no holder counted this node in a round before the entry deadline');
