@@ -137,12 +137,13 @@ describe('p2p network on 127.0.0.1', { timeout: 240_000 }, () => {
     // it has no address of its own: every address it announces goes through the relay
     assert.ok(hidden.p2p.multiaddrs().every((a) => a.startsWith(relayAddr) && a.includes('/p2p-circuit/')), hidden.p2p.multiaddrs().join(' '));
     // A fresh node that only knows the relay looks up the hidden node's record (asking the node itself through the
-    // relay, or the DHT) and calls it. It is a DHT client, so the hidden node's own DHT traffic never dials it
-    // directly: the only way between them is the relay.
+    // relay, or the DHT) and calls it. It is a DHT client that listens on nothing, so nothing the hidden node does
+    // (DHT queries, heartbeats, gossip) can open a direct connection to it: the only way between them is the relay.
+    // (A listening caller was dialed directly by the hidden node now and then, which is allowed behind a NAT.)
     const caller = await createNodeNetwork({
       networkId: NETWORK_ID,
       key: newKey(),
-      options: options({ bootstrap: [relayAddr] }),
+      options: options({ bootstrap: [relayAddr], listen: [] }),
       tuning: { ...TUNING, dhtMode: 'client' },
     });
     extra.push(caller);
