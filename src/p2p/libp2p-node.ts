@@ -41,6 +41,7 @@ import { openNodeDatastore, type NodeDatastore } from './datastore.js';
 import { hostKey } from './peer-score.js';
 import { multiaddrHost } from '../util/ip.js';
 import { installFastSecp256k1 } from './fast-secp256k1.js';
+import { coalesceTcpWrites } from './tcp-coalesce.js';
 import type { PeerScoreTable } from './peer-score.js';
 import type {
   BootstrapStatus,
@@ -383,6 +384,8 @@ export class Libp2pNetwork implements P2PNetwork {
     this.started = true;
     const l = this.libp2p;
     l.addEventListener('peer:connect', (e) => this.events.emit('peer:connect', { peer: e.detail.toString() }));
+    // one socket write per message on TCP (./tcp-coalesce.ts; NEUROSHARD_TCP_COALESCE=0 leaves the library's own)
+    if (process.env.NEUROSHARD_TCP_COALESCE !== '0') l.addEventListener('connection:open', (e) => coalesceTcpWrites(e.detail));
     l.addEventListener('peer:disconnect', (e) => {
       const peer = e.detail.toString();
       this.members.delete(peer);
