@@ -263,6 +263,7 @@ export class Ledger {
       clearCpState: w(() => db.prepare('DELETE FROM cp_state')),
       insertCpState: w(() => db.prepare('INSERT INTO cp_state (k, v) VALUES (?, ?)')),
       clearState: w(() => db.prepare('DELETE FROM state')),
+      copyCpState: w(() => db.prepare('INSERT INTO state (k, v) SELECT k, v FROM cp_state')),
       removeBefore: w(() => db.prepare('DELETE FROM events WHERE ord < ?')),
       removeAccountsBefore: w(() => db.prepare('DELETE FROM event_accounts WHERE ord < ?')),
       after: db.prepare('SELECT id, ord, bytes, status, reason, net FROM events WHERE ord > ? ORDER BY ord LIMIT ?'),
@@ -275,6 +276,8 @@ export class Ledger {
       stateRows: db.prepare('SELECT k, v FROM state'),
       meta: db.prepare('SELECT v FROM meta WHERE k = ?'),
       insert: w(() => db.prepare('INSERT INTO events (id, ord, rkey, kind, ts, bytes, status, reason, amount, net) VALUES (?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?)')),
+      /** An event stored with its verdict at once (applied at the tip): one B-tree write instead of insert + update. */
+      insertJudged: w(() => db.prepare('INSERT INTO events (id, ord, rkey, kind, ts, bytes, status, reason, amount, net) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')),
       remove: w(() => db.prepare('DELETE FROM events WHERE id = ?')),
       removeAccounts: w(() => db.prepare('DELETE FROM event_accounts WHERE ord = ?')),
       insertAccount: w(() => db.prepare('INSERT OR IGNORE INTO event_accounts (account, ord, id) VALUES (?, ?, ?)')),
@@ -480,10 +483,12 @@ export class Ledger {
             verdicts.set(toHex(e.id), no);
             continue;
           }
-          insert(e);
+          // Applied before it is stored: the rules look only at events that sort before it (hasConflict), and the
+          // row then goes in with its verdict in one write (the same row an insert and an update would leave).
           const ord = ords.get(e)!;
           const r = this.apply(e);
-          s.verdict!.run(STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, e.id);
+          s.insertJudged!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, net ? 1 : 0);
+          for (const acct of accountsOf(e)) s.insertAccount!.run(acct, ord, e.id);
           verdicts.set(toHex(e.id), r);
           this.tip = ord;
           this.maybeSnapshot(ord);
@@ -912,8 +917,14 @@ export class Ledger {
     const cur = this.finalCp?.body;
     if (cur !== undefined && cp.body.seq <= cur.seq) return 'stale';
     const state = new LedgerState();
+    const canonical: [string, string][] = [];
     try {
-      state.loadRows(rows.map(([k, v]) => ({ k, v })));
+      state.loadRows(
+        (function* () {
+          for (const [k, v] of rows) yield { k, v };
+        })(),
+        canonical,
+      );
     } catch {
       return 'SNAPSHOT_ROWS';
     }
@@ -932,22 +943,34 @@ export class Ledger {
       this.stmts.removeAccountsBefore!.run(ck);
       this.pendingFrom = null;
       this.stmts.deleteMeta!.run('replayFrom');
-      this.setBase(cp, state, earlier);
+      this.setBase(cp, state, earlier, canonical);
     });
     return 'installed';
   }
 
-  /** Records `cp` with the state at its cut as the base, and re-judges the events after the cut from it. */
-  private setBase(cp: SignedCheckpoint, base: LedgerState, earlier: readonly SignedCheckpoint[]): void {
+  /**
+   * Records `cp` with the state at its cut as the base, and re-judges the events after the cut from it.
+   * `canonical`: the base's rows as canonical text (installSnapshot has them from hashing): stored as they are, and
+   * the live state rows copied from them inside SQLite, instead of serialising every row twice more (snapshot_sync_s).
+   */
+  private setBase(cp: SignedCheckpoint, base: LedgerState, earlier: readonly SignedCheckpoint[], canonical?: readonly [string, string][]): void {
     const s = this.stmts;
     // the verified chain before it, so that this node can serve the whole chain to a new one
     for (const e of earlier) s.insertCp!.run(e.body.seq, JSON.stringify(checkpointToJson(e)));
     s.insertCp!.run(cp.body.seq, JSON.stringify(checkpointToJson(cp)));
     s.clearCpState!.run();
-    for (const [k, v] of base.rows()) s.insertCpState!.run(k, v);
+    for (const [k, v] of canonical ?? base.rows()) s.insertCpState!.run(k, v);
     this.finalCp = cp;
     this.floor = cutKey(cp.body.cutMs);
-    this.snapshots = [{ key: this.floor, state: base.snapshot() }];
+    const snap = base.snapshot();
+    this.snapshots = [{ key: this.floor, state: snap }];
+    if (canonical !== undefined) {
+      // The live rows become the base's rows (the replay below then marks only what the events after the cut change).
+      s.clearState!.run();
+      s.copyCpState!.run();
+      this.state.restore(snap);
+      this.state.clearDirty();
+    }
     // Conflicts now count from the cut on (ctx.hasConflict): verdicts after it may change, so they are re-judged.
     this.replayFrom(this.floor, new Map());
     this.persistState();

@@ -315,6 +315,11 @@ export class LedgerState {
     return v === undefined ? undefined : jsonOf(v);
   }
 
+  /** Forgets the dirty marks without serialising the rows (the caller wrote every row itself). */
+  clearDirty(): void {
+    this.dirty.clear();
+  }
+
   /** The dirty rows since the last call (value undefined = deleted), and clears the dirty set. */
   takeDirty(): [string, string | undefined][] {
     const out: [string, string | undefined][] = [];
@@ -323,8 +328,11 @@ export class LedgerState {
     return out;
   }
 
-  /** Loads rows (from SQLite) into an empty state. */
-  loadRows(rows: Iterable<{ k: string; v: string }>): void {
+  /**
+   * Loads rows (from SQLite) into an empty state. `canonical`, when given, receives each row's canonical text (the
+   * text it is hashed as), so that a caller storing the rows does not serialise them again (snapshot install).
+   */
+  loadRows(rows: Iterable<{ k: string; v: string }>, canonical?: [string, string][]): void {
     this.flushLt();
     for (const { k, v } of rows) {
       const table = k[0] as TableName;
@@ -336,7 +344,9 @@ export class LedgerState {
       const row = decodeRow(table, key, v);
       m.set(key, row);
       // the element of the canonical text (a hand-edited row with other spacing hashes as its canonical form)
-      ltAdd(this.lt, rowElement(k, jsonOf(row)));
+      const text = jsonOf(row);
+      ltAdd(this.lt, rowElement(k, text));
+      canonical?.push([k, text]);
     }
     this.reindexRequests();
     this.hashCache = null;

@@ -4,7 +4,7 @@
  * ledger drops it without storing it. State rules (balances, rate windows, equivocation) are in apply.ts.
  */
 import { bytesEqual } from '../util/bytes.js';
-import { accountIdFromPublicKey, publicKeyFromPeerId, verifyDomain } from '../identity/index.js';
+import { accountIdFromPublicKey, publicKeyFromPeerId, signingDigest, verifyDomain } from '../identity/index.js';
 import { checkFraudRecord, fraudIndex, fraudKey } from './fraud.js';
 import { DecodeError } from './codec.js';
 import {
@@ -69,8 +69,38 @@ export function verifyEventBytes(bytes: Uint8Array, cfg: VerifyConfig): Verdict 
 /** Verifies a decoded event; returns null when valid, else the reason code. */
 export function verifyEvent(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | null {
   if (e.networkId !== cfg.networkId) return 'WRONG_NETWORK';
-  if (!verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature)) return 'BAD_SIGNATURE';
+  if (!eventSignatureValid(e)) return 'BAD_SIGNATURE';
   return checkFields(e, cfg);
+}
+
+/**
+ * Event signature verdicts (issue 11 §4, ledger_events_per_s): a node verifies an event at admission (the gossip
+ * validator, a sync page in protocols/ledger-sync.ts) and the ledger verifies it again at ingest; the second
+ * ECDSA check was half the CPU of taking an event. The key is the event id (the signed digest, which covers the
+ * signer; recomputed from the payload) followed by the 64 signature bytes: ECDSA verification is a function of (key, digest, signature), so a
+ * hit is exactly the verdict a new check would give; a malleated or tampered copy has another key. Only
+ * acceptances are kept (a flood of bad signatures evicts nothing it could not have put there itself); bounded,
+ * first in first out.
+ */
+const eventVerdicts = new Map<string, true>();
+const EVENT_VERDICTS_MAX = 65_536;
+
+function eventSignatureValid(e: LedgerEvent): boolean {
+  if (!(e.signature instanceof Uint8Array) || e.signature.byteLength !== 64) return verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature);
+  // the digest recomputed from the payload, not e.id taken on trust: an in-process caller may hand an object whose
+  // fields disagree
+  const d = signingDigest(EVENT_DOMAIN, e.payload);
+  const key = Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('latin1') + Buffer.from(e.signature.buffer, e.signature.byteOffset, 64).toString('latin1');
+  if (eventVerdicts.has(key)) return true;
+  if (!verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature)) return false;
+  if (eventVerdicts.size >= EVENT_VERDICTS_MAX) eventVerdicts.delete(eventVerdicts.keys().next().value!);
+  eventVerdicts.set(key, true);
+  return true;
+}
+
+/** Forgets the cached event signature verdicts (the benchmark measures ingest with one verification per event). */
+export function clearEventVerdicts(): void {
+  eventVerdicts.clear();
 }
 
 /** The stateless field rules of each kind (the signature is already checked). */
