@@ -4,7 +4,7 @@
  * failed rounds (`retrying`). It never decides on its own to found a network: only a node started as genesis
  * reports `genesis`. When a joined node loses its last member connection it goes back to `connecting`.
  */
-import { backoffMs, deadlineSignal } from '../util/abort.js';
+import { backoffMs, deadlineLink } from '../util/abort.js';
 import { errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -149,13 +149,17 @@ export class Bootstrapper {
     const worker = async (): Promise<void> => {
       while (next < targets.length && !this.stopped) {
         const t = targets[next++]!;
-        const signal = deadlineSignal(this.opts.dialTimeoutMs ?? 10_000, this.ac.signal); // not AbortSignal.any (util/abort.ts)
+        // not AbortSignal.any (util/abort.ts); detached from this.ac when the dial ends, not at its deadline (a round
+        // of up to 32 quick dials left that many listeners on the bootstrapper's lifetime signal)
+        const { signal, dispose } = deadlineLink(this.opts.dialTimeoutMs ?? 10_000, this.ac.signal);
         try {
           await this.opts.dial(t, signal);
           dialled++;
         } catch (e) {
           lastError = `${t}: ${errorMessage(e)}`;
           this.log.debug('bootstrap dial failed', { target: t, error: errorMessage(e) });
+        } finally {
+          dispose();
         }
       }
     };

@@ -13,7 +13,7 @@ import type { HolderRecord } from '../protocols/holder-record.js';
 import type { LivenessTracker } from '../protocols/liveness.js';
 import * as methods from '../protocols/methods.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
-import { deadlineSignal } from '../util/abort.js';
+import { deadlineLink } from '../util/abort.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
@@ -214,13 +214,19 @@ export class PoolService {
 
   private async refreshRecords(): Promise<void> {
     const peers = this.o.network.liveness.snapshot().filter((p) => p.state !== 'dead' && p.heartbeat.span !== undefined);
-    const signal = deadlineSignal(5000, this.ac.signal); // not AbortSignal.any: this.ac lives as long as the pool (util/abort.ts)
-    await Promise.all(
-      peers.map(async (p) => {
-        const r = await this.o.network.recordOf(p.peer, signal).catch(() => undefined);
-        if (r !== undefined) this.records.set(p.peer, r);
-      }),
-    );
+    // not AbortSignal.any: this.ac lives as long as the pool (util/abort.ts); detached when the lookups end, not 5 s
+    // later (one listener per tick stayed on this.ac for the whole deadline)
+    const { signal, dispose } = deadlineLink(5000, this.ac.signal);
+    try {
+      await Promise.all(
+        peers.map(async (p) => {
+          const r = await this.o.network.recordOf(p.peer, signal).catch(() => undefined);
+          if (r !== undefined) this.records.set(p.peer, r);
+        }),
+      );
+    } finally {
+      dispose();
+    }
     if (this.records.size > 10_000) this.records.clear();
   }
 
@@ -315,7 +321,8 @@ export class PoolService {
     if (lookup === undefined) return view;
     const self = this.o.network.peerId;
     const known = new Set([self, ...this.o.network.liveness.snapshot().map((p) => p.peer), ...view.holders.map((h) => h.peerId)]);
-    const signal = deadlineSignal(10_000, this.ac.signal); // not AbortSignal.any: this.ac lives as long as the pool (util/abort.ts)
+    // not AbortSignal.any: this.ac lives as long as the pool (util/abort.ts); detached when the lookups end
+    const { signal, dispose } = deadlineLink(10_000, this.ac.signal);
     const found = new Map<string, HolderRecord>();
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -329,7 +336,11 @@ export class PoolService {
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(REGISTRY_LOOKUPS, view.numLayers) }, worker));
+    try {
+      await Promise.all(Array.from({ length: Math.min(REGISTRY_LOOKUPS, view.numLayers) }, worker));
+    } finally {
+      dispose();
+    }
     if (found.size === 0) return view;
     const extra = [...found.values()].map((r) => ({ peerId: r.peerId, span: { start: r.span.start, end: r.span.end }, state: 'stale' as const, tokensPerSec: r.capacity.tokensPerSec, memoryMb: r.capacity.memoryMb }));
     this.log.info('the registry names holders not heard from yet', { holders: extra.map((h) => `${h.peerId.slice(-8)}@${h.span.start}:${h.span.end}`) });

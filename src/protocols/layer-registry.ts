@@ -10,10 +10,11 @@
  * they expire, so a holder that disappears drops out on its own.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { P2PNetwork, PeerAddressInfo } from '../p2p/types.js';
 import type { NodeKey } from '../identity/index.js';
 import type { AbortOptions } from '../util/abort.js';
-import { backoffMs, deadlineSignal } from '../util/abort.js';
+import { backoffMs, deadlineLink } from '../util/abort.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
@@ -153,8 +154,12 @@ export class LayerRegistry {
     const now = this.clock.now();
     const rec = freshHolderRecord(this.opts.key, { networkId: this.opts.networkId, multiaddrs: cleanAddrs(multiaddrs, this.opts.network.peerId), span, capacity }, now, this.ttl);
     const net = this.opts.network;
+    // One deadline for the record and each layer's provide, detached from opts.signal (which lives as long as the
+    // registry) when they end; the provides run in parallel on it, one listener each, so its limit is the span's size.
+    const put = deadlineLink(this.opMs, opts.signal);
+    let prov: ReturnType<typeof deadlineLink> | undefined;
     try {
-      const stored = await net.dhtPut(holderKey(this.opts.networkId, net.peerId), encodeHolderRecord(rec), { signal: deadlineSignal(this.opMs, opts.signal) });
+      const stored = await net.dhtPut(holderKey(this.opts.networkId, net.peerId), encodeHolderRecord(rec), { signal: put.signal }).finally(put.dispose);
       this.record = rec;
       this.cache.set(net.peerId, { record: rec, fetchedAt: now });
       // layers we no longer hold stop being provided; the rest are (re-)provided
@@ -164,10 +169,13 @@ export class LayerRegistry {
           this.provided.delete(layer);
         }
       }
+      prov = deadlineLink(this.opMs, opts.signal);
+      setMaxListeners(span.end - span.start + 16, prov.signal);
+      const provSignal = prov.signal;
       await Promise.all(
         Array.from({ length: span.end - span.start }, async (_, k) => {
           const layer = span.start + k;
-          await net.provide(layerContentKey(this.opts.networkId, layer), { signal: deadlineSignal(this.opMs, opts.signal) });
+          await net.provide(layerContentKey(this.opts.networkId, layer), { signal: provSignal });
           this.provided.add(layer);
         }),
       );
@@ -186,6 +194,9 @@ export class LayerRegistry {
       this.log.warn('publishing our holder record failed', { error: errorMessage(e), retryInMs: retry });
       this.events.emit('publish:error', { error: errorMessage(e), retryInMs: retry });
       this.schedule(retry);
+    } finally {
+      put.dispose();
+      prov?.dispose();
     }
   }
 
@@ -204,10 +215,16 @@ export class LayerRegistry {
    * freshest records first.
    */
   async holdersOf(layer: number, opts: AbortOptions = {}): Promise<HolderRecord[]> {
-    const signal = deadlineSignal(this.opMs, opts.signal);
-    const providers = await this.opts.network.findProviders(layerContentKey(this.opts.networkId, layer), { signal, limit: this.opts.maxProviders ?? 64 });
-    const candidates = providers.filter((p) => !(this.opts.isDead?.(p.id) ?? false));
-    const records = await this.fetchRecords(candidates, signal);
+    // detached from opts.signal when the lookup ends (util/abort.ts deadlineLink): callers pass one signal to many
+    const { signal, dispose } = deadlineLink(this.opMs, opts.signal);
+    let records: HolderRecord[];
+    try {
+      const providers = await this.opts.network.findProviders(layerContentKey(this.opts.networkId, layer), { signal, limit: this.opts.maxProviders ?? 64 });
+      const candidates = providers.filter((p) => !(this.opts.isDead?.(p.id) ?? false));
+      records = await this.fetchRecords(candidates, signal);
+    } finally {
+      dispose();
+    }
     const now = this.clock.now();
     // The order is not the record's to choose (issue 11, attack 10: a record dated ahead used to sort first): peers
     // whose heartbeats arrive come first, then a per-node keyed hash of the peer id.
@@ -239,11 +256,13 @@ export class LayerRegistry {
     };
     let record: HolderRecord | undefined;
     if (this.opts.fetchDirect !== undefined) {
-      const direct = await this.opts.fetchDirect(peer, deadlineSignal(Math.min(this.opMs, DIRECT_FETCH_MS), opts.signal)).catch(() => undefined);
+      const d = deadlineLink(Math.min(this.opMs, DIRECT_FETCH_MS), opts.signal);
+      const direct = await this.opts.fetchDirect(peer, d.signal).catch(() => undefined).finally(d.dispose);
       record = check(direct, 'the peer');
     }
     if (record === undefined) {
-      const value = await this.opts.network.dhtGet(key, { signal: deadlineSignal(this.opMs, opts.signal) }).catch(() => undefined);
+      const d = deadlineLink(this.opMs, opts.signal);
+      const value = await this.opts.network.dhtGet(key, { signal: d.signal }).catch(() => undefined).finally(d.dispose);
       record = check(value, 'the DHT');
     }
     if (this.cache.size >= MAX_CACHE) this.cache.delete(this.cache.keys().next().value!);

@@ -20,6 +20,16 @@ export function deadlineSignal(ms: number, ...signals: (AbortSignal | undefined)
 }
 
 /**
+ * deadlineSignal for one call, with `dispose()` to detach it from `signals` as soon as the call ends. Use it where a
+ * source lives as long as the node: deadlineSignal's listeners stay on the sources until its deadline fires, so a
+ * loop that makes many short calls (a bootstrap round's dials, a pool tick's lookups) left one listener per call on
+ * the long-lived signal for the whole deadline (Node's "11 abort listeners added to [AbortSignal]" warning).
+ */
+export function deadlineLink(ms: number, ...signals: (AbortSignal | undefined)[]): { signal: AbortSignal; dispose: () => void } {
+  return linkSignals(AbortSignal.timeout(ms), ...signals);
+}
+
+/**
  * A signal that fires when any of `signals` has fired or fires (with that one's reason), and `dispose()` to detach
  * it from them once the operation ends. Use it instead of AbortSignal.any wherever a source outlives the operation
  * (a node-lifetime signal): Node's AbortSignal.any (v20 at least) adds an entry to every source's set of dependants

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
 import { Bootstrapper } from '../../../src/p2p/bootstrap.js';
 import type { BootstrapStatus } from '../../../src/p2p/types.js';
@@ -26,6 +27,33 @@ describe('Bootstrapper', () => {
     assert.ok(seen.every((s) => s.state !== 'genesis' && s.state !== 'connected'));
     assert.ok(seen.some((s) => s.state === 'retrying' && s.lastError?.includes('connection refused') === true));
     assert.equal(b.status().state, 'stopped');
+  });
+
+  it('a dial that ends takes its abort listener off the bootstrapper\'s lifetime signal (no pile-up before the deadline)', async () => {
+    // 32 targets a round that fail at once, with a dial deadline far away: each dial's listener used to stay on the
+    // bootstrapper's signal until its deadline (Node's "11 abort listeners added to [AbortSignal]" warning)
+    const b = new Bootstrapper({
+      genesis: false,
+      candidates: async () => Array.from({ length: 32 }, (_, i) => `peer${i}`),
+      dial: async (target, signal) => {
+        assert.ok(target.startsWith('peer') && !signal.aborted);
+        throw new Error('connection refused');
+      },
+      memberCount: () => 0,
+      dialTimeoutMs: 600_000,
+      retryBaseMs: 5,
+      retryMaxMs: 20,
+    });
+    const lifetime = (b as unknown as { ac: AbortController }).ac.signal;
+    const between: number[] = [];
+    b.events.on('state', (s) => {
+      if (s.state === 'retrying') between.push(getEventListeners(lifetime, 'abort').length);
+    });
+    b.start();
+    await b.events.waitFor('state', { timeoutMs: 5000, pred: (s) => s.failedRounds >= 3 });
+    await b.stop();
+    assert.ok(between.length >= 3);
+    assert.deepEqual(between, between.map(() => 0), `listeners left on the lifetime signal after each round: ${between.join(', ')}`);
   });
 
   it('counts a peer as joined only once it identifies as a member', async () => {
