@@ -68,8 +68,11 @@ describe('validators in real nodes: a corrupt hop is slashed in every ledger, an
     g = await startNode('g', { genesis: true, span: 'none' });
     L = g.pool!.modelConfig().num_hidden_layers;
     const whole = `0:${L}`;
-    // the three holders start together (each loads the seeded weights, or fetches them from one that did)
-    [b, c, v] = await Promise.all([startNode('b', { bootstrap: [addrOf(g)], span: whole }), startNode('c', { bootstrap: [addrOf(g)], span: whole }, true), startNode('v', { bootstrap: [addrOf(g)], span: whole })]);
+    // one after the other, each bootstrapping through every node before it (started together, a pair of holders
+    // that only knew g did not always connect under load)
+    b = await startNode('b', { bootstrap: [addrOf(g)], span: whole });
+    c = await startNode('c', { bootstrap: [addrOf(g), addrOf(b)], span: whole }, true);
+    v = await startNode('v', { bootstrap: [addrOf(g), addrOf(b), addrOf(c)], span: whole });
     for (const n of [b, c, v]) await waitFor(() => n.pool?.span() !== undefined, { ...WAIT, what: 'a holder loaded its span' });
     // validators fetch transcripts and ask co-checks by peer id: every pair connected (a bootstrap dial lost under
     // load is not retried by itself), and every holder alive in every other's heartbeats (co-checks go to holders)

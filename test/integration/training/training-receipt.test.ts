@@ -184,7 +184,9 @@ describe('co-signed training receipts on real libp2p nodes', { timeout: 900_000 
     await waitFor(() => (submitter.wiring.receipts?.counts.records ?? 0) >= 2, 60_000, 'the submitter built the records of rounds 0 and 1');
     await submitter.wiring.receipts!.idle();
     assert.deepEqual({ ...submitter.wiring.receipts!.counts, cosigned: 0 }, { records: 2, cosigned: 0, submitted: 2, applied: 2, failed: 0 }, 'two receipts submitted and applied');
-    for (const r of replicas) if (r !== submitter) assert.ok(r.wiring.receipts!.counts.cosigned >= 2, `${r.name} co-signed both rounds`);
+    // the quorum of 3 is 2: the submitter and at least one other member co-signed each round (under load a member
+    // may answer after the submitter's collection ended)
+    assert.ok(replicas.filter((r) => r !== submitter).reduce((n, r) => n + r.wiring.receipts!.counts.cosigned, 0) >= 2, 'the others co-signed at least once per round');
     assert.equal(delivered.length, 2);
     // the ledger's gossip (or its anti-entropy sync) brings the receipts to the other ledgers: nothing copies them
     const ids = delivered.map((b) => decodeEvent(b).id);
