@@ -57,6 +57,11 @@ export interface LedgerStatusView {
   finalizedHash?: string | null;
   finalizedStateHash?: string | null;
   finality?: string;
+  /**
+   * Issue 11 §2, from a running node that holds layers: what its validator did since it started (node/validator.ts
+   * ValidatorView: rate, sampled, reexecuted, matched, frauds, skipped, slashes, coChecks, dropped).
+   */
+  validator?: Record<string, number>;
 }
 
 /** Filled by the node with its running ledger service. */
@@ -104,6 +109,7 @@ export const ledgerStatusSchema = {
     finalizedHash: { type: ['string', 'null'] },
     finalizedStateHash: { type: ['string', 'null'] },
     finality: { type: 'string' },
+    validator: { type: 'object', additionalProperties: { type: 'number' } },
   },
 } as const;
 

@@ -29,6 +29,8 @@ import { fetchNetworkModel, resolveNetworkModel } from './network-model.js';
 import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerService } from './ledger.js';
 import { startUptimeWitness } from './witness.js';
 import { receiptsWiring } from './training-receipts.js';
+import { nodeTranscripts, startNodeValidator, type NodeValidator } from './validator.js';
+import type { HopFaultsForTests } from '../protocols/inference.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
@@ -75,6 +77,8 @@ export interface NodeModules {
   dashboardDir?: string;
   /** Layer-pool timing (tests shorten it). */
   poolTuning?: Partial<PoolTuning>;
+  /** Test-only faults of the hop server (a hop that corrupts its outputs); never set from options or the CLI. */
+  hopFaultsForTests?: HopFaultsForTests;
 }
 
 type Status = 'starting' | 'started' | 'closing' | 'closed';
@@ -105,6 +109,8 @@ export class NeuroShardNode {
   openai: OpenAiGenerator | undefined;
   /** Chain training (node/chain.ts): the train-stage server over our span, a driver when it starts at layer 0. */
   chain: NodeChainTraining | undefined;
+  /** Issue 11 §2: the validator role over our span (node/validator.ts); undefined on a node that holds no layers. */
+  validator: NodeValidator | undefined;
 
   private constructor(
     readonly opts: NodeOptions,
@@ -236,7 +242,7 @@ export class NeuroShardNode {
         {
           dashboard: { feed: telemetry, staticDir: modules.dashboardDir ?? dashboardDir() },
           status: { status: () => provider.status(), peers: () => provider.peers() },
-          ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ledgerNow().status() },
+          ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ({ ...ledgerNow().status(), ...(ref.node?.validator === undefined ? {} : { validator: ref.node.validator.view() }) }) },
           layers: { layers: () => ref.node?.pool?.layers() },
           generator: () => servingRef.current?.generator,
           training: { training: () => ref.node?.trainingReport() },
@@ -326,7 +332,10 @@ export class NeuroShardNode {
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
-      // 7. inference: hop sessions and the generator over the span the pool holds (the pool loads the weights)
+      // 7. inference: hop sessions and the generator over the span the pool holds (the pool loads the weights); hops
+      // keep their sessions' inputs for validators (issue 11 §2, node/validator.ts)
+      const transcripts = opts.span === 'none' ? undefined : await nodeTranscripts(compute, network);
+      if (transcripts !== undefined) cleanups.push(() => transcripts.stop());
       node.serving = await startServing({
         opts,
         genesis,
@@ -339,12 +348,21 @@ export class NeuroShardNode {
         clock,
         log: log.child('serve'),
         market: nodeHopMarket(key, genesis.networkId, ledger, clock), // issue 11 §2: hops sign commitments, drivers submit completions
+        ...(transcripts === undefined ? {} : { transcripts }),
+        ...(modules.hopFaultsForTests === undefined ? {} : { faultsForTests: modules.hopFaultsForTests }),
         // a --checkpoint node serves the checkpoint's shape, and its own tokenizer when it has one (else the bundled one)
         ...(modelDir === undefined ? {} : { model: { config: modelConfig, view: ownTokenizer === undefined ? { ...genesisModelView(genesis), numLayers: modelConfig.num_hidden_layers, hiddenSize: modelConfig.hidden_size, contextLength: modelConfig.max_position_embeddings, eosId: modelConfig.eos_token_id } : modelViewOf(modelConfig, ownTokenizer) } }),
       });
       servingRef.current = node.serving;
       const serving = node.serving;
       cleanups.push(() => serving.stop());
+      // issue 11 §2: a node holding layers re-executes a sample of other hops' sessions on its span and has a hop
+      // whose outputs do not match slashed (--validation-rate; 0 = off)
+      if (opts.span !== 'none') {
+        node.validator = await startNodeValidator({ key, networkId: genesis.networkId, network, compute, config: modelConfig, span: () => pool.span(), ledger, rate: opts.validationRate, clock, log: log.child('validator') });
+        const validator = node.validator;
+        cleanups.push(() => validator.stop());
+      }
       // 8. chain training across holders (a lone genesis node trains solo above: a one-node chain)
       node.chain = new NodeChainTraining({
         opts,
@@ -547,6 +565,7 @@ export class NeuroShardNode {
     const steps: [string, () => Promise<void> | void][] = [
       ['chain', () => this.chain?.stop()],
       ['api', () => this.api.close()],
+      ['validator', () => this.validator?.stop()],
       ['serving', () => this.serving?.stop()],
       ['ledger', () => this.ledger?.stop()],
       ['network', () => this.network.stop()],

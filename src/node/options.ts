@@ -102,6 +102,12 @@ export interface NodeOptions {
   hopTimeoutMs: number;
   inferenceMemoryMb: number;
   /**
+   * Issue 11 §2 validators (`--validation-rate`, src/node/validator.ts): the share of other hops' sessions on this
+   * node's span it re-executes, drawn per hop from the requester's receipt signature (protocols/hop-validator.ts
+   * isSampled). 0 turns the validator role off (no sampling, no co-checks). Default 0.05 (1 in 20).
+   */
+  validationRate: number;
+  /**
    * How the node holds its span's weights (`--weights`): f32, or int8 (inference only: the projection matrices as
    * int8 blocks of 32 with a scale each, about 3.5× less memory per layer; model/shard.ts WeightFormat). An int8 node
    * does not train and serves no weights to joiners (it keeps no float32 copy).
@@ -181,6 +187,7 @@ export const DEFAULTS: NodeOptions = {
   wire: 'f32',
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
+  validationRate: 0.05, // VALIDATION_RATE_DEFAULT (protocols/hop-validator.ts)
   weights: 'f32',
   // unary calls share one stream per (peer, method) (src/protocols/rpc/mux.ts; issue 8 §5). Off until the whole
   // suite has passed with it on under Node 20, 22 and 24 (docs/SCALE.md); nodes serve the mux ids either way
@@ -345,6 +352,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   rpcStreamReuse: (raw, src) => bool('rpcStreamReuse', raw, src),
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
+  validationRate: (raw, src) => numIn('validationRate', raw, src, 0, 1, true),
 };
 
 /** A finite number in [min, max] (max excluded unless `maxIncluded`), from a number or a decimal string. */

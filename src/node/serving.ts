@@ -18,7 +18,7 @@ import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, roundTripMs, runGe
 import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { inferenceStream } from '../protocols/methods.js';
-import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../protocols/inference.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute, type HopFaultsForTests, type HopTranscripts } from '../protocols/inference.js';
 import type { HopMarket } from '../protocols/hop-commitment.js';
 import type { Clock } from '../util/clock.js';
 import type { Genesis } from './genesis.js';
@@ -198,6 +198,10 @@ export interface StartServingInit {
   model?: { config: LlamaConfig; view: ModelView };
   /** Signs this node's hop commitments and submits completions as a driver (issue 11 §2; node/market.ts). */
   market?: HopMarket;
+  /** Issue 11 §2: the hop keeps and seals its sessions' inputs for validators (node/validator.ts nodeTranscripts). */
+  transcripts?: HopTranscripts;
+  /** Test-only faults of the hop server (NodeModules.hopFaultsForTests; never from options or the CLI). */
+  faultsForTests?: HopFaultsForTests;
 }
 
 export interface NodeServing {
@@ -266,7 +270,10 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
   let stopped = false;
   let hops: InferenceHopServer | undefined;
   if (served !== undefined || (init.localSpan !== undefined && opts.span !== 'none')) {
-    hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'), init.market);
+    hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'), init.market, {
+      ...(init.transcripts === undefined ? {} : { transcripts: init.transcripts }),
+      ...(init.faultsForTests === undefined ? {} : { faultsForTests: init.faultsForTests }),
+    });
     await hops.register(network.rpc);
   }
   const latency = new LatencyTable();

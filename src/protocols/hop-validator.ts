@@ -73,7 +73,7 @@ export interface HopValidatorDeps {
 export const MAX_VALIDATION_QUEUE = 32;
 
 export class HopValidator {
-  readonly stats = { sampled: 0, matched: 0, frauds: 0, skipped: 0, slashes: 0, coChecks: 0, dropped: 0 };
+  readonly stats = { sampled: 0, reexecuted: 0, matched: 0, frauds: 0, skipped: 0, slashes: 0, coChecks: 0, dropped: 0 };
   private queue: Promise<unknown> = Promise.resolve();
   private pending = 0;
   private readonly log: Logger;
@@ -141,6 +141,9 @@ export class HopValidator {
     if (t.claim.engine !== me.engine) return skip('OTHER_ENGINE');
     if ((t.cols === 0) !== (mine.start === 0) || (t.cols !== 0 && t.cols !== this.d.compute.hiddenSize)) return skip('TRANSCRIPT_SHAPE');
     const r = await reexecute(this.d.compute, t, signal, this.d.timeoutMs);
+    this.stats.reexecuted++;
+    // our own weights moved while we re-ran (a training node): the comparison says nothing about the hop
+    if ((await this.d.claim()).modelHash !== me.modelHash) return skip('WEIGHTS_MOVED');
     if (bytesEqual(r.outCommit, hop.outCommit)) return { status: 'match', index };
     const statement = signFraudStatement(this.d.key, this.d.networkId, c.id, index, t.claim.modelHash, hop.outCommit, r.outCommit);
     return { status: 'fraud', index, statement, transcript: t };
@@ -176,6 +179,11 @@ export class HopValidator {
     } catch (e) {
       this.log.warn('the hop-fraud slash was refused', { error: errorMessage(e) });
     }
+  }
+
+  /** Stops serving co-checks. */
+  async unserve(rpc: RpcNode): Promise<void> {
+    await rpc.unhandle(hopFraudCheck).catch(() => undefined);
   }
 
   /** Serves co-checks: another validator found a fraud; re-execute the hop ourselves and sign only if we agree. */

@@ -95,6 +95,8 @@ interface HopSessionState {
   signedFor?: { requestId: Uint8Array; index: number; count: number };
   /** Issue 11 §2 re-execution: the session's exact inputs (hop-transcript.ts), its length, sampling and wire dtype. */
   inputs?: OpenInputs;
+  /** The weights' claim when the session opened: a transcript is sealed only if the weights did not move since. */
+  claimAtOpen?: Promise<{ modelHash: string } | undefined>;
   maxLen: number;
   sampling: HopSampling;
   wire: 'f32' | 'f16' | 'bf16';
@@ -259,7 +261,11 @@ export class InferenceHopServer {
     }
     const sampling: HopSampling = { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed };
     const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: new RunningCommitment(), outC: new RunningCommitment(), maxLen, sampling, wire: 'f32' };
-    if (this.extras.transcripts !== undefined) s.inputs = this.extras.transcripts.store.open();
+    if (this.extras.transcripts !== undefined) {
+      s.inputs = this.extras.transcripts.store.open();
+      // queued on the worker before the session's first step: the weights its steps run on (a training node's move)
+      s.claimAtOpen = this.extras.transcripts.claim().catch(() => undefined);
+    }
     this.sessions.set(r.sessionId, s);
     this.reservedBytes += bytes;
     try {
@@ -365,6 +371,11 @@ export class InferenceHopServer {
     const f = s.signedFor;
     try {
       const { modelHash, engine } = await tr.claim();
+      // weights that moved during the session (training) name no weights a validator could re-run: not kept
+      if ((await s.claimAtOpen)?.modelHash !== modelHash) {
+        this.log.info('no transcript kept: the weights changed during the session');
+        return;
+      }
       const claim = { span: { start: span.start, end: span.end }, modelHash, engine };
       const claimSignature = signTranscriptClaim(this.market.key, this.market.networkId, f.requestId, f.index, f.count, h.inCommit, h.outCommit, claim);
       tr.store.seal(s.inputs, { requestId: f.requestId, index: f.index, count: f.count, inCommit: h.inCommit, outCommit: h.outCommit, claim, claimSignature, maxLen: s.maxLen, sampling: s.sampling, wire: s.wire, cols: span.start === 0 ? 0 : this.compute.hiddenSize });

@@ -6,11 +6,15 @@
  * co-signatures over `training-record/1.0.0` and submits the TrainingReceipt. Asserted: a receipt for each round is
  * applied in every ledger, each accepted contributor's balance rises by exactly the documented reward (the training
  * term of proofReward for H × B × T tokens over the span, × role × its stake multiplier) per round, and the three
- * ledgers' state hashes are equal. The event reaches the other ledgers as the node's gossip would hand it over
- * (ingest of the submitted bytes); the ledger's own gossip is covered by the ledger's tests.
+ * ledgers' state hashes are equal. Each replica runs the node's ledger service (startNodeLedgerService: real SQLite,
+ * gossip and sync over its libp2p node) and the node's receipts wiring (receiptsWiring: submit and precheck through
+ * that service), so the receipt reaches the other ledgers by the ledger's gossip: nothing in the test copies it.
+ * Under the node's default rules rewards are held unminted until a checkpoint covers them (issue 11 §3): the
+ * reward is asserted on balance + unminted.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient, WorkerTrainStepper } from '../../../src/compute/index.js';
@@ -19,12 +23,13 @@ import { NEURO } from '../../../src/ledger/amount.js';
 import { buildGenesis, buildStake, buildTransfer } from '../../../src/ledger/build.js';
 import { decodeEvent, EventKind, type TrainingReceiptBody } from '../../../src/ledger/events.js';
 import { MIN_REWARD_BOND, proofReward, roleMultiplier, stakeMultiplier } from '../../../src/ledger/economics.js';
-import { Ledger } from '../../../src/ledger/ledger.js';
 import { IntTensor } from '../../../src/tensor/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
 import { startOuterSync, workerParams, type OuterSyncWiring } from '../../../src/node/diloco.js';
+import { startNodeLedgerService, WorkTally, type NodeLedgerService } from '../../../src/node/ledger.js';
+import { receiptsWiring } from '../../../src/node/training-receipts.js';
 import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
 import { toHex } from '../../../src/util/bytes.js';
 import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
@@ -39,7 +44,6 @@ const T = 16;
 const TOKENS = BigInt(H * B * T);
 const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: 'mean', compress: 'int8', outerQuorum: 2 / 3, outerSyncTimeoutMs: 60_000 };
 const G = keyFromPrivate(randomBytes(32));
-const RULES = { witnessed: true, genesisKey: G.publicKey };
 
 function batch(rand: () => number): Batch {
   const inputs = new Int32Array(B * T);
@@ -69,7 +73,7 @@ interface Replica {
   key: NodeKey;
   net: NodeNetwork;
   compute: ComputeClient;
-  ledger: Ledger;
+  l: NodeLedgerService;
   wiring: OuterSyncWiring;
   stepper: TrainStepper;
   ac: AbortController;
@@ -80,7 +84,7 @@ interface Replica {
 const replicas: Replica[] = [];
 const holderSet = new Set<string>();
 const dir = tempDir('neuroshard-receipts-');
-/** Every submitted receipt, as gossip would deliver it to the other ledgers. */
+/** Every receipt the submitter's ledger applied (the bytes it gossiped). */
 const delivered: Uint8Array[] = [];
 let setupEvents: Uint8Array[] = [];
 
@@ -95,9 +99,12 @@ async function startReplica(name: string, key: NodeKey, boot: string[], seed: nu
   holderSet.add(net.peerId);
   const compute = await ComputeClient.start({ threads: 1 });
   await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });
-  const ledger = new Ledger({ path: join(dir.dir, `${name}.db`), networkId: genesis.networkId, modelLayers: L, rewards: RULES, checkInvariant: true });
-  for (const b of setupEvents) assert.equal(ledger.ingest(b).status, 'applied');
-  const r = { name, key, net, compute, ledger, rounds: [], rand: rng(seed * 7919), ac: new AbortController() } as unknown as Replica;
+  // the node's ledger (witnessed rules, the genesis key pinned to G, which no replica holds); no proofs of our own
+  mkdirSync(join(dir.dir, name), { recursive: true });
+  const l = await startNodeLedgerService({ network: net, key, dataDir: join(dir.dir, name), networkId: genesis.networkId, modelLayers: L, counters: new WorkTally(), proofs: false, genesisKey: G.publicKey, resyncMs: 2000 });
+  for (const b of setupEvents) assert.equal(l.ledger.ingest(b).status, 'applied');
+  const wired = receiptsWiring(l, CONFIG, H);
+  const r = { name, key, net, compute, l, rounds: [], rand: rng(seed * 7919), ac: new AbortController() } as unknown as Replica;
   r.wiring = await startOuterSync({
     rpc: net.rpc,
     scores: net.scores,
@@ -112,13 +119,14 @@ async function startReplica(name: string, key: NodeKey, boot: string[], seed: nu
     clock: { now: () => Date.now() },
     pollMs: 100,
     receipts: {
+      ...wired,
+      // H × B × T of this test's batches (receiptsWiring counts the network's batch)
       tokensPerContribution: TOKENS,
-      submit: (bytes) => {
-        const res = ledger.ingest(bytes);
+      submit: async (bytes) => {
+        const res = await wired.submit(bytes);
         if (res.status === 'applied') delivered.push(bytes);
-        return Promise.resolve(res);
+        return res;
       },
-      precheck: (e) => ledger.stateVerdict(e),
       collectMs: 120_000,
       pollMs: 200,
     },
@@ -155,15 +163,19 @@ describe('co-signed training receipts on real libp2p nodes', { timeout: 900_000 
     for (const r of replicas) {
       r.ac.abort();
       await r.wiring.stop().catch(() => {});
+      await r.l.stop().catch(() => {});
       await r.net.stop().catch(() => {});
       await r.compute.close().catch(() => {});
-      r.ledger.close();
     }
     dir.cleanup();
   });
 
   it('two rounds: a co-signed receipt per round lands in every ledger, contributors are paid the documented reward, state hashes agree', async () => {
-    const balance = (r: Replica, k: NodeKey): bigint => r.ledger.account(accountIdFromPublicKey(k.publicKey)).balance;
+    // earned: balance plus rewards held unminted until a checkpoint covers them (the node's default rules)
+    const balance = (r: Replica, k: NodeKey): bigint => {
+      const a = r.l.ledger.account(accountIdFromPublicKey(k.publicKey));
+      return a.balance + a.unminted;
+    };
     const before0 = replicas.map((k) => balance(replicas[0]!, k.key));
     await Promise.all(replicas.map(async (r) => {
       while (!r.rounds.some((x) => x.round >= 1)) await r.stepper.trainStep(batch(r.rand));
@@ -172,10 +184,14 @@ describe('co-signed training receipts on real libp2p nodes', { timeout: 900_000 
     await waitFor(() => (submitter.wiring.receipts?.counts.records ?? 0) >= 2, 60_000, 'the submitter built the records of rounds 0 and 1');
     await submitter.wiring.receipts!.idle();
     assert.deepEqual({ ...submitter.wiring.receipts!.counts, cosigned: 0 }, { records: 2, cosigned: 0, submitted: 2, applied: 2, failed: 0 }, 'two receipts submitted and applied');
-    for (const r of replicas) if (r !== submitter) assert.ok(r.wiring.receipts!.counts.cosigned >= 2, `${r.name} co-signed both rounds`);
+    // the quorum of 3 is 2: the submitter and at least one other member co-signed each round (under load a member
+    // may answer after the submitter's collection ended)
+    assert.ok(replicas.filter((r) => r !== submitter).reduce((n, r) => n + r.wiring.receipts!.counts.cosigned, 0) >= 2, 'the others co-signed at least once per round');
     assert.equal(delivered.length, 2);
-    // gossip: the submitted receipts reach the other ledgers
-    for (const r of replicas) if (r !== submitter) for (const b of delivered) assert.equal(r.ledger.ingest(b).status, 'applied', `${r.name} applies the receipt`);
+    // the ledger's gossip (or its anti-entropy sync) brings the receipts to the other ledgers: nothing copies them
+    const ids = delivered.map((b) => decodeEvent(b).id);
+    await waitFor(() => replicas.every((r) => ids.every((id) => r.l.ledger.eventStatus(id)?.status === 'applied')), 120_000, 'every ledger applied both receipts');
+    await waitFor(() => replicas.every((r) => !r.l.ledger.replayPending() && r.l.ledger.stateHash() === replicas[0]!.l.ledger.stateHash()), 120_000, 'equal state hashes');
 
     const receipts = delivered.map((b) => decodeEvent(b).body as TrainingReceiptBody);
     assert.deepEqual(receipts.map((x) => x.record.round), [0, 1]);
@@ -189,22 +205,22 @@ describe('co-signed training receipts on real libp2p nodes', { timeout: 900_000 
     for (const [i, k] of replicas.entries()) {
       const hexKey = toHex(k.key.publicKey);
       const acc = accountIdFromPublicKey(k.key.publicKey);
-      const staked = replicas[0]!.ledger.account(acc).staked;
+      const staked = replicas[0]!.l.ledger.account(acc).staked;
       const per = proofReward({ uptimeMs: 0, trainingTokens: TOKENS, dataSamples: 0n, layersHeld: L }, roleMultiplier({ start: 0, end: L }, L), stakeMultiplier(staked));
       const paidRounds = receipts.filter((x) => x.record.contributions.some((c) => c.accepted && toHex(x.record.members[c.member]!) === hexKey)).length;
       assert.equal(paidRounds, 2, `${k.name} was an accepted contributor in both rounds`);
       for (const r of replicas) assert.equal(balance(r, k.key) - before0[i]!, BigInt(paidRounds) * per, `${k.name}'s balance in ${r.name}'s ledger rose by ${paidRounds} × ${per}`);
       assert.ok(per > 0n);
     }
-    const hashes = replicas.map((r) => r.ledger.stateHash());
+    const hashes = replicas.map((r) => r.l.ledger.stateHash());
     for (const h of hashes) assert.equal(h, hashes[0], 'equal state hashes');
     // a replay of either receipt is refused everywhere
     for (const r of replicas) {
       for (const b of delivered) {
-        const res = r.ledger.ingest(b);
+        const res = r.l.ledger.ingest(b);
         assert.ok(res.duplicate === true, `${r.name}: a replayed receipt is a duplicate (${res.status})`);
       }
     }
-    assert.equal(replicas[0]!.ledger.stateHash(), hashes[0]);
+    assert.equal(replicas[0]!.l.ledger.stateHash(), hashes[0]);
   });
 });
