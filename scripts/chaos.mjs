@@ -364,6 +364,7 @@ async function memBreakdown(n, since) {
     let heap = 0;
     let anon = 0;
     let file = 0;
+    const anonMaps = []; // Rss (kB) of each anonymous mapping: malloc arenas vs. single large mmaps
     for (const line of smaps) {
       const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
       if (head !== null) {
@@ -374,10 +375,13 @@ async function memBreakdown(n, since) {
       if (m === null) continue;
       const kb = Number(m[1]);
       if (cur === '[heap]') heap += kb;
-      else if (cur === '' || cur.startsWith('[anon')) anon += kb;
-      else file += kb;
+      else if (cur === '' || cur.startsWith('[anon')) {
+        anon += kb;
+        if (kb > 0) anonMaps.push(kb);
+      } else file += kb;
     }
-    Object.assign(out, { c_heap: mib(heap), anon: mib(anon), file: mib(file) });
+    anonMaps.sort((a, b) => b - a);
+    Object.assign(out, { c_heap: mib(heap), anon: mib(anon), file: mib(file), anon_maps: anonMaps.length, anon_top_mb: anonMaps.slice(0, 6).map(mib) });
   } catch {
     /* gone */
   }
@@ -385,6 +389,9 @@ async function memBreakdown(n, since) {
     const mem = (await snapshot(n, 10_000)).node?.memory ?? {};
     const b = (x) => (typeof x === 'number' ? Math.round(x / 104857.6) / 10 : null);
     Object.assign(out, { js_used: b(mem.heapUsedBytes), js_total: b(mem.heapTotalBytes), external: b(mem.externalBytes) });
+    // the compute worker thread's own isolate (its report every 10 s): issue 12's second cause was outside the main one
+    const w = mem.worker;
+    if (w !== undefined) Object.assign(out, { w_js_used: b(w.heapUsedBytes), w_js_total: b(w.heapTotalBytes), w_external: b(w.externalBytes), w_array_buffers: b(w.arrayBuffersBytes) });
   } catch {
     /* unreachable now (a cut) */
   }

@@ -25,6 +25,8 @@ export interface NodeView {
     heapTotalBytes?: number;
     externalBytes?: number;
     arrayBuffersBytes?: number;
+    /** The compute worker thread's own isolate (its last report; issue 12): JS heap used / committed, external, array buffers. */
+    worker?: { heapUsedBytes: number; heapTotalBytes: number; externalBytes: number; arrayBuffersBytes: number };
   };
   uptimeMs: number;
   /** Base URL of the local API (and dashboard). */

@@ -19,7 +19,7 @@ import { AbortedError, InvalidArgumentError, NeuroShardError, errorMessage } fro
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { ComputeClosedError, WorkerCrashedError, WorkerStartError } from './errors.js';
-import type { FromWorker, Job, JobEvent, JobType, ResultOf, ToWorker, WorkerConfig, WorkerInfo } from './jobs.js';
+import type { FromWorker, Job, JobEvent, JobType, ResultOf, ToWorker, WorkerConfig, WorkerInfo, WorkerMemory } from './jobs.js';
 import { prepareTransfer } from './transfer.js';
 
 export interface ComputeClientOptions extends WorkerConfig {
@@ -40,6 +40,8 @@ export interface ComputeEvents {
   /** The worker died. `startError` is set when it could not start at all (the client then stops restarting). */
   'worker:crashed': { generation: number; reason: string; exitCode: number; failedJobs: number; startError?: NeuroShardError };
   'job:event': { id: number; jobType: JobType; event: JobEvent };
+  /** The worker's memory report (every WORKER_MEMORY_REPORT_MS). */
+  'worker:memory': WorkerMemory;
 }
 
 interface Pending {
@@ -88,6 +90,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
   /** Jobs accepted while no worker is up (between a crash and the next start). */
   private backlog: { msg: ToWorker; transfer: ArrayBuffer[] }[] = [];
   private workerInfo: WorkerInfo | undefined;
+  private workerMem: WorkerMemory | undefined;
   private lastError: Error | undefined;
   private lastCrashAt = 0;
   private crashStreak = 0;
@@ -124,6 +127,11 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
   /** The running worker's description (backend, threads); undefined while (re)starting. */
   get info(): WorkerInfo | undefined {
     return this.workerInfo;
+  }
+
+  /** The running worker's last memory report (its own isolate; issue 12); undefined until the first one arrives. */
+  get workerMemory(): WorkerMemory | undefined {
+    return this.workerMem;
   }
 
   /** Counts worker starts: 1 for the first worker, +1 per restart after a crash. */
@@ -241,6 +249,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
     const generation = this.gen;
     this.status = 'starting';
     this.workerInfo = undefined;
+    this.workerMem = undefined;
     this.lastError = undefined;
     const { entry, eval: isEval } = workerEntry();
     const w = new Worker(entry, { eval: isEval, workerData: this.config });
@@ -294,6 +303,10 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
         this.emit('worker:crashed', { generation: this.gen, reason: err.message, exitCode: 78, failedJobs: 0, startError: err });
         break;
       }
+      case 'memory':
+        this.workerMem = msg.memory;
+        this.emit('worker:memory', msg.memory);
+        break;
       case 'result':
         this.settle(msg.id)?.resolve(msg.result);
         break;

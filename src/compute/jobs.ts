@@ -38,6 +38,22 @@ export interface WorkerInfo {
   fallbackReason?: string;
 }
 
+/**
+ * The compute worker thread's own memory (bytes): its V8 isolate's JS heap (used / committed) and the memory its
+ * ArrayBuffers hold (model weights, KV caches, activations), from `process.memoryUsage()` inside the worker, which
+ * reports the calling isolate. RSS is the process's and is left out. `at` is the worker's Date.now().
+ */
+export interface WorkerMemory {
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
+  arrayBuffersBytes: number;
+  at: number;
+}
+
+/** How often the worker pushes a WorkerMemory report (ms). */
+export const WORKER_MEMORY_REPORT_MS = 10_000;
+
 /** A job that takes no arguments besides its type. */
 export type NoArgs = Record<never, never>;
 
@@ -208,6 +224,8 @@ export type ToWorker = {
 /** Worker → main thread. */
 export type FromWorker =
   | { kind: 'ready'; info: WorkerInfo }
+  /** The worker's own isolate's memory, pushed every WORKER_MEMORY_REPORT_MS (issue 12: where a node's RSS goes). */
+  | { kind: 'memory'; memory: WorkerMemory }
   /** The worker could not set itself up (for example backend 'native' required and absent); it exits next. */
   | { kind: 'startFailed'; error: ErrorObject }
   | { kind: 'result'; id: number; result: unknown; ms: number }

@@ -11,10 +11,11 @@ import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
 import { createHandlers, runHandler } from './handlers.js';
 import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, batchWindow, isBatchable, pickBatch, shouldWait } from './batcher.js';
-import type { FromWorker, JobOf, ToWorker, WorkerConfig } from './jobs.js';
+import { WORKER_MEMORY_REPORT_MS, type FromWorker, type JobOf, type ToWorker, type WorkerConfig } from './jobs.js';
 import { MAX_DECODE_BATCH } from '../model/shard.js';
 import { ComputeState } from './state.js';
 import { prepareTransfer } from './transfer.js';
+import { WorkerGc, exposeGc } from './worker-gc.js';
 
 if (parentPort === null) throw new Error('src/compute/worker.ts must run inside a worker thread');
 const port = parentPort;
@@ -38,6 +39,7 @@ try {
   process.exit(78);
 }
 const handlers = createHandlers(state);
+const collector = new WorkerGc(exposeGc(), () => process.memoryUsage().arrayBuffers, () => performance.now());
 
 /** Jobs received and not yet started, in arrival order. */
 const queue: ToWorker[] = [];
@@ -118,6 +120,7 @@ async function drain(): Promise<void> {
     }
   } finally {
     draining = false;
+    collector.maybeCollect(); // between jobs: the buffers of closed sessions and replaced weights (worker-gc.ts)
   }
 }
 
@@ -131,3 +134,13 @@ port.on('message', (msg: ToWorker) => {
 });
 
 post({ kind: 'ready', info: state.info() });
+
+/** This isolate's memory, pushed to the main thread (its dashboard feed shows it; issue 12). */
+function reportMemory(): void {
+  if (!draining) collector.maybeCollect(); // an idle worker's dead buffers too
+  const m = process.memoryUsage();
+  post({ kind: 'memory', memory: { heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, at: Date.now() } });
+}
+reportMemory();
+// unref'd: the port keeps the worker alive, the report never does
+setInterval(reportMemory, WORKER_MEMORY_REPORT_MS).unref();

@@ -227,6 +227,7 @@ export class NeuroShardNode {
         publicKey: key.publicKey,
         totalLayers: modelConfig.num_hidden_layers,
         engine: () => compute.info?.description ?? 'starting',
+        workerMemory: () => compute.workerMemory,
         apiUrl: () => nodeRef.url,
         ledger: () => nodeRef.node?.ledger,
         poolCoverage: () => {

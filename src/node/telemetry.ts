@@ -34,6 +34,8 @@ export interface TelemetrySources {
   startedAtMs: number;
   /** Layers per holder from the layer pool, when it runs (replaces the heartbeat-derived coverage). */
   poolCoverage?: () => number[] | undefined;
+  /** The compute worker's last memory report (ComputeClient.workerMemory; issue 12). */
+  workerMemory?: () => { heapUsedBytes: number; heapTotalBytes: number; externalBytes: number; arrayBuffersBytes: number } | undefined;
 }
 
 const TRAIN_POINTS = 2048;
@@ -152,6 +154,8 @@ export class NodeTelemetry implements DashboardFeed {
       uptimeMs: Math.max(0, now - this.s.startedAtMs),
       apiUrl: this.s.apiUrl(),
     };
+    const wm = this.s.workerMemory?.();
+    if (wm !== undefined) node.memory.worker = { heapUsedBytes: wm.heapUsedBytes, heapTotalBytes: wm.heapTotalBytes, externalBytes: wm.externalBytes, arrayBuffersBytes: wm.arrayBuffersBytes };
     const peers: PeerView[] = net.peers.map((p) => ({
       peerId: p.peer,
       span: p.heartbeat.span === undefined ? null : { start: p.heartbeat.span.start, end: p.heartbeat.span.end },

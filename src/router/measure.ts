@@ -84,6 +84,11 @@ export interface HolderViewInput {
   stalePenaltyMs: number;
   /** The heartbeat interval; when given, holders silent too long are `quiet` (route.ts `isQuiet`). */
   heartbeatIntervalMs?: number;
+  /**
+   * Whether this node has seen the peer serve (default: it has a measured round trip, which only a served step
+   * gives). Peers it has not are `unproven` (route.ts `hopCost`): their stated speed is not believed.
+   */
+  proven?(peer: string): boolean;
 }
 
 /** Route choice's view: dead peers out, stale ones behind, measured latency and speed where known. */
@@ -98,6 +103,7 @@ export function holderViews(i: HolderViewInput): HolderView[] {
     if (rtt !== undefined || p.state === 'stale') v.rttMs = (rtt ?? 0) + (p.state === 'stale' ? i.stalePenaltyMs : 0);
     if (msPerLayer !== undefined) v.msPerLayer = msPerLayer;
     if (p.tokensPerSec !== undefined && p.tokensPerSec > 0 && Number.isFinite(p.tokensPerSec)) v.tokensPerSec = p.tokensPerSec;
+    if (!(i.proven === undefined ? rtt !== undefined : i.proven(p.peerId))) v.unproven = true;
     if (p.state === 'stale' || (i.heartbeatIntervalMs !== undefined && p.silentMs !== undefined && isQuiet(p.silentMs, i.heartbeatIntervalMs))) v.quiet = true;
     out.push(v);
   }

@@ -35,6 +35,14 @@ export interface HolderView {
    * choice uses it only when no chain avoids it (`chooseRouteAvoiding`).
    */
   quiet?: boolean;
+  /**
+   * No step of it was ever measured by this node (router/measure.ts `holderViews`: no round trip in its
+   * LatencyTable). Its stated speed and capacity are claims nobody here has checked: a fresh key can announce any
+   * span at any speed. Route choice prices it as UNPROVEN_RTT_MS slower, at no better than the default speed and
+   * with capacity 1, so measured holders come first and unproven ones are tried only where no measured holder
+   * covers the layers (see `hopCost`).
+   */
+  unproven?: boolean;
 }
 
 export interface ChainHop {
@@ -72,8 +80,22 @@ function compact(xs: number[]): string {
   return `${xs.slice(0, 8).join(', ')}, … (${xs.length})`;
 }
 
+/**
+ * Added to an unproven holder's round trip (ms). Large against any measured chain here (a few ms to a few hundred),
+ * so a chain with an unproven hop is never "near-best" while a measured one covers the same layers; equal for all
+ * unproven holders, so among them the chain with fewer unproven hops wins.
+ */
+export const UNPROVEN_RTT_MS = 1_000;
+
+/**
+ * Why (issue 12, Sybil flood at 1,000 nodes): 10× the honest nodes as fresh keys announced spans with a huge
+ * claimed tokens/s; priced by their claims they were the cheapest and heaviest candidates, every replacement drew
+ * another one, and 4.6 % of routes ran out of the driver's 8 failovers (route_success 0.954). A claim is only
+ * believed once this node has measured the holder serving a step.
+ */
 export function hopCost(h: HolderView): number {
   const layers = h.span.end - h.span.start;
+  if (h.unproven === true) return (h.rttMs ?? DEFAULT_RTT_MS) + UNPROVEN_RTT_MS + layers * Math.max(h.msPerLayer ?? DEFAULT_MS_PER_LAYER, DEFAULT_MS_PER_LAYER);
   return (h.rttMs ?? DEFAULT_RTT_MS) + layers * (h.msPerLayer ?? DEFAULT_MS_PER_LAYER);
 }
 
@@ -82,6 +104,7 @@ export function chainCost(chain: readonly HolderView[]): number {
 }
 
 function capacityOf(h: HolderView): number {
+  if (h.unproven === true) return 1; // a claimed capacity is not believed before it was measured (hopCost)
   return h.tokensPerSec !== undefined && h.tokensPerSec > 0 && Number.isFinite(h.tokensPerSec) ? h.tokensPerSec : 1;
 }
 
@@ -120,6 +143,9 @@ export function candidateChains(holders: readonly HolderView[], range: { start: 
   const maxCandidates = opts.maxCandidates ?? ROUTE_DEFAULTS.maxCandidates;
   // best[s]: the cheapest cost from boundary s to range.end (Infinity when none)
   const best = new Map<number, number>([[range.end, 0]]);
+  // unproven hops on that cheapest path: their flat UNPROVEN_RTT_MS is left out of the relative slack, or it would
+  // widen "near-best" around every chain that needs one unproven hop to include far or slow measured replicas
+  const bestUnproven = new Map<number, number>([[range.end, 0]]);
   const byStart = new Map<number, HolderView[]>();
   for (const h of hs) {
     const list = byStart.get(h.span.start) ?? [];
@@ -129,12 +155,21 @@ export function candidateChains(holders: readonly HolderView[], range: { start: 
   const starts = [...new Set(hs.map((h) => h.span.start))].sort((x, y) => y - x);
   for (const s of starts) {
     let b = Infinity;
-    for (const h of byStart.get(s)!) b = Math.min(b, hopCost(h) + (best.get(h.span.end) ?? Infinity));
+    let k = 0;
+    for (const h of byStart.get(s)!) {
+      const c = hopCost(h) + (best.get(h.span.end) ?? Infinity);
+      if (c < b) {
+        b = c;
+        k = (h.unproven === true ? 1 : 0) + (bestUnproven.get(h.span.end) ?? 0);
+      }
+    }
     best.set(s, b);
+    bestUnproven.set(s, k);
   }
   const total = best.get(range.start) ?? Infinity;
   if (!Number.isFinite(total)) return [];
-  const bound = total * (1 + slack) + slackMs;
+  const penalty = (bestUnproven.get(range.start) ?? 0) * UNPROVEN_RTT_MS;
+  const bound = penalty + (total - penalty) * (1 + slack) + slackMs;
   const out: { chain: HolderView[]; cost: number }[] = [];
   // depth-first over boundaries, pruned by the exact lower bound best[]; enumeration stops after enough chains
   const limit = maxCandidates * 8;

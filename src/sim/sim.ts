@@ -21,6 +21,7 @@ import { encodeHolderRecord, freshHolderRecord } from '../protocols/holder-recor
 import { holderKey } from '../protocols/ids.js';
 import { LivenessTracker } from '../protocols/liveness.js';
 import { DRIVER_DEFAULTS } from '../router/driver.js';
+import { LatencyTable } from '../router/measure.js';
 import { BanList, chooseRouteAvoiding, isQuiet, type ChainHop, type HolderView } from '../router/route.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { CONTINENTS, EventQueue, LAN_SHARE, LINK_CLASSES, MACHINE_MIX, Rng, SESSION, exponential, logNormal, modelFor, pick } from './world.js';
@@ -522,6 +523,9 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
 
   // --- requests through the router: route choice + ban list, failover by re-routing
   const bans = Array.from({ length: viewCount }, () => new BanList());
+  // the round trips a router measured (router/measure.ts LatencyTable, kept per view like the ban lists): a holder
+  // with none is `unproven` (route.ts hopCost), as the node's holderViews marks it; only a served hop adds one
+  const measured = Array.from({ length: viewCount }, () => new LatencyTable());
   const route = (): void => {
     const clients = upHonest();
     if (clients.length > 0) {
@@ -533,7 +537,8 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         if (n === undefined || p.state === 'dead' || p.heartbeat.span === undefined || withdrawn.has(p.peer)) continue;
         // quiet as router/measure.ts holderViews marks it (stale, or a heartbeat late by half an interval)
         const quiet = p.state === 'stale' || isQuiet(q.nowMs - p.lastSeenMs, SIM.heartbeatMs);
-        hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec, ...(quiet ? { quiet } : {}) });
+        const unproven = measured[v]!.samples(p.peer) === 0;
+        hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec, ...(quiet ? { quiet } : {}), ...(unproven ? { unproven } : {}) });
       }
       // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
       // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,
@@ -560,6 +565,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
           const serves = n.up && !n.sybil && n.span !== undefined && n.span.start === hop.span.start && n.span.end === hop.span.end && reachable(c, n);
           if (serves) {
             bl.succeed(hop.peerId);
+            measured[v]!.observe(hop.peerId, 2 * latencyMs(c, n));
             i++;
             continue;
           }

@@ -57,8 +57,9 @@ describe('route measurements', () => {
     });
     assert.deepEqual(v, [
       { peerId: 'a', span: { start: 0, end: 2 }, alive: true, rttMs: 3, msPerLayer: 10, tokensPerSec: 50 },
-      { peerId: 'b', span: { start: 0, end: 2 }, alive: true, rttMs: 50, quiet: true },
-      { peerId: 'd', span: { start: 2, end: 4 }, alive: true },
+      // b and d: no round trip measured, so this node never saw them serve (unproven: their claims are not believed)
+      { peerId: 'b', span: { start: 0, end: 2 }, alive: true, rttMs: 50, unproven: true, quiet: true },
+      { peerId: 'd', span: { start: 2, end: 4 }, alive: true, unproven: true },
     ]);
   });
 

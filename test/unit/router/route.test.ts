@@ -1,7 +1,7 @@
 /** Route choice over plain data: cheapest tiling chains, near-best capacity-weighted draws, ties, churn, bans. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, isQuiet, LayersUncoveredError, missingLayers, type HolderView } from '../../../src/router/index.js';
+import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, hopCost, isQuiet, LayersUncoveredError, missingLayers, UNPROVEN_RTT_MS, type HolderView } from '../../../src/router/index.js';
 
 const h = (peerId: string, start: number, end: number, over: Partial<HolderView> = {}): HolderView => ({ peerId, span: { start, end }, alive: true, ...over });
 const R = { start: 0, end: 4 };
@@ -120,5 +120,51 @@ describe('route choice', () => {
     small.fail('b', 0);
     small.fail('c', 0);
     assert.deepEqual([...small.banned(1)].sort(), ['b', 'c'], 'bounded: the oldest entry goes');
+  });
+
+  describe('unproven holders (issue 12: a Sybil flood of fresh keys claiming spans at huge speed)', () => {
+    const us = [0, 0.25, 0.5, 0.75, 0.999];
+    const sybils = (n: number, start: number, end: number): HolderView[] =>
+      Array.from({ length: n }, (_, i) => h(`sybil-${String(i).padStart(3, '0')}`, start, end, { rttMs: 0.1, msPerLayer: 0.001, tokensPerSec: 1e6, unproven: true }));
+
+    it('a measured holder wins over any number of unproven ones claiming more speed and capacity', () => {
+      const hs = [h('honest-a', 0, 2, { rttMs: 3, msPerLayer: 10, tokensPerSec: 50 }), h('honest-b', 2, 4, { rttMs: 3, msPerLayer: 10, tokensPerSec: 50 }), ...sybils(100, 0, 2), ...sybils(100, 2, 4).map((x) => ({ ...x, peerId: `${x.peerId}-b` })), ...sybils(50, 0, 4).map((x) => ({ ...x, peerId: `${x.peerId}-w` }))];
+      for (const u of us) assert.deepEqual(chooseRoute(hs, R, { random: fixed(u) }).map((x) => x.peerId), ['honest-a', 'honest-b']);
+      // the same Sybils without the flag (their claims believed) take every draw: the flag is what decides
+      const believed = hs.map((x) => ({ ...x, unproven: undefined }));
+      for (const u of us) assert.ok(chooseRoute(believed, R, { random: fixed(u) }).every((x) => x.peerId.startsWith('sybil')));
+    });
+
+    it('unproven holders still cover layers nobody measured holds, and the chain takes as few of them as it can', () => {
+      const hs = [h('honest', 0, 2, { rttMs: 3, msPerLayer: 10 }), h('new-1', 2, 3, { unproven: true }), h('new-2', 3, 4, { unproven: true }), h('new-whole', 2, 4, { unproven: true })];
+      for (const u of us) assert.deepEqual(chooseRoute(hs, R, { random: fixed(u) }).map((x) => x.peerId), ['honest', 'new-whole']);
+      // with nothing measured at all (a node's first request) the network is still usable
+      const fresh = [h('x', 0, 4, { unproven: true })];
+      assert.deepEqual(chooseRoute(fresh, R, { random: fixed(0.5) }).map((x) => x.peerId), ['x']);
+    });
+
+    it("an unproven holder's claims are not believed: its cost is the default speed plus the penalty, its capacity 1", () => {
+      const fast = h('fast', 0, 2, { rttMs: 1, msPerLayer: 0.001, tokensPerSec: 1e6, unproven: true });
+      const slow = h('slow', 0, 2, { rttMs: 1, msPerLayer: 40, tokensPerSec: 5, unproven: true });
+      assert.equal(hopCost(fast), 1 + UNPROVEN_RTT_MS + 2 * 1);
+      assert.equal(hopCost(slow), 1 + UNPROVEN_RTT_MS + 2 * 40, 'a claim slower than the default is believed');
+      const twins = [fast, { ...fast, peerId: 'fast-2', tokensPerSec: 10 }];
+      // equal weights: the draw splits at u = 0.5 (candidates in key order: fast-2, fast); believed, 1e6 against 10
+      // would give fast every draw but u > 0.99999
+      assert.equal(chooseRoute(twins, { start: 0, end: 2 }, { random: fixed(0.49) })[0].peerId, 'fast-2');
+      assert.equal(chooseRoute(twins, { start: 0, end: 2 }, { random: fixed(0.51) })[0].peerId, 'fast');
+    });
+
+    it("the penalty is left out of the relative slack: one unproven hop does not make a slow measured replica near-best", () => {
+      const hs = [h('near', 0, 2, { rttMs: 1 }), h('far', 0, 2, { rttMs: 40 }), h('new', 2, 4, { unproven: true })];
+      for (const u of us) assert.deepEqual(chooseRoute(hs, R, { random: fixed(u) }).map((x) => x.peerId), ['near', 'new']);
+    });
+
+    it('failover: once the measured holders of a span failed this request, unproven ones are tried', () => {
+      const hs = [h('honest', 0, 4, { rttMs: 3 }), ...sybils(5, 0, 4), h('newcomer', 0, 4, { unproven: true })];
+      assert.equal(chooseRouteAvoiding(hs, R, { random: fixed(0.5), banned: new Set(), failed: new Set() })[0].peerId, 'honest');
+      const next = chooseRouteAvoiding(hs, R, { random: fixed(0.99), banned: new Set(['honest']), failed: new Set(['honest']) });
+      assert.equal(next[0].peerId, 'newcomer', 'equal weights among the unproven: the last one at u = 0.99');
+    });
   });
 });
