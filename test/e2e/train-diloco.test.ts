@@ -34,7 +34,10 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
     root.cleanup();
   });
   const env = { NEUROSHARD_HEARTBEAT_INTERVAL_MS: '1000', NEUROSHARD_PEER_STALE_MS: '15000', NEUROSHARD_PEER_DEAD_MS: '60000' };
-  const common = [...LOCAL_NODE_FLAGS, '--threads', '1', '--inner-steps', '2', '--outer-sync-timeout-ms', '120000', '--eval-every', '0', '--checkpoint-every', '0'];
+  // 10 inner steps: a round takes longer than a joiner's weights download (19 MiB). With 2, rounds closed every
+  // 2-3 s, faster than the download, and the last joiner never found two holders agreeing on one round's hash
+  // (a limit of joining with very short rounds, docs/TRAINING.md; real rounds are minutes long).
+  const common = [...LOCAL_NODE_FLAGS, '--threads', '1', '--inner-steps', '10', '--outer-sync-timeout-ms', '120000', '--eval-every', '0', '--checkpoint-every', '0'];
 
   const start = async (name: string, args: string[]): Promise<string> => {
     const proc = startCli(['start', '--data-dir', join(root.dir, name), ...common, ...args], env, { detached: true });
