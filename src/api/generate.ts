@@ -6,7 +6,9 @@
  *
  *   {"prompt": "…", "max_tokens": 64, "temperature": 1, "top_k": 50, "top_p": 0.9, "seed": 0, "stop": ["…"], "stream": false}
  *
- * Without `stream`: one JSON answer `{"text", "tokens", "finish_reason", "route", "failovers"}`. With
+ * Without `stream`: one JSON answer `{"text", "tokens", "finish_reason", "route", "failovers"}`, plus `"payment"`
+ * (`{"status", "reason"?, "completion_id"?, "tokens_used"?}`) when the entry node paid or tried to pay the route
+ * (issue 11 §2, `--pay-inference`). With
  * `"stream": true`: Server-Sent Events, `data: {"route": [...]}` as soon as the route is chosen, one
  * `data: {"token": id, "text": "…"}` per token (the texts concatenate to the final text; a token may carry "" while
  * it could still begin a stop string or ends inside a UTF-8 character), then `data: {"done": true, "text", "tokens",
@@ -65,6 +67,16 @@ export interface GenerateOutput {
   route: RouteHop[];
   /** How many times a hop was replaced during this request. */
   failovers: number;
+  /** How the entry node paid the route (issue 11 §2, `--pay-inference`), when it tried. */
+  payment?: GeneratePayment;
+}
+
+/** The end of a paid generation: `submitted` (the completion is in the driver's ledger), `refused` or `skipped`. */
+export interface GeneratePayment {
+  status: 'submitted' | 'refused' | 'skipped';
+  reason?: string;
+  completionId?: string;
+  tokensUsed?: number;
 }
 
 export interface GenerateListener {
@@ -145,8 +157,10 @@ export function parseGenerateBody(body: unknown): GenerateParams & { stream: boo
 // ───────────────────────────── the route ─────────────────────────────
 
 /** The JSON answer (and the SSE `done` event without `done`). */
-export function generateAnswer(r: GenerateOutput): { text: string; tokens: number[]; finish_reason: GenerateFinishReason; route: RouteHop[]; failovers: number } {
-  return { text: r.text, tokens: r.tokens, finish_reason: r.finishReason, route: r.route, failovers: r.failovers };
+export function generateAnswer(r: GenerateOutput): { text: string; tokens: number[]; finish_reason: GenerateFinishReason; route: RouteHop[]; failovers: number; payment?: { status: string; reason?: string; completion_id?: string; tokens_used?: number } } {
+  const p = r.payment;
+  const payment = p === undefined ? undefined : { status: p.status, ...(p.reason === undefined ? {} : { reason: p.reason }), ...(p.completionId === undefined ? {} : { completion_id: p.completionId }), ...(p.tokensUsed === undefined ? {} : { tokens_used: p.tokensUsed }) };
+  return { text: r.text, tokens: r.tokens, finish_reason: r.finishReason, route: r.route, failovers: r.failovers, ...(payment === undefined ? {} : { payment }) };
 }
 
 /** HTTP status and API code of a generation error. */

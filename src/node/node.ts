@@ -43,7 +43,7 @@ import { SaveProgress, TrainProgress } from './progress.js';
 import { meteredRpc, SpanDownloadMeter } from './download-progress.js';
 import type { PoolService } from '../pool/index.js';
 import { genesisModelView, modelViewOf, startServing, type NodeServing } from './serving.js';
-import { nodeHopMarket } from './market.js';
+import { nodeHopMarket, nodeInferencePayer } from './market.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 import { corpusHeldOut, holdersFromView, roundWeightsOf, startOuterSync, trainingReport, workerHeldOutLoss, workerParams, type OuterSyncWiring } from './diloco.js';
 import { NodeChainTraining } from './chain.js';
@@ -349,6 +349,7 @@ export class NeuroShardNode {
         clock,
         log: log.child('serve'),
         market: nodeHopMarket(key, genesis.networkId, ledger, clock), // issue 11 §2: hops sign commitments, drivers submit completions
+        ...(opts.payInference === 'auto' ? { settle: nodeInferencePayer(key, genesis.networkId, ledger, clock) } : {}), // and the entry pays its routes
         ...(transcripts === undefined ? {} : { transcripts }),
         ...(modules.hopFaultsForTests === undefined ? {} : { faultsForTests: modules.hopFaultsForTests }),
         // a --checkpoint node serves the checkpoint's shape, and its own tokenizer when it has one (else the bundled one)

@@ -108,6 +108,12 @@ export interface NodeOptions {
    */
   validationRate: number;
   /**
+   * Issue 11 §2 (`--pay-inference`, src/node/market.ts nodeInferencePayer): 'auto' pays for every generation this
+   * node drives through other nodes, from its wallet (a market request for the tokens used, settled on the route's
+   * signed commitments), when the wallet covers it; 'off' pays nothing (the hops serve unpaid). Default 'auto'.
+   */
+  payInference: 'auto' | 'off';
+  /**
    * How the node holds its span's weights (`--weights`): f32, or int8 (inference only: the projection matrices as
    * int8 blocks of 32 with a scale each, about 3.5× less memory per layer; model/shard.ts WeightFormat). An int8 node
    * does not train and serves no weights to joiners (it keeps no float32 copy).
@@ -188,6 +194,7 @@ export const DEFAULTS: NodeOptions = {
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
   validationRate: 0.05, // VALIDATION_RATE_DEFAULT (protocols/hop-validator.ts)
+  payInference: 'auto',
   weights: 'f32',
   // unary calls share one stream per (peer, method) (src/protocols/rpc/mux.ts; issue 8 §5). Off until the whole
   // suite has passed with it on under Node 20, 22 and 24 (docs/SCALE.md); nodes serve the mux ids either way
@@ -353,6 +360,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
   validationRate: (raw, src) => numIn('validationRate', raw, src, 0, 1, true),
+  payInference: (raw, src) => oneOf('payInference', raw, src, ['auto', 'off']) as 'auto' | 'off',
 };
 
 /** A finite number in [min, max] (max excluded unless `maxIncluded`), from a number or a decimal string. */

@@ -147,7 +147,7 @@ export class NodeGenerator implements Generator {
 
   async generate(params: GenerateParams, listener: GenerateListener, signal: AbortSignal): Promise<GenerateOutput> {
     const r = await this.run(params, listener, signal);
-    return { text: r.text, tokens: r.tokens, finishReason: r.finishReason, route: r.route, failovers: r.failovers };
+    return { text: r.text, tokens: r.tokens, finishReason: r.finishReason, route: r.route, failovers: r.failovers, ...(r.settlement === undefined ? {} : { payment: r.settlement }) };
   }
 
   /** As generate(), with the driver's extra figures. */
@@ -202,6 +202,8 @@ export interface StartServingInit {
   transcripts?: HopTranscripts;
   /** Test-only faults of the hop server (NodeModules.hopFaultsForTests; never from options or the CLI). */
   faultsForTests?: HopFaultsForTests;
+  /** Pays for the generations this node drives (issue 11 §2, `--pay-inference`; node/market.ts nodeInferencePayer). */
+  settle?: DriverDeps['settle'];
 }
 
 export interface NodeServing {
@@ -295,6 +297,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     options: { stepTimeoutMs: opts.hopTimeoutMs },
     log,
     ...(init.model === undefined ? {} : { model: init.model.view }),
+    ...(init.settle === undefined ? {} : { settle: init.settle }),
   });
   return {
     generator,

@@ -87,3 +87,17 @@ describe('pipeline options (--micro-batches, --pipeline-schedule, --stage-timeou
     }
   });
 });
+
+describe('paid inference (--pay-inference)', () => {
+  it("defaults to auto, takes off, and refuses anything else", () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      assert.equal(loadOptions({ flags: { dataDir: dir }, env: {} }).payInference, 'auto');
+      assert.equal(loadOptions({ flags: { dataDir: dir, payInference: 'off' }, env: {} }).payInference, 'off');
+      assert.equal(loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_PAY_INFERENCE: 'off' } }).payInference, 'off');
+      assert.throws(() => loadOptions({ flags: { dataDir: dir, payInference: 'sometimes' }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT') && /payInference/.test(e.message));
+    } finally {
+      cleanup();
+    }
+  });
+});
