@@ -18,6 +18,7 @@ import { Ledger } from './ledger.js';
 import { LEDGER_SYNC_LIMITS } from './interfaces.js';
 import { EMPTY_ACCOUNT, LedgerState } from './state.js';
 import { clearEventVerdicts, clearHolderRecordVerdicts, verifyEvent } from './verify.js';
+import { defaultVerifyThreads, SignatureVerifyPool } from './verify-pool.js';
 
 const NET = 'bench-net';
 const LAYERS = 16;
@@ -122,21 +123,8 @@ export function benchLedgerApply(events = 3000, batch = 1): number {
  * the cached verdict, verify.ts); otherwise every event's signature is verified once inside the timed part.
  */
 export function benchLedgerApplyCpu(events = 3000, batch = 1, admitted = false): { wall: number; cpu: number } {
-  const dir = mkdtempSync(join(tmpdir(), 'neuroshard-bench-ledger-'));
+  const { dir, ledger, txs } = ledgerBenchSetup(events);
   try {
-    const ledger = new Ledger({ path: join(dir, 'ledger.db'), networkId: NET, modelLayers: LAYERS });
-    const keys = Array.from({ length: 32 }, (_, i) => key(i));
-    // Fund each account with proofs (rewards), one window apart.
-    const funding: Uint8Array[] = [];
-    for (let w = 0; w < 4; w++) for (const k of keys) funding.push(proofBytes(k, T0 + w * 60_000));
-    ledger.ingestMany(funding);
-    const txs: Uint8Array[] = [];
-    for (let i = 0; i < events; i++) {
-      const from = keys[i % keys.length]!;
-      const to = keys[(i * 7 + 3) % keys.length]!;
-      if (from === to) continue;
-      txs.push(buildTransfer(from, { networkId: NET, nonce: BigInt(i), timestampMs: T0 + 600_000 + i }, accountIdFromPublicKey(to.publicKey), NEURO / 1_000_000n).bytes);
-    }
     clearEventVerdicts();
     if (admitted) for (const t of txs) if (verifyEvent(decodeEvent(t), { networkId: NET, modelLayers: LAYERS, holderVerifier: localHolderRecordVerifier }) !== null) throw new Error('bench transfer invalid');
     const start = performance.now();
@@ -151,6 +139,56 @@ export function benchLedgerApplyCpu(events = 3000, batch = 1, admitted = false):
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * benchLedgerApplyCpu's batched ingest with each page's signatures verified first on a SignatureVerifyPool of
+ * `threads` workers (verify-pool.ts), as a sync with a pool takes pages; `cpu` counts this process's threads,
+ * workers included.
+ */
+export async function benchLedgerApplyPooled(events = 3000, batch = 512, threads = defaultVerifyThreads()): Promise<{ wall: number; cpu: number; threads: number }> {
+  const { dir, ledger, txs } = ledgerBenchSetup(events);
+  const pool = new SignatureVerifyPool(threads);
+  try {
+    await pool.started(); // the workers start outside the timed part
+    clearEventVerdicts();
+    const start = performance.now();
+    const cpu0 = cpuSeconds();
+    // pipelined as a sync can be: the next page's signatures are checked on the workers while this page is ingested
+    let next = pool.prefill(txs.slice(0, batch));
+    for (let i = 0; i < txs.length; i += batch) {
+      await next;
+      const page = txs.slice(i, i + batch);
+      next = i + batch < txs.length ? pool.prefill(txs.slice(i + batch, i + 2 * batch)) : Promise.resolve(0);
+      for (const r of ledger.ingestMany(page)) if (r.status === 'dropped') throw new Error(`bench transfer dropped: ${r.reason}`);
+    }
+    const ms = performance.now() - start;
+    const cpu = cpuSeconds() - cpu0;
+    ledger.close();
+    return { wall: Math.round((txs.length * 1000) / ms), cpu: Math.round(txs.length / cpu), threads: pool.threads };
+  } finally {
+    await pool.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A ledger with 32 funded accounts and `events` transfers between them (not yet ingested). */
+function ledgerBenchSetup(events: number): { dir: string; ledger: Ledger; txs: Uint8Array[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'neuroshard-bench-ledger-'));
+  const ledger = new Ledger({ path: join(dir, 'ledger.db'), networkId: NET, modelLayers: LAYERS });
+  const keys = Array.from({ length: 32 }, (_, i) => key(i));
+  // Fund each account with proofs (rewards), one window apart.
+  const funding: Uint8Array[] = [];
+  for (let w = 0; w < 4; w++) for (const k of keys) funding.push(proofBytes(k, T0 + w * 60_000));
+  ledger.ingestMany(funding);
+  const txs: Uint8Array[] = [];
+  for (let i = 0; i < events; i++) {
+    const from = keys[i % keys.length]!;
+    const to = keys[(i * 7 + 3) % keys.length]!;
+    if (from === to) continue;
+    txs.push(buildTransfer(from, { networkId: NET, nonce: BigInt(i), timestampMs: T0 + 600_000 + i }, accountIdFromPublicKey(to.publicKey), NEURO / 1_000_000n).bytes);
+  }
+  return { dir, ledger, txs };
 }
 
 /**
@@ -242,12 +280,14 @@ export const benchSections = [
       'ledger_events_per_s_single',
       'ledger_events_admitted_per_s',
       'ledger_events_admitted_per_cpu_s',
+      'ledger_events_pooled_per_s',
+      'ledger_events_pooled_per_cpu_s',
       'state_hash_ms',
       'checkpoint_verify_ms',
       'snapshot_sync_s',
       'snapshot_sync_cpu_s',
     ],
-    run({ quick, log }: { quick: boolean; log: (s: string) => void }): Promise<Record<string, number>> {
+    async run({ quick, log }: { quick: boolean; log: (s: string) => void }): Promise<Record<string, number>> {
       log(`signature verification: ${verifyBackend}`);
       const verify = benchProofVerifyCpu(quick ? 200 : 4000);
       log(`proof verifications: ${verify.wall}/s of wall clock, ${verify.cpu}/s per CPU second, one core (3 consecutive proofs per embedded HolderRecord)`);
@@ -258,6 +298,8 @@ export const benchSections = [
       log(`ledger events applied: ${batched.wall}/s of wall clock, ${batched.cpu}/s per CPU second (batches of ${page} per transaction, as sync pages; one signature check per event)`);
       const admitted = benchLedgerApplyCpu(quick ? 1000 : 20_000, page, true);
       log(`ledger events applied after admission: ${admitted.wall}/s of wall clock, ${admitted.cpu}/s per CPU second (signatures verified at admission, as gossip and sync pages are)`);
+      const pooled = await benchLedgerApplyPooled(quick ? 1000 : 20_000, page);
+      log(`ledger events applied with a signature pool: ${pooled.wall}/s of wall clock, ${pooled.cpu}/s per CPU second (each page's signatures verified first on ${pooled.threads} worker threads, verify-pool.ts)`);
       const rows = quick ? 100_000 : 1_000_000;
       const hashMs = benchStateHash(rows);
       log(`state hash after one row change at ${rows} rows: ${hashMs.toFixed(3)} ms (incremental LtHash)`);
@@ -266,7 +308,7 @@ export const benchSections = [
       const snapRows = quick ? 20_000 : Number(process.env.NEUROSHARD_BENCH_SNAPSHOT_ROWS ?? 1_000_000);
       const snap = benchSnapshotSyncCpu(snapRows);
       log(`snapshot sync: ${snap.wall.toFixed(2)} s (${snap.cpu.toFixed(2)} CPU s) for ${snapRows} state rows (paged, hash and committee recomputed, installed; in process)`);
-      return Promise.resolve({
+      return {
         proof_verify_per_s: verify.wall,
         proof_verify_per_cpu_s: verify.cpu,
         ledger_events_per_s: batched.wall,
@@ -274,11 +316,13 @@ export const benchSections = [
         ledger_events_per_s_single: single,
         ledger_events_admitted_per_s: admitted.wall,
         ledger_events_admitted_per_cpu_s: admitted.cpu,
+        ledger_events_pooled_per_s: pooled.wall,
+        ledger_events_pooled_per_cpu_s: pooled.cpu,
         state_hash_ms: Math.round(hashMs * 1000) / 1000,
         checkpoint_verify_ms: Math.round(cpMs * 100) / 100,
         snapshot_sync_s: Math.round(snap.wall * 100) / 100,
         snapshot_sync_cpu_s: Math.round(snap.cpu * 100) / 100,
-      });
+      };
     },
   },
 ];

@@ -50,7 +50,7 @@ export { verifyEvent, verifyEventBytes, type Verdict, type VerifyConfig } from '
 export { benchLedgerApply, benchProofVerify } from './bench.js';
 export { LEDGER_DB_FILE, SCHEMA_VERSION } from './store.js';
 export { DEFAULT_SYNC_HORIZON_MS, admissionVerdict, markWatched, type AdmissionContext, type Ingress, type WatchInterval } from './admission.js';
-export { NOT_GARBAGE, caughtUpWith, garbageReasons, proofNonce, provenThrough, type StatusSummary } from './reconcile.js';
+export { NOT_GARBAGE, caughtUpWith, garbageReasons, proofNonce, provenThrough, servedEvents, type StatusSummary } from './reconcile.js';
 export * from './checkpoint.js';
 export { Finality, VoteBox, type CheckpointVote, type FinalityNetwork, type FinalityOptions, type FinalityState, type FinalityStatus } from './finality.js';
 export {

@@ -11,6 +11,19 @@ export interface StatusSummary {
 }
 
 /**
+ * The events a ledger holds that every peer holding the same history holds too: applied and void ones (what sync
+ * serves). Rejected events are not: a node keeps its own event that a rewind rejected (an earlier conflicting one
+ * arrived later: two validators slashing the same fraud a few ms apart), while its peers dropped that event at
+ * admission and never stored it (issue 11 attack 5). So `applied + rejected + void` depends on arrival order and
+ * differs between ledgers with equal state hashes (which leave the rejected counter out, state.ts); counts compared
+ * across nodes (the ledger-status RPC, "does the peer know more than we do") must be this one. Equal state hashes
+ * imply equal served counts (both counters are in the hashed totals row).
+ */
+export function servedEvents(t: { applied: number; void: number }): number {
+  return t.applied + t.void;
+}
+
+/**
  * True when an equal state hash with this peer means we hold what the network holds: equal hashes and no replay
  * pending on our side (a hash with a replay pending is not final).
  *

@@ -85,17 +85,40 @@ export function verifyEvent(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | nul
 const eventVerdicts = new Map<string, true>();
 const EVENT_VERDICTS_MAX = 65_536;
 
-function eventSignatureValid(e: LedgerEvent): boolean {
-  if (!(e.signature instanceof Uint8Array) || e.signature.byteLength !== 64) return verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature);
-  // the digest recomputed from the payload, not e.id taken on trust: an in-process caller may hand an object whose
-  // fields disagree
+/** The cache key: the digest recomputed from the payload (never e.id taken on trust) and the signature bytes. */
+function verdictKey(e: LedgerEvent): string {
+  // an in-process caller may hand an object whose fields disagree, so nothing but the signed bytes goes in
   const d = signingDigest(EVENT_DOMAIN, e.payload);
-  const key = Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('latin1') + Buffer.from(e.signature.buffer, e.signature.byteOffset, 64).toString('latin1');
-  if (eventVerdicts.has(key)) return true;
-  if (!verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature)) return false;
+  return Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('latin1') + Buffer.from(e.signature.buffer, e.signature.byteOffset, 64).toString('latin1');
+}
+
+function remember(key: string): void {
   if (eventVerdicts.size >= EVENT_VERDICTS_MAX) eventVerdicts.delete(eventVerdicts.keys().next().value!);
   eventVerdicts.set(key, true);
+}
+
+function eventSignatureValid(e: LedgerEvent): boolean {
+  if (!(e.signature instanceof Uint8Array) || e.signature.byteLength !== 64) return verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature);
+  const key = verdictKey(e);
+  if (eventVerdicts.has(key)) return true;
+  if (!verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature)) return false;
+  remember(key);
   return true;
+}
+
+/**
+ * On a verifier thread (verify-pool.ts: a sync page's signatures checked in parallel before ingest): the verdict
+ * cache key of `e` when its signature verifies, else null. The same key and the same check as eventSignatureValid,
+ * so a key the event loop then records (rememberSignatureKey) is exactly the verdict a check there would give.
+ */
+export function acceptedSignatureKey(e: LedgerEvent): string | null {
+  if (!(e.signature instanceof Uint8Array) || e.signature.byteLength !== 64) return null;
+  return verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature) ? verdictKey(e) : null;
+}
+
+/** Records a key acceptedSignatureKey returned (the event loop's side of verify-pool.ts). */
+export function rememberSignatureKey(key: string): void {
+  if (typeof key === 'string' && key.length === 96) remember(key);
 }
 
 /** Forgets the cached event signature verdicts (the benchmark measures ingest with one verification per event). */

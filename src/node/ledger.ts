@@ -43,6 +43,7 @@ import {
   buildGenesis,
   buildProof,
   caughtUpWith,
+  servedEvents,
   Finality,
   proofNonce,
   provenThrough,
@@ -314,7 +315,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   net.setStateCheck((e) => ledger.stateVerdict(e)); // issue 11 attack 5: no relaying what our state rejects
   net.serveStatus(() => {
     const s = ledger.status();
-    return { stateHash: s.stateHash, events: s.events };
+    // served events only: the rejected ones we keep depend on arrival order (servedEvents)
+    return { stateHash: s.stateHash, events: servedEvents(s) };
   });
 
   let stopped = false;
@@ -379,7 +381,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 
   const ours = (): { stateHash: string; events: number; replayPending: boolean } => {
     const s = ledger.status();
-    return { stateHash: s.stateHash, events: s.events, replayPending: s.replayPending };
+    return { stateHash: s.stateHash, events: servedEvents(s), replayPending: s.replayPending };
   };
 
   /** Adopts the genesis key a peer names when we have none yet: persisted, then every stored event re-judged. */
@@ -412,7 +414,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
         sync.caughtUp = true;
         return;
       }
-      if (again.events <= ledger.status().events) {
+      if (again.events <= ours().events) {
         sync.caughtUp = true;
         return;
       }

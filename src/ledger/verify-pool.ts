@@ -1,0 +1,121 @@
+/**
+ * Parallel event-signature checks for sync pages (issue 11 §4, ledger_events_per_s). Taking a synced event cost
+ * one ECDSA verification (about 78 µs, libsecp256k1) plus its SQLite write and state transition (about 76 µs),
+ * all on the event loop. This pool verifies a page's event signatures on worker threads before the page is
+ * ingested; each acceptance goes into verify.ts's verdict cache, so the ledger's own check (verifyEvent, unchanged)
+ * hits the cache instead of verifying again. The verdicts cannot change: the workers run the same verifyDomain on
+ * the same (signer, payload, signature), only acceptances are recorded, under the cache key recomputed here from the
+ * payload (rememberSignatureVerdict), and a rejection is simply verified again at ingest, giving the same answer.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { rememberSignatureKey } from './verify.js';
+
+/** Worker threads by default: the cores left beside the event loop, at most 4 (a page is 512 events). */
+export function defaultVerifyThreads(): number {
+  return Math.max(1, Math.min(4, availableParallelism() - 1));
+}
+
+/** Below this many events a page is verified inline (a worker round trip costs more than a few checks). */
+const MIN_PARALLEL = 32;
+
+// The worker: decodes each event and runs verify.ts's own check key and verifyDomain on it; answers, per accepted
+// event, the verdict-cache key (digest recomputed from the payload + the signature), so the event loop only inserts.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+Promise.all([import(workerData.events), import(workerData.verify)]).then(([{ decodeEvent }, { acceptedSignatureKey }]) => {
+  parentPort.on('message', ({ id, items }) => {
+    const keys = [];
+    for (const bytes of items) {
+      let e;
+      try { e = decodeEvent(bytes); } catch { continue; }
+      try { const k = acceptedSignatureKey(e); if (k !== null) keys.push(k); } catch {}
+    }
+    parentPort.postMessage({ id, keys });
+  });
+  parentPort.postMessage({ ready: true });
+});
+`;
+
+interface Job {
+  resolve: (keys: string[]) => void;
+  reject: (e: Error) => void;
+}
+
+export class SignatureVerifyPool {
+  private readonly workers: Worker[] = [];
+  private readonly ready: Promise<void>[] = [];
+  private readonly jobs = new Map<number, Job>();
+  private next = 0;
+  private closed = false;
+
+  constructor(readonly threads = defaultVerifyThreads()) {
+    const events = new URL('./events.js', import.meta.url).href;
+    const verify = new URL('./verify.js', import.meta.url).href;
+    for (let i = 0; i < Math.max(1, threads); i++) {
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { events, verify } });
+      w.unref(); // never keeps the process alive; close() ends them
+      this.ready.push(
+        new Promise<void>((resolve, reject) => {
+          w.once('error', reject);
+          w.on('message', (m: { ready?: true; id?: number; keys?: string[] }) => {
+            if (m.ready === true) return resolve();
+            const job = this.jobs.get(m.id!);
+            if (job === undefined) return;
+            this.jobs.delete(m.id!);
+            job.resolve(m.keys!);
+          });
+        }),
+      );
+      w.on('error', (e) => this.failAll(e));
+      this.workers.push(w);
+    }
+  }
+
+  /** Resolves once every worker has loaded the verifier. */
+  async started(): Promise<void> {
+    await Promise.all(this.ready);
+  }
+
+  /**
+   * Verifies the signatures of `page` (wire bytes, as a sync page holds them) on the workers and records the
+   * acceptances in the verdict cache. Undecodable events are skipped (ingest drops them). Returns how many were
+   * accepted. Never changes a verdict: ingest judges every event as before, with fewer ECDSA checks to do.
+   */
+  async prefill(page: readonly Uint8Array[]): Promise<number> {
+    if (this.closed || page.length < MIN_PARALLEL) return 0;
+    await Promise.all(this.ready);
+    const n = this.workers.length;
+    const per = Math.ceil(page.length / n);
+    const parts = await Promise.all(
+      this.workers.map((w, i) => {
+        const chunk = page.slice(i * per, (i + 1) * per);
+        if (chunk.length === 0) return Promise.resolve([] as string[]);
+        const id = this.next++;
+        return new Promise<string[]>((resolve, reject) => {
+          this.jobs.set(id, { resolve, reject });
+          // copies: a view would clone its whole underlying buffer (a page's RPC message)
+          w.postMessage({ id, items: chunk.map((b) => (b instanceof Uint8Array ? b.slice() : new Uint8Array(0))) });
+        });
+      }),
+    );
+    let accepted = 0;
+    for (const keys of parts) {
+      for (const k of keys) rememberSignatureKey(k);
+      accepted += keys.length;
+    }
+    return accepted;
+  }
+
+  private failAll(e: Error): void {
+    for (const job of this.jobs.values()) job.reject(e);
+    this.jobs.clear();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new Error('signature verify pool closed'));
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
