@@ -14,6 +14,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../../src/identity/index.js';
+import { servedEvents } from '../../../src/ledger/reconcile.js';
 import { NEURO } from '../../../src/ledger/amount.js';
 import { buildTrainingReceipt, buildTransfer } from '../../../src/ledger/build.js';
 import { cosignRecord, sortMembers, type TrainingRecord } from '../../../src/ledger/training-receipt.js';
@@ -86,7 +87,7 @@ describe('finality on four libp2p nodes', { timeout: 300_000 }, () => {
     await waitFor(
       () => {
         const first = among[0]!.l.ledger;
-        return among.every((n) => !n.l.ledger.replayPending() && n.l.ledger.status().events === first.status().events && n.l.ledger.stateHash() === first.stateHash());
+        return among.every((n) => !n.l.ledger.replayPending() && servedEvents(n.l.ledger.status()) === servedEvents(first.status()) && n.l.ledger.stateHash() === first.stateHash());
       },
       { ...WAIT, what },
     );
