@@ -73,6 +73,24 @@ export interface RpcNodeOptions {
 const NO_MUX_TTL_MS = 10 * 60_000;
 
 const MAX_ERROR_BODY = 4096;
+
+/**
+ * How much a client reads for one answer frame: the method's response limit, or the error limit when that is larger.
+ * A method with a tiny response (a 64-byte ack) still gets honest errors of up to MAX_ERROR_BODY; reading them under
+ * the response limit turned a peer's "not ready yet" into RPC_OVERSIZED, a penalty and a ban.
+ */
+function responseReadLimit(method: { maxResponseBytes: number }): number {
+  return Math.max(method.maxResponseBytes, MAX_ERROR_BODY);
+}
+
+/** The response-size check that responseReadLimit relaxed: a MESSAGE frame is held to the method's own limit. */
+function responseFrame(method: { name: string; maxResponseBytes: number }, frame: Frame | undefined): Frame | undefined {
+  if (frame !== undefined && frame.kind === FRAME_MESSAGE && frame.body.byteLength > method.maxResponseBytes) {
+    const bytes = frame.body.byteLength;
+    throw new RpcViolationError('RPC_OVERSIZED', `${method.name}: frame of ${bytes} bytes exceeds the limit of ${method.maxResponseBytes}`, { bytes, limit: method.maxResponseBytes });
+  }
+  return frame;
+}
 const ERROR_FLUSH_MS = 1000;
 const FAULTS: readonly Fault[] = ['caller', 'peer', 'local', 'config'];
 
@@ -358,7 +376,7 @@ export class RpcNode {
         written?.();
         await stream.close({ signal: t.signal });
         const reader = new FrameReader(stream);
-        const frame = await reader.next(method.maxResponseBytes);
+        const frame = responseFrame(method, await reader.next(responseReadLimit(method)));
         if (frame === undefined) throw new RpcViolationError('RPC_TRUNCATED', `${method.name}: stream closed without a response`);
         return this.decodeResponse(method, frame);
       } finally {
@@ -422,7 +440,7 @@ export class RpcNode {
         const reader = new FrameReader(s);
         let frames = 0;
         for (;;) {
-          const frame = await this.timedNext(reader, s, method.maxResponseBytes, idleMs, `${method.name} response`);
+          const frame = responseFrame(method, await this.timedNext(reader, s, responseReadLimit(method), idleMs, `${method.name} response`));
           if (frame === undefined) break;
           if (++frames > (method.maxFrames ?? Infinity)) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: more than ${method.maxFrames} responses`);
           yield this.decodeResponse(method, frame);

@@ -148,6 +148,29 @@ describe('rpc: unary calls', () => {
     await assert.rejects(p.ra.call('peerB', methods.echo, { payload: big, replyWithTensor: false }), (e: unknown) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
   });
 
+  it('reads an error answer up to the error limit even when the method answers in a few bytes (no penalty)', async () => {
+    // A method whose responses are tiny (an ack) still gets honest errors of a few hundred bytes. Reading them under
+    // the response limit made "not ready" an RPC_OVERSIZED violation: a penalty, and after a few, a ban.
+    const p = await pair();
+    const tiny: UnaryMethod<pb.ShardInfoRequest, pb.ShardInfo> = { ...methods.shardInfo, name: 'tiny-info', maxResponseBytes: 16 };
+    await p.rb.handle(tiny, () => {
+      throw new NeuroShardError('NOT_READY', `round 7 is not open here yet: ${'x'.repeat(200)}`, { fault: 'local' });
+    });
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(p.ra.call('peerB', tiny, {}), (e: unknown) => e instanceof RemoteRpcError && e.code === 'NOT_READY');
+    }
+    assert.equal(p.scoresA.score('peerB'), 0);
+    // a MESSAGE frame is still held to the method's own limit
+    const big: UnaryMethod<pb.ShardInfoRequest, pb.ShardInfo> = { ...methods.shardInfo, name: 'big-info', maxResponseBytes: 16 };
+    await p.b.handle(p.rb.protocolOf(big), async (s) => {
+      for await (const _ of s) break;
+      s.send(encodeFrame(FRAME_MESSAGE, pb.ShardInfo.encode({ peerId: 'p'.repeat(100), totalLayers: 1, hasEmbedding: false, hasLmHead: false, modelHash: '', version: 0n, freeMemoryMb: 0n, load: 0 })));
+      await s.close();
+    });
+    await assert.rejects(p.ra.call('peerB', big, {}), (e: unknown) => e instanceof RpcViolationError && e.code === 'RPC_OVERSIZED');
+    assert.ok(p.scoresA.score('peerB') < 0);
+  });
+
   it('answers RPC_BUSY past the concurrency limit', async () => {
     const p = await pair();
     const m: UnaryMethod<pb.ShardInfoRequest, pb.ShardInfo> = { ...methods.shardInfo, maxConcurrent: 1 };
