@@ -279,6 +279,9 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     await hops.register(network.rpc);
   }
   const latency = new LatencyTable();
+  // peers this node has measured serving a step keep their place in a full liveness table (fresh keys rotate
+  // among the rest instead of locking joiners out: protocols/liveness.ts `keep`)
+  network.liveness.setKeep((peer) => latency.samples(peer) > 0);
   const generator = new NodeGenerator({
     compute,
     genesis,

@@ -7,6 +7,9 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 
+/** Peers looked at per newcomer for one `keep` does not name (kept ones go to the back, so the next call goes on). */
+const EVICT_SCAN = 64;
+
 export type LivenessState = 'alive' | 'stale' | 'dead';
 
 /** What a heartbeat told us about a peer. */
@@ -45,8 +48,22 @@ export interface LivenessOptions {
    * Most peers tracked. Default 10,000. A new peer beyond this takes the place of the longest-silent peer only
    * when that one has been silent for staleMs or more; while every tracked peer is alive the new peer is not
    * tracked (counted in `refused`), so fresh keys cannot push live, established peers out (issue 12's Sybil finding).
+   * With `keep` set (see there), a full table of live peers makes room among the peers it does not keep instead.
    */
   maxPeers?: number;
+  /**
+   * Peers with a history here that fresh keys cannot fake (the node: peers it has seen serve a step, router/measure.ts
+   * LatencyTable). When set and the table is full of live peers, a new peer takes the place of the longest-tracked
+   * peer that `keep` does not name (counted in `rotated`); kept peers are never pushed out while alive.
+   *
+   * Why (issue 12, Sybil scenario at 1,000 nodes): without it the first 10,000 keys to arrive held the table for
+   * good. 10,000 fresh keys heartbeating on time took every slot an honest peer left, so honest nodes joining
+   * later were refused by every view; after 45 minutes of churn most honest holders were out of route choice's
+   * view and 77.5 % of routes failed over Sybil after Sybil. Rotating the unproven part of the table keeps a
+   * joiner in view most of the time (it is back at its next heartbeat), and nobody the node has measured serving
+   * can be pushed out by keys.
+   */
+  keep?: (peer: string) => boolean;
   clock?: Clock;
 }
 
@@ -60,8 +77,13 @@ export class LivenessTracker {
   private readonly maxPeers: number;
   private readonly clock: Clock;
   private timer: NodeJS.Timeout | undefined;
+  /** Tracked peers in order of admission (the oldest first), for `keep`'s rotation. */
+  private readonly admitted = new Set<string>();
+  private keep: ((peer: string) => boolean) | undefined;
   /** New peers not tracked because the table was full of live peers. */
   refused = 0;
+  /** Live peers not kept that made room for a new peer (the table was full; see LivenessOptions.keep). */
+  rotated = 0;
 
   constructor(opts: LivenessOptions) {
     if (!(opts.staleMs > 0 && opts.deadMs > opts.staleMs)) throw new InvalidArgumentError('liveness: need 0 < staleMs < deadMs');
@@ -71,6 +93,12 @@ export class LivenessTracker {
     this.forgetMs = opts.forgetAfterMs ?? 10 * opts.deadMs;
     this.maxPeers = opts.maxPeers ?? 10_000;
     this.clock = opts.clock ?? systemClock;
+    this.keep = opts.keep;
+  }
+
+  /** Sets the peers kept at the cap (LivenessOptions.keep): the node knows them only once its router exists. */
+  setKeep(keep: ((peer: string) => boolean) | undefined): void {
+    this.keep = keep;
   }
 
   start(): void {
@@ -89,12 +117,13 @@ export class LivenessTracker {
     const now = this.clock.now();
     let p = this.peers.get(peer);
     if (p === undefined) {
-      if (this.peers.size >= this.maxPeers && !this.evictSilent(now)) {
+      if (this.peers.size >= this.maxPeers && !this.evictSilent(now) && !this.evictUnkept()) {
         this.refused++;
         return;
       }
       p = { peer, state: 'alive', lastSeenMs: now, heartbeat: hb };
       this.peers.set(peer, p);
+      this.admitted.add(peer);
       this.events.emit('peer:alive', { ...p });
       return;
     }
@@ -121,6 +150,7 @@ export class LivenessTracker {
       const silent = now - p.lastSeenMs;
       if (silent >= this.deadMs + this.forgetMs) {
         this.peers.delete(p.peer);
+        this.admitted.delete(p.peer);
       } else if (silent >= this.deadMs && p.state !== 'dead') {
         if (p.state === 'alive') {
           // never skip the stale step: listeners see alive → stale → dead
@@ -161,6 +191,30 @@ export class LivenessTracker {
     const first = this.peers.values().next();
     if (first.done === true || now - first.value.lastSeenMs < this.staleMs) return false;
     this.peers.delete(first.value.peer);
+    this.admitted.delete(first.value.peer);
     return true;
+  }
+
+  /**
+   * With `keep`: forgets the longest-tracked peer that `keep` does not name (kept peers met on the way go to the
+   * back of the admission order, so each is asked about once per pass: amortised O(1)); false when the first
+   * EVICT_SCAN peers are all kept, or without `keep`.
+   */
+  private evictUnkept(): boolean {
+    const keep = this.keep;
+    if (keep === undefined) return false;
+    // at most EVICT_SCAN peers per newcomer: a table of kept peers refuses newcomers without a scan of it each time
+    for (let n = Math.min(this.admitted.size, EVICT_SCAN); n > 0; n--) {
+      const peer = this.admitted.values().next().value!;
+      this.admitted.delete(peer);
+      if (keep(peer)) {
+        this.admitted.add(peer);
+        continue;
+      }
+      this.peers.delete(peer);
+      this.rotated++;
+      return true;
+    }
+    return false;
   }
 }

@@ -141,54 +141,68 @@ export function candidateChains(holders: readonly HolderView[], range: { start: 
   const slack = opts.slack ?? ROUTE_DEFAULTS.slack;
   const slackMs = opts.slackMs ?? ROUTE_DEFAULTS.slackMs;
   const maxCandidates = opts.maxCandidates ?? ROUTE_DEFAULTS.maxCandidates;
-  // best[s]: the cheapest cost from boundary s to range.end (Infinity when none)
+  // Chains are ranked first by their unproven hops, then by cost: fewest[s] is the fewest unproven hops from
+  // boundary s to range.end, best[s] the cheapest cost among the chains with that many (Infinity when none). A
+  // flat penalty alone (UNPROVEN_RTT_MS) did not keep unproven hops out of the near-best set: with slow layers a
+  // 64-layer chain costs seconds, its 25 % slack exceeded the penalty, and at 1,000 nodes chains through Sybils
+  // were drawn beside measured ones (issue 12). A failed Sybil hop's failover is planned for exactly its claimed
+  // span, which few honest spans tile, so the replacements were Sybils too until the driver's limit.
   const best = new Map<number, number>([[range.end, 0]]);
-  // unproven hops on that cheapest path: their flat UNPROVEN_RTT_MS is left out of the relative slack, or it would
-  // widen "near-best" around every chain that needs one unproven hop to include far or slow measured replicas
-  const bestUnproven = new Map<number, number>([[range.end, 0]]);
+  const fewest = new Map<number, number>([[range.end, 0]]);
   const byStart = new Map<number, HolderView[]>();
   for (const h of hs) {
     const list = byStart.get(h.span.start) ?? [];
     list.push(h);
     byStart.set(h.span.start, list);
   }
+  const unprovenOf = (h: HolderView): number => (h.unproven === true ? 1 : 0);
   const starts = [...new Set(hs.map((h) => h.span.start))].sort((x, y) => y - x);
   for (const s of starts) {
     let b = Infinity;
-    let k = 0;
+    let k = Infinity;
     for (const h of byStart.get(s)!) {
-      const c = hopCost(h) + (best.get(h.span.end) ?? Infinity);
-      if (c < b) {
+      const rest = best.get(h.span.end) ?? Infinity;
+      if (!Number.isFinite(rest)) continue;
+      const u = unprovenOf(h) + fewest.get(h.span.end)!;
+      const c = hopCost(h) + rest;
+      if (u < k || (u === k && c < b)) {
+        k = u;
         b = c;
-        k = (h.unproven === true ? 1 : 0) + (bestUnproven.get(h.span.end) ?? 0);
       }
     }
     best.set(s, b);
-    bestUnproven.set(s, k);
+    fewest.set(s, k);
   }
   const total = best.get(range.start) ?? Infinity;
   if (!Number.isFinite(total)) return [];
-  const penalty = (bestUnproven.get(range.start) ?? 0) * UNPROVEN_RTT_MS;
+  const target = fewest.get(range.start)!;
+  // the flat penalty of the unproven hops every candidate has is left out of the relative slack, or it would widen
+  // "near-best" around every chain that needs one unproven hop to include far or slow measured replicas
+  const penalty = target * UNPROVEN_RTT_MS;
   const bound = penalty + (total - penalty) * (1 + slack) + slackMs;
   const out: { chain: HolderView[]; cost: number }[] = [];
   // depth-first over boundaries, pruned by the exact lower bound best[]; enumeration stops after enough chains
   const limit = maxCandidates * 8;
-  const walk = (s: number, chain: HolderView[], cost: number): void => {
+  // a candidate has exactly `target` unproven hops: a partial chain with u of them goes on only where the rest can
+  // be done with target − u, i.e. with fewest[end] (then best[end] is its exact lower bound)
+  const walk = (s: number, chain: HolderView[], cost: number, u: number): void => {
     if (out.length >= limit) return;
     if (s === range.end) {
       out.push({ chain: [...chain], cost });
       return;
     }
     for (const h of byStart.get(s) ?? []) {
-      const c = cost + hopCost(h);
       const rest = best.get(h.span.end) ?? Infinity;
+      const uh = u + unprovenOf(h);
+      if (!Number.isFinite(rest) || uh + fewest.get(h.span.end)! !== target) continue;
+      const c = cost + hopCost(h);
       if (c + rest > bound + 1e-9) continue;
       chain.push(h);
-      walk(h.span.end, chain, c);
+      walk(h.span.end, chain, c, uh);
       chain.pop();
     }
   };
-  walk(range.start, [], 0);
+  walk(range.start, [], 0, 0);
   const key = (c: HolderView[]): string => c.map((h) => `${h.peerId}@${h.span.start}`).join('|');
   out.sort((x, y) => x.cost - y.cost || (key(x.chain) < key(y.chain) ? -1 : key(x.chain) > key(y.chain) ? 1 : 0));
   return out.slice(0, maxCandidates).map((o) => o.chain);

@@ -101,6 +101,11 @@ export interface SimResult {
    * forming = failures before scoring starts (routes are sent from 150 s on and all of them count in route_success).
    */
   route_failures: { no_chain: number; hops: number; partitioned: number; forming: number };
+  /**
+   * The views' liveness tables at the end: heartbeats of new peers refused because the table was full, live peers
+   * not kept that made room for a new one (both summed over views), and the share of the honest nodes up that view 0 tracks (a full table of Sybils hides honest joiners).
+   */
+  liveness: { refused: number; rotated: number; honest_tracked_share: number };
   events: number;
 }
 
@@ -526,6 +531,8 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   // the round trips a router measured (router/measure.ts LatencyTable, kept per view like the ban lists): a holder
   // with none is `unproven` (route.ts hopCost), as the node's holderViews marks it; only a served hop adds one
   const measured = Array.from({ length: viewCount }, () => new LatencyTable());
+  // as the node wires it (node/serving.ts): peers a view measured serving keep their place in its full liveness table
+  for (let v = 0; v < viewCount; v++) views[v]!.setKeep((peer) => measured[v]!.samples(peer) > 0);
   const route = (): void => {
     const clients = upHonest();
     if (clients.length > 0) {
@@ -813,6 +820,12 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     q.at(Math.min(16 * 60_000, endMs / 4 + 60_000), eclipseCheck);
   }
 
+  const livenessFigures = (): SimResult['liveness'] => {
+    const up = upHonest();
+    const tracked = up.filter((n) => views[0]!.state(n.peerId) !== undefined).length;
+    return { refused: views.reduce((a, v) => a + v.refused, 0), rotated: views.reduce((a, v) => a + v.rotated, 0), honest_tracked_share: round(up.length === 0 ? 1 : tracked / up.length, 4) };
+  };
+
   // --- run
   for (let m = 1; m <= Math.ceil(opts.minutes); m++) {
     q.runUntil(Math.min(endMs, m * 60_000));
@@ -844,6 +857,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     sybil_eclipsed_layer_lookups: opts.scenario === 'sybil' ? (eclipseChecks === 0 ? 0 : round(eclipsed / eclipseChecks, 5)) : null,
     signatures: { signed, verified_lookups: verifiedLookups },
     route_failures: routeFailures,
+    liveness: livenessFigures(),
     events: q.ran,
   };
   return { result, series };

@@ -51,6 +51,56 @@ describe('LivenessTracker', () => {
   });
 });
 
+describe('LivenessTracker at its cap with keep (peers this node has seen serve)', () => {
+  // 1 kept honest peer, 3 fresh keys fill a table of 4; an honest joiner comes later, then more fresh keys
+  const full = (keep?: (peer: string) => boolean): { t: LivenessTracker; clock: ManualClock } => {
+    const clock = new ManualClock(0);
+    const t = new LivenessTracker({ staleMs: 15_000, deadMs: 60_000, maxPeers: 4, clock, ...(keep === undefined ? {} : { keep }) });
+    for (const p of ['served', 'sybil0', 'sybil1', 'sybil2']) t.observe(p, hb(p));
+    return { t, clock };
+  };
+
+  it('a joiner takes the place of the longest-tracked peer not kept; a kept peer is never pushed out while alive', () => {
+    const { t, clock } = full((p) => p === 'served');
+    clock.advance(1_000);
+    t.observe('joiner', hb('joiner', 1_000));
+    assert.equal(t.state('joiner'), 'alive', 'the joiner is tracked although every tracked peer is alive');
+    assert.equal(t.state('sybil0'), undefined, 'the longest-tracked peer not kept made room');
+    assert.equal(t.rotated, 1);
+    assert.equal(t.refused, 0);
+    // 1,000 more fresh keys: they rotate among the places not kept; the kept peer stays, the table stays bounded
+    for (let i = 3; i < 1_003; i++) t.observe(`sybil${i}`, hb(`sybil${i}`, 1_000));
+    assert.equal(t.state('served'), 'alive');
+    assert.equal(t.snapshot().length, 4);
+    // a rotated-out joiner is back at its next heartbeat
+    assert.equal(t.state('joiner'), undefined);
+    clock.advance(5_000);
+    t.observe('joiner', hb('joiner', 6_000));
+    assert.equal(t.state('joiner'), 'alive');
+    assert.equal(t.state('served'), 'alive');
+  });
+
+  it('without keep a full table of live peers refuses the joiner (the lock-out keep fixes)', () => {
+    const { t, clock } = full();
+    clock.advance(1_000);
+    t.observe('joiner', hb('joiner', 1_000));
+    assert.equal(t.state('joiner'), undefined);
+    assert.equal(t.refused, 1);
+  });
+
+  it('a table of kept peers only still refuses newcomers; setKeep sets the rule after construction', () => {
+    const { t } = full();
+    t.setKeep(() => true);
+    t.observe('joiner', hb('joiner'));
+    assert.equal(t.state('joiner'), undefined);
+    assert.equal(t.refused, 1);
+    t.setKeep((p) => p === 'served');
+    t.observe('joiner', hb('joiner'));
+    assert.equal(t.state('joiner'), 'alive');
+    assert.equal(t.state('served'), 'alive');
+  });
+});
+
 describe('HeartbeatService', () => {
   it('publishes signed-by-transport heartbeats that others accept, and rejects impostors, stale and oversized ones', async () => {
     const hub = new MemoryHub();

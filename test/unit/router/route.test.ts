@@ -160,6 +160,26 @@ describe('route choice', () => {
       for (const u of us) assert.deepEqual(chooseRoute(hs, R, { random: fixed(u) }).map((x) => x.peerId), ['near', 'new']);
     });
 
+    it('slow layers (the 1,000-node model, seconds per chain): no chain with an unproven hop while measured holders cover the range', () => {
+      // 64 layers of ≈ 130 ms each on 8 measured hops (the simulator's 1,176 MiB layers on desktops): a chain costs
+      // ≈ 9 s, so neither its 25 % slack nor even its cost difference is small against the flat 1,000 ms penalty;
+      // 300 fresh keys claim [8, 24) and [40, 56) (one hop of theirs replaces two measured ones)
+      const L = { start: 0, end: 64 };
+      const honest = Array.from({ length: 8 }, (_, i) => h(`honest-${i}`, 8 * i, 8 * i + 8, { rttMs: 80, msPerLayer: 130, tokensPerSec: 1 }));
+      const replicas = honest.map((x) => ({ ...x, peerId: `${x.peerId}-r`, rttMs: 120, msPerLayer: 140 }));
+      const flood = [...sybils(150, 8, 24), ...sybils(150, 40, 56).map((x) => ({ ...x, peerId: `${x.peerId}-b` }))];
+      const hs = [...honest, ...replicas, ...flood];
+      for (const u of [...us, 0.1, 0.6, 0.9]) {
+        const chain = chooseRoute(hs, L, { random: fixed(u) });
+        assert.ok(chain.every((x) => x.peerId.startsWith('honest')), `u=${u}: ${chain.map((x) => x.peerId).join(' ')}`);
+      }
+      assert.ok(candidateChains(hs, L).every((c) => c.every((x) => x.unproven !== true)), 'no candidate has an unproven hop');
+      // the flood is still there to cover what no measured holder does (the chain then takes one unproven hop)
+      const gap = hs.filter((x) => x.peerId !== 'honest-1' && x.peerId !== 'honest-1-r');
+      const chain = chooseRoute(gap, L, { random: fixed(0.5) });
+      assert.equal(chain.filter((x) => x.peerId.startsWith('sybil')).length, 1);
+    });
+
     it('failover: once the measured holders of a span failed this request, unproven ones are tried', () => {
       const hs = [h('honest', 0, 4, { rttMs: 3 }), ...sybils(5, 0, 4), h('newcomer', 0, 4, { unproven: true })];
       assert.equal(chooseRouteAvoiding(hs, R, { random: fixed(0.5), banned: new Set(), failed: new Set() })[0].peerId, 'honest');
