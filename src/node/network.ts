@@ -25,7 +25,7 @@ import { shardInfoHandler } from '../protocols/handlers/shard-info.js';
 import { HeartbeatService, type HeartbeatSource } from '../protocols/heartbeat.js';
 import { dialAddresses, encodeHolderRecord, freshHolderRecord, type HolderCapacity, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
 import { DHT_NAMESPACE, heartbeatTopic, protocolPrefix } from '../protocols/ids.js';
-import { LayerRegistry } from '../protocols/layer-registry.js';
+import { KNOWN_MAX, LayerRegistry } from '../protocols/layer-registry.js';
 import { LivenessTracker, type PeerLiveness } from '../protocols/liveness.js';
 import * as methods from '../protocols/methods.js';
 import { RpcNode } from '../protocols/rpc/service.js';
@@ -207,6 +207,8 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     self: () => ({ multiaddrs: p2p.multiaddrs(), capacity: capacity() }),
     isDead: (peer) => liveness.isDead(peer),
     isAlive: (peer) => liveness.state(peer) === 'alive',
+    // peers seen serving (liveness `keep`, wired by node/serving.ts) whose heartbeats cover the layer: asked first
+    known: (layer) => liveness.keptHolders(layer, KNOWN_MAX),
     fetchDirect: async (peer, signal) => (await rpc.call(peer, methods.holderRecord, {}, { signal })).record,
     recordTtlMs: t.recordTtlMs,
     republishMs: t.republishMs,

@@ -38,6 +38,14 @@ export interface LayerRegistryOptions {
   isDead?: (peer: string) => boolean;
   /** Liveness: peers whose heartbeats arrive now come first in lookups. */
   isAlive?: (peer: string) => boolean;
+  /**
+   * Peers this node has seen serve (measured) whose heartbeats say they hold `layer`: asked for their records before
+   * the DHT's providers, and beside them (at most KNOWN_MAX per layer). Why (issue 12): a provider lookup returns at
+   * most `maxProviders`, in an order the node does not choose, so a flood of fresh keys providing a layer can fill
+   * the whole answer and hide its honest holders (the 1,000-node Sybil scenario: 2–9 % of per-layer lookups had no
+   * honest holder among their 64). Holders with history here are not found through that answer.
+   */
+  known?: (layer: number) => readonly string[];
   /** Lifetime of our record. Default 10 minutes. */
   recordTtlMs?: number;
   /** Re-publish period; must be well below the TTL. Default TTL / 3. */
@@ -66,6 +74,8 @@ interface CacheEntry {
 
 /** Most record fetches in flight during one lookup. */
 const FETCH_CONCURRENCY = 8;
+/** Most known holders (LayerRegistryOptions.known) asked per layer lookup, beside the DHT's providers. */
+export const KNOWN_MAX = 16;
 /** Deadline of asking a provider for its record directly, before the DHT is asked instead. */
 const DIRECT_FETCH_MS = 3000;
 /** How long "no valid record" is remembered. */
@@ -220,7 +230,10 @@ export class LayerRegistry {
     let records: HolderRecord[];
     try {
       const providers = await this.opts.network.findProviders(layerContentKey(this.opts.networkId, layer), { signal, limit: this.opts.maxProviders ?? 64 });
-      const candidates = providers.filter((p) => !(this.opts.isDead?.(p.id) ?? false));
+      const known = (this.opts.known?.(layer) ?? []).slice(0, KNOWN_MAX);
+      const seen = new Set(known);
+      const all = [...known.map((id) => ({ id, multiaddrs: [] })), ...providers.filter((p) => !seen.has(p.id))];
+      const candidates = all.filter((p) => !(this.opts.isDead?.(p.id) ?? false));
       records = await this.fetchRecords(candidates, signal);
     } finally {
       dispose();

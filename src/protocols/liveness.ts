@@ -96,6 +96,26 @@ export class LivenessTracker {
     this.keep = opts.keep;
   }
 
+  /** Whether `keep` names the peer (a peer this node has seen serve). */
+  isKept(peer: string): boolean {
+    return this.keep?.(peer) ?? false;
+  }
+
+  /**
+   * Live peers `keep` names whose heartbeat span holds `layer`, at most `max`, in table order (the layer registry
+   * asks them besides the DHT's providers: LayerRegistryOptions.known).
+   */
+  keptHolders(layer: number, max: number): string[] {
+    const out: string[] = [];
+    if (this.keep === undefined) return out;
+    for (const p of this.peers.values()) {
+      if (out.length >= max) break;
+      const s = p.heartbeat.span;
+      if (s !== undefined && p.state === 'alive' && s.start <= layer && layer < s.end && this.keep(p.peer)) out.push(p.peer);
+    }
+    return out;
+  }
+
   /** Sets the peers kept at the cap (LivenessOptions.keep): the node knows them only once its router exists. */
   setKeep(keep: ((peer: string) => boolean) | undefined): void {
     this.keep = keep;

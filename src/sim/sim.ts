@@ -19,6 +19,7 @@ import { coverage, chooseSpan, holderCapacity, planMoves, spanTokensPerSec, type
 import { holderRecordNamespace } from '../protocols/dht-records.js';
 import { encodeHolderRecord, freshHolderRecord } from '../protocols/holder-record.js';
 import { holderKey } from '../protocols/ids.js';
+import { KNOWN_MAX } from '../protocols/layer-registry.js';
 import { LivenessTracker } from '../protocols/liveness.js';
 import { DRIVER_DEFAULTS } from '../router/driver.js';
 import { LatencyTable } from '../router/measure.js';
@@ -93,7 +94,13 @@ export interface SimResult {
   replicas_mean: number;
   routes: number;
   lookups: number;
+  /**
+   * Share of per-layer holder lookups with no honest live holder: the DHT's provider answer (at most maxProviders,
+   * drawn at random) together with the holders the lookup's view has seen serve (the registry's `known`, as the
+   * node wires it). `sybil_eclipsed_dht_only`: the provider answer alone (a node that has seen nobody serve yet).
+   */
   sybil_eclipsed_layer_lookups: number | null;
+  sybil_eclipsed_dht_only: number | null;
   signatures: { signed: number; verified_lookups: number };
   /**
    * Failed routes by cause: no_chain = no chain of holders in the view for the range or, after a failover, for the
@@ -336,6 +343,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   const propagationS: number[] = [];
   let ledgerConvergeS: number | null = null;
   let eclipsed = 0;
+  let eclipsedDhtOnly = 0;
   let eclipseChecks = 0;
   const series: SimSeries = { tMin: [], coveredLayers: [], minReplicas: [], replicasPerLayer: [], routeSuccess: [], lookupSuccess: [], lookupP99Ms: [], ledgerAgree: [] };
   let winRoutes = [0, 0];
@@ -813,7 +821,12 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         const all = claimers[i]!;
         const got = all.length <= SIM.maxProviders ? all : rng.shuffle([...all]).slice(0, SIM.maxProviders);
         eclipseChecks++;
-        if (!got.some((n) => !n.sybil)) eclipsed++;
+        if (got.some((n) => !n.sybil)) continue;
+        eclipsedDhtOnly++;
+        // the node's registry also asks the holders it has seen serve (node/network.ts `known`: the view's
+        // liveness.keptHolders); a layer stays eclipsed only when none of them is an honest live holder either
+        const known = views[i % viewCount]!.keptHolders(i, KNOWN_MAX).map((p) => byPeer.get(p)!);
+        if (!known.some((n) => n !== undefined && n.up && !n.sybil && n.span !== undefined && n.span.start <= i && i < n.span.end)) eclipsed++;
       }
       q.after(60_000, eclipseCheck);
     };
@@ -855,6 +868,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     routes: routesAll,
     lookups: lookupsAll,
     sybil_eclipsed_layer_lookups: opts.scenario === 'sybil' ? (eclipseChecks === 0 ? 0 : round(eclipsed / eclipseChecks, 5)) : null,
+    sybil_eclipsed_dht_only: opts.scenario === 'sybil' ? (eclipseChecks === 0 ? 0 : round(eclipsedDhtOnly / eclipseChecks, 5)) : null,
     signatures: { signed, verified_lookups: verifiedLookups },
     route_failures: routeFailures,
     liveness: livenessFigures(),

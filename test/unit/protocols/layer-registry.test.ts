@@ -71,6 +71,32 @@ describe('LayerRegistry', () => {
     for (const n of nodes) await n.reg.withdraw();
   });
 
+  it('known holders (seen serving) are asked besides the providers: 64 fresh keys providing the layer first do not hide them', async () => {
+    const clock = new ManualClock(1_800_000_000_000);
+    const { hub, nodes } = await setup(2, clock);
+    // 64 fresh keys provide layer 0 before the honest holder does; none has a record (they serve nothing)
+    for (let i = 0; i < 64; i++) {
+      const s = hub.createNode(`sybil${i}`);
+      await s.start();
+      await s.provide(layerContentKey(NET, 0));
+    }
+    await nodes[0]!.reg.announce({ start: 0, end: 2 });
+    const honest = nodes[0]!.net.peerId;
+    assert.deepEqual(await nodes[1]!.reg.holdersOf(0), [], 'the provider answer (64) is all Sybils: the layer is eclipsed');
+    const reader = new LayerRegistry({
+      network: nodes[1]!.net,
+      networkId: NET,
+      key: nodes[1]!.key,
+      self: () => ({ multiaddrs: [], capacity: { memoryMb: 1, tokensPerSec: 1 } }),
+      known: (layer) => (layer < 2 ? [honest, 'sybil3'] : []),
+      cacheMs: 0,
+      clock,
+    });
+    assert.deepEqual((await reader.holdersOf(0)).map((r) => r.peerId), [honest]);
+    assert.deepEqual((await reader.holdersOf(1)).map((r) => r.peerId), [honest]);
+    await nodes[0]!.reg.withdraw();
+  });
+
   it('a new span stops providing the layers no longer held', async () => {
     const clock = new ManualClock(1_800_000_000_000);
     const { nodes } = await setup(2, clock);

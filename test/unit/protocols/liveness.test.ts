@@ -80,6 +80,26 @@ describe('LivenessTracker at its cap with keep (peers this node has seen serve)'
     assert.equal(t.state('served'), 'alive');
   });
 
+  it('keptHolders: the live kept peers whose heartbeat span holds the layer, at most max', () => {
+    const clock = new ManualClock(0);
+    const kept = new Set(['a', 'b', 'c']);
+    const t = new LivenessTracker({ staleMs: 15_000, deadMs: 60_000, clock, keep: (p) => kept.has(p) });
+    const span = (peerId: string, start: number, end: number): HeartbeatInfo => ({ ...hb(peerId), span: { start, end } });
+    t.observe('a', span('a', 0, 4));
+    t.observe('b', span('b', 2, 6));
+    t.observe('x', span('x', 0, 8)); // not kept
+    clock.advance(20_000);
+    t.observe('a', span('a', 0, 4));
+    t.observe('x', span('x', 0, 8));
+    t.check(); // b is stale now
+    t.observe('c', span('c', 3, 5));
+    assert.deepEqual(t.keptHolders(3, 16).sort(), ['a', 'c']);
+    assert.deepEqual(t.keptHolders(5, 16), []);
+    assert.equal(t.keptHolders(3, 1).length, 1);
+    t.setKeep(undefined);
+    assert.deepEqual(t.keptHolders(3, 16), []);
+  });
+
   it('without keep a full table of live peers refuses the joiner (the lock-out keep fixes)', () => {
     const { t, clock } = full();
     clock.advance(1_000);

@@ -41,6 +41,10 @@ describe('sim: runs', () => {
     const c = runSim({ nodes: 12, minutes: 12, scenario: 'churn', seed: 8 }).result;
     assert.deepEqual(withoutWall(a), withoutWall(b));
     assert.notDeepEqual(withoutWall(a), withoutWall(c));
+    // the Sybil scenario too (liveness rotation, route choice and the eclipse check draw from the run's RNG only)
+    const s1 = runSim({ nodes: 12, minutes: 12, scenario: 'sybil', seed: 7 }).result;
+    const s2 = runSim({ nodes: 12, minutes: 12, scenario: 'sybil', seed: 7 }).result;
+    assert.deepEqual(withoutWall(s1), withoutWall(s2));
   });
 
   it('a steady small swarm: every layer covered, routes and lookups succeed, proofs reach everyone', () => {
