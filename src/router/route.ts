@@ -8,7 +8,8 @@
  *   rtt(peer) + layers(span) × msPerLayer(peer)
  *
  * (defaults for what was not measured yet: DEFAULT_RTT_MS and DEFAULT_MS_PER_LAYER). The cheapest cost is found by
- * dynamic programming over layer boundaries; then every chain within `slack` of it (cost ≤ best·(1+slack) +
+ * dynamic programming over layer boundaries, among the chains with the fewest unproven hops (holders this node
+ * never measured serving: `HolderView.unproven`); then every such chain within `slack` of it (cost ≤ best·(1+slack) +
  * slackMs, at most `maxCandidates`, enumerated in a fixed order: by cost, then peer ids) is a candidate, and one is
  * drawn with probability proportional to its capacity (the smallest tokens/s along it; unknown counts as 1), so
  * that load spreads over near-equal replicas while a clearly slower chain is never picked. The draw uses the
@@ -81,9 +82,9 @@ function compact(xs: number[]): string {
 }
 
 /**
- * Added to an unproven holder's round trip (ms). Large against any measured chain here (a few ms to a few hundred),
- * so a chain with an unproven hop is never "near-best" while a measured one covers the same layers; equal for all
- * unproven holders, so among them the chain with fewer unproven hops wins.
+ * Added to an unproven holder's round trip (ms). It orders chains with the same number of unproven hops; it is not
+ * what keeps unproven hops out while measured holders cover the layers: `candidateChains` ranks chains by their
+ * unproven hops first (a flat penalty is small against a chain of slow layers, seconds on a 1,000-node model).
  */
 export const UNPROVEN_RTT_MS = 1_000;
 
