@@ -21,6 +21,7 @@ import type { CheckpointChunk, CheckpointRequest } from '../protocols/pb/node.js
 import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import type { HeldRangeReader } from './held-range.js';
 import { modelFilesReply, type ModelFileSet } from './model-files.js';
 import { bytesToParams, paramBytes, sha256, spanHashOfParams, spanPayloadBytes, spanUnits, subRange } from './weights.js';
 
@@ -52,8 +53,13 @@ export interface WeightsSource {
   config(): LlamaConfig | undefined;
   /** The span held now, undefined when none. */
   held(): Span | undefined;
-  /** The held span's flat parameters (a snapshot the source may cache). */
-  params(): Promise<Float32Array>;
+  /**
+   * The held weights by range (./held-range.ts: read in the compute worker, a chunk at a time, each checked to be of
+   * the version the stream started at). Used when present; else `params()`.
+   */
+  heldRange?: HeldRangeReader;
+  /** The held span's flat parameters (a snapshot the source may cache); unused when `heldRange` is given. */
+  params?(): Promise<Float32Array>;
   /** The network's config and tokenizer files, served to nodes without them (./model-files.ts); undefined: none. */
   modelFiles?(): ModelFileSet | undefined;
   /**
@@ -82,9 +88,12 @@ export class RoundGoneError extends NeuroShardError {
 }
 
 interface Prepared {
-  bytes: Uint8Array<ArrayBuffer>;
+  total: number;
   hash: string;
   sha: Uint8Array<ArrayBuffer>;
+  round: number | undefined;
+  /** Bytes [offset, offset+length) of the payload. */
+  read(offset: number, length: number): Uint8Array<ArrayBuffer> | Promise<Uint8Array<ArrayBuffer>>;
 }
 
 /** What is cached of a span served from one source array: where it lies in it and its hashes, no copy of the bytes. */
@@ -106,7 +115,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
   // weights every minute, so every minute's requests added copies of whole spans that were never asked for again
   // (up to 64 × a span: 1.2 GiB for the chaos model's 18 MiB halves) and survivors' memory crept up.
   let cache = new WeakMap<Float32Array, Map<string, PreparedRef>>();
-  const prepare = async (want: Span, round: number | undefined): Promise<Prepared & { round: number | undefined }> => {
+  const prepare = async (want: Span, round: number | undefined): Promise<Prepared> => {
     const config = src.config();
     const held = src.held();
     if (config === undefined || held === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no layers', { fault: 'caller' });
@@ -115,7 +124,14 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     }
     const r = roundSource(src.rounds?.() ?? [], want, round);
     if (round !== undefined && r === undefined) throw new RoundGoneError(`the weights of layers [${want.start}, ${want.end}) after round ${round} are not kept here`, { round });
-    const from = r === undefined ? { span: held, params: await src.params() } : r;
+    if (r === undefined && src.heldRange !== undefined) {
+      // the held weights: figures and bytes read in the compute worker, all of one version (./held-range.ts)
+      const reader = src.heldRange;
+      const d = await reader.digest(want);
+      return { total: d.total, hash: d.hash, sha: d.sha, round: undefined, read: (o, n) => reader.read(want, o, n, d.version) };
+    }
+    if (r === undefined && src.params === undefined) throw new WeightsUnavailableError('this node has no weights to serve');
+    const from = r === undefined ? { span: held, params: await src.params!() } : r;
     let spans = cache.get(from.params);
     if (spans === undefined) cache.set(from.params, (spans = new Map()));
     const key = `${from.span.start}:${from.span.end}/${want.start}:${want.end}`;
@@ -127,7 +143,8 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
       if (spans.size >= CHECKPOINT_SPANS_PER_SOURCE) spans.delete(spans.keys().next().value!);
       spans.set(key, ref);
     }
-    return { bytes: paramBytes(from.params.subarray(ref.offset, ref.offset + ref.size)), hash: ref.hash, sha: ref.sha, round: r?.round };
+    const bytes = paramBytes(from.params.subarray(ref.offset, ref.offset + ref.size));
+    return { total: bytes.byteLength, hash: ref.hash, sha: ref.sha, round: r?.round, read: (o, n) => bytes.subarray(o, o + n) };
   };
   const handler = async function* (req: CheckpointRequest): AsyncGenerator<CheckpointChunk> {
     const files = modelFilesReply(src.modelFiles?.(), req);
@@ -144,15 +161,15 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     }
     if (req.span === undefined) throw new NeuroShardError('RPC_BAD_REQUEST', 'checkpoint: span missing', { fault: 'caller' });
     const p = await prepare(req.span, req.round === undefined ? undefined : Number(req.round));
-    const total = BigInt(p.bytes.byteLength);
+    const total = BigInt(p.total);
     const name = `${req.span.start}:${req.span.end}`;
     const round = p.round === undefined ? {} : { round: BigInt(p.round) };
     if (req.offset >= total) {
       yield { name, offset: total, totalSize: total, data: new Uint8Array(0), modelHash: p.hash, sha256: p.sha, ...round };
       return;
     }
-    for (let o = Number(req.offset); o < p.bytes.byteLength; o += chunkBytes) {
-      const data = p.bytes.subarray(o, Math.min(p.bytes.byteLength, o + chunkBytes));
+    for (let o = Number(req.offset); o < p.total; o += chunkBytes) {
+      const data = await p.read(o, Math.min(p.total, o + chunkBytes) - o);
       yield { name, offset: BigInt(o), totalSize: total, data, modelHash: p.hash, sha256: p.sha, ...round };
     }
   };
