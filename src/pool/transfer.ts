@@ -416,7 +416,13 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     }),
   );
 
-  // 2. stream the units, several at once, each from a holder that agreed
+  // 2. stream the units, several at once, each from a holder that agreed. The first unit that fails stops the others
+  // and the call returns only once every stream has ended: units left streaming after a failed download took the
+  // holder's inbound stream slots, and the retry's heads were reset
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(o.signal!.reason);
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  const signal = stop.signal;
   const out: Uint8Array[] = new Array<Uint8Array>(units.length);
   let next = 0;
   let turn = 0;
@@ -432,11 +438,11 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     const order = candidates.map((_, k) => candidates[(k + first) % candidates.length]!);
     for (const peer of order) {
       if (bad.has(peer)) continue;
-      if (o.signal?.aborted === true) throw o.signal.reason;
+      if (signal.aborted) throw signal.reason;
       lastPeer = peer;
       try {
         await slots.with(peer, async () => {
-          for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have), ...(a.head.round === undefined ? {} : { round: BigInt(a.head.round) }) }, { signal: o.signal, timeoutMs: 30_000 })) {
+          for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have), ...(a.head.round === undefined ? {} : { round: BigInt(a.head.round) }) }, { signal, timeoutMs: 30_000 })) {
             if (c.totalSize !== a.head.total || c.modelHash !== a.head.hash || Buffer.from(c.sha256).toString('hex') !== a.head.sha || roundOf(c) !== a.head.round) {
               throw new WeightsMismatchError(`layer ${a.unit.start}: the stream names other figures than the agreed ones`, { peer });
             }
@@ -448,7 +454,7 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
           }
         });
       } catch (e) {
-        if (o.signal !== undefined && o.signal.aborted) throw e;
+        if (signal.aborted) throw e;
         // bad bytes or a broken protocol cost the holder score; an unreachable or busy holder is only skipped
         if (e instanceof WeightsMismatchError || e instanceof PeerMisbehaviourError) penalise(peer, errorMessage(e));
         log.debug('checkpoint stream broke; resuming at another holder', { peer, layer: a.unit.start, have, error: errorMessage(e) });
@@ -474,10 +480,22 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     }
     throw new WeightsUnavailableError(`every holder of layer ${a.unit.start} failed`, { layer: a.unit.start, last: lastPeer });
   };
+  let failure: { e: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < units.length) await fetchUnit(next++);
+    try {
+      while (next < units.length && !signal.aborted) await fetchUnit(next++);
+    } catch (e) {
+      failure ??= { e };
+      stop.abort(e);
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(o.parallel ?? 4, units.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(o.parallel ?? 4, units.length) }, worker));
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+  if (failure !== undefined) throw failure.e;
+  if (o.signal?.aborted === true) throw o.signal.reason;
 
   const size = out.reduce((s, b) => s + b.byteLength, 0);
   const all = new Uint8Array(size);
