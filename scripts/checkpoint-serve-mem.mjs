@@ -88,9 +88,11 @@ async function holder() {
 async function main() {
   if (!['range', 'params'].includes(args.mode)) throw new Error('--mode is range or params');
   const child = fork(fileURLToPath(import.meta.url), ['--holder', '--mode', args.mode, '--layers', args.layers], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let fail;
+  child.on('exit', (code) => fail?.(new Error(`holder exited with ${code}`)));
   const next = () => new Promise((resolve, reject) => {
+    fail = reject;
     child.once('message', resolve);
-    child.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));
   });
   try {
     const ready = await next();

@@ -21,7 +21,7 @@ import type { CheckpointChunk, CheckpointRequest } from '../protocols/pb/node.js
 import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import type { HeldRangeReader } from './held-range.js';
+import { HeldWeightsChangedError, type HeldRangeReader } from './held-range.js';
 import { modelFilesReply, type ModelFileSet } from './model-files.js';
 import { bytesToParams, paramBytes, sha256, spanHashOfParams, spanPayloadBytes, spanUnits, subRange } from './weights.js';
 
@@ -92,6 +92,8 @@ interface Prepared {
   hash: string;
   sha: Uint8Array<ArrayBuffer>;
   round: number | undefined;
+  /** Served from the held weights by range (they may have moved since a client took their figures). */
+  byRange?: boolean;
   /** Bytes [offset, offset+length) of the payload. */
   read(offset: number, length: number): Uint8Array<ArrayBuffer> | Promise<Uint8Array<ArrayBuffer>>;
 }
@@ -128,7 +130,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
       // the held weights: figures and bytes read in the compute worker, all of one version (./held-range.ts)
       const reader = src.heldRange;
       const d = await reader.digest(want);
-      return { total: d.total, hash: d.hash, sha: d.sha, round: undefined, read: (o, n) => reader.read(want, o, n, d.version) };
+      return { total: d.total, hash: d.hash, sha: d.sha, round: undefined, byRange: true, read: (o, n) => reader.read(want, o, n, d.version) };
     }
     if (r === undefined && src.params === undefined) throw new WeightsUnavailableError('this node has no weights to serve');
     const from = r === undefined ? { span: held, params: await src.params!() } : r;
@@ -167,6 +169,11 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     if (req.offset >= total) {
       yield { name, offset: total, totalSize: total, data: new Uint8Array(0), modelHash: p.hash, sha256: p.sha, ...round };
       return;
+    }
+    // a client streaming figures it agreed on that the held weights no longer have: they moved since its head (not
+    // the holder's fault; streaming other figures would cost it a penalty for nothing)
+    if (p.byRange === true && req.modelHash.length === 64 && req.modelHash !== p.hash) {
+      throw new HeldWeightsChangedError(`the held weights of layers [${req.span.start}, ${req.span.end}) changed since hash ${req.modelHash.slice(0, 12)}…`);
     }
     for (let o = Number(req.offset); o < p.total; o += chunkBytes) {
       const data = await p.read(o, Math.min(p.total, o + chunkBytes) - o);

@@ -121,6 +121,16 @@ describe('checkpoint served by range from the compute worker (two libp2p nodes)'
     const oldBytes = new Uint8Array(sliceSpan(CONFIG, WHOLE, oldFlat, unit).buffer);
     assert.deepEqual(Buffer.concat(got), Buffer.from(oldBytes.subarray(0, 3 * CHUNK)), 'the chunks sent are the old weights, not a mix');
 
+    // a stream that names the figures it agreed on, after the weights moved: refused before any chunk
+    const late: Uint8Array[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const c of joinerRpc.serverStream(holder, methods.checkpoint, { modelHash: oldHash, span: unit, offset: 0n }, { timeoutMs: 30_000 })) late.push(c.data);
+      })(),
+      (e) => isNeuroShardError(e) && e.code === 'CHECKPOINT_WEIGHTS_CHANGED',
+    );
+    assert.equal(late.length, 0);
+
     // 2. a download across the change: typed failure, nothing returned, the holder not penalised
     await compute.run({ type: 'setParams', params: oldFlat.slice() });
     const span = { start: 0, end: L };
