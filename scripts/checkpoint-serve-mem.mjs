@@ -5,7 +5,8 @@
 // 10 layers, vocabulary 8192: every span a joiner could ask for) and serves it on a real libp2p node on
 // 127.0.0.1; this process downloads the whole span `--downloads` times (downloadSpan: heads, units in parallel,
 // hashes verified) and prints the holder's RSS: its baseline (after the model is built, GC'd), its peak while
-// serving (sampled every 10 ms) and its RSS after the last download (after a GC), in MiB over the baseline.
+// serving (sampled every 10 ms) and its RSS after the last download (after a GC, then after the malloc_trim a node
+// runs once a minute, node/heap-trim.ts), in MiB over the baseline (taken after a GC and a trim too).
 //   --mode range   : what the pool serves from now: figures and 1 MiB chunks read in the compute worker
 //                    (pool/held-range.ts, compute/served-params.ts);
 //   --mode params  : what it served from before: the worker's whole span copied to the main thread (`getParams`)
@@ -16,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ComputeClient } from '../dist/src/compute/index.js';
+import { loadHeapTrim } from '../dist/src/node/heap-trim.js';
 import { makeConfig } from '../dist/src/model/index.js';
 import { createLibp2pNetwork } from '../dist/src/p2p/libp2p-node.js';
 import { protocolPrefix } from '../dist/src/protocols/ids.js';
@@ -36,6 +38,7 @@ const NET = 'servemem01';
 const config = makeConfig({ hidden_size: 512, intermediate_size: 1408, num_hidden_layers: Number(args.layers), num_attention_heads: 8, num_key_value_heads: 4, vocab_size: 8192, max_position_embeddings: 256 });
 const WHOLE = { start: 0, end: config.num_hidden_layers };
 const MiB = (b) => Math.round((b / 1048576) * 10) / 10;
+const signed = (x) => (x < 0 ? `${x}` : `+${x}`);
 
 async function net() {
   const n = await createLibp2pNetwork({ privateKey: randomBytes(32), protocolPrefix: protocolPrefix(NET), listen: ['/ip4/127.0.0.1/tcp/0'], genesis: true, mdns: false, upnp: false, autonat: false, dcutr: false });
@@ -63,6 +66,8 @@ async function holder() {
   else source.heldRange = workerHeldRange(compute, () => WHOLE);
   await rpc.handle(methods.checkpoint, checkpointHandler(source));
   await settle();
+  const t = loadHeapTrim();
+  if ('trim' in t) await t.trim();
   const base = process.memoryUsage().rss;
   let peak = base;
   setInterval(() => {
@@ -75,7 +80,11 @@ async function holder() {
     } else if (m.cmd === 'report') {
       peak = Math.max(peak, process.memoryUsage().rss);
       await settle();
-      process.send({ base, peak, after: process.memoryUsage().rss });
+      const gcOnly = process.memoryUsage().rss;
+      // what a node does once a minute (node/heap-trim.ts): the C heap's free pages back to the OS
+      const t = loadHeapTrim();
+      if ('trim' in t) await t.trim();
+      process.send({ base, peak, gcOnly, after: process.memoryUsage().rss });
       await rpc.close().catch(() => {});
       await n.stop().catch(() => {});
       await compute.close();
@@ -112,9 +121,9 @@ async function main() {
     const r = await next();
     await rpc.close().catch(() => {});
     await n.stop().catch(() => {});
-    const out = { mode: args.mode, span_mib: MiB(ready.bytes), downloads: times.length, base_rss_mib: MiB(r.base), peak_over_base_mib: MiB(r.peak - r.base), after_over_base_mib: MiB(r.after - r.base), download_ms: times };
+    const out = { mode: args.mode, span_mib: MiB(ready.bytes), downloads: times.length, base_rss_mib: MiB(r.base), peak_over_base_mib: MiB(r.peak - r.base), after_gc_over_base_mib: MiB(r.gcOnly - r.base), after_over_base_mib: MiB(r.after - r.base), download_ms: times };
     if (args.json) console.log(JSON.stringify(out));
-    else console.log(`${args.mode}: span ${out.span_mib} MiB, ${out.downloads} downloads (${times.join(', ')} ms); holder RSS base ${out.base_rss_mib} MiB, peak +${out.peak_over_base_mib} MiB, after +${out.after_over_base_mib} MiB`);
+    else console.log(`${args.mode}: span ${out.span_mib} MiB, ${out.downloads} downloads (${times.join(', ')} ms); holder RSS base ${out.base_rss_mib} MiB, peak ${signed(out.peak_over_base_mib)} MiB, after (GC) ${signed(out.after_gc_over_base_mib)} MiB, after (GC + malloc_trim) ${signed(out.after_over_base_mib)} MiB`);
   } finally {
     child.kill();
   }
