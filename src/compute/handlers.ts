@@ -14,6 +14,7 @@ import { Rng } from '../util/rng.js';
 import { ComputeStateError } from './errors.js';
 import type { JobContext } from './context.js';
 import type { JobDefs, JobOf, JobType, ResultOf } from './jobs.js';
+import { CHANGES_WEIGHTS } from './served-params.js';
 import type { ComputeState } from './state.js';
 
 export type Handler<T extends JobType> = (job: JobOf<T>, ctx: JobContext) => ResultOf<T> | Promise<ResultOf<T>>;
@@ -262,6 +263,10 @@ export function createHandlers(state: ComputeState): HandlerTable {
       return { params: shard.params.slice() };
     },
 
+    paramsDigest: (job) => state.served.digest(state.model().shard, job.span),
+
+    paramsRange: (job) => state.served.range(state.model().shard, job.span, job.offset, job.length, job.worker === undefined && job.version === undefined ? undefined : { worker: job.worker, version: job.version }),
+
     modelHash: () => ({ hash: state.model().shard.hash() }),
 
     setParams: (job) => {
@@ -345,6 +350,26 @@ export function createHandlers(state: ComputeState): HandlerTable {
       };
     },
   };
+  // every job that may write the weights moves their version (served-params.ts), whether it succeeded or not: a
+  // training step that failed half-way may have written some of them
+  for (const type of Object.keys(table) as JobType[]) {
+    if (!CHANGES_WEIGHTS[type]) continue;
+    const h = table[type] as Handler<JobType>;
+    (table as Record<JobType, Handler<JobType>>)[type] = (job, ctx) => {
+      let r: ReturnType<Handler<JobType>>;
+      try {
+        r = h(job, ctx);
+      } catch (e) {
+        state.served.changed();
+        throw e;
+      }
+      if (!(r instanceof Promise)) {
+        state.served.changed();
+        return r;
+      }
+      return r.finally(() => state.served.changed());
+    };
+  }
   return table;
 }
 

@@ -11,6 +11,7 @@ import type { GemmArgs } from '../tensor/backend.js';
 import type { TrainerOptions, TrainerState, TrainStepResult } from '../training/index.js';
 import type { StageOp, StageOpResult } from '../training/pipeline/index.js';
 import type { ErrorObject } from '../util/errors.js';
+import type { ParamsDigest } from './served-params.js';
 
 /** What the worker is configured with; the same config is used again for a restarted worker. */
 export interface WorkerConfig {
@@ -127,6 +128,16 @@ export interface JobDefs {
   };
   /** A copy of the flat parameters (layout order). */
   getParams: { req: NoArgs; res: { params: Float32Array } };
+  /**
+   * The figures of a sub-span of the held weights (served-params.ts): its span hash and payload SHA-256, computed in
+   * the worker over the weights in place, tagged with the weights version. No copy of the weights leaves the worker.
+   */
+  paramsDigest: { req: { span: Span }; res: ParamsDigest };
+  /**
+   * A copy of bytes [offset, offset+length) (at most MAX_RANGE_BYTES) of a sub-span's payload, tagged with the
+   * weights version; with `worker`/`version`, refused (WEIGHTS_CHANGED) unless the weights are still that version.
+   */
+  paramsRange: { req: { span: Span; offset: number; length: number; worker?: number; version?: number }; res: { data: Uint8Array<ArrayBuffer>; worker: number; version: number } };
   /** The model hash of the weights held (model/hash.ts: SHA-256 over the per-layer hashes of the span, hex). */
   modelHash: { req: NoArgs; res: { hash: string } };
   /** Replaces the flat parameters (same length; transferred). */
@@ -255,6 +266,8 @@ export const JOB_TYPES: readonly JobType[] = [
   'forward',
   'generate',
   'getParams',
+  'paramsDigest',
+  'paramsRange',
   'setParams',
   'trainerInfo',
   'getTrainerState',

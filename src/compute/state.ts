@@ -12,6 +12,7 @@ import { LocalStage } from '../training/pipeline/index.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { ComputeStateError } from './errors.js';
 import type { JobOf, WorkerConfig, WorkerInfo } from './jobs.js';
+import { ServedParams } from './served-params.js';
 import { SessionTable } from './sessions.js';
 
 export interface LoadedModel {
@@ -29,6 +30,8 @@ export class ComputeState {
   private stageOf: { model: LoadedModel; stage: LocalStage } | undefined;
   /** Inference sessions over the loaded model; dropped whenever the model is replaced or released. */
   readonly sessions = new SessionTable();
+  /** The weights as the checkpoint stream reads them, and their version (bumped on every change). */
+  readonly served = new ServedParams();
 
   /** How models are held (WorkerConfig.weights): every model built or loaded is quantized when 'int8'. */
   readonly weights: WeightFormat;
@@ -61,6 +64,7 @@ export class ComputeState {
   initModel(job: JobOf<'initModel'>): LoadedModel {
     const config = validateConfig(job.config);
     const seed = job.seed ?? 0;
+    this.served.changed();
     this.loaded = undefined; // free the old buffers before allocating new ones
     this.sessions.clear();
     const shard = new LlamaShard({
@@ -79,6 +83,7 @@ export class ComputeState {
     this.loaded = undefined;
     // int8: quantized here, once, whatever the source (seeded init, peers' float32 weights, a checkpoint); the
     // float32 buffer is garbage once this returns. An int8 model never gets a trainer (inference only).
+    this.served.changed();
     const shard = this.weights === 'int8' ? f32.quantized() : f32;
     const whole = shard.hasEmbed && shard.hasHead && shard.weights === 'f32';
     this.loaded = { shard, trainer: whole ? new SoloTrainer(this.backend, new ShardTrainable(shard), trainer) : undefined, seed };
@@ -87,11 +92,13 @@ export class ComputeState {
 
   /** Drops the model first, so that loading a checkpoint never holds two models' buffers at once. */
   clearModel(): void {
+    this.served.changed();
     this.loaded = undefined;
     this.sessions.clear();
   }
 
   releaseModel(): boolean {
+    this.served.changed();
     const had = this.loaded !== undefined;
     this.loaded = undefined;
     this.sessions.clear();

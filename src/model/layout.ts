@@ -18,6 +18,7 @@
  */
 import { type LlamaConfig } from './config.js';
 import { ModelConfigError } from './errors.js';
+import { InvalidArgumentError } from '../util/errors.js';
 
 /** A contiguous span of decoder layers [start, end). */
 export interface Span {
@@ -163,6 +164,29 @@ export class ParamLayout {
 }
 
 /** Parameters held by a span (the whole model without one). */
+/**
+ * Element range of `want`'s parameters inside the flat buffer of `held` (want ⊆ held). ParamLayout puts the
+ * embedding first, the layers in order, then the head, so a sub-span's parameters are one contiguous run of the
+ * held buffer, laid out exactly as ParamLayout(want) lays them out.
+ */
+export function subSpanRange(config: LlamaConfig, held: Span, want: Span): { offset: number; size: number } {
+  if (!(want.start >= held.start && want.end <= held.end && want.start < want.end)) {
+    throw new InvalidArgumentError(`span [${want.start}, ${want.end}) is not inside the held [${held.start}, ${held.end})`);
+  }
+  const layout = new ParamLayout(config, held);
+  let first = -1;
+  let last = -1;
+  for (const e of layout.entries) {
+    const inside = e.layer === 'embed' ? want.start === 0 : e.layer === 'head' ? want.end === config.num_hidden_layers : e.layer >= want.start && e.layer < want.end;
+    if (!inside) continue;
+    if (first < 0) first = e.offset;
+    last = e.offset + e.size;
+  }
+  const size = last - first;
+  if (first < 0 || size !== new ParamLayout(config, want).size) throw new InvalidArgumentError(`span [${want.start}, ${want.end}) is not contiguous in the held layout`);
+  return { offset: first, size };
+}
+
 export function paramCount(c: LlamaConfig, span?: Span): number {
   return new ParamLayout(c, span).size;
 }

@@ -21,6 +21,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { extraWeightBytes, layersFor, type WeightsFormat } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
+import { workerHeldRange } from './held-range.js';
 import type { ModelFileSet } from './model-files.js';
 import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink, type RoundWeights } from './transfer.js';
 import { buildView, layersReport, type LayersReport } from './view.js';
@@ -110,7 +111,6 @@ export class PoolService {
   private capacityFigures: MeasuredCapacity | undefined;
   private held: PoolSpan | undefined;
   private hash = '';
-  private paramsCache: { span: PoolSpan; params: Float32Array; at: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
   private stopped = false;
@@ -131,11 +131,19 @@ export class PoolService {
     this.config = o.config;
     this.clock = o.clock ?? systemClock;
     this.log = o.log ?? silentLogger;
-    // while the worker's weights are being swapped, `held` and the worker disagree: serve nothing then
+    // while the worker's weights are being swapped, `held` and the worker disagree: serve nothing then. The held
+    // weights are read by range in the worker (./held-range.ts), never copied whole to this thread (issue 12 §2)
+    const range = workerHeldRange(o.compute, () => (this.swapping ? undefined : this.held));
     this.handler = checkpointHandler({
       config: () => (this.held === undefined || this.swapping ? undefined : this.config),
       held: () => (this.swapping ? undefined : this.held),
-      params: () => this.heldParams(),
+      heldRange: {
+        digest: (want) => {
+          if (this.o.weights === 'int8') throw new WeightsUnavailableError('this node holds int8 weights and keeps no float32 copy to serve');
+          return range.digest(want);
+        },
+        read: (want, offset, length, version) => range.read(want, offset, length, version),
+      },
       modelFiles: () => this.o.modelFiles?.(),
       rounds: () => (this.swapping ? [] : (this.o.roundWeights?.() ?? [])),
     });
@@ -401,7 +409,6 @@ export class PoolService {
       await this.o.compute.run({ type: 'initModel', config: this.config, span, params });
       hash = (await this.o.compute.run({ type: 'modelHash' })).hash;
       this.held = { start: span.start, end: span.end };
-      this.paramsCache = undefined;
       this.handler.clearCache();
     } finally {
       this.swapping = false;
@@ -414,7 +421,6 @@ export class PoolService {
   private async adopt(span: PoolSpan, hash: string, source: 'local' | 'peers' | 'external', t0: number, round?: number): Promise<void> {
     this.held = { start: span.start, end: span.end };
     this.hash = hash;
-    this.paramsCache = undefined;
     this.handler.clearCache();
     await this.o.network.holdSpan(this.held);
     this.events.emit('span:held', { span: { ...this.held }, hash, source, ms: this.clock.now() - t0, ...(round === undefined ? {} : { round }) });
@@ -452,20 +458,16 @@ export class PoolService {
     }
   }
 
-  /** The held weights as the checkpoint handler serves them; a snapshot kept for a minute. */
+  /** A copy of the held weights (a move keeps the layers it holds already). */
   private async heldParams(): Promise<Float32Array> {
-    const now = this.clock.now();
-    const c = this.paramsCache;
-    if (c !== undefined && this.held !== undefined && c.span.start === this.held.start && c.span.end === this.held.end && now - c.at < 60_000) return c.params;
     if (this.held === undefined) throw new WeightsUnavailableError('this node holds no layers');
-    if (this.o.weights === 'int8') throw new WeightsUnavailableError('this node holds int8 weights and keeps no float32 copy to serve');
+    if (this.o.weights === 'int8') throw new WeightsUnavailableError('this node holds int8 weights and keeps no float32 copy');
     const held = { ...this.held };
     const { params } = await this.o.compute.run({ type: 'getParams' });
     // the worker must still hold exactly this span (a swap may have started meanwhile)
     if (this.swapping || this.held === undefined || this.held.start !== held.start || this.held.end !== held.end || params.length * 4 !== spanPayloadBytes(this.config, held)) {
       throw new WeightsUnavailableError('the held weights are being replaced');
     }
-    this.paramsCache = { span: held, params, at: now };
     return params;
   }
 }

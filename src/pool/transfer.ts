@@ -21,6 +21,7 @@ import type { CheckpointChunk, CheckpointRequest } from '../protocols/pb/node.js
 import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { HeldWeightsChangedError, type HeldRangeReader } from './held-range.js';
 import { modelFilesReply, type ModelFileSet } from './model-files.js';
 import { bytesToParams, paramBytes, sha256, spanHashOfParams, spanPayloadBytes, spanUnits, subRange } from './weights.js';
 
@@ -52,8 +53,13 @@ export interface WeightsSource {
   config(): LlamaConfig | undefined;
   /** The span held now, undefined when none. */
   held(): Span | undefined;
-  /** The held span's flat parameters (a snapshot the source may cache). */
-  params(): Promise<Float32Array>;
+  /**
+   * The held weights by range (./held-range.ts: read in the compute worker, a chunk at a time, each checked to be of
+   * the version the stream started at). Used when present; else `params()`.
+   */
+  heldRange?: HeldRangeReader;
+  /** The held span's flat parameters (a snapshot the source may cache); unused when `heldRange` is given. */
+  params?(): Promise<Float32Array>;
   /** The network's config and tokenizer files, served to nodes without them (./model-files.ts); undefined: none. */
   modelFiles?(): ModelFileSet | undefined;
   /**
@@ -82,9 +88,14 @@ export class RoundGoneError extends NeuroShardError {
 }
 
 interface Prepared {
-  bytes: Uint8Array<ArrayBuffer>;
+  total: number;
   hash: string;
   sha: Uint8Array<ArrayBuffer>;
+  round: number | undefined;
+  /** Served from the held weights by range (they may have moved since a client took their figures). */
+  byRange?: boolean;
+  /** Bytes [offset, offset+length) of the payload. */
+  read(offset: number, length: number): Uint8Array<ArrayBuffer> | Promise<Uint8Array<ArrayBuffer>>;
 }
 
 /** What is cached of a span served from one source array: where it lies in it and its hashes, no copy of the bytes. */
@@ -106,7 +117,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
   // weights every minute, so every minute's requests added copies of whole spans that were never asked for again
   // (up to 64 × a span: 1.2 GiB for the chaos model's 18 MiB halves) and survivors' memory crept up.
   let cache = new WeakMap<Float32Array, Map<string, PreparedRef>>();
-  const prepare = async (want: Span, round: number | undefined): Promise<Prepared & { round: number | undefined }> => {
+  const prepare = async (want: Span, round: number | undefined): Promise<Prepared> => {
     const config = src.config();
     const held = src.held();
     if (config === undefined || held === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no layers', { fault: 'caller' });
@@ -115,7 +126,14 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     }
     const r = roundSource(src.rounds?.() ?? [], want, round);
     if (round !== undefined && r === undefined) throw new RoundGoneError(`the weights of layers [${want.start}, ${want.end}) after round ${round} are not kept here`, { round });
-    const from = r === undefined ? { span: held, params: await src.params() } : r;
+    if (r === undefined && src.heldRange !== undefined) {
+      // the held weights: figures and bytes read in the compute worker, all of one version (./held-range.ts)
+      const reader = src.heldRange;
+      const d = await reader.digest(want);
+      return { total: d.total, hash: d.hash, sha: d.sha, round: undefined, byRange: true, read: (o, n) => reader.read(want, o, n, d.version) };
+    }
+    if (r === undefined && src.params === undefined) throw new WeightsUnavailableError('this node has no weights to serve');
+    const from = r === undefined ? { span: held, params: await src.params!() } : r;
     let spans = cache.get(from.params);
     if (spans === undefined) cache.set(from.params, (spans = new Map()));
     const key = `${from.span.start}:${from.span.end}/${want.start}:${want.end}`;
@@ -127,7 +145,8 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
       if (spans.size >= CHECKPOINT_SPANS_PER_SOURCE) spans.delete(spans.keys().next().value!);
       spans.set(key, ref);
     }
-    return { bytes: paramBytes(from.params.subarray(ref.offset, ref.offset + ref.size)), hash: ref.hash, sha: ref.sha, round: r?.round };
+    const bytes = paramBytes(from.params.subarray(ref.offset, ref.offset + ref.size));
+    return { total: bytes.byteLength, hash: ref.hash, sha: ref.sha, round: r?.round, read: (o, n) => bytes.subarray(o, o + n) };
   };
   const handler = async function* (req: CheckpointRequest): AsyncGenerator<CheckpointChunk> {
     const files = modelFilesReply(src.modelFiles?.(), req);
@@ -144,15 +163,20 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     }
     if (req.span === undefined) throw new NeuroShardError('RPC_BAD_REQUEST', 'checkpoint: span missing', { fault: 'caller' });
     const p = await prepare(req.span, req.round === undefined ? undefined : Number(req.round));
-    const total = BigInt(p.bytes.byteLength);
+    const total = BigInt(p.total);
     const name = `${req.span.start}:${req.span.end}`;
     const round = p.round === undefined ? {} : { round: BigInt(p.round) };
     if (req.offset >= total) {
       yield { name, offset: total, totalSize: total, data: new Uint8Array(0), modelHash: p.hash, sha256: p.sha, ...round };
       return;
     }
-    for (let o = Number(req.offset); o < p.bytes.byteLength; o += chunkBytes) {
-      const data = p.bytes.subarray(o, Math.min(p.bytes.byteLength, o + chunkBytes));
+    // a client streaming figures it agreed on that the held weights no longer have: they moved since its head (not
+    // the holder's fault; streaming other figures would cost it a penalty for nothing)
+    if (p.byRange === true && req.modelHash.length === 64 && req.modelHash !== p.hash) {
+      throw new HeldWeightsChangedError(`the held weights of layers [${req.span.start}, ${req.span.end}) changed since hash ${req.modelHash.slice(0, 12)}…`);
+    }
+    for (let o = Number(req.offset); o < p.total; o += chunkBytes) {
+      const data = await p.read(o, Math.min(p.total, o + chunkBytes) - o);
       yield { name, offset: BigInt(o), totalSize: total, data, modelHash: p.hash, sha256: p.sha, ...round };
     }
   };
@@ -399,7 +423,13 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     }),
   );
 
-  // 2. stream the units, several at once, each from a holder that agreed
+  // 2. stream the units, several at once, each from a holder that agreed. The first unit that fails stops the others
+  // and the call returns only once every stream has ended: units left streaming after a failed download took the
+  // holder's inbound stream slots, and the retry's heads were reset
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(o.signal!.reason);
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  const signal = stop.signal;
   const out: Uint8Array[] = new Array<Uint8Array>(units.length);
   let next = 0;
   let turn = 0;
@@ -415,11 +445,11 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     const order = candidates.map((_, k) => candidates[(k + first) % candidates.length]!);
     for (const peer of order) {
       if (bad.has(peer)) continue;
-      if (o.signal?.aborted === true) throw o.signal.reason;
+      if (signal.aborted) throw signal.reason;
       lastPeer = peer;
       try {
         await slots.with(peer, async () => {
-          for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have), ...(a.head.round === undefined ? {} : { round: BigInt(a.head.round) }) }, { signal: o.signal, timeoutMs: 30_000 })) {
+          for await (const c of deps.rpc.serverStream(peer, methods.checkpoint, { modelHash: a.head.hash, span: a.unit, offset: BigInt(have), ...(a.head.round === undefined ? {} : { round: BigInt(a.head.round) }) }, { signal, timeoutMs: 30_000 })) {
             if (c.totalSize !== a.head.total || c.modelHash !== a.head.hash || Buffer.from(c.sha256).toString('hex') !== a.head.sha || roundOf(c) !== a.head.round) {
               throw new WeightsMismatchError(`layer ${a.unit.start}: the stream names other figures than the agreed ones`, { peer });
             }
@@ -431,7 +461,7 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
           }
         });
       } catch (e) {
-        if (o.signal !== undefined && o.signal.aborted) throw e;
+        if (signal.aborted) throw e;
         // bad bytes or a broken protocol cost the holder score; an unreachable or busy holder is only skipped
         if (e instanceof WeightsMismatchError || e instanceof PeerMisbehaviourError) penalise(peer, errorMessage(e));
         log.debug('checkpoint stream broke; resuming at another holder', { peer, layer: a.unit.start, have, error: errorMessage(e) });
@@ -457,10 +487,22 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     }
     throw new WeightsUnavailableError(`every holder of layer ${a.unit.start} failed`, { layer: a.unit.start, last: lastPeer });
   };
+  let failure: { e: unknown } | undefined;
   const worker = async (): Promise<void> => {
-    while (next < units.length) await fetchUnit(next++);
+    try {
+      while (next < units.length && !signal.aborted) await fetchUnit(next++);
+    } catch (e) {
+      failure ??= { e };
+      stop.abort(e);
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(o.parallel ?? 4, units.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(o.parallel ?? 4, units.length) }, worker));
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+  if (failure !== undefined) throw failure.e;
+  if (o.signal?.aborted === true) throw o.signal.reason;
 
   const size = out.reduce((s, b) => s + b.byteLength, 0);
   const all = new Uint8Array(size);

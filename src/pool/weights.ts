@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { LlamaConfig } from '../model/config.js';
 import { spanHash } from '../model/hash.js';
-import { ParamLayout, type Span } from '../model/layout.js';
+import { ParamLayout, subSpanRange, type Span } from '../model/layout.js';
 import { InvalidArgumentError } from '../util/errors.js';
 
 /** One-layer units of a span, in order. */
@@ -20,24 +20,8 @@ export function spanUnits(span: Span): Span[] {
   return out;
 }
 
-/** Element range of `want` inside the flat buffer of `held` (want ⊆ held). */
-export function subRange(config: LlamaConfig, held: Span, want: Span): { offset: number; size: number } {
-  if (!(want.start >= held.start && want.end <= held.end && want.start < want.end)) {
-    throw new InvalidArgumentError(`span [${want.start}, ${want.end}) is not inside the held [${held.start}, ${held.end})`);
-  }
-  const layout = new ParamLayout(config, held);
-  let first = -1;
-  let last = -1;
-  for (const e of layout.entries) {
-    const inside = e.layer === 'embed' ? want.start === 0 : e.layer === 'head' ? want.end === config.num_hidden_layers : e.layer >= want.start && e.layer < want.end;
-    if (!inside) continue;
-    if (first < 0) first = e.offset;
-    last = e.offset + e.size;
-  }
-  const size = last - first;
-  if (first < 0 || size !== new ParamLayout(config, want).size) throw new InvalidArgumentError(`span [${want.start}, ${want.end}) is not contiguous in the held layout`);
-  return { offset: first, size };
-}
+/** Element range of `want` inside the flat buffer of `held` (want ⊆ held): model/layout.ts subSpanRange. */
+export const subRange = subSpanRange;
 
 /** A copy of `want`'s parameters out of the flat buffer of `held`. */
 export function sliceSpan(config: LlamaConfig, held: Span, flat: Float32Array, want: Span): Float32Array {
