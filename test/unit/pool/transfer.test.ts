@@ -178,7 +178,7 @@ describe('checkpoint stream', () => {
 });
 
 /** Holders that train: each has its own moving weights and the weights after the outer rounds it closed. */
-async function trainingSwarm(holders: { moving: number; rounds: { round: number; seed: number }[] }[]) {
+async function trainingSwarm(holders: { moving: number; rounds: { round: number; seed: number }[] }[], pins: { holder: string; peer: string; round: number }[] = []) {
   const hub = new MemoryHub();
   const client = hub.createNode('client');
   await client.start();
@@ -193,17 +193,18 @@ async function trainingSwarm(holders: { moving: number; rounds: { round: number;
     const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
     const moving = modelParams(h.moving);
     const rounds: RoundWeights[] = h.rounds.map((x) => ({ round: x.round, span: whole, params: modelParams(x.seed) }));
-    await r.handle(methods.checkpoint, checkpointHandler({ config: () => CONFIG, held: () => whole, params: () => Promise.resolve(moving), rounds: () => rounds }));
+    await r.handle(methods.checkpoint, checkpointHandler({ config: () => CONFIG, held: () => whole, params: () => Promise.resolve(moving), rounds: () => rounds, pin: (peer, round) => void pins.push({ holder: id, peer, round }) }));
     peers.push(id);
   }
   return { rpc, scores, peers };
 }
 
 describe('checkpoint stream from holders that train (weights of a closed outer round)', () => {
-  it('roundTarget: the round most heads name, ties to the older; none when no head names one', () => {
+  it('roundTarget: the newest round every holder that named one keeps; none when no head names one', () => {
     assert.equal(roundTarget([]), undefined);
     assert.equal(roundTarget([undefined, undefined]), undefined);
-    assert.equal(roundTarget([5, 5, 4]), 5);
+    assert.equal(roundTarget([5, 5, 4]), 4, 'the holder a round behind has not closed 5; the others keep 4');
+    assert.equal(roundTarget([9, 5]), 5, 'no round in common (a holder more than the window ahead): the oldest named');
     assert.equal(roundTarget([5, 4]), 4, 'a holder a round ahead still keeps the round before; one behind lacks the next');
     assert.equal(roundTarget([undefined, 7]), 7);
     assert.equal(roundTarget([-1, -1, 0]), -1);
@@ -251,12 +252,15 @@ describe('checkpoint stream from holders that train (weights of a closed outer r
 
   it('holders a round apart: the span comes whole from the round they all keep, not layer by layer from mixed rounds', async () => {
     // holder 0 closed round 5 already; holder 1 is still collecting it (its newest is 4): both serve round 4
+    const pins: { holder: string; peer: string; round: number }[] = [];
     const s = await trainingSwarm([
       { moving: 11, rounds: [{ round: 4, seed: 4 }, { round: 5, seed: 5 }] },
       { moving: 12, rounds: [{ round: 3, seed: 3 }, { round: 4, seed: 4 }] },
-    ]);
+    ], pins);
     const d = await downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: CONFIG, span: { start: 1, end: L }, holdersOf: () => s.peers });
     assert.equal(d.round, 4);
+    // the download named round 4 to both holders (heads, then chunks): it is pinned on each of them for the client
+    assert.deepEqual([...new Set(pins.map((p) => `${p.holder}/${p.peer}/${p.round}`))].sort(), ['trainer0/client/4', 'trainer1/client/4']);
     assert.deepEqual(d.params, sliceSpan(CONFIG, { start: 0, end: L }, modelParams(4), { start: 1, end: L }));
     assert.equal(d.sources.length, 2, 'both holders served units');
     for (const p of s.peers) assert.equal(s.scores.score(p), 0, `${p} not penalised`);
