@@ -284,9 +284,12 @@ export class OuterSync {
    * the window until the pin expires (./keep.ts, with its quotas). True when the round is pinned for the peer now.
    */
   pin(peer: string, round: number): boolean {
-    const r = pinRound(this.pins, peer, round, this.closed.map((c) => c.round), this.o.clock.now());
+    const now = this.o.clock.now();
+    const renewal = this.pins.some((p) => p.peer === peer && p.round === round && p.until > now);
+    const r = pinRound(this.pins, peer, round, this.closed.map((c) => c.round), now);
     this.pins = r.pins;
-    this.log.debug('joiner pins a closed round', { peer: peer.slice(-6), round, pinned: r.pinned, pins: r.pins.length });
+    if (r.pinned && !renewal) this.log.info('a joiner pinned a closed round', { peer, round, pins: r.pins.length });
+    else if (!r.pinned) this.log.debug('round pin refused', { peer, round, pins: r.pins.length });
     return r.pinned;
   }
 

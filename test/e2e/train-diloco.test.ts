@@ -126,6 +126,11 @@ describe('neuroshard start processes train together (DiLoCo outer rounds)', () =
     // the second joiner joined a network whose holders were training: its weights are a closed round's
     assert.ok(joins[1]![4] !== undefined, 'the second joiner downloaded the weights of a closed outer round');
     assert.ok(fetched !== null, 'the second joiner logged its download');
+    // ... and the round it took was pinned for it on a holder it downloaded from (src/training/keep.ts), so the
+    // holders kept it while the download lasted, however fast their rounds closed
+    const j2 = ((await apiGet(urls[2]!, '/api/status')) as { peerId: string }).peerId;
+    const pinnedFor = procs.slice(0, 2).flatMap((p) => [...p.err.matchAll(/a joiner pinned a closed round peer=(\S+) round=(-?\d+)/g)].filter((m) => m[1] === j2).map((m) => Number(m[2])));
+    assert.ok(pinnedFor.includes(Number(joins[1]![4])), `the second joiner's round ${joins[1]![4]} was pinned on a holder (pins: ${pinnedFor.join(', ')})`);
     console.log(`# train-diloco e2e: round ${bodies[0]!.outerSync.lastRound!.round}; layers per node: ${bodies.map((b) => Object.keys(b.layerHashes).join(',')).join(' | ')}; ${compared} hash pairs equal; joins: ${joins.map((m) => `${m![1]} in ${m![3]} ms at round ${m![4] ?? 'none'}`).join(', ')}; second joiner's sources: ${fetched![1]}`);
     for (const [i, b] of bodies.entries()) {
       assert.ok(b.outerSync.bytesSent > 0 && b.outerSync.bytesReceived > 0, `node ${i} exchanged contributions`);
