@@ -14,6 +14,7 @@ import type { CheckpointChunk, CheckpointRequest } from '../../../src/protocols/
 import { RpcNode, type CallContext } from '../../../src/protocols/rpc/service.js';
 import { checkpointHandler, downloadSpan, fetchConfig, roundSource, roundTarget, voteHeads, WeightsUnavailableError, type RoundWeights } from '../../../src/pool/transfer.js';
 import { sliceSpan, spanHashOfParams } from '../../../src/pool/weights.js';
+import { pinRound, roundsToKeep, type RoundPin } from '../../../src/training/keep.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { createLogger } from '../../../src/util/logger.js';
 
@@ -285,6 +286,62 @@ describe('checkpoint stream from holders that train (weights of a closed outer r
       (e: unknown) => e instanceof WeightsUnavailableError,
     );
     for (const p of t.peers) assert.equal(t.scores.score(p), 0);
+  });
+
+  it('holders whose rounds close faster than the download: the round it takes is pinned and kept until it is done', async () => {
+    // two trainers that keep their closed rounds as the outer sync does (training/keep.ts: the 4 newest and pinned
+    // ones) and close 2 rounds for every stream they serve: without pins, the round the joiner picked leaves their
+    // kept rounds after a couple of units (the fifth session's "do not agree on its hash after round N")
+    const fastSwarm = async (pinning: boolean) => {
+      const hub = new MemoryHub();
+      const client = hub.createNode('client');
+      await client.start();
+      const scores = new PeerScoreTable();
+      const rpc = new RpcNode({ network: client, networkId: NET, scores });
+      const peers: string[] = [];
+      const whole = { start: 0, end: L };
+      const weights = new Map<number, Float32Array>();
+      const of = (r: number): Float32Array => weights.get(r) ?? weights.set(r, modelParams(100 + r)).get(r)!;
+      for (let i = 0; i < 2; i++) {
+        const id = `fast${i}`;
+        const n = hub.createNode(id);
+        await n.start();
+        const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
+        let closed = [7, 8, 9, 10];
+        let pins: RoundPin[] = [];
+        const close = (): void => {
+          const next = closed.at(-1)! + 1;
+          closed = roundsToKeep([...closed, next], pins, 0);
+        };
+        const inner = checkpointHandler({
+          config: () => CONFIG,
+          held: () => whole,
+          params: () => Promise.resolve(of(-100)),
+          rounds: () => closed.map((round) => ({ round, span: whole, params: of(round) })),
+          ...(pinning ? { pin: (peer: string, round: number) => void (pins = pinRound(pins, peer, round, closed, 0).pins) } : {}),
+        });
+        await r.handle(methods.checkpoint, (req: CheckpointRequest, ctx: CallContext) => {
+          if (req.offset < HEAD) {
+            close();
+            close();
+          }
+          return inner(req, ctx);
+        });
+        peers.push(id);
+      }
+      return { rpc, scores, peers, of };
+    };
+    const HEAD = 1n << 40n;
+    const pinned = await fastSwarm(true);
+    const d = await downloadSpan({ rpc: pinned.rpc, scores: pinned.scores }, { config: CONFIG, span: { start: 0, end: L }, holdersOf: () => pinned.peers, parallel: 1 });
+    assert.equal(d.round, 10);
+    assert.deepEqual(d.params, pinned.of(10));
+    const unpinned = await fastSwarm(false);
+    await assert.rejects(
+      downloadSpan({ rpc: unpinned.rpc, scores: unpinned.scores }, { config: CONFIG, span: { start: 0, end: L }, holdersOf: () => unpinned.peers, parallel: 1 }),
+      (e: unknown) => e instanceof WeightsUnavailableError,
+      'without pins the round is gone before the last units',
+    );
   });
 
   it('a holder outside the rounds (weights it does not train) is outvoted by trainers at their round', async () => {
