@@ -21,6 +21,7 @@ import { decodeLayerState, encodeLayerState, trainingContribution, trainingLayer
 import type { RpcNode } from '../protocols/rpc/service.js';
 import { decodeDelta, type CompressionKind } from '../training/compression/index.js';
 import type { AggregatorName } from '../training/aggregation/index.js';
+import { contributionRoundCheck } from '../training/rounds.js';
 import { DiLoCoStepper, OuterSync, PeerNotTrainingError, STATUS_HISTORY, type InnerParams, type LastRoundReport, type SyncStats, type SyncTransport } from '../training/sync.js';
 import type { TrainStepper } from '../training/index.js';
 import type { Clock } from '../util/clock.js';
@@ -183,13 +184,11 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
     if (head === undefined) return refuse(ctx.peer, 'CONTRIBUTION_MALFORMED', PENALTY.malformed);
     const n = sync.layerSize(head.layer);
     if (n === undefined) return refuse(ctx.peer, 'CONTRIBUTION_WRONG_LAYER', PENALTY.malformed);
-    // the round before (a slow holder), this one and the next (a fast one) are taken; a holder a few rounds off
-    // (it entered late, or ran ahead alone on a loaded machine) is answered without a penalty; a round further off
-    // than the rounds any holder keeps (STATUS_HISTORY) is no honest mistake
-    if (sync.round < 0) return { verdict: 'too_early' };
-    if (Math.abs(head.round - sync.round) > STATUS_HISTORY) return refuse(ctx.peer, 'CONTRIBUTION_WRONG_ROUND', PENALTY.malformed);
-    if (head.round > sync.round + 1) return { verdict: 'too_early' };
-    if (head.round < sync.round - 1) return { verdict: 'wrong_round' };
+    // past rounds are answered without a penalty (an honest race with a joiner), far future ones refused
+    // (training/rounds.ts contributionRoundCheck)
+    const check = contributionRoundCheck(head.round, sync.round, STATUS_HISTORY);
+    if (check === 'refuse') return refuse(ctx.peer, 'CONTRIBUTION_WRONG_ROUND', PENALTY.malformed);
+    if (check !== 'take') return { verdict: check };
     let delta: Float32Array | undefined;
     try {
       decodeContribution(bytes, {

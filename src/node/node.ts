@@ -313,6 +313,8 @@ export class NeuroShardNode {
         afterMove: () => servingRef.current?.hops?.resume(),
         // joiners download the weights of our last closed outer round (holders agree on them), not the moving ones
         roundWeights: () => roundWeightsOf(node.outerSync ?? node.chain?.outerSync()),
+        // ... and keep the round a joiner is downloading until it is done (pins with quotas: training/keep.ts)
+        pinRound: (peer, round) => void (node.outerSync ?? node.chain?.outerSync())?.sync.pin(peer, round),
         clock,
         log: log.child('pool'),
       });

@@ -77,6 +77,8 @@ export interface NodePoolInit {
   afterMove?: () => void;
   /** A training node's weights after its last closed outer rounds (served to joiners instead of the moving ones). */
   roundWeights?: () => readonly RoundWeights[];
+  /** A joiner downloading a closed round's weights pins it on our outer sync (training/keep.ts). */
+  pinRound?: (peer: string, round: number) => void;
   clock: Clock;
   log: Logger;
 }
@@ -117,6 +119,7 @@ export function createNodePool(i: NodePoolInit): PoolService {
     ...(i.beforeMove === undefined ? {} : { beforeMove: i.beforeMove }),
     ...(i.afterMove === undefined ? {} : { afterMove: i.afterMove }),
     ...(i.roundWeights === undefined ? {} : { roundWeights: i.roundWeights }),
+    ...(i.pinRound === undefined ? {} : { pinRound: i.pinRound }),
     ...(i.tuning.capacity === undefined ? {} : { capacity: i.tuning.capacity }),
     clock: i.clock,
     log: i.log,

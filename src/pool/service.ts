@@ -93,6 +93,8 @@ export interface PoolServiceOptions {
    * instead of the weights that move with every inner step (./transfer.ts). Undefined or empty: the held weights.
    */
   roundWeights?: () => readonly RoundWeights[];
+  /** A joiner downloading the weights after a closed round pins it here (./transfer.ts WeightsSource.pin). */
+  pinRound?: (peer: string, round: number) => void;
   /** Capacity measurement override (tests). */
   capacity?: MeasuredCapacity;
   clock?: Clock;
@@ -146,6 +148,7 @@ export class PoolService {
       },
       modelFiles: () => this.o.modelFiles?.(),
       rounds: () => (this.swapping ? [] : (this.o.roundWeights?.() ?? [])),
+      pin: (peer, round) => this.o.pinRound?.(peer, round),
     });
   }
 

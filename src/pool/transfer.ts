@@ -19,6 +19,7 @@ import type { Span } from '../model/layout.js';
 import * as methods from '../protocols/methods.js';
 import type { CheckpointChunk, CheckpointRequest } from '../protocols/pb/node.js';
 import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
+import { newestSharedRound, windowEndingAt } from '../training/keep.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { HeldWeightsChangedError, type HeldRangeReader } from './held-range.js';
@@ -69,6 +70,12 @@ export interface WeightsSource {
    * every inner step (a joiner could not find two holders agreeing on those).
    */
   rounds?(): readonly RoundWeights[];
+  /**
+   * `peer` asked for the weights after `round` (a head or a chunk naming it: it is downloading them): keep that round
+   * past the kept window for a while (training/keep.ts: pins with quotas), so that a download slower than the rounds
+   * still finds it. Called before the round is looked up; undefined: nothing is pinned.
+   */
+  pin?(peer: string, round: number): void;
 }
 
 /** The weights of a span after a closed outer round (θ, not the optimizer state). */
@@ -148,7 +155,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     const bytes = paramBytes(from.params.subarray(ref.offset, ref.offset + ref.size));
     return { total: bytes.byteLength, hash: ref.hash, sha: ref.sha, round: r?.round, read: (o, n) => bytes.subarray(o, o + n) };
   };
-  const handler = async function* (req: CheckpointRequest): AsyncGenerator<CheckpointChunk> {
+  const handler = async function* (req: CheckpointRequest, ctx?: { peer: string }): AsyncGenerator<CheckpointChunk> {
     const files = modelFilesReply(src.modelFiles?.(), req);
     if (files !== undefined) {
       yield* files;
@@ -162,6 +169,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
       return;
     }
     if (req.span === undefined) throw new NeuroShardError('RPC_BAD_REQUEST', 'checkpoint: span missing', { fault: 'caller' });
+    if (req.round !== undefined && ctx !== undefined) src.pin?.(ctx.peer, Number(req.round));
     const p = await prepare(req.span, req.round === undefined ? undefined : Number(req.round));
     const total = BigInt(p.total);
     const name = `${req.span.start}:${req.span.end}`;
@@ -274,19 +282,19 @@ export function voteHeads(answers: readonly HeadAnswer[], heard = answers.length
 }
 
 /**
- * The one closed round a span is downloaded at (pure), from the rounds the holders' heads named (undefined: a
- * holder outside the rounds): the round named most often, ties to the older. Holders of a layer close a round
- * together but not in the same instant, and a download that took each layer at its own round would mix states;
- * holders keep their last few rounds (training/sync.ts STATUS_HISTORY), so one a round ahead still serves the
- * round before, while one a round behind cannot serve the next yet. Undefined when no head named a round.
+ * The one closed round a span is downloaded at (pure), from the newest rounds the holders' heads named (undefined: a
+ * holder outside the rounds): the newest round that every holder that named one keeps (training/keep.ts
+ * newestSharedRound over the kept window ending at each named round); when they keep none in common (one is more
+ * than the window ahead), the oldest named round. Holders of a layer close a round together but not in the same
+ * instant, and a download that took each layer at its own round would mix states; one a round ahead still serves
+ * the round before, while one a round behind cannot serve the next yet. The download then pins that round on every
+ * holder it asks (a request naming a round), so it outlives the window while the download lasts. Undefined when no
+ * head named a round.
  */
 export function roundTarget(rounds: readonly (number | undefined)[]): number | undefined {
-  const tally = new Map<number, number>();
-  for (const r of rounds) if (r !== undefined) tally.set(r, (tally.get(r) ?? 0) + 1);
-  let best: number | undefined;
-  let bestN = 0;
-  for (const [r, n] of tally) if (n > bestN || (n === bestN && best !== undefined && r < best)) [best, bestN] = [r, n];
-  return best;
+  const named = rounds.filter((r) => r !== undefined);
+  if (named.length === 0) return undefined;
+  return newestSharedRound(named.map((r) => windowEndingAt(r))) ?? Math.min(...named);
 }
 
 async function askHead(deps: DownloadDeps, peer: string, unit: Span, round: number | undefined, signal: AbortSignal | undefined): Promise<Head> {
@@ -405,11 +413,11 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
   const agreed = await Promise.all(
     first.map(async ({ unit: u, holders, answers }) => {
       let answered = answers.filter((a) => !bad.has(a.peer));
-      // units that holders serve from rounds are taken at the span's round; the others (nobody trains them) as held
+      // units that holders serve from rounds are taken at the span's round; the others (nobody trains them) as held.
+      // Every holder is asked for the round by name, which pins it there until the streams are done (keep.ts)
       if (round !== undefined && answered.some((a) => a.h.round !== undefined)) {
-        const at = answered.filter((a) => a.h.round === round);
-        const ask = holders.filter((p) => !bad.has(p) && !at.some((a) => a.peer === p));
-        answered = [...at, ...(ask.length === 0 ? [] : await askHeads(u, ask, round))];
+        const ask = holders.filter((p) => !bad.has(p));
+        answered = ask.length === 0 ? [] : await askHeads(u, ask, round);
       }
       // a holder that answered at first but lacks the span's round still counts: one answer then is not enough
       const v = voteHeads(answered, answers.length);

@@ -114,3 +114,19 @@ export function nextRound(c: RoundConfig, s: RoundState, holders: readonly strin
   if (s.phase !== 'closed' && s.phase !== 'abandoned') throw new InvalidArgumentError(`round ${s.round} is still ${s.phase}`);
   return startRound(c, s.round + 1, holders, startHash, waived);
 }
+
+/**
+ * What a holder in round `current` (−1: still entering) does with a contribution for `round` before decoding it:
+ * the round before (a slow holder), this one and the next (a fast one) are taken; a round a few ahead is answered
+ * too_early (the sender retries), and so is everything while entering; any past round is answered wrong_round
+ * without a penalty: a holder keeps sending its Δ to a joiner that is still entering (answered too_early) until its
+ * deadline, and the joiner may enter rounds later (an honest race; penalising it got the holders banned by the
+ * joiner). Only a round further ahead than the rounds any holder keeps (`kept`) is refused, its sender penalised.
+ */
+export function contributionRoundCheck(round: number, current: number, kept: number): 'take' | 'too_early' | 'wrong_round' | 'refuse' {
+  if (current < 0) return 'too_early';
+  if (round > current + kept) return 'refuse';
+  if (round > current + 1) return 'too_early';
+  if (round < current - 1) return 'wrong_round';
+  return 'take';
+}

@@ -32,6 +32,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { aggregate, type AggregationRecord, type AggregatorName } from './aggregation/index.js';
 import type { CompressionKind } from './compression/index.js';
 import { DiLoCoNode, type LayerRange } from './diloco.js';
+import { KEPT_ROUNDS, pinRound, roundsToKeep, sequenceToJoin, type RoundPin } from './keep.js';
 import type { TrainStepper } from './loop.js';
 import type { TrainStepResult } from './trainer.js';
 import type { Batch } from './types.js';
@@ -106,8 +107,8 @@ export interface OuterSyncOptions {
   heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
 }
 
-/** Closed rounds whose hashes a node keeps for the hash exchange. */
-export const STATUS_HISTORY = 4;
+/** Closed rounds whose hashes a node keeps for the hash exchange (and lists in its status). */
+export const STATUS_HISTORY = KEPT_ROUNDS;
 
 export interface LastRoundReport {
   round: number;
@@ -210,7 +211,10 @@ export class OuterSync {
   private inbox = new Map<string, Map<string, Float32Array>>();
   /** Contributions for the next round from faster holders (one per sender and layer). */
   private early = new Map<string, Map<string, Float32Array>>();
+  /** Closed rounds kept (ascending): the last STATUS_HISTORY, and older ones a joiner pinned (./keep.ts). */
   private closed: Closed[] = [];
+  /** Joiners' pins on closed rounds they are downloading (./keep.ts: quotas per peer and in all). */
+  private pins: RoundPin[] = [];
   private wake: (() => void) | undefined;
   private innerSteps = 0;
   private refusedThisRound: { from: string; code: string }[] = [];
@@ -256,7 +260,7 @@ export class OuterSync {
       round: this.roundNo,
       phase: this.phase,
       members: [...members].sort(),
-      closed: this.closed.map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })),
+      closed: this.closed.slice(-STATUS_HISTORY).map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })),
       ...(this.enteredAt < 0 ? {} : { entered: this.enteredAt }),
     };
   }
@@ -273,6 +277,20 @@ export class OuterSync {
    */
   closedWeights(): { round: number; params: Float32Array }[] {
     return this.closed.map((c) => ({ round: c.round, params: c.params }));
+  }
+
+  /**
+   * `peer` downloads the weights after `round` from us (a checkpoint request naming the round): keep that round past
+   * the window until the pin expires (./keep.ts, with its quotas). True when the round is pinned for the peer now.
+   */
+  pin(peer: string, round: number): boolean {
+    const now = this.o.clock.now();
+    const renewal = this.pins.some((p) => p.peer === peer && p.round === round && p.until > now);
+    const r = pinRound(this.pins, peer, round, this.closed.map((c) => c.round), now);
+    this.pins = r.pins;
+    if (r.pinned && !renewal) this.log.info('a joiner pinned a closed round', { peer, round, pins: r.pins.length });
+    else if (!r.pinned) this.log.debug('round pin refused', { peer, round, pins: r.pins.length });
+    return r.pinned;
   }
 
   /** The state of a layer after a closed round we keep (the state RPC), or undefined. */
@@ -345,14 +363,14 @@ export class OuterSync {
         this.begin(0);
         return;
       }
-      // the newest round someone is in that counts us as a member: enter it with the state of the round before
-      const counted = ahead.filter((s) => s.members.includes(this.o.self) && s.phase !== 'entering');
-      // the round most of the holders that count us are in (ties: the later one)
-      const tally = new Map<number, number>();
-      for (const s of counted) tally.set(s.round, (tally.get(s.round) ?? 0) + 1);
-      const target = [...tally.entries()].sort((x, y) => y[1] - x[1] || y[0] - x[0])[0]?.[0] ?? -1;
-      // round r starts from the state after round r − 1 (round −1: the state a node entered round 0 with)
-      if (counted.length > 0 && (await this.adopt(target - 1, statuses, signal))) {
+      // a round that every holder in the rounds counts us in (keep.ts sequenceToJoin): the newest one a holder is in,
+      // entered with the state of the round before (round −1: the state a node entered round 0 with). A holder that
+      // began its round before it saw us neither sends us its Δ nor waits for us: we wait for its next boundary
+      const target = sequenceToJoin(
+        this.o.self,
+        [...statuses.values()].map((s) => ({ round: s.round, entering: s.phase === 'entering', members: s.members, closed: s.closed.map((c) => c.round) })),
+      );
+      if (target !== undefined && (await this.adopt(target - 1, statuses, signal))) {
         this.enteredAt = target;
         // the holders do not wait for us in the round we enter (nor count our Δ): we listen to it. Except round 0:
         // every holder starts it from the initial state, and one that began it fresh (no one ahead) waits for all
@@ -634,12 +652,18 @@ export class OuterSync {
       stateHashes[l.id] = layerStateHash(this.params.subarray(l.offset, l.offset + l.size), b);
     }
     const c: Closed = { round, modelHashes: this.diloco.hashes(), params: this.params.slice(), bufs, stateHashes };
-    this.closed = [...this.closed.filter((x) => x.round !== round), c].slice(-STATUS_HISTORY);
+    const all = [...this.closed.filter((x) => x.round !== round), c].sort((a, b) => a.round - b.round);
+    const now = this.o.clock.now();
+    this.pins = this.pins.filter((p) => p.until > now);
+    const keep = new Set(roundsToKeep(all.map((x) => x.round), this.pins, now, STATUS_HISTORY));
+    this.closed = all.filter((x) => keep.has(x.round));
     return c;
   }
 
   private async sendUntil(peer: string, round: number, layer: string, n: number, payload: Uint8Array, deadline: number, signal: AbortSignal): Promise<void> {
-    while (this.o.clock.now() < deadline && !signal.aborted) {
+    // a listener still entering answers too_early until it is in: give up once we are two rounds on (it enters at
+    // a newer round and would answer wrong_round; a member that far behind is repaired by the hash vote)
+    while (this.o.clock.now() < deadline && !signal.aborted && this.roundNo <= round + 1) {
       try {
         const v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, deadlineSignal(Math.max(1000, deadline - this.o.clock.now()), signal));
         this.log.debug('contribution sent', { peer: peer.slice(-6), layer, round, verdict: v });

@@ -14,6 +14,7 @@ import type { CheckpointChunk, CheckpointRequest } from '../../../src/protocols/
 import { RpcNode, type CallContext } from '../../../src/protocols/rpc/service.js';
 import { checkpointHandler, downloadSpan, fetchConfig, roundSource, roundTarget, voteHeads, WeightsUnavailableError, type RoundWeights } from '../../../src/pool/transfer.js';
 import { sliceSpan, spanHashOfParams } from '../../../src/pool/weights.js';
+import { pinRound, roundsToKeep, type RoundPin } from '../../../src/training/keep.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { createLogger } from '../../../src/util/logger.js';
 
@@ -178,7 +179,7 @@ describe('checkpoint stream', () => {
 });
 
 /** Holders that train: each has its own moving weights and the weights after the outer rounds it closed. */
-async function trainingSwarm(holders: { moving: number; rounds: { round: number; seed: number }[] }[]) {
+async function trainingSwarm(holders: { moving: number; rounds: { round: number; seed: number }[] }[], pins: { holder: string; peer: string; round: number }[] = []) {
   const hub = new MemoryHub();
   const client = hub.createNode('client');
   await client.start();
@@ -193,17 +194,18 @@ async function trainingSwarm(holders: { moving: number; rounds: { round: number;
     const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
     const moving = modelParams(h.moving);
     const rounds: RoundWeights[] = h.rounds.map((x) => ({ round: x.round, span: whole, params: modelParams(x.seed) }));
-    await r.handle(methods.checkpoint, checkpointHandler({ config: () => CONFIG, held: () => whole, params: () => Promise.resolve(moving), rounds: () => rounds }));
+    await r.handle(methods.checkpoint, checkpointHandler({ config: () => CONFIG, held: () => whole, params: () => Promise.resolve(moving), rounds: () => rounds, pin: (peer, round) => void pins.push({ holder: id, peer, round }) }));
     peers.push(id);
   }
   return { rpc, scores, peers };
 }
 
 describe('checkpoint stream from holders that train (weights of a closed outer round)', () => {
-  it('roundTarget: the round most heads name, ties to the older; none when no head names one', () => {
+  it('roundTarget: the newest round every holder that named one keeps; none when no head names one', () => {
     assert.equal(roundTarget([]), undefined);
     assert.equal(roundTarget([undefined, undefined]), undefined);
-    assert.equal(roundTarget([5, 5, 4]), 5);
+    assert.equal(roundTarget([5, 5, 4]), 4, 'the holder a round behind has not closed 5; the others keep 4');
+    assert.equal(roundTarget([9, 5]), 5, 'no round in common (a holder more than the window ahead): the oldest named');
     assert.equal(roundTarget([5, 4]), 4, 'a holder a round ahead still keeps the round before; one behind lacks the next');
     assert.equal(roundTarget([undefined, 7]), 7);
     assert.equal(roundTarget([-1, -1, 0]), -1);
@@ -251,12 +253,15 @@ describe('checkpoint stream from holders that train (weights of a closed outer r
 
   it('holders a round apart: the span comes whole from the round they all keep, not layer by layer from mixed rounds', async () => {
     // holder 0 closed round 5 already; holder 1 is still collecting it (its newest is 4): both serve round 4
+    const pins: { holder: string; peer: string; round: number }[] = [];
     const s = await trainingSwarm([
       { moving: 11, rounds: [{ round: 4, seed: 4 }, { round: 5, seed: 5 }] },
       { moving: 12, rounds: [{ round: 3, seed: 3 }, { round: 4, seed: 4 }] },
-    ]);
+    ], pins);
     const d = await downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: CONFIG, span: { start: 1, end: L }, holdersOf: () => s.peers });
     assert.equal(d.round, 4);
+    // the download named round 4 to both holders (heads, then chunks): it is pinned on each of them for the client
+    assert.deepEqual([...new Set(pins.map((p) => `${p.holder}/${p.peer}/${p.round}`))].sort(), ['trainer0/client/4', 'trainer1/client/4']);
     assert.deepEqual(d.params, sliceSpan(CONFIG, { start: 0, end: L }, modelParams(4), { start: 1, end: L }));
     assert.equal(d.sources.length, 2, 'both holders served units');
     for (const p of s.peers) assert.equal(s.scores.score(p), 0, `${p} not penalised`);
@@ -281,6 +286,62 @@ describe('checkpoint stream from holders that train (weights of a closed outer r
       (e: unknown) => e instanceof WeightsUnavailableError,
     );
     for (const p of t.peers) assert.equal(t.scores.score(p), 0);
+  });
+
+  it('holders whose rounds close faster than the download: the round it takes is pinned and kept until it is done', async () => {
+    // two trainers that keep their closed rounds as the outer sync does (training/keep.ts: the 4 newest and pinned
+    // ones) and close 2 rounds for every stream they serve: without pins, the round the joiner picked leaves their
+    // kept rounds after a couple of units (the fifth session's "do not agree on its hash after round N")
+    const fastSwarm = async (pinning: boolean) => {
+      const hub = new MemoryHub();
+      const client = hub.createNode('client');
+      await client.start();
+      const scores = new PeerScoreTable();
+      const rpc = new RpcNode({ network: client, networkId: NET, scores });
+      const peers: string[] = [];
+      const whole = { start: 0, end: L };
+      const weights = new Map<number, Float32Array>();
+      const of = (r: number): Float32Array => weights.get(r) ?? weights.set(r, modelParams(100 + r)).get(r)!;
+      for (let i = 0; i < 2; i++) {
+        const id = `fast${i}`;
+        const n = hub.createNode(id);
+        await n.start();
+        const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
+        let closed = [7, 8, 9, 10];
+        let pins: RoundPin[] = [];
+        const close = (): void => {
+          const next = closed.at(-1)! + 1;
+          closed = roundsToKeep([...closed, next], pins, 0);
+        };
+        const inner = checkpointHandler({
+          config: () => CONFIG,
+          held: () => whole,
+          params: () => Promise.resolve(of(-100)),
+          rounds: () => closed.map((round) => ({ round, span: whole, params: of(round) })),
+          ...(pinning ? { pin: (peer: string, round: number) => void (pins = pinRound(pins, peer, round, closed, 0).pins) } : {}),
+        });
+        await r.handle(methods.checkpoint, (req: CheckpointRequest, ctx: CallContext) => {
+          if (req.offset < HEAD) {
+            close();
+            close();
+          }
+          return inner(req, ctx);
+        });
+        peers.push(id);
+      }
+      return { rpc, scores, peers, of };
+    };
+    const HEAD = 1n << 40n;
+    const pinned = await fastSwarm(true);
+    const d = await downloadSpan({ rpc: pinned.rpc, scores: pinned.scores }, { config: CONFIG, span: { start: 0, end: L }, holdersOf: () => pinned.peers, parallel: 1 });
+    assert.equal(d.round, 10);
+    assert.deepEqual(d.params, pinned.of(10));
+    const unpinned = await fastSwarm(false);
+    await assert.rejects(
+      downloadSpan({ rpc: unpinned.rpc, scores: unpinned.scores }, { config: CONFIG, span: { start: 0, end: L }, holdersOf: () => unpinned.peers, parallel: 1 }),
+      (e: unknown) => e instanceof WeightsUnavailableError,
+      'without pins the round is gone before the last units',
+    );
   });
 
   it('a holder outside the rounds (weights it does not train) is outvoted by trainers at their round', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
+import { contributionRoundCheck, innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 
 const cfg: RoundConfig = { innerSteps: 3, quorum: 0.67, syncTimeoutMs: 1000 };
@@ -78,6 +78,18 @@ describe('outer round state machine', () => {
     assert.equal(tryClose(q, v, 999).outcome.kind, 'open');
     assert.deepEqual(tryClose(q, v, 1000).outcome, { kind: 'abandoned', included: ['a'], missing: ['b', 'c'] });
     assert.deepEqual(nextRound(q, r.state, ['a', 'b', 'c', 'd'], 'h2').waived, [], 'the next round waits for everyone again');
+  });
+
+  it('contributionRoundCheck: past rounds answered without a penalty (a holder\'s late Δ to a joiner), far future refused', () => {
+    assert.equal(contributionRoundCheck(3, -1, 4), 'too_early', 'still entering');
+    assert.equal(contributionRoundCheck(9, 10, 4), 'take');
+    assert.equal(contributionRoundCheck(10, 10, 4), 'take');
+    assert.equal(contributionRoundCheck(11, 10, 4), 'take');
+    assert.equal(contributionRoundCheck(14, 10, 4), 'too_early');
+    assert.equal(contributionRoundCheck(15, 10, 4), 'refuse');
+    assert.equal(contributionRoundCheck(8, 10, 4), 'wrong_round');
+    // a holder kept retrying its round-3 Δ while the joiner downloaded; the joiner entered at round 12
+    assert.equal(contributionRoundCheck(3, 12, 4), 'wrong_round', 'an honest race, not a penalty');
   });
 
   it('answers wrong rounds, strangers and duplicates without changing the state', () => {

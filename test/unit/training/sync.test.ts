@@ -115,6 +115,23 @@ describe('OuterSync over an in-memory transport', () => {
     assert.deepEqual(Object.values(a!.sync.stats().lastRound!.outcome), Array(a!.sync.layers.length).fill('alone'));
   });
 
+  it('a round a joiner pinned is kept past the window (closedWeights, the state RPC) until the pin expires; the status lists the window only', async () => {
+    const [a] = [...group(['a']).values()];
+    const rounds = async (n: number): Promise<void> => {
+      for (let k = 0; k < n; k++) await round([a!]);
+    };
+    await rounds(3); // closed: −1 (the entry state), 0, 1, 2
+    assert.deepEqual(a!.sync.closedWeights().map((c) => c.round), [-1, 0, 1, 2]);
+    assert.equal(a!.sync.pin('joiner', 1), true);
+    assert.equal(a!.sync.pin('joiner', 7), false, 'a round not closed cannot be pinned');
+    await rounds(4); // closed up to 6: the window is 3..6
+    assert.deepEqual(a!.sync.closedWeights().map((c) => c.round), [1, 3, 4, 5, 6], 'round 1 pinned, kept past the window');
+    assert.deepEqual(a!.sync.status().closed.map((c) => c.round), [3, 4, 5, 6]);
+    assert.ok(a!.sync.layerState(1, a!.sync.layers[0]!.id) !== undefined, 'its state is still served');
+    assert.equal(a!.sync.pin('other', 1), false, 'out of the window: nobody can pin it anew');
+    assert.equal(a!.sync.pin('joiner', 1), true, 'the joiner renews its own pin');
+  });
+
   it('a replica whose contributions miss the deadline is repaired to the majority state', async () => {
     const m = group(['a', 'b', 'c'], { syncTimeoutMs: 300 });
     const reps = [...m.values()];

@@ -1,0 +1,147 @@
+/**
+ * Which closed outer rounds a holder keeps, and which round a joiner takes (pure functions over plain data; the
+ * outer sync (./sync.ts) and the weights download (pool/transfer.ts) call them).
+ *
+ * A holder keeps the state after its last KEPT_ROUNDS closed rounds: the hash exchange and joiners need them. With
+ * short rounds (H = 2 on loopback closed a round every 2-3 s) a round left that window before a joiner's download of
+ * it finished, and the joiner retried forever ("holders of layer 0 do not agree on its hash after round N"). So a
+ * joiner **pins** the round it downloads on each holder it takes it from (a checkpoint request naming a round pins
+ * it for the requester): the holder keeps a pinned round past the window until the pin expires.
+ *
+ * Pins are attacker-reachable state (each kept round is a snapshot of the held span's weights), so they have quotas:
+ * at most PIN_LIMITS.perPeer live pins per peer (a new one replaces the peer's oldest), each lives PIN_LIMITS.ms after
+ * its last renewal and at most PIN_LIMITS.capMs after it was made, only a round still inside the window can be
+ * newly pinned (a pin cannot be handed on to keep a round forever), and at most PIN_LIMITS.maxRounds distinct rounds
+ * are pinned at once. A holder therefore keeps at most KEPT_ROUNDS + maxRounds snapshots.
+ */
+
+/** Closed rounds every holder keeps (the window): the newest ones. */
+export const KEPT_ROUNDS = 4;
+
+export interface PinLimits {
+  /** Live pins one peer may hold; a new one replaces its oldest. */
+  perPeer: number;
+  /** How long a pin lives after it was made or last renewed (ms). */
+  ms: number;
+  /** Longest a pin lives after it was made, however often renewed (ms). */
+  capMs: number;
+  /** Distinct rounds pinned at once, across all peers. */
+  maxRounds: number;
+}
+
+export const PIN_LIMITS: PinLimits = { perPeer: 2, ms: 60_000, capMs: 300_000, maxRounds: 4 };
+
+/** A peer's pin on a closed round. */
+export interface RoundPin {
+  peer: string;
+  round: number;
+  /** When it was made (ms). */
+  since: number;
+  /** When it expires (ms). */
+  until: number;
+}
+
+/** The pins still alive at `now`. */
+export function livePins(pins: readonly RoundPin[], now: number): RoundPin[] {
+  return pins.filter((p) => p.until > now);
+}
+
+/**
+ * The closed rounds to keep (ascending): the newest `window` of `closed`, and every older one that a live pin names.
+ */
+export function roundsToKeep(closed: readonly number[], pins: readonly RoundPin[], now: number, window = KEPT_ROUNDS): number[] {
+  const sorted = [...new Set(closed)].sort((a, b) => a - b);
+  const newest = new Set(sorted.slice(-window));
+  const pinned = new Set(livePins(pins, now).map((p) => p.round));
+  return sorted.filter((r) => newest.has(r) || pinned.has(r));
+}
+
+/**
+ * `peer` pins `round` (it is downloading its weights). `closed`: the rounds the holder keeps now (ascending or not).
+ * An existing pin of that peer on that round is renewed (up to its cap); a new pin needs the round inside the window
+ * and room under the distinct-rounds quota, and replaces the peer's oldest pin when it has PIN_LIMITS.perPeer.
+ * Returns the new pin list (expired pins dropped) and whether the round is pinned for the peer now.
+ */
+export function pinRound(
+  pins: readonly RoundPin[],
+  peer: string,
+  round: number,
+  closed: readonly number[],
+  now: number,
+  limits: PinLimits = PIN_LIMITS,
+  window = KEPT_ROUNDS,
+): { pins: RoundPin[]; pinned: boolean } {
+  const live = livePins(pins, now);
+  const i = live.findIndex((p) => p.peer === peer && p.round === round);
+  if (i >= 0) {
+    const p = live[i]!;
+    const until = Math.min(now + limits.ms, p.since + limits.capMs);
+    if (until <= now) return { pins: live.filter((_, k) => k !== i), pinned: false };
+    live[i] = { ...p, until };
+    return { pins: live, pinned: true };
+  }
+  const inWindow = [...new Set(closed)].sort((a, b) => a - b).slice(-window);
+  if (!inWindow.includes(round)) return { pins: live, pinned: false };
+  const rounds = new Set(live.map((p) => p.round));
+  if (!rounds.has(round) && rounds.size >= limits.maxRounds) return { pins: live, pinned: false };
+  let out = live;
+  const own = live.filter((p) => p.peer === peer).sort((a, b) => a.since - b.since);
+  if (own.length >= limits.perPeer) {
+    const drop = new Set(own.slice(0, own.length - limits.perPeer + 1));
+    out = live.filter((p) => !drop.has(p));
+  }
+  return { pins: [...out, { peer, round, since: now, until: now + Math.min(limits.ms, limits.capMs) }], pinned: true };
+}
+
+/**
+ * The newest round that every holder asked keeps, from the rounds each keeps (one list per holder that answered);
+ * undefined when there is none (no answer, or two holders keep no round in common: a joiner asks again).
+ */
+export function newestSharedRound(kept: readonly (readonly number[])[]): number | undefined {
+  if (kept.length === 0) return undefined;
+  let shared = new Set(kept[0]);
+  for (const k of kept.slice(1)) {
+    const s = new Set(k);
+    shared = new Set([...shared].filter((r) => s.has(r)));
+  }
+  return shared.size === 0 ? undefined : Math.max(...shared);
+}
+
+/**
+ * The rounds a holder keeps for certain, from the newest closed round it names (a checkpoint head names only that):
+ * the window of KEPT_ROUNDS rounds ending at it (it may keep older, pinned rounds too).
+ */
+export function windowEndingAt(newest: number, window = KEPT_ROUNDS): number[] {
+  return Array.from({ length: window }, (_, k) => newest - window + 1 + k);
+}
+
+/** A holder's answer to the training-status RPC, as far as a joiner's choice of entry round uses it. */
+export interface EntryView {
+  /** The round it is in (−1: not in the rounds yet). */
+  round: number;
+  /** Still entering the rounds itself (a joiner too: it cannot say whom the rounds count). */
+  entering: boolean;
+  /** Holders counted in its current round. */
+  members: readonly string[];
+  /** The closed rounds whose state it keeps. */
+  closed: readonly number[];
+}
+
+/**
+ * The round a joiner (`self`) enters (round r: with the state after round r − 1), from the holders' statuses; undefined:
+ * not yet (ask again at the next boundary).
+ *
+ * It enters only at a round that **every** holder in the rounds counts it in: a holder that began its round before
+ * it saw the joiner neither sends it its Δ nor waits for it, so a joiner entering there would aggregate without that
+ * Δ and leave its entry round with another state. It takes the newest round a holder is in (the others are a round
+ * behind and will count it in that one too: every holder names the joiner `entered` there and waives it), and needs a
+ * holder that keeps the state after the round before (to download it).
+ */
+export function sequenceToJoin(self: string, holders: readonly EntryView[]): number | undefined {
+  const inRounds = holders.filter((h) => h.round >= 0 && !h.entering);
+  if (inRounds.length === 0) return undefined;
+  if (!inRounds.every((h) => h.members.includes(self))) return undefined;
+  const target = Math.max(...inRounds.map((h) => h.round));
+  if (!inRounds.some((h) => h.closed.includes(target - 1))) return undefined;
+  return target;
+}

@@ -1,0 +1,123 @@
+/**
+ * training/keep.ts: which closed rounds a holder keeps (the window and joiners' pins, with their quotas), and which
+ * round a joiner takes (newestSharedRound for the weights download, sequenceToJoin for its entry into the rounds).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { KEPT_ROUNDS, livePins, newestSharedRound, PIN_LIMITS, pinRound, roundsToKeep, sequenceToJoin, windowEndingAt, type RoundPin } from '../../../src/training/keep.js';
+
+const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, k) => a + k);
+
+describe('training/keep: closed rounds kept, pins and their quotas', () => {
+  it('the window: the newest KEPT_ROUNDS closed rounds, and older ones only while a live pin names them', () => {
+    assert.equal(KEPT_ROUNDS, 4);
+    assert.deepEqual(roundsToKeep(range(-1, 9), [], 0), [6, 7, 8, 9]);
+    assert.deepEqual(roundsToKeep([3, 1, 2], [], 0), [1, 2, 3]);
+    const pins: RoundPin[] = [{ peer: 'j', round: 4, since: 0, until: 60_000 }];
+    assert.deepEqual(roundsToKeep(range(0, 9), pins, 59_999), [4, 6, 7, 8, 9], 'round 4 left the window but is pinned');
+    assert.deepEqual(roundsToKeep(range(0, 9), pins, 60_000), [6, 7, 8, 9], 'the pin expired: round 4 is dropped');
+    // a pin never brings back a round that is no longer there
+    assert.deepEqual(roundsToKeep(range(6, 9), pins, 1000), [6, 7, 8, 9]);
+  });
+
+  it('a pin lives PIN_LIMITS.ms after its last renewal and never past PIN_LIMITS.capMs after it was made', () => {
+    assert.deepEqual(PIN_LIMITS, { perPeer: 2, ms: 60_000, capMs: 300_000, maxRounds: 4 });
+    let pins: RoundPin[] = [];
+    let r = pinRound(pins, 'j', 9, range(6, 9), 0);
+    assert.equal(r.pinned, true);
+    pins = r.pins;
+    assert.deepEqual(pins, [{ peer: 'j', round: 9, since: 0, until: 60_000 }]);
+    // renewed by the download's later requests (the round has left the window meanwhile: renewal still works)
+    for (let t = 50_000; t < 300_000; t += 50_000) {
+      r = pinRound(pins, 'j', 9, range(10, 13).concat([9]), t);
+      assert.equal(r.pinned, true, `renewed at ${t}`);
+      pins = r.pins;
+    }
+    assert.equal(pins[0]!.until, 300_000, 'capped 5 min after it was made');
+    r = pinRound(pins, 'j', 9, range(10, 13).concat([9]), 300_000);
+    assert.equal(r.pinned, false, 'past the cap: neither renewed nor made again (round 9 is out of the window)');
+    assert.deepEqual(r.pins, []);
+    // not renewed: gone after ms
+    r = pinRound([], 'j', 9, range(6, 9), 0);
+    assert.deepEqual(livePins(r.pins, 59_999).length, 1);
+    assert.deepEqual(livePins(r.pins, 60_000), []);
+  });
+
+  it('only a round inside the window can be newly pinned (a pin cannot be handed on to keep a round forever)', () => {
+    const held: RoundPin[] = [{ peer: 'a', round: 4, since: 0, until: 60_000 }];
+    const kept = [4, 6, 7, 8, 9];
+    const r = pinRound(held, 'b', 4, kept, 1000);
+    assert.equal(r.pinned, false, 'round 4 is kept only by a\'s pin: b cannot pin it anew');
+    assert.deepEqual(r.pins, held);
+    assert.equal(pinRound([], 'b', 5, kept, 1000).pinned, false, 'a round not kept at all');
+    assert.equal(pinRound([], 'b', 10, kept, 1000).pinned, false, 'a round not closed yet');
+    assert.equal(pinRound([], 'b', 6, kept, 1000).pinned, true);
+  });
+
+  it('at most PIN_LIMITS.perPeer pins per peer: a new one replaces the peer\'s oldest', () => {
+    let pins: RoundPin[] = [];
+    pins = pinRound(pins, 'j', 6, range(6, 9), 0).pins;
+    pins = pinRound(pins, 'j', 7, range(6, 9), 10).pins;
+    pins = pinRound(pins, 'k', 7, range(6, 9), 15).pins;
+    const r = pinRound(pins, 'j', 8, range(6, 9), 20);
+    assert.equal(r.pinned, true);
+    assert.deepEqual(r.pins.filter((p) => p.peer === 'j').map((p) => p.round).sort(), [7, 8], 'j\'s pin on 6 (its oldest) was replaced');
+    assert.deepEqual(r.pins.filter((p) => p.peer === 'k').map((p) => p.round), [7], 'other peers\' pins are untouched');
+    // many peers (a Sybil) pinning everything they can: the kept rounds stay bounded
+    let all: RoundPin[] = [];
+    const closed: number[] = [];
+    for (let round = 0; round < 100; round++) {
+      closed.push(round);
+      const kept = roundsToKeep(closed, all, round * 1000);
+      closed.splice(0, closed.length, ...kept);
+      for (let s = 0; s < 10; s++) all = pinRound(all, `sybil${round}-${s}`, round, closed, round * 1000).pins;
+      assert.ok(roundsToKeep(closed, all, round * 1000).length <= KEPT_ROUNDS + PIN_LIMITS.maxRounds, `round ${round}: ${closed.length} kept`);
+    }
+  });
+
+  it('at most PIN_LIMITS.maxRounds distinct rounds pinned at once; pinning an already pinned round is still allowed', () => {
+    let pins: RoundPin[] = [];
+    const kept = range(10, 13);
+    for (const [k, round] of kept.entries()) {
+      const r = pinRound(pins, `p${k}`, round, kept, 0);
+      assert.equal(r.pinned, true);
+      pins = r.pins;
+    }
+    const later = range(10, 17);
+    assert.equal(pinRound(pins, 'q', 14, later, 1).pinned, false, 'a fifth distinct round is refused');
+    assert.equal(pinRound(pins, 'q', 13, range(10, 13), 1).pinned, true, 'another joiner of a pinned round is fine');
+    // once the pins expire there is room again
+    assert.equal(pinRound(pins, 'q', 14, range(11, 14), 60_000).pinned, true);
+  });
+});
+
+describe('training/keep: the round a joiner takes', () => {
+  it('newestSharedRound: the newest round every holder keeps; none when they keep none in common', () => {
+    assert.equal(newestSharedRound([]), undefined);
+    assert.equal(newestSharedRound([range(6, 9)]), 9);
+    assert.equal(newestSharedRound([range(6, 9), range(5, 8)]), 8, 'a holder a round behind has not closed 9 yet');
+    assert.equal(newestSharedRound([[2, 6, 7, 8, 9], range(0, 3)]), 2, 'a round kept past the window by a pin counts');
+    assert.equal(newestSharedRound([range(6, 9), range(0, 3)]), undefined);
+    assert.deepEqual(windowEndingAt(9), [6, 7, 8, 9]);
+    assert.deepEqual(windowEndingAt(0), [-3, -2, -1, 0]);
+  });
+
+  it('sequenceToJoin: the newest round a holder is in, only once every holder in the rounds counts the joiner', () => {
+    const h = (round: number, members: string[], closed: number[], entering = false) => ({ round, members, closed, entering });
+    // nobody in the rounds yet
+    assert.equal(sequenceToJoin('j', []), undefined);
+    assert.equal(sequenceToJoin('j', [h(-1, [], [], true)]), undefined);
+    // a began round 7 before it saw j: wait for its next boundary, even though b counts j
+    assert.equal(sequenceToJoin('j', [h(7, ['a', 'b'], range(3, 6)), h(7, ['a', 'b', 'j'], range(3, 6))]), undefined);
+    // both count j: enter round 7 with the state after 6
+    assert.equal(sequenceToJoin('j', [h(7, ['a', 'b', 'j'], range(3, 6)), h(7, ['a', 'b', 'j'], range(3, 6))]), 7);
+    // b is a round ahead (closed 7): enter 8, a counts j in 8 too and has it entering there
+    assert.equal(sequenceToJoin('j', [h(7, ['a', 'b', 'j'], range(3, 6)), h(8, ['a', 'b', 'j'], range(4, 7))]), 8);
+    // another joiner still entering has no say
+    assert.equal(sequenceToJoin('j', [h(7, ['a', 'j'], range(3, 6)), h(-1, [], [], true)]), 7);
+    // nobody keeps the state after the round before (cannot happen with honest holders): not yet
+    assert.equal(sequenceToJoin('j', [h(7, ['a', 'j'], [1, 2])]), undefined);
+    // round 0: entered with the initial state (round −1)
+    assert.equal(sequenceToJoin('j', [h(0, ['a', 'j'], [-1])]), 0);
+  });
+});
