@@ -10,3 +10,9 @@ export const DEFAULT_DATA_DIR_NAME = '.neuroshard';
 
 /** Environment variable prefix for options (`NEUROSHARD_LOG_LEVEL`, `NEUROSHARD_THREADS`, …). */
 export const ENV_PREFIX = 'NEUROSHARD_';
+
+/**
+ * Closed outer rounds every training holder keeps (the window: the newest ones; training/keep.ts). A protocol
+ * constant: a joiner's weights download (pool/rounds.ts) assumes every holder keeps this many.
+ */
+export const KEPT_ROUNDS = 4;

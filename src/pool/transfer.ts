@@ -19,7 +19,7 @@ import type { Span } from '../model/layout.js';
 import * as methods from '../protocols/methods.js';
 import type { CheckpointChunk, CheckpointRequest } from '../protocols/pb/node.js';
 import type { RpcNode, ServerStreamHandler } from '../protocols/rpc/service.js';
-import { newestSharedRound, windowEndingAt } from '../training/keep.js';
+import { newestSharedRound, windowEndingAt } from './rounds.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { HeldWeightsChangedError, type HeldRangeReader } from './held-range.js';

@@ -15,8 +15,9 @@
  * are pinned at once. A holder therefore keeps at most KEPT_ROUNDS + maxRounds snapshots.
  */
 
-/** Closed rounds every holder keeps (the window): the newest ones. */
-export const KEPT_ROUNDS = 4;
+import { KEPT_ROUNDS } from '../params/index.js';
+
+export { KEPT_ROUNDS };
 
 export interface PinLimits {
   /** Live pins one peer may hold; a new one replaces its oldest. */
@@ -91,28 +92,6 @@ export function pinRound(
     out = live.filter((p) => !drop.has(p));
   }
   return { pins: [...out, { peer, round, since: now, until: now + Math.min(limits.ms, limits.capMs) }], pinned: true };
-}
-
-/**
- * The newest round that every holder asked keeps, from the rounds each keeps (one list per holder that answered);
- * undefined when there is none (no answer, or two holders keep no round in common: a joiner asks again).
- */
-export function newestSharedRound(kept: readonly (readonly number[])[]): number | undefined {
-  if (kept.length === 0) return undefined;
-  let shared = new Set(kept[0]);
-  for (const k of kept.slice(1)) {
-    const s = new Set(k);
-    shared = new Set([...shared].filter((r) => s.has(r)));
-  }
-  return shared.size === 0 ? undefined : Math.max(...shared);
-}
-
-/**
- * The rounds a holder keeps for certain, from the newest closed round it names (a checkpoint head names only that):
- * the window of KEPT_ROUNDS rounds ending at it (it may keep older, pinned rounds too).
- */
-export function windowEndingAt(newest: number, window = KEPT_ROUNDS): number[] {
-  return Array.from({ length: window }, (_, k) => newest - window + 1 + k);
 }
 
 /** A holder's answer to the training-status RPC, as far as a joiner's choice of entry round uses it. */

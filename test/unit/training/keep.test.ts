@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KEPT_ROUNDS, livePins, newestSharedRound, PIN_LIMITS, pinRound, roundsToKeep, sequenceToJoin, windowEndingAt, type RoundPin } from '../../../src/training/keep.js';
+import { newestSharedRound, windowEndingAt } from '../../../src/pool/rounds.js';
+import { KEPT_ROUNDS, livePins, PIN_LIMITS, pinRound, roundsToKeep, sequenceToJoin, type RoundPin } from '../../../src/training/keep.js';
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, k) => a + k);
 
