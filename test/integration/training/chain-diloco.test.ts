@@ -27,6 +27,7 @@ import { batchOf } from '../../../src/training/pipeline/index.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { createLogger } from '../../../src/util/logger.js';
 import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { learnableTokens, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
 const cfg: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 64 });
@@ -40,29 +41,12 @@ const TRAINER = { lr: 1e-2, warmupSteps: 0, decaySteps: 1000 };
 const B = 4;
 const T = 16;
 
-/** A learnable stream: next = (5·t + 3) mod 64, from a random start per sequence. */
+/** The learnable stream of test/utils/learnable-stream.ts, as this file's pipeline batches. */
 function batch(rand: () => number, b = B): Batch {
-  const inputs = new Int32Array(b * T);
-  const targets = new Int32Array(b * T);
-  for (let s = 0; s < b; s++) {
-    let t = Math.floor(rand() * 64);
-    for (let i = 0; i < T; i++) {
-      inputs[s * T + i] = t;
-      t = (5 * t + 3) % 64;
-      targets[s * T + i] = t;
-    }
-  }
-  return batchOf(inputs, targets, b, T);
+  const t = learnableTokens(rand, b, T);
+  return batchOf(t.inputs, t.targets, b, T);
 }
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
+const rng = xorshift;
 function source(seed: number): BatchSource {
   const rand = rng(seed);
   let i = 0;

@@ -19,7 +19,6 @@ import { after, before, describe, it } from 'node:test';
 import { ComputeClient, WorkerTrainStepper } from '../../../src/compute/index.js';
 import type { Batch as DataBatch } from '../../../src/data/index.js';
 import { keyFromPrivate } from '../../../src/identity/index.js';
-import { IntTensor } from '../../../src/tensor/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
@@ -28,6 +27,7 @@ import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training
 import type { InnerParams } from '../../../src/training/sync.js';
 import { createLogger } from '../../../src/util/logger.js';
 import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { learnableBatch, learnableTokens, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
 const CONFIG: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 64 });
@@ -38,33 +38,9 @@ const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: '
 const B = 4;
 const T = 16;
 
-/** A learnable stream: next = (5·t + 3) mod 64, from a random start per sequence. */
-function tokens(rand: () => number, b: number): { inputs: Int32Array; targets: Int32Array } {
-  const inputs = new Int32Array(b * T);
-  const targets = new Int32Array(b * T);
-  for (let s = 0; s < b; s++) {
-    let t = Math.floor(rand() * 64);
-    for (let i = 0; i < T; i++) {
-      inputs[s * T + i] = t;
-      t = (5 * t + 3) % 64;
-      targets[s * T + i] = t;
-    }
-  }
-  return { inputs, targets };
-}
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
-const batch = (rand: () => number): Batch => {
-  const t = tokens(rand, B);
-  return { inputs: new IntTensor(t.inputs, [B, T]), targets: new IntTensor(t.targets, [B, T]) };
-};
+const tokens = (rand: () => number, b: number): { inputs: Int32Array; targets: Int32Array } => learnableTokens(rand, b, T);
+const rng = xorshift;
+const batch = (rand: () => number): Batch => learnableBatch(rand, B, T);
 /** The held-out batches every holder scores on (the same seed on every holder, as corpusHeldOut's fixed id). */
 const heldOut = (): DataBatch[] => {
   const rand = rng(777);

@@ -20,7 +20,6 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient, WorkerTrainStepper } from '../../../src/compute/index.js';
 import { keyFromPrivate, type NodeKey } from '../../../src/identity/index.js';
-import { IntTensor } from '../../../src/tensor/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
@@ -31,6 +30,7 @@ import { encodeDelta } from '../../../src/training/compression/index.js';
 import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
 import { createLogger } from '../../../src/util/logger.js';
 import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { learnableBatch, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
 const CONFIG: LlamaConfig = makeConfig({
@@ -47,29 +47,8 @@ const H = 3;
 const SYNC_MS = 60_000;
 const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: 'trimmed-mean', compress: 'int8', outerQuorum: 2 / 3, outerSyncTimeoutMs: SYNC_MS };
 
-/** A learnable stream: next = (5·t + 3) mod 64, from a random start per sequence. */
-function batch(rand: () => number, B = 4, T = 16): Batch {
-  const inputs = new Int32Array(B * T);
-  const targets = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) {
-    let t = Math.floor(rand() * 64);
-    for (let i = 0; i < T; i++) {
-      inputs[b * T + i] = t;
-      t = (5 * t + 3) % 64;
-      targets[b * T + i] = t;
-    }
-  }
-  return { inputs: new IntTensor(inputs, [B, T]), targets: new IntTensor(targets, [B, T]) };
-}
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
+const batch = (rand: () => number, b = 4, t = 16): Batch => learnableBatch(rand, b, t);
+const rng = xorshift;
 
 interface Replica {
   name: string;

@@ -23,7 +23,6 @@ import { NEURO } from '../../../src/ledger/amount.js';
 import { buildGenesis, buildStake, buildTransfer } from '../../../src/ledger/build.js';
 import { decodeEvent, EventKind, type TrainingReceiptBody } from '../../../src/ledger/events.js';
 import { MIN_REWARD_BOND, proofReward, roleMultiplier, stakeMultiplier } from '../../../src/ledger/economics.js';
-import { IntTensor } from '../../../src/tensor/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
@@ -34,6 +33,7 @@ import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training
 import { toHex } from '../../../src/util/bytes.js';
 import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
 import { tempDir } from '../../utils/paths.js';
+import { learnableBatch, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
 const CONFIG: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 4096, max_position_embeddings: 64 });
@@ -45,28 +45,8 @@ const TOKENS = BigInt(H * B * T);
 const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: 'mean', compress: 'int8', outerQuorum: 2 / 3, outerSyncTimeoutMs: 60_000 };
 const G = keyFromPrivate(randomBytes(32));
 
-function batch(rand: () => number): Batch {
-  const inputs = new Int32Array(B * T);
-  const targets = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) {
-    let t = Math.floor(rand() * 64);
-    for (let i = 0; i < T; i++) {
-      inputs[b * T + i] = t;
-      t = (5 * t + 3) % 64;
-      targets[b * T + i] = t;
-    }
-  }
-  return { inputs: new IntTensor(inputs, [B, T]), targets: new IntTensor(targets, [B, T]) };
-}
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
+const batch = (rand: () => number): Batch => learnableBatch(rand, B, T);
+const rng = xorshift;
 
 interface Replica {
   name: string;
