@@ -9,10 +9,9 @@ import { describe, it } from 'node:test';
 import { NANO, type LlamaConfig } from '../../../src/model/index.js';
 import { networkIdOf } from '../../../src/node/genesis.js';
 import { MemoryHub } from '../../../src/p2p/memory.js';
-import { PeerScoreTable } from '../../../src/p2p/peer-score.js';
 import * as methods from '../../../src/protocols/methods.js';
 import type { CheckpointChunk, CheckpointRequest } from '../../../src/protocols/pb/node.js';
-import { RpcNode, type CallContext } from '../../../src/protocols/rpc/service.js';
+import { type CallContext } from '../../../src/protocols/rpc/service.js';
 import {
   BAD_MODEL_FILES_PENALTY,
   fetchModelFiles,
@@ -24,6 +23,7 @@ import {
   type ModelFileSet,
 } from '../../../src/pool/model-files.js';
 import { checkpointHandler } from '../../../src/pool/transfer.js';
+import { memoryRpcNode } from '../../utils/memory-rpc.js';
 
 const NET = 'modelfiles01';
 const CONFIG: LlamaConfig = { ...NANO };
@@ -53,16 +53,11 @@ type Behaviour = 'honest' | 'other-template' | 'other-config' | 'corrupt' | 'non
 
 async function swarm(behaviours: Behaviour[]) {
   const hub = new MemoryHub();
-  const client = hub.createNode('client');
-  await client.start();
-  const scores = new PeerScoreTable();
-  const rpc = new RpcNode({ network: client, networkId: NET, scores });
+  const { rpc, scores } = await memoryRpcNode(hub, 'client', NET);
   const peers: string[] = [];
   for (const [i, b] of behaviours.entries()) {
     const id = `peer${i}`;
-    const n = hub.createNode(id);
-    await n.start();
-    const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
+    const { rpc: r } = await memoryRpcNode(hub, id, NET);
     const set = b === 'other-template' ? filesWith('{{ messages[0].content }}') : b === 'other-config' ? filesWith(TEMPLATE, { ...CONFIG, rope_theta: CONFIG.rope_theta + 1 }) : b === 'none' ? undefined : GOOD;
     const inner = checkpointHandler({ config: () => undefined, held: () => undefined, params: () => Promise.reject(new Error('no weights')), modelFiles: () => set });
     const handler = async function* (req: CheckpointRequest, ctx: CallContext): AsyncGenerator<CheckpointChunk> {

@@ -8,15 +8,15 @@ import { describe, it } from 'node:test';
 import { NANO, ParamLayout, type LlamaConfig } from '../../../src/model/index.js';
 import { initParams } from '../../../src/model/init.js';
 import { MemoryHub } from '../../../src/p2p/memory.js';
-import { PeerScoreTable } from '../../../src/p2p/peer-score.js';
 import * as methods from '../../../src/protocols/methods.js';
 import type { CheckpointChunk, CheckpointRequest } from '../../../src/protocols/pb/node.js';
-import { RpcNode, type CallContext } from '../../../src/protocols/rpc/service.js';
+import { type CallContext } from '../../../src/protocols/rpc/service.js';
 import { checkpointHandler, downloadSpan, fetchConfig, roundSource, roundTarget, voteHeads, WeightsUnavailableError, type RoundWeights } from '../../../src/pool/transfer.js';
 import { sliceSpan, spanHashOfParams } from '../../../src/pool/weights.js';
 import { pinRound, roundsToKeep, type RoundPin } from '../../../src/training/keep.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { createLogger } from '../../../src/util/logger.js';
+import { memoryRpcNode } from '../../utils/memory-rpc.js';
 
 const NET = 'pooltest01';
 const CONFIG: LlamaConfig = { ...NANO };
@@ -33,17 +33,12 @@ type Behaviour = 'honest' | 'corrupt' | 'liar' | 'breaks';
 
 async function swarm(behaviours: Behaviour[], chunkBytes = 64 * 1024) {
   const hub = new MemoryHub();
-  const client = hub.createNode('client');
-  await client.start();
-  const scores = new PeerScoreTable();
-  const rpc = new RpcNode({ network: client, networkId: NET, scores });
+  const { rpc, scores } = await memoryRpcNode(hub, 'client', NET);
   const good = modelParams(0);
   const peers: string[] = [];
   for (const [i, b] of behaviours.entries()) {
     const id = `holder${i}`;
-    const n = hub.createNode(id);
-    await n.start();
-    const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
+    const { rpc: r } = await memoryRpcNode(hub, id, NET);
     const params = b === 'liar' ? modelParams(1) : good;
     const inner = checkpointHandler({ config: () => CONFIG, held: () => ({ start: 0, end: L }), params: () => Promise.resolve(params) }, chunkBytes);
     const handler = async function* (req: CheckpointRequest, ctx: CallContext): AsyncGenerator<CheckpointChunk> {
@@ -181,17 +176,12 @@ describe('checkpoint stream', () => {
 /** Holders that train: each has its own moving weights and the weights after the outer rounds it closed. */
 async function trainingSwarm(holders: { moving: number; rounds: { round: number; seed: number }[] }[], pins: { holder: string; peer: string; round: number }[] = []) {
   const hub = new MemoryHub();
-  const client = hub.createNode('client');
-  await client.start();
-  const scores = new PeerScoreTable();
-  const rpc = new RpcNode({ network: client, networkId: NET, scores });
+  const { rpc, scores } = await memoryRpcNode(hub, 'client', NET);
   const peers: string[] = [];
   const whole = { start: 0, end: L };
   for (const [i, h] of holders.entries()) {
     const id = `trainer${i}`;
-    const n = hub.createNode(id);
-    await n.start();
-    const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
+    const { rpc: r } = await memoryRpcNode(hub, id, NET);
     const moving = modelParams(h.moving);
     const rounds: RoundWeights[] = h.rounds.map((x) => ({ round: x.round, span: whole, params: modelParams(x.seed) }));
     await r.handle(methods.checkpoint, checkpointHandler({ config: () => CONFIG, held: () => whole, params: () => Promise.resolve(moving), rounds: () => rounds, pin: (peer, round) => void pins.push({ holder: id, peer, round }) }));
@@ -294,19 +284,14 @@ describe('checkpoint stream from holders that train (weights of a closed outer r
     // kept rounds after a couple of units (the fifth session's "do not agree on its hash after round N")
     const fastSwarm = async (pinning: boolean) => {
       const hub = new MemoryHub();
-      const client = hub.createNode('client');
-      await client.start();
-      const scores = new PeerScoreTable();
-      const rpc = new RpcNode({ network: client, networkId: NET, scores });
+      const { rpc, scores } = await memoryRpcNode(hub, 'client', NET);
       const peers: string[] = [];
       const whole = { start: 0, end: L };
       const weights = new Map<number, Float32Array>();
       const of = (r: number): Float32Array => weights.get(r) ?? weights.set(r, modelParams(100 + r)).get(r)!;
       for (let i = 0; i < 2; i++) {
         const id = `fast${i}`;
-        const n = hub.createNode(id);
-        await n.start();
-        const r = new RpcNode({ network: n, networkId: NET, scores: new PeerScoreTable() });
+        const { rpc: r } = await memoryRpcNode(hub, id, NET);
         let closed = [7, 8, 9, 10];
         let pins: RoundPin[] = [];
         const close = (): void => {
