@@ -7,10 +7,14 @@
  *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`;
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
- *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop;
+ *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop; beside them where a
+ *   token's time goes (`chain_compute_ms_*`, `chain_hop_overhead_ms_4`, `chain_cpu_ms_*`, `chain_load`: see the
+ *   section);
  * - `serving-batch`: `batch8_ratio`: aggregate decode tokens/s of 8 generations at once ÷ 1 alone through one hop
  *   holding the whole model (continuous batching in its worker), with `batch1_tok_s`, `batch8_tok_s` and
- *   `batch8_mean_rows` (the mean batch size a decode step ran in);
+ *   `batch8_mean_rows` (the mean batch size a decode step ran in), and the process CPU per token alone and among 8
+ *   (`batch1_cpu_ms`, `batch8_cpu_ms`, `batch8_cpu_ratio`: what batching saves, less dependent on the load than
+ *   tokens/s) with `batch_load`;
  * - `serving-failover`: `failover_stall_ms_p50`/`_p99`: time from a hop's failure (its stream reset mid-answer)
  *   to the step completing on its replica, over `failover_kills` cuts.
  *
