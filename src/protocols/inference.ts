@@ -136,8 +136,12 @@ export class InferenceHopServer {
   readonly finished: HopSessionRecord[] = [];
   /** Positions processed in all, per session while open and summed after. */
   totalTokens = 0;
-  /** Steps answered, and those among them the worker ran batched with other sessions' steps (continuous batching). */
-  readonly stepStats = { steps: 0, batched: 0, rows: 0 };
+  /**
+   * Steps answered, those among them the worker ran batched with other sessions' steps (continuous batching), and
+   * the time the steps spent in the compute worker as this hop saw it (ms, messages to the worker included): what
+   * the benchmark sets apart from a chain's time per token to see what the hop boundaries cost.
+   */
+  readonly stepStats = { steps: 0, batched: 0, rows: 0, computeMs: 0 };
 
   constructor(
     private readonly compute: HopCompute,
@@ -317,7 +321,9 @@ export class InferenceHopServer {
     const out = await this.compute.step(s.localId, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) }, ctx.signal);
     if (this.extras.faultsForTests?.corruptOutputs === true) corruptForTests(out, this.compute.vocabSize);
     // our compute share of the step, so that the entry can tell the network's share (its latency to us) apart
-    const computeUs = Math.min(0xffffffff, Math.max(0, Math.round((performance.now() - t0) * 1000)));
+    const computeMs = performance.now() - t0;
+    const computeUs = Math.min(0xffffffff, Math.max(0, Math.round(computeMs * 1000)));
+    this.stepStats.computeMs += computeMs;
     s.tokens += T;
     this.totalTokens += T;
     this.stepStats.steps++;

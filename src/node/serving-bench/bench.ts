@@ -7,10 +7,14 @@
  *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`;
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
- *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop;
+ *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop; beside them where a
+ *   token's time goes (`chain_compute_ms_*`, `chain_hop_overhead_ms_4`, `chain_cpu_ms_*`, `chain_load`: see the
+ *   section);
  * - `serving-batch`: `batch8_ratio`: aggregate decode tokens/s of 8 generations at once ÷ 1 alone through one hop
  *   holding the whole model (continuous batching in its worker), with `batch1_tok_s`, `batch8_tok_s` and
- *   `batch8_mean_rows` (the mean batch size a decode step ran in);
+ *   `batch8_mean_rows` (the mean batch size a decode step ran in), and the process CPU per token alone and among 8
+ *   (`batch1_cpu_ms`, `batch8_cpu_ms`, `batch8_cpu_ratio`: what batching saves, less dependent on the load than
+ *   tokens/s) with `batch_load`;
  * - `serving-failover`: `failover_stall_ms_p50`/`_p99`: time from a hop's failure (its stream reset mid-answer)
  *   to the step completing on its replica, over `failover_kills` cuts.
  *
@@ -18,7 +22,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import type { BenchSection } from '../../compute/bench.js';
 import { ComputeClient } from '../../compute/index.js';
 import { keyFromPrivate } from '../../identity/index.js';
@@ -29,7 +33,8 @@ import { waitFor } from '../../util/abort.js';
 import { NeuroShardError } from '../../util/errors.js';
 import { TINY_CONFIG } from '../train.js';
 import { bundledGenesis } from '../genesis.js';
-import { createNodeNetwork, type NodeNetwork } from '../network.js';
+import { createNodeNetwork, NETWORK_TUNING_DEFAULTS, type NodeNetwork } from '../network.js';
+import { DEFAULTS as OPTION_DEFAULTS } from '../options.js';
 import { workerHopCompute } from '../serving.js';
 
 const TUNING = { ephemeralPeerStore: true, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100, retryBaseMs: 200, retryMaxMs: 2000, pubsubHeartbeatMs: 300, autonat: false, dcutr: false };
@@ -39,7 +44,22 @@ function pct(xs: number[], p: number): number {
   return Math.round(s[Math.min(s.length - 1, Math.floor(p * s.length))]! * 1000) / 1000;
 }
 
-async function net(networkId: string, boot: string[], span?: { start: number; end: number }): Promise<NodeNetwork> {
+/**
+ * Background rates of the nodes. 'fast' (heartbeats every second, gossipsub's every 300 ms) lets the failover
+ * section see liveness change quickly. 'deployed' is a node's defaults (options.ts heartbeats every 5 s, gossipsub's
+ * heartbeat every second): the chain and batch sections time decoding, and with 'fast' the five nodes of a 4-hop
+ * chain, all in this process on a 2-core machine, spent ~100 ms of CPU a second on gossip and its signatures
+ * (measured while the chain idled), taken from the hops' compute on the same cores: about 5 ms a token at 20 tok/s,
+ * which a node on its own machine never pays for four others.
+ */
+type Pace = 'fast' | 'deployed';
+const PACE: Record<Pace, { heartbeatIntervalMs: number; peerStaleMs: number; peerDeadMs: number; pubsubHeartbeatMs: number }> = {
+  fast: { heartbeatIntervalMs: 1000, peerStaleMs: 5000, peerDeadMs: 20_000, pubsubHeartbeatMs: 300 },
+  deployed: { heartbeatIntervalMs: OPTION_DEFAULTS.heartbeatIntervalMs, peerStaleMs: OPTION_DEFAULTS.peerStaleMs, peerDeadMs: OPTION_DEFAULTS.peerDeadMs, pubsubHeartbeatMs: NETWORK_TUNING_DEFAULTS.pubsubHeartbeatMs },
+};
+
+async function net(networkId: string, boot: string[], span?: { start: number; end: number }, pace: Pace = 'fast'): Promise<NodeNetwork> {
+  const p = PACE[pace];
   const n = await createNodeNetwork({
     networkId,
     key: keyFromPrivate(randomBytes(32)),
@@ -57,11 +77,11 @@ async function net(networkId: string, boot: string[], span?: { start: number; en
       relayDurationS: 600,
       maxConnections: 200,
       span,
-      heartbeatIntervalMs: 1000,
-      peerStaleMs: 5000,
-      peerDeadMs: 20_000,
+      heartbeatIntervalMs: p.heartbeatIntervalMs,
+      peerStaleMs: p.peerStaleMs,
+      peerDeadMs: p.peerDeadMs,
     },
-    tuning: TUNING,
+    tuning: { ...TUNING, pubsubHeartbeatMs: p.pubsubHeartbeatMs },
   });
   await n.start();
   return n;
@@ -138,11 +158,11 @@ interface Chain {
   close(): Promise<void>;
 }
 
-async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number): Promise<Chain> {
+async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast'): Promise<Chain> {
   const hops: Chain['hops'] = [];
   let boot: string[] = [];
   for (const span of spans) {
-    const n = await net(networkId, boot, span);
+    const n = await net(networkId, boot, span, pace);
     if (boot.length === 0) boot = [n.p2p.multiaddrs()[0]!];
     const compute = await ComputeClient.start({ threads });
     await compute.run({ type: 'initModel', config, seed: 0, span });
@@ -150,7 +170,7 @@ async function startChain(networkId: string, config: LlamaConfig, spans: { start
     await server.register(n.rpc);
     hops.push({ net: n, compute, server, peerId: n.peerId, span });
   }
-  const entry = await net(networkId, boot);
+  const entry = await net(networkId, boot, undefined, pace);
   // route only once the entry hears every hop's heartbeats, as a node does: a stream opened on a connection that is
   // still being set up or replaced can fail, and the bench would measure a failover instead of a decode
   await waitFor(() => new Set(entry.liveness.snapshot().filter((p) => p.state === 'alive').map((p) => p.peer)).size >= new Set(hops.map((h) => h.peerId)).size, {
@@ -247,24 +267,69 @@ export const servingHopSection: BenchSection = {
   },
 };
 
-/** chain_decode_tok_s_1/_2/_4 and chain_ratio_4. */
+/** Process CPU time (ms) per second of wall time while nothing is asked of the chain: its nodes' background work. */
+async function idleCpuRate(ms = 2000): Promise<number> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / (performance.now() - t0);
+}
+
+/**
+ * Process CPU time (ms) that `f` took, beside its result (every hop and the entry run in this process), less the
+ * nodes' background work (heartbeats, gossip and its signatures: `idleMsPerS` of CPU per second of wall time, which
+ * would otherwise be charged to every token more the slower the chain runs).
+ */
+async function withCpu<T>(f: () => Promise<T>, idleMsPerS: number): Promise<{ value: T; cpuMs: number }> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const value = await f();
+  const c = process.cpuUsage(c0);
+  return { value, cpuMs: Math.max(0, (c.user + c.system) / 1000 - (idleMsPerS * (performance.now() - t0)) / 1000) };
+}
+
+/**
+ * chain_decode_tok_s_1/_2/_4 and chain_ratio_4, and where a token's time goes (issue 8 §5: "find where the time per
+ * hop boundary goes"): `chain_compute_ms_N` is the time the N hops' steps spent in their compute workers per token
+ * (summed over the hops, as each hop timed its step: the worker's forward plus the messages to it), and
+ * `chain_hop_overhead_ms_4` the rest of a token's time through 4 hops per hop: the protocol round trip from the
+ * entry (encoding, libp2p stream, decoding, commitments) and every wait for a CPU. `chain_cpu_ms_N` is the CPU
+ * time of the whole process per token (the entry and every hop run in it), and `chain_load` the 1-minute load
+ * average when the section started: on a machine shared with other work (or with 4 hops and their thread pools on
+ * 2 cores) waits for a CPU grow with the number of thread hand-offs per token, which grows with the hops, so the
+ * tokens/s of the chain and its ratio depend on the load; the CPU time per token much less (the nodes' background
+ * work, measured while the chain idles, is taken out of it).
+ */
 export const servingChainSection: BenchSection = {
   name: 'serving-chain',
-  keys: ['chain_decode_tok_s_1', 'chain_decode_tok_s_2', 'chain_decode_tok_s_4', 'chain_ratio_4'],
+  keys: ['chain_decode_tok_s_1', 'chain_decode_tok_s_2', 'chain_decode_tok_s_4', 'chain_ratio_4', 'chain_compute_ms_1', 'chain_compute_ms_4', 'chain_hop_overhead_ms_4', 'chain_cpu_ms_1', 'chain_cpu_ms_4', 'chain_load'],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const config = benchConfig(quick);
     const L = config.num_hidden_layers;
     const threads = availableParallelism();
     const tokens = quick ? 8 : 48;
-    const res: Record<string, number | null> = {};
+    const res: Record<string, number | null> = { chain_load: Math.round(loadavg()[0]! * 100) / 100 };
     for (const n of [1, 2, 4]) {
-      const chain = await startChain(networkId, config, evenSpans(L, n), threads);
+      const chain = await startChain(networkId, config, evenSpans(L, n), threads, 'deployed');
       try {
         await decode(chain, config, 4); // warm-up: connections, buffers
-        const tokS = (await decode(chain, config, tokens)).tokS;
-        res[`chain_decode_tok_s_${n}`] = Math.round(tokS * 10) / 10;
-        log(`${n} hop(s) (${config.hidden_size} wide, ${L} layers): ${tokS.toFixed(1)} tok/s`);
+        const idle = await idleCpuRate(quick ? 200 : 2000);
+        const before = chain.hops.map((h) => ({ ...h.server.stepStats }));
+        const { value: r, cpuMs } = await withCpu(() => decode(chain, config, tokens), idle);
+        // per decoded token: the steps after the first token (the prompt's prefill and the first decode step are
+        // outside the timed span of r.times)
+        const steps = chain.hops.map((h, k) => h.server.stepStats.steps - before[k]!.steps);
+        const compute = chain.hops.reduce((a, h, k) => a + (h.server.stepStats.computeMs - before[k]!.computeMs) / Math.max(1, steps[k]!), 0);
+        const msPerToken = 1000 / r.tokS;
+        res[`chain_decode_tok_s_${n}`] = Math.round(r.tokS * 10) / 10;
+        if (n !== 2) {
+          res[`chain_compute_ms_${n}`] = r3(compute);
+          res[`chain_cpu_ms_${n}`] = r3(cpuMs / r.times.length);
+        }
+        if (n === 4) res.chain_hop_overhead_ms_4 = r3((msPerToken - compute) / n);
+        log(`${n} hop(s) (${config.hidden_size} wide, ${L} layers): ${r.tokS.toFixed(1)} tok/s, ${msPerToken.toFixed(2)} ms/token of which ${compute.toFixed(2)} ms in the hops' workers, ${((msPerToken - compute) / n).toFixed(2)} ms per hop outside them; process CPU ${(cpuMs / r.times.length).toFixed(2)} ms/token beside ${idle.toFixed(1)} ms/s of the nodes' background (load ${loadavg()[0]!.toFixed(2)})`);
       } finally {
         await chain.close();
       }
@@ -280,19 +345,21 @@ export const servingChainSection: BenchSection = {
  */
 export const servingBatchSection: BenchSection = {
   name: 'serving-batch',
-  keys: ['batch1_tok_s', 'batch8_tok_s', 'batch8_ratio', 'batch8_mean_rows'],
+  keys: ['batch1_tok_s', 'batch8_tok_s', 'batch8_ratio', 'batch8_mean_rows', 'batch1_cpu_ms', 'batch8_cpu_ms', 'batch8_cpu_ratio', 'batch_load'],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const config = benchConfig(quick);
     const L = config.num_hidden_layers;
     const tokens = quick ? 8 : 32;
-    const chain = await startChain(networkId, config, [{ start: 0, end: L }], availableParallelism());
+    const chain = await startChain(networkId, config, [{ start: 0, end: L }], availableParallelism(), 'deployed');
     try {
       await decode(chain, config, 4); // warm-up
-      const one = await decode(chain, config, tokens);
+      const load = Math.round(loadavg()[0]! * 100) / 100;
+      const idle = await idleCpuRate(quick ? 200 : 2000);
+      const { value: one, cpuMs: cpu1 } = await withCpu(() => decode(chain, config, tokens), idle);
       const stats = chain.hops[0]!.server.stepStats;
       const before = { ...stats };
-      const all = await Promise.all(Array.from({ length: 8 }, (_, i) => decode(chain, config, tokens, { prompt: [1, 5 + i, 9, 13 + i] })));
+      const { value: all, cpuMs: cpu8 } = await withCpu(() => Promise.all(Array.from({ length: 8 }, (_, i) => decode(chain, config, tokens, { prompt: [1, 5 + i, 9, 13 + i] }))), idle);
       // aggregate: every decoded token after each stream's first, over the span from the first first token to the
       // last token
       const first = Math.min(...all.map((r) => r.times[0]!));
@@ -300,8 +367,21 @@ export const servingBatchSection: BenchSection = {
       const agg = (all.reduce((a, r) => a + r.times.length - 1, 0) * 1000) / (last - first);
       const steps = stats.steps - before.steps;
       const meanRows = steps === 0 ? 0 : (stats.rows + (steps - (stats.batched - before.batched)) - before.rows) / steps;
-      const res = { batch1_tok_s: Math.round(one.tokS * 10) / 10, batch8_tok_s: Math.round(agg * 10) / 10, batch8_ratio: r3(agg / one.tokS), batch8_mean_rows: Math.round(meanRows * 100) / 100 };
-      log(`1 stream ${res.batch1_tok_s} tok/s; 8 streams ${res.batch8_tok_s} tok/s in all (${res.batch8_ratio}x); ${stats.batched - before.batched} of ${steps} steps batched, ${res.batch8_mean_rows} rows per forward on average`);
+      // process CPU per generated token (the entry's and the hop's work alike): what batching saves per token, which
+      // the tokens/s ratio shows only on a machine whose cores are free for it
+      const c1 = cpu1 / one.times.length;
+      const c8 = cpu8 / all.reduce((a, r) => a + r.times.length, 0);
+      const res = {
+        batch1_tok_s: Math.round(one.tokS * 10) / 10,
+        batch8_tok_s: Math.round(agg * 10) / 10,
+        batch8_ratio: r3(agg / one.tokS),
+        batch8_mean_rows: Math.round(meanRows * 100) / 100,
+        batch1_cpu_ms: r3(c1),
+        batch8_cpu_ms: r3(c8),
+        batch8_cpu_ratio: r3(c1 / c8),
+        batch_load: load,
+      };
+      log(`1 stream ${res.batch1_tok_s} tok/s; 8 streams ${res.batch8_tok_s} tok/s in all (${res.batch8_ratio}x); ${stats.batched - before.batched} of ${steps} steps batched, ${res.batch8_mean_rows} rows per forward on average; process CPU per token ${res.batch1_cpu_ms} ms alone, ${res.batch8_cpu_ms} ms among 8 (${res.batch8_cpu_ratio}x less; load ${load})`);
       return res;
     } finally {
       await chain.close();
