@@ -63,6 +63,15 @@ export function admissionVerdict(timestampMs: number, ctx: AdmissionContext): 'S
   return null;
 }
 
+/**
+ * True for an event a wallet hands the node's endpoint that is older than the live window: every peer would drop it
+ * as STALE while this node would store it before its tip, and a wallet signs just before it sends, so only a replay
+ * of an old event looks like that (the endpoint answers STALE unless the ledger holds the event already).
+ */
+export function submitTooOld(timestampMs: number, nowMs: number): boolean {
+  return timestampMs < nowMs - MAX_LIVE_AGE_MS;
+}
+
 /** The watch record after marking `nowMs` as watched: extends the last interval or starts a new one. */
 export function markWatched(list: readonly WatchInterval[], nowMs: number, max = MAX_WATCH_INTERVALS): WatchInterval[] {
   const out = list.map((w) => ({ ...w }));

@@ -49,13 +49,19 @@ export { ACTIVATION_DOMAIN, COMMIT_TOP_K, CROSS_ENGINE_TOLERANCE, EXACT_TOLERANC
 export { verifyEvent, verifyEventBytes, type Verdict, type VerifyConfig } from './verify.js';
 export { benchLedgerApply, benchProofVerify } from './bench.js';
 export { LEDGER_DB_FILE, SCHEMA_VERSION } from './store.js';
-export { DEFAULT_SYNC_HORIZON_MS, admissionVerdict, markWatched, type AdmissionContext, type Ingress, type WatchInterval } from './admission.js';
-export { NOT_GARBAGE, caughtUpWith, garbageReasons, proofNonce, provenThrough, servedEvents, type StatusSummary } from './reconcile.js';
+export { DEFAULT_SYNC_HORIZON_MS, admissionVerdict, markWatched, submitTooOld, type AdmissionContext, type Ingress, type WatchInterval } from './admission.js';
+export { NOT_GARBAGE, caughtUpWith, garbageReasons, lastProofEpochIn, proofNonce, provenThrough, servedEvents, type StatusSummary } from './reconcile.js';
 export * from './checkpoint.js';
 export { Finality, VoteBox, type CheckpointVote, type FinalityNetwork, type FinalityOptions, type FinalityState, type FinalityStatus } from './finality.js';
 export {
+  MIN_PROOF_UPTIME_MS,
   WorkTally,
+  clampU32,
   defaultProofOffset,
+  holderRecordAddrs,
+  holderRecordKey,
+  holderRecordReusable,
+  proofUptime,
   deriveCommitment,
   dueEpoch,
   proofClaim,

@@ -210,6 +210,12 @@ export class Ledger {
   /** Order key of the cut (all events dated before cutMs sort before it); empty before any checkpoint. */
   private floor: Uint8Array = new Uint8Array(0);
   readonly work: LedgerWorkStats = { replayedEvents: 0, refused: 0 };
+  /**
+   * The conflict answer for the event being judged: a network event is prechecked (which asks hasConflict) and then
+   * applied (which asks again) with no write in between, so the second answer is the first; one index query saved
+   * per event. Set by conflictOnce, cleared after the apply.
+   */
+  private conflictMemo: { e: LedgerEvent; v: boolean } | undefined;
 
   constructor(opts: LedgerOptions) {
     if (!Number.isInteger(opts.modelLayers) || opts.modelLayers < 1 || opts.modelLayers > 65_536) {
@@ -229,7 +235,11 @@ export class Ledger {
       rewards: opts.rewards,
       // Conflicts count only among events after the latest checkpoint's cut: a node started from the snapshot holds
       // no older events, and both must judge alike (a reuse of a finalized nonce is slashable by evidence instead).
-      hasConflict: (e: LedgerEvent): boolean => this.stmts.hasEarlier.get(replayKey(e), orderKey(e.timestampMs, e.id), this.floor) !== undefined,
+      hasConflict: (e: LedgerEvent): boolean => {
+        const m = this.conflictMemo;
+        if (m !== undefined && m.e === e) return m.v;
+        return this.stmts.hasEarlier.get(replayKey(e), orderKey(e.timestampMs, e.id), this.floor) !== undefined;
+      },
     };
     try {
       this.stmts = this.prepare();
@@ -478,8 +488,9 @@ export class Ledger {
         fresh.sort((a, b) => compareBytes(ords.get(a)!, ords.get(b)!));
         for (const e of fresh) {
           // Issue 11 attack 5: what the network sends and the state rules reject at its place is not kept.
-          const no = net && !this.ctx.hasConflict(e) ? precheckEvent(this.state, e, this.ctx) : null;
+          const no = net && !this.conflictOnce(e) ? precheckEvent(this.state, e, this.ctx) : null;
           if (no !== null) {
+            this.conflictMemo = undefined;
             verdicts.set(toHex(e.id), no);
             continue;
           }
@@ -580,8 +591,21 @@ export class Ledger {
     });
   }
 
+  /** hasConflict for `e`, remembered until `e` is applied (see conflictMemo). */
+  private conflictOnce(e: LedgerEvent): boolean {
+    this.conflictMemo = undefined;
+    const v = this.ctx.hasConflict(e);
+    this.conflictMemo = { e, v };
+    return v;
+  }
+
   private apply(e: LedgerEvent): ApplyResult {
-    const r = applyEvent(this.state, e, this.ctx);
+    let r: ApplyResult;
+    try {
+      r = applyEvent(this.state, e, this.ctx);
+    } finally {
+      this.conflictMemo = undefined;
+    }
     if (this.checkInvariant) {
       const gap = this.state.supplyGap();
       if (gap !== 0n) throw new Error(`supply invariant broken by event ${toHex(e.id)}: gap ${gap}`);
@@ -604,10 +628,11 @@ export class Ledger {
       for (const row of rows) {
         const e = decodeEvent(row.bytes);
         cursor = row.ord;
-        if (row.net === 1 && row.status === STATUS_CODE.pending && !this.ctx.hasConflict(e)) {
+        if (row.net === 1 && row.status === STATUS_CODE.pending && !this.conflictOnce(e)) {
           // From the network and never judged: at its place now, so the state rules decide whether it is kept.
           const no = precheckEvent(this.state, e, this.ctx);
           if (no !== null) {
+            this.conflictMemo = undefined;
             this.stmts.remove!.run(row.id);
             this.stmts.removeAccounts!.run(row.ord);
             verdicts.set(toHex(row.id), no);

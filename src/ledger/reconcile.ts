@@ -71,3 +71,14 @@ export function proofNonce(localNext: bigint, reportedNext: bigint, epoch: numbe
 export function provenThrough(localLastEpoch: number, reportedLastEpoch: number, startEpoch: number): number {
   return Math.max(localLastEpoch, reportedLastEpoch, startEpoch);
 }
+
+/**
+ * The epoch of the latest proof `address` signed among history entries (Ledger.history's, newest first), or -1:
+ * what a restarted node reads before it proves again (issue 11 item 6).
+ */
+export function lastProofEpochIn(history: readonly Record<string, unknown>[], address: string): number {
+  for (const h of history) {
+    if (h.kind === 'proof' && h.from === address && typeof h.epoch === 'number') return h.epoch;
+  }
+  return -1;
+}

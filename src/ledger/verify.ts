@@ -74,9 +74,10 @@ export function verifyEvent(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | nul
 }
 
 /**
- * Event signature verdicts (issue 11 §4, ledger_events_per_s): a node verifies an event at admission (the gossip
- * validator, a sync page in protocols/ledger-sync.ts) and the ledger verifies it again at ingest; the second
- * ECDSA check was half the CPU of taking an event. The key is the event id (the signed digest, which covers the
+ * Event signature verdicts (issue 11 §4, ledger_events_per_s): a node verifies a gossip event at admission (the
+ * gossip validator in protocols/ledger-sync.ts) and the ledger verifies it again at ingest; the second ECDSA check
+ * was half the CPU of taking an event. (A sync page is only decoded before ingest, so its events are verified
+ * once, at ingest, unless verify-pool.ts checked them first.) The key is the event id (the signed digest, which covers the
  * signer; recomputed from the payload) followed by the 64 signature bytes: ECDSA verification is a function of (key, digest, signature), so a
  * hit is exactly the verdict a new check would give; a malleated or tampered copy has another key. Only
  * acceptances are kept (a flood of bad signatures evicts nothing it could not have put there itself); bounded,

@@ -36,6 +36,16 @@ export interface RewardRules {
   mintAt?: { periodMs: number; settleMs: number };
 }
 
+/**
+ * The reward rules a node runs (every node of a network must run the same): witnessed or self-claimed, the genesis
+ * key, and under witnessed rules minting at checkpoints (§3) from the finality period and settle time.
+ */
+export function networkRewardRules(o: { witnessed: boolean; checkpointPeriodMs: number; checkpointSettleMs: number }, genesisKey: Uint8Array | undefined): RewardRules {
+  const r: RewardRules = { witnessed: o.witnessed, genesisKey };
+  if (o.witnessed) r.mintAt = { periodMs: o.checkpointPeriodMs, settleMs: o.checkpointSettleMs };
+  return r;
+}
+
 export const SELF_CLAIMED_REWARDS: Readonly<RewardRules> = Object.freeze({ witnessed: false });
 export const WITNESSED_REWARDS: Readonly<RewardRules> = Object.freeze({ witnessed: true });
 

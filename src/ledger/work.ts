@@ -214,6 +214,49 @@ export function dueEpoch(nowMs: number, lastEpoch: number, offsetMs: number): nu
   return epoch;
 }
 
+/** Below this much uptime since the previous proof (or the start) no proof is made. */
+export const MIN_PROOF_UPTIME_MS = 1000;
+
+/**
+ * The uptime a proof at `nowMs` claims (the time since the previous proof or the start, at most one window), or
+ * undefined when no proof is due: no layers held, a span outside the model, or under MIN_PROOF_UPTIME_MS.
+ */
+export function proofUptime(nowMs: number, sinceMs: number, span: WorkSpan | undefined, modelLayers: number): number | undefined {
+  if (span === undefined || !(Number.isInteger(span.start) && Number.isInteger(span.end) && 0 <= span.start && span.start < span.end && span.end <= modelLayers)) {
+    return undefined;
+  }
+  const uptimeMs = Math.min(PROOF_WINDOW_MS, nowMs - sinceMs);
+  return uptimeMs < MIN_PROOF_UPTIME_MS ? undefined : uptimeMs;
+}
+
+/**
+ * What decides whether the HolderRecord a node embeds in its proofs must be signed again: its span, its addresses
+ * (as a set) and its advertised throughput. Free memory changes all the time and does not count.
+ */
+export function holderRecordKey(span: WorkSpan, addrs: readonly string[], tokensPerSec: number): string {
+  return JSON.stringify([span.start, span.end, [...addrs].sort(), tokensPerSec]);
+}
+
+/**
+ * True when the record made under `prev.key` may be embedded again at `nowMs`: nothing in the key changed and half
+ * its lifetime (`ttlMs`) is left, so peers verify its signature once per record, not once per proof.
+ */
+export function holderRecordReusable(prev: { key: string; timestampMs: number; expiresMs: number } | undefined, key: string, nowMs: number, ttlMs: number): boolean {
+  return prev !== undefined && prev.key === key && nowMs >= prev.timestampMs && nowMs <= prev.expiresMs - ttlMs / 2;
+}
+
+/** A node's addresses as its HolderRecord wants them: without its /p2p suffix, de-duplicated, ≤ 256 chars, at most 16. */
+export function holderRecordAddrs(addrs: readonly string[], peerId: string): string[] {
+  const suffix = `/p2p/${peerId}`;
+  return [...new Set(addrs.map((a) => (a.endsWith(suffix) ? a.slice(0, -suffix.length) : a)))].filter((a) => a.length <= 256).slice(0, 16);
+}
+
+/** A figure as a record's u32 field: 0 for NaN or negative, floored, at most 2^32 - 1. */
+export function clampU32(n: number): number {
+  if (!Number.isFinite(n) || n < 0) return 0;
+  return Math.min(0xffff_ffff, Math.floor(n));
+}
+
 /** 0..15 s from the key: nodes' proofs spread over the first quarter of each window. */
 export function defaultProofOffset(publicKey: Uint8Array): number {
   const h = sha256(publicKey);

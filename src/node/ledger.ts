@@ -43,7 +43,14 @@ import {
   buildGenesis,
   buildProof,
   caughtUpWith,
+  clampU32,
+  holderRecordAddrs,
+  holderRecordKey,
+  holderRecordReusable,
+  lastProofEpochIn,
+  proofUptime,
   servedEvents,
+  submitTooOld,
   Finality,
   proofNonce,
   provenThrough,
@@ -56,7 +63,6 @@ import {
   garbageReasons,
   LEDGER_SYNC_LIMITS,
   localHolderRecordVerifier,
-  MAX_LIVE_AGE_MS,
   MAX_SLASH_BYTES,
   PROOF_WINDOW_MS,
   orderKey,
@@ -69,7 +75,7 @@ import {
   type LedgerStatus,
   type WorkCounters,
 } from '../ledger/index.js';
-import type { RewardRules } from '../ledger/witness.js';
+import { networkRewardRules, type RewardRules } from '../ledger/witness.js';
 import type { PeerScoreTable } from '../p2p/peer-score.js';
 import { PENALTY } from '../p2p/peer-score.js';
 import type { P2PNetwork } from '../p2p/types.js';
@@ -155,12 +161,16 @@ export interface NodeLedgerServiceOptions {
   witnessedRewards?: boolean;
 }
 
-/** The network's reward rules as this node runs them (every node of a network must run the same). */
+/** The network's reward rules as this node runs them (ledger/witness.ts networkRewardRules, with the option defaults). */
 export function rewardRules(o: Pick<NodeLedgerServiceOptions, 'witnessedRewards' | 'checkpointPeriodMs' | 'checkpointSettleMs'>, genesisKey: Uint8Array | undefined): RewardRules {
-  const witnessed = o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards;
-  const r: RewardRules = { witnessed, genesisKey };
-  if (witnessed) r.mintAt = { periodMs: o.checkpointPeriodMs ?? 5 * 60_000, settleMs: o.checkpointSettleMs ?? LEDGER_DEFAULTS.checkpointSettleMs };
-  return r;
+  return networkRewardRules(
+    {
+      witnessed: o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards,
+      checkpointPeriodMs: o.checkpointPeriodMs ?? 5 * 60_000,
+      checkpointSettleMs: o.checkpointSettleMs ?? LEDGER_DEFAULTS.checkpointSettleMs,
+    },
+    genesisKey,
+  );
 }
 
 export interface ProofOutcome {
@@ -213,7 +223,6 @@ export interface NodeLedgerService {
   stop(): Promise<void>;
 }
 
-const MIN_PROOF_UPTIME_MS = 1000;
 const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
 const MAX_RECONCILE_ATTEMPTS = 3;
 const TAIL_SYNC_MAX_PAGES = 64;
@@ -547,7 +556,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   const startedAt = clock.now();
   // Issue 11 item 6: never a window (nor so a nonce) this key may have proved already, even with a lost ledger.db
   const startEpoch = Math.floor(startedAt / PROOF_WINDOW_MS);
-  const proofs = { emitted: 0, lastEpoch: provenThrough(Math.max(lastProofEpoch(ledger, account), ledger.lastProofEpoch(account)), -1, startEpoch), last: undefined as ProofOutcome | undefined };
+  const proofs = { emitted: 0, lastEpoch: provenThrough(Math.max(lastProofEpochIn(ledger.history(account, 256), addressFromAccountId(account)), ledger.lastProofEpoch(account)), -1, startEpoch), last: undefined as ProofOutcome | undefined };
   /** What peers report of our key (ledger-account): asked once we are caught up, before the first proof. */
   const reported = { asked: false, asking: false, nextNonce: 0n, lastEpoch: -1 };
   const askPeers = async (): Promise<void> => {
@@ -578,12 +587,11 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 
   /** Our HolderRecord for a proof at `now`: the cached one while nothing in it changed and it is young enough. */
   const holderRecordAt = (now: number, span: LayerSpan): HolderRecord => {
-    const addrs = recordAddrs(host.p2p.multiaddrs(), self);
+    const addrs = holderRecordAddrs(host.p2p.multiaddrs(), self);
     const cap = counters.capacity?.() ?? { memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 };
     const capacity = { memoryMb: clampU32(cap.memoryMb), tokensPerSec: clampU32(cap.tokensPerSec) };
-    const k = JSON.stringify([span.start, span.end, [...addrs].sort(), capacity.tokensPerSec]);
-    const r = record?.rec;
-    if (r !== undefined && record!.key === k && now >= r.timestampMs && now <= r.expiresMs - recordTtlMs / 2) return r;
+    const k = holderRecordKey(span, addrs, capacity.tokensPerSec);
+    if (record !== undefined && holderRecordReusable({ key: record.key, timestampMs: record.rec.timestampMs, expiresMs: record.rec.expiresMs }, k, now, recordTtlMs)) return record.rec;
     let rec: HolderRecord;
     try {
       rec = freshHolderRecord(key, { networkId, multiaddrs: addrs, span, capacity }, now, recordTtlMs);
@@ -613,12 +621,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     const epoch = dueEpoch(now, proofs.lastEpoch, offsetMs);
     if (epoch === undefined) return undefined;
     const span = counters.layersHeld();
-    if (span === undefined || !(Number.isInteger(span.start) && Number.isInteger(span.end) && 0 <= span.start && span.start < span.end && span.end <= modelLayers)) {
-      return undefined;
-    }
-    const since = lastProofAt ?? startedAt;
-    const uptimeMs = Math.min(PROOF_WINDOW_MS, now - since);
-    if (uptimeMs < MIN_PROOF_UPTIME_MS) return undefined;
+    const uptimeMs = proofUptime(now, lastProofAt ?? startedAt, span, modelLayers);
+    if (span === undefined || uptimeMs === undefined) return undefined;
 
     proving = true;
     try {
@@ -758,7 +762,7 @@ export function ledgerSubmitter(l: Pick<NodeLedgerService, 'ledger' | 'service'>
       } catch {
         // undecodable: submit() reports it as MALFORMED without storing anything
       }
-      if (decoded !== undefined && decoded.timestampMs < clock.now() - MAX_LIVE_AGE_MS && l.ledger.eventStatus(decoded.id) === undefined) {
+      if (decoded !== undefined && submitTooOld(decoded.timestampMs, clock.now()) && l.ledger.eventStatus(decoded.id) === undefined) {
         return { id: toHex(decoded.id), status: 'dropped', reason: 'STALE', duplicate: false };
       }
       const r = await l.service.submit(bytes, { signal: AbortSignal.timeout(SUBMIT_PUBLISH_MS) });
@@ -784,21 +788,3 @@ async function learnGenesisKey(cp: CheckpointP2P, store: GenesisKeyStore, peers:
   }
 }
 
-/** The epoch of our latest stored proof, or -1. */
-function lastProofEpoch(ledger: Ledger, account: Uint8Array): number {
-  for (const h of ledger.history(account, 256)) {
-    if (h.kind === 'proof' && h.from === addressFromAccountId(account) && typeof h.epoch === 'number') return h.epoch;
-  }
-  return -1;
-}
-
-function clampU32(n: number): number {
-  if (!Number.isFinite(n) || n < 0) return 0;
-  return Math.min(0xffff_ffff, Math.floor(n));
-}
-
-/** Our addresses as a HolderRecord wants them: without our /p2p suffix, de-duplicated, at most 16. */
-function recordAddrs(addrs: string[], peerId: string): string[] {
-  const suffix = `/p2p/${peerId}`;
-  return [...new Set(addrs.map((a) => (a.endsWith(suffix) ? a.slice(0, -suffix.length) : a)))].filter((a) => a.length <= 256).slice(0, 16);
-}
