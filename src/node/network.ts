@@ -16,6 +16,7 @@
 import '../util/polyfill.js';
 import { freemem } from 'node:os';
 import { keyFromPrivate, type NodeKey } from '../identity/index.js';
+import { holderRecordAddrs } from '../ledger/work.js';
 import { createLibp2pNetwork, RELAY_DEFAULTS, type Libp2pNetwork, type Libp2pNetworkOptions } from '../p2p/libp2p-node.js';
 import { PeerScoreTable } from '../p2p/peer-score.js';
 import type { BootstrapStatus } from '../p2p/types.js';
@@ -225,7 +226,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
   const heartbeat = new HeartbeatService({ network: p2p, networkId, liveness, source: hbSource, intervalMs: o.heartbeatIntervalMs, clock, log: log.child('heartbeat') });
   const signedRecord = (): HolderRecord => {
     const s = span() ?? { start: 0, end: 1 };
-    return freshHolderRecord(nodeKey, { networkId, multiaddrs: recordAddrs(p2p.multiaddrs(), p2p.peerId), span: s, capacity: capacity() }, clock.now(), t.recordTtlMs);
+    return freshHolderRecord(nodeKey, { networkId, multiaddrs: holderRecordAddrs(p2p.multiaddrs(), p2p.peerId), span: s, capacity: capacity() }, clock.now(), t.recordTtlMs);
   };
   if (o.trackers.length > 0) {
     // A HolderRecord names a span, so only a node that holds layers announces; every node asks for peers.
@@ -342,12 +343,6 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     }),
   };
   return net;
-}
-
-/** Our addresses as a HolderRecord wants them: without our own /p2p suffix, de-duplicated, at most 16. */
-function recordAddrs(addrs: string[], peerId: string): string[] {
-  const suffix = `/p2p/${peerId}`;
-  return [...new Set(addrs.map((a) => (a.endsWith(suffix) ? a.slice(0, -suffix.length) : a)))].slice(0, 16);
 }
 
 /**
