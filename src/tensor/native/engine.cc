@@ -16,6 +16,10 @@ namespace {
 // Below these amounts of work per thread, waking another thread costs more than it saves. Units: flops for GEMM
 // and attention, elements for the element-wise kernels (an exp counts as several).
 constexpr double kGemmFlopsPerThread = 1 << 19;
+// Products with M ≤ kSmallM (decode GEMVs) are bound by the weights they stream, not by flops: their threads are
+// also counted by weight bytes, so that a 384×768 K/V projection (1.2 MB f32, 0.3 MB int8) uses every thread
+// instead of the one its 0.6 Mflop gave it. The split never changes an output element's arithmetic (kernels.h).
+constexpr double kGemvBytesPerThread = 1 << 17;
 constexpr double kMemElemsPerThread = 1 << 15;
 constexpr double kExpElemsPerThread = 1 << 13;
 // Element-wise ranges start at multiples of this (in elements): a vector never straddles two threads' ranges.
@@ -226,8 +230,10 @@ void Engine::gemm_q8(const Q8GemmArgs& g) {
   }
   const Kernels& k = *k_;
   const double flops = 2.0 * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
-  const int T = threads_for(flops, kGemmFlopsPerThread);
+  int T = threads_for(flops, kGemmFlopsPerThread);
   if (g.M <= kSmallM) {
+    const double bytes = static_cast<double>(g.N) * static_cast<double>(g.K) * (1.0 + 4.0 / static_cast<double>(g.bs));
+    T = std::max(T, threads_for(bytes, kGemvBytesPerThread));
     const int64_t units = (g.N + kAlign - 1) / kAlign;
     const int64_t chunks = std::min<int64_t>(units, static_cast<int64_t>(T) * kChunksPerThread);
     auto task = [&](int64_t c, int) {
@@ -299,7 +305,8 @@ void Engine::gemm(const GemmArgs& g, int64_t batch, int64_t sA, int64_t sB, int6
     pool_.run(batch, T, task);
     return;
   }
-  const int Ti = threads_for(flops, kGemmFlopsPerThread);
+  int Ti = threads_for(flops, kGemmFlopsPerThread);
+  if (g.M <= kSmallM) Ti = std::max(Ti, threads_for(4.0 * static_cast<double>(g.N) * static_cast<double>(g.K), kGemvBytesPerThread));
   for (int64_t b = 0; b < batch; b++) gemm_one(item(b), Ti);
 }
 

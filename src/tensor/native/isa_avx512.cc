@@ -35,6 +35,8 @@
 #define NS_MC 96
 #define NS_NC 1024
 #define NS_F16C 1
+// Software prefetch in the decode GEMVs (kernels_impl.h, NS_GEMV_PF): measured on Zen 4 only, so AVX-512 only.
+#define NS_GEMV_PF 1
 #include "kernels_impl.h"
 #include "kernels_table.h"
 

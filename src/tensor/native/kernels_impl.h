@@ -355,6 +355,11 @@ NS_INLINE vf finishv(vf acc, float alpha, float beta, const float* p, int64_t w)
   return x + beta * (w == W ? loadu(p) : load_part(p, w));
 }
 
+// NS_GEMV_PF (set by isa_avx512.cc): the decode GEMVs below (f32 with op(B) = Bᵀ, and int8) read a group of 4 rows
+// of the weight matrix side by side, each only K elements long (768-3072 here), so the hardware prefetcher sees 4
+// short streams that restart every group and the loads wait on memory. Prefetching, with each load, the same offset
+// of the next group's rows keeps the next group in flight. Measured on the Zen 4 machine, CPU time of one 12x768
+// decode step's GEMVs at 1 thread: int8 11.1-11.8 → 7.9-8.3 ms, f32 24.2 → 22.1 ms. Arithmetic is unchanged.
 // Small M: decode and GEMV. B is streamed unpacked, once per group of up to 4 rows; op(A) is copied to ws as
 // [M, K]. `a` and `C` point at the group's first row.
 template <int M>
@@ -408,6 +413,10 @@ static void gemm_small_m(const GemmArgs& g, const float* a, float* Cg, int64_t n
       for (int i = 0; i < M; i++)
         for (int q = 0; q < 4; q++) acc[i][q] = vf{};
       for (int64_t k = 0; k < kv; k += W) {
+#ifdef NS_GEMV_PF
+        // the same line of the next group's 4 rows of B (see NS_GEMV_PF)
+        for (int q = 0; q < 4; q++) __builtin_prefetch(b[q] + k + 4 * g.ldb, 0, 0);
+#endif
         vf bv[4];
         for (int q = 0; q < 4; q++) bv[q] = loadu(b[q] + k);
         for (int i = 0; i < M; i++) {
@@ -508,6 +517,14 @@ static void q8_small_m(const Q8GemmArgs& g, const float* a, float* Cg, int64_t n
       vf sv[CQ];
       for (int c = 0; c < CQ; c++) sv[c] = bcast(s[c][b]);
       const int64_t k0 = b * bs;
+#ifdef NS_GEMV_PF
+      // the same bytes of the next group's rows (W rows are contiguous, so CQ rows ahead; see NS_GEMV_PF), one
+      // prefetch per 64-byte line
+      if ((k0 & 63) == 0)
+        for (int c = 0; c < CQ; c++) __builtin_prefetch(q[c] + k0 + CQ * K, 0, 0);
+      if ((b & 15) == 0)
+        for (int c = 0; c < CQ; c++) __builtin_prefetch(s[c] + b + CQ * nb, 0, 0);
+#endif
       for (int64_t k = k0; k < k0 + bs; k += W) {
         vf wv[CQ];
         for (int c = 0; c < CQ; c++) wv[c] = load_q8(q[c] + k) * sv[c];
