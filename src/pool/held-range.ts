@@ -10,10 +10,13 @@ import { isNeuroShardError, NeuroShardError } from '../util/errors.js';
 
 /** What a stream serves from: a sub-span's figures, then ranges of its payload at the figures' version. */
 export interface HeldRangeReader {
-  /** The figures of `want` (⊆ the held span) as the weights are now. */
-  digest(want: Span): Promise<HeldDigest>;
+  /**
+   * The figures of `want` (⊆ the held span) as the weights are now. `signal`: the stream's (its caller reset it):
+   * rejects at once and drops the worker job if it has not started, so the handler ends and frees its slot.
+   */
+  digest(want: Span, signal?: AbortSignal): Promise<HeldDigest>;
   /** Bytes [offset, offset+length) of `want`'s payload; HeldWeightsChangedError when the weights left `version`. */
-  read(want: Span, offset: number, length: number, version: string): Promise<Uint8Array<ArrayBuffer>>;
+  read(want: Span, offset: number, length: number, version: string, signal?: AbortSignal): Promise<Uint8Array<ArrayBuffer>>;
 }
 
 export interface HeldDigest {
@@ -43,18 +46,18 @@ export class HeldWeightsChangedError extends NeuroShardError {
  */
 export function workerHeldRange(compute: Pick<ComputeClient, 'run'>, held: () => Span | undefined): HeldRangeReader {
   return {
-    async digest(want) {
-      const d = await compute.run({ type: 'paramsDigest', span: { start: want.start, end: want.end } });
+    async digest(want, signal) {
+      const d = await compute.run({ type: 'paramsDigest', span: { start: want.start, end: want.end } }, { signal });
       const h = held();
       if (h === undefined || h.start !== d.held.start || h.end !== d.held.end) {
         throw new HeldWeightsChangedError(`the compute worker holds [${d.held.start}, ${d.held.end}), not the span served`, { worker: d.held });
       }
       return { total: d.bytes, hash: d.hash, sha: new Uint8Array(Buffer.from(d.sha256, 'hex')), version: `${d.worker}:${d.version}` };
     },
-    async read(want, offset, length, version) {
+    async read(want, offset, length, version, signal) {
       const [worker, v] = version.split(':').map(Number);
       try {
-        const r = await compute.run({ type: 'paramsRange', span: { start: want.start, end: want.end }, offset, length, worker: worker!, version: v! });
+        const r = await compute.run({ type: 'paramsRange', span: { start: want.start, end: want.end }, offset, length, worker: worker!, version: v! }, { signal });
         return r.data;
       } catch (e) {
         if (isNeuroShardError(e) && e.code === 'WEIGHTS_CHANGED') throw new HeldWeightsChangedError(e.message, { version });

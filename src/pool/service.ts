@@ -140,11 +140,13 @@ export class PoolService {
       config: () => (this.held === undefined || this.swapping ? undefined : this.config),
       held: () => (this.swapping ? undefined : this.held),
       heldRange: {
-        digest: (want) => {
+        // every argument forwarded, the stream's signal included: a caller's reset drops the queued worker job and
+        // ends the handler, freeing its slot for the caller's retry (./transfer.ts checkpointHandler)
+        digest: (...args) => {
           if (this.o.weights === 'int8') throw new WeightsUnavailableError('this node holds int8 weights and keeps no float32 copy to serve');
-          return range.digest(want);
+          return range.digest(...args);
         },
-        read: (want, offset, length, version) => range.read(want, offset, length, version),
+        read: range.read,
       },
       modelFiles: () => this.o.modelFiles?.(),
       rounds: () => (this.swapping ? [] : (this.o.roundWeights?.() ?? [])),

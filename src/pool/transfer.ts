@@ -124,7 +124,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
   // weights every minute, so every minute's requests added copies of whole spans that were never asked for again
   // (up to 64 × a span: 1.2 GiB for the chaos model's 18 MiB halves) and survivors' memory crept up.
   let cache = new WeakMap<Float32Array, Map<string, PreparedRef>>();
-  const prepare = async (want: Span, round: number | undefined): Promise<Prepared> => {
+  const prepare = async (want: Span, round: number | undefined, signal: AbortSignal | undefined): Promise<Prepared> => {
     const config = src.config();
     const held = src.held();
     if (config === undefined || held === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no layers', { fault: 'caller' });
@@ -136,8 +136,8 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     if (r === undefined && src.heldRange !== undefined) {
       // the held weights: figures and bytes read in the compute worker, all of one version (./held-range.ts)
       const reader = src.heldRange;
-      const d = await reader.digest(want);
-      return { total: d.total, hash: d.hash, sha: d.sha, round: undefined, byRange: true, read: (o, n) => reader.read(want, o, n, d.version) };
+      const d = await reader.digest(want, signal);
+      return { total: d.total, hash: d.hash, sha: d.sha, round: undefined, byRange: true, read: (o, n) => reader.read(want, o, n, d.version, signal) };
     }
     if (r === undefined && src.params === undefined) throw new WeightsUnavailableError('this node has no weights to serve');
     const from = r === undefined ? { span: held, params: await src.params!() } : r;
@@ -155,7 +155,11 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     const bytes = paramBytes(from.params.subarray(ref.offset, ref.offset + ref.size));
     return { total: bytes.byteLength, hash: ref.hash, sha: ref.sha, round: r?.round, read: (o, n) => bytes.subarray(o, o + n) };
   };
-  const handler = async function* (req: CheckpointRequest, ctx?: { peer: string }): AsyncGenerator<CheckpointChunk> {
+  // `ctx.signal` fires when the caller resets the stream (a download given up or failed): the worker jobs the handler
+  // waits on reject at once (queued ones never run), so the handler ends and frees its checkpoint slot then. Before,
+  // it waited for its queued range read to come out of a busy worker, and a joiner retrying at once was refused by
+  // the holder (RPC_BUSY: 2 slots per peer) until then
+  const handler = async function* (req: CheckpointRequest, ctx?: { peer: string; signal?: AbortSignal }): AsyncGenerator<CheckpointChunk> {
     const files = modelFilesReply(src.modelFiles?.(), req);
     if (files !== undefined) {
       yield* files;
@@ -170,7 +174,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     }
     if (req.span === undefined) throw new NeuroShardError('RPC_BAD_REQUEST', 'checkpoint: span missing', { fault: 'caller' });
     if (req.round !== undefined && ctx !== undefined) src.pin?.(ctx.peer, Number(req.round));
-    const p = await prepare(req.span, req.round === undefined ? undefined : Number(req.round));
+    const p = await prepare(req.span, req.round === undefined ? undefined : Number(req.round), ctx?.signal);
     const total = BigInt(p.total);
     const name = `${req.span.start}:${req.span.end}`;
     const round = p.round === undefined ? {} : { round: BigInt(p.round) };

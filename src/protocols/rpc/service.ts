@@ -183,6 +183,10 @@ export class RpcNode {
     this.log = opts.log ?? silentLogger;
     this.reuse = opts.reuseStreams ?? false;
     this.muxIdle = opts.muxIdleMs ?? {};
+    // every served call, reusable stream and stream open links to `closing` until it ends (linkSignals disposes it):
+    // their number is bounded by the methods' slots and inbound stream limits, not by 10 (Node's leak warning fired
+    // at the 11th concurrent call under load)
+    setMaxListeners(0, this.closing.signal);
     // a dead connection takes its streams with it; fail their calls now rather than at their deadlines
     this.offDisconnect = this.network.events.on('peer:disconnect', ({ peer }) => this.dropPeer(peer));
   }

@@ -6,7 +6,9 @@
  *   1. a joiner downloads a span chunk by chunk, verified against the span hash, equal to the holder's weights;
  *   2. the holder's weights change in the middle of a stream: the stream ends with the typed error
  *      CHECKPOINT_WEIGHTS_CHANGED after chunks of the old version only, the download fails typed with nothing
- *      returned and the holder not penalised (it did nothing wrong), and the retry takes the new weights whole.
+ *      returned and the holder not penalised (it did nothing wrong), and the retry takes the new weights whole;
+ *   3. a joiner that gives up a download while the holder's worker is busy retries at once and succeeds: the
+ *      holder's handlers end at the joiner's resets and free their checkpoint slots.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -21,7 +23,6 @@ import { RpcNode } from '../../../src/protocols/rpc/service.js';
 import { workerHeldRange, type HeldRangeReader } from '../../../src/pool/held-range.js';
 import { checkpointHandler, downloadSpan, WeightsUnavailableError } from '../../../src/pool/transfer.js';
 import { sliceSpan, spanHashOfParams } from '../../../src/pool/weights.js';
-import { waitFor } from '../../../src/util/abort.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 
 const NET = 'heldrange01';
@@ -60,9 +61,9 @@ describe('checkpoint served by range from the compute worker (two libp2p nodes)'
     const range = workerHeldRange(compute, () => WHOLE);
     const hooked: HeldRangeReader = {
       digest: (want) => range.digest(want),
-      read: async (want, offset, length, version) => {
+      read: async (want, offset, length, version, signal) => {
         await beforeRead(++reads);
-        return range.read(want, offset, length, version);
+        return range.read(want, offset, length, version, signal);
       },
     };
     // no params(): nothing but the range reader to serve from
@@ -142,15 +143,46 @@ describe('checkpoint served by range from the compute worker (two libp2p nodes)'
     assert.ok(reads >= 10, 'the change happened while units were streaming');
     assert.equal(scores.score(holder), before, 'a holder whose weights changed is not penalised');
 
-    // 3. the retry (the pool's next round, after a backoff): the new weights, whole and verified. The holder's
-    // handlers of the failed download end after the joiner's streams did (a range read may still be queued in its
-    // worker); until then they hold its checkpoint slots (2 streams per connection) and an immediate retry's heads
-    // were refused (seen once on Node 24 in a full run). A pool retries seconds later; here, once they ended
+    // 3. the retry, at once: the new weights, whole and verified (the holder's handlers of the failed download ended
+    // at the joiner's resets and freed its checkpoint slots: the next case)
     beforeRead = () => Promise.resolve();
-    await waitFor(() => holderRpc.inFlight(methods.checkpoint) === 0, { timeoutMs: 30_000, intervalMs: 10, what: 'the holder\'s checkpoint handlers of the failed download end' });
     const d = await downloadSpan({ rpc: joinerRpc, scores }, { config: CONFIG, span, holdersOf: () => [holder] });
     assert.equal(d.hash, spanHashOfParams(CONFIG, span, newFlat));
     assert.deepEqual(d.params, newFlat);
     assert.equal(d.hash, (await compute.run({ type: 'modelHash' })).hash);
+  });
+
+  it('a joiner that gives up a download retries at once and gets the span: the holder frees its slots at the resets, not when its queued range reads leave the worker', async () => {
+    const flat = (await compute.run({ type: 'getParams' })).params;
+    // The holder's worker turns busy mid-download (a long job: a training step, a swap) and the joiner gives up. The
+    // holder's two checkpoint handlers (2 slots per peer) wait on range reads queued behind that job. Before the fix
+    // they held their slots until those reads came out of the worker, and the retry's heads got RPC_BUSY at once: the
+    // retry failed with "holders of layer 0 do not agree" (no head answered)
+    const BUSY_MS = 6000;
+    const giveUp = new AbortController();
+    let busy: Promise<unknown> | undefined;
+    reads = 0;
+    beforeRead = (n) => {
+      if (n === 5) {
+        busy = compute.run({ type: 'spin', ms: BUSY_MS });
+        giveUp.abort(new Error('the joiner gives up'));
+      }
+      return Promise.resolve();
+    };
+    const t0 = performance.now();
+    await assert.rejects(downloadSpan({ rpc: joinerRpc, scores }, { config: CONFIG, span: WHOLE, holdersOf: () => [holder], signal: giveUp.signal }));
+    beforeRead = () => Promise.resolve();
+    assert.ok(busy !== undefined, 'the worker turned busy mid-download');
+    // at once: no wait for the holder's handlers; the heads queue in the worker behind the busy job and are answered
+    const d = await downloadSpan({ rpc: joinerRpc, scores }, { config: CONFIG, span: WHOLE, holdersOf: () => [holder] });
+    const waited = performance.now() - t0;
+    assert.equal(d.hash, spanHashOfParams(CONFIG, WHOLE, flat));
+    assert.deepEqual(d.params, flat);
+    assert.equal(d.retries, 0);
+    assert.equal(scores.score(holder), new PeerScoreTable().score(holder), 'the holder was not penalised');
+    // the retry's heads waited for the busy worker, not for a slot: it ends after the busy job, well inside the heads'
+    // 15-s deadline
+    assert.ok(waited >= BUSY_MS - 1000, `the retry ran behind the busy worker (${waited.toFixed(0)} ms)`);
+    await busy;
   });
 });
