@@ -33,10 +33,11 @@ import { aggregate, type AggregationRecord, type AggregatorName } from './aggreg
 import type { CompressionKind } from './compression/index.js';
 import { DiLoCoNode, type LayerRange } from './diloco.js';
 import { KEPT_ROUNDS, pinRound, roundsToKeep, sequenceToJoin, type RoundPin } from './keep.js';
+import { entryPeers, layerMembers, notTrainedFromStatus } from './membership.js';
 import type { TrainStepper } from './loop.js';
 import type { TrainStepResult } from './trainer.js';
 import type { Batch } from './types.js';
-import { innerStepDone, receive as roundReceive, startRound, tryClose, type RoundConfig, type RoundState } from './rounds.js';
+import { innerStepDone, receive as roundReceive, release, startRound, tryClose, type RoundConfig, type RoundState } from './rounds.js';
 
 /** What the inner loop must offer the outer sync: its held parameters as one flat buffer (ParamLayout order). */
 export interface InnerParams {
@@ -55,6 +56,11 @@ export interface PeerTrainingStatus {
   closed: { round: number; hashes: Record<string, string> }[];
   /** The round it entered the outer rounds at (0: it started them); absent before it entered, and from older nodes. */
   entered?: number;
+  /**
+   * The layers it trains in the rounds (its span's layer ids); absent from older nodes. A holder the pool moved says
+   * here that it left our layers before the view knows (./membership.ts).
+   */
+  layers?: string[];
 }
 
 export interface LayerState {
@@ -63,7 +69,8 @@ export interface LayerState {
   buf: Float32Array | null;
 }
 
-export type SendVerdict = 'accepted' | 'duplicate' | 'too_early' | 'late' | 'wrong_round' | 'not_holder' | 'rejected';
+/** `not_held`: the receiver does not train that layer (it moved away, or never held it): the sender stops waiting for it. */
+export type SendVerdict = 'accepted' | 'duplicate' | 'too_early' | 'late' | 'wrong_round' | 'not_holder' | 'not_held' | 'rejected';
 
 export interface SyncTransport {
   /** Signs and sends our contribution for (round, layer) to `peer`; the peer's verdict (throws on transport errors). */
@@ -231,6 +238,11 @@ export class OuterSync {
   private readonly nonTrainers = new Set<string>();
   /** Each peer's last status answer and when (the boundary's waived holders: those last seen entering). */
   private readonly lastStatus = new Map<string, { at: number; status: PeerTrainingStatus }>();
+  /**
+   * Our layers each peer said it does not train (its status's `layers`, or a `not_held` answer): a holder the pool
+   * moved away is no member of their rounds even while the view still lists it (./membership.ts).
+   */
+  private readonly notTrained = new Map<string, Set<string>>();
   bytesSent = 0;
   bytesReceived = 0;
 
@@ -262,6 +274,7 @@ export class OuterSync {
       members: [...members].sort(),
       closed: this.closed.slice(-STATUS_HISTORY).map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })),
       ...(this.enteredAt < 0 ? {} : { entered: this.enteredAt }),
+      layers: this.layers.map((l) => l.id),
     };
   }
 
@@ -312,7 +325,8 @@ export class OuterSync {
    */
   receive(from: string, round: number, layer: string, delta: Float32Array, bytes: number): SendVerdict {
     const l = this.byId.get(layer);
-    if (l === undefined || delta.length !== l.size) return 'rejected';
+    if (l === undefined) return 'not_held';
+    if (delta.length !== l.size) return 'rejected';
     this.bytesReceived += bytes;
     if (round === this.roundNo + 1) {
       // kept for the next round only from a live holder of the layer (a quota: one per holder and layer)
@@ -351,7 +365,9 @@ export class OuterSync {
     for (;;) {
       if (signal.aborted) throw new AbortedError('stopped while entering the outer rounds');
       const peers = this.peers();
-      const statuses = await this.statuses(peers, signal);
+      // holders the view still lists for our layers but that train others (the pool moved them) count nobody in
+      // our layers' rounds: they do not decide the entry
+      const statuses = entryPeers(this.layers.map((l) => l.id), await this.statuses(peers, signal));
       const ahead = [...statuses.values()].filter((s) => s.round >= 0);
       // holders that do not answer yet (just connected, still starting) may be ahead: ask again, within bounds
       // (holders that do not train answered, in their way)
@@ -563,6 +579,9 @@ export class OuterSync {
             this.lastStatus.set(p, { at: this.o.clock.now(), status: st });
             this.trainers.add(p);
             this.nonTrainers.delete(p);
+            const not = notTrainedFromStatus(this.layers.map((l) => l.id), st.layers);
+            if (not === undefined || not.size === 0) this.notTrained.delete(p);
+            else this.notTrained.set(p, not);
           } catch (e) {
             if (e instanceof PeerNotTrainingError) {
               if (!this.nonTrainers.has(p)) this.log.info('a holder does not train: not a round member', { peer: p });
@@ -581,7 +600,25 @@ export class OuterSync {
 
   /** Holders of `layer` that are round members: ourselves and every holder not known to stay out of training. */
   private members(layer: string): string[] {
-    return [...new Set([this.o.self, ...this.o.holders(layer).filter((h) => !this.nonTrainers.has(h))])];
+    return layerMembers(this.o.self, layer, this.o.holders(layer), this.nonTrainers, this.notTrained);
+  }
+
+  /**
+   * `peer` answered that it does not train `layer` (the pool moved it): the current round stops waiting for it
+   * (unless its Δ is in) and the next rounds leave it out until its status lists the layer again.
+   */
+  private released(peer: string, layer: string): void {
+    const not = this.notTrained.get(peer) ?? new Set<string>();
+    not.add(layer);
+    this.notTrained.set(peer, not);
+    const s = this.states.get(layer);
+    if (s === undefined) return;
+    const r = release(s, peer);
+    if (r !== s) {
+      this.log.info('a holder left this layer\'s rounds (moved): not waited for', { peer, layer, round: s.round });
+      this.states.set(layer, r);
+      this.wake?.();
+    }
   }
 
   /** Starts round `r` from the params in `this.params` (θ_start), with the holders of each layer at this boundary. */
@@ -668,6 +705,7 @@ export class OuterSync {
         const v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, deadlineSignal(Math.max(1000, deadline - this.o.clock.now()), signal));
         this.log.debug('contribution sent', { peer: peer.slice(-6), layer, round, verdict: v });
         this.bytesSent += payload.byteLength;
+        if (v === 'not_held' && this.roundNo === round) this.released(peer, layer);
         if (v !== 'too_early') return;
       } catch (e) {
         this.log.debug('contribution not delivered', { peer, layer, round, error: errorMessage(e) });
@@ -703,6 +741,8 @@ export class OuterSync {
         const c = s.closed.find((x) => x.round === round);
         if (c !== undefined) reports.set(p, c.hashes);
         else if (s.round > round || s.phase === 'entering') reports.set(p, {}); // no state of this round to vote with
+        // it trains none of our layers now (the pool moved it): no vote, not waited for
+        else if (s.layers !== undefined && !this.layers.some((l) => s.layers!.includes(l.id))) reports.set(p, {});
       }
       if (this.o.clock.now() > until) break;
       await sleep(this.pollMs, signal);
