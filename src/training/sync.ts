@@ -114,6 +114,9 @@ export interface OuterSyncOptions {
   heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
 }
 
+/** A joiner waits this many sync deadlines for every holder to count it before a quorum of them is enough. */
+export const ENTRY_PATIENCE = 1.5;
+
 /** Closed rounds whose hashes a node keeps for the hash exchange (and lists in its status). */
 export const STATUS_HISTORY = KEPT_ROUNDS;
 
@@ -361,7 +364,12 @@ export class OuterSync {
 
   private async enterOnce(signal: AbortSignal): Promise<void> {
     this.params.set(await this.o.inner.getParams());
-    const until = this.o.clock.now() + 4 * this.o.round.syncTimeoutMs + 60_000;
+    const since = this.o.clock.now();
+    const until = since + 4 * this.o.round.syncTimeoutMs + 60_000;
+    // after this long, a quorum of the holders counting us is enough (keep.ts sequenceToJoin): a holder whose view
+    // never lists us no longer stalls the entry until its deadline; every holder counts a joiner at its next boundary
+    // normally, which comes within a round (H inner steps and at most one sync deadline)
+    const patience = ENTRY_PATIENCE * this.o.round.syncTimeoutMs;
     for (;;) {
       if (signal.aborted) throw new AbortedError('stopped while entering the outer rounds');
       const peers = this.peers();
@@ -385,6 +393,7 @@ export class OuterSync {
       const target = sequenceToJoin(
         this.o.self,
         [...statuses.values()].map((s) => ({ round: s.round, entering: s.phase === 'entering', members: s.members, closed: s.closed.map((c) => c.round) })),
+        this.o.clock.now() - since >= patience ? { quorum: this.o.round.quorum } : undefined,
       );
       if (target !== undefined && (await this.adopt(target - 1, statuses, signal))) {
         this.enteredAt = target;
@@ -607,15 +616,17 @@ export class OuterSync {
    * `peer` answered that it does not train `layer` (the pool moved it): the current round stops waiting for it
    * (unless its Δ is in) and the next rounds leave it out until its status lists the layer again.
    */
-  private released(peer: string, layer: string): void {
-    const not = this.notTrained.get(peer) ?? new Set<string>();
-    not.add(layer);
-    this.notTrained.set(peer, not);
+  private released(peer: string, layer: string, left: boolean): void {
+    if (left) {
+      const not = this.notTrained.get(peer) ?? new Set<string>();
+      not.add(layer);
+      this.notTrained.set(peer, not);
+    }
     const s = this.states.get(layer);
     if (s === undefined) return;
     const r = release(s, peer);
     if (r !== s) {
-      this.log.info('a holder left this layer\'s rounds (moved): not waited for', { peer, layer, round: s.round });
+      this.log.info(left ? 'a holder left this layer\'s rounds (moved): not waited for' : 'a holder does not count us in its round: not waited for', { peer, layer, round: s.round });
       this.states.set(layer, r);
       this.wake?.();
     }
@@ -705,7 +716,9 @@ export class OuterSync {
         const v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, deadlineSignal(Math.max(1000, deadline - this.o.clock.now()), signal));
         this.log.debug('contribution sent', { peer: peer.slice(-6), layer, round, verdict: v });
         this.bytesSent += payload.byteLength;
-        if (v === 'not_held' && this.roundNo === round) this.released(peer, layer);
+        // it left the layer (moved), or it does not count us in its round (its view does not list us yet): either way
+        // its Δ will not come to us, so this round stops waiting for it
+        if ((v === 'not_held' || v === 'not_holder') && this.roundNo === round) this.released(peer, layer, v === 'not_held');
         if (v !== 'too_early') return;
       } catch (e) {
         this.log.debug('contribution not delivered', { peer, layer, round, error: errorMessage(e) });

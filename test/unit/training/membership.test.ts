@@ -70,14 +70,14 @@ interface Rep {
 const SYNC = 30_000;
 
 /** Holders of `span`'s layers; `view` is the span each peer holds in the others' view (it may lag a move). */
-function harness(): { reps: Map<string, Rep>; view: Map<string, Span>; add(id: string, span: Span, params?: Float32Array): Rep } {
+function harness(syncTimeoutMs = SYNC): { reps: Map<string, Rep>; view: Map<string, Span>; add(id: string, span: Span, params?: Float32Array, hide?: string[]): Rep } {
   const reps = new Map<string, Rep>();
   const view = new Map<string, Span>();
   const covers = (s: Span, layer: string): boolean => {
     const i = layer === 'embed' ? 0 : layer === 'head' ? L - 1 : Number(layer.slice('layers.'.length));
     return s.start <= i && i < s.end;
   };
-  const add = (id: string, span: Span, params?: Float32Array): Rep => {
+  const add = (id: string, span: Span, params?: Float32Array, hide: string[] = []): Rep => {
     const layout = new ParamLayout(cfg, span);
     const rep: Rep = { id, span, layout, params: params ?? new Float32Array(layout.size).map((_, i) => Math.sin(i + 100 * span.start)), sync: undefined };
     const target = (peer: string): OuterSync => {
@@ -89,12 +89,12 @@ function harness(): { reps: Map<string, Rep>; view: Map<string, Span>; add(id: s
       self: id,
       layout,
       inner: { getParams: () => Promise.resolve(rep.params.slice()), setParams: (p) => Promise.resolve(void rep.params.set(p)) },
-      round: { innerSteps: 2, quorum: 2 / 3, syncTimeoutMs: SYNC },
+      round: { innerSteps: 2, quorum: 2 / 3, syncTimeoutMs },
       aggregator: 'mean',
       compress: 'none',
       outerLr: 0.7,
       outerMomentum: 0.9,
-      holders: (layer) => [...view].filter(([, s]) => covers(s, layer)).map(([p]) => p),
+      holders: (layer) => [...view].filter(([p, s]) => covers(s, layer) && !hide.includes(p)).map(([p]) => p),
       transport: {
         send: (peer, c): Promise<SendVerdict> => {
           const to = target(peer);
@@ -220,5 +220,28 @@ describe('OuterSync: a holder the pool moves to another span', () => {
     for (const [r, ref] of [[j, c], [d, c], [movedN, a], [b, a]] as const) assert.deepEqual(lastClosed(r), lastClosed(ref));
     assert.deepEqual(c.sync!.stats().lastRound!.members, ['c', 'd', 'j']);
     assert.deepEqual(a.sync!.stats().lastRound!.members, ['a', 'b', 'n']);
+  });
+
+  it('a holder whose view never lists the joiner does not stall its entry: after the patience a quorum counting it is enough', async () => {
+    const h = harness(1000); // entry patience: 1.5 s
+    const [a, b] = (['a', 'b'] as const).map((id) => h.add(id, S1)) as [Rep, Rep];
+    const x = h.add('x', S1, undefined, ['j']); // x's view never lists j
+    await round([a, b, x]);
+    const j = h.add('j', S1, new Float32Array(new ParamLayout(cfg, S1).size).fill(9));
+    const t0 = Date.now();
+    const entering = j.sync!.enter(new AbortController().signal);
+    await round([a, b, x]); // a and b count j from their next boundary on, x never does
+    const bound = new Promise<never>((_, rej) => setTimeout(() => rej(new Error('entry stalled')), 15_000).unref());
+    await Promise.race([entering, bound]);
+    const waited = Date.now() - t0;
+    assert.equal(j.sync!.round, a.sync!.round, 'j entered the round a and b are in');
+    assert.ok(!x.sync!.status().members.includes('j'));
+    for (let k = 0; k < 3; k++) await round([a, b, x, j]);
+    // a and b aggregate every Δ; x leaves j's out and j gets none from x: the hash vote gives both the majority's state
+    for (const r of [b, x, j]) assert.deepEqual(lastClosed(r), lastClosed(a), `${r.id} ends each round with a's state`);
+    assert.ok(Buffer.from(j.params.buffer).equals(Buffer.from(a.params.buffer)));
+    const jl = j.sync!.stats().lastRound!;
+    assert.ok(jl.syncMs < 1000, `j does not wait for x's Δ until the deadline (${jl.syncMs} ms)`);
+    console.log(`# entry without a holder that never counts the joiner: ${waited} ms; j repaired ${jl.repaired.length} layers in its last round`);
   });
 });
