@@ -295,7 +295,10 @@ export class NodeChainTraining {
     if (s === undefined) return;
     this.session = undefined;
     s.ac.abort();
-    await s.loop.catch(() => {});
+    // the loop stops between steps; a hop's pause waits for a driver's step in flight, so a move does not wait for it
+    // past a bound (the outer sync stops answering for the old layers anyway)
+    const ended = await Promise.race([s.loop.then(() => true, () => true), new Promise<false>((res) => setTimeout(() => res(false), LEAVE_WAIT_MS).unref())]);
+    if (!ended) this.log.warn('the old span\'s round loop did not stop in time; leaving it', { span: `${s.span.start}:${s.span.end}`, waitedMs: LEAVE_WAIT_MS });
     await s.outer?.stop().catch(() => {});
     s.hopInner.close();
     if (s.outer !== undefined) this.log.info('left the outer rounds of our span', { span: `${s.span.start}:${s.span.end}`, round: s.outer.sync.round, why });
@@ -401,6 +404,9 @@ export class NodeChainTraining {
     this.stageServer?.stop();
   }
 }
+
+/** How long a leave waits for the old span's round loop to stop (ms). */
+const LEAVE_WAIT_MS = 15_000;
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((res) => {
