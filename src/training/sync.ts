@@ -354,15 +354,20 @@ export class OuterSync {
   }
 
   /** Before the first inner step: join the holders at a round boundary (or start round 0 when nobody is ahead). */
-  enter(signal: AbortSignal): Promise<void> {
+  /**
+   * `exclusive` runs the install of the entry state (writing the weights, starting the round) with the inner loop's
+   * steps held off (a pause); the wait for a boundary and the downloads run without it, so a hop that enters keeps
+   * serving the steps of the holders whose boundary it waits for (holding its pause through the wait stalled them).
+   */
+  enter(signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): Promise<void> {
     if (this.phase !== 'entering') return Promise.resolve();
-    this.entering ??= this.enterOnce(signal).finally(() => {
+    this.entering ??= this.enterOnce(signal, exclusive).finally(() => {
       this.entering = undefined;
     });
     return this.entering;
   }
 
-  private async enterOnce(signal: AbortSignal): Promise<void> {
+  private async enterOnce(signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<void> {
     this.params.set(await this.o.inner.getParams());
     const since = this.o.clock.now();
     const until = since + 4 * this.o.round.syncTimeoutMs + 60_000;
@@ -382,9 +387,12 @@ export class OuterSync {
       const answered = statuses.size + peers.filter((p) => this.nonTrainers.has(p)).length;
       const unanswered = peers.length > 0 && answered < peers.length && this.o.clock.now() < until - 4 * this.o.round.syncTimeoutMs;
       if (ahead.length === 0 && !unanswered) {
-        // nobody is ahead: the holders start round 0 together, and wait for each other
-        this.enteredAt = 0;
-        this.begin(0);
+        // nobody is ahead: the holders start round 0 together, and wait for each other (θ_start: the weights now)
+        await exclusive(async () => {
+          this.params.set(await this.o.inner.getParams());
+          this.enteredAt = 0;
+          this.begin(0);
+        });
         return;
       }
       // a round that every holder in the rounds counts us in (keep.ts sequenceToJoin): the newest one a holder is in,
@@ -395,7 +403,7 @@ export class OuterSync {
         [...statuses.values()].map((s) => ({ round: s.round, entering: s.phase === 'entering', members: s.members, closed: s.closed.map((c) => c.round) })),
         this.o.clock.now() - since >= patience ? { quorum: this.o.round.quorum } : undefined,
       );
-      if (target !== undefined && (await this.adopt(target - 1, statuses, signal))) {
+      if (target !== undefined && (await this.adopt(target - 1, statuses, signal, exclusive))) {
         this.enteredAt = target;
         // the holders do not wait for us in the round we enter (nor count our Δ): we listen to it. Except round 0:
         // every holder starts it from the initial state, and one that began it fresh (no one ahead) waits for all
@@ -815,7 +823,7 @@ export class OuterSync {
   }
 
   /** A joiner: the state after `round` for every held layer, from holders agreeing on its hash. */
-  private async adopt(round: number, statuses: Map<string, PeerTrainingStatus>, signal: AbortSignal): Promise<boolean> {
+  private async adopt(round: number, statuses: Map<string, PeerTrainingStatus>, signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<boolean> {
     for (const l of this.layers) {
       const holders = new Set(this.o.holders(l.id));
       const byHash = new Map<string, string[]>();
@@ -828,7 +836,7 @@ export class OuterSync {
       if (win === undefined) return false;
       if (!(await this.download(round, l, win, byHash.get(win)!, signal))) return false;
     }
-    await this.o.inner.setParams(this.params);
+    await exclusive(() => this.o.inner.setParams(this.params));
     this.log.info('entered the outer rounds with verified weights', { round: round + 1 });
     // the downloaded state is what we hold "after round": keep it for later joiners
     this.snapshotAs(round);
