@@ -89,22 +89,23 @@ export class NodeChainHop {
     const server = new TrainStageServer(host, { ...STAGE_SERVER_DEFAULTS, ...i.limits }, i.network.scores, i.log ?? silentLogger);
     await server.register(i.network.rpc);
     const span = i.span();
-    const inner =
-      span === undefined
-        ? undefined
-        : new HopInnerLoop({
-            local: workerStage(i.compute, span, i.config.num_hidden_layers),
-            onApplied: (fn) => server.events.on('step:applied', () => fn()),
-            pause: () => server.pause(),
-            resume: () => server.resume(),
-          });
-    return new NodeChainHop(server, inner);
+    return new NodeChainHop(server, span === undefined ? undefined : hopInnerLoop(i.compute, server, span, i.config.num_hidden_layers));
   }
 
   stop(): void {
     this.server.stop();
     this.inner?.close();
   }
+}
+
+/** A passive hop's inner loop over `span` of this node's worker: it counts the steps the server applies. */
+export function hopInnerLoop(compute: ComputeClient, server: TrainStageServer, span: Span, numLayers: number): HopInnerLoop {
+  return new HopInnerLoop({
+    local: workerStage(compute, span, numLayers),
+    onApplied: (fn) => server.events.on('step:applied', () => fn()),
+    pause: () => server.pause(),
+    resume: () => server.resume(),
+  });
 }
 
 export interface NodeChainDriverInit {
@@ -162,173 +163,235 @@ export interface NodeChainTrainingInit {
   config: LlamaConfig;
   compute: ComputeClient;
   network: NodeNetwork;
-  pool: PoolService;
+  /** The layer pool: the span held (and its changes, 'span:held'), and the view that names each layer's holders. */
+  pool: Pick<PoolService, 'events' | 'span' | 'view'>;
   /** Every step this node's chain applied or skipped (counters, telemetry). */
   onStep?(r: TrainStepResult): void;
   /**
    * DiLoCo between partial holders: with these, every holder of a span that trains (`--train`) runs outer rounds
    * for its layers with the other holders of those layers (training/chain-outer.ts).
    */
-  outer?: { key: NodeKey; networkId: string; clock: Clock; onRound?(r: LastRoundReport): void; receipts?: OuterSyncInit['receipts'] };
+  outer?: { key: NodeKey; networkId: string; clock: Clock; onRound?(r: LastRoundReport): void; receipts?: OuterSyncInit['receipts']; pollMs?: number };
+  /** A driver's batches (default: its genesis shards of `--corpus`); tests give a synthetic stream. */
+  data?: () => Promise<BatchSource>;
+  /** train-stage limits (tests: a shorter lease). */
+  limits?: Partial<StageServerLimits>;
   log?: Logger;
+}
+
+/**
+ * What this node trains over one held span: the passive hop's inner loop over it, a driver when it starts at layer
+ * 0, the outer sync of its layers, and the loop that runs them. A pool move ends it and starts another (leave).
+ */
+interface SpanSession {
+  span: Span;
+  readonly ac: AbortController;
+  hopInner: HopInnerLoop;
+  driver?: ChainTrainer;
+  outer?: OuterSyncWiring;
+  loop: Promise<void>;
 }
 
 /**
  * A node's part in chain training: the train-stage server over its span (any holder), and, when its span starts at
  * layer 0 without covering the model, a driver that trains chains on its own genesis shards until `--train-steps`
  * or close. `inner()` is what DiLoCo's outer sync calls (training/inner.ts).
+ *
+ * A pool move (issue 9: restoring replicas after a holder died, a rebalance) moves the node's membership in the outer
+ * rounds with its span: before the weights are swapped, `leave()` ends the old span's session (its rounds stop, its
+ * outer sync stops answering: the old layers' holders get `not_held` for their Δ and a status listing other layers,
+ * so they neither wait for it nor count it: training/membership.ts), and the new span's `span:held` starts a new
+ * session whose outer sync enters the new layers' rounds as a joiner does (at a boundary that counts it, with the
+ * state of a closed round downloaded and verified). A move that failed (the span did not change) re-enters the old
+ * layers' rounds the same way (`resume()`).
  */
 export class NodeChainTraining {
-  private hop: NodeChainHop | undefined;
-  private hopStarting: Promise<NodeChainHop> | undefined;
-  private driver: ChainTrainer | undefined;
+  private stageServer: TrainStageServer | undefined;
+  private serverStarting: Promise<TrainStageServer> | undefined;
+  private session: SpanSession | undefined;
+  /** Span changes are handled one at a time, in order. */
+  private switching: Promise<void> = Promise.resolve();
+  private stream: Promise<BatchSource> | undefined;
   private readonly stop$ = new AbortController();
-  private loop: Promise<void> = Promise.resolve();
-  private driving = false;
-  private outer: OuterSyncWiring | undefined;
-  private outerStarting = false;
-  private outerLoop: Promise<void> = Promise.resolve();
   private readonly off: () => void;
   private readonly log: Logger;
 
   constructor(private readonly i: NodeChainTrainingInit) {
     this.log = i.log ?? silentLogger;
-    this.off = i.pool.events.on('span:held', ({ span }) => void this.onSpan(span));
+    this.off = i.pool.events.on('span:held', ({ span }) => this.onSpan(span));
     const held = i.pool.span();
-    if (held !== undefined) void this.onSpan(held);
+    if (held !== undefined) this.onSpan(held);
   }
 
   /** The inner loop of this node (a driver's chain trainer, or the passive hop's), once it holds a span. */
   inner(): InnerLoop | undefined {
-    return this.driver ?? this.hop?.inner;
+    return this.session?.driver ?? this.session?.hopInner;
   }
 
   /** The outer sync of this node's span (GET /api/training), once it started. */
   outerSync(): OuterSyncWiring | undefined {
-    return this.outer;
+    return this.session?.outer;
   }
 
   /** The train-stage server (tests, status). */
   server(): TrainStageServer | undefined {
-    return this.hop?.server;
+    return this.stageServer;
   }
 
-  private async onSpan(span: Span): Promise<void> {
+  /** The span whose rounds this node is in (or entering), if any. */
+  trainingSpan(): Span | undefined {
+    return this.session?.span;
+  }
+
+  /**
+   * Before a pool move swaps the weights: leave the held span's rounds (the loop stops between steps, the outer sync
+   * stops answering for those layers). Resolves once the session has ended.
+   */
+  leave(): Promise<void> {
+    return (this.switching = this.switching.then(() => this.endSession('the pool moves our span')));
+  }
+
+  /** After a move, moved or not: a node without a session (the move failed) re-enters its span's rounds. */
+  resume(): void {
+    const held = this.i.pool.span();
+    if (held !== undefined && this.session === undefined) this.onSpan(held);
+  }
+
+  private onSpan(span: Span): void {
+    this.switching = this.switching.then(() => this.switchTo(span)).catch((e: unknown) => this.log.warn('chain training could not start', { error: errorMessage(e) }));
+  }
+
+  private async switchTo(span: Span): Promise<void> {
     const i = this.i;
     if (this.stop$.signal.aborted) return;
     // a `--no-train` holder serves its layers for inference only: it neither drives, nor serves train-stage, nor
     // takes part in the outer rounds (other holders leave it out of their rounds: training/sync.ts)
     if (!i.opts.train) return;
-    try {
-      this.hopStarting ??= NodeChainHop.start({ compute: i.compute, network: i.network, config: i.config, span: () => i.pool.span(), log: this.log.child('stage') });
-      this.hop = await this.hopStarting;
-      const L = i.config.num_hidden_layers;
-      const partial = span.start > 0 || span.end < L;
-      const driver = span.start === 0 && span.end < L;
-      if (partial && i.outer !== undefined && !this.outerStarting) {
-        this.outerStarting = true;
-        await this.startOuter(span, driver);
-      }
-      if (!this.driving && driver) {
-        this.driving = true;
-        this.loop = this.drive(span).catch((e: unknown) => {
-          if (!this.stop$.signal.aborted) this.log.error('chain training stopped', { error: errorMessage(e) });
-        });
-      }
-    } catch (e) {
-      this.log.warn('chain training could not start', { error: errorMessage(e) });
-    }
+    const cur = this.session;
+    if (cur !== undefined && cur.span.start === span.start && cur.span.end === span.end) return;
+    if (cur !== undefined) await this.endSession(`span ${span.start}:${span.end} held now`);
+    this.serverStarting ??= NodeChainHop.start({ compute: i.compute, network: i.network, config: i.config, span: () => i.pool.span(), ...(i.limits === undefined ? {} : { limits: i.limits }), log: this.log.child('stage') }).then((h) => h.server);
+    this.stageServer = await this.serverStarting;
+    const L = i.config.num_hidden_layers;
+    const partial = span.start > 0 || span.end < L;
+    const driving = span.start === 0 && span.end < L;
+    const s: SpanSession = { span: { start: span.start, end: span.end }, ac: new AbortController(), hopInner: hopInnerLoop(i.compute, this.stageServer, span, L), loop: Promise.resolve() };
+    this.session = s;
+    if (driving) s.driver = await this.newDriver(span);
+    if (partial && i.outer !== undefined) s.outer = await this.startOuter(s);
+    const signal = s.ac.signal;
+    const inner: InnerLoop = s.driver ?? s.hopInner;
+    const driver = s.driver;
+    if (s.outer !== undefined) s.loop = this.rounds(s, inner, driver === undefined ? () => false : () => driver.step >= i.opts.trainSteps);
+    else if (driver !== undefined) s.loop = this.drive(driver, signal);
+    s.loop = s.loop.catch((e: unknown) => {
+      if (!signal.aborted) this.log.error('chain training stopped', { error: errorMessage(e) });
+    });
   }
 
-  /** The outer sync over our span (the pool's holders of each layer), and, on a passive hop, its round loop. */
-  private async startOuter(span: Span, driver: boolean): Promise<void> {
+  /** Ends the current session: its loop stops between steps, its outer sync stops answering. */
+  private async endSession(why: string): Promise<void> {
+    const s = this.session;
+    if (s === undefined) return;
+    this.session = undefined;
+    s.ac.abort();
+    // the loop stops between steps; a hop's pause waits for a driver's step in flight, so a move does not wait for it
+    // past a bound (the outer sync stops answering for the old layers anyway)
+    const ended = await Promise.race([s.loop.then(() => true, () => true), new Promise<false>((res) => setTimeout(() => res(false), LEAVE_WAIT_MS).unref())]);
+    if (!ended) this.log.warn('the old span\'s round loop did not stop in time; leaving it', { span: `${s.span.start}:${s.span.end}`, waitedMs: LEAVE_WAIT_MS });
+    await s.outer?.stop().catch(() => {});
+    s.hopInner.close();
+    if (s.outer !== undefined) this.log.info('left the outer rounds of our span', { span: `${s.span.start}:${s.span.end}`, round: s.outer.sync.round, why });
+  }
+
+  private async newDriver(span: Span): Promise<ChainTrainer> {
+    const i = this.i;
+    // one stream of this node's genesis shards for its whole life: a driver after a move goes on where it was
+    this.stream ??= (i.data ?? (() => this.corpusStream()))().catch((e: unknown) => {
+      this.stream = undefined;
+      throw e;
+    });
+    const data = await this.stream;
+    const batchSize = NEUROLLM_BATCH.batchSize;
+    const microBatches = batchSize % i.opts.microBatches === 0 ? i.opts.microBatches : 1;
+    if (microBatches !== i.opts.microBatches) this.log.warn('--micro-batches does not divide the batch size: one micro-batch per step', { microBatches: i.opts.microBatches, batchSize });
+    const driver = nodeChainDriver({
+      compute: i.compute,
+      network: i.network,
+      config: i.config,
+      span,
+      data,
+      pipeline: { microBatches, schedule: i.opts.pipelineSchedule, trainer: { decaySteps: Math.max(1, i.opts.trainSteps) } },
+      stepTimeoutMs: i.opts.stageTimeoutMs,
+      log: this.log,
+    });
+    driver.events.on('step', (r) => i.onStep?.(r));
+    this.log.info('driving a training chain', { span: `${span.start}:${span.end}`, microBatches, schedule: i.opts.pipelineSchedule });
+    return driver;
+  }
+
+  private async corpusStream(): Promise<BatchSource> {
+    const i = this.i;
+    const signal = this.stop$.signal;
+    const corpus = await openCorpus(i.opts.corpus, { cacheDir: join(i.opts.dataDir, 'corpus'), signal, logger: this.log });
+    const seqLen = Math.min(NEUROLLM_BATCH.seqLen, i.config.max_position_embeddings);
+    // this node's genesis shards (the corpus's per-node assignment)
+    return batchSource(await corpus.trainStream({ nodeId: i.network.peerId, batchSize: NEUROLLM_BATCH.batchSize, seqLen, seed: 0, signal }));
+  }
+
+  /** The outer sync over a session's span (the pool's holders of each layer). */
+  private async startOuter(s: SpanSession): Promise<OuterSyncWiring> {
     const i = this.i;
     const o = i.outer!;
-    const layout = new ParamLayout(i.config, span);
+    const layout = new ParamLayout(i.config, s.span);
     const layers = layerRanges(layout);
-    // the driver's inner loop exists once its corpus is open; the outer sync reads it through this indirection
-    const inner = (): InnerLoop => {
-      const l = driver ? this.driver : this.hop?.inner;
-      if (l === undefined) throw new NoChainError('no inner loop yet');
-      return l;
-    };
-    const lazy: InnerLoop = {
-      span: () => inner().span(),
-      appliedSteps: () => inner().appliedSteps(),
-      innerSteps: (n, s) => inner().innerSteps(n, s),
-      pause: () => inner().pause(),
-      resume: () => inner().resume(),
-      readLayers: () => inner().readLayers(),
-      writeLayers: (l) => inner().writeLayers(l),
-    };
-    this.outer = await startOuterSync({
+    const w = await startOuterSync({
       rpc: i.network.rpc,
       scores: i.network.scores,
       peerId: i.network.peerId,
       key: o.key,
       networkId: o.networkId,
       config: i.config,
-      span,
-      inner: innerLoopParams(lazy, layers, layout.size),
+      span: s.span,
+      inner: innerLoopParams(s.driver ?? s.hopInner, layers, layout.size),
       holders: (layer) => holdersFromView(i.pool.view(), layer),
       options: i.opts,
       clock: o.clock,
       log: this.log.child('diloco'),
       ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
       ...(o.receipts === undefined ? {} : { receipts: o.receipts }), // issue 11 §2: co-signed training records
+      ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
     });
-    this.log.info('outer rounds over our span', { span: `${span.start}:${span.end}`, layers: layers.length, innerSteps: i.opts.innerSteps });
-    if (!driver) this.outerLoop = this.rounds(lazy, () => false);
+    this.log.info('outer rounds over our span', { span: `${s.span.start}:${s.span.end}`, layers: layers.length, innerSteps: i.opts.innerSteps });
+    return w;
   }
 
-  /** Outer rounds over an inner loop until stopped; a failure (no chain for long) is retried after a pause. */
-  private async rounds(inner: InnerLoop, done: () => boolean): Promise<void> {
-    const signal = this.stop$.signal;
+  /** Outer rounds over a session's inner loop until it ends; a failure (no chain for long) is retried after a pause. */
+  private async rounds(s: SpanSession, inner: InnerLoop, done: () => boolean): Promise<void> {
+    const signal = s.ac.signal;
     const o = this.i.outer;
     while (!signal.aborted && !done()) {
       try {
-        await runOuterRounds({ inner, sync: this.outer!.sync, innerSteps: this.i.opts.innerSteps, signal, done, ...(o?.onRound === undefined ? {} : { onRound: o.onRound }) });
+        await runOuterRounds({ inner, sync: s.outer!.sync, innerSteps: this.i.opts.innerSteps, signal, done, ...(o?.onRound === undefined ? {} : { onRound: o.onRound }) });
         return;
       } catch (e) {
         if (signal.aborted) return;
         this.log.warn('outer rounds wait for the chain', { error: errorMessage(e) });
-        await new Promise((res) => setTimeout(res, 5000).unref());
+        await sleep(5000, signal);
       }
     }
   }
 
-  private async drive(span: Span): Promise<void> {
-    const i = this.i;
-    const signal = this.stop$.signal;
-    const corpus = await openCorpus(i.opts.corpus, { cacheDir: join(i.opts.dataDir, 'corpus'), signal, logger: this.log });
-    const batchSize = NEUROLLM_BATCH.batchSize;
-    const seqLen = Math.min(NEUROLLM_BATCH.seqLen, i.config.max_position_embeddings);
-    // this node's genesis shards (the corpus's per-node assignment)
-    const stream = await corpus.trainStream({ nodeId: i.network.peerId, batchSize, seqLen, seed: 0, signal });
-    const microBatches = batchSize % i.opts.microBatches === 0 ? i.opts.microBatches : 1;
-    if (microBatches !== i.opts.microBatches) this.log.warn('--micro-batches does not divide the batch size: one micro-batch per step', { microBatches: i.opts.microBatches, batchSize });
-    this.driver = nodeChainDriver({
-      compute: i.compute,
-      network: i.network,
-      config: i.config,
-      span,
-      data: batchSource(stream),
-      pipeline: { microBatches, schedule: i.opts.pipelineSchedule, trainer: { decaySteps: Math.max(1, i.opts.trainSteps) } },
-      stepTimeoutMs: i.opts.stageTimeoutMs,
-      log: this.log,
-    });
-    this.driver.events.on('step', (r) => i.onStep?.(r));
-    this.log.info('driving a training chain', { span: `${span.start}:${span.end}`, microBatches, schedule: i.opts.pipelineSchedule });
-    const driver = this.driver;
-    if (this.outer !== undefined) return this.rounds(driver, () => driver.step >= i.opts.trainSteps);
-    while (!signal.aborted && this.driver.step < i.opts.trainSteps) {
+  /** A driver without outer rounds (the span alone, or none configured): steps until --train-steps. */
+  private async drive(driver: ChainTrainer, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted && driver.step < this.i.opts.trainSteps) {
       try {
-        await this.driver.innerSteps(1, signal);
+        await driver.innerSteps(1, signal);
       } catch (e) {
         if (signal.aborted) break;
         // no chain for a long while (holders missing): wait and try again; the node keeps serving meanwhile
         this.log.warn('chain training waits for holders', { error: errorMessage(e) });
-        await new Promise((res) => setTimeout(res, 5000).unref());
+        await sleep(5000, signal);
       }
     }
   }
@@ -336,11 +399,26 @@ export class NodeChainTraining {
   async stop(): Promise<void> {
     this.stop$.abort();
     this.off();
-    await this.loop.catch(() => {});
-    await this.outerLoop.catch(() => {});
-    await this.outer?.stop();
-    this.hop?.stop();
+    await this.switching.catch(() => {});
+    await this.endSession('the node stops');
+    this.stageServer?.stop();
   }
+}
+
+/** How long a leave waits for the old span's round loop to stop (ms). */
+const LEAVE_WAIT_MS = 15_000;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((res) => {
+    const done = (): void => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      res();
+    };
+    const t = setTimeout(done, ms);
+    t.unref();
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /**

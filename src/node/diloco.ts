@@ -22,6 +22,7 @@ import type { RpcNode } from '../protocols/rpc/service.js';
 import { decodeDelta, type CompressionKind } from '../training/compression/index.js';
 import type { AggregatorName } from '../training/aggregation/index.js';
 import { contributionRoundCheck } from '../training/rounds.js';
+import { isModelLayer } from '../training/membership.js';
 import { DiLoCoStepper, OuterSync, PeerNotTrainingError, STATUS_HISTORY, type InnerParams, type LastRoundReport, type SyncStats, type SyncTransport } from '../training/sync.js';
 import type { TrainStepper } from '../training/index.js';
 import type { Clock } from '../util/clock.js';
@@ -183,7 +184,9 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
     const head = peekContribution(bytes);
     if (head === undefined) return refuse(ctx.peer, 'CONTRIBUTION_MALFORMED', PENALTY.malformed);
     const n = sync.layerSize(head.layer);
-    if (n === undefined) return refuse(ctx.peer, 'CONTRIBUTION_WRONG_LAYER', PENALTY.malformed);
+    // a layer of the model we do not train: the sender's view still lists us as a holder after the pool moved us
+    // (an honest race, no penalty; it stops waiting for us: training/membership.ts); anything else is refused
+    if (n === undefined) return isModelLayer(head.layer, i.config.num_hidden_layers) ? { verdict: 'not_held' as const } : refuse(ctx.peer, 'CONTRIBUTION_WRONG_LAYER', PENALTY.malformed);
     // past rounds are answered without a penalty (an honest race with a joiner), far future ones refused
     // (training/rounds.ts contributionRoundCheck)
     const check = contributionRoundCheck(head.round, sync.round, STATUS_HISTORY);

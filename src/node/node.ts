@@ -306,11 +306,17 @@ export class NeuroShardNode {
         tuning: poolTuning,
         startTraining: () => node.startTraining(modules),
         // a move drains the hop sessions on the old span first (bounded; the rest fail over), then takes new ones
+        // and leaves the old span's outer rounds (their holders stop waiting for us); the new span's rounds are
+        // entered as a joiner enters them once it is held (node/chain.ts), the old one's again if the move failed
         beforeMove: async () => {
           const r = await servingRef.current?.hops?.drain(poolTuning.drainMs);
           if (r !== undefined) log.info('hop sessions drained before a move', r);
+          await node.chain?.leave();
         },
-        afterMove: () => servingRef.current?.hops?.resume(),
+        afterMove: () => {
+          servingRef.current?.hops?.resume();
+          node.chain?.resume();
+        },
         // joiners download the weights of our last closed outer round (holders agree on them), not the moving ones
         roundWeights: () => roundWeightsOf(node.outerSync ?? node.chain?.outerSync()),
         // ... and keep the round a joiner is downloading until it is done (pins with quotas: training/keep.ts)

@@ -4,9 +4,9 @@
  *
  *   training-contribution/1.0.0  unary  request: one signed TrainingContribution (training-contribution.ts),
  *                                       response: {"verdict"} (accepted, duplicate, too_early, late, wrong_round,
- *                                       not_holder, rejected)
+ *                                       not_holder, not_held, rejected)
  *   training-status/1.0.0        unary  request: {} ; response: the round, phase, members and the state hashes of
- *                                       the last closed rounds (JSON)
+ *                                       the last closed rounds, the layers it trains (JSON)
  *   training-layer/1.0.0         unary  request: {"round", "layer"}; response: that layer's state after the round,
  *                                       binary: u32 n ‖ θ (n × f32 LE) ‖ u8 hasMomentum ‖ [momentum (n × f32 LE)]
  *
@@ -28,7 +28,7 @@ export const MAX_MEMBERS = 1024;
 export const MAX_STATUS_LAYERS = 1024;
 export const MAX_STATUS_HISTORY = 8;
 
-export const SEND_VERDICTS = ['accepted', 'duplicate', 'too_early', 'late', 'wrong_round', 'not_holder', 'rejected'] as const;
+export const SEND_VERDICTS = ['accepted', 'duplicate', 'too_early', 'late', 'wrong_round', 'not_holder', 'not_held', 'rejected'] as const;
 export type WireVerdict = (typeof SEND_VERDICTS)[number];
 
 export interface TrainingStatusMessage {
@@ -38,6 +38,8 @@ export interface TrainingStatusMessage {
   closed: { round: number; hashes: Record<string, string> }[];
   /** The round this node entered the outer rounds at (0: it started them; absent from older nodes). */
   entered?: number;
+  /** The layers it trains in the rounds (absent from older nodes). */
+  layers?: string[];
 }
 
 export interface LayerRequest {
@@ -107,7 +109,15 @@ export function checkStatus(x: unknown): TrainingStatusMessage {
     return { round: e.round as number, hashes };
   });
   if (o.entered !== undefined && !isRound(o.entered, 0)) throw malformed('training-status.entered');
-  return { round: o.round, phase: o.phase, members: o.members as string[], closed, ...(o.entered === undefined ? {} : { entered: o.entered as number }) };
+  if (o.layers !== undefined && (!Array.isArray(o.layers) || o.layers.length > MAX_STATUS_LAYERS || !o.layers.every((l) => typeof l === 'string' && ID_RE.test(l)))) throw malformed('training-status.layers');
+  return {
+    round: o.round,
+    phase: o.phase,
+    members: o.members as string[],
+    closed,
+    ...(o.entered === undefined ? {} : { entered: o.entered as number }),
+    ...(o.layers === undefined ? {} : { layers: o.layers as string[] }),
+  };
 }
 
 export function checkLayerRequest(x: unknown): LayerRequest {

@@ -44,17 +44,20 @@ export interface OuterRoundsOptions {
 }
 
 /**
- * Enters the outer rounds at a boundary (inside a pause: a joiner's downloaded weights are installed between
- * steps), then closes a round every H applied steps until `signal` aborts or `done()` says so at a boundary.
+ * Enters the outer rounds at a boundary (a joiner's downloaded weights are installed inside a pause, between steps), then closes a round every H applied steps until `signal` aborts or `done()` says so at a boundary.
  */
 export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
   const { inner, sync, signal } = o;
-  await inner.pause();
-  try {
-    await sync.enter(signal);
-  } finally {
-    inner.resume();
-  }
+  // the entry state is installed inside a pause; the wait for a boundary is not (a hop that waits keeps serving the
+  // steps of the holders whose boundary it waits for: a moved hop held its pause through the wait and stalled them)
+  await sync.enter(signal, async (fn) => {
+    await inner.pause();
+    try {
+      return await fn();
+    } finally {
+      inner.resume();
+    }
+  });
   let base = inner.appliedSteps();
   while (!signal.aborted && o.done?.() !== true) {
     for (let need = o.innerSteps - (inner.appliedSteps() - base); need > 0; need = o.innerSteps - (inner.appliedSteps() - base)) {

@@ -116,11 +116,21 @@ export interface EntryView {
  * behind and will count it in that one too: every holder names the joiner `entered` there and waives it), and needs a
  * holder that keeps the state after the round before (to download it).
  */
-export function sequenceToJoin(self: string, holders: readonly EntryView[]): number | undefined {
+export function sequenceToJoin(self: string, holders: readonly EntryView[], fallback?: { quorum: number }): number | undefined {
   const inRounds = holders.filter((h) => h.round >= 0 && !h.entering);
   if (inRounds.length === 0) return undefined;
-  if (!inRounds.every((h) => h.members.includes(self))) return undefined;
-  const target = Math.max(...inRounds.map((h) => h.round));
+  let counting = inRounds;
+  if (!inRounds.every((h) => h.members.includes(self))) {
+    // a holder that never counts the joiner (its view does not list it) would stall the entry until its deadline.
+    // After waiting (the caller's `fallback`), enter with the holders that count it when they are a quorum of the
+    // holders in the rounds: the entry round's state comes from the members' hash vote (a listener takes theirs), and
+    // later rounds' differences from that holder's aggregate (it neither sends us its Δ nor counts ours) are settled
+    // by the same vote, which the quorum lets the counting holders win
+    if (fallback === undefined) return undefined;
+    counting = inRounds.filter((h) => h.members.includes(self));
+    if (counting.length === 0 || counting.length < Math.ceil(fallback.quorum * inRounds.length - 1e-9)) return undefined;
+  }
+  const target = Math.max(...counting.map((h) => h.round));
   if (!inRounds.some((h) => h.closed.includes(target - 1))) return undefined;
   return target;
 }

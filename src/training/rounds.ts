@@ -109,6 +109,17 @@ export function tryClose(c: RoundConfig, s: RoundState, nowMs: number): { state:
   return { state: { ...s, phase: 'abandoned' }, outcome: { kind: 'abandoned', included, missing } };
 }
 
+/**
+ * A member says it no longer trains this layer (the pool moved its span: its `not_held` answer to our Δ, or its status
+ * listing other layers): the round stops waiting for it, as for a waived member, unless its Δ is already in (then it
+ * counts, as on the holders that received it before it left). Its later Δ is refused like a waived member's.
+ */
+export function release(s: RoundState, member: string): RoundState {
+  if (!s.holders.includes(member) || s.waived.includes(member) || member in s.received) return s;
+  if (s.phase === 'closed' || s.phase === 'abandoned') return s;
+  return { ...s, waived: [...s.waived, member].sort() };
+}
+
 /** The next round, from a closed or abandoned one, with the holders and θ_start hash at the boundary. */
 export function nextRound(c: RoundConfig, s: RoundState, holders: readonly string[], startHash: string, waived: readonly string[] = []): RoundState {
   if (s.phase !== 'closed' && s.phase !== 'abandoned') throw new InvalidArgumentError(`round ${s.round} is still ${s.phase}`);

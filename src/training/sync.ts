@@ -33,10 +33,11 @@ import { aggregate, type AggregationRecord, type AggregatorName } from './aggreg
 import type { CompressionKind } from './compression/index.js';
 import { DiLoCoNode, type LayerRange } from './diloco.js';
 import { KEPT_ROUNDS, pinRound, roundsToKeep, sequenceToJoin, type RoundPin } from './keep.js';
+import { entryPeers, layerMembers, notTrainedFromStatus } from './membership.js';
 import type { TrainStepper } from './loop.js';
 import type { TrainStepResult } from './trainer.js';
 import type { Batch } from './types.js';
-import { innerStepDone, receive as roundReceive, startRound, tryClose, type RoundConfig, type RoundState } from './rounds.js';
+import { innerStepDone, receive as roundReceive, release, startRound, tryClose, type RoundConfig, type RoundState } from './rounds.js';
 
 /** What the inner loop must offer the outer sync: its held parameters as one flat buffer (ParamLayout order). */
 export interface InnerParams {
@@ -55,6 +56,11 @@ export interface PeerTrainingStatus {
   closed: { round: number; hashes: Record<string, string> }[];
   /** The round it entered the outer rounds at (0: it started them); absent before it entered, and from older nodes. */
   entered?: number;
+  /**
+   * The layers it trains in the rounds (its span's layer ids); absent from older nodes. A holder the pool moved says
+   * here that it left our layers before the view knows (./membership.ts).
+   */
+  layers?: string[];
 }
 
 export interface LayerState {
@@ -63,7 +69,8 @@ export interface LayerState {
   buf: Float32Array | null;
 }
 
-export type SendVerdict = 'accepted' | 'duplicate' | 'too_early' | 'late' | 'wrong_round' | 'not_holder' | 'rejected';
+/** `not_held`: the receiver does not train that layer (it moved away, or never held it): the sender stops waiting for it. */
+export type SendVerdict = 'accepted' | 'duplicate' | 'too_early' | 'late' | 'wrong_round' | 'not_holder' | 'not_held' | 'rejected';
 
 export interface SyncTransport {
   /** Signs and sends our contribution for (round, layer) to `peer`; the peer's verdict (throws on transport errors). */
@@ -106,6 +113,9 @@ export interface OuterSyncOptions {
    */
   heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
 }
+
+/** A joiner waits this many sync deadlines for every holder to count it before a quorum of them is enough. */
+export const ENTRY_PATIENCE = 1.5;
 
 /** Closed rounds whose hashes a node keeps for the hash exchange (and lists in its status). */
 export const STATUS_HISTORY = KEPT_ROUNDS;
@@ -231,6 +241,11 @@ export class OuterSync {
   private readonly nonTrainers = new Set<string>();
   /** Each peer's last status answer and when (the boundary's waived holders: those last seen entering). */
   private readonly lastStatus = new Map<string, { at: number; status: PeerTrainingStatus }>();
+  /**
+   * Our layers each peer said it does not train (its status's `layers`, or a `not_held` answer): a holder the pool
+   * moved away is no member of their rounds even while the view still lists it (./membership.ts).
+   */
+  private readonly notTrained = new Map<string, Set<string>>();
   bytesSent = 0;
   bytesReceived = 0;
 
@@ -262,6 +277,7 @@ export class OuterSync {
       members: [...members].sort(),
       closed: this.closed.slice(-STATUS_HISTORY).map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })),
       ...(this.enteredAt < 0 ? {} : { entered: this.enteredAt }),
+      layers: this.layers.map((l) => l.id),
     };
   }
 
@@ -312,7 +328,8 @@ export class OuterSync {
    */
   receive(from: string, round: number, layer: string, delta: Float32Array, bytes: number): SendVerdict {
     const l = this.byId.get(layer);
-    if (l === undefined || delta.length !== l.size) return 'rejected';
+    if (l === undefined) return 'not_held';
+    if (delta.length !== l.size) return 'rejected';
     this.bytesReceived += bytes;
     if (round === this.roundNo + 1) {
       // kept for the next round only from a live holder of the layer (a quota: one per holder and layer)
@@ -337,30 +354,45 @@ export class OuterSync {
   }
 
   /** Before the first inner step: join the holders at a round boundary (or start round 0 when nobody is ahead). */
-  enter(signal: AbortSignal): Promise<void> {
+  /**
+   * `exclusive` runs the install of the entry state (writing the weights, starting the round) with the inner loop's
+   * steps held off (a pause); the wait for a boundary and the downloads run without it, so a hop that enters keeps
+   * serving the steps of the holders whose boundary it waits for (holding its pause through the wait stalled them).
+   */
+  enter(signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): Promise<void> {
     if (this.phase !== 'entering') return Promise.resolve();
-    this.entering ??= this.enterOnce(signal).finally(() => {
+    this.entering ??= this.enterOnce(signal, exclusive).finally(() => {
       this.entering = undefined;
     });
     return this.entering;
   }
 
-  private async enterOnce(signal: AbortSignal): Promise<void> {
+  private async enterOnce(signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<void> {
     this.params.set(await this.o.inner.getParams());
-    const until = this.o.clock.now() + 4 * this.o.round.syncTimeoutMs + 60_000;
+    const since = this.o.clock.now();
+    const until = since + 4 * this.o.round.syncTimeoutMs + 60_000;
+    // after this long, a quorum of the holders counting us is enough (keep.ts sequenceToJoin): a holder whose view
+    // never lists us no longer stalls the entry until its deadline; every holder counts a joiner at its next boundary
+    // normally, which comes within a round (H inner steps and at most one sync deadline)
+    const patience = ENTRY_PATIENCE * this.o.round.syncTimeoutMs;
     for (;;) {
       if (signal.aborted) throw new AbortedError('stopped while entering the outer rounds');
       const peers = this.peers();
-      const statuses = await this.statuses(peers, signal);
+      // holders the view still lists for our layers but that train others (the pool moved them) count nobody in
+      // our layers' rounds: they do not decide the entry
+      const statuses = entryPeers(this.layers.map((l) => l.id), await this.statuses(peers, signal));
       const ahead = [...statuses.values()].filter((s) => s.round >= 0);
       // holders that do not answer yet (just connected, still starting) may be ahead: ask again, within bounds
       // (holders that do not train answered, in their way)
       const answered = statuses.size + peers.filter((p) => this.nonTrainers.has(p)).length;
       const unanswered = peers.length > 0 && answered < peers.length && this.o.clock.now() < until - 4 * this.o.round.syncTimeoutMs;
       if (ahead.length === 0 && !unanswered) {
-        // nobody is ahead: the holders start round 0 together, and wait for each other
-        this.enteredAt = 0;
-        this.begin(0);
+        // nobody is ahead: the holders start round 0 together, and wait for each other (θ_start: the weights now)
+        await exclusive(async () => {
+          this.params.set(await this.o.inner.getParams());
+          this.enteredAt = 0;
+          this.begin(0);
+        });
         return;
       }
       // a round that every holder in the rounds counts us in (keep.ts sequenceToJoin): the newest one a holder is in,
@@ -369,8 +401,9 @@ export class OuterSync {
       const target = sequenceToJoin(
         this.o.self,
         [...statuses.values()].map((s) => ({ round: s.round, entering: s.phase === 'entering', members: s.members, closed: s.closed.map((c) => c.round) })),
+        this.o.clock.now() - since >= patience ? { quorum: this.o.round.quorum } : undefined,
       );
-      if (target !== undefined && (await this.adopt(target - 1, statuses, signal))) {
+      if (target !== undefined && (await this.adopt(target - 1, statuses, signal, exclusive))) {
         this.enteredAt = target;
         // the holders do not wait for us in the round we enter (nor count our Δ): we listen to it. Except round 0:
         // every holder starts it from the initial state, and one that began it fresh (no one ahead) waits for all
@@ -563,6 +596,9 @@ export class OuterSync {
             this.lastStatus.set(p, { at: this.o.clock.now(), status: st });
             this.trainers.add(p);
             this.nonTrainers.delete(p);
+            const not = notTrainedFromStatus(this.layers.map((l) => l.id), st.layers);
+            if (not === undefined || not.size === 0) this.notTrained.delete(p);
+            else this.notTrained.set(p, not);
           } catch (e) {
             if (e instanceof PeerNotTrainingError) {
               if (!this.nonTrainers.has(p)) this.log.info('a holder does not train: not a round member', { peer: p });
@@ -581,7 +617,27 @@ export class OuterSync {
 
   /** Holders of `layer` that are round members: ourselves and every holder not known to stay out of training. */
   private members(layer: string): string[] {
-    return [...new Set([this.o.self, ...this.o.holders(layer).filter((h) => !this.nonTrainers.has(h))])];
+    return layerMembers(this.o.self, layer, this.o.holders(layer), this.nonTrainers, this.notTrained);
+  }
+
+  /**
+   * `peer` answered that it does not train `layer` (the pool moved it): the current round stops waiting for it
+   * (unless its Δ is in) and the next rounds leave it out until its status lists the layer again.
+   */
+  private released(peer: string, layer: string, left: boolean): void {
+    if (left) {
+      const not = this.notTrained.get(peer) ?? new Set<string>();
+      not.add(layer);
+      this.notTrained.set(peer, not);
+    }
+    const s = this.states.get(layer);
+    if (s === undefined) return;
+    const r = release(s, peer);
+    if (r !== s) {
+      this.log.info(left ? 'a holder left this layer\'s rounds (moved): not waited for' : 'a holder does not count us in its round: not waited for', { peer, layer, round: s.round });
+      this.states.set(layer, r);
+      this.wake?.();
+    }
   }
 
   /** Starts round `r` from the params in `this.params` (θ_start), with the holders of each layer at this boundary. */
@@ -668,6 +724,9 @@ export class OuterSync {
         const v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, deadlineSignal(Math.max(1000, deadline - this.o.clock.now()), signal));
         this.log.debug('contribution sent', { peer: peer.slice(-6), layer, round, verdict: v });
         this.bytesSent += payload.byteLength;
+        // it left the layer (moved), or it does not count us in its round (its view does not list us yet): either way
+        // its Δ will not come to us, so this round stops waiting for it
+        if ((v === 'not_held' || v === 'not_holder') && this.roundNo === round) this.released(peer, layer, v === 'not_held');
         if (v !== 'too_early') return;
       } catch (e) {
         this.log.debug('contribution not delivered', { peer, layer, round, error: errorMessage(e) });
@@ -703,6 +762,8 @@ export class OuterSync {
         const c = s.closed.find((x) => x.round === round);
         if (c !== undefined) reports.set(p, c.hashes);
         else if (s.round > round || s.phase === 'entering') reports.set(p, {}); // no state of this round to vote with
+        // it trains none of our layers now (the pool moved it): no vote, not waited for
+        else if (s.layers !== undefined && !this.layers.some((l) => s.layers!.includes(l.id))) reports.set(p, {});
       }
       if (this.o.clock.now() > until) break;
       await sleep(this.pollMs, signal);
@@ -762,7 +823,7 @@ export class OuterSync {
   }
 
   /** A joiner: the state after `round` for every held layer, from holders agreeing on its hash. */
-  private async adopt(round: number, statuses: Map<string, PeerTrainingStatus>, signal: AbortSignal): Promise<boolean> {
+  private async adopt(round: number, statuses: Map<string, PeerTrainingStatus>, signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<boolean> {
     for (const l of this.layers) {
       const holders = new Set(this.o.holders(l.id));
       const byHash = new Map<string, string[]>();
@@ -775,7 +836,7 @@ export class OuterSync {
       if (win === undefined) return false;
       if (!(await this.download(round, l, win, byHash.get(win)!, signal))) return false;
     }
-    await this.o.inner.setParams(this.params);
+    await exclusive(() => this.o.inner.setParams(this.params));
     this.log.info('entered the outer rounds with verified weights', { round: round + 1 });
     // the downloaded state is what we hold "after round": keep it for later joiners
     this.snapshotAs(round);

@@ -121,4 +121,19 @@ describe('training/keep: the round a joiner takes', () => {
     // round 0: entered with the initial state (round −1)
     assert.equal(sequenceToJoin('j', [h(0, ['a', 'j'], [-1])]), 0);
   });
+
+  it('sequenceToJoin with the fallback (after the joiner\'s patience): a quorum of the holders in the rounds counting it is enough', () => {
+    const h = (round: number, members: string[], closed: number[], entering = false) => ({ round, members, closed, entering });
+    const q = { quorum: 2 / 3 };
+    const a = h(7, ['a', 'b', 'j', 'x'], range(3, 6));
+    const b = h(7, ['a', 'b', 'j', 'x'], range(3, 6));
+    const x = h(8, ['a', 'b', 'x'], range(4, 7)); // x never lists j
+    assert.equal(sequenceToJoin('j', [a, b, x]), undefined, 'without the fallback: every holder must count j');
+    assert.equal(sequenceToJoin('j', [a, b, x], q), 7, 'a and b (2 of 3) count j: the newest round of those that count it');
+    assert.equal(sequenceToJoin('j', [a, h(7, ['a', 'b', 'x'], range(3, 6)), x], q), undefined, '1 of 3 is below the quorum');
+    assert.equal(sequenceToJoin('j', [a, x], q), undefined, '1 of 2 is below the quorum');
+    assert.equal(sequenceToJoin('j', [a, b, x, h(-1, [], [], true)], q), 7, 'a holder still entering has no say');
+    assert.equal(sequenceToJoin('j', [h(7, ['j'], [1]), h(7, ['j'], [1]), x], q), 7, 'the state after 6 is kept by x');
+    assert.equal(sequenceToJoin('j', [h(7, ['j'], [1]), h(7, ['j'], [1]), h(7, ['x'], [2])], q), undefined, 'nobody keeps the state after 6');
+  });
 });
