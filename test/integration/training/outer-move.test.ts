@@ -35,6 +35,7 @@ import { waitFor } from '../../../src/util/abort.js';
 import { TypedEmitter } from '../../../src/util/events.js';
 import { createLogger } from '../../../src/util/logger.js';
 import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { learnableTokens, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
 const cfg: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 64 });
@@ -64,31 +65,13 @@ const OPTS: NodeOptions = {
   outerSyncTimeoutMs: SYNC_MS,
 };
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
-/** A learnable stream: next = (5·t + 3) mod 64, from a random start per sequence. */
+/** The learnable stream of test/utils/learnable-stream.ts, as pipeline batches. */
 function source(seed: number): BatchSource {
-  const rand = rng(seed);
+  const rand = xorshift(seed);
   let i = 0;
   const batch = (): Batch => {
-    const inputs = new Int32Array(B * T);
-    const targets = new Int32Array(B * T);
-    for (let s = 0; s < B; s++) {
-      let t = Math.floor(rand() * 64);
-      for (let k = 0; k < T; k++) {
-        inputs[s * T + k] = t;
-        t = (5 * t + 3) % 64;
-        targets[s * T + k] = t;
-      }
-    }
-    return batchOf(inputs, targets, B, T);
+    const t = learnableTokens(rand, B, T);
+    return batchOf(t.inputs, t.targets, B, T);
   };
   return { next: () => (i++, batch()), position: () => i };
 }
