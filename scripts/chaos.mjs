@@ -5,9 +5,10 @@
 //
 // What it runs: a tracker, N `neuroshard start` processes forming one network (node 0 founds it from a fixed
 // checkpoint and holds the whole model; the others are joiners with memory for half of it, so the pool places
-// them and routes have two hops), and one more `neuroshard start --genesis` that trains (solo genesis training,
-// the only training a node runs today: training across nodes is issue 9's and is not wired into the node, and a
-// training holder inside the serving network would serve drifting weights, so it runs beside it, off the tracker).
+// them and routes have two hops), and one more `neuroshard start --genesis` that trains alone, beside the network
+// and off the tracker. The network's nodes run `--no-train` so that every generation can be compared with one fixed
+// reference checkpoint; holders that train together (DiLoCo rounds inside the pool) are covered by
+// test/e2e/train-diloco.test.ts, not by this script.
 // Every process runs in its own process group; as root, where `ip netns` works, each network node runs in a
 // network namespace of its own (a veth pair into one bridge, 10.A.B.i/24; the tracker on the bridge's .254), so
 // that links can be cut (blackhole routes in both namespaces) and the network partitioned and healed. Without
@@ -486,7 +487,7 @@ const result = {
   faults: { kills: 0, restarts: 0, partitions: 0, link_cuts: 0, freezes: 0, schedule: 0 },
   generate: { sent: 0, completed_identical: 0, mismatched: 0, typed_errors: 0, untyped_errors: 0, error_codes: {} },
   ledger: { bootstrap_s: null, bonded: 0, transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false },
-  training: { mode: 'solo genesis node beside the network (training across nodes is not wired: issue 9)', step_at_chaos_start: null, step_at_end: null, advancing: false, trainer_kills: 0 },
+  training: { mode: 'solo genesis node beside the network (network nodes run --no-train to keep one reference checkpoint)', step_at_chaos_start: null, step_at_end: null, advancing: false, trainer_kills: 0 },
   crashes: 0,
   memory: { baseline: 'median RSS over 20-40 % of the fault phase vs median over 70-100 % and after the heal; max_growth over the network nodes (the trainer is listed)', survivors: [], max_growth: null },
   wall_s: 0,
