@@ -58,6 +58,22 @@ describe('signature verify pool: sync pages checked in parallel, verdicts unchan
     }
   });
 
+  it('a started pool posts the page before prefill returns, so the check overlaps the caller\'s synchronous ingest', async () => {
+    const pool = new SignatureVerifyPool(1);
+    try {
+      await pool.started();
+      const page = Array.from({ length: 40 }, (_, i) => buildTransfer(H, env(i, T0 + i), acct(R), 1n).bytes);
+      const p = pool.prefill(page);
+      // no await yet: the caller now runs its synchronous ingest of the previous page; the workers must already
+      // hold this page (an await inside prefill would post it only after that ingest, serialising the pipeline)
+      assert.equal(pool.pendingJobs, 1, 'the page is with the worker before the caller yields');
+      assert.equal(await p, 40);
+      assert.equal(pool.pendingJobs, 0);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('a short page is verified inline; a closed pool prefills nothing and ingest still judges every event', async () => {
     const pool = new SignatureVerifyPool(1);
     const page = Array.from({ length: 4 }, (_, i) => buildTransfer(H, env(i, T0 + i), acct(R), 1n).bytes);
