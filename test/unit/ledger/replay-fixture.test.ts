@@ -12,15 +12,15 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { Ledger } from '../../../src/ledger/ledger.js';
 import { compareBytes, decodeEvent, orderKey } from '../../../src/ledger/events.js';
 import { tempDir } from '../../utils/paths.js';
 import { generateTraffic, GEN_LAYERS } from './generate.js';
 import { NET } from './helpers.js';
+import { digestDb } from './db-digest.js';
 
-/** Recorded at commit 991778b (before the ingest speed work) with this file's `digestDb`. */
+/** Recorded at commit 991778b (before the ingest speed work) with `digestDb(path, 'tip')` (db-digest.ts; then in this file). */
 const FIXTURE = {
   log: 'f14cb91d6ee05c2a29cc4cc4f26c19e3b60849cab1d00cdebf14bc98f3de26d8',
   stateHash: '92021de83d19d7f8253f36ed5ecb689264ae57deaf8fa87c5008c875d9ced820',
@@ -37,28 +37,6 @@ function logDigest(events: Uint8Array[]): string {
   return h.digest('hex');
 }
 
-/** SHA-256 over every row of events, event_accounts and state (canonical order) and the tip. */
-function digestDb(path: string): string {
-  const db = new Database(path, { readonly: true });
-  try {
-    const h = createHash('sha256');
-    const put = (v: unknown): void => {
-      if (v === null) h.update('N;');
-      else if (v instanceof Uint8Array) h.update(`B${v.byteLength}:`).update(v);
-      else h.update(`${typeof v}:${String(v)};`);
-    };
-    for (const r of db.prepare('SELECT id, ord, rkey, kind, ts, bytes, status, reason, amount, net FROM events ORDER BY ord').raw().all() as unknown[][]) r.forEach(put);
-    h.update('|accounts|');
-    for (const r of db.prepare('SELECT account, ord, id FROM event_accounts ORDER BY account, ord').raw().all() as unknown[][]) r.forEach(put);
-    h.update('|state|');
-    for (const r of db.prepare('SELECT k, v FROM state ORDER BY k').raw().all() as unknown[][]) r.forEach(put);
-    h.update('|tip|');
-    put((db.prepare("SELECT v FROM meta WHERE k = 'tip'").get() as { v: string } | undefined)?.v ?? null);
-    return h.digest('hex');
-  } finally {
-    db.close();
-  }
-}
 
 function canonical(events: Uint8Array[]): Uint8Array[] {
   const keyed = events.map((b) => {
@@ -117,7 +95,7 @@ describe('ledger replay fixture', () => {
         } finally {
           l.close();
         }
-        assert.equal(digestDb(path), FIXTURE.db, `${name}: database rows`);
+        assert.equal(digestDb(path, 'tip'), FIXTURE.db, `${name}: database rows`);
         // reopened: the state loaded from the rows is the same
         const again = new Ledger({ path, networkId: NET, modelLayers: GEN_LAYERS });
         try {

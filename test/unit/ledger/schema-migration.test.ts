@@ -5,7 +5,6 @@
  * refused with a typed error (LEDGER_SCHEMA), never opened.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -15,29 +14,8 @@ import { isNeuroShardError } from '../../../src/util/errors.js';
 import { tempDir } from '../../utils/paths.js';
 import { generateTraffic, GEN_LAYERS } from './generate.js';
 import { NET } from './helpers.js';
+import { digestDb } from './db-digest.js';
 
-/** SHA-256 over every row of events, event_accounts, state and meta (as replay-fixture.test.ts, plus meta). */
-function digestDb(path: string): string {
-  const db = new Database(path, { readonly: true });
-  try {
-    const h = createHash('sha256');
-    const put = (v: unknown): void => {
-      if (v === null) h.update('N;');
-      else if (v instanceof Uint8Array) h.update(`B${v.byteLength}:`).update(v);
-      else h.update(`${typeof v}:${String(v)};`);
-    };
-    for (const r of db.prepare('SELECT id, ord, rkey, kind, ts, bytes, status, reason, amount, net FROM events ORDER BY ord').raw().all() as unknown[][]) r.forEach(put);
-    h.update('|accounts|');
-    for (const r of db.prepare('SELECT account, ord, id FROM event_accounts ORDER BY account, ord').raw().all() as unknown[][]) r.forEach(put);
-    h.update('|state|');
-    for (const r of db.prepare('SELECT k, v FROM state ORDER BY k').raw().all() as unknown[][]) r.forEach(put);
-    h.update('|meta|');
-    for (const r of db.prepare('SELECT k, v FROM meta ORDER BY k').raw().all() as unknown[][]) r.forEach(put);
-    return h.digest('hex');
-  } finally {
-    db.close();
-  }
-}
 
 /** The primary-key column of the events table and the stored schema version. */
 function layout(path: string): { pk: string[]; version: number } {
@@ -92,7 +70,7 @@ describe('ledger schema migration', () => {
       l.close();
       toSchema3(oldPath);
       assert.deepEqual(layout(oldPath), { pk: ['id'], version: 3 });
-      const before = digestDb(oldPath);
+      const before = digestDb(oldPath, 'meta');
 
       const m = new Ledger({ path: oldPath, networkId: NET, modelLayers: GEN_LAYERS });
       try {
@@ -103,7 +81,7 @@ describe('ledger schema migration', () => {
       }
       assert.deepEqual(layout(oldPath), { pk: ['ord'], version: SCHEMA_VERSION });
       assert.equal(SCHEMA_VERSION, 4);
-      assert.equal(digestDb(oldPath), before, 'every row kept as it was');
+      assert.equal(digestDb(oldPath, 'meta'), before, 'every row kept as it was');
 
       // the migrated file keeps taking events exactly as a fresh schema-4 ledger fed the same log
       const freshPath = join(t.dir, 'fresh.db');
@@ -119,7 +97,7 @@ describe('ledger schema migration', () => {
         f.close();
         again.close();
       }
-      assert.equal(digestDb(oldPath), digestDb(freshPath));
+      assert.equal(digestDb(oldPath, 'meta'), digestDb(freshPath, 'meta'));
     } finally {
       t.cleanup();
     }
@@ -133,7 +111,7 @@ describe('ledger schema migration', () => {
       const db = new Database(path);
       db.prepare('UPDATE schema_version SET version = ?').run(SCHEMA_VERSION + 1);
       db.close();
-      const digest = digestDb(path);
+      const digest = digestDb(path, 'meta');
       assert.throws(
         () => new Ledger({ path, networkId: NET, modelLayers: GEN_LAYERS }),
         (e: unknown) => isNeuroShardError(e, 'LEDGER_SCHEMA'),
@@ -143,7 +121,7 @@ describe('ledger schema migration', () => {
         (e: unknown) => isNeuroShardError(e, 'LEDGER_SCHEMA'),
       );
       assert.equal(layout(path).version, SCHEMA_VERSION + 1);
-      assert.equal(digestDb(path), digest);
+      assert.equal(digestDb(path, 'meta'), digest);
     } finally {
       t.cleanup();
     }
