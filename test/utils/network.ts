@@ -2,7 +2,8 @@
  * Real libp2p test nodes on 127.0.0.1 (createNodeNetwork): every node option set, so that a test names only what
  * it changes, and the tuning that lets many in-process nodes dial each other on one host without waiting.
  */
-import type { NetworkNodeOptions, NetworkTuning } from '../../src/node/network.js';
+import type { NodeKey } from '../../src/identity/index.js';
+import { createNodeNetwork, type NetworkNodeOptions, type NetworkTuning, type NodeNetwork } from '../../src/node/network.js';
 
 /**
  * A node listening on a free 127.0.0.1 TCP port, with no discovery beyond what the test passes (no mDNS, UPnP,
@@ -44,3 +45,18 @@ export const LOOPBACK_TUNING: Readonly<Partial<NetworkTuning>> = Object.freeze({
   autonat: false,
   dcutr: false,
 });
+
+/**
+ * A started loopback node for the multi-node training tests: holds `span`, joins through `boot` (founds the network
+ * when empty), and heartbeats every 500 ms (stale after 5 s, dead after 15 s) so that round membership settles fast.
+ */
+export async function startTrainingNet(networkId: string, key: NodeKey, span: { start: number; end: number }, boot: string[]): Promise<NodeNetwork> {
+  const net = await createNodeNetwork({
+    networkId,
+    key,
+    options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15_000 }),
+    tuning: LOOPBACK_TUNING,
+  });
+  await net.start();
+  return net;
+}

@@ -26,7 +26,7 @@ import { layerRanges } from '../../../src/training/diloco.js';
 import { batchOf } from '../../../src/training/pipeline/index.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { createLogger } from '../../../src/util/logger.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { loopbackNodeOptions, LOOPBACK_TUNING, startTrainingNet } from '../../utils/network.js';
 import { learnableTokens, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
@@ -77,13 +77,7 @@ const spanB = { start: 1, end: L };
 
 async function startNode(name: string, span: { start: number; end: number }, boot: string[]): Promise<TestNode> {
   const key = keyFromPrivate(randomBytes(32));
-  const net = await createNodeNetwork({
-    networkId: genesis.networkId,
-    key,
-    options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15_000 }),
-    tuning: LOOPBACK_TUNING,
-  });
-  await net.start();
+  const net = await startTrainingNet(genesis.networkId, key, span, boot);
   const compute = await ComputeClient.start({ threads: 1 });
   await compute.run({ type: 'initModel', config: cfg, seed: SEED, span });
   const hop = await NodeChainHop.start({ compute, network: net, config: cfg, span: () => span, limits: { leaseMs: 120_000 } });

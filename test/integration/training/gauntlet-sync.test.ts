@@ -21,12 +21,12 @@ import type { Batch as DataBatch } from '../../../src/data/index.js';
 import { keyFromPrivate } from '../../../src/identity/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
-import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
+import type { NodeNetwork } from '../../../src/node/network.js';
 import { startOuterSync, workerHeldOutLoss, workerParams, type OuterSyncWiring } from '../../../src/node/diloco.js';
 import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
 import type { InnerParams } from '../../../src/training/sync.js';
 import { createLogger } from '../../../src/util/logger.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { startTrainingNet } from '../../utils/network.js';
 import { learnableBatch, learnableTokens, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
@@ -88,13 +88,7 @@ const holderSet = new Set<string>();
 
 async function startReplica(name: string, boot: string[], byzantine: boolean): Promise<Replica> {
   const key = keyFromPrivate(randomBytes(32));
-  const net = await createNodeNetwork({
-    networkId: genesis.networkId,
-    key,
-    options: loopbackNodeOptions({ span: { start: 0, end: L }, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15000 }),
-    tuning: LOOPBACK_TUNING,
-  });
-  await net.start();
+  const net = await startTrainingNet(genesis.networkId, key, { start: 0, end: L }, boot);
   holderSet.add(net.peerId);
   const compute = await ComputeClient.start({ threads: 1 });
   await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });

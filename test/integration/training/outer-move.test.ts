@@ -25,7 +25,7 @@ import { ComputeClient } from '../../../src/compute/index.js';
 import { keyFromPrivate, type NodeKey } from '../../../src/identity/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
-import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
+import { type NodeNetwork } from '../../../src/node/network.js';
 import { NodeChainTraining } from '../../../src/node/chain.js';
 import { DEFAULTS, type NodeOptions } from '../../../src/node/options.js';
 import { buildView, type PoolEvents, type PoolSpan } from '../../../src/pool/index.js';
@@ -34,7 +34,7 @@ import { batchOf } from '../../../src/training/pipeline/index.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { TypedEmitter } from '../../../src/util/events.js';
 import { createLogger } from '../../../src/util/logger.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { startTrainingNet } from '../../utils/network.js';
 import { learnableTokens, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
@@ -102,13 +102,7 @@ const addr = (n: NodeNetwork): string => n.p2p.multiaddrs()[0]!;
 
 async function startNode(name: string, span: PoolSpan, boot: string[], k: number): Promise<TestNode> {
   const key = keyFromPrivate(randomBytes(32));
-  const net = await createNodeNetwork({
-    networkId: genesis.networkId,
-    key,
-    options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15_000 }),
-    tuning: LOOPBACK_TUNING,
-  });
-  await net.start();
+  const net = await startTrainingNet(genesis.networkId, key, span, boot);
   const compute = await ComputeClient.start({ threads: 1 });
   await compute.run({ type: 'initModel', config: cfg, seed: SEED, span });
   const events = new TypedEmitter<PoolEvents>();

@@ -29,7 +29,7 @@ import { trainingContribution } from '../../../src/protocols/training-sync.js';
 import { encodeDelta } from '../../../src/training/compression/index.js';
 import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
 import { createLogger } from '../../../src/util/logger.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { loopbackNodeOptions, LOOPBACK_TUNING, startTrainingNet } from '../../utils/network.js';
 import { learnableBatch, xorshift } from '../../utils/learnable-stream.js';
 
 const genesis = bundledGenesis();
@@ -69,13 +69,7 @@ const holderSet = new Set<string>();
 const extra: NodeNetwork[] = [];
 
 async function startReplica(name: string, boot: string[], key = keyFromPrivate(randomBytes(32)), seed = replicas.length + 1): Promise<Replica> {
-  const net = await createNodeNetwork({
-    networkId: genesis.networkId,
-    key,
-    options: loopbackNodeOptions({ span: { start: 0, end: L }, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15000 }),
-    tuning: LOOPBACK_TUNING,
-  });
-  await net.start();
+  const net = await startTrainingNet(genesis.networkId, key, { start: 0, end: L }, boot);
   holderSet.add(net.peerId);
   const compute = await ComputeClient.start({ threads: 1 });
   await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });

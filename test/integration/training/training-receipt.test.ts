@@ -25,13 +25,13 @@ import { decodeEvent, EventKind, type TrainingReceiptBody } from '../../../src/l
 import { MIN_REWARD_BOND, proofReward, roleMultiplier, stakeMultiplier } from '../../../src/ledger/economics.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
-import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
+import type { NodeNetwork } from '../../../src/node/network.js';
 import { startOuterSync, workerParams, type OuterSyncWiring } from '../../../src/node/diloco.js';
 import { startNodeLedgerService, WorkTally, type NodeLedgerService } from '../../../src/node/ledger.js';
 import { receiptsWiring } from '../../../src/node/training-receipts.js';
 import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
 import { toHex } from '../../../src/util/bytes.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { startTrainingNet } from '../../utils/network.js';
 import { tempDir } from '../../utils/paths.js';
 import { learnableBatch, xorshift } from '../../utils/learnable-stream.js';
 
@@ -69,13 +69,7 @@ const delivered: Uint8Array[] = [];
 let setupEvents: Uint8Array[] = [];
 
 async function startReplica(name: string, key: NodeKey, boot: string[], seed: number): Promise<Replica> {
-  const net = await createNodeNetwork({
-    networkId: genesis.networkId,
-    key,
-    options: loopbackNodeOptions({ span: { start: 0, end: L }, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15000 }),
-    tuning: LOOPBACK_TUNING,
-  });
-  await net.start();
+  const net = await startTrainingNet(genesis.networkId, key, { start: 0, end: L }, boot);
   holderSet.add(net.peerId);
   const compute = await ComputeClient.start({ threads: 1 });
   await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });
