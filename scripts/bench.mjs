@@ -99,7 +99,10 @@ function findBenchModules() {
 /** Runs a command, echoing its stdout lines with a prefix; resolves with the last line that parses as JSON. */
 function runChild(cmd, cmdArgs, { env, prefix, timeoutMs }) {
   return new Promise((resolve) => {
-    const child = spawn(cmd, cmdArgs, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // a null value removes the variable (the anchor must not inherit this machine's forced OPENBLAS_CORETYPE)
+    const childEnv = { ...process.env, ...env };
+    for (const [k, v] of Object.entries(env ?? {})) if (v === null) delete childEnv[k];
+    const child = spawn(cmd, cmdArgs, { cwd: root, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let buf = '';
     let lastJson;
     let stderr = '';
@@ -188,7 +191,9 @@ async function runTorch() {
   out('\n== torch (PyTorch anchor, OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=2)');
   const q = quick ? ['--steps', '1', '--reps', '1', '--decode-tokens', '8', '--gemm-min-s', '0.02', '--gemm-reps', '1'] : [];
   const r = await runChild(python, [join(root, 'scripts', 'bench', 'torch_anchor.py'), '--threads', '1', '--gemm', ...q], {
-    env: { OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '2' },
+    // OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset: OpenBLAS then picks its own kernel for this CPU (a forced Haswell
+    // kernel runs about 2x slower here); the anchor prints the BLAS and kernel it used
+    env: { OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '2', OPENBLAS_CORETYPE: null, OPENBLAS_L2_SIZE: null },
     prefix: '  ',
     timeoutMs: SECTION_TIMEOUT_MS,
   });
@@ -213,6 +218,7 @@ for (const k of CORE_KEYS) {
   if (results[k] === undefined && reasons[k] === undefined && !k.startsWith('torch_') && !k.endsWith('_ratio')) reasons[k] = 'no section provided it';
 }
 line.torch_gemm_gflops = t.gemm_gflops ?? null;
+line.torch_blas = t.blas ?? null;
 line.torch_train_tok_s = num(t.train_tok_s);
 line.torch_decode_tok_s = num(t.decode_tok_s);
 line.torch_peak_rss_mb = num(t.peak_rss_mb);

@@ -155,6 +155,29 @@ def step():
     return loss.item()
 
 
+def blas_info():
+    """The BLAS torch runs on and, for OpenBLAS, the kernel it picked (ratios mean nothing without it)."""
+    import ctypes, os, re
+    m = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    info = {"blas": m.group(1) if m else "unknown", "coretype_env": os.environ.get("OPENBLAS_CORETYPE")}
+    torch.ones(64, 64) @ torch.ones(64, 64)  # loads the BLAS library
+    try:
+        libs = {l.split()[-1] for l in open("/proc/self/maps") if "openblas" in l.lower() and l.split()[-1].startswith("/")}
+        for path in sorted(libs):
+            lib = ctypes.CDLL(path)
+            if hasattr(lib, "openblas_get_corename"):
+                lib.openblas_get_corename.restype = ctypes.c_char_p
+                lib.openblas_get_config.restype = ctypes.c_char_p
+                info.update(openblas=lib.openblas_get_config().decode(), core=lib.openblas_get_corename().decode(), lib=path)
+                break
+    except OSError:
+        pass
+    return info
+
+
+BLAS = blas_info()
+print(f"blas {BLAS.get('blas')}: {BLAS.get('openblas', 'not OpenBLAS')}, kernel {BLAS.get('core', 'unknown')} "
+      f"(OPENBLAS_CORETYPE {BLAS.get('coretype_env') or 'unset'})")
 print(f"torch {torch.__version__} threads {torch.get_num_threads()} params {nparams / 1e6:.2f}M "
       f"dim {a.dim} layers {a.layers} heads {a.heads}/{a.kv_heads} ffn {a.ffn} vocab {a.vocab} seq {a.seq} batch {a.batch}")
 step(); step()
@@ -211,6 +234,7 @@ decode.sort()
 splits.sort(key=lambda s: s[0])
 print(json.dumps({
     "engine": f"torch {torch.__version__}", "threads": a.threads, "params": nparams,
+    "blas": BLAS,
     "train_tok_s": round(train[len(train) // 2]), "train_tok_s_best": round(train[-1]),
     "decode_tok_s": round(decode[len(decode) // 2], 1), "decode_tok_s_best": round(decode[-1], 1),
     "train_ms": splits[len(splits) // 2][1],
