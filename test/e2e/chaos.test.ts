@@ -1,7 +1,8 @@
 /**
  * Issue 12 §2, the 2-minute version of `scripts/chaos.mjs`: real `neuroshard start` processes (in network
- * namespaces as root, else on 127.0.0.1), a steady load of generations, transfers and training, and a seeded
- * schedule of SIGKILLs, restarts, partitions and link cuts. The script asserts the outcomes itself (exit code 0
+ * namespaces as root, else on 127.0.0.1): serving nodes on a frozen checkpoint and a training group of three
+ * (a genesis trainer and two half-model joiners: a pipeline chain and DiLoCo rounds between the replicas), a steady
+ * load of generations and transfers, and a seeded schedule of SIGKILLs, restarts, partitions and link cuts over both. The script asserts the outcomes itself (exit code 0
  * only when all hold); this test also checks them field by field from its JSON line, so that a failure names the
  * outcome that broke. CHAOS_SEED picks another schedule, CHAOS_NODES another size.
  */
@@ -18,7 +19,7 @@ interface ChaosResult {
   faults: { kills: number; restarts: number; partitions: number; link_cuts: number; freezes: number };
   generate: { sent: number; completed_identical: number; mismatched: number; typed_errors: number; untyped_errors: number };
   ledger: { transfers_sent: number; acknowledged: number; acked_missing: number; state_hashes_equal: boolean; converge_s: number | null };
-  training: { step_at_chaos_start: number | null; step_at_end: number | null; advancing: boolean };
+  training: { trainers: number; rounds_at_heal: Record<string, number | null> | null; rounds_at_end: Record<string, number | null> | null; advancing: boolean; layer_hashes_equal: boolean | null; layer_hash_pairs: number };
   crashes: number;
   memory: { max_growth: number | null };
 }
@@ -69,8 +70,13 @@ describe('chaos on real processes (2 minutes)', { timeout: 1_800_000 }, () => {
     assert.ok(r.ledger.acknowledged >= 1, `transfers were acknowledged${ctx}`);
     assert.equal(r.ledger.acked_missing, 0, `no acknowledged transfer lost${ctx}`);
     assert.equal(r.ledger.state_hashes_equal, true, `one state hash after the last heal${ctx}`);
-    // training, crashes, memory
-    assert.equal(r.training.advancing, true, `training advanced${ctx}`);
+    // training inside the faults: every trainer closed an outer round after the last heal, and the replicas of
+    // each layer then stood at one round with one hash
+    assert.equal(r.training.trainers, 3, `a training group of three${ctx}`);
+    assert.equal(r.training.advancing, true, `training advanced after the last heal${ctx}`);
+    assert.equal(r.training.layer_hashes_equal, true, `the trainers agree on every layer two of them hold${ctx}`);
+    assert.ok(r.training.layer_hash_pairs > 0, `layer hashes were compared${ctx}`);
+    // crashes, memory
     assert.equal(r.crashes, 0, `no crash but the kills${ctx}`);
     assert.ok(r.memory.max_growth !== null && r.memory.max_growth < MAX_GROWTH, `survivors' memory grew < ${MAX_GROWTH * 100} %${ctx}`);
     assert.deepEqual(r.failures, [], ctx);
