@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Swarm simulation (issue 12 §1): runs the project's pool placement, route choice, liveness and DHT record rules
 // on a virtual clock. Usage:
-//   node scripts/sim/run.mjs --nodes 1000 --minutes 60 --scenario churn|mass-failure|partition|sybil|steady --seed S [--json] [--series FILE]
+//   node scripts/sim/run.mjs --nodes 1000 --minutes 60 --scenario churn|mass-failure|partition|sybil|steady --seed S [--explore SHARE] [--json] [--series FILE]
 // Build first (npx tsc -p tsconfig.json); it runs from dist/. The last stdout line is the result JSON.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -14,6 +14,8 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     json: { type: 'boolean', default: false },
     series: { type: 'string' },
+    // route choice's exploration share (src/router/route.ts ROUTE_DEFAULTS.explore when not given; 0 turns it off)
+    explore: { type: 'string' },
   },
 });
 const num = (name, raw, lo, hi) => {
@@ -30,6 +32,7 @@ const opts = {
   scenario: values.scenario,
   seed: num('seed', values.seed, 0, 2 ** 32 - 1),
   series: values.series !== undefined,
+  ...(values.explore === undefined ? {} : { explore: num('explore', values.explore, 0, 1) }),
 };
 if (!['steady', 'churn', 'mass-failure', 'partition', 'sybil'].includes(opts.scenario)) {
   process.stderr.write('--scenario: one of churn, mass-failure, partition, sybil, steady\n');

@@ -16,6 +16,10 @@
  * caller's random source, so the same inputs and the same random number give the same route.
  *
  * Peers that are not alive (liveness from heartbeats) or banned after a recent failure are skipped.
+ *
+ * Exploration (`chooseRouteAvoiding`, `explore`): a share of fresh requests takes one unproven holder into its chain
+ * (`exploreRoute`), drawn per address block, so that an honest newcomer gets measured and then competes on its
+ * figures; without it a holder nobody has measured is never routed to while measured holders cover its layers.
  */
 import { NeuroShardError } from '../util/errors.js';
 
@@ -44,6 +48,12 @@ export interface HolderView {
    * covers the layers (see `hopCost`).
    */
   unproven?: boolean;
+  /**
+   * The holder's address block (an IPv4 /24 or IPv6 /48 of the address it is reached at), when known. Exploration
+   * draws a block first and a holder inside it second, so a flood of keys from a few blocks gets the exploration
+   * share of those few blocks, not of its key count. Unset: the holder is a block of its own.
+   */
+  block?: string;
 }
 
 export interface ChainHop {
@@ -60,11 +70,21 @@ export interface RouteChoiceOptions {
   slack?: number;
   slackMs?: number;
   maxCandidates?: number;
+  /**
+   * The share of fresh requests (no failure yet) whose chain takes one unproven holder (`exploreRoute`); 0 turns
+   * exploration off. Only `chooseRouteAvoiding` explores.
+   */
+  explore?: number;
 }
 
 export const DEFAULT_RTT_MS = 2;
 export const DEFAULT_MS_PER_LAYER = 1;
-export const ROUTE_DEFAULTS = Object.freeze({ slack: 0.25, slackMs: 1, maxCandidates: 32 });
+/**
+ * `explore` 0.05: 1 request in 20 carries a newcomer (or a Sybil: the hop then fails over like any failed hop, a
+ * round trip and a ban, paid by that request alone); at 1 in 20, a holder draws traffic within minutes on a network
+ * that routes a request a second (docs/SCALE.md, "Session 9": exploration).
+ */
+export const ROUTE_DEFAULTS = Object.freeze({ slack: 0.25, slackMs: 1, maxCandidates: 32, explore: 0.05 });
 
 /** No chain of live, unbanned holders covers the range; `missing` names layers nobody usable holds (or the first gap). */
 export class LayersUncoveredError extends NeuroShardError {
@@ -227,6 +247,45 @@ export function chooseRoute(holders: readonly HolderView[], range: { start: numb
   return cands[pick].map((h) => ({ peerId: h.peerId, span: { start: h.span.start, end: h.span.end } }));
 }
 
+const unit = (u: number): number => Math.min(Math.max(u, 0), 1 - Number.EPSILON);
+
+/**
+ * A chain for `range` through one unproven holder: a block drawn uniformly among the blocks of the usable unproven
+ * holders that are not quiet (`HolderView.block`, else the peer alone), a holder drawn uniformly inside it, and the
+ * rest of the range ([start, its start) and [its end, end)) by the usual near-best draw over measured holders only.
+ * Undefined when there is no such holder or the measured holders do not cover the rest (the caller then routes as
+ * usual). Two draws from `random` for the holder, then the rest's.
+ *
+ * Why (issue 12, Sybil/eclipse side): route choice ranks chains by their unproven hops first, so while measured
+ * holders cover the layers a holder nobody measured is never drawn, and never gets measured: an honest newcomer got
+ * no traffic (and no payment) for as long as the old holders stayed. Drawing per block bounds what a flood of fresh
+ * keys takes of this share by the address blocks it has, not by its key count.
+ */
+export function exploreRoute(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions): ChainHop[] | undefined {
+  const fresh = usable(holders, range, opts.exclude).filter((h) => h.unproven === true && h.quiet !== true);
+  if (fresh.length === 0) return undefined;
+  const blocks = new Map<string, HolderView[]>();
+  for (const h of fresh) {
+    const k = h.block === undefined ? `peer ${h.peerId}` : `block ${h.block}`;
+    const list = blocks.get(k);
+    if (list === undefined) blocks.set(k, [h]);
+    else list.push(h);
+  }
+  const keys = [...blocks.keys()].sort();
+  const inBlock = blocks.get(keys[Math.floor(unit(opts.random()) * keys.length)]!)!;
+  const pick = inBlock[Math.floor(unit(opts.random()) * inBlock.length)]!; // `usable` order: by span, then peer id
+  // the rest: measured, on-time holders only (a second unknown hop would make a failure ambiguous)
+  const exclude = new Set([...(opts.exclude ?? []), ...holders.filter((h) => h.unproven === true || h.quiet === true).map((h) => h.peerId)]);
+  try {
+    const before = pick.span.start > range.start ? chooseRoute(holders, { start: range.start, end: pick.span.start }, { ...opts, exclude }) : [];
+    const after = pick.span.end < range.end ? chooseRoute(holders, { start: pick.span.end, end: range.end }, { ...opts, exclude }) : [];
+    return [...before, { peerId: pick.peerId, span: { start: pick.span.start, end: pick.span.end } }, ...after];
+  } catch (e) {
+    if (e instanceof LayersUncoveredError) return undefined;
+    throw e;
+  }
+}
+
 /**
  * Route choice under a ban list: banned peers are avoided while the range can be covered without them, and used
  * when it cannot. A ban is a preference for other replicas, not a verdict that the peer is gone (liveness says
@@ -236,6 +295,22 @@ export function chooseRoute(holders: readonly HolderView[], range: { start: numb
  * excluded, so a generation never retries a peer that failed it; the driver's failover limit bounds the retries.
  */
 export function chooseRouteAvoiding(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string> }): ChainHop[] {
+  const usual = chooseRouteUsual(holders, range, opts);
+  // exploration: a fresh request (a failover replans with the usual rule) whose usual chain has no unproven hop,
+  // one more draw to decide
+  const { banned, failed, ...rest } = opts;
+  const share = opts.explore ?? ROUTE_DEFAULTS.explore;
+  if (share > 0 && failed.size === 0) {
+    const unproven = new Set(holders.filter((h) => h.unproven === true).map((h) => h.peerId));
+    if (unproven.size > 0 && !usual.some((hop) => unproven.has(hop.peerId)) && opts.random() < share) {
+      const explored = exploreRoute(holders, range, { ...rest, exclude: new Set([...banned, ...failed]) });
+      if (explored !== undefined) return explored;
+    }
+  }
+  return usual;
+}
+
+function chooseRouteUsual(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string> }): ChainHop[] {
   const { banned, failed, ...rest } = opts;
   const exclude = new Set([...banned, ...failed]);
   // quiet holders (late heartbeats) come after every on-time one: at a partition the far side's holders stay

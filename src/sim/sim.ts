@@ -37,6 +37,8 @@ export interface SimOptions {
   seed: number;
   /** Keep time series for plots (one sample per `sampleMs`). */
   series?: boolean;
+  /** Route choice's exploration share (router/route.ts `explore`); undefined: the node's default. */
+  explore?: number;
 }
 
 /** Timing constants, the node defaults (src/node/options.ts) where the node has them. */
@@ -75,6 +77,13 @@ export const SIM = {
   sybilFactor: 10,
   /** Sybil keys actually generated and signed (key generation is ~5 ms here); the rest reuse their verdicts. */
   sybilSignedKeys: 200,
+  /**
+   * Address blocks (/24) the Sybil flood's keys come from (an attacker with a few hosting subnets; keys are free,
+   * blocks are not). Honest nodes: each its own block, except nodes of one LAN site, which share the site's.
+   */
+  sybilBlocks: 16,
+  /** A newcomer counts in `newcomers` once it has held a span this long (enough routes for a 5 % share to reach it). */
+  newcomerHeldMs: 10 * 60_000,
 } as const;
 
 export interface SimResult {
@@ -113,6 +122,12 @@ export interface SimResult {
    * not kept that made room for a new one (both summed over views), and the share of the honest nodes up that view 0 tracks (a full table of Sybils hides honest joiners).
    */
   liveness: { refused: number; rotated: number; honest_tracked_share: number };
+  /**
+   * Honest nodes that joined after the warm-up (churn's replacements), were up at the end and had held a span for
+   * `SIM.newcomerHeldMs`: how many, and the share of them that some view's router measured serving a hop (route
+   * choice's exploration is what routes to a holder nobody measured while measured holders cover its layers).
+   */
+  newcomers: { held: number; served_share: number | null };
   events: number;
 }
 
@@ -146,6 +161,11 @@ interface SimNode {
   recordBytes: Uint8Array | undefined;
   /** Sybil: the fake span claimed. */
   claim: PoolSpan | undefined;
+  /** Address block (SIM.sybilBlocks). */
+  block: string;
+  /** When it last began to hold a span (−1: never). */
+  heldSinceMs: number;
+  joinedAtMs: number;
 }
 
 function hash32(s: string): number {
@@ -238,6 +258,9 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       movesMs: [],
       recordBytes: undefined,
       claim: undefined,
+      block: sybil ? `sybil-${idx % SIM.sybilBlocks}` : site >= 0 ? `site-${site}` : `node-${idx}`,
+      heldSinceMs: -1,
+      joinedAtMs: -1,
     };
     nodes.push(n);
     return n;
@@ -364,6 +387,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     q.after(genesis ? 0 : downloadMs(n, fresh), () => {
       if (!n.up || n.loading !== span) return;
       n.loading = undefined;
+      if (n.span === undefined) n.heldSinceMs = q.nowMs; // a move keeps the first hold's time
       n.span = span;
       signRecord(n, span);
       putRecord(n);
@@ -371,6 +395,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   };
   const join = (n: SimNode, genesis: boolean): void => {
     n.up = true;
+    n.joinedAtMs = q.nowMs;
     n.leftAtMs = -1;
     n.span = undefined;
     n.loading = undefined;
@@ -553,7 +578,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         // quiet as router/measure.ts holderViews marks it (stale, or a heartbeat late by half an interval)
         const quiet = p.state === 'stale' || isQuiet(q.nowMs - p.lastSeenMs, SIM.heartbeatMs);
         const unproven = measured[v]!.samples(p.peer) === 0;
-        hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec, ...(quiet ? { quiet } : {}), ...(unproven ? { unproven } : {}) });
+        hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec, block: n.block, ...(quiet ? { quiet } : {}), ...(unproven ? { unproven } : {}) });
       }
       // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
       // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,
@@ -562,7 +587,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       const bl = bans[v]!;
       const plan = (range: PoolSpan): ChainHop[] | undefined => {
         try {
-          return chooseRouteAvoiding(hv, range, { random: () => rng.next(), banned: bl.banned(q.nowMs), failed });
+          return chooseRouteAvoiding(hv, range, { random: () => rng.next(), banned: bl.banned(q.nowMs), failed, ...(opts.explore === undefined ? {} : { explore: opts.explore }) });
         } catch {
           return undefined;
         }
@@ -850,6 +875,11 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     ledgerConvergeS = ledgerHashesEqual() ? p99(propagationS) : null;
   }
   const cov = samples === 0 ? 0 : Math.min(...layerCovered.map((c) => c / samples));
+  function newcomerFigures(): SimResult['newcomers'] {
+    const held = nodes.filter((n) => !n.sybil && n.up && n.span !== undefined && n.joinedAtMs > warmupMs && n.heldSinceMs >= 0 && q.nowMs - n.heldSinceMs >= SIM.newcomerHeldMs);
+    const served = held.filter((n) => measured.some((t) => t.samples(n.peerId) > 0)).length;
+    return { held: held.length, served_share: held.length === 0 ? null : round(served / held.length, 4) };
+  }
   const result: SimResult = {
     nodes: opts.nodes,
     sim_minutes: opts.minutes,
@@ -872,6 +902,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     signatures: { signed, verified_lookups: verifiedLookups },
     route_failures: routeFailures,
     liveness: livenessFigures(),
+    newcomers: newcomerFigures(),
     events: q.ran,
   };
   return { result, series };

@@ -1,11 +1,26 @@
 /** Route choice over plain data: cheapest tiling chains, near-best capacity-weighted draws, ties, churn, bans. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, hopCost, isQuiet, LayersUncoveredError, missingLayers, UNPROVEN_RTT_MS, type HolderView } from '../../../src/router/index.js';
+import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, exploreRoute, hopCost, isQuiet, LayersUncoveredError, missingLayers, UNPROVEN_RTT_MS, type HolderView } from '../../../src/router/index.js';
 
 const h = (peerId: string, start: number, end: number, over: Partial<HolderView> = {}): HolderView => ({ peerId, span: { start, end }, alive: true, ...over });
 const R = { start: 0, end: 4 };
 const fixed = (u: number) => () => u;
+/** The given numbers in turn, then `last` forever. */
+const seq = (xs: number[], last = 0.5) => {
+  let i = 0;
+  return () => (i < xs.length ? xs[i++]! : last);
+};
+/** A seeded uniform source (mulberry32), for shares over many draws. */
+const seeded = (seed: number) => {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+};
 
 describe('route choice', () => {
   it('finds the chain that tiles the layers, skipping spans that overlap', () => {
@@ -185,6 +200,77 @@ describe('route choice', () => {
       assert.equal(chooseRouteAvoiding(hs, R, { random: fixed(0.5), banned: new Set(), failed: new Set() })[0].peerId, 'honest');
       const next = chooseRouteAvoiding(hs, R, { random: fixed(0.99), banned: new Set(['honest']), failed: new Set(['honest']) });
       assert.equal(next[0].peerId, 'newcomer', 'equal weights among the unproven: the last one at u = 0.99');
+    });
+  });
+
+  describe('exploration (issue 12: honest newcomers get traffic)', () => {
+    const none = { banned: new Set<string>(), failed: new Set<string>() };
+    const measured = [h('old-a', 0, 2, { rttMs: 3, msPerLayer: 5, tokensPerSec: 50 }), h('old-b', 2, 4, { rttMs: 3, msPerLayer: 5, tokensPerSec: 50 })];
+
+    it('a share of fresh requests takes the newcomer; the rest of its chain is measured holders', () => {
+      const hs = [...measured, h('newcomer', 2, 4, { unproven: true, rttMs: 1, msPerLayer: 0.01, tokensPerSec: 1e6 })];
+      // the usual chain takes a draw, the next one decides (below 0.05: explore), two more pick the block and the
+      // holder in it
+      assert.deepEqual(chooseRouteAvoiding(hs, R, { random: seq([0.5, 0.01, 0.5, 0.5]), ...none }).map((x) => x.peerId), ['old-a', 'newcomer']);
+      assert.deepEqual(chooseRouteAvoiding(hs, R, { random: seq([0.5, 0.06]), ...none }).map((x) => x.peerId), ['old-a', 'old-b']);
+      const rnd = seeded(7);
+      let explored = 0;
+      const n = 20_000;
+      for (let i = 0; i < n; i++) if (chooseRouteAvoiding(hs, R, { random: rnd, ...none }).some((x) => x.peerId === 'newcomer')) explored++;
+      assert.ok(explored / n > 0.045 && explored / n < 0.055, `share ${explored / n} is the default 0.05`);
+    });
+
+    it('off with explore 0, and never on a failover (a request that already failed replans with the usual rule)', () => {
+      const hs = [...measured, h('newcomer', 2, 4, { unproven: true })];
+      assert.deepEqual(chooseRouteAvoiding(hs, R, { random: fixed(0), explore: 0, ...none }).map((x) => x.peerId), ['old-a', 'old-b']);
+      const replica = h('old-b2', 2, 4, { rttMs: 3, msPerLayer: 5 });
+      const failover = chooseRouteAvoiding([...hs, replica], { start: 2, end: 4 }, { random: fixed(0), banned: new Set(['old-b']), failed: new Set(['old-b']) });
+      assert.deepEqual(failover.map((x) => x.peerId), ['old-b2']);
+    });
+
+    it('draws a block first: keys from two blocks get two shares, whatever their number', () => {
+      const flood = Array.from({ length: 200 }, (_, i) => h(`sybil-${String(i).padStart(3, '0')}`, 2, 4, { unproven: true, block: i % 2 === 0 ? '203.0.113' : '198.51.100' }));
+      const hs = [...measured, ...flood, h('honest-new-1', 2, 4, { unproven: true, block: '192.0.2' }), h('honest-new-2', 0, 2, { unproven: true })];
+      const rnd = seeded(11);
+      const picks = new Map<string, number>();
+      const n = 4000;
+      for (let i = 0; i < n; i++) {
+        const chain = exploreRoute(hs, R, { random: rnd });
+        assert.ok(chain !== undefined);
+        const fresh = chain.filter((x) => !x.peerId.startsWith('old-'));
+        assert.equal(fresh.length, 1, 'one unproven hop, the rest measured');
+        const k = fresh[0]!.peerId.startsWith('sybil') ? 'sybil' : fresh[0]!.peerId;
+        picks.set(k, (picks.get(k) ?? 0) + 1);
+      }
+      // four blocks (two of the flood's, one honest /24, one holder without a known block): a quarter each
+      const share = (k: string) => (picks.get(k) ?? 0) / n;
+      assert.ok(share('sybil') > 0.45 && share('sybil') < 0.55, `the flood's 200 keys: ${share('sybil')}`);
+      assert.ok(share('honest-new-1') > 0.2 && share('honest-new-1') < 0.3, `honest-new-1: ${share('honest-new-1')}`);
+      assert.ok(share('honest-new-2') > 0.2 && share('honest-new-2') < 0.3, `honest-new-2: ${share('honest-new-2')}`);
+      // per key, the flood would take 200 of 202 draws
+    });
+
+    it('no exploration where the measured holders do not cover the rest, or the newcomer is quiet, excluded or dead', () => {
+      assert.equal(exploreRoute([h('old-a', 0, 2, { rttMs: 3 }), h('new', 2, 3, { unproven: true })], R, { random: fixed(0.5) }), undefined, 'nothing measured covers [3, 4)');
+      assert.equal(exploreRoute([...measured, h('new', 2, 4, { unproven: true, quiet: true })], R, { random: fixed(0.5) }), undefined);
+      assert.equal(exploreRoute([...measured, h('new', 2, 4, { unproven: true })], R, { random: fixed(0.5), exclude: new Set(['new']) }), undefined);
+      assert.equal(exploreRoute([...measured, h('new', 2, 4, { unproven: true, alive: false })], R, { random: fixed(0.5) }), undefined);
+      // ... and the request is then routed as usual
+      const hs = [h('old-a', 0, 2, { rttMs: 3 }), h('old-b', 2, 4, { rttMs: 3 }), h('new', 2, 3, { unproven: true })];
+      assert.deepEqual(chooseRouteAvoiding(hs, R, { random: fixed(0.01), ...none }).map((x) => x.peerId), ['old-a', 'old-b']);
+      // nothing measured at all (a node's first requests): the usual chain already takes unproven holders, no draw
+      const fresh = [h('x', 0, 4, { unproven: true }), h('y', 0, 4, { unproven: true })];
+      let draws = 0;
+      const counting = () => (draws++, 0.99);
+      assert.deepEqual(chooseRouteAvoiding(fresh, R, { random: counting, ...none }).map((x) => x.peerId), ['y']);
+      assert.equal(draws, 1, 'one draw, the usual one');
+    });
+
+    it('same draws, same route', () => {
+      const hs = [...measured, ...Array.from({ length: 30 }, (_, i) => h(`new-${i}`, i % 2 === 0 ? 0 : 2, i % 2 === 0 ? 2 : 4, { unproven: true }))];
+      const a = exploreRoute(hs, R, { random: seeded(3) });
+      const b = exploreRoute([...hs].reverse(), R, { random: seeded(3) });
+      assert.deepEqual(a, b, 'the holders\' order does not matter');
     });
   });
 });
