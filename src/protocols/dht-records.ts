@@ -7,11 +7,17 @@
  * peerId is not the key's (mis-keyed), a bad signature (forged or tampered), an expired record, and a record
  * signed too far in the future. The selector prefers the freshest valid record (latest timestamp, then latest
  * expiry); an invalid record is never selected.
+ *
+ * Per address block (./address-block.ts: an IPv4 /24, an IPv6 /48), records of at most `perBlock` distinct peers
+ * are accepted at a time (each counted until its record expires); a record of one more peer of a full block is
+ * rejected (`DHT_BLOCK_QUOTA`, not a misbehaviour of whoever passed it on) and never selected. Issue 12: fresh keys
+ * cost nothing, so a flood of holder records from a few subnets is bounded by its subnets.
  */
 import { createHash } from 'node:crypto';
 import type { DhtNamespace } from '../p2p/types.js';
 import { systemClock, type Clock } from '../util/clock.js';
-import { PeerMisbehaviourError } from '../util/errors.js';
+import { NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
+import { BlockQuota, recordBlock } from './address-block.js';
 import { decodeHolderRecord, verifyHolderRecord, type HolderRecord } from './holder-record.js';
 import { parseDhtKey } from './ids.js';
 
@@ -20,14 +26,25 @@ export interface HolderNamespaceOptions {
   /** Allowed clock skew between a record's signer and us. Default 60 s. */
   maxSkewMs?: number;
   clock?: Clock;
+  /** Distinct peers per address block whose records are accepted at once. Default DHT_RECORDS_PER_BLOCK. */
+  perBlock?: number;
 }
+
+/**
+ * 64: a /24 is 254 hosts; a household, an office or a small hosting subnet rarely runs more holders than this, and
+ * a flood needs 10× the honest holders of a layer to eclipse it (docs/SCALE.md), i.e. that many blocks. Tests on
+ * 127.0.0.1 run at most a few dozen nodes in one block.
+ */
+export const DHT_RECORDS_PER_BLOCK = 64;
+/** Peers the quota tracks in all (about 100 bytes each). */
+const QUOTA_MAX_ENTRIES = 65_536;
 
 function reject(code: string, message: string): PeerMisbehaviourError {
   return new PeerMisbehaviourError(code, `DHT record rejected: ${message}`);
 }
 
 /** Decodes and checks a record stored under `key`; throws PeerMisbehaviourError. */
-export function checkHolderRecord(key: Uint8Array, value: Uint8Array, opts: Required<Omit<HolderNamespaceOptions, 'clock'>> & { nowMs: number }): HolderRecord {
+export function checkHolderRecord(key: Uint8Array, value: Uint8Array, opts: Required<Omit<HolderNamespaceOptions, 'clock' | 'perBlock'>> & { nowMs: number }): HolderRecord {
   const k = parseDhtKey(key);
   if (k === undefined) throw reject('DHT_KEY_MALFORMED', 'not a NeuroShard key');
   if (k.networkId !== opts.networkId) throw reject('DHT_WRONG_NETWORK', `key of network ${k.networkId}`);
@@ -49,6 +66,8 @@ export function holderRecordNamespace(opts: HolderNamespaceOptions): DhtNamespac
   // A DHT query sees the same record from many peers, and the selector checks them all again: remember which
   // (key, value) pairs verified, so a signature is checked once. Only the clock checks are repeated.
   const memo = new Map<string, HolderRecord>();
+  const quota = new BlockQuota({ perBlock: opts.perBlock ?? DHT_RECORDS_PER_BLOCK, maxEntries: QUOTA_MAX_ENTRIES });
+  const admitted = (rec: HolderRecord, nowMs: number): boolean => quota.admit(recordBlock(rec.multiaddrs), rec.peerId, rec.expiresMs, nowMs);
   const check = (key: Uint8Array, value: Uint8Array, nowMs: number): HolderRecord => {
     const id = createHash('sha256').update(key).update(value).digest('base64');
     const hit = memo.get(id);
@@ -64,7 +83,9 @@ export function holderRecordNamespace(opts: HolderNamespaceOptions): DhtNamespac
   };
   return {
     validate(key, value) {
-      check(key, value, clock.now());
+      const nowMs = clock.now();
+      const rec = check(key, value, nowMs);
+      if (!admitted(rec, nowMs)) throw new NeuroShardError('DHT_BLOCK_QUOTA', `DHT record rejected: ${recordBlock(rec.multiaddrs)} already has records of ${opts.perBlock ?? DHT_RECORDS_PER_BLOCK} peers`);
     },
     select(key, values) {
       let best = -1;
@@ -77,6 +98,7 @@ export function holderRecordNamespace(opts: HolderNamespaceOptions): DhtNamespac
         } catch {
           continue;
         }
+        if (!admitted(rec, nowMs)) continue;
         if (bestRec === undefined || rec.timestampMs > bestRec.timestampMs || (rec.timestampMs === bestRec.timestampMs && rec.expiresMs > bestRec.expiresMs)) {
           best = i;
           bestRec = rec;

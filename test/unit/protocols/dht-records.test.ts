@@ -11,11 +11,11 @@ import { isNeuroShardError } from '../../../src/util/errors.js';
 const NET = 'net1';
 const T0 = 1_800_000_000_000;
 
-function holder(clock: ManualClock, over: Partial<{ networkId: string; ttl: number; start: number }> = {}): { rec: HolderRecord; peerId: string; key: ReturnType<typeof keyFromPrivate> } {
+function holder(clock: ManualClock, over: Partial<{ networkId: string; ttl: number; start: number; addr: string }> = {}): { rec: HolderRecord; peerId: string; key: ReturnType<typeof keyFromPrivate> } {
   const key = keyFromPrivate(randomBytes(32));
   const rec = freshHolderRecord(
     key,
-    { networkId: over.networkId ?? NET, multiaddrs: ['/ip4/127.0.0.1/tcp/9000'], span: { start: over.start ?? 0, end: 4 }, capacity: { memoryMb: 100, tokensPerSec: 5 } },
+    { networkId: over.networkId ?? NET, multiaddrs: [over.addr ?? '/ip4/127.0.0.1/tcp/9000'], span: { start: over.start ?? 0, end: 4 }, capacity: { memoryMb: 100, tokensPerSec: 5 } },
     clock.now(),
     over.ttl ?? 60_000,
   );
@@ -85,3 +85,32 @@ describe('DHT holder-record validator and selector', () => {
     assert.equal(ns.select(k, [junk, older]), 1);
   });
 });
+
+describe('DHT holder records: per-address-block quota (issue 12, Sybil side)', () => {
+  it('records of at most perBlock peers of one /24 at a time; a refresh, another block and an expired place pass', async () => {
+    const clock = new ManualClock(T0);
+    const ns = holderRecordNamespace({ networkId: NET, clock, perBlock: 3 });
+    const flood = Array.from({ length: 5 }, (_, i) => holder(clock, { addr: `/ip4/203.0.113.${i + 1}/tcp/9000`, ttl: 60_000 }));
+    for (const f of flood.slice(0, 3)) await ns.validate(holderKey(NET, f.peerId), encodeHolderRecord(f.rec));
+    const over = flood[3]!;
+    assert.throws(
+      () => ns.validate(holderKey(NET, over.peerId), encodeHolderRecord(over.rec)),
+      (e: unknown) => isNeuroShardError(e, 'DHT_BLOCK_QUOTA') && e.fault === 'local',
+      'a fourth key of the block: refused, and no misbehaviour of the peer that passed it on',
+    );
+    // ... and never selected: beside an undecodable value it is not picked (index 0 is kad-dht's "none valid")
+    assert.equal(ns.select(holderKey(NET, over.peerId), [Uint8Array.of(1, 2, 3), encodeHolderRecord(over.rec)]), 0);
+    const fresh = holderRecordNamespace({ networkId: NET, clock, perBlock: 3 });
+    assert.equal(fresh.select(holderKey(NET, over.peerId), [Uint8Array.of(1, 2, 3), encodeHolderRecord(over.rec)]), 1, 'with room in the block it is');
+    // a refreshed record of a counted peer, and a peer of another block
+    const first = flood[0]!;
+    await ns.validate(holderKey(NET, first.peerId), encodeHolderRecord(freshHolderRecord(first.key, { networkId: NET, multiaddrs: ['/ip4/203.0.113.1/tcp/9000'], span: { start: 0, end: 2 }, capacity: { memoryMb: 1, tokensPerSec: 1 } }, clock.now(), 60_000)));
+    const honest = holder(clock, { addr: '/ip4/192.0.2.10/tcp/9000' });
+    await ns.validate(holderKey(NET, honest.peerId), encodeHolderRecord(honest.rec));
+    // the flood's records expire (the first peer's refresh too): the places are free again
+    clock.advance(61_000);
+    const later = holder(clock, { addr: '/ip4/203.0.113.99/tcp/9000' });
+    await ns.validate(holderKey(NET, later.peerId), encodeHolderRecord(later.rec));
+  });
+});
+
