@@ -857,6 +857,8 @@ export class DiLoCoStepper implements TrainStepper {
     private readonly innerSteps: number,
     private readonly signal: AbortSignal,
     private readonly onRound?: (r: LastRoundReport) => void,
+    /** Pause before entering again after an entry that failed (`SyncError`). */
+    private readonly entryRetryMs = 5000,
   ) {}
 
   currentStep(): number | Promise<number> {
@@ -864,7 +866,7 @@ export class DiLoCoStepper implements TrainStepper {
   }
 
   async trainStep(batch: Batch): Promise<TrainStepResult> {
-    await this.sync.enter(this.signal);
+    await this.enter();
     const r = await this.inner.trainStep(batch);
     this.sync.innerStep();
     if (++this.count % this.innerSteps === 0) this.onRound?.(await this.sync.closeRound(this.signal));
@@ -873,6 +875,25 @@ export class DiLoCoStepper implements TrainStepper {
 
   evaluate(batches: Batch[]): { loss: number; tokens: number } | Promise<{ loss: number; tokens: number }> {
     return this.inner.evaluate(batches);
+  }
+
+  /**
+   * Enters the outer rounds; an entry that failed (no holder counted us before the entry deadline, the holders'
+   * state not verified) is tried again after a pause, as the chain holders' rounds do (node/chain.ts). Before, it
+   * ended the node's training for good: in a chaos run (scripts/chaos.mjs) the genesis trainer, killed and
+   * restarted while the faults went on, was not counted in a round within its deadline, logged "training failed"
+   * and never trained again while its peers went on.
+   */
+  private async enter(): Promise<void> {
+    for (;;) {
+      try {
+        await this.sync.enter(this.signal);
+        return;
+      } catch (e) {
+        if (!(e instanceof SyncError) || this.signal.aborted) throw e;
+        await sleep(this.entryRetryMs, this.signal);
+      }
+    }
   }
 }
 
