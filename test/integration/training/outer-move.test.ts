@@ -195,7 +195,10 @@ describe('a pool move moves the outer-sync membership (three 2-stage chains, rea
     if (process.env.SYNC_TEST_LOG !== undefined) for (const x of nodes) console.error(x.name, JSON.stringify(x.seen.map((s) => ({ round: s.round, layers: s.layers, members: s.report.members, waived: s.report.waived, ms: s.report.syncMs }))));
 
     // the old layers' holders never waited for a mover that left: every round they closed after the move closed on
-    // all its layers well before the deadline, and the mover is in none of their rounds that began after it left
+    // all its layers before the deadline, with the mover's Δ in or the mover released (waived), and the mover is in
+    // none of their rounds that began after it left. (How long a round takes besides is the other replicas' pace:
+    // up to 39 s at load 21 here, all six nodes in one process; a round that waits for a member until the deadline
+    // takes SYNC_MS at least.)
     for (const [holders, mover, layers] of [
       [[a, c], m, LAYERS0],
       [[b, d], n, LAYERS1],
@@ -205,7 +208,9 @@ describe('a pool move moves the outer-sync membership (three 2-stage chains, rea
         assert.ok(after.length >= 3, `${x.name} closed rounds after the move (${after.length})`);
         for (const s of after) {
           assert.ok(Object.values(s.report.outcome).every((o) => o === 'closed'), `${x.name} round ${s.round} closed on every layer: ${JSON.stringify(s.report.outcome)}`);
-          assert.ok(s.report.syncMs < SYNC_MS / 2, `${x.name} round ${s.round} did not wait for the deadline (${s.report.syncMs} ms)`);
+          assert.ok(s.report.syncMs < SYNC_MS, `${x.name} round ${s.round} did not wait for the deadline (${s.report.syncMs} ms)`);
+          const counted = Object.values(s.report.records).every((r) => r.contributions.some((k) => k.id === mover.net.peerId));
+          assert.ok(!s.report.members.includes(mover.net.peerId) || s.report.waived.includes(mover.net.peerId) || counted, `${x.name} round ${s.round}: ${mover.name} released or its Δ counted`);
         }
         // the round the mover was in when it left may still count it at its start (not waited for); none after
         for (const s of after.slice(1)) assert.ok(!s.report.members.includes(mover.net.peerId) || s.report.waived.includes(mover.net.peerId), `${x.name} round ${s.round}: ${mover.name} is no waited member`);
