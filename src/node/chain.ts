@@ -12,8 +12,8 @@ import { batchSource, workerStage, workerStageTransport, type ComputeClient } fr
 import { openCorpus } from '../data/index.js';
 import { NEUROLLM_BATCH, type LlamaConfig } from '../model/index.js';
 import type { PoolService } from '../pool/index.js';
-import { remoteStageTransport, STAGE_SERVER_DEFAULTS, TrainStageServer, type StageHost, type StageServerLimits, type WireStageOp } from '../protocols/train-stage.js';
-import { ChainTrainer, HopInnerLoop, innerLoopParams, NoChainError, OpStage, planChain, runOuterRounds, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type LastRoundReport, type PipelineOptions, type StageOp, type TrainStepResult } from '../training/index.js';
+import { releaseStage, remoteStageTransport, STAGE_SERVER_DEFAULTS, TrainStageServer, type StageHost, type StageServerLimits, type WireStageOp } from '../protocols/train-stage.js';
+import { ChainTrainer, driverGone, HopInnerLoop, innerLoopParams, NoChainError, OpStage, planChain, runOuterRounds, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type LastRoundReport, type PipelineOptions, type StageOp, type TrainStepResult } from '../training/index.js';
 import { layerRanges } from '../training/diloco.js';
 import type { NodeKey } from '../identity/index.js';
 import { ParamLayout } from '../model/layout.js';
@@ -30,16 +30,28 @@ export interface Span {
   end: number;
 }
 
-/** The hop side of train-stage over this node's compute worker. */
-export function workerStageHost(compute: ComputeClient, config: LlamaConfig, span: () => Span | undefined): StageHost {
+/**
+ * The hop side of train-stage over this node's compute worker; with `network`, a lease's driver that this node's
+ * view says no longer drives (moved off layer 0, or dead: training/chain.ts driverGone) frees the hop.
+ */
+export function workerStageHost(compute: ComputeClient, config: LlamaConfig, span: () => Span | undefined, network?: Pick<NodeNetwork, 'liveness'>): StageHost {
   const run = workerStageTransport(compute);
+  const L = config.num_hidden_layers;
   return {
     span,
-    numLayers: config.num_hidden_layers,
+    numLayers: L,
     hiddenSize: config.hidden_size,
     vocabSize: config.vocab_size,
     contextLength: config.max_position_embeddings,
     run: (o, signal) => run(o, signal),
+    ...(network === undefined
+      ? {}
+      : {
+          driverGone: (peer: string) => {
+            const p = network.liveness.get(peer);
+            return driverGone(p === undefined ? undefined : { state: p.state, span: p.heartbeat.span }, L);
+          },
+        }),
   };
 }
 
@@ -53,7 +65,7 @@ export function remoteHop(network: NodeNetwork, peer: string, span: Span, o: { c
     scores: network.scores,
     ...(o.timeoutMs === undefined ? {} : { timeoutMs: o.timeoutMs }),
   });
-  return { peer, span, stage: new OpStage(span, o.config.num_hidden_layers, transport) };
+  return { peer, span, stage: new OpStage(span, o.config.num_hidden_layers, transport), release: () => releaseStage(network.rpc, peer, { chainId: o.chainId, span }) };
 }
 
 /** Live holders in this node's view (heartbeats naming a span; banned peers left out). */
@@ -85,7 +97,7 @@ export class NodeChainHop {
   }
 
   static async start(i: NodeChainInit): Promise<NodeChainHop> {
-    const host = workerStageHost(i.compute, i.config, i.span);
+    const host = workerStageHost(i.compute, i.config, i.span, i.network);
     const server = new TrainStageServer(host, { ...STAGE_SERVER_DEFAULTS, ...i.limits }, i.network.scores, i.log ?? silentLogger);
     await server.register(i.network.rpc);
     const span = i.span();
@@ -299,6 +311,8 @@ export class NodeChainTraining {
     // past a bound (the outer sync stops answering for the old layers anyway)
     const ended = await Promise.race([s.loop.then(() => true, () => true), new Promise<false>((res) => setTimeout(() => res(false), LEAVE_WAIT_MS).unref())]);
     if (!ended) this.log.warn('the old span\'s round loop did not stop in time; leaving it', { span: `${s.span.start}:${s.span.end}`, waitedMs: LEAVE_WAIT_MS });
+    // our chain's hops are free for other drivers at once (each would refuse them as busy until our lease lapsed)
+    if (s.driver !== undefined) await s.driver.release();
     await s.outer?.stop().catch(() => {});
     s.hopInner.close();
     if (s.outer !== undefined) this.log.info('left the outer rounds of our span', { span: `${s.span.start}:${s.span.end}`, round: s.outer.sync.round, why });

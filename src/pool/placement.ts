@@ -287,6 +287,8 @@ export function spanTokensPerSec(layerTokensPerSec: number, len: number): number
  * every node budgets for) → layers, span throughput → per layer.
  */
 export function holderCapacity(h: PoolHolder, layerMb: number, numLayers: number, extraMb = 0): PoolCapacity {
+  // the layers held are the capacity's floor: a whole-model holder (which trains with an outer sync over the whole
+  // model that does not follow a move, docs/TRAINING.md) is never planned onto a partial span
   const held = Math.max(1, h.span.end - h.span.start);
   const byMemory = layerMb > 0 ? Math.floor(Math.max(0, h.memoryMb - extraMb) / layerMb) : 0;
   return { maxLayers: Math.min(numLayers, Math.max(held, byMemory)), layerTokensPerSec: finiteRate(h.tokensPerSec) * held };

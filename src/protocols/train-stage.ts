@@ -6,8 +6,16 @@
  *
  * The server side (TrainStageServer) owns the hop's rules, checked before any math runs:
  * - a lease: one driver's chain trains this hop at a time (a span has one AdamW); another driver gets RPC_BUSY and
- *   picks another replica, the same driver's new chain (re-formed after a failure) takes its lease over at begin. A lease with no call for `leaseMs` expires and the step
- *   it had in flight is aborted (a driver that died leaves nothing half-done here);
+ *   picks another replica, the same driver's new chain (re-formed after a failure) takes its lease over at begin.
+ *   A lease ends, and the step it had in flight is aborted (nothing half-done is left here), when
+ *     - its driver releases it (RELEASE: the driver's chain moved on to other hops, or it stopped driving: a pool
+ *       move, a stop). Only the lease's holder may release it: the caller is the peer id its connection
+ *       authenticated (libp2p Noise), so a stranger cannot free another driver's lease (NOT_LEASE_HOLDER);
+ *     - the hop's view says its driver no longer drives (`StageHost.driverGone`: it holds no span starting at layer 0
+ *       any more, or it is dead) and the lease had no call for `goneQuietMs`: a driver that moved or died without
+ *       a release (crashed, its release lost) frees the hop at the next driver's begin, not after `leaseMs`;
+ *     - this hop's span changed since the lease began (a pool move: another span, another AdamW);
+ *     - it had no call for `leaseMs` (the last resort);
  * - a step machine: begin(step) → forward/backward per micro-batch (each forward once, each backward after its
  *   forward) → sum-squares (every forwarded micro-batch back-propagated) → apply | abort. An op for another step or
  *   out of order is WRONG_STEP; the span the driver names must be ours (WRONG_SPAN);
@@ -52,6 +60,9 @@ export type WireStageOp =
   | { op: 'grads' }
   | { op: 'readLayers' }
   | { op: 'writeLayers'; layers: { id: string; params: Float32Array }[] };
+
+/** Deadline of a release (a driver gives its leases back as it leaves; the hop's lease lapses anyway without it). */
+const RELEASE_TIMEOUT_MS = 5_000;
 
 export interface WireStageResult {
   output?: Float32Array | null;
@@ -142,6 +153,12 @@ export interface StageHost {
   vocabSize: number;
   contextLength: number;
   run(o: WireStageOp, signal?: AbortSignal): Promise<WireStageResult>;
+  /**
+   * True when this node's view says `peer` no longer drives a chain (it holds no span starting at layer 0 any more,
+   * or it is dead); false when it still may, or the view does not know it (then only a release or `leaseMs` ends
+   * its lease). Absent: the view is not consulted.
+   */
+  driverGone?(peer: string): boolean;
 }
 
 export interface StageServerLimits {
@@ -151,13 +168,18 @@ export interface StageServerLimits {
   maxMicroBatches: number;
   /** A chain's lease lapses after this long without a call; its step in flight is aborted. */
   leaseMs: number;
+  /**
+   * A lease whose driver the view says is gone (StageHost.driverGone) ends once it had no call for this long: a
+   * driver that calls us is alive whatever a lagging view says.
+   */
+  goneQuietMs: number;
 }
 
 /** The lease outlasts the longest a hop may wait, idle, inside a step (the other stages' ops, each with a 120 s
  * deadline): a live driver's step is never dropped under it; a dead driver's is dropped within 5 minutes. */
-export const STAGE_SERVER_DEFAULTS: StageServerLimits = { maxTokens: 16_384, maxMicroBatches: 256, leaseMs: 300_000 };
+export const STAGE_SERVER_DEFAULTS: StageServerLimits = { maxTokens: 16_384, maxMicroBatches: 256, leaseMs: 300_000, goneQuietMs: 5_000 };
 
-export type StageErrorCode = 'WRONG_STEP' | 'WRONG_SPAN' | 'BAD_STAGE_INPUT' | 'NOT_TRAINING' | 'STAGE_PAUSED';
+export type StageErrorCode = 'WRONG_STEP' | 'WRONG_SPAN' | 'BAD_STAGE_INPUT' | 'NOT_TRAINING' | 'STAGE_PAUSED' | 'NOT_LEASE_HOLDER';
 
 export class StageError extends NeuroShardError {
   constructor(code: StageErrorCode, message: string, fault: 'caller' | 'local' = 'caller') {
@@ -175,6 +197,8 @@ export class StageBusyError extends NeuroShardError {
 interface Lease {
   peer: string;
   chainId: string;
+  /** The hop's span when the lease began: a move to another span ends it. */
+  span: Span;
   lastSeen: number;
   step: number | null;
   phase: 'idle' | 'running' | 'summed';
@@ -185,9 +209,14 @@ interface Lease {
 export interface StageServerEvents {
   /** A step this hop applied (AdamW stepped). */
   'step:applied': { peer: string; chainId: string; step: number; appliedSteps: number };
-  /** A step this hop dropped: aborted by its driver, or its lease expired. */
-  'step:aborted': { peer: string; chainId: string; step: number; why: 'driver' | 'lease-expired' | 'replaced' };
+  /** A step this hop dropped: aborted by its driver, replaced by its driver's next chain, or its lease ended. */
+  'step:aborted': { peer: string; chainId: string; step: number; why: LeaseEnd | 'driver' | 'replaced' };
+  /** A lease ended other than by its driver's next chain taking it over. */
+  'lease:ended': { peer: string; chainId: string; why: LeaseEnd };
 }
+
+/** Why a lease ended: its driver released it, the view says its driver is gone, our span moved, or it lapsed. */
+export type LeaseEnd = 'released' | 'driver-gone' | 'span-moved' | 'lease-expired';
 
 export class TrainStageServer {
   readonly events = new TypedEmitter<StageServerEvents>();
@@ -206,7 +235,7 @@ export class TrainStageServer {
     private readonly log: Logger = silentLogger,
     private readonly now: () => number = Date.now,
   ) {
-    this.timer = setInterval(() => void this.expire(), Math.max(250, Math.min(5000, limits.leaseMs / 4)));
+    this.timer = setInterval(() => void this.expire(), Math.max(250, Math.min(5000, limits.leaseMs / 4, limits.goneQuietMs)));
     this.timer.unref();
   }
 
@@ -244,16 +273,49 @@ export class TrainStageServer {
     for (const f of w) f();
   }
 
+  /** Why the lease `l` should end now (lapsed, our span moved, its driver gone in our view), or undefined. */
+  private staleness(l: Lease): LeaseEnd | undefined {
+    const quiet = this.now() - l.lastSeen;
+    if (quiet >= this.limits.leaseMs) return 'lease-expired';
+    const span = this.host.span();
+    if (span === undefined || span.start !== l.span.start || span.end !== l.span.end) return 'span-moved';
+    if (quiet >= this.limits.goneQuietMs && this.host.driverGone?.(l.peer) === true) return 'driver-gone';
+    return undefined;
+  }
+
+  /** The timer: ends a stale lease when no call is in flight (a pause waiting for a gone driver's step resolves). */
   private async expire(): Promise<void> {
     const l = this.lease;
-    if (l === undefined || this.busy > 0 || this.now() - l.lastSeen < this.limits.leaseMs) return;
+    if (l === undefined || this.busy > 0) return;
+    const why = this.staleness(l);
+    if (why !== undefined) await this.endLease(l, why);
+  }
+
+  /** Ends `l` (if it is still the lease): its step in flight, if any, is aborted. */
+  private async endLease(l: Lease, why: LeaseEnd): Promise<void> {
+    if (this.lease !== l) return;
     this.lease = undefined;
+    this.log.info('a chain\'s lease ended', { peer: l.peer, chain: l.chainId, why, step: l.phase === 'idle' ? null : l.step });
     if (l.phase !== 'idle' && l.step !== null) {
-      this.log.info('a chain\'s lease lapsed mid-step: step abandoned', { peer: l.peer, step: l.step });
       await this.host.run({ op: 'abort', step: l.step }).catch(() => {});
-      this.events.emit('step:aborted', { peer: l.peer, chainId: l.chainId, step: l.step, why: 'lease-expired' });
+      this.events.emit('step:aborted', { peer: l.peer, chainId: l.chainId, step: l.step, why });
     }
+    this.events.emit('lease:ended', { peer: l.peer, chainId: l.chainId, why });
     this.wake();
+  }
+
+  /**
+   * RELEASE: `peer` gives its lease back. Only the lease's holder may (the caller is the peer its connection
+   * authenticated); a release naming an older chain of the driver than the lease's (a late message after its chain was
+   * re-formed onto this hop again) leaves the newer chain's lease alone. No lease: nothing to do.
+   */
+  private async release(req: TrainStageRequest, peer: string): Promise<TrainStageResponse> {
+    const l = this.lease;
+    if (l !== undefined) {
+      if (l.peer !== peer) this.refuse(peer, new StageError('NOT_LEASE_HOLDER', `this hop's lease belongs to another driver (${l.chainId.slice(0, 16)})`), 0);
+      if (!olderChain(req.chainId, l.chainId)) await this.endLease(l, 'released');
+    }
+    return { count: 0, appliedSteps: 0n };
   }
 
   private refuse(peer: string, e: NeuroShardError, penalty: number): never {
@@ -273,6 +335,8 @@ export class TrainStageServer {
   }
 
   private async handleInner(req: TrainStageRequest, peer: string, signal: AbortSignal): Promise<TrainStageResponse> {
+    // a release needs no span of ours: a driver gives its lease back whatever we hold now
+    if (req.op === StageOpKind.RELEASE) return this.release(req, peer);
     const h = this.host;
     const span = h.span();
     if (span === undefined) this.refuse(peer, new StageError('NOT_TRAINING', 'this node holds no layers now', 'local'), 0);
@@ -291,10 +355,11 @@ export class TrainStageServer {
     });
     if (req.op === StageOpKind.INFO) return answer(await h.run({ op: 'info' }, signal));
 
-    // the lease: one chain at a time
+    // the lease: one chain at a time; a stale one (lapsed, our span moved, its driver gone) ends before anything
     let l = this.lease;
-    if (l !== undefined && this.now() - l.lastSeen >= this.limits.leaseMs && this.busy <= 1) {
-      await this.expire();
+    if (l !== undefined && this.busy <= 1) {
+      const why = this.staleness(l);
+      if (why !== undefined) await this.endLease(l, why);
       l = this.lease;
     }
     // a driver runs one chain at a time: its new chain (re-formed after a failure) takes over its own lease
@@ -310,7 +375,7 @@ export class TrainStageServer {
         this.events.emit('step:aborted', { peer, chainId: req.chainId, step: l.step, why: 'replaced' });
       }
       await h.run({ op: 'begin', step }, signal);
-      this.lease = { peer, chainId: req.chainId, lastSeen: this.now(), step, phase: 'running', mbs: new Map() };
+      this.lease = { peer, chainId: req.chainId, span: { start: span.start, end: span.end }, lastSeen: this.now(), step, phase: 'running', mbs: new Map() };
       return answer(await h.run({ op: 'info' }));
     }
     if (l === undefined || !mine) this.refuse(peer, new StageError('WRONG_STEP', 'no step begun by this chain'), PENALTY.protocol);
@@ -496,4 +561,14 @@ export function remoteStageTransport(rpc: RpcNode, peer: string, o: RemoteStageO
     if ((op.op === 'forward' || op.op === 'eval') && o.span.end === o.numLayers && out.loss === undefined) bad('the last stage answered without the loss');
     return out;
   };
+}
+
+/**
+ * Gives the lease that chain `chainId` of ours holds on `peer` back (RELEASE), so that another driver's chain can
+ * take the hop at once: our chain moved on to other hops, or we stop driving (a pool move, a stop). Best effort
+ * with a short deadline (the hop's lease lapses anyway without it); rejects on the transport's or the hop's error.
+ */
+export async function releaseStage(rpc: RpcNode, peer: string, o: { chainId: string; span: Span; timeoutMs?: number; signal?: AbortSignal }): Promise<void> {
+  const req: TrainStageRequest = { chainId: o.chainId, op: StageOpKind.RELEASE, step: 0n, microBatch: 0, gradScale: 0, lr: 0, clipScale: 0, spanStart: o.span.start, spanEnd: o.span.end };
+  await rpc.call(peer, trainStage, req, { timeoutMs: Math.min(RELEASE_TIMEOUT_MS, o.timeoutMs ?? RELEASE_TIMEOUT_MS), ...(o.signal === undefined ? {} : { signal: o.signal }) });
 }

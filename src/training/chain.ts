@@ -23,6 +23,11 @@ export interface ChainHop {
   peer: string;
   span: Span;
   stage: PipelineStage;
+  /**
+   * Gives the hop's lease back (a remote hop: train-stage RELEASE), so that another driver's chain can take it at
+   * once instead of after the lease lapses. Best effort: rejects on any failure, which the trainer ignores.
+   */
+  release?(): Promise<void>;
 }
 
 /** The driver's own span: a stage plus what the inner loop needs of it. */
@@ -156,6 +161,17 @@ export class ChainTrainer implements InnerLoop {
     return this.abandonedCount;
   }
 
+  /**
+   * Gives the leases of the chain in use back (every remote hop's, at once, each bounded by its own deadline) and
+   * forgets the chain: the driver stops (a pool move, a stop), so its hops are free for other drivers' chains at once.
+   * A step after this forms a new chain.
+   */
+  async release(): Promise<void> {
+    const hops = this.hops;
+    this.hops = undefined;
+    if (hops !== undefined) await releaseHops(hops);
+  }
+
   /** The chain in use (undefined until the first step, and after a failure until the next). */
   chain(): { peer: string; span: Span }[] | undefined {
     return this.hops?.map((h) => ({ peer: h.peer, span: { ...h.span } }));
@@ -232,7 +248,12 @@ export class ChainTrainer implements InnerLoop {
         this.lastPaused = peer !== null && hasCode(e, 'STAGE_PAUSED');
         if (!this.lastPaused) {
           if (peer !== null) this.excluded.set(peer, this.now() + (this.o.excludeMs ?? 60_000));
+          // the chain is re-formed, maybe with other hops: the ones left must not stay leased to us until their
+          // leases lapse (another driver's chain would find them busy for minutes); a hop of the next chain takes
+          // our lease again at its begin (a release of this older chain arriving late leaves that one alone)
+          const old = this.hops;
           this.hops = undefined;
+          if (old !== undefined) void releaseHops(old);
         }
         this.events.emit('abandoned', { step: stepId, peer, error: errorMessage(e) });
         if (peer === null) throw e;
@@ -291,6 +312,11 @@ export class ChainTrainer implements InnerLoop {
     const pipe = await this.ensureChain(signal);
     return pipe.evaluate(batches);
   }
+}
+
+/** Every hop's release, together; failures are ignored (each hop's lease lapses anyway). */
+async function releaseHops(hops: readonly ChainHop[]): Promise<void> {
+  await Promise.allSettled(hops.map((h) => h.release?.() ?? Promise.resolve()));
 }
 
 /** Whether an error or one in its cause chain carries `code`. */
@@ -420,4 +446,16 @@ export function planChain(self: ChainCandidate, candidates: readonly ChainCandid
     }
   }
   return best.get(numLayers)?.path ?? null;
+}
+
+/**
+ * Whether a view's entry for a chain's driver says it no longer drives one (a hop then ends the lease it holds:
+ * protocols/train-stage.ts `driverGone`): it is dead, or its heartbeat names no span that starts at layer 0 short of
+ * the whole model (the pool moved it to other layers, or it holds the whole model and trains solo). A peer the view
+ * does not know (undefined) may still drive: its lease ends by its release or when it lapses.
+ */
+export function driverGone(p: { state: 'alive' | 'stale' | 'dead'; span: Span | undefined } | undefined, numLayers: number): boolean {
+  if (p === undefined) return false;
+  if (p.state === 'dead') return true;
+  return p.span === undefined || p.span.start !== 0 || p.span.end >= numLayers;
 }

@@ -45,3 +45,12 @@ export function entryPeers<T extends { layers?: readonly string[] }>(ours: reado
   const mine = new Set(ours);
   return new Map([...statuses].filter(([, s]) => s.layers === undefined || s.layers.some((l) => mine.has(l))));
 }
+
+/**
+ * The members whose Δ a collecting round still waits for: not ourselves, not waived (listening, or released), not
+ * in yet. None once the round closed.
+ */
+export function missingMembers(s: { phase: string; holders: readonly string[]; waived: readonly string[]; received: Readonly<Record<string, number>> }, self: string): string[] {
+  if (s.phase !== 'collecting') return [];
+  return s.holders.filter((h) => h !== self && !s.waived.includes(h) && !(h in s.received));
+}

@@ -33,7 +33,7 @@ import { aggregate, type AggregationRecord, type AggregatorName } from './aggreg
 import type { CompressionKind } from './compression/index.js';
 import { DiLoCoNode, type LayerRange } from './diloco.js';
 import { KEPT_ROUNDS, pinRound, roundsToKeep, sequenceToJoin, type RoundPin } from './keep.js';
-import { entryPeers, layerMembers, notTrainedFromStatus } from './membership.js';
+import { entryPeers, layerMembers, missingMembers, notTrainedFromStatus } from './membership.js';
 import type { TrainStepper } from './loop.js';
 import type { TrainStepResult } from './trainer.js';
 import type { Batch } from './types.js';
@@ -116,6 +116,9 @@ export interface OuterSyncOptions {
 
 /** A joiner waits this many sync deadlines for every holder to count it before a quorum of them is enough. */
 export const ENTRY_PATIENCE = 1.5;
+
+/** While collecting, the statuses of members whose Δ is missing are asked at most this often (ms; 8 polls at least). */
+export const MISSING_STATUS_MIN_MS = 2_000;
 
 /** Closed rounds whose hashes a node keeps for the hash exchange (and lists in its status). */
 export const STATUS_HISTORY = KEPT_ROUNDS;
@@ -460,6 +463,12 @@ export class OuterSync {
     // collect until every layer closed (all holders in, or the deadline)
     const outcomes: Record<string, 'closed' | 'abandoned' | 'alone'> = {};
     const included = new Map<string, string[]>();
+    // members whose Δ is missing are asked for their status now and then: one that took our Δ and then left these
+    // layers (the pool moved it before it closed the round) sends none and no later send of ours reaches its old
+    // rounds, so only its status (listing other layers) says it left; waiting for it held the round to its deadline
+    const askEvery = Math.max(MISSING_STATUS_MIN_MS, 8 * this.pollMs);
+    let askedAt = this.o.clock.now();
+    let asking: Promise<void> | undefined;
     for (;;) {
       for (const [id, s] of this.states) {
         if (id in outcomes) continue;
@@ -470,6 +479,12 @@ export class OuterSync {
         included.set(id, r.outcome.included);
       }
       if (Object.keys(outcomes).length === this.states.size || signal.aborted) break;
+      if (asking === undefined && this.o.clock.now() - askedAt >= askEvery) {
+        askedAt = this.o.clock.now();
+        asking = this.askMissing(signal).finally(() => {
+          asking = undefined;
+        });
+      }
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, this.pollMs);
         this.wake = () => {
@@ -613,6 +628,18 @@ export class OuterSync {
       link.dispose();
     }
     return out;
+  }
+
+  /**
+   * The statuses of the members whose Δ this round still waits for (./membership.ts missingMembers): one whose
+   * status lists other layers (it moved) is released from them. Failures are ignored (the deadline decides).
+   */
+  private async askMissing(signal: AbortSignal): Promise<void> {
+    const layersOf = new Map<string, string[]>();
+    for (const [id, s] of this.states) for (const p of missingMembers(s, this.o.self)) layersOf.set(p, [...(layersOf.get(p) ?? []), id]);
+    if (layersOf.size === 0) return;
+    await this.statuses([...layersOf.keys()], signal, MISSING_STATUS_MIN_MS * 2);
+    for (const [p, layers] of layersOf) for (const l of layers) if (this.notTrained.get(p)?.has(l) === true) this.released(p, l, true);
   }
 
   /** Holders of `layer` that are round members: ourselves and every holder not known to stay out of training. */

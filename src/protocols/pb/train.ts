@@ -12,7 +12,8 @@ export enum StageOpKind {
   APPLY = 'APPLY',
   ABORT = 'ABORT',
   EVAL = 'EVAL',
-  INFO = 'INFO'
+  INFO = 'INFO',
+  RELEASE = 'RELEASE'
 }
 
 enum __StageOpKindValues {
@@ -24,7 +25,8 @@ enum __StageOpKindValues {
   APPLY = 5,
   ABORT = 6,
   EVAL = 7,
-  INFO = 8
+  INFO = 8,
+  RELEASE = 9
 }
 
 export namespace StageOpKind {

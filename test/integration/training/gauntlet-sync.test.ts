@@ -14,20 +14,16 @@
  *   scoring alike); the validation loss falls.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { ComputeClient, WorkerTrainStepper } from '../../../src/compute/index.js';
 import type { Batch as DataBatch } from '../../../src/data/index.js';
-import { keyFromPrivate } from '../../../src/identity/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import type { NodeNetwork } from '../../../src/node/network.js';
-import { startOuterSync, workerHeldOutLoss, workerParams, type OuterSyncWiring } from '../../../src/node/diloco.js';
-import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
+import { workerHeldOutLoss, workerParams } from '../../../src/node/diloco.js';
+import type { Batch } from '../../../src/training/index.js';
 import type { InnerParams } from '../../../src/training/sync.js';
-import { createLogger } from '../../../src/util/logger.js';
-import { startTrainingNet } from '../../utils/network.js';
 import { learnableBatch, learnableTokens, xorshift } from '../../utils/learnable-stream.js';
+import { startWholeReplica, stopWholeReplica, type WholeReplica } from '../../utils/training-replica.js';
 
 const genesis = bundledGenesis();
 const CONFIG: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 64 });
@@ -71,51 +67,25 @@ function signFlipped(inner: InnerParams, k: number): InnerParams {
   };
 }
 
-interface Replica {
-  name: string;
-  net: NodeNetwork;
-  compute: ComputeClient;
-  wiring: OuterSyncWiring;
-  stepper: TrainStepper;
-  ac: AbortController;
-  rounds: LastRoundReport[];
-  hashes: Map<number, Record<string, string>>;
-  rand: () => number;
-}
+type Replica = WholeReplica;
 
 const replicas: Replica[] = [];
 const holderSet = new Set<string>();
 
-async function startReplica(name: string, boot: string[], byzantine: boolean): Promise<Replica> {
-  const key = keyFromPrivate(randomBytes(32));
-  const net = await startTrainingNet(genesis.networkId, key, { start: 0, end: L }, boot);
-  holderSet.add(net.peerId);
-  const compute = await ComputeClient.start({ threads: 1 });
-  await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });
-  const r = { name, net, compute, rounds: [], hashes: new Map(), rand: rng((replicas.length + 1) * 7919), ac: new AbortController() } as unknown as Replica;
+/** A replica of the whole model among the test's holders (test/utils/training-replica.ts), scoring with Gauntlet. */
+function startReplica(name: string, boot: string[], byzantine: boolean): Promise<Replica> {
   const held = heldOut();
-  r.wiring = await startOuterSync({
-    rpc: net.rpc,
-    scores: net.scores,
-    peerId: net.peerId,
-    key,
+  return startWholeReplica({
+    name,
     networkId: genesis.networkId,
     config: CONFIG,
-    span: { start: 0, end: L },
-    inner: byzantine ? signFlipped(workerParams(compute), 2) : workerParams(compute),
-    heldOutLoss: workerHeldOutLoss(compute, () => Promise.resolve(held)),
-    holders: () => [...holderSet],
     options: OPTIONS,
-    clock: { now: () => Date.now() },
-    pollMs: 100,
-    ...(process.env.SYNC_TEST_LOG === undefined ? {} : { log: createLogger({ level: 'debug', module: name }) }),
-    onRound: (rep) => {
-      r.rounds.push(rep);
-      r.hashes.set(rep.round, r.wiring.sync.stats().hashes);
-    },
+    boot,
+    holders: holderSet,
+    seed: replicas.length + 1,
+    inner: (compute) => (byzantine ? signFlipped(workerParams(compute), 2) : workerParams(compute)),
+    more: ({ compute }) => ({ heldOutLoss: workerHeldOutLoss(compute, () => Promise.resolve(held)) }),
   });
-  r.stepper = r.wiring.stepper(new WorkerTrainStepper(compute), r.ac.signal);
-  return r;
 }
 
 async function waitUntil(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -137,12 +107,7 @@ describe('Gauntlet between replicas on real libp2p nodes', () => {
   });
 
   after(async () => {
-    for (const r of replicas) {
-      r.ac.abort();
-      await r.wiring.stop().catch(() => {});
-      await r.net.stop().catch(() => {});
-      await r.compute.close().catch(() => {});
-    }
+    for (const r of replicas) await stopWholeReplica(r);
   });
 
   it('a replica sending sign-flipped Δ is rejected on every layer by every holder, holders agree, the loss falls', async () => {

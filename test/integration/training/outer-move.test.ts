@@ -131,7 +131,6 @@ async function startNode(name: string, span: PoolSpan, boot: string[], k: number
       },
     },
     data: () => Promise.resolve(source(100 + k)),
-    limits: { leaseMs: 60_000 },
     ...(process.env.SYNC_TEST_LOG === undefined ? {} : { log: createLogger({ level: process.env.SYNC_TEST_LOG === 'debug' ? 'debug' : 'info', module: name }) }),
   }));
   return node;
@@ -148,15 +147,12 @@ async function move(n: TestNode, to: PoolSpan): Promise<void> {
 
 const roundsOf = (n: TestNode, layers: string[], since = 0): Seen[] => n.seen.filter((s) => s.at >= since && s.layers.join() === [...layers].sort().join());
 
-// Opt-in (NEUROSHARD_TEST_MOVE=1) until the chains' re-formation after a move is reliable: it passed 1 of 2 full
-// runs on this branch (eighth session). In the failing run the membership worked (the old holders released the
-// movers at once, both movers entered with verified weights), but after the swap the three drivers and three hops
-// re-paired slowly: the departed driver's train-stage lease kept a hop idle for minutes, and hops paused in their
-// outer sync (a round waiting for a holder that had no driver) sent drivers elsewhere, so the movers did not close
-// three rounds within 600 s. See docs/TRAINING.md "A pool move moves the outer-sync membership".
-const RUN = process.env.NEUROSHARD_TEST_MOVE === '1';
-
-describe('a pool move moves the outer-sync membership (three 2-stage chains, real libp2p)', { timeout: 900_000, skip: RUN ? false : 'opt-in: NEUROSHARD_TEST_MOVE=1 (chain re-formation after a move is not yet reliable)' }, () => {
+// Opt-in until the ninth session (1 of 3 runs passed): after the swap the departed driver's train-stage lease kept
+// its old hop idle until it lapsed, and a holder that took its peers' Δ and then moved held their round to its
+// deadline. A leaving driver now releases its hops, and a collecting round asks missing members for their status
+// (docs/TRAINING.md "Chains re-pair after a move"). The train-stage lease is the default (5 min): the chains must
+// re-pair by releases and the view, not by a lapse.
+describe('a pool move moves the outer-sync membership (three 2-stage chains, real libp2p)', { timeout: 900_000 }, () => {
   before(async () => {
     const spans: [string, PoolSpan][] = [
       ['A', S0],
@@ -199,7 +195,10 @@ describe('a pool move moves the outer-sync membership (three 2-stage chains, rea
     if (process.env.SYNC_TEST_LOG !== undefined) for (const x of nodes) console.error(x.name, JSON.stringify(x.seen.map((s) => ({ round: s.round, layers: s.layers, members: s.report.members, waived: s.report.waived, ms: s.report.syncMs }))));
 
     // the old layers' holders never waited for a mover that left: every round they closed after the move closed on
-    // all its layers well before the deadline, and the mover is in none of their rounds that began after it left
+    // all its layers before the deadline, with the mover's Δ in or the mover released (waived), and the mover is in
+    // none of their rounds that began after it left. (How long a round takes besides is the other replicas' pace:
+    // up to 39 s at load 21 here, all six nodes in one process; a round that waits for a member until the deadline
+    // takes SYNC_MS at least.)
     for (const [holders, mover, layers] of [
       [[a, c], m, LAYERS0],
       [[b, d], n, LAYERS1],
@@ -209,7 +208,9 @@ describe('a pool move moves the outer-sync membership (three 2-stage chains, rea
         assert.ok(after.length >= 3, `${x.name} closed rounds after the move (${after.length})`);
         for (const s of after) {
           assert.ok(Object.values(s.report.outcome).every((o) => o === 'closed'), `${x.name} round ${s.round} closed on every layer: ${JSON.stringify(s.report.outcome)}`);
-          assert.ok(s.report.syncMs < SYNC_MS / 2, `${x.name} round ${s.round} did not wait for the deadline (${s.report.syncMs} ms)`);
+          assert.ok(s.report.syncMs < SYNC_MS, `${x.name} round ${s.round} did not wait for the deadline (${s.report.syncMs} ms)`);
+          const counted = Object.values(s.report.records).every((r) => r.contributions.some((k) => k.id === mover.net.peerId));
+          assert.ok(!s.report.members.includes(mover.net.peerId) || s.report.waived.includes(mover.net.peerId) || counted, `${x.name} round ${s.round}: ${mover.name} released or its Δ counted`);
         }
         // the round the mover was in when it left may still count it at its start (not waited for); none after
         for (const s of after.slice(1)) assert.ok(!s.report.members.includes(mover.net.peerId) || s.report.waived.includes(mover.net.peerId), `${x.name} round ${s.round}: ${mover.name} is no waited member`);

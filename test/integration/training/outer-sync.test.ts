@@ -18,19 +18,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { ComputeClient, WorkerTrainStepper } from '../../../src/compute/index.js';
 import { keyFromPrivate, type NodeKey } from '../../../src/identity/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
-import { startOuterSync, workerParams, type OuterSyncWiring } from '../../../src/node/diloco.js';
 import { encodeContribution } from '../../../src/protocols/training-contribution.js';
 import { trainingContribution } from '../../../src/protocols/training-sync.js';
 import { encodeDelta } from '../../../src/training/compression/index.js';
-import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
-import { createLogger } from '../../../src/util/logger.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING, startTrainingNet } from '../../utils/network.js';
+import type { Batch } from '../../../src/training/index.js';
+import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
 import { learnableBatch, xorshift } from '../../utils/learnable-stream.js';
+import { startWholeReplica, stopWholeReplica, type WholeReplica } from '../../utils/training-replica.js';
 
 const genesis = bundledGenesis();
 const CONFIG: LlamaConfig = makeConfig({
@@ -50,61 +48,18 @@ const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: '
 const batch = (rand: () => number, b = 4, t = 16): Batch => learnableBatch(rand, b, t);
 const rng = xorshift;
 
-interface Replica {
-  name: string;
-  key: NodeKey;
-  net: NodeNetwork;
-  compute: ComputeClient;
-  wiring: OuterSyncWiring;
-  stepper: TrainStepper;
-  ac: AbortController;
-  rounds: LastRoundReport[];
-  /** Per-layer model hashes after each round (stats at the boundary). */
-  hashes: Map<number, Record<string, string>>;
-  rand: () => number;
-}
+type Replica = WholeReplica;
 
 const replicas: Replica[] = [];
 const holderSet = new Set<string>();
 const extra: NodeNetwork[] = [];
 
-async function startReplica(name: string, boot: string[], key = keyFromPrivate(randomBytes(32)), seed = replicas.length + 1): Promise<Replica> {
-  const net = await startTrainingNet(genesis.networkId, key, { start: 0, end: L }, boot);
-  holderSet.add(net.peerId);
-  const compute = await ComputeClient.start({ threads: 1 });
-  await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });
-  const r = { name, key, net, compute, rounds: [], hashes: new Map(), rand: rng(seed * 7919), ac: new AbortController() } as unknown as Replica;
-  r.wiring = await startOuterSync({
-    rpc: net.rpc,
-    scores: net.scores,
-    peerId: net.peerId,
-    key,
-    networkId: genesis.networkId,
-    config: CONFIG,
-    span: { start: 0, end: L },
-    inner: workerParams(compute),
-    // the layer's holders: the four replicas (the node takes them from the pool's view, node/diloco.ts; on this
-    // shared, overloaded machine heartbeat liveness flapped, which is the pool's concern, not the outer sync's)
-    holders: () => [...holderSet],
-    options: OPTIONS,
-    clock: { now: () => Date.now() },
-    pollMs: 100,
-    ...(process.env.SYNC_TEST_LOG === undefined ? {} : { log: createLogger({ level: 'debug', module: name }) }),
-    onRound: (rep) => {
-      r.rounds.push(rep);
-      r.hashes.set(rep.round, r.wiring.sync.stats().hashes);
-    },
-  });
-  r.stepper = r.wiring.stepper(new WorkerTrainStepper(compute), r.ac.signal);
-  return r;
+/** A replica of the whole model among the test's holders (test/utils/training-replica.ts). */
+function startReplica(name: string, boot: string[], key?: NodeKey, seed = replicas.length + 1): Promise<Replica> {
+  return startWholeReplica({ name, networkId: genesis.networkId, config: CONFIG, options: OPTIONS, boot, holders: holderSet, seed, ...(key === undefined ? {} : { key }) });
 }
 
-async function stopReplica(r: Replica): Promise<void> {
-  r.ac.abort();
-  await r.wiring.stop().catch(() => {});
-  await r.net.stop().catch(() => {});
-  await r.compute.close().catch(() => {});
-}
+const stopReplica = stopWholeReplica;
 
 /** Steps until the replica has closed `round` (inclusive). */
 async function trainThrough(r: Replica, round: number): Promise<void> {

@@ -17,7 +17,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ComputeClient, WorkerTrainStepper } from '../../../src/compute/index.js';
 import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../../src/identity/index.js';
 import { NEURO } from '../../../src/ledger/amount.js';
 import { buildGenesis, buildStake, buildTransfer } from '../../../src/ledger/build.js';
@@ -26,14 +25,13 @@ import { MIN_REWARD_BOND, proofReward, roleMultiplier, stakeMultiplier } from '.
 import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import type { NodeNetwork } from '../../../src/node/network.js';
-import { startOuterSync, workerParams, type OuterSyncWiring } from '../../../src/node/diloco.js';
 import { startNodeLedgerService, WorkTally, type NodeLedgerService } from '../../../src/node/ledger.js';
 import { receiptsWiring } from '../../../src/node/training-receipts.js';
-import type { Batch, LastRoundReport, TrainStepper } from '../../../src/training/index.js';
+import type { Batch } from '../../../src/training/index.js';
 import { toHex } from '../../../src/util/bytes.js';
-import { startTrainingNet } from '../../utils/network.js';
 import { tempDir } from '../../utils/paths.js';
-import { learnableBatch, xorshift } from '../../utils/learnable-stream.js';
+import { learnableBatch } from '../../utils/learnable-stream.js';
+import { startWholeReplica, stopWholeReplica, type WholeReplica } from '../../utils/training-replica.js';
 
 const genesis = bundledGenesis();
 const CONFIG: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 4096, max_position_embeddings: 64 });
@@ -46,20 +44,9 @@ const OPTIONS = { innerSteps: H, outerLr: 0.7, outerMomentum: 0.9, aggregator: '
 const G = keyFromPrivate(randomBytes(32));
 
 const batch = (rand: () => number): Batch => learnableBatch(rand, B, T);
-const rng = xorshift;
 
-interface Replica {
-  name: string;
-  key: NodeKey;
-  net: NodeNetwork;
-  compute: ComputeClient;
-  l: NodeLedgerService;
-  wiring: OuterSyncWiring;
-  stepper: TrainStepper;
-  ac: AbortController;
-  rounds: LastRoundReport[];
-  rand: () => number;
-}
+/** A whole-model replica (test/utils/training-replica.ts) with its node's ledger. */
+type Replica = WholeReplica & { l: NodeLedgerService };
 
 const replicas: Replica[] = [];
 const holderSet = new Set<string>();
@@ -69,45 +56,39 @@ const delivered: Uint8Array[] = [];
 let setupEvents: Uint8Array[] = [];
 
 async function startReplica(name: string, key: NodeKey, boot: string[], seed: number): Promise<Replica> {
-  const net = await startTrainingNet(genesis.networkId, key, { start: 0, end: L }, boot);
-  holderSet.add(net.peerId);
-  const compute = await ComputeClient.start({ threads: 1 });
-  await compute.run({ type: 'initModel', config: CONFIG, seed: 0, trainer: { lr: 1e-2, warmupSteps: 0 } });
-  // the node's ledger (witnessed rules, the genesis key pinned to G, which no replica holds); no proofs of our own
-  mkdirSync(join(dir.dir, name), { recursive: true });
-  const l = await startNodeLedgerService({ network: net, key, dataDir: join(dir.dir, name), networkId: genesis.networkId, modelLayers: L, counters: new WorkTally(), proofs: false, genesisKey: G.publicKey, resyncMs: 2000 });
-  for (const b of setupEvents) assert.equal(l.ledger.ingest(b).status, 'applied');
-  const wired = receiptsWiring(l, CONFIG, H);
-  const r = { name, key, net, compute, l, rounds: [], rand: rng(seed * 7919), ac: new AbortController() } as unknown as Replica;
-  r.wiring = await startOuterSync({
-    rpc: net.rpc,
-    scores: net.scores,
-    peerId: net.peerId,
-    key,
+  let l: NodeLedgerService | undefined;
+  const r = await startWholeReplica({
+    name,
     networkId: genesis.networkId,
     config: CONFIG,
-    span: { start: 0, end: L },
-    inner: workerParams(compute),
-    holders: () => [...holderSet],
     options: OPTIONS,
-    clock: { now: () => Date.now() },
-    pollMs: 100,
-    receipts: {
-      ...wired,
-      // H × B × T of this test's batches (receiptsWiring counts the network's batch)
-      tokensPerContribution: TOKENS,
-      submit: async (bytes) => {
-        const res = await wired.submit(bytes);
-        if (res.status === 'applied') delivered.push(bytes);
-        return res;
-      },
-      collectMs: 120_000,
-      pollMs: 200,
+    boot,
+    holders: holderSet,
+    seed,
+    key,
+    more: async ({ net }) => {
+      // the node's ledger (witnessed rules, the genesis key pinned to G, which no replica holds); no proofs of our own
+      mkdirSync(join(dir.dir, name), { recursive: true });
+      l = await startNodeLedgerService({ network: net, key, dataDir: join(dir.dir, name), networkId: genesis.networkId, modelLayers: L, counters: new WorkTally(), proofs: false, genesisKey: G.publicKey, resyncMs: 2000 });
+      for (const b of setupEvents) assert.equal(l.ledger.ingest(b).status, 'applied');
+      const wired = receiptsWiring(l, CONFIG, H);
+      return {
+        receipts: {
+          ...wired,
+          // H × B × T of this test's batches (receiptsWiring counts the network's batch)
+          tokensPerContribution: TOKENS,
+          submit: async (bytes) => {
+            const res = await wired.submit(bytes);
+            if (res.status === 'applied') delivered.push(bytes);
+            return res;
+          },
+          collectMs: 120_000,
+          pollMs: 200,
+        },
+      };
     },
-    onRound: (rep) => r.rounds.push(rep),
   });
-  r.stepper = r.wiring.stepper(new WorkerTrainStepper(compute), r.ac.signal);
-  return r;
+  return Object.assign(r, { l: l! });
 }
 
 async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -134,13 +115,7 @@ describe('co-signed training receipts on real libp2p nodes', { timeout: 900_000 
   });
 
   after(async () => {
-    for (const r of replicas) {
-      r.ac.abort();
-      await r.wiring.stop().catch(() => {});
-      await r.l.stop().catch(() => {});
-      await r.net.stop().catch(() => {});
-      await r.compute.close().catch(() => {});
-    }
+    for (const r of replicas) await stopWholeReplica(r, () => r.l.stop());
     dir.cleanup();
   });
 

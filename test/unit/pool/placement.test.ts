@@ -211,6 +211,32 @@ describe('planMoves (restoration and rebalancing)', () => {
     );
   });
 
+  it('a whole-model holder is never planned to move, whatever its memory and speed (its outer sync would not follow)', () => {
+    // a whole-model replica trains in its own worker with an outer sync over the whole model (node/node.ts
+    // startTraining); that does not follow a move to a partial span (docs/TRAINING.md), so placement must keep it:
+    // holderCapacity counts the layers a holder holds as its capacity's floor, and a span of every layer is the only
+    // window of that length. Random views: whole-model holders with little or no memory and any speed, partial
+    // holders alive or dead (holes to restore, bottlenecks to lift)
+    let seed = 12345;
+    const rand = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    let moves = 0;
+    for (let t = 0; t < 300; t++) {
+      const L = 2 + Math.floor(rand() * 7);
+      const holders: PoolHolder[] = [];
+      const whole = 1 + Math.floor(rand() * 3);
+      for (let i = 0; i < whole; i++) holders.push(h(`w${i}`, 0, L, 1 + rand() * 500, 'alive', Math.floor(rand() * 3) * 50));
+      for (let i = 0, n = Math.floor(rand() * 8); i < n; i++) {
+        const start = Math.floor(rand() * L);
+        const end = start + 1 + Math.floor(rand() * (L - start));
+        holders.push(h(`p${i}`, start, end, 1 + rand() * 500, rand() < 0.3 ? 'dead' : 'alive', Math.floor(rand() * 10) * 100));
+      }
+      const plan = planMoves(view(L, ...holders), { layerMb: 100, minGain: 0.01 });
+      moves += plan.length;
+      for (const m of plan) assert.ok(!m.peerId.startsWith('w'), `view ${t}: a whole-model holder planned to move ${JSON.stringify(m)}`);
+    }
+    assert.ok(moves > 0, 'the views did plan moves (of partial holders)');
+  });
+
   it('the only holder of a layer never moves away from it', () => {
     const v = view(4, h('a', 0, 2, 10, 'alive', 200), h('b', 2, 4, 10, 'alive', 200));
     assert.deepEqual(planMoves(v, opts), []);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { olderChain } from '../../../src/protocols/train-stage.js';
-import { planChain } from '../../../src/training/index.js';
+import { driverGone, planChain } from '../../../src/training/index.js';
 
 const self = { peer: 'me', span: { start: 0, end: 2 } };
 const h = (peer: string, start: number, end: number, cost?: number) => ({ peer, span: { start, end }, ...(cost === undefined ? {} : { cost }) });
@@ -36,5 +36,17 @@ describe('olderChain', () => {
     assert.equal(olderChain('n1:4', 'n1:3'), false);
     assert.equal(olderChain('n1:3', 'n2:4'), false);
     assert.equal(olderChain('exact', 'n1:4'), false);
+  });
+});
+
+describe('driverGone', () => {
+  it('a driver the view shows dead, holding no span, or a span not starting at 0 (or the whole model) no longer drives; one it does not know may', () => {
+    assert.equal(driverGone(undefined, 4), false);
+    assert.equal(driverGone({ state: 'alive', span: { start: 0, end: 2 } }, 4), false);
+    assert.equal(driverGone({ state: 'stale', span: { start: 0, end: 2 } }, 4), false);
+    assert.equal(driverGone({ state: 'dead', span: { start: 0, end: 2 } }, 4), true);
+    assert.equal(driverGone({ state: 'alive', span: { start: 2, end: 4 } }, 4), true);
+    assert.equal(driverGone({ state: 'alive', span: undefined }, 4), true);
+    assert.equal(driverGone({ state: 'alive', span: { start: 0, end: 4 } }, 4), true);
   });
 });

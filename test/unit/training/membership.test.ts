@@ -196,6 +196,37 @@ describe('OuterSync: a holder the pool moves to another span', () => {
     assert.deepEqual(moved.sync!.status().layers, ['layers.1', 'layers.2', 'head']);
   });
 
+  it('a holder that took our Δ and then moved before sending its own is not waited for until the deadline', async () => {
+    const h = harness();
+    const [a, b, m] = (['a', 'b', 'm'] as const).map((id) => h.add(id, S1)) as [Rep, Rep, Rep];
+    await round([a, b, m]);
+    // round 1: a and b take their steps and close; m (still in its inner steps) accepts their Δ, then the pool moves
+    // it before it closes: its Δ never comes, and no later send of theirs to it (answered not_held) tells them so
+    const signal = new AbortController().signal;
+    const got0 = m.sync!.bytesReceived;
+    const closing = [a, b].map(async (r) => {
+      for (let s = 0; s < 2; s++) r.sync!.innerStep();
+      return r.sync!.closeRound(signal);
+    });
+    const t0 = Date.now();
+    // every layer's Δ of a and of b (fp32, uncompressed: 4 bytes a value) reached m
+    while (m.sync!.bytesReceived - got0 < 2 * 4 * m.layout.size) {
+      if (Date.now() - t0 > 10_000) throw new Error('m never got a and b\'s Δ');
+      await new Promise((r) => setImmediate(r));
+    }
+    h.reps.delete('m');
+    h.add('m', S2, new Float32Array(new ParamLayout(cfg, S2).size).fill(7));
+    h.view.set('m', { start: 0, end: L }); // a and b's view still lists it on S1
+    const reports = await Promise.all(closing);
+    for (const r of reports) {
+      assert.equal(r.round, 1);
+      assert.ok(r.members.includes('m'), 'm was a member at the round\'s start');
+      assert.ok(Object.values(r.outcome).every((o) => o === 'closed'), JSON.stringify(r.outcome));
+      assert.ok(r.syncMs < SYNC / 3, `closed without waiting for m's Δ until the deadline (${r.syncMs} ms)`);
+    }
+    assert.deepEqual(lastClosed(a), lastClosed(b));
+  });
+
   it('a joiner\'s entry does not wait for a holder the view still lists but that moved to other layers', async () => {
     const h = harness();
     const [c, d, n] = (['c', 'd', 'n'] as const).map((id) => h.add(id, S2)) as [Rep, Rep, Rep];

@@ -1,0 +1,66 @@
+/**
+ * A chain's driver gives its hops' leases back (training/chain.ts ChainTrainer): when a failed step makes it re-form
+ * its chain, the old chain's hops are released (another driver may take them at once), and `release()` (the driver
+ * stops: a pool move, a stop) releases the chain in use. In-process stages on the reference backend.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ChainTrainer, type ChainHop, type LocalSpanStage } from '../../../src/training/index.js';
+import { LocalStage, batchOf } from '../../../src/training/pipeline/index.js';
+import type { Batch, BatchSource } from '../../../src/training/index.js';
+import { randomIds, reference, tinyConfig } from '../model/helpers.js';
+
+const B = 2;
+const T = 4;
+const cfg = tinyConfig({ num_hidden_layers: 2 });
+
+function source(): BatchSource {
+  let i = 0;
+  const next = (): Batch => {
+    const ids = randomIds(B * T * 2, cfg.vocab_size, 7 + i++);
+    return batchOf(ids.subarray(0, B * T), ids.subarray(B * T), B, T);
+  };
+  return { next: () => next(), position: () => i };
+}
+
+/** A hop whose forward fails while `broken` (a dead peer), counting the releases it gets. */
+class Hop extends LocalStage {
+  broken = false;
+  override forward(...a: Parameters<LocalStage['forward']>): ReturnType<LocalStage['forward']> {
+    if (this.broken) return Promise.reject(new Error('hop lost'));
+    return super.forward(...a);
+  }
+}
+
+describe('ChainTrainer releases its hops', () => {
+  it('re-forming after a failed hop releases the old chain\'s hops; release() releases the chain in use', async () => {
+    const local = new LocalStage(cfg, reference, { start: 0, end: 1 }, { seed: 1 }) as unknown as LocalSpanStage;
+    const x = new Hop(cfg, reference, { start: 1, end: 2 }, { seed: 1 });
+    const y = new Hop(cfg, reference, { start: 1, end: 2 }, { seed: 1 });
+    const released: string[] = [];
+    const hop = (peer: string, stage: Hop): ChainHop => ({ peer, span: stage.span, stage, release: () => (released.push(peer), Promise.resolve()) });
+    const trainer = new ChainTrainer({
+      self: 'me',
+      local,
+      data: source(),
+      pipeline: { microBatches: 1, schedule: 'gpipe', trainer: { decaySteps: 10 } },
+      retryMs: 1,
+      formChain: (exclude) => Promise.resolve([{ peer: 'me', span: local.span, stage: local }, exclude.has('x') ? hop('y', y) : hop('x', x)]),
+    });
+    assert.equal((await trainer.innerSteps(1)).applied, 1);
+    assert.deepEqual(released, []);
+    x.broken = true;
+    const r = await trainer.innerSteps(1);
+    assert.equal(r.applied, 1);
+    assert.equal(r.abandoned, 1);
+    assert.deepEqual(trainer.chain()?.map((h) => h.peer), ['me', 'y']);
+    // the dropped chain's hop got its release (fire-and-forget: it ran before the next chain's first step ended)
+    assert.deepEqual(released, ['x']);
+    await trainer.release();
+    assert.deepEqual(released, ['x', 'y']);
+    assert.equal(trainer.chain(), undefined);
+    // a step after a release forms a new chain (and releases nothing more)
+    assert.equal((await trainer.innerSteps(1)).applied, 1);
+    assert.deepEqual(released, ['x', 'y']);
+  });
+});
