@@ -281,8 +281,12 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
     // a node that listens only through relays announces only its relayed addresses: an observed address of its
     // outgoing connections (identify) is nothing it listens on, and callers that tried it first timed out before
     // taking the relay (test/integration/p2p/network.test.ts, the relay-only case)
-    addresses: { listen, announce, ...(relayOnly ? { announceFilter: (addrs: Multiaddr[]) => addrs.filter((a) => a.toString().includes('/p2p-circuit')) } : {}) },
-    transports: [tcp(), webSockets(), circuitRelayTransport()],
+    // addresses through a relay are listened on after start (Libp2pNetwork.listenThroughRelays), not by libp2p's start
+    addresses: { listen: listen.filter((a) => !a.includes('/p2p-circuit')), announce, ...(relayOnly ? { announceFilter: (addrs: Multiaddr[]) => addrs.filter((a) => a.toString().includes('/p2p-circuit')) } : {}) },
+    // a reservation is a dial to the relay plus one request: bounded like any other dial (libp2p's default of 5 s
+    // is half our dial timeout, and under load a listen-through-relay node failed to start while a plain dial to
+    // the same relay would have succeeded: test/integration/p2p/network.test.ts, the relay case)
+    transports: [tcp(), webSockets(), circuitRelayTransport({ reservationCompletionTimeout: conn.dialTimeoutMs })],
     connectionEncrypters: [noise()],
     streamMuxers: [
       yamux({
@@ -422,6 +426,7 @@ export class Libp2pNetwork implements P2PNetwork {
       }
     });
     await l.start();
+    await this.listenThroughRelays();
     if (this.opts.genesis === 'auto') {
       const known = await l.peerStore.all({ filters: [(p) => p.addresses.length > 0 && !p.id.equals(l.peerId)], limit: 1 });
       this.bootstrapper.setGenesis(known.length === 0);
@@ -434,6 +439,30 @@ export class Libp2pNetwork implements P2PNetwork {
       void this.repairRoutingTable().finally(() => (this.repairing = false));
     }, DHT_REPAIR_MS);
     this.repairTimer.unref?.();
+  }
+
+  /**
+   * Listens on the `…/p2p-circuit` addresses of `listen`: dials each relay first, bounded by our dial timeout, then
+   * asks it for a reservation (bounded the same, see reservationCompletionTimeout). Left to libp2p's start, the
+   * connection to the relay was bounded by the circuit listener's fixed 5 s, half our dial timeout: on a loaded
+   * machine a relay-only node failed to start while a plain dial to the same relay would have succeeded
+   * (test/integration/p2p/network.test.ts, the relay case, 6 s into it). A failure still fails start, as before.
+   */
+  private async listenThroughRelays(): Promise<void> {
+    const addrs = this.opts.listen.map((a) => toMultiaddr(a)).filter((a) => a.toString().includes('/p2p-circuit'));
+    if (addrs.length === 0) return;
+    const ms = this.opts.connections?.dialTimeoutMs ?? CONNECTION_DEFAULTS.dialTimeoutMs;
+    const tm = (this.libp2p as unknown as { components: { transportManager: { listen(a: Multiaddr[]): Promise<void> } } }).components.transportManager;
+    await Promise.all(
+      addrs.map(async (a) => {
+        try {
+          await this.libp2p.dial(a.decapsulate('/p2p-circuit'), { signal: AbortSignal.timeout(ms) });
+          await tm.listen([a]);
+        } catch (e) {
+          throw new NetworkError('LISTEN_FAILED', `cannot listen through ${a.toString()}: ${errorMessage(e)}`, { addr: a.toString() }, e);
+        }
+      }),
+    );
   }
 
   /**

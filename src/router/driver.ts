@@ -194,6 +194,17 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   let failovers = 0;
   const stallsMs: number[] = [];
 
+  /** Whether the route's layers can be planned without `peer` (and this generation's failed peers). */
+  const replaceable = (peer: string): boolean => {
+    try {
+      chooseRouteAvoiding(deps.holders(), { start: 0, end: L }, { random: () => 0, banned: deps.bans.banned(deps.now()), failed: new Set([...failed, peer]) });
+      return true;
+    } catch (e) {
+      // (runs in a timer: any other failure of the plan fails over as before rather than throwing there)
+      return !(e instanceof LayersUncoveredError);
+    }
+  };
+
   /** Runs one call on a hop with its deadline; a failure is a HopFailure. */
   const call = async (entry: RouteEntry, input: HopInput, positions: number): Promise<HopOutput> => {
     const session = entry.session;
@@ -203,7 +214,24 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     if (input.ids !== undefined) entry.inC.tokens(input.ids, input.chunks);
     else entry.inC.hidden(input.hidden!, C, input.chunks);
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(new TimeoutError(`hop did not answer within ${ms} ms`, { ms })), ms);
+    // The step deadline is the failover trigger: past it, another holder would likely answer sooner. When no other
+    // holder could take this hop's layers (windows around it included: the whole route is planned without it),
+    // failing over cannot help and only turns a slow answer into 503 layers_uncovered (a single holder under load
+    // missed 200 ms on its first decode step: test/integration/router/paid-generate). Then the step waits on, the
+    // check is repeated every deadline (a replacement that appears is taken), and the hard bound is the one of a
+    // step on our own worker, which has nothing to fail over to either.
+    const hardMs = entry.hop.peerId === deps.selfPeerId ? ms : ms - o.stepTimeoutMs + o.localStepTimeoutMs;
+    const t0 = performance.now(); // wall time, as the timers count it (deps.now may be a test clock)
+    let timer: NodeJS.Timeout;
+    const onDeadline = (): void => {
+      const waited = performance.now() - t0;
+      if (ms < hardMs && waited < hardMs && !replaceable(entry.hop.peerId)) {
+        timer = setTimeout(onDeadline, Math.min(o.stepTimeoutMs, hardMs - waited));
+        return;
+      }
+      ac.abort(new TimeoutError(`hop did not answer within ${Math.round(waited)} ms`, { ms: Math.round(waited) }));
+    };
+    timer = setTimeout(onDeadline, ms);
     const onAbort = (): void => ac.abort(new AbortedError('generation aborted'));
     signal.addEventListener('abort', onAbort, { once: true });
     try {

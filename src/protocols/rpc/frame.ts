@@ -67,12 +67,20 @@ const JOIN_BELOW = 64 * 1024;
 
 /** Writes one frame, respecting backpressure. */
 export async function writeFrame(stream: DuplexStream, kind: number, body: Uint8Array, opts: AbortOptions = {}): Promise<void> {
+  await writeFrameWaiting(stream, kind, body, () => opts);
+}
+
+/**
+ * writeFrame whose wait options (a deadline) are made only when the stream cannot take the frame at once: a frame
+ * that fits the stream's buffer (every decode step's answer) costs no AbortController, linked signal or timer.
+ */
+export async function writeFrameWaiting(stream: DuplexStream, kind: number, body: Uint8Array, wait: () => AbortOptions): Promise<void> {
   if (body.byteLength < JOIN_BELOW) {
-    if (!stream.send(encodeFrame(kind, body))) await stream.onDrain(opts);
+    if (!stream.send(encodeFrame(kind, body))) await stream.onDrain(wait());
     return;
   }
-  if (!stream.send(frameHeader(kind, body.byteLength))) await stream.onDrain(opts);
-  if (!stream.send(body)) await stream.onDrain(opts);
+  if (!stream.send(frameHeader(kind, body.byteLength))) await stream.onDrain(wait());
+  if (!stream.send(body)) await stream.onDrain(wait());
 }
 
 /** Pulls frames off a stream one at a time, each with its own size limit. */

@@ -22,7 +22,7 @@ import { silentLogger, type Logger } from '../../util/logger.js';
 import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, writeFrame, type Frame } from './frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, writeFrame, writeFrameWaiting, type Frame } from './frame.js';
 import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MUX_MAX_REQUEST_BYTES, MUX_PIECE_BYTES, MuxAssembler, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
 import { perPeerLimit, requestReadMs, type BidiMethod, type CallKind, type MethodDef, type ServerStreamMethod, type UnaryMethod } from './method.js';
 
@@ -893,12 +893,14 @@ export class RpcNode {
 
   private async replyMessage(stream: DuplexStream, method: MethodDef<unknown, unknown>, res: unknown, signal: AbortSignal, close = true): Promise<void> {
     const body = this.encodeResponse(method, res);
-    const t = timer(method.timeoutMs, `${method.name} reply`, signal);
+    // the reply's deadline is armed only when a write has to wait (rpc/frame.ts writeFrameWaiting) or the stream closes
+    let t: { signal: AbortSignal; clear: () => void } | undefined;
+    const wait = (): { signal: AbortSignal } => ({ signal: (t ??= timer(method.timeoutMs, `${method.name} reply`, signal)).signal });
     try {
-      await writeFrame(stream, FRAME_MESSAGE, body, { signal: t.signal });
-      if (close) await stream.close({ signal: t.signal });
+      await writeFrameWaiting(stream, FRAME_MESSAGE, body, wait);
+      if (close) await stream.close(wait());
     } finally {
-      t.clear();
+      t?.clear();
     }
   }
 

@@ -29,9 +29,16 @@ import { LOOPBACK_TUNING, loopbackNodeOptions } from '../../utils/network.js';
 
 const NETWORK_ID = 'itest' + randomBytes(4).toString('hex');
 const LAYERS = 8;
-const HEARTBEAT_MS = 400;
-const STALE_MS = 1500;
-const DEAD_MS = 4000;
+// Heartbeats every second, not 400 ms: every node here runs in this one process, and each heartbeat costs every
+// receiver ~1.4 ms of CPU (gossipsub's signature check, and @libp2p/crypto decompressing the sender's secp256k1 key
+// twice in pure JS). At 400 ms the eight nodes' heartbeats alone took ~200 ms of CPU a second (measured idle), more
+// than this process gets of 2 cores at load 10+; its event loop then lagged 0.1-0.9 s a turn and the relay case
+// (a reservation, a relayed dial: some twenty sequential turns through relay, caller and hidden node, all in this
+// loop) passed libp2p's dial deadlines (3 of 6 runs failed; 0 of 3 passed at load 11-18). The death bound below
+// follows the interval.
+const HEARTBEAT_MS = 1000;
+const STALE_MS = 2500;
+const DEAD_MS = 6000;
 const TUNING: Partial<NetworkTuning> = { ...LOOPBACK_TUNING, echo: true };
 
 function options(over: Partial<NetworkNodeOptions>): NetworkNodeOptions {
