@@ -4,13 +4,16 @@
 // can be measured A/B on a shared machine (per-step times, their 10th percentile, and process CPU per step).
 //
 //   node scripts/experiments/decode-kernels.mjs [--threads 1] [--preset 12x768] [--steps 48] [--reps 3]
-//        [--modes f32:1,f32:8,int8:1,int8:8] [--hash] [--ops]
+//        [--modes f32:1,f32:8,int8:1,int8:8] [--hash] [--ops] [--gemm]
 //
 // Modes: <weights>:<rows>: rows = 1 is a batch-1 cached forward, rows > 1 is decodeBatch over that many batch-1
 // caches (continuous batching, as the serving worker runs it). Prints, per mode: p10 and median step time,
 // tok/s at p10 (rows ÷ p10), CPU ms per step, and with several row counts the ratio rows-tok/s ÷ 1-row tok/s.
 // --hash: sha256 of the logits of every step of every mode (the first rep), to check kernels bit for bit.
-// --ops: per-op time split of one f32 batch-1 step (native backend calls timed from JS; each includes the call).
+// --ops: per-op time split of the steps of each mode (native backend calls timed from JS; each includes the call).
+// --gemm: the step's GEMVs alone, each on its own weights, minimum CPU per pass (see below).
+// Run it with `nice -n -20` on a loaded machine, and alternate old and new builds (a copy of dist/, build/ and
+// package.json elsewhere runs the old one).
 import { createHash } from 'node:crypto';
 import { loadavg } from 'node:os';
 
