@@ -49,6 +49,10 @@ interface LayerViews {
   gate: Float32Array;
   up: Float32Array;
   down: Float32Array;
+  /** q, k and v as one [H·D + 2·KV·D, C] matrix, and gate and up as one [2F, C] (views of the same memory; the
+   * layout stores them back to back), for the fused decode products; undefined when not adjacent. */
+  qkv?: Float32Array;
+  gateUp?: Float32Array;
 }
 
 /** A layer's projection matrices as int8 blocks (`--weights int8`). */
@@ -60,6 +64,45 @@ interface Int8LayerViews {
   gate: Int8Matrix;
   up: Int8Matrix;
   down: Int8Matrix;
+  /** q, k, v and gate, up quantized as one matrix each (q/k/v and gate/up are row ranges of them). */
+  qkv?: Int8Matrix;
+  gateUp?: Int8Matrix;
+}
+
+/**
+ * Decode products with at most this many rows run q/k/v as one product and gate/up as one (LlamaShard.layerForward):
+ * one pool job instead of three or two, so that a step wakes the engine's helper threads 4 times per layer instead
+ * of 7 (on 2 threads each wake-up of a helper that went to sleep between small products cost more than the helper
+ * gave). Every output element is the same dot product in the same order either way (the native small-M kernels
+ * never let the column split change an element's arithmetic; kSmallM = 8 there), so the logits are the same bits.
+ */
+const FUSED_MAX_ROWS = 8;
+
+/** One view over adjacent matrices of the same buffer (a, then b, then c), or undefined when they are not adjacent. */
+function adjacent(...ms: Float32Array[]): Float32Array | undefined {
+  for (let i = 1; i < ms.length; i++) {
+    if (ms[i].buffer !== ms[0].buffer || ms[i].byteOffset !== ms[i - 1].byteOffset + ms[i - 1].byteLength) return undefined;
+  }
+  const n = ms.reduce((a, m) => a + m.length, 0);
+  return new Float32Array(ms[0].buffer, ms[0].byteOffset, n);
+}
+
+/** Splits t [N, Σ widths] by columns into outs[i] [N, widths[i]]. */
+function splitColumns(t: Float32Array, N: number, outs: Float32Array[], widths: number[]): void {
+  const row = widths.reduce((a, b) => a + b, 0);
+  for (let n = 0; n < N; n++) {
+    let o = n * row;
+    for (let i = 0; i < outs.length; i++) {
+      outs[i].set(t.subarray(o, o + widths[i]), n * widths[i]);
+      o += widths[i];
+    }
+  }
+}
+
+/** Rows [r0, r1) of an int8 matrix as a matrix of its own (views of the codes and scales). */
+function int8Rows(m: Int8Matrix, r0: number, r1: number): Int8Matrix {
+  const nb = m.cols / m.blockSize;
+  return { rows: r1 - r0, cols: m.cols, blockSize: m.blockSize, q: m.q.subarray(r0 * m.cols, r1 * m.cols), scales: m.scales.subarray(r0 * nb, r1 * nb) };
 }
 
 /**
@@ -132,6 +175,8 @@ export class LlamaShard {
   private readonly f32Hash: string | undefined;
   /** int8 only: the quantized matrices of each layer. */
   private readonly qw: Int8LayerViews[] = [];
+  /** Output of the fused q/k/v and gate/up decode products (see FUSED_MAX_ROWS). */
+  private fused: Float32Array = new Float32Array(0);
 
   private readonly w: LayerViews[] = [];
   private readonly g: LayerViews[] = [];
@@ -215,6 +260,9 @@ export class LlamaShard {
           up: v('mlp.up_proj.weight'),
           down: v('mlp.down_proj.weight'),
         });
+        const l = out[out.length - 1];
+        l.qkv = adjacent(l.q, l.k, l.v);
+        l.gateUp = adjacent(l.gate, l.up);
       }
       return out;
     };
@@ -244,15 +292,23 @@ export class LlamaShard {
     for (let i = this.span.start; i < this.span.end; i++) {
       const p = `model.layers.${i}.`;
       const v = (n: string): Float32Array => L.view(f32, p + n);
-      // W [rows = outputs, cols = inputs]: blocks run along K, the dimension each GEMM reduces over
+      // W [rows = outputs, cols = inputs]: blocks run along K, the dimension each GEMM reduces over. q/k/v and
+      // gate/up share K, so quantizing them as one matrix gives each the codes and scales it gets alone (a block
+      // never straddles two rows); they are then row ranges of the fused matrices.
+      const qkvF = adjacent(v('self_attn.q_proj.weight'), v('self_attn.k_proj.weight'), v('self_attn.v_proj.weight'));
+      const guF = adjacent(v('mlp.gate_proj.weight'), v('mlp.up_proj.weight'));
+      const qkv = qkvF === undefined ? undefined : quantizeMatrix(be, qkvF, HD + 2 * KVD, C);
+      const gateUp = guF === undefined ? undefined : quantizeMatrix(be, guF, 2 * F, C);
       this.qw.push({
-        q: quantizeMatrix(be, v('self_attn.q_proj.weight'), HD, C),
-        k: quantizeMatrix(be, v('self_attn.k_proj.weight'), KVD, C),
-        v: quantizeMatrix(be, v('self_attn.v_proj.weight'), KVD, C),
+        q: qkv !== undefined ? int8Rows(qkv, 0, HD) : quantizeMatrix(be, v('self_attn.q_proj.weight'), HD, C),
+        k: qkv !== undefined ? int8Rows(qkv, HD, HD + KVD) : quantizeMatrix(be, v('self_attn.k_proj.weight'), KVD, C),
+        v: qkv !== undefined ? int8Rows(qkv, HD + KVD, HD + 2 * KVD) : quantizeMatrix(be, v('self_attn.v_proj.weight'), KVD, C),
         o: quantizeMatrix(be, v('self_attn.o_proj.weight'), C, HD),
-        gate: quantizeMatrix(be, v('mlp.gate_proj.weight'), F, C),
-        up: quantizeMatrix(be, v('mlp.up_proj.weight'), F, C),
+        gate: gateUp !== undefined ? int8Rows(gateUp, 0, F) : quantizeMatrix(be, v('mlp.gate_proj.weight'), F, C),
+        up: gateUp !== undefined ? int8Rows(gateUp, F, 2 * F) : quantizeMatrix(be, v('mlp.up_proj.weight'), F, C),
         down: quantizeMatrix(be, v('mlp.down_proj.weight'), C, F),
+        qkv,
+        gateUp,
       });
       w.push({
         inNorm: v('input_layernorm.weight').slice(),
@@ -473,9 +529,19 @@ export class LlamaShard {
 
     // attention block
     be.rmsnormForward(x, w.inNorm, a.h1, a.rstd1, N, C, c.rms_norm_eps);
-    this.linear(a.h1, w.q, q8?.q, a.q, N, H * D, C, 0); // q[N, H·D] = h1 · Wqᵀ
-    this.linear(a.h1, w.k, q8?.k, a.k, N, KV * D, C, 0); // k[N, KV·D]
-    this.linear(a.h1, w.v, q8?.v, a.v, N, KV * D, C, 0); // v[N, KV·D]
+    const fuse = N <= FUSED_MAX_ROWS;
+    if (fuse && (q8 !== undefined ? q8.qkv !== undefined : w.qkv !== undefined)) {
+      // [q | k | v][N, H·D + 2·KV·D] = h1 · [Wq; Wk; Wv]ᵀ in one product (FUSED_MAX_ROWS), then split by rows
+      const HD = H * D;
+      const KVD = KV * D;
+      const t = this.fusedOut(N * (HD + 2 * KVD));
+      this.linear(a.h1, w.qkv ?? w.q, q8?.qkv, t, N, HD + 2 * KVD, C, 0);
+      splitColumns(t, N, [a.q, a.k, a.v], [HD, KVD, KVD]);
+    } else {
+      this.linear(a.h1, w.q, q8?.q, a.q, N, H * D, C, 0); // q[N, H·D] = h1 · Wqᵀ
+      this.linear(a.h1, w.k, q8?.k, a.k, N, KV * D, C, 0); // k[N, KV·D]
+      this.linear(a.h1, w.v, q8?.v, a.v, N, KV * D, C, 0); // v[N, KV·D]
+    }
     if (rows !== undefined) {
       this.attendRows(l, B, rows); // RoPE, cache writes and attention, row by row
     } else {
@@ -529,12 +595,24 @@ export class LlamaShard {
 
     // MLP block
     be.rmsnormForward(a.r, w.postNorm, a.h2, a.rstd2, N, C, c.rms_norm_eps);
-    this.linear(a.h2, w.gate, q8?.gate, a.gate, N, F, C, 0); // gate[N, F]
-    this.linear(a.h2, w.up, q8?.up, a.up, N, F, C, 0); // up[N, F]
+    if (fuse && (q8 !== undefined ? q8.gateUp !== undefined : w.gateUp !== undefined)) {
+      const t = this.fusedOut(N * 2 * F); // [gate | up][N, 2F]
+      this.linear(a.h2, w.gateUp ?? w.gate, q8?.gateUp, t, N, 2 * F, C, 0);
+      splitColumns(t, N, [a.gate, a.up], [F, F]);
+    } else {
+      this.linear(a.h2, w.gate, q8?.gate, a.gate, N, F, C, 0); // gate[N, F]
+      this.linear(a.h2, w.up, q8?.up, a.up, N, F, C, 0); // up[N, F]
+    }
     be.swigluForward(a.gate, a.up, a.act, N * F);
     // out[N, C] = r + act · Wdownᵀ
     out.set(a.r.subarray(0, N * C));
     this.linear(a.act, w.down, q8?.down, out, N, C, F, 1);
+  }
+
+  /** Scratch for the fused products' outputs (at least n floats; reused by every layer). */
+  private fusedOut(n: number): Float32Array {
+    if (this.fused.length < n) this.fused = allocate(n, 'activations');
+    return this.fused;
   }
 
   /** out[N, outDim] (+)= x[N, inDim] · Wᵀ over the float32 weights or their int8 blocks. */
@@ -739,6 +817,7 @@ export class LlamaShard {
     this.capB = 0;
     this.res = [];
     this.acts = [];
+    this.fused = new Float32Array(0);
     this.pending = null;
     this.lastLogits = null;
   }

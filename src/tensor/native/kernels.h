@@ -87,7 +87,8 @@ struct Kernels {
   size_t (*gemm_ws)(const GemmArgs& g);
   // Packed GEMM on the block C[m0:m1, n0:n1]; requires K > 0 and alpha != 0 (the driver handles the rest).
   void (*gemm_block)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* ws);
-  // Unpacked GEMM for M ≤ kSmallM (decode, GEMV): all M rows, columns [n0, n1).
+  // Unpacked GEMM for M ≤ kSmallM (decode, GEMV): all M rows, columns [n0, n1) (with op(B) = Bᵀ on AVX-512, W is
+  // read once for all M rows).
   void (*gemm_small)(const GemmArgs& g, int64_t n0, int64_t n1, float* ws);
 
   // ---- int8-weight GEMM ----

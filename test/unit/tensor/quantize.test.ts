@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Tensor, createReferenceBackend, dequantizeInt8, fromFp16, quantizeInt8, toFp16 } from '../../../src/tensor/index.js';
+import { Tensor, createReferenceBackend, dequantizeInt8, fromFp16, quantizeInt8, quantizeMatrix, toFp16 } from '../../../src/tensor/index.js';
 import { Rng } from '../../../src/util/rng.js';
 
 const be = createReferenceBackend();
@@ -114,5 +114,32 @@ describe('int8 block-wise', () => {
     const qb = quantizeInt8(be, new Float32Array(10), 4);
     assert.throws(() => dequantizeInt8(be, { ...qb, n: 13 }), { code: 'SHAPE_MISMATCH' });
     assert.throws(() => dequantizeInt8(be, { ...qb, scales: new Float32Array(2) }), { code: 'SHAPE_MISMATCH' });
+  });
+});
+
+describe('quantizeMatrix of adjacent matrices', () => {
+  // LlamaShard quantizes q/k/v and gate/up as one matrix each for its fused decode products, and uses row ranges of
+  // them as the separate matrices: that is only the int8 shard it was before when every row's codes and scales are
+  // those the row gets in its own matrix (a block never straddles two rows).
+  it('gives each row range the codes and scales of its own matrix', () => {
+    const be = createReferenceBackend();
+    const rng = new Rng(7);
+    const K = 96;
+    const rows = [40, 8, 8];
+    const parts = rows.map((r) => Float32Array.from({ length: r * K }, () => rng.normal() * (1 + rng.int(4))));
+    const joined = new Float32Array(rows.reduce((a, r) => a + r, 0) * K);
+    let o = 0;
+    for (const p of parts) {
+      joined.set(p, o);
+      o += p.length;
+    }
+    const all = quantizeMatrix(be, joined, joined.length / K, K, 32);
+    let r0 = 0;
+    parts.forEach((p, i) => {
+      const own = quantizeMatrix(be, p, rows[i], K, 32);
+      assert.deepEqual(all.q.subarray(r0 * K, (r0 + rows[i]) * K), own.q);
+      assert.deepEqual(all.scales.subarray((r0 * K) / 32, ((r0 + rows[i]) * K) / 32), own.scales);
+      r0 += rows[i];
+    });
   });
 });
