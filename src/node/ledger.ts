@@ -134,6 +134,8 @@ export interface NodeLedgerServiceOptions {
   maxLedgerBytes?: number;
   /** How long the sync at start may hold the start (the rest continues in the background). Default 30 s. */
   startSyncMs?: number;
+  /** Worker threads checking sync pages' signatures ahead of ingest (LEDGER_DEFAULTS.verifyThreads; 0: none). */
+  verifyThreads?: number;
   /** How often (wall time) the node records that it watched the network (admission.ts). Default 30 s. */
   watchMarkMs?: number;
   /**
@@ -279,6 +281,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       syncHorizonMs: o.syncHorizonMs ?? LEDGER_DEFAULTS.syncHorizonMs,
       maxBytes: o.maxLedgerBytes ?? LEDGER_DEFAULTS.maxLedgerBytes,
       startSyncMs: o.startSyncMs ?? LEDGER_DEFAULTS.startSyncMs,
+      syncCallTimeoutMs: callTimeoutMs,
+      verifyThreads: o.verifyThreads ?? LEDGER_DEFAULTS.verifyThreads,
       beforeSync: async (ledger) => {
         const f = new Finality({
           ledger,
@@ -388,6 +392,20 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     host.scores?.penalise(peer, PENALTY.forged, `ledger sync: ${bad.length} invalid events (${bad[0]})`);
   };
 
+  /** Runs a sync with `peer` and penalises the peer once for the invalid events it served (even when it fails). */
+  const syncCollecting = async <T>(peer: string, run: () => Promise<T>): Promise<T> => {
+    const dropped: (string | undefined)[] = [];
+    const off = service.on('ledger:ingested', ({ result, source }) => {
+      if (source === 'sync' && result.status === 'dropped') dropped.push(result.reason);
+    });
+    try {
+      return await run();
+    } finally {
+      off();
+      penaliseGarbage(peer, dropped);
+    }
+  };
+
   const ours = (): { stateHash: string; events: number; replayPending: boolean } => {
     const s = ledger.status();
     return { stateHash: s.stateHash, events: servedEvents(s), replayPending: s.replayPending };
@@ -428,43 +446,16 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
         return;
       }
     }
-    const dropped: (string | undefined)[] = [];
-    const off = service.on('ledger:ingested', ({ result, source }) => {
-      if (source === 'sync' && result.status === 'dropped') dropped.push(result.reason);
-    });
-    let complete = false;
-    try {
-      complete = (await service.syncFrom(peer, { signal })).complete;
-    } finally {
-      off();
-    }
-    penaliseGarbage(peer, dropped);
+    const { complete } = await syncCollecting(peer, () => service.syncFrom(peer, { signal }));
     // We hold everything this peer had: our own used nonces among it.
     if (complete) sync.caughtUp = true;
     else if (!complete) enqueue(peer, 'full'); // paused on its budget: continue after the others
   };
 
-  /** Pulls the peer's events of the last `tailSyncMs` (ledger time), page by page. */
+  /** Pulls the peer's events of the last `tailSyncMs` (ledger time), page by page (LedgerService.syncFrom's pipeline). */
   const tailSync = async (peer: string): Promise<void> => {
-    let after: Uint8Array = orderKey(Math.max(0, clock.now() - (o.tailSyncMs ?? 15 * 60_000)), ZERO_ID);
-    const dropped: (string | undefined)[] = [];
-    try {
-      for (let page = 0; page < TAIL_SYNC_MAX_PAGES && !stopped; page++) {
-        const events = await net.fetchRange(peer, after, LEDGER_SYNC_LIMITS.maxRange, { signal: deadlineSignal(callTimeoutMs, signal) });
-        if (events.length === 0 || stopped) break;
-        for (const r of ledger.ingestMany(events, { ingress: 'sync', nowMs: clock.now(), deferReplay: true })) {
-          if (r.status === 'dropped') dropped.push(r.reason);
-        }
-        // fetchRange checked the page is in canonical order after the cursor, so this moves forward
-        const last = events[events.length - 1]!;
-        const e = decodeEvent(last);
-        after = orderKey(e.timestampMs, e.id);
-        if (events.length < LEDGER_SYNC_LIMITS.maxRange) break;
-      }
-    } finally {
-      if (!stopped) ledger.flushReplay();
-    }
-    penaliseGarbage(peer, dropped);
+    const from = orderKey(Math.max(0, clock.now() - (o.tailSyncMs ?? 15 * 60_000)), ZERO_ID);
+    await syncCollecting(peer, () => service.syncFrom(peer, { signal, from, maxPages: TAIL_SYNC_MAX_PAGES }));
   };
 
   // The watch record (admission.ts): while caught up with at least one peer, this node would have seen anything
@@ -718,6 +709,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       await cpNet.stop();
       await net.stop();
       started.stop();
+      await service.closed(); // the verify pool's workers have exited: nothing of this node is left running
     },
   };
 }
