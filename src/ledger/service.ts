@@ -81,7 +81,9 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private verifyThreads: number;
   private pool: SignatureVerifyPool | undefined;
   private poolIdle: NodeJS.Timeout | undefined;
-  private readonly closing: Promise<void>[] = [];
+  private readonly closing = new Set<Promise<unknown>>();
+  /** Sync pages whose signatures went to the pool (the others are checked at ingest). */
+  pooledPages = 0;
   private syncing = 0;
   private stopped = false;
 
@@ -294,23 +296,50 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    * verdicts are cached, never rejects: a pool that fails is dropped and ingest verifies on the event loop.
    */
   private verifyAhead(page: Uint8Array[]): Promise<void> {
-    if (this.verifyThreads <= 0 || this.stopped || page.length < VERIFY_POOL_MIN_PAGE) return Promise.resolve();
-    let pool = this.pool;
-    if (pool === undefined) {
+    if (page.length < VERIFY_POOL_MIN_PAGE) return Promise.resolve();
+    const pool = this.openPool();
+    if (pool === undefined) return Promise.resolve();
+    // a page never waits for the workers to start (tens of ms, more under load): it is checked at ingest while they do
+    if (!pool.isReady) {
+      pool.started().catch((e: unknown) => this.dropPool(pool, e));
+      return Promise.resolve();
+    }
+    this.pooledPages++;
+    return pool.prefill(page).then(noop, (e: unknown) => this.dropPool(pool, e));
+  }
+
+  /** The verify pool, created when there is none (undefined: no threads, stopped, or the workers cannot start). */
+  private openPool(): SignatureVerifyPool | undefined {
+    if (this.verifyThreads <= 0 || this.stopped) return undefined;
+    if (this.pool === undefined) {
       try {
-        pool = this.pool = new SignatureVerifyPool(this.verifyThreads);
+        this.pool = new SignatureVerifyPool(this.verifyThreads);
       } catch (e) {
         this.log.warn('signature verify pool did not start; verifying on the event loop', { error: errorMessage(e) });
         this.verifyThreads = 0;
-        return Promise.resolve();
       }
     }
-    const used = pool;
-    return used.prefill(page).then(noop, (e: unknown) => {
-      if (this.pool === used) this.pool = undefined;
-      if (!this.stopped) this.log.warn('signature verify pool failed; the next sync starts a new one', { error: errorMessage(e) });
-      void used.close();
-    });
+    return this.pool;
+  }
+
+  /**
+   * Starts the verify pool now and resolves once its workers are up (tests and benches that want every page on the
+   * pool); a sync otherwise starts it with its first page and checks pages at ingest until the workers are up.
+   */
+  async startVerifyPool(): Promise<void> {
+    await this.openPool()?.started();
+  }
+
+  private dropPool(used: SignatureVerifyPool, e: unknown): void {
+    if (this.pool === used) this.pool = undefined;
+    if (!this.stopped) this.log.warn('signature verify pool failed; the next sync starts a new one', { error: errorMessage(e) });
+    this.track(used.close());
+  }
+
+  /** Keeps a closing pool's promise until it settles (closed() waits for them). */
+  private track(p: Promise<void>): void {
+    const settled: Promise<unknown> = p.then(noop, noop).then(() => this.closing.delete(settled));
+    this.closing.add(settled);
   }
 
   /** Closes the pool once no sync has used it for verifyIdleMs (POOL_IDLE_MS). */
@@ -329,7 +358,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private closePool(): void {
     const pool = this.pool;
     this.pool = undefined;
-    if (pool !== undefined) this.closing.push(pool.close());
+    if (pool !== undefined) this.track(pool.close());
   }
 
   /** Worker threads of this service's verify pool now (0 until a sync starts it, and after stop or idle). */
@@ -339,7 +368,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
 
   /** Resolves once the verify pool's workers closed by stop() (or idle) have exited. */
   async closed(): Promise<void> {
-    while (this.closing.length > 0) await Promise.all(this.closing.splice(0));
+    while (this.closing.size > 0) await Promise.all([...this.closing]);
   }
 
   private remember(peer: string, after: Uint8Array): void {

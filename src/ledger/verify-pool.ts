@@ -87,6 +87,11 @@ export class SignatureVerifyPool {
     );
   }
 
+  /** True once every worker has loaded the verifier (prefill then posts at once). */
+  get isReady(): boolean {
+    return this.allReady;
+  }
+
   /** Pages posted to the workers whose verdicts have not come back. */
   get pendingJobs(): number {
     return this.jobs.size;

@@ -77,6 +77,7 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(lastMs + 60_000), verifyThreads: threads });
       const results: unknown[] = [];
       service.on('ledger:ingested', ({ result }) => results.push(result));
+      await service.startVerifyPool(); // every page on the pool (a sync otherwise checks pages at ingest until it is up)
       clearEventVerdicts(); // each path verifies from cold
       const r = await service.syncFrom('peer');
       const workers = service.verifyWorkers;
@@ -84,13 +85,15 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       service.stop();
       await service.closed();
       ledger.close();
-      return { r, results, workers, hash, digest: digestDb(path, 'meta'), calls: peer.calls };
+      return { r, results, workers, hash, digest: digestDb(path, 'meta'), calls: peer.calls, pooledPages: service.pooledPages };
     };
     try {
       const plain = await run('plain', 0);
       const pooled = await run('pooled', 2);
       assert.equal(plain.workers, 0);
       assert.equal(pooled.workers, 2, 'the sync ran on the verify pool');
+      assert.equal(pooled.pooledPages, pages.length, 'every page went to the pool');
+      assert.equal(plain.pooledPages, 0);
       assert.deepEqual(pooled.r, plain.r);
       assert.equal(plain.r.complete, true);
       assert.deepEqual(pooled.results, plain.results, 'every event judged alike, in the same order');
