@@ -292,11 +292,14 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   }
 
   /**
-   * Posts a page's signatures to the verify pool (started on the first page worth it); resolves once their
+   * Posts a page's signatures to the verify pool (started by the first full page); resolves once their
    * verdicts are cached, never rejects: a pool that fails is dropped and ingest verifies on the event loop.
    */
   private verifyAhead(page: Uint8Array[]): Promise<void> {
     if (page.length < VERIFY_POOL_MIN_PAGE) return Promise.resolve();
+    // Only a full page (more are coming) starts the workers: their start costs about as much CPU as checking a page,
+    // so a short sync (a tail sync's few events, every minute) is checked at ingest and never starts them.
+    if (this.pool === undefined && page.length < LEDGER_SYNC_LIMITS.maxRange) return Promise.resolve();
     const pool = this.openPool();
     if (pool === undefined) return Promise.resolve();
     // a page never waits for the workers to start (tens of ms, more under load): it is checked at ingest while they do

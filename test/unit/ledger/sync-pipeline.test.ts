@@ -3,7 +3,7 @@
  * its signatures checked on the service's own verify pool (verify-pool.ts) while it ingests page n. The verdicts,
  * stored rows and state hash are those of the plain path (signatures on the event loop), also for tampered,
  * malleated and garbage events; the pipeline holds at most one page ahead; the pool's workers start with the first
- * page and exit on stop (no leak over restarts) and after an idle time.
+ * full page (a short sync never starts them) and exit on stop (no leak over restarts) and after an idle time.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -168,7 +168,7 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
     }
   });
 
-  it('the pool starts with the first page and its workers exit on stop, restart after restart, and when idle', async () => {
+  it('the pool starts with the first full page and its workers exit on stop, restart after restart, and when idle', async () => {
     const t = tempDir('neuroshard-syncpool-');
     const M = testKey(9733);
     const now = T0 + 86_400_000;
@@ -187,7 +187,13 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       }
       const { ledger, done } = tempLedger();
       const service = new LedgerService({ ledger, network: evilPeer((call) => events.slice((call - 1) * PAGE, call * PAGE)), clock: new ManualClock(now), verifyThreads: 1, verifyIdleMs: 50 });
+      const short = tempLedger();
       try {
+        // a short sync (one page of 100, as a tail sync) is checked at ingest: starting workers would cost more
+        const tail = new LedgerService({ ledger: short.ledger, network: evilPeer((call) => (call === 1 ? events.slice(0, 100) : [])), clock: new ManualClock(now), verifyThreads: 1 });
+        assert.deepEqual(await tail.syncFrom('peer'), { received: 100, added: 100, complete: true });
+        assert.equal(tail.verifyWorkers, 0, 'a short sync starts no worker');
+        tail.stop();
         assert.equal(service.verifyWorkers, 0, 'no worker before the first sync');
         await service.syncFrom('peer');
         assert.equal(service.verifyWorkers, 1);
@@ -197,6 +203,7 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       } finally {
         service.stop();
         done();
+        short.done();
       }
     } finally {
       t.cleanup();
