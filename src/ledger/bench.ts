@@ -1,8 +1,8 @@
 /**
  * Benchmarks for `npm run bench` (issue 11 §4: proof_verify_per_s, ledger_events_per_s, state_hash_ms,
- * checkpoint_verify_ms, snapshot_sync_s). All run synchronously on the calling thread, so they measure one core;
- * the *_cpu_* keys divide by the process's CPU time instead of the wall clock (what the work costs a core when
- * the machine is shared).
+ * checkpoint_verify_ms, snapshot_sync_s). All but the sync (benchLedgerSync, whose verify pool runs worker threads)
+ * run synchronously on the calling thread, so they measure one core; the *_cpu_* keys divide by the process's CPU
+ * time instead of the wall clock (what the work costs a core when the machine is shared).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,13 +12,14 @@ import { sha256, toHex } from '../util/bytes.js';
 import { checkpointHash, MAX_COMMITTEE, signCheckpoint, verifyCheckpoint, ZERO_HASH, type CheckpointBody } from './checkpoint.js';
 import { NEURO } from './amount.js';
 import { buildProof, buildTransfer } from './build.js';
-import { decodeEvent } from './events.js';
+import { compareBytes, decodeEvent, orderKey } from './events.js';
 import { localHolderRecordVerifier, signEmbeddedHolderRecord, type EmbeddedHolderRecord } from './holder.js';
 import { Ledger } from './ledger.js';
-import { LEDGER_SYNC_LIMITS } from './interfaces.js';
+import { LEDGER_SYNC_LIMITS, type LedgerNetwork } from './interfaces.js';
+import { LedgerService } from './service.js';
 import { EMPTY_ACCOUNT, LedgerState } from './state.js';
 import { clearEventVerdicts, clearHolderRecordVerdicts, verifyEvent } from './verify.js';
-import { defaultVerifyThreads, SignatureVerifyPool } from './verify-pool.js';
+import { defaultVerifyThreads } from './verify-pool.js';
 
 const NET = 'bench-net';
 const LAYERS = 16;
@@ -148,33 +149,58 @@ export function benchLedgerApplyCpu(events = 3000, batch = 1, admitted = false, 
 }
 
 /**
- * benchLedgerApplyCpu's sync-page ingest (asSync) with each page's signatures verified first on a
- * SignatureVerifyPool of `threads` workers (verify-pool.ts), pipelined: the workers check page n + 1 while the
- * event loop ingests page n. Nodes do not run this pool yet (LedgerService.syncFrom verifies on the event loop), so
- * this is what the pipeline would give, not what a node does; `cpu` counts this process's threads, workers included.
+ * The node's real sync path (ledger_events_per_s): LedgerService.syncFrom pulling `events` transfers from a peer,
+ * page by page (512), with the service's own signature verify pool (`threads` workers, started lazily by the first
+ * page, inside the timed part, as on a node; 0 = signatures on the event loop): page n + 1 is fetched and checked on
+ * the workers while page n is ingested (ingestMany with ingress 'sync', deferred replay, the admission rule, the
+ * disk quota and the state precheck), then the sync's closing replay flush. The peer answers from memory (its
+ * pages precomputed, each answer a copy delivered on a later turn of the event loop, as a network reply arrives), so
+ * only the syncing node's work is timed; `cpu` counts this process's threads, workers included.
  */
-export async function benchLedgerApplyPooled(events = 3000, batch = 512, threads = defaultVerifyThreads()): Promise<{ wall: number; cpu: number; threads: number }> {
+export async function benchLedgerSync(events = 3000, threads = defaultVerifyThreads()): Promise<{ wall: number; cpu: number; threads: number }> {
   const { dir, ledger, txs } = ledgerBenchSetup(events);
-  const pool = new SignatureVerifyPool(threads);
+  const keys = txs.map((t) => {
+    const e = decodeEvent(t);
+    return orderKey(e.timestampMs, e.id);
+  });
+  const firstAfter = (after: Uint8Array | null): number => {
+    if (after === null) return 0;
+    let lo = 0;
+    let hi = keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (compareBytes(keys[mid]!, after) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const peer: LedgerNetwork = {
+    publish: () => Promise.resolve(),
+    subscribe: () => () => {},
+    syncPeers: () => ['peer'],
+    fetchRange: (_p, after, limit) => {
+      const i = firstAfter(after);
+      const page = txs.slice(i, i + limit).map((b) => b.slice());
+      return new Promise((resolve) => setImmediate(() => resolve(page)));
+    },
+    fetchByIds: () => Promise.resolve([]),
+    serve: () => () => {},
+  };
+  const service = new LedgerService({ ledger, network: peer, clock: { now: () => T0 + 660_000 + events }, verifyThreads: threads, syncBudget: { maxPages: Number.MAX_SAFE_INTEGER } });
   try {
-    await pool.started(); // the workers start outside the timed part
     clearEventVerdicts();
     const start = performance.now();
     const cpu0 = cpuSeconds();
-    // pipelined as a sync can be: the next page's signatures are checked on the workers while this page is ingested
-    let next = pool.prefill(txs.slice(0, batch));
-    for (let i = 0; i < txs.length; i += batch) {
-      await next;
-      const page = txs.slice(i, i + batch);
-      next = i + batch < txs.length ? pool.prefill(txs.slice(i + batch, i + 2 * batch)) : Promise.resolve(0);
-      for (const r of ledger.ingestMany(page, { ingress: 'sync', nowMs: T0 + 660_000 + events, deferReplay: true })) if (r.status !== 'applied') throw new Error(`bench transfer not applied: ${r.status} ${r.reason}`);
-    }
+    const r = await service.syncFrom('peer', { fromStart: true });
     const ms = performance.now() - start;
     const cpu = cpuSeconds() - cpu0;
-    ledger.close();
-    return { wall: Math.round((txs.length * 1000) / ms), cpu: Math.round(txs.length / cpu), threads: pool.threads };
+    if (!r.complete || r.added !== txs.length) throw new Error(`bench sync took ${r.added} of ${txs.length} events (complete: ${r.complete})`);
+    if (ledger.status().replayPending) throw new Error('bench sync left a replay pending');
+    return { wall: Math.round((txs.length * 1000) / ms), cpu: Math.round(txs.length / cpu), threads };
   } finally {
-    await pool.close();
+    service.stop();
+    await service.closed();
+    ledger.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -287,8 +313,8 @@ export const benchSections = [
       'ledger_events_per_s_single',
       'ledger_events_admitted_per_s',
       'ledger_events_admitted_per_cpu_s',
-      'ledger_events_pooled_per_s',
-      'ledger_events_pooled_per_cpu_s',
+      'ledger_events_inline_per_s',
+      'ledger_events_inline_per_cpu_s',
       'state_hash_ms',
       'checkpoint_verify_ms',
       'snapshot_sync_s',
@@ -301,12 +327,13 @@ export const benchSections = [
       const single = Math.round(benchLedgerApply(quick ? 300 : 3000));
       log(`ledger events applied: ${single}/s on one core (one SQLite transaction per event, WAL)`);
       const page = LEDGER_SYNC_LIMITS.maxRange;
-      const batched = benchLedgerApplyCpu(quick ? 1000 : 20_000, page, false, true);
-      log(`ledger events applied: ${batched.wall}/s of wall clock, ${batched.cpu}/s per CPU second (the node's sync page: ingestMany of ${page} events in one transaction with ingress 'sync' and deferred replay, one signature check per event on the event loop; transfers between 32 funded accounts)`);
-      const admitted = benchLedgerApplyCpu(quick ? 1000 : 20_000, page, true);
-      log(`ledger events applied after admission: ${admitted.wall}/s of wall clock, ${admitted.cpu}/s per CPU second (batches of ${page} from a local caller, signatures verified before, as the gossip validator does for gossip; a sync page has no such check before ingest)`);
-      const pooled = await benchLedgerApplyPooled(quick ? 1000 : 20_000, page);
-      log(`ledger events applied with a signature pool: ${pooled.wall}/s of wall clock, ${pooled.cpu}/s per CPU second (sync pages, each page's signatures verified on ${pooled.threads} worker threads while the previous page is ingested, verify-pool.ts; nodes do not run this pool yet)`);
+      const n = quick ? 1000 : 20_000;
+      const synced = await benchLedgerSync(n);
+      log(`ledger events synced: ${synced.wall}/s of wall clock, ${synced.cpu}/s per CPU second (the node's sync path: LedgerService.syncFrom, pages of ${page} fetched one ahead and their signatures checked on ${synced.threads} worker thread(s) of the service's verify pool while the previous page is ingested; CPU counts the workers; transfers between 32 funded accounts)`);
+      const inline = await benchLedgerSync(n, 0);
+      log(`ledger events synced without the pool: ${inline.wall}/s of wall clock, ${inline.cpu}/s per CPU second (the same sync, every signature checked on the event loop at ingest)`);
+      const admitted = benchLedgerApplyCpu(n, page, true);
+      log(`ledger events applied after admission: ${admitted.wall}/s of wall clock, ${admitted.cpu}/s per CPU second (batches of ${page} from a local caller, signatures verified before the timed part: the ingest alone)`);
       const rows = quick ? 100_000 : 1_000_000;
       const hashMs = benchStateHash(rows);
       log(`state hash after one row change at ${rows} rows: ${hashMs.toFixed(3)} ms (incremental LtHash)`);
@@ -318,13 +345,13 @@ export const benchSections = [
       return {
         proof_verify_per_s: verify.wall,
         proof_verify_per_cpu_s: verify.cpu,
-        ledger_events_per_s: batched.wall,
-        ledger_events_per_cpu_s: batched.cpu,
+        ledger_events_per_s: synced.wall,
+        ledger_events_per_cpu_s: synced.cpu,
         ledger_events_per_s_single: single,
         ledger_events_admitted_per_s: admitted.wall,
         ledger_events_admitted_per_cpu_s: admitted.cpu,
-        ledger_events_pooled_per_s: pooled.wall,
-        ledger_events_pooled_per_cpu_s: pooled.cpu,
+        ledger_events_inline_per_s: inline.wall,
+        ledger_events_inline_per_cpu_s: inline.cpu,
         state_hash_ms: Math.round(hashMs * 1000) / 1000,
         checkpoint_verify_ms: Math.round(cpMs * 100) / 100,
         snapshot_sync_s: Math.round(snap.wall * 100) / 100,

@@ -50,7 +50,27 @@ export { verifyEvent, verifyEventBytes, type Verdict, type VerifyConfig } from '
 export { benchLedgerApply, benchProofVerify } from './bench.js';
 export { LEDGER_DB_FILE, SCHEMA_VERSION } from './store.js';
 export { DEFAULT_SYNC_HORIZON_MS, admissionVerdict, markWatched, submitTooOld, type AdmissionContext, type Ingress, type WatchInterval } from './admission.js';
-export { NOT_GARBAGE, caughtUpWith, garbageReasons, lastProofEpochIn, proofNonce, provenThrough, servedEvents, type StatusSummary } from './reconcile.js';
+export {
+  MAX_RECONCILE_ATTEMPTS,
+  NOT_GARBAGE,
+  afterTailSync,
+  aloneFounder,
+  caughtUpWith,
+  garbageReasons,
+  lastProofEpochIn,
+  mergeReconcileJob,
+  proofGate,
+  proofNonce,
+  provenThrough,
+  raiseReported,
+  reconcileAction,
+  reconcileRetryMs,
+  servedEvents,
+  tailSyncStart,
+  type ReconcileJob,
+  type ReconcileMode,
+  type StatusSummary,
+} from './reconcile.js';
 export * from './checkpoint.js';
 export { Finality, VoteBox, type CheckpointVote, type FinalityNetwork, type FinalityOptions, type FinalityState, type FinalityStatus } from './finality.js';
 export {

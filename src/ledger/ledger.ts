@@ -281,7 +281,7 @@ export class Ledger {
       serveAfter: db.prepare('SELECT bytes FROM events WHERE ord > ? AND status IN (1, 3) ORDER BY ord LIMIT ?'),
       maxNonce: db.prepare('SELECT max(rkey) AS rkey FROM events WHERE rkey >= ? AND rkey <= ?'),
       history: db.prepare(
-        'SELECT e.bytes AS bytes, e.status AS status, e.reason AS reason, e.amount AS amount, e.ord AS ord FROM event_accounts a JOIN events e ON e.id = a.id WHERE a.account = ? ORDER BY a.ord DESC LIMIT ?',
+        'SELECT e.bytes AS bytes, e.status AS status, e.reason AS reason, e.amount AS amount, e.ord AS ord FROM event_accounts a JOIN events e ON e.ord = a.ord WHERE a.account = ? ORDER BY a.ord DESC LIMIT ?',
       ),
       stateRows: db.prepare('SELECT k, v FROM state'),
       meta: db.prepare('SELECT v FROM meta WHERE k = ?'),

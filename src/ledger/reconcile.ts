@@ -1,7 +1,9 @@
 /**
  * Reconciliation policy, as pure functions: when a node may consider itself caught up with the network (and so
- * sign proofs with nonces it knows are unused), and which sync drops are a serving peer's fault.
+ * sign proofs with nonces it knows are unused), which sync drops are a serving peer's fault, and how node/ledger.ts
+ * queues, retries and decides its reconciliations with peers.
  */
+import { orderKey } from './events.js';
 import { STATE_REASONS } from './reasons.js';
 
 /** What a peer's ledger-status says, and ours. */
@@ -81,4 +83,79 @@ export function lastProofEpochIn(history: readonly Record<string, unknown>[], ad
     if (h.kind === 'proof' && h.from === address && typeof h.epoch === 'number') return h.epoch;
   }
   return -1;
+}
+
+/** How a node reconciles with a peer: `full` syncs from our cursor (or the start), `tail` only recent events. */
+export type ReconcileMode = 'full' | 'tail';
+
+/** A queued reconciliation: its mode and how many times it failed on an unavailable peer. */
+export interface ReconcileJob {
+  mode: ReconcileMode;
+  attempt: number;
+}
+
+/** Times a reconciliation with a peer whose ledger is not serving yet is tried (it connected before its ledger started). */
+export const MAX_RECONCILE_ATTEMPTS = 3;
+
+/**
+ * The job queued for a peer once `next` is asked for, given the one queued already (`prev`): a full reconciliation
+ * covers a tail one, so a tail request never replaces a queued job and a full one replaces a queued tail. Undefined:
+ * keep `prev` as it is.
+ */
+export function mergeReconcileJob(prev: ReconcileJob | undefined, next: ReconcileJob): ReconcileJob | undefined {
+  if (prev === undefined || (prev.mode === 'tail' && next.mode === 'full')) return next;
+  return undefined;
+}
+
+/**
+ * Milliseconds before a failed reconciliation is tried again, or undefined for none: only a peer that is not
+ * serving yet (`unavailable`) is asked again, with a doubling delay from 500 ms, MAX_RECONCILE_ATTEMPTS times in all.
+ */
+export function reconcileRetryMs(unavailable: boolean, attempt: number): number | undefined {
+  return unavailable && attempt + 1 < MAX_RECONCILE_ATTEMPTS ? 500 * 2 ** attempt : undefined;
+}
+
+/**
+ * What to do once a peer's ledger-status is in: `caught-up` (equal and final), `wait` (equal hashes, but a replay is
+ * pending here: ask again at the next round, the hash is not final yet), or `sync`.
+ */
+export function reconcileAction(ours: StatusSummary & { replayPending: boolean }, theirs: StatusSummary): 'caught-up' | 'wait' | 'sync' {
+  if (caughtUpWith(ours, theirs)) return 'caught-up';
+  if (theirs.stateHash === ours.stateHash) return 'wait';
+  return 'sync';
+}
+
+/**
+ * After a tail sync, the peer's status again: `caught-up` when equal, or when the peer holds no more served events
+ * than we do (the difference is on its side, and it syncs from us); else `full`: the peer knows more and the
+ * difference is older than the tail.
+ */
+export function afterTailSync(ours: StatusSummary & { replayPending: boolean }, theirs: StatusSummary): 'caught-up' | 'full' {
+  return caughtUpWith(ours, theirs) || theirs.events <= ours.events ? 'caught-up' : 'full';
+}
+
+/** Where a tail sync starts: the order key of the first possible event `tailMs` (ledger time) before `nowMs`. */
+export function tailSyncStart(nowMs: number, tailMs: number): Uint8Array {
+  return orderKey(Math.max(0, nowMs - tailMs), ZERO_ID);
+}
+
+const ZERO_ID = new Uint8Array(32);
+
+/** A founding node that has nobody to sync from yet: it may prove (and mint the genesis allocation) alone. */
+export function aloneFounder(genesis: boolean, syncPeers: number, connectedPeers: number): boolean {
+  return genesis && syncPeers === 0 && connectedPeers === 0;
+}
+
+/**
+ * Whether our own proofs may start (issue 11 item 6): once caught up with a peer, after asking peers what they know
+ * of our key (`ask` first: an equal hash proves little, the empty ledger's is public), or as a founder alone.
+ */
+export function proofGate(s: { caughtUp: boolean; asked: boolean; alone: boolean }): 'prove' | 'ask' | 'wait' {
+  if (s.caughtUp && !s.asked && !s.alone) return 'ask';
+  return s.caughtUp || s.alone ? 'prove' : 'wait';
+}
+
+/** What peers reported of our key (ledger-account), raised by one more answer: the highest of each. */
+export function raiseReported(r: { nextNonce: bigint; lastEpoch: number }, answer: { nextProofNonce: bigint; lastEpoch: number }): { nextNonce: bigint; lastEpoch: number } {
+  return { nextNonce: answer.nextProofNonce > r.nextNonce ? answer.nextProofNonce : r.nextNonce, lastEpoch: Math.max(r.lastEpoch, answer.lastEpoch) };
 }

@@ -5,7 +5,7 @@
  */
 import type { RewardRules } from './witness.js';
 import { systemClock, type Clock } from '../util/clock.js';
-import { deadlineSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
+import { deadlineLink, deadlineSignal, throwIfAborted, type AbortOptions } from '../util/abort.js';
 import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -14,6 +14,7 @@ import { compareBytes, decodeEvent, orderKey, type LedgerEvent } from './events.
 import { LEDGER_SYNC_LIMITS, type HolderRecordVerifier, type LedgerNetwork } from './interfaces.js';
 import { Ledger, ledgerPath, type IngestResult } from './ledger.js';
 import { listOutbox, pruneOutcomes, removeOutboxFile, writeOutcome } from './outbox.js';
+import { defaultVerifyThreads, SignatureVerifyPool, VERIFY_POOL_MIN_PAGE } from './verify-pool.js';
 
 export interface LedgerServiceEvents {
   /** An event arrived (gossip, sync or local) and was looked at. */
@@ -33,6 +34,15 @@ export interface LedgerServiceOptions {
   outboxPollMs?: number;
   /** Budget of one syncFrom: pages and wall time (defaults LEDGER_SYNC_LIMITS.maxPagesPerSync and maxSyncMs). */
   syncBudget?: { maxPages?: number; maxMs?: number };
+  /** Deadline of one sync call (default LEDGER_SYNC_LIMITS.callTimeoutMs). */
+  callTimeoutMs?: number;
+  /**
+   * Worker threads that check sync pages' signatures ahead of ingest (verify-pool.ts). Default
+   * defaultVerifyThreads() (the cores beside the event loop, at most 4); 0 verifies on the event loop.
+   */
+  verifyThreads?: number;
+  /** A verify pool no sync used for this long is closed (default 30 s); the next sync starts it again. */
+  verifyIdleMs?: number;
 }
 
 /** Peers whose interrupted sync position is remembered (the rest start again from the beginning). */
@@ -51,6 +61,8 @@ const SYNC_FLUSH_PAGES = 64;
  */
 const GOSSIP_REPLAY_MS = 250;
 const GOSSIP_REPLAY_DUTY = 4;
+/** A verify pool no sync used for this long is closed (its workers hold memory; the next sync starts it again). */
+const POOL_IDLE_MS = 30_000;
 
 export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private readonly ledger: Ledger;
@@ -65,6 +77,15 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   private outboxStopped = false;
   /** Where a sync that stopped on its budget continues with that peer (order key of the last page's end). */
   private readonly resume = new Map<string, Uint8Array>();
+  /** Worker threads for sync pages' signatures (0: on the event loop); the pool starts with the first sync page. */
+  private verifyThreads: number;
+  private pool: SignatureVerifyPool | undefined;
+  private poolIdle: NodeJS.Timeout | undefined;
+  private readonly closing = new Set<Promise<unknown>>();
+  /** Sync pages whose signatures went to the pool (the others are checked at ingest). */
+  pooledPages = 0;
+  private syncing = 0;
+  private stopped = false;
 
   constructor(private readonly opts: LedgerServiceOptions) {
     super();
@@ -72,6 +93,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     this.net = opts.network;
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger ?? silentLogger;
+    this.verifyThreads = Math.max(0, Math.floor(opts.verifyThreads ?? defaultVerifyThreads()));
   }
 
   /** Subscribes to gossip, serves sync, and starts draining the outbox. Call syncAll() after to catch up. */
@@ -111,7 +133,12 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     this.outboxStopped = true;
   }
 
+  /** Stops gossip, serving, the outbox and the verify pool (its workers exit: await closed()). */
   stop(): void {
+    this.stopped = true;
+    if (this.poolIdle !== undefined) clearTimeout(this.poolIdle);
+    this.poolIdle = undefined;
+    this.closePool();
     this.stopOutbox();
     for (const s of this.stops.splice(0)) s();
     if (this.replayTimer !== undefined) {
@@ -168,65 +195,183 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    * events, no history from periods this node watched). One call takes at most LEDGER_SYNC_LIMITS.maxPagesPerSync
    * pages and maxSyncMs; a sync stopped by either resumes at the same place the next time (`complete: false`). A
    * peer whose cursor does not move forward is a PeerMisbehaviourError.
+   *
+   * Pipelined one page ahead (issue 11 §4, ledger_events_per_s): page n + 1 is fetched and its signatures are
+   * handed to this service's verify pool (verify-pool.ts) before page n is ingested, so the workers check n + 1
+   * while the event loop stores n. At most two pages are held; a page fetched ahead of a stop (budget, abort, error)
+   * is dropped and fetched again by the next sync. Verdicts do not change: ingest judges every event as before.
+   *
+   * `from` (with `maxPages`): a one-off pull from that order key (node/ledger.ts's tail sync), neither resumed from
+   * nor remembered.
    */
-  async syncFrom(peer: string, opts: AbortOptions & { fromStart?: boolean } = {}): Promise<{ received: number; added: number; complete: boolean }> {
+  async syncFrom(peer: string, opts: AbortOptions & { fromStart?: boolean; from?: Uint8Array; maxPages?: number } = {}): Promise<{ received: number; added: number; complete: boolean }> {
+    const resumable = opts.from === undefined;
     // without a cursor a sync starts at the latest checkpoint's cut: what is before it is final here (issue 11 §3)
-    let after: Uint8Array | null = opts.fromStart === true ? null : (this.resume.get(peer) ?? this.ledger.syncStart());
-    this.resume.delete(peer);
+    let after: Uint8Array | null = opts.from ?? (opts.fromStart === true ? null : (this.resume.get(peer) ?? this.ledger.syncStart()));
+    if (resumable) this.resume.delete(peer);
     let received = 0;
     let added = 0;
     let pages = 0;
     let complete = false;
-    const maxPages = this.opts.syncBudget?.maxPages ?? LEDGER_SYNC_LIMITS.maxPagesPerSync;
+    const maxPages = opts.maxPages ?? this.opts.syncBudget?.maxPages ?? LEDGER_SYNC_LIMITS.maxPagesPerSync;
     const deadline = performance.now() + (this.opts.syncBudget?.maxMs ?? LEDGER_SYNC_LIMITS.maxSyncMs);
+    const maxRange = LEDGER_SYNC_LIMITS.maxRange;
+    const callMs = this.opts.callTimeoutMs ?? LEDGER_SYNC_LIMITS.callTimeoutMs;
+    const remember = (): void => {
+      if (resumable && after !== null) this.remember(peer, after);
+    };
+    // the next page: fetched, then its signatures posted to the pool as soon as it lands
+    const fetchAhead = (from: Uint8Array | null): Promise<{ page: Uint8Array[]; verified: Promise<void> }> => {
+      // not deadlineSignal: opts.signal may live as long as the node (util/abort.ts)
+      const call = deadlineLink(callMs, opts.signal);
+      const p = this.net.fetchRange(peer, from, maxRange, { signal: call.signal }).then(
+        (page) => {
+          call.dispose();
+          return { page, verified: this.verifyAhead(page) };
+        },
+        (e: unknown) => {
+          call.dispose();
+          throw e;
+        },
+      );
+      p.catch(() => {}); // a page fetched ahead may never be taken (budget, abort): its failure is not unhandled
+      return p;
+    };
+    let ahead: ReturnType<typeof fetchAhead> | undefined;
+    this.syncing++;
     try {
       for (;;) {
         if (opts.signal?.aborted === true) {
-          if (after !== null) this.remember(peer, after);
+          remember();
           throwIfAborted(opts.signal, `ledger sync from ${peer}`);
         }
         if (pages >= maxPages || performance.now() > deadline) {
-          if (after !== null) this.remember(peer, after);
+          remember();
           this.log.info('ledger sync paused on its budget; resumes next time', { peer, pages, received });
           break;
         }
-        const signal = deadlineSignal(LEDGER_SYNC_LIMITS.callTimeoutMs, opts.signal);
-        const page = await this.net.fetchRange(peer, after, LEDGER_SYNC_LIMITS.maxRange, { signal });
+        const { page, verified } = await (ahead ?? fetchAhead(after));
+        ahead = undefined;
         if (page.length === 0) {
           complete = true;
           break;
         }
-        if (page.length > LEDGER_SYNC_LIMITS.maxRange) throw new PeerMisbehaviourError('LEDGER_SYNC_PAGE', `peer ${peer} sent ${page.length} events for a page of ${LEDGER_SYNC_LIMITS.maxRange}`);
+        if (page.length > maxRange) throw new PeerMisbehaviourError('LEDGER_SYNC_PAGE', `peer ${peer} sent ${page.length} events for a page of ${maxRange}`);
+        // The cursor is the order key of the page's last event, as the peer sorted it (undefined: garbage, and a
+        // peer that sends garbage gets no further pages).
+        const next = pageCursor(page);
+        // A page must end after the previous one: a peer that repeats itself would keep us asking forever.
+        const advances = next !== undefined && (after === null || compareBytes(next, after) > 0);
+        const more = advances && page.length === maxRange && pages + 1 < maxPages && performance.now() <= deadline && opts.signal?.aborted !== true;
+        if (more) ahead = fetchAhead(next);
+        await verified;
+        // page n + 1 lands (and goes to the workers) before page n's synchronous ingest takes the event loop
+        if (ahead !== undefined) await ahead.then(noop, noop);
         received += page.length;
         const results = this.ledger.ingestMany(page, { ingress: 'sync', nowMs: this.clock.now(), deferReplay: true });
         if (++pages % SYNC_FLUSH_PAGES === 0) this.ledger.flushReplay();
-        let last: LedgerEvent | undefined;
         for (const r of results) {
           if (r.status !== 'dropped' && !r.duplicate) added++;
           this.emit('ledger:ingested', { result: r, source: 'sync' });
         }
-        // The cursor is the order key of the page's last event, as the peer sorted it.
-        try {
-          last = decodeLast(page);
-        } catch {
-          break; // a peer that sends garbage gets no further pages
-        }
-        const next = orderKeyOf(last);
-        // A page must end after the previous one: a peer that repeats itself would keep us asking forever.
-        if (after !== null && compareBytes(next, after) <= 0) {
-          throw new PeerMisbehaviourError('LEDGER_SYNC_CURSOR', `peer ${peer} sent a page that did not advance the cursor`, { peer });
-        }
+        if (next === undefined) break;
+        if (!advances) throw new PeerMisbehaviourError('LEDGER_SYNC_CURSOR', `peer ${peer} sent a page that did not advance the cursor`, { peer });
         after = next;
-        if (page.length < LEDGER_SYNC_LIMITS.maxRange) {
+        if (page.length < maxRange) {
           complete = true;
           break;
         }
       }
     } finally {
+      this.syncing--;
+      this.idlePool();
       this.flushReplay(`sync from ${peer}`);
     }
     this.emit('ledger:synced', { peer, received, added });
     return { received, added, complete };
+  }
+
+  /**
+   * Posts a page's signatures to the verify pool (started by the first full page); resolves once their
+   * verdicts are cached, never rejects: a pool that fails is dropped and ingest verifies on the event loop.
+   */
+  private verifyAhead(page: Uint8Array[]): Promise<void> {
+    if (page.length < VERIFY_POOL_MIN_PAGE) return Promise.resolve();
+    // Only a full page (more are coming) starts the workers: their start costs about as much CPU as checking a page,
+    // so a short sync (a tail sync's few events, every minute) is checked at ingest and never starts them.
+    if (this.pool === undefined && page.length < LEDGER_SYNC_LIMITS.maxRange) return Promise.resolve();
+    const pool = this.openPool();
+    if (pool === undefined) return Promise.resolve();
+    // a page never waits for the workers to start (tens of ms, more under load): it is checked at ingest while they do
+    if (!pool.isReady) {
+      pool.started().catch((e: unknown) => this.dropPool(pool, e));
+      return Promise.resolve();
+    }
+    this.pooledPages++;
+    return pool.prefill(page).then(noop, (e: unknown) => this.dropPool(pool, e));
+  }
+
+  /** The verify pool, created when there is none (undefined: no threads, stopped, or the workers cannot start). */
+  private openPool(): SignatureVerifyPool | undefined {
+    if (this.verifyThreads <= 0 || this.stopped) return undefined;
+    if (this.pool === undefined) {
+      try {
+        this.pool = new SignatureVerifyPool(this.verifyThreads);
+      } catch (e) {
+        this.log.warn('signature verify pool did not start; verifying on the event loop', { error: errorMessage(e) });
+        this.verifyThreads = 0;
+      }
+    }
+    return this.pool;
+  }
+
+  /**
+   * Starts the verify pool now and resolves once its workers are up (tests and benches that want every page on the
+   * pool); a sync otherwise starts it with its first page and checks pages at ingest until the workers are up.
+   */
+  async startVerifyPool(): Promise<void> {
+    await this.openPool()?.started();
+  }
+
+  private dropPool(used: SignatureVerifyPool, e: unknown): void {
+    if (this.pool === used) this.pool = undefined;
+    if (!this.stopped) this.log.warn('signature verify pool failed; the next sync starts a new one', { error: errorMessage(e) });
+    this.track(used.close());
+  }
+
+  /** Keeps a closing pool's promise until it settles (closed() waits for them). */
+  private track(p: Promise<void>): void {
+    const settled: Promise<unknown> = p.then(noop, noop).then(() => this.closing.delete(settled));
+    this.closing.add(settled);
+  }
+
+  /** Closes the pool once no sync has used it for verifyIdleMs (POOL_IDLE_MS). */
+  private idlePool(): void {
+    if (this.poolIdle !== undefined) clearTimeout(this.poolIdle);
+    this.poolIdle = undefined;
+    if (this.pool === undefined || this.syncing > 0) return;
+    this.poolIdle = setTimeout(() => {
+      this.poolIdle = undefined;
+      if (this.syncing > 0) return;
+      this.closePool();
+    }, this.opts.verifyIdleMs ?? POOL_IDLE_MS);
+    this.poolIdle.unref();
+  }
+
+  private closePool(): void {
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool !== undefined) this.track(pool.close());
+  }
+
+  /** Worker threads of this service's verify pool now (0 until a sync starts it, and after stop or idle). */
+  get verifyWorkers(): number {
+    return this.pool?.threads ?? 0;
+  }
+
+  /** Resolves once the verify pool's workers closed by stop() (or idle) have exited. */
+  async closed(): Promise<void> {
+    while (this.closing.size > 0) await Promise.all([...this.closing]);
   }
 
   private remember(peer: string, after: Uint8Array): void {
@@ -296,13 +441,18 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   }
 }
 
-function decodeLast(page: Uint8Array[]): LedgerEvent {
-  return decodeEvent(page[page.length - 1]!);
+/** The order key of a page's last event (where the next page starts), or undefined when it does not decode. */
+function pageCursor(page: Uint8Array[]): Uint8Array | undefined {
+  let last: LedgerEvent;
+  try {
+    last = decodeEvent(page[page.length - 1]!);
+  } catch {
+    return undefined;
+  }
+  return orderKey(last.timestampMs, last.id);
 }
 
-function orderKeyOf(e: LedgerEvent): Uint8Array {
-  return orderKey(e.timestampMs, e.id);
-}
+function noop(): void {}
 
 export interface NodeLedgerOptions {
   dataDir: string;
@@ -326,6 +476,10 @@ export interface NodeLedgerOptions {
   beforeSync?: (ledger: Ledger) => Promise<void>;
   /** Reward rules of the network (issue 11 §2, LedgerOptions.rewards). */
   rewards?: RewardRules;
+  /** Deadline of one sync call (LedgerServiceOptions.callTimeoutMs). */
+  syncCallTimeoutMs?: number;
+  /** Worker threads checking sync pages' signatures (LedgerServiceOptions.verifyThreads). */
+  verifyThreads?: number;
 }
 
 /**
@@ -343,7 +497,7 @@ export async function startNodeLedger(o: NodeLedgerOptions): Promise<{ ledger: L
     maxBytes: o.maxBytes,
     rewards: o.rewards,
   });
-  const service = new LedgerService({ ledger, network: o.network, dataDir: o.dataDir, clock: o.clock, logger: o.logger });
+  const service = new LedgerService({ ledger, network: o.network, dataDir: o.dataDir, clock: o.clock, logger: o.logger, callTimeoutMs: o.syncCallTimeoutMs, verifyThreads: o.verifyThreads });
   service.start();
   try {
     await o.beforeSync?.(ledger);

@@ -70,6 +70,23 @@ const MIGRATIONS: string[] = [
   ALTER TABLE events_by_ord RENAME TO events;
   CREATE INDEX events_rkey ON events(rkey);
   `,
+  // 5 (issue 11 §4): event_accounts clustered by the order key, with an (account, ord) index for the history. Keyed
+  // by (account, ord) before, removing one event's rows (a deferred replay dropping a rejected network event:
+  // DELETE ... WHERE ord = ?) and pruning before a checkpoint's cut (ord < ?) scanned the whole table; now both
+  // are a range of the key, and inserts append to the table's last pages as events arrive nearly in order. Same
+  // columns, same rows.
+  `
+  CREATE TABLE event_accounts_by_ord (
+    ord     BLOB NOT NULL,
+    account BLOB NOT NULL,
+    id      BLOB NOT NULL,
+    PRIMARY KEY (ord, account)
+  ) WITHOUT ROWID;
+  INSERT INTO event_accounts_by_ord (ord, account, id) SELECT ord, account, id FROM event_accounts ORDER BY ord, account;
+  DROP TABLE event_accounts;
+  ALTER TABLE event_accounts_by_ord RENAME TO event_accounts;
+  CREATE INDEX event_accounts_account ON event_accounts(account, ord);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

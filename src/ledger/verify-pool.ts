@@ -17,7 +17,14 @@ export function defaultVerifyThreads(): number {
 }
 
 /** Below this many events a page is verified inline (a worker round trip costs more than a few checks). */
-const MIN_PARALLEL = 32;
+export const VERIFY_POOL_MIN_PAGE = 32;
+const MIN_PARALLEL = VERIFY_POOL_MIN_PAGE;
+
+/** Verifier threads alive in this process, all pools together (tests check that a stopped node leaves none). */
+let liveWorkers = 0;
+export function liveVerifyWorkers(): number {
+  return liveWorkers;
+}
 
 // The worker: decodes each event and runs verify.ts's own check key and verifyDomain on it; answers, per accepted
 // event, the verdict-cache key (digest recomputed from the payload + the signature), so the event loop only inserts.
@@ -57,6 +64,8 @@ export class SignatureVerifyPool {
     for (let i = 0; i < Math.max(1, threads); i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { events, verify } });
       w.unref(); // never keeps the process alive; close() ends them
+      liveWorkers++;
+      w.once('exit', () => liveWorkers--);
       this.ready.push(
         new Promise<void>((resolve, reject) => {
           w.once('error', reject);
@@ -76,6 +85,11 @@ export class SignatureVerifyPool {
       () => void (this.allReady = true),
       () => {},
     );
+  }
+
+  /** True once every worker has loaded the verifier (prefill then posts at once). */
+  get isReady(): boolean {
+    return this.allReady;
   }
 
   /** Pages posted to the workers whose verdicts have not come back. */

@@ -41,8 +41,17 @@ import { LedgerNotReadyError, type LedgerStatusView, type LedgerSubmitter, type 
 import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../identity/index.js';
 import {
   buildGenesis,
+  afterTailSync,
+  aloneFounder,
   buildProof,
-  caughtUpWith,
+  mergeReconcileJob,
+  proofGate,
+  raiseReported,
+  reconcileAction,
+  reconcileRetryMs,
+  tailSyncStart,
+  type ReconcileJob,
+  type ReconcileMode,
   clampU32,
   holderRecordAddrs,
   holderRecordKey,
@@ -65,7 +74,6 @@ import {
   localHolderRecordVerifier,
   MAX_SLASH_BYTES,
   PROOF_WINDOW_MS,
-  orderKey,
   proofClaim,
   startNodeLedger,
   workSnapshot,
@@ -134,6 +142,8 @@ export interface NodeLedgerServiceOptions {
   maxLedgerBytes?: number;
   /** How long the sync at start may hold the start (the rest continues in the background). Default 30 s. */
   startSyncMs?: number;
+  /** Worker threads checking sync pages' signatures ahead of ingest (LEDGER_DEFAULTS.verifyThreads; 0: none). */
+  verifyThreads?: number;
   /** How often (wall time) the node records that it watched the network (admission.ts). Default 30 s. */
   watchMarkMs?: number;
   /**
@@ -224,9 +234,7 @@ export interface NodeLedgerService {
 }
 
 const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
-const MAX_RECONCILE_ATTEMPTS = 3;
 const TAIL_SYNC_MAX_PAGES = 64;
-const ZERO_ID = new Uint8Array(32);
 
 /** Starts the node's ledger (see the file comment). */
 export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promise<NodeLedgerService> {
@@ -279,6 +287,8 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       syncHorizonMs: o.syncHorizonMs ?? LEDGER_DEFAULTS.syncHorizonMs,
       maxBytes: o.maxLedgerBytes ?? LEDGER_DEFAULTS.maxLedgerBytes,
       startSyncMs: o.startSyncMs ?? LEDGER_DEFAULTS.startSyncMs,
+      syncCallTimeoutMs: callTimeoutMs,
+      verifyThreads: o.verifyThreads ?? LEDGER_DEFAULTS.verifyThreads,
       beforeSync: async (ledger) => {
         const f = new Finality({
           ledger,
@@ -337,7 +347,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   // ─────────────────────────── reconciliation ───────────────────────────
 
   const sync = { caughtUp: false, runs: 0, failures: 0, lastPeer: undefined as string | undefined };
-  const queue = new Map<string, { mode: 'full' | 'tail'; attempt: number }>();
+  const queue = new Map<string, ReconcileJob>();
   let pumping: Promise<void> | undefined;
 
   const kick = (): void => {
@@ -348,11 +358,10 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     });
   };
 
-  const enqueue = (peer: string, mode: 'full' | 'tail', attempt = 0): void => {
+  const enqueue = (peer: string, mode: ReconcileMode, attempt = 0): void => {
     if (stopped || peer === self) return;
-    const prev = queue.get(peer);
-    // a full reconciliation covers a tail one
-    if (prev === undefined || (prev.mode === 'tail' && mode === 'full')) queue.set(peer, { mode, attempt });
+    const job = mergeReconcileJob(queue.get(peer), { mode, attempt });
+    if (job !== undefined) queue.set(peer, job);
     kick();
   };
 
@@ -368,11 +377,12 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
         const unavailable = isNeuroShardError(e, 'RPC_UNAVAILABLE') || isNeuroShardError(e, 'LEDGER_NOT_SERVING');
         log.debug('ledger reconciliation failed', { peer, error: errorMessage(e) });
         // A peer whose ledger is not up yet (it connected first): ask again shortly, a few times.
-        if (unavailable && job.attempt + 1 < MAX_RECONCILE_ATTEMPTS) {
+        const retryMs = reconcileRetryMs(unavailable, job.attempt);
+        if (retryMs !== undefined) {
           const t = setTimeout(() => {
             retries.delete(t);
             enqueue(peer, job.mode, job.attempt + 1);
-          }, 500 * 2 ** job.attempt);
+          }, retryMs);
           t.unref();
           retries.add(t);
         }
@@ -386,6 +396,20 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     if (bad.length === 0) return;
     log.warn('peer served invalid ledger events', { peer, count: bad.length, reason: bad[0] });
     host.scores?.penalise(peer, PENALTY.forged, `ledger sync: ${bad.length} invalid events (${bad[0]})`);
+  };
+
+  /** Runs a sync with `peer` and penalises the peer once for the invalid events it served (even when it fails). */
+  const syncCollecting = async <T>(peer: string, run: () => Promise<T>): Promise<T> => {
+    const dropped: (string | undefined)[] = [];
+    const off = service.on('ledger:ingested', ({ result, source }) => {
+      if (source === 'sync' && result.status === 'dropped') dropped.push(result.reason);
+    });
+    try {
+      return await run();
+    } finally {
+      off();
+      penaliseGarbage(peer, dropped);
+    }
   };
 
   const ours = (): { stateHash: string; events: number; replayPending: boolean } => {
@@ -403,68 +427,33 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     fin.setGenesisKey(k);
   };
 
-  const reconcileWith = async (peer: string, mode: 'full' | 'tail'): Promise<void> => {
+  const reconcileWith = async (peer: string, mode: ReconcileMode): Promise<void> => {
     await learnFrom(peer);
     await fin.pull(peer, { signal });
-    const theirs = await net.fetchStatus(peer, { signal });
-    if (caughtUpWith(ours(), theirs)) {
-      sync.caughtUp = true;
-      return;
-    }
-    if (theirs.stateHash === ledger.stateHash()) return; // a replay is pending here: ask again at the next round
+    const action = reconcileAction(ours(), await net.fetchStatus(peer, { signal }));
+    if (action === 'caught-up') sync.caughtUp = true;
+    if (action !== 'sync') return;
     sync.runs++;
     sync.lastPeer = peer;
     if (mode === 'tail') {
       await tailSync(peer);
-      // still apart, and the peer knows more than we do: the difference is older than the tail
       if (stopped) return;
-      const again = await net.fetchStatus(peer, { signal });
-      if (caughtUpWith(ours(), again)) {
-        sync.caughtUp = true;
-        return;
-      }
-      if (again.events <= ours().events) {
+      // still apart, and the peer knows more than we do: the difference is older than the tail
+      if (afterTailSync(ours(), await net.fetchStatus(peer, { signal })) === 'caught-up') {
         sync.caughtUp = true;
         return;
       }
     }
-    const dropped: (string | undefined)[] = [];
-    const off = service.on('ledger:ingested', ({ result, source }) => {
-      if (source === 'sync' && result.status === 'dropped') dropped.push(result.reason);
-    });
-    let complete = false;
-    try {
-      complete = (await service.syncFrom(peer, { signal })).complete;
-    } finally {
-      off();
-    }
-    penaliseGarbage(peer, dropped);
+    const { complete } = await syncCollecting(peer, () => service.syncFrom(peer, { signal }));
     // We hold everything this peer had: our own used nonces among it.
     if (complete) sync.caughtUp = true;
     else if (!complete) enqueue(peer, 'full'); // paused on its budget: continue after the others
   };
 
-  /** Pulls the peer's events of the last `tailSyncMs` (ledger time), page by page. */
+  /** Pulls the peer's events of the last `tailSyncMs` (ledger time), page by page (LedgerService.syncFrom's pipeline). */
   const tailSync = async (peer: string): Promise<void> => {
-    let after: Uint8Array = orderKey(Math.max(0, clock.now() - (o.tailSyncMs ?? 15 * 60_000)), ZERO_ID);
-    const dropped: (string | undefined)[] = [];
-    try {
-      for (let page = 0; page < TAIL_SYNC_MAX_PAGES && !stopped; page++) {
-        const events = await net.fetchRange(peer, after, LEDGER_SYNC_LIMITS.maxRange, { signal: deadlineSignal(callTimeoutMs, signal) });
-        if (events.length === 0 || stopped) break;
-        for (const r of ledger.ingestMany(events, { ingress: 'sync', nowMs: clock.now(), deferReplay: true })) {
-          if (r.status === 'dropped') dropped.push(r.reason);
-        }
-        // fetchRange checked the page is in canonical order after the cursor, so this moves forward
-        const last = events[events.length - 1]!;
-        const e = decodeEvent(last);
-        after = orderKey(e.timestampMs, e.id);
-        if (events.length < LEDGER_SYNC_LIMITS.maxRange) break;
-      }
-    } finally {
-      if (!stopped) ledger.flushReplay();
-    }
-    penaliseGarbage(peer, dropped);
+    const from = tailSyncStart(clock.now(), o.tailSyncMs ?? 15 * 60_000);
+    await syncCollecting(peer, () => service.syncFrom(peer, { signal, from, maxPages: TAIL_SYNC_MAX_PAGES }));
   };
 
   // The watch record (admission.ts): while caught up with at least one peer, this node would have seen anything
@@ -515,6 +504,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   // before a crash that lost network.json's update) stops it too. A founder with peers waits until it reconciled
   // with one, as proofs do, so it learns an allocation it made before on another data dir instead of signing a
   // second one (a second, different Genesis event would conflict with the first: docs/LIMITS.md).
+  const aloneNow = (): boolean => aloneFounder(host.genesis, net.syncPeers().length, host.p2p.connectedPeers().length);
   let founding = false;
   const foundNow = async (): Promise<void> => {
     if (stopped || quiet || founding || o.emitGenesis === false || !genesisKeys.mayFound(key.publicKey)) return;
@@ -522,8 +512,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       genesisKeys.markEmitted();
       return;
     }
-    const alone = host.genesis && net.syncPeers().length === 0 && host.p2p.connectedPeers().length === 0;
-    if (!sync.caughtUp && !alone) return;
+    if (!sync.caughtUp && !aloneNow()) return;
     founding = true;
     try {
       const ev = buildGenesis(key, { networkId, timestampMs: clock.now() });
@@ -566,9 +555,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       for (const p of net.syncPeers().slice(0, 4)) {
         try {
           const r = await cpNet.fetchAccount(p, toHex(key.publicKey), { signal: deadlineSignal(callTimeoutMs, signal) });
-          if (r.nextProofNonce > reported.nextNonce) reported.nextNonce = r.nextProofNonce;
-          if (r.lastEpoch > reported.lastEpoch) reported.lastEpoch = r.lastEpoch;
-          reported.asked = true;
+          Object.assign(reported, raiseReported(reported, r), { asked: true });
         } catch (e) {
           log.debug('ledger-account failed', { peer: p, error: errorMessage(e) });
         }
@@ -608,13 +595,13 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     if (stopped || quiet || proving || !proofsEnabled) return undefined;
     if (!mayProve) {
       // Reconciled with a peer, or founded the network and nobody is there yet (a founder with peers waits too).
-      const alone = host.genesis && net.syncPeers().length === 0 && host.p2p.connectedPeers().length === 0;
-      if (sync.caughtUp && !reported.asked && !alone) {
+      const alone = aloneNow();
+      if (proofGate({ caughtUp: sync.caughtUp, asked: reported.asked, alone }) === 'ask') {
         // caught up on a hash proves little (the empty ledger's is public): ask what peers know of our key first
         await askPeers();
         if (!reported.asked) return undefined;
       }
-      mayProve = sync.caughtUp || alone;
+      mayProve = proofGate({ caughtUp: sync.caughtUp, asked: reported.asked, alone }) === 'prove';
       if (!mayProve) return undefined;
     }
     const now = clock.now();
@@ -718,6 +705,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       await cpNet.stop();
       await net.stop();
       started.stop();
+      await service.closed(); // the verify pool's workers have exited: nothing of this node is left running
     },
   };
 }
