@@ -28,7 +28,7 @@ import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { uPnPNAT } from '@libp2p/upnp-nat';
 import { webSockets } from '@libp2p/websockets';
-import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import { isMultiaddr, multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { linkSignals, type AbortOptions } from '../util/abort.js';
 import { InvalidArgumentError, errorMessage } from '../util/errors.js';
@@ -566,8 +566,11 @@ export class Libp2pNetwork implements P2PNetwork {
 
   async openStream(peer: string, protocol: string, opts: OpenStreamOptions = {}): Promise<DuplexStream> {
     const t = peer.startsWith('/') ? toMultiaddr(peer) : toPeerId(peer);
+    const allowLimited = opts.allowLimited ?? true;
     try {
-      return await this.libp2p.dialProtocol(t, protocol, { signal: opts.signal, runOnLimitedConnection: opts.allowLimited ?? true });
+      const limited = allowLimited ? this.limitedConnectionTo(t) : undefined;
+      if (limited !== undefined) return await limited.newStream(protocol, { signal: opts.signal, runOnLimitedConnection: true });
+      return await this.libp2p.dialProtocol(t, protocol, { signal: opts.signal, runOnLimitedConnection: allowLimited });
     } catch (e) {
       const name = (e as Error)?.name;
       if (name === 'UnsupportedProtocolError') {
@@ -578,6 +581,31 @@ export class Libp2pNetwork implements P2PNetwork {
       }
       throw new NetworkError('STREAM_OPEN_FAILED', `opening ${protocol} to ${peer} failed: ${errorMessage(e)}`, { peer, protocol }, e);
     }
+  }
+
+  /**
+   * An open limited (relayed) connection to carry a new stream, where libp2p would dial instead. libp2p's dial
+   * reuses only an unlimited connection, so every stream to a peer reachable only through a relay dialled a whole new
+   * relayed connection (HOP to the relay, STOP to the peer, noise and yamux over it: some twenty turns through three
+   * nodes), which libp2p then closed as a duplicate of the first (same remote address). Each RPC to such a peer paid
+   * that dial, bounded by the dial timeout, and under load one of them ran past it (test/integration/p2p/network.test.ts,
+   * the relay case). Undefined when an unlimited connection is open (libp2p's dial reuses it) or the target is a
+   * direct address (a dial to it may give a direct connection: libp2p's own reason to dial).
+   */
+  private limitedConnectionTo(t: PeerId | Multiaddr): Connection | undefined {
+    let id: PeerId | undefined;
+    if (isMultiaddr(t)) {
+      const comps = t.getComponents();
+      if (!comps.some((c) => c.name === 'p2p-circuit')) return undefined;
+      const last = comps.at(-1);
+      if (last?.name !== 'p2p' || last.value === undefined) return undefined;
+      id = toPeerId(last.value);
+    } else {
+      id = t;
+    }
+    const open = this.libp2p.getConnections(id).filter((c) => c.status === 'open');
+    if (open.some((c) => c.limits == null)) return undefined;
+    return open[0];
   }
 
   async handle(protocol: string, handler: ProtocolHandler, opts: HandleOptions = {}): Promise<void> {

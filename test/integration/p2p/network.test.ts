@@ -1,10 +1,10 @@
 /**
- * The P2P layer with real libp2p on 127.0.0.1 (issue #4 §6). One set of eight nodes is shared by the cases below
+ * The P2P layer with real libp2p on 127.0.0.1 (issue #4 §6). One set of eight nodes is shared by the first cases
  * (each case states what it adds): they know only the tracker, discover each other, and find every layer's holders
- * through the DHT; one of them offers a relay through which a node without a dialable address serves an RPC; a
- * child-process node killed with SIGKILL is marked dead by the others within the configured bound; and hostile
- * streams (fuzz, truncation, wrong versions, oversized frames) leave every node serving. No sleeps: every wait is
- * on an event or a condition, with a bound.
+ * through the DHT; a child-process node killed with SIGKILL is marked dead by the others within the configured
+ * bound; and hostile streams (fuzz, truncation, wrong versions, oversized frames) leave every node serving. Then, in
+ * a network of three (the eight stopped), a node without a dialable address serves RPCs through a relay, all over
+ * one relayed connection. No sleeps: every wait is on an event or a condition, with a bound.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -68,7 +68,6 @@ describe('p2p network on 127.0.0.1', { timeout: 240_000 }, () => {
   const tracker = createTracker({ host: '127.0.0.1', port: 0, dbPath: ':memory:', maxEntriesPerSource: 1000, announceBurst: 1000, announcePerSec: 1000, queryBurst: 1000, queryPerSec: 1000 });
   let trackerUrl = '';
   const nodes: NodeNetwork[] = [];
-  const extra: NodeNetwork[] = [];
   const children: ChildProcess[] = [];
 
   before(async () => {
@@ -77,7 +76,7 @@ describe('p2p network on 127.0.0.1', { timeout: 240_000 }, () => {
       const n = await createNodeNetwork({
         networkId: NETWORK_ID,
         key: newKey(),
-        options: options({ trackers: [trackerUrl], span: spanOf(i), relay: i === 0 }),
+        options: options({ trackers: [trackerUrl], span: spanOf(i) }),
         tuning: TUNING,
       });
       nodes.push(n);
@@ -87,7 +86,7 @@ describe('p2p network on 127.0.0.1', { timeout: 240_000 }, () => {
 
   after(async () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await Promise.all([...extra, ...nodes].map((n) => n.stop()));
+    await Promise.all(nodes.map((n) => n.stop()));
     await tracker.close();
   });
 
@@ -126,53 +125,6 @@ describe('p2p network on 127.0.0.1', { timeout: 240_000 }, () => {
     const info = await nodes[2]!.rpc.call(holder.peerId, methods.shardInfo, {});
     assert.equal(info.peerId, holder.peerId);
     assert.deepEqual(info.span, holder.span);
-  });
-
-  it('a node reachable only through a relay serves an RPC call over the relayed connection', async () => {
-    const relay = nodes[0]!;
-    const relayAddr = relay.p2p.multiaddrs().find((a) => a.includes('/tcp/') && !a.includes('p2p-circuit'))!;
-    const hidden = await createNodeNetwork({
-      networkId: NETWORK_ID,
-      key: newKey(),
-      options: options({ listen: [`${relayAddr}/p2p-circuit`], bootstrap: [relayAddr], span: { start: 0, end: 1 } }),
-      tuning: TUNING,
-    });
-    extra.push(hidden);
-    await hidden.rpc.handle(whoami, (_req, ctx) => ({ accepted: ctx.limited, reason: ctx.peer }));
-    await hidden.start();
-    await waitFor(() => hidden.p2p.multiaddrs().some((a) => a.includes('/p2p-circuit')), { timeoutMs: 15_000, what: 'relay reservation' });
-    // it has no address of its own: every address it announces goes through the relay
-    assert.ok(hidden.p2p.multiaddrs().every((a) => a.startsWith(relayAddr) && a.includes('/p2p-circuit/')), hidden.p2p.multiaddrs().join(' '));
-    // A fresh node that only knows the relay looks up the hidden node's record (asking the node itself through the
-    // relay, or the DHT) and calls it. It is a DHT client that listens on nothing, so nothing the hidden node does
-    // (DHT queries, heartbeats, gossip) can open a direct connection to it: the only way between them is the relay.
-    // (A listening caller was dialed directly by the hidden node now and then, which is allowed behind a NAT.)
-    const caller = await createNodeNetwork({
-      networkId: NETWORK_ID,
-      key: newKey(),
-      options: options({ bootstrap: [relayAddr], listen: [] }),
-      tuning: { ...TUNING, dhtMode: 'client' },
-    });
-    extra.push(caller);
-    await caller.start();
-    await waitFor(() => caller.p2p.bootstrapStatus().state === 'connected', { timeoutMs: 15_000, what: 'caller joined' });
-    let addr: string | undefined;
-    await waitFor(
-      async () => {
-        const rec = await caller.registry.recordOf(hidden.peerId);
-        addr = rec?.multiaddrs.find((a) => a.includes('p2p-circuit'));
-        return addr !== undefined;
-      },
-      { timeoutMs: 20_000, intervalMs: 200, what: 'hidden node record' },
-    );
-    const target = `${addr!}/p2p/${hidden.peerId}`;
-    const res = await caller.rpc.call(target, whoami, {});
-    const conns = caller.p2p.libp2p.getConnections(hidden.p2p.libp2p.peerId);
-    assert.ok(conns.length > 0 && conns.every((c) => c.remoteAddr.toString().includes('/p2p-circuit')), conns.map((c) => c.remoteAddr.toString()).join(' '));
-    assert.equal(res.accepted, true, 'the call arrived over a limited (relayed) connection');
-    assert.equal(res.reason, caller.peerId);
-    const echo = await caller.rpc.call(hidden.peerId, methods.echo, { payload: randomBytes(200_000), replyWithTensor: false });
-    assert.equal(echo.payload.byteLength, 200_000, 'bulk data crosses the relay (limits raised)');
   });
 
   it('a node killed with SIGKILL is marked dead by the others within the configured bound', async () => {
@@ -259,5 +211,84 @@ describe('p2p network on 127.0.0.1', { timeout: 240_000 }, () => {
     // the banned peer's calls fail with a typed error, and the mesh is unaffected
     await assert.rejects(a.rpc.call(b.peerId, methods.shardInfo, {}), (e: unknown) => isNeuroShardError(e) && !(e instanceof RemoteRpcError && e.code === 'RPC_INTERNAL'));
     assert.equal(nodes[6]!.liveness.state(b.peerId), 'alive');
+  });
+});
+
+// The relay case runs in a network of its own, after the eight nodes above have stopped: relay, hidden node and
+// caller, the only nodes in this process. Beside the eight (ten libp2p nodes in one event loop) it failed under load:
+// with two busy-loop processes (load ~8) the loop lagged 0.5-0.9 s a turn and the relayed dial (some twenty
+// sequential turns through relay, caller and hidden node) ran past the 10 s dial deadline. What it asserts is the
+// relay's, not the eight nodes' background traffic.
+describe('a relay on 127.0.0.1', { timeout: 120_000 }, () => {
+  const nodes: NodeNetwork[] = [];
+  let relay: NodeNetwork;
+
+  before(async () => {
+    // it founds the network: the others bootstrap through it
+    relay = await createNodeNetwork({ networkId: NETWORK_ID, key: newKey(), options: options({ genesis: true, relay: true, span: { start: 0, end: 2 } }), tuning: TUNING });
+    nodes.push(relay);
+    await relay.start();
+  });
+
+  after(async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  });
+
+  it('a node reachable only through a relay serves an RPC call over the relayed connection', async () => {
+    const relayAddr = relay.p2p.multiaddrs().find((a) => a.includes('/tcp/') && !a.includes('p2p-circuit'))!;
+    const hidden = await createNodeNetwork({
+      networkId: NETWORK_ID,
+      key: newKey(),
+      options: options({ listen: [`${relayAddr}/p2p-circuit`], bootstrap: [relayAddr], span: { start: 0, end: 1 } }),
+      tuning: TUNING,
+    });
+    nodes.push(hidden);
+    await hidden.rpc.handle(whoami, (_req, ctx) => ({ accepted: ctx.limited, reason: ctx.peer }));
+    await hidden.start();
+    await waitFor(() => hidden.p2p.multiaddrs().some((a) => a.includes('/p2p-circuit')), { timeoutMs: 15_000, what: 'relay reservation' });
+    // it has no address of its own: every address it announces goes through the relay
+    assert.ok(hidden.p2p.multiaddrs().every((a) => a.startsWith(relayAddr) && a.includes('/p2p-circuit/')), hidden.p2p.multiaddrs().join(' '));
+    // A fresh node that only knows the relay looks up the hidden node's record (asking the node itself through the
+    // relay, or the DHT) and calls it. It is a DHT client that listens on nothing, so nothing the hidden node does
+    // (DHT queries, heartbeats, gossip) can open a direct connection to it: the only way between them is the relay.
+    // (A listening caller was dialed directly by the hidden node now and then, which is allowed behind a NAT.)
+    const caller = await createNodeNetwork({
+      networkId: NETWORK_ID,
+      key: newKey(),
+      options: options({ bootstrap: [relayAddr], listen: [] }),
+      tuning: { ...TUNING, dhtMode: 'client' },
+    });
+    nodes.push(caller);
+    await caller.start();
+    await waitFor(() => caller.p2p.bootstrapStatus().state === 'connected', { timeoutMs: 15_000, what: 'caller joined' });
+    let addr: string | undefined;
+    await waitFor(
+      async () => {
+        const rec = await caller.registry.recordOf(hidden.peerId);
+        addr = rec?.multiaddrs.find((a) => a.includes('p2p-circuit'));
+        return addr !== undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 200, what: 'hidden node record' },
+    );
+    const target = `${addr!}/p2p/${hidden.peerId}`;
+    // every call below rides one relayed connection: libp2p's dial reuses only unlimited connections, and each call
+    // used to dial a new relayed one (HOP, STOP, noise, yamux: tens of turns through three nodes, bounded by the dial
+    // timeout), which libp2p then closed as a duplicate (Libp2pNetwork.openStream)
+    const hadConnection = caller.p2p.libp2p.getConnections(hidden.p2p.libp2p.peerId).some((c) => c.status === 'open');
+    let opened = 0;
+    const onOpen = (e: CustomEvent<{ remotePeer: { toString(): string } }>): void => {
+      if (e.detail.remotePeer.toString() === hidden.peerId) opened++;
+    };
+    caller.p2p.libp2p.addEventListener('connection:open', onOpen as never);
+    const res = await caller.rpc.call(target, whoami, {});
+    const conns = caller.p2p.libp2p.getConnections(hidden.p2p.libp2p.peerId);
+    assert.ok(conns.length > 0 && conns.every((c) => c.remoteAddr.toString().includes('/p2p-circuit')), conns.map((c) => c.remoteAddr.toString()).join(' '));
+    assert.equal(res.accepted, true, 'the call arrived over a limited (relayed) connection');
+    assert.equal(res.reason, caller.peerId);
+    const echo = await caller.rpc.call(hidden.peerId, methods.echo, { payload: randomBytes(200_000), replyWithTensor: false });
+    assert.equal(echo.payload.byteLength, 200_000, 'bulk data crosses the relay (limits raised)');
+    await caller.rpc.call(hidden.peerId, methods.shardInfo, {});
+    caller.p2p.libp2p.removeEventListener('connection:open', onOpen as never);
+    assert.ok(opened <= (hadConnection ? 0 : 1), `three calls opened ${opened} relayed connection(s) to the hidden node (one already open: ${hadConnection})`);
   });
 });
