@@ -10,6 +10,9 @@
 //   hop    RemoteHopSession ↔ InferenceHopServer with an identity hop (what `serving-hop` measures)
 //   unary  one unary echo call per message (a new stream per call: open, multistream-select, close)
 //   --bytes 1048576 with unary: the 1 MiB RPC; --lazy-window: window updates at half the window (A/B)
+//   --ab lp|window with --only hop: paired A/B in this one process, blocks of --block steps alternating the
+//     library's own code (A) and ours (B: lp = src/p2p/length-prefix-decoder.ts, window = src/p2p/yamux-window.ts),
+//     so that both sides see the same load; prints the CPU per step of each and the median of the B/A ratios
 // Prints the median, p90 and p99 wall time of each and the process's CPU time per message, with the load.
 import { randomBytes } from 'node:crypto';
 import { createServer, connect } from 'node:net';
@@ -22,9 +25,10 @@ import { RpcNode } from '../../dist/src/protocols/rpc/service.js';
 import { echoHandler } from '../../dist/src/protocols/handlers/echo.js';
 import { fp32Tensor, tensorToPb } from '../../dist/src/protocols/tensor-wire.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../dist/src/protocols/inference.js';
-import { installYamuxLazyWindow } from '../../dist/src/p2p/yamux-window.js';
+import { installYamuxLazyWindow, uninstallYamuxLazyWindow } from '../../dist/src/p2p/yamux-window.js';
+import { installLengthPrefixFastPath, uninstallLengthPrefixFastPath } from '../../dist/src/p2p/length-prefix-decoder.js';
 
-const { values: args } = parseArgs({ options: { reps: { type: 'string', default: '500' }, only: { type: 'string', default: 'tcp,raw,bidi,hop,unary' }, bytes: { type: 'string', default: '3072' }, 'lazy-window': { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({ options: { reps: { type: 'string', default: '500' }, only: { type: 'string', default: 'tcp,raw,bidi,hop,unary' }, bytes: { type: 'string', default: '3072' }, 'lazy-window': { type: 'boolean', default: false }, ab: { type: 'string' }, block: { type: 'string', default: '500' } } });
 const REPS = Number(args.reps);
 const BYTES = Number(args.bytes);
 const only = new Set(args.only.split(','));
@@ -127,7 +131,26 @@ if (only.has('bidi') || only.has('hop')) {
   if (only.has('hop')) {
     const s = new RemoteHopSession(rb, peer, { start: 1, end: 2 }, { id: 'probe', maxLen: 1 << 16, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }, { hiddenSize: C, vocabSize: 10, wire: 'f32' });
     const ac = new AbortController();
-    report('hop', await time(REPS, () => s.step({ hidden: x, chunks: [1] }, ac.signal)));
+    if (args.ab !== undefined) {
+      const toggles = { lp: [uninstallLengthPrefixFastPath, installLengthPrefixFastPath], window: [uninstallYamuxLazyWindow, installYamuxLazyWindow] };
+      const [offB, onB] = toggles[args.ab];
+      const blocks = Math.max(2, Math.round(REPS / Number(args.block)));
+      const cpu = { A: [], B: [] };
+      const p50 = { A: [], B: [] };
+      for (let i = 0; i < blocks; i++) {
+        for (const side of i % 2 === 0 ? ['A', 'B'] : ['B', 'A']) {
+          if (side === 'A') offB();
+          else onB();
+          const r = await time(Number(args.block), () => s.step({ hidden: x, chunks: [1] }, ac.signal));
+          cpu[side].push(r.cpuUs);
+          p50[side].push(q(r.times, 0.5));
+        }
+      }
+      const ratios = cpu.B.map((b, i) => b / cpu.A[i]).sort((u, v) => u - v);
+      const med = (xs) => [...xs].sort((u, v) => u - v)[Math.floor(xs.length / 2)];
+      console.log(`ab ${args.ab}: cpu us/step A ${cpu.A.map((v) => v.toFixed(0)).join(' ')} | B ${cpu.B.map((v) => v.toFixed(0)).join(' ')}`);
+      console.log(`ab ${args.ab}: median cpu A ${med(cpu.A).toFixed(0)} B ${med(cpu.B).toFixed(0)} us/step; B/A per pair median ${med(ratios).toFixed(3)} (${ratios.map((v) => v.toFixed(2)).join(' ')}); p50 wall A ${med(p50.A)} B ${med(p50.B)} ms (load ${loadavg()[0].toFixed(2)})`);
+    } else report('hop', await time(REPS, () => s.step({ hidden: x, chunks: [1] }, ac.signal)));
     s.close();
   }
 }

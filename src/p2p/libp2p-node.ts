@@ -42,6 +42,8 @@ import { hostKey } from './peer-score.js';
 import { multiaddrHost } from '../util/ip.js';
 import { installFastSecp256k1 } from './fast-secp256k1.js';
 import { coalesceTcpWrites } from './tcp-coalesce.js';
+import { installLengthPrefixFastPath } from './length-prefix-decoder.js';
+import { installYamuxLazyWindow } from './yamux-window.js';
 import type { PeerScoreTable } from './peer-score.js';
 import type {
   BootstrapStatus,
@@ -204,6 +206,10 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
     throw new InvalidArgumentError(`protocolPrefix must look like /name/id: ${opts.protocolPrefix}`);
   }
   await installFastSecp256k1();
+  // no thrown RangeError per received chunk in noise's decoder (./length-prefix-decoder.ts)
+  if (process.env.NEUROSHARD_LP_FAST !== '0') installLengthPrefixFastPath();
+  // one yamux window update per half window, not one per data frame (./yamux-window.ts)
+  if (process.env.NEUROSHARD_YAMUX_LAZY_WINDOW !== '0') installYamuxLazyWindow();
   const listen = opts.listen.map((a) => toMultiaddr(a).toString());
   const announce = (opts.announce ?? []).map((a) => toMultiaddr(a).toString());
   const relayOnly = listen.length > 0 && listen.every((a) => a.includes('/p2p-circuit')) && announce.length === 0;

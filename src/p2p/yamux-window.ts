@@ -14,11 +14,11 @@
  * sender still never has more than a window in flight); the first update of a stream (SYN / ACK flags), paused
  * streams and the window's auto-tuning still go through the library's own method. Process-wide once installed.
  *
- * NOT installed by the node (2026-12-02): with it installed, test/integration/p2p/network.test.ts failed 4 of its 5
- * cases in 2 of 2 runs (DHT lookups empty, a relayed listen timing out, a stream closed during protocol
- * negotiation); without it, 5/5 once and 3/5 once at the same load (load 13-22). Weak evidence, cause not found:
- * until it is, only the
- * probe (scripts/experiments/rpcprobe.mjs --lazy-window) and its own test install it.
+ * Installed by every node (`createLibp2pNetwork`; NEUROSHARD_YAMUX_LAZY_WINDOW=0 keeps the library's own). It was
+ * held back on 2026-12-02 after test/integration/p2p/network.test.ts failed 4 of its 5 cases in 2 of 2 runs with it
+ * at load 13-22 (3 of 5 once without it at the same load); on 2026-12-03 the same suite passed with it (docs/LIMITS.md,
+ * "Tenth session"). Paired A/B in one process (scripts/experiments/rpcprobe.mjs --ab window, [1, 768] fp32 hop):
+ * 314 -> 246 us of CPU per round trip, p50 0.223 -> 0.167 ms.
  */
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream';
 

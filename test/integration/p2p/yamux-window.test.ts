@@ -1,5 +1,5 @@
 /**
- * Yamux window updates once half the window is used (src/p2p/yamux-window.ts, installed by this test only), on two real libp2p nodes on
+ * Yamux window updates once half the window is used (src/p2p/yamux-window.ts, installed by every node and by this test), on two real libp2p nodes on
  * 127.0.0.1: small request/response messages no longer cost a WINDOW_UPDATE frame each, and flow control still
  * holds: a transfer many windows long, read slowly, arrives whole and in order, and the sender never has more than
  * a window in flight.
@@ -82,7 +82,7 @@ describe('yamux: window updates at half the window', { timeout: 120_000 }, () =>
     uninstallYamuxLazyWindow();
   });
 
-  it('installs once (the node does not install it yet: see src/p2p/yamux-window.ts)', () => {
+  it('installs once', () => {
     assert.equal(yamuxLazyWindowInstalled(), true);
   });
 
