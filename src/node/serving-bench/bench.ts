@@ -52,7 +52,7 @@ function pct(xs: number[], p: number): number {
  * (measured while the chain idled), taken from the hops' compute on the same cores: about 5 ms a token at 20 tok/s,
  * which a node on its own machine never pays for four others.
  */
-type Pace = 'fast' | 'deployed';
+export type Pace = 'fast' | 'deployed';
 const PACE: Record<Pace, { heartbeatIntervalMs: number; peerStaleMs: number; peerDeadMs: number; pubsubHeartbeatMs: number }> = {
   fast: { heartbeatIntervalMs: 1000, peerStaleMs: 5000, peerDeadMs: 20_000, pubsubHeartbeatMs: 300 },
   deployed: { heartbeatIntervalMs: OPTION_DEFAULTS.heartbeatIntervalMs, peerStaleMs: OPTION_DEFAULTS.peerStaleMs, peerDeadMs: OPTION_DEFAULTS.peerDeadMs, pubsubHeartbeatMs: NETWORK_TUNING_DEFAULTS.pubsubHeartbeatMs },
@@ -152,13 +152,13 @@ async function hopRtt(networkId: string, C: number, reps: number): Promise<numbe
   }
 }
 
-interface Chain {
+export interface Chain {
   hops: { net: NodeNetwork; compute: ComputeClient; server: InferenceHopServer; peerId: string; span: { start: number; end: number } }[];
   entry: NodeNetwork;
   close(): Promise<void>;
 }
 
-async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast'): Promise<Chain> {
+export async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast'): Promise<Chain> {
   const hops: Chain['hops'] = [];
   let boot: string[] = [];
   for (const span of spans) {
@@ -192,7 +192,7 @@ async function startChain(networkId: string, config: LlamaConfig, spans: { start
 }
 
 /** Greedy generation through `chain` (holders given directly); returns decode tok/s and the driver's stalls. */
-async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: { kill?: { peerId: string; afterTokens: number }; prompt?: number[] } = {}): Promise<{ tokS: number; stalls: number[]; times: number[] }> {
+export async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: { kill?: { peerId: string; afterTokens: number }; prompt?: number[]; onStepTimed?: (peer: string, wallMs: number, hopComputeMs: number | undefined) => void } = {}): Promise<{ tokS: number; stalls: number[]; times: number[] }> {
   const model: ModelView = {
     numLayers: config.num_hidden_layers,
     hiddenSize: config.hidden_size,
@@ -212,7 +212,7 @@ async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: {
       holders: () => view,
       opener: {
         open: (hop, spec) => {
-          const s = new RemoteHopSession(chain.entry.rpc, hop.peerId, hop.span, spec, { hiddenSize: config.hidden_size, vocabSize: config.vocab_size, wire: 'f32' });
+          const s = new RemoteHopSession(chain.entry.rpc, hop.peerId, hop.span, spec, { hiddenSize: config.hidden_size, vocabSize: config.vocab_size, wire: 'f32', ...(opts.onStepTimed === undefined ? {} : { onStepTimed: opts.onStepTimed }) });
           if (opts.kill?.peerId === hop.peerId) sessions.push(s);
           return s;
         },
@@ -241,7 +241,7 @@ async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: {
 }
 
 /** Spans of n hops over L layers, as even as they go. */
-function evenSpans(L: number, n: number): { start: number; end: number }[] {
+export function evenSpans(L: number, n: number): { start: number; end: number }[] {
   return Array.from({ length: n }, (_, i) => ({ start: Math.round((i * L) / n), end: Math.round(((i + 1) * L) / n) }));
 }
 
