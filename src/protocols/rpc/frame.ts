@@ -53,12 +53,25 @@ export function frameHeader(kind: number, bodyLength: number): Uint8Array {
   return h;
 }
 
-/** One contiguous frame (tests and small messages). */
+/** Bytes of the uvarint of n (n ≤ MAX_FRAME_LENGTH). */
+function uvarintLength(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5;
+}
+
+/** One contiguous frame (tests and small messages): one allocation, the length written in place. */
 export function encodeFrame(kind: number, body: Uint8Array): Uint8Array {
-  const h = frameHeader(kind, body.byteLength);
-  const out = new Uint8Array(h.byteLength + body.byteLength);
-  out.set(h);
-  out.set(body, h.byteLength);
+  let n = body.byteLength + 1;
+  if (n > MAX_FRAME_LENGTH) throw new RangeError(`varint out of range: ${n}`);
+  const len = uvarintLength(n);
+  const out = new Uint8Array(len + n);
+  let i = 0;
+  while (n >= 0x80) {
+    out[i++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  out[i] = n;
+  out[len] = kind;
+  out.set(body, len + 1);
   return out;
 }
 
