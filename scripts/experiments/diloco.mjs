@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // DiLoCo between replicas, against synchronous data-parallel training at equal tokens (issue 9 §3).
 //
-//   node scripts/experiments/diloco.mjs [--replicas 4] [--inner-steps 50] [--rounds 12] [--byzantine 0]
+//   node scripts/experiments/diloco.mjs [--replicas 4] [--inner-steps 300] [--rounds 2] [--byzantine 0]
 //        [--attack none|sign-flip|scale|noise|alie|stale] [--aggregator trimmed-mean] [--compress int8] [--seed 0]
 //        [--model tiny|nano] [--batch 8] [--seq 32] [--lr 3e-3] [--warmup 50] [--eval-batches 8] [--threads 1]
-//        [--outer-lr 0.7] [--outer-momentum 0.9] [--ef-beta 1] [--no-baseline] [--curve FILE.json] [--json]
+//        [--outer-lr 1] [--outer-momentum 0] [--ef-beta 1] [--no-baseline] [--curve FILE.json] [--json]
 //        [--baseline-data same|own] [--max-grad-norm G] [--weight-decay W] [--beta1 B] [--eval-every S] [--diag]
 //
 // All replicas run in this one process, one after the other (the machine has 2 shared cores; the math is the
@@ -14,7 +14,7 @@
 // its own order). Each round: H inner steps on every replica → per layer ('embed', 'layers.<i>', 'head') Δ =
 // θ_start − θ, compressed with error feedback (DiLoCoNode), signed and encoded as the wire's TrainingContribution
 // and decoded/validated again as a receiver would → per layer the aggregator → the Nesterov outer step
-// (lr 0.7, momentum 0.9) on every replica, whose layer hashes must then agree (checked every round).
+// (--outer-lr, --outer-momentum) on every replica, whose layer hashes must then agree (checked every round).
 //
 // Byzantine replicas (the last K) train honestly and then send, instead of their Δ:
 //   sign-flip  −4·Δ (enough to reverse a plain mean with 1 of 4)      scale  100·Δ
@@ -55,9 +55,12 @@ export const ATTACKS = ['none', 'sign-flip', 'scale', 'noise', 'alie', 'stale'];
 
 export function defaults() {
   return {
+    // the closest to the issue's targets measured here (docs/TRAINING.md, tenth session): int8 at H = 300 sends
+    // 1,128× fewer bytes than data-parallel training; 600 inner steps per replica keep a run under 10 minutes at
+    // load ~25 (about 30 s of CPU)
     replicas: 4,
-    innerSteps: 50,
-    rounds: 12,
+    innerSteps: 300,
+    rounds: 2,
     byzantine: 0,
     attack: 'none',
     aggregator: 'trimmed-mean',
@@ -71,8 +74,9 @@ export function defaults() {
     evalBatches: 8,
     threads: 1,
     baseline: true,
-    outerLr: 0.7,
-    outerMomentum: 0.9,
+    // plain averaging: DiLoCo's Nesterov 0.7/0.9 doubled the gap at this scale (12.9 % against 5.9 % at H = 50)
+    outerLr: 1,
+    outerMomentum: 0,
     efBeta: 1,
     baselineData: 'same',
     maxGradNorm: undefined,
