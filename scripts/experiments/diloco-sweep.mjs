@@ -10,7 +10,8 @@
 //                                                         H=10, 6 rounds, batch 4×32; `byzantine 4` or `byzantine 6`
 //                                                         runs one grid) → docs/diloco-byzantine-{4,6}.json,
 //                                                         docs/diloco-byzantine.svg
-//   node scripts/experiments/diloco-sweep.mjs replot     redraws both charts from the JSON files
+//   node scripts/experiments/diloco-sweep.mjs replot     redraws the charts from the JSON files (and
+//                                                         docs/diloco-gap-curves.svg from docs/diloco-gap.json)
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -30,10 +31,13 @@ function clean(x) {
 
 if (mode === 'main') {
   // batch 8 × 32 per replica (the machine is shared by eight engineers: load ~20 on 2 cores)
+  // the ninth session's settings, pinned (diloco.mjs's defaults have moved since): trimmed mean, Nesterov 0.7/0.9,
+  // a baseline with its own data stream
+  const ninth = { aggregator: 'trimmed-mean', outerLr: 0.7, outerMomentum: 0.9, efBeta: 1, baselineData: 'own', seq: 32 };
   const runs = [
-    { name: 'int8, H=300', innerSteps: 300, rounds: 3, compress: 'int8', seq: 32 },
-    { name: 'sparse, H=100', innerSteps: 100, rounds: 9, compress: 'sparse', seq: 32 },
-    { name: 'int8, H=50', innerSteps: 50, rounds: 18, compress: 'int8', seq: 32 },
+    { name: 'int8, H=300', innerSteps: 300, rounds: 3, compress: 'int8', ...ninth },
+    { name: 'sparse, H=100', innerSteps: 100, rounds: 9, compress: 'sparse', ...ninth },
+    { name: 'int8, H=50', innerSteps: 50, rounds: 18, compress: 'int8', ...ninth },
   ];
   const out = [];
   const ctx = await context({ ...defaults(), seq: 32 });
@@ -49,7 +53,8 @@ if (mode === 'main') {
   }
   writeFileSync(join(docs, 'diloco-curves.svg'), curvesSvg(out));
 } else if (mode === 'byzantine') {
-  const small = { innerSteps: 10, rounds: 6, batch: 4, seq: 32, evalBatches: 8, warmup: 10, baseline: false, curveEvery: 0 };
+  // pinned: int8, Nesterov 0.7/0.9 (diloco.mjs's defaults have moved since these grids were run)
+  const small = { innerSteps: 10, rounds: 6, batch: 4, seq: 32, evalBatches: 8, warmup: 10, baseline: false, curveEvery: 0, compress: 'int8', outerLr: 0.7, outerMomentum: 0.9, efBeta: 1 };
   const ctx = await context({ ...defaults(), ...small });
   const out = [];
   const only = process.argv[3] === undefined ? null : Number(process.argv[3]);
@@ -83,6 +88,12 @@ if (mode === 'main') {
   }
   writeFileSync(join(docs, 'diloco-curves.svg'), curvesSvg([...JSON.parse(readFileSync(join(docs, 'diloco-main.json'), 'utf8')).runs, ...extra]));
   writeFileSync(join(docs, 'diloco-byzantine.svg'), byzSvg(byzRows()));
+  // the tenth session's runs (diloco.mjs --curve FILE, gathered into docs/diloco-gap.json as { runs: [...] })
+  try {
+    writeFileSync(join(docs, 'diloco-gap-curves.svg'), curvesSvg(JSON.parse(readFileSync(join(docs, 'diloco-gap.json'), 'utf8')).runs));
+  } catch (e) {
+    if (e.code !== 'ENOENT') throw e;
+  }
 } else {
   process.stderr.write('usage: node scripts/experiments/diloco-sweep.mjs main|byzantine|replot\n');
   process.exit(2);
