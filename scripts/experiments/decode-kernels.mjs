@@ -122,7 +122,11 @@ if (args.includes('--gemm')) {
     shapes.push([config.num_attention_heads * D, C], [config.num_key_value_heads * D, C], [config.num_key_value_heads * D, C], [C, config.num_attention_heads * D], [F, C], [F, C], [C, F]);
   shapes.push([config.vocab_size, C]);
   const ws = shapes.map(([n, k]) => Float32Array.from({ length: n * k }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5));
-  const bytes = shapes.reduce((a, [n, k]) => a + 4 * n * k, 0);
+  const int8 = modes.some((m) => m.w === 'int8');
+  const { quantizeMatrix } = await import(new URL('tensor/ops/quantize.js', dist));
+  // --modes int8:R: the same products over int8 blocks of the same weights (gemmQ8)
+  const qs = int8 ? shapes.map(([n, k], i) => quantizeMatrix(backend, ws[i], n, k)) : [];
+  const bytes = shapes.reduce((a, [n, k]) => a + (int8 ? n * k + (4 * n * k) / qs[0].blockSize : 4 * n * k), 0);
   const res = {};
   for (const rows of [...new Set(modes.map((m) => m.rows))]) {
     const a = Float32Array.from({ length: rows * F }, (_, i) => ((i * 31) % 100) / 100);
@@ -132,14 +136,15 @@ if (args.includes('--gemm')) {
     for (let p = 0; p < reps * 8 + 2; p++) {
       const c0 = process.cpuUsage();
       const t0 = performance.now();
-      shapes.forEach(([n, k], i) => backend.gemm(a, ws[i], c, { transA: false, transB: true, M: rows, N: n, K: k, alpha: 1, beta: 0 }));
+      if (int8) shapes.forEach(([n, k], i) => backend.gemmQ8(a, qs[i].q, qs[i].scales, c, rows, n, k, qs[i].blockSize, 0));
+      else shapes.forEach(([n, k], i) => backend.gemm(a, ws[i], c, { transA: false, transB: true, M: rows, N: n, K: k, alpha: 1, beta: 0 }));
       const t = performance.now() - t0;
       const cc = process.cpuUsage(c0);
       if (p < 2) continue;
       wall.push(t);
       cpu.push((cc.user + cc.system) / 1000);
     }
-    res[`gemm:${rows}`] = { min_ms: +Math.min(...wall).toFixed(3), p10_ms: +pct(wall, 0.1).toFixed(3), min_cpu_ms: +Math.min(...cpu).toFixed(3), p10_cpu_ms: +pct(cpu, 0.1).toFixed(3), gb_s_at_min: +(bytes / Math.min(...wall) / 1e6).toFixed(2) };
+    res[`${int8 ? 'gemmQ8' : 'gemm'}:${rows}`] = { min_ms: +Math.min(...wall).toFixed(3), p10_ms: +pct(wall, 0.1).toFixed(3), min_cpu_ms: +Math.min(...cpu).toFixed(3), p10_cpu_ms: +pct(cpu, 0.1).toFixed(3), gb_s_at_min: +(bytes / Math.min(...wall) / 1e6).toFixed(2) };
   }
   console.log(JSON.stringify({ preset, threads, weight_mb: +(bytes / 1e6).toFixed(1), load: +loadavg()[0].toFixed(2), ...res }));
   process.exit(0);

@@ -5,8 +5,9 @@
  * the same process run, after one untimed warm-up each; the median of 3 repetitions of 64 decode steps.
  *
  * Against the memory-bandwidth bound: a decode step at batch 1 reads every weight once (the embedding only one row),
- * so tok/s ≤ read bandwidth ÷ weight bytes per token. The read bandwidth is measured here: `threads` workers each
- * memcmp two 64 MiB buffers (Buffer.compare, libc's vectorised memcmp), the best of 3.
+ * so tok/s ≤ read bandwidth ÷ weight bytes per token. The read bandwidth is measured here (measureReadBandwidth):
+ * `threads` workers each memcmp two 64 MiB buffers (Buffer.compare, libc's vectorised memcmp; 256 MiB in all at 2
+ * threads, 8× this machine's L3), the best of 15 passes after a warm-up, with the median and slowest pass beside it.
  *
  * Threads: the machine's cores (as the decode section), or NEUROSHARD_BENCH_THREADS; both engines use the same count.
  *
@@ -15,7 +16,7 @@
  * - llamacpp_decode_ratio: ours ÷ llama.cpp: f32 (our f32 vs its f32) and int8 (our `--weights int8`, blocks of 32
  *   int8 with a float32 scale, vs its q8_0, blocks of 32 int8 with an f16 scale);
  * - llamacpp_ours_decode_tok_s: our f32 and int8 decode tok/s in this same run;
- * - decode_bandwidth: {read_gb_s, <shape>: {f32: {weight_mb, bound_tok_s, ours, llamacpp}, q8_0: {…}}} where ours and
+ * - decode_bandwidth: {read_gb_s (the best pass), read_gb_s_median, read_gb_s_min, read_method, <shape>: {f32: {weight_mb, bound_tok_s, ours, llamacpp}, q8_0: {…}}} where ours and
  *   llamacpp are fractions of the bound.
  */
 import { availableParallelism, loadavg } from 'node:os';
@@ -42,8 +43,24 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Read bandwidth in bytes/s: `threads` workers memcmp two `mib`-MiB buffers `reps` times; the best of 3 runs. */
-export async function measureReadBandwidth(threads: number, mib = 64, reps = 4): Promise<number> {
+/** What measureReadBandwidth found: the best pass (the bound), and the median and slowest as its spread. */
+export interface ReadBandwidth {
+  bestBps: number;
+  medianBps: number;
+  minBps: number;
+  passes: number;
+  /** One line on how it was measured (printed by the bench). */
+  method: string;
+}
+
+/**
+ * Read bandwidth: `threads` workers (the decode's thread count) each memcmp two `mib`-MiB buffers `reps` times per
+ * pass, all workers at once; bandwidth of a pass = bytes compared ÷ its wall time. The buffers are filled (every
+ * page touched) before any pass and one untimed pass runs first, so no pass pays page faults or a cold TLB. The
+ * bound is the best of `passes` passes; the median and the slowest pass are its spread. Before the tenth session
+ * this was the best of 3 short passes with no warm-up, and it moved from 30.9 to 44.4 GB/s between two quiet runs.
+ */
+export async function measureReadBandwidth(threads: number, mib = 64, reps = 4, passes = 15): Promise<ReadBandwidth> {
   const code = `
     const { parentPort, workerData } = require('node:worker_threads');
     const n = workerData.mib * 1048576;
@@ -56,22 +73,30 @@ export async function measureReadBandwidth(threads: number, mib = 64, reps = 4):
     parentPort.postMessage('ready');
   `;
   const workers = Array.from({ length: threads }, () => new Worker(code, { eval: true, workerData: { mib, reps } }));
+  const pass = async (): Promise<number> => {
+    const t0 = performance.now();
+    await Promise.all(
+      workers.map((w) => {
+        const p = new Promise((res) => w.once('message', res));
+        w.postMessage('go');
+        return p;
+      }),
+    );
+    return (threads * 2 * mib * 1048576 * reps) / ((performance.now() - t0) / 1000);
+  };
   try {
     await Promise.all(workers.map((w) => new Promise((res) => w.once('message', res))));
-    let best = 0;
-    for (let run = 0; run < 3; run++) {
-      const t0 = performance.now();
-      await Promise.all(
-        workers.map((w) => {
-          const p = new Promise((res) => w.once('message', res));
-          w.postMessage('go');
-          return p;
-        }),
-      );
-      const s = (performance.now() - t0) / 1000;
-      best = Math.max(best, (threads * 2 * mib * 1048576 * reps) / s);
-    }
-    return best;
+    await pass(); // warm-up: caches, TLB, the workers' JIT
+    const bps: number[] = [];
+    for (let i = 0; i < passes; i++) bps.push(await pass());
+    bps.sort((x, y) => x - y);
+    return {
+      bestBps: bps[bps.length - 1],
+      medianBps: bps[Math.floor(bps.length / 2)],
+      minBps: bps[0],
+      passes,
+      method: `best of ${passes} passes after a warm-up; ${threads} worker thread(s) at once, each memcmp of 2 × ${mib} MiB (pages touched first) ${reps} times per pass`,
+    };
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
@@ -167,13 +192,15 @@ export const llamacppSection: BenchSection = {
     const reps = quick ? 1 : 3;
     const steps = quick ? 8 : 64;
     log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} on ${availableParallelism()} cores; both engines on ${threads} thread(s)`);
-    const readBps = await measureReadBandwidth(threads, quick ? 16 : 64, quick ? 1 : 4);
-    log(`read bandwidth ${(readBps / 1e9).toFixed(2)} GB/s (${threads} thread(s), each a memcmp of 2 × 64 MiB)`);
+    const read = await measureReadBandwidth(threads, quick ? 16 : 64, quick ? 1 : 4, quick ? 3 : 15);
+    const readBps = read.bestBps;
+    const gb = (x: number): number => Math.round(x / 1e7) / 100;
+    log(`read bandwidth ${gb(read.bestBps)} GB/s (median ${gb(read.medianBps)}, slowest ${gb(read.minBps)}): ${read.method}`);
     const dir = mkdtempSync(join(tmpdir(), 'neuroshard-llamacpp-bench-'));
     const tok: Record<string, unknown> = {};
     const ratio: Record<string, unknown> = {};
     const oursOut: Record<string, unknown> = {};
-    const bw: Record<string, unknown> = { read_gb_s: Math.round(readBps / 1e7) / 100 };
+    const bw: Record<string, unknown> = { read_gb_s: gb(read.bestBps), read_gb_s_median: gb(read.medianBps), read_gb_s_min: gb(read.minBps), read_method: read.method };
     try {
       for (const [name, config] of shapes) {
         const r = await benchShape(name, config, threads, reps, steps, dir, log);

@@ -22,6 +22,21 @@ thread_local bool tl_in_job = false;
 thread_local int tl_tid = 0;
 
 using Clock = std::chrono::steady_clock;
+
+// How long the caller spins on a helper's unfinished task before it yields the core at each further check.
+constexpr int kWaitSpinUs = 20;
+
+template <class Done>
+void wait_until(Done done) {
+  if (done()) return;
+  const auto limit = Clock::now() + std::chrono::microseconds(kWaitSpinUs);
+  for (int k = 1;; k++) {
+    if (done()) return;
+    if ((k & 63) == 0 && Clock::now() > limit) break;
+    cpu_relax();
+  }
+  while (!done()) std::this_thread::yield();
+}
 }  // namespace
 
 Pool::Pool(int threads) { start(threads); }
@@ -114,18 +129,17 @@ void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {
   tl_in_job = true;
   work(0);
   tl_in_job = false;
-  // Every task is claimed; wait for those a helper is still running. Spin first (microseconds), then yield the core:
-  // on a busy machine the helper may have been descheduled, and spinning would keep it off the CPU.
-  int spins = 0;
-  while (finished_.load(std::memory_order_acquire) < ntasks) {
-    if (++spins < 20000)
-      cpu_relax();
-    else
-      std::this_thread::yield();
-  }
-  // Close the job, then wait until no helper is inside it (one may have joined just now and will leave at once).
+  // Every task is claimed; wait for those a helper is still running. Spin first, then yield the core: the helper
+  // may have been descheduled (a busy machine), or woken on this very CPU (the scheduler's wake-affine placement
+  // puts a woken thread beside its waker), and then every spin keeps it off the CPU we wait on. The spin was 20,000
+  // pauses (~0.4 ms on Zen, where a pause is ~65 cycles) per product: a helper woken beside its caller cost a decode
+  // step's 49 products up to that much each, which made int8 decode on 2 threads slower than on 1. The spin is now
+  // bounded by time (kWaitSpinUs), about a chunk of a decode GEMV.
+  wait_until([&] { return finished_.load(std::memory_order_acquire) >= ntasks; });
+  // Close the job, then wait until no helper is inside it (one may have joined just now and will leave at once;
+  // it may also have been preempted between joining and leaving, hence the same spin-then-yield).
   word_.store(gen_ << 1, std::memory_order_seq_cst);
-  while (joined_.load(std::memory_order_seq_cst) != 0) cpu_relax();
+  wait_until([&] { return joined_.load(std::memory_order_seq_cst) == 0; });
 }
 
 void Pool::worker(int tid) {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient, WorkerCrashedError } from '../../../src/compute/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/config.js';
+import { generate } from '../../../src/model/generate.js';
 import { createModel } from '../../../src/model/shard.js';
 import { selectBackend } from '../../../src/tensor/index.js';
 import { sha256Hex } from '../../../src/util/bytes.js';
@@ -223,6 +224,28 @@ describe('compute/model jobs on the default thread count', () => {
         const got = (await client.run({ type: 'trainStep', ...batch(60 + i) })).loss;
         assert.ok(Object.is(got, want[i]), `step ${i + 1} on ${client.info?.description}: ${got} vs ${want[i]}`);
       }
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('compute/model jobs with int8 weights', () => {
+  it('a client started with weights: int8 gets a worker that holds int8 weights (the option reaches the worker)', async () => {
+    const client = await ComputeClient.start({ threads: 1, weights: 'int8' });
+    try {
+      const init = await client.run({ type: 'initModel', config, seed: 3 });
+      const { backend } = await selectBackend({ backend: client.info?.backend === 'native' ? 'native' : 'reference' });
+      const f32 = createModel(config, backend, { seed: 3 });
+      const q = f32.quantized();
+      // the hash is the float32 weights' span hash, as the in-process int8 model gives it; the float32 parameters are gone
+      assert.equal(init.hash, q.hash());
+      await assert.rejects(client.run({ type: 'getParams' }), (e) => isNeuroShardError(e, 'COMPUTE_STATE'));
+      // and it decodes as the int8 model in-process does
+      const prompt = Int32Array.from([1, 5, 9, 2]);
+      const g = await client.run({ type: 'generate', prompt: prompt.slice(), maxTokens: 6, temperature: 0, stopIds: [] });
+      const want = generate(q, prompt, { maxTokens: 6, temperature: 0, stopIds: [] });
+      assert.deepEqual(Array.from(g.tokens), Array.from(want.tokens));
     } finally {
       await client.close();
     }
