@@ -2,7 +2,7 @@
 // Swarm simulation (issue 12 §1): runs the project's pool placement, route choice, liveness and DHT record rules
 // on a virtual clock. Usage:
 //   node scripts/sim/run.mjs --nodes 1000 --minutes 60 --scenario churn|mass-failure|partition|sybil|steady --seed S [--explore SHARE]
-//   [--sybil-serve] [--claimed-weight] [--sybil-blocks B] [--sybil-signed K] [--json] [--series FILE]
+//   [--sybil-serve] [--claimed-weight] [--sybil-blocks B] [--sybil-signed K] [--no-block-quota] [--json] [--series FILE]
 // Build first (npx tsc -p tsconfig.json); it runs from dist/. The last stdout line is the result JSON.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -24,6 +24,8 @@ const { values } = parseArgs({
     // the flood's address blocks and its keys signed and put in the DHT (SIM.sybilBlocks 16, SIM.sybilSignedKeys 200)
     'sybil-blocks': { type: 'string' },
     'sybil-signed': { type: 'string' },
+    // storing nodes without the per-block quota on holder records (the figure without it)
+    'no-block-quota': { type: 'boolean', default: false },
   },
 });
 const num = (name, raw, lo, hi) => {
@@ -44,6 +46,7 @@ const opts = {
   ...(values['sybil-serve'] ? { sybilServe: true } : {}),
   ...(values['claimed-weight'] ? { measuredWeight: false } : {}),
   ...(values['sybil-blocks'] === undefined ? {} : { sybilBlocks: Math.floor(num('sybil-blocks', values['sybil-blocks'], 1, 65536)) }),
+  ...(values['no-block-quota'] ? { dhtBlockQuota: false } : {}),
   ...(values['sybil-signed'] === undefined ? {} : { sybilSignedKeys: Math.floor(num('sybil-signed', values['sybil-signed'], 0, 100000)) }),
 };
 if (!['steady', 'churn', 'mass-failure', 'partition', 'sybil'].includes(opts.scenario)) {

@@ -57,6 +57,8 @@ export interface SimOptions {
   sybilBlocks?: number;
   /** Sybil keys generated, signed and put in the DHT (default SIM.sybilSignedKeys). */
   sybilSignedKeys?: number;
+  /** Storing nodes apply the per-block quota on holder records (default true; false: the figure without it). */
+  dhtBlockQuota?: boolean;
 }
 
 /** Timing constants, the node defaults (src/node/options.ts) where the node has them. */
@@ -385,7 +387,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     for (const s of closest(n.peerId, n)) {
       let quota = quotas.get(s.idx);
       if (quota === undefined) quotas.set(s.idx, (quota = new BlockQuota({ perBlock: SIM.dhtRecordsPerBlock, maxEntries: 65_536 })));
-      const ok = quota.admit(recordBlock([n.recordAddr]), n.peerId, q.nowMs + SIM.recordLifetimeMs, q.nowMs);
+      const ok = quota.admit(recordBlock([n.recordAddr]), n.peerId, q.nowMs + SIM.recordLifetimeMs, q.nowMs) || opts.dhtBlockQuota === false;
       if (n.sybil) quotaFig[ok ? 'sybil_stored' : 'sybil_refused']++;
       else quotaFig[ok ? 'honest_stored' : 'honest_refused']++;
       if (!ok) continue;
@@ -895,6 +897,10 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         const start = rng.int(L - len + 1);
         return { start, end: start + len };
       });
+      // serving Sybils want routes: they claim spans honest holders hold (drawn from the holders up at the flood),
+      // which tile with the rest of a chain; a random span that fits no chain is never routed to
+      const held = upHonest().filter((n) => n.span !== undefined);
+      if (opts.sybilServe === true && held.length > 0) for (let k = 0; k < attackSpans.length; k++) attackSpans[k] = { ...held[rng.int(held.length)]!.span! };
       for (let i = 0; i < count; i++) {
         const s = newNode(true, i < sybilSigned);
         byPeer.set(s.peerId, s);
