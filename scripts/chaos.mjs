@@ -1124,7 +1124,9 @@ try {
   result.training.per_trainer = trainers.map((n) => ({ name: n.name, kills: n.kills, timeline: (n.steps ?? []).filter((_, k, xs) => k % Math.max(1, Math.ceil(xs.length / 30)) === 0) }));
   // a trainer's steady state begins when its outer sync keeps KEPT_ROUNDS closed rounds: the first poll that saw
   // KEPT_ROUNDS − 1 rounds closed after the first one it saw (at least KEPT_ROUNDS closed in this life); a serving
-  // node's at once. Sampling goes on until every survivor's end window is past (bounded by the phase length).
+  // node's at once. Sampling goes on until every survivor's end window is past (at most 300 s more: a trainer
+  // under load can fill its window late, e.g. at 204 s of a 2-minute phase, and its end window is then 0.5-0.8 P
+  // after that; a bound of one phase length gave up before it and left 2 end samples).
   const readyMsOf = (n) => {
     if (!n.trains) return 0;
     const seen = (n.steps ?? []).filter((x) => x.round !== null && x.round !== undefined);
@@ -1138,7 +1140,7 @@ try {
       const ready = readyMsOf(n);
       return ready !== undefined && Date.now() - phaseStart > growthWindows(phaseMs, ready).end[1] + 1000;
     }),
-    Math.min(phaseMs, 300_000),
+    300_000,
     'every survivor past its memory window',
     1000,
   ).catch(() => {});
