@@ -86,7 +86,7 @@ const INNER_STEPS = Math.floor(num('inner-steps', values['inner-steps'], 1, 500)
 const MINUTES = num('minutes', values.minutes, 0.5, 24 * 60);
 const SEED = Math.floor(num('seed', values.seed, 0, 2 ** 32 - 1));
 const MAX_TOKENS = Math.floor(num('max-tokens', values['max-tokens'], 1, 256));
-// the survivors' RSS growth allowed from the 20-40 % mark of the fault phase to its end (10 % over a 30-minute run)
+// the survivors' RSS growth allowed over their steady state (src/sim/memory-growth.ts; 10 % over a 30-minute run)
 const MAX_MEMORY_GROWTH = num('max-memory-growth', values['max-memory-growth'], 0, 10);
 if (!['auto', 'on', 'off'].includes(values.netns)) {
   process.stderr.write('--netns: auto, on or off\n');
@@ -528,7 +528,7 @@ const result = {
     per_trainer: [],
   },
   crashes: 0,
-  memory: { baseline: 'median RSS over 20-40 % of the fault phase vs median over 70-100 % and after the heal; max_growth over every survivor, the trainer included', survivors: [], max_growth: null },
+  memory: { baseline: 'median RSS over [from, from + 20 %) of the fault phase vs median over [from + 50 %, from + 80 %], from = 20 % of the phase, or for a trainer the first poll with KEPT_ROUNDS closed rounds kept if later (src/sim/memory-growth.ts); max_growth over every survivor, the trainers included', survivors: [], max_growth: null },
   wall_s: 0,
   ok: false,
   failures: [],
@@ -729,6 +729,8 @@ try {
   const { extraWeightBytes, layerMb } = await dist('pool/index.js');
   const { openLedgerReadOnly } = await dist('cli/wallet/common.js');
   const { fromHex } = await dist('util/bytes.js');
+  const { growthWindows, memoryGrowth } = await dist('sim/memory-growth.js');
+  const { KEPT_ROUNDS } = await dist('params/index.js');
   const { readKeystorePublic } = await dist('identity/index.js');
 
   if (net_.mode === 'netns') removeStale();
@@ -845,6 +847,8 @@ try {
   const phaseStart = Date.now();
   const phaseEnd = phaseStart + MINUTES * 60_000;
   let loadOn = true;
+  // RSS and training progress are sampled past the phase, until the memory check (src/sim/memory-growth.ts)
+  let sampleOn = true;
   const acked = []; // { id, sender, status }
   const senders = new Set();
   const live = () => nodes.filter((n) => n.up && !n.frozen);
@@ -919,7 +923,7 @@ try {
 
   // every trainer's inner step and last closed outer round, every 10 s (the report's timeline per trainer)
   const trainLoop = async () => {
-    while (loadOn) {
+    while (sampleOn) {
       await sleep(10_000);
       await Promise.all(
         trainers
@@ -939,19 +943,17 @@ try {
   // addresses for transfers
   for (const n of nodes) n.address = readKeystorePublic(n.dir).address;
 
-  // RSS every 5 s. Growth compares medians, so that one garbage-collection cycle (tens of MiB on a 250 MiB node)
-  // neither hides nor fakes a trend: the baseline is the median of the samples between 20 % and 40 % of the phase
-  // (past the warm-up: first sessions, first transfers, the trainer's first steps and checkpoints), the end the
-  // median of those from 70 % of the phase on plus one taken after the ledgers agreed.
+  // RSS every 5 s, from the phase start until the memory check (src/sim/memory-growth.ts: medians of a baseline
+  // window from 20 % of the phase, or from when a trainer's outer-sync state is full, against a window 50-80 % of
+  // the phase later)
   const phaseMs = MINUTES * 60_000;
   const rssLoop = async () => {
-    while (loadOn) {
+    while (sampleOn) {
       for (const n of [...nodes, ...trainers]) {
         if (!n.up || n.kills > 0) continue;
         const kb = rssKb(n.proc.child.pid);
         if (kb === undefined) continue;
-        const f = (Date.now() - phaseStart) / phaseMs;
-        (n.rssSamples ??= []).push({ f, kb });
+        (n.rssSamples ??= []).push({ tMs: Date.now() - phaseStart, kb });
         // one sample a minute for the report (the trend tells growth from warm-up)
         n.series ??= [];
         if (Date.now() - (n.lastSeriesAt ?? 0) >= 60_000) {
@@ -964,7 +966,8 @@ try {
       await sleep(5000);
     }
   };
-  const loops = [genLoop(), genLoop(), transferLoop(), trainLoop(), rssLoop()];
+  const loops = [genLoop(), genLoop(), transferLoop()];
+  const samplers = [trainLoop(), rssLoop()];
 
   const restartAfter = async (n, ms) => {
     await sleep(ms);
@@ -1119,23 +1122,42 @@ try {
   await trainCheck;
   result.training.trainer_kills = trainers.reduce((a, n) => a + n.kills, 0);
   result.training.per_trainer = trainers.map((n) => ({ name: n.name, kills: n.kills, timeline: (n.steps ?? []).filter((_, k, xs) => k % Math.max(1, Math.ceil(xs.length / 30)) === 0) }));
-  const median = (xs) => {
-    const v = [...xs].sort((a, b) => a - b);
-    return v.length === 0 ? undefined : v[Math.floor(v.length / 2)];
+  // a trainer's steady state begins when its outer sync keeps KEPT_ROUNDS closed rounds: the first poll that saw
+  // KEPT_ROUNDS − 1 rounds closed after the first one it saw (at least KEPT_ROUNDS closed in this life); a serving
+  // node's at once. Sampling goes on until every survivor's end window is past (at most 300 s more: a trainer
+  // under load can fill its window late, e.g. at 204 s of a 2-minute phase, and its end window is then 0.5-0.8 P
+  // after that; a bound of one phase length gave up before it and left 2 end samples).
+  const readyMsOf = (n) => {
+    if (!n.trains) return 0;
+    const seen = (n.steps ?? []).filter((x) => x.round !== null && x.round !== undefined);
+    const first = Math.min(...[trainNow.get(n.name)?.round, seen[0]?.round].filter((r) => typeof r === 'number'));
+    const full = seen.find((x) => x.round - first >= KEPT_ROUNDS - 1);
+    return full === undefined ? undefined : full.t_s * 1000;
   };
-  for (const n of [...nodes, ...trainers]) {
-    if (n.kills > 0) continue;
+  const survivors = [...nodes, ...trainers].filter((n) => n.kills === 0);
+  await waitUntil(
+    () => survivors.every((n) => {
+      const ready = readyMsOf(n);
+      return ready !== undefined && Date.now() - phaseStart > growthWindows(phaseMs, ready).end[1] + 1000;
+    }),
+    300_000,
+    'every survivor past its memory window',
+    1000,
+  ).catch(() => {});
+  sampleOn = false;
+  await Promise.allSettled(samplers);
+  for (const n of survivors) {
     const samples = n.rssSamples ?? [];
-    const last = rssKb(n.proc.child.pid);
-    const base = median(samples.filter((x) => x.f >= 0.2 && x.f < 0.4).map((x) => x.kb));
-    const end = median([...samples.filter((x) => x.f >= 0.7).map((x) => x.kb), ...(last === undefined ? [] : [last])]);
-    const growth = base && end ? end / base - 1 : null;
+    const ready = readyMsOf(n);
+    const g = ready === undefined ? undefined : memoryGrowth(samples, phaseMs, ready);
     result.memory.survivors.push({
       node: n.name,
-      rss_base_mb: base ? Math.round(base / 1024) : null,
-      rss_end_mb: end ? Math.round(end / 1024) : null,
+      ready_s: ready === undefined ? null : Math.round(ready / 1000),
+      ...(g === undefined ? { reason: `its outer sync never kept ${KEPT_ROUNDS} closed rounds` } : g.reason === undefined ? {} : { reason: g.reason }),
+      rss_base_mb: g?.baseKb ? Math.round(g.baseKb / 1024) : null,
+      rss_end_mb: g?.endKb ? Math.round(g.endKb / 1024) : null,
       rss_peak_mb: samples.length > 0 ? Math.round(Math.max(...samples.map((x) => x.kb)) / 1024) : null,
-      growth: growth === null ? null : Math.round(growth * 1000) / 1000,
+      growth: g?.growth == null ? null : Math.round(g.growth * 1000) / 1000,
       rss_mb_per_minute: n.series ?? [],
       breakdown_mb_per_minute: n.breakdown ?? [], // memory breakdown (scale helper)
     });
@@ -1144,6 +1166,9 @@ try {
   result.memory.max_growth = growths.length > 0 ? Math.max(...growths) : null;
   if (result.memory.max_growth === null) fail('no surviving network node to measure memory on');
   else if (result.memory.max_growth >= MAX_MEMORY_GROWTH) fail(`survivor memory grew ${(result.memory.max_growth * 100).toFixed(1)} % (limit ${(MAX_MEMORY_GROWTH * 100).toFixed(0)} %)`);
+  // a survivor without a figure would hide its growth (a trainer whose outer sync never filled its window fails
+  // the training checks too; this names it)
+  for (const s of result.memory.survivors) if (s.growth === null) fail(`no memory figure for ${s.node}: ${s.reason}`);
 
   // 7. stop everything gracefully: each must exit 0
   for (const p of procs.values()) p.expectExit = true;

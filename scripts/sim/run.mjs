@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Swarm simulation (issue 12 §1): runs the project's pool placement, route choice, liveness and DHT record rules
 // on a virtual clock. Usage:
-//   node scripts/sim/run.mjs --nodes 1000 --minutes 60 --scenario churn|mass-failure|partition|sybil|steady --seed S [--explore SHARE] [--json] [--series FILE]
+//   node scripts/sim/run.mjs --nodes 1000 --minutes 60 --scenario churn|mass-failure|partition|sybil|steady --seed S [--explore SHARE]
+//   [--sybil-serve] [--claimed-weight] [--sybil-blocks B] [--sybil-signed K] [--no-block-quota] [--json] [--series FILE]
 // Build first (npx tsc -p tsconfig.json); it runs from dist/. The last stdout line is the result JSON.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -16,6 +17,15 @@ const { values } = parseArgs({
     series: { type: 'string' },
     // route choice's exploration share (src/router/route.ts ROUTE_DEFAULTS.explore when not given; 0 turns it off)
     explore: { type: 'string' },
+    // sybil scenario: the flood's keys serve the spans they claim (src/sim/sim.ts SimOptions.sybilServe)
+    'sybil-serve': { type: 'boolean', default: false },
+    // route choice without the measured step time: the capacity weight is the claimed tokens/s (the rule before)
+    'claimed-weight': { type: 'boolean', default: false },
+    // the flood's address blocks and its keys signed and put in the DHT (SIM.sybilBlocks 16, SIM.sybilSignedKeys 200)
+    'sybil-blocks': { type: 'string' },
+    'sybil-signed': { type: 'string' },
+    // storing nodes without the per-block quota on holder records (the figure without it)
+    'no-block-quota': { type: 'boolean', default: false },
   },
 });
 const num = (name, raw, lo, hi) => {
@@ -33,6 +43,11 @@ const opts = {
   seed: num('seed', values.seed, 0, 2 ** 32 - 1),
   series: values.series !== undefined,
   ...(values.explore === undefined ? {} : { explore: num('explore', values.explore, 0, 1) }),
+  ...(values['sybil-serve'] ? { sybilServe: true } : {}),
+  ...(values['claimed-weight'] ? { measuredWeight: false } : {}),
+  ...(values['sybil-blocks'] === undefined ? {} : { sybilBlocks: Math.floor(num('sybil-blocks', values['sybil-blocks'], 1, 65536)) }),
+  ...(values['no-block-quota'] ? { dhtBlockQuota: false } : {}),
+  ...(values['sybil-signed'] === undefined ? {} : { sybilSignedKeys: Math.floor(num('sybil-signed', values['sybil-signed'], 0, 100000)) }),
 };
 if (!['steady', 'churn', 'mass-failure', 'partition', 'sybil'].includes(opts.scenario)) {
   process.stderr.write('--scenario: one of churn, mass-failure, partition, sybil, steady\n');

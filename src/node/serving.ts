@@ -14,9 +14,10 @@ import type { ComputeClient } from '../compute/index.js';
 import { latestCheckpoint, type LlamaConfig } from '../model/index.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
 import type { TextTokenizer } from '../model/tokenizer/hf.js';
-import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, roundTripMs, runGeneration, type PeerHolding, type DriverDeps, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
+import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, runGeneration, type PeerHolding, type DriverDeps, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
 import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { connectedBlocks } from '../protocols/address-block.js';
 import { inferenceStream } from '../protocols/methods.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute, type HopFaultsForTests, type HopTranscripts } from '../protocols/inference.js';
 import type { HopMarket } from '../protocols/hop-commitment.js';
@@ -240,17 +241,34 @@ export function workerHopCompute(compute: ComputeClient, config: LlamaConfig, sp
 /** The cost a stale peer is given in route choice (ms), so that live replicas come first. */
 const STALE_RTT_MS = 50;
 
-/** The route choice's view of peers: heartbeats' spans and liveness, measured round trips, records' tokens/s. */
-export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>, heartbeatIntervalMs?: number): HolderView[] {
+/**
+ * The address block (IPv4 /24, IPv6 /48) each connected peer is observed at, from the addresses its open
+ * connections run over (protocols/address-block.ts `connectedBlocks`): route choice's exploration draws per block.
+ */
+export function observedBlocks(network: Pick<NodeNetwork, 'p2p'>): Map<string, string> {
+  return connectedBlocks(
+    network.p2p.libp2p
+      .getConnections()
+      .filter((c) => c.status === 'open')
+      .map((c) => ({ peer: c.remotePeer.toString(), remoteAddr: c.remoteAddr.toString(), limited: c.limits != null })),
+  );
+}
+
+/**
+ * The route choice's view of peers: heartbeats' spans and liveness, measured round trips, records' tokens/s, and
+ * the address block each is connected from (`observedBlocks`; a peer without a connection has none).
+ */
+export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>, heartbeatIntervalMs?: number, blocks: ReadonlyMap<string, string> = observedBlocks(network)): HolderView[] {
   const peers: PeerHolding[] = [];
   const now = network.liveness.now();
   for (const p of network.liveness.snapshot()) {
     const span = p.heartbeat.span;
     if (span === undefined || network.scores.isBanned(p.peer)) continue;
     const tps = speeds.get(p.peer);
-    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, silentMs: Math.max(0, now - p.lastSeenMs), ...(tps === undefined ? {} : { tokensPerSec: tps }) });
+    const block = blocks.get(p.peer);
+    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, silentMs: Math.max(0, now - p.lastSeenMs), ...(tps === undefined ? {} : { tokensPerSec: tps }), ...(block === undefined ? {} : { block }) });
   }
-  return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stalePenaltyMs: STALE_RTT_MS, ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }) });
+  return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stepMs: (peer) => latency.stepMs(peer), stalePenaltyMs: STALE_RTT_MS, ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }) });
 }
 
 /** Loads the span (unless training does), serves peers' hop sessions on it, and builds the generator. */
@@ -295,7 +313,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
         vocabSize: config.vocab_size,
         wire: opts.wire,
         scores: network.scores,
-        onStepTimed: (peer, wallMs, hopMs) => latency.observe(peer, roundTripMs(wallMs, hopMs)),
+        onStepTimed: (peer, wallMs, hopMs) => latency.observeStep(peer, wallMs, hopMs),
       }),
     options: { stepTimeoutMs: opts.hopTimeoutMs },
     log,

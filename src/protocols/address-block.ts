@@ -115,3 +115,30 @@ export class BlockQuota {
     return this.entries;
   }
 }
+
+/** One live connection as the transport sees it (for `connectedBlocks`). */
+export interface ObservedConnection {
+  peer: string;
+  /** The address the connection runs over: the peer's source address (inbound) or the one we reached it at. */
+  remoteAddr: string;
+  /** A relayed (limited) connection: its block is the relay's. */
+  limited: boolean;
+}
+
+/**
+ * The address block each connected peer is observed at (a direct connection's block before a relayed one's; among
+ * equals, the first listed). Route choice's exploration draws per block (router/route.ts `HolderView.block`): the
+ * block comes from the address the connection runs over, not from what the peer's record claims, so a flood of
+ * keys from one subnet shares that subnet's block however its records are written. Peers with no connection or no
+ * IP/DNS address are left out (route choice then counts the peer as a block of its own).
+ */
+export function connectedBlocks(conns: readonly ObservedConnection[]): Map<string, string> {
+  const out = new Map<string, { block: string; limited: boolean }>();
+  for (const c of conns) {
+    const block = addressBlock(c.remoteAddr);
+    if (block === undefined) continue;
+    const had = out.get(c.peer);
+    if (had === undefined || (had.limited && !c.limited)) out.set(c.peer, { block, limited: c.limited });
+  }
+  return new Map([...out].map(([p, x]) => [p, x.block]));
+}

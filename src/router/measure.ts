@@ -20,7 +20,7 @@ export const LATENCY_SAMPLE_MAX_MS = 10_000;
 
 /** The moving average of measured round trips per peer; bounded (the least recently measured go first). */
 export class LatencyTable {
-  private readonly entries = new Map<string, { ewmaMs: number; samples: number }>();
+  private readonly entries = new Map<string, { ewmaMs: number; samples: number; stepMs?: number }>();
 
   constructor(
     readonly alpha = LATENCY_EWMA_ALPHA,
@@ -34,11 +34,30 @@ export class LatencyTable {
     if (!Number.isFinite(ms) || ms < 0) return this.rttMs(peer);
     const x = Math.min(ms, LATENCY_SAMPLE_MAX_MS);
     const e = this.entries.get(peer);
-    const next = e === undefined ? { ewmaMs: x, samples: 1 } : { ewmaMs: e.ewmaMs + this.alpha * (x - e.ewmaMs), samples: e.samples + 1 };
+    const next = e === undefined ? { ewmaMs: x, samples: 1 } : { ewmaMs: e.ewmaMs + this.alpha * (x - e.ewmaMs), samples: e.samples + 1, ...(e.stepMs === undefined ? {} : { stepMs: e.stepMs }) };
     this.entries.delete(peer);
     this.entries.set(peer, next);
     while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     return next.ewmaMs;
+  }
+
+  /**
+   * One timed step: its wall time (request written to response read) and the compute time the hop stated. Adds the
+   * round trip (wall − stated compute, `roundTripMs`) to `rttMs` and the wall time itself to `stepMs`, which a hop
+   * cannot shorten by what it states (route.ts prices and weighs served holders by it).
+   */
+  observeStep(peer: string, wallMs: number, hopComputeMs: number | undefined): void {
+    if (!Number.isFinite(wallMs) || wallMs < 0) return;
+    this.observe(peer, roundTripMs(wallMs, hopComputeMs));
+    const e = this.entries.get(peer);
+    if (e === undefined) return;
+    const x = Math.min(wallMs, LATENCY_SAMPLE_MAX_MS);
+    e.stepMs = e.stepMs === undefined ? x : e.stepMs + this.alpha * (x - e.stepMs);
+  }
+
+  /** The averaged wall time of a step through the peer (ms), undefined until a step was timed with observeStep. */
+  stepMs(peer: string): number | undefined {
+    return this.entries.get(peer)?.stepMs;
   }
 
   /** The averaged round trip (ms), undefined until measured. */
@@ -75,11 +94,15 @@ export interface PeerHolding {
   tokensPerSec?: number;
   /** Time since its last heartbeat (ms); with `HolderViewInput.heartbeatIntervalMs` it marks late holders quiet. */
   silentMs?: number;
+  /** The address block it is connected from (route.ts `HolderView.block`), when known. */
+  block?: string;
 }
 
 export interface HolderViewInput {
   peers: readonly PeerHolding[];
   rttMs(peer: string): number | undefined;
+  /** The measured wall time of a step through the peer (LatencyTable.stepMs), when known. */
+  stepMs?(peer: string): number | undefined;
   /** Added to a stale peer's round trip, so that live replicas come first (a stale peer is still usable). */
   stalePenaltyMs: number;
   /** The heartbeat interval; when given, holders silent too long are `quiet` (route.ts `isQuiet`). */
@@ -104,6 +127,9 @@ export function holderViews(i: HolderViewInput): HolderView[] {
     if (msPerLayer !== undefined) v.msPerLayer = msPerLayer;
     if (p.tokensPerSec !== undefined && p.tokensPerSec > 0 && Number.isFinite(p.tokensPerSec)) v.tokensPerSec = p.tokensPerSec;
     if (!(i.proven === undefined ? rtt !== undefined : i.proven(p.peerId))) v.unproven = true;
+    if (p.block !== undefined) v.block = p.block;
+    const step = i.stepMs?.(p.peerId);
+    if (step !== undefined) v.stepMs = step + (p.state === 'stale' ? i.stalePenaltyMs : 0);
     if (p.state === 'stale' || (i.heartbeatIntervalMs !== undefined && p.silentMs !== undefined && isQuiet(p.silentMs, i.heartbeatIntervalMs))) v.quiet = true;
     out.push(v);
   }

@@ -33,8 +33,18 @@ export interface HolderView {
   rttMs?: number;
   /** Measured (or announced) compute time of one layer for one decode step (ms). */
   msPerLayer?: number;
-  /** Announced throughput (tokens/s) used as the capacity weight; 0 or undefined counts as 1. */
+  /**
+   * Announced throughput (tokens/s). A claim: where `stepMs` is known the capacity weight is the measured figure
+   * (at most this one); without either it counts as 1.
+   */
   tokensPerSec?: number;
+  /**
+   * Measured wall time of one step this node sent through the holder (ms, moving average: round trip and the hop's
+   * compute together, router/measure.ts LatencyTable.stepMs). Unlike `msPerLayer` and `tokensPerSec` (the holder's
+   * claims) and `rttMs` (wall time minus the compute time the hop states), nothing the holder says can lower it.
+   * Route choice prices the hop at no less than it and weighs it by 1000 / stepMs tokens/s (`capacityOf`).
+   */
+  stepMs?: number;
   /**
    * Alive, but its heartbeats are late (silent for more than QUIET_AFTER_HEARTBEATS intervals, see `isQuiet`): route
    * choice uses it only when no chain avoids it (`chooseRouteAvoiding`).
@@ -117,16 +127,34 @@ export const UNPROVEN_RTT_MS = 1_000;
 export function hopCost(h: HolderView): number {
   const layers = h.span.end - h.span.start;
   if (h.unproven === true) return (h.rttMs ?? DEFAULT_RTT_MS) + UNPROVEN_RTT_MS + layers * Math.max(h.msPerLayer ?? DEFAULT_MS_PER_LAYER, DEFAULT_MS_PER_LAYER);
-  return (h.rttMs ?? DEFAULT_RTT_MS) + layers * (h.msPerLayer ?? DEFAULT_MS_PER_LAYER);
+  // a served holder is never cheaper than its measured step: a claimed speed (msPerLayer) and a stated compute
+  // time (subtracted from rttMs) could otherwise price it at nothing
+  return Math.max((h.rttMs ?? DEFAULT_RTT_MS) + layers * (h.msPerLayer ?? DEFAULT_MS_PER_LAYER), validMs(h.stepMs) ?? 0);
+}
+
+function validMs(x: number | undefined): number | undefined {
+  return x !== undefined && Number.isFinite(x) && x > 0 ? x : undefined;
 }
 
 export function chainCost(chain: readonly HolderView[]): number {
   return chain.reduce((s, h) => s + hopCost(h), 0);
 }
 
+/**
+ * The capacity weight of a hop in the draw among near-best chains: its measured tokens/s (1000 / stepMs), capped by
+ * what it claims; 1 while unproven (a claim is not believed before it was measured).
+ *
+ * Why (issue 12, Sybil side): the weight was the claimed tokens/s. A key that served one step (an exploration
+ * draw, a real cheap host) and claimed 10⁶ tokens/s then took nearly every draw among the near-best chains of its
+ * span, against honest holders weighing 10-100: claiming was enough to attract routes. Measured, a hop weighs what
+ * this node saw it deliver.
+ */
 function capacityOf(h: HolderView): number {
-  if (h.unproven === true) return 1; // a claimed capacity is not believed before it was measured (hopCost)
-  return h.tokensPerSec !== undefined && h.tokensPerSec > 0 && Number.isFinite(h.tokensPerSec) ? h.tokensPerSec : 1;
+  if (h.unproven === true) return 1;
+  const claim = h.tokensPerSec !== undefined && h.tokensPerSec > 0 && Number.isFinite(h.tokensPerSec) ? h.tokensPerSec : undefined;
+  const step = validMs(h.stepMs);
+  if (step !== undefined) return Math.min(claim ?? Infinity, 1000 / step);
+  return claim ?? 1;
 }
 
 /** Holders usable for [a, b): alive, not excluded, a span inside the range; sorted by start, then peer id. */

@@ -16,6 +16,7 @@
 import { createHash } from 'node:crypto';
 import { keyFromPrivate, peerIdFromPublicKey, type NodeKey } from '../identity/index.js';
 import { coverage, chooseSpan, holderCapacity, planMoves, spanTokensPerSec, type PoolHolder, type PoolSpan, type PoolView } from '../pool/placement.js';
+import { BlockQuota, recordBlock } from '../protocols/address-block.js';
 import { holderRecordNamespace } from '../protocols/dht-records.js';
 import { encodeHolderRecord, freshHolderRecord } from '../protocols/holder-record.js';
 import { holderKey } from '../protocols/ids.js';
@@ -39,6 +40,25 @@ export interface SimOptions {
   series?: boolean;
   /** Route choice's exploration share (router/route.ts `explore`); undefined: the node's default. */
   explore?: number;
+  /**
+   * Sybil scenario: the flood's keys serve the span they claim (an attacker with the public weights on a few strong
+   * hosts, each key at SIM.sybilServeSpeed) while claiming 10⁶ tokens/s and a stated compute time of 0, instead of
+   * serving nothing. What the measured weighting of route choice is about: a key that served once is no longer
+   * unproven, and its claims then met the draw.
+   */
+  sybilServe?: boolean;
+  /**
+   * Route choice sees the measured step time of served holders (router/measure.ts LatencyTable.stepMs, as the node
+   * wires it). false: the view without it, i.e. the rule before (capacity weight = the claimed tokens/s), for a
+   * before/after comparison.
+   */
+  measuredWeight?: boolean;
+  /** Address blocks the Sybil flood comes from (default SIM.sybilBlocks). */
+  sybilBlocks?: number;
+  /** Sybil keys generated, signed and put in the DHT (default SIM.sybilSignedKeys). */
+  sybilSignedKeys?: number;
+  /** Storing nodes apply the per-block quota on holder records (default true; false: the figure without it). */
+  dhtBlockQuota?: boolean;
 }
 
 /** Timing constants, the node defaults (src/node/options.ts) where the node has them. */
@@ -82,6 +102,10 @@ export const SIM = {
    * blocks are not). Honest nodes: each its own block, except nodes of one LAN site, which share the site's.
    */
   sybilBlocks: 16,
+  /** Speed of a serving Sybil key (`sybilServe`), relative to a 16 GB desktop: a gaming GPU's. */
+  sybilServeSpeed: 6,
+  /** Distinct peers per address block whose holder records a DHT node stores (protocols/dht-records.ts). */
+  dhtRecordsPerBlock: 64,
   /** A newcomer counts in `newcomers` once it has held a span this long (enough routes for a 5 % share to reach it). */
   newcomerHeldMs: 10 * 60_000,
 } as const;
@@ -128,6 +152,16 @@ export interface SimResult {
    * choice's exploration is what routes to a holder nobody measured while measured holders cover its layers).
    */
   newcomers: { held: number; served_share: number | null };
+  /**
+   * Sybil scenario: routes (requests) whose chain took a Sybil hop at least once (first choice or failover), their
+   * share of all routes, and the share of hops served by Sybils (only with `sybilServe`).
+   */
+  sybil_routes: { routes: number; share: number; hops_served_share: number } | null;
+  /**
+   * Holder-record puts (record × storing node) that the storing node's per-block quota (protocols/address-block.ts
+   * BlockQuota, SIM.dhtRecordsPerBlock) admitted or refused, honest and Sybil; Sybil blocks: how many.
+   */
+  dht_block_quota: { sybil_blocks: number; sybil_signed: number; sybil_stored: number; sybil_refused: number; honest_stored: number; honest_refused: number; sybil_records_stored_per_node_max: number } | null;
   events: number;
 }
 
@@ -159,6 +193,8 @@ interface SimNode {
   ledger: Set<number>;
   movesMs: number[];
   recordBytes: Uint8Array | undefined;
+  /** The address its record names (its block's). */
+  recordAddr?: string;
   /** Sybil: the fake span claimed. */
   claim: PoolSpan | undefined;
   /** Address block (SIM.sybilBlocks). */
@@ -195,6 +231,11 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   if (!SCENARIOS.includes(opts.scenario)) throw new InvalidArgumentError(`sim: unknown scenario ${opts.scenario}`);
   const rng = new Rng(opts.seed);
   const q = new EventQueue();
+  const sybilBlocks = opts.sybilBlocks ?? SIM.sybilBlocks;
+  const sybilSigned = opts.sybilSignedKeys ?? SIM.sybilSignedKeys;
+  if (!(Number.isInteger(sybilBlocks) && sybilBlocks >= 1 && sybilBlocks <= 65_536)) throw new InvalidArgumentError('sim: sybilBlocks must be 1..65536');
+  if (!(Number.isInteger(sybilSigned) && sybilSigned >= 0)) throw new InvalidArgumentError('sim: sybilSignedKeys must be a whole number');
+  const measuredWeight = opts.measuredWeight ?? true;
   const endMs = opts.minutes * 60_000;
   const model = modelFor(opts.nodes);
   const L = model.layers;
@@ -258,7 +299,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       movesMs: [],
       recordBytes: undefined,
       claim: undefined,
-      block: sybil ? `sybil-${idx % SIM.sybilBlocks}` : site >= 0 ? `site-${site}` : `node-${idx}`,
+      block: sybil ? `sybil-${idx % sybilBlocks}` : site >= 0 ? `site-${site}` : `node-${idx}`,
       heldSinceMs: -1,
       joinedAtMs: -1,
     };
@@ -337,9 +378,19 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     }
     return best.map((b) => b.n);
   };
+  // every storing node's per-block quota on holder records (the real BlockQuota and recordBlock, as
+  // protocols/dht-records.ts validates a put; the signature itself is checked at lookup)
+  const quotas = new Map<number, BlockQuota>();
+  const quotaFig = { sybil_stored: 0, sybil_refused: 0, honest_stored: 0, honest_refused: 0 };
   const putRecord = (n: SimNode): void => {
-    if (n.recordBytes === undefined) return;
+    if (n.recordBytes === undefined || n.recordAddr === undefined) return;
     for (const s of closest(n.peerId, n)) {
+      let quota = quotas.get(s.idx);
+      if (quota === undefined) quotas.set(s.idx, (quota = new BlockQuota({ perBlock: SIM.dhtRecordsPerBlock, maxEntries: 65_536 })));
+      const ok = quota.admit(recordBlock([n.recordAddr]), n.peerId, q.nowMs + SIM.recordLifetimeMs, q.nowMs) || opts.dhtBlockQuota === false;
+      if (n.sybil) quotaFig[ok ? 'sybil_stored' : 'sybil_refused']++;
+      else quotaFig[ok ? 'honest_stored' : 'honest_refused']++;
+      if (!ok) continue;
       let m = store.get(s.idx);
       if (m === undefined) store.set(s.idx, (m = new Map()));
       m.set(n.peerId, n.recordBytes);
@@ -347,7 +398,10 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   };
   const signRecord = (n: SimNode, span: PoolSpan): void => {
     if (n.key === undefined) return;
-    const rec = freshHolderRecord(n.key, { networkId: NETWORK_ID, multiaddrs: [`/ip4/10.${n.idx >> 8 & 255}.${n.idx & 255}.1/tcp/4001`], span, capacity: { memoryMb: n.machine.offerMb, tokensPerSec: Math.max(1, Math.round(layerTps(n))) } }, q.now(), SIM.recordLifetimeMs);
+    // honest nodes each in a /24 of their own; the flood's keys share their blocks' /24s (172.16.b.0/24)
+    const b = n.sybil ? Number(n.block.slice('sybil-'.length)) : -1;
+    n.recordAddr = n.sybil ? `/ip4/172.${16 + (b >> 8)}.${b & 255}.${1 + (n.idx % 250)}/tcp/4001` : `/ip4/10.${n.idx >> 8 & 255}.${n.idx & 255}.1/tcp/4001`;
+    const rec = freshHolderRecord(n.key, { networkId: NETWORK_ID, multiaddrs: [n.recordAddr], span, capacity: { memoryMb: n.machine.offerMb, tokensPerSec: Math.max(1, Math.round(layerTps(n))) } }, q.now(), SIM.recordLifetimeMs);
     n.recordBytes = encodeHolderRecord(rec);
     signed++;
   };
@@ -564,6 +618,11 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   // the round trips a router measured (router/measure.ts LatencyTable, kept per view like the ban lists): a holder
   // with none is `unproven` (route.ts hopCost), as the node's holderViews marks it; only a served hop adds one
   const measured = Array.from({ length: viewCount }, () => new LatencyTable());
+  // one decode step's compute through a span on the node (a serving Sybil key at SIM.sybilServeSpeed)
+  const computeMs = (n: SimNode, span: PoolSpan): number => ((span.end - span.start) * 1000) / (n.sybil ? (40 * SIM.sybilServeSpeed * 226) / model.layerMb : layerTps(n));
+  let sybilRoutes = 0;
+  let hopsServed = 0;
+  let sybilHopsServed = 0;
   // as the node wires it (node/serving.ts): peers a view measured serving keep their place in its full liveness table
   for (let v = 0; v < viewCount; v++) views[v]!.setKeep((peer) => measured[v]!.samples(peer) > 0);
   const route = (): void => {
@@ -578,7 +637,16 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         // quiet as router/measure.ts holderViews marks it (stale, or a heartbeat late by half an interval)
         const quiet = p.state === 'stale' || isQuiet(q.nowMs - p.lastSeenMs, SIM.heartbeatMs);
         const unproven = measured[v]!.samples(p.peer) === 0;
-        hv.push({ peerId: p.peer, span: p.heartbeat.span, alive: true, rttMs: 2 * latencyMs(c, n) + (p.state === 'stale' ? 50 : 0), msPerLayer: 1000 / layerTps(n), tokensPerSec: holderOf(n, 'alive', p.heartbeat.span).tokensPerSec, block: n.block, ...(quiet ? { quiet } : {}), ...(unproven ? { unproven } : {}) });
+        const stale = p.state === 'stale' ? 50 : 0;
+        const span = p.heartbeat.span;
+        // what a node's holderViews builds: speed from the record's claim (msPerLayerOf), a round trip net of the
+        // stated compute time (a serving Sybil states 0, so its compute lands in its round trip), and the measured
+        // wall time of its steps once it served
+        const claimTps = holderOf(n, 'alive', span).tokensPerSec;
+        const msPerLayer = n.sybil ? 1000 / (claimTps * (span.end - span.start)) : 1000 / layerTps(n);
+        const rttMs = 2 * latencyMs(c, n) + (n.sybil ? computeMs(n, span) : 0) + stale;
+        const stepMs = measuredWeight ? measured[v]!.stepMs(p.peer) : undefined;
+        hv.push({ peerId: p.peer, span, alive: true, rttMs, msPerLayer, tokensPerSec: claimTps, block: n.block, ...(stepMs === undefined ? {} : { stepMs: stepMs + stale }), ...(quiet ? { quiet } : {}), ...(unproven ? { unproven } : {}) });
       }
       // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
       // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,
@@ -594,6 +662,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       };
       let ok = false;
       let noChain = false;
+      let viaSybil = false;
       const chain = plan({ start: 0, end: L });
       if (chain === undefined) noChain = true;
       else {
@@ -602,10 +671,16 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         for (let i = 0; i < chain.length; ) {
           const hop = chain[i]!;
           const n = byPeer.get(hop.peerId)!;
-          const serves = n.up && !n.sybil && n.span !== undefined && n.span.start === hop.span.start && n.span.end === hop.span.end && reachable(c, n);
+          if (n.sybil) viaSybil = true;
+          const held = n.sybil ? (opts.sybilServe === true ? n.claim : undefined) : n.span;
+          const serves = n.up && held !== undefined && held.start === hop.span.start && held.end === hop.span.end && reachable(c, n);
           if (serves) {
             bl.succeed(hop.peerId);
-            measured[v]!.observe(hop.peerId, 2 * latencyMs(c, n));
+            // the entry times the step (round trip + compute) and the hop states its compute (a Sybil: 0)
+            const compute = computeMs(n, hop.span);
+            measured[v]!.observeStep(hop.peerId, 2 * latencyMs(c, n) + compute, n.sybil ? 0 : compute);
+            hopsServed++;
+            if (n.sybil) sybilHopsServed++;
             i++;
             continue;
           }
@@ -625,6 +700,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         }
       }
       routesAll++;
+      if (viaSybil) sybilRoutes++;
       winRoutes[1]!++;
       if (ok) {
         routesOk++;
@@ -821,8 +897,12 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         const start = rng.int(L - len + 1);
         return { start, end: start + len };
       });
+      // serving Sybils want routes: they claim spans honest holders hold (drawn from the holders up at the flood),
+      // which tile with the rest of a chain; a random span that fits no chain is never routed to
+      const held = upHonest().filter((n) => n.span !== undefined);
+      if (opts.sybilServe === true && held.length > 0) for (let k = 0; k < attackSpans.length; k++) attackSpans[k] = { ...held[rng.int(held.length)]!.span! };
       for (let i = 0; i < count; i++) {
-        const s = newNode(true, i < SIM.sybilSignedKeys);
+        const s = newNode(true, i < sybilSigned);
         byPeer.set(s.peerId, s);
         s.claim = attackSpans[rng.int(attackSpans.length)]!;
         s.up = true;
@@ -903,6 +983,8 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     route_failures: routeFailures,
     liveness: livenessFigures(),
     newcomers: newcomerFigures(),
+    sybil_routes: opts.scenario === 'sybil' ? { routes: sybilRoutes, share: round(routesAll === 0 ? 0 : sybilRoutes / routesAll, 5), hops_served_share: round(hopsServed === 0 ? 0 : sybilHopsServed / hopsServed, 5) } : null,
+    dht_block_quota: opts.scenario === 'sybil' ? { sybil_blocks: sybilBlocks, sybil_signed: Math.min(sybilSigned, SIM.sybilFactor * opts.nodes), ...quotaFig, sybil_records_stored_per_node_max: Math.max(0, ...[...store.values()].map((m) => [...m.keys()].filter((k) => byPeer.get(k)?.sybil === true).length)) } : null,
     events: q.ran,
   };
   return { result, series };

@@ -1,7 +1,7 @@
 /** Address blocks of multiaddrs and the per-block quota of DHT records (issue 12, Sybil side). */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addressBlock, BlockQuota, recordBlock } from '../../../src/protocols/address-block.js';
+import { addressBlock, BlockQuota, connectedBlocks, recordBlock } from '../../../src/protocols/address-block.js';
 
 describe('address blocks', () => {
   it('IPv4 /24, IPv6 /48, DNS without the first label; nothing for other or malformed addresses', () => {
@@ -52,5 +52,19 @@ describe('per-block quota', () => {
     assert.ok(q.size <= 10, `${q.size} entries`);
     assert.equal(q.count('block-49'), 1, 'the newest block is kept');
     assert.equal(q.count('block-0'), 0, 'the oldest was forgotten');
+  });
+});
+
+describe('connectedBlocks: the block each peer is observed at (issue 12, exploration per block)', () => {
+  it('takes the block of the address the connection runs over, direct before relayed, IPv4 /24 and IPv6 /48', () => {
+    const m = connectedBlocks([
+      { peer: 'a', remoteAddr: '/ip4/203.0.113.7/tcp/4001', limited: false },
+      { peer: 'b', remoteAddr: '/ip4/198.51.100.1/tcp/4001/p2p/relay/p2p-circuit', limited: true },
+      { peer: 'b', remoteAddr: '/ip6/2001:db8:1:2::5/tcp/4001', limited: false },
+      { peer: 'c', remoteAddr: '/ip4/198.51.100.1/tcp/4001/p2p/relay/p2p-circuit', limited: true },
+      { peer: 'd', remoteAddr: '/memory/d', limited: false },
+      { peer: 'a', remoteAddr: '/ip4/192.0.2.9/tcp/5', limited: false },
+    ]);
+    assert.deepEqual(Object.fromEntries(m), { a: 'ip4 203.0.113', b: 'ip6 2001:db8:1', c: 'ip4 198.51.100' });
   });
 });

@@ -91,3 +91,35 @@ describe('route measurements', () => {
     assert.deepEqual(new Set([0, 0.99].map((u) => chooseRoute(blind, R, { random: () => u })[0]!.peerId)), new Set(['x', 'y']));
   });
 });
+
+describe('measured step time (issue 12, Sybil side)', () => {
+  it('observeStep keeps the round trip net of the stated compute and the wall time itself', () => {
+    const t = new LatencyTable(0.5);
+    t.observeStep('a', 30, 20);
+    assert.equal(t.rttMs('a'), 10);
+    assert.equal(t.stepMs('a'), 30);
+    t.observeStep('a', 10, 0);
+    assert.equal(t.rttMs('a'), 10);
+    assert.equal(t.stepMs('a'), 20);
+    // a hop that states its whole wall time as compute still shows the wall time
+    t.observeStep('b', 40, 40);
+    assert.equal(t.rttMs('b'), 0);
+    assert.equal(t.stepMs('b'), 40);
+    t.observe('a', 4); // a round trip alone keeps the step figure
+    assert.equal(t.stepMs('a'), 20);
+    assert.equal(t.stepMs('never'), undefined);
+  });
+
+  it('the holder view carries the measured step and the observed address block', () => {
+    const v = holderViews({
+      peers: [p('a', 0, 2, { tokensPerSec: 50, block: 'ip4 203.0.113' }), p('b', 2, 4, { state: 'stale' })],
+      rttMs: (x) => (x === 'a' ? 3 : x === 'b' ? 5 : undefined),
+      stepMs: (x) => (x === 'a' ? 13 : x === 'b' ? 25 : undefined),
+      stalePenaltyMs: 50,
+    });
+    assert.deepEqual(v, [
+      { peerId: 'a', span: { start: 0, end: 2 }, alive: true, rttMs: 3, msPerLayer: 10, tokensPerSec: 50, block: 'ip4 203.0.113', stepMs: 13 },
+      { peerId: 'b', span: { start: 2, end: 4 }, alive: true, rttMs: 55, stepMs: 75, quiet: true },
+    ]);
+  });
+});

@@ -274,3 +274,44 @@ describe('route choice', () => {
     });
   });
 });
+
+describe('route choice weighs served holders by what was measured, not by what they claim (issue 12, Sybil side)', () => {
+  // two served holders of [0, 4), measured alike (20 ms a step from here); one claims 10⁶ tokens/s and a compute
+  // time of 0 (its compute lands in its round trip), the other tells the truth
+  const honest = h('honest', 0, 4, { rttMs: 4, msPerLayer: 4, tokensPerSec: 50, stepMs: 20 });
+  const liar = h('liar', 0, 4, { rttMs: 20, msPerLayer: 0.00025, tokensPerSec: 1e6, stepMs: 20 });
+  const shareOf = (hs: HolderView[], peer: string, draws = 2000): number => {
+    const rnd = seeded(7);
+    let n = 0;
+    for (let i = 0; i < draws; i++) if (chooseRoute(hs, R, { random: rnd }).some((x) => x.peerId === peer)) n++;
+    return n / draws;
+  };
+
+  it('a claimed capacity of 10⁶ tokens/s draws no more than its measured share', () => {
+    // by claims: 10⁶ against 50, the liar took 99.995 % of the draws
+    const share = shareOf([honest, liar], 'liar');
+    assert.ok(share > 0.4 && share < 0.6, `liar's share ${share}`);
+  });
+
+  it('a stated compute time cannot price a hop below its measured step', () => {
+    // states its whole wall time as compute (round trip 0) and claims 10⁶ tokens/s: by claims it cost 0.001 ms
+    // and was the only near-best chain
+    const cheat = h('cheat', 0, 4, { rttMs: 0, msPerLayer: 0.00025, tokensPerSec: 1e6, stepMs: 20 });
+    assert.equal(hopCost(cheat), 20);
+    const share = shareOf([honest, cheat], 'cheat');
+    assert.ok(share > 0.4 && share < 0.6, `cheat's share ${share}`);
+  });
+
+  it('a measured step still ranks holders: a hop measured slower loses its claim', () => {
+    const slowLiar = h('slow-liar', 0, 4, { rttMs: 200, msPerLayer: 0.00025, tokensPerSec: 1e6, stepMs: 200 });
+    assert.equal(shareOf([honest, slowLiar], 'slow-liar'), 0);
+  });
+
+  it('the weight is capped by the claim: a holder is never weighed above what it states', () => {
+    // measured 1000 / 5 = 200 tokens/s, claims 10: weighs 10 against the other's 50
+    const modest = h('modest', 0, 4, { rttMs: 4, msPerLayer: 4, tokensPerSec: 10, stepMs: 5 });
+    const other = h('other', 0, 4, { rttMs: 4, msPerLayer: 4, tokensPerSec: 50, stepMs: 20 });
+    const share = shareOf([modest, other], 'modest');
+    assert.ok(share > 0.1 && share < 0.23, `modest's share ${share} (10 / 60 expected)`);
+  });
+});

@@ -75,6 +75,22 @@ describe('sim: runs', () => {
     });
   }
 
+  it('a flood from one address block: storing nodes keep at most the per-block quota of its records, honest ones all', () => {
+    // 100 signed Sybil keys from one /24 against the real BlockQuota (64 peers per block) at every storing node
+    const { result: r } = runSim({ nodes: 10, minutes: 20, scenario: 'sybil', seed: 1, sybilBlocks: 1, sybilSignedKeys: 100 });
+    const q = r.dht_block_quota!;
+    assert.equal(q.sybil_blocks, 1);
+    assert.equal(q.sybil_signed, 100);
+    assert.ok(q.sybil_refused > 0, `refused ${q.sybil_refused}`);
+    assert.equal(q.sybil_records_stored_per_node_max, 64);
+    assert.equal(q.honest_refused, 0);
+    assert.ok(q.honest_stored > 0);
+    // without the quota every put is stored
+    const { result: off } = runSim({ nodes: 10, minutes: 20, scenario: 'sybil', seed: 1, sybilBlocks: 1, sybilSignedKeys: 100, dhtBlockQuota: false });
+    assert.equal(off.dht_block_quota!.sybil_refused, 0);
+    assert.ok(off.dht_block_quota!.sybil_records_stored_per_node_max > 64);
+  });
+
   it('refuses bad options with a typed error', () => {
     assert.throws(() => runSim({ nodes: 1, minutes: 5, scenario: 'churn', seed: 1 }), { code: 'INVALID_ARGUMENT' });
     assert.throws(() => runSim({ nodes: 10, minutes: 5, scenario: 'nope' as 'churn', seed: 1 }), { code: 'INVALID_ARGUMENT' });
