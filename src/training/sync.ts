@@ -194,10 +194,12 @@ export class PeerNotTrainingError extends NeuroShardError {
 
 /**
  * Whether a peer's status says it listens to `round` (still entering, or entered at it or later): it sends no Δ and
- * has no vote. Round 0 is no listener's: every node that finds nobody ahead starts it and contributes (enterOnce).
+ * has no vote. Round 0 is no listener's: a node still entering when the others are in round 0 enters round 0 itself
+ * and contributes (enterOnce), so the others wait for it there.
  */
 export function listensTo(s: PeerTrainingStatus | undefined, round: number): boolean {
-  return s !== undefined && (s.phase === 'entering' || (s.entered !== undefined && s.entered > 0 && s.entered >= round));
+  if (s === undefined || round <= 0) return false;
+  return s.phase === 'entering' || (s.entered !== undefined && s.entered >= round);
 }
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
