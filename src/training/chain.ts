@@ -144,6 +144,9 @@ export class ChainTrainer implements InnerLoop {
   private hops: ChainHop[] | undefined;
   private pending: Batch | undefined;
   private readonly excluded = new Map<string, number>();
+  /** Hops left out because they answered RPC_BUSY (a subset of `excluded`). */
+  private readonly busy = new Set<string>();
+  private lastBusy = false;
   private applied = 0;
   private abandonedCount = 0;
   private paused = false;
@@ -218,7 +221,11 @@ export class ChainTrainer implements InnerLoop {
   private async ensureChain(signal?: AbortSignal): Promise<PipelineTrainer> {
     if (this.hops !== undefined && this.pipe !== undefined) return this.pipe;
     const t = this.now();
-    for (const [p, until] of this.excluded) if (until <= t) this.excluded.delete(p);
+    for (const [p, until] of this.excluded) {
+      if (until > t) continue;
+      this.excluded.delete(p);
+      this.busy.delete(p);
+    }
     let hops: ChainHop[];
     try {
       hops = await this.o.formChain(new Set(this.excluded.keys()), signal);
@@ -256,7 +263,15 @@ export class ChainTrainer implements InnerLoop {
         // a hop in its outer round (STAGE_PAUSED) is not at fault: keep the chain and try it again shortly
         this.lastPaused = peer !== null && hasCode(e, 'STAGE_PAUSED');
         if (!this.lastPaused) {
-          if (peer !== null) this.excluded.set(peer, this.now() + (hasCode(e, 'RPC_BUSY') ? (this.o.busyExcludeMs ?? CHAIN_BUSY_EXCLUDE_MS) : (this.o.excludeMs ?? 60_000)));
+          this.lastBusy = peer !== null && hasCode(e, 'RPC_BUSY');
+          if (this.lastBusy) {
+            // every busy hop stays out as long as the newest one: the set grows until a free replica is found (busy
+            // hops whose exclusions lapsed one by one while a loaded driver tried the next one were tried again in
+            // turn, and the free one never: outer-move's warm-up took 445 s once)
+            const until = this.now() + (this.o.busyExcludeMs ?? CHAIN_BUSY_EXCLUDE_MS);
+            this.busy.add(peer);
+            for (const p of this.busy) this.excluded.set(p, Math.max(this.excluded.get(p) ?? 0, until));
+          } else if (peer !== null) this.excluded.set(peer, this.now() + (this.o.excludeMs ?? 60_000));
           // the chain is re-formed, maybe with other hops: the ones left must not stay leased to us until their
           // leases lapse (another driver's chain would find them busy for minutes); a hop of the next chain takes
           // our lease again at its begin (a release of this older chain arriving late leaves that one alone)
@@ -303,6 +318,11 @@ export class ChainTrainer implements InnerLoop {
           continue;
         }
         if (++failures > maxFail) throw new NoChainError(`${failures} steps in a row failed to complete on any chain`);
+        // a busy hop is healthy: try the next replica at once (the backoff is for broken ones)
+        if (this.lastBusy) {
+          await sleep(retry, signal);
+          continue;
+        }
         await sleep(retry * Math.min(16, 2 ** Math.min(4, failures - 1)), signal);
         continue;
       }

@@ -29,7 +29,10 @@ class Hop extends LocalStage {
   broken = false;
   /** Another driver's chain holds this hop's lease (train-stage answers RPC_BUSY). */
   busy = false;
+  /** Called as it answers busy (a test's clock: the answer takes a while on a loaded machine). */
+  onBusy?: () => void;
   override forward(...a: Parameters<LocalStage['forward']>): ReturnType<LocalStage['forward']> {
+    if (this.busy) this.onBusy?.();
     if (this.busy) return Promise.reject(new NeuroShardError('RPC_BUSY', 'another chain holds this hop', { fault: 'local' }));
     if (this.broken) return Promise.reject(new Error('hop lost'));
     return super.forward(...a);
@@ -104,5 +107,34 @@ describe('ChainTrainer releases its hops', () => {
     await trainer.release();
     await trainer.innerSteps(1);
     assert.deepEqual(asked.at(-1), ['y']);
+  });
+
+  it('busy hops stay out together until a free replica is found, however slow each try (no round-robin between busy ones)', async () => {
+    const local = new LocalStage(cfg, reference, { start: 0, end: 1 }, { seed: 1 }) as unknown as LocalSpanStage;
+    const stages = { x: new Hop(cfg, reference, { start: 1, end: 2 }, { seed: 1 }), y: new Hop(cfg, reference, { start: 1, end: 2 }, { seed: 1 }), z: new Hop(cfg, reference, { start: 1, end: 2 }, { seed: 1 }) };
+    stages.x.busy = true;
+    stages.y.busy = true;
+    let now = 1_000_000;
+    stages.x.onBusy = stages.y.onBusy = () => void (now += 3_000);
+    const tried: string[] = [];
+    const trainer = new ChainTrainer({
+      self: 'me',
+      local,
+      data: source(),
+      pipeline: { microBatches: 1, schedule: 'gpipe', trainer: { decaySteps: 10 } },
+      retryMs: 1,
+      busyExcludeMs: 5_000,
+      now: () => now,
+      // the driver's order x, y, z; forming a chain and a busy answer take 3 s each on a loaded machine
+      formChain: (exclude) => {
+        now += 3_000;
+        const p = (['x', 'y', 'z'] as const).find((k) => !exclude.has(k)) ?? 'x';
+        tried.push(p);
+        return Promise.resolve([{ peer: 'me', span: local.span, stage: local }, { peer: p, span: stages[p].span, stage: stages[p], release: () => Promise.resolve() }]);
+      },
+    });
+    const r = await trainer.innerSteps(1);
+    assert.equal(r.applied, 1);
+    assert.deepEqual(tried, ['x', 'y', 'z'], 'each busy replica once, then the free one');
   });
 });
