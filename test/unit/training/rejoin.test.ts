@@ -169,9 +169,12 @@ describe('a restarted whole-model holder re-enters the half holders\' rounds', (
       };
       process.on('warning', onWarning);
       try {
-        const a = net.start('a-half0', { start: 0, end: 1 }, 4);
-        const b = net.start('b-half1', { start: 1, end: 3 }, 4);
-        let w = net.start('w-whole', { start: 0, end: 3 }, 6);
+        // inner steps of tens of ms: a round must outlast an entry poll and a download (in a real network a round is H
+        // steps of seconds; at 4 ms a step the half holders, which no longer wait for a listener, closed rounds faster
+        // than the 4 kept rounds let a joiner download one: a test artefact, seen at load 17)
+        const a = net.start('a-half0', { start: 0, end: 1 }, 25);
+        const b = net.start('b-half1', { start: 1, end: 3 }, 25);
+        let w = net.start('w-whole', { start: 0, end: 3 }, 30);
         await until(() => [a, b, w].every((n) => n.closed.length >= 2), 30_000, 'two rounds on every node');
         await until(() => w.sync.status().phase === killAt, 30_000, `w ${killAt}`);
         const killed = net.kill('w-whole');
@@ -181,7 +184,7 @@ describe('a restarted whole-model holder re-enters the half holders\' rounds', (
         await until(() => a.closed.length >= ra + 1 && b.closed.length >= ra + 1, 30_000, 'a round without w');
         const stale = killed.params.map((x) => x + 0.5);
         const restartedAt = { a: a.closed.length, b: b.closed.length };
-        w = net.start('w-whole', { start: 0, end: 3 }, 6, stale);
+        w = net.start('w-whole', { start: 0, end: 3 }, 30, stale);
         await until(() => w.sync.round >= 0 && w.sync.status().phase !== 'entering', 60_000, 'w entered');
         const entered = w.sync.round;
         const roundsWaited = Math.max(a.closed.length - restartedAt.a, b.closed.length - restartedAt.b);
