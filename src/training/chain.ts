@@ -264,7 +264,7 @@ export class ChainTrainer implements InnerLoop {
         this.lastPaused = peer !== null && hasCode(e, 'STAGE_PAUSED');
         if (!this.lastPaused) {
           this.lastBusy = peer !== null && hasCode(e, 'RPC_BUSY');
-          if (this.lastBusy) {
+          if (peer !== null && this.lastBusy) {
             // every busy hop stays out as long as the newest one: the set grows until a free replica is found (busy
             // hops whose exclusions lapsed one by one while a loaded driver tried the next one were tried again in
             // turn, and the free one never: outer-move's warm-up took 445 s once)
