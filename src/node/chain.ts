@@ -19,7 +19,7 @@ import type { NodeKey } from '../identity/index.js';
 import { ParamLayout } from '../model/layout.js';
 import type { Clock } from '../util/clock.js';
 import { errorMessage } from '../util/errors.js';
-import { holdersFromView, startOuterSync, type OuterSyncInit, type OuterSyncWiring } from './diloco.js';
+import { holdersFromView, startOuterSync, TrainingEndpoint, type OuterSyncInit, type OuterSyncWiring } from './diloco.js';
 
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { NodeNetwork } from './network.js';
@@ -224,6 +224,8 @@ export class NodeChainTraining {
   /** Span changes are handled one at a time, in order. */
   private switching: Promise<void> = Promise.resolve();
   private stream: Promise<BatchSource> | undefined;
+  /** The outer-sync RPCs, registered at the first session's outer sync and kept across sessions (a move's gap). */
+  private endpoint: Promise<TrainingEndpoint> | undefined;
   private readonly stop$ = new AbortController();
   private readonly off: () => void;
   private readonly log: Logger;
@@ -359,7 +361,13 @@ export class NodeChainTraining {
     const o = i.outer!;
     const layout = new ParamLayout(i.config, s.span);
     const layers = layerRanges(layout);
+    this.endpoint ??= TrainingEndpoint.start(i.network.rpc, i.config.num_hidden_layers).catch((e: unknown) => {
+      this.endpoint = undefined;
+      throw e;
+    });
+    const endpoint = await this.endpoint;
     const w = await startOuterSync({
+      endpoint,
       rpc: i.network.rpc,
       scores: i.network.scores,
       peerId: i.network.peerId,
@@ -415,6 +423,7 @@ export class NodeChainTraining {
     this.off();
     await this.switching.catch(() => {});
     await this.endSession('the node stops');
+    await (await this.endpoint?.catch(() => undefined))?.close();
     this.stageServer?.stop();
   }
 }

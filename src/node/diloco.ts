@@ -17,8 +17,8 @@ import type { LlamaConfig } from '../model/config.js';
 import { PENALTY, type PeerScoreTable } from '../p2p/index.js';
 import type { PoolView, RoundWeights } from '../pool/index.js';
 import { decodeContribution, encodeContribution, peekContribution } from '../protocols/training-contribution.js';
-import { decodeLayerState, encodeLayerState, trainingContribution, trainingLayer, trainingStatus, type WireVerdict } from '../protocols/training-sync.js';
-import type { RpcNode } from '../protocols/rpc/service.js';
+import { decodeLayerState, encodeLayerState, trainingContribution, trainingLayer, trainingStatus, type LayerRequest, type TrainingStatusMessage, type WireVerdict } from '../protocols/training-sync.js';
+import type { RpcNode, UnaryHandler } from '../protocols/rpc/service.js';
 import { decodeDelta, type CompressionKind } from '../training/compression/index.js';
 import type { AggregatorName } from '../training/aggregation/index.js';
 import { contributionRoundCheck } from '../training/rounds.js';
@@ -72,6 +72,70 @@ export interface OuterSyncInit {
   receipts?: Pick<TrainingReceiptsInit, 'tokensPerContribution' | 'submit' | 'precheck' | 'collectMs' | 'pollMs'>;
   /** Gauntlet's held-out loss (training/sync.ts); see workerHeldOutLoss. */
   heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
+  /**
+   * The node's outer-sync RPC handlers, kept across sessions (a chain holder's span moves: node/chain.ts). Absent: this
+   * outer sync registers its own and removes them at stop (a whole-model replica's single session).
+   */
+  endpoint?: TrainingEndpoint;
+}
+
+/** What one outer sync answers on the three outer-sync RPCs. */
+interface TrainingHandlers {
+  contribution: UnaryHandler<Uint8Array, { verdict: WireVerdict }>;
+  status: () => TrainingStatusMessage;
+  layer: UnaryHandler<LayerRequest, Uint8Array>;
+}
+
+/**
+ * The three outer-sync RPCs of a node, registered once and answered by the current session's outer sync. Between two
+ * sessions (a pool move: the old span's session ended, the new one not started yet) it answers as a node that trains
+ * none of the layers: a status with `layers: []` (the holders leave it out of their rounds: training/membership.ts),
+ * `not_held` to a contribution for a model layer, no state. Before, the handlers went with the session: in the gap the
+ * node did not speak the protocols, its peers took it for a `--no-train` holder (no round member until asked again)
+ * and their RPC layer for an older node without reusable streams (a stream per call for 10 min).
+ */
+export class TrainingEndpoint {
+  private current: TrainingHandlers | undefined;
+  private constructor(
+    private readonly rpc: RpcNode,
+    private readonly numLayers: number,
+  ) {}
+
+  static async start(rpc: RpcNode, numLayers: number): Promise<TrainingEndpoint> {
+    const ep = new TrainingEndpoint(rpc, numLayers);
+    await rpc.handle(trainingContribution, (bytes, ctx) => ep.current?.contribution(bytes, ctx) ?? ep.gapVerdict(bytes));
+    await rpc.handle(trainingStatus, () => ep.current?.status() ?? { round: -1, phase: 'entering', members: [], closed: [], layers: [] });
+    await rpc.handle(trainingLayer, (req, ctx) => {
+      if (ep.current === undefined) throw new PeerMisbehaviourError('TRAINING_LAYER_UNKNOWN', `no state of ${req.layer} after round ${req.round} here (between training sessions)`);
+      return ep.current.layer(req, ctx);
+    });
+    return ep;
+  }
+
+  /** Whether a session answers now (false: the gap between two). */
+  get attached(): boolean {
+    return this.current !== undefined;
+  }
+
+  attach(h: TrainingHandlers): void {
+    this.current = h;
+  }
+
+  /** The session `h` ended: answer the gap (a later session's attach is not undone by an older one's detach). */
+  detach(h: TrainingHandlers): void {
+    if (this.current === h) this.current = undefined;
+  }
+
+  async close(): Promise<void> {
+    this.current = undefined;
+    for (const m of [trainingContribution, trainingStatus, trainingLayer]) await this.rpc.unhandle(m).catch(() => {});
+  }
+
+  private gapVerdict(bytes: Uint8Array): { verdict: WireVerdict } {
+    const head = peekContribution(bytes);
+    // no penalty in the gap: we train no layer now (an honest race with our move); a sender stops waiting for us
+    return { verdict: head !== undefined && isModelLayer(head.layer, this.numLayers) ? 'not_held' : 'rejected' };
+  }
 }
 
 /** The flat buffer of a compute worker's model as the outer sync's parameters. */
@@ -180,7 +244,7 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
     log.info('contribution refused', { peer, code });
     return { verdict: 'rejected' };
   };
-  await i.rpc.handle(trainingContribution, (bytes, ctx) => {
+  const contribution: TrainingHandlers['contribution'] = (bytes, ctx) => {
     const head = peekContribution(bytes);
     if (head === undefined) return refuse(ctx.peer, 'CONTRIBUTION_MALFORMED', PENALTY.malformed);
     const n = sync.layerSize(head.layer);
@@ -211,20 +275,27 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
       return { verdict: 'rejected' };
     }
     return { verdict: sync.receive(ctx.peer, head.round, head.layer, delta!, bytes.byteLength) };
-  });
-  await i.rpc.handle(trainingStatus, () => sync.status());
-  await i.rpc.handle(trainingLayer, (req) => {
-    const s = sync.layerState(req.round, req.layer);
-    if (s === undefined) throw new PeerMisbehaviourError('TRAINING_LAYER_UNKNOWN', `no state of ${req.layer} after round ${req.round} here`);
-    return encodeLayerState(s);
-  });
+  };
+  const handlers: TrainingHandlers = {
+    contribution,
+    status: () => sync.status(),
+    layer: (req) => {
+      const s = sync.layerState(req.round, req.layer);
+      if (s === undefined) throw new PeerMisbehaviourError('TRAINING_LAYER_UNKNOWN', `no state of ${req.layer} after round ${req.round} here`);
+      return encodeLayerState(s);
+    },
+  };
+  const endpoint = i.endpoint ?? (await TrainingEndpoint.start(i.rpc, i.config.num_hidden_layers));
+  endpoint.attach(handlers);
   return {
     sync,
     ...(receipts === undefined ? {} : { receipts }),
     span: { start: i.span.start, end: i.span.end },
     stepper: (inner, signal) => new DiLoCoStepper(inner, sync, i.options.innerSteps, signal, i.onRound),
     stop: async () => {
-      for (const m of [trainingContribution, trainingStatus, trainingLayer]) await i.rpc.unhandle(m).catch(() => {});
+      // a shared endpoint answers the gap until the next session attaches; our own goes with us
+      if (i.endpoint !== undefined) i.endpoint.detach(handlers);
+      else await endpoint.close();
       await receipts?.stop();
     },
   };

@@ -17,7 +17,7 @@ import { trainingRecord } from '../protocols/training-receipt.js';
 import type { NodeLedgerService } from './ledger.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
 import type { LastRoundReport, PeerTrainingStatus } from '../training/sync.js';
-import { deadlineSignal } from '../util/abort.js';
+import { deadlineLink } from '../util/abort.js';
 import { bytesEqual, toHex } from '../util/bytes.js';
 import type { Clock } from '../util/clock.js';
 import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
@@ -129,7 +129,15 @@ export async function startTrainingReceipts(i: TrainingReceiptsInit): Promise<Tr
   async function ask(peer: string, member: number, record: TrainingRecord, payload: Uint8Array, until: number): Promise<RecordCosignature | undefined> {
     while (!stopping.signal.aborted && i.clock.now() < until) {
       try {
-        const signature = await i.rpc.call(peer, trainingRecord, { payload, networkId: i.networkId, record }, { signal: deadlineSignal(Math.max(1000, Math.min(10_000, until - i.clock.now())), stopping.signal) });
+        // deadlineLink, disposed after the call: a deadlineSignal kept one listener per try on `stopping` (the node's
+        // lifetime) until its deadline fired
+        const link = deadlineLink(Math.max(1000, Math.min(10_000, until - i.clock.now())), stopping.signal);
+        let signature: Uint8Array;
+        try {
+          signature = await i.rpc.call(peer, trainingRecord, { payload, networkId: i.networkId, record }, { signal: link.signal });
+        } finally {
+          link.dispose();
+        }
         const c = { member, signature };
         if (verifyCosignature(i.networkId, record, c)) return c;
         log.warn('a member\'s co-signature does not verify', { peer, round: record.round });

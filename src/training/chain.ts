@@ -115,6 +115,12 @@ export interface ChainTrainerOptions {
   pipeline: PipelineOptions;
   /** How long a failed hop is left out of new chains (ms). */
   excludeMs?: number;
+  /**
+   * How long a hop that answered RPC_BUSY (another driver's chain holds its lease) is left out (ms): it is healthy and
+   * may be free in a moment, so seconds, not `excludeMs` (60 s made every driver but the first skip the busiest
+   * replica for a minute at start-up, or wait on it when it was the only one).
+   */
+  busyExcludeMs?: number;
   /** Wait before forming a chain again after a failure, doubled per consecutive failure up to 16× (ms). */
   retryMs?: number;
   /** Consecutive failed steps after which innerSteps gives up (rethrows). */
@@ -129,12 +135,18 @@ export interface ChainTrainerEvents {
   chain: { hops: { peer: string; span: Span }[] };
 }
 
+/** Default ChainTrainerOptions.busyExcludeMs: a busy hop is tried again after this long. */
+export const CHAIN_BUSY_EXCLUDE_MS = 5_000;
+
 export class ChainTrainer implements InnerLoop {
   readonly events = new TypedEmitter<ChainTrainerEvents>();
   private pipe: PipelineTrainer | undefined;
   private hops: ChainHop[] | undefined;
   private pending: Batch | undefined;
   private readonly excluded = new Map<string, number>();
+  /** Hops left out because they answered RPC_BUSY (a subset of `excluded`). */
+  private readonly busy = new Set<string>();
+  private lastBusy = false;
   private applied = 0;
   private abandonedCount = 0;
   private paused = false;
@@ -209,7 +221,11 @@ export class ChainTrainer implements InnerLoop {
   private async ensureChain(signal?: AbortSignal): Promise<PipelineTrainer> {
     if (this.hops !== undefined && this.pipe !== undefined) return this.pipe;
     const t = this.now();
-    for (const [p, until] of this.excluded) if (until <= t) this.excluded.delete(p);
+    for (const [p, until] of this.excluded) {
+      if (until > t) continue;
+      this.excluded.delete(p);
+      this.busy.delete(p);
+    }
     let hops: ChainHop[];
     try {
       hops = await this.o.formChain(new Set(this.excluded.keys()), signal);
@@ -247,7 +263,15 @@ export class ChainTrainer implements InnerLoop {
         // a hop in its outer round (STAGE_PAUSED) is not at fault: keep the chain and try it again shortly
         this.lastPaused = peer !== null && hasCode(e, 'STAGE_PAUSED');
         if (!this.lastPaused) {
-          if (peer !== null) this.excluded.set(peer, this.now() + (this.o.excludeMs ?? 60_000));
+          this.lastBusy = peer !== null && hasCode(e, 'RPC_BUSY');
+          if (peer !== null && this.lastBusy) {
+            // every busy hop stays out as long as the newest one: the set grows until a free replica is found (busy
+            // hops whose exclusions lapsed one by one while a loaded driver tried the next one were tried again in
+            // turn, and the free one never: outer-move's warm-up took 445 s once)
+            const until = this.now() + (this.o.busyExcludeMs ?? CHAIN_BUSY_EXCLUDE_MS);
+            this.busy.add(peer);
+            for (const p of this.busy) this.excluded.set(p, Math.max(this.excluded.get(p) ?? 0, until));
+          } else if (peer !== null) this.excluded.set(peer, this.now() + (this.o.excludeMs ?? 60_000));
           // the chain is re-formed, maybe with other hops: the ones left must not stay leased to us until their
           // leases lapse (another driver's chain would find them busy for minutes); a hop of the next chain takes
           // our lease again at its begin (a release of this older chain arriving late leaves that one alone)
@@ -294,6 +318,11 @@ export class ChainTrainer implements InnerLoop {
           continue;
         }
         if (++failures > maxFail) throw new NoChainError(`${failures} steps in a row failed to complete on any chain`);
+        // a busy hop is healthy: try the next replica at once (the backoff is for broken ones)
+        if (this.lastBusy) {
+          await sleep(retry, signal);
+          continue;
+        }
         await sleep(retry * Math.min(16, 2 ** Math.min(4, failures - 1)), signal);
         continue;
       }
@@ -415,13 +444,31 @@ export class HopInnerLoop implements InnerLoop {
 export interface ChainCandidate {
   peer: string;
   span: Span;
-  /** Lower is preferred among hops of the same span (measured RTT, load); ties go to the lower peer id. */
+  /**
+   * Lower is preferred among hops of the same span (measured RTT, load); ties go by a per-driver order (chainTieKey),
+   * so that drivers that know nothing yet spread over the replicas rather than all asking the lowest peer id first.
+   */
   cost?: number;
 }
 
 /**
+ * A driver's order among equally good hops: FNV-1a of (driver, hop). Every driver orders the replicas of a span
+ * differently but always the same way (a re-formed chain keeps its hops), with nothing shared or random.
+ */
+export function chainTieKey(driver: string, hop: string): number {
+  let h = 0x811c9dc5;
+  const s = `${driver}\u0000${hop}`;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+/**
  * A chain from our own span to layer L: hops whose spans line up exactly (a hop's start is the previous hop's
- * end), fewest hops first (each hop costs two transfers per micro-batch), then lowest summed cost, then peer ids.
+ * end), fewest hops first (each hop costs two transfers per micro-batch), then lowest summed cost, then the driver's
+ * own order of the hops (chainTieKey: drivers spread over equal replicas).
  * Excluded peers are left out. Returns null when no such chain exists.
  */
 export function planChain(self: ChainCandidate, candidates: readonly ChainCandidate[], numLayers: number, exclude: ReadonlySet<string> = new Set()): ChainCandidate[] | null {
@@ -436,7 +483,17 @@ export function planChain(self: ChainCandidate, candidates: readonly ChainCandid
   // shortest path over layer boundaries: best[layer] = (hops, cost, path)
   type Best = { hops: number; cost: number; path: ChainCandidate[] };
   const best = new Map<number, Best>([[self.span.end, { hops: 1, cost: 0, path: [self] }]]);
-  const better = (a: Best, b: Best | undefined): boolean => b === undefined || a.hops < b.hops || (a.hops === b.hops && (a.cost < b.cost || (a.cost === b.cost && a.path.map((p) => p.peer).join() < b.path.map((p) => p.peer).join())));
+  // ties: the driver's own order of the hops (chainTieKey), then peer ids
+  const order = (x: Best, y: Best): number => {
+    for (let i = 0; i < Math.min(x.path.length, y.path.length); i++) {
+      const [p, q] = [x.path[i]!.peer, y.path[i]!.peer];
+      if (p === q) continue;
+      const d = chainTieKey(self.peer, p) - chainTieKey(self.peer, q);
+      return d !== 0 ? d : p < q ? -1 : 1;
+    }
+    return x.path.length - y.path.length;
+  };
+  const better = (a: Best, b: Best | undefined): boolean => b === undefined || a.hops < b.hops || (a.hops === b.hops && (a.cost < b.cost || (a.cost === b.cost && order(a, b) < 0)));
   for (let layer = self.span.end; layer < numLayers; layer++) {
     const at = best.get(layer);
     if (at === undefined) continue;

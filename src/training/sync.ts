@@ -25,7 +25,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { ParamLayout } from '../model/layout.js';
-import { deadlineSignal, linkSignals } from '../util/abort.js';
+import { deadlineLink, linkSignals } from '../util/abort.js';
+import { setMaxListeners } from 'node:events';
 import type { Clock } from '../util/clock.js';
 import { AbortedError, errorMessage, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -189,6 +190,16 @@ export class PeerNotTrainingError extends NeuroShardError {
   constructor(peer: string) {
     super('PEER_NOT_TRAINING', `${peer.slice(-8)} does not train (no outer sync)`, { fault: 'peer', meta: { peer } });
   }
+}
+
+/**
+ * Whether a peer's status says it listens to `round` (still entering, or entered at it or later): it sends no Δ and
+ * has no vote. Round 0 is no listener's: a node still entering when the others are in round 0 enters round 0 itself
+ * and contributes (enterOnce), so the others wait for it there.
+ */
+export function listensTo(s: PeerTrainingStatus | undefined, round: number): boolean {
+  if (s === undefined || round <= 0) return false;
+  return s.phase === 'entering' || (s.entered !== undefined && s.entered >= round);
 }
 
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
@@ -440,7 +451,12 @@ export class OuterSync {
       this.states.set(id, st);
     }
     const sends: Promise<void>[] = [];
+    const all: Promise<void>[] = [];
     const deadline = now + this.o.round.syncTimeoutMs;
+    // one listener on `signal` (the node's lifetime) for all of this round's sends, not one per send and retry:
+    // layers × holders sends wait at once (Node's "11 abort listeners added to [AbortSignal]" in the chaos trainers)
+    const sending = linkSignals(signal);
+    setMaxListeners(0, sending.signal);
     for (const c of contributions) {
       const s = this.states.get(c.layer)!;
       // the round we entered at we only listen to: our Δ is neither counted nor sent
@@ -453,13 +469,15 @@ export class OuterSync {
       this.inbox.set(c.layer, m);
       for (const peer of s.holders) {
         if (peer === this.o.self) continue;
-        const sent = this.sendUntil(peer, round, c.layer, c.n, c.payload, deadline, signal);
+        const sent = this.sendUntil(peer, round, c.layer, c.n, c.payload, deadline, sending.signal);
+        all.push(sent);
         // a listener (waived: still entering) gets our Δ when it is ready, up to the deadline; the round does not
         // wait for its delivery either
         if (!s.waived.includes(peer)) sends.push(sent);
         else void sent.catch(() => {});
       }
     }
+    void Promise.allSettled(all).then(() => sending.dispose());
     // collect until every layer closed (all holders in, or the deadline)
     const outcomes: Record<string, 'closed' | 'abandoned' | 'alone'> = {};
     const included = new Map<string, string[]>();
@@ -638,8 +656,17 @@ export class OuterSync {
     const layersOf = new Map<string, string[]>();
     for (const [id, s] of this.states) for (const p of missingMembers(s, this.o.self)) layersOf.set(p, [...(layersOf.get(p) ?? []), id]);
     if (layersOf.size === 0) return;
-    await this.statuses([...layersOf.keys()], signal, MISSING_STATUS_MIN_MS * 2);
-    for (const [p, layers] of layersOf) for (const l of layers) if (this.notTrained.get(p)?.has(l) === true) this.released(p, l, true);
+    const st = await this.statuses([...layersOf.keys()], signal, MISSING_STATUS_MIN_MS * 2);
+    for (const [p, layers] of layersOf) {
+      for (const l of layers) {
+        if (this.notTrained.get(p)?.has(l) === true) this.released(p, l, true);
+        // a member that restarted (same peer id) after this round began: the round counts its old incarnation, but the
+        // new one is entering or entered at this round, so it only listens and never sends its Δ. Waiting for it held
+        // the round to its deadline and, with two holders of a layer, below the quorum (abandoned) while the listener
+        // applied the others' Δ: two states and a tied hash vote (a chaos run's restarted whole-model trainer)
+        else if (listensTo(st.get(p), this.roundNo)) this.released(p, l, false);
+      }
+    }
   }
 
   /** Holders of `layer` that are round members: ourselves and every holder not known to stay out of training. */
@@ -748,7 +775,15 @@ export class OuterSync {
     // a newer round and would answer wrong_round; a member that far behind is repaired by the hash vote)
     while (this.o.clock.now() < deadline && !signal.aborted && this.roundNo <= round + 1) {
       try {
-        const v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, deadlineSignal(Math.max(1000, deadline - this.o.clock.now()), signal));
+        // deadlineLink, disposed after the call: a deadlineSignal left one listener per try on `signal` (the node's
+        // lifetime) until its deadline fired; with a listener retrying every poll that was dozens at once
+        const link = deadlineLink(Math.max(1000, deadline - this.o.clock.now()), signal);
+        let v: SendVerdict;
+        try {
+          v = await this.o.transport.send(peer, { round, layer, compression: this.o.compress, n, payload }, link.signal);
+        } finally {
+          link.dispose();
+        }
         this.log.debug('contribution sent', { peer: peer.slice(-6), layer, round, verdict: v });
         this.bytesSent += payload.byteLength;
         // it left the layer (moved), or it does not count us in its round (its view does not list us yet): either way
@@ -787,7 +822,11 @@ export class OuterSync {
           continue;
         }
         const c = s.closed.find((x) => x.round === round);
-        if (c !== undefined) reports.set(p, c.hashes);
+        // a holder that entered at this round (or after) only listened to it: it took our state, it has no vote (a
+        // restarted holder that this round still counted as a member: its vote tied with ours, and the tie moved our
+        // state to the listener's while the listener was downloading ours)
+        if (listensTo(s, round)) reports.set(p, {});
+        else if (c !== undefined) reports.set(p, c.hashes);
         else if (s.round > round || s.phase === 'entering') reports.set(p, {}); // no state of this round to vote with
         // it trains none of our layers now (the pool moved it): no vote, not waited for
         else if (s.layers !== undefined && !this.layers.some((l) => s.layers!.includes(l.id))) reports.set(p, {});
@@ -800,17 +839,20 @@ export class OuterSync {
       const s = this.states.get(l.id)!;
       // a listener (our entry round) has no vote while the members have: it takes theirs
       const listener = s.waived.includes(this.o.self);
-      const votes: string[] = [];
-      const byHash = new Map<string, string[]>();
-      for (const p of s.holders) {
-        if (p === this.o.self) continue;
-        const h = reports.get(p)?.[l.id];
-        if (h === undefined) continue;
-        votes.push(h);
-        byHash.set(h, [...(byHash.get(h) ?? []), p]);
-      }
-      if (!listener || votes.length === 0) votes.unshift(mine.stateHashes[l.id]!);
-      const win = majorityHash(votes)!;
+      const tally = (): { win: string; byHash: Map<string, string[]> } => {
+        const votes: string[] = [];
+        const byHash = new Map<string, string[]>();
+        for (const p of s.holders) {
+          if (p === this.o.self) continue;
+          const h = reports.get(p)?.[l.id];
+          if (h === undefined) continue;
+          votes.push(h);
+          byHash.set(h, [...(byHash.get(h) ?? []), p]);
+        }
+        if (!listener || votes.length === 0) votes.unshift(mine.stateHashes[l.id]!);
+        return { win: majorityHash(votes)!, byHash };
+      };
+      let { win, byHash } = tally();
       if (win === mine.stateHashes[l.id]) continue;
       // a busy holder may not answer at once: try its sources again until the deadline
       for (let attempt = 0; !signal.aborted; attempt++) {
@@ -823,6 +865,17 @@ export class OuterSync {
           break;
         }
         await sleep(this.pollMs * (attempt + 1), signal);
+        // a source may have replaced its state of this round since it reported its hash (its own vote repaired it):
+        // ask the voters again rather than retry a hash nobody serves any more (a re-entered trainer failed 8 times
+        // on `embed` and layers 0-1 against the pre-repair hash of a half holder, until the next round)
+        const voters = s.holders.filter((p) => p !== this.o.self && reports.get(p)?.[l.id] !== undefined);
+        const fresh = await this.statuses(voters, signal);
+        for (const [p, st] of fresh) {
+          const c = st.closed.find((x) => x.round === round);
+          if (c !== undefined && !listensTo(st, round)) reports.set(p, { ...reports.get(p), ...c.hashes });
+        }
+        ({ win, byHash } = tally());
+        if (win === mine.stateHashes[l.id]) break;
       }
     }
     if (repaired.length > 0) {
@@ -836,7 +889,13 @@ export class OuterSync {
   private async download(round: number, l: LayerRange, hash: string, sources: string[], signal: AbortSignal): Promise<boolean> {
     for (const p of sources) {
       try {
-        const st = await this.o.transport.fetchLayer(p, round, l.id, deadlineSignal(Math.max(10_000, this.o.round.syncTimeoutMs), signal));
+        const link = deadlineLink(Math.max(10_000, this.o.round.syncTimeoutMs), signal);
+        let st: LayerState;
+        try {
+          st = await this.o.transport.fetchLayer(p, round, l.id, link.signal);
+        } finally {
+          link.dispose();
+        }
         if (st.theta.length !== l.size || (st.buf !== null && st.buf.length !== l.size)) throw new SyncError(`layer ${l.id} from ${p} has the wrong size`);
         if (layerStateHash(st.theta, st.buf) !== hash) throw new SyncError(`layer ${l.id} from ${p} does not match the agreed hash`);
         this.params.set(st.theta, l.offset);

@@ -288,7 +288,14 @@ export class RpcNode {
           }
         }
       }
-      return await this.callOnStream(peer, method, body, signal, written);
+      try {
+        return await this.callOnStream(peer, method, body, signal, written);
+      } catch (e) {
+        // it speaks neither protocol of the method now (not registered yet, between two sessions of its handlers): it
+        // is no older node without reusable streams, so reuse is tried again at the next call, not in NO_MUX_TTL_MS
+        if (this.reuse && isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol') this.noMux.delete(`${peerOf(peer)}\u0000${method.name}`);
+        throw e;
+      }
     } finally {
       t.clear();
       clearTimeout(answerTimer);

@@ -182,6 +182,19 @@ describe('rpc mux: one stream carries many unary calls', () => {
     assert.deepEqual([...(await old.call('peerB', steered, req(0, 9, 9))).payload], [0, 9, 9]);
   });
 
+  it('a peer that serves the method under neither protocol for a moment (between sessions) is not remembered as an older node', async () => {
+    const h = await harness();
+    // b stops serving the method (a training session ends before the next begins): both protocols are gone
+    await h.rb.unhandle(steered);
+    await assert.rejects(h.ra.call('peerB', steered, req(0, 1)), (e: unknown) => e instanceof RpcTransportError && e.meta?.reason === 'unsupported-protocol');
+    // b serves it again: the next calls reuse one stream at once (before: a stream per call for 10 min)
+    await h.rb.handle(steered, (r: pb.EchoRequest) => ({ payload: r.payload, receivedBytes: BigInt(r.payload.byteLength) }));
+    const mux = h.opens.mux;
+    for (let i = 0; i < 3; i++) assert.deepEqual([...(await h.ra.call('peerB', steered, req(0, i))).payload], [0, i]);
+    assert.equal(h.opens.mux, mux + 1, 'one reusable stream opened');
+    assert.equal(h.ra.openChannels('peerB'), 1);
+  });
+
   it('closes an idle stream, and the server then holds nothing for it', async () => {
     const h = await harness({ clientIdleMs: 50 });
     await h.ra.call('peerB', steered, req(0));

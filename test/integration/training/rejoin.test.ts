@@ -1,0 +1,209 @@
+/**
+ * A restarted whole-model trainer re-enters the rounds of two half holders (issue 9; the chaos run's train0 beside
+ * train1 on [0,1) and train2 on [1,2)), on real libp2p nodes on 127.0.0.1, each with its own compute worker: the half
+ * holders are a 2-stage chain (node/chain.ts NodeChainTraining: driver, train-stage hop, outer sync per span), the
+ * whole-model holder a replica with its solo trainer inside DiLoCo (node/diloco.ts, test/utils/training-replica.ts).
+ *
+ * The whole-model holder is stopped while the rounds run and restarted on the same key (the same data dir) with stale
+ * weights, before the half holders' view marks it dead: the round they are in still counts its old incarnation.
+ *   - it enters within two of the half holders' rounds after it is back (before: the round waited for a Δ that the
+ *     listener never sends, until the deadline);
+ *   - every layer state it downloads verifies at once (before: "does not match the agreed hash" until the next round);
+ *   - from its entry on, its per-layer state hashes equal the half holders' after every round they share.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { ComputeClient } from '../../../src/compute/index.js';
+import { keyFromPrivate } from '../../../src/identity/index.js';
+import { makeConfig, type LlamaConfig } from '../../../src/model/index.js';
+import { bundledGenesis } from '../../../src/node/genesis.js';
+import { type NodeNetwork } from '../../../src/node/network.js';
+import { NodeChainTraining } from '../../../src/node/chain.js';
+import { DEFAULTS, type NodeOptions } from '../../../src/node/options.js';
+import { buildView, type PoolEvents, type PoolSpan } from '../../../src/pool/index.js';
+import type { BatchSource, LastRoundReport } from '../../../src/training/index.js';
+import { batchOf } from '../../../src/training/pipeline/index.js';
+import { waitFor } from '../../../src/util/abort.js';
+import { TypedEmitter } from '../../../src/util/events.js';
+import { createLogger, type Logger } from '../../../src/util/logger.js';
+import { startTrainingNet } from '../../utils/network.js';
+import { learnableBatch, learnableTokens, xorshift } from '../../utils/learnable-stream.js';
+import { startWholeReplica, stopWholeReplica, type WholeReplica } from '../../utils/training-replica.js';
+
+const genesis = bundledGenesis();
+const cfg: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 64 });
+const L = cfg.num_hidden_layers;
+const H = 3;
+const SYNC_MS = 60_000;
+const OPTS: NodeOptions = {
+  ...DEFAULTS,
+  train: true,
+  trainSteps: 1_000_000,
+  microBatches: 2,
+  pipelineSchedule: '1f1b',
+  stageTimeoutMs: 60_000,
+  innerSteps: H,
+  outerLr: 0.7,
+  outerMomentum: 0.9,
+  aggregator: 'trimmed-mean',
+  compress: 'int8',
+  outerQuorum: 2 / 3,
+  outerSyncTimeoutMs: SYNC_MS,
+};
+
+interface Half {
+  name: string;
+  net: NodeNetwork;
+  compute: ComputeClient;
+  chain: NodeChainTraining;
+  seen: { round: number; at: number; report: LastRoundReport; hashes: Record<string, string> }[];
+}
+
+const halves: Half[] = [];
+const wholeHolders = new Set<string>();
+let whole: WholeReplica | undefined;
+let wholeStop = new AbortController();
+let wholeLoop: Promise<void> = Promise.resolve();
+const addr = (n: NodeNetwork): string => n.p2p.multiaddrs()[0]!;
+const logOf = (name: string): Logger | undefined => (process.env.SYNC_TEST_LOG === undefined ? undefined : createLogger({ level: process.env.SYNC_TEST_LOG === 'debug' ? 'debug' : 'info', module: name }));
+
+function source(seed: number): BatchSource {
+  const rand = xorshift(seed);
+  let i = 0;
+  return {
+    next: () => {
+      i++;
+      const t = learnableTokens(rand, 4, 16);
+      return batchOf(t.inputs, t.targets, 4, 16);
+    },
+    position: () => i,
+  };
+}
+
+async function startHalf(name: string, span: PoolSpan, boot: string[], k: number): Promise<Half> {
+  const key = keyFromPrivate(randomBytes(32));
+  const net = await startTrainingNet(genesis.networkId, key, span, boot);
+  const compute = await ComputeClient.start({ threads: 1 });
+  await compute.run({ type: 'initModel', config: cfg, seed: 0, span });
+  const h = { name, net, compute, seen: [] } as unknown as Half;
+  const pool = {
+    events: new TypedEmitter<PoolEvents>(),
+    span: () => span,
+    view: () => buildView({ numLayers: L, self: { peerId: net.peerId, span, tokensPerSec: 0, memoryMb: 0 }, peers: net.liveness.snapshot(), records: new Map() }),
+  };
+  const log = logOf(name);
+  h.chain = new NodeChainTraining({
+    opts: OPTS,
+    config: cfg,
+    compute,
+    network: net,
+    pool,
+    outer: {
+      key,
+      networkId: genesis.networkId,
+      clock: { now: () => Date.now() },
+      pollMs: 100,
+      onRound: (r) => {
+        const closed = h.chain.outerSync()?.sync.status().closed.find((c) => c.round === r.round);
+        h.seen.push({ round: r.round, at: Date.now(), report: r, hashes: closed?.hashes ?? {} });
+      },
+    },
+    data: () => Promise.resolve(source(100 + k)),
+    ...(log === undefined ? {} : { log }),
+  });
+  return h;
+}
+
+/** The whole-model replica and its training loop (steps until stopped); download failures are collected. */
+async function startWhole(boot: string[], key = keyFromPrivate(randomBytes(32)), warnings: string[] = []): Promise<WholeReplica> {
+  const base = logOf('W');
+  const capture = (): Logger => ({
+    level: 'debug',
+    error: (m, c) => base?.error(m, c),
+    warn: (m, c) => {
+      warnings.push(`${m} ${JSON.stringify(c ?? {})}`);
+      base?.warn(m, c);
+    },
+    info: (m, c) => base?.info(m, c),
+    debug: (m, c) => base?.debug(m, c),
+    trace: () => {},
+    child: () => capture(),
+  });
+  const r = await startWholeReplica({ name: 'W', networkId: genesis.networkId, config: cfg, options: OPTS, boot, holders: wholeHolders, seed: 7, key, more: () => ({ log: capture() }) });
+  wholeStop = new AbortController();
+  const signal = wholeStop.signal;
+  wholeLoop = (async () => {
+    while (!signal.aborted) await r.stepper.trainStep(learnableBatch(r.rand, 4, 16));
+  })().catch((e: unknown) => {
+    if (!signal.aborted) throw e;
+  });
+  return r;
+}
+
+describe('a restarted whole-model trainer re-enters two half holders\' rounds (real libp2p)', { timeout: 900_000 }, () => {
+  before(async () => {
+    halves.push(await startHalf('A', { start: 0, end: 1 }, [], 0));
+    halves.push(await startHalf('B', { start: 1, end: L }, [addr(halves[0]!.net)], 1));
+    for (const h of halves) wholeHolders.add(h.net.peerId);
+  });
+
+  after(async () => {
+    wholeStop.abort();
+    if (whole !== undefined) await stopWholeReplica(whole);
+    await wholeLoop.catch(() => {});
+    for (const h of halves) await h.chain.stop().catch(() => {});
+    for (const h of halves) {
+      await h.net.stop().catch(() => {});
+      await h.compute.close().catch(() => {});
+    }
+  });
+
+  it('stopped mid-round and restarted on the same key: it enters within two rounds, its downloads verify, all agree', async () => {
+    const [a, b] = halves as [Half, Half];
+    const t0 = Date.now();
+    whole = await startWhole(halves.map((h) => addr(h.net)));
+    const key = whole.key;
+    const wid = whole.net.peerId;
+    await waitFor(() => halves.every((h) => h.net.liveness.snapshot().filter((p) => p.state === 'alive' && p.heartbeat.span !== undefined).length >= 2), { timeoutMs: 240_000, intervalMs: 100, what: 'A and B see the two others' });
+    // two rounds with W a full member on both half holders
+    await waitFor(() => halves.every((h) => h.seen.filter((s) => s.report.members.includes(wid) && !s.report.waived.includes(wid)).length >= 2), { timeoutMs: 600_000, intervalMs: 200, what: 'two rounds with W on A and B' });
+    const warm = Date.now() - t0;
+
+    // stop W while it is in its inner steps (its round counts it on A and B), restart it on the same key at once
+    const round = whole.wiring.sync.round;
+    wholeStop.abort();
+    await stopWholeReplica(whole);
+    await wholeLoop;
+    const stoppedAt = Date.now();
+    const before = { a: a.seen.length, b: b.seen.length };
+    const warnings: string[] = [];
+    whole = await startWhole(halves.map((h) => addr(h.net)), key, warnings);
+    const w = whole;
+    await waitFor(() => w.wiring.sync.round >= 0 && w.wiring.sync.status().phase !== 'entering', { timeoutMs: 600_000, intervalMs: 100, what: 'W entered' });
+    const entered = w.wiring.sync.round;
+    const enteredAt = Date.now();
+    const waited = Math.max(a.seen.length - before.a, b.seen.length - before.b);
+    // W's first rounds after its entry: a full member, and equal hashes with A and B
+    await waitFor(() => w.rounds.filter((r) => r.round >= entered + 1).length >= 2, { timeoutMs: 600_000, intervalMs: 200, what: 'W closes two rounds after its entry' });
+    const last = w.rounds.at(-1)!.round;
+    await waitFor(() => halves.every((h) => h.seen.some((s) => s.round >= last)), { timeoutMs: 300_000, intervalMs: 200, what: 'A and B past W\'s last round' });
+    if (process.env.SYNC_TEST_LOG !== undefined) for (const h of halves) console.error(h.name, JSON.stringify(h.seen.map((s) => ({ round: s.round, members: s.report.members.map((m) => m.slice(-4)), waived: s.report.waived.map((m) => m.slice(-4)), outcome: s.report.outcome, ms: s.report.syncMs }))));
+
+    assert.ok(waited <= 2, `W entered round ${entered} (stopped in round ${round}) after ${waited} rounds of the half holders (at most 2)`);
+    assert.deepEqual(warnings.filter((x) => x.includes('download failed') || x.includes('could not take')), [], 'every download of W verified at once');
+    // every round A and B closed while W was back and entering waited for no Δ of W's to the deadline
+    for (const h of halves) for (const s of h.seen.filter((x) => x.at >= stoppedAt && x.round <= entered)) assert.ok(s.report.syncMs < SYNC_MS, `${h.name} round ${s.round} did not wait for the deadline (${s.report.syncMs} ms)`);
+    for (const r of w.rounds.filter((x) => x.round > entered)) {
+      assert.ok(r.members.includes(a.net.peerId) && r.members.includes(b.net.peerId), `W round ${r.round}: A and B are members`);
+      const mine = w.wiring.sync.status().closed.find((c) => c.round === r.round)?.hashes;
+      if (mine === undefined) continue; // out of the kept window
+      for (const h of halves) {
+        const theirs = h.seen.find((s) => s.round === r.round);
+        assert.ok(theirs !== undefined, `${h.name} closed round ${r.round}`);
+        for (const [layer, hash] of Object.entries(theirs.hashes)) assert.equal(mine[layer], hash, `W and ${h.name} agree on ${layer} after round ${r.round}`);
+      }
+    }
+    console.log(`# rejoin: warm-up ${warm} ms; W stopped in round ${round}, entered round ${entered} after ${enteredAt - stoppedAt} ms (${waited} half-holder rounds); A ${a.seen.filter((s) => s.at >= stoppedAt).map((s) => `${s.round}:${s.report.syncMs}`).join(' ')} ms`);
+  });
+});
