@@ -170,6 +170,24 @@ export function verifyDomain(publicKey: Uint8Array, domain: string, payload: Uin
   }
 }
 
+/**
+ * verifyDomain for a caller that already holds `digest` = signingDigest(domain, payload) (the ledger: an event's id
+ * and its verdict-cache key are that digest), so libsecp256k1 is not handed a second SHA-256 of the same bytes. Same
+ * verdicts as verifyDomain when `digest` is that digest; callers compute it from `payload` themselves, never take it
+ * from the message (another message's digest would verify that message's signature). The OpenSSL fallback hashes
+ * `payload` and ignores `digest`.
+ */
+export function verifyDomainDigest(publicKey: Uint8Array, domain: string, payload: Uint8Array, digest: Uint8Array, sig: Uint8Array): boolean {
+  if (native === undefined || !(digest instanceof Uint8Array) || digest.byteLength !== 32) return verifyDomain(publicKey, domain, payload, sig);
+  if (!(sig instanceof Uint8Array) || !isLowS(sig)) return false;
+  if (!(publicKey instanceof Uint8Array) || publicKey.byteLength !== PUBLIC_KEY_LENGTH || (publicKey[0] !== 2 && publicKey[0] !== 3)) return false;
+  try {
+    return native(sig, digest, publicKey);
+  } catch {
+    return false; // not a point on the curve
+  }
+}
+
 /** The other valid signature of the same digest, (r, n - s): used by tests to prove malleated copies fail. */
 export function malleate(sig: Uint8Array): Uint8Array {
   const s = secp256k1.Signature.fromBytes(sig, 'compact');

@@ -11,8 +11,8 @@
  * re-signed or malleated copy is the same event. Canonical order: (timestampMs, id) ascending, i.e. the 40-byte
  * key u64 timestampMs ‖ id compared as bytes.
  */
-import { addressFromAccountId, accountIdFromPublicKey, signDomain, signingDigest, type NodeKey, SIGNATURE_LENGTH } from '../identity/index.js';
-import { toHex } from '../util/bytes.js';
+import { addressFromAccountId, accountIdFromPublicKey, domainTag, signDomain, signingDigest, type NodeKey, SIGNATURE_LENGTH } from '../identity/index.js';
+import { sha256, toHex } from '../util/bytes.js';
 import { formatAmount } from './amount.js';
 import { DecodeError, Reader, Writer } from './codec.js';
 import { readHolderRecord, writeHolderRecord, type EmbeddedHolderRecord } from './holder.js';
@@ -413,8 +413,15 @@ export function decodeEvent(bytes: Uint8Array): LedgerEvent {
   if (!(bytes instanceof Uint8Array)) throw new DecodeError('event must be bytes');
   if (bytes.byteLength > MAX_SLASH_BYTES) throw new DecodeError('event too large');
   if (bytes.byteLength < SIGNATURE_LENGTH + 2) throw new DecodeError('event too short');
-  const payload = bytes.slice(0, bytes.byteLength - SIGNATURE_LENGTH);
-  const signature = bytes.slice(bytes.byteLength - SIGNATURE_LENGTH);
+  // the signed message (domain tag ‖ payload) built once: the id is its SHA-256 and the payload a view of it, so
+  // the payload is copied once instead of twice (signingDigest would copy it again; issue 11 §4, sync ingest)
+  const tag = domainTag(EVENT_DOMAIN);
+  const n = bytes.byteLength - SIGNATURE_LENGTH;
+  const signed = new Uint8Array(tag.byteLength + n);
+  signed.set(tag);
+  signed.set(bytes.subarray(0, n), tag.byteLength);
+  const payload = signed.subarray(tag.byteLength);
+  const signature = bytes.slice(n);
   const r = new Reader(payload);
   const version = r.u8();
   if (version !== EVENT_VERSION) throw new DecodeError(`unknown event version ${version}`);
@@ -427,13 +434,20 @@ export function decodeEvent(bytes: Uint8Array): LedgerEvent {
   r.end();
   if (kind !== EventKind.Slash && bytes.byteLength > MAX_EVENT_BYTES) throw new DecodeError('event too large');
   if (signer[0] !== 2 && signer[0] !== 3) throw new DecodeError('signer is not a compressed public key');
-  return { networkId, signer, nonce, timestampMs, body, id: signingDigest(EVENT_DOMAIN, payload), signature, payload, bytes: new Uint8Array(bytes), account: accountIdFromPublicKey(signer) };
+  return { networkId, signer, nonce, timestampMs, body, id: sha256(signed), signature, payload, bytes: new Uint8Array(bytes), account: accountIdFromPublicKey(signer) };
 }
 
 /** The 40-byte canonical order key: u64 timestampMs ‖ id. */
 export function orderKey(timestampMs: number, id: Uint8Array): Uint8Array {
   const k = new Uint8Array(8 + HASH_BYTES);
-  new DataView(k.buffer).setBigUint64(0, BigInt(timestampMs));
+  const v = new DataView(k.buffer);
+  if (Number.isSafeInteger(timestampMs) && timestampMs >= 0) {
+    // u64 big-endian in two halves (an event's time is one, u64n): BigInt(timestampMs) cost more than the rest
+    v.setUint32(0, Math.floor(timestampMs / 0x1_0000_0000));
+    v.setUint32(4, timestampMs >>> 0);
+  } else {
+    v.setBigUint64(0, BigInt(timestampMs)); // as before for anything else (a fraction throws)
+  }
   k.set(id, 8);
   return k;
 }

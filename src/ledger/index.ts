@@ -72,6 +72,7 @@ export {
   type StatusSummary,
 } from './reconcile.js';
 export * from './checkpoint.js';
+export { HolderRecordCache, ProofSequence, type HolderRecordInput, type HolderRecordSigner, type ProofOutcome, type ProofPlan, type ProofSequenceOptions } from './prover.js';
 export { Finality, VoteBox, type CheckpointVote, type FinalityNetwork, type FinalityOptions, type FinalityState, type FinalityStatus } from './finality.js';
 export {
   MIN_PROOF_UPTIME_MS,

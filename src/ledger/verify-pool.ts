@@ -26,17 +26,16 @@ export function liveVerifyWorkers(): number {
   return liveWorkers;
 }
 
-// The worker: decodes each event and runs verify.ts's own check key and verifyDomain on it; answers, per accepted
-// event, the verdict-cache key (digest recomputed from the payload + the signature), so the event loop only inserts.
+// The worker: decodes each event and runs verify.ts's own check key and signature check on it
+// (acceptedSignatureKeyOfBytes); answers, per accepted event, the verdict-cache key (the payload's digest, computed
+// by the decode, + the signature), so the event loop only inserts.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-Promise.all([import(workerData.events), import(workerData.verify)]).then(([{ decodeEvent }, { acceptedSignatureKey }]) => {
+import(workerData.verify).then(({ acceptedSignatureKeyOfBytes }) => {
   parentPort.on('message', ({ id, items }) => {
     const keys = [];
     for (const bytes of items) {
-      let e;
-      try { e = decodeEvent(bytes); } catch { continue; }
-      try { const k = acceptedSignatureKey(e); if (k !== null) keys.push(k); } catch {}
+      try { const k = acceptedSignatureKeyOfBytes(bytes); if (k !== null) keys.push(k); } catch {}
     }
     parentPort.postMessage({ id, keys });
   });
@@ -59,10 +58,9 @@ export class SignatureVerifyPool {
   private allReady = false;
 
   constructor(readonly threads = defaultVerifyThreads()) {
-    const events = new URL('./events.js', import.meta.url).href;
     const verify = new URL('./verify.js', import.meta.url).href;
     for (let i = 0; i < Math.max(1, threads); i++) {
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { events, verify } });
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { verify } });
       w.unref(); // never keeps the process alive; close() ends them
       liveWorkers++;
       w.once('exit', () => liveWorkers--);

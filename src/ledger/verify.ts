@@ -4,7 +4,7 @@
  * ledger drops it without storing it. State rules (balances, rate windows, equivocation) are in apply.ts.
  */
 import { bytesEqual } from '../util/bytes.js';
-import { accountIdFromPublicKey, publicKeyFromPeerId, signingDigest, verifyDomain } from '../identity/index.js';
+import { accountIdFromPublicKey, publicKeyFromPeerId, signingDigest, verifyDomain, verifyDomainDigest } from '../identity/index.js';
 import { checkFraudRecord, fraudIndex, fraudKey } from './fraud.js';
 import { DecodeError } from './codec.js';
 import {
@@ -86,11 +86,9 @@ export function verifyEvent(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | nul
 const eventVerdicts = new Map<string, true>();
 const EVENT_VERDICTS_MAX = 65_536;
 
-/** The cache key: the digest recomputed from the payload (never e.id taken on trust) and the signature bytes. */
-function verdictKey(e: LedgerEvent): string {
-  // an in-process caller may hand an object whose fields disagree, so nothing but the signed bytes goes in
-  const d = signingDigest(EVENT_DOMAIN, e.payload);
-  return Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('latin1') + Buffer.from(e.signature.buffer, e.signature.byteOffset, 64).toString('latin1');
+/** The cache key of a signature over `digest` (the payload's signing digest): the digest and the signature bytes. */
+function verdictKeyOf(digest: Uint8Array, signature: Uint8Array): string {
+  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1') + Buffer.from(signature.buffer, signature.byteOffset, 64).toString('latin1');
 }
 
 function remember(key: string): void {
@@ -100,9 +98,12 @@ function remember(key: string): void {
 
 function eventSignatureValid(e: LedgerEvent): boolean {
   if (!(e.signature instanceof Uint8Array) || e.signature.byteLength !== 64) return verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature);
-  const key = verdictKey(e);
+  // the digest recomputed from the payload, never e.id taken on trust: an in-process caller may hand an object
+  // whose fields disagree, so nothing but the signed bytes goes in; computed once for the key and the check
+  const digest = signingDigest(EVENT_DOMAIN, e.payload);
+  const key = verdictKeyOf(digest, e.signature);
   if (eventVerdicts.has(key)) return true;
-  if (!verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature)) return false;
+  if (!verifyDomainDigest(e.signer, EVENT_DOMAIN, e.payload, digest, e.signature)) return false;
   remember(key);
   return true;
 }
@@ -114,7 +115,24 @@ function eventSignatureValid(e: LedgerEvent): boolean {
  */
 export function acceptedSignatureKey(e: LedgerEvent): string | null {
   if (!(e.signature instanceof Uint8Array) || e.signature.byteLength !== 64) return null;
-  return verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature) ? verdictKey(e) : null;
+  const digest = signingDigest(EVENT_DOMAIN, e.payload);
+  return verifyDomainDigest(e.signer, EVENT_DOMAIN, e.payload, digest, e.signature) ? verdictKeyOf(digest, e.signature) : null;
+}
+
+/**
+ * acceptedSignatureKey of wire bytes, decoded here (the verifier thread's entry): the event's id is the payload's
+ * signing digest that decodeEvent has just computed from these bytes, so it is used as is instead of hashing the
+ * payload again. Undecodable bytes: null (ingest drops them).
+ */
+export function acceptedSignatureKeyOfBytes(bytes: Uint8Array): string | null {
+  let e: LedgerEvent;
+  try {
+    e = decodeEvent(bytes);
+  } catch {
+    return null;
+  }
+  if (e.signature.byteLength !== 64) return null;
+  return verifyDomainDigest(e.signer, EVENT_DOMAIN, e.payload, e.id, e.signature) ? verdictKeyOf(e.id, e.signature) : null;
 }
 
 /** Records a key acceptedSignatureKey returned (the event loop's side of verify-pool.ts). */

@@ -43,7 +43,6 @@ import {
   buildGenesis,
   afterTailSync,
   aloneFounder,
-  buildProof,
   mergeReconcileJob,
   proofGate,
   raiseReported,
@@ -52,21 +51,14 @@ import {
   tailSyncStart,
   type ReconcileJob,
   type ReconcileMode,
-  clampU32,
-  holderRecordAddrs,
-  holderRecordKey,
-  holderRecordReusable,
   lastProofEpochIn,
-  proofUptime,
   servedEvents,
   submitTooOld,
   Finality,
-  proofNonce,
   provenThrough,
   type FinalityStatus,
   decodeEvent,
   defaultProofOffset,
-  dueEpoch,
   EventKind,
   formatAmount,
   garbageReasons,
@@ -74,10 +66,10 @@ import {
   localHolderRecordVerifier,
   MAX_SLASH_BYTES,
   PROOF_WINDOW_MS,
-  proofClaim,
   startNodeLedger,
-  workSnapshot,
-  type IngestResult,
+  HolderRecordCache,
+  ProofSequence,
+  type ProofOutcome,
   type Ledger,
   type LedgerService,
   type LedgerStatus,
@@ -99,7 +91,7 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, isNeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 
-export { WorkTally, type TrainingFigures, type WorkCounters } from '../ledger/index.js';
+export { WorkTally, type ProofOutcome, type TrainingFigures, type WorkCounters } from '../ledger/index.js';
 
 /** What the ledger needs of the node's network: node/network.ts's NodeNetwork has all of it. */
 export interface LedgerHost {
@@ -181,14 +173,6 @@ export function rewardRules(o: Pick<NodeLedgerServiceOptions, 'witnessedRewards'
     },
     genesisKey,
   );
-}
-
-export interface ProofOutcome {
-  id: string;
-  epoch: number;
-  nonce: string;
-  status: IngestResult['status'];
-  reason?: string;
 }
 
 export interface NodeLedgerStatus extends LedgerStatus {
@@ -540,12 +524,18 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   // ─────────────────────────── proofs ───────────────────────────
 
   const proofsEnabled = o.proofs !== false;
-  const offsetMs = o.proofOffsetMs ?? defaultProofOffset(key.publicKey);
-  const recordTtlMs = o.recordTtlMs ?? DEFAULT_RECORD_TTL_MS;
   const startedAt = clock.now();
   // Issue 11 item 6: never a window (nor so a nonce) this key may have proved already, even with a lost ledger.db
   const startEpoch = Math.floor(startedAt / PROOF_WINDOW_MS);
-  const proofs = { emitted: 0, lastEpoch: provenThrough(Math.max(lastProofEpochIn(ledger.history(account, 256), addressFromAccountId(account)), ledger.lastProofEpoch(account)), -1, startEpoch), last: undefined as ProofOutcome | undefined };
+  const proofs = new ProofSequence({
+    key,
+    networkId,
+    counters,
+    modelLayers,
+    offsetMs: o.proofOffsetMs ?? defaultProofOffset(key.publicKey),
+    startedAt,
+    lastEpoch: provenThrough(Math.max(lastProofEpochIn(ledger.history(account, 256), addressFromAccountId(account)), ledger.lastProofEpoch(account)), -1, startEpoch),
+  });
   /** What peers report of our key (ledger-account): asked once we are caught up, before the first proof. */
   const reported = { asked: false, asking: false, nextNonce: 0n, lastEpoch: -1 };
   const askPeers = async (): Promise<void> => {
@@ -560,36 +550,21 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
           log.debug('ledger-account failed', { peer: p, error: errorMessage(e) });
         }
       }
-      proofs.lastEpoch = provenThrough(proofs.lastEpoch, reported.lastEpoch, startEpoch);
+      proofs.raiseProven(reported.lastEpoch, startEpoch);
     } finally {
       reported.asking = false;
     }
   };
-  let lastProofAt: number | undefined;
-  let lastModelHash = counters.modelHash();
-  let base = workSnapshot(counters);
   let proving = false;
   let mayProve = false;
-  let record: { rec: HolderRecord; key: string } | undefined;
-
-  /** Our HolderRecord for a proof at `now`: the cached one while nothing in it changed and it is young enough. */
-  const holderRecordAt = (now: number, span: LayerSpan): HolderRecord => {
-    const addrs = holderRecordAddrs(host.p2p.multiaddrs(), self);
-    const cap = counters.capacity?.() ?? { memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 };
-    const capacity = { memoryMb: clampU32(cap.memoryMb), tokensPerSec: clampU32(cap.tokensPerSec) };
-    const k = holderRecordKey(span, addrs, capacity.tokensPerSec);
-    if (record !== undefined && holderRecordReusable({ key: record.key, timestampMs: record.rec.timestampMs, expiresMs: record.rec.expiresMs }, k, now, recordTtlMs)) return record.rec;
-    let rec: HolderRecord;
-    try {
-      rec = freshHolderRecord(key, { networkId, multiaddrs: addrs, span, capacity }, now, recordTtlMs);
-    } catch (e) {
-      // an address our record rules do not take (an exotic transport): the proof needs the span, not the addresses
-      log.debug('holder record without addresses', { error: errorMessage(e) });
-      rec = freshHolderRecord(key, { networkId, multiaddrs: [], span, capacity }, now, recordTtlMs);
-    }
-    record = { rec, key: k };
-    return rec;
-  };
+  const records = new HolderRecordCache<HolderRecord>(
+    o.recordTtlMs ?? DEFAULT_RECORD_TTL_MS,
+    (content, now, ttlMs) => freshHolderRecord(key, { networkId, ...content }, now, ttlMs),
+    (e) => log.debug('holder record without addresses', { error: errorMessage(e) }),
+  );
+  /** Our HolderRecord for a proof at `now` (ledger/prover.ts HolderRecordCache). */
+  const holderRecordAt = (span: LayerSpan, now: number): HolderRecord =>
+    records.at({ nowMs: now, span, multiaddrs: host.p2p.multiaddrs(), peerId: self, capacity: counters.capacity?.() ?? { memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 } });
 
   const proveNow = async (): Promise<ProofOutcome | undefined> => {
     if (stopped || quiet || proving || !proofsEnabled) return undefined;
@@ -604,43 +579,18 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       mayProve = proofGate({ caughtUp: sync.caughtUp, asked: reported.asked, alone }) === 'prove';
       if (!mayProve) return undefined;
     }
-    const now = clock.now();
-    const epoch = dueEpoch(now, proofs.lastEpoch, offsetMs);
-    if (epoch === undefined) return undefined;
-    const span = counters.layersHeld();
-    const uptimeMs = proofUptime(now, lastProofAt ?? startedAt, span, modelLayers);
-    if (span === undefined || uptimeMs === undefined) return undefined;
-
+    const plan = proofs.next(clock.now(), () => ({ local: ledger.nextNonce(key.publicKey, EventKind.Proof), reported: reported.nextNonce }), holderRecordAt);
+    if (plan === undefined) return undefined;
     proving = true;
     try {
-      const cur = workSnapshot(counters);
-      const modelHash = counters.modelHash();
-      const { claim, why } = proofClaim({
-        uptimeMs,
-        base,
-        cur,
-        modelHashBefore: lastModelHash,
-        modelHashNow: modelHash,
-        training: counters.training(),
-        requestIds: counters.takeRequestIds?.() ?? [],
-      });
-      if (why !== undefined) log.debug('training not claimable in this proof', { why });
-      const nonce = proofNonce(ledger.nextNonce(key.publicKey, EventKind.Proof), reported.nextNonce, epoch);
-      const ev = buildProof(key, { networkId, nonce, timestampMs: now }, { ...claim, holderRecord: holderRecordAt(now, span) });
-      const r = await service.submit(ev.bytes, { signal });
-      // Whatever the verdict, this window is done: a second proof in it could only be rejected.
-      proofs.lastEpoch = epoch;
-      const outcome: ProofOutcome = { id: r.id, epoch, nonce: nonce.toString(), status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) };
-      proofs.last = outcome;
+      if (plan.why !== undefined) log.debug('training not claimable in this proof', { why: plan.why });
+      const r = await service.submit(plan.event.bytes, { signal });
+      const outcome = proofs.settle(plan, r);
       if (r.status === 'dropped') {
         // our own ledger refused it, so it was not published and its nonce is free; the work waits for the next one
-        log.error('our proof was refused by our own ledger', { reason: r.reason, epoch });
+        log.error('our proof was refused by our own ledger', { reason: r.reason, epoch: plan.epoch });
       } else {
-        proofs.emitted++;
-        lastProofAt = now;
-        lastModelHash = modelHash;
-        base = cur;
-        log.debug('proof emitted', { epoch, nonce: nonce.toString(), status: r.status, uptimeMs });
+        log.debug('proof emitted', { epoch: plan.epoch, nonce: outcome.nonce, status: r.status, uptimeMs: plan.claim.uptimeMs });
       }
       return outcome;
     } finally {
