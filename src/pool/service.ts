@@ -139,15 +139,11 @@ export class PoolService {
     this.handler = checkpointHandler({
       config: () => (this.held === undefined || this.swapping ? undefined : this.config),
       held: () => (this.swapping ? undefined : this.held),
-      heldRange: {
-        // every argument forwarded, the stream's signal included: a caller's reset drops the queued worker job and
-        // ends the handler, freeing its slot for the caller's retry (./transfer.ts checkpointHandler)
-        digest: (...args) => {
-          if (this.o.weights === 'int8') throw new WeightsUnavailableError('this node holds int8 weights and keeps no float32 copy to serve');
-          return range.digest(...args);
-        },
-        read: range.read,
-      },
+      // an int8 node keeps no float32 copy: a typed refusal (not a fault) that the downloader skips (./transfer.ts)
+      notServed: () => (this.o.weights === 'int8' ? 'this node holds int8 weights and keeps no float32 copy to serve' : undefined),
+      // every argument forwarded, the stream's signal included: a caller's reset drops the queued worker job and
+      // ends the handler, freeing its slot for the caller's retry (./transfer.ts checkpointHandler)
+      heldRange: range,
       modelFiles: () => this.o.modelFiles?.(),
       rounds: () => (this.swapping ? [] : (this.o.roundWeights?.() ?? [])),
       pin: (peer, round) => this.o.pinRound?.(peer, round),

@@ -49,9 +49,30 @@ export class WeightsUnavailableError extends NeuroShardError {
   }
 }
 
+/**
+ * A holder that keeps no float32 copy of its weights (`--weights int8`) was asked for them: it still holds the layers
+ * (a replica for routing) but cannot serve them. The caller's fault (it asked the wrong holder), never a penalty: the
+ * downloader skips such holders and asks others in their place.
+ */
+export class WeightsNotServedError extends NeuroShardError {
+  constructor(message: string, meta?: Record<string, unknown>) {
+    super('CHECKPOINT_NOT_SERVED', message, { fault: 'caller', meta });
+  }
+}
+
+/** True for a holder's typed "cannot serve weights" answer, raised here or received over RPC. */
+export function isNotServed(e: unknown): boolean {
+  return e instanceof NeuroShardError && e.code === 'CHECKPOINT_NOT_SERVED';
+}
+
 /** What a holder serves from. */
 export interface WeightsSource {
   config(): LlamaConfig | undefined;
+  /**
+   * Why this holder serves no weights (an int8 node keeps no float32 copy), or undefined when it does. Config and
+   * model files are still served.
+   */
+  notServed?(): string | undefined;
   /** The span held now, undefined when none. */
   held(): Span | undefined;
   /**
@@ -128,6 +149,8 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     const config = src.config();
     const held = src.held();
     if (config === undefined || held === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no layers', { fault: 'caller' });
+    const refusal = src.notServed?.();
+    if (refusal !== undefined) throw new WeightsNotServedError(refusal);
     if (!(want.start >= held.start && want.end <= held.end && want.start < want.end)) {
       throw new NeuroShardError('CHECKPOINT_SPAN_NOT_HELD', `layers [${want.start}, ${want.end}) are not inside the held [${held.start}, ${held.end})`, { fault: 'caller' });
     }
@@ -374,6 +397,8 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
   const units = spanUnits(o.span);
   const slots = new PeerSlots(methods.checkpoint.maxInboundStreams);
   const bad = new Set<string>();
+  // holders that answered "cannot serve" (int8 holders): skipped, never penalised, and not counted among those asked
+  const noServe = new Set<string>();
   const sources = new Set<string>();
   let retries = 0;
   const penalise = (peer: string, why: string): void => {
@@ -399,6 +424,7 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
           if (round !== undefined && h.round !== round) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${u.start}: asked for round ${round}, answered ${h.round}`);
           return { peer, h };
         } catch (e) {
+          if (isNotServed(e)) noServe.add(peer);
           log.debug('checkpoint head failed', { peer, layer: u.start, round, error: errorMessage(e) });
           return undefined;
         }
@@ -406,11 +432,33 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     );
     return heads.filter((x) => x !== undefined);
   };
+  // HEAD_QUORUM_ASKED holders that can serve: one that answers "cannot serve" frees its place for the next holder.
+  // Before, the first three holders were asked whatever they were; int8 holders (often the fastest, so first) then
+  // took the places of f32 ones, and a unit had one answer where two agreeing ones were to be had, or none at all
+  const askQuorum = async (u: Span): Promise<{ holders: string[]; answers: HeadAnswer[] }> => {
+    const all = o.holdersOf(u.start).filter((p) => !bad.has(p));
+    const holders: string[] = [];
+    const answers: HeadAnswer[] = [];
+    let at = 0;
+    for (;;) {
+      const want = HEAD_QUORUM_ASKED - holders.filter((p) => !noServe.has(p)).length;
+      const batch: string[] = [];
+      while (batch.length < want && at < all.length) {
+        const p = all[at++]!;
+        if (!noServe.has(p)) batch.push(p);
+      }
+      if (batch.length === 0) break;
+      holders.push(...batch);
+      answers.push(...(await askHeads(u, batch, undefined)));
+    }
+    return { holders: holders.filter((p) => !noServe.has(p)), answers };
+  };
   const first = await Promise.all(
     units.map(async (u) => {
-      const holders = o.holdersOf(u.start).filter((p) => !bad.has(p)).slice(0, HEAD_QUORUM_ASKED);
-      if (holders.length === 0) throw new WeightsUnavailableError(`no live holder of layer ${u.start}`, { layer: u.start });
-      return { unit: u, holders, answers: await askHeads(u, holders, undefined) };
+      if (o.holdersOf(u.start).filter((p) => !bad.has(p)).length === 0) throw new WeightsUnavailableError(`no live holder of layer ${u.start}`, { layer: u.start });
+      const { holders, answers } = await askQuorum(u);
+      if (holders.length === 0) throw new WeightsUnavailableError(`no holder of layer ${u.start} serves float32 weights (int8 holders keep none)`, { layer: u.start });
+      return { unit: u, holders, answers };
     }),
   );
   const round = roundTarget(first.flatMap((f) => f.answers.map((a) => a.h.round)));
@@ -430,7 +478,7 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
       }
       // holders whose figures disagree with the agreed ones serve nothing to us
       for (const p of v.outvoted) bad.add(p);
-      const others = o.holdersOf(u.start).filter((p) => !v.peers.includes(p) && !bad.has(p));
+      const others = o.holdersOf(u.start).filter((p) => !v.peers.includes(p) && !bad.has(p) && !noServe.has(p));
       return { unit: u, head: v.head, peers: [...v.peers, ...others] };
     }),
   );
@@ -451,12 +499,12 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     const buf = new Uint8Array(total);
     let have = 0;
     let lastPeer = '';
-    const candidates = a.peers.filter((p) => !bad.has(p));
+    const candidates = a.peers.filter((p) => !bad.has(p) && !noServe.has(p));
     // spread units over holders: start at a different holder for each unit
     const first = turn++;
     const order = candidates.map((_, k) => candidates[(k + first) % candidates.length]!);
     for (const peer of order) {
-      if (bad.has(peer)) continue;
+      if (bad.has(peer) || noServe.has(peer)) continue;
       if (signal.aborted) throw signal.reason;
       lastPeer = peer;
       try {
@@ -476,6 +524,7 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
         if (signal.aborted) throw e;
         // bad bytes or a broken protocol cost the holder score; an unreachable or busy holder is only skipped
         if (e instanceof WeightsMismatchError || e instanceof PeerMisbehaviourError) penalise(peer, errorMessage(e));
+        if (isNotServed(e)) noServe.add(peer);
         log.debug('checkpoint stream broke; resuming at another holder', { peer, layer: a.unit.start, have, error: errorMessage(e) });
         retries++;
         continue;

@@ -29,7 +29,8 @@ function modelParams(seed: number): Float32Array {
   return flat;
 }
 
-type Behaviour = 'honest' | 'corrupt' | 'liar' | 'breaks';
+/** int8: a `--weights int8` holder (keeps no float32 copy: answers every weights request "cannot serve"). */
+type Behaviour = 'honest' | 'corrupt' | 'liar' | 'breaks' | 'int8';
 
 async function swarm(behaviours: Behaviour[], chunkBytes = 64 * 1024) {
   const hub = new MemoryHub();
@@ -40,7 +41,8 @@ async function swarm(behaviours: Behaviour[], chunkBytes = 64 * 1024) {
     const id = `holder${i}`;
     const { rpc: r } = await memoryRpcNode(hub, id, NET);
     const params = b === 'liar' ? modelParams(1) : good;
-    const inner = checkpointHandler({ config: () => CONFIG, held: () => ({ start: 0, end: L }), params: () => Promise.resolve(params) }, chunkBytes);
+    const notServed = b === 'int8' ? () => 'this node holds int8 weights and keeps no float32 copy to serve' : undefined;
+    const inner = checkpointHandler({ config: () => CONFIG, held: () => ({ start: 0, end: L }), params: () => Promise.resolve(params), ...(notServed === undefined ? {} : { notServed }) }, chunkBytes);
     const handler = async function* (req: CheckpointRequest, ctx: CallContext): AsyncGenerator<CheckpointChunk> {
       let sent = 0;
       for await (const c of inner(req, ctx)) {
@@ -126,6 +128,34 @@ describe('checkpoint stream', () => {
     const d = await downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: CONFIG, span: { start: 0, end: 2 }, holdersOf: () => s.peers });
     assert.deepEqual(d.params, sliceSpan(CONFIG, { start: 0, end: L }, s.good, { start: 0, end: 2 }));
     assert.ok(!d.sources.includes('holder0'));
+  });
+
+  it('int8 holders ranked first give their places to f32 holders: two agreeing f32 holders outvote a liar, int8 ones unpenalised', async () => {
+    // int8 holders (fastest, so first in holdersOf) used to take the three head places: no f32 holder was asked
+    const s = await swarm(['int8', 'int8', 'int8', 'liar', 'honest', 'honest']);
+    const span = { start: 0, end: L };
+    const d = await downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: CONFIG, span, holdersOf: () => s.peers });
+    assert.deepEqual(d.params, s.good);
+    assert.ok(d.sources.length >= 1 && d.sources.every((p) => p === 'holder4' || p === 'holder5'), `sources ${d.sources.join(',')}`);
+    for (const p of ['holder0', 'holder1', 'holder2']) assert.equal(s.scores.score(p), 0, `${p} (int8) is not penalised`);
+  });
+
+  it('an int8 holder asked for weights: a typed "cannot serve" (the caller\'s fault), its config still served; only int8 holders: a typed error', async () => {
+    const s = await swarm(['int8']);
+    const stream = s.rpc.serverStream(s.peers[0]!, methods.checkpoint, { modelHash: '', span: { start: 0, end: 1 }, offset: 0n }, { timeoutMs: 10_000 });
+    await assert.rejects(
+      (async () => {
+        for await (const _ of stream) void _;
+      })(),
+      (e: unknown) => isNeuroShardError(e) && e.code === 'CHECKPOINT_NOT_SERVED' && e.fault === 'local',
+    );
+    assert.equal(s.scores.score(s.peers[0]!), 0);
+    assert.deepEqual(await fetchConfig({ rpc: s.rpc }, s.peers), CONFIG);
+    await assert.rejects(
+      downloadSpan({ rpc: s.rpc, scores: s.scores }, { config: CONFIG, span: { start: 0, end: 1 }, holdersOf: () => s.peers }),
+      (e: unknown) => e instanceof WeightsUnavailableError && /float32/.test(e.message),
+    );
+    assert.equal(s.scores.score(s.peers[0]!), 0);
   });
 
   it('two holders that disagree: a typed error, nothing returned', async () => {
