@@ -53,7 +53,10 @@ export class ComputeState {
     const info: WorkerInfo = {
       threadId,
       backend: this.backend.name,
-      description: this.backend.description,
+      // the weights format is part of the engine: a hop's claim (node/validator.ts workerClaim) is its model hash and
+      // this description, and an int8 worker's model hash is the float32 weights' it quantized. Without it an int8
+      // hop claimed exactly what a float32 validator of its span claims, and honest int8 outputs were judged fraud
+      description: this.weights === 'int8' ? `${this.backend.description}, int8 weights` : this.backend.description,
       threads: this.backend.threads,
     };
     if (this.fallbackReason !== undefined) info.fallbackReason = this.fallbackReason;

@@ -10,6 +10,7 @@ import { makeConfig, type LlamaConfig } from '../../../src/model/config.js';
 import { generate } from '../../../src/model/generate.js';
 import { createModel } from '../../../src/model/shard.js';
 import { selectBackend } from '../../../src/tensor/index.js';
+import { workerClaim } from '../../../src/node/validator.js';
 import { sha256Hex } from '../../../src/util/bytes.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { tempDir } from '../../utils/paths.js';
@@ -248,6 +249,23 @@ describe('compute/model jobs with int8 weights', () => {
       assert.deepEqual(Array.from(g.tokens), Array.from(want.tokens));
     } finally {
       await client.close();
+    }
+  });
+
+  it('an int8 worker claims another engine than a float32 one on the same weights: validators never judge across formats', async () => {
+    // a hop's claim is (model hash, engine), and the int8 worker's model hash is that of the float32 weights it
+    // quantized: with the engine alike too, a float32 validator re-executed an honest int8 hop and found "fraud"
+    const f = await ComputeClient.start({ threads: 1 });
+    const q = await ComputeClient.start({ threads: 1, weights: 'int8' });
+    try {
+      for (const c of [f, q]) await c.run({ type: 'initModel', config, seed: 3 });
+      const [cf, cq] = [await workerClaim(f)(), await workerClaim(q)()];
+      assert.equal(cq.modelHash, cf.modelHash, 'the int8 worker names the float32 weights it quantized');
+      assert.notEqual(cq.engine, cf.engine, `claims ${JSON.stringify(cf)} and ${JSON.stringify(cq)}`);
+      assert.match(cq.engine, /int8/);
+    } finally {
+      await f.close();
+      await q.close();
     }
   });
 });

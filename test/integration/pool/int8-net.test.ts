@@ -1,0 +1,107 @@
+/**
+ * An `--weights int8` holder inside a network of float32 ones (real NeuroShardNodes: libp2p on 127.0.0.1, compute
+ * workers): a genesis node started from a fixed checkpoint, an int8 joiner and then a float32 joiner, both pinned
+ * to the whole model.
+ *
+ *   - the int8 joiner takes its weights from the genesis node and quantizes them: its span hash is the float32
+ *     weights' (what it quantized), its engine names int8, and it keeps no float32 copy;
+ *   - it still counts as a replica of every layer in the others' views (routing may use it);
+ *   - the float32 joiner that comes next downloads verified float32 weights although the int8 holder is live and
+ *     asked: the int8 holder answers a typed "cannot serve" and is not penalised for it.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ComputeClient } from '../../../src/compute/index.js';
+import { NANO, type LlamaConfig } from '../../../src/model/index.js';
+import { NeuroShardNode } from '../../../src/node/node.js';
+import { loadOptions } from '../../../src/node/options.js';
+import { coverage, spanHashOfParams } from '../../../src/pool/index.js';
+import { createLogger } from '../../../src/util/logger.js';
+import { LOOPBACK_TUNING } from '../../utils/network.js';
+
+const CONFIG: LlamaConfig = { ...NANO };
+const L = CONFIG.num_hidden_layers;
+
+const dirs: string[] = [];
+const nodes: NeuroShardNode[] = [];
+function tmp(name: string): string {
+  const d = mkdtempSync(join(tmpdir(), `ns-int8-${name}-`));
+  dirs.push(d);
+  return d;
+}
+
+async function startNode(name: string, flags: Record<string, unknown>): Promise<NeuroShardNode> {
+  const opts = loadOptions({
+    flags: { dataDir: tmp(name), listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: 0, mdns: false, upnp: false, train: false, threads: 1, heartbeatIntervalMs: 300, peerStaleMs: 1500, peerDeadMs: 4000, ...flags },
+    env: {},
+  });
+  const log = process.env.POOL_TEST_LOG === undefined ? undefined : createLogger({ level: process.env.POOL_TEST_LOG as 'debug', module: name });
+  const n = await NeuroShardNode.init(opts, { ...(log === undefined ? {} : { log }), networkTuning: { ...LOOPBACK_TUNING, recordTtlMs: 60_000, republishMs: 5_000 }, poolTuning: { tickMs: 400, settleMs: 2000 } });
+  nodes.push(n);
+  return n;
+}
+
+async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+describe('an int8 holder in a float32 network', { timeout: 600_000 }, () => {
+  let checkpointDir = '';
+  let fullParams: Float32Array;
+
+  before(async () => {
+    const c = await ComputeClient.start({ threads: 1 });
+    try {
+      await c.run({ type: 'initModel', config: CONFIG, seed: 1234 });
+      fullParams = (await c.run({ type: 'getParams' })).params;
+      checkpointDir = (await c.run({ type: 'saveCheckpoint', root: tmp('ckpt'), step: 0 })).dir;
+    } finally {
+      await c.close();
+    }
+  });
+
+  after(async () => {
+    for (const n of nodes) await n.close().catch(() => {});
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('counts as a replica, serves no weights, is not penalised for it; an f32 joiner still gets verified f32 weights', async () => {
+    const whole = { start: 0, end: L };
+    const f32Hash = spanHashOfParams(CONFIG, whole, fullParams);
+    const genesis = await startNode('genesis', { genesis: true, checkpoint: checkpointDir });
+    await waitFor(() => genesis.pool?.span() !== undefined, 60_000, 'the genesis node to hold its span');
+    assert.equal(genesis.pool!.modelHash(), f32Hash);
+    const boot = genesis.network.p2p.multiaddrs().map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${genesis.network.peerId}`));
+
+    const q = await startNode('int8', { bootstrap: boot, span: `0:${L}`, weights: 'int8' });
+    await waitFor(() => q.pool?.span() !== undefined, 240_000, 'the int8 joiner to hold its span');
+    // its span hash is the float32 weights' it quantized (the same figure as the f32 holders'); its engine says int8
+    assert.equal(q.pool!.modelHash(), f32Hash);
+    assert.match(q.compute.info?.description ?? '', /int8 weights/);
+    await assert.rejects(q.compute.run({ type: 'getParams' }), /no float32 copy|COMPUTE_STATE|int8/);
+    await waitFor(() => genesis.pool!.view().holders.some((h) => h.peerId === q.network.peerId && h.state === 'alive'), 60_000, 'the int8 joiner alive in the genesis view');
+
+    const f = await startNode('f32', { bootstrap: boot, span: `0:${L}` });
+    // the f32 joiner must have heard the int8 holder before it downloads, so that it is asked
+    await waitFor(() => f.pool?.span() !== undefined, 240_000, 'the f32 joiner to hold its span');
+    assert.equal(f.pool!.modelHash(), f32Hash, 'the f32 joiner holds the checkpoint weights, verified');
+    assert.equal(f.network.scores.score(q.network.peerId), 0, 'the int8 holder was not penalised by the f32 joiner');
+    assert.equal(genesis.network.scores.score(q.network.peerId), 0);
+
+    // the int8 holder counts as a replica of every layer
+    const ids = new Set([genesis.network.peerId, q.network.peerId, f.network.peerId]);
+    await waitFor(
+      () => Math.min(...coverage({ numLayers: L, holders: genesis.pool!.view().holders.filter((h) => ids.has(h.peerId) && h.state === 'alive') }).replicas) === 3,
+      60_000,
+      'three live replicas of every layer (the int8 holder among them) in the genesis view',
+    );
+  });
+});
