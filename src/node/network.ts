@@ -222,6 +222,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     load: init.status?.load ?? (() => 0),
     freeMemoryMb: init.status?.freeMemoryMb ?? (() => freemem() / (1 << 20)),
     trainingStep: init.status?.trainingStep ?? (() => 0n),
+    weights: init.status?.weights ?? (() => 'f32'),
   };
   const heartbeat = new HeartbeatService({ network: p2p, networkId, liveness, source: hbSource, intervalMs: o.heartbeatIntervalMs, clock, log: log.child('heartbeat') });
   const signedRecord = (): HolderRecord => {

@@ -178,6 +178,8 @@ export class NeuroShardNode {
         log: log.child('net'),
         status: {
           trainingStep: () => BigInt(ref.node?.counters.trainingSteps ?? 0),
+          // entries prefer routes of one weights format (router/route.ts chooseRouteOneFormat)
+          weights: () => opts.weights,
           totalLayers: () => ref.node?.pool?.modelConfig().num_hidden_layers ?? modelConfig.num_hidden_layers,
           modelHash: () => ref.node?.counters.modelHash ?? '',
           // what our HolderRecord states: measured memory offered and tokens/s through the span held

@@ -110,6 +110,8 @@ export interface ServingInit {
   selfPeerId: string;
   /** Layers this node serves now (undefined: none, or not loaded yet). */
   localSpan(): Span | undefined;
+  /** How our own worker holds its weights (`--weights`); default f32. */
+  weights?: 'f32' | 'int8';
   /** Peers and what they hold (from heartbeats, measured latencies); ourselves excluded. */
   peers?(): HolderView[];
   /** Opens a session on a remote hop (protocols/inference.ts); without it only local routes exist. */
@@ -141,7 +143,7 @@ export class NodeGenerator implements Generator {
     const out: HolderView[] = [];
     const span = this.init.localSpan();
     // our own worker: no network round trip
-    if (span !== undefined) out.push({ peerId: this.init.selfPeerId, span, alive: true, rttMs: 0 });
+    if (span !== undefined) out.push({ peerId: this.init.selfPeerId, span, alive: true, rttMs: 0, ...(this.init.weights === 'int8' ? { weights: 'int8' as const } : {}) });
     for (const p of this.init.peers?.() ?? []) if (p.peerId !== this.init.selfPeerId) out.push(p);
     return out;
   }
@@ -266,7 +268,7 @@ export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, spe
     if (span === undefined || network.scores.isBanned(p.peer)) continue;
     const tps = speeds.get(p.peer);
     const block = blocks.get(p.peer);
-    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, silentMs: Math.max(0, now - p.lastSeenMs), ...(tps === undefined ? {} : { tokensPerSec: tps }), ...(block === undefined ? {} : { block }) });
+    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, silentMs: Math.max(0, now - p.lastSeenMs), ...(tps === undefined ? {} : { tokensPerSec: tps }), ...(block === undefined ? {} : { block }), ...(p.heartbeat.weights === 'int8' ? { weights: 'int8' as const } : {}) });
   }
   return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stepMs: (peer) => latency.stepMs(peer), stalePenaltyMs: STALE_RTT_MS, ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }) });
 }
@@ -305,6 +307,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     genesis,
     selfPeerId: network.peerId,
     localSpan: init.localSpan ?? (() => served),
+    weights: opts.weights,
     // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
     peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map(), opts.heartbeatIntervalMs),
     remote: (hop, spec) =>

@@ -23,6 +23,8 @@ export interface HeartbeatSource {
   load(): number;
   freeMemoryMb(): number;
   trainingStep(): bigint;
+  /** How the span's weights are held (`--weights`); absent: f32. */
+  weights?(): 'f32' | 'int8';
 }
 
 export interface HeartbeatOptions {
@@ -90,6 +92,7 @@ export class HeartbeatService {
       trainingStep: s.trainingStep(),
       timestampMs: BigInt(this.clock.now()),
       seq: ++this.seq,
+      weights: s.weights?.() === 'int8' ? 'int8' : '',
     });
     try {
       await this.opts.network.publish(this.topic, msg);
@@ -116,7 +119,8 @@ export class HeartbeatService {
     if (!Number.isFinite(hb.load) || hb.load < 0 || hb.load > 1e6) return undefined;
     const freeMemoryMb = Number(hb.freeMemoryMb);
     if (!Number.isSafeInteger(freeMemoryMb)) return undefined;
-    return { peerId: hb.peerId, span: hb.span, load: hb.load, freeMemoryMb, trainingStep: hb.trainingStep, timestampMs: ts, seq: hb.seq };
+    if (hb.weights !== '' && hb.weights !== 'f32' && hb.weights !== 'int8') return undefined;
+    return { peerId: hb.peerId, span: hb.span, load: hb.load, freeMemoryMb, trainingStep: hb.trainingStep, timestampMs: ts, seq: hb.seq, ...(hb.weights === 'int8' ? { weights: 'int8' as const } : {}) };
   }
 
   private validate(m: PubSubMessage): ValidationResult {

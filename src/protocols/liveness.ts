@@ -21,6 +21,8 @@ export interface HeartbeatInfo {
   trainingStep: bigint;
   timestampMs: number;
   seq: bigint;
+  /** 'int8' when the sender holds its span as int8 (`--weights int8`); absent: float32. */
+  weights?: 'int8';
 }
 
 export interface PeerLiveness {

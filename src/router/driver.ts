@@ -33,8 +33,15 @@ export interface GenerationRequest {
   kind?: 'text' | 'chat';
 }
 
+/** A hop of the route as the answer names it: its peer, its layers and how it holds their weights. */
+export interface RouteHop {
+  peerId: string;
+  span: [number, number];
+  weights: 'f32' | 'int8';
+}
+
 export interface GenerationListener {
-  onRoute?(route: { peerId: string; span: [number, number] }[]): void;
+  onRoute?(route: RouteHop[]): void;
   onToken?(token: number, text: string): void;
 }
 
@@ -42,7 +49,7 @@ export interface GenerationResult {
   text: string;
   tokens: number[];
   finishReason: 'stop' | 'length';
-  route: { peerId: string; span: [number, number] }[];
+  route: RouteHop[];
   failovers: number;
   /** How the payment for this generation ended (issue 11 §2), when the caller asked for one (`DriverDeps.settle`). */
   settlement?: Settlement;
@@ -189,7 +196,9 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   const plan = (range: { start: number; end: number }): ChainHop[] => chooseRouteAvoiding(deps.holders(), range, { random: deps.random, banned: deps.bans.banned(deps.now()), failed });
 
   const route: RouteEntry[] = plan({ start: 0, end: L }).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));
-  const firstRoute = route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number] }));
+  // each hop's weights as its heartbeats state them (route.ts prefers chains of one format)
+  const formats = new Map<string, RouteHop['weights']>(deps.holders().map((h) => [h.peerId, h.weights ?? 'f32']));
+  const firstRoute = route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number], weights: formats.get(e.hop.peerId) ?? 'f32' }));
   listener.onRoute?.(firstRoute);
   let failovers = 0;
   const stallsMs: number[] = [];

@@ -8,6 +8,7 @@ export {
   type GenerationListener,
   type GenerationRequest,
   type GenerationResult,
+  type RouteHop,
   type HopInput,
   type HopOpener,
   type HopOutput,

@@ -96,6 +96,8 @@ export interface PeerHolding {
   silentMs?: number;
   /** The address block it is connected from (route.ts `HolderView.block`), when known. */
   block?: string;
+  /** 'int8' when its heartbeats say it holds int8 weights; absent: float32. */
+  weights?: 'int8';
 }
 
 export interface HolderViewInput {
@@ -128,6 +130,7 @@ export function holderViews(i: HolderViewInput): HolderView[] {
     if (p.tokensPerSec !== undefined && p.tokensPerSec > 0 && Number.isFinite(p.tokensPerSec)) v.tokensPerSec = p.tokensPerSec;
     if (!(i.proven === undefined ? rtt !== undefined : i.proven(p.peerId))) v.unproven = true;
     if (p.block !== undefined) v.block = p.block;
+    if (p.weights === 'int8') v.weights = 'int8';
     const step = i.stepMs?.(p.peerId);
     if (step !== undefined) v.stepMs = step + (p.state === 'stale' ? i.stalePenaltyMs : 0);
     if (p.state === 'stale' || (i.heartbeatIntervalMs !== undefined && p.silentMs !== undefined && isQuiet(p.silentMs, i.heartbeatIntervalMs))) v.quiet = true;

@@ -64,6 +64,11 @@ export interface HolderView {
    * share of those few blocks, not of its key count. Unset: the holder is a block of its own.
    */
   block?: string;
+  /**
+   * 'int8' when the holder holds int8 weights (`--weights int8`, from its heartbeats); absent: float32. Route choice
+   * prefers chains of one format, float32 first (`chooseRouteAvoiding`).
+   */
+  weights?: 'int8';
 }
 
 export interface ChainHop {
@@ -323,6 +328,24 @@ export function exploreRoute(holders: readonly HolderView[], range: { start: num
  * excluded, so a generation never retries a peer that failed it; the driver's failover limit bounds the retries.
  */
 export function chooseRouteAvoiding(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string> }): ChainHop[] {
+  // one weights format per chain, float32 first: a greedy answer through float32 hops is token for token what one
+  // machine with the checkpoint gives, one through int8 hops is the int8 model's, and a mix of both is neither. A
+  // chain of the other format, or a mixed one, only when no chain of one format covers the range (or avoids the
+  // banned peers of that format); the generation's own failures stay excluded throughout
+  if (holders.some((h) => h.weights === 'int8') && holders.some((h) => h.weights !== 'int8')) {
+    for (const int8 of [false, true]) {
+      const same = holders.filter((h) => (h.weights === 'int8') === int8 && !opts.banned.has(h.peerId));
+      try {
+        return chooseRouteOneFormat(same, range, opts);
+      } catch (e) {
+        if (!(e instanceof LayersUncoveredError)) throw e;
+      }
+    }
+  }
+  return chooseRouteOneFormat(holders, range, opts);
+}
+
+function chooseRouteOneFormat(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string> }): ChainHop[] {
   const usual = chooseRouteUsual(holders, range, opts);
   // exploration: a fresh request (a failover replans with the usual rule) whose usual chain has no unproven hop,
   // one more draw to decide

@@ -4782,6 +4782,7 @@ export interface Heartbeat {
   trainingStep: bigint
   timestampMs: bigint
   seq: bigint
+  weights: string
 }
 
 export namespace Heartbeat {
@@ -4829,6 +4830,11 @@ export namespace Heartbeat {
           w.uint64(obj.seq)
         }
 
+        if ((obj.weights != null && obj.weights !== '')) {
+          w.uint32(66)
+          w.string(obj.weights)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -4839,7 +4845,8 @@ export namespace Heartbeat {
           freeMemoryMb: 0n,
           trainingStep: 0n,
           timestampMs: 0n,
-          seq: 0n
+          seq: 0n,
+          weights: ''
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -4876,6 +4883,10 @@ export namespace Heartbeat {
             }
             case 7: {
               obj.seq = reader.uint64()
+              break
+            }
+            case 8: {
+              obj.weights = reader.string()
               break
             }
             default: {
@@ -4942,6 +4953,13 @@ export namespace Heartbeat {
               }
               break
             }
+            case 8: {
+              yield {
+                field: `${prefix}.weights`,
+                value: reader.string()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -4994,6 +5012,11 @@ export namespace Heartbeat {
     value: bigint
   }
 
+  export interface HeartbeatWeightsFieldEvent {
+    field: '$.weights'
+    value: string
+  }
+
   export function encode (obj: Partial<Heartbeat>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Heartbeat.codec())
   }
@@ -5002,7 +5025,7 @@ export namespace Heartbeat {
     return decodeMessage(buf, Heartbeat.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatPeerIdFieldEvent | HeartbeatSpanStartFieldEvent | HeartbeatSpanEndFieldEvent | HeartbeatLoadFieldEvent | HeartbeatFreeMemoryMbFieldEvent | HeartbeatTrainingStepFieldEvent | HeartbeatTimestampMsFieldEvent | HeartbeatSeqFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatPeerIdFieldEvent | HeartbeatSpanStartFieldEvent | HeartbeatSpanEndFieldEvent | HeartbeatLoadFieldEvent | HeartbeatFreeMemoryMbFieldEvent | HeartbeatTrainingStepFieldEvent | HeartbeatTimestampMsFieldEvent | HeartbeatSeqFieldEvent | HeartbeatWeightsFieldEvent> {
     return streamMessage(buf, Heartbeat.codec(), opts)
   }
 }

@@ -7,7 +7,9 @@
  *     weights' (what it quantized), its engine names int8, and it keeps no float32 copy;
  *   - it still counts as a replica of every layer in the others' views (routing may use it);
  *   - the float32 joiner that comes next downloads verified float32 weights although the int8 holder is live and
- *     asked: the int8 holder answers a typed "cannot serve" and is not penalised for it.
+ *     asked: the int8 holder answers a typed "cannot serve" and is not penalised for it;
+ *   - heartbeats name the int8 holder's format; a greedy answer asked on the int8 node goes through float32 hops
+ *     (one format per chain, float32 first), its route names each hop's weights, and its tokens are the float32 ones.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -103,5 +105,22 @@ describe('an int8 holder in a float32 network', { timeout: 600_000 }, () => {
       60_000,
       'three live replicas of every layer (the int8 holder among them) in the genesis view',
     );
+
+    // heartbeats say how each holder holds its weights; an entry prefers a chain of one format, float32 first, and
+    // the answer names each hop's weights: asked on the int8 node itself, the greedy answer comes through float32
+    // hops, token for token the genesis node's (its own float32 worker)
+    assert.equal(genesis.network.liveness.snapshot().find((p) => p.peer === q.network.peerId)?.heartbeat.weights, 'int8');
+    await waitFor(() => [genesis, f].every((n) => q.network.liveness.snapshot().some((p) => p.peer === n.network.peerId && p.state === 'alive' && p.heartbeat.span !== undefined)), 60_000, 'the int8 node to hear both f32 holders');
+    type Answer = { tokens: number[]; route: { peerId: string; span: [number, number]; weights: string }[] };
+    const ask = async (url: string): Promise<Answer> => {
+      const res = await fetch(`${url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'The jury said', max_tokens: 12, temperature: 0 }) });
+      assert.equal(res.status, 200, await res.clone().text());
+      return (await res.json()) as Answer;
+    };
+    const want = await ask(genesis.apiUrl);
+    assert.deepEqual(want.route, [{ peerId: genesis.network.peerId, span: [0, L], weights: 'f32' }]);
+    const got = await ask(q.apiUrl);
+    assert.ok(got.route.every((h) => h.weights === 'f32' && h.peerId !== q.network.peerId), `route ${JSON.stringify(got.route)}`);
+    assert.deepEqual(got.tokens, want.tokens);
   });
 });

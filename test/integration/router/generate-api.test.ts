@@ -60,7 +60,7 @@ describe('POST /api/generate on a node holding the whole model', () => {
     assert.deepEqual(Object.keys(json).sort(), ['failovers', 'finish_reason', 'route', 'text', 'tokens']);
     assert.deepEqual(json.tokens, want);
     assert.equal(json.text, model.decode(want));
-    assert.deepEqual(json.route, [{ peerId: 'self-peer', span: [0, L] }]);
+    assert.deepEqual(json.route, [{ peerId: 'self-peer', span: [0, L], weights: 'f32' }]);
     assert.equal(json.failovers, 0);
     assert.equal(json.finish_reason, want.length === 24 ? 'length' : 'stop');
   });
@@ -69,7 +69,7 @@ describe('POST /api/generate on a node holding the whole model', () => {
     const o = { maxTokens: 20, temperature: 0.9, topK: 40, topP: 0.95, seed: 7 };
     const want = await reference('It was a', o);
     const events = await postStream(url, { prompt: 'It was a', max_tokens: 20, temperature: 0.9, top_k: 40, top_p: 0.95, seed: 7 });
-    assert.deepEqual(events[0], { route: [{ peerId: 'self-peer', span: [0, L] }] });
+    assert.deepEqual(events[0], { route: [{ peerId: 'self-peer', span: [0, L], weights: 'f32' }] });
     const tokens = events.slice(1, -1);
     assert.ok(tokens.every((e) => Number.isInteger(e.token) && typeof e.text === 'string'));
     assert.deepEqual(tokens.map((e) => e.token), want);

@@ -72,7 +72,7 @@ describe('an entry node pays the route of its generations (issue 11 §2, --pay-i
     assert.ok(before.g > 0n, 'the genesis wallet is funded');
     const { status, json } = await generate(g);
     assert.equal(status, 200, JSON.stringify(json));
-    assert.deepEqual(json.route, [{ peerId: h.network.peerId, span: [0, L] }]);
+    assert.deepEqual(json.route, [{ peerId: h.network.peerId, span: [0, L], weights: 'f32' }]);
     assert.equal(json.payment?.status, 'submitted', JSON.stringify(json.payment));
     assert.ok(json.payment.tokens_used > json.tokens.length, 'the prompt tokens count too');
     const completion = Buffer.from(json.payment.completion_id as string, 'hex');

@@ -159,4 +159,25 @@ describe('HeartbeatService', () => {
     assert.equal(services[1]!.stats.rejected, 4);
     for (const s of services) s.stop();
   });
+
+  it('carries the weights format: int8 arrives as int8, f32 as nothing; an unknown format is rejected', async () => {
+    const hub = new MemoryHub();
+    const clock = new ManualClock(1_800_000_000_000);
+    const ids = [0, 1, 2].map(() => peerIdFromPublicKey(keyFromPrivate(randomBytes(32)).publicKey));
+    const nets = ids.map((id) => hub.createNode(id));
+    for (const n of nets) await n.start();
+    const tracker = new LivenessTracker({ staleMs: 1000, deadMs: 2000, clock });
+    const formats = ['int8', 'f32'] as const;
+    const senders = formats.map((w, i) => new HeartbeatService({ network: nets[i]!, networkId: 'net1', liveness: new LivenessTracker({ staleMs: 1000, deadMs: 2000, clock }), intervalMs: 60_000, clock, source: { span: () => ({ start: 0, end: 1 }), load: () => 0, freeMemoryMb: () => 1, trainingStep: () => 0n, weights: () => w } }));
+    const receiver = new HeartbeatService({ network: nets[2]!, networkId: 'net1', liveness: tracker, intervalMs: 60_000, clock, source: { span: () => undefined, load: () => 0, freeMemoryMb: () => 1, trainingStep: () => 0n } });
+    for (const s of [...senders, receiver]) s.start();
+    for (const s of senders) await s.beat();
+    assert.equal(tracker.get(ids[0]!)?.heartbeat.weights, 'int8');
+    assert.equal(tracker.get(ids[1]!)?.state, 'alive');
+    assert.equal(tracker.get(ids[1]!)?.heartbeat.weights, undefined);
+    const data = Heartbeat.encode({ peerId: 'ghost', timestampMs: BigInt(clock.now()), seq: 1n, load: 0, freeMemoryMb: 0n, trainingStep: 0n, weights: 'fp4' });
+    await nets[2]!.deliver({ topic: heartbeatTopic('net1'), from: 'ghost', via: 'ghost', data });
+    assert.equal(tracker.get('ghost'), undefined);
+    for (const s of [...senders, receiver]) s.stop();
+  });
 });

@@ -314,4 +314,26 @@ describe('route choice weighs served holders by what was measured, not by what t
     const share = shareOf([modest, other], 'modest');
     assert.ok(share > 0.1 && share < 0.23, `modest's share ${share} (10 / 60 expected)`);
   });
+
+  describe('weights formats (int8 and float32 holders)', () => {
+    const none = { banned: new Set<string>(), failed: new Set<string>() };
+    const ids = (r: { peerId: string }[]): string[] => r.map((x) => x.peerId);
+    it('a float32 chain is preferred to a faster int8 one, and to a mix of both', () => {
+      // the int8 holder is one hop and fast: the cost rule alone takes it (or a mixed chain through it)
+      const hs = [h('q', 0, 4, { rttMs: 1, msPerLayer: 0.5, weights: 'int8' }), h('a', 0, 2, { rttMs: 5, msPerLayer: 2 }), h('b', 2, 4, { rttMs: 5, msPerLayer: 2 }), h('q2', 2, 4, { rttMs: 1, msPerLayer: 0.5, weights: 'int8' })];
+      for (const u of [0, 0.3, 0.6, 0.99]) assert.deepEqual(ids(chooseRouteAvoiding(hs, R, { random: fixed(u), explore: 0, ...none })), ['a', 'b']);
+    });
+    it('without a float32 chain: an int8 one; without a chain of one format: a mixed one; failures stay excluded', () => {
+      const hs = [h('a', 0, 2), h('q', 0, 4, { weights: 'int8' })];
+      assert.deepEqual(ids(chooseRouteAvoiding(hs, R, { random: fixed(0), explore: 0, ...none })), ['q']);
+      const mixed = [h('a', 0, 2), h('q', 2, 4, { weights: 'int8' })];
+      assert.deepEqual(ids(chooseRouteAvoiding(mixed, R, { random: fixed(0), explore: 0, ...none })), ['a', 'q']);
+      assert.throws(() => chooseRouteAvoiding(mixed, R, { random: fixed(0), explore: 0, banned: new Set(), failed: new Set(['q']) }), LayersUncoveredError);
+    });
+    it('a banned float32 holder does not beat an int8 chain that avoids it; it is used when nothing else covers', () => {
+      const hs = [h('a', 0, 4), h('q', 0, 4, { weights: 'int8' })];
+      assert.deepEqual(ids(chooseRouteAvoiding(hs, R, { random: fixed(0), explore: 0, banned: new Set(['a']), failed: new Set() })), ['q']);
+      assert.deepEqual(ids(chooseRouteAvoiding(hs, R, { random: fixed(0), explore: 0, banned: new Set(['a']), failed: new Set(['q']) })), ['a']);
+    });
+  });
 });
