@@ -58,6 +58,8 @@ export interface PoolHolder {
   tokensPerSec: number;
   /** Memory the holder offers for layers (MiB); unknown = 0 (it is then assumed to fit only its current span). */
   memoryMb: number;
+  /** 'int8' when it holds int8 weights (its heartbeats say so): its memory holds ~3.5x more layers. Absent: f32. */
+  weights?: 'int8';
 }
 
 export interface PoolView {
@@ -305,8 +307,13 @@ export interface Move {
 }
 
 export interface PlanOptions {
-  /** MiB one layer takes (weights as held); converts a holder's memoryMb into layers. */
+  /** MiB one float32 layer takes; converts a float32 holder's memoryMb into layers. */
   layerMb: number;
+  /**
+   * MiB one int8 layer takes (capacity.ts layerMb(config, 'int8')), for holders whose `weights` is 'int8'. Default
+   * `layerMb`. Every node plans with both sizes, whatever its own format, so that all compute the same plan.
+   */
+  layerMbInt8?: number;
   /** MiB every holder budgets for the embedding and head besides its layers. Default 0. */
   extraMb?: number;
   /** Fraction the bottleneck must rise for a throughput move. Default REBALANCE_MIN_GAIN. */
@@ -352,7 +359,7 @@ export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
     const out = [];
     const movers = cur.holders.filter((h) => h.state === 'alive' && !moved.has(h.peerId)).sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
     for (const h of movers) {
-      const cap = holderCapacity(h, opts.layerMb, L, opts.extraMb ?? 0);
+      const cap = holderCapacity(h, h.weights === 'int8' ? (opts.layerMbInt8 ?? opts.layerMb) : opts.layerMb, L, opts.extraMb ?? 0);
       const others = withHolder(cur, h.peerId, undefined);
       // a move may only go where weights can be fetched (or onto layers the mover holds)
       const to = chooseSpan(others, cap, { requireCovered: true, have: h.span });

@@ -18,7 +18,7 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { extraWeightBytes, layersFor, type WeightsFormat } from './capacity.js';
+import { extraWeightBytes, layerMb, layersFor, type WeightsFormat } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
 import { workerHeldRange } from './held-range.js';
@@ -201,7 +201,7 @@ export class PoolService {
     const cap = this.recordCapacity();
     return buildView({
       numLayers: this.config.num_hidden_layers,
-      self: { peerId: this.o.network.peerId, span: this.held, tokensPerSec: cap.tokensPerSec, memoryMb: cap.memoryMb },
+      self: { peerId: this.o.network.peerId, span: this.held, tokensPerSec: cap.tokensPerSec, memoryMb: cap.memoryMb, weights: this.o.weights ?? 'f32' },
       peers: this.o.network.liveness.snapshot(),
       records: this.records,
     });
@@ -428,7 +428,6 @@ export class PoolService {
   }
 
   private async rebalance(): Promise<void> {
-    const cap = this.capacityFigures!;
     const view = this.view();
     // plan only on a complete view: a holder whose record (speed, memory) we lack would look idle, and two nodes
     // with different gaps in their views would both think they are the one to move
@@ -436,7 +435,9 @@ export class PoolService {
       this.pendingMove = undefined;
       return;
     }
-    const d = shouldRebalance(view, this.o.network.peerId, { movesMs: this.moves }, this.clock.now(), { layerMb: cap.layerMb, extraMb: extraWeightBytes(this.config) / (1 << 20) });
+    // every holder's memory in layers of its own format (heartbeats say which), the same figures on every node: with
+    // this node's own layer size for everyone, an int8 node and a float32 one planned different moves
+    const d = shouldRebalance(view, this.o.network.peerId, { movesMs: this.moves }, this.clock.now(), { layerMb: layerMb(this.config, 'f32'), layerMbInt8: layerMb(this.config, 'int8'), extraMb: extraWeightBytes(this.config) / (1 << 20) });
     if (!d.move) {
       this.pendingMove = undefined;
       return;

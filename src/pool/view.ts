@@ -13,6 +13,7 @@ export interface SelfHolding {
   span: PoolSpan | undefined;
   tokensPerSec: number;
   memoryMb: number;
+  weights?: 'f32' | 'int8';
 }
 
 export interface ViewInput {
@@ -25,7 +26,7 @@ export interface ViewInput {
 
 export function buildView(i: ViewInput): PoolView {
   const holders: PoolHolder[] = [];
-  if (i.self.span !== undefined) holders.push({ peerId: i.self.peerId, span: { ...i.self.span }, state: 'alive', tokensPerSec: i.self.tokensPerSec, memoryMb: i.self.memoryMb });
+  if (i.self.span !== undefined) holders.push({ peerId: i.self.peerId, span: { ...i.self.span }, state: 'alive', tokensPerSec: i.self.tokensPerSec, memoryMb: i.self.memoryMb, ...(i.self.weights === 'int8' ? { weights: 'int8' as const } : {}) });
   for (const p of i.peers) {
     if (p.peer === i.self.peerId) continue;
     const span = p.heartbeat.span;
@@ -35,7 +36,7 @@ export function buildView(i: ViewInput): PoolView {
     const sameSpan = rec !== undefined && rec.span.start === span.start && rec.span.end === span.end;
     const perLayer = rec === undefined ? 0 : rec.capacity.tokensPerSec * (rec.span.end - rec.span.start);
     const tokensPerSec = rec === undefined ? 0 : sameSpan ? rec.capacity.tokensPerSec : perLayer / Math.max(1, span.end - span.start);
-    holders.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, tokensPerSec, memoryMb: rec?.capacity.memoryMb ?? 0 });
+    holders.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, tokensPerSec, memoryMb: rec?.capacity.memoryMb ?? 0, ...(p.heartbeat.weights === 'int8' ? { weights: 'int8' as const } : {}) });
   }
   holders.sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
   return { numLayers: i.numLayers, holders };

@@ -185,6 +185,20 @@ describe('chooseSpan tieBreak (joiners that see the same view)', () => {
 describe('planMoves (restoration and rebalancing)', () => {
   const opts = { layerMb: 100 };
 
+  it('an int8 holder\'s memory counts in int8 layers: it widens over a dead holder\'s layers that f32 sizing says it cannot hold', () => {
+    // 8 layers; 0-3: g + q (int8, 40 MiB: 4 f32 layers of 10 MiB, 13 int8 ones of 3 MiB); 4-7: g alone once x died
+    const q: PoolHolder = { ...h('q', 0, 4, 40, 'alive', 40), weights: 'int8' };
+    const v = view(8, h('g', 0, 8, 10, 'alive', 80), q, h('x', 4, 8, 40, 'dead', 40));
+    assert.deepEqual(planMoves(v, { layerMb: 10 }), [], 'in f32 layers q fits only what it holds: nothing can restore');
+    const plan = planMoves(v, { layerMb: 10, layerMbInt8: 3 });
+    assert.equal(plan.length, 1);
+    assert.equal(plan[0]!.peerId, 'q');
+    assert.deepEqual(plan[0]!.to, { start: 0, end: 8 });
+    assert.equal(plan[0]!.after.deficit, 0);
+    // a float32 holder of the same memory is still sized in f32 layers
+    assert.deepEqual(planMoves(view(8, h('g', 0, 8, 10, 'alive', 80), h('q', 0, 4, 40, 'alive', 40), h('x', 4, 8, 40, 'dead', 40)), { layerMb: 10, layerMbInt8: 3 }), []);
+  });
+
   it('a dead holder: a redundant holder moves onto its layers, never opening a new hole', () => {
     // 0-3: genesis + x (x dead); 4-7: genesis + y + z. y and z are equally redundant: the lower peerId (y) moves
     const v = view(8, h('g', 0, 8, 10, 'alive', 800), h('x', 0, 4, 40, 'dead', 400), h('y', 4, 8, 40, 'alive', 400), h('z', 4, 8, 40, 'alive', 400));
