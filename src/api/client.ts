@@ -108,7 +108,8 @@ export class ApiClient {
       route: o.route.map((h, i) => {
         const r = obj(h, `generate answer.route[${i}]`);
         const sp = Array.isArray(r.span) && r.span.length === 2 ? r.span : [];
-        return { peerId: str(r.peerId, `route[${i}].peerId`), span: [int(sp[0], `route[${i}].span[0]`), int(sp[1], `route[${i}].span[1]`)] as [number, number] };
+        const weights = r.weights === 'f32' || r.weights === 'int8' ? { weights: r.weights as 'f32' | 'int8' } : {};
+        return { peerId: str(r.peerId, `route[${i}].peerId`), span: [int(sp[0], `route[${i}].span[0]`), int(sp[1], `route[${i}].span[1]`)] as [number, number], ...weights };
       }),
       failovers: int(o.failovers, 'generate answer.failovers'),
     };

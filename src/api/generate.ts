@@ -52,6 +52,8 @@ export interface GenerateParams {
 export interface RouteHop {
   peerId: string;
   span: [number, number];
+  /** How the hop holds its weights (its heartbeats; router/route.ts prefers chains of one format). */
+  weights?: 'f32' | 'int8';
 }
 
 /** 'stop': the end-of-sequence token or a stop string; 'length': max_tokens or the context ran out. */
