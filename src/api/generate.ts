@@ -6,6 +6,9 @@
  *
  *   {"prompt": "…", "max_tokens": 64, "temperature": 1, "top_k": 50, "top_p": 0.9, "seed": 0, "stop": ["…"], "stream": false}
  *
+ * A field the request leaves out takes the model's own default when the node has one (a checkpoint's
+ * generation_config.json: `GenerateDefaults`), else the value shown.
+ *
  * Without `stream`: one JSON answer `{"text", "tokens", "finish_reason", "route", "failovers"}`, plus `"payment"`
  * (`{"status", "reason"?, "completion_id"?, "tokens_used"?}`) when the entry node paid or tried to pay the route
  * (issue 11 §2, `--pay-inference`). With
@@ -100,6 +103,17 @@ export interface Generator {
 // ───────────────────────────── body validation ─────────────────────────────
 
 export const GENERATE_API_DEFAULTS = Object.freeze({ maxTokens: 64, temperature: 1, topK: 50, topP: 0.9, seed: 0 });
+
+/**
+ * The model's own defaults for fields a request leaves out (a checkpoint's generation_config.json, read by the node):
+ * they come before GENERATE_API_DEFAULTS, and a request's own values before both.
+ */
+export interface GenerateDefaults {
+  maxTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+}
 export const GENERATE_API_LIMITS = Object.freeze({
   promptChars: 64 * 1024,
   maxTokens: 1 << 20,
@@ -126,8 +140,8 @@ function num(o: Record<string, unknown>, key: string, dflt: number, min: number,
   return v;
 }
 
-/** Validates a /api/generate body (also usable by other routes that take the same fields). */
-export function parseGenerateBody(body: unknown): GenerateParams & { stream: boolean } {
+/** Validates a /api/generate body (also usable by other routes that take the same fields); `model`: GenerateDefaults. */
+export function parseGenerateBody(body: unknown, model: GenerateDefaults = {}): GenerateParams & { stream: boolean } {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badBody('the body must be a JSON object', 'body');
   const o = body as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!BODY_KEYS.has(k)) throw badBody(`unknown field ${JSON.stringify(k.slice(0, 64))}`, k.slice(0, 64));
@@ -142,15 +156,16 @@ export function parseGenerateBody(body: unknown): GenerateParams & { stream: boo
     throw badBody(`stop takes up to ${L.stops} non-empty strings of up to ${L.stopChars} characters`, 'stop');
   }
   if (o.stream !== undefined && o.stream !== null && typeof o.stream !== 'boolean') throw badBody('stream must be a boolean', 'stream');
-  const topP = num(o, 'top_p', GENERATE_API_DEFAULTS.topP, 0, 1, false);
+  const D = GENERATE_API_DEFAULTS;
+  const topP = num(o, 'top_p', model.topP ?? D.topP, 0, 1, false);
   if (!(topP > 0)) throw badBody('top_p must be in (0, 1]', 'top_p');
   return {
     prompt: o.prompt,
-    maxTokens: num(o, 'max_tokens', GENERATE_API_DEFAULTS.maxTokens, 1, L.maxTokens, true),
-    temperature: num(o, 'temperature', GENERATE_API_DEFAULTS.temperature, 0, 100, false),
-    topK: num(o, 'top_k', GENERATE_API_DEFAULTS.topK, 0, 1 << 24, true),
+    maxTokens: num(o, 'max_tokens', model.maxTokens ?? D.maxTokens, 1, L.maxTokens, true),
+    temperature: num(o, 'temperature', model.temperature ?? D.temperature, 0, 100, false),
+    topK: num(o, 'top_k', model.topK ?? D.topK, 0, 1 << 24, true),
     topP,
-    seed: num(o, 'seed', GENERATE_API_DEFAULTS.seed, 0, 0xffffffff, true),
+    seed: num(o, 'seed', D.seed, 0, 0xffffffff, true),
     stop,
     stream: o.stream === true,
   };
@@ -182,13 +197,16 @@ export function generateErrorStatus(e: unknown): { status: number; code: string;
 
 type SendError = (reply: FastifyReply, status: number, code: string, message: string) => FastifyReply;
 
-/** Registers POST /api/generate. `generator` is asked on every request (it may change as the node's span does). */
-export function registerGenerateRoutes(app: FastifyInstance, generator: () => Generator | undefined, sendError: SendError): void {
+/**
+ * Registers POST /api/generate. `generator` is asked on every request (it may change as the node's span does);
+ * `defaults`: the model's own defaults for fields a request leaves out.
+ */
+export function registerGenerateRoutes(app: FastifyInstance, generator: () => Generator | undefined, sendError: SendError, defaults: GenerateDefaults = {}): void {
   let running = 0;
   app.post('/api/generate', { bodyLimit: GENERATE_API_LIMITS.bodyBytes }, async (req, reply) => {
     let p: ReturnType<typeof parseGenerateBody>;
     try {
-      p = parseGenerateBody(req.body);
+      p = parseGenerateBody(req.body, defaults);
     } catch (e) {
       const s = generateErrorStatus(e);
       return sendError(reply, s.status, s.code, s.message);

@@ -59,6 +59,7 @@ export {
   generateErrorStatus,
   parseGenerateBody,
   registerGenerateRoutes,
+  type GenerateDefaults,
   type GenerateFinishReason,
   type GenerateListener,
   type GenerateOutput,

@@ -16,7 +16,7 @@ import { InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { ApiKeyStore } from './keys.js';
 import { registerLayersRoutes, type LayersProvider } from './layers.js';
-import { registerGenerateRoutes, type Generator } from './generate.js';
+import { registerGenerateRoutes, type GenerateDefaults, type Generator } from './generate.js';
 import { registerLedgerRoutes, type LedgerSubmitter } from './ledger.js';
 import { openAiAccess } from './openai/access.js';
 import type { TextGenerator } from './openai/backend.js';
@@ -57,6 +57,8 @@ export interface ApiServerModules {
   layers?: LayersProvider;
   /** Text generation: POST /api/generate exists only when given (asked per request; undefined answers 503). */
   generator?: () => Generator | undefined;
+  /** POST /api/generate's values for fields a request leaves out, before its own (the model's generation_config.json). */
+  generateDefaults?: GenerateDefaults;
   logger?: Logger;
   /** Unix ms, for rate limits (tests). */
   now?: () => number;
@@ -138,7 +140,7 @@ export class ApiServer {
     if (modules.dashboard !== undefined) registerEventRoutes(this.app, modules.dashboard.feed, sendError, modules.dashboard.events);
     if (modules.dashboard?.staticDir !== undefined) registerStaticRoutes(this.app, modules.dashboard.staticDir, sendError);
     if (modules.layers !== undefined) registerLayersRoutes(this.app, modules.layers, sendError);
-    if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError);
+    if (modules.generator !== undefined) registerGenerateRoutes(this.app, modules.generator, sendError, modules.generateDefaults);
     if (modules.training !== undefined) registerTrainingRoutes(this.app, modules.training, sendError);
   }
 

@@ -5,9 +5,10 @@
  *   - `eos_token_id` (an id or a list): every id that ends a generation. Llama 3 Instruct names three there
  *     (`<|end_of_text|>`, `<|eom_id|>`, `<|eot_id|>`), while its config.json names one; without this list a chat
  *     answer runs on past its end-of-turn token.
- *   - sampling defaults (`do_sample`, `temperature`, `top_p`, `top_k`, `max_new_tokens`): used when a request leaves
- *     the setting out, as Hugging Face's `generate()` and vLLM (`--generation-config auto`) do. `do_sample: false`
- *     means greedy whatever the temperature says.
+ *   - sampling defaults (`do_sample`, `temperature`, `top_p`, `top_k`, `max_new_tokens`, `max_length`): used when a
+ *     request leaves the setting out, as Hugging Face's `generate()` and vLLM (`--generation-config auto`) do.
+ *     `do_sample: false` means greedy whatever the temperature says. `max_length` counts the prompt too (Llama 2 chat
+ *     ships 4096: answer to the end of the context); `max_new_tokens` wins over it, as in transformers.
  * Every other field (beam search, repetition penalty, …) is ignored: we do not implement them, and a default we do not
  * implement must not refuse a checkpoint. A field we read that holds a wrong value is a typed error naming it: the file
  * is configuration the operator chose (or verified against the network id when it came from peers), so a bad one stops
@@ -32,6 +33,8 @@ export interface SamplingDefaults {
   topK?: number;
   /** New tokens when a request names none. */
   maxNewTokens?: number;
+  /** Prompt + new tokens when a request names no length (only when the file has no max_new_tokens). */
+  maxLength?: number;
 }
 
 export interface GenerationConfig {
@@ -74,6 +77,8 @@ export function parseGenerationConfig(o: unknown, what = GENERATION_CONFIG_FILE)
   if (topK !== undefined && !Number.isInteger(topK)) throw bad(what, 'top_k', 'must be an integer');
   const maxNew = num('max_new_tokens', 1, 1 << 20);
   if (maxNew !== undefined && !Number.isInteger(maxNew)) throw bad(what, 'max_new_tokens', 'must be an integer');
+  const maxLength = num('max_length', 1, 1 << 20);
+  if (maxLength !== undefined && !Number.isInteger(maxLength)) throw bad(what, 'max_length', 'must be an integer');
   const doSample = r.do_sample;
   if (doSample !== undefined && doSample !== null && typeof doSample !== 'boolean') throw bad(what, 'do_sample', 'must be true or false');
   // Hugging Face: do_sample false (its default) → greedy, and temperature/top_p/top_k are then unused. A file that
@@ -85,8 +90,20 @@ export function parseGenerationConfig(o: unknown, what = GENERATION_CONFIG_FILE)
     if (topP !== undefined) sampling.topP = topP;
     if (topK !== undefined) sampling.topK = topK;
   }
+  // transformers: max_new_tokens, when set, replaces max_length
   if (maxNew !== undefined) sampling.maxNewTokens = maxNew;
+  else if (maxLength !== undefined) sampling.maxLength = maxLength;
   return { eosTokenIds: eos, sampling };
+}
+
+/**
+ * New tokens for a request that names no length: the file's max_new_tokens, else its max_length less the prompt (at
+ * least 1, as transformers generates one token past a max_length the prompt already fills), else `fallback`.
+ */
+export function defaultNewTokens(s: SamplingDefaults, promptTokens: number, fallback: number): number {
+  if (s.maxNewTokens !== undefined) return s.maxNewTokens;
+  if (s.maxLength !== undefined) return Math.max(1, s.maxLength - promptTokens);
+  return fallback;
 }
 
 /** `dir/generation_config.json` when it is there, else the empty config. */

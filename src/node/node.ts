@@ -34,7 +34,7 @@ import type { HopFaultsForTests } from '../protocols/inference.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
-import { checkpointTokenizer, OpenAiGenerator } from './openai.js';
+import { checkpointTokenizer, generateDefaultsOf, OpenAiGenerator } from './openai.js';
 import { readGenerationConfig } from '../model/generation-config.js';
 import { OPENAI_SERVING, type NodeOptions } from './options.js';
 
@@ -153,7 +153,9 @@ export class NeuroShardNode {
         throw new InvalidArgumentError(`--span ${span.start}:${span.end} is past the model's ${modelConfig.num_hidden_layers} layers`);
       }
     };
-    checkSpan();
+    // a node that fetches the model's config checks its span against that config, not the bundled one (a network
+    // founded from a checkpoint may have more layers than the bundled model)
+    if (!netModel.fetch) checkSpan();
 
     // 2. compute worker: all math off the event loop
     const compute = await ComputeClient.start({ threads: opts.threads, weights: opts.weights });
@@ -212,6 +214,9 @@ export class NeuroShardNode {
       };
       // a --checkpoint node encodes with the checkpoint's own tokenizer (chat template, special tokens) when it has one
       const ownTokenizer = modelDir === undefined ? undefined : checkpointTokenizer(modelDir, modelConfig);
+      // the checkpoint's (or the fetched network model's) generation_config.json: defaults a request leaves out, on
+      // /v1 and POST /api/generate alike (its end ids are the tokenizer's stop ids: model/tokenizer/hf.ts)
+      const sampling = modelDir === undefined ? {} : readGenerationConfig(modelDir).sampling;
       // the OpenAI-compatible routes go through the same generator as POST /api/generate (503 until it exists)
       const openai = new OpenAiGenerator({
         ...OPENAI_SERVING,
@@ -220,8 +225,7 @@ export class NeuroShardNode {
         tokenizer: ownTokenizer ?? ourTextTokenizer(Tokenizer.load(genesis.tokenizerPath)),
         created: Math.floor(clock.now() / 1000),
         log: log.child('openai'),
-        // the checkpoint's (or the fetched network model's) generation_config.json: defaults a request leaves out
-        ...(modelDir === undefined ? {} : { sampling: readGenerationConfig(modelDir).sampling }),
+        sampling,
       });
       const nodeRef: { node?: NeuroShardNode; url: string } = { url: '' };
       const telemetry = new NodeTelemetry({
@@ -248,6 +252,7 @@ export class NeuroShardNode {
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ({ ...ledgerNow().status(), ...(ref.node?.validator === undefined ? {} : { validator: ref.node.validator.view() }) }) },
           layers: { layers: () => ref.node?.pool?.layers() },
           generator: () => servingRef.current?.generator,
+          generateDefaults: generateDefaultsOf(sampling),
           training: { training: () => ref.node?.trainingReport() },
           openai,
           dataDir: opts.dataDir,

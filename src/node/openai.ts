@@ -19,16 +19,29 @@
  * checkpoint's generation_config.json adds stop ids (through the tokenizer) and the sampling defaults of requests
  * that leave them out (`sampling`; model/generation-config.ts).
  */
-import type { ChatMessage, Generator, ServedModel, TextGenerationRequest, TextGenerationResult, TextGenerator, TokenEvent } from '../api/index.js';
+import type { ChatMessage, GenerateDefaults, Generator, ServedModel, TextGenerationRequest, TextGenerationResult, TextGenerator, TokenEvent } from '../api/index.js';
 import { ChatTemplate, DEFAULT_CHAT_TEMPLATE } from '../model/chat-template.js';
 import type { LlamaConfig } from '../model/index.js';
-import type { SamplingDefaults } from '../model/generation-config.js';
+import { defaultNewTokens, type SamplingDefaults } from '../model/generation-config.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { HF_TOKENIZER_FILE, HfTokenizer, ourTextTokenizer, type TextTokenizer } from '../model/tokenizer/hf.js';
 import { TOKENIZER_FILE_NAME, Tokenizer } from '../model/tokenizer/index.js';
 import { InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+
+/**
+ * POST /api/generate's defaults from a generation_config.json: its sampling settings and max_new_tokens (max_length
+ * needs the prompt's token count, which that route does not take: it keeps its own 64 then).
+ */
+export function generateDefaultsOf(s: SamplingDefaults): GenerateDefaults {
+  return {
+    ...(s.temperature === undefined ? {} : { temperature: s.temperature }),
+    ...(s.topP === undefined ? {} : { topP: s.topP }),
+    ...(s.topK === undefined ? {} : { topK: s.topK }),
+    ...(s.maxNewTokens === undefined ? {} : { maxTokens: s.maxNewTokens }),
+  };
+}
 
 /** The id the network's model is served under. */
 export const NEUROLLM_MODEL_ID = 'neurollm';
@@ -48,7 +61,7 @@ export interface OpenAiGeneratorInit {
   log?: Logger;
   /**
    * The model's generation_config.json defaults (model/generation-config.ts): sampling settings a request leaves out,
-   * and new tokens when it names none (instead of defaultMaxTokens).
+   * and new tokens when it names none (max_new_tokens, or max_length less the prompt, instead of defaultMaxTokens).
    */
   sampling?: SamplingDefaults;
 }
@@ -116,7 +129,7 @@ export class OpenAiGenerator implements TextGenerator {
         'PROMPT_TOO_LONG',
       );
     }
-    const maxTokens = Math.max(1, req.maxTokens ?? Math.min(this.o.sampling?.maxNewTokens ?? this.o.defaultMaxTokens, ctx - promptTokens));
+    const maxTokens = Math.max(1, req.maxTokens ?? Math.min(defaultNewTokens(this.o.sampling ?? {}, promptTokens, this.o.defaultMaxTokens), ctx - promptTokens));
     if (this.pending >= this.o.maxPending) {
       throw new NeuroShardError('GENERATION_QUEUE_FULL', `${this.pending} generations are already running through /v1 on this node; retry shortly`, { fault: 'local' });
     }

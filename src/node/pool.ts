@@ -105,7 +105,8 @@ export function createNodePool(i: NodePoolInit): PoolService {
       isGenesis: () => network.genesis,
       holdersOf: (layer, signal) => network.registry.holdersOf(layer, { signal }),
     },
-    loadLocal: localLoader(i.compute, i.config, opts.checkpoint),
+    // a node that fetched the network's model files has neither its checkpoint nor its seed: weights from peers only
+    ...(i.verifiedConfig === undefined ? { loadLocal: localLoader(i.compute, i.config, opts.checkpoint) } : {}),
     tickMs: i.tuning.tickMs,
     settleMs: i.tuning.settleMs,
     // the genesis node without a checkpoint trains the whole model: the solo trainer loads (or resumes) it

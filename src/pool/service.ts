@@ -74,8 +74,12 @@ export interface PoolServiceOptions {
   weights?: WeightsFormat;
   compute: ComputeClient;
   network: PoolNetwork;
-  /** Weights this node may create itself: the genesis node's checkpoint or seed. Undefined: only from peers. */
-  loadLocal: LocalLoader;
+  /**
+   * Weights this node may create itself: the genesis node's checkpoint or seed. Undefined: only from peers (a node
+   * on a network founded from a checkpoint it does not have: seeded weights would be another model). Such a node
+   * waits until live holders cover its span rather than take it locally.
+   */
+  loadLocal?: LocalLoader;
   /** Re-plan period (ms). */
   tickMs: number;
   /** How long a joiner listens to heartbeats before it chooses (ms). */
@@ -275,12 +279,12 @@ export class PoolService {
       // node given --checkpoint (a restarted genesis node no longer founds the network) serves its checkpoint
       if (this.clock.now() - this.startedAt < this.o.settleMs) return;
       const cap = this.capacityFigures!;
-      const own = typeof this.o.mode === 'object' ? this.o.mode : this.o.configIsLocal ? chooseSpan(others, { maxLayers: cap.maxLayers, layerTokensPerSec: cap.layerTokensPerSec }) : undefined;
+      const own =
+        this.o.loadLocal === undefined ? undefined : typeof this.o.mode === 'object' ? this.o.mode : this.o.configIsLocal ? chooseSpan(others, { maxLayers: cap.maxLayers, layerTokensPerSec: cap.layerTokensPerSec }) : undefined;
       if (own !== undefined) await this.takeLocal(own);
-      else if (this.clock.now() - this.lastWaitLog > 30_000) {
-        this.lastWaitLog = this.clock.now();
+      else {
         const peers = this.o.network.liveness.snapshot();
-        this.log.info('waiting for heartbeats that name a holder', { peers: peers.length, alive: peers.filter((p) => p.state === 'alive').length });
+        this.logWaiting('waiting for heartbeats that name a holder', { peers: peers.length, alive: peers.filter((p) => p.state === 'alive').length });
       }
       return;
     }
@@ -315,6 +319,11 @@ export class PoolService {
     if (span.end > this.config.num_hidden_layers) throw new InvalidArgumentError(`span ${span.start}:${span.end} is past the model's ${this.config.num_hidden_layers} layers`);
     const fetchable = coverage({ numLayers: this.config.num_hidden_layers, holders: others.holders.filter((h) => h.peerId !== this.o.network.peerId) });
     const allHeld = fetchable.replicas.slice(span.start, span.end).every((r) => r > 0);
+    if (!allHeld && this.o.loadLocal === undefined) {
+      // only peers have this model's weights: wait for holders of every layer of the span (next tick)
+      this.logWaiting('waiting for live holders of every layer of the span', { span: `${span.start}:${span.end}`, replicas: fetchable.replicas.slice(span.start, span.end).join(',') });
+      return;
+    }
     if (genesis || !allHeld) await this.takeLocal(span);
     else await this.takeFromPeers(span);
   }
@@ -357,12 +366,20 @@ export class PoolService {
     return { numLayers: view.numLayers, holders };
   }
 
+  /** An info line at most every 30 s while the first placement waits. */
+  private logWaiting(msg: string, meta: Record<string, unknown>): void {
+    if (this.clock.now() - this.lastWaitLog <= 30_000) return;
+    this.lastWaitLog = this.clock.now();
+    this.log.info(msg, meta);
+  }
+
   private async takeLocal(span: PoolSpan): Promise<void> {
     const t0 = this.clock.now();
     if (this.o.externalWeights?.(span, this.config) === true) {
       await this.adopt(span, '', 'external', t0);
       return;
     }
+    if (this.o.loadLocal === undefined) throw new InvalidArgumentError(`span ${span.start}:${span.end}: this node can only take weights from peers`);
     const { hash } = await this.o.loadLocal(span);
     await this.adopt(span, hash, 'local', t0);
   }

@@ -7,71 +7,43 @@
  * same text, finish_reason and usage, through the official `openai` client.
  *
  * The checkpoint is a small untied random model written here as config.json + model.safetensors (a tied one cannot
- * be split: layer 0 and the head share the embedding), with a SentencePiece-style BPE tokenizer.json whose last id
- * is `<|eot|>`. Its seed is the first whose greedy answer to "user hello" says a few tokens and then `<|eot|>`, and
- * whose answer to "user hi" runs to max_tokens without it (searched here on the reference backend, weights sharpened
- * so that greedy choices are decisive on every engine).
+ * be split: layer 0 and the head share the embedding), with a SentencePiece-style BPE tokenizer.json whose last ids
+ * are `<|eot|>` and `<|eom|>`. Its seed is the first whose greedy answer to "user hello" says a few tokens and then
+ * `<|eot|>`, and whose answer to "user hi" runs to max_tokens without an end id (searched here on the reference
+ * backend, weights sharpened so that greedy choices are decisive on every engine).
  *
- * The checkpoint also ships a generation_config.json (`do_sample: false`, end ids [2, <|eot|>]): a request that leaves
+ * The checkpoint also ships a generation_config.json (`do_sample: false`, end ids [2, <|eom|>]): a request that leaves
  * out `temperature` samples greedily on every node that knows the network's files (SAMPLE_SEED is a seed whose
- * temperature-1 answer differs from the greedy one, so the check can fail). Last, a joiner without the checkpoint
- * (`--network-id`, `--span auto`) sizes its span by the fetched config, downloads the weights from the holders and,
- * once the first 1:3 holder is SIGKILLed, carries the chain: the entry without the checkpoint still answers exactly.
+ * temperature-1 answer differs from the greedy one, so the check can fail), and the legacy completion stops on
+ * `<|eom|>`, an end id that only generation_config.json names (the seed is also one whose greedy completion says
+ * `<|eom|>` after a token or more). Last, joiners without the checkpoint (`--network-id`) fetch the config, download
+ * their layers from the holders and carry the chain when a holder is SIGKILLed, the entry without the checkpoint still
+ * answering exactly: one pinned to `--span 1:3` (replacing the checkpoint's 1:3 holder), then one with `--span auto`
+ * sized by the fetched config (replacing the pinned one). The checkpoint is built by test/utils/hf-checkpoint.ts.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import OpenAI from 'openai';
-import { makeConfig, toHfConfigJson } from '../../src/model/config.js';
-import { generate, LlamaShard, writeSafetensors } from '../../src/model/index.js';
+import { makeConfig } from '../../src/model/config.js';
+import { generate, LlamaShard } from '../../src/model/index.js';
 import { HfTokenizer } from '../../src/model/tokenizer/hf.js';
 import { createReferenceBackend } from '../../src/tensor/index.js';
 import { chatTemplateFor } from '../../src/node/openai.js';
 import { bundledGenesis } from '../../src/node/genesis.js';
 import { waitFor } from '../../src/util/abort.js';
 import { killAll, LOCAL_NODE_FLAGS, startCli, type CliProcess } from '../utils/cli-process.js';
+import { sentencePieceTokenizerJson, sharpen, SP_BASE_VOCAB, writeHfCheckpoint, writeHfTokenizerFiles } from '../utils/hf-checkpoint.js';
 import { apiGet, bootFlag } from '../utils/serving-e2e.js';
 import { tempDir } from '../utils/paths.js';
 
 after(killAll);
 
-/** The tokenizer's ids: specials 0-2, '▁' 3, 'a'-'z' 4-29, merges 30-53, `<|eot|>` 54: the model's vocabulary. */
-const EOT = 54;
-const VOCAB = EOT + 1;
-
-function tokenizerJson(): Record<string, unknown> {
-  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2, '▁': 3 };
-  for (let i = 0; i < 26; i++) vocab[String.fromCharCode(97 + i)] = 4 + i;
-  const merges: [string, string][] = [];
-  for (const w of ['hello', 'world', 'the', 'model', 'speaks']) {
-    let cur = '▁';
-    for (const ch of w) {
-      if (vocab[cur + ch] === undefined) {
-        merges.push([cur, ch]);
-        vocab[cur + ch] = 29 + merges.length;
-      }
-      cur += ch;
-    }
-  }
-  assert.equal(29 + merges.length, EOT - 1);
-  vocab['<|eot|>'] = EOT;
-  const specials: [number, string][] = [[0, '<unk>'], [1, '<s>'], [2, '</s>'], [EOT, '<|eot|>']];
-  return {
-    version: '1.0',
-    added_tokens: specials.map(([id, content]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
-    pre_tokenizer: null,
-    post_processor: {
-      type: 'TemplateProcessing',
-      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
-      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
-    },
-    decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }] },
-    model: { type: 'BPE', dropout: null, unk_token: '<unk>', fuse_unk: true, byte_fallback: false, ignore_merges: false, vocab, merges },
-  };
-}
+/** The tokenizer's ids (test/utils/hf-checkpoint.ts) and two end-of-turn tokens after them: the model's vocabulary. */
+const EOT = SP_BASE_VOCAB;
+/** An end id that only generation_config.json names (as Llama 3's `<|eom_id|>`). */
+const EOM = SP_BASE_VOCAB + 1;
+const VOCAB = EOM + 1;
 
 const TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['role'] }} {{ m['content'] }}</s>{% endfor %}assistant";
 const COMMON = [...LOCAL_NODE_FLAGS, '--no-train', '--threads', '1'];
@@ -81,6 +53,8 @@ const COMPLETION = { model: 'neurollm', prompt: 'the model', max_tokens: 8, temp
 
 /** The seed a sampled (temperature 1) answer to STOPS uses; chosen in `before` so that it differs from greedy. */
 let SAMPLE_SEED = 0;
+/** Where the greedy completion of COMPLETION says `<|eom|>` (its tokens before it are the answer); set in `before`. */
+let EOM_AT = -1;
 
 type Answer = { text: string; finish: string | null; usage: OpenAI.CompletionUsage | undefined };
 
@@ -118,27 +92,28 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
   });
 
   before(async () => {
-    mkdirSync(dir);
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson()));
-    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '<|eot|>', unk_token: '<unk>', chat_template: TEMPLATE }));
+    writeHfTokenizerFiles(dir, {
+      tokenizer: sentencePieceTokenizerJson(['<|eot|>', '<|eom|>']),
+      tokenizerConfig: { bos_token: '<s>', eos_token: '<|eot|>', unk_token: '<unk>', chat_template: TEMPLATE },
+    });
     const tok = HfTokenizer.load(dir);
+    const completionIds = Array.from(tok.encodePrompt(COMPLETION.prompt, 'text'));
     const idsOf = (content: string): number[] => Array.from(tok.encodePrompt(chatTemplateFor(tok).render([{ role: 'user', content }]), 'chat'));
     const config = makeConfig({ hidden_size: 64, num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 32, intermediate_size: 128, vocab_size: VOCAB, max_position_embeddings: 64, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2 });
     let model: LlamaShard | undefined;
     for (let seed = 1; seed <= 2000 && model === undefined; seed++) {
       const m = new LlamaShard({ config, backend: createReferenceBackend(), seed });
-      for (const e of m.layout.entries) {
-        if (e.shape.length < 2) continue;
-        const scale = /embed_tokens|lm_head/.test(e.name) ? 4 : /[qk]_proj/.test(e.name) ? 6 : 2;
-        const w = m.params.subarray(e.offset, e.offset + e.size);
-        for (let i = 0; i < w.length; i++) w[i] *= scale;
-      }
+      sharpen(m);
       const greedy = (ids: number[]): number[] => Array.from(generate(m, ids, { maxTokens: 8, temperature: 0, stopIds: [] }).tokens);
       const a = greedy(idsOf('hello'));
       const at = a.indexOf(EOT);
-      if (at < 2 || at > 5 || a.slice(0, at).some((t) => t === 2)) continue;
+      if (at < 2 || at > 5 || a.slice(0, at).some((t) => t === 2 || t === EOM)) continue;
       const b = greedy(idsOf('hi'));
-      if (b.includes(EOT) || b.includes(2)) continue;
+      if (b.includes(EOT) || b.includes(2) || b.includes(EOM)) continue;
+      const c = greedy(completionIds);
+      const cm = c.indexOf(EOM);
+      if (cm < 1 || cm >= COMPLETION.max_tokens || c.slice(0, cm).some((t) => t === 2 || t === EOT)) continue;
+      EOM_AT = cm;
       model = m;
     }
     assert.ok(model !== undefined, 'no seed gives the wanted answers');
@@ -150,9 +125,7 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
       if (sampled.join() !== greedyHello.join()) SAMPLE_SEED = s;
     }
     assert.ok(SAMPLE_SEED > 0, 'no seed samples an answer other than the greedy one');
-    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: [2, EOT], do_sample: false, transformers_version: '4.46.0' }));
-    writeFileSync(join(dir, 'config.json'), JSON.stringify(toHfConfigJson(config)));
-    writeSafetensors(join(dir, 'model.safetensors'), model.layout.entries.map((e) => ({ name: e.name, shape: [...e.shape], data: model.params.subarray(e.offset, e.offset + e.size) })));
+    writeHfCheckpoint(dir, model, { generationConfig: { bos_token_id: 1, eos_token_id: [2, EOM], do_sample: false, transformers_version: '4.46.0' } });
 
     // one node holding the whole checkpoint: the reference
     const whole = startCli(['start', '--data-dir', join(root.dir, 'whole'), ...COMMON, '--genesis', '--checkpoint', dir], {}, { detached: true });
@@ -205,6 +178,11 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     assert.ok(single.runs.text.length > 0);
   });
 
+  it("the single node stops on <|eom|>, an end id that only the checkpoint's generation_config.json names", () => {
+    // config.json's eos_token_id is 2 and the tokenizer's eos_token <|eot|>: only generation_config.json lists <|eom|>
+    assert.deepEqual([single.completion.finish, single.completion.usage!.completion_tokens], ['stop', EOM_AT], JSON.stringify(single.completion));
+  });
+
   it('the entry of the chain answers exactly as the single node: template, special tokens, stops, usage', async () => {
     const mark = entry.err.length;
     const chain = await ask(client);
@@ -248,22 +226,26 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     assert.equal(r.choices[0]!.message.content, single.stops.text);
   });
 
-  it('a joiner without the checkpoint (--network-id, --span auto) takes a span by the fetched config, and carries the chain when the first 1:3 holder dies', async () => {
-    const joiner = startCli(['start', '--data-dir', join(root.dir, 'joiner'), ...COMMON, '--network-id', networkId, ...(await bootFlag(bareV1.replace(/\/v1$/, '')))], {}, { detached: true });
-    await joiner.waitLine(/model files of the network fetched and verified/, 300_000);
-    const held = await joiner.waitLine(/holding layers span=(\d+):(\d+)/, 300_000);
-    const [start, end] = [Number(held[1]), Number(held[2])];
-    // the fetched config has 3 layers (the bundled genesis model has 4): the span is sized by it, and covers 1:3
-    assert.equal(end, 3, held[0]);
-    assert.ok(start <= 1, held[0]);
-    const joinerUrl = (await joiner.waitLine(/OpenAI-compatible API at (\S+);/, 300_000))[1]!.replace(/\/v1$/, '');
-    const joinerId = ((await apiGet(joinerUrl, '/api/status')) as { peerId: string }).peerId;
+  /** Starts a node without the checkpoint (`--network-id`) that joins through the entry without it. */
+  async function joiner(name: string, span: string[]): Promise<{ p: CliProcess; peerId: string; span: [number, number] }> {
+    const p = startCli(['start', '--data-dir', join(root.dir, name), ...COMMON, '--network-id', networkId, ...span, ...(await bootFlag(bareV1.replace(/\/v1$/, '')))], {}, { detached: true });
+    await p.waitLine(/model files of the network fetched and verified/, 300_000);
+    const held = await p.waitLine(/holding layers span=(\d+):(\d+) source=(\w+)/, 300_000);
+    // a node without the checkpoint has no weights of its own: they came from the holders
+    assert.equal(held[3], 'peers', held[0]);
+    const url = (await p.waitLine(/OpenAI-compatible API at (\S+);/, 300_000))[1]!.replace(/\/v1$/, '');
+    const peerId = ((await apiGet(url, '/api/status')) as { peerId: string }).peerId;
     const bareUrl = bareV1.replace(/\/v1$/, '');
     await waitFor(
-      async () => ((await apiGet(bareUrl, '/api/peers')) as { peers: { peerId: string; liveness: string; span: unknown }[] } | undefined)?.peers.some((p) => p.peerId === joinerId && p.liveness === 'alive' && p.span !== null) === true,
-      { timeoutMs: 300_000, intervalMs: 1000, what: 'the joiner seen holding layers from the entry without the checkpoint' },
+      async () => ((await apiGet(bareUrl, '/api/peers')) as { peers: { peerId: string; liveness: string; span: unknown }[] } | undefined)?.peers.some((x) => x.peerId === peerId && x.liveness === 'alive' && x.span !== null) === true,
+      { timeoutMs: 300_000, intervalMs: 1000, what: `the ${name} joiner seen holding layers from the entry without the checkpoint` },
     );
-    bHolder.child.kill('SIGKILL');
+    return { p, peerId, span: [Number(held[1]), Number(held[2])] };
+  }
+
+  /** SIGKILLs `dead`, then asks the entry without the checkpoint twice: the single node's answers, `served` on the route. */
+  async function carries(dead: CliProcess, served: string): Promise<void> {
+    dead.child.kill('SIGKILL');
     const mark = bare.err.length;
     const c = clientFor(bareV1);
     // the first answer may fail over from the dead holder; every answer is the single node's
@@ -271,6 +253,24 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     assert.deepEqual(await ask(c), single);
     // a one-hop route is logged without quotes (hops=peer[0:3)), a longer one quoted
     const routes = [...bare.err.slice(mark).matchAll(/openai generation route hops=(?:"([^"]+)"|(\S+))/g)].map((m) => m[1] ?? m[2]!);
-    assert.ok(routes.some((r) => r.includes(joinerId)), `the joiner served: ${routes.join(' | ')}`);
+    assert.ok(routes.some((r) => r.includes(served)), `the joiner served: ${routes.join(' | ')}`);
+  }
+
+  let pinned: CliProcess;
+
+  it('a joiner without the checkpoint pinned to --span 1:3 downloads those layers and carries the chain when the checkpoint holder of 1:3 dies', async () => {
+    const j = await joiner('pinned', ['--span', '1:3']);
+    assert.deepEqual(j.span, [1, 3]);
+    pinned = j.p;
+    await carries(bHolder, `${j.peerId}[1:3)`);
+  });
+
+  it('a joiner without the checkpoint (--span auto) takes a span by the fetched config, and carries the chain when the pinned joiner dies', async () => {
+    const j = await joiner('auto', []);
+    const [start, end] = j.span;
+    // the fetched config has 3 layers (the bundled genesis model has 4): the span is sized by it, and covers 1:3
+    assert.equal(end, 3, `${start}:${end}`);
+    assert.ok(start <= 1, `${start}:${end}`);
+    await carries(pinned, j.peerId);
   });
 });

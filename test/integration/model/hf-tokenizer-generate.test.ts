@@ -2,8 +2,8 @@
  * A Hugging Face Llama checkpoint that ships tokenizer.json generates through `neuroshard generate`'s path
  * (node/generate.ts → model-session): the prompt is encoded by its tokenizer.json (with the post-processor's <s>),
  * the greedy tokens are those the model computes for exactly those ids, and the text is their decoding by the same
- * tokenizer. The checkpoint is the committed tiny fixture (vocab 72); the tokenizer is a SentencePiece-style BPE
- * built here to fit it.
+ * tokenizer. The checkpoint is the committed tiny fixture (vocab 72); the tokenizer is the SentencePiece-style BPE
+ * of test/utils/hf-checkpoint.ts (54 ids), which fits it.
  */
 import assert from 'node:assert/strict';
 import { cpSync, writeFileSync } from 'node:fs';
@@ -12,48 +12,15 @@ import { after, describe, it } from 'node:test';
 import { HfTokenizer } from '../../../src/model/tokenizer/hf.js';
 import { generateText } from '../../../src/node/generate.js';
 import { openModelSession } from '../../../src/node/model-session.js';
+import { sentencePieceTokenizerJson, SP_BASE_VOCAB } from '../../utils/hf-checkpoint.js';
 import { fixturePath, tempDir } from '../../utils/paths.js';
-
-/** ids 0–2 specials, 3 '▁', 4–29 'a'–'z', 30–71 merges: a vocabulary of exactly 72 ids. */
-function tinySentencePiece(): Record<string, unknown> {
-  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2, '▁': 3 };
-  for (let i = 0; i < 26; i++) vocab[String.fromCharCode(97 + i)] = 4 + i;
-  const merges: [string, string][] = [];
-  const add = (a: string, b: string): void => {
-    if (vocab[a + b] !== undefined) return;
-    merges.push([a, b]);
-    vocab[a + b] = 30 + merges.length - 1;
-  };
-  for (const w of ['hello', 'world', 'the', 'model', 'speaks']) {
-    let cur = '▁';
-    for (const ch of w) {
-      add(cur, ch);
-      cur += ch;
-    }
-  }
-  assert.ok(Object.keys(vocab).length <= 72, `${Object.keys(vocab).length} ids`);
-  return {
-    version: '1.0',
-    added_tokens: [0, 1, 2].map((id) => ({ id, content: ['<unk>', '<s>', '</s>'][id], single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
-    pre_tokenizer: null,
-    post_processor: {
-      type: 'TemplateProcessing',
-      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { Sequence: { id: 'B', type_id: 1 } }],
-      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
-    },
-    decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }, { type: 'Strip', content: ' ', start: 1, stop: 0 }] },
-    model: { type: 'BPE', dropout: null, unk_token: '<unk>', fuse_unk: true, byte_fallback: false, ignore_merges: false, vocab, merges },
-  };
-}
 
 describe('a Hugging Face checkpoint with tokenizer.json', () => {
   const tmp = tempDir('ns-hf-gen-');
   after(() => tmp.cleanup());
   const dir = join(tmp.dir, 'ckpt');
   cpSync(fixturePath('model', 'hf-bf16-tied'), dir, { recursive: true });
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tinySentencePiece()));
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(sentencePieceTokenizerJson()));
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' }));
 
   it('encodes the prompt with it, generates those ids greedily, and decodes with it', async () => {
@@ -77,5 +44,19 @@ describe('a Hugging Face checkpoint with tokenizer.json', () => {
     } finally {
       await s.close();
     }
+  });
+
+  it("stops on an end id that only generation_config.json names (a list, as Llama 3's)", async () => {
+    const args = { prompt: 'hello world the model', maxTokens: 8, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], threads: 1 };
+    const plain = await generateText({ checkpoint: dir, ...args });
+    // the first generated token after the first that is one of the tokenizer's ids (and not already </s>)
+    const at = plain.tokens.findIndex((t, i) => i >= 1 && t < SP_BASE_VOCAB && t !== 2 && !plain.tokens.slice(0, i).includes(t));
+    assert.ok(at >= 1, `no token to stop on in ${plain.tokens.join(',')}`);
+    const withGen = join(tmp.dir, 'ckpt-gen');
+    cpSync(dir, withGen, { recursive: true });
+    writeFileSync(join(withGen, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: [2, plain.tokens[at]!] }));
+    const r = await generateText({ checkpoint: withGen, ...args });
+    assert.deepEqual(r.tokens, plain.tokens.slice(0, at));
+    assert.equal(r.finishReason, 'stop');
   });
 });

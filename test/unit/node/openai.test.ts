@@ -9,7 +9,7 @@ import type { GenerateListener, GenerateOutput, GenerateParams, Generator } from
 import { loadGenesisTokenizer } from '../../../src/data/corpus.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import { ourTextTokenizer } from '../../../src/model/tokenizer/hf.js';
-import { OpenAiGenerator } from '../../../src/node/openai.js';
+import { generateDefaultsOf, OpenAiGenerator } from '../../../src/node/openai.js';
 import { loadOptions } from '../../../src/node/options.js';
 
 class Scripted implements Generator {
@@ -70,6 +70,28 @@ describe("OpenAiGenerator: the model's generation_config.json defaults", () => {
     assert.equal(g.calls[0]!.maxTokens, 9);
     const plain = new OpenAiGenerator({ generator: () => g, config, tokenizer: tok, created: 1, maxPending: 2, defaultMaxTokens: 256 });
     assert.deepEqual(plain.samplingDefaults(), {});
+    // a request's own length always wins
+    await o.generate('neurollm', { ...req, maxTokens: 3 }, { signal: new AbortController().signal });
+    assert.equal(g.calls[1]!.maxTokens, 3);
+  });
+
+  it('takes max_length less the prompt as the default length, within what the context leaves', async () => {
+    const g = new Scripted(['A']);
+    const signal = new AbortController().signal;
+    const promptTokens = tok.encodePrompt(req.prompt, 'text').length;
+    const ctx = config.max_position_embeddings;
+    const o = (maxLength: number): OpenAiGenerator => new OpenAiGenerator({ generator: () => g, config, tokenizer: tok, created: 1, maxPending: 2, defaultMaxTokens: 256, sampling: { maxLength } });
+    await o(promptTokens + 20).generate('neurollm', { ...req, maxTokens: null }, { signal });
+    assert.equal(g.calls.at(-1)!.maxTokens, 20);
+    // past the context: what the context leaves (not the 256 fallback, not max_length)
+    await o(ctx * 4).generate('neurollm', { ...req, maxTokens: null }, { signal });
+    assert.equal(g.calls.at(-1)!.maxTokens, ctx - promptTokens);
+  });
+
+  it("gives POST /api/generate the file's sampling settings and max_new_tokens (not max_length)", () => {
+    assert.deepEqual(generateDefaultsOf({ temperature: 0, topP: 0.9, topK: 5, maxNewTokens: 7 }), { temperature: 0, topP: 0.9, topK: 5, maxTokens: 7 });
+    assert.deepEqual(generateDefaultsOf({ maxLength: 4096 }), {});
+    assert.deepEqual(generateDefaultsOf({}), {});
   });
 });
 
