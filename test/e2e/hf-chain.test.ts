@@ -118,7 +118,11 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     }
     assert.ok(model !== undefined, 'no seed gives the wanted answers');
     const found = model;
-    const stopAt = (t: number[]): number[] => t.slice(0, t.indexOf(EOT) < 0 ? t.length : t.indexOf(EOT));
+    // an answer ends at the first end id: config.json's, the tokenizer's <|eot|>, generation_config.json's <|eom|>
+    const stopAt = (t: number[]): number[] => {
+      const end = t.findIndex((x) => x === 2 || x === EOT || x === EOM);
+      return end < 0 ? t : t.slice(0, end);
+    };
     const greedyHello = stopAt(Array.from(generate(found, idsOf('hello'), { maxTokens: 8, temperature: 0, stopIds: [] }).tokens));
     for (let s = 1; s <= 200 && SAMPLE_SEED === 0; s++) {
       const sampled = stopAt(Array.from(generate(found, idsOf('hello'), { maxTokens: 8, temperature: 1, seed: s, stopIds: [] }).tokens));
