@@ -126,6 +126,25 @@ export function nextRound(c: RoundConfig, s: RoundState, holders: readonly strin
   return startRound(c, s.round + 1, holders, startHash, waived);
 }
 
+/** Round labels past this are ignored when skipping forward (a peer's status cannot push a holder to unsafe integers). */
+export const MAX_ROUND = 2 ** 48;
+
+/**
+ * The number of the round a holder begins after closing round `closed`, given the rounds that the holders of its
+ * layers (members in the rounds, heard from at this boundary) stand at: `closed + 1`, or the newest of theirs when
+ * that is further on. Round numbers are labels that every check compares alike; nothing but this ties the numbers
+ * of two groups of layers that share no holder, so they drift apart while no node holds layers of both (a whole-model
+ * trainer killed or cut off between two half holders). A holder that sees a holder of one of its layers further on
+ * skips to its number at the next boundary; numbers only move forward, and a node that holds layers of several
+ * groups carries the newest number from one group to the next, so the groups it bridges stand at one number again
+ * within a round of each other (docs/TRAINING.md "Round numbers are tied across layer groups").
+ */
+export function nextRoundNumber(closed: number, peerRounds: readonly number[]): number {
+  let next = closed + 1;
+  for (const r of peerRounds) if (Number.isSafeInteger(r) && r > next && r <= MAX_ROUND) next = r;
+  return next;
+}
+
 /**
  * What a holder in round `current` (−1: still entering) does with a contribution for `round` before decoding it:
  * the round before (a slow holder), this one and the next (a fast one) are taken; a round a few ahead is answered

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { contributionRoundCheck, innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
+import { contributionRoundCheck, innerStepDone, MAX_ROUND, nextRound, nextRoundNumber, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 
 const cfg: RoundConfig = { innerSteps: 3, quorum: 0.67, syncTimeoutMs: 1000 };
@@ -113,5 +113,16 @@ describe('outer round state machine', () => {
     let t = startRound({ ...cfg, innerSteps: 1 }, 0, ['a'], 'h');
     t = innerStepDone({ ...cfg, innerSteps: 1 }, t, 0);
     assert.throws(() => innerStepDone(cfg, t, 0), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+  });
+});
+
+describe('round numbers tied across layer groups (nextRoundNumber)', () => {
+  it('one more than the closed round, or the newest a holder of our layers stands at', () => {
+    assert.equal(nextRoundNumber(7, []), 8, 'alone');
+    assert.equal(nextRoundNumber(7, [7, 8]), 8, 'holders in step (one already began the next round)');
+    assert.equal(nextRoundNumber(59, [61, 60]), 61, 'a holder further on: skip forward to its number');
+    assert.equal(nextRoundNumber(61, [59]), 62, 'never backward: the holders behind skip to ours');
+    assert.equal(nextRoundNumber(3, [MAX_ROUND + 1, Number.MAX_SAFE_INTEGER, 2.5, Number.NaN]), 4, 'labels past MAX_ROUND or not integers are ignored');
+    assert.equal(nextRoundNumber(3, [MAX_ROUND]), MAX_ROUND);
   });
 });
