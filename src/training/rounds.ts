@@ -147,15 +147,22 @@ export function nextRoundNumber(closed: number, peerRounds: readonly number[]): 
 
 /**
  * What a holder in round `current` (−1: still entering) does with a contribution for `round` before decoding it:
- * the round before (a slow holder), this one and the next (a fast one) are taken; a round a few ahead is answered
- * too_early (the sender retries), and so is everything while entering; any past round is answered wrong_round
- * without a penalty: a holder keeps sending its Δ to a joiner that is still entering (answered too_early) until its
- * deadline, and the joiner may enter rounds later (an honest race; penalising it got the holders banned by the
- * joiner). Only a round further ahead than the rounds any holder keeps (`kept`) is refused, its sender penalised.
+ * the round before (a slow holder), this one and the next (a fast one) are taken; a round further ahead is answered
+ * too_early (the sender retries until its deadline; nothing is kept), and so is everything while entering; any past
+ * round is answered wrong_round. Neither costs the sender anything:
+ *   - a holder keeps sending its Δ to a joiner that is still entering (answered too_early) until its deadline, and
+ *     the joiner may enter rounds later (an honest race; penalising it got the holders banned by the joiner);
+ *   - a holder of the layer (`fromHolder`: the receiver's view lists it) may stand any number of rounds ahead
+ *     honestly: round numbers skip forward (nextRoundNumber), and after a partition the side that went on is ahead
+ *     until the other's next boundary. A round more than `kept` ahead from a holder was refused with 20 points per
+ *     layer: a whole-model holder ahead of a half holder lost 60 per round and could be banned before the half holder
+ *     skipped forward to its number.
+ * Only a round further ahead than `kept` from a sender that holds no such layer in our view is refused (its sender
+ * penalised): nobody's numbers justify it.
  */
-export function contributionRoundCheck(round: number, current: number, kept: number): 'take' | 'too_early' | 'wrong_round' | 'refuse' {
+export function contributionRoundCheck(round: number, current: number, kept: number, fromHolder: boolean): 'take' | 'too_early' | 'wrong_round' | 'refuse' {
   if (current < 0) return 'too_early';
-  if (round > current + kept) return 'refuse';
+  if (round > current + kept && !fromHolder) return 'refuse';
   if (round > current + 1) return 'too_early';
   if (round < current - 1) return 'wrong_round';
   return 'take';

@@ -284,6 +284,11 @@ export class OuterSync {
     return this.roundNo;
   }
 
+  /** Whether the view lists `peer` as a holder of `layer`. */
+  holds(peer: string, layer: string): boolean {
+    return this.o.holders(layer).includes(peer);
+  }
+
   layerSize(layer: string): number | undefined {
     return this.byId.get(layer)?.size;
   }

@@ -80,16 +80,20 @@ describe('outer round state machine', () => {
     assert.deepEqual(nextRound(q, r.state, ['a', 'b', 'c', 'd'], 'h2').waived, [], 'the next round waits for everyone again');
   });
 
-  it('contributionRoundCheck: past rounds answered without a penalty (a holder\'s late Δ to a joiner), far future refused', () => {
-    assert.equal(contributionRoundCheck(3, -1, 4), 'too_early', 'still entering');
-    assert.equal(contributionRoundCheck(9, 10, 4), 'take');
-    assert.equal(contributionRoundCheck(10, 10, 4), 'take');
-    assert.equal(contributionRoundCheck(11, 10, 4), 'take');
-    assert.equal(contributionRoundCheck(14, 10, 4), 'too_early');
-    assert.equal(contributionRoundCheck(15, 10, 4), 'refuse');
-    assert.equal(contributionRoundCheck(8, 10, 4), 'wrong_round');
+  it('contributionRoundCheck: past rounds, and future ones from a holder, answered without a penalty (a holder\'s late Δ to a joiner, a holder whose numbers skipped ahead); far future from anyone else refused', () => {
+    assert.equal(contributionRoundCheck(3, -1, 4, true), 'too_early', 'still entering');
+    assert.equal(contributionRoundCheck(9, 10, 4, true), 'take');
+    assert.equal(contributionRoundCheck(10, 10, 4, true), 'take');
+    assert.equal(contributionRoundCheck(11, 10, 4, true), 'take');
+    assert.equal(contributionRoundCheck(14, 10, 4, true), 'too_early');
+    assert.equal(contributionRoundCheck(15, 10, 4, true), 'too_early', 'a holder further on: no penalty (its numbers skipped ahead)');
+    assert.equal(contributionRoundCheck(1000, 10, 4, true), 'too_early');
+    assert.equal(contributionRoundCheck(15, 10, 4, false), 'refuse', 'far ahead from a sender that holds no such layer: refused, penalised');
+    assert.equal(contributionRoundCheck(14, 10, 4, false), 'too_early');
+    assert.equal(contributionRoundCheck(3, -1, 4, false), 'too_early');
+    assert.equal(contributionRoundCheck(8, 10, 4, true), 'wrong_round');
     // a holder kept retrying its round-3 Δ while the joiner downloaded; the joiner entered at round 12
-    assert.equal(contributionRoundCheck(3, 12, 4), 'wrong_round', 'an honest race, not a penalty');
+    assert.equal(contributionRoundCheck(3, 12, 4, true), 'wrong_round', 'an honest race, not a penalty');
   });
 
   it('answers wrong rounds, strangers and duplicates without changing the state', () => {
