@@ -209,6 +209,11 @@ export function listensTo(s: PeerTrainingStatus | undefined, round: number): boo
   return s.phase === 'entering' || (s.entered !== undefined && s.entered >= round);
 }
 
+/** Whether a peer's status says it stands past `round` (in the rounds, at a later one). */
+function passed(s: PeerTrainingStatus | undefined, round: number): boolean {
+  return s !== undefined && s.phase !== 'entering' && s.round > round;
+}
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     const t = setTimeout(done, ms);
@@ -697,6 +702,9 @@ export class OuterSync {
         // the round to its deadline and, with two holders of a layer, below the quorum (abandoned) while the listener
         // applied the others' Δ: two states and a tied hash vote (a chaos run's restarted whole-model trainer)
         else if (listensTo(st.get(p), this.roundNo)) this.released(p, l, false);
+        // a member past this round (its numbers skipped over it: rounds.ts nextRoundNumber; or it closed it without us
+        // at its deadline, and its hash vote gave up on ours) sends no Δ for it any more
+        else if (passed(st.get(p), this.roundNo)) this.released(p, l, false);
       }
     }
   }

@@ -42,10 +42,16 @@ describe('round numbers that drifted apart between layer groups', () => {
       const entered = w.sync.round;
       const roundsWaited = Math.max(a.closed.length - restartedAt.a, b.closed.length - restartedAt.b);
       assert.ok(roundsWaited <= 3, `w entered round ${entered} after ${roundsWaited} rounds of the half holders (at most 3)`);
-      // two rounds as a full member after its entry round; a and b close the same rounds (one number again)
-      await until(() => w.closed.filter((r) => r >= entered + 2).length >= 1, 60_000, 'w closes two rounds after its entry');
-      const last = w.closed.at(-1)!;
-      await until(() => a.closed.includes(last) && b.closed.includes(last), 30_000, `a and b close w's last round ${last}`);
+      // a round two or more after w's entry that a, b and w all closed (one number again)
+      let last = -1;
+      await until(
+        () => {
+          last = w.closed.findLast((r) => r >= entered + 2 && a.closed.includes(r) && b.closed.includes(r)) ?? -1;
+          return last >= 0;
+        },
+        60_000,
+        `a round after w's entry + 1 that a, b and w all closed (w ${w.closed.join(',')}; a ${a.closed.slice(-6).join(',')}; b ${b.closed.slice(-6).join(',')})`,
+      );
       const mine = hashesOf(w, last)!;
       for (const h of [a, b]) {
         const theirs = hashesOf(h, last);

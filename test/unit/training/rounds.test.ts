@@ -121,12 +121,13 @@ describe('outer round state machine', () => {
 });
 
 describe('round numbers tied across layer groups (nextRoundNumber)', () => {
-  it('one more than the closed round, or the newest a holder of our layers stands at', () => {
+  it('one more than the closed round, or past the round a holder of our layers two or more further on is in', () => {
     assert.equal(nextRoundNumber(7, []), 8, 'alone');
     assert.equal(nextRoundNumber(7, [7, 8]), 8, 'holders in step (one already began the next round)');
-    assert.equal(nextRoundNumber(59, [61, 60]), 61, 'a holder further on: skip forward to its number');
+    assert.equal(nextRoundNumber(59, [61, 60]), 62, 'a holder further on: join at its next boundary');
+    assert.equal(nextRoundNumber(2, [9]), 10, 'the integration case: W entered 9 while B finished it; A begins 10 with B');
     assert.equal(nextRoundNumber(61, [59]), 62, 'never backward: the holders behind skip to ours');
-    assert.equal(nextRoundNumber(3, [MAX_ROUND + 1, Number.MAX_SAFE_INTEGER, 2.5, Number.NaN]), 4, 'labels past MAX_ROUND or not integers are ignored');
-    assert.equal(nextRoundNumber(3, [MAX_ROUND]), MAX_ROUND);
+    assert.equal(nextRoundNumber(3, [MAX_ROUND, Number.MAX_SAFE_INTEGER, 2.5, Number.NaN]), 4, 'labels from MAX_ROUND on, or not integers, are ignored');
+    assert.equal(nextRoundNumber(3, [MAX_ROUND - 1]), MAX_ROUND);
   });
 });
