@@ -704,7 +704,7 @@ export class OuterSync {
         else if (listensTo(st.get(p), this.roundNo)) this.released(p, l, false);
         // a member past this round (its numbers skipped over it: rounds.ts nextRoundNumber; or it closed it without us
         // at its deadline, and its hash vote gave up on ours) sends no Δ for it any more
-        else if (passed(st.get(p), this.roundNo)) this.released(p, l, false);
+        else if (passed(st.get(p), this.roundNo)) this.released(p, l, false, 'a holder stands past this round: not waited for');
       }
     }
   }
@@ -718,7 +718,7 @@ export class OuterSync {
    * `peer` answered that it does not train `layer` (the pool moved it): the current round stops waiting for it
    * (unless its Δ is in) and the next rounds leave it out until its status lists the layer again.
    */
-  private released(peer: string, layer: string, left: boolean): void {
+  private released(peer: string, layer: string, left: boolean, why?: string): void {
     if (left) {
       const not = this.notTrained.get(peer) ?? new Set<string>();
       not.add(layer);
@@ -728,7 +728,7 @@ export class OuterSync {
     if (s === undefined) return;
     const r = release(s, peer);
     if (r !== s) {
-      this.log.info(left ? 'a holder left this layer\'s rounds (moved): not waited for' : 'a holder does not count us in its round: not waited for', { peer, layer, round: s.round });
+      this.log.info(why ?? (left ? 'a holder left this layer\'s rounds (moved): not waited for' : 'a holder does not count us in its round: not waited for'), { peer, layer, round: s.round });
       this.states.set(layer, r);
       this.wake?.();
     }
