@@ -66,7 +66,6 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
     netns: { type: 'string', default: 'auto' },
     keep: { type: 'boolean', default: false },
-    'tolerate-drifted-entry': { type: 'boolean', default: false },
     'max-tokens': { type: 'string', default: '16' },
     'max-memory-growth': { type: 'string', default: '0.1' },
     'log-level': { type: 'string', default: 'info' },
@@ -1039,32 +1038,10 @@ try {
       const x = trainNowEnd.get(n.name);
       return x !== undefined && x.round !== null && (a.round === null || x.round > a.round) && x.step > a.step;
     };
-    // KNOWN BUG (issue 9, open; docs/TRAINING.md "Round numbers drift between layer groups"): outer rounds are
-    // numbered per node, and the two half holders' numbers drift apart once the chain re-forms through another hop
-    // (a partition, a kill); a restarted whole-model trainer then finds no single round whose closed state every
-    // layer's holders have, and stays entering (round −1) for good. With --tolerate-drifted-entry (the 2-minute e2e
-    // only; the 30-minute run stays strict) such a trainer is reported in `known_issue` instead of failing the run,
-    // when the condition held for 60 s and every other trainer advanced. Remove the flag once rounds are per layer.
-    const driftSince = new Map();
-    const stuckByDrift = (n) => {
-      if (!values['tolerate-drifted-entry']) return false;
-      const x = trainNowEnd.get(n.name);
-      const others = trainers.filter((o) => o !== n).map((o) => trainNowEnd.get(o.name)?.current);
-      const drift = x?.current === -1 && others.length > 1 && others.every((r) => typeof r === 'number' && r >= 0) && new Set(others).size > 1;
-      if (!drift) driftSince.delete(n.name);
-      else if (!driftSince.has(n.name)) driftSince.set(n.name, Date.now());
-      return drift && Date.now() - driftSince.get(n.name) >= 60_000;
-    };
     await waitUntil(
       async () => {
         await Promise.all(trainers.map(async (n) => trainNowEnd.set(n.name, await trainingOf(n).catch(() => trainNowEnd.get(n.name)))));
-        if (trainers.every(advanced)) return true;
-        const stuck = trainers.filter((n) => !advanced(n));
-        if (stuck.every(stuckByDrift) && trainers.some(advanced)) {
-          result.training.known_issue = { stuck_entering: stuck.map((n) => n.name), rounds_now: Object.fromEntries(trainers.map((n) => [n.name, trainNowEnd.get(n.name)?.current ?? null])), why: 'round numbers drifted between layer groups: a restarted whole-model trainer finds no round every layer closed (issue 9, open)' };
-          return true;
-        }
-        return false;
+        return trainers.every(advanced);
       },
       TRAIN_ADVANCE_MS,
       'every trainer to close an outer round after the last heal',
@@ -1079,8 +1056,7 @@ try {
     // the replicas agree: the trainers at one closed round, every layer two of them hold with one hash (not waited
     // for when training did not advance: that failure is already recorded; a lone trainer has nobody to agree with)
     let last = '';
-    if (result.training.known_issue !== undefined) result.training.layer_hashes_equal = null; // nobody shares a layer at one round
-    else if (result.training.advancing && T > 1) await waitUntil(
+    if (result.training.advancing && T > 1) await waitUntil(
       async () => {
         const xs = await Promise.all(trainers.map((n) => trainingOf(n)));
         const rounds = xs.map((x) => x.round);

@@ -183,7 +183,7 @@ export interface NodeChainTrainingInit {
    * DiLoCo between partial holders: with these, every holder of a span that trains (`--train`) runs outer rounds
    * for its layers with the other holders of those layers (training/chain-outer.ts).
    */
-  outer?: { key: NodeKey; networkId: string; clock: Clock; onRound?(r: LastRoundReport): void; receipts?: OuterSyncInit['receipts']; pollMs?: number };
+  outer?: { key: NodeKey; networkId: string; clock: Clock; onRound?(r: LastRoundReport): void; receipts?: OuterSyncInit['receipts']; pollMs?: number; firstRound?: number };
   /** A driver's batches (default: its genesis shards of `--corpus`); tests give a synthetic stream. */
   data?: () => Promise<BatchSource>;
   /** train-stage limits (tests: a shorter lease). */
@@ -383,6 +383,7 @@ export class NodeChainTraining {
       ...(o.onRound === undefined ? {} : { onRound: o.onRound }),
       ...(o.receipts === undefined ? {} : { receipts: o.receipts }), // issue 11 §2: co-signed training records
       ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
+      ...(o.firstRound === undefined ? {} : { firstRound: o.firstRound }),
     });
     this.log.info('outer rounds over our span', { span: `${s.span.start}:${s.span.end}`, layers: layers.length, innerSteps: i.opts.innerSteps });
     return w;

@@ -72,6 +72,8 @@ export interface OuterSyncInit {
   receipts?: Pick<TrainingReceiptsInit, 'tokensPerContribution' | 'submit' | 'precheck' | 'collectMs' | 'pollMs'>;
   /** Gauntlet's held-out loss (training/sync.ts); see workerHeldOutLoss. */
   heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
+  /** The first round's number when nobody is ahead (training/sync.ts; default 0): tests drift layer groups apart with it. */
+  firstRound?: number;
   /**
    * The node's outer-sync RPC handlers, kept across sessions (a chain holder's span moves: node/chain.ts). Absent: this
    * outer sync registers its own and removes them at stop (a whole-model replica's single session).
@@ -233,6 +235,7 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
     ...(i.pollMs === undefined ? {} : { pollMs: i.pollMs }),
     onClosed: (r) => receipts?.onClosed(r, sync.status().closed),
     ...(i.heldOutLoss === undefined ? {} : { heldOutLoss: i.heldOutLoss }),
+    ...(i.firstRound === undefined ? {} : { firstRound: i.firstRound }),
   });
   if (i.receipts !== undefined) {
     receipts = await startTrainingReceipts({ rpc: i.rpc, key: i.key, networkId: i.networkId, span: i.span, clock: i.clock, log: log.child('receipts'), ...i.receipts });
@@ -251,9 +254,10 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
     // a layer of the model we do not train: the sender's view still lists us as a holder after the pool moved us
     // (an honest race, no penalty; it stops waiting for us: training/membership.ts); anything else is refused
     if (n === undefined) return isModelLayer(head.layer, i.config.num_hidden_layers) ? { verdict: 'not_held' as const } : refuse(ctx.peer, 'CONTRIBUTION_WRONG_LAYER', PENALTY.malformed);
-    // past rounds are answered without a penalty (an honest race with a joiner), far future ones refused
+    // past rounds are answered without a penalty (an honest race with a joiner), and so are future ones from a
+    // holder of the layer (round numbers skip forward); far future ones from anyone else are refused
     // (training/rounds.ts contributionRoundCheck)
-    const check = contributionRoundCheck(head.round, sync.round, STATUS_HISTORY);
+    const check = contributionRoundCheck(head.round, sync.round, STATUS_HISTORY, sync.holds(ctx.peer, head.layer));
     if (check === 'refuse') return refuse(ctx.peer, 'CONTRIBUTION_WRONG_ROUND', PENALTY.malformed);
     if (check !== 'take') return { verdict: check };
     let delta: Float32Array | undefined;

@@ -134,3 +134,37 @@ export function sequenceToJoin(self: string, holders: readonly EntryView[], fall
   if (!inRounds.some((h) => h.closed.includes(target - 1))) return undefined;
   return target;
 }
+
+/** A holder's closed rounds, as a joiner's per-layer choice of entry state reads them (its status's `closed`). */
+export interface ClosedView {
+  round: number;
+  /** Layer id → state hash after the round. */
+  hashes: Readonly<Record<string, string>>;
+}
+
+/**
+ * The state a joiner takes for `layer` when it enters round `before + 1`: the newest closed round ≤ `before` of which
+ * the layer's holders (`holders`: their kept closed rounds) report a state hash, and the hash most of those holders
+ * report for it (ties: the smallest), with the holders that report it (download sources). Undefined: no holder of the
+ * layer keeps a closed round ≤ `before`.
+ *
+ * Per layer, not one round for all: the holders of different layers may stand at different round numbers (groups of
+ * layers that share no holder number their rounds apart until a node in both ties them; ./rounds.ts nextRoundNumber).
+ * A joiner that needed one round every layer's holders had closed found none once two groups had drifted apart, and
+ * retried for good (the chaos run's restarted whole-model trainer). A layer whose group is behind the entry round
+ * gets that group's newest agreed state; the group skips forward to the joiner's number at its next boundary, and
+ * the joiner, which only listens to its entry round, takes the group's state in that round's hash vote.
+ */
+export function layerEntryState(layer: string, before: number, holders: ReadonlyMap<string, readonly ClosedView[]>): { round: number; hash: string; sources: string[] } | undefined {
+  let newest: number | undefined;
+  for (const closed of holders.values()) for (const c of closed) if (c.round <= before && c.hashes[layer] !== undefined && (newest === undefined || c.round > newest)) newest = c.round;
+  if (newest === undefined) return undefined;
+  const byHash = new Map<string, string[]>();
+  for (const [p, closed] of holders) {
+    const h = closed.find((c) => c.round === newest)?.hashes[layer];
+    if (h !== undefined) byHash.set(h, [...(byHash.get(h) ?? []), p]);
+  }
+  let best: string | undefined;
+  for (const [h, ps] of byHash) if (best === undefined || ps.length > byHash.get(best)!.length || (ps.length === byHash.get(best)!.length && h < best)) best = h;
+  return { round: newest, hash: best!, sources: byHash.get(best!)! };
+}

@@ -126,17 +126,53 @@ export function nextRound(c: RoundConfig, s: RoundState, holders: readonly strin
   return startRound(c, s.round + 1, holders, startHash, waived);
 }
 
+/** Round labels past this are ignored when skipping forward (a peer's status cannot push a holder to unsafe integers). */
+export const MAX_ROUND = 2 ** 48;
+
+/**
+ * The number of the round a holder begins after closing round `closed`, given the rounds that the holders of its
+ * layers (members in the rounds, heard from at this boundary) stand at: `closed + 1`, or, when one stands two or more
+ * further on (round R), R + 1. Round numbers are labels that every check compares alike; nothing but this ties the
+ * numbers of two groups of layers that share no holder, so they drift apart while no node holds layers of both (a
+ * whole-model trainer killed or cut off between two half holders). A holder that sees a holder of one of its layers
+ * further on skips forward at the next boundary; numbers only move forward, and a node that holds layers of several
+ * groups carries the newest number from one group to the next (docs/TRAINING.md "Round numbers are tied across
+ * layer groups").
+ *
+ * R + 1, not R: the holder further on is in the middle or at the end of round R, which its own group began a round's
+ * worth of steps ago, and whose Δ it may already be collecting; we join at its next boundary. Two half holders in
+ * one chain step together, so their boundaries fall at the same time: when the whole-model holder entered the round
+ * R of one of them (listening to it while that one finished it), the other, skipping to R at its next boundary,
+ * began R while its chain partner began R + 1, and stayed one off for good; the whole-model holder then closed its
+ * rounds a chain period after one partner and before the other, which waited in its hash vote (paused, so the chain
+ * could not step) for a vote that needed the chain's next step: 61 s rounds (the 60 s sync deadline) in the
+ * integration test. The round R that the holder behind skips is not waited for: a member whose status stands past a
+ * round is released from it (sync.ts askMissing).
+ */
+export function nextRoundNumber(closed: number, peerRounds: readonly number[]): number {
+  let next = closed + 1;
+  for (const r of peerRounds) if (Number.isSafeInteger(r) && r > closed + 1 && r < MAX_ROUND && r + 1 > next) next = r + 1;
+  return next;
+}
+
 /**
  * What a holder in round `current` (−1: still entering) does with a contribution for `round` before decoding it:
- * the round before (a slow holder), this one and the next (a fast one) are taken; a round a few ahead is answered
- * too_early (the sender retries), and so is everything while entering; any past round is answered wrong_round
- * without a penalty: a holder keeps sending its Δ to a joiner that is still entering (answered too_early) until its
- * deadline, and the joiner may enter rounds later (an honest race; penalising it got the holders banned by the
- * joiner). Only a round further ahead than the rounds any holder keeps (`kept`) is refused, its sender penalised.
+ * the round before (a slow holder), this one and the next (a fast one) are taken; a round further ahead is answered
+ * too_early (the sender retries until its deadline; nothing is kept), and so is everything while entering; any past
+ * round is answered wrong_round. Neither costs the sender anything:
+ *   - a holder keeps sending its Δ to a joiner that is still entering (answered too_early) until its deadline, and
+ *     the joiner may enter rounds later (an honest race; penalising it got the holders banned by the joiner);
+ *   - a holder of the layer (`fromHolder`: the receiver's view lists it) may stand any number of rounds ahead
+ *     honestly: round numbers skip forward (nextRoundNumber), and after a partition the side that went on is ahead
+ *     until the other's next boundary. A round more than `kept` ahead from a holder was refused with 20 points per
+ *     layer: a whole-model holder ahead of a half holder lost 60 per round and could be banned before the half holder
+ *     skipped forward to its number.
+ * Only a round further ahead than `kept` from a sender that holds no such layer in our view is refused (its sender
+ * penalised): nobody's numbers justify it.
  */
-export function contributionRoundCheck(round: number, current: number, kept: number): 'take' | 'too_early' | 'wrong_round' | 'refuse' {
+export function contributionRoundCheck(round: number, current: number, kept: number, fromHolder: boolean): 'take' | 'too_early' | 'wrong_round' | 'refuse' {
   if (current < 0) return 'too_early';
-  if (round > current + kept) return 'refuse';
+  if (round > current + kept && !fromHolder) return 'refuse';
   if (round > current + 1) return 'too_early';
   if (round < current - 1) return 'wrong_round';
   return 'take';

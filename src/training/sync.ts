@@ -4,8 +4,9 @@
  *
  *   enter()        before the first inner step: a node that finds holders already past a round boundary (a joiner,
  *                  a restarted node) waits for a boundary whose round counts it as a member, downloads every held
- *                  layer's state (θ and the outer momentum) of the round before from holders, verifies it against
- *                  the state hash most holders report, installs it and starts that round
+ *                  layer's state (θ and the outer momentum) from holders (per layer the newest closed round before
+ *                  that its holders keep: layer groups may stand at different numbers), verifies it against the
+ *                  state hash most of them report, installs it and starts that round
  *   innerStep()    one inner step taken (the caller's trainer: SoloTrainer in the worker, or a pipeline stage)
  *   closeRound()   after H inner steps: per layer Δ = θ_start − θ, compressed with error feedback, signed by the
  *                  transport, sent to the layer's other holders (retried while they are still in their inner steps);
@@ -15,7 +16,8 @@
  *                  θ_start; then the holders exchange per-layer state hashes, and a holder whose hash is not the
  *                  one most holders report (a late contribution it counted and they did not) downloads the
  *                  majority's state and verifies it: every holder of a layer leaves the round with bit-identical
- *                  weights and momentum
+ *                  weights and momentum; the next round's number is one more, or a holder's of our layers that
+ *                  stands further on (rounds.ts nextRoundNumber: numbers are labels, tied across layer groups)
  *   receive()      a decoded, signature-checked contribution from a peer (the transport validated the envelope)
  *
  * Layers held alone (no other live holder) keep θ_local at the boundary: a lone node trains as a solo trainer
@@ -33,12 +35,12 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { aggregate, type AggregationRecord, type AggregatorName } from './aggregation/index.js';
 import type { CompressionKind } from './compression/index.js';
 import { DiLoCoNode, type LayerRange } from './diloco.js';
-import { KEPT_ROUNDS, pinRound, roundsToKeep, sequenceToJoin, type RoundPin } from './keep.js';
+import { KEPT_ROUNDS, layerEntryState, pinRound, roundsToKeep, sequenceToJoin, type ClosedView, type RoundPin } from './keep.js';
 import { entryPeers, layerMembers, missingMembers, notTrainedFromStatus } from './membership.js';
 import type { TrainStepper } from './loop.js';
 import type { TrainStepResult } from './trainer.js';
 import type { Batch } from './types.js';
-import { innerStepDone, receive as roundReceive, release, startRound, tryClose, type RoundConfig, type RoundState } from './rounds.js';
+import { innerStepDone, nextRoundNumber, receive as roundReceive, release, startRound, tryClose, type RoundConfig, type RoundState } from './rounds.js';
 
 /** What the inner loop must offer the outer sync: its held parameters as one flat buffer (ParamLayout order). */
 export interface InnerParams {
@@ -113,6 +115,11 @@ export interface OuterSyncOptions {
    * 'gauntlet' aggregates as the default trimmed mean.
    */
   heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
+  /**
+   * The number of the first round when nobody is ahead (a fresh start). Default 0. Round numbers are labels (./rounds.ts
+   * nextRoundNumber): tests start two groups of layers at different numbers to drift them apart.
+   */
+  firstRound?: number;
 }
 
 /** A joiner waits this many sync deadlines for every holder to count it before a quorum of them is enough. */
@@ -202,6 +209,11 @@ export function listensTo(s: PeerTrainingStatus | undefined, round: number): boo
   return s.phase === 'entering' || (s.entered !== undefined && s.entered >= round);
 }
 
+/** Whether a peer's status says it stands past `round` (in the rounds, at a later one). */
+function passed(s: PeerTrainingStatus | undefined, round: number): boolean {
+  return s !== undefined && s.phase !== 'entering' && s.round > round;
+}
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     const t = setTimeout(done, ms);
@@ -275,6 +287,11 @@ export class OuterSync {
 
   get round(): number {
     return this.roundNo;
+  }
+
+  /** Whether the view lists `peer` as a holder of `layer`. */
+  holds(peer: string, layer: string): boolean {
+    return this.o.holders(layer).includes(peer);
   }
 
   layerSize(layer: string): number | undefined {
@@ -404,8 +421,9 @@ export class OuterSync {
         // nobody is ahead: the holders start round 0 together, and wait for each other (θ_start: the weights now)
         await exclusive(async () => {
           this.params.set(await this.o.inner.getParams());
+          // entered 0: it started the rounds (whatever the first number; ./rounds.ts listensTo reads 0 so)
           this.enteredAt = 0;
-          this.begin(0);
+          this.begin(this.o.firstRound ?? 0);
         });
         return;
       }
@@ -417,7 +435,7 @@ export class OuterSync {
         [...statuses.values()].map((s) => ({ round: s.round, entering: s.phase === 'entering', members: s.members, closed: s.closed.map((c) => c.round) })),
         this.o.clock.now() - since >= patience ? { quorum: this.o.round.quorum } : undefined,
       );
-      if (target !== undefined && (await this.adopt(target - 1, statuses, signal, exclusive))) {
+      if (target !== undefined && (await this.adopt(target, statuses, signal, exclusive))) {
         this.enteredAt = target;
         // the holders do not wait for us in the round we enter (nor count our Δ): we listen to it. Except round 0:
         // every holder starts it from the initial state, and one that began it fresh (no one ahead) waits for all
@@ -568,7 +586,11 @@ export class OuterSync {
     } catch (e) {
       this.log.warn('round close hook failed', { round, error: errorMessage(e) });
     }
-    this.begin(round + 1, this.notWaited(round + 1, t0, new Set([...this.states.values()].flatMap((s) => Object.keys(s.received)))));
+    // the next round's number: round + 1, or a holder's of our layers that stands further on (a group whose number
+    // drifted ahead while nothing tied it to ours: ./rounds.ts nextRoundNumber)
+    const next = nextRoundNumber(round, this.memberRounds(t0));
+    if (next > round + 1) this.log.info('round numbers skip forward to a holder\'s', { closed: round, next });
+    this.begin(next, this.notWaited(next, t0, new Set([...this.states.values()].flatMap((s) => Object.keys(s.received)))));
     return this.last;
   }
 
@@ -607,6 +629,21 @@ export class OuterSync {
     }
     this.log.debug('gauntlet scores', { round, layer: l.id, baseLoss, losses: contribs.map((c) => `${c.id.slice(-6)}:${losses.get(c.delta)?.toFixed(5) ?? 'n/a'}`) });
     return aggregate('gauntlet', contribs, l.size, { baseLoss, lossAfter: (d) => losses.get(d) ?? Number.NaN });
+  }
+
+  /**
+   * The rounds the members of our layers' rounds stand at, from their statuses heard since `since` (this boundary):
+   * those in the rounds (a holder still entering has no number yet).
+   */
+  private memberRounds(since: number): number[] {
+    const out: number[] = [];
+    const members = new Set(this.layers.flatMap((l) => this.members(l.id)));
+    for (const p of members) {
+      if (p === this.o.self) continue;
+      const st = this.lastStatus.get(p);
+      if (st !== undefined && st.at >= since && st.status.phase !== 'entering' && st.status.round >= 0) out.push(st.status.round);
+    }
+    return out;
   }
 
   private peers(): string[] {
@@ -665,6 +702,9 @@ export class OuterSync {
         // the round to its deadline and, with two holders of a layer, below the quorum (abandoned) while the listener
         // applied the others' Δ: two states and a tied hash vote (a chaos run's restarted whole-model trainer)
         else if (listensTo(st.get(p), this.roundNo)) this.released(p, l, false);
+        // a member past this round (its numbers skipped over it: rounds.ts nextRoundNumber; or it closed it without us
+        // at its deadline, and its hash vote gave up on ours) sends no Δ for it any more
+        else if (passed(st.get(p), this.roundNo)) this.released(p, l, false, 'a holder stands past this round: not waited for');
       }
     }
   }
@@ -678,7 +718,7 @@ export class OuterSync {
    * `peer` answered that it does not train `layer` (the pool moved it): the current round stops waiting for it
    * (unless its Δ is in) and the next rounds leave it out until its status lists the layer again.
    */
-  private released(peer: string, layer: string, left: boolean): void {
+  private released(peer: string, layer: string, left: boolean, why?: string): void {
     if (left) {
       const not = this.notTrained.get(peer) ?? new Set<string>();
       not.add(layer);
@@ -688,7 +728,7 @@ export class OuterSync {
     if (s === undefined) return;
     const r = release(s, peer);
     if (r !== s) {
-      this.log.info(left ? 'a holder left this layer\'s rounds (moved): not waited for' : 'a holder does not count us in its round: not waited for', { peer, layer, round: s.round });
+      this.log.info(why ?? (left ? 'a holder left this layer\'s rounds (moved): not waited for' : 'a holder does not count us in its round: not waited for'), { peer, layer, round: s.round });
       this.states.set(layer, r);
       this.wake?.();
     }
@@ -908,24 +948,31 @@ export class OuterSync {
     return false;
   }
 
-  /** A joiner: the state after `round` for every held layer, from holders agreeing on its hash. */
-  private async adopt(round: number, statuses: Map<string, PeerTrainingStatus>, signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<boolean> {
+  /**
+   * A joiner entering round `target`: for every held layer, the newest closed state (round ≤ target − 1) that the
+   * layer's holders agree on (./keep.ts layerEntryState), downloaded and verified. Per layer: groups of layers that
+   * share no holder may stand at different round numbers (one group's newest closed round is not the other's).
+   */
+  private async adopt(target: number, statuses: Map<string, PeerTrainingStatus>, signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<boolean> {
+    const took: Record<string, number> = {};
     for (const l of this.layers) {
       const holders = new Set(this.o.holders(l.id));
-      const byHash = new Map<string, string[]>();
-      for (const [p, s] of statuses) {
-        if (!holders.has(p)) continue;
-        const h = s.closed.find((c) => c.round === round)?.hashes[l.id];
-        if (h !== undefined) byHash.set(h, [...(byHash.get(h) ?? []), p]);
+      const closed = new Map<string, readonly ClosedView[]>();
+      for (const [p, s] of statuses) if (holders.has(p)) closed.set(p, s.closed);
+      const e = layerEntryState(l.id, target - 1, closed);
+      if (e === undefined) {
+        this.log.debug('entry: no holder of a layer keeps a closed round yet', { layer: l.id, target });
+        return false;
       }
-      const win = majorityHash([...byHash.entries()].flatMap(([h, ps]) => ps.map(() => h)));
-      if (win === undefined) return false;
-      if (!(await this.download(round, l, win, byHash.get(win)!, signal))) return false;
+      if (!(await this.download(e.round, l, e.hash, e.sources, signal))) return false;
+      took[l.id] = e.round;
     }
     await exclusive(() => this.o.inner.setParams(this.params));
-    this.log.info('entered the outer rounds with verified weights', { round: round + 1 });
-    // the downloaded state is what we hold "after round": keep it for later joiners
-    this.snapshotAs(round);
+    const behind = Object.entries(took).filter(([, r]) => r !== target - 1);
+    this.log.info('entered the outer rounds with verified weights', { round: target, ...(behind.length === 0 ? {} : { behind: Object.fromEntries(behind) }) });
+    // the downloaded state is what we hold "after target − 1" (per layer, the newest its holders agreed on): keep it for
+    // later joiners
+    this.snapshotAs(target - 1);
     return true;
   }
 }

@@ -4,7 +4,14 @@
  * holders are a 2-stage chain (node/chain.ts NodeChainTraining: driver, train-stage hop, outer sync per span), the
  * whole-model holder a replica with its solo trainer inside DiLoCo (node/diloco.ts, test/utils/training-replica.ts).
  *
- * The whole-model holder is stopped while the rounds run and restarted on the same key (the same data dir) with stale
+ * The half holders start their rounds at different numbers (A at 0, B at DRIFT: OuterSync's firstRound), as two
+ * groups of layers that share no holder are after they drifted apart while no whole-model holder tied them (the
+ * chaos run's stuck train0, issue 9). The whole-model holder joins them:
+ *   - it enters within a few of the half holders' rounds (before: never, it needed one closed round of the newest
+ *     number on every layer's holders and A had none), A skips its numbering forward to W's, and from then on A, B and
+ *     W close rounds of one number with equal per-layer hashes (training/rounds.ts nextRoundNumber, keep.ts
+ *     layerEntryState).
+ * Then it is stopped while the rounds run and restarted on the same key (the same data dir) with stale
  * weights, before the half holders' view marks it dead: the round they are in still counts its old incarnation.
  *   - it enters within two of the half holders' rounds after it is back (before: the round waited for a Δ that the
  *     listener never sends, until the deadline);
@@ -36,6 +43,8 @@ const cfg: LlamaConfig = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num
 const L = cfg.num_hidden_layers;
 const H = 3;
 const SYNC_MS = 60_000;
+/** B's first round number: A's and B's numbers stand this far apart until W ties them. */
+const DRIFT = 7;
 const OPTS: NodeOptions = {
   ...DEFAULTS,
   train: true,
@@ -81,7 +90,7 @@ function source(seed: number): BatchSource {
   };
 }
 
-async function startHalf(name: string, span: PoolSpan, boot: string[], k: number): Promise<Half> {
+async function startHalf(name: string, span: PoolSpan, boot: string[], k: number, firstRound: number): Promise<Half> {
   const key = keyFromPrivate(randomBytes(32));
   const net = await startTrainingNet(genesis.networkId, key, span, boot);
   const compute = await ComputeClient.start({ threads: 1 });
@@ -104,6 +113,7 @@ async function startHalf(name: string, span: PoolSpan, boot: string[], k: number
       networkId: genesis.networkId,
       clock: { now: () => Date.now() },
       pollMs: 100,
+      firstRound,
       onRound: (r) => {
         const closed = h.chain.outerSync()?.sync.status().closed.find((c) => c.round === r.round);
         h.seen.push({ round: r.round, at: Date.now(), report: r, hashes: closed?.hashes ?? {} });
@@ -143,8 +153,8 @@ async function startWhole(boot: string[], key = keyFromPrivate(randomBytes(32)),
 
 describe('a restarted whole-model trainer re-enters two half holders\' rounds (real libp2p)', { timeout: 900_000 }, () => {
   before(async () => {
-    halves.push(await startHalf('A', { start: 0, end: 1 }, [], 0));
-    halves.push(await startHalf('B', { start: 1, end: L }, [addr(halves[0]!.net)], 1));
+    halves.push(await startHalf('A', { start: 0, end: 1 }, [], 0, 0));
+    halves.push(await startHalf('B', { start: 1, end: L }, [addr(halves[0]!.net)], 1, DRIFT));
     for (const h of halves) wholeHolders.add(h.net.peerId);
   });
 
@@ -159,16 +169,35 @@ describe('a restarted whole-model trainer re-enters two half holders\' rounds (r
     }
   });
 
-  it('stopped mid-round and restarted on the same key: it enters within two rounds, its downloads verify, all agree', async () => {
+  it('joins half holders whose numbers drifted apart, ties them; stopped mid-round and restarted on the same key: it enters within two rounds, its downloads verify, all agree', async () => {
     const [a, b] = halves as [Half, Half];
+    // A and B train as a chain, their rounds numbered DRIFT apart
+    await waitFor(() => halves.every((h) => h.seen.length >= 1), { timeoutMs: 600_000, intervalMs: 200, what: 'A and B close a round' });
+    const apart = b.seen.at(-1)!.round - a.seen.at(-1)!.round;
+    assert.ok(apart >= DRIFT - 1, `A and B stand ${apart} rounds apart before W`);
     const t0 = Date.now();
     whole = await startWhole(halves.map((h) => addr(h.net)));
     const key = whole.key;
     const wid = whole.net.peerId;
+    const first = whole;
     await waitFor(() => halves.every((h) => h.net.liveness.snapshot().filter((p) => p.state === 'alive' && p.heartbeat.span !== undefined).length >= 2), { timeoutMs: 240_000, intervalMs: 100, what: 'A and B see the two others' });
+    const seenAll = { a: a.seen.length, b: b.seen.length };
+    // before: W stayed entering (round −1) for good
+    await waitFor(() => first.wiring.sync.round >= 0 && first.wiring.sync.status().phase !== 'entering', { timeoutMs: 600_000, intervalMs: 100, what: 'W entered the drifted rounds' });
+    const firstEntry = first.wiring.sync.round;
+    const firstWaited = Math.max(a.seen.length - seenAll.a, b.seen.length - seenAll.b);
     // two rounds with W a full member on both half holders
     await waitFor(() => halves.every((h) => h.seen.filter((s) => s.report.members.includes(wid) && !s.report.waived.includes(wid)).length >= 2), { timeoutMs: 600_000, intervalMs: 200, what: 'two rounds with W on A and B' });
     const warm = Date.now() - t0;
+    assert.ok(firstWaited <= 3, `W entered round ${firstEntry} of the drifted groups after ${firstWaited} rounds of the half holders (at most 3)`);
+    // the numbers are tied: A, B and W closed the same rounds since, with equal hashes
+    const shared = first.rounds.map((r) => r.round).filter((r) => r > firstEntry && a.seen.some((s) => s.round === r) && b.seen.some((s) => s.round === r));
+    assert.ok(shared.length >= 1, `A, B and W closed rounds of one number after W's entry (W ${first.rounds.map((r) => r.round).join(',')}; A ${a.seen.map((s) => s.round).join(',')}; B ${b.seen.map((s) => s.round).join(',')})`);
+    for (const r of shared) {
+      const mine = first.wiring.sync.status().closed.find((c) => c.round === r)?.hashes;
+      if (mine === undefined) continue; // out of the kept window
+      for (const h of halves) for (const [layer, hash] of Object.entries(h.seen.find((s) => s.round === r)!.hashes)) assert.equal(mine[layer], hash, `W and ${h.name} agree on ${layer} after round ${r}`);
+    }
 
     // stop W while it is in its inner steps (its round counts it on A and B), restart it on the same key at once
     const round = whole.wiring.sync.round;
@@ -204,6 +233,6 @@ describe('a restarted whole-model trainer re-enters two half holders\' rounds (r
         for (const [layer, hash] of Object.entries(theirs.hashes)) assert.equal(mine[layer], hash, `W and ${h.name} agree on ${layer} after round ${r.round}`);
       }
     }
-    console.log(`# rejoin: warm-up ${warm} ms; W stopped in round ${round}, entered round ${entered} after ${enteredAt - stoppedAt} ms (${waited} half-holder rounds); A ${a.seen.filter((s) => s.at >= stoppedAt).map((s) => `${s.round}:${s.report.syncMs}`).join(' ')} ms`);
+    console.log(`# rejoin: A and B ${apart} rounds apart; W entered round ${firstEntry} after ${firstWaited} half-holder rounds, tied in ${shared.join(',')}; warm-up ${warm} ms; W stopped in round ${round}, entered round ${entered} after ${enteredAt - stoppedAt} ms (${waited} half-holder rounds); A ${a.seen.filter((s) => s.at >= stoppedAt).map((s) => `${s.round}:${s.report.syncMs}`).join(' ')} ms`);
   });
 });

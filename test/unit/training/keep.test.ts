@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { newestSharedRound, windowEndingAt } from '../../../src/pool/rounds.js';
-import { KEPT_ROUNDS, livePins, PIN_LIMITS, pinRound, roundsToKeep, sequenceToJoin, type RoundPin } from '../../../src/training/keep.js';
+import { KEPT_ROUNDS, layerEntryState, livePins, PIN_LIMITS, pinRound, roundsToKeep, sequenceToJoin, type ClosedView, type RoundPin } from '../../../src/training/keep.js';
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a + 1 }, (_, k) => a + k);
 
@@ -135,5 +135,32 @@ describe('training/keep: the round a joiner takes', () => {
     assert.equal(sequenceToJoin('j', [a, b, x, h(-1, [], [], true)], q), 7, 'a holder still entering has no say');
     assert.equal(sequenceToJoin('j', [h(7, ['j'], [1]), h(7, ['j'], [1]), x], q), 7, 'the state after 6 is kept by x');
     assert.equal(sequenceToJoin('j', [h(7, ['j'], [1]), h(7, ['j'], [1]), h(7, ['x'], [2])], q), undefined, 'nobody keeps the state after 6');
+  });
+});
+
+describe('training/keep: a joiner\'s entry state per layer (layerEntryState)', () => {
+  const closed = (rounds: number[], hash: (r: number) => Record<string, string>): ClosedView[] => rounds.map((r) => ({ round: r, hashes: hash(r) }));
+  it('takes each layer\'s newest closed round ≤ the one before its entry, whatever the other layers\' numbers (drifted groups)', () => {
+    // the chaos run: a (layer 0's group) kept 55-58, b (layer 1's) 57-60; the joiner enters round 61
+    const holders = new Map<string, ClosedView[]>([
+      ['a', closed([55, 56, 57, 58], (r) => ({ 'layers.0': `a${r}` }))],
+      ['b', closed([57, 58, 59, 60], (r) => ({ 'layers.1': `b${r}` }))],
+    ]);
+    assert.deepEqual(layerEntryState('layers.0', 60, holders), { round: 58, hash: 'a58', sources: ['a'] });
+    assert.deepEqual(layerEntryState('layers.1', 60, holders), { round: 60, hash: 'b60', sources: ['b'] });
+    assert.deepEqual(layerEntryState('layers.1', 58, holders), { round: 58, hash: 'b58', sources: ['b'] }, 'nothing past the round before the entry');
+    assert.equal(layerEntryState('layers.2', 60, holders), undefined, 'no holder keeps a state of the layer');
+    assert.equal(layerEntryState('layers.0', 54, holders), undefined, 'none that old');
+  });
+  it('the hash most holders of the newest round report wins (ties: the smallest), with those holders as sources', () => {
+    const holders = new Map<string, ClosedView[]>([
+      ['p', closed([3, 4], (r) => ({ x: r === 4 ? 'h2' : 'old' }))],
+      ['q', closed([4], () => ({ x: 'h1' }))],
+      ['r', closed([4], () => ({ x: 'h2' }))],
+      ['s', closed([2, 3], () => ({ x: 'h0' }))],
+    ]);
+    assert.deepEqual(layerEntryState('x', 10, holders), { round: 4, hash: 'h2', sources: ['p', 'r'] });
+    holders.delete('r');
+    assert.deepEqual(layerEntryState('x', 10, holders), { round: 4, hash: 'h1', sources: ['q'] }, 'a tie goes to the smallest hash');
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { contributionRoundCheck, innerStepDone, nextRound, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
+import { contributionRoundCheck, innerStepDone, MAX_ROUND, nextRound, nextRoundNumber, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 
 const cfg: RoundConfig = { innerSteps: 3, quorum: 0.67, syncTimeoutMs: 1000 };
@@ -80,16 +80,20 @@ describe('outer round state machine', () => {
     assert.deepEqual(nextRound(q, r.state, ['a', 'b', 'c', 'd'], 'h2').waived, [], 'the next round waits for everyone again');
   });
 
-  it('contributionRoundCheck: past rounds answered without a penalty (a holder\'s late Δ to a joiner), far future refused', () => {
-    assert.equal(contributionRoundCheck(3, -1, 4), 'too_early', 'still entering');
-    assert.equal(contributionRoundCheck(9, 10, 4), 'take');
-    assert.equal(contributionRoundCheck(10, 10, 4), 'take');
-    assert.equal(contributionRoundCheck(11, 10, 4), 'take');
-    assert.equal(contributionRoundCheck(14, 10, 4), 'too_early');
-    assert.equal(contributionRoundCheck(15, 10, 4), 'refuse');
-    assert.equal(contributionRoundCheck(8, 10, 4), 'wrong_round');
+  it('contributionRoundCheck: past rounds, and future ones from a holder, answered without a penalty (a holder\'s late Δ to a joiner, a holder whose numbers skipped ahead); far future from anyone else refused', () => {
+    assert.equal(contributionRoundCheck(3, -1, 4, true), 'too_early', 'still entering');
+    assert.equal(contributionRoundCheck(9, 10, 4, true), 'take');
+    assert.equal(contributionRoundCheck(10, 10, 4, true), 'take');
+    assert.equal(contributionRoundCheck(11, 10, 4, true), 'take');
+    assert.equal(contributionRoundCheck(14, 10, 4, true), 'too_early');
+    assert.equal(contributionRoundCheck(15, 10, 4, true), 'too_early', 'a holder further on: no penalty (its numbers skipped ahead)');
+    assert.equal(contributionRoundCheck(1000, 10, 4, true), 'too_early');
+    assert.equal(contributionRoundCheck(15, 10, 4, false), 'refuse', 'far ahead from a sender that holds no such layer: refused, penalised');
+    assert.equal(contributionRoundCheck(14, 10, 4, false), 'too_early');
+    assert.equal(contributionRoundCheck(3, -1, 4, false), 'too_early');
+    assert.equal(contributionRoundCheck(8, 10, 4, true), 'wrong_round');
     // a holder kept retrying its round-3 Δ while the joiner downloaded; the joiner entered at round 12
-    assert.equal(contributionRoundCheck(3, 12, 4), 'wrong_round', 'an honest race, not a penalty');
+    assert.equal(contributionRoundCheck(3, 12, 4, true), 'wrong_round', 'an honest race, not a penalty');
   });
 
   it('answers wrong rounds, strangers and duplicates without changing the state', () => {
@@ -113,5 +117,17 @@ describe('outer round state machine', () => {
     let t = startRound({ ...cfg, innerSteps: 1 }, 0, ['a'], 'h');
     t = innerStepDone({ ...cfg, innerSteps: 1 }, t, 0);
     assert.throws(() => innerStepDone(cfg, t, 0), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+  });
+});
+
+describe('round numbers tied across layer groups (nextRoundNumber)', () => {
+  it('one more than the closed round, or past the round a holder of our layers two or more further on is in', () => {
+    assert.equal(nextRoundNumber(7, []), 8, 'alone');
+    assert.equal(nextRoundNumber(7, [7, 8]), 8, 'holders in step (one already began the next round)');
+    assert.equal(nextRoundNumber(59, [61, 60]), 62, 'a holder further on: join at its next boundary');
+    assert.equal(nextRoundNumber(2, [9]), 10, 'the integration case: W entered 9 while B finished it; A begins 10 with B');
+    assert.equal(nextRoundNumber(61, [59]), 62, 'never backward: the holders behind skip to ours');
+    assert.equal(nextRoundNumber(3, [MAX_ROUND, Number.MAX_SAFE_INTEGER, 2.5, Number.NaN]), 4, 'labels from MAX_ROUND on, or not integers, are ignored');
+    assert.equal(nextRoundNumber(3, [MAX_ROUND - 1]), MAX_ROUND);
   });
 });

@@ -1,0 +1,159 @@
+/**
+ * An in-memory network of OuterSync nodes over a tiny 3-layer model (training/sync.ts without libp2p), for the
+ * rejoin and drift tests: each node runs its rounds concurrently at its own pace (`stepMs` per inner step, which a
+ * test may change), the view lists every started node until the test unlists it, and a killed node is unreachable at
+ * once while the view still lists it (its heartbeats are only late).
+ */
+import { ParamLayout } from '../../../src/model/layout.js';
+import { decodeDelta } from '../../../src/training/compression/index.js';
+import { OuterSync, type LayerState, type PeerTrainingStatus, type SendVerdict } from '../../../src/training/sync.js';
+import { createLogger, type Logger } from '../../../src/util/logger.js';
+import { tinyConfig } from '../model/helpers.js';
+
+export const cfg = tinyConfig(); // 3 layers
+export const H = 3;
+
+export interface Node {
+  id: string;
+  span: { start: number; end: number };
+  params: Float32Array;
+  sync: OuterSync;
+  ac: AbortController;
+  /** Rounds closed (as closeRound returned them). */
+  closed: number[];
+  /** Warnings logged by its outer sync (download failures). */
+  warnings: string[];
+  /** Info lines logged by its outer sync. */
+  infos: string[];
+  running: Promise<void>;
+  stepMs: number;
+}
+
+const layerIndex = (layer: string): number => (layer === 'embed' ? 0 : layer === 'head' ? cfg.num_hidden_layers - 1 : Number(layer.slice('layers.'.length)));
+
+function capture(id: string, warnings: string[], infos: string[]): Logger {
+  const base = process.env.SYNC_UNIT_LOG === undefined ? undefined : createLogger({ level: 'debug', module: id });
+  const mk = (): Logger => ({
+    level: 'debug',
+    error: (m, c) => base?.error(m, c),
+    warn: (m, c) => {
+      warnings.push(`${m} ${JSON.stringify(c ?? {})}`);
+      base?.warn(m, c);
+    },
+    info: (m, c) => {
+      infos.push(`${m} ${JSON.stringify(c ?? {})}`);
+      base?.info(m, c);
+    },
+    debug: (m, c) => base?.debug(m, c),
+    trace: () => {},
+    child: () => mk(),
+  });
+  return mk();
+}
+
+/** The network: nodes by id (reachable ones), and the view's holders (listed ones, reachable or not). */
+export class Net {
+  readonly nodes = new Map<string, Node>();
+  readonly listed = new Map<string, { start: number; end: number }>();
+
+  holders(layer: string): string[] {
+    const i = layerIndex(layer);
+    return [...this.listed].filter(([, s]) => s.start <= i && i < s.end).map(([id]) => id).sort();
+  }
+
+  /** `firstRound`: the number its rounds start at when nobody is ahead (OuterSync's option; default 0). */
+  start(id: string, span: { start: number; end: number }, stepMs: number, params?: Float32Array, firstRound?: number): Node {
+    const layout = new ParamLayout(cfg, span);
+    const warnings: string[] = [];
+    const infos: string[] = [];
+    const n = { id, span, params: params ?? new Float32Array(layout.size).map((_, i) => Math.sin(i + layout.entries[0]!.offset)), closed: [], warnings, infos, stepMs, ac: new AbortController() } as unknown as Node;
+    const whole = new ParamLayout(cfg);
+    // every node starts from the same model: its span's slice of one whole-model init
+    if (params === undefined) {
+      const init = new Float32Array(whole.size).map((_, i) => Math.sin(i));
+      let o = 0;
+      for (const e of layout.entries) {
+        const w = whole.entries.find((x) => x.name === e.name)!;
+        n.params.set(init.subarray(w.offset, w.offset + w.size), o);
+        o += e.size;
+      }
+    }
+    n.sync = new OuterSync({
+      self: id,
+      layout,
+      inner: { getParams: () => Promise.resolve(n.params.slice()), setParams: (p) => Promise.resolve(void n.params.set(p)) },
+      round: { innerSteps: H, quorum: 2 / 3, syncTimeoutMs: 3000 },
+      aggregator: 'mean',
+      compress: 'none',
+      outerLr: 0.7,
+      outerMomentum: 0.9,
+      holders: (layer) => this.holders(layer),
+      transport: {
+        send: async (peer, c): Promise<SendVerdict> => {
+          await new Promise((r) => setTimeout(r, 2));
+          const to = this.nodes.get(peer);
+          if (to === undefined) throw new Error('unreachable');
+          if (to.sync.round < 0) return 'too_early';
+          return to.sync.receive(id, c.round, c.layer, decodeDelta(c.compression, c.n, c.payload), c.payload.byteLength);
+        },
+        status: async (peer): Promise<PeerTrainingStatus> => {
+          await new Promise((r) => setTimeout(r, 2));
+          const to = this.nodes.get(peer);
+          if (to === undefined) throw new Error('unreachable');
+          return structuredClone(to.sync.status());
+        },
+        fetchLayer: async (peer, round, layer): Promise<LayerState> => {
+          await new Promise((r) => setTimeout(r, 2));
+          const s = this.nodes.get(peer)?.sync.layerState(round, layer);
+          if (s === undefined) throw new Error('no such state');
+          return { theta: s.theta.slice(), buf: s.buf === null ? null : s.buf.slice() };
+        },
+      },
+      clock: { now: () => Date.now() },
+      pollMs: 10,
+      log: capture(id, warnings, infos),
+      ...(firstRound === undefined ? {} : { firstRound }),
+    });
+    this.nodes.set(id, n);
+    this.listed.set(id, span);
+    const k = [...id].reduce((a, c) => a + c.charCodeAt(0), 0) % 7;
+    n.running = (async () => {
+      const signal = n.ac.signal;
+      try {
+        while (!signal.aborted) {
+          await n.sync.enter(signal);
+          for (let s = 0; s < H; s++) {
+            await new Promise((r) => setTimeout(r, n.stepMs));
+            for (let i = 0; i < n.params.length; i++) n.params[i] = n.params[i]! - 0.001 * (k + 1) * Math.cos(i + s);
+            n.sync.innerStep();
+          }
+          n.closed.push((await n.sync.closeRound(signal)).round);
+        }
+      } catch (e) {
+        if (!signal.aborted) throw e;
+      }
+    })();
+    return n;
+  }
+
+  /** SIGKILL: unreachable at once; the view still lists it (its heartbeats are only late). */
+  kill(id: string): Node {
+    const n = this.nodes.get(id)!;
+    this.nodes.delete(id);
+    n.ac.abort();
+    return n;
+  }
+
+  async stop(): Promise<void> {
+    for (const n of this.nodes.values()) n.ac.abort();
+    await Promise.allSettled([...this.nodes.values()].map((n) => n.running));
+  }
+}
+
+export async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
