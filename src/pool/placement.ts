@@ -58,7 +58,7 @@ export interface PoolHolder {
   tokensPerSec: number;
   /** Memory the holder offers for layers (MiB); unknown = 0 (it is then assumed to fit only its current span). */
   memoryMb: number;
-  /** 'int8' when it holds int8 weights (its heartbeats say so): its memory holds ~3.5x more layers. Absent: f32. */
+  /** 'int8' when it holds int8 weights (its signed HolderRecord says so; pool/view.ts): its memory holds ~3.5x more layers. Absent: f32. */
   weights?: 'int8';
 }
 

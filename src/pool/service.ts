@@ -351,7 +351,7 @@ export class PoolService {
       dispose();
     }
     if (found.size === 0) return view;
-    const extra = [...found.values()].map((r) => ({ peerId: r.peerId, span: { start: r.span.start, end: r.span.end }, state: 'stale' as const, tokensPerSec: r.capacity.tokensPerSec, memoryMb: r.capacity.memoryMb }));
+    const extra = [...found.values()].map((r) => ({ peerId: r.peerId, span: { start: r.span.start, end: r.span.end }, state: 'stale' as const, tokensPerSec: r.capacity.tokensPerSec, memoryMb: r.capacity.memoryMb, ...(r.weights === 'int8' ? { weights: 'int8' as const } : {}) }));
     this.log.info('the registry names holders not heard from yet', { holders: extra.map((h) => `${h.peerId.slice(-8)}@${h.span.start}:${h.span.end}`) });
     const holders = [...view.holders, ...extra].sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
     return { numLayers: view.numLayers, holders };

@@ -65,7 +65,7 @@ export interface HolderView {
    */
   block?: string;
   /**
-   * 'int8' when the holder holds int8 weights (`--weights int8`, from its heartbeats); absent: float32. Route choice
+   * 'int8' when the holder holds int8 weights (`--weights int8`, from its signed HolderRecord); absent: float32. Route choice
    * prefers chains of one format, float32 first (`chooseRouteAvoiding`).
    */
   weights?: 'int8';
