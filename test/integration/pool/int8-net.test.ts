@@ -8,8 +8,14 @@
  *   - it still counts as a replica of every layer in the others' views (routing may use it);
  *   - the float32 joiner that comes next downloads verified float32 weights although the int8 holder is live and
  *     asked: the int8 holder answers a typed "cannot serve" and is not penalised for it;
- *   - heartbeats name the int8 holder's format; a greedy answer asked on the int8 node goes through float32 hops
- *     (one format per chain, float32 first), its route names each hop's weights, and its tokens are the float32 ones.
+ *   - its signed HolderRecord names its format (and so does the others' view of it); a greedy answer asked on the
+ *     int8 node goes through float32 hops (one format per chain, float32 first), its route names each hop's weights,
+ *     and its tokens are the float32 ones.
+ *
+ * Then (issue 8, weight sources) a network where some layers are held only by an int8 holder: a genesis node pinned
+ * to the first half, an int8 node pinned to the second half (loaded from its own copy of the checkpoint), and a
+ * float32 joiner with memory for half the model. The joiner takes the half that a float32 holder can serve, never
+ * the int8-only half (whose download would fail with CHECKPOINT_UNAVAILABLE, over and over).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,12 +26,14 @@ import { ComputeClient } from '../../../src/compute/index.js';
 import { NANO, type LlamaConfig } from '../../../src/model/index.js';
 import { NeuroShardNode } from '../../../src/node/node.js';
 import { loadOptions } from '../../../src/node/options.js';
-import { coverage, spanHashOfParams } from '../../../src/pool/index.js';
+import { coverage, extraWeightBytes, layerMb, sliceSpan, spanHashOfParams } from '../../../src/pool/index.js';
 import { createLogger } from '../../../src/util/logger.js';
 import { LOOPBACK_TUNING } from '../../utils/network.js';
 
 const CONFIG: LlamaConfig = { ...NANO };
 const L = CONFIG.num_hidden_layers;
+/** Memory for L/2 float32 layers plus the embedding and head. */
+const HALF_MB = Math.ceil(extraWeightBytes(CONFIG) / (1 << 20)) + (L / 2) * layerMb(CONFIG) + 1;
 
 const dirs: string[] = [];
 const nodes: NeuroShardNode[] = [];
@@ -110,6 +118,10 @@ describe('an int8 holder in a float32 network', { timeout: 600_000 }, () => {
     // the answer names each hop's weights: asked on the int8 node itself, the greedy answer comes through float32
     // hops, token for token the genesis node's (its own float32 worker)
     assert.equal(genesis.network.liveness.snapshot().find((p) => p.peer === q.network.peerId)?.heartbeat.weights, 'int8');
+    // the format is signed into its HolderRecord, and the others' pool views take it from there
+    assert.equal((await genesis.network.registry.recordOf(q.network.peerId))?.weights, 'int8');
+    assert.equal((await genesis.network.registry.recordOf(f.network.peerId))?.weights, undefined, 'a float32 record has no weights field');
+    await waitFor(() => genesis.pool!.view().holders.find((h) => h.peerId === q.network.peerId)?.weights === 'int8', 30_000, 'the int8 holder named int8 in the genesis view');
     await waitFor(() => [genesis, f].every((n) => q.network.liveness.snapshot().some((p) => p.peer === n.network.peerId && p.state === 'alive' && p.heartbeat.span !== undefined)), 60_000, 'the int8 node to hear both f32 holders');
     type Answer = { tokens: number[]; route: { peerId: string; span: [number, number]; weights: string }[] };
     const ask = async (url: string): Promise<Answer> => {
@@ -122,5 +134,32 @@ describe('an int8 holder in a float32 network', { timeout: 600_000 }, () => {
     const got = await ask(q.apiUrl);
     assert.ok(got.route.every((h) => h.weights === 'f32' && h.peerId !== q.network.peerId), `route ${JSON.stringify(got.route)}`);
     assert.deepEqual(got.tokens, want.tokens);
+  });
+
+  it('a joiner never takes layers that only an int8 holder holds: it takes the half a float32 holder serves', async () => {
+    // the first scenario's nodes go: this one is a network of its own
+    for (const n of nodes.splice(0)) await n.close();
+    const first = { start: 0, end: L / 2 };
+    const second = { start: L / 2, end: L };
+    const hashOf = (s: { start: number; end: number }): string => spanHashOfParams(CONFIG, s, sliceSpan(CONFIG, { start: 0, end: L }, fullParams, s));
+    const genesis = await startNode('genesis2', { genesis: true, checkpoint: checkpointDir, span: `${first.start}:${first.end}` });
+    await waitFor(() => genesis.pool?.span() !== undefined, 60_000, 'the genesis node to hold the first half');
+    const boot = genesis.network.p2p.multiaddrs().map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${genesis.network.peerId}`));
+    // nobody holds the second half: the int8 node loads it from its own copy of the checkpoint and quantizes it
+    const q = await startNode('int8-half', { bootstrap: boot, checkpoint: checkpointDir, span: `${second.start}:${second.end}`, weights: 'int8' });
+    await waitFor(() => q.pool?.span() !== undefined, 240_000, 'the int8 node to hold the second half');
+    assert.equal(q.pool!.modelHash(), hashOf(second));
+    await waitFor(() => genesis.pool!.view().holders.find((h) => h.peerId === q.network.peerId && h.state === 'alive')?.weights === 'int8', 60_000, 'the int8 holder alive, named int8 by its record, in the genesis view');
+
+    // each half has one live holder: by replicas and speed the two halves tie, and the joiner's tie-break could draw
+    // either; only the first has a holder that serves weights
+    const j = await startNode('joiner', { bootstrap: boot, memoryMb: HALF_MB });
+    const errors: string[] = [];
+    j.pool!.events.on('span:error', (e) => errors.push(e.error));
+    await waitFor(() => j.pool?.span() !== undefined, 240_000, 'the joiner to hold a span');
+    assert.deepEqual(j.pool!.span(), first, `the joiner took ${JSON.stringify(j.pool!.span())}`);
+    assert.equal(j.pool!.modelHash(), hashOf(first), 'verified float32 weights of the first half');
+    assert.deepEqual(errors, [], 'no failed download on the way');
+    assert.equal(j.network.scores.score(q.network.peerId), 0, 'the int8 holder was not penalised');
   });
 });
