@@ -87,7 +87,10 @@ describe('an int8 holder in a float32 network', { timeout: 600_000 }, () => {
       return (await res.json()) as Answer;
     };
     const want = await ask(genesis.apiUrl);
-    assert.deepEqual(want.route, [{ peerId: genesis.network.peerId, span: [0, L], weights: 'f32' }]);
+    // its own worker, or (route choice explores: ROUTE_DEFAULTS.explore, 1 fresh request in 20 takes a holder this
+    // node never measured) the float32 joiner: either way one float32 hop
+    assert.equal(want.route.length, 1, `route ${JSON.stringify(want.route)}`);
+    assert.ok([genesis.network.peerId, f.network.peerId].includes(want.route[0]!.peerId) && want.route[0]!.weights === 'f32', `route ${JSON.stringify(want.route)}`);
     const got = await ask(q.apiUrl);
     assert.ok(got.route.every((h) => h.weights === 'f32' && h.peerId !== q.network.peerId), `route ${JSON.stringify(got.route)}`);
     assert.deepEqual(got.tokens, want.tokens);
