@@ -55,7 +55,7 @@ export interface GenerateParams {
 export interface RouteHop {
   peerId: string;
   span: [number, number];
-  /** How the hop holds its weights (its heartbeats; router/route.ts prefers chains of one format). */
+  /** How the hop holds its weights (its signed HolderRecord; router/route.ts prefers chains of one format). */
   weights?: 'f32' | 'int8';
 }
 

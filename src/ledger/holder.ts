@@ -10,6 +10,9 @@
  *   u8 version = 1 ‖ str networkId ‖ str peerId ‖ u8 n ‖ str multiaddr × n ‖ u32 span.start ‖ u32 span.end ‖
  *   u32 capacity.memoryMb ‖ u32 capacity.tokensPerSec ‖ u64 timestampMs ‖ u64 expiresMs ‖ 64-byte signature
  *
+ * An int8 holder's record (`--weights int8`) is version 2, with `u8 weights = 1` after capacity.tokensPerSec; a
+ * float32 record stays version 1 with no weights byte (docs/PROTOCOL.md "## HolderRecord").
+ *
  * (`str` = u16 length ‖ UTF-8.) `signEmbeddedHolderRecord` and `localHolderRecordVerifier` sign and verify that
  * payload under the domain "neuroshard/holder-record/v1" with identity's signDomain: they are the test double,
  * and equal the protocols implementation as long as the two layouts agree (test/unit/ledger/holder-compat.test.ts).
@@ -20,6 +23,9 @@ import type { HolderRecordVerifier } from './interfaces.js';
 
 export const HOLDER_RECORD_DOMAIN = 'neuroshard/holder-record/v1';
 const VERSION = 1;
+/** An int8 holder's record: version 2, one weights byte (= WEIGHTS_INT8) after the capacity. */
+const VERSION_INT8 = 2;
+const WEIGHTS_INT8 = 1;
 const MAX_STR = 128;
 const MAX_MULTIADDRS = 16;
 const MAX_MULTIADDR = 256;
@@ -31,6 +37,8 @@ export interface EmbeddedHolderRecord {
   /** Layers [start, end), end exclusive. */
   span: { start: number; end: number };
   capacity: { memoryMb: number; tokensPerSec: number };
+  /** 'int8' for an int8 holder (a version 2 record); absent (or 'f32'): float32. */
+  weights?: 'f32' | 'int8';
   timestampMs: number;
   expiresMs: number;
   /** Padded base64 of the 64-byte compact low-S signature. */
@@ -42,9 +50,11 @@ export type HolderRecordFieldsLike = Omit<EmbeddedHolderRecord, 'signature'>;
 /** The canonical payload the record's signature covers (same layout as src/protocols/holder-record.ts). */
 export function holderRecordPayload(f: HolderRecordFieldsLike): Uint8Array {
   const w = new Writer();
-  w.u8(VERSION).str(f.networkId, MAX_STR).str(f.peerId, MAX_STR).u8(f.multiaddrs.length);
+  const int8 = f.weights === 'int8';
+  w.u8(int8 ? VERSION_INT8 : VERSION).str(f.networkId, MAX_STR).str(f.peerId, MAX_STR).u8(f.multiaddrs.length);
   for (const a of f.multiaddrs) w.str(a, MAX_MULTIADDR);
   w.u32(f.span.start).u32(f.span.end).u32(f.capacity.memoryMb).u32(f.capacity.tokensPerSec);
+  if (int8) w.u8(WEIGHTS_INT8);
   w.u64(f.timestampMs).u64(f.expiresMs);
   return w.finish();
 }
@@ -62,7 +72,7 @@ export function writeHolderRecord(w: Writer, r: EmbeddedHolderRecord): void {
 /** Reads the embedded form; strict (DecodeError on any violation). */
 export function readHolderRecord(r: Reader): EmbeddedHolderRecord {
   const v = r.u8();
-  if (v !== VERSION) throw new DecodeError(`holder record version ${v}`);
+  if (v !== VERSION && v !== VERSION_INT8) throw new DecodeError(`holder record version ${v}`);
   const networkId = r.str(MAX_STR);
   const peerId = r.str(MAX_STR);
   const n = r.u8();
@@ -71,10 +81,14 @@ export function readHolderRecord(r: Reader): EmbeddedHolderRecord {
   for (let i = 0; i < n; i++) multiaddrs.push(r.str(MAX_MULTIADDR));
   const span = { start: r.u32(), end: r.u32() };
   const capacity = { memoryMb: r.u32(), tokensPerSec: r.u32() };
+  if (v === VERSION_INT8) {
+    const b = r.u8();
+    if (b !== WEIGHTS_INT8) throw new DecodeError(`holder record weights byte ${b}`);
+  }
   const timestampMs = r.u64n();
   const expiresMs = r.u64n();
   const signature = Buffer.from(r.fixed(64)).toString('base64');
-  return { networkId, peerId, multiaddrs, span, capacity, timestampMs, expiresMs, signature };
+  return { networkId, peerId, multiaddrs, span, capacity, ...(v === VERSION_INT8 ? { weights: 'int8' as const } : {}), timestampMs, expiresMs, signature };
 }
 
 /** Signs a record with identity's signDomain (test double and tools; the node uses the protocols implementation). */

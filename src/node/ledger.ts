@@ -117,6 +117,8 @@ export interface NodeLedgerServiceOptions {
   proofOffsetMs?: number;
   /** Lifetime of the HolderRecord embedded in proofs. Default 10 min (re-signed at half life or on change). */
   recordTtlMs?: number;
+  /** How the node holds its weights (`--weights`), signed into the embedded HolderRecord. Default f32. */
+  weights?: 'f32' | 'int8';
   /** How often (wall time) one random peer's ledger status is compared. Default 60 s; 0 disables. */
   resyncMs?: number;
   /** How far back (ledger time) the periodic comparison pulls events from a differing peer. Default 15 min. */
@@ -559,7 +561,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   let mayProve = false;
   const records = new HolderRecordCache<HolderRecord>(
     o.recordTtlMs ?? DEFAULT_RECORD_TTL_MS,
-    (content, now, ttlMs) => freshHolderRecord(key, { networkId, ...content }, now, ttlMs),
+    (content, now, ttlMs) => freshHolderRecord(key, { networkId, ...content, weights: o.weights ?? 'f32' }, now, ttlMs),
     (e) => log.debug('holder record without addresses', { error: errorMessage(e) }),
   );
   /** Our HolderRecord for a proof at `now` (ledger/prover.ts HolderRecordCache). */

@@ -201,11 +201,13 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
   const rpc = new RpcNode({ network: p2p, networkId, scores, log: log.child('rpc'), reuseStreams: o.rpcStreamReuse ?? DEFAULTS.rpcStreamReuse });
   const liveness = new LivenessTracker({ staleMs: o.peerStaleMs, deadMs: o.peerDeadMs, clock });
   const capacity = init.status?.capacity ?? (() => ({ memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 }));
+  // how we hold our weights: signed into our HolderRecord (which placement and route choice trust) and in heartbeats
+  const weights = init.status?.weights ?? ((): 'f32' | 'int8' => 'f32');
   const registry = new LayerRegistry({
     network: p2p,
     networkId,
     key: nodeKey,
-    self: () => ({ multiaddrs: p2p.multiaddrs(), capacity: capacity() }),
+    self: () => ({ multiaddrs: p2p.multiaddrs(), capacity: capacity(), weights: weights() }),
     isDead: (peer) => liveness.isDead(peer),
     isAlive: (peer) => liveness.state(peer) === 'alive',
     // peers seen serving (liveness `keep`, wired by node/serving.ts) whose heartbeats cover the layer: asked first
@@ -222,12 +224,12 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     load: init.status?.load ?? (() => 0),
     freeMemoryMb: init.status?.freeMemoryMb ?? (() => freemem() / (1 << 20)),
     trainingStep: init.status?.trainingStep ?? (() => 0n),
-    weights: init.status?.weights ?? (() => 'f32'),
+    weights,
   };
   const heartbeat = new HeartbeatService({ network: p2p, networkId, liveness, source: hbSource, intervalMs: o.heartbeatIntervalMs, clock, log: log.child('heartbeat') });
   const signedRecord = (): HolderRecord => {
     const s = span() ?? { start: 0, end: 1 };
-    return freshHolderRecord(nodeKey, { networkId, multiaddrs: holderRecordAddrs(p2p.multiaddrs(), p2p.peerId), span: s, capacity: capacity() }, clock.now(), t.recordTtlMs);
+    return freshHolderRecord(nodeKey, { networkId, multiaddrs: holderRecordAddrs(p2p.multiaddrs(), p2p.peerId), span: s, capacity: capacity(), weights: weights() }, clock.now(), t.recordTtlMs);
   };
   if (o.trackers.length > 0) {
     // A HolderRecord names a span, so only a node that holds layers announces; every node asks for peers.

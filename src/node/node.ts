@@ -285,6 +285,7 @@ export class NeuroShardNode {
         networkId: genesis.networkId,
         modelLayers: modelConfig.num_hidden_layers,
         counters: node.tally,
+        weights: opts.weights,
         clock,
         log: log.child('ledger'),
         ...(opts.genesisKey !== undefined ? { genesisKey: Buffer.from(opts.genesisKey, 'hex') } : {}),
@@ -360,6 +361,8 @@ export class NeuroShardNode {
         span: undefined,
         localSpan: () => pool.span(),
         speeds: () => new Map(pool.view().holders.map((h) => [h.peerId, h.tokensPerSec])),
+        // each holder's weights format as its signed record states it (pool/view.ts: the heartbeat only until then)
+        formats: () => new Map(pool.view().holders.map((h) => [h.peerId, h.weights ?? 'f32'])),
         trains: false,
         clock,
         log: log.child('serve'),

@@ -195,6 +195,11 @@ export interface StartServingInit {
   localSpan?: () => Span | undefined;
   /** Peers' stated tokens/s through their spans (the pool's view of their HolderRecords), read per route choice. */
   speeds?: () => ReadonlyMap<string, number>;
+  /**
+   * Peers' weights formats as the pool's view states them (their signed HolderRecords; pool/view.ts), read per route
+   * choice; a peer missing from it is taken at its heartbeat's word.
+   */
+  formats?: () => ReadonlyMap<string, 'f32' | 'int8'>;
   clock: Clock;
   log: Logger;
   /** The network's model when it is not the bundled genesis (a `--checkpoint` node): its config and view. */
@@ -260,7 +265,7 @@ export function observedBlocks(network: Pick<NodeNetwork, 'p2p'>): Map<string, s
  * The route choice's view of peers: heartbeats' spans and liveness, measured round trips, records' tokens/s, and
  * the address block each is connected from (`observedBlocks`; a peer without a connection has none).
  */
-export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>, heartbeatIntervalMs?: number, blocks: ReadonlyMap<string, string> = observedBlocks(network)): HolderView[] {
+export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>, heartbeatIntervalMs?: number, blocks: ReadonlyMap<string, string> = observedBlocks(network), formats: ReadonlyMap<string, 'f32' | 'int8'> = new Map()): HolderView[] {
   const peers: PeerHolding[] = [];
   const now = network.liveness.now();
   for (const p of network.liveness.snapshot()) {
@@ -268,7 +273,9 @@ export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, spe
     if (span === undefined || network.scores.isBanned(p.peer)) continue;
     const tps = speeds.get(p.peer);
     const block = blocks.get(p.peer);
-    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, silentMs: Math.max(0, now - p.lastSeenMs), ...(tps === undefined ? {} : { tokensPerSec: tps }), ...(block === undefined ? {} : { block }), ...(p.heartbeat.weights === 'int8' ? { weights: 'int8' as const } : {}) });
+    // the signed record's format wins; the heartbeat's is a hint for a peer whose record is not known yet
+    const int8 = (formats.get(p.peer) ?? (p.heartbeat.weights === 'int8' ? 'int8' : 'f32')) === 'int8';
+    peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, silentMs: Math.max(0, now - p.lastSeenMs), ...(tps === undefined ? {} : { tokensPerSec: tps }), ...(block === undefined ? {} : { block }), ...(int8 ? { weights: 'int8' as const } : {}) });
   }
   return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stepMs: (peer) => latency.stepMs(peer), stalePenaltyMs: STALE_RTT_MS, ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }) });
 }
@@ -309,7 +316,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     localSpan: init.localSpan ?? (() => served),
     weights: opts.weights,
     // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
-    peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map(), opts.heartbeatIntervalMs),
+    peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map(), opts.heartbeatIntervalMs, undefined, init.formats?.()),
     remote: (hop, spec) =>
       new RemoteHopSession(network.rpc, hop.peerId, hop.span, spec, {
         hiddenSize: config.hidden_size,

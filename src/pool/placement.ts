@@ -21,11 +21,20 @@
  *   one window. The answer depends only on the view (and that string), so every node that sees the same registry
  *   computes the same placement for a given node.
  *
+ * Weight sources: a node that takes layers it does not hold downloads them from live holders, and only float32
+ * holders serve weights (an int8 holder keeps no float32 copy: CHECKPOINT_NOT_SERVED; it serves no int8 blocks either,
+ * since a joiner verifies what it gets against the float32 span hash). So the windows a joiner may take, and the
+ * spans a move may go to, are those whose every layer has a live float32 holder (`sources`) or is held by the mover
+ * already (a float32 mover keeps them; an int8 mover re-downloads its whole span, so its own layers do not count).
+ * The rule is the same for an int8 joiner: it quantizes float32 weights it downloaded (`servesWeightsTo`). Layers
+ * held only by int8 holders still count as replicas (routing uses them).
+ *
  * The network's health (what "raises the bottleneck" measures) is the triple (missing layers, replica deficit =
  * Σ max(0, MIN_REPLICAS − liveReplicas_i), bottleneck = min_i throughput_i); fewer missing, then smaller deficit,
  * then higher bottleneck is better.
  */
 import { InvalidArgumentError } from '../util/errors.js';
+import type { WeightsFormat } from './capacity.js';
 
 /** Live holders every layer should have. */
 export const MIN_REPLICAS = 2;
@@ -58,7 +67,7 @@ export interface PoolHolder {
   tokensPerSec: number;
   /** Memory the holder offers for layers (MiB); unknown = 0 (it is then assumed to fit only its current span). */
   memoryMb: number;
-  /** 'int8' when it holds int8 weights (its heartbeats say so): its memory holds ~3.5x more layers. Absent: f32. */
+  /** 'int8' when it holds int8 weights (its signed HolderRecord says so; pool/view.ts): its memory holds ~3.5x more layers. Absent: f32. */
   weights?: 'int8';
 }
 
@@ -88,6 +97,8 @@ export interface Coverage {
   missing: number[];
   /** Layers with fewer than MIN_REPLICAS live holders (missing ones included). */
   underReplicated: number[];
+  /** Live holders per layer that serve its weights to a joiner (float32 holders: `servesWeightsTo`). */
+  sources: number[];
   /** min over layers of `replicas` (0 when L = 0). */
   replicasMin: number;
 }
@@ -113,6 +124,16 @@ function clampSpan(s: PoolSpan, L: number): PoolSpan | undefined {
   return end > start ? { start, end } : undefined;
 }
 
+/**
+ * Whether holder `h` serves its weights to a node that will hold them in `format`. Only float32 holders do, for
+ * either format: an int8 holder keeps no float32 copy (it answers CHECKPOINT_NOT_SERVED), and int8 blocks could not
+ * be verified against the span hash, which is the float32 weights' (an int8 joiner quantizes what it downloaded).
+ */
+export function servesWeightsTo(h: Pick<PoolHolder, 'weights'>, format: WeightsFormat = 'f32'): boolean {
+  void format; // the same answer for both formats today; the parameter keeps the question explicit at call sites
+  return h.weights !== 'int8';
+}
+
 function finiteRate(x: number): number {
   return Number.isFinite(x) && x > 0 ? x : 0;
 }
@@ -123,6 +144,7 @@ export function coverage(view: PoolView): Coverage {
   const L = view.numLayers;
   const replicas = new Array<number>(L).fill(0);
   const throughput = new Array<number>(L).fill(0);
+  const sources = new Array<number>(L).fill(0);
   const seen = new Set<string>();
   for (const h of view.holders) {
     // one peer counts once, with its first record (callers pass one record per peer)
@@ -130,9 +152,11 @@ export function coverage(view: PoolView): Coverage {
     seen.add(h.peerId);
     const s = clampSpan(h.span, L);
     if (s === undefined) continue;
+    const serves = servesWeightsTo(h);
     for (let i = s.start; i < s.end; i++) {
       replicas[i]!++;
       throughput[i]! += finiteRate(h.tokensPerSec);
+      if (serves) sources[i]!++;
     }
   }
   const missing: number[] = [];
@@ -141,7 +165,7 @@ export function coverage(view: PoolView): Coverage {
     if (replicas[i] === 0) missing.push(i);
     if (replicas[i]! < MIN_REPLICAS) underReplicated.push(i);
   }
-  return { numLayers: L, replicas, throughput, missing, underReplicated, replicasMin: L === 0 ? 0 : Math.min(...replicas) };
+  return { numLayers: L, replicas, throughput, missing, underReplicated, sources, replicasMin: L === 0 ? 0 : Math.min(...replicas) };
 }
 
 export function health(c: Coverage): Health {
@@ -187,11 +211,14 @@ export function spanLength(maxLayers: number, numLayers: number): number {
 
 export interface ChooseOptions {
   /**
-   * Only windows whose every layer has a live holder (weights must come from somewhere): a joining node that is
-   * not the genesis node. Layers inside `have` count as covered (the node holds them already).
+   * Only windows whose every layer has a live holder that serves its weights (`servesWeightsTo`: a float32 holder;
+   * a layer held only by int8 holders cannot be downloaded): a joining node that is not the genesis node. Layers
+   * inside `have` count as covered (the node holds them already and keeps them).
    */
   requireCovered?: boolean;
   have?: PoolSpan;
+  /** The format the choosing node holds weights in (default f32); decides which holders are sources for it. */
+  weights?: WeightsFormat;
   /**
    * Breaks a full tie (windows equal in every key) by this string, normally the choosing node's peer id, instead of
    * by the lowest start. Without it, joiners that place while only the same holders are visible (the genesis node
@@ -214,7 +241,10 @@ export function chooseSpan(view: PoolView, cap: PoolCapacity, opts: ChooseOption
   const k = spanLength(cap.maxLayers, c.numLayers);
   if (k === 0) return undefined;
   const keys = layerKeys(c);
-  const fetchable = (i: number): boolean => c.replicas[i]! > 0 || (opts.have !== undefined && opts.have.start <= i && i < opts.have.end);
+  // sources for this node's format; the same as c.sources while only float32 holders serve (servesWeightsTo)
+  const fmt = opts.weights ?? 'f32';
+  const sources = fmt === 'f32' ? c.sources : sourcesFor(view, c.numLayers, fmt);
+  const fetchable = (i: number): boolean => sources[i]! > 0 || (opts.have !== undefined && opts.have.start <= i && i < opts.have.end);
   let best: WindowKey | undefined;
   for (let s = 0; s + k <= c.numLayers; s++) {
     if (opts.requireCovered === true) {
@@ -231,6 +261,20 @@ export function chooseSpan(view: PoolView, cap: PoolCapacity, opts: ChooseOption
     if (d < 0 || (d === 0 && opts.tieBreak !== undefined && tieRank(w.start, k, c.numLayers, opts.tieBreak) < tieRank(best!.start, k, c.numLayers, opts.tieBreak))) best = w;
   }
   return best === undefined ? undefined : { start: best.start, end: best.start + k };
+}
+
+/** Live holders per layer that serve weights to a node of `format`. */
+function sourcesFor(view: PoolView, L: number, format: WeightsFormat): number[] {
+  const out = new Array<number>(L).fill(0);
+  const seen = new Set<string>();
+  for (const h of view.holders) {
+    if (seen.has(h.peerId) || !isLive(h)) continue;
+    seen.add(h.peerId);
+    const s = clampSpan(h.span, L);
+    if (s === undefined || !servesWeightsTo(h, format)) continue;
+    for (let i = s.start; i < s.end; i++) out[i]!++;
+  }
+  return out;
 }
 
 /** FNV-1a, 32 bits: a cheap, stable hash (no crypto needed: it only spreads ties). */
@@ -344,7 +388,7 @@ function sameSpan(a: PoolSpan, b: PoolSpan): boolean {
  *      known (tokensPerSec > 0).
  *
  * Only alive holders move (a stale one may be gone); dead ones only leave holes. A move goes only onto layers that
- * some live node holds (weights come from peers) or that the mover holds already.
+ * some live float32 node holds (weights come from peers; `servesWeightsTo`) or that a float32 mover holds already.
  */
 export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
   checkView(view);
@@ -361,8 +405,10 @@ export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
     for (const h of movers) {
       const cap = holderCapacity(h, h.weights === 'int8' ? (opts.layerMbInt8 ?? opts.layerMb) : opts.layerMb, L, opts.extraMb ?? 0);
       const others = withHolder(cur, h.peerId, undefined);
-      // a move may only go where weights can be fetched (or onto layers the mover holds)
-      const to = chooseSpan(others, cap, { requireCovered: true, have: h.span });
+      // a move may only go where weights can be fetched from a float32 holder, or onto layers the mover holds and
+      // keeps: a float32 mover keeps them, an int8 one (no float32 copy) downloads its whole new span
+      const int8 = h.weights === 'int8';
+      const to = chooseSpan(others, cap, { requireCovered: true, weights: int8 ? 'int8' : 'f32', ...(int8 ? {} : { have: h.span }) });
       if (to === undefined || sameSpan(to, h.span)) continue;
       const next = withHolder(cur, h.peerId, { ...h, span: to, tokensPerSec: spanTokensPerSec(cap.layerTokensPerSec, to.end - to.start) });
       out.push({ peerId: h.peerId, h, to, before, after: health(coverage(next)), view: next });

@@ -311,17 +311,26 @@ export class PoolService {
     if (typeof this.o.mode === 'object') span = this.o.mode;
     // tieBreak: joiners that see the same holders (typically the genesis node alone) spread over the windows
     // instead of all taking the first one (placement.ts, ChooseOptions.tieBreak)
-    else span = chooseSpan(seen, { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis, tieBreak: this.o.network.peerId });
+    // requireCovered: only windows whose every layer a live float32 holder serves (int8 holders serve no weights)
+    else span = chooseSpan(seen, { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis, tieBreak: this.o.network.peerId, weights: this.o.weights ?? 'f32' });
     if (span === undefined) {
       this.log.info('the layer pool found no span for this node yet', { maxLayers: this.capacityFigures!.maxLayers });
       return;
     }
     if (span.end > this.config.num_hidden_layers) throw new InvalidArgumentError(`span ${span.start}:${span.end} is past the model's ${this.config.num_hidden_layers} layers`);
-    const fetchable = coverage({ numLayers: this.config.num_hidden_layers, holders: others.holders.filter((h) => h.peerId !== this.o.network.peerId) });
-    const allHeld = fetchable.replicas.slice(span.start, span.end).every((r) => r > 0);
+    const held = coverage({ numLayers: this.config.num_hidden_layers, holders: others.holders.filter((h) => h.peerId !== this.o.network.peerId) });
+    const allHeld = held.replicas.slice(span.start, span.end).every((r) => r > 0);
+    const allServed = held.sources.slice(span.start, span.end).every((r) => r > 0);
     if (!allHeld && this.o.loadLocal === undefined) {
       // only peers have this model's weights: wait for holders of every layer of the span (next tick)
-      this.logWaiting('waiting for live holders of every layer of the span', { span: `${span.start}:${span.end}`, replicas: fetchable.replicas.slice(span.start, span.end).join(',') });
+      this.logWaiting('waiting for live holders of every layer of the span', { span: `${span.start}:${span.end}`, replicas: held.replicas.slice(span.start, span.end).join(',') });
+      return;
+    }
+    if (!genesis && allHeld && !allServed) {
+      // a pinned span whose layers are held, some only by int8 holders (they serve no weights): downloading would
+      // fail (CHECKPOINT_UNAVAILABLE) and seeding would load other weights than the network's; wait for a float32
+      // holder (placement never picks such a span: chooseSpan requireCovered)
+      this.logWaiting('waiting for a float32 holder of the span (its layers are held only by int8 holders, which serve no weights)', { span: `${span.start}:${span.end}` });
       return;
     }
     if (genesis || !allHeld) await this.takeLocal(span);
@@ -360,7 +369,7 @@ export class PoolService {
       dispose();
     }
     if (found.size === 0) return view;
-    const extra = [...found.values()].map((r) => ({ peerId: r.peerId, span: { start: r.span.start, end: r.span.end }, state: 'stale' as const, tokensPerSec: r.capacity.tokensPerSec, memoryMb: r.capacity.memoryMb }));
+    const extra = [...found.values()].map((r) => ({ peerId: r.peerId, span: { start: r.span.start, end: r.span.end }, state: 'stale' as const, tokensPerSec: r.capacity.tokensPerSec, memoryMb: r.capacity.memoryMb, ...(r.weights === 'int8' ? { weights: 'int8' as const } : {}) }));
     this.log.info('the registry names holders not heard from yet', { holders: extra.map((h) => `${h.peerId.slice(-8)}@${h.span.start}:${h.span.end}`) });
     const holders = [...view.holders, ...extra].sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
     return { numLayers: view.numLayers, holders };

@@ -1,8 +1,12 @@
 /**
  * The pool's view of the registry, built from what this node already knows: the spans peers state in their
  * heartbeats (fresh every few seconds, with liveness alive/stale/dead from LivenessTracker) and the capacity in
- * their signed HolderRecords (tokens/s and memory; fetched through the layer registry, cached there). Our own
- * holding is added as alive. The view is plain data for ./placement.ts and for GET /api/layers.
+ * their signed HolderRecords (tokens/s, memory and weights format; fetched through the layer registry, cached there).
+ * Our own holding is added as alive.
+ *
+ * A holder's weights format (f32 or int8) is the one its signed record states; its heartbeat's `weights` is only a
+ * hint used until the record is known (the record wins when both are known: a record is what the holder signed for
+ * the registry, the tracker and its proofs, a heartbeat is a gossip message of the moment). The view is plain data for ./placement.ts and for GET /api/layers.
  */
 import type { PeerLiveness } from '../protocols/liveness.js';
 import type { HolderRecord } from '../protocols/holder-record.js';
@@ -36,7 +40,8 @@ export function buildView(i: ViewInput): PoolView {
     const sameSpan = rec !== undefined && rec.span.start === span.start && rec.span.end === span.end;
     const perLayer = rec === undefined ? 0 : rec.capacity.tokensPerSec * (rec.span.end - rec.span.start);
     const tokensPerSec = rec === undefined ? 0 : sameSpan ? rec.capacity.tokensPerSec : perLayer / Math.max(1, span.end - span.start);
-    holders.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, tokensPerSec, memoryMb: rec?.capacity.memoryMb ?? 0, ...(p.heartbeat.weights === 'int8' ? { weights: 'int8' as const } : {}) });
+    const int8 = rec !== undefined ? rec.weights === 'int8' : p.heartbeat.weights === 'int8';
+    holders.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, tokensPerSec, memoryMb: rec?.capacity.memoryMb ?? 0, ...(int8 ? { weights: 'int8' as const } : {}) });
   }
   holders.sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
   return { numLayers: i.numLayers, holders };

@@ -7,9 +7,9 @@
  * compact r‖s, low-S). The signer's public key is the one inside `peerId`, so a record cannot be forged for, or
  * replayed under, another peer. docs/PROTOCOL.md "## HolderRecord" documents the encoding with a test vector.
  *
- * Canonical encoding, version 1; integers big-endian; `str` = u16 byte length ‖ UTF-8 bytes:
+ * Canonical encoding; integers big-endian; `str` = u16 byte length ‖ UTF-8 bytes:
  *
- *   u8   version            = 1
+ *   u8   version            = 1 (float32 weights) or 2 (int8 weights)
  *   str  networkId
  *   str  peerId
  *   u8   multiaddr count    (0..16)
@@ -18,8 +18,16 @@
  *   u32  span.end           (exclusive)
  *   u32  capacity.memoryMb
  *   u32  capacity.tokensPerSec
+ *   u8   weights            = 1 (int8): version 2 only
  *   u64  timestampMs
  *   u64  expiresMs
+ *
+ * The weights format (how the holder holds its span: `--weights int8`, or float32) is signed so that placement and
+ * route choice can trust it (it used to ride only in heartbeats). A float32 record is encoded exactly as before the
+ * field existed (version 1, no weights byte): records of older nodes mean float32 and keep verifying, and older nodes
+ * keep reading float32 records. An int8 record is version 2, which older nodes refuse (they then do not see an int8
+ * holder at all, rather than taking it for a float32 one). Version 2 with any weights byte but 1 is malformed, so a
+ * record has one encoding.
  *
  * The wire bytes (`encodeHolderRecord`, used as a DHT value) are that payload followed by the 64 raw signature
  * bytes. The JSON form (tracker, HTTP) carries the same fields with the signature in padded base64.
@@ -34,7 +42,11 @@ import { type NodeKey, peerIdFromPublicKey, publicKeyFromPeerId, signDomain, ver
 import { PeerMisbehaviourError } from '../util/errors.js';
 
 export const HOLDER_RECORD_DOMAIN = 'neuroshard/holder-record/v1';
+/** Version of a float32 record (no weights byte); an int8 record is HOLDER_RECORD_VERSION_INT8. */
 export const HOLDER_RECORD_VERSION = 1;
+export const HOLDER_RECORD_VERSION_INT8 = 2;
+/** The weights byte of a version 2 record. */
+const WEIGHTS_INT8 = 1;
 
 /** Limits of a record; each one is enforced by the parser and by the binary decoder. */
 export const HOLDER_RECORD_LIMITS = {
@@ -48,7 +60,7 @@ export const HOLDER_RECORD_LIMITS = {
   maxTokensPerSec: 0xffff_ffff,
   /** A record may not claim to be valid for longer than a day; holders re-sign long before that. */
   maxLifetimeMs: 24 * 60 * 60 * 1000,
-  /** Upper bound of the binary form: 1 + 2·(2+128) + 1 + 16·(2+256) + 16 + 16 + 64 = 4,485 bytes, rounded up. */
+  /** Upper bound of the binary form: 1 + 2·(2+128) + 1 + 16·(2+256) + 16 + 1 + 16 + 64 = 4,486 bytes, rounded up. */
   maxEncodedBytes: 4608,
   /** Upper bound of the JSON text form. */
   maxJsonBytes: 8192,
@@ -71,6 +83,9 @@ export interface HolderCapacity {
   tokensPerSec: number;
 }
 
+/** How a holder holds its span's weights: float32, or int8 blocks with scales (`--weights int8`). */
+export type HolderWeights = 'f32' | 'int8';
+
 /** Every field of a HolderRecord except the signature: what signHolderRecord takes. */
 export interface HolderRecordFields {
   networkId: string;
@@ -78,6 +93,11 @@ export interface HolderRecordFields {
   multiaddrs: string[];
   span: LayerSpan;
   capacity: HolderCapacity;
+  /**
+   * 'int8' when the holder holds int8 weights; absent: float32 (records of nodes older than the field included).
+   * signHolderRecord also takes 'f32' and drops it (a float32 record has no weights field: one record, one form).
+   */
+  weights?: HolderWeights;
   /** When the holder signed the record, Unix ms. */
   timestampMs: number;
   /** After this instant (Unix ms) the record is void. */
@@ -117,6 +137,8 @@ export interface VerifyHolderRecordOptions {
 // Strict parsing from JSON
 
 const FIELDS = ['networkId', 'peerId', 'multiaddrs', 'span', 'capacity', 'timestampMs', 'expiresMs', 'signature'] as const;
+/** Keys a record may carry besides FIELDS. */
+const OPTIONAL_FIELDS = ['weights'] as const;
 const NETWORK_ID_RE = /^[A-Za-z0-9._-]+$/;
 const BASE58_RE = /^[1-9A-HJ-NP-Za-km-z]+$/;
 const MULTIADDR_CHARS_RE = /^\/[\x21-\x7e]*$/;
@@ -136,8 +158,8 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-function exactKeys(o: Record<string, unknown>, keys: readonly string[], where: string): void {
-  for (const k of Object.keys(o)) if (!keys.includes(k)) throw malformed(`unknown field ${JSON.stringify(k.slice(0, 64))} in ${where}`, where);
+function exactKeys(o: Record<string, unknown>, keys: readonly string[], where: string, optional: readonly string[] = []): void {
+  for (const k of Object.keys(o)) if (!keys.includes(k) && !optional.includes(k)) throw malformed(`unknown field ${JSON.stringify(k.slice(0, 64))} in ${where}`, where);
   for (const k of keys) if (!(k in o)) throw malformed(`missing field ${k} in ${where}`, where);
 }
 
@@ -206,6 +228,13 @@ function checkCapacity(v: unknown): HolderCapacity {
   };
 }
 
+/** 'int8' stays, 'f32' and absent mean float32 (returned as undefined: the record then has no weights field). */
+function checkWeights(v: unknown): 'int8' | undefined {
+  if (v === undefined || v === 'f32') return undefined;
+  if (v === 'int8') return 'int8';
+  throw malformed(`weights must be "int8" or "f32" (or absent: float32), got ${typeof v === 'string' ? JSON.stringify(v.slice(0, 16)) : typeof v}`, 'weights');
+}
+
 function checkTimes(timestamp: unknown, expires: unknown): { timestampMs: number; expiresMs: number } {
   const timestampMs = boundedInt(timestamp, 1, Number.MAX_SAFE_INTEGER, 'timestampMs');
   const expiresMs = boundedInt(expires, 1, Number.MAX_SAFE_INTEGER, 'expiresMs');
@@ -232,8 +261,9 @@ function checkFields(o: Record<string, unknown>): HolderRecordFields {
   const multiaddrs = checkMultiaddrs(o.multiaddrs, peerId);
   const span = checkSpan(o.span);
   const capacity = checkCapacity(o.capacity);
+  const weights = checkWeights(o.weights);
   const { timestampMs, expiresMs } = checkTimes(o.timestampMs, o.expiresMs);
-  return { networkId, peerId, multiaddrs, span, capacity, timestampMs, expiresMs };
+  return { networkId, peerId, multiaddrs, span, capacity, ...(weights === undefined ? {} : { weights }), timestampMs, expiresMs };
 }
 
 /**
@@ -243,7 +273,7 @@ function checkFields(o: Record<string, unknown>): HolderRecordFields {
  */
 export function parseHolderRecord(json: unknown): HolderRecord {
   if (!isPlainObject(json)) throw malformed('must be a JSON object');
-  exactKeys(json, FIELDS, 'record');
+  exactKeys(json, FIELDS, 'record', OPTIONAL_FIELDS);
   const fields = checkFields(json);
   return { ...fields, signature: checkSignature(json.signature) };
 }
@@ -268,6 +298,7 @@ export function holderRecordToJson(r: HolderRecord): HolderRecord {
     multiaddrs: [...r.multiaddrs],
     span: { start: r.span.start, end: r.span.end },
     capacity: { memoryMb: r.capacity.memoryMb, tokensPerSec: r.capacity.tokensPerSec },
+    ...(r.weights === 'int8' ? { weights: 'int8' as const } : {}),
     timestampMs: r.timestampMs,
     expiresMs: r.expiresMs,
     signature: r.signature,
@@ -397,7 +428,8 @@ export function canonicalEncode(fields: HolderRecordFields): Uint8Array {
 
 function encodeChecked(f: HolderRecordFields): Uint8Array {
   const w = new Writer();
-  w.u8(HOLDER_RECORD_VERSION);
+  const int8 = f.weights === 'int8';
+  w.u8(int8 ? HOLDER_RECORD_VERSION_INT8 : HOLDER_RECORD_VERSION);
   w.str(f.networkId);
   w.str(f.peerId);
   w.u8(f.multiaddrs.length);
@@ -406,6 +438,7 @@ function encodeChecked(f: HolderRecordFields): Uint8Array {
   w.u32(f.span.end);
   w.u32(f.capacity.memoryMb);
   w.u32(f.capacity.tokensPerSec);
+  if (int8) w.u8(WEIGHTS_INT8);
   w.u64(f.timestampMs);
   w.u64(f.expiresMs);
   return w.finish();
@@ -429,7 +462,7 @@ export function decodeHolderRecord(bytes: Uint8Array): HolderRecord {
   }
   const r = new Reader(bytes);
   const version = r.u8();
-  if (version !== HOLDER_RECORD_VERSION) throw malformed(`unknown record version ${version}`, 'version');
+  if (version !== HOLDER_RECORD_VERSION && version !== HOLDER_RECORD_VERSION_INT8) throw malformed(`unknown record version ${version}`, 'version');
   const networkId = r.str(HOLDER_RECORD_LIMITS.maxNetworkIdLength, 'networkId');
   const peerId = r.str(HOLDER_RECORD_LIMITS.maxPeerIdLength, 'peerId');
   const count = r.u8();
@@ -438,11 +471,18 @@ export function decodeHolderRecord(bytes: Uint8Array): HolderRecord {
   for (let i = 0; i < count; i++) multiaddrs.push(r.str(HOLDER_RECORD_LIMITS.maxMultiaddrLength, `multiaddrs[${i}]`));
   const span = { start: r.u32(), end: r.u32() };
   const capacity = { memoryMb: r.u32(), tokensPerSec: r.u32() };
+  let weights: 'int8' | undefined;
+  if (version === HOLDER_RECORD_VERSION_INT8) {
+    const b = r.u8();
+    // only int8 has a version 2 form: a float32 record is version 1, so any other byte is a second encoding or junk
+    if (b !== WEIGHTS_INT8) throw malformed(`unknown weights byte ${b} in a version ${version} record`, 'weights');
+    weights = 'int8';
+  }
   const timestampMs = r.u64();
   const expiresMs = r.u64();
   const sig = r.bytes(SIGNATURE_BYTES);
   if (r.remaining !== 0) throw malformed(`${r.remaining} trailing bytes after the signature`);
-  const fields = checkFields({ networkId, peerId, multiaddrs, span, capacity, timestampMs, expiresMs });
+  const fields = checkFields({ networkId, peerId, multiaddrs, span, capacity, weights, timestampMs, expiresMs });
   return { ...fields, signature: Buffer.from(sig).toString('base64') };
 }
 
@@ -508,6 +548,8 @@ export interface HolderRecordContent {
   multiaddrs: string[];
   span: LayerSpan;
   capacity: HolderCapacity;
+  /** How the node holds its weights (`--weights`); absent or 'f32': a float32 record. */
+  weights?: HolderWeights;
 }
 
 /** Signs a fresh record valid from `nowMs` for `lifetimeMs`, with the peerId of `key`. */
@@ -518,6 +560,7 @@ export function freshHolderRecord(key: NodeKey, content: HolderRecordContent, no
     multiaddrs: content.multiaddrs,
     span: content.span,
     capacity: content.capacity,
+    ...(content.weights === 'int8' ? { weights: 'int8' as const } : {}),
     timestampMs: nowMs,
     expiresMs: nowMs + lifetimeMs,
   });

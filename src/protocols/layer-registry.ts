@@ -20,7 +20,7 @@ import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkHolderRecord } from './dht-records.js';
-import { encodeHolderRecord, freshHolderRecord, spanCovers, type HolderCapacity, type HolderRecord, type LayerSpan } from './holder-record.js';
+import { encodeHolderRecord, freshHolderRecord, spanCovers, type HolderCapacity, type HolderRecord, type HolderWeights, type LayerSpan } from './holder-record.js';
 import { holderKey, layerContentKey } from './ids.js';
 
 export interface LayerRegistryOptions {
@@ -28,7 +28,8 @@ export interface LayerRegistryOptions {
   networkId: string;
   key: NodeKey;
   /** Our addresses and capacity at the time of signing (the network's multiaddrs change: relays, UPnP). */
-  self: () => { multiaddrs: string[]; capacity: HolderCapacity };
+  /** What our record states besides the span; `weights` (absent: float32) is signed into it (holder-record.ts). */
+  self: () => { multiaddrs: string[]; capacity: HolderCapacity; weights?: HolderWeights };
   /**
    * Asks a peer for its current record directly (the holder-record RPC); tried before the DHT, whose copy is the
    * fallback. The answer passes the same checks as a DHT record.
@@ -160,9 +161,9 @@ export class LayerRegistry {
 
   private async publish(opts: AbortOptions): Promise<void> {
     const span = this.span!;
-    const { multiaddrs, capacity } = this.opts.self();
+    const { multiaddrs, capacity, weights } = this.opts.self();
     const now = this.clock.now();
-    const rec = freshHolderRecord(this.opts.key, { networkId: this.opts.networkId, multiaddrs: cleanAddrs(multiaddrs, this.opts.network.peerId), span, capacity }, now, this.ttl);
+    const rec = freshHolderRecord(this.opts.key, { networkId: this.opts.networkId, multiaddrs: cleanAddrs(multiaddrs, this.opts.network.peerId), span, capacity, ...(weights === undefined ? {} : { weights }) }, now, this.ttl);
     const net = this.opts.network;
     // One deadline for the record and each layer's provide, detached from opts.signal (which lives as long as the
     // registry) when they end; the provides run in parallel on it, one listener each, so its limit is the span's size.

@@ -192,13 +192,24 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     sampling: { temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed },
   };
   const failed = new Set<string>();
-  // banned peers only when nobody else covers the range (route.ts chooseRouteAvoiding); this generation's failures never
-  const plan = (range: { start: number; end: number }): ChainHop[] => chooseRouteAvoiding(deps.holders(), range, { random: deps.random, banned: deps.bans.banned(deps.now()), failed });
+  // each hop's weights format as the holder view states it (its signed record; route.ts prefers chains of one format),
+  // kept for every peer this generation planned on
+  const formats = new Map<string, 'f32' | 'int8'>();
+  // banned peers only when nobody else covers the range (route.ts chooseRouteAvoiding); this generation's failures
+  // never. `format`: the running chain's, so that a failover keeps it (route.ts chooseRouteAvoiding)
+  const plan = (range: { start: number; end: number }, format?: 'f32' | 'int8'): ChainHop[] => {
+    const holders = deps.holders();
+    for (const h of holders) formats.set(h.peerId, h.weights ?? 'f32');
+    return chooseRouteAvoiding(holders, range, { random: deps.random, banned: deps.bans.banned(deps.now()), failed, ...(format === undefined ? {} : { format }) });
+  };
 
   const route: RouteEntry[] = plan({ start: 0, end: L }).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));
-  // each hop's weights as its heartbeats state them (route.ts prefers chains of one format)
-  const formats = new Map<string, RouteHop['weights']>(deps.holders().map((h) => [h.peerId, h.weights ?? 'f32']));
   const firstRoute = route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number], weights: formats.get(e.hop.peerId) ?? 'f32' }));
+  /** The format every hop of the route has (the failed hop's included), or undefined for a mixed route. */
+  const chainFormat = (): 'f32' | 'int8' | undefined => {
+    const fs = new Set(route.map((e) => formats.get(e.hop.peerId) ?? 'f32'));
+    return fs.size === 1 ? [...fs][0] : undefined;
+  };
   listener.onRoute?.(firstRoute);
   let failovers = 0;
   const stallsMs: number[] = [];
@@ -206,7 +217,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   /** Whether the route's layers can be planned without `peer` (and this generation's failed peers). */
   const replaceable = (peer: string): boolean => {
     try {
-      chooseRouteAvoiding(deps.holders(), { start: 0, end: L }, { random: () => 0, banned: deps.bans.banned(deps.now()), failed: new Set([...failed, peer]) });
+      chooseRouteAvoiding(deps.holders(), { start: 0, end: L }, { random: () => 0, banned: deps.bans.banned(deps.now()), failed: new Set([...failed, peer]) }); // any format: only whether the layers are covered
       return true;
     } catch (e) {
       // (runs in a timer: any other failure of the plan fails over as before rather than throwing there)
@@ -282,11 +293,12 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
    */
   const widen = (i: number): { j: number; k: number; sub: ChainHop[] } => {
     let firstError: unknown;
+    const format = chainFormat();
     for (let size = 0; size < route.length; size++) {
       for (let j = Math.max(0, i - size); j <= i && j + size < route.length; j++) {
         const k = j + size;
         try {
-          return { j, k, sub: plan({ start: route[j].hop.span.start, end: route[k].hop.span.end }) };
+          return { j, k, sub: plan({ start: route[j].hop.span.start, end: route[k].hop.span.end }, format) };
         } catch (e) {
           if (!(e instanceof LayersUncoveredError)) throw e;
           firstError ??= e;

@@ -96,7 +96,7 @@ export interface PeerHolding {
   silentMs?: number;
   /** The address block it is connected from (route.ts `HolderView.block`), when known. */
   block?: string;
-  /** 'int8' when its heartbeats say it holds int8 weights; absent: float32. */
+  /** 'int8' when it holds int8 weights (its signed HolderRecord, else its heartbeats, say so); absent: float32. */
   weights?: 'int8';
 }
 

@@ -65,7 +65,7 @@ export interface HolderView {
    */
   block?: string;
   /**
-   * 'int8' when the holder holds int8 weights (`--weights int8`, from its heartbeats); absent: float32. Route choice
+   * 'int8' when the holder holds int8 weights (`--weights int8`, from its signed HolderRecord); absent: float32. Route choice
    * prefers chains of one format, float32 first (`chooseRouteAvoiding`).
    */
   weights?: 'int8';
@@ -327,13 +327,15 @@ export function exploreRoute(holders: readonly HolderView[], range: { start: num
  * answered 503 layers_uncovered while the node served again. `failed` (this generation's own failures) is always
  * excluded, so a generation never retries a peer that failed it; the driver's failover limit bounds the retries.
  */
-export function chooseRouteAvoiding(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string> }): ChainHop[] {
+export function chooseRouteAvoiding(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string>; format?: 'f32' | 'int8' }): ChainHop[] {
   // one weights format per chain, float32 first: a greedy answer through float32 hops is token for token what one
   // machine with the checkpoint gives, one through int8 hops is the int8 model's, and a mix of both is neither. A
   // chain of the other format, or a mixed one, only when no chain of one format covers the range (or avoids the
-  // banned peers of that format); the generation's own failures stay excluded throughout
+  // banned peers of that format); the generation's own failures stay excluded throughout. `format` puts that format
+  // first: a failover re-plans part of a running chain and keeps the chain's format (an int8 chain whose hop died
+  // gets an int8 replacement where one exists, not a float32 one that would leave a mixed chain)
   if (holders.some((h) => h.weights === 'int8') && holders.some((h) => h.weights !== 'int8')) {
-    for (const int8 of [false, true]) {
+    for (const int8 of opts.format === 'int8' ? [true, false] : [false, true]) {
       const same = holders.filter((h) => (h.weights === 'int8') === int8 && !opts.banned.has(h.peerId));
       try {
         return chooseRouteOneFormat(same, range, opts);

@@ -9,50 +9,18 @@
  *      live holders.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ComputeClient } from '../../../src/compute/index.js';
 import { NANO, type LlamaConfig } from '../../../src/model/index.js';
-import { NeuroShardNode } from '../../../src/node/node.js';
-import { loadOptions } from '../../../src/node/options.js';
+import type { NeuroShardNode } from '../../../src/node/node.js';
 import { coverage, extraWeightBytes, layerMb, sliceSpan, spanHashOfParams, type PoolView } from '../../../src/pool/index.js';
-import { createLogger } from '../../../src/util/logger.js';
-import { LOOPBACK_TUNING } from '../../utils/network.js';
+import { bootAddrs, genesisCheckpoint, poolNet, waitFor } from '../../utils/pool-net.js';
 
 const CONFIG: LlamaConfig = { ...NANO };
 const L = CONFIG.num_hidden_layers;
 /** Memory for L/2 layers plus the embedding and head. */
 const HALF_MB = Math.ceil(extraWeightBytes(CONFIG) / (1 << 20)) + (L / 2) * layerMb(CONFIG) + 1;
 
-const dirs: string[] = [];
-const nodes: NeuroShardNode[] = [];
-function tmp(name: string): string {
-  const d = mkdtempSync(join(tmpdir(), `ns-pool-${name}-`));
-  dirs.push(d);
-  return d;
-}
-
-async function startNode(name: string, flags: Record<string, unknown>): Promise<NeuroShardNode> {
-  const opts = loadOptions({
-    flags: { dataDir: tmp(name), listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: 0, mdns: false, upnp: false, train: false, threads: 1, heartbeatIntervalMs: 300, peerStaleMs: 1500, peerDeadMs: 4000, ...flags },
-    env: {},
-  });
-  const log = process.env.POOL_TEST_LOG === undefined ? undefined : createLogger({ level: process.env.POOL_TEST_LOG as 'debug', module: name });
-  const n = await NeuroShardNode.init(opts, { ...(log === undefined ? {} : { log }), networkTuning: { ...LOOPBACK_TUNING, recordTtlMs: 60_000, republishMs: 5_000 }, poolTuning: { tickMs: 400, settleMs: 5000 } });
-  nodes.push(n);
-  return n;
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`timed out after ${ms} ms waiting for ${what}`);
-}
+const net = poolNet({ prefix: 'pool', tickMs: 400, settleMs: 5000 });
 
 /** The view of `n` restricted to joiners (everyone but `exclude`), live holders only. */
 function liveCoverage(v: PoolView, exclude: Set<string>): number[] {
@@ -67,31 +35,21 @@ describe('layer pool on real nodes', { timeout: 1_500_000 }, () => {
 
   before(async () => {
     // the fixed genesis checkpoint: the nano shape from seed 1234 (not the network's default seed 0)
-    const c = await ComputeClient.start({ threads: 1 });
-    try {
-      await c.run({ type: 'initModel', config: CONFIG, seed: 1234 });
-      fullParams = (await c.run({ type: 'getParams' })).params;
-      checkpointDir = (await c.run({ type: 'saveCheckpoint', root: tmp('ckpt'), step: 0 })).dir;
-    } finally {
-      await c.close();
-    }
+    ({ dir: checkpointDir, params: fullParams } = await genesisCheckpoint(CONFIG, 1234, net.tmp('ckpt')));
   });
 
-  after(async () => {
-    for (const n of nodes) await n.close().catch(() => {});
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+  after(() => net.close());
 
   it('genesis from a checkpoint + four half-model joiners: every layer gets 2 live joiner replicas with verified weights', async () => {
-    genesis = await startNode('genesis', { genesis: true, checkpoint: checkpointDir });
+    genesis = await net.start('genesis', { genesis: true, checkpoint: checkpointDir });
     await waitFor(() => genesis.pool?.span() !== undefined, 60_000, 'the genesis node to hold its span');
     assert.deepEqual(genesis.pool!.span(), { start: 0, end: L });
     assert.equal(genesis.pool!.modelHash(), spanHashOfParams(CONFIG, { start: 0, end: L }, fullParams));
-    const boot = genesis.network.p2p.multiaddrs().map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${genesis.network.peerId}`));
+    const boot = bootAddrs(genesis);
     // joiners arrive one after the other (each placement sees the ones before it)
     const placed: { start: number; end: number }[] = [];
     for (let i = 0; i < 4; i++) {
-      const j = await startNode(`j${i}`, { bootstrap: boot, memoryMb: HALF_MB });
+      const j = await net.start(`j${i}`, { bootstrap: boot, memoryMb: HALF_MB });
       joiners.push(j);
       const t0 = Date.now();
       await waitFor(() => j.pool?.span() !== undefined, 240_000, `joiner ${i} to hold a span`);
@@ -136,8 +94,8 @@ describe('layer pool on real nodes', { timeout: 1_500_000 }, () => {
   });
 
   it('the genesis node and a joiner stop: a surplus joiner re-covers the lost layers with verified weights', async () => {
-    const boot = genesis.network.p2p.multiaddrs().map((a) => (a.includes('/p2p/') ? a : `${a}/p2p/${genesis.network.peerId}`));
-    const fifth = await startNode('j4', { bootstrap: boot, memoryMb: HALF_MB });
+    const boot = bootAddrs(genesis);
+    const fifth = await net.start('j4', { bootstrap: boot, memoryMb: HALF_MB });
     joiners.push(fifth);
     await waitFor(() => fifth.pool?.span() !== undefined, 240_000, 'the fifth joiner to hold a span');
     const before = joiners.map((j) => ({ j, span: j.pool!.span()! }));

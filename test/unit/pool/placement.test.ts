@@ -9,6 +9,7 @@ import {
   rebalanceBackoffMs,
   REBALANCE_BACKOFF_BASE_MS,
   RESTORE_COOLDOWN_MS,
+  servesWeightsTo,
   shouldRebalance,
   THROUGHPUT_TOLERANCE,
   type PoolHolder,
@@ -179,6 +180,63 @@ describe('chooseSpan tieBreak (joiners that see the same view)', () => {
       }
       assert.equal(coverage(view(8, ...holders.slice(1))).replicasMin, 2, JSON.stringify(holders.map((x) => x.span)));
     }
+  });
+});
+
+describe('weight sources: int8 holders serve no weights (issue 8)', () => {
+  const q8 = (peerId: string, start: number, end: number, tokensPerSec = 100, state: PoolHolder['state'] = 'alive', memoryMb = 0): PoolHolder => ({ ...h(peerId, start, end, tokensPerSec, state, memoryMb), weights: 'int8' });
+
+  it('servesWeightsTo: float32 holders serve joiners of either format, int8 holders serve none', () => {
+    for (const fmt of ['f32', 'int8'] as const) {
+      assert.equal(servesWeightsTo(h('a', 0, 1), fmt), true);
+      assert.equal(servesWeightsTo(q8('q', 0, 1), fmt), false);
+    }
+  });
+
+  it('coverage counts int8 holders as replicas but not as sources', () => {
+    const c = coverage(view(4, h('g', 0, 2), q8('q', 0, 4), q8('r', 2, 4, 100, 'dead'), h('s', 3, 4, 100, 'stale')));
+    assert.deepEqual(c.replicas, [2, 2, 1, 2]);
+    assert.deepEqual(c.sources, [1, 1, 0, 1]);
+  });
+
+  it('a joiner never takes a window whose layers only int8 holders hold, even where it is the weakest; the genesis node may', () => {
+    // 0-1: a float32 holder; 2-3: an int8 holder 10x slower (beyond THROUGHPUT_TOLERANCE): 2-3 is the weakest window
+    const v = view(4, h('g', 0, 2, 100), q8('q', 2, 4, 10));
+    const cap = { maxLayers: 2, layerTokensPerSec: 100 };
+    assert.deepEqual(chooseSpan(v, cap), { start: 2, end: 4 }, 'without requireCovered (the genesis node) the weakest window');
+    for (const weights of ['f32', 'int8'] as const) {
+      for (const tieBreak of [undefined, 'peer-a', 'peer-b', 'peer-c']) {
+        assert.deepEqual(chooseSpan(v, cap, { requireCovered: true, weights, ...(tieBreak === undefined ? {} : { tieBreak }) }), { start: 0, end: 2 }, `${weights} joiner, tieBreak ${tieBreak}`);
+      }
+    }
+    // a window that takes in an int8-only layer is out too; with no float32 source anywhere, nothing
+    assert.equal(chooseSpan(v, { maxLayers: 3, layerTokensPerSec: 100 }, { requireCovered: true }), undefined);
+    assert.equal(chooseSpan(view(4, q8('q', 0, 4), q8('r', 0, 4)), cap, { requireCovered: true }), undefined);
+    // an int8-only layer the node holds already counts (a float32 node keeps what it holds)
+    assert.deepEqual(chooseSpan(v, { maxLayers: 3, layerTokensPerSec: 100 }, { requireCovered: true, have: { start: 2, end: 3 } }), { start: 0, end: 3 });
+  });
+
+  it('a restoring move never goes onto layers only int8 holders hold', () => {
+    // 2-3 lost their float32 holder x; the int8 holder q keeps them at one replica. a (float32, memory for all 4
+    // layers) would widen over 2-3 if anyone could serve it their weights
+    const v = (weights?: 'int8'): PoolView => view(4, h('a', 0, 2, 50, 'alive', 400), h('b', 0, 2, 50, 'alive', 200), { ...h('q', 2, 4, 50, 'alive', 200), ...(weights === undefined ? {} : { weights }) }, h('x', 2, 4, 50, 'dead', 200));
+    assert.deepEqual(planMoves(v('int8'), { layerMb: 100, layerMbInt8: 100 }), []);
+    assert.deepEqual(
+      planMoves(v(), { layerMb: 100 }).map((m) => [m.peerId, m.to]),
+      [['a', { start: 0, end: 4 }]],
+      'with a float32 q, a widens and downloads 2-3 from it',
+    );
+  });
+
+  it('an int8 mover re-downloads its whole span: its own layers are no source, a float32 mover keeps them', () => {
+    // q (int8, memory for all 4 layers) holds 0-1, which lost their other holder; g (float32) holds 2-3
+    const v = (weights?: 'int8'): PoolView => view(4, { ...h('q', 0, 2, 50, 'alive', 400), ...(weights === undefined ? {} : { weights }) }, h('g', 2, 4, 50, 'alive', 200), h('d', 0, 2, 50, 'dead', 200));
+    assert.deepEqual(
+      planMoves(v(), { layerMb: 100 }).map((m) => [m.peerId, m.to]),
+      [['q', { start: 0, end: 4 }]],
+      'a float32 q widens: it keeps 0-1 and downloads 2-3 from g',
+    );
+    assert.deepEqual(planMoves(v('int8'), { layerMb: 100, layerMbInt8: 100 }), [], 'an int8 q would have to download 0-1, which nobody serves');
   });
 });
 

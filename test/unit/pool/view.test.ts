@@ -4,18 +4,19 @@ import { buildView, layersReport } from '../../../src/pool/view.js';
 import type { PeerLiveness } from '../../../src/protocols/liveness.js';
 import type { HolderRecord } from '../../../src/protocols/holder-record.js';
 
-const peer = (id: string, state: PeerLiveness['state'], span?: { start: number; end: number }): PeerLiveness => ({
+const peer = (id: string, state: PeerLiveness['state'], span?: { start: number; end: number }, weights?: 'int8'): PeerLiveness => ({
   peer: id,
   state,
   lastSeenMs: 0,
-  heartbeat: { peerId: id, span, load: 0, freeMemoryMb: 0, trainingStep: 0n, timestampMs: 0, seq: 1n },
+  heartbeat: { peerId: id, span, load: 0, freeMemoryMb: 0, trainingStep: 0n, timestampMs: 0, seq: 1n, ...(weights === undefined ? {} : { weights }) },
 });
-const rec = (id: string, start: number, end: number, tokensPerSec: number, memoryMb: number): HolderRecord => ({
+const rec = (id: string, start: number, end: number, tokensPerSec: number, memoryMb: number, weights?: 'int8'): HolderRecord => ({
   networkId: 'n',
   peerId: id,
   multiaddrs: [],
   span: { start, end },
   capacity: { memoryMb, tokensPerSec },
+  ...(weights === undefined ? {} : { weights }),
   timestampMs: 1,
   expiresMs: 2,
   signature: '',
@@ -50,5 +51,32 @@ describe('pool view', () => {
     // live holders per layer: 1, 1, 1, 1 (c is dead)
     assert.equal(r.replicasMin, 1);
     assert.equal(r.modelHash, 'abc');
+  });
+
+  it('the weights format comes from the signed record; the heartbeat only stands in until the record is known', () => {
+    const v = buildView({
+      numLayers: 4,
+      self: { peerId: 'me', span: { start: 0, end: 4 }, tokensPerSec: 10, memoryMb: 100, weights: 'int8' },
+      peers: [
+        peer('a', 'alive', { start: 0, end: 4 }), // record int8, heartbeat silent: int8
+        peer('b', 'alive', { start: 0, end: 4 }, 'int8'), // record float32, heartbeat int8: the record wins
+        peer('c', 'alive', { start: 0, end: 4 }, 'int8'), // no record yet: the heartbeat's hint
+        peer('d', 'alive', { start: 0, end: 4 }), // neither: float32
+      ],
+      records: new Map([
+        ['a', rec('a', 0, 4, 5, 10, 'int8')],
+        ['b', rec('b', 0, 4, 5, 10)],
+      ]),
+    });
+    assert.deepEqual(
+      v.holders.map((h) => [h.peerId, h.weights ?? 'f32']),
+      [
+        ['a', 'int8'],
+        ['b', 'f32'],
+        ['c', 'int8'],
+        ['d', 'f32'],
+        ['me', 'int8'],
+      ],
+    );
   });
 });

@@ -74,6 +74,19 @@ describe('HolderRecord: test vector (docs/PROTOCOL.md "## HolderRecord")', () =>
   });
 });
 
+describe('HolderRecord: int8 test vector (docs/PROTOCOL.md "## HolderRecord")', () => {
+  it('encodes and signs the documented int8 record exactly', () => {
+    const r = signed({ multiaddrs: [], weights: 'int8' });
+    assert.equal(
+      Buffer.from(canonicalEncode(r)).toString('hex'),
+      '020007746573746e6574003531365569753248416d4557516e4871326a4c4b4a797077566e566f51654643554c75796f7036617476713265576a5953556a7a4e69' +
+        '0000000000000000040000080000000064010000018bcfe568000000018bcfe65260',
+    );
+    assert.equal(Buffer.from(signingDigest(HOLDER_RECORD_DOMAIN, canonicalEncode(r))).toString('hex'), '1cf254a856002459c9d63833d4e2ca28827b5a1be3c3ac1720e1c8ad323eb31c');
+    assert.equal(r.signature, 'EJ3YHkDyPqBQjxjxwcrGtX2qrEQAiXE5xhpqa+zJdCxkeXsn+rr1tImuhdJHxYWO2weOoc7AitG7NM3FGYML5g==');
+  });
+});
+
 describe('HolderRecord: signing and verification', () => {
   it('a signed record verifies and returns the signer key', () => {
     const v = verifyHolderRecord(signed(), NOW);
@@ -286,9 +299,13 @@ describe('HolderRecord: binary codec', () => {
     const trailing = new Uint8Array(bytes.byteLength + 1);
     trailing.set(bytes);
     rejectsWith(() => decodeHolderRecord(trailing), 'HOLDER_RECORD_MALFORMED');
+    const v3 = new Uint8Array(bytes);
+    v3[0] = 3;
+    rejectsWith(() => decodeHolderRecord(v3), 'HOLDER_RECORD_MALFORMED', 'version');
+    // a float32 record relabelled version 2 reads the timestamp's first byte (0) as its weights byte: not int8
     const v2 = new Uint8Array(bytes);
     v2[0] = 2;
-    rejectsWith(() => decodeHolderRecord(v2), 'HOLDER_RECORD_MALFORMED', 'version');
+    rejectsWith(() => decodeHolderRecord(v2), 'HOLDER_RECORD_MALFORMED', 'weights');
     rejectsWith(() => decodeHolderRecord(new Uint8Array(HOLDER_RECORD_LIMITS.maxEncodedBytes + 1)), 'HOLDER_RECORD_TOO_LARGE');
   });
 
@@ -348,3 +365,60 @@ function flipBit(b64: string): string {
   b[10]! ^= 1;
   return b.toString('base64');
 }
+
+describe('HolderRecord: weights format (int8 holders)', () => {
+  it('a float32 record is version 1 and byte-identical with or without weights: "f32" (older records mean float32)', () => {
+    const plain = signed();
+    const f32 = signed({ weights: 'f32' });
+    assert.deepEqual(f32, plain);
+    assert.equal('weights' in f32, false);
+    assert.equal(canonicalEncode(f32)[0], 1);
+    assert.equal('weights' in holderRecordToJson(f32), false);
+    // a JSON record that spells "f32" out is the same record (the signature covers the binary form)
+    assert.deepEqual(parseHolderRecord({ ...holderRecordToJson(plain), weights: 'f32' }), plain);
+  });
+
+  it('an int8 record is version 2 with one weights byte after the capacity; it round-trips and verifies', () => {
+    const r = signed({ weights: 'int8' });
+    assert.equal(r.weights, 'int8');
+    const p = canonicalEncode(r);
+    const plain = canonicalEncode(signed());
+    assert.equal(p[0], 2);
+    assert.equal(p.byteLength, plain.byteLength + 1);
+    // payloads agree up to the capacity (version byte aside), then the weights byte 1, then the same times
+    const capEnd = plain.byteLength - 16;
+    assert.deepEqual(p.subarray(1, capEnd), plain.subarray(1, capEnd));
+    assert.equal(p[capEnd], 1);
+    assert.deepEqual(p.subarray(capEnd + 1), plain.subarray(capEnd));
+    assert.deepEqual(decodeHolderRecord(encodeHolderRecord(r)), r);
+    assert.deepEqual(parseHolderRecordJson(serializeHolderRecordJson(r)), r);
+    assert.equal(JSON.parse(serializeHolderRecordJson(r)).weights, 'int8');
+    assert.equal(verifyHolderRecord(r, NOW).ok, true);
+    assert.equal(freshHolderRecord(KEY_A, { networkId: 'testnet', multiaddrs: [], span: { start: 0, end: 1 }, capacity: { memoryMb: 1, tokensPerSec: 1 }, weights: 'int8' }, T0, 1000).weights, 'int8');
+  });
+
+  it('the format is signed: dropping or adding it breaks the signature', () => {
+    const int8 = signed({ weights: 'int8' });
+    const { weights: _dropped, ...asF32 } = int8;
+    assert.equal(verifyHolderRecord(asF32, NOW).ok, false);
+    const f32 = signed();
+    const v = verifyHolderRecord({ ...f32, weights: 'int8' }, NOW);
+    assert.equal(!v.ok && v.reason, 'bad_signature');
+  });
+
+  it('a bad format is a typed peer fault at every boundary (JSON, binary, signing)', () => {
+    const json = holderRecordToJson(signed());
+    for (const bad of ['int4', 'INT8', '', 8, null, true, { x: 1 }]) rejectsWith(() => parseHolderRecord({ ...json, weights: bad }), 'HOLDER_RECORD_MALFORMED', 'weights');
+    rejectsWith(() => signHolderRecord(KEY_A, { ...fields(), weights: 'fp16' as never }), 'HOLDER_RECORD_MALFORMED', 'weights');
+    // version 2 with a weights byte other than 1 (0 would be a second encoding of a float32 record)
+    const bytes = encodeHolderRecord(signed({ weights: 'int8' }));
+    const at = bytes.byteLength - 64 - 17;
+    assert.equal(bytes[at], 1);
+    for (const x of [0, 2, 255]) {
+      const b = new Uint8Array(bytes);
+      b[at] = x;
+      rejectsWith(() => decodeHolderRecord(b), 'HOLDER_RECORD_MALFORMED', 'weights');
+    }
+    for (let n = 0; n < bytes.byteLength; n++) assert.throws(() => decodeHolderRecord(bytes.subarray(0, n)), (e) => isNeuroShardError(e, 'HOLDER_RECORD_MALFORMED'));
+  });
+});
