@@ -2,7 +2,7 @@
 // Swarm simulation (issue 12 §1): runs the project's pool placement, route choice, liveness and DHT record rules
 // on a virtual clock. Usage:
 //   node scripts/sim/run.mjs --nodes 1000 --minutes 60 --scenario churn|mass-failure|partition|sybil|steady --seed S [--explore SHARE]
-//   [--sybil-serve] [--claimed-weight] [--sybil-blocks B] [--sybil-signed K] [--no-block-quota] [--json] [--series FILE]
+//   [--sybil-serve] [--claimed-weight] [--sybil-blocks B] [--sybil-signed K] [--no-block-quota] [--no-stakes] [--json] [--series FILE]
 // Build first (npx tsc -p tsconfig.json); it runs from dist/. The last stdout line is the result JSON.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -26,6 +26,8 @@ const { values } = parseArgs({
     'sybil-signed': { type: 'string' },
     // storing nodes without the per-block quota on holder records (the figure without it)
     'no-block-quota': { type: 'boolean', default: false },
+    // route choice without the holders' bonds (src/sim/sim.ts SimOptions.stakes; the rule before)
+    'no-stakes': { type: 'boolean', default: false },
   },
 });
 const num = (name, raw, lo, hi) => {
@@ -47,6 +49,7 @@ const opts = {
   ...(values['claimed-weight'] ? { measuredWeight: false } : {}),
   ...(values['sybil-blocks'] === undefined ? {} : { sybilBlocks: Math.floor(num('sybil-blocks', values['sybil-blocks'], 1, 65536)) }),
   ...(values['no-block-quota'] ? { dhtBlockQuota: false } : {}),
+  ...(values['no-stakes'] ? { stakes: false } : {}),
   ...(values['sybil-signed'] === undefined ? {} : { sybilSignedKeys: Math.floor(num('sybil-signed', values['sybil-signed'], 0, 100000)) }),
 };
 if (!['steady', 'churn', 'mass-failure', 'partition', 'sybil'].includes(opts.scenario)) {

@@ -19,7 +19,8 @@ import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type
 import { ComputeClient } from '../compute/index.js';
 import { assertNoNodeRunning, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
 import { openNodeKey } from './key.js';
-import { MAX_SLASH_BYTES } from '../ledger/index.js';
+import { MAX_SLASH_BYTES, MIN_REWARD_BOND } from '../ledger/index.js';
+import { stakesByPeer } from '../ledger/stakes.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
@@ -363,6 +364,8 @@ export class NeuroShardNode {
         speeds: () => new Map(pool.view().holders.map((h) => [h.peerId, h.tokensPerSec])),
         // each holder's weights format as its signed record states it (pool/view.ts: the heartbeat only until then)
         formats: () => new Map(pool.view().holders.map((h) => [h.peerId, h.weights ?? 'f32'])),
+        // issue 12 §3: holders' locked stake from the ledger state; unbonded ones are routed to less
+        bonds: () => ({ stakes: stakesByPeer(pool.view().holders.map((h) => h.peerId), (id) => ledger.ledger.account(id).locked), minBond: MIN_REWARD_BOND }),
         trains: false,
         clock,
         log: log.child('serve'),

@@ -200,6 +200,11 @@ export interface StartServingInit {
    * choice; a peer missing from it is taken at its heartbeat's word.
    */
   formats?: () => ReadonlyMap<string, 'f32' | 'int8'>;
+  /**
+   * Locked stake per peer from the ledger state (ledger/stakes.ts `stakesByPeer`) and the stake that counts as a
+   * bond: route choice weighs unbonded holders less (router/route.ts UNBONDED_WEIGHT). Unset: no stake weighting.
+   */
+  bonds?: () => Bonds;
   clock: Clock;
   log: Logger;
   /** The network's model when it is not the bundled genesis (a `--checkpoint` node): its config and view. */
@@ -265,7 +270,13 @@ export function observedBlocks(network: Pick<NodeNetwork, 'p2p'>): Map<string, s
  * The route choice's view of peers: heartbeats' spans and liveness, measured round trips, records' tokens/s, and
  * the address block each is connected from (`observedBlocks`; a peer without a connection has none).
  */
-export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>, heartbeatIntervalMs?: number, blocks: ReadonlyMap<string, string> = observedBlocks(network), formats: ReadonlyMap<string, 'f32' | 'int8'> = new Map()): HolderView[] {
+/** What route choice weighs holders' bonds by: locked stake per peer (base units) and the bond it must reach. */
+export interface Bonds {
+  stakes: ReadonlyMap<string, bigint>;
+  minBond: bigint;
+}
+
+export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, speeds: ReadonlyMap<string, number>, heartbeatIntervalMs?: number, blocks: ReadonlyMap<string, string> = observedBlocks(network), formats: ReadonlyMap<string, 'f32' | 'int8'> = new Map(), bonds?: Bonds): HolderView[] {
   const peers: PeerHolding[] = [];
   const now = network.liveness.now();
   for (const p of network.liveness.snapshot()) {
@@ -277,7 +288,7 @@ export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, spe
     const int8 = (formats.get(p.peer) ?? (p.heartbeat.weights === 'int8' ? 'int8' : 'f32')) === 'int8';
     peers.push({ peerId: p.peer, span: { start: span.start, end: span.end }, state: p.state, silentMs: Math.max(0, now - p.lastSeenMs), ...(tps === undefined ? {} : { tokensPerSec: tps }), ...(block === undefined ? {} : { block }), ...(int8 ? { weights: 'int8' as const } : {}) });
   }
-  return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stepMs: (peer) => latency.stepMs(peer), stalePenaltyMs: STALE_RTT_MS, ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }) });
+  return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stepMs: (peer) => latency.stepMs(peer), stalePenaltyMs: STALE_RTT_MS, ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }), ...(bonds === undefined ? {} : { stakes: bonds.stakes, minBond: bonds.minBond }) });
 }
 
 /** Loads the span (unless training does), serves peers' hop sessions on it, and builds the generator. */
@@ -316,7 +327,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     localSpan: init.localSpan ?? (() => served),
     weights: opts.weights,
     // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
-    peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map(), opts.heartbeatIntervalMs, undefined, init.formats?.()),
+    peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map(), opts.heartbeatIntervalMs, undefined, init.formats?.(), init.bonds?.()),
     remote: (hop, spec) =>
       new RemoteHopSession(network.rpc, hop.peerId, hop.span, spec, {
         hiddenSize: config.hidden_size,

@@ -114,6 +114,14 @@ export interface HolderViewInput {
    * gives). Peers it has not are `unproven` (route.ts `hopCost`): their stated speed is not believed.
    */
   proven?(peer: string): boolean;
+  /**
+   * Locked stake per peer (base units), from the node's ledger state (ledger/stakes.ts `stakesByPeer`); with it
+   * every holder is marked `bonded` (route.ts) when its stake reaches `minBond`, a peer missing from the map has
+   * none. Without it `bonded` stays unset (route choice as without stakes).
+   */
+  stakes?: ReadonlyMap<string, bigint>;
+  /** The stake that counts as a bond (default 1 base unit: any stake). */
+  minBond?: bigint;
 }
 
 /** Route choice's view: dead peers out, stale ones behind, measured latency and speed where known. */
@@ -131,6 +139,7 @@ export function holderViews(i: HolderViewInput): HolderView[] {
     if (!(i.proven === undefined ? rtt !== undefined : i.proven(p.peerId))) v.unproven = true;
     if (p.block !== undefined) v.block = p.block;
     if (p.weights === 'int8') v.weights = 'int8';
+    if (i.stakes !== undefined) v.bonded = (i.stakes.get(p.peerId) ?? 0n) >= (i.minBond ?? 1n);
     const step = i.stepMs?.(p.peerId);
     if (step !== undefined) v.stepMs = step + (p.state === 'stale' ? i.stalePenaltyMs : 0);
     if (p.state === 'stale' || (i.heartbeatIntervalMs !== undefined && p.silentMs !== undefined && isQuiet(p.silentMs, i.heartbeatIntervalMs))) v.quiet = true;

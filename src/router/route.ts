@@ -65,6 +65,14 @@ export interface HolderView {
    */
   block?: string;
   /**
+   * Whether the holder's locked stake reaches the bond the caller asks for (router/measure.ts `holderViews` looks it
+   * up in a map of peer → locked stake that the node builds from its ledger state, ledger/stakes.ts). false: a key
+   * with nothing at stake, which a flood of fresh keys is; route choice weighs it UNBONDED_WEIGHT in the draw among
+   * near-best chains and explores it after bonded newcomers (EXPLORE_UNBONDED_SHARE). Unset: not known (no stake
+   * lookup), weighed as bonded.
+   */
+  bonded?: boolean;
+  /**
    * 'int8' when the holder holds int8 weights (`--weights int8`, from its signed HolderRecord); absent: float32. Route choice
    * prefers chains of one format, float32 first (`chooseRouteAvoiding`).
    */
@@ -100,6 +108,19 @@ export const DEFAULT_MS_PER_LAYER = 1;
  * that routes a request a second (docs/SCALE.md, "Session 9": exploration).
  */
 export const ROUTE_DEFAULTS = Object.freeze({ slack: 0.25, slackMs: 1, maxCandidates: 32, explore: 0.05 });
+
+/**
+ * The capacity weight of a hop whose holder is not bonded (`HolderView.bonded` false), relative to a bonded one of
+ * the same measured speed: an unbonded holder is still routed to (an honest node before its first stake), ten
+ * times less often among equal replicas. Why (issue 12 §3): a key costs nothing and a bond does, so what a flood
+ * of keys can draw should depend on what it put at stake, not on how many keys it made.
+ */
+export const UNBONDED_WEIGHT = 0.1;
+/**
+ * The share of explorations that go to an unbonded newcomer while bonded ones wait to be measured too (when only
+ * one kind waits, it gets them all): bonded newcomers are measured first, unbonded ones still get some traffic.
+ */
+export const EXPLORE_UNBONDED_SHARE = 0.2;
 
 /** No chain of live, unbanned holders covers the range; `missing` names layers nobody usable holds (or the first gap). */
 export class LayersUncoveredError extends NeuroShardError {
@@ -147,7 +168,8 @@ export function chainCost(chain: readonly HolderView[]): number {
 
 /**
  * The capacity weight of a hop in the draw among near-best chains: its measured tokens/s (1000 / stepMs), capped by
- * what it claims; 1 while unproven (a claim is not believed before it was measured).
+ * what it claims; 1 while unproven (a claim is not believed before it was measured); × UNBONDED_WEIGHT for a
+ * holder that is not bonded.
  *
  * Why (issue 12, Sybil side): the weight was the claimed tokens/s. A key that served one step (an exploration
  * draw, a real cheap host) and claimed 10⁶ tokens/s then took nearly every draw among the near-best chains of its
@@ -155,11 +177,12 @@ export function chainCost(chain: readonly HolderView[]): number {
  * this node saw it deliver.
  */
 function capacityOf(h: HolderView): number {
-  if (h.unproven === true) return 1;
+  const bond = h.bonded === false ? UNBONDED_WEIGHT : 1;
+  if (h.unproven === true) return bond;
   const claim = h.tokensPerSec !== undefined && h.tokensPerSec > 0 && Number.isFinite(h.tokensPerSec) ? h.tokensPerSec : undefined;
   const step = validMs(h.stepMs);
-  if (step !== undefined) return Math.min(claim ?? Infinity, 1000 / step);
-  return claim ?? 1;
+  if (step !== undefined) return bond * Math.min(claim ?? Infinity, 1000 / step);
+  return bond * (claim ?? 1);
 }
 
 /** Holders usable for [a, b): alive, not excluded, a span inside the range; sorted by start, then peer id. */
@@ -285,18 +308,29 @@ const unit = (u: number): number => Math.min(Math.max(u, 0), 1 - Number.EPSILON)
 /**
  * A chain for `range` through one unproven holder: a block drawn uniformly among the blocks of the usable unproven
  * holders that are not quiet (`HolderView.block`, else the peer alone), a holder drawn uniformly inside it, and the
- * rest of the range ([start, its start) and [its end, end)) by the usual near-best draw over measured holders only.
- * Undefined when there is no such holder or the measured holders do not cover the rest (the caller then routes as
- * usual). Two draws from `random` for the holder, then the rest's.
+ * rest of the range ([start, its start) and [its end, end)) by the usual near-best draw, over measured holders where
+ * they tile the rest, else over on-time holders with the fewest unproven hops. Bonded holders first: where some of
+ * the candidates are bonded (`HolderView.bonded`) and some are not, one draw picks the unbonded ones with
+ * probability EXPLORE_UNBONDED_SHARE, else the bonded ones. Undefined when there is no such holder or nothing tiles
+ * the rest (the caller then routes as usual). Draws from `random`: the bond draw (only when both kinds wait), the
+ * block, the holder, then the rest's.
  *
  * Why (issue 12, Sybil/eclipse side): route choice ranks chains by their unproven hops first, so while measured
  * holders cover the layers a holder nobody measured is never drawn, and never gets measured: an honest newcomer got
  * no traffic (and no payment) for as long as the old holders stayed. Drawing per block bounds what a flood of fresh
  * keys takes of this share by the address blocks it has, not by its key count.
+ *
+ * Why the rest may take unproven hops (issue 12 §2): a hop runs exactly the span it holds (the hop protocol answers
+ * WRONG_SPAN to any other, protocols/inference.ts), so the explored holder needs neighbours whose spans end where
+ * its own starts and start where it ends. At 1,000 nodes (3-41-layer spans) the few holders a router has measured
+ * almost never did: no route reached any of the 347 honest newcomers of the one-hour run. The on-time holders of
+ * the whole view nearly always tile; the failover of a hop that then fails is the usual one (banned, replanned).
  */
 export function exploreRoute(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions): ChainHop[] | undefined {
-  const fresh = usable(holders, range, opts.exclude).filter((h) => h.unproven === true && h.quiet !== true);
+  let fresh = usable(holders, range, opts.exclude).filter((h) => h.unproven === true && h.quiet !== true);
   if (fresh.length === 0) return undefined;
+  const unbonded = fresh.filter((h) => h.bonded === false);
+  if (unbonded.length > 0 && unbonded.length < fresh.length) fresh = opts.random() < EXPLORE_UNBONDED_SHARE ? unbonded : fresh.filter((h) => h.bonded !== false);
   const blocks = new Map<string, HolderView[]>();
   for (const h of fresh) {
     const k = h.block === undefined ? `peer ${h.peerId}` : `block ${h.block}`;
@@ -307,16 +341,26 @@ export function exploreRoute(holders: readonly HolderView[], range: { start: num
   const keys = [...blocks.keys()].sort();
   const inBlock = blocks.get(keys[Math.floor(unit(opts.random()) * keys.length)]!)!;
   const pick = inBlock[Math.floor(unit(opts.random()) * inBlock.length)]!; // `usable` order: by span, then peer id
-  // the rest: measured, on-time holders only (a second unknown hop would make a failure ambiguous)
-  const exclude = new Set([...(opts.exclude ?? []), ...holders.filter((h) => h.unproven === true || h.quiet === true).map((h) => h.peerId)]);
-  try {
-    const before = pick.span.start > range.start ? chooseRoute(holders, { start: range.start, end: pick.span.start }, { ...opts, exclude }) : [];
-    const after = pick.span.end < range.end ? chooseRoute(holders, { start: pick.span.end, end: range.end }, { ...opts, exclude }) : [];
-    return [...before, { peerId: pick.peerId, span: { start: pick.span.start, end: pick.span.end } }, ...after];
-  } catch (e) {
-    if (e instanceof LayersUncoveredError) return undefined;
-    throw e;
-  }
+  // the rest: measured, on-time holders where they tile it (a second unknown hop makes the request likelier to fail
+  // over); else any on-time holder but the pick, fewest unproven hops first (candidateChains ranks them so)
+  const late = holders.filter((h) => h.quiet === true).map((h) => h.peerId);
+  const measuredOnly = new Set([...(opts.exclude ?? []), ...late, ...holders.filter((h) => h.unproven === true).map((h) => h.peerId)]);
+  const onTime = new Set([...(opts.exclude ?? []), ...late, pick.peerId]);
+  const part = (r: { start: number; end: number }): ChainHop[] | undefined => {
+    if (r.start >= r.end) return [];
+    for (const exclude of [measuredOnly, onTime]) {
+      try {
+        return chooseRoute(holders, r, { ...opts, exclude });
+      } catch (e) {
+        if (!(e instanceof LayersUncoveredError)) throw e;
+      }
+    }
+    return undefined;
+  };
+  const before = part({ start: range.start, end: pick.span.start });
+  const after = before === undefined ? undefined : part({ start: pick.span.end, end: range.end });
+  if (before === undefined || after === undefined) return undefined;
+  return [...before, { peerId: pick.peerId, span: { start: pick.span.start, end: pick.span.end } }, ...after];
 }
 
 /**

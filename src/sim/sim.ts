@@ -59,6 +59,12 @@ export interface SimOptions {
   sybilSignedKeys?: number;
   /** Storing nodes apply the per-block quota on holder records (default true; false: the figure without it). */
   dhtBlockQuota?: boolean;
+  /**
+   * Route choice sees each holder's bond (router/route.ts `HolderView.bonded`, as node/serving.ts wires the ledger's
+   * stakes): SIM.honestBondedShare of the honest nodes have locked the bond, Sybil keys nothing (default true;
+   * false: route choice without stakes, the rule before).
+   */
+  stakes?: boolean;
 }
 
 /** Timing constants, the node defaults (src/node/options.ts) where the node has them. */
@@ -108,6 +114,11 @@ export const SIM = {
   dhtRecordsPerBlock: 64,
   /** A newcomer counts in `newcomers` once it has held a span this long (enough routes for a 5 % share to reach it). */
   newcomerHeldMs: 10 * 60_000,
+  /**
+   * Honest nodes that have locked the bond (ledger MIN_REWARD_BOND), drawn per node; the rest (nodes before their
+   * first stake) and every Sybil key have none (`stakes`).
+   */
+  honestBondedShare: 0.75,
 } as const;
 
 export interface SimResult {
@@ -149,9 +160,11 @@ export interface SimResult {
   /**
    * Honest nodes that joined after the warm-up (churn's replacements), were up at the end and had held a span for
    * `SIM.newcomerHeldMs`: how many, and the share of them that some view's router measured serving a hop (route
-   * choice's exploration is what routes to a holder nobody measured while measured holders cover its layers).
+   * choice's exploration is what routes to a holder nobody measured while measured holders cover its layers);
+   * routes_share: the share of routes scored after the warm-up one of whose hops a newcomer (an honest node that
+   * joined after the warm-up) served.
    */
-  newcomers: { held: number; served_share: number | null };
+  newcomers: { held: number; served_share: number | null; routes_share: number };
   /**
    * Sybil scenario: routes (requests) whose chain took a Sybil hop at least once (first choice or failover), their
    * share of all routes, and the share of hops served by Sybils (only with `sybilServe`).
@@ -201,6 +214,8 @@ interface SimNode {
   block: string;
   /** When it last began to hold a span (−1: never). */
   heldSinceMs: number;
+  /** It has locked the bond (`SimOptions.stakes`). */
+  bonded: boolean;
   joinedAtMs: number;
 }
 
@@ -236,6 +251,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   if (!(Number.isInteger(sybilBlocks) && sybilBlocks >= 1 && sybilBlocks <= 65_536)) throw new InvalidArgumentError('sim: sybilBlocks must be 1..65536');
   if (!(Number.isInteger(sybilSigned) && sybilSigned >= 0)) throw new InvalidArgumentError('sim: sybilSignedKeys must be a whole number');
   const measuredWeight = opts.measuredWeight ?? true;
+  const stakes = opts.stakes ?? true;
   const endMs = opts.minutes * 60_000;
   const model = modelFor(opts.nodes);
   const L = model.layers;
@@ -302,6 +318,8 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       block: sybil ? `sybil-${idx % sybilBlocks}` : site >= 0 ? `site-${site}` : `node-${idx}`,
       heldSinceMs: -1,
       joinedAtMs: -1,
+      // drawn from the node's index, not the run's RNG (the option then changes nothing else)
+      bonded: !sybil && pairUniform(idx, idx, 7) < SIM.honestBondedShare,
     };
     nodes.push(n);
     return n;
@@ -621,6 +639,8 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   // one decode step's compute through a span on the node (a serving Sybil key at SIM.sybilServeSpeed)
   const computeMs = (n: SimNode, span: PoolSpan): number => ((span.end - span.start) * 1000) / (n.sybil ? (40 * SIM.sybilServeSpeed * 226) / model.layerMb : layerTps(n));
   let sybilRoutes = 0;
+  let scoredRoutes = 0;
+  let newcomerRoutes = 0;
   let hopsServed = 0;
   let sybilHopsServed = 0;
   // as the node wires it (node/serving.ts): peers a view measured serving keep their place in its full liveness table
@@ -646,7 +666,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         const msPerLayer = n.sybil ? 1000 / (claimTps * (span.end - span.start)) : 1000 / layerTps(n);
         const rttMs = 2 * latencyMs(c, n) + (n.sybil ? computeMs(n, span) : 0) + stale;
         const stepMs = measuredWeight ? measured[v]!.stepMs(p.peer) : undefined;
-        hv.push({ peerId: p.peer, span, alive: true, rttMs, msPerLayer, tokensPerSec: claimTps, block: n.block, ...(stepMs === undefined ? {} : { stepMs: stepMs + stale }), ...(quiet ? { quiet } : {}), ...(unproven ? { unproven } : {}) });
+        hv.push({ peerId: p.peer, span, alive: true, rttMs, msPerLayer, tokensPerSec: claimTps, block: n.block, ...(stakes ? { bonded: n.bonded } : {}), ...(stepMs === undefined ? {} : { stepMs: stepMs + stale }), ...(quiet ? { quiet } : {}), ...(unproven ? { unproven } : {}) });
       }
       // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
       // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,
@@ -663,6 +683,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       let ok = false;
       let noChain = false;
       let viaSybil = false;
+      let viaNewcomer = false;
       const chain = plan({ start: 0, end: L });
       if (chain === undefined) noChain = true;
       else {
@@ -681,6 +702,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
             measured[v]!.observeStep(hop.peerId, 2 * latencyMs(c, n) + compute, n.sybil ? 0 : compute);
             hopsServed++;
             if (n.sybil) sybilHopsServed++;
+            else if (n.joinedAtMs > warmupMs) viaNewcomer = true;
             i++;
             continue;
           }
@@ -701,6 +723,10 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       }
       routesAll++;
       if (viaSybil) sybilRoutes++;
+      if (q.nowMs >= warmupMs) {
+        scoredRoutes++;
+        if (viaNewcomer) newcomerRoutes++;
+      }
       winRoutes[1]!++;
       if (ok) {
         routesOk++;
@@ -958,7 +984,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   function newcomerFigures(): SimResult['newcomers'] {
     const held = nodes.filter((n) => !n.sybil && n.up && n.span !== undefined && n.joinedAtMs > warmupMs && n.heldSinceMs >= 0 && q.nowMs - n.heldSinceMs >= SIM.newcomerHeldMs);
     const served = held.filter((n) => measured.some((t) => t.samples(n.peerId) > 0)).length;
-    return { held: held.length, served_share: held.length === 0 ? null : round(served / held.length, 4) };
+    return { held: held.length, served_share: held.length === 0 ? null : round(served / held.length, 4), routes_share: round(scoredRoutes === 0 ? 0 : newcomerRoutes / scoredRoutes, 5) };
   }
   const result: SimResult = {
     nodes: opts.nodes,

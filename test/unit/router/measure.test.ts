@@ -123,3 +123,18 @@ describe('measured step time (issue 12, Sybil side)', () => {
     ]);
   });
 });
+
+describe('bonds from the ledger stakes (issue 12 §3)', () => {
+  it('marks each holder bonded when its locked stake reaches the bond; a peer missing from the map has none', () => {
+    const peers = [p('rich', 0, 2), p('poor', 0, 2), p('absent', 2, 4)];
+    const views = holderViews({ peers, rttMs: () => undefined, stalePenaltyMs: 50, stakes: new Map([['rich', 100n], ['poor', 99n]]), minBond: 100n });
+    assert.deepEqual(views.map((v) => [v.peerId, v.bonded]), [['rich', true], ['poor', false], ['absent', false]]);
+    // the default bond is any stake
+    assert.equal(holderViews({ peers, rttMs: () => undefined, stalePenaltyMs: 50, stakes: new Map([['poor', 1n]]) })[1]!.bonded, true);
+  });
+
+  it('leaves bonded unset without a stake lookup', () => {
+    const [v] = holderViews({ peers: [p('a', 0, 4)], rttMs: () => undefined, stalePenaltyMs: 50 });
+    assert.equal('bonded' in v!, false);
+  });
+});

@@ -1,7 +1,7 @@
 /** Route choice over plain data: cheapest tiling chains, near-best capacity-weighted draws, ties, churn, bans. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, exploreRoute, hopCost, isQuiet, LayersUncoveredError, missingLayers, UNPROVEN_RTT_MS, type HolderView } from '../../../src/router/index.js';
+import { BanList, candidateChains, chooseRoute, chooseRouteAvoiding, EXPLORE_UNBONDED_SHARE, exploreRoute, hopCost, isQuiet, LayersUncoveredError, missingLayers, UNBONDED_WEIGHT, UNPROVEN_RTT_MS, type HolderView } from '../../../src/router/index.js';
 
 const h = (peerId: string, start: number, end: number, over: Partial<HolderView> = {}): HolderView => ({ peerId, span: { start, end }, alive: true, ...over });
 const R = { start: 0, end: 4 };
@@ -266,6 +266,33 @@ describe('route choice', () => {
       assert.equal(draws, 1, 'one draw, the usual one');
     });
 
+    it('takes unproven on-time holders into the rest where the measured ones do not tile it (issue 12 §2: spans that do not line up)', () => {
+      // the newcomer holds [1, 3): no measured span ends at 1 or starts at 3; two other unproven holders do
+      const hs = [...measured, h('newcomer', 1, 3, { unproven: true }), h('edge-lo', 0, 1, { unproven: true }), h('edge-hi', 3, 4, { unproven: true }), h('late', 3, 4, { unproven: true, quiet: true })];
+      // blocks in order: edge-hi, edge-lo, newcomer (the quiet one is never explored): 0.9 draws the newcomer
+      assert.deepEqual(exploreRoute(hs, R, { random: seq([0.9, 0.5]) })?.map((x) => x.peerId), ['edge-lo', 'newcomer', 'edge-hi']);
+      // measured holders still come first where they tile a side: old-b holds [2, 4) for a newcomer of [0, 2)
+      const left = [...measured, h('newcomer', 0, 2, { unproven: true }), h('other', 2, 4, { unproven: true })];
+      assert.deepEqual(exploreRoute(left, R, { random: seq([0.1, 0.5]) })?.map((x) => x.peerId), ['newcomer', 'old-b']);
+      // never a quiet holder in the rest, and nothing when nothing on time tiles it
+      assert.equal(exploreRoute([...measured, h('newcomer', 1, 3, { unproven: true }), h('edge-lo', 0, 1, { unproven: true }), h('late', 3, 4, { unproven: true, quiet: true })], R, { random: seq([0.99, 0.5]) }), undefined);
+    });
+
+    it('explores bonded newcomers first: an unbonded one gets EXPLORE_UNBONDED_SHARE of the explorations while bonded ones wait', () => {
+      const hs = [...measured, h('bonded-new', 2, 4, { unproven: true, bonded: true }), ...Array.from({ length: 50 }, (_, i) => h(`keyless-${i}`, 2, 4, { unproven: true, bonded: false, block: `198.51.${i}` }))];
+      const rnd = seeded(5);
+      let unbonded = 0;
+      const n = 4000;
+      for (let i = 0; i < n; i++) if (exploreRoute(hs, R, { random: rnd })!.some((x) => x.peerId.startsWith('keyless'))) unbonded++;
+      assert.ok(Math.abs(unbonded / n - EXPLORE_UNBONDED_SHARE) < 0.025, `unbonded share ${unbonded / n}`);
+      // only unbonded ones waiting: they get every exploration, with no extra draw (no stake lookup: the same)
+      const only = [...measured, h('keyless', 2, 4, { unproven: true, bonded: false })];
+      let draws = 0;
+      const counting = () => (draws++, 0.5);
+      assert.deepEqual(exploreRoute(only, R, { random: counting })?.map((x) => x.peerId), ['old-a', 'keyless']);
+      assert.equal(draws, 3, 'block, holder, and the rest: no bond draw');
+    });
+
     it('same draws, same route', () => {
       const hs = [...measured, ...Array.from({ length: 30 }, (_, i) => h(`new-${i}`, i % 2 === 0 ? 0 : 2, i % 2 === 0 ? 2 : 4, { unproven: true }))];
       const a = exploreRoute(hs, R, { random: seeded(3) });
@@ -335,5 +362,37 @@ describe('route choice weighs served holders by what was measured, not by what t
       assert.deepEqual(ids(chooseRouteAvoiding(hs, R, { random: fixed(0), explore: 0, banned: new Set(['a']), failed: new Set() })), ['q']);
       assert.deepEqual(ids(chooseRouteAvoiding(hs, R, { random: fixed(0), explore: 0, banned: new Set(['a']), failed: new Set(['q']) })), ['a']);
     });
+  });
+});
+
+describe('route choice weighs holders by their bond (issue 12 §3)', () => {
+  const replicas = (bondA: boolean | undefined, bondB: boolean | undefined) => [
+    h('a', 0, 4, { rttMs: 3, msPerLayer: 1, tokensPerSec: 50, stepMs: 10, ...(bondA === undefined ? {} : { bonded: bondA }) }),
+    h('b', 0, 4, { rttMs: 3, msPerLayer: 1, tokensPerSec: 50, stepMs: 10, ...(bondB === undefined ? {} : { bonded: bondB }) }),
+  ];
+  const shareOfA = (hs: HolderView[]) => {
+    const rnd = seeded(9);
+    let a = 0;
+    const n = 20_000;
+    for (let i = 0; i < n; i++) if (chooseRoute(hs, R, { random: rnd })[0]!.peerId === 'a') a++;
+    return a / n;
+  };
+
+  it('an unbonded replica weighs UNBONDED_WEIGHT of a bonded one of the same measured speed', () => {
+    const expected = UNBONDED_WEIGHT / (1 + UNBONDED_WEIGHT);
+    const got = shareOfA(replicas(false, true));
+    assert.ok(Math.abs(got - expected) < 0.01, `unbonded a: ${got}, expected ${expected}`);
+  });
+
+  it('changes nothing when every holder is bonded, none is, or no bond is known (the same draws give the same routes)', () => {
+    for (let u = 0; u < 1; u += 0.03) {
+      const plain = chooseRoute(replicas(undefined, undefined), R, { random: fixed(u) });
+      assert.deepEqual(chooseRoute(replicas(true, true), R, { random: fixed(u) }), plain, `u ${u}`);
+      assert.deepEqual(chooseRoute(replicas(false, false), R, { random: fixed(u) }), plain, `u ${u}`);
+    }
+  });
+
+  it('is a weight, not a filter: an unbonded holder that alone covers the layers is routed to', () => {
+    assert.deepEqual(chooseRoute([h('a', 0, 2, { rttMs: 3, bonded: true }), h('keyless', 2, 4, { rttMs: 3, bonded: false })], R, { random: fixed(0.5) }).map((x) => x.peerId), ['a', 'keyless']);
   });
 });
