@@ -10,11 +10,19 @@
 //   hop    RemoteHopSession ↔ InferenceHopServer with an identity hop (what `serving-hop` measures)
 //   unary  one unary echo call per message (a new stream per call: open, multistream-select, close)
 //   --bytes 1048576 with unary: the 1 MiB RPC; --lazy-window: window updates at half the window (A/B)
+//   --split with --only hop: the hop server in a child process (its own event loop, as between two machines): work a
+//     hop does after writing its answer leaves the round trip only then; CPU is then the client's alone
+//   --prof DIR with --only hop: a CPU profile of the timed round trips only (DIR/hop.cpuprofile; no start-up in it)
 //   --ab lp|window with --only hop: paired A/B in this one process, blocks of --block steps alternating the
 //     library's own code (A) and ours (B: lp = src/p2p/length-prefix-decoder.ts, window = src/p2p/yamux-window.ts),
 //     so that both sides see the same load; prints the CPU per step of each and the median of the B/A ratios
 // Prints the median, p90 and p99 wall time of each and the process's CPU time per message, with the load.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { createServer, connect } from 'node:net';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -25,10 +33,10 @@ import { RpcNode } from '../../dist/src/protocols/rpc/service.js';
 import { echoHandler } from '../../dist/src/protocols/handlers/echo.js';
 import { fp32Tensor, tensorToPb } from '../../dist/src/protocols/tensor-wire.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../dist/src/protocols/inference.js';
-import { installYamuxLazyWindow, uninstallYamuxLazyWindow } from '../../dist/src/p2p/yamux-window.js';
+import { installYamuxLazyWindow, uninstallYamuxLazyWindow, yamuxLazyWindowInstalled } from '../../dist/src/p2p/yamux-window.js';
 import { installLengthPrefixFastPath, uninstallLengthPrefixFastPath } from '../../dist/src/p2p/length-prefix-decoder.js';
 
-const { values: args } = parseArgs({ options: { reps: { type: 'string', default: '500' }, only: { type: 'string', default: 'tcp,raw,bidi,hop,unary' }, bytes: { type: 'string', default: '3072' }, 'lazy-window': { type: 'boolean', default: false }, ab: { type: 'string' }, block: { type: 'string', default: '500' } } });
+const { values: args } = parseArgs({ options: { reps: { type: 'string', default: '500' }, only: { type: 'string', default: 'tcp,raw,bidi,hop,unary' }, bytes: { type: 'string', default: '3072' }, 'lazy-window': { type: 'boolean', default: false }, ab: { type: 'string' }, block: { type: 'string', default: '500' }, prof: { type: 'string' }, split: { type: 'boolean', default: false }, 'serve-child': { type: 'boolean', default: false } } });
 const REPS = Number(args.reps);
 const BYTES = Number(args.bytes);
 const only = new Set(args.only.split(','));
@@ -86,12 +94,49 @@ if (only.has('tcp')) {
   server.close();
 }
 
-const a = await node();
+/** The identity hop [1, 2) (what `serving-hop` measures). */
+function identityHop(C) {
+  return {
+    span: () => ({ start: 1, end: 2 }),
+    numLayers: 3,
+    hiddenSize: C,
+    vocabSize: 10,
+    contextLength: 1 << 16,
+    kvBytesPerPosition: () => 0,
+    open: async () => {},
+    step: async (_id, input) => ({ hidden: input.hidden }),
+    close: async () => {},
+  };
+}
+
+if (args['serve-child']) {
+  // --split's server: prints its address, serves until its stdin closes
+  const net = await node();
+  const rpc = new RpcNode({ network: net, networkId: ID });
+  await new InferenceHopServer(identityHop(BYTES / 4), HOP_LIMIT_DEFAULTS).register(rpc);
+  console.log(net.multiaddrs()[0].toString());
+  process.stdin.resume();
+  await new Promise((r) => process.stdin.once('end', r));
+  await net.stop();
+  process.exit(0);
+}
+
+let child;
+let a;
+let peer;
 const b = await node();
+if (args.split) {
+  if ([...only].some((x) => x !== 'hop')) throw new Error('--split measures --only hop');
+  child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve-child', '--only', 'hop', '--bytes', String(BYTES)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const addr = await new Promise((resolve) => createInterface({ input: child.stdout }).once('line', resolve));
+  peer = await b.dial(addr);
+} else {
+  a = await node();
+  peer = await b.dial(a.multiaddrs()[0]);
+}
 // A/B: window updates at half the window (src/p2p/yamux-window.ts) instead of yamux's own after every data frame
 if (args['lazy-window']) installYamuxLazyWindow();
-console.log(`yamux window updates: ${args['lazy-window'] ? 'at half the window (src/p2p/yamux-window.ts)' : 'after every data frame (library default)'}, ${BYTES} bytes per message`);
-const peer = await b.dial(a.multiaddrs()[0]);
+console.log(`yamux window updates: ${yamuxLazyWindowInstalled() ? 'at half the window (src/p2p/yamux-window.ts)' : 'after every data frame (library default)'}, ${BYTES} bytes per message${args.split ? ', hop server in a child process' : ''}`);
 
 if (only.has('raw')) {
   const proto = `/${ID}/raw-echo/1`;
@@ -109,24 +154,12 @@ if (only.has('raw')) {
   s.abort(new Error('done'));
 }
 
-const ra = new RpcNode({ network: a, networkId: ID });
+const ra = a === undefined ? undefined : new RpcNode({ network: a, networkId: ID });
 const rb = new RpcNode({ network: b, networkId: ID });
 
 if (only.has('bidi') || only.has('hop')) {
   const C = BYTES / 4;
-  const identity = {
-    span: () => ({ start: 1, end: 2 }),
-    numLayers: 3,
-    hiddenSize: C,
-    vocabSize: 10,
-    contextLength: 1 << 16,
-    kvBytesPerPosition: () => 0,
-    open: async () => {},
-    step: async (_id, input) => ({ hidden: input.hidden }),
-    close: async () => {},
-  };
-  const srv = new InferenceHopServer(identity, HOP_LIMIT_DEFAULTS);
-  await srv.register(ra);
+  if (ra !== undefined) await new InferenceHopServer(identityHop(C), HOP_LIMIT_DEFAULTS).register(ra);
   const x = new Float32Array(C).fill(0.5);
   if (only.has('hop')) {
     const s = new RemoteHopSession(rb, peer, { start: 1, end: 2 }, { id: 'probe', maxLen: 1 << 16, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }, { hiddenSize: C, vocabSize: 10, wire: 'f32' });
@@ -150,7 +183,23 @@ if (only.has('bidi') || only.has('hop')) {
       const med = (xs) => [...xs].sort((u, v) => u - v)[Math.floor(xs.length / 2)];
       console.log(`ab ${args.ab}: cpu us/step A ${cpu.A.map((v) => v.toFixed(0)).join(' ')} | B ${cpu.B.map((v) => v.toFixed(0)).join(' ')}`);
       console.log(`ab ${args.ab}: median cpu A ${med(cpu.A).toFixed(0)} B ${med(cpu.B).toFixed(0)} us/step; B/A per pair median ${med(ratios).toFixed(3)} (${ratios.map((v) => v.toFixed(2)).join(' ')}); p50 wall A ${med(p50.A)} B ${med(p50.B)} ms (load ${loadavg()[0].toFixed(2)})`);
-    } else report('hop', await time(REPS, () => s.step({ hidden: x, chunks: [1] }, ac.signal)));
+    } else {
+      let session;
+      if (args.prof !== undefined) {
+        for (let i = 0; i < 200; i++) await s.step({ hidden: x, chunks: [1] }, ac.signal); // warm, outside the profile
+        session = new Session();
+        session.connect();
+        await session.post('Profiler.enable');
+        await session.post('Profiler.setSamplingInterval', { interval: 100 });
+        await session.post('Profiler.start');
+      }
+      report('hop', await time(REPS, () => s.step({ hidden: x, chunks: [1] }, ac.signal)));
+      if (session !== undefined) {
+        const { profile } = await session.post('Profiler.stop');
+        writeFileSync(`${args.prof}/hop.cpuprofile`, JSON.stringify(profile));
+        session.disconnect();
+      }
+    }
     s.close();
   }
 }
@@ -162,4 +211,5 @@ if (only.has('unary')) {
 }
 
 await b.stop();
-await a.stop();
+await a?.stop();
+child?.stdin.end();

@@ -22,6 +22,7 @@ import { PeerMisbehaviourError } from '../util/errors.js';
 import { linkSignals } from '../util/abort.js';
 
 export { RunningCommitment };
+export type { TopKStep } from '../ledger/commitment.js';
 
 /** What the requester sends the driver: the completion's body without its request id (the session names it). */
 export type Receipt = Omit<MarketCompleteBody, 'kind' | 'requestId'>;

@@ -91,6 +91,11 @@ interface HopSessionState {
   /** Running commitments over what this hop received and sent (hop-commitment.ts), one step per forward chunk. */
   inC: RunningCommitment;
   outC: RunningCommitment;
+  /**
+   * Hidden-state records not yet taken into inC / outC, in order: a step's are computed after its answer is written
+   * (off the round trip) and before anything reads the commitments or the next step runs (`flushCommits`).
+   */
+  pendingCommits: (() => void)[];
   /** The market request this session's commitments were last signed for, and as which hop. */
   signedFor?: { requestId: Uint8Array; index: number; count: number };
   /** Issue 11 §2 re-execution: the session's exact inputs (hop-transcript.ts), its length, sampling and wire dtype. */
@@ -264,7 +269,7 @@ export class InferenceHopServer {
       throw new HopBusyError(`the KV-cache budget is full (${this.reservedBytes} of ${this.limits.memoryBudgetBytes} bytes reserved, ${bytes} asked)`);
     }
     const sampling: HopSampling = { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed };
-    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: new RunningCommitment(), outC: new RunningCommitment(), maxLen, sampling, wire: 'f32' };
+    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: new RunningCommitment(), outC: new RunningCommitment(), pendingCommits: [], maxLen, sampling, wire: 'f32' };
     if (this.extras.transcripts !== undefined) {
       s.inputs = this.extras.transcripts.store.open();
       // queued on the worker before the session's first step: the weights its steps run on (a training node's move)
@@ -284,12 +289,15 @@ export class InferenceHopServer {
 
   private async step(s: HopSessionState, r: InferenceRequest, ctx: CallContext): Promise<InferenceResponse> {
     if (s.evicted === true) throw new HopError('NOT_SERVING', 'this node moved its layers; the session was ended', 'local');
+    this.flushCommits(s);
     const span = this.compute.span();
     if (span === undefined) throw new HopError('NOT_SERVING', 'this node stopped serving its layers', 'local');
     const C = this.compute.hiddenSize;
     const driver = span.start === 0;
     let ids: Int32Array | undefined;
     let hidden: Float32Array | undefined;
+    /** The input as received (not transferred to the worker): its commitment is taken after the answer. */
+    let received: Float32Array | undefined;
     let wire: WireTensor | undefined;
     let T: number;
     if (driver) {
@@ -309,12 +317,18 @@ export class InferenceHopServer {
         throw new HopError('BAD_STEP', `hidden states must be [T, ${C}], got [${wire.shape.join(', ')}]`);
       }
       T = wire.shape[0];
-      hidden = toFloat32(wire).slice(); // our own buffer: it is transferred to the worker
+      received = toFloat32(wire); // a view of the frame's own copy (rpc/frame.ts FrameReader): nothing reuses it
+      hidden = received.slice(); // our own buffer: it is transferred to the worker
     }
     const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
-    // a failed step ends the session (the entry fails over), so committing the input first costs nothing
+    // a failed step ends the session (the entry fails over), so committing the input first costs nothing; hidden
+    // states are committed after the answer is written (the same records, off the round trip)
     if (ids !== undefined) s.inC.tokens(ids, chunks);
-    else s.inC.hidden(hidden!, C, chunks);
+    else {
+      if (chunks.reduce((a, n) => a + n, 0) !== T) throw new RangeError('RunningCommitment.hidden: chunks do not cover the values');
+      const x = received!;
+      s.pendingCommits.push(() => s.inC.hidden(x, C, chunks));
+    }
     if (wire !== undefined) s.wire = wire.dtype === 'fp16' ? 'f16' : wire.dtype === 'bf16' ? 'bf16' : 'f32';
     if (s.inputs !== undefined) this.extras.transcripts!.store.add(s.inputs, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) });
     const t0 = performance.now();
@@ -340,9 +354,27 @@ export class InferenceHopServer {
     } else if (out.hidden !== undefined) {
       const sent = activationTensor(out.hidden, [T, C], wire?.dtype === 'fp16' ? 'f16' : wire?.dtype === 'bf16' ? 'bf16' : 'f32');
       res.hidden = tensorToPb(sent);
-      s.outC.hidden(sent.dtype === 'fp32' ? out.hidden : toFloat32(sent), C, chunks);
+      // out.hidden is ours (the worker's answer) and is not written again: its records can wait for the answer too
+      const y = sent.dtype === 'fp32' ? out.hidden : toFloat32(sent);
+      s.pendingCommits.push(() => s.outC.hidden(y, C, chunks));
     }
+    // after the answer is encoded and written (this step's caller writes it before it asks for the next request)
+    if (s.pendingCommits.length > 0) setImmediate(() => this.flushCommits(s));
     return res;
+  }
+
+  /** Takes the session's pending hidden-state records into its commitments, in order (see pendingCommits). */
+  private flushCommits(s: HopSessionState): void {
+    while (s.pendingCommits.length > 0) {
+      const take = s.pendingCommits.shift()!;
+      try {
+        take();
+      } catch (e) {
+        // shapes were checked when the step was taken: a failure here is a bug, and the signed pair will not match
+        // the entry's (no completion), which is all it can cost
+        this.log.warn('a hop commitment step failed', { session: s.id, error: errorMessage(e) });
+      }
+    }
   }
 
   /**
@@ -350,6 +382,7 @@ export class InferenceHopServer {
    * driver, hop 0 of the commitments signed last): check that it names our signed pair, then submit the completion.
    */
   private async settle(s: HopSessionState, r: InferenceRequest): Promise<InferenceResponse> {
+    this.flushCommits(s);
     if (this.market === undefined) throw new HopError('NO_MARKET', 'this hop signs no commitments (no ledger)', 'local');
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
     if (r.commitRequest !== undefined) {

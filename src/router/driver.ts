@@ -17,7 +17,7 @@
  */
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { RunningCommitment, type SettleHop, type Settlement } from '../protocols/hop-commitment.js';
+import { RunningCommitment, type SettleHop, type Settlement, type TopKStep } from '../protocols/hop-commitment.js';
 import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError } from './route.js';
 import { TextAssembler } from './text.js';
 
@@ -225,6 +225,13 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     }
   };
 
+  /**
+   * The records of the last hidden output committed (the next hop's input, the same tensor in the same chunks): the
+   * next hop's input commitment takes them instead of computing them again (ledger/commitment.ts `addSteps`).
+   */
+  let lastOut: { values: Float32Array; chunks: readonly number[]; steps: TopKStep[] } | undefined;
+  const sameChunks = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((n, i) => n === b[i]);
+
   /** Runs one call on a hop with its deadline; a failure is a HopFailure. */
   const call = async (entry: RouteEntry, input: HopInput, positions: number): Promise<HopOutput> => {
     const session = entry.session;
@@ -232,7 +239,9 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     const ms = (entry.hop.peerId === deps.selfPeerId ? o.localStepTimeoutMs : o.stepTimeoutMs) + positions * o.msPerPosition + (first ? o.openTimeoutMs : 0);
     // committed before the call (a session may hand the input's buffer on); a failed call discards the entry
     if (input.ids !== undefined) entry.inC.tokens(input.ids, input.chunks);
+    else if (lastOut !== undefined && lastOut.values === input.hidden && sameChunks(lastOut.chunks, input.chunks)) entry.inC.addSteps(lastOut.steps);
     else entry.inC.hidden(input.hidden!, C, input.chunks);
+    lastOut = undefined;
     const ac = new AbortController();
     // The step deadline is the failover trigger: past it, another holder would likely answer sooner. When no other
     // holder could take this hop's layers (windows around it included: the whole route is planned without it),
@@ -265,7 +274,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       ]);
       checkOutput(out, input, positions);
       if (out.tokens !== undefined) entry.outC.tokens(out.tokens, input.chunks.map(() => 1));
-      else entry.outC.hidden(out.hidden!, C, input.chunks);
+      else lastOut = { values: out.hidden!, chunks: input.chunks, steps: entry.outC.hidden(out.hidden!, C, input.chunks) };
       return out;
     } catch (e) {
       if (signal.aborted) throw new AbortedError('generation aborted');

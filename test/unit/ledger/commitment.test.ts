@@ -1,10 +1,12 @@
 /** Activation commitments: what hop k produced and hop k+1 received commit alike; any change to a top entry shows. */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import {
   CROSS_ENGINE_TOLERANCE,
   EXACT_TOLERANCE,
   extendCommitment,
+  extendCommitmentTopK,
   extendTokenCommitment,
   halfBits,
   halfValue,
@@ -22,7 +24,63 @@ function hidden(rng: Rng, rows: number, cols: number): Float32Array {
   return v;
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const hex = (b: Uint8Array | Uint16Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+
+/**
+ * The previous topKRows and extendCommitmentTopK (through 2026-12-03, before the in-place bit reads and one-shot
+ * hashes), kept as the reference the faster code must match byte for byte on any input.
+ */
+function referenceTopK(values: Float32Array, rows: number, cols: number, k: number): { idx: Uint16Array; half: Uint16Array; full: Uint8Array } {
+  const kk = Math.min(k, cols);
+  const outIdx = new Uint16Array(rows * kk);
+  const outHalf = new Uint16Array(rows * kk);
+  const all = new Uint16Array(rows * cols);
+  const mag = new Uint16Array(cols);
+  const bits = new Uint16Array(cols);
+  const idx: number[] = [];
+  for (let r = 0; r < rows; r++) {
+    idx.length = 0;
+    for (let c = 0; c < cols; c++) {
+      const b = halfBits(values[r * cols + c]!);
+      bits[c] = b;
+      all[r * cols + c] = b;
+      mag[c] = b & 0x7fff;
+    }
+    for (let c = 0; c < cols; c++) {
+      const m = mag[c]!;
+      if (idx.length === kk && !(m > mag[idx[kk - 1]!]!)) continue;
+      let i = Math.min(idx.length, kk - 1);
+      if (idx.length < kk) idx.push(c);
+      while (i > 0 && m > mag[idx[i - 1]!]!) {
+        idx[i] = idx[i - 1]!;
+        i--;
+      }
+      idx[i] = c;
+    }
+    const sorted = [...idx].sort((a, b) => a - b);
+    for (let j = 0; j < kk; j++) {
+      outIdx[r * kk + j] = sorted[j]!;
+      outHalf[r * kk + j] = bits[sorted[j]!]!;
+    }
+  }
+  const le = new Uint8Array(all.length * 2);
+  for (let i = 0; i < all.length; i++) new DataView(le.buffer).setUint16(2 * i, all[i]!, true);
+  return { idx: outIdx, half: outHalf, full: new Uint8Array(createHash('sha256').update(le).digest()) };
+}
+
+function referenceExtend(prev: Uint8Array, s: { idx: Uint16Array; half: Uint16Array; full: Uint8Array }, rows: number, cols: number): Uint8Array {
+  const h = createHash('sha256').update(prev);
+  const head = new DataView(new ArrayBuffer(8));
+  head.setUint32(0, rows);
+  head.setUint32(4, cols);
+  h.update(new Uint8Array(head.buffer));
+  const out = new DataView(new ArrayBuffer(4 * s.idx.length));
+  for (let j = 0; j < s.idx.length; j++) {
+    out.setUint16(4 * j, s.idx[j]!);
+    out.setUint16(4 * j + 2, s.half[j]!);
+  }
+  return new Uint8Array(h.update(new Uint8Array(out.buffer)).update(s.full).digest());
+}
 
 describe('activation commitments', () => {
   it("chain over steps: equal inputs commit equally (hop k's output = hop k+1's input); a changed top entry or step order does not", () => {
@@ -48,6 +106,44 @@ describe('activation commitments', () => {
     assert.notEqual(commit(small), sent);
     const [x, y] = [topKRows(small[2]!, 1, 64), topKRows(steps[2]!, 1, 64)];
     assert.deepEqual([x.idx, x.half], [y.idx, y.half]);
+  });
+
+  it('the records and hashes equal the reference implementation byte for byte: any bits (NaN, infinities, subnormals), ties, k, row counts, views at an offset', () => {
+    const rng = new Rng(23);
+    for (let t = 0; t < 400; t++) {
+      const rows = 1 + (t % 4);
+      const cols = 1 + ((t * 37) % 97);
+      // a view 4 bytes into a larger buffer: topKRows reads the values' bits in place
+      const v = new Float32Array(rows * cols + 1).subarray(1);
+      const mode = t % 4;
+      for (let i = 0; i < v.length; i++) {
+        if (mode === 0) new Uint32Array(v.buffer, v.byteOffset + 4 * i, 1)[0] = Math.floor(rng.next() * 0x100000000); // any bits
+        else if (mode === 1) v[i] = rng.next() * 2 - 1;
+        else if (mode === 2) v[i] = Math.round(rng.next() * 4) / 4 - 0.5; // many ties
+        else v[i] = (rng.next() - 0.5) * 1e-4; // subnormal halves
+      }
+      for (const k of [8, 3, 1, 0]) {
+        const got = topKRows(v, rows, cols, k);
+        const want = referenceTopK(v, rows, cols, k);
+        assert.deepEqual([hex(got.idx), hex(got.half), hex(got.full)], [hex(want.idx), hex(want.half), hex(want.full)], `t=${t} k=${k}`);
+        const prev = extendTokenCommitment(initialCommitment(), [t]);
+        assert.equal(hex(extendCommitmentTopK(prev, got)), hex(referenceExtend(prev, want, rows, cols)), `t=${t} k=${k}`);
+      }
+    }
+  });
+
+  it('addSteps: records computed once for a tensor commit alike in a second commitment (the entry: hop k out = hop k+1 in)', () => {
+    const rng = new Rng(29);
+    const v = hidden(rng, 6, 48);
+    const out = new RunningCommitment(true);
+    const steps = out.hidden(v, 48, [4, 1, 1]);
+    const reused = new RunningCommitment(true);
+    reused.addSteps(steps);
+    const fresh = new RunningCommitment(true);
+    fresh.hidden(v, 48, [4, 1, 1]);
+    assert.deepEqual(reused.value, fresh.value);
+    assert.equal(reused.steps, 3);
+    assert.deepEqual(openingCommitment(reused.opening!), fresh.value);
   });
 
   it('token inputs commit by exact id (no half rounding: 4097 and 4098 differ)', () => {
