@@ -52,6 +52,7 @@ interface Addon {
   setIsa(isa: string): void;
   setGemm(mode: string): void;
   setSpinUs(us: number): void;
+  adviseHugePages(x: Float32Array | Int8Array): number;
   gemm(
     a: Float32Array,
     b: Float32Array,
@@ -218,6 +219,11 @@ export class NativeBackend implements Backend {
 
   setGemmMode(mode: NativeGemmMode): void {
     this.#a.setGemm(mode);
+  }
+
+  /** madvise(MADV_HUGEPAGE) then MADV_COLLAPSE on the whole 2 MiB pages inside x (Linux; 0 elsewhere). */
+  adviseHugePages(x: Float32Array | Int8Array): number {
+    return this.#a.adviseHugePages(x);
   }
 
   /** How long idle pool threads spin before sleeping (default 100 µs). */

@@ -41,6 +41,11 @@ export class ReferenceBackend implements Backend {
   /** The reference backend is single-threaded; the request is accepted and ignored. */
   setThreads(_n: number): void {}
 
+  /** Page sizes are the native engine's business: nothing to do here. */
+  adviseHugePages(_x: Float32Array | Int8Array): number {
+    return 0;
+  }
+
   // ---- linear algebra ---------------------------------------------------------------------------------------------
 
   gemm(a: Float32Array, b: Float32Array, c: Float32Array, args: GemmArgs): void {

@@ -12,6 +12,11 @@
 #include <memory>
 #include <string>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 #include "cpu.h"
 #include "engine.h"
 
@@ -182,6 +187,31 @@ Napi::Value SetSpinUs(const Napi::CallbackInfo& info) {
   const int64_t us = a.dim(0, "us");
   engine(info).set_spin_us(static_cast<int>(us > 100000 ? 100000 : us));
   return info.Env().Undefined();
+}
+
+// adviseHugePages(typedArray) → bytes now advised: asks Linux to back the whole 2 MiB pages inside the array with
+// transparent huge pages (madvise MADV_HUGEPAGE, then MADV_COLLAPSE to do it now rather than when khugepaged gets
+// to it). For weights that a decode step streams once per token: with 4 KiB pages, 324 MB of 12x768 weights are
+// 79,000 TLB misses per token. Best effort: 0 where the kernel refuses or THP is off; never changes the contents.
+Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+  Args a(info, "adviseHugePages");
+  if (info.Length() < 1 || !info[0].IsTypedArray()) a.fail("x must be a typed array", true);
+  double advised = 0;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const Napi::TypedArray t = info[0].As<Napi::TypedArray>();
+  const uintptr_t p0 = reinterpret_cast<uintptr_t>(static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset());
+  const uintptr_t huge = uintptr_t{2} << 20;
+  const uintptr_t b = (p0 + huge - 1) & ~(huge - 1), e = (p0 + t.ByteLength()) & ~(huge - 1);
+  if (e > b && madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE) == 0) {
+    advised = static_cast<double>(e - b);
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+    // may fail (no free 2 MiB frames, an old kernel): the advice still applies to khugepaged and new faults
+    (void)madvise(reinterpret_cast<void*>(b), e - b, MADV_COLLAPSE);
+  }
+#endif
+  return Napi::Number::New(info.Env(), advised);
 }
 
 // ---- linear algebra ----
@@ -516,6 +546,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setIsa", SetIsa},
       {"setGemm", SetGemm},
       {"setSpinUs", SetSpinUs},
+      {"adviseHugePages", AdviseHugePages},
       {"gemm", Gemm},
       {"gemmQ8", GemmQ8},
       {"add", Add},

@@ -287,6 +287,22 @@ describe('native addon', { skip }, () => {
     }
   });
 
+  it('adviseHugePages keeps the contents, covers at most the array, and refuses a non-array', () => {
+    const b = backend();
+    const rng = new Rng(7);
+    for (const n of [0, 1000, (3 << 20) / 4 + 123]) {
+      const x = Float32Array.from({ length: n }, () => rng.normal());
+      const before = x.slice();
+      const advised = b.adviseHugePages(x);
+      assert.ok(advised >= 0 && advised <= x.byteLength && advised % (2 << 20) === 0, `advised ${advised} of ${x.byteLength}`);
+      assert.deepEqual(x, before);
+    }
+    const q = new Int8Array(5 << 20).fill(-3);
+    assert.ok(b.adviseHugePages(q) <= q.byteLength);
+    assert.ok(q.every((v) => v === -3));
+    assert.throws(() => b.adviseHugePages({} as unknown as Float32Array), argError('TypeError', /typed array/));
+  });
+
   it('pool: many back-to-back jobs, with helpers spinning or sleeping between them, all complete correctly', () => {
     const b = backend();
     const def = b.info().threads;
