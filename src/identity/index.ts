@@ -3,7 +3,7 @@
  * address and the signer of proofs and ledger events. Formats and test vectors: docs/PROTOCOL.md "## Identity".
  */
 export { DERIVATION_PATH, checkMnemonic, generateMnemonic, keyFromMnemonic, keyFromPrivate, normalizeMnemonic, type NodeKey } from './mnemonic.js';
-export { PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH, domainTag, isLowS, isValidPublicKey, malleate, signDomain, signingDigest, verifyBackend, verifyDomain, verifyDomainDigest, verifyDomainOpenssl } from './sign.js';
+export { PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH, clearVerifyKeyCache, domainTag, isLowS, isValidPublicKey, malleate, signDomain, signingDigest, verifyBackend, verifyDomain, verifyDomainDigest, verifyDomainOpenssl, verifyKeyCacheSize } from './sign.js';
 export { libp2pPrivateKey, peerIdFromPublicKey, publicKeyFromPeerId } from './peer-id.js';
 export { ADDRESS_BYTES, ADDRESS_LENGTH, ADDRESS_PREFIX, accountIdFromPublicKey, addressFromAccountId, addressFromPublicKey, isAddress, parseAddress } from './address.js';
 export {

@@ -125,21 +125,74 @@ export function isValidPublicKey(publicKey: Uint8Array): boolean {
   return keyObject(publicKey) !== null;
 }
 
-/** libsecp256k1's ecdsaVerify(sig64, msg32, pubkey33): true, false, or throws on a key it cannot parse. */
+/** libsecp256k1's ecdsaVerify(sig64, msg32, pubkey33 or 65): true, false, or throws on a key it cannot parse. */
 type NativeVerify = (sig: Uint8Array, msg32: Uint8Array, pub: Uint8Array) => boolean;
+/** libsecp256k1's publicKeyConvert(pubkey, compressed = false): the 65-byte uncompressed form of a valid key. */
+type NativeConvert = (pub: Uint8Array, compressed: boolean) => Uint8Array;
 
-function loadNative(): NativeVerify | undefined {
+function loadNative(): { verify: NativeVerify; convert: NativeConvert } | undefined {
   if (process.env.NEUROSHARD_NO_LIBSECP256K1 === '1') return undefined;
   try {
     // `secp256k1/bindings` is the native binding alone: the package's main entry would fall back to elliptic.js.
-    const lib = createRequire(import.meta.url)('secp256k1/bindings') as { ecdsaVerify: NativeVerify };
-    return typeof lib.ecdsaVerify === 'function' ? lib.ecdsaVerify.bind(lib) : undefined;
+    const lib = createRequire(import.meta.url)('secp256k1/bindings') as { ecdsaVerify: NativeVerify; publicKeyConvert: NativeConvert };
+    if (typeof lib.ecdsaVerify !== 'function' || typeof lib.publicKeyConvert !== 'function') return undefined;
+    return { verify: lib.ecdsaVerify.bind(lib), convert: lib.publicKeyConvert.bind(lib) };
   } catch {
     return undefined;
   }
 }
 
-const native = loadNative();
+const nativeLib = loadNative();
+
+/**
+ * Uncompressed forms of the signers' keys (issue 11 §4, proof_verify_per_s): libsecp256k1 parses a 33-byte key by
+ * decompressing it (a field square root, ~10 % of a verification); handed the 65-byte form of the same point it
+ * only checks the curve equation, and the verdict is the same (a function of the point, the digest and the
+ * signature). A key is converted on its second successful verification (`seenOnce` first), so a flood of one-shot
+ * fresh keys costs no conversion and evicts nothing, and only keys that signed something valid are kept;
+ * both maps are bounded, first in first out (a key's entry is 33 + 65 bytes).
+ */
+const POINTS_MAX = 8192;
+const points = new Map<string, Uint8Array>();
+const seenOnce = new Set<string>();
+
+function bounded<K>(m: Map<K, unknown> | Set<K>): void {
+  if (m.size >= POINTS_MAX) m.delete(m.keys().next().value!);
+}
+
+/** libsecp256k1 verification of a well-formed 33-byte key (checked by the caller): the cached point when there is one. */
+function nativeVerify(sig: Uint8Array, digest: Uint8Array, publicKey: Uint8Array): boolean {
+  const lib = nativeLib!;
+  const id = Buffer.from(publicKey.buffer, publicKey.byteOffset, PUBLIC_KEY_LENGTH).toString('latin1');
+  const full = points.get(id);
+  try {
+    if (full !== undefined) return lib.verify(sig, digest, full);
+    if (!lib.verify(sig, digest, publicKey)) return false;
+  } catch {
+    return false; // not a point on the curve
+  }
+  if (seenOnce.delete(id)) {
+    bounded(points);
+    points.set(id, lib.convert(publicKey, false));
+  } else {
+    bounded(seenOnce);
+    seenOnce.add(id);
+  }
+  return true;
+}
+
+/** Forgets the cached uncompressed keys (benchmarks that measure cold verification; tests). */
+export function clearVerifyKeyCache(): void {
+  points.clear();
+  seenOnce.clear();
+}
+
+/** Keys whose uncompressed form is cached (tests check the bound). */
+export function verifyKeyCacheSize(): number {
+  return points.size;
+}
+
+const native = nativeLib?.verify;
 
 /** Which verifier verifyDomain uses ('libsecp256k1' or 'openssl'): for status output and tests. */
 export const verifyBackend: 'libsecp256k1' | 'openssl' = native === undefined ? 'openssl' : 'libsecp256k1';
@@ -163,11 +216,7 @@ export function verifyDomain(publicKey: Uint8Array, domain: string, payload: Uin
   // the same key rules as the OpenSSL path: 33 bytes, compressed prefix (libsecp256k1 would also take 65 bytes)
   if (!(publicKey instanceof Uint8Array) || publicKey.byteLength !== PUBLIC_KEY_LENGTH || (publicKey[0] !== 2 && publicKey[0] !== 3)) return false;
   const digest = createHash('sha256').update(domainTag(domain)).update(payload).digest();
-  try {
-    return native(sig, digest, publicKey);
-  } catch {
-    return false; // not a point on the curve
-  }
+  return nativeVerify(sig, digest, publicKey);
 }
 
 /**
@@ -181,11 +230,7 @@ export function verifyDomainDigest(publicKey: Uint8Array, domain: string, payloa
   if (native === undefined || !(digest instanceof Uint8Array) || digest.byteLength !== 32) return verifyDomain(publicKey, domain, payload, sig);
   if (!(sig instanceof Uint8Array) || !isLowS(sig)) return false;
   if (!(publicKey instanceof Uint8Array) || publicKey.byteLength !== PUBLIC_KEY_LENGTH || (publicKey[0] !== 2 && publicKey[0] !== 3)) return false;
-  try {
-    return native(sig, digest, publicKey);
-  } catch {
-    return false; // not a point on the curve
-  }
+  return nativeVerify(sig, digest, publicKey);
 }
 
 /** The other valid signature of the same digest, (r, n - s): used by tests to prove malleated copies fail. */

@@ -4,7 +4,7 @@
  * run synchronously on the calling thread, so they measure one core; the *_cpu_* keys divide by the process's CPU
  * time instead of the wall clock (what the work costs a core when the machine is shared).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accountIdFromPublicKey, keyFromPrivate, verifyBackend, type NodeKey } from '../identity/index.js';
@@ -157,8 +157,39 @@ export function benchLedgerApplyCpu(events = 3000, batch = 1, admitted = false, 
  * pages precomputed, each answer a copy delivered on a later turn of the event loop, as a network reply arrives), so
  * only the syncing node's work is timed; `cpu` counts this process's threads, workers included.
  */
-export async function benchLedgerSync(events = 3000, threads = defaultVerifyThreads()): Promise<{ wall: number; cpu: number; threads: number }> {
-  const { dir, ledger, txs } = ledgerBenchSetup(events);
+export async function benchLedgerSync(events = 3000, threads = defaultVerifyThreads()): Promise<LedgerSyncFigures> {
+  const { funding, txs } = ledgerBenchEvents(events);
+  return benchLedgerSyncOf(funding, txs, threads);
+}
+
+/** benchLedgerSync's figures: events per wall second, per CPU second (all threads), and the event loop's CPU µs per event. */
+export interface LedgerSyncFigures {
+  wall: number;
+  cpu: number;
+  threads: number;
+  /** CPU µs per event on the event loop's thread alone (decode, admission, SQLite, state): the pipeline's serial stage. */
+  loopUs: number;
+  /** Pages whose signatures the pool checked (the others, while its workers started, were checked at ingest). */
+  pooledPages: number;
+}
+
+/** CPU milliseconds of the calling thread (Linux: /proc/thread-self/stat, 10 ms ticks; elsewhere NaN). */
+function threadCpuMs(): number {
+  try {
+    const f = readFileSync('/proc/thread-self/stat', 'utf8');
+    const s = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(s[11]) + Number(s[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * benchLedgerSync of given events (wire bytes): `funding` ingested before the timed part, `txs` synced. Exported so
+ * that events made elsewhere (a cache, another build) are synced by exactly the bench's code.
+ */
+export async function benchLedgerSyncOf(funding: Uint8Array[], txs: readonly Uint8Array[], threads = defaultVerifyThreads()): Promise<LedgerSyncFigures> {
+  const { dir, ledger } = ledgerBenchLedger(funding);
   const keys = txs.map((t) => {
     const e = decodeEvent(t);
     return orderKey(e.timestampMs, e.id);
@@ -186,17 +217,20 @@ export async function benchLedgerSync(events = 3000, threads = defaultVerifyThre
     fetchByIds: () => Promise.resolve([]),
     serve: () => () => {},
   };
-  const service = new LedgerService({ ledger, network: peer, clock: { now: () => T0 + 660_000 + events }, verifyThreads: threads, syncBudget: { maxPages: Number.MAX_SAFE_INTEGER } });
+  const nowMs = T0 + 660_000 + txs.length;
+  const service = new LedgerService({ ledger, network: peer, clock: { now: () => nowMs }, verifyThreads: threads, syncBudget: { maxPages: Number.MAX_SAFE_INTEGER } });
   try {
     clearEventVerdicts();
     const start = performance.now();
     const cpu0 = cpuSeconds();
+    const loop0 = threadCpuMs();
     const r = await service.syncFrom('peer', { fromStart: true });
     const ms = performance.now() - start;
     const cpu = cpuSeconds() - cpu0;
+    const loopMs = threadCpuMs() - loop0;
     if (!r.complete || r.added !== txs.length) throw new Error(`bench sync took ${r.added} of ${txs.length} events (complete: ${r.complete})`);
     if (ledger.status().replayPending) throw new Error('bench sync left a replay pending');
-    return { wall: Math.round((txs.length * 1000) / ms), cpu: Math.round(txs.length / cpu), threads };
+    return { wall: Math.round((txs.length * 1000) / ms), cpu: Math.round(txs.length / cpu), threads, loopUs: Math.round((loopMs * 1000) / txs.length), pooledPages: service.pooledPages };
   } finally {
     service.stop();
     await service.closed();
@@ -205,15 +239,12 @@ export async function benchLedgerSync(events = 3000, threads = defaultVerifyThre
   }
 }
 
-/** A ledger with 32 funded accounts and `events` transfers between them (not yet ingested). */
-function ledgerBenchSetup(events: number): { dir: string; ledger: Ledger; txs: Uint8Array[] } {
-  const dir = mkdtempSync(join(tmpdir(), 'neuroshard-bench-ledger-'));
-  const ledger = new Ledger({ path: join(dir, 'ledger.db'), networkId: NET, modelLayers: LAYERS });
+/** The bench's events: 4 windows of proofs funding 32 accounts, then `events` transfers between them (wire bytes). */
+export function ledgerBenchEvents(events: number): { funding: Uint8Array[]; txs: Uint8Array[] } {
   const keys = Array.from({ length: 32 }, (_, i) => key(i));
   // Fund each account with proofs (rewards), one window apart.
   const funding: Uint8Array[] = [];
   for (let w = 0; w < 4; w++) for (const k of keys) funding.push(proofBytes(k, T0 + w * 60_000));
-  ledger.ingestMany(funding);
   const txs: Uint8Array[] = [];
   for (let i = 0; i < events; i++) {
     const from = keys[i % keys.length]!;
@@ -221,7 +252,21 @@ function ledgerBenchSetup(events: number): { dir: string; ledger: Ledger; txs: U
     if (from === to) continue;
     txs.push(buildTransfer(from, { networkId: NET, nonce: BigInt(i), timestampMs: T0 + 600_000 + i }, accountIdFromPublicKey(to.publicKey), NEURO / 1_000_000n).bytes);
   }
-  return { dir, ledger, txs };
+  return { funding, txs };
+}
+
+/** A fresh ledger in a temporary folder with `funding` ingested. */
+function ledgerBenchLedger(funding: Uint8Array[]): { dir: string; ledger: Ledger } {
+  const dir = mkdtempSync(join(tmpdir(), 'neuroshard-bench-ledger-'));
+  const ledger = new Ledger({ path: join(dir, 'ledger.db'), networkId: NET, modelLayers: LAYERS });
+  ledger.ingestMany(funding);
+  return { dir, ledger };
+}
+
+/** A ledger with 32 funded accounts and `events` transfers between them (not yet ingested). */
+function ledgerBenchSetup(events: number): { dir: string; ledger: Ledger; txs: Uint8Array[] } {
+  const { funding, txs } = ledgerBenchEvents(events);
+  return { ...ledgerBenchLedger(funding), txs };
 }
 
 /**
@@ -330,6 +375,7 @@ export const benchSections = [
       const n = quick ? 1000 : 20_000;
       const synced = await benchLedgerSync(n);
       log(`ledger events synced: ${synced.wall}/s of wall clock, ${synced.cpu}/s per CPU second (the node's sync path: LedgerService.syncFrom, pages of ${page} fetched one ahead and their signatures checked on ${synced.threads} worker thread(s) of the service's verify pool while the previous page is ingested; CPU counts the workers; transfers between 32 funded accounts)`);
+      log(`  event loop ${synced.loopUs} µs CPU per event; ${synced.pooledPages} of ${Math.ceil(n / page)} pages checked by the pool (the rest at ingest while its worker started)`);
       const inline = await benchLedgerSync(n, 0);
       log(`ledger events synced without the pool: ${inline.wall}/s of wall clock, ${inline.cpu}/s per CPU second (the same sync, every signature checked on the event loop at ingest)`);
       const admitted = benchLedgerApplyCpu(n, page, true);

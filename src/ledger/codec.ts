@@ -167,6 +167,12 @@ export class Reader {
     return b;
   }
 
+  /** A copy of the bytes at [from, to) of what was read so far (to ≤ offset). */
+  copy(from: number, to: number): Uint8Array {
+    if (from < 0 || from > to || to > this.n) throw new RangeError('copy outside what was read');
+    return this.buf.slice(from, to);
+  }
+
   str(max: number): string {
     const len = this.u16();
     if (len > max) throw new DecodeError(`string longer than ${max} bytes`);

@@ -406,6 +406,15 @@ export function signEvent<B extends EventBody>(key: NodeKey, e: Omit<UnsignedEve
 }
 
 /**
+ * The signing digest of each event decodeEvent made (issue 11 §4: the signature check hashed the payload a second
+ * time so as not to trust `e.id`). Keyed by the object, with the very payload array it was given and a private copy
+ * of the digest: an object assembled elsewhere, or one whose payload field was replaced, is not found or does not
+ * match and has its digest computed again; nothing done to `e.id` changes the answer. (The payload is a view of a
+ * buffer decodeEvent made, and no code writes into a decoded event's bytes.)
+ */
+const digested = new WeakMap<LedgerEvent, { payload: Uint8Array; digest: Uint8Array }>();
+
+/**
  * Decodes wire bytes strictly (DecodeError on anything malformed: truncation, trailing bytes, unknown kind or
  * version, out-of-range values). Does not verify the signature: see verify.ts.
  */
@@ -434,7 +443,36 @@ export function decodeEvent(bytes: Uint8Array): LedgerEvent {
   r.end();
   if (kind !== EventKind.Slash && bytes.byteLength > MAX_EVENT_BYTES) throw new DecodeError('event too large');
   if (signer[0] !== 2 && signer[0] !== 3) throw new DecodeError('signer is not a compressed public key');
-  return { networkId, signer, nonce, timestampMs, body, id: sha256(signed), signature, payload, bytes: new Uint8Array(bytes), account: accountIdFromPublicKey(signer) };
+  const digest = sha256(signed);
+  const e: LedgerEvent = { networkId, signer, nonce, timestampMs, body, id: digest, signature, payload, bytes: new Uint8Array(bytes), account: accountIdFromPublicKey(signer) };
+  digested.set(e, { payload, digest: digest.slice() });
+  return e;
+}
+
+/**
+ * What a signature check needs of wire bytes, without decoding the body: the signer (read where decodeEvent reads
+ * it), the signing digest of the payload (decodeEvent's id) and the signature; null when the header does not parse.
+ * For the verify pool's threads (verify.ts acceptedSignatureKeyOfBytes): the digest commits to the whole payload, so
+ * an event that later decodes with this digest has this signer and this signature's verdict, and one that does not
+ * decode is dropped at ingest whatever its signature.
+ */
+export function signedParts(bytes: Uint8Array): { signer: Uint8Array; digest: Uint8Array; signature: Uint8Array } | null {
+  if (!(bytes instanceof Uint8Array) || bytes.byteLength > MAX_SLASH_BYTES || bytes.byteLength < SIGNATURE_LENGTH + 2) return null;
+  const n = bytes.byteLength - SIGNATURE_LENGTH;
+  if (bytes[0] !== EVENT_VERSION || n < 4) return null;
+  const at = 4 + ((bytes[2]! << 8) | bytes[3]!); // u8 version ‖ u8 kind ‖ u16 length ‖ networkId ‖ signer
+  if (at + 33 > n) return null;
+  const tag = domainTag(EVENT_DOMAIN);
+  const signed = new Uint8Array(tag.byteLength + n);
+  signed.set(tag);
+  signed.set(bytes.subarray(0, n), tag.byteLength);
+  return { signer: bytes.subarray(at, at + 33), digest: sha256(signed), signature: bytes.subarray(n) };
+}
+
+/** The signing digest of `e.payload` when decodeEvent made `e` (computed there from these bytes), else undefined. */
+export function decodedDigest(e: LedgerEvent): Uint8Array | undefined {
+  const d = digested.get(e);
+  return d !== undefined && d.payload === e.payload ? d.digest : undefined;
 }
 
 /** The 40-byte canonical order key: u64 timestampMs ‖ id. */

@@ -69,8 +69,34 @@ export function writeHolderRecord(w: Writer, r: EmbeddedHolderRecord): void {
   w.fixed(new Uint8Array(sig), 64);
 }
 
+/**
+ * The canonical payload of each record readHolderRecord made, with the field values it decoded (issue 11 §4,
+ * proof_verify_per_s): the embedded form is the payload followed by the signature, so the payload is the bytes
+ * just read, and building it again for the verdict cache's key cost ~5 % of a proof's verification. Used only
+ * while every field still holds the value read (an in-process caller may change a record object; then the payload
+ * is built from the fields again). A private copy, so nothing written into the event's bytes changes it.
+ */
+const readPayloads = new WeakMap<EmbeddedHolderRecord, { fields: EmbeddedHolderRecord; multiaddrs: string[]; payload: Uint8Array }>();
+
+/** holderRecordPayload(rec), taken from the decoded bytes when `rec` came from readHolderRecord and is unchanged. */
+export function holderRecordPayloadOf(rec: EmbeddedHolderRecord): Uint8Array {
+  const d = readPayloads.get(rec);
+  if (d !== undefined && sameFields(rec, d.fields, d.multiaddrs)) return d.payload;
+  return holderRecordPayload(rec);
+}
+
+function sameFields(a: EmbeddedHolderRecord, b: EmbeddedHolderRecord, addrs: string[]): boolean {
+  if (a.networkId !== b.networkId || a.peerId !== b.peerId || a.timestampMs !== b.timestampMs || a.expiresMs !== b.expiresMs || a.weights !== b.weights) return false;
+  if (a.span.start !== b.span.start || a.span.end !== b.span.end) return false;
+  if (a.capacity.memoryMb !== b.capacity.memoryMb || a.capacity.tokensPerSec !== b.capacity.tokensPerSec) return false;
+  if (!Array.isArray(a.multiaddrs) || a.multiaddrs.length !== addrs.length) return false;
+  for (let i = 0; i < addrs.length; i++) if (a.multiaddrs[i] !== addrs[i]) return false;
+  return true;
+}
+
 /** Reads the embedded form; strict (DecodeError on any violation). */
 export function readHolderRecord(r: Reader): EmbeddedHolderRecord {
+  const start = r.offset;
   const v = r.u8();
   if (v !== VERSION && v !== VERSION_INT8) throw new DecodeError(`holder record version ${v}`);
   const networkId = r.str(MAX_STR);
@@ -87,8 +113,12 @@ export function readHolderRecord(r: Reader): EmbeddedHolderRecord {
   }
   const timestampMs = r.u64n();
   const expiresMs = r.u64n();
+  const payload = r.copy(start, r.offset);
   const signature = Buffer.from(r.fixed(64)).toString('base64');
-  return { networkId, peerId, multiaddrs, span, capacity, ...(v === VERSION_INT8 ? { weights: 'int8' as const } : {}), timestampMs, expiresMs, signature };
+  const rec: EmbeddedHolderRecord = { networkId, peerId, multiaddrs, span, capacity, ...(v === VERSION_INT8 ? { weights: 'int8' as const } : {}), timestampMs, expiresMs, signature };
+  // the values, not the objects: a caller may change rec.span.end or push to rec.multiaddrs
+  readPayloads.set(rec, { fields: { ...rec, span: { ...span }, capacity: { ...capacity } }, multiaddrs: multiaddrs.slice(), payload });
+  return rec;
 }
 
 /** Signs a record with identity's signDomain (test double and tools; the node uses the protocols implementation). */

@@ -372,6 +372,8 @@ export class Ledger {
     let full: boolean | undefined;
     const fresh: LedgerEvent[] = [];
     const freshIdx = new Map<string, number[]>();
+    // each fresh event's hex id, computed once (issue 11 §4: it was computed up to three times per event)
+    const hexOf = new Map<LedgerEvent, string>();
     for (let i = 0; i < list.length; i++) {
       const bytes = list[i]!;
       if (!(bytes instanceof Uint8Array)) {
@@ -428,11 +430,12 @@ export class Ledger {
       }
       fresh.push(e);
       freshIdx.set(id, [i]);
+      hexOf.set(e, id);
     }
     if (fresh.length > 0) {
-      const verdicts = this.storeAndApply(fresh, opts.deferReplay === true, ingress !== undefined);
+      const verdicts = this.storeAndApply(fresh, opts.deferReplay === true, ingress !== undefined, hexOf);
       for (const e of fresh) {
-        const id = toHex(e.id);
+        const id = hexOf.get(e)!;
         const v = verdicts.get(id);
         const r: IngestResult =
           v === undefined
@@ -455,7 +458,7 @@ export class Ledger {
     return r;
   }
 
-  private storeAndApply(fresh: LedgerEvent[], defer: boolean, net: boolean): Map<string, ApplyResult | ReasonCode> {
+  private storeAndApply(fresh: LedgerEvent[], defer: boolean, net: boolean, hexOf: Map<LedgerEvent, string>): Map<string, ApplyResult | ReasonCode> {
     const s = this.stmts;
     const verdicts = new Map<string, ApplyResult | ReasonCode>();
     this.transaction(() => {
@@ -491,7 +494,7 @@ export class Ledger {
           const no = net && !this.conflictOnce(e) ? precheckEvent(this.state, e, this.ctx) : null;
           if (no !== null) {
             this.conflictMemo = undefined;
-            verdicts.set(toHex(e.id), no);
+            verdicts.set(hexOf.get(e)!, no);
             continue;
           }
           // Applied before it is stored: the rules look only at events that sort before it (hasConflict), and the
@@ -500,7 +503,7 @@ export class Ledger {
           const r = this.apply(e);
           s.insertJudged!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, net ? 1 : 0);
           for (const acct of accountsOf(e)) s.insertAccount!.run(acct, ord, e.id);
-          verdicts.set(toHex(e.id), r);
+          verdicts.set(hexOf.get(e)!, r);
           this.tip = ord;
           this.maybeSnapshot(ord);
         }
