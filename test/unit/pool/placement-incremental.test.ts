@@ -40,7 +40,9 @@ function planMovesReference(view: PoolView, opts: PlanOptions): Move[] {
     const movers = cur.holders.filter((h) => h.state === 'alive' && !moved.has(h.peerId)).sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
     for (const h of movers) {
       const cap = holderCapacity(h, h.weights === 'int8' ? (opts.layerMbInt8 ?? opts.layerMb) : opts.layerMb, L, opts.extraMb ?? 0);
-      const to = chooseSpan(withHolder(cur, h.peerId, undefined), cap, { requireCovered: true, have: h.span });
+      // int8rec's mover rule: an int8 mover keeps no float32 copy, so its own layers are no weight source for it
+      const int8 = h.weights === 'int8';
+      const to = chooseSpan(withHolder(cur, h.peerId, undefined), cap, { requireCovered: true, weights: int8 ? 'int8' : 'f32', ...(int8 ? {} : { have: h.span }) });
       if (to === undefined || (to.start === h.span.start && to.end === h.span.end)) continue;
       const next = withHolder(cur, h.peerId, { ...h, span: to, tokensPerSec: spanTokensPerSec(cap.layerTokensPerSec, to.end - to.start) });
       out.push({ peerId: h.peerId, h, to, before, after: health(coverage(next)), view: next });
