@@ -114,12 +114,17 @@ async function chain(params, weights) {
           now: () => performance.now(),
           random: () => 0,
           newSessionId: () => `${weights}-${++k}-${randomBytes(4).toString('hex')}`,
-          options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 60_000 }, // no failover: a loaded machine must not turn into a replay
+          // no failover (a loaded machine must not turn into a replay) and no exploration: the one chain of this format
+          options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 60_000, explore: 0 },
         },
         {},
         new AbortController().signal,
       );
       if (r.failovers !== 0) throw new Error(`a failover happened (${r.failovers}): the figure would mix chains`);
+      // the route as chosen: every hop of this chain's format (a mixed f32/int8 chain would be neither model)
+      const formats = [...new Set(r.route.map((h) => h.weights ?? 'f32'))];
+      if (formats.length !== 1 || formats[0] !== weights) throw new Error(`a route of formats ${formats.join(',')} in the ${weights} chain`);
+      routes[weights].add(r.route.map((h) => `${h.peerId.slice(-6)}@${h.span[0]}:${h.span[1]}/${h.weights ?? 'f32'}`).join(' '));
       return r.tokens;
     },
     async close() {
@@ -173,6 +178,18 @@ function compare(ref, other) {
 }
 
 const load0 = loadavg()[0];
+/** The distinct routes each chain's generations took (one expected: every span is held once). */
+const routes = { f32: new Set(), int8: new Set() };
+/** Prompts whose answer through hops differs from the in-process one of the same format: index and positions. */
+function mismatches(a, b) {
+  const out = [];
+  for (let i = 0; i < a.length; i++) {
+    const at = [];
+    for (let t = 0; t < a[i].length; t++) if (a[i][t] !== b[i][t]) at.push(t);
+    if (at.length > 0) out.push({ prompt: i, positions: at.length > 6 ? [...at.slice(0, 6), '…'] : at });
+  }
+  return out;
+}
 const { params, prompts } = await trained();
 const out = { f32: [], int8: [] };
 const engines = {};
@@ -201,6 +218,9 @@ const result = {
   int8_vs_f32_in_process: compare(local.f32, local.int8),
   f32_hops_equal_in_process: same(out.f32, local.f32),
   int8_hops_equal_in_process: same(out.int8, local.int8),
+  f32_hops_vs_in_process: mismatches(out.f32, local.f32),
+  int8_hops_vs_in_process: mismatches(out.int8, local.int8),
+  routes: { f32: [...routes.f32], int8: [...routes.int8] },
   engines,
   load_avg_1m: Math.round(load0 * 10) / 10,
 };

@@ -102,6 +102,12 @@ export interface NodeOptions {
   hopTimeoutMs: number;
   inferenceMemoryMb: number;
   /**
+   * Share of fresh generations this entry node routes through one unproven holder (`--route-explore`, router/route.ts
+   * `exploreRoute`: newcomers get measured and then compete on their figures); 0 turns exploration off, so that the
+   * route is always the usual near-best chain (tests and experiments that compare tokens across routes).
+   */
+  routeExplore: number;
+  /**
    * Issue 11 §2 validators (`--validation-rate`, src/node/validator.ts): the share of other hops' sessions on this
    * node's span it re-executes, drawn per hop from the requester's receipt signature (protocols/hop-validator.ts
    * isSampled). 0 turns the validator role off (no sampling, no co-checks). Default 0.05 (1 in 20).
@@ -193,6 +199,7 @@ export const DEFAULTS: NodeOptions = {
   wire: 'f32',
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
+  routeExplore: 0.05, // ROUTE_DEFAULTS.explore (router/route.ts): 1 fresh generation in 20
   validationRate: 0.05, // VALIDATION_RATE_DEFAULT (protocols/hop-validator.ts)
   payInference: 'auto',
   weights: 'f32',
@@ -359,6 +366,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   rpcStreamReuse: (raw, src) => bool('rpcStreamReuse', raw, src),
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
+  routeExplore: (raw, src) => numIn('routeExplore', raw, src, 0, 1, true),
   validationRate: (raw, src) => numIn('validationRate', raw, src, 0, 1, true),
   payInference: (raw, src) => oneOf('payInference', raw, src, ['auto', 'off']) as 'auto' | 'off',
 };

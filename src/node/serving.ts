@@ -336,7 +336,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
         scores: network.scores,
         onStepTimed: (peer, wallMs, hopMs) => latency.observeStep(peer, wallMs, hopMs),
       }),
-    options: { stepTimeoutMs: opts.hopTimeoutMs },
+    options: { stepTimeoutMs: opts.hopTimeoutMs, explore: opts.routeExplore },
     log,
     ...(init.model === undefined ? {} : { model: init.model.view }),
     ...(init.settle === undefined ? {} : { settle: init.settle }),

@@ -69,6 +69,13 @@ export interface PoolHolder {
   memoryMb: number;
   /** 'int8' when it holds int8 weights (its signed HolderRecord says so; pool/view.ts): its memory holds ~3.5x more layers. Absent: f32. */
   weights?: 'int8';
+  /**
+   * True when the node placing itself cannot download from this holder (yet): no signed HolderRecord of it is
+   * known, or it is not alive in heartbeats (a holder the registry names but that was not heard from: the download
+   * asks only live holders). It still counts as a replica; it is no weight source (`servesWeightsTo`). Set only on
+   * the view a joiner places itself on (pool/service.ts), never in records or heartbeats.
+   */
+  noSource?: true;
 }
 
 export interface PoolView {
@@ -97,7 +104,7 @@ export interface Coverage {
   missing: number[];
   /** Layers with fewer than MIN_REPLICAS live holders (missing ones included). */
   underReplicated: number[];
-  /** Live holders per layer that serve its weights to a joiner (float32 holders: `servesWeightsTo`). */
+  /** Live holders per layer that serve its weights to a joiner of the format asked (`servesWeightsTo`). */
   sources: number[];
   /** min over layers of `replicas` (0 when L = 0). */
   replicasMin: number;
@@ -129,17 +136,20 @@ function clampSpan(s: PoolSpan, L: number): PoolSpan | undefined {
  * either format: an int8 holder keeps no float32 copy (it answers CHECKPOINT_NOT_SERVED), and int8 blocks could not
  * be verified against the span hash, which is the float32 weights' (an int8 joiner quantizes what it downloaded).
  */
-export function servesWeightsTo(h: Pick<PoolHolder, 'weights'>, format: WeightsFormat = 'f32'): boolean {
+export function servesWeightsTo(h: Pick<PoolHolder, 'weights' | 'noSource'>, format: WeightsFormat = 'f32'): boolean {
   void format; // the same answer for both formats today; the parameter keeps the question explicit at call sites
-  return h.weights !== 'int8';
+  return h.weights !== 'int8' && h.noSource !== true;
 }
 
 function finiteRate(x: number): number {
   return Number.isFinite(x) && x > 0 ? x : 0;
 }
 
-/** Replicas and throughput per layer, missing and under-replicated layers. */
-export function coverage(view: PoolView): Coverage {
+/**
+ * Replicas and throughput per layer, missing and under-replicated layers, and the weight sources per layer for a node
+ * that holds weights in `format` (default f32): the one place that counts which holders serve which layers.
+ */
+export function coverage(view: PoolView, format: WeightsFormat = 'f32'): Coverage {
   checkView(view);
   const L = view.numLayers;
   const replicas = new Array<number>(L).fill(0);
@@ -152,7 +162,7 @@ export function coverage(view: PoolView): Coverage {
     seen.add(h.peerId);
     const s = clampSpan(h.span, L);
     if (s === undefined) continue;
-    const serves = servesWeightsTo(h);
+    const serves = servesWeightsTo(h, format);
     for (let i = s.start; i < s.end; i++) {
       replicas[i]!++;
       throughput[i]! += finiteRate(h.tokensPerSec);
@@ -237,10 +247,8 @@ export interface ChooseOptions {
  * when it can hold no layer, the model has none, or (requireCovered) no window is fully held.
  */
 export function chooseSpan(view: PoolView, cap: PoolCapacity, opts: ChooseOptions = {}): PoolSpan | undefined {
-  const c = coverage(view);
-  // sources for this node's format; the same as c.sources while only float32 holders serve (servesWeightsTo)
-  const fmt = opts.weights ?? 'f32';
-  return chooseSpanIn(fmt === 'f32' ? c : { ...c, sources: sourcesFor(view, c.numLayers, fmt) }, cap, opts);
+  // sources for this node's format (servesWeightsTo)
+  return chooseSpanIn(coverage(view, opts.weights ?? 'f32'), cap, opts);
 }
 
 /** chooseSpan over the view's per-layer replicas and throughput (planMoves derives them without a full coverage). */
@@ -267,20 +275,6 @@ function chooseSpanIn(c: Pick<Coverage, 'numLayers' | 'replicas' | 'throughput' 
     if (d < 0 || (d === 0 && opts.tieBreak !== undefined && tieRank(w.start, k, c.numLayers, opts.tieBreak) < tieRank(best!.start, k, c.numLayers, opts.tieBreak))) best = w;
   }
   return best === undefined ? undefined : { start: best.start, end: best.start + k };
-}
-
-/** Live holders per layer that serve weights to a node of `format`. */
-function sourcesFor(view: PoolView, L: number, format: WeightsFormat): number[] {
-  const out = new Array<number>(L).fill(0);
-  const seen = new Set<string>();
-  for (const h of view.holders) {
-    if (seen.has(h.peerId) || !isLive(h)) continue;
-    seen.add(h.peerId);
-    const s = clampSpan(h.span, L);
-    if (s === undefined || !servesWeightsTo(h, format)) continue;
-    for (let i = s.start; i < s.end; i++) out[i]!++;
-  }
-  return out;
 }
 
 /** FNV-1a, 32 bits: a cheap, stable hash (no crypto needed: it only spreads ties). */

@@ -20,7 +20,7 @@ import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { extraWeightBytes, layerMb, layersFor, type WeightsFormat } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
-import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolSpan, type PoolView } from './placement.js';
+import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolHolder, type PoolSpan, type PoolView } from './placement.js';
 import { workerHeldRange } from './held-range.js';
 import type { ModelFileSet } from './model-files.js';
 import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink, type RoundWeights } from './transfer.js';
@@ -262,9 +262,24 @@ export class PoolService {
     }
   }
 
+  /**
+   * Whether this node may download weights from holder `h` of its view: alive (heard in heartbeats) and known by a
+   * signed HolderRecord it fetched and verified (the registry checks the signature, network id and expiry). A holder
+   * heard only in heartbeats, or named only by the registry, counts as a replica but serves us nothing yet: a joiner
+   * that took weights before it knew the holders' records placed on guessed formats and speeds (issue 8).
+   */
+  private isSource(h: PoolHolder): boolean {
+    return h.peerId !== this.o.network.peerId && h.state === 'alive' && this.records.has(h.peerId);
+  }
+
+  /** The view marked with the holders that are no weight source for us (placement.ts PoolHolder.noSource). */
+  private markSources(view: PoolView): PoolView {
+    return { numLayers: view.numLayers, holders: view.holders.map((h) => (h.peerId === this.o.network.peerId || this.isSource(h) ? h : { ...h, noSource: true as const })) };
+  }
+
   private liveHoldersOf(layer: number): string[] {
     return this.view()
-      .holders.filter((h) => h.peerId !== this.o.network.peerId && h.state === 'alive' && h.span.start <= layer && layer < h.span.end)
+      .holders.filter((h) => this.isSource(h) && h.span.start <= layer && layer < h.span.end)
       .sort((a, b) => b.tokensPerSec - a.tokensPerSec || (a.peerId < b.peerId ? -1 : 1))
       .map((h) => h.peerId);
   }
@@ -305,7 +320,12 @@ export class PoolService {
       this.capacityFigures = { ...cap, maxLayers: layersFor(this.config, cap.memoryMb, this.o.weights ?? 'f32') };
     }
     let span: PoolSpan | undefined;
-    const seen = genesis || typeof this.o.mode === 'object' ? others : await this.withRegistry(others);
+    // an auto joiner places on the heartbeats plus what the registry names, a pinned one on the heartbeats; either
+    // counts as weight sources only the holders it may download from (alive, record verified: isSource). Before, the
+    // span was chosen on one view and its sources checked on another (heartbeats only): a span covered only by
+    // holders the registry named was then seeded locally, other weights than the network's
+    // (test/integration/pool/registry-first.test.ts)
+    const seen = genesis ? others : this.markSources(typeof this.o.mode === 'object' ? others : await this.withRegistry(others));
     // what the placement saw, so that a doubled span can be traced (a joiner that heard too few holders)
     this.log.info('placing on the view', { holders: seen.holders.filter((h) => h.peerId !== this.o.network.peerId).map((h) => `${h.peerId.slice(-8)}@${h.span.start}:${h.span.end}/${h.state}/${Math.round(h.tokensPerSec)}`) });
     if (typeof this.o.mode === 'object') span = this.o.mode;
@@ -314,11 +334,12 @@ export class PoolService {
     // requireCovered: only windows whose every layer a live float32 holder serves (int8 holders serve no weights)
     else span = chooseSpan(seen, { maxLayers: this.capacityFigures!.maxLayers, layerTokensPerSec: this.capacityFigures!.layerTokensPerSec }, { requireCovered: !genesis, tieBreak: this.o.network.peerId, weights: this.o.weights ?? 'f32' });
     if (span === undefined) {
-      this.log.info('the layer pool found no span for this node yet', { maxLayers: this.capacityFigures!.maxLayers });
+      const c = coverage({ numLayers: seen.numLayers, holders: seen.holders.filter((h) => h.peerId !== this.o.network.peerId) }, this.o.weights ?? 'f32');
+      this.log.info('the layer pool found no span for this node yet', { maxLayers: this.capacityFigures!.maxLayers, replicas: c.replicas.join(','), sources: c.sources.join(',') });
       return;
     }
     if (span.end > this.config.num_hidden_layers) throw new InvalidArgumentError(`span ${span.start}:${span.end} is past the model's ${this.config.num_hidden_layers} layers`);
-    const held = coverage({ numLayers: this.config.num_hidden_layers, holders: others.holders.filter((h) => h.peerId !== this.o.network.peerId) });
+    const held = coverage({ numLayers: this.config.num_hidden_layers, holders: seen.holders.filter((h) => h.peerId !== this.o.network.peerId) }, this.o.weights ?? 'f32');
     const allHeld = held.replicas.slice(span.start, span.end).every((r) => r > 0);
     const allServed = held.sources.slice(span.start, span.end).every((r) => r > 0);
     if (!allHeld && this.o.loadLocal === undefined) {
@@ -327,10 +348,17 @@ export class PoolService {
       return;
     }
     if (!genesis && allHeld && !allServed) {
-      // a pinned span whose layers are held, some only by int8 holders (they serve no weights): downloading would
-      // fail (CHECKPOINT_UNAVAILABLE) and seeding would load other weights than the network's; wait for a float32
-      // holder (placement never picks such a span: chooseSpan requireCovered)
-      this.logWaiting('waiting for a float32 holder of the span (its layers are held only by int8 holders, which serve no weights)', { span: `${span.start}:${span.end}` });
+      // a pinned span whose layers are held, some only by holders we cannot download from (int8 holders serve no
+      // weights; others are not alive in heartbeats or their record is not verified yet): downloading would fail and
+      // seeding would load other weights than the network's; wait (placement never picks such a span: chooseSpan
+      // requireCovered)
+      this.logWaiting('waiting for a weight source of every layer of the span (a live float32 holder whose record is verified)', { span: `${span.start}:${span.end}`, sources: held.sources.slice(span.start, span.end).join(',') });
+      return;
+    }
+    if (!genesis && !allHeld && typeof this.o.mode !== 'object') {
+      // an auto joiner never seeds: the network's weights come from its holders (chooseSpan requireCovered picks
+      // only windows they serve, so this is a guard, not a path)
+      this.logWaiting('waiting for live holders of every layer of the span', { span: `${span.start}:${span.end}`, replicas: held.replicas.slice(span.start, span.end).join(',') });
       return;
     }
     if (genesis || !allHeld) await this.takeLocal(span);

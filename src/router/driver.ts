@@ -18,7 +18,7 @@
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { RunningCommitment, type SettleHop, type Settlement, type TopKStep } from '../protocols/hop-commitment.js';
-import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError } from './route.js';
+import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError, ROUTE_DEFAULTS } from './route.js';
 import { TextAssembler } from './text.js';
 
 export interface GenerationRequest {
@@ -120,9 +120,14 @@ export interface DriverOptions {
   localStepTimeoutMs: number;
   /** Added to the deadline of a session's first step on a hop: dialling the peer and opening the stream. */
   openTimeoutMs: number;
+  /**
+   * Share of fresh generations whose first route takes one unproven holder (route.ts `explore`); 0: never, the
+   * route is always the usual near-best chain (failovers never explore).
+   */
+  explore: number;
 }
 
-export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000, openTimeoutMs: 10_000 };
+export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000, openTimeoutMs: 10_000, explore: ROUTE_DEFAULTS.explore };
 
 export interface DriverDeps {
   model: ModelView;
@@ -200,7 +205,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   const plan = (range: { start: number; end: number }, format?: 'f32' | 'int8'): ChainHop[] => {
     const holders = deps.holders();
     for (const h of holders) formats.set(h.peerId, h.weights ?? 'f32');
-    return chooseRouteAvoiding(holders, range, { random: deps.random, banned: deps.bans.banned(deps.now()), failed, ...(format === undefined ? {} : { format }) });
+    return chooseRouteAvoiding(holders, range, { random: deps.random, explore: o.explore, banned: deps.bans.banned(deps.now()), failed, ...(format === undefined ? {} : { format }) });
   };
 
   const route: RouteEntry[] = plan({ start: 0, end: L }).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));

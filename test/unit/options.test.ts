@@ -101,3 +101,19 @@ describe('paid inference (--pay-inference)', () => {
     }
   });
 });
+
+describe('route exploration (--route-explore)', () => {
+  it('defaults to the router share 0.05, takes 0 (off) from a flag or the environment, and refuses values outside [0, 1]', async () => {
+    const { ROUTE_DEFAULTS } = await import('../../src/router/index.js');
+    const { dir, cleanup } = tempDir();
+    try {
+      assert.equal(DEFAULTS.routeExplore, ROUTE_DEFAULTS.explore);
+      assert.equal(loadOptions({ flags: { dataDir: dir }, env: {} }).routeExplore, 0.05);
+      assert.equal(loadOptions({ flags: { dataDir: dir, routeExplore: '0' }, env: {} }).routeExplore, 0);
+      assert.equal(loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_ROUTE_EXPLORE: '0.2' } }).routeExplore, 0.2);
+      for (const bad of ['-0.1', '1.5', 'often']) assert.throws(() => loadOptions({ flags: { dataDir: dir, routeExplore: bad }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT') && /routeExplore/.test(e.message));
+    } finally {
+      cleanup();
+    }
+  });
+});

@@ -15,8 +15,11 @@ import { loadOptions } from '../../src/node/options.js';
 import { createLogger } from '../../src/util/logger.js';
 import { LOOPBACK_TUNING } from './network.js';
 
-/** Heartbeats every 300 ms, stale after 1.5 s, dead after 4 s: liveness settles within seconds on loopback. */
-export const POOL_NODE_FLAGS = Object.freeze({ listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: 0, mdns: false, upnp: false, train: false, threads: 1, heartbeatIntervalMs: 300, peerStaleMs: 1500, peerDeadMs: 4000 });
+/**
+ * Heartbeats every 300 ms, stale after 1.5 s, dead after 4 s: liveness settles within seconds on loopback. No route
+ * exploration (`--route-explore 0`): the tests compare answers across nodes, each on the usual near-best route.
+ */
+export const POOL_NODE_FLAGS = Object.freeze({ listen: ['/ip4/127.0.0.1/tcp/0'], apiPort: 0, mdns: false, upnp: false, train: false, threads: 1, heartbeatIntervalMs: 300, peerStaleMs: 1500, peerDeadMs: 4000, routeExplore: 0 });
 
 export interface PoolNetOptions {
   /** Prefix of the temporary directories (`ns-<prefix>-<name>-…`). */

@@ -87,13 +87,17 @@ describe('an int8 holder in a float32 network', { timeout: 600_000 }, () => {
       return (await res.json()) as Answer;
     };
     const want = await ask(genesis.apiUrl);
-    // its own worker, or (route choice explores: ROUTE_DEFAULTS.explore, 1 fresh request in 20 takes a holder this
-    // node never measured) the float32 joiner: either way one float32 hop
+    // its own worker, or the float32 joiner (route choice does not explore here: POOL_NODE_FLAGS routeExplore 0, but
+    // the near-best draw may take an equally fast replica): either way one float32 hop
     assert.equal(want.route.length, 1, `route ${JSON.stringify(want.route)}`);
     assert.ok([genesis.network.peerId, f.network.peerId].includes(want.route[0]!.peerId) && want.route[0]!.weights === 'f32', `route ${JSON.stringify(want.route)}`);
     const got = await ask(q.apiUrl);
     assert.ok(got.route.every((h) => h.weights === 'f32' && h.peerId !== q.network.peerId), `route ${JSON.stringify(got.route)}`);
-    assert.deepEqual(got.tokens, want.tokens);
+    // the routes in the message: this fails at times on main too (tokens 9-10 of 12 become 1003, 2956 instead of
+    // 2956, 1003 on the random seed-1234 model, whose logits nearly tie), with both answers from the same float32
+    // hop: not a mixed chain and not exploration; the entries differ (genesis: a local session, q: a remote one).
+    // Open: issue 8, seedrace report
+    assert.deepEqual(got.tokens, want.tokens, `routes: want ${JSON.stringify(want.route)}, got ${JSON.stringify(got.route)}`);
   });
 
   it('a joiner never takes layers that only an int8 holder holds: it takes the half a float32 holder serves', async () => {

@@ -69,7 +69,7 @@ describe('failover by replay', () => {
         now: () => performance.now(),
         random: () => 0, // the first candidate: deterministic which peer is the victim's replica
         newSessionId: () => `s${Math.random().toString(16).slice(2)}`,
-        options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 3000 },
+        options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 3000, explore: 0 }, // the usual route only
       },
       {},
       new AbortController().signal,

@@ -199,6 +199,26 @@ describe('weight sources: int8 holders serve no weights (issue 8)', () => {
     assert.deepEqual(c.sources, [1, 1, 0, 1]);
   });
 
+  it('coverage(view, format): the sources for either format are the same float32 holders (one place counts them)', () => {
+    const v = view(4, h('g', 0, 2), q8('q', 0, 4), h('s', 2, 4, 100, 'stale'), h('x', 1, 3, 100, 'dead'));
+    assert.deepEqual(coverage(v, 'int8').sources, coverage(v, 'f32').sources);
+    assert.deepEqual(coverage(v).sources, [1, 1, 1, 1]);
+  });
+
+  it('a holder marked noSource (no verified record, or named only by the registry) is a replica, not a source', () => {
+    const unverified: PoolHolder = { ...h('u', 2, 4), noSource: true };
+    assert.equal(servesWeightsTo(unverified), false);
+    const v = view(4, h('g', 0, 2), unverified);
+    const c = coverage(v);
+    assert.deepEqual(c.replicas, [1, 1, 1, 1]);
+    assert.deepEqual(c.sources, [1, 1, 0, 0]);
+    // a whole-model joiner finds no window it can download (it waits instead of seeding 2:4); a half-model one
+    // takes the window it can download, and without requireCovered (the genesis node) the view decides as before
+    assert.equal(chooseSpan(v, { maxLayers: 4, layerTokensPerSec: 100 }, { requireCovered: true }), undefined);
+    for (const tieBreak of ['peer-a', 'peer-b', 'peer-c']) assert.deepEqual(chooseSpan(v, { maxLayers: 2, layerTokensPerSec: 100 }, { requireCovered: true, tieBreak }), { start: 0, end: 2 }, tieBreak);
+    assert.deepEqual(chooseSpan(v, { maxLayers: 4, layerTokensPerSec: 100 }), { start: 0, end: 4 });
+  });
+
   it('a joiner never takes a window whose layers only int8 holders hold, even where it is the weakest; the genesis node may', () => {
     // 0-1: a float32 holder; 2-3: an int8 holder 10x slower (beyond THROUGHPUT_TOLERANCE): 2-3 is the weakest window
     const v = view(4, h('g', 0, 2, 100), q8('q', 2, 4, 10));
