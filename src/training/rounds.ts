@@ -177,3 +177,42 @@ export function contributionRoundCheck(round: number, current: number, kept: num
   if (round < current - 1) return 'wrong_round';
   return 'take';
 }
+
+/**
+ * What a stage of a pipeline chain publishes at each of its round boundaries (its status's `chain`): the id of the
+ * chain step it closed its round after (the driver's step counter, which every hop sees in the step's ops), and the
+ * number of the round it begins next: a hop's proposal (nextRoundNumber over its own layers' members), a driver's
+ * decision (the largest of its own proposal and its hops' for the same step).
+ */
+export interface ChainBoundary {
+  step: number;
+  next: number;
+  drives: boolean;
+}
+
+/**
+ * Where a chain partner stands, from its last published boundary, when we are at our boundary after chain step
+ * `step` (`h`: inner steps per round):
+ *   at       it published this very step: its proposal (from a hop) or its decision (from our driver) is in
+ *   coming   its last boundary was one round of steps before ours: its rounds end with ours, it is still closing
+ *            this one (no chain step can pass while we are paused, so it reaches this step's boundary, nothing later)
+ *   apart    anything else: its rounds end after other steps (a hop that entered the rounds while its driver was
+ *            mid-round, a step a hop applied but whose acknowledgement its driver lost), or it published nothing yet
+ */
+export function partnerAt(step: number, h: number, theirs: ChainBoundary | undefined): 'at' | 'coming' | 'apart' {
+  if (theirs === undefined) return 'apart';
+  if (theirs.step === step) return 'at';
+  if (theirs.step + h === step) return 'coming';
+  return 'apart';
+}
+
+/**
+ * A hop whose rounds end `apart` from its driver's (whose last boundary was after step `driverStep` < `step`, its
+ * next after `driverStep + h`): the steps of the hop's next round, so that it ends after the driver's next boundary
+ * step (1..h), or h when the driver's boundary is not in reach (its last one is older than a round: it is not
+ * closing rounds in this chain, or it published a step past ours).
+ */
+export function stepsToAlign(step: number, h: number, driverStep: number): number {
+  const k = driverStep + h - step;
+  return k >= 1 && k <= h ? k : h;
+}
