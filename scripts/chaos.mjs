@@ -69,9 +69,6 @@ const { values } = parseArgs({
     'max-tokens': { type: 'string', default: '16' },
     'max-memory-growth': { type: 'string', default: '0.1' },
     'log-level': { type: 'string', default: 'info' },
-    // the 2-minute e2e only (issue 9, open): trainers that all advanced after the last heal but never stood at one
-    // closed round together (chain partners left one round apart) are reported as training.known_issue, not a failure
-    'tolerate-round-offset': { type: 'boolean', default: false },
   },
 });
 const num = (name, raw, lo, hi) => {
@@ -1089,13 +1086,6 @@ try {
     ).then(
       () => (result.training.layer_hashes_equal = true),
       () => {
-        // a hash that differs is always a failure; trainers that only never met at one round number are the open
-        // round-offset issue (docs/TRAINING.md), tolerated in the 2-minute e2e alone (--tolerate-round-offset)
-        if (values['tolerate-round-offset'] && last.startsWith('rounds ')) {
-          result.training.layer_hashes_equal = null;
-          result.training.known_issue = `round offset: the trainers advanced but never stood at one closed round within ${TRAIN_ADVANCE_MS / 1000} s (${last})`;
-          return;
-        }
         result.training.layer_hashes_equal = false;
         fail(`the trainers did not stand at one closed round with equal per-layer hashes within ${TRAIN_ADVANCE_MS / 1000} s (${last})`);
       },

@@ -114,7 +114,7 @@ export class NodeChainHop {
 export function hopInnerLoop(compute: ComputeClient, server: TrainStageServer, span: Span, numLayers: number): HopInnerLoop {
   return new HopInnerLoop({
     local: workerStage(compute, span, numLayers),
-    onApplied: (fn) => server.events.on('step:applied', () => fn()),
+    onApplied: (fn) => server.events.on('step:applied', (e) => fn({ step: e.step, peer: e.peer })),
     pause: () => server.pause(),
     resume: () => server.resume(),
   });

@@ -40,6 +40,12 @@ export interface TrainingStatusMessage {
   entered?: number;
   /** The layers it trains in the rounds (absent from older nodes). */
   layers?: string[];
+  /**
+   * A pipeline chain stage's last round boundary: the chain step it closed after, the round it begins next (a hop's
+   * proposal, a driver's decision) and whether it drives (training/rounds.ts ChainBoundary; absent on a node that
+   * trains alone, and from older nodes).
+   */
+  chain?: { step: number; next: number; drives: boolean };
 }
 
 export interface LayerRequest {
@@ -110,6 +116,12 @@ export function checkStatus(x: unknown): TrainingStatusMessage {
   });
   if (o.entered !== undefined && !isRound(o.entered, 0)) throw malformed('training-status.entered');
   if (o.layers !== undefined && (!Array.isArray(o.layers) || o.layers.length > MAX_STATUS_LAYERS || !o.layers.every((l) => typeof l === 'string' && ID_RE.test(l)))) throw malformed('training-status.layers');
+  let chain: TrainingStatusMessage['chain'];
+  if (o.chain !== undefined) {
+    const c = obj(o.chain, 'training-status.chain');
+    if (!isRound(c.step, 0) || !isRound(c.next, 0) || typeof c.drives !== 'boolean') throw malformed('training-status.chain');
+    chain = { step: c.step, next: c.next, drives: c.drives };
+  }
   return {
     round: o.round,
     phase: o.phase,
@@ -117,6 +129,7 @@ export function checkStatus(x: unknown): TrainingStatusMessage {
     closed,
     ...(o.entered === undefined ? {} : { entered: o.entered as number }),
     ...(o.layers === undefined ? {} : { layers: o.layers as string[] }),
+    ...(chain === undefined ? {} : { chain }),
   };
 }
 

@@ -60,7 +60,9 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
   });
   let base = inner.appliedSteps();
   while (!signal.aborted && o.done?.() !== true) {
-    for (let need = o.innerSteps - (inner.appliedSteps() - base); need > 0; need = o.innerSteps - (inner.appliedSteps() - base)) {
+    // H steps, or fewer once for a hop that ends its rounds with its driver's from now on (sync.ts chainNext)
+    const steps = Math.min(o.innerSteps, sync.roundSteps());
+    for (let need = steps - (inner.appliedSteps() - base); need > 0; need = steps - (inner.appliedSteps() - base)) {
       const before = inner.appliedSteps();
       await inner.innerSteps(need, signal);
       for (let i = before; i < inner.appliedSteps(); i++) sync.innerStep();
@@ -68,7 +70,7 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
     // pause() holds steps off synchronously: no step of the next round begins before the round closes
     await inner.pause();
     try {
-      const r = await sync.closeRound(signal);
+      const r = await sync.closeRound(signal, inner.chainPosition?.());
       o.onRound?.(r);
     } finally {
       base = inner.appliedSteps();

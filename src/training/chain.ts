@@ -12,7 +12,7 @@
 import { AbortedError, NeuroShardError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import type { Span } from '../model/layout.js';
-import type { InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
+import type { ChainPosition, InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
 import { PipelineTrainer, type PipelineOptions } from './pipeline/trainer.js';
 import type { PipelineStage, StageForwardResult, StepApply } from './pipeline/stage.js';
 import type { TrainStepResult } from './trainer.js';
@@ -155,6 +155,7 @@ export class ChainTrainer implements InnerLoop {
   private readonly now: () => number;
   /** The last abandoned step failed on a hop that is between inner steps (its outer sync), not a broken one. */
   private lastPaused = false;
+  private lastApplied: ChainPosition | undefined;
 
   constructor(private readonly o: ChainTrainerOptions) {
     this.now = o.now ?? Date.now;
@@ -166,6 +167,10 @@ export class ChainTrainer implements InnerLoop {
 
   appliedSteps(): number {
     return this.applied;
+  }
+
+  chainPosition(): ChainPosition | undefined {
+    return this.lastApplied;
   }
 
   /** Steps abandoned so far (a hop failed mid-step). */
@@ -254,7 +259,10 @@ export class ChainTrainer implements InnerLoop {
       try {
         const r = await pipe.trainStep(batch);
         this.pending = undefined;
-        if (r.applied) this.applied++;
+        if (r.applied) {
+          this.applied++;
+          this.lastApplied = { step: stepId, partners: (this.hops ?? []).filter((h) => h.peer !== this.o.self).map((h) => h.peer), drives: true };
+        }
         this.events.emit('step', { ...r, hops: this.hops!.map((h) => h.peer) });
         return r;
       } catch (e) {
@@ -380,8 +388,8 @@ function waitOrAbort(register: (wake: () => void) => void, signal?: AbortSignal)
 
 export interface HopInnerLoopOptions {
   local: LocalSpanStage;
-  /** Subscribes to the steps this hop applies (for any driver); returns the unsubscribe. */
-  onApplied(fn: () => void): () => void;
+  /** Subscribes to the steps this hop applies (for any driver: its id and the driver's peer id); returns the unsubscribe. */
+  onApplied(fn: (e: { step: number; peer: string }) => void): () => void;
   pause(): Promise<void>;
   resume(): void;
 }
@@ -389,12 +397,14 @@ export interface HopInnerLoopOptions {
 /** A hop that does not drive: its span is stepped by a chain's driver; innerSteps(n) waits for n more. */
 export class HopInnerLoop implements InnerLoop {
   private applied = 0;
+  private lastApplied: ChainPosition | undefined;
   private readonly unsubscribe: () => void;
   private waiters: (() => void)[] = [];
 
   constructor(private readonly o: HopInnerLoopOptions) {
-    this.unsubscribe = o.onApplied(() => {
+    this.unsubscribe = o.onApplied((e) => {
       this.applied++;
+      this.lastApplied = { step: e.step, partners: [e.peer], drives: false };
       const w = this.waiters;
       this.waiters = [];
       for (const f of w) f();
@@ -407,6 +417,10 @@ export class HopInnerLoop implements InnerLoop {
 
   appliedSteps(): number {
     return this.applied;
+  }
+
+  chainPosition(): ChainPosition | undefined {
+    return this.lastApplied;
   }
 
   async innerSteps(n: number, signal?: AbortSignal): Promise<InnerStepsResult> {

@@ -34,6 +34,17 @@ export interface InnerStepsResult {
   tokens: number;
 }
 
+/**
+ * Where a chain stage stands after its last applied step (./rounds.ts ChainBoundary): the step's id (its driver's step
+ * counter, carried by every op of the step) and the chain's other stages that applied it with us (a driver: its hops;
+ * a hop: its driver). Chain partners close their outer rounds after the same step and begin the same round number.
+ */
+export interface ChainPosition {
+  step: number;
+  partners: string[];
+  drives: boolean;
+}
+
 export interface InnerLoop {
   /** The span this node holds and trains (undefined while it holds none). */
   span(): Span | undefined;
@@ -51,4 +62,6 @@ export interface InnerLoop {
   readLayers(): Promise<LayerParams[]>;
   /** Replaces the named layers' parameters (same sizes; AdamW's moments are kept). Call inside a pause. */
   writeLayers(layers: LayerParams[]): Promise<void>;
+  /** The chain step this node applied last and its partners in it; undefined for a node that trains alone. */
+  chainPosition?(): ChainPosition | undefined;
 }

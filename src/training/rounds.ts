@@ -132,26 +132,26 @@ export const MAX_ROUND = 2 ** 48;
 /**
  * The number of the round a holder begins after closing round `closed`, given the rounds that the holders of its
  * layers (members in the rounds, heard from at this boundary) stand at: `closed + 1`, or, when one stands two or more
- * further on (round R), R + 1. Round numbers are labels that every check compares alike; nothing but this ties the
+ * further on (round R), R. Round numbers are labels that every check compares alike; nothing but this ties the
  * numbers of two groups of layers that share no holder, so they drift apart while no node holds layers of both (a
  * whole-model trainer killed or cut off between two half holders). A holder that sees a holder of one of its layers
  * further on skips forward at the next boundary; numbers only move forward, and a node that holds layers of several
  * groups carries the newest number from one group to the next (docs/TRAINING.md "Round numbers are tied across
  * layer groups").
  *
- * R + 1, not R: the holder further on is in the middle or at the end of round R, which its own group began a round's
- * worth of steps ago, and whose Δ it may already be collecting; we join at its next boundary. Two half holders in
- * one chain step together, so their boundaries fall at the same time: when the whole-model holder entered the round
- * R of one of them (listening to it while that one finished it), the other, skipping to R at its next boundary,
- * began R while its chain partner began R + 1, and stayed one off for good; the whole-model holder then closed its
- * rounds a chain period after one partner and before the other, which waited in its hash vote (paused, so the chain
- * could not step) for a vote that needed the chain's next step: 61 s rounds (the 60 s sync deadline) in the
- * integration test. The round R that the holder behind skips is not waited for: a member whose status stands past a
- * round is released from it (sync.ts askMissing).
+ * R, not R + 1 (the eleventh session's rule, twelfth session): a skip to R + 1 put the skipper one ahead of the
+ * holder it followed, so a third holder still closing R − 1 saw it two ahead and skipped to R + 2, and so on: with
+ * three 2-stage chains after a pool move every holder skipped three numbers at every boundary (integration
+ * outer-move). Skipping to a number some holder already stands at never raises the largest number, so skips cannot
+ * chase each other. R + 1 had been chosen for two stages of one chain, which skipped at the same boundary from
+ * reads of a third holder on either side of its boundary (R and R + 1) and stayed one apart; the stages of a chain
+ * now begin one number by a handshake of their own (sync.ts chainNext). The holder at R may already be collecting it
+ * and waits for our Δ of R (a round's steps, within its deadline); the round R − 1 we skip is not waited for by
+ * anyone: a member whose status stands past a round is released from it (sync.ts askMissing).
  */
 export function nextRoundNumber(closed: number, peerRounds: readonly number[]): number {
   let next = closed + 1;
-  for (const r of peerRounds) if (Number.isSafeInteger(r) && r > closed + 1 && r < MAX_ROUND && r + 1 > next) next = r + 1;
+  for (const r of peerRounds) if (Number.isSafeInteger(r) && r > closed + 1 && r < MAX_ROUND && r > next) next = r;
   return next;
 }
 
@@ -176,4 +176,43 @@ export function contributionRoundCheck(round: number, current: number, kept: num
   if (round > current + 1) return 'too_early';
   if (round < current - 1) return 'wrong_round';
   return 'take';
+}
+
+/**
+ * What a stage of a pipeline chain publishes at each of its round boundaries (its status's `chain`): the id of the
+ * chain step it closed its round after (the driver's step counter, which every hop sees in the step's ops), and the
+ * number of the round it begins next: a hop's proposal (nextRoundNumber over its own layers' members), a driver's
+ * decision (the largest of its own proposal and its hops' for the same step).
+ */
+export interface ChainBoundary {
+  step: number;
+  next: number;
+  drives: boolean;
+}
+
+/**
+ * Where a chain partner stands, from its last published boundary, when we are at our boundary after chain step
+ * `step` (`h`: inner steps per round):
+ *   at       it published this very step: its proposal (from a hop) or its decision (from our driver) is in
+ *   coming   its last boundary was one round of steps before ours: its rounds end with ours, it is still closing
+ *            this one (no chain step can pass while we are paused, so it reaches this step's boundary, nothing later)
+ *   apart    anything else: its rounds end after other steps (a hop that entered the rounds while its driver was
+ *            mid-round, a step a hop applied but whose acknowledgement its driver lost), or it published nothing yet
+ */
+export function partnerAt(step: number, h: number, theirs: ChainBoundary | undefined): 'at' | 'coming' | 'apart' {
+  if (theirs === undefined) return 'apart';
+  if (theirs.step === step) return 'at';
+  if (theirs.step + h === step) return 'coming';
+  return 'apart';
+}
+
+/**
+ * A hop whose rounds end `apart` from its driver's (whose last boundary was after step `driverStep` < `step`, its
+ * next after `driverStep + h`): the steps of the hop's next round, so that it ends after the driver's next boundary
+ * step (1..h), or h when the driver's boundary is not in reach (its last one is older than a round: it is not
+ * closing rounds in this chain, or it published a step past ours).
+ */
+export function stepsToAlign(step: number, h: number, driverStep: number): number {
+  const k = driverStep + h - step;
+  return k >= 1 && k <= h ? k : h;
 }

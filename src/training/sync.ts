@@ -40,7 +40,8 @@ import { entryPeers, layerMembers, missingMembers, notTrainedFromStatus } from '
 import type { TrainStepper } from './loop.js';
 import type { TrainStepResult } from './trainer.js';
 import type { Batch } from './types.js';
-import { innerStepDone, nextRoundNumber, receive as roundReceive, release, startRound, tryClose, type RoundConfig, type RoundState } from './rounds.js';
+import type { ChainPosition } from './inner.js';
+import { innerStepDone, MAX_ROUND, nextRoundNumber, partnerAt, receive as roundReceive, release, startRound, stepsToAlign, tryClose, type ChainBoundary, type RoundConfig, type RoundState } from './rounds.js';
 
 /** What the inner loop must offer the outer sync: its held parameters as one flat buffer (ParamLayout order). */
 export interface InnerParams {
@@ -64,6 +65,11 @@ export interface PeerTrainingStatus {
    * here that it left our layers before the view knows (./membership.ts).
    */
   layers?: string[];
+  /**
+   * A chain stage's last round boundary (./rounds.ts ChainBoundary): the chain step it closed after and the number
+   * it begins next (a hop's proposal, a driver's decision). Absent on a node that trains alone, and from older nodes.
+   */
+  chain?: ChainBoundary;
 }
 
 export interface LayerState {
@@ -272,6 +278,10 @@ export class OuterSync {
    * moved away is no member of their rounds even while the view still lists it (./membership.ts).
    */
   private readonly notTrained = new Map<string, Set<string>>();
+  /** Our last chain boundary as published in the status (a chain stage only). */
+  private chainPub: ChainBoundary | undefined;
+  /** Inner steps of the current round: H, or fewer once to end with our driver's rounds (chainNext). */
+  private stepsNow: number;
   bytesSent = 0;
   bytesReceived = 0;
 
@@ -282,11 +292,20 @@ export class OuterSync {
     this.byId = new Map(this.layers.map((l) => [l.id, l]));
     this.log = o.log ?? silentLogger;
     this.pollMs = o.pollMs ?? 250;
+    this.stepsNow = o.round.innerSteps;
     if (o.aggregator === 'gauntlet' && o.heldOutLoss === undefined) this.log.warn('--aggregator gauntlet needs the whole model to score contributions; this node\'s layers aggregate with trimmed-mean');
   }
 
   get round(): number {
     return this.roundNo;
+  }
+
+  /**
+   * The inner steps of the current round: H, except once for a chain hop whose rounds ended after other steps than
+   * its driver's (then fewer, so that the next boundary is the driver's: chainNext).
+   */
+  roundSteps(): number {
+    return this.stepsNow;
   }
 
   /** Whether the view lists `peer` as a holder of `layer`. */
@@ -309,6 +328,7 @@ export class OuterSync {
       closed: this.closed.slice(-STATUS_HISTORY).map((c) => ({ round: c.round, hashes: { ...c.stateHashes } })),
       ...(this.enteredAt < 0 ? {} : { entered: this.enteredAt }),
       layers: this.layers.map((l) => l.id),
+      ...(this.chainPub === undefined ? {} : { chain: { ...this.chainPub } }),
     };
   }
 
@@ -454,8 +474,12 @@ export class OuterSync {
     for (const [id, s] of this.states) if (s.phase === 'inner' && s.innerStep + 1 < this.o.round.innerSteps) this.states.set(id, { ...s, innerStep: s.innerStep + 1 });
   }
 
-  /** After H inner steps: the outer sync of every held layer; returns when the next round has started. */
-  async closeRound(signal: AbortSignal): Promise<LastRoundReport> {
+  /**
+   * After the round's inner steps: the outer sync of every held layer; returns when the next round has started.
+   * `chain`: where this node stands in a pipeline chain (InnerLoop.chainPosition): its partners there begin the same
+   * round number as we do (chainNext).
+   */
+  async closeRound(signal: AbortSignal, chain?: ChainPosition): Promise<LastRoundReport> {
     if (this.phase !== 'inner') throw new InvalidArgumentError(`closeRound in phase ${this.phase}`);
     const t0 = this.o.clock.now();
     const round = this.roundNo;
@@ -588,13 +612,77 @@ export class OuterSync {
     }
     // the next round's number: round + 1, or a holder's of our layers that stands further on (a group whose number
     // drifted ahead while nothing tied it to ours: ./rounds.ts nextRoundNumber)
-    const next = nextRoundNumber(round, this.memberRounds(t0));
+    let next = nextRoundNumber(round, this.memberRounds(t0));
     if (next > round + 1) this.log.info('round numbers skip forward to a holder\'s', { closed: round, next });
+    this.stepsNow = this.o.round.innerSteps;
+    if (chain !== undefined && chain.partners.some((p) => p !== this.o.self)) next = await this.chainNext(round, next, chain, signal);
     this.begin(next, this.notWaited(next, t0, new Set([...this.states.values()].flatMap((s) => Object.keys(s.received)))));
     return this.last;
   }
 
   // ---- internals ---------------------------------------------------------------------------------------------
+
+  /**
+   * The stages of one pipeline chain are one training process: they close their rounds after the same chain step
+   * (each counts the steps its span applied) and must begin the same number, or they stay one apart for good (the
+   * pull-forward of nextRoundNumber moves a number only when a member stands two or more ahead, and two stages of a
+   * chain share no layer: only a third node holding layers of both, the whole-model trainer, tied them, and only
+   * while it stood in their rounds). Each stage computed its own next number from its own layers' members, at its own
+   * moment of the close (a chaos run: the driver and its hop skipped forward to a whole-model trainer's number,
+   * read one of them before and one after that trainer's boundary, and stood at 16 and 17 for good). So at a
+   * boundary:
+   *   - a hop publishes its proposal (status `chain`) and waits for its driver's decision for the same step;
+   *   - the driver waits for each hop's proposal for that step, begins the largest of them and its own, and
+   *     publishes that as its decision; the hop begins it (or its own proposal, if larger: the driver did not hear
+   *     it in time; the next boundary ties them again).
+   * A partner is waited for only while its last published boundary says it closes after this step too (rounds.ts
+   * partnerAt 'coming'); while one waits no chain step can pass (both are paused), so it comes or fails. A hop whose
+   * rounds end after other steps than its driver's (`apart`: it entered mid-round of its driver, or applied a step
+   * whose acknowledgement its driver lost) waits for nothing, begins its driver's current number, and runs as many
+   * steps as end that round with the driver's (rounds.ts stepsToAlign); from then on they close together.
+   * Bounded: a partner that fails twice or does not come within two sync deadlines is not waited for.
+   */
+  private async chainNext(round: number, proposal: number, pos: ChainPosition, signal: AbortSignal): Promise<number> {
+    const h = this.o.round.innerSteps;
+    if (!pos.drives) this.chainPub = { step: pos.step, next: proposal, drives: false };
+    const heard: number[] = [];
+    const failures = new Map<string, number>();
+    const until = this.o.clock.now() + 2 * this.o.round.syncTimeoutMs + 5_000;
+    let waiting = [...new Set(pos.partners)].filter((p) => p !== this.o.self);
+    let apart = false;
+    while (waiting.length > 0 && !signal.aborted) {
+      const st = await this.statuses(waiting, signal);
+      const still: string[] = [];
+      for (const p of waiting) {
+        const s = st.get(p);
+        if (s === undefined) {
+          const f = (failures.get(p) ?? 0) + 1;
+          failures.set(p, f);
+          if (f < 2) still.push(p);
+          continue;
+        }
+        // a driver hears its hops' proposals, a hop its driver's decision; a partner in our own role is no partner
+        const b = s.chain !== undefined && s.chain.drives !== pos.drives ? s.chain : undefined;
+        const where = partnerAt(pos.step, h, b);
+        if (where === 'at') heard.push(b!.next);
+        else if (where === 'coming') still.push(p);
+        else if (!pos.drives && b !== undefined && b.step < pos.step) {
+          // our driver's rounds end after other steps: end our next round with its current one, at its number
+          apart = true;
+          this.stepsNow = stepsToAlign(pos.step, h, b.step);
+          heard.push(b.next);
+        }
+      }
+      waiting = still;
+      if (waiting.length === 0 || this.o.clock.now() > until) break;
+      await sleep(this.pollMs, signal);
+    }
+    let next = proposal;
+    for (const r of heard) if (Number.isSafeInteger(r) && r > next && r < MAX_ROUND) next = r;
+    if (pos.drives) this.chainPub = { step: pos.step, next, drives: true };
+    if (next !== proposal || apart) this.log.info('chain partners begin one round number', { closed: round, step: pos.step, proposal, next, ...(apart ? { alignSteps: this.stepsNow } : {}) });
+    return next;
+  }
 
   /**
    * One layer's aggregate. Gauntlet scores each contribution on the round's held-out batch first (heldOutLoss):

@@ -38,6 +38,10 @@ describe('outer-sync wire', () => {
     // `entered` (the round a node entered at) is optional; when present a round ≥ 0
     assert.deepEqual(checkStatus({ ...ok, entered: 2 }), { ...ok, entered: 2 });
     for (const entered of [-1, 1.5, '2', null]) assert.throws(() => checkStatus({ ...ok, entered }), PeerMisbehaviourError);
+    // `chain` (a chain stage's last round boundary) is optional; when present every field is checked
+    const chain = { step: 41, next: 9, drives: true };
+    assert.deepEqual(checkStatus({ ...ok, chain }), { ...ok, chain });
+    for (const bad of [null, 3, [], { ...chain, step: -1 }, { ...chain, next: 1.5 }, { ...chain, drives: 'yes' }, { step: 1, next: 2 }]) assert.throws(() => checkStatus({ ...ok, chain: bad }), PeerMisbehaviourError);
     assert.deepEqual(checkLayerRequest({ round: -1, layer: 'head' }), { round: -1, layer: 'head' });
     assert.throws(() => checkLayerRequest({ round: -2, layer: 'head' }), PeerMisbehaviourError);
     assert.throws(() => checkLayerRequest({ round: 0, layer: '../x' }), PeerMisbehaviourError);

@@ -121,13 +121,17 @@ describe('outer round state machine', () => {
 });
 
 describe('round numbers tied across layer groups (nextRoundNumber)', () => {
-  it('one more than the closed round, or past the round a holder of our layers two or more further on is in', () => {
+  it('one more than the closed round, or the round a holder of our layers two or more further on is in', () => {
     assert.equal(nextRoundNumber(7, []), 8, 'alone');
     assert.equal(nextRoundNumber(7, [7, 8]), 8, 'holders in step (one already began the next round)');
-    assert.equal(nextRoundNumber(59, [61, 60]), 62, 'a holder further on: join at its next boundary');
-    assert.equal(nextRoundNumber(2, [9]), 10, 'the integration case: W entered 9 while B finished it; A begins 10 with B');
+    assert.equal(nextRoundNumber(59, [61, 60]), 61, 'a holder further on: join the round it is in');
+    assert.equal(nextRoundNumber(2, [9]), 9, 'W entered 9: A joins it (its chain partner B, finishing 9, proposes 10, and the chain begins 10: sync.ts chainNext)');
     assert.equal(nextRoundNumber(61, [59]), 62, 'never backward: the holders behind skip to ours');
+    // no chase: a skip never goes past the largest number a holder stands at, so a holder that skipped is never two
+    // ahead of one that stood one behind the holder it followed (R + 1 did that: 7 closed, a holder at 9 → 10; the
+    // holder at 8 closing then saw 10 and went to 11, …)
+    assert.equal(nextRoundNumber(7, [9, 8]), 9, 'the largest number stays 9');
     assert.equal(nextRoundNumber(3, [MAX_ROUND, Number.MAX_SAFE_INTEGER, 2.5, Number.NaN]), 4, 'labels from MAX_ROUND on, or not integers, are ignored');
-    assert.equal(nextRoundNumber(3, [MAX_ROUND - 1]), MAX_ROUND);
+    assert.equal(nextRoundNumber(3, [MAX_ROUND - 1]), MAX_ROUND - 1);
   });
 });

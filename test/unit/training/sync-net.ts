@@ -21,6 +21,8 @@ export interface Node {
   ac: AbortController;
   /** Rounds closed (as closeRound returned them). */
   closed: number[];
+  /** A chain stage's closes as `round@step` (the chain step it closed after). */
+  closedAt: string[];
   /** Warnings logged by its outer sync (download failures). */
   warnings: string[];
   /** Info lines logged by its outer sync. */
@@ -63,10 +65,60 @@ export class Net {
 
   /** `firstRound`: the number its rounds start at when nobody is ahead (OuterSync's option; default 0). */
   start(id: string, span: { start: number; end: number }, stepMs: number, params?: Float32Array, firstRound?: number): Node {
+    const n = this.create(id, span, stepMs, params, firstRound);
+    n.running = this.solo(n);
+    return n;
+  }
+
+  /**
+   * A pipeline chain (training/chain-outer.ts over ChainTrainer and HopInnerLoop, without the pipeline): the first
+   * stage drives; every chain step (ids 0, 1, …, `stepMs` apart) is applied by every stage that has entered its
+   * rounds; each stage counts the steps it applied and closes its round after `roundSteps()` of them, passing its
+   * chain position; while any stage closes, no step passes (a paused hop refuses steps, a paused driver issues
+   * none). `extraStep` names stages that applied one more step than the others before the counting began (a step
+   * whose acknowledgement the driver lost): their rounds end one step apart from the driver's.
+   */
+  startChain(stages: { id: string; span: { start: number; end: number }; firstRound?: number }[], stepMs: number, extraStep: string[] = []): Node[] {
+    const nodes = stages.map((st) => this.create(st.id, st.span, stepMs, undefined, st.firstRound));
+    const ac = new AbortController();
+    for (const n of nodes) n.ac.signal.addEventListener('abort', () => ac.abort(), { once: true });
+    const running = (async () => {
+      const signal = ac.signal;
+      try {
+        await Promise.all(nodes.map((n) => n.sync.enter(signal)));
+        const count = new Map(nodes.map((n) => [n.id, extraStep.includes(n.id) ? 1 : 0]));
+        for (let step = 0; !signal.aborted; step++) {
+          await new Promise((r) => setTimeout(r, nodes[0]!.stepMs));
+          for (const n of nodes) {
+            const k = nodes.indexOf(n) + 1;
+            for (let i = 0; i < n.params.length; i++) n.params[i] = n.params[i]! - 0.001 * k * Math.cos(i + step);
+            n.sync.innerStep();
+            count.set(n.id, count.get(n.id)! + 1);
+          }
+          const closing = nodes.filter((n) => count.get(n.id)! >= n.sync.roundSteps());
+          await Promise.all(
+            closing.map(async (n) => {
+              const partners = n === nodes[0] ? nodes.slice(1).map((x) => x.id) : [nodes[0]!.id];
+              const r = (await n.sync.closeRound(signal, { step, partners, drives: n === nodes[0] })).round;
+              n.closed.push(r);
+              n.closedAt.push(`${r}@${step}`);
+              count.set(n.id, 0);
+            }),
+          );
+        }
+      } catch (e) {
+        if (!signal.aborted) throw e;
+      }
+    })();
+    for (const n of nodes) n.running = running;
+    return nodes;
+  }
+
+  private create(id: string, span: { start: number; end: number }, stepMs: number, params?: Float32Array, firstRound?: number): Node {
     const layout = new ParamLayout(cfg, span);
     const warnings: string[] = [];
     const infos: string[] = [];
-    const n = { id, span, params: params ?? new Float32Array(layout.size).map((_, i) => Math.sin(i + layout.entries[0]!.offset)), closed: [], warnings, infos, stepMs, ac: new AbortController() } as unknown as Node;
+    const n = { id, span, params: params ?? new Float32Array(layout.size).map((_, i) => Math.sin(i + layout.entries[0]!.offset)), closed: [], closedAt: [], warnings, infos, stepMs, ac: new AbortController() } as unknown as Node;
     const whole = new ParamLayout(cfg);
     // every node starts from the same model: its span's slice of one whole-model init
     if (params === undefined) {
@@ -116,8 +168,12 @@ export class Net {
     });
     this.nodes.set(id, n);
     this.listed.set(id, span);
-    const k = [...id].reduce((a, c) => a + c.charCodeAt(0), 0) % 7;
-    n.running = (async () => {
+    return n;
+  }
+
+  private solo(n: Node): Promise<void> {
+    const k = [...n.id].reduce((a, c) => a + c.charCodeAt(0), 0) % 7;
+    return (async () => {
       const signal = n.ac.signal;
       try {
         while (!signal.aborted) {
@@ -133,7 +189,6 @@ export class Net {
         if (!signal.aborted) throw e;
       }
     })();
-    return n;
   }
 
   /** SIGKILL: unreachable at once; the view still lists it (its heartbeats are only late). */
