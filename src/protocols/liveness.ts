@@ -270,6 +270,14 @@ export class LivenessTracker {
     return out;
   }
 
+  /**
+   * Calls `fn` with every tracked peer, the longest-silent first, as `snapshot` lists them but without copies (the
+   * simulator reads 11,000-peer tables once a simulated second). `fn` must not change the tracker or keep the object.
+   */
+  forEach(fn: (p: Readonly<PeerLiveness>) => void): void {
+    for (let e = this.byHeartbeat.head; e !== undefined; e = e.hb.next) fn(e.rec);
+  }
+
   /** How many peers are tracked. */
   get size(): number {
     return this.peers.size;
