@@ -363,12 +363,14 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   const maxLayers = (n: SimNode): number => Math.min(L, Math.floor(n.machine.offerMb / model.layerMb));
   // tokens/s through one layer: 40 × speed on the 100-node model, scaled by layer size
   const layerTps = (n: SimNode): number => (40 * n.machine.speed * 226) / model.layerMb;
+  // the throughput a holder's record claims for its span (a Sybil: 10⁶)
+  const claimedTps = (n: SimNode, span: PoolSpan): number => (n.sybil ? 1e6 : spanTokensPerSec(layerTps(n), span.end - span.start));
   const holderOf = (n: SimNode, state: PoolHolder['state'], span: PoolSpan): PoolHolder => {
     return {
       peerId: n.peerId,
       span,
       state,
-      tokensPerSec: n.sybil ? 1e6 : spanTokensPerSec(layerTps(n), span.end - span.start),
+      tokensPerSec: claimedTps(n, span),
       memoryMb: n.sybil ? 1e6 : n.machine.offerMb,
     };
   };
@@ -393,20 +395,21 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     // they are folded into at most 2 holders per claimed span with summed throughput, marked stale so they are
     // never planned as movers. The pool's decisions depend on replicas only through min(replicas, MIN_REPLICAS) and
     // on summed throughput, so the fold changes no decision.
-    const folded = new Map<string, PoolHolder[]>();
+    const folded = new Map<number, PoolHolder[]>(); // by span (start·1024 + end)
     views[v]!.forEach((p) => {
       const n = byPeer.get(p.peer);
       if (n === undefined || p.heartbeat.span === undefined || withdrawn.has(p.peer)) return;
-      const h = holderOf(n, p.state, p.heartbeat.span);
+      const span = p.heartbeat.span;
       if (!n.sybil || p.state === 'dead') {
-        holders.push(h);
+        holders.push(holderOf(n, p.state, span));
         return;
       }
-      const key = `${h.span.start}:${h.span.end}`;
-      const f = folded.get(key) ?? [];
-      if (f.length < 2) f.push({ ...h, state: 'stale' });
-      else f[1] = { ...f[1]!, tokensPerSec: f[1]!.tokensPerSec + h.tokensPerSec };
-      folded.set(key, f);
+      const key = span.start * 1024 + span.end;
+      let f = folded.get(key);
+      if (f === undefined) folded.set(key, (f = []));
+      // f[1] is this fold's own object: it sums in place (in the same order as before)
+      if (f.length < 2) f.push(holderOf(n, 'stale', span));
+      else f[1]!.tokensPerSec += claimedTps(n, span);
     });
     for (const f of folded.values()) holders.push(...f);
     holders.sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
@@ -702,7 +705,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         // what a node's holderViews builds: speed from the record's claim (msPerLayerOf), a round trip net of the
         // stated compute time (a serving Sybil states 0, so its compute lands in its round trip), and the measured
         // wall time of its steps once it served
-        const claimTps = holderOf(n, 'alive', span).tokensPerSec;
+        const claimTps = claimedTps(n, span);
         const msPerLayer = n.sybil ? 1000 / (claimTps * (span.end - span.start)) : 1000 / layerTps(n);
         const rttMs = 2 * latencyMs(c, n) + (n.sybil ? computeMs(n, span) : 0) + stale;
         const stepMs = measuredWeight ? measured[v]!.stepMs(p.peer) : undefined;
