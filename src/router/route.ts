@@ -398,8 +398,20 @@ function chooseRouteOneFormat(holders: readonly HolderView[], range: { start: nu
   const { banned, failed, ...rest } = opts;
   const share = opts.explore ?? ROUTE_DEFAULTS.explore;
   if (share > 0 && failed.size === 0) {
-    const unproven = new Set(holders.filter((h) => h.unproven === true).map((h) => h.peerId));
-    if (unproven.size > 0 && !usual.some((hop) => unproven.has(hop.peerId)) && opts.random() < share) {
+    // one pass over the holders, no set of every unproven one (10,000 fresh keys per request in the 1,000-node Sybil
+    // simulation: 9 % of its CPU): is any holder unproven, and is one of them in the usual chain
+    const inUsual = new Set(usual.map((hop) => hop.peerId));
+    let anyUnproven = false;
+    let usualUnproven = false;
+    for (const h of holders) {
+      if (h.unproven !== true) continue;
+      anyUnproven = true;
+      if (inUsual.has(h.peerId)) {
+        usualUnproven = true;
+        break;
+      }
+    }
+    if (anyUnproven && !usualUnproven && opts.random() < share) {
       const explored = exploreRoute(holders, range, { ...rest, exclude: new Set([...banned, ...failed]) });
       if (explored !== undefined) return explored;
     }

@@ -238,6 +238,8 @@ function p99(xs: number[]): number {
 }
 
 const NETWORK_ID = 'ns1-sim';
+/** Above every node's peer-id rank in the route step's sort keys (a run creates far fewer than 2²¹ nodes). */
+const RANK_SPAN = 2 ** 21;
 
 export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void): { result: SimResult; series: SimSeries } {
   const wall0 = performance.now();
@@ -278,6 +280,37 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   };
   const lost = (a: SimNode, b: SimNode): boolean => rng.next() < LINK_CLASSES[linkClass(a, b)].loss;
   const sendMs = (a: SimNode, b: SimNode, bytes: number): number => latencyMs(a, b) * (0.9 + 0.2 * rng.next()) + (bytes * 8) / (Math.min(a.machine.upMbps, b.machine.upMbps) * 1000);
+
+  // --- every node's place among the peer ids in route choice's order (router/route.ts `usable` sorts its holders by
+  // span, then peer id with `<`): the route step hands route choice its holders already in that order, so each of
+  // its sorts is one pass (V8 sorts with TimSort, which finds an ordered run in n − 1 comparisons), and its own
+  // sort is numeric. Route choice's answer does not depend on the order it is given (every step sorts or builds
+  // sets), only the time to find it: at 1,000 nodes each request sorted 11,000 holders several times.
+  const byId: SimNode[] = [];
+  const rankOf: number[] = []; // node idx → place in byId
+  let unranked: SimNode[] = [];
+  const idCmp = (a: SimNode, b: SimNode): number => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0);
+  const rankIds = (): void => {
+    if (unranked.length === 0) return;
+    if (unranked.length > 64) {
+      byId.push(...unranked);
+      byId.sort(idCmp);
+    } else {
+      for (const n of unranked) {
+        let lo = 0;
+        let hi = byId.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (idCmp(byId[mid]!, n) < 0) lo = mid + 1;
+          else hi = mid;
+        }
+        byId.splice(lo, 0, n);
+      }
+    }
+    unranked = [];
+    if (byId.length >= RANK_SPAN) throw new InvalidArgumentError('sim: too many nodes for the route step\'s sort keys');
+    for (let i = 0; i < byId.length; i++) rankOf[byId[i]!.idx] = i;
+  };
 
   // --- node creation
   let nextSite = 0;
@@ -322,6 +355,7 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       bonded: !sybil && pairUniform(idx, idx, 7) < SIM.honestBondedShare,
     };
     nodes.push(n);
+    unranked.push(n);
     return n;
   };
   const upHonest = (): SimNode[] => nodes.filter((n) => n.up && !n.sybil);
@@ -329,12 +363,14 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   const maxLayers = (n: SimNode): number => Math.min(L, Math.floor(n.machine.offerMb / model.layerMb));
   // tokens/s through one layer: 40 × speed on the 100-node model, scaled by layer size
   const layerTps = (n: SimNode): number => (40 * n.machine.speed * 226) / model.layerMb;
+  // the throughput a holder's record claims for its span (a Sybil: 10⁶)
+  const claimedTps = (n: SimNode, span: PoolSpan): number => (n.sybil ? 1e6 : spanTokensPerSec(layerTps(n), span.end - span.start));
   const holderOf = (n: SimNode, state: PoolHolder['state'], span: PoolSpan): PoolHolder => {
     return {
       peerId: n.peerId,
       span,
       state,
-      tokensPerSec: n.sybil ? 1e6 : spanTokensPerSec(layerTps(n), span.end - span.start),
+      tokensPerSec: claimedTps(n, span),
       memoryMb: n.sybil ? 1e6 : n.machine.offerMb,
     };
   };
@@ -359,21 +395,22 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
     // they are folded into at most 2 holders per claimed span with summed throughput, marked stale so they are
     // never planned as movers. The pool's decisions depend on replicas only through min(replicas, MIN_REPLICAS) and
     // on summed throughput, so the fold changes no decision.
-    const folded = new Map<string, PoolHolder[]>();
-    for (const p of views[v]!.snapshot()) {
+    const folded = new Map<number, PoolHolder[]>(); // by span (start·1024 + end)
+    views[v]!.forEach((p) => {
       const n = byPeer.get(p.peer);
-      if (n === undefined || p.heartbeat.span === undefined || withdrawn.has(p.peer)) continue;
-      const h = holderOf(n, p.state, p.heartbeat.span);
+      if (n === undefined || p.heartbeat.span === undefined || withdrawn.has(p.peer)) return;
+      const span = p.heartbeat.span;
       if (!n.sybil || p.state === 'dead') {
-        holders.push(h);
-        continue;
+        holders.push(holderOf(n, p.state, span));
+        return;
       }
-      const key = `${h.span.start}:${h.span.end}`;
-      const f = folded.get(key) ?? [];
-      if (f.length < 2) f.push({ ...h, state: 'stale' });
-      else f[1] = { ...f[1]!, tokensPerSec: f[1]!.tokensPerSec + h.tokensPerSec };
-      folded.set(key, f);
-    }
+      const key = span.start * 1024 + span.end;
+      let f = folded.get(key);
+      if (f === undefined) folded.set(key, (f = []));
+      // f[1] is this fold's own object: it sums in place (in the same order as before)
+      if (f.length < 2) f.push(holderOf(n, 'stale', span));
+      else f[1]!.tokensPerSec += claimedTps(n, span);
+    });
     for (const f of folded.values()) holders.push(...f);
     holders.sort((a, b) => (a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0));
     return { numLayers: L, holders };
@@ -645,15 +682,21 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
   let sybilHopsServed = 0;
   // as the node wires it (node/serving.ts): peers a view measured serving keep their place in its full liveness table
   for (let v = 0; v < viewCount; v++) views[v]!.setKeep((peer) => measured[v]!.samples(peer) > 0);
+  // the route step's scratch: sort keys (span, then peer-id rank) and holder views by rank
+  let sortKeys = new Float64Array(0);
+  const byRank: HolderView[] = [];
   const route = (): void => {
     const clients = upHonest();
     if (clients.length > 0) {
       const c = clients[rng.int(clients.length)]!;
       const v = viewOf(c);
-      const hv: HolderView[] = [];
-      for (const p of views[v]!.snapshot()) {
+      rankIds();
+      const tracked = views[v]!.size;
+      if (sortKeys.length < tracked) sortKeys = new Float64Array(2 * tracked);
+      let k = 0;
+      views[v]!.forEach((p) => {
         const n = byPeer.get(p.peer);
-        if (n === undefined || p.state === 'dead' || p.heartbeat.span === undefined || withdrawn.has(p.peer)) continue;
+        if (n === undefined || p.state === 'dead' || p.heartbeat.span === undefined || withdrawn.has(p.peer)) return;
         // quiet as router/measure.ts holderViews marks it (stale, or a heartbeat late by half an interval)
         const quiet = p.state === 'stale' || isQuiet(q.nowMs - p.lastSeenMs, SIM.heartbeatMs);
         const unproven = measured[v]!.samples(p.peer) === 0;
@@ -662,12 +705,23 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
         // what a node's holderViews builds: speed from the record's claim (msPerLayerOf), a round trip net of the
         // stated compute time (a serving Sybil states 0, so its compute lands in its round trip), and the measured
         // wall time of its steps once it served
-        const claimTps = holderOf(n, 'alive', span).tokensPerSec;
+        const claimTps = claimedTps(n, span);
         const msPerLayer = n.sybil ? 1000 / (claimTps * (span.end - span.start)) : 1000 / layerTps(n);
         const rttMs = 2 * latencyMs(c, n) + (n.sybil ? computeMs(n, span) : 0) + stale;
         const stepMs = measuredWeight ? measured[v]!.stepMs(p.peer) : undefined;
-        hv.push({ peerId: p.peer, span, alive: true, rttMs, msPerLayer, tokensPerSec: claimTps, block: n.block, ...(stakes ? { bonded: n.bonded } : {}), ...(stepMs === undefined ? {} : { stepMs: stepMs + stale }), ...(quiet ? { quiet } : {}), ...(unproven ? { unproven } : {}) });
-      }
+        const h: HolderView = { peerId: p.peer, span, alive: true, rttMs, msPerLayer, tokensPerSec: claimTps, block: n.block };
+        if (stakes) h.bonded = n.bonded;
+        if (stepMs !== undefined) h.stepMs = stepMs + stale;
+        if (quiet) h.quiet = quiet;
+        if (unproven) h.unproven = unproven;
+        const rank = rankOf[n.idx]!;
+        byRank[rank] = h;
+        // span, then peer id (RANK_SPAN > every rank; spans end at most at 1,024 layers)
+        sortKeys[k++] = (span.start * 1024 + span.end) * RANK_SPAN + rank;
+      });
+      const keys = sortKeys.subarray(0, k).sort();
+      const hv: HolderView[] = new Array<HolderView>(k);
+      for (let i = 0; i < k; i++) hv[i] = byRank[keys[i]! % RANK_SPAN]!;
       // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
       // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,
       // this request's failures never), up to the driver's failover limit
