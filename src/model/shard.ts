@@ -19,7 +19,7 @@
  * Buffers returned by forward/backward/loss belong to the shard and are overwritten by its next call: copy them
  * (`.slice()`) before keeping or transferring them.
  */
-import type { Backend, GemmArgs } from '../tensor/backend.js';
+import { decodeLayerScratch, type Backend, type GemmArgs } from '../tensor/backend.js';
 import { ShapeError, TokenRangeError } from '../tensor/errors.js';
 import { int8BlockFor, int8MatrixBytes, matmulInt8, quantizeMatrix, type Int8Matrix } from '../tensor/ops/quantize.js';
 import { spanHash } from './hash.js';
@@ -177,6 +177,8 @@ export class LlamaShard {
   private readonly qw: Int8LayerViews[] = [];
   /** Output of the fused q/k/v and gate/up decode products (see FUSED_MAX_ROWS). */
   private fused: Float32Array = new Float32Array(0);
+  /** Scratch of Backend.decodeLayer (see decodeLayerScratch). */
+  private decodeWs: Float32Array = new Float32Array(0);
 
   private readonly w: LayerViews[] = [];
   private readonly g: LayerViews[] = [];
@@ -530,6 +532,10 @@ export class LlamaShard {
     const x = this.res[l];
     const out = this.res[l + 1];
 
+    // One row with a cache (a batch-1 decode step): the whole layer in one backend call where it has one.
+    const one = N === 1 && (rows !== undefined || (cache !== undefined && T === 1));
+    if (one && be.decodeLayer !== undefined && this.decodeOne(l, x, out, rows !== undefined ? rows[0] : cache!)) return;
+
     // attention block
     be.rmsnormForward(x, w.inNorm, a.h1, a.rstd1, N, C, c.rms_norm_eps);
     const fuse = N <= FUSED_MAX_ROWS;
@@ -610,6 +616,54 @@ export class LlamaShard {
     // out[N, C] = r + act · Wdownᵀ
     out.set(a.r.subarray(0, N * C));
     this.linear(a.act, w.down, q8?.down, out, N, C, F, 1);
+  }
+
+  /**
+   * Layer l for one row at the next position of `cache` through Backend.decodeLayer: x [1, C] → out [1, C], k/v
+   * written into the cache. Same kernels on the same data as the op-by-op path below, so the same bits; the
+   * layer's activations (this.acts) are not written (a cached forward has no backward). False, doing nothing,
+   * when q/k/v or gate/up are not one matrix (the native call takes them fused).
+   */
+  private decodeOne(l: number, x: Float32Array, out: Float32Array, cache: KVCache): boolean {
+    const c = this.config;
+    const w = this.w[l];
+    const q8 = this.qw[l] as Int8LayerViews | undefined;
+    const qkv = q8 !== undefined ? q8.qkv : w.qkv;
+    const gateUp = q8 !== undefined ? q8.gateUp : w.gateUp;
+    if (qkv === undefined || gateUp === undefined) return false;
+    const H = c.num_attention_heads;
+    const KV = c.num_key_value_heads;
+    const D = c.head_dim;
+    const F = c.intermediate_size;
+    const C = c.hidden_size;
+    const n = decodeLayerScratch(C, H, KV, D, F);
+    if (this.decodeWs.length < n) this.decodeWs = allocate(n, 'activations');
+    const mats = q8 !== undefined ? [q8.qkv!, q8.o, q8.gateUp!, q8.down] : null;
+    this.backend.decodeLayer!({
+      x,
+      out,
+      inNorm: w.inNorm,
+      postNorm: w.postNorm,
+      qkv: mats !== null ? mats[0].q : (qkv as Float32Array),
+      o: mats !== null ? mats[1].q : w.o,
+      gateUp: mats !== null ? mats[2].q : (gateUp as Float32Array),
+      down: mats !== null ? mats[3].q : w.down,
+      scales: mats !== null ? [mats[0].scales, mats[1].scales, mats[2].scales, mats[3].scales] : null,
+      kCache: cache.k[l],
+      vCache: cache.v[l],
+      ws: this.decodeWs,
+      C,
+      H,
+      KV,
+      D,
+      F,
+      pos: cache.length,
+      maxS: cache.maxLen,
+      blockSizes: mats !== null ? Int32Array.from(mats, (m) => m.blockSize) : null,
+      eps: c.rms_norm_eps,
+      theta: c.rope_theta,
+    });
+    return true;
   }
 
   /** Scratch for the fused products' outputs (at least n floats; reused by every layer). */
