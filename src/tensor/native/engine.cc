@@ -592,10 +592,29 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
     most = std::max(most, static_cast<double>(p.N) * static_cast<double>(p.K) * wbytes);
   }
   const int T = threads_for(most, kGemvBytesPerThread);
-  int64_t chunks[4], units[4];
+  // Chunks of each product, guided: each takes 1/(2T) of the rows still unclaimed (at least kDecodeRows), so
+  // they shrink towards the end and the threads finish a product within a small chunk of each other. (Equal
+  // eighths, as gemm_one splits, left one thread waiting up to a whole eighth at every product: measured on 12x768
+  // f32 at 2 threads, 0.2-0.3 ms of a 5.1 ms step.) The split never changes an element's arithmetic.
+  constexpr int64_t kDecodeRows = 16;
+  int64_t first[4];  // chunk c of product i is rows [cut[first[i] + c], cut[first[i] + c + 1])
+  int64_t chunks[4];
+  int64_t cut[4 * 64 + 4];
+  int64_t nc = 0;
   for (int i = 0; i < 4; i++) {
-    units[i] = (prods[i].N + kAlign - 1) / kAlign;
-    chunks[i] = std::min<int64_t>(units[i], static_cast<int64_t>(T) * kChunksPerThread);
+    first[i] = nc;
+    const int64_t N = prods[i].N;
+    int64_t r = 0;
+    cut[nc++] = 0;
+    while (r < N) {
+      int64_t take = (N - r + 2 * T - 1) / (2 * T);
+      take = (take + kDecodeRows - 1) / kDecodeRows * kDecodeRows;
+      // the last chunk may be short; never more than 62 chunks (the table's room)
+      if (nc - first[i] >= 62 || T == 1) take = N - r;
+      r = std::min(N, r + take);
+      cut[nc++] = r;
+    }
+    chunks[i] = nc - first[i] - 1;
   }
   if (!q8) {
     size_t most_ws = 0;
@@ -618,8 +637,7 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   for (int p = 0, e = 0; p < kPhases; p++) ends[p] = e += sizes[p];
   auto product = [&](int i, int64_t c, int tid) {
     const Prod& p = prods[i];
-    const int64_t u0 = units[i] * c / chunks[i], u1 = units[i] * (c + 1) / chunks[i];
-    const int64_t n0 = u0 * kAlign, n1 = std::min(p.N, u1 * kAlign);
+    const int64_t n0 = cut[first[i] + c], n1 = cut[first[i] + c + 1];
     if (n0 >= n1) return;
     if (q8)
       k.q8_gemm_small(q8_args(p), n0, n1);
