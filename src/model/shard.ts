@@ -19,7 +19,7 @@
  * Buffers returned by forward/backward/loss belong to the shard and are overwritten by its next call: copy them
  * (`.slice()`) before keeping or transferring them.
  */
-import type { Backend, GemmArgs } from '../tensor/backend.js';
+import { decodeLayerScratch, type Backend, type GemmArgs } from '../tensor/backend.js';
 import { ShapeError, TokenRangeError } from '../tensor/errors.js';
 import { int8BlockFor, int8MatrixBytes, matmulInt8, quantizeMatrix, type Int8Matrix } from '../tensor/ops/quantize.js';
 import { spanHash } from './hash.js';
@@ -67,6 +67,8 @@ interface Int8LayerViews {
   /** q, k, v and gate, up quantized as one matrix each (q/k/v and gate/up are row ranges of them). */
   qkv?: Int8Matrix;
   gateUp?: Int8Matrix;
+  /** Block sizes of qkv, o, gateUp and down (for Backend.decodeLayer), made on first use. */
+  blocks?: Int32Array;
 }
 
 /**
@@ -177,6 +179,8 @@ export class LlamaShard {
   private readonly qw: Int8LayerViews[] = [];
   /** Output of the fused q/k/v and gate/up decode products (see FUSED_MAX_ROWS). */
   private fused: Float32Array = new Float32Array(0);
+  /** Scratch of Backend.decodeLayer (see decodeLayerScratch). */
+  private decodeWs: Float32Array = new Float32Array(0);
 
   private readonly w: LayerViews[] = [];
   private readonly g: LayerViews[] = [];
@@ -325,10 +329,70 @@ export class LlamaShard {
         down: none,
       });
     }
+    this.packInt8();
     const self = this as unknown as { embedW: Float32Array | null; normW: Float32Array | null; headW: Float32Array | null };
     self.embedW = L.hasEmbed ? L.view(f32, EMBED_NAME).slice() : null;
     self.normW = L.hasHead ? L.view(f32, FINAL_NORM_NAME).slice() : null;
     self.headW = L.hasHead ? (c.tie_word_embeddings ? self.embedW : L.view(f32, LM_HEAD_NAME).slice()) : null;
+  }
+
+  /**
+   * int8: moves every layer's codes and scales into one buffer, in the order a decode step reads them, and asks for
+   * 2 MiB pages on it (as the float32 weights get in the constructor): quantizeMatrix gave each matrix its own 1-3 MB
+   * allocation on 4 KiB pages, a TLB miss per 4 KiB streamed. Contents unchanged; q/k/v and gate/up stay row ranges
+   * of their fused matrices.
+   */
+  private packInt8(): void {
+    const mats: Int8Matrix[] = [];
+    for (const l of this.qw) {
+      if (l.qkv !== undefined) mats.push(l.qkv);
+      else mats.push(l.q, l.k, l.v);
+      mats.push(l.o);
+      if (l.gateUp !== undefined) mats.push(l.gateUp);
+      else mats.push(l.gate, l.up);
+      mats.push(l.down);
+    }
+    const up64 = (n: number): number => Math.ceil(n / 64) * 64;
+    let bytes = 0;
+    for (const m of mats) bytes += up64(m.q.byteLength) + up64(m.scales.byteLength);
+    let buf: ArrayBuffer;
+    try {
+      buf = new ArrayBuffer(bytes);
+    } catch (e) {
+      throw new ModelConfigError(`cannot allocate ${bytes} bytes of int8 weights (${(e as Error).message})`, { bytes });
+    }
+    // Before the copy: the pages are then faulted in as 2 MiB pages, not collapsed afterwards.
+    this.backend.adviseHugePages(new Int8Array(buf));
+    let off = 0;
+    const moved = new Map<Int8Matrix, Int8Matrix>();
+    for (const m of mats) {
+      const q = new Int8Array(buf, off, m.q.length);
+      q.set(m.q);
+      off += up64(m.q.byteLength);
+      const scales = new Float32Array(buf, off, m.scales.length);
+      scales.set(m.scales);
+      off += up64(m.scales.byteLength);
+      moved.set(m, { ...m, q, scales });
+    }
+    for (let i = 0; i < this.qw.length; i++) {
+      const l = this.qw[i];
+      const qkv = l.qkv !== undefined ? moved.get(l.qkv)! : undefined;
+      const gateUp = l.gateUp !== undefined ? moved.get(l.gateUp)! : undefined;
+      const HD = l.q.rows;
+      const KVD = l.k.rows;
+      const F = l.gate.rows;
+      this.qw[i] = {
+        q: qkv !== undefined ? int8Rows(qkv, 0, HD) : moved.get(l.q)!,
+        k: qkv !== undefined ? int8Rows(qkv, HD, HD + KVD) : moved.get(l.k)!,
+        v: qkv !== undefined ? int8Rows(qkv, HD + KVD, HD + 2 * KVD) : moved.get(l.v)!,
+        o: moved.get(l.o)!,
+        gate: gateUp !== undefined ? int8Rows(gateUp, 0, F) : moved.get(l.gate)!,
+        up: gateUp !== undefined ? int8Rows(gateUp, F, 2 * F) : moved.get(l.up)!,
+        down: moved.get(l.down)!,
+        qkv,
+        gateUp,
+      };
+    }
   }
 
   /**
@@ -530,6 +594,10 @@ export class LlamaShard {
     const x = this.res[l];
     const out = this.res[l + 1];
 
+    // One row with a cache (a batch-1 decode step): the whole layer in one backend call where it has one.
+    const one = N === 1 && (rows !== undefined || (cache !== undefined && T === 1));
+    if (one && be.decodeLayer !== undefined && this.decodeOne(l, x, out, rows !== undefined ? rows[0] : cache!)) return;
+
     // attention block
     be.rmsnormForward(x, w.inNorm, a.h1, a.rstd1, N, C, c.rms_norm_eps);
     const fuse = N <= FUSED_MAX_ROWS;
@@ -610,6 +678,54 @@ export class LlamaShard {
     // out[N, C] = r + act · Wdownᵀ
     out.set(a.r.subarray(0, N * C));
     this.linear(a.act, w.down, q8?.down, out, N, C, F, 1);
+  }
+
+  /**
+   * Layer l for one row at the next position of `cache` through Backend.decodeLayer: x [1, C] → out [1, C], k/v
+   * written into the cache. Same kernels on the same data as the op-by-op path below, so the same bits; the
+   * layer's activations (this.acts) are not written (a cached forward has no backward). False, doing nothing,
+   * when q/k/v or gate/up are not one matrix (the native call takes them fused).
+   */
+  private decodeOne(l: number, x: Float32Array, out: Float32Array, cache: KVCache): boolean {
+    const c = this.config;
+    const w = this.w[l];
+    const q8 = this.qw[l] as Int8LayerViews | undefined;
+    const qkv = q8 !== undefined ? q8.qkv : w.qkv;
+    const gateUp = q8 !== undefined ? q8.gateUp : w.gateUp;
+    if (qkv === undefined || gateUp === undefined) return false;
+    const H = c.num_attention_heads;
+    const KV = c.num_key_value_heads;
+    const D = c.head_dim;
+    const F = c.intermediate_size;
+    const C = c.hidden_size;
+    const n = decodeLayerScratch(C, H, KV, D, F);
+    if (this.decodeWs.length < n) this.decodeWs = allocate(n, 'activations');
+    const mats = q8 !== undefined ? [q8.qkv!, q8.o, q8.gateUp!, q8.down] : null;
+    this.backend.decodeLayer!({
+      x,
+      out,
+      inNorm: w.inNorm,
+      postNorm: w.postNorm,
+      qkv: mats !== null ? mats[0].q : (qkv as Float32Array),
+      o: mats !== null ? mats[1].q : w.o,
+      gateUp: mats !== null ? mats[2].q : (gateUp as Float32Array),
+      down: mats !== null ? mats[3].q : w.down,
+      scales: mats !== null ? [mats[0].scales, mats[1].scales, mats[2].scales, mats[3].scales] : null,
+      kCache: cache.k[l],
+      vCache: cache.v[l],
+      ws: this.decodeWs,
+      C,
+      H,
+      KV,
+      D,
+      F,
+      pos: cache.length,
+      maxS: cache.maxLen,
+      blockSizes: mats !== null ? (q8!.blocks ??= Int32Array.from(mats, (m) => m.blockSize)) : null,
+      eps: c.rms_norm_eps,
+      theta: c.rope_theta,
+    });
+    return true;
   }
 
   /** Scratch for the fused products' outputs (at least n floats; reused by every layer). */

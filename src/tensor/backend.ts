@@ -77,6 +77,48 @@ export interface AdamWArgs {
   gradScale: number;
 }
 
+/**
+ * One decoder layer of a batch-1 decode step (see LlamaShard.layerForward), for backends that run it as one job:
+ *   h1 = rmsnorm(x); [q | k | v] = h1 · qkvᵀ; RoPE(q, k) at `pos`; k, v → kCache/vCache[pos];
+ *   att = attention(q, cache[0..pos]); r = x + att · oᵀ; h2 = rmsnorm(r); [g | u] = h2 · gateUpᵀ;
+ *   out = r + (silu(g) · u) · downᵀ
+ * Matrices are row-major [outputs, inputs]: qkv [H·D + 2·KV·D, C], o [C, H·D], gateUp [2F, C], down [C, F], float32,
+ * or int8 codes with `scales` (one float32 per blockSizes[i] weights along the inputs, as gemmQ8 takes them).
+ */
+export interface DecodeLayerArgs {
+  x: Float32Array; // [C]
+  out: Float32Array; // [C]
+  inNorm: Float32Array;
+  postNorm: Float32Array;
+  qkv: Float32Array | Int8Array;
+  o: Float32Array | Int8Array;
+  gateUp: Float32Array | Int8Array;
+  down: Float32Array | Int8Array;
+  /** int8 only: the scales of qkv, o, gateUp and down. */
+  scales: readonly [Float32Array, Float32Array, Float32Array, Float32Array] | null;
+  /** This layer's cache of one sequence, [maxS, KV, D] each. */
+  kCache: Float32Array;
+  vCache: Float32Array;
+  /** Scratch of decodeLayerScratch(C, H, KV, D, F) floats. */
+  ws: Float32Array;
+  C: number;
+  H: number;
+  KV: number;
+  D: number;
+  F: number;
+  pos: number;
+  maxS: number;
+  /** int8 only: weights per scale of qkv, o, gateUp and down (null for float32). */
+  blockSizes: Int32Array | null;
+  eps: number;
+  theta: number;
+}
+
+/** Floats of scratch a decodeLayer call needs: h1, r, h2 [C], q/k/v, attention [H·D + 2·KV·D + H·D], gate/up, act [3F], 2. */
+export function decodeLayerScratch(C: number, H: number, KV: number, D: number, F: number): number {
+  return 3 * C + 2 * H * D + 2 * KV * D + 3 * F + 2;
+}
+
 export interface Backend {
   readonly name: 'reference' | 'native';
   /** A one-line description: kernel family chosen (e.g. "AVX-512"), threads, BLAS if any. */
@@ -195,6 +237,12 @@ export interface Backend {
    * Decode with a KV cache: q[B, 1, H, D] against cached keys/values kCache/vCache[B, maxS, KV, D] of which the first
    * `len` positions are valid (the new token's k/v already written at position len − 1) → out[B, 1, H, D].
    */
+  /**
+   * Optional: one layer of a batch-1 decode step as one call (DecodeLayerArgs), bit-identical to the op-by-op calls.
+   * The native backend runs it as one pool job (a step then wakes the pool's helpers once per layer, not 5 times,
+   * and the small ops between products never leave them idle in JS); absent elsewhere.
+   */
+  decodeLayer?(a: DecodeLayerArgs): void;
   attentionDecode(
     q: Float32Array,
     kCache: Float32Array,

@@ -19,7 +19,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { AdamWArgs, Backend, GemmArgs } from '../backend.js';
+import type { AdamWArgs, Backend, DecodeLayerArgs, GemmArgs } from '../backend.js';
 import { BackendUnavailableError } from '../errors.js';
 
 /** Instruction-set paths of the addon, best first. */
@@ -114,6 +114,34 @@ interface Addon {
     D: number,
   ): void;
   attentionDecode(q: Float32Array, kCache: Float32Array, vCache: Float32Array, out: Float32Array, B: number, H: number, KV: number, D: number, maxS: number, len: number): void;
+  decodeLayer?(
+    x: Float32Array,
+    out: Float32Array,
+    inNorm: Float32Array,
+    postNorm: Float32Array,
+    wQkv: Float32Array | Int8Array,
+    wO: Float32Array | Int8Array,
+    wGu: Float32Array | Int8Array,
+    wDown: Float32Array | Int8Array,
+    sQkv: Float32Array | null,
+    sO: Float32Array | null,
+    sGu: Float32Array | null,
+    sDown: Float32Array | null,
+    kCache: Float32Array,
+    vCache: Float32Array,
+    ws: Float32Array,
+    C: number,
+    H: number,
+    KV: number,
+    D: number,
+    F: number,
+    pos: number,
+    maxS: number,
+    blockSizes: Int32Array | null,
+    eps: number,
+    theta: number,
+    int8: boolean,
+  ): void;
   swigluForward(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
   swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
   crossEntropy(logits: Float32Array, targets: Int32Array, N: number, V: number, ignoreIndex: number, dlogits: Float32Array | null, gradScale: number): { lossSum: number; count: number };
@@ -344,6 +372,39 @@ export class NativeBackend implements Backend {
   }
   attentionDecode(q: Float32Array, kCache: Float32Array, vCache: Float32Array, out: Float32Array, B: number, H: number, KV: number, D: number, maxS: number, len: number): void {
     this.#a.attentionDecode(q, kCache, vCache, out, B, H, KV, D, maxS, len);
+  }
+
+  decodeLayer(a: DecodeLayerArgs): void {
+    const s = a.scales;
+    // An addon built before decodeLayer existed cannot be here: build-native rebuilds on any newer source.
+    this.#a.decodeLayer!(
+      a.x,
+      a.out,
+      a.inNorm,
+      a.postNorm,
+      a.qkv,
+      a.o,
+      a.gateUp,
+      a.down,
+      s?.[0] ?? null,
+      s?.[1] ?? null,
+      s?.[2] ?? null,
+      s?.[3] ?? null,
+      a.kCache,
+      a.vCache,
+      a.ws,
+      a.C,
+      a.H,
+      a.KV,
+      a.D,
+      a.F,
+      a.pos,
+      a.maxS,
+      a.blockSizes,
+      a.eps,
+      a.theta,
+      s !== null,
+    );
   }
 
   // ---- SwiGLU ---------------------------------------------------------------------------------------------------

@@ -422,6 +422,50 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// decodeLayer(x, out, inNorm, postNorm, wQkv, wO, wGu, wDown, sQkv, sO, sGu, sDown, kCache, vCache, ws,
+//             C, H, KV, D, F, pos, maxS, blockSizes, eps, theta, int8)
+// One layer of a batch-1 decode step (Engine::decode_layer). Float32 weights: w* are Float32Arrays, s* null; int8:
+// w* are the Int8Array codes and s* their scales, blockSizes (Int32Array [4]) the weights per scale of each. kCache/vCache: this layer's [maxS, KV, D]; ws: scratch.
+Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
+  Args a(info, "decodeLayer");
+  DecodeLayerArgs x;
+  x.C = a.dim(15, "C", 1), x.H = a.dim(16, "H", 1), x.KV = a.dim(17, "KV", 1), x.D = a.dim(18, "D", 2), x.F = a.dim(19, "F", 1);
+  x.pos = a.dim(20, "pos"), x.maxS = a.dim(21, "maxS", 1);
+  x.eps = static_cast<float>(a.finite(23, "eps"));
+  x.theta = a.finite(24, "theta");
+  const bool q8 = a.flag(25, "int8");
+  check_heads(a, 1, x.maxS, x.H, x.KV);
+  if (x.D % 2 != 0) a.fail("D must be even");
+  if (x.pos >= x.maxS) a.fail("pos = " + std::to_string(x.pos) + " is outside a cache of " + std::to_string(x.maxS));
+  const int64_t HD = x.H * x.D, KVD = x.KV * x.D, F = x.F, C = x.C;
+  x.x = a.f32(0, "x", C);
+  x.out = a.f32(1, "out", C);
+  x.inNorm = a.f32(2, "inNorm", C);
+  x.postNorm = a.f32(3, "postNorm", C);
+  const int64_t rows[4] = {HD + 2 * KVD, C, 2 * F, C}, cols[4] = {C, HD, C, F};
+  const char* wn[4] = {"wQkv", "wO", "wGu", "wDown"};
+  const char* sn[4] = {"sQkv", "sO", "sGu", "sDown"};
+  DecodeMat* m[4] = {&x.qkv, &x.o, &x.gu, &x.down};
+  for (int i = 0; i < 4; i++) {
+    const I128 n = static_cast<I128>(rows[i]) * cols[i];
+    if (q8) {
+      const int32_t* bs = a.i32(22, "blockSizes", 4);
+      m[i]->bs = bs[i];
+      if (m[i]->bs < 16 || m[i]->bs % 16 != 0 || cols[i] % m[i]->bs != 0) a.fail(std::string(sn[i]) + "'s block size must be a multiple of 16 dividing K");
+      m[i]->q = a.i8(4 + i, wn[i], n);
+      m[i]->s = a.f32(8 + i, sn[i], n / m[i]->bs);
+    } else {
+      m[i]->w = a.f32(4 + i, wn[i], n);
+    }
+  }
+  const I128 nc = static_cast<I128>(x.maxS) * KVD;
+  x.kc = a.f32(12, "kCache", nc);
+  x.vc = a.f32(13, "vCache", nc);
+  x.ws = a.f32(14, "ws", decode_layer_ws(C, x.H, x.KV, x.D, F));
+  engine(info).decode_layer(x);
+  return info.Env().Undefined();
+}
+
 // ---- SwiGLU ----
 
 Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
@@ -562,6 +606,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"attentionForward", AttentionForward},
       {"attentionBackward", AttentionBackward},
       {"attentionDecode", AttentionDecode},
+      {"decodeLayer", DecodeLayer},
       {"swigluForward", SwigluForward},
       {"swigluBackward", SwigluBackward},
       {"crossEntropy", CrossEntropy},

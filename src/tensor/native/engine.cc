@@ -541,4 +541,137 @@ void Engine::attn_decode(const DecodeArgs& a) {
   pool_.run(a.B * a.H, T, f);
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// A decode layer in one job
+// ---------------------------------------------------------------------------------------------------------------
+
+// The op-by-op decode step issues 5 pool jobs per layer (q/k/v, attention, o, gate/up, down) and runs the norms,
+// RoPE, the cache writes and SwiGLU on the calling thread between them, each job costing a publish, a join and a
+// close, with the helpers idle in the JS between. Here the layer is one job in 9 phases, each boundary a wait on
+// the job's counter. The single-task phases run on whichever thread claims them; the products are split in
+// aligned column runs as gemm_one / gemm_q8 split them, and every kernel is called on the same data as there, so
+// the arithmetic of every element is unchanged.
+void Engine::decode_layer(const DecodeLayerArgs& a) {
+  const Kernels& k = *k_;
+  const int64_t C = a.C, HD = a.H * a.D, KVD = a.KV * a.D, F = a.F, NQKV = HD + 2 * KVD;
+  float* h1 = a.ws;
+  float* qkv = h1 + C;
+  float* att = qkv + NQKV;
+  float* r = att + HD;
+  float* h2 = r + C;
+  float* gu = h2 + C;
+  float* act = gu + 2 * F;
+  float* rstd = act + F;
+  const bool q8 = a.qkv.w == nullptr;
+
+  // The four products: C = A · Wᵀ (+ C).
+  struct Prod {
+    const DecodeMat* m;
+    const float* A;
+    float* C;
+    int64_t N, K;
+    float beta;
+  };
+  const Prod prods[4] = {{&a.qkv, h1, qkv, NQKV, C, 0.0f}, {&a.o, att, r, C, HD, 1.0f}, {&a.gu, h2, gu, 2 * F, C, 0.0f}, {&a.down, act, a.out, C, F, 1.0f}};
+  auto gemm_args = [&](const Prod& p) {
+    GemmArgs g;
+    g.ta = false, g.tb = true, g.M = 1, g.N = p.N, g.K = p.K, g.alpha = 1.0f, g.beta = p.beta;
+    g.A = p.A, g.lda = p.K, g.B = p.m->w, g.ldb = p.K, g.C = p.C, g.ldc = p.N;
+    return g;
+  };
+  auto q8_args = [&](const Prod& p) {
+    Q8GemmArgs g;
+    g.M = 1, g.N = p.N, g.K = p.K, g.bs = p.m->bs, g.A = p.A, g.Q = p.m->q, g.S = p.m->s, g.C = p.C, g.ldc = p.N, g.beta = p.beta;
+    return g;
+  };
+
+  // Threads as gemm_q8 / gemm counts them for the largest product (bytes streamed); chunks per product as there.
+  double most = 0;
+  for (const Prod& p : prods) {
+    const double wbytes = q8 ? 1.0 + 4.0 / static_cast<double>(p.m->bs) : 4.0;
+    most = std::max(most, static_cast<double>(p.N) * static_cast<double>(p.K) * wbytes);
+  }
+  const int T = threads_for(most, kGemvBytesPerThread);
+  // Chunks of each product, guided: each takes 1/(2T) of the rows still unclaimed (at least kDecodeRows), so
+  // they shrink towards the end and the threads finish a product within a small chunk of each other. (Equal
+  // eighths, as gemm_one splits, left one thread waiting up to a whole eighth at every product: measured on 12x768
+  // f32 at 2 threads, 0.2-0.3 ms of a 5.1 ms step.) The split never changes an element's arithmetic.
+  constexpr int64_t kDecodeRows = 16;
+  int64_t first[4];  // chunk c of product i is rows [cut[first[i] + c], cut[first[i] + c + 1])
+  int64_t chunks[4];
+  int64_t cut[4 * 64 + 4];
+  int64_t nc = 0;
+  for (int i = 0; i < 4; i++) {
+    first[i] = nc;
+    const int64_t N = prods[i].N;
+    int64_t r = 0;
+    cut[nc++] = 0;
+    while (r < N) {
+      int64_t take = (N - r + 2 * T - 1) / (2 * T);
+      take = (take + kDecodeRows - 1) / kDecodeRows * kDecodeRows;
+      // the last chunk may be short; never more than 62 chunks (the table's room)
+      if (nc - first[i] >= 62 || T == 1) take = N - r;
+      r = std::min(N, r + take);
+      cut[nc++] = r;
+    }
+    chunks[i] = nc - first[i] - 1;
+  }
+  if (!q8) {
+    size_t most_ws = 0;
+    for (const Prod& p : prods) most_ws = std::max(most_ws, k.gemm_ws(gemm_args(p)));
+    pool_.reserve(0, most_ws);
+  }
+  DecodeArgs da;
+  da.B = 1, da.H = a.H, da.KV = a.KV, da.D = a.D, da.maxS = a.maxS, da.len = a.pos + 1;
+  da.q = qkv, da.k = a.kc, da.v = a.vc, da.out = att;
+  pool_.reserve(1, k.decode_ws(da));
+  // The RoPE row of this position (the table may grow: before the job).
+  rope_tmp_.resize(static_cast<size_t>(a.D));
+  const float* cs = rope_row(a.pos, a.D, a.theta, rope_tmp_.data());
+
+  // Phases: 0 rmsnorm | 1 q/k/v | 2 RoPE, cache writes, r = x | 3 attention heads | 4 o | 5 rmsnorm | 6 gate/up |
+  // 7 SwiGLU, out = r | 8 down.
+  enum : int { kNorm1, kQkv, kRope, kAttn, kO, kNorm2, kGu, kAct, kDown, kPhases };
+  const int64_t sizes[kPhases] = {1, chunks[0], 1, a.H, chunks[1], 1, chunks[2], 1, chunks[3]};
+  int64_t ends[kPhases];
+  for (int p = 0, e = 0; p < kPhases; p++) ends[p] = e += sizes[p];
+  auto product = [&](int i, int64_t c, int tid) {
+    const Prod& p = prods[i];
+    const int64_t n0 = cut[first[i] + c], n1 = cut[first[i] + c + 1];
+    if (n0 >= n1) return;
+    if (q8)
+      k.q8_gemm_small(q8_args(p), n0, n1);
+    else
+      k.gemm_small(gemm_args(p), n0, n1, pool_.scratch(tid, 0));
+  };
+  auto task = [&](int64_t t, int tid) {
+    int ph = 0;
+    while (t >= ends[ph]) ph++;
+    const int64_t i = ph == 0 ? t : t - ends[ph - 1];
+    switch (ph) {
+      case kNorm1: k.rms_fwd(a.x, a.inNorm, h1, rstd, 0, 1, C, a.eps); break;
+      case kQkv: product(0, i, tid); break;
+      case kRope: {
+        const float* const rows[1] = {cs};
+        k.rope(qkv, 0, 1, 1, a.H, a.D, rows, false);
+        k.rope(qkv + HD, 0, 1, 1, a.KV, a.D, rows, false);
+        std::memcpy(a.kc + a.pos * KVD, qkv + HD, static_cast<size_t>(KVD) * sizeof(float));
+        std::memcpy(a.vc + a.pos * KVD, qkv + HD + KVD, static_cast<size_t>(KVD) * sizeof(float));
+        std::memcpy(r, a.x, static_cast<size_t>(C) * sizeof(float));
+        break;
+      }
+      case kAttn: k.attn_decode(da, i, pool_.scratch(tid, 1)); break;
+      case kO: product(1, i, tid); break;
+      case kNorm2: k.rms_fwd(r, a.postNorm, h2, rstd + 1, 0, 1, C, a.eps); break;
+      case kGu: product(2, i, tid); break;
+      case kAct:
+        k.swiglu_fwd(gu, gu + F, act, F);
+        std::memcpy(a.out, r, static_cast<size_t>(C) * sizeof(float));
+        break;
+      default: product(3, i, tid); break;
+    }
+  };
+  pool_.run_phased(ends, kPhases, T, task);
+}
+
 }  // namespace ns

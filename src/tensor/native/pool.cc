@@ -93,12 +93,38 @@ void Pool::reserve(int slot, size_t floats) {
 }
 
 void Pool::work(int tid) {
+  int p = 0;  // the phase of the last task claimed (tasks come in increasing order)
   for (;;) {
     const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
     if (t >= ntasks_) return;
+    if (ends_ != nullptr) {
+      while (p < nphases_ - 1 && t >= ends_[p]) p++;
+      // Every task before this phase has been claimed (the counter is monotonic); wait until they have finished.
+      if (p > 0) {
+        const int64_t need = ends_[p - 1];
+        wait_until([&] { return finished_.load(std::memory_order_acquire) >= need; });
+      }
+    }
     fn_(ctx_, t, tid);
     finished_.fetch_add(1, std::memory_order_release);
   }
+}
+
+void Pool::run_phased(const int64_t* ends, int nphases, int want, TaskFn fn, void* ctx) {
+  if (nphases <= 0) return;
+  const int64_t ntasks = ends[nphases - 1];
+  if (ntasks <= 0) return;
+  int n = want < nthreads_ ? want : nthreads_;
+  if (n <= 1 || tl_in_job) {
+    // Serial: tasks in order satisfy every phase boundary.
+    run(ntasks, 1, fn, ctx);
+    return;
+  }
+  ends_ = ends;
+  nphases_ = nphases;
+  run(ntasks, want, fn, ctx);
+  ends_ = nullptr;
+  nphases_ = 1;
 }
 
 void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {

@@ -45,6 +45,19 @@ class Pool {
     run(ntasks, want, [](void* c, int64_t task, int tid) { (*static_cast<F*>(c))(task, tid); }, &f);
   }
 
+  // One job of `nphases` phases: phase p is tasks [ends[p-1], ends[p]) (ends ascending, ends[nphases-1] = all
+  // tasks), and no task of phase p starts before every task of phase p-1 has finished. Tasks are claimed in order
+  // from one counter, as in run(), so a thread waits at a phase boundary only on tasks already claimed by running
+  // threads; a helper that never joins still costs nothing. For a chain of dependent steps (a decode layer's
+  // products and the small ops between them) this is one wake-up and no job open/close per step: the boundary is
+  // a wait on a counter. `ends` must outlive the call.
+  void run_phased(const int64_t* ends, int nphases, int want, TaskFn fn, void* ctx);
+
+  template <class F>
+  void run_phased(const int64_t* ends, int nphases, int want, F& f) {
+    run_phased(ends, nphases, want, [](void* c, int64_t task, int tid) { (*static_cast<F*>(c))(task, tid); }, &f);
+  }
+
   // Per-thread scratch memory, 64-byte aligned, kept between calls. `reserve` grows buffer `slot` of every thread
   // to at least `floats` and must be called on the calling thread before run() (it may throw std::bad_alloc, which
   // must never happen inside a job); inside a job, thread `tid` uses only its own buffer(s) via scratch().
@@ -76,6 +89,9 @@ class Pool {
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
   int64_t ntasks_ = 0;
+  // Phase ends of a run_phased job (nullptr: one phase).
+  const int64_t* ends_ = nullptr;
+  int nphases_ = 1;
   int want_ = 1;
   uint64_t gen_ = 0;
 
