@@ -174,6 +174,12 @@ interface Snapshot {
   state: StateSnapshot;
 }
 
+/** What the duplicate check reads of a stored event. */
+interface StatusRow {
+  status: number;
+  reason: string | null;
+}
+
 interface Row {
   id: Uint8Array;
   ord: Uint8Array;
@@ -260,6 +266,13 @@ export class Ledger {
     const w = <T>(f: () => T): T | undefined => (ro ? undefined : f());
     return {
       byId: db.prepare('SELECT id, ord, bytes, status, reason FROM events WHERE id = ?'),
+      /**
+       * Ingest's duplicate check (issue 11 §4): by the order key, the table's own clustered key, instead of the id
+       * index. The order key is a function of the id (u64 timestampMs ‖ id, and the id hashes the payload that holds
+       * the timestamp), so a stored copy of an event has exactly this key; a sync page's keys are near the table's
+       * last pages (a point lookup in cache), where the id index sends each lookup to a random leaf.
+       */
+      statusByOrd: db.prepare('SELECT status, reason FROM events WHERE ord = ?'),
       // INDEXED BY: with two bounds on ord the planner would otherwise scan the ord index (O(events) per event)
       hasEarlier: db.prepare('SELECT 1 FROM events INDEXED BY events_rkey WHERE rkey = ? AND ord < ? AND ord >= ? LIMIT 1'),
       between: db.prepare('SELECT id, ord, bytes, status, reason, net FROM events WHERE ord > ? AND ord < ? ORDER BY ord LIMIT ?'),
@@ -290,7 +303,9 @@ export class Ledger {
       insertJudged: w(() => db.prepare('INSERT INTO events (id, ord, rkey, kind, ts, bytes, status, reason, amount, net) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')),
       remove: w(() => db.prepare('DELETE FROM events WHERE id = ?')),
       removeAccounts: w(() => db.prepare('DELETE FROM event_accounts WHERE ord = ?')),
-      insertAccount: w(() => db.prepare('INSERT OR IGNORE INTO event_accounts (account, ord, id) VALUES (?, ?, ?)')),
+      insertAccount: w(() => db.prepare('INSERT OR IGNORE INTO event_accounts (account, ord) VALUES (?, ?)')),
+      /** A transfer's two account rows in one statement (one bind, step and reset instead of two). */
+      insertAccount2: w(() => db.prepare('INSERT OR IGNORE INTO event_accounts (account, ord) VALUES (?, ?), (?, ?)')),
       verdict: w(() => db.prepare('UPDATE events SET status = ?, reason = ?, amount = ? WHERE id = ?')),
       upsertState: w(() => db.prepare('INSERT INTO state (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v')),
       deleteState: w(() => db.prepare('DELETE FROM state WHERE k = ?')),
@@ -374,6 +389,8 @@ export class Ledger {
     const freshIdx = new Map<string, number[]>();
     // each fresh event's hex id, computed once (issue 11 §4: it was computed up to three times per event)
     const hexOf = new Map<LedgerEvent, string>();
+    // and its order key, computed once for the duplicate check and the store
+    const ords = new Map<LedgerEvent, Uint8Array>();
     for (let i = 0; i < list.length; i++) {
       const bytes = list[i]!;
       if (!(bytes instanceof Uint8Array)) {
@@ -398,7 +415,8 @@ export class Ledger {
         same.push(i);
         continue;
       }
-      const stored = this.stmts.byId.get(e.id) as Row | undefined;
+      const ord = orderKey(e.timestampMs, e.id);
+      const stored = this.stmts.statusByOrd.get(ord) as StatusRow | undefined;
       if (stored !== undefined) {
         results[i] = this.storedResult(id, stored, true);
         continue;
@@ -431,15 +449,16 @@ export class Ledger {
       fresh.push(e);
       freshIdx.set(id, [i]);
       hexOf.set(e, id);
+      ords.set(e, ord);
     }
     if (fresh.length > 0) {
-      const verdicts = this.storeAndApply(fresh, opts.deferReplay === true, ingress !== undefined, hexOf);
+      const verdicts = this.storeAndApply(fresh, opts.deferReplay === true, ingress !== undefined, hexOf, ords);
       for (const e of fresh) {
         const id = hexOf.get(e)!;
         const v = verdicts.get(id);
         const r: IngestResult =
           v === undefined
-            ? this.storedResult(id, this.stmts.byId.get(e.id) as Row, false)
+            ? this.storedResult(id, this.stmts.statusByOrd.get(ords.get(e)!) as StatusRow, false)
             : typeof v === 'string'
               ? { id, status: 'dropped', reason: v, duplicate: false }
               : toResult(id, v, false);
@@ -451,20 +470,18 @@ export class Ledger {
     return results;
   }
 
-  private storedResult(id: string, row: Row, duplicate: boolean): IngestResult {
+  private storedResult(id: string, row: StatusRow, duplicate: boolean): IngestResult {
     const status = STATUS_NAME[row.status] as IngestResult['status'];
     const r: IngestResult = { id, status, duplicate };
     if (row.reason !== null) r.reason = row.reason as ReasonCode;
     return r;
   }
 
-  private storeAndApply(fresh: LedgerEvent[], defer: boolean, net: boolean, hexOf: Map<LedgerEvent, string>): Map<string, ApplyResult | ReasonCode> {
+  private storeAndApply(fresh: LedgerEvent[], defer: boolean, net: boolean, hexOf: Map<LedgerEvent, string>, ords: Map<LedgerEvent, Uint8Array>): Map<string, ApplyResult | ReasonCode> {
     const s = this.stmts;
     const verdicts = new Map<string, ApplyResult | ReasonCode>();
     this.transaction(() => {
       let from: Uint8Array | null = null;
-      const ords = new Map<LedgerEvent, Uint8Array>();
-      for (const e of fresh) ords.set(e, orderKey(e.timestampMs, e.id));
       // First wins: a conflicting event (same signer, kind, nonce) only ever voids the one that sorts after it, so
       // an event that reuses an old nonce is void at its own place and rewinds nothing; only an event that sorts
       // before the tip (bounded by admission, src/ledger/admission.ts) costs a replay.
@@ -475,7 +492,7 @@ export class Ledger {
       const insert = (e: LedgerEvent): void => {
         const ord = ords.get(e)!;
         s.insert!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, net ? 1 : 0);
-        for (const acct of accountsOf(e)) s.insertAccount!.run(acct, ord, e.id);
+        this.insertAccounts(e, ord);
       };
       if (this.pendingFrom !== null || (defer && from !== null)) {
         // Store only: a replay is (now) pending, and it covers these events too, whichever side of the tip they are;
@@ -502,7 +519,7 @@ export class Ledger {
           const ord = ords.get(e)!;
           const r = this.apply(e);
           s.insertJudged!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, net ? 1 : 0);
-          for (const acct of accountsOf(e)) s.insertAccount!.run(acct, ord, e.id);
+          this.insertAccounts(e, ord);
           verdicts.set(hexOf.get(e)!, r);
           this.tip = ord;
           this.maybeSnapshot(ord);
@@ -514,6 +531,13 @@ export class Ledger {
       this.persistState();
     });
     return verdicts;
+  }
+
+  /** The event's rows in event_accounts (the history index): the accounts it names. */
+  private insertAccounts(e: LedgerEvent, ord: Uint8Array): void {
+    const accts = accountsOf(e);
+    if (accts.length === 2) this.stmts.insertAccount2!.run(accts[0], ord, accts[1], ord);
+    else for (const acct of accts) this.stmts.insertAccount!.run(acct, ord);
   }
 
   /** Runs `fn` in one SQLite transaction; on failure reloads the state from the disk and rethrows. */

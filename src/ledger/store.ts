@@ -87,6 +87,20 @@ const MIGRATIONS: string[] = [
   ALTER TABLE event_accounts_by_ord RENAME TO event_accounts;
   CREATE INDEX event_accounts_account ON event_accounts(account, ord);
   `,
+  // 6 (issue 11 §4, ingest speed): event_accounts without its id column. The id is the order key's last 32 bytes
+  // (ord = u64 timestampMs ‖ id) and nothing read the column; each row was 32 bytes wider in the table and again in
+  // the (account, ord) index that every insert maintains, for 2 rows per transfer. Same rows, less the column.
+  `
+  CREATE TABLE event_accounts_v6 (
+    ord     BLOB NOT NULL,
+    account BLOB NOT NULL,
+    PRIMARY KEY (ord, account)
+  ) WITHOUT ROWID;
+  INSERT INTO event_accounts_v6 (ord, account) SELECT ord, account FROM event_accounts ORDER BY ord, account;
+  DROP TABLE event_accounts;
+  ALTER TABLE event_accounts_v6 RENAME TO event_accounts;
+  CREATE INDEX event_accounts_account ON event_accounts(account, ord);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

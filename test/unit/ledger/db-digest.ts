@@ -18,7 +18,8 @@ export function digestDb(path: string, tail: 'tip' | 'meta'): string {
     };
     for (const r of db.prepare('SELECT id, ord, rkey, kind, ts, bytes, status, reason, amount, net FROM events ORDER BY ord').raw().all() as unknown[][]) r.forEach(put);
     h.update('|accounts|');
-    for (const r of db.prepare('SELECT account, ord, id FROM event_accounts ORDER BY account, ord').raw().all() as unknown[][]) r.forEach(put);
+    // the id as the order key's last 32 bytes (schema 6 dropped the column that held the same bytes)
+    for (const r of db.prepare('SELECT account, ord, substr(ord, 9) AS id FROM event_accounts ORDER BY account, ord').raw().all() as unknown[][]) r.forEach(put);
     h.update('|state|');
     for (const r of db.prepare('SELECT k, v FROM state ORDER BY k').raw().all() as unknown[][]) r.forEach(put);
     if (tail === 'tip') {

@@ -1,8 +1,9 @@
 /**
  * Schema 4 (issue 11 §4, ingest speed): the events table is clustered by its canonical order key instead of its
  * random id. Schema 5: event_accounts is clustered by the order key too, with an (account, ord) index for the
- * history, so removing one event's rows (WHERE ord = ?) no longer scans the table. A ledger.db written by schema 3
- * or 4 must open, migrate in place and hold exactly the same rows, state, verdicts and history, and keep taking
+ * history, so removing one event's rows (WHERE ord = ?) no longer scans the table. Schema 6: event_accounts without
+ * its id column (the order key's last 32 bytes). A ledger.db written by schema 3, 4 or 5
+ * must open, migrate in place and hold exactly the same rows, state, verdicts and history, and keep taking
  * events as a fresh ledger would; a file from a newer program is refused with a typed error (LEDGER_SCHEMA), never
  * opened.
  */
@@ -47,10 +48,34 @@ const REMOVE_ONE = 'DELETE FROM event_accounts WHERE ord = ?';
 const HISTORY = 'SELECT e.bytes FROM event_accounts a JOIN events e ON e.ord = a.ord WHERE a.account = ? ORDER BY a.ord DESC LIMIT 10';
 
 /**
+ * Rewrites a ledger file's event_accounts into the schema-5 layout (clustered by order key with the (account, ord)
+ * index, and the id column schema 6 dropped: the order key's last 32 bytes), version 5. The rows themselves are
+ * untouched.
+ */
+function toSchema5(path: string): void {
+  const db = new Database(path);
+  try {
+    db.exec(`
+      BEGIN;
+      CREATE TABLE event_accounts_v5 (ord BLOB NOT NULL, account BLOB NOT NULL, id BLOB NOT NULL, PRIMARY KEY (ord, account)) WITHOUT ROWID;
+      INSERT INTO event_accounts_v5 SELECT ord, account, substr(ord, 9) FROM event_accounts;
+      DROP TABLE event_accounts;
+      ALTER TABLE event_accounts_v5 RENAME TO event_accounts;
+      CREATE INDEX event_accounts_account ON event_accounts(account, ord);
+      UPDATE schema_version SET version = 5;
+      COMMIT;
+    `);
+  } finally {
+    db.close();
+  }
+}
+
+/**
  * Rewrites a ledger file's event_accounts into the schema-4 layout (keyed by account, then order key, no other
  * index), version 4. The rows themselves are untouched.
  */
 function toSchema4(path: string): void {
+  toSchema5(path);
   const db = new Database(path);
   try {
     db.exec(`
@@ -119,7 +144,7 @@ describe('ledger schema migration', () => {
         m.close();
       }
       assert.deepEqual(layout(oldPath), { pk: ['ord'], version: SCHEMA_VERSION });
-      assert.equal(SCHEMA_VERSION, 5);
+      assert.equal(SCHEMA_VERSION, 6);
       assert.deepEqual(layout(oldPath, 'event_accounts'), { pk: ['ord', 'account'], version: SCHEMA_VERSION });
       assert.equal(digestDb(oldPath, 'meta'), before, 'every row kept as it was');
 
@@ -182,6 +207,68 @@ describe('ledger schema migration', () => {
       assert.doesNotMatch(plan(oldPath, HISTORY), /SCAN|TEMP B-TREE/, 'the history walks the account index and joins on the order key');
 
       // the migrated file keeps taking events exactly as a fresh ledger fed the same log
+      const freshPath = join(t.dir, 'fresh.db');
+      const f = new Ledger({ path: freshPath, networkId: NET, modelLayers: GEN_LAYERS });
+      const again = new Ledger({ path: oldPath, networkId: NET, modelLayers: GEN_LAYERS });
+      try {
+        feed(f, first, 100);
+        for (const x of [f, again]) feed(x, rest, 50);
+        assert.equal(again.stateHash(), f.stateHash());
+        assert.deepEqual(again.status(), f.status());
+        assert.deepEqual(accounts.map((a) => again.history(a, 80)), accounts.map((a) => f.history(a, 80)));
+      } finally {
+        f.close();
+        again.close();
+      }
+      assert.equal(digestDb(oldPath, 'meta'), digestDb(freshPath, 'meta'));
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('a schema-5 ledger.db migrates to event_accounts without the id column: same rows, history and later verdicts', () => {
+    const t = tempDir('neuroshard-schema-');
+    const columns = (path: string): string[] => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return (db.prepare('PRAGMA table_info(event_accounts)').all() as { name: string }[]).map((c) => c.name);
+      } finally {
+        db.close();
+      }
+    };
+    try {
+      const { events } = generateTraffic(700, 20_261_205);
+      const first = events.slice(0, 500);
+      const rest = events.slice(500);
+      const feed = (l: Ledger, evs: Uint8Array[], step: number): void => {
+        for (let i = 0; i < evs.length; i += step) l.ingestMany(evs.slice(i, i + step), i % (2 * step) === 0 ? {} : { ingress: 'sync', nowMs: Date.now(), deferReplay: true });
+        l.flushReplay();
+      };
+      const oldPath = join(t.dir, 'old.db');
+      const l = new Ledger({ path: oldPath, networkId: NET, modelLayers: GEN_LAYERS });
+      feed(l, first, 100);
+      const hash = l.stateHash();
+      const accounts = [...new Set(first.flatMap((b) => { try { return [Buffer.from(decodeEvent(b).signer).toString('hex')]; } catch { return []; } }))].slice(0, 6).map((k) => accountIdFromPublicKey(Buffer.from(k, 'hex')));
+      const history = accounts.map((a) => l.history(a, 50));
+      assert.ok(history.some((h) => h.length > 5), 'accounts with a history');
+      l.close();
+      toSchema5(oldPath);
+      assert.deepEqual(columns(oldPath), ['ord', 'account', 'id']);
+      assert.equal(layout(oldPath, 'event_accounts').version, 5);
+      const before = digestDb(oldPath, 'meta');
+
+      const m = new Ledger({ path: oldPath, networkId: NET, modelLayers: GEN_LAYERS });
+      try {
+        assert.equal(m.stateHash(), hash, 'state after the migration');
+        assert.deepEqual(accounts.map((a) => m.history(a, 50)), history, 'the same history');
+      } finally {
+        m.close();
+      }
+      assert.deepEqual(columns(oldPath), ['ord', 'account']);
+      assert.deepEqual(layout(oldPath, 'event_accounts'), { pk: ['ord', 'account'], version: SCHEMA_VERSION });
+      assert.equal(digestDb(oldPath, 'meta'), before, 'every row kept as it was');
+      assert.match(plan(oldPath, HISTORY), /event_accounts_account/);
+
       const freshPath = join(t.dir, 'fresh.db');
       const f = new Ledger({ path: freshPath, networkId: NET, modelLayers: GEN_LAYERS });
       const again = new Ledger({ path: oldPath, networkId: NET, modelLayers: GEN_LAYERS });
