@@ -219,10 +219,21 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   let failovers = 0;
   const stallsMs: number[] = [];
 
-  /** Whether the route's layers can be planned without `peer` (and this generation's failed peers). */
+  /**
+   * Whether the route's layers can be planned without `peer` (and this generation's failed peers) in the chain's
+   * weights format. Only holders of that format count: a slow hop replaced by one of the other format (or a mix)
+   * would give the rest of the answer from another model (an int8 entry whose float32 hop missed 200 ms under load
+   * went on through its own int8 worker: tokens 9-10 of test/integration/pool/int8-net swapped), so the step waits
+   * on it instead, as on a hop nobody else holds. A hop that fails outright is still replaced by what exists.
+   */
   const replaceable = (peer: string): boolean => {
+    const format = chainFormat();
+    const banned = deps.bans.banned(deps.now());
+    // banned holders of the format too are left out, as the failover's plan leaves them out before it takes the
+    // other format (route.ts chooseRouteAvoiding)
+    const holders = format === undefined ? deps.holders() : deps.holders().filter((h) => (h.weights ?? 'f32') === format && !banned.has(h.peerId));
     try {
-      chooseRouteAvoiding(deps.holders(), { start: 0, end: L }, { random: () => 0, banned: deps.bans.banned(deps.now()), failed: new Set([...failed, peer]) }); // any format: only whether the layers are covered
+      chooseRouteAvoiding(holders, { start: 0, end: L }, { random: () => 0, banned, failed: new Set([...failed, peer]) }); // only whether the layers are covered
       return true;
     } catch (e) {
       // (runs in a timer: any other failure of the plan fails over as before rather than throwing there)

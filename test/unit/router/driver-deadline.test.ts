@@ -21,8 +21,8 @@ const model: ModelView = {
   decode: () => '',
 };
 
-/** A hop holding every layer that samples token 7 for each chunk, `delayMs(call)` after each call. */
-function slowHop(delayMs: (call: number) => number, log: string[], peer: string): HopSession {
+/** A hop holding every layer that samples `token` (default 7) for each chunk, `delayMs(call)` after each call. */
+function slowHop(delayMs: (call: number) => number, log: string[], peer: string, token = 7): HopSession {
   let calls = 0;
   return {
     step: (input, signal) =>
@@ -30,7 +30,7 @@ function slowHop(delayMs: (call: number) => number, log: string[], peer: string)
         const n = ++calls;
         const t = setTimeout(() => {
           log.push(`${peer}:${n}`);
-          resolve({ tokens: Int32Array.from(input.chunks.map(() => 7)) });
+          resolve({ tokens: Int32Array.from(input.chunks.map(() => token)) });
         }, delayMs(n));
         signal.addEventListener('abort', () => {
           clearTimeout(t);
@@ -81,6 +81,38 @@ describe('driver step deadline', () => {
     assert.equal(r.failovers, 1);
     assert.equal(log[0], 'a:1');
     assert.ok(log.slice(1).every((l) => l.startsWith('b:')), log.join(' '));
+  });
+
+  it('a slow float32 hop is waited on, not replaced by an int8 holder: the answer stays the float32 one', async () => {
+    // test/integration/pool/int8-net: the int8 node as entry, its float32 hop past 200 ms under load, the other
+    // float32 holder too after it took over; the second failover went to the entry's own int8 worker and the rest
+    // of the greedy answer came from the int8 model (tokens 9-10 swapped), while the answer named the float32 route
+    const log: string[] = [];
+    const holders: HolderView[] = [
+      { peerId: 'a', span: { start: 0, end: L }, alive: true, rttMs: 1 },
+      { peerId: 'b', span: { start: 0, end: L }, alive: true, rttMs: 2 },
+      { peerId: 'q', span: { start: 0, end: L }, alive: true, rttMs: 0, weights: 'int8' },
+    ];
+    // a and b: the first call on each (prefill, replay) at once, every decode step after it 4 deadlines late; the
+    // int8 holder q answers at once with another token (its model's greedy choice differs)
+    const d = deps(holders, (p) => (p === 'q' ? slowHop(() => 0, log, p, 9) : slowHop((n) => (n > 1 ? 80 : 0), log, p)), 20);
+    const r = await runGeneration({ ...req, maxTokens: 4 }, d, {}, new AbortController().signal);
+    assert.deepEqual(r.tokens, [7, 7, 7, 7], log.join(' '));
+    assert.ok(!log.some((l) => l.startsWith('q:')), `the int8 holder was never asked: ${log.join(' ')}`);
+    assert.equal(r.failovers, 1, 'a was replaced by b (same format); b, with no float32 holder left, was waited on');
+  });
+
+  it('a lone float32 holder past the deadline is waited on although an int8 holder holds its layers', async () => {
+    const log: string[] = [];
+    const holders: HolderView[] = [
+      { peerId: 'a', span: { start: 0, end: L }, alive: true, rttMs: 1 },
+      { peerId: 'q', span: { start: 0, end: L }, alive: true, rttMs: 0, weights: 'int8' },
+    ];
+    const d = deps(holders, (p) => (p === 'q' ? slowHop(() => 0, log, p, 9) : slowHop(() => 80, log, p)), 20);
+    const r = await runGeneration(req, d, {}, new AbortController().signal);
+    assert.deepEqual(r.tokens, [7, 7, 7]);
+    assert.equal(r.failovers, 0);
+    assert.deepEqual(log, ['a:1', 'a:2', 'a:3']);
   });
 
   it('the wait on a lone holder is bounded (localStepTimeoutMs): then the generation fails as before', async () => {
