@@ -395,7 +395,8 @@ export class NodeChainTraining {
     const o = this.i.outer;
     while (!signal.aborted && !done()) {
       try {
-        await runOuterRounds({ inner, sync: s.outer!.sync, innerSteps: this.i.opts.innerSteps, signal, done, ...(o?.onRound === undefined ? {} : { onRound: o.onRound }) });
+        const driver = s.driver;
+        await runOuterRounds({ inner, sync: s.outer!.sync, innerSteps: this.i.opts.innerSteps, signal, done, ...(o?.onRound === undefined ? {} : { onRound: o.onRound }), ...(driver === undefined ? {} : { drives: (sig) => driver.innerSteps(Math.max(0, this.i.opts.trainSteps - driver.step), sig) }) });
         return;
       } catch (e) {
         if (signal.aborted) return;

@@ -41,6 +41,41 @@ export interface OuterRoundsOptions {
   /** Stop at the next boundary (a driver past --train-steps). */
   done?: () => boolean;
   onRound?: (r: LastRoundReport) => void;
+  /**
+   * A driver: runs its chain's steps until the signal aborts (ChainTrainer.innerSteps), called while this node waits
+   * to enter the rounds (OuterSync.enter's `waiting`). Its hops are in their own layers' rounds, which only our steps
+   * advance: a pool move made N the driver of a span mid-round, N waited a round for a boundary without stepping, and
+   * its hop's layers' rounds waited for the hop's Δ to their deadline and were abandoned (outer-move, 1 of 2 CI runs).
+   * The steps' updates to our span are overwritten by the entry's verified state.
+   */
+  drives?: (signal: AbortSignal) => Promise<unknown>;
+}
+
+/** Pause between a driver's attempts while it waits to enter and its chain cannot step (no holders line up). */
+export const ENTRY_DRIVE_RETRY_MS = 1_000;
+
+/** Runs `drives` until `signal` aborts; a failure (no chain for a while) is tried again after a pause. */
+async function driveWhileWaiting(drives: (signal: AbortSignal) => Promise<unknown>, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    try {
+      await drives(signal);
+    } catch {
+      // the entry does not depend on these steps: only the hops' rounds do
+    }
+    if (!signal.aborted) await sleep(ENTRY_DRIVE_RETRY_MS, signal);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((res) => {
+    const done = (): void => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      res();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /**
@@ -50,14 +85,20 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
   const { inner, sync, signal } = o;
   // the entry state is installed inside a pause; the wait for a boundary is not (a hop that waits keeps serving the
   // steps of the holders whose boundary it waits for: a moved hop held its pause through the wait and stalled them)
-  await sync.enter(signal, async (fn) => {
-    await inner.pause();
-    try {
-      return await fn();
-    } finally {
-      inner.resume();
-    }
-  });
+  // A driver drives its chain while it waits (o.drives); the install's pause stops that first (sync.ts enter)
+  const drives = o.drives;
+  await sync.enter(
+    signal,
+    async (fn) => {
+      await inner.pause();
+      try {
+        return await fn();
+      } finally {
+        inner.resume();
+      }
+    },
+    drives === undefined ? undefined : (s) => driveWhileWaiting(drives, s),
+  );
   let base = inner.appliedSteps();
   while (!signal.aborted && o.done?.() !== true) {
     // H steps, or fewer once for a hop that ends its rounds with its driver's from now on (sync.ts chainNext)

@@ -220,6 +220,48 @@ function passed(s: PeerTrainingStatus | undefined, round: number): boolean {
   return s !== undefined && s.phase !== 'entering' && s.round > round;
 }
 
+/** How an entry runs besides its own logic: the install's pause, and what the node does while it waits for a boundary. */
+interface Entry {
+  exclusive: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** One wait for holders ahead (ms): starts the caller's `waiting` (once) and sleeps. */
+  wait(ms: number, signal: AbortSignal): Promise<void>;
+  /** Stops `waiting` and resolves once it ended (idempotent). */
+  end(): Promise<void>;
+}
+
+/**
+ * OuterSync.enter's `waiting` over its `exclusive`: started at the first wait for a boundary, stopped inside the
+ * install's exclusive section (after its pause: no step of ours is in flight then, none begins after) and when the
+ * entry ends either way. Its failures are its own (a driver that cannot form a chain just does not step).
+ */
+function waitingExclusive(signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T>, waiting: ((signal: AbortSignal) => Promise<void>) | undefined): Entry {
+  let run: { stop: AbortController; link: ReturnType<typeof linkSignals>; done: Promise<void> } | undefined;
+  const end = async (): Promise<void> => {
+    const r = run;
+    run = undefined;
+    if (r === undefined) return;
+    r.stop.abort();
+    await r.done;
+    r.link.dispose();
+  };
+  return {
+    exclusive: (fn) =>
+      exclusive(async () => {
+        await end();
+        return fn();
+      }),
+    wait: (ms, sig) => {
+      if (waiting !== undefined && run === undefined && !signal.aborted) {
+        const stop = new AbortController();
+        const link = linkSignals(signal, stop.signal);
+        run = { stop, link, done: waiting(link.signal).catch(() => {}) };
+      }
+      return sleep(ms, sig);
+    },
+    end,
+  };
+}
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     const t = setTimeout(done, ms);
@@ -410,15 +452,30 @@ export class OuterSync {
    * steps held off (a pause); the wait for a boundary and the downloads run without it, so a hop that enters keeps
    * serving the steps of the holders whose boundary it waits for (holding its pause through the wait stalled them).
    */
-  enter(signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): Promise<void> {
+  /**
+   * `waiting`: a driver's chain steps, run while the entry waits for a boundary and stopped (its signal aborted, its
+   * promise awaited) inside the install's pause, so that no step of ours passes between the install and the round's
+   * start. A driver's hops are in their own layers' rounds and only its steps advance them: a driver that stopped
+   * driving while it waited (a pool move made it the driver of a span whose holders were mid-round) left its hop
+   * short of its boundary, and that hop's layers' rounds waited for its Δ to their deadline and were abandoned.
+   */
+  enter(signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(), waiting?: (signal: AbortSignal) => Promise<void>): Promise<void> {
     if (this.phase !== 'entering') return Promise.resolve();
-    this.entering ??= this.enterOnce(signal, exclusive).finally(() => {
+    this.entering ??= this.enterOnce(signal, waitingExclusive(signal, exclusive, waiting)).finally(() => {
       this.entering = undefined;
     });
     return this.entering;
   }
 
-  private async enterOnce(signal: AbortSignal, exclusive: <T>(fn: () => Promise<T>) => Promise<T>): Promise<void> {
+  private async enterOnce(signal: AbortSignal, entry: Entry): Promise<void> {
+    try {
+      await this.enterWith(signal, entry);
+    } finally {
+      await entry.end();
+    }
+  }
+
+  private async enterWith(signal: AbortSignal, { exclusive, wait }: Entry): Promise<void> {
     this.params.set(await this.o.inner.getParams());
     const since = this.o.clock.now();
     const until = since + 4 * this.o.round.syncTimeoutMs + 60_000;
@@ -464,7 +521,8 @@ export class OuterSync {
         return;
       }
       if (this.o.clock.now() > until) throw new SyncError('no holder counted this node in a round before the entry deadline');
-      await sleep(this.pollMs * 2, signal);
+      // holders are ahead and we wait for their boundary: a driver drives its chain meanwhile (enter's `waiting`)
+      await (ahead.length > 0 ? wait : sleep)(this.pollMs * 2, signal);
     }
   }
 

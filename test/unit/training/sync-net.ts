@@ -6,7 +6,7 @@
  */
 import { ParamLayout } from '../../../src/model/layout.js';
 import { decodeDelta } from '../../../src/training/compression/index.js';
-import { OuterSync, type LayerState, type PeerTrainingStatus, type SendVerdict } from '../../../src/training/sync.js';
+import { OuterSync, type LastRoundReport, type LayerState, type PeerTrainingStatus, type SendVerdict } from '../../../src/training/sync.js';
 import { createLogger, type Logger } from '../../../src/util/logger.js';
 import { tinyConfig } from '../model/helpers.js';
 
@@ -21,6 +21,8 @@ export interface Node {
   ac: AbortController;
   /** Rounds closed (as closeRound returned them). */
   closed: number[];
+  /** Their reports (solo nodes). */
+  reports: LastRoundReport[];
   /** A chain stage's closes as `round@step` (the chain step it closed after). */
   closedAt: string[];
   /** Warnings logged by its outer sync (download failures). */
@@ -57,6 +59,13 @@ function capture(id: string, warnings: string[], infos: string[]): Logger {
 export class Net {
   readonly nodes = new Map<string, Node>();
   readonly listed = new Map<string, { start: number; end: number }>();
+  /**
+   * Nodes that left their layers (a pool move): they answer `not_held` to a contribution and a status that lists
+   * none of their old layers, as a moved node's new outer sync does, while the view still lists them.
+   */
+  readonly left = new Set<string>();
+  /** Status calls that fail (a timeout under load): `statusFails(from, to)` true makes that call throw. */
+  statusFails: (from: string, to: string) => boolean = () => false;
 
   holders(layer: string): string[] {
     const i = layerIndex(layer);
@@ -114,11 +123,12 @@ export class Net {
     return nodes;
   }
 
-  private create(id: string, span: { start: number; end: number }, stepMs: number, params?: Float32Array, firstRound?: number): Node {
+  /** A node's OuterSync over its own params, listed in the view; nothing runs it (a test's own loop does). */
+  create(id: string, span: { start: number; end: number }, stepMs: number, params?: Float32Array, firstRound?: number): Node {
     const layout = new ParamLayout(cfg, span);
     const warnings: string[] = [];
     const infos: string[] = [];
-    const n = { id, span, params: params ?? new Float32Array(layout.size).map((_, i) => Math.sin(i + layout.entries[0]!.offset)), closed: [], closedAt: [], warnings, infos, stepMs, ac: new AbortController() } as unknown as Node;
+    const n = { id, span, params: params ?? new Float32Array(layout.size).map((_, i) => Math.sin(i + layout.entries[0]!.offset)), closed: [], reports: [], closedAt: [], warnings, infos, stepMs, ac: new AbortController() } as unknown as Node;
     const whole = new ParamLayout(cfg);
     // every node starts from the same model: its span's slice of one whole-model init
     if (params === undefined) {
@@ -145,13 +155,15 @@ export class Net {
           await new Promise((r) => setTimeout(r, 2));
           const to = this.nodes.get(peer);
           if (to === undefined) throw new Error('unreachable');
+          if (this.left.has(peer)) return 'not_held';
           if (to.sync.round < 0) return 'too_early';
           return to.sync.receive(id, c.round, c.layer, decodeDelta(c.compression, c.n, c.payload), c.payload.byteLength);
         },
         status: async (peer): Promise<PeerTrainingStatus> => {
           await new Promise((r) => setTimeout(r, 2));
           const to = this.nodes.get(peer);
-          if (to === undefined) throw new Error('unreachable');
+          if (to === undefined || this.statusFails(id, peer)) throw new Error('unreachable');
+          if (this.left.has(peer)) return { round: -1, phase: 'entering', members: [], closed: [], layers: [] };
           return structuredClone(to.sync.status());
         },
         fetchLayer: async (peer, round, layer): Promise<LayerState> => {
@@ -183,7 +195,9 @@ export class Net {
             for (let i = 0; i < n.params.length; i++) n.params[i] = n.params[i]! - 0.001 * (k + 1) * Math.cos(i + s);
             n.sync.innerStep();
           }
-          n.closed.push((await n.sync.closeRound(signal)).round);
+          const r = await n.sync.closeRound(signal);
+          n.reports.push(r);
+          n.closed.push(r.round);
         }
       } catch (e) {
         if (!signal.aborted) throw e;

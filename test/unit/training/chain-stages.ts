@@ -1,0 +1,215 @@
+/**
+ * Chain stages over the in-memory network of ./sync-net.ts, each run by the real round loop (training/chain-outer.ts
+ * runOuterRounds): a driver's InnerLoop that steps its hops (every chain step, `stepMs` apart, is applied by the
+ * driver and all its hops at once, or by none: a paused hop refuses it, as STAGE_PAUSED aborts a step on the whole
+ * chain), and a hop's InnerLoop that counts the steps its driver applied to it. A hop belongs to one driver at a time
+ * (`attach`): a hop whose driver left is stepped by nobody until another driver takes it.
+ */
+import type { ChainPosition, InnerLoop, InnerStepsResult, LayerParams } from '../../../src/training/inner.js';
+import { runOuterRounds } from '../../../src/training/chain-outer.js';
+import type { LastRoundReport } from '../../../src/training/sync.js';
+import { AbortedError } from '../../../src/util/errors.js';
+import type { Net, Node } from './sync-net.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function waitFor(waiters: (() => void)[], signal?: AbortSignal): Promise<void> {
+  return new Promise((res) => {
+    const done = (): void => {
+      signal?.removeEventListener('abort', done);
+      res();
+    };
+    waiters.push(done);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+abstract class StageLoop implements InnerLoop {
+  applied = 0;
+  paused = false;
+  protected last: ChainPosition | undefined;
+  protected waiters: (() => void)[] = [];
+
+  constructor(readonly node: Node) {}
+
+  span(): { start: number; end: number } {
+    return this.node.span;
+  }
+
+  appliedSteps(): number {
+    return this.applied;
+  }
+
+  chainPosition(): ChainPosition | undefined {
+    return this.last;
+  }
+
+  /** One chain step's update to this stage's params (k: the stage's place in the chain, so that stages differ). */
+  applyStep(step: number, k: number): void {
+    const p = this.node.params;
+    for (let i = 0; i < p.length; i++) p[i] = p[i]! - 0.001 * k * Math.cos(i + step);
+    this.applied++;
+  }
+
+  protected wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  abstract innerSteps(n: number, signal?: AbortSignal): Promise<InnerStepsResult>;
+  abstract pause(): Promise<void>;
+  abstract resume(): void;
+
+  readLayers(): Promise<LayerParams[]> {
+    return Promise.reject(new Error('the outer sync reads the node\'s params directly (sync-net)'));
+  }
+
+  writeLayers(): Promise<void> {
+    return Promise.reject(new Error('the outer sync writes the node\'s params directly (sync-net)'));
+  }
+}
+
+export class HopStage extends StageLoop {
+  driver: DriverStage | undefined;
+
+  /** Applied by its driver's step (synchronously: no step is ever in flight on a hop, so pause() resolves at once). */
+  take(step: number, k: number, driver: string): void {
+    this.applyStep(step, k);
+    this.last = { step, partners: [driver], drives: false };
+    this.wake();
+  }
+
+  async innerSteps(n: number, signal?: AbortSignal): Promise<InnerStepsResult> {
+    const start = this.applied;
+    while (this.applied < start + n) {
+      if (signal?.aborted === true) throw new AbortedError('inner steps stopped');
+      await waitFor(this.waiters, signal);
+    }
+    return { applied: n, abandoned: 0, meanLoss: NaN, tokens: 0 };
+  }
+
+  pause(): Promise<void> {
+    this.paused = true;
+    return Promise.resolve();
+  }
+
+  resume(): void {
+    this.paused = false;
+  }
+}
+
+export class DriverStage extends StageLoop {
+  hops: HopStage[] = [];
+  /** Steps issued (the chain step ids, as ChainTrainer's pipeline step). */
+  step = 0;
+  private running = 0;
+
+  constructor(
+    node: Node,
+    private readonly stepMs: number,
+  ) {
+    super(node);
+  }
+
+  /** Takes `hop` into this driver's chain (out of any other's). */
+  attach(hop: HopStage): void {
+    if (hop.driver !== undefined) hop.driver.hops = hop.driver.hops.filter((h) => h !== hop);
+    hop.driver = this;
+    this.hops.push(hop);
+  }
+
+  async innerSteps(n: number, signal?: AbortSignal): Promise<InnerStepsResult> {
+    let applied = 0;
+    let abandoned = 0;
+    while (applied < n) {
+      if (signal?.aborted === true) throw new AbortedError('inner steps stopped');
+      if (this.paused) {
+        await waitFor(this.waiters, signal);
+        continue;
+      }
+      this.running++;
+      try {
+        await sleep(this.stepMs);
+        const id = this.step++;
+        // a paused hop (in its outer round) refuses the step: abandoned on the whole chain, nothing applied
+        if (this.hops.length === 0 || this.hops.some((h) => h.paused)) {
+          abandoned++;
+          continue;
+        }
+        this.applyStep(id, 1);
+        this.hops.forEach((h, i) => h.take(id, i + 2, this.node.id));
+        this.last = { step: id, partners: this.hops.map((h) => h.node.id), drives: true };
+        applied++;
+      } finally {
+        this.running--;
+        this.wake();
+      }
+    }
+    return { applied, abandoned, meanLoss: NaN, tokens: 0 };
+  }
+
+  async pause(): Promise<void> {
+    this.paused = true;
+    while (this.running > 0) await waitFor(this.waiters);
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.wake();
+  }
+}
+
+/** A stage's round loop: runOuterRounds over its inner loop and its node's OuterSync, until `stop()`. */
+export interface RunningStage {
+  node: Node;
+  inner: DriverStage | HopStage;
+  reports: LastRoundReport[];
+  /** When each report came (ms since epoch). */
+  at: number[];
+  /** When its entry completed (ms since epoch), once it did. */
+  enteredAt?: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `inner`'s rounds; `drive`: a driver drives its chain while it waits to enter (runOuterRounds' `drives`).
+ */
+export function runStage(inner: DriverStage | HopStage, innerSteps: number, drive: boolean): RunningStage {
+  const ac = new AbortController();
+  const st: RunningStage = { node: inner.node, inner, reports: [], at: [], stop: async () => {} };
+  const entered = (): void => {
+    if (st.enteredAt === undefined && inner.node.sync.status().phase !== 'entering') st.enteredAt = Date.now();
+  };
+  const poll = setInterval(entered, 2);
+  const running = runOuterRounds({
+    inner,
+    sync: inner.node.sync,
+    innerSteps,
+    signal: ac.signal,
+    onRound: (r) => {
+      entered();
+      st.reports.push(r);
+      st.at.push(Date.now());
+      inner.node.closed.push(r.round);
+    },
+    ...(drive && inner instanceof DriverStage ? { drives: (signal: AbortSignal) => inner.innerSteps(Number.MAX_SAFE_INTEGER, signal) } : {}),
+  }).catch((e: unknown) => {
+    if (!ac.signal.aborted) throw e;
+  });
+  inner.node.running = running;
+  st.stop = async () => {
+    ac.abort();
+    clearInterval(poll);
+    await running;
+  };
+  return st;
+}
+
+/** A chain of a driver and its hops on `net` (each node created in the view), not yet running. */
+export function chainOf(net: Net, driver: { id: string; span: { start: number; end: number } }, hops: { id: string; span: { start: number; end: number } }[], stepMs: number): { driver: DriverStage; hops: HopStage[] } {
+  const d = new DriverStage(net.create(driver.id, driver.span, stepMs), stepMs);
+  const hs = hops.map((h) => new HopStage(net.create(h.id, h.span, stepMs)));
+  for (const h of hs) d.attach(h);
+  return { driver: d, hops: hs };
+}
