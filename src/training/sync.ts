@@ -320,6 +320,11 @@ export class OuterSync {
    * moved away is no member of their rounds even while the view still lists it (./membership.ts).
    */
   private readonly notTrained = new Map<string, Set<string>>();
+  /**
+   * The newest round each peer accepted our Δ for: a peer that took it is in the rounds (one still entering answers
+   * too_early) and alive in that round, whatever its last status said (notWaited).
+   */
+  private readonly tookOurs = new Map<string, number>();
   /** Our last chain boundary as published in the status (a chain stage only). */
   private chainPub: ChainBoundary | undefined;
   /** Inner steps of the current round: H, or fewer once to end with our driver's rounds (chainNext). */
@@ -674,7 +679,8 @@ export class OuterSync {
     if (next > round + 1) this.log.info('round numbers skip forward to a holder\'s', { closed: round, next });
     this.stepsNow = this.o.round.innerSteps;
     if (chain !== undefined && chain.partners.some((p) => p !== this.o.self)) next = await this.chainNext(round, next, chain, signal);
-    this.begin(next, this.notWaited(next, t0, new Set([...this.states.values()].flatMap((s) => Object.keys(s.received)))));
+    this.begin(next, this.notWaited(next, t0, new Set([...this.states.values()].flatMap((s) => Object.keys(s.received))), round));
+    for (const [p, r] of this.tookOurs) if (r < round) this.tookOurs.delete(p);
     return this.last;
   }
 
@@ -885,12 +891,19 @@ export class OuterSync {
    * Holders round `round` does not wait for (rounds.ts `waived`): those last seen entering the rounds or that entered
    * at this round (a joiner: every holder names it alike, whether it asked before or after the joiner's entry), and
    * those not heard from since `since` that did not contribute to the round before (`contributed`; a node that died
-   * and may be restarting, a holder new in the view). A busy holder that contributed last round is still waited for.
+   * and may be restarting, a holder new in the view). A busy holder that contributed last round is still waited for,
+   * and so is one that took our Δ of the round before (`took`, rounds ≥ it) and was not heard from since: a listener
+   * (it sends no Δ in its entry round, and no close asks a waived member's status but the one at the boundary) whose
+   * one status call at our boundary failed under load kept its last status, from before its entry ('entering'), and
+   * was dropped from its first round as a member (outer-move: the mover's round after its entry had 2 of 3 Δ).
    */
-  private notWaited(round: number, since: number, contributed: ReadonlySet<string>): Set<string> {
+  private notWaited(round: number, since: number, contributed: ReadonlySet<string>, took = Infinity): Set<string> {
     const out = new Set<string>();
     for (const p of this.peers()) {
       const st = this.lastStatus.get(p);
+      // heard from in this round by its acceptance of our Δ, after its last status: it is in the rounds, at or before
+      // `took` < round (a status since then decides: a restarted peer is entering again)
+      if ((st?.at ?? -Infinity) < since && (this.tookOurs.get(p) ?? -Infinity) >= took) continue;
       const entering = st?.status.phase === 'entering' || (st?.status.entered ?? -1) >= round;
       if (entering || ((st?.at ?? -Infinity) < since && !contributed.has(p))) out.add(p);
     }
@@ -972,6 +985,7 @@ export class OuterSync {
         }
         this.log.debug('contribution sent', { peer: peer.slice(-6), layer, round, verdict: v });
         this.bytesSent += payload.byteLength;
+        if (v === 'accepted' || v === 'duplicate') this.tookOurs.set(peer, Math.max(round, this.tookOurs.get(peer) ?? -1));
         // it left the layer (moved), or it does not count us in its round (its view does not list us yet): either way
         // its Δ will not come to us, so this round stops waiting for it
         if ((v === 'not_held' || v === 'not_holder') && this.roundNo === round) this.released(peer, layer, v === 'not_held');
