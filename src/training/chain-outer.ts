@@ -45,7 +45,7 @@ export interface OuterRoundsOptions {
    * A driver: runs its chain's steps until the signal aborts (ChainTrainer.innerSteps), called while this node waits
    * to enter the rounds (OuterSync.enter's `waiting`). Its hops are in their own layers' rounds, which only our steps
    * advance: a pool move made N the driver of a span mid-round, N waited a round for a boundary without stepping, and
-   * its hop's layers' rounds waited for the hop's Δ to their deadline and were abandoned (outer-move, 1 of 2 CI runs).
+   * its hop's layers' rounds waited for the hop's Δ to their deadline and were abandoned (outer-move on CI).
    * The steps' updates to our span are overwritten by the entry's verified state.
    */
   drives?: (signal: AbortSignal) => Promise<unknown>;

@@ -456,8 +456,7 @@ export class OuterSync {
    * `exclusive` runs the install of the entry state (writing the weights, starting the round) with the inner loop's
    * steps held off (a pause); the wait for a boundary and the downloads run without it, so a hop that enters keeps
    * serving the steps of the holders whose boundary it waits for (holding its pause through the wait stalled them).
-   */
-  /**
+   *
    * `waiting`: a driver's chain steps, run while the entry waits for a boundary and stopped (its signal aborted, its
    * promise awaited) inside the install's pause, so that no step of ours passes between the install and the round's
    * start. A driver's hops are in their own layers' rounds and only its steps advance them: a driver that stopped
@@ -895,7 +894,8 @@ export class OuterSync {
    * and so is one that took our Δ of the round before (`took`, rounds ≥ it) and was not heard from since: a listener
    * (it sends no Δ in its entry round, and no close asks a waived member's status but the one at the boundary) whose
    * one status call at our boundary failed under load kept its last status, from before its entry ('entering'), and
-   * was dropped from its first round as a member (outer-move: the mover's round after its entry had 2 of 3 Δ).
+   * was waived again in its first round as a member: its Δ refused there, 2 of 3 counted (outer-move's "a full
+   * member … three contributions per layer").
    */
   private notWaited(round: number, since: number, contributed: ReadonlySet<string>, took = Infinity): Set<string> {
     const out = new Set<string>();
