@@ -6,7 +6,7 @@
 import { linkSignals, type AbortOptions } from '../util/abort.js';
 import { AbortedError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { readTextBounded } from '../util/http.js';
-import type { GenerateOutput, GenerateParams } from './generate.js';
+import type { GenerateOutput, GenerateParams, RouteHop, UsedRoute } from './generate.js';
 import { checkLayersView, type LayersView } from './layers.js';
 import { type LedgerStatusView, SUBMIT_STATUSES, type SubmitOutcome, type SubmitStatus } from './ledger.js';
 import { LIVENESS, type Liveness, type NodeStatus, type PeerStatus, type PeersView, type SpanView } from './status.js';
@@ -100,17 +100,15 @@ export class ApiClient {
     const o = obj(await this.request('POST', '/api/generate', opts, body), 'generate answer');
     if (!Array.isArray(o.tokens) || o.tokens.length > 1 << 20) throw bad('generate answer: tokens must be a list');
     if (o.finish_reason !== 'stop' && o.finish_reason !== 'length') throw bad('generate answer: finish_reason must be stop or length');
-    if (!Array.isArray(o.route) || o.route.length > 4096) throw bad('generate answer: route must be a list');
+    const route = checkRouteHops(o.route, 'generate answer.route');
+    const tokens = o.tokens.map((t, i) => int(t, `generate answer.tokens[${i}]`));
     return {
       text: typeof o.text === 'string' ? o.text : (() => { throw bad('generate answer: text must be a string'); })(),
-      tokens: o.tokens.map((t, i) => int(t, `generate answer.tokens[${i}]`)),
+      tokens,
       finishReason: o.finish_reason,
-      route: o.route.map((h, i) => {
-        const r = obj(h, `generate answer.route[${i}]`);
-        const sp = Array.isArray(r.span) && r.span.length === 2 ? r.span : [];
-        const weights = r.weights === 'f32' || r.weights === 'int8' ? { weights: r.weights as 'f32' | 'int8' } : {};
-        return { peerId: str(r.peerId, `route[${i}].peerId`), span: [int(sp[0], `route[${i}].span[0]`), int(sp[1], `route[${i}].span[1]`)] as [number, number], ...weights };
-      }),
+      route,
+      // a node from before `routes` (issue 8) names only the first route: it then produced every token
+      routes: o.routes === undefined ? [{ fromToken: 0, hops: route }] : checkUsedRoutes(o.routes, tokens.length),
       failovers: int(o.failovers, 'generate answer.failovers'),
     };
   }
@@ -189,6 +187,36 @@ function span(v: unknown, what: string): SpanView | null {
   if (v === null) return null;
   const o = obj(v, what);
   return { start: int(o.start, `${what}.start`), end: int(o.end, `${what}.end`) };
+}
+
+/** A generate answer's list of hops: `[{"peerId", "span": [a, b], "weights"?}]`. */
+function checkRouteHops(v: unknown, what: string): RouteHop[] {
+  if (!Array.isArray(v) || v.length > 4096) throw bad(`${what} must be a list`);
+  return v.map((h, i) => {
+    const r = obj(h, `${what}[${i}]`);
+    const sp = Array.isArray(r.span) && r.span.length === 2 ? r.span : [];
+    const a = int(sp[0], `${what}[${i}].span[0]`);
+    const b = int(sp[1], `${what}[${i}].span[1]`);
+    if (b <= a) throw bad(`${what}[${i}].span must be [start, end) with start < end`);
+    const weights = r.weights === 'f32' || r.weights === 'int8' ? { weights: r.weights as 'f32' | 'int8' } : {};
+    return { peerId: str(r.peerId, `${what}[${i}].peerId`), span: [a, b] as [number, number], ...weights };
+  });
+}
+
+/**
+ * A generate answer's `routes`: `[{"from_token", "hops"}]`, the first from token 0, from_token rising strictly and
+ * at most the number of tokens (a failover on the step that sampled the end-of-sequence token names that index).
+ */
+function checkUsedRoutes(v: unknown, tokens: number): UsedRoute[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > 4096) throw bad('generate answer: routes must be a non-empty list');
+  let last = -1;
+  return v.map((u, i) => {
+    const r = obj(u, `generate answer.routes[${i}]`);
+    const fromToken = int(r.from_token, `generate answer.routes[${i}].from_token`);
+    if ((i === 0 && fromToken !== 0) || fromToken <= last || fromToken > tokens) throw bad(`generate answer: routes[${i}].from_token ${fromToken} out of order (the first is 0, each after rises, at most ${tokens})`);
+    last = fromToken;
+    return { fromToken, hops: checkRouteHops(r.hops, `generate answer.routes[${i}].hops`) };
+  });
 }
 
 function checkStatus(v: unknown): NodeStatus {

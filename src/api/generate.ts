@@ -9,13 +9,16 @@
  * A field the request leaves out takes the model's own default when the node has one (a checkpoint's
  * generation_config.json: `GenerateDefaults`), else the value shown.
  *
- * Without `stream`: one JSON answer `{"text", "tokens", "finish_reason", "route", "failovers"}`, plus `"payment"`
+ * Without `stream`: one JSON answer `{"text", "tokens", "finish_reason", "route", "routes", "failovers"}`, plus `"payment"`
  * (`{"status", "reason"?, "completion_id"?, "tokens_used"?}`) when the entry node paid or tried to pay the route
  * (issue 11 §2, `--pay-inference`). With
  * `"stream": true`: Server-Sent Events, `data: {"route": [...]}` as soon as the route is chosen, one
  * `data: {"token": id, "text": "…"}` per token (the texts concatenate to the final text; a token may carry "" while
  * it could still begin a stop string or ends inside a UTF-8 character), then `data: {"done": true, "text", "tokens",
- * "finish_reason", "route", "failovers"}`; an error after the stream began is `data: {"error": {"code", "message"}}`.
+ * "finish_reason", "route", "routes", "failovers"}`; an error after the stream began is `data: {"error": {"code", "message"}}`.
+ * `route` is the route as first chosen; `routes` every route that produced tokens, `[{"from_token": n, "hops":
+ * [{"peerId", "span", "weights"}]}]`: the first from token 0, one more after each failover, from the index (in
+ * `tokens`) of the first token the new chain produced.
  *
  * Errors: 400 for a bad body (typed code), 503 `layers_uncovered` (meta `missing`: the layer indexes nobody holds)
  * or `busy` / `not_serving`, 504 `timeout`, 500 otherwise.
@@ -59,6 +62,15 @@ export interface RouteHop {
   weights?: 'f32' | 'int8';
 }
 
+/**
+ * A route that produced tokens: `hops` from token `fromToken` (an index in `tokens`) up to the next route's. It may
+ * equal the number of tokens when a failover happened on the step that sampled the end-of-sequence token.
+ */
+export interface UsedRoute {
+  fromToken: number;
+  hops: RouteHop[];
+}
+
 /** 'stop': the end-of-sequence token or a stop string; 'length': max_tokens or the context ran out. */
 export type GenerateFinishReason = 'stop' | 'length';
 
@@ -70,6 +82,11 @@ export interface GenerateOutput {
   finishReason: GenerateFinishReason;
   /** The route as first chosen (a local generation names this node with the whole span). */
   route: RouteHop[];
+  /**
+   * Every route that produced tokens, in order, the first from token 0 (router/driver.ts GenerationResult.routes).
+   * Absent: `route` alone did (a generator without failover); the answer then names it from token 0.
+   */
+  routes?: UsedRoute[];
   /** How many times a hop was replaced during this request. */
   failovers: number;
   /** How the entry node paid the route (issue 11 §2, `--pay-inference`), when it tried. */
@@ -173,11 +190,26 @@ export function parseGenerateBody(body: unknown, model: GenerateDefaults = {}): 
 
 // ───────────────────────────── the route ─────────────────────────────
 
+/** A route of the answer, as the API names it. */
+export interface UsedRouteAnswer {
+  from_token: number;
+  hops: RouteHop[];
+}
+
 /** The JSON answer (and the SSE `done` event without `done`). */
-export function generateAnswer(r: GenerateOutput): { text: string; tokens: number[]; finish_reason: GenerateFinishReason; route: RouteHop[]; failovers: number; payment?: { status: string; reason?: string; completion_id?: string; tokens_used?: number } } {
+export function generateAnswer(r: GenerateOutput): {
+  text: string;
+  tokens: number[];
+  finish_reason: GenerateFinishReason;
+  route: RouteHop[];
+  routes: UsedRouteAnswer[];
+  failovers: number;
+  payment?: { status: string; reason?: string; completion_id?: string; tokens_used?: number };
+} {
   const p = r.payment;
   const payment = p === undefined ? undefined : { status: p.status, ...(p.reason === undefined ? {} : { reason: p.reason }), ...(p.completionId === undefined ? {} : { completion_id: p.completionId }), ...(p.tokensUsed === undefined ? {} : { tokens_used: p.tokensUsed }) };
-  return { text: r.text, tokens: r.tokens, finish_reason: r.finishReason, route: r.route, failovers: r.failovers, ...(payment === undefined ? {} : { payment }) };
+  const routes = (r.routes ?? [{ fromToken: 0, hops: r.route }]).map((u) => ({ from_token: u.fromToken, hops: u.hops }));
+  return { text: r.text, tokens: r.tokens, finish_reason: r.finishReason, route: r.route, routes, failovers: r.failovers, ...(payment === undefined ? {} : { payment }) };
 }
 
 /** HTTP status and API code of a generation error. */

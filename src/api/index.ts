@@ -66,4 +66,6 @@ export {
   type GenerateParams,
   type Generator,
   type RouteHop,
+  type UsedRoute,
+  type UsedRouteAnswer,
 } from './generate.js';

@@ -150,7 +150,7 @@ export class NodeGenerator implements Generator {
 
   async generate(params: GenerateParams, listener: GenerateListener, signal: AbortSignal): Promise<GenerateOutput> {
     const r = await this.run(params, listener, signal);
-    return { text: r.text, tokens: r.tokens, finishReason: r.finishReason, route: r.route, failovers: r.failovers, ...(r.settlement === undefined ? {} : { payment: r.settlement }) };
+    return { text: r.text, tokens: r.tokens, finishReason: r.finishReason, route: r.route, routes: r.routes, failovers: r.failovers, ...(r.settlement === undefined ? {} : { payment: r.settlement }) };
   }
 
   /** As generate(), with the driver's extra figures. */

@@ -18,7 +18,7 @@
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { RunningCommitment, type SettleHop, type Settlement, type TopKStep } from '../protocols/hop-commitment.js';
-import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError, ROUTE_DEFAULTS } from './route.js';
+import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError, planFailover, ROUTE_DEFAULTS } from './route.js';
 import { TextAssembler } from './text.js';
 
 export interface GenerationRequest {
@@ -40,6 +40,16 @@ export interface RouteHop {
   weights: 'f32' | 'int8';
 }
 
+/**
+ * A route the generation used and the first token it produced: tokens [fromToken, the next route's fromToken) came
+ * through `hops` (fromToken may equal the number of tokens when a failover happened on the step that ended the
+ * generation: an end-of-sequence token, which the answer leaves out).
+ */
+export interface UsedRoute {
+  fromToken: number;
+  hops: RouteHop[];
+}
+
 export interface GenerationListener {
   onRoute?(route: RouteHop[]): void;
   onToken?(token: number, text: string): void;
@@ -49,7 +59,15 @@ export interface GenerationResult {
   text: string;
   tokens: number[];
   finishReason: 'stop' | 'length';
+  /** The route as first chosen. */
   route: RouteHop[];
+  /**
+   * Every route that produced tokens, in order (the first from token 0; one more after each failover that completed,
+   * the chain with its replaced hops). A failover before the route's first token replaces the entry instead of adding
+   * one, so fromToken rises strictly from one entry to the next. After failovers the only way to tell which chain
+   * produced which tokens (issue 8).
+   */
+  routes: UsedRoute[];
   failovers: number;
   /** How the payment for this generation ended (issue 11 §2), when the caller asked for one (`DriverDeps.settle`). */
   settlement?: Settlement;
@@ -200,16 +218,20 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   // each hop's weights format as the holder view states it (its signed record; route.ts prefers chains of one format),
   // kept for every peer this generation planned on
   const formats = new Map<string, 'f32' | 'int8'>();
-  // banned peers only when nobody else covers the range (route.ts chooseRouteAvoiding); this generation's failures
-  // never. `format`: the running chain's, so that a failover keeps it (route.ts chooseRouteAvoiding)
-  const plan = (range: { start: number; end: number }, format?: 'f32' | 'int8'): ChainHop[] => {
+  // the options of every plan: banned peers only when nobody else covers the range (route.ts chooseRouteAvoiding),
+  // this generation's failures never; `format`: the running chain's, so that a failover keeps it
+  const planOptions = (format?: 'f32' | 'int8'): Parameters<typeof chooseRouteAvoiding>[2] => ({ random: deps.random, explore: o.explore, banned: deps.bans.banned(deps.now()), failed, ...(format === undefined ? {} : { format }) });
+  /** The holder view, with every holder's format noted. */
+  const view = (): HolderView[] => {
     const holders = deps.holders();
     for (const h of holders) formats.set(h.peerId, h.weights ?? 'f32');
-    return chooseRouteAvoiding(holders, range, { random: deps.random, explore: o.explore, banned: deps.bans.banned(deps.now()), failed, ...(format === undefined ? {} : { format }) });
+    return holders;
   };
 
-  const route: RouteEntry[] = plan({ start: 0, end: L }).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));
-  const firstRoute = route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number], weights: formats.get(e.hop.peerId) ?? 'f32' }));
+  const route: RouteEntry[] = chooseRouteAvoiding(view(), { start: 0, end: L }, planOptions()).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));
+  const hopsNow = (): RouteHop[] => route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number], weights: formats.get(e.hop.peerId) ?? 'f32' }));
+  const firstRoute = hopsNow();
+  const routes: UsedRoute[] = [{ fromToken: 0, hops: firstRoute }];
   /** The format every hop of the route has (the failed hop's included), or undefined for a mixed route. */
   const chainFormat = (): 'f32' | 'int8' | undefined => {
     const fs = new Set(route.map((e) => formats.get(e.hop.peerId) ?? 'f32'));
@@ -310,27 +332,15 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   };
 
   /**
-   * The narrowest window route[j..k] around the failed hop i whose layers can be planned again without the failed
-   * peers, and that plan. Its own layers first (a replica, or holders whose spans tile them); when nobody holds exactly
-   * those, windows that take in neighbours, smallest first: a live holder of more layers (a joiner holding [0, 3) when
-   * the dead hop held [1, 3)) replaces the dead hop and its neighbours together. Throws LayersUncoveredError for the
-   * whole route when nothing covers it.
+   * The window route[j..k] around the failed hop i whose layers are planned again without the failed peers, and that
+   * plan (route.ts planFailover): the window whose replacement has the fewest unproven hops, then the narrowest (its
+   * own layers first: a replica, or holders whose spans tile them; when nobody holds exactly those, a live holder of
+   * more layers, a joiner holding [0, 3) when the dead hop held [1, 3), replaces the dead hop and its neighbours
+   * together). Throws LayersUncoveredError when nothing covers it.
    */
   const widen = (i: number): { j: number; k: number; sub: ChainHop[] } => {
-    let firstError: unknown;
-    const format = chainFormat();
-    for (let size = 0; size < route.length; size++) {
-      for (let j = Math.max(0, i - size); j <= i && j + size < route.length; j++) {
-        const k = j + size;
-        try {
-          return { j, k, sub: plan({ start: route[j].hop.span.start, end: route[k].hop.span.end }, format) };
-        } catch (e) {
-          if (!(e instanceof LayersUncoveredError)) throw e;
-          firstError ??= e;
-        }
-      }
-    }
-    throw firstError;
+    const holders = view();
+    return planFailover(holders, route.map((e) => e.hop), i, planOptions(chainFormat()));
   };
 
   /**
@@ -405,6 +415,10 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       }
       route.splice(j, k - j + 1, ...fresh);
       stallsMs.push(deps.now() - t0);
+      // this step's token (index tokensSoFar.length) is the new chain's first; a chain that produced none is replaced
+      const used = { fromToken: tokensSoFar.length, hops: hopsNow() };
+      if (routes[routes.length - 1].fromToken === used.fromToken) routes[routes.length - 1] = used;
+      else routes.push(used);
       // the current step's output: the last chunk's rows or token
       const last = chunks[chunks.length - 1];
       const cur: HopOutput = out!.tokens !== undefined ? { tokens: out!.tokens.subarray(out!.tokens.length - 1) } : { hidden: out!.hidden!.subarray((T - last) * C) };
@@ -469,5 +483,5 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   } finally {
     for (const e of route) e.session.close();
   }
-  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, failovers, stallsMs, promptTokens: prompt.length, ...(settlement === undefined ? {} : { settlement }) };
+  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(settlement === undefined ? {} : { settlement }) };
 }

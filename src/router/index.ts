@@ -1,5 +1,5 @@
 /** The swarm router: route choice over plain data, and the entry node's generation driver with failover. */
-export { BanList, candidateChains, chainCost, chooseRoute, chooseRouteAvoiding, exploreRoute, hopCost, isQuiet, LayersUncoveredError, missingLayers, QUIET_AFTER_HEARTBEATS, DEFAULT_MS_PER_LAYER, DEFAULT_RTT_MS, EXPLORE_UNBONDED_SHARE, ROUTE_DEFAULTS, UNBONDED_WEIGHT, UNPROVEN_RTT_MS, type ChainHop, type HolderView, type RouteChoiceOptions } from './route.js';
+export { BanList, candidateChains, chainCost, chooseRoute, chooseRouteAvoiding, exploreRoute, hopCost, isQuiet, LayersUncoveredError, missingLayers, planFailover, QUIET_AFTER_HEARTBEATS, DEFAULT_MS_PER_LAYER, DEFAULT_RTT_MS, EXPLORE_UNBONDED_SHARE, ROUTE_DEFAULTS, UNBONDED_WEIGHT, UNPROVEN_RTT_MS, type ChainHop, type FailoverPlan, type HolderView, type RouteChoiceOptions } from './route.js';
 export {
   DRIVER_DEFAULTS,
   runGeneration,

@@ -391,6 +391,62 @@ export function chooseRouteAvoiding(holders: readonly HolderView[], range: { sta
   return chooseRouteOneFormat(holders, range, opts);
 }
 
+/** A failover's plan: the hops route[j..k] (j ≤ i ≤ k, i the failed hop) are replaced by `sub`, which tiles their layers. */
+export interface FailoverPlan {
+  j: number;
+  k: number;
+  sub: ChainHop[];
+  /** Hops of `sub` whose holder is unproven (`HolderView.unproven`: this node never had a step answered by it). */
+  unproven: number;
+}
+
+/**
+ * Where a failover of hop `i` of `route` goes: the window route[j..k] around it and the chain that replaces that
+ * window (`chooseRouteAvoiding` over the window's layers, with `opts`: this generation's failures excluded, banned
+ * peers only where nothing else covers, the chain's weights format first). Windows are ranked by how many hops of
+ * their replacement are unproven (never answered this node), then by size (the hop's own layers first: a replica, or
+ * holders whose spans tile them), then leftmost; the first window whose replacement is all proven ends the search, so
+ * a failover that a proven replica can take plans exactly as before. Throws LayersUncoveredError (the first window's)
+ * when no window can be planned. Draws from `opts.random` once per window planned, in the order above.
+ *
+ * Why (issue 12, Sybil flood at 1,000 nodes): a failed hop's own layers were replanned first, and a Sybil claims a
+ * span few honest spans tile, so its replacement was often another fresh key claiming the same span, which failed
+ * too; a window one hop wider is covered by proven holders. Ranked by unproven hops, a failover prefers the window
+ * that proven holders cover (route_success 0.99768 → 1 in the 1,000-node sybil run, docs/SCALE.md).
+ */
+export function planFailover(
+  holders: readonly HolderView[],
+  route: readonly ChainHop[],
+  i: number,
+  opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string>; format?: 'f32' | 'int8' },
+): FailoverPlan {
+  if (!Number.isInteger(i) || i < 0 || i >= route.length) throw new RangeError(`hop ${i} is not in a route of ${route.length}`);
+  const unprovenPeers = new Set<string>();
+  for (const h of holders) if (h.unproven === true) unprovenPeers.add(h.peerId);
+  let best: FailoverPlan | undefined;
+  let firstError: unknown;
+  for (let size = 0; size < route.length; size++) {
+    for (let j = Math.max(0, i - size); j <= i && j + size < route.length; j++) {
+      const k = j + size;
+      let sub: ChainHop[];
+      try {
+        sub = chooseRouteAvoiding(holders, { start: route[j].span.start, end: route[k].span.end }, opts);
+      } catch (e) {
+        if (!(e instanceof LayersUncoveredError)) throw e;
+        firstError ??= e;
+        continue;
+      }
+      let unproven = 0;
+      for (const hop of sub) if (unprovenPeers.has(hop.peerId)) unproven++;
+      // strictly fewer: among equals the window found first (smaller, then further left) stays
+      if (best === undefined || unproven < best.unproven) best = { j, k, sub, unproven };
+      if (unproven === 0) return best;
+    }
+  }
+  if (best === undefined) throw firstError;
+  return best;
+}
+
 function chooseRouteOneFormat(holders: readonly HolderView[], range: { start: number; end: number }, opts: RouteChoiceOptions & { banned: ReadonlySet<string>; failed: ReadonlySet<string> }): ChainHop[] {
   const usual = chooseRouteUsual(holders, range, opts);
   // exploration: a fresh request (a failover replans with the usual rule) whose usual chain has no unproven hop,

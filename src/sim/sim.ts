@@ -24,7 +24,7 @@ import { KNOWN_MAX } from '../protocols/layer-registry.js';
 import { LivenessTracker } from '../protocols/liveness.js';
 import { DRIVER_DEFAULTS } from '../router/driver.js';
 import { LatencyTable } from '../router/measure.js';
-import { BanList, chooseRouteAvoiding, isQuiet, type ChainHop, type HolderView } from '../router/route.js';
+import { BanList, chooseRouteAvoiding, isQuiet, planFailover, type ChainHop, type FailoverPlan, type HolderView } from '../router/route.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { CONTINENTS, EventQueue, LAN_SHARE, LINK_CLASSES, MACHINE_MIX, Rng, SESSION, exponential, logNormal, modelFor, pick } from './world.js';
 
@@ -723,13 +723,15 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
       const hv: HolderView[] = new Array<HolderView>(k);
       for (let i = 0; i < k; i++) hv[i] = byRank[keys[i]! % RANK_SPAN]!;
       // as the driver does (router/driver.ts runGeneration): one chain for the whole range; a hop that does not
-      // serve is banned and replaced by a chain for its own layers (banned peers only when nobody else covers them,
-      // this request's failures never), up to the driver's failover limit
+      // serve is banned and replaced, with the window of hops around it that route.ts planFailover chooses (fewest
+      // unproven hops, then its own layers first; banned peers only when nobody else covers them, this request's
+      // failures never), up to the driver's failover limit
       const failed = new Set<string>();
       const bl = bans[v]!;
+      const planOpts = (): Parameters<typeof chooseRouteAvoiding>[2] => ({ random: () => rng.next(), banned: bl.banned(q.nowMs), failed, ...(opts.explore === undefined ? {} : { explore: opts.explore }) });
       const plan = (range: PoolSpan): ChainHop[] | undefined => {
         try {
-          return chooseRouteAvoiding(hv, range, { random: () => rng.next(), banned: bl.banned(q.nowMs), failed, ...(opts.explore === undefined ? {} : { explore: opts.explore }) });
+          return chooseRouteAvoiding(hv, range, planOpts());
         } catch {
           return undefined;
         }
@@ -766,13 +768,17 @@ export function runSim(opts: SimOptions, onProgress?: (simMin: number) => void):
             ok = false;
             break;
           }
-          const sub = plan(hop.span);
-          if (sub === undefined) {
+          let fp: FailoverPlan;
+          try {
+            fp = planFailover(hv, chain, i, planOpts());
+          } catch {
             ok = false;
             noChain = true;
             break;
           }
-          chain.splice(i, 1, ...sub);
+          // the replacement's hops are tried from the window's start (the driver replays the window's inputs there)
+          chain.splice(fp.j, fp.k - fp.j + 1, ...fp.sub);
+          i = fp.j;
         }
       }
       routesAll++;

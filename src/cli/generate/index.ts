@@ -4,7 +4,10 @@
  *
  *   {"text": " the continuation", "tokens": [412, 9, …], "finish_reason": "length"}
  *
- * `tokens` are the new token ids (the prompt's are not included). Errors: {"error": {"code", "message"}} on stderr,
+ * `tokens` are the new token ids (the prompt's are not included). Through a running node (no --checkpoint) the
+ * object also has `route` (as first chosen), `routes` (`[{"from_token", "hops"}]`: every route that produced tokens,
+ * from which token on) and `failovers`, as POST /api/generate answers them; without --json they go to stderr, one
+ * line per route. Errors: {"error": {"code", "message"}} on stderr,
  * exit code 1.
  */
 import { join } from 'node:path';
@@ -13,9 +16,35 @@ import { loadOptions } from '../../node/options.js';
 import { intFlag, numberFlag, stringFlag, stringListFlag, UsageError, type Command } from '../command.js';
 import { withJsonErrors } from '../json-error.js';
 import { ApiClient } from '../../api/client.js';
+import type { RouteHop, UsedRoute } from '../../api/generate.js';
 import { runningNodeClient } from '../local-endpoint.js';
 
 export const GENERATE_DEFAULTS = Object.freeze({ maxTokens: 64, temperature: 1, topK: 50, topP: 0.9, seed: 0 });
+
+/** `abcdefgh[0:4] → 12345678[4:8]`: a route's hops by the last 8 characters of their peer ids. */
+export function formatHops(hops: readonly RouteHop[]): string {
+  return hops.map((h) => `${h.peerId.slice(-8)}[${h.span[0]}:${h.span[1]}]`).join(' → ');
+}
+
+/**
+ * What stderr says after a generation through a node: the token count and, per route that produced tokens, the token
+ * indexes it produced (`tokens 0-9 through … ; tokens 10-31 through …`), then the failovers.
+ */
+export function formatRoutes(r: { tokens: readonly number[]; finishReason: string; route: readonly RouteHop[]; routes?: readonly UsedRoute[]; failovers: number }): string {
+  const routes = r.routes ?? [{ fromToken: 0, hops: r.route }];
+  const n = r.tokens.length;
+  const through =
+    routes.length === 1
+      ? `through ${formatHops(routes[0]!.hops)}`
+      : routes
+          .map((u, i) => {
+            const end = (routes[i + 1]?.fromToken ?? n) - 1;
+            const which = u.fromToken > end ? `from token ${u.fromToken} (the end)` : u.fromToken === end ? `token ${u.fromToken}` : `tokens ${u.fromToken}-${end}`;
+            return `${which} through ${formatHops(u.hops)}`;
+          })
+          .join('; ');
+  return `${n} tokens (${r.finishReason}) ${through}${r.failovers > 0 ? `, ${r.failovers} failover(s)` : ''}`;
+}
 
 export const generateCommand: Command = {
   name: 'generate',
@@ -29,7 +58,7 @@ export const generateCommand: Command = {
     'top-p': { type: 'string', value: 'P', description: `nucleus: the smallest set of tokens with probability ≥ P, in (0, 1] (default ${GENERATE_DEFAULTS.topP})` },
     stop: { type: 'string', multiple: true, value: 'STR', description: `stop before this string (up to ${GENERATE_MAX_STOPS})` },
     seed: { type: 'string', value: 'S', description: `sampling seed (default ${GENERATE_DEFAULTS.seed})` },
-    json: { type: 'boolean', description: 'print {"text", "tokens", "finish_reason"}' },
+    json: { type: 'boolean', description: 'print {"text", "tokens", "finish_reason"} (through a node also "route", "routes", "failovers")' },
   },
   async run(flags, _positionals, io) {
     const opts = loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir'), logLevel: stringFlag(flags, 'log-level'), threads: stringFlag(flags, 'threads') } });
@@ -55,10 +84,11 @@ export const generateCommand: Command = {
         const client = new ApiClient({ port: node.opts.port, timeoutMs: 600_000 });
         const r = await client.generate({ prompt, maxTokens, temperature, topK, topP, seed, stop });
         if (flags.json === true) {
-          io.stdout(JSON.stringify({ text: r.text, tokens: r.tokens, finish_reason: r.finishReason }) + '\n');
+          const routes = (r.routes ?? [{ fromToken: 0, hops: r.route }]).map((u) => ({ from_token: u.fromToken, hops: u.hops }));
+          io.stdout(JSON.stringify({ text: r.text, tokens: r.tokens, finish_reason: r.finishReason, route: r.route, routes, failovers: r.failovers }) + '\n');
         } else {
           io.stdout(prompt + r.text + '\n');
-          io.stderr(`${r.tokens.length} tokens (${r.finishReason}) through ${r.route.map((h) => `${h.peerId.slice(-8)}[${h.span[0]}:${h.span[1]}]`).join(' → ')}${r.failovers > 0 ? `, ${r.failovers} failover(s)` : ''}\n`);
+          io.stderr(formatRoutes(r) + '\n');
         }
         return 0;
       });

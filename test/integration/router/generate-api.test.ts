@@ -57,10 +57,11 @@ describe('POST /api/generate on a node holding the whole model', () => {
     const want = await reference('The jury said', { maxTokens: 24, temperature: 0, topK: 0, topP: 1, seed: 0 });
     const { status, json } = await post(url, { prompt: 'The jury said', max_tokens: 24, temperature: 0 });
     assert.equal(status, 200);
-    assert.deepEqual(Object.keys(json).sort(), ['failovers', 'finish_reason', 'route', 'text', 'tokens']);
+    assert.deepEqual(Object.keys(json).sort(), ['failovers', 'finish_reason', 'route', 'routes', 'text', 'tokens']);
     assert.deepEqual(json.tokens, want);
     assert.equal(json.text, model.decode(want));
     assert.deepEqual(json.route, [{ peerId: 'self-peer', span: [0, L], weights: 'f32' }]);
+    assert.deepEqual(json.routes, [{ from_token: 0, hops: json.route }], 'no failover: the one route produced every token');
     assert.equal(json.failovers, 0);
     assert.equal(json.finish_reason, want.length === 24 ? 'length' : 'stop');
   });
@@ -78,6 +79,7 @@ describe('POST /api/generate on a node holding the whole model', () => {
     assert.deepEqual(done.tokens, want);
     assert.equal(tokens.map((e) => e.text).join(''), done.text);
     assert.equal(done.failovers, 0);
+    assert.deepEqual(done.routes, [{ from_token: 0, hops: events[0].route }]);
   });
 
   it('cuts the text before a stop string and says stop', async () => {
