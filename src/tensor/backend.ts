@@ -122,9 +122,14 @@ export interface DecodeLayerArgs {
   theta: number;
 }
 
-/** Floats of scratch a decodeLayer call of B rows needs: per row h1, r, h2 [C], q/k/v, attention [H·D + 2·KV·D + H·D], gate/up, act [3F], 2. */
+/**
+ * Floats of scratch a decodeLayer call of B rows needs: per row h1, r, h2 [C], q/k/v, attention [H·D + 2·KV·D +
+ * H·D], gate/up, act [3F], 2; each part rounded up to 16 floats (the native backend starts each on a 64-byte line),
+ * and 16 more to move the start onto one.
+ */
 export function decodeLayerScratch(B: number, C: number, H: number, KV: number, D: number, F: number): number {
-  return B * (3 * C + 2 * H * D + 2 * KV * D + 3 * F + 2);
+  const part = (n: number): number => Math.ceil(n / 16) * 16;
+  return 16 + 3 * part(B * C) + part(B * (H * D + 2 * KV * D)) + part(B * H * D) + part(B * 2 * F) + part(B * F) + part(2 * B);
 }
 
 export interface Backend {

@@ -555,14 +555,15 @@ void Engine::attn_decode(const DecodeArgs& a) {
 void Engine::decode_layer(const DecodeLayerArgs& a) {
   const Kernels& k = *k_;
   const int64_t B = a.B, C = a.C, HD = a.H * a.D, KVD = a.KV * a.D, F = a.F, NQKV = HD + 2 * KVD;
-  float* h1 = a.ws;
-  float* qkv = h1 + B * C;
-  float* att = qkv + B * NQKV;
-  float* r = att + B * HD;
-  float* h2 = r + B * C;
-  float* gu = h2 + B * C;
-  float* act = gu + B * 2 * F;
-  float* rstd = act + B * F;
+  // The scratch's parts on 64-byte lines (see decode_layer_part; the caller's array may start anywhere).
+  float* h1 = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(a.ws) + 63) & ~uintptr_t{63});
+  float* qkv = h1 + decode_layer_part(B * C);
+  float* att = qkv + decode_layer_part(B * NQKV);
+  float* r = att + decode_layer_part(B * HD);
+  float* h2 = r + decode_layer_part(B * C);
+  float* gu = h2 + decode_layer_part(B * C);
+  float* act = gu + decode_layer_part(B * 2 * F);
+  float* rstd = act + decode_layer_part(B * F);
   const bool q8 = a.qkv.w == nullptr;
 
   // The four products: C[B, N] = A[B, K] · Wᵀ (+ C).
@@ -597,8 +598,8 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   // they shrink towards the end and the threads finish a product within a small chunk of each other. (Equal
   // eighths, as gemm_one splits, left one thread waiting up to a whole eighth at every product: measured on 12x768
   // f32 at 2 threads, 0.2-0.3 ms of a 5.1 ms step.) The split never changes an element's arithmetic. kDecodeRows
-  // is a multiple of every small-M kernel's rows of W per pass (8 at 1 row, 4 at 2-4, 3 at 5-8 rounds to 48).
-  const int64_t kDecodeRows = B > 4 ? 48 : 16;
+  // is a multiple of every small-M kernel's rows of W per pass (8, 4 or 2).
+  constexpr int64_t kDecodeRows = 16;
   int64_t first[4];  // chunk c of product i is rows [cut[first[i] + c], cut[first[i] + c + 1])
   int64_t chunks[4];
   int64_t cut[4 * 64 + 4];

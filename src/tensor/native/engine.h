@@ -43,11 +43,17 @@ struct DecodeLayerArgs {
   float* kc[kDecodeMaxRows] = {};        // row b's cache of this layer, [maxS[b], KV, D]
   float* vc[kDecodeMaxRows] = {};
   // Scratch, decode_layer_ws(B, C, H, KV, D, F) floats: h1 [B, C] | qkv [B, H·D + 2·KV·D] | att [B, H·D] | r [B, C] |
-  // h2 [B, C] | gu [B, 2F] | act [B, F] | rstd [2B].
+  // h2 [B, C] | gu [B, 2F] | act [B, F] | rstd [2B], each starting on a 64-byte line (decode_layer_parts).
   float* ws = nullptr;
 };
+// Floats of one part of the decode scratch, rounded up to a 64-byte line: the products read their A rows (h1, att,
+// h2, act) in place with full-vector loads, and a row that straddles lines costs two loads each time (a large
+// Float32Array from V8 starts 16 bytes into a page, glibc's mmap offset).
+inline int64_t decode_layer_part(int64_t n) { return (n + 15) / 16 * 16; }
 inline int64_t decode_layer_ws(int64_t B, int64_t C, int64_t H, int64_t KV, int64_t D, int64_t F) {
-  return B * (3 * C + 2 * H * D + 2 * KV * D + 3 * F + 2);
+  // + 16: room to move the start onto a line
+  return 16 + 3 * decode_layer_part(B * C) + decode_layer_part(B * (H * D + 2 * KV * D)) + decode_layer_part(B * H * D) +
+         decode_layer_part(B * 2 * F) + decode_layer_part(B * F) + decode_layer_part(2 * B);
 }
 
 class Engine {

@@ -457,7 +457,10 @@ static void gemm_small(const GemmArgs& g, int64_t n0, int64_t n1, float* ws) {
   // as they were before this call wrote C (callers with more than one chunk must not overlap them at all).
   const uintptr_t a0 = reinterpret_cast<uintptr_t>(g.A), a1 = reinterpret_cast<uintptr_t>(g.A + (M - 1) * g.lda + K);
   const uintptr_t c0 = reinterpret_cast<uintptr_t>(g.C), c1 = reinterpret_cast<uintptr_t>(g.C + (M - 1) * g.ldc + g.N);
-  const bool inplace = !g.ta && (a1 <= c0 || c1 <= a0);
+  // ...and only when every row of A starts on a vector boundary: with 5-8 rows, A is 8 of the 11 loads per 24 FMAs,
+  // and rows straddling cache lines would double them (the aligned copy is then the cheaper path).
+  const bool aligned = (a0 % (W * 4)) == 0 && (g.lda % W) == 0;
+  const bool inplace = !g.ta && aligned && (a1 <= c0 || c1 <= a0);
   const float* A = g.A;
   int64_t lda = g.lda;
   if (!inplace) {
@@ -476,17 +479,16 @@ static void gemm_small(const GemmArgs& g, int64_t n0, int64_t n1, float* ws) {
     gemm_small_tb<1, 8, 8>(g, A, lda, g.C, n0, n1);
     return;
   }
-  // 5-8 rows in one pass over W (decode batches): 8×3 accumulators, 3 weight vectors and a row of A in the 32 zmm
-  // registers. An 8-row product then costs 1.5× the CPU of 1 row instead of 1.75× (4 rows per pass streamed W
-  // twice); 3 columns per pass need 11 loads per 24 FMAs, 2 columns 10 per 16 (measured: 8 rows 35 → 32.5 ms of CPU
-  // per 12x768 step's GEMVs at 2 columns, → 30.5 ms at 3). On AVX2 (16 registers) and the portable path the rows
-  // go 4 at a time.
+  // 5-8 rows in one pass over W (decode batches), 2 rows of W at a time: 8×2 accumulators. (3 rows of W, 8×3
+  // accumulators in 28 of the 32 registers, was measured slower since A is read in place: one 8-row product over a
+  // 24576×768 W at 1 thread took 5.5-5.7 ms of CPU at 3 rows of W, 4.7 at 2, 5.6 as two passes of 4 rows; 768×24576:
+  // 7.6-8.5 vs 7.2-7.4 ms.) On AVX2 (16 registers) and the portable path the rows go 4 at a time.
   if (g.tb && M > 4) {
     switch (M) {
-      case 5: gemm_small_tb<5, 3>(g, A, lda, g.C, n0, n1); return;
-      case 6: gemm_small_tb<6, 3>(g, A, lda, g.C, n0, n1); return;
-      case 7: gemm_small_tb<7, 3>(g, A, lda, g.C, n0, n1); return;
-      default: gemm_small_tb<8, 3>(g, A, lda, g.C, n0, n1); return;
+      case 5: gemm_small_tb<5, 2>(g, A, lda, g.C, n0, n1); return;
+      case 6: gemm_small_tb<6, 2>(g, A, lda, g.C, n0, n1); return;
+      case 7: gemm_small_tb<7, 2>(g, A, lda, g.C, n0, n1); return;
+      default: gemm_small_tb<8, 2>(g, A, lda, g.C, n0, n1); return;
     }
   }
 #endif
@@ -602,16 +604,13 @@ static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
 #if NS_W == 16
   // One row (decode at batch 1): 8 rows of W per pass, each prefetching the same line of the next group's 8 rows,
   // as the float32 GEMV does (more misses in flight than 4 streams; 8 accumulators, 8 scales and 8 decoded weight
-  // vectors fit the 32 zmm registers). 5-8 rows (decode batches): one pass over W for all rows, 3 rows of W at a
-  // time (8×3 accumulators, 3 scales, 3 weight vectors, a row of A: 31 registers) instead of two passes of 4 rows.
-  // Per output element the arithmetic is the same dot product whatever the grouping, so logits are bit-identical.
-  switch (g.M) {
-    case 1: q8_small_m<1, 8>(g, g.A, g.C, n0, n1); return;
-    case 5: q8_small_m<5, 3>(g, g.A, g.C, n0, n1); return;
-    case 6: q8_small_m<6, 3>(g, g.A, g.C, n0, n1); return;
-    case 7: q8_small_m<7, 3>(g, g.A, g.C, n0, n1); return;
-    case 8: q8_small_m<8, 3>(g, g.A, g.C, n0, n1); return;
-    default: break;
+  // vectors fit the 32 zmm registers). Measured, a 49152×768 int8 W at 1 thread: 1.04 ms of CPU per product at 8
+  // rows of W, 1.25-1.27 at 4. Per output element the arithmetic is the same dot product whatever the grouping,
+  // so logits are bit-identical. (5-8 rows in one pass, 3 or 2 rows of W at a time, measured no faster than two
+  // passes of 4: 4.5 ms at 8 rows of A, 5.0-8.5 in one pass; the int8 decode is compute-bound there.)
+  if (g.M == 1) {
+    q8_small_m<1, 8>(g, g.A, g.C, n0, n1);
+    return;
   }
 #endif
   for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
