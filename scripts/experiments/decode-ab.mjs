@@ -3,11 +3,14 @@
 // the read-bandwidth bound"): each checkout's dist/ and build/ loaded side by side (each its own addon and pool),
 // 12x768 on 2 threads, f32 and int8 batch-1 cached decode; blocks of 48 steps alternate A, B (order swapped every
 // round); the bound (the second checkout's measureReadBandwidth, 2 threads) measured before each round; per round
-// the share of that round's bound. Run under `chrt -f 10` on a shared machine.
-//   chrt -f 10 node scripts/experiments/decode-ab.mjs /path/to/main /path/to/branch [rounds]
+// the share of that round's bound. With `rows` > 1, each step is a decodeBatch of that many sequences (the serving
+// worker's continuous batching; the bound's share is then of `rows` tokens per step). Run under `chrt -f 10` (or
+// `nice -n -20`) on a shared machine.
+//   chrt -f 10 node scripts/experiments/decode-ab.mjs /path/to/main /path/to/branch [rounds] [rows]
 import { resolve } from 'node:path';
 const roots = { main: resolve(process.argv[2] ?? '.'), branch: resolve(process.argv[3] ?? '.') };
 const reps = Number(process.argv[4] ?? 5);
+const rows = Number(process.argv[5] ?? 1);
 const mods = {};
 for (const [k, root] of Object.entries(roots)) {
   const d = (p) => import(`${root}/dist/src/${p}`);
@@ -24,14 +27,17 @@ const bytes = { f32: 324086784, int8: mods.branch.sh.int8.weightBytes - V * C * 
 function block(k, w) {
   const { m, sh, config } = mods[k];
   const s = sh[w];
-  const cache = new m.KVCache(config, { span: s.span, batch: 1, maxLen: PROMPT + steps + 1 });
-  s.forward(Int32Array.from({ length: PROMPT }, (_, i) => (i * 131 + 1) % V), 1, PROMPT, { cache });
-  let tok = 5; const t = [];
+  const caches = Array.from({ length: rows }, () => new m.KVCache(config, { span: s.span, batch: 1, maxLen: PROMPT + steps + 1 }));
+  caches.forEach((cache, r) => s.forward(Int32Array.from({ length: PROMPT }, (_, i) => (i * 131 + 1 + r) % V), 1, PROMPT, { cache }));
+  const toks = Int32Array.from({ length: rows }, (_, r) => 5 + r);
+  const t = [];
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
-    const l = s.forward(Int32Array.of(tok), 1, 1, { cache });
+    const l = rows === 1 ? s.forward(toks, 1, 1, { cache: caches[0] }) : s.decodeBatch(toks, caches);
     t.push(performance.now() - t0);
-    let b = 0; for (let j = 1; j < V; j++) if (l[j] > l[b]) b = j; tok = b;
+    for (let r = 0; r < rows; r++) {
+      let b = 0; for (let j = 1; j < V; j++) if (l[r * V + j] > l[r * V + b]) b = j; toks[r] = b;
+    }
   }
   return t;
 }
@@ -45,10 +51,10 @@ for (let r = 0; r < reps; r++) {
     const order = r % 2 === 0 ? ['main', 'branch'] : ['branch', 'main'];
     const res = {};
     for (const k of order) { res[k] = block(k, w); all[k][w].push(...res[k]); }
-    const bms = (1000 * bytes[w]) / bw;
+    const bms = (1000 * bytes[w] * rows) / bw;
     for (const k of ['main', 'branch']) {
       const med = pct(res[k], 0.5), p10 = pct(res[k], 0.1);
-      line += ` | ${w} ${k} p10 ${p10.toFixed(3)} med ${med.toFixed(3)} ms (${(1000 / med).toFixed(1)} tok/s, ${((100 * bms) / med).toFixed(1)} %)`;
+      line += ` | ${w} ${k} p10 ${p10.toFixed(3)} med ${med.toFixed(3)} ms (${((1000 * rows) / med).toFixed(1)} tok/s, ${((100 * bms) / med).toFixed(1)} %)`;
     }
   }
   console.log(line);

@@ -88,7 +88,24 @@ function runBatch(msgs: ToWorker[]): void {
 
 const cancelled = (m: ToWorker): boolean => m.cancel !== undefined && Atomics.load(new Int32Array(m.cancel), 0) !== 0;
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Set while the batcher waits for more steps: the next message ends the wait early. */
+let arrived: (() => void) | null = null;
+/**
+ * Until the next job arrives or `ms` pass, whichever is first: a short batch waits for the other sessions' steps,
+ * and the wait ends as soon as one comes (drain then counts again), not at the end of the window (every short
+ * batch slept the whole window, 2 ms or a tenth of a forward, even when the last step came at once).
+ */
+function arrivalOr(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      arrived = null;
+      resolve();
+    }
+    arrived = done;
+  });
+}
 
 /**
  * Runs queued jobs one at a time (or one decode batch at a time), yielding to the event loop between them so that
@@ -97,15 +114,23 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 async function drain(): Promise<void> {
   try {
     let waitedFor: ToWorker | undefined;
+    let waitUntil = 0;
     while (queue.length > 0) {
       const picked = cancelled(queue[0]) ? [0] : pickBatch(queue.map((m) => m.job), MAX_DECODE_BATCH, (i) => cancelled(queue[i]));
       const head = queue[0];
       if (isBatchable(head.job)) {
         const window = batchWindow(batchWindowMs, lastForwardMs);
-        if (waitedFor !== head && shouldWait(picked.length, state.sessions.activeDecoders(ACTIVE_DECODER_MS), window)) {
-          waitedFor = head; // once per head: a session that stopped decoding costs one window, not a stall
-          await sleep(window);
-          continue;
+        if (shouldWait(picked.length, state.sessions.activeDecoders(ACTIVE_DECODER_MS), window)) {
+          // one window per head: a session that stopped decoding costs one window, not a stall
+          if (waitedFor !== head) {
+            waitedFor = head;
+            waitUntil = performance.now() + window;
+          }
+          const left = waitUntil - performance.now();
+          if (left > 0) {
+            await arrivalOr(left);
+            continue;
+          }
         }
       }
       if (picked.length <= 1) {
@@ -127,6 +152,7 @@ async function drain(): Promise<void> {
 port.on('message', (msg: ToWorker) => {
   if (msg.kind !== 'job') return;
   queue.push(msg);
+  arrived?.();
   if (draining) return;
   draining = true;
   // after this turn: the other messages already delivered join the queue first

@@ -19,7 +19,7 @@
  * Buffers returned by forward/backward/loss belong to the shard and are overwritten by its next call: copy them
  * (`.slice()`) before keeping or transferring them.
  */
-import { decodeLayerScratch, type Backend, type GemmArgs } from '../tensor/backend.js';
+import { DECODE_LAYER_MAX_ROWS, decodeLayerScratch, type Backend, type GemmArgs } from '../tensor/backend.js';
 import { ShapeError, TokenRangeError } from '../tensor/errors.js';
 import { int8BlockFor, int8MatrixBytes, matmulInt8, quantizeMatrix, type Int8Matrix } from '../tensor/ops/quantize.js';
 import { spanHash } from './hash.js';
@@ -181,6 +181,9 @@ export class LlamaShard {
   private fused: Float32Array = new Float32Array(0);
   /** Scratch of Backend.decodeLayer (see decodeLayerScratch). */
   private decodeWs: Float32Array = new Float32Array(0);
+  /** Positions and cache lengths of a decodeLayer call's rows. */
+  private readonly decodePos = new Int32Array(DECODE_LAYER_MAX_ROWS);
+  private readonly decodeMaxS = new Int32Array(DECODE_LAYER_MAX_ROWS);
 
   private readonly w: LayerViews[] = [];
   private readonly g: LayerViews[] = [];
@@ -594,9 +597,12 @@ export class LlamaShard {
     const x = this.res[l];
     const out = this.res[l + 1];
 
-    // One row with a cache (a batch-1 decode step): the whole layer in one backend call where it has one.
-    const one = N === 1 && (rows !== undefined || (cache !== undefined && T === 1));
-    if (one && be.decodeLayer !== undefined && this.decodeOne(l, x, out, rows !== undefined ? rows[0] : cache!)) return;
+    // A decode step (one row per sequence, each with its cache: decodeBatch of up to DECODE_LAYER_MAX_ROWS
+    // sequences, or a batch-1 forward with a cache): the whole layer in one backend call where it has one.
+    if (be.decodeLayer !== undefined) {
+      const seqs = rows !== undefined ? (N <= DECODE_LAYER_MAX_ROWS ? rows : undefined) : N === 1 && T === 1 && cache !== undefined ? [cache] : undefined;
+      if (seqs !== undefined && this.decodeRows(l, x, out, seqs)) return;
+    }
 
     // attention block
     be.rmsnormForward(x, w.inNorm, a.h1, a.rstd1, N, C, c.rms_norm_eps);
@@ -681,27 +687,39 @@ export class LlamaShard {
   }
 
   /**
-   * Layer l for one row at the next position of `cache` through Backend.decodeLayer: x [1, C] → out [1, C], k/v
-   * written into the cache. Same kernels on the same data as the op-by-op path below, so the same bits; the
-   * layer's activations (this.acts) are not written (a cached forward has no backward). False, doing nothing,
-   * when q/k/v or gate/up are not one matrix (the native call takes them fused).
+   * Layer l for B = caches.length rows, row b at the next position of caches[b], through Backend.decodeLayer:
+   * x [B, C] → out [B, C], k/v written into the caches. Same kernels on the same data as the op-by-op path below,
+   * so the same bits; the layer's activations (this.acts) are not written (a cached forward has no backward). False,
+   * doing nothing, when q/k/v or gate/up are not one matrix (the native call takes them fused).
    */
-  private decodeOne(l: number, x: Float32Array, out: Float32Array, cache: KVCache): boolean {
+  private decodeRows(l: number, x: Float32Array, out: Float32Array, caches: readonly KVCache[]): boolean {
     const c = this.config;
     const w = this.w[l];
     const q8 = this.qw[l] as Int8LayerViews | undefined;
     const qkv = q8 !== undefined ? q8.qkv : w.qkv;
     const gateUp = q8 !== undefined ? q8.gateUp : w.gateUp;
     if (qkv === undefined || gateUp === undefined) return false;
+    const B = caches.length;
     const H = c.num_attention_heads;
     const KV = c.num_key_value_heads;
     const D = c.head_dim;
     const F = c.intermediate_size;
     const C = c.hidden_size;
-    const n = decodeLayerScratch(C, H, KV, D, F);
+    const n = decodeLayerScratch(B, C, H, KV, D, F);
     if (this.decodeWs.length < n) this.decodeWs = allocate(n, 'activations');
+    const pos = this.decodePos;
+    const maxS = this.decodeMaxS;
+    const kc: Float32Array[] = [];
+    const vc: Float32Array[] = [];
+    for (let b = 0; b < B; b++) {
+      pos[b] = caches[b].length;
+      maxS[b] = caches[b].maxLen;
+      kc.push(caches[b].k[l]);
+      vc.push(caches[b].v[l]);
+    }
     const mats = q8 !== undefined ? [q8.qkv!, q8.o, q8.gateUp!, q8.down] : null;
     this.backend.decodeLayer!({
+      B,
       x,
       out,
       inNorm: w.inNorm,
@@ -711,16 +729,16 @@ export class LlamaShard {
       gateUp: mats !== null ? mats[2].q : (gateUp as Float32Array),
       down: mats !== null ? mats[3].q : w.down,
       scales: mats !== null ? [mats[0].scales, mats[1].scales, mats[2].scales, mats[3].scales] : null,
-      kCache: cache.k[l],
-      vCache: cache.v[l],
+      kCache: kc,
+      vCache: vc,
       ws: this.decodeWs,
       C,
       H,
       KV,
       D,
       F,
-      pos: cache.length,
-      maxS: cache.maxLen,
+      pos,
+      maxS,
       blockSizes: mats !== null ? (q8!.blocks ??= Int32Array.from(mats, (m) => m.blockSize)) : null,
       eps: c.rms_norm_eps,
       theta: c.rope_theta,

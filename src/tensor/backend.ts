@@ -77,17 +77,24 @@ export interface AdamWArgs {
   gradScale: number;
 }
 
+/** Most rows (sequences) one decodeLayer call takes: the decode batch a hop's batcher forms at most. */
+export const DECODE_LAYER_MAX_ROWS = 8;
+
 /**
- * One decoder layer of a batch-1 decode step (see LlamaShard.layerForward), for backends that run it as one job:
- *   h1 = rmsnorm(x); [q | k | v] = h1 · qkvᵀ; RoPE(q, k) at `pos`; k, v → kCache/vCache[pos];
- *   att = attention(q, cache[0..pos]); r = x + att · oᵀ; h2 = rmsnorm(r); [g | u] = h2 · gateUpᵀ;
+ * One decoder layer of a decode step of B ≤ DECODE_LAYER_MAX_ROWS sequences, one row each, every row at its own
+ * position in its own KV cache (see LlamaShard.layerForward; B = 1 is a batch-1 decode step), for backends that run
+ * it as one job. Row b:
+ *   h1 = rmsnorm(x); [q | k | v] = h1 · qkvᵀ; RoPE(q, k) at pos[b]; k, v → kCache[b]/vCache[b] at pos[b];
+ *   att = attention(q, cache b [0..pos[b]]); r = x + att · oᵀ; h2 = rmsnorm(r); [g | u] = h2 · gateUpᵀ;
  *   out = r + (silu(g) · u) · downᵀ
  * Matrices are row-major [outputs, inputs]: qkv [H·D + 2·KV·D, C], o [C, H·D], gateUp [2F, C], down [C, F], float32,
  * or int8 codes with `scales` (one float32 per blockSizes[i] weights along the inputs, as gemmQ8 takes them).
  */
 export interface DecodeLayerArgs {
-  x: Float32Array; // [C]
-  out: Float32Array; // [C]
+  /** Rows (sequences), 1..DECODE_LAYER_MAX_ROWS. */
+  B: number;
+  x: Float32Array; // [B, C]
+  out: Float32Array; // [B, C]
   inNorm: Float32Array;
   postNorm: Float32Array;
   qkv: Float32Array | Int8Array;
@@ -96,27 +103,33 @@ export interface DecodeLayerArgs {
   down: Float32Array | Int8Array;
   /** int8 only: the scales of qkv, o, gateUp and down. */
   scales: readonly [Float32Array, Float32Array, Float32Array, Float32Array] | null;
-  /** This layer's cache of one sequence, [maxS, KV, D] each. */
-  kCache: Float32Array;
-  vCache: Float32Array;
-  /** Scratch of decodeLayerScratch(C, H, KV, D, F) floats. */
+  /** Row b's cache of this layer, [maxS[b], KV, D] each; one cache per row (no two rows share one). */
+  kCache: readonly Float32Array[];
+  vCache: readonly Float32Array[];
+  /** Scratch of decodeLayerScratch(B, C, H, KV, D, F) floats. */
   ws: Float32Array;
   C: number;
   H: number;
   KV: number;
   D: number;
   F: number;
-  pos: number;
-  maxS: number;
+  /** Row b's position (its cache's length before this step) and its cache's capacity, [B] each. */
+  pos: Int32Array;
+  maxS: Int32Array;
   /** int8 only: weights per scale of qkv, o, gateUp and down (null for float32). */
   blockSizes: Int32Array | null;
   eps: number;
   theta: number;
 }
 
-/** Floats of scratch a decodeLayer call needs: h1, r, h2 [C], q/k/v, attention [H·D + 2·KV·D + H·D], gate/up, act [3F], 2. */
-export function decodeLayerScratch(C: number, H: number, KV: number, D: number, F: number): number {
-  return 3 * C + 2 * H * D + 2 * KV * D + 3 * F + 2;
+/**
+ * Floats of scratch a decodeLayer call of B rows needs: per row h1, r, h2 [C], q/k/v, attention [H·D + 2·KV·D +
+ * H·D], gate/up, act [3F], 2; each part rounded up to 16 floats (the native backend starts each on a 64-byte line),
+ * and 16 more to move the start onto one.
+ */
+export function decodeLayerScratch(B: number, C: number, H: number, KV: number, D: number, F: number): number {
+  const part = (n: number): number => Math.ceil(n / 16) * 16;
+  return 16 + 3 * part(B * C) + part(B * (H * D + 2 * KV * D)) + part(B * H * D) + part(B * 2 * F) + part(B * F) + part(2 * B);
 }
 
 export interface Backend {
@@ -238,7 +251,8 @@ export interface Backend {
    * `len` positions are valid (the new token's k/v already written at position len − 1) → out[B, 1, H, D].
    */
   /**
-   * Optional: one layer of a batch-1 decode step as one call (DecodeLayerArgs), bit-identical to the op-by-op calls.
+   * Optional: one layer of a decode step of 1-8 sequences as one call (DecodeLayerArgs), bit-identical to the
+   * op-by-op calls.
    * The native backend runs it as one pool job (a step then wakes the pool's helpers once per layer, not 5 times,
    * and the small ops between products never leave them idle in JS); absent elsewhere.
    */

@@ -127,20 +127,21 @@ interface Addon {
     sO: Float32Array | null,
     sGu: Float32Array | null,
     sDown: Float32Array | null,
-    kCache: Float32Array,
-    vCache: Float32Array,
+    kCaches: readonly Float32Array[],
+    vCaches: readonly Float32Array[],
     ws: Float32Array,
     C: number,
     H: number,
     KV: number,
     D: number,
     F: number,
-    pos: number,
-    maxS: number,
+    pos: Int32Array,
+    maxS: Int32Array,
     blockSizes: Int32Array | null,
     eps: number,
     theta: number,
     int8: boolean,
+    B: number,
   ): void;
   swigluForward(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
   swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
@@ -404,6 +405,7 @@ export class NativeBackend implements Backend {
       a.eps,
       a.theta,
       s !== null,
+      a.B,
     );
   }
 

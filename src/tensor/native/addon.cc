@@ -63,6 +63,24 @@ class Args {
     if (static_cast<size_t>(i) >= info_.Length() || info_[i].IsNull() || info_[i].IsUndefined()) return nullptr;
     return f32(i, name, need);
   }
+  // Element j of a JS array argument: a Float32Array with at least `need` elements.
+  float* f32_at(int i, int64_t j, const char* name, __int128 need) const {
+    if (static_cast<size_t>(i) >= info_.Length() || !info_[i].IsArray()) fail(std::string(name) + " must be an array of Float32Arrays", true);
+    Napi::Array arr = info_[i].As<Napi::Array>();
+    if (static_cast<int64_t>(arr.Length()) <= j) fail(std::string(name) + " has " + std::to_string(arr.Length()) + " entries, need " + std::to_string(j + 1));
+    const std::string what = std::string(name) + "[" + std::to_string(j) + "]";
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    napi_value ab;
+    size_t byte_offset = 0;
+    if (napi_get_typedarray_info(env_, arr.Get(static_cast<uint32_t>(j)), &type, &length, &data, &ab, &byte_offset) != napi_ok ||
+        type != napi_float32_array)
+      fail(what + " must be a Float32Array", true);
+    if (need > static_cast<__int128>(length))
+      fail(what + " has " + std::to_string(length) + " elements, the sizes given need " + std::to_string(static_cast<int64_t>(need)));
+    return static_cast<float*>(data);
+  }
   int32_t* i32(int i, const char* name, __int128 need) const {
     return static_cast<int32_t*>(array(i, name, napi_int32_array, "Int32Array", need));
   }
@@ -422,24 +440,41 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// decodeLayer(x, out, inNorm, postNorm, wQkv, wO, wGu, wDown, sQkv, sO, sGu, sDown, kCache, vCache, ws,
-//             C, H, KV, D, F, pos, maxS, blockSizes, eps, theta, int8)
-// One layer of a batch-1 decode step (Engine::decode_layer). Float32 weights: w* are Float32Arrays, s* null; int8:
-// w* are the Int8Array codes and s* their scales, blockSizes (Int32Array [4]) the weights per scale of each. kCache/vCache: this layer's [maxS, KV, D]; ws: scratch.
+// decodeLayer(x, out, inNorm, postNorm, wQkv, wO, wGu, wDown, sQkv, sO, sGu, sDown, kCaches, vCaches, ws,
+//             C, H, KV, D, F, pos, maxS, blockSizes, eps, theta, int8, B)
+// One layer of a decode step of B (1..8) sequences, one row each (Engine::decode_layer). x/out: [B, C]. Float32
+// weights: w* are Float32Arrays, s* null; int8: w* are the Int8Array codes and s* their scales, blockSizes
+// (Int32Array [4]) the weights per scale of each. kCaches/vCaches: arrays of B Float32Arrays, row b's cache of this
+// layer [maxS[b], KV, D], distinct per row; pos/maxS: Int32Array [B]; ws: scratch.
 Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   Args a(info, "decodeLayer");
   DecodeLayerArgs x;
+  x.B = a.dim(26, "B", 1);
+  if (x.B > kDecodeMaxRows) a.fail("B = " + std::to_string(x.B) + " rows exceed " + std::to_string(kDecodeMaxRows));
+  const int64_t B = x.B;
   x.C = a.dim(15, "C", 1), x.H = a.dim(16, "H", 1), x.KV = a.dim(17, "KV", 1), x.D = a.dim(18, "D", 2), x.F = a.dim(19, "F", 1);
-  x.pos = a.dim(20, "pos"), x.maxS = a.dim(21, "maxS", 1);
   x.eps = static_cast<float>(a.finite(23, "eps"));
   x.theta = a.finite(24, "theta");
   const bool q8 = a.flag(25, "int8");
-  check_heads(a, 1, x.maxS, x.H, x.KV);
+  check_heads(a, 1, 1, x.H, x.KV);
   if (x.D % 2 != 0) a.fail("D must be even");
-  if (x.pos >= x.maxS) a.fail("pos = " + std::to_string(x.pos) + " is outside a cache of " + std::to_string(x.maxS));
   const int64_t HD = x.H * x.D, KVD = x.KV * x.D, F = x.F, C = x.C;
-  x.x = a.f32(0, "x", C);
-  x.out = a.f32(1, "out", C);
+  const int32_t* pos = a.i32(20, "pos", B);
+  const int32_t* maxS = a.i32(21, "maxS", B);
+  for (int64_t b = 0; b < B; b++) {
+    if (pos[b] < 0 || maxS[b] < 1 || pos[b] >= maxS[b])
+      a.fail("row " + std::to_string(b) + ": pos = " + std::to_string(pos[b]) + " is outside a cache of " + std::to_string(maxS[b]));
+    x.pos[b] = pos[b];
+    x.maxS[b] = maxS[b];
+    const I128 nc = static_cast<I128>(maxS[b]) * KVD;
+    x.kc[b] = a.f32_at(12, b, "kCaches", nc);
+    x.vc[b] = a.f32_at(13, b, "vCaches", nc);
+    // two rows in one cache would write it at the same time
+    for (int64_t e = 0; e < b; e++)
+      if (x.kc[e] == x.kc[b] || x.vc[e] == x.vc[b]) a.fail("rows " + std::to_string(e) + " and " + std::to_string(b) + " share a cache");
+  }
+  x.x = a.f32(0, "x", static_cast<I128>(B) * C);
+  x.out = a.f32(1, "out", static_cast<I128>(B) * C);
   x.inNorm = a.f32(2, "inNorm", C);
   x.postNorm = a.f32(3, "postNorm", C);
   const int64_t rows[4] = {HD + 2 * KVD, C, 2 * F, C}, cols[4] = {C, HD, C, F};
@@ -458,10 +493,7 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
       m[i]->w = a.f32(4 + i, wn[i], n);
     }
   }
-  const I128 nc = static_cast<I128>(x.maxS) * KVD;
-  x.kc = a.f32(12, "kCache", nc);
-  x.vc = a.f32(13, "vCache", nc);
-  x.ws = a.f32(14, "ws", decode_layer_ws(C, x.H, x.KV, x.D, F));
+  x.ws = a.f32(14, "ws", decode_layer_ws(B, C, x.H, x.KV, x.D, F));
   engine(info).decode_layer(x);
   return info.Env().Undefined();
 }

@@ -548,23 +548,25 @@ void Engine::attn_decode(const DecodeArgs& a) {
 // The op-by-op decode step issues 5 pool jobs per layer (q/k/v, attention, o, gate/up, down) and runs the norms,
 // RoPE, the cache writes and SwiGLU on the calling thread between them, each job costing a publish, a join and a
 // close, with the helpers idle in the JS between. Here the layer is one job in 9 phases, each boundary a wait on
-// the job's counter. The single-task phases run on whichever thread claims them; the products are split in
-// aligned column runs as gemm_one / gemm_q8 split them, and every kernel is called on the same data as there, so
-// the arithmetic of every element is unchanged.
+// the job's counter. The per-row phases run one task per row on whichever thread claims it; the products take all B
+// rows at once (the weights streamed once per step) and are split in aligned column runs as gemm_one / gemm_q8
+// split them, and every kernel is called on the same data as there, so the arithmetic of every element is
+// unchanged (the small-M kernels give an element the same bits whatever M: kernels_impl.h).
 void Engine::decode_layer(const DecodeLayerArgs& a) {
   const Kernels& k = *k_;
-  const int64_t C = a.C, HD = a.H * a.D, KVD = a.KV * a.D, F = a.F, NQKV = HD + 2 * KVD;
-  float* h1 = a.ws;
-  float* qkv = h1 + C;
-  float* att = qkv + NQKV;
-  float* r = att + HD;
-  float* h2 = r + C;
-  float* gu = h2 + C;
-  float* act = gu + 2 * F;
-  float* rstd = act + F;
+  const int64_t B = a.B, C = a.C, HD = a.H * a.D, KVD = a.KV * a.D, F = a.F, NQKV = HD + 2 * KVD;
+  // The scratch's parts on 64-byte lines (see decode_layer_part; the caller's array may start anywhere).
+  float* h1 = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(a.ws) + 63) & ~uintptr_t{63});
+  float* qkv = h1 + decode_layer_part(B * C);
+  float* att = qkv + decode_layer_part(B * NQKV);
+  float* r = att + decode_layer_part(B * HD);
+  float* h2 = r + decode_layer_part(B * C);
+  float* gu = h2 + decode_layer_part(B * C);
+  float* act = gu + decode_layer_part(B * 2 * F);
+  float* rstd = act + decode_layer_part(B * F);
   const bool q8 = a.qkv.w == nullptr;
 
-  // The four products: C = A · Wᵀ (+ C).
+  // The four products: C[B, N] = A[B, K] · Wᵀ (+ C).
   struct Prod {
     const DecodeMat* m;
     const float* A;
@@ -575,13 +577,13 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   const Prod prods[4] = {{&a.qkv, h1, qkv, NQKV, C, 0.0f}, {&a.o, att, r, C, HD, 1.0f}, {&a.gu, h2, gu, 2 * F, C, 0.0f}, {&a.down, act, a.out, C, F, 1.0f}};
   auto gemm_args = [&](const Prod& p) {
     GemmArgs g;
-    g.ta = false, g.tb = true, g.M = 1, g.N = p.N, g.K = p.K, g.alpha = 1.0f, g.beta = p.beta;
+    g.ta = false, g.tb = true, g.M = B, g.N = p.N, g.K = p.K, g.alpha = 1.0f, g.beta = p.beta;
     g.A = p.A, g.lda = p.K, g.B = p.m->w, g.ldb = p.K, g.C = p.C, g.ldc = p.N;
     return g;
   };
   auto q8_args = [&](const Prod& p) {
     Q8GemmArgs g;
-    g.M = 1, g.N = p.N, g.K = p.K, g.bs = p.m->bs, g.A = p.A, g.Q = p.m->q, g.S = p.m->s, g.C = p.C, g.ldc = p.N, g.beta = p.beta;
+    g.M = B, g.N = p.N, g.K = p.K, g.bs = p.m->bs, g.A = p.A, g.Q = p.m->q, g.S = p.m->s, g.C = p.C, g.ldc = p.N, g.beta = p.beta;
     return g;
   };
 
@@ -595,7 +597,8 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   // Chunks of each product, guided: each takes 1/(2T) of the rows still unclaimed (at least kDecodeRows), so
   // they shrink towards the end and the threads finish a product within a small chunk of each other. (Equal
   // eighths, as gemm_one splits, left one thread waiting up to a whole eighth at every product: measured on 12x768
-  // f32 at 2 threads, 0.2-0.3 ms of a 5.1 ms step.) The split never changes an element's arithmetic.
+  // f32 at 2 threads, 0.2-0.3 ms of a 5.1 ms step.) The split never changes an element's arithmetic. kDecodeRows
+  // is a multiple of every small-M kernel's rows of W per pass (8, 4 or 2).
   constexpr int64_t kDecodeRows = 16;
   int64_t first[4];  // chunk c of product i is rows [cut[first[i] + c], cut[first[i] + c + 1])
   int64_t chunks[4];
@@ -604,15 +607,15 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   for (int i = 0; i < 4; i++) {
     first[i] = nc;
     const int64_t N = prods[i].N;
-    int64_t r = 0;
+    int64_t rr = 0;
     cut[nc++] = 0;
-    while (r < N) {
-      int64_t take = (N - r + 2 * T - 1) / (2 * T);
+    while (rr < N) {
+      int64_t take = (N - rr + 2 * T - 1) / (2 * T);
       take = (take + kDecodeRows - 1) / kDecodeRows * kDecodeRows;
       // the last chunk may be short; never more than 62 chunks (the table's room)
-      if (nc - first[i] >= 62 || T == 1) take = N - r;
-      r = std::min(N, r + take);
-      cut[nc++] = r;
+      if (nc - first[i] >= 62 || T == 1) take = N - rr;
+      rr = std::min(N, rr + take);
+      cut[nc++] = rr;
     }
     chunks[i] = nc - first[i] - 1;
   }
@@ -621,18 +624,29 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
     for (const Prod& p : prods) most_ws = std::max(most_ws, k.gemm_ws(gemm_args(p)));
     pool_.reserve(0, most_ws);
   }
-  DecodeArgs da;
-  da.B = 1, da.H = a.H, da.KV = a.KV, da.D = a.D, da.maxS = a.maxS, da.len = a.pos + 1;
-  da.q = qkv, da.k = a.kc, da.v = a.vc, da.out = att;
-  pool_.reserve(1, k.decode_ws(da));
-  // The RoPE row of this position (the table may grow: before the job).
-  rope_tmp_.resize(static_cast<size_t>(a.D));
-  const float* cs = rope_row(a.pos, a.D, a.theta, rope_tmp_.data());
+  // Attention of row b: its own cache, length and scratch.
+  DecodeArgs da[kDecodeMaxRows];
+  size_t most_dws = 0;
+  int64_t maxpos = -1;
+  for (int64_t b = 0; b < B; b++) {
+    DecodeArgs& d = da[b];
+    d.B = 1, d.H = a.H, d.KV = a.KV, d.D = a.D, d.maxS = a.maxS[b], d.len = a.pos[b] + 1;
+    d.q = qkv + b * NQKV, d.k = a.kc[b], d.v = a.vc[b], d.out = att + b * HD;
+    most_dws = std::max(most_dws, k.decode_ws(d));
+    if (a.pos[b] < kRopeMaxCached) maxpos = std::max(maxpos, a.pos[b]);
+  }
+  pool_.reserve(1, most_dws);
+  // The RoPE rows of the B positions, before the job: growing the table to the largest first (it may move), then
+  // pointers into it (a position beyond the table is computed into its own row of rope_tmp_).
+  rope_tmp_.resize(static_cast<size_t>(B * a.D));
+  if (maxpos >= 0) rope_row(maxpos, a.D, a.theta, nullptr);
+  const float* cs[kDecodeMaxRows];
+  for (int64_t b = 0; b < B; b++) cs[b] = rope_row(a.pos[b], a.D, a.theta, rope_tmp_.data() + b * a.D);
 
   // Phases: 0 rmsnorm | 1 q/k/v | 2 RoPE, cache writes, r = x | 3 attention heads | 4 o | 5 rmsnorm | 6 gate/up |
-  // 7 SwiGLU, out = r | 8 down.
+  // 7 SwiGLU, out = r | 8 down. The single-row phases have a task per row; attention one per (row, head).
   enum : int { kNorm1, kQkv, kRope, kAttn, kO, kNorm2, kGu, kAct, kDown, kPhases };
-  const int64_t sizes[kPhases] = {1, chunks[0], 1, a.H, chunks[1], 1, chunks[2], 1, chunks[3]};
+  const int64_t sizes[kPhases] = {B, chunks[0], B, B * a.H, chunks[1], B, chunks[2], B, chunks[3]};
   int64_t ends[kPhases];
   for (int p = 0, e = 0; p < kPhases; p++) ends[p] = e += sizes[p];
   auto product = [&](int i, int64_t c, int tid) {
@@ -649,24 +663,25 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
     while (t >= ends[ph]) ph++;
     const int64_t i = ph == 0 ? t : t - ends[ph - 1];
     switch (ph) {
-      case kNorm1: k.rms_fwd(a.x, a.inNorm, h1, rstd, 0, 1, C, a.eps); break;
+      case kNorm1: k.rms_fwd(a.x, a.inNorm, h1, rstd, i, i + 1, C, a.eps); break;
       case kQkv: product(0, i, tid); break;
       case kRope: {
-        const float* const rows[1] = {cs};
-        k.rope(qkv, 0, 1, 1, a.H, a.D, rows, false);
-        k.rope(qkv + HD, 0, 1, 1, a.KV, a.D, rows, false);
-        std::memcpy(a.kc + a.pos * KVD, qkv + HD, static_cast<size_t>(KVD) * sizeof(float));
-        std::memcpy(a.vc + a.pos * KVD, qkv + HD + KVD, static_cast<size_t>(KVD) * sizeof(float));
-        std::memcpy(r, a.x, static_cast<size_t>(C) * sizeof(float));
+        float* row = qkv + i * NQKV;
+        const float* const rows[1] = {cs[i]};
+        k.rope(row, 0, 1, 1, a.H, a.D, rows, false);
+        k.rope(row + HD, 0, 1, 1, a.KV, a.D, rows, false);
+        std::memcpy(a.kc[i] + a.pos[i] * KVD, row + HD, static_cast<size_t>(KVD) * sizeof(float));
+        std::memcpy(a.vc[i] + a.pos[i] * KVD, row + HD + KVD, static_cast<size_t>(KVD) * sizeof(float));
+        std::memcpy(r + i * C, a.x + i * C, static_cast<size_t>(C) * sizeof(float));
         break;
       }
-      case kAttn: k.attn_decode(da, i, pool_.scratch(tid, 1)); break;
+      case kAttn: k.attn_decode(da[i / a.H], i % a.H, pool_.scratch(tid, 1)); break;
       case kO: product(1, i, tid); break;
-      case kNorm2: k.rms_fwd(r, a.postNorm, h2, rstd + 1, 0, 1, C, a.eps); break;
+      case kNorm2: k.rms_fwd(r, a.postNorm, h2, rstd + B, i, i + 1, C, a.eps); break;
       case kGu: product(2, i, tid); break;
       case kAct:
-        k.swiglu_fwd(gu, gu + F, act, F);
-        std::memcpy(a.out, r, static_cast<size_t>(C) * sizeof(float));
+        k.swiglu_fwd(gu + i * 2 * F, gu + i * 2 * F + F, act + i * F, F);
+        std::memcpy(a.out + i * C, r + i * C, static_cast<size_t>(C) * sizeof(float));
         break;
       default: product(3, i, tid); break;
     }

@@ -15,11 +15,15 @@ namespace ns {
 
 enum class GemmMode { automatic, own, openblas };
 
-// One decoder layer of a batch-1 decode step (LlamaShard.layerForward with one row and a KV cache):
-//   h1 = rmsnorm(x); [q | k | v] = h1 · Wqkvᵀ; rope(q, k) at `pos`; k, v → the cache at `pos`;
-//   att = attention(q, cache[0..pos]); r = x + att · Woᵀ; h2 = rmsnorm(r); [g | u] = h2 · Wguᵀ;
+// One decoder layer of a decode step of B ≤ kDecodeMaxRows sequences, each one row at its own position in its own
+// KV cache (LlamaShard.layerForward with T = 1 and a cache per row; B = 1 is a batch-1 decode step). Row b:
+//   h1 = rmsnorm(x); [q | k | v] = h1 · Wqkvᵀ; rope(q, k) at pos[b]; k, v → cache b at pos[b];
+//   att = attention(q, cache b [0..pos[b]]); r = x + att · Woᵀ; h2 = rmsnorm(r); [g | u] = h2 · Wguᵀ;
 //   out = r + (silu(g) · u) · Wdownᵀ
+// The products run over all B rows at once (the weights are streamed once per step, not once per row).
 // Each matrix is float32 (w) or int8 codes with a scale per `bs` weights along K (q, s).
+constexpr int64_t kDecodeMaxRows = 8;
+static_assert(kDecodeMaxRows <= kSmallM, "a decode layer's products take the unpacked small-M kernels");
 struct DecodeMat {
   const float* w = nullptr;
   const int8_t* q = nullptr;
@@ -27,22 +31,29 @@ struct DecodeMat {
   int64_t bs = 32;  // int8: weights per scale along K
 };
 struct DecodeLayerArgs {
-  int64_t C = 0, H = 0, KV = 0, D = 0, F = 0, pos = 0, maxS = 0;
+  int64_t B = 1, C = 0, H = 0, KV = 0, D = 0, F = 0;
+  int64_t pos[kDecodeMaxRows] = {}, maxS[kDecodeMaxRows] = {};  // per row: its position and its cache's length
   float eps = 0.0f;
   double theta = 0.0;
-  const float* x = nullptr;  // [C]
-  float* out = nullptr;      // [C]
+  const float* x = nullptr;  // [B, C]
+  float* out = nullptr;      // [B, C]
   const float* inNorm = nullptr;
   const float* postNorm = nullptr;
-  DecodeMat qkv, o, gu, down;  // [H·D + 2·KV·D, C], [C, H·D], [2F, C], [C, F]
-  float* kc = nullptr;         // this layer's cache [maxS, KV, D]
-  float* vc = nullptr;
-  // Scratch, decode_layer_ws(C, H, KV, D, F) floats: h1 [C] | qkv [H·D + 2·KV·D] | att [H·D] | r [C] | h2 [C] |
-  // gu [2F] | act [F] | rstd [2].
+  DecodeMat qkv, o, gu, down;            // [H·D + 2·KV·D, C], [C, H·D], [2F, C], [C, F]
+  float* kc[kDecodeMaxRows] = {};        // row b's cache of this layer, [maxS[b], KV, D]
+  float* vc[kDecodeMaxRows] = {};
+  // Scratch, decode_layer_ws(B, C, H, KV, D, F) floats: h1 [B, C] | qkv [B, H·D + 2·KV·D] | att [B, H·D] | r [B, C] |
+  // h2 [B, C] | gu [B, 2F] | act [B, F] | rstd [2B], each starting on a 64-byte line (decode_layer_parts).
   float* ws = nullptr;
 };
-inline int64_t decode_layer_ws(int64_t C, int64_t H, int64_t KV, int64_t D, int64_t F) {
-  return 3 * C + 2 * H * D + 2 * KV * D + 3 * F + 2;
+// Floats of one part of the decode scratch, rounded up to a 64-byte line: the products read their A rows (h1, att,
+// h2, act) in place with full-vector loads, and a row that straddles lines costs two loads each time (a large
+// Float32Array from V8 starts 16 bytes into a page, glibc's mmap offset).
+inline int64_t decode_layer_part(int64_t n) { return (n + 15) / 16 * 16; }
+inline int64_t decode_layer_ws(int64_t B, int64_t C, int64_t H, int64_t KV, int64_t D, int64_t F) {
+  // + 16: room to move the start onto a line
+  return 16 + 3 * decode_layer_part(B * C) + decode_layer_part(B * (H * D + 2 * KV * D)) + decode_layer_part(B * H * D) +
+         decode_layer_part(B * 2 * F) + decode_layer_part(B * F) + decode_layer_part(2 * B);
 }
 
 class Engine {
@@ -83,8 +94,8 @@ class Engine {
   void attn_fwd(const AttnArgs& a);
   void attn_bwd(const AttnArgs& a);
   void attn_decode(const DecodeArgs& a);
-  // One layer of a batch-1 decode step as one pool job (see DecodeLayerArgs). Every output element is computed by
-  // the same kernel calls, in the same order, as the op-by-op path, so results are the same bits.
+  // One layer of a decode step of B rows as one pool job (see DecodeLayerArgs). Every output element is computed by
+  // the same kernels, on the same data, as the op-by-op path, so results are the same bits.
   void decode_layer(const DecodeLayerArgs& a);
   void swiglu_fwd(const float* gate, const float* up, float* out, int64_t n);
   void swiglu_bwd(const float* dout, const float* gate, const float* up, float* dgate, float* dup, int64_t n);

@@ -360,12 +360,12 @@ NS_INLINE vf finishv(vf acc, float alpha, float beta, const float* p, int64_t w)
 // short streams that restart every group and the loads wait on memory. Prefetching, with each load, the same offset
 // of the next group's rows keeps the next group in flight. Measured on the Zen 4 machine, CPU time of one 12x768
 // decode step's GEMVs at 1 thread: int8 11.1-11.8 → 7.9-8.3 ms, f32 24.2 → 22.1 ms. Arithmetic is unchanged.
-// Small M: decode and GEMV. B is streamed unpacked; op(A) is copied to ws as [M, K]. `a` and `C` point at the
-// group's first row.
+// Small M: decode and GEMV. B is streamed unpacked; A is read in place (rows `lda` apart) when it is not transposed
+// and does not overlap C, and otherwise copied to ws as [M, K] first. `a` and `C` point at the group's first row.
 //
 // op(B) = B (rows of A against columns of B): groups of up to 4 rows of A, B streamed once per group.
 template <int M>
-static void gemm_small_nt(const GemmArgs& g, const float* a, float* Cg, int64_t n0, int64_t n1) {
+static void gemm_small_nt(const GemmArgs& g, const float* a, int64_t lda, float* Cg, int64_t n0, int64_t n1) {
   const int64_t K = g.K;
   // C[i, j] = Σ_k a[i, k] · B[k, j]: vectors along j, 4 at a time.
   int64_t j = n0;
@@ -378,7 +378,7 @@ static void gemm_small_nt(const GemmArgs& g, const float* a, float* Cg, int64_t 
       vf bv[4];
       for (int v = 0; v < 4; v++) bv[v] = loadu(b + v * W);
       for (int i = 0; i < M; i++) {
-        const vf av = bcast(a[i * K + k]);
+        const vf av = bcast(a[i * lda + k]);
         for (int v = 0; v < 4; v++) acc[i][v] += av * bv[v];
       }
     }
@@ -395,7 +395,7 @@ static void gemm_small_nt(const GemmArgs& g, const float* a, float* Cg, int64_t 
     const float* b = g.B + j;
     for (int64_t k = 0; k < K; k++, b += g.ldb) {
       const vf bv = w == W ? loadu(b) : load_part(b, w);
-      for (int i = 0; i < M; i++) acc[i] += bcast(a[i * K + k]) * bv;
+      for (int i = 0; i < M; i++) acc[i] += bcast(a[i * lda + k]) * bv;
     }
     for (int i = 0; i < M; i++) {
       float* p = Cg + i * g.ldc + j;
@@ -411,7 +411,7 @@ static void gemm_small_nt(const GemmArgs& g, const float* a, float* Cg, int64_t 
 // Prefetch (NS_GEMV_PF): the same line of the rows of W PF ahead of each row being read (the next group when
 // PF = CQ; past the matrix's end it touches whatever follows, and a prefetch never faults).
 template <int M, int CQ, int PF = 4>
-static void gemm_small_tb(const GemmArgs& g, const float* a, float* Cg, int64_t n0, int64_t n1) {
+static void gemm_small_tb(const GemmArgs& g, const float* a, int64_t lda, float* Cg, int64_t n0, int64_t n1) {
   const int64_t K = g.K;
   const int64_t kv = K / W * W;
   for (int64_t j = n0; j < n1; j += CQ) {
@@ -429,7 +429,7 @@ static void gemm_small_tb(const GemmArgs& g, const float* a, float* Cg, int64_t 
       vf bv[CQ];
       for (int q = 0; q < CQ; q++) bv[q] = loadu(b[q] + k);
       for (int i = 0; i < M; i++) {
-        const vf av = loadu(a + i * K + k);
+        const vf av = loadu(a + i * lda + k);
         for (int q = 0; q < CQ; q++) acc[i][q] += av * bv[q];
       }
     }
@@ -437,7 +437,7 @@ static void gemm_small_tb(const GemmArgs& g, const float* a, float* Cg, int64_t 
       vf bv[CQ];
       for (int q = 0; q < CQ; q++) bv[q] = load_part(b[q] + kv, K - kv);
       for (int i = 0; i < M; i++) {
-        const vf av = load_part(a + i * K + kv, K - kv);
+        const vf av = load_part(a + i * lda + kv, K - kv);
         for (int q = 0; q < CQ; q++) acc[i][q] += av * bv[q];
       }
     }
@@ -451,8 +451,24 @@ static void gemm_small_tb(const GemmArgs& g, const float* a, float* Cg, int64_t 
 
 static void gemm_small(const GemmArgs& g, int64_t n0, int64_t n1, float* ws) {
   const int64_t M = g.M, K = g.K;
-  for (int64_t i = 0; i < M; i++)
-    for (int64_t k = 0; k < K; k++) ws[i * K + k] = g.ta ? g.A[k * g.lda + i] : g.A[i * g.lda + k];
+  // A in place, unless it is transposed or overlaps C. A decode step's products read the whole of A in every column
+  // chunk, and the copy cost M·K floats per chunk: 8 rows × 3072 is 96 KiB copied per chunk of the down
+  // projection. When A and C share memory (a caller's in-place product), the copy stays: it is what keeps A's values
+  // as they were before this call wrote C (callers with more than one chunk must not overlap them at all).
+  const uintptr_t a0 = reinterpret_cast<uintptr_t>(g.A), a1 = reinterpret_cast<uintptr_t>(g.A + (M - 1) * g.lda + K);
+  const uintptr_t c0 = reinterpret_cast<uintptr_t>(g.C), c1 = reinterpret_cast<uintptr_t>(g.C + (M - 1) * g.ldc + g.N);
+  // ...and only when every row of A starts on a vector boundary: with 5-8 rows, A is 8 of the 11 loads per 24 FMAs,
+  // and rows straddling cache lines would double them (the aligned copy is then the cheaper path).
+  const bool aligned = (a0 % (W * 4)) == 0 && (g.lda % W) == 0;
+  const bool inplace = !g.ta && aligned && (a1 <= c0 || c1 <= a0);
+  const float* A = g.A;
+  int64_t lda = g.lda;
+  if (!inplace) {
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t k = 0; k < K; k++) ws[i * K + k] = g.ta ? g.A[k * g.lda + i] : g.A[i * g.lda + k];
+    A = ws;
+    lda = K;
+  }
 #if NS_W == 16
   // One row (decode at batch 1): 8 rows of W per pass, each prefetching the same line of the next group's rows
   // (8 ahead). 8 streams in flight instead of 4 keep more of the memory's parallelism busy: on this project's AMD
@@ -460,40 +476,39 @@ static void gemm_small(const GemmArgs& g, int64_t n0, int64_t n1, float* ws) {
   // process, 4.4 % on average over 12 runs). Per output element the arithmetic is the same dot product as with 4
   // rows, so logits are bit-identical.
   if (g.tb && M == 1) {
-    gemm_small_tb<1, 8, 8>(g, ws, g.C, n0, n1);
+    gemm_small_tb<1, 8, 8>(g, A, lda, g.C, n0, n1);
     return;
   }
-  // 5-8 rows in one pass over W (decode batches): 8×3 accumulators, 3 weight vectors and a row of A in the 32 zmm
-  // registers. An 8-row product then costs 1.5× the CPU of 1 row instead of 1.75× (4 rows per pass streamed W
-  // twice); 3 columns per pass need 11 loads per 24 FMAs, 2 columns 10 per 16 (measured: 8 rows 35 → 32.5 ms of CPU
-  // per 12x768 step's GEMVs at 2 columns, → 30.5 ms at 3). On AVX2 (16 registers) and the portable path the rows
-  // go 4 at a time.
+  // 5-8 rows in one pass over W (decode batches), 2 rows of W at a time: 8×2 accumulators. (3 rows of W, 8×3
+  // accumulators in 28 of the 32 registers, was measured slower since A is read in place: one 8-row product over a
+  // 24576×768 W at 1 thread took 5.5-5.7 ms of CPU at 3 rows of W, 4.7 at 2, 5.6 as two passes of 4 rows; 768×24576:
+  // 7.6-8.5 vs 7.2-7.4 ms.) On AVX2 (16 registers) and the portable path the rows go 4 at a time.
   if (g.tb && M > 4) {
     switch (M) {
-      case 5: gemm_small_tb<5, 3>(g, ws, g.C, n0, n1); return;
-      case 6: gemm_small_tb<6, 3>(g, ws, g.C, n0, n1); return;
-      case 7: gemm_small_tb<7, 3>(g, ws, g.C, n0, n1); return;
-      default: gemm_small_tb<8, 3>(g, ws, g.C, n0, n1); return;
+      case 5: gemm_small_tb<5, 2>(g, A, lda, g.C, n0, n1); return;
+      case 6: gemm_small_tb<6, 2>(g, A, lda, g.C, n0, n1); return;
+      case 7: gemm_small_tb<7, 2>(g, A, lda, g.C, n0, n1); return;
+      default: gemm_small_tb<8, 2>(g, A, lda, g.C, n0, n1); return;
     }
   }
 #endif
   for (int64_t i0 = 0; i0 < M; i0 += 4) {
-    const float* a = ws + i0 * K;
+    const float* a = A + i0 * lda;
     float* Cg = g.C + i0 * g.ldc;
     const int64_t m = M - i0 < 4 ? M - i0 : 4;
     if (g.tb) {
       switch (m) {
-        case 1: gemm_small_tb<1, 4>(g, a, Cg, n0, n1); break;
-        case 2: gemm_small_tb<2, 4>(g, a, Cg, n0, n1); break;
-        case 3: gemm_small_tb<3, 4>(g, a, Cg, n0, n1); break;
-        default: gemm_small_tb<4, 4>(g, a, Cg, n0, n1); break;
+        case 1: gemm_small_tb<1, 4>(g, a, lda, Cg, n0, n1); break;
+        case 2: gemm_small_tb<2, 4>(g, a, lda, Cg, n0, n1); break;
+        case 3: gemm_small_tb<3, 4>(g, a, lda, Cg, n0, n1); break;
+        default: gemm_small_tb<4, 4>(g, a, lda, Cg, n0, n1); break;
       }
     } else {
       switch (m) {
-        case 1: gemm_small_nt<1>(g, a, Cg, n0, n1); break;
-        case 2: gemm_small_nt<2>(g, a, Cg, n0, n1); break;
-        case 3: gemm_small_nt<3>(g, a, Cg, n0, n1); break;
-        default: gemm_small_nt<4>(g, a, Cg, n0, n1); break;
+        case 1: gemm_small_nt<1>(g, a, lda, Cg, n0, n1); break;
+        case 2: gemm_small_nt<2>(g, a, lda, Cg, n0, n1); break;
+        case 3: gemm_small_nt<3>(g, a, lda, Cg, n0, n1); break;
+        default: gemm_small_nt<4>(g, a, lda, Cg, n0, n1); break;
       }
     }
   }
@@ -538,7 +553,7 @@ NS_INLINE vf load_q8(const int8_t* p) {
 #endif
 }
 
-// Rows [0, M) of A (M ≤ 4) against CQ rows of W at a time (columns of C): every output element is one dot product
+// Rows [0, M) of A (M ≤ 4, or ≤ 8 with 32 vector registers) against CQ rows of W at a time (columns of C): every output element is one dot product
 // along K, in K order, in W lanes, reduced by hsum; its arithmetic never depends on [n0, n1).
 template <int M, int CQ>
 static void q8_small_m(const Q8GemmArgs& g, const float* a, float* Cg, int64_t n0, int64_t n1) {
@@ -586,6 +601,18 @@ static void q8_small_m(const Q8GemmArgs& g, const float* a, float* Cg, int64_t n
 }
 
 static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+#if NS_W == 16
+  // One row (decode at batch 1): 8 rows of W per pass, each prefetching the same line of the next group's 8 rows,
+  // as the float32 GEMV does (more misses in flight than 4 streams; 8 accumulators, 8 scales and 8 decoded weight
+  // vectors fit the 32 zmm registers). Measured, a 49152×768 int8 W at 1 thread: 1.04 ms of CPU per product at 8
+  // rows of W, 1.25-1.27 at 4. Per output element the arithmetic is the same dot product whatever the grouping,
+  // so logits are bit-identical. (5-8 rows in one pass, 3 or 2 rows of W at a time, measured no faster than two
+  // passes of 4: 4.5 ms at 8 rows of A, 5.0-8.5 in one pass; the int8 decode is compute-bound there.)
+  if (g.M == 1) {
+    q8_small_m<1, 8>(g, g.A, g.C, n0, n1);
+    return;
+  }
+#endif
   for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
     const float* a = g.A + i0 * g.K;
     float* Cg = g.C + i0 * g.ldc;

@@ -1,9 +1,10 @@
 /**
- * Backend.decodeLayer (the native backend runs a batch-1 decode step's layer as one pool job): a shard whose
- * backend has it computes exactly the bits (logits or hidden states, and the KV cache) that the op-by-op path
+ * Backend.decodeLayer (the native backend runs a decode step's layer, 1-8 sequences, as one pool job): a shard
+ * whose backend has it computes exactly the bits (logits or hidden states, and the KV cache) that the op-by-op path
  * computes, for float32 and int8 weights, 1 and 2 threads, whole model and spans, through forward with a cache and
- * decodeBatch of one sequence. The second config has products large enough to be split among 2 threads, and an FFN
- * width (336) whose int8 blocks are 16 weights while the others are 32.
+ * decodeBatch of one sequence; and decodeBatch of 2-8 sequences at different positions gives each row the bits that
+ * the op-by-op batch and that sequence decoded alone give. The second config has products large enough to be split
+ * among 2 threads, and an FFN width (336) whose int8 blocks are 16 weights while the others are 32.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -96,6 +97,79 @@ describe('Backend.decodeLayer: bit-identical to the op-by-op decode', () => {
         for (const span of spans) {
           for (const weights of ['f32', 'int8'] as const) {
             for (const batch of [false, true]) check(config, n.backend, span, weights, batch);
+          }
+        }
+      });
+    }
+  }
+});
+
+/**
+ * decodeBatch of B sequences (prompts of different lengths, so every row is at its own position) through
+ * decodeLayer, against the op-by-op decodeBatch of the same B and against each sequence decoded alone (batch of 1
+ * through decodeLayer): the same bits for every row, and the same caches.
+ */
+function checkRows(config: LlamaConfig, backend: Backend, span: { start: number; end: number }, weights: 'f32' | 'int8', B: number): void {
+  const calls = { n: 0 };
+  const f32 = new LlamaShard({ config, backend: counting(backend, calls), seed: 9, span });
+  const fast = weights === 'int8' ? f32.quantized() : f32;
+  const plainF32 = new LlamaShard({ config, backend: opByOp(backend), span, params: f32.params });
+  const plain = weights === 'int8' ? plainF32.quantized() : plainF32;
+  const C = config.hidden_size;
+  const rng = new Rng(100 + B);
+  const input = (n: number): Int32Array | Float32Array =>
+    fast.hasEmbed ? Int32Array.from({ length: n }, () => rng.int(config.vocab_size)) : Float32Array.from({ length: n * C }, () => rng.normal());
+  // three sets of B caches: batched through decodeLayer, batched op by op, one sequence at a time
+  const sets = [fast, plain, fast].map((s) => Array.from({ length: B }, () => new KVCache(config, { span: s.span, batch: 1, maxLen: 24 })));
+  for (let b = 0; b < B; b++) {
+    const len = 1 + ((b * 5) % 7);
+    const prompt = fast.hasEmbed ? randomIds(len, config.vocab_size, 20 + b) : input(len);
+    fast.forward(prompt, 1, len, { cache: sets[0][b] });
+    plain.forward(prompt, 1, len, { cache: sets[1][b] });
+    fast.forward(prompt, 1, len, { cache: sets[2][b] });
+  }
+  calls.n = 0;
+  const per = fast.hasEmbed ? 1 : C;
+  for (let step = 0; step < 4; step++) {
+    const x = input(B);
+    const got = fast.decodeBatch(x, sets[0]).slice();
+    const want = plain.decodeBatch(x, sets[1]).slice();
+    sameBits(got, want, `${B} rows, step ${step}: decodeLayer vs op by op`);
+    const width = got.length / B;
+    for (let b = 0; b < B; b++) {
+      const xb = x.subarray(b * per, (b + 1) * per) as Int32Array | Float32Array;
+      const alone = fast.decodeBatch(xb, [sets[2][b]]);
+      sameBits(got.subarray(b * width, (b + 1) * width), alone, `${B} rows, step ${step}, row ${b}: batched vs alone`);
+    }
+  }
+  // 4 batched steps and 4·B steps alone, every layer through decodeLayer
+  assert.equal(calls.n, 4 * (1 + B) * (span.end - span.start), 'every decode step ran its layers through decodeLayer');
+  for (let b = 0; b < B; b++) {
+    for (let l = 0; l < sets[0][b].k.length; l++) {
+      sameBits(sets[0][b].k[l], sets[1][b].k[l], `row ${b}: k cache of layer ${l} (op by op)`);
+      sameBits(sets[0][b].v[l], sets[1][b].v[l], `row ${b}: v cache of layer ${l} (op by op)`);
+      sameBits(sets[0][b].k[l], sets[2][b].k[l], `row ${b}: k cache of layer ${l} (alone)`);
+      sameBits(sets[0][b].v[l], sets[2][b].v[l], `row ${b}: v cache of layer ${l} (alone)`);
+    }
+  }
+}
+
+describe('Backend.decodeLayer over 2-8 sequences: bit-identical to the op-by-op batch and to each row alone', () => {
+  for (const threads of [1, 2]) {
+    for (const { name, config } of configs) {
+      it(`native ${threads}T, ${name}: f32 and int8, 2-8 rows, whole model and a span`, async (t) => {
+        const n = await tryLoadNativeBackend({ threads });
+        if (!n.ok) {
+          t.skip('native addon not built');
+          return;
+        }
+        const L = config.num_hidden_layers;
+        for (const span of [
+          { start: 0, end: L },
+          { start: 1, end: L },
+        ]) {
+          for (const weights of ['f32', 'int8'] as const) {
+            for (let B = 2; B <= 8; B++) checkRows(config, n.backend, span, weights, B);
           }
         }
       });
