@@ -25,12 +25,12 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { admissionVerdict, DEFAULT_SYNC_HORIZON_MS, markWatched, parseWatched, type Ingress, type WatchInterval } from './admission.js';
 import type { RewardRules } from './witness.js';
 import { applyEvent, precheckEvent, type ApplyContext, type ApplyResult, type EventStatus } from './apply.js';
-import { DecodeError } from './codec.js';
 import { MARKET_BASE_PRICE } from './economics.js';
 import { formatAmount } from './amount.js';
 import {
   compareBytes,
   decodeEvent,
+  decodeEvents,
   describeEvent,
   EventKind,
   MAX_SLASH_BYTES,
@@ -391,6 +391,8 @@ export class Ledger {
     const hexOf = new Map<LedgerEvent, string>();
     // and its order key, computed once for the duplicate check and the store
     const ords = new Map<LedgerEvent, Uint8Array>();
+    // one copy of the whole batch, the events' byte fields views of it (events.ts decodeEvents); dropped with them
+    const decoded = decodeEvents(list);
     for (let i = 0; i < list.length; i++) {
       const bytes = list[i]!;
       if (!(bytes instanceof Uint8Array)) {
@@ -401,11 +403,8 @@ export class Ledger {
         results[i] = { id: '', status: 'dropped', reason: 'TOO_LARGE', duplicate: false };
         continue;
       }
-      let e: LedgerEvent;
-      try {
-        e = decodeEvent(bytes);
-      } catch (err) {
-        if (!(err instanceof DecodeError || err instanceof RangeError)) throw err;
+      const e = decoded[i]!;
+      if (e instanceof Error) {
         results[i] = { id: '', status: 'dropped', reason: 'MALFORMED', duplicate: false };
         continue;
       }
