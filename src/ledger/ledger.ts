@@ -51,6 +51,13 @@ export { MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS } from './admission.js';
 const SNAPSHOT_EVERY = 1024;
 const MAX_SNAPSHOTS = 32;
 const REPLAY_PAGE = 1024;
+/** nextNonce answers kept (signer and kind pairs; first in, first out). */
+const MAX_CACHED_NONCES = 4096;
+
+/** The nonce cache's key: signer ‖ kind. */
+function nonceKey(signer: Uint8Array, kind: EventKind): string {
+  return toHex(signer) + kind.toString(16).padStart(2, '0');
+}
 
 export interface LedgerOptions {
   /** SQLite file; `ledgerPath(dataDir)` for a node. */
@@ -222,6 +229,13 @@ export class Ledger {
    * per event. Set by conflictOnce, cleared after the apply.
    */
   private conflictMemo: { e: LedgerEvent; v: boolean } | undefined;
+  /**
+   * nextNonce's answers (issue 11 §4): the proof emitter asks every second, wallets and every peer's ledger-account
+   * call ask too, and each answer was a B-tree probe. Keyed by signer ‖ kind (hex); an insert raises a cached
+   * entry, and anything that removes events (a rejected network event dropped at replay, history cut at a
+   * checkpoint, a reload after a failed transaction) empties the cache, since the highest nonce may go down then.
+   */
+  private readonly nonces = new Map<string, bigint>();
 
   constructor(opts: LedgerOptions) {
     if (!Number.isInteger(opts.modelLayers) || opts.modelLayers < 1 || opts.modelLayers > 65_536) {
@@ -335,6 +349,7 @@ export class Ledger {
   /** (Re)loads the in-memory state from the database: at open, and after a failed transaction. */
   private loadState(): void {
     this.state = new LedgerState();
+    this.nonces.clear();
     // One read transaction: a node committing meanwhile cannot split the rows from the tip.
     const { rows, tip, pending } = this.db.transaction(() => ({
       rows: this.stmts.stateRows.all() as { k: string; v: string }[],
@@ -491,6 +506,7 @@ export class Ledger {
       const insert = (e: LedgerEvent): void => {
         const ord = ords.get(e)!;
         s.insert!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, net ? 1 : 0);
+        this.noteNonce(e);
         this.insertAccounts(e, ord);
       };
       if (this.pendingFrom !== null || (defer && from !== null)) {
@@ -518,6 +534,7 @@ export class Ledger {
           const ord = ords.get(e)!;
           const r = this.apply(e);
           s.insertJudged!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, net ? 1 : 0);
+          this.noteNonce(e);
           this.insertAccounts(e, ord);
           verdicts.set(hexOf.get(e)!, r);
           this.tip = ord;
@@ -660,6 +677,7 @@ export class Ledger {
           if (no !== null) {
             this.conflictMemo = undefined;
             this.stmts.remove!.run(row.id);
+            this.nonces.clear();
             this.stmts.removeAccounts!.run(row.ord);
             verdicts.set(toHex(row.id), no);
             continue;
@@ -774,11 +792,24 @@ export class Ledger {
 
   /** One past the largest nonce this signer has used for this kind (0 for none). */
   nextNonce(signer: Uint8Array, kind: EventKind): bigint {
+    const ck = nonceKey(signer, kind);
+    const cached = this.nonces.get(ck);
+    if (cached !== undefined) return cached;
     const lo = replayKey({ signer, body: { kind } as LedgerEvent['body'], nonce: 0n });
     const hi = replayKey({ signer, body: { kind } as LedgerEvent['body'], nonce: 0xffffffffffffffffn });
     const row = this.stmts.maxNonce.get(lo, hi) as { rkey: Uint8Array | null } | undefined;
-    if (row?.rkey == null) return 0n;
-    return new DataView(row.rkey.buffer, row.rkey.byteOffset, row.rkey.byteLength).getBigUint64(34) + 1n;
+    const next = row?.rkey == null ? 0n : new DataView(row.rkey.buffer, row.rkey.byteOffset, row.rkey.byteLength).getBigUint64(34) + 1n;
+    if (this.nonces.size >= MAX_CACHED_NONCES) this.nonces.delete(this.nonces.keys().next().value!);
+    this.nonces.set(ck, next);
+    return next;
+  }
+
+  /** Raises a cached nextNonce answer past a stored event (entries not cached are asked of the database later). */
+  private noteNonce(e: LedgerEvent): void {
+    if (this.nonces.size === 0) return;
+    const ck = nonceKey(e.signer, e.body.kind);
+    const cached = this.nonces.get(ck);
+    if (cached !== undefined && e.nonce >= cached) this.nonces.set(ck, e.nonce + 1n);
   }
 
   /** The epoch of the account's latest applied proof (-1 for none): the state's, so a snapshot holds it too. */
@@ -991,6 +1022,7 @@ export class Ledger {
     this.transaction(() => {
       const ck = cutKey(cp.body.cutMs);
       this.stmts.removeBefore!.run(ck);
+      this.nonces.clear();
       this.stmts.removeAccountsBefore!.run(ck);
       this.pendingFrom = null;
       this.stmts.deleteMeta!.run('replayFrom');
