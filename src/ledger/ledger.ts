@@ -54,6 +54,15 @@ const REPLAY_PAGE = 1024;
 /** nextNonce answers kept (signer and kind pairs; first in, first out). */
 const MAX_CACHED_NONCES = 4096;
 
+/**
+ * What storing an event of `n` wire bytes adds to the database file, erring high: its row (the bytes, order and
+ * replay keys, id, verdict), its id and replay-key index entries, its event_accounts rows and their index, at the
+ * B-trees' fill. Used only to stop a batch at the disk quota before its commit (ingestMany).
+ */
+function storedBytesEstimate(n: number): number {
+  return 2 * n + 1024;
+}
+
 /** The nonce cache's key: signer ‖ kind. */
 function nonceKey(signer: Uint8Array, kind: EventKind): string {
   return toHex(signer) + kind.toString(16).padStart(2, '0');
@@ -399,7 +408,8 @@ export class Ledger {
     const ingress = opts.ingress ?? (opts.nowMs !== undefined ? 'gossip' : undefined);
     if (ingress !== undefined && opts.nowMs === undefined) throw new InvalidArgumentError('ingest: nowMs is required with an ingress path');
     const admission = ingress === undefined ? undefined : { ingress, nowMs: opts.nowMs!, watched: this.watch, horizonMs: this.syncHorizonMs };
-    let full: boolean | undefined;
+    // bytes left under the disk quota: measured once per batch, then each admitted event's rows estimated against it
+    let room: number | undefined;
     const fresh: LedgerEvent[] = [];
     const freshIdx = new Map<string, number[]>();
     // each fresh event's hex id, computed once (issue 11 §4: it was computed up to three times per event)
@@ -449,11 +459,13 @@ export class Ledger {
           results[i] = { id, status: 'dropped', reason: no, duplicate: false };
           continue;
         }
-        if (full ??= this.overQuota()) {
+        room ??= this.quotaRoom();
+        if (room <= 0) {
           this.work.refused++;
           results[i] = { id, status: 'dropped', reason: 'QUOTA', duplicate: false };
           continue;
         }
+        room -= storedBytesEstimate(bytes.byteLength);
       }
       const why = verifyEvent(e, this.cfg);
       if (why !== null) {
@@ -568,11 +580,15 @@ export class Ledger {
     }
   }
 
-  /** True when the database file has reached the disk quota (checked once per ingest batch). */
-  private overQuota(): boolean {
-    if (this.maxBytes === undefined) return false;
+  /**
+   * Bytes the database file may still grow by under the disk quota (Infinity without one). Measured once per ingest
+   * batch: a batch is one transaction, so its own rows are not in the file until it commits, and a sync batch is up
+   * to LEDGER_SYNC_LIMITS.commitPages pages; ingestMany counts each admitted event's storedBytesEstimate against it.
+   */
+  private quotaRoom(): number {
+    if (this.maxBytes === undefined) return Number.POSITIVE_INFINITY;
     const pages = Number(this.db.pragma('page_count', { simple: true }));
-    return pages * this.pageSize >= this.maxBytes;
+    return this.maxBytes - pages * this.pageSize;
   }
 
   /**
