@@ -103,7 +103,17 @@ export class Reader {
   private view: DataView;
   private n = 0;
 
-  constructor(private readonly buf: Uint8Array) {
+  /**
+   * `owned`: the buffer is the decoder's private copy, which nothing writes into (events.ts decodeEvent's): then
+   * fixed(), bytes() and copy() return views of it instead of copies (issue 11 §4: a proof's decode made a dozen
+   * small copies). A value read so is valid as long as the buffer is, and shares it: who keeps one past the
+   * decoded object's life keeps the whole buffer alive (copy it: slice()). Otherwise (network buffers, which a
+   * caller may reuse) every byte string read is a copy.
+   */
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly owned = false,
+  ) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
@@ -162,29 +172,32 @@ export class Reader {
 
   fixed(len: number): Uint8Array {
     this.need(len);
-    const b = this.buf.slice(this.n, this.n + len);
+    const b = this.owned ? this.buf.subarray(this.n, this.n + len) : this.buf.slice(this.n, this.n + len);
     this.n += len;
     return b;
   }
 
-  /** A copy of the bytes at [from, to) of what was read so far (to ≤ offset). */
+  /** The bytes at [from, to) of what was read so far (to ≤ offset): a copy, or a view of an owned buffer. */
   copy(from: number, to: number): Uint8Array {
     if (from < 0 || from > to || to > this.n) throw new RangeError('copy outside what was read');
-    return this.buf.slice(from, to);
+    return this.owned ? this.buf.subarray(from, to) : this.buf.slice(from, to);
   }
 
   str(max: number): string {
     const len = this.u16();
     if (len > max) throw new DecodeError(`string longer than ${max} bytes`);
-    const b = this.fixed(len);
+    this.need(len);
     let s: string;
     try {
-      s = decoder.decode(b);
+      // decoded from a view: the string is the copy
+      s = decoder.decode(this.buf.subarray(this.n, this.n + len));
     } catch {
       throw new DecodeError('string is not valid UTF-8');
     }
-    // Canonical form: re-encoding must give the same bytes (rejects a leading BOM being dropped, etc.)
-    if (encoder.encode(s).byteLength !== len) throw new DecodeError('string is not in canonical UTF-8');
+    this.n += len;
+    // Canonical form: re-encoding must give the same bytes (rejects a leading BOM being dropped, etc.). The fatal
+    // decoder only returns well-formed strings, whose UTF-8 is unique, so the length says it without encoding again.
+    if (Buffer.byteLength(s, 'utf8') !== len) throw new DecodeError('string is not in canonical UTF-8');
     return s;
   }
 

@@ -410,28 +410,82 @@ export function signEvent<B extends EventBody>(key: NodeKey, e: Omit<UnsignedEve
  * time so as not to trust `e.id`). Keyed by the object, with the very payload array it was given and a private copy
  * of the digest: an object assembled elsewhere, or one whose payload field was replaced, is not found or does not
  * match and has its digest computed again; nothing done to `e.id` changes the answer. (The payload is a view of a
- * buffer decodeEvent made, and no code writes into a decoded event's bytes.)
+ * buffer decodeEvent made, and no code writes into a decoded event's bytes: see decodeEvent.)
  */
 const digested = new WeakMap<LedgerEvent, { payload: Uint8Array; digest: Uint8Array }>();
 
 /**
  * Decodes wire bytes strictly (DecodeError on anything malformed: truncation, trailing bytes, unknown kind or
  * version, out-of-range values). Does not verify the signature: see verify.ts.
+ *
+ * One allocation for the bytes (issue 11 §4, decode without allocations): a private copy laid out as domain tag ‖
+ * wire bytes, so the signed message (tag ‖ payload, whose SHA-256 is the id) is one contiguous view of it, and
+ * `bytes`, `payload`, `signature` and every byte string of the body are views of that copy, not copies each. The
+ * caller's array is never referenced: it may be reused or changed after. Nothing may write into a decoded event's
+ * byte fields (the id's digest and verify.ts's verdicts are keyed on them); who keeps one past the event's life
+ * keeps the whole copy alive, so copy it (slice()) to keep it.
  */
 export function decodeEvent(bytes: Uint8Array): LedgerEvent {
+  checkSize(bytes);
+  const tag = domainTag(EVENT_DOMAIN);
+  const buf = new Uint8Array(tag.byteLength + bytes.byteLength);
+  buf.set(tag);
+  buf.set(bytes, tag.byteLength);
+  return decodeAt(buf, 0, bytes.byteLength);
+}
+
+/**
+ * decodeEvent of each event of a sync page (or any batch), with ONE copy for the whole page: each event's slot in it
+ * is tag ‖ wire bytes, and its views are as decodeEvent's. An entry that does not decode is its DecodeError (or
+ * RangeError) instead. The events share the copy: it lives as long as any of them (or a view kept of them) does;
+ * a page's events are ingested and dropped together, so it is freed with the page.
+ */
+export function decodeEvents(list: readonly Uint8Array[]): (LedgerEvent | Error)[] {
+  const tag = domainTag(EVENT_DOMAIN);
+  const out = new Array<LedgerEvent | Error>(list.length);
+  let total = 0;
+  for (let i = 0; i < list.length; i++) {
+    const b = list[i]!;
+    try {
+      checkSize(b);
+      total += tag.byteLength + b.byteLength;
+    } catch (e) {
+      out[i] = e as Error;
+    }
+  }
+  const buf = new Uint8Array(total);
+  let at = 0;
+  for (let i = 0; i < list.length; i++) {
+    if (out[i] !== undefined) continue;
+    const b = list[i]!;
+    buf.set(tag, at);
+    buf.set(b, at + tag.byteLength);
+    try {
+      out[i] = decodeAt(buf, at, b.byteLength);
+    } catch (e) {
+      if (!(e instanceof DecodeError || e instanceof RangeError)) throw e;
+      out[i] = e;
+    }
+    at += tag.byteLength + b.byteLength;
+  }
+  return out;
+}
+
+function checkSize(bytes: Uint8Array): void {
   if (!(bytes instanceof Uint8Array)) throw new DecodeError('event must be bytes');
   if (bytes.byteLength > MAX_SLASH_BYTES) throw new DecodeError('event too large');
   if (bytes.byteLength < SIGNATURE_LENGTH + 2) throw new DecodeError('event too short');
-  // the signed message (domain tag ‖ payload) built once: the id is its SHA-256 and the payload a view of it, so
-  // the payload is copied once instead of twice (signingDigest would copy it again; issue 11 §4, sync ingest)
-  const tag = domainTag(EVENT_DOMAIN);
-  const n = bytes.byteLength - SIGNATURE_LENGTH;
-  const signed = new Uint8Array(tag.byteLength + n);
-  signed.set(tag);
-  signed.set(bytes.subarray(0, n), tag.byteLength);
-  const payload = signed.subarray(tag.byteLength);
-  const signature = bytes.slice(n);
-  const r = new Reader(payload);
+}
+
+/** Decodes the event of `len` wire bytes in `buf` at `at + tag length`, `buf[at ..]` holding the domain tag. */
+function decodeAt(buf: Uint8Array, at: number, len: number): LedgerEvent {
+  const tagLen = domainTag(EVENT_DOMAIN).byteLength;
+  const n = len - SIGNATURE_LENGTH;
+  const signed = buf.subarray(at, at + tagLen + n);
+  const payload = buf.subarray(at + tagLen, at + tagLen + n);
+  const bytes = buf.subarray(at + tagLen, at + tagLen + len);
+  const signature = buf.subarray(at + tagLen + n, at + tagLen + len);
+  const r = new Reader(payload, true);
   const version = r.u8();
   if (version !== EVENT_VERSION) throw new DecodeError(`unknown event version ${version}`);
   const kind = r.u8();
@@ -441,10 +495,10 @@ export function decodeEvent(bytes: Uint8Array): LedgerEvent {
   const timestampMs = r.u64n();
   const body = readBody(r, kind);
   r.end();
-  if (kind !== EventKind.Slash && bytes.byteLength > MAX_EVENT_BYTES) throw new DecodeError('event too large');
+  if (kind !== EventKind.Slash && len > MAX_EVENT_BYTES) throw new DecodeError('event too large');
   if (signer[0] !== 2 && signer[0] !== 3) throw new DecodeError('signer is not a compressed public key');
   const digest = sha256(signed);
-  const e: LedgerEvent = { networkId, signer, nonce, timestampMs, body, id: digest, signature, payload, bytes: new Uint8Array(bytes), account: accountIdFromPublicKey(signer) };
+  const e: LedgerEvent = { networkId, signer, nonce, timestampMs, body, id: digest, signature, payload, bytes, account: accountIdFromPublicKey(signer) };
   digested.set(e, { payload, digest: digest.slice() });
   return e;
 }

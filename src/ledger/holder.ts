@@ -74,7 +74,7 @@ export function writeHolderRecord(w: Writer, r: EmbeddedHolderRecord): void {
  * proof_verify_per_s): the embedded form is the payload followed by the signature, so the payload is the bytes
  * just read, and building it again for the verdict cache's key cost ~5 % of a proof's verification. Used only
  * while every field still holds the value read (an in-process caller may change a record object; then the payload
- * is built from the fields again). A private copy, so nothing written into the event's bytes changes it.
+ * is built from the fields again). A view of the event's private copy (decodeEvent: nothing writes into it).
  */
 const readPayloads = new WeakMap<EmbeddedHolderRecord, { fields: EmbeddedHolderRecord; multiaddrs: string[]; payload: Uint8Array }>();
 
@@ -113,8 +113,10 @@ export function readHolderRecord(r: Reader): EmbeddedHolderRecord {
   }
   const timestampMs = r.u64n();
   const expiresMs = r.u64n();
+  // a view of the decoder's private copy when the reader owns it (decodeEvent: nothing writes into it), else a copy
   const payload = r.copy(start, r.offset);
-  const signature = Buffer.from(r.fixed(64)).toString('base64');
+  const sig = r.fixed(64);
+  const signature = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64');
   const rec: EmbeddedHolderRecord = { networkId, peerId, multiaddrs, span, capacity, ...(v === VERSION_INT8 ? { weights: 'int8' as const } : {}), timestampMs, expiresMs, signature };
   // the values, not the objects: a caller may change rec.span.end or push to rec.multiaddrs
   readPayloads.set(rec, { fields: { ...rec, span: { ...span }, capacity: { ...capacity } }, multiaddrs: multiaddrs.slice(), payload });
@@ -144,10 +146,10 @@ export const localHolderRecordVerifier: HolderRecordVerifier = {
     if (sig.byteLength !== 64) return false;
     let payload: Uint8Array;
     try {
-      payload = holderRecordPayload(r);
+      payload = holderRecordPayloadOf(r); // the bytes read, when r came from readHolderRecord unchanged
     } catch {
       return false;
     }
-    return verifyDomain(pub, HOLDER_RECORD_DOMAIN, payload, new Uint8Array(sig));
+    return verifyDomain(pub, HOLDER_RECORD_DOMAIN, payload, new Uint8Array(sig.buffer, sig.byteOffset, sig.byteLength));
   },
 };

@@ -47,6 +47,15 @@ export const LEDGER_SYNC_LIMITS = {
   maxPagesPerSync: 256,
   /** Wall time one syncFrom may take before it stops (and resumes next time). */
   maxSyncMs: 5 * 60_000,
+  /**
+   * Sync pages stored per SQLite transaction (LedgerService.syncFrom): a commit's fixed cost is paid once for these
+   * pages. A crash loses at most these pages (fetched again at the next start), never part of one.
+   */
+  commitPages: 4,
+  /** Bytes of fetched, not yet stored sync pages at which they are stored, whatever commitPages says. */
+  maxHeldBytes: 16 * 1024 * 1024,
+  /** What a held event counts beside its wire bytes toward maxHeldBytes (its decoded objects and result). */
+  heldEventBytes: 1024,
 } as const;
 
 /**

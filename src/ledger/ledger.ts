@@ -25,12 +25,12 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { admissionVerdict, DEFAULT_SYNC_HORIZON_MS, markWatched, parseWatched, type Ingress, type WatchInterval } from './admission.js';
 import type { RewardRules } from './witness.js';
 import { applyEvent, precheckEvent, type ApplyContext, type ApplyResult, type EventStatus } from './apply.js';
-import { DecodeError } from './codec.js';
 import { MARKET_BASE_PRICE } from './economics.js';
 import { formatAmount } from './amount.js';
 import {
   compareBytes,
   decodeEvent,
+  decodeEvents,
   describeEvent,
   EventKind,
   MAX_SLASH_BYTES,
@@ -51,6 +51,22 @@ export { MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS } from './admission.js';
 const SNAPSHOT_EVERY = 1024;
 const MAX_SNAPSHOTS = 32;
 const REPLAY_PAGE = 1024;
+/** nextNonce answers kept (signer and kind pairs; first in, first out). */
+const MAX_CACHED_NONCES = 4096;
+
+/**
+ * What storing an event of `n` wire bytes adds to the database file, erring high: its row (the bytes, order and
+ * replay keys, id, verdict), its id and replay-key index entries, its event_accounts rows and their index, at the
+ * B-trees' fill. Used only to stop a batch at the disk quota before its commit (ingestMany).
+ */
+function storedBytesEstimate(n: number): number {
+  return 2 * n + 1024;
+}
+
+/** The nonce cache's key: signer ‖ kind. */
+function nonceKey(signer: Uint8Array, kind: EventKind): string {
+  return toHex(signer) + kind.toString(16).padStart(2, '0');
+}
 
 export interface LedgerOptions {
   /** SQLite file; `ledgerPath(dataDir)` for a node. */
@@ -222,6 +238,13 @@ export class Ledger {
    * per event. Set by conflictOnce, cleared after the apply.
    */
   private conflictMemo: { e: LedgerEvent; v: boolean } | undefined;
+  /**
+   * nextNonce's answers (issue 11 §4): the proof emitter asks every second, wallets and every peer's ledger-account
+   * call ask too, and each answer was a B-tree probe. Keyed by signer ‖ kind (hex); an insert raises a cached
+   * entry, and anything that removes events (a rejected network event dropped at replay, history cut at a
+   * checkpoint, a reload after a failed transaction) empties the cache, since the highest nonce may go down then.
+   */
+  private readonly nonces = new Map<string, bigint>();
 
   constructor(opts: LedgerOptions) {
     if (!Number.isInteger(opts.modelLayers) || opts.modelLayers < 1 || opts.modelLayers > 65_536) {
@@ -335,6 +358,7 @@ export class Ledger {
   /** (Re)loads the in-memory state from the database: at open, and after a failed transaction. */
   private loadState(): void {
     this.state = new LedgerState();
+    this.nonces.clear();
     // One read transaction: a node committing meanwhile cannot split the rows from the tip.
     const { rows, tip, pending } = this.db.transaction(() => ({
       rows: this.stmts.stateRows.all() as { k: string; v: string }[],
@@ -384,13 +408,16 @@ export class Ledger {
     const ingress = opts.ingress ?? (opts.nowMs !== undefined ? 'gossip' : undefined);
     if (ingress !== undefined && opts.nowMs === undefined) throw new InvalidArgumentError('ingest: nowMs is required with an ingress path');
     const admission = ingress === undefined ? undefined : { ingress, nowMs: opts.nowMs!, watched: this.watch, horizonMs: this.syncHorizonMs };
-    let full: boolean | undefined;
+    // bytes left under the disk quota: measured once per batch, then each admitted event's rows estimated against it
+    let room: number | undefined;
     const fresh: LedgerEvent[] = [];
     const freshIdx = new Map<string, number[]>();
     // each fresh event's hex id, computed once (issue 11 §4: it was computed up to three times per event)
     const hexOf = new Map<LedgerEvent, string>();
     // and its order key, computed once for the duplicate check and the store
     const ords = new Map<LedgerEvent, Uint8Array>();
+    // one copy of the whole batch, the events' byte fields views of it (events.ts decodeEvents); dropped with them
+    const decoded = decodeEvents(list);
     for (let i = 0; i < list.length; i++) {
       const bytes = list[i]!;
       if (!(bytes instanceof Uint8Array)) {
@@ -401,11 +428,8 @@ export class Ledger {
         results[i] = { id: '', status: 'dropped', reason: 'TOO_LARGE', duplicate: false };
         continue;
       }
-      let e: LedgerEvent;
-      try {
-        e = decodeEvent(bytes);
-      } catch (err) {
-        if (!(err instanceof DecodeError || err instanceof RangeError)) throw err;
+      const e = decoded[i]!;
+      if (e instanceof Error) {
         results[i] = { id: '', status: 'dropped', reason: 'MALFORMED', duplicate: false };
         continue;
       }
@@ -435,11 +459,13 @@ export class Ledger {
           results[i] = { id, status: 'dropped', reason: no, duplicate: false };
           continue;
         }
-        if (full ??= this.overQuota()) {
+        room ??= this.quotaRoom();
+        if (room <= 0) {
           this.work.refused++;
           results[i] = { id, status: 'dropped', reason: 'QUOTA', duplicate: false };
           continue;
         }
+        room -= storedBytesEstimate(bytes.byteLength);
       }
       const why = verifyEvent(e, this.cfg);
       if (why !== null) {
@@ -492,6 +518,7 @@ export class Ledger {
       const insert = (e: LedgerEvent): void => {
         const ord = ords.get(e)!;
         s.insert!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, net ? 1 : 0);
+        this.noteNonce(e);
         this.insertAccounts(e, ord);
       };
       if (this.pendingFrom !== null || (defer && from !== null)) {
@@ -519,6 +546,7 @@ export class Ledger {
           const ord = ords.get(e)!;
           const r = this.apply(e);
           s.insertJudged!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, net ? 1 : 0);
+          this.noteNonce(e);
           this.insertAccounts(e, ord);
           verdicts.set(hexOf.get(e)!, r);
           this.tip = ord;
@@ -552,11 +580,15 @@ export class Ledger {
     }
   }
 
-  /** True when the database file has reached the disk quota (checked once per ingest batch). */
-  private overQuota(): boolean {
-    if (this.maxBytes === undefined) return false;
+  /**
+   * Bytes the database file may still grow by under the disk quota (Infinity without one). Measured once per ingest
+   * batch: a batch is one transaction, so its own rows are not in the file until it commits, and a sync batch is up
+   * to LEDGER_SYNC_LIMITS.commitPages pages; ingestMany counts each admitted event's storedBytesEstimate against it.
+   */
+  private quotaRoom(): number {
+    if (this.maxBytes === undefined) return Number.POSITIVE_INFINITY;
     const pages = Number(this.db.pragma('page_count', { simple: true }));
-    return pages * this.pageSize >= this.maxBytes;
+    return this.maxBytes - pages * this.pageSize;
   }
 
   /**
@@ -661,6 +693,7 @@ export class Ledger {
           if (no !== null) {
             this.conflictMemo = undefined;
             this.stmts.remove!.run(row.id);
+            this.nonces.clear();
             this.stmts.removeAccounts!.run(row.ord);
             verdicts.set(toHex(row.id), no);
             continue;
@@ -775,11 +808,24 @@ export class Ledger {
 
   /** One past the largest nonce this signer has used for this kind (0 for none). */
   nextNonce(signer: Uint8Array, kind: EventKind): bigint {
+    const ck = nonceKey(signer, kind);
+    const cached = this.nonces.get(ck);
+    if (cached !== undefined) return cached;
     const lo = replayKey({ signer, body: { kind } as LedgerEvent['body'], nonce: 0n });
     const hi = replayKey({ signer, body: { kind } as LedgerEvent['body'], nonce: 0xffffffffffffffffn });
     const row = this.stmts.maxNonce.get(lo, hi) as { rkey: Uint8Array | null } | undefined;
-    if (row?.rkey == null) return 0n;
-    return new DataView(row.rkey.buffer, row.rkey.byteOffset, row.rkey.byteLength).getBigUint64(34) + 1n;
+    const next = row?.rkey == null ? 0n : new DataView(row.rkey.buffer, row.rkey.byteOffset, row.rkey.byteLength).getBigUint64(34) + 1n;
+    if (this.nonces.size >= MAX_CACHED_NONCES) this.nonces.delete(this.nonces.keys().next().value!);
+    this.nonces.set(ck, next);
+    return next;
+  }
+
+  /** Raises a cached nextNonce answer past a stored event (entries not cached are asked of the database later). */
+  private noteNonce(e: LedgerEvent): void {
+    if (this.nonces.size === 0) return;
+    const ck = nonceKey(e.signer, e.body.kind);
+    const cached = this.nonces.get(ck);
+    if (cached !== undefined && e.nonce >= cached) this.nonces.set(ck, e.nonce + 1n);
   }
 
   /** The epoch of the account's latest applied proof (-1 for none): the state's, so a snapshot holds it too. */
@@ -992,6 +1038,7 @@ export class Ledger {
     this.transaction(() => {
       const ck = cutKey(cp.body.cutMs);
       this.stmts.removeBefore!.run(ck);
+      this.nonces.clear();
       this.stmts.removeAccountsBefore!.run(ck);
       this.pendingFrom = null;
       this.stmts.deleteMeta!.run('replayFrom');

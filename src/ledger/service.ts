@@ -43,6 +43,13 @@ export interface LedgerServiceOptions {
   verifyThreads?: number;
   /** A verify pool no sync used for this long is closed (default 30 s); the next sync starts it again. */
   verifyIdleMs?: number;
+  /**
+   * Sync pages stored per SQLite transaction (default LEDGER_SYNC_LIMITS.commitPages), fewer when they hold more than
+   * LEDGER_SYNC_LIMITS.maxHeldBytes. 1: a transaction per page (tests that count commits).
+   */
+  syncCommitPages?: number;
+  /** Held sync bytes at which the held pages are stored (default LEDGER_SYNC_LIMITS.maxHeldBytes; tests lower it). */
+  syncMaxHeldBytes?: number;
 }
 
 /** Peers whose interrupted sync position is remembered (the rest start again from the beginning). */
@@ -198,8 +205,16 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    *
    * Pipelined one page ahead (issue 11 §4, ledger_events_per_s): page n + 1 is fetched and its signatures are
    * handed to this service's verify pool (verify-pool.ts) before page n is ingested, so the workers check n + 1
-   * while the event loop stores n. At most two pages are held; a page fetched ahead of a stop (budget, abort, error)
-   * is dropped and fetched again by the next sync. Verdicts do not change: ingest judges every event as before.
+   * while the event loop stores n. Verdicts do not change: ingest judges every event as before.
+   *
+   * Batched commits: pages are held and stored `syncCommitPages` at a time (LEDGER_SYNC_LIMITS.commitPages) in one
+   * SQLite transaction (one ingestMany), since a commit's fixed cost (WAL frames of the pages every commit touches,
+   * the state rows) was paid per page; fewer when the held pages reach LEDGER_SYNC_LIMITS.maxHeldBytes (each event
+   * counted as its wire bytes plus heldEventBytes, the objects decoding makes of it), so what a sync holds is bounded
+   * by that plus one page and the page fetched ahead. The held pages are also stored when the sync ends (complete,
+   * budget, garbage); a sync that fails or is aborted drops them, and the next one fetches them again from the
+   * last stored page's end: a crash or kill loses at most the held pages, never half of a transaction (the resume
+   * cursor, and a deferred replay's place, only move with a commit).
    *
    * `from` (with `maxPages`): a one-off pull from that order key (node/ledger.ts's tail sync), neither resumed from
    * nor remembered.
@@ -207,18 +222,45 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   async syncFrom(peer: string, opts: AbortOptions & { fromStart?: boolean; from?: Uint8Array; maxPages?: number } = {}): Promise<{ received: number; added: number; complete: boolean }> {
     const resumable = opts.from === undefined;
     // without a cursor a sync starts at the latest checkpoint's cut: what is before it is final here (issue 11 §3)
+    // `after`: the end of the last stored page (where a later sync resumes); `fetched`: of the last page fetched
     let after: Uint8Array | null = opts.from ?? (opts.fromStart === true ? null : (this.resume.get(peer) ?? this.ledger.syncStart()));
+    let fetched = after;
     if (resumable) this.resume.delete(peer);
     let received = 0;
     let added = 0;
     let pages = 0;
+    let sinceFlush = 0;
     let complete = false;
     const maxPages = opts.maxPages ?? this.opts.syncBudget?.maxPages ?? LEDGER_SYNC_LIMITS.maxPagesPerSync;
     const deadline = performance.now() + (this.opts.syncBudget?.maxMs ?? LEDGER_SYNC_LIMITS.maxSyncMs);
     const maxRange = LEDGER_SYNC_LIMITS.maxRange;
+    const commitPages = Math.max(1, Math.floor(this.opts.syncCommitPages ?? LEDGER_SYNC_LIMITS.commitPages));
+    const maxHeldBytes = this.opts.syncMaxHeldBytes ?? LEDGER_SYNC_LIMITS.maxHeldBytes;
     const callMs = this.opts.callTimeoutMs ?? LEDGER_SYNC_LIMITS.callTimeoutMs;
     const remember = (): void => {
       if (resumable && after !== null) this.remember(peer, after);
+    };
+    // pages fetched and not yet stored, with the cursor after each
+    let held: { page: Uint8Array[]; next: Uint8Array | undefined }[] = [];
+    let heldBytes = 0;
+    const commit = (): void => {
+      if (held.length === 0) return;
+      const batch = held;
+      held = [];
+      heldBytes = 0;
+      const events = batch.length === 1 ? batch[0]!.page : batch.flatMap((h) => h.page);
+      const results = this.ledger.ingestMany(events, { ingress: 'sync', nowMs: this.clock.now(), deferReplay: true });
+      const end = batch[batch.length - 1]!.next;
+      if (end !== undefined) after = end;
+      sinceFlush += batch.length;
+      if (sinceFlush >= SYNC_FLUSH_PAGES) {
+        sinceFlush = 0;
+        this.ledger.flushReplay();
+      }
+      for (const r of results) {
+        if (r.status !== 'dropped' && !r.duplicate) added++;
+        this.emit('ledger:ingested', { result: r, source: 'sync' });
+      }
     };
     // the next page: fetched, then its signatures posted to the pool as soon as it lands
     const fetchAhead = (from: Uint8Array | null): Promise<{ page: Uint8Array[]; verified: Promise<void> }> => {
@@ -246,13 +288,15 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
           throwIfAborted(opts.signal, `ledger sync from ${peer}`);
         }
         if (pages >= maxPages || performance.now() > deadline) {
+          commit();
           remember();
           this.log.info('ledger sync paused on its budget; resumes next time', { peer, pages, received });
           break;
         }
-        const { page, verified } = await (ahead ?? fetchAhead(after));
+        const { page, verified } = await (ahead ?? fetchAhead(fetched));
         ahead = undefined;
         if (page.length === 0) {
+          commit();
           complete = true;
           break;
         }
@@ -261,22 +305,20 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
         // peer that sends garbage gets no further pages).
         const next = pageCursor(page);
         // A page must end after the previous one: a peer that repeats itself would keep us asking forever.
-        const advances = next !== undefined && (after === null || compareBytes(next, after) > 0);
+        const advances = next !== undefined && (fetched === null || compareBytes(next, fetched) > 0);
         const more = advances && page.length === maxRange && pages + 1 < maxPages && performance.now() <= deadline && opts.signal?.aborted !== true;
         if (more) ahead = fetchAhead(next);
         await verified;
         // page n + 1 lands (and goes to the workers) before page n's synchronous ingest takes the event loop
         if (ahead !== undefined) await ahead.then(noop, noop);
         received += page.length;
-        const results = this.ledger.ingestMany(page, { ingress: 'sync', nowMs: this.clock.now(), deferReplay: true });
-        if (++pages % SYNC_FLUSH_PAGES === 0) this.ledger.flushReplay();
-        for (const r of results) {
-          if (r.status !== 'dropped' && !r.duplicate) added++;
-          this.emit('ledger:ingested', { result: r, source: 'sync' });
-        }
+        pages++;
+        held.push({ page, next: advances ? next : undefined });
+        for (const b of page) heldBytes += (b instanceof Uint8Array ? b.byteLength : 0) + LEDGER_SYNC_LIMITS.heldEventBytes;
+        if (!more || held.length >= commitPages || heldBytes >= maxHeldBytes) commit();
         if (next === undefined) break;
         if (!advances) throw new PeerMisbehaviourError('LEDGER_SYNC_CURSOR', `peer ${peer} sent a page that did not advance the cursor`, { peer });
-        after = next;
+        fetched = next;
         if (page.length < maxRange) {
           complete = true;
           break;

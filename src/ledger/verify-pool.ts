@@ -56,6 +56,12 @@ export class SignatureVerifyPool {
   private closed = false;
   /** Every worker has loaded the verifier: prefill then posts the page before it returns (see prefill). */
   private allReady = false;
+  /**
+   * Settles once the latest prefill's acceptances are recorded (or it failed): each prefill records its page's after
+   * the previous page's, so the verdict cache (first in, first out) fills in page order whatever order the workers
+   * answer in, and the oldest entries it evicts are those of pages taken first.
+   */
+  private applied: Promise<void> = Promise.resolve();
 
   constructor(readonly threads = defaultVerifyThreads()) {
     const verify = new URL('./verify.js', import.meta.url).href;
@@ -110,6 +116,18 @@ export class SignatureVerifyPool {
     // Once the workers are up, post without an await first: an await here would defer the postMessage to a
     // microtask, i.e. until the caller's synchronous ingest of the previous page had finished, and the "pipeline"
     // ran verification and ingest one after the other (the pooled bench was no faster than the plain one).
+    const before = this.applied;
+    let done!: () => void;
+    this.applied = new Promise<void>((resolve) => (done = resolve));
+    try {
+      return await this.verifyInOrder(page, before);
+    } finally {
+      // a failed page frees the next one only once the pages before it are recorded (order holds past a failure)
+      void before.then(done);
+    }
+  }
+
+  private async verifyInOrder(page: readonly Uint8Array[], before: Promise<void>): Promise<number> {
     if (!this.allReady) await Promise.all(this.ready);
     const n = this.workers.length;
     const per = Math.ceil(page.length / n);
@@ -125,6 +143,7 @@ export class SignatureVerifyPool {
         });
       }),
     );
+    await before;
     let accepted = 0;
     for (const keys of parts) {
       for (const k of keys) rememberSignatureKey(k);

@@ -5,8 +5,10 @@ import { createHash, hash } from 'node:crypto';
  * cost of createHash for the short inputs of the ledger (ids, account ids, signing digests: several per event).
  */
 export function sha256(data: Uint8Array | string): Uint8Array {
-  // copied, as before: callers may take the result's .buffer whole (a view of a larger buffer would leak into it)
-  return new Uint8Array(hash('sha256', data, 'buffer'));
+  const b = hash('sha256', data, 'buffer');
+  // Callers may take the result's .buffer whole, so it must be the digest's alone: Node makes the digest's Buffer with
+  // an ArrayBuffer of its own (32 bytes), taken as is; a pooled one (a larger buffer, which would leak) is copied.
+  return b.byteOffset === 0 && b.buffer.byteLength === b.byteLength ? new Uint8Array(b.buffer, 0, b.byteLength) : new Uint8Array(b);
 }
 
 export function sha256Hex(data: Uint8Array | string): string {

@@ -121,7 +121,8 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       maxAhead = Math.max(maxAhead, call - ingestedPages - 1);
       return events.slice((call - 1) * PAGE, call * PAGE);
     });
-    const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(now), verifyThreads: 1 });
+    // one transaction per page, so that each page's ingest is seen on its own
+    const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(now), verifyThreads: 1, syncCommitPages: 1 });
     let inPage = 0;
     service.on('ledger:ingested', () => {
       if (inPage === 0) log.push(`ingest ${ingestedPages + 1}`);
@@ -153,7 +154,7 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       afters.push(after === null ? null : Buffer.from(after).toString('hex'));
       if (call === 3) ac.abort(); // page 3 is fetched ahead while page 2 waits for its ingest
     });
-    const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(now), verifyThreads: 1, syncBudget: { maxPages: 3 } });
+    const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(now), verifyThreads: 1, syncBudget: { maxPages: 3 }, syncCommitPages: 1 });
     try {
       await assert.rejects(service.syncFrom('peer', { signal: ac.signal }), /abort/i);
       assert.equal(ledger.status().events, 2 * PAGE, 'the pages fetched before the abort were taken; the one fetched ahead was not');
