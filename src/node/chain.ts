@@ -18,6 +18,7 @@ import { layerRanges } from '../training/diloco.js';
 import type { NodeKey } from '../identity/index.js';
 import { ParamLayout } from '../model/layout.js';
 import type { Clock } from '../util/clock.js';
+import { pause } from '../util/abort.js';
 import { errorMessage } from '../util/errors.js';
 import { holdersFromView, startOuterSync, TrainingEndpoint, type OuterSyncInit, type OuterSyncWiring } from './diloco.js';
 
@@ -401,7 +402,7 @@ export class NodeChainTraining {
       } catch (e) {
         if (signal.aborted) return;
         this.log.warn('outer rounds wait for the chain', { error: errorMessage(e) });
-        await sleep(5000, signal);
+        await pause(5000, signal, { unref: true });
       }
     }
   }
@@ -415,7 +416,7 @@ export class NodeChainTraining {
         if (signal.aborted) break;
         // no chain for a long while (holders missing): wait and try again; the node keeps serving meanwhile
         this.log.warn('chain training waits for holders', { error: errorMessage(e) });
-        await sleep(5000, signal);
+        await pause(5000, signal, { unref: true });
       }
     }
   }
@@ -432,19 +433,6 @@ export class NodeChainTraining {
 
 /** How long a leave waits for the old span's round loop to stop (ms). */
 const LEAVE_WAIT_MS = 15_000;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((res) => {
-    const done = (): void => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      res();
-    };
-    const t = setTimeout(done, ms);
-    t.unref();
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /**
  * protocols/train-stage.ts keeps a structural copy of training's StageOp (protocols may not import training): the

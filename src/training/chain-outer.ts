@@ -10,6 +10,7 @@
  * H-th applied step is the driver's H-th (the hop pauses in the same turn of the event loop as it applies, before
  * the driver can begin another step).
  */
+import { pause } from '../util/abort.js';
 import { AbortedError } from '../util/errors.js';
 import type { InnerLoop } from './inner.js';
 import type { LayerRange } from './diloco.js';
@@ -62,20 +63,8 @@ async function driveWhileWaiting(drives: (signal: AbortSignal) => Promise<unknow
     } catch {
       // the entry does not depend on these steps: only the hops' rounds do
     }
-    if (!signal.aborted) await sleep(ENTRY_DRIVE_RETRY_MS, signal);
+    if (!signal.aborted) await pause(ENTRY_DRIVE_RETRY_MS, signal);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((res) => {
-    const done = (): void => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      res();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /**

@@ -9,6 +9,7 @@
  *   ChainTrainer   the driver's InnerLoop (training/inner.ts): runs inner steps on batches from its data source.
  *   HopInnerLoop   a passive hop's InnerLoop: its span is stepped by some driver; it counts the steps applied.
  */
+import { pause } from '../util/abort.js';
 import { AbortedError, NeuroShardError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import type { Span } from '../model/layout.js';
@@ -322,16 +323,16 @@ export class ChainTrainer implements InnerLoop {
         abandoned++;
         // waiting for a hop's outer round is bounded by that round's deadline, not by the failure count
         if (this.lastPaused) {
-          await sleep(retry * 2, signal);
+          await pause(retry * 2, signal);
           continue;
         }
         if (++failures > maxFail) throw new NoChainError(`${failures} steps in a row failed to complete on any chain`);
         // a busy hop is healthy: try the next replica at once (the backoff is for broken ones)
         if (this.lastBusy) {
-          await sleep(retry, signal);
+          await pause(retry, signal);
           continue;
         }
-        await sleep(retry * Math.min(16, 2 ** Math.min(4, failures - 1)), signal);
+        await pause(retry * Math.min(16, 2 ** Math.min(4, failures - 1)), signal);
         continue;
       }
       failures = 0;
@@ -360,18 +361,6 @@ async function releaseHops(hops: readonly ChainHop[]): Promise<void> {
 function hasCode(e: unknown, code: string): boolean {
   for (let x: unknown = e, i = 0; x instanceof Error && i < 8; x = x.cause, i++) if (x instanceof NeuroShardError && x.code === code) return true;
   return false;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((res) => {
-    const done = (): void => {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      res();
-    };
-    const t = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** Waits for `register`'s callback or the signal; the abort listener is removed either way (long-lived signals). */

@@ -107,6 +107,24 @@ export async function waitFor(
   }
 }
 
+/**
+ * Waits `ms`, or less when `signal` fires (resolves either way: the caller checks the signal). Its abort listener
+ * goes when it resolves, so a long-lived signal does not collect one per pause. `unref` lets the process exit
+ * during the pause.
+ */
+export function pause(ms: number, signal?: AbortSignal, opts: { unref?: boolean } = {}): Promise<void> {
+  return new Promise((res) => {
+    const done = (): void => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      res();
+    };
+    const t = setTimeout(done, ms);
+    if (opts.unref === true) t.unref();
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
 /** Exponential backoff delays: base, 2·base, 4·base … capped at max, with ±20 % jitter from `rand`. */
 export function backoffMs(attempt: number, baseMs: number, maxMs: number, rand: () => number = Math.random): number {
   const raw = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt));
