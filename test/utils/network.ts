@@ -2,7 +2,8 @@
  * Real libp2p test nodes on 127.0.0.1 (createNodeNetwork): every node option set, so that a test names only what
  * it changes, and the tuning that lets many in-process nodes dial each other on one host without waiting.
  */
-import type { NodeKey } from '../../src/identity/index.js';
+import { randomBytes } from 'node:crypto';
+import { keyFromPrivate, type NodeKey } from '../../src/identity/index.js';
 import { createNodeNetwork, type NetworkNodeOptions, type NetworkTuning, type NodeNetwork } from '../../src/node/network.js';
 
 /**
@@ -55,6 +56,21 @@ export async function startTrainingNet(networkId: string, key: NodeKey, span: { 
     networkId,
     key,
     options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 500, peerStaleMs: 5000, peerDeadMs: 15_000 }),
+    tuning: LOOPBACK_TUNING,
+  });
+  await net.start();
+  return net;
+}
+
+/**
+ * A started loopback node for the serving tests: holds `span` (none when undefined), joins through `boot` (founds
+ * the network when empty) with a fresh key, and heartbeats every 300 ms so that the registry settles fast.
+ */
+export async function startServingNet(networkId: string, span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> {
+  const net = await createNodeNetwork({
+    networkId,
+    key: keyFromPrivate(randomBytes(32)),
+    options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 300 }),
     tuning: LOOPBACK_TUNING,
   });
   await net.start();

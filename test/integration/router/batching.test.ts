@@ -5,17 +5,15 @@
  * steps batched.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient } from '../../../src/compute/index.js';
-import { keyFromPrivate } from '../../../src/identity/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
-import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
+import type { NodeNetwork } from '../../../src/node/network.js';
 import { NodeGenerator, workerHopCompute } from '../../../src/node/serving.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../../src/protocols/inference.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { createLogger } from '../../../src/util/logger.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { startServingNet } from '../../utils/network.js';
 
 const genesis = bundledGenesis();
 const cfg = genesis.config;
@@ -23,16 +21,7 @@ const L = cfg.num_hidden_layers;
 const N = 8;
 const prompts = ['The jury said that', 'It was a', 'The city', 'He said', 'In the morning the', 'She', 'They were not', 'A long time ago there was'];
 
-async function startNet(span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> {
-  const net = await createNodeNetwork({
-    networkId: genesis.networkId,
-    key: keyFromPrivate(randomBytes(32)),
-    options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 300 }),
-    tuning: LOOPBACK_TUNING,
-  });
-  await net.start();
-  return net;
-}
+const startNet = (span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> => startServingNet(genesis.networkId, span, boot);
 
 describe('continuous batching through a chain of hops', () => {
   const hops: { net: NodeNetwork; compute: ComputeClient; server: InferenceHopServer }[] = [];

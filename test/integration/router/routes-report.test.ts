@@ -9,19 +9,17 @@
  * and the step of token K fails on it.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ApiClient } from '../../../src/api/client.js';
 import { ApiServer } from '../../../src/api/index.js';
 import { ComputeClient } from '../../../src/compute/index.js';
-import { keyFromPrivate } from '../../../src/identity/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
-import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
+import type { NodeNetwork } from '../../../src/node/network.js';
 import { genesisModelView, NodeGenerator, workerHopCompute } from '../../../src/node/serving.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../../src/protocols/inference.js';
 import type { HopSession } from '../../../src/router/index.js';
 import { waitFor } from '../../../src/util/abort.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { startServingNet } from '../../utils/network.js';
 
 const genesis = bundledGenesis();
 const cfg = genesis.config;
@@ -40,16 +38,7 @@ interface Hop {
   killed: boolean;
 }
 
-async function startNet(span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> {
-  const net = await createNodeNetwork({
-    networkId: genesis.networkId,
-    key: keyFromPrivate(randomBytes(32)),
-    options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 300 }),
-    tuning: LOOPBACK_TUNING,
-  });
-  await net.start();
-  return net;
-}
+const startNet = (span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> => startServingNet(genesis.networkId, span, boot);
 
 const addr = (n: NodeNetwork): string => n.p2p.multiaddrs()[0]!;
 
