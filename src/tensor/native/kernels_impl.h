@@ -553,11 +553,115 @@ NS_INLINE vf load_q8(const int8_t* p) {
 #endif
 }
 
-// Rows [0, M) of A (M ≤ 4, or ≤ 8 with 32 vector registers) against CQ rows of W at a time (columns of C): every output element is one dot product
-// along K, in K order, in W lanes, reduced by hsum; its arithmetic never depends on [n0, n1).
-template <int M, int CQ>
-static void q8_small_m(const Q8GemmArgs& g, const float* a, float* Cg, int64_t n0, int64_t n1) {
+// ---- small M (decode): int8 × int8, as llama.cpp's q8_0 · q8_0 ----
+// Dequantizing each weight to float32 and multiplying by float32 activations (the earlier kernel here) costs four
+// vector instructions per 16 weights and left the 2-core decode compute-bound at about half the memory bound.
+// Instead each row of A is quantized once per product like the weights (q8_quant_act: per block of bs, scale
+// max|x| / 127, round to nearest even), and every output element is, for row i of A and row n of W:
+//
+//   isum_b = Σ_{k in block b} Q[n, k] · Aq[i, k]            exact int32
+//   d_b    = f32(S[n, b] · As[i, b])                         one float32 rounding
+//   acc_j  = Σ_{b ≡ j mod 8, b ascending} f64(isum_b) · f64(d_b)   eight float64 sums, j = 0..7
+//   C[i, n] = f32(((acc_0 + acc_4) + (acc_2 + acc_6)) + ((acc_1 + acc_5) + (acc_3 + acc_7)))   (+ beta · C)
+//
+// The product f64(isum_b)·f64(d_b) is exact (|isum_b| < 2^22 for blocks up to 256 and d_b has 24 bits), so an FMA
+// and a multiply-then-add give the same sum (-ffp-contract=fast cannot change the bits), and integer sums are
+// exact in any order. So every ISA path, and every grouping of rows or threads, gives the same bits: the AVX-512
+// VNNI kernel below and the plain loop (AVX2, portable, AVX-512 without VNNI) compute the same numbers.
+
+// One activation row: x[K] → q[K], s[K / bs], c[K / bs] = 128·Σ_block q (the VNNI kernel's offset correction).
+// A block holding an infinity or NaN gets scale NaN (so its products are NaN, as the float32 path would give)
+// and q = 0; an all-zero block (or one too small for 127 / max|x| to be finite) gets q = 0.
+static void q8_quant_act(const float* x, int64_t K, int64_t bs, int8_t* q, float* s, int32_t* c) {
+  const int64_t nb = K / bs;
+  for (int64_t b = 0; b < nb; b++) {
+    const float* xb = x + b * bs;
+    int8_t* qb = q + b * bs;
+    vf mx = vf{};
+    vi bad = vi{};
+    for (int64_t k = 0; k < bs; k += W) {
+      const vf v = vabs(loadu(xb + k));
+      bad |= ~(v <= bcast(3.40282347e38f));  // NaN and ±inf
+      mx = vmax(mx, v);
+    }
+    bool nonfinite = false;
+    for (int l = 0; l < W; l++) nonfinite |= bad[l] != 0;
+    const float amax = hmax(mx);
+    const float inv = 127.0f / amax;
+    if (nonfinite || amax == 0.0f || !(inv <= 3.40282347e38f)) {
+      std::memset(qb, 0, static_cast<size_t>(bs));
+      s[b] = nonfinite ? __builtin_nanf("") : amax / 127.0f;
+      c[b] = 0;
+      continue;
+    }
+    s[b] = amax / 127.0f;
+    int32_t sum = 0;
+    for (int64_t k = 0; k < bs; k += W) {
+      const vf v = loadu(xb + k) * inv;  // |v| ≤ 127·(1 + 2^-23): rounds into [-127, 127]
+      // round half to even (the default rounding mode), the same on every path
+#if NS_ISA_ENUM == 2
+      vi r = (vi)_mm512_cvtps_epi32((__m512)v);
+#elif NS_ISA_ENUM == 1
+      vi r = (vi)_mm256_cvtps_epi32((__m256)v);
+#elif defined(__SSE2__)
+      vi r = (vi)_mm_cvtps_epi32((__m128)v);
+#else
+      vi r;
+      for (int l = 0; l < W; l++) r[l] = static_cast<int32_t>(std::nearbyint(v[l]));
+#endif
+      r = r > 127 ? vi{} + 127 : r;
+      r = r < -127 ? vi{} - 127 : r;
+      for (int l = 0; l < W; l++) {
+        qb[k + l] = static_cast<int8_t>(r[l]);
+        sum += r[l];
+      }
+    }
+    c[b] = 128 * sum;
+  }
+}
+
+// The eight float64 sums combined in the fixed order above.
+NS_INLINE float q8_combine(const double* a) { return static_cast<float>(((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))); }
+NS_INLINE void q8_store(const Q8GemmArgs& g, int64_t i, int64_t n, float v) {
+  float* p = g.C + i * g.ldc + n;
+  *p = g.beta == 0.0f ? v : v + g.beta * *p;  // beta is 0 or 1: exact either way
+}
+
+// The definition as a loop: any block size, any M. (GCC vectorizes the integer dot product.)
+static void q8q8_plain(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
   const int64_t K = g.K, bs = g.bs, nb = K / bs;
+  for (int64_t n = n0; n < n1; n++) {
+    const int8_t* wq = g.Q + n * K;
+    const float* ws = g.S + n * nb;
+    for (int64_t i = 0; i < g.M; i++) {
+      const int8_t* xq = g.Aq + i * K;
+      const float* xs = g.As + i * nb;
+      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t b = 0; b < nb; b++) {
+        int32_t isum = 0;
+        for (int64_t k = b * bs; k < (b + 1) * bs; k++) isum += static_cast<int32_t>(wq[k]) * static_cast<int32_t>(xq[k]);
+        const float d = ws[b] * xs[b];
+        acc[b & 7] += static_cast<double>(isum) * static_cast<double>(d);
+      }
+      q8_store(g, i, n, q8_combine(acc));
+    }
+  }
+}
+
+#if NS_ISA_ENUM == 2
+// AVX-512 VNNI, blocks of 32: vpdpbusd multiplies unsigned by signed bytes, so W's bytes go in offset by 128
+// (w ^ 0x80 = w + 128) against A's signed bytes, and the block's 128·Σ Aq (Ac) is subtracted after: exact.
+// A row of W is read 256 bytes (8 blocks) at a time as 4 zmm; each dpbusd leaves 8 int32 lanes per block, which
+// three permute-and-add levels reduce to one lane per block, in block order; those 8 sums meet 8 scales as
+// float64 in lane b mod 8, which is the definition's acc_j. CQ rows of W per pass (more streams in flight), each
+// prefetching the same line of the next group's rows (NS_GEMV_PF).
+#define NS_VNNI_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c,avx512vnni")))
+template <int M, int CQ>
+NS_VNNI_TARGET static void q8q8_vnni(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+  const int64_t K = g.K, nb = K / 32;
+  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t j = n0; j < n1; j += CQ) {
     const int jn = n1 - j < CQ ? static_cast<int>(n1 - j) : CQ;
     const int8_t* q[CQ];
@@ -567,63 +671,87 @@ static void q8_small_m(const Q8GemmArgs& g, const float* a, float* Cg, int64_t n
       q[c] = g.Q + row * K;
       s[c] = g.S + row * nb;
     }
-    vf acc[M][CQ];
+    __m512d acc[M][CQ];
     for (int i = 0; i < M; i++)
-      for (int c = 0; c < CQ; c++) acc[i][c] = vf{};
-    for (int64_t b = 0; b < nb; b++) {
-      vf sv[CQ];
-      for (int c = 0; c < CQ; c++) sv[c] = bcast(s[c][b]);
-      const int64_t k0 = b * bs;
+      for (int c = 0; c < CQ; c++) acc[i][c] = _mm512_setzero_pd();
+    for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+      const int64_t k0 = b0 * 32;
+      const int nbk = nb - b0 < 8 ? static_cast<int>(nb - b0) : 8;  // blocks in this chunk
+      const __mmask8 bm = static_cast<__mmask8>((1u << nbk) - 1u);
+      __mmask64 km[4];
+      for (int v = 0; v < 4; v++) {
+        const int bytes = nbk * 32 - v * 64;
+        km[v] = bytes >= 64 ? ~__mmask64{0} : (bytes <= 0 ? __mmask64{0} : ((__mmask64{1} << bytes) - 1));
+      }
+      __m512i xv[M][4];
+      __m256 xs[M];
+      __m256i xc[M];
+      for (int i = 0; i < M; i++) {
+        const int8_t* xq = g.Aq + i * K + k0;
+        for (int v = 0; v < 4; v++) xv[i][v] = _mm512_maskz_loadu_epi8(km[v], xq + v * 64);
+        xs[i] = _mm256_maskz_loadu_ps(bm, g.As + i * nb + b0);
+        xc[i] = _mm256_maskz_loadu_epi32(bm, g.Ac + i * nb + b0);
+      }
+      for (int c = 0; c < CQ; c++) {
 #ifdef NS_GEMV_PF
-      // the same bytes of the next group's rows (W rows are contiguous, so CQ rows ahead; see NS_GEMV_PF), one
-      // prefetch per 64-byte line
-      if ((k0 & 63) == 0)
-        for (int c = 0; c < CQ; c++) __builtin_prefetch(q[c] + k0 + CQ * K, 0, 0);
-      if ((b & 15) == 0)
-        for (int c = 0; c < CQ; c++) __builtin_prefetch(s[c] + b + CQ * nb, 0, 0);
+        for (int v = 0; v < 4; v++) __builtin_prefetch(q[c] + k0 + v * 64 + CQ * K, 0, 0);
+        if ((b0 & 15) == 0) __builtin_prefetch(s[c] + b0 + CQ * nb, 0, 0);
 #endif
-      for (int64_t k = k0; k < k0 + bs; k += W) {
-        vf wv[CQ];
-        for (int c = 0; c < CQ; c++) wv[c] = load_q8(q[c] + k) * sv[c];
+        __m512i wv[4];
+        for (int v = 0; v < 4; v++) wv[v] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(km[v], q[c] + k0 + v * 64), off);
+        const __m256 ws = _mm256_maskz_loadu_ps(bm, s[c] + b0);
         for (int i = 0; i < M; i++) {
-          const vf av = loadu(a + i * K + k);
-          for (int c = 0; c < CQ; c++) acc[i][c] += av * wv[c];
+          __m512i d[4];
+          for (int v = 0; v < 4; v++) d[v] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[v], xv[i][v]);
+          // d[v] lanes 0-7: block 2v, 8-15: block 2v+1 → e0 lanes 4b..4b+3: block b (0-3), e1: blocks 4-7
+          const __m512i e0 = _mm512_add_epi32(_mm512_permutex2var_epi32(d[0], ev, d[1]), _mm512_permutex2var_epi32(d[0], od, d[1]));
+          const __m512i e1 = _mm512_add_epi32(_mm512_permutex2var_epi32(d[2], ev, d[3]), _mm512_permutex2var_epi32(d[2], od, d[3]));
+          // f lanes 2b, 2b+1: block b (0-7); then each 64-bit lane's two halves summed and narrowed
+          const __m512i f = _mm512_add_epi32(_mm512_permutex2var_epi32(e0, ev, e1), _mm512_permutex2var_epi32(e0, od, e1));
+          const __m256i isum = _mm256_sub_epi32(_mm512_cvtepi64_epi32(_mm512_add_epi64(f, _mm512_srli_epi64(f, 32))), xc[i]);
+          const __m512d dd = _mm512_cvtps_pd(_mm256_mul_ps(ws, xs[i]));
+          acc[i][c] = _mm512_fmadd_pd(_mm512_cvtepi32_pd(isum), dd, acc[i][c]);
         }
       }
     }
     for (int i = 0; i < M; i++)
       for (int c = 0; c < jn; c++) {
-        float* p = Cg + i * g.ldc + j + c;
-        const float v = hsum(acc[i][c]);
-        *p = g.beta == 0.0f ? v : v + g.beta * *p;
+        alignas(64) double a8[8];
+        _mm512_store_pd(a8, acc[i][c]);
+        q8_store(g, i, j + c, q8_combine(a8));
       }
   }
 }
+#endif
 
 static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
-#if NS_W == 16
-  // One row (decode at batch 1): 8 rows of W per pass, each prefetching the same line of the next group's 8 rows,
-  // as the float32 GEMV does (more misses in flight than 4 streams; 8 accumulators, 8 scales and 8 decoded weight
-  // vectors fit the 32 zmm registers). Measured, a 49152×768 int8 W at 1 thread: 1.04 ms of CPU per product at 8
-  // rows of W, 1.25-1.27 at 4. Per output element the arithmetic is the same dot product whatever the grouping,
-  // so logits are bit-identical. (5-8 rows in one pass, 3 or 2 rows of W at a time, measured no faster than two
-  // passes of 4: 4.5 ms at 8 rows of A, 5.0-8.5 in one pass; the int8 decode is compute-bound there.)
-  if (g.M == 1) {
-    q8_small_m<1, 8>(g, g.A, g.C, n0, n1);
-    return;
-  }
-#endif
-  for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
-    const float* a = g.A + i0 * g.K;
-    float* Cg = g.C + i0 * g.ldc;
-    // fewer W rows at a time as A rows grow, so that the accumulators stay in registers (16 on AVX2)
-    switch (g.M - i0 < 4 ? g.M - i0 : 4) {
-      case 1: q8_small_m<1, 4>(g, a, Cg, n0, n1); break;
-      case 2: q8_small_m<2, 4>(g, a, Cg, n0, n1); break;
-      case 3: q8_small_m<3, (W == 16 ? 4 : 2)>(g, a, Cg, n0, n1); break;
-      default: q8_small_m<4, (W == 16 ? 4 : 2)>(g, a, Cg, n0, n1); break;
+#if NS_ISA_ENUM == 2
+  static const bool vnni = __builtin_cpu_supports("avx512vnni");
+  if (vnni && g.bs == 32) {
+    // 8 rows of W per pass at one row of A (8 streams in flight, as the float32 GEMV); fewer as A's rows grow,
+    // so that the M·CQ float64 accumulators and A's M·4 vectors stay in the 32 zmm registers
+    switch (g.M) {
+      case 1: q8q8_vnni<1, 8>(g, n0, n1); return;
+      case 2: q8q8_vnni<2, 4>(g, n0, n1); return;
+      case 3: q8q8_vnni<3, 2>(g, n0, n1); return;
+      case 4: q8q8_vnni<4, 2>(g, n0, n1); return;
+      default:
+        for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
+          Q8GemmArgs h = g;
+          h.M = g.M - i0 < 4 ? g.M - i0 : 4;
+          h.Aq = g.Aq + i0 * g.K, h.As = g.As + i0 * (g.K / 32), h.Ac = g.Ac + i0 * (g.K / 32), h.C = g.C + i0 * g.ldc;
+          switch (h.M) {
+            case 1: q8q8_vnni<1, 8>(h, n0, n1); break;
+            case 2: q8q8_vnni<2, 4>(h, n0, n1); break;
+            case 3: q8q8_vnni<3, 2>(h, n0, n1); break;
+            default: q8q8_vnni<4, 2>(h, n0, n1); break;
+          }
+        }
+        return;
     }
   }
+#endif
+  q8q8_plain(g, n0, n1);
 }
 
 static void q8_decode_rows(const Q8GemmArgs& g, int64_t n0, int64_t n1, float* dst) {
