@@ -651,16 +651,24 @@ static void q8q8_plain(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
 #if NS_ISA_ENUM == 2
 // AVX-512 VNNI, blocks of 32: vpdpbusd multiplies unsigned by signed bytes, so W's bytes go in offset by 128
 // (w ^ 0x80 = w + 128) against A's signed bytes, and the block's 128·Σ Aq (Ac) is subtracted after: exact.
-// A row of W is read 256 bytes (8 blocks) at a time as 4 zmm; each dpbusd leaves 8 int32 lanes per block, which
-// three permute-and-add levels reduce to one lane per block, in block order; those 8 sums meet 8 scales as
-// float64 in lane b mod 8, which is the definition's acc_j. CQ rows of W per pass (more streams in flight), each
-// prefetching the same line of the next group's rows (NS_GEMV_PF).
+// A row of W is read 256 bytes (8 blocks) at a time as 4 zmm; each dpbusd leaves 8 int32 lanes per block (4 per
+// 128-bit lane), reduced to one per block in block order by in-lane unpacks (cheap on Zen 4) and two cross-lane
+// permutes; those 8 sums meet 8 scales as float64 in lane b mod 8, which is the definition's acc_j. CQ rows of W
+// per pass (more streams in flight), each prefetching the same line of the next group's rows (NS_GEMV_PF).
 #define NS_VNNI_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c,avx512vnni")))
+// 4 vectors of 16 int32 (each: 8 lanes of block 2v, 8 of block 2v + 1) → the 8 block sums in block order.
+NS_INLINE NS_VNNI_TARGET __m256i q8_blocksums(__m512i d0, __m512i d1, __m512i d2, __m512i d3, __m512i pi, __m512i qi) {
+  const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
+  const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(d2, d3), _mm512_unpackhi_epi32(d2, d3));
+  // u's 128-bit lane L holds [d0.L, d1.L, d2.L, d3.L] (each the sum of that vector's lane L); block 2v + L / 2
+  const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+  return _mm256_add_epi32(_mm512_castsi512_si256(_mm512_permutexvar_epi32(pi, u)), _mm512_castsi512_si256(_mm512_permutexvar_epi32(qi, u)));
+}
 template <int M, int CQ>
 NS_VNNI_TARGET static void q8q8_vnni(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
   const int64_t K = g.K, nb = K / 32;
-  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i pi = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i qi = _mm512_setr_epi32(4, 12, 5, 13, 6, 14, 7, 15, 0, 0, 0, 0, 0, 0, 0, 0);
   const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t j = n0; j < n1; j += CQ) {
     const int jn = n1 - j < CQ ? static_cast<int>(n1 - j) : CQ;
@@ -674,46 +682,50 @@ NS_VNNI_TARGET static void q8q8_vnni(const Q8GemmArgs& g, int64_t n0, int64_t n1
     __m512d acc[M][CQ];
     for (int i = 0; i < M; i++)
       for (int c = 0; c < CQ; c++) acc[i][c] = _mm512_setzero_pd();
-    for (int64_t b0 = 0; b0 < nb; b0 += 8) {
+    // one chunk of 8 blocks (FULL) or the short last one (masked loads, zeros past the end: an all-zero block
+    // adds +0, no change); a template so that the full chunks' loop has no test and GCC unrolls the rows of W
+    auto chunk = [&](int64_t b0, auto fullc) {
+      constexpr bool full = decltype(fullc)::value;
       const int64_t k0 = b0 * 32;
-      const int nbk = nb - b0 < 8 ? static_cast<int>(nb - b0) : 8;  // blocks in this chunk
+      const int nbk = full ? 8 : static_cast<int>(nb - b0);
       const __mmask8 bm = static_cast<__mmask8>((1u << nbk) - 1u);
       __mmask64 km[4];
       for (int v = 0; v < 4; v++) {
         const int bytes = nbk * 32 - v * 64;
         km[v] = bytes >= 64 ? ~__mmask64{0} : (bytes <= 0 ? __mmask64{0} : ((__mmask64{1} << bytes) - 1));
       }
-      __m512i xv[M][4];
-      __m256 xs[M];
-      __m256i xc[M];
-      for (int i = 0; i < M; i++) {
-        const int8_t* xq = g.Aq + i * K + k0;
-        for (int v = 0; v < 4; v++) xv[i][v] = _mm512_maskz_loadu_epi8(km[v], xq + v * 64);
-        xs[i] = _mm256_maskz_loadu_ps(bm, g.As + i * nb + b0);
-        xc[i] = _mm256_maskz_loadu_epi32(bm, g.Ac + i * nb + b0);
-      }
+#pragma GCC unroll 8
       for (int c = 0; c < CQ; c++) {
 #ifdef NS_GEMV_PF
+#pragma GCC unroll 4
         for (int v = 0; v < 4; v++) __builtin_prefetch(q[c] + k0 + v * 64 + CQ * K, 0, 0);
         if ((b0 & 15) == 0) __builtin_prefetch(s[c] + b0 + CQ * nb, 0, 0);
 #endif
         __m512i wv[4];
-        for (int v = 0; v < 4; v++) wv[v] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(km[v], q[c] + k0 + v * 64), off);
-        const __m256 ws = _mm256_maskz_loadu_ps(bm, s[c] + b0);
+        __m256 ws;
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+          wv[v] = _mm512_xor_si512(full ? _mm512_loadu_si512(q[c] + k0 + v * 64) : _mm512_maskz_loadu_epi8(km[v], q[c] + k0 + v * 64), off);
+        ws = full ? _mm256_loadu_ps(s[c] + b0) : _mm256_maskz_loadu_ps(bm, s[c] + b0);
+#pragma GCC unroll 8
         for (int i = 0; i < M; i++) {
+          const int8_t* xq = g.Aq + i * K + k0;
           __m512i d[4];
-          for (int v = 0; v < 4; v++) d[v] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[v], xv[i][v]);
-          // d[v] lanes 0-7: block 2v, 8-15: block 2v+1 → e0 lanes 4b..4b+3: block b (0-3), e1: blocks 4-7
-          const __m512i e0 = _mm512_add_epi32(_mm512_permutex2var_epi32(d[0], ev, d[1]), _mm512_permutex2var_epi32(d[0], od, d[1]));
-          const __m512i e1 = _mm512_add_epi32(_mm512_permutex2var_epi32(d[2], ev, d[3]), _mm512_permutex2var_epi32(d[2], od, d[3]));
-          // f lanes 2b, 2b+1: block b (0-7); then each 64-bit lane's two halves summed and narrowed
-          const __m512i f = _mm512_add_epi32(_mm512_permutex2var_epi32(e0, ev, e1), _mm512_permutex2var_epi32(e0, od, e1));
-          const __m256i isum = _mm256_sub_epi32(_mm512_cvtepi64_epi32(_mm512_add_epi64(f, _mm512_srli_epi64(f, 32))), xc[i]);
-          const __m512d dd = _mm512_cvtps_pd(_mm256_mul_ps(ws, xs[i]));
-          acc[i][c] = _mm512_fmadd_pd(_mm512_cvtepi32_pd(isum), dd, acc[i][c]);
+#pragma GCC unroll 4
+          for (int v = 0; v < 4; v++) {
+            const __m512i xv = full ? _mm512_loadu_si512(xq + v * 64) : _mm512_maskz_loadu_epi8(km[v], xq + v * 64);
+            d[v] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[v], xv);
+          }
+          const __m256 xs = full ? _mm256_loadu_ps(g.As + i * nb + b0) : _mm256_maskz_loadu_ps(bm, g.As + i * nb + b0);
+          const __m256i xc = full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.Ac + i * nb + b0)) : _mm256_maskz_loadu_epi32(bm, g.Ac + i * nb + b0);
+          const __m256i isum = _mm256_sub_epi32(q8_blocksums(d[0], d[1], d[2], d[3], pi, qi), xc);
+          acc[i][c] = _mm512_fmadd_pd(_mm512_cvtepi32_pd(isum), _mm512_cvtps_pd(_mm256_mul_ps(ws, xs)), acc[i][c]);
         }
       }
-    }
+    };
+    int64_t b0 = 0;
+    for (; b0 + 8 <= nb; b0 += 8) chunk(b0, std::true_type{});
+    if (b0 < nb) chunk(b0, std::false_type{});
     for (int i = 0; i < M; i++)
       for (int c = 0; c < jn; c++) {
         alignas(64) double a8[8];
@@ -735,6 +747,7 @@ static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
       case 2: q8q8_vnni<2, 4>(g, n0, n1); return;
       case 3: q8q8_vnni<3, 2>(g, n0, n1); return;
       case 4: q8q8_vnni<4, 2>(g, n0, n1); return;
+      case 8: q8q8_vnni<8, 1>(g, n0, n1); return;
       default:
         for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
           Q8GemmArgs h = g;
