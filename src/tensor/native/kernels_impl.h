@@ -746,7 +746,7 @@ static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
       case 1: q8q8_vnni<1, 8>(g, n0, n1); return;
       case 2: q8q8_vnni<2, 4>(g, n0, n1); return;
       case 3: q8q8_vnni<3, 2>(g, n0, n1); return;
-      case 4: q8q8_vnni<4, 2>(g, n0, n1); return;
+      case 4: q8q8_vnni<4, 1>(g, n0, n1); return;
       case 8: q8q8_vnni<8, 1>(g, n0, n1); return;
       default:
         for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
@@ -757,7 +757,7 @@ static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
             case 1: q8q8_vnni<1, 8>(h, n0, n1); break;
             case 2: q8q8_vnni<2, 4>(h, n0, n1); break;
             case 3: q8q8_vnni<3, 2>(h, n0, n1); break;
-            default: q8q8_vnni<4, 2>(h, n0, n1); break;
+            default: q8q8_vnni<4, 1>(h, n0, n1); break;
           }
         }
         return;
