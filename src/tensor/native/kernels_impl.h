@@ -736,6 +736,51 @@ NS_VNNI_TARGET static void q8q8_vnni(const Q8GemmArgs& g, int64_t n0, int64_t n1
 }
 #endif
 
+#if NS_ISA_ENUM == 1
+// AVX2, blocks of 32: a block is one ymm; |w| (unsigned) · sign(x, w) by vpmaddubsw (pairs ≤ 2·128·127, no
+// saturation) and vpmaddwd with ones give its 8 int32 partial sums; 8 blocks' sums are reduced by horizontal adds
+// to the 8 block sums in block order, which meet the scales as float64 in lanes b mod 8 (two ymm of 4): the
+// definition's acc_j. A short last chunk of blocks goes through the plain loop's arithmetic, lane by lane.
+static void q8q8_avx2(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+  const int64_t K = g.K, nb = K / 32, nfull = nb / 8 * 8;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t n = n0; n < n1; n++) {
+    const int8_t* wq = g.Q + n * K;
+    const float* ws = g.S + n * nb;
+    for (int64_t i = 0; i < g.M; i++) {
+      const int8_t* xq = g.Aq + i * K;
+      const float* xs = g.As + i * nb;
+      __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+      for (int64_t b0 = 0; b0 < nfull; b0 += 8) {
+        __m256i p[8];
+        for (int v = 0; v < 8; v++) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + (b0 + v) * 32));
+          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b0 + v) * 32));
+          p[v] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), ones);
+        }
+        const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+        // h0 = [b0..b3 of the lower 128-bit halves | b0..b3 of the upper], h1 likewise for b4..b7
+        const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+        const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(ws + b0), _mm256_loadu_ps(xs + b0));
+        lo = _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(isum)), _mm256_cvtps_pd(_mm256_castps256_ps128(d)), lo);
+        hi = _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(isum, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)), hi);
+      }
+      double acc[8];
+      _mm256_storeu_pd(acc, lo);
+      _mm256_storeu_pd(acc + 4, hi);
+      for (int64_t b = nfull; b < nb; b++) {
+        int32_t isum = 0;
+        for (int64_t k = b * 32; k < (b + 1) * 32; k++) isum += static_cast<int32_t>(wq[k]) * static_cast<int32_t>(xq[k]);
+        const float d = ws[b] * xs[b];
+        acc[b & 7] += static_cast<double>(isum) * static_cast<double>(d);
+      }
+      q8_store(g, i, n, q8_combine(acc));
+    }
+  }
+}
+#endif
+
 static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
 #if NS_ISA_ENUM == 2
   static const bool vnni = __builtin_cpu_supports("avx512vnni");
@@ -762,6 +807,12 @@ static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
         }
         return;
     }
+  }
+#endif
+#if NS_ISA_ENUM == 1
+  if (g.bs == 32) {
+    q8q8_avx2(g, n0, n1);
+    return;
   }
 #endif
   q8q8_plain(g, n0, n1);
