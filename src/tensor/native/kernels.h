@@ -10,7 +10,8 @@
 // reductions over long axes are done by one task in a fixed order (rows; RMSNorm dw and embedding backward by
 // column ranges) or in fixed-size chunks combined in chunk order (sum of squares, cross-entropy loss).
 // Exceptions: the OpenBLAS GEMM path (blas.h: deterministic at a fixed thread count only), and results differ
-// between ISA paths (vector widths, FMA).
+// between ISA paths (vector widths, FMA), except the int8 small-M products (q8_gemm_small, q8_quant_act), whose
+// every output is the same bits on every path (kernels_impl.h).
 #pragma once
 
 #include <cstddef>
