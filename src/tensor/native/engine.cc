@@ -215,7 +215,8 @@ void Engine::gemm_one(const GemmArgs& g, int T) {
   pool_.run(static_cast<int64_t>(grid.tm) * grid.tn, T, task);
 }
 
-// Int8-weight product. Small M (decode): columns split in aligned runs like gemm_one, weights decoded in registers.
+// Int8-weight product. Small M (decode): A's rows quantized once here (q8_quant_act, on this thread: M·K elements
+// against the N·K weights every task streams), then columns split in aligned runs like gemm_one, int8 × int8.
 // Larger M (prefill, batches): each task decodes a panel of kQ8Panel rows of W into its scratch and runs the float32
 // packed kernel on it, so the arithmetic per element is the float32 GEMM's over the dequantized weights whatever
 // the split (panels start at multiples of kQ8Panel, a multiple of every ISA's NR).
@@ -234,12 +235,19 @@ void Engine::gemm_q8(const Q8GemmArgs& g) {
   if (g.M <= kSmallM) {
     const double bytes = static_cast<double>(g.N) * static_cast<double>(g.K) * (1.0 + 4.0 / static_cast<double>(g.bs));
     T = std::max(T, threads_for(bytes, kGemvBytesPerThread));
+    const int64_t nb = g.K / g.bs;
+    q8a_.resize(static_cast<size_t>(g.M * g.K));
+    q8s_.resize(static_cast<size_t>(g.M * nb));
+    q8c_.resize(static_cast<size_t>(g.M * nb));
+    for (int64_t i = 0; i < g.M; i++) k.q8_quant_act(g.A + i * g.K, g.K, g.bs, q8a_.data() + i * g.K, q8s_.data() + i * nb, q8c_.data() + i * nb);
+    Q8GemmArgs h = g;
+    h.Aq = q8a_.data(), h.As = q8s_.data(), h.Ac = q8c_.data();
     const int64_t units = (g.N + kAlign - 1) / kAlign;
     const int64_t chunks = std::min<int64_t>(units, static_cast<int64_t>(T) * kChunksPerThread);
     auto task = [&](int64_t c, int) {
       const int64_t u0 = units * c / chunks, u1 = units * (c + 1) / chunks;
       const int64_t a = u0 * kAlign, b = std::min(g.N, u1 * kAlign);
-      if (a < b) k.q8_gemm_small(g, a, b);
+      if (a < b) k.q8_gemm_small(h, a, b);
     };
     pool_.run(chunks, T, task);
     return;
@@ -581,9 +589,30 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
     g.A = p.A, g.lda = p.K, g.B = p.m->w, g.ldb = p.K, g.C = p.C, g.ldc = p.N;
     return g;
   };
-  auto q8_args = [&](const Prod& p) {
+  // int8: each product's A rows quantized (q8_quant_act) into q8a_/q8s_/q8c_ at qoff/soff, by the task that
+  // finished the row (norms, SwiGLU) or, for the attention output, in a phase of its own.
+  int64_t qoff[4], soff[4];
+  if (q8) {
+    int64_t qa = 0, sa = 0;
+    for (int i = 0; i < 4; i++) {
+      qoff[i] = qa, soff[i] = sa;
+      qa += B * prods[i].K;
+      sa += B * (prods[i].K / prods[i].m->bs);
+    }
+    q8a_.resize(static_cast<size_t>(qa));
+    q8s_.resize(static_cast<size_t>(sa));
+    q8c_.resize(static_cast<size_t>(sa));
+  }
+  auto quant = [&](int i, int64_t row) {
+    const Prod& p = prods[i];
+    const int64_t nb = p.K / p.m->bs;
+    k.q8_quant_act(p.A + row * p.K, p.K, p.m->bs, q8a_.data() + qoff[i] + row * p.K, q8s_.data() + soff[i] + row * nb, q8c_.data() + soff[i] + row * nb);
+  };
+  auto q8_args = [&](int i) {
+    const Prod& p = prods[i];
     Q8GemmArgs g;
     g.M = B, g.N = p.N, g.K = p.K, g.bs = p.m->bs, g.A = p.A, g.Q = p.m->q, g.S = p.m->s, g.C = p.C, g.ldc = p.N, g.beta = p.beta;
+    g.Aq = q8a_.data() + qoff[i], g.As = q8s_.data() + soff[i], g.Ac = q8c_.data() + soff[i];
     return g;
   };
 
@@ -643,10 +672,11 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   const float* cs[kDecodeMaxRows];
   for (int64_t b = 0; b < B; b++) cs[b] = rope_row(a.pos[b], a.D, a.theta, rope_tmp_.data() + b * a.D);
 
-  // Phases: 0 rmsnorm | 1 q/k/v | 2 RoPE, cache writes, r = x | 3 attention heads | 4 o | 5 rmsnorm | 6 gate/up |
-  // 7 SwiGLU, out = r | 8 down. The single-row phases have a task per row; attention one per (row, head).
-  enum : int { kNorm1, kQkv, kRope, kAttn, kO, kNorm2, kGu, kAct, kDown, kPhases };
-  const int64_t sizes[kPhases] = {B, chunks[0], B, B * a.H, chunks[1], B, chunks[2], B, chunks[3]};
+  // Phases: 0 rmsnorm | 1 q/k/v | 2 RoPE, cache writes, r = x | 3 attention heads | 4 int8: quantize the attention
+  // rows (no tasks for float32) | 5 o | 6 rmsnorm | 7 gate/up | 8 SwiGLU, out = r | 9 down. The single-row phases
+  // have a task per row; attention one per (row, head).
+  enum : int { kNorm1, kQkv, kRope, kAttn, kQAtt, kO, kNorm2, kGu, kAct, kDown, kPhases };
+  const int64_t sizes[kPhases] = {B, chunks[0], B, B * a.H, q8 ? B : 0, chunks[1], B, chunks[2], B, chunks[3]};
   int64_t ends[kPhases];
   for (int p = 0, e = 0; p < kPhases; p++) ends[p] = e += sizes[p];
   auto product = [&](int i, int64_t c, int tid) {
@@ -654,7 +684,7 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
     const int64_t n0 = cut[first[i] + c], n1 = cut[first[i] + c + 1];
     if (n0 >= n1) return;
     if (q8)
-      k.q8_gemm_small(q8_args(p), n0, n1);
+      k.q8_gemm_small(q8_args(i), n0, n1);
     else
       k.gemm_small(gemm_args(p), n0, n1, pool_.scratch(tid, 0));
   };
@@ -663,7 +693,10 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
     while (t >= ends[ph]) ph++;
     const int64_t i = ph == 0 ? t : t - ends[ph - 1];
     switch (ph) {
-      case kNorm1: k.rms_fwd(a.x, a.inNorm, h1, rstd, i, i + 1, C, a.eps); break;
+      case kNorm1:
+        k.rms_fwd(a.x, a.inNorm, h1, rstd, i, i + 1, C, a.eps);
+        if (q8) quant(0, i);
+        break;
       case kQkv: product(0, i, tid); break;
       case kRope: {
         float* row = qkv + i * NQKV;
@@ -676,11 +709,16 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
         break;
       }
       case kAttn: k.attn_decode(da[i / a.H], i % a.H, pool_.scratch(tid, 1)); break;
+      case kQAtt: quant(1, i); break;
       case kO: product(1, i, tid); break;
-      case kNorm2: k.rms_fwd(r, a.postNorm, h2, rstd + B, i, i + 1, C, a.eps); break;
+      case kNorm2:
+        k.rms_fwd(r, a.postNorm, h2, rstd + B, i, i + 1, C, a.eps);
+        if (q8) quant(2, i);
+        break;
       case kGu: product(2, i, tid); break;
       case kAct:
         k.swiglu_fwd(gu + i * 2 * F, gu + i * 2 * F + F, act + i * F, F);
+        if (q8) quant(3, i);
         std::memcpy(a.out + i * C, r + i * C, static_cast<size_t>(C) * sizeof(float));
         break;
       default: product(3, i, tid); break;

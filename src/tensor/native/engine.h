@@ -133,6 +133,11 @@ class Engine {
   int64_t rope_D_ = 0, rope_npos_ = 0;
   std::vector<const float*> rope_rows_;
   std::vector<float> rope_tmp_;
+  // Quantized rows of A for the int8 small-M products (q8_quant_act): gemm_q8 uses one product's worth,
+  // decode_layer the four products' A rows side by side.
+  std::vector<int8_t> q8a_;
+  std::vector<float> q8s_;
+  std::vector<int32_t> q8c_;
   std::vector<double> dscratch_;
 };
 

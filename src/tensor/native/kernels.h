@@ -10,7 +10,8 @@
 // reductions over long axes are done by one task in a fixed order (rows; RMSNorm dw and embedding backward by
 // column ranges) or in fixed-size chunks combined in chunk order (sum of squares, cross-entropy loss).
 // Exceptions: the OpenBLAS GEMM path (blas.h: deterministic at a fixed thread count only), and results differ
-// between ISA paths (vector widths, FMA).
+// between ISA paths (vector widths, FMA), except the int8 small-M products (q8_gemm_small, q8_quant_act), whose
+// every output is the same bits on every path (kernels_impl.h).
 #pragma once
 
 #include <cstddef>
@@ -48,6 +49,12 @@ struct Q8GemmArgs {
   float* C = nullptr;
   int64_t ldc = 0;
   float beta = 0.0f;  // 0 overwrites C, 1 adds into it
+  // Small M (q8_gemm_small): A's rows quantized by q8_quant_act with the weights' block size (row i at Aq + i·K,
+  // As + i·(K / bs), Ac + i·(K / bs)). The small-M product is int8 × int8 (see kernels_impl.h); unused by the
+  // large-M path.
+  const int8_t* Aq = nullptr;
+  const float* As = nullptr;
+  const int32_t* Ac = nullptr;
 };
 
 // Attention shapes: q/out/dq [B, T, H, D], k/v/dk/dv [B, S, KV, D], lse [B, H, T].
@@ -92,8 +99,12 @@ struct Kernels {
   void (*gemm_small)(const GemmArgs& g, int64_t n0, int64_t n1, float* ws);
 
   // ---- int8-weight GEMM ----
-  // M ≤ kSmallM: columns [n0, n1) of C, weights decoded in registers (read once per group of 4 rows of A).
+  // M ≤ kSmallM: columns [n0, n1) of C from the quantized rows of A (g.Aq/As/Ac): int8 × int8 dot products per
+  // block, combined in a fixed order that every ISA path follows, so all paths give the same bits.
   void (*q8_gemm_small)(const Q8GemmArgs& g, int64_t n0, int64_t n1);
+  // One activation row x[K] → q[K] (int8), s[K / bs] (block scales), c[K / bs] (128·Σ q per block): the
+  // quantization of A for q8_gemm_small. Same bits on every ISA path.
+  void (*q8_quant_act)(const float* x, int64_t K, int64_t bs, int8_t* q, float* s, int32_t* c);
   // dst[(n − n0)·K + k] = W[n, k] for rows [n0, n1) of W (the large-M path decodes a panel, then runs gemm_block).
   void (*q8_decode_rows)(const Q8GemmArgs& g, int64_t n0, int64_t n1, float* dst);
 

@@ -553,11 +553,123 @@ NS_INLINE vf load_q8(const int8_t* p) {
 #endif
 }
 
-// Rows [0, M) of A (M ≤ 4, or ≤ 8 with 32 vector registers) against CQ rows of W at a time (columns of C): every output element is one dot product
-// along K, in K order, in W lanes, reduced by hsum; its arithmetic never depends on [n0, n1).
-template <int M, int CQ>
-static void q8_small_m(const Q8GemmArgs& g, const float* a, float* Cg, int64_t n0, int64_t n1) {
+// ---- small M (decode): int8 × int8, as llama.cpp's q8_0 · q8_0 ----
+// Dequantizing each weight to float32 and multiplying by float32 activations (the earlier kernel here) costs four
+// vector instructions per 16 weights and left the 2-core decode compute-bound at about half the memory bound.
+// Instead each row of A is quantized once per product like the weights (q8_quant_act: per block of bs, scale
+// max|x| / 127, round to nearest even), and every output element is, for row i of A and row n of W:
+//
+//   isum_b = Σ_{k in block b} Q[n, k] · Aq[i, k]            exact int32
+//   d_b    = f32(S[n, b] · As[i, b])                         one float32 rounding
+//   acc_j  = Σ_{b ≡ j mod 8, b ascending} f64(isum_b) · f64(d_b)   eight float64 sums, j = 0..7
+//   C[i, n] = f32(((acc_0 + acc_4) + (acc_2 + acc_6)) + ((acc_1 + acc_5) + (acc_3 + acc_7)))   (+ beta · C)
+//
+// The product f64(isum_b)·f64(d_b) is exact (|isum_b| < 2^22 for blocks up to 256 and d_b has 24 bits), so an FMA
+// and a multiply-then-add give the same sum (-ffp-contract=fast cannot change the bits), and integer sums are
+// exact in any order. So every ISA path, and every grouping of rows or threads, gives the same bits: the AVX-512
+// VNNI kernel below and the plain loop (AVX2, portable, AVX-512 without VNNI) compute the same numbers.
+
+// One activation row: x[K] → q[K], s[K / bs], c[K / bs] = 128·Σ_block q (the VNNI kernel's offset correction).
+// A block holding an infinity or NaN gets scale NaN (so its products are NaN, as the float32 path would give)
+// and q = 0; an all-zero block (or one too small for 127 / max|x| to be finite) gets q = 0.
+static void q8_quant_act(const float* x, int64_t K, int64_t bs, int8_t* q, float* s, int32_t* c) {
+  const int64_t nb = K / bs;
+  for (int64_t b = 0; b < nb; b++) {
+    const float* xb = x + b * bs;
+    int8_t* qb = q + b * bs;
+    vf mx = vf{};
+    vi bad = vi{};
+    for (int64_t k = 0; k < bs; k += W) {
+      const vf v = vabs(loadu(xb + k));
+      bad |= ~(v <= bcast(3.40282347e38f));  // NaN and ±inf
+      mx = vmax(mx, v);
+    }
+    bool nonfinite = false;
+    for (int l = 0; l < W; l++) nonfinite |= bad[l] != 0;
+    const float amax = hmax(mx);
+    const float inv = 127.0f / amax;
+    if (nonfinite || amax == 0.0f || !(inv <= 3.40282347e38f)) {
+      std::memset(qb, 0, static_cast<size_t>(bs));
+      s[b] = nonfinite ? __builtin_nanf("") : amax / 127.0f;
+      c[b] = 0;
+      continue;
+    }
+    s[b] = amax / 127.0f;
+    int32_t sum = 0;
+    for (int64_t k = 0; k < bs; k += W) {
+      const vf v = loadu(xb + k) * inv;  // |v| ≤ 127·(1 + 2^-23): rounds into [-127, 127]
+      // round half to even (the default rounding mode), the same on every path
+#if NS_ISA_ENUM == 2
+      vi r = (vi)_mm512_cvtps_epi32((__m512)v);
+#elif NS_ISA_ENUM == 1
+      vi r = (vi)_mm256_cvtps_epi32((__m256)v);
+#elif defined(__SSE2__)
+      vi r = (vi)_mm_cvtps_epi32((__m128)v);
+#else
+      vi r;
+      for (int l = 0; l < W; l++) r[l] = static_cast<int32_t>(std::nearbyint(v[l]));
+#endif
+      r = r > 127 ? vi{} + 127 : r;
+      r = r < -127 ? vi{} - 127 : r;
+      for (int l = 0; l < W; l++) {
+        qb[k + l] = static_cast<int8_t>(r[l]);
+        sum += r[l];
+      }
+    }
+    c[b] = 128 * sum;
+  }
+}
+
+// The eight float64 sums combined in the fixed order above.
+NS_INLINE float q8_combine(const double* a) { return static_cast<float>(((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))); }
+NS_INLINE void q8_store(const Q8GemmArgs& g, int64_t i, int64_t n, float v) {
+  float* p = g.C + i * g.ldc + n;
+  *p = g.beta == 0.0f ? v : v + g.beta * *p;  // beta is 0 or 1: exact either way
+}
+
+// The definition as a loop: any block size, any M. (GCC vectorizes the integer dot product.)
+static void q8q8_plain(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
   const int64_t K = g.K, bs = g.bs, nb = K / bs;
+  for (int64_t n = n0; n < n1; n++) {
+    const int8_t* wq = g.Q + n * K;
+    const float* ws = g.S + n * nb;
+    for (int64_t i = 0; i < g.M; i++) {
+      const int8_t* xq = g.Aq + i * K;
+      const float* xs = g.As + i * nb;
+      double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int64_t b = 0; b < nb; b++) {
+        int32_t isum = 0;
+        for (int64_t k = b * bs; k < (b + 1) * bs; k++) isum += static_cast<int32_t>(wq[k]) * static_cast<int32_t>(xq[k]);
+        const float d = ws[b] * xs[b];
+        acc[b & 7] += static_cast<double>(isum) * static_cast<double>(d);
+      }
+      q8_store(g, i, n, q8_combine(acc));
+    }
+  }
+}
+
+#if NS_ISA_ENUM == 2
+// AVX-512 VNNI, blocks of 32: vpdpbusd multiplies unsigned by signed bytes, so W's bytes go in offset by 128
+// (w ^ 0x80 = w + 128) against A's signed bytes, and the block's 128·Σ Aq (Ac) is subtracted after: exact.
+// A row of W is read 256 bytes (8 blocks) at a time as 4 zmm; each dpbusd leaves 8 int32 lanes per block (4 per
+// 128-bit lane), reduced to one per block in block order by in-lane unpacks (cheap on Zen 4) and two cross-lane
+// permutes; those 8 sums meet 8 scales as float64 in lane b mod 8, which is the definition's acc_j. CQ rows of W
+// per pass (more streams in flight), each prefetching the same line of the next group's rows (NS_GEMV_PF).
+#define NS_VNNI_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c,avx512vnni")))
+// 4 vectors of 16 int32 (each: 8 lanes of block 2v, 8 of block 2v + 1) → the 8 block sums in block order.
+NS_INLINE NS_VNNI_TARGET __m256i q8_blocksums(__m512i d0, __m512i d1, __m512i d2, __m512i d3, __m512i pi, __m512i qi) {
+  const __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(d0, d1), _mm512_unpackhi_epi32(d0, d1));
+  const __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(d2, d3), _mm512_unpackhi_epi32(d2, d3));
+  // u's 128-bit lane L holds [d0.L, d1.L, d2.L, d3.L] (each the sum of that vector's lane L); block 2v + L / 2
+  const __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+  return _mm256_add_epi32(_mm512_castsi512_si256(_mm512_permutexvar_epi32(pi, u)), _mm512_castsi512_si256(_mm512_permutexvar_epi32(qi, u)));
+}
+template <int M, int CQ>
+NS_VNNI_TARGET static void q8q8_vnni(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+  const int64_t K = g.K, nb = K / 32;
+  const __m512i pi = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i qi = _mm512_setr_epi32(4, 12, 5, 13, 6, 14, 7, 15, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t j = n0; j < n1; j += CQ) {
     const int jn = n1 - j < CQ ? static_cast<int>(n1 - j) : CQ;
     const int8_t* q[CQ];
@@ -567,63 +679,143 @@ static void q8_small_m(const Q8GemmArgs& g, const float* a, float* Cg, int64_t n
       q[c] = g.Q + row * K;
       s[c] = g.S + row * nb;
     }
-    vf acc[M][CQ];
+    __m512d acc[M][CQ];
     for (int i = 0; i < M; i++)
-      for (int c = 0; c < CQ; c++) acc[i][c] = vf{};
-    for (int64_t b = 0; b < nb; b++) {
-      vf sv[CQ];
-      for (int c = 0; c < CQ; c++) sv[c] = bcast(s[c][b]);
-      const int64_t k0 = b * bs;
+      for (int c = 0; c < CQ; c++) acc[i][c] = _mm512_setzero_pd();
+    // one chunk of 8 blocks (FULL) or the short last one (masked loads, zeros past the end: an all-zero block
+    // adds +0, no change); a template so that the full chunks' loop has no test and GCC unrolls the rows of W
+    auto chunk = [&](int64_t b0, auto fullc) {
+      constexpr bool full = decltype(fullc)::value;
+      const int64_t k0 = b0 * 32;
+      const int nbk = full ? 8 : static_cast<int>(nb - b0);
+      const __mmask8 bm = static_cast<__mmask8>((1u << nbk) - 1u);
+      __mmask64 km[4];
+      for (int v = 0; v < 4; v++) {
+        const int bytes = nbk * 32 - v * 64;
+        km[v] = bytes >= 64 ? ~__mmask64{0} : (bytes <= 0 ? __mmask64{0} : ((__mmask64{1} << bytes) - 1));
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < CQ; c++) {
 #ifdef NS_GEMV_PF
-      // the same bytes of the next group's rows (W rows are contiguous, so CQ rows ahead; see NS_GEMV_PF), one
-      // prefetch per 64-byte line
-      if ((k0 & 63) == 0)
-        for (int c = 0; c < CQ; c++) __builtin_prefetch(q[c] + k0 + CQ * K, 0, 0);
-      if ((b & 15) == 0)
-        for (int c = 0; c < CQ; c++) __builtin_prefetch(s[c] + b + CQ * nb, 0, 0);
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) __builtin_prefetch(q[c] + k0 + v * 64 + CQ * K, 0, 0);
+        if ((b0 & 15) == 0) __builtin_prefetch(s[c] + b0 + CQ * nb, 0, 0);
 #endif
-      for (int64_t k = k0; k < k0 + bs; k += W) {
-        vf wv[CQ];
-        for (int c = 0; c < CQ; c++) wv[c] = load_q8(q[c] + k) * sv[c];
+        __m512i wv[4];
+        __m256 ws;
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+          wv[v] = _mm512_xor_si512(full ? _mm512_loadu_si512(q[c] + k0 + v * 64) : _mm512_maskz_loadu_epi8(km[v], q[c] + k0 + v * 64), off);
+        ws = full ? _mm256_loadu_ps(s[c] + b0) : _mm256_maskz_loadu_ps(bm, s[c] + b0);
+#pragma GCC unroll 8
         for (int i = 0; i < M; i++) {
-          const vf av = loadu(a + i * K + k);
-          for (int c = 0; c < CQ; c++) acc[i][c] += av * wv[c];
+          const int8_t* xq = g.Aq + i * K + k0;
+          __m512i d[4];
+#pragma GCC unroll 4
+          for (int v = 0; v < 4; v++) {
+            const __m512i xv = full ? _mm512_loadu_si512(xq + v * 64) : _mm512_maskz_loadu_epi8(km[v], xq + v * 64);
+            d[v] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[v], xv);
+          }
+          const __m256 xs = full ? _mm256_loadu_ps(g.As + i * nb + b0) : _mm256_maskz_loadu_ps(bm, g.As + i * nb + b0);
+          const __m256i xc = full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.Ac + i * nb + b0)) : _mm256_maskz_loadu_epi32(bm, g.Ac + i * nb + b0);
+          const __m256i isum = _mm256_sub_epi32(q8_blocksums(d[0], d[1], d[2], d[3], pi, qi), xc);
+          acc[i][c] = _mm512_fmadd_pd(_mm512_cvtepi32_pd(isum), _mm512_cvtps_pd(_mm256_mul_ps(ws, xs)), acc[i][c]);
         }
       }
-    }
+    };
+    int64_t b0 = 0;
+    for (; b0 + 8 <= nb; b0 += 8) chunk(b0, std::true_type{});
+    if (b0 < nb) chunk(b0, std::false_type{});
     for (int i = 0; i < M; i++)
       for (int c = 0; c < jn; c++) {
-        float* p = Cg + i * g.ldc + j + c;
-        const float v = hsum(acc[i][c]);
-        *p = g.beta == 0.0f ? v : v + g.beta * *p;
+        alignas(64) double a8[8];
+        _mm512_store_pd(a8, acc[i][c]);
+        q8_store(g, i, j + c, q8_combine(a8));
       }
   }
 }
+#endif
+
+#if NS_ISA_ENUM == 1
+// AVX2, blocks of 32: a block is one ymm; |w| (unsigned) · sign(x, w) by vpmaddubsw (pairs ≤ 2·128·127, no
+// saturation) and vpmaddwd with ones give its 8 int32 partial sums; 8 blocks' sums are reduced by horizontal adds
+// to the 8 block sums in block order, which meet the scales as float64 in lanes b mod 8 (two ymm of 4): the
+// definition's acc_j. A short last chunk of blocks goes through the plain loop's arithmetic, lane by lane.
+static void q8q8_avx2(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+  const int64_t K = g.K, nb = K / 32, nfull = nb / 8 * 8;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t n = n0; n < n1; n++) {
+    const int8_t* wq = g.Q + n * K;
+    const float* ws = g.S + n * nb;
+    for (int64_t i = 0; i < g.M; i++) {
+      const int8_t* xq = g.Aq + i * K;
+      const float* xs = g.As + i * nb;
+      __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+      for (int64_t b0 = 0; b0 < nfull; b0 += 8) {
+        __m256i p[8];
+        for (int v = 0; v < 8; v++) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + (b0 + v) * 32));
+          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (b0 + v) * 32));
+          p[v] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), ones);
+        }
+        const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+        // h0 = [b0..b3 of the lower 128-bit halves | b0..b3 of the upper], h1 likewise for b4..b7
+        const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+        const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(ws + b0), _mm256_loadu_ps(xs + b0));
+        lo = _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(isum)), _mm256_cvtps_pd(_mm256_castps256_ps128(d)), lo);
+        hi = _mm256_fmadd_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(isum, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)), hi);
+      }
+      double acc[8];
+      _mm256_storeu_pd(acc, lo);
+      _mm256_storeu_pd(acc + 4, hi);
+      for (int64_t b = nfull; b < nb; b++) {
+        int32_t isum = 0;
+        for (int64_t k = b * 32; k < (b + 1) * 32; k++) isum += static_cast<int32_t>(wq[k]) * static_cast<int32_t>(xq[k]);
+        const float d = ws[b] * xs[b];
+        acc[b & 7] += static_cast<double>(isum) * static_cast<double>(d);
+      }
+      q8_store(g, i, n, q8_combine(acc));
+    }
+  }
+}
+#endif
 
 static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
-#if NS_W == 16
-  // One row (decode at batch 1): 8 rows of W per pass, each prefetching the same line of the next group's 8 rows,
-  // as the float32 GEMV does (more misses in flight than 4 streams; 8 accumulators, 8 scales and 8 decoded weight
-  // vectors fit the 32 zmm registers). Measured, a 49152×768 int8 W at 1 thread: 1.04 ms of CPU per product at 8
-  // rows of W, 1.25-1.27 at 4. Per output element the arithmetic is the same dot product whatever the grouping,
-  // so logits are bit-identical. (5-8 rows in one pass, 3 or 2 rows of W at a time, measured no faster than two
-  // passes of 4: 4.5 ms at 8 rows of A, 5.0-8.5 in one pass; the int8 decode is compute-bound there.)
-  if (g.M == 1) {
-    q8_small_m<1, 8>(g, g.A, g.C, n0, n1);
+#if NS_ISA_ENUM == 2
+  static const bool vnni = __builtin_cpu_supports("avx512vnni");
+  if (vnni && g.bs == 32) {
+    // 8 rows of W per pass at one row of A (8 streams in flight, as the float32 GEMV); fewer as A's rows grow,
+    // so that the M·CQ float64 accumulators and A's M·4 vectors stay in the 32 zmm registers
+    switch (g.M) {
+      case 1: q8q8_vnni<1, 8>(g, n0, n1); return;
+      case 2: q8q8_vnni<2, 4>(g, n0, n1); return;
+      case 3: q8q8_vnni<3, 2>(g, n0, n1); return;
+      case 4: q8q8_vnni<4, 1>(g, n0, n1); return;
+      case 8: q8q8_vnni<8, 1>(g, n0, n1); return;
+      default:
+        for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
+          Q8GemmArgs h = g;
+          h.M = g.M - i0 < 4 ? g.M - i0 : 4;
+          h.Aq = g.Aq + i0 * g.K, h.As = g.As + i0 * (g.K / 32), h.Ac = g.Ac + i0 * (g.K / 32), h.C = g.C + i0 * g.ldc;
+          switch (h.M) {
+            case 1: q8q8_vnni<1, 8>(h, n0, n1); break;
+            case 2: q8q8_vnni<2, 4>(h, n0, n1); break;
+            case 3: q8q8_vnni<3, 2>(h, n0, n1); break;
+            default: q8q8_vnni<4, 1>(h, n0, n1); break;
+          }
+        }
+        return;
+    }
+  }
+#endif
+#if NS_ISA_ENUM == 1
+  if (g.bs == 32) {
+    q8q8_avx2(g, n0, n1);
     return;
   }
 #endif
-  for (int64_t i0 = 0; i0 < g.M; i0 += 4) {
-    const float* a = g.A + i0 * g.K;
-    float* Cg = g.C + i0 * g.ldc;
-    // fewer W rows at a time as A rows grow, so that the accumulators stay in registers (16 on AVX2)
-    switch (g.M - i0 < 4 ? g.M - i0 : 4) {
-      case 1: q8_small_m<1, 4>(g, a, Cg, n0, n1); break;
-      case 2: q8_small_m<2, 4>(g, a, Cg, n0, n1); break;
-      case 3: q8_small_m<3, (W == 16 ? 4 : 2)>(g, a, Cg, n0, n1); break;
-      default: q8_small_m<4, (W == 16 ? 4 : 2)>(g, a, Cg, n0, n1); break;
-    }
-  }
+  q8q8_plain(g, n0, n1);
 }
 
 static void q8_decode_rows(const Q8GemmArgs& g, int64_t n0, int64_t n1, float* dst) {

@@ -2,6 +2,9 @@
  * `--weights int8` in the model: a shard that holds its projection matrices as int8 blocks.
  * - its forward (whole sequence, and prefill + decode through a KV cache) stays close to the float32 shard's
  *   (logits within a few percent of their range; the same argmax on nearly every position) and is finite;
+ * - prefill + decode equals the whole-sequence forward: up to float32 rounding on the reference backend; on the
+ *   native one products of at most 8 rows (a prefill of 8, each decode step) quantize their activations to int8
+ *   (int8 × int8, kernels_impl.h) while the 12-row forward does not, so within that quantization's error;
  * - a chain of int8 spans computes what one int8 shard holding every layer computes;
  * - its hash is the float32 weights' span hash; it keeps no float32 buffer and refuses backward/param();
  * - its weights take about 3.5× fewer bytes per layer than float32 (1.125 bytes a weight);
@@ -58,11 +61,14 @@ for (const { name, backend } of backends) {
       const whole = q.forward(ids, 1, T).slice();
       const cache = new KVCache(config, { span: q.span, batch: 1, maxLen: T });
       const V = config.vocab_size;
+      // measured on native: 0.5-0.7 % of the logits' range
+      const tol = name === 'native' ? 2e-2 : 1e-4;
       const pre = q.forward(ids.subarray(0, 8), 1, 8, { cache }).slice();
-      assert.ok(relErr(pre, whole.subarray(0, 8 * V)) < 1e-4);
+      assert.ok(relErr(pre, whole.subarray(0, 8 * V)) < tol, `prefill: ${relErr(pre, whole.subarray(0, 8 * V))}`);
       for (let t = 8; t < T; t++) {
         const step = q.forward(ids.subarray(t, t + 1), 1, 1, { cache }).slice();
-        assert.ok(relErr(step, whole.subarray(t * V, (t + 1) * V)) < 1e-4, `position ${t}`);
+        const e = relErr(step, whole.subarray(t * V, (t + 1) * V));
+        assert.ok(e < tol, `position ${t}: ${e}`);
       }
     });
 
