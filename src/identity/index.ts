@@ -4,7 +4,7 @@
  */
 export { DERIVATION_PATH, checkMnemonic, generateMnemonic, keyFromMnemonic, keyFromPrivate, normalizeMnemonic, type NodeKey } from './mnemonic.js';
 export { PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH, clearVerifyKeyCache, domainTag, isLowS, isValidPublicKey, malleate, signDomain, signingDigest, verifyBackend, verifyDomain, verifyDomainDigest, verifyDomainOpenssl, verifyKeyCacheSize } from './sign.js';
-export { libp2pPrivateKey, peerIdFromPublicKey, publicKeyFromPeerId } from './peer-id.js';
+export { libp2pPrivateKey, peerIdFromPublicKey, publicKeyFromPeerId, publicKeyViewFromPeerId } from './peer-id.js';
 export { ADDRESS_BYTES, ADDRESS_LENGTH, ADDRESS_PREFIX, accountIdFromPublicKey, addressFromAccountId, addressFromPublicKey, isAddress, parseAddress } from './address.js';
 export {
   DEFAULT_SCRYPT,

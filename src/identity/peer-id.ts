@@ -40,11 +40,24 @@ export function peerIdFromPublicKey(pub: Uint8Array): string {
  * PEER_ID_INVALID for a malformed string, PEER_ID_NOT_SECP256K1 for an Ed25519/RSA/URL id.
  */
 export function publicKeyFromPeerId(peerId: string): Uint8Array {
+  return new Uint8Array(peerIdKey(peerId));
+}
+
+/**
+ * publicKeyFromPeerId without the copy, for checks that only read the key (issue 11 §4: the ledger parses the
+ * peerId of every proof's HolderRecord twice, and each copy was an ArrayBuffer of its own). The array is the
+ * cache's own entry: the caller must not write into it nor keep it.
+ */
+export function publicKeyViewFromPeerId(peerId: string): Uint8Array {
+  return peerIdKey(peerId);
+}
+
+function peerIdKey(peerId: string): Uint8Array {
   if (typeof peerId !== 'string' || peerId.length === 0 || peerId.length > MAX_PEER_ID_LENGTH) {
     throw new InvalidPeerIdError('PEER_ID_INVALID', 'peer id must be a non-empty string of at most 128 characters');
   }
   const hit = pubCache.get(peerId);
-  if (hit !== undefined) return new Uint8Array(hit);
+  if (hit !== undefined) return hit;
   let parsed: ReturnType<typeof peerIdFromString>;
   try {
     parsed = peerIdFromString(peerId);
@@ -59,7 +72,7 @@ export function publicKeyFromPeerId(peerId: string): Uint8Array {
   // Canonical form only: "the same key, spelled differently" would otherwise be two nodes.
   if (parsed.toString() !== peerId) throw new InvalidPeerIdError('PEER_ID_INVALID', 'peer id is not in canonical base58btc form', { peerId });
   remember(pubCache, peerId, raw);
-  return new Uint8Array(raw);
+  return raw;
 }
 
 /** The @libp2p/crypto private key object for the libp2p factory (node/ hands it to p2p/). */

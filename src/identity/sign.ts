@@ -16,7 +16,7 @@
  * signature of the same digest, and accepting it would let anyone re-broadcast a message under new signature bytes
  * (the Python original's replay hole).
  */
-import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { sha256 } from '../util/bytes.js';
@@ -51,9 +51,24 @@ function taggedMessage(domain: string, payload: Uint8Array): Uint8Array {
   return m;
 }
 
+/**
+ * Scratch for tag || payload (issue 11 §4, proof_verify_per_s): the one-shot SHA-256 (util/bytes sha256) takes one
+ * contiguous input, so the tagged message is laid out here instead of in a fresh array per digest (an ArrayBuffer
+ * each, and a Hash object each on the createHash path it replaces). Used synchronously only; grows to the
+ * largest message seen up to SCRATCH_MAX (a larger one gets its own array, as before).
+ */
+let scratch = new Uint8Array(1024);
+const SCRATCH_MAX = 64 * 1024;
+
 /** SHA-256(domain tag || payload): the 32 bytes that are actually signed. */
 export function signingDigest(domain: string, payload: Uint8Array): Uint8Array {
-  return sha256(taggedMessage(domain, payload));
+  const tag = domainTag(domain);
+  const n = tag.length + payload.byteLength;
+  if (n > SCRATCH_MAX) return sha256(taggedMessage(domain, payload));
+  if (n > scratch.length) scratch = new Uint8Array(Math.min(SCRATCH_MAX, Math.max(n, scratch.length * 2)));
+  scratch.set(tag);
+  scratch.set(payload, tag.length);
+  return sha256(scratch.subarray(0, n));
 }
 
 /** Signs `payload` under `domain`: 64-byte compact r||s, low-S, deterministic. */
@@ -215,8 +230,7 @@ export function verifyDomain(publicKey: Uint8Array, domain: string, payload: Uin
   if (!(sig instanceof Uint8Array) || !isLowS(sig)) return false;
   // the same key rules as the OpenSSL path: 33 bytes, compressed prefix (libsecp256k1 would also take 65 bytes)
   if (!(publicKey instanceof Uint8Array) || publicKey.byteLength !== PUBLIC_KEY_LENGTH || (publicKey[0] !== 2 && publicKey[0] !== 3)) return false;
-  const digest = createHash('sha256').update(domainTag(domain)).update(payload).digest();
-  return nativeVerify(sig, digest, publicKey);
+  return nativeVerify(sig, signingDigest(domain, payload), publicKey);
 }
 
 /**

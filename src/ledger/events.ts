@@ -419,8 +419,9 @@ const digested = new WeakMap<LedgerEvent, { payload: Uint8Array; digest: Uint8Ar
  * version, out-of-range values). Does not verify the signature: see verify.ts.
  *
  * One allocation for the bytes (issue 11 §4, decode without allocations): a private copy laid out as domain tag ‖
- * wire bytes, so the signed message (tag ‖ payload, whose SHA-256 is the id) is one contiguous view of it, and
- * `bytes`, `payload`, `signature` and every byte string of the body are views of that copy, not copies each. The
+ * wire bytes ‖ id ‖ account id, so the signed message (tag ‖ payload, whose SHA-256 is the id) is one contiguous
+ * view of it, and `bytes`, `payload`, `signature`, `id`, `account` and every byte string of the body are views of
+ * that copy, not copies each. The
  * caller's array is never referenced: it may be reused or changed after. Nothing may write into a decoded event's
  * byte fields (the id's digest and verify.ts's verdicts are keyed on them); who keeps one past the event's life
  * keeps the whole copy alive, so copy it (slice()) to keep it.
@@ -428,7 +429,7 @@ const digested = new WeakMap<LedgerEvent, { payload: Uint8Array; digest: Uint8Ar
 export function decodeEvent(bytes: Uint8Array): LedgerEvent {
   checkSize(bytes);
   const tag = domainTag(EVENT_DOMAIN);
-  const buf = new Uint8Array(tag.byteLength + bytes.byteLength);
+  const buf = new Uint8Array(tag.byteLength + bytes.byteLength + DERIVED_BYTES);
   buf.set(tag);
   buf.set(bytes, tag.byteLength);
   return decodeAt(buf, 0, bytes.byteLength);
@@ -448,7 +449,7 @@ export function decodeEvents(list: readonly Uint8Array[]): (LedgerEvent | Error)
     const b = list[i]!;
     try {
       checkSize(b);
-      total += tag.byteLength + b.byteLength;
+      total += tag.byteLength + b.byteLength + DERIVED_BYTES;
     } catch (e) {
       out[i] = e as Error;
     }
@@ -466,7 +467,7 @@ export function decodeEvents(list: readonly Uint8Array[]): (LedgerEvent | Error)
       if (!(e instanceof DecodeError || e instanceof RangeError)) throw e;
       out[i] = e;
     }
-    at += tag.byteLength + b.byteLength;
+    at += tag.byteLength + b.byteLength + DERIVED_BYTES;
   }
   return out;
 }
@@ -477,7 +478,36 @@ function checkSize(bytes: Uint8Array): void {
   if (bytes.byteLength < SIGNATURE_LENGTH + 2) throw new DecodeError('event too short');
 }
 
-/** Decodes the event of `len` wire bytes in `buf` at `at + tag length`, `buf[at ..]` holding the domain tag. */
+/**
+ * Bytes after each event's wire bytes in the private copy: its id (32) and account id (20), so that these too are
+ * views of the copy instead of an ArrayBuffer each (issue 11 §4: small ArrayBuffers cost their allocation and the
+ * garbage collector's tracking of each; a proof's decode made four).
+ */
+const DERIVED_BYTES = 32 + 20;
+
+/**
+ * Account ids of recent signers (SHA-256 of the key, first 20 bytes: a pure function of the 33 key bytes, which
+ * are the whole key of the memo), so that a signer's many events hash its key once. Bounded, first in first out;
+ * the entries are private (copied into each event's buffer).
+ */
+const accountIds = new Map<string, Uint8Array>();
+const ACCOUNT_IDS_MAX = 4096;
+
+function accountIdOf(signer: Uint8Array): Uint8Array {
+  const k = Buffer.from(signer.buffer, signer.byteOffset, signer.byteLength).toString('latin1');
+  let a = accountIds.get(k);
+  if (a === undefined) {
+    a = accountIdFromPublicKey(signer);
+    if (accountIds.size >= ACCOUNT_IDS_MAX) accountIds.delete(accountIds.keys().next().value!);
+    accountIds.set(k, a);
+  }
+  return a;
+}
+
+/**
+ * Decodes the event of `len` wire bytes in `buf` at `at + tag length`, `buf[at ..]` holding the domain tag and
+ * DERIVED_BYTES free after the wire bytes.
+ */
 function decodeAt(buf: Uint8Array, at: number, len: number): LedgerEvent {
   const tagLen = domainTag(EVENT_DOMAIN).byteLength;
   const n = len - SIGNATURE_LENGTH;
@@ -497,9 +527,15 @@ function decodeAt(buf: Uint8Array, at: number, len: number): LedgerEvent {
   r.end();
   if (kind !== EventKind.Slash && len > MAX_EVENT_BYTES) throw new DecodeError('event too large');
   if (signer[0] !== 2 && signer[0] !== 3) throw new DecodeError('signer is not a compressed public key');
+  // the digest's own array stays private (digested), the id is a copy of it in the event's buffer
   const digest = sha256(signed);
-  const e: LedgerEvent = { networkId, signer, nonce, timestampMs, body, id: digest, signature, payload, bytes, account: accountIdFromPublicKey(signer) };
-  digested.set(e, { payload, digest: digest.slice() });
+  const idAt = at + tagLen + len;
+  buf.set(digest, idAt);
+  buf.set(accountIdOf(signer), idAt + 32);
+  const id = buf.subarray(idAt, idAt + 32);
+  const account = buf.subarray(idAt + 32, idAt + DERIVED_BYTES);
+  const e: LedgerEvent = { networkId, signer, nonce, timestampMs, body, id, signature, payload, bytes, account };
+  digested.set(e, { payload, digest });
   return e;
 }
 

@@ -17,7 +17,7 @@
  * payload under the domain "neuroshard/holder-record/v1" with identity's signDomain: they are the test double,
  * and equal the protocols implementation as long as the two layouts agree (test/unit/ledger/holder-compat.test.ts).
  */
-import { peerIdFromPublicKey, publicKeyFromPeerId, signDomain, verifyDomain, type NodeKey } from '../identity/index.js';
+import { peerIdFromPublicKey, publicKeyViewFromPeerId, signDomain, verifyDomain, type NodeKey } from '../identity/index.js';
 import { DecodeError, type Reader, Writer } from './codec.js';
 import type { HolderRecordVerifier } from './interfaces.js';
 
@@ -76,19 +76,35 @@ export function writeHolderRecord(w: Writer, r: EmbeddedHolderRecord): void {
  * while every field still holds the value read (an in-process caller may change a record object; then the payload
  * is built from the fields again). A view of the event's private copy (decodeEvent: nothing writes into it).
  */
-const readPayloads = new WeakMap<EmbeddedHolderRecord, { fields: EmbeddedHolderRecord; multiaddrs: string[]; payload: Uint8Array }>();
+const readPayloads = new WeakMap<EmbeddedHolderRecord, ReadValues>();
+
+/** The values readHolderRecord read, flat (one object, not copies of the record's objects). */
+interface ReadValues {
+  networkId: string;
+  peerId: string;
+  weights: 'int8' | undefined;
+  spanStart: number;
+  spanEnd: number;
+  memoryMb: number;
+  tokensPerSec: number;
+  timestampMs: number;
+  expiresMs: number;
+  multiaddrs: string[];
+  payload: Uint8Array;
+}
 
 /** holderRecordPayload(rec), taken from the decoded bytes when `rec` came from readHolderRecord and is unchanged. */
 export function holderRecordPayloadOf(rec: EmbeddedHolderRecord): Uint8Array {
   const d = readPayloads.get(rec);
-  if (d !== undefined && sameFields(rec, d.fields, d.multiaddrs)) return d.payload;
+  if (d !== undefined && sameFields(rec, d)) return d.payload;
   return holderRecordPayload(rec);
 }
 
-function sameFields(a: EmbeddedHolderRecord, b: EmbeddedHolderRecord, addrs: string[]): boolean {
+function sameFields(a: EmbeddedHolderRecord, b: ReadValues): boolean {
   if (a.networkId !== b.networkId || a.peerId !== b.peerId || a.timestampMs !== b.timestampMs || a.expiresMs !== b.expiresMs || a.weights !== b.weights) return false;
-  if (a.span.start !== b.span.start || a.span.end !== b.span.end) return false;
-  if (a.capacity.memoryMb !== b.capacity.memoryMb || a.capacity.tokensPerSec !== b.capacity.tokensPerSec) return false;
+  if (a.span.start !== b.spanStart || a.span.end !== b.spanEnd) return false;
+  if (a.capacity.memoryMb !== b.memoryMb || a.capacity.tokensPerSec !== b.tokensPerSec) return false;
+  const addrs = b.multiaddrs;
   if (!Array.isArray(a.multiaddrs) || a.multiaddrs.length !== addrs.length) return false;
   for (let i = 0; i < addrs.length; i++) if (a.multiaddrs[i] !== addrs[i]) return false;
   return true;
@@ -117,9 +133,10 @@ export function readHolderRecord(r: Reader): EmbeddedHolderRecord {
   const payload = r.copy(start, r.offset);
   const sig = r.fixed(64);
   const signature = Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64');
-  const rec: EmbeddedHolderRecord = { networkId, peerId, multiaddrs, span, capacity, ...(v === VERSION_INT8 ? { weights: 'int8' as const } : {}), timestampMs, expiresMs, signature };
+  const weights = v === VERSION_INT8 ? ('int8' as const) : undefined;
+  const rec: EmbeddedHolderRecord = weights === undefined ? { networkId, peerId, multiaddrs, span, capacity, timestampMs, expiresMs, signature } : { networkId, peerId, multiaddrs, span, capacity, weights, timestampMs, expiresMs, signature };
   // the values, not the objects: a caller may change rec.span.end or push to rec.multiaddrs
-  readPayloads.set(rec, { fields: { ...rec, span: { ...span }, capacity: { ...capacity } }, multiaddrs: multiaddrs.slice(), payload });
+  readPayloads.set(rec, { networkId, peerId, weights, spanStart: span.start, spanEnd: span.end, memoryMb: capacity.memoryMb, tokensPerSec: capacity.tokensPerSec, timestampMs, expiresMs, multiaddrs: multiaddrs.slice(), payload });
   return rec;
 }
 
@@ -138,7 +155,7 @@ export const localHolderRecordVerifier: HolderRecordVerifier = {
   verifySignature(r: EmbeddedHolderRecord): boolean {
     let pub: Uint8Array;
     try {
-      pub = publicKeyFromPeerId(r.peerId);
+      pub = publicKeyViewFromPeerId(r.peerId); // only read by the check
     } catch {
       return false;
     }

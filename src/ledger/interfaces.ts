@@ -4,6 +4,7 @@
  * `localHolderRecordVerifier`); node/ wires them to libp2p (issue #4) and to src/protocols/holder-record.ts.
  */
 import type { AbortOptions } from '../util/abort.js';
+import type { LedgerEvent } from './events.js';
 import type { EmbeddedHolderRecord } from './holder.js';
 
 /**
@@ -71,8 +72,22 @@ export interface LedgerNetwork {
   syncPeers(): string[];
   /** Asks `peer` for a page of events after `after` in canonical order. Must honour opts.signal and a deadline. */
   fetchRange(peer: string, after: Uint8Array | null, limit: number, opts: AbortOptions): Promise<Uint8Array[]>;
+  /**
+   * fetchRange for an implementation that decodes the page to check it (order, cursor: protocols/ledger-sync.ts):
+   * the page with what it decoded, so that the sync ingests those events instead of decoding each again
+   * (LedgerService.syncFrom; issue 11 §4). Optional: without it the sync calls fetchRange.
+   */
+  fetchRangeDecoded?(peer: string, after: Uint8Array | null, limit: number, opts: AbortOptions): Promise<DecodedRangePage>;
   /** Asks `peer` for the events with these ids. */
   fetchByIds(peer: string, ids: Uint8Array[], opts: AbortOptions): Promise<Uint8Array[]>;
   /** Serves our own store to peers. Returns a function that stops serving. */
   serve(handler: LedgerSyncHandler): () => void;
+}
+
+/** A sync page and events.ts decodeEvents of it (fetchRangeDecoded). */
+export interface DecodedRangePage {
+  /** The wire bytes, as fetchRange returns them. */
+  events: Uint8Array[];
+  /** decodeEvents(events): each entry's decoded event (views of one private copy of the page), or its DecodeError. */
+  decoded: (LedgerEvent | Error)[];
 }

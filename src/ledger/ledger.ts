@@ -44,6 +44,7 @@ import { LEDGER_SYNC_LIMITS } from './interfaces.js';
 import type { ReasonCode } from './reasons.js';
 import { LedgerState, type StateSnapshot } from './state.js';
 import { checkpointFromJson, checkpointHash, checkpointToJson, committeeOf, nextEventsRoot, sameCommittee, ZERO_HASH, type CheckpointBody, type SignedCheckpoint } from './checkpoint.js';
+import { DecodeError } from './codec.js';
 import { LEDGER_DB_FILE, openDatabase, STATUS_CODE, STATUS_NAME, type StoredStatus } from './store.js';
 import { evidenceKey, verifyEvent, type VerifyConfig } from './verify.js';
 
@@ -104,6 +105,12 @@ export interface IngestOptions {
   nowMs?: number;
   /** Store events that sort before the tip without replaying; `flushReplay()` replays once for all (sync, gossip). */
   deferReplay?: boolean;
+  /**
+   * events.ts decodeEvents of the list, when the caller has it (a sync page the network decoded to check it:
+   * LedgerService.syncFrom), so that the events are not decoded and hashed again. An entry is used only when it is
+   * a decoded event whose bytes equal the list's entry; any other is decoded here, as without this option.
+   */
+  decoded?: readonly (LedgerEvent | Error)[];
 }
 
 export interface IngestResult {
@@ -417,7 +424,7 @@ export class Ledger {
     // and its order key, computed once for the duplicate check and the store
     const ords = new Map<LedgerEvent, Uint8Array>();
     // one copy of the whole batch, the events' byte fields views of it (events.ts decodeEvents); dropped with them
-    const decoded = decodeEvents(list);
+    const decoded = opts.decoded !== undefined && opts.decoded.length === list.length ? reuseDecoded(list, opts.decoded) : decodeEvents(list);
     for (let i = 0; i < list.length; i++) {
       const bytes = list[i]!;
       if (!(bytes instanceof Uint8Array)) {
@@ -1119,6 +1126,29 @@ function accountsOf(e: LedgerEvent): Uint8Array[] {
       out.push(evidenceKey(e).offender);
     } catch {
       // evidence was verified before storing; unreachable
+    }
+  }
+  return out;
+}
+
+/**
+ * IngestOptions.decoded checked against the list: an entry decoded from exactly these bytes is taken as is, any other
+ * (an error, or bytes changed since) is decoded again. A byte comparison costs a fraction of a decode and its hash.
+ */
+function reuseDecoded(list: readonly Uint8Array[], given: readonly (LedgerEvent | Error)[]): (LedgerEvent | Error)[] {
+  const out = new Array<LedgerEvent | Error>(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const e = given[i];
+    const b = list[i];
+    if (e !== undefined && !(e instanceof Error) && b instanceof Uint8Array && e.bytes instanceof Uint8Array && Buffer.from(e.bytes.buffer, e.bytes.byteOffset, e.bytes.byteLength).equals(b)) {
+      out[i] = e;
+      continue;
+    }
+    try {
+      out[i] = decodeEvent(b as Uint8Array);
+    } catch (err) {
+      if (!(err instanceof DecodeError || err instanceof RangeError)) throw err;
+      out[i] = err;
     }
   }
   return out;

@@ -241,7 +241,8 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
       if (resumable && after !== null) this.remember(peer, after);
     };
     // pages fetched and not yet stored, with the cursor after each
-    let held: { page: Uint8Array[]; next: Uint8Array | undefined }[] = [];
+    // (`decoded`: the network's decode of the page, when it gives one: fetchRangeDecoded)
+    let held: { page: Uint8Array[]; decoded: (LedgerEvent | Error)[] | undefined; next: Uint8Array | undefined }[] = [];
     let heldBytes = 0;
     const commit = (): void => {
       if (held.length === 0) return;
@@ -249,7 +250,8 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
       held = [];
       heldBytes = 0;
       const events = batch.length === 1 ? batch[0]!.page : batch.flatMap((h) => h.page);
-      const results = this.ledger.ingestMany(events, { ingress: 'sync', nowMs: this.clock.now(), deferReplay: true });
+      const decoded = batch.every((h) => h.decoded !== undefined) ? (batch.length === 1 ? batch[0]!.decoded : batch.flatMap((h) => h.decoded!)) : undefined;
+      const results = this.ledger.ingestMany(events, { ingress: 'sync', nowMs: this.clock.now(), deferReplay: true, decoded });
       const end = batch[batch.length - 1]!.next;
       if (end !== undefined) after = end;
       sinceFlush += batch.length;
@@ -263,13 +265,19 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
       }
     };
     // the next page: fetched, then its signatures posted to the pool as soon as it lands
-    const fetchAhead = (from: Uint8Array | null): Promise<{ page: Uint8Array[]; verified: Promise<void> }> => {
+    const fetchAhead = (from: Uint8Array | null): Promise<{ page: Uint8Array[]; decoded: (LedgerEvent | Error)[] | undefined; verified: Promise<void> }> => {
       // not deadlineSignal: opts.signal may live as long as the node (util/abort.ts)
       const call = deadlineLink(callMs, opts.signal);
-      const p = this.net.fetchRange(peer, from, maxRange, { signal: call.signal }).then(
-        (page) => {
+      const got: Promise<{ events: Uint8Array[]; decoded?: (LedgerEvent | Error)[] }> =
+        this.net.fetchRangeDecoded !== undefined
+          ? this.net.fetchRangeDecoded(peer, from, maxRange, { signal: call.signal })
+          : this.net.fetchRange(peer, from, maxRange, { signal: call.signal }).then((events) => ({ events }));
+      const p = got.then(
+        ({ events: page, decoded }) => {
           call.dispose();
-          return { page, verified: this.verifyAhead(page) };
+          // a decode that does not match the page entry for entry is not used (ingest decodes the page itself)
+          const d = Array.isArray(decoded) && decoded.length === page.length ? decoded : undefined;
+          return { page, decoded: d, verified: this.verifyAhead(page) };
         },
         (e: unknown) => {
           call.dispose();
@@ -293,7 +301,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
           this.log.info('ledger sync paused on its budget; resumes next time', { peer, pages, received });
           break;
         }
-        const { page, verified } = await (ahead ?? fetchAhead(fetched));
+        const { page, decoded, verified } = await (ahead ?? fetchAhead(fetched));
         ahead = undefined;
         if (page.length === 0) {
           commit();
@@ -303,7 +311,7 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
         if (page.length > maxRange) throw new PeerMisbehaviourError('LEDGER_SYNC_PAGE', `peer ${peer} sent ${page.length} events for a page of ${maxRange}`);
         // The cursor is the order key of the page's last event, as the peer sorted it (undefined: garbage, and a
         // peer that sends garbage gets no further pages).
-        const next = pageCursor(page);
+        const next = pageCursor(page, decoded);
         // A page must end after the previous one: a peer that repeats itself would keep us asking forever.
         const advances = next !== undefined && (fetched === null || compareBytes(next, fetched) > 0);
         const more = advances && page.length === maxRange && pages + 1 < maxPages && performance.now() <= deadline && opts.signal?.aborted !== true;
@@ -313,8 +321,10 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
         if (ahead !== undefined) await ahead.then(noop, noop);
         received += page.length;
         pages++;
-        held.push({ page, next: advances ? next : undefined });
-        for (const b of page) heldBytes += (b instanceof Uint8Array ? b.byteLength : 0) + LEDGER_SYNC_LIMITS.heldEventBytes;
+        held.push({ page, decoded, next: advances ? next : undefined });
+        // a decoded page is held twice: its wire bytes and the decode's private copy of them
+        const copies = decoded === undefined ? 1 : 2;
+        for (const b of page) heldBytes += copies * (b instanceof Uint8Array ? b.byteLength : 0) + LEDGER_SYNC_LIMITS.heldEventBytes;
         if (!more || held.length >= commitPages || heldBytes >= maxHeldBytes) commit();
         if (next === undefined) break;
         if (!advances) throw new PeerMisbehaviourError('LEDGER_SYNC_CURSOR', `peer ${peer} sent a page that did not advance the cursor`, { peer });
@@ -484,14 +494,17 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
 }
 
 /** The order key of a page's last event (where the next page starts), or undefined when it does not decode. */
-function pageCursor(page: Uint8Array[]): Uint8Array | undefined {
-  let last: LedgerEvent;
-  try {
-    last = decodeEvent(page[page.length - 1]!);
-  } catch {
-    return undefined;
+function pageCursor(page: Uint8Array[], decoded?: (LedgerEvent | Error)[]): Uint8Array | undefined {
+  let last: LedgerEvent | Error;
+  if (decoded !== undefined) last = decoded[decoded.length - 1]!;
+  else {
+    try {
+      last = decodeEvent(page[page.length - 1]!);
+    } catch {
+      return undefined;
+    }
   }
-  return orderKey(last.timestampMs, last.id);
+  return last instanceof Error ? undefined : orderKey(last.timestampMs, last.id);
 }
 
 function noop(): void {}

@@ -4,7 +4,7 @@
  * ledger drops it without storing it. State rules (balances, rate windows, equivocation) are in apply.ts.
  */
 import { bytesEqual } from '../util/bytes.js';
-import { accountIdFromPublicKey, publicKeyFromPeerId, signingDigest, verifyDomain, verifyDomainDigest } from '../identity/index.js';
+import { accountIdFromPublicKey, publicKeyViewFromPeerId, signingDigest, verifyDomain, verifyDomainDigest } from '../identity/index.js';
 import { checkFraudRecord, fraudIndex, fraudKey } from './fraud.js';
 import { DecodeError } from './codec.js';
 import {
@@ -226,7 +226,7 @@ function checkProof(e: LedgerEvent<ProofBody>, cfg: VerifyConfig): ReasonCode | 
   // The record must be the signer's own, signed, for this network, valid at the proof's time.
   let recKey: Uint8Array;
   try {
-    recKey = publicKeyFromPeerId(rec.peerId);
+    recKey = publicKeyViewFromPeerId(rec.peerId); // only compared
   } catch {
     return 'HOLDER_RECORD_KEY_MISMATCH';
   }

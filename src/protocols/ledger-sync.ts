@@ -21,8 +21,8 @@
  */
 import { PENALTY, type PeerScoreTable } from '../p2p/peer-score.js';
 import type { P2PNetwork, PeerIdString, PubSubMessage, ValidationResult } from '../p2p/types.js';
-import { compareBytes, decodeEvent, MAX_SLASH_BYTES, orderKey, type LedgerEvent } from '../ledger/events.js';
-import { LEDGER_SYNC_LIMITS, type LedgerNetwork, type LedgerSyncHandler } from '../ledger/interfaces.js';
+import { compareBytes, decodeEvent, decodeEvents, MAX_SLASH_BYTES, orderKey, type LedgerEvent } from '../ledger/events.js';
+import { LEDGER_SYNC_LIMITS, type DecodedRangePage, type LedgerNetwork, type LedgerSyncHandler } from '../ledger/interfaces.js';
 import { MAX_LIVE_AGE_MS, MAX_LIVE_SKEW_MS } from '../ledger/ledger.js';
 import type { ReasonCode } from '../ledger/reasons.js';
 import { verifyEventBytes, type VerifyConfig } from '../ledger/verify.js';
@@ -231,6 +231,14 @@ export class LedgerP2PNetwork implements LedgerNetwork {
   }
 
   async fetchRange(peer: string, after: Uint8Array | null, limit: number, opts: AbortOptions): Promise<Uint8Array[]> {
+    return (await this.fetchRangeDecoded(peer, after, limit, opts)).events;
+  }
+
+  /**
+   * fetchRange with the events it decoded to check the page (issue 11 §4): the sync ingests these instead of
+   * decoding and hashing every event a second time (LedgerService.syncFrom). The same checks and limits.
+   */
+  async fetchRangeDecoded(peer: string, after: Uint8Array | null, limit: number, opts: AbortOptions): Promise<DecodedRangePage> {
     if (!Number.isInteger(limit) || limit < 1 || limit > LEDGER_SYNC_LIMITS.maxRange) {
       throw new InvalidArgumentError(`ledger range limit ${limit} not in 1..${LEDGER_SYNC_LIMITS.maxRange}`);
     }
@@ -239,19 +247,20 @@ export class LedgerP2PNetwork implements LedgerNetwork {
     const events = res.events;
     if (events.length > limit) this.garbage(peer, `sent ${events.length} events for a page of ${limit}`);
     // An honest peer serves its store: decodable events, strictly ascending in canonical order, after the cursor.
+    let decoded: (LedgerEvent | Error)[];
+    try {
+      decoded = decodeEvents(events);
+    } catch (err) {
+      this.garbage(peer, `sent an undecodable event: ${errorMessage(err)}`);
+    }
     let prev = after;
-    for (const bytes of events) {
-      let e: LedgerEvent;
-      try {
-        e = decodeEvent(bytes);
-      } catch (err) {
-        this.garbage(peer, `sent an undecodable event: ${errorMessage(err)}`);
-      }
+    for (const e of decoded) {
+      if (e instanceof Error) this.garbage(peer, `sent an undecodable event: ${errorMessage(e)}`);
       const key = orderKey(e.timestampMs, e.id);
       if (prev !== null && compareBytes(key, prev) <= 0) this.garbage(peer, 'sent events out of canonical order or at or before the cursor');
       prev = key;
     }
-    return events;
+    return { events, decoded };
   }
 
   async fetchByIds(peer: string, ids: Uint8Array[], opts: AbortOptions): Promise<Uint8Array[]> {

@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { signingDigest } from '../../../src/identity/index.js';
+import { accountIdFromPublicKey, signingDigest } from '../../../src/identity/index.js';
 import { NEURO } from '../../../src/ledger/amount.js';
 import { buildTransfer } from '../../../src/ledger/build.js';
-import { decodedDigest, decodeEvent, EVENT_DOMAIN, signedParts, type LedgerEvent, type ProofBody } from '../../../src/ledger/events.js';
+import { decodedDigest, decodeEvent, decodeEvents, EVENT_DOMAIN, signedParts, type LedgerEvent, type ProofBody } from '../../../src/ledger/events.js';
 import { holderRecordPayload, holderRecordPayloadOf } from '../../../src/ledger/holder.js';
-import { acct, env, T0, testKey, uptimeProof } from './helpers.js';
+import { acct, env, openTempLedger, T0, testKey, uptimeProof } from './helpers.js';
 
 const A = testKey(41);
 const B = testKey(42);
@@ -60,5 +60,38 @@ describe('decode shortcuts', () => {
     rec.multiaddrs.push('/ip4/192.0.2.9/tcp/1');
     assert.deepEqual(holderRecordPayloadOf(rec), holderRecordPayload(rec), 'an address added');
     assert.deepEqual(holderRecordPayloadOf({ ...rec, multiaddrs: [] }), holderRecordPayload({ ...rec, multiaddrs: [] }));
+  });
+
+  it('the id and account id of a decoded event are its own (the account memo shares nothing)', () => {
+    const one = decodeEvents([buildTransfer(A, env(4, T0), acct(B), NEURO).bytes, buildTransfer(A, env(5, T0), acct(B), NEURO).bytes]);
+    const [e, f] = one as LedgerEvent[];
+    for (const x of [e!, f!]) {
+      assert.deepEqual(x.account, accountIdFromPublicKey(x.signer));
+      assert.deepEqual(x.id, signingDigest(EVENT_DOMAIN, x.payload));
+    }
+    e!.account[0]! ^= 1;
+    e!.id[0]! ^= 1;
+    assert.deepEqual(f!.account, accountIdFromPublicKey(A.publicKey), 'another event of the signer');
+    assert.deepEqual(decodeEvent(f!.bytes).account, accountIdFromPublicKey(A.publicKey), 'a later decode');
+    assert.deepEqual(decodedDigest(e!), signingDigest(EVENT_DOMAIN, e!.payload), 'the digest is not the id field');
+  });
+
+  it('ingestMany takes a given decode only for the bytes it was decoded from (IngestOptions.decoded)', () => {
+    const t = openTempLedger();
+    try {
+      const funding = uptimeProof(A, T0);
+      const x = buildTransfer(A, env(1, T0 + 120_000), acct(B), 1n).bytes;
+      const y = buildTransfer(A, env(2, T0 + 121_000), acct(B), 2n).bytes;
+      const z = buildTransfer(A, env(3, T0 + 122_000), acct(B), 3n).bytes;
+      const decoded = decodeEvents([funding, x, y]);
+      // the list's last entry is z, the decode's is y: ingest must judge and store z
+      const r = t.ledger.ingestMany([funding, x, z], { decoded });
+      assert.ok(r.every((v) => v.status !== 'dropped'), JSON.stringify(r));
+      assert.equal(r[2]!.id, Buffer.from(decodeEvent(z).id).toString('hex'));
+      assert.equal(t.ledger.eventStatus(decodeEvent(y).id), undefined, 'the decode of other bytes is not stored');
+      assert.notEqual(t.ledger.eventStatus(decodeEvent(z).id), undefined);
+    } finally {
+      t.cleanup();
+    }
   });
 });
