@@ -13,7 +13,7 @@ import { openCorpus } from '../data/index.js';
 import { NEUROLLM_BATCH, type LlamaConfig } from '../model/index.js';
 import type { PoolService } from '../pool/index.js';
 import { releaseStage, remoteStageTransport, STAGE_SERVER_DEFAULTS, TrainStageServer, type StageHost, type StageServerLimits, type WireStageOp } from '../protocols/train-stage.js';
-import { ChainTrainer, driverGone, HopInnerLoop, innerLoopParams, NoChainError, OpStage, planChain, runOuterRounds, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type LastRoundReport, type PipelineOptions, type StageOp, type TrainStepResult } from '../training/index.js';
+import { ChainTrainer, driverGone, HopInnerLoop, innerLoopParams, NoChainError, OpStage, TrainStepsReachedError, planChain, runOuterRounds, type BatchSource, type ChainCandidate, type ChainHop, type InnerLoop, type LastRoundReport, type PipelineOptions, type StageOp, type TrainStepResult } from '../training/index.js';
 import { layerRanges } from '../training/diloco.js';
 import type { NodeKey } from '../identity/index.js';
 import { ParamLayout } from '../model/layout.js';
@@ -129,6 +129,8 @@ export interface NodeChainDriverInit {
   span: Span;
   data: BatchSource;
   pipeline: PipelineOptions;
+  /** --train-steps: the driver runs no step past it (ChainTrainer's stepLimit). */
+  stepLimit?: number;
   /** Deadline of one stage op on a peer (ms). */
   stepTimeoutMs?: number;
   /** Holders to choose from (default: the live view). */
@@ -155,6 +157,7 @@ export function nodeChainDriver(i: NodeChainDriverInit): ChainTrainer {
     pipeline: i.pipeline,
     ...(i.excludeMs === undefined ? {} : { excludeMs: i.excludeMs }),
     ...(i.retryMs === undefined ? {} : { retryMs: i.retryMs }),
+    ...(i.stepLimit === undefined ? {} : { stepLimit: i.stepLimit }),
     formChain: (exclude) => {
       const plan = planChain({ peer: self, span: i.span }, candidates(), i.config.num_hidden_layers, exclude);
       if (plan === null) return Promise.reject(new NoChainError(`no live holders line up from layer ${i.span.end} to ${i.config.num_hidden_layers}`));
@@ -297,7 +300,7 @@ export class NodeChainTraining {
     const signal = s.ac.signal;
     const inner: InnerLoop = s.driver ?? s.hopInner;
     const driver = s.driver;
-    if (s.outer !== undefined) s.loop = this.rounds(s, inner, driver === undefined ? () => false : () => driver.step >= i.opts.trainSteps);
+    if (s.outer !== undefined) s.loop = this.rounds(s, inner, driver === undefined ? () => false : () => driver.stepsLeft() <= 0);
     else if (driver !== undefined) s.loop = this.drive(driver, signal);
     s.loop = s.loop.catch((e: unknown) => {
       if (!signal.aborted) this.log.error('chain training stopped', { error: errorMessage(e) });
@@ -339,6 +342,7 @@ export class NodeChainTraining {
       span,
       data,
       pipeline: { microBatches, schedule: i.opts.pipelineSchedule, trainer: { decaySteps: Math.max(1, i.opts.trainSteps) } },
+      stepLimit: i.opts.trainSteps,
       stepTimeoutMs: i.opts.stageTimeoutMs,
       log: this.log,
     });
@@ -397,10 +401,12 @@ export class NodeChainTraining {
     while (!signal.aborted && !done()) {
       try {
         const driver = s.driver;
-        await runOuterRounds({ inner, sync: s.outer!.sync, innerSteps: this.i.opts.innerSteps, signal, done, ...(o?.onRound === undefined ? {} : { onRound: o.onRound }), ...(driver === undefined ? {} : { drives: (sig) => driver.innerSteps(Math.max(0, this.i.opts.trainSteps - driver.step), sig) }) });
+        // --train-steps holds for every step the driver runs, those driven while it waits to enter included
+        // (ChainTrainer's stepLimit; runOuterRounds begins no round that would pass it)
+        await runOuterRounds({ inner, sync: s.outer!.sync, innerSteps: this.i.opts.innerSteps, signal, done, ...(o?.onRound === undefined ? {} : { onRound: o.onRound }), ...(driver === undefined ? {} : { stepsLeft: () => driver.stepsLeft(), drives: (sig) => driver.innerSteps(driver.stepsLeft(), sig) }) });
         return;
       } catch (e) {
-        if (signal.aborted) return;
+        if (signal.aborted || e instanceof TrainStepsReachedError) return;
         this.log.warn('outer rounds wait for the chain', { error: errorMessage(e) });
         await pause(5000, signal, { unref: true });
       }
@@ -409,11 +415,11 @@ export class NodeChainTraining {
 
   /** A driver without outer rounds (the span alone, or none configured): steps until --train-steps. */
   private async drive(driver: ChainTrainer, signal: AbortSignal): Promise<void> {
-    while (!signal.aborted && driver.step < this.i.opts.trainSteps) {
+    while (!signal.aborted && driver.stepsLeft() > 0) {
       try {
         await driver.innerSteps(1, signal);
       } catch (e) {
-        if (signal.aborted) break;
+        if (signal.aborted || e instanceof TrainStepsReachedError) break;
         // no chain for a long while (holders missing): wait and try again; the node keeps serving meanwhile
         this.log.warn('chain training waits for holders', { error: errorMessage(e) });
         await pause(5000, signal, { unref: true });

@@ -39,8 +39,15 @@ export interface OuterRoundsOptions {
   /** H: this node's applied steps per round. */
   innerSteps: number;
   signal: AbortSignal;
-  /** Stop at the next boundary (a driver past --train-steps). */
+  /** Stop at the next boundary. */
   done?: () => boolean;
+  /**
+   * Steps this node may still run (a driver: `--train-steps` minus its step counter, ChainTrainer.stepsLeft); unset: no
+   * limit. It holds for every step, the ones driven while waiting to enter included: the waiting drive stops at it,
+   * and a round whose steps would pass it is not begun (the node stops at the boundary before it; stopping mid-round
+   * would leave its hops and the other holders of its layers waiting for a Δ that never comes).
+   */
+  stepsLeft?: () => number;
   onRound?: (r: LastRoundReport) => void;
   /**
    * A driver: runs its chain's steps until the signal aborts (ChainTrainer.innerSteps), called while this node waits
@@ -55,15 +62,18 @@ export interface OuterRoundsOptions {
 /** Pause between a driver's attempts while it waits to enter and its chain cannot step (no holders line up). */
 export const ENTRY_DRIVE_RETRY_MS = 1_000;
 
-/** Runs `drives` until `signal` aborts; a failure (no chain for a while) is tried again after a pause. */
-async function driveWhileWaiting(drives: (signal: AbortSignal) => Promise<unknown>, signal: AbortSignal): Promise<void> {
-  while (!signal.aborted) {
+/**
+ * Runs `drives` until `signal` aborts or no step is left (`left`); a failure (no chain for a while) is tried again
+ * after a pause. `drives` itself must stop at the limit (ChainTrainer's `stepLimit`): this only stops calling it.
+ */
+async function driveWhileWaiting(drives: (signal: AbortSignal) => Promise<unknown>, signal: AbortSignal, left: () => number): Promise<void> {
+  while (!signal.aborted && left() > 0) {
     try {
       await drives(signal);
     } catch {
       // the entry does not depend on these steps: only the hops' rounds do
     }
-    if (!signal.aborted) await pause(ENTRY_DRIVE_RETRY_MS, signal);
+    if (!signal.aborted && left() > 0) await pause(ENTRY_DRIVE_RETRY_MS, signal);
   }
 }
 
@@ -76,6 +86,7 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
   // steps of the holders whose boundary it waits for: a moved hop held its pause through the wait and stalled them)
   // A driver drives its chain while it waits (o.drives); the install's pause stops that first (sync.ts enter)
   const drives = o.drives;
+  const left = o.stepsLeft ?? ((): number => Infinity);
   await sync.enter(
     signal,
     async (fn) => {
@@ -86,12 +97,14 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
         inner.resume();
       }
     },
-    drives === undefined ? undefined : (s) => driveWhileWaiting(drives, s),
+    drives === undefined ? undefined : (s) => driveWhileWaiting(drives, s, left),
   );
   let base = inner.appliedSteps();
   while (!signal.aborted && o.done?.() !== true) {
     // H steps, or fewer once for a hop that ends its rounds with its driver's from now on (sync.ts chainNext)
     const steps = Math.min(o.innerSteps, sync.roundSteps());
+    // a round that cannot end within the step limit is not begun: we stop at this boundary (as `done` does)
+    if (left() < steps - (inner.appliedSteps() - base)) break;
     for (let need = steps - (inner.appliedSteps() - base); need > 0; need = steps - (inner.appliedSteps() - base)) {
       const before = inner.appliedSteps();
       await inner.innerSteps(need, signal);

@@ -56,6 +56,16 @@ export class NoChainError extends NeuroShardError {
   }
 }
 
+/**
+ * The driver has run its `stepLimit` steps (`--train-steps`): no further step is issued. Every step counts, applied or
+ * skipped (NaN), wherever it was issued: inside the outer rounds or while the driver waited to enter them.
+ */
+export class TrainStepsReachedError extends NeuroShardError {
+  constructor(limit: number) {
+    super('TRAIN_STEPS_REACHED', `the driver has run its ${limit} training steps (--train-steps)`, { fault: 'local', meta: { limit } });
+  }
+}
+
 /** Tags every failure of a stage call with its hop, so the driver knows whom to leave out. */
 class TaggedStage implements PipelineStage {
   constructor(
@@ -126,6 +136,11 @@ export interface ChainTrainerOptions {
   retryMs?: number;
   /** Consecutive failed steps after which innerSteps gives up (rethrows). */
   maxConsecutiveFailures?: number;
+  /**
+   * `--train-steps`: the driver's step counter (`step`: applied and skipped steps) never passes this; innerSteps
+   * rejects with TrainStepsReachedError instead of issuing one more. Unset: no limit.
+   */
+  stepLimit?: number;
   now?: () => number;
 }
 
@@ -198,6 +213,11 @@ export class ChainTrainer implements InnerLoop {
   /** The pipeline step counter (batches consumed by applied or skipped steps). */
   get step(): number {
     return this.pipe?.step ?? 0;
+  }
+
+  /** Steps this driver may still run (`stepLimit` − `step`; Infinity without a limit). */
+  stepsLeft(): number {
+    return this.o.stepLimit === undefined ? Infinity : Math.max(0, this.o.stepLimit - this.step);
   }
 
   private wake(): void {
@@ -312,6 +332,9 @@ export class ChainTrainer implements InnerLoop {
         await waitOrAbort((res) => this.waiters.push(res), signal);
         continue;
       }
+      // checked before every step, not per call: innerSteps(n) counts applied steps, so a skipped (NaN) step would
+      // otherwise run one past the limit
+      if (this.stepsLeft() <= 0) throw new TrainStepsReachedError(this.o.stepLimit!);
       let r: TrainStepResult | null;
       try {
         r = await this.trainStep(signal);

@@ -10,9 +10,10 @@ export { checkOuterOptions, nesterovOuterStep, OuterOptimizer, pseudoGradient, t
 export { checkRoundConfig, contributionRoundCheck, innerStepDone, MAX_ROUND, nextRound, nextRoundNumber, quorumSize, receive, startRound, tryClose, type CloseOutcome, type ReceiveVerdict, type RoundConfig, type RoundPhase, type RoundState } from './rounds.js';
 export { KEPT_ROUNDS, layerEntryState, livePins, PIN_LIMITS, pinRound, roundsToKeep, sequenceToJoin, type ClosedView, type EntryView, type PinLimits, type RoundPin } from './keep.js';
 export { LocalStage, OpStage, PipelineTrainer, runStageOp, pipelineSchedule, simulateSchedule, type PipelineOptions, type PipelineScheduleName, type PipelineStage, type StageOp, type StageOpResult, type StageTransport, type Utilisation } from './pipeline/index.js';
-export { ChainTrainer, driverGone, HopFailedError, HopInnerLoop, NoChainError, planChain, type ChainCandidate, type ChainHop, type ChainTrainerEvents, type ChainTrainerOptions, type HopInnerLoopOptions, type LocalSpanStage } from './chain.js';
+export { ChainTrainer, driverGone, HopFailedError, HopInnerLoop, NoChainError, TrainStepsReachedError, planChain, type ChainCandidate, type ChainHop, type ChainTrainerEvents, type ChainTrainerOptions, type HopInnerLoopOptions, type LocalSpanStage } from './chain.js';
 export type { InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
 export { innerLoopParams, runOuterRounds, type OuterRoundsOptions } from './chain-outer.js';
+export { voteOutcome, type VoteOutcome } from './vote.js';
 export { DiLoCoNode, layerId, layerRanges, type DiLoCoOptions, type LayerContribution, type LayerRange } from './diloco.js';
 export {
   DiLoCoStepper,

@@ -103,6 +103,8 @@ export class DriverStage extends StageLoop {
   hops: HopStage[] = [];
   /** Steps issued (the chain step ids, as ChainTrainer's pipeline step). */
   step = 0;
+  /** As ChainTrainer's `stepLimit` (--train-steps): no step is issued once `step` reached it. */
+  stepLimit = Infinity;
   private running = 0;
 
   constructor(
@@ -128,6 +130,7 @@ export class DriverStage extends StageLoop {
         await waitFor(this.waiters, signal);
         continue;
       }
+      if (this.step >= this.stepLimit) throw new Error(`the driver has run its ${this.stepLimit} steps`);
       this.running++;
       try {
         await sleep(this.stepMs);
@@ -169,15 +172,21 @@ export interface RunningStage {
   at: number[];
   /** When its entry completed (ms since epoch), once it did. */
   enteredAt?: number;
+  /** Settles when its round loop ends (a step limit reached, or stop()). */
+  finished: Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
  * Runs `inner`'s rounds; `drive`: a driver drives its chain while it waits to enter (runOuterRounds' `drives`).
  */
-export function runStage(inner: DriverStage | HopStage, innerSteps: number, drive: boolean): RunningStage {
+export function runStage(inner: DriverStage | HopStage, innerSteps: number, drive: boolean, o: { limit?: number } = {}): RunningStage {
   const ac = new AbortController();
-  const st: RunningStage = { node: inner.node, inner, reports: [], at: [], stop: async () => {} };
+  const st: RunningStage = { node: inner.node, inner, reports: [], at: [], finished: Promise.resolve(), stop: async () => {} };
+  // `limit`: a driver's --train-steps, wired as node/chain.ts wires ChainTrainer's (stepLimit, stepsLeft, done)
+  const d = inner instanceof DriverStage ? inner : undefined;
+  if (d !== undefined && o.limit !== undefined) d.stepLimit = o.limit;
+  const left = (): number => (d === undefined ? Infinity : Math.max(0, d.stepLimit - d.step));
   const entered = (): void => {
     if (st.enteredAt === undefined && inner.node.sync.status().phase !== 'entering') st.enteredAt = Date.now();
   };
@@ -193,10 +202,12 @@ export function runStage(inner: DriverStage | HopStage, innerSteps: number, driv
       st.at.push(Date.now());
       inner.node.closed.push(r.round);
     },
-    ...(drive && inner instanceof DriverStage ? { drives: (signal: AbortSignal) => inner.innerSteps(Number.MAX_SAFE_INTEGER, signal) } : {}),
+    ...(o.limit === undefined ? {} : { stepsLeft: left, done: () => left() <= 0 }),
+    ...(drive && d !== undefined ? { drives: (signal: AbortSignal) => d.innerSteps(Math.min(Number.MAX_SAFE_INTEGER, left()), signal) } : {}),
   }).catch((e: unknown) => {
     if (!ac.signal.aborted) throw e;
   });
+  st.finished = running;
   inner.node.running = running;
   st.stop = async () => {
     ac.abort();
