@@ -23,6 +23,13 @@ typedef int32_t vi __attribute__((vector_size(W * 4)));
 typedef uint32_t vu __attribute__((vector_size(W * 4)));
 
 #define NS_INLINE static inline __attribute__((always_inline))
+// Keeps x in a register: GCC would otherwise fold a loaded vector into every FMA that uses it as a memory operand
+// (one load per use). Emits nothing.
+#if defined(__x86_64__) || defined(__i386__)
+#define NS_KEEP(x) __asm__("" : "+v"(x))
+#else
+#define NS_KEEP(x) ((void)0)
+#endif
 
 NS_INLINE vf loadu(const float* p) {
   vf v;
@@ -449,6 +456,86 @@ static void gemm_small_tb(const GemmArgs& g, const float* a, int64_t lda, float*
   }
 }
 
+#if NS_W == 16
+// Decode batches (5-8 rows of A, op(B) = Bᵀ) on AVX-512: rows [j0, j1) of W (j1 − j0 a multiple of CQ), CQ at a time,
+// against all M rows of A over the K range [kb, ke) (vector part; the tail K % W is added when `last`). Each group's
+// M·CQ accumulators start from zero when `first` and otherwise from `park` (M·CQ vectors per group, in group order),
+// and go back there unless `last`, when they are reduced and stored. An output element is thus still the one dot
+// product of gemm_small_tb: along K in K order in W lanes (stopping and resuming a lane's sum between K blocks does
+// not change it), then hsum, so a row of a batch gets the bits it gets alone.
+//
+// Why this and not gemm_small_tb<M, 2>: compute, not memory, bounded the 8-row step (8 rows × 2 weight rows is 16
+// FMAs per 10 vectors loaded, 0.5 FMA per byte of W per row short of memory-bound). Measured one 8-row product,
+// Zen 5 (2 FMA/cycle at 3.35 GHz), W in L2 (256×768): 1.1 FMA/cycle before, 1.5-1.6 after. What it changes:
+// - A's vector is held in a register (NS_KEEP) for its CQ FMAs: GCC otherwise folds it into each FMA as a memory
+//   operand, loading it CQ times (18 loads per 16 FMAs at CQ = 2, where the loads, not the FMAs, set the pace).
+// - CQ = 3 rows of W: 24 accumulators + 3 of W + 1 of A = 28 of the 32 registers; 11 loads per 24 FMAs.
+// - K in blocks of kBatchKB (the caller's loop): A's block (8 rows × 1024 floats = 32 KiB) stays in the 48 KiB L1
+//   while W streams past it; whole, the down projection's A (8 × 2048) is 64 KiB and came from L2 at every step
+//   (one 768×2048 product, W from memory: 299-312 → 266-280 µs).
+template <int M, int CQ>
+static void gemm_batch_tb(const GemmArgs& g, const float* a, int64_t lda, float* Cg, int64_t j0, int64_t j1, int64_t kb, int64_t ke, bool first,
+                          bool last, vf* park) {
+  const int64_t K = g.K, ldb = g.ldb, ldc = g.ldc;
+  const float alpha = g.alpha, beta = g.beta;
+  for (int64_t j = j0; j < j1; j += CQ, park += M * CQ) {
+    const float* b[CQ];
+    for (int q = 0; q < CQ; q++) b[q] = g.B + (j + q) * ldb;
+    vf acc[M * CQ];
+    for (int i = 0; i < M * CQ; i++) acc[i] = first ? vf{} : park[i];
+    for (int64_t k = kb; k < ke; k += W) {
+      // the same line of the next group's rows: one group ahead (≈ 9 KiB at K = 768) keeps the lines in flight and,
+      // with A's block, within L1 (two groups ahead, or the same row 512-4096 bytes ahead, was slower; none, 35 %)
+      for (int q = 0; q < CQ; q++) __builtin_prefetch(b[q] + k + CQ * ldb, 0, 0);
+      vf bv[CQ];
+      for (int q = 0; q < CQ; q++) bv[q] = loadu(b[q] + k);
+      for (int i = 0; i < M; i++) {
+        vf av = loadu(a + i * lda + k);
+        NS_KEEP(av);
+        for (int q = 0; q < CQ; q++) acc[i * CQ + q] += av * bv[q];
+      }
+    }
+    if (!last) {
+      for (int i = 0; i < M * CQ; i++) park[i] = acc[i];
+      continue;
+    }
+    const int64_t kv = K / W * W;
+    if (kv < K) {
+      vf bv[CQ];
+      for (int q = 0; q < CQ; q++) bv[q] = load_part(b[q] + kv, K - kv);
+      for (int i = 0; i < M; i++) {
+        const vf av = load_part(a + i * lda + kv, K - kv);
+        for (int q = 0; q < CQ; q++) acc[i * CQ + q] += av * bv[q];
+      }
+    }
+    for (int i = 0; i < M; i++)
+      for (int q = 0; q < CQ; q++) {
+        float* p = Cg + i * ldc + j + q;
+        *p = finish(hsum(acc[i * CQ + q]), alpha, beta, p);
+      }
+  }
+}
+// K block (floats; a multiple of W) and rows of W per sub-range (a multiple of 3, the groups whose accumulators are
+// parked between K blocks: 24 rows × 8 rows of A = 192 vectors, 12 KiB).
+constexpr int64_t kBatchKB = 1024, kBatchRows = 24;
+template <int M>
+static void gemm_batch(const GemmArgs& g, const float* a, int64_t lda, float* Cg, int64_t n0, int64_t n1) {
+  alignas(64) vf park[kBatchRows * M];
+  const int64_t K = g.K, kv = K / W * W;
+  for (int64_t s0 = n0; s0 < n1; s0 += kBatchRows) {
+    const int64_t s1 = n1 - s0 < kBatchRows ? n1 : s0 + kBatchRows;
+    const int64_t s3 = s0 + (s1 - s0) / 3 * 3;  // groups of 3, then a group of 1 or 2 (no idle accumulators)
+    for (int64_t kb = 0; kb == 0 || kb < kv; kb += kBatchKB) {
+      const bool first = kb == 0, last = kv - kb <= kBatchKB;
+      const int64_t ke = last ? kv : kb + kBatchKB;
+      gemm_batch_tb<M, 3>(g, a, lda, Cg, s0, s3, kb, ke, first, last, park);
+      if (s1 - s3 == 2) gemm_batch_tb<M, 2>(g, a, lda, Cg, s3, s1, kb, ke, first, last, park + (s3 - s0) * M);
+      if (s1 - s3 == 1) gemm_batch_tb<M, 1>(g, a, lda, Cg, s3, s1, kb, ke, first, last, park + (s3 - s0) * M);
+    }
+  }
+}
+#endif
+
 static void gemm_small(const GemmArgs& g, int64_t n0, int64_t n1, float* ws) {
   const int64_t M = g.M, K = g.K;
   // A in place, unless it is transposed or overlaps C. A decode step's products read the whole of A in every column
@@ -479,16 +566,14 @@ static void gemm_small(const GemmArgs& g, int64_t n0, int64_t n1, float* ws) {
     gemm_small_tb<1, 8, 8>(g, A, lda, g.C, n0, n1);
     return;
   }
-  // 5-8 rows in one pass over W (decode batches), 2 rows of W at a time: 8×2 accumulators. (3 rows of W, 8×3
-  // accumulators in 28 of the 32 registers, was measured slower since A is read in place: one 8-row product over a
-  // 24576×768 W at 1 thread took 5.5-5.7 ms of CPU at 3 rows of W, 4.7 at 2, 5.6 as two passes of 4 rows; 768×24576:
-  // 7.6-8.5 vs 7.2-7.4 ms.) On AVX2 (16 registers) and the portable path the rows go 4 at a time.
+  // 5-8 rows in one pass over W (decode batches): gemm_batch above. On AVX2 (16 registers) and the portable path
+  // the rows go 4 at a time.
   if (g.tb && M > 4) {
     switch (M) {
-      case 5: gemm_small_tb<5, 2>(g, A, lda, g.C, n0, n1); return;
-      case 6: gemm_small_tb<6, 2>(g, A, lda, g.C, n0, n1); return;
-      case 7: gemm_small_tb<7, 2>(g, A, lda, g.C, n0, n1); return;
-      default: gemm_small_tb<8, 2>(g, A, lda, g.C, n0, n1); return;
+      case 5: gemm_batch<5>(g, A, lda, g.C, n0, n1); return;
+      case 6: gemm_batch<6>(g, A, lda, g.C, n0, n1); return;
+      case 7: gemm_batch<7>(g, A, lda, g.C, n0, n1); return;
+      default: gemm_batch<8>(g, A, lda, g.C, n0, n1); return;
     }
   }
 #endif
@@ -1497,6 +1582,7 @@ static void attn_decode(const DecodeArgs& a, int64_t task, float* ws) {
 }
 
 #undef NS_INLINE
+#undef NS_KEEP
 
 }  // namespace NS_ISA_NS
 }  // namespace ns

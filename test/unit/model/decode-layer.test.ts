@@ -4,7 +4,8 @@
  * computes, for float32 and int8 weights, 1 and 2 threads, whole model and spans, through forward with a cache and
  * decodeBatch of one sequence; and decodeBatch of 2-8 sequences at different positions gives each row the bits that
  * the op-by-op batch and that sequence decoded alone give. The second config has products large enough to be split
- * among 2 threads, and an FFN width (336) whose int8 blocks are 16 weights while the others are 32.
+ * among 2 threads, and an FFN width (336) whose int8 blocks are 16 weights while the others are 32; the third an FFN
+ * width (1104) past the K block of the 5-8 row f32 kernel.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -48,6 +49,12 @@ const configs: { name: string; config: LlamaConfig }[] = [
   {
     name: 'C128 F336',
     config: tinyConfig({ hidden_size: 128, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 336, num_hidden_layers: 2, vocab_size: 64 }),
+  },
+  // The down projection's K = 1104 is past the 1024-float K block of the AVX-512 5-8 row f32 kernel (its
+  // accumulators are parked between blocks) and ends in a partial block.
+  {
+    name: 'C64 F1104',
+    config: tinyConfig({ hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 1104, num_hidden_layers: 2, vocab_size: 64 }),
   },
 ];
 
