@@ -66,16 +66,10 @@ export class Net {
   readonly left = new Set<string>();
   /** Status calls that fail (a timeout under load): `statusFails(from, to)` true makes that call throw. */
   statusFails: (from: string, to: string) => boolean = () => false;
-  /** Views that differ: `hides(viewer, peer)` true leaves `peer` out of `viewer`'s holders (its view lacks it). */
-  hides: (viewer: string, peer: string) => boolean = () => false;
 
-  /** `syncTimeoutMs`: every node's outer-sync deadline (created after it is set). */
-  constructor(readonly syncTimeoutMs = 3000) {}
-
-  /** The holders of `layer` in `viewer`'s view (every listed node's, without a viewer). */
-  holders(layer: string, viewer?: string): string[] {
+  holders(layer: string): string[] {
     const i = layerIndex(layer);
-    return [...this.listed].filter(([id, s]) => s.start <= i && i < s.end && (viewer === undefined || id === viewer || !this.hides(viewer, id))).map(([id]) => id).sort();
+    return [...this.listed].filter(([, s]) => s.start <= i && i < s.end).map(([id]) => id).sort();
   }
 
   /** `firstRound`: the number its rounds start at when nobody is ahead (OuterSync's option; default 0). */
@@ -150,12 +144,12 @@ export class Net {
       self: id,
       layout,
       inner: { getParams: () => Promise.resolve(n.params.slice()), setParams: (p) => Promise.resolve(void n.params.set(p)) },
-      round: { innerSteps: H, quorum: 2 / 3, syncTimeoutMs: this.syncTimeoutMs },
+      round: { innerSteps: H, quorum: 2 / 3, syncTimeoutMs: 3000 },
       aggregator: 'mean',
       compress: 'none',
       outerLr: 0.7,
       outerMomentum: 0.9,
-      holders: (layer) => this.holders(layer, id),
+      holders: (layer) => this.holders(layer),
       transport: {
         send: async (peer, c): Promise<SendVerdict> => {
           await new Promise((r) => setTimeout(r, 2));
