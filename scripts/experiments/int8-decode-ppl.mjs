@@ -14,6 +14,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ComputeClient } from '../../dist/src/compute/index.js';
+import { valLoss } from '../../dist/src/compute/int8/bench.js';
 import { openCorpus } from '../../dist/src/data/index.js';
 import { presetConfig } from '../../dist/src/model/index.js';
 import { KVCache } from '../../dist/src/model/kv-cache.js';
@@ -51,17 +52,6 @@ const f32 = new LlamaShard({ config, backend, params });
 const q8 = f32.quantized();
 const V = config.vocab_size;
 
-function forwardLoss(shard) {
-  let sum = 0;
-  let n = 0;
-  for (const b of val) {
-    shard.forward(b.inputs, b.batchSize, b.seqLen);
-    const r = shard.loss(b.labels, { grad: false });
-    sum += r.loss * r.count;
-    n += r.count;
-  }
-  return sum / n;
-}
 function decodeLoss(shard, seqs) {
   let sum = 0;
   let n = 0;
@@ -100,8 +90,8 @@ function greedy(shard, prompt, n) {
   return out;
 }
 const t0 = performance.now();
-const pf = Math.exp(forwardLoss(f32));
-const pq = Math.exp(forwardLoss(q8));
+const pf = Math.exp(valLoss(f32, val));
+const pq = Math.exp(valLoss(q8, val));
 const seqs = Number(args.seqs);
 const df = Math.exp(decodeLoss(f32, seqs));
 const dq = Math.exp(decodeLoss(q8, seqs));

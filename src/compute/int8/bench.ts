@@ -118,8 +118,8 @@ async function trainedNano(steps: number, threads: number, log: (l: string) => v
   }
 }
 
-/** Mean validation cross-entropy (nats/token) of a shard over batches. */
-function valLoss(shard: LlamaShard, val: Batch[]): number {
+/** Mean validation cross-entropy (nats/token) of a shard over batches (also scripts/experiments/int8-decode-ppl.mjs). */
+export function valLoss(shard: LlamaShard, val: Batch[]): number {
   let sum = 0;
   let n = 0;
   for (const b of val) {

@@ -11,17 +11,11 @@ import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import type { Backend, GemmArgs } from '../../../src/tensor/backend.js';
-import { loadNativeBackend, nativeAddonPath, type NativeBackend, type NativeIsa } from '../../../src/tensor/backends/native.js';
+import { nativeAddonPath, type NativeBackend, type NativeIsa } from '../../../src/tensor/backends/native.js';
+import { nativeForTest } from '../../utils/native.js';
 import { Rng } from '../../../src/util/rng.js';
 
-let nb: NativeBackend | undefined;
-let reason = '';
-try {
-  nb = loadNativeBackend();
-} catch (e) {
-  reason = e instanceof Error ? e.message : String(e);
-}
-const skip = nb === undefined ? `native addon not loaded: ${reason}` : false;
+const { nb, skip } = nativeForTest();
 const ISAS: NativeIsa[] = ['avx512', 'avx2', 'portable'];
 const RANK: Record<NativeIsa, number> = { portable: 0, avx2: 1, avx512: 2 };
 

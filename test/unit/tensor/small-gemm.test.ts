@@ -12,17 +12,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GemmArgs } from '../../../src/tensor/backend.js';
-import { loadNativeBackend, type NativeBackend, type NativeIsa } from '../../../src/tensor/backends/native.js';
+import type { NativeBackend, NativeIsa } from '../../../src/tensor/backends/native.js';
+import { nativeForTest } from '../../utils/native.js';
 import { Rng } from '../../../src/util/rng.js';
 
-let nb: NativeBackend | undefined;
-let reason = '';
-try {
-  nb = loadNativeBackend();
-} catch (e) {
-  reason = e instanceof Error ? e.message : String(e);
-}
-const skip = nb === undefined ? `native addon not loaded: ${reason}` : false;
+const { nb, skip } = nativeForTest();
 const RANK: Record<NativeIsa, number> = { portable: 0, avx2: 1, avx512: 2 };
 
 function randn(rng: Rng, n: number): Float32Array {
