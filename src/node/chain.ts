@@ -118,6 +118,7 @@ export function hopInnerLoop(compute: ComputeClient, server: TrainStageServer, s
     onApplied: (fn) => server.events.on('step:applied', (e) => fn({ step: e.step, peer: e.peer })),
     pause: () => server.pause(),
     resume: () => server.resume(),
+    askedWhilePaused: (peer) => server.askedWhilePaused(peer),
   });
 }
 

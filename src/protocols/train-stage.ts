@@ -222,6 +222,8 @@ export class TrainStageServer {
   readonly events = new TypedEmitter<StageServerEvents>();
   private lease: Lease | undefined;
   private paused = false;
+  /** Drivers whose BEGIN this pause refused (the hop's outer sync: a driver still in its round's steps). */
+  private askedPaused = new Set<string>();
   private busy = 0;
   private idleWaiters: (() => void)[] = [];
   private readonly timer: NodeJS.Timeout;
@@ -258,6 +260,7 @@ export class TrainStageServer {
    */
   async pause(): Promise<void> {
     this.paused = true;
+    this.askedPaused.clear();
     while (this.busy > 0 || (this.lease !== undefined && this.lease.phase !== 'idle')) {
       await new Promise<void>((res) => this.idleWaiters.push(res));
     }
@@ -265,6 +268,12 @@ export class TrainStageServer {
 
   resume(): void {
     this.paused = false;
+    this.askedPaused.clear();
+  }
+
+  /** Whether `peer` asked to begin a step since the current pause began (false when not paused). */
+  askedWhilePaused(peer: string): boolean {
+    return this.paused && this.askedPaused.has(peer);
   }
 
   private wake(): void {
@@ -368,7 +377,12 @@ export class TrainStageServer {
 
     if (req.op === StageOpKind.BEGIN) {
       if (l !== undefined && !mine && olderChain(req.chainId, l.chainId)) this.refuse(peer, new StageError('WRONG_STEP', `chain ${req.chainId} is older than this driver's chain ${l.chainId}`), 0);
-      if (this.paused) this.refuse(peer, new StageError('STAGE_PAUSED', 'this hop is between inner steps (outer sync); retry later', 'local'), 0);
+      if (this.paused) {
+        // bounded: one entry per driver holding or taking our lease (a stranger is refused as busy above, or is the
+        // one lease holder), cleared at every pause and resume
+        if (this.askedPaused.size < 64) this.askedPaused.add(peer);
+        this.refuse(peer, new StageError('STAGE_PAUSED', 'this hop is between inner steps (outer sync); retry later', 'local'), 0);
+      }
       if (mine && l!.step !== null && step < l!.step) this.refuse(peer, new StageError('WRONG_STEP', `step ${step} begins after step ${l!.step}`), PENALTY.protocol);
       if (l !== undefined && l.phase !== 'idle' && l.step !== null) {
         await h.run({ op: 'abort', step: l.step });

@@ -404,6 +404,8 @@ export interface HopInnerLoopOptions {
   onApplied(fn: (e: { step: number; peer: string }) => void): () => void;
   pause(): Promise<void>;
   resume(): void;
+  /** Whether a driver asked this hop for a step since its pause began (the server refused it: STAGE_PAUSED). */
+  askedWhilePaused?(peer: string): boolean;
 }
 
 /** A hop that does not drive: its span is stepped by a chain's driver; innerSteps(n) waits for n more. */
@@ -432,7 +434,8 @@ export class HopInnerLoop implements InnerLoop {
   }
 
   chainPosition(): ChainPosition | undefined {
-    return this.lastApplied;
+    const asked = this.o.askedWhilePaused;
+    return this.lastApplied === undefined || asked === undefined ? this.lastApplied : { ...this.lastApplied, asked: (p) => asked(p) };
   }
 
   async innerSteps(n: number, signal?: AbortSignal): Promise<InnerStepsResult> {

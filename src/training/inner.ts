@@ -43,6 +43,11 @@ export interface ChainPosition {
   step: number;
   partners: string[];
   drives: boolean;
+  /**
+   * A hop: whether `peer` (a driver) asked us for a step since we paused at this boundary (protocols/train-stage.ts
+   * refuses it, STAGE_PAUSED). A driver that closes a round at this step asks for none before it closed it.
+   */
+  asked?: (peer: string) => boolean;
 }
 
 export interface InnerLoop {

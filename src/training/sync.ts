@@ -702,7 +702,9 @@ export class OuterSync {
    * partnerAt 'coming'); while one waits no chain step can pass (both are paused), so it comes or fails. A hop whose
    * rounds end after other steps than its driver's (`apart`: it entered mid-round of its driver, or applied a step
    * whose acknowledgement its driver lost) waits for nothing, begins its driver's current number, and runs as many
-   * steps as end that round with the driver's (rounds.ts stepsToAlign); from then on they close together.
+   * steps as end that round with the driver's (rounds.ts stepsToAlign); from then on they close together. A driver
+   * that asks a waiting hop for a step (ChainPosition `asked`) is `apart` too: it lost the acknowledgement of a step
+   * the hop applied, so its boundary is a step later than its last one says, and it cannot get there while we wait.
    * Bounded: a partner that fails twice or does not come within two sync deadlines is not waited for.
    */
   private async chainNext(round: number, proposal: number, pos: ChainPosition, signal: AbortSignal): Promise<number> {
@@ -714,6 +716,9 @@ export class OuterSync {
     let waiting = [...new Set(pos.partners)].filter((p) => p !== this.o.self);
     let apart = false;
     while (waiting.length > 0 && !signal.aborted) {
+      // asks recorded before the status call: a driver publishes its boundary before it asks for the next step, so
+      // a status answered after its ask shows that boundary ('at'); one read before it would still say 'coming'
+      const asked = new Set(waiting.filter((p) => pos.asked?.(p) === true));
       const st = await this.statuses(waiting, signal);
       const still: string[] = [];
       for (const p of waiting) {
@@ -726,7 +731,12 @@ export class OuterSync {
         }
         // a driver hears its hops' proposals, a hop its driver's decision; a partner in our own role is no partner
         const b = s.chain !== undefined && s.chain.drives !== pos.drives ? s.chain : undefined;
-        const where = partnerAt(pos.step, h, b);
+        // a driver that asked us (a paused hop) for a step since our boundary is in its round's steps: it does not
+        // close after this one whatever its last boundary says (it lost the acknowledgement of a step we applied),
+        // and waiting for it held both of us to the bound below, the holders of its layers to their deadline for its
+        // Δ (CI's outer-move: a round of 245 s)
+        const seen = partnerAt(pos.step, h, b);
+        const where = seen === 'coming' && asked.has(p) ? 'apart' : seen;
         if (where === 'at') heard.push(b!.next);
         else if (where === 'coming') still.push(p);
         else if (!pos.drives && b !== undefined && b.step < pos.step) {

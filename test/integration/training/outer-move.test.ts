@@ -98,6 +98,16 @@ interface TestNode {
 }
 
 const nodes: TestNode[] = [];
+/**
+ * The nodes' info lines, kept (the newest LOG_KEEP) and printed only when the test fails: a failure on CI (one run in
+ * many) comes with its story. SYNC_TEST_LOG=info|debug prints them as they come instead.
+ */
+const LOG_KEEP = 3000;
+const logLines: string[] = [];
+const keepLine = (line: string): void => {
+  logLines.push(line);
+  if (logLines.length > LOG_KEEP * 2) logLines.splice(0, logLines.length - LOG_KEEP);
+};
 const addr = (n: NodeNetwork): string => n.p2p.multiaddrs()[0]!;
 
 async function startNode(name: string, span: PoolSpan, boot: string[], k: number): Promise<TestNode> {
@@ -131,7 +141,7 @@ async function startNode(name: string, span: PoolSpan, boot: string[], k: number
       },
     },
     data: () => Promise.resolve(source(100 + k)),
-    ...(process.env.SYNC_TEST_LOG === undefined ? {} : { log: createLogger({ level: process.env.SYNC_TEST_LOG === 'debug' ? 'debug' : 'info', module: name }) }),
+    log: process.env.SYNC_TEST_LOG === undefined ? createLogger({ level: 'info', module: name, write: keepLine }) : createLogger({ level: process.env.SYNC_TEST_LOG === 'debug' ? 'debug' : 'info', module: name }),
   }));
   return node;
 }
@@ -176,70 +186,82 @@ describe('a pool move moves the outer-sync membership (three 2-stage chains, rea
   });
 
   it('M and N swap spans while rounds run: the old layers\' rounds go on without them, they end in the new layers\' rounds with equal hashes', async () => {
-    const [a, b, c, d, m, n] = nodes as [TestNode, TestNode, TestNode, TestNode, TestNode, TestNode];
-    const t0 = Date.now();
-    // every node closes two rounds of its first span, the three replicas of each span together
-    await waitFor(() => nodes.every((x) => x.seen.length >= 2), { timeoutMs: 600_000, intervalMs: 200, what: 'two rounds on every node' });
-    for (const x of nodes) assert.ok(x.seen.some((s) => s.report.members.length === 3), `${x.name}: three replicas of its span in its rounds`);
-    const warm = Date.now() - t0;
-
-    const tm = Date.now();
-    await Promise.all([move(m, S1), move(n, S0)]);
-    const moved = Date.now();
-    // the movers each close two rounds of their new layers after their entry round (a listener), and the others
-    // go on past those rounds
-    await waitFor(() => roundsOf(m, LAYERS1).length >= 3 && roundsOf(n, LAYERS0).length >= 3, { timeoutMs: 600_000, intervalMs: 200, what: 'three rounds of the movers in their new layers' });
-    const lastM = roundsOf(m, LAYERS1).at(-1)!.round;
-    const lastN = roundsOf(n, LAYERS0).at(-1)!.round;
-    await waitFor(() => [b, d].every((x) => x.seen.some((s) => s.round >= lastM)) && [a, c].every((x) => x.seen.some((s) => s.round >= lastN)), { timeoutMs: 300_000, intervalMs: 200, what: 'the other holders past the movers\' last round' });
-    if (process.env.SYNC_TEST_LOG !== undefined) for (const x of nodes) console.error(x.name, JSON.stringify(x.seen.map((s) => ({ round: s.round, layers: s.layers, members: s.report.members, waived: s.report.waived, ms: s.report.syncMs }))));
-
-    // the old layers' holders never waited for a mover that left: every round they closed after the move closed on
-    // all its layers before the deadline, with the mover's Δ in or the mover released (waived), and the mover is in
-    // none of their rounds that began after it left. (How long a round takes besides is the other replicas' pace:
-    // up to 39 s at load 21 here, all six nodes in one process; a round that waits for a member until the deadline
-    // takes SYNC_MS at least.)
-    for (const [holders, mover, layers] of [
-      [[a, c], m, LAYERS0],
-      [[b, d], n, LAYERS1],
-    ] as const) {
-      for (const x of holders) {
-        const after = roundsOf(x, layers, moved);
-        assert.ok(after.length >= 3, `${x.name} closed rounds after the move (${after.length})`);
-        for (const s of after) {
-          assert.ok(Object.values(s.report.outcome).every((o) => o === 'closed'), `${x.name} round ${s.round} closed on every layer: ${JSON.stringify(s.report.outcome)}`);
-          assert.ok(s.report.syncMs < SYNC_MS, `${x.name} round ${s.round} did not wait for the deadline (${s.report.syncMs} ms)`);
-          const counted = Object.values(s.report.records).every((r) => r.contributions.some((k) => k.id === mover.net.peerId));
-          assert.ok(!s.report.members.includes(mover.net.peerId) || s.report.waived.includes(mover.net.peerId) || counted, `${x.name} round ${s.round}: ${mover.name} released or its Δ counted`);
-        }
-        // the round the mover was in when it left may still count it at its start (not waited for); none after
-        for (const s of after.slice(1)) assert.ok(!s.report.members.includes(mover.net.peerId) || s.report.waived.includes(mover.net.peerId), `${x.name} round ${s.round}: ${mover.name} is no waited member`);
-        for (const s of after.slice(2)) assert.ok(!s.report.members.includes(mover.net.peerId), `${x.name} round ${s.round}: ${mover.name} is no member`);
-      }
+    try {
+      await swapAndCheck();
+    } catch (e) {
+      // the story of a failure: every node's rounds, then the nodes' last info lines
+      for (const x of nodes) console.log(`# ${x.name} ${x.net.peerId.slice(-8)} ${JSON.stringify(x.seen.map((s) => ({ round: s.round, layers: s.layers.join(), members: s.report.members.map((p) => p.slice(-8)), waived: s.report.waived.map((p) => p.slice(-8)), ms: s.report.syncMs })))}`);
+      for (const line of logLines.slice(-LOG_KEEP)) console.log(`# ${line}`);
+      throw e;
     }
-
-    // each mover entered its new layers' rounds as a joiner and then left every round with the other holders' hashes
-    for (const [mover, holders, layers] of [
-      [m, [b, d], LAYERS1],
-      [n, [a, c], LAYERS0],
-    ] as const) {
-      const rs = roundsOf(mover, layers);
-      const entry = rs[0]!;
-      assert.deepEqual(entry.report.waived.includes(mover.net.peerId), true, `${mover.name} listened to its entry round ${entry.round}`);
-      for (const s of rs) {
-        assert.deepEqual(Object.keys(s.hashes).sort(), [...layers].sort(), `${mover.name} round ${s.round}: hashes of its new layers`);
-        for (const x of holders) {
-          const other = x.seen.find((o) => o.round === s.round && o.layers.join() === s.layers.join());
-          assert.ok(other !== undefined, `${x.name} closed round ${s.round} too`);
-          assert.deepEqual(s.hashes, other.hashes, `${mover.name} and ${x.name}: equal state hashes after round ${s.round}`);
-        }
-      }
-      for (const s of rs.slice(1)) {
-        assert.ok(s.report.members.includes(mover.net.peerId) && !s.report.waived.includes(mover.net.peerId), `${mover.name} round ${s.round}: a full member`);
-        assert.equal(s.report.accepted, 3 * layers.length, `${mover.name} round ${s.round}: three contributions per layer`);
-      }
-      assert.deepEqual(mover.chain.outerSync()!.sync.status().layers, layers);
-    }
-    console.log(`# outer-move: warm-up ${warm} ms; swap ${moved - tm} ms; M entered round ${roundsOf(m, LAYERS1)[0]!.round} after ${roundsOf(m, LAYERS1)[0]!.at - moved} ms, N round ${roundsOf(n, LAYERS0)[0]!.round} after ${roundsOf(n, LAYERS0)[0]!.at - moved} ms; old holders' rounds after the move: ${[a, b, c, d].map((x) => `${x.name} ${x.seen.filter((s) => s.at >= moved).map((s) => s.report.syncMs).join('/')} ms`).join(', ')}`);
   });
 });
+
+/** The swap and every check of the test (its failure prints the story: the caller). */
+async function swapAndCheck(): Promise<void> {
+  const [a, b, c, d, m, n] = nodes as [TestNode, TestNode, TestNode, TestNode, TestNode, TestNode];
+  const t0 = Date.now();
+  // every node closes two rounds of its first span, the three replicas of each span together
+  await waitFor(() => nodes.every((x) => x.seen.length >= 2), { timeoutMs: 600_000, intervalMs: 200, what: 'two rounds on every node' });
+  for (const x of nodes) assert.ok(x.seen.some((s) => s.report.members.length === 3), `${x.name}: three replicas of its span in its rounds`);
+  const warm = Date.now() - t0;
+
+  const tm = Date.now();
+  await Promise.all([move(m, S1), move(n, S0)]);
+  const moved = Date.now();
+  // the movers each close two rounds of their new layers after their entry round (a listener), and the others
+  // go on past those rounds
+  await waitFor(() => roundsOf(m, LAYERS1).length >= 3 && roundsOf(n, LAYERS0).length >= 3, { timeoutMs: 600_000, intervalMs: 200, what: 'three rounds of the movers in their new layers' });
+  const lastM = roundsOf(m, LAYERS1).at(-1)!.round;
+  const lastN = roundsOf(n, LAYERS0).at(-1)!.round;
+  await waitFor(() => [b, d].every((x) => x.seen.some((s) => s.round >= lastM)) && [a, c].every((x) => x.seen.some((s) => s.round >= lastN)), { timeoutMs: 300_000, intervalMs: 200, what: 'the other holders past the movers\' last round' });
+  if (process.env.SYNC_TEST_LOG !== undefined) for (const x of nodes) console.error(x.name, JSON.stringify(x.seen.map((s) => ({ round: s.round, layers: s.layers, members: s.report.members, waived: s.report.waived, ms: s.report.syncMs }))));
+
+  // the old layers' holders never waited for a mover that left: every round they closed after the move closed on
+  // all its layers before the deadline, with the mover's Δ in or the mover released (waived), and the mover is in
+  // none of their rounds that began after it left. (How long a round takes besides is the other replicas' pace:
+  // up to 39 s at load 21 here, all six nodes in one process; a round that waits for a member until the deadline
+  // takes SYNC_MS at least.)
+  for (const [holders, mover, layers] of [
+    [[a, c], m, LAYERS0],
+    [[b, d], n, LAYERS1],
+  ] as const) {
+    for (const x of holders) {
+      const after = roundsOf(x, layers, moved);
+      assert.ok(after.length >= 3, `${x.name} closed rounds after the move (${after.length})`);
+      for (const s of after) {
+        assert.ok(Object.values(s.report.outcome).every((o) => o === 'closed'), `${x.name} round ${s.round} closed on every layer: ${JSON.stringify(s.report.outcome)}`);
+        assert.ok(s.report.syncMs < SYNC_MS, `${x.name} round ${s.round} did not wait for the deadline (${s.report.syncMs} ms)`);
+        const counted = Object.values(s.report.records).every((r) => r.contributions.some((k) => k.id === mover.net.peerId));
+        assert.ok(!s.report.members.includes(mover.net.peerId) || s.report.waived.includes(mover.net.peerId) || counted, `${x.name} round ${s.round}: ${mover.name} released or its Δ counted`);
+      }
+      // the round the mover was in when it left may still count it at its start (not waited for); none after
+      for (const s of after.slice(1)) assert.ok(!s.report.members.includes(mover.net.peerId) || s.report.waived.includes(mover.net.peerId), `${x.name} round ${s.round}: ${mover.name} is no waited member`);
+      for (const s of after.slice(2)) assert.ok(!s.report.members.includes(mover.net.peerId), `${x.name} round ${s.round}: ${mover.name} is no member`);
+    }
+  }
+
+  // each mover entered its new layers' rounds as a joiner and then left every round with the other holders' hashes
+  for (const [mover, holders, layers] of [
+    [m, [b, d], LAYERS1],
+    [n, [a, c], LAYERS0],
+  ] as const) {
+    const rs = roundsOf(mover, layers);
+    const entry = rs[0]!;
+    assert.deepEqual(entry.report.waived.includes(mover.net.peerId), true, `${mover.name} listened to its entry round ${entry.round}`);
+    for (const s of rs) {
+      assert.deepEqual(Object.keys(s.hashes).sort(), [...layers].sort(), `${mover.name} round ${s.round}: hashes of its new layers`);
+      for (const x of holders) {
+        const other = x.seen.find((o) => o.round === s.round && o.layers.join() === s.layers.join());
+        assert.ok(other !== undefined, `${x.name} closed round ${s.round} too`);
+        assert.deepEqual(s.hashes, other.hashes, `${mover.name} and ${x.name}: equal state hashes after round ${s.round}`);
+      }
+    }
+    for (const s of rs.slice(1)) {
+      assert.ok(s.report.members.includes(mover.net.peerId) && !s.report.waived.includes(mover.net.peerId), `${mover.name} round ${s.round}: a full member`);
+      assert.equal(s.report.accepted, 3 * layers.length, `${mover.name} round ${s.round}: three contributions per layer`);
+    }
+    assert.deepEqual(mover.chain.outerSync()!.sync.status().layers, layers);
+  }
+  console.log(`# outer-move: warm-up ${warm} ms; swap ${moved - tm} ms; M entered round ${roundsOf(m, LAYERS1)[0]!.round} after ${roundsOf(m, LAYERS1)[0]!.at - moved} ms, N round ${roundsOf(n, LAYERS0)[0]!.round} after ${roundsOf(n, LAYERS0)[0]!.at - moved} ms; old holders' rounds after the move: ${[a, b, c, d].map((x) => `${x.name} ${x.seen.filter((s) => s.at >= moved).map((s) => s.report.syncMs).join('/')} ms`).join(', ')}`);
+}

@@ -159,4 +159,24 @@ describe('train-stage lease', () => {
     assert.deepEqual(h.aborted, [{ peer: 'd1', step: 7, why: 'driver-gone' }]);
     h.server.stop();
   });
+
+  it('a paused hop says which drivers asked it for a step since the pause began (a driver not at its boundary); a resume or the next pause forgets', async () => {
+    const h = await setup();
+    await begin(h, 'd1', 'a:1', 3);
+    // the step ends (the driver's abort: the lease is idle), then the hop pauses at its boundary
+    await remoteStageTransport(h.rpc.d1!.rpc, 'hop', { chainId: 'a:1', span: { start: 1, end: L }, numLayers: L, hiddenSize: 4 })({ op: 'abort', step: 3 });
+    await h.server.pause();
+    assert.equal(h.server.askedWhilePaused('d1'), false, 'nobody asked yet');
+    await assert.rejects(begin(h, 'd1', 'a:1', 4), code('STAGE_PAUSED'));
+    assert.equal(h.server.askedWhilePaused('d1'), true, 'its driver asked for the next step');
+    // another driver is refused as busy (the lease is d1's): it is not the hop's driver and is not recorded
+    await assert.rejects(begin(h, 'd2', 'b:1', 0), code('RPC_BUSY'));
+    assert.equal(h.server.askedWhilePaused('d2'), false);
+    h.server.resume();
+    assert.equal(h.server.askedWhilePaused('d1'), false, 'forgotten at the resume');
+    await h.server.pause();
+    assert.equal(h.server.askedWhilePaused('d1'), false, 'a new pause starts empty');
+    h.server.resume();
+    h.server.stop();
+  });
 });

@@ -10,7 +10,9 @@
  *     number at their next boundary and stay so; a whole-model holder that joins agrees with both (one number, equal
  *     hashes). Before: 5,6,7… and 6,7,8… for good, and the whole-model holder could not tie them.
  *   - a hop whose rounds end one step before its driver's (it applied a step whose acknowledgement its driver lost)
- *     runs one shorter round and from then on closes with its driver, at its number.
+ *     runs one shorter round and from then on closes with its driver, at its number;
+ *   - the same after both published a boundary: the hop's boundary comes one step before its driver's where the
+ *     driver's last boundary says it comes too; the driver asking the paused hop for its next step says it does not.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -71,6 +73,31 @@ describe('chain partners begin one round number', () => {
       // after the same chain step
       await until(() => d!.closedAt.length >= 6 && d!.closedAt.slice(3, 6).every((r) => h!.closedAt.includes(r)), 30_000, `six rounds of the driver, its 4th-6th closed by the hop after the same steps (driver ${d!.closedAt.join(',')}; hop ${h!.closedAt.join(',')})`);
       assert.ok(h!.infos.some((x) => x.includes('"alignSteps":1')), `the hop ran one round of 1 step (${h!.infos.join(' | ')})`);
+    } finally {
+      await net.stop();
+    }
+  });
+
+  it('a hop at its boundary whose driver lost a step\'s acknowledgement since its last one does not wait for the driver: the driver asked for its next step', async () => {
+    const net = new Net();
+    try {
+      // the driver loses step 4's acknowledgement after both published their boundary of step 2: the hop reaches its
+      // boundary at step 5, where the driver's last boundary (2) says it comes (2 + H), but the driver is one step short
+      // and asks the paused hop for step 6. Waiting for it held both until chainNext's bound (2 sync deadlines + 5 s;
+      // 245 s on CI's outer-move: the old holders' round waited its deadline for the driver's Δ, then its hash vote)
+      const [d, h] = net.startChain(
+        [
+          { id: 'd-drive', span: { start: 0, end: 1 } },
+          { id: 'h-hop', span: { start: 1, end: 3 } },
+        ],
+        10,
+        [],
+        4,
+      );
+      await until(() => d!.closedAt.length >= 5 && d!.closedAt.slice(3, 5).every((r) => h!.closedAt.includes(r)), 60_000, `five rounds of the driver, its 4th-5th closed by the hop after the same steps (driver ${d!.closedAt.join(',')}; hop ${h!.closedAt.join(',')})`);
+      assert.ok(h!.closedAt.some((x) => x.endsWith('@5')), `the hop closed a round at step 5, one step before its driver (hop ${h!.closedAt.join(',')})`);
+      // a round's close takes its hash vote and the partner handshake (tens of ms here), never a sync deadline (3 s)
+      for (const n of [d!, h!]) assert.ok(n.closeMs.every((ms) => ms < 3000), `${n.id}: every close under one sync deadline (${n.closeMs.join('/')} ms)`);
     } finally {
       await net.stop();
     }

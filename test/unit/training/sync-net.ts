@@ -25,6 +25,8 @@ export interface Node {
   reports: LastRoundReport[];
   /** A chain stage's closes as `round@step` (the chain step it closed after). */
   closedAt: string[];
+  /** A chain stage's closeRound durations (ms), in order. */
+  closeMs: number[];
   /** Warnings logged by its outer sync (download failures). */
   warnings: string[];
   /** Info lines logged by its outer sync. */
@@ -85,9 +87,13 @@ export class Net {
    * rounds; each stage counts the steps it applied and closes its round after `roundSteps()` of them, passing its
    * chain position; while any stage closes, no step passes (a paused hop refuses steps, a paused driver issues
    * none). `extraStep` names stages that applied one more step than the others before the counting began (a step
-   * whose acknowledgement the driver lost): their rounds end one step apart from the driver's.
+   * whose acknowledgement the driver lost): their rounds end one step apart from the driver's. `lostAck` (a chain
+   * step id): the driver does not count that step (its acknowledgement lost after every hop applied it) while the
+   * hops do, after their boundaries were published: each hop then reaches its boundary one step before the driver,
+   * and the driver, still in its round's steps, asks the paused hops for its next step (a paused hop refuses it and
+   * says so in its chain position's `asked`, as protocols/train-stage.ts does).
    */
-  startChain(stages: { id: string; span: { start: number; end: number }; firstRound?: number }[], stepMs: number, extraStep: string[] = []): Node[] {
+  startChain(stages: { id: string; span: { start: number; end: number }; firstRound?: number }[], stepMs: number, extraStep: string[] = [], lostAck?: number): Node[] {
     const nodes = stages.map((st) => this.create(st.id, st.span, stepMs, undefined, st.firstRound));
     const ac = new AbortController();
     for (const n of nodes) n.ac.signal.addEventListener('abort', () => ac.abort(), { once: true });
@@ -96,24 +102,32 @@ export class Net {
       try {
         await Promise.all(nodes.map((n) => n.sync.enter(signal)));
         const count = new Map(nodes.map((n) => [n.id, extraStep.includes(n.id) ? 1 : 0]));
+        const driver = nodes[0]!;
         for (let step = 0; !signal.aborted; step++) {
-          await new Promise((r) => setTimeout(r, nodes[0]!.stepMs));
+          await new Promise((r) => setTimeout(r, driver.stepMs));
           for (const n of nodes) {
             const k = nodes.indexOf(n) + 1;
             for (let i = 0; i < n.params.length; i++) n.params[i] = n.params[i]! - 0.001 * k * Math.cos(i + step);
+            if (n === driver && step === lostAck) continue;
             n.sync.innerStep();
             count.set(n.id, count.get(n.id)! + 1);
           }
           const closing = nodes.filter((n) => count.get(n.id)! >= n.sync.roundSteps());
+          // a driver that does not close now asks its hops for the next step, which the closing (paused) ones refuse
+          const asked = new Set<string>();
+          const ask = closing.includes(driver) ? undefined : setTimeout(() => asked.add(driver.id), driver.stepMs);
           await Promise.all(
             closing.map(async (n) => {
-              const partners = n === nodes[0] ? nodes.slice(1).map((x) => x.id) : [nodes[0]!.id];
-              const r = (await n.sync.closeRound(signal, { step, partners, drives: n === nodes[0] })).round;
+              const partners = n === driver ? nodes.slice(1).map((x) => x.id) : [driver.id];
+              const t0 = Date.now();
+              const r = (await n.sync.closeRound(signal, { step, partners, drives: n === driver, asked: (p) => n !== driver && asked.has(p) })).round;
               n.closed.push(r);
               n.closedAt.push(`${r}@${step}`);
+              n.closeMs.push(Date.now() - t0);
               count.set(n.id, 0);
             }),
           );
+          clearTimeout(ask);
         }
       } catch (e) {
         if (!signal.aborted) throw e;
@@ -128,7 +142,7 @@ export class Net {
     const layout = new ParamLayout(cfg, span);
     const warnings: string[] = [];
     const infos: string[] = [];
-    const n = { id, span, params: params ?? new Float32Array(layout.size).map((_, i) => Math.sin(i + layout.entries[0]!.offset)), closed: [], reports: [], closedAt: [], warnings, infos, stepMs, ac: new AbortController() } as unknown as Node;
+    const n = { id, span, params: params ?? new Float32Array(layout.size).map((_, i) => Math.sin(i + layout.entries[0]!.offset)), closed: [], reports: [], closedAt: [], closeMs: [], warnings, infos, stepMs, ac: new AbortController() } as unknown as Node;
     const whole = new ParamLayout(cfg);
     // every node starts from the same model: its span's slice of one whole-model init
     if (params === undefined) {
