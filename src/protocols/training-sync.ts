@@ -46,6 +46,8 @@ export interface TrainingStatusMessage {
    * trains alone, and from older nodes).
    */
   chain?: { step: number; next: number; drives: boolean };
+  /** Inner steps it counted since it started (grows with every step; absent from older nodes). */
+  steps?: number;
 }
 
 export interface LayerRequest {
@@ -115,6 +117,7 @@ export function checkStatus(x: unknown): TrainingStatusMessage {
     return { round: e.round as number, hashes };
   });
   if (o.entered !== undefined && !isRound(o.entered, 0)) throw malformed('training-status.entered');
+  if (o.steps !== undefined && !isRound(o.steps, 0)) throw malformed('training-status.steps');
   if (o.layers !== undefined && (!Array.isArray(o.layers) || o.layers.length > MAX_STATUS_LAYERS || !o.layers.every((l) => typeof l === 'string' && ID_RE.test(l)))) throw malformed('training-status.layers');
   let chain: TrainingStatusMessage['chain'];
   if (o.chain !== undefined) {
@@ -130,6 +133,7 @@ export function checkStatus(x: unknown): TrainingStatusMessage {
     ...(o.entered === undefined ? {} : { entered: o.entered as number }),
     ...(o.layers === undefined ? {} : { layers: o.layers as string[] }),
     ...(chain === undefined ? {} : { chain }),
+    ...(o.steps === undefined ? {} : { steps: o.steps as number }),
   };
 }
 

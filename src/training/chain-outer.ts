@@ -59,6 +59,9 @@ export interface OuterRoundsOptions {
   drives?: (signal: AbortSignal) => Promise<unknown>;
 }
 
+/** The longest a node that does not drive holds its chain's steps off at the start of its entry (runOuterRounds). */
+export const ENTRY_HOLD_MS = 10_000;
+
 /** Pause between a driver's attempts while it waits to enter and its chain cannot step (no holders line up). */
 export const ENTRY_DRIVE_RETRY_MS = 1_000;
 
@@ -87,18 +90,52 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
   // A driver drives its chain while it waits (o.drives); the install's pause stops that first (sync.ts enter)
   const drives = o.drives;
   const left = o.stepsLeft ?? ((): number => Infinity);
-  await sync.enter(
-    signal,
-    async (fn) => {
-      await inner.pause();
-      try {
-        return await fn();
-      } finally {
-        inner.resume();
-      }
-    },
-    drives === undefined ? undefined : (s) => driveWhileWaiting(drives, s, left),
-  );
+  // A node that does not drive (a hop: its driver steps it) holds steps off from the start of its entry until the
+  // entry knows whether anyone is ahead. Nobody ahead: round 0 begins from the weights now, which must be the
+  // initial ones on every holder; a driver that entered first stepped a hop still asking its peers' statuses, that
+  // hop began round 0 some steps on, and the replicas' round-0 states differed (chain-diloco under load: a repair in
+  // the hash vote). Holders ahead (a joiner): the hold ends at the first wait for their boundary (sync.ts enter's
+  // `waiting`), so its chain's steps go on while it waits. Bounded by ENTRY_HOLD_MS (a peer that does not answer keeps
+  // the entry asking for up to a minute: the hop serves its chain again after that, and a round 0 begun later is
+  // settled by the hash vote, as before the hold).
+  let held = false;
+  let installing = false;
+  const release = (): void => {
+    if (!held || installing) return;
+    held = false;
+    inner.resume();
+  };
+  let holdTimer: NodeJS.Timeout | undefined;
+  if (drives === undefined) {
+    await inner.pause();
+    held = true;
+    holdTimer = setTimeout(release, ENTRY_HOLD_MS);
+  }
+  try {
+    await sync.enter(
+      signal,
+      async (fn) => {
+        installing = true;
+        await inner.pause();
+        try {
+          return await fn();
+        } finally {
+          held = false;
+          installing = false;
+          inner.resume();
+        }
+      },
+      drives === undefined
+        ? () => {
+            release();
+            return Promise.resolve();
+          }
+        : (s) => driveWhileWaiting(drives, s, left),
+    );
+  } finally {
+    clearTimeout(holdTimer);
+    release();
+  }
   let base = inner.appliedSteps();
   while (!signal.aborted && o.done?.() !== true) {
     // H steps, or fewer once for a hop that ends its rounds with its driver's from now on (sync.ts chainNext)

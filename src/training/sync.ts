@@ -70,6 +70,11 @@ export interface PeerTrainingStatus {
    * it begins next (a hop's proposal, a driver's decision). Absent on a node that trains alone, and from older nodes.
    */
   chain?: ChainBoundary;
+  /**
+   * Inner steps it counted since it started (every step of every round): a member whose Δ we wait for shows here
+   * whether it still steps (OuterSync.askMissing). Absent from older nodes.
+   */
+  steps?: number;
 }
 
 export interface LayerState {
@@ -122,6 +127,11 @@ export interface OuterSyncOptions {
    */
   heldOutLoss?: (round: number, params: Float32Array, signal: AbortSignal) => Promise<number>;
   /**
+   * How long a member whose Δ we wait for may show no new inner step before it is not waited for (ms; askMissing).
+   * Default max(STALLED_MIN_MS, round.syncTimeoutMs / 4).
+   */
+  stalledMs?: number;
+  /**
    * The number of the first round when nobody is ahead (a fresh start). Default 0. Round numbers are labels (./rounds.ts
    * nextRoundNumber): tests start two groups of layers at different numbers to drift them apart.
    */
@@ -133,6 +143,12 @@ export const ENTRY_PATIENCE = 1.5;
 
 /** While collecting, the statuses of members whose Δ is missing are asked at most this often (ms; 8 polls at least). */
 export const MISSING_STATUS_MIN_MS = 2_000;
+
+/**
+ * A member whose Δ we wait for and whose status shows it in its inner steps, without one more step for this long, is
+ * not waited for: max(STALLED_MIN_MS, sync deadline / 4) (OuterSync.askMissing).
+ */
+export const STALLED_MIN_MS = 10_000;
 
 /** Closed rounds whose hashes a node keeps for the hash exchange (and lists in its status). */
 export const STATUS_HISTORY = KEPT_ROUNDS;
@@ -325,6 +341,11 @@ export class OuterSync {
    * too_early) and alive in that round, whatever its last status said (notWaited).
    */
   private readonly tookOurs = new Map<string, number>();
+  /**
+   * Members whose Δ this round waits for, by the inner steps their status showed last and since when (this round's
+   * askMissing; cleared at each round's begin).
+   */
+  private progress = new Map<string, { round: number; steps: number; since: number }>();
   /** Our last chain boundary as published in the status (a chain stage only). */
   private chainPub: ChainBoundary | undefined;
   /** Inner steps of the current round: H, or fewer once to end with our driver's rounds (chainNext). */
@@ -376,6 +397,7 @@ export class OuterSync {
       ...(this.enteredAt < 0 ? {} : { entered: this.enteredAt }),
       layers: this.layers.map((l) => l.id),
       ...(this.chainPub === undefined ? {} : { chain: { ...this.chainPub } }),
+      steps: this.innerSteps,
     };
   }
 
@@ -855,6 +877,7 @@ export class OuterSync {
     for (const [id, s] of this.states) for (const p of missingMembers(s, this.o.self)) layersOf.set(p, [...(layersOf.get(p) ?? []), id]);
     if (layersOf.size === 0) return;
     const st = await this.statuses([...layersOf.keys()], signal, MISSING_STATUS_MIN_MS * 2);
+    const stalled = this.stalledMembers(st);
     for (const [p, layers] of layersOf) {
       for (const l of layers) {
         if (this.notTrained.get(p)?.has(l) === true) this.released(p, l, true);
@@ -866,8 +889,34 @@ export class OuterSync {
         // a member past this round (its numbers skipped over it: rounds.ts nextRoundNumber; or it closed it without us
         // at its deadline, and its hash vote gave up on ours) sends no Δ for it any more
         else if (passed(st.get(p), this.roundNo)) this.released(p, l, false, 'a holder stands past this round: not waited for');
+        else if (stalled.has(p)) this.released(p, l, false, 'a member takes no inner step: not waited for');
       }
     }
+  }
+
+  /**
+   * Members in their inner steps (of this round or an earlier one) whose step count has not moved for the stall
+   * bound. Chains tie layer groups into one wait: a hop paused in its close waits for a member's Δ, that member's
+   * steps come from a driver paused in its own close, which waits for the Δ of a driver whose hop is the first one
+   * (outer-move after the swap, caught on Node 24: four nodes in a cycle, each round held to its deadline and then its
+   * hash vote to its bound, 245 s). Releasing one member breaks the cycle; its Δ is not counted by us, it closes the
+   * round later with ours and takes the majority's state in the hash vote. A member that steps slowly but steps is
+   * waited for as before.
+   */
+  private stalledMembers(statuses: Map<string, PeerTrainingStatus>): Set<string> {
+    const out = new Set<string>();
+    const now = this.o.clock.now();
+    const bound = this.o.stalledMs ?? Math.max(STALLED_MIN_MS, this.o.round.syncTimeoutMs / 4);
+    for (const [p, st] of statuses) {
+      if (st.phase !== 'inner' || st.steps === undefined || st.round > this.roundNo) continue;
+      const seen = this.progress.get(p);
+      if (seen === undefined || seen.round !== st.round || seen.steps !== st.steps) {
+        this.progress.set(p, { round: st.round, steps: st.steps, since: now });
+        continue;
+      }
+      if (now - seen.since >= bound) out.add(p);
+    }
+    return out;
   }
 
   /** Holders of `layer` that are round members: ourselves and every holder not known to stay out of training. */
@@ -923,6 +972,7 @@ export class OuterSync {
   private begin(r: number, notWaited: ReadonlySet<string> = new Set()): void {
     this.log.debug('round begins', { round: r });
     this.roundNo = r;
+    this.progress.clear();
     this.diloco.startRound();
     this.states.clear();
     this.inbox.clear();

@@ -68,6 +68,11 @@ export class Net {
   readonly left = new Set<string>();
   /** Status calls that fail (a timeout under load): `statusFails(from, to)` true makes that call throw. */
   statusFails: (from: string, to: string) => boolean = () => false;
+  /** Solo nodes that take no inner step while listed here (a replica whose steps stall). */
+  readonly frozen = new Set<string>();
+
+  /** `syncTimeoutMs` (default 3000) and the outer sync's `stalledMs` (default: OuterSync's) of the nodes it creates. */
+  constructor(private readonly tuning: { syncTimeoutMs?: number; stalledMs?: number } = {}) {}
 
   holders(layer: string): string[] {
     const i = layerIndex(layer);
@@ -158,7 +163,8 @@ export class Net {
       self: id,
       layout,
       inner: { getParams: () => Promise.resolve(n.params.slice()), setParams: (p) => Promise.resolve(void n.params.set(p)) },
-      round: { innerSteps: H, quorum: 2 / 3, syncTimeoutMs: 3000 },
+      round: { innerSteps: H, quorum: 2 / 3, syncTimeoutMs: this.tuning.syncTimeoutMs ?? 3000 },
+      ...(this.tuning.stalledMs === undefined ? {} : { stalledMs: this.tuning.stalledMs }),
       aggregator: 'mean',
       compress: 'none',
       outerLr: 0.7,
@@ -206,6 +212,7 @@ export class Net {
           await n.sync.enter(signal);
           for (let s = 0; s < H; s++) {
             await new Promise((r) => setTimeout(r, n.stepMs));
+            while (this.frozen.has(n.id) && !signal.aborted) await new Promise((r) => setTimeout(r, 5));
             for (let i = 0; i < n.params.length; i++) n.params[i] = n.params[i]! - 0.001 * (k + 1) * Math.cos(i + s);
             n.sync.innerStep();
           }
