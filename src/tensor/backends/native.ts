@@ -33,6 +33,13 @@ export interface NativeInfo {
   compiledIsas: NativeIsa[];
   threads: number;
   defaultThreads: number;
+  /**
+   * Threads of every pool in this process (each thread that loaded the addon, the compute workers included, has its
+   * own) and the CPUs it may run on: while the first exceeds the second, idle pool threads sleep at once instead of
+   * spinning (pool.cc `g_pool_threads`).
+   */
+  processPoolThreads: number;
+  usableCpus: number;
   gemmMode: NativeGemmMode;
   /** The GEMM in use now: our kernels or OpenBLAS (loaded at run time). */
   gemm: 'own' | 'openblas';

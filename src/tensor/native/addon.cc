@@ -149,6 +149,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("compiledIsas", compiled);
   o.Set("threads", e.threads());
   o.Set("defaultThreads", default_threads());
+  o.Set("processPoolThreads", Pool::process_threads());
+  o.Set("usableCpus", Pool::usable_cpus());
   o.Set("gemmMode", e.gemm_mode() == GemmMode::own ? "own" : e.gemm_mode() == GemmMode::openblas ? "openblas" : "auto");
   o.Set("gemm", e.gemm_uses_blas() ? "openblas" : "own");
   o.Set("blas", e.blas_config().empty() ? env.Null() : Napi::String::New(env, e.blas_config()));

@@ -33,8 +33,13 @@ class Pool {
   int threads() const { return nthreads_; }
   // Stops the helper threads and starts n - 1 new ones. Must not be called from inside a job.
   void resize(int threads);
-  // How long an idle helper spins before it sleeps.
+  // How long an idle helper spins before it sleeps (while the process's pools do not oversubscribe its CPUs; see
+  // process_threads()).
   void set_spin_us(int us) { spin_us_.store(us < 0 ? 0 : us, std::memory_order_relaxed); }
+  // Threads of every live pool in this process (all addon instances: one per worker thread that loaded it) and the
+  // CPUs the process may run on. While the first exceeds the second, idle helpers sleep at once instead of spinning.
+  static int process_threads();
+  static int usable_cpus();
 
   // Runs fn(ctx, task, tid) for every task in [0, ntasks) on up to `want` threads (the caller included). `tid` is in
   // [0, threads()) and identifies the thread's scratch buffers. Nested calls run serially on the calling thread.

@@ -517,4 +517,35 @@ describe('native addon', { skip }, () => {
     b.gemm(a, bm, again, { transA: false, transB: false, M: 96, N: 70, K: 80, alpha: 1, beta: 0 });
     assertSameBits(again, mine, 'main thread gemm after the worker exited');
   });
+
+  it('counts the pools of every thread of the process (idle helpers sleep at once while they oversubscribe the CPUs)', async () => {
+    const b = backend();
+    const where = nativeAddonPath();
+    assert.ok('path' in where);
+    const before = b.info();
+    assert.ok(before.usableCpus >= 1);
+    assert.ok(before.processPoolThreads >= before.threads, 'this thread\'s own pool is counted');
+    // a worker's pool of more threads than the CPUs: both addon instances see one count (the pools share it)
+    const k = before.usableCpus + 1;
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const addon = require(workerData.path);
+      addon.setThreads(workerData.k);
+      parentPort.postMessage(addon.info().processPoolThreads);
+      parentPort.once('message', () => process.exit(0));
+    `;
+    const w = new Worker(code, { eval: true, workerData: { path: where.path, k } });
+    const seen = await new Promise<number>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+      w.once('exit', (c) => reject(new Error(`worker exited with ${c} before answering`)));
+    });
+    assert.equal(seen, before.processPoolThreads + k, 'the worker counts our pool and its own');
+    assert.equal(b.info().processPoolThreads, before.processPoolThreads + k, 'we count the worker\'s pool');
+    assert.ok(b.info().processPoolThreads > b.info().usableCpus, 'oversubscribed');
+    const gone = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    w.postMessage('exit');
+    await gone;
+    assert.equal(b.info().processPoolThreads, before.processPoolThreads, 'a worker\'s pool leaves the count with its thread');
+  });
 });
