@@ -211,15 +211,16 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    * pages and maxSyncMs; a sync stopped by either resumes at the same place the next time (`complete: false`). A
    * peer whose cursor does not move forward is a PeerMisbehaviourError.
    *
-   * Pipelined one page ahead (issue 11 §4, ledger_events_per_s): page n + 1 is fetched and its signatures are
-   * handed to this service's verify pool (verify-pool.ts) before page n is ingested, so the workers check n + 1
-   * while the event loop stores n. Verdicts do not change: ingest judges every event as before.
+   * Pipelined up to LEDGER_SYNC_LIMITS.aheadPages pages ahead (issue 11 §4, ledger_events_per_s): the pages after
+   * the held ones are fetched and their signatures handed to this service's verify pool (verify-pool.ts) before the
+   * held pages are stored, so the workers check the next batch while the event loop stores this one. Verdicts do
+   * not change: ingest judges every event as before.
    *
    * Batched commits: pages are held and stored `syncCommitPages` at a time (LEDGER_SYNC_LIMITS.commitPages) in one
    * SQLite transaction (one ingestMany), since a commit's fixed cost (WAL frames of the pages every commit touches,
    * the state rows) was paid per page; fewer when the held pages reach LEDGER_SYNC_LIMITS.maxHeldBytes (each event
-   * counted as its wire bytes plus heldEventBytes, the objects decoding makes of it), so what a sync holds is bounded
-   * by that plus one page and the page fetched ahead. The held pages are also stored when the sync ends (complete,
+   * counted as its wire bytes plus heldEventBytes, the objects decoding makes of it; the pages fetched ahead count
+   * too, and no further page is asked for while they reach it), so what a sync holds is bounded by that plus a page. The held pages are also stored when the sync ends (complete,
    * budget, garbage); a sync that fails or is aborted drops them, and the next one fetches them again from the
    * last stored page's end: a crash or kill loses at most the held pages, never half of a transaction (the resume
    * cursor, and a deferred replay's place, only move with a commit).

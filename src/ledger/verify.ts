@@ -119,7 +119,6 @@ export function acceptedSignatureKey(e: LedgerEvent): string | null {
   return verifyDomainDigest(e.signer, EVENT_DOMAIN, e.payload, digest, e.signature) ? verdictKeyOf(digest, e.signature) : null;
 }
 
-
 /** Records a key acceptedSignatureKey returned (the event loop's side of verify-pool.ts). */
 export function rememberSignatureKey(key: string): void {
   if (typeof key === 'string' && key.length === 96) remember(key);
