@@ -151,8 +151,8 @@ export function benchLedgerApplyCpu(events = 3000, batch = 1, admitted = false, 
 /**
  * The node's real sync path (ledger_events_per_s): LedgerService.syncFrom pulling `events` transfers from a peer,
  * page by page (512), with the service's own signature verify pool (`threads` workers, started lazily by the first
- * page, inside the timed part, as on a node; 0 = signatures on the event loop): page n + 1 is fetched and checked on
- * the workers while page n is ingested (ingestMany with ingress 'sync', deferred replay, the admission rule, the
+ * page, inside the timed part, as on a node; 0 = signatures on the event loop): the next pages (up to
+ * LEDGER_SYNC_LIMITS.aheadPages) are fetched and checked on the workers while the pages before them are ingested (ingestMany with ingress 'sync', deferred replay, the admission rule, the
  * disk quota and the state precheck), then the sync's closing replay flush. The peer answers from memory (its
  * pages precomputed, each answer a copy delivered on a later turn of the event loop, as a network reply arrives), so
  * only the syncing node's work is timed; `cpu` counts this process's threads, workers included.
@@ -374,7 +374,7 @@ export const benchSections = [
       const page = LEDGER_SYNC_LIMITS.maxRange;
       const n = quick ? 1000 : 20_000;
       const synced = await benchLedgerSync(n);
-      log(`ledger events synced: ${synced.wall}/s of wall clock, ${synced.cpu}/s per CPU second (the node's sync path: LedgerService.syncFrom, pages of ${page} fetched one ahead and their signatures checked on ${synced.threads} worker thread(s) of the service's verify pool while the previous page is ingested; CPU counts the workers; transfers between 32 funded accounts)`);
+      log(`ledger events synced: ${synced.wall}/s of wall clock, ${synced.cpu}/s per CPU second (the node's sync path: LedgerService.syncFrom, pages of ${page} fetched up to ${LEDGER_SYNC_LIMITS.aheadPages} ahead and their signatures checked on ${synced.threads} worker thread(s) of the service's verify pool while the pages before them are stored; CPU counts the workers; transfers between 32 funded accounts)`);
       log(`  event loop ${synced.loopUs} µs CPU per event; ${synced.pooledPages} of ${Math.ceil(n / page)} pages checked by the pool (the rest at ingest while its worker started)`);
       const inline = await benchLedgerSync(n, 0);
       log(`ledger events synced without the pool: ${inline.wall}/s of wall clock, ${inline.cpu}/s per CPU second (the same sync, every signature checked on the event loop at ingest)`);

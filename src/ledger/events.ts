@@ -16,19 +16,15 @@ import { sha256, toHex } from '../util/bytes.js';
 import { formatAmount } from './amount.js';
 import { DecodeError, Reader, Writer } from './codec.js';
 import { readHolderRecord, writeHolderRecord, type EmbeddedHolderRecord } from './holder.js';
+import { EVENT_DOMAIN, EVENT_VERSION, MAX_EVENT_BYTES, MAX_SLASH_BYTES } from './signed-parts.js';
 import type { LivenessAttestation } from './witness.js';
 import { readCosignatures, readRecordFields, writeCosignatures, writeRecordFields, type RecordCosignature, type TrainingRecord } from './training-receipt.js';
 
 /** Most liveness attestations an Uptime event carries, and the witness's challenge nonce length. */
 export const MAX_ATTESTATIONS = 8;
+export { EVENT_DOMAIN, EVENT_VERSION, MAX_EVENT_BYTES, MAX_SLASH_BYTES, signedParts } from './signed-parts.js';
 export const NONCE_BYTES = 32;
 
-export const EVENT_DOMAIN = 'neuroshard/ledger-event/v1';
-export const EVENT_VERSION = 1;
-/** Every event but a slash; a proof with its HolderRecord is about 1.5 KiB at most. */
-export const MAX_EVENT_BYTES = 8 * 1024;
-/** A slash carries up to two evidence events. */
-export const MAX_SLASH_BYTES = 2 * MAX_EVENT_BYTES + 1024;
 export const MAX_NETWORK_ID = 128;
 export const ACCOUNT_BYTES = 20;
 export const HASH_BYTES = 32;
@@ -537,26 +533,6 @@ function decodeAt(buf: Uint8Array, at: number, len: number): LedgerEvent {
   const e: LedgerEvent = { networkId, signer, nonce, timestampMs, body, id, signature, payload, bytes, account };
   digested.set(e, { payload, digest });
   return e;
-}
-
-/**
- * What a signature check needs of wire bytes, without decoding the body: the signer (read where decodeEvent reads
- * it), the signing digest of the payload (decodeEvent's id) and the signature; null when the header does not parse.
- * For the verify pool's threads (verify.ts acceptedSignatureKeyOfBytes): the digest commits to the whole payload, so
- * an event that later decodes with this digest has this signer and this signature's verdict, and one that does not
- * decode is dropped at ingest whatever its signature.
- */
-export function signedParts(bytes: Uint8Array): { signer: Uint8Array; digest: Uint8Array; signature: Uint8Array } | null {
-  if (!(bytes instanceof Uint8Array) || bytes.byteLength > MAX_SLASH_BYTES || bytes.byteLength < SIGNATURE_LENGTH + 2) return null;
-  const n = bytes.byteLength - SIGNATURE_LENGTH;
-  if (bytes[0] !== EVENT_VERSION || n < 4) return null;
-  const at = 4 + ((bytes[2]! << 8) | bytes[3]!); // u8 version ‖ u8 kind ‖ u16 length ‖ networkId ‖ signer
-  if (at + 33 > n) return null;
-  const tag = domainTag(EVENT_DOMAIN);
-  const signed = new Uint8Array(tag.byteLength + n);
-  signed.set(tag);
-  signed.set(bytes.subarray(0, n), tag.byteLength);
-  return { signer: bytes.subarray(at, at + 33), digest: sha256(signed), signature: bytes.subarray(n) };
 }
 
 /** The signing digest of `e.payload` when decodeEvent made `e` (computed there from these bytes), else undefined. */

@@ -73,6 +73,8 @@ export {
 } from './reconcile.js';
 export * from './checkpoint.js';
 export { HolderRecordCache, ProofSequence, type HolderRecordInput, type HolderRecordSigner, type ProofOutcome, type ProofPlan, type ProofSequenceOptions } from './prover.js';
+export { ledgerStatusView, type LedgerStatusJson } from './status-view.js';
+export { rewardRulesOf, type RewardRuleOptions } from './reward-rules.js';
 export { Finality, VoteBox, type CheckpointVote, type FinalityNetwork, type FinalityOptions, type FinalityState, type FinalityStatus } from './finality.js';
 export {
   MIN_PROOF_UPTIME_MS,

@@ -53,7 +53,15 @@ export const LEDGER_SYNC_LIMITS = {
    * pages. A crash loses at most these pages (fetched again at the next start), never part of one.
    */
   commitPages: 4,
-  /** Bytes of fetched, not yet stored sync pages at which they are stored, whatever commitPages says. */
+  /**
+   * Sync pages fetched (and handed to the verify pool) ahead of the pages being stored: the workers check the next
+   * commit's pages during a commit. Pages ahead count toward maxHeldBytes with the held ones.
+   */
+  aheadPages: 4,
+  /**
+   * Bytes of fetched, not yet stored sync pages (held and ahead) at which the held ones are stored, whatever
+   * commitPages says, and no further page is asked for.
+   */
   maxHeldBytes: 16 * 1024 * 1024,
   /** What a held event counts beside its wire bytes toward maxHeldBytes (its decoded objects and result). */
   heldEventBytes: 1024,

@@ -252,6 +252,11 @@ export class Ledger {
    * checkpoint, a reload after a failed transaction) empties the cache, since the highest nonce may go down then.
    */
   private readonly nonces = new Map<string, bigint>();
+  /**
+   * At least the largest stored order key (null: no event stored), for ingest's duplicate check (session 16): raised
+   * by every insert, kept by removals (it stays an upper bound), read from the table when the state is loaded.
+   */
+  private maxOrd: Uint8Array | null = null;
 
   constructor(opts: LedgerOptions) {
     if (!Number.isInteger(opts.modelLayers) || opts.modelLayers < 1 || opts.modelLayers > 65_536) {
@@ -274,6 +279,9 @@ export class Ledger {
       hasConflict: (e: LedgerEvent): boolean => {
         const m = this.conflictMemo;
         if (m !== undefined && m.e === e) return m.v;
+        // No stored event has this (signer, kind, nonce) when the nonce is above all of theirs (nextNonce, cached: an
+        // in-order sync or gossip event, the common case, costs no index probe; session 16)
+        if (e.nonce >= this.nextNonce(e.signer, e.body.kind)) return false;
         return this.stmts.hasEarlier.get(replayKey(e), orderKey(e.timestampMs, e.id), this.floor) !== undefined;
       },
     };
@@ -303,6 +311,7 @@ export class Ledger {
        * last pages (a point lookup in cache), where the id index sends each lookup to a random leaf.
        */
       statusByOrd: db.prepare('SELECT status, reason FROM events WHERE ord = ?'),
+      maxOrd: db.prepare('SELECT max(ord) AS ord FROM events'),
       // INDEXED BY: with two bounds on ord the planner would otherwise scan the ord index (O(events) per event)
       hasEarlier: db.prepare('SELECT 1 FROM events INDEXED BY events_rkey WHERE rkey = ? AND ord < ? AND ord >= ? LIMIT 1'),
       between: db.prepare('SELECT id, ord, bytes, status, reason, net FROM events WHERE ord > ? AND ord < ? ORDER BY ord LIMIT ?'),
@@ -374,6 +383,7 @@ export class Ledger {
     }))();
     this.state.loadRows(rows);
     this.state.takeDirty();
+    this.maxOrd = (this.stmts.maxOrd.get() as { ord: Uint8Array | null } | undefined)?.ord ?? null;
     this.tip = tip === undefined ? null : fromHex(tip);
     this.pendingFrom = pending === undefined ? null : fromHex(pending);
     this.finalCp = undefined;
@@ -447,7 +457,8 @@ export class Ledger {
         continue;
       }
       const ord = orderKey(e.timestampMs, e.id);
-      const stored = this.stmts.statusByOrd.get(ord) as StatusRow | undefined;
+      // an event after every stored one is not stored (maxOrd): a sync page's events cost no lookup
+      const stored = this.maxOrd !== null && compareBytes(ord, this.maxOrd) <= 0 ? (this.stmts.statusByOrd.get(ord) as StatusRow | undefined) : undefined;
       if (stored !== undefined) {
         results[i] = this.storedResult(id, stored, true);
         continue;
@@ -525,6 +536,7 @@ export class Ledger {
       const insert = (e: LedgerEvent): void => {
         const ord = ords.get(e)!;
         s.insert!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, net ? 1 : 0);
+        this.noteOrd(ord);
         this.noteNonce(e);
         this.insertAccounts(e, ord);
       };
@@ -553,6 +565,7 @@ export class Ledger {
           const ord = ords.get(e)!;
           const r = this.apply(e);
           s.insertJudged!.run(e.id, ord, replayKey(e), e.body.kind, e.timestampMs, e.bytes, STATUS_CODE[r.status], r.reason ?? null, r.amount?.toString() ?? null, net ? 1 : 0);
+          this.noteOrd(ord);
           this.noteNonce(e);
           this.insertAccounts(e, ord);
           verdicts.set(hexOf.get(e)!, r);
@@ -828,6 +841,11 @@ export class Ledger {
   }
 
   /** Raises a cached nextNonce answer past a stored event (entries not cached are asked of the database later). */
+  /** Keeps maxOrd at least the largest stored order key after an insert of `ord`. */
+  private noteOrd(ord: Uint8Array): void {
+    if (this.maxOrd === null || compareBytes(ord, this.maxOrd) > 0) this.maxOrd = ord;
+  }
+
   private noteNonce(e: LedgerEvent): void {
     if (this.nonces.size === 0) return;
     const ck = nonceKey(e.signer, e.body.kind);

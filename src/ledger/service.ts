@@ -50,6 +50,8 @@ export interface LedgerServiceOptions {
   syncCommitPages?: number;
   /** Held sync bytes at which the held pages are stored (default LEDGER_SYNC_LIMITS.maxHeldBytes; tests lower it). */
   syncMaxHeldBytes?: number;
+  /** Sync pages fetched ahead of the store (default LEDGER_SYNC_LIMITS.aheadPages; 1 = one page ahead). */
+  syncAheadPages?: number;
 }
 
 /** Peers whose interrupted sync position is remembered (the rest start again from the beginning). */
@@ -68,6 +70,12 @@ const SYNC_FLUSH_PAGES = 64;
  */
 const GOSSIP_REPLAY_MS = 250;
 const GOSSIP_REPLAY_DUTY = 4;
+/**
+ * How long a sync waits, before storing its held pages, for the pages it fetched ahead to land (and go to the verify
+ * pool, which then checks them during the store). In process and on a LAN they land in well under this; a page that
+ * takes longer (a slow or stalled peer) is not waited for: the store goes first.
+ */
+const SYNC_AHEAD_WAIT_MS = 50;
 /** A verify pool no sync used for this long is closed (its workers hold memory; the next sync starts it again). */
 const POOL_IDLE_MS = 30_000;
 
@@ -203,15 +211,16 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    * pages and maxSyncMs; a sync stopped by either resumes at the same place the next time (`complete: false`). A
    * peer whose cursor does not move forward is a PeerMisbehaviourError.
    *
-   * Pipelined one page ahead (issue 11 §4, ledger_events_per_s): page n + 1 is fetched and its signatures are
-   * handed to this service's verify pool (verify-pool.ts) before page n is ingested, so the workers check n + 1
-   * while the event loop stores n. Verdicts do not change: ingest judges every event as before.
+   * Pipelined up to LEDGER_SYNC_LIMITS.aheadPages pages ahead (issue 11 §4, ledger_events_per_s): the pages after
+   * the held ones are fetched and their signatures handed to this service's verify pool (verify-pool.ts) before the
+   * held pages are stored, so the workers check the next batch while the event loop stores this one. Verdicts do
+   * not change: ingest judges every event as before.
    *
    * Batched commits: pages are held and stored `syncCommitPages` at a time (LEDGER_SYNC_LIMITS.commitPages) in one
    * SQLite transaction (one ingestMany), since a commit's fixed cost (WAL frames of the pages every commit touches,
    * the state rows) was paid per page; fewer when the held pages reach LEDGER_SYNC_LIMITS.maxHeldBytes (each event
-   * counted as its wire bytes plus heldEventBytes, the objects decoding makes of it), so what a sync holds is bounded
-   * by that plus one page and the page fetched ahead. The held pages are also stored when the sync ends (complete,
+   * counted as its wire bytes plus heldEventBytes, the objects decoding makes of it; the pages fetched ahead count
+   * too, and no further page is asked for while they reach it), so what a sync holds is bounded by that plus a page. The held pages are also stored when the sync ends (complete,
    * budget, garbage); a sync that fails or is aborted drops them, and the next one fetches them again from the
    * last stored page's end: a crash or kill loses at most the held pages, never half of a transaction (the resume
    * cursor, and a deferred replay's place, only move with a commit).
@@ -264,30 +273,64 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
         this.emit('ledger:ingested', { result: r, source: 'sync' });
       }
     };
-    // the next page: fetched, then its signatures posted to the pool as soon as it lands
-    const fetchAhead = (from: Uint8Array | null): Promise<{ page: Uint8Array[]; decoded: (LedgerEvent | Error)[] | undefined; verified: Promise<void> }> => {
+    // a page: fetched, then its signatures posted to the pool as soon as it lands
+    const fetchPage = (from: Uint8Array | null, taken: () => boolean): Promise<{ page: Uint8Array[]; decoded: (LedgerEvent | Error)[] | undefined; verified: () => Promise<void> }> => {
       // not deadlineSignal: opts.signal may live as long as the node (util/abort.ts)
       const call = deadlineLink(callMs, opts.signal);
       const got: Promise<{ events: Uint8Array[]; decoded?: (LedgerEvent | Error)[] }> =
         this.net.fetchRangeDecoded !== undefined
           ? this.net.fetchRangeDecoded(peer, from, maxRange, { signal: call.signal })
           : this.net.fetchRange(peer, from, maxRange, { signal: call.signal }).then((events) => ({ events }));
-      const p = got.then(
+      return got.then(
         ({ events: page, decoded }) => {
           call.dispose();
           // a decode that does not match the page entry for entry is not used (ingest decodes the page itself)
           const d = Array.isArray(decoded) && decoded.length === page.length ? decoded : undefined;
-          return { page, decoded: d, verified: this.verifyAhead(page) };
+          return { page, decoded: d, verified: this.verifyAhead(page, taken) };
         },
         (e: unknown) => {
           call.dispose();
           throw e;
         },
       );
-      p.catch(() => {}); // a page fetched ahead may never be taken (budget, abort): its failure is not unhandled
-      return p;
     };
-    let ahead: ReturnType<typeof fetchAhead> | undefined;
+    // Pages fetched ahead of the store, oldest first (issue 11 §4, session 16): up to LEDGER_SYNC_LIMITS.aheadPages
+    // land and go to the verify pool while the pages before them are stored, so the workers check the next commit's
+    // pages during this commit's synchronous ingest. With one page ahead they checked one page per commit of four and
+    // the event loop then waited for the other three. Fetches are chained (each starts at the cursor of the page
+    // before it); pages ahead count toward maxHeldBytes with the held ones, and none is asked for past the budget.
+    type Ahead = { page: Uint8Array[]; decoded: (LedgerEvent | Error)[] | undefined; verified: () => Promise<void>; next: Uint8Array | undefined; advances: boolean; bytes: number };
+    const aheadPages = Math.max(1, Math.floor(this.opts.syncAheadPages ?? LEDGER_SYNC_LIMITS.aheadPages));
+    const ahead: { landed: Promise<Ahead>; take: () => void }[] = [];
+    let aheadBytes = 0; // of pages that landed and were not taken yet
+    // where the next page ahead starts and its number in this sync; undefined while one is in flight or the chain ended
+    let chain: { from: Uint8Array | null; index: number } | undefined = { from: fetched, index: 0 };
+    const pump = (): void => {
+      if (chain === undefined || ahead.length >= aheadPages || heldBytes + aheadBytes >= maxHeldBytes) return;
+      if (chain.index >= maxPages || performance.now() > deadline || opts.signal?.aborted === true) return;
+      const { from, index } = chain;
+      chain = undefined;
+      let taken = false;
+      const p = fetchPage(from, () => taken).then(({ page, decoded, verified }) => {
+        // The cursor is the order key of the page's last event, as the peer sorted it (undefined: garbage, and a
+        // peer that sends garbage gets no further pages). A page must end after the previous one: a peer that
+        // repeats itself would keep us asking forever.
+        const next = page.length === 0 ? undefined : pageCursor(page, decoded);
+        const advances = next !== undefined && (from === null || compareBytes(next, from) > 0);
+        // a decoded page is held twice: its wire bytes and the decode's private copy of them
+        const copies = decoded === undefined ? 1 : 2;
+        let bytes = 0;
+        for (const b of page) bytes += copies * (b instanceof Uint8Array ? b.byteLength : 0) + LEDGER_SYNC_LIMITS.heldEventBytes;
+        aheadBytes += bytes;
+        if (advances && page.length === maxRange) {
+          chain = { from: next, index: index + 1 };
+          pump();
+        }
+        return { page, decoded, verified, next, advances, bytes };
+      });
+      p.catch(noop); // a page fetched ahead may never be taken (budget, abort, an earlier failure): not unhandled
+      ahead.push({ landed: p, take: () => void (taken = true) });
+    };
     this.syncing++;
     try {
       for (;;) {
@@ -301,31 +344,43 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
           this.log.info('ledger sync paused on its budget; resumes next time', { peer, pages, received });
           break;
         }
-        const { page, decoded, verified } = await (ahead ?? fetchAhead(fetched));
-        ahead = undefined;
+        pump();
+        if (ahead.length === 0) {
+          commit(); // the held pages fill the byte bound: stored, they make room for the next
+          pump();
+          if (ahead.length === 0) {
+            // the chain stopped on the budget between the check above and here
+            remember();
+            this.log.info('ledger sync paused on its budget; resumes next time', { peer, pages, received });
+            break;
+          }
+        }
+        const first = ahead.shift()!;
+        first.take();
+        const { page, decoded, verified, next, advances, bytes } = await first.landed;
+        aheadBytes -= bytes;
         if (page.length === 0) {
           commit();
           complete = true;
           break;
         }
         if (page.length > maxRange) throw new PeerMisbehaviourError('LEDGER_SYNC_PAGE', `peer ${peer} sent ${page.length} events for a page of ${maxRange}`);
-        // The cursor is the order key of the page's last event, as the peer sorted it (undefined: garbage, and a
-        // peer that sends garbage gets no further pages).
-        const next = pageCursor(page, decoded);
-        // A page must end after the previous one: a peer that repeats itself would keep us asking forever.
-        const advances = next !== undefined && (fetched === null || compareBytes(next, fetched) > 0);
         const more = advances && page.length === maxRange && pages + 1 < maxPages && performance.now() <= deadline && opts.signal?.aborted !== true;
-        if (more) ahead = fetchAhead(next);
-        await verified;
-        // page n + 1 lands (and goes to the workers) before page n's synchronous ingest takes the event loop
-        if (ahead !== undefined) await ahead.then(noop, noop);
+        pump();
+        await verified();
         received += page.length;
         pages++;
         held.push({ page, decoded, next: advances ? next : undefined });
-        // a decoded page is held twice: its wire bytes and the decode's private copy of them
-        const copies = decoded === undefined ? 1 : 2;
-        for (const b of page) heldBytes += copies * (b instanceof Uint8Array ? b.byteLength : 0) + LEDGER_SYNC_LIMITS.heldEventBytes;
-        if (!more || held.length >= commitPages || heldBytes >= maxHeldBytes) commit();
+        heldBytes += bytes;
+        if (!more || held.length >= commitPages || heldBytes >= maxHeldBytes) {
+          // the pages ahead land and go to the workers before the synchronous store takes the event loop; a page
+          // that does not come within SYNC_AHEAD_WAIT_MS is not waited for (the store goes first, as with none ahead)
+          if (more) await landedOrLate(ahead, SYNC_AHEAD_WAIT_MS);
+          // and workers still starting get a turn of the event loop to say they are up (their message is a task, which
+          // the awaits above, on pages already landed, never leave room for): the pages ahead then go to them
+          if (this.pool !== undefined && !this.pool.isReady) await new Promise<void>((resolve) => setImmediate(resolve));
+          commit();
+        }
         if (next === undefined) break;
         if (!advances) throw new PeerMisbehaviourError('LEDGER_SYNC_CURSOR', `peer ${peer} sent a page that did not advance the cursor`, { peer });
         fetched = next;
@@ -344,21 +399,35 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
   }
 
   /**
-   * Posts a page's signatures to the verify pool (started by the first full page); resolves once their
-   * verdicts are cached, never rejects: a pool that fails is dropped and ingest verifies on the event loop.
+   * Posts a page's signatures to the verify pool (started by the first full page); the answer, asked when the page
+   * is taken, resolves once their verdicts are cached, never rejects: a pool that fails is dropped and ingest
+   * verifies on the event loop. A page that lands while the workers start is checked at ingest, unless it is still
+   * waiting (`taken` false: a page fetched ahead) when they are up; it is then posted at that moment.
    */
-  private verifyAhead(page: Uint8Array[]): Promise<void> {
-    if (page.length < VERIFY_POOL_MIN_PAGE) return Promise.resolve();
+  private verifyAhead(page: Uint8Array[], taken: () => boolean = () => true): () => Promise<void> {
+    const none = (): Promise<void> => Promise.resolve();
+    if (page.length < VERIFY_POOL_MIN_PAGE) return none;
     // Only a full page (more are coming) starts the workers: their start costs about as much CPU as checking a page,
     // so a short sync (a tail sync's few events, every minute) is checked at ingest and never starts them.
-    if (this.pool === undefined && page.length < LEDGER_SYNC_LIMITS.maxRange) return Promise.resolve();
+    if (this.pool === undefined && page.length < LEDGER_SYNC_LIMITS.maxRange) return none;
     const pool = this.openPool();
-    if (pool === undefined) return Promise.resolve();
+    if (pool === undefined) return none;
     // a page never waits for the workers to start (tens of ms, more under load): it is checked at ingest while they do
     if (!pool.isReady) {
-      pool.started().catch((e: unknown) => this.dropPool(pool, e));
-      return Promise.resolve();
+      let posted: Promise<void> | undefined;
+      pool.started().then(
+        () => {
+          if (!taken() && this.pool === pool) posted = this.prefill(pool, page);
+        },
+        (e: unknown) => this.dropPool(pool, e),
+      );
+      return () => posted ?? Promise.resolve();
     }
+    const p = this.prefill(pool, page);
+    return () => p;
+  }
+
+  private prefill(pool: SignatureVerifyPool, page: Uint8Array[]): Promise<void> {
     this.pooledPages++;
     return pool.prefill(page).then(noop, (e: unknown) => this.dropPool(pool, e));
   }
@@ -508,6 +577,23 @@ function pageCursor(page: Uint8Array[], decoded?: (LedgerEvent | Error)[]): Uint
 }
 
 function noop(): void {}
+
+/**
+ * Waits for the pages in `ahead` (syncFrom's fetches ahead, a live list: pages the pump chains on while this waits
+ * are waited for too) to land, in order, for at most `ms` in all; never rejects (a failed page is the caller's to see
+ * when it takes it).
+ */
+async function landedOrLate(ahead: readonly { landed: Promise<unknown> }[], ms: number): Promise<void> {
+  const until = performance.now() + ms;
+  for (let i = 0; i < ahead.length; i++) {
+    const left = until - performance.now();
+    if (left <= 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, left)));
+    await Promise.race([ahead[i]!.landed.then(noop, noop), late]);
+    clearTimeout(timer);
+  }
+}
 
 export interface NodeLedgerOptions {
   dataDir: string;

@@ -36,13 +36,15 @@ import {
   RECEIPT_DOMAIN,
   receiptPayload,
   replayKey,
-  signedParts,
   ZERO32,
   type LedgerEvent,
   type MarketCompleteBody,
   type ProofBody,
 } from './events.js';
 import { holderRecordPayloadOf, type EmbeddedHolderRecord } from './holder.js';
+import { verdictKeyOf } from './signed-parts.js';
+/** The verifier thread's entry (verify-pool.ts), in a module of its own so that a worker loads little. */
+export { acceptedSignatureKeyOfBytes } from './signed-parts.js';
 import type { HolderRecordVerifier } from './interfaces.js';
 import { FRAUD_REASONS, type ReasonCode } from './reasons.js';
 
@@ -88,11 +90,6 @@ export function verifyEvent(e: LedgerEvent, cfg: VerifyConfig): ReasonCode | nul
 const eventVerdicts = new Map<string, true>();
 const EVENT_VERDICTS_MAX = 65_536;
 
-/** The cache key of a signature over `digest` (the payload's signing digest): the digest and the signature bytes. */
-function verdictKeyOf(digest: Uint8Array, signature: Uint8Array): string {
-  return Buffer.from(digest.buffer, digest.byteOffset, digest.byteLength).toString('latin1') + Buffer.from(signature.buffer, signature.byteOffset, 64).toString('latin1');
-}
-
 function remember(key: string): void {
   if (eventVerdicts.size >= EVENT_VERDICTS_MAX) eventVerdicts.delete(eventVerdicts.keys().next().value!);
   eventVerdicts.set(key, true);
@@ -120,17 +117,6 @@ export function acceptedSignatureKey(e: LedgerEvent): string | null {
   if (!(e.signature instanceof Uint8Array) || e.signature.byteLength !== 64) return null;
   const digest = signingDigest(EVENT_DOMAIN, e.payload);
   return verifyDomainDigest(e.signer, EVENT_DOMAIN, e.payload, digest, e.signature) ? verdictKeyOf(digest, e.signature) : null;
-}
-
-/**
- * acceptedSignatureKey of wire bytes (the verifier thread's entry): only the header is read (events.ts signedParts:
- * the signer, and the payload's signing digest, which is decodeEvent's id), not the body, whose decode took a fifth
- * of the thread's time (issue 11 §4). Bytes whose header does not parse: null (ingest drops them).
- */
-export function acceptedSignatureKeyOfBytes(bytes: Uint8Array): string | null {
-  const p = signedParts(bytes);
-  if (p === null) return null;
-  return verifyDomainDigest(p.signer, EVENT_DOMAIN, bytes.subarray(0, bytes.byteLength - 64), p.digest, p.signature) ? verdictKeyOf(p.digest, p.signature) : null;
 }
 
 /** Records a key acceptedSignatureKey returned (the event loop's side of verify-pool.ts). */

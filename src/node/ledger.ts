@@ -28,7 +28,8 @@
  *
  * Wallet events. `ledgerSubmitter(l)` is what the local endpoint's POST /api/ledger/events calls (the wallet CLI's
  * first choice; the outbox is its fallback): the same LedgerService.submit the outbox drain uses, which stores the
- * event and publishes it on the gossip topic. `ledgerStatusView` is the JSON of `neuroshard ledger status`.
+ * event and publishes it on the gossip topic; its status is ledger/status-view.ts `ledgerStatusView`, the JSON of
+ * `neuroshard ledger status`.
  *
  * Nonces. A proof's nonce is the next one after every proof of ours the ledger stores (stored before it is
  * published, so a restart continues the sequence; never the epoch). A node does not prove before it has reconciled
@@ -37,7 +38,7 @@
  * equivocation, both proofs are void and anyone may slash the key. Run each key on one machine only.
  */
 import { freemem } from 'node:os';
-import { LedgerNotReadyError, type LedgerStatusView, type LedgerSubmitter, type SubmitOutcome } from '../api/index.js';
+import { LedgerNotReadyError, type LedgerSubmitter, type SubmitOutcome } from '../api/index.js';
 import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../identity/index.js';
 import {
   buildGenesis,
@@ -60,7 +61,8 @@ import {
   decodeEvent,
   defaultProofOffset,
   EventKind,
-  formatAmount,
+  ledgerStatusView,
+  rewardRulesOf,
   garbageReasons,
   LEDGER_SYNC_LIMITS,
   localHolderRecordVerifier,
@@ -75,7 +77,7 @@ import {
   type LedgerStatus,
   type WorkCounters,
 } from '../ledger/index.js';
-import { networkRewardRules, type RewardRules } from '../ledger/witness.js';
+import type { RewardRules } from '../ledger/witness.js';
 import type { PeerScoreTable } from '../p2p/peer-score.js';
 import { PENALTY } from '../p2p/peer-score.js';
 import type { P2PNetwork } from '../p2p/types.js';
@@ -165,16 +167,9 @@ export interface NodeLedgerServiceOptions {
   witnessedRewards?: boolean;
 }
 
-/** The network's reward rules as this node runs them (ledger/witness.ts networkRewardRules, with the option defaults). */
+/** The network's reward rules as this node runs them (ledger/reward-rules.ts, with this node's option defaults). */
 export function rewardRules(o: Pick<NodeLedgerServiceOptions, 'witnessedRewards' | 'checkpointPeriodMs' | 'checkpointSettleMs'>, genesisKey: Uint8Array | undefined): RewardRules {
-  return networkRewardRules(
-    {
-      witnessed: o.witnessedRewards ?? LEDGER_DEFAULTS.witnessedRewards,
-      checkpointPeriodMs: o.checkpointPeriodMs ?? 5 * 60_000,
-      checkpointSettleMs: o.checkpointSettleMs ?? LEDGER_DEFAULTS.checkpointSettleMs,
-    },
-    genesisKey,
-  );
+  return rewardRulesOf(o, { witnessedRewards: LEDGER_DEFAULTS.witnessedRewards, checkpointPeriodMs: 5 * 60_000, checkpointSettleMs: LEDGER_DEFAULTS.checkpointSettleMs }, genesisKey);
 }
 
 export interface NodeLedgerStatus extends LedgerStatus {
@@ -659,24 +654,6 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       started.stop();
       await service.closed(); // the verify pool's workers have exited: nothing of this node is left running
     },
-  };
-}
-
-/** `neuroshard ledger status --json` and GET /api/ledger/status: the totals as decimal NEURO strings. */
-export function ledgerStatusView(s: LedgerStatus, finality?: FinalityStatus): LedgerStatusView {
-  return {
-    stateHash: s.stateHash,
-    replayPending: s.replayPending,
-    events: s.events,
-    minted: formatAmount(s.minted),
-    burned: formatAmount(s.burned),
-    staked: formatAmount(s.staked),
-    escrowed: formatAmount(s.escrowed),
-    finalizedSeq: s.finalized?.seq ?? null,
-    finalizedHeight: s.finalized?.height ?? null,
-    finalizedHash: s.finalized?.hash ?? null,
-    finalizedStateHash: s.finalized?.stateHash ?? null,
-    ...(finality !== undefined ? { finality: finality.state } : {}),
   };
 }
 

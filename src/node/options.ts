@@ -499,7 +499,7 @@ export const LEDGER_DEFAULTS = {
    */
   witnessedRewards: true,
   /**
-   * Issue 11 §4: worker threads that verify sync pages' event signatures one page ahead of ingest
+   * Issue 11 §4: worker threads that verify sync pages' event signatures ahead of ingest (up to 4 pages ahead)
    * (ledger/verify-pool.ts; about 45 % of an event's CPU otherwise on the event loop). Undefined: the cores beside
    * the event loop, at most 4 (defaultVerifyThreads); 0: on the event loop. Started by the first full sync page
    * (512 events), closed after 30 s without a sync and on stop.

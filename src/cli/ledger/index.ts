@@ -6,7 +6,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ledgerStatusView } from '../../node/ledger.js';
+import { ledgerStatusView } from '../../ledger/index.js';
 import { ConfigError } from '../../util/errors.js';
 import { UsageError, type Command } from '../command.js';
 import { runningNodeClient } from '../local-endpoint.js';

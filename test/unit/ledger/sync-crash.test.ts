@@ -26,24 +26,29 @@ const child = here.replace(/sync-crash\.test\.(ts|js)$/, `sync-crash-child.$1`);
 const PAGE = LEDGER_SYNC_LIMITS.maxRange;
 const BATCH = LEDGER_SYNC_LIMITS.commitPages;
 
-/** Runs the child until it prints `fetch <killAt>` (then SIGKILLs its process group) or finishes. */
-function runChild(args: string[], killAt: number): Promise<{ fetches: number; killed: boolean; done?: string }> {
+/**
+ * Runs the child until it has printed `fetch <killAt>` and stored `storedAt` events (then SIGKILLs its process group)
+ * or finishes.
+ */
+function runChild(args: string[], killAt: number, storedAt = 0): Promise<{ fetches: number; killed: boolean; done?: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [...(fromSource ? ['--import', 'tsx'] : []), child, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let fetches = 0;
+    let stored = 0;
     let killed = false;
     let done: string | undefined;
     let stderr = '';
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     createInterface({ input: p.stdout }).on('line', (line) => {
       const m = /^fetch (\d+)$/.exec(line);
-      if (m !== null) {
-        fetches = Number(m[1]);
-        if (fetches === killAt && !killed) {
-          killed = true;
-          process.kill(-p.pid!, 'SIGKILL');
-        }
-      } else if (line.startsWith('done ')) done = line.slice(5);
+      const st = /^stored (\d+)$/.exec(line);
+      if (m !== null) fetches = Number(m[1]);
+      else if (st !== null) stored = Number(st[1]);
+      else if (line.startsWith('done ')) done = line.slice(5);
+      if (fetches === killAt && stored >= storedAt && !killed) {
+        killed = true;
+        process.kill(-p.pid!, 'SIGKILL');
+      }
     });
     p.on('error', reject);
     p.on('close', (code, signal) => {
@@ -90,7 +95,8 @@ describe('sync crash safety (batched commits)', () => {
       // fetched and held, not stored.
       const db = join(t.dir, 'target.db');
       const args = [db, sourcePath, NET, String(GEN_LAYERS), String(nowMs)];
-      const run = await runChild([...args, String(BATCH + 2)], BATCH + 2);
+      // (killed once the batch is stored: the sync stores it after waiting briefly for the pages it fetched ahead)
+      const run = await runChild([...args, String(BATCH + 2)], BATCH + 2, BATCH * PAGE);
       assert.ok(run.killed && run.done === undefined, 'the child was killed before it finished');
 
       // What the killed process left: exactly the events of its committed batch, applied as a whole.

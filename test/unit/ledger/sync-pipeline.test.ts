@@ -1,14 +1,16 @@
 /**
- * Issue 11 §4 (ledger_events_per_s on a node's real sync path): LedgerService.syncFrom fetches page n + 1 and has
- * its signatures checked on the service's own verify pool (verify-pool.ts) while it ingests page n. The verdicts,
+ * Issue 11 §4 (ledger_events_per_s on a node's real sync path): LedgerService.syncFrom fetches the next pages and has
+ * their signatures checked on the service's own verify pool (verify-pool.ts) while it ingests the pages before them. The verdicts,
  * stored rows and state hash are those of the plain path (signatures on the event loop), also for tampered,
- * malleated and garbage events; the pipeline holds at most one page ahead; the pool's workers start with the first
+ * malleated and garbage events; the pipeline holds at most LEDGER_SYNC_LIMITS.aheadPages pages ahead (one with
+ * syncAheadPages 1), within the page budget and the held-bytes bound; the pool's workers start with the first
  * full page (a short sync never starts them) and exit on stop (no leak over restarts) and after an idle time.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareBytes, decodeEvent, orderKey } from '../../../src/ledger/events.js';
+import { LEDGER_SYNC_LIMITS } from '../../../src/ledger/interfaces.js';
 import { Ledger } from '../../../src/ledger/ledger.js';
 import { LedgerService, startNodeLedger } from '../../../src/ledger/service.js';
 import { clearEventVerdicts } from '../../../src/ledger/verify.js';
@@ -65,7 +67,7 @@ function cursorPeer(events: Uint8Array[], onCall?: (call: number, after: Uint8Ar
   });
 }
 
-describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
+describe('sync pipeline: pages fetched ahead, signatures on the verify pool', () => {
   it('gives the verdicts, rows and state hash of the plain path on valid and invalid traffic', async () => {
     const t = tempDir('neuroshard-syncpool-');
     const { pages, lastMs } = pagedTraffic(1800, 20_261_203);
@@ -108,7 +110,7 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
     }
   });
 
-  it('fetches page n + 1 before ingesting page n, never two pages ahead', async () => {
+  it('with one page ahead (syncAheadPages 1): fetches page n + 1 before ingesting page n, never two pages ahead', async () => {
     const { ledger, done } = tempLedger();
     const M = testKey(9731);
     const now = T0 + 86_400_000;
@@ -122,7 +124,7 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       return events.slice((call - 1) * PAGE, call * PAGE);
     });
     // one transaction per page, so that each page's ingest is seen on its own
-    const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(now), verifyThreads: 1, syncCommitPages: 1 });
+    const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(now), verifyThreads: 1, syncCommitPages: 1, syncAheadPages: 1 });
     let inPage = 0;
     service.on('ledger:ingested', () => {
       if (inPage === 0) log.push(`ingest ${ingestedPages + 1}`);
@@ -154,7 +156,7 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       afters.push(after === null ? null : Buffer.from(after).toString('hex'));
       if (call === 3) ac.abort(); // page 3 is fetched ahead while page 2 waits for its ingest
     });
-    const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(now), verifyThreads: 1, syncBudget: { maxPages: 3 }, syncCommitPages: 1 });
+    const service = new LedgerService({ ledger, network: peer, clock: new ManualClock(now), verifyThreads: 1, syncBudget: { maxPages: 3 }, syncCommitPages: 1, syncAheadPages: 1 });
     try {
       await assert.rejects(service.syncFrom('peer', { signal: ac.signal }), /abort/i);
       assert.equal(ledger.status().events, 2 * PAGE, 'the pages fetched before the abort were taken; the one fetched ahead was not');
@@ -167,6 +169,53 @@ describe('sync pipeline: one page ahead, signatures on the verify pool', () => {
       await service.closed();
       done();
     }
+  });
+
+  it('fetches up to aheadPages pages ahead of the store (the next batch is on the workers during a commit), within the page budget and the held-bytes bound', async () => {
+    const M = testKey(9734);
+    const now = T0 + 86_400_000;
+    const N = 9 * PAGE + 100;
+    const events = proofRun(M, now - 3_600_000 - N * 60_000, N);
+    const sync = async (opts: { maxPages?: number; maxHeldBytes?: number }) => {
+      const { ledger, done } = tempLedger();
+      let ingested = 0;
+      let maxAhead = 0;
+      const peer = evilPeer((call) => {
+        // pages fetched beyond the last fully stored one, this request's page included
+        maxAhead = Math.max(maxAhead, call - Math.floor(ingested / PAGE) - 1);
+        return events.slice((call - 1) * PAGE, call * PAGE);
+      });
+      const service = new LedgerService({
+        ledger,
+        network: peer,
+        clock: new ManualClock(now),
+        verifyThreads: 1,
+        ...(opts.maxPages !== undefined ? { syncBudget: { maxPages: opts.maxPages } } : {}),
+        ...(opts.maxHeldBytes !== undefined ? { syncMaxHeldBytes: opts.maxHeldBytes } : {}),
+      });
+      service.on('ledger:ingested', () => ingested++);
+      try {
+        const r = await service.syncFrom('peer');
+        return { r, maxAhead, calls: peer.calls, events: ledger.status().events };
+      } finally {
+        service.stop();
+        await service.closed();
+        done();
+      }
+    };
+    const AHEAD = LEDGER_SYNC_LIMITS.aheadPages;
+    const BATCH = LEDGER_SYNC_LIMITS.commitPages;
+    const all = await sync({});
+    assert.deepEqual(all.r, { received: N, added: N, complete: true });
+    assert.equal(all.calls, 10, 'each page fetched once');
+    assert.ok(all.maxAhead > 1 && all.maxAhead <= BATCH + AHEAD, `pages ahead of the store: ${all.maxAhead} (held ${BATCH} + ahead ${AHEAD} at most)`);
+    const budget = await sync({ maxPages: 3 });
+    assert.deepEqual(budget.r, { received: 3 * PAGE, added: 3 * PAGE, complete: false });
+    assert.equal(budget.calls, 3, 'no page fetched ahead past the budget');
+    // a bound below one page: a page is stored as soon as it is held, and none is fetched while one is held or ahead
+    const tight = await sync({ maxHeldBytes: 1 });
+    assert.deepEqual(tight.r, { received: N, added: N, complete: true });
+    assert.equal(tight.maxAhead, 1, 'the held-bytes bound counts the pages ahead');
   });
 
   it('the pool starts with the first full page and its workers exit on stop, restart after restart, and when idle', async () => {
