@@ -345,7 +345,7 @@ export class OuterSync {
    * Members whose Δ this round waits for, by the inner steps their status showed last and since when (this round's
    * askMissing; cleared at each round's begin).
    */
-  private progress = new Map<string, { round: number; steps: number; since: number }>();
+  private progress = new Map<string, { round: number; phase: string; steps: number; since: number }>();
   /** Our last chain boundary as published in the status (a chain stage only). */
   private chainPub: ChainBoundary | undefined;
   /** Inner steps of the current round: H, or fewer once to end with our driver's rounds (chainNext). */
@@ -895,23 +895,27 @@ export class OuterSync {
   }
 
   /**
-   * Members in their inner steps (of this round or an earlier one) whose step count has not moved for the stall
-   * bound. Chains tie layer groups into one wait: a hop paused in its close waits for a member's Δ, that member's
-   * steps come from a driver paused in its own close, which waits for the Δ of a driver whose hop is the first one
-   * (outer-move after the swap, caught on Node 24: four nodes in a cycle, each round held to its deadline and then its
-   * hash vote to its bound, 245 s). Releasing one member breaks the cycle; its Δ is not counted by us, it closes the
-   * round later with ours and takes the majority's state in the hash vote. A member that steps slowly but steps is
-   * waited for as before.
+   * Members whose Δ this round waits for and whose status has not moved for the stall bound (same round, phase and
+   * step count): one in its inner steps of this round, or one still in an earlier round (its steps or its close of
+   * that round). Chains tie layer groups into one wait: a hop paused in its close waits for a member's Δ, that
+   * member's steps come from a driver paused in its own close, which waits for the Δ of a driver whose hop is the
+   * first one (outer-move after the swap, caught on Node 24: four nodes in a cycle, each round held to its deadline
+   * and then its hash vote to its bound, 245 s); or every node of the cycle is in a close (caught on Node 22: A in
+   * round 4 waited for N's Δ, N closing round 3 waited for its hop D's proposal, D in round 4 waited for M's Δ, M
+   * closing round 3 waited for its driver A's decision). Releasing one member breaks the cycle; its Δ is not counted
+   * by us, it closes the round later with ours and takes the majority's state in the hash vote. A member that steps
+   * slowly but steps, or that collects this very round (its Δ is on its way), is waited for as before.
    */
   private stalledMembers(statuses: Map<string, PeerTrainingStatus>): Set<string> {
     const out = new Set<string>();
     const now = this.o.clock.now();
     const bound = this.o.stalledMs ?? Math.max(STALLED_MIN_MS, this.o.round.syncTimeoutMs / 4);
     for (const [p, st] of statuses) {
-      if (st.phase !== 'inner' || st.steps === undefined || st.round > this.roundNo) continue;
+      if (st.phase === 'entering' || st.steps === undefined || st.round > this.roundNo) continue;
+      if (st.round === this.roundNo && st.phase !== 'inner') continue;
       const seen = this.progress.get(p);
-      if (seen === undefined || seen.round !== st.round || seen.steps !== st.steps) {
-        this.progress.set(p, { round: st.round, steps: st.steps, since: now });
+      if (seen === undefined || seen.round !== st.round || seen.phase !== st.phase || seen.steps !== st.steps) {
+        this.progress.set(p, { round: st.round, phase: st.phase, steps: st.steps, since: now });
         continue;
       }
       if (now - seen.since >= bound) out.add(p);
