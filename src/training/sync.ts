@@ -889,7 +889,7 @@ export class OuterSync {
         // a member past this round (its numbers skipped over it: rounds.ts nextRoundNumber; or it closed it without us
         // at its deadline, and its hash vote gave up on ours) sends no Δ for it any more
         else if (passed(st.get(p), this.roundNo)) this.released(p, l, false, 'a holder stands past this round: not waited for');
-        else if (stalled.has(p)) this.released(p, l, false, 'a member takes no inner step: not waited for');
+        else if (stalled.has(p)) this.released(p, l, false, 'a member shows no progress in its rounds: not waited for');
       }
     }
   }
