@@ -42,6 +42,9 @@ describe('outer-sync wire', () => {
     const chain = { step: 41, next: 9, drives: true };
     assert.deepEqual(checkStatus({ ...ok, chain }), { ...ok, chain });
     for (const bad of [null, 3, [], { ...chain, step: -1 }, { ...chain, next: 1.5 }, { ...chain, drives: 'yes' }, { step: 1, next: 2 }]) assert.throws(() => checkStatus({ ...ok, chain: bad }), PeerMisbehaviourError);
+    // `steps` (inner steps counted since start: the stall release reads it) is optional; when present an integer ≥ 0
+    assert.deepEqual(checkStatus({ ...ok, steps: 120 }), { ...ok, steps: 120 });
+    for (const steps of [-1, 1.5, '7', null, 2 ** 60]) assert.throws(() => checkStatus({ ...ok, steps }), PeerMisbehaviourError);
     assert.deepEqual(checkLayerRequest({ round: -1, layer: 'head' }), { round: -1, layer: 'head' });
     assert.throws(() => checkLayerRequest({ round: -2, layer: 'head' }), PeerMisbehaviourError);
     assert.throws(() => checkLayerRequest({ round: 0, layer: '../x' }), PeerMisbehaviourError);
