@@ -71,6 +71,7 @@ export {
   type ReconcileMode,
   type StatusSummary,
 } from './reconcile.js';
+export { ReconcileQueue, type ReconcileQueueOptions, type RetryScheduler } from './reconcile-queue.js';
 export * from './checkpoint.js';
 export { HolderRecordCache, ProofSequence, type HolderRecordInput, type HolderRecordSigner, type ProofOutcome, type ProofPlan, type ProofSequenceOptions } from './prover.js';
 export { ledgerStatusView, type LedgerStatusJson } from './status-view.js';

@@ -44,14 +44,12 @@ import {
   buildGenesis,
   afterTailSync,
   aloneFounder,
-  mergeReconcileJob,
   proofGate,
   raiseReported,
   reconcileAction,
-  reconcileRetryMs,
   tailSyncStart,
-  type ReconcileJob,
   type ReconcileMode,
+  ReconcileQueue,
   lastProofEpochIn,
   servedEvents,
   submitTooOld,
@@ -322,53 +320,23 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
   let stopped = false;
   let quiet = false;
   const timers: NodeJS.Timeout[] = [];
-  const retries = new Set<NodeJS.Timeout>();
   const offs: (() => void)[] = [];
 
   // ─────────────────────────── reconciliation ───────────────────────────
 
   const sync = { caughtUp: false, runs: 0, failures: 0, lastPeer: undefined as string | undefined };
-  const queue = new Map<string, ReconcileJob>();
-  let pumping: Promise<void> | undefined;
-
-  const kick = (): void => {
-    if (pumping !== undefined || stopped) return;
-    pumping = pump().finally(() => {
-      pumping = undefined;
-      if (queue.size > 0) kick();
-    });
-  };
-
-  const enqueue = (peer: string, mode: ReconcileMode, attempt = 0): void => {
-    if (stopped || peer === self) return;
-    const job = mergeReconcileJob(queue.get(peer), { mode, attempt });
-    if (job !== undefined) queue.set(peer, job);
-    kick();
-  };
-
-  const pump = async (): Promise<void> => {
-    while (queue.size > 0 && !stopped) {
-      const [peer, job] = queue.entries().next().value!;
-      queue.delete(peer);
-      try {
-        await reconcileWith(peer, job.mode);
-      } catch (e) {
-        if (stopped) return;
-        sync.failures++;
-        const unavailable = isNeuroShardError(e, 'RPC_UNAVAILABLE') || isNeuroShardError(e, 'LEDGER_NOT_SERVING');
-        log.debug('ledger reconciliation failed', { peer, error: errorMessage(e) });
-        // A peer whose ledger is not up yet (it connected first): ask again shortly, a few times.
-        const retryMs = reconcileRetryMs(unavailable, job.attempt);
-        if (retryMs !== undefined) {
-          const t = setTimeout(() => {
-            retries.delete(t);
-            enqueue(peer, job.mode, job.attempt + 1);
-          }, retryMs);
-          t.unref();
-          retries.add(t);
-        }
-      }
-    }
+  // one job per peer, run one at a time, a not-yet-serving peer retried (ledger/reconcile-queue.ts)
+  const reconciles = new ReconcileQueue({
+    self,
+    run: (peer, mode) => reconcileWith(peer, mode),
+    unavailable: (e) => isNeuroShardError(e, 'RPC_UNAVAILABLE') || isNeuroShardError(e, 'LEDGER_NOT_SERVING'),
+    onFailure: (peer, e) => {
+      sync.failures++;
+      log.debug('ledger reconciliation failed', { peer, error: errorMessage(e) });
+    },
+  });
+  const enqueue = (peer: string, mode: ReconcileMode): void => {
+    if (!stopped) reconciles.enqueue(peer, mode);
   };
 
   /** Counts events a sync with `peer` dropped as invalid (garbage) and penalises the peer once for them. */
@@ -642,11 +610,9 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       stopped = true;
       quiet = true;
       for (const t of timers) clearInterval(t);
-      for (const t of retries) clearTimeout(t);
       for (const off of offs) off();
-      queue.clear();
       stopping.abort();
-      await pumping?.catch(() => {});
+      await reconciles.stop(); // queued jobs and retries dropped; the running one ends on the abort
       // a proof being published finishes (its event is stored already); no new one starts
       while (proving) await new Promise((r) => setImmediate(r));
       await cpNet.stop();
