@@ -13,6 +13,7 @@ export { LocalStage, OpStage, PipelineTrainer, runStageOp, pipelineSchedule, sim
 export { ChainTrainer, driverGone, HopFailedError, HopInnerLoop, NoChainError, TrainStepsReachedError, planChain, type ChainCandidate, type ChainHop, type ChainTrainerEvents, type ChainTrainerOptions, type HopInnerLoopOptions, type LocalSpanStage } from './chain.js';
 export type { InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
 export { innerLoopParams, runOuterRounds, type OuterRoundsOptions } from './chain-outer.js';
+export { voteOutcome, type VoteOutcome } from './vote.js';
 export { DiLoCoNode, layerId, layerRanges, type DiLoCoOptions, type LayerContribution, type LayerRange } from './diloco.js';
 export {
   DiLoCoStepper,

@@ -23,7 +23,8 @@
  * Layers held alone (no other live holder) keep θ_local at the boundary: a lone node trains as a solo trainer
  * does (a one-node chain needs no outer step), and its state is what a joiner downloads.
  *
- * Ties in the hash vote go to the smallest hash (every holder computes the same winner from the same reports).
+ * The hash vote (./vote.ts): the hash most of the layer's voters hold wins; a tie among holders that began the round
+ * from one state sends the layer back to it on every holder; other ties go to the smallest tied hash.
  */
 import { createHash } from 'node:crypto';
 import type { ParamLayout } from '../model/layout.js';
@@ -41,6 +42,7 @@ import type { TrainStepper } from './loop.js';
 import type { TrainStepResult } from './trainer.js';
 import type { Batch } from './types.js';
 import type { ChainPosition } from './inner.js';
+import { voteOutcome, type VoteOutcome } from './vote.js';
 import { innerStepDone, MAX_ROUND, nextRoundNumber, partnerAt, receive as roundReceive, release, startRound, stepsToAlign, tryClose, type ChainBoundary, type RoundConfig, type RoundState } from './rounds.js';
 
 /** What the inner loop must offer the outer sync: its held parameters as one flat buffer (ParamLayout order). */
@@ -165,6 +167,8 @@ export interface LastRoundReport {
   late: string[];
   /** Layers whose hash disagreed with the holders' majority and were replaced by the majority's state. */
   repaired: string[];
+  /** Layers whose hash vote tied among holders that began from one state: back to that state (./vote.ts). */
+  split: string[];
   /** The round's members (any layer, ourselves included): holders counted for the quorum and the hash vote. */
   members: string[];
   /** Members the round did not wait for: still entering the rounds at its start (a joiner, a restarted node). */
@@ -577,6 +581,7 @@ export class OuterSync {
       this.states.set(id, st);
     }
     const sends: Promise<void>[] = [];
+    const listenerSends: Promise<void>[] = [];
     const all: Promise<void>[] = [];
     const deadline = now + this.o.round.syncTimeoutMs;
     // one listener on `signal` (the node's lifetime) for all of this round's sends, not one per send and retry:
@@ -600,7 +605,10 @@ export class OuterSync {
         // a listener (waived: still entering) gets our Δ when it is ready, up to the deadline; the round does not
         // wait for its delivery either
         if (!s.waived.includes(peer)) sends.push(sent);
-        else void sent.catch(() => {});
+        else {
+          listenerSends.push(sent);
+          void sent.catch(() => {});
+        }
       }
     }
     void Promise.allSettled(all).then(() => sending.dispose());
@@ -669,9 +677,13 @@ export class OuterSync {
     const waived = [...new Set([...this.states.values()].flatMap((s) => s.waived))].sort();
     const closed = this.snapshot(round);
     // hash exchange: the majority's state wins
-    const repaired = await this.agree(round, closed, signal);
+    const { repaired, split } = await this.agree(round, closed, signal);
     await this.o.inner.setParams(this.params);
     await Promise.allSettled(sends);
+    // a listener that enters right now takes our Δ at the next retry (a poll away), and that acceptance makes it a
+    // member of our next round (notWaited's `tookOurs`) when its status calls fail: give it those two polls. The vote
+    // used to end a poll after its last answer and gave it them by chance; it now ends at once (listener-member test)
+    if (listenerSends.length > 0) await Promise.race([Promise.allSettled(listenerSends), sleep(2 * this.pollMs, signal)]);
     // holders not known to train yet (new in the view, or `--no-train` so far), and holders not heard from during
     // this close (a joiner, a restarted node: are they still entering? begin() waives them): asked once per boundary
     const unknown = this.peers().filter((p) => !this.trainers.has(p) || (this.lastStatus.get(p)?.at ?? -Infinity) < t0);
@@ -685,6 +697,7 @@ export class OuterSync {
       refused: this.refusedThisRound,
       late,
       repaired,
+      split,
       members,
       waived,
       syncMs: this.o.clock.now() - t0,
@@ -1062,61 +1075,85 @@ export class OuterSync {
   }
 
   /**
-   * The holders' per-layer state hashes for `round`: waits (bounded) until every other holder has closed it, takes
-   * the majority per layer, and replaces ours by a verified download where it differs. Returns the repaired layers.
+   * The hash vote after `round` (docs/TRAINING.md "The hash vote", ./vote.ts): every holder of a layer that closed the
+   * round as a member reports its state hash; the hash most voters hold wins (ours is kept, or the winners' state is
+   * downloaded and verified). A tie at the top among holders that all began the round from our state sends the layer
+   * back to that state on every holder; other ties go to the smallest tied hash. Returns the layers repaired (another
+   * state downloaded) and the layers sent back to the round's start (`split`).
+   *
+   * Voters of a layer are the holders our round counted and its trainers in our view now, whether or not our round
+   * waited for them: a holder our round waived or released (it answered `not_holder`: its round did not count us)
+   * closed the round with its own state; leaving it out of our vote while the holders that counted it did not gave
+   * holders different winners (session 14's leftover "a hash vote without a majority when holders exclude each
+   * other"). Listeners (a joiner's entry round), holders past the round or of other layers, and holders that do not
+   * answer have no vote.
+   *
+   * The wait ends as soon as every layer's outcome is decided (the missing votes cannot change it), not when every
+   * voter has answered: each voter is asked on its own, so a holder still closing the round, or a status call that
+   * hangs, no longer holds a decided vote to the bound (every holder waited up to syncTimeout + 5 s for a holder
+   * still waiting out its own deadline). The bound stays syncTimeout + 5 s; voters not in by then are left out (they
+   * vote when they close, and see ours).
    */
-  private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<string[]> {
-    // every holder of this round votes, contributor or not (a holder that missed the deadline, or one that ran ahead
-    // alone, learns here that the others applied another step); one that stops answering is not waited for
-    // (waived holders, which only listened, are no voters and are not waited for)
-    const skip = new Set([...this.states.values()].flatMap((s) => s.waived));
-    const others = [...new Set([...this.states.values()].flatMap((s) => s.holders))].filter((p) => p !== this.o.self && !skip.has(p));
-    if (others.length === 0) return [];
+  private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<{ repaired: string[]; split: string[] }> {
+    const waived = new Set([...this.states.values()].flatMap((s) => s.waived));
+    // a waived holder last seen listening to this round (a joiner) has no vote: not asked (a poll of it here replaced
+    // the status from before its entry with a newer 'entering' one, which then waived it again in its first round as
+    // a member: notWaited's `tookOurs`)
+    const listening = (p: string): boolean => waived.has(p) && listensTo(this.lastStatus.get(p)?.status, round);
+    const voters = new Map<string, string[]>();
+    for (const l of this.layers) {
+      const v = new Set([...this.states.get(l.id)!.holders, ...this.members(l.id)]);
+      v.delete(this.o.self);
+      voters.set(l.id, [...v].filter((p) => !listening(p)).sort());
+    }
+    const others = [...new Set([...voters.values()].flat())].sort();
+    if (others.length === 0) return { repaired: [], split: [] };
+    // a holder our round waived (not heard from: maybe dead or restarting) gets one try, a member two
     const reports = new Map<string, Record<string, string>>();
-    const failures = new Map<string, number>();
+    // each voter's state at the start of the round (its newest closed state before it), for ties
+    const starts = new Map<string, Record<string, string>>();
+    const gone = new Set<string>();
     const until = this.o.clock.now() + this.o.round.syncTimeoutMs + 5_000;
-    while (!signal.aborted) {
-      const ask = others.filter((p) => !reports.has(p) && (failures.get(p) ?? 0) < 2);
-      if (ask.length === 0) break;
-      const st = await this.statuses(ask, signal);
-      for (const p of ask) {
-        const s = st.get(p);
-        if (s === undefined) {
-          failures.set(p, (failures.get(p) ?? 0) + 1);
+    const listenerOf = (id: string): boolean => this.states.get(id)!.waived.includes(this.o.self);
+    // one layer's votes (a listener has no vote while the members have) and how many voters may still report
+    const tally = (l: LayerRange, final: boolean): { outcome: VoteOutcome; byHash: Map<string, string[]> } => {
+      const votes: string[] = [];
+      const byHash = new Map<string, string[]>();
+      let pending = 0;
+      for (const p of voters.get(l.id)!) {
+        const r = reports.get(p);
+        if (r === undefined) {
+          if (!final && !gone.has(p)) pending++;
           continue;
         }
-        const c = s.closed.find((x) => x.round === round);
-        // a holder that entered at this round (or after) only listened to it: it took our state, it has no vote (a
-        // restarted holder that this round still counted as a member: its vote tied with ours, and the tie moved our
-        // state to the listener's while the listener was downloading ours)
-        if (listensTo(s, round)) reports.set(p, {});
-        else if (c !== undefined) reports.set(p, c.hashes);
-        else if (s.round > round || s.phase === 'entering') reports.set(p, {}); // no state of this round to vote with
-        // it trains none of our layers now (the pool moved it): no vote, not waited for
-        else if (s.layers !== undefined && !this.layers.some((l) => s.layers!.includes(l.id))) reports.set(p, {});
+        const h = r[l.id];
+        if (h === undefined) continue;
+        votes.push(h);
+        byHash.set(h, [...(byHash.get(h) ?? []), p]);
       }
-      if (this.o.clock.now() > until) break;
-      await sleep(this.pollMs, signal);
-    }
+      if (!listenerOf(l.id) || (votes.length === 0 && pending === 0)) votes.push(mine.stateHashes[l.id]!);
+      return { outcome: voteOutcome(votes, pending), byHash };
+    };
+    await this.collectVotes(round, others, waived, reports, starts, gone, until, () => this.layers.every((l) => tally(l, false).outcome.kind !== 'pending'), signal);
+    const myStart = this.closed.filter((c) => c.round < round).at(-1)?.stateHashes;
     const repaired: string[] = [];
+    const split: string[] = [];
     for (const l of this.layers) {
-      const s = this.states.get(l.id)!;
-      // a listener (our entry round) has no vote while the members have: it takes theirs
-      const listener = s.waived.includes(this.o.self);
-      const tally = (): { win: string; byHash: Map<string, string[]> } => {
-        const votes: string[] = [];
-        const byHash = new Map<string, string[]>();
-        for (const p of s.holders) {
-          if (p === this.o.self) continue;
-          const h = reports.get(p)?.[l.id];
-          if (h === undefined) continue;
-          votes.push(h);
-          byHash.set(h, [...(byHash.get(h) ?? []), p]);
+      let { outcome, byHash } = tally(l, true);
+      if (outcome.kind === 'tie') {
+        const tied = outcome.hashes.flatMap((h) => byHash.get(h) ?? []);
+        const start = myStart?.[l.id];
+        const votes = outcome.hashes.map((h) => `${h.slice(0, 8)}×${(byHash.get(h) ?? []).length + (h === mine.stateHashes[l.id] && !listenerOf(l.id) ? 1 : 0)}`).join(' ');
+        if (start !== undefined && tied.every((p) => starts.get(p)?.[l.id] === start)) {
+          // every tied holder began from our state: all go back to it, whatever subset of the votes each one saw
+          if (this.revert(round, l)) split.push(l.id);
+          this.log.warn('hash vote tied: this layer goes back to its state at the round\'s start', { round, layer: l.id, votes });
+          continue;
         }
-        if (!listener || votes.length === 0) votes.unshift(mine.stateHashes[l.id]!);
-        return { win: majorityHash(votes)!, byHash };
-      };
-      let { win, byHash } = tally();
+        this.log.info('hash vote tied between holders that began from different states: the smallest hash wins', { round, layer: l.id, votes });
+      }
+      const winner = (o: VoteOutcome): string => (o.kind === 'win' ? o.hash : o.kind === 'tie' ? o.hashes[0]! : mine.stateHashes[l.id]!);
+      let win = winner(outcome);
       if (win === mine.stateHashes[l.id]) continue;
       // a busy holder may not answer at once: try its sources again until the deadline
       for (let attempt = 0; !signal.aborted; attempt++) {
@@ -1132,21 +1169,112 @@ export class OuterSync {
         // a source may have replaced its state of this round since it reported its hash (its own vote repaired it):
         // ask the voters again rather than retry a hash nobody serves any more (a re-entered trainer failed 8 times
         // on `embed` and layers 0-1 against the pre-repair hash of a half holder, until the next round)
-        const voters = s.holders.filter((p) => p !== this.o.self && reports.get(p)?.[l.id] !== undefined);
-        const fresh = await this.statuses(voters, signal);
+        const asked = voters.get(l.id)!.filter((p) => reports.get(p)?.[l.id] !== undefined);
+        const fresh = await this.statuses(asked, signal);
         for (const [p, st] of fresh) {
           const c = st.closed.find((x) => x.round === round);
           if (c !== undefined && !listensTo(st, round)) reports.set(p, { ...reports.get(p), ...c.hashes });
         }
-        ({ win, byHash } = tally());
+        ({ outcome, byHash } = tally(l, true));
+        win = winner(outcome);
         if (win === mine.stateHashes[l.id]) break;
       }
     }
-    if (repaired.length > 0) {
-      this.log.info('outer round: layers replaced by the holders\' majority state', { round, layers: repaired });
-      this.snapshot(round);
+    if (repaired.length > 0) this.log.info('outer round: layers replaced by the holders\' majority state', { round, layers: repaired });
+    if (repaired.length > 0 || split.length > 0) this.snapshot(round);
+    return { repaired, split };
+  }
+
+  /**
+   * Asks every voter for its vote of `round` (each on its own, until it reports, fails out, or the deadline), until
+   * `decided()` or everyone is in. Returns without waiting for calls still in flight (they are aborted).
+   */
+  private async collectVotes(round: number, others: string[], waived: ReadonlySet<string>, reports: Map<string, Record<string, string>>, starts: Map<string, Record<string, string>>, gone: Set<string>, until: number, decided: () => boolean, signal: AbortSignal): Promise<void> {
+    const stop = new AbortController();
+    const link = linkSignals(signal, stop.signal);
+    setMaxListeners(0, link.signal);
+    let wake: (() => void) | undefined;
+    let open = others.length;
+    const ask = async (p: string): Promise<void> => {
+      let failures = 0;
+      try {
+        while (!link.signal.aborted) {
+          const st = (await this.statuses([p], link.signal)).get(p);
+          if (link.signal.aborted) return;
+          if (st === undefined) {
+            if (++failures >= (waived.has(p) ? 1 : 2)) {
+              gone.add(p);
+              return;
+            }
+          } else {
+            const v = this.voteOf(st, round);
+            if (v !== undefined) {
+              reports.set(p, v);
+              const before = st.closed.filter((c) => c.round < round).at(-1);
+              if (before !== undefined) starts.set(p, before.hashes);
+              return;
+            }
+          }
+          if (this.o.clock.now() > until) return;
+          await sleep(this.pollMs, link.signal);
+        }
+      } finally {
+        open--;
+        wake?.();
+      }
+    };
+    const asking = others.map((p) => ask(p));
+    try {
+      while (!signal.aborted && open > 0 && !decided() && this.o.clock.now() <= until) {
+        await new Promise<void>((res) => {
+          const t = setTimeout(res, Math.max(1, Math.min(1_000, until - this.o.clock.now() + 1)));
+          wake = () => {
+            clearTimeout(t);
+            res();
+          };
+        });
+        wake = undefined;
+      }
+    } finally {
+      stop.abort();
+      void Promise.allSettled(asking).then(() => link.dispose());
     }
-    return repaired;
+  }
+
+  /**
+   * A voter's vote of `round` from its status: its closed round's hashes; {} for no vote (it listened to the round,
+   * stands past it without its state, is entering, or trains none of our layers now); undefined while it has not
+   * closed it yet.
+   */
+  private voteOf(s: PeerTrainingStatus, round: number): Record<string, string> | undefined {
+    // a holder that entered at this round (or after) only listened to it: it took our state, it has no vote (a
+    // restarted holder that this round still counted as a member: its vote tied with ours, and the tie moved our
+    // state to the listener's while the listener was downloading ours)
+    if (listensTo(s, round)) return {};
+    const c = s.closed.find((x) => x.round === round);
+    if (c !== undefined) return c.hashes;
+    if (s.round > round || s.phase === 'entering') return {}; // no state of this round to vote with
+    // it trains none of our layers now (the pool moved it): no vote, not waited for
+    if (s.layers !== undefined && !this.layers.some((l) => s.layers!.includes(l.id))) return {};
+    return undefined;
+  }
+
+  /**
+   * Sends layer `l` back to its state at the start of `round` (the newest closed state before it: the last vote's, or
+   * an entry's download), θ and momentum. Returns whether the state changed.
+   */
+  private revert(round: number, l: LayerRange): boolean {
+    const prev = this.closed.filter((c) => c.round < round).at(-1);
+    if (prev === undefined) {
+      this.log.warn('no state of the round\'s start kept: this layer keeps its own', { round, layer: l.id });
+      return false;
+    }
+    const cur = layerStateHash(this.params.subarray(l.offset, l.offset + l.size), this.diloco.outer.buffer(l.id) ?? null);
+    if (cur === prev.stateHashes[l.id]) return false;
+    this.params.set(prev.params.subarray(l.offset, l.offset + l.size), l.offset);
+    const b = prev.bufs.get(l.id) ?? null;
+    this.diloco.setLayerMomentum(l.id, b === null ? null : b.slice());
+    return true;
   }
 
   /** Downloads `layer`'s state after `round` from one of `sources`, verifies it against `hash` and installs it. */

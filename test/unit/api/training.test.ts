@@ -21,7 +21,7 @@ describe('GET /api/training', () => {
           phase: 'inner',
           bytesSent: 100,
           bytesReceived: 300,
-          lastRound: { round: 3, outcome: { embed: 'closed' }, accepted: 3, rejected: 1, records: {}, refused: [{ from: 'p', code: 'CONTRIBUTION_BAD_SIGNATURE' }], late: [], repaired: [], members: [], waived: [], syncMs: 42 },
+          lastRound: { round: 3, outcome: { embed: 'closed' }, accepted: 3, rejected: 1, records: {}, refused: [{ from: 'p', code: 'CONTRIBUTION_BAD_SIGNATURE' }], late: [], repaired: [], split: [], members: [], waived: [], syncMs: 42 },
           hashes: { embed: 'ab'.repeat(32) },
         },
         { innerStep: 12, trainLoss: 5.5, valLoss: 5.7, tokensPerSec: 900 },

@@ -70,13 +70,16 @@ export class Net {
   statusFails: (from: string, to: string) => boolean = () => false;
   /** Solo nodes that take no inner step while listed here (a replica whose steps stall). */
   readonly frozen = new Set<string>();
+  /** Views that differ: `hides(viewer, peer)` true leaves `peer` out of `viewer`'s holders (its view lacks it). */
+  hides: (viewer: string, peer: string) => boolean = () => false;
 
   /** `syncTimeoutMs` (default 3000) and the outer sync's `stalledMs` (default: OuterSync's) of the nodes it creates. */
   constructor(private readonly tuning: { syncTimeoutMs?: number; stalledMs?: number } = {}) {}
 
-  holders(layer: string): string[] {
+  /** The holders of `layer` in `viewer`'s view (every listed node's, without a viewer). */
+  holders(layer: string, viewer?: string): string[] {
     const i = layerIndex(layer);
-    return [...this.listed].filter(([, s]) => s.start <= i && i < s.end).map(([id]) => id).sort();
+    return [...this.listed].filter(([id, s]) => s.start <= i && i < s.end && (viewer === undefined || id === viewer || !this.hides(viewer, id))).map(([id]) => id).sort();
   }
 
   /** `firstRound`: the number its rounds start at when nobody is ahead (OuterSync's option; default 0). */
@@ -169,7 +172,7 @@ export class Net {
       compress: 'none',
       outerLr: 0.7,
       outerMomentum: 0.9,
-      holders: (layer) => this.holders(layer),
+      holders: (layer) => this.holders(layer, id),
       transport: {
         send: async (peer, c): Promise<SendVerdict> => {
           await new Promise((r) => setTimeout(r, 2));
