@@ -1081,8 +1081,8 @@ export class OuterSync {
    * back to that state on every holder; other ties go to the smallest tied hash. Returns the layers repaired (another
    * state downloaded) and the layers sent back to the round's start (`split`).
    *
-   * Voters of a layer are the holders our round counted and its trainers in our view now, whether or not our round
-   * waited for them: a holder our round waived or released (it answered `not_holder`: its round did not count us)
+   * Voters of a layer are the holders our round counted, whether or not it waited for them: a holder our round
+   * waived or released (it answered `not_holder`: its round did not count us)
    * closed the round with its own state; leaving it out of our vote while the holders that counted it did not gave
    * holders different winners (session 14's leftover "a hash vote without a majority when holders exclude each
    * other"). Listeners (a joiner's entry round), holders past the round or of other layers, and holders that do not
@@ -1102,9 +1102,9 @@ export class OuterSync {
     const listening = (p: string): boolean => waived.has(p) && listensTo(this.lastStatus.get(p)?.status, round);
     const voters = new Map<string, string[]>();
     for (const l of this.layers) {
-      const v = new Set([...this.states.get(l.id)!.holders, ...this.members(l.id)]);
-      v.delete(this.o.self);
-      voters.set(l.id, [...v].filter((p) => !listening(p)).sort());
+      // the round's holders, waived ones included (not holders new in the view since its start: one whose numbers
+      // stand behind ours would never report this round, and held an undecided vote to the bound)
+      voters.set(l.id, this.states.get(l.id)!.holders.filter((p) => p !== this.o.self && !listening(p)).sort());
     }
     const others = [...new Set([...voters.values()].flat())].sort();
     if (others.length === 0) return { repaired: [], split: [] };

@@ -64,6 +64,7 @@ describe('the hash vote over the network', () => {
         assert.deepEqual(r.repaired, []);
         assert.deepEqual(r.split, []);
       }
+      console.log(`# round ${slow}: c closed it in ${c.reports.find((r) => r.round === slow)!.syncMs} ms (its deadline), a in ${a.reports.find((r) => r.round === slow)!.syncMs} ms, b in ${b.reports.find((r) => r.round === slow)!.syncMs} ms`);
       // c voted when it closed, and agreed with them
       await until(() => hashesAt(c, slow) !== undefined, 10_000, `c closed round ${slow}`);
       for (const l of ['embed', 'layers.0', 'layers.1']) {
