@@ -1081,10 +1081,9 @@ export class OuterSync {
    * back to that state on every holder; other ties go to the smallest tied hash. Returns the layers repaired (another
    * state downloaded) and the layers sent back to the round's start (`split`).
    *
-   * Voters of a layer are the holders our round counted, whether or not it waited for them: a holder our round
-   * waived or released (it answered `not_holder`: its round did not count us)
-   * closed the round with its own state; leaving it out of our vote while the holders that counted it did not gave
-   * holders different winners (session 14's leftover "a hash vote without a majority when holders exclude each
+   * Voters of a layer are the holders our round counted, whether or not it waited for them: a holder our round waived
+   * or released (it answered `not_holder`: its round did not count us) closed the round with its own state; leaving it
+   * out of our vote while the holders that counted it did not gave holders different winners (session 14's leftover "a hash vote without a majority when holders exclude each
    * other"). Listeners (a joiner's entry round), holders past the round or of other layers, and holders that do not
    * answer have no vote.
    *
