@@ -6,6 +6,7 @@
 //        [--model tiny|nano] [--batch 8] [--seq 32] [--lr 3e-3] [--warmup 50] [--eval-batches 8] [--threads 1]
 //        [--outer-lr 1] [--outer-momentum 0] [--ef-beta 1] [--no-baseline] [--curve FILE.json] [--json]
 //        [--baseline-data same|own] [--max-grad-norm G] [--weight-decay W] [--beta1 B] [--eval-every S] [--diag]
+//        [--outer-warmup N] [--average-rounds K] [--inner-schedule run|round] [--final-inner-steps F]
 //
 // All replicas run in this one process, one after the other (the machine has 2 shared cores; the math is the
 // same as on separate machines). Each replica is a whole model (LlamaShard over every layer) with its own
@@ -27,6 +28,11 @@
 // --baseline-data same (default) its batch at step s is the R replicas' batches of their step s put together, so
 // both sides train on exactly the same tokens; `own` draws them from a stream of its own (the earlier definition).
 // --diag logs every replica's own validation loss before each outer step (what averaging gains or loses).
+// Schedules (experiment-only, session 17): --outer-warmup N ramps the outer lr linearly over the first N rounds
+// (η·(r+1)/N); --average-rounds K uses plain averaging (lr 1, momentum 0) for the first K rounds and then
+// --outer-lr/--outer-momentum (the momentum buffer starts from the last averaged Δ); --inner-schedule round
+// restarts the inner cosine every round (warm-up in round 1 only, AdamW moments kept) instead of one cosine over
+// the run; --final-inner-steps F makes the last round F inner steps long (the cosine still ends with the run).
 // `ddp_bytes` is what data-parallel replicas would upload: R·H·N fp32 gradients of every parameter.
 // `bytes_sent` is what the DiLoCo replicas uploaded: R·N encoded contributions (payload + envelope, every layer).
 //
@@ -82,7 +88,31 @@ export function defaults() {
     maxGradNorm: undefined,
     weightDecay: undefined,
     beta1: undefined,
+    outerWarmup: 0,
+    averageRounds: 0,
+    innerSchedule: 'run',
+    finalInnerSteps: undefined,
   };
+}
+
+/** Inner steps of round r (0-based): H, except a shorter or longer last round with --final-inner-steps. */
+export function roundSteps(o, r) {
+  return r === o.rounds - 1 && o.finalInnerSteps !== undefined ? o.finalInnerSteps : o.innerSteps;
+}
+
+/** Inner steps per replica over the whole run. */
+export function totalSteps(o) {
+  let s = 0;
+  for (let r = 0; r < o.rounds; r++) s += roundSteps(o, r);
+  return s;
+}
+
+/** The outer step's options for round r (0-based) under --average-rounds and --outer-warmup. */
+export function outerAt(o, r) {
+  if (r < o.averageRounds) return { lr: 1, momentum: 0 };
+  const k = r - o.averageRounds;
+  const lr = o.outerWarmup > 0 && k < o.outerWarmup ? (o.outerLr * (k + 1)) / o.outerWarmup : o.outerLr;
+  return { lr, momentum: o.outerMomentum };
 }
 
 function modelConfig(name) {
@@ -172,7 +202,7 @@ async function baselineStream(o, ctx) {
 /** Synchronous data parallel at equal tokens: one model, batches of R·batch, H·N steps. */
 export async function runBaseline(o, ctx, log = () => {}) {
   const cfg = modelConfig(o.model);
-  const steps = o.innerSteps * o.rounds;
+  const steps = totalSteps(o);
   const shard = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed });
   const trainer = new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, steps));
   const stream = await baselineStream(o, ctx);
@@ -193,8 +223,10 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
   if (!COMPRESSIONS.includes(o.compress)) throw new Error(`unknown --compress ${o.compress} (${COMPRESSIONS.join(', ')})`);
   if (!ATTACKS.includes(o.attack)) throw new Error(`unknown --attack ${o.attack} (${ATTACKS.join(', ')})`);
   if (!(o.byzantine >= 0 && o.byzantine < o.replicas)) throw new Error('--byzantine must be in 0..replicas-1');
+  if (!['run', 'round'].includes(o.innerSchedule)) throw new Error(`unknown --inner-schedule ${o.innerSchedule} (run, round)`);
+  if (o.innerSchedule === 'round' && o.finalInnerSteps !== undefined) throw new Error('--final-inner-steps goes with --inner-schedule run');
   const cfg = modelConfig(o.model);
-  const steps = o.innerSteps * o.rounds;
+  const steps = totalSteps(o);
   const R = o.replicas;
   const K = o.attack === 'none' ? 0 : o.byzantine;
   const networkId = 'ns1-experiment';
@@ -206,8 +238,9 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
       id: `replica-${r}`,
       key,
       shard,
-      trainer: new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, steps)),
-      node: new DiLoCoNode(shard.layout, shard.params, { outer: { lr: o.outerLr, momentum: o.outerMomentum }, compress: o.compress, errorFeedbackBeta: o.efBeta }),
+      trainer: new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, o.innerSchedule === 'round' ? o.innerSteps : steps)),
+      // the outer options object is changed in place per round (outerAt); OuterOptimizer reads it at every step
+      node: new DiLoCoNode(shard.layout, shard.params, { outer: { ...outerAt(o, 0) }, compress: o.compress, errorFeedbackBeta: o.efBeta }),
       stream: await ctx.corpus.trainStream({ nodeId: `replica-${r}`, batchSize: o.batch, seqLen: o.seq, seed: o.seed }),
       byzantine: r >= R - K,
       firstDelta: null,
@@ -220,12 +253,23 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
   let payloadBytes = 0;
   const records = [];
   const t0 = performance.now();
+  let done = 0; // inner steps per replica so far
   for (let round = 0; round < o.rounds; round++) {
+    for (const r of replicas) {
+      Object.assign(r.node.outer.options, outerAt(o, round));
+      if (o.innerSchedule === 'round' && round > 0) {
+        // a fresh cosine over this round (no warm-up), the step count restarted, the AdamW moments kept
+        r.trainer.options.warmupSteps = 0;
+        r.trainer.options.decaySteps = o.innerSteps;
+        r.trainer.loadState({ ...r.trainer.state(), step: 0 });
+      }
+    }
+    const H = roundSteps(o, round);
     const startHashes = replicas.map((r) => JSON.stringify(r.node.startRound()));
     if (new Set(startHashes).size !== 1) throw new Error(`round ${round}: replicas start from different weights`);
     let skipped = 0;
     for (const r of replicas) {
-      for (let h = 0; h < o.innerSteps; h++) if (!r.trainer.trainStep(toBatch(r.stream.next())).applied) skipped++;
+      for (let h = 0; h < H; h++) if (!r.trainer.trainStep(toBatch(r.stream.next())).applied) skipped++;
     }
     if (o.diag) log(`round ${round + 1} local val (before the outer step): ${replicas.map((r) => evalLoss(r.shard, ctx.val).toFixed(4)).join(' ')}`);
     // contributions: honest Δ (compressed with error feedback), or the attack's
@@ -309,11 +353,12 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
       records.push({ round, layer: l.id, used: res.record.used, rejected: res.record.contributions.filter((c) => !c.used).map((c) => `${c.id}:${c.reason}`) });
     }
     const endHashes = replicas.map((r) => JSON.stringify(r.node.finishRound(byLayer)));
+    done += H;
     if (new Set(endHashes).size !== 1) throw new Error(`round ${round}: replicas disagree on the layer hashes after the outer step`);
     const last = round === o.rounds - 1;
     if (!last && o.curveEvery === 0) continue; // sweeps: only the final loss
     const loss = evalLoss(replicas[0].shard, ctx.val);
-    curve.push({ step: (round + 1) * o.innerSteps, loss });
+    curve.push({ step: done, loss });
     log(`round ${round + 1}/${o.rounds} val ${loss.toFixed(4)}${skipped > 0 ? ` (${skipped} inner steps skipped)` : ''} ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
   const P = replicas[0].shard.params.length;
@@ -347,6 +392,10 @@ export async function runOne(o, ctx, log) {
     tokens: d.tokens,
     replicas: o.replicas,
     inner_steps: o.innerSteps,
+    final_inner_steps: o.finalInnerSteps ?? null,
+    outer_warmup: o.outerWarmup,
+    average_rounds: o.averageRounds,
+    inner_schedule: o.innerSchedule,
     byzantine: o.attack === 'none' ? 0 : o.byzantine,
     attack: o.attack,
     aggregator: o.aggregator,
@@ -393,6 +442,10 @@ async function main() {
       beta1: { type: 'string' },
       'eval-every': { type: 'string' },
       diag: { type: 'boolean' },
+      'outer-warmup': { type: 'string' },
+      'average-rounds': { type: 'string' },
+      'inner-schedule': { type: 'string' },
+      'final-inner-steps': { type: 'string' },
       curve: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -422,6 +475,10 @@ async function main() {
   num('weight-decay', 'weightDecay');
   num('beta1', 'beta1');
   num('eval-every', 'evalEvery');
+  num('outer-warmup', 'outerWarmup');
+  num('average-rounds', 'averageRounds');
+  num('final-inner-steps', 'finalInnerSteps');
+  if (values['inner-schedule'] !== undefined) o.innerSchedule = values['inner-schedule'];
   if (values['baseline-data'] !== undefined) o.baselineData = values['baseline-data'];
   if (values.diag) o.diag = true;
   for (const k of ['attack', 'aggregator', 'compress', 'model']) if (values[k] !== undefined) o[k] = values[k];
