@@ -1047,8 +1047,47 @@ static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
     q8_gemm_rows(g, n0, n1);
 }
 
+#if NS_ISA_ENUM == 2
+// Rows [n, n + 16) of a kQ8R16 matrix (one whole group) decoded to dst[(r)·K + k]: 4 vectors of the group (16 codes
+// of each row) transposed as 4×4 dwords within each 128-bit lane by unpacks, so that each 128-bit lane then holds 16
+// consecutive codes of one row: sign-extended, converted and scaled (the same float32 product per weight as the
+// row-major decode), stored as one zmm.
+static void q8_decode_group16(const Q8GemmArgs& g, int64_t n, float* dst) {
+  const int64_t K = g.K, bs = g.bs, nb = K / bs;
+  const int8_t* q = g.Q + n * K;
+  const float* s = g.S + n * nb;
+  for (int64_t t = 0; t < K / 4; t += 4) {
+    const __m512i A = _mm512_loadu_si512(q + 64 * t), B = _mm512_loadu_si512(q + 64 * t + 64);
+    const __m512i Cv = _mm512_loadu_si512(q + 64 * t + 128), D = _mm512_loadu_si512(q + 64 * t + 192);
+    const __m512i u0 = _mm512_unpacklo_epi32(A, B), u1 = _mm512_unpackhi_epi32(A, B);
+    const __m512i u2 = _mm512_unpacklo_epi32(Cv, D), u3 = _mm512_unpackhi_epi32(Cv, D);
+    // rj's 128-bit lane L: row 4L + j's codes k = 4t..4t+15 (one block: bs is a multiple of 16)
+    const __m512i r[4] = {_mm512_unpacklo_epi64(u0, u2), _mm512_unpackhi_epi64(u0, u2), _mm512_unpacklo_epi64(u1, u3), _mm512_unpackhi_epi64(u1, u3)};
+    const float* sb = s + 16 * (4 * t / bs);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      const __m128i l0 = _mm512_castsi512_si128(r[j]), l1 = _mm512_extracti32x4_epi32(r[j], 1);
+      const __m128i l2 = _mm512_extracti32x4_epi32(r[j], 2), l3 = _mm512_extracti32x4_epi32(r[j], 3);
+      const __m128i ls[4] = {l0, l1, l2, l3};
+#pragma GCC unroll 4
+      for (int L = 0; L < 4; L++) {
+        const int row = 4 * L + j;
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ls[L]));
+        _mm512_storeu_ps(dst + row * K + 4 * t, _mm512_mul_ps(f, _mm512_set1_ps(sb[row])));
+      }
+    }
+  }
+}
+#endif
+
 static void q8_decode_rows(const Q8GemmArgs& g, int64_t n0, int64_t n1, float* dst) {
   const int64_t K = g.K, bs = g.bs, nb = K / bs;
+#if NS_ISA_ENUM == 2
+  if (g.layout == kQ8R16 && (n0 & 15) == 0) {
+    const int64_t gb = std::min(n1, g.N & ~int64_t{15}) & ~int64_t{15};
+    for (; n0 < gb; n0 += 16, dst += 16 * K) q8_decode_group16(g, n0, dst);
+  }
+#endif
   NS_Q8_ROW_SCRATCH(g, qbuf, sbuf);
   for (int64_t n = n0; n < n1; n++) {
     const int8_t* q;
