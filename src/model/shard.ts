@@ -349,8 +349,10 @@ export class LlamaShard {
    * allocation on 4 KiB pages, a TLB miss per 4 KiB streamed. q/k/v and gate/up stay row ranges of their fused
    * matrices. The copy is also where the codes and scales take the 'r16' layout (groups of 16 rows, backend.ts
    * Int8Layout: the AVX-512 VNNI decode kernel then needs no horizontal sums; every other reader takes it too, with
-   * the same bits), when every row range starts on a multiple of 16 (every preset: head dims of 64, FFN widths
-   * multiples of 16); otherwise the matrices stay row-major. Same bytes either way: no second copy is kept.
+   * the same bits) when the backend reads it fastest (`Backend.int8Layout`: the AVX2 and portable kernels read it a
+   * gathered row at a time, several times slower) and every row range starts on a multiple of 16 (every preset:
+   * head dims of 64, FFN widths multiples of 16); otherwise the matrices stay row-major. Same bytes either way: no
+   * second copy is kept.
    */
   private packInt8(): void {
     const mats: Int8Matrix[] = [];
@@ -374,7 +376,7 @@ export class LlamaShard {
     // Before the copy: the pages are then faulted in as 2 MiB pages, not collapsed afterwards.
     this.backend.adviseHugePages(new Int8Array(buf));
     const l0 = this.qw[0];
-    const r16 = l0 === undefined || [l0.q.rows, l0.k.rows, l0.gate.rows].every((r) => r % 16 === 0);
+    const r16 = (this.backend.int8Layout?.() ?? 'rows') === 'r16' && (l0 === undefined || [l0.q.rows, l0.k.rows, l0.gate.rows].every((r) => r % 16 === 0));
     let off = 0;
     const moved = new Map<Int8Matrix, Int8Matrix>();
     for (const m of mats) {

@@ -155,6 +155,11 @@ export interface Backend {
    * TLB misses while streaming. Best effort and content-preserving; returns the bytes advised (0: not done here).
    */
   adviseHugePages(x: Float32Array | Int8Array): number;
+  /**
+   * The int8 matrix layout this backend's decode products read fastest (an int8 shard takes it at load); every
+   * layout gives the same bits on every backend. Absent: 'rows'.
+   */
+  int8Layout?(): Int8Layout;
 
   // ---- linear algebra ---------------------------------------------------------------------------------------
   /** C[M,N] = alpha·op(A)[M,K]·op(B)[K,N] + beta·C, optionally batched. */

@@ -30,6 +30,8 @@ export type NativeGemmMode = 'auto' | 'own' | 'openblas';
 export interface NativeInfo {
   isa: NativeIsa;
   detectedIsa: NativeIsa;
+  /** The int8 matrix layout the current path's decode kernels read fastest (Backend.int8Layout). */
+  int8Layout?: Int8Layout;
   compiledIsas: NativeIsa[];
   threads: number;
   defaultThreads: number;
@@ -241,6 +243,10 @@ export class NativeBackend implements Backend {
   setThreads(n: number): void {
     this.#a.setThreads(n === 0 ? this.#a.info().defaultThreads : n);
     this.#threads = this.#a.info().threads;
+  }
+
+  int8Layout(): Int8Layout {
+    return this.#a.info().int8Layout ?? 'rows';
   }
 
   // ---- native-only extras (not in the Backend contract) ---------------------------------------------------------

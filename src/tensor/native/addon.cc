@@ -142,6 +142,14 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("isa", isa_name(e.isa()));
   o.Set("detectedIsa", isa_name(e.detected_isa()));
+  // The int8 matrix layout the current path's decode kernels read fastest (kernels.h): groups of 16 rows for the
+  // AVX-512 VNNI group kernel; row-major for the others (they read the grouped layout a gathered row at a time).
+#if defined(__x86_64__)
+  const bool vnni = __builtin_cpu_supports("avx512vnni");
+#else
+  const bool vnni = false;
+#endif
+  o.Set("int8Layout", e.isa() == Isa::avx512 && vnni ? "r16" : "rows");
   Napi::Array compiled = Napi::Array::New(env);
   uint32_t n = 0;
   for (Isa isa : {Isa::avx512, Isa::avx2, Isa::portable})
