@@ -21,7 +21,7 @@
  */
 import { DECODE_LAYER_MAX_ROWS, decodeLayerScratch, type Backend, type GemmArgs } from '../tensor/backend.js';
 import { ShapeError, TokenRangeError } from '../tensor/errors.js';
-import { int8BlockFor, int8MatrixBytes, matmulInt8, quantizeMatrix, type Int8Matrix } from '../tensor/ops/quantize.js';
+import { int8BlockFor, int8MatrixBytes, interleaveInt8Matrix, matmulInt8, quantizeMatrix, type Int8Matrix } from '../tensor/ops/quantize.js';
 import { spanHash } from './hash.js';
 import { type LlamaConfig } from './config.js';
 import { ModelConfigError, ModelStateError } from './errors.js';
@@ -101,10 +101,14 @@ function splitColumns(t: Float32Array, N: number, outs: Float32Array[], widths: 
   }
 }
 
-/** Rows [r0, r1) of an int8 matrix as a matrix of its own (views of the codes and scales). */
+/**
+ * Rows [r0, r1) of an int8 matrix as a matrix of its own (views of the codes and scales). In the 'r16' layout r0 and
+ * r1 must be multiples of 16 (or r1 the last row): packInt8 interleaves only when they are.
+ */
 function int8Rows(m: Int8Matrix, r0: number, r1: number): Int8Matrix {
   const nb = m.cols / m.blockSize;
-  return { rows: r1 - r0, cols: m.cols, blockSize: m.blockSize, q: m.q.subarray(r0 * m.cols, r1 * m.cols), scales: m.scales.subarray(r0 * nb, r1 * nb) };
+  if (m.layout === 'r16' && (r0 % 16 !== 0 || (r1 % 16 !== 0 && r1 !== m.rows))) throw new ModelConfigError(`int8Rows: rows [${r0}, ${r1}) cut groups of 16`);
+  return { rows: r1 - r0, cols: m.cols, blockSize: m.blockSize, q: m.q.subarray(r0 * m.cols, r1 * m.cols), scales: m.scales.subarray(r0 * nb, r1 * nb), ...(m.layout !== undefined ? { layout: m.layout } : {}) };
 }
 
 /**
@@ -342,8 +346,13 @@ export class LlamaShard {
   /**
    * int8: moves every layer's codes and scales into one buffer, in the order a decode step reads them, and asks for
    * 2 MiB pages on it (as the float32 weights get in the constructor): quantizeMatrix gave each matrix its own 1-3 MB
-   * allocation on 4 KiB pages, a TLB miss per 4 KiB streamed. Contents unchanged; q/k/v and gate/up stay row ranges
-   * of their fused matrices.
+   * allocation on 4 KiB pages, a TLB miss per 4 KiB streamed. q/k/v and gate/up stay row ranges of their fused
+   * matrices. The copy is also where the codes and scales take the 'r16' layout (groups of 16 rows, backend.ts
+   * Int8Layout: the AVX-512 VNNI decode kernel then needs no horizontal sums; every other reader takes it too, with
+   * the same bits) when the backend reads it fastest (`Backend.int8Layout`: the AVX2 and portable kernels read it a
+   * gathered row at a time, several times slower) and every row range starts on a multiple of 16 (every preset:
+   * head dims of 64, FFN widths multiples of 16); otherwise the matrices stay row-major. Same bytes either way: no
+   * second copy is kept.
    */
   private packInt8(): void {
     const mats: Int8Matrix[] = [];
@@ -366,16 +375,22 @@ export class LlamaShard {
     }
     // Before the copy: the pages are then faulted in as 2 MiB pages, not collapsed afterwards.
     this.backend.adviseHugePages(new Int8Array(buf));
+    const l0 = this.qw[0];
+    const r16 = (this.backend.int8Layout?.() ?? 'rows') === 'r16' && (l0 === undefined || [l0.q.rows, l0.k.rows, l0.gate.rows].every((r) => r % 16 === 0));
     let off = 0;
     const moved = new Map<Int8Matrix, Int8Matrix>();
     for (const m of mats) {
       const q = new Int8Array(buf, off, m.q.length);
-      q.set(m.q);
       off += up64(m.q.byteLength);
       const scales = new Float32Array(buf, off, m.scales.length);
-      scales.set(m.scales);
       off += up64(m.scales.byteLength);
-      moved.set(m, { ...m, q, scales });
+      if (r16) {
+        moved.set(m, interleaveInt8Matrix(m, { q, scales }));
+      } else {
+        q.set(m.q);
+        scales.set(m.scales);
+        moved.set(m, { ...m, q, scales });
+      }
     }
     for (let i = 0; i < this.qw.length; i++) {
       const l = this.qw[i];
@@ -740,6 +755,7 @@ export class LlamaShard {
       pos,
       maxS,
       blockSizes: mats !== null ? (q8!.blocks ??= Int32Array.from(mats, (m) => m.blockSize)) : null,
+      ...(mats !== null ? { int8Layout: mats[0].layout ?? 'rows' } : {}),
       eps: c.rms_norm_eps,
       theta: c.rope_theta,
     });

@@ -90,6 +90,15 @@ export const DECODE_LAYER_MAX_ROWS = 8;
  * Matrices are row-major [outputs, inputs]: qkv [H·D + 2·KV·D, C], o [C, H·D], gateUp [2F, C], down [C, F], float32,
  * or int8 codes with `scales` (one float32 per blockSizes[i] weights along the inputs, as gemmQ8 takes them).
  */
+/**
+ * How an int8 weight matrix [N, K] holds its codes and scales (same bytes either way). 'rows': q[N, K] and
+ * scales[N, K / blockSize] row-major. 'r16' (what an int8 shard holds, for the decode kernels: kernels.h kQ8R16):
+ * rows [0, N16), N16 = N − N mod 16, in groups of 16: group g's codes at 16·g·K, row 16g + r's codes k = 4t..4t+3 at
+ * offset 64·t + 4·r in it; its scales at 16·g·(K / blockSize), row 16g + r's block b at 16·b + r; the last N mod 16
+ * rows row-major after them (at n·K and n·(K / blockSize), as in 'rows'). See interleaveInt8Matrix.
+ */
+export type Int8Layout = 'rows' | 'r16';
+
 export interface DecodeLayerArgs {
   /** Rows (sequences), 1..DECODE_LAYER_MAX_ROWS. */
   B: number;
@@ -118,6 +127,8 @@ export interface DecodeLayerArgs {
   maxS: Int32Array;
   /** int8 only: weights per scale of qkv, o, gateUp and down (null for float32). */
   blockSizes: Int32Array | null;
+  /** int8 only: the four matrices' layout (Int8Layout; default 'rows'). */
+  int8Layout?: Int8Layout;
   eps: number;
   theta: number;
 }
@@ -144,6 +155,11 @@ export interface Backend {
    * TLB misses while streaming. Best effort and content-preserving; returns the bytes advised (0: not done here).
    */
   adviseHugePages(x: Float32Array | Int8Array): number;
+  /**
+   * The int8 matrix layout this backend's decode products read fastest (an int8 shard takes it at load); every
+   * layout gives the same bits on every backend. Absent: 'rows'.
+   */
+  int8Layout?(): Int8Layout;
 
   // ---- linear algebra ---------------------------------------------------------------------------------------
   /** C[M,N] = alpha·op(A)[M,K]·op(B)[K,N] + beta·C, optionally batched. */
@@ -153,9 +169,10 @@ export interface Backend {
    * float32 scale per block of `blockSize` elements along K, scales[N, K / blockSize] (the layout quantizeInt8 writes
    * for a row-major [N, K] matrix when blockSize divides K): W[n, k] = q[n, k] · scales[n, ⌊k / blockSize⌋], the
    * float32 product dequantizeInt8 gives. A is dense. Requires K % blockSize = 0 and blockSize % 16 = 0; beta is 0
-   * (overwrite) or 1 (add).
+   * (overwrite) or 1 (add). `layout` 'r16': q and scales hold the same values in groups of 16 rows (Int8Layout);
+   * the products are the same bits either way.
    */
-  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1): void;
+  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1, layout?: Int8Layout): void;
 
   // ---- elementwise --------------------------------------------------------------------------------------------
   /** out[i] = a[i] + b[i], n elements; out may alias a or b. */

@@ -19,7 +19,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { AdamWArgs, Backend, DecodeLayerArgs, GemmArgs } from '../backend.js';
+import type { AdamWArgs, Backend, DecodeLayerArgs, GemmArgs, Int8Layout } from '../backend.js';
 import { BackendUnavailableError } from '../errors.js';
 
 /** Instruction-set paths of the addon, best first. */
@@ -30,6 +30,8 @@ export type NativeGemmMode = 'auto' | 'own' | 'openblas';
 export interface NativeInfo {
   isa: NativeIsa;
   detectedIsa: NativeIsa;
+  /** The int8 matrix layout the current path's decode kernels read fastest (Backend.int8Layout). */
+  int8Layout?: Int8Layout;
   compiledIsas: NativeIsa[];
   threads: number;
   defaultThreads: number;
@@ -149,6 +151,7 @@ interface Addon {
     theta: number,
     int8: boolean,
     B: number,
+    layout?: number,
   ): void;
   swigluForward(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
   swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
@@ -158,7 +161,7 @@ interface Addon {
   fromFp16(x: Uint16Array, out: Float32Array, n: number): void;
   quantizeInt8(x: Float32Array, q: Int8Array, scales: Float32Array, n: number, blockSize: number): void;
   dequantizeInt8(q: Int8Array, scales: Float32Array, out: Float32Array, n: number, blockSize: number): void;
-  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: number): void;
+  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: number, layout?: number): void;
 }
 
 const ADDON_FILE = join('build', 'Release', 'neuroshard_native.node');
@@ -242,6 +245,10 @@ export class NativeBackend implements Backend {
     this.#threads = this.#a.info().threads;
   }
 
+  int8Layout(): Int8Layout {
+    return this.#a.info().int8Layout ?? 'rows';
+  }
+
   // ---- native-only extras (not in the Backend contract) ---------------------------------------------------------
 
   info(): NativeInfo {
@@ -269,8 +276,8 @@ export class NativeBackend implements Backend {
 
   // ---- linear algebra -------------------------------------------------------------------------------------------
 
-  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1): void {
-    this.#a.gemmQ8(a, q, scales, c, M, N, K, blockSize, beta);
+  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1, layout?: Int8Layout): void {
+    this.#a.gemmQ8(a, q, scales, c, M, N, K, blockSize, beta, layout === 'r16' ? 1 : 0);
   }
 
   gemm(a: Float32Array, b: Float32Array, c: Float32Array, g: GemmArgs): void {
@@ -413,6 +420,7 @@ export class NativeBackend implements Backend {
       a.theta,
       s !== null,
       a.B,
+      a.int8Layout === 'r16' ? 1 : 0,
     );
   }
 

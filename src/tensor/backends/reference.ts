@@ -7,7 +7,8 @@ at least as accurate as any faster version. Faster versions live elsewhere (../n
 Shape letters as in backend.ts: B batch, T query positions, S key positions, H query heads, KV key/value heads,
 D head_dim, N rows, C channels, V vocabulary.
 */
-import type { AdamWArgs, Backend, GemmArgs } from '../backend.js';
+import type { AdamWArgs, Backend, GemmArgs, Int8Layout } from '../backend.js';
+import { int8MatrixRow } from '../int8-layout.js';
 import { floatToHalf as halfFromFloat, halfToFloat as floatFromHalf } from '../half.js';
 
 const f32 = Math.fround;
@@ -441,13 +442,16 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1): void {
+  gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1, layout: Int8Layout = 'rows'): void {
     // the definition: dequantize each weight row (the float32 products dequantizeInt8 writes), then a dot product
     // accumulated in float64 as gemm does
     const nb = K / blockSize;
     const w = new Float32Array(K);
+    const wq = new Int8Array(K);
+    const ws = new Float32Array(nb);
     for (let n = 0; n < N; n++) {
-      for (let k = 0; k < K; k++) w[k] = q[n * K + k] * scales[n * nb + Math.floor(k / blockSize)];
+      int8MatrixRow(q, scales, N, K, blockSize, layout, n, wq, ws);
+      for (let k = 0; k < K; k++) w[k] = wq[k] * ws[Math.floor(k / blockSize)];
       for (let i = 0; i < M; i++) {
         let acc = 0;
         for (let k = 0; k < K; k++) acc += a[i * K + k] * w[k];

@@ -142,6 +142,14 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("isa", isa_name(e.isa()));
   o.Set("detectedIsa", isa_name(e.detected_isa()));
+  // The int8 matrix layout the current path's decode kernels read fastest (kernels.h): groups of 16 rows for the
+  // AVX-512 VNNI group kernel; row-major for the others (they read the grouped layout a gathered row at a time).
+#if defined(__x86_64__)
+  const bool vnni = __builtin_cpu_supports("avx512vnni");
+#else
+  const bool vnni = false;
+#endif
+  o.Set("int8Layout", e.isa() == Isa::avx512 && vnni ? "r16" : "rows");
   Napi::Array compiled = Napi::Array::New(env);
   uint32_t n = 0;
   for (Isa isa : {Isa::avx512, Isa::avx2, Isa::portable})
@@ -442,11 +450,19 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// An optional int8 layout argument: absent or 0 kQ8Rows, 1 kQ8R16 (kernels.h; the same bytes either way).
+static int q8_layout(const Napi::CallbackInfo& info, const Args& a, int i) {
+  if (static_cast<size_t>(i) >= info.Length() || info[i].IsUndefined()) return kQ8Rows;
+  const int64_t l = a.dim(i, "layout");
+  if (l != kQ8Rows && l != kQ8R16) a.fail("layout must be 0 (rows) or 1 (groups of 16 rows)");
+  return static_cast<int>(l);
+}
+
 // decodeLayer(x, out, inNorm, postNorm, wQkv, wO, wGu, wDown, sQkv, sO, sGu, sDown, kCaches, vCaches, ws,
-//             C, H, KV, D, F, pos, maxS, blockSizes, eps, theta, int8, B)
+//             C, H, KV, D, F, pos, maxS, blockSizes, eps, theta, int8, B, layout?)
 // One layer of a decode step of B (1..8) sequences, one row each (Engine::decode_layer). x/out: [B, C]. Float32
 // weights: w* are Float32Arrays, s* null; int8: w* are the Int8Array codes and s* their scales, blockSizes
-// (Int32Array [4]) the weights per scale of each. kCaches/vCaches: arrays of B Float32Arrays, row b's cache of this
+// (Int32Array [4]) the weights per scale of each, layout their layout (as gemmQ8's; the same for all four). kCaches/vCaches: arrays of B Float32Arrays, row b's cache of this
 // layer [maxS[b], KV, D], distinct per row; pos/maxS: Int32Array [B]; ws: scratch.
 Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   Args a(info, "decodeLayer");
@@ -458,6 +474,7 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   x.eps = static_cast<float>(a.finite(23, "eps"));
   x.theta = a.finite(24, "theta");
   const bool q8 = a.flag(25, "int8");
+  const int q8l = q8 ? q8_layout(info, a, 27) : kQ8Rows;
   check_heads(a, 1, 1, x.H, x.KV);
   if (x.D % 2 != 0) a.fail("D must be even");
   const int64_t HD = x.H * x.D, KVD = x.KV * x.D, F = x.F, C = x.C;
@@ -488,6 +505,7 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
     if (q8) {
       const int32_t* bs = a.i32(22, "blockSizes", 4);
       m[i]->bs = bs[i];
+      m[i]->layout = q8l;
       if (m[i]->bs < 16 || m[i]->bs % 16 != 0 || cols[i] % m[i]->bs != 0) a.fail(std::string(sn[i]) + "'s block size must be a multiple of 16 dividing K");
       m[i]->q = a.i8(4 + i, wn[i], n);
       m[i]->s = a.f32(8 + i, sn[i], n / m[i]->bs);
@@ -593,7 +611,7 @@ Napi::Value DequantizeInt8(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// gemmQ8(a, q, scales, c, M, N, K, blockSize, beta): C[M, N] = A[M, K] · dequant(Q[N, K])ᵀ + beta·C.
+// gemmQ8(a, q, scales, c, M, N, K, blockSize, beta, layout?): C[M, N] = A[M, K] · dequant(Q[N, K])ᵀ + beta·C.
 Napi::Value GemmQ8(const Napi::CallbackInfo& info) {
   Args a(info, "gemmQ8");
   Q8GemmArgs g;
@@ -611,6 +629,7 @@ Napi::Value GemmQ8(const Napi::CallbackInfo& info) {
   g.Q = a.i8(1, "q", static_cast<__int128>(g.N) * g.K);
   g.S = a.f32(2, "scales", static_cast<__int128>(g.N) * (g.K / g.bs));
   g.C = a.f32(3, "c", static_cast<__int128>(g.M) * g.N);
+  g.layout = q8_layout(info, a, 9);
   engine(info).gemm_q8(g);
   return info.Env().Undefined();
 }

@@ -613,6 +613,7 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
     Q8GemmArgs g;
     g.M = B, g.N = p.N, g.K = p.K, g.bs = p.m->bs, g.A = p.A, g.Q = p.m->q, g.S = p.m->s, g.C = p.C, g.ldc = p.N, g.beta = p.beta;
     g.Aq = q8a_.data() + qoff[i], g.As = q8s_.data() + soff[i], g.Ac = q8c_.data() + soff[i];
+    g.layout = p.m->layout;
     return g;
   };
 

@@ -29,6 +29,7 @@ struct DecodeMat {
   const int8_t* q = nullptr;
   const float* s = nullptr;
   int64_t bs = 32;  // int8: weights per scale along K
+  int layout = 0;    // int8: kQ8Rows or kQ8R16 (kernels.h)
 };
 struct DecodeLayerArgs {
   int64_t B = 1, C = 0, H = 0, KV = 0, D = 0, F = 0;

@@ -55,7 +55,17 @@ struct Q8GemmArgs {
   const int8_t* Aq = nullptr;
   const float* As = nullptr;
   const int32_t* Ac = nullptr;
+  // How Q and S are laid out (kQ8Rows or kQ8R16); N is then the whole matrix's row count (the layout depends on it).
+  int layout = 0;
 };
+// Int8 matrix layouts. kQ8Rows: Q[N, K] row-major, S[N, K / bs] row-major. kQ8R16 (what an int8 shard holds, made at
+// load by interleaveInt8Matrix in src/tensor/ops/quantize.ts): the rows [0, N16), N16 = N − N mod 16, in groups of 16;
+// group g's codes at Q + 16·g·K, row 16g + r's bytes k = 4t..4t+3 at offset 64·t + 4·r (a 64-byte vector holds the
+// same 4 codes of the group's 16 rows), its scales at S + 16·g·nb, row 16g + r's block b at 16·b + r; the last
+// N mod 16 rows row-major after them, at Q + n·K and S + n·nb as in kQ8Rows. Same bytes in all; a row range that
+// starts and ends on a multiple of 16 (or at N) is a matrix of the same layout.
+constexpr int kQ8Rows = 0;
+constexpr int kQ8R16 = 1;
 
 // Attention shapes: q/out/dq [B, T, H, D], k/v/dk/dv [B, S, KV, D], lse [B, H, T].
 struct AttnArgs {

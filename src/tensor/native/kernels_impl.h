@@ -705,6 +705,28 @@ static void q8_quant_act(const float* x, int64_t K, int64_t bs, int8_t* q, float
   }
 }
 
+// Row n of W as row-major codes and scales: in place for kQ8Rows and the row-major tail of kQ8R16, else gathered
+// from its group into qbuf[K] / sbuf[K / bs] (the slower paths' way of reading the interleaved layout).
+NS_INLINE bool q8_interleaved_row(const Q8GemmArgs& g, int64_t n) { return g.layout == kQ8R16 && n < (g.N & ~int64_t{15}); }
+static void q8_row(const Q8GemmArgs& g, int64_t n, int8_t* qbuf, float* sbuf, const int8_t** q, const float** s) {
+  const int64_t K = g.K, nb = K / g.bs;
+  if (!q8_interleaved_row(g, n)) {
+    *q = g.Q + n * K;
+    *s = g.S + n * nb;
+    return;
+  }
+  const int8_t* gq = g.Q + (n & ~int64_t{15}) * K + 4 * (n & 15);
+  const float* gs = g.S + (n & ~int64_t{15}) * nb + (n & 15);
+  for (int64_t t = 0; t < K / 4; t++) std::memcpy(qbuf + 4 * t, gq + 64 * t, 4);
+  for (int64_t b = 0; b < nb; b++) sbuf[b] = gs[16 * b];
+  *q = qbuf;
+  *s = sbuf;
+}
+// Stack scratch for q8_row: K codes and K / 16 scales (a few KiB at most; only for the interleaved layout).
+#define NS_Q8_ROW_SCRATCH(g, qbuf, sbuf)                                                                            \
+  int8_t* qbuf = (g).layout == kQ8R16 ? static_cast<int8_t*>(__builtin_alloca(static_cast<size_t>((g).K + (g).K / 4 + 64))) : nullptr; \
+  float* sbuf = qbuf == nullptr ? nullptr : reinterpret_cast<float*>(qbuf + (((g).K + 63) & ~int64_t{63}))
+
 // The eight float64 sums combined in the fixed order above.
 NS_INLINE float q8_combine(const double* a) { return static_cast<float>(((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))); }
 NS_INLINE void q8_store(const Q8GemmArgs& g, int64_t i, int64_t n, float v) {
@@ -715,9 +737,11 @@ NS_INLINE void q8_store(const Q8GemmArgs& g, int64_t i, int64_t n, float v) {
 // The definition as a loop: any block size, any M. (GCC vectorizes the integer dot product.)
 static void q8q8_plain(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
   const int64_t K = g.K, bs = g.bs, nb = K / bs;
+  NS_Q8_ROW_SCRATCH(g, qbuf, sbuf);
   for (int64_t n = n0; n < n1; n++) {
-    const int8_t* wq = g.Q + n * K;
-    const float* ws = g.S + n * nb;
+    const int8_t* wq;
+    const float* ws;
+    q8_row(g, n, qbuf, sbuf, &wq, &ws);
     for (int64_t i = 0; i < g.M; i++) {
       const int8_t* xq = g.Aq + i * K;
       const float* xs = g.As + i * nb;
@@ -866,7 +890,8 @@ static void q8q8_avx2(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
 }
 #endif
 
-static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+// Row-major rows [n0, n1) of W (kQ8Rows, or the row-major tail of kQ8R16).
+static void q8_gemm_rows(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
 #if NS_ISA_ENUM == 2
   static const bool vnni = __builtin_cpu_supports("avx512vnni");
   if (vnni && g.bs == 32) {
@@ -903,11 +928,171 @@ static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
   q8q8_plain(g, n0, n1);
 }
 
-static void q8_decode_rows(const Q8GemmArgs& g, int64_t n0, int64_t n1, float* dst) {
-  const int64_t K = g.K, bs = g.bs, nb = K / bs;
+// Rows [n0, n1) (n1 ≤ N16) of a kQ8R16 matrix one at a time: each gathered to row-major, then the row kernels.
+static void q8_gemm_r16_rows(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+  NS_Q8_ROW_SCRATCH(g, qbuf, sbuf);
   for (int64_t n = n0; n < n1; n++) {
+    Q8GemmArgs h = g;
+    q8_row(g, n, qbuf, sbuf, &h.Q, &h.S);
+    h.N = 1;
+    h.layout = kQ8Rows;
+    h.C = g.C + n;
+    q8_gemm_rows(h, 0, 1);
+  }
+}
+
+#if NS_ISA_ENUM == 2
+// AVX-512 VNNI over kQ8R16, any block size (a multiple of 16; nano's 16 too): a 64-byte vector of W holds the same
+// 4 codes of 16 rows, so one vpdpbusd of it (offset to unsigned, w ^ 0x80) against the broadcast dword of A's 4
+// codes adds those 4 products into each row's lane: after a block's bs / 4 vectors the 16 lanes are the 16 rows'
+// block sums (minus Ac, the offset's 128·Σ Aq), with no horizontal reduction. They meet the 16 rows' scales (one
+// vector, S · As in float32) as float64 in two halves of 8, accumulated into acc[b mod 8] (16 zmm): the definition's
+// acc_j per row, ascending b; the fixed tree is then vertical adds over the 16 rows. Groups [ga, gb) (row indices,
+// multiples of 16); for M > 1 each row of A runs over the group in turn (the group's 16·K bytes stay in L1/L2).
+// VPB: vectors of W per block (bs / 4) as a constant for the common block sizes (the block's loop unrolled), 0 for
+// any other (read from g.bs).
+template <int VPB>
+NS_VNNI_TARGET static void q8q8_vnni16_t(const Q8GemmArgs& g, int64_t ga, int64_t gb) {
+  const int64_t K = g.K, bs = VPB > 0 ? 4 * VPB : g.bs, nb = K / bs, vpb = VPB > 0 ? VPB : bs / 4;
+  const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t n = ga; n < gb; n += 16) {
     const int8_t* q = g.Q + n * K;
     const float* s = g.S + n * nb;
+    for (int64_t i = 0; i < g.M; i++) {
+      const int8_t* xq = g.Aq + i * K;
+      const float* xs = g.As + i * nb;
+      const int32_t* xc = g.Ac + i * nb;
+      __m512d acc[8][2];
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = _mm512_setzero_pd();
+      auto block = [&](int64_t b, int j) {
+        const int8_t* qb = q + b * bs * 16;
+        const int8_t* xb = xq + b * bs;
+#ifdef NS_GEMV_PF
+        if (i == 0) {
+#pragma GCC unroll 16
+          for (int64_t v = 0; v < vpb; v++) __builtin_prefetch(qb + v * 64 + 16 * K, 0, 0);
+        }
+#endif
+        // two chains (even and odd vectors) so that a block's dpbusd latencies overlap
+        __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int64_t v = 0; v < vpb; v += 2) {
+          int32_t x0, x1;
+          std::memcpy(&x0, xb + 4 * v, 4);
+          std::memcpy(&x1, xb + 4 * v + 4, 4);
+          d0 = _mm512_dpbusd_epi32(d0, _mm512_xor_si512(_mm512_loadu_si512(qb + 64 * v), off), _mm512_set1_epi32(x0));
+          d1 = _mm512_dpbusd_epi32(d1, _mm512_xor_si512(_mm512_loadu_si512(qb + 64 * v + 64), off), _mm512_set1_epi32(x1));
+        }
+        const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(d0, d1), _mm512_set1_epi32(xc[b]));
+        const __m512 d = _mm512_mul_ps(_mm512_loadu_ps(s + 16 * b), _mm512_set1_ps(xs[b]));
+        acc[j][0] = _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(isum)), _mm512_cvtps_pd(_mm512_castps512_ps256(d)), acc[j][0]);
+        acc[j][1] = _mm512_fmadd_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(isum, 1)), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1))), acc[j][1]);
+      };
+      int64_t b0 = 0;
+      for (; b0 + 8 <= nb; b0 += 8) {
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) block(b0 + j, j);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; j++)
+        if (b0 + j < nb) block(b0 + j, j);
+      float* c = g.C + i * g.ldc + n;
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; h++) {
+        const __m512d t = _mm512_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0][h], acc[4][h]), _mm512_add_pd(acc[2][h], acc[6][h])),
+                                        _mm512_add_pd(_mm512_add_pd(acc[1][h], acc[5][h]), _mm512_add_pd(acc[3][h], acc[7][h])));
+        __m256 v = _mm512_cvtpd_ps(t);
+        if (g.beta != 0.0f) v = _mm256_add_ps(v, _mm256_loadu_ps(c + 8 * h));
+        _mm256_storeu_ps(c + 8 * h, v);
+      }
+    }
+  }
+}
+static void q8q8_vnni16(const Q8GemmArgs& g, int64_t ga, int64_t gb) {
+  switch (g.bs) {
+    case 16: q8q8_vnni16_t<4>(g, ga, gb); return;
+    case 32: q8q8_vnni16_t<8>(g, ga, gb); return;
+    case 64: q8q8_vnni16_t<16>(g, ga, gb); return;
+    default: q8q8_vnni16_t<0>(g, ga, gb); return;
+  }
+}
+#endif
+
+// Rows [n0, n1) of W in kQ8R16: whole groups by the VNNI group kernel where there is one; elsewhere (AVX2, portable,
+// AVX-512 without VNNI, a range that starts or ends inside a group) each row gathered to row-major and run through
+// the row kernels above, one row at a time (C + n and N = 1: the same arithmetic per element).
+static void q8_gemm_r16(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+  const int64_t N16 = g.N & ~int64_t{15};
+#if NS_ISA_ENUM == 2
+  static const bool vnni = __builtin_cpu_supports("avx512vnni");
+  if (vnni) {
+    const int64_t ga = std::min((n0 + 15) & ~int64_t{15}, N16), gb = std::min(n1, N16) & ~int64_t{15};
+    if (ga < gb) {
+      if (n0 < ga) q8_gemm_r16_rows(g, n0, ga);
+      q8q8_vnni16(g, ga, gb);
+      if (gb < n1) q8_gemm_r16(g, gb, n1);
+      return;
+    }
+  }
+#endif
+  q8_gemm_r16_rows(g, n0, std::min(n1, N16));
+  if (n1 > N16) q8_gemm_rows(g, std::max(n0, N16), n1);
+}
+
+static void q8_gemm_small(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
+  if (g.layout == kQ8R16)
+    q8_gemm_r16(g, n0, n1);
+  else
+    q8_gemm_rows(g, n0, n1);
+}
+
+#if NS_ISA_ENUM == 2
+// Rows [n, n + 16) of a kQ8R16 matrix (one whole group) decoded to dst[(r)·K + k]: 4 vectors of the group (16 codes
+// of each row) transposed as 4×4 dwords within each 128-bit lane by unpacks, so that each 128-bit lane then holds 16
+// consecutive codes of one row: sign-extended, converted and scaled (the same float32 product per weight as the
+// row-major decode), stored as one zmm.
+static void q8_decode_group16(const Q8GemmArgs& g, int64_t n, float* dst) {
+  const int64_t K = g.K, bs = g.bs, nb = K / bs;
+  const int8_t* q = g.Q + n * K;
+  const float* s = g.S + n * nb;
+  for (int64_t t = 0; t < K / 4; t += 4) {
+    const __m512i A = _mm512_loadu_si512(q + 64 * t), B = _mm512_loadu_si512(q + 64 * t + 64);
+    const __m512i Cv = _mm512_loadu_si512(q + 64 * t + 128), D = _mm512_loadu_si512(q + 64 * t + 192);
+    const __m512i u0 = _mm512_unpacklo_epi32(A, B), u1 = _mm512_unpackhi_epi32(A, B);
+    const __m512i u2 = _mm512_unpacklo_epi32(Cv, D), u3 = _mm512_unpackhi_epi32(Cv, D);
+    // rj's 128-bit lane L: row 4L + j's codes k = 4t..4t+15 (one block: bs is a multiple of 16)
+    const __m512i r[4] = {_mm512_unpacklo_epi64(u0, u2), _mm512_unpackhi_epi64(u0, u2), _mm512_unpacklo_epi64(u1, u3), _mm512_unpackhi_epi64(u1, u3)};
+    const float* sb = s + 16 * (4 * t / bs);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      const __m128i l0 = _mm512_castsi512_si128(r[j]), l1 = _mm512_extracti32x4_epi32(r[j], 1);
+      const __m128i l2 = _mm512_extracti32x4_epi32(r[j], 2), l3 = _mm512_extracti32x4_epi32(r[j], 3);
+      const __m128i ls[4] = {l0, l1, l2, l3};
+#pragma GCC unroll 4
+      for (int L = 0; L < 4; L++) {
+        const int row = 4 * L + j;
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(ls[L]));
+        _mm512_storeu_ps(dst + row * K + 4 * t, _mm512_mul_ps(f, _mm512_set1_ps(sb[row])));
+      }
+    }
+  }
+}
+#endif
+
+static void q8_decode_rows(const Q8GemmArgs& g, int64_t n0, int64_t n1, float* dst) {
+  const int64_t K = g.K, bs = g.bs, nb = K / bs;
+#if NS_ISA_ENUM == 2
+  if (g.layout == kQ8R16 && (n0 & 15) == 0) {
+    const int64_t gb = std::min(n1, g.N & ~int64_t{15}) & ~int64_t{15};
+    for (; n0 < gb; n0 += 16, dst += 16 * K) q8_decode_group16(g, n0, dst);
+  }
+#endif
+  NS_Q8_ROW_SCRATCH(g, qbuf, sbuf);
+  for (int64_t n = n0; n < n1; n++) {
+    const int8_t* q;
+    const float* s;
+    q8_row(g, n, qbuf, sbuf, &q, &s);
     float* d = dst + (n - n0) * K;
     for (int64_t b = 0; b < nb; b++) {
       const vf sv = bcast(s[b]);

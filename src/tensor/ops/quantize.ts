@@ -7,7 +7,8 @@
  *   in [−127, 127]; the error per element is at most scale / 2 (plus float32 rounding). 1 byte per element plus
  *   4 bytes per block. Input must be finite (a NaN has no int8 code).
  */
-import type { Backend } from '../backend.js';
+import type { Backend, Int8Layout } from '../backend.js';
+import { deinterleaveInt8, interleaveInt8 } from '../int8-layout.js';
 import { InvalidArgumentError } from '../../util/errors.js';
 import { ShapeError } from '../errors.js';
 import { type Tensor } from '../tensor.js';
@@ -80,6 +81,8 @@ export interface Int8Matrix {
   blockSize: number;
   q: Int8Array;
   scales: Float32Array;
+  /** How q and scales are laid out (backend.ts Int8Layout); absent: 'rows'. */
+  layout?: Int8Layout;
 }
 
 /**
@@ -106,9 +109,36 @@ export function quantizeMatrix(backend: Backend, w: Float32Array, rows: number, 
   return { rows, cols, blockSize, q: b.q, scales: b.scales };
 }
 
-/** The float32 matrix an Int8Matrix stands for (what gemmQ8 multiplies by). */
+/** The float32 matrix an Int8Matrix stands for (what gemmQ8 multiplies by), row-major [rows, cols]. */
 export function dequantizeMatrix(backend: Backend, m: Int8Matrix): Float32Array {
-  return dequantizeInt8(backend, { q: m.q, scales: m.scales, n: m.rows * m.cols, blockSize: m.blockSize });
+  const r = rowMajor(m);
+  return dequantizeInt8(backend, { q: r.q, scales: r.scales, n: m.rows * m.cols, blockSize: m.blockSize });
+}
+
+/**
+ * m in the 'r16' layout (groups of 16 rows, what the decode kernels read fastest; backend.ts Int8Layout), into
+ * `into` (codes and scales of m's lengths, not overlapping m's) or new arrays. m itself is left as it is.
+ */
+export function interleaveInt8Matrix(m: Int8Matrix, into?: { q: Int8Array; scales: Float32Array }): Int8Matrix {
+  const q = into?.q ?? new Int8Array(m.q.length);
+  const scales = into?.scales ?? new Float32Array(m.scales.length);
+  if (q.length !== m.q.length || scales.length !== m.scales.length) throw new ShapeError('interleaveInt8Matrix', `into has ${q.length} codes and ${scales.length} scales, m ${m.q.length} and ${m.scales.length}`);
+  if ((m.layout ?? 'rows') === 'r16') {
+    q.set(m.q);
+    scales.set(m.scales);
+  } else {
+    interleaveInt8(m.q, m.scales, m.rows, m.cols, m.blockSize, q, scales);
+  }
+  return { rows: m.rows, cols: m.cols, blockSize: m.blockSize, q, scales, layout: 'r16' };
+}
+
+/** m with row-major codes and scales: m itself when it is, else a row-major copy. */
+export function rowMajor(m: Int8Matrix): Int8Matrix {
+  if ((m.layout ?? 'rows') === 'rows') return m;
+  const q = new Int8Array(m.q.length);
+  const scales = new Float32Array(m.scales.length);
+  deinterleaveInt8(m.q, m.scales, m.rows, m.cols, m.blockSize, q, scales);
+  return { rows: m.rows, cols: m.cols, blockSize: m.blockSize, q, scales };
 }
 
 /**
@@ -122,5 +152,5 @@ export function matmulInt8(backend: Backend, a: Float32Array, M: number, w: Int8
   if (w.q.length !== w.rows * w.cols || w.scales.length !== w.rows * (w.cols / w.blockSize)) {
     throw new ShapeError('matmulInt8', `${w.q.length} codes and ${w.scales.length} scales do not describe [${w.rows}, ${w.cols}] in blocks of ${w.blockSize}`);
   }
-  backend.gemmQ8(a, w.q, w.scales, out, M, w.rows, w.cols, w.blockSize, accumulate ? 1 : 0);
+  backend.gemmQ8(a, w.q, w.scales, out, M, w.rows, w.cols, w.blockSize, accumulate ? 1 : 0, w.layout ?? 'rows');
 }
