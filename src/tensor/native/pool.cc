@@ -40,9 +40,9 @@ using Clock = std::chrono::steady_clock;
 constexpr int kWaitSpinUs = 20;
 
 // Threads of every live pool in this process (each compute worker of a process owns a pool; the addon's globals
-// are shared by all of them) and the CPUs the process may run on. A helper spins after a job only while the pools
-// together hold no more threads than CPUs: an idle helper spinning beside more runnable threads than cores takes
-// a core from a thread with work. Measured on the serving bench's 4-hop chain (four workers of 2 threads, all in
+// are shared by all of them) and the CPUs the process may run on. Every helper may spin after a job while the pools
+// together hold no more threads than CPUs; beyond that, an idle helper spinning beside more runnable threads than
+// cores takes a core from a thread with work (see g_active below). Measured on the serving bench's 4-hop chain (four workers of 2 threads, all in
 // one process on 2 cores): the spins of the hop that just answered overlapped the next hop's start on every step.
 std::atomic<int> g_pool_threads{0};
 // While they do oversubscribe it, spinning is a process-wide budget: only the helpers of the pool that opened a job
