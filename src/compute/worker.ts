@@ -46,6 +46,17 @@ const queue: ToWorker[] = [];
 let draining = false;
 const batchWindowMs = (workerData as WorkerConfig | undefined)?.batchWindowMs ?? DEFAULT_BATCH_WINDOW_MS;
 
+/**
+ * The kernel pool's hints (Backend.primePool/restPool). A decode step is a burst of pool jobs (one per layer) with
+ * JS between them: the pool's helpers spin between its jobs and, when none is queued after it, sleep at once rather
+ * than spin beside the main thread that carries the answer on (in a chain of hops in one process, beside the next
+ * hop's worker). A step's arrival wakes them, so that their wake-up overlaps the step's preparation instead of its
+ * first layer.
+ */
+function idleIfDone(): void {
+  if (queue.length === 0) state.backend.restPool?.();
+}
+
 async function run(msg: ToWorker): Promise<void> {
   const { id, job } = msg;
   const ctx = createJobContext(job.type, msg.cancel, (event) => post({ kind: 'event', id, event }));
@@ -53,6 +64,7 @@ async function run(msg: ToWorker): Promise<void> {
   try {
     ctx.throwIfCancelled(); // aborted while it waited in the queue
     const result: unknown = await runHandler(handlers, job, ctx);
+    idleIfDone();
     const { value, transfer } = prepareTransfer(result);
     post({ kind: 'result', id, result: value, ms: performance.now() - t0 }, transfer);
   } catch (e) {
@@ -75,6 +87,7 @@ function runBatch(msgs: ToWorker[]): void {
   }
   const ms = performance.now() - t0;
   lastForwardMs = ms;
+  idleIfDone();
   msgs.forEach((m, i) => {
     const r = results[i];
     if (r.ok) {
@@ -151,6 +164,7 @@ async function drain(): Promise<void> {
 
 port.on('message', (msg: ToWorker) => {
   if (msg.kind !== 'job') return;
+  if (msg.job.type === 'sessionStep') state.backend.primePool?.();
   queue.push(msg);
   arrived?.();
   if (draining) return;

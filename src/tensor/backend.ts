@@ -151,6 +151,14 @@ export interface Backend {
   readonly threads: number;
   setThreads(n: number): void;
   /**
+   * Optional hints to the backend's thread pool from the code that knows when a burst of kernels (a decode step:
+   * one pool job per layer, JS between them) begins and ends: `primePool` wakes the pool's sleeping threads so that
+   * their wake-up overlaps the caller's preparation, `restPool` lets them sleep at once instead of spinning beside
+   * the threads that carry the result on (native pool.h `prime`/`rest`). They never change a result.
+   */
+  primePool?(): void;
+  restPool?(): void;
+  /**
    * Asks the OS to back `x` (weights streamed once per decoded token) with 2 MiB pages instead of 4 KiB ones: fewer
    * TLB misses while streaming. Best effort and content-preserving; returns the bytes advised (0: not done here).
    */

@@ -61,6 +61,8 @@ interface Addon {
   setIsa(isa: string): void;
   setGemm(mode: string): void;
   setSpinUs(us: number): void;
+  poolPrime(): void;
+  poolRest(): void;
   adviseHugePages(x: Float32Array | Int8Array): number;
   gemm(
     a: Float32Array,
@@ -272,6 +274,16 @@ export class NativeBackend implements Backend {
   /** How long idle pool threads spin before sleeping (default 100 µs). */
   setSpinMicros(us: number): void {
     this.#a.setSpinUs(us);
+  }
+
+  /** A burst of kernels is coming: wake the pool's threads now (Backend.primePool). */
+  primePool(): void {
+    this.#a.poolPrime();
+  }
+
+  /** The burst is over: the pool's threads sleep at once (Backend.restPool). */
+  restPool(): void {
+    this.#a.poolRest();
   }
 
   // ---- linear algebra -------------------------------------------------------------------------------------------

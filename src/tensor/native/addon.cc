@@ -217,6 +217,17 @@ Napi::Value SetSpinUs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// poolPrime() / poolRest(): the caller's hints that a burst of jobs (a decode step) is coming / is over (pool.h).
+Napi::Value PoolPrime(const Napi::CallbackInfo& info) {
+  engine(info).pool_prime();
+  return info.Env().Undefined();
+}
+
+Napi::Value PoolRest(const Napi::CallbackInfo& info) {
+  engine(info).pool_rest();
+  return info.Env().Undefined();
+}
+
 // adviseHugePages(typedArray) → bytes now advised: asks Linux to back the whole 2 MiB pages inside the array with
 // transparent huge pages (madvise MADV_HUGEPAGE, then MADV_COLLAPSE to do it now rather than when khugepaged gets
 // to it). For weights that a decode step streams once per token: with 4 KiB pages, 324 MB of 12x768 weights are
@@ -643,6 +654,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setIsa", SetIsa},
       {"setGemm", SetGemm},
       {"setSpinUs", SetSpinUs},
+      {"poolPrime", PoolPrime},
+      {"poolRest", PoolRest},
       {"adviseHugePages", AdviseHugePages},
       {"gemm", Gemm},
       {"gemmQ8", GemmQ8},

@@ -70,6 +70,9 @@ class Engine {
   int threads() const { return pool_.threads(); }
   void set_threads(int n) { pool_.resize(n); }
   void set_spin_us(int us) { pool_.set_spin_us(us); }
+  // A burst of jobs is coming / is over (Pool::prime, Pool::rest).
+  void pool_prime() { pool_.prime(); }
+  void pool_rest() { pool_.rest(); }
   GemmMode gemm_mode() const { return mode_; }
   void set_gemm_mode(GemmMode m);
   // Whether GEMM currently goes to OpenBLAS (policy and availability), and why not when it does not.

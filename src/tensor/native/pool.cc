@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <new>
 #if defined(__linux__)
@@ -19,6 +20,15 @@ static inline void cpu_relax() {}
 namespace ns {
 
 namespace {
+bool stats_on() {
+  static const bool on = [] {
+    const char* e = std::getenv("NEUROSHARD_POOL_STATS");
+    return e != nullptr && *e == '1';
+  }();
+  return on;
+}
+int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
 // True on a thread while it runs tasks of a job: a nested run() then executes serially instead of deadlocking.
 thread_local bool tl_in_job = false;
 // The pool thread id of this thread (0 for the caller), for a nested run's scratch.
@@ -30,11 +40,20 @@ using Clock = std::chrono::steady_clock;
 constexpr int kWaitSpinUs = 20;
 
 // Threads of every live pool in this process (each compute worker of a process owns a pool; the addon's globals
-// are shared by all of them) and the CPUs the process may run on. A helper spins after a job only while the pools
-// together hold no more threads than CPUs: an idle helper spinning beside more runnable threads than cores takes
-// a core from a thread with work. Measured on the serving bench's 4-hop chain (four workers of 2 threads, all in
+// are shared by all of them) and the CPUs the process may run on. Every helper may spin after a job while the pools
+// together hold no more threads than CPUs; beyond that, an idle helper spinning beside more runnable threads than
+// cores takes a core from a thread with work (see g_active below). Measured on the serving bench's 4-hop chain (four workers of 2 threads, all in
 // one process on 2 cores): the spins of the hop that just answered overlapped the next hop's start on every step.
 std::atomic<int> g_pool_threads{0};
+// While they do oversubscribe it, spinning is a process-wide budget: only the helpers of the pool that opened a job
+// (or was primed) most recently may spin, at most usable CPUs - 1 of them at once (one CPU is left to the threads
+// with work: the caller, the main thread carrying a result on), and a spinner stops as soon as another pool takes
+// over. In a chain of hops in one process only one hop computes at a time: its helpers keep the speed of a lone
+// pool (no futex wake-up per layer), the idle hops' helpers sleep. Before this (session 16) no helper spun at all
+// there, and every layer of a hop woke a sleeping helper that often joined late or not at all: the serving bench's
+// 4-hop chain spent 12.05 ms per token in its workers against 7.09 ms for the same 12 layers in one hop.
+std::atomic<const Pool*> g_active{nullptr};
+std::atomic<int> g_spinning{0};
 
 int cpus_of_process() {
   static const int n = [] {
@@ -48,6 +67,25 @@ int cpus_of_process() {
     return c > 0 ? c : 1;
   }();
   return n;
+}
+
+// NEUROSHARD_POOL_SHARED_SPIN=0: the session-16 policy, for A/B measurements (no spin at all while the pools
+// oversubscribe the CPUs; prime() and rest() do nothing).
+bool shared_spin() {
+  static const bool on = [] {
+    const char* e = std::getenv("NEUROSHARD_POOL_SHARED_SPIN");
+    return e == nullptr || *e != '0';
+  }();
+  return on;
+}
+
+// One of the oversubscribed process's spin slots (usable CPUs - 1), or false when all are taken.
+bool take_spin_slot() {
+  const int most = cpus_of_process() - 1;
+  int n = g_spinning.load(std::memory_order_relaxed);
+  while (n < most)
+    if (g_spinning.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) return true;
+  return false;
 }
 
 template <class Done>
@@ -70,6 +108,18 @@ Pool::Pool(int threads) { start(threads); }
 
 Pool::~Pool() {
   stop();
+  if (stats_on())
+    std::fprintf(stderr,
+                 "neuroshard pool (%d threads): %lld jobs, %lld tasks, %lld wake-ups, helpers joined %lld times (mean delay %.1f us) and ran %lld tasks; "
+                 "spins ended by a job %lld, by time %lld, cut %lld, not begun %lld\n",
+                 nthreads_, static_cast<long long>(jobs_), static_cast<long long>(tasks_), static_cast<long long>(wakes_), static_cast<long long>(helper_joins_.load()),
+                 helper_joins_.load() > 0 ? static_cast<double>(join_delay_ns_.load()) / 1e3 / static_cast<double>(helper_joins_.load()) : 0.0,
+                 static_cast<long long>(helper_tasks_.load()), static_cast<long long>(spin_job_.load()), static_cast<long long>(spin_timeout_.load()),
+                 static_cast<long long>(spin_cut_.load()), static_cast<long long>(spin_none_.load()));
+  if (stats_on())
+    std::fprintf(stderr, "  gaps between jobs (us) <20 %lld, <50 %lld, <100 %lld, <200 %lld, <500 %lld, <2000 %lld, more %lld\n", static_cast<long long>(gaps_[0]),
+                 static_cast<long long>(gaps_[1]), static_cast<long long>(gaps_[2]), static_cast<long long>(gaps_[3]), static_cast<long long>(gaps_[4]),
+                 static_cast<long long>(gaps_[5]), static_cast<long long>(gaps_[6]));
   for (Buf& b : bufs_) std::free(b.p);
 }
 
@@ -122,11 +172,11 @@ void Pool::reserve(int slot, size_t floats) {
   }
 }
 
-void Pool::work(int tid) {
+int64_t Pool::work(int tid) {
   int p = 0;  // the phase of the last task claimed (tasks come in increasing order)
-  for (;;) {
+  for (int64_t done = 0;; done++) {
     const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-    if (t >= ntasks_) return;
+    if (t >= ntasks_) return done;
     if (ends_ != nullptr) {
       while (p < nphases_ - 1 && t >= ends_[p]) p++;
       // Every task before this phase has been claimed (the counter is monotonic); wait until they have finished.
@@ -157,6 +207,23 @@ void Pool::run_phased(const int64_t* ends, int nphases, int want, TaskFn fn, voi
   nphases_ = 1;
 }
 
+void Pool::prime() {
+  if (nthreads_ <= 1 || !shared_spin()) return;
+  if (g_active.load(std::memory_order_relaxed) != this) g_active.store(this, std::memory_order_relaxed);
+  rest_.store(~uint64_t{0}, std::memory_order_relaxed);
+  primes_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    wakes_++;
+    std::lock_guard<std::mutex> lk(mu_);
+    cv_.notify_all();
+  }
+}
+
+// Jobs are opened only by this (calling) thread, so gen_ is the last one published.
+void Pool::rest() {
+  if (shared_spin()) rest_.store(gen_, std::memory_order_release);
+}
+
 void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {
   if (ntasks <= 0) return;
   int n = want < nthreads_ ? want : nthreads_;
@@ -176,9 +243,19 @@ void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {
   next_.store(0, std::memory_order_relaxed);
   finished_.store(0, std::memory_order_relaxed);
   gen_++;
+  if (g_active.load(std::memory_order_relaxed) != this) g_active.store(this, std::memory_order_relaxed);
   const uint64_t open = gen_ << 1 | 1;
   word_.store(open, std::memory_order_seq_cst);
+  jobs_++;
+  tasks_ += ntasks;
+  if (stats_on()) {
+    const int64_t t = now_ns();
+    opened_ns_.store(t, std::memory_order_relaxed);
+    const int64_t us = (t - closed_ns_) / 1000;
+    gaps_[us < 20 ? 0 : us < 50 ? 1 : us < 100 ? 2 : us < 200 ? 3 : us < 500 ? 4 : us < 2000 ? 5 : 6]++;
+  }
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    wakes_++;
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
   }
@@ -196,11 +273,13 @@ void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {
   // it may also have been preempted between joining and leaving, hence the same spin-then-yield).
   word_.store(gen_ << 1, std::memory_order_seq_cst);
   wait_until([&] { return joined_.load(std::memory_order_seq_cst) == 0; });
+  if (stats_on()) closed_ns_ = now_ns();
 }
 
 void Pool::worker(int tid) {
   tl_tid = tid;
   uint64_t seen = 0;  // the generation last looked at
+  uint64_t primed = primes_.load(std::memory_order_relaxed);
   for (;;) {
     uint64_t w = word_.load(std::memory_order_acquire);
     if ((w >> 1) == seen) {
@@ -208,19 +287,41 @@ void Pool::worker(int tid) {
       // more before sleeping, to keep the helper awake through a decode step's gaps. On this 2-core machine at load
       // 15-23 it made decode at 2 threads several times slower at the median: the yielding helper kept taking
       // the core from its own caller. Not kept.)
-      // (no spin while this process's pools hold more threads than it has CPUs: see g_pool_threads)
-      const int spin = g_pool_threads.load(std::memory_order_relaxed) > cpus_of_process() ? 0 : spin_us_.load(std::memory_order_relaxed);
+      // No spin after rest() until the next job or prime(). While this process's pools hold more threads than it
+      // has CPUs, only within the spin budget (g_active, g_spinning) and only while this pool is the active one.
+      const bool over = g_pool_threads.load(std::memory_order_relaxed) > cpus_of_process();
+      int spin = rest_.load(std::memory_order_acquire) == seen ? 0 : spin_us_.load(std::memory_order_relaxed);
+      bool slot = false;
+      if (spin > 0 && over) {
+        slot = shared_spin() && g_active.load(std::memory_order_relaxed) == this && take_spin_slot();
+        if (!slot) spin = 0;
+      }
       const auto limit = Clock::now() + std::chrono::microseconds(spin);
       int k = 0;
       while (spin > 0 && ((w = word_.load(std::memory_order_acquire)) >> 1) == seen && !stopping_.load(std::memory_order_relaxed)) {
         cpu_relax();
         if ((++k & 255) == 0 && Clock::now() > limit) break;
+        if ((k & 15) == 0 && (rest_.load(std::memory_order_relaxed) == seen || (over && g_active.load(std::memory_order_relaxed) != this))) break;
+      }
+      if (slot) g_spinning.fetch_sub(1, std::memory_order_acq_rel);
+      if (stats_on()) {
+        if (spin <= 0)
+          spin_none_.fetch_add(1, std::memory_order_relaxed);
+        else if ((w >> 1) != seen)
+          spin_job_.fetch_add(1, std::memory_order_relaxed);
+        else if (Clock::now() > limit)
+          spin_timeout_.fetch_add(1, std::memory_order_relaxed);
+        else
+          spin_cut_.fetch_add(1, std::memory_order_relaxed);
       }
       if ((w >> 1) == seen && !stopping_.load(std::memory_order_relaxed)) {
         std::unique_lock<std::mutex> lk(mu_);
         sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        cv_.wait(lk, [&] { return ((w = word_.load(std::memory_order_seq_cst)) >> 1) != seen || stopping_.load(); });
+        cv_.wait(lk, [&] { return ((w = word_.load(std::memory_order_seq_cst)) >> 1) != seen || stopping_.load() || primes_.load(std::memory_order_seq_cst) != primed; });
         sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+        primed = primes_.load(std::memory_order_relaxed);
+        // Primed and no job yet: spin again (the loop's top) for the job that is coming.
+        if ((w >> 1) == seen && !stopping_.load(std::memory_order_acquire)) continue;
       }
     }
     if (stopping_.load(std::memory_order_acquire)) return;
@@ -229,9 +330,15 @@ void Pool::worker(int tid) {
     const int j = joined_.fetch_add(1, std::memory_order_seq_cst);
     // Still the same open job? (Once joined, the caller waits for us before it touches the job's fields again.)
     if (word_.load(std::memory_order_seq_cst) == w && j < want_ - 1) {
+      const int64_t joined_at = stats_on() ? now_ns() : 0;
       tl_in_job = true;
-      work(tid);
+      const int64_t done = work(tid);
       tl_in_job = false;
+      if (done > 0) {
+        if (stats_on()) join_delay_ns_.fetch_add(joined_at - opened_ns_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        helper_joins_.fetch_add(1, std::memory_order_relaxed);
+        helper_tasks_.fetch_add(done, std::memory_order_relaxed);
+      }
     }
     joined_.fetch_sub(1, std::memory_order_seq_cst);
   }

@@ -41,6 +41,15 @@ class Pool {
   static int process_threads();
   static int usable_cpus();
 
+  // Hints from the owner of the pool, who knows when a burst of jobs (a decode step: one job per layer, JS between
+  // them) begins and ends. prime(): a burst is coming; sleeping helpers wake now and spin for up to spin_us_ waiting
+  // for its first job, so their wake-up overlaps the caller's preparation instead of the first job. rest(): the
+  // burst is over; helpers sleep at once instead of spinning out spin_us_ (beside the threads that carry the
+  // result on). Neither changes what a job computes; both are free to ignore. Call from the pool's calling thread,
+  // never inside a job.
+  void prime();
+  void rest();
+
   // Runs fn(ctx, task, tid) for every task in [0, ntasks) on up to `want` threads (the caller included). `tid` is in
   // [0, threads()) and identifies the thread's scratch buffers. Nested calls run serially on the calling thread.
   void run(int64_t ntasks, int want, TaskFn fn, void* ctx);
@@ -79,7 +88,7 @@ class Pool {
   void worker(int tid);
   void start(int threads);
   void stop();
-  void work(int tid);
+  int64_t work(int tid);  // the tasks it ran
 
   int nthreads_ = 1;
   std::vector<std::thread> workers_;
@@ -99,6 +108,21 @@ class Pool {
   int nphases_ = 1;
   int want_ = 1;
   uint64_t gen_ = 0;
+
+  // The generation after which helpers sleep at once (rest()); ~0: none. prime() clears it and bumps primes_, which
+  // wakes sleeping helpers.
+  std::atomic<uint64_t> rest_{~uint64_t{0}};
+  std::atomic<uint64_t> primes_{0};
+
+  // Counts for NEUROSHARD_POOL_STATS (printed to stderr when the pool ends): jobs run on more than one thread,
+  // their tasks, the wake-ups (notify of sleeping helpers) the caller did, and the tasks and joins of helpers.
+  int64_t jobs_ = 0, tasks_ = 0, wakes_ = 0;
+  std::atomic<int64_t> helper_tasks_{0}, helper_joins_{0};
+  // With NEUROSHARD_POOL_STATS: when the job was opened (ns, steady clock), the helpers' summed delay from there to
+  // joining, and how their spins ended (a job came, time ran out, rest() or another pool took over, not allowed).
+  std::atomic<int64_t> opened_ns_{0}, join_delay_ns_{0};
+  int64_t closed_ns_ = 0, gaps_[7] = {0, 0, 0, 0, 0, 0, 0};  // time between a job's close and the next job's opening
+  std::atomic<int64_t> spin_job_{0}, spin_timeout_{0}, spin_cut_{0}, spin_none_{0};
 
   std::atomic<int> sleepers_{0};
   std::atomic<int> spin_us_{100};

@@ -548,4 +548,69 @@ describe('native addon', { skip }, () => {
     await gone;
     assert.equal(b.info().processPoolThreads, before.processPoolThreads, 'a worker\'s pool leaves the count with its thread');
   });
+  it('prime/rest hints and the shared spin budget never change a result nor hang (oversubscribed pools computing at once)', async () => {
+    const b = backend();
+    const where = nativeAddonPath();
+    assert.ok('path' in where);
+    const M = 3, N = 300, K = 257;
+    const rng = new Rng(41);
+    const a = randn(rng, M * K);
+    const w = randn(rng, N * K);
+    const args: GemmArgs = { transA: false, transB: true, M, N, K, alpha: 1, beta: 0 };
+    const want = new Float32Array(M * N);
+    const threads = b.info().threads;
+    b.setThreads(1);
+    b.gemm(a, w, want, args);
+    b.setThreads(threads);
+    // Two workers with pools of more threads than the CPUs (so the process is oversubscribed: the spin budget and
+    // the active pool apply), each a burst of products between prime and rest, as a hop's decode step, while this
+    // thread does the same; a worker ends while its helpers may be spinning after a prime.
+    const k = b.info().usableCpus + 1;
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const addon = require(workerData.path);
+      addon.setThreads(workerData.k);
+      const { M, N, K } = workerData;
+      const c = new Float32Array(M * N);
+      let same = true;
+      for (let s = 0; s < 40; s++) {
+        addon.poolPrime();
+        for (let l = 0; l < 3; l++) {
+          c.fill(NaN);
+          addon.gemm(workerData.a, workerData.w, c, false, true, M, N, K, 1, 0, 1, M * K, N * K, M * N, K, K, N, 0, 0, 0);
+          for (let i = 0; i < c.length; i++) if (!Object.is(c[i], workerData.want[i])) same = false;
+        }
+        if (s % 2 === 0) addon.poolRest();
+      }
+      addon.poolPrime();
+      parentPort.postMessage(same);
+    `;
+    const workers = [0, 1].map(() => new Worker(code, { eval: true, workerData: { path: where.path, k, M, N, K, a, w, want } }));
+    const answers = workers.map(
+      (wk) =>
+        new Promise<boolean>((resolve, reject) => {
+          wk.once('message', resolve);
+          wk.once('error', reject);
+          wk.once('exit', (c) => reject(new Error(`worker exited with ${c} before answering`)));
+        }),
+    );
+    const c = new Float32Array(M * N);
+    for (let s = 0; s < 40; s++) {
+      b.primePool();
+      for (let l = 0; l < 3; l++) {
+        c.fill(NaN);
+        b.gemm(a, w, c, args);
+        assertSameBits(c, want, `main thread step ${s} product ${l}`);
+      }
+      b.restPool();
+    }
+    assert.deepEqual(await Promise.all(answers), [true, true], 'every worker product equals the 1-thread one bit for bit');
+    await Promise.all(workers.map((wk) => wk.terminate()));
+    // hints with no job between them, and a job right after rest
+    b.primePool();
+    b.primePool();
+    b.restPool();
+    b.gemm(a, w, c, args);
+    assertSameBits(c, want, 'after prime, prime, rest');
+  });
 });
