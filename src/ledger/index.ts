@@ -74,6 +74,7 @@ export {
 export { ReconcileQueue, type ReconcileQueueOptions, type RetryScheduler } from './reconcile-queue.js';
 export * from './checkpoint.js';
 export { HolderRecordCache, ProofSequence, type HolderRecordInput, type HolderRecordSigner, type ProofOutcome, type ProofPlan, type ProofSequenceOptions } from './prover.js';
+export { ProofLoop, PROOF_GATE_PEERS, type ProofLoopOptions } from './proof-loop.js';
 export { ledgerStatusView, type LedgerStatusJson } from './status-view.js';
 export { rewardRulesOf, type RewardRuleOptions } from './reward-rules.js';
 export { Finality, VoteBox, type CheckpointVote, type FinalityNetwork, type FinalityOptions, type FinalityState, type FinalityStatus } from './finality.js';

@@ -44,8 +44,6 @@ import {
   buildGenesis,
   afterTailSync,
   aloneFounder,
-  proofGate,
-  raiseReported,
   reconcileAction,
   tailSyncStart,
   type ReconcileMode,
@@ -68,6 +66,7 @@ import {
   PROOF_WINDOW_MS,
   startNodeLedger,
   HolderRecordCache,
+  ProofLoop,
   ProofSequence,
   type ProofOutcome,
   type Ledger,
@@ -79,7 +78,7 @@ import type { RewardRules } from '../ledger/witness.js';
 import type { PeerScoreTable } from '../p2p/peer-score.js';
 import { PENALTY } from '../p2p/peer-score.js';
 import type { P2PNetwork } from '../p2p/types.js';
-import { freshHolderRecord, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
+import { freshHolderRecord, type HolderRecord } from '../protocols/holder-record.js';
 import { LedgerP2PNetwork } from '../protocols/ledger-sync.js';
 import { CheckpointP2P } from '../protocols/ledger-checkpoint.js';
 import { GenesisKeyStore } from './genesis-key.js';
@@ -501,67 +500,29 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     startedAt,
     lastEpoch: provenThrough(Math.max(lastProofEpochIn(ledger.history(account, 256), addressFromAccountId(account)), ledger.lastProofEpoch(account)), -1, startEpoch),
   });
-  /** What peers report of our key (ledger-account): asked once we are caught up, before the first proof. */
-  const reported = { asked: false, asking: false, nextNonce: 0n, lastEpoch: -1 };
-  const askPeers = async (): Promise<void> => {
-    if (reported.asking) return;
-    reported.asking = true;
-    try {
-      for (const p of net.syncPeers().slice(0, 4)) {
-        try {
-          const r = await cpNet.fetchAccount(p, toHex(key.publicKey), { signal: deadlineSignal(callTimeoutMs, signal) });
-          Object.assign(reported, raiseReported(reported, r), { asked: true });
-        } catch (e) {
-          log.debug('ledger-account failed', { peer: p, error: errorMessage(e) });
-        }
-      }
-      proofs.raiseProven(reported.lastEpoch, startEpoch);
-    } finally {
-      reported.asking = false;
-    }
-  };
-  let proving = false;
-  let mayProve = false;
   const records = new HolderRecordCache<HolderRecord>(
     o.recordTtlMs ?? DEFAULT_RECORD_TTL_MS,
     (content, now, ttlMs) => freshHolderRecord(key, { networkId, ...content, weights: o.weights ?? 'f32' }, now, ttlMs),
     (e) => log.debug('holder record without addresses', { error: errorMessage(e) }),
   );
-  /** Our HolderRecord for a proof at `now` (ledger/prover.ts HolderRecordCache). */
-  const holderRecordAt = (span: LayerSpan, now: number): HolderRecord =>
-    records.at({ nowMs: now, span, multiaddrs: host.p2p.multiaddrs(), peerId: self, capacity: counters.capacity?.() ?? { memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 } });
-
-  const proveNow = async (): Promise<ProofOutcome | undefined> => {
-    if (stopped || quiet || proving || !proofsEnabled) return undefined;
-    if (!mayProve) {
-      // Reconciled with a peer, or founded the network and nobody is there yet (a founder with peers waits too).
-      const alone = aloneNow();
-      if (proofGate({ caughtUp: sync.caughtUp, asked: reported.asked, alone }) === 'ask') {
-        // caught up on a hash proves little (the empty ledger's is public): ask what peers know of our key first
-        await askPeers();
-        if (!reported.asked) return undefined;
-      }
-      mayProve = proofGate({ caughtUp: sync.caughtUp, asked: reported.asked, alone }) === 'prove';
-      if (!mayProve) return undefined;
-    }
-    const plan = proofs.next(clock.now(), () => ({ local: ledger.nextNonce(key.publicKey, EventKind.Proof), reported: reported.nextNonce }), holderRecordAt);
-    if (plan === undefined) return undefined;
-    proving = true;
-    try {
-      if (plan.why !== undefined) log.debug('training not claimable in this proof', { why: plan.why });
-      const r = await service.submit(plan.event.bytes, { signal });
-      const outcome = proofs.settle(plan, r);
-      if (r.status === 'dropped') {
-        // our own ledger refused it, so it was not published and its nonce is free; the work waits for the next one
-        log.error('our proof was refused by our own ledger', { reason: r.reason, epoch: plan.epoch });
-      } else {
-        log.debug('proof emitted', { epoch: plan.epoch, nonce: outcome.nonce, status: r.status, uptimeMs: plan.claim.uptimeMs });
-      }
-      return outcome;
-    } finally {
-      proving = false;
-    }
-  };
+  // the gate (reconciled, peers asked about our key) and one proof at a time: ledger/proof-loop.ts
+  const loop = new ProofLoop({
+    proofs,
+    caughtUp: () => sync.caughtUp,
+    alone: aloneNow,
+    active: () => !stopped && !quiet && proofsEnabled,
+    peers: () => net.syncPeers(),
+    fetchAccount: (p) => cpNet.fetchAccount(p, toHex(key.publicKey), { signal: deadlineSignal(callTimeoutMs, signal) }),
+    localNonce: () => ledger.nextNonce(key.publicKey, EventKind.Proof),
+    submit: (bytes) => service.submit(bytes, { signal }),
+    // our HolderRecord for a proof at `now`, re-signed only when it changed (ledger/prover.ts HolderRecordCache)
+    record: (span, now) =>
+      records.at({ nowMs: now, span, multiaddrs: host.p2p.multiaddrs(), peerId: self, capacity: counters.capacity?.() ?? { memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 } }),
+    startEpoch,
+    clock,
+    log,
+  });
+  const proveNow = (): Promise<ProofOutcome | undefined> => loop.proveNow();
 
   if (proofsEnabled) {
     const t = setInterval(() => {
@@ -589,7 +550,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
         emitted: proofs.emitted,
         lastEpoch: proofs.lastEpoch,
         nextNonce: ledger.nextNonce(key.publicKey, EventKind.Proof).toString(),
-        waitingForSync: proofsEnabled && !mayProve,
+        waitingForSync: proofsEnabled && loop.waitingForSync,
         ...(proofs.last !== undefined ? { last: { ...proofs.last } } : {}),
       },
       gossip: { ...net.stats },
@@ -603,7 +564,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       if (quiet || stopped) return;
       quiet = true;
       started.service.stopOutbox();
-      while (proving) await new Promise((r) => setImmediate(r));
+      await loop.idle();
     },
     async stop() {
       if (stopped) return;
@@ -614,7 +575,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       stopping.abort();
       await reconciles.stop(); // queued jobs and retries dropped; the running one ends on the abort
       // a proof being published finishes (its event is stored already); no new one starts
-      while (proving) await new Promise((r) => setImmediate(r));
+      await loop.idle();
       await cpNet.stop();
       await net.stop();
       started.stop();
