@@ -75,6 +75,7 @@ export { ReconcileQueue, type ReconcileQueueOptions, type RetryScheduler } from 
 export * from './checkpoint.js';
 export { HolderRecordCache, ProofSequence, type HolderRecordInput, type HolderRecordSigner, type ProofOutcome, type ProofPlan, type ProofSequenceOptions } from './prover.js';
 export { ProofLoop, PROOF_GATE_PEERS, type ProofLoopOptions } from './proof-loop.js';
+export { Reconciler, DEFAULT_TAIL_SYNC_MS, TAIL_SYNC_MAX_PAGES, type ReconcilerOptions, type ReconcileStats } from './reconciler.js';
 export { ledgerStatusView, type LedgerStatusJson } from './status-view.js';
 export { rewardRulesOf, type RewardRuleOptions } from './reward-rules.js';
 export { Finality, VoteBox, type CheckpointVote, type FinalityNetwork, type FinalityOptions, type FinalityState, type FinalityStatus } from './finality.js';

@@ -42,12 +42,8 @@ import { LedgerNotReadyError, type LedgerSubmitter, type SubmitOutcome } from '.
 import { accountIdFromPublicKey, addressFromAccountId, type NodeKey } from '../identity/index.js';
 import {
   buildGenesis,
-  afterTailSync,
   aloneFounder,
-  reconcileAction,
-  tailSyncStart,
   type ReconcileMode,
-  ReconcileQueue,
   lastProofEpochIn,
   servedEvents,
   submitTooOld,
@@ -59,7 +55,6 @@ import {
   EventKind,
   ledgerStatusView,
   rewardRulesOf,
-  garbageReasons,
   LEDGER_SYNC_LIMITS,
   localHolderRecordVerifier,
   MAX_SLASH_BYTES,
@@ -67,6 +62,8 @@ import {
   startNodeLedger,
   HolderRecordCache,
   ProofLoop,
+  Reconciler,
+  DEFAULT_TAIL_SYNC_MS,
   ProofSequence,
   type ProofOutcome,
   type Ledger,
@@ -212,7 +209,6 @@ export interface NodeLedgerService {
 }
 
 const DEFAULT_RECORD_TTL_MS = 10 * 60_000;
-const TAIL_SYNC_MAX_PAGES = 64;
 
 /** Starts the node's ledger (see the file comment). */
 export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promise<NodeLedgerService> {
@@ -323,47 +319,33 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
 
   // ─────────────────────────── reconciliation ───────────────────────────
 
-  const sync = { caughtUp: false, runs: 0, failures: 0, lastPeer: undefined as string | undefined };
-  // one job per peer, run one at a time, a not-yet-serving peer retried (ledger/reconcile-queue.ts)
-  const reconciles = new ReconcileQueue({
+  // one job per peer, run one at a time, a not-yet-serving peer retried, a tail sync for the periodic check, a peer
+  // serving invalid events penalised: ledger/reconciler.ts
+  const reconciler = new Reconciler({
     self,
-    run: (peer, mode) => reconcileWith(peer, mode),
-    unavailable: (e) => isNeuroShardError(e, 'RPC_UNAVAILABLE') || isNeuroShardError(e, 'LEDGER_NOT_SERVING'),
-    onFailure: (peer, e) => {
-      sync.failures++;
-      log.debug('ledger reconciliation failed', { peer, error: errorMessage(e) });
+    ours: () => {
+      const s = ledger.status();
+      return { stateHash: s.stateHash, events: servedEvents(s), replayPending: s.replayPending };
     },
+    theirs: (peer, sig) => net.fetchStatus(peer, { signal: sig }),
+    prepare: async (peer, sig) => {
+      await learnFrom(peer);
+      await fin.pull(peer, { signal: sig });
+    },
+    syncFrom: (peer, opts) => service.syncFrom(peer, opts),
+    onSyncDropped: (fn) =>
+      service.on('ledger:ingested', ({ result, source }) => {
+        if (source === 'sync' && result.status === 'dropped') fn(result.reason);
+      }),
+    penalise: (peer, count, reason) => host.scores?.penalise(peer, PENALTY.forged, `ledger sync: ${count} invalid events (${reason})`),
+    unavailable: (e) => isNeuroShardError(e, 'RPC_UNAVAILABLE') || isNeuroShardError(e, 'LEDGER_NOT_SERVING'),
+    tailSyncMs: o.tailSyncMs ?? DEFAULT_TAIL_SYNC_MS,
+    signal,
+    clock,
+    log,
   });
-  const enqueue = (peer: string, mode: ReconcileMode): void => {
-    if (!stopped) reconciles.enqueue(peer, mode);
-  };
-
-  /** Counts events a sync with `peer` dropped as invalid (garbage) and penalises the peer once for them. */
-  const penaliseGarbage = (peer: string, reasons: (string | undefined)[]): void => {
-    const bad = garbageReasons(reasons);
-    if (bad.length === 0) return;
-    log.warn('peer served invalid ledger events', { peer, count: bad.length, reason: bad[0] });
-    host.scores?.penalise(peer, PENALTY.forged, `ledger sync: ${bad.length} invalid events (${bad[0]})`);
-  };
-
-  /** Runs a sync with `peer` and penalises the peer once for the invalid events it served (even when it fails). */
-  const syncCollecting = async <T>(peer: string, run: () => Promise<T>): Promise<T> => {
-    const dropped: (string | undefined)[] = [];
-    const off = service.on('ledger:ingested', ({ result, source }) => {
-      if (source === 'sync' && result.status === 'dropped') dropped.push(result.reason);
-    });
-    try {
-      return await run();
-    } finally {
-      off();
-      penaliseGarbage(peer, dropped);
-    }
-  };
-
-  const ours = (): { stateHash: string; events: number; replayPending: boolean } => {
-    const s = ledger.status();
-    return { stateHash: s.stateHash, events: servedEvents(s), replayPending: s.replayPending };
-  };
+  const sync = reconciler.stats;
+  const enqueue = (peer: string, mode: ReconcileMode): void => reconciler.enqueue(peer, mode);
 
   /** Adopts the genesis key a peer names when we have none yet: persisted, then every stored event re-judged. */
   const learnFrom = async (peer: string): Promise<void> => {
@@ -373,35 +355,6 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     if (k === undefined) return;
     ledger.setGenesisKey(k);
     fin.setGenesisKey(k);
-  };
-
-  const reconcileWith = async (peer: string, mode: ReconcileMode): Promise<void> => {
-    await learnFrom(peer);
-    await fin.pull(peer, { signal });
-    const action = reconcileAction(ours(), await net.fetchStatus(peer, { signal }));
-    if (action === 'caught-up') sync.caughtUp = true;
-    if (action !== 'sync') return;
-    sync.runs++;
-    sync.lastPeer = peer;
-    if (mode === 'tail') {
-      await tailSync(peer);
-      if (stopped) return;
-      // still apart, and the peer knows more than we do: the difference is older than the tail
-      if (afterTailSync(ours(), await net.fetchStatus(peer, { signal })) === 'caught-up') {
-        sync.caughtUp = true;
-        return;
-      }
-    }
-    const { complete } = await syncCollecting(peer, () => service.syncFrom(peer, { signal }));
-    // We hold everything this peer had: our own used nonces among it.
-    if (complete) sync.caughtUp = true;
-    else if (!complete) enqueue(peer, 'full'); // paused on its budget: continue after the others
-  };
-
-  /** Pulls the peer's events of the last `tailSyncMs` (ledger time), page by page (LedgerService.syncFrom's pipeline). */
-  const tailSync = async (peer: string): Promise<void> => {
-    const from = tailSyncStart(clock.now(), o.tailSyncMs ?? 15 * 60_000);
-    await syncCollecting(peer, () => service.syncFrom(peer, { signal, from, maxPages: TAIL_SYNC_MAX_PAGES }));
   };
 
   // The watch record (admission.ts): while caught up with at least one peer, this node would have seen anything
@@ -541,7 +494,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
     network: net,
     finality: fin,
     proveNow,
-    reconcile: (peer) => reconcileWith(peer, 'full'),
+    reconcile: (peer) => reconciler.reconcile(peer, 'full'),
     status: () => ({
       ...ledger.status(),
       address,
@@ -573,7 +526,7 @@ export async function startNodeLedgerService(o: NodeLedgerServiceOptions): Promi
       for (const t of timers) clearInterval(t);
       for (const off of offs) off();
       stopping.abort();
-      await reconciles.stop(); // queued jobs and retries dropped; the running one ends on the abort
+      await reconciler.stop(); // queued jobs and retries dropped; the running one ends on the abort
       // a proof being published finishes (its event is stored already); no new one starts
       await loop.idle();
       await cpNet.stop();
