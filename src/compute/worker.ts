@@ -5,7 +5,7 @@
  * exception is continuous batching (batcher.ts): decode steps of different sessions that are queued together run
  * as one forward of several rows.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { NeuroShardError, errorMessage, type ErrorObject } from '../util/errors.js';
 import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
@@ -167,7 +167,7 @@ async function drain(): Promise<void> {
         for (let k = picked.length - 1; k >= 0; k--) queue.splice(picked[k], 1);
         tFwd = runBatch(msgs);
       }
-      if (TRACE_FILE !== undefined) trace({ rows: picked.length, firstAt, lastAt, start: tStart, fwdMs: tFwd, end: clock(), left: queue.length });
+      if (TRACE_FILE !== undefined) trace({ tid: threadId, rows: picked.length, firstAt, lastAt, start: tStart, fwdMs: tFwd, end: clock(), left: queue.length });
       await nextTurn();
     }
   } finally {
