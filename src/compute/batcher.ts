@@ -15,8 +15,8 @@
  * costs little next to a forward (the weights are read once for the whole batch), so a straggler that runs in a
  * forward of its own costs nearly a whole forward more, and waiting up to half of one for it pays; on a slow or
  * loaded machine, where the streams' steps arrive further apart, the window grows with the step. (Session 18: with
- * a tenth, 8 streams through one hop on the bench's 2 cores split into forwards of 5 rows on average under load,
- * as the hop's 8 answers take the main thread 2-7 ms to turn into the next 8 steps; with half, 8 of 8.) The wait
+ * a tenth, 8 streams through one hop on the bench's 2 cores ran in forwards of 7.1-7.7 rows on average at load 4-5,
+ * as the hop's 8 answers take the main thread 1-7 ms to turn into the next 8 steps; with half, 7.9-8.0.) The wait
  * ends when the last recently active session's step arrives, so a larger cap costs only while a session that
  * decoded within ACTIVE_DECODER_MS sends no step (one left open without stepping: a cap per batch, for at most
  * that long).
