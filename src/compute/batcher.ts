@@ -11,10 +11,15 @@
  *
  * Waiting: a batch smaller than the number of sessions that decoded recently waits once, up to the batch window,
  * for the others' steps to arrive; steps that arrive while a batch runs join the next one anyway. The window is the
- * larger of `batchWindowMs` (default 2 ms) and a tenth of the last batched forward's time capped at 50 ms: a row
- * more costs little next to a forward (the weights are read once for the whole batch), so waiting a tenth of one
- * for a straggler pays, and on a slow or loaded machine, where the streams' steps arrive further apart, the window
- * grows with the step.
+ * larger of `batchWindowMs` (default 2 ms) and half the last batched forward's time capped at 50 ms: a row more
+ * costs little next to a forward (the weights are read once for the whole batch), so a straggler that runs in a
+ * forward of its own costs nearly a whole forward more, and waiting up to half of one for it pays; on a slow or
+ * loaded machine, where the streams' steps arrive further apart, the window grows with the step. (Session 18: with
+ * a tenth, 8 streams through one hop on the bench's 2 cores ran in forwards of 7.1-7.7 rows on average at load 4-5,
+ * as the hop's 8 answers take the main thread 1-7 ms to turn into the next 8 steps; with half, 7.9-8.0.) The wait
+ * ends when the last recently active session's step arrives, so a larger cap costs only while a session that
+ * decoded within ACTIVE_DECODER_MS sends no step (one left open without stepping: a cap per batch, for at most
+ * that long).
  */
 import { MAX_DECODE_BATCH } from '../model/shard.js';
 import type { Job, JobOf } from './jobs.js';
@@ -25,7 +30,7 @@ export const DEFAULT_BATCH_WINDOW_MS = 2;
 /** The adaptive part of the window never exceeds this (ms). */
 export const MAX_BATCH_WINDOW_MS = 50;
 /** Share of the last batched forward's time the window may take. */
-export const BATCH_WINDOW_SHARE = 0.1;
+export const BATCH_WINDOW_SHARE = 0.5;
 
 /** How long a short batch waits (ms): see the file comment. */
 export function batchWindow(baseMs: number, lastForwardMs: number): number {

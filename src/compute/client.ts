@@ -316,6 +316,12 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
       case 'error':
         this.settle(msg.id)?.reject(NeuroShardError.fromObject(msg.error));
         break;
+      case 'batch':
+        for (const r of msg.replies) {
+          if ('error' in r) this.settle(r.id)?.reject(NeuroShardError.fromObject(r.error));
+          else this.settle(r.id)?.resolve(r.result);
+        }
+        break;
       case 'event': {
         const p = this.pending.get(msg.id);
         if (p !== undefined) this.emit('job:event', { id: msg.id, jobType: p.type, event: msg.event });

@@ -241,6 +241,11 @@ export type FromWorker =
   | { kind: 'startFailed'; error: ErrorObject }
   | { kind: 'result'; id: number; result: unknown; ms: number }
   | { kind: 'error'; id: number; error: ErrorObject }
+  /**
+   * A decode batch's replies in one message (worker.ts runBatch): one wake-up of the main thread and one message
+   * dispatch for the batch instead of one per row; each entry settles its job as a 'result' or 'error' would.
+   */
+  | { kind: 'batch'; replies: ({ id: number; result: unknown; ms: number } | { id: number; error: ErrorObject })[] }
   /** A progress or notice event from inside a running job (for example a skipped training step). */
   | { kind: 'event'; id: number; event: JobEvent };
 

@@ -5,7 +5,7 @@
  * exception is continuous batching (batcher.ts): decode steps of different sessions that are queued together run
  * as one forward of several rows.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { NeuroShardError, errorMessage, type ErrorObject } from '../util/errors.js';
 import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
@@ -16,6 +16,15 @@ import { MAX_DECODE_BATCH } from '../model/shard.js';
 import { ComputeState } from './state.js';
 import { prepareTransfer } from './transfer.js';
 import { WorkerGc, exposeGc } from './worker-gc.js';
+import { appendFileSync } from 'node:fs';
+
+/** NEUROSHARD_BATCH_TRACE=FILE: one JSON line per job or batch run (scripts/experiments/batchprobe.mjs reads it). */
+const TRACE_FILE = process.env.NEUROSHARD_BATCH_TRACE;
+const arrivedAt = new WeakMap<ToWorker, number>();
+function trace(rec: Record<string, number>): void {
+  if (TRACE_FILE !== undefined && TRACE_FILE !== '') appendFileSync(TRACE_FILE, JSON.stringify(rec) + '\n');
+}
+const clock = (): number => performance.timeOrigin + performance.now();
 
 if (parentPort === null) throw new Error('src/compute/worker.ts must run inside a worker thread');
 const port = parentPort;
@@ -76,27 +85,27 @@ async function run(msg: ToWorker): Promise<void> {
 let lastForwardMs = 0;
 
 /** Decode steps of several sessions as one forward (batcher.ts, SessionTable.stepBatch); one reply per job. */
-function runBatch(msgs: ToWorker[]): void {
+function runBatch(msgs: ToWorker[]): number {
   const t0 = performance.now();
   let results: ReturnType<typeof state.sessions.stepBatch>;
   try {
     results = state.sessions.stepBatch(state.model().shard, msgs.map((m) => m.job as JobOf<'sessionStep'>));
   } catch (e) {
     for (const m of msgs) post({ kind: 'error', id: m.id, error: toErrorObject(m.job.type, e) });
-    return;
+    return 0;
   }
   const ms = performance.now() - t0;
   lastForwardMs = ms;
   idleIfDone();
-  msgs.forEach((m, i) => {
+  // one message for the whole batch: each post wakes the main thread, which then took a core from this thread
+  // while it still had rows to post (the posts of an 8-row batch took 0.2-1.8 ms at load 5)
+  const replies: Extract<FromWorker, { kind: 'batch' }>['replies'] = msgs.map((m, i) => {
     const r = results[i];
-    if (r.ok) {
-      const { value, transfer } = prepareTransfer(r.result);
-      post({ kind: 'result', id: m.id, result: value, ms }, transfer);
-    } else {
-      post({ kind: 'error', id: m.id, error: toErrorObject(m.job.type, r.error) });
-    }
+    return r.ok ? { id: m.id, result: r.result, ms } : { id: m.id, error: toErrorObject(m.job.type, r.error) };
   });
+  const { value, transfer } = prepareTransfer(replies);
+  post({ kind: 'batch', replies: value }, transfer);
+  return ms;
 }
 
 const cancelled = (m: ToWorker): boolean => m.cancel !== undefined && Atomics.load(new Int32Array(m.cancel), 0) !== 0;
@@ -146,14 +155,19 @@ async function drain(): Promise<void> {
           }
         }
       }
+      const tStart = TRACE_FILE === undefined ? 0 : clock();
+      const firstAt = TRACE_FILE === undefined ? 0 : Math.min(...picked.map((i) => arrivedAt.get(queue[i]) ?? tStart));
+      const lastAt = TRACE_FILE === undefined ? 0 : Math.max(...picked.map((i) => arrivedAt.get(queue[i]) ?? tStart));
+      let tFwd = 0;
       if (picked.length <= 1) {
         const msg = queue.shift()!;
         await run(msg);
       } else {
         const msgs = picked.map((i) => queue[i]);
         for (let k = picked.length - 1; k >= 0; k--) queue.splice(picked[k], 1);
-        runBatch(msgs);
+        tFwd = runBatch(msgs);
       }
+      if (TRACE_FILE !== undefined) trace({ tid: threadId, rows: picked.length, firstAt, lastAt, start: tStart, fwdMs: tFwd, end: clock(), left: queue.length });
       await nextTurn();
     }
   } finally {
@@ -165,6 +179,7 @@ async function drain(): Promise<void> {
 port.on('message', (msg: ToWorker) => {
   if (msg.kind !== 'job') return;
   if (msg.job.type === 'sessionStep') state.backend.primePool?.();
+  if (TRACE_FILE !== undefined) arrivedAt.set(msg, clock());
   queue.push(msg);
   arrived?.();
   if (draining) return;

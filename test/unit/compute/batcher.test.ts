@@ -49,10 +49,11 @@ describe('pickBatch', () => {
     assert.equal(shouldWait(1, 8, 0), false);
   });
 
-  it('sizes the window by the last batched forward: at least the base, else a tenth of the forward up to 50 ms', () => {
+  it('sizes the window by the last batched forward: at least the base, else half the forward up to 50 ms', () => {
     assert.equal(batchWindow(2, 0), 2);
-    assert.equal(batchWindow(2, 10), 2);
-    assert.equal(batchWindow(2, 150), 15);
+    assert.equal(batchWindow(2, 3), 2);
+    assert.equal(batchWindow(2, 11), 5.5, "half the 12x768 preset's 8-row forward on a quiet 2-core machine");
+    assert.equal(batchWindow(2, 60), 30);
     assert.equal(batchWindow(2, 5000), MAX_BATCH_WINDOW_MS);
     assert.equal(batchWindow(0, 150), 0, 'a zero base turns waiting off');
     assert.equal(batchWindow(500, 10), 500, 'an explicit base is not capped');
