@@ -49,6 +49,17 @@ for (const mib of sizes) {
   }
 }
 {
+  // pinned (worker i on CPU i for the pass) or not, interleaved
+  const p = await ReadProbe.start(threads, 128);
+  try {
+    const w = { true: [], false: [] };
+    for (let r = 0; r < 2 * rounds; r++) for (const pin of [true, false]) w[pin].push((await p.pass(1, ReadProbe.STREAMS, pin)).bps);
+    for (const pin of [true, false]) console.log(`${pin ? 'pinned' : 'not pinned'}, ${ReadProbe.STREAMS} streams, 128 MiB × ${threads}: wall ${stats(w[pin])} GB/s (load ${la()})`);
+  } finally {
+    await p.close();
+  }
+}
+{
   // time since touched: a 64 MiB buffer read again at once (hot) vs after 256 MiB per thread of other reads (cold)
   const a = await ReadProbe.start(threads, 64);
   const b = await ReadProbe.start(threads, 256);

@@ -23,7 +23,8 @@
  * - llamacpp_ours_decode_tok_s: our f32 and int8 decode tok/s in this same run;
  * - decode_bound_share: {method, <shape>: {f32 | int8: {read_mb: {matrices, head, small, kv, total}, pairs,
  *   share: {median, min, max} over the runs of each run's tok/s × bytes ÷ the bound sampled before it, bound_gb_s:
- *   {median, min, max}, tok_s}, llamacpp_f32 | llamacpp_q8_0: {read_mb (GGUF weights + its float16 KV), share,
+ *   {median, min, max}, bound_cpu_gb_s (the same samples per CPU-second of the probe's threads: the memory's speed
+ *   with the CPU sharing taken out; not used in the share), tok_s}, llamacpp_f32 | llamacpp_q8_0: {read_mb (GGUF weights + its float16 KV), share,
  *   bound_gb_s}}};
  * - decode_bandwidth: {read_gb_s (the best pass), read_gb_s_median, read_gb_s_min, read_method, <shape>: {f32: {weight_mb, bound_tok_s, ours, llamacpp}, q8_0: {…}}} where ours and
  *   llamacpp are fractions of the bound.
@@ -213,7 +214,7 @@ export class ReadProbe {
         const t1 = performance.timeOrigin + performance.now();
         return { t0, t1, cpuMs: t1 - t0, bytes: n * reps, sum: s };
       };
-      parentPort.on('message', (x) => parentPort.postMessage(x.memcmp ? cmp(x.reps) : m.readStream(a, x.reps, workerData.cpu, x.streams)));
+      parentPort.on('message', (x) => parentPort.postMessage(x.memcmp ? cmp(x.reps) : m.readStream(a, x.reps, x.pin ? workerData.cpu : -1, x.streams)));
       parentPort.postMessage({ huge, probe: m.readStream(a, 1, workerData.cpu) });
     `;
     const cpus = availableParallelism();
@@ -228,11 +229,11 @@ export class ReadProbe {
   }
 
   /** One pass; `streams` (1, 2 or 4) parts of each buffer read side by side, or `'memcmp'` (the old reader). */
-  async pass(reps = 1, streams: 1 | 2 | 4 | 'memcmp' = ReadProbe.STREAMS): Promise<ReadPass> {
+  async pass(reps = 1, streams: 1 | 2 | 4 | 'memcmp' = ReadProbe.STREAMS, pin = ReadProbe.PIN): Promise<ReadPass> {
     const rs = (await Promise.all(
       this.workers.map((w) => {
         const p = new Promise((res) => w.once('message', res));
-        w.postMessage(streams === 'memcmp' ? { reps, memcmp: true } : { reps, streams });
+        w.postMessage(streams === 'memcmp' ? { reps, memcmp: true } : { reps, streams, pin });
         return p;
       }),
     )) as { t0: number; t1: number; cpuMs: number; bytes: number }[];
@@ -242,18 +243,23 @@ export class ReadProbe {
     return { bps: bytes / (ms / 1000), cpuBps: bytes / (Math.max(cpuMs, 1e-6) / 1000) };
   }
 
-  /** The reader the bench uses (scripts/experiments/read-bound.mjs compares them). */
-  static readonly STREAMS: 1 | 2 | 4 = 2;
+  /** The reader the bench uses, pinned or not (scripts/experiments/read-bound.mjs compares them). */
+  static readonly STREAMS: 1 | 2 | 4 = 4;
+  static readonly PIN: boolean = true;
 
-  /** Best of k passes (bytes/s). */
-  async sample(k = 3, reps = 1): Promise<number> {
-    let best = 0;
-    for (let i = 0; i < k; i++) best = Math.max(best, (await this.pass(reps)).bps);
+  /** Best of k passes (bytes/s), and the best per CPU-second (what the memory gave the threads while they ran). */
+  async sample(k = 3, reps = 1): Promise<ReadPass> {
+    const best = { bps: 0, cpuBps: 0 };
+    for (let i = 0; i < k; i++) {
+      const r = await this.pass(reps);
+      best.bps = Math.max(best.bps, r.bps);
+      best.cpuBps = Math.max(best.cpuBps, r.cpuBps);
+    }
     return best;
   }
 
   get method(): string {
-    return `best of 3 passes before each decode run; ${this.workers.length} worker thread(s) at once, each pinned to its own CPU, reading its own ${this.mib} MiB (${this.hugeMiB} MiB of them on 2 MiB pages in all) with ${this.avx512 ? 'AVX-512 64-byte loads' : 'portable 64-bit loads'} (native readStream)`;
+    return `best of 3 passes before each decode run; ${this.workers.length} worker thread(s) at once, each pinned to its own CPU, reading its own ${this.mib} MiB (${this.hugeMiB} MiB of them on 2 MiB pages in all) with ${this.avx512 ? `AVX-512 64-byte loads, ${ReadProbe.STREAMS} streams a thread` : 'portable 64-bit loads'} (native readStream)`;
   }
 
   async close(): Promise<void> {
@@ -267,6 +273,8 @@ interface Paired {
   rates: number[];
   /** The bound (bytes/s, ReadProbe.sample) taken just before each run. */
   bounds: number[];
+  /** The same samples per CPU-second of the probe's threads (not descheduling-bound; beside the bound, not used). */
+  cpuBounds: number[];
 }
 
 interface ShapeResult {
@@ -283,9 +291,11 @@ async function benchShape(name: string, config: LlamaConfig, threads: number, re
   // `reps` timed runs, each right after a sample of the read bound (the first sample is a warm-up)
   const paired = async (run: () => Promise<number>): Promise<Paired> => {
     await probe.sample(1);
-    const out: Paired = { rates: [], bounds: [] };
+    const out: Paired = { rates: [], bounds: [], cpuBounds: [] };
     for (let r = 0; r < reps; r++) {
-      out.bounds.push(await probe.sample(3));
+      const b = await probe.sample(3);
+      out.bounds.push(b.bps);
+      out.cpuBounds.push(b.cpuBps);
       out.rates.push(await run());
     }
     return out;
@@ -325,7 +335,7 @@ async function benchShape(name: string, config: LlamaConfig, threads: number, re
   }
   const layout = new ParamLayout(config);
   const tokenizer = loadGenesisTokenizer();
-  const llama = { f32: { rates: [0], bounds: [0] }, q8_0: { rates: [0], bounds: [0] } };
+  const llama: { f32: Paired; q8_0: Paired } = { f32: { rates: [0], bounds: [0], cpuBounds: [0] }, q8_0: { rates: [0], bounds: [0], cpuBounds: [0] } };
   for (const dtype of ['f32', 'q8_0'] as const) {
     const path = join(dir, `${name}-${dtype}.gguf`);
     writeGguf(path, llamaGguf({ config, layout, params, tokenizer, dtype, name }));
@@ -411,11 +421,12 @@ export const llamacppSection: BenchSection = {
         const f32b = decodeReadBytes(config, 'f32', PROMPT, steps);
         const i8b = decodeReadBytes(config, 'int8', PROMPT, steps);
         const gbs = (p: Paired): { median: number; min: number; max: number } => spread(p.bounds.map((x) => x / 1e9), 2);
+        const cgbs = (p: Paired): { median: number; min: number; max: number } => spread(p.cpuBounds.map((x) => x / 1e9), 2);
         // llama.cpp: its GGUF weights (q8_0: the head too) and its float16 KV cache (its default)
         const llamaKv = decodeReadBytes(config, 'f32', PROMPT, steps).kv / 2;
         share[name] = {
-          f32: { read_mb: mb(f32b), pairs: r.ours.rates.length, share: pairedShare(r.ours, f32b.total), bound_gb_s: gbs(r.ours), tok_s: spread(r.ours.rates, 1) },
-          int8: { read_mb: mb(i8b), pairs: r.oursInt8.rates.length, share: pairedShare(r.oursInt8, i8b.total), bound_gb_s: gbs(r.oursInt8), tok_s: spread(r.oursInt8.rates, 1) },
+          f32: { read_mb: mb(f32b), pairs: r.ours.rates.length, share: pairedShare(r.ours, f32b.total), bound_gb_s: gbs(r.ours), bound_cpu_gb_s: cgbs(r.ours), tok_s: spread(r.ours.rates, 1) },
+          int8: { read_mb: mb(i8b), pairs: r.oursInt8.rates.length, share: pairedShare(r.oursInt8, i8b.total), bound_gb_s: gbs(r.oursInt8), bound_cpu_gb_s: cgbs(r.oursInt8), tok_s: spread(r.oursInt8.rates, 1) },
           llamacpp_f32: { read_mb: round1((r.bytes.f32 + llamaKv) / 1e6), share: pairedShare(r.llama.f32, r.bytes.f32 + llamaKv), bound_gb_s: gbs(r.llama.f32) },
           llamacpp_q8_0: { read_mb: round1((r.bytes.q8_0 + llamaKv) / 1e6), share: pairedShare(r.llama.q8_0, r.bytes.q8_0 + llamaKv), bound_gb_s: gbs(r.llama.q8_0) },
         };
