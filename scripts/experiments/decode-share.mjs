@@ -27,7 +27,7 @@ for (const root of roots) {
 const config = builds[0].config;
 const V = config.vocab_size;
 function block(b, w) {
-  const { m, sh } = b;
+  const { m, sh, config } = b;
   const s = sh[w];
   const cache = new m.KVCache(config, { span: s.span, batch: 1, maxLen: PROMPT + STEPS + 1 });
   let l = s.forward(Int32Array.from({ length: PROMPT }, (_, i) => (i * 131 + 1) % V), 1, PROMPT, { cache });
