@@ -9,11 +9,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 
 #if defined(__linux__)
+#include <sched.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #endif
 
@@ -251,6 +254,87 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
   }
 #endif
   return Napi::Number::New(info.Env(), advised);
+}
+
+// ---- the decode's read bound (src/compute/llamacpp/bench.ts) ----
+
+static uint64_t read_sum_portable(const uint8_t* p, size_t n) {
+  uint64_t a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < n; i += 64)
+    for (int j = 0; j < 8; j++) {
+      uint64_t x;
+      std::memcpy(&x, p + i + 8 * j, 8);
+      a[j] += x;
+    }
+  return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+}
+
+static double clock_ms(clockid_t id) {
+  timespec t;
+  clock_gettime(id, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) * 1e-6;
+}
+
+// readStream(typedArray, reps, cpu, streams = 1) → {t0, t1, cpuMs, bytes, sum, avx512, pinned}: reads the array's
+// whole 512-byte chunks `reps` times in `streams` (1, 2 or 4) parts side by side (summing them as 64-bit words, so
+// no load can be skipped), on the calling thread pinned to CPU `cpu` for the call (-1: not pinned; the thread's affinity is restored after). t0/t1: CLOCK_MONOTONIC in ms (comparable
+// across threads: a pass over several workers runs from the earliest t0 to the latest t1); cpuMs: this thread's CPU
+// time over the reads. The bench's memory-read bound: a load loop with nothing else in it, timed where it runs.
+Napi::Value ReadStream(const Napi::CallbackInfo& info) {
+  Args a(info, "readStream");
+  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber()) a.fail("expects (typedArray, reps, cpu)", true);
+  const Napi::TypedArray t = info[0].As<Napi::TypedArray>();
+  const int64_t reps = info[1].As<Napi::Number>().Int64Value();
+  const int64_t cpu = info[2].As<Napi::Number>().Int64Value();
+  if (reps < 1 || reps > 1000000) a.fail("reps must be in 1..1000000");
+  if (cpu < -1 || cpu > 4095) a.fail("cpu must be in -1..4095");
+  const int64_t streams = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : 1;
+  if (streams != 1 && streams != 2 && streams != 4) a.fail("streams must be 1, 2 or 4");
+  const uint8_t* p0 = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+  // whole 512-byte chunks from the first 64-byte boundary (aligned loads; 4 parts of whole 128-byte steps)
+  const uint8_t* p = reinterpret_cast<const uint8_t*>((reinterpret_cast<uintptr_t>(p0) + 63) & ~uintptr_t{63});
+  const size_t skip = static_cast<size_t>(p - p0);
+  const size_t n = t.ByteLength() > skip ? ((t.ByteLength() - skip) & ~size_t{511}) : 0;
+#if defined(__x86_64__)
+  const bool avx512 = kernels_avx512() != nullptr && __builtin_cpu_supports("avx512f");
+#else
+  const bool avx512 = false;
+#endif
+  bool pinned = false;
+#if defined(__linux__)
+  cpu_set_t old, one;
+  const bool have_old = sched_getaffinity(0, sizeof old, &old) == 0;
+  if (cpu >= 0 && have_old && cpu < CPU_SETSIZE && CPU_ISSET(static_cast<int>(cpu), &old)) {
+    CPU_ZERO(&one);
+    CPU_SET(static_cast<int>(cpu), &one);
+    pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+  }
+#endif
+  uint64_t sum = 0;
+  const double c0 = clock_ms(CLOCK_THREAD_CPUTIME_ID), t0 = clock_ms(CLOCK_MONOTONIC);
+  for (int64_t r = 0; r < reps; r++) {
+#if defined(__x86_64__)
+    if (avx512) sum += read_sum_avx512(p, n, static_cast<int>(streams));  // isa_avx512.cc
+    else sum += read_sum_portable(p, n);
+#else
+    sum += read_sum_portable(p, n);
+#endif
+    __asm__ volatile("" ::: "memory");  // every rep reads the memory again
+  }
+  const double t1 = clock_ms(CLOCK_MONOTONIC), c1 = clock_ms(CLOCK_THREAD_CPUTIME_ID);
+#if defined(__linux__)
+  if (pinned) (void)sched_setaffinity(0, sizeof old, &old);
+#endif
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("t0", t0);
+  o.Set("t1", t1);
+  o.Set("cpuMs", c1 - c0);
+  o.Set("bytes", static_cast<double>(n) * static_cast<double>(reps));
+  o.Set("sum", static_cast<double>(sum & ((uint64_t{1} << 52) - 1)));
+  o.Set("avx512", avx512);
+  o.Set("pinned", pinned);
+  return o;
 }
 
 // ---- linear algebra ----
@@ -657,6 +741,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"poolPrime", PoolPrime},
       {"poolRest", PoolRest},
       {"adviseHugePages", AdviseHugePages},
+      {"readStream", ReadStream},
       {"gemm", Gemm},
       {"gemmQ8", GemmQ8},
       {"add", Add},

@@ -161,5 +161,8 @@ struct Kernels {
 const Kernels* kernels_portable();
 const Kernels* kernels_avx2();    // nullptr when not compiled in (non-x86 targets)
 const Kernels* kernels_avx512();  // nullptr when not compiled in
+// The bench's read bound (addon.cc readStream): the 64-bit sum of [p, p + n) read with 64-byte loads in `streams` (1,
+// 2 or 4) equal parts side by side; n a multiple of 512, p 64-byte aligned. AVX-512 only (0 when not compiled in).
+uint64_t read_sum_avx512(const uint8_t* p, size_t n, int streams);
 
 }  // namespace ns

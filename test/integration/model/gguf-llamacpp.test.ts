@@ -10,7 +10,7 @@
  *   measured and bounded below;
  * - the same weights written WITHOUT the q/k RoPE permutation give other tokens: the permutation is what makes
  *   llama.cpp's interleaved RoPE compute our rotate-half model;
- * - the bench's `llamacpp` section runs in its quick form and fills its keys (no timing is asserted).
+ * - the bench's `llamacpp` section runs in its quick form and fills its keys, decode_bound_share included (no timing is asserted).
  *
  * The models are small random ones, sharpened (embedding and LM head ×4, q/k ×6, other matrices ×2) so that greedy
  * choices are decisive and attention depends on positions: with N(0, 0.02²) weights the top two logits differ by
@@ -201,5 +201,12 @@ describe('GGUF export in llama.cpp (node-llama-cpp)', { timeout: 20 * 60_000 }, 
     assert.ok(tiny !== undefined && tiny.f32 > 0 && tiny.q8_0 > 0, r.stdout);
     assert.ok((json.llamacpp_decode_ratio.tiny as { f32: number }).f32 > 0);
     assert.ok((json.decode_bandwidth.read_gb_s as unknown as number) > 0);
+    // session 18: the share against the read bound sampled before each run, with the bytes a step reads
+    const share = json.decode_bound_share?.tiny as Record<string, { share: { median: number }; bound_gb_s: { min: number }; read_mb: Record<string, number> }> | undefined;
+    assert.ok(share !== undefined, r.stdout);
+    for (const k of ['f32', 'int8']) {
+      assert.ok(share[k].share.median > 0 && share[k].bound_gb_s.min > 0, r.stdout);
+      assert.ok(share[k].read_mb.total > share[k].read_mb.matrices && share[k].read_mb.kv > 0, r.stdout);
+    }
   });
 });

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import type { Backend, GemmArgs } from '../../../src/tensor/backend.js';
@@ -295,6 +296,43 @@ describe('native addon', { skip }, () => {
     assert.ok(b.adviseHugePages(q) <= q.byteLength);
     assert.ok(q.every((v) => v === -3));
     assert.throws(() => b.adviseHugePages({} as unknown as Float32Array), argError('TypeError', /typed array/));
+  });
+
+  it('readStream (the bench read bound) reads every whole 512-byte chunk: sums, byte counts, streams, arguments', () => {
+    const where = nativeAddonPath();
+    assert.ok('path' in where);
+    const addon = createRequire(import.meta.url)(where.path) as {
+      readStream(x: Uint8Array, reps: number, cpu: number, streams?: number): { t0: number; t1: number; cpuMs: number; bytes: number; sum: number; pinned: boolean };
+    };
+    const rng = new Rng(3);
+    const buf = new Uint8Array((3 << 20) + 1000);
+    for (let i = 0; i < buf.length; i++) buf[i] = rng.int(256);
+    for (const view of [buf, buf.subarray(8), buf.subarray(100, 100 + 5000)]) {
+      const dv = new DataView(view.buffer, view.byteOffset, view.byteLength);
+      const r1 = addon.readStream(view, 1, -1, 1);
+      // where the aligned region starts cannot be seen from JS; check the byte count and that every stream count and
+      // rep count agree on the sum
+      assert.equal(r1.bytes % 512, 0);
+      assert.ok(r1.bytes <= view.byteLength && r1.bytes > view.byteLength - 512 - 64);
+      for (const streams of [2, 4]) assert.equal(addon.readStream(view, 1, -1, streams).sum, r1.sum);
+      const r3 = addon.readStream(view, 3, 0, 4);
+      assert.equal(r3.bytes, 3 * r1.bytes);
+      assert.ok(r3.t1 >= r3.t0 && r3.cpuMs >= 0);
+      // the expected sum: 64-bit little-endian words of r1.bytes from the first 64-byte boundary, which JS cannot see;
+      // an ArrayBuffer's memory is at least 8-byte aligned, so one of the 8 starts ≡ −byteOffset (mod 8) in [0, 64)
+      let found = false;
+      for (let s0 = (8 - (view.byteOffset % 8)) % 8; s0 < 64 && !found; s0 += 8) {
+        let sum = 0n;
+        for (let i = s0; i + 8 <= s0 + r1.bytes && s0 + r1.bytes <= view.byteLength; i += 8) sum += dv.getBigUint64(i, true);
+        if (Number(sum & ((1n << 52n) - 1n)) === r1.sum) found = true;
+      }
+      assert.ok(found, 'no 8-byte start gives the sum');
+    }
+    assert.equal(addon.readStream(new Uint8Array(100), 1, -1).bytes, 0);
+    assert.throws(() => addon.readStream(buf, 0, -1), argError('RangeError'));
+    assert.throws(() => addon.readStream(buf, 1, -2), argError('RangeError'));
+    assert.throws(() => addon.readStream(buf, 1, -1, 3), argError('RangeError'));
+    assert.throws(() => addon.readStream({} as unknown as Uint8Array, 1, -1), argError('TypeError'));
   });
 
   it('pool: many back-to-back jobs, with helpers spinning or sleeping between them, all complete correctly', () => {

@@ -1,0 +1,40 @@
+/**
+ * The bytes a batch-1 decode step reads (src/compute/llamacpp/bench.ts decodeReadBytes, the denominator of the
+ * bench's `decode_bound_share`): every weight once, the head float32 in both formats, int8 at the shard's block
+ * size with its float32 scales, and the KV at the timed steps' mean context.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodeReadBytes } from '../../../src/compute/llamacpp/bench.js';
+import { decodeWeightBytes } from '../../../src/model/gguf-llama.js';
+import { ParamLayout } from '../../../src/model/layout.js';
+import { presetConfig } from '../../../src/model/presets.js';
+
+describe('decodeReadBytes', () => {
+  it('f32: the GGUF weight count plus the one embedding row, then the KV at the mean context', () => {
+    for (const name of ['nano', '12x768']) {
+      const c = presetConfig(name);
+      const b = decodeReadBytes(c, 'f32', 8, 64);
+      // decodeWeightBytes counts every tensor but the embedding (untied presets): matrices, norms, head
+      assert.equal(b.matrices + b.head + b.small - 4 * c.hidden_size, decodeWeightBytes(c, new ParamLayout(c), 'f32'));
+      // steps attend 9..72 positions: 40.5 on average, K and V of every layer, float32
+      assert.equal(b.kv, 4 * c.num_hidden_layers * 2 * c.num_key_value_heads * c.head_dim * 40.5);
+      assert.equal(b.total, b.matrices + b.head + b.small + b.kv);
+    }
+  });
+
+  it('int8: codes plus one float32 scale per block (32, or 16 where 32 does not divide K); the head stays float32', () => {
+    const c = presetConfig('12x768');
+    const f = decodeReadBytes(c, 'f32', 8, 64);
+    const q = decodeReadBytes(c, 'int8', 8, 64);
+    assert.equal(q.matrices, (f.matrices / 4) * (1 + 4 / 32)); // 12x768: every K (768, 2048) a multiple of 32
+    assert.equal(q.head, f.head);
+    assert.equal(q.kv, f.kv);
+    const n = presetConfig('nano');
+    const nf = decodeReadBytes(n, 'f32', 8, 64).matrices / 4;
+    const down = n.hidden_size * n.intermediate_size * n.num_hidden_layers;
+    // nano's FFN width 688 is not a multiple of 32: the down matrix (K = 688) has blocks of 16
+    assert.equal(n.intermediate_size % 32 === 0, false);
+    assert.equal(decodeReadBytes(n, 'int8', 8, 64).matrices, (nf - down) * (1 + 4 / 32) + down * (1 + 4 / 16));
+  });
+});
