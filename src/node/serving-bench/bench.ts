@@ -58,7 +58,7 @@ const PACE: Record<Pace, { heartbeatIntervalMs: number; peerStaleMs: number; pee
   deployed: { heartbeatIntervalMs: OPTION_DEFAULTS.heartbeatIntervalMs, peerStaleMs: OPTION_DEFAULTS.peerStaleMs, peerDeadMs: OPTION_DEFAULTS.peerDeadMs, pubsubHeartbeatMs: NETWORK_TUNING_DEFAULTS.pubsubHeartbeatMs },
 };
 
-async function net(networkId: string, boot: string[], span?: { start: number; end: number }, pace: Pace = 'fast'): Promise<NodeNetwork> {
+async function net(networkId: string, boot: string[], span?: { start: number; end: number }, pace: Pace = 'fast', rpcLane: boolean = OPTION_DEFAULTS.rpcLane): Promise<NodeNetwork> {
   const p = PACE[pace];
   const n = await createNodeNetwork({
     networkId,
@@ -77,6 +77,7 @@ async function net(networkId: string, boot: string[], span?: { start: number; en
       relayDurationS: 600,
       maxConnections: 200,
       span,
+      rpcLane,
       heartbeatIntervalMs: p.heartbeatIntervalMs,
       peerStaleMs: p.peerStaleMs,
       peerDeadMs: p.peerDeadMs,
@@ -158,11 +159,11 @@ export interface Chain {
   close(): Promise<void>;
 }
 
-export async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast'): Promise<Chain> {
+export async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast', rpcLane: boolean = OPTION_DEFAULTS.rpcLane): Promise<Chain> {
   const hops: Chain['hops'] = [];
   let boot: string[] = [];
   for (const span of spans) {
-    const n = await net(networkId, boot, span, pace);
+    const n = await net(networkId, boot, span, pace, rpcLane);
     if (boot.length === 0) boot = [n.p2p.multiaddrs()[0]!];
     const compute = await ComputeClient.start({ threads });
     await compute.run({ type: 'initModel', config, seed: 0, span });
@@ -170,7 +171,7 @@ export async function startChain(networkId: string, config: LlamaConfig, spans: 
     await server.register(n.rpc);
     hops.push({ net: n, compute, server, peerId: n.peerId, span });
   }
-  const entry = await net(networkId, boot, undefined, pace);
+  const entry = await net(networkId, boot, undefined, pace, rpcLane);
   // route only once the entry hears every hop's heartbeats, as a node does: a stream opened on a connection that is
   // still being set up or replaced can fail, and the bench would measure a failover instead of a decode
   await waitFor(() => new Set(entry.liveness.snapshot().filter((p) => p.state === 'alive').map((p) => p.peer)).size >= new Set(hops.map((h) => h.peerId)).size, {
