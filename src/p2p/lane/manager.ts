@@ -84,7 +84,7 @@ const AUTH_BYTES = LANE_ID_BYTES + LENGTH_BYTES + HELLO_FRAME_BODY;
 const EXPECTED_HELLO = subFrame(SUB_HELLO, 0, HELLO_MAGIC);
 
 /** The node's P2P network as lanes need it: streams for the setup, the IP of a direct connection. */
-export type LaneNetwork = Pick<P2PNetwork, 'peerId' | 'events' | 'openStream' | 'handle' | 'unhandle'> & {
+export type LaneNetwork = Pick<P2PNetwork, 'peerId' | 'events' | 'openStream' | 'handle' | 'unhandle' | 'dial'> & {
   /** The IPv4 address of an open, direct (not relayed) TCP connection to `peer`; undefined when there is none. */
   directPeerIp?(peer: PeerIdString): string | undefined;
 };
@@ -259,7 +259,7 @@ export class LaneManager implements StreamLanes {
       this.backoff.delete(peer);
     }
     if (this.laneCount() >= this.o.maxLanes) return undefined;
-    if (this.network.directPeerIp?.(peer) === undefined) return undefined;
+    if (this.network.directPeerIp === undefined) return undefined;
     const p = this.connect(peer).then(
       (l) => l,
       (e: unknown) => {
@@ -299,9 +299,11 @@ export class LaneManager implements StreamLanes {
   // ── client side ──
 
   private async connect(peer: PeerIdString): Promise<Lane> {
+    const signal = AbortSignal.timeout(this.o.handshakeMs);
+    // the first call to a peer may come before its connection: libp2p would dial it for the stream anyway
+    if (this.network.directPeerIp?.(peer) === undefined) await this.network.dial(peer, { signal });
     const ip = this.network.directPeerIp?.(peer);
     if (ip === undefined) throw new LaneError('LANE_UNAVAILABLE', `no direct TCP connection to ${peer}`);
-    const signal = AbortSignal.timeout(this.o.handshakeMs);
     const eph = ephemeralKey();
     const stream = await this.network.openStream(peer, this.protocol, { signal, allowLimited: false });
     let msg2: Buffer;
