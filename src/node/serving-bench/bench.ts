@@ -4,7 +4,10 @@
  *
  * - `serving-hop`: `hop_rtt_ms_p50`/`_p99`: one decode step's activations for the 12x768 preset ([1, 768] fp32,
  *   3 KiB) through one hop on loopback (inference-stream on real libp2p, a hop whose math is the identity: protocol
- *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`;
+ *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`; the hop
+ *   runs on the path a node uses (its direct data lane, `rpcLane`), and `hop_rtt_libp2p_ms_p50`/`_p99` the same over
+ *   libp2p; `hop_cpu_us` / `hop_cpu_libp2p_us` the process CPU per step (both nodes, background included). Every
+ *   serving section runs with lanes unless NEUROSHARD_RPC_LANE=0 (A/B runs);
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
  *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop; beside them where a
@@ -58,7 +61,10 @@ const PACE: Record<Pace, { heartbeatIntervalMs: number; peerStaleMs: number; pee
   deployed: { heartbeatIntervalMs: OPTION_DEFAULTS.heartbeatIntervalMs, peerStaleMs: OPTION_DEFAULTS.peerStaleMs, peerDeadMs: OPTION_DEFAULTS.peerDeadMs, pubsubHeartbeatMs: NETWORK_TUNING_DEFAULTS.pubsubHeartbeatMs },
 };
 
-async function net(networkId: string, boot: string[], span?: { start: number; end: number }, pace: Pace = 'fast', rpcLane: boolean = OPTION_DEFAULTS.rpcLane): Promise<NodeNetwork> {
+/** Lanes in the serving sections: the node's default, off with NEUROSHARD_RPC_LANE=0 (A/B runs). */
+const BENCH_LANE = OPTION_DEFAULTS.rpcLane && process.env.NEUROSHARD_RPC_LANE !== '0';
+
+async function net(networkId: string, boot: string[], span?: { start: number; end: number }, pace: Pace = 'fast', rpcLane: boolean = BENCH_LANE): Promise<NodeNetwork> {
   const p = PACE[pace];
   const n = await createNodeNetwork({
     networkId,
@@ -118,7 +124,7 @@ async function tcpRtt(bytes: number, reps: number): Promise<number[]> {
   return out;
 }
 
-export async function hopRtt(networkId: string, C: number, reps: number, rpcLane: boolean = OPTION_DEFAULTS.rpcLane): Promise<{ times: number[]; cpuUs: number; onLane: boolean }> {
+export async function hopRtt(networkId: string, C: number, reps: number, rpcLane: boolean = BENCH_LANE): Promise<{ times: number[]; cpuUs: number; onLane: boolean }> {
   const a = await net(networkId, [], { start: 1, end: 2 }, 'fast', rpcLane);
   const e = await net(networkId, [a.p2p.multiaddrs()[0]!], undefined, 'fast', rpcLane);
   const identity: HopCompute = {
@@ -162,7 +168,7 @@ export interface Chain {
   close(): Promise<void>;
 }
 
-export async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast', rpcLane: boolean = OPTION_DEFAULTS.rpcLane): Promise<Chain> {
+export async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast', rpcLane: boolean = BENCH_LANE): Promise<Chain> {
   const hops: Chain['hops'] = [];
   let boot: string[] = [];
   for (const span of spans) {
