@@ -45,9 +45,9 @@ export interface LaneOptions extends LaneLimits {
   authMs: number;
   /** The whole setup (libp2p stream, TCP dial, hellos); an issued lane id expires after it. */
   handshakeMs: number;
-  /** After a failed setup or a lane that died, that peer's calls use libp2p for this long. */
+  /** After a failed setup or a lane that died, that peer's calls use libp2p for this long (doubling with each failure in a row, up to 10 min). */
   retryMs: number;
-  /** A stream open waits this long for a lane being set up before it takes libp2p. */
+  /** A stream open waits this long for a lane being set up before it takes libp2p (only while no setup to that peer has failed). */
   waitMs: number;
 }
 
@@ -74,6 +74,8 @@ export const LANE_DEFAULTS: LaneOptions = {
 };
 
 const VERSION = 0x01;
+/** Longest backoff after setups to a peer kept failing (its lane port firewalled, say). */
+const MAX_RETRY_MS = 10 * 60_000;
 const LANE_ID_BYTES = 16;
 const MSG1_BYTES = 1 + X25519_PUBLIC_BYTES;
 const MSG2_BYTES = 1 + X25519_PUBLIC_BYTES + LANE_ID_BYTES + 2;
@@ -133,6 +135,8 @@ export class LaneManager implements StreamLanes {
   private readonly pending = new Map<string, PendingLane>();
   private readonly connecting = new Map<PeerIdString, Promise<Lane | undefined>>();
   private readonly backoff = new Map<PeerIdString, number>();
+  /** Failed setups in a row per connected peer (the backoff doubles with each, up to MAX_RETRY_MS). */
+  private readonly failures = new Map<PeerIdString, number>();
   private readonly sockets = new Set<Socket>();
   private unauth = 0;
   private offDisconnect: (() => void) | undefined;
@@ -232,6 +236,9 @@ export class LaneManager implements StreamLanes {
     if (lane === undefined) {
       const p = this.ensure(peer);
       if (p === undefined) return undefined;
+      // after a failure the retry runs in the background: a peer whose lane port cannot be reached does not make a
+      // call wait for it again
+      if (this.failures.has(peer)) return undefined;
       lane = await waitBounded(p, this.o.waitMs, signal);
       if (lane === undefined || !lane.ready) return undefined;
     }
@@ -264,7 +271,7 @@ export class LaneManager implements StreamLanes {
       (l) => l,
       (e: unknown) => {
         this.counters.setupsFailed++;
-        this.backoff.set(peer, Date.now() + this.o.retryMs);
+        this.fail(peer);
         this.log.debug('lane setup failed; libp2p for this peer', { peer, error: (e as Error).message });
         return undefined;
       },
@@ -272,6 +279,13 @@ export class LaneManager implements StreamLanes {
     const tracked = p.finally(() => this.connecting.delete(peer));
     this.connecting.set(peer, tracked);
     return tracked;
+  }
+
+  /** A setup failed or a lane died with an error: this peer's calls take libp2p for a while, longer each time. */
+  private fail(peer: PeerIdString): void {
+    const n = (this.failures.get(peer) ?? 0) + 1;
+    this.failures.set(peer, n);
+    this.backoff.set(peer, Date.now() + Math.min(MAX_RETRY_MS, this.o.retryMs * 2 ** Math.min(n - 1, 16)));
   }
 
   private laneTo(peer: PeerIdString): Lane | undefined {
@@ -288,6 +302,9 @@ export class LaneManager implements StreamLanes {
   }
 
   private dropPeer(peer: PeerIdString, err: LaneError): void {
+    // what we know of a peer lives as long as its connection (bounded by the connection limit)
+    this.failures.delete(peer);
+    this.backoff.delete(peer);
     for (const [id, p] of [...this.pending]) {
       if (p.peer !== peer) continue;
       clearTimeout(p.timer);
@@ -349,6 +366,7 @@ export class LaneManager implements StreamLanes {
       throw e;
     }
     this.counters.lanesMade++;
+    this.failures.delete(peer);
     return lane;
   }
 
@@ -367,7 +385,7 @@ export class LaneManager implements StreamLanes {
     if (!quiet && this.started) {
       // a lane that failed: this peer's calls take libp2p for a while rather than a lane that may fail again
       this.counters.lanesFailed++;
-      this.backoff.set(lane.peer, Date.now() + this.o.retryMs);
+      this.fail(lane.peer);
       this.log.debug('lane closed', { peer: lane.peer, error: err.message });
     }
   }
