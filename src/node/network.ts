@@ -18,6 +18,7 @@ import { freemem } from 'node:os';
 import { keyFromPrivate, type NodeKey } from '../identity/index.js';
 import { holderRecordAddrs } from '../ledger/work.js';
 import { createLibp2pNetwork, RELAY_DEFAULTS, type Libp2pNetwork, type Libp2pNetworkOptions } from '../p2p/libp2p-node.js';
+import { LaneManager, type LaneOptions } from '../p2p/lane/manager.js';
 import { PeerScoreTable } from '../p2p/peer-score.js';
 import type { BootstrapStatus } from '../p2p/types.js';
 import { holderRecordNamespace } from '../protocols/dht-records.js';
@@ -25,7 +26,7 @@ import { echoHandler } from '../protocols/handlers/echo.js';
 import { shardInfoHandler } from '../protocols/handlers/shard-info.js';
 import { HeartbeatService, type HeartbeatSource } from '../protocols/heartbeat.js';
 import { dialAddresses, encodeHolderRecord, freshHolderRecord, type HolderCapacity, type HolderRecord, type LayerSpan } from '../protocols/holder-record.js';
-import { DHT_NAMESPACE, heartbeatTopic, protocolPrefix } from '../protocols/ids.js';
+import { DHT_NAMESPACE, heartbeatTopic, laneProtocolId, protocolPrefix } from '../protocols/ids.js';
 import { KNOWN_MAX, LayerRegistry } from '../protocols/layer-registry.js';
 import { LivenessTracker, type PeerLiveness } from '../protocols/liveness.js';
 import * as methods from '../protocols/methods.js';
@@ -62,6 +63,9 @@ export type NetworkNodeOptions = Pick<
   holdsLayersLater?: boolean;
   /** Unary RPCs reuse streams (NodeOptions.rpcStreamReuse); default DEFAULTS.rpcStreamReuse. */
   rpcStreamReuse?: boolean;
+  /** RPC streams over direct data lanes (NodeOptions.rpcLane, lanePort); defaults in DEFAULTS. */
+  rpcLane?: boolean;
+  lanePort?: number;
 };
 
 /** Knobs that are not node options: tests shorten them, the benchmark widens them. */
@@ -90,6 +94,8 @@ export interface NetworkTuning {
   dhtMode?: 'server' | 'client';
   /** The whole Libp2pNetworkOptions escape hatch, applied last. */
   libp2p: Partial<Libp2pNetworkOptions>;
+  /** Lane limits over LANE_DEFAULTS (tests shorten the retry). */
+  lane: Partial<LaneOptions>;
 }
 
 export const NETWORK_TUNING_DEFAULTS: NetworkTuning = {
@@ -107,6 +113,7 @@ export const NETWORK_TUNING_DEFAULTS: NetworkTuning = {
   autonat: true,
   dcutr: true,
   libp2p: {},
+  lane: {},
 };
 
 export interface NodeNetworkInit {
@@ -135,6 +142,8 @@ export interface NodeNetwork {
   readonly peerId: string;
   readonly p2p: Libp2pNetwork;
   readonly rpc: RpcNode;
+  /** Direct data lanes (undefined when `rpcLane` is off). */
+  readonly lanes: LaneManager | undefined;
   readonly scores: PeerScoreTable;
   readonly liveness: LivenessTracker;
   readonly heartbeat: HeartbeatService;
@@ -152,6 +161,11 @@ export interface NodeNetwork {
   /** Feeds verified holder records (e.g. from a tracker) to the bootstrapper and the peer book. */
   addPeers(records: HolderRecord[]): Promise<void>;
   status(): NetworkStatus;
+}
+
+/** Where the lane listener binds: loopback when libp2p listens only there (tests, benches), else every IPv4 address. */
+function laneHost(listen: readonly string[]): string {
+  return listen.length > 0 && listen.every((a) => a.startsWith('/ip4/127.')) ? '127.0.0.1' : '0.0.0.0';
 }
 
 export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetwork> {
@@ -198,7 +212,10 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
   };
   const p2p = await createLibp2pNetwork(p2pOpts);
   selfPeerId = p2p.peerId;
-  const rpc = new RpcNode({ network: p2p, networkId, scores, log: log.child('rpc'), reuseStreams: o.rpcStreamReuse ?? DEFAULTS.rpcStreamReuse });
+  const lanes = (o.rpcLane ?? DEFAULTS.rpcLane)
+    ? new LaneManager(p2p, laneProtocolId(networkId), { listenHost: laneHost(o.listen), port: o.lanePort ?? DEFAULTS.lanePort, ...t.lane }, log.child('lane'))
+    : undefined;
+  const rpc = new RpcNode({ network: p2p, networkId, scores, log: log.child('rpc'), reuseStreams: o.rpcStreamReuse ?? DEFAULTS.rpcStreamReuse, lanes });
   const liveness = new LivenessTracker({ staleMs: o.peerStaleMs, deadMs: o.peerDeadMs, clock });
   const capacity = init.status?.capacity ?? (() => ({ memoryMb: Math.floor(freemem() / (1 << 20)), tokensPerSec: 0 }));
   // how we hold our weights: signed into our HolderRecord (which placement and route choice trust) and in heartbeats
@@ -256,6 +273,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     peerId: p2p.peerId,
     p2p,
     rpc,
+    lanes,
     scores,
     liveness,
     heartbeat,
@@ -268,6 +286,8 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
       if (started) return;
       started = true;
       await p2p.start();
+      // a lane listener that cannot start (port taken) leaves the node on libp2p alone
+      await lanes?.start().catch((e: unknown) => log.warn('lane listener did not start; RPCs use libp2p only', { error: errorMessage(e) }));
       await rpc.handle(
         methods.shardInfo,
         shardInfoHandler({
@@ -327,6 +347,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
       heartbeat.stop();
       await registry.withdraw();
       await rpc.close();
+      await lanes?.stop();
       await p2p.stop();
     },
     holdSpan: async (s) => {

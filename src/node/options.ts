@@ -132,6 +132,15 @@ export interface NodeOptions {
    */
   rpcStreamReuse: boolean;
   /**
+   * RPC streams to a peer with a direct TCP connection go over a direct data lane (src/p2p/lane/: a plain TCP
+   * socket sealed with AES-256-GCM, keys agreed over the authenticated libp2p connection) instead of libp2p's
+   * noise + yamux; libp2p stays the fallback for everything a lane cannot carry. The lane's limits and quotas are
+   * LANE_DEFAULTS in src/p2p/lane/manager.ts. Default on.
+   */
+  rpcLane: boolean;
+  /** TCP port of the lane listener (0: any free port; peers learn it when they set a lane up). */
+  lanePort: number;
+  /**
    * The network's genesis public key (66 hex characters, `--genesis-key`): the only key whose Genesis event mints
    * the initial allocation (issue 11 §2), and whose holder alone signs the first checkpoint (finality, §3). Unset:
    * the key kept in `<dataDir>/network.json`, else a founding node's own key, else the first one a peer names
@@ -206,6 +215,10 @@ export const DEFAULTS: NodeOptions = {
   // unary calls share one stream per (peer, method) (src/protocols/rpc/mux.ts; issue 8 §5): ~4x less CPU per call
   // than a stream per call (docs/SCALE.md); nodes serve both protocol ids either way, so mixed networks work
   rpcStreamReuse: true,
+  // RPC streams over a direct sealed TCP lane where a direct connection exists (issue 8 §5): a small round trip
+  // and 1 MiB cost a fraction of noise + yamux (docs/LIMITS.md "Session 18"); libp2p is the fallback
+  rpcLane: true,
+  lanePort: 0,
 };
 
 /** Serving limits of the OpenAI-compatible routes (src/node/openai.ts) that are not options. */
@@ -364,6 +377,8 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   },
   weights: (raw, src) => oneOf('weights', raw, src, ['f32', 'int8']) as 'f32' | 'int8',
   rpcStreamReuse: (raw, src) => bool('rpcStreamReuse', raw, src),
+  rpcLane: (raw, src) => bool('rpcLane', raw, src),
+  lanePort: (raw, src) => intIn('lanePort', raw, src, 0, 65535),
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
   routeExplore: (raw, src) => numIn('routeExplore', raw, src, 0, 1, true),

@@ -540,6 +540,22 @@ export class Libp2pNetwork implements P2PNetwork {
     return [...this.members];
   }
 
+  /** The IPv4 address of an open direct (not relayed) TCP connection to `peer` (for its data lane: p2p/lane/). */
+  directPeerIp(peer: PeerIdString): string | undefined {
+    let conns: Connection[];
+    try {
+      conns = this.libp2p.getConnections(toPeerId(peer));
+    } catch {
+      return undefined;
+    }
+    for (const c of conns) {
+      if (c.status !== 'open' || c.limits != null) continue;
+      const m = /^\/ip4\/(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\/tcp\/\d+(\/p2p\/[^/]+)?$/.exec(c.remoteAddr.toString());
+      if (m !== null) return m[1];
+    }
+    return undefined;
+  }
+
   async peerAddresses(peer: PeerIdString): Promise<string[]> {
     try {
       const p = await this.libp2p.peerStore.get(toPeerId(peer));

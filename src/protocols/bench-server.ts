@@ -8,9 +8,10 @@
 import '../util/polyfill.js';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
+import { LaneManager } from '../p2p/lane/manager.js';
 import { createLibp2pNetwork } from '../p2p/libp2p-node.js';
 import { echoHandler } from './handlers/echo.js';
-import { protocolPrefix } from './ids.js';
+import { laneProtocolId, protocolPrefix } from './ids.js';
 import * as methods from './methods.js';
 import { RpcNode } from './rpc/service.js';
 
@@ -59,9 +60,12 @@ async function main(): Promise<void> {
     dcutr: false,
     connections: { inboundConnectionThreshold: 1000 },
   });
-  const rpc = new RpcNode({ network: net, networkId: BENCH_NETWORK_ID });
-  await rpc.handle(methods.echo, echoHandler);
   await net.start();
+  // the echo is served on libp2p and on direct data lanes (the client measures both)
+  const lanes = new LaneManager(net, laneProtocolId(BENCH_NETWORK_ID), { listenHost: '127.0.0.1' });
+  await lanes.start();
+  const rpc = new RpcNode({ network: net, networkId: BENCH_NETWORK_ID, lanes });
+  await rpc.handle(methods.echo, echoHandler);
   const tcp = createServer(tcpSink);
   await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
   const port = (tcp.address() as { port: number }).port;
@@ -69,7 +73,7 @@ async function main(): Promise<void> {
   process.stdin.resume();
   process.stdin.on('end', () => {
     tcp.close();
-    void net.stop().finally(() => process.exit(0));
+    void lanes.stop().then(() => net.stop()).finally(() => process.exit(0));
   });
 }
 

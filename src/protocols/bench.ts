@@ -2,7 +2,9 @@
  * P2P benchmarks (issue #4 §7), discovered by `npm run bench` (scripts/bench.mjs) through `benchSections`, or
  * called directly: `benchRpc()` and `benchDht()`.
  *
- * RPC: a client node here, an echo server in a child process (bench-server.ts), TCP + noise + yamux on 127.0.0.1.
+ * RPC: a client node here, an echo server in a child process (bench-server.ts), on 127.0.0.1, each size measured
+ * twice: through the node's direct data lane (p2p/lane/: rpc_mib_s, rpc_rtt_ms) and through libp2p's TCP + noise +
+ * yamux (rpc_libp2p_mib_s, rpc_libp2p_rtt_ms).
  * For each payload size (1 KiB, 1 MiB, 16 MiB) unary calls carry one fp32 tensor of that size and get a small
  * reply. rpc_rtt_ms is the median time of one call made one at a time (stream open, protocol negotiation,
  * request, reply: two round trips). rpc_mib_s is payload bytes over wall time with PIPELINE (4) calls in flight on
@@ -28,11 +30,12 @@ import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { keyFromPrivate } from '../identity/index.js';
+import { LaneManager } from '../p2p/lane/manager.js';
 import { createLibp2pNetwork, type Libp2pNetwork } from '../p2p/libp2p-node.js';
 import { waitFor } from '../util/abort.js';
 import { holderRecordNamespace } from './dht-records.js';
 import { encodeHolderRecord } from './holder-record.js';
-import { DHT_NAMESPACE, protocolPrefix } from './ids.js';
+import { DHT_NAMESPACE, laneProtocolId, protocolPrefix } from './ids.js';
 import { LayerRegistry } from './layer-registry.js';
 import * as methods from './methods.js';
 import { RpcNode } from './rpc/service.js';
@@ -42,9 +45,13 @@ export const SIZES = { '1KiB': 1 << 10, '1MiB': 1 << 20, '16MiB': 16 << 20 } as 
 export type SizeKey = keyof typeof SIZES;
 
 export interface RpcBenchResult {
+  /** Through the path a node uses: its direct data lane (p2p/lane/, `rpcLane` on by default). */
   rpc_mib_s: Record<SizeKey, number>;
   tcp_mib_s: Record<SizeKey, number>;
   rpc_rtt_ms: Record<SizeKey, number>;
+  /** The same calls over libp2p (noise + yamux): the fallback, and the path before session 18. */
+  rpc_libp2p_mib_s: Record<SizeKey, number>;
+  rpc_libp2p_rtt_ms: Record<SizeKey, number>;
 }
 
 export interface DhtBenchResult {
@@ -116,47 +123,60 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
       dcutr: false,
     });
     await net.start();
+    const lanes = new LaneManager(net, laneProtocolId('bench'), { listenHost: '127.0.0.1' });
+    await lanes.start();
     // a stream per call (as a node calls with rpcStreamReuse off, or with a request over 1 MiB); p2p-unary compares both
-    const rpc = new RpcNode({ network: net, networkId: 'bench' });
+    const ways = { lane: new RpcNode({ network: net, networkId: 'bench', lanes }), libp2p: new RpcNode({ network: net, networkId: 'bench' }) };
     const peer = await net.dial(multiaddr);
-    const out: RpcBenchResult = { rpc_mib_s: {} as Record<SizeKey, number>, tcp_mib_s: {} as Record<SizeKey, number>, rpc_rtt_ms: {} as Record<SizeKey, number> };
+    const rec = (): Record<SizeKey, number> => ({}) as Record<SizeKey, number>;
+    const out: RpcBenchResult = { rpc_mib_s: rec(), tcp_mib_s: rec(), rpc_rtt_ms: rec(), rpc_libp2p_mib_s: rec(), rpc_libp2p_rtt_ms: rec() };
     try {
       for (const [key, size] of Object.entries(SIZES) as [SizeKey, number][]) {
         const x = new Float32Array(size / 4);
         for (let i = 0; i < x.length; i += 1024) x[i] = i;
         const req = { payload: new Uint8Array(0), tensor: tensorToPb(fp32Tensor(x, [size / 4])), replyWithTensor: false };
         const n = reps(size, quick);
-        for (let i = 0; i < Math.min(5, n); i++) await rpc.call(peer, methods.echo, req); // warm-up
-        const call = async (): Promise<void> => {
-          const res = await rpc.call(peer, methods.echo, req);
-          if (res.receivedBytes !== BigInt(size)) throw new Error(`echo received ${res.receivedBytes} of ${size} bytes`);
+        const measure = async (rpc: RpcNode): Promise<{ rtt: number; p90: number; pipelined: number; sequential: number; cpuUs: number }> => {
+          for (let i = 0; i < Math.min(5, n); i++) await rpc.call(peer, methods.echo, req); // warm-up (and the lane's setup)
+          const call = async (): Promise<void> => {
+            const res = await rpc.call(peer, methods.echo, req);
+            if (res.receivedBytes !== BigInt(size)) throw new Error(`echo received ${res.receivedBytes} of ${size} bytes`);
+          };
+          // round trip: one call at a time
+          const times: number[] = [];
+          const c0 = process.cpuUsage();
+          let t0 = performance.now();
+          for (let i = 0; i < n; i++) {
+            const a = performance.now();
+            await call();
+            times.push(performance.now() - a);
+          }
+          const c = process.cpuUsage(c0);
+          const sequential = (n * size) / MiB / ((performance.now() - t0) / 1000);
+          // throughput: PIPELINE calls in flight on the one connection, as a pipeline stage sends micro-batches
+          t0 = performance.now();
+          await Promise.all(
+            Array.from({ length: PIPELINE }, async () => {
+              for (let i = 0; i < Math.ceil(n / PIPELINE); i++) await call();
+            }),
+          );
+          const pipelined = (PIPELINE * Math.ceil(n / PIPELINE) * size) / MiB / ((performance.now() - t0) / 1000);
+          return { rtt: median(times), p90: quantile(times, 0.9), pipelined, sequential, cpuUs: (c.user + c.system) / n };
         };
-        // round trip: one call at a time
-        const times: number[] = [];
-        let t0 = performance.now();
-        for (let i = 0; i < n; i++) {
-          const a = performance.now();
-          await call();
-          times.push(performance.now() - a);
-        }
-        const sequential = (n * size) / MiB / ((performance.now() - t0) / 1000);
-        // throughput: PIPELINE calls in flight on the one connection, as a pipeline stage sends micro-batches
-        t0 = performance.now();
-        await Promise.all(
-          Array.from({ length: PIPELINE }, async () => {
-            for (let i = 0; i < Math.ceil(n / PIPELINE); i++) await call();
-          }),
-        );
-        const pipelined = (PIPELINE * Math.ceil(n / PIPELINE) * size) / MiB / ((performance.now() - t0) / 1000);
-        out.rpc_rtt_ms[key] = round(median(times), 3);
-        out.rpc_mib_s[key] = round(pipelined, 1);
+        const viaLane = await measure(ways.lane);
+        const viaP2p = await measure(ways.libp2p);
+        out.rpc_rtt_ms[key] = round(viaLane.rtt, 3);
+        out.rpc_mib_s[key] = round(viaLane.pipelined, 1);
+        out.rpc_libp2p_rtt_ms[key] = round(viaP2p.rtt, 3);
+        out.rpc_libp2p_mib_s[key] = round(viaP2p.pipelined, 1);
         out.tcp_mib_s[key] = round(await tcpSeries(tcpPort, size, n), 1);
-        log(
-          `rpc ${key}: ${out.rpc_mib_s[key]} MiB/s with ${PIPELINE} calls in flight, ${round(sequential, 1)} MiB/s one at a time; ` +
-            `rtt p50 ${out.rpc_rtt_ms[key]} ms, p90 ${round(quantile(times, 0.9), 3)} ms (${n} calls); raw tcp ${out.tcp_mib_s[key]} MiB/s one at a time`,
-        );
+        const line = (w: string, m: typeof viaLane): string =>
+          `${w} ${round(m.pipelined, 1)} MiB/s with ${PIPELINE} calls in flight, ${round(m.sequential, 1)} MiB/s one at a time, rtt p50 ${round(m.rtt, 3)} ms p90 ${round(m.p90, 3)} ms, client CPU ${Math.round(m.cpuUs)} µs per call`;
+        log(`rpc ${key} (${n} calls): ${line(lanes.stats().lanesUp > 0 ? 'lane' : 'lane (NO LANE UP)', viaLane)}; ${line('libp2p', viaP2p)}; raw tcp ${out.tcp_mib_s[key]} MiB/s one at a time`);
       }
     } finally {
+      await ways.lane.close();
+      await lanes.stop();
       await net.stop();
     }
     return out;
@@ -403,7 +423,7 @@ export async function benchUnary(opts: BenchOptions = {}): Promise<UnaryBenchRes
 export const benchSections = [
   {
     name: 'p2p-rpc',
-    keys: ['rpc_mib_s', 'tcp_mib_s', 'rpc_rtt_ms'],
+    keys: ['rpc_mib_s', 'tcp_mib_s', 'rpc_rtt_ms', 'rpc_libp2p_mib_s', 'rpc_libp2p_rtt_ms'],
     run: (o: { quick?: boolean; log?: (s: string) => void }) => benchRpc(o),
   },
   {

@@ -4,6 +4,7 @@
  *
  *   protocols   /neuroshard/<networkId>/<name>/<version>       (RPCs and the DHT: /neuroshard/<networkId>/kad/1.0.0)
  *               /neuroshard/<networkId>/<name>/<version>/mux/2.0.0   (unary RPCs on a reused stream: rpc/mux.ts)
+ *               /neuroshard/<networkId>/lane/1.0.0             (setup of a direct data lane: p2p/lane/manager.ts)
  *   topics      /neuroshard/<networkId>/<name>/<version>       (gossipsub)
  *   DHT keys    /neuroshard/<networkId>/holder/<peerId>        (kad-dht record namespace "neuroshard")
  *   providers   <networkId>/layer/<i>                          (hashed into a CID by p2p/)
@@ -35,6 +36,11 @@ export function protocolId(networkId: string, name: string, version = '1.0.0'): 
   if (!NAME_RE.test(name)) throw new InvalidArgumentError(`bad protocol name ${JSON.stringify(name)}`);
   if (!VERSION_RE.test(version)) throw new InvalidArgumentError(`bad protocol version ${JSON.stringify(version)}`);
   return `${protocolPrefix(networkId)}/${name}/${version}`;
+}
+
+/** The setup protocol of direct data lanes (p2p/lane/manager.ts). */
+export function laneProtocolId(networkId: string): string {
+  return protocolId(networkId, 'lane', '1.0.0');
 }
 
 export function topicId(networkId: string, name: string, version = '1'): string {

@@ -4,7 +4,10 @@
  *
  * - `serving-hop`: `hop_rtt_ms_p50`/`_p99`: one decode step's activations for the 12x768 preset ([1, 768] fp32,
  *   3 KiB) through one hop on loopback (inference-stream on real libp2p, a hop whose math is the identity: protocol
- *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`;
+ *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`; the hop
+ *   runs on the path a node uses (its direct data lane, `rpcLane`), and `hop_rtt_libp2p_ms_p50`/`_p99` the same over
+ *   libp2p; `hop_cpu_us` / `hop_cpu_libp2p_us` the process CPU per step (both nodes, background included). Every
+ *   serving section runs with lanes unless NEUROSHARD_RPC_LANE=0 (A/B runs);
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
  *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop; beside them where a
@@ -58,7 +61,10 @@ const PACE: Record<Pace, { heartbeatIntervalMs: number; peerStaleMs: number; pee
   deployed: { heartbeatIntervalMs: OPTION_DEFAULTS.heartbeatIntervalMs, peerStaleMs: OPTION_DEFAULTS.peerStaleMs, peerDeadMs: OPTION_DEFAULTS.peerDeadMs, pubsubHeartbeatMs: NETWORK_TUNING_DEFAULTS.pubsubHeartbeatMs },
 };
 
-async function net(networkId: string, boot: string[], span?: { start: number; end: number }, pace: Pace = 'fast'): Promise<NodeNetwork> {
+/** Lanes in the serving sections: the node's default, off with NEUROSHARD_RPC_LANE=0 (A/B runs). */
+const BENCH_LANE = OPTION_DEFAULTS.rpcLane && process.env.NEUROSHARD_RPC_LANE !== '0';
+
+async function net(networkId: string, boot: string[], span?: { start: number; end: number }, pace: Pace = 'fast', rpcLane: boolean = BENCH_LANE): Promise<NodeNetwork> {
   const p = PACE[pace];
   const n = await createNodeNetwork({
     networkId,
@@ -77,6 +83,7 @@ async function net(networkId: string, boot: string[], span?: { start: number; en
       relayDurationS: 600,
       maxConnections: 200,
       span,
+      rpcLane,
       heartbeatIntervalMs: p.heartbeatIntervalMs,
       peerStaleMs: p.peerStaleMs,
       peerDeadMs: p.peerDeadMs,
@@ -117,9 +124,9 @@ async function tcpRtt(bytes: number, reps: number): Promise<number[]> {
   return out;
 }
 
-async function hopRtt(networkId: string, C: number, reps: number): Promise<number[]> {
-  const a = await net(networkId, [], { start: 1, end: 2 });
-  const e = await net(networkId, [a.p2p.multiaddrs()[0]!]);
+export async function hopRtt(networkId: string, C: number, reps: number, rpcLane: boolean = BENCH_LANE): Promise<{ times: number[]; cpuUs: number; onLane: boolean }> {
+  const a = await net(networkId, [], { start: 1, end: 2 }, 'fast', rpcLane);
+  const e = await net(networkId, [a.p2p.multiaddrs()[0]!], undefined, 'fast', rpcLane);
   const identity: HopCompute = {
     span: () => ({ start: 1, end: 2 }),
     numLayers: 3,
@@ -139,13 +146,16 @@ async function hopRtt(networkId: string, C: number, reps: number): Promise<numbe
     const ac = new AbortController();
     for (let i = 0; i < 20; i++) await s.step({ hidden: x, chunks: [1] }, ac.signal); // warm-up
     const out: number[] = [];
+    const c0 = process.cpuUsage();
     for (let i = 0; i < reps; i++) {
       const t0 = performance.now();
       await s.step({ hidden: x, chunks: [1] }, ac.signal);
       out.push(performance.now() - t0);
     }
+    const c = process.cpuUsage(c0);
     s.close();
-    return out;
+    // the session's stream ran on a lane when the entry opened one to the hop
+    return { times: out, cpuUs: Math.round((c.user + c.system) / reps), onLane: (e.lanes?.stats().streamsOut ?? 0) > 0 };
   } finally {
     await e.stop();
     await a.stop();
@@ -158,11 +168,11 @@ export interface Chain {
   close(): Promise<void>;
 }
 
-export async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast'): Promise<Chain> {
+export async function startChain(networkId: string, config: LlamaConfig, spans: { start: number; end: number }[], threads: number, pace: Pace = 'fast', rpcLane: boolean = BENCH_LANE): Promise<Chain> {
   const hops: Chain['hops'] = [];
   let boot: string[] = [];
   for (const span of spans) {
-    const n = await net(networkId, boot, span, pace);
+    const n = await net(networkId, boot, span, pace, rpcLane);
     if (boot.length === 0) boot = [n.p2p.multiaddrs()[0]!];
     const compute = await ComputeClient.start({ threads });
     await compute.run({ type: 'initModel', config, seed: 0, span });
@@ -170,7 +180,7 @@ export async function startChain(networkId: string, config: LlamaConfig, spans: 
     await server.register(n.rpc);
     hops.push({ net: n, compute, server, peerId: n.peerId, span });
   }
-  const entry = await net(networkId, boot, undefined, pace);
+  const entry = await net(networkId, boot, undefined, pace, rpcLane);
   // route only once the entry hears every hop's heartbeats, as a node does: a stream opened on a connection that is
   // still being set up or replaced can fail, and the bench would measure a failover instead of a decode
   await waitFor(() => new Set(entry.liveness.snapshot().filter((p) => p.state === 'alive').map((p) => p.peer)).size >= new Set(hops.map((h) => h.peerId)).size, {
@@ -254,15 +264,29 @@ function benchConfig(quick: boolean): LlamaConfig {
 /** hop_rtt_ms_p50/_p99 beside tcp_rtt_ms_p50 (and the overhead ratio). */
 export const servingHopSection: BenchSection = {
   name: 'serving-hop',
-  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'hop_tcp_ratio'],
+  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'hop_tcp_ratio', 'hop_cpu_us', 'hop_rtt_libp2p_ms_p50', 'hop_rtt_libp2p_ms_p99', 'hop_cpu_libp2p_us'],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const C = 768; // one decode step of the 12x768 preset: [1, 768] fp32
     const reps = quick ? 20 : 500;
+    // the path a node really uses (its data lane: rpcLane, on by default), and libp2p's (noise + yamux) beside it
     const hop = await hopRtt(networkId, C, reps);
+    const p2p = await hopRtt(networkId, C, reps, false);
     const tcp = await tcpRtt(C * 4, reps);
-    const res = { hop_rtt_ms_p50: pct(hop, 0.5), hop_rtt_ms_p99: pct(hop, 0.99), tcp_rtt_ms_p50: pct(tcp, 0.5), hop_tcp_ratio: r3(pct(hop, 0.5) / Math.max(1e-3, pct(tcp, 0.5))) };
-    log(`hop rtt ([1, ${C}] fp32, identity hop) p50 ${res.hop_rtt_ms_p50} ms p99 ${res.hop_rtt_ms_p99} ms; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`);
+    const res = {
+      hop_rtt_ms_p50: pct(hop.times, 0.5),
+      hop_rtt_ms_p99: pct(hop.times, 0.99),
+      tcp_rtt_ms_p50: pct(tcp, 0.5),
+      hop_tcp_ratio: r3(pct(hop.times, 0.5) / Math.max(1e-3, pct(tcp, 0.5))),
+      hop_cpu_us: hop.cpuUs,
+      hop_rtt_libp2p_ms_p50: pct(p2p.times, 0.5),
+      hop_rtt_libp2p_ms_p99: pct(p2p.times, 0.99),
+      hop_cpu_libp2p_us: p2p.cpuUs,
+    };
+    log(
+      `hop rtt ([1, ${C}] fp32, identity hop, ${hop.onLane ? 'data lane' : 'libp2p: NO LANE'}) p50 ${res.hop_rtt_ms_p50} ms p99 ${res.hop_rtt_ms_p99} ms, ${res.hop_cpu_us} µs CPU per step; ` +
+        `libp2p p50 ${res.hop_rtt_libp2p_ms_p50} ms p99 ${res.hop_rtt_libp2p_ms_p99} ms, ${res.hop_cpu_libp2p_us} µs CPU; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,
+    );
     return res;
   },
 };

@@ -324,6 +324,8 @@ export interface MuxChannelOptions {
   /** A write that cannot drain for this long kills the stream (the method's timeout). */
   stallMs: number;
   idleMs?: number;
+  /** The stream runs on a direct data lane (p2p/lane/), not libp2p. */
+  onLane?: boolean;
   /** The peer broke the framing: penalise it (once per stream). */
   onViolation(e: RpcViolationError): void;
   /** The channel ended (dead or closed for idleness): the owner forgets it. */
@@ -340,9 +342,12 @@ export class MuxChannel {
   private writeClosed = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly stream: DuplexStream;
+  /** The stream runs on a direct data lane. */
+  readonly onLane: boolean;
 
   constructor(private readonly o: MuxChannelOptions) {
     this.stream = o.stream;
+    this.onLane = o.onLane ?? false;
     this.writer = new MuxWriter(o.stream, o.stallMs, this.life.signal);
     void this.readLoop();
     this.armIdle();
@@ -411,7 +416,7 @@ export class MuxChannel {
   }
 
   /** No new calls; half-close once the calls in flight are answered. */
-  private retire(): void {
+  retire(): void {
     if (this.ended) return;
     this.end();
     if (this.pending.size === 0) this.closeWrite();

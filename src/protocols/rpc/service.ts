@@ -13,6 +13,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { NetworkError } from '../../p2p/errors.js';
+import type { StreamLanes } from '../../p2p/lane/manager.js';
 import { PENALTY, type PeerScoreTable } from '../../p2p/peer-score.js';
 import type { DuplexStream, P2PNetwork, PeerIdString, StreamInfo } from '../../p2p/types.js';
 import { linkSignals, type AbortOptions } from '../../util/abort.js';
@@ -67,6 +68,11 @@ export interface RpcNodeOptions {
   reuseStreams?: boolean;
   /** Tests: how long a client keeps an idle reusable stream, and how long a server keeps one. */
   muxIdleMs?: { client?: number; server?: number };
+  /**
+   * Direct data lanes (p2p/lane/): every stream to a peer opens on its lane when one is up (or comes up within the
+   * lanes' short wait), else on libp2p as before; every handler is served on lanes too. Undefined: libp2p only.
+   */
+  lanes?: StreamLanes;
 }
 
 /** How long we remember that a peer does not speak a method's reusable protocol (it may upgrade and restart). */
@@ -168,6 +174,7 @@ export class RpcNode {
   private readonly muxIdle: { client?: number; server?: number };
   /** Client ends of reusable streams, by peer and method; a pending open is shared by the calls waiting on it. */
   private readonly channels = new Map<string, { ready: Promise<MuxChannel>; channel?: MuxChannel }>();
+  private readonly lanes: StreamLanes | undefined;
   /** (peer, method) pairs whose peer does not speak the reusable protocol, until when. */
   private readonly noMux = new Map<string, number>();
   /** Current unary handlers (a reusable stream outlives a re-registration: each request runs the current one). */
@@ -183,6 +190,7 @@ export class RpcNode {
     this.log = opts.log ?? silentLogger;
     this.reuse = opts.reuseStreams ?? false;
     this.muxIdle = opts.muxIdleMs ?? {};
+    this.lanes = opts.lanes;
     // every served call, reusable stream and stream open links to `closing` until it ends (linkSignals disposes it):
     // their number is bounded by the methods' slots and inbound stream limits, not by 10 (Node's leak warning fired
     // at the 11th concurrent call under load)
@@ -223,23 +231,25 @@ export class RpcNode {
   async handle(method: MethodDef<unknown, unknown>, handler: (...args: never[]) => unknown): Promise<void> {
     const protocol = this.protocolOf(method);
     this.handled.set(protocol, method);
-    await this.network.handle(protocol, (stream, info) => this.serve(method, handler as never, stream, info), {
-      maxInboundStreams: method.maxInboundStreams,
-    });
+    const serve = (stream: DuplexStream, info: StreamInfo): Promise<void> => this.serve(method, handler as never, stream, info);
+    await this.network.handle(protocol, serve, { maxInboundStreams: method.maxInboundStreams });
+    this.lanes?.handle(protocol, serve, { maxInboundStreams: method.maxInboundStreams });
     if (method.kind === 'unary') {
       this.unaryHandlers.set(protocol, handler as never);
-      await this.network.handle(muxProtocolOf(protocol), (stream, info) => this.serveMux(method, protocol, stream, info), {
-        maxInboundStreams: MUX_MAX_INBOUND_STREAMS,
-      });
+      const serveMux = (stream: DuplexStream, info: StreamInfo): Promise<void> => this.serveMux(method, protocol, stream, info);
+      await this.network.handle(muxProtocolOf(protocol), serveMux, { maxInboundStreams: MUX_MAX_INBOUND_STREAMS });
+      this.lanes?.handle(muxProtocolOf(protocol), serveMux, { maxInboundStreams: MUX_MAX_INBOUND_STREAMS });
     }
   }
 
   async unhandle(method: MethodDef<unknown, unknown, CallKind>): Promise<void> {
     const protocol = this.protocolOf(method);
     this.handled.delete(protocol);
+    this.lanes?.unhandle(protocol);
     await this.network.unhandle(protocol);
     if (method.kind === 'unary') {
       this.unaryHandlers.delete(protocol);
+      this.lanes?.unhandle(muxProtocolOf(protocol));
       await this.network.unhandle(muxProtocolOf(protocol));
       for (const c of this.served.get(protocol) ?? []) c.abort(new AbortedError(`${method.name} is no longer served`));
     }
@@ -250,6 +260,8 @@ export class RpcNode {
     this.closing.abort(new AbortedError('rpc closing'));
     this.offDisconnect();
     for (const [p, m] of [...this.handled]) {
+      this.lanes?.unhandle(p);
+      if (m.kind === 'unary') this.lanes?.unhandle(muxProtocolOf(p));
       await this.network.unhandle(p).catch(() => {});
       if (m.kind === 'unary') await this.network.unhandle(muxProtocolOf(p)).catch(() => {});
     }
@@ -313,6 +325,12 @@ export class RpcNode {
       this.noMux.delete(key);
     }
     let entry = this.channels.get(key);
+    if (entry?.channel !== undefined && this.lanes !== undefined && !entry.channel.onLane && this.lanes.hasLane(id)) {
+      // a lane came up after this stream opened on libp2p: new calls take the lane, the old stream finishes its own
+      this.channels.delete(key);
+      entry.channel.retire();
+      entry = undefined;
+    }
     // MAX_CLIENT_PENDING calls in flight on it: this call takes a stream of its own rather than wait
     if (entry?.channel !== undefined && !entry.channel.usable) return undefined;
     if (entry === undefined) {
@@ -367,6 +385,7 @@ export class RpcNode {
       maxErrorBytes: MAX_ERROR_BODY,
       stallMs: method.timeoutMs,
       idleMs: this.muxIdle.client,
+      onLane: this.lanes?.isLaneStream(stream) ?? false,
       onViolation: (v) => this.violation(id, method, v),
       onEnd: (c) => {
         if (this.channels.get(key)?.channel === c) this.channels.delete(key);
@@ -475,6 +494,11 @@ export class RpcNode {
   }
 
   private async open(peer: string, method: MethodDef<unknown, unknown>, signal: AbortSignal, protocol = this.protocolOf(method)): Promise<DuplexStream> {
+    if (this.lanes !== undefined && !this.closing.signal.aborted) {
+      // the peer's lane when one is up; undefined (no lane, refused, dead) takes libp2p below
+      const s = await this.lanes.openStream(peerOf(peer), protocol, signal);
+      if (s !== undefined) return s;
+    }
     try {
       return await this.network.openStream(peer, protocol, { signal, allowLimited: true });
     } catch (e) {

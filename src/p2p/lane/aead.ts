@@ -1,0 +1,159 @@
+/**
+ * The lane's keys and its sealed frames (docs/PROTOCOL.md "Direct data lane").
+ *
+ * Keys: both ends send an ephemeral X25519 public key over a libp2p stream (noise already authenticated that
+ * stream to the peer id); the shared secret goes through HKDF-SHA256 with a salt binding both peer ids, both
+ * ephemeral keys and the lane id, and gives one AES-256-GCM key per direction. A man in the middle of the lane's
+ * TCP socket holds neither key.
+ *
+ * Frame on the socket:  u32 big-endian n · ciphertext (n - 16 bytes) · tag (16 bytes)
+ * nonce               = 4 zero bytes · u64 big-endian frame counter of that direction (0, 1, 2, ...)
+ * additional data     = the 4 length bytes
+ *
+ * The opener uses the counter it expects, never one taken from the wire: a replayed, reordered, dropped or
+ * spliced frame fails its tag (LANE_AUTH) and the lane closes. The tag is checked (`final()`) before the caller
+ * sees a byte of the plaintext. Each direction stops after MAX_FRAMES frames (far below GCM's limits); the lane
+ * is then closed and a fresh one made with fresh keys.
+ */
+import { createCipheriv, createDecipheriv, diffieHellman, generateKeyPairSync, hkdfSync, createHash, type KeyObject, createPublicKey } from 'node:crypto';
+import { LaneError } from './errors.js';
+
+export const CIPHER = 'aes-256-gcm';
+export const TAG_BYTES = 16;
+export const LENGTH_BYTES = 4;
+export const X25519_PUBLIC_BYTES = 32;
+/** Frames one direction of one lane may carry (2^32): a lane that used them all is closed and replaced. */
+export const MAX_FRAMES = 2 ** 32;
+const INFO = Buffer.from('neuroshard lane v1 keys');
+const SALT_LABEL = Buffer.from('neuroshard lane v1 salt');
+/** DER prefix of an X25519 SubjectPublicKeyInfo (RFC 8410): the raw 32-byte key follows. */
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+export interface EphemeralKey {
+  privateKey: KeyObject;
+  /** The raw 32-byte public key. */
+  publicRaw: Buffer;
+}
+
+export function ephemeralKey(): EphemeralKey {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  const der = publicKey.export({ type: 'spki', format: 'der' });
+  return { privateKey, publicRaw: Buffer.from(der.subarray(der.length - X25519_PUBLIC_BYTES)) };
+}
+
+export interface LaneKeys {
+  /** Key of what the dialling end (client) sends. */
+  clientToServer: Buffer;
+  serverToClient: Buffer;
+}
+
+/**
+ * The two direction keys. `clientPeer`/`serverPeer` are the libp2p peer ids of the dialler and the listener as
+ * each end knows them from its authenticated stream. Throws LANE_HANDSHAKE on a malformed or low-order public key.
+ */
+export function deriveLaneKeys(
+  mine: EphemeralKey,
+  theirPublicRaw: Uint8Array,
+  binding: { clientPeer: string; serverPeer: string; clientPublic: Uint8Array; serverPublic: Uint8Array; laneId: Uint8Array },
+): LaneKeys {
+  if (theirPublicRaw.byteLength !== X25519_PUBLIC_BYTES) throw new LaneError('LANE_HANDSHAKE', `x25519 key of ${theirPublicRaw.byteLength} bytes`);
+  let shared: Buffer;
+  try {
+    const pub = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, theirPublicRaw]), format: 'der', type: 'spki' });
+    shared = diffieHellman({ privateKey: mine.privateKey, publicKey: pub });
+  } catch (e) {
+    throw new LaneError('LANE_HANDSHAKE', `x25519 key agreement failed: ${(e as Error).message}`, undefined, e);
+  }
+  // a low-order point gives the all-zero secret (RFC 7748 §6.1): refuse it
+  if (shared.every((b) => b === 0)) throw new LaneError('LANE_HANDSHAKE', 'x25519 shared secret is zero (low-order key)');
+  const h = createHash('sha256');
+  const lp = (b: Uint8Array): void => {
+    const n = Buffer.alloc(4);
+    n.writeUInt32BE(b.byteLength);
+    h.update(n);
+    h.update(b);
+  };
+  lp(SALT_LABEL);
+  lp(Buffer.from(binding.clientPeer));
+  lp(Buffer.from(binding.serverPeer));
+  lp(binding.clientPublic);
+  lp(binding.serverPublic);
+  lp(binding.laneId);
+  const salt = h.digest();
+  const okm = Buffer.from(hkdfSync('sha256', shared, salt, INFO, 64));
+  return { clientToServer: okm.subarray(0, 32), serverToClient: okm.subarray(32, 64) };
+}
+
+function nonceOf(counter: number, iv: Buffer): Buffer {
+  iv.writeUInt32BE(0, 0);
+  iv.writeUInt32BE(Math.floor(counter / 2 ** 32), 4);
+  iv.writeUInt32BE(counter >>> 0, 8);
+  return iv;
+}
+
+/** Seals the frames of one direction, numbering them 0, 1, 2, ... */
+export class Sealer {
+  private counter = 0;
+  private readonly iv = Buffer.alloc(12);
+
+  constructor(private readonly key: Buffer) {}
+
+  get framesSealed(): number {
+    return this.counter;
+  }
+
+  /**
+   * The frame holding `parts` joined (their total must be ≥ 0): [length, ciphertext pieces..., tag]. The pieces are
+   * written in order (a writev); nothing is copied beyond the cipher's own output.
+   */
+  seal(parts: readonly Uint8Array[]): Buffer[] {
+    if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
+    let n = TAG_BYTES;
+    for (const p of parts) n += p.byteLength;
+    const len = Buffer.allocUnsafe(LENGTH_BYTES);
+    len.writeUInt32BE(n);
+    const c = createCipheriv(CIPHER, this.key, nonceOf(this.counter++, this.iv), { authTagLength: TAG_BYTES });
+    c.setAAD(len);
+    const out: Buffer[] = [len];
+    for (const p of parts) out.push(c.update(p));
+    c.final();
+    out.push(c.getAuthTag());
+    return out;
+  }
+}
+
+/** Opens the frames of one direction in order; any failure is final (the lane closes). */
+export class Opener {
+  private counter = 0;
+  private readonly iv = Buffer.alloc(12);
+  private readonly len = Buffer.alloc(LENGTH_BYTES);
+
+  constructor(private readonly key: Buffer) {}
+
+  get framesOpened(): number {
+    return this.counter;
+  }
+
+  /**
+   * The plaintext of the next frame, given its ciphertext pieces (in order) and tag. Throws LANE_AUTH when the tag
+   * does not verify; no plaintext is returned then.
+   */
+  open(cipherPieces: readonly Uint8Array[], tag: Uint8Array): Buffer {
+    if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
+    let n = TAG_BYTES;
+    for (const p of cipherPieces) n += p.byteLength;
+    this.len.writeUInt32BE(n);
+    const d = createDecipheriv(CIPHER, this.key, nonceOf(this.counter, this.iv), { authTagLength: TAG_BYTES });
+    d.setAAD(this.len);
+    d.setAuthTag(tag);
+    const out: Buffer[] = [];
+    for (const p of cipherPieces) out.push(d.update(p));
+    try {
+      d.final();
+    } catch {
+      throw new LaneError('LANE_AUTH', `frame ${this.counter} does not authenticate (tampered, replayed, reordered or another key)`, { frame: this.counter });
+    }
+    this.counter++;
+    return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+}

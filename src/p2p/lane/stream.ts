@@ -1,0 +1,251 @@
+/**
+ * One stream of a lane (./lane.ts) as the RPC layer sees any stream (p2p/types.ts DuplexStream): `send` returns
+ * false when the stream's send window or the lane's socket is full, `close` half-closes, `abort` resets, and
+ * iterating yields what the other end sends until it closes.
+ *
+ * Flow control is per stream, as in yamux: the reader grants `window` bytes up front and more (WINDOW sub-frames)
+ * as its consumer takes bytes out, so a stream never buffers more than `window` bytes for a reader that stopped
+ * reading, and one slow stream does not hold up the others on the lane. A peer sending past what it was granted
+ * breaks the protocol (LANE_PROTOCOL): the whole lane closes.
+ */
+import type { AbortOptions } from '../../util/abort.js';
+import type { DuplexStream } from '../types.js';
+import { LaneError } from './errors.js';
+
+/** What a stream needs of its lane. */
+export interface StreamHost {
+  /** Queues one DATA sub-frame (the lane splits it into pieces). */
+  sendData(stream: number, data: Uint8Array): void;
+  sendWindow(stream: number, grant: number): void;
+  sendClose(stream: number): void;
+  sendReset(stream: number, reason: string): void;
+  /** True while the lane's socket holds more unsent bytes than it should take more of. */
+  congested(): boolean;
+  /** Resolves when the socket drained (or the lane died: rejects). */
+  writable(signal?: AbortSignal): Promise<void>;
+  /** The stream is finished in both directions (or reset): the lane forgets it. */
+  forget(stream: LaneStream): void;
+}
+
+/** A reset stream's error, named as libp2p names its own so that callers treat both alike. */
+export class LaneStreamResetError extends Error {
+  override readonly name = 'StreamResetError';
+}
+
+type Waiter = { resolve: () => void; reject: (e: unknown) => void };
+
+export class LaneStream implements DuplexStream {
+  /** Send credit left (bytes the other end still accepts). */
+  private credit: number;
+  /** Data waiting for credit. */
+  private readonly pendingOut: Uint8Array[] = [];
+  private readonly inbox: Uint8Array[] = [];
+  /** Bytes the other end may send in all (the window plus every grant), received, and handed to the reader. */
+  private allowed: number;
+  private received = 0;
+  private consumed = 0;
+  private readWaiter: (() => void) | undefined;
+  private drainWaiters: Waiter[] = [];
+  private writeClosed = false;
+  private remoteClosed = false;
+  private error: Error | undefined;
+  private finished = false;
+  private readonly closeListeners: ((evt: { error?: Error }) => void)[] = [];
+
+  constructor(
+    readonly id: number,
+    readonly protocol: string,
+    private readonly host: StreamHost,
+    private readonly window: number,
+  ) {
+    this.credit = window;
+    this.allowed = window;
+  }
+
+  /** Bytes buffered for the reader (tests). */
+  get bufferedIn(): number {
+    return this.received - this.consumed;
+  }
+
+  get dead(): boolean {
+    return this.finished;
+  }
+
+  send(data: Uint8Array): boolean {
+    if (this.error !== undefined) throw this.error;
+    if (this.writeClosed) throw new LaneStreamResetError('stream closed for writing');
+    if (data.byteLength === 0) return !this.host.congested();
+    if (this.pendingOut.length === 0 && data.byteLength <= this.credit) {
+      this.credit -= data.byteLength;
+      this.host.sendData(this.id, data);
+      return !this.host.congested();
+    }
+    this.pendingOut.push(data);
+    this.flushPending();
+    return this.pendingOut.length === 0 && !this.host.congested();
+  }
+
+  async onDrain(opts: AbortOptions = {}): Promise<void> {
+    for (;;) {
+      if (this.error !== undefined) throw this.error;
+      if (opts.signal?.aborted === true) throw opts.signal.reason;
+      if (this.pendingOut.length > 0) {
+        await this.wait(opts.signal);
+        continue;
+      }
+      if (this.host.congested()) {
+        await this.host.writable(opts.signal);
+        continue;
+      }
+      return;
+    }
+  }
+
+  async close(opts: AbortOptions = {}): Promise<void> {
+    if (this.writeClosed || this.error !== undefined) return;
+    await this.onDrain(opts);
+    if (this.writeClosed || this.error !== undefined) return;
+    this.writeClosed = true;
+    this.host.sendClose(this.id);
+    if (this.remoteClosed) this.finish(undefined);
+  }
+
+  abort(err: Error): void {
+    if (this.finished) return;
+    this.host.sendReset(this.id, err.message.slice(0, 200));
+    this.die(err);
+  }
+
+  addEventListener(_type: 'close', listener: (evt: { error?: Error }) => void): void {
+    if (this.finished) {
+      queueMicrotask(() => listener(this.error === undefined ? {} : { error: this.error }));
+      return;
+    }
+    this.closeListeners.push(listener);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const c = this.inbox.shift();
+      if (c !== undefined) {
+        this.consumed += c.byteLength;
+        this.maybeGrant();
+        yield c;
+        continue;
+      }
+      if (this.error !== undefined) throw this.error;
+      if (this.remoteClosed) return;
+      await new Promise<void>((r) => (this.readWaiter = r));
+    }
+  }
+
+  // ── from the lane ──
+
+  /** DATA from the other end. Throws LANE_PROTOCOL past the granted window (the lane then closes). */
+  pushData(payload: Uint8Array): void {
+    if (this.remoteClosed) throw new LaneError('LANE_PROTOCOL', `data on stream ${this.id} after its close`);
+    this.received += payload.byteLength;
+    if (this.received > this.allowed) throw new LaneError('LANE_PROTOCOL', `stream ${this.id} sent ${this.received} bytes, ${this.allowed} granted`);
+    if (this.error !== undefined) {
+      // reset locally: the bytes are dropped, but they still count against the window
+      this.consumed += payload.byteLength;
+      return;
+    }
+    this.inbox.push(payload);
+    this.wake();
+  }
+
+  /** More send credit. */
+  grant(n: number): void {
+    this.credit += n;
+    if (this.credit > 2 ** 40) throw new LaneError('LANE_PROTOCOL', `stream ${this.id} granted an absurd window`);
+    this.flushPending();
+  }
+
+  remoteClose(): void {
+    if (this.remoteClosed) throw new LaneError('LANE_PROTOCOL', `stream ${this.id} closed twice`);
+    this.remoteClosed = true;
+    this.wake();
+    if (this.writeClosed) this.finish(undefined);
+  }
+
+  /** The other end reset the stream, or the lane died. */
+  die(err: Error): void {
+    if (this.finished) return;
+    this.error ??= err;
+    this.pendingOut.length = 0;
+    this.inbox.length = 0;
+    this.wake();
+    this.finish(this.error);
+  }
+
+  /** The socket drained: pending data may go. */
+  wakeDrain(): void {
+    for (const w of this.drainWaiters.splice(0)) w.resolve();
+  }
+
+  private finish(err: Error | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    for (const w of this.drainWaiters.splice(0)) (err === undefined ? w.resolve() : w.reject(err));
+    this.host.forget(this);
+    for (const l of this.closeListeners.splice(0)) l(err === undefined ? {} : { error: err });
+  }
+
+  private wake(): void {
+    const w = this.readWaiter;
+    this.readWaiter = undefined;
+    w?.();
+    if (this.error !== undefined) for (const d of this.drainWaiters.splice(0)) d.reject(this.error);
+  }
+
+  private wait(signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = { resolve, reject };
+      this.drainWaiters.push(w);
+      if (signal !== undefined) {
+        const onAbort = (): void => {
+          const i = this.drainWaiters.indexOf(w);
+          if (i >= 0) this.drainWaiters.splice(i, 1);
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        const done = (): void => signal.removeEventListener('abort', onAbort);
+        w.resolve = () => {
+          done();
+          resolve();
+        };
+        w.reject = (e) => {
+          done();
+          reject(e);
+        };
+      }
+    });
+  }
+
+  private flushPending(): void {
+    while (this.pendingOut.length > 0 && this.credit > 0) {
+      const d = this.pendingOut[0]!;
+      if (d.byteLength <= this.credit) {
+        this.pendingOut.shift();
+        this.credit -= d.byteLength;
+        this.host.sendData(this.id, d);
+      } else {
+        this.host.sendData(this.id, d.subarray(0, this.credit));
+        this.pendingOut[0] = d.subarray(this.credit);
+        this.credit = 0;
+      }
+    }
+    if (this.pendingOut.length === 0) this.wakeDrain();
+  }
+
+  /** Grants more once the reader took half a window: the other end never waits on a reader that keeps up. */
+  private maybeGrant(): void {
+    if (this.remoteClosed || this.error !== undefined) return;
+    const left = this.allowed - this.consumed;
+    if (left > this.window / 2) return;
+    const g = this.consumed + this.window - this.allowed;
+    this.allowed += g;
+    this.host.sendWindow(this.id, g);
+  }
+}
