@@ -7,6 +7,7 @@
 //        [--outer-lr 1] [--outer-momentum 0] [--ef-beta 1] [--no-baseline] [--curve FILE.json] [--json]
 //        [--baseline-data same|own] [--max-grad-norm G] [--weight-decay W] [--beta1 B] [--eval-every S] [--diag]
 //        [--outer-warmup N] [--average-rounds K] [--inner-schedule run|round] [--final-inner-steps F]
+//        [--warm-steps W] [--warm-save FILE] [--warm-from FILE]
 //
 // All replicas run in this one process, one after the other (the machine has 2 shared cores; the math is the
 // same as on separate machines). Each replica is a whole model (LlamaShard over every layer) with its own
@@ -33,11 +34,21 @@
 // --outer-lr/--outer-momentum (the momentum buffer starts from the last averaged Δ); --inner-schedule round
 // restarts the inner cosine every round (warm-up in round 1 only, AdamW moments kept) instead of one cosine over
 // the run; --final-inner-steps F makes the last round F inner steps long (the cosine still ends with the run).
+// Warm start (experiment-only, session 18): --warm-steps W first trains one model synchronously for W steps on the
+// baseline's batches (R·batch sequences: the R replicas' streams put together; lr warm-up over --warmup, then the
+// peak lr held, no decay), and both arms continue from that checkpoint (weights and AdamW moments; every replica
+// gets its own copy): DiLoCo for H·N inner steps per replica, whose streams skip the W batches the warm phase used,
+// and the baseline for H·N steps on the same continued stream. The continuation's schedule is a cosine from the peak
+// lr over its H·N steps without a second warm-up (both arms). The warm checkpoint does not depend on H·N, so
+// --warm-save FILE writes it and --warm-from FILE reads it back (its settings are checked against this run's).
+// `tokens`, `ddp_bytes` and `bytes_ratio` count the continuation only; `warm_tokens` the warm phase (equal on both
+// sides), `warm_ddp_bytes` what the warm phase would upload if R workers trained it data-parallel, and
+// `bytes_ratio_with_warm` the ratio when both sides pay that.
 // `ddp_bytes` is what data-parallel replicas would upload: R·H·N fp32 gradients of every parameter.
 // `bytes_sent` is what the DiLoCo replicas uploaded: R·N encoded contributions (payload + envelope, every layer).
 //
 // Last stdout line: {"val_loss","baseline_val_loss","gap","bytes_sent","ddp_bytes","bytes_ratio","rounds","tokens",…}
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createHash } from 'node:crypto';
 
@@ -92,6 +103,9 @@ export function defaults() {
     averageRounds: 0,
     innerSchedule: 'run',
     finalInnerSteps: undefined,
+    warmSteps: 0,
+    warmSave: undefined,
+    warmFrom: undefined,
   };
 }
 
@@ -169,8 +183,9 @@ function evalLoss(shard, batches) {
   return sum / n;
 }
 
-function trainerOpts(o, steps) {
-  const t = { lr: o.lr, warmupSteps: o.warmup, decaySteps: steps };
+function trainerOpts(o, steps, warmed = false) {
+  // after a warm start the continuation runs its cosine from the peak lr (the warm phase did the warm-up)
+  const t = { lr: o.lr, warmupSteps: warmed ? 0 : o.warmup, decaySteps: steps };
   if (o.maxGradNorm !== undefined) t.maxGradNorm = o.maxGradNorm;
   if (o.weightDecay !== undefined) t.weightDecay = o.weightDecay;
   if (o.beta1 !== undefined) t.beta1 = o.beta1;
@@ -199,13 +214,104 @@ async function baselineStream(o, ctx) {
   };
 }
 
+/** The settings a warm checkpoint depends on (checked when one is read back). */
+function warmKey(o, P) {
+  return {
+    warm_steps: o.warmSteps,
+    model: o.model,
+    params: P,
+    seed: o.seed,
+    replicas: o.replicas,
+    batch: o.batch,
+    seq: o.seq,
+    lr: o.lr,
+    warmup: o.warmup,
+    baseline_data: o.baselineData,
+    max_grad_norm: o.maxGradNorm ?? null,
+    weight_decay: o.weightDecay ?? null,
+    beta1: o.beta1 ?? null,
+    threads: o.threads,
+  };
+}
+
+const WARM_MAGIC = 'diloco-warm-1';
+const WARM_MAX_HEADER = 1 << 16;
+
+/** Writes a warm checkpoint: one JSON header line, then the weights and the AdamW moments as float32 (LE). */
+function saveWarm(file, o, w) {
+  const arrays = [w.params, ...w.state.optimizer.m, ...w.state.optimizer.v];
+  const header = { format: WARM_MAGIC, ...warmKey(o, w.params.length), optimizer_step: w.state.optimizer.step, trainer_step: w.state.step, sizes: w.state.optimizer.m.map((a) => a.length), val_loss: w.loss };
+  const body = Buffer.concat(arrays.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
+  header.sha256 = createHash('sha256').update(body).digest('hex');
+  writeFileSync(file, Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), body]));
+}
+
+/** Reads a warm checkpoint back; refuses one made with other settings, of another size or with a wrong hash. */
+function loadWarm(file, o, P) {
+  const buf = readFileSync(file);
+  const nl = buf.indexOf(10);
+  if (nl < 0 || nl > WARM_MAX_HEADER) throw new Error(`--warm-from ${file}: no header line`);
+  const h = JSON.parse(buf.subarray(0, nl).toString('utf8'));
+  if (h.format !== WARM_MAGIC) throw new Error(`--warm-from ${file}: format ${h.format}, expected ${WARM_MAGIC}`);
+  const want = warmKey(o, P);
+  for (const [k, v] of Object.entries(want)) if (h[k] !== v) throw new Error(`--warm-from ${file}: ${k} is ${h[k]}, this run has ${v}`);
+  const body = buf.subarray(nl + 1);
+  const sizes = h.sizes;
+  if (!Array.isArray(sizes) || sizes.some((n) => !Number.isInteger(n) || n < 0)) throw new Error(`--warm-from ${file}: bad sizes`);
+  const total = P + 2 * sizes.reduce((a, b) => a + b, 0);
+  if (body.byteLength !== total * 4) throw new Error(`--warm-from ${file}: ${body.byteLength} bytes, expected ${total * 4}`);
+  if (createHash('sha256').update(body).digest('hex') !== h.sha256) throw new Error(`--warm-from ${file}: sha256 mismatch`);
+  const f = new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
+  let at = 0;
+  const take = (n) => f.slice(at, (at += n));
+  const params = take(P);
+  const m = sizes.map(take);
+  const v = sizes.map(take);
+  return { params, state: { step: h.trainer_step, options: {}, optimizer: { step: h.optimizer_step, m, v } }, loss: h.val_loss };
+}
+
+/** The warm phase (--warm-steps W): one model, W synchronous steps on the baseline's batches, lr warm-up then the
+ * peak held. Returns the weights, the trainer state and the validation loss, or null without a warm start. */
+export async function warmStart(o, ctx, log = () => {}) {
+  if (!(Number.isInteger(o.warmSteps) && o.warmSteps >= 0)) throw new Error('--warm-steps must be an integer ≥ 0');
+  if (o.warmSteps === 0) {
+    if (o.warmFrom !== undefined || o.warmSave !== undefined) throw new Error('--warm-from/--warm-save need --warm-steps W > 0');
+    return null;
+  }
+  if (o.innerSchedule !== 'run') throw new Error('--warm-steps goes with --inner-schedule run');
+  const cfg = modelConfig(o.model);
+  const shard = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed });
+  if (o.warmFrom !== undefined) {
+    const w = loadWarm(o.warmFrom, o, shard.params.length);
+    log(`warm start read from ${o.warmFrom}: ${o.warmSteps} steps, val ${w.loss.toFixed(4)}`);
+    return w;
+  }
+  const trainer = new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, 0));
+  const stream = await baselineStream(o, ctx);
+  for (let s = 1; s <= o.warmSteps; s++) trainer.trainStep(toBatch(stream.next()));
+  const w = { params: shard.params.slice(), state: trainer.state(), loss: evalLoss(shard, ctx.val) };
+  log(`warm start: ${o.warmSteps} synchronous steps, val ${w.loss.toFixed(4)}`);
+  if (o.warmSave !== undefined) saveWarm(o.warmSave, o, w);
+  return w;
+}
+
+/** Continues a trainer from the warm checkpoint: its weights, its moments, a fresh schedule step count. */
+function continueFrom(warm, shard, trainer) {
+  shard.params.set(warm.params);
+  trainer.loadState({ ...warm.state, step: 0 });
+}
+
 /** Synchronous data parallel at equal tokens: one model, batches of R·batch, H·N steps. */
-export async function runBaseline(o, ctx, log = () => {}) {
+export async function runBaseline(o, ctx, log = () => {}, warm = null) {
   const cfg = modelConfig(o.model);
   const steps = totalSteps(o);
   const shard = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed });
-  const trainer = new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, steps));
+  const trainer = new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, steps, warm !== null));
   const stream = await baselineStream(o, ctx);
+  if (warm !== null) {
+    continueFrom(warm, shard, trainer);
+    for (let s = 0; s < o.warmSteps; s++) stream.next(); // the warm phase's batches
+  }
   const every = o.evalEvery ?? o.innerSteps;
   const curve = [{ step: 0, loss: evalLoss(shard, ctx.val) }];
   for (let s = 1; s <= steps; s++) {
@@ -218,7 +324,7 @@ export async function runBaseline(o, ctx, log = () => {}) {
   return { val_loss: curve.at(-1).loss, curve, params: shard.params.length };
 }
 
-export async function runDiLoCo(o, ctx, log = () => {}) {
+export async function runDiLoCo(o, ctx, log = () => {}, warm = null) {
   if (!AGGREGATORS.includes(o.aggregator)) throw new Error(`unknown --aggregator ${o.aggregator} (${AGGREGATORS.join(', ')})`);
   if (!COMPRESSIONS.includes(o.compress)) throw new Error(`unknown --compress ${o.compress} (${COMPRESSIONS.join(', ')})`);
   if (!ATTACKS.includes(o.attack)) throw new Error(`unknown --attack ${o.attack} (${ATTACKS.join(', ')})`);
@@ -234,14 +340,20 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
   for (let r = 0; r < R; r++) {
     const shard = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed });
     const key = keyFromPrivate(createHash('sha256').update(`replica-${o.seed}-${r}`).digest());
+    const trainer = new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, o.innerSchedule === 'round' ? o.innerSteps : steps, warm !== null));
+    const stream = await ctx.corpus.trainStream({ nodeId: `replica-${r}`, batchSize: o.batch, seqLen: o.seq, seed: o.seed });
+    if (warm !== null) {
+      continueFrom(warm, shard, trainer);
+      for (let s = 0; s < o.warmSteps; s++) stream.next(); // the batches the warm phase trained on
+    }
     replicas.push({
       id: `replica-${r}`,
       key,
       shard,
-      trainer: new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, o.innerSchedule === 'round' ? o.innerSteps : steps)),
+      trainer,
       // the outer options object is changed in place per round (outerAt); OuterOptimizer reads it at every step
       node: new DiLoCoNode(shard.layout, shard.params, { outer: { ...outerAt(o, 0) }, compress: o.compress, errorFeedbackBeta: o.efBeta }),
-      stream: await ctx.corpus.trainStream({ nodeId: `replica-${r}`, batchSize: o.batch, seqLen: o.seq, seed: o.seed }),
+      stream,
       byzantine: r >= R - K,
       firstDelta: null,
     });
@@ -379,8 +491,21 @@ export async function runDiLoCo(o, ctx, log = () => {}) {
 }
 
 export async function runOne(o, ctx, log) {
-  const d = await runDiLoCo(o, ctx, log);
-  const b = o.baseline ? await runBaseline(o, ctx, log) : null;
+  const warm = await warmStart(o, ctx, log);
+  const d = await runDiLoCo(o, ctx, log, warm);
+  const b = o.baseline ? await runBaseline(o, ctx, log, warm) : null;
+  const warmFields = {};
+  if (warm !== null) {
+    // the warm phase, equal on both sides: its tokens, and its bytes if R workers trained it data-parallel
+    const warmBytes = o.replicas * o.warmSteps * 4 * d.params;
+    Object.assign(warmFields, {
+      warm_steps: o.warmSteps,
+      warm_val_loss: warm.loss,
+      warm_tokens: o.replicas * o.warmSteps * o.batch * o.seq,
+      warm_ddp_bytes: warmBytes,
+      bytes_ratio_with_warm: (d.ddp_bytes + warmBytes) / (d.bytes_sent + warmBytes),
+    });
+  }
   return {
     val_loss: d.val_loss,
     baseline_val_loss: b?.val_loss ?? null,
@@ -411,6 +536,7 @@ export async function runOne(o, ctx, log) {
     curve: d.curve,
     baseline_curve: b?.curve ?? null,
     rejected_last_round: d.records.filter((r) => r.round === o.rounds - 1).flatMap((r) => r.rejected),
+    ...warmFields,
   };
 }
 
@@ -446,6 +572,9 @@ async function main() {
       'average-rounds': { type: 'string' },
       'inner-schedule': { type: 'string' },
       'final-inner-steps': { type: 'string' },
+      'warm-steps': { type: 'string' },
+      'warm-save': { type: 'string' },
+      'warm-from': { type: 'string' },
       curve: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -478,6 +607,9 @@ async function main() {
   num('outer-warmup', 'outerWarmup');
   num('average-rounds', 'averageRounds');
   num('final-inner-steps', 'finalInnerSteps');
+  num('warm-steps', 'warmSteps');
+  if (values['warm-save'] !== undefined) o.warmSave = values['warm-save'];
+  if (values['warm-from'] !== undefined) o.warmFrom = values['warm-from'];
   if (values['inner-schedule'] !== undefined) o.innerSchedule = values['inner-schedule'];
   if (values['baseline-data'] !== undefined) o.baselineData = values['baseline-data'];
   if (values.diag) o.diag = true;
