@@ -3,8 +3,8 @@
  * called directly: `benchRpc()` and `benchDht()`.
  *
  * RPC: a client node here, an echo server in a child process (bench-server.ts), on 127.0.0.1, each size measured
- * twice: through the node's direct data lane (p2p/lane/: rpc_mib_s, rpc_rtt_ms) and through libp2p's TCP + noise +
- * yamux (rpc_libp2p_mib_s, rpc_libp2p_rtt_ms).
+ * twice: through libp2p's TCP + noise + yamux, the node's default path (rpc_mib_s, rpc_rtt_ms), and through the
+ * opt-in direct data lane (p2p/lane/, `rpcLane`: rpc_lane_mib_s, rpc_lane_rtt_ms).
  * For each payload size (1 KiB, 1 MiB, 16 MiB) unary calls carry one fp32 tensor of that size and get a small
  * reply. rpc_rtt_ms is the median time of one call made one at a time (stream open, protocol negotiation,
  * request, reply: two round trips). rpc_mib_s is payload bytes over wall time with PIPELINE (4) calls in flight on
@@ -45,13 +45,13 @@ export const SIZES = { '1KiB': 1 << 10, '1MiB': 1 << 20, '16MiB': 16 << 20 } as 
 export type SizeKey = keyof typeof SIZES;
 
 export interface RpcBenchResult {
-  /** Through the path a node uses: its direct data lane (p2p/lane/, `rpcLane` on by default). */
+  /** Through the path a node uses by default: libp2p (noise + yamux; `rpcLane` is off by default since session 18). */
   rpc_mib_s: Record<SizeKey, number>;
   tcp_mib_s: Record<SizeKey, number>;
   rpc_rtt_ms: Record<SizeKey, number>;
-  /** The same calls over libp2p (noise + yamux): the fallback, and the path before session 18. */
-  rpc_libp2p_mib_s: Record<SizeKey, number>;
-  rpc_libp2p_rtt_ms: Record<SizeKey, number>;
+  /** The same calls over a direct data lane (p2p/lane/, the opt-in `rpcLane`). */
+  rpc_lane_mib_s: Record<SizeKey, number>;
+  rpc_lane_rtt_ms: Record<SizeKey, number>;
 }
 
 export interface DhtBenchResult {
@@ -129,7 +129,7 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
     const ways = { lane: new RpcNode({ network: net, networkId: 'bench', lanes }), libp2p: new RpcNode({ network: net, networkId: 'bench' }) };
     const peer = await net.dial(multiaddr);
     const rec = (): Record<SizeKey, number> => ({}) as Record<SizeKey, number>;
-    const out: RpcBenchResult = { rpc_mib_s: rec(), tcp_mib_s: rec(), rpc_rtt_ms: rec(), rpc_libp2p_mib_s: rec(), rpc_libp2p_rtt_ms: rec() };
+    const out: RpcBenchResult = { rpc_mib_s: rec(), tcp_mib_s: rec(), rpc_rtt_ms: rec(), rpc_lane_mib_s: rec(), rpc_lane_rtt_ms: rec() };
     try {
       for (const [key, size] of Object.entries(SIZES) as [SizeKey, number][]) {
         const x = new Float32Array(size / 4);
@@ -165,10 +165,10 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
         };
         const viaLane = await measure(ways.lane);
         const viaP2p = await measure(ways.libp2p);
-        out.rpc_rtt_ms[key] = round(viaLane.rtt, 3);
-        out.rpc_mib_s[key] = round(viaLane.pipelined, 1);
-        out.rpc_libp2p_rtt_ms[key] = round(viaP2p.rtt, 3);
-        out.rpc_libp2p_mib_s[key] = round(viaP2p.pipelined, 1);
+        out.rpc_rtt_ms[key] = round(viaP2p.rtt, 3);
+        out.rpc_mib_s[key] = round(viaP2p.pipelined, 1);
+        out.rpc_lane_rtt_ms[key] = round(viaLane.rtt, 3);
+        out.rpc_lane_mib_s[key] = round(viaLane.pipelined, 1);
         out.tcp_mib_s[key] = round(await tcpSeries(tcpPort, size, n), 1);
         const line = (w: string, m: typeof viaLane): string =>
           `${w} ${round(m.pipelined, 1)} MiB/s with ${PIPELINE} calls in flight, ${round(m.sequential, 1)} MiB/s one at a time, rtt p50 ${round(m.rtt, 3)} ms p90 ${round(m.p90, 3)} ms, client CPU ${Math.round(m.cpuUs)} µs per call`;
@@ -423,7 +423,7 @@ export async function benchUnary(opts: BenchOptions = {}): Promise<UnaryBenchRes
 export const benchSections = [
   {
     name: 'p2p-rpc',
-    keys: ['rpc_mib_s', 'tcp_mib_s', 'rpc_rtt_ms', 'rpc_libp2p_mib_s', 'rpc_libp2p_rtt_ms'],
+    keys: ['rpc_mib_s', 'tcp_mib_s', 'rpc_rtt_ms', 'rpc_lane_mib_s', 'rpc_lane_rtt_ms'],
     run: (o: { quick?: boolean; log?: (s: string) => void }) => benchRpc(o),
   },
   {

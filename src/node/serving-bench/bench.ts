@@ -5,9 +5,10 @@
  * - `serving-hop`: `hop_rtt_ms_p50`/`_p99`: one decode step's activations for the 12x768 preset ([1, 768] fp32,
  *   3 KiB) through one hop on loopback (inference-stream on real libp2p, a hop whose math is the identity: protocol
  *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`; the hop
- *   runs on the path a node uses (its direct data lane, `rpcLane`), and `hop_rtt_libp2p_ms_p50`/`_p99` the same over
- *   libp2p; `hop_cpu_us` / `hop_cpu_libp2p_us` the process CPU per step (both nodes, background included). Every
- *   serving section runs with lanes unless NEUROSHARD_RPC_LANE=0 (A/B runs);
+ *   runs on the path a node uses by default (libp2p; the direct data lane when NEUROSHARD_RPC_LANE=1), and
+ *   `hop_rtt_lane_ms_p50`/`_p99` the same over the opt-in direct data lane (`rpcLane`, p2p/lane/); `hop_cpu_us` /
+ *   `hop_cpu_lane_us` the process CPU per step (both nodes, background included). Every serving section runs on
+ *   the node's default path; NEUROSHARD_RPC_LANE=1 or =0 sets it (A/B runs);
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
  *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop; beside them where a
@@ -61,8 +62,8 @@ const PACE: Record<Pace, { heartbeatIntervalMs: number; peerStaleMs: number; pee
   deployed: { heartbeatIntervalMs: OPTION_DEFAULTS.heartbeatIntervalMs, peerStaleMs: OPTION_DEFAULTS.peerStaleMs, peerDeadMs: OPTION_DEFAULTS.peerDeadMs, pubsubHeartbeatMs: NETWORK_TUNING_DEFAULTS.pubsubHeartbeatMs },
 };
 
-/** Lanes in the serving sections: the node's default, off with NEUROSHARD_RPC_LANE=0 (A/B runs). */
-const BENCH_LANE = OPTION_DEFAULTS.rpcLane && process.env.NEUROSHARD_RPC_LANE !== '0';
+/** Lanes in the serving sections: the node's default (off), set with NEUROSHARD_RPC_LANE=1 or =0 (A/B runs). */
+const BENCH_LANE = process.env.NEUROSHARD_RPC_LANE === undefined ? OPTION_DEFAULTS.rpcLane : process.env.NEUROSHARD_RPC_LANE !== '0';
 
 async function net(networkId: string, boot: string[], span?: { start: number; end: number }, pace: Pace = 'fast', rpcLane: boolean = BENCH_LANE): Promise<NodeNetwork> {
   const p = PACE[pace];
@@ -264,14 +265,15 @@ function benchConfig(quick: boolean): LlamaConfig {
 /** hop_rtt_ms_p50/_p99 beside tcp_rtt_ms_p50 (and the overhead ratio). */
 export const servingHopSection: BenchSection = {
   name: 'serving-hop',
-  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'hop_tcp_ratio', 'hop_cpu_us', 'hop_rtt_libp2p_ms_p50', 'hop_rtt_libp2p_ms_p99', 'hop_cpu_libp2p_us'],
+  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'hop_tcp_ratio', 'hop_cpu_us', 'hop_rtt_lane_ms_p50', 'hop_rtt_lane_ms_p99', 'hop_cpu_lane_us'],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const C = 768; // one decode step of the 12x768 preset: [1, 768] fp32
     const reps = quick ? 20 : 500;
-    // the path a node really uses (its data lane: rpcLane, on by default), and libp2p's (noise + yamux) beside it
+    // the path a node uses by default (libp2p: noise + yamux; NEUROSHARD_RPC_LANE=1 makes it the lane), and the
+    // opt-in direct data lane beside it
     const hop = await hopRtt(networkId, C, reps);
-    const p2p = await hopRtt(networkId, C, reps, false);
+    const lane = await hopRtt(networkId, C, reps, true);
     const tcp = await tcpRtt(C * 4, reps);
     const res = {
       hop_rtt_ms_p50: pct(hop.times, 0.5),
@@ -279,13 +281,13 @@ export const servingHopSection: BenchSection = {
       tcp_rtt_ms_p50: pct(tcp, 0.5),
       hop_tcp_ratio: r3(pct(hop.times, 0.5) / Math.max(1e-3, pct(tcp, 0.5))),
       hop_cpu_us: hop.cpuUs,
-      hop_rtt_libp2p_ms_p50: pct(p2p.times, 0.5),
-      hop_rtt_libp2p_ms_p99: pct(p2p.times, 0.99),
-      hop_cpu_libp2p_us: p2p.cpuUs,
+      hop_rtt_lane_ms_p50: pct(lane.times, 0.5),
+      hop_rtt_lane_ms_p99: pct(lane.times, 0.99),
+      hop_cpu_lane_us: lane.cpuUs,
     };
     log(
-      `hop rtt ([1, ${C}] fp32, identity hop, ${hop.onLane ? 'data lane' : 'libp2p: NO LANE'}) p50 ${res.hop_rtt_ms_p50} ms p99 ${res.hop_rtt_ms_p99} ms, ${res.hop_cpu_us} µs CPU per step; ` +
-        `libp2p p50 ${res.hop_rtt_libp2p_ms_p50} ms p99 ${res.hop_rtt_libp2p_ms_p99} ms, ${res.hop_cpu_libp2p_us} µs CPU; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,
+      `hop rtt ([1, ${C}] fp32, identity hop, ${hop.onLane ? 'data lane' : 'libp2p'}) p50 ${res.hop_rtt_ms_p50} ms p99 ${res.hop_rtt_ms_p99} ms, ${res.hop_cpu_us} µs CPU per step; ` +
+        `${lane.onLane ? 'data lane' : 'lane (NO LANE UP)'} p50 ${res.hop_rtt_lane_ms_p50} ms p99 ${res.hop_rtt_lane_ms_p99} ms, ${res.hop_cpu_lane_us} µs CPU; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,
     );
     return res;
   },
