@@ -12,29 +12,18 @@ import { after, before, describe, it } from 'node:test';
 import { Sealer, deriveLaneKeys, ephemeralKey } from '../../src/p2p/lane/aead.js';
 import { HELLO_MAGIC, SUB_HELLO, subFrame } from '../../src/p2p/lane/codec.js';
 import { LaneManager } from '../../src/p2p/lane/manager.js';
-import { createLibp2pNetwork, type Libp2pNetwork } from '../../src/p2p/libp2p-node.js';
-import { laneProtocolId, protocolPrefix } from '../../src/protocols/ids.js';
+import type { Libp2pNetwork } from '../../src/p2p/libp2p-node.js';
+import { laneProtocolId } from '../../src/protocols/ids.js';
 import { waitFor } from '../../src/util/abort.js';
 import { tally } from './tally.js';
+import { startLoopbackLibp2p } from '../utils/network.js';
 
 const NET = 'laneattack';
 const AUTH_MS = 400;
 const MAX_UNAUTH = 32;
 
-async function node(): Promise<Libp2pNetwork> {
-  const n = await createLibp2pNetwork({
-    privateKey: randomBytes(32),
-    protocolPrefix: protocolPrefix(NET),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    genesis: true,
-    mdns: false,
-    upnp: false,
-    autonat: false,
-    dcutr: false,
-    connections: { inboundConnectionThreshold: 1000 },
-  });
-  await n.start();
-  return n;
+function node(): Promise<Libp2pNetwork> {
+  return startLoopbackLibp2p(NET, { connections: { inboundConnectionThreshold: 1000 } });
 }
 
 /** Opens a socket to the lane port; resolves when it is closed by the victim (or errors), with how long it lived. */

@@ -5,6 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { keyFromPrivate, type NodeKey } from '../../src/identity/index.js';
 import { createNodeNetwork, type NetworkNodeOptions, type NetworkTuning, type NodeNetwork } from '../../src/node/network.js';
+import { createLibp2pNetwork, type Libp2pNetwork, type Libp2pNetworkOptions } from '../../src/p2p/libp2p-node.js';
+import { protocolPrefix } from '../../src/protocols/ids.js';
 
 /**
  * A node listening on a free 127.0.0.1 TCP port, with no discovery beyond what the test passes (no mDNS, UPnP,
@@ -72,6 +74,26 @@ export async function startServingNet(networkId: string, span: { start: number; 
     key: keyFromPrivate(randomBytes(32)),
     options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 300 }),
     tuning: LOOPBACK_TUNING,
+  });
+  await net.start();
+  return net;
+}
+
+/**
+ * A started bare libp2p node (createLibp2pNetwork, no node around it) on a free 127.0.0.1 port with a fresh key:
+ * no mDNS, UPnP, AutoNAT or hole punching; `over` replaces any field.
+ */
+export async function startLoopbackLibp2p(networkId: string, over: Partial<Libp2pNetworkOptions> = {}): Promise<Libp2pNetwork> {
+  const net = await createLibp2pNetwork({
+    privateKey: randomBytes(32),
+    protocolPrefix: protocolPrefix(networkId),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    genesis: true,
+    mdns: false,
+    upnp: false,
+    autonat: false,
+    dcutr: false,
+    ...over,
   });
   await net.start();
   return net;

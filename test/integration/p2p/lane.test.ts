@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { LaneManager } from '../../../src/p2p/lane/manager.js';
-import { createLibp2pNetwork, type Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
+import type { Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
 import { echoHandler } from '../../../src/protocols/handlers/echo.js';
-import { laneProtocolId, protocolPrefix } from '../../../src/protocols/ids.js';
+import { laneProtocolId } from '../../../src/protocols/ids.js';
 import { RemoteHopSession } from '../../../src/protocols/inference.js';
 import * as methods from '../../../src/protocols/methods.js';
 import type * as pb from '../../../src/protocols/pb/node.js';
@@ -22,6 +22,7 @@ import { bundledGenesis } from '../../../src/node/genesis.js';
 import { startChain, type Chain } from '../../../src/node/serving-bench/bench.js';
 import { TINY_CONFIG } from '../../../src/node/train.js';
 import { BanList, DRIVER_DEFAULTS, runGeneration, type HolderView, type ModelView } from '../../../src/router/index.js';
+import { startLoopbackLibp2p } from '../../utils/network.js';
 
 const NET = 'lanetest';
 
@@ -33,19 +34,8 @@ const counting: ServerStreamMethod<pb.EchoRequest, pb.EchoResponse> = {
   validateResponse: undefined,
 };
 
-async function node(): Promise<Libp2pNetwork> {
-  const n = await createLibp2pNetwork({
-    privateKey: randomBytes(32),
-    protocolPrefix: protocolPrefix(NET),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    genesis: true,
-    mdns: false,
-    upnp: false,
-    autonat: false,
-    dcutr: false,
-  });
-  await n.start();
-  return n;
+function node(): Promise<Libp2pNetwork> {
+  return startLoopbackLibp2p(NET);
 }
 
 async function pair(serverLanes: boolean): Promise<{ a: Libp2pNetwork; b: Libp2pNetwork; la?: LaneManager; lb: LaneManager; srv: RpcNode; cli: RpcNode; peer: string; stop: () => Promise<void> }> {

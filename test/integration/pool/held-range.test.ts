@@ -11,19 +11,18 @@
  *      holder's handlers end at the joiner's resets and free their checkpoint slots.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient } from '../../../src/compute/index.js';
 import { NANO, type LlamaConfig, type Span } from '../../../src/model/index.js';
-import { createLibp2pNetwork, type Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
+import type { Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
 import { PeerScoreTable } from '../../../src/p2p/peer-score.js';
-import { protocolPrefix } from '../../../src/protocols/ids.js';
 import * as methods from '../../../src/protocols/methods.js';
 import { RpcNode } from '../../../src/protocols/rpc/service.js';
 import { workerHeldRange, type HeldRangeReader } from '../../../src/pool/held-range.js';
 import { checkpointHandler, downloadSpan, WeightsUnavailableError } from '../../../src/pool/transfer.js';
 import { sliceSpan, spanHashOfParams } from '../../../src/pool/weights.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
+import { startLoopbackLibp2p } from '../../utils/network.js';
 
 const NET = 'heldrange01';
 const CONFIG: LlamaConfig = { ...NANO };
@@ -32,10 +31,8 @@ const WHOLE: Span = { start: 0, end: L };
 /** Small chunks: a NANO layer (2.8 MiB) is ~45 of them, so a change lands in the middle of a stream. */
 const CHUNK = 64 * 1024;
 
-async function loopbackNet(): Promise<Libp2pNetwork> {
-  const net = await createLibp2pNetwork({ privateKey: randomBytes(32), protocolPrefix: protocolPrefix(NET), listen: ['/ip4/127.0.0.1/tcp/0'], genesis: true, mdns: false, upnp: false, autonat: false, dcutr: false });
-  await net.start();
-  return net;
+function loopbackNet(): Promise<Libp2pNetwork> {
+  return startLoopbackLibp2p(NET);
 }
 
 describe('checkpoint served by range from the compute worker (two libp2p nodes)', { timeout: 300_000 }, () => {

@@ -3,13 +3,12 @@
  * messages whose handler is steered by the payload's first byte: 0 answers at once, 1 never answers (until its
  * signal fires), 2 answers after 300 ms.
  */
-import { randomBytes } from 'node:crypto';
-import { createLibp2pNetwork, type Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
-import { protocolPrefix } from '../../../src/protocols/ids.js';
+import type { Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
 import * as methods from '../../../src/protocols/methods.js';
 import type * as pb from '../../../src/protocols/pb/node.js';
 import type { UnaryMethod } from '../../../src/protocols/rpc/method.js';
 import { RpcNode, type CallContext } from '../../../src/protocols/rpc/service.js';
+import { startLoopbackLibp2p } from '../../utils/network.js';
 
 export const NET = 'muxtest';
 
@@ -40,19 +39,8 @@ export function steeredHandler(onStart?: () => void, onAbort?: () => void) {
   };
 }
 
-export async function loopbackNet(): Promise<Libp2pNetwork> {
-  const net = await createLibp2pNetwork({
-    privateKey: randomBytes(32),
-    protocolPrefix: protocolPrefix(NET),
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    genesis: true,
-    mdns: false,
-    upnp: false,
-    autonat: false,
-    dcutr: false,
-  });
-  await net.start();
-  return net;
+export function loopbackNet(): Promise<Libp2pNetwork> {
+  return startLoopbackLibp2p(NET);
 }
 
 export async function steeredServer(opts: { mux?: boolean } = {}): Promise<{ net: Libp2pNetwork; rpc: RpcNode; started: () => number; aborted: () => number }> {
