@@ -101,9 +101,9 @@ export class HopStage extends StageLoop {
 
 export class DriverStage extends StageLoop {
   hops: HopStage[] = [];
-  /** Steps issued (the chain step ids, as ChainTrainer's pipeline step). */
+  /** Steps run through the chain (the chain step ids, as ChainTrainer's pipeline step: an abandoned step takes none). */
   step = 0;
-  /** As ChainTrainer's `stepLimit` (--train-steps): no step is issued once `step` reached it. */
+  /** As ChainTrainer's `stepLimit` (--train-steps): no step is issued once `step` reached it (abandoned ones not counted). */
   stepLimit = Infinity;
   private running = 0;
 
@@ -134,12 +134,19 @@ export class DriverStage extends StageLoop {
       this.running++;
       try {
         await sleep(this.stepMs);
-        const id = this.step++;
-        // a paused hop (in its outer round) refuses the step: abandoned on the whole chain, nothing applied
+        // a paused hop (in its outer round) refuses the step: abandoned on the whole chain, nothing applied, and its id
+        // is not used up: ChainTrainer's pipeline step counts a step only once it ran through every stage (a hop
+        // refuses STAGE_PAUSED at the step's begin), so the driver tries the same id again. The stages' chain
+        // positions are these ids and a boundary `h` ids after a partner's is its next one (sync.ts chainNext,
+        // rounds.ts partnerAt); an id used up here by a step nobody applied put a hop's next boundary one id later
+        // than its driver counted: the driver of a hop closing `apart` from it (it entered mid-round) waited at its
+        // own boundary for that hop (partnerAt 'coming') while the hop waited for its driver's next step, until
+        // chainNext's bound (2 sync deadlines + 5 s); the hop's replicas abandoned that round (driver-entry under load)
         if (this.hops.length === 0 || this.hops.some((h) => h.paused)) {
           abandoned++;
           continue;
         }
+        const id = this.step++;
         this.applyStep(id, 1);
         this.hops.forEach((h, i) => h.take(id, i + 2, this.node.id));
         this.last = { step: id, partners: this.hops.map((h) => h.node.id), drives: true };
