@@ -98,3 +98,20 @@ export async function startLoopbackLibp2p(networkId: string, over: Partial<Libp2
   await net.start();
   return net;
 }
+
+/**
+ * Reads exactly n bytes from a libp2p stream's iterator (chunks may be Uint8Arrays or Uint8ArrayLists), failing the
+ * test if the stream ends first.
+ */
+export async function readN(it: AsyncIterator<Uint8Array | { byteLength: number; subarray(): Uint8Array }>, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const r = await it.next();
+    if (r.done === true) throw new Error(`stream ended after ${got} of ${n} bytes`);
+    const c = r.value instanceof Uint8Array ? r.value : r.value.subarray();
+    out.set(c, got);
+    got += c.byteLength;
+  }
+  return out;
+}
