@@ -66,12 +66,18 @@ export async function startTrainingNet(networkId: string, key: NodeKey, span: { 
 
 /**
  * A started loopback node for the serving tests: holds `span` (none when undefined), joins through `boot` (founds
- * the network when empty) with a fresh key, and heartbeats every 300 ms so that the registry settles fast.
+ * the network when empty) with `key` (a fresh one by default), and heartbeats every 300 ms so that the registry
+ * settles fast.
  */
-export async function startServingNet(networkId: string, span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> {
+export async function startServingNet(
+  networkId: string,
+  span: { start: number; end: number } | undefined,
+  boot: string[],
+  key: NodeKey = keyFromPrivate(randomBytes(32)),
+): Promise<NodeNetwork> {
   const net = await createNodeNetwork({
     networkId,
-    key: keyFromPrivate(randomBytes(32)),
+    key,
     options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 300 }),
     tuning: LOOPBACK_TUNING,
   });
