@@ -66,12 +66,18 @@ export async function startTrainingNet(networkId: string, key: NodeKey, span: { 
 
 /**
  * A started loopback node for the serving tests: holds `span` (none when undefined), joins through `boot` (founds
- * the network when empty) with a fresh key, and heartbeats every 300 ms so that the registry settles fast.
+ * the network when empty) with `key` (a fresh one by default), and heartbeats every 300 ms so that the registry
+ * settles fast.
  */
-export async function startServingNet(networkId: string, span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> {
+export async function startServingNet(
+  networkId: string,
+  span: { start: number; end: number } | undefined,
+  boot: string[],
+  key: NodeKey = keyFromPrivate(randomBytes(32)),
+): Promise<NodeNetwork> {
   const net = await createNodeNetwork({
     networkId,
-    key: keyFromPrivate(randomBytes(32)),
+    key,
     options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 300 }),
     tuning: LOOPBACK_TUNING,
   });
@@ -97,4 +103,21 @@ export async function startLoopbackLibp2p(networkId: string, over: Partial<Libp2
   });
   await net.start();
   return net;
+}
+
+/**
+ * Reads exactly n bytes from a libp2p stream's iterator (chunks may be Uint8Arrays or Uint8ArrayLists), failing the
+ * test if the stream ends first.
+ */
+export async function readN(it: AsyncIterator<Uint8Array | { byteLength: number; subarray(): Uint8Array }>, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const r = await it.next();
+    if (r.done === true) throw new Error(`stream ended after ${got} of ${n} bytes`);
+    const c = r.value instanceof Uint8Array ? r.value : r.value.subarray();
+    out.set(c, got);
+    got += c.byteLength;
+  }
+  return out;
 }

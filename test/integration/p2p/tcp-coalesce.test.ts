@@ -8,27 +8,18 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { createLibp2pNetwork, type Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
+import type { Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
 import { coalesceTcpWrites } from '../../../src/p2p/tcp-coalesce.js';
 import type { DuplexStream } from '../../../src/p2p/types.js';
+import { protocolPrefix } from '../../../src/protocols/ids.js';
+import { readN, startLoopbackLibp2p } from '../../utils/network.js';
 import { waitFor } from '../../../src/util/abort.js';
 
-const PREFIX = '/tcpco' + randomBytes(3).toString('hex');
+const NETWORK = 'tcpco-' + randomBytes(3).toString('hex');
+const PREFIX = protocolPrefix(NETWORK);
 
-async function node(): Promise<Libp2pNetwork> {
-  const net = await createLibp2pNetwork({
-    privateKey: randomBytes(32),
-    protocolPrefix: PREFIX,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    genesis: true,
-    mdns: false,
-    upnp: false,
-    autonat: false,
-    dcutr: false,
-  });
-  await net.start();
-  return net;
-}
+/** A bare loopback node on this test's own protocol prefix. */
+const node = (): Promise<Libp2pNetwork> => startLoopbackLibp2p(NETWORK);
 
 /** The TCP socket under a node's (only) connection, with a count of the write syscalls Node makes on it. */
 function socketWrites(net: Libp2pNetwork): { socket: Socket; writes: () => number } {
@@ -44,19 +35,6 @@ function socketWrites(net: Libp2pNetwork): { socket: Socket; writes: () => numbe
     return orig(...a);
   };
   return { socket, writes: () => n };
-}
-
-async function readN(it: AsyncIterator<Uint8Array | { byteLength: number; subarray(): Uint8Array }>, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    const r = await it.next();
-    assert.equal(r.done, false, `stream ended after ${got} of ${n} bytes`);
-    const c = r.value instanceof Uint8Array ? r.value : r.value.subarray();
-    out.set(c, got);
-    got += c.byteLength;
-  }
-  return out;
 }
 
 describe('tcp: one socket write per libp2p message', { timeout: 180_000 }, () => {

@@ -7,29 +7,19 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { createLibp2pNetwork, type Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
+import type { Libp2pNetwork } from '../../../src/p2p/libp2p-node.js';
 import { installYamuxLazyWindow, uninstallYamuxLazyWindow, yamuxLazyWindowInstalled } from '../../../src/p2p/yamux-window.js';
 import type { DuplexStream } from '../../../src/p2p/types.js';
+import { protocolPrefix } from '../../../src/protocols/ids.js';
+import { readN, startLoopbackLibp2p } from '../../utils/network.js';
 
-const PREFIX = '/yamuxwin' + randomBytes(3).toString('hex');
+const NETWORK = 'yamuxwin-' + randomBytes(3).toString('hex');
+const PREFIX = protocolPrefix(NETWORK);
 /** A small window (256 KiB, yamux's initial one) so that a few MiB cross many window cycles. */
 const WINDOW = 256 * 1024;
 
-async function node(): Promise<Libp2pNetwork> {
-  const net = await createLibp2pNetwork({
-    privateKey: randomBytes(32),
-    protocolPrefix: PREFIX,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    genesis: true,
-    mdns: false,
-    upnp: false,
-    autonat: false,
-    dcutr: false,
-    yamux: { windowBytes: WINDOW },
-  });
-  await net.start();
-  return net;
-}
+/** A bare loopback node on this test's own protocol prefix with the small window. */
+const node = (): Promise<Libp2pNetwork> => startLoopbackLibp2p(NETWORK, { yamux: { windowBytes: WINDOW } });
 
 /** Counts the yamux frames a node sends on its connection (window updates without flags, data bytes). */
 function countFrames(net: Libp2pNetwork): { windowUpdates: () => number; dataBytes: () => number } {
@@ -51,19 +41,6 @@ function countFrames(net: Libp2pNetwork): { windowUpdates: () => number; dataByt
     return orig(d);
   };
   return { windowUpdates: () => updates, dataBytes: () => data };
-}
-
-async function readN(it: AsyncIterator<Uint8Array | { byteLength: number; subarray(): Uint8Array }>, n: number): Promise<Uint8Array> {
-  const out = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
-    const r = await it.next();
-    assert.equal(r.done, false, `stream ended after ${got} of ${n} bytes`);
-    const c = r.value instanceof Uint8Array ? r.value : r.value.subarray();
-    out.set(c, got);
-    got += c.byteLength;
-  }
-  return out;
 }
 
 describe('yamux: window updates at half the window', { timeout: 120_000 }, () => {

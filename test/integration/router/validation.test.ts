@@ -19,14 +19,14 @@ import { MIN_REWARD_BOND, SLASH_AMOUNT } from '../../../src/ledger/economics.js'
 import { buildSlashHopFraud } from '../../../src/ledger/fraud.js';
 import type { Ledger } from '../../../src/ledger/ledger.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
-import { createNodeNetwork, type NodeNetwork } from '../../../src/node/network.js';
+import type { NodeNetwork } from '../../../src/node/network.js';
 import { NodeGenerator, workerHopCompute } from '../../../src/node/serving.js';
 import { settleRoute, type HopMarket, type Settlement } from '../../../src/protocols/hop-commitment.js';
 import { serveTranscripts, TranscriptStore } from '../../../src/protocols/hop-transcript.js';
 import { HopValidator, type Verdict } from '../../../src/protocols/hop-validator.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../../src/protocols/inference.js';
 import { waitFor } from '../../../src/util/abort.js';
-import { loopbackNodeOptions, LOOPBACK_TUNING } from '../../utils/network.js';
+import { startServingNet } from '../../utils/network.js';
 import { acct, env, NET, proofRun, T0, tempLedger } from '../../attacks/helpers.js';
 
 const genesis = bundledGenesis();
@@ -43,16 +43,8 @@ interface Hop {
   validator?: HopValidator;
 }
 
-async function startNet(key: NodeKey, span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> {
-  const net = await createNodeNetwork({
-    networkId: genesis.networkId,
-    key,
-    options: loopbackNodeOptions({ span, bootstrap: boot, genesis: boot.length === 0, heartbeatIntervalMs: 300 }),
-    tuning: LOOPBACK_TUNING,
-  });
-  await net.start();
-  return net;
-}
+/** A loopback serving node of the genesis network with `key`. */
+const startNet = (key: NodeKey, span: { start: number; end: number } | undefined, boot: string[]): Promise<NodeNetwork> => startServingNet(genesis.networkId, span, boot, key);
 
 const addr = (n: NodeNetwork): string => n.p2p.multiaddrs()[0]!;
 
