@@ -152,6 +152,12 @@ export const MISSING_STATUS_MIN_MS = 2_000;
  */
 export const STALLED_MIN_MS = 10_000;
 
+/**
+ * The most holders a hash vote asks besides the ones its view lists (named as round members by the voters it sees:
+ * OuterSync.agree): views that miss a few holders, not a flood of ids from one status.
+ */
+export const MAX_NAMED_VOTERS = 16;
+
 /** Closed rounds whose hashes a node keeps for the hash exchange (and lists in its status). */
 export const STATUS_HISTORY = KEPT_ROUNDS;
 
@@ -1107,33 +1113,64 @@ export class OuterSync {
     }
     const others = [...new Set([...voters.values()].flat())].sort();
     if (others.length === 0) return { repaired: [], split: [] };
-    // a holder our round waived (not heard from: maybe dead or restarting) gets one try, a member two
+    // a holder our round waived (not heard from: maybe dead or restarting), or one named by other voters, gets one
+    // try, a member two
     const reports = new Map<string, Record<string, string>>();
     // each voter's state at the start of the round (its newest closed state before it), for ties
     const starts = new Map<string, Record<string, string>>();
     const gone = new Set<string>();
     const until = this.o.clock.now() + this.o.round.syncTimeoutMs + 5_000;
     const listenerOf = (id: string): boolean => this.states.get(id)!.waived.includes(this.o.self);
+    // Views that exclude each other (a partition of the pool's view: b's never lists a, c's lists both): b counted only
+    // the voters it sees, so it could decide a vote on another voter set than a and c, and end the round with another
+    // state (a tie among holders that began alike sent all back to their start, but one that a began elsewhere went to
+    // the smallest hash on a and c, and back to the start on b). So the voters we see name others: each reporting
+    // voter's status lists its round's members, and a holder named there that our view lacks is asked too. Its vote
+    // counts when a majority of the seen voters that voted name it: one holder naming made-up ids (Sybils answering
+    // the status call) cannot bring in votes of its own, and a holder that no voter we see counts stays out.
+    const seen = new Set(others);
+    const named = new Map<string, Set<string>>();
+    const discover = (from: string, st: PeerTrainingStatus): string[] => {
+      if (!seen.has(from)) return [];
+      const fresh: string[] = [];
+      for (const m of st.members) {
+        if (m === this.o.self || seen.has(m) || listening(m)) continue;
+        let by = named.get(m);
+        if (by === undefined) {
+          if (named.size >= MAX_NAMED_VOTERS) continue;
+          by = new Set();
+          named.set(m, by);
+          fresh.push(m);
+        }
+        by.add(from);
+      }
+      return fresh;
+    };
+    const voted = (p: string): boolean => Object.keys(reports.get(p) ?? {}).length > 0;
+    const endorsed = (p: string): boolean => 2 * [...(named.get(p) ?? [])].filter(voted).length > others.filter(voted).length;
     // one layer's votes (a listener has no vote while the members have) and how many voters may still report
     const tally = (l: LayerRange, final: boolean): { outcome: VoteOutcome; byHash: Map<string, string[]> } => {
       const votes: string[] = [];
       const byHash = new Map<string, string[]>();
       let pending = 0;
-      for (const p of voters.get(l.id)!) {
+      for (const p of [...voters.get(l.id)!, ...named.keys()]) {
         const r = reports.get(p);
         if (r === undefined) {
+          // a named holder not in yet is waited for like a seen one (while the others decide whether it counts)
           if (!final && !gone.has(p)) pending++;
           continue;
         }
         const h = r[l.id];
-        if (h === undefined) continue;
+        if (h === undefined || (named.has(p) && !endorsed(p))) continue;
         votes.push(h);
         byHash.set(h, [...(byHash.get(h) ?? []), p]);
       }
       if (!listenerOf(l.id) || (votes.length === 0 && pending === 0)) votes.push(mine.stateHashes[l.id]!);
       return { outcome: voteOutcome(votes, pending), byHash };
     };
-    await this.collectVotes(round, others, waived, reports, starts, gone, until, () => this.layers.every((l) => tally(l, false).outcome.kind !== 'pending'), signal);
+    await this.collectVotes(round, others, (p) => waived.has(p) || named.has(p), discover, reports, starts, gone, until, () => this.layers.every((l) => tally(l, false).outcome.kind !== 'pending'), signal);
+    const heard = [...named.keys()].filter((p) => voted(p) && endorsed(p));
+    if (heard.length > 0) this.log.info('hash vote: holders our view does not list voted (named by the holders we see)', { round, voters: heard });
     const myStart = this.closed.filter((c) => c.round < round).at(-1)?.stateHashes;
     const repaired: string[] = [];
     const split: string[] = [];
@@ -1168,7 +1205,7 @@ export class OuterSync {
         // a source may have replaced its state of this round since it reported its hash (its own vote repaired it):
         // ask the voters again rather than retry a hash nobody serves any more (a re-entered trainer failed 8 times
         // on `embed` and layers 0-1 against the pre-repair hash of a half holder, until the next round)
-        const asked = voters.get(l.id)!.filter((p) => reports.get(p)?.[l.id] !== undefined);
+        const asked = [...voters.get(l.id)!, ...named.keys()].filter((p) => reports.get(p)?.[l.id] !== undefined);
         const fresh = await this.statuses(asked, signal);
         for (const [p, st] of fresh) {
           const c = st.closed.find((x) => x.round === round);
@@ -1188,12 +1225,12 @@ export class OuterSync {
    * Asks every voter for its vote of `round` (each on its own, until it reports, fails out, or the deadline), until
    * `decided()` or everyone is in. Returns without waiting for calls still in flight (they are aborted).
    */
-  private async collectVotes(round: number, others: string[], waived: ReadonlySet<string>, reports: Map<string, Record<string, string>>, starts: Map<string, Record<string, string>>, gone: Set<string>, until: number, decided: () => boolean, signal: AbortSignal): Promise<void> {
+  private async collectVotes(round: number, others: string[], oneTry: (p: string) => boolean, discover: (from: string, st: PeerTrainingStatus) => string[], reports: Map<string, Record<string, string>>, starts: Map<string, Record<string, string>>, gone: Set<string>, until: number, decided: () => boolean, signal: AbortSignal): Promise<void> {
     const stop = new AbortController();
     const link = linkSignals(signal, stop.signal);
     setMaxListeners(0, link.signal);
     let wake: (() => void) | undefined;
-    let open = others.length;
+    let open = 0;
     const ask = async (p: string): Promise<void> => {
       let failures = 0;
       try {
@@ -1201,7 +1238,7 @@ export class OuterSync {
           const st = (await this.statuses([p], link.signal)).get(p);
           if (link.signal.aborted) return;
           if (st === undefined) {
-            if (++failures >= (waived.has(p) ? 1 : 2)) {
+            if (++failures >= (oneTry(p) ? 1 : 2)) {
               gone.add(p);
               return;
             }
@@ -1211,6 +1248,8 @@ export class OuterSync {
               reports.set(p, v);
               const before = st.closed.filter((c) => c.round < round).at(-1);
               if (before !== undefined) starts.set(p, before.hashes);
+              // holders it names that we do not see are asked too (agree's `discover`)
+              if (Object.keys(v).length > 0) for (const q of discover(p, st)) start(q);
               return;
             }
           }
@@ -1222,7 +1261,12 @@ export class OuterSync {
         wake?.();
       }
     };
-    const asking = others.map((p) => ask(p));
+    const asking: Promise<void>[] = [];
+    function start(p: string): void {
+      open++;
+      asking.push(ask(p));
+    }
+    for (const p of others) start(p);
     try {
       while (!signal.aborted && open > 0 && !decided() && this.o.clock.now() <= until) {
         await new Promise<void>((res) => {
