@@ -24,7 +24,9 @@
  * does (a one-node chain needs no outer step), and its state is what a joiner downloads.
  *
  * The hash vote (./vote.ts): the hash most of the layer's voters hold wins; a tie among holders that began the round
- * from one state sends the layer back to it on every holder; other ties go to the smallest tied hash.
+ * from one state sends the layer back to it on every holder; other ties go to the smallest tied hash. Voters are the
+ * round's holders in our view and the holders that most of those name as their round's members (views that exclude
+ * each other decide on one voter set); a holder that cannot take the winner's state reports the layer `diverged`.
  */
 import { createHash } from 'node:crypto';
 import type { ParamLayout } from '../model/layout.js';
@@ -175,6 +177,12 @@ export interface LastRoundReport {
   repaired: string[];
   /** Layers whose hash vote tied among holders that began from one state: back to that state (./vote.ts). */
   split: string[];
+  /**
+   * Layers that stand apart from the vote's winner after this round: the winners' state could not be downloaded and
+   * verified before the vote's bound. Typed and visible (GET /api/training), not silent; the next round's vote repairs
+   * it (this holder's hash is then not the majority's, and it takes the majority's verified state).
+   */
+  diverged: string[];
   /** The round's members (any layer, ourselves included): holders counted for the quorum and the hash vote. */
   members: string[];
   /** Members the round did not wait for: still entering the rounds at its start (a joiner, a restarted node). */
@@ -683,7 +691,7 @@ export class OuterSync {
     const waived = [...new Set([...this.states.values()].flatMap((s) => s.waived))].sort();
     const closed = this.snapshot(round);
     // hash exchange: the majority's state wins
-    const { repaired, split } = await this.agree(round, closed, signal);
+    const { repaired, split, diverged } = await this.agree(round, closed, signal);
     await this.o.inner.setParams(this.params);
     await Promise.allSettled(sends);
     // a listener that enters right now takes our Δ at the next retry (a poll away), and that acceptance makes it a
@@ -704,6 +712,7 @@ export class OuterSync {
       late,
       repaired,
       split,
+      diverged,
       members,
       waived,
       syncMs: this.o.clock.now() - t0,
@@ -1091,7 +1100,8 @@ export class OuterSync {
    * or released (it answered `not_holder`: its round did not count us) closed the round with its own state; leaving it
    * out of our vote while the holders that counted it did not gave holders different winners (session 14's leftover "a hash vote without a majority when holders exclude each
    * other"). Listeners (a joiner's entry round), holders past the round or of other layers, and holders that do not
-   * answer have no vote.
+   * answer have no vote. Holders our view lacks but most voters we see name as round members vote too (agree's
+   * `discover`; docs/TRAINING.md "Views that exclude each other").
    *
    * The wait ends as soon as every layer's outcome is decided (the missing votes cannot change it), not when every
    * voter has answered: each voter is asked on its own, so a holder still closing the round, or a status call that
@@ -1099,7 +1109,7 @@ export class OuterSync {
    * still waiting out its own deadline). The bound stays syncTimeout + 5 s; voters not in by then are left out (they
    * vote when they close, and see ours).
    */
-  private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<{ repaired: string[]; split: string[] }> {
+  private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<{ repaired: string[]; split: string[]; diverged: string[] }> {
     const waived = new Set([...this.states.values()].flatMap((s) => s.waived));
     // a waived holder last seen listening to this round (a joiner) has no vote: not asked (a poll of it here replaced
     // the status from before its entry with a newer 'entering' one, which then waived it again in its first round as
@@ -1112,7 +1122,7 @@ export class OuterSync {
       voters.set(l.id, this.states.get(l.id)!.holders.filter((p) => p !== this.o.self && !listening(p)).sort());
     }
     const others = [...new Set([...voters.values()].flat())].sort();
-    if (others.length === 0) return { repaired: [], split: [] };
+    if (others.length === 0) return { repaired: [], split: [], diverged: [] };
     // a holder our round waived (not heard from: maybe dead or restarting), or one named by other voters, gets one
     // try, a member two
     const reports = new Map<string, Record<string, string>>();
@@ -1174,6 +1184,7 @@ export class OuterSync {
     const myStart = this.closed.filter((c) => c.round < round).at(-1)?.stateHashes;
     const repaired: string[] = [];
     const split: string[] = [];
+    const diverged: string[] = [];
     for (const l of this.layers) {
       let { outcome, byHash } = tally(l, true);
       if (outcome.kind === 'tie') {
@@ -1199,6 +1210,7 @@ export class OuterSync {
         }
         if (this.o.clock.now() > until + this.o.round.syncTimeoutMs) {
           this.log.warn('could not take the holders\' majority state; this layer stays diverged until the next vote', { round, layer: l.id });
+          diverged.push(l.id);
           break;
         }
         await sleep(this.pollMs * (attempt + 1), signal);
@@ -1218,7 +1230,7 @@ export class OuterSync {
     }
     if (repaired.length > 0) this.log.info('outer round: layers replaced by the holders\' majority state', { round, layers: repaired });
     if (repaired.length > 0 || split.length > 0) this.snapshot(round);
-    return { repaired, split };
+    return { repaired, split, diverged };
   }
 
   /**

@@ -9,6 +9,9 @@
  * when a majority of those holders name them: b learns of a from c, asks a, counts a's vote and a's start, and ends
  * the round with a's and c's state.
  *
+ * A holder that cannot take the winner's state before the vote's bound (no source serves it) says so in its round's
+ * report (`diverged`, GET /api/training) and takes the majority's verified state at the next vote.
+ *
  * Over ./sync-net.ts (real OuterSync nodes on an in-memory network; rounds run at their own pace).
  */
 import assert from 'node:assert/strict';
@@ -43,6 +46,35 @@ describe('the hash vote between holders whose views exclude each other', () => {
       // b counted a's vote although its view never listed a
       const r0 = b.reports.find((r) => r.round === 0)!;
       assert.deepEqual(r0.split, [], 'b did not go back to its start while a and c took the smallest hash');
+    } finally {
+      await net.stop();
+    }
+  });
+
+  it('a holder that cannot take the winner\'s state says so (diverged) and takes the majority\'s at the next vote', async () => {
+    const net = new Net({ syncTimeoutMs: 1000 });
+    try {
+      // neither b's view nor c's lists a: they count {b, c} and one state; a's Δ is refused (not_holder), so a counts
+      // its own alone and ends with another. a loses the vote 1 to 2, but neither b nor c serves its state of round 0
+      // (a download that fails until the vote's bound)
+      net.hides = (viewer, peer) => peer === 'a' && viewer !== 'a';
+      const a = net.start('a', ALL, 10);
+      const b = net.start('b', ALL, 10);
+      const c = net.start('c', ALL, 10);
+      const serve = new Map([b, c].map((n) => [n, n.sync.layerState.bind(n.sync)]));
+      for (const n of [b, c]) n.sync.layerState = (round, layer) => (round === 0 ? undefined : serve.get(n)!(round, layer));
+      await until(() => a.reports.some((r) => r.round === 0), 60_000, 'a closed round 0');
+      const r0 = a.reports.find((r) => r.round === 0)!;
+      assert.deepEqual([...r0.diverged].sort(), Object.keys(hashesAt(a, 0)!).sort(), 'a says every layer stands apart');
+      assert.deepEqual(r0.repaired, []);
+      assert.notDeepEqual(hashesAt(a, 0), hashesAt(b, 0), 'a kept its own state of round 0');
+      // a later round a closes with b and c: its vote takes their state (the views still exclude a)
+      await until(() => a.reports.some((r) => r.round > 0 && r.repaired.length > 0), 60_000, 'a repaired at a later vote');
+      const r = a.reports.find((x) => x.round > 0 && x.repaired.length > 0)!;
+      assert.deepEqual(r.diverged, []);
+      await until(() => [b, c].every((n) => hashesAt(n, r.round) !== undefined), 30_000, `b and c closed round ${r.round}`);
+      assert.deepEqual(hashesAt(a, r.round), hashesAt(b, r.round), `a and b after round ${r.round}`);
+      assert.deepEqual(hashesAt(c, r.round), hashesAt(b, r.round), `c and b after round ${r.round}`);
     } finally {
       await net.stop();
     }
