@@ -3,11 +3,12 @@
  *
  *   {"round", "innerStep", "trainLoss", "valLoss", "tokensPerSec",
  *    "outerSync": {"bytesSent", "bytesReceived", "lastRound": {"round", "accepted", "rejected", "late", "refused",
- *                  "repaired", "syncMs"} | null},
+ *                  "repaired", "diverged", "syncMs"} | null},
  *    "layerHashes": {"embed": hex, "layers.<i>": hex, "head": hex}}
  *
  * `round` is null on a node that does not train; `layerHashes` are the model hashes (model/hash.ts) of the held
- * layers at the last round boundary, which every holder of a layer shares. 503 until the node has started.
+ * layers at the last round boundary, which every holder of a layer shares; `diverged` names the layers this node could
+ * not bring to the hash vote's winner (the next round's vote repairs them). 503 until the node has started.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 
@@ -20,7 +21,7 @@ export interface TrainingReport {
   outerSync: {
     bytesSent: number;
     bytesReceived: number;
-    lastRound: { round: number; accepted: number; rejected: number; late: string[]; refused: { from: string; code: string }[]; repaired: string[]; syncMs: number } | null;
+    lastRound: { round: number; accepted: number; rejected: number; late: string[]; refused: { from: string; code: string }[]; repaired: string[]; diverged: string[]; syncMs: number } | null;
   };
   layerHashes: Record<string, string>;
 }

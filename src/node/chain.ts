@@ -182,8 +182,12 @@ export interface NodeChainTrainingInit {
   network: NodeNetwork;
   /** The layer pool: the span held (and its changes, 'span:held'), and the view that names each layer's holders. */
   pool: Pick<PoolService, 'events' | 'span' | 'view'>;
-  /** Every step this node's chain applied or skipped (counters, telemetry). */
-  onStep?(r: TrainStepResult): void;
+  /**
+   * Every step this node's chain applied or skipped (counters, telemetry). `discarded`: a step driven while the driver
+   * waited to enter the outer rounds (its update to our span was replaced: not our training); `counted`: the driver's
+   * steps that count toward --train-steps so far (ChainTrainer's events).
+   */
+  onStep?(r: TrainStepResult & { discarded: boolean; counted: number }): void;
   /**
    * DiLoCo between partial holders: with these, every holder of a span that trains (`--train`) runs outer rounds
    * for its layers with the other holders of those layers (training/chain-outer.ts).

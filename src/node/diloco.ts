@@ -326,7 +326,7 @@ export function trainingReport(sync: SyncStats | undefined, c: { innerStep: numb
       lastRound:
         last === null
           ? null
-          : { round: last.round, accepted: last.accepted, rejected: last.rejected, late: last.late, refused: last.refused.slice(0, 64), repaired: last.repaired, syncMs: last.syncMs },
+          : { round: last.round, accepted: last.accepted, rejected: last.rejected, late: last.late, refused: last.refused.slice(0, 64), repaired: last.repaired, diverged: last.diverged, syncMs: last.syncMs },
     },
     layerHashes: sync?.hashes ?? {},
   };

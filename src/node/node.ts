@@ -48,6 +48,7 @@ import { nodeHopMarket, nodeInferencePayer } from './market.js';
 import { trainSolo, type SoloTrainResult, type TrainEvent } from './train.js';
 import { corpusHeldOut, holdersFromView, roundWeightsOf, startOuterSync, trainingReport, workerHeldOutLoss, workerParams, type OuterSyncWiring } from './diloco.js';
 import { NodeChainTraining } from './chain.js';
+import type { TrainStepResult } from '../training/index.js';
 import type { NodeLog } from './logs.js';
 import { dashboardDir, NodeTelemetry, replicasFromLayersView } from './telemetry.js';
 import { startHeapTrimmer, type HeapTrimmer } from './heap-trim.js';
@@ -95,6 +96,8 @@ export class NeuroShardNode {
   outerSync: OuterSyncWiring | undefined;
   private tokensPerSec = 0;
   private lastStepAt: number | undefined;
+  /** The chain's last counted step (its tokens/s: chainStep). */
+  private lastChainStepAt: number | undefined;
   readonly counters: WorkCounters;
   /** What the node's proofs of work claim: fed by training, read by the ledger's proof emitter. */
   readonly tally = new WorkTally();
@@ -395,12 +398,7 @@ export class NeuroShardNode {
         pool,
         log: log.child('chain'),
         outer: { key, networkId: genesis.networkId, clock, receipts: receiptsWiring(ledger, modelConfig, opts.innerSteps), onRound: (r) => log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs }) },
-        onStep: (r) => {
-          if (r.applied) node.tally.recordTrainingStep({ tokens: r.tokens, loss: r.loss, gradNorm: r.gradNorm });
-          node.counters.trainingSteps = r.step;
-          node.counters.trainingTokens += r.tokens;
-          node.counters.lastLoss = r.loss;
-        },
+        onStep: (r) => node.chainStep(r),
       });
       const chain = node.chain;
       cleanups.push(() => chain.stop());
@@ -410,6 +408,26 @@ export class NeuroShardNode {
       for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
       throw e;
     }
+  }
+
+  /**
+   * One step of the chain this node drives. A step driven while the driver waited to enter the outer rounds is
+   * discarded (the entry replaced its update to our span with the holders' verified state): not counted in the
+   * steps, tokens, loss and tokens/s that GET /api/training and the work tally report.
+   */
+  private chainStep(r: TrainStepResult & { discarded: boolean; counted: number }): void {
+    this.counters.trainingSteps = r.counted;
+    if (r.discarded) return;
+    // tokens/s of the chain's counted steps (was never set for a chain driver: GET /api/training said 0)
+    const now = this.clock.now();
+    if (this.lastChainStepAt !== undefined && now > this.lastChainStepAt) {
+      const rate = (r.tokens * 1000) / (now - this.lastChainStepAt);
+      this.tokensPerSec = this.tokensPerSec === 0 ? rate : 0.9 * this.tokensPerSec + 0.1 * rate;
+    }
+    this.lastChainStepAt = now;
+    if (r.applied) this.tally.recordTrainingStep({ tokens: r.tokens, loss: r.loss, gradNorm: r.gradNorm });
+    this.counters.trainingTokens += r.tokens;
+    this.counters.lastLoss = r.loss;
   }
 
   /** GET /api/training's body. */

@@ -54,7 +54,9 @@ export interface OuterRoundsOptions {
    * to enter the rounds (OuterSync.enter's `waiting`). Its hops are in their own layers' rounds, which only our steps
    * advance: a pool move made N the driver of a span mid-round, N waited a round for a boundary without stepping, and
    * its hop's layers' rounds waited for the hop's Δ to their deadline and were abandoned (outer-move on CI).
-   * The steps' updates to our span are overwritten by the entry's verified state.
+   * The steps' updates to our span are overwritten by the entry's verified state: they are marked discarded
+   * (InnerLoop.discardSteps) while they run, so they do not count as this node's training (--train-steps, the tokens it
+   * reports); `stepsLeft` then reads the discarded steps' own budget (ChainTrainer.stepsLeft).
    */
   drives?: (signal: AbortSignal) => Promise<unknown>;
 }
@@ -69,14 +71,21 @@ export const ENTRY_DRIVE_RETRY_MS = 1_000;
  * Runs `drives` until `signal` aborts or no step is left (`left`); a failure (no chain for a while) is tried again
  * after a pause. `drives` itself must stop at the limit (ChainTrainer's `stepLimit`): this only stops calling it.
  */
-async function driveWhileWaiting(drives: (signal: AbortSignal) => Promise<unknown>, signal: AbortSignal, left: () => number): Promise<void> {
-  while (!signal.aborted && left() > 0) {
-    try {
-      await drives(signal);
-    } catch {
-      // the entry does not depend on these steps: only the hops' rounds do
+async function driveWhileWaiting(inner: InnerLoop, drives: (signal: AbortSignal) => Promise<unknown>, signal: AbortSignal, left: () => number): Promise<void> {
+  // the entry replaces our span's weights with the holders' verified state: these steps are discarded (still driven:
+  // our hops' rounds count their updates). Ended inside the install's pause, after the last such step (sync.ts enter)
+  inner.discardSteps?.(true);
+  try {
+    while (!signal.aborted && left() > 0) {
+      try {
+        await drives(signal);
+      } catch {
+        // the entry does not depend on these steps: only the hops' rounds do
+      }
+      if (!signal.aborted && left() > 0) await pause(ENTRY_DRIVE_RETRY_MS, signal);
     }
-    if (!signal.aborted && left() > 0) await pause(ENTRY_DRIVE_RETRY_MS, signal);
+  } finally {
+    inner.discardSteps?.(false);
   }
 }
 
@@ -130,7 +139,7 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
             release();
             return Promise.resolve();
           }
-        : (s) => driveWhileWaiting(drives, s, left),
+        : (s) => driveWhileWaiting(inner, drives, s, left),
     );
   } finally {
     clearTimeout(holdTimer);

@@ -58,7 +58,8 @@ export class NoChainError extends NeuroShardError {
 
 /**
  * The driver has run its `stepLimit` steps (`--train-steps`): no further step is issued. Every step counts, applied or
- * skipped (NaN), wherever it was issued: inside the outer rounds or while the driver waited to enter them.
+ * skipped (NaN), inside the outer rounds; the steps driven while it waited to enter them, whose update to its span the
+ * entry replaced, have a budget of their own of the same size (ChainTrainer.discardSteps).
  */
 export class TrainStepsReachedError extends NeuroShardError {
   constructor(limit: number) {
@@ -145,7 +146,12 @@ export interface ChainTrainerOptions {
 }
 
 export interface ChainTrainerEvents {
-  step: TrainStepResult & { hops: string[] };
+  /**
+   * `discarded`: a step run while the driver waited to enter the outer rounds (discardSteps): its update to our span
+   * is replaced by the entry's verified state, so it is no step of ours (not counted, nor its tokens); `counted`: the
+   * driver's steps that count (toward --train-steps) so far.
+   */
+  step: TrainStepResult & { hops: string[]; discarded: boolean; counted: number };
   /** A step abandoned on every hop (nothing applied); the chain is re-formed. */
   abandoned: { step: number; peer: string | null; error: string };
   chain: { hops: { peer: string; span: Span }[] };
@@ -172,6 +178,9 @@ export class ChainTrainer implements InnerLoop {
   /** The last abandoned step failed on a hop that is between inner steps (its outer sync), not a broken one. */
   private lastPaused = false;
   private lastApplied: ChainPosition | undefined;
+  /** Steps issued now are discarded (discardSteps), and how many were so far. */
+  private discarding = false;
+  private discarded = 0;
 
   constructor(private readonly o: ChainTrainerOptions) {
     this.now = o.now ?? Date.now;
@@ -215,9 +224,34 @@ export class ChainTrainer implements InnerLoop {
     return this.pipe?.step ?? 0;
   }
 
-  /** Steps this driver may still run (`stepLimit` − `step`; Infinity without a limit). */
+  /**
+   * Steps this driver may still run (Infinity without a limit): `stepLimit` − the steps that count; while discarding,
+   * `stepLimit` − the steps discarded (their own budget: a driver that never enters stops too).
+   */
   stepsLeft(): number {
-    return this.o.stepLimit === undefined ? Infinity : Math.max(0, this.o.stepLimit - this.step);
+    if (this.o.stepLimit === undefined) return Infinity;
+    return Math.max(0, this.o.stepLimit - (this.discarding ? this.discarded : this.countedSteps()));
+  }
+
+  /** Steps issued (applied or skipped) that count: every step but the discarded ones. */
+  countedSteps(): number {
+    return this.step - this.discarded;
+  }
+
+  /** Steps issued while discarding (runOuterRounds' drive while the driver waits to enter the outer rounds). */
+  discardedSteps(): number {
+    return this.discarded;
+  }
+
+  /**
+   * The steps issued from now on are discarded (true) or count (false). A driver that waits to enter the outer rounds
+   * drives its chain meanwhile (its hops' rounds need the steps), but the entry installs the holders' verified state
+   * over its span, so those steps' updates to it are gone: they do not count toward `stepLimit` (--train-steps) and
+   * their tokens are not reported as trained (the 'step' event's `discarded`); they have a budget of their own, the
+   * same `stepLimit`, so that a driver that never enters stops too.
+   */
+  discardSteps(on: boolean): void {
+    this.discarding = on;
   }
 
   private wake(): void {
@@ -277,14 +311,17 @@ export class ChainTrainer implements InnerLoop {
       const batch = this.pending ?? (await this.o.data.next(signal));
       this.pending = batch;
       const stepId = pipe.step;
+      const discarded = this.discarding;
       try {
         const r = await pipe.trainStep(batch);
         this.pending = undefined;
+        // the step counter moved (applied or skipped): a step issued while discarding is no step of ours
+        if (discarded) this.discarded += pipe.step - stepId;
         if (r.applied) {
           this.applied++;
           this.lastApplied = { step: stepId, partners: (this.hops ?? []).filter((h) => h.peer !== this.o.self).map((h) => h.peer), drives: true };
         }
-        this.events.emit('step', { ...r, hops: this.hops!.map((h) => h.peer) });
+        this.events.emit('step', { ...r, hops: this.hops!.map((h) => h.peer), discarded, counted: this.countedSteps() });
         return r;
       } catch (e) {
         this.abandonedCount++;

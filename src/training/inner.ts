@@ -62,6 +62,11 @@ export interface InnerLoop {
   innerSteps(n: number, signal?: AbortSignal): Promise<InnerStepsResult>;
   /** Holds further steps off and resolves when none is in flight on this node. */
   pause(): Promise<void>;
+  /**
+   * A driver: the steps issued from now on are discarded (true: their update to our span will be replaced, so they do
+   * not count as our training) or count again (false). runOuterRounds marks the drive while it waits to enter.
+   */
+  discardSteps?(on: boolean): void;
   resume(): void;
   /** The held span's parameters per layer, in layout order (call inside a pause). */
   readLayers(): Promise<LayerParams[]>;

@@ -24,7 +24,9 @@
  * does (a one-node chain needs no outer step), and its state is what a joiner downloads.
  *
  * The hash vote (./vote.ts): the hash most of the layer's voters hold wins; a tie among holders that began the round
- * from one state sends the layer back to it on every holder; other ties go to the smallest tied hash.
+ * from one state sends the layer back to it on every holder; other ties go to the smallest tied hash. Voters are the
+ * round's holders in our view and the holders that most of those name as their round's members (views that exclude
+ * each other decide on one voter set); a holder that cannot take the winner's state reports the layer `diverged`.
  */
 import { createHash } from 'node:crypto';
 import type { ParamLayout } from '../model/layout.js';
@@ -152,6 +154,12 @@ export const MISSING_STATUS_MIN_MS = 2_000;
  */
 export const STALLED_MIN_MS = 10_000;
 
+/**
+ * The most holders a hash vote asks besides the ones its view lists (named as round members by the voters it sees:
+ * OuterSync.agree): views that miss a few holders, not a flood of ids from one status.
+ */
+export const MAX_NAMED_VOTERS = 16;
+
 /** Closed rounds whose hashes a node keeps for the hash exchange (and lists in its status). */
 export const STATUS_HISTORY = KEPT_ROUNDS;
 
@@ -169,6 +177,12 @@ export interface LastRoundReport {
   repaired: string[];
   /** Layers whose hash vote tied among holders that began from one state: back to that state (./vote.ts). */
   split: string[];
+  /**
+   * Layers that stand apart from the vote's winner after this round: the winners' state could not be downloaded and
+   * verified before the vote's bound. Typed and visible (GET /api/training), not silent; the next round's vote repairs
+   * it (this holder's hash is then not the majority's, and it takes the majority's verified state).
+   */
+  diverged: string[];
   /** The round's members (any layer, ourselves included): holders counted for the quorum and the hash vote. */
   members: string[];
   /** Members the round did not wait for: still entering the rounds at its start (a joiner, a restarted node). */
@@ -677,7 +691,7 @@ export class OuterSync {
     const waived = [...new Set([...this.states.values()].flatMap((s) => s.waived))].sort();
     const closed = this.snapshot(round);
     // hash exchange: the majority's state wins
-    const { repaired, split } = await this.agree(round, closed, signal);
+    const { repaired, split, diverged } = await this.agree(round, closed, signal);
     await this.o.inner.setParams(this.params);
     await Promise.allSettled(sends);
     // a listener that enters right now takes our Δ at the next retry (a poll away), and that acceptance makes it a
@@ -698,6 +712,7 @@ export class OuterSync {
       late,
       repaired,
       split,
+      diverged,
       members,
       waived,
       syncMs: this.o.clock.now() - t0,
@@ -1085,7 +1100,8 @@ export class OuterSync {
    * or released (it answered `not_holder`: its round did not count us) closed the round with its own state; leaving it
    * out of our vote while the holders that counted it did not gave holders different winners (session 14's leftover "a hash vote without a majority when holders exclude each
    * other"). Listeners (a joiner's entry round), holders past the round or of other layers, and holders that do not
-   * answer have no vote.
+   * answer have no vote. Holders our view lacks but most voters we see name as round members vote too (agree's
+   * `discover`; docs/TRAINING.md "Views that exclude each other").
    *
    * The wait ends as soon as every layer's outcome is decided (the missing votes cannot change it), not when every
    * voter has answered: each voter is asked on its own, so a holder still closing the round, or a status call that
@@ -1093,7 +1109,7 @@ export class OuterSync {
    * still waiting out its own deadline). The bound stays syncTimeout + 5 s; voters not in by then are left out (they
    * vote when they close, and see ours).
    */
-  private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<{ repaired: string[]; split: string[] }> {
+  private async agree(round: number, mine: Closed, signal: AbortSignal): Promise<{ repaired: string[]; split: string[]; diverged: string[] }> {
     const waived = new Set([...this.states.values()].flatMap((s) => s.waived));
     // a waived holder last seen listening to this round (a joiner) has no vote: not asked (a poll of it here replaced
     // the status from before its entry with a newer 'entering' one, which then waived it again in its first round as
@@ -1106,37 +1122,69 @@ export class OuterSync {
       voters.set(l.id, this.states.get(l.id)!.holders.filter((p) => p !== this.o.self && !listening(p)).sort());
     }
     const others = [...new Set([...voters.values()].flat())].sort();
-    if (others.length === 0) return { repaired: [], split: [] };
-    // a holder our round waived (not heard from: maybe dead or restarting) gets one try, a member two
+    if (others.length === 0) return { repaired: [], split: [], diverged: [] };
+    // a holder our round waived (not heard from: maybe dead or restarting), or one named by other voters, gets one
+    // try, a member two
     const reports = new Map<string, Record<string, string>>();
     // each voter's state at the start of the round (its newest closed state before it), for ties
     const starts = new Map<string, Record<string, string>>();
     const gone = new Set<string>();
     const until = this.o.clock.now() + this.o.round.syncTimeoutMs + 5_000;
     const listenerOf = (id: string): boolean => this.states.get(id)!.waived.includes(this.o.self);
+    // Views that exclude each other (a partition of the pool's view: b's never lists a, c's lists both): b counted only
+    // the voters it sees, so it could decide a vote on another voter set than a and c, and end the round with another
+    // state (a tie among holders that began alike sent all back to their start, but one that a began elsewhere went to
+    // the smallest hash on a and c, and back to the start on b). So the voters we see name others: each reporting
+    // voter's status lists its round's members, and a holder named there that our view lacks is asked too. Its vote
+    // counts when a majority of the seen voters that voted name it: one holder naming made-up ids (Sybils answering
+    // the status call) cannot bring in votes of its own, and a holder that no voter we see counts stays out.
+    const seen = new Set(others);
+    const named = new Map<string, Set<string>>();
+    const discover = (from: string, st: PeerTrainingStatus): string[] => {
+      if (!seen.has(from)) return [];
+      const fresh: string[] = [];
+      for (const m of st.members) {
+        if (m === this.o.self || seen.has(m) || listening(m)) continue;
+        let by = named.get(m);
+        if (by === undefined) {
+          if (named.size >= MAX_NAMED_VOTERS) continue;
+          by = new Set();
+          named.set(m, by);
+          fresh.push(m);
+        }
+        by.add(from);
+      }
+      return fresh;
+    };
+    const voted = (p: string): boolean => Object.keys(reports.get(p) ?? {}).length > 0;
+    const endorsed = (p: string): boolean => 2 * [...(named.get(p) ?? [])].filter(voted).length > others.filter(voted).length;
     // one layer's votes (a listener has no vote while the members have) and how many voters may still report
     const tally = (l: LayerRange, final: boolean): { outcome: VoteOutcome; byHash: Map<string, string[]> } => {
       const votes: string[] = [];
       const byHash = new Map<string, string[]>();
       let pending = 0;
-      for (const p of voters.get(l.id)!) {
+      for (const p of [...voters.get(l.id)!, ...named.keys()]) {
         const r = reports.get(p);
         if (r === undefined) {
+          // a named holder not in yet is waited for like a seen one (while the others decide whether it counts)
           if (!final && !gone.has(p)) pending++;
           continue;
         }
         const h = r[l.id];
-        if (h === undefined) continue;
+        if (h === undefined || (named.has(p) && !endorsed(p))) continue;
         votes.push(h);
         byHash.set(h, [...(byHash.get(h) ?? []), p]);
       }
       if (!listenerOf(l.id) || (votes.length === 0 && pending === 0)) votes.push(mine.stateHashes[l.id]!);
       return { outcome: voteOutcome(votes, pending), byHash };
     };
-    await this.collectVotes(round, others, waived, reports, starts, gone, until, () => this.layers.every((l) => tally(l, false).outcome.kind !== 'pending'), signal);
+    await this.collectVotes(round, others, (p) => waived.has(p) || named.has(p), discover, reports, starts, gone, until, () => this.layers.every((l) => tally(l, false).outcome.kind !== 'pending'), signal);
+    const heard = [...named.keys()].filter((p) => voted(p) && endorsed(p));
+    if (heard.length > 0) this.log.info('hash vote: holders our view does not list voted (named by the holders we see)', { round, voters: heard });
     const myStart = this.closed.filter((c) => c.round < round).at(-1)?.stateHashes;
     const repaired: string[] = [];
     const split: string[] = [];
+    const diverged: string[] = [];
     for (const l of this.layers) {
       let { outcome, byHash } = tally(l, true);
       if (outcome.kind === 'tie') {
@@ -1162,13 +1210,14 @@ export class OuterSync {
         }
         if (this.o.clock.now() > until + this.o.round.syncTimeoutMs) {
           this.log.warn('could not take the holders\' majority state; this layer stays diverged until the next vote', { round, layer: l.id });
+          diverged.push(l.id);
           break;
         }
         await sleep(this.pollMs * (attempt + 1), signal);
         // a source may have replaced its state of this round since it reported its hash (its own vote repaired it):
         // ask the voters again rather than retry a hash nobody serves any more (a re-entered trainer failed 8 times
         // on `embed` and layers 0-1 against the pre-repair hash of a half holder, until the next round)
-        const asked = voters.get(l.id)!.filter((p) => reports.get(p)?.[l.id] !== undefined);
+        const asked = [...voters.get(l.id)!, ...named.keys()].filter((p) => reports.get(p)?.[l.id] !== undefined);
         const fresh = await this.statuses(asked, signal);
         for (const [p, st] of fresh) {
           const c = st.closed.find((x) => x.round === round);
@@ -1181,19 +1230,19 @@ export class OuterSync {
     }
     if (repaired.length > 0) this.log.info('outer round: layers replaced by the holders\' majority state', { round, layers: repaired });
     if (repaired.length > 0 || split.length > 0) this.snapshot(round);
-    return { repaired, split };
+    return { repaired, split, diverged };
   }
 
   /**
    * Asks every voter for its vote of `round` (each on its own, until it reports, fails out, or the deadline), until
    * `decided()` or everyone is in. Returns without waiting for calls still in flight (they are aborted).
    */
-  private async collectVotes(round: number, others: string[], waived: ReadonlySet<string>, reports: Map<string, Record<string, string>>, starts: Map<string, Record<string, string>>, gone: Set<string>, until: number, decided: () => boolean, signal: AbortSignal): Promise<void> {
+  private async collectVotes(round: number, others: string[], oneTry: (p: string) => boolean, discover: (from: string, st: PeerTrainingStatus) => string[], reports: Map<string, Record<string, string>>, starts: Map<string, Record<string, string>>, gone: Set<string>, until: number, decided: () => boolean, signal: AbortSignal): Promise<void> {
     const stop = new AbortController();
     const link = linkSignals(signal, stop.signal);
     setMaxListeners(0, link.signal);
     let wake: (() => void) | undefined;
-    let open = others.length;
+    let open = 0;
     const ask = async (p: string): Promise<void> => {
       let failures = 0;
       try {
@@ -1201,7 +1250,7 @@ export class OuterSync {
           const st = (await this.statuses([p], link.signal)).get(p);
           if (link.signal.aborted) return;
           if (st === undefined) {
-            if (++failures >= (waived.has(p) ? 1 : 2)) {
+            if (++failures >= (oneTry(p) ? 1 : 2)) {
               gone.add(p);
               return;
             }
@@ -1211,6 +1260,8 @@ export class OuterSync {
               reports.set(p, v);
               const before = st.closed.filter((c) => c.round < round).at(-1);
               if (before !== undefined) starts.set(p, before.hashes);
+              // holders it names that we do not see are asked too (agree's `discover`)
+              if (Object.keys(v).length > 0) for (const q of discover(p, st)) start(q);
               return;
             }
           }
@@ -1222,7 +1273,12 @@ export class OuterSync {
         wake?.();
       }
     };
-    const asking = others.map((p) => ask(p));
+    const asking: Promise<void>[] = [];
+    function start(p: string): void {
+      open++;
+      asking.push(ask(p));
+    }
+    for (const p of others) start(p);
     try {
       while (!signal.aborted && open > 0 && !decided() && this.o.clock.now() <= until) {
         await new Promise<void>((res) => {

@@ -21,7 +21,7 @@ describe('GET /api/training', () => {
           phase: 'inner',
           bytesSent: 100,
           bytesReceived: 300,
-          lastRound: { round: 3, outcome: { embed: 'closed' }, accepted: 3, rejected: 1, records: {}, refused: [{ from: 'p', code: 'CONTRIBUTION_BAD_SIGNATURE' }], late: [], repaired: [], split: [], members: [], waived: [], syncMs: 42 },
+          lastRound: { round: 3, outcome: { embed: 'closed' }, accepted: 3, rejected: 1, records: {}, refused: [{ from: 'p', code: 'CONTRIBUTION_BAD_SIGNATURE' }], late: [], repaired: [], split: [], diverged: [], members: [], waived: [], syncMs: 42 },
           hashes: { embed: 'ab'.repeat(32) },
         },
         { innerStep: 12, trainLoss: 5.5, valLoss: 5.7, tokensPerSec: 900 },
@@ -31,7 +31,7 @@ describe('GET /api/training', () => {
       const body = r1.json() as TrainingReport;
       assert.equal(body.round, 4);
       assert.equal(body.outerSync.bytesReceived, 300);
-      assert.deepEqual(body.outerSync.lastRound, { round: 3, accepted: 3, rejected: 1, late: [], refused: [{ from: 'p', code: 'CONTRIBUTION_BAD_SIGNATURE' }], repaired: [], syncMs: 42 });
+      assert.deepEqual(body.outerSync.lastRound, { round: 3, accepted: 3, rejected: 1, late: [], refused: [{ from: 'p', code: 'CONTRIBUTION_BAD_SIGNATURE' }], repaired: [], diverged: [], syncMs: 42 });
       assert.deepEqual(body.layerHashes, { embed: 'ab'.repeat(32) });
       // a node that does not train: round null
       report = trainingReport(undefined, { innerStep: 0, trainLoss: null, valLoss: null, tokensPerSec: 0 });

@@ -23,7 +23,7 @@ function report(o: Partial<LastRoundReport> = {}, used: (layer: string, id: stri
     const contributions = ids.map((id) => ({ id, used: used(l, id), weight: 1 }));
     records[l] = { aggregator: 'mean', received: 3, used: contributions.filter((c) => c.used).length, rejected: contributions.filter((c) => !c.used).length, contributions };
   }
-  return { round: 4, outcome: { embed: 'closed', 'layers.0': 'closed', head: 'closed' }, accepted: 9, rejected: 0, records, refused: [], late: [], repaired: [], split: [], waived: [], members: [...ids].reverse(), syncMs: 10, ...o };
+  return { round: 4, outcome: { embed: 'closed', 'layers.0': 'closed', head: 'closed' }, accepted: 9, rejected: 0, records, refused: [], late: [], repaired: [], split: [], diverged: [], waived: [], members: [...ids].reverse(), syncMs: 10, ...o };
 }
 
 describe('training records from closed rounds', () => {
