@@ -355,9 +355,10 @@ export const servingHopSection: BenchSection = {
       hop_rtt_lane_ms_p99: pct(lane.times, 0.99),
       hop_cpu_lane_us: lane.cpuUs,
     };
+    const p = (h: HopTimes): string => `p50 ${pct(h.times, 0.5)} ms p99 ${pct(h.times, 0.99)} ms, ${h.cpuUs} µs CPU per step`;
     log(
-      `hop rtt ([1, ${C}] fp32, identity hop, ${hop.onLane ? 'data lane' : 'libp2p'}) p50 ${res.hop_rtt_ms_p50} ms p99 ${res.hop_rtt_ms_p99} ms, ${res.hop_cpu_us} µs CPU per step; ` +
-        `${lane.onLane ? 'data lane' : 'lane (NO LANE UP)'} p50 ${res.hop_rtt_lane_ms_p50} ms p99 ${res.hop_rtt_lane_ms_p99} ms, ${res.hop_cpu_lane_us} µs CPU, sealed frames per step ${lane.framesOutPerStep} out / ${lane.framesInPerStep} in (alternating blocks); raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,
+      `hop rtt ([1, ${C}] fp32, identity hop, alternating blocks; the node's default path is ${BENCH_LANE ? 'the lane' : 'libp2p'}): libp2p ${p(ab.libp2p)}; ` +
+        `${lane.onLane ? 'data lane' : 'lane (NO LANE UP)'} ${p(lane)}, sealed frames per step ${lane.framesOutPerStep} out / ${lane.framesInPerStep} in; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,
     );
     return res;
   },
