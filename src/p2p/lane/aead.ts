@@ -22,9 +22,9 @@
  * NEUROSHARD_LANE_AEAD=js.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { findPackageRoot } from '../../tensor/backends/native.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createCipheriv, createDecipheriv, diffieHellman, generateKeyPairSync, hkdfSync, createHash, type KeyObject, createPublicKey } from 'node:crypto';
 import { LaneError } from './errors.js';
 
@@ -103,6 +103,23 @@ interface GcmContext {
 }
 type GcmContextCtor = new (key: Uint8Array, encrypt: boolean) => GcmContext;
 
+/** The directory of the `neuroshard` package.json above this module (p2p/ may not import tensor/'s copy of this). */
+function packageRoot(): string | undefined {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; ) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'neuroshard') return dir;
+      } catch {
+        // an unreadable package.json on the way up is not ours: keep walking
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
 let gcm: GcmContextCtor | null | undefined;
 let gcmWhy = '';
 
@@ -117,7 +134,7 @@ function nativeGcm(ignoreEnv = false): GcmContextCtor | null {
     gcmWhy = 'NEUROSHARD_LANE_AEAD=js';
     return gcm;
   }
-  const root = findPackageRoot();
+  const root = packageRoot();
   const path = root === undefined ? undefined : join(root, 'build', 'Release', 'neuroshard_aead.node');
   if (path === undefined || !existsSync(path)) {
     gcmWhy = `${path ?? 'build/Release/neuroshard_aead.node'} does not exist`;
