@@ -47,6 +47,22 @@
         ["OS=='mac'", { "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES", "CLANG_CXX_LANGUAGE_STANDARD": "c++17", "MACOSX_DEPLOYMENT_TARGET": "11.0" } }],
         ["OS=='win'", { "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } } }]
       ]
+    },
+    {
+      # AES-256-GCM contexts kept per lane direction (src/tensor/native/aead.cc, src/p2p/lane/aead.ts): the OpenSSL
+      # that the node binary exports (its EVP_* symbols; headers from Node's include dir, which node-gyp puts on the
+      # include path): nothing linked, no cipher code of our own. Loaded on a node's main thread.
+      "target_name": "neuroshard_aead",
+      "sources": ["src/tensor/native/aead.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-O2", "-fvisibility=hidden", "-Wall", "-Wextra"],
+      "conditions": [
+        ["OS=='mac'", { "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES", "CLANG_CXX_LANGUAGE_STANDARD": "c++17", "MACOSX_DEPLOYMENT_TARGET": "11.0", "OTHER_LDFLAGS": ["-undefined", "dynamic_lookup"] } }],
+        ["OS=='win'", { "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } } }]
+      ]
     }
   ]
 }

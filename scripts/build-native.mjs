@@ -18,9 +18,11 @@ if (process.env.NEUROSHARD_SKIP_NATIVE === '1') {
 const out = join(root, 'build', 'Release', 'neuroshard_native.node');
 // the second target (src/tensor/native/heap.cc): a build from before it existed is not up to date
 const heapOut = join(root, 'build', 'Release', 'neuroshard_heap.node');
+// the third (src/tensor/native/aead.cc, session 19): likewise
+const aeadOut = join(root, 'build', 'Release', 'neuroshard_aead.node');
 const srcDir = join(root, 'src', 'tensor', 'native');
 const sources = [gyp, ...(existsSync(srcDir) ? readdirSync(srcDir).map((f) => join(srcDir, f)) : [])];
-if (existsSync(out) && existsSync(heapOut) && process.argv[2] !== '--force') {
+if (existsSync(out) && existsSync(heapOut) && existsSync(aeadOut) && process.argv[2] !== '--force') {
   const built = statSync(out).mtimeMs;
   if (sources.every((s) => statSync(s).mtimeMs <= built)) process.exit(0);
 }

@@ -7,7 +7,8 @@
  *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`; the hop
  *   runs on the path a node uses by default (libp2p; the direct data lane when NEUROSHARD_RPC_LANE=1), and
  *   `hop_rtt_lane_ms_p50`/`_p99` the same over the opt-in direct data lane (`rpcLane`, p2p/lane/); `hop_cpu_us` /
- *   `hop_cpu_lane_us` the process CPU per step (both nodes, background included). Every serving section runs on
+ *   `hop_cpu_lane_us` the process CPU per step (both nodes, background included); both paths are set up and warmed
+ *   first, then timed in alternating blocks in one process (hopRttAB). Every serving section runs on
  *   the node's default path; NEUROSHARD_RPC_LANE=1 or =0 sets it (A/B runs);
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
@@ -125,7 +126,18 @@ async function tcpRtt(bytes: number, reps: number): Promise<number[]> {
   return out;
 }
 
-export async function hopRtt(networkId: string, C: number, reps: number, rpcLane: boolean = BENCH_LANE): Promise<{ times: number[]; cpuUs: number; onLane: boolean }> {
+/** One identity hop on loopback (two libp2p nodes, lanes on or off) and a session through it. */
+export interface HopRig {
+  /** One decode step; resolves when its answer is back. */
+  step(): Promise<void>;
+  /** True when the session's stream runs on a lane. */
+  onLane(): boolean;
+  /** Sealed frames the entry's lanes to the hop sent and received so far (0 without a lane). */
+  laneFrames(): { out: number; in: number };
+  close(): Promise<void>;
+}
+
+export async function openHop(networkId: string, C: number, rpcLane: boolean = BENCH_LANE): Promise<HopRig> {
   const a = await net(networkId, [], { start: 1, end: 2 }, 'fast', rpcLane);
   const e = await net(networkId, [a.p2p.multiaddrs()[0]!], undefined, 'fast', rpcLane);
   const identity: HopCompute = {
@@ -141,25 +153,81 @@ export async function hopRtt(networkId: string, C: number, reps: number, rpcLane
   };
   const srv = new InferenceHopServer(identity, HOP_LIMIT_DEFAULTS);
   await srv.register(a.rpc);
-  try {
-    const s = new RemoteHopSession(e.rpc, a.peerId, { start: 1, end: 2 }, { id: 'bench', maxLen: 1 << 16, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }, { hiddenSize: C, vocabSize: 10, wire: 'f32' });
-    const x = new Float32Array(C).fill(0.5);
-    const ac = new AbortController();
-    for (let i = 0; i < 20; i++) await s.step({ hidden: x, chunks: [1] }, ac.signal); // warm-up
-    const out: number[] = [];
-    const c0 = process.cpuUsage();
-    for (let i = 0; i < reps; i++) {
-      const t0 = performance.now();
+  const s = new RemoteHopSession(e.rpc, a.peerId, { start: 1, end: 2 }, { id: 'bench', maxLen: 1 << 16, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }, { hiddenSize: C, vocabSize: 10, wire: 'f32' });
+  const x = new Float32Array(C).fill(0.5);
+  const ac = new AbortController();
+  return {
+    step: async () => {
       await s.step({ hidden: x, chunks: [1] }, ac.signal);
-      out.push(performance.now() - t0);
-    }
-    const c = process.cpuUsage(c0);
-    s.close();
+    },
     // the session's stream ran on a lane when the entry opened one to the hop
-    return { times: out, cpuUs: Math.round((c.user + c.system) / reps), onLane: (e.lanes?.stats().streamsOut ?? 0) > 0 };
+    onLane: () => (e.lanes?.stats().streamsOut ?? 0) > 0,
+    laneFrames: () => {
+      let out = 0;
+      let inn = 0;
+      for (const l of e.lanes?.lanesOf(a.peerId) ?? []) {
+        out += l.stats.framesOut;
+        inn += l.stats.framesIn;
+      }
+      return { out, in: inn };
+    },
+    close: async () => {
+      s.close();
+      await e.stop();
+      await a.stop();
+    },
+  };
+}
+
+export interface HopTimes {
+  times: number[];
+  /** Process CPU per step (µs), both nodes and their background. */
+  cpuUs: number;
+  onLane: boolean;
+  /** Sealed lane frames per step, entry → hop and back (0 on libp2p). */
+  framesOutPerStep: number;
+  framesInPerStep: number;
+}
+
+/**
+ * The hop's step on libp2p and on the lane in one process, both set up first and warmed, then timed in alternating
+ * blocks (A, B, B, A, A, B, ...). Session 18 timed the node's default path first and the other second: the first
+ * block of a process pays for the JIT (0.7 ms p50 and ~1 ms of CPU a step on either path, 3 pairs), which made
+ * whichever path went first look slower (docs/LIMITS.md "Session 19").
+ */
+export async function hopRttAB(networkId: string, C: number, reps: number, blocks = 6): Promise<{ libp2p: HopTimes; lane: HopTimes }> {
+  const rigs = { libp2p: await openHop(networkId, C, false), lane: await openHop(networkId, C, true) };
+  try {
+    const warm = Math.max(20, Math.min(300, reps));
+    for (const r of [rigs.libp2p, rigs.lane, rigs.libp2p, rigs.lane]) for (let i = 0; i < warm / 2; i++) await r.step();
+    const acc = { libp2p: { times: [] as number[], cpu: 0, fo: 0, fi: 0 }, lane: { times: [] as number[], cpu: 0, fo: 0, fi: 0 } };
+    const per = Math.max(1, Math.ceil(reps / blocks));
+    for (let b = 0; b < blocks; b++) {
+      const order: ('libp2p' | 'lane')[] = b % 2 === 0 ? ['libp2p', 'lane'] : ['lane', 'libp2p'];
+      for (const w of order) {
+        const r = rigs[w];
+        const f0 = r.laneFrames();
+        const c0 = process.cpuUsage();
+        for (let i = 0; i < per; i++) {
+          const t0 = performance.now();
+          await r.step();
+          acc[w].times.push(performance.now() - t0);
+        }
+        const c = process.cpuUsage(c0);
+        const f1 = r.laneFrames();
+        acc[w].cpu += c.user + c.system;
+        acc[w].fo += f1.out - f0.out;
+        acc[w].fi += f1.in - f0.in;
+      }
+    }
+    const done = (w: 'libp2p' | 'lane'): HopTimes => {
+      const n = acc[w].times.length;
+      return { times: acc[w].times, cpuUs: Math.round(acc[w].cpu / n), onLane: rigs[w].onLane(), framesOutPerStep: r3(acc[w].fo / n), framesInPerStep: r3(acc[w].fi / n) };
+    };
+    return { libp2p: done('libp2p'), lane: done('lane') };
   } finally {
-    await e.stop();
-    await a.stop();
+    await rigs.libp2p.close();
+    await rigs.lane.close();
   }
 }
 
@@ -272,8 +340,10 @@ export const servingHopSection: BenchSection = {
     const reps = quick ? 20 : 500;
     // the path a node uses by default (libp2p: noise + yamux; NEUROSHARD_RPC_LANE=1 makes it the lane), and the
     // opt-in direct data lane beside it
-    const hop = await hopRtt(networkId, C, reps);
-    const lane = await hopRtt(networkId, C, reps, true);
+    // both paths timed in alternating blocks in this one process; the old keys report the node's default path
+    const ab = await hopRttAB(networkId, C, reps);
+    const hop = BENCH_LANE ? ab.lane : ab.libp2p;
+    const lane = ab.lane;
     const tcp = await tcpRtt(C * 4, reps);
     const res = {
       hop_rtt_ms_p50: pct(hop.times, 0.5),
@@ -285,9 +355,10 @@ export const servingHopSection: BenchSection = {
       hop_rtt_lane_ms_p99: pct(lane.times, 0.99),
       hop_cpu_lane_us: lane.cpuUs,
     };
+    const p = (h: HopTimes): string => `p50 ${pct(h.times, 0.5)} ms p99 ${pct(h.times, 0.99)} ms, ${h.cpuUs} µs CPU per step`;
     log(
-      `hop rtt ([1, ${C}] fp32, identity hop, ${hop.onLane ? 'data lane' : 'libp2p'}) p50 ${res.hop_rtt_ms_p50} ms p99 ${res.hop_rtt_ms_p99} ms, ${res.hop_cpu_us} µs CPU per step; ` +
-        `${lane.onLane ? 'data lane' : 'lane (NO LANE UP)'} p50 ${res.hop_rtt_lane_ms_p50} ms p99 ${res.hop_rtt_lane_ms_p99} ms, ${res.hop_cpu_lane_us} µs CPU; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,
+      `hop rtt ([1, ${C}] fp32, identity hop, alternating blocks; the node's default path is ${BENCH_LANE ? 'the lane' : 'libp2p'}): libp2p ${p(ab.libp2p)}; ` +
+        `${lane.onLane ? 'data lane' : 'lane (NO LANE UP)'} ${p(lane)}, sealed frames per step ${lane.framesOutPerStep} out / ${lane.framesInPerStep} in; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,
     );
     return res;
   },

@@ -14,7 +14,17 @@
  * spliced frame fails its tag (LANE_AUTH) and the lane closes. The tag is checked (`final()`) before the caller
  * sees a byte of the plaintext. Each direction stops after MAX_FRAMES frames (far below GCM's limits); the lane
  * is then closed and a fresh one made with fresh keys.
+ *
+ * Two implementations of the same bytes (test/unit/p2p/lane-aead.test.ts: NIST vectors, cross-checks): OpenSSL's
+ * AES-256-GCM through the small `neuroshard_aead` addon (src/tensor/native/aead.cc), one context per direction
+ * keyed once and given only a new IV per frame (~1 µs of overhead a frame), and Node's `crypto`, a new
+ * `createCipheriv` per frame (8-10 µs), used where the addon is not built (NEUROSHARD_SKIP_NATIVE=1 at install) or
+ * NEUROSHARD_LANE_AEAD=js.
  */
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createCipheriv, createDecipheriv, diffieHellman, generateKeyPairSync, hkdfSync, createHash, type KeyObject, createPublicKey } from 'node:crypto';
 import { LaneError } from './errors.js';
 
@@ -84,6 +94,85 @@ export function deriveLaneKeys(
   return { clientToServer: okm.subarray(0, 32), serverToClient: okm.subarray(32, 64) };
 }
 
+/** One AES-256-GCM context of the addon (src/tensor/native/aead.cc). */
+interface GcmContext {
+  begin(iv: Uint8Array, aad: Uint8Array): void;
+  update(src: Uint8Array, dst: Uint8Array, at?: number): void;
+  finishEncrypt(dst: Uint8Array, at?: number): void;
+  finishDecrypt(tag: Uint8Array, at?: number): boolean;
+}
+type GcmContextCtor = new (key: Uint8Array, encrypt: boolean) => GcmContext;
+
+/** The directory of the `neuroshard` package.json above this module (p2p/ may not import tensor/'s copy of this). */
+function packageRoot(): string | undefined {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; ) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'neuroshard') return dir;
+      } catch {
+        // an unreadable package.json on the way up is not ours: keep walking
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+let gcm: GcmContextCtor | null | undefined;
+let gcmWhy = '';
+
+/**
+ * The addon's GCM context class, or null (with why: `aeadBackend()`) when it is not built, fails to load or
+ * NEUROSHARD_LANE_AEAD=js asks for Node's crypto. Loaded once.
+ */
+function nativeGcm(ignoreEnv = false): GcmContextCtor | null {
+  if (gcm !== undefined) return gcm;
+  gcm = null;
+  if (!ignoreEnv && process.env.NEUROSHARD_LANE_AEAD === 'js') {
+    gcmWhy = 'NEUROSHARD_LANE_AEAD=js';
+    return gcm;
+  }
+  const root = packageRoot();
+  const path = root === undefined ? undefined : join(root, 'build', 'Release', 'neuroshard_aead.node');
+  if (path === undefined || !existsSync(path)) {
+    gcmWhy = `${path ?? 'build/Release/neuroshard_aead.node'} does not exist`;
+    return gcm;
+  }
+  try {
+    const mod = createRequire(import.meta.url)(path) as { GcmContext?: unknown };
+    if (typeof mod.GcmContext !== 'function') throw new Error('no GcmContext export');
+    gcm = mod.GcmContext as GcmContextCtor;
+  } catch (e) {
+    gcmWhy = `${path} failed to load: ${(e as Error).message}`;
+  }
+  return gcm;
+}
+
+/** Which AES-256-GCM the lane's frames use: 'openssl' (the addon) or 'node' (node:crypto), with why when 'node'. */
+export function aeadBackend(): { backend: 'openssl' | 'node'; why?: string } {
+  return nativeGcm() !== null ? { backend: 'openssl' } : { backend: 'node', why: gcmWhy };
+}
+
+/** Tests: force one implementation (undefined: back to the default choice). */
+export function setAeadBackendForTests(b: 'openssl' | 'node' | undefined): void {
+  if (b === undefined) {
+    gcm = undefined;
+    return;
+  }
+  if (b === 'node') {
+    gcm = null;
+    gcmWhy = 'forced by a test';
+    return;
+  }
+  gcm = undefined;
+  if (nativeGcm(true) === null) throw new Error(`the aead addon is not available: ${gcmWhy}`);
+}
+
+/** Parts below this total are joined before sealing with node:crypto (one cipher update, one write). */
+const JOIN_BELOW = 64 * 1024;
+
 function nonceOf(counter: number, iv: Buffer): Buffer {
   iv.writeUInt32BE(0, 0);
   iv.writeUInt32BE(Math.floor(counter / 2 ** 32), 4);
@@ -95,27 +184,46 @@ function nonceOf(counter: number, iv: Buffer): Buffer {
 export class Sealer {
   private counter = 0;
   private readonly iv = Buffer.alloc(12);
+  private readonly ctx: GcmContext | undefined;
 
-  constructor(private readonly key: Buffer) {}
+  constructor(private readonly key: Buffer) {
+    const G = nativeGcm();
+    this.ctx = G === null ? undefined : new G(key, true);
+  }
 
   get framesSealed(): number {
     return this.counter;
   }
 
   /**
-   * The frame holding `parts` joined (their total must be ≥ 0): [length, ciphertext pieces..., tag]. The pieces are
-   * written in order (a writev); nothing is copied beyond the cipher's own output.
+   * The frame holding `parts` joined (their total must be ≥ 0), as buffers to write in order: with the addon one
+   * buffer [length, ciphertext, tag] (the cipher writes each part's ciphertext in place, no other copy); with
+   * node:crypto [length, ciphertext pieces..., tag], small parts joined first.
    */
   seal(parts: readonly Uint8Array[]): Buffer[] {
     if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
     let n = TAG_BYTES;
     for (const p of parts) n += p.byteLength;
+    const iv = nonceOf(this.counter++, this.iv);
+    if (this.ctx !== undefined) {
+      const frame = Buffer.allocUnsafe(LENGTH_BYTES + n);
+      frame.writeUInt32BE(n, 0);
+      this.ctx.begin(iv, frame.subarray(0, LENGTH_BYTES));
+      let o = LENGTH_BYTES;
+      for (const p of parts) {
+        this.ctx.update(p, frame, o);
+        o += p.byteLength;
+      }
+      this.ctx.finishEncrypt(frame, o);
+      return [frame];
+    }
     const len = Buffer.allocUnsafe(LENGTH_BYTES);
     len.writeUInt32BE(n);
-    const c = createCipheriv(CIPHER, this.key, nonceOf(this.counter++, this.iv), { authTagLength: TAG_BYTES });
+    const c = createCipheriv(CIPHER, this.key, iv, { authTagLength: TAG_BYTES });
     c.setAAD(len);
     const out: Buffer[] = [len];
-    for (const p of parts) out.push(c.update(p));
+    if (n - TAG_BYTES < JOIN_BELOW && parts.length > 1) out.push(c.update(Buffer.concat(parts, n - TAG_BYTES)));
+    else for (const p of parts) out.push(c.update(p));
     c.final();
     out.push(c.getAuthTag());
     return out;
@@ -127,8 +235,12 @@ export class Opener {
   private counter = 0;
   private readonly iv = Buffer.alloc(12);
   private readonly len = Buffer.alloc(LENGTH_BYTES);
+  private readonly ctx: GcmContext | undefined;
 
-  constructor(private readonly key: Buffer) {}
+  constructor(private readonly key: Buffer) {
+    const G = nativeGcm();
+    this.ctx = G === null ? undefined : new G(key, false);
+  }
 
   get framesOpened(): number {
     return this.counter;
@@ -136,14 +248,41 @@ export class Opener {
 
   /**
    * The plaintext of the next frame, given its ciphertext pieces (in order) and tag. Throws LANE_AUTH when the tag
-   * does not verify; no plaintext is returned then.
+   * does not verify; no plaintext is returned then. `consume` (the lane: it owns its socket's chunks and reads each
+   * once) lets the addon decrypt a frame in one piece in place, so that the plaintext returned is that piece and
+   * its bytes are no longer ciphertext afterwards; otherwise the pieces are left as they were. Several pieces are
+   * decrypted straight into one new buffer (one pass, no join before).
    */
-  open(cipherPieces: readonly Uint8Array[], tag: Uint8Array): Buffer {
+  open(cipherPieces: readonly Uint8Array[], tag: Uint8Array, consume = false): Buffer {
     if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
     let n = TAG_BYTES;
     for (const p of cipherPieces) n += p.byteLength;
     this.len.writeUInt32BE(n);
-    const d = createDecipheriv(CIPHER, this.key, nonceOf(this.counter, this.iv), { authTagLength: TAG_BYTES });
+    const iv = nonceOf(this.counter, this.iv);
+    if (this.ctx !== undefined) {
+      let out: Buffer;
+      this.ctx.begin(iv, this.len);
+      if (cipherPieces.length === 1 && consume) {
+        const p = cipherPieces[0]!;
+        out = Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
+        this.ctx.update(p, p);
+      } else {
+        // one pass: each piece decrypted straight into its place in the joined plaintext
+        out = Buffer.allocUnsafe(n - TAG_BYTES);
+        let o = 0;
+        for (const p of cipherPieces) {
+          this.ctx.update(p, out, o);
+          o += p.byteLength;
+        }
+      }
+      if (!this.ctx.finishDecrypt(tag)) {
+        out.fill(0); // nothing of a forged frame's plaintext stays around
+        throw this.authError();
+      }
+      this.counter++;
+      return out;
+    }
+    const d = createDecipheriv(CIPHER, this.key, iv, { authTagLength: TAG_BYTES });
     d.setAAD(this.len);
     d.setAuthTag(tag);
     const out: Buffer[] = [];
@@ -151,9 +290,13 @@ export class Opener {
     try {
       d.final();
     } catch {
-      throw new LaneError('LANE_AUTH', `frame ${this.counter} does not authenticate (tampered, replayed, reordered or another key)`, { frame: this.counter });
+      throw this.authError();
     }
     this.counter++;
     return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  private authError(): LaneError {
+    return new LaneError('LANE_AUTH', `frame ${this.counter} does not authenticate (tampered, replayed, reordered or another key)`, { frame: this.counter });
   }
 }
