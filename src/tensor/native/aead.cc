@@ -16,6 +16,17 @@
 //                                                   does not verify
 // Every buffer length is checked here; a call out of order (update before begin, ...) throws.
 #include <napi.h>
+
+// A Node without OpenSSL headers in its include dir (one built against a shared system OpenSSL without its -dev
+// headers) must still build the compute addon beside this one (node-gyp builds every target or none): then this
+// module exports no GcmContext and the lane uses node:crypto (src/p2p/lane/aead.ts).
+#if defined(__has_include)
+#if __has_include(<openssl/evp.h>)
+#define NEUROSHARD_HAVE_OPENSSL 1
+#endif
+#endif
+
+#ifdef NEUROSHARD_HAVE_OPENSSL
 #include <openssl/evp.h>
 
 #include <cstdint>
@@ -173,5 +184,16 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
 }
 
 }  // namespace
+
+#else  // no OpenSSL headers: an empty module (the lane falls back to node:crypto)
+
+namespace {
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("openssl", env.Null());
+  return exports;
+}
+}  // namespace
+
+#endif
 
 NODE_API_MODULE(neuroshard_aead, InitModule)
