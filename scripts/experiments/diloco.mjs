@@ -7,7 +7,8 @@
 //        [--outer-lr 1] [--outer-momentum 0] [--ef-beta 1] [--no-baseline] [--curve FILE.json] [--json]
 //        [--baseline-data same|own] [--max-grad-norm G] [--weight-decay W] [--beta1 B] [--eval-every S] [--diag]
 //        [--outer-warmup N] [--average-rounds K] [--inner-schedule run|round] [--final-inner-steps F]
-//        [--warm-steps W] [--warm-save FILE] [--warm-from FILE]
+//        [--warm-steps W] [--warm-save FILE] [--warm-from FILE] [--round-steps H1,H2,…] [--round-outer-lr η1,η2,…]
+//        [--inner-lr L]
 //
 // All replicas run in this one process, one after the other (the machine has 2 shared cores; the math is the
 // same as on separate machines). Each replica is a whole model (LlamaShard over every layer) with its own
@@ -41,6 +42,10 @@
 // and the baseline for H·N steps on the same continued stream. The continuation's schedule is a cosine from the peak
 // lr over its H·N steps without a second warm-up (both arms). The warm checkpoint does not depend on H·N, so
 // --warm-save FILE writes it and --warm-from FILE reads it back (its settings are checked against this run's).
+// Per-round schedules (experiment-only, session 19): --round-steps H1,H2,… gives every round its own number of inner
+// steps (the number of rounds is the list's length; the cosine still runs over their sum); --round-outer-lr η1,η2,…
+// gives every round its own outer lr (momentum stays --outer-momentum; not with --outer-warmup or --average-rounds);
+// --inner-lr L gives the DiLoCo replicas their own peak lr (the baseline and the warm phase keep --lr).
 // `tokens`, `ddp_bytes` and `bytes_ratio` count the continuation only; `warm_tokens` the warm phase (equal on both
 // sides), `warm_ddp_bytes` what the warm phase would upload if R workers trained it data-parallel, and
 // `bytes_ratio_with_warm` the ratio when both sides pay that.
@@ -106,11 +111,38 @@ export function defaults() {
     warmSteps: 0,
     warmSave: undefined,
     warmFrom: undefined,
+    roundSteps: undefined,
+    roundOuterLr: undefined,
+    innerLr: undefined,
   };
+}
+
+/** Parses a comma-separated list of positive numbers (--round-steps, --round-outer-lr); integers when asked. */
+export function parseList(flag, text, integer = false) {
+  const xs = String(text).split(',').map((t) => Number(t.trim()));
+  if (xs.length === 0 || xs.length > 10_000) throw new Error(`--${flag}: 1 to 10,000 values`);
+  for (const x of xs) {
+    if (!(Number.isFinite(x) && x > 0) || (integer && !Number.isInteger(x))) throw new Error(`--${flag}: ${text} has a value that is not a positive ${integer ? 'integer' : 'number'}`);
+  }
+  return xs;
+}
+
+/** Checks the per-round schedules against each other and sets o.rounds from --round-steps. */
+export function applyRoundLists(o) {
+  if (o.roundSteps !== undefined) {
+    if (o.finalInnerSteps !== undefined || o.innerSchedule !== 'run') throw new Error('--round-steps goes without --final-inner-steps and with --inner-schedule run');
+    o.rounds = o.roundSteps.length;
+  }
+  if (o.roundOuterLr !== undefined) {
+    if (o.outerWarmup > 0 || o.averageRounds > 0) throw new Error('--round-outer-lr goes without --outer-warmup and --average-rounds');
+    if (o.roundOuterLr.length !== o.rounds) throw new Error(`--round-outer-lr has ${o.roundOuterLr.length} values for ${o.rounds} rounds`);
+  }
+  return o;
 }
 
 /** Inner steps of round r (0-based): H, except a shorter or longer last round with --final-inner-steps. */
 export function roundSteps(o, r) {
+  if (o.roundSteps !== undefined) return o.roundSteps[r];
   return r === o.rounds - 1 && o.finalInnerSteps !== undefined ? o.finalInnerSteps : o.innerSteps;
 }
 
@@ -123,6 +155,7 @@ export function totalSteps(o) {
 
 /** The outer step's options for round r (0-based) under --average-rounds and --outer-warmup. */
 export function outerAt(o, r) {
+  if (o.roundOuterLr !== undefined) return { lr: o.roundOuterLr[r], momentum: o.outerMomentum };
   if (r < o.averageRounds) return { lr: 1, momentum: 0 };
   const k = r - o.averageRounds;
   const lr = o.outerWarmup > 0 && k < o.outerWarmup ? (o.outerLr * (k + 1)) / o.outerWarmup : o.outerLr;
@@ -340,7 +373,9 @@ export async function runDiLoCo(o, ctx, log = () => {}, warm = null) {
   for (let r = 0; r < R; r++) {
     const shard = new LlamaShard({ config: cfg, backend: ctx.backend, seed: o.seed });
     const key = keyFromPrivate(createHash('sha256').update(`replica-${o.seed}-${r}`).digest());
-    const trainer = new SoloTrainer(ctx.backend, new ShardTrainable(shard), trainerOpts(o, o.innerSchedule === 'round' ? o.innerSteps : steps, warm !== null));
+    const inner = trainerOpts(o, o.innerSchedule === 'round' ? o.innerSteps : steps, warm !== null);
+    if (o.innerLr !== undefined) inner.lr = o.innerLr; // the replicas' own peak lr (the baseline keeps --lr)
+    const trainer = new SoloTrainer(ctx.backend, new ShardTrainable(shard), inner);
     const stream = await ctx.corpus.trainStream({ nodeId: `replica-${r}`, batchSize: o.batch, seqLen: o.seq, seed: o.seed });
     if (warm !== null) {
       continueFrom(warm, shard, trainer);
@@ -537,6 +572,9 @@ export async function runOne(o, ctx, log) {
     baseline_curve: b?.curve ?? null,
     rejected_last_round: d.records.filter((r) => r.round === o.rounds - 1).flatMap((r) => r.rejected),
     ...warmFields,
+    ...(o.roundSteps !== undefined ? { round_steps: o.roundSteps } : {}),
+    ...(o.roundOuterLr !== undefined ? { round_outer_lr: o.roundOuterLr } : {}),
+    ...(o.innerLr !== undefined ? { replica_lr: o.innerLr } : {}),
   };
 }
 
@@ -575,6 +613,9 @@ async function main() {
       'warm-steps': { type: 'string' },
       'warm-save': { type: 'string' },
       'warm-from': { type: 'string' },
+      'round-steps': { type: 'string' },
+      'round-outer-lr': { type: 'string' },
+      'inner-lr': { type: 'string' },
       curve: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -608,14 +649,19 @@ async function main() {
   num('average-rounds', 'averageRounds');
   num('final-inner-steps', 'finalInnerSteps');
   num('warm-steps', 'warmSteps');
+  num('inner-lr', 'innerLr');
+  if (o.innerLr !== undefined && !(o.innerLr > 0)) throw new Error('--inner-lr must be > 0');
   if (values['warm-save'] !== undefined) o.warmSave = values['warm-save'];
   if (values['warm-from'] !== undefined) o.warmFrom = values['warm-from'];
+  if (values['round-steps'] !== undefined) o.roundSteps = parseList('round-steps', values['round-steps'], true);
+  if (values['round-outer-lr'] !== undefined) o.roundOuterLr = parseList('round-outer-lr', values['round-outer-lr']);
   if (values['inner-schedule'] !== undefined) o.innerSchedule = values['inner-schedule'];
   if (values['baseline-data'] !== undefined) o.baselineData = values['baseline-data'];
   if (values.diag) o.diag = true;
   for (const k of ['attack', 'aggregator', 'compress', 'model']) if (values[k] !== undefined) o[k] = values[k];
   if (values['no-baseline']) o.baseline = false;
   if (o.attack !== 'none' && o.byzantine === 0) o.byzantine = 1;
+  applyRoundLists(o);
   const log = (s) => process.stderr.write(`diloco: ${s}\n`);
   const ctx = await context(o);
   log(ctx.engine);
