@@ -143,6 +143,12 @@ export interface OuterSyncOptions {
 /** A joiner waits this many sync deadlines for every holder to count it before a quorum of them is enough. */
 export const ENTRY_PATIENCE = 1.5;
 
+/**
+ * How long the status call that settles a doubtful waiver may take at the start of a close (ms; OuterSync.confirm):
+ * one that fails or does not answer in time stays waived, as before.
+ */
+export const DOUBT_STATUS_MIN_MS = 2_000;
+
 /** While collecting, the statuses of members whose Δ is missing are asked at most this often (ms; 8 polls at least). */
 export const MISSING_STATUS_MIN_MS = 2_000;
 
@@ -151,12 +157,6 @@ export const MISSING_STATUS_MIN_MS = 2_000;
  * not waited for: max(STALLED_MIN_MS, sync deadline / 4) (OuterSync.askMissing).
  */
 export const STALLED_MIN_MS = 10_000;
-
-/**
- * How long the status call that settles a doubtful waiver may take at the start of a close (ms; OuterSync.confirm):
- * one that fails or does not answer in time stays waived, as before.
- */
-export const DOUBT_STATUS_MIN_MS = 2_000;
 
 /** Closed rounds whose hashes a node keeps for the hash exchange (and lists in its status). */
 export const STATUS_HISTORY = KEPT_ROUNDS;
