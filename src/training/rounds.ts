@@ -120,6 +120,19 @@ export function release(s: RoundState, member: string): RoundState {
   return { ...s, waived: [...s.waived, member].sort() };
 }
 
+/**
+ * A holder the round waived at its start from what was known then (last seen entering the rounds, or not heard from)
+ * shows that it is a member of this round in its own view: its status says it entered at an earlier round, or its Δ
+ * for this round came (a holder sends one only for a round it is a member of). The round waits for it and counts its
+ * Δ, as it counts itself (sync.ts OuterSync.admit). Only while the round is open; a released member is not admitted
+ * (the caller admits only holders it waived at the start).
+ */
+export function admit(s: RoundState, member: string): RoundState {
+  if (!s.holders.includes(member) || !s.waived.includes(member)) return s;
+  if (s.phase === 'closed' || s.phase === 'abandoned') return s;
+  return { ...s, waived: s.waived.filter((h) => h !== member) };
+}
+
 /** The next round, from a closed or abandoned one, with the holders and θ_start hash at the boundary. */
 export function nextRound(c: RoundConfig, s: RoundState, holders: readonly string[], startHash: string, waived: readonly string[] = []): RoundState {
   if (s.phase !== 'closed' && s.phase !== 'abandoned') throw new InvalidArgumentError(`round ${s.round} is still ${s.phase}`);

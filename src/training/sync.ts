@@ -45,7 +45,7 @@ import type { TrainStepResult } from './trainer.js';
 import type { Batch } from './types.js';
 import type { ChainPosition } from './inner.js';
 import { voteOutcome, type VoteOutcome } from './vote.js';
-import { innerStepDone, MAX_ROUND, nextRoundNumber, partnerAt, receive as roundReceive, release, startRound, stepsToAlign, tryClose, type ChainBoundary, type RoundConfig, type RoundState } from './rounds.js';
+import { admit, innerStepDone, MAX_ROUND, nextRoundNumber, partnerAt, receive as roundReceive, release, startRound, stepsToAlign, tryClose, type ChainBoundary, type RoundConfig, type RoundState } from './rounds.js';
 
 /** What the inner loop must offer the outer sync: its held parameters as one flat buffer (ParamLayout order). */
 export interface InnerParams {
@@ -144,6 +144,12 @@ export interface OuterSyncOptions {
 
 /** A joiner waits this many sync deadlines for every holder to count it before a quorum of them is enough. */
 export const ENTRY_PATIENCE = 1.5;
+
+/**
+ * How long the status call that settles a doubtful waiver may take at the start of a close (ms; OuterSync.confirm):
+ * one that fails or does not answer in time stays waived, as before.
+ */
+export const DOUBT_STATUS_MIN_MS = 2_000;
 
 /** While collecting, the statuses of members whose Δ is missing are asked at most this often (ms; 8 polls at least). */
 export const MISSING_STATUS_MIN_MS = 2_000;
@@ -364,6 +370,13 @@ export class OuterSync {
    * askMissing; cleared at each round's begin).
    */
   private progress = new Map<string, { round: number; phase: string; steps: number; since: number }>();
+  /**
+   * Holders the current round waived at its begin from what we knew then (last seen entering, or not heard from since
+   * the boundary): one of them may have entered at the round before after all and be a member of this one in its own
+   * view (a joiner whose entry our boundary's status call missed). Its status at our close, or its Δ for this round,
+   * settles it (admit); cleared at each begin.
+   */
+  private doubtful = new Set<string>();
   /** Our last chain boundary as published in the status (a chain stage only). */
   private chainPub: ChainBoundary | undefined;
   /** Inner steps of the current round: H, or fewer once to end with our driver's rounds (chainNext). */
@@ -478,6 +491,8 @@ export class OuterSync {
       this.early.set(layer, m);
       return 'accepted';
     }
+    // a Δ for this round from a holder we waived at the begin as still entering: it is a member in its own view
+    if (round === this.roundNo && this.doubtful.has(from)) this.admit(from, 'its Δ for this round came');
     const s = this.states.get(layer);
     if (s === undefined) return round > this.roundNo ? 'too_early' : 'wrong_round';
     const r = roundReceive(s, round, from, this.o.clock.now());
@@ -594,6 +609,8 @@ export class OuterSync {
       st = innerStepDone(this.o.round, st, now);
       this.states.set(id, st);
     }
+    // holders this round waived at its begin from an old fact: one that entered since is a member, waited for and counted
+    await this.confirm(round, signal);
     const sends: Promise<void>[] = [];
     const listenerSends: Promise<void>[] = [];
     const all: Promise<void>[] = [];
@@ -957,6 +974,38 @@ export class OuterSync {
   }
 
   /**
+   * At the start of our close of `round`: the statuses of the holders it waived at its begin (`doubtful`). One that
+   * says it entered at an earlier round and stands at this round or the one before is a member of this round in its own
+   * view (it counts its Δ and waits for ours): we admit it, so that both aggregate the same Δ. A joiner enters at the
+   * round a holder is in (keep.ts sequenceToJoin) and our boundary's status call may miss it by a moment (it failed
+   * under load, or came just before the joiner's install; the acceptance of our Δ that would also tell arrived after
+   * our begin): we waived it while it took part as a member, our aggregates differed and so did our states
+   * (driver-entry under load: "d3 and d2 agree after round 4"). Asked here, a round of inner steps later, its entry is
+   * long done. One that does not answer in time stays waived, as before; its Δ for this round still admits it (receive).
+   */
+  private async confirm(round: number, signal: AbortSignal): Promise<void> {
+    const waived = new Set([...this.states.values()].flatMap((s) => s.waived));
+    const doubt = [...this.doubtful].filter((p) => waived.has(p));
+    if (doubt.length === 0) return;
+    const st = await this.statuses(doubt, signal, Math.max(DOUBT_STATUS_MIN_MS, 8 * this.pollMs));
+    for (const [p, s] of st) if (s.phase !== 'entering' && s.entered !== undefined && s.entered < round && s.round >= round - 1 && s.round <= round) this.admit(p, 'it entered at an earlier round');
+  }
+
+  /** A holder this round waived at its begin is a member in its own view (confirm): the round waits for its Δ. */
+  private admit(peer: string, why: string): void {
+    this.doubtful.delete(peer);
+    let changed = false;
+    for (const [id, s] of this.states) {
+      const r = admit(s, peer);
+      if (r !== s) {
+        this.states.set(id, r);
+        changed = true;
+      }
+    }
+    if (changed) this.log.info('a holder waived at the round\'s begin is a member: waited for', { peer, round: this.roundNo, why });
+  }
+
+  /**
    * `peer` answered that it does not train `layer` (the pool moved it): the current round stops waiting for it
    * (unless its Δ is in) and the next rounds leave it out until its status lists the layer again.
    */
@@ -1009,11 +1058,14 @@ export class OuterSync {
     this.states.clear();
     this.inbox.clear();
     this.refusedThisRound = [];
+    // a Δ for this round that came early from a holder we would waive: it is a member in its own view (admit)
+    const sentEarly = new Set([...this.early.values()].flatMap((m) => [...m.keys()]));
+    this.doubtful = new Set([...notWaited].filter((p) => p !== this.o.self && !sentEarly.has(p)));
     for (const l of this.layers) {
       const holders = this.members(l.id);
       // holders last seen entering the rounds are members the round does not wait for (rounds.ts): a join does not
       // stall the members
-      const waived = holders.filter((h) => notWaited.has(h));
+      const waived = holders.filter((h) => notWaited.has(h) && (h === this.o.self || !sentEarly.has(h)));
       const s = startRound(this.o.round, r, holders, '', waived);
       this.states.set(l.id, s);
       // contributions that arrived early, from this round's holders

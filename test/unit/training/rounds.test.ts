@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { contributionRoundCheck, innerStepDone, MAX_ROUND, nextRound, nextRoundNumber, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
+import { admit, contributionRoundCheck, innerStepDone, MAX_ROUND, nextRound, nextRoundNumber, quorumSize, receive, startRound, tryClose, type RoundConfig } from '../../../src/training/rounds.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 
 const cfg: RoundConfig = { innerSteps: 3, quorum: 0.67, syncTimeoutMs: 1000 };
@@ -133,5 +133,22 @@ describe('round numbers tied across layer groups (nextRoundNumber)', () => {
     assert.equal(nextRoundNumber(7, [9, 8]), 9, 'the largest number stays 9');
     assert.equal(nextRoundNumber(3, [MAX_ROUND, Number.MAX_SAFE_INTEGER, 2.5, Number.NaN]), 4, 'labels from MAX_ROUND on, or not integers, are ignored');
     assert.equal(nextRoundNumber(3, [MAX_ROUND - 1]), MAX_ROUND - 1);
+  });
+  it('admits a waived holder that shows it is a member: waited for and counted, only while the round is open', () => {
+    let s = startRound(cfg, 3, ['a', 'j'], 'h', ['j']);
+    for (let i = 0; i < 3; i++) s = innerStepDone(cfg, s, 0);
+    s = receive(s, 3, 'a', 1).state;
+    assert.equal(receive(s, 3, 'j', 2).verdict, 'not_holder', 'a waived holder\'s Δ is refused');
+    const open = admit(s, 'j');
+    assert.deepEqual(open.waived, []);
+    assert.equal(tryClose(cfg, open, 3).outcome.kind, 'open', 'its Δ is waited for');
+    const r = receive(open, 3, 'j', 4);
+    assert.equal(r.verdict, 'accepted');
+    assert.deepEqual(tryClose(cfg, r.state, 5).outcome, { kind: 'closed', included: ['a', 'j'], missing: [] });
+    assert.equal(admit(s, 'x'), s, 'not a holder');
+    assert.equal(admit(open, 'j'), open, 'not waived');
+    const closed = tryClose(cfg, s, 5).state;
+    assert.equal(closed.phase, 'closed');
+    assert.equal(admit(closed, 'j'), closed, 'a closed round is not reopened');
   });
 });

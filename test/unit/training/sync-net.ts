@@ -68,6 +68,11 @@ export class Net {
   readonly left = new Set<string>();
   /** Status calls that fail (a timeout under load): `statusFails(from, to)` true makes that call throw. */
   statusFails: (from: string, to: string) => boolean = () => false;
+  /**
+   * Holds a contribution's delivery until the promise `sendHold(from, to, round)` returns settles (a slow link, a busy
+   * receiver); undefined: delivered at once.
+   */
+  sendHold: (from: string, to: string, round: number) => Promise<void> | undefined = () => undefined;
   /** Solo nodes that take no inner step while listed here (a replica whose steps stall). */
   readonly frozen = new Set<string>();
   /** Views that differ: `hides(viewer, peer)` true leaves `peer` out of `viewer`'s holders (its view lacks it). */
@@ -176,6 +181,7 @@ export class Net {
       transport: {
         send: async (peer, c): Promise<SendVerdict> => {
           await new Promise((r) => setTimeout(r, 2));
+          await this.sendHold(id, peer, c.round);
           const to = this.nodes.get(peer);
           if (to === undefined) throw new Error('unreachable');
           if (this.left.has(peer)) return 'not_held';
