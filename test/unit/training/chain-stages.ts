@@ -5,10 +5,13 @@
  * chain), and a hop's InnerLoop that counts the steps its driver applied to it. A hop belongs to one driver at a time
  * (`attach`): a hop whose driver left is stepped by nobody until another driver takes it.
  */
+import { ChainTrainer, type Batch, type BatchSource, type LocalSpanStage } from '../../../src/training/index.js';
 import type { ChainPosition, InnerLoop, InnerStepsResult, LayerParams } from '../../../src/training/inner.js';
+import { LocalStage, batchOf } from '../../../src/training/pipeline/index.js';
 import { runOuterRounds } from '../../../src/training/chain-outer.js';
 import type { LastRoundReport } from '../../../src/training/sync.js';
 import { AbortedError } from '../../../src/util/errors.js';
+import { randomIds, reference, tinyConfig } from '../model/helpers.js';
 import type { Net, Node } from './sync-net.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -230,4 +233,33 @@ export function chainOf(net: Net, driver: { id: string; span: { start: number; e
   const hs = hops.map((h) => new HopStage(net.create(h.id, h.span, stepMs)));
   for (const h of hs) d.attach(h);
   return { driver: d, hops: hs };
+}
+
+/**
+ * A real ChainTrainer over two in-process stages of a tiny 2-layer model ([0,1) local, [1,2) a hop 'x'), batches
+ * of 2 × 4 random tokens, one micro-batch, no outer sync: for the tests of its step accounting (stepLimit, discarded
+ * steps).
+ */
+export function twoStageChainTrainer(stepLimit: number): ChainTrainer {
+  const cfg = tinyConfig({ num_hidden_layers: 2 });
+  const B = 2;
+  const T = 4;
+  let i = 0;
+  const data: BatchSource = {
+    next: (): Batch => {
+      const ids = randomIds(B * T * 2, cfg.vocab_size, 7 + i++);
+      return batchOf(ids.subarray(0, B * T), ids.subarray(B * T), B, T);
+    },
+    position: () => i,
+  };
+  const local = new LocalStage(cfg, reference, { start: 0, end: 1 }, { seed: 1 }) as unknown as LocalSpanStage;
+  const hop = new LocalStage(cfg, reference, { start: 1, end: 2 }, { seed: 1 });
+  return new ChainTrainer({
+    self: 'me',
+    local,
+    data,
+    pipeline: { microBatches: 1, schedule: 'gpipe', trainer: { decaySteps: 10 } },
+    stepLimit,
+    formChain: () => Promise.resolve([{ peer: 'me', span: local.span, stage: local }, { peer: 'x', span: hop.span, stage: hop, release: () => Promise.resolve() }]),
+  });
 }

@@ -12,11 +12,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChainTrainer, TrainStepsReachedError, type LocalSpanStage } from '../../../src/training/index.js';
-import { LocalStage, batchOf } from '../../../src/training/pipeline/index.js';
-import type { Batch, BatchSource } from '../../../src/training/index.js';
-import { randomIds, reference, tinyConfig } from '../model/helpers.js';
-import { chainOf, DriverStage, runStage, type RunningStage } from './chain-stages.js';
+import { TrainStepsReachedError } from '../../../src/training/index.js';
+import { chainOf, DriverStage, runStage, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
 import { H, Net, until } from './sync-net.js';
 
 const S0 = { start: 0, end: 1 };
@@ -79,27 +76,7 @@ describe('--train-steps holds for every step a driver runs', () => {
   });
 
   it('ChainTrainer issues no step past its stepLimit (innerSteps rejects with TrainStepsReachedError)', async () => {
-    const cfg = tinyConfig({ num_hidden_layers: 2 });
-    const B = 2;
-    const T = 4;
-    let i = 0;
-    const data: BatchSource = {
-      next: (): Batch => {
-        const ids = randomIds(B * T * 2, cfg.vocab_size, 7 + i++);
-        return batchOf(ids.subarray(0, B * T), ids.subarray(B * T), B, T);
-      },
-      position: () => i,
-    };
-    const local = new LocalStage(cfg, reference, { start: 0, end: 1 }, { seed: 1 }) as unknown as LocalSpanStage;
-    const hop = new LocalStage(cfg, reference, { start: 1, end: 2 }, { seed: 1 });
-    const trainer = new ChainTrainer({
-      self: 'me',
-      local,
-      data,
-      pipeline: { microBatches: 1, schedule: 'gpipe', trainer: { decaySteps: 10 } },
-      stepLimit: 3,
-      formChain: () => Promise.resolve([{ peer: 'me', span: local.span, stage: local }, { peer: 'x', span: hop.span, stage: hop, release: () => Promise.resolve() }]),
-    });
+    const trainer = twoStageChainTrainer(3);
     assert.equal(trainer.stepsLeft(), 3);
     assert.equal((await trainer.innerSteps(2)).applied, 2);
     await assert.rejects(trainer.innerSteps(5), TrainStepsReachedError);
