@@ -13,7 +13,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { findPackageRoot } from '../tensor/backends/native.js';
+import { findPackageRoot } from '../util/package-root.js';
 import { errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 

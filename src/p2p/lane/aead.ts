@@ -22,10 +22,10 @@
  * NEUROSHARD_LANE_AEAD=js.
  */
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { createCipheriv, createDecipheriv, diffieHellman, generateKeyPairSync, hkdfSync, createHash, type KeyObject, createPublicKey } from 'node:crypto';
+import { findPackageRoot } from '../../util/package-root.js';
 import { LaneError } from './errors.js';
 
 export const CIPHER = 'aes-256-gcm';
@@ -95,30 +95,13 @@ export function deriveLaneKeys(
 }
 
 /** One AES-256-GCM context of the addon (src/tensor/native/aead.cc). */
-interface GcmContext {
+export interface GcmContext {
   begin(iv: Uint8Array, aad: Uint8Array): void;
   update(src: Uint8Array, dst: Uint8Array, at?: number): void;
   finishEncrypt(dst: Uint8Array, at?: number): void;
   finishDecrypt(tag: Uint8Array, at?: number): boolean;
 }
-type GcmContextCtor = new (key: Uint8Array, encrypt: boolean) => GcmContext;
-
-/** The directory of the `neuroshard` package.json above this module (p2p/ may not import tensor/'s copy of this). */
-function packageRoot(): string | undefined {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; ) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'neuroshard') return dir;
-      } catch {
-        // an unreadable package.json on the way up is not ours: keep walking
-      }
-    }
-    const up = dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
-}
+export type GcmContextCtor = new (key: Uint8Array, encrypt: boolean) => GcmContext;
 
 let gcm: GcmContextCtor | null | undefined;
 let gcmWhy = '';
@@ -134,7 +117,7 @@ function nativeGcm(ignoreEnv = false): GcmContextCtor | null {
     gcmWhy = 'NEUROSHARD_LANE_AEAD=js';
     return gcm;
   }
-  const root = packageRoot();
+  const root = findPackageRoot();
   const path = root === undefined ? undefined : join(root, 'build', 'Release', 'neuroshard_aead.node');
   if (path === undefined || !existsSync(path)) {
     gcmWhy = `${path ?? 'build/Release/neuroshard_aead.node'} does not exist`;

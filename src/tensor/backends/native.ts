@@ -14,12 +14,13 @@
  * every kernel: the addon splits work so that each output element is computed by the same arithmetic in the same
  * order whatever thread computes it (see src/tensor/native/kernels.h). Results differ between ISA paths.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { AdamWArgs, Backend, DecodeLayerArgs, GemmArgs, Int8Layout } from '../backend.js';
+import { findPackageRoot } from '../../util/package-root.js';
 import { BackendUnavailableError } from '../errors.js';
 
 /** Instruction-set paths of the addon, best first. */
@@ -169,23 +170,7 @@ interface Addon {
 const ADDON_FILE = join('build', 'Release', 'neuroshard_native.node');
 const ISA_LABEL: Record<NativeIsa, string> = { avx512: 'AVX-512', avx2: 'AVX2', portable: 'portable' };
 
-/** The directory holding the `neuroshard` package.json, found by walking up from this module. */
-export function findPackageRoot(from: string = dirname(fileURLToPath(import.meta.url))): string | undefined {
-  for (let dir = from; ; ) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        const name = (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name;
-        if (name === 'neuroshard') return dir;
-      } catch {
-        // an unreadable package.json on the way up is not ours: keep walking
-      }
-    }
-    const up = dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
-  }
-}
+export { findPackageRoot };
 
 /** Path of the addon binary, or the reason it cannot be found. */
 export function nativeAddonPath(): { path: string } | { reason: string } {

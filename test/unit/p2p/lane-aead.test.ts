@@ -11,18 +11,11 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Opener, Sealer, aeadBackend, setAeadBackendForTests } from '../../../src/p2p/lane/aead.js';
+import { Opener, Sealer, aeadBackend, setAeadBackendForTests, type GcmContextCtor as Ctor } from '../../../src/p2p/lane/aead.js';
 import { FrameAccumulator } from '../../../src/p2p/lane/codec.js';
 import { LaneError } from '../../../src/p2p/lane/errors.js';
-import { findPackageRoot } from '../../../src/tensor/backends/native.js';
+import { findPackageRoot } from '../../../src/util/package-root.js';
 
-interface GcmContext {
-  begin(iv: Uint8Array, aad: Uint8Array): void;
-  update(src: Uint8Array, dst: Uint8Array, at?: number): void;
-  finishEncrypt(dst: Uint8Array, at?: number): void;
-  finishDecrypt(tag: Uint8Array, at?: number): boolean;
-}
-type Ctor = new (key: Uint8Array, encrypt: boolean) => GcmContext;
 
 const addonPath = join(findPackageRoot() ?? '.', 'build', 'Release', 'neuroshard_aead.node');
 const Gcm: Ctor | undefined = existsSync(addonPath) ? (createRequire(import.meta.url)(addonPath) as { GcmContext: Ctor }).GcmContext : undefined;

@@ -263,3 +263,11 @@ export function twoStageChainTrainer(stepLimit: number): ChainTrainer {
     formChain: () => Promise.resolve([{ peer: 'me', span: local.span, stage: local }, { peer: 'x', span: hop.span, stage: hop, release: () => Promise.resolve() }]),
   });
 }
+
+/** Settles with 'ended' when the loop ended by itself, 'running' after `ms`. */
+export async function endsWithin(s: RunningStage, ms: number): Promise<'ended' | 'running'> {
+  let t: NodeJS.Timeout | undefined;
+  const r = await Promise.race([s.finished.then(() => 'ended' as const), new Promise<'running'>((res) => (t = setTimeout(() => res('running'), ms)))]);
+  clearTimeout(t);
+  return r;
+}

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TrainStepsReachedError } from '../../../src/training/index.js';
 import type { InnerStepsResult } from '../../../src/training/inner.js';
-import { chainOf, DriverStage, runStage, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
+import { chainOf, DriverStage, endsWithin, runStage, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
 import { H, Net, until, type Node } from './sync-net.js';
 
 const S0 = { start: 0, end: 1 };
@@ -84,14 +84,6 @@ class DiscardingDriver extends DriverStage {
     }
     return { applied, abandoned, meanLoss: NaN, tokens: 0 };
   }
-}
-
-/** Settles with 'ended' when the loop ended by itself, 'running' after `ms`. */
-async function endsWithin(s: RunningStage, ms: number): Promise<'ended' | 'running'> {
-  let t: NodeJS.Timeout | undefined;
-  const r = await Promise.race([s.finished.then(() => 'ended' as const), new Promise<'running'>((res) => (t = setTimeout(() => res('running'), ms)))]);
-  clearTimeout(t);
-  return r;
 }
 
 describe('the steps a driver drives while it waits to enter the rounds are discarded', () => {

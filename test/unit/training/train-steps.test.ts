@@ -13,20 +13,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TrainStepsReachedError } from '../../../src/training/index.js';
-import { chainOf, DriverStage, runStage, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
+import { chainOf, DriverStage, endsWithin, runStage, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
 import { H, Net, until } from './sync-net.js';
 
 const S0 = { start: 0, end: 1 };
 const S1 = { start: 1, end: 3 };
 const STEP_MS = 10;
-
-/** Settles with 'ended' when the loop ended by itself, 'running' after `ms`. */
-async function endsWithin(s: RunningStage, ms: number): Promise<'ended' | 'running'> {
-  let t: NodeJS.Timeout | undefined;
-  const r = await Promise.race([s.finished.then(() => 'ended' as const), new Promise<'running'>((res) => (t = setTimeout(() => res('running'), ms)))]);
-  clearTimeout(t);
-  return r;
-}
 
 describe('--train-steps holds for every step a driver runs', () => {
   it('a driver in the outer rounds stops at the last boundary within its limit (limit 10, H = 3: 9 steps, not 12)', async () => {
