@@ -40,7 +40,7 @@ describe('--train-steps holds for every step a driver runs', () => {
     }
   });
 
-  it('a driver that drives its chain while it waits to enter counts those steps: it never passes its limit', async () => {
+  it('a driver that drives its chain while it waits to enter never passes its limit (this harness counts the waiting steps against it; ChainTrainer gives them a budget of their own: entry-discard.test)', async () => {
     const net = new Net();
     const stages: RunningStage[] = [];
     try {
