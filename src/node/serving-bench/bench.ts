@@ -17,7 +17,8 @@
  *   section);
  * - `serving-batch`: `batch8_ratio`: aggregate decode tokens/s of 8 generations at once (while all 8 decode) ÷ 1
  *   alone through one hop holding the whole model (continuous batching in its worker), with `batch1_tok_s`,
- *   `batch8_tok_s`, the earlier span's `batch8_tok_s_span` / `batch8_ratio_span` (`concurrentTokS`) and
+ *   `batch8_tok_s` (while all 8 decode: `concurrentTokS`), the earlier span's `batch8_tok_s_span` /
+ *   `batch8_ratio_span`, and
  *   `batch8_mean_rows` (the mean batch size a decode step ran in), and the process CPU per token alone and among 8
  *   (`batch1_cpu_ms`, `batch8_cpu_ms`, `batch8_cpu_ratio`: what batching saves, less dependent on the load than
  *   tokens/s) with `batch_load`;
@@ -443,7 +444,8 @@ export const servingChainSection: BenchSection = {
  * stream's rate over its own tokens in that span (whole token-to-token intervals, so no stream is cut mid-step),
  * summed. The span of a 1-stream run (its first token to its last) holds decode steps only; the span from the
  * first stream's first token holds the other streams' session opens and prefills too (each a forward of its own on
- * the hop, none batched: 7 more forwards, ~10 % of a 32-token run's span), which the 1-stream figure never pays.
+ * the hop, none batched: 2-12 % of a 32-token run's span in session 20's runs), which the 1-stream figure never
+ * pays.
  * Null when the streams never decode together (fewer than 2 tokens of some stream in the shared span).
  */
 export function concurrentTokS(runs: readonly { times: readonly number[] }[]): number | null {
