@@ -97,7 +97,7 @@ async function net(networkId: string, boot: string[], span?: { start: number; en
   return n;
 }
 
-async function tcpRtt(bytes: number, reps: number): Promise<number[]> {
+export async function tcpRtt(bytes: number, reps: number): Promise<number[]> {
   const server = createServer((s) => s.pipe(s));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
