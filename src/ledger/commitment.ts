@@ -118,6 +118,12 @@ function hashHalfBits(bits: Uint16Array): Uint8Array {
   return sha256(le);
 }
 
+/** Scratch half bits for topKRows (64 Ki values: a 85-position prefill chunk of 768, every decode step). */
+const SCRATCH_HALVES = 1 << 16;
+const scratchHalves = new Uint16Array(SCRATCH_HALVES);
+/** Scratch preimage for extendCommitmentTopK (the rows of one decode step and more fit). */
+const scratchPre = new Uint8Array(4096);
+
 /** Largest commit-able width: indices are u16. */
 export const MAX_COMMIT_COLS = 0xffff;
 
@@ -132,7 +138,9 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
   const kk = Math.min(k, cols);
   const outIdx = new Uint16Array(rows * kk);
   const outHalf = new Uint16Array(rows * kk);
-  const all = new Uint16Array(rows * cols); // every value's half bits, for the full hash (v2)
+  // every value's half bits, for the full hash (v2): a scratch buffer reused across calls when the step is not
+  // large (allocating ~1.5 KiB per [1, 768] step cost a fifth of the call); nothing keeps it past this function
+  const all = rows * cols <= SCRATCH_HALVES ? scratchHalves.subarray(0, rows * cols) : new Uint16Array(rows * cols);
   // the values' bits in place (a Float32Array's offset is a multiple of 4): no float → bits round trip per value
   const u32 = new Uint32Array(values.buffer, values.byteOffset, values.length);
   // the row's current top entries, largest magnitude first: column and magnitude
@@ -140,13 +148,23 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
   const topMag = new Int32Array(kk);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
-    for (let c = 0; c < cols; c++) all[base + c] = halfFromBits(u32[base + c]!);
-    // a bounded insertion selection: k is small, so O(cols · k). Magnitude order of halves = order of their bits
-    // without the sign (NaN, 0x7c01.., sorts above infinity); ties keep the lower index (strict >).
+    // One pass: each value's half bits, then a bounded insertion selection (k is small, so O(cols · k) at worst).
+    // Magnitude order of halves = order of their bits without the sign (NaN, 0x7c01.., sorts above infinity); ties
+    // keep the lower index (strict >). `floor` is the magnitude a value must exceed to enter: the k-th largest once k
+    // are held (so most values cost one compare), above any half when k is 0.
     let n = 0;
+    let floor = kk === 0 ? 0x10000 : -1;
     for (let c = 0; c < cols; c++) {
-      const m = all[base + c]! & 0x7fff;
-      if (n === kk && (kk === 0 || m <= topMag[kk - 1]!)) continue;
+      const u = u32[base + c]!;
+      const a = u & 0x7fffffff;
+      // a half's normal range (float exponents 113..142) inline, round to nearest even: the float's bits less the
+      // exponent bias difference, plus 0xfff and the kept mantissa's lowest bit, shifted (a carry into the exponent
+      // is the correct rounding up, to infinity at the top); everything else through halfFromBits. Session 20: the
+      // call per value was half the commitment's time on the serving hop.
+      const h = a >= 0x38800000 && a < 0x47800000 ? ((u >>> 16) & 0x8000) | ((a - 0x37fff001 + ((a >>> 13) & 1)) >>> 13) : halfFromBits(u);
+      all[base + c] = h;
+      const m = h & 0x7fff;
+      if (m <= floor) continue;
       let i = n < kk ? n++ : kk - 1;
       while (i > 0 && m > topMag[i - 1]!) {
         top[i] = top[i - 1]!;
@@ -155,6 +173,7 @@ export function topKRows(values: Float32Array, rows: number, cols: number, k = C
       }
       top[i] = c;
       topMag[i] = m;
+      if (n === kk) floor = topMag[kk - 1]!;
     }
     // the row's records in index order (insertion sort of kk columns)
     const o = r * kk;
@@ -182,16 +201,27 @@ export function extendCommitmentTopK(prev: Uint8Array, step: TopKStep): Uint8Arr
   if (step.full.length !== 32) throw new RangeError('extendCommitmentTopK: full must be a 32-byte hash');
   // the whole preimage in one buffer and one hash call (big-endian fields)
   const n = step.rows * step.kk;
-  const buf = new Uint8Array(prev.length + 8 + 4 * n + 32);
-  const dv = new DataView(buf.buffer);
+  const len = prev.length + 8 + 4 * n + 32;
+  const buf = len <= scratchPre.length ? scratchPre.subarray(0, len) : new Uint8Array(len);
   buf.set(prev, 0);
   let o = prev.length;
-  dv.setUint32(o, step.rows);
-  dv.setUint32(o + 4, step.cols);
+  const { rows, cols, idx, half } = step;
+  buf[o] = rows >>> 24;
+  buf[o + 1] = rows >>> 16;
+  buf[o + 2] = rows >>> 8;
+  buf[o + 3] = rows;
+  buf[o + 4] = cols >>> 24;
+  buf[o + 5] = cols >>> 16;
+  buf[o + 6] = cols >>> 8;
+  buf[o + 7] = cols;
   o += 8;
   for (let j = 0; j < n; j++, o += 4) {
-    dv.setUint16(o, step.idx[j]!);
-    dv.setUint16(o + 2, step.half[j]!);
+    const x = idx[j]!;
+    const y = half[j]!;
+    buf[o] = x >>> 8;
+    buf[o + 1] = x;
+    buf[o + 2] = y >>> 8;
+    buf[o + 3] = y;
   }
   buf.set(step.full, o);
   return sha256(buf);

@@ -486,6 +486,9 @@ export class RemoteHopSession {
   private responses: AsyncGenerator<InferenceResponse> | undefined;
   private seq = 0;
   private closed = false;
+  /** The signal whose abort closes this session (listen()). */
+  private listening: AbortSignal | undefined;
+  private readonly onAbort = (): void => this.close();
 
   constructor(
     private readonly rpc: RpcNode,
@@ -526,8 +529,7 @@ export class RemoteHopSession {
     if (first) req.targetSpan = { start: this.span.start, end: this.span.end };
     if (input.hidden !== undefined) req.hidden = tensorToPb(activationTensor(input.hidden, [T, C], this.opts.wire));
     this.responses ??= this.rpc.bidi(this.peer, inferenceStream, this.queue, { signal: this.ac.signal });
-    const onAbort = (): void => this.close();
-    signal.addEventListener('abort', onAbort, { once: true });
+    this.listen(signal);
     try {
       const t0 = performance.now();
       this.queue.push(req);
@@ -541,14 +543,29 @@ export class RemoteHopSession {
       }
       const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
       if (h === undefined || h.shape[0] !== T || h.shape[1] !== C) throw this.bad(`hidden states not of shape [${T}, ${C}]`);
-      return { hidden: toFloat32(h).slice() };
+      // our own buffer (the router keeps it for replay): toFloat32 views the frame's bytes only when they are aligned
+      // fp32, and otherwise already made a fresh array (a second copy was 2 of every answer's 3 KiB copies)
+      const f = toFloat32(h);
+      return { hidden: f.buffer === h.data.buffer ? f.slice() : f };
     } catch (e) {
       this.close();
       throw e;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
     }
   }
+
+  /**
+   * Closes the session when `signal` aborts. The listener stays on the signal across steps (a caller that passes one
+   * signal for a whole generation, as the bench does, pays one addEventListener instead of an add and a remove per
+   * step: Node's EventTarget costs ~1 µs each); it moves when a step brings another signal (the router's per-call
+   * one) and comes off at close(). Aborting that signal between steps closes the session, as at the next step.
+   */
+  private listen(signal: AbortSignal): void {
+    if (signal === this.listening) return;
+    this.listening?.removeEventListener('abort', this.onAbort);
+    this.listening = signal;
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
 
   /**
    * Asks the hop to sign its commitments for a market request as hop `index` of `count` (after the last step; issue
@@ -570,8 +587,7 @@ export class RemoteHopSession {
   private async exchange(fields: Partial<InferenceRequest>, signal: AbortSignal): Promise<InferenceResponse> {
     if (this.closed || this.responses === undefined) throw new AbortedError('hop session not open');
     const req: InferenceRequest = { sessionId: this.spec.id, requestId: String(++this.seq), tokens: [], positionOffset: 0, endSession: false, chunks: [], maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0, ...fields };
-    const onAbort = (): void => this.close();
-    signal.addEventListener('abort', onAbort, { once: true });
+    this.listen(signal);
     try {
       this.queue.push(req);
       const n = await this.responses.next();
@@ -580,8 +596,6 @@ export class RemoteHopSession {
     } catch (e) {
       this.close();
       throw e;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
     }
   }
 
@@ -593,6 +607,8 @@ export class RemoteHopSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.listening?.removeEventListener('abort', this.onAbort);
+    this.listening = undefined;
     this.queue.end();
     // a closed stream frees the hop's session; an aborted one as well (the hop sees the reset)
     if (this.responses === undefined) return;

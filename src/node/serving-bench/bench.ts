@@ -7,7 +7,8 @@
  *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`; the hop
  *   runs on the path a node uses by default (libp2p; the direct data lane when NEUROSHARD_RPC_LANE=1), and
  *   `hop_rtt_lane_ms_p50`/`_p99` the same over the opt-in direct data lane (`rpcLane`, p2p/lane/); `hop_cpu_us` /
- *   `hop_cpu_lane_us` the process CPU per step (both nodes, background included); both paths are set up and warmed
+ *   `hop_cpu_lane_us` the process CPU per step (both nodes, background included), `hop_step_cpu_us` /
+ *   `hop_step_cpu_lane_us` the same less the nodes' background measured while idle; both paths are set up and warmed
  *   first, then timed in alternating blocks in one process (hopRttAB). Every serving section runs on
  *   the node's default path; NEUROSHARD_RPC_LANE=1 or =0 sets it (A/B runs);
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
@@ -98,7 +99,7 @@ async function net(networkId: string, boot: string[], span?: { start: number; en
   return n;
 }
 
-async function tcpRtt(bytes: number, reps: number): Promise<number[]> {
+export async function tcpRtt(bytes: number, reps: number): Promise<number[]> {
   const server = createServer((s) => s.pipe(s));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
@@ -185,6 +186,11 @@ export interface HopTimes {
   times: number[];
   /** Process CPU per step (µs), both nodes and their background. */
   cpuUs: number;
+  /**
+   * cpuUs less the background of the rigs' four nodes (heartbeats every second, gossip every 300 ms and their
+   * signatures: measured while the rigs idle, charged per wall time of the blocks): what the steps themselves cost.
+   */
+  stepCpuUs: number;
   onLane: boolean;
   /** Sealed lane frames per step, entry → hop and back (0 on libp2p). */
   framesOutPerStep: number;
@@ -202,7 +208,8 @@ export async function hopRttAB(networkId: string, C: number, reps: number, block
   try {
     const warm = Math.max(20, Math.min(300, reps));
     for (const r of [rigs.libp2p, rigs.lane, rigs.libp2p, rigs.lane]) for (let i = 0; i < warm / 2; i++) await r.step();
-    const acc = { libp2p: { times: [] as number[], cpu: 0, fo: 0, fi: 0 }, lane: { times: [] as number[], cpu: 0, fo: 0, fi: 0 } };
+    const idle = await idleCpuRate(Math.min(1000, reps * 2)); // ms of CPU per s of wall time
+    const acc = { libp2p: { times: [] as number[], cpu: 0, wall: 0, fo: 0, fi: 0 }, lane: { times: [] as number[], cpu: 0, wall: 0, fo: 0, fi: 0 } };
     const per = Math.max(1, Math.ceil(reps / blocks));
     for (let b = 0; b < blocks; b++) {
       const order: ('libp2p' | 'lane')[] = b % 2 === 0 ? ['libp2p', 'lane'] : ['lane', 'libp2p'];
@@ -210,12 +217,14 @@ export async function hopRttAB(networkId: string, C: number, reps: number, block
         const r = rigs[w];
         const f0 = r.laneFrames();
         const c0 = process.cpuUsage();
+        const w0 = performance.now();
         for (let i = 0; i < per; i++) {
           const t0 = performance.now();
           await r.step();
           acc[w].times.push(performance.now() - t0);
         }
         const c = process.cpuUsage(c0);
+        acc[w].wall += performance.now() - w0;
         const f1 = r.laneFrames();
         acc[w].cpu += c.user + c.system;
         acc[w].fo += f1.out - f0.out;
@@ -224,7 +233,7 @@ export async function hopRttAB(networkId: string, C: number, reps: number, block
     }
     const done = (w: 'libp2p' | 'lane'): HopTimes => {
       const n = acc[w].times.length;
-      return { times: acc[w].times, cpuUs: Math.round(acc[w].cpu / n), onLane: rigs[w].onLane(), framesOutPerStep: r3(acc[w].fo / n), framesInPerStep: r3(acc[w].fi / n) };
+      return { times: acc[w].times, cpuUs: Math.round(acc[w].cpu / n), stepCpuUs: Math.max(0, Math.round((acc[w].cpu - idle * acc[w].wall) / n)), onLane: rigs[w].onLane(), framesOutPerStep: r3(acc[w].fo / n), framesInPerStep: r3(acc[w].fi / n) };
     };
     return { libp2p: done('libp2p'), lane: done('lane') };
   } finally {
@@ -335,7 +344,7 @@ function benchConfig(quick: boolean): LlamaConfig {
 /** hop_rtt_ms_p50/_p99 beside tcp_rtt_ms_p50 (and the overhead ratio). */
 export const servingHopSection: BenchSection = {
   name: 'serving-hop',
-  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'hop_tcp_ratio', 'hop_cpu_us', 'hop_rtt_lane_ms_p50', 'hop_rtt_lane_ms_p99', 'hop_cpu_lane_us'],
+  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'hop_tcp_ratio', 'hop_cpu_us', 'hop_rtt_lane_ms_p50', 'hop_rtt_lane_ms_p99', 'hop_cpu_lane_us', 'hop_step_cpu_us', 'hop_step_cpu_lane_us'],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const C = 768; // one decode step of the 12x768 preset: [1, 768] fp32
@@ -356,8 +365,10 @@ export const servingHopSection: BenchSection = {
       hop_rtt_lane_ms_p50: pct(lane.times, 0.5),
       hop_rtt_lane_ms_p99: pct(lane.times, 0.99),
       hop_cpu_lane_us: lane.cpuUs,
+      hop_step_cpu_us: hop.stepCpuUs,
+      hop_step_cpu_lane_us: lane.stepCpuUs,
     };
-    const p = (h: HopTimes): string => `p50 ${pct(h.times, 0.5)} ms p99 ${pct(h.times, 0.99)} ms, ${h.cpuUs} µs CPU per step`;
+    const p = (h: HopTimes): string => `p50 ${pct(h.times, 0.5)} ms p99 ${pct(h.times, 0.99)} ms, ${h.cpuUs} µs CPU per step (${h.stepCpuUs} without the nodes' background)`;
     log(
       `hop rtt ([1, ${C}] fp32, identity hop, alternating blocks; the node's default path is ${BENCH_LANE ? 'the lane' : 'libp2p'}): libp2p ${p(ab.libp2p)}; ` +
         `${lane.onLane ? 'data lane' : 'lane (NO LANE UP)'} ${p(lane)}, sealed frames per step ${lane.framesOutPerStep} out / ${lane.framesInPerStep} in; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,

@@ -132,6 +132,37 @@ describe('activation commitments', () => {
     }
   });
 
+  it('golden: a session over [1|3|95, 768] steps (decode, prefill past the scratch buffer, subnormal, overflowing and any-bit values) commits to the value main gave before session 20', () => {
+    // computed with the topKRows of 19b5919 (one halfFromBits call per value, a fresh buffer per call); the inline
+    // half conversion and the scratch buffers of session 20 must not move a bit of it
+    const rng = new Rng(2026);
+    const rc = new RunningCommitment();
+    for (let s = 0; s < 6; s++) {
+      const rows = [1, 3, 1, 95, 1, 2][s]!;
+      const v = new Float32Array(rows * 768);
+      const u = new Uint32Array(v.buffer);
+      for (let i = 0; i < v.length; i++) {
+        if (s === 4) u[i] = Math.floor(rng.next() * 0x100000000);
+        else v[i] = (rng.next() * 2 - 1) * (s === 5 ? 70000 : s === 2 ? 1e-6 : 3);
+      }
+      rc.hidden(v, 768, s === 3 ? [90, 5] : [rows]);
+    }
+    assert.equal(hex(rc.value), '02533435fad3c29a2f7ddef7b8a00c7d85f06636fb51205f681a45126ecc4af8');
+  });
+
+  it('the inline half conversion equals halfBits at every exponent boundary and rounding tie', () => {
+    const v = new Float32Array(1);
+    const u = new Uint32Array(v.buffer);
+    for (let exp = 100; exp <= 160; exp++) {
+      for (const mant of [0, 1, 0xfff, 0x1000, 0x1001, 0x2000, 0x3000, 0x7fefff, 0x7ff000, 0x7fffff]) {
+        for (const sign of [0, 0x80000000]) {
+          u[0] = (sign | (exp << 23) | mant) >>> 0;
+          assert.equal(topKRows(v, 1, 1, 1).half[0], halfBits(v[0]!), `bits ${u[0]!.toString(16)}`);
+        }
+      }
+    }
+  });
+
   it('addSteps: records computed once for a tensor commit alike in a second commitment (the entry: hop k out = hop k+1 in)', () => {
     const rng = new Rng(29);
     const v = hidden(rng, 6, 48);
