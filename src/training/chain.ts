@@ -181,6 +181,8 @@ export class ChainTrainer implements InnerLoop {
   /** Steps issued now are discarded (discardSteps), and how many were so far. */
   private discarding = false;
   private discarded = 0;
+  /** `discarded` when the current discarding began (scheduleStep: a discarded step's place in the schedule). */
+  private discardedAtStart = 0;
 
   constructor(private readonly o: ChainTrainerOptions) {
     this.now = o.now ?? Date.now;
@@ -251,7 +253,20 @@ export class ChainTrainer implements InnerLoop {
    * same `stepLimit`, so that a driver that never enters stops too.
    */
   discardSteps(on: boolean): void {
+    if (on && !this.discarding) this.discardedAtStart = this.discarded;
     this.discarding = on;
+  }
+
+  /**
+   * The lr schedule's position for the next step: the steps that count. Discarded steps do not move it on: a driver
+   * that waited 500 steps to enter trains its counted steps at the rates of one that never waited (they moved the
+   * default --train-steps cosine by ~0.5 % per 500-step wait). A discarded step itself runs at the position it would
+   * have had without the fix (counted + its index in this wait): its update stands on our hops, whose rounds count it.
+   * AdamW's own step count on our span (bias correction) still moves with discarded steps: its moments move with them
+   * too, and a stage op to reset both would change the train-stage wire (left for now).
+   */
+  scheduleStep(): number {
+    return this.countedSteps() + (this.discarding ? this.discarded - this.discardedAtStart : 0);
   }
 
   private wake(): void {
@@ -313,7 +328,7 @@ export class ChainTrainer implements InnerLoop {
       const stepId = pipe.step;
       const discarded = this.discarding;
       try {
-        const r = await pipe.trainStep(batch);
+        const r = await pipe.trainStep(batch, this.scheduleStep());
         this.pending = undefined;
         // the step counter moved (applied or skipped): a step issued while discarding is no step of ours
         if (discarded) this.discarded += pipe.step - stepId;

@@ -67,9 +67,16 @@ export class PipelineTrainer {
     return this.stepCount;
   }
 
-  async trainStep(batch: Batch): Promise<TrainStepResult> {
+  /**
+   * One step on `batch`. `scheduleStep`: the lr schedule's position for this step (default: the step counter). A chain
+   * driver passes the steps that count (ChainTrainer): steps it discarded while it waited to enter the outer rounds
+   * must not move its schedule on, or a driver that waited would train at a later point of the cosine than one that
+   * did not.
+   */
+  async trainStep(batch: Batch, scheduleStep = this.stepCount): Promise<TrainStepResult> {
     const step = this.stepCount;
-    const lr = lrAt(step, this.options);
+    if (!(Number.isInteger(scheduleStep) && scheduleStep >= 0)) throw new InvalidArgumentError(`schedule step ${scheduleStep} must be an integer ≥ 0`);
+    const lr = lrAt(scheduleStep, this.options);
     const [B, T] = batch.inputs.shape as [number, number];
     const M = this.pipe.microBatches;
     if (B % M !== 0) throw new InvalidArgumentError(`batch size ${B} is not divisible by ${M} micro-batches`);

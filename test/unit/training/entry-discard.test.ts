@@ -151,4 +151,42 @@ describe('the steps a driver drives while it waits to enter the rounds are disca
     );
     assert.ok(events.every((e) => e.tokens > 0));
   });
+
+  it('discarded steps do not move the lr schedule on: a driver that waited trains at the rates of one that did not', async () => {
+    // twoStageChainTrainer: warm-up then a cosine to step 10, so every step's lr differs from the next one's
+    const lrs = (t: ReturnType<typeof twoStageChainTrainer>): { lr: number; discarded: boolean }[] => {
+      const out: { lr: number; discarded: boolean }[] = [];
+      t.events.on('step', (e) => out.push({ lr: e.lr, discarded: e.discarded }));
+      return out;
+    };
+    const fresh = twoStageChainTrainer(20);
+    const freshLrs = lrs(fresh);
+    await fresh.innerSteps(6);
+    const waited = twoStageChainTrainer(20);
+    const waitedLrs = lrs(waited);
+    waited.discardSteps(true);
+    await waited.innerSteps(4);
+    waited.discardSteps(false);
+    await waited.innerSteps(3);
+    // a second wait (a driver that fell out of the rounds and enters again) after 3 counted steps
+    waited.discardSteps(true);
+    await waited.innerSteps(2);
+    waited.discardSteps(false);
+    await waited.innerSteps(3);
+    const f = freshLrs.map((e) => e.lr);
+    assert.equal(new Set(f).size, 6, 'the schedule gives every one of the first 6 steps its own lr');
+    assert.deepEqual(
+      waitedLrs.filter((e) => !e.discarded).map((e) => e.lr),
+      f,
+      'the counted steps run at the fresh driver\'s rates, step for step',
+    );
+    // the discarded steps keep the rates they had: the first wait from the schedule's start, the second from the
+    // counted steps' position (their updates stand on the hops)
+    assert.deepEqual(
+      waitedLrs.filter((e) => e.discarded).map((e) => e.lr),
+      [f[0], f[1], f[2], f[3], f[3], f[4]],
+    );
+    assert.equal(waited.scheduleStep(), 6);
+    assert.equal(waited.step, 12);
+  });
 });
