@@ -101,6 +101,19 @@ void wait_until(Done done) {
 }
 }  // namespace
 
+Pool::Shape& Pool::shape(int64_t ntasks, int nphases) {
+  const int64_t key = ntasks * 64 + nphases;
+  Shape& sh = shapes_[static_cast<uint64_t>(key * 0x9E3779B97F4A7C15ull >> 32) % kShapes];
+  if (sh.key != key && sh.key != -1) {
+    // two shapes on one slot: the first keeps it, the second is counted in the last slot, marked mixed (-2)
+    Shape& other = shapes_[kShapes - 1];
+    if (other.key != key) other.key = -2;
+    return other;
+  }
+  sh.key = key;
+  return sh;
+}
+
 int Pool::process_threads() { return g_pool_threads.load(std::memory_order_relaxed); }
 int Pool::usable_cpus() { return cpus_of_process(); }
 
@@ -120,6 +133,13 @@ Pool::~Pool() {
     std::fprintf(stderr, "  gaps between jobs (us) <20 %lld, <50 %lld, <100 %lld, <200 %lld, <500 %lld, <2000 %lld, more %lld\n", static_cast<long long>(gaps_[0]),
                  static_cast<long long>(gaps_[1]), static_cast<long long>(gaps_[2]), static_cast<long long>(gaps_[3]), static_cast<long long>(gaps_[4]),
                  static_cast<long long>(gaps_[5]), static_cast<long long>(gaps_[6]));
+  if (stats_on())
+    for (const Shape& sh : shapes_)
+      if (sh.solo + sh.helped > 0)
+        std::fprintf(stderr, "  jobs of %lld tasks in %d phase(s): %lld no helper worked on (mean %.1f us), %lld a helper did (mean %.1f us)\n",
+                     static_cast<long long>(sh.key < 0 ? -1 : sh.key / 64), sh.key < 0 ? -1 : static_cast<int>(sh.key % 64), static_cast<long long>(sh.solo),
+                     sh.solo > 0 ? static_cast<double>(sh.solo_ns) / 1e3 / static_cast<double>(sh.solo) : 0.0, static_cast<long long>(sh.helped),
+                     sh.helped > 0 ? static_cast<double>(sh.helped_ns) / 1e3 / static_cast<double>(sh.helped) : 0.0);
   for (Buf& b : bufs_) std::free(b.p);
 }
 
@@ -235,6 +255,9 @@ void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {
     tl_in_job = outer;
     return;
   }
+  // (before the job opens: a helper could run all of it before the caller looks)
+  const int64_t t_open = stats_on() ? now_ns() : 0;
+  const int64_t helped_before = stats_on() ? helper_tasks_.load(std::memory_order_relaxed) : 0;
   // No helper is inside a job here (the previous run waited for joined_ == 0), so the fields are ours to write.
   fn_ = fn;
   ctx_ = ctx;
@@ -273,7 +296,16 @@ void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {
   // it may also have been preempted between joining and leaving, hence the same spin-then-yield).
   word_.store(gen_ << 1, std::memory_order_seq_cst);
   wait_until([&] { return joined_.load(std::memory_order_seq_cst) == 0; });
-  if (stats_on()) closed_ns_ = now_ns();
+  if (stats_on()) {
+    closed_ns_ = now_ns();
+    // No helper is inside the job now: helper_tasks_ holds every task they ran in it (only this pool's helpers add
+    // to it, and only inside its jobs).
+    Shape& sh = shape(ntasks, ends_ == nullptr ? 1 : nphases_);
+    if (helper_tasks_.load(std::memory_order_relaxed) != helped_before)
+      sh.helped++, sh.helped_ns += closed_ns_ - t_open;
+    else
+      sh.solo++, sh.solo_ns += closed_ns_ - t_open;
+  }
 }
 
 void Pool::worker(int tid) {

@@ -123,6 +123,16 @@ class Pool {
   std::atomic<int64_t> opened_ns_{0}, join_delay_ns_{0};
   int64_t closed_ns_ = 0, gaps_[7] = {0, 0, 0, 0, 0, 0, 0};  // time between a job's close and the next job's opening
   std::atomic<int64_t> spin_job_{0}, spin_timeout_{0}, spin_cut_{0}, spin_none_{0};
+  // With NEUROSHARD_POOL_STATS, per job shape (its task and phase counts: a decode layer, the head's product, ...):
+  // the jobs no helper worked on (they ran at one thread's speed) and those a helper did, with their summed times
+  // from opening to close (ns, the caller's clock), so that the same layers can be compared between pools.
+  struct Shape {
+    int64_t key = -1;
+    int64_t solo = 0, solo_ns = 0, helped = 0, helped_ns = 0;
+  };
+  static constexpr int kShapes = 16;
+  Shape shapes_[kShapes];
+  Shape& shape(int64_t ntasks, int nphases);
 
   std::atomic<int> sleepers_{0};
   std::atomic<int> spin_us_{100};
