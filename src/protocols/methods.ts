@@ -6,8 +6,7 @@
  */
 import { PeerMisbehaviourError } from '../util/errors.js';
 import * as pb from './pb/node.js';
-import type { Codec } from 'protons-runtime';
-import { encodeProtoParts, type BidiMethod, type MessageCodec, type ServerStreamMethod, type UnaryMethod } from './rpc/method.js';
+import type { BidiMethod, MessageCodec, ServerStreamMethod, UnaryMethod } from './rpc/method.js';
 import { MAX_TENSOR_RANK, tensorFromPb } from './tensor-wire.js';
 import { LEDGER_SYNC_LIMITS } from '../ledger/interfaces.js';
 import { MAX_HOPS as MAX_ROUTE_HOPS } from '../ledger/events.js';
@@ -46,12 +45,10 @@ function checkSpan(s: pb.Span | undefined, what: string, required = false): void
 const TENSOR_LIMITS = { shape: MAX_TENSOR_RANK };
 
 /** A protons namespace with decode limits applied. */
-function codec<T>(ns: { encode(v: Partial<T>): Uint8Array; decode(b: Uint8Array, opts?: { limits?: never }): T; codec(): Codec<T> }, limits?: object): MessageCodec<T> {
+function codec<T>(ns: { encode(v: Partial<T>): Uint8Array; decode(b: Uint8Array, opts?: { limits?: never }): T }, limits?: object): MessageCodec<T> {
   return {
     encode: (v) => ns.encode(v),
     decode: (b) => ns.decode(b, limits === undefined ? undefined : ({ limits } as { limits: never })),
-    // large tensors go to the transport as views, not copied into the message (rpc/method.ts encodeProtoParts)
-    encodeParts: (v, minPart) => encodeProtoParts(ns.codec(), v, minPart),
   };
 }
 

@@ -96,17 +96,6 @@ export async function writeFrameWaiting(stream: DuplexStream, kind: number, body
   if (!stream.send(body)) await stream.onDrain(wait());
 }
 
-/**
- * writeFrameWaiting for a body in parts (rpc/method.ts encodeParts), `bodyLength` their total: small bodies joined
- * with the header into one write, larger ones written part by part (no copy).
- */
-export async function writeFrameParts(stream: DuplexStream, kind: number, parts: readonly Uint8Array[], bodyLength: number, wait: () => AbortOptions): Promise<void> {
-  if (parts.length === 1) return writeFrameWaiting(stream, kind, parts[0]!, wait);
-  if (bodyLength < JOIN_BELOW) return writeFrameWaiting(stream, kind, Buffer.concat(parts, bodyLength), wait);
-  if (!stream.send(frameHeader(kind, bodyLength))) await stream.onDrain(wait());
-  for (const p of parts) if (!stream.send(p)) await stream.onDrain(wait());
-}
-
 /** Pulls frames off a stream one at a time, each with its own size limit. */
 export class FrameReader {
   private readonly buf = new Uint8ArrayList();

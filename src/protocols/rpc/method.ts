@@ -2,18 +2,11 @@
  * An RPC method: its protocol name and version, call shape, message codecs, size limits and deadlines. The table
  * of NeuroShard methods is `../methods.ts`; tests define their own.
  */
-import { writer as protonsWriter, type Codec } from 'protons-runtime';
 
 export type CallKind = 'unary' | 'server-stream' | 'bidi';
 
 export interface MessageCodec<T> {
   encode(value: T): Uint8Array;
-  /**
-   * The same bytes as `encode`, as parts in order: every bytes field of at least `minPart` bytes is its own part, a
-   * view of the value's own array (not copied); the rest is encoded into buffers between them. The caller must not
-   * change those arrays until the parts are written. Optional: a codec without it is encoded whole.
-   */
-  encodeParts?(value: T, minPart: number): Uint8Array[];
   /** Throws on bytes that are not a valid message. */
   decode(bytes: Uint8Array): T;
 }
@@ -77,64 +70,7 @@ export type BidiMethod<Req, Res> = MethodDef<Req, Res, 'bidi'>;
 export type RequestOf<M> = M extends MethodDef<infer Req, unknown> ? Req : never;
 export type ResponseOf<M> = M extends MethodDef<unknown, infer Res> ? Res : never;
 
-/** A protons Writer's scheduled operations (protons-runtime utils/writer.js), read by encodeParts. */
-interface WriterOp {
-  fn: (val: unknown, buf: Uint8Array, pos: number) => void;
-  len: number;
-  val: unknown;
-  next: WriterOp | undefined;
-}
-
-/**
- * Encodes `value` with a protons codec into parts (MessageCodec.encodeParts): protons' Writer first lists one
- * operation per field (its length known) and copies everything into one buffer in `finish()`; here the list is walked
- * instead, and an operation that would copy a large byte array (`buf.set(val, pos)`: its value is that array, its
- * length the array's) becomes a part of its own. Falls back to one `finish()` buffer when the writer does not look
- * as expected (another protons version).
- */
-export function encodeProtoParts<T>(codec: Codec<T>, value: T, minPart: number): Uint8Array[] {
-  const w = protonsWriter();
-  codec.encode(value, w, { lengthDelimited: false });
-  const wi = w as unknown as { head?: WriterOp; len?: number; states?: unknown };
-  if (wi.head === undefined || typeof wi.len !== 'number' || wi.states != null) return [w.finish()];
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  let runFirst: WriterOp | undefined;
-  let runLen = 0;
-  const endRun = (stop: WriterOp | undefined): void => {
-    if (runLen === 0) return;
-    const buf = Buffer.allocUnsafe(runLen);
-    let pos = 0;
-    for (let op = runFirst; op !== stop && op !== undefined; op = op.next) {
-      op.fn(op.val, buf, pos);
-      pos += op.len;
-    }
-    parts.push(buf);
-    runLen = 0;
-    runFirst = undefined;
-  };
-  for (let op = wi.head.next; op !== undefined; op = op.next) {
-    total += op.len;
-    const v = op.val;
-    if (v instanceof Uint8Array && op.len >= minPart && op.len === v.byteLength) {
-      endRun(op);
-      parts.push(v);
-      continue;
-    }
-    runFirst ??= op;
-    runLen += op.len;
-  }
-  endRun(undefined);
-  if (total !== wi.len) return [w.finish()]; // not the list we know: the whole message, as encode() makes it
-  return parts;
-}
-
-/** Adapts a protons-generated message namespace (encode/decode, and codec() for encodeParts) to a MessageCodec. */
-export function protoCodec<T>(ns: { encode(v: Partial<T>): Uint8Array; decode(b: Uint8Array): T; codec?(): Codec<T> }): MessageCodec<T> {
-  const c = ns.codec;
-  return {
-    encode: (v) => ns.encode(v),
-    decode: (b) => ns.decode(b),
-    ...(c === undefined ? {} : { encodeParts: (v: T, minPart: number) => encodeProtoParts(c(), v, minPart) }),
-  };
+/** Adapts a protons-generated message namespace (encode/decode) to a MessageCodec. */
+export function protoCodec<T>(ns: { encode(v: Partial<T>): Uint8Array; decode(b: Uint8Array): T }): MessageCodec<T> {
+  return { encode: (v) => ns.encode(v), decode: (b) => ns.decode(b) };
 }

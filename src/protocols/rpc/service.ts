@@ -23,7 +23,7 @@ import { silentLogger, type Logger } from '../../util/logger.js';
 import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, writeFrame, writeFrameParts, writeFrameWaiting, type Frame } from './frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, writeFrame, writeFrameWaiting, type Frame } from './frame.js';
 import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MUX_MAX_REQUEST_BYTES, MUX_PIECE_BYTES, MuxAssembler, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
 import { perPeerLimit, requestReadMs, type BidiMethod, type CallKind, type MethodDef, type ServerStreamMethod, type UnaryMethod } from './method.js';
 
@@ -275,7 +275,7 @@ export class RpcNode {
   /** A unary call. Throws RemoteRpcError, RpcViolationError, RpcTransportError, TimeoutError or AbortedError. */
   async call<Req, Res>(peer: string, method: UnaryMethod<Req, Res>, req: Req, opts: CallOptions = {}): Promise<Res> {
     const ms = opts.timeoutMs ?? method.timeoutMs;
-    const parts = this.encodeRequestParts(method, req);
+    const body = this.encodeRequest(method, req);
     const t = timer(ms, `${method.name} call`, opts.signal);
     // the answer deadline, armed once the request is written (CallOptions.answerTimeoutMs)
     const answer = opts.answerTimeoutMs === undefined ? undefined : new AbortController();
@@ -289,11 +289,11 @@ export class RpcNode {
     };
     try {
       // a request over MUX_MAX_REQUEST_BYTES goes on a stream of its own (bounds what a server buffers per stream)
-      if (this.reuse && !this.closing.signal.aborted && parts.byteLength <= MUX_MAX_REQUEST_BYTES) {
+      if (this.reuse && !this.closing.signal.aborted && body.byteLength <= MUX_MAX_REQUEST_BYTES) {
         const ch = await this.channelFor(peer, method, signal);
         if (ch !== undefined) {
           try {
-            return this.decodeResponse(method, await ch.request(joinParts(parts), signal, written));
+            return this.decodeResponse(method, await ch.request(body, signal, written));
           } catch (e) {
             // the shared stream is not this call's to reset: a violation in one answer is penalised, the stream lives
             throw this.clientFailure(e, undefined, peer, method, signal);
@@ -301,7 +301,7 @@ export class RpcNode {
         }
       }
       try {
-        return await this.callOnStream(peer, method, parts, signal, written);
+        return await this.callOnStream(peer, method, body, signal, written);
       } catch (e) {
         // it speaks neither protocol of the method now (not registered yet, between two sessions of its handlers): it
         // is no older node without reusable streams, so reuse is tried again at the next call, not in NO_MUX_TTL_MS
@@ -395,14 +395,14 @@ export class RpcNode {
   }
 
   /** A unary call on a stream of its own. */
-  private async callOnStream<Res>(peer: string, method: UnaryMethod<unknown, Res>, body: BodyParts, signal: AbortSignal, written?: () => void): Promise<Res> {
+  private async callOnStream<Res>(peer: string, method: UnaryMethod<unknown, Res>, body: Uint8Array, signal: AbortSignal, written?: () => void): Promise<Res> {
     const t = { signal };
     let stream: DuplexStream | undefined;
     try {
       stream = await this.open(peer, method, t.signal);
       const unguard = guard(stream, t.signal);
       try {
-        await writeFrameParts(stream, FRAME_MESSAGE, body, body.byteLength, () => ({ signal: t.signal }));
+        await writeFrame(stream, FRAME_MESSAGE, body, { signal: t.signal });
         written?.();
         await stream.close({ signal: t.signal });
         const reader = new FrameReader(stream);
@@ -509,22 +509,6 @@ export class RpcNode {
       }
       throw new RpcTransportError('RPC_UNAVAILABLE', `cannot reach ${peerOf(peer)} for ${method.name}: ${errorMessage(e)}`, { peer: peerOf(peer), reason: code }, e);
     }
-  }
-
-  /**
-   * A unary request as parts (MessageCodec.encodeParts): a large tensor's bytes are sent from the caller's own array,
-   * not copied into the message first (one 1 MiB copy and allocation less per call). `call` awaits until the answer,
-   * which the server sends only after it read the whole request, so the caller's arrays are not read after it returns.
-   */
-  private encodeRequestParts<Req>(method: MethodDef<Req, unknown>, req: Req): BodyParts {
-    const parts = (method.request.encodeParts?.(req, PART_MIN_BYTES) ?? [method.request.encode(req)]) as BodyParts;
-    let n = 0;
-    for (const p of parts) n += p.byteLength;
-    if (n > method.maxRequestBytes) {
-      throw new InvalidArgumentError(`${method.name} request of ${n} bytes exceeds the limit of ${method.maxRequestBytes}`);
-    }
-    parts.byteLength = n;
-    return parts;
   }
 
   private encodeRequest<Req>(method: MethodDef<Req, unknown>, req: Req): Uint8Array {
@@ -968,15 +952,4 @@ export class RpcNode {
 function isStreamError(e: unknown): boolean {
   const name = (e as Error | undefined)?.name ?? '';
   return /Stream|Abort|Reset|Mux|Connection/i.test(name);
-}
-
-/** A message body in parts (rpc/method.ts encodeParts) and its total length. */
-type BodyParts = Uint8Array[] & { byteLength: number };
-
-/** Bytes fields at least this large are sent as views (smaller ones are cheaper to copy than to write apart). */
-const PART_MIN_BYTES = 64 * 1024;
-
-/** One contiguous body (a reusable stream's frames need it): the part itself when there is one. */
-function joinParts(parts: BodyParts): Uint8Array {
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, parts.byteLength);
 }
