@@ -135,9 +135,9 @@ export interface NodeOptions {
    * RPC streams to a peer with a direct TCP connection go over a direct data lane (src/p2p/lane/: a plain TCP
    * socket sealed with AES-256-GCM, keys agreed over the authenticated libp2p connection) instead of libp2p's
    * noise + yamux; libp2p stays the fallback for everything a lane cannot carry. The lane's limits and quotas are
-   * LANE_DEFAULTS in src/p2p/lane/manager.ts. Default off: on a quiet machine (session 18) the lane made 1 MiB
-   * calls 1.6x faster but a serving hop's small step slower (0.60-0.78 vs 0.40-0.52 ms p50, ~200 µs more CPU) and
-   * a 4-hop chain no faster; it also opens a second listening port. Opt in with `rpcLane: true` in the config.
+   * LANE_DEFAULTS in src/p2p/lane/manager.ts. Default on since session 20: warmed and timed in alternating blocks
+   * (session 19) the lane's serving hop is cheaper (p50 0.159 vs 0.257 ms, ~250 µs less CPU per step) and its 1 MiB
+   * calls faster than noise + yamux. It opens a second listening port (`lanePort`). `rpcLane: false` turns it off.
    */
   rpcLane: boolean;
   /** TCP port of the lane listener (0: any free port; peers learn it when they set a lane up). */
@@ -217,9 +217,9 @@ export const DEFAULTS: NodeOptions = {
   // unary calls share one stream per (peer, method) (src/protocols/rpc/mux.ts; issue 8 §5): ~4x less CPU per call
   // than a stream per call (docs/SCALE.md); nodes serve both protocol ids either way, so mixed networks work
   rpcStreamReuse: true,
-  // RPC streams over a direct sealed TCP lane where a direct connection exists (issue 8 §5): opt-in, since on a
-  // quiet machine it made bulk calls faster but the serving hop's small steps slower (docs/LIMITS.md "Session 18")
-  rpcLane: false,
+  // RPC streams over a direct sealed TCP lane where a direct connection exists (issue 8 §5): on by default since
+  // session 20 (docs/LIMITS.md "Session 19" and "Session 20": cheaper hop and faster bulk calls than noise + yamux)
+  rpcLane: true,
   lanePort: 0,
 };
 

@@ -2,16 +2,19 @@
  * P2P benchmarks (issue #4 §7), discovered by `npm run bench` (scripts/bench.mjs) through `benchSections`, or
  * called directly: `benchRpc()` and `benchDht()`.
  *
- * RPC: a client node here, an echo server in a child process (bench-server.ts), on 127.0.0.1, each size measured
- * twice: through libp2p's TCP + noise + yamux, the node's default path (rpc_mib_s, rpc_rtt_ms), and through the
- * opt-in direct data lane (p2p/lane/, `rpcLane`: rpc_lane_mib_s, rpc_lane_rtt_ms).
- * For each payload size (1 KiB, 1 MiB, 16 MiB) unary calls carry one fp32 tensor of that size and get a small
- * reply. rpc_rtt_ms is the median time of one call made one at a time (stream open, protocol negotiation,
- * request, reply: two round trips). rpc_mib_s is payload bytes over wall time with PIPELINE (4) calls in flight on
- * the one connection, as a pipeline stage streams micro-batches; the one-at-a-time figure is logged beside it.
- * The same request/ack pattern one at a time over a raw TCP socket to the same child (u32 length ‖ payload →
- * 8-byte ack) gives tcp_mib_s, in the same run, for reference. Each call opens a stream, as the node's do with
- * `rpcStreamReuse` off and, with it on, for requests over 1 MiB (rpc/mux.ts MUX_MAX_REQUEST_BYTES).
+ * RPC: a client node here, an echo server in a child process (bench-server.ts), on 127.0.0.1, three ways to the same
+ * child: through libp2p's TCP + noise + yamux (rpc_mib_s, rpc_rtt_ms), through the direct data lane (p2p/lane/,
+ * `rpcLane`, a node's default since session 20: rpc_lane_mib_s, rpc_lane_rtt_ms), and a raw TCP socket with the
+ * same request/ack pattern one at a time (u32 length ‖ payload → 8-byte ack: tcp_mib_s). For each payload size
+ * (1 KiB, 1 MiB, 16 MiB) unary calls carry one fp32 tensor of that size and get a small reply. All three are warmed,
+ * then timed in alternating blocks (the order rotated each block; session 19 found that the first path timed pays
+ * the JIT and that raw TCP swings 6× with load), so the ratios rpc_tcp_ratio / rpc_lane_tcp_ratio (block by block,
+ * median) compare the same moments. rpc_rtt_ms is the median time of one call made one at a time (stream open,
+ * protocol negotiation, request, reply: two round trips). rpc_mib_s is payload bytes over wall time with PIPELINE
+ * (4) calls in flight on the one connection, as a pipeline stage streams micro-batches; the one-at-a-time figure is
+ * logged beside it. rpc_cpu_us / rpc_lane_cpu_us: CPU per call of this process and the server child together
+ * (the child's from /proc; the split is logged). Each call opens a stream, as the node's do with `rpcStreamReuse`
+ * off and, with it on, for requests over 1 MiB (rpc/mux.ts MUX_MAX_REQUEST_BYTES).
  *
  * Unary (`benchUnary`, section p2p-unary): the wall time and CPU of one 3 KiB unary call on a reused stream and
  * on a stream of its own, alternating, in one process.
@@ -26,7 +29,8 @@
 import '../util/polyfill.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { keyFromPrivate } from '../identity/index.js';
@@ -45,13 +49,21 @@ export const SIZES = { '1KiB': 1 << 10, '1MiB': 1 << 20, '16MiB': 16 << 20 } as 
 export type SizeKey = keyof typeof SIZES;
 
 export interface RpcBenchResult {
-  /** Through the path a node uses by default: libp2p (noise + yamux; `rpcLane` is off by default since session 18). */
+  /** Through libp2p (noise + yamux; the node's path with `rpcLane` off or where no lane can be made). */
   rpc_mib_s: Record<SizeKey, number>;
   tcp_mib_s: Record<SizeKey, number>;
   rpc_rtt_ms: Record<SizeKey, number>;
-  /** The same calls over a direct data lane (p2p/lane/, the opt-in `rpcLane`). */
+  /** The same calls over a direct data lane (p2p/lane/, `rpcLane`, the default since session 20). */
   rpc_lane_mib_s: Record<SizeKey, number>;
   rpc_lane_rtt_ms: Record<SizeKey, number>;
+  /** Pipelined MiB/s ÷ raw TCP's, block by block (the same moments), median over the blocks. */
+  rpc_tcp_ratio: Record<SizeKey, number>;
+  rpc_lane_tcp_ratio: Record<SizeKey, number>;
+  /** CPU per call, client and server process together, µs. */
+  rpc_cpu_us: Record<SizeKey, number>;
+  rpc_lane_cpu_us: Record<SizeKey, number>;
+  /** rpc_lane_tcp_ratio for 1 MiB (issue 8 §5's target: ≥ 0.5). */
+  rpc_lane_tcp_ratio_1MiB: number;
 }
 
 export interface DhtBenchResult {
@@ -100,6 +112,42 @@ function reps(size: number, quick: boolean): number {
   return 20;
 }
 
+/** Alternating blocks per size: every way's figure is a sum over the same moments as the others'. */
+function blocksOf(quick: boolean): number {
+  return quick ? 2 : 4;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN where that cannot be read. */
+function procCpuUs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    // fields after the command's closing parenthesis: state is field 3, utime 14 and stime 15 (in clock ticks)
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+/** sysconf(_SC_CLK_TCK): 100 on every Linux build Node runs on. */
+const CLOCK_TICKS = 100;
+
+/** One way's sums over its blocks. */
+interface WayTally {
+  times: number[];
+  seqBytes: number;
+  seqMs: number;
+  pipeBytes: number;
+  pipeMs: number;
+  calls: number;
+  clientCpuUs: number;
+  serverCpuUs: number;
+  /** Each block's pipelined MiB/s (the ratio to raw TCP is taken block by block). */
+  blockMibS: number[];
+}
+
+const tally = (): WayTally => ({ times: [], seqBytes: 0, seqMs: 0, pipeBytes: 0, pipeMs: 0, calls: 0, clientCpuUs: 0, serverCpuUs: 0, blockMibS: [] });
+
 export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult> {
   const quick = opts.quick ?? false;
   const log = opts.log ?? (() => {});
@@ -126,54 +174,110 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
     const lanes = new LaneManager(net, laneProtocolId('bench'), { listenHost: '127.0.0.1' });
     await lanes.start();
     // a stream per call (as a node calls with rpcStreamReuse off, or with a request over 1 MiB); p2p-unary compares both
-    const ways = { lane: new RpcNode({ network: net, networkId: 'bench', lanes }), libp2p: new RpcNode({ network: net, networkId: 'bench' }) };
+    const ways = { libp2p: new RpcNode({ network: net, networkId: 'bench' }), lane: new RpcNode({ network: net, networkId: 'bench', lanes }) };
     const peer = await net.dial(multiaddr);
     const rec = (): Record<SizeKey, number> => ({}) as Record<SizeKey, number>;
-    const out: RpcBenchResult = { rpc_mib_s: rec(), tcp_mib_s: rec(), rpc_rtt_ms: rec(), rpc_lane_mib_s: rec(), rpc_lane_rtt_ms: rec() };
+    const out: RpcBenchResult = {
+      rpc_mib_s: rec(),
+      tcp_mib_s: rec(),
+      rpc_rtt_ms: rec(),
+      rpc_lane_mib_s: rec(),
+      rpc_lane_rtt_ms: rec(),
+      rpc_tcp_ratio: rec(),
+      rpc_lane_tcp_ratio: rec(),
+      rpc_cpu_us: rec(),
+      rpc_lane_cpu_us: rec(),
+      rpc_lane_tcp_ratio_1MiB: NaN,
+    };
     try {
       for (const [key, size] of Object.entries(SIZES) as [SizeKey, number][]) {
         const x = new Float32Array(size / 4);
         for (let i = 0; i < x.length; i += 1024) x[i] = i;
         const req = { payload: new Uint8Array(0), tensor: tensorToPb(fp32Tensor(x, [size / 4])), replyWithTensor: false };
         const n = reps(size, quick);
-        const measure = async (rpc: RpcNode): Promise<{ rtt: number; p90: number; pipelined: number; sequential: number; cpuUs: number }> => {
-          for (let i = 0; i < Math.min(5, n); i++) await rpc.call(peer, methods.echo, req); // warm-up (and the lane's setup)
-          const call = async (): Promise<void> => {
-            const res = await rpc.call(peer, methods.echo, req);
-            if (res.receivedBytes !== BigInt(size)) throw new Error(`echo received ${res.receivedBytes} of ${size} bytes`);
-          };
-          // round trip: one call at a time
-          const times: number[] = [];
-          const c0 = process.cpuUsage();
-          let t0 = performance.now();
-          for (let i = 0; i < n; i++) {
-            const a = performance.now();
-            await call();
-            times.push(performance.now() - a);
-          }
-          const c = process.cpuUsage(c0);
-          const sequential = (n * size) / MiB / ((performance.now() - t0) / 1000);
-          // throughput: PIPELINE calls in flight on the one connection, as a pipeline stage sends micro-batches
-          t0 = performance.now();
-          await Promise.all(
-            Array.from({ length: PIPELINE }, async () => {
-              for (let i = 0; i < Math.ceil(n / PIPELINE); i++) await call();
-            }),
-          );
-          const pipelined = (PIPELINE * Math.ceil(n / PIPELINE) * size) / MiB / ((performance.now() - t0) / 1000);
-          return { rtt: median(times), p90: quantile(times, 0.9), pipelined, sequential, cpuUs: (c.user + c.system) / n };
+        const blocks = blocksOf(quick);
+        const perBlock = Math.max(PIPELINE, Math.ceil(n / blocks));
+        const call = async (rpc: RpcNode): Promise<void> => {
+          const res = await rpc.call(peer, methods.echo, req);
+          if (res.receivedBytes !== BigInt(size)) throw new Error(`echo received ${res.receivedBytes} of ${size} bytes`);
         };
-        const viaLane = await measure(ways.lane);
-        const viaP2p = await measure(ways.libp2p);
-        out.rpc_rtt_ms[key] = round(viaP2p.rtt, 3);
-        out.rpc_mib_s[key] = round(viaP2p.pipelined, 1);
-        out.rpc_lane_rtt_ms[key] = round(viaLane.rtt, 3);
-        out.rpc_lane_mib_s[key] = round(viaLane.pipelined, 1);
-        out.tcp_mib_s[key] = round(await tcpSeries(tcpPort, size, n), 1);
-        const line = (w: string, m: typeof viaLane): string =>
-          `${w} ${round(m.pipelined, 1)} MiB/s with ${PIPELINE} calls in flight, ${round(m.sequential, 1)} MiB/s one at a time, rtt p50 ${round(m.rtt, 3)} ms p90 ${round(m.p90, 3)} ms, client CPU ${Math.round(m.cpuUs)} µs per call`;
-        log(`rpc ${key} (${n} calls): ${line(lanes.stats().lanesUp > 0 ? 'lane' : 'lane (NO LANE UP)', viaLane)}; ${line('libp2p', viaP2p)}; raw tcp ${out.tcp_mib_s[key]} MiB/s one at a time`);
+        // one block of one way: calls one at a time (round trip), then PIPELINE in flight on the one connection (as a
+        // pipeline stage streams micro-batches); CPU of this process (client) and of the server child over the block
+        const block = async (rpc: RpcNode, t: WayTally): Promise<void> => {
+          const c0 = process.cpuUsage();
+          const s0 = procCpuUs(child.pid);
+          let t0 = performance.now();
+          for (let i = 0; i < perBlock; i++) {
+            const a = performance.now();
+            await call(rpc);
+            t.times.push(performance.now() - a);
+          }
+          t.seqMs += performance.now() - t0;
+          t.seqBytes += perBlock * size;
+          t0 = performance.now();
+          const each = Math.ceil(perBlock / PIPELINE);
+          await Promise.all(Array.from({ length: PIPELINE }, async () => {
+            for (let i = 0; i < each; i++) await call(rpc);
+          }));
+          const ms = performance.now() - t0;
+          t.pipeMs += ms;
+          t.pipeBytes += PIPELINE * each * size;
+          t.blockMibS.push((PIPELINE * each * size) / MiB / (ms / 1000));
+          const c = process.cpuUsage(c0);
+          t.clientCpuUs += c.user + c.system;
+          t.serverCpuUs += procCpuUs(child.pid) - s0;
+          t.calls += perBlock + PIPELINE * each;
+        };
+        // every way warmed before any is timed (the first timed path otherwise pays the JIT: docs/LIMITS.md session 19)
+        const tcp = await TcpPinger.open(tcpPort);
+        try {
+          for (const w of ['libp2p', 'lane'] as const) for (let i = 0; i < Math.min(5, n); i++) await call(ways[w]);
+          await tcp.series(size, Math.min(5, n));
+          const t = { libp2p: tally(), lane: tally() };
+          const tcpBlocks: number[] = [];
+          let tcpBytes = 0;
+          let tcpMs = 0;
+          // alternating blocks, the order rotated each block so that no way always follows another
+          const order = ['libp2p', 'lane', 'tcp'] as const;
+          for (let b = 0; b < blocks; b++) {
+            for (let k = 0; k < order.length; k++) {
+              const w = order[(b + k) % order.length]!;
+              if (w === 'tcp') {
+                const a = performance.now();
+                await tcp.series(size, perBlock);
+                const ms = performance.now() - a;
+                tcpMs += ms;
+                tcpBytes += perBlock * size;
+                tcpBlocks.push((perBlock * size) / MiB / (ms / 1000));
+              } else await block(ways[w], t[w]);
+            }
+          }
+          const mibS = (w: WayTally): number => w.pipeBytes / MiB / (w.pipeMs / 1000);
+          // the ratio to raw TCP block by block (the same moments), the median over blocks
+          const ratio = (w: WayTally): number => median(w.blockMibS.map((m, i) => m / tcpBlocks[i]!));
+          out.rpc_rtt_ms[key] = round(median(t.libp2p.times), 3);
+          out.rpc_mib_s[key] = round(mibS(t.libp2p), 1);
+          out.rpc_lane_rtt_ms[key] = round(median(t.lane.times), 3);
+          out.rpc_lane_mib_s[key] = round(mibS(t.lane), 1);
+          out.tcp_mib_s[key] = round(tcpBytes / MiB / (tcpMs / 1000), 1);
+          out.rpc_tcp_ratio[key] = round(ratio(t.libp2p), 3);
+          out.rpc_lane_tcp_ratio[key] = round(ratio(t.lane), 3);
+          out.rpc_cpu_us[key] = Math.round((t.libp2p.clientCpuUs + t.libp2p.serverCpuUs) / t.libp2p.calls);
+          out.rpc_lane_cpu_us[key] = Math.round((t.lane.clientCpuUs + t.lane.serverCpuUs) / t.lane.calls);
+          const line = (w: string, m: WayTally): string =>
+            `${w} ${round(mibS(m), 1)} MiB/s with ${PIPELINE} calls in flight (blocks ${m.blockMibS.map((v) => round(v, 1)).join('/')}), ` +
+            `${round(m.seqBytes / MiB / (m.seqMs / 1000), 1)} MiB/s one at a time, rtt p50 ${round(median(m.times), 3)} ms p90 ${round(quantile(m.times, 0.9), 3)} ms, ` +
+            `CPU per call client ${Math.round(m.clientCpuUs / m.calls)} µs server ${Math.round(m.serverCpuUs / m.calls)} µs, ${round(ratio(m), 3)}× raw tcp`;
+          log(
+            `rpc ${key} (${blocks} alternating blocks of ${perBlock} + ${PIPELINE * Math.ceil(perBlock / PIPELINE)} calls per way): ` +
+              `${line(lanes.stats().lanesUp > 0 ? 'lane' : 'lane (NO LANE UP)', t.lane)}; ${line('libp2p', t.libp2p)}; ` +
+              `raw tcp ${out.tcp_mib_s[key]} MiB/s one at a time (blocks ${tcpBlocks.map((v) => round(v, 1)).join('/')})`,
+          );
+        } finally {
+          tcp.close();
+        }
       }
+      out.rpc_lane_tcp_ratio_1MiB = out.rpc_lane_tcp_ratio['1MiB'];
     } finally {
       await ways.lane.close();
       await lanes.stop();
@@ -195,35 +299,46 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
   }
 }
 
-/** n sequential length-prefixed payloads of `size` bytes, each acknowledged; MiB/s over the series. */
-async function tcpSeries(port: number, size: number, n: number): Promise<number> {
-  const sock = connect(port, '127.0.0.1');
-  sock.setNoDelay(true);
-  await new Promise<void>((resolve, reject) => {
-    sock.once('connect', resolve);
-    sock.once('error', reject);
-  });
-  const header = Buffer.alloc(4);
-  header.writeUInt32BE(size);
-  const body = Buffer.alloc(size, 7);
-  let acked = 0;
-  let waiter: (() => void) | undefined;
-  sock.on('data', (d: Buffer) => {
-    acked += d.length;
-    waiter?.();
-  });
-  const one = async (k: number): Promise<void> => {
-    if (!sock.write(header)) await new Promise((r) => sock.once('drain', r));
-    if (!sock.write(body)) await new Promise((r) => sock.once('drain', r));
-    while (acked < 8 * k) await new Promise<void>((r) => (waiter = r));
-  };
-  for (let i = 1; i <= Math.min(5, n); i++) await one(i);
-  const base = Math.min(5, n);
-  const t0 = performance.now();
-  for (let i = 1; i <= n; i++) await one(base + i);
-  const wall = (performance.now() - t0) / 1000;
-  sock.destroy();
-  return (n * size) / MiB / wall;
+/** Raw TCP baseline: length-prefixed payloads to the bench server, each acknowledged with 8 bytes, one at a time. */
+class TcpPinger {
+  private acked = 0;
+  private sent = 0;
+  private waiter: (() => void) | undefined;
+  private readonly header = Buffer.alloc(4);
+  private body = Buffer.alloc(0);
+
+  private constructor(private readonly sock: Socket) {
+    sock.on('data', (d: Buffer) => {
+      this.acked += d.length;
+      this.waiter?.();
+    });
+  }
+
+  static async open(port: number): Promise<TcpPinger> {
+    const sock = connect(port, '127.0.0.1');
+    sock.setNoDelay(true);
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    });
+    return new TcpPinger(sock);
+  }
+
+  /** n payloads of `size` bytes one after another, each waiting for its ack. */
+  async series(size: number, n: number): Promise<void> {
+    if (this.body.length !== size) this.body = Buffer.alloc(size, 7);
+    this.header.writeUInt32BE(size);
+    for (let i = 0; i < n; i++) {
+      this.sent++;
+      if (!this.sock.write(this.header)) await new Promise((r) => this.sock.once('drain', r));
+      if (!this.sock.write(this.body)) await new Promise((r) => this.sock.once('drain', r));
+      while (this.acked < 8 * this.sent) await new Promise<void>((r) => (this.waiter = r));
+    }
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
 }
 
 export async function benchDht(opts: BenchOptions = {}): Promise<DhtBenchResult> {
@@ -423,7 +538,7 @@ export async function benchUnary(opts: BenchOptions = {}): Promise<UnaryBenchRes
 export const benchSections = [
   {
     name: 'p2p-rpc',
-    keys: ['rpc_mib_s', 'tcp_mib_s', 'rpc_rtt_ms', 'rpc_lane_mib_s', 'rpc_lane_rtt_ms'],
+    keys: ['rpc_mib_s', 'tcp_mib_s', 'rpc_rtt_ms', 'rpc_lane_mib_s', 'rpc_lane_rtt_ms', 'rpc_tcp_ratio', 'rpc_lane_tcp_ratio', 'rpc_cpu_us', 'rpc_lane_cpu_us', 'rpc_lane_tcp_ratio_1MiB'],
     run: (o: { quick?: boolean; log?: (s: string) => void }) => benchRpc(o),
   },
   {

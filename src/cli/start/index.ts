@@ -20,7 +20,7 @@ export const startCommand: Command = {
     'api-host': { type: 'string', value: 'ADDR', description: 'address the HTTP API binds (default 127.0.0.1); another (e.g. 0.0.0.0) exposes /v1 behind API keys (neuroshard apikey)' },
     'api-cors': { type: 'string', multiple: true, value: 'ORIGIN', description: 'origin allowed to call /v1 from a browser (default none)' },
     'api-rate-limit': { type: 'string', value: 'N', description: '/v1 requests per minute per API key (default 60; 0 = unlimited)' },
-    listen: { type: 'string', multiple: true, value: 'MULTIADDR', description: 'P2P listen address (default /ip4/0.0.0.0/tcp/9000 and /ip4/0.0.0.0/tcp/9001/ws; port 0 picks one)' },
+    listen: { type: 'string', multiple: true, value: 'MULTIADDR', description: 'P2P listen address (default /ip4/0.0.0.0/tcp/9000 and /ip4/0.0.0.0/tcp/9001/ws; port 0 picks one); the direct data lane for RPCs listens on one more TCP port of the same host (config `lanePort`, default any free one; `rpcLane: false` turns lanes off)' },
     announce: { type: 'string', multiple: true, value: 'MULTIADDR', description: 'address to announce instead of the listen addresses' },
     bootstrap: { type: 'string', multiple: true, value: 'MULTIADDR', description: 'peer to join through (ends in /p2p/<peerId>)' },
     genesis: { type: 'boolean', description: 'found a new network even when peers or trackers are given (its key becomes the genesis key)' },

@@ -265,6 +265,35 @@ describe('lane streams', () => {
     await p.serverClosed;
   });
 
+  it('a writer waiting for drain is woken when the socket took the whole flush at once (no drain event comes)', async () => {
+    // Session 19's fix in Lane.flush: a write that queues more than writeHighWaterBytes in one turn finds the lane
+    // congested (the bytes wait for the flush's microtask), so send() says wait; the flush then hands them all to a
+    // socket whose kernel buffer takes them (write() returns true, so Node emits no 'drain'). Without the wake-up in
+    // flush the writer waited forever (the 1.2 MB call of the lane integration test hung once sealing got fast).
+    const limits: LaneLimits = { ...LIMITS, writeHighWaterBytes: 4096 };
+    const p = await lanePair(limits);
+    try {
+      const s = await p.client.openStream('/echo');
+      const back = readAll(s);
+      back.catch(() => {}); // a failed wait closes the lane in `finally`: the assertion, not this, is the failure
+      const msg = randomBytes(12_000); // < window and a kernel socket buffer, > the high-water mark: one flush takes it
+      assert.equal(s.send(msg), false, 'the queued bytes make the lane congested until the flush');
+      let drainEvents = 0;
+      p.cs.on('drain', () => drainEvents++);
+      const woke = await s.onDrain({ signal: AbortSignal.timeout(3000) }).then(
+        () => 'woken',
+        () => 'still waiting after 3 s',
+      );
+      assert.equal(woke, 'woken');
+      assert.equal(drainEvents, 0, 'the socket took the flush at once: no drain event (the case under test)');
+      await s.close();
+      assert.deepEqual(await back, msg);
+    } finally {
+      p.client.close();
+      await p.serverClosed;
+    }
+  });
+
   it('a tampered byte on the wire closes both ends with LANE_AUTH at the reader, streams reset', async () => {
     const p = await lanePair();
     const s = await p.client.openStream('/echo');
