@@ -5,8 +5,9 @@
  * - `serving-hop`: `hop_rtt_ms_p50`/`_p99`: one decode step's activations for the 12x768 preset ([1, 768] fp32,
  *   3 KiB) through one hop on loopback (inference-stream on real libp2p, a hop whose math is the identity: protocol
  *   overhead only), beside `tcp_rtt_ms_p50`, a raw TCP ping-pong of the same bytes, and `hop_tcp_ratio`; the hop
- *   runs on the path a node uses by default (libp2p; the direct data lane when NEUROSHARD_RPC_LANE=1), and
- *   `hop_rtt_lane_ms_p50`/`_p99` the same over the opt-in direct data lane (`rpcLane`, p2p/lane/); `hop_cpu_us` /
+ *   runs on the path a node uses by default (the direct data lane, `rpcLane`, p2p/lane/; libp2p with
+ *   NEUROSHARD_RPC_LANE=0), `hop_rtt_lane_ms_p50`/`_p99` the same over the lane and `hop_rtt_libp2p_ms_p50`/`_p99`
+ *   over libp2p streams (noise + yamux) whatever the default; `hop_cpu_us` / `hop_cpu_libp2p_us` /
  *   `hop_cpu_lane_us` the process CPU per step (both nodes, background included), `hop_step_cpu_us` /
  *   `hop_step_cpu_lane_us` the same less the nodes' background measured while idle; both paths are set up and warmed
  *   first, then timed in alternating blocks in one process (hopRttAB). Every serving section runs on
@@ -344,13 +345,27 @@ function benchConfig(quick: boolean): LlamaConfig {
 /** hop_rtt_ms_p50/_p99 beside tcp_rtt_ms_p50 (and the overhead ratio). */
 export const servingHopSection: BenchSection = {
   name: 'serving-hop',
-  keys: ['hop_rtt_ms_p50', 'hop_rtt_ms_p99', 'tcp_rtt_ms_p50', 'hop_tcp_ratio', 'hop_cpu_us', 'hop_rtt_lane_ms_p50', 'hop_rtt_lane_ms_p99', 'hop_cpu_lane_us', 'hop_step_cpu_us', 'hop_step_cpu_lane_us'],
+  keys: [
+    'hop_rtt_ms_p50',
+    'hop_rtt_ms_p99',
+    'tcp_rtt_ms_p50',
+    'hop_tcp_ratio',
+    'hop_cpu_us',
+    'hop_rtt_lane_ms_p50',
+    'hop_rtt_lane_ms_p99',
+    'hop_cpu_lane_us',
+    'hop_rtt_libp2p_ms_p50',
+    'hop_rtt_libp2p_ms_p99',
+    'hop_cpu_libp2p_us',
+    'hop_step_cpu_us',
+    'hop_step_cpu_lane_us',
+  ],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const C = 768; // one decode step of the 12x768 preset: [1, 768] fp32
     const reps = quick ? 20 : 500;
-    // the path a node uses by default (libp2p: noise + yamux; NEUROSHARD_RPC_LANE=1 makes it the lane), and the
-    // opt-in direct data lane beside it
+    // the path a node uses by default (the direct data lane; NEUROSHARD_RPC_LANE=0 makes it libp2p: noise + yamux),
+    // and both paths by name
     // both paths timed in alternating blocks in this one process; the old keys report the node's default path
     const ab = await hopRttAB(networkId, C, reps);
     const hop = BENCH_LANE ? ab.lane : ab.libp2p;
@@ -365,6 +380,9 @@ export const servingHopSection: BenchSection = {
       hop_rtt_lane_ms_p50: pct(lane.times, 0.5),
       hop_rtt_lane_ms_p99: pct(lane.times, 0.99),
       hop_cpu_lane_us: lane.cpuUs,
+      hop_rtt_libp2p_ms_p50: pct(ab.libp2p.times, 0.5),
+      hop_rtt_libp2p_ms_p99: pct(ab.libp2p.times, 0.99),
+      hop_cpu_libp2p_us: ab.libp2p.cpuUs,
       hop_step_cpu_us: hop.stepCpuUs,
       hop_step_cpu_lane_us: lane.stepCpuUs,
     };
