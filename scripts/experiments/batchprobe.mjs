@@ -7,32 +7,17 @@
 // JavaScript between kernels; the pool helpers the kernels. With NEUROSHARD_BATCH_TRACE=1 the worker also reports
 // its own timeline (worker.ts): per batch, the time it waited for steps, ran the forward, posted the answers, and
 // was idle between batches.
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import { quantile, threadCpu } from './thread-cpu.mjs';
 import { presetConfig } from '../../dist/src/model/index.js';
 import { bundledGenesis } from '../../dist/src/node/genesis.js';
 import { startChain, decode } from '../../dist/src/node/serving-bench/bench.js';
 
 const { values: args } = parseArgs({ options: { streams: { type: 'string', default: '1,8' }, tokens: { type: 'string', default: '64' }, threads: { type: 'string', default: '2' }, prof: { type: 'string' } } });
-const TICK_MS = 10;
-function threads() {
-  const out = new Map();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      out.set(tid, { comm, ms: (Number(f[11]) + Number(f[12])) * TICK_MS });
-    } catch {}
-  }
-  return out;
-}
-const q = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(p * s.length))];
-};
+const q = quantile;
 const f2 = (x) => Math.round(x * 100) / 100;
 // per batch: rows; spread = last arrival - first arrival; wait = start - last arrival; fwd; post = end - start - fwd;
 // gap = this batch's first arrival - the previous batch's end (the answers' trip out and the next steps' trip in)
@@ -52,10 +37,10 @@ const chain = await startChain(networkId, config, [{ start: 0, end: config.num_h
 const compute = chain.hops[0].compute;
 try {
   await decode(chain, config, 4);
-  const i0 = threads().get(String(process.pid))?.ms ?? 0;
+  const i0 = threadCpu().get(String(process.pid))?.ms ?? 0;
   const iw = performance.now();
   await new Promise((r) => setTimeout(r, 2000));
-  const idleMain = ((threads().get(String(process.pid))?.ms ?? 0) - i0) / ((performance.now() - iw) / 1000);
+  const idleMain = ((threadCpu().get(String(process.pid))?.ms ?? 0) - i0) / ((performance.now() - iw) / 1000);
   for (const n of args.streams.split(',').map(Number)) {
     let session;
     if (args.prof !== undefined) {
@@ -67,7 +52,7 @@ try {
     }
     const TF = process.env.NEUROSHARD_BATCH_TRACE;
     if (TF) writeFileSync(TF, '');
-    const t0 = threads();
+    const t0 = threadCpu();
     const c0 = process.cpuUsage();
     const w0 = performance.now();
     const m0 = process.hrtime.bigint();
@@ -78,7 +63,7 @@ try {
     const sec = (t) => `${t / 1000000000n}.${String(t % 1000000000n).padStart(9, '0')}`;
     console.log(`   monotonic window ${sec(m0)},${sec(m1)}`);
     const c = process.cpuUsage(c0);
-    const t1 = threads();
+    const t1 = threadCpu();
     const trace = TF ? summarize(readFileSync(TF, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))) : undefined;
     if (session !== undefined) {
       const { profile } = await session.post('Profiler.stop');

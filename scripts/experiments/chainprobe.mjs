@@ -7,36 +7,19 @@
 // the CPU time of each thread of the process from /proc/self/task (the main thread runs the entry and every hop's
 // libp2p and RPC; the rest are the compute workers and their kernel pools), beside the entry's view of each hop's
 // decode step: its wall time and the compute time the hop stated (its worker's answer, messages to it included).
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import { quantile, threadCpu } from './thread-cpu.mjs';
 import { presetConfig } from '../../dist/src/model/index.js';
 import { bundledGenesis } from '../../dist/src/node/genesis.js';
 import { startChain, decode, evenSpans } from '../../dist/src/node/serving-bench/bench.js';
 
 const { values: args } = parseArgs({ options: { hops: { type: 'string', default: '1,4' }, tokens: { type: 'string', default: '200' }, threads: { type: 'string', default: '2' }, prof: { type: 'string' } } });
-const TICK_MS = 10; // USER_HZ 100
 
-function threads() {
-  const out = new Map();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const comm = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
-      out.set(tid, { comm, ms: (Number(f[11]) + Number(f[12])) * TICK_MS });
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
 
-const q = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(p * s.length))];
-};
+const q = quantile;
 
 const config = presetConfig('12x768');
 const networkId = bundledGenesis().networkId;
@@ -47,10 +30,10 @@ for (const n of args.hops.split(',').map(Number)) {
     await decode(chain, config, 8);
     // the nodes' background (heartbeats, gossip, DHT) on the main thread while nothing is asked of the chain, taken
     // out of the per-token figure below (it would be charged to each token more the slower the chain runs)
-    const i0 = threads().get(String(process.pid))?.ms ?? 0;
+    const i0 = threadCpu().get(String(process.pid))?.ms ?? 0;
     const iw = performance.now();
     await new Promise((r) => setTimeout(r, 3000));
-    const idleMainMsPerS = ((threads().get(String(process.pid))?.ms ?? 0) - i0) / ((performance.now() - iw) / 1000);
+    const idleMainMsPerS = ((threadCpu().get(String(process.pid))?.ms ?? 0) - i0) / ((performance.now() - iw) / 1000);
     const steps = [];
     let session;
     if (args.prof !== undefined) {
@@ -60,13 +43,13 @@ for (const n of args.hops.split(',').map(Number)) {
       await session.post('Profiler.setSamplingInterval', { interval: 200 });
       await session.post('Profiler.start');
     }
-    const t0 = threads();
+    const t0 = threadCpu();
     const c0 = process.cpuUsage();
     const w0 = performance.now();
     const r = await decode(chain, config, tokens, { onStepTimed: (peer, wall, comp) => steps.push({ peer, wall, comp: comp ?? NaN }) });
     const wall = performance.now() - w0;
     const c = process.cpuUsage(c0);
-    const t1 = threads();
+    const t1 = threadCpu();
     if (session !== undefined) {
       const { profile } = await session.post('Profiler.stop');
       writeFileSync(`${args.prof}/chain-${n}.cpuprofile`, JSON.stringify(profile));

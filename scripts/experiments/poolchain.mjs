@@ -6,31 +6,15 @@
 //   node scripts/experiments/poolchain.mjs [--hops 1,4] [--tokens 200] [--threads 2] [--reps 1]
 // Per N: tok/s, each hop's step time as the main thread sees it (compute.run's wall: messages + the worker's job),
 // and the process CPU per token. With NEUROSHARD_BATCH_TRACE=FILE the workers' own job times are in FILE.
-import { readFileSync, readdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import { quantile, threadCpu } from './thread-cpu.mjs';
 import { presetConfig } from '../../dist/src/model/index.js';
 import { ComputeClient } from '../../dist/src/compute/index.js';
 import { evenSpans } from '../../dist/src/node/serving-bench/bench.js';
 
 const { values: args } = parseArgs({ options: { hops: { type: 'string', default: '1,4' }, tokens: { type: 'string', default: '200' }, threads: { type: 'string', default: '2' }, reps: { type: 'string', default: '1' } } });
-const q = (xs, p) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(p * s.length))];
-};
-function threads() {
-  const out = new Map();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(tid, { comm: readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(), ms: (Number(f[11]) + Number(f[12])) * 10, vcs: 0 });
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
+const q = quantile;
 const config = presetConfig('12x768');
 const tokens = Number(args.tokens);
 const prompt = Int32Array.from([1, 5, 9, 13]);
@@ -74,13 +58,13 @@ for (let rep = 0; rep < Number(args.reps); rep++) {
     const ws = await startWorkers(n);
     await generate(ws, 4);
     const steps = ws.map(() => []);
-    const th0 = threads();
+    const th0 = threadCpu();
     const c0 = process.cpuUsage();
     const w0 = performance.now();
     const toks = await generate(ws, tokens, (k, ms) => steps[k].push(ms));
     const wall = performance.now() - w0;
     const c = process.cpuUsage(c0);
-    const th1 = threads();
+    const th1 = threadCpu();
     const per = [];
     for (const [tid, a] of th1) {
       const d = a.ms - (th0.get(tid)?.ms ?? 0);
