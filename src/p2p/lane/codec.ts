@@ -69,6 +69,52 @@ export function forEachSubFrame(plain: Buffer, visit: (type: number, stream: num
   }
 }
 
+/**
+ * forEachSubFrame over a plaintext in several pieces (a frame that took several socket reads, decrypted in place:
+ * ./aead.ts Opener.openInPlace), with no join of the pieces. A DATA payload that crosses pieces is visited as one
+ * DATA per piece it lies in (the same bytes of the same stream, in order); any other payload that crosses pieces
+ * (≤ a few hundred bytes) and a header that does are copied out whole. Same errors as forEachSubFrame.
+ */
+export function forEachSubFrameIn(pieces: readonly Buffer[], visit: (type: number, stream: number, payload: Buffer) => void): void {
+  if (pieces.length === 1) return forEachSubFrame(pieces[0]!, visit);
+  let left = 0;
+  for (const p of pieces) left += p.length;
+  let i = 0;
+  let o = 0;
+  /** The next `k` bytes as views, in order (k ≤ left). */
+  const take = (k: number): Buffer[] => {
+    const out: Buffer[] = [];
+    left -= k;
+    while (k > 0) {
+      const p = pieces[i]!;
+      const m = Math.min(k, p.length - o);
+      if (m > 0) out.push(p.subarray(o, o + m));
+      o += m;
+      k -= m;
+      if (o === p.length) {
+        i++;
+        o = 0;
+      }
+    }
+    return out;
+  };
+  const one = (parts: Buffer[], k: number): Buffer => (parts.length === 1 ? parts[0]! : Buffer.concat(parts, k));
+  while (left > 0) {
+    if (left < SUB_HEADER_BYTES) throw new LaneError('LANE_MALFORMED', `sub-frame header cut at ${left} bytes`);
+    const h = one(take(SUB_HEADER_BYTES), SUB_HEADER_BYTES);
+    const type = h[0]!;
+    const stream = h.readUInt32BE(1);
+    const n = h.readUInt32BE(5);
+    if (type > SUB_LAST) throw new LaneError('LANE_MALFORMED', `unknown sub-frame type ${type}`);
+    if (n > left) throw new LaneError('LANE_MALFORMED', `sub-frame of ${n} bytes overruns its frame`);
+    const parts = take(n);
+    if (parts.length === 0) visit(type, stream, EMPTY);
+    else if (type === SUB_DATA) for (const p of parts) visit(type, stream, p);
+    else visit(type, stream, one(parts, n));
+  }
+}
+const EMPTY = Buffer.alloc(0);
+
 export interface SealedFrame {
   /** The ciphertext, as the socket delivered it (views, in order). */
   pieces: Buffer[];

@@ -8,7 +8,7 @@
 import type { Socket } from 'node:net';
 import type { AbortOptions } from '../../util/abort.js';
 import type { DuplexStream, ProtocolHandler, StreamInfo } from '../types.js';
-import { type Opener, type Sealer } from './aead.js';
+import { RECYCLE_FROM, type Opener, type Sealer } from './aead.js';
 import {
   FrameAccumulator,
   HELLO_MAGIC,
@@ -23,7 +23,7 @@ import {
   SUB_OPEN_OK,
   SUB_RESET,
   SUB_WINDOW,
-  forEachSubFrame,
+  forEachSubFrameIn,
   subFrame,
   subHeader,
 } from './codec.js';
@@ -305,7 +305,10 @@ export class Lane implements StreamHost {
     this.stats.bytesOut += n;
     this.lastActive = Date.now();
     if (sealed.length === 1) {
-      this.socket.write(sealed[0]!);
+      const f = sealed[0]!;
+      // a large frame's buffer goes back to the sealer once the socket has written it (./aead.ts Sealer.recycle)
+      if (f.length >= RECYCLE_FROM) this.socket.write(f, () => this.sealer.recycle(f));
+      else this.socket.write(f);
       return;
     }
     if (n < JOIN_BELOW) {
@@ -332,12 +335,14 @@ export class Lane implements StreamHost {
       for (;;) {
         const f = this.acc.next();
         if (f === undefined) break;
-        // LANE_AUTH before anything of it is parsed; the socket's chunks are ours, read once: decrypted in place
-        const plain = this.opener.open(f.pieces, f.tag, true);
+        // LANE_AUTH before anything of it is parsed; the socket's chunks are ours, read once: decrypted in place,
+        // however many reads the frame took (no joined copy: a 1 MiB message in 256 KiB frames was 1 MiB of new
+        // buffers, and their garbage collection, on top of the reads)
+        const plain = this.opener.openInPlace(f.pieces, f.tag);
         this.stats.framesIn++;
-        this.stats.bytesIn += plain.length;
+        for (const p of plain) this.stats.bytesIn += p.length;
         this.lastActive = Date.now();
-        forEachSubFrame(plain, (type, id, payload) => this.onSub(type, id, payload));
+        forEachSubFrameIn(plain, this.onSubBound);
         if (this.closedWith !== undefined) return;
       }
     } catch (e) {
@@ -345,6 +350,8 @@ export class Lane implements StreamHost {
       else this.close(new LaneError('LANE_CLOSED', `lane read failed: ${(e as Error).message}`, undefined, e));
     }
   }
+
+  private readonly onSubBound = (type: number, id: number, payload: Buffer): void => this.onSub(type, id, payload);
 
   private onSub(type: number, id: number, payload: Buffer): void {
     if (!this.helloSeen) {

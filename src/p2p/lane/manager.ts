@@ -295,6 +295,11 @@ export class LaneManager implements StreamLanes {
     return undefined;
   }
 
+  /** The largest sealed frame a lane writes (its sealer reuses buffers of this size for bulk data). */
+  private frameCapacity(): number {
+    return LENGTH_BYTES + this.o.maxFramePlainBytes + TAG_BYTES;
+  }
+
   private laneCount(): number {
     let n = 0;
     for (const s of this.lanes.values()) n += s.size;
@@ -352,7 +357,7 @@ export class LaneManager implements StreamLanes {
       role: 'client',
       peer,
       remoteAddr: `/ip4/${ip}/tcp/${port}`,
-      sealer: new Sealer(keys.clientToServer),
+      sealer: new Sealer(keys.clientToServer, this.frameCapacity()),
       opener: new Opener(keys.serverToClient),
       limits: this.o,
       handlerOf: (p) => this.handlers.get(p),
@@ -498,7 +503,7 @@ export class LaneManager implements StreamLanes {
         role: 'server',
         peer: p.peer,
         remoteAddr: `/ip4/${sock.remoteAddress ?? '?'}/tcp/${sock.remotePort ?? 0}`,
-        sealer: new Sealer(p.keys.serverToClient),
+        sealer: new Sealer(p.keys.serverToClient, this.frameCapacity()),
         opener,
         limits: this.o,
         handlerOf: (pr) => this.handlers.get(pr),
