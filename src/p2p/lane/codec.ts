@@ -14,6 +14,7 @@
  *
  * Stream ids: odd for streams the dialling end opens, even (≥ 2) for the listener's, so both may open at once.
  */
+import { Uint8ArrayList } from 'uint8arraylist';
 import { LENGTH_BYTES, TAG_BYTES } from './aead.js';
 import { LaneError } from './errors.js';
 
@@ -71,11 +72,16 @@ export function forEachSubFrame(plain: Buffer, visit: (type: number, stream: num
 
 /**
  * forEachSubFrame over a plaintext in several pieces (a frame that took several socket reads, decrypted in place:
- * ./aead.ts Opener.openInPlace), with no join of the pieces. A DATA payload that crosses pieces is visited as one
- * DATA per piece it lies in (the same bytes of the same stream, in order); any other payload that crosses pieces
- * (≤ a few hundred bytes) and a header that does are copied out whole. Same errors as forEachSubFrame.
+ * ./aead.ts Opener.openInPlace), with no join of the pieces. A DATA payload that crosses pieces goes to `data` as a
+ * list of views (one chunk for its stream's reader, as a libp2p stream hands out a Uint8ArrayList); any other payload
+ * that crosses pieces (≤ a few hundred bytes) and a header that does are copied out whole. Same errors as
+ * forEachSubFrame.
  */
-export function forEachSubFrameIn(pieces: readonly Buffer[], visit: (type: number, stream: number, payload: Buffer) => void): void {
+export function forEachSubFrameIn(
+  pieces: readonly Buffer[],
+  visit: (type: number, stream: number, payload: Buffer) => void,
+  data: (stream: number, payload: Uint8ArrayList) => void,
+): void {
   if (pieces.length === 1) return forEachSubFrame(pieces[0]!, visit);
   let left = 0;
   for (const p of pieces) left += p.length;
@@ -109,7 +115,8 @@ export function forEachSubFrameIn(pieces: readonly Buffer[], visit: (type: numbe
     if (n > left) throw new LaneError('LANE_MALFORMED', `sub-frame of ${n} bytes overruns its frame`);
     const parts = take(n);
     if (parts.length === 0) visit(type, stream, EMPTY);
-    else if (type === SUB_DATA) for (const p of parts) visit(type, stream, p);
+    else if (parts.length === 1) visit(type, stream, parts[0]!);
+    else if (type === SUB_DATA) data(stream, new Uint8ArrayList(...parts));
     else visit(type, stream, one(parts, n));
   }
 }

@@ -6,6 +6,7 @@
  * opens and their quotas, and closing (every stream reset with the lane's error).
  */
 import type { Socket } from 'node:net';
+import type { Uint8ArrayList } from 'uint8arraylist';
 import type { AbortOptions } from '../../util/abort.js';
 import type { DuplexStream, ProtocolHandler, StreamInfo } from '../types.js';
 import { RECYCLE_FROM, type Opener, type Sealer } from './aead.js';
@@ -342,7 +343,7 @@ export class Lane implements StreamHost {
         this.stats.framesIn++;
         for (const p of plain) this.stats.bytesIn += p.length;
         this.lastActive = Date.now();
-        forEachSubFrameIn(plain, this.onSubBound);
+        forEachSubFrameIn(plain, this.onSubBound, this.onDataPartsBound);
         if (this.closedWith !== undefined) return;
       }
     } catch (e) {
@@ -352,6 +353,11 @@ export class Lane implements StreamHost {
   }
 
   private readonly onSubBound = (type: number, id: number, payload: Buffer): void => this.onSub(type, id, payload);
+  /** A DATA payload that crossed socket reads: one chunk of views for the stream's reader (no join). */
+  private readonly onDataPartsBound = (id: number, payload: Uint8ArrayList): void => {
+    if (!this.helloSeen) throw new LaneError('LANE_HANDSHAKE', 'the first sub-frame is not the hello');
+    this.streamOf(SUB_DATA, id)?.pushData(payload);
+  };
 
   private onSub(type: number, id: number, payload: Buffer): void {
     if (!this.helloSeen) {
@@ -380,12 +386,8 @@ export class Lane implements StreamHost {
       case SUB_CLOSE:
       case SUB_RESET:
       case SUB_WINDOW: {
-        const s = this.streams.get(id);
-        if (s === undefined) {
-          // a stream that ended here (its last frames crossed ours) is fine; one that never existed is not
-          if (this.isOurs(id) ? id < this.nextId : id <= this.lastRemoteId) return;
-          throw new LaneError('LANE_PROTOCOL', `sub-frame ${type} for stream ${id}, which does not exist`);
-        }
+        const s = this.streamOf(type, id);
+        if (s === undefined) return;
         if (type === SUB_DATA) s.pushData(payload);
         else if (type === SUB_CLOSE) s.remoteClose();
         else if (type === SUB_RESET) s.die(new LaneStreamResetError(`stream reset by the other end: ${reason(payload)}`));
@@ -398,6 +400,16 @@ export class Lane implements StreamHost {
       default:
         throw new LaneError('LANE_MALFORMED', `sub-frame type ${type}`);
     }
+  }
+
+  /** The stream a sub-frame is for; undefined for one that ended here (its last frames crossed ours). */
+  private streamOf(type: number, id: number): LaneStream | undefined {
+    const s = this.streams.get(id);
+    // a stream that ended here is fine; one that never existed is not
+    if (s === undefined && !(this.isOurs(id) ? id < this.nextId : id <= this.lastRemoteId)) {
+      throw new LaneError('LANE_PROTOCOL', `sub-frame ${type} for stream ${id}, which does not exist`);
+    }
+    return s;
   }
 
   private isOurs(id: number): boolean {

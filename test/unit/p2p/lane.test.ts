@@ -164,15 +164,16 @@ describe('lane frame codec', () => {
 });
 
 /** The sub-frames of a plaintext as (type, stream, payload) with each stream's DATA joined in order. */
-function subsOf(walk: (visit: (t: number, id: number, p: Buffer) => void) => void): string[] {
+function subsOf(walk: (visit: (t: number, id: number, p: Buffer) => void, data: (id: number, p: { subarray(): Uint8Array }) => void) => void): string[] {
   const out: string[] = [];
-  walk((t, id, p) => {
+  const visit = (t: number, id: number, p: Buffer): void => {
     const last = out[out.length - 1];
     const k = `${t}/${id}/`;
     // one DATA cut across pieces arrives as several consecutive DATA of the same stream: the same bytes
     if (t === SUB_DATA && last?.startsWith(k) === true && last.endsWith('+')) out[out.length - 1] = last.slice(0, -1) + p.toString('hex') + '+';
     else out.push(k + p.toString('hex') + (t === SUB_DATA ? '+' : ''));
-  });
+  };
+  walk(visit, (id, list) => visit(SUB_DATA, id, Buffer.from(list.subarray())));
   return out;
 }
 
@@ -192,21 +193,21 @@ describe('lane plaintext in pieces (a frame decrypted in place across socket rea
     for (let a = 1; a < plain.length; a += 3) {
       for (const b of [a + 1, a + 5, a + 9, a + 333, plain.length - 1]) {
         if (b <= a || b >= plain.length) continue;
-        assert.deepEqual(subsOf((v) => forEachSubFrameIn(cut(plain, [a, b]), v)), want, `cut at ${a}, ${b}`);
+        assert.deepEqual(subsOf((v, d) => forEachSubFrameIn(cut(plain, [a, b]), v, d)), want, `cut at ${a}, ${b}`);
       }
     }
     // one byte per piece
-    assert.deepEqual(subsOf((v) => forEachSubFrameIn(cut(plain, Array.from({ length: plain.length - 1 }, (_, i) => i + 1)), v)), want);
+    assert.deepEqual(subsOf((v, d) => forEachSubFrameIn(cut(plain, Array.from({ length: plain.length - 1 }, (_, i) => i + 1)), v, d)), want);
   });
 
   it('a truncated or unknown sub-frame across pieces is LANE_MALFORMED', () => {
     const good = subFrame(SUB_DATA, 1, Buffer.from('abcdef'));
     for (const bad of [good.subarray(0, good.length - 1), good.subarray(0, 5)]) {
-      assert.throws(() => forEachSubFrameIn(cut(bad, [2, 4]), () => {}), (e) => code(e) === 'LANE_MALFORMED');
+      assert.throws(() => forEachSubFrameIn(cut(bad, [2, 4]), () => {}, () => {}), (e) => code(e) === 'LANE_MALFORMED');
     }
     const unknown = Buffer.from(good);
     unknown[0] = 0x7f;
-    assert.throws(() => forEachSubFrameIn(cut(unknown, [1]), () => {}), (e) => code(e) === 'LANE_MALFORMED');
+    assert.throws(() => forEachSubFrameIn(cut(unknown, [1]), () => {}, () => {}), (e) => code(e) === 'LANE_MALFORMED');
   });
 
   // in place only with the addon; node:crypto (NEUROSHARD_LANE_AEAD=js) gives new buffers and leaves the pieces as they were
