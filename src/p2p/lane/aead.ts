@@ -163,49 +163,15 @@ function nonceOf(counter: number, iv: Buffer): Buffer {
   return iv;
 }
 
-/** Sealed frames at least this large (length, ciphertext and tag) go into reused buffers (Sealer.recycle). */
-export const RECYCLE_FROM = 64 * 1024;
-/** Spare frame buffers a Sealer keeps (each `frameCapacity` bytes). */
-const MAX_SPARE = 8;
-
 /** Seals the frames of one direction, numbering them 0, 1, 2, ... */
 export class Sealer {
   private counter = 0;
   private readonly iv = Buffer.alloc(12);
   private readonly ctx: GcmContext | undefined;
-  /** Frame buffers of `frameCapacity` bytes the writer has finished with, and every one this Sealer made. */
-  private readonly spare: Buffer[] = [];
-  private readonly ours = new WeakSet<ArrayBufferLike>();
 
-  /**
-   * `frameCapacity`: the largest sealed frame (length + plaintext + tag) this direction writes (the lane's
-   * maxFramePlainBytes + 20); frames of RECYCLE_FROM bytes up to it are sealed into buffers that `recycle` takes
-   * back once the socket wrote them, so that bulk data costs no new buffer (and no garbage) per frame. 0: none.
-   */
-  constructor(
-    private readonly key: Buffer,
-    private readonly frameCapacity = 0,
-  ) {
+  constructor(private readonly key: Buffer) {
     const G = nativeGcm();
     this.ctx = G === null ? undefined : new G(key, true);
-  }
-
-  /**
-   * Gives back a frame that `seal` returned once nothing reads it any more (the socket's write callback ran: the
-   * bytes are in the kernel, or the write failed and was dropped). Frames not made for reuse are ignored.
-   */
-  recycle(frame: Buffer): void {
-    if (this.spare.length < MAX_SPARE && frame.byteOffset === 0 && this.ours.has(frame.buffer)) this.spare.push(Buffer.from(frame.buffer, 0, this.frameCapacity));
-  }
-
-  private frameBuffer(bytes: number): Buffer {
-    if (bytes < RECYCLE_FROM || bytes > this.frameCapacity) return Buffer.allocUnsafe(bytes);
-    let b = this.spare.pop();
-    if (b === undefined) {
-      b = Buffer.allocUnsafeSlow(this.frameCapacity);
-      this.ours.add(b.buffer);
-    }
-    return b.subarray(0, bytes);
   }
 
   get framesSealed(): number {
@@ -223,7 +189,7 @@ export class Sealer {
     for (const p of parts) n += p.byteLength;
     const iv = nonceOf(this.counter++, this.iv);
     if (this.ctx !== undefined) {
-      const frame = this.frameBuffer(LENGTH_BYTES + n);
+      const frame = Buffer.allocUnsafe(LENGTH_BYTES + n);
       frame.writeUInt32BE(n, 0);
       this.ctx.begin(iv, frame.subarray(0, LENGTH_BYTES));
       let o = LENGTH_BYTES;
@@ -311,29 +277,6 @@ export class Opener {
     }
     this.counter++;
     return out.length === 1 ? out[0]! : Buffer.concat(out);
-  }
-
-  /**
-   * The plaintext of the next frame as pieces, for a reader that owns the ciphertext pieces and reads each once (the
-   * lane: its socket's chunks): with the addon every piece is decrypted in place, so the plaintext is the pieces
-   * themselves (no new buffer, however many socket reads the frame took); with node:crypto, one output per piece.
-   * The tag is checked before this returns; on a failure it throws LANE_AUTH and the pieces are zeroed. Callers
-   * read sub-frames across the pieces (./codec.ts forEachSubFrameIn).
-   */
-  openInPlace(cipherPieces: readonly Buffer[], tag: Uint8Array): Buffer[] {
-    if (this.ctx === undefined || cipherPieces.length === 1) return [this.open(cipherPieces, tag, true)];
-    if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
-    let n = TAG_BYTES;
-    for (const p of cipherPieces) n += p.byteLength;
-    this.len.writeUInt32BE(n);
-    this.ctx.begin(nonceOf(this.counter, this.iv), this.len);
-    for (const p of cipherPieces) this.ctx.update(p, p);
-    if (!this.ctx.finishDecrypt(tag)) {
-      for (const p of cipherPieces) p.fill(0); // nothing of a forged frame's plaintext stays around
-      throw this.authError();
-    }
-    this.counter++;
-    return cipherPieces as Buffer[];
   }
 
   private authError(): LaneError {

@@ -14,7 +14,6 @@
  *
  * Stream ids: odd for streams the dialling end opens, even (≥ 2) for the listener's, so both may open at once.
  */
-import { Uint8ArrayList } from 'uint8arraylist';
 import { LENGTH_BYTES, TAG_BYTES } from './aead.js';
 import { LaneError } from './errors.js';
 
@@ -69,58 +68,6 @@ export function forEachSubFrame(plain: Buffer, visit: (type: number, stream: num
     visit(type, stream, payload);
   }
 }
-
-/**
- * forEachSubFrame over a plaintext in several pieces (a frame that took several socket reads, decrypted in place:
- * ./aead.ts Opener.openInPlace), with no join of the pieces. A DATA payload that crosses pieces goes to `data` as a
- * list of views (one chunk for its stream's reader, as a libp2p stream hands out a Uint8ArrayList); any other payload
- * that crosses pieces (≤ a few hundred bytes) and a header that does are copied out whole. Same errors as
- * forEachSubFrame.
- */
-export function forEachSubFrameIn(
-  pieces: readonly Buffer[],
-  visit: (type: number, stream: number, payload: Buffer) => void,
-  data: (stream: number, payload: Uint8ArrayList) => void,
-): void {
-  if (pieces.length === 1) return forEachSubFrame(pieces[0]!, visit);
-  let left = 0;
-  for (const p of pieces) left += p.length;
-  let i = 0;
-  let o = 0;
-  /** The next `k` bytes as views, in order (k ≤ left). */
-  const take = (k: number): Buffer[] => {
-    const out: Buffer[] = [];
-    left -= k;
-    while (k > 0) {
-      const p = pieces[i]!;
-      const m = Math.min(k, p.length - o);
-      if (m > 0) out.push(p.subarray(o, o + m));
-      o += m;
-      k -= m;
-      if (o === p.length) {
-        i++;
-        o = 0;
-      }
-    }
-    return out;
-  };
-  const one = (parts: Buffer[], k: number): Buffer => (parts.length === 1 ? parts[0]! : Buffer.concat(parts, k));
-  while (left > 0) {
-    if (left < SUB_HEADER_BYTES) throw new LaneError('LANE_MALFORMED', `sub-frame header cut at ${left} bytes`);
-    const h = one(take(SUB_HEADER_BYTES), SUB_HEADER_BYTES);
-    const type = h[0]!;
-    const stream = h.readUInt32BE(1);
-    const n = h.readUInt32BE(5);
-    if (type > SUB_LAST) throw new LaneError('LANE_MALFORMED', `unknown sub-frame type ${type}`);
-    if (n > left) throw new LaneError('LANE_MALFORMED', `sub-frame of ${n} bytes overruns its frame`);
-    const parts = take(n);
-    if (parts.length === 0) visit(type, stream, EMPTY);
-    else if (parts.length === 1) visit(type, stream, parts[0]!);
-    else if (type === SUB_DATA) data(stream, new Uint8ArrayList(...parts));
-    else visit(type, stream, one(parts, n));
-  }
-}
-const EMPTY = Buffer.alloc(0);
 
 export interface SealedFrame {
   /** The ciphertext, as the socket delivered it (views, in order). */

@@ -6,10 +6,9 @@
  * opens and their quotas, and closing (every stream reset with the lane's error).
  */
 import type { Socket } from 'node:net';
-import type { Uint8ArrayList } from 'uint8arraylist';
 import type { AbortOptions } from '../../util/abort.js';
 import type { DuplexStream, ProtocolHandler, StreamInfo } from '../types.js';
-import { RECYCLE_FROM, type Opener, type Sealer } from './aead.js';
+import { type Opener, type Sealer } from './aead.js';
 import {
   FrameAccumulator,
   HELLO_MAGIC,
@@ -24,7 +23,7 @@ import {
   SUB_OPEN_OK,
   SUB_RESET,
   SUB_WINDOW,
-  forEachSubFrameIn,
+  forEachSubFrame,
   subFrame,
   subHeader,
 } from './codec.js';
@@ -306,10 +305,7 @@ export class Lane implements StreamHost {
     this.stats.bytesOut += n;
     this.lastActive = Date.now();
     if (sealed.length === 1) {
-      const f = sealed[0]!;
-      // a large frame's buffer goes back to the sealer once the socket has written it (./aead.ts Sealer.recycle)
-      if (f.length >= RECYCLE_FROM) this.socket.write(f, () => this.sealer.recycle(f));
-      else this.socket.write(f);
+      this.socket.write(sealed[0]!);
       return;
     }
     if (n < JOIN_BELOW) {
@@ -336,14 +332,12 @@ export class Lane implements StreamHost {
       for (;;) {
         const f = this.acc.next();
         if (f === undefined) break;
-        // LANE_AUTH before anything of it is parsed; the socket's chunks are ours, read once: decrypted in place,
-        // however many reads the frame took (no joined copy: a 1 MiB message in 256 KiB frames was 1 MiB of new
-        // buffers, and their garbage collection, on top of the reads)
-        const plain = this.opener.openInPlace(f.pieces, f.tag);
+        // LANE_AUTH before anything of it is parsed; the socket's chunks are ours, read once: decrypted in place
+        const plain = this.opener.open(f.pieces, f.tag, true);
         this.stats.framesIn++;
-        for (const p of plain) this.stats.bytesIn += p.length;
+        this.stats.bytesIn += plain.length;
         this.lastActive = Date.now();
-        forEachSubFrameIn(plain, this.onSubBound, this.onDataPartsBound);
+        forEachSubFrame(plain, (type, id, payload) => this.onSub(type, id, payload));
         if (this.closedWith !== undefined) return;
       }
     } catch (e) {
@@ -351,13 +345,6 @@ export class Lane implements StreamHost {
       else this.close(new LaneError('LANE_CLOSED', `lane read failed: ${(e as Error).message}`, undefined, e));
     }
   }
-
-  private readonly onSubBound = (type: number, id: number, payload: Buffer): void => this.onSub(type, id, payload);
-  /** A DATA payload that crossed socket reads: one chunk of views for the stream's reader (no join). */
-  private readonly onDataPartsBound = (id: number, payload: Uint8ArrayList): void => {
-    if (!this.helloSeen) throw new LaneError('LANE_HANDSHAKE', 'the first sub-frame is not the hello');
-    this.streamOf(SUB_DATA, id)?.pushData(payload);
-  };
 
   private onSub(type: number, id: number, payload: Buffer): void {
     if (!this.helloSeen) {
@@ -386,8 +373,12 @@ export class Lane implements StreamHost {
       case SUB_CLOSE:
       case SUB_RESET:
       case SUB_WINDOW: {
-        const s = this.streamOf(type, id);
-        if (s === undefined) return;
+        const s = this.streams.get(id);
+        if (s === undefined) {
+          // a stream that ended here (its last frames crossed ours) is fine; one that never existed is not
+          if (this.isOurs(id) ? id < this.nextId : id <= this.lastRemoteId) return;
+          throw new LaneError('LANE_PROTOCOL', `sub-frame ${type} for stream ${id}, which does not exist`);
+        }
         if (type === SUB_DATA) s.pushData(payload);
         else if (type === SUB_CLOSE) s.remoteClose();
         else if (type === SUB_RESET) s.die(new LaneStreamResetError(`stream reset by the other end: ${reason(payload)}`));
@@ -400,16 +391,6 @@ export class Lane implements StreamHost {
       default:
         throw new LaneError('LANE_MALFORMED', `sub-frame type ${type}`);
     }
-  }
-
-  /** The stream a sub-frame is for; undefined for one that ended here (its last frames crossed ours). */
-  private streamOf(type: number, id: number): LaneStream | undefined {
-    const s = this.streams.get(id);
-    // a stream that ended here is fine; one that never existed is not
-    if (s === undefined && !(this.isOurs(id) ? id < this.nextId : id <= this.lastRemoteId)) {
-      throw new LaneError('LANE_PROTOCOL', `sub-frame ${type} for stream ${id}, which does not exist`);
-    }
-    return s;
   }
 
   private isOurs(id: number): boolean {

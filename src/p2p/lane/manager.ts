@@ -295,11 +295,6 @@ export class LaneManager implements StreamLanes {
     return undefined;
   }
 
-  /** The largest sealed frame a lane writes (its sealer reuses buffers of this size for bulk data). */
-  private frameCapacity(): number {
-    return LENGTH_BYTES + this.o.maxFramePlainBytes + TAG_BYTES;
-  }
-
   private laneCount(): number {
     let n = 0;
     for (const s of this.lanes.values()) n += s.size;
@@ -357,7 +352,7 @@ export class LaneManager implements StreamLanes {
       role: 'client',
       peer,
       remoteAddr: `/ip4/${ip}/tcp/${port}`,
-      sealer: new Sealer(keys.clientToServer, this.frameCapacity()),
+      sealer: new Sealer(keys.clientToServer),
       opener: new Opener(keys.serverToClient),
       limits: this.o,
       handlerOf: (p) => this.handlers.get(p),
@@ -503,7 +498,7 @@ export class LaneManager implements StreamLanes {
         role: 'server',
         peer: p.peer,
         remoteAddr: `/ip4/${sock.remoteAddress ?? '?'}/tcp/${sock.remotePort ?? 0}`,
-        sealer: new Sealer(p.keys.serverToClient, this.frameCapacity()),
+        sealer: new Sealer(p.keys.serverToClient),
         opener,
         limits: this.o,
         handlerOf: (pr) => this.handlers.get(pr),

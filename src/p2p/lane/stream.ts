@@ -9,7 +9,7 @@
  * breaks the protocol (LANE_PROTOCOL): the whole lane closes.
  */
 import type { AbortOptions } from '../../util/abort.js';
-import type { ByteChunk, DuplexStream } from '../types.js';
+import type { DuplexStream } from '../types.js';
 import { LaneError } from './errors.js';
 
 /** What a stream needs of its lane. */
@@ -39,8 +39,7 @@ export class LaneStream implements DuplexStream {
   private credit: number;
   /** Data waiting for credit. */
   private readonly pendingOut: Uint8Array[] = [];
-  /** What the other end sent, not yet read: arrays, or lists of views of one DATA that crossed socket reads. */
-  private readonly inbox: (Uint8Array | ByteChunk)[] = [];
+  private readonly inbox: Uint8Array[] = [];
   /** Bytes the other end may send in all (the window plus every grant), received, and handed to the reader. */
   private allowed: number;
   private received = 0;
@@ -125,7 +124,7 @@ export class LaneStream implements DuplexStream {
     this.closeListeners.push(listener);
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array | ByteChunk> {
+  async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
     for (;;) {
       const c = this.inbox.shift();
       if (c !== undefined) {
@@ -143,7 +142,7 @@ export class LaneStream implements DuplexStream {
   // ── from the lane ──
 
   /** DATA from the other end. Throws LANE_PROTOCOL past the granted window (the lane then closes). */
-  pushData(payload: Uint8Array | ByteChunk): void {
+  pushData(payload: Uint8Array): void {
     if (this.remoteClosed) throw new LaneError('LANE_PROTOCOL', `data on stream ${this.id} after its close`);
     this.received += payload.byteLength;
     if (this.received > this.allowed) throw new LaneError('LANE_PROTOCOL', `stream ${this.id} sent ${this.received} bytes, ${this.allowed} granted`);
