@@ -459,6 +459,7 @@ export class RequestQueue implements AsyncIterable<InferenceRequest>, AsyncItera
   private ended = false;
 
   push(r: InferenceRequest): void {
+    if (this.ended) return; // nothing after end() (the session checks `closed` before it pushes)
     const w = this.waiter;
     if (w === undefined) {
       this.items.push(r);
