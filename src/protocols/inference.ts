@@ -227,12 +227,13 @@ export class InferenceHopServer {
             throw new HopError('SESSION_MISMATCH', 'one stream carries one session');
           }
           if (r.commitRequest !== undefined || r.receipt !== undefined) {
-            yield await self.settle(s, r);
+            yield self.settle(s, r);
             if (r.endSession) break;
             continue;
           }
           if (r.endSession && r.hidden === undefined && r.tokens.length === 0) break;
-          yield await self.step(s, r, ctx);
+          // `yield` awaits a promise itself (a second await here was one more tick per step)
+          yield self.step(s, r, ctx);
           if (r.endSession) break;
         }
       } finally {
@@ -330,9 +331,13 @@ export class InferenceHopServer {
       s.pendingCommits.push(() => s.inC.hidden(x, C, chunks));
     }
     if (wire !== undefined) s.wire = wire.dtype === 'fp16' ? 'f16' : wire.dtype === 'bf16' ? 'bf16' : 'f32';
-    if (s.inputs !== undefined) this.extras.transcripts!.store.add(s.inputs, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) });
+    // one plain object (two conditional spreads built and copied two throwaway objects per step)
+    const input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] } = { chunks };
+    if (ids !== undefined) input.ids = ids;
+    if (hidden !== undefined) input.hidden = hidden;
+    if (s.inputs !== undefined) this.extras.transcripts!.store.add(s.inputs, { ...input });
     const t0 = performance.now();
-    const out = await this.compute.step(s.localId, { chunks, ...(ids === undefined ? {} : { ids }), ...(hidden === undefined ? {} : { hidden }) }, ctx.signal);
+    const out = await this.compute.step(s.localId, input, ctx.signal);
     if (this.extras.faultsForTests?.corruptOutputs === true) corruptForTests(out, this.compute.vocabSize);
     // our compute share of the step, so that the entry can tell the network's share (its latency to us) apart
     const computeMs = performance.now() - t0;
@@ -443,29 +448,49 @@ function corruptForTests(out: { hidden?: Float32Array; tokens?: Int32Array }, vo
 
 // ───────────────────────────── client ─────────────────────────────
 
-/** A push queue the bidi call reads its requests from. */
-class RequestQueue implements AsyncIterable<InferenceRequest> {
+/**
+ * A push queue the bidi call reads its requests from (one reader). Its iterator is hand-written, not an async
+ * generator: a request pushed while the reader waits resolves that wait directly (one promise per step, where the
+ * generator's next(), its await and its yield were four).
+ */
+export class RequestQueue implements AsyncIterable<InferenceRequest>, AsyncIterator<InferenceRequest> {
   private readonly items: InferenceRequest[] = [];
-  private wake: (() => void) | undefined;
+  private waiter: ((r: IteratorResult<InferenceRequest>) => void) | undefined;
   private ended = false;
 
   push(r: InferenceRequest): void {
-    this.items.push(r);
-    this.wake?.();
+    if (this.ended) return; // nothing after end() (the session checks `closed` before it pushes)
+    const w = this.waiter;
+    if (w === undefined) {
+      this.items.push(r);
+      return;
+    }
+    this.waiter = undefined;
+    w({ done: false, value: r });
   }
 
   end(): void {
     this.ended = true;
-    this.wake?.();
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.({ done: true, value: undefined });
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<InferenceRequest> {
-    for (;;) {
-      while (this.items.length > 0) yield this.items.shift()!;
-      if (this.ended) return;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
-    }
+  next(): Promise<IteratorResult<InferenceRequest>> {
+    if (this.items.length > 0) return Promise.resolve({ done: false, value: this.items.shift()! });
+    if (this.ended) return Promise.resolve({ done: true, value: undefined });
+    return new Promise((resolve) => (this.waiter = resolve));
+  }
+
+  /** The reader stopped (its call ended): nothing more is handed out. */
+  return(): Promise<IteratorResult<InferenceRequest>> {
+    this.ended = true;
+    this.items.length = 0;
+    return Promise.resolve({ done: true, value: undefined });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<InferenceRequest> {
+    return this;
   }
 }
 

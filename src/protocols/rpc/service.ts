@@ -23,7 +23,8 @@ import { silentLogger, type Logger } from '../../util/logger.js';
 import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, writeFrame, writeFrameWaiting, type Frame } from './frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeFrame, writeFrame, writeFrameWaiting, type Frame } from './frame.js';
+import { ReadDeadline } from './deadline.js';
 import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MUX_MAX_REQUEST_BYTES, MUX_PIECE_BYTES, MuxAssembler, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
 import { perPeerLimit, requestReadMs, type BidiMethod, type CallKind, type MethodDef, type ServerStreamMethod, type UnaryMethod } from './method.js';
 
@@ -149,6 +150,20 @@ function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/** Frames below this go as one write (encodeFrame joins header and body), as rpc/frame.ts writeFrame sends them. */
+const SEND_JOIN_BELOW = 64 * 1024;
+
+/**
+ * Sends one frame: undefined when the stream took it at once, else a promise of the drain (or of writeFrame, for a
+ * large body). A bidi request or stream response that fits the stream's buffer (every serving-hop step) then costs
+ * no promise; writeFrame's two async layers were four promises per round trip.
+ */
+function sendFrame(stream: DuplexStream, kind: number, body: Uint8Array, signal: AbortSignal): Promise<void> | undefined {
+  if (body.byteLength >= SEND_JOIN_BELOW) return writeFrame(stream, kind, body, { signal });
+  if (stream.send(encodeFrame(kind, body))) return undefined;
+  return stream.onDrain({ signal });
 }
 
 /** Resets the stream when the signal fires, so any pending read or write fails at once. */
@@ -426,13 +441,17 @@ export class RpcNode {
     });
   }
 
-  /** A bidirectional call: sends every request from `requests`, yields every response. */
-  async *bidi<Req, Res>(peer: string, method: BidiMethod<Req, Res>, requests: AsyncIterable<Req> | Iterable<Req>, opts: CallOptions = {}): AsyncGenerator<Res> {
-    yield* this.streamCall(peer, method, opts, async (stream, signal) => {
+  /**
+   * A bidirectional call: sends every request from `requests`, yields every response. The generator is streamCall's
+   * own (no `yield*` wrapper: a delegating async generator cost two promises per response on the serving hop).
+   */
+  bidi<Req, Res>(peer: string, method: BidiMethod<Req, Res>, requests: AsyncIterable<Req> | Iterable<Req>, opts: CallOptions = {}): AsyncGenerator<Res> {
+    return this.streamCall(peer, method, opts, async (stream, signal) => {
       let n = 0;
       for await (const r of requests) {
         if (++n > (method.maxFrames ?? Infinity)) throw new InvalidArgumentError(`${method.name}: more than ${method.maxFrames} requests`);
-        await writeFrame(stream, FRAME_MESSAGE, this.encodeRequest(method, r), { signal });
+        const w = sendFrame(stream, FRAME_MESSAGE, this.encodeRequest(method, r), signal);
+        if (w !== undefined) await w;
       }
       await stream.close({ signal });
     });
@@ -466,11 +485,23 @@ export class RpcNode {
         sendError = e;
         s.abort(e instanceof Error ? e : new Error(String(e)));
       });
+      // one read deadline for the stream's life (./deadline.ts), not a timer per response
+      const deadline = new ReadDeadline((e) => s.abort(e), (ms) => `${method.name} response: nothing received for ${ms} ms`);
       try {
         const reader = new FrameReader(s);
+        const limit = responseReadLimit(method);
         let frames = 0;
         for (;;) {
-          const frame = responseFrame(method, await this.timedNext(reader, s, responseReadLimit(method), idleMs, `${method.name} response`));
+          deadline.start(idleMs);
+          let raw: Frame | undefined;
+          try {
+            raw = await reader.next(limit);
+          } catch (e) {
+            throw deadline.expired ?? e;
+          } finally {
+            deadline.stop();
+          }
+          const frame = responseFrame(method, raw);
           if (frame === undefined) break;
           if (++frames > (method.maxFrames ?? Infinity)) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: more than ${method.maxFrames} responses`);
           yield this.decodeResponse(method, frame);
@@ -479,6 +510,7 @@ export class RpcNode {
         if (sendError !== undefined) throw sendError;
         finished = true;
       } finally {
+        deadline.dispose();
         unguard();
       }
     } catch (e) {
@@ -577,22 +609,6 @@ export class RpcNode {
     this.events.emit('rpc:violation', { peer, method: method.name, code: e.code, message: e.message });
   }
 
-  /** Reads the next frame, resetting the stream when it does not arrive within `ms`. */
-  private async timedNext(reader: FrameReader, stream: DuplexStream, max: number, ms: number, what: string): Promise<Frame | undefined> {
-    let timedOut: TimeoutError | undefined;
-    const t = setTimeout(() => {
-      timedOut = new TimeoutError(`${what}: nothing received for ${ms} ms`, { ms });
-      stream.abort(timedOut);
-    }, ms);
-    try {
-      return await reader.next(max);
-    } catch (e) {
-      throw timedOut ?? e;
-    } finally {
-      clearTimeout(t);
-    }
-  }
-
   /** Handler executions of `method` in progress (for one peer when given). */
   inFlight(method: MethodDef<unknown, unknown, CallKind>, peer?: PeerIdString): number {
     if (peer === undefined) return this.inflight.get(method.name) ?? 0;
@@ -637,28 +653,46 @@ export class RpcNode {
       if (evt.error !== undefined) ac.abort(new AbortedError(`${method.name}: caller reset the stream`));
     }, { once: true });
     const reader = new FrameReader(stream);
+    // one read deadline for the stream's life (./deadline.ts), not a timer per request
+    const deadline = new ReadDeadline((e) => stream.abort(e), (ms) => `${method.name} request: nothing received for ${ms} ms`);
     let violation: NeuroShardError | undefined;
     const ctx: CallContext = { peer, limited: info.limited, signal };
-    const readRequest = async (required: boolean, ms: number): Promise<unknown> => {
-      try {
-        const frame = await this.timedNext(reader, stream, method.maxRequestBytes, ms, `${method.name} request`);
-        if (frame === undefined) {
-          if (required) throw new RpcViolationError('RPC_TRUNCATED', `${method.name}: stream closed without a request`);
-          return undefined;
-        }
-        if (frame.kind !== FRAME_MESSAGE) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: a client may only send MESSAGE frames`);
-        let req: unknown;
-        try {
-          req = method.request.decode(frame.body);
-        } catch (e) {
-          throw new RpcViolationError('RPC_MALFORMED', `${method.name}: undecodable request: ${errorMessage(e)}`);
-        }
-        method.validateRequest?.(req);
-        return req;
-      } catch (e) {
-        if (e instanceof NeuroShardError && e.fault === 'peer') violation = e;
-        throw e;
+    const failed = (e: unknown): never => {
+      if (e instanceof NeuroShardError && e.fault === 'peer') violation = e;
+      throw e;
+    };
+    const decodeRequest = (frame: Frame | undefined, required: boolean): unknown => {
+      if (frame === undefined) {
+        if (required) throw new RpcViolationError('RPC_TRUNCATED', `${method.name}: stream closed without a request`);
+        return undefined;
       }
+      if (frame.kind !== FRAME_MESSAGE) throw new RpcViolationError('RPC_PROTOCOL', `${method.name}: a client may only send MESSAGE frames`);
+      let req: unknown;
+      try {
+        req = method.request.decode(frame.body);
+      } catch (e) {
+        throw new RpcViolationError('RPC_MALFORMED', `${method.name}: undecodable request: ${errorMessage(e)}`);
+      }
+      method.validateRequest?.(req);
+      return req;
+    };
+    // a plain promise chain, not an async function: one promise per request instead of three (the serving hop)
+    const readRequest = (required: boolean, ms: number): Promise<unknown> => {
+      deadline.start(ms);
+      return reader.next(method.maxRequestBytes).then(
+        (frame) => {
+          deadline.stop();
+          try {
+            return decodeRequest(frame, required);
+          } catch (e) {
+            return failed(e);
+          }
+        },
+        (e: unknown) => {
+          deadline.stop();
+          return failed(deadline.expired ?? e);
+        },
+      );
     };
     let slot = false;
     try {
@@ -672,31 +706,19 @@ export class RpcNode {
       slot = true;
       if (method.kind === 'unary') {
         const res = await this.runUnary(method, handler, firstReq, ctx);
-        await this.replyMessage(stream, method, res, signal);
+        await this.replyMessage(stream, method, this.encodeResponse(method, res), signal);
       } else {
         let source: AsyncIterable<unknown>;
         if (method.kind === 'server-stream') {
           source = handler(firstReq, ctx) as AsyncIterable<unknown>;
         } else {
-          const requests = async function* (): AsyncGenerator<unknown> {
-            if (firstReq === undefined) return;
-            yield firstReq;
-            for (let i = 1; ; i++) {
-              if (i >= (method.maxFrames ?? Infinity)) {
-                violation = new RpcViolationError('RPC_PROTOCOL', `${method.name}: more than ${method.maxFrames} requests`);
-                throw violation;
-              }
-              const r = await readRequest(false, method.timeoutMs);
-              if (r === undefined) return;
-              yield r;
-            }
-          };
-          source = handler(requests(), ctx) as AsyncIterable<unknown>;
+          source = handler(this.requestIterable(method, firstReq, readRequest, (v) => (violation = v)), ctx) as AsyncIterable<unknown>;
         }
         let frames = 0;
         for await (const res of source) {
           if (++frames > (method.maxFrames ?? Infinity)) throw new NeuroShardError('RPC_INTERNAL', `${method.name}: handler produced more than ${method.maxFrames} responses`);
-          await this.replyMessage(stream, method, res, signal, false);
+          const w = this.sendReply(stream, method, res, signal);
+          if (w !== undefined) await w;
         }
         const closing = timer(method.timeoutMs, `${method.name} close`, signal);
         try {
@@ -723,11 +745,52 @@ export class RpcNode {
         await this.replyError(stream, new NeuroShardError('RPC_INTERNAL', `${method.name}: internal error`, { fault: 'local' }));
       }
     } finally {
+      deadline.dispose();
       unguard();
       ac.abort();
       link.dispose();
       if (slot) this.releaseSlot(method, peer);
     }
+  }
+
+  /**
+   * A bidi call's requests as its handler iterates them: the first (already read), then one read per next() until
+   * the caller half-closes. Hand-written rather than an async generator: a generator's next() and its awaits cost
+   * four promises per request on the serving hop, this one the read's own. Past maxFrames requests the next read is
+   * a protocol violation (`violated`), as is anything readRequest finds wrong.
+   */
+  private requestIterable(method: MethodDef<unknown, unknown>, first: unknown, readRequest: (required: boolean, ms: number) => Promise<unknown>, violated: (e: RpcViolationError) => void): AsyncIterable<unknown> {
+    let done = first === undefined;
+    let sentFirst = false;
+    let reads = 0;
+    const end = (): IteratorResult<unknown> => {
+      done = true;
+      return { done: true, value: undefined };
+    };
+    const it: AsyncIterator<unknown> = {
+      next: () => {
+        if (done) return Promise.resolve(end());
+        if (!sentFirst) {
+          sentFirst = true;
+          return Promise.resolve({ done: false, value: first });
+        }
+        if (++reads >= (method.maxFrames ?? Infinity)) {
+          done = true;
+          const v = new RpcViolationError('RPC_PROTOCOL', `${method.name}: more than ${method.maxFrames} requests`);
+          violated(v);
+          return Promise.reject(v);
+        }
+        return readRequest(false, method.timeoutMs).then(
+          (r) => (r === undefined ? end() : { done: false, value: r }),
+          (e: unknown) => {
+            done = true;
+            throw e;
+          },
+        );
+      },
+      return: () => Promise.resolve(end()),
+    };
+    return { [Symbol.asyncIterator]: () => it };
   }
 
   /** Runs a unary handler under the method's deadline (the handler sees a signal that fires at it). */
@@ -783,6 +846,8 @@ export class RpcNode {
     const maxRequest = Math.min(method.maxRequestBytes, MUX_MAX_REQUEST_BYTES);
     const calls = new Map<number, AbortController>();
     const running = new Set<Promise<void>>();
+    const idleMs = this.muxIdle.server ?? SERVER_IDLE_MS;
+    const idle = new ReadDeadline((e) => stream.abort(e), (ms) => `${method.name} stream: idle for ${ms} ms`, () => calls.size > 0);
     // a client that stops reading answers stops our reading too (yamux's window then stops it writing)
     const maxQueued = 2 * perPeerLimit(method) + 8;
     const sendError = (id: number, e: NeuroShardError): void => {
@@ -792,7 +857,17 @@ export class RpcNode {
     try {
       for (;;) {
         await writer.below(maxQueued);
-        const frame = await this.idleNext(reader, stream, MUX_PIECE_BYTES + ID_BYTES, this.muxIdle.server ?? SERVER_IDLE_MS, () => calls.size > 0, `${method.name} stream`);
+        // an idle or stalled stream does not hold an inbound stream forever: reset when no complete frame arrives
+        // within idleMs while no call of it runs (one deadline for the stream, ./deadline.ts)
+        idle.start(idleMs);
+        let frame: Frame | undefined;
+        try {
+          frame = await reader.next(MUX_PIECE_BYTES + ID_BYTES);
+        } catch (e) {
+          throw idle.expired ?? e;
+        } finally {
+          idle.stop();
+        }
         if (frame === undefined) break;
         if (this.scores?.isBanned(peer) === true) throw new AbortedError('peer is banned');
         const [id, piece] = splitId(frame.body);
@@ -862,6 +937,7 @@ export class RpcNode {
       for (const c of calls.values()) c.abort(new AbortedError(`${method.name}: stream closed`));
       await Promise.allSettled([...running]);
     } finally {
+      idle.dispose();
       unguard();
       life.abort();
       link.dispose();
@@ -899,31 +975,18 @@ export class RpcNode {
   }
 
   /**
-   * The next frame of a reusable stream. The stream is reset when no complete frame arrives within `ms` while
-   * `busy()` is false (no call of it running): an idle or stalled stream does not hold an inbound stream forever.
+   * One response of a stream call: undefined when the stream took it at once (no promise: the serving hop's answer),
+   * else the wait for the stream to drain, under the method's deadline.
    */
-  private async idleNext(reader: FrameReader, stream: DuplexStream, max: number, ms: number, busy: () => boolean, what: string): Promise<Frame | undefined> {
-    let timedOut: TimeoutError | undefined;
-    let t: NodeJS.Timeout | undefined;
-    const arm = (): void => {
-      t = setTimeout(() => {
-        if (busy()) return arm();
-        timedOut = new TimeoutError(`${what}: idle for ${ms} ms`, { ms });
-        stream.abort(timedOut);
-      }, ms);
-    };
-    arm();
-    try {
-      return await reader.next(max);
-    } catch (e) {
-      throw timedOut ?? e;
-    } finally {
-      clearTimeout(t);
-    }
+  private sendReply(stream: DuplexStream, method: MethodDef<unknown, unknown>, res: unknown, signal: AbortSignal): Promise<void> | undefined {
+    const body = this.encodeResponse(method, res);
+    if (body.byteLength >= SEND_JOIN_BELOW) return this.replyMessage(stream, method, body, signal, false);
+    if (stream.send(encodeFrame(FRAME_MESSAGE, body))) return undefined;
+    const t = timer(method.timeoutMs, `${method.name} reply`, signal);
+    return stream.onDrain({ signal: t.signal }).finally(t.clear);
   }
 
-  private async replyMessage(stream: DuplexStream, method: MethodDef<unknown, unknown>, res: unknown, signal: AbortSignal, close = true): Promise<void> {
-    const body = this.encodeResponse(method, res);
+  private async replyMessage(stream: DuplexStream, method: MethodDef<unknown, unknown>, body: Uint8Array, signal: AbortSignal, close = true): Promise<void> {
     // the reply's deadline is armed only when a write has to wait (rpc/frame.ts writeFrameWaiting) or the stream closes
     let t: { signal: AbortSignal; clear: () => void } | undefined;
     const wait = (): { signal: AbortSignal } => ({ signal: (t ??= timer(method.timeoutMs, `${method.name} reply`, signal)).signal });
