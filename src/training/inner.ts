@@ -64,9 +64,11 @@ export interface InnerLoop {
   pause(): Promise<void>;
   /**
    * A driver: the steps issued from now on are discarded (true: their update to our span will be replaced, so they do
-   * not count as our training) or count again (false). runOuterRounds marks the drive while it waits to enter.
+   * not count as our training) or count again (false). runOuterRounds marks the drive while it waits to enter. Resolves
+   * once the span's optimizer state is kept (true) or put back (false: the discarded steps leave no trace in its
+   * weights, AdamW moments and step count); call between steps.
    */
-  discardSteps?(on: boolean): void;
+  discardSteps?(on: boolean): void | Promise<void>;
   resume(): void;
   /** The held span's parameters per layer, in layout order (call inside a pause). */
   readLayers(): Promise<LayerParams[]>;

@@ -241,6 +241,11 @@ export function chainOf(net: Net, driver: { id: string; span: { start: number; e
  * steps).
  */
 export function twoStageChainTrainer(stepLimit: number): ChainTrainer {
+  return twoStageChain(stepLimit).trainer;
+}
+
+/** twoStageChainTrainer with its two stages (the driver's own span `local`, the hop's `hop`). */
+export function twoStageChain(stepLimit: number): { trainer: ChainTrainer; local: LocalStage; hop: LocalStage } {
   const cfg = tinyConfig({ num_hidden_layers: 2 });
   const B = 2;
   const T = 4;
@@ -252,9 +257,10 @@ export function twoStageChainTrainer(stepLimit: number): ChainTrainer {
     },
     position: () => i,
   };
-  const local = new LocalStage(cfg, reference, { start: 0, end: 1 }, { seed: 1 }) as unknown as LocalSpanStage;
+  const stage = new LocalStage(cfg, reference, { start: 0, end: 1 }, { seed: 1 });
+  const local = stage as unknown as LocalSpanStage;
   const hop = new LocalStage(cfg, reference, { start: 1, end: 2 }, { seed: 1 });
-  return new ChainTrainer({
+  const trainer = new ChainTrainer({
     self: 'me',
     local,
     data,
@@ -262,6 +268,7 @@ export function twoStageChainTrainer(stepLimit: number): ChainTrainer {
     stepLimit,
     formChain: () => Promise.resolve([{ peer: 'me', span: local.span, stage: local }, { peer: 'x', span: hop.span, stage: hop, release: () => Promise.resolve() }]),
   });
+  return { trainer, local: stage, hop };
 }
 
 /** Settles with 'ended' when the loop ended by itself, 'running' after `ms`. */
