@@ -13,6 +13,7 @@ import { pause } from '../util/abort.js';
 import { AbortedError, NeuroShardError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import type { Span } from '../model/layout.js';
+import { AppliedSteps } from './applied-steps.js';
 import type { ChainPosition, InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
 import { PipelineTrainer, type PipelineOptions } from './pipeline/trainer.js';
 import type { PipelineStage, StageForwardResult, StepApply } from './pipeline/stage.js';
@@ -189,6 +190,8 @@ export class ChainTrainer implements InnerLoop {
   private discarded = 0;
   /** `discarded` when the current discarding began (scheduleStep: a discarded step's place in the schedule). */
   private discardedAtStart = 0;
+  /** The step ids our chain applied (a skipped one takes an id nobody applies): ChainPosition.appliedAfter. */
+  private readonly appliedIds = new AppliedSteps();
 
   constructor(private readonly o: ChainTrainerOptions) {
     this.now = o.now ?? Date.now;
@@ -349,7 +352,9 @@ export class ChainTrainer implements InnerLoop {
         if (discarded) this.discarded += pipe.step - stepId;
         if (r.applied) {
           this.applied++;
-          this.lastApplied = { step: stepId, partners: (this.hops ?? []).filter((h) => h.peer !== this.o.self).map((h) => h.peer), drives: true };
+          this.appliedIds.add(stepId);
+          const ids = this.appliedIds;
+          this.lastApplied = { step: stepId, partners: (this.hops ?? []).filter((h) => h.peer !== this.o.self).map((h) => h.peer), drives: true, appliedAfter: (id) => ids.after(id) };
         }
         this.events.emit('step', { ...r, hops: this.hops!.map((h) => h.peer), discarded, counted: this.countedSteps() });
         return r;
@@ -481,11 +486,15 @@ export class HopInnerLoop implements InnerLoop {
   private lastApplied: ChainPosition | undefined;
   private readonly unsubscribe: () => void;
   private waiters: (() => void)[] = [];
+  /** The step ids applied here under the current driver's ids: ChainPosition.appliedAfter. */
+  private readonly appliedIds = new AppliedSteps();
 
   constructor(private readonly o: HopInnerLoopOptions) {
     this.unsubscribe = o.onApplied((e) => {
       this.applied++;
-      this.lastApplied = { step: e.step, partners: [e.peer], drives: false };
+      this.appliedIds.add(e.step, e.peer);
+      const ids = this.appliedIds;
+      this.lastApplied = { step: e.step, partners: [e.peer], drives: false, appliedAfter: (id) => ids.after(id) };
       const w = this.waiters;
       this.waiters = [];
       for (const f of w) f();

@@ -48,6 +48,11 @@ export interface ChainPosition {
    * refuses it, STAGE_PAUSED). A driver that closes a round at this step asks for none before it closed it.
    */
   asked?: (peer: string) => boolean;
+  /**
+   * The chain steps this node applied with an id after `id`, under the ids of its `step` (./applied-steps.ts);
+   * undefined when it does not know. Absent: ids are read as steps (rounds.ts partnerAt).
+   */
+  appliedAfter?: (id: number) => number | undefined;
 }
 
 export interface InnerLoop {

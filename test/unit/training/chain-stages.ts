@@ -5,7 +5,7 @@
  * chain), and a hop's InnerLoop that counts the steps its driver applied to it. A hop belongs to one driver at a time
  * (`attach`): a hop whose driver left is stepped by nobody until another driver takes it.
  */
-import { ChainTrainer, type Batch, type BatchSource, type LocalSpanStage } from '../../../src/training/index.js';
+import { AppliedSteps, ChainTrainer, type Batch, type BatchSource, type LocalSpanStage } from '../../../src/training/index.js';
 import type { ChainPosition, InnerLoop, InnerStepsResult, LayerParams } from '../../../src/training/inner.js';
 import { LocalStage, batchOf } from '../../../src/training/pipeline/index.js';
 import { runOuterRounds } from '../../../src/training/chain-outer.js';
@@ -32,6 +32,16 @@ abstract class StageLoop implements InnerLoop {
   paused = false;
   protected last: ChainPosition | undefined;
   protected waiters: (() => void)[] = [];
+  /** The ids applied here, as ChainTrainer and HopInnerLoop keep them (ChainPosition.appliedAfter). */
+  protected readonly ids = new AppliedSteps();
+  /** Off: positions carry no appliedAfter (chain partners read ids as steps, as before session 21). */
+  countApplied = true;
+
+  protected position(step: number, partners: string[], drives: boolean): ChainPosition {
+    this.ids.add(step, drives ? this.node.id : partners[0]);
+    const ids = this.ids;
+    return { step, partners, drives, ...(this.countApplied ? { appliedAfter: (id: number) => ids.after(id) } : {}) };
+  }
 
   constructor(readonly node: Node) {}
 
@@ -79,7 +89,7 @@ export class HopStage extends StageLoop {
   /** Applied by its driver's step (synchronously: no step is ever in flight on a hop, so pause() resolves at once). */
   take(step: number, k: number, driver: string): void {
     this.applyStep(step, k);
-    this.last = { step, partners: [driver], drives: false };
+    this.last = this.position(step, [driver], false);
     this.wake();
   }
 
@@ -108,6 +118,11 @@ export class DriverStage extends StageLoop {
   step = 0;
   /** As ChainTrainer's `stepLimit` (--train-steps): no step is issued once `step` reached it (abandoned ones not counted). */
   stepLimit = Infinity;
+  /**
+   * Ids whose step is skipped (PipelineTrainer's NaN skip: the step ran through every stage, its gradients were not
+   * finite, nobody applies it; the id is used up and the step counts toward stepLimit, not as applied).
+   */
+  skip: (id: number) => boolean = () => false;
   private running = 0;
 
   constructor(
@@ -150,9 +165,10 @@ export class DriverStage extends StageLoop {
           continue;
         }
         const id = this.step++;
+        if (this.skip(id)) continue;
         this.applyStep(id, 1);
         this.hops.forEach((h, i) => h.take(id, i + 2, this.node.id));
-        this.last = { step: id, partners: this.hops.map((h) => h.node.id), drives: true };
+        this.last = this.position(id, this.hops.map((h) => h.node.id), true);
         applied++;
       } finally {
         this.running--;
