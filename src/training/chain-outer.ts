@@ -76,7 +76,11 @@ async function driveWhileWaiting(inner: InnerLoop, drives: (signal: AbortSignal)
   // our hops' rounds count their updates). Ended inside the install's pause, after the last such step (sync.ts enter)
   // our span's optimizer state before the first discarded step is kept, and put back after the last (ChainTrainer)
   try {
-    await inner.discardSteps?.(true);
+    try {
+      await inner.discardSteps?.(true);
+    } catch {
+      // the steps are marked discarded all the same; only the optimizer state is not kept (the drive must go on)
+    }
     while (!signal.aborted && left() > 0) {
       try {
         await drives(signal);
