@@ -283,8 +283,9 @@ export async function startOuterSync(i: OuterSyncInit): Promise<OuterSyncWiring>
   const handlers: TrainingHandlers = {
     contribution,
     status: () => sync.status(),
-    layer: (req) => {
-      const s = sync.layerState(req.round, req.layer);
+    // the joiner's download pins the round here (OuterSync.serveLayer): its later layers find it kept
+    layer: (req, ctx) => {
+      const s = sync.serveLayer(ctx.peer, req.round, req.layer);
       if (s === undefined) throw new PeerMisbehaviourError('TRAINING_LAYER_UNKNOWN', `no state of ${req.layer} after round ${req.round} here`);
       return encodeLayerState(s);
     },

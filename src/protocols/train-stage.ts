@@ -59,7 +59,10 @@ export type WireStageOp =
   | { op: 'info' }
   | { op: 'grads' }
   | { op: 'readLayers' }
-  | { op: 'writeLayers'; layers: { id: string; params: Float32Array }[] };
+  | { op: 'writeLayers'; layers: { id: string; params: Float32Array }[] }
+  // the driver's own span only (a discarded step leaves no trace in its optimizer): not sent to a hop
+  | { op: 'saveState' }
+  | { op: 'restoreState' };
 
 /** Deadline of a release (a driver gives its leases back as it leaves; the hop's lease lapses anyway without it). */
 const RELEASE_TIMEOUT_MS = 5_000;

@@ -43,9 +43,10 @@ export interface TrainingStatusMessage {
   /**
    * A pipeline chain stage's last round boundary: the chain step it closed after, the round it begins next (a hop's
    * proposal, a driver's decision) and whether it drives (training/rounds.ts ChainBoundary; absent on a node that
-   * trains alone, and from older nodes).
+   * trains alone, and from older nodes); `driver`: whose step counter `step` counts (a driver's own id, a hop's
+   * driver's; absent from older nodes).
    */
-  chain?: { step: number; next: number; drives: boolean };
+  chain?: { step: number; next: number; drives: boolean; driver?: string };
   /** Inner steps it counted since it started (grows with every step; absent from older nodes). */
   steps?: number;
 }
@@ -123,7 +124,8 @@ export function checkStatus(x: unknown): TrainingStatusMessage {
   if (o.chain !== undefined) {
     const c = obj(o.chain, 'training-status.chain');
     if (!isRound(c.step, 0) || !isRound(c.next, 0) || typeof c.drives !== 'boolean') throw malformed('training-status.chain');
-    chain = { step: c.step, next: c.next, drives: c.drives };
+    if (c.driver !== undefined && (typeof c.driver !== 'string' || !ID_RE.test(c.driver))) throw malformed('training-status.chain.driver');
+    chain = { step: c.step, next: c.next, drives: c.drives, ...(c.driver === undefined ? {} : { driver: c.driver as string }) };
   }
   return {
     round: o.round,

@@ -74,8 +74,13 @@ export const ENTRY_DRIVE_RETRY_MS = 1_000;
 async function driveWhileWaiting(inner: InnerLoop, drives: (signal: AbortSignal) => Promise<unknown>, signal: AbortSignal, left: () => number): Promise<void> {
   // the entry replaces our span's weights with the holders' verified state: these steps are discarded (still driven:
   // our hops' rounds count their updates). Ended inside the install's pause, after the last such step (sync.ts enter)
-  inner.discardSteps?.(true);
+  // our span's optimizer state before the first discarded step is kept, and put back after the last (ChainTrainer)
   try {
+    try {
+      await inner.discardSteps?.(true);
+    } catch {
+      // the steps are marked discarded all the same; only the optimizer state is not kept (the drive must go on)
+    }
     while (!signal.aborted && left() > 0) {
       try {
         await drives(signal);
@@ -85,7 +90,7 @@ async function driveWhileWaiting(inner: InnerLoop, drives: (signal: AbortSignal)
       if (!signal.aborted && left() > 0) await pause(ENTRY_DRIVE_RETRY_MS, signal);
     }
   } finally {
-    inner.discardSteps?.(false);
+    await inner.discardSteps?.(false);
   }
 }
 

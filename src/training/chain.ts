@@ -13,6 +13,7 @@ import { pause } from '../util/abort.js';
 import { AbortedError, NeuroShardError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import type { Span } from '../model/layout.js';
+import { AppliedSteps } from './applied-steps.js';
 import type { ChainPosition, InnerLoop, InnerStepsResult, LayerParams } from './inner.js';
 import { PipelineTrainer, type PipelineOptions } from './pipeline/trainer.js';
 import type { PipelineStage, StageForwardResult, StepApply } from './pipeline/stage.js';
@@ -36,6 +37,12 @@ export interface LocalSpanStage extends PipelineStage {
   readLayers(): Promise<LayerParams[]>;
   writeLayers(layers: LayerParams[]): Promise<void>;
   info(): Promise<{ appliedSteps: number }>;
+  /**
+   * Keeps a copy of the span's weights, AdamW moments and step count, which restoreState puts back (ops.ts
+   * saveState / restoreState): a driver's discarded steps leave no trace in its optimizer. Absent: not kept.
+   */
+  saveState?(): Promise<void>;
+  restoreState?(): Promise<boolean>;
 }
 
 /** A hop's call failed: the step is abandoned and this hop is left out of the next chain. */
@@ -183,6 +190,8 @@ export class ChainTrainer implements InnerLoop {
   private discarded = 0;
   /** `discarded` when the current discarding began (scheduleStep: a discarded step's place in the schedule). */
   private discardedAtStart = 0;
+  /** The step ids our chain applied (a skipped one takes an id nobody applies): ChainPosition.appliedAfter. */
+  private readonly appliedIds = new AppliedSteps();
 
   constructor(private readonly o: ChainTrainerOptions) {
     this.now = o.now ?? Date.now;
@@ -252,9 +261,19 @@ export class ChainTrainer implements InnerLoop {
    * their tokens are not reported as trained (the 'step' event's `discarded`); they have a budget of their own, the
    * same `stepLimit`, so that a driver that never enters stops too.
    */
-  discardSteps(on: boolean): void {
-    if (on && !this.discarding) this.discardedAtStart = this.discarded;
+  async discardSteps(on: boolean): Promise<void> {
+    const was = this.discarding;
+    if (on && !was) this.discardedAtStart = this.discarded;
     this.discarding = on;
+    if (on === was) return;
+    // AdamW on our span: the discarded steps move its step count (the bias correction) and its moments as well as
+    // the weights, and the entry replaces only the weights. Our span's state before the first discarded step is kept
+    // and put back after the last one (the caller awaits this before the next step: runOuterRounds), so the counted
+    // steps run on a fresh driver's optimizer (its moments and bias correction), or on the state it had when it fell
+    // out of the rounds. An entry that finds nobody ahead after all begins round 0 from the weights it had before
+    // the wait, too (the other holders' initial ones), not from its discarded steps' updates.
+    if (on) await this.o.local.saveState?.();
+    else await this.o.local.restoreState?.();
   }
 
   /**
@@ -262,8 +281,7 @@ export class ChainTrainer implements InnerLoop {
    * that waited 500 steps to enter trains its counted steps at the rates of one that never waited (they moved the
    * default --train-steps cosine by ~0.5 % per 500-step wait). A discarded step itself runs at the position it would
    * have had without the fix (counted + its index in this wait): its update stands on our hops, whose rounds count it.
-   * AdamW's own step count on our span (bias correction) still moves with discarded steps: its moments move with them
-   * too, and a stage op to reset both would change the train-stage wire (left for now).
+   * AdamW's own step count on our span (bias correction) and its moments are put back by discardSteps(false).
    */
   scheduleStep(): number {
     return this.countedSteps() + (this.discarding ? this.discarded - this.discardedAtStart : 0);
@@ -334,7 +352,9 @@ export class ChainTrainer implements InnerLoop {
         if (discarded) this.discarded += pipe.step - stepId;
         if (r.applied) {
           this.applied++;
-          this.lastApplied = { step: stepId, partners: (this.hops ?? []).filter((h) => h.peer !== this.o.self).map((h) => h.peer), drives: true };
+          this.appliedIds.add(stepId);
+          const ids = this.appliedIds;
+          this.lastApplied = { step: stepId, partners: (this.hops ?? []).filter((h) => h.peer !== this.o.self).map((h) => h.peer), drives: true, appliedAfter: (id) => ids.after(id) };
         }
         this.events.emit('step', { ...r, hops: this.hops!.map((h) => h.peer), discarded, counted: this.countedSteps() });
         return r;
@@ -466,11 +486,15 @@ export class HopInnerLoop implements InnerLoop {
   private lastApplied: ChainPosition | undefined;
   private readonly unsubscribe: () => void;
   private waiters: (() => void)[] = [];
+  /** The step ids applied here under the current driver's ids: ChainPosition.appliedAfter. */
+  private readonly appliedIds = new AppliedSteps();
 
   constructor(private readonly o: HopInnerLoopOptions) {
     this.unsubscribe = o.onApplied((e) => {
       this.applied++;
-      this.lastApplied = { step: e.step, partners: [e.peer], drives: false };
+      this.appliedIds.add(e.step, e.peer);
+      const ids = this.appliedIds;
+      this.lastApplied = { step: e.step, partners: [e.peer], drives: false, appliedAfter: (id) => ids.after(id) };
       const w = this.waiters;
       this.waiters = [];
       for (const f of w) f();

@@ -8,6 +8,7 @@ export { ShardTrainable } from './shard-model.js';
 export { TrainingModelError } from './errors.js';
 export { checkOuterOptions, nesterovOuterStep, OuterOptimizer, pseudoGradient, type OuterOptions } from './outer.js';
 export { checkRoundConfig, contributionRoundCheck, innerStepDone, MAX_ROUND, nextRound, nextRoundNumber, quorumSize, receive, startRound, tryClose, type CloseOutcome, type ReceiveVerdict, type RoundConfig, type RoundPhase, type RoundState } from './rounds.js';
+export { AppliedSteps } from './applied-steps.js';
 export { KEPT_ROUNDS, layerEntryState, livePins, PIN_LIMITS, pinRound, roundsToKeep, sequenceToJoin, type ClosedView, type EntryView, type PinLimits, type RoundPin } from './keep.js';
 export { LocalStage, OpStage, PipelineTrainer, runStageOp, pipelineSchedule, simulateSchedule, type PipelineOptions, type PipelineScheduleName, type PipelineStage, type StageOp, type StageOpResult, type StageTransport, type Utilisation } from './pipeline/index.js';
 export { ChainTrainer, driverGone, HopFailedError, HopInnerLoop, NoChainError, TrainStepsReachedError, planChain, type ChainCandidate, type ChainHop, type ChainTrainerEvents, type ChainTrainerOptions, type HopInnerLoopOptions, type LocalSpanStage } from './chain.js';

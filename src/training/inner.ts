@@ -48,6 +48,11 @@ export interface ChainPosition {
    * refuses it, STAGE_PAUSED). A driver that closes a round at this step asks for none before it closed it.
    */
   asked?: (peer: string) => boolean;
+  /**
+   * The chain steps this node applied with an id after `id`, under the ids of its `step` (./applied-steps.ts);
+   * undefined when it does not know. Absent: ids are read as steps (rounds.ts partnerAt).
+   */
+  appliedAfter?: (id: number) => number | undefined;
 }
 
 export interface InnerLoop {
@@ -64,9 +69,11 @@ export interface InnerLoop {
   pause(): Promise<void>;
   /**
    * A driver: the steps issued from now on are discarded (true: their update to our span will be replaced, so they do
-   * not count as our training) or count again (false). runOuterRounds marks the drive while it waits to enter.
+   * not count as our training) or count again (false). runOuterRounds marks the drive while it waits to enter. Resolves
+   * once the span's optimizer state is kept (true) or put back (false: the discarded steps leave no trace in its
+   * weights, AdamW moments and step count); call between steps.
    */
-  discardSteps?(on: boolean): void;
+  discardSteps?(on: boolean): void | Promise<void>;
   resume(): void;
   /** The held span's parameters per layer, in layout order (call inside a pause). */
   readLayers(): Promise<LayerParams[]>;

@@ -201,31 +201,57 @@ export interface ChainBoundary {
   step: number;
   next: number;
   drives: boolean;
+  /**
+   * Whose step counter `step` counts: a driver's own id; a hop's, the driver of the step it closed after (absent from
+   * older nodes). A hop that another driver took over published its last boundary under its previous driver's ids,
+   * which say nothing of the new driver's: read as if they did, a coincidence of numbers made the new driver wait
+   * for a hop that was not closing (partnerAt).
+   */
+  driver?: string;
+}
+
+/**
+ * What a reader at its boundary knows of its own chain steps (sync.ts chainNext): `ids`, whose counter its step
+ * counts (a driver: itself; a hop: the driver of its last step); `appliedAfter(id)`, how many steps it applied with
+ * an id after `id` (./applied-steps.ts; undefined when it does not know). Without them, ids are read as steps.
+ */
+export interface ChainReader {
+  ids?: string;
+  appliedAfter?(id: number): number | undefined;
 }
 
 /**
  * Where a chain partner stands, from its last published boundary, when we are at our boundary after chain step
  * `step` (`h`: inner steps per round):
  *   at       it published this very step: its proposal (from a hop) or its decision (from our driver) is in
- *   coming   its last boundary was one round of steps before ours: its rounds end with ours, it is still closing
- *            this one (no chain step can pass while we are paused, so it reaches this step's boundary, nothing later)
+ *   coming   we applied exactly one round of steps (h) since its last boundary: its rounds end with ours, it is still
+ *            closing this one (no chain step can pass while we are paused, so it reaches this step's boundary,
+ *            nothing later)
  *   apart    anything else: its rounds end after other steps (a hop that entered the rounds while its driver was
- *            mid-round, a step a hop applied but whose acknowledgement its driver lost), or it published nothing yet
+ *            mid-round, a step a hop applied but whose acknowledgement its driver lost), its boundary counts another
+ *            driver's ids, or it published nothing yet
+ * The steps since its boundary are the steps we applied (`r.appliedAfter`), not the ids: a NaN-skipped step takes an
+ * id that nobody applies, and the partner, which counts applied steps, closes one id later per skip. Read as ids
+ * (before session 21), a partner whose boundary was h ids back but one skip short was 'coming': we waited for it to
+ * chainNext's bound while it waited for our next step.
  */
-export function partnerAt(step: number, h: number, theirs: ChainBoundary | undefined): 'at' | 'coming' | 'apart' {
+export function partnerAt(step: number, h: number, theirs: ChainBoundary | undefined, r: ChainReader = {}): 'at' | 'coming' | 'apart' {
   if (theirs === undefined) return 'apart';
+  if (r.ids !== undefined && theirs.driver !== undefined && theirs.driver !== r.ids) return 'apart';
   if (theirs.step === step) return 'at';
-  if (theirs.step + h === step) return 'coming';
-  return 'apart';
+  if (theirs.step > step) return 'apart';
+  const k = r.appliedAfter?.(theirs.step) ?? step - theirs.step;
+  return k === h ? 'coming' : 'apart';
 }
 
 /**
  * A hop whose rounds end `apart` from its driver's (whose last boundary was after step `driverStep` < `step`, its
- * next after `driverStep + h`): the steps of the hop's next round, so that it ends after the driver's next boundary
- * step (1..h), or h when the driver's boundary is not in reach (its last one is older than a round: it is not
- * closing rounds in this chain, or it published a step past ours).
+ * next after h more applied steps): the steps of the hop's next round, so that it ends after the driver's next
+ * boundary step (1..h), or h when the driver's boundary is not in reach (its last one is older than a round: it is
+ * not closing rounds in this chain, or it published a step past ours). The steps since the driver's boundary are the
+ * ones we applied (`r.appliedAfter`: a skipped id is no step), else the ids.
  */
-export function stepsToAlign(step: number, h: number, driverStep: number): number {
-  const k = driverStep + h - step;
+export function stepsToAlign(step: number, h: number, driverStep: number, r: ChainReader = {}): number {
+  const k = h - (r.appliedAfter?.(driverStep) ?? step - driverStep);
   return k >= 1 && k <= h ? k : h;
 }

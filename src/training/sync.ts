@@ -460,6 +460,18 @@ export class OuterSync {
     return r.pinned;
   }
 
+  /**
+   * The state RPC (training-layer): `peer` downloads `layer` after `round` to enter the rounds (adopt). The round is
+   * pinned for it (./keep.ts, with its quotas), as the pool's checkpoint download pins it: a joiner downloads its
+   * layers one by one, and once its download took longer than KEPT_ROUNDS rounds of ours the round it began with was
+   * gone before its last layer ("no such state"), it tried again with a newer round, and never entered (session 21).
+   */
+  serveLayer(peer: string, round: number, layer: string): LayerState | undefined {
+    const s = this.layerState(round, layer);
+    if (s !== undefined) this.pin(peer, round);
+    return s;
+  }
+
   /** The state of a layer after a closed round we keep (the state RPC), or undefined. */
   layerState(round: number, layer: string): LayerState | undefined {
     const c = this.closed.find((x) => x.round === round);
@@ -776,7 +788,12 @@ export class OuterSync {
    */
   private async chainNext(round: number, proposal: number, pos: ChainPosition, signal: AbortSignal): Promise<number> {
     const h = this.o.round.innerSteps;
-    if (!pos.drives) this.chainPub = { step: pos.step, next: proposal, drives: false };
+    // whose counter our step counts (a driver's own; a hop's, its driver's), and the steps we applied since a
+    // partner's boundary (not the ids: a NaN-skipped id is no step; rounds.ts partnerAt)
+    const ids = pos.drives ? this.o.self : pos.partners[0];
+    const reader = { ...(ids === undefined ? {} : { ids }), ...(pos.appliedAfter === undefined ? {} : { appliedAfter: pos.appliedAfter }) };
+    const by = ids === undefined ? {} : { driver: ids };
+    if (!pos.drives) this.chainPub = { step: pos.step, next: proposal, drives: false, ...by };
     const heard: number[] = [];
     const failures = new Map<string, number>();
     const until = this.o.clock.now() + 2 * this.o.round.syncTimeoutMs + 5_000;
@@ -802,14 +819,14 @@ export class OuterSync {
         // close after this one whatever its last boundary says (it lost the acknowledgement of a step we applied),
         // and waiting for it held both of us to the bound below, the holders of its layers to their deadline for its
         // Δ (CI's outer-move: a round of 245 s)
-        const seen = partnerAt(pos.step, h, b);
+        const seen = partnerAt(pos.step, h, b, reader);
         const where = seen === 'coming' && asked.has(p) ? 'apart' : seen;
         if (where === 'at') heard.push(b!.next);
         else if (where === 'coming') still.push(p);
-        else if (!pos.drives && b !== undefined && b.step < pos.step) {
+        else if (!pos.drives && b !== undefined && b.step < pos.step && (b.driver === undefined || ids === undefined || b.driver === ids)) {
           // our driver's rounds end after other steps: end our next round with its current one, at its number
           apart = true;
-          this.stepsNow = stepsToAlign(pos.step, h, b.step);
+          this.stepsNow = stepsToAlign(pos.step, h, b.step, reader);
           heard.push(b.next);
         }
       }
@@ -819,7 +836,7 @@ export class OuterSync {
     }
     let next = proposal;
     for (const r of heard) if (Number.isSafeInteger(r) && r > next && r < MAX_ROUND) next = r;
-    if (pos.drives) this.chainPub = { step: pos.step, next, drives: true };
+    if (pos.drives) this.chainPub = { step: pos.step, next, drives: true, ...by };
     if (next !== proposal || apart) this.log.info('chain partners begin one round number', { closed: round, step: pos.step, proposal, next, ...(apart ? { alignSteps: this.stepsNow } : {}) });
     return next;
   }

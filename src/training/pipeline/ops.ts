@@ -4,8 +4,9 @@
  * `OpStage` is the PipelineStage over such a transport; `runStageOp` executes one op on a LocalStage.
  *
  * Besides PipelineStage's calls there are the inner loop's (training/inner.ts): `info` (span, AdamW steps applied),
- * `readLayers` / `writeLayers` (the held span's parameters per model-hash layer), and `grads` (a copy of the step's
- * summed gradients after sumSquares: tests compare them with a single node's).
+ * `readLayers` / `writeLayers` (the held span's parameters per model-hash layer), `grads` (a copy of the step's
+ * summed gradients after sumSquares: tests compare them with a single node's), and `saveState` / `restoreState` (a
+ * copy of the span's weights, AdamW moments and step count put back later: a driver's discarded steps, chain.ts).
  */
 import { InvalidArgumentError } from '../../util/errors.js';
 import { layerRanges } from '../diloco.js';
@@ -25,7 +26,11 @@ export type StageOp =
   | { op: 'info' }
   | { op: 'grads' }
   | { op: 'readLayers' }
-  | { op: 'writeLayers'; layers: LayerParams[] };
+  | { op: 'writeLayers'; layers: LayerParams[] }
+  /** Keep a copy of the span's weights, AdamW moments and step count (LocalStage.saveState). */
+  | { op: 'saveState' }
+  /** Put that copy back and forget it (LocalStage.restoreState); `restored` false when there was none. */
+  | { op: 'restoreState' };
 
 export interface StageOpResult {
   /** forward/eval: the stage's output (null on the last stage); backward: the input's gradient (null on the first). */
@@ -35,6 +40,8 @@ export interface StageOpResult {
   sumSquares?: number;
   grads?: Float32Array;
   layers?: LayerParams[];
+  /** restoreState: whether a saved state was put back. */
+  restored?: boolean;
   span: Span;
   appliedSteps: number;
 }
@@ -79,6 +86,13 @@ export async function runStageOp(stage: LocalStage, o: StageOp): Promise<StageOp
       }
       for (const l of o.layers) stage.params.set(l.params, ranges.get(l.id)!.offset);
       return base();
+    }
+    case 'saveState':
+      await stage.saveState();
+      return base();
+    case 'restoreState': {
+      const restored = await stage.restoreState();
+      return { ...base(), restored };
     }
   }
   throw new InvalidArgumentError(`unknown stage op ${String((o as { op: unknown }).op)}`);
@@ -156,5 +170,13 @@ export class OpStage implements PipelineStage {
 
   async writeLayers(layers: LayerParams[]): Promise<void> {
     await this.run({ op: 'writeLayers', layers });
+  }
+
+  async saveState(): Promise<void> {
+    await this.run({ op: 'saveState' });
+  }
+
+  async restoreState(): Promise<boolean> {
+    return (await this.run({ op: 'restoreState' })).restored === true;
   }
 }

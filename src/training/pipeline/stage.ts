@@ -76,6 +76,8 @@ export class LocalStage implements PipelineStage {
   private t = 0;
   private step = -1;
   private collected = false;
+  /** saveState's copy of the trainable state (moments null: they were zero, a fresh stage's); undefined: none. */
+  private saved: { params: Float32Array; m: Float32Array | null; v: Float32Array | null; t: number } | undefined;
 
   constructor(
     readonly config: LlamaConfig,
@@ -215,6 +217,37 @@ export class LocalStage implements PipelineStage {
   abortStep(step: number): Promise<void> {
     if (step === this.step) this.reset();
     return Promise.resolve();
+  }
+
+  /**
+   * Keeps a copy of the span's trainable state: its weights, AdamW's moments and step count (the bias correction).
+   * restoreState puts it back, so that the steps applied in between leave no trace in the optimizer: a driver's steps
+   * run while it waits to enter the outer rounds, whose update the entry replaces (training/chain.ts discardSteps).
+   * A second save replaces the first. Costs one copy of the span's weights, and two more of its moments once it has
+   * stepped (a fresh stage's zero moments are not copied). Call between steps.
+   */
+  saveState(): Promise<void> {
+    const fresh = this.t === 0;
+    this.saved = { params: this.params.slice(), m: fresh ? null : this.m.slice(), v: fresh ? null : this.v.slice(), t: this.t };
+    return Promise.resolve();
+  }
+
+  /**
+   * Puts back the state saveState kept (weights, moments, step count) and forgets it; false (nothing changed) when
+   * there is none. A step in flight is dropped (its gradients were of the weights now replaced).
+   */
+  restoreState(): Promise<boolean> {
+    const s = this.saved;
+    if (s === undefined) return Promise.resolve(false);
+    this.saved = undefined;
+    this.params.set(s.params);
+    if (s.m === null) this.m.fill(0);
+    else this.m.set(s.m);
+    if (s.v === null) this.v.fill(0);
+    else this.v.set(s.v);
+    this.t = s.t;
+    this.reset();
+    return Promise.resolve(true);
   }
 
   evalForward(input: Int32Array | Float32Array, B: number, T: number, targets?: Int32Array): Promise<StageForwardResult> {

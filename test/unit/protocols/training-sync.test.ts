@@ -41,7 +41,9 @@ describe('outer-sync wire', () => {
     // `chain` (a chain stage's last round boundary) is optional; when present every field is checked
     const chain = { step: 41, next: 9, drives: true };
     assert.deepEqual(checkStatus({ ...ok, chain }), { ...ok, chain });
-    for (const bad of [null, 3, [], { ...chain, step: -1 }, { ...chain, next: 1.5 }, { ...chain, drives: 'yes' }, { step: 1, next: 2 }]) assert.throws(() => checkStatus({ ...ok, chain: bad }), PeerMisbehaviourError);
+    // `driver` (whose step counter `step` counts) is optional too: a peer id when present
+    assert.deepEqual(checkStatus({ ...ok, chain: { ...chain, driver: '12D3KooWdrv' } }), { ...ok, chain: { ...chain, driver: '12D3KooWdrv' } });
+    for (const bad of [null, 3, [], { ...chain, step: -1 }, { ...chain, next: 1.5 }, { ...chain, drives: 'yes' }, { step: 1, next: 2 }, { ...chain, driver: 7 }, { ...chain, driver: 'a b' }, { ...chain, driver: '' }]) assert.throws(() => checkStatus({ ...ok, chain: bad }), PeerMisbehaviourError);
     // `steps` (inner steps counted since start: the stall release reads it) is optional; when present an integer ≥ 0
     assert.deepEqual(checkStatus({ ...ok, steps: 120 }), { ...ok, steps: 120 });
     for (const steps of [-1, 1.5, '7', null, 2 ** 60]) assert.throws(() => checkStatus({ ...ok, steps }), PeerMisbehaviourError);

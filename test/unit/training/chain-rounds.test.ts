@@ -102,4 +102,31 @@ describe('chain partners begin one round number', () => {
       await net.stop();
     }
   });
+
+  it('a NaN-skipped step (an id nobody applies) does not make a driver wait for a hop whose rounds end elsewhere', async () => {
+    const net = new Net();
+    // the hop applied two steps before the counting began, so its first boundary is at step 0 and the driver's
+    // (H = 3) would be at 2; step 1 is skipped (its gradients were not finite: nobody applies it), so the driver
+    // closes at 3 and the hop, which knew no boundary of its driver at step 0 and runs a whole round, at 4. At 3 the
+    // driver read the hop's last boundary (0) as "H ids back" (before session 21): 'coming', and waited for it to
+    // chainNext's bound (2 sync deadlines + 5 s) while the hop waited for step 4. It applied 2 steps since, not H:
+    // the hop is apart; it aligns with the driver at its next boundary
+    const [d, h] = net.startChain(
+      [
+        { id: 'd-drive', span: { start: 0, end: 1 } },
+        { id: 'h-hop', span: { start: 1, end: 3 } },
+      ],
+      10,
+      ['h-hop', 'h-hop'],
+      undefined,
+      { skip: [1] },
+    );
+    try {
+      await until(() => d!.closedAt.length >= 4 && d!.closedAt.slice(2, 4).every((r) => h!.closedAt.includes(r)), 30_000, `four rounds of the driver, its 3rd-4th closed by the hop after the same steps (driver ${d!.closedAt.join(',')}; hop ${h!.closedAt.join(',')})`);
+      assert.ok(d!.closedAt[0]!.endsWith('@3') && h!.closedAt.slice(0, 2).map((x) => x.split('@')[1]).join() === '0,4', `the driver's first boundary at step 3, the hop's at 0 and 4 (driver ${d!.closedAt.join(',')}; hop ${h!.closedAt.join(',')})`);
+      for (const n of [d!, h!]) assert.ok(n.closeMs.every((ms) => ms < 3000), `${n.id}: every close under one sync deadline (${n.closeMs.join('/')} ms)`);
+    } finally {
+      await net.stop();
+    }
+  });
 });

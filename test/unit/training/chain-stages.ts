@@ -5,7 +5,7 @@
  * chain), and a hop's InnerLoop that counts the steps its driver applied to it. A hop belongs to one driver at a time
  * (`attach`): a hop whose driver left is stepped by nobody until another driver takes it.
  */
-import { ChainTrainer, type Batch, type BatchSource, type LocalSpanStage } from '../../../src/training/index.js';
+import { AppliedSteps, ChainTrainer, type Batch, type BatchSource, type LocalSpanStage } from '../../../src/training/index.js';
 import type { ChainPosition, InnerLoop, InnerStepsResult, LayerParams } from '../../../src/training/inner.js';
 import { LocalStage, batchOf } from '../../../src/training/pipeline/index.js';
 import { runOuterRounds } from '../../../src/training/chain-outer.js';
@@ -32,6 +32,16 @@ abstract class StageLoop implements InnerLoop {
   paused = false;
   protected last: ChainPosition | undefined;
   protected waiters: (() => void)[] = [];
+  /** The ids applied here, as ChainTrainer and HopInnerLoop keep them (ChainPosition.appliedAfter). */
+  protected readonly ids = new AppliedSteps();
+  /** Off: positions carry no appliedAfter (chain partners read ids as steps, as before session 21). */
+  countApplied = true;
+
+  protected position(step: number, partners: string[], drives: boolean): ChainPosition {
+    this.ids.add(step, drives ? this.node.id : partners[0]);
+    const ids = this.ids;
+    return { step, partners, drives, ...(this.countApplied ? { appliedAfter: (id: number) => ids.after(id) } : {}) };
+  }
 
   constructor(readonly node: Node) {}
 
@@ -79,7 +89,7 @@ export class HopStage extends StageLoop {
   /** Applied by its driver's step (synchronously: no step is ever in flight on a hop, so pause() resolves at once). */
   take(step: number, k: number, driver: string): void {
     this.applyStep(step, k);
-    this.last = { step, partners: [driver], drives: false };
+    this.last = this.position(step, [driver], false);
     this.wake();
   }
 
@@ -108,6 +118,11 @@ export class DriverStage extends StageLoop {
   step = 0;
   /** As ChainTrainer's `stepLimit` (--train-steps): no step is issued once `step` reached it (abandoned ones not counted). */
   stepLimit = Infinity;
+  /**
+   * Ids whose step is skipped (PipelineTrainer's NaN skip: the step ran through every stage, its gradients were not
+   * finite, nobody applies it; the id is used up and the step counts toward stepLimit, not as applied).
+   */
+  skip: (id: number) => boolean = () => false;
   private running = 0;
 
   constructor(
@@ -150,9 +165,10 @@ export class DriverStage extends StageLoop {
           continue;
         }
         const id = this.step++;
+        if (this.skip(id)) continue;
         this.applyStep(id, 1);
         this.hops.forEach((h, i) => h.take(id, i + 2, this.node.id));
-        this.last = { step: id, partners: this.hops.map((h) => h.node.id), drives: true };
+        this.last = this.position(id, this.hops.map((h) => h.node.id), true);
         applied++;
       } finally {
         this.running--;
@@ -241,6 +257,11 @@ export function chainOf(net: Net, driver: { id: string; span: { start: number; e
  * steps).
  */
 export function twoStageChainTrainer(stepLimit: number): ChainTrainer {
+  return twoStageChain(stepLimit).trainer;
+}
+
+/** twoStageChainTrainer with its two stages (the driver's own span `local`, the hop's `hop`). */
+export function twoStageChain(stepLimit: number): { trainer: ChainTrainer; local: LocalStage; hop: LocalStage } {
   const cfg = tinyConfig({ num_hidden_layers: 2 });
   const B = 2;
   const T = 4;
@@ -252,9 +273,10 @@ export function twoStageChainTrainer(stepLimit: number): ChainTrainer {
     },
     position: () => i,
   };
-  const local = new LocalStage(cfg, reference, { start: 0, end: 1 }, { seed: 1 }) as unknown as LocalSpanStage;
+  const stage = new LocalStage(cfg, reference, { start: 0, end: 1 }, { seed: 1 });
+  const local = stage as unknown as LocalSpanStage;
   const hop = new LocalStage(cfg, reference, { start: 1, end: 2 }, { seed: 1 });
-  return new ChainTrainer({
+  const trainer = new ChainTrainer({
     self: 'me',
     local,
     data,
@@ -262,6 +284,7 @@ export function twoStageChainTrainer(stepLimit: number): ChainTrainer {
     stepLimit,
     formChain: () => Promise.resolve([{ peer: 'me', span: local.span, stage: local }, { peer: 'x', span: hop.span, stage: hop, release: () => Promise.resolve() }]),
   });
+  return { trainer, local: stage, hop };
 }
 
 /** Settles with 'ended' when the loop ended by itself, 'running' after `ms`. */

@@ -16,7 +16,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TrainStepsReachedError } from '../../../src/training/index.js';
 import type { InnerStepsResult } from '../../../src/training/inner.js';
-import { chainOf, DriverStage, endsWithin, runStage, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
+import { OpStage, runStageOp, type LocalStage } from '../../../src/training/pipeline/index.js';
+import { randomIds } from '../model/helpers.js';
+import { chainOf, DriverStage, endsWithin, runStage, twoStageChain, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
 import { H, Net, until, type Node } from './sync-net.js';
 
 const S0 = { start: 0, end: 1 };
@@ -124,14 +126,14 @@ describe('the steps a driver drives while it waits to enter the rounds are disca
     const trainer = twoStageChainTrainer(3);
     const events: { discarded: boolean; counted: number; tokens: number }[] = [];
     trainer.events.on('step', (e) => events.push({ discarded: e.discarded, counted: e.counted, tokens: e.tokens }));
-    trainer.discardSteps(true);
+    await trainer.discardSteps(true);
     assert.equal((await trainer.innerSteps(2)).applied, 2);
     assert.equal(trainer.discardedSteps(), 2);
     assert.equal(trainer.countedSteps(), 0);
     assert.equal(trainer.stepsLeft(), 1, 'while discarding: the discarded steps\' budget');
     await assert.rejects(trainer.innerSteps(5), TrainStepsReachedError, 'a driver that never enters stops at its budget');
     assert.equal(trainer.discardedSteps(), 3);
-    trainer.discardSteps(false);
+    await trainer.discardSteps(false);
     assert.equal(trainer.stepsLeft(), 3, 'none of the discarded steps counts toward the limit');
     assert.equal((await trainer.innerSteps(3)).applied, 3);
     assert.equal(trainer.step, 6);
@@ -164,14 +166,14 @@ describe('the steps a driver drives while it waits to enter the rounds are disca
     await fresh.innerSteps(6);
     const waited = twoStageChainTrainer(20);
     const waitedLrs = lrs(waited);
-    waited.discardSteps(true);
+    await waited.discardSteps(true);
     await waited.innerSteps(4);
-    waited.discardSteps(false);
+    await waited.discardSteps(false);
     await waited.innerSteps(3);
     // a second wait (a driver that fell out of the rounds and enters again) after 3 counted steps
-    waited.discardSteps(true);
+    await waited.discardSteps(true);
     await waited.innerSteps(2);
-    waited.discardSteps(false);
+    await waited.discardSteps(false);
     await waited.innerSteps(3);
     const f = freshLrs.map((e) => e.lr);
     assert.equal(new Set(f).size, 6, 'the schedule gives every one of the first 6 steps its own lr');
@@ -188,5 +190,82 @@ describe('the steps a driver drives while it waits to enter the rounds are disca
     );
     assert.equal(waited.scheduleStep(), 6);
     assert.equal(waited.step, 12);
+  });
+
+  /**
+   * One AdamW step on a stage alone, the same for every caller (fixed ids and output gradient): two stages that end it
+   * with the same weights had the same weights, moments and step count (the bias correction) before it.
+   */
+  async function probeStep(s: LocalStage): Promise<Float32Array> {
+    const B = 2;
+    const T = 4;
+    const C = s.config.hidden_size;
+    const ids = randomIds(B * T, s.config.vocab_size, 99);
+    const dOut = Float32Array.from({ length: B * T * C }, (_, i) => Math.sin(i * 0.37) * 0.1);
+    await s.beginStep(1000);
+    await s.forward(1000, 0, ids, B, T, undefined, 1);
+    await s.backward(1000, 0, dOut);
+    await s.gradSumSquares(1000);
+    await s.applyStep(1000, { lr: 1e-2, clipScale: 1 });
+    return s.params.slice();
+  }
+
+  it('discarded steps leave no trace in the optimizer of the driver\'s span: weights, moments and step count put back', async () => {
+    // a fresh driver, and one that discarded 4 steps while it waited (same initial weights and data)
+    const fresh = twoStageChain(20);
+    const waited = twoStageChain(20);
+    assert.deepEqual(waited.local.params, fresh.local.params, 'the two drivers start from the same weights');
+    await waited.trainer.discardSteps(true);
+    assert.equal((await waited.trainer.innerSteps(4)).applied, 4);
+    assert.equal(waited.local.appliedSteps, 4, 'the discarded steps ran on our span (their update stands on the hop)');
+    assert.equal(waited.hop.appliedSteps, 4);
+    await waited.trainer.discardSteps(false);
+    assert.equal(waited.local.appliedSteps, 0, 'AdamW\'s step count is put back (on main it stays at 4)');
+    assert.equal(waited.hop.appliedSteps, 4, 'the hop keeps its steps: its rounds count them');
+    assert.deepEqual(waited.local.params, fresh.local.params, 'the weights are those before the wait');
+    // the entry installs the holders' weights (the same here); the next step then runs on a fresh optimizer: the
+    // same moments and bias correction as the fresh driver's first step (on main: step 5 with the wait's moments)
+    assert.deepEqual(await probeStep(waited.local), await probeStep(fresh.local), 'the first counted step is a fresh driver\'s');
+    assert.equal(waited.local.appliedSteps, 1);
+    // the schedule and the accounting are unchanged
+    assert.equal(waited.trainer.discardedSteps(), 4);
+    assert.equal(waited.trainer.countedSteps(), 0);
+  });
+
+  it('a second wait puts back the state of the counted steps before it (a driver that fell out and enters again)', async () => {
+    const twin = twoStageChain(20);
+    const waited = twoStageChain(20);
+    // the same 3 counted steps on both: bit-identical states (reference backend, same data)
+    await twin.trainer.innerSteps(3);
+    await waited.trainer.innerSteps(3);
+    assert.deepEqual(waited.local.params, twin.local.params);
+    await waited.trainer.discardSteps(true);
+    await waited.trainer.innerSteps(2);
+    assert.notDeepEqual(waited.local.params, twin.local.params, 'the discarded steps moved the weights');
+    await waited.trainer.discardSteps(false);
+    assert.equal(waited.local.appliedSteps, 3);
+    assert.deepEqual(waited.local.params, twin.local.params);
+    assert.deepEqual(await probeStep(waited.local), await probeStep(twin.local), 'moments and step count are the counted steps\' (nonzero moments put back)');
+    // discardSteps(false) twice, or without a wait, changes nothing
+    await waited.trainer.discardSteps(false);
+    assert.equal(waited.local.appliedSteps, 4);
+  });
+
+  it('saveState / restoreState as stage ops (the compute worker\'s transport): the state comes back, once', async () => {
+    const { local } = twoStageChain(20);
+    const twin = twoStageChain(20).local;
+    const op = new OpStage(local.span, 2, (o) => runStageOp(local, o));
+    assert.equal(await op.restoreState(), false, 'nothing saved: nothing put back');
+    await probeStep(local);
+    await probeStep(twin);
+    await op.saveState();
+    await probeStep(local);
+    await probeStep(local);
+    assert.equal(local.appliedSteps, 3);
+    assert.equal(await op.restoreState(), true);
+    assert.equal(op.appliedSteps, 1, 'the answer carries the step count put back');
+    assert.deepEqual(local.params, twin.params);
+    assert.deepEqual(await probeStep(local), await probeStep(twin));
+    assert.equal(await op.restoreState(), false, 'a saved state is put back once');
   });
 });

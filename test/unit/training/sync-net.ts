@@ -6,6 +6,7 @@
  */
 import { ParamLayout } from '../../../src/model/layout.js';
 import { decodeDelta } from '../../../src/training/compression/index.js';
+import { AppliedSteps } from '../../../src/training/applied-steps.js';
 import { OuterSync, type LastRoundReport, type LayerState, type PeerTrainingStatus, type SendVerdict } from '../../../src/training/sync.js';
 import { createLogger, type Logger } from '../../../src/util/logger.js';
 import { tinyConfig } from '../model/helpers.js';
@@ -73,6 +74,8 @@ export class Net {
    * receiver); undefined: delivered at once.
    */
   sendHold: (from: string, to: string, round: number) => Promise<void> | undefined = () => undefined;
+  /** Holds the answer of a layer download (`from` fetches from `to`) until the promise it returns settles (a slow link). */
+  fetchHold: (from: string, to: string) => Promise<void> | undefined = () => undefined;
   /** Solo nodes that take no inner step while listed here (a replica whose steps stall). */
   readonly frozen = new Set<string>();
   /** Views that differ: `hides(viewer, peer)` true leaves `peer` out of `viewer`'s holders (its view lacks it). */
@@ -104,9 +107,12 @@ export class Net {
    * step id): the driver does not count that step (its acknowledgement lost after every hop applied it) while the
    * hops do, after their boundaries were published: each hop then reaches its boundary one step before the driver,
    * and the driver, still in its round's steps, asks the paused hops for its next step (a paused hop refuses it and
-   * says so in its chain position's `asked`, as protocols/train-stage.ts does).
+   * says so in its chain position's `asked`, as protocols/train-stage.ts does). A stage named twice in `extraStep`
+   * applied two more. `skip` (chain step ids): steps nobody applies (PipelineTrainer's NaN skip: the id is used up).
+   * Chain positions carry the steps each stage applied after an id (ChainPosition.appliedAfter, as ChainTrainer's
+   * and HopInnerLoop's), unless `countApplied` is false.
    */
-  startChain(stages: { id: string; span: { start: number; end: number }; firstRound?: number }[], stepMs: number, extraStep: string[] = [], lostAck?: number): Node[] {
+  startChain(stages: { id: string; span: { start: number; end: number }; firstRound?: number }[], stepMs: number, extraStep: string[] = [], lostAck?: number, o: { skip?: number[]; countApplied?: boolean } = {}): Node[] {
     const nodes = stages.map((st) => this.create(st.id, st.span, stepMs, undefined, st.firstRound));
     const ac = new AbortController();
     for (const n of nodes) n.ac.signal.addEventListener('abort', () => ac.abort(), { once: true });
@@ -114,14 +120,17 @@ export class Net {
       const signal = ac.signal;
       try {
         await Promise.all(nodes.map((n) => n.sync.enter(signal)));
-        const count = new Map(nodes.map((n) => [n.id, extraStep.includes(n.id) ? 1 : 0]));
+        const count = new Map(nodes.map((n) => [n.id, extraStep.filter((x) => x === n.id).length]));
         const driver = nodes[0]!;
+        const ids = new Map(nodes.map((n) => [n.id, new AppliedSteps()]));
         for (let step = 0; !signal.aborted; step++) {
           await new Promise((r) => setTimeout(r, driver.stepMs));
+          if (o.skip?.includes(step) === true) continue;
           for (const n of nodes) {
             const k = nodes.indexOf(n) + 1;
             for (let i = 0; i < n.params.length; i++) n.params[i] = n.params[i]! - 0.001 * k * Math.cos(i + step);
             if (n === driver && step === lostAck) continue;
+            ids.get(n.id)!.add(step, driver.id);
             n.sync.innerStep();
             count.set(n.id, count.get(n.id)! + 1);
           }
@@ -133,7 +142,9 @@ export class Net {
             closing.map(async (n) => {
               const partners = n === driver ? nodes.slice(1).map((x) => x.id) : [driver.id];
               const t0 = Date.now();
-              const r = (await n.sync.closeRound(signal, { step, partners, drives: n === driver, asked: (p) => n !== driver && asked.has(p) })).round;
+              const applied = ids.get(n.id)!;
+              const after = o.countApplied === false ? {} : { appliedAfter: (id: number) => applied.after(id) };
+              const r = (await n.sync.closeRound(signal, { step, partners, drives: n === driver, asked: (p) => n !== driver && asked.has(p), ...after })).round;
               n.closed.push(r);
               n.closedAt.push(`${r}@${step}`);
               n.closeMs.push(Date.now() - t0);
@@ -197,8 +208,10 @@ export class Net {
         },
         fetchLayer: async (peer, round, layer): Promise<LayerState> => {
           await new Promise((r) => setTimeout(r, 2));
-          const s = this.nodes.get(peer)?.sync.layerState(round, layer);
+          const s = this.nodes.get(peer)?.sync.serveLayer(id, round, layer);
           if (s === undefined) throw new Error('no such state');
+          // a slow transfer of the answer (the holder served it: its copy is taken)
+          await this.fetchHold(id, peer);
           return { theta: s.theta.slice(), buf: s.buf === null ? null : s.buf.slice() };
         },
       },
