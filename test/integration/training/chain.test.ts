@@ -295,6 +295,10 @@ describe('chain training over libp2p', () => {
       await rejects(call(x1, c, base({ op: StageOpKind.APPLY, step: 7n, lr: 1e-3 })), 'WRONG_STEP');
       await rejects(call(x1, c, base({ op: StageOpKind.SUM_SQUARES, step: 7n })), 'WRONG_STEP');
       await rejects(call(x1, c, base({ op: StageOpKind.BACKWARD, step: 7n, microBatch: 0 })), 'WRONG_STEP');
+      // another driver while x1 holds the lease (checked right after x1's last call: the lease lapses after
+      // `leaseMs` without one, and the slow steps below, a raw frame and a wait for its penalty, come after)
+      await rejects(call(x2, c, base({ chainId: 'other', op: StageOpKind.BEGIN, step: 9n })), 'RPC_BUSY');
+      await call(x1, c, base({ op: StageOpKind.ABORT, step: 7n }));
       // a message larger than the method allows: our client refuses to send it; sent raw, the hop refuses it from
       // its length prefix (RPC_OVERSIZED, penalised) before reading the body
       await rejects(call(x1, c, base({ op: StageOpKind.FORWARD, step: 7n, input: f32([(70 << 20) / (C * 4), 1, C]) })), 'INVALID_ARGUMENT');
@@ -311,9 +315,6 @@ describe('chain training over libp2p', () => {
       }
       assert.ok(code === 'RPC_OVERSIZED' || code === 'reset', `oversized frame answered ${code}`);
       await waitFor(() => c.net.scores.score(x2.peerId) < -20, { timeoutMs: 30_000, intervalMs: 50, what: 'the oversized frame to be penalised' });
-      // another driver while x1 holds the lease
-      await rejects(call(x2, c, base({ chainId: 'other', op: StageOpKind.BEGIN, step: 9n })), 'RPC_BUSY');
-      await call(x1, c, base({ op: StageOpKind.ABORT, step: 7n }));
       assert.ok(c.net.scores.score(x1.peerId) <= -80, `x1 was penalised (score ${c.net.scores.score(x1.peerId)})`);
       assert.ok((c.hop.server.refused.get('WRONG_STEP') ?? 0) >= 5);
 
