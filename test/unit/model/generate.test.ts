@@ -139,6 +139,36 @@ describe('sampling', () => {
     assert.deepEqual(xs, ys);
   });
 
+  it("greedy without banned ids (the decode batch's path) picks what the banned-set scan picks: ties, NaN, -Infinity", () => {
+    // a banned id past the end changes no candidate but keeps sampleToken on its set-checking loop: the reference
+    const ref = (l: Float32Array): number => sampleToken(l, { temperature: 0, bannedIds: [l.length + 7] }, new Rng(0));
+    const rows = [
+      logits,
+      Float32Array.from([NaN, 1, 2]),
+      Float32Array.from([1, NaN, 3, 3]),
+      Float32Array.from([-Infinity, -Infinity]),
+      Float32Array.from([-Infinity, -5, Infinity, Infinity]),
+      Float32Array.from([7]),
+      Float32Array.from([0, -0, 0]),
+    ];
+    const rng = new Rng(5);
+    for (let k = 0; k < 200; k++) rows.push(Float32Array.from({ length: 1 + (k % 37) }, () => Math.round((rng.next() - 0.5) * 8) / 2));
+    for (const l of rows) {
+      const want = ref(l);
+      assert.equal(sampleToken(l, { temperature: 0 }, new Rng(0)), want, `row ${Array.from(l).join(',')}`);
+      assert.equal(new Sampler({ temperature: 0 }, 0).next(l), want);
+      assert.equal(new Sampler({ temperature: 0.7, topK: 1 }, 0).next(l), want, 'top-k 1 is greedy too');
+    }
+    assert.throws(() => sampleToken(new Float32Array(0), { temperature: 0 }, new Rng(0)), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+  });
+
+  it('a Sampler checks its options once, at construction, and samples as sampleToken does', () => {
+    assert.throws(() => new Sampler({ topP: 0 }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+    const a = new Sampler({ temperature: 0.9, topP: 0.8, bannedIds: [4] }, 7);
+    const rng = new Rng(7);
+    for (let i = 0; i < 100; i++) assert.equal(a.next(logits), sampleToken(logits, { temperature: 0.9, topP: 0.8, bannedIds: [4] }, rng));
+  });
+
   it('bad options are refused', () => {
     const rng = new Rng(0);
     for (const o of [{ temperature: -1 }, { topK: 1.5 }, { topP: 0 }, { topP: 1.5 }]) {
