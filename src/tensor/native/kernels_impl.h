@@ -417,7 +417,7 @@ static void gemm_small_nt(const GemmArgs& g, const float* a, int64_t lda, float*
 // an 8-row batch gives each row the bits it gets alone (LlamaShard.decodeBatch relies on it).
 // Prefetch (NS_GEMV_PF): the same line of the rows of W PF ahead of each row being read (the next group when
 // PF = CQ; past the matrix's end it touches whatever follows, and a prefetch never faults).
-template <int M, int CQ, int PF = 4>
+template <int M, int CQ, int PF = 4, int LOC = 0>
 static void gemm_small_tb(const GemmArgs& g, const float* a, int64_t lda, float* Cg, int64_t n0, int64_t n1) {
   const int64_t K = g.K;
   const int64_t kv = K / W * W;
@@ -431,7 +431,7 @@ static void gemm_small_tb(const GemmArgs& g, const float* a, int64_t lda, float*
     for (int64_t k = 0; k < kv; k += W) {
 #ifdef NS_GEMV_PF
       if (PF > 0)
-        for (int q = 0; q < CQ; q++) __builtin_prefetch(b[q] + k + PF * g.ldb, 0, 0);
+        for (int q = 0; q < CQ; q++) __builtin_prefetch(b[q] + k + PF * g.ldb, 0, LOC);
 #endif
       vf bv[CQ];
       for (int q = 0; q < CQ; q++) bv[q] = loadu(b[q] + k);
@@ -562,8 +562,14 @@ static void gemm_small(const GemmArgs& g, int64_t n0, int64_t n1, float* ws) {
   // EPYC VM a 12x768 decode step on 2 threads took 2-8 % less time than with 4 (median of steps interleaved in one
   // process, 4.4 % on average over 12 runs). Per output element the arithmetic is the same dot product as with 4
   // rows, so logits are bit-identical.
+  // The prefetches go to L2 (prefetcht1, locality 2), not L1 as non-temporal (prefetchnta, locality 0, before
+  // session 21): 8 rows ahead is 8·K·4 bytes, 24 KiB at K = 768 and 64 KiB for the down projection (K = 2048), and
+  // with the 8 rows being read that is more than Zen's 48 KiB L1 holds; a non-temporal line evicted from L1 before
+  // its load is not in L2 either and is read from memory again. Session 21, 12x768 decode products at 1 thread
+  // (scripts/experiments/decode-phases.mjs, minimum over 64 steps, load 8-10): 19.6 → 29.2 GB/s (the pinned read
+  // probe: 33-34 GB/s a thread); the head (4096×768) 19 → 27 GB/s.
   if (g.tb && M == 1) {
-    gemm_small_tb<1, 8, 8>(g, A, lda, g.C, n0, n1);
+    gemm_small_tb<1, 8, 8, 2>(g, A, lda, g.C, n0, n1);
     return;
   }
   // 5-8 rows in one pass over W (decode batches): gemm_batch above. On AVX2 (16 registers) and the portable path
@@ -1734,7 +1740,17 @@ static void attn_decode(const DecodeArgs& a, int64_t task, float* ws) {
   const float* k = a.k + (b * a.maxS * a.KV + kvh) * D;
   const float* v = a.v + (b * a.maxS * a.KV + kvh) * D;
   float* s = ws;
+  // A head's cached rows are D floats every KV·D: short strided reads that the decode's weight stream has pushed
+  // out of the caches, one miss after another without prefetches (12x768 at 2 threads: 13 µs a layer for 12 heads
+  // over ~40 positions, ~5× the arithmetic). Software prefetches kPfRows rows ahead keep them in flight; they never
+  // change a value.
+  constexpr int64_t kPfRows = 16;
+  auto pf_row = [&](const float* base, int64_t j) {
+    for (int64_t i = 0; i < D; i += 16) __builtin_prefetch(base + j * kvrow + i, 0, 3);
+  };
+  for (int64_t j = 0; j < a.len && j < kPfRows; j++) pf_row(k, j), pf_row(v, j);
   for (int64_t j = 0; j < a.len; j++) {
+    if (j + kPfRows < a.len) pf_row(k, j + kPfRows);
     const float* kr = k + j * kvrow;
     vf acc = vf{};
     int64_t i = 0;
@@ -1748,6 +1764,7 @@ static void attn_decode(const DecodeArgs& a, int64_t task, float* ws) {
     const int64_t len = D - i < 4 * W ? D - i : 4 * W;
     vf acc[4] = {};
     for (int64_t j = 0; j < a.len; j++) {
+      if (i == 0 && j + kPfRows < a.len) pf_row(v, j + kPfRows);
       const float* vr = v + j * kvrow + i;
       const vf p = bcast(s[j]);
       for (int u = 0; u < 4; u++) {
