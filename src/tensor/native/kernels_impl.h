@@ -416,7 +416,8 @@ static void gemm_small_nt(const GemmArgs& g, const float* a, int64_t lda, float*
 // product along K in K order, in W lanes, reduced by hsum: its arithmetic depends neither on M, CQ nor [n0, n1), so
 // an 8-row batch gives each row the bits it gets alone (LlamaShard.decodeBatch relies on it).
 // Prefetch (NS_GEMV_PF): the same line of the rows of W PF ahead of each row being read (the next group when
-// PF = CQ; past the matrix's end it touches whatever follows, and a prefetch never faults).
+// PF = CQ; past the matrix's end it touches whatever follows, and a prefetch never faults), with locality LOC
+// (__builtin_prefetch: 0 non-temporal, 2 = prefetcht1, into L2).
 template <int M, int CQ, int PF = 4, int LOC = 0>
 static void gemm_small_tb(const GemmArgs& g, const float* a, int64_t lda, float* Cg, int64_t n0, int64_t n1) {
   const int64_t K = g.K;
@@ -1740,17 +1741,7 @@ static void attn_decode(const DecodeArgs& a, int64_t task, float* ws) {
   const float* k = a.k + (b * a.maxS * a.KV + kvh) * D;
   const float* v = a.v + (b * a.maxS * a.KV + kvh) * D;
   float* s = ws;
-  // A head's cached rows are D floats every KV·D: short strided reads that the decode's weight stream has pushed
-  // out of the caches, one miss after another without prefetches (12x768 at 2 threads: 13 µs a layer for 12 heads
-  // over ~40 positions, ~5× the arithmetic). Software prefetches kPfRows rows ahead keep them in flight; they never
-  // change a value.
-  constexpr int64_t kPfRows = 16;
-  auto pf_row = [&](const float* base, int64_t j) {
-    for (int64_t i = 0; i < D; i += 16) __builtin_prefetch(base + j * kvrow + i, 0, 3);
-  };
-  for (int64_t j = 0; j < a.len && j < kPfRows; j++) pf_row(k, j), pf_row(v, j);
   for (int64_t j = 0; j < a.len; j++) {
-    if (j + kPfRows < a.len) pf_row(k, j + kPfRows);
     const float* kr = k + j * kvrow;
     vf acc = vf{};
     int64_t i = 0;
@@ -1764,7 +1755,6 @@ static void attn_decode(const DecodeArgs& a, int64_t task, float* ws) {
     const int64_t len = D - i < 4 * W ? D - i : 4 * W;
     vf acc[4] = {};
     for (int64_t j = 0; j < a.len; j++) {
-      if (i == 0 && j + kPfRows < a.len) pf_row(v, j + kPfRows);
       const float* vr = v + j * kvrow + i;
       const vf p = bcast(s[j]);
       for (int u = 0; u < 4; u++) {
