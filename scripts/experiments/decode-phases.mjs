@@ -6,8 +6,8 @@
 // timed from JS around the backend calls. Per step the phases are summed over the 12 layers; the script prints, per
 // phase, the minimum and median over the steps of that sum (µs), the bytes it reads and the rate at the minimum
 // (GB/s), and the tasks' summed wall ÷ the phase's wall (≈ threads busy). "wait" rows are the gaps between one phase's last task and the next
-// phase's first (the pool's phase barrier), "between" the gap from one layer job's close to the next one's open
-// (JS and the N-API call). The read bound (ReadProbe, 2 threads, as the bench) is sampled before each block.
+// phase's first (the pool's phase barrier), "between" the gap from one layer job's close to the next call's entry
+// into the engine (JS and the N-API call with its argument checks), "prep" from that entry to the job's open. The read bound (ReadProbe, 2 threads, as the bench) is sampled before each block.
 //   nice -n 5 node scripts/experiments/decode-phases.mjs [--threads 2] [--modes f32,int8] [--steps 64] [--blocks 4]
 //        [--root DIR]   (another checkout's dist/ and build/)
 import { createRequire } from 'node:module';
@@ -45,7 +45,7 @@ const L = config.num_hidden_layers;
 const C = config.hidden_size, HD = config.num_attention_heads * config.head_dim, KVD = config.num_key_value_heads * config.head_dim, F = config.intermediate_size;
 const V = config.vocab_size;
 const PH = ['norm1', 'qkv', 'rope', 'attn', 'q_att', 'o', 'norm2', 'gate_up', 'swiglu', 'down'];
-const FIELDS = 2 + 4 * PH.length;
+const FIELDS = 3 + 4 * PH.length;
 const mats = { qkv: [HD + 2 * KVD, C], o: [C, HD], gate_up: [2 * F, C], down: [C, F] };
 const matBytes = (w, [n, k]) => (w === 'f32' ? 4 * n * k : n * k + (4 * n * k) / 32);
 
@@ -81,11 +81,13 @@ function block(w) {
     for (let j = 1; j < V; j++) if (l[j] > l[tok]) tok = j;
     const tr = addon.decodeTrace();
     if (tr.length !== L * FIELDS) throw new Error(`trace of ${tr.length} numbers, expected ${L * FIELDS}`);
-    const r = { step: stepMs * 1000, layers: 0, between: 0, after: 0, phase: PH.map(() => 0), wait: PH.map(() => 0), cpu: PH.map(() => 0), busy: PH.map(() => 0), js: Object.fromEntries([...jsOps].map(([k, v]) => [k, v * 1000])) };
+    const r = { step: stepMs * 1000, layers: 0, between: 0, prep: 0, after: 0, phase: PH.map(() => 0), wait: PH.map(() => 0), cpu: PH.map(() => 0), busy: PH.map(() => 0), js: Object.fromEntries([...jsOps].map(([k, v]) => [k, v * 1000])) };
     for (let li = 0; li < L; li++) {
-      const o = li * FIELDS;
+      const o0 = li * FIELDS;
+      const o = o0 + 1; // [entry, open, close, phases…]
       r.layers += (tr[o + 1] - tr[o]) / 1000;
-      if (li > 0) r.between += (tr[o] - tr[o - FIELDS + 1]) / 1000;
+      r.prep += (tr[o] - tr[o0]) / 1000;
+      if (li > 0) r.between += (tr[o0] - tr[o - FIELDS + 1]) / 1000;
       let prevEnd = 0;
       PH.forEach((_, p) => {
         const f0 = tr[o + 2 + 4 * p], f1 = tr[o + 3 + 4 * p];
@@ -141,7 +143,8 @@ try {
     );
     row('step', rs.map((r) => r.step), bytes.total);
     row('layer jobs', rs.map((r) => r.layers), bytes.matrices + bytes.kv + bytes.small);
-    row('between layers', rs.map((r) => r.between));
+    row('between layers (JS, N-API call)', rs.map((r) => r.between));
+    row('engine prep before each job', rs.map((r) => r.prep));
     PH.forEach((p, i) => {
       const by = mats[p] !== undefined ? L * matBytes(w, mats[p]) : p === 'attn' ? bytes.kv : undefined;
       const cpuRatio = rs.reduce((a, r) => a + r.busy[i], 0) / Math.max(1e-9, rs.reduce((a, r) => a + r.phase[i], 0));

@@ -586,6 +586,7 @@ void Engine::attn_decode(const DecodeArgs& a) {
 // split them, and every kernel is called on the same data as there, so the arithmetic of every element is
 // unchanged (the small-M kernels give an element the same bits whatever M: kernels_impl.h).
 void Engine::decode_layer(const DecodeLayerArgs& a) {
+  const int64_t entered = decode_trace_on() ? clock_ns(CLOCK_MONOTONIC) : 0;
   const Kernels& k = *k_;
   const int64_t B = a.B, C = a.C, HD = a.H * a.D, KVD = a.KV * a.D, F = a.F, NQKV = HD + 2 * KVD;
   // The scratch's parts on 64-byte lines (see decode_layer_part; the caller's array may start anywhere).
@@ -772,6 +773,7 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   pool_.run_phased(ends, kPhases, T, task);
   if (tr) {
     const int64_t close = clock_ns(CLOCK_MONOTONIC);
+    trace_.push_back(static_cast<double>(entered));
     trace_.push_back(static_cast<double>(open));
     trace_.push_back(static_cast<double>(close));
     for (int p = 0; p < kPhases; p++) {
