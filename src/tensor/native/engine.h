@@ -105,7 +105,7 @@ class Engine {
   // kDecodeTraceFields numbers (ns): the call's entry, the job's open and close (CLOCK_MONOTONIC; entry → open is the
   // engine's preparation, the previous close → entry the JS and the N-API call), then per phase the first task's
   // start and the last task's end (from the open), the tasks' summed wall time and their count. Taken
-  // and cleared by take_decode_trace(); it grows until taken (42 doubles a layer), so it is for experiments only. Off:
+  // and cleared by take_decode_trace(); it grows until taken (43 doubles a layer), so it is for experiments only. Off:
   // one predictable branch per task.
   static constexpr int kDecodePhases = 10;
   static constexpr int kDecodeTraceFields = 3 + 4 * kDecodePhases;
