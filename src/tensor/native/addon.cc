@@ -613,6 +613,15 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// decodeTrace() → Float64Array: what NEUROSHARD_DECODE_TRACE=1 recorded since the last call (Engine::take_decode_trace;
+// Engine::kDecodeTraceFields numbers per decode layer), cleared. Empty when the trace is off.
+Napi::Value DecodeTrace(const Napi::CallbackInfo& info) {
+  const std::vector<double> t = engine(info).take_decode_trace();
+  Napi::Float64Array out = Napi::Float64Array::New(info.Env(), t.size());
+  if (!t.empty()) std::memcpy(out.Data(), t.data(), t.size() * sizeof(double));
+  return out;
+}
+
 // ---- SwiGLU ----
 
 Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
@@ -758,6 +767,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"attentionBackward", AttentionBackward},
       {"attentionDecode", AttentionDecode},
       {"decodeLayer", DecodeLayer},
+      {"decodeTrace", DecodeTrace},
       {"swigluForward", SwigluForward},
       {"swigluBackward", SwigluBackward},
       {"crossEntropy", CrossEntropy},

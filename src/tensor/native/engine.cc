@@ -9,6 +9,8 @@
 
 #include "cpu.h"
 
+#include <time.h>
+
 namespace ns {
 
 namespace {
@@ -36,6 +38,29 @@ constexpr int64_t kRopeMaxCached = 1 << 14;
 const char* env(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? v : nullptr;
+}
+
+bool decode_trace_on() {
+  static const bool on = [] {
+    const char* e = env("NEUROSHARD_DECODE_TRACE");
+    return e != nullptr && *e == '1';
+  }();
+  return on;
+}
+int64_t clock_ns(clockid_t id) {
+  timespec t;
+  clock_gettime(id, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+void atomic_min(std::atomic<int64_t>& a, int64_t v) {
+  int64_t c = a.load(std::memory_order_relaxed);
+  while (v < c && !a.compare_exchange_weak(c, v, std::memory_order_relaxed)) {
+  }
+}
+void atomic_max(std::atomic<int64_t>& a, int64_t v) {
+  int64_t c = a.load(std::memory_order_relaxed);
+  while (v > c && !a.compare_exchange_weak(c, v, std::memory_order_relaxed)) {
+  }
 }
 
 }  // namespace
@@ -561,6 +586,7 @@ void Engine::attn_decode(const DecodeArgs& a) {
 // split them, and every kernel is called on the same data as there, so the arithmetic of every element is
 // unchanged (the small-M kernels give an element the same bits whatever M: kernels_impl.h).
 void Engine::decode_layer(const DecodeLayerArgs& a) {
+  const int64_t entered = decode_trace_on() ? clock_ns(CLOCK_MONOTONIC) : 0;
   const Kernels& k = *k_;
   const int64_t B = a.B, C = a.C, HD = a.H * a.D, KVD = a.KV * a.D, F = a.F, NQKV = HD + 2 * KVD;
   // The scratch's parts on 64-byte lines (see decode_layer_part; the caller's array may start anywhere).
@@ -689,10 +715,11 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
     else
       k.gemm_small(gemm_args(p), n0, n1, pool_.scratch(tid, 0));
   };
-  auto task = [&](int64_t t, int tid) {
-    int ph = 0;
-    while (t >= ends[ph]) ph++;
-    const int64_t i = ph == 0 ? t : t - ends[ph - 1];
+  static_assert(kPhases == kDecodePhases, "the trace's phases");
+  const bool tr = decode_trace_on();
+  std::atomic<int64_t> t_first[kPhases], t_last[kPhases], t_wall[kPhases], t_count[kPhases];
+  for (int p = 0; p < kPhases; p++) t_first[p] = INT64_MAX, t_last[p] = INT64_MIN, t_wall[p] = 0, t_count[p] = 0;
+  auto body = [&](int ph, int64_t i, int tid) {
     switch (ph) {
       case kNorm1:
         k.rms_fwd(a.x, a.inNorm, h1, rstd, i, i + 1, C, a.eps);
@@ -725,7 +752,38 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
       default: product(3, i, tid); break;
     }
   };
+  auto task = [&](int64_t t, int tid) {
+    int ph = 0;
+    while (t >= ends[ph]) ph++;
+    const int64_t i = ph == 0 ? t : t - ends[ph - 1];
+    if (!tr) {
+      body(ph, i, tid);
+      return;
+    }
+    // (wall clock only: the thread CPU clock is a system call here, 1.3 µs, more than a small task)
+    const int64_t w0 = clock_ns(CLOCK_MONOTONIC);
+    body(ph, i, tid);
+    const int64_t w1 = clock_ns(CLOCK_MONOTONIC);
+    atomic_min(t_first[ph], w0);
+    atomic_max(t_last[ph], w1);
+    t_wall[ph].fetch_add(w1 - w0, std::memory_order_relaxed);
+    t_count[ph].fetch_add(1, std::memory_order_relaxed);
+  };
+  const int64_t open = tr ? clock_ns(CLOCK_MONOTONIC) : 0;
   pool_.run_phased(ends, kPhases, T, task);
+  if (tr) {
+    const int64_t close = clock_ns(CLOCK_MONOTONIC);
+    trace_.push_back(static_cast<double>(entered));
+    trace_.push_back(static_cast<double>(open));
+    trace_.push_back(static_cast<double>(close));
+    for (int p = 0; p < kPhases; p++) {
+      const bool ran = t_last[p] != INT64_MIN;
+      trace_.push_back(ran ? static_cast<double>(t_first[p] - open) : -1.0);
+      trace_.push_back(ran ? static_cast<double>(t_last[p] - open) : -1.0);
+      trace_.push_back(static_cast<double>(t_wall[p].load()));
+      trace_.push_back(static_cast<double>(t_count[p].load()));
+    }
+  }
 }
 
 }  // namespace ns

@@ -101,6 +101,15 @@ class Engine {
   // One layer of a decode step of B rows as one pool job (see DecodeLayerArgs). Every output element is computed by
   // the same kernels, on the same data, as the op-by-op path, so results are the same bits.
   void decode_layer(const DecodeLayerArgs& a);
+  // NEUROSHARD_DECODE_TRACE=1 (scripts/experiments/decode-phases.mjs): every decode_layer call appends
+  // kDecodeTraceFields numbers (ns): the call's entry, the job's open and close (CLOCK_MONOTONIC; entry → open is the
+  // engine's preparation, the previous close → entry the JS and the N-API call), then per phase the first task's
+  // start and the last task's end (from the open), the tasks' summed wall time and their count. Taken
+  // and cleared by take_decode_trace(); it grows until taken (43 doubles a layer), so it is for experiments only. Off:
+  // one predictable branch per task.
+  static constexpr int kDecodePhases = 10;
+  static constexpr int kDecodeTraceFields = 3 + 4 * kDecodePhases;
+  std::vector<double> take_decode_trace() { std::vector<double> t; t.swap(trace_); return t; }
   void swiglu_fwd(const float* gate, const float* up, float* out, int64_t n);
   void swiglu_bwd(const float* dout, const float* gate, const float* up, float* dgate, float* dup, int64_t n);
   // Returns the loss sum (in double) and the count of non-ignored rows.
@@ -143,6 +152,7 @@ class Engine {
   std::vector<float> q8s_;
   std::vector<int32_t> q8c_;
   std::vector<double> dscratch_;
+  std::vector<double> trace_;
 };
 
 }  // namespace ns

@@ -416,8 +416,10 @@ static void gemm_small_nt(const GemmArgs& g, const float* a, int64_t lda, float*
 // product along K in K order, in W lanes, reduced by hsum: its arithmetic depends neither on M, CQ nor [n0, n1), so
 // an 8-row batch gives each row the bits it gets alone (LlamaShard.decodeBatch relies on it).
 // Prefetch (NS_GEMV_PF): the same line of the rows of W PF ahead of each row being read (the next group when
-// PF = CQ; past the matrix's end it touches whatever follows, and a prefetch never faults).
-template <int M, int CQ, int PF = 4>
+// PF = CQ; past the matrix's end it touches whatever follows, and a prefetch never faults), with locality LOC
+// (__builtin_prefetch: 0 non-temporal into L1, 2 = prefetcht1 into L2; 2 since session 21, see gemm_small: 1 row,
+// 19.6 → 29.2 GB/s; 3 rows, CPU a 12x768 step at 1 thread 20.6-21.0 → 10.9-11.0 ms, load 7-9).
+template <int M, int CQ, int PF = 4, int LOC = 2>
 static void gemm_small_tb(const GemmArgs& g, const float* a, int64_t lda, float* Cg, int64_t n0, int64_t n1) {
   const int64_t K = g.K;
   const int64_t kv = K / W * W;
@@ -431,7 +433,7 @@ static void gemm_small_tb(const GemmArgs& g, const float* a, int64_t lda, float*
     for (int64_t k = 0; k < kv; k += W) {
 #ifdef NS_GEMV_PF
       if (PF > 0)
-        for (int q = 0; q < CQ; q++) __builtin_prefetch(b[q] + k + PF * g.ldb, 0, 0);
+        for (int q = 0; q < CQ; q++) __builtin_prefetch(b[q] + k + PF * g.ldb, 0, LOC);
 #endif
       vf bv[CQ];
       for (int q = 0; q < CQ; q++) bv[q] = loadu(b[q] + k);
@@ -473,7 +475,7 @@ static void gemm_small_tb(const GemmArgs& g, const float* a, int64_t lda, float*
 // - K in blocks of kBatchKB (the caller's loop): A's block (8 rows × 1024 floats = 32 KiB) stays in the 48 KiB L1
 //   while W streams past it; whole, the down projection's A (8 × 2048) is 64 KiB and came from L2 at every step
 //   (one 768×2048 product, W from memory: 299-312 → 266-280 µs).
-template <int M, int CQ>
+template <int M, int CQ, int LOC = 2>
 static void gemm_batch_tb(const GemmArgs& g, const float* a, int64_t lda, float* Cg, int64_t j0, int64_t j1, int64_t kb, int64_t ke, bool first,
                           bool last, vf* park) {
   const int64_t K = g.K, ldb = g.ldb, ldc = g.ldc;
@@ -484,9 +486,12 @@ static void gemm_batch_tb(const GemmArgs& g, const float* a, int64_t lda, float*
     vf acc[M * CQ];
     for (int i = 0; i < M * CQ; i++) acc[i] = first ? vf{} : park[i];
     for (int64_t k = kb; k < ke; k += W) {
-      // the same line of the next group's rows: one group ahead (≈ 9 KiB at K = 768) keeps the lines in flight and,
-      // with A's block, within L1 (two groups ahead, or the same row 512-4096 bytes ahead, was slower; none, 35 %)
-      for (int q = 0; q < CQ; q++) __builtin_prefetch(b[q] + k + CQ * ldb, 0, 0);
+      // the same line of the next group's rows: one group ahead (≈ 9 KiB at K = 768) keeps the lines in flight
+      // (two groups ahead, or the same row 512-4096 bytes ahead, was slower; none, 35 %). Into L2 (prefetcht1,
+      // LOC = 2) since session 21: non-temporal into L1 (LOC = 0) lost lines to A's 32 KiB block and the rows being
+      // read before their loads (24 KiB ahead at K = 2048), and they came from memory twice: 12x768 8-row step at
+      // 1 thread, CPU 28.2-28.5 → 18.3-19.3 ms a step (decode-kernels.mjs --modes f32:8, 3 pairs, load 7-9).
+      for (int q = 0; q < CQ; q++) __builtin_prefetch(b[q] + k + CQ * ldb, 0, LOC);
       vf bv[CQ];
       for (int q = 0; q < CQ; q++) bv[q] = loadu(b[q] + k);
       for (int i = 0; i < M; i++) {
@@ -562,6 +567,12 @@ static void gemm_small(const GemmArgs& g, int64_t n0, int64_t n1, float* ws) {
   // EPYC VM a 12x768 decode step on 2 threads took 2-8 % less time than with 4 (median of steps interleaved in one
   // process, 4.4 % on average over 12 runs). Per output element the arithmetic is the same dot product as with 4
   // rows, so logits are bit-identical.
+  // The prefetches go to L2 (prefetcht1, LOC = 2), not L1 as non-temporal (prefetchnta, LOC = 0, before
+  // session 21): 8 rows ahead is 8·K·4 bytes, 24 KiB at K = 768 and 64 KiB for the down projection (K = 2048), and
+  // with the 8 rows being read that is more than Zen's 48 KiB L1 holds; a non-temporal line evicted from L1 before
+  // its load is not in L2 either and is read from memory again. Session 21, 12x768 decode products at 1 thread
+  // (scripts/experiments/decode-phases.mjs, minimum over 64 steps, load 8-10): 19.6 → 29.2 GB/s (the pinned read
+  // probe: 33-34 GB/s a thread); the head (4096×768) 19 → 27 GB/s.
   if (g.tb && M == 1) {
     gemm_small_tb<1, 8, 8>(g, A, lda, g.C, n0, n1);
     return;
