@@ -22,7 +22,7 @@ import { tally } from './tally.js';
 
 const NET = 'deadlinenet';
 /** The read deadline under test (ms). */
-const T = 300;
+const T = 600;
 /** A trickling peer sends a byte this often: 5 bytes inside every deadline. */
 const DRIP = T / 5;
 /** How long past its deadline a stalled stream may live on a loaded machine before this counts as a success. */
