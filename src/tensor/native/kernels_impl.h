@@ -979,12 +979,11 @@ NS_VNNI_TARGET static void q8q8_vnni16_t(const Q8GemmArgs& g, int64_t ga, int64_
       auto block = [&](int64_t b, int j) {
         const int8_t* qb = q + b * bs * 16;
         const int8_t* xb = xq + b * bs;
-#ifdef NS_GEMV_PF
-        if (i == 0) {
-#pragma GCC unroll 16
-          for (int64_t v = 0; v < vpb; v++) __builtin_prefetch(qb + v * 64 + 16 * K, 0, 0);
-        }
-#endif
+        // No software prefetch here (NS_GEMV_PF): a group is one sequential stream of 16·K bytes, and on the weights'
+        // 2 MiB pages (addon.cc) the hardware prefetchers alone stream it at a one-stream read's rate. The prefetch
+        // of the next group that was here (prefetchnta, 16·K ahead) only took load slots: 1 thread, 85 MB of r16
+        // weights, load 6 (scripts/experiments/q8stream.cc, HUGE=1): 23.6-25.6 GB/s with it, 28.7-30.5 without,
+        // a read of the same bytes 30-34; prefetcht1 was worse (22). On 4 KiB pages: 13-17 with, 14-19 without.
         // two chains (even and odd vectors) so that a block's dpbusd latencies overlap
         __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
