@@ -146,11 +146,7 @@ export class Lane implements StreamHost {
   whenReady(signal?: AbortSignal): Promise<void> {
     if (this.closedWith !== undefined) return Promise.reject(this.closedWith);
     if (this.helloSeen) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const w = { resolve, reject };
-      this.readyWaiters.push(w);
-      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
-    });
+    return waitIn(this.readyWaiters, signal);
   }
 
   /** Opens a stream for `protocol`; resolves once the other end accepted it. Throws LaneError or the signal's reason. */
@@ -234,11 +230,7 @@ export class Lane implements StreamHost {
   writable(signal?: AbortSignal): Promise<void> {
     if (this.closedWith !== undefined) return Promise.reject(this.closedWith);
     if (!this.congested()) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const w = { resolve, reject };
-      this.drainWaiters.push(w);
-      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
-    });
+    return waitIn(this.drainWaiters, signal);
   }
 
   forget(stream: LaneStream): void {
@@ -431,4 +423,38 @@ export class Lane implements StreamHost {
 
 function reason(payload: Buffer): string {
   return payload.subarray(0, MAX_REASON_BYTES).toString('utf8').replace(/[^\x20-\x7e]/g, '?');
+}
+
+type Waiter = { resolve: () => void; reject: (e: unknown) => void };
+
+/**
+ * A waiter in `list`, settled by whoever empties the list, or by `signal`'s abort (it then leaves the list). The abort
+ * listener goes when the wait settles either way: a long-lived signal (a node's, a long call's) that waits on a
+ * congested lane again and again gathers no listener per wait (test/attacks/lane-inplace).
+ */
+function waitIn(list: Waiter[], signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal === undefined) {
+      list.push({ resolve, reject });
+      return;
+    }
+    if (signal.aborted) return reject(signal.reason);
+    const w: Waiter = {
+      resolve: () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      reject: (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    };
+    const onAbort = (): void => {
+      const i = list.indexOf(w);
+      if (i >= 0) list.splice(i, 1);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    list.push(w);
+  });
 }

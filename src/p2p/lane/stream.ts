@@ -32,6 +32,10 @@ export class LaneStreamResetError extends Error {
   override readonly name = 'StreamResetError';
 }
 
+/** DATA payloads up to this size are copied together into one block for the reader (see `LaneStream.inbox`). */
+const SMALL_DATA_BYTES = 512;
+const TAIL_BLOCK_BYTES = 16 * 1024;
+
 type Waiter = { resolve: () => void; reject: (e: unknown) => void };
 
 export class LaneStream implements DuplexStream {
@@ -39,7 +43,19 @@ export class LaneStream implements DuplexStream {
   private credit: number;
   /** Data waiting for credit. */
   private readonly pendingOut: Uint8Array[] = [];
-  private readonly inbox: Uint8Array[] = [];
+  /**
+   * What the other end sent and the reader has not taken: a queue read from `inboxHead` (Array.shift() is O(length),
+   * and a keyed peer sending a lagging reader a million one-byte DATA sub-frames made taking them quadratic), small
+   * payloads copied together into `tail` blocks so that such a flood is a few entries, not one per sub-frame
+   * (test/attacks/lane-inplace).
+   */
+  private inbox: (Uint8Array | undefined)[] = [];
+  private inboxHead = 0;
+  /** The block small payloads are copied into, how much of it is used, and the inbox entry that is its open view. */
+  private tail: Uint8Array | undefined;
+  private tailUsed = 0;
+  private tailFrom = 0;
+  private tailView: Uint8Array | undefined;
   /** Bytes the other end may send in all (the window plus every grant), received, and handed to the reader. */
   private allowed: number;
   private received = 0;
@@ -126,7 +142,7 @@ export class LaneStream implements DuplexStream {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array> {
     for (;;) {
-      const c = this.inbox.shift();
+      const c = this.take();
       if (c !== undefined) {
         this.consumed += c.byteLength;
         this.maybeGrant();
@@ -151,8 +167,52 @@ export class LaneStream implements DuplexStream {
       this.consumed += payload.byteLength;
       return;
     }
-    this.inbox.push(payload);
+    // an empty DATA carries nothing (an honest sender never sends one: `send` skips empty data): not queued
+    if (payload.byteLength === 0) return;
+    if (payload.byteLength <= SMALL_DATA_BYTES) this.pushSmall(payload);
+    else this.inbox.push(payload);
     this.wake();
+  }
+
+  /** Copies a small payload onto the open tail entry while the reader has not taken it, else starts an entry. */
+  private pushSmall(payload: Uint8Array): void {
+    const n = payload.byteLength;
+    const last = this.inbox.length - 1;
+    // the open entry: the tail's current view, not yet taken, still the queue's last entry (nothing came after it)
+    const open = this.tailView !== undefined && last >= this.inboxHead && this.inbox[last] === this.tailView;
+    if (this.tail === undefined || this.tailUsed + n > this.tail.byteLength) {
+      // a fresh block and a new entry; the old block's bytes (held by the reader or still queued) stay as they are
+      this.tail = new Uint8Array(TAIL_BLOCK_BYTES);
+      this.tail.set(payload, 0);
+      this.tailUsed = n;
+      this.tailFrom = 0;
+      this.tailView = this.tail.subarray(0, n);
+      this.inbox.push(this.tailView);
+      return;
+    }
+    if (!open) this.tailFrom = this.tailUsed;
+    this.tail.set(payload, this.tailUsed);
+    this.tailUsed += n;
+    this.tailView = this.tail.subarray(this.tailFrom, this.tailUsed);
+    if (open) this.inbox[last] = this.tailView;
+    else this.inbox.push(this.tailView);
+  }
+
+  /** The reader's next chunk, or undefined when none is queued. */
+  private take(): Uint8Array | undefined {
+    if (this.inboxHead >= this.inbox.length) return undefined;
+    const c = this.inbox[this.inboxHead];
+    this.inbox[this.inboxHead++] = undefined;
+    if (this.inboxHead === this.inbox.length) {
+      this.inbox.length = 0;
+      this.inboxHead = 0;
+    } else if (this.inboxHead >= 1024 && this.inboxHead * 2 >= this.inbox.length) {
+      // drop the taken half at once: amortised O(1) a chunk
+      this.inbox = this.inbox.slice(this.inboxHead);
+      this.inboxHead = 0;
+    }
+    if (c === this.tailView) this.tailView = undefined;
+    return c;
   }
 
   /** More send credit. */
@@ -175,6 +235,8 @@ export class LaneStream implements DuplexStream {
     this.error ??= err;
     this.pendingOut.length = 0;
     this.inbox.length = 0;
+    this.inboxHead = 0;
+    this.tailView = undefined;
     this.wake();
     this.finish(this.error);
   }
