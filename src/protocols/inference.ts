@@ -455,37 +455,33 @@ function corruptForTests(out: { hidden?: Float32Array; tokens?: Int32Array }, vo
  */
 export class RequestQueue implements AsyncIterable<InferenceRequest>, AsyncIterator<InferenceRequest> {
   private readonly items: InferenceRequest[] = [];
-  private waiter: ((r: IteratorResult<InferenceRequest>) => void) | undefined;
+  /** Reads waiting for a request, oldest first (one in a `for await`; more only if a caller overlaps next() calls). */
+  private readonly waiters: ((r: IteratorResult<InferenceRequest>) => void)[] = [];
   private ended = false;
 
   push(r: InferenceRequest): void {
     if (this.ended) return; // nothing after end() (the session checks `closed` before it pushes)
-    const w = this.waiter;
-    if (w === undefined) {
-      this.items.push(r);
-      return;
-    }
-    this.waiter = undefined;
-    w({ done: false, value: r });
+    const w = this.waiters.shift();
+    if (w === undefined) this.items.push(r);
+    else w({ done: false, value: r });
   }
 
   end(): void {
     this.ended = true;
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.({ done: true, value: undefined });
+    for (const w of this.waiters.splice(0)) w({ done: true, value: undefined });
   }
 
   next(): Promise<IteratorResult<InferenceRequest>> {
     if (this.items.length > 0) return Promise.resolve({ done: false, value: this.items.shift()! });
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
-    return new Promise((resolve) => (this.waiter = resolve));
+    return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   /** The reader stopped (its call ended): nothing more is handed out. */
   return(): Promise<IteratorResult<InferenceRequest>> {
     this.ended = true;
     this.items.length = 0;
+    for (const w of this.waiters.splice(0)) w({ done: true, value: undefined });
     return Promise.resolve({ done: true, value: undefined });
   }
 

@@ -313,4 +313,17 @@ describe('RequestQueue (the hop session\'s requests, hand-written iterator)', ()
     }
     assert.equal((await q2.next()).done, true);
   });
+
+  it('overlapping reads each get their own request, in order, and end() settles every one still waiting', async () => {
+    const q = new RequestQueue();
+    const a = q.next();
+    const b = q.next();
+    const c = q.next();
+    q.push(req(1));
+    q.push(req(2));
+    q.end();
+    assert.equal((await a).value?.requestId, 'r1');
+    assert.equal((await b).value?.requestId, 'r2');
+    assert.equal((await c).done, true);
+  });
 });
