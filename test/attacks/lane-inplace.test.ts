@@ -14,7 +14,8 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter, getEventListeners } from 'node:events';
-import { createServer, connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { socketPair } from '../utils/socket-pair.js';
 import { describe, it } from 'node:test';
 import { Opener, Sealer } from '../../src/p2p/lane/aead.js';
 import { HELLO_MAGIC, SUB_CLOSE, SUB_DATA, SUB_HELLO, SUB_OPEN, subFrame } from '../../src/p2p/lane/codec.js';
@@ -307,18 +308,6 @@ describe('attack: a keyed lane peer against in-place reads and reused write buff
   );
 });
 
-/** Two connected sockets on 127.0.0.1. */
-async function socketPair(): Promise<[Socket, Socket]> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  const accepted = new Promise<Socket>((r) => server.once('connection', r));
-  const c = connect(port, '127.0.0.1');
-  await new Promise<void>((r) => c.once('connect', r));
-  const s = await accepted;
-  server.close();
-  return [c, s];
-}
 
 /**
  * A Sealer that may reuse its large frames' buffers (session 21's second argument, the largest sealed frame; a build

@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer, connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { socketPair } from '../../utils/socket-pair.js';
 import { describe, it } from 'node:test';
 import { Opener, Sealer, TAG_BYTES, deriveLaneKeys, ephemeralKey } from '../../../src/p2p/lane/aead.js';
 import { FrameAccumulator, SUB_DATA, SUB_HELLO, HELLO_MAGIC, forEachSubFrame, subFrame } from '../../../src/p2p/lane/codec.js';
@@ -163,18 +164,6 @@ describe('lane frame codec', () => {
   });
 });
 
-/** Two connected sockets on 127.0.0.1. */
-async function socketPair(): Promise<[Socket, Socket]> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  const accepted = new Promise<Socket>((r) => server.once('connection', r));
-  const c = connect(port, '127.0.0.1');
-  await new Promise<void>((r) => c.once('connect', r));
-  const s = await accepted;
-  server.close();
-  return [c, s];
-}
 
 const LIMITS: LaneLimits = { ...LANE_DEFAULTS, maxFramePlainBytes: 16 * 1024, windowBytes: 64 * 1024, openMs: 5000 };
 
