@@ -114,24 +114,55 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
   // settled by the hash vote, as before the hold).
   let held = false;
   let installing = false;
-  const release = (): void => {
-    if (!held || installing) return;
+  // A hop that lets its driver step it while it waits to enter applies steps its rounds never count: the install
+  // replaces their update to its weights, but AdamW's moments and step count (the bias correction) would still carry
+  // them. Its optimizer state is kept when the hold ends with the entry still waiting (InnerLoop.discardSteps(true)) and
+  // put back inside the install's pause, before the holders' weights are written (as a waiting driver's:
+  // driveWhileWaiting), so that after the install the hop steps exactly as one its driver never stepped while it
+  // waited: a fresh joiner with zero moments and step count 0, a node that fell out of the rounds with the state it
+  // had then. The holders agree on θ and the outer momentum only; AdamW's state is every holder's own, so there is no
+  // agreed state to take instead, and zeroing it would also throw away what a re-entering hop learnt in its rounds.
+  let kept = false;
+  let releasing: Promise<void> = Promise.resolve();
+  const release = (keep: boolean): Promise<void> => {
+    if (!held || installing) return releasing;
     held = false;
-    inner.resume();
+    releasing = (async () => {
+      if (keep && inner.discardSteps !== undefined) {
+        try {
+          await inner.discardSteps(true);
+          kept = true;
+        } catch {
+          // not kept: the steps still run (the rounds of our driver's layers need them); only the trace stays
+        }
+      }
+      // an install that began meanwhile holds the steps off itself, and resumes them when it is done
+      if (!installing) inner.resume();
+    })();
+    return releasing;
   };
   let holdTimer: NodeJS.Timeout | undefined;
   if (drives === undefined) {
     await inner.pause();
     held = true;
-    holdTimer = setTimeout(release, ENTRY_HOLD_MS);
+    holdTimer = setTimeout(() => void release(true), ENTRY_HOLD_MS);
   }
   try {
     await sync.enter(
       signal,
       async (fn) => {
         installing = true;
+        await releasing;
         await inner.pause();
         try {
+          if (kept) {
+            kept = false;
+            try {
+              await inner.discardSteps?.(false);
+            } catch {
+              // the worker failed to put the state back: the entry does not depend on it (a driver's neither)
+            }
+          }
           return await fn();
         } finally {
           held = false;
@@ -139,16 +170,25 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
           inner.resume();
         }
       },
-      drives === undefined
-        ? () => {
-            release();
-            return Promise.resolve();
-          }
-        : (s) => driveWhileWaiting(inner, drives, s, left),
+      drives === undefined ? () => release(true) : (s) => driveWhileWaiting(inner, drives, s, left),
     );
   } finally {
     clearTimeout(holdTimer);
-    release();
+    await release(false);
+    // an entry that failed after the hold ended (no holder counted us before its deadline): the state goes back now,
+    // inside a pause, and the next try keeps it again. Not when we stop: a pause waits for the step in flight (up to
+    // a lease), which a leave must not; the copy stays in the stage until the next entry keeps a new one
+    if (kept && !signal.aborted) {
+      kept = false;
+      await inner.pause();
+      try {
+        await inner.discardSteps?.(false);
+      } catch {
+        // as in the install: only the trace stays
+      } finally {
+        inner.resume();
+      }
+    }
   }
   let base = inner.appliedSteps();
   while (!signal.aborted && o.done?.() !== true) {

@@ -532,6 +532,20 @@ export class HopInnerLoop implements InnerLoop {
     this.o.resume();
   }
 
+  /**
+   * While this hop waits to enter the outer rounds its driver steps it (the rounds of the driver's layers count
+   * those steps), but ours do not, and the entry installs the holders' weights over their update: true keeps our
+   * span's weights, AdamW moments and step count (runOuterRounds calls it when it lets the steps through), false puts
+   * them back (inside the install's pause, before the holders' weights are written: a restore drops a step in
+   * flight). So a joining hop's first counted step runs on the optimizer it had before the wait, as a waiting
+   * driver's does (ChainTrainer.discardSteps): zero moments and step count 0 for a fresh joiner. Absent `saveState`
+   * on the span (a stage that cannot keep it): nothing is kept.
+   */
+  async discardSteps(on: boolean): Promise<void> {
+    if (on) await this.o.local.saveState?.();
+    else await this.o.local.restoreState?.();
+  }
+
   readLayers(): Promise<LayerParams[]> {
     return this.o.local.readLayers();
   }

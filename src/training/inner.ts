@@ -72,6 +72,8 @@ export interface InnerLoop {
    * not count as our training) or count again (false). runOuterRounds marks the drive while it waits to enter. Resolves
    * once the span's optimizer state is kept (true) or put back (false: the discarded steps leave no trace in its
    * weights, AdamW moments and step count); call between steps.
+   * A hop (HopInnerLoop): the same for the steps its driver applies while it waits to enter (its rounds do not count
+   * them); runOuterRounds keeps the state when its entry hold ends and puts it back inside the install's pause.
    */
   discardSteps?(on: boolean): void | Promise<void>;
   resume(): void;

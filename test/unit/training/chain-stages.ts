@@ -294,3 +294,23 @@ export async function endsWithin(s: RunningStage, ms: number): Promise<'ended' |
   clearTimeout(t);
   return r;
 }
+
+/**
+ * One AdamW step on a stage alone, the same for every caller (fixed ids and output gradient): two stages that end it
+ * with the same weights had the same weights, moments and step count (the bias correction) before it.
+ */
+export async function probeStep(s: LocalStage): Promise<Float32Array> {
+  const B = 2;
+  const T = 4;
+  const C = s.config.hidden_size;
+  const ids = randomIds(B * T, s.config.vocab_size, 99);
+  const last = s.isLast;
+  const dOut = last ? null : Float32Array.from({ length: B * T * C }, (_, i) => Math.sin(i * 0.37) * 0.1);
+  const input = s.isFirst ? ids : Float32Array.from({ length: B * T * C }, (_, i) => Math.cos(i * 0.13) * 0.5);
+  await s.beginStep(1000);
+  await s.forward(1000, 0, input, B, T, last ? randomIds(B * T, s.config.vocab_size, 98) : undefined, 1);
+  await s.backward(1000, 0, dOut);
+  await s.gradSumSquares(1000);
+  await s.applyStep(1000, { lr: 1e-2, clipScale: 1 });
+  return s.params.slice();
+}

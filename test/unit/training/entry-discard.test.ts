@@ -16,9 +16,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TrainStepsReachedError } from '../../../src/training/index.js';
 import type { InnerStepsResult } from '../../../src/training/inner.js';
-import { OpStage, runStageOp, type LocalStage } from '../../../src/training/pipeline/index.js';
-import { randomIds } from '../model/helpers.js';
-import { chainOf, DriverStage, endsWithin, runStage, twoStageChain, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
+import { OpStage, runStageOp } from '../../../src/training/pipeline/index.js';
+import { chainOf, DriverStage, endsWithin, probeStep, runStage, twoStageChain, twoStageChainTrainer, type RunningStage } from './chain-stages.js';
 import { H, Net, until, type Node } from './sync-net.js';
 
 const S0 = { start: 0, end: 1 };
@@ -191,24 +190,6 @@ describe('the steps a driver drives while it waits to enter the rounds are disca
     assert.equal(waited.scheduleStep(), 6);
     assert.equal(waited.step, 12);
   });
-
-  /**
-   * One AdamW step on a stage alone, the same for every caller (fixed ids and output gradient): two stages that end it
-   * with the same weights had the same weights, moments and step count (the bias correction) before it.
-   */
-  async function probeStep(s: LocalStage): Promise<Float32Array> {
-    const B = 2;
-    const T = 4;
-    const C = s.config.hidden_size;
-    const ids = randomIds(B * T, s.config.vocab_size, 99);
-    const dOut = Float32Array.from({ length: B * T * C }, (_, i) => Math.sin(i * 0.37) * 0.1);
-    await s.beginStep(1000);
-    await s.forward(1000, 0, ids, B, T, undefined, 1);
-    await s.backward(1000, 0, dOut);
-    await s.gradSumSquares(1000);
-    await s.applyStep(1000, { lr: 1e-2, clipScale: 1 });
-    return s.params.slice();
-  }
 
   it('discarded steps leave no trace in the optimizer of the driver\'s span: weights, moments and step count put back', async () => {
     // a fresh driver, and one that discarded 4 steps while it waited (same initial weights and data)
