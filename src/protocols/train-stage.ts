@@ -60,7 +60,8 @@ export type WireStageOp =
   | { op: 'grads' }
   | { op: 'readLayers' }
   | { op: 'writeLayers'; layers: { id: string; params: Float32Array }[] }
-  // the driver's own span only (a discarded step leaves no trace in its optimizer): not sent to a hop
+  // a node's own span only, in its compute worker (a driver's discarded steps, a joining hop's steps while it waited,
+  // leave no trace in its optimizer): not ops of the wire, the client refuses to send them
   | { op: 'saveState' }
   | { op: 'restoreState' };
 

@@ -119,19 +119,19 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
   // them. Its optimizer state is kept when the hold ends with the entry still waiting (InnerLoop.discardSteps(true)) and
   // put back inside the install's pause, before the holders' weights are written (as a waiting driver's:
   // driveWhileWaiting), so that after the install the hop steps exactly as one its driver never stepped while it
-  // waited: a fresh joiner with zero moments and step count 0, a node that fell out of the rounds with the state it
-  // had then. The holders agree on θ and the outer momentum only; AdamW's state is every holder's own, so there is no
-  // agreed state to take instead, and zeroing it would also throw away what a re-entering hop learnt in its rounds.
-  let kept = false;
+  // waited: a fresh joiner with zero moments and step count 0; a hop that re-enters over the same stage (a move that
+  // failed) with its state when this entry's hold ended (the steps applied between its leave and that point stay:
+  // keeping a copy at every leave would cost three copies of the span during a move). The holders agree on θ and the
+  // outer momentum only; AdamW's state is every holder's own, so there is no agreed state to take instead, and zeroing
+  // it would also throw away what a re-entering hop learnt in its rounds (and differ from a driver's re-entry).
   let releasing: Promise<void> = Promise.resolve();
   const release = (keep: boolean): Promise<void> => {
     if (!held || installing) return releasing;
     held = false;
     releasing = (async () => {
-      if (keep && inner.discardSteps !== undefined) {
+      if (keep) {
         try {
-          await inner.discardSteps(true);
-          kept = true;
+          await inner.discardSteps?.(true);
         } catch {
           // not kept: the steps still run (the rounds of our driver's layers need them); only the trace stays
         }
@@ -155,8 +155,10 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
         await releasing;
         await inner.pause();
         try {
-          if (kept) {
-            kept = false;
+          // a hop: the state kept when its driver's steps began (by this entry, or by an earlier one that stopped or
+          // failed after its hold ended) goes back before the holders' weights are written (none kept: nothing changes).
+          // A driver's is put back by its drive (driveWhileWaiting), which the install stops first (sync.ts enter)
+          if (drives === undefined) {
             try {
               await inner.discardSteps?.(false);
             } catch {
@@ -175,20 +177,10 @@ export async function runOuterRounds(o: OuterRoundsOptions): Promise<void> {
   } finally {
     clearTimeout(holdTimer);
     await release(false);
-    // an entry that failed after the hold ended (no holder counted us before its deadline): the state goes back now,
-    // inside a pause, and the next try keeps it again. Not when we stop: a pause waits for the step in flight (up to
-    // a lease), which a leave must not; the copy stays in the stage until the next entry keeps a new one
-    if (kept && !signal.aborted) {
-      kept = false;
-      await inner.pause();
-      try {
-        await inner.discardSteps?.(false);
-      } catch {
-        // as in the install: only the trace stays
-      } finally {
-        inner.resume();
-      }
-    }
+    // an entry that failed after the hold ended (no holder counted us before its deadline) or was stopped (a leave)
+    // leaves the copy in the stage: the steps from now on are uncounted too, and the next entry over this stage (a
+    // retry, a move that failed) keeps that older copy (a save keeps a kept copy) and puts it back at its install.
+    // Putting it back now would need a pause, which waits for the driver's step in flight (a leave must not)
   }
   let base = inner.appliedSteps();
   while (!signal.aborted && o.done?.() !== true) {

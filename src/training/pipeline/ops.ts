@@ -6,7 +6,8 @@
  * Besides PipelineStage's calls there are the inner loop's (training/inner.ts): `info` (span, AdamW steps applied),
  * `readLayers` / `writeLayers` (the held span's parameters per model-hash layer), `grads` (a copy of the step's
  * summed gradients after sumSquares: tests compare them with a single node's), and `saveState` / `restoreState` (a
- * copy of the span's weights, AdamW moments and step count put back later: a driver's discarded steps, chain.ts).
+ * copy of the span's weights, AdamW moments and step count put back later: a driver's discarded steps and a joining
+ * hop's steps while it waited, chain.ts and chain-outer.ts; the node's own compute worker only, never train-stage).
  */
 import { InvalidArgumentError } from '../../util/errors.js';
 import { layerRanges } from '../diloco.js';
@@ -27,7 +28,7 @@ export type StageOp =
   | { op: 'grads' }
   | { op: 'readLayers' }
   | { op: 'writeLayers'; layers: LayerParams[] }
-  /** Keep a copy of the span's weights, AdamW moments and step count (LocalStage.saveState). */
+  /** Keep a copy of the span's weights, AdamW moments and step count, unless one is kept (LocalStage.saveState). */
   | { op: 'saveState' }
   /** Put that copy back and forget it (LocalStage.restoreState); `restored` false when there was none. */
   | { op: 'restoreState' };

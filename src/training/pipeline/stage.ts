@@ -223,10 +223,14 @@ export class LocalStage implements PipelineStage {
    * Keeps a copy of the span's trainable state: its weights, AdamW's moments and step count (the bias correction).
    * restoreState puts it back, so that the steps applied in between leave no trace in the optimizer: a driver's steps
    * run while it waits to enter the outer rounds, whose update the entry replaces (training/chain.ts discardSteps).
-   * A second save replaces the first. Costs one copy of the span's weights, and two more of its moments once it has
-   * stepped (a fresh stage's zero moments are not copied). Call between steps.
+   * A save while a copy is kept keeps that copy (the older state): a hop whose entry stopped or failed after its
+   * driver stepped it enters again later, and every step since the first save is one its rounds never counted
+   * (training/chain-outer.ts). Costs one copy of the span's weights, and two more of its moments once it has stepped
+   * (a fresh stage's zero moments are not copied). Call between steps (weights change only in applyStep: a copy
+   * taken while a step's gradients are being computed is the state before it).
    */
   saveState(): Promise<void> {
+    if (this.saved !== undefined) return Promise.resolve();
     const fresh = this.t === 0;
     this.saved = { params: this.params.slice(), m: fresh ? null : this.m.slice(), v: fresh ? null : this.v.slice(), t: this.t };
     return Promise.resolve();

@@ -28,22 +28,19 @@ const S1 = { start: 1, end: 3 };
 /**
  * The hop's side of the train-stage server over its LocalStage, in process: a paused hop refuses a step's begin
  * (STAGE_PAUSED: the driver keeps its chain and tries again), a pause waits for the step in flight, and every applied
- * step is announced (the server's 'step:applied'). `closeAtInstall`: from the first pause after the hop applied a
- * step (the entry's install: the hold's pause comes before any step, the next one is the install's), it refuses every
- * step for good, so the test reads the state the install left, with no step after it.
+ * step is announced (the server's 'step:applied'). `closeAt`, asked at every pause: true closes the hop for good
+ * (every later step refused), so that the test reads the state an install left, with no step after it.
  */
 class ServedHop implements PipelineStage {
   paused = false;
   closed = false;
   applied = 0;
+  closeAt: () => boolean = () => false;
   private inFlight = 0;
   private waiters: (() => void)[] = [];
   private listeners: ((e: { step: number; peer: string }) => void)[] = [];
 
-  constructor(
-    readonly stage: LocalStage,
-    private readonly closeAtInstall: boolean,
-  ) {}
+  constructor(readonly stage: LocalStage) {}
 
   get span(): { start: number; end: number } {
     return this.stage.span;
@@ -62,7 +59,7 @@ class ServedHop implements PipelineStage {
 
   async pause(): Promise<void> {
     this.paused = true;
-    if (this.closeAtInstall && this.applied > 0) this.closed = true;
+    if (this.closeAt()) this.closed = true;
     while (this.inFlight > 0) await new Promise<void>((res) => this.waiters.push(res));
   }
 
@@ -141,11 +138,14 @@ function drive(hop: ServedHop, signal: AbortSignal, errors: unknown[]): Promise<
   })();
 }
 
-/** A joining hop `j` on [1, 3): its LocalStage holds the node's params (the outer sync installs into it). */
-function joiningHop(net: Net, closeAtInstall: boolean): { node: Node; stage: LocalStage; served: ServedHop; inner: HopInnerLoop } {
-  const stage = new LocalStage(cfg, reference, S1, { seed: 2 });
+/**
+ * A joining hop `j` on [1, 3): its LocalStage holds the node's params (the outer sync installs into it). `again`: a new
+ * session over the same stage (a new OuterSync and inner loop, as node/chain.ts starts after a move that failed).
+ */
+function joiningHop(net: Net, again?: { stage: LocalStage; served: ServedHop }): { node: Node; stage: LocalStage; served: ServedHop; inner: HopInnerLoop } {
+  const stage = again?.stage ?? new LocalStage(cfg, reference, S1, { seed: 2 });
   const node = net.create('j', S1, 20, stage.params);
-  const served = new ServedHop(stage, closeAtInstall);
+  const served = again?.served ?? new ServedHop(stage);
   const inner = new HopInnerLoop({
     // the compute worker's transport in production (node/chain.ts hopInnerLoop: an OpStage over `stage` jobs)
     local: new OpStage(S1, cfg.num_hidden_layers, (o) => runStageOp(stage, o)),
@@ -173,7 +173,9 @@ describe('a joining hop\'s optimizer', () => {
       await until(() => a.closed.length >= 2, 30_000, 'two rounds on a');
       net.frozen.add('a');
       await until(() => a.sync.status().phase === 'inner', 30_000, 'a in the inner steps of a round');
-      const j = joiningHop(net, true);
+      const j = joiningHop(net);
+      // the hold's pause comes before any step; the next pause is the install's
+      j.served.closeAt = () => j.served.applied > 0;
       rounds = runOuterRounds({ inner: j.inner, sync: j.node.sync, innerSteps: H, signal: stop.signal }).catch((e: unknown) => {
         if (!stop.signal.aborted) throw e;
       });
@@ -210,5 +212,82 @@ describe('a joining hop\'s optimizer', () => {
       await Promise.allSettled([driving, rounds]);
       await net.stop();
     }
+  });
+
+  it('a hop whose entry stopped after its driver stepped it enters later with the state from before those steps', async () => {
+    const net = new Net();
+    const stopDrive = new AbortController();
+    const stop1 = new AbortController();
+    const stop2 = new AbortController();
+    const errors: unknown[] = [];
+    let driving: Promise<void> | undefined;
+    let rounds1: Promise<void> | undefined;
+    let rounds2: Promise<void> | undefined;
+    try {
+      const a = net.start('a', S1, 20);
+      await until(() => a.closed.length >= 2, 30_000, 'two rounds on a');
+      net.frozen.add('a');
+      await until(() => a.sync.status().phase === 'inner', 30_000, 'a in the inner steps of a round');
+      const j1 = joiningHop(net);
+      rounds1 = runOuterRounds({ inner: j1.inner, sync: j1.node.sync, innerSteps: H, signal: stop1.signal }).catch((e: unknown) => {
+        if (!stop1.signal.aborted) throw e;
+      });
+      driving = drive(j1.served, stopDrive.signal, errors);
+      await until(() => j1.served.applied >= 3 || errors.length > 0, 60_000, 'j applied 3 steps while it waits');
+      // the entry stops (a leave: the pool moves j's span): the state kept at its hold's end stays in the stage
+      stop1.abort();
+      await rounds1;
+      j1.inner.close();
+      // the move fails; meanwhile the driver steps j on (counted by nobody on j's side)
+      const left = j1.served.applied;
+      await until(() => j1.served.applied >= left + 2 || errors.length > 0, 60_000, 'two more steps after the leave');
+      assert.equal(j1.node.sync.status().phase, 'entering');
+      // a new session over the same stage enters j's span's rounds again
+      let pauses = 0;
+      j1.served.closeAt = () => ++pauses === 2; // the new hold's pause, then the install's
+      const j2 = joiningHop(net, j1);
+      rounds2 = runOuterRounds({ inner: j2.inner, sync: j2.node.sync, innerSteps: H, signal: stop2.signal }).catch((e: unknown) => {
+        if (!stop2.signal.aborted) throw e;
+      });
+      const second = j1.served.applied;
+      await until(() => j1.served.applied > second || errors.length > 0, 60_000, 'the driver steps j while its second entry waits');
+      net.frozen.delete('a');
+      await until(() => j2.node.sync.status().phase !== 'entering', 30_000, 'j entered');
+      stopDrive.abort();
+      stop2.abort();
+      await driving;
+      await rounds2;
+      assert.deepEqual(errors, [], 'the driver\'s steps do not fail');
+      assert.equal(j1.served.closed, true, 'no step after the install');
+      const k = j1.served.applied;
+      assert.ok(k >= 6, `j applied ${k} steps before its entry, over two entries and the gap between them`);
+      // the state of the first entry's hold end: a fresh stage's. Before (a second save replaced the first), the
+      // second entry put back a state with the first entry's steps and the gap's in it
+      assert.equal(j1.stage.appliedSteps, 0, `AdamW's step count after the install (j applied ${k} steps before it)`);
+      assert.ok(zero(moments(j1.stage).m) && zero(moments(j1.stage).v), 'AdamW\'s moments after the install are zero');
+      const clean = new LocalStage(cfg, reference, S1, { params: j1.stage.params.slice() });
+      assert.deepEqual(await probeStep(j1.stage), await probeStep(clean), 'the first counted step is a cleanly entered hop\'s');
+    } finally {
+      stopDrive.abort();
+      stop1.abort();
+      stop2.abort();
+      await Promise.allSettled([driving, rounds1, rounds2]);
+      await net.stop();
+    }
+  });
+
+  it('a stage keeps its first copy until it is put back (saveState while one is kept)', async () => {
+    const stage = new LocalStage(cfg, reference, S1, { seed: 2 });
+    const twin = new LocalStage(cfg, reference, S1, { seed: 2 });
+    const op = new OpStage(S1, cfg.num_hidden_layers, (o) => runStageOp(stage, o));
+    await op.saveState();
+    await probeStep(stage);
+    await op.saveState();
+    await probeStep(stage);
+    assert.equal(await op.restoreState(), true);
+    assert.equal(stage.appliedSteps, 0, 'the first copy came back');
+    assert.deepEqual(stage.params, twin.params);
+    assert.deepEqual(await probeStep(stage), await probeStep(twin));
+    assert.equal(await op.restoreState(), false, 'put back once');
   });
 });
