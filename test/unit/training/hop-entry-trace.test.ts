@@ -89,8 +89,10 @@ class ServedHop implements PipelineStage {
     return this.stage.gradSumSquares(step);
   }
   async applyStep(step: number, a: StepApply): Promise<void> {
-    await this.stage.applyStep(step, a);
+    // LocalStage applies at the call: counted with it, so that `applied` and the stage's step count move together
+    const done = this.stage.applyStep(step, a);
     this.applied++;
+    await done;
     this.end();
     for (const f of this.listeners) f({ step, peer: 'd' });
   }
@@ -267,6 +269,59 @@ describe('a joining hop\'s optimizer', () => {
       assert.ok(zero(moments(j1.stage).m) && zero(moments(j1.stage).v), 'AdamW\'s moments after the install are zero');
       const clean = new LocalStage(cfg, reference, S1, { params: j1.stage.params.slice() });
       assert.deepEqual(await probeStep(j1.stage), await probeStep(clean), 'the first counted step is a cleanly entered hop\'s');
+    } finally {
+      stopDrive.abort();
+      stop1.abort();
+      stop2.abort();
+      await Promise.allSettled([driving, rounds1, rounds2]);
+      await net.stop();
+    }
+  });
+
+  it('left (documented): a hop that leaves its rounds keeps the steps its driver applies until its next entry\'s hold', async () => {
+    // a move that failed: leave() ends the session while the hop is in its rounds, its server keeps serving its
+    // driver through the move's download, and the next session over the same stage keeps the state its own hold
+    // ended with (keeping a copy at every leave would cost three copies of the span during every move)
+    const net = new Net();
+    const stopDrive = new AbortController();
+    const stop1 = new AbortController();
+    const stop2 = new AbortController();
+    const errors: unknown[] = [];
+    let driving: Promise<void> | undefined;
+    let rounds1: Promise<void> | undefined;
+    let rounds2: Promise<void> | undefined;
+    try {
+      const a = net.start('a', S1, 20);
+      await until(() => a.closed.length >= 2, 30_000, 'two rounds on a');
+      const j1 = joiningHop(net);
+      rounds1 = runOuterRounds({ inner: j1.inner, sync: j1.node.sync, innerSteps: H, signal: stop1.signal }).catch((e: unknown) => {
+        if (!stop1.signal.aborted) throw e;
+      });
+      driving = drive(j1.served, stopDrive.signal, errors);
+      await until(() => j1.node.sync.status().phase !== 'entering' || errors.length > 0, 30_000, 'j entered');
+      // in its rounds: it counts a step (a clean entry: step count 0 at the install, one step since)
+      await until(() => j1.stage.appliedSteps >= 1 || errors.length > 0, 30_000, 'a counted step on j');
+      stop1.abort();
+      await rounds1;
+      j1.inner.close();
+      const atLeave = j1.stage.appliedSteps;
+      const appliedAtLeave = j1.served.applied;
+      await until(() => j1.served.applied >= appliedAtLeave + 2 || errors.length > 0, 30_000, 'two steps after the leave');
+      // the new session holds the steps off from its start (its hold) and lets none through again
+      j1.served.closeAt = () => true;
+      const j2 = joiningHop(net, j1);
+      rounds2 = runOuterRounds({ inner: j2.inner, sync: j2.node.sync, innerSteps: H, signal: stop2.signal }).catch((e: unknown) => {
+        if (!stop2.signal.aborted) throw e;
+      });
+      await until(() => j2.node.sync.status().phase !== 'entering', 30_000, 'j entered again');
+      stopDrive.abort();
+      stop2.abort();
+      await driving;
+      await rounds2;
+      assert.deepEqual(errors, [], 'the driver\'s steps do not fail');
+      const gap = j1.served.applied - appliedAtLeave;
+      assert.ok(gap >= 2, `the driver applied ${gap} steps between the leave and the new hold`);
+      assert.equal(j1.stage.appliedSteps, atLeave + gap, `the re-entered hop keeps them (step count ${atLeave} at the leave)`);
     } finally {
       stopDrive.abort();
       stop1.abort();
