@@ -475,6 +475,7 @@ export const servingChainSection: BenchSection = {
     const res: Record<string, number | null> = { chain_load: Math.round(loadavg()[0]! * 100) / 100, chain_blocks: blocks, chain_block_tokens: tokens };
     const arms = [1, 2, 4] as const;
     const chains = new Map<number, Chain>();
+    let idle12 = 0;
     try {
       for (const n of arms) {
         const chain = await startChain(networkId, config, evenSpans(L, n), threads, 'deployed');
@@ -506,15 +507,19 @@ export const servingChainSection: BenchSection = {
       // The nodes' background at rest (ms of CPU per s), after the blocks (start-up work done): all chains up, then
       // closing the 4-hop and the 2-hop chain in turn. While one chain is timed the others idle beside it: their
       // part of the background is what the pairing costs that chain (the old section ran one chain at a time).
+      // (a closed chain's teardown, its workers' exit and the others' notice of the hang-ups run for a while after
+      // close() returns: a settling wait before each window)
       const w = quick ? 200 : 2000;
+      const settle = (): Promise<void> => new Promise((r) => setTimeout(r, quick ? 300 : 3000));
       const idle = await idleCpuRate(w);
-      await chains.get(4)!.close();
-      chains.delete(4);
-      const idle12 = await idleCpuRate(w);
-      await chains.get(2)!.close();
-      chains.delete(2);
+      for (const n of [4, 2]) {
+        await chains.get(n)!.close();
+        chains.delete(n);
+        await settle();
+        if (n === 4) idle12 = await idleCpuRate(w);
+      }
       const idle1 = await idleCpuRate(w);
-      const own: Record<number, number> = { 1: idle1, 2: Math.max(0, idle12 - idle1), 4: Math.max(0, idle - idle12) };
+      const own: Record<number, number> = { 1: idle1, 2: idle12 - idle1, 4: idle - idle12 };
       for (const n of arms) {
         const a = acc.get(n)!;
         const tokS = pooledTokS(a.blocks);
