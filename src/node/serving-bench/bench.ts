@@ -47,7 +47,7 @@ import { bundledGenesis } from '../genesis.js';
 import { createNodeNetwork, NETWORK_TUNING_DEFAULTS, type NodeNetwork } from '../network.js';
 import { DEFAULTS as OPTION_DEFAULTS } from '../options.js';
 import { workerHopCompute } from '../serving.js';
-import { alternate, blockTokS, pairedRatio, pooledTokS, type Block } from './paired.js';
+import { alternate, blockTokS, idleCpuMedian, pairedRatio, pooledTokS, type Block } from './paired.js';
 
 const TUNING = { ephemeralPeerStore: true, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100, retryBaseMs: 200, retryMaxMs: 2000, pubsubHeartbeatMs: 300, autonat: false, dcutr: false };
 
@@ -509,16 +509,16 @@ export const servingChainSection: BenchSection = {
       // part of the background is what the pairing costs that chain (the old section ran one chain at a time).
       // (a closed chain's teardown, its workers' exit and the others' notice of the hang-ups run for a while after
       // close() returns: a settling wait before each window)
-      const w = quick ? 200 : 2000;
+      const w = quick ? 400 : 3000; // each the median of 4 windows (paired.ts idleCpuMedian)
       const settle = (): Promise<void> => new Promise((r) => setTimeout(r, quick ? 300 : 3000));
-      const idle = await idleCpuRate(w);
+      const idle = await idleCpuMedian(w);
       for (const n of [4, 2]) {
         await chains.get(n)!.close();
         chains.delete(n);
         await settle();
-        if (n === 4) idle12 = await idleCpuRate(w);
+        if (n === 4) idle12 = await idleCpuMedian(w);
       }
-      const idle1 = await idleCpuRate(w);
+      const idle1 = await idleCpuMedian(w);
       const own: Record<number, number> = { 1: idle1, 2: idle12 - idle1, 4: idle - idle12 };
       for (const n of arms) {
         const a = acc.get(n)!;
@@ -628,7 +628,7 @@ export const servingBatchSection: BenchSection = {
       await decode(chain, config, 4); // warm-up
       await Promise.all(Array.from({ length: 8 }, (_, i) => decode(chain, config, 4, { prompt: [1, 5 + i, 9, 13 + i] })));
       const load = Math.round(loadavg()[0]! * 100) / 100;
-      const idle = await idleCpuRate(quick ? 200 : 2000);
+      const idle = await idleCpuMedian(quick ? 400 : 2000);
       const stats = chain.hops[0]!.server.stepStats;
       const one = { blocks: [] as Block[], rates: [] as number[], cpuMs: 0, tokens: 0 };
       const eight = { aggs: [] as number[], spans: [] as number[], cpuMs: 0, tokens: 0, steps: 0, batched: 0, rows: 0 };

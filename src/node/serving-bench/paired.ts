@@ -71,3 +71,21 @@ export function blockOrder<T>(arms: readonly T[], b: number): T[] {
 export async function alternate<T>(arms: readonly T[], blocks: number, run: (arm: T, block: number) => Promise<void>): Promise<void> {
   for (let b = 0; b < blocks; b++) for (const arm of blockOrder(arms, b)) await run(arm, b);
 }
+
+/**
+ * Process CPU (ms) per second of wall time while nothing is asked of the nodes: the median of `parts` windows
+ * filling `ms` in all, so that one window holding a garbage collection left over from the timed blocks (or one
+ * slice of another process's burst on a shared machine) does not set the figure (single 2 s windows after the
+ * chain section's blocks read 12–54 ms/s at load 10–14, session 22).
+ */
+export async function idleCpuMedian(ms: number, parts = 4): Promise<number> {
+  const rates: number[] = [];
+  for (let i = 0; i < parts; i++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, ms / parts));
+    const c = process.cpuUsage(c0);
+    rates.push((c.user + c.system) / 1000 / ((performance.now() - t0) / 1000));
+  }
+  return median(rates);
+}
