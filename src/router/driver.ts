@@ -99,6 +99,11 @@ export interface SessionSpec {
 
 /** One hop's session: its steps run in order; close() frees the hop's KV cache (idempotent, never throws). */
 export interface HopSession {
+  /**
+   * `signal` is the same object on every step of the session (the driver's one per route entry); it aborts at a
+   * deadline or the generation's abort, after which the session is not stepped again. So a session must not leave a
+   * listener on it per step (RemoteHopSession keeps one for its life; the compute client removes its own per job).
+   */
   step(input: HopInput, signal: AbortSignal): Promise<HopOutput>;
   close(): void;
   /** Signs the hop's commitments for a market request (remote hops; protocols/hop-commitment.ts). */
@@ -185,6 +190,13 @@ interface RouteEntry {
   /** What the entry sent this hop and got back, committed as the hop commits it (one step per chunk). */
   inC: RunningCommitment;
   outC: RunningCommitment;
+  /**
+   * The signal this hop's calls get: one for the entry's life, not one per call (an AbortController, its signal and
+   * the session's listener moved onto it cost ~5 µs of the driver's ~20 µs a hop step). It aborts only at a
+   * deadline or when the generation is aborted, and either ends the entry's session; a later call (an entry copied
+   * by a widened failover) gets a fresh one.
+   */
+  ac?: AbortController;
 }
 
 function concat<T extends Int32Array | Float32Array>(parts: T[], make: (n: number) => T): T {
@@ -270,6 +282,9 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   let lastOut: { values: Float32Array; chunks: readonly number[]; steps: TopKStep[] } | undefined;
   const sameChunks = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((n, i) => n === b[i]);
 
+  /** Fails the call in flight (its deadline or the generation's abort); set while a call waits. */
+  let inFlight: ((reason: Error) => void) | undefined;
+
   /** Runs one call on a hop with its deadline; a failure is a HopFailure. */
   const call = async (entry: RouteEntry, input: HopInput, positions: number): Promise<HopOutput> => {
     const session = entry.session;
@@ -280,7 +295,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     else if (lastOut !== undefined && lastOut.values === input.hidden && sameChunks(lastOut.chunks, input.chunks)) entry.inC.addSteps(lastOut.steps);
     else entry.inC.hidden(input.hidden!, C, input.chunks);
     lastOut = undefined;
-    const ac = new AbortController();
+    if (signal.aborted) throw new AbortedError('generation aborted');
+    const ac = entry.ac === undefined || entry.ac.signal.aborted ? (entry.ac = new AbortController()) : entry.ac;
     // The step deadline is the failover trigger: past it, another holder would likely answer sooner. When no other
     // holder could take this hop's layers (windows around it included: the whole route is planned without it),
     // failing over cannot help and only turns a slow answer into 503 layers_uncovered (a single holder under load
@@ -289,27 +305,28 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     // step on our own worker, which has nothing to fail over to either.
     const hardMs = entry.hop.peerId === deps.selfPeerId ? ms : ms - o.stepTimeoutMs + o.localStepTimeoutMs;
     const t0 = performance.now(); // wall time, as the timers count it (deps.now may be a test clock)
-    let timer: NodeJS.Timeout;
-    const onDeadline = (): void => {
-      const waited = performance.now() - t0;
-      if (ms < hardMs && waited < hardMs && !replaceable(entry.hop.peerId)) {
-        timer = setTimeout(onDeadline, Math.min(o.stepTimeoutMs, hardMs - waited));
-        return;
-      }
-      ac.abort(new TimeoutError(`hop did not answer within ${Math.round(waited)} ms`, { ms: Math.round(waited) }));
-    };
-    timer = setTimeout(onDeadline, ms);
-    const onAbort = (): void => ac.abort(new AbortedError('generation aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const out = await Promise.race([
-        session.step(input, ac.signal),
-        new Promise<never>((_, reject) => {
-          const fail = (): void => reject(ac.signal.reason instanceof Error ? ac.signal.reason : new AbortedError());
-          if (ac.signal.aborted) fail();
-          else ac.signal.addEventListener('abort', fail, { once: true });
-        }),
-      ]);
+      // one promise settled by the session's answer, the deadline or the generation's abort (inFlight), whichever
+      // comes first: the session's step is aborted through `ac` so that it lets go of its stream
+      const out = await new Promise<HopOutput>((resolve, reject) => {
+        const fail = (reason: Error): void => {
+          inFlight = undefined;
+          ac.abort(reason);
+          reject(reason);
+        };
+        const onDeadline = (): void => {
+          const waited = performance.now() - t0;
+          if (ms < hardMs && waited < hardMs && !replaceable(entry.hop.peerId)) {
+            timer = setTimeout(onDeadline, Math.min(o.stepTimeoutMs, hardMs - waited));
+            return;
+          }
+          fail(new TimeoutError(`hop did not answer within ${Math.round(waited)} ms`, { ms: Math.round(waited) }));
+        };
+        timer = setTimeout(onDeadline, ms);
+        inFlight = fail;
+        session.step(input, ac.signal).then(resolve, reject);
+      });
       checkOutput(out, input, positions);
       if (out.tokens !== undefined) entry.outC.tokens(out.tokens, input.chunks.map(() => 1));
       else lastOut = { values: out.hidden!, chunks: input.chunks, steps: entry.outC.hidden(out.hidden!, C, input.chunks) };
@@ -318,8 +335,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       if (signal.aborted) throw new AbortedError('generation aborted');
       throw new HopFailure(e);
     } finally {
+      inFlight = undefined;
       clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
     }
   };
 
@@ -452,6 +469,10 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
 
   const tokensSoFar: number[] = [];
   const text = new TextAssembler((ids) => model.decode(ids), req.stop);
+  // the generation's abort fails the call in flight (calls run one at a time): one listener for the generation
+  // instead of an add and a remove per call
+  const onAbort = (): void => inFlight?.(new AbortedError('generation aborted'));
+  signal.addEventListener('abort', onAbort, { once: true });
   let finishReason: 'stop' | 'length' = 'length';
   let settlement: Settlement | undefined;
   try {
@@ -481,6 +502,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       );
     }
   } finally {
+    signal.removeEventListener('abort', onAbort);
     for (const e of route) e.session.close();
   }
   return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(settlement === undefined ? {} : { settlement }) };

@@ -14,11 +14,13 @@
  *   the node's default path; NEUROSHARD_RPC_LANE=1 or =0 sets it (A/B runs);
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
- *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop; beside them where a
- *   token's time goes (`chain_compute_ms_*`, `chain_hop_overhead_ms_4`, `chain_cpu_ms_*`, `chain_load`: see the
- *   section);
+ *   entry node holding no layers (router/driver.ts), and `chain_ratio_4` = 4 hops ÷ 1 hop, since session 22 the
+ *   median of block-by-block ratios with the three chains up together and timed in alternating blocks (paired.ts;
+ *   `chain_ratio_4_min`/`_max`/`_pooled`); beside them where a token's time goes (`chain_compute_ms_*`,
+ *   `chain_hop_overhead_ms_4`, `chain_cpu_ms_*`, `chain_idle_cpu_ms_s*`, `chain_load`: see the section);
  * - `serving-batch`: `batch8_ratio`: aggregate decode tokens/s of 8 generations at once (while all 8 decode) ÷ 1
- *   alone through one hop holding the whole model (continuous batching in its worker), with `batch1_tok_s`,
+ *   alone through one hop holding the whole model (continuous batching in its worker), since session 22 the median
+ *   of round-by-round ratios of alternating 1- and 8-stream runs (`batch8_ratio_min`/`_max`/`_pooled`), with `batch1_tok_s`,
  *   `batch8_tok_s` (while all 8 decode: `concurrentTokS`), the earlier span's `batch8_tok_s_span` /
  *   `batch8_ratio_span`, and
  *   `batch8_mean_rows` (the mean batch size a decode step ran in), and the process CPU per token alone and among 8
@@ -45,6 +47,7 @@ import { bundledGenesis } from '../genesis.js';
 import { createNodeNetwork, NETWORK_TUNING_DEFAULTS, type NodeNetwork } from '../network.js';
 import { DEFAULTS as OPTION_DEFAULTS } from '../options.js';
 import { workerHopCompute } from '../serving.js';
+import { alternate, blockTokS, idleCpuMedian, pairedRatio, pooledTokS, type Block } from './paired.js';
 
 const TUNING = { ephemeralPeerStore: true, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100, retryBaseMs: 200, retryMaxMs: 2000, pubsubHeartbeatMs: 300, autonat: false, dcutr: false };
 
@@ -419,53 +422,144 @@ async function withCpu<T>(f: () => Promise<T>, idleMsPerS: number): Promise<{ va
 
 /**
  * chain_decode_tok_s_1/_2/_4 and chain_ratio_4, and where a token's time goes (issue 8 §5: "find where the time per
- * hop boundary goes"): `chain_compute_ms_N` is the time the N hops' steps spent in their compute workers per token
- * (summed over the hops, as each hop timed its step: the worker's forward plus the messages to it), and
- * `chain_hop_overhead_ms_4` the rest of a token's time through 4 hops per hop: the protocol round trip from the
- * entry (encoding, libp2p stream, decoding, commitments) and every wait for a CPU. `chain_cpu_ms_N` is the CPU
- * time of the whole process per token (the entry and every hop run in it), and `chain_load` the 1-minute load
- * average when the section started: on a machine shared with other work (or with 4 hops and their thread pools on
- * 2 cores) waits for a CPU grow with the number of thread hand-offs per token, which grows with the hops, so the
- * tokens/s of the chain and its ratio depend on the load; the CPU time per token much less (the nodes' background
- * work, measured while the chain idles, is taken out of it).
+ * hop boundary goes").
+ *
+ * Paired since session 22 (paired.ts): the 1-, 2- and 4-hop chains are set up together and warmed, then timed in
+ * `chain_blocks` rounds of one `chain_block_tokens`-token generation per chain, the order of the chains rotated
+ * (paired.ts blockOrder), while the other chains idle. `chain_ratio_4` is the **median of the block-by-block ratios**
+ * (4 hops ÷ 1 hop in the same round), `chain_ratio_4_min`/`_max` their spread, `chain_ratio_4_pooled` the pooled
+ * tokens/s ratio, `chain_ratio_2` the same median for 2 hops; `chain_decode_tok_s_N` is each chain's pooled tokens/s
+ * over all its blocks. Until session 21 the section timed the chains one after another, one 48-token generation each
+ * (~0.5 s), and its ratio mixed the chains' cost with the host's memory bandwidth, which moved between the runs (a
+ * batch-1 decode is memory-bound).
+ *
+ * Beside them: `chain_compute_ms_N` is the time the N hops' steps spent in their compute workers per token (summed
+ * over the hops, as each hop timed its step: the worker's forward plus the messages to it), and
+ * `chain_hop_overhead_ms_4` the rest of a token's time through 4 hops (pooled) per hop: the protocol round trip from
+ * the entry (encoding, stream, decoding, commitments) and every wait for a CPU. `chain_cpu_ms_N` is the CPU time of
+ * the whole process per token (the entry and every hop run in it) less the nodes' background, measured after the
+ * blocks while all the chains idle (`chain_idle_cpu_ms_s`, ms of CPU per s; `chain_idle_cpu_ms_s_1` with only the
+ * 1-hop chain left up: the rest is what the idle chains add while another is timed), and `chain_load` the 1-minute
+ * load average at the start.
+ * NEUROSHARD_CHAIN_BLOCKS / NEUROSHARD_CHAIN_BLOCK_TOKENS override the block count and length (experiments).
  */
 export const servingChainSection: BenchSection = {
   name: 'serving-chain',
-  keys: ['chain_decode_tok_s_1', 'chain_decode_tok_s_2', 'chain_decode_tok_s_4', 'chain_ratio_4', 'chain_compute_ms_1', 'chain_compute_ms_4', 'chain_hop_overhead_ms_4', 'chain_cpu_ms_1', 'chain_cpu_ms_4', 'chain_load'],
+  keys: [
+    'chain_decode_tok_s_1',
+    'chain_decode_tok_s_2',
+    'chain_decode_tok_s_4',
+    'chain_ratio_4',
+    'chain_ratio_4_min',
+    'chain_ratio_4_max',
+    'chain_ratio_4_pooled',
+    'chain_ratio_2',
+    'chain_compute_ms_1',
+    'chain_compute_ms_4',
+    'chain_hop_overhead_ms_4',
+    'chain_cpu_ms_1',
+    'chain_cpu_ms_4',
+    'chain_idle_cpu_ms_s',
+    'chain_idle_cpu_ms_s_1',
+    'chain_blocks',
+    'chain_block_tokens',
+    'chain_load',
+  ],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const config = benchConfig(quick);
     const L = config.num_hidden_layers;
     const threads = availableParallelism();
-    const tokens = quick ? 8 : 48;
-    const res: Record<string, number | null> = { chain_load: Math.round(loadavg()[0]! * 100) / 100 };
-    for (const n of [1, 2, 4]) {
-      const chain = await startChain(networkId, config, evenSpans(L, n), threads, 'deployed');
-      try {
+    const blocks = envInt('NEUROSHARD_CHAIN_BLOCKS', quick ? 3 : 12);
+    const tokens = envInt('NEUROSHARD_CHAIN_BLOCK_TOKENS', quick ? 8 : 32);
+    const res: Record<string, number | null> = { chain_load: Math.round(loadavg()[0]! * 100) / 100, chain_blocks: blocks, chain_block_tokens: tokens };
+    const arms = [1, 2, 4] as const;
+    const chains = new Map<number, Chain>();
+    let idle12 = 0;
+    try {
+      for (const n of arms) {
+        const chain = await startChain(networkId, config, evenSpans(L, n), threads, 'deployed');
+        chains.set(n, chain);
         await decode(chain, config, 4); // warm-up: connections, buffers
-        const idle = await idleCpuRate(quick ? 200 : 2000);
+      }
+      // a second warm-up round with every chain up
+      for (const n of arms) await decode(chains.get(n)!, config, 4);
+      const acc = new Map(arms.map((n) => [n, { blocks: [] as Block[], rates: [] as number[], cpuUs: 0, wallMs: 0, tokens: 0, computeMs: new Array<number>(n).fill(0), steps: new Array<number>(n).fill(0) }]));
+      await alternate(arms, blocks, async (n) => {
+        const chain = chains.get(n)!;
+        const a = acc.get(n)!;
         const before = chain.hops.map((h) => ({ ...h.server.stepStats }));
-        const { value: r, cpuMs } = await withCpu(() => decode(chain, config, tokens), idle);
-        // per decoded token: the steps after the first token (the prompt's prefill and the first decode step are
-        // outside the timed span of r.times)
-        const steps = chain.hops.map((h, k) => h.server.stepStats.steps - before[k]!.steps);
-        const compute = chain.hops.reduce((a, h, k) => a + (h.server.stepStats.computeMs - before[k]!.computeMs) / Math.max(1, steps[k]!), 0);
-        const msPerToken = 1000 / r.tokS;
-        res[`chain_decode_tok_s_${n}`] = Math.round(r.tokS * 10) / 10;
+        const c0 = process.cpuUsage();
+        const w0 = performance.now();
+        const r = await decode(chain, config, tokens);
+        const c = process.cpuUsage(c0);
+        a.wallMs += performance.now() - w0;
+        a.cpuUs += c.user + c.system;
+        chain.hops.forEach((h, k) => {
+          a.computeMs[k]! += h.server.stepStats.computeMs - before[k]!.computeMs;
+          a.steps[k]! += h.server.stepStats.steps - before[k]!.steps;
+        });
+        const blk: Block = { intervals: r.times.length - 1, ms: r.times.at(-1)! - r.times[0]! };
+        a.blocks.push(blk);
+        a.rates.push(blockTokS(blk));
+        a.tokens += r.times.length;
+      });
+      // The nodes' background at rest (ms of CPU per s), after the blocks (start-up work done): all chains up, then
+      // closing the 4-hop and the 2-hop chain in turn. While one chain is timed the others idle beside it: their
+      // part of the background is what the pairing costs that chain (the old section ran one chain at a time).
+      // (a closed chain's teardown, its workers' exit and the others' notice of the hang-ups run for a while after
+      // close() returns: a settling wait before each window)
+      const w = quick ? 400 : 3000; // each the median of 4 windows (paired.ts idleCpuMedian)
+      const settle = (): Promise<void> => new Promise((r) => setTimeout(r, quick ? 300 : 3000));
+      const idle = await idleCpuMedian(w);
+      for (const n of [4, 2]) {
+        await chains.get(n)!.close();
+        chains.delete(n);
+        await settle();
+        if (n === 4) idle12 = await idleCpuMedian(w);
+      }
+      const idle1 = await idleCpuMedian(w);
+      const own: Record<number, number> = { 1: idle1, 2: idle12 - idle1, 4: idle - idle12 };
+      for (const n of arms) {
+        const a = acc.get(n)!;
+        const tokS = pooledTokS(a.blocks);
+        // per step of each hop (the prompt's prefill and the first decode step are in its steps too, as before)
+        const compute = a.computeMs.reduce((x, ms, k) => x + ms / Math.max(1, a.steps[k]!), 0);
+        const msPerToken = 1000 / tokS;
+        // process CPU per token less every node's background (all chains') over the blocks' wall time
+        const cpuMs = Math.max(0, a.cpuUs / 1000 - (idle * a.wallMs) / 1000) / a.tokens;
+        res[`chain_decode_tok_s_${n}`] = Math.round(tokS * 10) / 10;
         if (n !== 2) {
           res[`chain_compute_ms_${n}`] = r3(compute);
-          res[`chain_cpu_ms_${n}`] = r3(cpuMs / r.times.length);
+          res[`chain_cpu_ms_${n}`] = r3(cpuMs);
         }
         if (n === 4) res.chain_hop_overhead_ms_4 = r3((msPerToken - compute) / n);
-        log(`${n} hop(s) (${config.hidden_size} wide, ${L} layers): ${r.tokS.toFixed(1)} tok/s, ${msPerToken.toFixed(2)} ms/token of which ${compute.toFixed(2)} ms in the hops' workers, ${((msPerToken - compute) / n).toFixed(2)} ms per hop outside them; process CPU ${(cpuMs / r.times.length).toFixed(2)} ms/token beside ${idle.toFixed(1)} ms/s of the nodes' background (load ${loadavg()[0]!.toFixed(2)})`);
-      } finally {
-        await chain.close();
+        log(
+          `${n} hop(s) (${config.hidden_size} wide, ${L} layers): ${tokS.toFixed(1)} tok/s pooled over ${blocks} blocks of ${tokens} tokens (blocks ${a.rates.map((x) => x.toFixed(1)).join(' ')}), ` +
+            `${msPerToken.toFixed(2)} ms/token of which ${compute.toFixed(2)} ms in the hops' workers, ${((msPerToken - compute) / n).toFixed(2)} ms per hop outside them; process CPU ${cpuMs.toFixed(2)} ms/token; ` +
+            `its nodes' background ${own[n]!.toFixed(1)} ms/s, the idle chains' beside it ${(idle - own[n]!).toFixed(1)} ms/s`,
+        );
       }
+      const one = acc.get(1)!;
+      const r4 = pairedRatio(acc.get(4)!.rates, one.rates, pooledTokS(acc.get(4)!.blocks), pooledTokS(one.blocks));
+      const r2 = pairedRatio(acc.get(2)!.rates, one.rates, pooledTokS(acc.get(2)!.blocks), pooledTokS(one.blocks));
+      Object.assign(res, { chain_ratio_4: r3(r4.median), chain_ratio_4_min: r3(r4.min), chain_ratio_4_max: r3(r4.max), chain_ratio_4_pooled: r3(r4.pooled), chain_ratio_2: r3(r2.median), chain_idle_cpu_ms_s: r3(idle), chain_idle_cpu_ms_s_1: r3(idle1) });
+      log(
+        `chain_ratio_4 ${res.chain_ratio_4} (median of ${blocks} block ratios ${r4.ratios.map((x) => x.toFixed(3)).join(' ')}; pooled ${res.chain_ratio_4_pooled}), chain_ratio_2 ${res.chain_ratio_2}; ` +
+          `nodes' background at rest ${idle.toFixed(1)} ms/s with all three chains up, ${idle12.toFixed(1)} with 1 and 2 hops, ${idle1.toFixed(1)} with the 1-hop chain alone (load ${loadavg()[0]!.toFixed(2)})`,
+      );
+    } finally {
+      for (const c of chains.values()) await c.close();
     }
-    res.chain_ratio_4 = res.chain_decode_tok_s_4 !== undefined && res.chain_decode_tok_s_1 ? r3(res.chain_decode_tok_s_4! / res.chain_decode_tok_s_1) : null;
     return res;
   },
 };
+
+function envInt(name: string, dflt: number): number {
+  const v = process.env[name];
+  const n = v === undefined ? NaN : Number(v);
+  return Number.isInteger(n) && n > 0 ? n : dflt;
+}
 
 /**
  * Decode tokens/s of concurrent streams over the span in which every one of them decodes (issue 8 §5 "aggregate
@@ -492,65 +586,106 @@ export function concurrentTokS(runs: readonly { times: readonly number[] }[]): n
 /**
  * batch8_ratio: aggregate decode tokens/s of 8 generations at once ÷ 1 alone, through one hop holding the whole
  * 12x768 model on loopback (the hop's worker batches the concurrent sessions' decode steps; batcher.ts).
- * `batch1_tok_s` pools two 1-stream runs, one before and one after the 8 streams (the tokens of both over their
- * spans; one 32-token run is ~0.3 s, and on this shared machine its figure alone swung 91-127 tok/s between quiet
- * runs), `batch8_tok_s` is `concurrentTokS` of the 8 streams; `batch8_tok_s_span` / `batch8_ratio_span` keep the
- * earlier sessions' figure (every stream's tokens after its first, over the span from the first stream's first token
- * to the last token: the other streams' opens and prefills inside it).
+ *
+ * Paired since session 22 (paired.ts): `batch_blocks` rounds of one 1-stream run and one 8-stream run, the order
+ * alternating (1 8, 8 1, 8 1, 1 8, …); `batch8_ratio` is the **median of the round-by-round ratios** (the 8 streams'
+ * `concurrentTokS` ÷ the 1-stream run's tokens/s in the same round), `batch8_ratio_min`/`_max` their spread,
+ * `batch8_ratio_pooled` = `batch8_tok_s` ÷ `batch1_tok_s`. `batch1_tok_s` pools the 1-stream runs (every token
+ * interval over all their spans), `batch8_tok_s` is the mean of the rounds' `concurrentTokS`. Until session 21 the
+ * section pooled one 1-stream run before and one after a single 8-stream run (one 32-token run is ~0.3 s, and on this
+ * shared machine its figure alone swung 91-127 tok/s between quiet runs); the memory bandwidth a batch-1 decode is
+ * bound by moves within a minute. `batch8_tok_s_span` / `batch8_ratio_span` keep the earlier sessions' figure (every
+ * stream's tokens after its first, over the span from the first stream's first token to the last token: the other
+ * streams' opens and prefills inside it), averaged over the rounds.
+ * NEUROSHARD_BATCH_BLOCKS overrides the number of rounds (experiments).
  */
 export const servingBatchSection: BenchSection = {
   name: 'serving-batch',
-  keys: ['batch1_tok_s', 'batch8_tok_s', 'batch8_ratio', 'batch8_tok_s_span', 'batch8_ratio_span', 'batch8_mean_rows', 'batch1_cpu_ms', 'batch8_cpu_ms', 'batch8_cpu_ratio', 'batch_load'],
+  keys: [
+    'batch1_tok_s',
+    'batch8_tok_s',
+    'batch8_ratio',
+    'batch8_ratio_min',
+    'batch8_ratio_max',
+    'batch8_ratio_pooled',
+    'batch8_tok_s_span',
+    'batch8_ratio_span',
+    'batch8_mean_rows',
+    'batch1_cpu_ms',
+    'batch8_cpu_ms',
+    'batch8_cpu_ratio',
+    'batch_blocks',
+    'batch_load',
+  ],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const config = benchConfig(quick);
     const L = config.num_hidden_layers;
     const tokens = quick ? 8 : 32;
+    const blocks = envInt('NEUROSHARD_BATCH_BLOCKS', quick ? 2 : 8);
     const chain = await startChain(networkId, config, [{ start: 0, end: L }], availableParallelism(), 'deployed');
     try {
       await decode(chain, config, 4); // warm-up
+      await Promise.all(Array.from({ length: 8 }, (_, i) => decode(chain, config, 4, { prompt: [1, 5 + i, 9, 13 + i] })));
       const load = Math.round(loadavg()[0]! * 100) / 100;
-      const idle = await idleCpuRate(quick ? 200 : 2000);
-      const alone = async (): Promise<{ tokens: number; ms: number; cpuMs: number }> => {
-        const { value: r, cpuMs } = await withCpu(() => decode(chain, config, tokens), idle);
-        return { tokens: r.times.length, ms: r.times.at(-1)! - r.times[0]!, cpuMs };
-      };
-      const before1 = await alone();
+      const idle = await idleCpuMedian(quick ? 400 : 2000);
       const stats = chain.hops[0]!.server.stepStats;
-      const before = { ...stats };
-      const { value: all, cpuMs: cpu8 } = await withCpu(() => Promise.all(Array.from({ length: 8 }, (_, i) => decode(chain, config, tokens, { prompt: [1, 5 + i, 9, 13 + i] }))), idle);
-      const steps = stats.steps - before.steps;
-      const batched = stats.batched - before.batched;
-      const rows = stats.rows - before.rows;
-      const after1 = await alone();
-      const one = ((before1.tokens - 1 + after1.tokens - 1) * 1000) / (before1.ms + after1.ms);
-      // the earlier figure: every decoded token after each stream's first, over the span from the first first token
-      // to the last token
-      const first = Math.min(...all.map((r) => r.times[0]!));
-      const last = Math.max(...all.map((r) => r.times.at(-1)!));
-      const span = (all.reduce((a, r) => a + r.times.length - 1, 0) * 1000) / (last - first);
-      const agg = concurrentTokS(all) ?? span;
-      const meanRows = steps === 0 ? 0 : (rows + (steps - batched)) / steps;
+      const one = { blocks: [] as Block[], rates: [] as number[], cpuMs: 0, tokens: 0 };
+      const eight = { aggs: [] as number[], spans: [] as number[], cpuMs: 0, tokens: 0, steps: 0, batched: 0, rows: 0 };
+      await alternate(['1', '8'] as const, blocks, async (arm) => {
+        if (arm === '1') {
+          const { value: r, cpuMs } = await withCpu(() => decode(chain, config, tokens), idle);
+          const b: Block = { intervals: r.times.length - 1, ms: r.times.at(-1)! - r.times[0]! };
+          one.blocks.push(b);
+          one.rates.push(blockTokS(b));
+          one.cpuMs += cpuMs;
+          one.tokens += r.times.length;
+          return;
+        }
+        const before = { ...stats };
+        const { value: all, cpuMs } = await withCpu(() => Promise.all(Array.from({ length: 8 }, (_, i) => decode(chain, config, tokens, { prompt: [1, 5 + i, 9, 13 + i] }))), idle);
+        eight.steps += stats.steps - before.steps;
+        eight.batched += stats.batched - before.batched;
+        eight.rows += stats.rows - before.rows;
+        // the earlier figure: every decoded token after each stream's first, over the span from the first first
+        // token to the last token
+        const first = Math.min(...all.map((r) => r.times[0]!));
+        const last = Math.max(...all.map((r) => r.times.at(-1)!));
+        const span = (all.reduce((a, r) => a + r.times.length - 1, 0) * 1000) / (last - first);
+        eight.spans.push(span);
+        eight.aggs.push(concurrentTokS(all) ?? span);
+        eight.cpuMs += cpuMs;
+        eight.tokens += all.reduce((a, r) => a + r.times.length, 0);
+      });
+      const one1 = pooledTokS(one.blocks);
+      const agg = eight.aggs.reduce((a, x) => a + x, 0) / eight.aggs.length;
+      const span = eight.spans.reduce((a, x) => a + x, 0) / eight.spans.length;
+      const ratio = pairedRatio(eight.aggs, one.rates, agg, one1);
+      const meanRows = eight.steps === 0 ? 0 : (eight.rows + (eight.steps - eight.batched)) / eight.steps;
       // process CPU per generated token (the entry's and the hop's work alike): what batching saves per token, which
       // the tokens/s ratio shows only on a machine whose cores are free for it
-      const c1 = (before1.cpuMs + after1.cpuMs) / (before1.tokens + after1.tokens);
-      const c8 = cpu8 / all.reduce((a, r) => a + r.times.length, 0);
+      const c1 = one.cpuMs / one.tokens;
+      const c8 = eight.cpuMs / eight.tokens;
       const res = {
-        batch1_tok_s: Math.round(one * 10) / 10,
+        batch1_tok_s: Math.round(one1 * 10) / 10,
         batch8_tok_s: Math.round(agg * 10) / 10,
-        batch8_ratio: r3(agg / one),
+        batch8_ratio: r3(ratio.median),
+        batch8_ratio_min: r3(ratio.min),
+        batch8_ratio_max: r3(ratio.max),
+        batch8_ratio_pooled: r3(ratio.pooled),
         batch8_tok_s_span: Math.round(span * 10) / 10,
-        batch8_ratio_span: r3(span / one),
+        batch8_ratio_span: r3(span / one1),
         batch8_mean_rows: Math.round(meanRows * 100) / 100,
         batch1_cpu_ms: r3(c1),
         batch8_cpu_ms: r3(c8),
         batch8_cpu_ratio: r3(c1 / c8),
+        batch_blocks: blocks,
         batch_load: load,
       };
       log(
-        `1 stream ${res.batch1_tok_s} tok/s (${((before1.tokens - 1) * 1000 / before1.ms).toFixed(1)} before the 8, ${((after1.tokens - 1) * 1000 / after1.ms).toFixed(1)} after); 8 streams ${res.batch8_tok_s} tok/s in all while all 8 decode (${res.batch8_ratio}x; ` +
-          `${res.batch8_tok_s_span} tok/s from the first stream's first token, ${res.batch8_ratio_span}x); ${batched} of ${steps} steps batched, ${res.batch8_mean_rows} rows per forward on average; ` +
-          `process CPU per token ${res.batch1_cpu_ms} ms alone, ${res.batch8_cpu_ms} ms among 8 (${res.batch8_cpu_ratio}x less; load ${load})`,
+        `1 stream ${res.batch1_tok_s} tok/s pooled (rounds ${one.rates.map((x) => x.toFixed(1)).join(' ')}); 8 streams ${res.batch8_tok_s} tok/s in all while all 8 decode (rounds ${eight.aggs.map((x) => x.toFixed(1)).join(' ')}); ` +
+          `batch8_ratio ${res.batch8_ratio} (median of ${blocks} round ratios ${ratio.ratios.map((x) => x.toFixed(2)).join(' ')}; pooled ${res.batch8_ratio_pooled}; ${res.batch8_tok_s_span} tok/s from the first stream's first token, ${res.batch8_ratio_span}x); ` +
+          `${eight.batched} of ${eight.steps} steps batched, ${res.batch8_mean_rows} rows per forward on average; process CPU per token ${res.batch1_cpu_ms} ms alone, ${res.batch8_cpu_ms} ms among 8 (${res.batch8_cpu_ratio}x less; load ${load})`,
       );
       return res;
     } finally {
