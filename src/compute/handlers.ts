@@ -257,6 +257,29 @@ export function createHandlers(state: ComputeState): HandlerTable {
       return { tokens: Int32Array.from(r.tokens), finishReason: r.finishReason, prefillMs: tFirst - t0, decodeMs: t1 - tFirst };
     },
 
+    readBound: (job) => {
+      const { shard } = state.model();
+      const be = state.backend;
+      if (be.readArrays === undefined) throw new ComputeStateError('readBound needs the native backend (no native reader here)');
+      const passes = job.passes === undefined ? 3 : posInt('passes', job.passes, 100);
+      const kinds = job.streams ?? [1, 4];
+      if (kinds.length === 0 || kinds.some((k) => k !== 1 && k !== 2 && k !== 4)) throw new InvalidArgumentError('readBound: streams must be 1, 2 or 4');
+      const arrays = shard.decodeReadArrays();
+      const threads = be.threads;
+      const byStreams: Record<string, number> = {};
+      let best = { bps: 0, cpuBps: 0, streams: kinds[0], bytes: 0 };
+      for (const k of kinds) be.readArrays(arrays, 1, threads, k, true); // untimed: caches, TLB, the threads' start
+      for (let p = 0; p < passes; p++)
+        for (const k of kinds) {
+          const r = be.readArrays(arrays, 1, threads, k, true);
+          const bps = r.bytes / (Math.max(r.t1 - r.t0, 1e-6) / 1000);
+          byStreams[k] = Math.max(byStreams[k] ?? 0, bps);
+          if (bps > best.bps) best = { ...best, bps, streams: k, bytes: r.bytes };
+          best.cpuBps = Math.max(best.cpuBps, r.bytes / (Math.max(r.cpuMs, 1e-6) / 1000));
+        }
+      return { ...best, byStreams, threads };
+    },
+
     getParams: () => {
       const { shard } = state.model();
       if (shard.weights === 'int8') throw new ComputeStateError('the worker holds int8 weights and keeps no float32 copy to give');

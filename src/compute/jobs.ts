@@ -126,6 +126,17 @@ export interface JobDefs {
     req: { prompt: Int32Array; maxTokens: number; temperature?: number; topK?: number; topP?: number; seed?: number; stopIds?: number[] };
     res: { tokens: Int32Array; finishReason: 'length' | 'stop'; prefillMs: number; decodeMs: number };
   };
+  /**
+   * Bench helper (session 22, issue 10's decode bound): reads the model's own decode weights
+   * (LlamaShard.decodeReadArrays) with the native reader (Backend.readArrays) on the pool's thread count, each
+   * thread pinned and reading its part of every buffer, one untimed pass then `passes` passes per reader kind in
+   * `streams` (default 1 and 4 streams a thread, interleaved). `bps`: the best pass of all (bytes ÷ wall, bytes/s);
+   * `cpuBps`: the best per CPU-second; `byStreams`: the best wall rate of each kind.
+   */
+  readBound: {
+    req: { passes?: number; streams?: (1 | 2 | 4)[] };
+    res: { bytes: number; bps: number; cpuBps: number; streams: number; byStreams: Record<string, number>; threads: number };
+  };
   /** A copy of the flat parameters (layout order). */
   getParams: { req: NoArgs; res: { params: Float32Array } };
   /**
@@ -270,6 +281,7 @@ export const JOB_TYPES: readonly JobType[] = [
   'evalLoss',
   'forward',
   'generate',
+  'readBound',
   'getParams',
   'paramsDigest',
   'paramsRange',

@@ -431,6 +431,34 @@ export class LlamaShard {
     return b + (this.embedW?.byteLength ?? 0) + (this.normW?.byteLength ?? 0) + (tiedCopy ? 0 : (this.headW?.byteLength ?? 0));
   }
 
+  /**
+   * The weight buffers a batch-1 decode step of this shard reads, each once, in the order it reads them: per layer
+   * the input norm, q/k/v (fused when adjacent), o, the post-attention norm, gate/up (fused when adjacent), down
+   * (int8: codes then scales of each), then the final norm and the head. Not the embedding (one row a step) nor the
+   * KV cache (the session's). Views of the shard's own memory, not copies: the bench's read bound reads exactly
+   * these bytes (src/compute/llamacpp/bench.ts, session 22), so that it does not depend on where the host placed some
+   * other buffer.
+   */
+  decodeReadArrays(): (Float32Array | Int8Array)[] {
+    const out: (Float32Array | Int8Array)[] = [];
+    for (let i = 0; i < this.w.length; i++) {
+      const l = this.w[i];
+      out.push(l.inNorm);
+      if (this.weights === 'int8') {
+        const m = this.qw[i];
+        const mats = [...(m.qkv !== undefined ? [m.qkv] : [m.q, m.k, m.v]), m.o];
+        for (const x of mats) out.push(x.q, x.scales);
+        out.push(l.postNorm);
+        for (const x of [...(m.gateUp !== undefined ? [m.gateUp] : [m.gate, m.up]), m.down]) out.push(x.q, x.scales);
+      } else {
+        out.push(...(l.qkv !== undefined ? [l.qkv] : [l.q, l.k, l.v]), l.o, l.postNorm, ...(l.gateUp !== undefined ? [l.gateUp] : [l.gate, l.up]), l.down);
+      }
+    }
+    if (this.normW !== null) out.push(this.normW);
+    if (this.headW !== null) out.push(this.headW);
+    return out;
+  }
+
   /** An int8 copy of this float32 shard (same config and span); this shard is left as it is. */
   quantized(): LlamaShard {
     if (this.weights === 'int8') return this;
