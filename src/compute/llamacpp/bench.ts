@@ -10,7 +10,14 @@
  * read bandwidth is sampled right before every timed run (ReadProbe: bound, run, bound, run, … in this process; on
  * this shared host the bound moved 2× between quiet runs an hour apart, so a share must divide by the bound of the
  * same minutes), and the bytes are what the step reads (decodeReadBytes: matrices in the engine's own format, the
- * float32 head, norms, one embedding row, the KV at the timed steps' mean context). The older key
+ * float32 head, norms, one embedding row, the KV at the timed steps' mean context). Since session 22 the bound for
+ * our engine is read over the decode's own weight buffers (the compute worker's `readBound` job: every layer matrix,
+ * norm and the head of the shard that decodes, LlamaShard.decodeReadArrays, on the decode's thread count, each thread
+ * pinned and reading its part of every buffer, best of 3 passes of each of the 1- and 4-stream readers): the fastest
+ * this host reads those very bytes, so a share no longer depends on where the VM placed another buffer, nor on
+ * which reader suits its pages that day (a 4-stream reader over its own buffer gave int8 shares up to 108 %). The
+ * ReadProbe's sample (its own 128 MiB a thread, 4 streams) is still taken before every run and reported beside
+ * (`probe_share`, `probe_bound_gb_s`), and stays llama.cpp's bound (its buffers are not ours to read). The older key
  * `decode_bandwidth` stays as it was: one memcmp bound before everything (measureReadBandwidth: `threads` workers
  * each memcmp two 64 MiB buffers, the best of 15 passes) over GGUF's weight bytes (q8_0 for our int8).
  *
@@ -21,11 +28,13 @@
  * - llamacpp_decode_ratio: ours ÷ llama.cpp: f32 (our f32 vs its f32) and int8 (our `--weights int8`, blocks of 32
  *   int8 with a float32 scale, vs its q8_0, blocks of 32 int8 with an f16 scale);
  * - llamacpp_ours_decode_tok_s: our f32 and int8 decode tok/s in this same run;
- * - decode_bound_share: {method, <shape>: {f32 | int8: {read_mb: {matrices, head, small, kv, total}, pairs,
- *   share: {median, min, max} over the runs of each run's tok/s × bytes ÷ the bound sampled before it, bound_gb_s:
- *   {median, min, max}, bound_cpu_gb_s (the same samples per CPU-second of the probe's threads: the memory's speed
- *   with the CPU sharing taken out; not used in the share), tok_s}, llamacpp_f32 | llamacpp_q8_0: {read_mb (GGUF weights + its float16 KV), share,
- *   bound_gb_s}}};
+ * - decode_bound_share: {method, probe_method, <shape>: {f32 | int8: {read_mb: {matrices, head, small, kv, total},
+ *   pairs, share: {median, min, max} over the runs of each run's tok/s × bytes ÷ the bound sampled before it (the
+ *   read of the decode's own weights, session 22), bound_gb_s: {median, min, max}, bound_cpu_gb_s (the same samples
+ *   per CPU-second of the reader's threads: the memory's speed with the CPU sharing taken out; not used in the
+ *   share), bound_streams (the winning reader's streams a thread, per run), probe_share, probe_bound_gb_s,
+ *   probe_bound_cpu_gb_s (the same against the ReadProbe: the key's meaning before session 22), tok_s},
+ *   llamacpp_f32 | llamacpp_q8_0: {read_mb (GGUF weights + its float16 KV), share, bound_gb_s (the ReadProbe's)}}};
  * - decode_bandwidth: {read_gb_s (the best pass), read_gb_s_median, read_gb_s_min, read_method, <shape>: {f32: {weight_mb, bound_tok_s, ours, llamacpp}, q8_0: {…}}} where ours and
  *   llamacpp are fractions of the bound.
  */
