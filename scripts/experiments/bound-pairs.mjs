@@ -2,7 +2,7 @@
 // Session 22 (issue 10): the bench's decode_bound_share pairs without llama.cpp, through the same compute worker
 // (ComputeClient, 12x768, greedy, 64 steps after an 8-token prompt): before each run the ReadProbe's sample (the old
 // bound: its own 128 MiB a thread, 4 streams, pinned, best of 3) and the worker's `readBound` over the decode's own
-// weights (best of 3 passes of the 1- and 4-stream readers, pinned), then the run. Prints each pair and the
+// weights (best of 3 passes of each of the arrays/ranges × 1/4-stream readers, pinned), then the run. Prints each pair and the
 // medians of both shares; per CPU-second rates beside.
 //   nice -n 5 node scripts/experiments/bound-pairs.mjs [--pairs 7] [--threads 2] [--modes f32,int8]
 import { loadavg } from 'node:os';
@@ -49,15 +49,15 @@ try {
         const tok = await gen();
         out.newShare.push((tok * bytes) / nb.bps);
         out.oldShare.push((tok * bytes) / old.bps);
-        out.streams.push(nb.streams);
+        out.streams.push(nb.reader);
         console.log(
-          `${w} pair ${p} (load ${loadavg()[0].toFixed(2)}): ${tok.toFixed(1)} tok/s = ${gb(tok * bytes)} GB/s; weights bound ${gb(nb.bps)} (1 stream ${gb(nb.byStreams[1])}, 4 ${gb(nb.byStreams[4])}; per CPU-s ${gb(nb.cpuBps)}) → ${(100 * out.newShare.at(-1)).toFixed(1)} %; probe ${gb(old.bps)} (per CPU-s ${gb(old.cpuBps)}) → ${(100 * out.oldShare.at(-1)).toFixed(1)} %`,
+          `${w} pair ${p} (load ${loadavg()[0].toFixed(2)}): ${tok.toFixed(1)} tok/s = ${gb(tok * bytes)} GB/s; weights bound ${gb(nb.bps)} (${Object.entries(nb.byReader).map(([k, v]) => `${k} ${gb(v)}`).join(', ')}; per CPU-s ${gb(nb.cpuBps)}) → ${(100 * out.newShare.at(-1)).toFixed(1)} %; probe ${gb(old.bps)} (per CPU-s ${gb(old.cpuBps)}) → ${(100 * out.oldShare.at(-1)).toFixed(1)} %`,
         );
       }
     } finally {
       await c.close();
     }
-    console.log(`${w}: ${(bytes / 1e6).toFixed(1)} MB a token; share of the weights bound ${pc(out.newShare)}, of the probe ${pc(out.oldShare)}; best reader streams ${out.streams.join(',')}`);
+    console.log(`${w}: ${(bytes / 1e6).toFixed(1)} MB a token; share of the weights bound ${pc(out.newShare)}, of the probe ${pc(out.oldShare)}; best readers ${out.streams.join(',')}`);
   }
 } finally {
   await probe.close();

@@ -7,6 +7,7 @@
 //   probe4       the bench's ReadProbe (workers, own 128 MiB each, 4 streams, pinned): the old bound
 //   w-f32 s1/s4  the 12x768 f32 shard's decode weights (LlamaShard.decodeReadArrays), 1 and 4 streams a thread
 //   w-int8 s1/s4 the int8 shard's, likewise
+//   r-f32, r-int8 the same bytes merged into back-to-back ranges (LlamaShard.decodeReadRanges)
 //   own-A        a 256 MiB buffer this thread allocated at the start (2 MiB pages asked, filled)
 //   fresh        a new 256 MiB buffer allocated this round (the last 3 are kept, then freed)
 //   dec-f32/int8 64 greedy decode steps of each shard (tok/s × decodeReadBytes → GB/s)
@@ -65,6 +66,8 @@ console.log(`AnonHugePages after the f32 shard: ${hugeKiB()} kB`);
 const int8 = f32.quantized();
 console.log(`AnonHugePages after the int8 shard: ${hugeKiB()} kB`);
 const W = { f32: f32.decodeReadArrays(), int8: int8.decodeReadArrays() };
+// the same bytes merged into back-to-back ranges (LlamaShard.decodeReadRanges: what the bench's bound reads)
+const R = { f32: f32.decodeReadRanges(), int8: int8.decodeReadRanges() };
 const bytesOf = (xs) => xs.reduce((s, x) => s + x.byteLength, 0);
 console.log(`weights read: f32 ${(bytesOf(W.f32) / 1e6).toFixed(1)} MB in ${W.f32.length} arrays, int8 ${(bytesOf(W.int8) / 1e6).toFixed(1)} MB in ${W.int8.length}; load ${la()}`);
 // best of k passes; per CPU-second (bytes ÷ the threads' mean CPU time: the memory's speed while the threads ran,
@@ -114,6 +117,9 @@ const kinds = {
   'w-f32 s4': async () => readBest(W.f32, 4),
   'w-int8 s1': async () => readBest(W.int8, 1),
   'w-int8 s4': async () => readBest(W.int8, 4),
+  'r-f32 s4': async () => readBest(R.f32, 4),
+  'r-int8 s1': async () => readBest(R.int8, 1),
+  'r-int8 s4': async () => readBest(R.int8, 4),
   'own-A s4': async () => readBest([ownA], 4),
   'fresh s4': async () => {
     fresh.push(own());
@@ -129,6 +135,7 @@ if (noDecode) {
   delete kinds['dec-int8'];
   delete kinds['w-f32 s1'];
   delete kinds['w-int8 s1'];
+  delete kinds['fresh-1 s4'];
 }
 const names = Object.keys(kinds);
 const res = new Map(names.map((n) => [n, []]));

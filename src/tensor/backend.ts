@@ -179,7 +179,7 @@ export interface Backend {
    * in `streams` (1, 2 or 4) sequential streams a thread. bytes ÷ (t1 − t0) is the pass's rate; cpuMs is the
    * threads' mean CPU time. Absent where the backend has no native reader.
    */
-  readArrays?(arrays: readonly (Float32Array | Int8Array)[], reps: number, threads: number, streams: 1 | 2 | 4, pin: boolean): ReadArraysResult;
+  readArrays?(arrays: readonly (Float32Array | Int8Array | Uint8Array)[], reps: number, threads: number, streams: 1 | 2 | 4, pin: boolean): ReadArraysResult;
   /**
    * The int8 matrix layout this backend's decode products read fastest (an int8 shard takes it at load); every
    * layout gives the same bits on every backend. Absent: 'rows'.

@@ -13,7 +13,8 @@
  * float32 head, norms, one embedding row, the KV at the timed steps' mean context). Since session 22 the bound for
  * our engine is read over the decode's own weight buffers (the compute worker's `readBound` job: every layer matrix,
  * norm and the head of the shard that decodes, LlamaShard.decodeReadArrays, on the decode's thread count, each thread
- * pinned and reading its part of every buffer, best of 3 passes of each of the 1- and 4-stream readers): the fastest
+ * pinned and reading its part of every buffer; best of 3 passes of each of four readers: those arrays or the same
+ * bytes merged into back-to-back ranges (decodeReadRanges), 1 or 4 streams a thread): the fastest
  * this host reads those very bytes, so a share no longer depends on where the VM placed another buffer, nor on
  * which reader suits its pages that day (a 4-stream reader over its own buffer gave int8 shares up to 108 %). The
  * ReadProbe's sample (its own 128 MiB a thread, 4 streams) is still taken before every run and reported beside
@@ -32,7 +33,7 @@
  *   pairs, share: {median, min, max} over the runs of each run's tok/s × bytes ÷ the bound sampled before it (the
  *   read of the decode's own weights, session 22), bound_gb_s: {median, min, max}, bound_cpu_gb_s (the same samples
  *   per CPU-second of the reader's threads: the memory's speed with the CPU sharing taken out; not used in the
- *   share), bound_streams (the winning reader's streams a thread, per run), probe_share, probe_bound_gb_s,
+ *   share), bound_reader (the winning reader per run: 'arrays' or 'ranges' / streams a thread), probe_share, probe_bound_gb_s,
  *   probe_bound_cpu_gb_s (the same against the ReadProbe: the key's meaning before session 22), tok_s},
  *   llamacpp_f32 | llamacpp_q8_0: {read_mb (GGUF weights + its float16 KV), share, bound_gb_s (the ReadProbe's)}}};
  * - decode_bandwidth: {read_gb_s (the best pass), read_gb_s_median, read_gb_s_min, read_method, <shape>: {f32: {weight_mb, bound_tok_s, ours, llamacpp}, q8_0: {…}}} where ours and
@@ -290,15 +291,15 @@ interface Paired {
   /** The ReadProbe's sample before each run (the pre-session-22 bound, kept for comparison). */
   probeBounds: number[];
   probeCpuBounds: number[];
-  /** Streams a thread of the weights reader's best pass, per run (0: the ReadProbe's bound). */
-  boundStreams: number[];
+  /** The weights reader of the best pass, per run ('arrays/4', 'ranges/1', …; 'probe': the ReadProbe's bound). */
+  boundReaders: string[];
 }
 
 /** One sample of the read bound over the decode's own weights (the compute worker's `readBound` job). */
 interface WeightsBound {
   bps: number;
   cpuBps: number;
-  streams: number;
+  reader: string;
 }
 
 interface ShapeResult {
@@ -318,22 +319,22 @@ async function benchShape(name: string, config: LlamaConfig, threads: number, re
   const paired = async (run: () => Promise<number>, weights?: () => Promise<WeightsBound>): Promise<Paired> => {
     await probe.sample(1);
     if (weights !== undefined) await weights();
-    const out: Paired = { rates: [], bounds: [], cpuBounds: [], probeBounds: [], probeCpuBounds: [], boundStreams: [] };
+    const out: Paired = { rates: [], bounds: [], cpuBounds: [], probeBounds: [], probeCpuBounds: [], boundReaders: [] };
     for (let r = 0; r < reps; r++) {
       const b = await probe.sample(3);
       out.probeBounds.push(b.bps);
       out.probeCpuBounds.push(b.cpuBps);
-      const w = weights !== undefined ? await weights() : { ...b, streams: 0 };
+      const w = weights !== undefined ? await weights() : { ...b, reader: 'probe' };
       out.bounds.push(w.bps);
       out.cpuBounds.push(w.cpuBps);
-      out.boundStreams.push(w.streams);
+      out.boundReaders.push(w.reader);
       out.rates.push(await run());
     }
     return out;
   };
   const weightsOf = (c: ComputeClient) => async (): Promise<WeightsBound> => {
     const w = await c.run({ type: 'readBound', passes: 3, streams: [1, 4] });
-    return { bps: w.bps, cpuBps: w.cpuBps, streams: w.streams };
+    return { bps: w.bps, cpuBps: w.cpuBps, reader: w.reader };
   };
   let client: ComputeClient;
   try {
@@ -370,7 +371,7 @@ async function benchShape(name: string, config: LlamaConfig, threads: number, re
   }
   const layout = new ParamLayout(config);
   const tokenizer = loadGenesisTokenizer();
-  const none = (): Paired => ({ rates: [0], bounds: [0], cpuBounds: [0], probeBounds: [0], probeCpuBounds: [0], boundStreams: [0] });
+  const none = (): Paired => ({ rates: [0], bounds: [0], cpuBounds: [0], probeBounds: [0], probeCpuBounds: [0], boundReaders: ['probe'] });
   const llama: { f32: Paired; q8_0: Paired } = { f32: none(), q8_0: none() };
   for (const dtype of ['f32', 'q8_0'] as const) {
     const path = join(dir, `${name}-${dtype}.gguf`);
@@ -404,7 +405,7 @@ function pairedShare(p: Paired, bytesPerToken: number, bounds = p.bounds): { med
 
 /** How decode_bound_share's bound is taken for our engine (session 22). */
 const WEIGHTS_BOUND_METHOD =
-  "before each decode run, the decode's own weight buffers (LlamaShard.decodeReadArrays: every layer matrix, norm and the head, in the compute worker that decodes) read by the native reader on the decode's thread count, each thread pinned to its own CPU and reading its half of every buffer with AVX-512 64-byte loads; best of 3 passes of each of the 1- and 4-stream readers (compute job readBound)";
+  "before each decode run, the decode's own weight buffers (LlamaShard.decodeReadArrays: every layer matrix, norm and the head, in the compute worker that decodes) read by the native reader on the decode's thread count, each thread pinned to its own CPU and reading its part of every buffer with AVX-512 64-byte loads; best of 3 passes of each of four readers: the arrays or the same bytes merged into back-to-back ranges (decodeReadRanges), 1 or 4 streams a thread (compute job readBound)";
 
 export const llamacppSection: BenchSection = {
   name: 'llamacpp',
@@ -472,7 +473,7 @@ export const llamacppSection: BenchSection = {
           share: pairedShare(p, b.total),
           bound_gb_s: gbs(p),
           bound_cpu_gb_s: cgbs(p),
-          bound_streams: p.boundStreams,
+          bound_reader: p.boundReaders,
           probe_share: pairedShare(p, b.total, p.probeBounds),
           probe_bound_gb_s: pgbs(p),
           probe_bound_cpu_gb_s: spread(p.probeCpuBounds.map((x) => x / 1e9), 2),

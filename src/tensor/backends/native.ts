@@ -65,7 +65,7 @@ interface Addon {
   poolPrime(): void;
   poolRest(): void;
   adviseHugePages(x: Float32Array | Int8Array): number;
-  readArrays(arrays: readonly (Float32Array | Int8Array)[], reps: number, threads: number, streams: number, pin: boolean): ReadArraysResult;
+  readArrays(arrays: readonly (Float32Array | Int8Array | Uint8Array)[], reps: number, threads: number, streams: number, pin: boolean): ReadArraysResult;
   gemm(
     a: Float32Array,
     b: Float32Array,
@@ -258,7 +258,7 @@ export class NativeBackend implements Backend {
   }
 
   /** The read bound over `arrays` (Backend.readArrays; addon readArrays). */
-  readArrays(arrays: readonly (Float32Array | Int8Array)[], reps: number, threads: number, streams: 1 | 2 | 4, pin: boolean): ReadArraysResult {
+  readArrays(arrays: readonly (Float32Array | Int8Array | Uint8Array)[], reps: number, threads: number, streams: 1 | 2 | 4, pin: boolean): ReadArraysResult {
     return this.#a.readArrays(arrays, reps, threads, streams, pin);
   }
 

@@ -293,8 +293,10 @@ describe('compute/model jobs with int8 weights', () => {
         const total = arrays.reduce((s, x) => s + x.byteLength, 0);
         // each of the 2 threads reads whole 512-byte chunks of its half of every array from its 64-byte boundary
         assert.ok(r.bytes <= total && r.bytes > total - arrays.length * 2 * (512 + 64), `${weights}: read ${r.bytes} of ${total}`);
-        assert.ok(r.bps > 0 && r.cpuBps > 0 && [1, 4].includes(r.streams), JSON.stringify(r));
-        assert.deepEqual(Object.keys(r.byStreams).sort(), ['1', '4']);
+        assert.ok(r.bps > 0 && r.cpuBps > 0, JSON.stringify(r));
+        assert.deepEqual(Object.keys(r.byReader).sort(), ['arrays/1', 'arrays/4', 'ranges/1', 'ranges/4']);
+        assert.equal(r.bps, Math.max(...Object.values(r.byReader)));
+        assert.ok(r.reader in r.byReader);
         assert.equal(r.threads, 2);
       }
       await assert.rejects(f.run({ type: 'readBound', streams: [3 as 1] }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));

@@ -54,6 +54,15 @@ describe('decodeReadBytes', () => {
       assert.equal(bytes, b.matrices + b.head + b.small - 4 * c.hidden_size, w);
       // views of the shard's own memory, no copies: the head is the one the step reads
       assert.equal(new Set(arrays).size, arrays.length);
+      // the same bytes merged into back-to-back ranges: every array inside exactly one range, gaps ≤ 64 bytes
+      const ranges = shard.decodeReadRanges();
+      assert.ok(ranges.length < arrays.length, `${w}: ${ranges.length} ranges of ${arrays.length} arrays`);
+      const inside = (a: { buffer: ArrayBufferLike; byteOffset: number; byteLength: number }, r: Uint8Array): boolean =>
+        a.buffer === r.buffer && a.byteOffset >= r.byteOffset && a.byteOffset + a.byteLength <= r.byteOffset + r.byteLength;
+      for (const a of arrays) assert.equal(ranges.filter((r) => inside(a, r)).length, 1);
+      const covered = ranges.reduce((s, r) => s + r.byteLength, 0);
+      assert.ok(covered >= bytes && covered <= bytes + 64 * arrays.length, `${w}: ${covered} vs ${bytes}`);
+      if (w === 'f32') assert.equal(ranges.length, 1, 'f32: the layers, the final norm and the head lie back to back in params');
     }
   });
 });
