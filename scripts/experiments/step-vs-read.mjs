@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Session 22 (issue 10): a load-robust stand-in for decode_bound_share on a busy machine. The fastest 12x768 batch-1
 // decode step (minimum over the steps: a step that ran undisturbed) against the fastest read of the very bytes a step
-// reads (the shard's decodeReadArrays with the addon's readArrays, best pass of the 1- and 4-stream readers), same
+// reads (the bench's readBound: the shard's decodeReadArrays or decodeReadRanges, 1 or 4 streams, best pass), same
 // thread count, alternating, in one process. share = decodeReadBytes ÷ step minimum ÷ the best read. Beside it the
 // same per CPU-second (the step's process CPU time, meaningful at 1 thread; the read's threads' CPU time).
 //   nice -n 5 node scripts/experiments/step-vs-read.mjs [--threads 1] [--rounds 4] [--steps 48] [--modes f32,int8]
@@ -53,11 +53,11 @@ const stepMin = (s) => {
   }
   return best;
 };
-const readBest = (arrays) => {
+const readBest = (s) => {
   let best = 0;
   readCpu = 0;
   for (let p = 0; p < 5; p++)
-    for (const k of [1, 4]) {
+    for (const [arrays, k] of [s.decodeReadArrays(), s.decodeReadRanges()].flatMap((a) => [[a, 1], [a, 4]])) {
       const r = backend.readArrays(arrays, 1, threads, k, true);
       best = Math.max(best, r.bytes / ((r.t1 - r.t0) / 1000));
       readCpu = Math.max(readCpu, r.bytes / (r.cpuMs / 1000));
@@ -71,7 +71,7 @@ for (let r = 0; r < rounds; r++) {
   for (const w of r % 2 ? [...modes].reverse() : modes) {
     const s = sh[w];
     const bytes = decodeReadBytes(config, w, PROMPT, steps).total;
-    const read = readBest(s.decodeReadArrays());
+    const read = readBest(s);
     const ms = stepMin(s);
     const share = bytes / (ms / 1000) / read;
     out[w].push(share);
