@@ -313,9 +313,9 @@ interface ShapeResult {
 async function benchShape(name: string, config: LlamaConfig, threads: number, reps: number, steps: number, dir: string, probe: ReadProbe, log: (l: string) => void): Promise<ShapeResult> {
   const rng = new Rng(1);
   const prompt = Array.from({ length: PROMPT }, () => rng.int(config.vocab_size));
-  // `reps` timed runs, each right after a sample of the read bound (the first sample is a warm-up)
-  // each run: the ReadProbe's sample (the old bound, kept beside), then the read of the decode's own weights (the
-  // bound: best of 3 passes of each of the 1- and 4-stream readers), then the run
+  // `reps` timed runs, each right after a sample of the read bound (the first sample is a warm-up): the ReadProbe's
+  // sample (the old bound, kept beside), then the read of the decode's own weights (the bound: readBound, best of 3
+  // passes of each of its four readers), then the run
   const paired = async (run: () => Promise<number>, weights?: () => Promise<WeightsBound>): Promise<Paired> => {
     await probe.sample(1);
     if (weights !== undefined) await weights();
