@@ -2,17 +2,23 @@
 // the bench's ReadProbe (native readStream, AVX-512 loads, workers pinned); (2) compares the readers interleaved
 // (1, 2, 4 streams per thread and the old memcmp); (3) times passes right after a buffer was read vs after other
 // memory was streamed in between. Wall GB/s (all bytes ÷ latest end − earliest start) and per CPU-second.
-//   node scripts/experiments/read-bound.mjs [threads=2] [sizes=4,8,16,32,64,128,256] [rounds=5]
+//   node scripts/experiments/read-bound.mjs [threads=2] [sizes=4,8,16,32,64,128,256] [rounds=5] [order=sweep,readers,pin,again]
+// Session 22: the phases run in the order given (the lead saw the last two read 28–36 GB/s after 56–64 in the first
+// two: the order tells time from phase), each line stamped with the time and per CPU-second figures beside the wall.
 import { loadavg } from 'node:os';
 import { ReadProbe } from '../../dist/src/compute/llamacpp/bench.js';
 
 const threads = Number(process.argv[2] ?? 2);
 const sizes = (process.argv[3] ?? '4,8,16,32,64,128,256').split(',').filter((x) => x !== '').map(Number);
 const rounds = Number(process.argv[4] ?? 5);
+const order = (process.argv[5] ?? 'sweep,readers,pin,again').split(',');
+const at = () => new Date().toISOString().slice(11, 19);
 const gb = (x) => (x / 1e9).toFixed(1);
 const la = () => loadavg()[0].toFixed(2);
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const stats = (xs) => `best ${gb(Math.max(...xs))} median ${gb(med(xs))} min ${gb(Math.min(...xs))}`;
+const phases = {};
+phases.sweep = async () => {
 for (const mib of sizes) {
   const p = await ReadProbe.start(threads, mib);
   try {
@@ -30,6 +36,8 @@ for (const mib of sizes) {
     await p.close();
   }
 }
+};
+phases.readers = async () => {
 {
   const p = await ReadProbe.start(threads, 128);
   try {
@@ -48,17 +56,27 @@ for (const mib of sizes) {
     await p.close();
   }
 }
+};
+phases.pin = async () => {
 {
   // pinned (worker i on CPU i for the pass) or not, interleaved
   const p = await ReadProbe.start(threads, 128);
   try {
     const w = { true: [], false: [] };
-    for (let r = 0; r < 2 * rounds; r++) for (const pin of [true, false]) w[pin].push((await p.pass(1, ReadProbe.STREAMS, pin)).bps);
-    for (const pin of [true, false]) console.log(`${pin ? 'pinned' : 'not pinned'}, ${ReadProbe.STREAMS} streams, 128 MiB × ${threads}: wall ${stats(w[pin])} GB/s (load ${la()})`);
+    const c = { true: [], false: [] };
+    for (let r = 0; r < 2 * rounds; r++)
+      for (const pin of [true, false]) {
+        const x = await p.pass(1, ReadProbe.STREAMS, pin);
+        w[pin].push(x.bps);
+        c[pin].push(x.cpuBps);
+      }
+    for (const pin of [true, false]) console.log(`${pin ? 'pinned' : 'not pinned'}, ${ReadProbe.STREAMS} streams, 128 MiB × ${threads}: wall ${stats(w[pin])} GB/s; per CPU-s ${stats(c[pin])} (load ${la()})`);
   } finally {
     await p.close();
   }
 }
+};
+phases.again = async () => {
 {
   // time since touched: a 64 MiB buffer read again at once (hot) vs after 256 MiB per thread of other reads (cold)
   const a = await ReadProbe.start(threads, 64);
@@ -66,15 +84,27 @@ for (const mib of sizes) {
   try {
     const hot = [];
     const cold = [];
+    const hc = [];
+    const cc = [];
     for (let i = 0; i < 2 * rounds; i++) {
       await a.pass(1);
-      hot.push((await a.pass(1)).bps);
+      const h = await a.pass(1);
+      hot.push(h.bps);
+      hc.push(h.cpuBps);
       await b.pass(1);
-      cold.push((await a.pass(1)).bps);
+      const x = await a.pass(1);
+      cold.push(x.bps);
+      cc.push(x.cpuBps);
     }
-    console.log(`64 MiB × ${threads} read again at once: ${stats(hot)} GB/s; after 256 MiB × ${threads} of other reads: ${stats(cold)} GB/s (load ${la()})`);
+    console.log(`64 MiB × ${threads} read again at once: ${stats(hot)} GB/s (per CPU-s ${stats(hc)}); after 256 MiB × ${threads} of other reads: ${stats(cold)} GB/s (per CPU-s ${stats(cc)}) (load ${la()})`);
   } finally {
     await a.close();
     await b.close();
   }
+}
+};
+for (const ph of order) {
+  if (phases[ph] === undefined) throw new Error(`unknown phase ${ph}`);
+  console.log(`-- ${ph} from ${at()}`);
+  await phases[ph]();
 }

@@ -257,6 +257,33 @@ export function createHandlers(state: ComputeState): HandlerTable {
       return { tokens: Int32Array.from(r.tokens), finishReason: r.finishReason, prefillMs: tFirst - t0, decodeMs: t1 - tFirst };
     },
 
+    readBound: (job) => {
+      const { shard } = state.model();
+      const be = state.backend;
+      if (be.readArrays === undefined) throw new ComputeStateError('readBound needs the native backend (no native reader here)');
+      const passes = job.passes === undefined ? 3 : posInt('passes', job.passes, 100);
+      const kinds = job.streams ?? [1, 4];
+      if (kinds.length === 0 || kinds.some((k) => k !== 1 && k !== 2 && k !== 4)) throw new InvalidArgumentError('readBound: streams must be 1, 2 or 4');
+      // the same bytes two ways: as the step's arrays, and merged into back-to-back ranges; which reads faster
+      // depends on the layout (12x768: int8 faster as ranges, f32 as arrays), so both are tried
+      const layouts = { arrays: shard.decodeReadArrays(), ranges: shard.decodeReadRanges() };
+      const threads = be.threads;
+      const byReader: Record<string, number> = {};
+      let best = { bps: 0, cpuBps: 0, reader: '', bytes: 0 };
+      const readers = (Object.keys(layouts) as (keyof typeof layouts)[]).flatMap((l) => kinds.map((k) => [l, k] as const));
+      for (const [l, k] of readers) be.readArrays(layouts[l], 1, threads, k, true); // untimed: caches, TLB, the threads' start
+      for (let p = 0; p < passes; p++)
+        for (const [l, k] of readers) {
+          const r = be.readArrays(layouts[l], 1, threads, k, true);
+          const bps = r.bytes / (Math.max(r.t1 - r.t0, 1e-6) / 1000);
+          const key = `${l}/${k}`;
+          byReader[key] = Math.max(byReader[key] ?? 0, bps);
+          if (bps > best.bps) best = { ...best, bps, reader: key, bytes: r.bytes };
+          best.cpuBps = Math.max(best.cpuBps, r.bytes / (Math.max(r.cpuMs, 1e-6) / 1000));
+        }
+      return { ...best, byReader, threads };
+    },
+
     getParams: () => {
       const { shard } = state.model();
       if (shard.weights === 'int8') throw new ComputeStateError('the worker holds int8 weights and keeps no float32 copy to give');

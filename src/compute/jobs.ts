@@ -126,6 +126,18 @@ export interface JobDefs {
     req: { prompt: Int32Array; maxTokens: number; temperature?: number; topK?: number; topP?: number; seed?: number; stopIds?: number[] };
     res: { tokens: Int32Array; finishReason: 'length' | 'stop'; prefillMs: number; decodeMs: number };
   };
+  /**
+   * Bench helper (session 22, issue 10's decode bound): reads the model's own decode weights with the native reader
+   * (Backend.readArrays) on the pool's thread count, each thread pinned and reading its part of every buffer: as the
+   * step's arrays (LlamaShard.decodeReadArrays) and merged into back-to-back ranges (decodeReadRanges), each with 1
+   * and 4 streams a thread (`streams`), one untimed pass each, then `passes` passes of each reader interleaved.
+   * `bps`: the best pass of all (bytes ÷ wall, bytes/s), `reader` its kind ('arrays/4', 'ranges/1', …); `cpuBps`: the
+   * best per CPU-second; `byReader`: each reader's best wall rate.
+   */
+  readBound: {
+    req: { passes?: number; streams?: (1 | 2 | 4)[] };
+    res: { bytes: number; bps: number; cpuBps: number; reader: string; byReader: Record<string, number>; threads: number };
+  };
   /** A copy of the flat parameters (layout order). */
   getParams: { req: NoArgs; res: { params: Float32Array } };
   /**
@@ -270,6 +282,7 @@ export const JOB_TYPES: readonly JobType[] = [
   'evalLoss',
   'forward',
   'generate',
+  'readBound',
   'getParams',
   'paramsDigest',
   'paramsRange',

@@ -76,6 +76,7 @@ export const CHANGES_WEIGHTS: Readonly<Record<JobType, boolean>> = {
   evalLoss: false,
   forward: false,
   generate: false,
+  readBound: false,
   getParams: false,
   paramsDigest: false,
   paramsRange: false,

@@ -99,6 +99,16 @@ export const DECODE_LAYER_MAX_ROWS = 8;
  */
 export type Int8Layout = 'rows' | 'r16';
 
+/** One pass of Backend.readArrays: CLOCK_MONOTONIC ms of the earliest start and latest end, bytes read in all. */
+export interface ReadArraysResult {
+  t0: number;
+  t1: number;
+  cpuMs: number;
+  bytes: number;
+  /** Each thread's own read time (ms). */
+  threadMs: number[];
+}
+
 export interface DecodeLayerArgs {
   /** Rows (sequences), 1..DECODE_LAYER_MAX_ROWS. */
   B: number;
@@ -163,6 +173,13 @@ export interface Backend {
    * TLB misses while streaming. Best effort and content-preserving; returns the bytes advised (0: not done here).
    */
   adviseHugePages(x: Float32Array | Int8Array): number;
+  /**
+   * The memory-read bound over given buffers (the bench's decode bound, session 22): `threads` threads, each pinned
+   * to its own CPU when `pin`, each reading its part (1/threads) of every array `reps` times with plain 64-byte loads
+   * in `streams` (1, 2 or 4) sequential streams a thread. bytes ÷ (t1 − t0) is the pass's rate; cpuMs is the
+   * threads' mean CPU time. Absent where the backend has no native reader.
+   */
+  readArrays?(arrays: readonly (Float32Array | Int8Array | Uint8Array)[], reps: number, threads: number, streams: 1 | 2 | 4, pin: boolean): ReadArraysResult;
   /**
    * The int8 matrix layout this backend's decode products read fastest (an int8 shard takes it at load); every
    * layout gives the same bits on every backend. Absent: 'rows'.

@@ -10,7 +10,15 @@
  * read bandwidth is sampled right before every timed run (ReadProbe: bound, run, bound, run, … in this process; on
  * this shared host the bound moved 2× between quiet runs an hour apart, so a share must divide by the bound of the
  * same minutes), and the bytes are what the step reads (decodeReadBytes: matrices in the engine's own format, the
- * float32 head, norms, one embedding row, the KV at the timed steps' mean context). The older key
+ * float32 head, norms, one embedding row, the KV at the timed steps' mean context). Since session 22 the bound for
+ * our engine is read over the decode's own weight buffers (the compute worker's `readBound` job: every layer matrix,
+ * norm and the head of the shard that decodes, LlamaShard.decodeReadArrays, on the decode's thread count, each thread
+ * pinned and reading its part of every buffer; best of 3 passes of each of four readers: those arrays or the same
+ * bytes merged into back-to-back ranges (decodeReadRanges), 1 or 4 streams a thread): the fastest
+ * this host reads those very bytes, so a share no longer depends on where the VM placed another buffer, nor on
+ * which reader suits its pages that day (a 4-stream reader over its own buffer gave int8 shares up to 108 %). The
+ * ReadProbe's sample (its own 128 MiB a thread, 4 streams) is still taken before every run and reported beside
+ * (`probe_share`, `probe_bound_gb_s`), and stays llama.cpp's bound (its buffers are not ours to read). The older key
  * `decode_bandwidth` stays as it was: one memcmp bound before everything (measureReadBandwidth: `threads` workers
  * each memcmp two 64 MiB buffers, the best of 15 passes) over GGUF's weight bytes (q8_0 for our int8).
  *
@@ -21,11 +29,13 @@
  * - llamacpp_decode_ratio: ours ÷ llama.cpp: f32 (our f32 vs its f32) and int8 (our `--weights int8`, blocks of 32
  *   int8 with a float32 scale, vs its q8_0, blocks of 32 int8 with an f16 scale);
  * - llamacpp_ours_decode_tok_s: our f32 and int8 decode tok/s in this same run;
- * - decode_bound_share: {method, <shape>: {f32 | int8: {read_mb: {matrices, head, small, kv, total}, pairs,
- *   share: {median, min, max} over the runs of each run's tok/s × bytes ÷ the bound sampled before it, bound_gb_s:
- *   {median, min, max}, bound_cpu_gb_s (the same samples per CPU-second of the probe's threads: the memory's speed
- *   with the CPU sharing taken out; not used in the share), tok_s}, llamacpp_f32 | llamacpp_q8_0: {read_mb (GGUF weights + its float16 KV), share,
- *   bound_gb_s}}};
+ * - decode_bound_share: {method, probe_method, <shape>: {f32 | int8: {read_mb: {matrices, head, small, kv, total},
+ *   pairs, share: {median, min, max} over the runs of each run's tok/s × bytes ÷ the bound sampled before it (the
+ *   read of the decode's own weights, session 22), bound_gb_s: {median, min, max}, bound_cpu_gb_s (the same samples
+ *   per CPU-second of the reader's threads: the memory's speed with the CPU sharing taken out; not used in the
+ *   share), bound_reader (the winning reader per run: 'arrays' or 'ranges' / streams a thread), probe_share, probe_bound_gb_s,
+ *   probe_bound_cpu_gb_s (the same against the ReadProbe: the key's meaning before session 22), tok_s},
+ *   llamacpp_f32 | llamacpp_q8_0: {read_mb (GGUF weights + its float16 KV), share, bound_gb_s (the ReadProbe's)}}};
  * - decode_bandwidth: {read_gb_s (the best pass), read_gb_s_median, read_gb_s_min, read_method, <shape>: {f32: {weight_mb, bound_tok_s, ours, llamacpp}, q8_0: {…}}} where ours and
  *   llamacpp are fractions of the bound.
  */
@@ -271,10 +281,25 @@ export class ReadProbe {
 interface Paired {
   /** tok/s of each run. */
   rates: number[];
-  /** The bound (bytes/s, ReadProbe.sample) taken just before each run. */
+  /**
+   * The bound (bytes/s) taken just before each run: for our engine the read of the decode's own weight buffers
+   * (weightsBound, since session 22), for llama.cpp (whose buffers we cannot read) the ReadProbe's.
+   */
   bounds: number[];
-  /** The same samples per CPU-second of the probe's threads (not descheduling-bound; beside the bound, not used). */
+  /** The same samples per CPU-second of the reader's threads (not descheduling-bound; beside the bound, not used). */
   cpuBounds: number[];
+  /** The ReadProbe's sample before each run (the pre-session-22 bound, kept for comparison). */
+  probeBounds: number[];
+  probeCpuBounds: number[];
+  /** The weights reader of the best pass, per run ('arrays/4', 'ranges/1', …; 'probe': the ReadProbe's bound). */
+  boundReaders: string[];
+}
+
+/** One sample of the read bound over the decode's own weights (the compute worker's `readBound` job). */
+interface WeightsBound {
+  bps: number;
+  cpuBps: number;
+  reader: string;
 }
 
 interface ShapeResult {
@@ -288,17 +313,28 @@ interface ShapeResult {
 async function benchShape(name: string, config: LlamaConfig, threads: number, reps: number, steps: number, dir: string, probe: ReadProbe, log: (l: string) => void): Promise<ShapeResult> {
   const rng = new Rng(1);
   const prompt = Array.from({ length: PROMPT }, () => rng.int(config.vocab_size));
-  // `reps` timed runs, each right after a sample of the read bound (the first sample is a warm-up)
-  const paired = async (run: () => Promise<number>): Promise<Paired> => {
+  // `reps` timed runs, each right after a sample of the read bound (the first sample is a warm-up): the ReadProbe's
+  // sample (the old bound, kept beside), then the read of the decode's own weights (the bound: readBound, best of 3
+  // passes of each of its four readers), then the run
+  const paired = async (run: () => Promise<number>, weights?: () => Promise<WeightsBound>): Promise<Paired> => {
     await probe.sample(1);
-    const out: Paired = { rates: [], bounds: [], cpuBounds: [] };
+    if (weights !== undefined) await weights();
+    const out: Paired = { rates: [], bounds: [], cpuBounds: [], probeBounds: [], probeCpuBounds: [], boundReaders: [] };
     for (let r = 0; r < reps; r++) {
       const b = await probe.sample(3);
-      out.bounds.push(b.bps);
-      out.cpuBounds.push(b.cpuBps);
+      out.probeBounds.push(b.bps);
+      out.probeCpuBounds.push(b.cpuBps);
+      const w = weights !== undefined ? await weights() : { ...b, reader: 'probe' };
+      out.bounds.push(w.bps);
+      out.cpuBounds.push(w.cpuBps);
+      out.boundReaders.push(w.reader);
       out.rates.push(await run());
     }
     return out;
+  };
+  const weightsOf = (c: ComputeClient) => async (): Promise<WeightsBound> => {
+    const w = await c.run({ type: 'readBound', passes: 3, streams: [1, 4] });
+    return { bps: w.bps, cpuBps: w.cpuBps, reader: w.reader };
   };
   let client: ComputeClient;
   try {
@@ -316,7 +352,7 @@ async function benchShape(name: string, config: LlamaConfig, threads: number, re
   try {
     await client.run({ type: 'initModel', config, seed: 0 });
     await client.run({ type: 'generate', prompt: Int32Array.from(prompt), maxTokens: 4, temperature: 0, stopIds: [] });
-    ours = await paired(() => gen(client));
+    ours = await paired(() => gen(client), weightsOf(client));
     log(`${name}: ours f32 ${median(ours.rates).toFixed(1)} tok/s (${client.info?.description ?? '?'})`);
     params = (await client.run({ type: 'getParams' })).params;
   } finally {
@@ -328,14 +364,15 @@ async function benchShape(name: string, config: LlamaConfig, threads: number, re
   try {
     await q.run({ type: 'initModel', config, seed: 0 });
     await q.run({ type: 'generate', prompt: Int32Array.from(prompt), maxTokens: 4, temperature: 0, stopIds: [] });
-    oursInt8 = await paired(() => gen(q));
+    oursInt8 = await paired(() => gen(q), weightsOf(q));
     log(`${name}: ours int8 ${median(oursInt8.rates).toFixed(1)} tok/s`);
   } finally {
     await q.close();
   }
   const layout = new ParamLayout(config);
   const tokenizer = loadGenesisTokenizer();
-  const llama: { f32: Paired; q8_0: Paired } = { f32: { rates: [0], bounds: [0], cpuBounds: [0] }, q8_0: { rates: [0], bounds: [0], cpuBounds: [0] } };
+  const none = (): Paired => ({ rates: [0], bounds: [0], cpuBounds: [0], probeBounds: [0], probeCpuBounds: [0], boundReaders: ['probe'] });
+  const llama: { f32: Paired; q8_0: Paired } = { f32: none(), q8_0: none() };
   for (const dtype of ['f32', 'q8_0'] as const) {
     const path = join(dir, `${name}-${dtype}.gguf`);
     writeGguf(path, llamaGguf({ config, layout, params, tokenizer, dtype, name }));
@@ -362,9 +399,13 @@ function spread(xs: number[], digits = 3): { median: number; min: number; max: n
 }
 
 /** The session-18 share: each run's bytes read per second ÷ the bound sampled just before it. */
-function pairedShare(p: Paired, bytesPerToken: number): { median: number; min: number; max: number } {
-  return spread(p.rates.map((r, i) => (r * bytesPerToken) / p.bounds[i]));
+function pairedShare(p: Paired, bytesPerToken: number, bounds = p.bounds): { median: number; min: number; max: number } {
+  return spread(p.rates.map((r, i) => (r * bytesPerToken) / bounds[i]));
 }
+
+/** How decode_bound_share's bound is taken for our engine (session 22). */
+const WEIGHTS_BOUND_METHOD =
+  "before each decode run, the decode's own weight buffers (LlamaShard.decodeReadArrays: every layer matrix, norm and the head, in the compute worker that decodes) read by the native reader on the decode's thread count, each thread pinned to its own CPU and reading its part of every buffer with AVX-512 64-byte loads; best of 3 passes of each of four readers: the arrays or the same bytes merged into back-to-back ranges (decodeReadRanges), 1 or 4 streams a thread (compute job readBound)";
 
 export const llamacppSection: BenchSection = {
   name: 'llamacpp',
@@ -390,8 +431,9 @@ export const llamacppSection: BenchSection = {
     // 128 MiB a thread (256 MiB at 2 threads): past what this host's caches hold (scripts/experiments/read-bound.mjs:
     // the reads slow from 16 MiB in all and are flat from 64 MiB)
     const probe = await ReadProbe.start(threads, quick ? 16 : 128);
-    log(`read bound, paired with every decode run: ${probe.method}`);
-    const share: Record<string, unknown> = { method: probe.method };
+    log(`read bound, paired with every decode run of ours: ${WEIGHTS_BOUND_METHOD}`);
+    log(`beside it (llama.cpp's bound, and ours before session 22): ${probe.method}`);
+    const share: Record<string, unknown> = { method: WEIGHTS_BOUND_METHOD, probe_method: probe.method };
     const dir = mkdtempSync(join(tmpdir(), 'neuroshard-llamacpp-bench-'));
     const tok: Record<string, unknown> = {};
     const ratio: Record<string, unknown> = {};
@@ -424,17 +466,31 @@ export const llamacppSection: BenchSection = {
         const cgbs = (p: Paired): { median: number; min: number; max: number } => spread(p.cpuBounds.map((x) => x / 1e9), 2);
         // llama.cpp: its GGUF weights (q8_0: the head too) and its float16 KV cache (its default)
         const llamaKv = decodeReadBytes(config, 'f32', PROMPT, steps).kv / 2;
+        const pgbs = (p: Paired): { median: number; min: number; max: number } => spread(p.probeBounds.map((x) => x / 1e9), 2);
+        const ours = (p: Paired, b: DecodeReadBytes): Record<string, unknown> => ({
+          read_mb: mb(b),
+          pairs: p.rates.length,
+          share: pairedShare(p, b.total),
+          bound_gb_s: gbs(p),
+          bound_cpu_gb_s: cgbs(p),
+          bound_reader: p.boundReaders,
+          probe_share: pairedShare(p, b.total, p.probeBounds),
+          probe_bound_gb_s: pgbs(p),
+          probe_bound_cpu_gb_s: spread(p.probeCpuBounds.map((x) => x / 1e9), 2),
+          tok_s: spread(p.rates, 1),
+        });
         share[name] = {
-          f32: { read_mb: mb(f32b), pairs: r.ours.rates.length, share: pairedShare(r.ours, f32b.total), bound_gb_s: gbs(r.ours), bound_cpu_gb_s: cgbs(r.ours), tok_s: spread(r.ours.rates, 1) },
-          int8: { read_mb: mb(i8b), pairs: r.oursInt8.rates.length, share: pairedShare(r.oursInt8, i8b.total), bound_gb_s: gbs(r.oursInt8), bound_cpu_gb_s: cgbs(r.oursInt8), tok_s: spread(r.oursInt8.rates, 1) },
+          f32: ours(r.ours, f32b),
+          int8: ours(r.oursInt8, i8b),
           llamacpp_f32: { read_mb: round1((r.bytes.f32 + llamaKv) / 1e6), share: pairedShare(r.llama.f32, r.bytes.f32 + llamaKv), bound_gb_s: gbs(r.llama.f32) },
           llamacpp_q8_0: { read_mb: round1((r.bytes.q8_0 + llamaKv) / 1e6), share: pairedShare(r.llama.q8_0, r.bytes.q8_0 + llamaKv), bound_gb_s: gbs(r.llama.q8_0) },
         };
         const pc = (x: { median: number; min: number; max: number }): string => `${(100 * x.median).toFixed(1)} % (${(100 * x.min).toFixed(1)}–${(100 * x.max).toFixed(1)})`;
         const bd = (p: Paired): string => { const x = gbs(p); return `${x.min}/${x.median}/${x.max}`; };
+        const pbd = (p: Paired): string => { const x = spread(p.probeBounds.map((y) => y / 1e9), 2); return `${x.min}/${x.median}/${x.max}`; };
         log(
-          `${name}: ours/llama.cpp f32 ${(med.ours / med.f32).toFixed(2)}×, int8/q8_0 ${(med.int8 / med.q8_0).toFixed(2)}×; of the paired read bound: ours f32 ${pc(pairedShare(r.ours, f32b.total))} of ${(f32b.total / 1e6).toFixed(1)} MB a token (bound min/median/max ${bd(r.ours)} GB/s), ` +
-            `int8 ${pc(pairedShare(r.oursInt8, i8b.total))} of ${(i8b.total / 1e6).toFixed(1)} MB (${bd(r.oursInt8)} GB/s), llama.cpp f32 ${pc(pairedShare(r.llama.f32, r.bytes.f32 + llamaKv))}, q8_0 ${pc(pairedShare(r.llama.q8_0, r.bytes.q8_0 + llamaKv))}`,
+          `${name}: ours/llama.cpp f32 ${(med.ours / med.f32).toFixed(2)}×, int8/q8_0 ${(med.int8 / med.q8_0).toFixed(2)}×; of the paired read bound over the decode's own weights: ours f32 ${pc(pairedShare(r.ours, f32b.total))} of ${(f32b.total / 1e6).toFixed(1)} MB a token (bound min/median/max ${bd(r.ours)} GB/s), ` +
+            `int8 ${pc(pairedShare(r.oursInt8, i8b.total))} of ${(i8b.total / 1e6).toFixed(1)} MB (${bd(r.oursInt8)} GB/s); of the ReadProbe's bound (pre-session-22): f32 ${pc(pairedShare(r.ours, f32b.total, r.ours.probeBounds))} (${pbd(r.ours)} GB/s), int8 ${pc(pairedShare(r.oursInt8, i8b.total, r.oursInt8.probeBounds))} (${pbd(r.oursInt8)} GB/s); llama.cpp (ReadProbe's bound) f32 ${pc(pairedShare(r.llama.f32, r.bytes.f32 + llamaKv))}, q8_0 ${pc(pairedShare(r.llama.q8_0, r.bytes.q8_0 + llamaKv))}`,
         );
       }
     } finally {

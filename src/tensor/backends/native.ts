@@ -19,7 +19,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { AdamWArgs, Backend, DecodeLayerArgs, GemmArgs, Int8Layout } from '../backend.js';
+import type { AdamWArgs, Backend, DecodeLayerArgs, GemmArgs, Int8Layout, ReadArraysResult } from '../backend.js';
 import { findPackageRoot } from '../../util/package-root.js';
 import { BackendUnavailableError } from '../errors.js';
 
@@ -65,6 +65,7 @@ interface Addon {
   poolPrime(): void;
   poolRest(): void;
   adviseHugePages(x: Float32Array | Int8Array): number;
+  readArrays(arrays: readonly (Float32Array | Int8Array | Uint8Array)[], reps: number, threads: number, streams: number, pin: boolean): ReadArraysResult;
   gemm(
     a: Float32Array,
     b: Float32Array,
@@ -254,6 +255,11 @@ export class NativeBackend implements Backend {
   /** madvise(MADV_HUGEPAGE) then MADV_COLLAPSE on the whole 2 MiB pages inside x (Linux; 0 elsewhere). */
   adviseHugePages(x: Float32Array | Int8Array): number {
     return this.#a.adviseHugePages(x);
+  }
+
+  /** The read bound over `arrays` (Backend.readArrays; addon readArrays). */
+  readArrays(arrays: readonly (Float32Array | Int8Array | Uint8Array)[], reps: number, threads: number, streams: 1 | 2 | 4, pin: boolean): ReadArraysResult {
+    return this.#a.readArrays(arrays, reps, threads, streams, pin);
   }
 
   /** How long idle pool threads spin before sleeping (default 100 µs). */

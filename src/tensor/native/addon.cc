@@ -12,6 +12,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <vector>
 
 #if defined(__linux__)
 #include <sched.h>
@@ -334,6 +338,125 @@ Napi::Value ReadStream(const Napi::CallbackInfo& info) {
   o.Set("sum", static_cast<double>(sum & ((uint64_t{1} << 52) - 1)));
   o.Set("avx512", avx512);
   o.Set("pinned", pinned);
+  return o;
+}
+
+// readArrays(arrays, reps, threads, streams = 1, pin = true) → {t0, t1, cpuMs, bytes, threadMs}: the read bound over
+// given buffers (session 22): `threads` threads started for the call (thread i pinned to CPU i mod the usable CPUs
+// when `pin`), thread i reading the i-th of `threads` equal parts of EVERY array (whole 512-byte chunks from its
+// first 64-byte boundary) `reps` times with the readStream loop (`streams` parts side by side). Same figure as a
+// ReadProbe pass (all bytes ÷ latest end − earliest start, CLOCK_MONOTONIC), but over memory the caller names: the
+// decode's own weight buffers, so that the bound does not depend on where this VM placed a probe's buffer. The
+// threads start together (a spin on a flag) so that none reads alone. Arrays of less than 512 bytes a part are
+// skipped (counted in `bytes` only when read).
+Napi::Value ReadArrays(const Napi::CallbackInfo& info) {
+  Args a(info, "readArrays");
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsNumber()) a.fail("expects (arrays, reps, threads)", true);
+  const Napi::Array list = info[0].As<Napi::Array>();
+  const int64_t reps = info[1].As<Napi::Number>().Int64Value();
+  const int64_t nt = info[2].As<Napi::Number>().Int64Value();
+  if (reps < 1 || reps > 100000) a.fail("reps must be in 1..100000");
+  if (nt < 1 || nt > 256) a.fail("threads must be in 1..256");
+  const int64_t streams = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int64Value() : 1;
+  if (streams != 1 && streams != 2 && streams != 4) a.fail("streams must be 1, 2 or 4");
+  const bool pin = info.Length() > 4 && info[4].IsBoolean() ? info[4].As<Napi::Boolean>().Value() : true;
+  struct Part {
+    const uint8_t* p;
+    size_t n;
+  };
+  std::vector<std::vector<Part>> parts(static_cast<size_t>(nt));
+  double bytes = 0;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    const Napi::Value v = list[i];
+    if (!v.IsTypedArray()) a.fail("arrays must hold typed arrays", true);
+    const Napi::TypedArray t = v.As<Napi::TypedArray>();
+    const uint8_t* p0 = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+    const uint8_t* p = reinterpret_cast<const uint8_t*>((reinterpret_cast<uintptr_t>(p0) + 63) & ~uintptr_t{63});
+    const size_t skip = static_cast<size_t>(p - p0);
+    const size_t n = t.ByteLength() > skip ? t.ByteLength() - skip : 0;
+    const size_t per = (n / static_cast<size_t>(nt)) & ~size_t{511};
+    if (per == 0) continue;
+    for (int64_t k = 0; k < nt; k++) parts[static_cast<size_t>(k)].push_back({p + static_cast<size_t>(k) * per, per});
+    bytes += static_cast<double>(per) * static_cast<double>(nt) * static_cast<double>(reps);
+  }
+#if defined(__x86_64__)
+  const bool avx512 = kernels_avx512() != nullptr && __builtin_cpu_supports("avx512f");
+#else
+  const bool avx512 = false;
+#endif
+  std::vector<double> t0(static_cast<size_t>(nt)), t1(static_cast<size_t>(nt)), cpu(static_cast<size_t>(nt));
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::atomic<uint64_t> sink{0};
+  const int ncpu = static_cast<int>(std::thread::hardware_concurrency() > 0 ? std::thread::hardware_concurrency() : 1);
+  auto body = [&](int k) {
+#if defined(__linux__)
+    if (pin) {
+      cpu_set_t set;
+      if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int want = k % (CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : ncpu), c = -1;
+        for (int j = 0; j < CPU_SETSIZE; j++)
+          if (CPU_ISSET(j, &set) && want-- == 0) {
+            c = j;
+            break;
+          }
+        if (c >= 0) {
+          cpu_set_t one;
+          CPU_ZERO(&one);
+          CPU_SET(c, &one);
+          (void)sched_setaffinity(0, sizeof one, &one);
+        }
+      }
+    }
+#endif
+    ready.fetch_add(1);
+    while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+    uint64_t sum = 0;
+    const double c0 = clock_ms(CLOCK_THREAD_CPUTIME_ID), s0 = clock_ms(CLOCK_MONOTONIC);
+    for (int64_t r = 0; r < reps; r++) {
+      for (const Part& q : parts[static_cast<size_t>(k)]) {
+#if defined(__x86_64__)
+        if (avx512) sum += read_sum_avx512(q.p, q.n, static_cast<int>(streams));
+        else sum += read_sum_portable(q.p, q.n);
+#else
+        sum += read_sum_portable(q.p, q.n);
+#endif
+      }
+      __asm__ volatile("" ::: "memory");
+    }
+    t1[static_cast<size_t>(k)] = clock_ms(CLOCK_MONOTONIC);
+    cpu[static_cast<size_t>(k)] = clock_ms(CLOCK_THREAD_CPUTIME_ID) - c0;
+    t0[static_cast<size_t>(k)] = s0;
+    sink.fetch_add(sum, std::memory_order_relaxed);
+  };
+  std::vector<std::thread> ts;
+  try {
+    for (int64_t k = 0; k < nt; k++) ts.emplace_back(body, static_cast<int>(k));
+  } catch (...) {
+    go.store(true, std::memory_order_release);
+    for (auto& t : ts) t.join();
+    a.fail("could not start the reader threads", true);
+  }
+  while (ready.load() < nt) std::this_thread::yield();
+  go.store(true, std::memory_order_release);
+  for (auto& t : ts) t.join();
+  double lo = t0[0], hi = t1[0], cs = 0;
+  Napi::Env env = info.Env();
+  Napi::Array per = Napi::Array::New(env, static_cast<size_t>(nt));
+  for (size_t k = 0; k < static_cast<size_t>(nt); k++) {
+    lo = std::min(lo, t0[k]);
+    hi = std::max(hi, t1[k]);
+    cs += cpu[k];
+    per.Set(static_cast<uint32_t>(k), t1[k] - t0[k]);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("t0", lo);
+  o.Set("t1", hi);
+  o.Set("cpuMs", cs / static_cast<double>(nt));
+  o.Set("bytes", bytes);
+  o.Set("threadMs", per);
+  o.Set("sum", static_cast<double>(sink.load() & ((uint64_t{1} << 52) - 1)));
+  o.Set("avx512", avx512);
   return o;
 }
 
@@ -751,6 +874,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"poolRest", PoolRest},
       {"adviseHugePages", AdviseHugePages},
       {"readStream", ReadStream},
+      {"readArrays", ReadArrays},
       {"gemm", Gemm},
       {"gemmQ8", GemmQ8},
       {"add", Add},

@@ -268,4 +268,41 @@ describe('compute/model jobs with int8 weights', () => {
       await q.close();
     }
   });
+
+  it('readBound reads the decode weights of the model the worker holds, f32 and int8 (the bench\'s read bound, session 22)', async (t) => {
+    const f = await ComputeClient.start({ threads: 2 });
+    const q = await ComputeClient.start({ threads: 2, weights: 'int8' });
+    try {
+      if (f.info?.backend !== 'native') {
+        await f.run({ type: 'initModel', config, seed: 3 });
+        await assert.rejects(f.run({ type: 'readBound' }), (e) => isNeuroShardError(e, 'COMPUTE_STATE'));
+        t.skip('no native backend: readBound has no reader');
+        return;
+      }
+      // a model big enough that every thread's part of the large matrices is whole 512-byte chunks
+      const big = makeConfig({ ...config, hidden_size: 256, intermediate_size: 512, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 512 });
+      const { backend } = await selectBackend({ backend: 'reference' });
+      for (const [c, weights] of [
+        [f, 'f32'],
+        [q, 'int8'],
+      ] as const) {
+        await c.run({ type: 'initModel', config: big, seed: 3 });
+        const r = await c.run({ type: 'readBound', passes: 2, streams: [1, 4] });
+        const m = createModel(big, backend, { seed: 3 });
+        const arrays = (weights === 'int8' ? m.quantized() : m).decodeReadArrays();
+        const total = arrays.reduce((s, x) => s + x.byteLength, 0);
+        // each of the 2 threads reads whole 512-byte chunks of its half of every array from its 64-byte boundary
+        assert.ok(r.bytes <= total && r.bytes > total - arrays.length * 2 * (512 + 64), `${weights}: read ${r.bytes} of ${total}`);
+        assert.ok(r.bps > 0 && r.cpuBps > 0, JSON.stringify(r));
+        assert.deepEqual(Object.keys(r.byReader).sort(), ['arrays/1', 'arrays/4', 'ranges/1', 'ranges/4']);
+        assert.equal(r.bps, Math.max(...Object.values(r.byReader)));
+        assert.ok(r.reader in r.byReader);
+        assert.equal(r.threads, 2);
+      }
+      await assert.rejects(f.run({ type: 'readBound', streams: [3 as 1] }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT'));
+    } finally {
+      await f.close();
+      await q.close();
+    }
+  });
 });

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { KVCache, LlamaShard, ModelStateError, makeConfig, spanHash } from '../../../src/model/index.js';
 import { layerMb, layerWeightBytes, layersFor } from '../../../src/pool/capacity.js';
-import { relErr, randomIds, testBackends, tinyConfig } from './helpers.js';
+import { reference, relErr, randomIds, testBackends, tinyConfig } from './helpers.js';
 
 const backends = await testBackends();
 
@@ -133,5 +133,22 @@ describe('int8 sizes', () => {
     const f = layersFor(c, 300);
     const q = layersFor(c, 300, 'int8');
     assert.ok(f >= 5 && q >= 3 * f, `f32 ${f} layers, int8 ${q}`);
+  });
+
+  it('asks for 2 MiB pages on the float32 head and embedding it keeps, before they are filled (session 22)', () => {
+    // a decode step streams the head every token; a slice() of it sat on 4 KiB pages (AnonHugePages: 82 of 100 MB)
+    const c = tinyConfig({ tie_word_embeddings: false });
+    const advised: { length: number; zero: boolean }[] = [];
+    const spy = Object.create(reference) as typeof reference;
+    spy.adviseHugePages = (x) => {
+      advised.push({ length: x.length, zero: x.every((v) => v === 0) });
+      return 0;
+    };
+    const q = new LlamaShard({ config: c, backend: spy, seed: 0, weights: 'int8' });
+    const V = c.vocab_size * c.hidden_size;
+    // the embedding and the head: each advised while still zero (the advice is for the pages' first touch)
+    assert.equal(advised.filter((a) => a.length === V && a.zero).length, 2, JSON.stringify(advised));
+    const arrays = q.decodeReadArrays();
+    assert.equal(arrays.at(-1)!.length, V);
   });
 });

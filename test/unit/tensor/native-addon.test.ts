@@ -335,6 +335,40 @@ describe('native addon', { skip }, () => {
     assert.throws(() => addon.readStream({} as unknown as Uint8Array, 1, -1), argError('TypeError'));
   });
 
+  it('readArrays (the bench read bound over given buffers) reads each thread\'s part of every array: bytes, sums, threads, arguments', () => {
+    const where = nativeAddonPath();
+    assert.ok('path' in where);
+    const addon = createRequire(import.meta.url)(where.path) as {
+      readStream(x: Uint8Array, reps: number, cpu: number, streams?: number): { bytes: number; sum: number };
+      readArrays(xs: unknown, reps: number, threads: number, streams?: number, pin?: boolean): { t0: number; t1: number; cpuMs: number; bytes: number; sum: number; threadMs: number[] };
+    };
+    const rng = new Rng(5);
+    const a = new Uint8Array((1 << 20) + 4096);
+    for (let i = 0; i < a.length; i++) a[i] = rng.int(256);
+    const f = new Float32Array(70_000).map(() => rng.next());
+    // one thread, one array: what readStream reads (same aligned start, same whole 512-byte chunks, same sum)
+    const s = addon.readStream(a, 1, -1, 1);
+    const r = addon.readArrays([a], 1, 1, 1, false);
+    assert.equal(r.bytes, s.bytes);
+    assert.equal(r.sum, s.sum);
+    for (const streams of [2, 4]) assert.equal(addon.readArrays([a], 1, 1, streams, true).sum, s.sum);
+    // several threads: each reads floor(n / threads) rounded down to 512 bytes of every array, reps times
+    const aligned = (x: { byteLength: number }, n: number): number => Math.floor((x.byteLength - 64) / n / 512) * 512;
+    for (const threads of [2, 3]) {
+      const m = addon.readArrays([a, f, new Int8Array(100)], 2, threads, 4, true);
+      assert.ok(m.bytes <= 2 * threads * (Math.floor(a.byteLength / threads / 512) * 512 + Math.floor(f.byteLength / threads / 512) * 512));
+      assert.ok(m.bytes >= 2 * threads * (aligned(a, threads) + aligned(f, threads)));
+      assert.equal(m.threadMs.length, threads);
+      assert.ok(m.t1 >= m.t0 && m.cpuMs >= 0);
+    }
+    assert.equal(addon.readArrays([], 1, 2).bytes, 0);
+    assert.throws(() => addon.readArrays([a], 0, 1), argError('RangeError'));
+    assert.throws(() => addon.readArrays([a], 1, 0), argError('RangeError'));
+    assert.throws(() => addon.readArrays([a], 1, 1, 3), argError('RangeError'));
+    assert.throws(() => addon.readArrays(a, 1, 1), argError('TypeError'));
+    assert.throws(() => addon.readArrays([{}], 1, 1), argError('TypeError'));
+  });
+
   it('pool: many back-to-back jobs, with helpers spinning or sleeping between them, all complete correctly', () => {
     const b = backend();
     const def = b.info().threads;
