@@ -28,6 +28,8 @@ const c = process.cpuUsage(c0);
 if (session) { const { profile } = await session.post('Profiler.stop'); (await import('node:fs')).writeFileSync(profDir + '/timed.cpuprofile', JSON.stringify(profile)); }
 const q = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(p * s.length)].toFixed(3); };
 console.log(`${lane ? 'lane' : 'libp2p'} p50 ${q(times, 0.5)} p90 ${q(times, 0.9)} ms cpu/step ${((c.user + c.system) / reps).toFixed(0)} us (user ${(c.user / reps).toFixed(0)} sys ${(c.system / reps).toFixed(0)}) load ${loadavg()[0].toFixed(2)}`);
+const { hopCommitQueue } = await import(R + 'protocols/hop-commit-queue.js');
+console.log(`commitment queue (whole run): ${JSON.stringify(hopCommitQueue().stats)}`);
 const t = await tcpRtt(768 * 4, 3000);
 console.log(`raw tcp p50 ${q(t, 0.5)} ms`);
 await rig.close();

@@ -45,21 +45,21 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 import(workerData.commitment).then(({ extendCommitmentTopK, extendTokenCommitment, initialCommitment, topKRows }) => {
   const chains = new Map();
-  parentPort.on('message', ({ batch, jobs, hidden, tokens, drops }) => {
-    const out = new Uint8Array(32 * jobs.length);
-    let h = 0, t = 0;
-    for (let j = 0; j < jobs.length; j++) {
-      const [id, cols, n, chunks] = jobs[j];
+  parentPort.on('message', ({ batch, count, desc, hidden, tokens, drops }) => {
+    const out = new Uint8Array(32 * count);
+    let h = 0, t = 0, d = 0;
+    for (let j = 0; j < count; j++) {
+      const id = desc[d], cols = desc[d + 1], n = desc[d + 2], m = desc[d + 3];
+      d += 4;
       let c = chains.get(id) ?? initialCommitment();
-      if (cols > 0) {
-        let at = 0;
-        for (const k of chunks) { c = extendCommitmentTopK(c, topKRows(hidden.subarray(h + at * cols, h + (at + k) * cols), k, cols)); at += k; }
-        h += n;
-      } else {
-        let at = 0;
-        for (const k of chunks) { c = extendTokenCommitment(c, tokens.subarray(t + at, t + at + k)); at += k; }
-        t += n;
+      let at = 0;
+      for (let i = 0; i < m; i++, d++) {
+        const k = desc[d];
+        if (cols > 0) c = extendCommitmentTopK(c, topKRows(hidden.subarray(h + at * cols, h + (at + k) * cols), k, cols));
+        else c = extendTokenCommitment(c, tokens.subarray(t + at, t + at + k));
+        at += k;
       }
+      if (cols > 0) h += n; else t += n;
       chains.set(id, c);
       out.set(c, 32 * j);
     }
@@ -221,16 +221,20 @@ export class HopCommitQueue {
     this.unsent = [];
     let nh = 0;
     let nt = 0;
+    let nd = 0;
     for (const j of jobs) {
       if (j.cols > 0) nh += j.values.length;
       else nt += j.values.length;
+      nd += 4 + j.chunks.length;
     }
-    // one buffer of each kind for the batch, transferred: a view's whole ArrayBuffer would be cloned otherwise
+    // typed arrays only, transferred (a view's whole ArrayBuffer would be cloned, and nested arrays cost more to
+    // clone than the records they describe): per job id, cols (0: token ids), values, chunk count, chunk lengths
     const hidden = new Float32Array(nh);
     const tokens = new Uint32Array(nt);
+    const desc = new Float64Array(nd);
     nh = 0;
     nt = 0;
-    const desc: [number, number, number, number[]][] = [];
+    nd = 0;
     for (const j of jobs) {
       if (j.cols > 0) {
         hidden.set(j.values, nh);
@@ -239,7 +243,12 @@ export class HopCommitQueue {
         tokens.set(j.values, nt);
         nt += j.values.length;
       }
-      desc.push([j.target.id, j.cols, j.values.length, j.chunks]);
+      desc[nd] = j.target.id;
+      desc[nd + 1] = j.cols;
+      desc[nd + 2] = j.values.length;
+      desc[nd + 3] = j.chunks.length;
+      nd += 4;
+      for (const k of j.chunks) desc[nd++] = k;
     }
     const batch = ++this.nextBatch;
     this.inflight.set(batch, jobs);
@@ -248,7 +257,7 @@ export class HopCommitQueue {
       this.worker ??= this.startWorker();
       // held while an answer is due (settled() may be waiting on it), let go once none is
       if (this.inflight.size === 1) this.worker.ref();
-      this.worker.postMessage({ batch, jobs: desc, hidden, tokens, drops: this.drops }, [hidden.buffer, tokens.buffer]);
+      this.worker.postMessage({ batch, count: jobs.length, desc, hidden, tokens, drops: this.drops }, [hidden.buffer, tokens.buffer, desc.buffer]);
       this.drops = [];
     } catch (e) {
       this.fallBack(e);

@@ -10,7 +10,12 @@
  *   over libp2p streams (noise + yamux) whatever the default; `hop_cpu_us` / `hop_cpu_libp2p_us` /
  *   `hop_cpu_lane_us` the process CPU per step (both nodes, background included), `hop_step_cpu_us` /
  *   `hop_step_cpu_lane_us` the same less the nodes' background measured while idle; both paths are set up and warmed
- *   first, then timed in alternating blocks in one process (hopRttAB). Every serving section runs on
+ *   first (6,000 steps: the JIT settles after ~2,000 round trips), then timed in alternating blocks in one process
+ *   (hopRttAB); `hop_rtt_warmup_ms_p50` is the p50 of the default path's first 500 steps (before the JIT settles:
+ *   what the keys measured until session 22, which warmed 150 steps a path). In one process every µs of either
+ *   node's work serialises on one event loop; `hop_rtt_2p_ms_p50`/`_p99`, `tcp_rtt_2p_ms_p50`, `hop_tcp_ratio_2p`
+ *   and `hop_cpu_2p_us` (both processes) are the same hop and raw TCP ping-pong with the hop in a child process
+ *   (hop-2p.ts), as real nodes run. Every serving section runs on
  *   the node's default path; NEUROSHARD_RPC_LANE=1 or =0 sets it (A/B runs);
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
