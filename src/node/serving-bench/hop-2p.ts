@@ -135,10 +135,10 @@ function pingPong(sock: ReturnType<typeof connect>, buf: Buffer): Promise<void> 
  * warmed (`warm` steps: the JIT of both processes settles; see the section's note on warm-up) and then timed in
  * alternating blocks, so that a swing of the machine's load hits both alike.
  */
-export async function hopRtt2p(networkId: string, C: number, reps: number, warm: number, rpcLane: boolean, blocks = 6): Promise<Hop2pTimes> {
+export async function hopRtt2p(networkId: string, C: number, reps: number, warm: number, rpcLane: boolean, blocks = 6, childExecArgv: string[] = []): Promise<Hop2pTimes> {
   const here = fileURLToPath(import.meta.url);
   const server = here.replace(/hop-2p\.(ts|js)$/, 'hop-2p-server.$1');
-  const child: ChildProcess = spawn(process.execPath, [...(server.endsWith('.ts') ? ['--import', 'tsx'] : []), server, networkId, String(C), rpcLane ? '1' : '0'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child: ChildProcess = spawn(process.execPath, [...childExecArgv, ...(server.endsWith('.ts') ? ['--import', 'tsx'] : []), server, networkId, String(C), rpcLane ? '1' : '0'], { stdio: ['pipe', 'pipe', 'inherit'] });
   let e: NodeNetwork | undefined;
   let sock: ReturnType<typeof connect> | undefined;
   let s: RemoteHopSession | undefined;
