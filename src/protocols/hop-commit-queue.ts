@@ -33,9 +33,14 @@ interface Job {
   seq: number;
 }
 
-/** Jobs in a batch before it is posted, and how long the first one waits at most (ms). */
-const BATCH_JOBS = 64;
-const BATCH_MS = 2;
+/**
+ * A batch is posted at 256 jobs, 1 MiB of values, or 20 ms after its first job, whichever comes first. Each post
+ * wakes the worker thread, which on a loaded 2-core machine can take the CPU from the event loop for a time slice:
+ * 64 jobs / 2 ms gave a one-process hop p90 of 113–196 µs, 256 / 20 ms 66–69 (p50 56–59 either way, load 18–20).
+ */
+const BATCH_JOBS = 256;
+const BATCH_BYTES = 1 << 20;
+const BATCH_MS = 20;
 /** How long settled() waits for the worker before it takes the steps on the event loop itself. */
 export const SETTLE_TIMEOUT_MS = 5000;
 
@@ -91,6 +96,7 @@ export class HopCommitQueue {
   /** The worker failed or hung: everything is taken on the event loop from now on. */
   private local = false;
   private unsent: Job[] = [];
+  private unsentBytes = 0;
   private drops: number[] = [];
   /** Posted batches not answered yet, oldest first (the worker answers in order). */
   private readonly inflight = new Map<number, Job[]>();
@@ -182,7 +188,8 @@ export class HopCommitQueue {
       return;
     }
     this.unsent.push(job);
-    if (this.unsent.length >= (this.opts.batchJobs ?? BATCH_JOBS)) this.post();
+    this.unsentBytes += job.values.byteLength;
+    if (this.unsent.length >= (this.opts.batchJobs ?? BATCH_JOBS) || this.unsentBytes >= BATCH_BYTES) this.post();
     else if (this.timer === undefined) {
       this.timer = setTimeout(() => {
         this.timer = undefined;
@@ -219,6 +226,7 @@ export class HopCommitQueue {
     if (this.unsent.length === 0) return;
     const jobs = this.unsent;
     this.unsent = [];
+    this.unsentBytes = 0;
     let nh = 0;
     let nt = 0;
     let nd = 0;
@@ -297,6 +305,7 @@ export class HopCommitQueue {
     this.inflight.clear();
     jobs.push(...this.unsent);
     this.unsent = [];
+    this.unsentBytes = 0;
     for (const j of jobs) {
       applyLocally(j);
       this.applied = j.seq;
