@@ -156,6 +156,8 @@ export class HopCommitQueue {
       return Promise.resolve();
     }
     this.post();
+    // a worker that could not take the batch: post() fell back and took every step here
+    if (this.applied >= seq) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         if (this.applied < seq) this.fallBack(new Error(`no answer within ${this.opts.settleTimeoutMs ?? SETTLE_TIMEOUT_MS} ms`));

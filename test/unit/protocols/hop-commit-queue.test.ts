@@ -122,6 +122,17 @@ describe('HopCommitQueue', () => {
     await q.close();
   });
 
+  it('a worker that cannot start: settled() resolves with the steps taken on the event loop', async () => {
+    const q = new HopCommitQueue({ batchJobs: 1000, batchMs: 1000 });
+    (q as unknown as { startWorker: () => never }).startWorker = () => {
+      throw new Error('no threads here');
+    };
+    const cs = queueAll(q, n, all);
+    await q.settled();
+    assert.deepEqual(cs.map((c) => c.value), want);
+    assert.equal(q.stats.local, all.length);
+  });
+
   it('refuses steps whose chunks do not cover the values', () => {
     const q = new HopCommitQueue({ useWorker: false });
     const c = q.open();
