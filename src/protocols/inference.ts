@@ -23,7 +23,8 @@ import type { BidiHandler, CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor } from './tensor-wire.js';
 import { signHopCommitment } from '../ledger/build.js';
 import type { HopCommitment } from '../ledger/events.js';
-import { decodeReceipt, RunningCommitment, type HopMarket } from './hop-commitment.js';
+import { decodeReceipt, type HopMarket } from './hop-commitment.js';
+import { hopCommitQueue, type HopCommitQueue, type QueuedCommitment } from './hop-commit-queue.js';
 import { signTranscriptClaim } from '../ledger/fraud.js';
 import type { OpenInputs, TranscriptStore } from './hop-transcript.js';
 
@@ -88,14 +89,13 @@ interface HopSessionState {
   openedAt: number;
   /** Ended by a drain that ran out of time: its KV cache is freed and its next step fails (the entry fails over). */
   evicted?: boolean;
-  /** Running commitments over what this hop received and sent (hop-commitment.ts), one step per forward chunk. */
-  inC: RunningCommitment;
-  outC: RunningCommitment;
   /**
-   * Hidden-state records not yet taken into inC / outC, in order: a step's are computed after its answer is written
-   * (off the round trip) and before anything reads the commitments or the next step runs (`flushCommits`).
+   * Running commitments over what this hop received and sent (hop-commitment.ts), one step per forward chunk, taken
+   * on the commitment worker (hop-commit-queue.ts) in step order: their values are read only after
+   * `commits.settled()` (settle), which holds every step queued before it.
    */
-  pendingCommits: (() => void)[];
+  inC: QueuedCommitment;
+  outC: QueuedCommitment;
   /** The market request this session's commitments were last signed for, and as which hop. */
   signedFor?: { requestId: Uint8Array; index: number; count: number };
   /** Issue 11 §2 re-execution: the session's exact inputs (hop-transcript.ts), its length, sampling and wire dtype. */
@@ -155,9 +155,16 @@ export class InferenceHopServer {
     private readonly log: Logger = silentLogger,
     /** Signs this hop's commitments and submits completions as a driver (issue 11 §2); without it, commit requests get NO_MARKET. */
     private readonly market?: HopMarket,
-    /** Issue 11 §2: transcripts for validators, and test-only faults. */
-    private readonly extras: { transcripts?: HopTranscripts; faultsForTests?: HopFaultsForTests } = {},
-  ) {}
+    /**
+     * Issue 11 §2: transcripts for validators, and test-only faults; `commits`: where the commitments are taken
+     * (default: this process's queue and its worker thread).
+     */
+    private readonly extras: { transcripts?: HopTranscripts; faultsForTests?: HopFaultsForTests; commits?: HopCommitQueue } = {},
+  ) {
+    this.commits = extras.commits ?? hopCommitQueue();
+  }
+
+  private readonly commits: HopCommitQueue;
 
   /** Open sessions and reserved KV bytes (tests, status). */
   usage(): { sessions: number; reservedBytes: number } {
@@ -270,7 +277,7 @@ export class InferenceHopServer {
       throw new HopBusyError(`the KV-cache budget is full (${this.reservedBytes} of ${this.limits.memoryBudgetBytes} bytes reserved, ${bytes} asked)`);
     }
     const sampling: HopSampling = { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed };
-    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: new RunningCommitment(), outC: new RunningCommitment(), pendingCommits: [], maxLen, sampling, wire: 'f32' };
+    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: this.commits.open(), outC: this.commits.open(), maxLen, sampling, wire: 'f32' };
     if (this.extras.transcripts !== undefined) {
       s.inputs = this.extras.transcripts.store.open();
       // queued on the worker before the session's first step: the weights its steps run on (a training node's move)
@@ -290,7 +297,6 @@ export class InferenceHopServer {
 
   private async step(s: HopSessionState, r: InferenceRequest, ctx: CallContext): Promise<InferenceResponse> {
     if (s.evicted === true) throw new HopError('NOT_SERVING', 'this node moved its layers; the session was ended', 'local');
-    this.flushCommits(s);
     const span = this.compute.span();
     if (span === undefined) throw new HopError('NOT_SERVING', 'this node stopped serving its layers', 'local');
     const C = this.compute.hiddenSize;
@@ -322,14 +328,10 @@ export class InferenceHopServer {
       hidden = received.slice(); // our own buffer: it is transferred to the worker
     }
     const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
-    // a failed step ends the session (the entry fails over), so committing the input first costs nothing; hidden
-    // states are committed after the answer is written (the same records, off the round trip)
-    if (ids !== undefined) s.inC.tokens(ids, chunks);
-    else {
-      if (chunks.reduce((a, n) => a + n, 0) !== T) throw new RangeError('RunningCommitment.hidden: chunks do not cover the values');
-      const x = received!;
-      s.pendingCommits.push(() => s.inC.hidden(x, C, chunks));
-    }
+    // a failed step ends the session (the entry fails over), so committing the input first costs nothing; the
+    // records are taken on the commitment worker (the same bytes, off this event loop), in step order
+    if (ids !== undefined) this.commits.tokens(s.inC, ids, chunks);
+    else this.commits.hidden(s.inC, received!, C, chunks);
     if (wire !== undefined) s.wire = wire.dtype === 'fp16' ? 'f16' : wire.dtype === 'bf16' ? 'bf16' : 'f32';
     // one plain object (two conditional spreads built and copied two throwaway objects per step)
     const input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] } = { chunks };
@@ -355,31 +357,14 @@ export class InferenceHopServer {
     // step, which transfers its buffer to the worker)
     if (out.tokens !== undefined) {
       res.tokens = Array.from(out.tokens);
-      s.outC.tokens(out.tokens, chunks.map(() => 1));
+      this.commits.tokens(s.outC, out.tokens, chunks.map(() => 1));
     } else if (out.hidden !== undefined) {
       const sent = activationTensor(out.hidden, [T, C], wire?.dtype === 'fp16' ? 'f16' : wire?.dtype === 'bf16' ? 'bf16' : 'f32');
       res.hidden = tensorToPb(sent);
-      // out.hidden is ours (the worker's answer) and is not written again: its records can wait for the answer too
-      const y = sent.dtype === 'fp32' ? out.hidden : toFloat32(sent);
-      s.pendingCommits.push(() => s.outC.hidden(y, C, chunks));
+      // out.hidden is ours (the worker's answer) and is not written again: the queue may read it later
+      this.commits.hidden(s.outC, sent.dtype === 'fp32' ? out.hidden : toFloat32(sent), C, chunks);
     }
-    // after the answer is encoded and written (this step's caller writes it before it asks for the next request)
-    if (s.pendingCommits.length > 0) setImmediate(() => this.flushCommits(s));
     return res;
-  }
-
-  /** Takes the session's pending hidden-state records into its commitments, in order (see pendingCommits). */
-  private flushCommits(s: HopSessionState): void {
-    while (s.pendingCommits.length > 0) {
-      const take = s.pendingCommits.shift()!;
-      try {
-        take();
-      } catch (e) {
-        // shapes were checked when the step was taken: a failure here is a bug, and the signed pair will not match
-        // the entry's (no completion), which is all it can cost
-        this.log.warn('a hop commitment step failed', { session: s.id, error: errorMessage(e) });
-      }
-    }
   }
 
   /**
@@ -387,7 +372,8 @@ export class InferenceHopServer {
    * driver, hop 0 of the commitments signed last): check that it names our signed pair, then submit the completion.
    */
   private async settle(s: HopSessionState, r: InferenceRequest): Promise<InferenceResponse> {
-    this.flushCommits(s);
+    // every step of this session answered so far is in inC / outC (queue order)
+    await this.commits.settled();
     if (this.market === undefined) throw new HopError('NO_MARKET', 'this hop signs no commitments (no ledger)', 'local');
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
     if (r.commitRequest !== undefined) {
@@ -431,6 +417,8 @@ export class InferenceHopServer {
   private async release(s: HopSessionState): Promise<void> {
     if (this.sessions.get(s.id) !== s) return;
     this.sessions.delete(s.id);
+    this.commits.drop(s.inC);
+    this.commits.drop(s.outC);
     if (s.inputs !== undefined) this.extras.transcripts?.store.release(s.inputs);
     this.reservedBytes -= s.bytes;
     this.finished.push({ peer: s.peer, sessionId: s.id, tokens: s.tokens, closedAt: Date.now() });

@@ -10,7 +10,12 @@
  *   over libp2p streams (noise + yamux) whatever the default; `hop_cpu_us` / `hop_cpu_libp2p_us` /
  *   `hop_cpu_lane_us` the process CPU per step (both nodes, background included), `hop_step_cpu_us` /
  *   `hop_step_cpu_lane_us` the same less the nodes' background measured while idle; both paths are set up and warmed
- *   first, then timed in alternating blocks in one process (hopRttAB). Every serving section runs on
+ *   first (6,000 steps: the JIT settles after ~2,000 round trips), then timed in alternating blocks in one process
+ *   (hopRttAB); `hop_rtt_warmup_ms_p50` is the p50 of the default path's first 500 steps (before the JIT settles:
+ *   what the keys measured until session 22, which warmed 150 steps a path). In one process every µs of either
+ *   node's work serialises on one event loop; `hop_rtt_2p_ms_p50`/`_p99`, `tcp_rtt_2p_ms_p50`, `hop_tcp_ratio_2p`
+ *   and `hop_cpu_2p_us` (both processes) are the same hop and raw TCP ping-pong with the hop in a child process
+ *   (hop-2p.ts), as real nodes run. Every serving section runs on
  *   the node's default path; NEUROSHARD_RPC_LANE=1 or =0 sets it (A/B runs);
  * - `serving-chain`: `chain_decode_tok_s_1`/`_2`/`_4`: greedy decode tokens/s of the 12x768 preset (seeded init)
  *   through chains of 1, 2 and 4 hops on loopback, each hop its own libp2p node and compute worker, driven by an
@@ -48,6 +53,8 @@ import { createNodeNetwork, NETWORK_TUNING_DEFAULTS, type NodeNetwork } from '..
 import { DEFAULTS as OPTION_DEFAULTS } from '../options.js';
 import { workerHopCompute } from '../serving.js';
 import { alternate, blockTokS, idleCpuMedian, pairedRatio, pooledTokS, type Block } from './paired.js';
+
+import { hopRtt2p } from './hop-2p.js';
 
 const TUNING = { ephemeralPeerStore: true, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100, retryBaseMs: 200, retryMaxMs: 2000, pubsubHeartbeatMs: 300, autonat: false, dcutr: false };
 
@@ -207,11 +214,18 @@ export interface HopTimes {
  * block of a process pays for the JIT (0.7 ms p50 and ~1 ms of CPU a step on either path, 3 pairs), which made
  * whichever path went first look slower (docs/LIMITS.md "Session 19").
  */
-export async function hopRttAB(networkId: string, C: number, reps: number, blocks = 6): Promise<{ libp2p: HopTimes; lane: HopTimes }> {
+export async function hopRttAB(networkId: string, C: number, reps: number, blocks = 6, warm = Math.max(20, Math.min(300, reps))): Promise<{ libp2p: HopTimes; lane: HopTimes; warmup: { libp2p: number[]; lane: number[] } }> {
   const rigs = { libp2p: await openHop(networkId, C, false), lane: await openHop(networkId, C, true) };
   try {
-    const warm = Math.max(20, Math.min(300, reps));
-    for (const r of [rigs.libp2p, rigs.lane, rigs.libp2p, rigs.lane]) for (let i = 0; i < warm / 2; i++) await r.step();
+    // the warm-up steps are timed too (`warmup`): the first few hundred steps of a process run before the JIT settles
+    const warmup = { libp2p: [] as number[], lane: [] as number[] };
+    for (const w of ['libp2p', 'lane', 'libp2p', 'lane'] as const) {
+      for (let i = 0; i < warm / 2; i++) {
+        const t0 = performance.now();
+        await rigs[w].step();
+        warmup[w].push(performance.now() - t0);
+      }
+    }
     const idle = await idleCpuRate(Math.min(1000, reps * 2)); // ms of CPU per s of wall time
     const acc = { libp2p: { times: [] as number[], cpu: 0, wall: 0, fo: 0, fi: 0 }, lane: { times: [] as number[], cpu: 0, wall: 0, fo: 0, fi: 0 } };
     const per = Math.max(1, Math.ceil(reps / blocks));
@@ -239,7 +253,7 @@ export async function hopRttAB(networkId: string, C: number, reps: number, block
       const n = acc[w].times.length;
       return { times: acc[w].times, cpuUs: Math.round(acc[w].cpu / n), stepCpuUs: Math.max(0, Math.round((acc[w].cpu - idle * acc[w].wall) / n)), onLane: rigs[w].onLane(), framesOutPerStep: r3(acc[w].fo / n), framesInPerStep: r3(acc[w].fi / n) };
     };
-    return { libp2p: done('libp2p'), lane: done('lane') };
+    return { libp2p: done('libp2p'), lane: done('lane'), warmup };
   } finally {
     await rigs.libp2p.close();
     await rigs.lane.close();
@@ -362,18 +376,33 @@ export const servingHopSection: BenchSection = {
     'hop_cpu_libp2p_us',
     'hop_step_cpu_us',
     'hop_step_cpu_lane_us',
+    'hop_rtt_warmup_ms_p50',
+    'hop_rtt_2p_ms_p50',
+    'hop_rtt_2p_ms_p99',
+    'tcp_rtt_2p_ms_p50',
+    'hop_tcp_ratio_2p',
+    'hop_cpu_2p_us',
   ],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
     const C = 768; // one decode step of the 12x768 preset: [1, 768] fp32
-    const reps = quick ? 20 : 500;
+    const reps = quick ? 20 : 2000;
+    // steps per path before timing: the JIT settles after ~2,000 round trips of a process (session 22: p50 0.27 ms
+    // for the first 250 steps, 0.15 at 1,000, 0.07 from ~2,500 on; CPU per step 915 → ~100 µs), and a node serves
+    // far more than that; the first 500 steps' p50 stays visible as hop_rtt_warmup_ms_p50
+    const warm = quick ? 20 : 6000;
     // the path a node uses by default (the direct data lane; NEUROSHARD_RPC_LANE=0 makes it libp2p: noise + yamux),
     // and both paths by name
     // both paths timed in alternating blocks in this one process; the old keys report the node's default path
-    const ab = await hopRttAB(networkId, C, reps);
+    const ab = await hopRttAB(networkId, C, reps, 6, warm);
     const hop = BENCH_LANE ? ab.lane : ab.libp2p;
     const lane = ab.lane;
+    const warmup = (BENCH_LANE ? ab.warmup.lane : ab.warmup.libp2p).slice(0, 500);
+    // the raw TCP ping-pong warmed alike (its first few hundred round trips are slower too), then timed
+    await tcpRtt(C * 4, Math.min(warm, 2000));
     const tcp = await tcpRtt(C * 4, reps);
+    // the same hop and ping-pong with the hop in a child process (hop-2p.ts): real nodes never share an event loop
+    const two = await hopRtt2p(networkId, C, reps, quick ? 20 : 3000, BENCH_LANE);
     const res = {
       hop_rtt_ms_p50: pct(hop.times, 0.5),
       hop_rtt_ms_p99: pct(hop.times, 0.99),
@@ -388,11 +417,21 @@ export const servingHopSection: BenchSection = {
       hop_cpu_libp2p_us: ab.libp2p.cpuUs,
       hop_step_cpu_us: hop.stepCpuUs,
       hop_step_cpu_lane_us: lane.stepCpuUs,
+      hop_rtt_warmup_ms_p50: pct(warmup, 0.5),
+      hop_rtt_2p_ms_p50: pct(two.hop, 0.5),
+      hop_rtt_2p_ms_p99: pct(two.hop, 0.99),
+      tcp_rtt_2p_ms_p50: pct(two.tcp, 0.5),
+      hop_tcp_ratio_2p: r3(pct(two.hop, 0.5) / Math.max(1e-3, pct(two.tcp, 0.5))),
+      hop_cpu_2p_us: two.hopCpuUs,
     };
     const p = (h: HopTimes): string => `p50 ${pct(h.times, 0.5)} ms p99 ${pct(h.times, 0.99)} ms, ${h.cpuUs} µs CPU per step (${h.stepCpuUs} without the nodes' background)`;
     log(
       `hop rtt ([1, ${C}] fp32, identity hop, alternating blocks; the node's default path is ${BENCH_LANE ? 'the lane' : 'libp2p'}): libp2p ${p(ab.libp2p)}; ` +
-        `${lane.onLane ? 'data lane' : 'lane (NO LANE UP)'} ${p(lane)}, sealed frames per step ${lane.framesOutPerStep} out / ${lane.framesInPerStep} in; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x)`,
+        `${lane.onLane ? 'data lane' : 'lane (NO LANE UP)'} ${p(lane)}, sealed frames per step ${lane.framesOutPerStep} out / ${lane.framesInPerStep} in; raw tcp p50 ${res.tcp_rtt_ms_p50} ms (${res.hop_tcp_ratio}x); first 500 steps p50 ${res.hop_rtt_warmup_ms_p50} ms`,
+    );
+    log(
+      `hop rtt, hop in a child process (${two.onLane ? 'data lane' : BENCH_LANE ? 'lane (NO LANE UP)' : 'libp2p'}): p50 ${res.hop_rtt_2p_ms_p50} ms p99 ${res.hop_rtt_2p_ms_p99} ms, ${two.hopCpuUs} µs CPU per step (hop process ${two.hopServerCpuUs}); ` +
+        `raw tcp to the same child p50 ${res.tcp_rtt_2p_ms_p50} ms (${res.hop_tcp_ratio_2p}x)`,
     );
     return res;
   },

@@ -1,5 +1,5 @@
 /**
- * A hop takes its hidden-state commitments after it writes each answer (inference.ts `pendingCommits`): the pair it
+ * A hop takes its hidden-state commitments after it writes each answer (on the commitment worker, hop-commit-queue.ts): the pair it
  * signs must be the one computed step by step, also when the commit request is read before the deferred work ran,
  * and a step whose chunks do not cover its rows is still refused before it runs.
  */
