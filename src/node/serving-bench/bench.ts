@@ -53,7 +53,6 @@ import { createNodeNetwork, NETWORK_TUNING_DEFAULTS, type NodeNetwork } from '..
 import { DEFAULTS as OPTION_DEFAULTS } from '../options.js';
 import { workerHopCompute } from '../serving.js';
 import { alternate, blockTokS, idleCpuMedian, pairedRatio, pooledTokS, type Block } from './paired.js';
-
 import { hopRtt2p } from './hop-2p.js';
 
 const TUNING = { ephemeralPeerStore: true, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100, retryBaseMs: 200, retryMaxMs: 2000, pubsubHeartbeatMs: 300, autonat: false, dcutr: false };
