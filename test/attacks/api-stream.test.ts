@@ -17,7 +17,8 @@ import { after, before, describe, it } from 'node:test';
 import { ApiServer } from '../../src/api/server.js';
 import type { Generator, GenerateListener, GenerateOutput, GenerateParams } from '../../src/api/generate.js';
 import type { TextGenerationRequest, TextGenerationResult, TextGenerator, TokenEvent } from '../../src/api/openai/backend.js';
-import { MAX_STREAM_BUFFERED_BYTES } from '../../src/api/stream-budget.js';
+import { createServer } from 'node:http';
+import { endWithin, MAX_STREAM_BUFFERED_BYTES } from '../../src/api/stream-budget.js';
 import { waitFor } from '../../src/util/abort.js';
 import { AbortedError } from '../../src/util/errors.js';
 import { tally } from './tally.js';
@@ -172,6 +173,31 @@ describe('attacks on the API token streams', () => {
     }
     tally('api: generation outliving its client', sent, ranOn);
     assert.equal(ranOn, 0);
+  });
+
+  it('an ended stream whose client never reads is closed after the drain deadline, not kept for as long as the client likes', async () => {
+    // 16 MiB answered to a client that reads nothing: past the kernel's buffers, so the end cannot finish
+    let closedAfter = -1;
+    const plain = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('x'.repeat(16 << 20));
+      const t0 = Date.now();
+      res.on('close', () => (closedAfter = Date.now() - t0));
+      endWithin(res, 'data: [DONE]\n\n', 300);
+    });
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    const addr = plain.address();
+    const s = post(typeof addr === 'object' && addr !== null ? addr.port : 0, '/', '{}');
+    sockets.push(s);
+    try {
+      await waitFor(() => closedAfter >= 0, { timeoutMs: 20_000, what: 'the stalled response closed' });
+    } finally {
+      s.destroy();
+      plain.closeAllConnections();
+      await new Promise((r) => plain.close(r));
+    }
+    tally('api: ended stream kept open by a client that never reads', 1, closedAfter < 0 ? 1 : 0);
+    assert.ok(closedAfter >= 250, `closed after ${closedAfter} ms, before the deadline`);
   });
 
   it('bodies at the size limit: the limit itself is parsed, one byte over is a typed 413', async () => {

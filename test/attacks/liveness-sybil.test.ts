@@ -5,8 +5,11 @@
  *   of every honest peer's older heartbeats (an old span, an old load);
  * - the liveness tracker, at its cap of 10,000 peers, let every new peer evict the longest-silent one, so a burst of
  *   fresh keys pushed live honest peers out of the view (and each eviction scanned the whole table).
- * Now an entry leaves either table only once it can no longer matter: a replay-guard entry when it is older than
- * the skew window, a liveness entry when its peer has been silent for staleMs. Until then new peers are not tracked.
+ * Now a liveness entry leaves the table only once its peer has been silent for staleMs (or, with `keep`, when it is
+ * not a peer the node has seen serve); a replay-guard entry forgotten inside the skew window raises a floor that a
+ * peer not in the guard must date its heartbeat after, so its older heartbeats stay refused. Session 22: the guard
+ * used to admit no new peer at all while full of entries inside the window, so fresh keys that kept heartbeating
+ * kept every joiner out of the view for as long as they liked.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
