@@ -218,3 +218,62 @@ describe('attacks on the API token streams', () => {
     assert.match(r2, /"error"/);
   });
 });
+
+describe('one API key against the others (exposed /v1)', () => {
+  it('one key cannot hold every generation: its fifth concurrent stream is a typed 429, another key is still served', async () => {
+    const { createApiKey } = await import('../../src/api/keys.js');
+    const { MAX_IN_FLIGHT_PER_KEY } = await import('../../src/api/openai/access.js');
+    const { tempDir } = await import('../utils/paths.js');
+    const dir = tempDir('neuroshard-attack-keys-');
+    const a = createApiKey(dir.dir, { name: 'a' }).key;
+    const b = createApiKey(dir.dir, { name: 'b' }).key;
+    // generations that emit a token and then run until their client goes away (long streams)
+    let running = 0;
+    const hold: TextGenerator = {
+      models: () => [{ id: 'm1', created: 1_700_000_000, ownedBy: 'neuroshard', contextLength: 1 << 20 }],
+      renderChat: () => 'chat',
+      generate: async (_m, _r, opts) => {
+        running++;
+        try {
+          opts.onToken?.({ token: 1, text: 'x' });
+          await new Promise((_, reject) => opts.signal.addEventListener('abort', () => reject(new AbortedError('client gone')), { once: true }));
+          throw new AbortedError('unreachable');
+        } finally {
+          running--;
+        }
+      },
+    };
+    const api = new ApiServer({ port: 0, host: '0.0.0.0', rateLimitPerMin: 0 }, { status: STATUS, openai: hold, dataDir: dir.dir });
+    const port = (await api.listen()).port;
+    const open: Socket[] = [];
+    const streamAs = (key: string): Socket => {
+      const body = JSON.stringify({ model: 'm1', prompt: 'hi', max_tokens: 100, stream: true });
+      const s = connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.write(`POST /v1/completions HTTP/1.1\r\nHost: node.example\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      open.push(s);
+      return s;
+    };
+    const firstBytes = (s: Socket): Promise<string> => new Promise((resolve) => s.once('data', (d: Buffer) => resolve(d.toString('utf8'))));
+    try {
+      const heads: Promise<string>[] = [];
+      for (let i = 0; i < MAX_IN_FLIGHT_PER_KEY; i++) heads.push(firstBytes(streamAs(a)));
+      for (const h of await Promise.all(heads)) assert.match(h, /^HTTP\/1\.1 200/);
+      await waitFor(() => running === MAX_IN_FLIGHT_PER_KEY, { timeoutMs: 10_000, what: 'key a\'s streams running' });
+      const extra = await firstBytes(streamAs(a));
+      const other = await firstBytes(streamAs(b));
+      tally('api: one key holding every generation slot', 1, /^HTTP\/1\.1 200/.test(extra) ? 1 : 0);
+      assert.match(extra, /^HTTP\/1\.1 429/, extra.slice(0, 200));
+      assert.match(extra, /rate_limit_exceeded/);
+      assert.match(other, /^HTTP\/1\.1 200/, 'another key is served');
+      // key a's streams end (their clients go): its places come back
+      for (const s of open.splice(0, MAX_IN_FLIGHT_PER_KEY)) s.destroy();
+      await waitFor(() => running === 1, { timeoutMs: 10_000, what: 'key a\'s generations aborted' });
+      assert.match(await firstBytes(streamAs(a)), /^HTTP\/1\.1 200/);
+    } finally {
+      for (const s of open) s.destroy();
+      await api.close();
+      dir.cleanup();
+    }
+  });
+});
