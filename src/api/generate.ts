@@ -28,6 +28,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { InvalidArgumentError, NeuroShardError, errorMessage } from '../util/errors.js';
+import { cutOffSlowReader, endWithin } from './stream-budget.js';
 
 // ───────────────────────────── the generation interface ─────────────────────────────
 
@@ -276,7 +277,12 @@ export function registerGenerateRoutes(app: FastifyInstance, generator: () => Ge
         if (!reply.raw.destroyed) reply.raw.write(`data: ${JSON.stringify(o)}\n\n`);
       };
       try {
-        const r = await gen.generate(p, { onRoute: (route) => write({ route }), onToken: (token, text) => write({ token, text }) }, ac.signal);
+        const onToken = (token: number, text: string): void => {
+          write({ token, text });
+          // a client that stopped reading: cut off (the close aborts the generation and frees its sessions)
+          cutOffSlowReader(reply.raw);
+        };
+        const r = await gen.generate(p, { onRoute: (route) => write({ route }), onToken }, ac.signal);
         write({ done: true, ...generateAnswer(r) });
       } catch (e) {
         const s = generateErrorStatus(e);
@@ -288,7 +294,7 @@ export function registerGenerateRoutes(app: FastifyInstance, generator: () => Ge
         write({ error: { code: s.code, message: s.message } });
         if (s.status === 500) req.log.error({ err: errorMessage(e) }, 'generate failed');
       }
-      reply.raw.end();
+      endWithin(reply.raw, undefined);
       return reply;
     } finally {
       running--;

@@ -499,11 +499,14 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
     const buf = new Uint8Array(total);
     let have = 0;
     let lastPeer = '';
+    // holders whose bytes are in `buf` now (a resumed unit holds bytes of several)
+    const wrote = new Set<string>();
     const candidates = a.peers.filter((p) => !bad.has(p) && !noServe.has(p));
     // spread units over holders: start at a different holder for each unit
     const first = turn++;
     const order = candidates.map((_, k) => candidates[(k + first) % candidates.length]!);
-    for (const peer of order) {
+    for (let k = 0; k < order.length; k++) {
+      const peer = order[k]!;
       if (bad.has(peer) || noServe.has(peer)) continue;
       if (signal.aborted) throw signal.reason;
       lastPeer = peer;
@@ -517,6 +520,7 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
             if (have + c.data.byteLength > total) throw new PeerMisbehaviourError('CHECKPOINT_MALFORMED', `layer ${a.unit.start}: chunk past the total size`);
             buf.set(c.data, have);
             have += c.data.byteLength;
+            if (c.data.byteLength > 0) wrote.add(peer);
             if (have === total) break;
           }
         });
@@ -536,10 +540,21 @@ export async function downloadSpan(deps: DownloadDeps, o: DownloadSpanOptions): 
       const sha = Buffer.from(sha256(buf)).toString('hex');
       const params = bytesToParams(buf);
       if (sha !== a.head.sha || spanHashOfParams(o.config, a.unit, params) !== a.head.hash) {
-        // the bytes came from this holder (and possibly earlier ones when resumed): start over without it
-        penalise(peer, `layer ${a.unit.start}: weights do not match the agreed hash`);
+        const sole = wrote.size === 1;
         have = 0;
+        wrote.clear();
         retries++;
+        if (sole) {
+          // every byte came from this holder: it sent weights other than the figures it agreed to
+          penalise(peer, `layer ${a.unit.start}: weights do not match the agreed hash`);
+          continue;
+        }
+        // Bytes of several holders (a resumed stream): which one lied is unknown, so nobody is penalised and the unit
+        // is taken again from this holder alone (penalised if its own bytes do not match). Before, the holder that
+        // finished the unit was penalised: a holder that sent garbage and ended its stream early had the next,
+        // honest holder penalised in its place (BAD_WEIGHTS_PENALTY each time) and the unit fail when it was the
+        // last (test/attacks/pool-transfer.test.ts). At most one retake per holder: a retake starts from nothing
+        k--;
         continue;
       }
       sources.add(peer);

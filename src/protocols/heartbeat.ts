@@ -52,8 +52,17 @@ export class HeartbeatService {
   private seq = 0n;
   /** Newest heartbeat timestamp per peer, in order of last update (oldest first): the replay guard. */
   private readonly lastTimestamp = new Map<string, number>();
-  /** Heartbeats published and accepted, for status and tests; `crowded`: new peers ignored while the replay table was full. */
-  stats = { published: 0, accepted: 0, rejected: 0, crowded: 0 };
+  /**
+   * The replay guard of every peer the table forgot inside the skew window (see `roomFor`): a peer not in the table
+   * must send a heartbeat dated after it. Never above the clock at the time of a forgetting (a record dated ahead).
+   */
+  private floorMs = -Infinity;
+  /**
+   * Heartbeats published and accepted, for status and tests; `crowded`: heartbeats of peers not in the replay table
+   * ignored because they were not dated after the floor of the peers it forgot; `forgotten`: entries forgotten
+   * inside the skew window to make room.
+   */
+  stats = { published: 0, accepted: 0, rejected: 0, crowded: 0, forgotten: 0 };
 
   constructor(private readonly opts: HeartbeatOptions) {
     this.topic = heartbeatTopic(opts.networkId);
@@ -132,25 +141,39 @@ export class HeartbeatService {
     // An older heartbeat than one we already have is a replay or a late copy: drop it quietly.
     const last = this.lastTimestamp.get(m.from);
     if (last !== undefined && hb.timestampMs < last) return 'ignore';
-    if (last === undefined && !this.roomFor(this.clock.now())) return 'ignore';
+    if (last === undefined && !this.admits(hb.timestampMs)) return 'ignore';
     return 'accept';
   }
 
-  /**
-   * Makes room in the replay table for a new peer. An entry may only be forgotten once its timestamp is older than
-   * the skew window: every heartbeat it guards against is then refused by the clock check anyway. While the oldest
-   * entry is still inside the window the new peer is not admitted (its heartbeat is ignored, not rejected): fresh
-   * ids can no longer clear the table and reopen replays of everyone else's heartbeats (issue 11, item 13).
-   */
-  private roomFor(now: number): boolean {
-    if (this.lastTimestamp.size < MAX_REPLAY_ENTRIES) return true;
-    const oldest = this.lastTimestamp.entries().next();
-    if (oldest.done !== true && oldest.value[1] < now - this.maxSkewMs) {
-      this.lastTimestamp.delete(oldest.value[0]);
-      return true;
-    }
+  /** Whether a heartbeat of a peer not in the table is dated after the floor of the forgotten peers. */
+  private admits(ts: number): boolean {
+    if (ts > this.floorMs) return true;
     this.stats.crowded++;
     return false;
+  }
+
+  /**
+   * Makes room in the replay table for a new peer: forgets the entry updated longest ago. One older than the skew
+   * window guards nothing (the clock check refuses its peer's older heartbeats anyway). One still inside the window
+   * raises the floor to its timestamp (capped at the clock now): a peer not in the table is admitted only with a
+   * heartbeat dated after the floor, so the forgotten peer's older heartbeats stay refused (fresh ids cannot clear
+   * the table and reopen replays of everyone else's heartbeats, issue 11 item 13).
+   *
+   * Before, while the oldest entry was inside the window no new peer was admitted at all: 10,000 fresh keys each
+   * heartbeating once a minute (170 small messages a second) kept the table full for good, every joiner's heartbeats
+   * were ignored and it never came alive in any view (the liveness tracker's rotation of unproven peers, issue 12,
+   * never saw them; test/attacks/liveness-sybil.test.ts). Now such a flood only raises the floor to about the time
+   * its oldest entry was refreshed, which an honest joiner's fresh heartbeat is dated after.
+   */
+  private roomFor(now: number): void {
+    if (this.lastTimestamp.size < MAX_REPLAY_ENTRIES) return;
+    const oldest = this.lastTimestamp.entries().next();
+    if (oldest.done === true) return;
+    this.lastTimestamp.delete(oldest.value[0]);
+    if (oldest.value[1] >= now - this.maxSkewMs) {
+      this.floorMs = Math.max(this.floorMs, Math.min(oldest.value[1], now));
+      this.stats.forgotten++;
+    }
   }
 
   private accept(m: PubSubMessage): void {
@@ -158,7 +181,10 @@ export class HeartbeatService {
     if (hb === undefined) return; // the validator rejected it already; double-checked for in-memory networks
     const last = this.lastTimestamp.get(m.from);
     if (last !== undefined && hb.timestampMs < last) return;
-    if (last === undefined && !this.roomFor(this.clock.now())) return;
+    if (last === undefined) {
+      if (!this.admits(hb.timestampMs)) return;
+      this.roomFor(this.clock.now());
+    }
     this.lastTimestamp.delete(m.from); // re-inserted at the end: the map stays in order of last update
     this.lastTimestamp.set(m.from, hb.timestampMs);
     this.stats.accepted++;

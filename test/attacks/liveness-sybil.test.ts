@@ -5,8 +5,11 @@
  *   of every honest peer's older heartbeats (an old span, an old load);
  * - the liveness tracker, at its cap of 10,000 peers, let every new peer evict the longest-silent one, so a burst of
  *   fresh keys pushed live honest peers out of the view (and each eviction scanned the whole table).
- * Now an entry leaves either table only once it can no longer matter: a replay-guard entry when it is older than
- * the skew window, a liveness entry when its peer has been silent for staleMs. Until then new peers are not tracked.
+ * Now a liveness entry leaves the table only once its peer has been silent for staleMs (or, with `keep`, when it is
+ * not a peer the node has seen serve); a replay-guard entry forgotten inside the skew window raises a floor that a
+ * peer not in the guard must date its heartbeat after, so its older heartbeats stay refused. Session 22: the guard
+ * used to admit no new peer at all while full of entries inside the window, so fresh keys that kept heartbeating
+ * kept every joiner out of the view for as long as they liked.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -59,6 +62,54 @@ describe('fresh keys against the liveness view', () => {
     clock.advance(61_000);
     await net.deliver({ topic, from: 'late', via: 'late', data: encode('late', clock.now(), 2) });
     assert.equal(liveness.get('late')?.state, 'alive');
+    svc.stop();
+  });
+
+  it('10,000 fresh keys that keep heartbeating do not lock a joiner out of the replay table (and its liveness view)', async () => {
+    // Before, a full replay table whose oldest entry was still inside the skew window admitted no new peer at all:
+    // fresh keys each heartbeating once every 50 s (200 small messages a second) kept every joiner's heartbeats
+    // ignored for as long as they kept it up, so the joiner never came alive (the tracker's rotation never saw it)
+    const hub = new MemoryHub();
+    const clock = new ManualClock(1_800_000_000_000);
+    const net = hub.createNode('victim');
+    await net.start();
+    // as in a node: the tracker rotates peers it has not seen serve when full of live ones (`keep`, issue 12)
+    const liveness = new LivenessTracker({ staleMs: 15_000, deadMs: 30_000, clock, keep: (p) => p.startsWith('served') });
+    const svc = new HeartbeatService({
+      network: net,
+      networkId: 'attacknet',
+      liveness,
+      intervalMs: 3_600_000,
+      clock,
+      source: { span: () => undefined, load: () => 0, freeMemoryMb: () => 0, trainingStep: () => 0n },
+    });
+    svc.start();
+    const topic = heartbeatTopic('attacknet');
+    const encode = (peerId: string, ts: number, start: number): Uint8Array =>
+      Heartbeat.encode({ peerId, timestampMs: BigInt(ts), seq: 1n, load: 0, freeMemoryMb: 0n, trainingStep: 0n, span: { start, end: start + 1 } });
+    const N = MAX_REPLAY_ENTRIES;
+    let sent = 0;
+    // the flood: N keys, refreshed every 50 s (inside the 60 s window), some dated 59 s ahead
+    const flood = async (): Promise<void> => {
+      for (let i = 0; i < N; i++) {
+        const ahead = i % 2 === 0 ? 59_000 : 0;
+        await net.deliver({ topic, from: `sybil${i}`, via: `sybil${i}`, data: encode(`sybil${i}`, clock.now() + ahead, 1) });
+        sent++;
+      }
+    };
+    await flood();
+    // the joiner heartbeats every 5 s for 100 s; the flood goes on
+    let aliveAt: number | undefined;
+    for (let t = 5_000; t <= 100_000; t += 5_000) {
+      clock.advance(5_000);
+      if (t % 50_000 === 0) await flood();
+      await net.deliver({ topic, from: 'joiner', via: 'joiner', data: encode('joiner', clock.now(), 4) });
+      if (aliveAt === undefined && liveness.state('joiner') === 'alive') aliveAt = t;
+    }
+    const lockedOut = liveness.state('joiner') !== 'alive';
+    tally('heartbeat replay-table lockout of a joiner', sent, lockedOut ? 1 : 0);
+    assert.equal(lockedOut, false, `the joiner never came alive (${svc.stats.crowded} of its heartbeats ignored)`);
+    assert.equal(aliveAt, 5_000, 'alive at its first heartbeat');
     svc.stop();
   });
 

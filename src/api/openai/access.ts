@@ -7,7 +7,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiKeyStore } from '../keys.js';
 import type { RateLimiter } from '../rate-limit.js';
-import { invalidApiKey, rateLimited, sendOpenAiError } from './errors.js';
+import { invalidApiKey, rateLimited, sendOpenAiError, tooManyConcurrent } from './errors.js';
+
+/**
+ * Requests in flight at once per API key (keys on only). The node runs at most 8 /v1 generations at once
+ * (node/options.ts `maxPending`); a key's minute of rate budget (60 by default) let one key take all of them with
+ * streams that run for as long as their tokens, and every other key got 503 `overloaded` meanwhile (session 22).
+ */
+export const MAX_IN_FLIGHT_PER_KEY = 4;
 
 export interface AccessOptions {
   /** Present when keys are required. */
@@ -15,9 +22,13 @@ export interface AccessOptions {
   limiter: RateLimiter;
   /** Requests per minute per key (0 turns limits off). */
   rateLimitPerMin: number;
+  /** Requests in flight at once per key when keys are on. Default MAX_IN_FLIGHT_PER_KEY. */
+  maxInFlightPerKey?: number;
 }
 
 export function openAiAccess(o: AccessOptions) {
+  const inFlight = new Map<string, number>();
+  const maxInFlight = o.maxInFlightPerKey ?? MAX_IN_FLIGHT_PER_KEY;
   return async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     let bucket = 'local';
     let perMin = o.rateLimitPerMin;
@@ -38,6 +49,17 @@ export function openAiAccess(o: AccessOptions) {
     if (perMin > 0) {
       const d = o.limiter.take(bucket, perMin);
       if (!d.ok) return sendOpenAiError(reply, rateLimited(d.retryAfterS, perMin));
+    }
+    if (o.keys !== undefined) {
+      // counted until the response's socket side closes (a hijacked stream included: no fastify hook runs for it)
+      const n = inFlight.get(bucket) ?? 0;
+      if (n >= maxInFlight) return sendOpenAiError(reply, tooManyConcurrent(maxInFlight));
+      inFlight.set(bucket, n + 1);
+      reply.raw.once('close', () => {
+        const left = (inFlight.get(bucket) ?? 1) - 1;
+        if (left <= 0) inFlight.delete(bucket);
+        else inFlight.set(bucket, left);
+      });
     }
     return undefined;
   };

@@ -58,6 +58,13 @@ export const rateLimited = (retryAfterS: number, limitPerMin: number): OpenAiErr
     retryAfterS,
   });
 
+export const tooManyConcurrent = (limit: number): OpenAiError =>
+  new OpenAiError(429, `This key has ${limit} requests in flight, the most one key may have at once. Retry when one has ended.`, {
+    type: 'requests',
+    code: 'rate_limit_exceeded',
+    retryAfterS: 1,
+  });
+
 export const tooLarge = (limitBytes: number): OpenAiError =>
   new OpenAiError(413, `The request body is larger than ${limitBytes} bytes.`, { code: 'request_too_large' });
 

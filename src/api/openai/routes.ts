@@ -18,6 +18,7 @@ import type { ChatMessage, ServedModel, TextGenerationRequest, TextGenerationRes
 import { DeltaStream } from './delta.js';
 import { badRequest, fromValidation, modelNotFound, OpenAiError, sendOpenAiError, tooLarge, unavailable } from './errors.js';
 import { chatCompletionBodySchema, completionBodySchema, MAX_PROMPT_CHARS, type ChatCompletionBody, type CompletionBody } from './schemas.js';
+import { cutOffSlowReader, endWithin } from '../stream-budget.js';
 
 export interface OpenAiRoutesOptions {
   generator: TextGenerator;
@@ -161,6 +162,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
         let open = false;
         const raw = reply.raw;
         const send = (o: unknown): void => {
+          if (raw.destroyed) return;
           if (!open) {
             open = true;
             reply.hijack();
@@ -175,21 +177,24 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
         let r: TextGenerationResult;
         try {
           r = await run(model, request, req, param, (e) => {
+            if (raw.destroyed) return;
             const d = ds.push(e.text);
             if (d !== '') send(make.delta(d));
             else if (!open) send(undefined);
+            // a client that stopped reading: cut off (the socket's close aborts the generation: stream-budget.ts)
+            cutOffSlowReader(raw);
           });
         } catch (e) {
           if (!open) throw e;
           const err = e instanceof OpenAiError ? e : toOpenAiError(e, param);
-          if (!raw.destroyed) raw.end(`data: ${JSON.stringify(err.body())}\n\n`);
+          endWithin(raw, `data: ${JSON.stringify(err.body())}\n\n`);
           return reply;
         }
         const rest = ds.finish(r.text);
         if (rest !== '') send(make.delta(rest));
         send(make.last(r));
         if (make.usage !== undefined) send(make.usage(r));
-        raw.end('data: [DONE]\n\n');
+        endWithin(raw, 'data: [DONE]\n\n');
         return reply;
       }
 
