@@ -11,8 +11,15 @@
  * Pins are attacker-reachable state (each kept round is a snapshot of the held span's weights), so they have quotas:
  * at most PIN_LIMITS.perPeer live pins per peer (a new one replaces the peer's oldest), each lives PIN_LIMITS.ms after
  * its last renewal and at most PIN_LIMITS.capMs after it was made, only a round still inside the window can be
- * newly pinned (a pin cannot be handed on to keep a round forever), and at most PIN_LIMITS.maxRounds distinct rounds
- * are pinned at once. A holder therefore keeps at most KEPT_ROUNDS + maxRounds snapshots.
+ * newly pinned (a pin cannot be handed on to keep a round forever), at most PIN_LIMITS.maxPins pins are held in all
+ * (a new one replaces the oldest), and of the pinned rounds that have left the window only the newest
+ * PIN_LIMITS.maxRounds are kept. A holder therefore keeps at most KEPT_ROUNDS + maxRounds snapshots.
+ *
+ * Why the distinct-rounds quota applies when a round leaves the window and not when it is pinned (session 22): a pin
+ * on a round inside the window costs nothing then (the round is kept anyway). Refusing new pins once maxRounds
+ * distinct rounds were pinned let two fresh keys that pinned the window's four rounds and renewed them refuse every
+ * joiner's pin on the newest round for the pins' 5-minute cap (test/attacks/round-pins). Now every pin inside the
+ * window is granted, and a squatter's older rounds are the ones dropped when newer pinned rounds leave the window.
  */
 
 import { KEPT_ROUNDS } from '../params/index.js';
@@ -26,11 +33,13 @@ export interface PinLimits {
   ms: number;
   /** Longest a pin lives after it was made, however often renewed (ms). */
   capMs: number;
-  /** Distinct rounds pinned at once, across all peers. */
+  /** Pinned rounds kept past the window (the newest of them), across all peers. */
   maxRounds: number;
+  /** Live pins held in all, across all peers (a new one replaces the oldest): a million fresh keys cost this many entries. */
+  maxPins: number;
 }
 
-export const PIN_LIMITS: PinLimits = { perPeer: 2, ms: 60_000, capMs: 300_000, maxRounds: 4 };
+export const PIN_LIMITS: PinLimits = { perPeer: 2, ms: 60_000, capMs: 300_000, maxRounds: 4, maxPins: 256 };
 
 /** A peer's pin on a closed round. */
 export interface RoundPin {
@@ -48,20 +57,23 @@ export function livePins(pins: readonly RoundPin[], now: number): RoundPin[] {
 }
 
 /**
- * The closed rounds to keep (ascending): the newest `window` of `closed`, and every older one that a live pin names.
+ * The closed rounds to keep (ascending): the newest `window` of `closed`, and the newest `maxRounds` of the older ones
+ * that a live pin names.
  */
-export function roundsToKeep(closed: readonly number[], pins: readonly RoundPin[], now: number, window = KEPT_ROUNDS): number[] {
+export function roundsToKeep(closed: readonly number[], pins: readonly RoundPin[], now: number, window = KEPT_ROUNDS, maxRounds = PIN_LIMITS.maxRounds): number[] {
   const sorted = [...new Set(closed)].sort((a, b) => a - b);
   const newest = new Set(sorted.slice(-window));
   const pinned = new Set(livePins(pins, now).map((p) => p.round));
-  return sorted.filter((r) => newest.has(r) || pinned.has(r));
+  const older = new Set(sorted.filter((r) => !newest.has(r) && pinned.has(r)).slice(-maxRounds));
+  return sorted.filter((r) => newest.has(r) || older.has(r));
 }
 
 /**
  * `peer` pins `round` (it is downloading its weights). `closed`: the rounds the holder keeps now (ascending or not).
- * An existing pin of that peer on that round is renewed (up to its cap); a new pin needs the round inside the window
- * and room under the distinct-rounds quota, and replaces the peer's oldest pin when it has PIN_LIMITS.perPeer.
- * Returns the new pin list (expired pins dropped) and whether the round is pinned for the peer now.
+ * An existing pin of that peer on that round is renewed (up to its cap); a new pin needs the round inside the window,
+ * replaces the peer's oldest pin when it has PIN_LIMITS.perPeer, and the oldest pin of all when maxPins are held.
+ * Returns the new pin list (expired pins dropped) and whether the round is pinned for the peer now. A pinned round is
+ * kept past the window while it is among the newest maxRounds pinned rounds there (roundsToKeep).
  */
 export function pinRound(
   pins: readonly RoundPin[],
@@ -83,14 +95,13 @@ export function pinRound(
   }
   const inWindow = [...new Set(closed)].sort((a, b) => a - b).slice(-window);
   if (!inWindow.includes(round)) return { pins: live, pinned: false };
-  const rounds = new Set(live.map((p) => p.round));
-  if (!rounds.has(round) && rounds.size >= limits.maxRounds) return { pins: live, pinned: false };
   let out = live;
   const own = live.filter((p) => p.peer === peer).sort((a, b) => a.since - b.since);
   if (own.length >= limits.perPeer) {
     const drop = new Set(own.slice(0, own.length - limits.perPeer + 1));
     out = live.filter((p) => !drop.has(p));
   }
+  if (out.length >= limits.maxPins) out = [...out].sort((a, b) => a.since - b.since).slice(out.length - limits.maxPins + 1);
   return { pins: [...out, { peer, round, since: now, until: now + Math.min(limits.ms, limits.capMs) }], pinned: true };
 }
 

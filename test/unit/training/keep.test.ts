@@ -22,7 +22,7 @@ describe('training/keep: closed rounds kept, pins and their quotas', () => {
   });
 
   it('a pin lives PIN_LIMITS.ms after its last renewal and never past PIN_LIMITS.capMs after it was made', () => {
-    assert.deepEqual(PIN_LIMITS, { perPeer: 2, ms: 60_000, capMs: 300_000, maxRounds: 4 });
+    assert.deepEqual(PIN_LIMITS, { perPeer: 2, ms: 60_000, capMs: 300_000, maxRounds: 4, maxPins: 256 });
     let pins: RoundPin[] = [];
     let r = pinRound(pins, 'j', 9, range(6, 9), 0);
     assert.equal(r.pinned, true);
@@ -76,7 +76,7 @@ describe('training/keep: closed rounds kept, pins and their quotas', () => {
     }
   });
 
-  it('at most PIN_LIMITS.maxRounds distinct rounds pinned at once; pinning an already pinned round is still allowed', () => {
+  it('every pin inside the window is granted; past the window only the newest PIN_LIMITS.maxRounds pinned rounds are kept', () => {
     let pins: RoundPin[] = [];
     const kept = range(10, 13);
     for (const [k, round] of kept.entries()) {
@@ -85,10 +85,24 @@ describe('training/keep: closed rounds kept, pins and their quotas', () => {
       pins = r.pins;
     }
     const later = range(10, 17);
-    assert.equal(pinRound(pins, 'q', 14, later, 1).pinned, false, 'a fifth distinct round is refused');
+    const q = pinRound(pins, 'q', 14, later, 1);
+    assert.equal(q.pinned, true, 'a fifth distinct round inside the window is granted (it is kept anyway)');
+    assert.deepEqual(roundsToKeep(later, q.pins, 1), range(10, 17), 'four pinned rounds past the window: all kept');
+    // round 18 closes: 14 leaves the window too; five pinned rounds past it, the oldest (10) is dropped
+    assert.deepEqual(roundsToKeep(range(10, 18), q.pins, 2), range(11, 18));
     assert.equal(pinRound(pins, 'q', 13, range(10, 13), 1).pinned, true, 'another joiner of a pinned round is fine');
-    // once the pins expire there is room again
-    assert.equal(pinRound(pins, 'q', 14, range(11, 14), 60_000).pinned, true);
+    assert.equal(pinRound(pins, 'q', 9, range(10, 13), 1).pinned, false, 'a round outside the window is not newly pinned');
+  });
+
+  it('at most PIN_LIMITS.maxPins pins in all: a new one replaces the oldest', () => {
+    let pins: RoundPin[] = [];
+    const closed = range(0, 3);
+    for (let k = 0; k < PIN_LIMITS.maxPins + 10; k++) pins = pinRound(pins, `sybil${k}`, 3, closed, k).pins;
+    assert.equal(pins.length, PIN_LIMITS.maxPins);
+    assert.equal(pins.some((p) => p.peer === 'sybil0'), false, 'the oldest went first');
+    const j = pinRound(pins, 'joiner', 3, closed, 1000);
+    assert.equal(j.pinned, true);
+    assert.equal(j.pins.length, PIN_LIMITS.maxPins);
   });
 });
 
