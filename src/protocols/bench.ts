@@ -37,6 +37,7 @@ import { keyFromPrivate } from '../identity/index.js';
 import { LaneManager } from '../p2p/lane/manager.js';
 import { createLibp2pNetwork, type Libp2pNetwork } from '../p2p/libp2p-node.js';
 import { waitFor } from '../util/abort.js';
+import { MALLOC_POLICY, setMallocPolicy } from '../util/malloc-policy.js';
 import { holderRecordNamespace } from './dht-records.js';
 import { encodeHolderRecord } from './holder-record.js';
 import { DHT_NAMESPACE, laneProtocolId, protocolPrefix } from './ids.js';
@@ -177,6 +178,9 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
   const log = opts.log ?? (() => {});
   const here = fileURLToPath(import.meta.url);
   const server = here.replace(/bench\.(ts|js)$/, 'bench-server.$1');
+  // the C heap's policy as a node sets it (util/malloc-policy.ts; the server child sets it too): both ways and raw TCP
+  // run under it
+  log(`malloc policy: ${JSON.stringify({ ...MALLOC_POLICY, set: setMallocPolicy() })}`);
   const child = spawn(process.execPath, [...(server.endsWith('.ts') ? ['--import', 'tsx'] : []), server], { stdio: ['pipe', 'pipe', 'inherit'] });
   try {
     const hello = await new Promise<string>((resolve, reject) => {
