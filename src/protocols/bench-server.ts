@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
 import { LaneManager } from '../p2p/lane/manager.js';
 import { createLibp2pNetwork } from '../p2p/libp2p-node.js';
+import { setMallocPolicy } from '../util/malloc-policy.js';
 import { echoHandler } from './handlers/echo.js';
 import { laneProtocolId, protocolPrefix } from './ids.js';
 import * as methods from './methods.js';
@@ -49,6 +50,7 @@ function tcpSink(socket: Socket): void {
 }
 
 async function main(): Promise<void> {
+  setMallocPolicy(); // as a node sets it (the client process does too)
   const net = await createLibp2pNetwork({
     privateKey: randomBytes(32),
     protocolPrefix: protocolPrefix(BENCH_NETWORK_ID),

@@ -6,7 +6,8 @@
  * child: through libp2p's TCP + noise + yamux (rpc_mib_s, rpc_rtt_ms), through the direct data lane (p2p/lane/,
  * `rpcLane`, a node's default since session 20: rpc_lane_mib_s, rpc_lane_rtt_ms), and a raw TCP socket with the
  * same request/ack pattern one at a time (u32 length ‖ payload → 8-byte ack: tcp_mib_s). For each payload size
- * (1 KiB, 1 MiB, 16 MiB) unary calls carry one fp32 tensor of that size and get a small reply. All three are warmed,
+ * (1 KiB, 1 MiB, 16 MiB) unary calls carry one fp32 tensor of that size and get a small reply. Both processes set the
+ * C heap's policy for large buffers as a node does (util/malloc-policy.ts; NEUROSHARD_MALLOC_POLICY=off for A/B). All three are warmed,
  * then timed in alternating blocks (the order rotated each block; session 19 found that the first path timed pays
  * the JIT and that raw TCP swings 6× with load), so the ratios rpc_tcp_ratio / rpc_lane_tcp_ratio (block by block,
  * median) compare the same moments. rpc_rtt_ms is the median time of one call made one at a time (stream open,
@@ -37,6 +38,7 @@ import { keyFromPrivate } from '../identity/index.js';
 import { LaneManager } from '../p2p/lane/manager.js';
 import { createLibp2pNetwork, type Libp2pNetwork } from '../p2p/libp2p-node.js';
 import { waitFor } from '../util/abort.js';
+import { MALLOC_POLICY, setMallocPolicy } from '../util/malloc-policy.js';
 import { holderRecordNamespace } from './dht-records.js';
 import { encodeHolderRecord } from './holder-record.js';
 import { DHT_NAMESPACE, laneProtocolId, protocolPrefix } from './ids.js';
@@ -177,6 +179,9 @@ export async function benchRpc(opts: BenchOptions = {}): Promise<RpcBenchResult>
   const log = opts.log ?? (() => {});
   const here = fileURLToPath(import.meta.url);
   const server = here.replace(/bench\.(ts|js)$/, 'bench-server.$1');
+  // the C heap's policy as a node sets it (util/malloc-policy.ts; the server child sets it too): both ways and raw TCP
+  // run under it
+  log(`malloc policy: ${JSON.stringify({ ...MALLOC_POLICY, set: setMallocPolicy() })}`);
   const child = spawn(process.execPath, [...(server.endsWith('.ts') ? ['--import', 'tsx'] : []), server], { stdio: ['pipe', 'pipe', 'inherit'] });
   try {
     const hello = await new Promise<string>((resolve, reject) => {

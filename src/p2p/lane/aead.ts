@@ -24,7 +24,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCipheriv, createDecipheriv, diffieHellman, generateKeyPairSync, hkdfSync, createHash, type KeyObject, createPublicKey } from 'node:crypto';
+import { createCipheriv, createDecipheriv, type DecipherGCM, diffieHellman, generateKeyPairSync, hkdfSync, createHash, type KeyObject, createPublicKey } from 'node:crypto';
 import { findPackageRoot } from '../../util/package-root.js';
 import { LaneError } from './errors.js';
 
@@ -153,6 +153,52 @@ export function setAeadBackendForTests(b: 'openssl' | 'node' | undefined): void 
   if (nativeGcm(true) === null) throw new Error(`the aead addon is not available: ${gcmWhy}`);
 }
 
+/**
+ * Largest buffer a sealed frame is written in (the addon's path): a frame larger than this is sealed into several
+ * buffers, written one after another as each is sealed (./lane.ts).
+ */
+export const SEAL_PIECE_BYTES = 256 * 1024;
+
+/**
+ * Spare SEAL_PIECE_BYTES buffers for sealing, shared by every lane of the process (at most MAX_SPARE_PIECES, 4 MiB).
+ * A fresh 256 KiB buffer that the cipher fills costs 2-6x the cipher's own work on this machine (page faults and
+ * zeroing of new pages, then its unmapping; docs/LIMITS.md "Session 22: 1 MiB on the lane"); a buffer comes back
+ * here once the socket has written it (./lane.ts). Only ciphertext ever lies in them.
+ */
+const spares: Buffer[] = [];
+export const MAX_SPARE_PIECES = 16;
+
+/** A SEAL_PIECE_BYTES buffer: a spare one when there is one. */
+export function takePiece(): Buffer {
+  return spares.pop() ?? Buffer.allocUnsafeSlow(SEAL_PIECE_BYTES);
+}
+
+/** Gives back a buffer of `takePiece` that nothing refers to any more (the socket wrote it). */
+export function givePiece(b: Buffer): void {
+  if (b.length === SEAL_PIECE_BYTES && b.byteOffset === 0 && b.buffer.byteLength === SEAL_PIECE_BYTES && spares.length < MAX_SPARE_PIECES) spares.push(b);
+}
+
+/** Spare pieces held now (tests). */
+export function sparePieces(): number {
+  return spares.length;
+}
+
+/**
+ * The sizes of the buffers a sealed frame of `total` bytes (length, ciphertext, tag) is written in: SEAL_PIECE_BYTES
+ * each, the last one the rest, ≥ TAG_BYTES (so that the tag lies in it: the piece before gives up what is missing).
+ */
+export function pieceSizes(total: number): number[] {
+  const sizes: number[] = [];
+  let r = total;
+  for (; r > SEAL_PIECE_BYTES; r -= SEAL_PIECE_BYTES) sizes.push(SEAL_PIECE_BYTES);
+  if (r < TAG_BYTES && sizes.length > 0) {
+    sizes[sizes.length - 1]! -= TAG_BYTES - r;
+    r = TAG_BYTES;
+  }
+  sizes.push(r);
+  return sizes;
+}
+
 /** Parts below this total are joined before sealing with node:crypto (one cipher update, one write). */
 const JOIN_BELOW = 64 * 1024;
 
@@ -178,38 +224,74 @@ export class Sealer {
     return this.counter;
   }
 
+  /** True with the addon's cipher (a frame comes out in buffers of at most SEAL_PIECE_BYTES, each as it is sealed). */
+  get native(): boolean {
+    return this.ctx !== undefined;
+  }
+
   /**
-   * The frame holding `parts` joined (their total must be ≥ 0), as buffers to write in order: with the addon one
-   * buffer [length, ciphertext, tag] (the cipher writes each part's ciphertext in place, no other copy); with
-   * node:crypto [length, ciphertext pieces..., tag], small parts joined first.
+   * The frame holding `parts` joined (their total must be ≥ 0), as buffers to write in order: with the addon
+   * [length, ciphertext, tag] in buffers of at most SEAL_PIECE_BYTES (one for a frame that fits; the cipher writes
+   * each part's ciphertext in place, no other copy); with node:crypto [length, ciphertext pieces..., tag], small
+   * parts joined first.
    */
   seal(parts: readonly Uint8Array[]): Buffer[] {
+    const out: Buffer[] = [];
+    this.sealEach(parts, (b) => out.push(b));
+    return out;
+  }
+
+  /**
+   * `seal`, each buffer handed to `emit` as soon as it is sealed (the lane writes it at once: the socket, and the
+   * far end's reader, take the first 256 KiB of a large frame while the rest is sealed).
+   */
+  sealEach(parts: readonly Uint8Array[], emit: (b: Buffer) => void): void {
     if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
     let n = TAG_BYTES;
     for (const p of parts) n += p.byteLength;
     const iv = nonceOf(this.counter++, this.iv);
     if (this.ctx !== undefined) {
-      const frame = Buffer.allocUnsafe(LENGTH_BYTES + n);
-      frame.writeUInt32BE(n, 0);
-      this.ctx.begin(iv, frame.subarray(0, LENGTH_BYTES));
-      let o = LENGTH_BYTES;
+      const ctx = this.ctx;
+      // [length · ciphertext · tag] in buffers of at most SEAL_PIECE_BYTES; the tag never straddles two of them
+      const sizes = pieceSizes(LENGTH_BYTES + n);
+      const alloc = (k: number): Buffer => (k === SEAL_PIECE_BYTES ? takePiece() : Buffer.allocUnsafe(k));
+      let piece = alloc(sizes[0]!);
+      piece.writeUInt32BE(n, 0);
+      ctx.begin(iv, piece.subarray(0, LENGTH_BYTES));
+      let pi = 0;
+      let at = LENGTH_BYTES;
       for (const p of parts) {
-        this.ctx.update(p, frame, o);
-        o += p.byteLength;
+        for (let from = 0; from < p.byteLength; ) {
+          if (at === piece.length) {
+            emit(piece);
+            piece = alloc(sizes[++pi]!);
+            at = 0;
+          }
+          const k = Math.min(p.byteLength - from, piece.length - at);
+          ctx.update(k === p.byteLength ? p : p.subarray(from, from + k), piece, at);
+          from += k;
+          at += k;
+        }
       }
-      this.ctx.finishEncrypt(frame, o);
-      return [frame];
+      if (pi < sizes.length - 1) {
+        // the ciphertext ended exactly where a piece ended: the last piece is the tag alone
+        emit(piece);
+        piece = alloc(sizes[++pi]!);
+        at = 0;
+      }
+      ctx.finishEncrypt(piece, at);
+      emit(piece);
+      return;
     }
     const len = Buffer.allocUnsafe(LENGTH_BYTES);
     len.writeUInt32BE(n);
     const c = createCipheriv(CIPHER, this.key, iv, { authTagLength: TAG_BYTES });
     c.setAAD(len);
-    const out: Buffer[] = [len];
-    if (n - TAG_BYTES < JOIN_BELOW && parts.length > 1) out.push(c.update(Buffer.concat(parts, n - TAG_BYTES)));
-    else for (const p of parts) out.push(c.update(p));
+    emit(len);
+    if (n - TAG_BYTES < JOIN_BELOW && parts.length > 1) emit(c.update(Buffer.concat(parts, n - TAG_BYTES)));
+    else for (const p of parts) emit(c.update(p));
     c.final();
-    out.push(c.getAuthTag());
-    return out;
+    emit(c.getAuthTag());
   }
 }
 
@@ -219,6 +301,8 @@ export class Opener {
   private readonly iv = Buffer.alloc(12);
   private readonly len = Buffer.alloc(LENGTH_BYTES);
   private readonly ctx: GcmContext | undefined;
+  /** The frame being opened piece by piece (`begin` … `finish`). */
+  private stream: { plain: Buffer; at: number; decipher?: DecipherGCM } | undefined;
 
   constructor(private readonly key: Buffer) {
     const G = nativeGcm();
@@ -277,6 +361,63 @@ export class Opener {
     }
     this.counter++;
     return out.length === 1 ? out[0]! : Buffer.concat(out);
+  }
+
+  /**
+   * Streaming opening of one frame (the lane's reader, ./reader.ts): `begin` once its length is known, `update` with
+   * each piece of ciphertext as the socket delivers it (decrypted at once into one plaintext buffer of the frame's
+   * size, the piece itself left untouched), `finish` with the tag. The plaintext is returned only by `finish`, after
+   * the tag verified: before that nothing of it may be parsed. On LANE_AUTH it is zeroed first. `body`: n of the
+   * frame (ciphertext + tag bytes), ≥ TAG_BYTES.
+   */
+  begin(body: number): void {
+    if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
+    if (this.stream !== undefined) throw new Error('Opener.begin inside a frame');
+    this.len.writeUInt32BE(body);
+    const iv = nonceOf(this.counter, this.iv);
+    const plain = Buffer.allocUnsafe(body - TAG_BYTES);
+    if (this.ctx !== undefined) {
+      this.ctx.begin(iv, this.len);
+      this.stream = { plain, at: 0 };
+      return;
+    }
+    const d = createDecipheriv(CIPHER, this.key, iv, { authTagLength: TAG_BYTES });
+    d.setAAD(this.len);
+    this.stream = { plain, at: 0, decipher: d };
+  }
+
+  /** The next piece of the frame's ciphertext (in order; their total is the frame's n − 16). */
+  update(piece: Uint8Array): void {
+    const st = this.stream;
+    if (st === undefined) throw new Error('Opener.update outside a frame');
+    if (piece.byteLength > st.plain.length - st.at) throw new LaneError('LANE_MALFORMED', 'ciphertext past the frame length');
+    if (this.ctx !== undefined) this.ctx.update(piece, st.plain, st.at);
+    else st.plain.set(st.decipher!.update(piece), st.at);
+    st.at += piece.byteLength;
+  }
+
+  /** Checks the tag; the frame's plaintext, or LANE_AUTH (the plaintext zeroed, nothing returned). */
+  finish(tag: Uint8Array): Buffer {
+    const st = this.stream;
+    if (st === undefined || st.at !== st.plain.length) throw new Error('Opener.finish before the whole ciphertext');
+    this.stream = undefined;
+    let ok: boolean;
+    if (this.ctx !== undefined) ok = this.ctx.finishDecrypt(tag);
+    else {
+      st.decipher!.setAuthTag(tag);
+      try {
+        st.decipher!.final();
+        ok = true;
+      } catch {
+        ok = false;
+      }
+    }
+    if (!ok) {
+      st.plain.fill(0); // nothing of a forged frame's plaintext stays around
+      throw this.authError();
+    }
+    this.counter++;
+    return st.plain;
   }
 
   private authError(): LaneError {

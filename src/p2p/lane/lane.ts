@@ -8,9 +8,8 @@
 import type { Socket } from 'node:net';
 import type { AbortOptions } from '../../util/abort.js';
 import type { DuplexStream, ProtocolHandler, StreamInfo } from '../types.js';
-import { type Opener, type Sealer } from './aead.js';
+import { SEAL_PIECE_BYTES, givePiece, type Opener, type Sealer } from './aead.js';
 import {
-  FrameAccumulator,
   HELLO_MAGIC,
   MAX_PROTOCOL_BYTES,
   MAX_REASON_BYTES,
@@ -28,6 +27,7 @@ import {
   subHeader,
 } from './codec.js';
 import { LaneError, isLaneViolation } from './errors.js';
+import { SealedFrameReader } from './reader.js';
 import { LaneStream, LaneStreamResetError, type StreamHost } from './stream.js';
 
 export interface LaneLimits {
@@ -72,6 +72,9 @@ export interface LaneInit {
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: true });
 
+/** Sub-frames queued together fill one sealed frame up to this many bytes; the next one starts another frame. */
+const COALESCE_BYTES = 256 * 1024;
+
 /** A sealed frame this small in several buffers is joined into one write. */
 const JOIN_BELOW = 64 * 1024;
 
@@ -82,9 +85,8 @@ export class Lane implements StreamHost {
   /** The lane's socket (tests kill it to see the fallback). */
   readonly socket: Socket;
   private readonly sealer: Sealer;
-  private readonly opener: Opener;
   private readonly limits: LaneLimits;
-  private readonly acc: FrameAccumulator;
+  private readonly reader: SealedFrameReader;
   private readonly streams = new Map<number, LaneStream>();
   private readonly opens = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
   private readonly inboundByProtocol = new Map<string, number>();
@@ -110,16 +112,15 @@ export class Lane implements StreamHost {
     this.role = init.role;
     this.remoteAddr = init.remoteAddr;
     this.sealer = init.sealer;
-    this.opener = init.opener;
     this.limits = init.limits;
     this.nextId = init.role === 'client' ? 1 : 2;
     this.helloSeen = init.helloSeen ?? false;
-    this.acc = new FrameAccumulator(init.limits.maxFramePlainBytes + 16);
+    this.reader = new SealedFrameReader(init.opener, init.limits.maxFramePlainBytes + 16);
     this.socket.setNoDelay(true);
     this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
     this.socket.on('drain', () => this.onDrained());
     this.socket.on('error', (e) => this.close(new LaneError('LANE_CLOSED', `lane socket failed: ${e.message}`, { peer: this.peer }, e)));
-    this.socket.on('close', () => this.close(new LaneError(this.acc.midFrame ? 'LANE_TRUNCATED' : 'LANE_CLOSED', `lane to ${this.peer} closed by the other end`, { peer: this.peer })));
+    this.socket.on('close', () => this.close(new LaneError(this.reader.midFrame ? 'LANE_TRUNCATED' : 'LANE_CLOSED', `lane to ${this.peer} closed by the other end`, { peer: this.peer })));
     this.idleTimer = setInterval(() => {
       if (this.streams.size === 0 && this.opens.size === 0 && Date.now() - this.lastActive > this.limits.idleMs) this.close(new LaneError('LANE_CLOSED', 'lane idle'));
     }, Math.max(50, Math.floor(init.limits.idleMs / 2)));
@@ -269,7 +270,9 @@ export class Lane implements StreamHost {
       for (const parts of subs) {
         let k = 0;
         for (const p of parts) k += p.byteLength;
-        if (n + k > this.limits.maxFramePlainBytes && group.length > 0) {
+        // a sealed frame holds sub-frames up to the cap; once it holds COALESCE_BYTES the next one starts a new frame,
+        // so that a bulk DATA (its own frame) is not held back behind another one, nor the far end's reader on it
+        if ((n + k > this.limits.maxFramePlainBytes || n >= COALESCE_BYTES) && group.length > 0) {
           this.writeFrame(group, n);
           group = [];
           n = 0;
@@ -292,14 +295,15 @@ export class Lane implements StreamHost {
   }
 
   private writeFrame(group: Uint8Array[], n: number): void {
-    const sealed = this.sealer.seal(group);
     this.stats.framesOut++;
     this.stats.bytesOut += n;
     this.lastActive = Date.now();
-    if (sealed.length === 1) {
-      this.socket.write(sealed[0]!);
+    if (this.sealer.native) {
+      // each buffer of the frame (≤ 256 KiB) written as soon as it is sealed
+      this.sealer.sealEach(group, this.writeOut);
       return;
     }
+    const sealed = this.sealer.seal(group);
     if (n < JOIN_BELOW) {
       this.socket.write(Buffer.concat(sealed));
       return;
@@ -308,6 +312,12 @@ export class Lane implements StreamHost {
     for (const b of sealed) this.socket.write(b);
     this.socket.uncork();
   }
+
+  private readonly writeOut = (b: Buffer): void => {
+    // a full piece goes back to the sealing pool once the socket has written it (no longer referred to)
+    if (b.length === SEAL_PIECE_BYTES) this.socket.write(b, (e) => e == null && givePiece(b));
+    else this.socket.write(b);
+  };
 
   private onDrained(): void {
     if (this.congested()) return;
@@ -320,23 +330,23 @@ export class Lane implements StreamHost {
   private onData(chunk: Buffer): void {
     if (this.closedWith !== undefined) return;
     try {
-      this.acc.push(chunk);
-      for (;;) {
-        const f = this.acc.next();
-        if (f === undefined) break;
-        // LANE_AUTH before anything of it is parsed; the socket's chunks are ours, read once: decrypted in place
-        const plain = this.opener.open(f.pieces, f.tag, true);
-        this.stats.framesIn++;
-        this.stats.bytesIn += plain.length;
-        this.lastActive = Date.now();
-        forEachSubFrame(plain, (type, id, payload) => this.onSub(type, id, payload));
-        if (this.closedWith !== undefined) return;
-      }
+      // each plaintext only after its tag verified (LANE_AUTH first), before anything of it is parsed
+      this.reader.push(chunk, this.onPlain);
     } catch (e) {
       if (isLaneViolation(e)) this.close(e as LaneError);
       else this.close(new LaneError('LANE_CLOSED', `lane read failed: ${(e as Error).message}`, undefined, e));
     }
   }
+
+  private readonly onPlain = (plain: Buffer): boolean => {
+    this.stats.framesIn++;
+    this.stats.bytesIn += plain.length;
+    this.lastActive = Date.now();
+    forEachSubFrame(plain, this.onSubFrame);
+    return this.closedWith === undefined;
+  };
+
+  private readonly onSubFrame = (type: number, id: number, payload: Buffer): void => this.onSub(type, id, payload);
 
   private onSub(type: number, id: number, payload: Buffer): void {
     if (!this.helloSeen) {

@@ -55,8 +55,10 @@ export const LANE_DEFAULTS: LaneOptions = {
   enabled: true,
   listenHost: '0.0.0.0',
   port: 0,
-  // 256 KiB pieces: 4 cipher calls per MiB, and the far end decrypts one while the next is sealed
-  maxFramePlainBytes: 256 * 1024,
+  // a message of up to ~4 MiB (a 1 MiB request, a prefill chunk's activations) goes in one sealed frame: the far end
+  // decrypts it as its reads arrive into one buffer and hands the DATA on as one view, no join (./reader.ts). The
+  // sender writes it in 256 KiB pieces as they are sealed; the receiver holds at most one frame's plaintext per lane.
+  maxFramePlainBytes: 4 * 1024 * 1024,
   windowBytes: 2 * 1024 * 1024,
   maxStreams: 1024,
   writeHighWaterBytes: 1024 * 1024,

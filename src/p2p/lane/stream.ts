@@ -32,6 +32,14 @@ export class LaneStreamResetError extends Error {
   override readonly name = 'StreamResetError';
 }
 
+/**
+ * Set (true) on a stream whose chunks are never reused or written after they are yielded: a reader may keep views of
+ * them (rpc/frame.ts takes a large message body as a view instead of copying it). A lane's chunks are views into
+ * authenticated plaintexts that the lane made for this one delivery (a frame's own buffer, a socket read decrypted
+ * in place, or a block small payloads are appended to past every view handed out).
+ */
+export const STABLE_CHUNKS = Symbol.for('neuroshard.stable-chunks');
+
 /** DATA payloads up to this size are copied together into one block for the reader (see `LaneStream.inbox`). */
 const SMALL_DATA_BYTES = 512;
 const TAIL_BLOCK_BYTES = 16 * 1024;
@@ -39,6 +47,7 @@ const TAIL_BLOCK_BYTES = 16 * 1024;
 type Waiter = { resolve: () => void; reject: (e: unknown) => void };
 
 export class LaneStream implements DuplexStream {
+  readonly [STABLE_CHUNKS] = true;
   /** Send credit left (bytes the other end still accepts). */
   private credit: number;
   /** Data waiting for credit. */

@@ -11,6 +11,7 @@
 import { Uint8ArrayList } from 'uint8arraylist';
 import type { AbortOptions } from '../../util/abort.js';
 import type { ByteChunk, DuplexStream } from '../../p2p/types.js';
+import { STABLE_CHUNKS } from '../../p2p/lane/stream.js';
 import { RpcViolationError } from './errors.js';
 
 export const FRAME_MESSAGE = 0x00;
@@ -96,11 +97,19 @@ export async function writeFrameWaiting(stream: DuplexStream, kind: number, body
   if (!stream.send(body)) await stream.onDrain(wait());
 }
 
+/**
+ * A body this large that lies in one chunk of a stream marked STABLE_CHUNKS (a lane's) is handed on as a view of that
+ * chunk, not copied, as long as the view is at least half of the memory it keeps alive.
+ */
+export const VIEW_MIN_BYTES = 64 * 1024;
+
 /** Pulls frames off a stream one at a time, each with its own size limit. */
 export class FrameReader {
   private readonly buf = new Uint8ArrayList();
   private readonly it: AsyncIterator<Uint8Array | ByteChunk>;
   private ended = false;
+  /** The source never reuses a chunk it yielded (STABLE_CHUNKS): large bodies may be views. */
+  private readonly stable: boolean;
   /** Total bytes read, for accounting. */
   bytesRead = 0;
 
@@ -110,6 +119,7 @@ export class FrameReader {
     private readonly kinds: readonly number[] = CALL_KINDS,
   ) {
     this.it = source[Symbol.asyncIterator]();
+    this.stable = (source as { [STABLE_CHUNKS]?: unknown })[STABLE_CHUNKS] === true;
   }
 
   /**
@@ -144,8 +154,16 @@ export class FrameReader {
     const kind = this.buf.get(prefixBytes);
     if (!this.kinds.includes(kind)) throw new RpcViolationError('RPC_UNKNOWN_FRAME', `unknown frame kind 0x${kind.toString(16)}`);
     // A copy: a view into the transport's chunk may be overwritten by later reads (seen with hidden states decoded
-    // on a bidi stream and read after an await), and decoded messages keep views of their bytes fields.
-    const body = this.buf.slice(prefixBytes + 1, prefixBytes + len);
+    // on a bidi stream and read after an await), and decoded messages keep views of their bytes fields. Only a
+    // large body from a source that never reuses its chunks (a lane: STABLE_CHUNKS) is a view, when it lies in one
+    // chunk (subarray joins it otherwise) and is at least half of the buffer it keeps alive.
+    // Either way a plain Uint8Array, never a Buffer: decoded bytes fields are subarrays of it, and code that copies
+    // one with `.slice()` (tensor-wire's alignment) must get a copy (Buffer's slice is a view).
+    let body: Uint8Array;
+    if (this.stable && len - 1 >= VIEW_MIN_BYTES) {
+      const v = this.buf.subarray(prefixBytes + 1, prefixBytes + len);
+      body = v.buffer.byteLength > 2 * v.byteLength ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    } else body = this.buf.slice(prefixBytes + 1, prefixBytes + len);
     this.buf.consume(prefixBytes + len);
     return { kind: kind as Frame['kind'], body };
   }

@@ -46,8 +46,29 @@ Napi::Value TrimHeap(const Napi::CallbackInfo& info) {
   return deferred.Promise();
 }
 
+// setMallocPolicy(mmapThreshold, trimThreshold) -> true | false | null: fixed glibc thresholds (mallopt), so that a
+// freed large buffer stays in the heap for the next one instead of being unmapped (or trimmed off the heap's top) and
+// mapped and faulted in again: a fresh 1 MiB buffer the lane fills cost 4-5x its memset (docs/LIMITS.md "Session 22:
+// 1 MiB on the lane"). The periodic trim above still gives free pages back. null where there is no mallopt.
+Napi::Value SetMallocPolicy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "setMallocPolicy(mmapThreshold, trimThreshold)");
+  double mmapT = info[0].As<Napi::Number>().DoubleValue();
+  double trimT = info[1].As<Napi::Number>().DoubleValue();
+  // glibc caps M_MMAP_THRESHOLD at 32 MiB on 64-bit (HEAP_MAX_SIZE / 2) and refuses more
+  if (!(mmapT >= 0 && mmapT <= 32.0 * 1024 * 1024) || !(trimT >= 0 && trimT <= 2147483647.0)) throw Napi::RangeError::New(env, "threshold out of range");
+#if defined(__GLIBC__)
+  bool ok = mallopt(M_MMAP_THRESHOLD, static_cast<int>(mmapT)) == 1;
+  ok = mallopt(M_TRIM_THRESHOLD, static_cast<int>(trimT)) == 1 && ok;
+  return Napi::Boolean::New(env, ok);
+#else
+  return env.Null();
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("trimHeap", Napi::Function::New(env, TrimHeap, "trimHeap"));
+  exports.Set("setMallocPolicy", Napi::Function::New(env, SetMallocPolicy, "setMallocPolicy"));
   return exports;
 }
 

@@ -351,3 +351,27 @@ describe('lane streams', () => {
     assert.equal(code(await q.serverClosed), 'LANE_PROTOCOL');
   });
 });
+
+describe('lane bulk messages (session 22)', () => {
+  it('with the default limits a 1 MiB message reaches its reader as one chunk, over many socket reads, and is echoed whole', async () => {
+    const p = await lanePair(LANE_DEFAULTS);
+    const msg = randomBytes(1 << 20);
+    const s = await p.client.openStream('/echo');
+    const chunks: Uint8Array[] = [];
+    const back = (async () => {
+      for await (const c of s) chunks.push(c instanceof Uint8Array ? c : c.subarray());
+    })();
+    const framesBefore = p.server.stats.framesIn;
+    if (!s.send(msg)) await s.onDrain();
+    await s.close();
+    await back;
+    assert.ok(Buffer.concat(chunks).equals(msg));
+    // the echo handler got it as one view and sent it back as one DATA: one chunk here too
+    const big = chunks.filter((c) => c.byteLength > 64 * 1024);
+    assert.equal(big.length, 1, `chunk sizes ${chunks.map((c) => c.byteLength).join(',')}`);
+    assert.equal(big[0]!.byteLength, msg.length);
+    assert.ok(p.server.stats.framesIn - framesBefore <= 3, `${p.server.stats.framesIn - framesBefore} frames for one 1 MiB message`);
+    p.client.close();
+    await p.serverClosed;
+  });
+});
