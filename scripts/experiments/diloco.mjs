@@ -8,7 +8,7 @@
 //        [--baseline-data same|own] [--max-grad-norm G] [--weight-decay W] [--beta1 B] [--eval-every S] [--diag]
 //        [--outer-warmup N] [--average-rounds K] [--inner-schedule run|round] [--final-inner-steps F]
 //        [--warm-steps W] [--warm-save FILE] [--warm-from FILE] [--round-steps H1,H2,…] [--round-outer-lr η1,η2,…]
-//        [--inner-lr L]
+//        [--inner-lr L] [--round-inner-lr L1,L2,…]
 //
 // All replicas run in this one process, one after the other (the machine has 2 shared cores; the math is the
 // same as on separate machines). Each replica is a whole model (LlamaShard over every layer) with its own
@@ -46,6 +46,9 @@
 // steps (the number of rounds is the list's length; the cosine still runs over their sum); --round-outer-lr η1,η2,…
 // gives every round its own outer lr (momentum stays --outer-momentum; not with --outer-warmup or --average-rounds);
 // --inner-lr L gives the DiLoCo replicas their own peak lr (the baseline and the warm phase keep --lr).
+// Session 22 (experiment-only): --round-inner-lr L1,L2,… gives the replicas a peak lr per round: the run's one
+// warm-up + cosine keeps its shape and is scaled by L_r/--lr during round r (floor 10 % of L_r, as for --lr), so a run
+// can keep the baseline's lr early and raise the replicas' late (not with --inner-lr or --inner-schedule round).
 // `tokens`, `ddp_bytes` and `bytes_ratio` count the continuation only; `warm_tokens` the warm phase (equal on both
 // sides), `warm_ddp_bytes` what the warm phase would upload if R workers trained it data-parallel, and
 // `bytes_ratio_with_warm` the ratio when both sides pay that.
@@ -114,6 +117,7 @@ export function defaults() {
     roundSteps: undefined,
     roundOuterLr: undefined,
     innerLr: undefined,
+    roundInnerLr: undefined,
   };
 }
 
@@ -136,6 +140,10 @@ export function applyRoundLists(o) {
   if (o.roundOuterLr !== undefined) {
     if (o.outerWarmup > 0 || o.averageRounds > 0) throw new Error('--round-outer-lr goes without --outer-warmup and --average-rounds');
     if (o.roundOuterLr.length !== o.rounds) throw new Error(`--round-outer-lr has ${o.roundOuterLr.length} values for ${o.rounds} rounds`);
+  }
+  if (o.roundInnerLr !== undefined) {
+    if (o.innerLr !== undefined || o.innerSchedule !== 'run') throw new Error('--round-inner-lr goes without --inner-lr and with --inner-schedule run');
+    if (o.roundInnerLr.length !== o.rounds) throw new Error(`--round-inner-lr has ${o.roundInnerLr.length} values for ${o.rounds} rounds`);
   }
   return o;
 }
@@ -410,6 +418,12 @@ export async function runDiLoCo(o, ctx, log = () => {}, warm = null) {
         r.trainer.options.decaySteps = o.innerSteps;
         r.trainer.loadState({ ...r.trainer.state(), step: 0 });
       }
+      if (o.roundInnerLr !== undefined) {
+        // this round's peak: the same schedule shape, scaled (lrAt is linear in lr and minLr together)
+        const L = o.roundInnerLr[round];
+        r.trainer.options.minLr = (r.trainer.options.minLr / r.trainer.options.lr) * L;
+        r.trainer.options.lr = L;
+      }
     }
     const H = roundSteps(o, round);
     const startHashes = replicas.map((r) => JSON.stringify(r.node.startRound()));
@@ -575,6 +589,7 @@ export async function runOne(o, ctx, log) {
     ...(o.roundSteps !== undefined ? { round_steps: o.roundSteps } : {}),
     ...(o.roundOuterLr !== undefined ? { round_outer_lr: o.roundOuterLr } : {}),
     ...(o.innerLr !== undefined ? { replica_lr: o.innerLr } : {}),
+    ...(o.roundInnerLr !== undefined ? { round_inner_lr: o.roundInnerLr } : {}),
   };
 }
 
@@ -616,6 +631,7 @@ async function main() {
       'round-steps': { type: 'string' },
       'round-outer-lr': { type: 'string' },
       'inner-lr': { type: 'string' },
+      'round-inner-lr': { type: 'string' },
       curve: { type: 'string' },
       json: { type: 'boolean' },
     },
@@ -655,6 +671,7 @@ async function main() {
   if (values['warm-from'] !== undefined) o.warmFrom = values['warm-from'];
   if (values['round-steps'] !== undefined) o.roundSteps = parseList('round-steps', values['round-steps'], true);
   if (values['round-outer-lr'] !== undefined) o.roundOuterLr = parseList('round-outer-lr', values['round-outer-lr']);
+  if (values['round-inner-lr'] !== undefined) o.roundInnerLr = parseList('round-inner-lr', values['round-inner-lr']);
   if (values['inner-schedule'] !== undefined) o.innerSchedule = values['inner-schedule'];
   if (values['baseline-data'] !== undefined) o.baselineData = values['baseline-data'];
   if (values.diag) o.diag = true;
