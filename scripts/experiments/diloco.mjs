@@ -49,6 +49,9 @@
 // Session 22 (experiment-only): --round-inner-lr L1,L2,… gives the replicas a peak lr per round: the run's one
 // warm-up + cosine keeps its shape and is scaled by L_r/--lr during round r (floor 10 % of L_r, as for --lr), so a run
 // can keep the baseline's lr early and raise the replicas' late (not with --inner-lr or --inner-schedule round).
+// --baseline-round-lr (with --round-inner-lr; lead, session 22) gives the synchronous baseline the same per-round
+// peak lr at the same step boundaries, so that a gap measured with a raised late lr is not a lever the baseline was
+// denied.
 // `tokens`, `ddp_bytes` and `bytes_ratio` count the continuation only; `warm_tokens` the warm phase (equal on both
 // sides), `warm_ddp_bytes` what the warm phase would upload if R workers trained it data-parallel, and
 // `bytes_ratio_with_warm` the ratio when both sides pay that.
@@ -355,7 +358,19 @@ export async function runBaseline(o, ctx, log = () => {}, warm = null) {
   }
   const every = o.evalEvery ?? o.innerSteps;
   const curve = [{ step: 0, loss: evalLoss(shard, ctx.val) }];
+  // --baseline-round-lr: round r's peak lr from --round-inner-lr from the step where the replicas' round r begins
+  const base = { lr: trainer.options.lr, minLr: trainer.options.minLr };
+  const roundAt = (s) => {
+    let end = 0;
+    for (let r = 0; r < o.rounds; r++) if (s <= (end += roundSteps(o, r))) return r;
+    return o.rounds - 1;
+  };
   for (let s = 1; s <= steps; s++) {
+    if (o.baselineRoundLr && o.roundInnerLr !== undefined) {
+      const L = o.roundInnerLr[roundAt(s)];
+      trainer.options.lr = L;
+      trainer.options.minLr = (base.minLr / base.lr) * L;
+    }
     trainer.trainStep(toBatch(stream.next()));
     if (s % every === 0 || s === steps) {
       curve.push({ step: s, loss: evalLoss(shard, ctx.val) });
@@ -615,6 +630,7 @@ async function main() {
       'outer-momentum': { type: 'string' },
       'ef-beta': { type: 'string' },
       'no-baseline': { type: 'boolean' },
+      'baseline-round-lr': { type: 'boolean' },
       'baseline-data': { type: 'string' },
       'max-grad-norm': { type: 'string' },
       'weight-decay': { type: 'string' },
@@ -677,6 +693,10 @@ async function main() {
   if (values.diag) o.diag = true;
   for (const k of ['attack', 'aggregator', 'compress', 'model']) if (values[k] !== undefined) o[k] = values[k];
   if (values['no-baseline']) o.baseline = false;
+  if (values['baseline-round-lr']) {
+    if (values['round-inner-lr'] === undefined) throw new Error('--baseline-round-lr goes with --round-inner-lr');
+    o.baselineRoundLr = true;
+  }
   if (o.attack !== 'none' && o.byzantine === 0) o.byzantine = 1;
   applyRoundLists(o);
   const log = (s) => process.stderr.write(`diloco: ${s}\n`);
