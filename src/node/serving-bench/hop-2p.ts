@@ -11,44 +11,14 @@
  * process: read it beside the one-process keys, not instead of them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { keyFromPrivate } from '../../identity/index.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../../protocols/inference.js';
-import { createNodeNetwork, type NodeNetwork } from '../network.js';
+import type { NodeNetwork } from '../network.js';
+import { net } from './bench-node.js';
 
-/** One libp2p node of the 2-process hop (bench tuning: no discovery, fast heartbeats). */
-export async function hopNode(networkId: string, boot: string[], span: { start: number; end: number } | undefined, rpcLane: boolean): Promise<NodeNetwork> {
-  const n = await createNodeNetwork({
-    networkId,
-    key: keyFromPrivate(randomBytes(32)),
-    options: {
-      dataDir: '/nonexistent',
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      announce: [],
-      bootstrap: boot,
-      trackers: [],
-      genesis: boot.length === 0,
-      mdns: false,
-      upnp: false,
-      relay: false,
-      relayDataLimitMb: 256,
-      relayDurationS: 600,
-      maxConnections: 200,
-      span,
-      rpcLane,
-      heartbeatIntervalMs: 1000,
-      peerStaleMs: 5000,
-      peerDeadMs: 20_000,
-    },
-    tuning: { ephemeralPeerStore: true, inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100, retryBaseMs: 200, retryMaxMs: 2000, pubsubHeartbeatMs: 300, autonat: false, dcutr: false },
-  });
-  await n.start();
-  return n;
-}
 
 /** The identity hop [1, 2) of width C: protocol overhead only (as the one-process rig, bench.ts openHop). */
 export function identityHop(C: number): HopCompute {
@@ -67,7 +37,7 @@ export function identityHop(C: number): HopCompute {
 
 /** The child's side: the hop node and a raw TCP echo (every byte back); tells its addresses as one JSON line. */
 export async function serveHop2p(networkId: string, C: number, rpcLane: boolean): Promise<{ hello: Hop2pHello; close: () => Promise<void> }> {
-  const a = await hopNode(networkId, [], { start: 1, end: 2 }, rpcLane);
+  const a = await net(networkId, [], { start: 1, end: 2 }, 'fast', rpcLane);
   const srv = new InferenceHopServer(identityHop(C), HOP_LIMIT_DEFAULTS);
   await srv.register(a.rpc);
   const tcp: Server = createServer((s) => {
@@ -148,7 +118,7 @@ export async function hopRtt2p(networkId: string, C: number, reps: number, warm:
       child.once('exit', (code) => reject(new Error(`hop-2p server exited (${code})`)));
     });
     const hello = JSON.parse(line) as Hop2pHello;
-    e = await hopNode(networkId, [hello.multiaddr], undefined, rpcLane);
+    e = await net(networkId, [hello.multiaddr], undefined, 'fast', rpcLane);
     s = new RemoteHopSession(e.rpc, hello.peerId, { start: 1, end: 2 }, { id: 'bench-2p', maxLen: 1 << 16, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }, { hiddenSize: C, vocabSize: 10, wire: 'f32' });
     const x = new Float32Array(C).fill(0.5);
     const ac = new AbortController();
