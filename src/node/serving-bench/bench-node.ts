@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { keyFromPrivate } from '../../identity/index.js';
+import type { HopCompute } from '../../protocols/inference.js';
 import { createNodeNetwork, NETWORK_TUNING_DEFAULTS, type NodeNetwork } from '../network.js';
 import { DEFAULTS as OPTION_DEFAULTS } from '../options.js';
 
@@ -55,4 +56,19 @@ export async function net(networkId: string, boot: string[], span?: { start: num
   });
   await n.start();
   return n;
+}
+
+/** The identity hop [1, 2) of width C: protocol overhead only (the one-process rig, bench.ts openHop, and the child of hop-2p.ts). */
+export function identityHop(C: number): HopCompute {
+  return {
+    span: () => ({ start: 1, end: 2 }),
+    numLayers: 3,
+    hiddenSize: C,
+    vocabSize: 10,
+    contextLength: 1 << 16,
+    kvBytesPerPosition: () => 0,
+    open: async () => {},
+    step: async (_id, input) => ({ hidden: input.hidden! }),
+    close: async () => {},
+  };
 }

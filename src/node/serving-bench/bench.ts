@@ -42,7 +42,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import type { BenchSection } from '../../compute/bench.js';
 import { ComputeClient } from '../../compute/index.js';
 import { presetConfig, type LlamaConfig } from '../../model/index.js';
-import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../../protocols/inference.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../protocols/inference.js';
 import { BanList, DRIVER_DEFAULTS, runGeneration, type HolderView, type ModelView } from '../../router/index.js';
 import { waitFor } from '../../util/abort.js';
 import { NeuroShardError } from '../../util/errors.js';
@@ -50,7 +50,7 @@ import { TINY_CONFIG } from '../train.js';
 import { bundledGenesis } from '../genesis.js';
 import type { NodeNetwork } from '../network.js';
 import { workerHopCompute } from '../serving.js';
-import { BENCH_LANE, net, type Pace } from './bench-node.js';
+import { BENCH_LANE, identityHop, net, type Pace } from './bench-node.js';
 import { alternate, blockTokS, idleCpuMedian, pairedRatio, pooledTokS, type Block } from './paired.js';
 import { hopRtt2p } from './hop-2p.js';
 
@@ -107,17 +107,7 @@ export interface HopRig {
 export async function openHop(networkId: string, C: number, rpcLane: boolean = BENCH_LANE): Promise<HopRig> {
   const a = await net(networkId, [], { start: 1, end: 2 }, 'fast', rpcLane);
   const e = await net(networkId, [a.p2p.multiaddrs()[0]!], undefined, 'fast', rpcLane);
-  const identity: HopCompute = {
-    span: () => ({ start: 1, end: 2 }),
-    numLayers: 3,
-    hiddenSize: C,
-    vocabSize: 10,
-    contextLength: 1 << 16,
-    kvBytesPerPosition: () => 0,
-    open: async () => {},
-    step: async (_id, input) => ({ hidden: input.hidden! }),
-    close: async () => {},
-  };
+  const identity = identityHop(C);
   const srv = new InferenceHopServer(identity, HOP_LIMIT_DEFAULTS);
   await srv.register(a.rpc);
   const s = new RemoteHopSession(e.rpc, a.peerId, { start: 1, end: 2 }, { id: 'bench', maxLen: 1 << 16, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }, { hiddenSize: C, vocabSize: 10, wire: 'f32' });

@@ -15,25 +15,9 @@ import { readFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute } from '../../protocols/inference.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../protocols/inference.js';
 import type { NodeNetwork } from '../network.js';
-import { net } from './bench-node.js';
-
-
-/** The identity hop [1, 2) of width C: protocol overhead only (as the one-process rig, bench.ts openHop). */
-export function identityHop(C: number): HopCompute {
-  return {
-    span: () => ({ start: 1, end: 2 }),
-    numLayers: 3,
-    hiddenSize: C,
-    vocabSize: 10,
-    contextLength: 1 << 16,
-    kvBytesPerPosition: () => 0,
-    open: async () => {},
-    step: async (_id, input) => ({ hidden: input.hidden! }),
-    close: async () => {},
-  };
-}
+import { identityHop, net } from './bench-node.js';
 
 /** The child's side: the hop node and a raw TCP echo (every byte back); tells its addresses as one JSON line. */
 export async function serveHop2p(networkId: string, C: number, rpcLane: boolean): Promise<{ hello: Hop2pHello; close: () => Promise<void> }> {
