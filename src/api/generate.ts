@@ -28,6 +28,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { InvalidArgumentError, NeuroShardError, errorMessage } from '../util/errors.js';
+import { onceClosed } from './closed.js';
 import { cutOffSlowReader, endWithin } from './stream-budget.js';
 
 // ───────────────────────────── the generation interface ─────────────────────────────
@@ -248,12 +249,12 @@ export function registerGenerateRoutes(app: FastifyInstance, generator: () => Ge
     if (gen === undefined) return sendError(reply, 503, 'not_serving', 'this node cannot generate yet (no model and no route)');
     if (running >= GENERATE_API_LIMITS.concurrent) return sendError(reply, 503, 'busy', `${GENERATE_API_LIMITS.concurrent} generations are running; retry later`);
     running++;
-    // the client going away stops the generation (and frees its sessions on every hop)
+    // the client going away stops the generation (and frees its sessions on every hop): its response or its socket
+    // closing, whichever comes first (a pipelined request's response never closes when the client goes: ./closed.ts)
     const ac = new AbortController();
-    const onClose = (): void => {
+    const stopWatching = onceClosed(req, reply, () => {
       if (!reply.raw.writableFinished) ac.abort();
-    };
-    reply.raw.on('close', onClose);
+    });
     try {
       if (!p.stream) {
         try {
@@ -298,7 +299,7 @@ export function registerGenerateRoutes(app: FastifyInstance, generator: () => Ge
       return reply;
     } finally {
       running--;
-      reply.raw.off('close', onClose);
+      stopWatching();
     }
   });
 }

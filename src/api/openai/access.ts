@@ -7,6 +7,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiKeyStore } from '../keys.js';
 import type { RateLimiter } from '../rate-limit.js';
+import { onceClosed } from '../closed.js';
 import { invalidApiKey, rateLimited, sendOpenAiError, tooManyConcurrent } from './errors.js';
 
 /**
@@ -51,11 +52,13 @@ export function openAiAccess(o: AccessOptions) {
       if (!d.ok) return sendOpenAiError(reply, rateLimited(d.retryAfterS, perMin));
     }
     if (o.keys !== undefined) {
-      // counted until the response's socket side closes (a hijacked stream included: no fastify hook runs for it)
+      // counted until the response closes (a hijacked stream included: no fastify hook runs for it) or its socket
+      // does, whichever comes first: a pipelined request's response waits in a queue behind the first one and never
+      // emits 'close' when the client goes away (Node 20), so its place was kept for good (attacks/api-pipelined)
       const n = inFlight.get(bucket) ?? 0;
       if (n >= maxInFlight) return sendOpenAiError(reply, tooManyConcurrent(maxInFlight));
       inFlight.set(bucket, n + 1);
-      reply.raw.once('close', () => {
+      onceClosed(req, reply, () => {
         const left = (inFlight.get(bucket) ?? 1) - 1;
         if (left <= 0) inFlight.delete(bucket);
         else inFlight.set(bucket, left);
