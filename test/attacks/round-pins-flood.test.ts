@@ -20,7 +20,7 @@ describe('round pins against fresh keys in numbers', () => {
         "keep.ts pinRound: at maxPins the oldest pin goes, so 256 fresh keys' pins a round push out a renewing " +
         "joiner's pin and its round leaves the kept set. Fix: when maxPins are held, replace the oldest pin that " +
         'protects nothing alone (its round is named by another live pin, or roundsToKeep does not keep it); refuse ' +
-        'the new pin when there is none (checked: 0 of 30 joiners lost under this flood)',
+        'the new pin when there is none (checked on a patched build: 0 of 30 lost; attacks/round-pins and unit keep pass)',
     },
     () => {
       const closed = Array.from({ length: KEPT_ROUNDS }, (_, i) => i);

@@ -23,8 +23,8 @@ describe('HopCommitQueue drops of commitments that never had a step', () => {
       todo:
         'hop-commit-queue.ts drop(): an id is queued for the worker even when no step of it was ever queued (and with ' +
         'no worker started), and the list is flushed only with a batch of steps: it grows 2 per step-less session. Fix: ' +
-        'mark a commitment in push() (e.g. a `sent` flag on QueuedCommitment) and have drop() skip one never sent, ' +
-        'and skip all while this.worker is undefined',
+        'mark a commitment in push() (e.g. a `sent` flag on QueuedCommitment, set for every job queued, posted or ' +
+        'not) and have drop() queue the id only for a commitment so marked',
     },
     async () => {
       const q = new HopCommitQueue({ useWorker: true });
