@@ -22,6 +22,8 @@ export interface QueuedCommitment {
   readonly id: number;
   value: Uint8Array;
   steps: number;
+  /** A step of it was queued for the worker: only then does the worker hold a chain value to forget on drop. */
+  sent?: boolean;
 }
 
 interface Job {
@@ -144,7 +146,9 @@ export class HopCommitQueue {
 
   /** The commitment is no longer used (its session ended): the worker forgets its chain value. */
   drop(target: QueuedCommitment): void {
-    if (!this.local) this.drops.push(target.id);
+    // Only ids the worker was sent steps for: a session opened and ended without a step (anyone may) would otherwise
+    // grow this list by two ids with nothing to flush it (review, session 23: 2M ids for 1M step-less sessions).
+    if (!this.local && target.sent === true) this.drops.push(target.id);
   }
 
   /** Resolves once every step queued so far is in its commitment's value (in order). */
@@ -189,6 +193,7 @@ export class HopCommitQueue {
       });
       return;
     }
+    job.target.sent = true;
     this.unsent.push(job);
     this.unsentBytes += job.values.byteLength;
     if (this.unsent.length >= (this.opts.batchJobs ?? BATCH_JOBS) || this.unsentBytes >= BATCH_BYTES) this.post();

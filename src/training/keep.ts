@@ -12,7 +12,7 @@
  * at most PIN_LIMITS.perPeer live pins per peer (a new one replaces the peer's oldest), each lives PIN_LIMITS.ms after
  * its last renewal and at most PIN_LIMITS.capMs after it was made, only a round still inside the window can be
  * newly pinned (a pin cannot be handed on to keep a round forever), at most PIN_LIMITS.maxPins pins are held in all
- * (a new one replaces the oldest), and of the pinned rounds that have left the window only the newest
+ * (a new one replaces the oldest pin that does not alone keep a round), and of the pinned rounds that have left the window only the newest
  * PIN_LIMITS.maxRounds are kept. A holder therefore keeps at most KEPT_ROUNDS + maxRounds snapshots.
  *
  * Why the distinct-rounds quota applies when a round leaves the window and not when it is pinned (session 22): a pin
@@ -71,7 +71,8 @@ export function roundsToKeep(closed: readonly number[], pins: readonly RoundPin[
 /**
  * `peer` pins `round` (it is downloading its weights). `closed`: the rounds the holder keeps now (ascending or not).
  * An existing pin of that peer on that round is renewed (up to its cap); a new pin needs the round inside the window,
- * replaces the peer's oldest pin when it has PIN_LIMITS.perPeer, and the oldest pin of all when maxPins are held.
+ * replaces the peer's oldest pin when it has PIN_LIMITS.perPeer, and, when maxPins are held, the oldest pin that
+ * does not alone keep a round (refused when every pin does).
  * Returns the new pin list (expired pins dropped) and whether the round is pinned for the peer now. A pinned round is
  * kept past the window while it is among the newest maxRounds pinned rounds there (roundsToKeep).
  */
@@ -101,7 +102,28 @@ export function pinRound(
     const drop = new Set(own.slice(0, own.length - limits.perPeer + 1));
     out = live.filter((p) => !drop.has(p));
   }
-  if (out.length >= limits.maxPins) out = [...out].sort((a, b) => a.since - b.since).slice(out.length - limits.maxPins + 1);
+  if (out.length >= limits.maxPins) {
+    // Replace the oldest pin that protects nothing alone: its round is named by another live pin too, or is not kept
+    // anyway. Replacing the oldest pin outright let maxPins fresh keys a round (one request each) push out a slow
+    // joiner's pin, whose round had left the window and could not be pinned again (review, session 23:
+    // test/attacks/round-pins-flood, 26 of 30 joiners lost their round). Only rounds in the window can be newly
+    // pinned, so at most KEPT_ROUNDS + maxRounds pins protect a round alone and a replaceable pin nearly always exists;
+    // when none does, the new pin is refused.
+    const kept = new Set(roundsToKeep(closed, out, now, window, limits.maxRounds));
+    const named = new Map<number, number>();
+    for (const p of out) named.set(p.round, (named.get(p.round) ?? 0) + 1);
+    const byAge = [...out].sort((a, b) => a.since - b.since);
+    const gone = new Set<RoundPin>();
+    for (const p of byAge) {
+      if (out.length - gone.size < limits.maxPins) break;
+      if ((named.get(p.round) ?? 0) > 1 || !kept.has(p.round)) {
+        gone.add(p);
+        named.set(p.round, (named.get(p.round) ?? 0) - 1);
+      }
+    }
+    if (out.length - gone.size >= limits.maxPins) return { pins: live, pinned: false };
+    out = out.filter((p) => !gone.has(p));
+  }
   return { pins: [...out, { peer, round, since: now, until: now + Math.min(limits.ms, limits.capMs) }], pinned: true };
 }
 

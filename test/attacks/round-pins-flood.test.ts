@@ -6,7 +6,8 @@
  * window, so 256 fresh keys a round (one request each) push every other pin out, the honest joiner's first: its pin
  * is the oldest (pins are ordered by when they were made; renewing does not move it), and once its round has left
  * the window it cannot pin it again. The holder then drops that round and the joiner's download fails, which is what
- * pins exist to prevent. Marked todo: src/training/* is another helper's; the fix is in the report.
+ * pins exist to prevent. Fixed: at maxPins the oldest pin that does not alone keep
+ * a round is replaced.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -15,13 +16,6 @@ import { KEPT_ROUNDS, PIN_LIMITS, pinRound, roundsToKeep, type RoundPin } from '
 describe('round pins against fresh keys in numbers', () => {
   it(
     "maxPins fresh keys a round do not push out a renewing joiner's pin and drop its round",
-    {
-      todo:
-        "keep.ts pinRound: at maxPins the oldest pin goes, so 256 fresh keys' pins a round push out a renewing " +
-        "joiner's pin and its round leaves the kept set. Fix: when maxPins are held, replace the oldest pin that " +
-        'protects nothing alone (its round is named by another live pin, or roundsToKeep does not keep it); refuse ' +
-        'the new pin when there is none (checked on a patched build: 0 of 30 lost; attacks/round-pins and unit keep pass)',
-    },
     () => {
       const closed = Array.from({ length: KEPT_ROUNDS }, (_, i) => i);
       let pins: RoundPin[] = [];

@@ -7,8 +7,8 @@
  * (anyone may: the first request opens it, `endSession` with no input ends it; the per-peer cap bounds sessions at
  * once, not one after another) never puts a step in the queue, so no batch is posted and the list only grows: two
  * numbers a session, for as long as no step comes, on a node whose worker was never even started. The worker only
- * needs the ids of commitments it was sent steps for. Marked todo: src/protocols/* is another helper's; the fix is
- * in the report.
+ * needs the ids of commitments it was sent steps for. Fixed: drop() queues
+ * only the ids of commitments that had a step queued (`sent`).
  *
  * The list is private state; the test reads its length (it has no other outward effect until the next batch).
  */
@@ -19,13 +19,6 @@ import { HopCommitQueue } from '../../../src/protocols/hop-commit-queue.js';
 describe('HopCommitQueue drops of commitments that never had a step', () => {
   it(
     'a million sessions opened and ended without a step leave nothing queued for the worker',
-    {
-      todo:
-        'hop-commit-queue.ts drop(): an id is queued for the worker even when no step of it was ever queued (and with ' +
-        'no worker started), and the list is flushed only with a batch of steps: it grows 2 per step-less session. Fix: ' +
-        'mark a commitment in push() (e.g. a `sent` flag on QueuedCommitment, set for every job queued, posted or ' +
-        'not) and have drop() queue the id only for a commitment so marked',
-    },
     async () => {
       const q = new HopCommitQueue({ useWorker: true });
       try {
