@@ -4,7 +4,8 @@
  * caches) that the per-layer path (one decodeLayer call a layer) and the op-by-op path compute, for float32 and
  * int8 weights, 1 and 2 threads, whole model and spans, through forward with a cache and decodeBatch of 1-8
  * sequences at different positions; and every step is one decodeLayers call. The configs are decode-layer.test.ts's
- * (products split among 2 threads, int8 blocks of 16 beside 32, a K past the f32 kernel's block) plus a deeper one.
+ * (products split among 2 threads, int8 blocks of 16 beside 32, a K past the f32 kernel's block) plus a deeper one
+ * whose FFN width (448: 7 runs of 64) has its SwiGLU phase split unevenly between 2 threads.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -47,8 +48,8 @@ const configs: { name: string; config: LlamaConfig }[] = [
     config: tinyConfig({ hidden_size: 64, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 1104, num_hidden_layers: 2, vocab_size: 64 }),
   },
   {
-    name: 'C128 L5',
-    config: tinyConfig({ hidden_size: 128, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 256, num_hidden_layers: 5, vocab_size: 64 }),
+    name: 'C128 F448 L5',
+    config: tinyConfig({ hidden_size: 128, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 448, num_hidden_layers: 5, vocab_size: 64 }),
   },
 ];
 
