@@ -102,7 +102,7 @@ void wait_until(Done done) {
 }  // namespace
 
 Pool::Shape& Pool::shape(int64_t ntasks, int nphases) {
-  const int64_t key = ntasks * 64 + nphases;
+  const int64_t key = ntasks * 4096 + nphases;
   Shape& sh = shapes_[static_cast<uint64_t>(key * 0x9E3779B97F4A7C15ull >> 32) % kShapes];
   if (sh.key != key && sh.key != -1) {
     // two shapes on one slot: the first keeps it, the second is counted in the last slot, marked mixed (-2)
@@ -137,7 +137,7 @@ Pool::~Pool() {
     for (const Shape& sh : shapes_)
       if (sh.solo + sh.helped > 0)
         std::fprintf(stderr, "  jobs of %lld tasks in %d phase(s): %lld no helper worked on (mean %.1f us), %lld a helper did (mean %.1f us)\n",
-                     static_cast<long long>(sh.key < 0 ? -1 : sh.key / 64), sh.key < 0 ? -1 : static_cast<int>(sh.key % 64), static_cast<long long>(sh.solo),
+                     static_cast<long long>(sh.key < 0 ? -1 : sh.key / 4096), sh.key < 0 ? -1 : static_cast<int>(sh.key % 4096), static_cast<long long>(sh.solo),
                      sh.solo > 0 ? static_cast<double>(sh.solo_ns) / 1e3 / static_cast<double>(sh.solo) : 0.0, static_cast<long long>(sh.helped),
                      sh.helped > 0 ? static_cast<double>(sh.helped_ns) / 1e3 / static_cast<double>(sh.helped) : 0.0);
   for (Buf& b : bufs_) std::free(b.p);
