@@ -8,6 +8,9 @@
 // (GB/s), and the tasks' summed wall ÷ the phase's wall (≈ threads busy). "wait" rows are the gaps between one phase's last task and the next
 // phase's first (the pool's phase barrier), "between" the gap from one layer job's close to the next call's entry
 // into the engine (JS and the N-API call with its argument checks), "prep" from that entry to the job's open. The read bound (ReadProbe, 2 threads, as the bench) is sampled before each block.
+// Since session 23 a step runs its layers as one job (decodeLayers): "between" is then 0 (a layer's record opens where
+// the previous one closed), and the final norm and the head's product are inside the job, after the last layer's
+// phases ("after last phase"), not among the "js" rows. NEUROSHARD_DECODE_LAYERS=0 gives the per-layer path.
 //   nice -n 5 node scripts/experiments/decode-phases.mjs [--threads 2] [--modes f32,int8] [--steps 64] [--blocks 4]
 //        [--root DIR]   (another checkout's dist/ and build/)
 import { createRequire } from 'node:module';

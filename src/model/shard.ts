@@ -19,7 +19,8 @@
  * Buffers returned by forward/backward/loss belong to the shard and are overwritten by its next call: copy them
  * (`.slice()`) before keeping or transferring them.
  */
-import { DECODE_LAYER_MAX_ROWS, decodeLayerScratch, type Backend, type GemmArgs } from '../tensor/backend.js';
+import { DECODE_LAYER_MAX_ROWS, decodeLayerScratch, type Backend, type GemmArgs, type Int8Layout } from '../tensor/backend.js';
+import { decodeLayersOf } from '../tensor/decode-layers.js';
 import { ShapeError, TokenRangeError } from '../tensor/errors.js';
 import { int8BlockFor, int8MatrixBytes, interleaveInt8Matrix, matmulInt8, quantizeMatrix, type Int8Matrix } from '../tensor/ops/quantize.js';
 import { spanHash } from './hash.js';
@@ -188,6 +189,12 @@ export class LlamaShard {
   /** Positions and cache lengths of a decodeLayer call's rows. */
   private readonly decodePos = new Int32Array(DECODE_LAYER_MAX_ROWS);
   private readonly decodeMaxS = new Int32Array(DECODE_LAYER_MAX_ROWS);
+  /**
+   * Whether a decode step runs all of the span's layers in one backend call where the backend has it (decodeSpan);
+   * false: one call per layer (Backend.decodeLayer), the path before session 23. For A/B runs and the test that
+   * the two agree; NEUROSHARD_DECODE_LAYERS=0 sets it off for every shard.
+   */
+  decodeOneCall = process.env.NEUROSHARD_DECODE_LAYERS !== '0';
 
   private readonly w: LayerViews[] = [];
   private readonly g: LayerViews[] = [];
@@ -595,7 +602,8 @@ export class LlamaShard {
       this.res[0].set(input);
     }
 
-    for (let l = 0; l < this.w.length; l++) this.layerForward(l, B, T, pos, cache);
+    const spanRun = B === 1 && T === 1 && cache !== undefined ? this.decodeSpan([cache]) : 0;
+    if (spanRun === 0) for (let l = 0; l < this.w.length; l++) this.layerForward(l, B, T, pos, cache);
     if (cache !== undefined) cache.advance(T);
     this.pending = cache === undefined ? { B, T, pos } : null;
 
@@ -605,9 +613,11 @@ export class LlamaShard {
       return x;
     }
     const V = c.vocab_size;
-    // xf[N, C] = rmsnorm(x); logits[N, V] = xf · lm_headᵀ
-    be.rmsnormForward(x, this.normW!, this.xf, this.rstdf, N, C, c.rms_norm_eps);
-    be.gemm(this.xf, this.headW!, this.logits, gemmArgs(false, true, N, V, C, 0));
+    // xf[N, C] = rmsnorm(x); logits[N, V] = xf · lm_headᵀ (already done in decodeSpan's job: spanRun 2)
+    if (spanRun !== 2) {
+      be.rmsnormForward(x, this.normW!, this.xf, this.rstdf, N, C, c.rms_norm_eps);
+      be.gemm(this.xf, this.headW!, this.logits, gemmArgs(false, true, N, V, C, 0));
+    }
     this.lastLogits = { N };
     return this.logits.subarray(0, N * V);
   }
@@ -648,7 +658,8 @@ export class LlamaShard {
       if (input.length !== B * C) throw new ShapeError('model.decodeBatch', `hidden states have ${input.length} elements`, { hidden: [input.length], expected: [B, C] });
       this.res[0].set(input);
     }
-    for (let l = 0; l < this.w.length; l++) this.layerForward(l, B, 1, 0, undefined, caches);
+    const spanRun = B <= DECODE_LAYER_MAX_ROWS ? this.decodeSpan(caches) : 0;
+    if (spanRun === 0) for (let l = 0; l < this.w.length; l++) this.layerForward(l, B, 1, 0, undefined, caches);
     for (const cache of caches) cache.advance(1);
     this.pending = null;
     const x = this.res[this.w.length].subarray(0, B * C);
@@ -657,9 +668,11 @@ export class LlamaShard {
       return x;
     }
     const V = c.vocab_size;
-    // xf[B, C] = rmsnorm(x); logits[B, V] = xf · lm_headᵀ
-    be.rmsnormForward(x, this.normW!, this.xf, this.rstdf, B, C, c.rms_norm_eps);
-    be.gemm(this.xf, this.headW!, this.logits, gemmArgs(false, true, B, V, C, 0));
+    // xf[B, C] = rmsnorm(x); logits[B, V] = xf · lm_headᵀ (already done in decodeSpan's job: spanRun 2)
+    if (spanRun !== 2) {
+      be.rmsnormForward(x, this.normW!, this.xf, this.rstdf, B, C, c.rms_norm_eps);
+      be.gemm(this.xf, this.headW!, this.logits, gemmArgs(false, true, B, V, C, 0));
+    }
     this.lastLogits = { N: B };
     return this.logits.subarray(0, B * V);
   }
@@ -831,6 +844,97 @@ export class LlamaShard {
       theta: c.rope_theta,
     });
     return true;
+  }
+
+  /**
+   * All of the span's layers of a decode step (row b at the next position of caches[b]) in one backend call
+   * (Backend decodeLayers, tensor/decode-layers.ts): res[0] → res[L], k/v written into the caches. The same tasks in
+   * the same order as L decodeRows calls, so the same bits. With the head, the same job ends with the final norm
+   * into xf and the logits (the bits of rmsnormForward and gemm for ≤ 8 rows): returns 2. Returns 1 when it ran the
+   * layers only (no head), and 0, doing nothing, where the backend lacks the call, `decodeOneCall` is off, or a
+   * layer's q/k/v or gate/up are not one matrix (then the per-layer path runs).
+   */
+  private decodeSpan(caches: readonly KVCache[]): 0 | 1 | 2 {
+    const L = this.w.length;
+    if (!this.decodeOneCall || L === 0 || this.backend.decodeLayer === undefined) return 0;
+    const call = decodeLayersOf(this.backend);
+    if (call === undefined) return 0;
+    const c = this.config;
+    const B = caches.length;
+    const H = c.num_attention_heads;
+    const KV = c.num_key_value_heads;
+    const D = c.head_dim;
+    const F = c.intermediate_size;
+    const C = c.hidden_size;
+    const int8 = this.qw.length > 0;
+    const layers: (Float32Array | Int8Array | null)[] = new Array<Float32Array | Int8Array | null>(10 * L);
+    const blocks = int8 ? new Int32Array(4 * L) : null;
+    let layout: Int8Layout | undefined;
+    for (let l = 0; l < L; l++) {
+      const w = this.w[l];
+      const j = 10 * l;
+      layers[j] = w.inNorm;
+      layers[j + 1] = w.postNorm;
+      if (int8) {
+        const q8 = this.qw[l];
+        if (q8.qkv === undefined || q8.gateUp === undefined) return 0;
+        const mats = [q8.qkv, q8.o, q8.gateUp, q8.down];
+        for (let i = 0; i < 4; i++) {
+          layers[j + 2 + i] = mats[i].q;
+          layers[j + 6 + i] = mats[i].scales;
+          blocks![4 * l + i] = mats[i].blockSize;
+        }
+        const lay = mats[0].layout ?? 'rows';
+        // one layout for the whole call (every layer of an int8 shard has the same)
+        if (layout !== undefined && lay !== layout) return 0;
+        layout = lay;
+      } else {
+        if (w.qkv === undefined || w.gateUp === undefined) return 0;
+        layers[j + 2] = w.qkv;
+        layers[j + 3] = w.o;
+        layers[j + 4] = w.gateUp;
+        layers[j + 5] = w.down;
+        layers[j + 6] = layers[j + 7] = layers[j + 8] = layers[j + 9] = null;
+      }
+    }
+    if (blocks !== null) for (let i = 4; i < blocks.length; i++) if (blocks[i] !== blocks[i % 4]) return 0;
+    const head = this.hasHead && this.headW !== null && this.normW !== null;
+    const n = decodeLayerScratch(B, C, H, KV, D, F);
+    if (this.decodeWs.length < n) this.decodeWs = allocate(n, 'activations');
+    const pos = this.decodePos;
+    const maxS = this.decodeMaxS;
+    const kc: Float32Array[] = new Array<Float32Array>(L * B);
+    const vc: Float32Array[] = new Array<Float32Array>(L * B);
+    for (let b = 0; b < B; b++) {
+      pos[b] = caches[b].length;
+      maxS[b] = caches[b].maxLen;
+      for (let l = 0; l < L; l++) {
+        kc[l * B + b] = caches[b].k[l];
+        vc[l * B + b] = caches[b].v[l];
+      }
+    }
+    call({
+      L,
+      B,
+      res: this.res.length === L + 1 ? this.res : this.res.slice(0, L + 1),
+      layers,
+      kCache: kc,
+      vCache: vc,
+      ws: this.decodeWs,
+      C,
+      H,
+      KV,
+      D,
+      F,
+      pos,
+      maxS,
+      blockSizes: blocks,
+      ...(layout !== undefined ? { int8Layout: layout } : {}),
+      eps: c.rms_norm_eps,
+      theta: c.rope_theta,
+      ...(head ? { head: { norm: this.normW!, w: this.headW!, xf: this.xf, rstd: this.rstdf, logits: this.logits, V: c.vocab_size } } : {}),
+    });
+    return head ? 2 : 1;
   }
 
   /** Scratch for the fused products' outputs (at least n floats; reused by every layer). */

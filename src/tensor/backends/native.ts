@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 
 import type { AdamWArgs, Backend, DecodeLayerArgs, GemmArgs, Int8Layout, ReadArraysResult } from '../backend.js';
 import { findPackageRoot } from '../../util/package-root.js';
+import type { DecodeLayersArgs } from '../decode-layers.js';
 import { BackendUnavailableError } from '../errors.js';
 
 /** Instruction-set paths of the addon, best first. */
@@ -156,6 +157,33 @@ interface Addon {
     int8: boolean,
     B: number,
     layout?: number,
+  ): void;
+  decodeLayers?(
+    res: readonly Float32Array[],
+    layers: readonly (Float32Array | Int8Array | null)[],
+    kCaches: readonly Float32Array[],
+    vCaches: readonly Float32Array[],
+    ws: Float32Array,
+    C: number,
+    H: number,
+    KV: number,
+    D: number,
+    F: number,
+    pos: Int32Array,
+    maxS: Int32Array,
+    blockSizes: Int32Array | null,
+    eps: number,
+    theta: number,
+    int8: boolean,
+    B: number,
+    layout: number,
+    L: number,
+    headNorm?: Float32Array | null,
+    headW?: Float32Array | null,
+    xf?: Float32Array | null,
+    rstd?: Float32Array | null,
+    logits?: Float32Array | null,
+    V?: number,
   ): void;
   swigluForward(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
   swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, dgate: Float32Array, dup: Float32Array, n: number): void;
@@ -424,6 +452,42 @@ export class NativeBackend implements Backend {
       s !== null,
       a.B,
       a.int8Layout === 'r16' ? 1 : 0,
+    );
+  }
+
+  /** Whether the addon has decodeLayers (decodeLayersOf checks it). */
+  get hasDecodeLayers(): boolean {
+    return typeof this.#a.decodeLayers === 'function';
+  }
+
+  /** A span's layers of one decode step in one call and one pool job (see tensor/decode-layers.ts). */
+  decodeLayers(a: DecodeLayersArgs): void {
+    this.#a.decodeLayers!(
+      a.res,
+      a.layers,
+      a.kCache,
+      a.vCache,
+      a.ws,
+      a.C,
+      a.H,
+      a.KV,
+      a.D,
+      a.F,
+      a.pos,
+      a.maxS,
+      a.blockSizes,
+      a.eps,
+      a.theta,
+      a.blockSizes !== null,
+      a.B,
+      a.int8Layout === 'r16' ? 1 : 0,
+      a.L,
+      a.head?.norm ?? null,
+      a.head?.w ?? null,
+      a.head?.xf ?? null,
+      a.head?.rstd ?? null,
+      a.head?.logits ?? null,
+      a.head?.V ?? 0,
     );
   }
 

@@ -736,6 +736,120 @@ Napi::Value DecodeLayer(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// decodeLayers(res, layers, kCaches, vCaches, ws, C, H, KV, D, F, pos, maxS, blockSizes, eps, theta, int8, B, layout, L,
+//              headNorm?, headW?, xf?, rstd?, logits?, V?)
+// L consecutive layers of a decode step of B (1..8) rows in one call and one pool job (Engine::decode_layers): layer
+// l reads res[l] and writes res[l + 1] ([B, C] each; res has L + 1 distinct Float32Arrays). layers: a JS array of
+// 10·L entries, layer l's [inNorm, postNorm, wQkv, wO, wGu, wDown, sQkv, sO, sGu, sDown] (s* null for float32, as
+// decodeLayer takes them); kCaches/vCaches: JS arrays of L·B Float32Arrays, layer l's row b at l·B + b;
+// blockSizes: Int32Array [4·L] (int8; every layer's the same); the rest as decodeLayer. With headW (float32 [V, C]),
+// the same job then computes xf [B, C] = rmsnorm(res[L]; headNorm), rstd [B] and logits [B, V] = xf · headWᵀ.
+Napi::Value DecodeLayers(const Napi::CallbackInfo& info) {
+  Args a(info, "decodeLayers");
+  napi_env env = info.Env();
+  const int64_t L = a.dim(18, "L", 1);
+  DecodeLayerArgs x;
+  x.B = a.dim(16, "B", 1);
+  if (x.B > kDecodeMaxRows) a.fail("B = " + std::to_string(x.B) + " rows exceed " + std::to_string(kDecodeMaxRows));
+  const int64_t B = x.B;
+  x.C = a.dim(5, "C", 1), x.H = a.dim(6, "H", 1), x.KV = a.dim(7, "KV", 1), x.D = a.dim(8, "D", 2), x.F = a.dim(9, "F", 1);
+  x.eps = static_cast<float>(a.finite(13, "eps"));
+  x.theta = a.finite(14, "theta");
+  const bool q8 = a.flag(15, "int8");
+  const int q8l = q8 ? q8_layout(info, a, 17) : kQ8Rows;
+  check_heads(a, 1, 1, x.H, x.KV);
+  if (x.D % 2 != 0) a.fail("D must be even");
+  const int64_t HD = x.H * x.D, KVD = x.KV * x.D, F = x.F, C = x.C;
+  const int32_t* pos = a.i32(10, "pos", B);
+  const int32_t* maxS = a.i32(11, "maxS", B);
+  for (int64_t b = 0; b < B; b++) {
+    if (pos[b] < 0 || maxS[b] < 1 || pos[b] >= maxS[b])
+      a.fail("row " + std::to_string(b) + ": pos = " + std::to_string(pos[b]) + " is outside a cache of " + std::to_string(maxS[b]));
+    x.pos[b] = pos[b];
+    x.maxS[b] = maxS[b];
+  }
+  x.ws = a.f32(4, "ws", decode_layer_ws(B, C, x.H, x.KV, x.D, F));
+  const int32_t* bs = q8 ? a.i32(12, "blockSizes", static_cast<I128>(4) * L) : nullptr;
+  // Entry j of the JS array argument i: a typed array of type `want` with at least `need` elements, or (nullable)
+  // null/undefined → nullptr.
+  auto elem = [&](int i, int64_t j, const char* name, napi_typedarray_type want, const char* want_name, I128 need, bool nullable) -> void* {
+    if (static_cast<size_t>(i) >= info.Length() || !info[i].IsArray()) a.fail(std::string(name) + " must be an array", true);
+    napi_value v;
+    const std::string what = std::string(name) + "[" + std::to_string(j) + "]";
+    if (napi_get_element(env, info[i], static_cast<uint32_t>(j), &v) != napi_ok) a.fail(what + " is missing");
+    napi_valuetype vt;
+    napi_typeof(env, v, &vt);
+    if (nullable && (vt == napi_null || vt == napi_undefined)) return nullptr;
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    napi_value ab;
+    size_t off = 0;
+    if (napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &off) != napi_ok || type != want) a.fail(what + " must be a " + want_name, true);
+    if (need > static_cast<I128>(length))
+      a.fail(what + " has " + std::to_string(length) + " elements, the sizes given need " + std::to_string(static_cast<int64_t>(need)));
+    return data;
+  };
+  for (int i = 0; i < 4; i++) {
+    const uint32_t n = info[i].IsArray() ? info[i].As<Napi::Array>().Length() : 0;
+    const int64_t want = i == 0 ? L + 1 : i == 1 ? 10 * L : L * B;
+    const char* nm[4] = {"res", "layers", "kCaches", "vCaches"};
+    if (!info[i].IsArray()) a.fail(std::string(nm[i]) + " must be an array", true);
+    if (static_cast<int64_t>(n) < want) a.fail(std::string(nm[i]) + " has " + std::to_string(n) + " entries, need " + std::to_string(want));
+  }
+  std::vector<float*> res(static_cast<size_t>(L + 1));
+  for (int64_t l = 0; l <= L; l++) {
+    res[static_cast<size_t>(l)] = static_cast<float*>(elem(0, l, "res", napi_float32_array, "Float32Array", static_cast<I128>(B) * C, false));
+    // a layer reading and writing one array would overwrite its input while other rows still read it
+    if (l > 0 && res[static_cast<size_t>(l)] == res[static_cast<size_t>(l - 1)]) a.fail("res[" + std::to_string(l) + "] is res[" + std::to_string(l - 1) + "]");
+  }
+  const int64_t rows[4] = {HD + 2 * KVD, C, 2 * F, C}, cols[4] = {C, HD, C, F};
+  std::vector<DecodeLayerArgs> ls(static_cast<size_t>(L), x);
+  for (int64_t l = 0; l < L; l++) {
+    DecodeLayerArgs& y = ls[static_cast<size_t>(l)];
+    y.x = res[static_cast<size_t>(l)];
+    y.out = res[static_cast<size_t>(l + 1)];
+    y.inNorm = static_cast<const float*>(elem(1, 10 * l, "layers", napi_float32_array, "Float32Array", C, false));
+    y.postNorm = static_cast<const float*>(elem(1, 10 * l + 1, "layers", napi_float32_array, "Float32Array", C, false));
+    DecodeMat* m[4] = {&y.qkv, &y.o, &y.gu, &y.down};
+    for (int i = 0; i < 4; i++) {
+      const I128 n = static_cast<I128>(rows[i]) * cols[i];
+      if (q8) {
+        m[i]->bs = bs[4 * l + i];
+        m[i]->layout = q8l;
+        if (m[i]->bs < 16 || m[i]->bs % 16 != 0 || cols[i] % m[i]->bs != 0) a.fail("layer " + std::to_string(l) + ": block size must be a multiple of 16 dividing K");
+        // the job quantizes each product's activations once per layer at layer 0's block sizes
+        if (m[i]->bs != bs[i]) a.fail("layer " + std::to_string(l) + "'s block sizes differ from layer 0's");
+        m[i]->q = static_cast<const int8_t*>(elem(1, 10 * l + 2 + i, "layers", napi_int8_array, "Int8Array", n, false));
+        m[i]->s = static_cast<const float*>(elem(1, 10 * l + 6 + i, "layers", napi_float32_array, "Float32Array", n / m[i]->bs, false));
+      } else {
+        m[i]->w = static_cast<const float*>(elem(1, 10 * l + 2 + i, "layers", napi_float32_array, "Float32Array", n, false));
+      }
+    }
+    for (int64_t b = 0; b < B; b++) {
+      const I128 nc = static_cast<I128>(maxS[b]) * KVD;
+      y.kc[b] = static_cast<float*>(elem(2, l * B + b, "kCaches", napi_float32_array, "Float32Array", nc, false));
+      y.vc[b] = static_cast<float*>(elem(3, l * B + b, "vCaches", napi_float32_array, "Float32Array", nc, false));
+      // two rows in one cache would write it at the same time
+      for (int64_t e = 0; e < b; e++)
+        if (y.kc[e] == y.kc[b] || y.vc[e] == y.vc[b]) a.fail("layer " + std::to_string(l) + ": rows " + std::to_string(e) + " and " + std::to_string(b) + " share a cache");
+    }
+  }
+  // The head (optional: headW null or absent → none).
+  DecodeHead head;
+  const bool with_head = info.Length() > 20 && !info[20].IsNull() && !info[20].IsUndefined();
+  if (with_head) {
+    head.V = a.dim(24, "V", 1);
+    head.norm = a.f32(19, "headNorm", C);
+    head.w = a.f32(20, "headW", static_cast<I128>(head.V) * C);
+    head.xf = a.f32(21, "xf", static_cast<I128>(B) * C);
+    head.rstd = a.f32(22, "rstd", B);
+    head.logits = a.f32(23, "logits", static_cast<I128>(B) * head.V);
+  }
+  engine(info).decode_layers(ls.data(), L, with_head ? &head : nullptr);
+  return info.Env().Undefined();
+}
+
 // decodeTrace() → Float64Array: what NEUROSHARD_DECODE_TRACE=1 recorded since the last call (Engine::take_decode_trace;
 // Engine::kDecodeTraceFields numbers per decode layer), cleared. Empty when the trace is off.
 Napi::Value DecodeTrace(const Napi::CallbackInfo& info) {
@@ -891,6 +1005,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"attentionBackward", AttentionBackward},
       {"attentionDecode", AttentionDecode},
       {"decodeLayer", DecodeLayer},
+      {"decodeLayers", DecodeLayers},
       {"decodeTrace", DecodeTrace},
       {"swigluForward", SwigluForward},
       {"swigluBackward", SwigluBackward},

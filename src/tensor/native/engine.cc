@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <numeric>
 
 #include "cpu.h"
 
@@ -585,12 +587,20 @@ void Engine::attn_decode(const DecodeArgs& a) {
 // rows at once (the weights streamed once per step) and are split in aligned column runs as gemm_one / gemm_q8
 // split them, and every kernel is called on the same data as there, so the arithmetic of every element is
 // unchanged (the small-M kernels give an element the same bits whatever M: kernels_impl.h).
-void Engine::decode_layer(const DecodeLayerArgs& a) {
+void Engine::decode_layer(const DecodeLayerArgs& a) { decode_layers(&a, 1, nullptr); }
+
+// L layers in one job of L × 10 phases (decode_layers in engine.h): layer l's phases are tasks
+// [l·S, (l + 1)·S), S the tasks of one layer, in the order decode_layer runs them. Everything that does not depend
+// on the layer (the chunking, the RoPE rows, the int8 offsets, the scratch) is prepared once; the layer only picks
+// its weights, its caches and its x/out.
+void Engine::decode_layers(const DecodeLayerArgs* ls, int64_t L, const DecodeHead* head) {
+  if (L <= 0) return;
   const int64_t entered = decode_trace_on() ? clock_ns(CLOCK_MONOTONIC) : 0;
   const Kernels& k = *k_;
-  const int64_t B = a.B, C = a.C, HD = a.H * a.D, KVD = a.KV * a.D, F = a.F, NQKV = HD + 2 * KVD;
+  const DecodeLayerArgs& a0 = ls[0];
+  const int64_t B = a0.B, C = a0.C, HD = a0.H * a0.D, KVD = a0.KV * a0.D, F = a0.F, NQKV = HD + 2 * KVD;
   // The scratch's parts on 64-byte lines (see decode_layer_part; the caller's array may start anywhere).
-  float* h1 = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(a.ws) + 63) & ~uintptr_t{63});
+  float* h1 = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(a0.ws) + 63) & ~uintptr_t{63});
   float* qkv = h1 + decode_layer_part(B * C);
   float* att = qkv + decode_layer_part(B * NQKV);
   float* r = att + decode_layer_part(B * HD);
@@ -598,32 +608,34 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   float* gu = h2 + decode_layer_part(B * C);
   float* act = gu + decode_layer_part(B * 2 * F);
   float* rstd = act + decode_layer_part(B * F);
-  const bool q8 = a.qkv.w == nullptr;
+  const bool q8 = a0.qkv.w == nullptr;
 
-  // The four products: C[B, N] = A[B, K] · Wᵀ (+ C).
+  // The four products: C[B, N] = A[B, K] · Wᵀ (+ C); W (and, for down, C) per layer.
   struct Prod {
-    const DecodeMat* m;
     const float* A;
     float* C;
     int64_t N, K;
     float beta;
   };
-  const Prod prods[4] = {{&a.qkv, h1, qkv, NQKV, C, 0.0f}, {&a.o, att, r, C, HD, 1.0f}, {&a.gu, h2, gu, 2 * F, C, 0.0f}, {&a.down, act, a.out, C, F, 1.0f}};
-  auto gemm_args = [&](const Prod& p) {
+  const Prod prods[4] = {{h1, qkv, NQKV, C, 0.0f}, {att, r, C, HD, 1.0f}, {h2, gu, 2 * F, C, 0.0f}, {act, nullptr, C, F, 1.0f}};
+  auto mat = [](const DecodeLayerArgs& a, int i) -> const DecodeMat& { return i == 0 ? a.qkv : i == 1 ? a.o : i == 2 ? a.gu : a.down; };
+  auto gemm_args = [&](const DecodeLayerArgs& a, int i) {
+    const Prod& p = prods[i];
     GemmArgs g;
     g.ta = false, g.tb = true, g.M = B, g.N = p.N, g.K = p.K, g.alpha = 1.0f, g.beta = p.beta;
-    g.A = p.A, g.lda = p.K, g.B = p.m->w, g.ldb = p.K, g.C = p.C, g.ldc = p.N;
+    g.A = p.A, g.lda = p.K, g.B = mat(a, i).w, g.ldb = p.K, g.C = i == 3 ? a.out : p.C, g.ldc = p.N;
     return g;
   };
   // int8: each product's A rows quantized (q8_quant_act) into q8a_/q8s_/q8c_ at qoff/soff, by the task that
-  // finished the row (norms, SwiGLU) or, for the attention output, in a phase of its own.
+  // finished the row (norms, SwiGLU) or, for the attention output, in a phase of its own. The block sizes are the
+  // same in every layer (the caller checks).
   int64_t qoff[4], soff[4];
   if (q8) {
     int64_t qa = 0, sa = 0;
     for (int i = 0; i < 4; i++) {
       qoff[i] = qa, soff[i] = sa;
       qa += B * prods[i].K;
-      sa += B * (prods[i].K / prods[i].m->bs);
+      sa += B * (prods[i].K / mat(a0, i).bs);
     }
     q8a_.resize(static_cast<size_t>(qa));
     q8s_.resize(static_cast<size_t>(sa));
@@ -631,23 +643,24 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   }
   auto quant = [&](int i, int64_t row) {
     const Prod& p = prods[i];
-    const int64_t nb = p.K / p.m->bs;
-    k.q8_quant_act(p.A + row * p.K, p.K, p.m->bs, q8a_.data() + qoff[i] + row * p.K, q8s_.data() + soff[i] + row * nb, q8c_.data() + soff[i] + row * nb);
+    const int64_t bs = mat(a0, i).bs, nb = p.K / bs;
+    k.q8_quant_act(p.A + row * p.K, p.K, bs, q8a_.data() + qoff[i] + row * p.K, q8s_.data() + soff[i] + row * nb, q8c_.data() + soff[i] + row * nb);
   };
-  auto q8_args = [&](int i) {
+  auto q8_args = [&](const DecodeLayerArgs& a, int i) {
     const Prod& p = prods[i];
+    const DecodeMat& m = mat(a, i);
     Q8GemmArgs g;
-    g.M = B, g.N = p.N, g.K = p.K, g.bs = p.m->bs, g.A = p.A, g.Q = p.m->q, g.S = p.m->s, g.C = p.C, g.ldc = p.N, g.beta = p.beta;
+    g.M = B, g.N = p.N, g.K = p.K, g.bs = m.bs, g.A = p.A, g.Q = m.q, g.S = m.s, g.C = i == 3 ? a.out : p.C, g.ldc = p.N, g.beta = p.beta;
     g.Aq = q8a_.data() + qoff[i], g.As = q8s_.data() + soff[i], g.Ac = q8c_.data() + soff[i];
-    g.layout = p.m->layout;
+    g.layout = m.layout;
     return g;
   };
 
   // Threads as gemm_q8 / gemm counts them for the largest product (bytes streamed); chunks per product as there.
   double most = 0;
-  for (const Prod& p : prods) {
-    const double wbytes = q8 ? 1.0 + 4.0 / static_cast<double>(p.m->bs) : 4.0;
-    most = std::max(most, static_cast<double>(p.N) * static_cast<double>(p.K) * wbytes);
+  for (int i = 0; i < 4; i++) {
+    const double wbytes = q8 ? 1.0 + 4.0 / static_cast<double>(mat(a0, i).bs) : 4.0;
+    most = std::max(most, static_cast<double>(prods[i].N) * static_cast<double>(prods[i].K) * wbytes);
   }
   const int T = threads_for(most, kGemvBytesPerThread);
   // Chunks of each product, guided: each takes 1/(2T) of the rows still unclaimed (at least kDecodeRows), so
@@ -656,13 +669,12 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
   // f32 at 2 threads, 0.2-0.3 ms of a 5.1 ms step.) The split never changes an element's arithmetic. kDecodeRows
   // is a multiple of every small-M kernel's rows of W per pass (8, 4 or 2).
   constexpr int64_t kDecodeRows = 16;
-  int64_t first[4];  // chunk c of product i is rows [cut[first[i] + c], cut[first[i] + c + 1])
-  int64_t chunks[4];
-  int64_t cut[4 * 64 + 4];
+  int64_t first[5];  // chunk c of product i is rows [cut[first[i] + c], cut[first[i] + c + 1]); 4: the head
+  int64_t chunks[5] = {0, 0, 0, 0, 0};
+  int64_t cut[5 * 64];
   int64_t nc = 0;
-  for (int i = 0; i < 4; i++) {
+  auto split = [&](int i, int64_t N) {
     first[i] = nc;
-    const int64_t N = prods[i].N;
     int64_t rr = 0;
     cut[nc++] = 0;
     while (rr < N) {
@@ -674,58 +686,90 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
       cut[nc++] = rr;
     }
     chunks[i] = nc - first[i] - 1;
+  };
+  for (int i = 0; i < 4; i++) split(i, prods[i].N);
+  // The head (logits[B, V] = rmsnorm(res[L]) · Wᵀ): the product gemm() runs for M ≤ kSmallM (gemm_small over
+  // column runs; an element's bits do not depend on the runs), in guided chunks as the layers' products.
+  GemmArgs hg;
+  if (head != nullptr) {
+    split(4, head->V);
+    hg.ta = false, hg.tb = true, hg.M = B, hg.N = head->V, hg.K = C, hg.alpha = 1.0f, hg.beta = 0.0f;
+    hg.A = head->xf, hg.lda = C, hg.B = head->w, hg.ldb = C, hg.C = head->logits, hg.ldc = head->V;
   }
-  if (!q8) {
-    size_t most_ws = 0;
-    for (const Prod& p : prods) most_ws = std::max(most_ws, k.gemm_ws(gemm_args(p)));
-    pool_.reserve(0, most_ws);
+  {
+    size_t most_ws = head != nullptr ? k.gemm_ws(hg) : 0;
+    if (!q8)
+      for (int i = 0; i < 4; i++) most_ws = std::max(most_ws, k.gemm_ws(gemm_args(a0, i)));
+    if (most_ws > 0) pool_.reserve(0, most_ws);
   }
-  // Attention of row b: its own cache, length and scratch.
-  DecodeArgs da[kDecodeMaxRows];
+  // Attention of layer l's row b: its own cache, length and scratch (da_[l·B + b]).
+  da_.resize(static_cast<size_t>(L * B));
   size_t most_dws = 0;
   int64_t maxpos = -1;
-  for (int64_t b = 0; b < B; b++) {
-    DecodeArgs& d = da[b];
-    d.B = 1, d.H = a.H, d.KV = a.KV, d.D = a.D, d.maxS = a.maxS[b], d.len = a.pos[b] + 1;
-    d.q = qkv + b * NQKV, d.k = a.kc[b], d.v = a.vc[b], d.out = att + b * HD;
-    most_dws = std::max(most_dws, k.decode_ws(d));
-    if (a.pos[b] < kRopeMaxCached) maxpos = std::max(maxpos, a.pos[b]);
+  for (int64_t l = 0; l < L; l++) {
+    for (int64_t b = 0; b < B; b++) {
+      DecodeArgs& d = da_[static_cast<size_t>(l * B + b)];
+      d = DecodeArgs{};
+      d.B = 1, d.H = a0.H, d.KV = a0.KV, d.D = a0.D, d.maxS = a0.maxS[b], d.len = a0.pos[b] + 1;
+      d.q = qkv + b * NQKV, d.k = ls[l].kc[b], d.v = ls[l].vc[b], d.out = att + b * HD;
+      most_dws = std::max(most_dws, k.decode_ws(d));
+    }
   }
+  for (int64_t b = 0; b < B; b++)
+    if (a0.pos[b] < kRopeMaxCached) maxpos = std::max(maxpos, a0.pos[b]);
   pool_.reserve(1, most_dws);
   // The RoPE rows of the B positions, before the job: growing the table to the largest first (it may move), then
   // pointers into it (a position beyond the table is computed into its own row of rope_tmp_).
-  rope_tmp_.resize(static_cast<size_t>(B * a.D));
-  if (maxpos >= 0) rope_row(maxpos, a.D, a.theta, nullptr);
+  rope_tmp_.resize(static_cast<size_t>(B * a0.D));
+  if (maxpos >= 0) rope_row(maxpos, a0.D, a0.theta, nullptr);
   const float* cs[kDecodeMaxRows];
-  for (int64_t b = 0; b < B; b++) cs[b] = rope_row(a.pos[b], a.D, a.theta, rope_tmp_.data() + b * a.D);
+  for (int64_t b = 0; b < B; b++) cs[b] = rope_row(a0.pos[b], a0.D, a0.theta, rope_tmp_.data() + b * a0.D);
 
-  // Phases: 0 rmsnorm | 1 q/k/v | 2 RoPE, cache writes, r = x | 3 attention heads | 4 int8: quantize the attention
-  // rows (no tasks for float32) | 5 o | 6 rmsnorm | 7 gate/up | 8 SwiGLU, out = r | 9 down. The single-row phases
-  // have a task per row; attention one per (row, head).
+  // Phases of a layer: 0 rmsnorm | 1 q/k/v | 2 RoPE, cache writes, r = x | 3 attention heads | 4 int8: quantize the
+  // attention rows (no tasks for float32) | 5 o | 6 rmsnorm | 7 gate/up | 8 SwiGLU, out = r | 9 down. The single-row
+  // phases have a task per row; attention one per (row, head).
   enum : int { kNorm1, kQkv, kRope, kAttn, kQAtt, kO, kNorm2, kGu, kAct, kDown, kPhases };
-  const int64_t sizes[kPhases] = {B, chunks[0], B, B * a.H, q8 ? B : 0, chunks[1], B, chunks[2], B, chunks[3]};
+  // SwiGLU (and its int8 quantization) is per element and per block of bs: each row in `parts` runs of whole
+  // units (64 elements, and whole blocks), so the second thread shares the largest of the one-row phases (31.7 µs
+  // a 12x768 int8 step at 1 thread). A run's elements get the bits the whole row gets (no run ends mid-vector).
+  const int64_t unit = q8 ? std::lcm<int64_t>(kAlign, mat(a0, 3).bs) : kAlign;
+  const int64_t parts = T > 1 && F % unit == 0 && F / unit >= T ? T : 1;
+  const int64_t sizes[kPhases] = {B, chunks[0], B, B * a0.H, q8 ? B : 0, chunks[1], B, chunks[2], B * parts, chunks[3]};
   int64_t ends[kPhases];
   for (int p = 0, e = 0; p < kPhases; p++) ends[p] = e += sizes[p];
-  auto product = [&](int i, int64_t c, int tid) {
-    const Prod& p = prods[i];
+  const int64_t S = ends[kPhases - 1];
+  // The job's phase ends: layer l's phase p ends at l·S + ends[p]; then, with the head, its norm (a task per row)
+  // and its product.
+  const int nph = static_cast<int>(L * kPhases) + (head != nullptr ? 2 : 0);
+  lends_.resize(static_cast<size_t>(nph));
+  for (int64_t l = 0; l < L; l++)
+    for (int p = 0; p < kPhases; p++) lends_[static_cast<size_t>(l * kPhases + p)] = l * S + ends[p];
+  if (head != nullptr) {
+    lends_[static_cast<size_t>(L * kPhases)] = L * S + B;
+    lends_[static_cast<size_t>(L * kPhases + 1)] = L * S + B + chunks[4];
+  }
+  auto product = [&](const DecodeLayerArgs& a, int i, int64_t c, int tid) {
     const int64_t n0 = cut[first[i] + c], n1 = cut[first[i] + c + 1];
     if (n0 >= n1) return;
     if (q8)
-      k.q8_gemm_small(q8_args(i), n0, n1);
+      k.q8_gemm_small(q8_args(a, i), n0, n1);
     else
-      k.gemm_small(gemm_args(p), n0, n1, pool_.scratch(tid, 0));
+      k.gemm_small(gemm_args(a, i), n0, n1, pool_.scratch(tid, 0));
   };
   static_assert(kPhases == kDecodePhases, "the trace's phases");
   const bool tr = decode_trace_on();
-  std::atomic<int64_t> t_first[kPhases], t_last[kPhases], t_wall[kPhases], t_count[kPhases];
-  for (int p = 0; p < kPhases; p++) t_first[p] = INT64_MAX, t_last[p] = INT64_MIN, t_wall[p] = 0, t_count[p] = 0;
-  auto body = [&](int ph, int64_t i, int tid) {
+  // Trace: per layer and phase the first task's start, the last task's end, the summed wall time and the count.
+  const size_t ntr = tr ? static_cast<size_t>(L * kPhases) : 0;
+  std::unique_ptr<std::atomic<int64_t>[]> t_first(tr ? new std::atomic<int64_t>[ntr] : nullptr), t_last(tr ? new std::atomic<int64_t>[ntr] : nullptr),
+      t_wall(tr ? new std::atomic<int64_t>[ntr] : nullptr), t_count(tr ? new std::atomic<int64_t>[ntr] : nullptr);
+  for (size_t p = 0; p < ntr; p++) t_first[p] = INT64_MAX, t_last[p] = INT64_MIN, t_wall[p] = 0, t_count[p] = 0;
+  auto body = [&](const DecodeLayerArgs& a, const DecodeArgs* da, int ph, int64_t i, int tid) {
     switch (ph) {
       case kNorm1:
         k.rms_fwd(a.x, a.inNorm, h1, rstd, i, i + 1, C, a.eps);
         if (q8) quant(0, i);
         break;
-      case kQkv: product(0, i, tid); break;
+      case kQkv: product(a, 0, i, tid); break;
       case kRope: {
         float* row = qkv + i * NQKV;
         const float* const rows[1] = {cs[i]};
@@ -738,50 +782,85 @@ void Engine::decode_layer(const DecodeLayerArgs& a) {
       }
       case kAttn: k.attn_decode(da[i / a.H], i % a.H, pool_.scratch(tid, 1)); break;
       case kQAtt: quant(1, i); break;
-      case kO: product(1, i, tid); break;
+      case kO: product(a, 1, i, tid); break;
       case kNorm2:
         k.rms_fwd(r, a.postNorm, h2, rstd + B, i, i + 1, C, a.eps);
         if (q8) quant(2, i);
         break;
-      case kGu: product(2, i, tid); break;
-      case kAct:
-        k.swiglu_fwd(gu + i * 2 * F, gu + i * 2 * F + F, act + i * F, F);
-        if (q8) quant(3, i);
-        std::memcpy(a.out + i * C, r + i * C, static_cast<size_t>(C) * sizeof(float));
+      case kGu: product(a, 2, i, tid); break;
+      case kAct: {
+        const int64_t row = i / parts, part = i % parts, units = F / (parts > 1 ? unit : F);
+        const int64_t f0 = parts > 1 ? units * part / parts * unit : 0, f1 = parts > 1 ? units * (part + 1) / parts * unit : F;
+        k.swiglu_fwd(gu + row * 2 * F + f0, gu + row * 2 * F + F + f0, act + row * F + f0, f1 - f0);
+        if (q8) {
+          const int64_t bs = mat(a0, 3).bs, nb = F / bs;
+          k.q8_quant_act(act + row * F + f0, f1 - f0, bs, q8a_.data() + qoff[3] + row * F + f0, q8s_.data() + soff[3] + row * nb + f0 / bs,
+                         q8c_.data() + soff[3] + row * nb + f0 / bs);
+        }
+        if (part == 0) std::memcpy(a.out + row * C, r + row * C, static_cast<size_t>(C) * sizeof(float));
         break;
-      default: product(3, i, tid); break;
+      }
+      default: product(a, 3, i, tid); break;
     }
   };
+  const DecodeArgs* da_all = da_.data();
   auto task = [&](int64_t t, int tid) {
+    if (t >= L * S) {
+      // the head: rows' norms, then the product's chunks
+      t -= L * S;
+      if (t < B) {
+        k.rms_fwd(ls[L - 1].out, head->norm, head->xf, head->rstd, t, t + 1, C, a0.eps);
+      } else {
+        const int64_t n0 = cut[first[4] + t - B], n1 = cut[first[4] + t - B + 1];
+        if (n0 < n1) k.gemm_small(hg, n0, n1, pool_.scratch(tid, 0));
+      }
+      return;
+    }
+    const int64_t l = t / S;
+    t -= l * S;
     int ph = 0;
     while (t >= ends[ph]) ph++;
     const int64_t i = ph == 0 ? t : t - ends[ph - 1];
+    const DecodeLayerArgs& a = ls[l];
+    const DecodeArgs* da = da_all + l * B;
     if (!tr) {
-      body(ph, i, tid);
+      body(a, da, ph, i, tid);
       return;
     }
     // (wall clock only: the thread CPU clock is a system call here, 1.3 µs, more than a small task)
     const int64_t w0 = clock_ns(CLOCK_MONOTONIC);
-    body(ph, i, tid);
+    body(a, da, ph, i, tid);
     const int64_t w1 = clock_ns(CLOCK_MONOTONIC);
-    atomic_min(t_first[ph], w0);
-    atomic_max(t_last[ph], w1);
-    t_wall[ph].fetch_add(w1 - w0, std::memory_order_relaxed);
-    t_count[ph].fetch_add(1, std::memory_order_relaxed);
+    const size_t j = static_cast<size_t>(l * kPhases + ph);
+    atomic_min(t_first[j], w0);
+    atomic_max(t_last[j], w1);
+    t_wall[j].fetch_add(w1 - w0, std::memory_order_relaxed);
+    t_count[j].fetch_add(1, std::memory_order_relaxed);
   };
   const int64_t open = tr ? clock_ns(CLOCK_MONOTONIC) : 0;
-  pool_.run_phased(ends, kPhases, T, task);
+  pool_.run_phased(lends_.data(), nph, T, task);
   if (tr) {
     const int64_t close = clock_ns(CLOCK_MONOTONIC);
-    trace_.push_back(static_cast<double>(entered));
-    trace_.push_back(static_cast<double>(open));
-    trace_.push_back(static_cast<double>(close));
-    for (int p = 0; p < kPhases; p++) {
-      const bool ran = t_last[p] != INT64_MIN;
-      trace_.push_back(ran ? static_cast<double>(t_first[p] - open) : -1.0);
-      trace_.push_back(ran ? static_cast<double>(t_last[p] - open) : -1.0);
-      trace_.push_back(static_cast<double>(t_wall[p].load()));
-      trace_.push_back(static_cast<double>(t_count[p].load()));
+    // One record per layer, as decode_layer wrote them. For layer l > 0 of one job its entry and open are the
+    // previous layer's close (its last task's end), its close its own last task's end: the "between" gap is 0 and
+    // the boundary's wait shows in its first phase's start.
+    int64_t prev = close;
+    for (int64_t l = 0; l < L; l++) {
+      int64_t last = INT64_MIN;
+      for (int p = 0; p < kPhases; p++) last = std::max(last, t_last[static_cast<size_t>(l * kPhases + p)].load());
+      const int64_t lopen = l == 0 ? open : prev, lclose = l == L - 1 ? close : last;
+      trace_.push_back(static_cast<double>(l == 0 ? entered : lopen));
+      trace_.push_back(static_cast<double>(lopen));
+      trace_.push_back(static_cast<double>(lclose));
+      for (int p = 0; p < kPhases; p++) {
+        const size_t j = static_cast<size_t>(l * kPhases + p);
+        const bool ran = t_last[j] != INT64_MIN;
+        trace_.push_back(ran ? static_cast<double>(t_first[j] - lopen) : -1.0);
+        trace_.push_back(ran ? static_cast<double>(t_last[j] - lopen) : -1.0);
+        trace_.push_back(static_cast<double>(t_wall[j].load()));
+        trace_.push_back(static_cast<double>(t_count[j].load()));
+      }
+      prev = lclose;
     }
   }
 }

@@ -47,6 +47,16 @@ struct DecodeLayerArgs {
   // h2 [B, C] | gu [B, 2F] | act [B, F] | rstd [2B], each starting on a 64-byte line (decode_layer_parts).
   float* ws = nullptr;
 };
+// The span's head after a decode_layers job: xf[B, C] = rmsnorm(last layer's out; norm), rstd[B]; logits[B, V] =
+// xf · wᵀ (w float32 [V, C]), as LlamaShard's rmsnormForward and gemm compute them for B ≤ kSmallM rows.
+struct DecodeHead {
+  const float* norm = nullptr;
+  const float* w = nullptr;
+  float* xf = nullptr;
+  float* rstd = nullptr;
+  float* logits = nullptr;
+  int64_t V = 0;
+};
 // Floats of one part of the decode scratch, rounded up to a 64-byte line: the products read their A rows (h1, att,
 // h2, act) in place with full-vector loads, and a row that straddles lines costs two loads each time (a large
 // Float32Array from V8 starts 16 bytes into a page, glibc's mmap offset).
@@ -101,6 +111,13 @@ class Engine {
   // One layer of a decode step of B rows as one pool job (see DecodeLayerArgs). Every output element is computed by
   // the same kernels, on the same data, as the op-by-op path, so results are the same bits.
   void decode_layer(const DecodeLayerArgs& a);
+  // L consecutive layers of one decode step (layer l's out is layer l + 1's x) as ONE pool job of L × 10 phases:
+  // no return to JS, no job close and reopen, no helper wake-up between layers, and the layer-independent
+  // preparation once. Every layer must have the same B, sizes, positions, eps, theta, ws, int8-ness, block sizes
+  // and layout (the caller checks); each its own weights, caches, x and out. The same tasks in the same order as L
+  // decode_layer calls, so the same bits.
+  // With `head`, the same job then runs the final norm and the LM head's product (see DecodeHead).
+  void decode_layers(const DecodeLayerArgs* layers, int64_t L, const DecodeHead* head);
   // NEUROSHARD_DECODE_TRACE=1 (scripts/experiments/decode-phases.mjs): every decode_layer call appends
   // kDecodeTraceFields numbers (ns): the call's entry, the job's open and close (CLOCK_MONOTONIC; entry → open is the
   // engine's preparation, the previous close → entry the JS and the N-API call), then per phase the first task's
@@ -153,6 +170,9 @@ class Engine {
   std::vector<int32_t> q8c_;
   std::vector<double> dscratch_;
   std::vector<double> trace_;
+  // decode_layers: the attention arguments of every (layer, row) and the job's phase ends.
+  std::vector<DecodeArgs> da_;
+  std::vector<int64_t> lends_;
 };
 
 }  // namespace ns

@@ -32,10 +32,14 @@ function opByOp(backend: Backend): Backend {
   });
 }
 
-/** The same backend, counting decodeLayer calls in `calls.n`. */
+/**
+ * The same backend, counting decodeLayer calls in `calls.n`; without decodeLayers (a whole step in one call,
+ * decode-layers.test.ts), so that the shard calls decodeLayer layer by layer.
+ */
 function counting(backend: Backend, calls: { n: number }): Backend {
   return new Proxy(backend, {
     get(t, p) {
+      if (p === 'decodeLayers') return undefined;
       const v = Reflect.get(t, p, t) as unknown;
       if (typeof v !== 'function') return v;
       const f = (v as (...a: unknown[]) => unknown).bind(t);
