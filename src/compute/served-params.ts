@@ -26,7 +26,12 @@ import type { JobType } from './jobs.js';
 
 /** Largest range one paramsRange job copies (the checkpoint stream reads 1 MiB chunks). */
 export const MAX_RANGE_BYTES = 16 << 20;
-/** Digests kept per weights version (heads are asked repeatedly; a holder is asked for few distinct spans). */
+/**
+ * Digests of multi-layer sub-spans kept per weights version (heads are asked repeatedly; a holder is asked for few
+ * distinct spans). One-layer units, what downloaders ask, are kept apart and all of them (≤ the held layers): a
+ * flood of other spans cannot push them out, so a unit's figures cost one hash of that layer per version (session 23;
+ * multi-layer spans are rate-limited by the checkpoint handler, pool/span-meter.ts).
+ */
 export const DIGESTS_KEPT = 64;
 
 /** Which weights a figure or a range was taken from. */
@@ -109,6 +114,9 @@ function checkSpanArg(v: unknown): Span {
 export class ServedParams {
   private n = 0;
   private readonly digests = new Map<string, ParamsDigest>();
+  private readonly units = new Map<string, ParamsDigest>();
+  /** Bytes hashed for digests so far (each payload byte counted once per digest computed; diagnostics, tests). */
+  hashedBytes = 0;
 
   constructor(private readonly worker: number = threadId) {}
 
@@ -120,6 +128,7 @@ export class ServedParams {
   changed(): void {
     this.n++;
     this.digests.clear();
+    this.units.clear();
   }
 
   /** The figures of `want` ⊆ the shard's span, over the weights in place (cached for this version). */
@@ -127,7 +136,8 @@ export class ServedParams {
     const want = checkSpanArg(wantArg);
     const { offset, size } = this.locate(shard, want);
     const key = `${want.start}:${want.end}`;
-    const had = this.digests.get(key);
+    const kept = want.end - want.start === 1 ? this.units : this.digests;
+    const had = kept.get(key);
     if (had !== undefined) return { ...had };
     const p = shard.params.subarray(offset, offset + size);
     const bytes = new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
@@ -139,8 +149,9 @@ export class ServedParams {
       hash: spanHash(new ParamLayout(shard.config, want), p),
       sha256: createHash('sha256').update(bytes).digest('hex'),
     };
-    if (this.digests.size >= DIGESTS_KEPT) this.digests.delete(this.digests.keys().next().value!);
-    this.digests.set(key, d);
+    this.hashedBytes += p.byteLength;
+    if (kept === this.digests && kept.size >= DIGESTS_KEPT) kept.delete(kept.keys().next().value!);
+    kept.set(key, d);
     return { ...d };
   }
 

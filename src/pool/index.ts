@@ -6,6 +6,7 @@ export * from './placement.js';
 export * from './capacity.js';
 export * from './weights.js';
 export * from './transfer.js';
+export * from './span-meter.js';
 export * from './held-range.js';
 export * from './model-files.js';
 export * from './measure.js';

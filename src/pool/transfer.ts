@@ -24,6 +24,7 @@ import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/er
 import { silentLogger, type Logger } from '../util/logger.js';
 import { HeldWeightsChangedError, type HeldRangeReader } from './held-range.js';
 import { modelFilesReply, type ModelFileSet } from './model-files.js';
+import { SpanMeter } from './span-meter.js';
 import { bytesToParams, paramBytes, sha256, spanHashOfParams, spanPayloadBytes, spanUnits, subRange } from './weights.js';
 
 /** Bytes of data in one chunk (under the method's 4 MiB frame limit; small enough to resume cheaply). */
@@ -134,18 +135,33 @@ interface PreparedRef {
   sha: Uint8Array<ArrayBuffer>;
 }
 
-/** Spans cached per source array (heads are asked repeatedly; a source has few distinct spans asked of it). */
+/**
+ * Multi-layer spans cached per source array (heads are asked repeatedly; a source has few distinct spans asked of
+ * it). One-layer units, what downloaders ask, are kept apart and never pushed out by these (≤ the source's layers).
+ */
 export const CHECKPOINT_SPANS_PER_SOURCE = 16;
 
+interface SourceCache {
+  units: Map<string, PreparedRef>;
+  spans: Map<string, PreparedRef>;
+}
+
+export interface CheckpointHandlerOptions {
+  /** The rate on uncached multi-layer spans (./span-meter.ts); default a fresh SpanMeter with SPAN_METER_LIMITS. */
+  meter?: SpanMeter;
+}
+
 /** The `checkpoint` stream handler over a WeightsSource. */
-export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CHUNK_DATA_BYTES): ServerStreamHandler<CheckpointRequest, CheckpointChunk> & { clearCache(): void } {
+export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CHUNK_DATA_BYTES, opts: CheckpointHandlerOptions = {}): ServerStreamHandler<CheckpointRequest, CheckpointChunk> & { clearCache(): void; meter: SpanMeter } {
+  const meter = opts.meter ?? new SpanMeter();
   // span hashes per source array and "start:end" (heads are asked repeatedly). Weakly keyed by the source, and no
   // copy of the bytes: chunks are views of the source. Before (issue 12 §2, chaos memory growth), 64 entries each
   // held a copy of its span's bytes, keyed by an id per source array; the pool hands out a fresh snapshot of its
   // weights every minute, so every minute's requests added copies of whole spans that were never asked for again
   // (up to 64 × a span: 1.2 GiB for the chaos model's 18 MiB halves) and survivors' memory crept up.
-  let cache = new WeakMap<Float32Array, Map<string, PreparedRef>>();
-  const prepare = async (want: Span, round: number | undefined, signal: AbortSignal | undefined): Promise<Prepared> => {
+  let cache = new WeakMap<Float32Array, SourceCache>();
+  // `peer` pays for figures of several layers that are not cached (./span-meter.ts); one-layer units are free
+  const prepare = async (want: Span, round: number | undefined, peer: string, signal: AbortSignal | undefined): Promise<Prepared> => {
     const config = src.config();
     const held = src.held();
     if (config === undefined || held === undefined) throw new NeuroShardError('NOT_HOLDING', 'this node holds no layers', { fault: 'caller' });
@@ -159,20 +175,26 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     if (r === undefined && src.heldRange !== undefined) {
       // the held weights: figures and bytes read in the compute worker, all of one version (./held-range.ts)
       const reader = src.heldRange;
+      // the worker caches what it computed, but this thread cannot tell whether a span is among it: every
+      // multi-layer span is metered here (honest downloaders never ask one)
+      if (want.end - want.start > 1) meter.take(peer);
       const d = await reader.digest(want, signal);
       return { total: d.total, hash: d.hash, sha: d.sha, round: undefined, byRange: true, read: (o, n) => reader.read(want, o, n, d.version, signal) };
     }
     if (r === undefined && src.params === undefined) throw new WeightsUnavailableError('this node has no weights to serve');
     const from = r === undefined ? { span: held, params: await src.params!() } : r;
-    let spans = cache.get(from.params);
-    if (spans === undefined) cache.set(from.params, (spans = new Map()));
+    let kept = cache.get(from.params);
+    if (kept === undefined) cache.set(from.params, (kept = { units: new Map(), spans: new Map() }));
+    const unit = want.end - want.start === 1;
+    const spans = unit ? kept.units : kept.spans;
     const key = `${from.span.start}:${from.span.end}/${want.start}:${want.end}`;
     let ref = spans.get(key);
     if (ref === undefined) {
+      if (!unit) meter.take(peer);
       const { offset, size } = subRange(config, from.span, want);
       const p = from.params.subarray(offset, offset + size);
       ref = { offset, size, hash: spanHashOfParams(config, want, p), sha: sha256(paramBytes(p)) };
-      if (spans.size >= CHECKPOINT_SPANS_PER_SOURCE) spans.delete(spans.keys().next().value!);
+      if (!unit && spans.size >= CHECKPOINT_SPANS_PER_SOURCE) spans.delete(spans.keys().next().value!);
       spans.set(key, ref);
     }
     const bytes = paramBytes(from.params.subarray(ref.offset, ref.offset + ref.size));
@@ -197,7 +219,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     }
     if (req.span === undefined) throw new NeuroShardError('RPC_BAD_REQUEST', 'checkpoint: span missing', { fault: 'caller' });
     if (req.round !== undefined && ctx !== undefined) src.pin?.(ctx.peer, Number(req.round));
-    const p = await prepare(req.span, req.round === undefined ? undefined : Number(req.round), ctx?.signal);
+    const p = await prepare(req.span, req.round === undefined ? undefined : Number(req.round), ctx?.peer ?? '', ctx?.signal);
     const total = BigInt(p.total);
     const name = `${req.span.start}:${req.span.end}`;
     const round = p.round === undefined ? {} : { round: BigInt(p.round) };
@@ -216,6 +238,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     }
   };
   return Object.assign(handler, {
+    meter,
     clearCache: () => {
       cache = new WeakMap();
     },

@@ -6,7 +6,9 @@
  *   2. provides the content key "<networkId>/layer/<i>" for every layer i it holds.
  * "Who holds layer i" = the providers of layer i whose HolderRecord is valid, unexpired and covers i, minus the
  * peers the liveness tracker knows to be dead. A provider's record is asked of the provider itself first (one
- * stream, when `fetchDirect` is wired) and read from the DHT when that fails; both pass the same checks. Records are short-lived (`recordTtlMs`) and re-published well before
+ * stream, when `fetchDirect` is wired) and read from the DHT when that fails; both pass the same checks. A provider
+ * that does not answer neither holds up the providers after it nor the lookup (fetchRecords), and is asked last,
+ * then not at all, in later lookups (`silent`). Records are short-lived (`recordTtlMs`) and re-published well before
  * they expire, so a holder that disappears drops out on its own.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -73,16 +75,52 @@ interface CacheEntry {
   fetchedAt: number;
 }
 
-/** Most record fetches in flight during one lookup. */
+/**
+ * Record fetches started at once during one lookup. A fetch that has not answered after SLOW_FETCH_MS stops
+ * counting against this (it goes on, to its own deadline), so providers that accept the stream and never answer
+ * cannot hold every fetch slot until the lookup's deadline (attack: registry-tarpit).
+ */
 const FETCH_CONCURRENCY = 8;
+/** After this long a record fetch no longer holds its slot (scaled down with a short `opTimeoutMs`). */
+const SLOW_FETCH_MS = 250;
+/** Most record fetches in flight during one lookup, slow ones included (≥ maxProviders + KNOWN_MAX by default). */
+const MAX_FETCHES_IN_FLIGHT = 96;
 /** Most known holders (LayerRegistryOptions.known) asked per layer lookup, beside the DHT's providers. */
 export const KNOWN_MAX = 16;
 /** Deadline of asking a provider for its record directly, before the DHT is asked instead. */
 const DIRECT_FETCH_MS = 3000;
+/**
+ * Deadline of one provider's record during a lookup, the direct ask and the DHT read together (capped at 60 % of
+ * `opTimeoutMs`): a silent provider's fetch ends well before the lookup's, so the lookup can ask the providers
+ * after it and end early.
+ */
+const RECORD_FETCH_MS = 9000;
 /** How long "no valid record" is remembered. */
 const NEGATIVE_CACHE_MS = 2000;
 /** Most memoised peer records. */
 const MAX_CACHE = 4096;
+/**
+ * A provider whose direct fetch ran to its deadline with no record from the DHT either is "silent": it is asked
+ * last in the lookups of the next SILENT_BASE_MS × 2^(strikes-1) (≤ SILENT_MAX_MS), and not at all once it was
+ * silent SILENT_SKIP_STRIKES times in a row. Any answer clears it. An honest provider that was slow once is only
+ * asked later; one that hangs every time stops costing a fetch.
+ */
+const SILENT_BASE_MS = 60_000;
+const SILENT_MAX_MS = 10 * 60_000;
+const SILENT_SKIP_STRIKES = 3;
+const MAX_SILENT = 4096;
+
+interface Silent {
+  strikes: number;
+  until: number;
+}
+
+/** One provider's record as a lookup fetched it. */
+interface Fetched {
+  record: HolderRecord | undefined;
+  /** The provider did not answer before its deadline (and the lookup had not ended). */
+  silent: boolean;
+}
 
 export class LayerRegistry {
   readonly events = new TypedEmitter<LayerRegistryEvents>();
@@ -90,6 +128,8 @@ export class LayerRegistry {
   private record: HolderRecord | undefined;
   private readonly provided = new Set<number>();
   private readonly cache = new Map<string, CacheEntry>();
+  /** Providers that did not answer (LayerRegistry "silent"), by peer id. */
+  private readonly silent = new Map<string, Silent>();
   /** Per-node secret of the lookup order: nobody else can grind a peer id that sorts first here. */
   private readonly orderSecret = randomBytes(16);
   private timer: NodeJS.Timeout | undefined;
@@ -228,13 +268,22 @@ export class LayerRegistry {
   async holdersOf(layer: number, opts: AbortOptions = {}): Promise<HolderRecord[]> {
     // detached from opts.signal when the lookup ends (util/abort.ts deadlineLink): callers pass one signal to many
     const { signal, dispose } = deadlineLink(this.opMs, opts.signal);
+    // every record fetch in flight links its own deadline to this one (≤ MAX_FETCHES_IN_FLIGHT)
+    setMaxListeners(MAX_FETCHES_IN_FLIGHT + 16, signal);
     let records: HolderRecord[];
     try {
       const providers = await this.opts.network.findProviders(layerContentKey(this.opts.networkId, layer), { signal, limit: this.opts.maxProviders ?? 64 });
       const known = (this.opts.known?.(layer) ?? []).slice(0, KNOWN_MAX);
       const seen = new Set(known);
       const all = [...known.map((id) => ({ id, multiaddrs: [] })), ...providers.filter((p) => !seen.has(p.id))];
-      const candidates = all.filter((p) => !(this.opts.isDead?.(p.id) ?? false));
+      const live = all.filter((p) => !(this.opts.isDead?.(p.id) ?? false));
+      // providers that were silent lately are asked after the others, and not at all after repeated silence
+      const now = this.clock.now();
+      const doubt = (id: string): Silent | undefined => {
+        const s = this.silent.get(id);
+        return s !== undefined && s.until > now ? s : undefined;
+      };
+      const candidates = [...live.filter((p) => doubt(p.id) === undefined), ...live.filter((p) => (doubt(p.id)?.strikes ?? SILENT_SKIP_STRIKES) < SILENT_SKIP_STRIKES)];
       records = await this.fetchRecords(candidates, signal);
     } finally {
       dispose();
@@ -252,12 +301,20 @@ export class LayerRegistry {
 
   /** The current record of one peer from the DHT (validated), or undefined. */
   async recordOf(peer: string, opts: AbortOptions = {}): Promise<HolderRecord | undefined> {
+    return (await this.fetchRecord(peer, Math.min(this.opMs, DIRECT_FETCH_MS), this.opMs, opts.signal)).record;
+  }
+
+  /**
+   * One peer's record: the cache, else the peer itself within `directMs`, else the DHT; all within `totalMs` of the
+   * start (and `signal`).
+   */
+  private async fetchRecord(peer: string, directMs: number, totalMs: number, outer: AbortSignal | undefined): Promise<Fetched> {
     const now = this.clock.now();
     const hit = this.cache.get(peer);
     // a miss is retried sooner than a hit: the record may simply not have propagated yet
     const fresh = hit !== undefined && now - hit.fetchedAt < (hit.record === undefined ? Math.min(this.cacheMs, NEGATIVE_CACHE_MS) : this.cacheMs);
-    if (hit !== undefined && fresh && (hit.record === undefined || hit.record.expiresMs > now)) return hit.record;
-    if (peer === this.opts.network.peerId) return this.record;
+    if (hit !== undefined && fresh && (hit.record === undefined || hit.record.expiresMs > now)) return { record: hit.record, silent: false };
+    if (peer === this.opts.network.peerId) return { record: this.record, silent: false };
     const key = holderKey(this.opts.networkId, peer);
     const check = (value: Uint8Array | undefined, where: string): HolderRecord | undefined => {
       if (value === undefined) return undefined;
@@ -268,34 +325,108 @@ export class LayerRegistry {
         return undefined;
       }
     };
+    const total = deadlineLink(totalMs, outer);
     let record: HolderRecord | undefined;
-    if (this.opts.fetchDirect !== undefined) {
-      const d = deadlineLink(Math.min(this.opMs, DIRECT_FETCH_MS), opts.signal);
-      const direct = await this.opts.fetchDirect(peer, d.signal).catch(() => undefined).finally(d.dispose);
-      record = check(direct, 'the peer');
+    let silent = false;
+    try {
+      if (this.opts.fetchDirect !== undefined) {
+        const d = deadlineLink(Math.min(directMs, totalMs), total.signal);
+        let answered = false;
+        const direct = await this.opts.fetchDirect(peer, d.signal).then(
+          (v) => {
+            answered = true;
+            return v;
+          },
+          (e: unknown) => {
+            // an error the peer sent (or a refused dial) is an answer; running into the deadline is not
+            answered = !d.signal.aborted;
+            this.log.debug('direct holder record fetch failed', { peer, error: errorMessage(e) });
+            return undefined;
+          },
+        ).finally(d.dispose);
+        silent = !answered;
+        record = check(direct, 'the peer');
+      }
+      if (record === undefined) {
+        const value = await this.opts.network.dhtGet(key, { signal: total.signal }).catch(() => undefined);
+        record = check(value, 'the DHT');
+        if (this.opts.fetchDirect === undefined) silent = value === undefined && total.signal.aborted;
+      }
+    } finally {
+      total.dispose();
     }
-    if (record === undefined) {
-      const d = deadlineLink(this.opMs, opts.signal);
-      const value = await this.opts.network.dhtGet(key, { signal: d.signal }).catch(() => undefined).finally(d.dispose);
-      record = check(value, 'the DHT');
-    }
+    // the lookup's own end is nobody's silence
+    silent &&= record === undefined && outer?.aborted !== true;
+    this.noteSilence(peer, silent, now);
     if (this.cache.size >= MAX_CACHE) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(peer, { record, fetchedAt: now });
-    return record;
+    return { record, silent };
   }
 
-  private async fetchRecords(providers: PeerAddressInfo[], signal: AbortSignal): Promise<HolderRecord[]> {
+  private noteSilence(peer: string, silent: boolean, now: number): void {
+    if (!silent) {
+      this.silent.delete(peer);
+      return;
+    }
+    const strikes = (this.silent.get(peer)?.strikes ?? 0) + 1;
+    this.silent.delete(peer);
+    if (this.silent.size >= MAX_SILENT) this.silent.delete(this.silent.keys().next().value!);
+    this.silent.set(peer, { strikes, until: now + Math.min(SILENT_MAX_MS, SILENT_BASE_MS * 2 ** Math.min(strikes - 1, 16)) });
+  }
+
+  /** Providers this registry currently doubts (silent lately): peer → strikes. For tests and diagnostics. */
+  silentProviders(): Map<string, number> {
+    const now = this.clock.now();
+    return new Map([...this.silent].filter(([, s]) => s.until > now).map(([p, s]) => [p, s.strikes]));
+  }
+
+  /**
+   * The records of `providers`, asked in order, FETCH_CONCURRENCY at a time; a fetch that has not answered after
+   * the slow mark frees its slot for the next provider and goes on to its own deadline (≤ MAX_FETCHES_IN_FLIGHT in
+   * all). Before, 8 workers each waited for their provider up to the lookup's deadline, so 8 silent providers listed
+   * first hid every honest holder after them.
+   */
+  private fetchRecords(providers: PeerAddressInfo[], signal: AbortSignal): Promise<HolderRecord[]> {
     const out: HolderRecord[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < providers.length && !signal.aborted) {
-        const p = providers[next++]!;
-        const r = await this.recordOf(p.id, { signal }).catch(() => undefined);
-        if (r !== undefined) out.push(r);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, providers.length) }, worker));
-    return out;
+    const slowMs = Math.max(1, Math.min(SLOW_FETCH_MS, Math.floor(this.opMs / 16)));
+    const directMs = Math.max(1, Math.min(DIRECT_FETCH_MS, Math.floor(this.opMs / 5)));
+    const totalMs = Math.max(directMs, Math.min(RECORD_FETCH_MS, Math.floor(this.opMs * 0.6)));
+    return new Promise((resolve) => {
+      let next = 0;
+      let active = 0;
+      let inFlight = 0;
+      const pump = (): void => {
+        while (!signal.aborted && next < providers.length && active < FETCH_CONCURRENCY && inFlight < MAX_FETCHES_IN_FLIGHT) {
+          const p = providers[next++]!;
+          active++;
+          inFlight++;
+          let holding = true;
+          const release = (): void => {
+            if (!holding) return;
+            holding = false;
+            active--;
+            pump();
+          };
+          const slow = setTimeout(release, slowMs);
+          slow.unref();
+          void this.fetchRecord(p.id, directMs, totalMs, signal)
+            .then((f) => {
+              if (f.record !== undefined) out.push(f.record);
+            }, () => {})
+            .finally(() => {
+              clearTimeout(slow);
+              inFlight--;
+              if (holding) {
+                holding = false;
+                active--;
+              }
+              pump();
+            });
+        }
+        if (inFlight === 0) resolve(out);
+      };
+      pump();
+    });
   }
 }
 

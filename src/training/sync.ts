@@ -236,6 +236,19 @@ export class SyncError extends NeuroShardError {
 }
 
 /**
+ * The state RPC (training-layer) asked for a round this holder closed or passed but no longer keeps: it left the
+ * window of KEPT_ROUNDS closed rounds and no pin kept it (./keep.ts). What an honest caller that is late gets (a
+ * joiner slower than the rounds, a status read before a close): no misbehaviour, never a penalty; the caller asks
+ * again with a newer round. Before (session 22, finding 8), the handler answered it as TRAINING_LAYER_UNKNOWN with
+ * fault 'peer', the caller's misbehaviour.
+ */
+export class TrainingRoundGoneError extends NeuroShardError {
+  constructor(message: string, meta?: Record<string, unknown>) {
+    super('TRAINING_ROUND_GONE', message, { fault: 'caller', meta });
+  }
+}
+
+/**
  * The transport's answer for a holder that does not speak the outer sync at all (a `--no-train` node serves the
  * layers but does not train them): it is no round member, its hash is no vote.
  */
@@ -465,11 +478,22 @@ export class OuterSync {
    * pinned for it (./keep.ts, with its quotas), as the pool's checkpoint download pins it: a joiner downloads its
    * layers one by one, and once its download took longer than KEPT_ROUNDS rounds of ours the round it began with was
    * gone before its last layer ("no such state"), it tried again with a newer round, and never entered (session 21).
+   * Undefined for a layer not held here or a round not closed yet; a round closed or passed here but no longer kept
+   * throws TrainingRoundGoneError (typed, no fault of the caller's conduct: it was late).
    */
   serveLayer(peer: string, round: number, layer: string): LayerState | undefined {
     const s = this.layerState(round, layer);
     if (s !== undefined) this.pin(peer, round);
+    else if (this.byId.has(layer) && this.passed(round)) {
+      const kept = this.closed.map((c) => c.round);
+      throw new TrainingRoundGoneError(`the state of ${layer} after round ${round} is no longer kept here (kept: ${kept.join(', ') || 'none'})`, { round, layer, kept });
+    }
     return s;
+  }
+
+  /** Whether `round` is one this holder closed or moved past (not one it has yet to close). */
+  private passed(round: number): boolean {
+    return round < this.roundNo || round <= (this.closed.at(-1)?.round ?? -Infinity);
   }
 
   /** The state of a layer after a closed round we keep (the state RPC), or undefined. */

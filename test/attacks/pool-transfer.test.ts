@@ -8,8 +8,8 @@
  *   holder that FINISHED it (the honest one, BAD_WEIGHTS_PENALTY each time); with one honest holder left the unit
  *   failed. Now a unit of several holders' bytes that does not verify blames nobody and is taken again from one
  *   holder alone.
- * - Requests a stranger can send for nothing: heads of every sub-span of the held span (each a hash of up to the
- *   whole span in the serving node), rounds far in the past or the future (pins), absurd offsets: each is answered
+ * - Requests a stranger can send for nothing: heads of every sub-span of the held span (a multi-layer one a hash
+ *   of up to the whole span in the serving node, now rate-limited: attacks/checkpoint-heads), rounds far in the past or the future (pins), absurd offsets: each is answered
  *   or refused with a typed error and the holder keeps serving.
  */
 import assert from 'node:assert/strict';
@@ -21,6 +21,7 @@ import * as methods from '../../src/protocols/methods.js';
 import type { CheckpointChunk, CheckpointRequest } from '../../src/protocols/pb/node.js';
 import type { CallContext } from '../../src/protocols/rpc/service.js';
 import { BAD_WEIGHTS_PENALTY, checkpointHandler, downloadSpan, HEAD_OFFSET } from '../../src/pool/transfer.js';
+import { SPAN_METER_LIMITS } from '../../src/pool/span-meter.js';
 import { memoryRpcNode } from '../utils/memory-rpc.js';
 import { tally } from './tally.js';
 
@@ -112,14 +113,23 @@ describe('attacks on the weight transfer', () => {
       for await (const c of s.client.rpc.serverStream(holder, methods.checkpoint, { modelHash: '', offset: HEAD_OFFSET, ...req }, { timeoutMs: 10_000 })) out.push(c);
       return out;
     };
-    // every sub-span's head (L(L+1)/2 of them): each is answered with its figures
+    // every sub-span's head (L(L+1)/2 of them): each one-layer unit is answered with its figures, and so are
+    // multi-layer spans up to the holder's rate (pool/span-meter.ts; test/attacks/checkpoint-heads), the rest are a
+    // typed CHECKPOINT_BUSY
+    let busy = 0;
     for (let a = 0; a < L; a++) {
       for (let b = a + 1; b <= L; b++) {
-        const h = await ask({ span: { start: a, end: b } });
-        assert.equal(h.length, 1);
-        assert.equal(h[0]!.data.byteLength, 0);
+        try {
+          const h = await ask({ span: { start: a, end: b } });
+          assert.equal(h.length, 1);
+          assert.equal(h[0]!.data.byteLength, 0);
+        } catch (e) {
+          assert.ok(b - a > 1 && (e as { code?: unknown }).code === 'CHECKPOINT_BUSY', `[${a}, ${b}): ${String(e)}`);
+          busy++;
+        }
       }
     }
+    assert.equal(busy, (L * (L - 1)) / 2 - SPAN_METER_LIMITS.peerBurst);
     // spans outside the held one, rounds no holder keeps (the source keeps none), a round past the wire's bound
     const refused: Partial<CheckpointRequest>[] = [
       { span: { start: 0, end: L + 1 } },

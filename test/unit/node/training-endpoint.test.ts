@@ -13,7 +13,9 @@ import { TrainingEndpoint } from '../../../src/node/diloco.js';
 import { MemoryHub } from '../../../src/p2p/memory.js';
 import { encodeContribution } from '../../../src/protocols/training-contribution.js';
 import { trainingContribution, trainingLayer, trainingStatus } from '../../../src/protocols/training-sync.js';
+import { RemoteRpcError } from '../../../src/protocols/rpc/errors.js';
 import { RpcNode } from '../../../src/protocols/rpc/service.js';
+import { TrainingRoundGoneError } from '../../../src/training/sync.js';
 
 const NET = 'testnet01';
 
@@ -64,6 +66,29 @@ describe('TrainingEndpoint: the outer-sync RPCs across sessions', () => {
 
     await ep.close();
     await assert.rejects(ra.call('peerB', trainingStatus, {}));
+    await ra.close();
+    await rb.close();
+  });
+
+  it('a round that left the holder\'s window reaches the caller as typed TRAINING_ROUND_GONE, blaming neither side', async () => {
+    const hub = new MemoryHub();
+    const a = hub.createNode('peerA');
+    const b = hub.createNode('peerB');
+    await a.start();
+    await b.start();
+    const ra = new RpcNode({ network: a, networkId: NET });
+    const rb = new RpcNode({ network: b, networkId: NET });
+    const ep = await TrainingEndpoint.start(rb, 4);
+    ep.attach({
+      contribution: () => ({ verdict: 'accepted' as const }),
+      status: () => ({ round: 9, phase: 'inner' as const, members: ['peerB'], closed: [], entered: 0, layers: ['embed'] }),
+      // as OuterSync.serveLayer answers a round it closed but no longer keeps (training/sync.ts)
+      layer: (req) => {
+        throw new TrainingRoundGoneError(`the state of ${req.layer} after round ${req.round} is no longer kept here`, { round: req.round });
+      },
+    });
+    await assert.rejects(ra.call('peerB', trainingLayer, { round: 2, layer: 'embed' }), (e: unknown) => e instanceof RemoteRpcError && e.code === 'TRAINING_ROUND_GONE' && e.remoteFault === 'caller' && e.fault === 'local');
+    await ep.close();
     await ra.close();
     await rb.close();
   });

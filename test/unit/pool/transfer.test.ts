@@ -11,6 +11,7 @@ import { MemoryHub } from '../../../src/p2p/memory.js';
 import * as methods from '../../../src/protocols/methods.js';
 import type { CheckpointChunk, CheckpointRequest } from '../../../src/protocols/pb/node.js';
 import { type CallContext } from '../../../src/protocols/rpc/service.js';
+import { SPAN_METER_LIMITS, SpanMeter } from '../../../src/pool/span-meter.js';
 import { checkpointHandler, downloadSpan, fetchConfig, roundSource, roundTarget, voteHeads, WeightsUnavailableError, type RoundWeights } from '../../../src/pool/transfer.js';
 import { sliceSpan, spanHashOfParams } from '../../../src/pool/weights.js';
 import { pinRound, roundsToKeep, type RoundPin } from '../../../src/training/keep.js';
@@ -77,7 +78,10 @@ describe('checkpoint stream', () => {
     };
     const ctx = {} as CallContext;
     let current = modelParams(0);
-    const inner = checkpointHandler({ config: () => CONFIG, held: () => ({ start: 0, end: L }), params: () => Promise.resolve(current) });
+    // a multi-layer span from five snapshots: past the rate on uncached multi-layer spans (pool/span-meter.ts),
+    // which is not what this test is about
+    const meter = new SpanMeter({ ...SPAN_METER_LIMITS, peerBurst: 100, allBurst: 100 });
+    const inner = checkpointHandler({ config: () => CONFIG, held: () => ({ start: 0, end: L }), params: () => Promise.resolve(current) }, undefined, { meter });
     const span = { start: 1, end: L };
     const chunks = async (): Promise<CheckpointChunk[]> => {
       const out: CheckpointChunk[] = [];

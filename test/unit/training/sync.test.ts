@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ParamLayout } from '../../../src/model/layout.js';
-import { layerStateHash, majorityHash, OuterSync, type LayerState, type PeerTrainingStatus, type SendVerdict } from '../../../src/training/sync.js';
+import { layerStateHash, majorityHash, OuterSync, TrainingRoundGoneError, type LayerState, type PeerTrainingStatus, type SendVerdict } from '../../../src/training/sync.js';
 import { decodeDelta } from '../../../src/training/compression/index.js';
 import { tinyConfig } from '../model/helpers.js';
 import { createLogger } from '../../../src/util/logger.js';
+import { PeerMisbehaviourError } from '../../../src/util/errors.js';
 
 const layout = new ParamLayout(tinyConfig());
 
@@ -130,6 +131,25 @@ describe('OuterSync over an in-memory transport', () => {
     assert.ok(a!.sync.layerState(1, a!.sync.layers[0]!.id) !== undefined, 'its state is still served');
     assert.equal(a!.sync.pin('other', 1), false, 'out of the window: nobody can pin it anew');
     assert.equal(a!.sync.pin('joiner', 1), true, 'the joiner renews its own pin');
+  });
+
+  it('the state RPC answers a round that left the window as typed "round gone" (no misbehaviour), and pins nothing', async () => {
+    const [a] = [...group(['a']).values()];
+    for (let k = 0; k < 7; k++) await round([a!]); // closed up to 6: the window is 3..6
+    const layer = a!.sync.layers[0]!.id;
+    assert.deepEqual(a!.sync.closedWeights().map((c) => c.round), [3, 4, 5, 6]);
+    for (const gone of [-1, 0, 2]) {
+      assert.throws(
+        () => a!.sync.serveLayer('late', gone, layer),
+        (e: unknown) => e instanceof TrainingRoundGoneError && e.code === 'TRAINING_ROUND_GONE' && e.fault === 'caller' && !(e instanceof PeerMisbehaviourError) && (e.meta?.round as number) === gone,
+        `round ${gone}`,
+      );
+    }
+    assert.equal(a!.sync.pin('late', 2), false, 'still nothing to pin');
+    assert.ok(a!.sync.serveLayer('late', 4, layer) !== undefined, 'a kept round is served');
+    // not a round passed here, or not a layer held here: no state (the handler's own answer, node/diloco.ts)
+    assert.equal(a!.sync.serveLayer('late', 9, layer), undefined);
+    assert.equal(a!.sync.serveLayer('late', 2, 'layers.999'), undefined);
   });
 
   it('a replica whose contributions miss the deadline is repaired to the majority state', async () => {
