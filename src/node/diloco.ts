@@ -108,7 +108,9 @@ export class TrainingEndpoint {
     await rpc.handle(trainingContribution, (bytes, ctx) => ep.current?.contribution(bytes, ctx) ?? ep.gapVerdict(bytes));
     await rpc.handle(trainingStatus, () => ep.current?.status() ?? { round: -1, phase: 'entering', members: [], closed: [], layers: [] });
     await rpc.handle(trainingLayer, (req, ctx) => {
-      if (ep.current === undefined) throw new PeerMisbehaviourError('TRAINING_LAYER_UNKNOWN', `no state of ${req.layer} after round ${req.round} here (between training sessions)`);
+      // The gap between two sessions (a pool move) is this node's state, not the caller's fault: an honest joiner
+      // asking then gets a typed answer and no penalty (it was PeerMisbehaviourError before session 23).
+      if (ep.current === undefined) throw new NeuroShardError('TRAINING_NOT_ATTACHED', `no state of ${req.layer} after round ${req.round} here (between training sessions)`, { fault: 'local' });
       return ep.current.layer(req, ctx);
     });
     return ep;

@@ -54,7 +54,11 @@ describe('TrainingEndpoint: the outer-sync RPCs across sessions', () => {
     assert.deepEqual(gap.layers, [], 'trains no layer now');
     assert.equal(gap.phase, 'entering');
     assert.equal((await ra.call('peerB', trainingContribution, delta('layers.2'))).verdict, 'not_held', 'a model layer: not held, no penalty');
-    await assert.rejects(ra.call('peerB', trainingLayer, { round: 3, layer: 'embed' }), (e: unknown) => e instanceof Error && /TRAINING_LAYER_UNKNOWN|no state/.test(`${(e as { code?: string }).code} ${e.message}`));
+    const violations: string[] = [];
+    rb.events.on('rpc:violation', (v) => violations.push(v.code));
+    // the gap is the holder's state: typed, and the honest caller is not blamed (it was a violation before session 23)
+    await assert.rejects(ra.call('peerB', trainingLayer, { round: 3, layer: 'embed' }), (e: unknown) => e instanceof RemoteRpcError && e.code === 'TRAINING_NOT_ATTACHED' && e.remoteFault === 'local');
+    assert.deepEqual(violations, [], 'no violation recorded against the caller');
 
     // the next session (another span) answers at once, on the same streams
     const next = { ...session, status: () => ({ ...session.status(), layers: ['layers.2', 'head'] }) };
