@@ -209,6 +209,15 @@ export class Lane implements StreamHost {
     }
   }
 
+  sendDataParts(stream: number, parts: readonly Uint8Array[], total: number): void {
+    if (total > this.maxDataPartsBytes) throw new RangeError(`DATA of ${total} bytes past the frame cap`);
+    this.queue(subHeader(SUB_DATA, stream, total), ...parts);
+  }
+
+  get maxDataPartsBytes(): number {
+    return this.limits.maxFramePlainBytes - SUB_HEADER_BYTES;
+  }
+
   sendWindow(stream: number, grant: number): void {
     const b = Buffer.allocUnsafe(4);
     b.writeUInt32BE(grant);
