@@ -67,7 +67,7 @@ for (let b = 0; b < blocks; b++) {
 const med = (a) => { const s = [...a].sort((p, q) => p - q); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const r1 = (v) => Math.round(v * 10) / 10;
 const ratios = lane.map((v, i) => v / tcp[i]);
-console.log(JSON.stringify({ dist, aead: aeadBackend().backend, lane_mib_s: r1(med(lane)), tcp_mib_s: r1(med(tcp)), ratio: Math.round(med(ratios) * 1000) / 1000, client_us: Math.round(med(cc)), server_us: Math.round(med(sc)), lane: lane.map(r1), tcp: tcp.map(r1), ratios: ratios.map((v) => Math.round(v * 1000) / 1000) }));
+console.log(JSON.stringify({ dist, aead: aeadBackend().backend, kernel: aeadBackend().kernel ?? null, lane_mib_s: r1(med(lane)), tcp_mib_s: r1(med(tcp)), ratio: Math.round(med(ratios) * 1000) / 1000, client_us: Math.round(med(cc)), server_us: Math.round(med(sc)), lane: lane.map(r1), tcp: tcp.map(r1), ratios: ratios.map((v) => Math.round(v * 1000) / 1000) }));
 sock.destroy();
 await rpc.close(); await lanes.stop(); await net.stop();
 child.stdin.end();

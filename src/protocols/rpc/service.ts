@@ -157,6 +157,13 @@ function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 const SEND_JOIN_BELOW = 64 * 1024;
 
 /**
+ * The reason a served unary call's own signal is aborted with once it finished (its handler's leftover work stops):
+ * one shared instance, as `abort()` without a reason builds a DOMException with a stack trace each time (~20 us a
+ * call in the 1 MiB lane bench's server; docs/LIMITS.md "Session 23: 1 MiB on the lane, continued").
+ */
+const CALL_FINISHED = new AbortedError('rpc call finished');
+
+/**
  * Sends one frame: undefined when the stream took it at once, else a promise of the drain (or of writeFrame, for a
  * large body). A bidi request or stream response that fits the stream's buffer (every serving-hop step) then costs
  * no promise; writeFrame's two async layers were four promises per round trip.
@@ -766,7 +773,7 @@ export class RpcNode {
     } finally {
       deadline.dispose();
       unguard();
-      ac.abort();
+      ac.abort(CALL_FINISHED);
       link.dispose();
       if (slot) this.releaseSlot(method, peer);
     }
