@@ -17,10 +17,10 @@
  *
  * Two implementations of the same bytes (test/unit/p2p/lane-aead.test.ts: NIST vectors, cross-checks): the small
  * `neuroshard_aead` addon (src/tensor/native/aead.cc: OpenSSL's AES-256-GCM, or since session 23 its own VAES-512
- * kernel where the CPU has one, NEUROSHARD_LANE_GCM=openssl to keep OpenSSL's; lane-aead-vaes.test.ts), one context per direction
- * keyed once and given only a new IV per frame (~1 µs of overhead a frame), and Node's `crypto`, a new
- * `createCipheriv` per frame (8-10 µs), used where the addon is not built (NEUROSHARD_SKIP_NATIVE=1 at install) or
- * NEUROSHARD_LANE_AEAD=js.
+ * kernel where the CPU has one, NEUROSHARD_LANE_GCM=openssl to keep OpenSSL's; lane-aead-vaes.test.ts), one
+ * context per direction keyed once and given only a new IV per frame (~1 µs of overhead a frame), and Node's
+ * `crypto`, a new `createCipheriv` per frame (8-10 µs), used where the addon is not built (NEUROSHARD_SKIP_NATIVE=1
+ * at install) or NEUROSHARD_LANE_AEAD=js.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -173,7 +173,8 @@ export function setAeadBackendForTests(b: 'openssl' | 'node' | undefined): void 
 
 /**
  * Largest buffer a sealed frame is written in (the addon's path): a frame larger than this is sealed into several
- * buffers, written one after another as each is sealed (./lane.ts).
+ * buffers, handed on one after another as each is sealed (./lane.ts writes a large frame's buffers corked into one
+ * writev since session 23).
  */
 export const SEAL_PIECE_BYTES = 256 * 1024;
 
@@ -260,8 +261,8 @@ export class Sealer {
   }
 
   /**
-   * `seal`, each buffer handed to `emit` as soon as it is sealed (the lane writes it at once: the socket, and the
-   * far end's reader, take the first 256 KiB of a large frame while the rest is sealed).
+   * `seal`, each buffer handed to `emit` as soon as it is sealed (no array of them; the lane hands each to its
+   * socket, a large frame's corked into one writev).
    */
   sealEach(parts: readonly Uint8Array[], emit: (b: Buffer) => void): void {
     if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
