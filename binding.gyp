@@ -51,7 +51,8 @@
     {
       # AES-256-GCM contexts kept per lane direction (src/tensor/native/aead.cc, src/p2p/lane/aead.ts): the OpenSSL
       # that the node binary exports (its EVP_* symbols; headers from Node's include dir, which node-gyp puts on the
-      # include path): nothing linked, no cipher code of our own. Loaded on a node's main thread.
+      # include path): nothing linked. Since session 23 also a VAES-512 kernel of its own, compiled with per-function
+      # target attributes and used only where the CPU has it (run-time check). Loaded on a node's main thread.
       "target_name": "neuroshard_aead",
       "sources": ["src/tensor/native/aead.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

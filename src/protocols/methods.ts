@@ -6,7 +6,9 @@
  */
 import { PeerMisbehaviourError } from '../util/errors.js';
 import * as pb from './pb/node.js';
+import type { Codec } from 'protons-runtime';
 import type { BidiMethod, MessageCodec, ServerStreamMethod, UnaryMethod } from './rpc/method.js';
+import { encodeMessageParts } from './rpc/parts.js';
 import { MAX_TENSOR_RANK, tensorFromPb } from './tensor-wire.js';
 import { LEDGER_SYNC_LIMITS } from '../ledger/interfaces.js';
 import { MAX_HOPS as MAX_ROUTE_HOPS } from '../ledger/events.js';
@@ -45,9 +47,10 @@ function checkSpan(s: pb.Span | undefined, what: string, required = false): void
 const TENSOR_LIMITS = { shape: MAX_TENSOR_RANK };
 
 /** A protons namespace with decode limits applied. */
-function codec<T>(ns: { encode(v: Partial<T>): Uint8Array; decode(b: Uint8Array, opts?: { limits?: never }): T }, limits?: object): MessageCodec<T> {
+function codec<T>(ns: { encode(v: Partial<T>): Uint8Array; decode(b: Uint8Array, opts?: { limits?: never }): T; codec(): Codec<T> }, limits?: object): MessageCodec<T> {
   return {
     encode: (v) => ns.encode(v),
+    encodeParts: (v) => encodeMessageParts(ns.codec(), v),
     decode: (b) => ns.decode(b, limits === undefined ? undefined : ({ limits } as { limits: never })),
   };
 }

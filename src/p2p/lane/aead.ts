@@ -15,11 +15,12 @@
  * sees a byte of the plaintext. Each direction stops after MAX_FRAMES frames (far below GCM's limits); the lane
  * is then closed and a fresh one made with fresh keys.
  *
- * Two implementations of the same bytes (test/unit/p2p/lane-aead.test.ts: NIST vectors, cross-checks): OpenSSL's
- * AES-256-GCM through the small `neuroshard_aead` addon (src/tensor/native/aead.cc), one context per direction
- * keyed once and given only a new IV per frame (~1 µs of overhead a frame), and Node's `crypto`, a new
- * `createCipheriv` per frame (8-10 µs), used where the addon is not built (NEUROSHARD_SKIP_NATIVE=1 at install) or
- * NEUROSHARD_LANE_AEAD=js.
+ * Two implementations of the same bytes (test/unit/p2p/lane-aead.test.ts: NIST vectors, cross-checks): the small
+ * `neuroshard_aead` addon (src/tensor/native/aead.cc: OpenSSL's AES-256-GCM, or since session 23 its own VAES-512
+ * kernel where the CPU has one, NEUROSHARD_LANE_GCM=openssl to keep OpenSSL's; lane-aead-vaes.test.ts), one
+ * context per direction keyed once and given only a new IV per frame (~1 µs of overhead a frame), and Node's
+ * `crypto`, a new `createCipheriv` per frame (8-10 µs), used where the addon is not built (NEUROSHARD_SKIP_NATIVE=1
+ * at install) or NEUROSHARD_LANE_AEAD=js.
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -100,8 +101,20 @@ export interface GcmContext {
   update(src: Uint8Array, dst: Uint8Array, at?: number): void;
   finishEncrypt(dst: Uint8Array, at?: number): void;
   finishDecrypt(tag: Uint8Array, at?: number): boolean;
+  /** The kernel this context runs: the addon's own VAES-512 one or OpenSSL's. */
+  kernel?(): 'vaes512' | 'openssl';
 }
-export type GcmContextCtor = new (key: Uint8Array, encrypt: boolean) => GcmContext;
+/** `kernel`: 'auto' (default: the VAES-512 kernel where the CPU has it) or 'openssl'. */
+export type GcmContextCtor = new (key: Uint8Array, encrypt: boolean, kernel?: 'auto' | 'openssl') => GcmContext;
+
+/**
+ * The addon's kernel choice: NEUROSHARD_LANE_GCM=openssl keeps OpenSSL's AES-GCM (A/B runs, or distrust of the
+ * addon's own kernel); otherwise the addon uses its VAES-512 kernel where the CPU has VAES, VPCLMULQDQ and AVX-512
+ * (aead.cc `vgcm`, session 23) and OpenSSL's elsewhere. The bytes are the same either way.
+ */
+function gcmKernel(): 'auto' | 'openssl' {
+  return process.env.NEUROSHARD_LANE_GCM === 'openssl' ? 'openssl' : 'auto';
+}
 
 let gcm: GcmContextCtor | null | undefined;
 let gcmWhy = '';
@@ -133,9 +146,14 @@ function nativeGcm(ignoreEnv = false): GcmContextCtor | null {
   return gcm;
 }
 
-/** Which AES-256-GCM the lane's frames use: 'openssl' (the addon) or 'node' (node:crypto), with why when 'node'. */
-export function aeadBackend(): { backend: 'openssl' | 'node'; why?: string } {
-  return nativeGcm() !== null ? { backend: 'openssl' } : { backend: 'node', why: gcmWhy };
+/**
+ * Which AES-256-GCM the lane's frames use: 'openssl' (the addon, with its kernel: its own VAES-512 one or OpenSSL's)
+ * or 'node' (node:crypto), with why when 'node'.
+ */
+export function aeadBackend(): { backend: 'openssl' | 'node'; kernel?: 'vaes512' | 'openssl'; why?: string } {
+  const G = nativeGcm();
+  if (G === null) return { backend: 'node', why: gcmWhy };
+  return { backend: 'openssl', kernel: new G(Buffer.alloc(32), true, gcmKernel()).kernel?.() ?? 'openssl' };
 }
 
 /** Tests: force one implementation (undefined: back to the default choice). */
@@ -155,7 +173,8 @@ export function setAeadBackendForTests(b: 'openssl' | 'node' | undefined): void 
 
 /**
  * Largest buffer a sealed frame is written in (the addon's path): a frame larger than this is sealed into several
- * buffers, written one after another as each is sealed (./lane.ts).
+ * buffers, handed on one after another as each is sealed (./lane.ts writes a large frame's buffers corked into one
+ * writev since session 23).
  */
 export const SEAL_PIECE_BYTES = 256 * 1024;
 
@@ -217,7 +236,7 @@ export class Sealer {
 
   constructor(private readonly key: Buffer) {
     const G = nativeGcm();
-    this.ctx = G === null ? undefined : new G(key, true);
+    this.ctx = G === null ? undefined : new G(key, true, gcmKernel());
   }
 
   get framesSealed(): number {
@@ -242,8 +261,8 @@ export class Sealer {
   }
 
   /**
-   * `seal`, each buffer handed to `emit` as soon as it is sealed (the lane writes it at once: the socket, and the
-   * far end's reader, take the first 256 KiB of a large frame while the rest is sealed).
+   * `seal`, each buffer handed to `emit` as soon as it is sealed (no array of them; the lane hands each to its
+   * socket, a large frame's corked into one writev).
    */
   sealEach(parts: readonly Uint8Array[], emit: (b: Buffer) => void): void {
     if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
@@ -306,7 +325,7 @@ export class Opener {
 
   constructor(private readonly key: Buffer) {
     const G = nativeGcm();
-    this.ctx = G === null ? undefined : new G(key, false);
+    this.ctx = G === null ? undefined : new G(key, false, gcmKernel());
   }
 
   get framesOpened(): number {

@@ -209,6 +209,15 @@ export class Lane implements StreamHost {
     }
   }
 
+  sendDataParts(stream: number, parts: readonly Uint8Array[], total: number): void {
+    if (total > this.maxDataPartsBytes) throw new RangeError(`DATA of ${total} bytes past the frame cap`);
+    this.queue(subHeader(SUB_DATA, stream, total), ...parts);
+  }
+
+  get maxDataPartsBytes(): number {
+    return this.limits.maxFramePlainBytes - SUB_HEADER_BYTES;
+  }
+
   sendWindow(stream: number, grant: number): void {
     const b = Buffer.allocUnsafe(4);
     b.writeUInt32BE(grant);
@@ -299,8 +308,17 @@ export class Lane implements StreamHost {
     this.stats.bytesOut += n;
     this.lastActive = Date.now();
     if (this.sealer.native) {
-      // each buffer of the frame (≤ 256 KiB) written as soon as it is sealed
+      // A large frame's buffers (≤ 256 KiB each) go to the kernel in one writev (corked) rather than one write each
+      // as sealed: one syscall and one wake-up of the far end instead of 4-5 for a 1 MiB frame. Session 23, 1 MiB
+      // lane calls 4 in flight, two in-process A/B runs (load 7-7.6): CPU per call client 783 -> 703 and 753 -> 704
+      // us, server 820 -> 859 and 820 -> 781; the far end starting on the first piece early bought nothing measurable.
+      if (n < JOIN_BELOW) {
+        this.sealer.sealEach(group, this.writeOut);
+        return;
+      }
+      this.socket.cork();
       this.sealer.sealEach(group, this.writeOut);
+      this.socket.uncork();
       return;
     }
     const sealed = this.sealer.seal(group);

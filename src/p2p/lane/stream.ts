@@ -16,6 +16,10 @@ import { LaneError } from './errors.js';
 export interface StreamHost {
   /** Queues one DATA sub-frame (the lane splits it into pieces). */
   sendData(stream: number, data: Uint8Array): void;
+  /** Queues one DATA sub-frame whose payload is `parts` joined (their total fits one sealed frame): no copy. */
+  sendDataParts(stream: number, parts: readonly Uint8Array[], total: number): void;
+  /** Largest DATA payload `sendDataParts` takes. */
+  readonly maxDataPartsBytes: number;
   sendWindow(stream: number, grant: number): void;
   sendClose(stream: number): void;
   sendReset(stream: number, reason: string): void;
@@ -39,6 +43,15 @@ export class LaneStreamResetError extends Error {
  * in place, or a block small payloads are appended to past every view handed out).
  */
 export const STABLE_CHUNKS = Symbol.for('neuroshard.stable-chunks');
+
+/** A stream that can send a payload given in parts without joining them (a lane's: `LaneStream.sendParts`). */
+export interface PartsSender {
+  sendParts(parts: readonly Uint8Array[]): boolean;
+}
+
+export function canSendParts<S extends object>(s: S): s is S & PartsSender {
+  return s instanceof LaneStream;
+}
 
 /** DATA payloads up to this size are copied together into one block for the reader (see `LaneStream.inbox`). */
 const SMALL_DATA_BYTES = 512;
@@ -108,6 +121,27 @@ export class LaneStream implements DuplexStream {
     this.pendingOut.push(data);
     this.flushPending();
     return this.pendingOut.length === 0 && !this.host.congested();
+  }
+
+  /**
+   * `send` of the parts joined, as one DATA sub-frame when the send window and the lane's frame cap allow it (the
+   * reader then gets them as one chunk: rpc/frame.ts takes a large message body in one chunk as a view), else part
+   * by part. The parts are read when the lane seals them (the next microtask, or when credit comes): the caller must
+   * not change them before that (rpc/service.ts sends a call's request this way and documents it).
+   */
+  sendParts(parts: readonly Uint8Array[]): boolean {
+    if (this.error !== undefined) throw this.error;
+    if (this.writeClosed) throw new LaneStreamResetError('stream closed for writing');
+    let total = 0;
+    for (const p of parts) total += p.byteLength;
+    if (this.pendingOut.length === 0 && total > 0 && total <= this.credit && total <= this.host.maxDataPartsBytes) {
+      this.credit -= total;
+      this.host.sendDataParts(this.id, parts, total);
+      return !this.host.congested();
+    }
+    let ok = true;
+    for (const p of parts) ok = this.send(p);
+    return ok;
   }
 
   async onDrain(opts: AbortOptions = {}): Promise<void> {

@@ -11,8 +11,9 @@
 import { Uint8ArrayList } from 'uint8arraylist';
 import type { AbortOptions } from '../../util/abort.js';
 import type { ByteChunk, DuplexStream } from '../../p2p/types.js';
-import { STABLE_CHUNKS } from '../../p2p/lane/stream.js';
+import { STABLE_CHUNKS, canSendParts } from '../../p2p/lane/stream.js';
 import { RpcViolationError } from './errors.js';
+import { joinParts, partsLength } from './parts.js';
 
 export const FRAME_MESSAGE = 0x00;
 export const FRAME_ERROR = 0x01;
@@ -95,6 +96,19 @@ export async function writeFrameWaiting(stream: DuplexStream, kind: number, body
   }
   if (!stream.send(frameHeader(kind, body.byteLength))) await stream.onDrain(wait());
   if (!stream.send(body)) await stream.onDrain(wait());
+}
+
+/**
+ * Writes one frame whose body is `parts` joined (./parts.ts). A lane stream takes header and parts as one DATA
+ * sub-frame without a copy (its sealer reads them: the caller must leave them unchanged until the call settles);
+ * any other stream gets the body joined first, as `writeFrame` sends it.
+ */
+export async function writeFrameParts(stream: DuplexStream, kind: number, parts: readonly Uint8Array[], opts: AbortOptions = {}): Promise<void> {
+  if (!canSendParts(stream)) {
+    await writeFrame(stream, kind, joinParts(parts), opts);
+    return;
+  }
+  if (!stream.sendParts([frameHeader(kind, partsLength(parts)), ...parts])) await stream.onDrain(opts);
 }
 
 /**

@@ -7,6 +7,12 @@ export type CallKind = 'unary' | 'server-stream' | 'bidi';
 
 export interface MessageCodec<T> {
   encode(value: T): Uint8Array;
+  /**
+   * Optional: the same bytes as `encode`, as parts whose large bytes fields are the value's own arrays (./parts.ts).
+   * A unary request goes this way on a lane stream (no copy of a tensor's bytes before sealing); its arrays are then
+   * read when the request is written, so the caller must not change them before the call settles.
+   */
+  encodeParts?(value: T): Uint8Array[];
   /** Throws on bytes that are not a valid message. */
   decode(bytes: Uint8Array): T;
 }

@@ -23,7 +23,8 @@ import { silentLogger, type Logger } from '../../util/logger.js';
 import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeFrame, writeFrame, writeFrameWaiting, type Frame } from './frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeFrame, writeFrame, writeFrameParts, writeFrameWaiting, type Frame } from './frame.js';
+import { joinParts, partsLength } from './parts.js';
 import { ReadDeadline } from './deadline.js';
 import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MUX_MAX_REQUEST_BYTES, MUX_PIECE_BYTES, MuxAssembler, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
 import { perPeerLimit, requestReadMs, type BidiMethod, type CallKind, type MethodDef, type ServerStreamMethod, type UnaryMethod } from './method.js';
@@ -154,6 +155,13 @@ function raceSignal<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 
 /** Frames below this go as one write (encodeFrame joins header and body), as rpc/frame.ts writeFrame sends them. */
 const SEND_JOIN_BELOW = 64 * 1024;
+
+/**
+ * The reason a served unary call's own signal is aborted with once it finished (its handler's leftover work stops):
+ * one shared instance, as `abort()` without a reason builds a DOMException with a stack trace each time (~20 us a
+ * call in the 1 MiB lane bench's server; docs/LIMITS.md "Session 23: 1 MiB on the lane, continued").
+ */
+const CALL_FINISHED = new AbortedError('rpc call finished');
 
 /**
  * Sends one frame: undefined when the stream took it at once, else a promise of the drain (or of writeFrame, for a
@@ -287,10 +295,17 @@ export class RpcNode {
 
   // ───────────────────────────── client ─────────────────────────────
 
-  /** A unary call. Throws RemoteRpcError, RpcViolationError, RpcTransportError, TimeoutError or AbortedError. */
+  /**
+   * A unary call. Throws RemoteRpcError, RpcViolationError, RpcTransportError, TimeoutError or AbortedError.
+   * The request's bytes fields of 64 KiB or more are read when the request is written (on a lane, sealed straight
+   * from them: rpc/parts.ts), not when `call` is called: leave them unchanged until the call settles.
+   */
   async call<Req, Res>(peer: string, method: UnaryMethod<Req, Res>, req: Req, opts: CallOptions = {}): Promise<Res> {
     const ms = opts.timeoutMs ?? method.timeoutMs;
-    const body = this.encodeRequest(method, req);
+    // the request's large bytes fields stay the caller's arrays (MessageCodec.encodeParts): a lane seals them from
+    // there; the caller must not change them before the call settles
+    const parts = this.encodeRequestParts(method, req);
+    const bodyBytes = partsLength(parts);
     const t = timer(ms, `${method.name} call`, opts.signal);
     // the answer deadline, armed once the request is written (CallOptions.answerTimeoutMs)
     const answer = opts.answerTimeoutMs === undefined ? undefined : new AbortController();
@@ -304,11 +319,11 @@ export class RpcNode {
     };
     try {
       // a request over MUX_MAX_REQUEST_BYTES goes on a stream of its own (bounds what a server buffers per stream)
-      if (this.reuse && !this.closing.signal.aborted && body.byteLength <= MUX_MAX_REQUEST_BYTES) {
+      if (this.reuse && !this.closing.signal.aborted && bodyBytes <= MUX_MAX_REQUEST_BYTES) {
         const ch = await this.channelFor(peer, method, signal);
         if (ch !== undefined) {
           try {
-            return this.decodeResponse(method, await ch.request(body, signal, written));
+            return this.decodeResponse(method, await ch.request(joinParts(parts), signal, written));
           } catch (e) {
             // the shared stream is not this call's to reset: a violation in one answer is penalised, the stream lives
             throw this.clientFailure(e, undefined, peer, method, signal);
@@ -316,7 +331,7 @@ export class RpcNode {
         }
       }
       try {
-        return await this.callOnStream(peer, method, body, signal, written);
+        return await this.callOnStream(peer, method, parts, signal, written);
       } catch (e) {
         // it speaks neither protocol of the method now (not registered yet, between two sessions of its handlers): it
         // is no older node without reusable streams, so reuse is tried again at the next call, not in NO_MUX_TTL_MS
@@ -410,14 +425,14 @@ export class RpcNode {
   }
 
   /** A unary call on a stream of its own. */
-  private async callOnStream<Res>(peer: string, method: UnaryMethod<unknown, Res>, body: Uint8Array, signal: AbortSignal, written?: () => void): Promise<Res> {
+  private async callOnStream<Res>(peer: string, method: UnaryMethod<unknown, Res>, parts: readonly Uint8Array[], signal: AbortSignal, written?: () => void): Promise<Res> {
     const t = { signal };
     let stream: DuplexStream | undefined;
     try {
       stream = await this.open(peer, method, t.signal);
       const unguard = guard(stream, t.signal);
       try {
-        await writeFrame(stream, FRAME_MESSAGE, body, { signal: t.signal });
+        await writeFrameParts(stream, FRAME_MESSAGE, parts, { signal: t.signal });
         written?.();
         await stream.close({ signal: t.signal });
         const reader = new FrameReader(stream);
@@ -541,6 +556,17 @@ export class RpcNode {
       }
       throw new RpcTransportError('RPC_UNAVAILABLE', `cannot reach ${peerOf(peer)} for ${method.name}: ${errorMessage(e)}`, { peer: peerOf(peer), reason: code }, e);
     }
+  }
+
+  /** encodeRequest as parts (MessageCodec.encodeParts; one part where the codec has none). */
+  private encodeRequestParts<Req>(method: MethodDef<Req, unknown>, req: Req): Uint8Array[] {
+    if (method.request.encodeParts === undefined) return [this.encodeRequest(method, req)];
+    const parts = method.request.encodeParts(req);
+    const n = partsLength(parts);
+    if (n > method.maxRequestBytes) {
+      throw new InvalidArgumentError(`${method.name} request of ${n} bytes exceeds the limit of ${method.maxRequestBytes}`);
+    }
+    return parts;
   }
 
   private encodeRequest<Req>(method: MethodDef<Req, unknown>, req: Req): Uint8Array {
@@ -747,7 +773,7 @@ export class RpcNode {
     } finally {
       deadline.dispose();
       unguard();
-      ac.abort();
+      ac.abort(CALL_FINISHED);
       link.dispose();
       if (slot) this.releaseSlot(method, peer);
     }

@@ -10,6 +10,8 @@ import { Rng } from '../../../src/util/rng.js';
 
 const host = (): StreamHost => ({
   sendData: () => {},
+  sendDataParts: () => {},
+  maxDataPartsBytes: 1 << 22,
   sendWindow: () => {},
   sendClose: () => {},
   sendReset: () => {},

@@ -14,6 +14,7 @@ import { FrameAccumulator, SUB_DATA, SUB_HELLO, HELLO_MAGIC, forEachSubFrame, su
 import { LaneError } from '../../../src/p2p/lane/errors.js';
 import { Lane, type LaneLimits } from '../../../src/p2p/lane/lane.js';
 import { LANE_DEFAULTS } from '../../../src/p2p/lane/manager.js';
+import { type LaneStream, canSendParts } from '../../../src/p2p/lane/stream.js';
 import type { DuplexStream } from '../../../src/p2p/types.js';
 
 const key = (): Buffer => randomBytes(32);
@@ -371,6 +372,41 @@ describe('lane bulk messages (session 22)', () => {
     assert.equal(big.length, 1, `chunk sizes ${chunks.map((c) => c.byteLength).join(',')}`);
     assert.equal(big[0]!.byteLength, msg.length);
     assert.ok(p.server.stats.framesIn - framesBefore <= 3, `${p.server.stats.framesIn - framesBefore} frames for one 1 MiB message`);
+    p.client.close();
+    await p.serverClosed;
+  });
+
+  it('a payload sent in parts (sendParts) reaches the reader as one chunk of their joined bytes, parts not copied before sealing', async () => {
+    const p = await lanePair(LANE_DEFAULTS);
+    const parts = [Buffer.from([1, 2, 3]), randomBytes(1 << 20), Buffer.from('tail'), randomBytes(70_000)];
+    const whole = Buffer.concat(parts);
+    const s = await p.client.openStream('/echo');
+    assert.ok(canSendParts(s));
+    const chunks: Uint8Array[] = [];
+    const back = (async () => {
+      for await (const c of s) chunks.push(c instanceof Uint8Array ? c : c.subarray());
+    })();
+    const framesBefore = p.server.stats.framesIn;
+    if (!s.sendParts(parts)) await s.onDrain();
+    await s.close();
+    await back;
+    assert.ok(Buffer.concat(chunks).equals(whole));
+    // the echo got the parts as one DATA (one view) and sent it back whole: one chunk
+    assert.deepEqual(chunks.map((c) => c.byteLength), [whole.length]);
+    assert.ok(p.server.stats.framesIn - framesBefore <= 2, `${p.server.stats.framesIn - framesBefore} frames`);
+    p.client.close();
+    await p.serverClosed;
+  });
+
+  it('parts past the send window or the frame cap go part by part, the same bytes in order', async () => {
+    const p = await lanePair(); // window 64 KiB, frames of 16 KiB
+    const parts = [Buffer.from('head'), randomBytes(300_000), Buffer.alloc(0), randomBytes(10)];
+    const s = await p.client.openStream('/echo');
+    const back = readAll(s);
+    if (!(s as LaneStream).sendParts(parts)) await s.onDrain();
+    (s as LaneStream).sendParts([Buffer.from('x'), Buffer.from('yz')]);
+    await s.close();
+    assert.ok((await back).equals(Buffer.concat([...parts, Buffer.from('xyz')])));
     p.client.close();
     await p.serverClosed;
   });
