@@ -7,8 +7,8 @@
  * it neither runs while a stream is open (an inference session's stream is open for a whole generation) nor counts a
  * frame in progress. So a peer with one open stream that sends a length and then nothing holds 4 MiB of this node's
  * memory per lane for as long as it keeps the TCP connection (2 lanes per peer, 256 in all: 1 GiB from 128 keys,
- * resident once the peer sends the bytes short of the tag). Marked todo: src/p2p/lane/* is another helper's; the fix
- * is in the report.
+ * resident once the peer sends the bytes short of the tag). Fixed by the lead: the lane's frame deadline
+ * (LaneLimits.frameMs, lane.ts frameOverdue).
  *
  *
  * And a stream that does not read (an RPC server reads a call's request, then runs it): each DATA of more than 512
@@ -64,20 +64,13 @@ const IDLE_MS = 200;
 describe('attack: a keyed lane peer that begins a frame and never finishes it', () => {
   it(
     'a frame begun and not finished is cut off: the lane does not hold its 4 MiB plaintext while a stream stays open',
-    {
-      todo:
-        'src/p2p/lane: a frame in progress has no deadline (a 4-byte length pins a 4 MiB plaintext per lane while a ' +
-        'stream is open; 256 lanes: 1 GiB). Fix: reader.ts SealedFrameReader records when the current frame began ' +
-        '(start()) and lane.ts idle timer closes the lane with LANE_TRUNCATED when a frame has been in progress longer ' +
-        'than a frame deadline (LaneLimits.frameMs, e.g. 30 s; the idle check runs at most every frameMs / 2)',
-    },
     async () => {
       const c2s = randomBytes(32);
       const sock = new StandInSocket();
       let opened = 0;
       let closedWith: Error | undefined;
-      // the idle close at IDLE_MS, and a frame deadline as short if the lane has one (the fix's name for it)
-      const limits = { ...LANE_DEFAULTS, idleMs: IDLE_MS, frameMs: IDLE_MS } as LaneLimits;
+      // the idle close at IDLE_MS, and a frame deadline as short (no allowance for a slow sender's bytes)
+      const limits: LaneLimits = { ...LANE_DEFAULTS, idleMs: IDLE_MS, frameMs: IDLE_MS, frameBytesPerSec: Number.POSITIVE_INFINITY };
       const lane = new Lane({
         socket: sock as unknown as Socket,
         role: 'server',
@@ -113,13 +106,6 @@ describe('attack: a keyed lane peer that begins a frame and never finishes it', 
 
   it(
     "a stream that does not read holds about its window's worth of memory, not every frame its small DATA came in",
-    {
-      todo:
-        'src/p2p/lane/stream.ts pushData: a DATA over 512 bytes is queued as a view of the whole frame plaintext, so ' +
-        '600 bytes of window pin a 1 MiB (up to 4 MiB) frame. Fix: copy a payload whose backing buffer is more than ' +
-        'twice its size (as rpc/frame.ts FrameReader does for its views: `payload.buffer.byteLength > 2 * ' +
-        'payload.byteLength`), else queue the view; a bulk DATA alone in its frame stays a view',
-    },
     async () => {
       const c2s = randomBytes(32);
       const sock = new StandInSocket();

@@ -45,6 +45,20 @@ export interface LaneLimits {
   openMs: number;
   /** A lane with no stream and no traffic for this long closes. */
   idleMs: number;
+  /**
+   * A sealed frame whose length has arrived must arrive whole within this long plus one second per frameBytesPerSec
+   * of it, or the lane closes (LANE_TRUNCATED): the reader holds the frame's plaintext (up to maxFramePlainBytes) from
+   * its length on, and a peer that sends a length and then nothing, or a byte now and then, would otherwise pin it for
+   * as long as one of its streams stays open (review, session 23: 4 MiB per lane, 1 GiB over 256 lanes).
+   */
+  frameMs: number;
+  /** The slowest sender the frame deadline allows for (bytes a second). */
+  frameBytesPerSec: number;
+}
+
+/** Whether a frame in progress since `since` (ms), of `bytes`, has overrun its deadline at `now`. */
+export function frameOverdue(frame: { since: number; bytes: number } | undefined, now: number, limits: Pick<LaneLimits, 'frameMs' | 'frameBytesPerSec'>): boolean {
+  return frame !== undefined && now - frame.since > limits.frameMs + (frame.bytes * 1000) / limits.frameBytesPerSec;
 }
 
 export interface LaneHandlerEntry {
@@ -122,8 +136,12 @@ export class Lane implements StreamHost {
     this.socket.on('error', (e) => this.close(new LaneError('LANE_CLOSED', `lane socket failed: ${e.message}`, { peer: this.peer }, e)));
     this.socket.on('close', () => this.close(new LaneError(this.reader.midFrame ? 'LANE_TRUNCATED' : 'LANE_CLOSED', `lane to ${this.peer} closed by the other end`, { peer: this.peer })));
     this.idleTimer = setInterval(() => {
-      if (this.streams.size === 0 && this.opens.size === 0 && Date.now() - this.lastActive > this.limits.idleMs) this.close(new LaneError('LANE_CLOSED', 'lane idle'));
-    }, Math.max(50, Math.floor(init.limits.idleMs / 2)));
+      const now = Date.now();
+      const frame = this.reader.inProgress;
+      if (frameOverdue(frame, now, this.limits)) {
+        this.close(new LaneError('LANE_TRUNCATED', `lane to ${this.peer}: a frame of ${frame!.bytes} bytes begun ${now - frame!.since} ms ago is not complete`, { peer: this.peer }));
+      } else if (this.streams.size === 0 && this.opens.size === 0 && now - this.lastActive > this.limits.idleMs) this.close(new LaneError('LANE_CLOSED', 'lane idle'));
+    }, Math.max(50, Math.floor(Math.min(init.limits.idleMs, init.limits.frameMs) / 2)));
     this.idleTimer.unref();
     // our hello is the first frame each way; the server sends it once it accepted the client's
     this.queue(subFrame(SUB_HELLO, 0, HELLO_MAGIC));

@@ -65,6 +65,9 @@ export const LANE_DEFAULTS: LaneOptions = {
   maxWriteBufferBytes: 64 * 1024 * 1024,
   openMs: 5_000,
   idleMs: 5 * 60_000,
+  // a frame must arrive within 30 s + 1 s per 64 KiB of it (lane.ts frameOverdue; a 4 MiB frame: 94 s)
+  frameMs: 30_000,
+  frameBytesPerSec: 64 * 1024,
   maxLanesPerPeer: 2,
   maxLanes: 256,
   maxPendingHandshakes: 64,

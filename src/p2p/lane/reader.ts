@@ -23,6 +23,8 @@ export class SealedFrameReader {
   /** Body bytes of that frame received so far. */
   private got = 0;
   private readonly tag = Buffer.alloc(TAG_BYTES);
+  /** When the frame being read began (Date.now()), for the lane's frame deadline. */
+  private begunAt = 0;
 
   constructor(
     private readonly opener: Opener,
@@ -32,6 +34,15 @@ export class SealedFrameReader {
   /** True while a frame has begun (some of its length or body is in) and is not complete. */
   get midFrame(): boolean {
     return this.need >= 0 || this.lenHave > 0;
+  }
+
+  /**
+   * The frame whose body is being read (its length known, its plaintext allocated): when it began and its size; undefined
+   * between frames. The lane closes a frame that takes too long (lane.ts frameOverdue): its plaintext is held until
+   * the frame completes.
+   */
+  get inProgress(): { since: number; bytes: number } | undefined {
+    return this.need >= 0 ? { since: this.begunAt, bytes: this.need } : undefined;
   }
 
   /**
@@ -87,6 +98,7 @@ export class SealedFrameReader {
   }
 
   private start(n: number): void {
+    this.begunAt = Date.now();
     this.need = n;
     this.got = 0;
     this.opener.begin(n);
