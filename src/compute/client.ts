@@ -48,55 +48,8 @@ interface Pending {
   type: JobType;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
-  /** Whether the job takes a cancel flag (it was given a signal). */
-  cancellable: boolean;
-  /** Raises the job's cancel flag once it has one (a slot or its own buffer; set when the job is posted). */
-  cancel: (() => void) | undefined;
+  cancel: Int32Array | undefined;
   cleanup: () => void;
-}
-
-/**
- * Cancel flags per worker: one SharedArrayBuffer of CANCEL_SLOTS flags, handed to the worker once in its
- * workerData, and a slot per cancellable job in flight. Before session 23 every job with a signal carried a
- * SharedArrayBuffer(4) of its own: a shared buffer in a message costs ~8 µs more to post than the same message
- * without one (serialisation registers it with the worker's isolate), on the hop's critical path once per hop step.
- * A slot is taken when the job is posted and freed (cleared) only when the worker answers that job, so an aborted
- * job's raised flag stays raised until the worker has seen the job; the worker answers every job it receives
- * (a cancelled one with AbortedError). A new worker gets a new buffer. With every slot taken a job falls back to a
- * buffer of its own. NEUROSHARD_HANDOFF_LEGACY=1: every job its own buffer again (A/B).
- */
-export const CANCEL_SLOTS = 1024;
-const LEGACY_HANDOFF = process.env.NEUROSHARD_HANDOFF_LEGACY === '1';
-
-class CancelSlots {
-  readonly buffer = new SharedArrayBuffer(4 * CANCEL_SLOTS);
-  readonly flags = new Int32Array(this.buffer);
-  private readonly free: number[] = [];
-  /** Job id → its slot, until the worker answers the job. */
-  private readonly held = new Map<number, number>();
-
-  constructor() {
-    for (let i = CANCEL_SLOTS - 1; i >= 0; i--) this.free.push(i);
-  }
-
-  take(id: number): number | undefined {
-    const slot = this.free.pop();
-    if (slot !== undefined) this.held.set(id, slot);
-    return slot;
-  }
-
-  /** The worker answered job `id`: its slot (if any) is cleared and free again. */
-  release(id: number): void {
-    const slot = this.held.get(id);
-    if (slot === undefined) return;
-    this.held.delete(id);
-    Atomics.store(this.flags, slot, 0);
-    this.free.push(slot);
-  }
-
-  get inUse(): number {
-    return this.held.size;
-  }
 }
 
 type Status = 'starting' | 'running' | 'restarting' | 'failed' | 'closed';
@@ -145,8 +98,6 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
   private readyTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
   private fatal: NeuroShardError | undefined;
-  /** The running worker's cancel flags (a fresh set per worker). */
-  private slots: CancelSlots | undefined;
 
   private constructor(opts: ComputeClientOptions) {
     super();
@@ -210,14 +161,20 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
     }
     const id = this.nextId++;
     const { value, transfer } = prepareTransfer(job as Job, { copy: opts.copy === true });
-    const msg: ToWorker = { kind: 'job', id, job: value };
+    let cancelBuf: SharedArrayBuffer | undefined;
+    let cancel: Int32Array | undefined;
+    if (opts.signal !== undefined) {
+      cancelBuf = new SharedArrayBuffer(4);
+      cancel = new Int32Array(cancelBuf);
+    }
+    const msg: ToWorker = cancelBuf === undefined ? { kind: 'job', id, job: value } : { kind: 'job', id, job: value, cancel: cancelBuf };
 
     return new Promise<ResultOf<J['type']>>((resolve, reject) => {
       const signal = opts.signal;
       const onAbort = (): void => {
         const p = this.pending.get(id);
         if (p === undefined) return;
-        p.cancel?.();
+        if (p.cancel !== undefined) Atomics.store(p.cancel, 0, 1);
         this.settle(id)?.reject(new AbortedError(`compute job ${job.type} aborted`));
       };
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -225,8 +182,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
         type: job.type,
         resolve: resolve as (v: unknown) => void,
         reject,
-        cancellable: signal !== undefined,
-        cancel: undefined,
+        cancel,
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       });
       if (this.worker === undefined || this.status === 'restarting') {
@@ -234,7 +190,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
         return;
       }
       try {
-        this.post(this.worker, msg, transfer);
+        this.worker.postMessage(msg, transfer);
       } catch (e) {
         // DataCloneError: a detached (already transferred) array, a function, a class instance the structured
         // clone cannot carry. Nothing reached the worker.
@@ -258,35 +214,6 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
   }
 
   // ---- internals ----------------------------------------------------------------------------------------------
-
-  /** Posts a job to worker `w`, giving it a cancel flag first when it takes one (see CancelSlots). */
-  private post(w: Worker, msg: ToWorker, transfer: ArrayBuffer[]): void {
-    const p = this.pending.get(msg.id);
-    if (p !== undefined && p.cancellable) {
-      const slots = this.slots;
-      const slot = LEGACY_HANDOFF || slots === undefined ? undefined : slots.take(msg.id);
-      if (slot !== undefined) {
-        msg.cancelSlot = slot;
-        p.cancel = () => Atomics.store(slots!.flags, slot, 1);
-      } else {
-        const buf = new SharedArrayBuffer(4);
-        msg.cancel = buf;
-        const flag = new Int32Array(buf);
-        p.cancel = () => Atomics.store(flag, 0, 1);
-      }
-    }
-    try {
-      w.postMessage(msg, transfer);
-    } catch (e) {
-      this.slots?.release(msg.id);
-      throw e;
-    }
-  }
-
-  /** Cancel slots in use (jobs posted with a signal and not yet answered by the worker); for tests. */
-  get cancelSlotsInUse(): number {
-    return this.slots?.inUse ?? 0;
-  }
 
   private settle(id: number): Pending | undefined {
     const p = this.pending.get(id);
@@ -328,8 +255,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
     this.workerMem = undefined;
     this.lastError = undefined;
     const { entry, eval: isEval } = workerEntry();
-    this.slots = new CancelSlots();
-    const w = new Worker(entry, { eval: isEval, workerData: { ...this.config, cancelFlags: this.slots.buffer } });
+    const w = new Worker(entry, { eval: isEval, workerData: this.config });
     this.worker = w;
 
     this.readyTimer = setTimeout(() => {
@@ -351,7 +277,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
     for (const b of backlog) {
       if (!this.pending.has(b.msg.id)) continue;
       try {
-        this.post(w, b.msg, b.transfer);
+        w.postMessage(b.msg, b.transfer);
       } catch (e) {
         this.settle(b.msg.id)?.reject(new InvalidArgumentError(`compute job ${b.msg.job.type} cannot be sent to the worker: ${errorMessage(e)}`));
       }
@@ -385,16 +311,13 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
         this.emit('worker:memory', msg.memory);
         break;
       case 'result':
-        this.slots?.release(msg.id);
         this.settle(msg.id)?.resolve(msg.result);
         break;
       case 'error':
-        this.slots?.release(msg.id);
         this.settle(msg.id)?.reject(NeuroShardError.fromObject(msg.error));
         break;
       case 'batch':
         for (const r of msg.replies) {
-          this.slots?.release(r.id);
           if ('error' in r) this.settle(r.id)?.reject(NeuroShardError.fromObject(r.error));
           else this.settle(r.id)?.resolve(r.result);
         }

@@ -15,25 +15,10 @@ export interface JobContext {
   emit(event: JobEvent): void;
 }
 
-/** Where a job's shared cancel flag lives: flags[index] (1 = cancelled). */
-export interface CancelFlag {
-  flags: Int32Array;
-  index: number;
-}
-
-/**
- * The cancel flag of a job message: its own buffer (Int32Array(1) on a SharedArrayBuffer) or its slot in the
- * worker's shared flags (jobs.ts ToWorker `cancelSlot`); undefined when it has none.
- */
-export function cancelFlagOf(msg: { cancel?: SharedArrayBuffer; cancelSlot?: number }, shared: Int32Array | undefined): CancelFlag | undefined {
-  if (msg.cancel !== undefined) return { flags: new Int32Array(msg.cancel), index: 0 };
-  if (msg.cancelSlot !== undefined && shared !== undefined && msg.cancelSlot >= 0 && msg.cancelSlot < shared.length) return { flags: shared, index: msg.cancelSlot };
-  return undefined;
-}
-
-/** A context over an optional shared cancel flag (1 = cancelled). */
-export function createJobContext(jobType: string, cancel: CancelFlag | undefined, emit: (e: JobEvent) => void): JobContext {
-  const cancelled = (): boolean => cancel !== undefined && Atomics.load(cancel.flags, cancel.index) !== 0;
+/** A context over an optional shared cancel flag (Int32Array(1) on a SharedArrayBuffer; 1 = cancelled). */
+export function createJobContext(jobType: string, cancel: SharedArrayBuffer | undefined, emit: (e: JobEvent) => void): JobContext {
+  const flag = cancel === undefined ? undefined : new Int32Array(cancel);
+  const cancelled = (): boolean => flag !== undefined && Atomics.load(flag, 0) !== 0;
   return {
     cancelled,
     throwIfCancelled() {

@@ -26,8 +26,6 @@ export interface WorkerConfig {
   batchWindowMs?: number;
   /** How models are held: 'f32' (default) or 'int8' (inference only; every model the worker builds or loads is quantized). */
   weights?: 'f32' | 'int8';
-  /** Set by ComputeClient for its worker: the shared cancel flags that jobs' `cancelSlot`s index (client.ts). */
-  cancelFlags?: SharedArrayBuffer;
 }
 
 /** The worker's description of itself, sent when it is ready and in reply to `ping`. */
@@ -244,11 +242,6 @@ export type ToWorker = {
   job: Job;
   /** Int32Array(1) over a SharedArrayBuffer: the client stores 1 when the caller aborts. */
   cancel?: SharedArrayBuffer;
-  /**
-   * Or the job's flag in the worker's shared cancel flags (WorkerConfig.cancelFlags; client.ts CancelSlots): the
-   * client stores 1 at this index when the caller aborts.
-   */
-  cancelSlot?: number;
 };
 
 /** Worker → main thread. */

@@ -7,7 +7,7 @@
  */
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { NeuroShardError, errorMessage, type ErrorObject } from '../util/errors.js';
-import { cancelFlagOf, createJobContext } from './context.js';
+import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
 import { createHandlers, runHandler } from './handlers.js';
 import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, batchWindow, isBatchable, pickBatch, shouldWait } from './batcher.js';
@@ -48,14 +48,11 @@ try {
   process.exit(78);
 }
 const handlers = createHandlers(state);
-/** The client's cancel flags for this worker (jobs' `cancelSlot`; client.ts CancelSlots). */
-const cancelBuf = (workerData as WorkerConfig | undefined)?.cancelFlags;
-const sharedCancels = cancelBuf instanceof SharedArrayBuffer ? new Int32Array(cancelBuf) : undefined;
 const collector = new WorkerGc(exposeGc(), () => process.memoryUsage().arrayBuffers, () => performance.now());
 
 /**
- * NEUROSHARD_HANDOFF_LEGACY=1: the hand-offs as before session 23 (every job waits for the setImmediate turn, the
- * memory look after every job; client.ts: a cancel buffer per job), for A/B in one build.
+ * NEUROSHARD_HANDOFF_LEGACY=1: the worker's hand-offs as before session 23 (every job waits for the setImmediate
+ * turn, the memory look after every job), for A/B in one build.
  */
 const LEGACY_HANDOFF = process.env.NEUROSHARD_HANDOFF_LEGACY === '1';
 
@@ -81,7 +78,7 @@ function idleIfDone(): void {
 
 async function run(msg: ToWorker): Promise<void> {
   const { id, job } = msg;
-  const ctx = createJobContext(job.type, cancelFlagOf(msg, sharedCancels), (event) => post({ kind: 'event', id, event }));
+  const ctx = createJobContext(job.type, msg.cancel, (event) => post({ kind: 'event', id, event }));
   const t0 = performance.now();
   try {
     ctx.throwIfCancelled(); // aborted while it waited in the queue
@@ -121,10 +118,7 @@ function runBatch(msgs: ToWorker[]): number {
   return ms;
 }
 
-const cancelled = (m: ToWorker): boolean => {
-  const f = cancelFlagOf(m, sharedCancels);
-  return f !== undefined && Atomics.load(f.flags, f.index) !== 0;
-};
+const cancelled = (m: ToWorker): boolean => m.cancel !== undefined && Atomics.load(new Int32Array(m.cancel), 0) !== 0;
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 /** Set while the batcher waits for more steps: the next message ends the wait early. */
 let arrived: (() => void) | null = null;

@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { threadId } from 'node:worker_threads';
 import { ComputeClient, WorkerCrashedError } from '../../../src/compute/index.js';
-import { CANCEL_SLOTS } from '../../../src/compute/client.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 
 function naiveGemm(a: Float32Array, b: Float32Array, M: number, K: number, N: number): Float64Array {
@@ -144,26 +143,6 @@ describe('compute/ComputeClient', () => {
     acLong.abort();
     await assert.rejects(long, hasCode('ABORTED'));
     assert.equal((await client.run({ type: 'ping', echo: 'x' })).echo, 'x');
-  });
-
-  it('cancel flags are slots of one shared buffer, held until the worker answers the job (session 23)', async () => {
-    const ac = new AbortController();
-    const long = client.run({ type: 'spin', ms: 600_000 }, { signal: ac.signal });
-    // more jobs with signals than slots: the last ones fall back to buffers of their own
-    const queued = Array.from({ length: CANCEL_SLOTS + 8 }, (_, i) => client.run({ type: 'ping', echo: `q${i}` }, { signal: new AbortController().signal }));
-    assert.equal(client.cancelSlotsInUse, CANCEL_SLOTS);
-    ac.abort();
-    await assert.rejects(long, hasCode('ABORTED'));
-    // rejected at once, but its flag stays raised in its slot until the worker has seen the job and answered it
-    assert.equal(client.cancelSlotsInUse, CANCEL_SLOTS);
-    const answers = await Promise.all(queued);
-    assert.deepEqual(answers.map((a) => a.echo), queued.map((_, i) => `q${i}`));
-    // jobs answer in order, so the aborted spin's answer came first: every slot is free (and cleared) again
-    assert.equal(client.cancelSlotsInUse, 0);
-    // a freed slot that held a raised flag cancels nothing later
-    const again = await Promise.all(Array.from({ length: CANCEL_SLOTS }, (_, i) => client.run({ type: 'ping', echo: `r${i}` }, { signal: new AbortController().signal })));
-    assert.equal(again.length, CANCEL_SLOTS);
-    assert.equal(client.cancelSlotsInUse, 0);
   });
 
   it('an already-aborted signal rejects without sending', async () => {
