@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // One compute worker's hand-off both ways with no work in between (session 23): sequential `ping` jobs through
-// ComputeClient with an AbortSignal (as a hop step has one), and the same for a 768-float `sessionStep`-shaped
-// transfer (an `echo` of a Float32Array). Per job: wall p50/p90 and the process's CPU (all threads).
-// NEUROSHARD_HANDOFF_LEGACY=1 for the path before session 23. Usage (build first):
+// ComputeClient with an AbortSignal (as a hop step has one). Per job: wall p50/p90 and the process's CPU (all
+// threads). NEUROSHARD_HANDOFF_LEGACY=1 for the worker's path before session 23. Usage (build first):
 //   node scripts/experiments/compute-rtt.mjs [--jobs 5000] [--rounds 3]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
