@@ -50,6 +50,16 @@ try {
 const handlers = createHandlers(state);
 const collector = new WorkerGc(exposeGc(), () => process.memoryUsage().arrayBuffers, () => performance.now());
 
+/**
+ * NEUROSHARD_HANDOFF_LEGACY=1: the worker's hand-offs as before session 23 (every job waits for the setImmediate
+ * turn, the memory look after every job), for A/B in one build.
+ */
+const LEGACY_HANDOFF = process.env.NEUROSHARD_HANDOFF_LEGACY === '1';
+
+/** Least time between two of the drain's memory looks (ms; see drain). */
+const GC_CHECK_MS = 100;
+let lastGcCheck = -Infinity;
+
 /** Jobs received and not yet started, in arrival order. */
 const queue: ToWorker[] = [];
 let draining = false;
@@ -172,8 +182,29 @@ async function drain(): Promise<void> {
     }
   } finally {
     draining = false;
-    collector.maybeCollect(); // between jobs: the buffers of closed sessions and replaced weights (worker-gc.ts)
+    // between jobs: the buffers of closed sessions and replaced weights (worker-gc.ts). Looked at most every
+    // GC_CHECK_MS: the look (process.memoryUsage, ~8 µs of CPU, most of it reading /proc) ran after every job, four
+    // times a token in a 4-hop chain of one process, where a core is what the next hop waits for; the policy itself
+    // collects at most every 5 s, and the memory report looks again every WORKER_MEMORY_REPORT_MS.
+    const now = performance.now();
+    if (LEGACY_HANDOFF || now - lastGcCheck >= GC_CHECK_MS) {
+      lastGcCheck = now;
+      collector.maybeCollect();
+    }
   }
+}
+
+/**
+ * Whether a job that arrives at an idle worker can start at once, in its message's own turn: a decode step while
+ * no other session decodes. Other jobs wait for the next turn so that the messages already delivered join the
+ * queue first (a batch forms from them); a lone decoder's step has nothing to batch with (`shouldWait` would not
+ * wait for one active decoder either), and in a chain of hops the turn sat on every hop's critical path: one
+ * setImmediate per hop step (~35-50 µs measured at load 10, scripts/experiments/handoff.mjs) that a 1-hop chain
+ * pays once a token and a 4-hop chain four times. Jobs still run one at a time in arrival order: a job delivered
+ * later in the same drain of the port queues behind this one.
+ */
+function startsAtOnce(msg: ToWorker): boolean {
+  return !LEGACY_HANDOFF && queue.length === 1 && isBatchable(msg.job) && state.sessions.activeDecoders(ACTIVE_DECODER_MS) <= 1;
 }
 
 port.on('message', (msg: ToWorker) => {
@@ -184,6 +215,10 @@ port.on('message', (msg: ToWorker) => {
   arrived?.();
   if (draining) return;
   draining = true;
+  if (startsAtOnce(msg)) {
+    void drain();
+    return;
+  }
   // after this turn: the other messages already delivered join the queue first
   setImmediate(() => void drain());
 });
