@@ -663,12 +663,27 @@ void Engine::decode_layers(const DecodeLayerArgs* ls, int64_t L, const DecodeHea
     most = std::max(most, static_cast<double>(prods[i].N) * static_cast<double>(prods[i].K) * wbytes);
   }
   const int T = threads_for(most, kGemvBytesPerThread);
-  // Chunks of each product, guided: each takes 1/(2T) of the rows still unclaimed (at least kDecodeRows), so
-  // they shrink towards the end and the threads finish a product within a small chunk of each other. (Equal
-  // eighths, as gemm_one splits, left one thread waiting up to a whole eighth at every product: measured on 12x768
-  // f32 at 2 threads, 0.2-0.3 ms of a 5.1 ms step.) The split never changes an element's arithmetic. kDecodeRows
-  // is a multiple of every small-M kernel's rows of W per pass (8, 4 or 2).
-  constexpr int64_t kDecodeRows = 16;
+  // Chunks of each product, guided: each takes 1/T of the rows still unclaimed (the first thread's chunk half of a
+  // product at 2 threads, the second a quarter, ...), at least kDecodeMinRows, so that a thread that is late or
+  // descheduled leaves a shrinking tail for the other, and the threads finish a product within a chunk of each
+  // other. (Equal eighths, as gemm_one splits, left one thread waiting up to a whole eighth at every product:
+  // measured on 12x768 f32 at 2 threads, 0.2-0.3 ms of a 5.1 ms step. 1/(2T) of the rows left down to 16-row chunks,
+  // session 23's first split, lost 5-8 % of the products' 2-thread rate to its small tail chunks: each chunk
+  // restarts the hardware prefetchers' streams and claims the counter, and a product of 16-row chunks alone runs
+  // below one thread's rate; scripts/experiments/q8split.cc and docs/LIMITS.md "Session 23: the products at two
+  // threads".) The split never changes an element's arithmetic. Both minimums are multiples of every small-M
+  // kernel's rows of W per pass (16 for the r16 groups, 8, 4 or 2).
+  // NEUROSHARD_DECODE_SPLIT (experiments, scripts/experiments/split-ab.mjs; read per call): "guided16" the previous
+  // split, "guided<R>" 1/(2T) with at least R rows, "halves" T equal chunks, "min<R>" this split with at least R
+  // rows (a multiple of 16) a chunk.
+  constexpr int64_t kDecodeRows = 16, kDecodeMinRows = 64;
+  int64_t div = T, minr = kDecodeMinRows;
+  bool halves = false;
+  if (const char* e = env("NEUROSHARD_DECODE_SPLIT")) {
+    if (std::strncmp(e, "guided", 6) == 0) div = 2 * T, minr = std::max<int64_t>(kDecodeRows, std::atoll(e + 6) / kDecodeRows * kDecodeRows);
+    if (std::strncmp(e, "min", 3) == 0) minr = std::max<int64_t>(kDecodeRows, std::atoll(e + 3) / kDecodeRows * kDecodeRows);
+    halves = std::strcmp(e, "halves") == 0;
+  }
   int64_t first[5];  // chunk c of product i is rows [cut[first[i] + c], cut[first[i] + c + 1]); 4: the head
   int64_t chunks[5] = {0, 0, 0, 0, 0};
   int64_t cut[5 * 64];
@@ -677,8 +692,9 @@ void Engine::decode_layers(const DecodeLayerArgs* ls, int64_t L, const DecodeHea
     first[i] = nc;
     int64_t rr = 0;
     cut[nc++] = 0;
+    const int64_t half = (N / T + kDecodeRows - 1) / kDecodeRows * kDecodeRows;
     while (rr < N) {
-      int64_t take = (N - rr + 2 * T - 1) / (2 * T);
+      int64_t take = halves ? half : std::max(minr, (N - rr + div - 1) / div);
       take = (take + kDecodeRows - 1) / kDecodeRows * kDecodeRows;
       // the last chunk may be short; never more than 62 chunks (the table's room)
       if (nc - first[i] >= 62 || T == 1) take = N - rr;
