@@ -693,8 +693,10 @@ void Engine::decode_layers(const DecodeLayerArgs* ls, int64_t L, const DecodeHea
     int64_t rr = 0;
     cut[nc++] = 0;
     const int64_t half = (N / T + kDecodeRows - 1) / kDecodeRows * kDecodeRows;
+    // (on many threads the minimum gives way so that a product still has ~2 chunks a thread)
+    const int64_t least = std::max(kDecodeRows, std::min(minr, (N / (2 * T) + kDecodeRows - 1) / kDecodeRows * kDecodeRows));
     while (rr < N) {
-      int64_t take = halves ? half : std::max(minr, (N - rr + div - 1) / div);
+      int64_t take = halves ? half : std::max(least, (N - rr + div - 1) / div);
       take = (take + kDecodeRows - 1) / kDecodeRows * kDecodeRows;
       // the last chunk may be short; never more than 62 chunks (the table's room)
       if (nc - first[i] >= 62 || T == 1) take = N - rr;
