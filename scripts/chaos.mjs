@@ -101,6 +101,8 @@ const CONVERGE_MS = 300_000; // ledger state hashes equal after the last heal
 const TRAIN_ADVANCE_MS = 300_000; // every trainer closes an outer round after the last heal
 const GEN_TIMEOUT_MS = 180_000; // one generation request, answer or typed error
 const STOP_MS = 90_000; // a node exits after SIGTERM
+const WARMUP_MS = 30_000; // the generation load runs at least this long before the fault phase (the memory check's steady state)
+const RSS_SAMPLE_MS = 1000; // RSS sampling period: window medians over ~25-35 samples see through GC and round-boundary swings
 const PROMPTS = ['The county grand jury said', 'It is a matter of record that', 'The president told reporters'];
 const AMOUNT = '0.000001';
 // faster liveness than the defaults (5 s / 15 s / 60 s) so that a 2-minute run sees deaths and returns
@@ -528,7 +530,7 @@ const result = {
     per_trainer: [],
   },
   crashes: 0,
-  memory: { baseline: 'median RSS over [from, from + 20 %) of the fault phase vs median over [from + 50 %, from + 80 %], from = 20 % of the phase, or for a trainer the first poll with KEPT_ROUNDS closed rounds kept if later (src/sim/memory-growth.ts); max_growth over every survivor, the trainers included', survivors: [], max_growth: null },
+  memory: { baseline: 'median RSS over [from, from + 20 %) of the fault phase vs median over [from + 50 %, from + 80 %], from = 20 % of the phase, or for a trainer the first poll with KEPT_ROUNDS closed rounds kept if later, a trainer measured as RSS minus its kept closed rounds, lowest sample against lowest (src/sim/memory-growth.ts); RSS every 1 s after a 30 s generation warm-up; max_growth over every survivor, the trainers included', survivors: [], max_growth: null },
   wall_s: 0,
   ok: false,
   failures: [],
@@ -718,7 +720,7 @@ function freePort() {
 async function trainingOf(n, timeoutMs = 10_000) {
   const r = await api(n, 'GET', '/api/training', undefined, timeoutMs);
   if (r.status !== 200 || r.json === undefined) throw new Error(`${n.name}: GET /api/training ${r.status}`);
-  return { step: r.json.innerStep, round: r.json.outerSync?.lastRound?.round ?? null, current: r.json.round, hashes: r.json.layerHashes ?? {}, loss: r.json.trainLoss };
+  return { step: r.json.innerStep, round: r.json.outerSync?.lastRound?.round ?? null, current: r.json.round, hashes: r.json.layerHashes ?? {}, loss: r.json.trainLoss, keptBytes: r.json.outerSync?.kept?.bytes };
 }
 
 let exitCode = 1;
@@ -825,34 +827,12 @@ try {
     result.ledger.bootstrap_s = Math.round((Date.now() - t0) / 100) / 10;
     say(`bootstrap: node 0 funded ${N - 1} joiners and they bonded (${result.ledger.bootstrap_s} s)`);
   }
-  // every trainer trains (a step applied on its span: a driver's, a hop's for its driver, train0's solo steps)
-  const trainNow = new Map();
-  await waitUntil(
-    async () => {
-      for (const n of trainers) trainNow.set(n.name, await trainingOf(n));
-      return [...trainNow.values()].every((x) => x.step > 0);
-    },
-    SPAN_MS,
-    'every trainer to take a step',
-    3000,
-  ).catch((e) => {
-    throw new Error(`${e.message}; trainers: ${JSON.stringify(Object.fromEntries(trainNow))}`);
-  });
-  result.training.step_at_chaos_start = Object.fromEntries([...trainNow].map(([k, v]) => [k, v.step]));
-  const spans = await Promise.all(trainers.map(async (n) => (await api(n, 'GET', '/api/status')).json?.span));
-  result.training.spans = Object.fromEntries(trainers.map((n, j) => [n.name, spans[j] == null ? null : `${spans[j].start}:${spans[j].end}`]));
-  say(`chaos starts: trainers at steps ${JSON.stringify(result.training.step_at_chaos_start)}, spans ${JSON.stringify(result.training.spans)}; RSS MiB ${[...nodes, ...trainers].map((n) => Math.round(rssKb(n.proc.child.pid) / 1024)).join(' ')}`);
-
-  // 4. load and faults until the end of the phase, then a quiet period until the ledgers agree
-  const phaseStart = Date.now();
-  const phaseEnd = phaseStart + MINUTES * 60_000;
+  // the generation load starts now, WARMUP_MS before the fault phase (it runs through the wait for the trainers; not
+  // through the bootstrap: see docs/SCALE.md, session 24): a node's first minutes of requests grow its V8 heap, code space and allocator arenas to their
+  // working size (a serving node of a 2-minute run went 156 -> 179 -> 205 MiB, minute by minute, from the phase's
+  // start, its JS heap's size 58 -> 71 -> 90 MiB), and the memory check measures the steady state, not that warm-up
   let loadOn = true;
-  // RSS and training progress are sampled past the phase, until the memory check (src/sim/memory-growth.ts)
-  let sampleOn = true;
-  const acked = []; // { id, sender, status }
-  const senders = new Set();
   const live = () => nodes.filter((n) => n.up && !n.frozen);
-
   const genLoop = async () => {
     while (loadOn) {
       const cands = live();
@@ -895,6 +875,41 @@ try {
       await sleep(200);
     }
   };
+
+  const warmStart = Date.now();
+  const genLoops = [genLoop(), genLoop()];
+  // every trainer trains (a step applied on its span: a driver's, a hop's for its driver, train0's solo steps)
+  const trainNow = new Map();
+  await waitUntil(
+    async () => {
+      for (const n of trainers) trainNow.set(n.name, await trainingOf(n));
+      return [...trainNow.values()].every((x) => x.step > 0);
+    },
+    SPAN_MS,
+    'every trainer to take a step',
+    3000,
+  ).catch((e) => {
+    throw new Error(`${e.message}; trainers: ${JSON.stringify(Object.fromEntries(trainNow))}`);
+  });
+  if (Date.now() < warmStart + WARMUP_MS) {
+    say(`warming up under the generation load until ${WARMUP_MS / 1000} s after it began`);
+    await sleep(warmStart + WARMUP_MS - Date.now());
+  }
+  // the steps as the phase begins (after the warm-up); trainNow keeps the rounds first seen, from which a trainer's
+  // kept window is counted full (rounds closed during the warm-up are kept rounds too)
+  const stepsNow = await Promise.all(trainers.map((n) => trainingOf(n).then((x) => x.step, () => trainNow.get(n.name).step)));
+  result.training.step_at_chaos_start = Object.fromEntries(trainers.map((n, j) => [n.name, stepsNow[j]]));
+  const spans = await Promise.all(trainers.map(async (n) => (await api(n, 'GET', '/api/status')).json?.span));
+  result.training.spans = Object.fromEntries(trainers.map((n, j) => [n.name, spans[j] == null ? null : `${spans[j].start}:${spans[j].end}`]));
+  say(`chaos starts: trainers at steps ${JSON.stringify(result.training.step_at_chaos_start)}, spans ${JSON.stringify(result.training.spans)}; RSS MiB ${[...nodes, ...trainers].map((n) => Math.round(rssKb(n.proc.child.pid) / 1024)).join(' ')}`);
+
+  // 4. load and faults until the end of the phase, then a quiet period until the ledgers agree
+  const phaseStart = Date.now();
+  const phaseEnd = phaseStart + MINUTES * 60_000;
+  // RSS and training progress are sampled past the phase, until the memory check (src/sim/memory-growth.ts)
+  let sampleOn = true;
+  const acked = []; // { id, sender, status }
+  const senders = new Set();
 
   const transferLoop = async () => {
     while (loadOn) {
@@ -943,9 +958,9 @@ try {
   // addresses for transfers
   for (const n of nodes) n.address = readKeystorePublic(n.dir).address;
 
-  // RSS every 5 s, from the phase start until the memory check (src/sim/memory-growth.ts: medians of a baseline
-  // window from 20 % of the phase, or from when a trainer's outer-sync state is full, against a window 50-80 % of
-  // the phase later)
+  // RSS every RSS_SAMPLE_MS, from the phase start until the memory check (src/sim/memory-growth.ts: medians of a
+  // baseline window from 20 % of the phase, or from when a trainer's outer-sync state is full, against a window
+  // 50-80 % of the phase later; a trainer's kept closed rounds set apart)
   const phaseMs = MINUTES * 60_000;
   const rssLoop = async () => {
     while (sampleOn) {
@@ -953,7 +968,12 @@ try {
         if (!n.up || n.kills > 0) continue;
         const kb = rssKb(n.proc.child.pid);
         if (kb === undefined) continue;
-        (n.rssSamples ??= []).push({ tMs: Date.now() - phaseStart, kb });
+        const sample = { tMs: Date.now() - phaseStart, kb };
+        (n.rssSamples ??= []).push(sample);
+        // a trainer's kept closed rounds (bounded state that joiners' pins move: training/keep.ts), read beside its
+        // RSS: the check sets it apart (a rejoining trainer's pins kept 1-4 more 19 MiB snapshots on its partners
+        // for a minute, +26 % of one partner's RSS in a CI run, with nothing leaking)
+        if (n.trains) void trainingOf(n, 2000).then((t) => (sample.boundedKb = t.keptBytes === undefined ? undefined : t.keptBytes / 1024), () => {});
         // one sample a minute for the report (the trend tells growth from warm-up)
         n.series ??= [];
         if (Date.now() - (n.lastSeriesAt ?? 0) >= 60_000) {
@@ -963,10 +983,10 @@ try {
           void memBreakdown(n, phaseStart).then((b) => (n.breakdown ??= []).push(b));
         }
       }
-      await sleep(5000);
+      await sleep(RSS_SAMPLE_MS);
     }
   };
-  const loops = [genLoop(), genLoop(), transferLoop()];
+  const loops = [...genLoops, transferLoop()];
   const samplers = [trainLoop(), rssLoop()];
 
   const restartAfter = async (n, ms) => {
@@ -1149,7 +1169,7 @@ try {
   for (const n of survivors) {
     const samples = n.rssSamples ?? [];
     const ready = readyMsOf(n);
-    const g = ready === undefined ? undefined : memoryGrowth(samples, phaseMs, ready);
+    const g = ready === undefined ? undefined : memoryGrowth(samples, phaseMs, ready, { setApart: n.trains === true, floor: n.trains === true });
     result.memory.survivors.push({
       node: n.name,
       ready_s: ready === undefined ? null : Math.round(ready / 1000),
@@ -1158,7 +1178,14 @@ try {
       rss_end_mb: g?.endKb ? Math.round(g.endKb / 1024) : null,
       rss_peak_mb: samples.length > 0 ? Math.round(Math.max(...samples.map((x) => x.kb)) / 1024) : null,
       growth: g?.growth == null ? null : Math.round(g.growth * 1000) / 1000,
+      // a trainer's figure on medians too (the report's; the check uses the floors: src/sim/memory-growth.ts)
+      ...(n.trains === true && ready !== undefined ? { growth_median: Math.round((memoryGrowth(samples, phaseMs, ready, { setApart: true }).growth ?? NaN) * 1000) / 1000 } : {}),
       rss_mb_per_minute: n.series ?? [],
+      // a sample every 5 s: "t_s:MiB", and for a trainer ":kept MiB" (its outer sync's kept closed rounds)
+      rss_samples: samples
+        .filter((x, k) => k === 0 || Math.floor(x.tMs / 5000) !== Math.floor(samples[k - 1].tMs / 5000))
+        .map((x) => `${Math.round(x.tMs / 1000)}:${Math.round(x.kb / 1024)}${x.boundedKb === undefined ? '' : `:${Math.round(x.boundedKb / 1024)}`}`)
+        .join(' '),
       breakdown_mb_per_minute: n.breakdown ?? [], // memory breakdown (scale helper)
     });
   }

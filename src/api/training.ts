@@ -3,7 +3,7 @@
  *
  *   {"round", "innerStep", "trainLoss", "valLoss", "tokensPerSec",
  *    "outerSync": {"bytesSent", "bytesReceived", "lastRound": {"round", "accepted", "rejected", "late", "refused",
- *                  "repaired", "diverged", "syncMs"} | null},
+ *                  "repaired", "diverged", "syncMs"} | null, "kept": {"rounds": [n], "bytes"}},
  *    "layerHashes": {"embed": hex, "layers.<i>": hex, "head": hex}}
  *
  * `round` is null on a node that does not train; `layerHashes` are the model hashes (model/hash.ts) of the held
@@ -22,6 +22,8 @@ export interface TrainingReport {
     bytesSent: number;
     bytesReceived: number;
     lastRound: { round: number; accepted: number; rejected: number; late: string[]; refused: { from: string; code: string }[]; repaired: string[]; diverged: string[]; syncMs: number } | null;
+    /** The closed rounds the outer sync keeps for the hash vote and joiners (training/keep.ts) and their snapshots' bytes. */
+    kept: { rounds: number[]; bytes: number };
   };
   layerHashes: Record<string, string>;
 }

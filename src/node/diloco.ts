@@ -330,6 +330,7 @@ export function trainingReport(sync: SyncStats | undefined, c: { innerStep: numb
         last === null
           ? null
           : { round: last.round, accepted: last.accepted, rejected: last.rejected, late: last.late, refused: last.refused.slice(0, 64), repaired: last.repaired, diverged: last.diverged, syncMs: last.syncMs },
+      kept: sync?.kept ?? { rounds: [], bytes: 0 },
     },
     layerHashes: sync?.hashes ?? {},
   };

@@ -205,6 +205,12 @@ export interface SyncStats {
   lastRound: LastRoundReport | null;
   /** Per-layer model hashes (θ), of the last boundary. */
   hashes: Record<string, string>;
+  /**
+   * The closed rounds this holder keeps (ascending: the window of KEPT_ROUNDS plus pinned ones, ./keep.ts) and the
+   * bytes their snapshots hold (θ and the outer momentum of the held layers, per round): bounded state that moves
+   * with joiners' pins, which memory checks set apart from growth.
+   */
+  kept: { rounds: number[]; bytes: number };
 }
 
 /** Hash of a layer's whole outer state: SHA-256 over θ's bytes, then the momentum's (or one 0 byte when none). */
@@ -447,7 +453,13 @@ export class OuterSync {
 
   stats(): SyncStats {
     const hashes = this.closed.at(-1)?.modelHashes ?? {};
-    return { round: this.roundNo, innerStep: this.innerSteps, phase: this.phase, bytesSent: this.bytesSent, bytesReceived: this.bytesReceived, lastRound: this.last, hashes };
+    let bytes = 0;
+    for (const c of this.closed) {
+      bytes += c.params.byteLength;
+      for (const b of c.bufs.values()) bytes += b?.byteLength ?? 0;
+    }
+    const kept = { rounds: this.closed.map((c) => c.round), bytes };
+    return { round: this.roundNo, innerStep: this.innerSteps, phase: this.phase, bytesSent: this.bytesSent, bytesReceived: this.bytesReceived, lastRound: this.last, hashes, kept };
   }
 
   /**

@@ -23,6 +23,7 @@ describe('GET /api/training', () => {
           bytesReceived: 300,
           lastRound: { round: 3, outcome: { embed: 'closed' }, accepted: 3, rejected: 1, records: {}, refused: [{ from: 'p', code: 'CONTRIBUTION_BAD_SIGNATURE' }], late: [], repaired: [], split: [], diverged: [], members: [], waived: [], syncMs: 42 },
           hashes: { embed: 'ab'.repeat(32) },
+          kept: { rounds: [0, 1, 2, 3], bytes: 4096 },
         },
         { innerStep: 12, trainLoss: 5.5, valLoss: 5.7, tokensPerSec: 900 },
       );
@@ -33,6 +34,7 @@ describe('GET /api/training', () => {
       assert.equal(body.outerSync.bytesReceived, 300);
       assert.deepEqual(body.outerSync.lastRound, { round: 3, accepted: 3, rejected: 1, late: [], refused: [{ from: 'p', code: 'CONTRIBUTION_BAD_SIGNATURE' }], repaired: [], diverged: [], syncMs: 42 });
       assert.deepEqual(body.layerHashes, { embed: 'ab'.repeat(32) });
+      assert.deepEqual(body.outerSync.kept, { rounds: [0, 1, 2, 3], bytes: 4096 });
       // a node that does not train: round null
       report = trainingReport(undefined, { innerStep: 0, trainLoss: null, valLoss: null, tokensPerSec: 0 });
       const r2 = await api.app.inject({ method: 'GET', url: '/api/training', headers: { host: '127.0.0.1:8000' } });

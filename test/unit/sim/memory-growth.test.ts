@@ -51,4 +51,64 @@ describe('chaos memory growth (src/sim/memory-growth.ts)', () => {
     flat[18] = { tMs: flat[18]!.tMs, kb: 150 * MB }; // a dip inside the end window (90 s)
     assert.equal(memoryGrowth(flat, PHASE, 0).growth, 0);
   });
+
+  // a trainer (ready at 30 s) with 4 kept rounds of 19 MiB; a partner rejoining twice pins 2, then 4 more from 80 s to
+  // 140 s (the CI run: +26.4 %, 385 -> 487 MiB), on top of round-boundary swings of -40..+40 MiB
+  const kept = (t: number): number => 76 + (t >= 80_000 && t < 140_000 ? 19 * (t < 95_000 ? 2 : 4) : 0);
+  const swing = (t: number): number => [0, 40, -30, 25, -40, 10][Math.floor(t / 1000) % 6]!;
+  const trainer = (leakMbPerS: number): RssSample[] => {
+    const out: RssSample[] = [];
+    for (let t = 0; t <= 200_000; t += 1000) {
+      const leak = t > 30_000 ? ((t - 30_000) / 1000) * leakMbPerS : 0;
+      out.push({ tMs: t, kb: Math.round((330 + kept(t) + swing(t) + leak) * MB), boundedKb: kept(t) * MB });
+    }
+    return out;
+  };
+
+  it('sets a quota\'d store apart: kept rounds pinned for a rejoining partner read as growth on RSS, not when set apart', () => {
+    const raw = memoryGrowth(trainer(0), PHASE, 30_000);
+    assert.ok(raw.growth !== null && raw.growth > 0.15, `RSS alone: ${raw.growth}`);
+    const apart = memoryGrowth(trainer(0), PHASE, 30_000, { setApart: true });
+    assert.ok(apart.growth !== null && Math.abs(apart.growth) < 0.04, `set apart: ${apart.growth}`);
+  });
+
+  it('still sees a leak beside the set-apart store', () => {
+    const r = memoryGrowth(trainer(1), PHASE, 30_000, { setApart: true });
+    assert.ok(r.growth !== null && r.growth > 0.1, `leak: ${r.growth}`);
+  });
+
+  it('set apart, uses only the samples that carry the bounded figure (none: no figure)', () => {
+    const s = trainer(0).map((x, k) => (k % 2 === 0 ? x : { tMs: x.tMs, kb: x.kb * 3 }));
+    const r = memoryGrowth(s, PHASE, 30_000, { setApart: true });
+    assert.ok(r.growth !== null && Math.abs(r.growth) < 0.04, `half the samples without it: ${r.growth}`);
+    const none = memoryGrowth(trainer(0).map((x) => ({ tMs: x.tMs, kb: x.kb })), PHASE, 30_000, { setApart: true });
+    assert.equal(none.growth, null);
+  });
+
+  // a trainer whose garbage (round buffers waiting for a collection and a trim) is 0-135 MiB above its live 330 MiB,
+  // and mostly high in the end window (a partner catching up rounds: the chaos run's +30.3 % on medians)
+  const garbage = (t: number, live: (t: number) => number): RssSample => {
+    const k = Math.floor(t / 1000);
+    const high = t >= 90_000 && t < 160_000;
+    const g = k % 10 === 0 ? 0 : high ? 90 + (k % 4) * 15 : [5, 60, 20, 90, 40][k % 5]!;
+    return { tMs: t, kb: Math.round((live(t) + 76 + g) * MB), boundedKb: 76 * MB };
+  };
+  const sawtooth = (live: (t: number) => number): RssSample[] => {
+    const out: RssSample[] = [];
+    for (let t = 0; t <= 200_000; t += 1000) out.push(garbage(t, live));
+    return out;
+  };
+
+  it('compares floors when asked: garbage between collections reads as growth on medians, not on floors', () => {
+    const s = sawtooth(() => 330);
+    const med = memoryGrowth(s, PHASE, 30_000, { setApart: true });
+    assert.ok(med.growth !== null && med.growth > 0.15, `medians: ${med.growth}`);
+    const floor = memoryGrowth(s, PHASE, 30_000, { setApart: true, floor: true });
+    assert.ok(floor.growth !== null && Math.abs(floor.growth) < 0.02, `floors: ${floor.growth}`);
+  });
+
+  it('floors still see a leak', () => {
+    const r = memoryGrowth(sawtooth((t) => 330 + (t > 30_000 ? ((t - 30_000) / 1000) * 0.75 : 0)), PHASE, 30_000, { setApart: true, floor: true });
+    assert.ok(r.growth !== null && r.growth > 0.1, `leak on floors: ${r.growth}`);
+  });
 });

@@ -128,6 +128,10 @@ describe('OuterSync over an in-memory transport', () => {
     await rounds(4); // closed up to 6: the window is 3..6
     assert.deepEqual(a!.sync.closedWeights().map((c) => c.round), [1, 3, 4, 5, 6], 'round 1 pinned, kept past the window');
     assert.deepEqual(a!.sync.status().closed.map((c) => c.round), [3, 4, 5, 6]);
+    // the kept state as GET /api/training reports it: every kept round, θ of the held layers and their momentum
+    const kept = a!.sync.stats().kept;
+    assert.deepEqual(kept.rounds, [1, 3, 4, 5, 6]);
+    assert.ok(kept.bytes >= 5 * a!.params.byteLength && kept.bytes <= 5 * 2 * a!.params.byteLength, `kept bytes ${kept.bytes}`);
     assert.ok(a!.sync.layerState(1, a!.sync.layers[0]!.id) !== undefined, 'its state is still served');
     assert.equal(a!.sync.pin('other', 1), false, 'out of the window: nobody can pin it anew');
     assert.equal(a!.sync.pin('joiner', 1), true, 'the joiner renews its own pin');
