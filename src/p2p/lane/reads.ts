@@ -60,10 +60,8 @@ export class SocketReads {
   attach(sink: ChunkSink | undefined): void {
     this.sink = sink;
     if (sink === undefined) return;
-    for (const c of this.held.splice(0)) {
-      if (this.sink !== sink) return;
-      sink(c, true);
-    }
+    // one at a time: a sink that hands over to another (the listener's to the lane's) leaves the rest for it
+    while (this.held.length > 0 && this.sink === sink) sink(this.held.shift()!, true);
   }
 
   /** The `onread` callback: `n` bytes at the start of the shared buffer. */
