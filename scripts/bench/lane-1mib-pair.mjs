@@ -2,8 +2,9 @@
 // this process, each with its own bench-server child, blocks alternating A, B, raw TCP (the order rotated each
 // round), so that both see the same moments of a loaded machine. As src/protocols/bench.ts's lane way: 1 MiB echo
 // requests (no tensor in the reply), 4 in flight.
-//   node scripts/bench/lane-1mib-pair.mjs --a DIST[:openssl] --b DIST[:openssl] [--rounds N] [--calls N]
-// ":openssl" runs that side's lanes (client and server) with NEUROSHARD_LANE_GCM=openssl.
+//   node scripts/bench/lane-1mib-pair.mjs --a DIST[:openssl][:fresh] --b DIST[:openssl][:fresh] [--rounds N] [--calls N]
+// ":openssl" runs that side's lanes (client and server) with NEUROSHARD_LANE_GCM=openssl; ":fresh" with
+// NEUROSHARD_LANE_READS=fresh (Node's fresh socket read buffers instead of the shared one, session 24).
 // Prints one JSON line: per side the median MiB/s, the median block ratio to raw TCP, the median CPU per call of
 // client and server, and the per-round pair ratios (B / A) of MiB/s and CPU.
 import { spawn } from 'node:child_process';
@@ -23,9 +24,10 @@ const med = (a) => { const s = [...a].sort((p, q) => p - q); return s.length % 2
 const r3 = (v) => Math.round(v * 1000) / 1000;
 
 async function side(spec) {
-  const [d, kernel] = spec.split(':');
+  const [d, ...opts] = spec.split(':');
   const dist = resolve(d);
-  const openssl = kernel === 'openssl';
+  const openssl = opts.includes('openssl');
+  const fresh = opts.includes('fresh');
   const imp = (p) => import(pathToFileURL(`${dist}/src/${p}`).href);
   await imp('util/polyfill.js');
   const { LaneManager } = await imp('p2p/lane/manager.js');
@@ -39,6 +41,7 @@ async function side(spec) {
   setMallocPolicy();
   const env = { ...process.env };
   if (openssl) env.NEUROSHARD_LANE_GCM = 'openssl'; else delete env.NEUROSHARD_LANE_GCM;
+  if (fresh) env.NEUROSHARD_LANE_READS = 'fresh'; else delete env.NEUROSHARD_LANE_READS;
   const child = spawn(process.execPath, [`${dist}/src/protocols/bench-server.js`], { stdio: ['pipe', 'pipe', 'inherit'], env });
   const { multiaddr, tcpPort } = JSON.parse(await new Promise((r) => createInterface({ input: child.stdout }).once('line', r)));
   const net = await createLibp2pNetwork({ privateKey: randomBytes(32), protocolPrefix: protocolPrefix('bench'), listen: [], genesis: true, mdns: false, upnp: false, autonat: false, dcutr: false });
@@ -53,9 +56,12 @@ async function side(spec) {
   const call = async () => { const r = await rpc.call(peer, methods.echo, req); if (r.receivedBytes !== BigInt(MiB)) throw new Error('short echo'); };
   // the client's lane (and its sealer) is made at the first call: under this side's kernel choice
   const saved = process.env.NEUROSHARD_LANE_GCM;
+  const savedReads = process.env.NEUROSHARD_LANE_READS;
   if (openssl) process.env.NEUROSHARD_LANE_GCM = 'openssl'; else delete process.env.NEUROSHARD_LANE_GCM;
+  if (fresh) process.env.NEUROSHARD_LANE_READS = 'fresh'; else delete process.env.NEUROSHARD_LANE_READS;
   for (let i = 0; i < 20; i++) await call();
   if (saved === undefined) delete process.env.NEUROSHARD_LANE_GCM; else process.env.NEUROSHARD_LANE_GCM = saved;
+  if (savedReads === undefined) delete process.env.NEUROSHARD_LANE_READS; else process.env.NEUROSHARD_LANE_READS = savedReads;
   const kernelNow = (() => { const prev = process.env.NEUROSHARD_LANE_GCM; if (openssl) process.env.NEUROSHARD_LANE_GCM = 'openssl'; else delete process.env.NEUROSHARD_LANE_GCM; const k = aeadBackend().kernel ?? null; if (prev === undefined) delete process.env.NEUROSHARD_LANE_GCM; else process.env.NEUROSHARD_LANE_GCM = prev; return k; })();
   const block = async () => {
     const c0 = process.cpuUsage(); const s0 = cpuOf(child.pid); const a = performance.now();

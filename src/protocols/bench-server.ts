@@ -8,6 +8,7 @@
 import '../util/polyfill.js';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { LaneManager } from '../p2p/lane/manager.js';
 import { createLibp2pNetwork } from '../p2p/libp2p-node.js';
 import { setMallocPolicy } from '../util/malloc-policy.js';
@@ -49,7 +50,27 @@ function tcpSink(socket: Socket): void {
   socket.on('error', () => socket.destroy());
 }
 
+/**
+ * NEUROSHARD_BENCH_GC=1 (profiling runs, scripts/bench/lane-1mib.mjs --gc): this process's garbage collections
+ * (count and milliseconds, minor and major) go to stderr as one JSON line when it exits.
+ */
+function gcStats(): void {
+  if (process.env.NEUROSHARD_BENCH_GC !== '1') return;
+  const g = { minor: 0, minorMs: 0, major: 0, majorMs: 0, other: 0, otherMs: 0 };
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) (g.minor++, (g.minorMs += e.duration));
+      else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) (g.major++, (g.majorMs += e.duration));
+      else (g.other++, (g.otherMs += e.duration));
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  process.on('exit', () => process.stderr.write(JSON.stringify({ serverGc: g }) + '\n'));
+}
+
 async function main(): Promise<void> {
+  gcStats();
   setMallocPolicy(); // as a node sets it (the client process does too)
   const net = await createLibp2pNetwork({
     privateKey: randomBytes(32),

@@ -27,6 +27,7 @@ import {
   subHeader,
 } from './codec.js';
 import { LaneError, isLaneViolation } from './errors.js';
+import type { SocketReads } from './reads.js';
 import { SealedFrameReader } from './reader.js';
 import { LaneStream, LaneStreamResetError, type StreamHost } from './stream.js';
 
@@ -77,7 +78,12 @@ export interface LaneInit {
   limits: LaneLimits;
   handlerOf(protocol: string): LaneHandlerEntry | undefined;
   onClose(lane: Lane, err: Error): void;
-  /** Bytes the socket delivered before the lane took it over (after the server read the hello). */
+  /**
+   * Where the socket's bytes come from (./reads.ts: the shared read buffer, chunks borrowed); without it the socket's
+   * 'data' events (chunks owned).
+   */
+  reads?: SocketReads;
+  /** Bytes the socket delivered before the lane took it over (after the server read the hello); the lane's own. */
   leftover?: Buffer;
   /** The server already opened and checked the client's hello (./manager.ts) before making the lane. */
   helloSeen?: boolean;
@@ -88,6 +94,9 @@ const dec = new TextDecoder('utf-8', { fatal: true });
 
 /** Sub-frames queued together fill one sealed frame up to this many bytes; the next one starts another frame. */
 const COALESCE_BYTES = 256 * 1024;
+
+/** A sub-frame this small joins a frame past COALESCE_BYTES (CLOSE, WINDOW, OPEN_OK, a short RESET). */
+const TRAILER_BYTES = 64;
 
 /** A sealed frame this small in several buffers is joined into one write. */
 const JOIN_BELOW = 64 * 1024;
@@ -118,7 +127,7 @@ export class Lane implements StreamHost {
   private lastActive = Date.now();
   private readonly idleTimer: NodeJS.Timeout;
   /** Counters (tests, the bench). */
-  readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, streamsOut: 0, streamsIn: 0 };
+  readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, streamsOut: 0, streamsIn: 0, windowsOut: 0 };
 
   constructor(private readonly init: LaneInit) {
     this.socket = init.socket;
@@ -131,7 +140,8 @@ export class Lane implements StreamHost {
     this.helloSeen = init.helloSeen ?? false;
     this.reader = new SealedFrameReader(init.opener, init.limits.maxFramePlainBytes + 16);
     this.socket.setNoDelay(true);
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (init.reads !== undefined) init.reads.attach((chunk, owned) => this.onData(chunk, owned));
+    else this.socket.on('data', (chunk: Buffer) => this.onData(chunk, true));
     this.socket.on('drain', () => this.onDrained());
     this.socket.on('error', (e) => this.close(new LaneError('LANE_CLOSED', `lane socket failed: ${e.message}`, { peer: this.peer }, e)));
     this.socket.on('close', () => this.close(new LaneError(this.reader.midFrame ? 'LANE_TRUNCATED' : 'LANE_CLOSED', `lane to ${this.peer} closed by the other end`, { peer: this.peer })));
@@ -145,7 +155,7 @@ export class Lane implements StreamHost {
     this.idleTimer.unref();
     // our hello is the first frame each way; the server sends it once it accepted the client's
     this.queue(subFrame(SUB_HELLO, 0, HELLO_MAGIC));
-    if (init.leftover !== undefined && init.leftover.length > 0) queueMicrotask(() => this.onData(init.leftover!));
+    if (init.leftover !== undefined && init.leftover.length > 0) queueMicrotask(() => this.onData(init.leftover!, true));
   }
 
   get closed(): boolean {
@@ -237,6 +247,7 @@ export class Lane implements StreamHost {
   }
 
   sendWindow(stream: number, grant: number): void {
+    this.stats.windowsOut++;
     const b = Buffer.allocUnsafe(4);
     b.writeUInt32BE(grant);
     this.queue(subFrame(SUB_WINDOW, stream, b));
@@ -298,8 +309,10 @@ export class Lane implements StreamHost {
         let k = 0;
         for (const p of parts) k += p.byteLength;
         // a sealed frame holds sub-frames up to the cap; once it holds COALESCE_BYTES the next one starts a new frame,
-        // so that a bulk DATA (its own frame) is not held back behind another one, nor the far end's reader on it
-        if ((n + k > this.limits.maxFramePlainBytes || n >= COALESCE_BYTES) && group.length > 0) {
+        // so that a bulk DATA (its own frame) is not held back behind another one, nor the far end's reader on it. A
+        // small sub-frame still joins (it holds nothing back): a request's CLOSE rides with its DATA, so the far end
+        // sees the end of the stream with the data and sends no WINDOW for it (session 24).
+        if ((n + k > this.limits.maxFramePlainBytes || (n >= COALESCE_BYTES && k > TRAILER_BYTES)) && group.length > 0) {
           this.writeFrame(group, n);
           group = [];
           n = 0;
@@ -363,11 +376,12 @@ export class Lane implements StreamHost {
 
   // ── reading ──
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer, owned: boolean): void {
     if (this.closedWith !== undefined) return;
     try {
-      // each plaintext only after its tag verified (LANE_AUTH first), before anything of it is parsed
-      this.reader.push(chunk, this.onPlain);
+      // each plaintext only after its tag verified (LANE_AUTH first), before anything of it is parsed; a borrowed
+      // chunk (the shared read buffer) is done with when push returns: the reader keeps no view of it
+      this.reader.push(chunk, this.onPlain, owned);
     } catch (e) {
       if (isLaneViolation(e)) this.close(e as LaneError);
       else this.close(new LaneError('LANE_CLOSED', `lane read failed: ${(e as Error).message}`, undefined, e));

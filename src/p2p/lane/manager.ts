@@ -19,7 +19,7 @@
  * and every lane of a peer closes when its libp2p connection goes.
  */
 import { randomBytes } from 'node:crypto';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { silentLogger, type Logger } from '../../util/logger.js';
 import type { DuplexStream, HandleOptions, P2PNetwork, PeerIdString, ProtocolHandler, StreamInfo } from '../types.js';
 import { LENGTH_BYTES, Opener, Sealer, TAG_BYTES, X25519_PUBLIC_BYTES, deriveLaneKeys, ephemeralKey, type LaneKeys } from './aead.js';
@@ -27,6 +27,7 @@ import { HELLO_MAGIC, SUB_HEADER_BYTES, SUB_HELLO, subFrame } from './codec.js';
 import { LaneError } from './errors.js';
 import { Lane, type LaneHandlerEntry, type LaneLimits } from './lane.js';
 import { LaneStream } from './stream.js';
+import { adoptAccepted, dialReused, type SocketReads } from './reads.js';
 
 export interface LaneOptions extends LaneLimits {
   /** Calls to a peer go over its lane when one can be made (NodeOptions.rpcLane). */
@@ -187,7 +188,8 @@ export class LaneManager implements StreamLanes {
 
   async start(): Promise<void> {
     if (this.started || !this.o.enabled) return;
-    const server = createServer({ noDelay: true }, (s) => this.onSocket(s));
+    // accepted paused: ./reads.ts adopts the socket into one that reads into the shared buffer before anything is read
+    const server = createServer({ noDelay: true, pauseOnConnect: true }, (s) => this.onSocket(s));
     server.maxConnections = this.o.maxLanes + this.o.maxUnauthSockets;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -346,7 +348,7 @@ export class LaneManager implements StreamLanes {
     const port = msg2.readUInt16BE(MSG2_BYTES - 2);
     if (port === 0) throw new LaneError('LANE_HANDSHAKE', 'lane port 0');
     const keys = deriveLaneKeys(eph, serverPublic, { clientPeer: this.network.peerId, serverPeer: peer, clientPublic: eph.publicRaw, serverPublic, laneId });
-    const sock = await dialTcp(ip, port, signal);
+    const { socket: sock, reads } = await dialTcp(ip, port, signal);
     if (!this.started) {
       sock.destroy();
       throw new LaneError('LANE_CLOSED', 'node stopping');
@@ -355,6 +357,7 @@ export class LaneManager implements StreamLanes {
     const lane = new Lane({
       socket: sock,
       role: 'client',
+      reads,
       peer,
       remoteAddr: `/ip4/${ip}/tcp/${port}`,
       sealer: new Sealer(keys.clientToServer),
@@ -439,12 +442,13 @@ export class LaneManager implements StreamLanes {
    * deadline; an unknown lane id, a length other than the hello's, a hello that does not open, or the deadline
    * closes it.
    */
-  private onSocket(sock: Socket): void {
+  private onSocket(accepted: Socket): void {
     if (!this.started || this.unauth >= this.o.maxUnauthSockets) {
       this.counters.socketsRefused++;
-      sock.destroy();
+      accepted.destroy();
       return;
     }
+    const { socket: sock, reads } = adoptAccepted(accepted);
     this.unauth++;
     this.sockets.add(sock);
     const hdr = Buffer.alloc(AUTH_BYTES);
@@ -458,7 +462,7 @@ export class LaneManager implements StreamLanes {
       this.unauth--;
       this.sockets.delete(sock);
       clearTimeout(t);
-      sock.off('data', onData);
+      reads.attach(undefined);
       sock.off('error', onEnd);
       sock.off('close', onEnd);
     };
@@ -470,7 +474,8 @@ export class LaneManager implements StreamLanes {
     };
     const onEnd = (): void => fail();
     const t = setTimeout(fail, this.o.authMs);
-    const onData = (chunk: Buffer): void => {
+    // a borrowed chunk (./reads.ts) is only read here: the header is copied into hdr, the rest copied for the lane
+    const onData = (chunk: Buffer, owned: boolean): void => {
       if (done) return;
       const take = Math.min(chunk.length, AUTH_BYTES - got);
       chunk.copy(hdr, got, 0, take);
@@ -508,13 +513,14 @@ export class LaneManager implements StreamLanes {
         limits: this.o,
         handlerOf: (pr) => this.handlers.get(pr),
         onClose: (l, err) => this.onLaneClose(l, err),
-        leftover: chunk.subarray(take),
+        reads,
+        leftover: owned ? chunk.subarray(take) : Buffer.from(chunk.subarray(take)),
         helloSeen: true,
       });
       this.addLane(lane);
       this.counters.lanesMade++;
     };
-    sock.on('data', onData);
+    reads.attach(onData);
     sock.on('error', onEnd);
     sock.on('close', onEnd);
   }
@@ -562,9 +568,9 @@ async function readExactly(stream: DuplexStream, n: number, signal: AbortSignal)
   }
 }
 
-function dialTcp(host: string, port: number, signal: AbortSignal): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
-    const sock = connect({ host, port, noDelay: true });
+function dialTcp(host: string, port: number, signal: AbortSignal): Promise<{ socket: Socket; reads: SocketReads }> {
+  return new Promise((resolve, reject) => {
+    const { socket: sock, reads } = dialReused({ host, port, noDelay: true });
     const onAbort = (): void => {
       sock.destroy();
       reject(new LaneError('LANE_UNAVAILABLE', `lane dial to ${host}:${port} timed out`));
@@ -573,7 +579,7 @@ function dialTcp(host: string, port: number, signal: AbortSignal): Promise<Socke
     sock.once('connect', () => {
       signal.removeEventListener('abort', onAbort);
       sock.off('error', onError);
-      resolve(sock);
+      resolve({ socket: sock, reads });
     });
     const onError = (e: Error): void => {
       signal.removeEventListener('abort', onAbort);

@@ -3,7 +3,8 @@
  * frames and opens them as they arrive.
  *
  * A frame that lies whole in one socket chunk (every small frame: a decode step's activations, WINDOW, OPEN) is
- * decrypted in place in that chunk. A frame spread over several chunks (bulk data: a 1 MiB request arrives in ~16
+ * decrypted in place in that chunk when the chunk is the reader's own (`owned`), else (a chunk borrowed from the
+ * shared read buffer, ./reads.ts: valid only during `push`) into a new buffer of its plaintext's size. A frame spread over several chunks (bulk data: a 1 MiB request arrives in ~16
  * reads of 64 KiB) gets one plaintext buffer of its size once its 4 length bytes are in (checked against the cap
  * first: LANE_OVERSIZED); each chunk's ciphertext is decrypted into it as the chunk arrives (while it is still in
  * the cache) and the chunk is then let go, so a lane holds at most one frame's plaintext, never its ciphertext too.
@@ -48,17 +49,20 @@ export class SealedFrameReader {
   /**
    * Takes one socket chunk; `deliver` gets each authenticated plaintext in order and returns false to stop (the
    * lane closed: the rest of the chunk is dropped). Throws LANE_OVERSIZED, LANE_MALFORMED, LANE_AUTH.
+   * `owned` false: the chunk is borrowed (./reads.ts) and is written over once `push` returns, so nothing handed on
+   * or kept is a view of it (a plaintext is always a buffer of its own then; length and tag bytes are copied).
    */
-  push(chunk: Buffer, deliver: (plain: Buffer) => boolean): void {
+  push(chunk: Buffer, deliver: (plain: Buffer) => boolean, owned = true): void {
     let o = 0;
     while (o < chunk.length) {
       if (this.need < 0) {
         if (this.lenHave === 0 && chunk.length - o >= LENGTH_BYTES) {
           const n = this.check(chunk.readUInt32BE(o));
           if (chunk.length - o - LENGTH_BYTES >= n) {
-            // the whole frame in this chunk: decrypted in place (the chunk is ours and read once)
+            // the whole frame in this chunk: decrypted in place when the chunk is ours and read once, else into a
+            // buffer of its own (a borrowed chunk is the shared read buffer, reused by the next read)
             const body = o + LENGTH_BYTES;
-            const plain = this.opener.open([chunk.subarray(body, body + n - TAG_BYTES)], chunk.subarray(body + n - TAG_BYTES, body + n), true);
+            const plain = this.opener.open([chunk.subarray(body, body + n - TAG_BYTES)], chunk.subarray(body + n - TAG_BYTES, body + n), owned);
             o = body + n;
             if (!deliver(plain)) return;
             continue;

@@ -160,9 +160,19 @@ export class LaneStream implements DuplexStream {
     }
   }
 
+  /**
+   * Half-closes once every byte sent before is queued on the lane (data waiting for send credit goes first). It does
+   * not wait for the socket to drain (before session 24 it did): the lane writes its sub-frames in order, so a CLOSE
+   * queued in the same turn as a request's DATA goes in the same sealed frame, and the far end, knowing that nothing
+   * more comes, sends no WINDOW for it. Backpressure stays with `send`/`onDrain`.
+   */
   async close(opts: AbortOptions = {}): Promise<void> {
     if (this.writeClosed || this.error !== undefined) return;
-    await this.onDrain(opts);
+    while (this.pendingOut.length > 0) {
+      if (this.error !== undefined) throw this.error;
+      if (opts.signal?.aborted === true) throw opts.signal.reason;
+      await this.wait(opts.signal);
+    }
     if (this.writeClosed || this.error !== undefined) return;
     this.writeClosed = true;
     this.host.sendClose(this.id);

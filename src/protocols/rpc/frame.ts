@@ -112,6 +112,23 @@ export async function writeFrameParts(stream: DuplexStream, kind: number, parts:
 }
 
 /**
+ * `writeFrameParts` and the stream's half-close, resolving once the stream took both (on a lane: once its socket is
+ * no longer congested, as `writeFrameParts` waits). On a lane stream the CLOSE is queued in the same turn as the
+ * frame, so both go in one sealed frame: the far end learns at once that no more comes and grants no WINDOW for a
+ * request it read whole (session 24: one sealed frame a 1 MiB call fewer each way). Elsewhere: write, then close.
+ */
+export async function writeFramePartsAndClose(stream: DuplexStream, kind: number, parts: readonly Uint8Array[], opts: AbortOptions = {}): Promise<void> {
+  if (!canSendParts(stream)) {
+    await writeFrameParts(stream, kind, parts, opts);
+    await stream.close(opts);
+    return;
+  }
+  const ok = stream.sendParts([frameHeader(kind, partsLength(parts)), ...parts]);
+  await stream.close(opts);
+  if (!ok) await stream.onDrain(opts);
+}
+
+/**
  * A body this large that lies in one chunk of a stream marked STABLE_CHUNKS (a lane's) is handed on as a view of that
  * chunk, not copied, as long as the view is at least half of the memory it keeps alive.
  */

@@ -23,7 +23,7 @@ import { silentLogger, type Logger } from '../../util/logger.js';
 import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeFrame, writeFrame, writeFrameParts, writeFrameWaiting, type Frame } from './frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeFrame, writeFrame, writeFramePartsAndClose, writeFrameWaiting, type Frame } from './frame.js';
 import { joinParts, partsLength } from './parts.js';
 import { ReadDeadline } from './deadline.js';
 import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MUX_MAX_REQUEST_BYTES, MUX_PIECE_BYTES, MuxAssembler, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
@@ -432,9 +432,8 @@ export class RpcNode {
       stream = await this.open(peer, method, t.signal);
       const unguard = guard(stream, t.signal);
       try {
-        await writeFrameParts(stream, FRAME_MESSAGE, parts, { signal: t.signal });
+        await writeFramePartsAndClose(stream, FRAME_MESSAGE, parts, { signal: t.signal });
         written?.();
-        await stream.close({ signal: t.signal });
         const reader = new FrameReader(stream);
         const frame = responseFrame(method, await reader.next(responseReadLimit(method)));
         if (frame === undefined) throw new RpcViolationError('RPC_TRUNCATED', `${method.name}: stream closed without a response`);
