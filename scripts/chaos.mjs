@@ -101,7 +101,7 @@ const CONVERGE_MS = 300_000; // ledger state hashes equal after the last heal
 const TRAIN_ADVANCE_MS = 300_000; // every trainer closes an outer round after the last heal
 const GEN_TIMEOUT_MS = 180_000; // one generation request, answer or typed error
 const STOP_MS = 90_000; // a node exits after SIGTERM
-const WARMUP_MS = 30_000; // the generation load runs at least this long before the fault phase (the memory check's steady state)
+const WARMUP_MS = 60_000; // the generation load runs at least this long before the fault phase (the memory check's steady state)
 const RSS_SAMPLE_MS = 1000; // RSS sampling period: window medians over ~25-35 samples see through GC and round-boundary swings
 const PROMPTS = ['The county grand jury said', 'It is a matter of record that', 'The president told reporters'];
 const AMOUNT = '0.000001';
@@ -530,7 +530,7 @@ const result = {
     per_trainer: [],
   },
   crashes: 0,
-  memory: { baseline: 'median RSS over [from, from + 20 %) of the fault phase vs median over [from + 50 %, from + 80 %], from = 20 % of the phase, or for a trainer the first poll with KEPT_ROUNDS closed rounds kept if later, a trainer measured as RSS minus its kept closed rounds, lowest sample against lowest (src/sim/memory-growth.ts); RSS every 1 s after a 30 s generation warm-up; max_growth over every survivor, the trainers included', survivors: [], max_growth: null },
+  memory: { baseline: 'median RSS over [from, from + 20 %) of the fault phase vs median over [from + 50 %, from + 80 %], from = 20 % of the phase, or for a trainer the first poll with KEPT_ROUNDS closed rounds kept if later, a trainer measured as RSS minus its kept closed rounds, lowest sample against lowest (src/sim/memory-growth.ts); RSS every 1 s after a 60 s generation warm-up; max_growth over every survivor, the trainers included', survivors: [], max_growth: null },
   wall_s: 0,
   ok: false,
   failures: [],
@@ -828,9 +828,9 @@ try {
     say(`bootstrap: node 0 funded ${N - 1} joiners and they bonded (${result.ledger.bootstrap_s} s)`);
   }
   // the generation load starts now, WARMUP_MS before the fault phase (it runs through the wait for the trainers; not
-  // through the bootstrap: see docs/SCALE.md, session 24): a node's first minutes of requests grow its V8 heap, code space and allocator arenas to their
-  // working size (a serving node of a 2-minute run went 156 -> 179 -> 205 MiB, minute by minute, from the phase's
-  // start, its JS heap's size 58 -> 71 -> 90 MiB), and the memory check measures the steady state, not that warm-up
+  // through the bootstrap, which takes 3x as long under load: docs/SCALE.md, session 24): a node's first minutes of requests grow its V8 heap to its working size (a joiner's heap 64 -> 90 MiB over
+  // its first 90 s of load, then flat: RSS +35-40 MiB), and the memory check measures the steady state, not that
+  // warm-up
   let loadOn = true;
   const live = () => nodes.filter((n) => n.up && !n.frozen);
   const genLoop = async () => {

@@ -34,7 +34,7 @@ after(() => {
  * The survivors' RSS growth allowed in 2 minutes (src/sim/memory-growth.ts: a serving node's 20-40 % of the phase
  * against 70-100 %; a trainer's windows start once its outer sync keeps 4 closed rounds, so the arrival of that
  * state is not counted, and its kept closed rounds are set apart, so a rejoining partner's pins are not counted
- * either). The generation load runs 30 s before the phase (the V8 heap's and arenas' warm-up), and RSS is sampled
+ * either). The generation load runs 60 s before the phase (the V8 heap's warm-up), and RSS is sampled
  * every second (medians over ~25-35 samples: a trainer's RSS swings ±50 MiB between round boundaries). What is left
  * in 2 minutes is the rest of the warm-up. The leak check proper is the 30-minute run's 10 % (scripts/chaos.mjs
  * default; docs/SCALE.md).
