@@ -60,6 +60,8 @@ export class ComputeState {
       threads: this.backend.threads,
     };
     if (this.fallbackReason !== undefined) info.fallbackReason = this.fallbackReason;
+    const poolId = this.backend.poolId?.();
+    if (poolId !== undefined) info.poolId = poolId;
     return info;
   }
 

@@ -247,6 +247,7 @@ export function workerHopCompute(compute: ComputeClient, config: LlamaConfig, sp
     close: async (id) => {
       await compute.run({ type: 'sessionClose', id });
     },
+    prime: () => compute.prime(),
   };
 }
 
