@@ -9,19 +9,14 @@
 //   out   the answer's post → the main thread's await resumes (the hand-off back and the main thread's wake-up)
 // Per chain also the process's CPU per token (all threads): with a small preset and --threads 1 the difference
 // between N hops and 1 is N - 1 hand-offs' CPU (a figure that load moves far less than the wall times).
-// --ab (session 24): every block runs each chain twice, with and without ComputeClient.prime() before each step's
-// post (the hop server's main-thread prime of its worker's pool, native primePoolById), in rotating order, and the
-// figures are printed per chain and mode ('prime' / 'plain'). Without --ab every step is primed unless
-// NEUROSHARD_HOP_PRIME=0 (which makes prime() a no-op), as in the hop server.
-// NEUROSHARD_POOL_STATS=1 prints each pool's jobs (solo / helped), join delays and primes by id at the end.
-// Usage (build first): node scripts/experiments/handoff.mjs [--hops 4] [--tokens 64] [--blocks 6] [--threads 2] [--preset 12x768] [--ab]
+// Usage (build first): node scripts/experiments/handoff.mjs [--hops 4] [--tokens 64] [--blocks 6] [--threads 2] [--preset 12x768]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { quantile } from './thread-cpu.mjs';
 
-const { values: args } = parseArgs({ options: { hops: { type: 'string', default: '4' }, tokens: { type: 'string', default: '64' }, blocks: { type: 'string', default: '6' }, threads: { type: 'string', default: '2' }, preset: { type: 'string', default: '12x768' }, ab: { type: 'boolean', default: false } } });
+const { values: args } = parseArgs({ options: { hops: { type: 'string', default: '4' }, tokens: { type: 'string', default: '64' }, blocks: { type: 'string', default: '6' }, threads: { type: 'string', default: '2' }, preset: { type: 'string', default: '12x768' } } });
 const dir = mkdtempSync(join(tmpdir(), 'handoff-'));
 const traceFile = join(dir, 'trace.jsonl');
 process.env.NEUROSHARD_BATCH_TRACE = traceFile; // read by each worker at its start
@@ -37,15 +32,12 @@ const N = Number(args.hops);
 
 /** Per worker (in start order = thread id order), main-side [post, resumed] per job, in the order they ran. */
 const mainTimes = new Map();
-/** The mode of the generate running now ('prime': each step's post follows compute.prime(), as the hop server). */
-let mode = 'prime';
 async function run(c, job) {
-  if (mode === 'prime' && job.type === 'sessionStep') c.prime();
   const a = clock();
   const r = await c.run(job);
   const b = clock();
   if (!mainTimes.has(c)) mainTimes.set(c, []);
-  mainTimes.get(c).push({ a, b, step: job.type === 'sessionStep' && job.chunks[0] === 1, mode });
+  mainTimes.get(c).push({ a, b, step: job.type === 'sessionStep' && job.chunks[0] === 1 });
   return r;
 }
 async function startWorkers(n) {
@@ -82,29 +74,21 @@ async function generate(ws) {
   return { ms, out };
 }
 for (const ws of chains.values()) await generate(ws);
-const modes = args.ab ? ['plain', 'prime'] : [process.env.NEUROSHARD_HOP_PRIME === '0' ? 'plain' : 'prime'];
-const keyOf = (n, m) => `${n}:${m}`;
-const rates = new Map();
-const cpu = new Map();
-for (const n of [1, N]) for (const m of modes) (rates.set(keyOf(n, m), []), cpu.set(keyOf(n, m), 0));
+const rates = new Map([[1, []], [N, []]]);
+const cpu = new Map([[1, 0], [N, 0]]);
 let ref;
 const blocks = Number(args.blocks);
 for (let b = 0; b < blocks; b++) {
-  // A B B A over chains, and the modes rotated the same way (both orders of everything)
-  const chainOrder = b % 2 === 0 ? [1, N] : [N, 1];
-  const modeOrder = Math.floor(b / 2) % 2 === 0 ? modes : [...modes].reverse();
-  for (const n of chainOrder) {
-    for (const m of modeOrder) {
-      mode = m;
-      const c0 = process.cpuUsage();
-      const { ms, out } = await generate(chains.get(n));
-      const c = process.cpuUsage(c0);
-      cpu.set(keyOf(n, m), cpu.get(keyOf(n, m)) + (c.user + c.system) / 1000);
-      rates.get(keyOf(n, m)).push((T * 1000) / ms);
-      const key = out.join(',');
-      ref ??= key;
-      if (key !== ref) console.log('TOKENS DIFFER');
-    }
+  const order = b % 2 === 0 ? [1, N] : [N, 1];
+  for (const n of order) {
+    const c0 = process.cpuUsage();
+    const { ms, out } = await generate(chains.get(n));
+    const c = process.cpuUsage(c0);
+    cpu.set(n, cpu.get(n) + (c.user + c.system) / 1000);
+    rates.get(n).push((T * 1000) / ms);
+    const key = out.join(',');
+    ref ??= key;
+    if (key !== ref) console.log('TOKENS DIFFER');
   }
 }
 for (const ws of chains.values()) for (const c of ws) await c.close();
@@ -119,9 +103,8 @@ const tids = [...byTid.keys()].sort((a, b) => a - b);
 const workers = [...chains.get(1), ...chains.get(N)];
 const q = (xs, p) => quantile(xs, p);
 const fmt = (xs) => `${q(xs, 0.5).toFixed(3)} (p90 ${q(xs, 0.9).toFixed(3)})`;
-for (const md of modes) for (const [n, ws] of chains) {
-  const rk = keyOf(n, md);
-  console.log(`${n} hop(s) [${md}]: tok/s per block ${rates.get(rk).map((r) => r.toFixed(1)).join(' ')}; process CPU ${((cpu.get(rk) * 1000) / (blocks * T)).toFixed(1)} µs a token`);
+for (const [n, ws] of chains) {
+  console.log(`${n} hop(s): tok/s per block ${rates.get(n).map((r) => r.toFixed(1)).join(' ')}; process CPU ${((cpu.get(n) * 1000) / (blocks * T)).toFixed(1)} µs a token`);
   const sums = { in: 0, turn: 0, job: 0, out: 0 };
   ws.forEach((c, k) => {
     const mt = mainTimes.get(c);
@@ -135,7 +118,7 @@ for (const md of modes) for (const [n, ws] of chains) {
       const w = tr[j];
       if (w.end > m.b + 1) return; // not this job's line (a job without one)
       j++;
-      if (!m.step || m.mode !== md) return;
+      if (!m.step) return;
       d.in.push((w.firstAt - m.a) * 1000);
       d.turn.push((w.start - w.firstAt) * 1000);
       d.job.push((w.end - w.start) * 1000);
@@ -146,10 +129,8 @@ for (const md of modes) for (const [n, ws] of chains) {
   });
   console.log(`  per token (sum of hop medians, µs): in ${sums.in.toFixed(0)} turn ${sums.turn.toFixed(0)} job ${sums.job.toFixed(0)} out ${sums.out.toFixed(0)}`);
 }
-for (const md of modes) {
-  const r = rates.get(keyOf(N, md)).map((x, i) => x / rates.get(keyOf(1, md))[i]).sort((a, b) => a - b);
-  console.log(`[${md}] CPU of a hop step more (N hops − 1 hop, ÷ ${N - 1}): ${(((cpu.get(keyOf(N, md)) - cpu.get(keyOf(1, md))) * 1000) / (blocks * T) / (N - 1)).toFixed(1)} µs`);
-  console.log(`[${md}] ratio ${N}/1 per block: median ${q(r, 0.5).toFixed(3)} (${r[0].toFixed(3)}–${r[r.length - 1].toFixed(3)}), load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-}
+const r = rates.get(N).map((x, i) => x / rates.get(1)[i]).sort((a, b) => a - b);
+console.log(`CPU of a hop step more (N hops − 1 hop, ÷ ${N - 1}): ${(((cpu.get(N) - cpu.get(1)) * 1000) / (blocks * T) / (N - 1)).toFixed(1)} µs`);
+console.log(`ratio ${N}/1 per block: median ${q(r, 0.5).toFixed(3)} (${r[0].toFixed(3)}–${r[r.length - 1].toFixed(3)}), load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);

@@ -21,7 +21,6 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { ComputeClosedError, WorkerCrashedError, WorkerStartError } from './errors.js';
 import type { FromWorker, Job, JobEvent, JobType, ResultOf, ToWorker, WorkerConfig, WorkerInfo, WorkerMemory } from './jobs.js';
 import { prepareTransfer } from './transfer.js';
-import { primeNativePoolById } from '../tensor/backends/native.js';
 
 export interface ComputeClientOptions extends WorkerConfig {
   /** How long a (re)started worker may take to report ready. Default 60 s (tsx compiles sources on first load). */
@@ -56,15 +55,6 @@ interface Pending {
 type Status = 'starting' | 'running' | 'restarting' | 'failed' | 'closed';
 
 const DEFAULT_START_TIMEOUT_MS = 60_000;
-/** NEUROSHARD_HOP_PRIME=0: `prime()` does nothing (the worker still primes its pool as a step arrives), for A/B. */
-const HOP_PRIME = process.env.NEUROSHARD_HOP_PRIME !== '0';
-/**
- * How long (µs) the helpers that `prime()` wakes spin waiting for the step's first job (NEUROSHARD_HOP_PRIME_US; at
- * most 100,000). The job reaches the worker's pool only after this thread's post and the worker's own wake-up: 150-250
- * µs p50 at load 2-8 (scripts/experiments/handoff.mjs `in` + `turn`), more than the pool's default 100 µs spin, after
- * which the helpers slept again and the worker's own prime woke them a second time. The spin ends as the job comes.
- */
-const HOP_PRIME_US = Math.min(100_000, Math.max(0, Math.floor(Number(process.env.NEUROSHARD_HOP_PRIME_US ?? '1000')) || 0));
 /** Crashes closer together than this count as a crash loop and back off before the next start. */
 const CRASH_LOOP_WINDOW_MS = 10_000;
 
@@ -207,19 +197,6 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
         this.settle(id)?.reject(new InvalidArgumentError(`compute job ${job.type} cannot be sent to the worker: ${errorMessage(e)}`, { jobType: job.type }));
       }
     });
-  }
-
-  /**
-   * A burst of kernels (a decode step) is about to be sent: wakes the worker's native pool now, from this thread
-   * (native primePoolById), so that its helpers' wake-up overlaps this thread's preparation and post and the worker's
-   * own wake-up, instead of following the worker's own prime when the step's message reaches it (two wake-ups in
-   * series: each hop of a chain paid them on its critical path). A hint: never changes a result; a no-op without a
-   * native pool, while (re)starting, or with NEUROSHARD_HOP_PRIME=0. Costs one N-API call and an uncontended mutex.
-   */
-  prime(): void {
-    const id = this.workerInfo?.poolId;
-    if (!HOP_PRIME || id === undefined || this.status !== 'running') return;
-    primeNativePoolById(id, HOP_PRIME_US);
   }
 
   /** Terminates the worker; pending and later jobs reject with ComputeClosedError. */

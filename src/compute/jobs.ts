@@ -37,8 +37,6 @@ export interface WorkerInfo {
   threads: number;
   /** Why the native backend is not used, when it is not. */
   fallbackReason?: string;
-  /** The native pool's process-unique id (Backend.poolId): ComputeClient.prime wakes it from the main thread. */
-  poolId?: number;
 }
 
 /**

@@ -60,8 +60,6 @@ export class ComputeState {
       threads: this.backend.threads,
     };
     if (this.fallbackReason !== undefined) info.fallbackReason = this.fallbackReason;
-    const poolId = this.backend.poolId?.();
-    if (poolId !== undefined) info.poolId = poolId;
     return info;
   }
 

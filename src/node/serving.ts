@@ -247,7 +247,6 @@ export function workerHopCompute(compute: ComputeClient, config: LlamaConfig, sp
     close: async (id) => {
       await compute.run({ type: 'sessionClose', id });
     },
-    prime: () => compute.prime(),
   };
 }
 

@@ -54,11 +54,6 @@ export interface HopCompute {
   /** `batch`: rows of the forward that ran the step (continuous batching; 1 or absent when it ran alone). */
   step(id: string, input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] }, signal: AbortSignal): Promise<{ hidden?: Float32Array; tokens?: Int32Array; batch?: number }>;
   close(id: string): Promise<void>;
-  /**
-   * A step is about to be handed over: wake the compute's kernel threads now (ComputeClient.prime), so that their
-   * wake-up overlaps this thread's parse, commitments and post. A hint; optional.
-   */
-  prime?(): void;
 }
 
 export interface HopLimits {
@@ -302,8 +297,6 @@ export class InferenceHopServer {
 
   private async step(s: HopSessionState, r: InferenceRequest, ctx: CallContext): Promise<InferenceResponse> {
     if (s.evicted === true) throw new HopError('NOT_SERVING', 'this node moved its layers; the session was ended', 'local');
-    // first thing: the worker's pool wakes while we check and post the step (not after the worker has woken too)
-    this.compute.prime?.();
     const span = this.compute.span();
     if (span === undefined) throw new HopError('NOT_SERVING', 'this node stopped serving its layers', 'local');
     const C = this.compute.hiddenSize;

@@ -169,11 +169,6 @@ export interface Backend {
   primePool?(): void;
   restPool?(): void;
   /**
-   * The process-unique id of this backend's thread pool, for priming it from another thread (the hop's main thread,
-   * as a step's frame arrives: native `primePoolById`); undefined where the backend has no pool.
-   */
-  poolId?(): number;
-  /**
    * Asks the OS to back `x` (weights streamed once per decoded token) with 2 MiB pages instead of 4 KiB ones: fewer
    * TLB misses while streaming. Best effort and content-preserving; returns the bytes advised (0: not done here).
    */

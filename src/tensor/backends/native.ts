@@ -54,20 +54,6 @@ export interface NativeInfo {
   /** An environment override that was not honoured, e.g. an ISA this CPU lacks. */
   note: string | null;
   gemmTile: { mr: number; nr: number; kc: number; mc: number; nc: number };
-  /** This thread's pool's process-unique id (never reused; primeNativePoolById). */
-  poolId: number;
-}
-
-/** This thread's pool (addon poolCounters; pool.h Pool::Counters). */
-export interface NativePoolCounters {
-  id: number;
-  threads: number;
-  /** primePoolById calls that reached this pool. */
-  primesById: number;
-  /** Times a helper left (or did not begin) its sleep for a prime with no job yet. */
-  primeWakeups: number;
-  /** Helpers asleep now. */
-  sleepers: number;
 }
 
 /** The addon's exports (positional arguments; see src/tensor/native/addon.cc). */
@@ -79,8 +65,6 @@ interface Addon {
   setSpinUs(us: number): void;
   poolPrime(): void;
   poolRest(): void;
-  primePoolById(id: number, spinUs?: number): boolean;
-  poolCounters(): NativePoolCounters;
   adviseHugePages(x: Float32Array | Int8Array): number;
   readArrays(arrays: readonly (Float32Array | Int8Array | Uint8Array)[], reps: number, threads: number, streams: number, pin: boolean): ReadArraysResult;
   gemm(
@@ -321,16 +305,6 @@ export class NativeBackend implements Backend {
     this.#a.poolRest();
   }
 
-  /** This thread's pool's process-unique id (Backend.poolId; primeNativePoolById). */
-  poolId(): number {
-    return this.#a.poolCounters().id;
-  }
-
-  /** This thread's pool's counters (tests, experiments). */
-  poolCounters(): NativePoolCounters {
-    return this.#a.poolCounters();
-  }
-
   // ---- linear algebra -------------------------------------------------------------------------------------------
 
   gemmQ8(a: Float32Array, q: Int8Array, scales: Float32Array, c: Float32Array, M: number, N: number, K: number, blockSize: number, beta: 0 | 1, layout?: Int8Layout): void {
@@ -552,22 +526,6 @@ export class NativeBackend implements Backend {
   dequantizeInt8(q: Int8Array, scales: Float32Array, out: Float32Array, n: number, blockSize: number): void {
     this.#a.dequantizeInt8(q, scales, out, n, blockSize);
   }
-}
-
-/**
- * Primes the native pool with this id (Backend.poolId) from any thread: its sleeping helpers wake now, as
- * Backend.primePool does from the pool's own thread. Loads the addon without building an engine or pool for the
- * calling thread. Its woken helpers spin for at least `spinUs` (default: the pool's own spin, 100 µs) waiting for the
- * burst's first job. Returns false when no pool has that id any more (its worker ended), or the addon does not load.
- */
-export function primeNativePoolById(id: number, spinUs = 0): boolean {
-  let addon: Addon;
-  try {
-    addon = loadAddon();
-  } catch {
-    return false;
-  }
-  return addon.primePoolById(id, spinUs);
 }
 
 /**

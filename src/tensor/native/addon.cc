@@ -33,18 +33,7 @@ namespace {
 // Largest size accepted for any one dimension or offset (products are checked in 128-bit arithmetic).
 constexpr int64_t kMaxDim = int64_t{1} << 46;
 
-// The environment's engine, built on first use: a thread that loads the addon only to prime another thread's pool
-// (primePoolById, the hop's main thread) gets no engine, so no pool of its own (no helper threads, and nothing
-// added to the process's pool-thread count that decides whether idle helpers may spin).
-Engine& engine(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Engine* e = env.GetInstanceData<Engine>();
-  if (e == nullptr) {
-    e = new Engine();
-    env.SetInstanceData<Engine>(e);  // N-API deletes it (joining the pool's threads) when the environment goes away
-  }
-  return *e;
-}
+Engine& engine(const Napi::CallbackInfo& info) { return *info.Env().GetInstanceData<Engine>(); }
 
 class Args {
  public:
@@ -177,7 +166,6 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("defaultThreads", default_threads());
   o.Set("processPoolThreads", Pool::process_threads());
   o.Set("usableCpus", Pool::usable_cpus());
-  o.Set("poolId", static_cast<double>(e.pool_counters().id));
   o.Set("gemmMode", e.gemm_mode() == GemmMode::own ? "own" : e.gemm_mode() == GemmMode::openblas ? "openblas" : "auto");
   o.Set("gemm", e.gemm_uses_blas() ? "openblas" : "own");
   o.Set("blas", e.blas_config().empty() ? env.Null() : Napi::String::New(env, e.blas_config()));
@@ -245,30 +233,6 @@ Napi::Value PoolPrime(const Napi::CallbackInfo& info) {
 Napi::Value PoolRest(const Napi::CallbackInfo& info) {
   engine(info).pool_rest();
   return info.Env().Undefined();
-}
-
-// primePoolById(id, spinUs = 0) → whether a live pool had that id: poolPrime() for another thread's pool (any thread
-// may call it; pool.h Pool::prime_by_id), its woken helpers spinning for at least spinUs (at most 100 ms). The hop's
-// main thread primes its compute worker's pool as a step's frame arrives. A pool that no longer lives (its worker
-// ended) is a no-op. Builds no engine for the calling thread.
-Napi::Value PrimePoolById(const Napi::CallbackInfo& info) {
-  Args a(info, "primePoolById");
-  const int64_t id = a.dim(0, "id", 1);
-  const int64_t us = info.Length() > 1 && !info[1].IsUndefined() ? a.dim(1, "spinUs") : 0;
-  return Napi::Boolean::New(info.Env(), Pool::prime_by_id(static_cast<uint64_t>(id), static_cast<int>(us > 100000 ? 100000 : us)));
-}
-
-// poolCounters() → this thread's pool: { id, threads, primesById, primeWakeups, sleepers } (pool.h Pool::Counters).
-Napi::Value PoolCounters(const Napi::CallbackInfo& info) {
-  const Pool::Counters c = engine(info).pool_counters();
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("id", static_cast<double>(c.id));
-  o.Set("threads", c.threads);
-  o.Set("primesById", static_cast<double>(c.primes_by_id));
-  o.Set("primeWakeups", static_cast<double>(c.prime_wakeups));
-  o.Set("sleepers", static_cast<double>(c.sleepers));
-  return o;
 }
 
 // adviseHugePages(typedArray) → bytes now advised: asks Linux to back the whole 2 MiB pages inside the array with
@@ -1012,7 +976,8 @@ Napi::Value GemmQ8(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  // One engine per environment, built on its first use (engine()); N-API deletes it with the environment.
+  // One engine per environment; N-API deletes it (joining the pool's threads) when the environment goes away.
+  env.SetInstanceData<Engine>(new Engine());
   const std::pair<const char*, Napi::Function::Callback> fns[] = {
       {"info", Info},
       {"setThreads", SetThreads},
@@ -1021,8 +986,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setSpinUs", SetSpinUs},
       {"poolPrime", PoolPrime},
       {"poolRest", PoolRest},
-      {"primePoolById", PrimePoolById},
-      {"poolCounters", PoolCounters},
       {"adviseHugePages", AdviseHugePages},
       {"readStream", ReadStream},
       {"readArrays", ReadArrays},

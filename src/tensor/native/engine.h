@@ -83,8 +83,6 @@ class Engine {
   // A burst of jobs is coming / is over (Pool::prime, Pool::rest).
   void pool_prime() { pool_.prime(); }
   void pool_rest() { pool_.rest(); }
-  // The pool's process-unique id (Pool::prime_by_id) and its counters.
-  Pool::Counters pool_counters() const { return pool_.counters(); }
   GemmMode gemm_mode() const { return mode_; }
   void set_gemm_mode(GemmMode m);
   // Whether GEMM currently goes to OpenBLAS (policy and availability), and why not when it does not.

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <new>
-#include <unordered_map>
 #if defined(__linux__)
 #include <sched.h>
 #endif
@@ -89,29 +88,6 @@ bool take_spin_slot() {
   return false;
 }
 
-// The process-wide registry of live pools (id -> pool), for prime_by_id from threads that do not own the pool. A
-// pool is registered when built and removed first thing in its destructor and around a resize, all under
-// registry_mu(); prime_by_id looks up and primes under the same mutex, so it never touches a pool being destroyed
-// or resized (those wait for it, a few hundred ns). Leaked on purpose: a worker thread's pool may outlive the
-// process's static destructors at exit.
-std::mutex& registry_mu() {
-  static std::mutex* m = new std::mutex;
-  return *m;
-}
-std::unordered_map<uint64_t, Pool*>& registry() {
-  static auto* r = new std::unordered_map<uint64_t, Pool*>;
-  return *r;
-}
-std::atomic<uint64_t> g_next_pool_id{1};
-
-bool prime_yield() {
-  static const bool on = [] {
-    const char* e = std::getenv("NEUROSHARD_POOL_PRIME_YIELD");
-    return e == nullptr || *e != '0';
-  }();
-  return on;
-}
-
 template <class Done>
 void wait_until(Done done) {
   if (done()) return;
@@ -141,28 +117,18 @@ Pool::Shape& Pool::shape(int64_t ntasks, int nphases) {
 int Pool::process_threads() { return g_pool_threads.load(std::memory_order_relaxed); }
 int Pool::usable_cpus() { return cpus_of_process(); }
 
-Pool::Pool(int threads) : id_(g_next_pool_id.fetch_add(1, std::memory_order_relaxed)) {
-  start(threads);
-  std::lock_guard<std::mutex> lk(registry_mu());
-  registry()[id_] = this;
-}
+Pool::Pool(int threads) { start(threads); }
 
 Pool::~Pool() {
-  {
-    // first: from here on no prime_by_id can reach this pool, and one running now has finished
-    std::lock_guard<std::mutex> lk(registry_mu());
-    registry().erase(id_);
-  }
   stop();
   if (stats_on())
     std::fprintf(stderr,
                  "neuroshard pool (%d threads): %lld jobs, %lld tasks, %lld wake-ups, helpers joined %lld times (mean delay %.1f us) and ran %lld tasks; "
-                 "spins ended by a job %lld, by time %lld, cut %lld, not begun %lld; primed by id %lld times, helpers woken by a prime %lld times\n",
-                 nthreads_, static_cast<long long>(jobs_), static_cast<long long>(tasks_), static_cast<long long>(wakes_.load()), static_cast<long long>(helper_joins_.load()),
+                 "spins ended by a job %lld, by time %lld, cut %lld, not begun %lld\n",
+                 nthreads_, static_cast<long long>(jobs_), static_cast<long long>(tasks_), static_cast<long long>(wakes_), static_cast<long long>(helper_joins_.load()),
                  helper_joins_.load() > 0 ? static_cast<double>(join_delay_ns_.load()) / 1e3 / static_cast<double>(helper_joins_.load()) : 0.0,
                  static_cast<long long>(helper_tasks_.load()), static_cast<long long>(spin_job_.load()), static_cast<long long>(spin_timeout_.load()),
-                 static_cast<long long>(spin_cut_.load()), static_cast<long long>(spin_none_.load()), static_cast<long long>(primes_by_id_.load()),
-                 static_cast<long long>(prime_wakeups_.load()));
+                 static_cast<long long>(spin_cut_.load()), static_cast<long long>(spin_none_.load()));
   if (stats_on())
     std::fprintf(stderr, "  gaps between jobs (us) <20 %lld, <50 %lld, <100 %lld, <200 %lld, <500 %lld, <2000 %lld, more %lld\n", static_cast<long long>(gaps_[0]),
                  static_cast<long long>(gaps_[1]), static_cast<long long>(gaps_[2]), static_cast<long long>(gaps_[3]), static_cast<long long>(gaps_[4]),
@@ -205,28 +171,8 @@ void Pool::stop() {
 void Pool::resize(int threads) {
   if (threads < 1) threads = 1;
   if (threads == nthreads_) return;
-  // under the registry's mutex: a prime_by_id from another thread waits instead of reading nthreads_ or notifying
-  // helpers that are being replaced (the helpers themselves never take this mutex)
-  std::lock_guard<std::mutex> lk(registry_mu());
   stop();
   start(threads);
-}
-
-bool Pool::prime_by_id(uint64_t id, int spin_us) {
-  std::lock_guard<std::mutex> lk(registry_mu());
-  const auto it = registry().find(id);
-  if (it == registry().end()) return false;
-  Pool& p = *it->second;
-  p.primes_by_id_.fetch_add(1, std::memory_order_relaxed);
-  // (before prime(): a helper it wakes reads the deadline when it starts spinning)
-  if (spin_us > 0) p.primed_until_ns_.store(now_ns() + int64_t{spin_us} * 1000, std::memory_order_relaxed);
-  p.prime();
-  return true;
-}
-
-Pool::Counters Pool::counters() const {
-  return Counters{id_, nthreads_, primes_by_id_.load(std::memory_order_relaxed), prime_wakeups_.load(std::memory_order_relaxed),
-                  static_cast<int64_t>(sleepers_.load(std::memory_order_relaxed))};
 }
 
 void Pool::reserve(int slot, size_t floats) {
@@ -296,15 +242,13 @@ void Pool::run_phased(const int64_t* ends, int nphases, int want, TaskFn fn, voi
   nphases_ = 1;
 }
 
-// Also called by prime_by_id from another thread (under the registry's mutex, so nthreads_ is not being changed):
-// everything it touches is atomic or under mu_.
 void Pool::prime() {
   if (nthreads_ <= 1 || !shared_spin()) return;
   if (g_active.load(std::memory_order_relaxed) != this) g_active.store(this, std::memory_order_relaxed);
   rest_.store(~uint64_t{0}, std::memory_order_relaxed);
   primes_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
-    wakes_.fetch_add(1, std::memory_order_relaxed);
+    wakes_++;
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
   }
@@ -349,7 +293,7 @@ void Pool::run(int64_t ntasks, int want, TaskFn fn, void* ctx) {
     gaps_[us < 20 ? 0 : us < 50 ? 1 : us < 100 ? 2 : us < 200 ? 3 : us < 500 ? 4 : us < 2000 ? 5 : 6]++;
   }
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
-    wakes_.fetch_add(1, std::memory_order_relaxed);
+    wakes_++;
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
   }
@@ -399,28 +343,12 @@ void Pool::worker(int tid) {
         slot = shared_spin() && g_active.load(std::memory_order_relaxed) == this && take_spin_slot();
         if (!slot) spin = 0;
       }
-      const auto relax_until = Clock::now() + std::chrono::microseconds(spin);
-      auto limit = relax_until;
-      if (spin > 0) {
-        // primed by id with a longer spin (prime_by_id): until that deadline at least
-        const auto until = Clock::time_point(std::chrono::nanoseconds(primed_until_ns_.load(std::memory_order_relaxed)));
-        if (until > limit) limit = until;
-      }
+      const auto limit = Clock::now() + std::chrono::microseconds(spin);
       int k = 0;
-      // past relax_until (in a prime_by_id's longer spin): poll with sched_yield, so that a thread waiting for this
-      // core (the pool's own caller, woken by the step's message) runs first (NEUROSHARD_POOL_PRIME_YIELD=0: pause)
-      bool yielding = false;
       while (spin > 0 && ((w = word_.load(std::memory_order_acquire)) >> 1) == seen && !stopping_.load(std::memory_order_relaxed)) {
-        if (yielding)
-          std::this_thread::yield();
-        else
-          cpu_relax();
-        if ((++k & 255) == 0 || yielding) {
-          const auto now = Clock::now();
-          if (now > limit) break;
-          if (!yielding && now > relax_until && prime_yield()) yielding = true;
-        }
-        if (((k & 15) == 0 || yielding) && (rest_.load(std::memory_order_relaxed) == seen || (over && g_active.load(std::memory_order_relaxed) != this))) break;
+        cpu_relax();
+        if ((++k & 255) == 0 && Clock::now() > limit) break;
+        if ((k & 15) == 0 && (rest_.load(std::memory_order_relaxed) == seen || (over && g_active.load(std::memory_order_relaxed) != this))) break;
       }
       if (slot) g_spinning.fetch_sub(1, std::memory_order_acq_rel);
       if (stats_on()) {
@@ -440,10 +368,7 @@ void Pool::worker(int tid) {
         sleepers_.fetch_sub(1, std::memory_order_seq_cst);
         primed = primes_.load(std::memory_order_relaxed);
         // Primed and no job yet: spin again (the loop's top) for the job that is coming.
-        if ((w >> 1) == seen && !stopping_.load(std::memory_order_acquire)) {
-          prime_wakeups_.fetch_add(1, std::memory_order_relaxed);
-          continue;
-        }
+        if ((w >> 1) == seen && !stopping_.load(std::memory_order_acquire)) continue;
       }
     }
     if (stopping_.load(std::memory_order_acquire)) return;

@@ -46,31 +46,9 @@ class Pool {
   // for its first job, so their wake-up overlaps the caller's preparation instead of the first job. rest(): the
   // burst is over; helpers sleep at once instead of spinning out spin_us_ (beside the threads that carry the
   // result on). Neither changes what a job computes; both are free to ignore. Call from the pool's calling thread,
-  // never inside a job (prime_by_id: prime() from any other thread).
+  // never inside a job.
   void prime();
   void rest();
-
-  // This pool's process-unique id (never reused, never 0), for prime_by_id.
-  uint64_t id() const { return id_; }
-  // prime() for the live pool with this id, from any thread: false (and nothing done) when none lives (destroyed,
-  // or never was). For the JS main thread of a hop, which hands each decode step to a compute worker: it primes the
-  // worker's pool the moment the step's frame arrives, so that the helpers' wake-up overlaps the main thread's
-  // parse and post and the worker's own wake-up instead of following them (two wake-ups in series). Safe against a
-  // pool being destroyed or resized meanwhile: every pool is in a process-wide registry, registered when built,
-  // removed before its destructor or resize touches anything, and a prime by id runs under the registry's mutex.
-  // `spin_us` > 0: the woken helpers spin for at least that long (not only spin_us_) waiting for the job, which
-  // reaches the pool's own thread only after a post and that thread's wake-up (measured 150-250 µs at load 2-8,
-  // more than the default 100 µs spin: the helpers slept again and were woken a second time by the worker's prime).
-  static bool prime_by_id(uint64_t id, int spin_us = 0);
-
-  // Counters any caller may read (always kept; cheap): primes by id that reached this pool, and the times a helper
-  // woke from its sleep for a prime (no job yet), and helpers asleep now. For tests and NEUROSHARD_POOL_STATS.
-  struct Counters {
-    uint64_t id;
-    int threads;
-    int64_t primes_by_id, prime_wakeups, sleepers;
-  };
-  Counters counters() const;
 
   // Runs fn(ctx, task, tid) for every task in [0, ntasks) on up to `want` threads (the caller included). `tid` is in
   // [0, threads()) and identifies the thread's scratch buffers. Nested calls run serially on the calling thread.
@@ -112,7 +90,6 @@ class Pool {
   void stop();
   int64_t work(int tid);  // the tasks it ran
 
-  const uint64_t id_;
   int nthreads_ = 1;
   std::vector<std::thread> workers_;
   std::vector<Buf> bufs_;  // [thread][slot]
@@ -136,15 +113,10 @@ class Pool {
   // wakes sleeping helpers.
   std::atomic<uint64_t> rest_{~uint64_t{0}};
   std::atomic<uint64_t> primes_{0};
-  // prime_by_id's spin_us as a deadline (steady clock, ns): a helper's spin after a prime lasts until then at least.
-  std::atomic<int64_t> primed_until_ns_{0};
 
   // Counts for NEUROSHARD_POOL_STATS (printed to stderr when the pool ends): jobs run on more than one thread,
   // their tasks, the wake-ups (notify of sleeping helpers) the caller did, and the tasks and joins of helpers.
-  // (wakes_ is atomic: prime_by_id counts from another thread)
-  int64_t jobs_ = 0, tasks_ = 0;
-  std::atomic<int64_t> wakes_{0};
-  std::atomic<int64_t> primes_by_id_{0}, prime_wakeups_{0};
+  int64_t jobs_ = 0, tasks_ = 0, wakes_ = 0;
   std::atomic<int64_t> helper_tasks_{0}, helper_joins_{0};
   // With NEUROSHARD_POOL_STATS: when the job was opened (ns, steady clock), the helpers' summed delay from there to
   // joining, and how their spins ended (a job came, time ran out, rest() or another pool took over, not allowed).
