@@ -9,8 +9,8 @@
  * frame's own plaintext, length and tag bytes copied) and never keeps a view of it. That is safe because the event
  * loop reads one socket at a time and calls back synchronously: libuv fills the buffer, the callback runs to its end,
  * and only then does any socket read into it again. A chunk handed on is therefore `owned: false` ("borrowed":
- * valid only during the call); with `NEUROSHARD_LANE_READS=fresh` (A/B runs, and where the socket cannot be adopted)
- * Node's fresh buffers are used and chunks are `owned: true` (the reader may decrypt a frame in place in them).
+ * valid only during the call). That mode is opt-in (`NEUROSHARD_LANE_READS=reused`, see `reusedReads`); by default,
+ * and where the socket cannot be adopted, Node's fresh buffers are used and chunks are `owned: true` (the reader may decrypt a frame in place in them).
  *
  * Accepted sockets: `net.Server` has no `onread` option, so the lane listener accepts with `pauseOnConnect` (nothing
  * read yet) and wraps the accepted socket's handle in a new `net.Socket` that has one (`adoptAccepted`). That uses
@@ -29,9 +29,14 @@ function readBuffer(): Buffer {
   return shared;
 }
 
-/** Whether lane sockets read into the shared buffer (unless NEUROSHARD_LANE_READS=fresh). */
+/**
+ * Whether lane sockets read into the shared buffer: only with NEUROSHARD_LANE_READS=reused. Off by default since the
+ * lead's quiet runs (docs/LIMITS.md "Session 24: 1 MiB on the lane, receive side"): 5 whole-bench pairs at load ~3
+ * gave no gain over fresh reads (lane 917 against 1,111 MiB/s, CPU per call 1.77 against 1.62 ms, ratio 0.496 against
+ * 0.471), and the accepted socket's adoption leans on fields Node does not document.
+ */
 export function reusedReads(): boolean {
-  return process.env.NEUROSHARD_LANE_READS !== 'fresh';
+  return process.env.NEUROSHARD_LANE_READS === 'reused';
 }
 
 /** What a chunk's receiver gets: `owned` false when the chunk is the shared read buffer (valid only during the call). */

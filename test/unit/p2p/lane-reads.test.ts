@@ -16,6 +16,9 @@ import { SealedFrameReader } from '../../../src/p2p/lane/reader.js';
 import { canSendParts } from '../../../src/p2p/lane/stream.js';
 import type { DuplexStream } from '../../../src/p2p/types.js';
 
+// the shared read buffer is opt-in (src/p2p/lane/reads.ts reusedReads): these tests are about that mode
+process.env.NEUROSHARD_LANE_READS = 'reused';
+
 const backends = (['openssl', 'node'] as const).filter((b) => {
   if (b === 'node') return true;
   setAeadBackendForTests(undefined);
@@ -107,8 +110,8 @@ describe('lane sockets reading into the shared buffer', () => {
     }
   });
 
-  it('NEUROSHARD_LANE_READS=fresh keeps Node\'s own buffers (chunks owned)', async () => {
-    process.env.NEUROSHARD_LANE_READS = 'fresh';
+  it('without NEUROSHARD_LANE_READS=reused (the default) Node\'s own buffers are kept (chunks owned)', async () => {
+    delete process.env.NEUROSHARD_LANE_READS;
     try {
         const adopted: { socket: Socket; reads: SocketReads }[] = [];
         const { server, port } = await listen((s) => adopted.push(adoptAccepted(s)));
@@ -126,7 +129,7 @@ describe('lane sockets reading into the shared buffer', () => {
         adopted[0]!.socket.destroy();
         await new Promise<void>((r) => server.close(() => r()));
     } finally {
-      delete process.env.NEUROSHARD_LANE_READS;
+      process.env.NEUROSHARD_LANE_READS = 'reused';
     }
   });
 });
