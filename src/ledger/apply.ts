@@ -1,7 +1,8 @@
 /**
  * The state transition: applies one stateless-valid event to the balance sheet at its place in canonical order.
  * A pure function of the state (= the events before it) and the event, plus one question about the event *set*
- * (`hasConflict`: does a stored event that sorts before this one share its (signer, kind, nonce)?): the first of
+ * (`hasConflict`: does a stored applied or void event that sorts before this one share its (signer, kind, nonce)?
+ * A rejected one does not count: it is neither relayed nor served, so nodes hold different ones; session 25): the first of
  * two equivocating events in canonical order keeps its verdict and the later one is void, whatever order they
  * arrive in. First-wins (not both-void) means a reused old nonce cannot reach back and void history, so it costs
  * no rewind (issue 11, attacks 4 and 6); the signer is slashable either way. It never reads a clock: "now" is the event's own
@@ -62,7 +63,10 @@ export interface ApplyContext {
   modelLayers: number;
   /** The network's reward rules (issue 11 §2, witness.ts); absent = SELF_CLAIMED_REWARDS. */
   rewards?: RewardRules;
-  /** True when a stored event that sorts before `e` in canonical order has the same replay key. */
+  /**
+   * True when a stored event that sorts before `e` in canonical order has the same replay key and was applied or
+   * void (not rejected: which rejected events a node holds depends on arrival order; ledger.ts hasEarlier).
+   */
   hasConflict(e: LedgerEvent): boolean;
 }
 

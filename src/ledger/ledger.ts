@@ -312,8 +312,13 @@ export class Ledger {
        */
       statusByOrd: db.prepare('SELECT status, reason FROM events WHERE ord = ?'),
       maxOrd: db.prepare('SELECT max(ord) AS ord FROM events'),
-      // INDEXED BY: with two bounds on ord the planner would otherwise scan the ord index (O(events) per event)
-      hasEarlier: db.prepare('SELECT 1 FROM events INDEXED BY events_rkey WHERE rkey = ? AND ord < ? AND ord >= ? LIMIT 1'),
+      // INDEXED BY: with two bounds on ord the planner would otherwise scan the ord index (O(events) per event).
+      // Only served events (applied, void) conflict (session 25): a rejected one is neither relayed nor served, so
+      // whether a node holds it depends on the order events reached it (one that was valid at the tip when it came
+      // and rejected after an earlier event arrived is kept; one rejected at the tip is dropped); had it taken its
+      // nonce, a later event reusing the nonce would be void on the nodes that kept it and applied on the others,
+      // for good. When an event is judged, every earlier row holds its current verdict (replays go in order).
+      hasEarlier: db.prepare('SELECT 1 FROM events INDEXED BY events_rkey WHERE rkey = ? AND ord < ? AND ord >= ? AND status IN (1, 3) LIMIT 1'),
       between: db.prepare('SELECT id, ord, bytes, status, reason, net FROM events WHERE ord > ? AND ord < ? ORDER BY ord LIMIT ?'),
       idsBetween: db.prepare('SELECT id, ord FROM events WHERE ord >= ? AND ord < ? AND status IN (1, 3) ORDER BY ord LIMIT ?'),
       ordOf: db.prepare('SELECT ord FROM events WHERE id = ?'),
