@@ -36,10 +36,12 @@
 //
 // At the end (after the last heal and restart, and a quiet period): every transfer some node answered "applied"
 // must be stored and applied in every node's ledger; the nodes' ledger state hashes must become equal within a
-// bound; every generation must have completed with the reference tokens or failed with a typed error (HTTP
-// status + {"error": {"code"}}); training must still advance after the last heal: every trainer closes an outer
-// round later than the one it stood at when the faults ended, and takes inner steps past that point (the per-layer
-// hashes of the holders at one closed round are compared and reported); no process may have exited unless killed
+// bound; after every node stopped, copies of their ledger files must converge once the events one holds and another
+// lacks (in flight at the stop) are delivered through gossip's ingest path, with no event refused by one node that
+// another applied (src/sim/ledger-converge.ts; the raw final hashes are reported); every generation must have
+// completed with the reference tokens or failed with a typed error (HTTP status + {"error": {"code"}}); training must
+// still advance after the last heal: every trainer closes an outer round later than the one it stood at when the
+// faults ended, and takes inner steps past that point (the per-layer hashes of the holders at one closed round are compared and reported); no process may have exited unless killed
 // by the schedule (and each must exit 0 on SIGTERM at the end); the survivors' RSS may grow by less than 10 %.
 // The last stdout line is one JSON object; the exit code is 1 when an assertion fails, 2 on bad usage.
 import { spawn, spawnSync } from 'node:child_process';
@@ -512,7 +514,7 @@ const result = {
   isolation: null,
   faults: { kills: 0, restarts: 0, partitions: 0, link_cuts: 0, freezes: 0, schedule: 0 },
   generate: { sent: 0, completed_identical: 0, mismatched: 0, typed_errors: 0, untyped_errors: 0, error_codes: {} },
-  ledger: { bootstrap_s: null, bonded: 0, transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false },
+  ledger: { bootstrap_s: null, bonded: 0, transfers_sent: 0, acknowledged: 0, not_applied: {}, acked_missing: 0, converge_s: null, state_hashes_equal: false, final_state_hashes_equal: null, final_events_missing: null, converged_state_hashes_equal: null },
   training: {
     mode: 'a training group of its own nodes (genesis + half-model joiners: a pipeline chain and DiLoCo between replicas) on the same links and fault schedule; the serving nodes run --no-train on one frozen checkpoint',
     trainers: T,
@@ -734,6 +736,10 @@ try {
   const { growthWindows, memoryGrowth } = await dist('sim/memory-growth.js');
   const { KEPT_ROUNDS } = await dist('params/index.js');
   const { readKeystorePublic } = await dist('identity/index.js');
+  const { convergeLedgers, copyLedgerFiles } = await dist('sim/ledger-converge.js');
+  const { rewardRules } = await dist('node/ledger.js');
+  const { readNetworkFile } = await dist('node/genesis-key.js');
+  const { ledgerMeta } = await dist('cli/wallet/common.js');
 
   if (net_.mode === 'netns') removeStale();
   net_.setup();
@@ -1199,6 +1205,7 @@ try {
 
   // 7. stop everything gracefully: each must exit 0
   for (const p of procs.values()) p.expectExit = true;
+  const stopAt = Date.now(); // the offline convergence check's clock (stage 8)
   const stops = [...nodes, ...trainers].map(async (n) => {
     n.proc.signalGroup('SIGCONT');
     n.proc.child.kill('SIGTERM');
@@ -1209,6 +1216,43 @@ try {
   });
   await Promise.all(stops);
   procs.get('tracker').child.kill('SIGTERM');
+
+  /** The offline convergence check of one group's stopped ledgers, on copies (src/sim/ledger-converge.ts). */
+  function convergeCheck(group, members, stopMs) {
+    const copies = [];
+    let genesisKey;
+    let meta;
+    for (const n of members) {
+      const m = ledgerMeta(n.dir);
+      if (m === undefined) continue;
+      meta ??= m;
+      genesisKey ??= readNetworkFile(n.dir)?.genesisKey;
+      copies.push({ name: n.name, path: copyLedgerFiles(n.dir, join(runDir, 'converge', n.name)) });
+    }
+    if (copies.length < 2) return { final_events_missing: null, converged_state_hashes_equal: null, detail: { nodes: copies.length } };
+    try {
+      const r = convergeLedgers(copies, { ...meta, rewards: rewardRules({}, genesisKey === undefined ? undefined : fromHex(genesisKey)), stopMs });
+      const s1 = (ms) => (ms === null ? null : Math.round(ms / 100) / 10);
+      const out = {
+        final_events_missing: { count: r.missing.pairs, events: r.missing.events, kinds: r.missing.kinds, oldest_age_s: s1(r.missing.oldestAgeMs) },
+        converged_state_hashes_equal: r.convergedEqual,
+        detail: {
+          raw_hashes: Object.fromEntries(Object.entries(r.rawHashes).map(([k, v]) => [k, v.slice(0, 12)])),
+          replay_pending: r.replayPending,
+          missing: r.missing.list.slice(0, 8).map((m) => ({ id: m.id.slice(0, 16), kind: m.kind, age_s: s1(m.ageMs), held_by: m.heldBy, lacked_by: m.lackedBy })),
+          rounds: r.rounds,
+          delivered: r.delivered,
+          converged_hashes: Object.fromEntries(Object.entries(r.convergedHashes).map(([k, v]) => [k, v.slice(0, 12)])),
+          refused: r.refusals.map((f) => ({ id: f.id.slice(0, 16), kind: f.kind, age_s: s1(f.ageMs), node: f.node, reason: f.reason, explanation: f.explanation, path: f.path, held_by: f.heldBy })),
+          verdict_diffs: r.verdictDiffs.map((d) => ({ id: d.id.slice(0, 16), kind: d.kind, verdicts: d.verdicts })),
+        },
+      };
+      say(`${group} ledgers: final hashes ${r.rawEqual ? 'equal' : 'differ'}; ${r.missing.pairs} (event, node) pairs missing ${JSON.stringify(r.missing.kinds)}, oldest ${out.final_events_missing.oldest_age_s} s before the stop; after the exchange (${r.rounds} rounds, ${JSON.stringify(r.delivered)}) ${r.convergedEqual ? 'equal' : 'DIFFERENT'}, ${r.refusals.length} refused, ${r.verdictDiffs.length} verdict differences`);
+      return out;
+    } catch (e) {
+      return { final_events_missing: null, converged_state_hashes_equal: false, detail: { error: `convergence check failed: ${e.message}` } };
+    }
+  }
 
   // 8. every acknowledged transfer in every ledger, applied
   const ledgers = nodes.map((n) => openLedgerReadOnly(n.dir));
@@ -1226,6 +1270,22 @@ try {
     result.ledger.final_state_hashes_equal = finalHashes.every((h) => h === finalHashes[0]);
   } finally {
     for (const l of ledgers) l?.close();
+  }
+  // Do the stopped ledgers converge? (session 25, src/sim/ledger-converge.ts) The nodes stop while events are still
+  // in flight, so the raw final hashes may differ; on copies of the files, every event one node serves and another
+  // lacks is delivered by gossip's path (the sync path past the live window) until none is missing, and then the
+  // hashes must be equal, and no node may refuse an event another applied. Each group (the serving network, and
+  // the trainers' own) is checked on its own.
+  for (const [group, members] of [['serving', nodes], ['trainers', trainers]]) {
+    const conv = convergeCheck(group, members, stopAt);
+    if (group === 'serving') {
+      result.ledger.final_events_missing = conv.final_events_missing;
+      result.ledger.converged_state_hashes_equal = conv.converged_state_hashes_equal;
+      result.ledger.converge = conv.detail;
+    } else result.ledger.trainers_converge = conv;
+    if (conv.converged_state_hashes_equal === false) fail(`${group} ledgers differ after the offline exchange: ${conv.detail.error ?? JSON.stringify(conv.detail.converged_hashes)}`);
+    if (conv.detail.refused?.length > 0) fail(`${group} ledgers: ${conv.detail.refused.length} events refused by one node and applied by another: ${JSON.stringify(conv.detail.refused.slice(0, 3))}`);
+    if (conv.detail.verdict_diffs?.length > 0) fail(`${group} ledgers: ${conv.detail.verdict_diffs.length} events with different verdicts after the exchange: ${JSON.stringify(conv.detail.verdict_diffs.slice(0, 3))}`);
   }
   if (result.ledger.acked_missing > 0) fail(`${result.ledger.acked_missing} (transfer, ledger) pairs of acknowledged transfers missing or not applied`);
   if (result.ledger.acknowledged === 0) fail('no transfer was acknowledged: the ledger load did not run');

@@ -18,7 +18,17 @@ interface ChaosResult {
   isolation: { mode: 'netns' | 'loopback' };
   faults: { kills: number; restarts: number; partitions: number; link_cuts: number; freezes: number };
   generate: { sent: number; completed_identical: number; mismatched: number; typed_errors: number; untyped_errors: number };
-  ledger: { transfers_sent: number; acknowledged: number; acked_missing: number; state_hashes_equal: boolean; converge_s: number | null };
+  ledger: {
+    transfers_sent: number;
+    acknowledged: number;
+    acked_missing: number;
+    state_hashes_equal: boolean;
+    converge_s: number | null;
+    /** After every node stopped (session 25): raw, then after the offline exchange of what was in flight. */
+    final_state_hashes_equal: boolean | null;
+    final_events_missing: { count: number; kinds: Record<string, number>; oldest_age_s: number | null } | null;
+    converged_state_hashes_equal: boolean | null;
+  };
   training: { trainers: number; rounds_at_heal: Record<string, number | null> | null; rounds_at_end: Record<string, number | null> | null; advancing: boolean; layer_hashes_equal: boolean | null; layer_hash_pairs: number };
   crashes: number;
   memory: { max_growth: number | null };
@@ -72,6 +82,8 @@ describe('chaos on real processes (2 minutes)', { timeout: 1_800_000 }, () => {
     assert.ok(r.ledger.acknowledged >= 1, `transfers were acknowledged${ctx}`);
     assert.equal(r.ledger.acked_missing, 0, `no acknowledged transfer lost${ctx}`);
     assert.equal(r.ledger.state_hashes_equal, true, `one state hash after the last heal${ctx}`);
+    // and after the stop: the stopped nodes' ledgers agree once the events in flight at the stop are exchanged
+    assert.equal(r.ledger.converged_state_hashes_equal, true, `the stopped ledgers converge${ctx}`);
     // training inside the faults: every trainer closed an outer round after the last heal, and the replicas of
     // each layer then stood at one round with one hash
     assert.equal(r.training.trainers, 3, `a training group of three${ctx}`);
