@@ -182,7 +182,30 @@ function ok(s: LedgerState, amount?: bigint): ApplyResult {
   return amount === undefined ? { status: 'applied' } : { status: 'applied', amount };
 }
 
+/**
+ * Applies `e` at the end of `s`. A rejected event changes nothing but the rejected counter (which the state hash
+ * leaves out): the time-driven settlements that run before the rules decide (expired requests refunded, the
+ * signer's matured stake and rewards released) are undone with the rest. Why (session 25): a rejected event is
+ * neither relayed nor served, and whether a node holds one depends on the order events reached it (one applied at
+ * the tip and rejected once an earlier event arrived is kept; one rejected at the tip is dropped), so anything it
+ * changed would make two nodes holding the same served events differ, until the next event that settles the same
+ * rows, and for good at the end of a run or at a checkpoint's cut.
+ */
 export function applyEvent(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): ApplyResult {
+  s.begin();
+  let r: ApplyResult | undefined;
+  try {
+    r = applyAtEnd(s, e, ctx);
+  } finally {
+    if (r?.status === 'rejected') {
+      s.rollback();
+      bump(s, (t) => ({ rejected: t.rejected + 1 }));
+    } else s.end();
+  }
+  return r;
+}
+
+function applyAtEnd(s: LedgerState, e: LedgerEvent, ctx: ApplyContext): ApplyResult {
   const ts = e.timestampMs;
   settleExpired(s, ts);
   if (ctx.hasConflict(e)) {

@@ -187,6 +187,13 @@ export class LedgerState {
    */
   private demand = 0n;
   private expiry: [number, string][] = [];
+  /**
+   * While an event is applied (begin … end/rollback): each row it changes, keyed `table:key`, with its record
+   * before the event (undefined: absent). Kept so that a rejected event can leave the state as it found it
+   * (apply.ts, session 25). One map reused for every event; recording only flags it on.
+   */
+  private readonly journal = new Map<string, [TableName, string, unknown]>();
+  private recording = false;
 
   // ---- typed access ----
   account(id: string): Account {
@@ -280,6 +287,7 @@ export class LedgerState {
     const old = m.get(key);
     if (old === v) return;
     if (!this.ltPending.has(k)) this.ltPending.set(k, old === undefined ? undefined : jsonOf(old));
+    if (this.recording && !this.journal.has(k)) this.journal.set(k, [table, key, old]);
     m.set(key, v);
     this.dirty.add(k);
     this.hashCache = null;
@@ -291,9 +299,42 @@ export class LedgerState {
     if (old === undefined) return;
     const k = `${table}:${key}`;
     if (!this.ltPending.has(k)) this.ltPending.set(k, jsonOf(old));
+    if (this.recording && !this.journal.has(k)) this.journal.set(k, [table, key, old]);
     m.delete(key);
     this.dirty.add(k);
     this.hashCache = null;
+  }
+
+  /** Starts recording the rows an event changes (apply.ts): `end()` keeps them, `rollback()` undoes them. */
+  begin(): void {
+    this.journal.clear();
+    this.recording = true;
+  }
+
+  /** Stops recording; the changes stay. */
+  end(): void {
+    this.recording = false;
+    this.journal.clear();
+  }
+
+  /**
+   * Undoes every row change since `begin()` and stops recording. The rows go back to their records before it (the
+   * accumulator's pending entries already hold their text at the last flush, so the hash comes out as before); the
+   * request indexes are rebuilt when a request changed (rare: only a rejected event that settled an expiry).
+   */
+  rollback(): void {
+    this.recording = false;
+    let requests = false;
+    for (const [k, [table, key, old]] of this.journal) {
+      const m = this.t[table] as Map<string, unknown>;
+      if (old === undefined) m.delete(key);
+      else m.set(key, old);
+      this.dirty.add(k);
+      if (table === 'r') requests = true;
+    }
+    if (this.journal.size > 0) this.hashCache = null;
+    this.journal.clear();
+    if (requests) this.reindexRequests();
   }
 
   /** Applies the pending row changes to the accumulator (the file comment's update, once per changed row). */

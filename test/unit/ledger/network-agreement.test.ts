@@ -20,9 +20,11 @@ import { Rng } from '../../../src/util/rng.js';
 import { tempDir } from '../../utils/paths.js';
 import { LAYERS, NET } from './helpers.js';
 import { NEURO } from '../../../src/ledger/amount.js';
-import { buildGenesis, buildTransfer } from '../../../src/ledger/build.js';
+import { buildGenesis, buildStake, buildTransfer } from '../../../src/ledger/build.js';
+import { MIN_REWARD_BOND } from '../../../src/ledger/economics.js';
 import { acct, env, T0, testKey } from './helpers.js';
-import { G, networkHistory, RULES } from './network-fixture.js';
+import { G, networkHistory, PERIOD_MS, RULES } from './network-fixture.js';
+import { receipt, recordOf } from './receipt-fixture.js';
 
 function open(path: string): Ledger {
   return new Ledger({ path, networkId: NET, modelLayers: LAYERS, rewards: RULES, checkInvariant: true });
@@ -145,6 +147,42 @@ describe('ledger agreement on the network paths', () => {
       assert.equal(Y.eventStatus(decodeEvent(E1).id), undefined, 'Y dropped E1 at the tip');
       assert.equal(Y.eventStatus(decodeEvent(E2).id)?.status, 'applied');
       assert.equal(X.eventStatus(decodeEvent(E2).id)?.status, 'applied', 'the rejected E1 does not void E2 on X');
+      assert.equal(X.stateHash(), Y.stateHash());
+    } finally {
+      X.close();
+      Y.close();
+      t.cleanup();
+    }
+  });
+
+  it('an event rejected at its place after it was applied at the tip leaves no trace: the node that judged it twice and the node that dropped it agree', () => {
+    // A earns a reward (unminted until T0 + 70 s). S (A's transfer, before the release) leaves too little for E
+    // (A's transfer, after it). X gets E before S: E applies at the tip, then S arrives and the replay rejects E at
+    // its place. Y gets S first and drops E at the tip (issue 11 attack 5). Applying E at its place settled A's
+    // matured rewards into A's balance before the transfer rule rejected it: had X kept E, its state would hold a
+    // mint Y's has not made (until A's next event, and a slash before that forfeits on Y what X minted). The
+    // network's events rejected at their place are removed at every judgment, not only their first.
+    const A = testKey(9701);
+    const Bk = testKey(9702);
+    const t = tempDir('neuroshard-netagree-');
+    const setup = [
+      buildGenesis(G, { networkId: NET, timestampMs: T0 + 1000 }).bytes,
+      buildTransfer(G, env(1, T0 + 2000), acct(A), 1000n * NEURO).bytes,
+      buildTransfer(G, env(2, T0 + 2500), acct(Bk), 1000n * NEURO).bytes,
+      buildStake(A, env(1, T0 + 3000), MIN_REWARD_BOND, 30).bytes,
+      buildStake(Bk, env(1, T0 + 3500), MIN_REWARD_BOND, 30).bytes,
+      receipt(A, recordOf([A, Bk], 1, { layers: { start: 0, end: LAYERS }, contributors: [A] }), [A, Bk], T0 + 20_000),
+    ];
+    const S = buildTransfer(A, env(1, T0 + PERIOD_MS + 5000), acct(Bk), 850n * NEURO).bytes;
+    const E = buildTransfer(A, env(2, T0 + PERIOD_MS + 20_000), acct(Bk), 100n * NEURO).bytes;
+    const X = open(join(t.dir, 'x.db'));
+    const Y = open(join(t.dir, 'y.db'));
+    try {
+      gossip(X, [...setup, E, S], 1);
+      gossip(Y, [...setup, S, E], 1);
+      assert.ok(X.account(acct(A)).unminted > 0n || Y.account(acct(A)).unminted > 0n, 'A has a reward to settle');
+      assert.equal(Y.eventStatus(decodeEvent(E).id), undefined, 'Y dropped E at the tip');
+      assert.equal(X.eventStatus(decodeEvent(E).id)?.status, 'rejected', 'X keeps E, rejected at its place (it was judged when it came)');
       assert.equal(X.stateHash(), Y.stateHash());
     } finally {
       X.close();
