@@ -17,8 +17,11 @@
 //                                                       deadline timer, promise layers; after the last hop, the token's
 //                                                       bookkeeping and the next token's first call)
 // Reports per hop position the median of each interval (µs) and per token the sums, for each chain length, and the
-// time the driver spent in its commitments (RunningCommitment.hidden / addSteps / tokens). The wrappers cost a few µs
-// a stamp; compare chain lengths within one run, not against the bench's figures.
+// time the driver spent in its commitments (RunningCommitment.hidden / addSteps / tokens: 0 unless
+// NEUROSHARD_ENTRY_COMMITS=inline, the path before session 25; by default they go to the commitment worker). The
+// wrappers cost a few µs a stamp; compare chain lengths and modes within one run or back to back, not against the
+// bench's figures. Also: B→C and F→G split at the lane's queue, sealed write and read, and the RPC layer's sendReply /
+// decodeResponse.
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { quantile } from './thread-cpu.mjs';
