@@ -9,6 +9,10 @@
  * keeps each commitment's chain value and answers the new values in order. The values are the same bytes: the worker
  * runs the same ledger/commitment.ts functions on the same inputs in the same order.
  *
+ * Since session 25 the entry's driver queues its own commitments over each hop's inputs and outputs here too
+ * (router/driver.ts `entryCommits`): between one hop's answer and the next hop's request they cost the chain's
+ * critical path ~30–50 µs a hop step on the event loop.
+ *
  * Guarantee (was inference.ts `flushCommits`): every step queued before `settled()` is in the commitment's `value`
  * when it resolves, in queue order. A worker that fails or does not answer within `SETTLE_TIMEOUT_MS` is dropped:
  * the steps not yet answered are taken on the event loop from the values kept for that, and later steps too (the

@@ -18,6 +18,7 @@
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { RunningCommitment, type SettleHop, type Settlement, type TopKStep } from '../protocols/hop-commitment.js';
+import { hopCommitQueue, type HopCommitQueue, type QueuedCommitment } from '../protocols/hop-commit-queue.js';
 import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError, planFailover, ROUTE_DEFAULTS } from './route.js';
 import { TextAssembler } from './text.js';
 
@@ -103,6 +104,8 @@ export interface HopSession {
    * `signal` is the same object on every step of the session (the driver's one per route entry); it aborts at a
    * deadline or the generation's abort, after which the session is not stepped again. So a session must not leave a
    * listener on it per step (RemoteHopSession keeps one for its life; the compute client removes its own per job).
+   * A session neither changes nor transfers its input's buffers (the entry keeps them for a replay, and its
+   * commitment queue reads them after the call), and its output's buffers are the entry's from then on.
    */
   step(input: HopInput, signal: AbortSignal): Promise<HopOutput>;
   close(): void;
@@ -170,6 +173,24 @@ export interface DriverDeps {
    * computed over every hop's inputs and outputs (protocols/hop-commitment.ts settleRoute); never throws.
    */
   settle?: (hops: SettleHop[], usage: { promptTokens: number; completionTokens: number }, signal: AbortSignal) => Promise<Settlement>;
+  /**
+   * Where the entry takes its commitments over every hop's inputs and outputs (`entryCommits`): a queue and its
+   * worker thread (default: this process's, protocols/hop-commit-queue.ts), or null for this thread, inline in each
+   * call (before session 25; `NEUROSHARD_ENTRY_COMMITS=inline` chooses it when this is unset).
+   */
+  commits?: HopCommitQueue | null;
+}
+
+/**
+ * The entry's commitments by default (session 25, docs/LIMITS.md "Session 25: the entry's part of a hop step"): on
+ * this process's commitment worker, as the hop side takes its own, rather than on the event loop between one hop's
+ * answer and the next hop's request (a [1, 768] output's records cost ~15–20 µs hot, ~40–50 µs in the chain, three
+ * times a 4-hop token and twice more for its token ids). `NEUROSHARD_ENTRY_COMMITS=inline` restores the old path
+ * (read per generation, for A/B in one build). Same bytes either way: the worker runs the same ledger/commitment.ts
+ * functions over the same values in the same order.
+ */
+export function entryCommits(): HopCommitQueue | null {
+  return process.env.NEUROSHARD_ENTRY_COMMITS === 'inline' ? null : hopCommitQueue();
 }
 
 /** A hop failed the step: which one and why (the cause decides whether the peer is penalised by the caller). */
@@ -187,9 +208,12 @@ interface RouteEntry {
   /** Calls made on this session (the first one also opens it). */
   calls?: number;
   chunks: number[];
-  /** What the entry sent this hop and got back, committed as the hop commits it (one step per chunk). */
-  inC: RunningCommitment;
-  outC: RunningCommitment;
+  /**
+   * What the entry sent this hop and got back, committed as the hop commits it (one step per chunk): running here
+   * (RunningCommitment) or queued on the commitment worker (QueuedCommitment, final once the queue has settled).
+   */
+  inC: RunningCommitment | QueuedCommitment;
+  outC: RunningCommitment | QueuedCommitment;
   /**
    * The signal this hop's calls get: one for the entry's life, not one per call (an AbortController, its signal and
    * the session's listener moved onto it cost ~5 µs of the driver's ~20 µs a hop step). It aborts only at a
@@ -227,6 +251,15 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     sampling: { temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed },
   };
   const failed = new Set<string>();
+  const commits = deps.commits === undefined ? entryCommits() : deps.commits;
+  /** Every queued commitment this generation opened (dropped from the worker at its end). */
+  const queued: QueuedCommitment[] = [];
+  const commitment = (): RunningCommitment | QueuedCommitment => {
+    if (commits === null) return new RunningCommitment();
+    const c = commits.open();
+    queued.push(c);
+    return c;
+  };
   // each hop's weights format as the holder view states it (its signed record; route.ts prefers chains of one format),
   // kept for every peer this generation planned on
   const formats = new Map<string, 'f32' | 'int8'>();
@@ -240,7 +273,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     return holders;
   };
 
-  const route: RouteEntry[] = chooseRouteAvoiding(view(), { start: 0, end: L }, planOptions()).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: new RunningCommitment(), outC: new RunningCommitment() }));
+  const route: RouteEntry[] = chooseRouteAvoiding(view(), { start: 0, end: L }, planOptions()).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: commitment(), outC: commitment() }));
   const hopsNow = (): RouteHop[] => route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number], weights: formats.get(e.hop.peerId) ?? 'f32' }));
   const firstRoute = hopsNow();
   const routes: UsedRoute[] = [{ fromToken: 0, hops: firstRoute }];
@@ -290,10 +323,18 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     const session = entry.session;
     const first = (entry.calls = (entry.calls ?? 0) + 1) === 1;
     const ms = (entry.hop.peerId === deps.selfPeerId ? o.localStepTimeoutMs : o.stepTimeoutMs) + positions * o.msPerPosition + (first ? o.openTimeoutMs : 0);
-    // committed before the call (a session may hand the input's buffer on); a failed call discards the entry
-    if (input.ids !== undefined) entry.inC.tokens(input.ids, input.chunks);
-    else if (lastOut !== undefined && lastOut.values === input.hidden && sameChunks(lastOut.chunks, input.chunks)) entry.inC.addSteps(lastOut.steps);
-    else entry.inC.hidden(input.hidden!, C, input.chunks);
+    // committed (or queued) before the call; a failed call discards the entry. A session never changes nor hands on
+    // (transfers) its input's buffer: the entry keeps it for a replay (`parts`), and the queue reads it later.
+    if (commits !== null) {
+      const c = entry.inC as QueuedCommitment;
+      if (input.ids !== undefined) commits.tokens(c, input.ids, input.chunks);
+      else commits.hidden(c, input.hidden!, C, input.chunks);
+    } else {
+      const c = entry.inC as RunningCommitment;
+      if (input.ids !== undefined) c.tokens(input.ids, input.chunks);
+      else if (lastOut !== undefined && lastOut.values === input.hidden && sameChunks(lastOut.chunks, input.chunks)) c.addSteps(lastOut.steps);
+      else c.hidden(input.hidden!, C, input.chunks);
+    }
     lastOut = undefined;
     if (signal.aborted) throw new AbortedError('generation aborted');
     const ac = entry.ac === undefined || entry.ac.signal.aborted ? (entry.ac = new AbortController()) : entry.ac;
@@ -328,8 +369,16 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         session.step(input, ac.signal).then(resolve, reject);
       });
       checkOutput(out, input, positions);
-      if (out.tokens !== undefined) entry.outC.tokens(out.tokens, input.chunks.map(() => 1));
-      else lastOut = { values: out.hidden!, chunks: input.chunks, steps: entry.outC.hidden(out.hidden!, C, input.chunks) };
+      // the output is the entry's own (a session's answer): nothing changes it after this, so the queue may read it later
+      if (commits !== null) {
+        const c = entry.outC as QueuedCommitment;
+        if (out.tokens !== undefined) commits.tokens(c, out.tokens, input.chunks.map(() => 1));
+        else commits.hidden(c, out.hidden!, C, input.chunks);
+      } else {
+        const c = entry.outC as RunningCommitment;
+        if (out.tokens !== undefined) c.tokens(out.tokens, input.chunks.map(() => 1));
+        else lastOut = { values: out.hidden!, chunks: input.chunks, steps: c.hidden(out.hidden!, C, input.chunks) };
+      }
       return out;
     } catch (e) {
       if (signal.aborted) throw new AbortedError('generation aborted');
@@ -396,8 +445,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         session: deps.opener.open(hop, windowPeers.has(hop.peerId) ? { ...spec, id: deps.newSessionId() } : spec),
         parts: [],
         chunks: [],
-        inC: new RunningCommitment(),
-        outC: new RunningCommitment(),
+        inC: commitment(),
+        outC: commitment(),
       }));
       // replay: the window's inputs through the new sub-chain, in the original chunks
       let x = first;
@@ -495,6 +544,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       token = await step({ ids: Int32Array.of(token), chunks: [1] }, 1);
     }
     if (deps.settle !== undefined) {
+      // every step queued so far is in its commitment's value (queue order)
+      if (commits !== null) await commits.settled();
       settlement = await deps.settle(
         route.map((e) => ({ peerId: e.hop.peerId, inCommit: e.inC.value, outCommit: e.outC.value, session: e.session })),
         { promptTokens: prompt.length, completionTokens: tokensSoFar.length },
@@ -504,6 +555,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   } finally {
     signal.removeEventListener('abort', onAbort);
     for (const e of route) e.session.close();
+    // the worker forgets their chain values (after the jobs already queued for them)
+    if (commits !== null) for (const c of queued) commits.drop(c);
   }
   return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(settlement === undefined ? {} : { settlement }) };
 }
