@@ -64,6 +64,14 @@ export function TrainingPanel({ m }: { m: M }) {
         <Stat k="unigram baseline" v={num(t.unigramBaseline)} />
         <Stat k="parameters" v={t.paramCount === null ? '—' : `${(t.paramCount / 1e6).toFixed(2)} M`} />
       </div>
+      {m.trainPoints.length === 0 && m.evalPoints.length === 0 ? (
+        // two empty chart frames told an operator nothing: say why there is no curve instead
+        <p class="note" data-testid="no-training">
+          {t.active
+            ? 'waiting for the first training step…'
+            : 'This node is not training: it was started with --no-train, or it holds only part of the model (the node holding layer 0 drives the training chain and shows its curves).'}
+        </p>
+      ) : (
       <div class="charts">
         <div>
           <h3>loss (nats/token)</h3>
@@ -74,6 +82,7 @@ export function TrainingPanel({ m }: { m: M }) {
           <Chart testId="speed-chart" data={speedData} xLabel="step" series={[{ label: 'tokens/s', color: '#5fd38d' }]} />
         </div>
       </div>
+      )}
     </section>
   );
 }
