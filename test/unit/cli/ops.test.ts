@@ -57,7 +57,10 @@ describe('every command', () => {
       assert.equal(bad.code, EXIT_USAGE, c.name);
       assert.deepEqual(JSON.parse(bad.out), { error: { code: 'USAGE', message: 'unknown flag --no-such-flag', exit: 2 } }, `${c.name}: ${bad.out}`);
     }
-    // a missing required argument
+    // a missing required argument, named in the message
+    const noAmount = await cli(['wallet', 'send', 'neuro1x', '--json']);
+    assert.equal(noAmount.code, EXIT_USAGE);
+    assert.deepEqual(JSON.parse(noAmount.out), { error: { code: 'USAGE', message: 'wallet send takes <address> <amount>', exit: 2 } });
     const noPrompt = await cli(['generate', '--json']);
     assert.equal(noPrompt.code, EXIT_USAGE);
     assert.equal((JSON.parse(noPrompt.out) as { error: { code: string } }).error.code, 'USAGE');
