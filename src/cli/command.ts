@@ -68,8 +68,45 @@ export function parseFlags(cmd: Command, argv: string[]): { values: FlagValues; 
     const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals: true, allowNegative: true } as ParseArgsConfig);
     return { values: values as FlagValues, positionals };
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError(flagErrorMessage((e as Error).message, Object.keys(specs)));
   }
+}
+
+/**
+ * node:util's parse errors, shortened for people: "Unknown option '--x'. To specify a positional argument starting
+ * with a '-', place it at the end of the command after '--', as in '-- \"--x\"" becomes "unknown flag --x", with
+ * the nearest real flag when one is close.
+ */
+export function flagErrorMessage(message: string, flags: readonly string[]): string {
+  const unknown = /^Unknown option '(-{1,2})([^']*)'/.exec(message);
+  if (unknown === null) return message;
+  const [, dashes, name] = unknown;
+  const hint = dashes === '--' ? closest(name!, flags) : undefined;
+  return `unknown flag ${dashes}${name}${hint === undefined ? '' : ` (did you mean --${hint}?)`}`;
+}
+
+/** The candidate within edit distance 2 of `word` (or that starts with it), for "did you mean". */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = 3;
+  for (const c of candidates) {
+    const d = word.length >= 2 && c.startsWith(word) ? 1 : editDistance(word, c);
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur.push(Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 export function helpText(cmd: Command): string {

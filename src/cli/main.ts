@@ -1,10 +1,13 @@
 /**
- * The `neuroshard` command. Dispatches to subcommands; exit codes: 0 ok, 1 runtime error, 2 bad usage.
+ * The `neuroshard` command. Dispatches to subcommands; exit codes: 0 ok, 1 runtime error, 2 bad usage, 130 stopped
+ * by a second Ctrl-C. With `--json` a failure is also one JSON document on stdout,
+ * {"error": {"code", "message", "exit"}}, so a script that reads stdout always gets one document; the text for
+ * people stays on stderr.
  */
 import '../util/polyfill.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { isNeuroShardError } from '../util/errors.js';
-import { EXIT_RUNTIME, EXIT_USAGE, helpText, parseFlags, UsageError, type CommandIO } from './command.js';
+import { closest, EXIT_RUNTIME, EXIT_USAGE, helpText, parseFlags, UsageError, type CommandIO } from './command.js';
 import { COMMANDS } from './commands.js';
 
 function topHelp(): string {
@@ -22,8 +25,23 @@ function topHelp(): string {
   ].join('\n');
 }
 
+/** True when `--json` is among the arguments (before a `--`): checked on the raw argv, since a bad flag fails parsing. */
+export function wantsJson(args: readonly string[]): boolean {
+  for (const a of args) {
+    if (a === '--') return false;
+    if (a === '--json') return true;
+  }
+  return false;
+}
+
+/** The one JSON document a failed `--json` command prints on stdout. */
+export function jsonFailure(code: string, message: string, exit: number): string {
+  return JSON.stringify({ error: { code, message, exit } }) + '\n';
+}
+
 export async function main(argv: string[], io: CommandIO): Promise<number> {
   const [name, ...rest] = argv;
+  const json = wantsJson(rest);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout(topHelp() + '\n');
     return name === undefined ? EXIT_USAGE : 0;
@@ -34,7 +52,9 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
   }
   const cmd = COMMANDS.find((c) => c.name === name);
   if (cmd === undefined) {
-    io.stderr(`neuroshard: unknown command "${name}"\n\n${topHelp()}\n`);
+    const hint = closest(name, COMMANDS.map((c) => c.name));
+    io.stderr(`neuroshard: unknown command "${name}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}\n\n${topHelp()}\n`);
+    if (json) io.stdout(jsonFailure('USAGE', `unknown command "${name}"`, EXIT_USAGE));
     return EXIT_USAGE;
   }
   try {
@@ -47,13 +67,23 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
   } catch (e) {
     if (e instanceof UsageError) {
       io.stderr(`neuroshard ${cmd.name}: ${e.message}\nrun 'neuroshard ${cmd.name} --help' for usage\n`);
+      if (json) io.stdout(jsonFailure('USAGE', e.message, EXIT_USAGE));
       return EXIT_USAGE;
     }
     if (isNeuroShardError(e)) {
+      const exit = e.fault === 'caller' && e.code === 'INVALID_ARGUMENT' ? EXIT_USAGE : EXIT_RUNTIME;
       io.stderr(`neuroshard ${cmd.name}: ${e.message} [${e.code}]\n`);
-      return e.fault === 'caller' && e.code === 'INVALID_ARGUMENT' ? EXIT_USAGE : EXIT_RUNTIME;
+      if (json) io.stdout(jsonFailure(e.code, e.message, exit));
+      return exit;
+    }
+    // stopped by Ctrl-C while waiting on something that rejects with the signal's reason: not a crash
+    if (io.signal.aborted) {
+      io.stderr(`neuroshard ${cmd.name}: stopped\n`);
+      if (json) io.stdout(jsonFailure('ABORTED', 'stopped by a signal', EXIT_RUNTIME));
+      return EXIT_RUNTIME;
     }
     io.stderr(`neuroshard ${cmd.name}: ${(e as Error)?.stack ?? String(e)}\n`);
+    if (json) io.stdout(jsonFailure('INTERNAL_ERROR', e instanceof Error ? e.message : String(e), EXIT_RUNTIME));
     return EXIT_RUNTIME;
   }
 }

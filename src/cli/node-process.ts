@@ -71,13 +71,20 @@ export function tail(file: string, lines: number): string {
   }
 }
 
-/**
- * Waits until the node started as `pid` on `dataDir` has written its lock and answers GET /api/status. Fails when
- * the process exits first, after `timeoutMs`, or when `signal` fires.
- */
+/** The last `warn` or `error` log line in the node's output (its timestamp cut), or undefined. */
+export function lastWarning(file: string): string | undefined {
+  const lines = tail(file, 200).split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const m = /^\S+Z (warn|error) +(.*)$/.exec(lines[i]!);
+    if (m !== null) return m[2]!.slice(0, 300);
+  }
+  return undefined;
+}
+
 /**
  * Waits until the node's local API answers with its peer id; with `holdsLayers`, also until the layer pool has given
- * it a span (the API answers before the pool has chosen and loaded one).
+ * it a span (the API answers before the pool has chosen and loaded one). Fails when the process exits first, after
+ * `timeoutMs`, or when `signal` fires.
  */
 export async function waitNodeUp(dataDir: string, node: SpawnedNode, timeoutMs: number, signal?: AbortSignal, holdsLayers = false): Promise<{ apiPort: number; status: NodeStatus }> {
   const deadline = Date.now() + timeoutMs;
@@ -88,7 +95,11 @@ export async function waitNodeUp(dataDir: string, node: SpawnedNode, timeoutMs: 
   for (;;) {
     if (exited) throw new NodeStartFailedError(`the node exited before it was up; its output (${node.outFile}):\n${tail(node.outFile, 15)}`, { outFile: node.outFile });
     if (signal?.aborted === true) throw new NodeStartFailedError('interrupted while waiting for the node to come up');
-    if (Date.now() > deadline) throw new TimeoutError(`the node did not come up within ${Math.round(timeoutMs / 1000)} s; its output is in ${node.outFile}`);
+    if (Date.now() > deadline) {
+      // the node's own last warning usually says why (e.g. no agreed weights to download): show it, not only the file
+      const why = lastWarning(node.outFile);
+      throw new TimeoutError(`the node did not come up within ${Math.round(timeoutMs / 1000)} s${why === undefined ? '' : `; its last warning: ${why}`}; its output is in ${node.outFile}`);
+    }
     const lock = readNodeLock(dataDir);
     if (lock !== undefined && lock.pid === node.child.pid && lock.apiPort > 0) {
       try {

@@ -39,3 +39,10 @@ export function ago(ms: number | null, now: number): string {
 export function span(s: { start: number; end: number } | null): string {
   return s === null ? 'none' : `${s.start}–${s.end - 1}`;
 }
+
+/** An exact decimal NEURO amount (a string, never a float) with thousands separators in its whole part. */
+export function neuro(amount: string): string {
+  const m = /^(-?)(\d+)(\.\d+)?$/.exec(amount);
+  if (m === null) return amount;
+  return `${m[1]}${m[2]!.replace(/\B(?=(\d{3})+(?!\d))/g, ',')}${m[3] ?? ''}`;
+}

@@ -1,8 +1,8 @@
 /** The dashboard's panels: each takes the current model (and nothing else) and renders one card. */
-import { useMemo } from 'preact/hooks';
+import { useLayoutEffect, useMemo, useRef } from 'preact/hooks';
 import type { DashboardSnapshot, PeerView } from '../api/dashboard-types.js';
 import { Chart } from './chart.js';
-import { ago, bytes, duration, int, num, short, span } from './format.js';
+import { ago, bytes, duration, int, neuro, num, short, span } from './format.js';
 
 type M = DashboardSnapshot;
 
@@ -46,6 +46,8 @@ export function TrainingPanel({ m }: { m: M }) {
     const steps = [...byStep.keys()].sort((a, b) => a - b);
     return [steps, steps.map((s) => byStep.get(s)![0]), steps.map((s) => byStep.get(s)![1])];
   }, [m.trainPoints, m.evalPoints]);
+  // validation runs every few hundred steps: say which step the shown value is from
+  const lastEvalStep = m.evalPoints.length === 0 ? undefined : m.evalPoints[m.evalPoints.length - 1]!.step;
   const speedData = useMemo(() => [m.trainPoints.map((p) => p.step), m.trainPoints.map((p) => p.tokensPerS)], [m.trainPoints]);
   return (
     <section class="card wide" data-testid="training-panel">
@@ -55,13 +57,21 @@ export function TrainingPanel({ m }: { m: M }) {
       <div class="stats">
         <Stat k="step" v={t.targetStep === null ? int(t.step) : `${int(t.step)} / ${int(t.targetStep)}`} testId="train-step" />
         <Stat k="loss" v={num(t.lastLoss)} />
-        <Stat k="val loss" v={num(t.lastValLoss)} />
+        <Stat k={lastEvalStep === undefined ? 'val loss' : `val loss (step ${int(lastEvalStep)})`} v={num(t.lastValLoss)} />
         <Stat k="tokens/s" v={int(t.tokensPerS)} />
         <Stat k="tokens" v={int(t.tokens)} />
         <Stat k="outer rounds" v={t.outerRounds === null ? '—' : int(t.outerRounds)} />
         <Stat k="unigram baseline" v={num(t.unigramBaseline)} />
         <Stat k="parameters" v={t.paramCount === null ? '—' : `${(t.paramCount / 1e6).toFixed(2)} M`} />
       </div>
+      {m.trainPoints.length === 0 && m.evalPoints.length === 0 ? (
+        // two empty chart frames told an operator nothing: say why there is no curve instead
+        <p class="note" data-testid="no-training">
+          {t.active
+            ? 'waiting for the first training step…'
+            : 'This node is not training: it was started with --no-train, or it holds only part of the model (the node holding layer 0 drives the training chain and shows its curves).'}
+        </p>
+      ) : (
       <div class="charts">
         <div>
           <h3>loss (nats/token)</h3>
@@ -72,6 +82,7 @@ export function TrainingPanel({ m }: { m: M }) {
           <Chart testId="speed-chart" data={speedData} xLabel="step" series={[{ label: 'tokens/s', color: '#5fd38d' }]} />
         </div>
       </div>
+      )}
     </section>
   );
 }
@@ -128,6 +139,12 @@ export function NetworkPanel({ m }: { m: M }) {
       <h2>
         Network <span class="pill">{peers.filter((p) => p.liveness === 'alive').length} alive / {peers.length} known</span>
       </h2>
+      {peers.length === 0 ? (
+        <p class="note" data-testid="no-peers-hint">
+          This node is alone. Other nodes join it with <code>neuroshard start --bootstrap ADDR</code> (ADDR: its listening address above); <code>neuroshard swarm --nodes 3</code> runs a local network.
+        </p>
+      ) : null}
+      {peers.length === 0 ? null : (
       <svg viewBox={`0 0 ${W} ${H}`} class="netmap" role="img" aria-label="network map">
         {peers.map((p, i) => {
           const [x, y] = pos(i);
@@ -149,6 +166,7 @@ export function NetworkPanel({ m }: { m: M }) {
           );
         })}
       </svg>
+      )}
       <table class="tbl" data-testid="peers">
         <thead>
           <tr>
@@ -199,14 +217,14 @@ export function WalletPanel({ m }: { m: M }) {
     <section class="card" data-testid="wallet-panel">
       <h2>Wallet</h2>
       <div class="stats">
-        <Stat k="balance (NEURO)" v={w.balance} testId="wallet-balance" />
-        <Stat k="staked" v={w.staked} />
-        <Stat k="proof rewards" v={w.rewards} />
+        <Stat k="balance (NEURO)" v={neuro(w.balance)} testId="wallet-balance" />
+        <Stat k="staked" v={neuro(w.staked)} />
+        <Stat k="proof rewards" v={neuro(w.rewards)} />
         <Stat k="proofs this run" v={String(w.proofs.emitted)} />
-        <Stat k="market price / M tokens" v={m.market?.pricePerMillion ?? '—'} testId="market-price" />
+        <Stat k="market price / M tokens" v={m.market === null || m.market === undefined ? '—' : neuro(m.market.pricePerMillion)} testId="market-price" />
       </div>
       <Row k="address" v={w.address} mono />
-      <Row k="ledger" v={`${w.ledger.events} events · minted ${w.ledger.minted} · burned ${w.ledger.burned}`} />
+      <Row k="ledger" v={`${int(w.ledger.events)} events · minted ${neuro(w.ledger.minted)} · burned ${neuro(w.ledger.burned)}`} />
       <Row k="state hash" v={w.ledger.stateHash} mono />
       <table class="tbl">
         <thead>
@@ -228,7 +246,7 @@ export function WalletPanel({ m }: { m: M }) {
             w.history.slice(0, 10).map((h, i) => (
               <tr key={h.id ?? i}>
                 <td>{h.kind}</td>
-                <td>{h.amount ?? ''}</td>
+                <td>{h.amount === undefined ? '' : neuro(h.amount)}</td>
                 <td>{h.status}</td>
                 <td>{h.timestampMs === undefined ? '' : ago(h.timestampMs, m.at)}</td>
               </tr>
@@ -241,10 +259,21 @@ export function WalletPanel({ m }: { m: M }) {
 }
 
 export function LogsPanel({ m }: { m: M }) {
+  // the newest lines are at the bottom: keep the box scrolled there unless the reader has scrolled up to read
+  const box = useRef<HTMLPreElement>(null);
+  const pinned = useRef(true);
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (el !== null && pinned.current) el.scrollTop = el.scrollHeight;
+  }, [m.logs]);
+  const onScroll = (): void => {
+    const el = box.current;
+    if (el !== null) pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+  };
   return (
     <section class="card wide" data-testid="logs-panel">
       <h2>Recent logs</h2>
-      <pre class="logs" data-testid="logs">
+      <pre class="logs" data-testid="logs" ref={box} onScroll={onScroll}>
         {m.logs.length === 0 ? 'no log lines yet' : m.logs.slice(-150).map((l) => l.line).join('\n')}
       </pre>
     </section>

@@ -7,6 +7,8 @@
  *
  * Without a terminal on stdin each input line is one turn; `--prompt TEXT` runs a single turn. `--json` prints one
  * JSON document at the end, {"turns": [{"prompt", "reply", "tokens", "finish_reason"}]}, instead of streaming.
+ * Ctrl-C during a reply stops it and ends the chat with exit code 0; that turn keeps the text streamed so far, with
+ * `"finish_reason": "interrupted"`.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -70,10 +72,17 @@ export const chatCommand: Command = {
       const onAbort = (): void => ac.abort();
       io.signal.addEventListener('abort', onAbort, { once: true });
       let done: GenerateDone;
+      let partial = '';
+      let streamed = 0;
       try {
-        done = await streamGenerate(base, { prompt, ...sampling }, (t) => (json ? undefined : io.stdout(t)), ac.signal);
+        done = await streamGenerate(base, { prompt, ...sampling }, (t) => ((partial += t), streamed++, json ? undefined : io.stdout(t)), ac.signal);
       } catch (e) {
-        if (io.signal.aborted) throw e;
+        // Ctrl-C (or SIGTERM) during a reply ends the chat cleanly: what streamed so far is the turn's reply
+        if (io.signal.aborted) {
+          if (!json) io.stdout('\n');
+          turns.push({ prompt: input, reply: partial, tokens: streamed, finish_reason: 'interrupted' });
+          return;
+        }
         if (e instanceof GenerateStreamError) throw new GenerateFailedError(e.code, e.message);
         throw new NodeUnreachableError(`no node answers at ${base} (is it running? is --api-port right?): ${(e as Error).message}`, { url: base });
       } finally {
@@ -89,6 +98,7 @@ export const chatCommand: Command = {
       await turn(single);
     } else {
       await repl(io, join(dataDir, HISTORY_FILE), json, async (line) => {
+        if (io.signal.aborted) return;
         if (line === '/reset') {
           transcript = '';
           if (!json) io.stderr('(new conversation)\n');

@@ -39,6 +39,6 @@ export const evalCommand: Command = {
         io.stdout(`loss ${r.loss.toFixed(4)} nats/token, perplexity ${r.perplexity.toFixed(2)}, over ${r.tokens} predicted tokens (${r.windows} window${r.windows === 1 ? '' : 's'}) of ${r.checkpoint}\n`);
       }
       return 0;
-    });
+    }, flags.json === true);
   },
 };

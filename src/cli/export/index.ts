@@ -77,6 +77,6 @@ export const exportCommand: Command = {
         io.stdout(`${r.out}: GGUF ${r.dtype}, ${r.tensors} tensors, ${(r.bytes / 1048576).toFixed(1)} MiB, sha256 ${r.sha256} (from ${r.checkpoint})\n`);
       }
       return 0;
-    });
+    }, flags.json === true);
   },
 };

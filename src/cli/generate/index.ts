@@ -91,7 +91,7 @@ export const generateCommand: Command = {
           io.stderr(formatRoutes(r) + '\n');
         }
         return 0;
-      });
+      }, flags.json === true);
     }
     return withJsonErrors(io, async () => {
       const { generateText } = await import('../../node/generate.js'); // loaded only when the command runs
@@ -103,6 +103,6 @@ export const generateCommand: Command = {
         io.stderr(`${r.tokens.length} tokens (${r.finishReason}), ${r.decodeTokensPerSecond.toFixed(1)} tokens/s, from ${r.checkpoint}\n`);
       }
       return 0;
-    });
+    }, flags.json === true);
   },
 };

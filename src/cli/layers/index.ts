@@ -24,7 +24,7 @@ export const layersCommand: Command = {
     const w0 = Math.max(...rows.map((r) => r[0]!.length));
     const w1 = Math.max(...rows.map((r) => r[1]!.length));
     const lines = rows.map((r) => `${r[0]!.padStart(w0)}  ${r[1]!.padStart(w1)}  ${r[2]}`);
-    lines.push(`replicas (min over layers): ${v.replicasMin}`, `model hash: ${v.modelHash === '' ? '(no layers held here)' : v.modelHash}`);
+    lines.push(`replicas (min over layers): ${v.replicasMin}`, `model hash: ${v.modelHash === '' ? '(none published by this node: it holds no layers, or trains them)' : v.modelHash}`);
     io.stdout(lines.join('\n') + '\n');
     return 0;
   },

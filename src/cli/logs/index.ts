@@ -5,6 +5,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { nodeLogPath } from '../../node/logs.js';
 import { loadOptions } from '../../node/options.js';
+import { pause } from '../../util/abort.js';
 import { NeuroShardError } from '../../util/errors.js';
 import { intFlag, stringFlag, UsageError, type Command } from '../command.js';
 
@@ -73,10 +74,9 @@ export const logsCommand: Command = {
     // follow: poll the size (fs.watch misses appends on some file systems); a smaller file means it was rotated
     let partial = '';
     while (!io.signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 250);
-        io.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-      });
+      // pause() removes its abort listener when it resolves: one listener per poll piled up on the signal before
+      // (MaxListenersExceededWarning after 3 s of `logs -f`)
+      await pause(250, io.signal);
       let size: number;
       try {
         size = statSync(path).size;

@@ -107,6 +107,6 @@ export const trainCommand: Command = {
         }) + '\n',
       );
       return 0;
-    });
+    }, flags.json === true);
   },
 };

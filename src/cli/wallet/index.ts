@@ -242,6 +242,19 @@ async function unstake(dataDir: string, flags: FlagValues, positionals: string[]
   return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
 }
 
+/** What each subcommand takes, for the usage line and its error. */
+const SUB_ARGS: Record<Sub, string> = {
+  create: '',
+  import: '',
+  export: '',
+  show: '',
+  balance: '[ADDRESS]',
+  history: '[ADDRESS]',
+  send: '<address> <amount>',
+  stake: '<amount>',
+  unstake: '<amount>',
+};
+
 export const walletCommand: Command = {
   name: 'wallet',
   summary: 'the node key as a NEURO wallet: create, import, export, show, balance, history, send, stake, unstake',
@@ -261,7 +274,11 @@ export const walletCommand: Command = {
     }
     const dataDir = dataDirOf(flags);
     const expect = (n: number, m = n): void => {
-      if (rest.length < n || rest.length > m) throw new UsageError(`wallet ${sub} takes ${n === m ? n : `${n} to ${m}`} argument(s)`);
+      if (rest.length < n || rest.length > m) {
+        // name the arguments, not only their count: "wallet send takes <address> <amount>"
+        const shape = SUB_ARGS[sub as Sub];
+        throw new UsageError(shape === '' ? `wallet ${sub} takes no argument` : `wallet ${sub} takes ${shape}`);
+      }
     };
     try {
       switch (sub as Sub) {

@@ -3,11 +3,14 @@
  * command, and `config get|set|list|unset` on a real data dir.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { createServer } from 'node:net';
+import { closest, EXIT_USAGE, flagErrorMessage } from '../../../src/cli/command.js';
 import { COMMANDS } from '../../../src/cli/commands.js';
-import { main } from '../../../src/cli/main.js';
+import { main, wantsJson } from '../../../src/cli/main.js';
 import { tempDir } from '../../utils/paths.js';
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -15,6 +18,15 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
   let err = '';
   const code = await main(args, { stdout: (s) => (out += s), stderr: (s) => (err += s), signal: new AbortController().signal });
   return { code, out, err };
+}
+
+/** A loopback port that nothing listens on (bound, then closed). */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
 }
 
 async function json(args: string[]): Promise<unknown> {
@@ -29,9 +41,61 @@ describe('every command', () => {
       const h = await cli([c.name, '--help']);
       assert.equal(h.code, 0, `${c.name} --help`);
       assert.match(h.out, new RegExp(`usage: neuroshard ${c.name}`));
+      assert.equal(h.err, '', `${c.name} --help writes nothing on stderr`);
       const bad = await cli([c.name, '--no-such-flag']);
-      assert.equal(bad.code, 2, `${c.name} --no-such-flag: ${bad.err}`);
+      assert.equal(bad.code, EXIT_USAGE, `${c.name} --no-such-flag: ${bad.err}`);
+      // a short message that names the flag (not node:util's paragraph about positionals) and points at --help
+      assert.match(bad.err, new RegExp(`^neuroshard ${c.name}: unknown flag --no-such-flag\n`));
+      assert.match(bad.err, new RegExp(`neuroshard ${c.name} --help`));
+      assert.doesNotMatch(bad.err, /positional|\n\s+at /);
+      assert.equal(bad.out, '', `${c.name}: nothing on stdout without --json`);
     }
+  });
+  it('with --json, a failure is one JSON document on stdout: usage errors (exit 2) and runtime errors (exit 1)', async () => {
+    for (const c of COMMANDS) {
+      const bad = await cli([c.name, '--no-such-flag', '--json']);
+      assert.equal(bad.code, EXIT_USAGE, c.name);
+      assert.deepEqual(JSON.parse(bad.out), { error: { code: 'USAGE', message: 'unknown flag --no-such-flag', exit: 2 } }, `${c.name}: ${bad.out}`);
+    }
+    // a missing required argument, named in the message
+    const noAmount = await cli(['wallet', 'send', 'neuro1x', '--json']);
+    assert.equal(noAmount.code, EXIT_USAGE);
+    assert.deepEqual(JSON.parse(noAmount.out), { error: { code: 'USAGE', message: 'wallet send takes <address> <amount>', exit: 2 } });
+    const noPrompt = await cli(['generate', '--json']);
+    assert.equal(noPrompt.code, EXIT_USAGE);
+    assert.equal((JSON.parse(noPrompt.out) as { error: { code: string } }).error.code, 'USAGE');
+    // a runtime error: no node answers on a port nothing listens on
+    const port = await closedPort();
+    const down = await cli(['status', '--api-port', String(port), '--json']);
+    assert.equal(down.code, 1, down.err);
+    const e = (JSON.parse(down.out) as { error: { code: string; message: string; exit: number } }).error;
+    assert.deepEqual([e.code, e.exit], ['NODE_UNREACHABLE', 1]);
+    // the model commands keep their JSON error line on stderr and, under --json, print it on stdout too
+    const d = tempDir('ns-json-err-');
+    try {
+      const missing = await cli(['eval', '--checkpoint', join(d.dir, 'nope'), '--ids', '1,2', '--json']);
+      assert.equal(missing.code, 1);
+      assert.deepEqual(JSON.parse(missing.out), { error: { code: 'CHECKPOINT_MISSING', message: `no checkpoint at ${join(d.dir, 'nope')}: the directory does not exist`, exit: 1 } });
+      assert.equal((JSON.parse(missing.err.trim()) as { error: { code: string } }).error.code, 'CHECKPOINT_MISSING');
+      const noJson = await cli(['eval', '--checkpoint', join(d.dir, 'nope'), '--ids', '1,2']);
+      assert.equal(noJson.out, '');
+    } finally {
+      d.cleanup();
+    }
+  });
+  it('an unknown command or a near-miss flag gets a suggestion', async () => {
+    const cmd = await cli(['statsu']);
+    assert.equal(cmd.code, EXIT_USAGE);
+    assert.match(cmd.err, /unknown command "statsu" \(did you mean "status"\?\)/);
+    const cmdJson = await cli(['statsu', '--json']);
+    assert.equal((JSON.parse(cmdJson.out) as { error: { code: string } }).error.code, 'USAGE');
+    const flag = await cli(['start', '--tracer', 'x']);
+    assert.equal(flag.code, EXIT_USAGE);
+    assert.match(flag.err, /unknown flag --tracer \(did you mean --tracker\?\)/);
+    assert.equal(flagErrorMessage("Unknown option '-q'. To specify a positional argument", ['quiet']), 'unknown flag -q');
+    assert.equal(flagErrorMessage("Option '--nodes <value>' argument missing", ['nodes']), "Option '--nodes <value>' argument missing");
+    assert.equal(closest('zzzzzz', ['start', 'status']), undefined);
+    assert.equal(wantsJson(['x', '--', '--json']), false);
   });
   it('the operator commands are registered', () => {
     for (const name of ['chat', 'swarm', 'logs', 'stop', 'config']) assert.ok(COMMANDS.some((c) => c.name === name), name);
@@ -85,5 +149,39 @@ describe('neuroshard logs and stop without a node', () => {
     const stop = await cli(['stop', '--data-dir', d.dir]);
     assert.equal(stop.code, 1);
     assert.match(stop.err, /NODE_NOT_RUNNING/);
+  });
+});
+
+describe('neuroshard logs -f', () => {
+  const d = tempDir('ns-follow-');
+  after(() => d.cleanup());
+  it('follows appended lines without piling abort listeners on the signal (one per poll warned after 3 s)', async () => {
+    const file = join(d.dir, 'logs', 'node.log');
+    mkdirSync(join(d.dir, 'logs'), { recursive: true });
+    appendFileSync(file, 'line 0\n');
+    const ac = new AbortController();
+    let out = '';
+    const done = main(['logs', '-f', '--data-dir', d.dir], { stdout: (t) => (out += t), stderr: () => {}, signal: ac.signal });
+    const waitFor = async (text: string): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!out.includes(text)) {
+        assert.ok(Date.now() < deadline, `no "${text}" within 10 s; got ${JSON.stringify(out)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    let listeners = -1;
+    try {
+      // each appended line needs at least one more poll of the file
+      for (let i = 1; i <= 4; i++) {
+        appendFileSync(file, `line ${i}\n`);
+        await waitFor(`line ${i}\n`);
+      }
+      listeners = getEventListeners(ac.signal, 'abort').length;
+    } finally {
+      ac.abort(); // stops the follow loop whatever happened, so a failure cannot hang the test file
+    }
+    assert.equal(await done, 0);
+    assert.ok(listeners <= 1, `abort listeners on the signal after 4 polls: ${listeners}`);
+    assert.equal(out, 'line 0\nline 1\nline 2\nline 3\nline 4\n');
   });
 });
