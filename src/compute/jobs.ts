@@ -24,6 +24,11 @@ export interface WorkerConfig {
    * steps (batcher.ts). 0 batches only what is already queued. Default DEFAULT_BATCH_WINDOW_MS (2).
    */
   batchWindowMs?: number;
+  /**
+   * Serving before training (serving-first.ts): how long (ms) a training step at the head of the queue waits for
+   * the session jobs of a reply in progress. 0 runs jobs in arrival order. Default TRAINING_HOLD_MS (2,000).
+   */
+  trainingHoldMs?: number;
   /** How models are held: 'f32' (default) or 'int8' (inference only; every model the worker builds or loads is quantized). */
   weights?: 'f32' | 'int8';
 }

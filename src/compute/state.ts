@@ -147,6 +147,9 @@ function checkWorkerConfig(c: WorkerConfig): void {
   if (c.batchWindowMs !== undefined && !(typeof c.batchWindowMs === 'number' && c.batchWindowMs >= 0 && c.batchWindowMs <= 1000)) {
     throw new InvalidArgumentError(`compute worker: batchWindowMs must be a number in 0..1000, got ${String(c.batchWindowMs)}`);
   }
+  if (c.trainingHoldMs !== undefined && !(typeof c.trainingHoldMs === 'number' && c.trainingHoldMs >= 0 && c.trainingHoldMs <= 60_000)) {
+    throw new InvalidArgumentError(`compute worker: trainingHoldMs must be a number in 0..60000, got ${String(c.trainingHoldMs)}`);
+  }
 }
 
 async function loadBackend(config: WorkerConfig): Promise<{ backend: Backend; fallbackReason?: string }> {

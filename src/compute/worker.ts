@@ -11,6 +11,7 @@ import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
 import { createHandlers, runHandler } from './handlers.js';
 import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, batchWindow, isBatchable, pickBatch, shouldWait } from './batcher.js';
+import { TRAINING_HOLD_MS, SERVING_GAP_MS, isSessionJob, servingJobAhead, trainingWait, yieldsToServing } from './serving-first.js';
 import { WORKER_MEMORY_REPORT_MS, type FromWorker, type JobOf, type ToWorker, type WorkerConfig } from './jobs.js';
 import { MAX_DECODE_BATCH } from '../model/shard.js';
 import { ComputeState } from './state.js';
@@ -64,6 +65,9 @@ let lastGcCheck = -Infinity;
 const queue: ToWorker[] = [];
 let draining = false;
 const batchWindowMs = (workerData as WorkerConfig | undefined)?.batchWindowMs ?? DEFAULT_BATCH_WINDOW_MS;
+/** Serving before training (serving-first.ts): the hold and when the last session job ended. */
+const servingFirst = { gapMs: SERVING_GAP_MS, holdMs: (workerData as WorkerConfig | undefined)?.trainingHoldMs ?? TRAINING_HOLD_MS };
+let lastSessionJobAt = -Infinity;
 
 /**
  * The kernel pool's hints (Backend.primePool/restPool). A decode step is a burst of pool jobs (one per layer) with
@@ -147,7 +151,27 @@ async function drain(): Promise<void> {
   try {
     let waitedFor: ToWorker | undefined;
     let waitUntil = 0;
+    let headed: ToWorker | undefined;
+    let headSince = 0;
     while (queue.length > 0) {
+      if (servingFirst.holdMs > 0 && !cancelled(queue[0])) {
+        // serving before training (serving-first.ts): a reply's session job passes a queued training step, and with
+        // none queued the step waits a while for the reply's next one
+        const k = servingJobAhead(queue.map((m) => m.job));
+        if (k > 0) {
+          queue.unshift(queue.splice(k, 1)[0]!);
+        } else if (yieldsToServing(queue[0].job)) {
+          if (headed !== queue[0]) {
+            headed = queue[0];
+            headSince = performance.now();
+          }
+          const wait = trainingWait(performance.now(), lastSessionJobAt, headSince, servingFirst);
+          if (wait > 0) {
+            await arrivalOr(wait);
+            continue;
+          }
+        }
+      }
       const picked = cancelled(queue[0]) ? [0] : pickBatch(queue.map((m) => m.job), MAX_DECODE_BATCH, (i) => cancelled(queue[i]));
       const head = queue[0];
       if (isBatchable(head.job)) {
@@ -172,10 +196,12 @@ async function drain(): Promise<void> {
       if (picked.length <= 1) {
         const msg = queue.shift()!;
         await run(msg);
+        if (isSessionJob(msg.job)) lastSessionJobAt = performance.now();
       } else {
         const msgs = picked.map((i) => queue[i]);
         for (let k = picked.length - 1; k >= 0; k--) queue.splice(picked[k], 1);
         tFwd = runBatch(msgs);
+        lastSessionJobAt = performance.now();
       }
       if (TRACE_FILE !== undefined) trace({ tid: threadId, rows: picked.length, firstAt, lastAt, start: tStart, fwdMs: tFwd, end: clock(), left: queue.length });
       await nextTurn();

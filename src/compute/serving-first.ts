@@ -1,0 +1,66 @@
+/**
+ * Serving before training in the compute worker. Pure functions over the queue and three clock readings, so the rule
+ * is unit-tested without a worker (test/unit/compute/serving-first.test.ts); worker.ts applies it.
+ *
+ * Why: a node that trains and serves (`npm start`'s node: it trains by default and answers /api/generate and /v1
+ * from the same model) runs both in its one compute worker, one job at a time. In arrival order every token of a
+ * reply waited for a whole training step: the trainer posts its next step as soon as the last one answers, so it is
+ * always queued before the reply's next decode step. Session 25 measured 9-20 s for a 32-token reply on a training
+ * node against 0.04-0.12 s on one that does not train (docs/LIMITS.md "Session 25: a new user's walkthrough"): one
+ * token per training step of ~0.3-0.5 s (nano, 2 cores).
+ *
+ * The rule, for a training step (`trainStep`) at the head of the queue:
+ * - a session job (open, step, close) queued behind it goes first, when only training steps stand between them.
+ *   Nothing is moved across any other job (a model load or release, new parameters, a checkpoint): a session step
+ *   must meet the model its caller saw. Session jobs keep their order among themselves (batcher.ts batches them as
+ *   before). A decode step reads the weights as they are when it runs, as it did whenever it happened to run first.
+ * - with none queued, while serving is active (a session job ran within `gapMs`), the training step waits for one to
+ *   arrive, up to `holdMs` from the moment it reached the head; then it runs even though serving goes on. So under
+ *   continuous serving training still makes one step per `holdMs` (the reply pauses for that step), and training
+ *   resumes `gapMs` after the last session job.
+ *
+ * Only `trainStep` yields: a pipeline stage (`stage`) has a peer waiting on it across the network, evaluation and
+ * checkpoints are rare and short next to a step stream.
+ */
+import type { Job } from './jobs.js';
+
+/** Serving counts as active while a session job ran at most this long ago (ms): the gap between a reply's steps. */
+export const SERVING_GAP_MS = 250;
+/** Longest a training step waits for serving once it heads the queue (ms); 0 restores arrival order. */
+export const TRAINING_HOLD_MS = 2000;
+
+export function isSessionJob(job: Job): boolean {
+  return job.type === 'sessionOpen' || job.type === 'sessionStep' || job.type === 'sessionClose';
+}
+
+/** Jobs that let serving go first. */
+export function yieldsToServing(job: Job): boolean {
+  return job.type === 'trainStep';
+}
+
+/**
+ * The index of the session job to run before the queue's head, or -1: the head yields to serving and a session job
+ * follows it with only yielding jobs in between.
+ */
+export function servingJobAhead(queue: readonly Job[]): number {
+  if (queue.length < 2 || !yieldsToServing(queue[0]!)) return -1;
+  for (let i = 1; i < queue.length; i++) {
+    const j = queue[i]!;
+    if (isSessionJob(j)) return i;
+    if (!yieldsToServing(j)) return -1;
+  }
+  return -1;
+}
+
+/**
+ * How long (ms) the yielding head should still wait for serving; 0 when it runs now. `lastSessionJobAt`: when the
+ * last session job ended; `headSince`: when this job reached the head of the queue.
+ */
+export function trainingWait(now: number, lastSessionJobAt: number, headSince: number, o: { gapMs: number; holdMs: number } = { gapMs: SERVING_GAP_MS, holdMs: TRAINING_HOLD_MS }): number {
+  if (o.holdMs <= 0) return 0;
+  const idleFor = now - lastSessionJobAt;
+  if (!(idleFor < o.gapMs)) return 0;
+  const held = now - headSince;
+  if (held >= o.holdMs) return 0;
+  return Math.min(o.gapMs - idleFor, o.holdMs - held);
+}

@@ -1,0 +1,107 @@
+/**
+ * Serving before training through a real compute worker (src/compute/serving-first.ts): a training loop that posts
+ * its next step as soon as the last one answers (as the node's trainer does) beside a reply decoding token by token
+ * on the same model. In arrival order every decode step waits for a training step (one training step per token:
+ * session 25's 9-20 s for a 32-token reply on a training node); served first, the reply passes the training steps,
+ * and training still makes progress while a reply goes on longer than the hold.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ComputeClient } from '../../../src/compute/index.js';
+import { makeConfig } from '../../../src/model/config.js';
+import { Rng } from '../../../src/util/rng.js';
+
+const config = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 128 });
+const B = 2;
+const T = 16;
+const TOKENS = 40;
+
+/** Training steps completed while a reply of TOKENS decode steps ran, and the reply's tokens. */
+async function replyBesideTraining(client: ComputeClient, id: string): Promise<{ trainsDuring: number; tokens: number[] }> {
+  const rng = new Rng(3);
+  const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
+  const targets = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
+  let trains = 0;
+  let stop = false;
+  const trainer = (async () => {
+    while (!stop) {
+      await client.run({ type: 'trainStep', inputs: inputs.slice(), targets: targets.slice(), B, T });
+      trains++;
+    }
+  })();
+  try {
+    // training is under way before the reply starts
+    while (trains < 3) await client.run({ type: 'trainStep', inputs: inputs.slice(), targets: targets.slice(), B, T });
+    await client.run({ type: 'sessionOpen', id, maxLen: TOKENS + 8, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } });
+    const first = await client.run({ type: 'sessionStep', id, ids: Int32Array.of(1, 2, 3), chunks: [3] });
+    const before = trains;
+    const tokens = [first.tokens![0]!];
+    for (let k = 1; k < TOKENS; k++) {
+      const r = await client.run({ type: 'sessionStep', id, ids: Int32Array.of(tokens.at(-1)!), chunks: [1] });
+      tokens.push(r.tokens![0]!);
+    }
+    const trainsDuring = trains - before;
+    await client.run({ type: 'sessionClose', id });
+    return { trainsDuring, tokens };
+  } finally {
+    stop = true;
+    await trainer;
+  }
+}
+
+async function withClient<R>(trainingHoldMs: number | undefined, f: (c: ComputeClient) => Promise<R>): Promise<R> {
+  const c = await ComputeClient.start({ threads: 2, ...(trainingHoldMs === undefined ? {} : { trainingHoldMs }) });
+  try {
+    await c.run({ type: 'initModel', config, seed: 0, trainer: { lr: 1e-3, warmupSteps: 1, decaySteps: 100_000 } });
+    return await f(c);
+  } finally {
+    await c.close();
+  }
+}
+
+describe('compute worker: serving before training', () => {
+  it('in arrival order (trainingHoldMs 0) every decode step waits for a training step', async () => {
+    const r = await withClient(0, (c) => replyBesideTraining(c, 'fifo'));
+    assert.ok(r.trainsDuring >= TOKENS / 2, `${r.trainsDuring} training steps ran during ${TOKENS - 1} decode steps`);
+  });
+
+  it('served first (the default), the reply passes the training steps', async () => {
+    const r = await withClient(undefined, (c) => replyBesideTraining(c, 'first'));
+    // at most the step that was running when the reply began, and one whose hold ran out on a very slow host
+    assert.ok(r.trainsDuring <= 3, `${r.trainsDuring} training steps ran during ${TOKENS - 1} decode steps`);
+    assert.equal(r.tokens.length, TOKENS);
+  });
+
+  it('training still steps while a reply goes on longer than the hold', async () => {
+    await withClient(200, async (c) => {
+      const rng = new Rng(4);
+      const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
+      let trains = 0;
+      let stop = false;
+      const trainer = (async () => {
+        while (!stop) {
+          await c.run({ type: 'trainStep', inputs: inputs.slice(), targets: inputs.slice(), B, T });
+          trains++;
+        }
+      })();
+      try {
+        while (trains < 1) await c.run({ type: 'ping' });
+        // one long-running reply: sessions of 120 positions, reopened, decoding without a pause
+        const before = trains;
+        const deadline = performance.now() + 20_000;
+        let n = 0;
+        while (trains - before < 2) {
+          assert.ok(performance.now() < deadline, `training made ${trains - before} steps beside 20 s of decoding`);
+          const id = `long-${n++}`;
+          await c.run({ type: 'sessionOpen', id, maxLen: 120, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } });
+          let tok = (await c.run({ type: 'sessionStep', id, ids: Int32Array.of(1), chunks: [1] })).tokens![0]!;
+          for (let k = 1; k < 110 && trains - before < 2; k++) tok = (await c.run({ type: 'sessionStep', id, ids: Int32Array.of(tok), chunks: [1] })).tokens![0]!;
+          await c.run({ type: 'sessionClose', id });
+        }
+      } finally {
+        stop = true;
+        await trainer;
+      }
+    });
+  });
+});
