@@ -1,6 +1,7 @@
 /**
  * `neuroshard swarm --nodes N`: a local network of N nodes in one command. Node 1 founds the network (and trains
- * the whole model unless --no-train); nodes 2..N join through it one after another and the layer pool chooses
+ * the whole model unless --no-train, and then so do the joiners: they run the outer rounds with it); nodes 2..N
+ * join through it one after another and the layer pool chooses
  * their spans (no `--span`): each offers memory for about 2L/(N−1) layers (`--memory-mb` overrides), so together
  * they hold the model twice and the dashboard's coverage view shows the pool splitting it. Every node listens on 127.0.0.1 with free ports, keeps its state
  * in `<dir>/node-<i>` (a rerun reuses the keys and checkpoints) and its output in `<dir>/node-<i>/logs/start.out`.
@@ -109,7 +110,11 @@ export const swarmCommand: Command = {
       const boot = bootstrapAddr(addresses.get(0) ?? [], first.peerId);
       // one after another: each joiner's placement then sees the spans of the ones before it (started together,
       // they would all choose on the first node's view alone and take the same layers)
-      for (let j = 1; j < n; j++) await start(j, ['--bootstrap', boot, '--no-train', '--memory-mb', String(memoryMb)]);
+      // The joiners train when node 1 does: a copy of a trainer's layers that does not train is stale from its next
+      // step, so the next joiner found two holders of layer 0 that disagree and never came up (session 25's
+      // walkthrough, docs/LIMITS.md). Training, they run the outer rounds with node 1 and serve closed rounds that
+      // every holder keeps (pool/transfer.ts roundTarget), as the chaos run's trainers do.
+      for (let j = 1; j < n; j++) await start(j, ['--bootstrap', boot, ...(flags.train === false ? ['--no-train'] : trainFlags), '--memory-mb', String(memoryMb)]);
       bar.done();
       up.sort((a, b) => a.index - b.index);
       if (flags.json === true) io.stdout(JSON.stringify({ nodes: up }) + '\n');
