@@ -490,6 +490,8 @@ export class NeuroShardNode {
           );
           progress = new TrainProgress({ write, tty, startStep: e.step, targetStep: e.targetStep });
           this.counters.trainingSteps = e.step;
+          // the model is loaded: its hash now, not at the first 20 s tick (/api/layers showed an empty one until then)
+          refreshHash();
           break;
         case 'step': {
           const now = this.clock.now();
