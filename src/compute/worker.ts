@@ -154,13 +154,13 @@ async function drain(): Promise<void> {
     let headed: ToWorker | undefined;
     let headSince = 0;
     while (queue.length > 0) {
-      if (servingFirst.holdMs > 0 && !cancelled(queue[0])) {
+      if (servingFirst.holdMs > 0 && yieldsToServing(queue[0].job) && !cancelled(queue[0])) {
         // serving before training (serving-first.ts): a reply's session job passes a queued training step, and with
         // none queued the step waits a while for the reply's next one
         const k = servingJobAhead(queue.map((m) => m.job));
         if (k > 0) {
           queue.unshift(queue.splice(k, 1)[0]!);
-        } else if (yieldsToServing(queue[0].job)) {
+        } else {
           if (headed !== queue[0]) {
             headed = queue[0];
             headSince = performance.now();

@@ -21,32 +21,44 @@ async function replyBesideTraining(client: ComputeClient, id: string): Promise<{
   const rng = new Rng(3);
   const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
   const targets = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
-  let trains = 0;
-  let stop = false;
-  const trainer = (async () => {
-    while (!stop) {
-      await client.run({ type: 'trainStep', inputs: inputs.slice(), targets: targets.slice(), B, T });
-      trains++;
-    }
-  })();
+  const bg = trainInBackground(client, inputs, targets);
+  const trains = (): number => bg.steps;
   try {
     // training is under way before the reply starts
-    while (trains < 3) await client.run({ type: 'trainStep', inputs: inputs.slice(), targets: targets.slice(), B, T });
+    while (trains() < 3) await client.run({ type: 'ping' });
     await client.run({ type: 'sessionOpen', id, maxLen: TOKENS + 8, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } });
     const first = await client.run({ type: 'sessionStep', id, ids: Int32Array.of(1, 2, 3), chunks: [3] });
-    const before = trains;
+    const before = trains();
     const tokens = [first.tokens![0]!];
     for (let k = 1; k < TOKENS; k++) {
       const r = await client.run({ type: 'sessionStep', id, ids: Int32Array.of(tokens.at(-1)!), chunks: [1] });
       tokens.push(r.tokens![0]!);
     }
-    const trainsDuring = trains - before;
+    const trainsDuring = trains() - before;
     await client.run({ type: 'sessionClose', id });
     return { trainsDuring, tokens };
   } finally {
-    stop = true;
-    await trainer;
+    await bg.stop();
   }
+}
+
+/** A trainer as the node's: it posts its next step as soon as the last one answers; `steps` counts the answered. */
+function trainInBackground(client: ComputeClient, inputs: Int32Array, targets: Int32Array): { steps: number; stop: () => Promise<void> } {
+  let stopped = false;
+  const state = {
+    steps: 0,
+    stop: async (): Promise<void> => {
+      stopped = true;
+      await loop;
+    },
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      await client.run({ type: 'trainStep', inputs: inputs.slice(), targets: targets.slice(), B, T });
+      state.steps++;
+    }
+  })();
+  return state;
 }
 
 async function withClient<R>(trainingHoldMs: number | undefined, f: (c: ComputeClient) => Promise<R>): Promise<R> {
@@ -76,31 +88,24 @@ describe('compute worker: serving before training', () => {
     await withClient(200, async (c) => {
       const rng = new Rng(4);
       const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
-      let trains = 0;
-      let stop = false;
-      const trainer = (async () => {
-        while (!stop) {
-          await c.run({ type: 'trainStep', inputs: inputs.slice(), targets: inputs.slice(), B, T });
-          trains++;
-        }
-      })();
+      const bg = trainInBackground(c, inputs, inputs);
+      const trains = (): number => bg.steps;
       try {
-        while (trains < 1) await c.run({ type: 'ping' });
+        while (trains() < 1) await c.run({ type: 'ping' });
         // one long-running reply: sessions of 120 positions, reopened, decoding without a pause
-        const before = trains;
+        const before = trains();
         const deadline = performance.now() + 20_000;
         let n = 0;
-        while (trains - before < 2) {
-          assert.ok(performance.now() < deadline, `training made ${trains - before} steps beside 20 s of decoding`);
+        while (trains() - before < 2) {
+          assert.ok(performance.now() < deadline, `training made ${trains() - before} steps beside 20 s of decoding`);
           const id = `long-${n++}`;
           await c.run({ type: 'sessionOpen', id, maxLen: 120, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } });
           let tok = (await c.run({ type: 'sessionStep', id, ids: Int32Array.of(1), chunks: [1] })).tokens![0]!;
-          for (let k = 1; k < 110 && trains - before < 2; k++) tok = (await c.run({ type: 'sessionStep', id, ids: Int32Array.of(tok), chunks: [1] })).tokens![0]!;
+          for (let k = 1; k < 110 && trains() - before < 2; k++) tok = (await c.run({ type: 'sessionStep', id, ids: Int32Array.of(tok), chunks: [1] })).tokens![0]!;
           await c.run({ type: 'sessionClose', id });
         }
       } finally {
-        stop = true;
-        await trainer;
+        await bg.stop();
       }
     });
   });
