@@ -121,7 +121,7 @@ describe('compute worker: serving before training', () => {
       // two training steps, then a burst of replies' jobs that keeps a session job queued behind them for far longer
       // than the hold: it passed them all, since the hold only bounded a step that waited with none queued
       const jobs = [train('t0'), train('t1')];
-      const SESSIONS = 1000;
+      const SESSIONS = 2000;
       for (let s = 0; s < SESSIONS; s++) {
         const id = `burst-${s}`;
         jobs.push(c.run({ type: 'sessionOpen', id, maxLen: 80, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }).then(() => order.push('s')));
