@@ -10,14 +10,15 @@
  * token per training step of ~0.3-0.5 s (nano, 2 cores).
  *
  * The rule, for a training step (`trainStep`) at the head of the queue:
- * - a session job (open, step, close) queued behind it goes first, when only training steps stand between them.
+ * - the session jobs (open, step, close) queued behind it go first, those that only training steps stand before.
  *   Nothing is moved across any other job (a model load or release, new parameters, a checkpoint): a session step
  *   must meet the model its caller saw. Session jobs keep their order among themselves (batcher.ts batches them as
  *   before). A decode step reads the weights as they are when it runs, as it did whenever it happened to run first.
  * - with none queued, while serving is active (a session job ran within `gapMs`), the training step waits for one to
- *   arrive, up to `holdMs` from the moment it reached the head; then it runs even though serving goes on. So under
- *   continuous serving training still makes one step per `holdMs` (the reply pauses for that step), and training
- *   resumes `gapMs` after the last session job.
+ *   arrive, when nothing but training steps is queued.
+ * - either way for at most `holdMs` from the moment it reached the head; then it runs even though serving goes on. So
+ *   under continuous serving training still makes one step per `holdMs` (the reply pauses for that step), and
+ *   training resumes `gapMs` after the last session job.
  *
  * Only `trainStep` yields: a pipeline stage (`stage`) has a peer waiting on it across the network, evaluation and
  * checkpoints are rare and short next to a step stream.
@@ -39,17 +40,41 @@ export function yieldsToServing(job: Job): boolean {
 }
 
 /**
- * The index of the session job to run before the queue's head, or -1: the head yields to serving and a session job
- * follows it with only yielding jobs in between.
+ * The indices (ascending) of the session jobs to run before the queue's head, or none: the head yields to serving,
+ * and these are every session job queued before the first job that neither yields nor is a session job. All of
+ * them, not only the first (review, session 26): the batcher (batcher.ts pickBatch) ends its scan at a training
+ * step, so moving one at a time ran the decode steps of concurrent replies one forward each, and each waited the
+ * batch window for the others' steps that sat behind the training step. Their order among themselves is kept.
  */
-export function servingJobAhead(queue: readonly Job[]): number {
-  if (queue.length < 2 || !yieldsToServing(queue[0]!)) return -1;
+export function servingJobsAhead(queue: readonly Job[]): number[] {
+  if (queue.length < 2 || !yieldsToServing(queue[0]!)) return [];
+  const out: number[] = [];
   for (let i = 1; i < queue.length; i++) {
     const j = queue[i]!;
-    if (isSessionJob(j)) return i;
-    if (!yieldsToServing(j)) return -1;
+    if (isSessionJob(j)) out.push(i);
+    else if (!yieldsToServing(j)) break;
   }
-  return -1;
+  return out;
+}
+
+/**
+ * What the drain does with a yielding head (worker.ts): `pass` (non-empty) the session jobs to move before it,
+ * else `waitMs` > 0 to wait for serving, else run the head now. `headSince`: when the head first reached the head
+ * of the queue (kept while session jobs pass it).
+ *
+ * The hold bounds both (review, session 26): once the head has waited `holdMs` it runs, even with session jobs
+ * queued behind it; before, a queue that always held a session job (several replies or a peer's hops, out of
+ * phase) passed the training step forever. And the head waits only when nothing but yielding jobs is queued: a
+ * model load, new parameters, a checkpoint or a pipeline stage behind it would wait too, as would a session job
+ * behind one of those (it cannot pass them), with the worker idle.
+ */
+export function servingFirstStep(queue: readonly Job[], now: number, lastSessionJobAt: number, headSince: number, o: { gapMs: number; holdMs: number } = { gapMs: SERVING_GAP_MS, holdMs: TRAINING_HOLD_MS }): { pass: number[]; waitMs: number } {
+  const none = { pass: [], waitMs: 0 };
+  if (o.holdMs <= 0 || queue.length === 0 || !yieldsToServing(queue[0]!) || now - headSince >= o.holdMs) return none;
+  const pass = servingJobsAhead(queue);
+  if (pass.length > 0) return { pass, waitMs: 0 };
+  if (!queue.every(yieldsToServing)) return none;
+  return { pass, waitMs: trainingWait(now, lastSessionJobAt, headSince, o) };
 }
 
 /**

@@ -11,7 +11,7 @@ import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
 import { createHandlers, runHandler } from './handlers.js';
 import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, batchWindow, isBatchable, pickBatch, shouldWait } from './batcher.js';
-import { TRAINING_HOLD_MS, SERVING_GAP_MS, isSessionJob, servingJobAhead, trainingWait, yieldsToServing } from './serving-first.js';
+import { TRAINING_HOLD_MS, SERVING_GAP_MS, isSessionJob, servingFirstStep, yieldsToServing } from './serving-first.js';
 import { WORKER_MEMORY_REPORT_MS, type FromWorker, type JobOf, type ToWorker, type WorkerConfig } from './jobs.js';
 import { MAX_DECODE_BATCH } from '../model/shard.js';
 import { ComputeState } from './state.js';
@@ -154,22 +154,29 @@ async function drain(): Promise<void> {
     let headed: ToWorker | undefined;
     let headSince = 0;
     while (queue.length > 0) {
+      if (headed !== undefined && headed !== queue[0] && performance.now() - headSince >= servingFirst.holdMs) {
+        // its hold ran out while the session jobs that passed it run: it goes back before those still waiting (they
+        // all came after it; later arrivals queue behind it), so a burst of them passes it for at most the hold
+        const at = queue.indexOf(headed);
+        if (at > 0) queue.unshift(queue.splice(at, 1)[0]!);
+        else headed = undefined;
+      }
       if (servingFirst.holdMs > 0 && yieldsToServing(queue[0].job) && !cancelled(queue[0])) {
-        // serving before training (serving-first.ts): a reply's session job passes a queued training step, and with
-        // none queued the step waits a while for the reply's next one
-        const k = servingJobAhead(queue.map((m) => m.job));
-        if (k > 0) {
-          queue.unshift(queue.splice(k, 1)[0]!);
-        } else {
-          if (headed !== queue[0]) {
-            headed = queue[0];
-            headSince = performance.now();
-          }
-          const wait = trainingWait(performance.now(), lastSessionJobAt, headSince, servingFirst);
-          if (wait > 0) {
-            await arrivalOr(wait);
-            continue;
-          }
+        // serving before training (serving-first.ts): a reply's session jobs pass a queued training step, and with
+        // none queued the step waits a while for the reply's next one; for at most the hold from when it headed
+        // the queue (kept while session jobs pass it)
+        if (headed !== queue[0]) {
+          headed = queue[0];
+          headSince = performance.now();
+        }
+        const next = servingFirstStep(queue.map((m) => m.job), performance.now(), lastSessionJobAt, headSince, servingFirst);
+        if (next.pass.length > 0) {
+          const moved = next.pass.map((i) => queue[i]!);
+          for (let k = next.pass.length - 1; k >= 0; k--) queue.splice(next.pass[k]!, 1);
+          queue.unshift(...moved);
+        } else if (next.waitMs > 0) {
+          await arrivalOr(next.waitMs);
+          continue;
         }
       }
       const picked = cancelled(queue[0]) ? [0] : pickBatch(queue.map((m) => m.job), MAX_DECODE_BATCH, (i) => cancelled(queue[i]));
@@ -195,6 +202,7 @@ async function drain(): Promise<void> {
       let tFwd = 0;
       if (picked.length <= 1) {
         const msg = queue.shift()!;
+        if (msg === headed) headed = undefined;
         await run(msg);
         if (isSessionJob(msg.job)) lastSessionJobAt = performance.now();
       } else {

@@ -419,6 +419,21 @@ function supplyAt(s: LedgerState, ts: number): bigint {
 }
 
 /**
+ * The reason applying `e` at the end of `s` rejects it, or null; `s` is left as it was (LedgerState.begin/rollback).
+ * Only for an event without an earlier conflicting one (what precheckEvent's callers have checked).
+ */
+function trialVerdict(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyContext, 'modelLayers' | 'rewards'>): ReasonCode | null {
+  s.begin();
+  let r: ApplyResult;
+  try {
+    r = applyAtEnd(s, e, { ...ctx, hasConflict: () => false });
+  } finally {
+    s.rollback();
+  }
+  return r.status === 'rejected' ? (r.reason ?? null) : null;
+}
+
+/**
  * The reason the state rules would reject `e` at the current end of the state, read-only, or null when they would
  * not (or cannot tell cheaply). Issue 11 attack 5: an event from the network that its state rules reject is not
  * stored or relayed (ledger.ts), so a key with nothing cannot make every node keep its spam forever. It mirrors
@@ -428,9 +443,13 @@ function supplyAt(s: LedgerState, ts: number): bigint {
  */
 export function precheckEvent(s: LedgerState, e: LedgerEvent, ctx: Pick<ApplyContext, 'modelLayers' | 'rewards'>): ReasonCode | null {
   const ts = e.timestampMs;
-  // A request expiring before ts refunds its requester (and unpends it) first: rare, so just admit then.
+  // A request expiring before ts refunds its requester (and unpends it) first: rare, so the verdict is taken by
+  // applying it and undoing that. It admitted every event then, which was harmless while a rejected event kept its
+  // settlements (the first one settled the expiry); since session 25 they are rolled back, so the expiry stayed
+  // unsettled until an event was applied, and every event the rules reject meanwhile was stored and relayed (review,
+  // session 26: 20 overdrafts after an expiry, 20 stored; before session 25, 1).
   const nx = s.nextExpiry();
-  if (nx !== undefined && nx < ts) return null;
+  if (nx !== undefined && nx < ts) return trialVerdict(s, e, ctx);
   const a = settledView(s.account(hex(e.account)), ts);
   const b = e.body;
   switch (b.kind) {

@@ -139,6 +139,17 @@ export function servedEvents(l: Ledger): Held[] {
   }
 }
 
+/**
+ * The latest event date among `held` (0 for none): the default stop time. A loop, not Math.max over a spread: that
+ * threw RangeError (call stack) from ~150,000 events on Node 20, so the check failed on a long-lived network's
+ * ledgers unless given --stop-ms (review, session 26).
+ */
+export function latestDate(held: Iterable<{ e: { timestampMs: number } }>): number {
+  let latest = 0;
+  for (const h of held) if (h.e.timestampMs > latest) latest = h.e.timestampMs;
+  return latest;
+}
+
 function kindName(e: LedgerEvent): string {
   return KIND_NAMES[e.body.kind as EventKind] ?? `kind ${e.body.kind}`;
 }
@@ -205,7 +216,7 @@ export function convergeLedgers(copies: readonly LedgerCopy[], o: ConvergeOption
       return u;
     };
     let all = union();
-    const stopMs = o.stopMs ?? Math.max(0, ...[...all.values()].map((h) => h.e.timestampMs));
+    const stopMs = o.stopMs ?? latestDate(all.values());
     const lacks = (i: number, all: Map<string, Held>): Held[] =>
       [...all.values()].filter((h) => ledgers[i]!.eventStatus(h.e.id) === undefined).sort((a, b) => compareBytes(a.ord, b.ord));
 

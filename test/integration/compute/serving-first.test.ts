@@ -109,4 +109,78 @@ describe('compute worker: serving before training', () => {
       }
     });
   });
+
+  // review, session 26: the bounds of the rule
+  it('a training step runs within the hold even when session jobs are always queued behind it', async () => {
+    await withClient(50, async (c) => {
+      const rng = new Rng(5);
+      const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
+      const prefill = Int32Array.from({ length: 64 }, () => rng.int(config.vocab_size));
+      const order: string[] = [];
+      const train = (tag: string): Promise<unknown> => c.run({ type: 'trainStep', inputs: inputs.slice(), targets: inputs.slice(), B, T }).then(() => order.push(tag));
+      // two training steps, then a burst of replies' jobs that keeps a session job queued behind them for far longer
+      // than the hold: it passed them all, since the hold only bounded a step that waited with none queued
+      const jobs = [train('t0'), train('t1')];
+      const SESSIONS = 2000;
+      for (let s = 0; s < SESSIONS; s++) {
+        const id = `burst-${s}`;
+        jobs.push(c.run({ type: 'sessionOpen', id, maxLen: 80, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }).then(() => order.push('s')));
+        jobs.push(c.run({ type: 'sessionStep', id, ids: prefill.slice(), chunks: [prefill.length] }).then(() => order.push('s')));
+        jobs.push(c.run({ type: 'sessionClose', id }).then(() => order.push('s')));
+      }
+      const t0 = performance.now();
+      await Promise.all(jobs);
+      const ms = performance.now() - t0;
+      const last = order.lastIndexOf('s');
+      assert.ok(order.indexOf('t1') < last, `both training steps waited for all ${3 * SESSIONS} session jobs (${ms.toFixed(0)} ms) with a 50 ms hold`);
+    });
+  });
+
+  it('concurrent replies still batch when they pass a training step', async () => {
+    await withClient(undefined, async (c) => {
+      const rng = new Rng(6);
+      const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
+      const sampling = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+      const ids = ['ba', 'bb'];
+      const next: number[] = [];
+      for (const id of ids) {
+        await c.run({ type: 'sessionOpen', id, maxLen: 32, sampling });
+        next.push((await c.run({ type: 'sessionStep', id, ids: Int32Array.of(1, 2, 3), chunks: [3] })).tokens![0]!);
+      }
+      const decode = (i: number): Promise<{ batch?: number; tokens?: Int32Array }> => c.run({ type: 'sessionStep', id: ids[i]!, ids: Int32Array.of(next[i]!), chunks: [1] }) as Promise<{ batch?: number; tokens?: Int32Array }>;
+      const both = async (): Promise<number[]> => {
+        const rs = await Promise.all([decode(0), decode(1)]);
+        rs.forEach((r, i) => (next[i] = r.tokens![0]!));
+        return rs.map((r) => r.batch ?? 1);
+      };
+      await both(); // both sessions are decoding
+      // two training steps queued before the two decode steps: the steps passed them one at a time, and the batcher
+      // ends its scan at a training step, so each ran alone (after waiting the batch window for the other)
+      const trains = [0, 1].map(() => c.run({ type: 'trainStep', inputs: inputs.slice(), targets: inputs.slice(), B, T }));
+      const batches = await both();
+      await Promise.all(trains);
+      assert.deepEqual(batches, [2, 2]);
+      for (const id of ids) await c.run({ type: 'sessionClose', id });
+    });
+  });
+
+  it('a training step does not hold back a job queued behind it that is not a session job', async () => {
+    await withClient(undefined, async (c) => {
+      const rng = new Rng(7);
+      const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
+      let best = Infinity;
+      for (let k = 0; k < 3; k++) {
+        // a session job runs (serving is active), then a training step with a ping behind it: the step waited for
+        // serving up to the 250 ms gap, with the worker idle and the ping (a checkpoint, new parameters) behind it
+        const open = c.run({ type: 'sessionOpen', id: `hold-${k}`, maxLen: 8, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } });
+        const train = c.run({ type: 'trainStep', inputs: inputs.slice(), targets: inputs.slice(), B, T });
+        const t0 = performance.now();
+        await c.run({ type: 'ping' });
+        best = Math.min(best, performance.now() - t0);
+        await Promise.all([open, train]);
+        await c.run({ type: 'sessionClose', id: `hold-${k}` });
+      }
+      assert.ok(best < 200, `the job behind the training step waited ${best.toFixed(0)} ms at best of 3`);
+    });
+  });
 });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Job } from '../../../src/compute/jobs.js';
-import { SERVING_GAP_MS, TRAINING_HOLD_MS, servingJobAhead, trainingWait } from '../../../src/compute/serving-first.js';
+import { SERVING_GAP_MS, TRAINING_HOLD_MS, servingFirstStep, servingJobsAhead, trainingWait } from '../../../src/compute/serving-first.js';
 
 const train = { type: 'trainStep', inputs: new Int32Array(4), targets: new Int32Array(4), B: 1, T: 4 } as Job;
 const step = (id: string): Job => ({ type: 'sessionStep', id, ids: Int32Array.of(1), chunks: [1] }) as Job;
@@ -15,24 +15,51 @@ const release = { type: 'releaseModel' } as Job;
 const setParams = { type: 'setParams' } as unknown as Job;
 const evalLoss = { type: 'evalLoss' } as unknown as Job;
 
-describe('serving first: which session job passes the head', () => {
-  it('a session job behind a training step goes first', () => {
-    assert.equal(servingJobAhead([train, step('a')]), 1);
-    assert.equal(servingJobAhead([train, open('a'), step('a')]), 1, 'the first, so that a session keeps its order');
-    assert.equal(servingJobAhead([train, close('a')]), 1);
+describe('serving first: which session jobs pass the head', () => {
+  it('the session jobs behind a training step go first', () => {
+    assert.deepEqual(servingJobsAhead([train, step('a')]), [1]);
+    assert.deepEqual(servingJobsAhead([train, open('a'), step('a')]), [1, 2], 'in their order: a session keeps its order');
+    assert.deepEqual(servingJobsAhead([train, close('a')]), [1]);
+  });
+  it('all of them, so that concurrent replies still batch (review, session 26)', () => {
+    // pickBatch ends its scan at a training step: one at a time, each decode step ran alone
+    assert.deepEqual(servingJobsAhead([train, step('a'), step('b'), train, step('c')]), [1, 2, 4]);
   });
   it('passes several training steps but nothing else', () => {
-    assert.equal(servingJobAhead([train, train, train, step('a')]), 3);
-    assert.equal(servingJobAhead([train, release, step('a')]), -1, 'a model release stands between: the step must meet it');
-    assert.equal(servingJobAhead([train, setParams, step('a')]), -1, 'new parameters stand between');
-    assert.equal(servingJobAhead([train, evalLoss, step('a')]), -1);
+    assert.deepEqual(servingJobsAhead([train, train, train, step('a')]), [3]);
+    assert.deepEqual(servingJobsAhead([train, release, step('a')]), [], 'a model release stands between: the step must meet it');
+    assert.deepEqual(servingJobsAhead([train, setParams, step('a')]), [], 'new parameters stand between');
+    assert.deepEqual(servingJobsAhead([train, evalLoss, step('a')]), []);
+    assert.deepEqual(servingJobsAhead([train, step('a'), setParams, step('b')]), [1], 'not across new parameters');
   });
   it('only a training step yields', () => {
-    assert.equal(servingJobAhead([step('a'), step('b')]), -1);
-    assert.equal(servingJobAhead([evalLoss, step('a')]), -1);
-    assert.equal(servingJobAhead([release, step('a')]), -1);
-    assert.equal(servingJobAhead([train]), -1);
-    assert.equal(servingJobAhead([]), -1);
+    assert.deepEqual(servingJobsAhead([step('a'), step('b')]), []);
+    assert.deepEqual(servingJobsAhead([evalLoss, step('a')]), []);
+    assert.deepEqual(servingJobsAhead([release, step('a')]), []);
+    assert.deepEqual(servingJobsAhead([train]), []);
+    assert.deepEqual(servingJobsAhead([]), []);
+  });
+});
+
+describe('serving first: what the drain does with a training step at the head', () => {
+  const o = { gapMs: 250, holdMs: 2000 };
+  it('session jobs pass it while the hold lasts', () => {
+    assert.deepEqual(servingFirstStep([train, step('a')], 10_500, 10_499, 10_000, o), { pass: [1], waitMs: 0 });
+  });
+  it('once held holdMs it runs, even with session jobs queued behind it (review, session 26: they passed it forever)', () => {
+    assert.deepEqual(servingFirstStep([train, step('a')], 12_000, 11_999, 10_000, o), { pass: [], waitMs: 0 });
+    assert.deepEqual(servingFirstStep([train, step('a')], 60_000, 59_999, 10_000, o), { pass: [], waitMs: 0 });
+  });
+  it('waits for serving only when nothing but training steps is queued (review, session 26)', () => {
+    assert.deepEqual(servingFirstStep([train, train], 10_000, 9_990, 10_000, o), { pass: [], waitMs: 240 });
+    // new parameters, a pipeline stage, a checkpoint behind it would wait too, and a session job behind them
+    assert.deepEqual(servingFirstStep([train, setParams], 10_000, 9_990, 10_000, o), { pass: [], waitMs: 0 });
+    assert.deepEqual(servingFirstStep([train, evalLoss, step('a')], 10_000, 9_990, 10_000, o), { pass: [], waitMs: 0 });
+  });
+  it('holdMs 0, or a head that does not yield: nothing changes', () => {
+    assert.deepEqual(servingFirstStep([train, step('a')], 10_000, 9_990, 10_000, { gapMs: 250, holdMs: 0 }), { pass: [], waitMs: 0 });
+    assert.deepEqual(servingFirstStep([step('a'), train], 10_000, 9_990, 10_000, o), { pass: [], waitMs: 0 });
+    assert.deepEqual(servingFirstStep([], 10_000, 9_990, 10_000, o), { pass: [], waitMs: 0 });
   });
 });
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { decodeEvent } from '../../../src/ledger/events.js';
 import { Ledger } from '../../../src/ledger/ledger.js';
-import { convergeLedgers, copyLedgerFiles } from '../../../src/sim/ledger-converge.js';
+import { convergeLedgers, copyLedgerFiles, latestDate } from '../../../src/sim/ledger-converge.js';
 import { tempDir } from '../../utils/paths.js';
 import { LAYERS, NET } from '../ledger/helpers.js';
 import { networkHistory, RULES } from '../ledger/network-fixture.js';
@@ -132,5 +132,14 @@ describe('ledger convergence check (offline)', () => {
     } finally {
       t.cleanup();
     }
+  });
+});
+
+describe('ledger convergence check: the default stop time', () => {
+  it('is the latest event date, for as many events as a long-lived network holds (review, session 26)', () => {
+    // Math.max(0, ...dates) threw RangeError from ~150,000 events on Node 20
+    const held = Array.from({ length: 300_000 }, (_, i) => ({ e: { timestampMs: 1_000_000 + ((i * 7919) % 300_000) } }));
+    assert.equal(latestDate(held), 1_000_000 + 299_999);
+    assert.equal(latestDate([]), 0);
   });
 });
