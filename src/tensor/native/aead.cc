@@ -6,7 +6,7 @@
 // frame. Here one EVP_CIPHER_CTX per direction is keyed once and re-initialised with only the IV for each frame.
 // The cipher is OpenSSL's, the one the `node` binary itself carries and exports (EVP_* symbols; headers from
 // Node's include dir, <node>/include/node/openssl), no library linked; since session 23, on a CPU with 512-bit VAES
-// and VPCLMULQDQ, a kernel of our own (`vgcm` below, ~1.45x OpenSSL 3.0's on this host) unless the context is made
+// and VPCLMULQDQ, a kernel of our own (`vgcm` below, ~1.8x OpenSSL 3.0's on this host since session 26) unless the context is made
 // with kernel "openssl" (NEUROSHARD_LANE_GCM=openssl).
 //
 // Use from JS (one object per direction; every call synchronous, on the caller's thread):
