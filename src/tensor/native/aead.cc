@@ -6,7 +6,7 @@
 // frame. Here one EVP_CIPHER_CTX per direction is keyed once and re-initialised with only the IV for each frame.
 // The cipher is OpenSSL's, the one the `node` binary itself carries and exports (EVP_* symbols; headers from
 // Node's include dir, <node>/include/node/openssl), no library linked; since session 23, on a CPU with 512-bit VAES
-// and VPCLMULQDQ, a kernel of our own (`vgcm` below, ~1.45x OpenSSL 3.0's on this host) unless the context is made
+// and VPCLMULQDQ, a kernel of our own (`vgcm` below, ~1.8x OpenSSL 3.0's on this host since session 26) unless the context is made
 // with kernel "openssl" (NEUROSHARD_LANE_GCM=openssl).
 //
 // Use from JS (one object per direction; every call synchronous, on the caller's thread):
@@ -173,7 +173,9 @@ NS_VAES_TARGET static inline __m128i fold4(__m512i z) {
 struct State {
   __m128i rk[15];     // AES-256 round keys
   __m128i h;          // H = E_K(0), byte-reversed
-  uint8_t hpow[4][64];  // [H^16 H^15 H^14 H^13] [H^12 … H^9] [H^8 … H^5] [H^4 … H^1], byte-reversed, lane 0 first
+  // [H^32 H^31 H^30 H^29] [H^28 … H^25] … [H^4 … H^1], byte-reversed, lane 0 first: vector v lane l holds
+  // H^(32 - 4v - l), the factor of block 4v + l of a 512-byte run (bulk32); a 256-byte run (bulk16) takes the last four
+  uint8_t hpow[8][64];
   // one frame
   __m128i y;          // the GHASH accumulator, byte-reversed
   __m128i ivRev;      // IV ‖ 0 byte-reversed: the counter is its low dword (added mod 2^32, as GCM's inc32)
@@ -189,11 +191,11 @@ struct State {
 NS_VAES_TARGET static void init(State& s, const uint8_t* key) {
   expandKey(key, s.rk);
   s.h = bswap(encryptBlock(s.rk, _mm_setzero_si128()));
-  __m128i p[17];
+  __m128i p[33];
   p[1] = s.h;
-  for (int i = 2; i <= 16; i++) p[i] = gfmul(p[i - 1], s.h);
-  for (int k = 0; k < 4; k++)
-    for (int lane = 0; lane < 4; lane++) _mm_storeu_si128(reinterpret_cast<__m128i*>(&s.hpow[k][16 * lane]), p[16 - 4 * k - lane]);
+  for (int i = 2; i <= 32; i++) p[i] = gfmul(p[i - 1], s.h);
+  for (int k = 0; k < 8; k++)
+    for (int lane = 0; lane < 4; lane++) _mm_storeu_si128(reinterpret_cast<__m128i*>(&s.hpow[k][16 * lane]), p[32 - 4 * k - lane]);
   OPENSSL_cleanse(p, sizeof(p));
 }
 
@@ -272,10 +274,10 @@ NS_VAES_TARGET static inline void bulk16(State& s, const uint8_t* src, uint8_t* 
   const __m512i x2 = bswap4(encrypt ? o2 : i2);
   const __m512i x3 = bswap4(encrypt ? o3 : i3);
   x0 = _mm512_xor_si512(x0, _mm512_inserti32x4(_mm512_setzero_si512(), s.y, 0));
-  const __m512i h0 = _mm512_loadu_si512(s.hpow[0]);
-  const __m512i h1 = _mm512_loadu_si512(s.hpow[1]);
-  const __m512i h2 = _mm512_loadu_si512(s.hpow[2]);
-  const __m512i h3 = _mm512_loadu_si512(s.hpow[3]);
+  const __m512i h0 = _mm512_loadu_si512(s.hpow[4]);
+  const __m512i h1 = _mm512_loadu_si512(s.hpow[5]);
+  const __m512i h2 = _mm512_loadu_si512(s.hpow[6]);
+  const __m512i h3 = _mm512_loadu_si512(s.hpow[7]);
   __m512i lo = _mm512_xor_si512(_mm512_xor_si512(_mm512_clmulepi64_epi128(x0, h0, 0x00), _mm512_clmulepi64_epi128(x1, h1, 0x00)),
                                 _mm512_xor_si512(_mm512_clmulepi64_epi128(x2, h2, 0x00), _mm512_clmulepi64_epi128(x3, h3, 0x00)));
   __m512i hi = _mm512_xor_si512(_mm512_xor_si512(_mm512_clmulepi64_epi128(x0, h0, 0x11), _mm512_clmulepi64_epi128(x1, h1, 0x11)),
@@ -284,6 +286,54 @@ NS_VAES_TARGET static inline void bulk16(State& s, const uint8_t* src, uint8_t* 
                                  _mm512_xor_si512(_mm512_clmulepi64_epi128(x2, h2, 0x10), _mm512_clmulepi64_epi128(x3, h3, 0x10)));
   mid = _mm512_xor_si512(mid, _mm512_xor_si512(_mm512_xor_si512(_mm512_clmulepi64_epi128(x0, h0, 0x01), _mm512_clmulepi64_epi128(x1, h1, 0x01)),
                                                _mm512_xor_si512(_mm512_clmulepi64_epi128(x2, h2, 0x01), _mm512_clmulepi64_epi128(x3, h3, 0x01))));
+  const __m128i m = fold4(mid);
+  const __m128i l = _mm_xor_si128(fold4(lo), _mm_slli_si128(m, 8));
+  const __m128i h = _mm_xor_si128(fold4(hi), _mm_srli_si128(m, 8));
+  s.y = reduce(l, h);
+}
+
+// 512 bytes: bulk16's work on 32 counter blocks at once (session 26). Eight independent AES streams instead of four
+// keep more VAESENC in flight (a stream's 14 rounds are a chain of dependent instructions), and the GHASH of 32
+// blocks is summed unreduced and reduced once, so the chain through the accumulator (xor, multiply, fold, reduce)
+// is paid once per 512 bytes instead of once per 256. Same bits as two bulk16 calls (the sum is linear).
+NS_VAES_TARGET static inline void bulk32(State& s, const uint8_t* src, uint8_t* dst, bool encrypt) {
+  const __m512i rev = _mm512_broadcast_i32x4(s.ivRev);
+  const uint32_t c = s.ctr;
+  s.ctr = c + 32;
+  // lane l of vector v: counter c + 4v + l in the low dword (GCM's inc32, mod 2^32)
+  __m512i ctr = _mm512_add_epi32(rev, _mm512_set_epi32(0, 0, 0, c + 3, 0, 0, 0, c + 2, 0, 0, 0, c + 1, 0, 0, 0, c));
+  const __m512i four = _mm512_set_epi32(0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4);
+  __m512i b[8];
+  __m512i k = _mm512_broadcast_i32x4(s.rk[0]);
+#pragma GCC unroll 8
+  for (int v = 0; v < 8; v++) {
+    b[v] = _mm512_xor_si512(bswap4(ctr), k);
+    ctr = _mm512_add_epi32(ctr, four);
+  }
+  for (int r = 1; r < 14; r++) {
+    k = _mm512_broadcast_i32x4(s.rk[r]);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) b[v] = _mm512_aesenc_epi128(b[v], k);
+  }
+  k = _mm512_broadcast_i32x4(s.rk[14]);
+  __m512i in[8], x[8];
+#pragma GCC unroll 8
+  for (int v = 0; v < 8; v++) in[v] = _mm512_loadu_si512(src + 64 * v);
+#pragma GCC unroll 8
+  for (int v = 0; v < 8; v++) {
+    const __m512i out = _mm512_xor_si512(in[v], _mm512_aesenclast_epi128(b[v], k));
+    _mm512_storeu_si512(dst + 64 * v, out);
+    x[v] = bswap4(encrypt ? out : in[v]);
+  }
+  x[0] = _mm512_xor_si512(x[0], _mm512_inserti32x4(_mm512_setzero_si512(), s.y, 0));
+  __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512(), mid = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int v = 0; v < 8; v++) {
+    const __m512i h = _mm512_loadu_si512(s.hpow[v]);
+    lo = _mm512_xor_si512(lo, _mm512_clmulepi64_epi128(x[v], h, 0x00));
+    hi = _mm512_xor_si512(hi, _mm512_clmulepi64_epi128(x[v], h, 0x11));
+    mid = _mm512_xor_si512(mid, _mm512_xor_si512(_mm512_clmulepi64_epi128(x[v], h, 0x10), _mm512_clmulepi64_epi128(x[v], h, 0x01)));
+  }
   const __m128i m = fold4(mid);
   const __m128i l = _mm_xor_si128(fold4(lo), _mm_slli_si128(m, 8));
   const __m128i h = _mm_xor_si128(fold4(hi), _mm_srli_si128(m, 8));
@@ -305,6 +355,7 @@ NS_VAES_TARGET static void update(State& s, const uint8_t* src, uint8_t* dst, si
     ghashBlock(s, s.gb);
     s.pos = 0;
   }
+  for (; n - i >= 512; i += 512) bulk32(s, src + i, dst + i, encrypt);
   for (; n - i >= 256; i += 256) bulk16(s, src + i, dst + i, encrypt);
   for (; n - i >= 16; i += 16) {
     const __m128i in = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
