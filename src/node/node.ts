@@ -350,7 +350,7 @@ export class NeuroShardNode {
           node.counters.modelHash = hash;
           node.tally.setModelHash(hash);
         }
-        log.info('holding layers', { span: `${held.start}:${held.end}`, source, hash: hash.slice(0, 16), ms, ...(round === undefined ? {} : { round }) });
+        log.info('holding layers', { span: `${held.start}:${held.end}`, source, ...(source === 'external' ? {} : { hash: hash.slice(0, 16) }), ms, ...(round === undefined ? {} : { round }) });
         // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
         if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules);
       });
