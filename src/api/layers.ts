@@ -1,7 +1,8 @@
 /**
  * GET /api/layers: which peers hold each layer of the network's model, as this node sees them (heartbeats for
  * liveness, holder records for speed; itself included when it holds the layer), the smallest number of live
- * (alive or stale) holders over all layers, and this node's model hash (empty while it holds no layers).
+ * (alive or stale) holders over all layers, and this node's model hash (empty while it holds no layers): the one its
+ * heartbeats and holder record announce, which on a training node moves with its weights (refreshed every 20 s).
  *
  *   {"layers": [{"layer": i, "holders": [{"peerId", "state", "tokensPerSec"}]}], "replicasMin": n, "modelHash": "…"}
  *

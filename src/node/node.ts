@@ -15,7 +15,7 @@
  * the seeded initialisation, or hash-verified weights from peers).
  */
 import { mkdirSync } from 'node:fs';
-import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
+import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type LayersView, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
 import { ComputeClient } from '../compute/index.js';
 import { assertNoNodeRunning, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
 import { openNodeKey } from './key.js';
@@ -254,7 +254,10 @@ export class NeuroShardNode {
           dashboard: { feed: telemetry, staticDir: modules.dashboardDir ?? dashboardDir() },
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ({ ...ledgerNow().status(), ...(ref.node?.validator === undefined ? {} : { validator: ref.node.validator.view() }) }) },
-          layers: { layers: () => ref.node?.pool?.layers() },
+          // the model hash that our heartbeats and holder record announce, not the pool's: the pool's is set only
+          // when it adopts a span from a checkpoint or peers (empty on a genesis node that trains, whose weights the
+          // trainer loads), and a training node's hash moves with its weights (refreshed at its start and every 20 s)
+          layers: { layers: () => layersWithAnnouncedHash(ref.node) },
           generator: () => servingRef.current?.generator,
           generateDefaults: generateDefaultsOf(sampling),
           training: { training: () => ref.node?.trainingReport() },
@@ -347,7 +350,7 @@ export class NeuroShardNode {
           node.counters.modelHash = hash;
           node.tally.setModelHash(hash);
         }
-        log.info('holding layers', { span: `${held.start}:${held.end}`, source, hash: hash.slice(0, 16), ms, ...(round === undefined ? {} : { round }) });
+        log.info('holding layers', { span: `${held.start}:${held.end}`, source, ...(source === 'external' ? {} : { hash: hash.slice(0, 16) }), ms, ...(round === undefined ? {} : { round }) });
         // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
         if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules);
       });
@@ -624,6 +627,13 @@ export class NeuroShardNode {
     }
     this.status = 'closed';
   }
+}
+
+/** GET /api/layers: the pool's view with the hash this node announces (empty while it holds no layers). */
+function layersWithAnnouncedHash(node: NeuroShardNode | undefined): LayersView | undefined {
+  const view = node?.pool?.layers();
+  if (node === undefined || view === undefined) return undefined;
+  return { ...view, modelHash: node.pool?.span() === undefined ? '' : node.counters.modelHash };
 }
 
 function placeholderStatus(): NodeStatus {

@@ -36,9 +36,8 @@ export function ago(ms: number | null, now: number): string {
   return ms === null ? 'never' : `${duration(Math.max(0, now - ms))} ago`;
 }
 
-export function span(s: { start: number; end: number } | null): string {
-  return s === null ? 'none' : `${s.start}–${s.end - 1}`;
-}
+/** A span as everywhere else a user reads one (`a:b`, half-open, as typed after `--span`; `none`). */
+export { spanText as span } from '../util/span-text.js';
 
 /** An exact decimal NEURO amount (a string, never a float) with thousands separators in its whole part. */
 export function neuro(amount: string): string {

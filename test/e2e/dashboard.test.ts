@@ -66,7 +66,7 @@ describe('dashboard in a browser', { skip: existsSync(CHROMIUM) ? false : `${CHR
     await page.waitForSelector('[data-testid=conn]:has-text("live")', { timeout: 30_000 });
     const peerId = await page.textContent('[data-testid=node-peer-id]');
     assert.match(peerId ?? '', /^16Uiu2/);
-    assert.equal(await page.textContent('[data-testid=node-span]'), '0–3 of 4');
+    assert.equal(await page.textContent('[data-testid=node-span]'), '0:4 of 4');
     assert.deepEqual(problems, []);
   });
 

@@ -18,12 +18,13 @@ import { withJsonErrors } from '../json-error.js';
 import { ApiClient } from '../../api/client.js';
 import type { RouteHop, UsedRoute } from '../../api/generate.js';
 import { runningNodeClient } from '../local-endpoint.js';
+import { spanText } from '../../util/span-text.js';
 
 export const GENERATE_DEFAULTS = Object.freeze({ maxTokens: 64, temperature: 1, topK: 50, topP: 0.9, seed: 0 });
 
 /** `abcdefgh[0:4] → 12345678[4:8]`: a route's hops by the last 8 characters of their peer ids. */
 export function formatHops(hops: readonly RouteHop[]): string {
-  return hops.map((h) => `${h.peerId.slice(-8)}[${h.span[0]}:${h.span[1]}]`).join(' → ');
+  return hops.map((h) => `${h.peerId.slice(-8)}[${spanText({ start: h.span[0], end: h.span[1] })}]`).join(' → ');
 }
 
 /**

@@ -3,6 +3,7 @@
  */
 import { type Command } from '../command.js';
 import { LOCAL_ENDPOINT_FLAGS, localClient } from '../local-endpoint.js';
+import { spanText } from '../../util/span-text.js';
 
 export const peersCommand: Command = {
   name: 'peers',
@@ -18,7 +19,7 @@ export const peersCommand: Command = {
       io.stdout('no known peers\n');
       return 0;
     }
-    const rows = peers.map((p) => [p.peerId, p.span === null ? '-' : `${p.span.start}..${p.span.end - 1}`, p.liveness, p.addresses[0] ?? '-']);
+    const rows = peers.map((p) => [p.peerId, spanText(p.span), p.liveness, p.addresses[0] ?? '-']);
     const head = ['PEER ID', 'LAYERS', 'LIVENESS', 'ADDRESS'];
     const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const fmt = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]! + 2))).join('');

@@ -28,7 +28,7 @@ export const startCommand: Command = {
     mdns: { type: 'boolean', description: 'LAN discovery through mDNS (default on; --no-mdns turns it off)' },
     upnp: { type: 'boolean', description: 'UPnP port mapping on the router (default on; --no-upnp turns it off)' },
     relay: { type: 'boolean', description: 'offer a circuit relay to peers that cannot be dialled directly' },
-    span: { type: 'string', value: 'auto|A:B|none', description: 'layers to hold: auto (default) lets the layer pool choose, A:B pins A..B-1, none holds no layers' },
+    span: { type: 'string', value: 'auto|A:B|none', description: 'layers to hold: auto (default) lets the layer pool choose, A:B pins layers A to B-1 (half-open, as status and the dashboard print spans), none holds no layers' },
     'memory-mb': { type: 'string', value: 'N', description: 'cap on the memory offered for layers, MiB (default: free memory minus a reserve)' },
     checkpoint: { type: 'string', value: 'DIR', description: "genesis node: make this checkpoint (ours or a Hugging Face Llama one) the network's model" },
     'network-id': { type: 'string', value: 'ID', description: "join the network of this id (printed by its genesis node) when it was founded from a checkpoint you do not have: its config and tokenizer come from peers, verified against the id" },

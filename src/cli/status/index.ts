@@ -4,6 +4,7 @@
  */
 import { type Command } from '../command.js';
 import { LOCAL_ENDPOINT_FLAGS, localClient } from '../local-endpoint.js';
+import { spanText } from '../../util/span-text.js';
 
 export const statusCommand: Command = {
   name: 'status',
@@ -19,7 +20,7 @@ export const statusCommand: Command = {
       `peer id:    ${s.peerId}`,
       `network:    ${s.networkId ?? '(none yet)'}`,
       `version:    ${s.version}`,
-      `layers:     ${s.span === null ? '(none)' : `${s.span.start}..${s.span.end - 1}`}`,
+      `layers:     ${spanText(s.span)}`,
       `peers:      ${s.peers.known} known, ${s.peers.alive} alive`,
       `uptime:     ${Math.round(s.uptimeMs / 1000)} s`,
       'addresses:',

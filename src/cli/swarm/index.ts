@@ -19,6 +19,7 @@ import { extraWeightBytes, layerMb } from '../../pool/capacity.js';
 import { intFlag, stringFlag, UsageError, type Command } from '../command.js';
 import { spawnNode, waitNodeUp, type SpawnedNode } from '../node-process.js';
 import { ProgressBar } from '../progress.js';
+import { spanText } from '../../util/span-text.js';
 
 interface SwarmNode {
   index: number;
@@ -98,8 +99,7 @@ export const swarmCommand: Command = {
       up.push(node);
       bar.update(up.length);
       if (flags.json !== true) {
-        const span = node.span === null ? 'none' : `${node.span.start}:${node.span.end}`;
-        io.stderr(`node ${node.index}: dashboard ${node.dashboard}  peer ${node.peerId.slice(0, 16)}… layers ${span}  (${dataDir})\n`);
+        io.stderr(`node ${node.index}: dashboard ${node.dashboard}  peer ${node.peerId.slice(0, 16)}… layers ${spanText(node.span)}  (${dataDir})\n`);
       }
       return node;
     };
