@@ -1,8 +1,9 @@
 /**
- * The node's local HTTP endpoint (fastify). It listens on the loopback interface only and answers only requests
- * whose Host header names the loopback (so a web page cannot reach it through DNS rebinding). Today it serves the
- * status routes and the ledger routes (ledger.ts: wallet events in, ledger status out), and, when the node gives a
- * TextGenerator, the OpenAI-compatible routes under /v1 (openai/routes.ts).
+ * The node's HTTP endpoint (fastify). By default it listens on the loopback interface only and answers only requests
+ * whose Host header names the loopback (so a web page cannot reach it through DNS rebinding). It serves the status,
+ * ledger (wallet events in, ledger status out), layers, generate, training and dashboard event routes under /api,
+ * the dashboard's static files, and, when the node gives a TextGenerator, the OpenAI-compatible routes under /v1
+ * (openai/routes.ts).
  *
  * Exposed (`host` not a loopback address, `--api-host`): the /v1 routes then answer any host but require an API key
  * (openai/access.ts, keys.ts); the /api routes still answer only requests from this machine that name the loopback.

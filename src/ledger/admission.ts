@@ -17,7 +17,8 @@
  *     `horizonMs`) is one the network did not have when it was due: a backdated event, refused (STALE). A node
  *     offline, or isolated, between two intervals watched nothing then and admits that gap's history from sync.
  *
- * What remains (weak subjectivity, closed by signed checkpoints, issue 11 §3): a node that never watched a period
+ * What remains (weak subjectivity, narrowed by signed checkpoints: ledger.ts refuses an event dated before a
+ * finalized checkpoint, FINALIZED; issue 11 §3): a node that never watched a period
  * (a new node, or one offline then) cannot tell backdated events of that period from history, and a partition
  * longer than the horizon with peers on both sides leaves each side refusing the other's events of that period.
  */

@@ -3,8 +3,9 @@
  * (protocols/training-sync.ts), signing and checking contributions (protocols/training-contribution.ts), penalties
  * for bad ones (the peer score), and the holders of each layer from the layer pool's view.
  *
- * A node that trains wraps its inner stepper (the solo trainer in the compute worker today; a pipeline stage when
- * that lands) in a DiLoCoStepper: every H inner steps the outer round closes.
+ * A whole-model holder that trains wraps its inner stepper (the solo trainer in the compute worker) in a
+ * DiLoCoStepper: every H inner steps the outer round closes. Pipeline-chain holders run their outer rounds through
+ * `runOuterRounds` in node/chain.ts.
  */
 import { join } from 'node:path';
 import type { TrainingReport } from '../api/training.js';
