@@ -81,22 +81,39 @@ export function flagErrorMessage(message: string, flags: readonly string[]): str
   const unknown = /^Unknown option '(-{1,2})([^']*)'/.exec(message);
   if (unknown === null) return message;
   const [, dashes, name] = unknown;
-  const hint = dashes === '--' ? closest(name!, flags) : undefined;
-  return `unknown flag ${dashes}${name}${hint === undefined ? '' : ` (did you mean --${hint}?)`}`;
+  const hints = dashes === '--' ? nearest(name!, flags) : [];
+  return `unknown flag ${dashes}${name}${hints.length === 0 ? '' : ` (did you mean ${orList(hints.map((h) => `--${h}`))}?)`}`;
 }
 
-/** The candidate within edit distance 2 of `word` (or that starts with it), for "did you mean". */
-export function closest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
+/**
+ * The candidates within edit distance 2 of `word` (or that start with it), for "did you mean": all of those at the
+ * nearest distance, in the candidates' order, so that an ambiguous prefix names every match ("st": start, status,
+ * stop) instead of whichever is listed first.
+ */
+export function nearest(word: string, candidates: readonly string[]): string[] {
+  let best: string[] = [];
   let bestD = 3;
   for (const c of candidates) {
     const d = word.length >= 2 && c.startsWith(word) ? 1 : editDistance(word, c);
     if (d < bestD) {
-      best = c;
+      best = [c];
       bestD = d;
+    } else if (d === bestD) {
+      best.push(c);
     }
   }
   return best;
+}
+
+/** The nearest candidate when exactly one is nearest (see `nearest`), else undefined. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  const n = nearest(word, candidates);
+  return n.length === 1 ? n[0] : undefined;
+}
+
+/** "a", "a or b", "a, b or c". */
+export function orList(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]!}`;
 }
 
 function editDistance(a: string, b: string): number {

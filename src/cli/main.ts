@@ -7,7 +7,7 @@
 import '../util/polyfill.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { isNeuroShardError } from '../util/errors.js';
-import { closest, EXIT_RUNTIME, EXIT_USAGE, helpText, parseFlags, UsageError, type CommandIO } from './command.js';
+import { EXIT_RUNTIME, EXIT_USAGE, helpText, nearest, orList, parseFlags, UsageError, type CommandIO } from './command.js';
 import { COMMANDS } from './commands.js';
 
 function topHelp(): string {
@@ -52,8 +52,8 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
   }
   const cmd = COMMANDS.find((c) => c.name === name);
   if (cmd === undefined) {
-    const hint = closest(name, COMMANDS.map((c) => c.name));
-    io.stderr(`neuroshard: unknown command "${name}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}\n\n${topHelp()}\n`);
+    const hints = nearest(name, COMMANDS.map((c) => c.name));
+    io.stderr(`neuroshard: unknown command "${name}"${hints.length === 0 ? '' : ` (did you mean ${orList(hints.map((h) => `"${h}"`))}?)`}\n\n${topHelp()}\n`);
     if (json) io.stdout(jsonFailure('USAGE', `unknown command "${name}"`, EXIT_USAGE));
     return EXIT_USAGE;
   }

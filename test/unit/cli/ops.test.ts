@@ -8,7 +8,7 @@ import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createServer } from 'node:net';
-import { closest, EXIT_USAGE, flagErrorMessage } from '../../../src/cli/command.js';
+import { closest, EXIT_USAGE, flagErrorMessage, nearest } from '../../../src/cli/command.js';
 import { COMMANDS } from '../../../src/cli/commands.js';
 import { main, wantsJson } from '../../../src/cli/main.js';
 import { tempDir } from '../../utils/paths.js';
@@ -95,6 +95,12 @@ describe('every command', () => {
     assert.equal(flagErrorMessage("Unknown option '-q'. To specify a positional argument", ['quiet']), 'unknown flag -q');
     assert.equal(flagErrorMessage("Option '--nodes <value>' argument missing", ['nodes']), "Option '--nodes <value>' argument missing");
     assert.equal(closest('zzzzzz', ['start', 'status']), undefined);
+    // an ambiguous prefix names every match, not the first one listed
+    assert.deepEqual(nearest('st', ['start', 'status', 'stop', 'chat']), ['start', 'status', 'stop']);
+    assert.equal(closest('st', ['start', 'status', 'stop']), undefined);
+    const ambiguous = await cli(['st']);
+    assert.equal(ambiguous.code, EXIT_USAGE);
+    assert.match(ambiguous.err, /unknown command "st" \(did you mean "start", "status" or "stop"\?\)/);
     assert.equal(wantsJson(['x', '--', '--json']), false);
   });
   it('the operator commands are registered', () => {
