@@ -294,7 +294,7 @@ export function createHandlers(state: ComputeState): HandlerTable {
 
     paramsRange: (job) => state.served.range(state.model().shard, job.span, job.offset, job.length, job.worker === undefined && job.version === undefined ? undefined : { worker: job.worker, version: job.version }),
 
-    modelHash: () => ({ hash: state.model().shard.hash() }),
+    modelHash: () => state.served.heldHash(state.model().shard),
 
     setParams: (job) => {
       const { shard } = state.model();

@@ -115,6 +115,8 @@ export class ServedParams {
   private n = 0;
   private readonly digests = new Map<string, ParamsDigest>();
   private readonly units = new Map<string, ParamsDigest>();
+  /** The held span's hash (the `modelHash` job) at the current version, once computed. */
+  private whole: string | undefined;
   /** Bytes hashed for digests so far (each payload byte counted once per digest computed; diagnostics, tests). */
   hashedBytes = 0;
 
@@ -129,6 +131,20 @@ export class ServedParams {
     this.n++;
     this.digests.clear();
     this.units.clear();
+    this.whole = undefined;
+  }
+
+  /**
+   * The hash of the whole held span (model/hash.ts; an int8 shard's is that of the float32 weights it was made from),
+   * computed once per weights version: the node asks for it every few seconds (pool/held-hash.ts), and a node whose
+   * weights did not move since pays a message, not a hash of its span.
+   */
+  heldHash(shard: LlamaShard): WeightsVersion & { hash: string } {
+    if (this.whole === undefined) {
+      this.whole = shard.hash();
+      this.hashedBytes += shard.weights === 'f32' ? shard.params.byteLength : 0;
+    }
+    return { ...this.current(), hash: this.whole };
   }
 
   /** The figures of `want` ⊆ the shard's span, over the weights in place (cached for this version). */
