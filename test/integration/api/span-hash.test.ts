@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ComputeClient } from '../../../src/compute/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
+import { proofClaim, workSnapshot } from '../../../src/ledger/index.js';
 import type { NeuroShardNode } from '../../../src/node/node.js';
 import { GENESIS_SEED } from '../../../src/node/pool.js';
 import * as methods from '../../../src/protocols/methods.js';
@@ -57,9 +58,11 @@ describe('a span holder that trains in a chain', { timeout: 420_000 }, () => {
     assert.equal(driver.pool!.modelHash(), adopted.get('driver'));
     assert.equal(hop.pool!.modelHash(), adopted.get('hop'));
 
-    // the driver's steps, the hop's applied ones, and at least one closed outer round on each (weights replaced)
+    // the driver's steps, the hop's applied ones, and every outer round closed on each (weights replaced at each):
+    // from then on nothing moves the weights
+    const rounds = (n: NeuroShardNode): number => n.chain?.outerSync()?.sync.round ?? 0;
     await waitFor(() => driver.counters.trainingSteps >= STEPS, 300_000, `the driver to run ${STEPS} steps`);
-    await waitFor(() => (hop.chain?.outerSync()?.sync.stats().innerStep ?? 0) >= STEPS && (hop.chain?.outerSync()?.sync.round ?? 0) >= 1, 120_000, 'the hop to apply the steps and close a round');
+    await waitFor(() => rounds(driver) >= STEPS / INNER && rounds(hop) >= STEPS / INNER, 120_000, `both to close ${STEPS / INNER} outer rounds`);
 
     for (const n of [driver, hop]) {
       const name = n === driver ? 'driver' : 'hop';
@@ -79,5 +82,12 @@ describe('a span holder that trains in a chain', { timeout: 420_000 }, () => {
       const fromPeer = await other.network.rpc.call(n.network.peerId, methods.shardInfo, {}, { timeoutMs: 10_000 });
       assert.equal(fromPeer.modelHash, now, `a peer's shard-info of the ${name} names the same hash`);
     }
+    // the driver's next proof, from a base before it trained (its adoption hash, no tokens): the chain's steps are
+    // claimable training (before: "model hash unchanged", and its training tokens were dropped from every proof)
+    const cur = workSnapshot(driver.tally);
+    assert.ok(cur.tokens > 0n, 'the driver tallied its chain steps');
+    const { claim, why } = proofClaim({ uptimeMs: 60_000, base: { ...cur, tokens: 0n }, cur, modelHashBefore: adopted.get('driver')!, modelHashNow: driver.tally.modelHash(), training: driver.tally.training(), requestIds: [] });
+    assert.equal(why, undefined);
+    assert.ok(claim.trainingTokens > 0n);
   });
 });
