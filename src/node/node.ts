@@ -347,7 +347,8 @@ export class NeuroShardNode {
         node.tally.setCapacity(pool.recordCapacity());
         log.info('holding layers', { span: `${held.start}:${held.end}`, source, ...(source === 'external' ? {} : { hash: hash.slice(0, 16) }), ms, ...(round === undefined ? {} : { round }) });
         // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
-        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules);
+        // from the weights just downloaded and verified (in the worker now), not a seeded initialisation
+        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, true);
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
@@ -450,13 +451,14 @@ export class NeuroShardNode {
     });
   }
 
-  private startTraining(modules: NodeModules): void {
+  /** `fromHeld`: train the whole model the worker holds (taken from peers); else the seeded initialisation. */
+  private startTraining(modules: NodeModules, fromHeld = false): void {
     if (this.trainingStarted) return;
     this.trainingStarted = true;
-    this.training = this.startTrainingAsync(modules);
+    this.training = this.startTrainingAsync(modules, fromHeld);
   }
 
-  private async startTrainingAsync(modules: NodeModules): Promise<SoloTrainResult | undefined> {
+  private async startTrainingAsync(modules: NodeModules, fromHeld: boolean): Promise<SoloTrainResult | undefined> {
     const pool = this.pool!;
     const config = pool.modelConfig();
     try {
@@ -545,6 +547,7 @@ export class NeuroShardNode {
       ...(this.outerSync === undefined ? {} : { wrapStepper: (st) => this.outerSync!.stepper(st, this.stopTraining.signal) }),
       // the genesis node trains on every shard (as a solo run); a replica on its own shards
       ...(this.network.genesis ? {} : { dataNodeId: this.network.peerId }),
+      ...(fromHeld ? { initialParams: async () => (await this.compute.run({ type: 'getParams' })).params } : {}),
     })
       .then((r) => {
         progress?.done();
