@@ -12,6 +12,7 @@ import { encodeMessageParts } from './rpc/parts.js';
 import { MAX_TENSOR_RANK, tensorFromPb } from './tensor-wire.js';
 import { LEDGER_SYNC_LIMITS } from '../ledger/interfaces.js';
 import { MAX_HOPS as MAX_ROUTE_HOPS } from '../ledger/events.js';
+import { spanText } from '../util/span-text.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -39,7 +40,7 @@ function checkSpan(s: pb.Span | undefined, what: string, required = false): void
     if (required) throw malformed(`${what}: missing`);
     return;
   }
-  if (!(s.start < s.end) || s.end > MAX_LAYER + 1) throw malformed(`${what}: bad span [${s.start}, ${s.end})`);
+  if (!(s.start < s.end) || s.end > MAX_LAYER + 1) throw malformed(`${what}: bad span ${spanText(s)}`);
 }
 
 const TENSOR_LIMITS = { shape: MAX_TENSOR_RANK };
