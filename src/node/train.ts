@@ -27,6 +27,7 @@ import { trainLoop, type Batch, type TrainStepper, type TrainStepResult } from '
 import { AbortedError, ConfigError, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
+import { spanText } from '../util/span-text.js';
 
 /** The data stream's node id of a solo run: every training shard, in one fixed order. */
 export const SOLO_NODE_ID = 'solo';
@@ -258,7 +259,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       if (o.batchSize !== undefined && o.batchSize !== state.batchSize) conflict('--batch-size', o.batchSize, state.batchSize);
       if (o.seqLen !== undefined && o.seqLen !== state.seqLen) conflict('--seq-len', o.seqLen, state.seqLen);
       if (loaded.span.start !== 0 || loaded.span.end !== loaded.config.num_hidden_layers) {
-        throw new ConfigError(`${resumeDir} holds only layers [${loaded.span.start}, ${loaded.span.end}); solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
+        throw new ConfigError(`${resumeDir} holds only layers ${spanText(loaded.span)}; solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
       }
       config = loaded.config;
       preset = state.preset;

@@ -21,6 +21,7 @@ import { RunningCommitment, type SettleHop, type Settlement, type TopKStep } fro
 import { hopCommitQueue, type HopCommitQueue, type QueuedCommitment } from '../protocols/hop-commit-queue.js';
 import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError, planFailover, ROUTE_DEFAULTS } from './route.js';
 import { TextAssembler } from './text.js';
+import { spanText } from '../util/span-text.js';
 
 export interface GenerationRequest {
   prompt: string;
@@ -438,7 +439,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         windowPeers.add(route[w].hop.peerId);
         if (w !== i) route[w].session.close();
       }
-      if (j !== i || k !== i) log.info('replacing hops around it', { session: spec.id, span: `${head.hop.span.start}:${route[k].hop.span.end}`, hops: k - j + 1, by: sub.map((h) => `${h.peerId}[${h.span.start}:${h.span.end})`).join(' -> ') });
+      if (j !== i || k !== i) log.info('replacing hops around it', { session: spec.id, span: spanText({ start: head.hop.span.start, end: route[k].hop.span.end }), hops: k - j + 1, by: sub.map((h) => `${h.peerId}[${spanText(h.span)}]`).join(' -> ') });
       // a peer of the window chosen again gets a session of its own: its old one may not be closed there yet
       const fresh: RouteEntry[] = sub.map((hop) => ({
         hop,
