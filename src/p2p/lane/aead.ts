@@ -320,8 +320,12 @@ export class Opener {
   private readonly iv = Buffer.alloc(12);
   private readonly len = Buffer.alloc(LENGTH_BYTES);
   private readonly ctx: GcmContext | undefined;
-  /** The frame being opened piece by piece (`begin` … `finish`). */
-  private stream: { plain: Buffer; at: number; decipher?: DecipherGCM } | undefined;
+  /**
+   * The frame being opened piece by piece (`begin` … `finish`): where its plaintext goes (`segs`: the buffer `begin`
+   * was given or made, then any `continueInto` gave), the one being written (`cur`, from `at`), and the bytes of
+   * ciphertext still to come.
+   */
+  private stream: { segs: Uint8Array[]; cur: Uint8Array; at: number; left: number; decipher?: DecipherGCM } | undefined;
 
   constructor(private readonly key: Buffer) {
     const G = nativeGcm();
@@ -384,41 +388,63 @@ export class Opener {
 
   /**
    * Streaming opening of one frame (the lane's reader, ./reader.ts): `begin` once its length is known, `update` with
-   * each piece of ciphertext as the socket delivers it (decrypted at once into one plaintext buffer of the frame's
-   * size, the piece itself left untouched), `finish` with the tag. The plaintext is returned only by `finish`, after
-   * the tag verified: before that nothing of it may be parsed. On LANE_AUTH it is zeroed first. `body`: n of the
-   * frame (ciphertext + tag bytes), ≥ TAG_BYTES.
+   * each piece of ciphertext as the socket delivers it (decrypted at once into the frame's plaintext buffer, the
+   * piece itself left untouched), `finish` with the tag. The plaintext is returned only by `finish`, after the tag
+   * verified: before that nothing of it may be parsed. On LANE_AUTH it is zeroed first. `body`: n of the frame
+   * (ciphertext + tag bytes), ≥ TAG_BYTES.
+   *
+   * `first` (session 27): where the plaintext goes, possibly only its first bytes: once those are written the caller
+   * says where the rest goes (`continueInto`; the lane's reader decrypts a frame's sub-frame header into a small
+   * buffer and then, for a DATA that a stream's reader has a place for, the payload straight into that place).
+   * Without it, one buffer of the plaintext's size is made.
    */
-  begin(body: number): void {
+  begin(body: number, first?: Uint8Array): void {
     if (this.counter >= MAX_FRAMES) throw new LaneError('LANE_CLOSED', 'lane used all its frame numbers');
     if (this.stream !== undefined) throw new Error('Opener.begin inside a frame');
     this.len.writeUInt32BE(body);
     const iv = nonceOf(this.counter, this.iv);
-    const plain = Buffer.allocUnsafe(body - TAG_BYTES);
+    const left = body - TAG_BYTES;
+    if (first !== undefined && first.byteLength > left) throw new RangeError(`a first buffer of ${first.byteLength} bytes for ${left} bytes of plaintext`);
+    const cur = first ?? Buffer.allocUnsafe(left);
     if (this.ctx !== undefined) {
       this.ctx.begin(iv, this.len);
-      this.stream = { plain, at: 0 };
+      this.stream = { segs: [cur], cur, at: 0, left };
       return;
     }
     const d = createDecipheriv(CIPHER, this.key, iv, { authTagLength: TAG_BYTES });
     d.setAAD(this.len);
-    this.stream = { plain, at: 0, decipher: d };
+    this.stream = { segs: [cur], cur, at: 0, left, decipher: d };
+  }
+
+  /** The current buffer is full: the next `dst.byteLength` bytes of plaintext go into `dst`. */
+  continueInto(dst: Uint8Array): void {
+    const st = this.stream;
+    if (st === undefined || st.at !== st.cur.byteLength) throw new Error('Opener.continueInto before the current buffer is full');
+    if (dst.byteLength > st.left) throw new RangeError(`a buffer of ${dst.byteLength} bytes for ${st.left} bytes of plaintext`);
+    st.segs.push(dst);
+    st.cur = dst;
+    st.at = 0;
   }
 
   /** The next piece of the frame's ciphertext (in order; their total is the frame's n − 16). */
   update(piece: Uint8Array): void {
     const st = this.stream;
     if (st === undefined) throw new Error('Opener.update outside a frame');
-    if (piece.byteLength > st.plain.length - st.at) throw new LaneError('LANE_MALFORMED', 'ciphertext past the frame length');
-    if (this.ctx !== undefined) this.ctx.update(piece, st.plain, st.at);
-    else st.plain.set(st.decipher!.update(piece), st.at);
+    if (piece.byteLength > st.left) throw new LaneError('LANE_MALFORMED', 'ciphertext past the frame length');
+    if (piece.byteLength > st.cur.byteLength - st.at) throw new Error('Opener.update past its buffer (continueInto first)');
+    if (this.ctx !== undefined) this.ctx.update(piece, st.cur, st.at);
+    else st.cur.set(st.decipher!.update(piece), st.at);
     st.at += piece.byteLength;
+    st.left -= piece.byteLength;
   }
 
-  /** Checks the tag; the frame's plaintext, or LANE_AUTH (the plaintext zeroed, nothing returned). */
+  /**
+   * Checks the tag: the frame's plaintext (the first buffer; the caller knows any it gave to `continueInto`), or
+   * LANE_AUTH (every buffer of it zeroed, nothing returned).
+   */
   finish(tag: Uint8Array): Buffer {
     const st = this.stream;
-    if (st === undefined || st.at !== st.plain.length) throw new Error('Opener.finish before the whole ciphertext');
+    if (st === undefined || st.left !== 0) throw new Error('Opener.finish before the whole ciphertext');
     this.stream = undefined;
     let ok: boolean;
     if (this.ctx !== undefined) ok = this.ctx.finishDecrypt(tag);
@@ -432,11 +458,12 @@ export class Opener {
       }
     }
     if (!ok) {
-      st.plain.fill(0); // nothing of a forged frame's plaintext stays around
+      for (const b of st.segs) b.fill(0); // nothing of a forged frame's plaintext stays around
       throw this.authError();
     }
     this.counter++;
-    return st.plain;
+    const p = st.segs[0]!;
+    return Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
   }
 
   private authError(): LaneError {

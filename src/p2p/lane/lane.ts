@@ -28,7 +28,7 @@ import {
 } from './codec.js';
 import { LaneError, isLaneViolation } from './errors.js';
 import type { SocketReads } from './reads.js';
-import { SealedFrameReader } from './reader.js';
+import { PLACE_HEAD_BYTES, SealedFrameReader, type FramePlacer } from './reader.js';
 import { LaneStream, LaneStreamResetError, type StreamHost } from './stream.js';
 
 export interface LaneLimits {
@@ -87,6 +87,15 @@ export interface LaneInit {
   leftover?: Buffer;
   /** The server already opened and checked the client's hello (./manager.ts) before making the lane. */
   helloSeen?: boolean;
+  /**
+   * Large DATA decrypted straight into the buffer a stream's reader reserved for it (./reader.ts FramePlacer,
+   * ./stream.ts `receiveInto`). Default: where the socket reads into the shared buffer (`reads.reused`). With Node's
+   * fresh 64 KiB reads the garbage of the reads drives a scavenge every few MiB, a reserved 16 MiB body lives through
+   * them into the old generation, and the mark-compacts that free it cost more than the join it saves: a 16 MiB call
+   * one at a time took 32 against 10-12 ms of server CPU; with the shared buffer 7 against 8-12 ms (docs/LIMITS.md
+   * "Session 27: big calls on the lane").
+   */
+  place?: boolean;
 }
 
 const enc = new TextEncoder();
@@ -126,8 +135,10 @@ export class Lane implements StreamHost {
   private drainWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   private lastActive = Date.now();
   private readonly idleTimer: NodeJS.Timeout;
+  /** Whether large DATA is decrypted into its stream reader's place (`LaneInit.place`). */
+  readonly placing: boolean;
   /** Counters (tests, the bench). */
-  readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, streamsOut: 0, streamsIn: 0, windowsOut: 0 };
+  readonly stats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, streamsOut: 0, streamsIn: 0, windowsOut: 0, bytesPlaced: 0 };
 
   constructor(private readonly init: LaneInit) {
     this.socket = init.socket;
@@ -138,7 +149,8 @@ export class Lane implements StreamHost {
     this.limits = init.limits;
     this.nextId = init.role === 'client' ? 1 : 2;
     this.helloSeen = init.helloSeen ?? false;
-    this.reader = new SealedFrameReader(init.opener, init.limits.maxFramePlainBytes + 16);
+    this.placing = init.place ?? init.reads?.reused === true;
+    this.reader = new SealedFrameReader(init.opener, init.limits.maxFramePlainBytes + 16, this.placing ? this.placer : undefined);
     this.socket.setNoDelay(true);
     if (init.reads !== undefined) init.reads.attach((chunk, owned) => this.onData(chunk, owned));
     else this.socket.on('data', (chunk: Buffer) => this.onData(chunk, true));
@@ -398,6 +410,27 @@ export class Lane implements StreamHost {
 
   private readonly onSubFrame = (type: number, id: number, payload: Buffer): void => this.onSub(type, id, payload);
 
+  /**
+   * Large DATA straight into the place its stream's reader reserved (./reader.ts FramePlacer, ./stream.ts
+   * `receiveInto`): the frame must be that one DATA (its payload is the rest of the frame), for a stream of this
+   * lane. `place` reads the header before the frame authenticated, only to choose the place; `placed` handles the
+   * DATA as `onSub` does, once the frame authenticated.
+   */
+  private readonly placer: FramePlacer = {
+    place: (head, rest) => {
+      if (!this.helloSeen || this.closedWith !== undefined || head[0] !== SUB_DATA || head.readUInt32BE(5) !== rest) return undefined;
+      return this.streams.get(head.readUInt32BE(1))?.placeFor(rest);
+    },
+    placed: (head, rest) => {
+      this.stats.framesIn++;
+      this.stats.bytesIn += PLACE_HEAD_BYTES + rest.byteLength;
+      this.stats.bytesPlaced += rest.byteLength;
+      this.lastActive = Date.now();
+      this.streamOf(SUB_DATA, head.readUInt32BE(1))?.pushData(rest);
+      return this.closedWith === undefined;
+    },
+  };
+
   private onSub(type: number, id: number, payload: Buffer): void {
     if (!this.helloSeen) {
       if (type !== SUB_HELLO || id !== 0 || !payload.equals(HELLO_MAGIC)) throw new LaneError('LANE_HANDSHAKE', 'the first sub-frame is not the hello');
@@ -425,12 +458,8 @@ export class Lane implements StreamHost {
       case SUB_CLOSE:
       case SUB_RESET:
       case SUB_WINDOW: {
-        const s = this.streams.get(id);
-        if (s === undefined) {
-          // a stream that ended here (its last frames crossed ours) is fine; one that never existed is not
-          if (this.isOurs(id) ? id < this.nextId : id <= this.lastRemoteId) return;
-          throw new LaneError('LANE_PROTOCOL', `sub-frame ${type} for stream ${id}, which does not exist`);
-        }
+        const s = this.streamOf(type, id);
+        if (s === undefined) return;
         if (type === SUB_DATA) s.pushData(payload);
         else if (type === SUB_CLOSE) s.remoteClose();
         else if (type === SUB_RESET) s.die(new LaneStreamResetError(`stream reset by the other end: ${reason(payload)}`));
@@ -443,6 +472,15 @@ export class Lane implements StreamHost {
       default:
         throw new LaneError('LANE_MALFORMED', `sub-frame type ${type}`);
     }
+  }
+
+  /** The stream a sub-frame of `type` is for; undefined when it ended here. Throws LANE_PROTOCOL when it never existed. */
+  private streamOf(type: number, id: number): LaneStream | undefined {
+    const s = this.streams.get(id);
+    if (s !== undefined) return s;
+    // a stream that ended here (its last frames crossed ours) is fine; one that never existed is not
+    if (this.isOurs(id) ? id < this.nextId : id <= this.lastRemoteId) return undefined;
+    throw new LaneError('LANE_PROTOCOL', `sub-frame ${type} for stream ${id}, which does not exist`);
   }
 
   private isOurs(id: number): boolean {

@@ -11,9 +11,35 @@
  * Nothing of a plaintext is handed on before its tag verified (`Opener.finish`; a forged frame's plaintext is zeroed
  * and LANE_AUTH thrown). A DATA payload is a view into its frame's plaintext: a message sent in one frame reaches
  * its reader as one contiguous view (no join).
+ *
+ * Placing (session 27): a message larger than a stream's window (a 16 MiB request: eight DATA of 2 MiB) used to
+ * reach the RPC reader as eight frame plaintexts, which it then joined into one body: every byte decrypted, then
+ * copied, and twice the message's size allocated per call. A reader given a `FramePlacer` (the lane) decrypts the
+ * first PLACE_HEAD_BYTES of a large frame (the sub-frame header) into a small buffer of its own and asks the placer
+ * where the rest goes: a DATA that fills the frame, for a stream whose reader has reserved the place for its next
+ * bytes (./stream.ts `receiveInto`), is decrypted straight into that place. The header chooses a place and nothing
+ * else before the tag verified (a forged frame fails LANE_AUTH, the place is zeroed and the lane closes, so its
+ * reader never sees it); the placer gets the header and the place only after it verified (`placed`).
  */
 import { LENGTH_BYTES, TAG_BYTES, type Opener } from './aead.js';
 import { LaneError } from './errors.js';
+
+/** The first bytes of a large frame's plaintext decrypted on their own to choose its place: a sub-frame header. */
+export const PLACE_HEAD_BYTES = 9;
+/** Frames with this much plaintext or more are offered to the placer (smaller ones are not worth the extra call). */
+export const PLACE_MIN_BYTES = 64 * 1024;
+
+/** Where the rest of a large frame's plaintext goes (./lane.ts). */
+export interface FramePlacer {
+  /**
+   * `head`: the frame's first PLACE_HEAD_BYTES of plaintext, NOT yet authenticated (choose a place with it, nothing
+   * else; valid only during the call). A buffer of exactly `rest` bytes for the rest of the plaintext, or undefined:
+   * the frame is read into a plaintext of its own and delivered as usual.
+   */
+  place(head: Buffer, rest: number): Uint8Array | undefined;
+  /** A placed frame, authenticated: its head (valid only during the call) and its place, now holding the rest. */
+  placed(head: Buffer, rest: Uint8Array): boolean;
+}
 
 export class SealedFrameReader {
   /** The length bytes read so far (they may arrive split over chunks). */
@@ -26,10 +52,19 @@ export class SealedFrameReader {
   private readonly tag = Buffer.alloc(TAG_BYTES);
   /** When the frame being read began (Date.now()), for the lane's frame deadline. */
   private begunAt = 0;
+  /** The head of a frame offered to the placer (`placer` set): true while its head is being read. */
+  private heading = false;
+  private readonly head = Buffer.alloc(PLACE_HEAD_BYTES);
+  /** Of the frame in progress: its place (the placer's), or its own plaintext when the placer had none. */
+  private place: Uint8Array | undefined;
+  private plain: Buffer | undefined;
+  /** Counters (tests, the bench): plaintext bytes delivered as frames (`deliver`), and placed (`placer.placed`). */
+  readonly stats = { plainBytes: 0, placedBytes: 0 };
 
   constructor(
     private readonly opener: Opener,
     private readonly maxFrameBytes: number,
+    private readonly placer?: FramePlacer,
   ) {}
 
   /** True while a frame has begun (some of its length or body is in) and is not complete. */
@@ -64,6 +99,7 @@ export class SealedFrameReader {
             const body = o + LENGTH_BYTES;
             const plain = this.opener.open([chunk.subarray(body, body + n - TAG_BYTES)], chunk.subarray(body + n - TAG_BYTES, body + n), owned);
             o = body + n;
+            this.stats.plainBytes += plain.length;
             if (!deliver(plain)) return;
             continue;
           }
@@ -80,19 +116,64 @@ export class SealedFrameReader {
         }
         continue;
       }
-      // the body of a frame in progress: ciphertext into its plaintext, then the tag
+      // the body of a frame in progress: ciphertext into its plaintext (its head first, when it is offered to the
+      // placer), then the tag
       const cipher = this.need - TAG_BYTES;
       const k = Math.min(this.need - this.got, chunk.length - o);
-      const c = Math.max(0, Math.min(k, cipher - this.got));
-      if (c > 0) this.opener.update(chunk.subarray(o, o + c));
-      if (k > c) chunk.copy(this.tag, this.got + c - cipher, o + c, o + k);
+      let c = Math.max(0, Math.min(k, cipher - this.got));
+      let p = o;
+      if (this.heading && c > 0) {
+        const h = Math.min(c, PLACE_HEAD_BYTES - this.got);
+        this.opener.update(chunk.subarray(p, p + h));
+        p += h;
+        c -= h;
+        if (this.got + h === PLACE_HEAD_BYTES) this.choosePlace(cipher - PLACE_HEAD_BYTES);
+      }
+      if (c > 0) this.opener.update(chunk.subarray(p, p + c));
+      if (k > c + (p - o)) chunk.copy(this.tag, this.got + (p - o) + c - cipher, p + c, o + k);
       this.got += k;
       o += k;
       if (this.got < this.need) return;
       this.need = -1;
-      const plain = this.opener.finish(this.tag);
-      if (!deliver(plain)) return;
+      if (!this.finish(deliver)) return;
     }
+  }
+
+  /** The head of a frame offered to the placer is in: the rest goes to the placer's place, or a plaintext of its own. */
+  private choosePlace(rest: number): void {
+    this.heading = false;
+    const at = this.placer!.place(this.head, rest);
+    if (at !== undefined && at.byteLength === rest) {
+      this.place = at;
+      this.opener.continueInto(at);
+      return;
+    }
+    const plain = Buffer.allocUnsafe(PLACE_HEAD_BYTES + rest);
+    this.head.copy(plain, 0);
+    this.plain = plain;
+    this.opener.continueInto(plain.subarray(PLACE_HEAD_BYTES));
+  }
+
+  /** The frame's tag is in: its plaintext to `deliver` (or its place to the placer) once it verified. */
+  private finish(deliver: (plain: Buffer) => boolean): boolean {
+    const place = this.place;
+    const own = this.plain;
+    this.place = undefined;
+    this.plain = undefined;
+    let first: Buffer;
+    try {
+      first = this.opener.finish(this.tag);
+    } catch (e) {
+      own?.fill(0, 0, PLACE_HEAD_BYTES); // the head's copy (the opener zeroed the rest and the head)
+      throw e;
+    }
+    if (place !== undefined) {
+      this.stats.placedBytes += place.byteLength;
+      return this.placer!.placed(this.head, place);
+    }
+    const plain = own ?? first;
+    this.stats.plainBytes += plain.length;
+    return deliver(plain);
   }
 
   private check(n: number): number {
@@ -105,6 +186,8 @@ export class SealedFrameReader {
     this.begunAt = Date.now();
     this.need = n;
     this.got = 0;
-    this.opener.begin(n);
+    // a large frame spread over reads: its head alone first, to choose where the rest goes
+    this.heading = this.placer !== undefined && n - TAG_BYTES >= PLACE_MIN_BYTES;
+    this.opener.begin(n, this.heading ? this.head : undefined);
   }
 }

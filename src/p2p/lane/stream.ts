@@ -20,6 +20,8 @@ export interface StreamHost {
   sendDataParts(stream: number, parts: readonly Uint8Array[], total: number): void;
   /** Largest DATA payload `sendDataParts` takes. */
   readonly maxDataPartsBytes: number;
+  /** Whether the lane decrypts large DATA into a place the reader reserved (`LaneStream.receiveInto`). */
+  readonly placing: boolean;
   sendWindow(stream: number, grant: number): void;
   sendClose(stream: number): void;
   sendReset(stream: number, reason: string): void;
@@ -43,6 +45,20 @@ export class LaneStreamResetError extends Error {
  * in place, or a block small payloads are appended to past every view handed out).
  */
 export const STABLE_CHUNKS = Symbol.for('neuroshard.stable-chunks');
+
+/**
+ * A stream that can receive its next bytes straight into its reader's buffer (a lane's: `LaneStream.receiveInto`):
+ * rpc/frame.ts reserves the rest of a large message body this way, and a DATA that fills a sealed frame is then
+ * decrypted into it (./reader.ts FramePlacer) instead of into a frame plaintext that the reader would copy.
+ */
+export interface ReceivesInto {
+  receiveInto(buf: Uint8Array | undefined, at?: number): void;
+}
+
+/** A lane stream whose lane places large DATA (else reserving a body would only move the join earlier). */
+export function canReceiveInto<S extends object>(s: S): s is S & ReceivesInto {
+  return s instanceof LaneStream && s.placing;
+}
 
 /** A stream that can send a payload given in parts without joining them (a lane's: `LaneStream.sendParts`). */
 export interface PartsSender {
@@ -89,6 +105,9 @@ export class LaneStream implements DuplexStream {
   private error: Error | undefined;
   private finished = false;
   private readonly closeListeners: ((evt: { error?: Error }) => void)[] = [];
+  /** The reader's reserved buffer (`receiveInto`) and where in it the next byte to arrive on the stream goes. */
+  private reserve: Uint8Array | undefined;
+  private reserveAt = 0;
 
   constructor(
     readonly id: number,
@@ -98,6 +117,11 @@ export class LaneStream implements DuplexStream {
   ) {
     this.credit = window;
     this.allowed = window;
+  }
+
+  /** Whether its lane decrypts large DATA into a place the reader reserved (`receiveInto`). */
+  get placing(): boolean {
+    return this.host.placing;
   }
 
   /** Bytes buffered for the reader (tests). */
@@ -208,6 +232,28 @@ export class LaneStream implements DuplexStream {
     }
   }
 
+  /**
+   * The reader's next bytes (after those it has not taken yet) are to land in `buf` from `at` on: a DATA that fills
+   * a sealed frame and fits there is decrypted straight into it (`placeFor`) and handed to the reader as a view of
+   * it, where it already lies. Any other DATA is handed on as usual (the reader copies it to its place). Undefined:
+   * no more. Only the place is reserved here; the reader checks each chunk it gets (rpc/frame.ts).
+   */
+  receiveInto(buf: Uint8Array | undefined, at = 0): void {
+    this.reserve = undefined;
+    if (buf === undefined || this.error !== undefined || this.remoteClosed) return;
+    const next = at + this.bufferedIn;
+    if (next >= buf.byteLength) return;
+    this.reserve = buf;
+    this.reserveAt = next;
+  }
+
+  /** Where a DATA of `n` bytes arriving next goes, when the reader reserved room for it; else undefined. */
+  placeFor(n: number): Uint8Array | undefined {
+    const r = this.reserve;
+    if (r === undefined || n === 0 || this.reserveAt + n > r.byteLength || this.received + n > this.allowed) return undefined;
+    return r.subarray(this.reserveAt, this.reserveAt + n);
+  }
+
   // ── from the lane ──
 
   /** DATA from the other end. Throws LANE_PROTOCOL past the granted window (the lane then closes). */
@@ -220,9 +266,16 @@ export class LaneStream implements DuplexStream {
       this.consumed += payload.byteLength;
       return;
     }
+    // a DATA placed in the reader's reserved buffer (it holds that buffer anyway): handed on as the view it is
+    const placed = this.reserve !== undefined && payload.buffer === this.reserve.buffer;
+    if (this.reserve !== undefined) {
+      this.reserveAt += payload.byteLength;
+      if (this.reserveAt >= this.reserve.byteLength) this.reserve = undefined;
+    }
     // an empty DATA carries nothing (an honest sender never sends one: `send` skips empty data): not queued
     if (payload.byteLength === 0) return;
-    if (payload.byteLength <= SMALL_DATA_BYTES) this.pushSmall(payload);
+    if (placed) this.inbox.push(payload);
+    else if (payload.byteLength <= SMALL_DATA_BYTES) this.pushSmall(payload);
     // A view pins the frame it came in (up to maxFramePlainBytes) until the reader takes it: a DATA in a frame more
     // than twice its size is copied, so a stream that does not read holds about its window, not every frame its DATA
     // shared (review, session 23: 14,400 bytes of window held 24 MiB). A bulk DATA alone in its frame stays a view.
@@ -293,6 +346,7 @@ export class LaneStream implements DuplexStream {
     this.inbox.length = 0;
     this.inboxHead = 0;
     this.tailView = undefined;
+    this.reserve = undefined;
     this.wake();
     this.finish(this.error);
   }

@@ -11,7 +11,7 @@
 import { Uint8ArrayList } from 'uint8arraylist';
 import type { AbortOptions } from '../../util/abort.js';
 import type { ByteChunk, DuplexStream } from '../../p2p/types.js';
-import { STABLE_CHUNKS, canSendParts } from '../../p2p/lane/stream.js';
+import { STABLE_CHUNKS, canReceiveInto, canSendParts, type ReceivesInto } from '../../p2p/lane/stream.js';
 import { RpcViolationError } from './errors.js';
 import { joinParts, partsLength } from './parts.js';
 
@@ -134,6 +134,24 @@ export async function writeFramePartsAndClose(stream: DuplexStream, kind: number
  */
 export const VIEW_MIN_BYTES = 64 * 1024;
 
+/**
+ * A body this large, not yet all in, is read into one buffer of its size reserved on a lane stream that places
+ * (session 27: `receiveInto`; a lane reading into the shared buffer, p2p/lane/lane.ts `placing`): the lane decrypts
+ * the DATA that follows straight into it. Otherwise a 16 MiB request comes as eight frame plaintexts of 2 MiB (the
+ * stream's window) that are joined at the end: every byte copied once more and twice the body allocated per call
+ * (docs/LIMITS.md "Session 27: big calls on the lane").
+ */
+export const RESERVE_MIN_BYTES = 256 * 1024;
+/**
+ * The body is reserved only once this share of it has arrived (1/RESERVE_AFTER_SHARE): the buffer is allocated
+ * against bytes received, at most RESERVE_AFTER_SHARE times them, never against a length prefix alone (a peer that
+ * announces a 64 MiB body and sends 5 bytes gets nothing allocated). 8: a 16 MiB body is reserved after its first
+ * DATA (a 2 MiB window), so 2 MiB of it is copied and 14 MiB placed.
+ */
+export const RESERVE_AFTER_SHARE = 8;
+/** What the share may fall short by: the first DATA of a window also carries the frame's prefix and the message's header. */
+const RESERVE_SLACK_BYTES = 4096;
+
 /** Pulls frames off a stream one at a time, each with its own size limit. */
 export class FrameReader {
   private readonly buf = new Uint8ArrayList();
@@ -141,8 +159,12 @@ export class FrameReader {
   private ended = false;
   /** The source never reuses a chunk it yielded (STABLE_CHUNKS): large bodies may be views. */
   private readonly stable: boolean;
+  /** The source can receive into a reserved buffer (a lane stream). */
+  private readonly into: ReceivesInto | undefined;
   /** Total bytes read, for accounting. */
   bytesRead = 0;
+  /** Counters (tests): body bytes copied into a reserved body, and those that arrived in place (not copied). */
+  readonly reserved = { copied: 0, inPlace: 0, bodies: 0 };
 
   /** `kinds`: the frame kinds this stream may carry (default MESSAGE and ERROR); any other is RPC_UNKNOWN_FRAME. */
   constructor(
@@ -151,6 +173,7 @@ export class FrameReader {
   ) {
     this.it = source[Symbol.asyncIterator]();
     this.stable = (source as { [STABLE_CHUNKS]?: unknown })[STABLE_CHUNKS] === true;
+    this.into = canReceiveInto(source) ? source : undefined;
   }
 
   /**
@@ -176,8 +199,14 @@ export class FrameReader {
     if (len - 1 > maxBodyBytes) {
       throw new RpcViolationError('RPC_OVERSIZED', `frame of ${len - 1} bytes exceeds the limit of ${maxBodyBytes}`, { bytes: len - 1, limit: maxBodyBytes });
     }
-    // 2. the kind byte and body
+    // 2. the kind byte and body (a large body on a lane: into a buffer reserved for it once a share of it is in)
+    const reserve = this.into !== undefined && len - 1 >= RESERVE_MIN_BYTES;
     while (this.buf.byteLength < prefixBytes + len) {
+      if (reserve && this.buf.byteLength > prefixBytes && (this.buf.byteLength - prefixBytes - 1 + RESERVE_SLACK_BYTES) * RESERVE_AFTER_SHARE >= len - 1) {
+        const kind = this.buf.get(prefixBytes);
+        if (!this.kinds.includes(kind)) throw new RpcViolationError('RPC_UNKNOWN_FRAME', `unknown frame kind 0x${kind.toString(16)}`);
+        return { kind: kind as Frame['kind'], body: await this.readReserved(prefixBytes, len - 1) };
+      }
       if (!(await this.pull())) {
         throw new RpcViolationError('RPC_TRUNCATED', `stream ended inside a frame (${this.buf.byteLength - prefixBytes} of ${len} bytes)`);
       }
@@ -197,6 +226,48 @@ export class FrameReader {
     } else body = this.buf.slice(prefixBytes + 1, prefixBytes + len);
     this.buf.consume(prefixBytes + len);
     return { kind: kind as Frame['kind'], body };
+  }
+
+  /**
+   * The body of `n` bytes after the prefix and kind byte (`prefixBytes` + 1 bytes), part of it buffered (less than
+   * all), read into one buffer of its size: what is buffered is copied in, the rest is reserved on the stream
+   * (`receiveInto`), so that a chunk that arrives as a view of that buffer at the right place is already there; any
+   * other chunk is copied to its place. A plain Uint8Array (see `next`), its own memory.
+   */
+  private async readReserved(prefixBytes: number, n: number): Promise<Uint8Array> {
+    const mem = Buffer.allocUnsafeSlow(n);
+    const body = new Uint8Array(mem.buffer, mem.byteOffset, n);
+    let filled = 0;
+    for (const b of this.buf.sublist(prefixBytes + 1)) {
+      body.set(b, filled);
+      filled += b.byteLength;
+    }
+    this.buf.consume(this.buf.byteLength);
+    this.reserved.bodies++;
+    this.reserved.copied += filled;
+    this.into!.receiveInto(body, filled);
+    try {
+      while (filled < n) {
+        const parts = await this.pullParts();
+        if (parts === undefined) throw new RpcViolationError('RPC_TRUNCATED', `stream ended inside a frame (${filled} of ${n} body bytes)`);
+        for (const p of parts) {
+          const k = Math.min(p.byteLength, n - filled);
+          if (k > 0) {
+            if (p.buffer === body.buffer && p.byteOffset === body.byteOffset + filled) this.reserved.inPlace += k;
+            else {
+              body.set(k === p.byteLength ? p : p.subarray(0, k), filled);
+              this.reserved.copied += k;
+            }
+            filled += k;
+          }
+          // bytes past the body (the next frame) stay buffered
+          if (k < p.byteLength) this.buf.append(p.subarray(k));
+        }
+      }
+    } finally {
+      this.into!.receiveInto(undefined);
+    }
+    return body;
   }
 
   /** True when the stream has ended and nothing is buffered. */
@@ -226,22 +297,27 @@ export class FrameReader {
   }
 
   private async pull(): Promise<boolean> {
-    if (this.ended) return false;
+    const parts = await this.pullParts();
+    if (parts === undefined) return false;
+    for (const p of parts) this.buf.append(p);
+    return true;
+  }
+
+  /** The next chunk as its parts (undefined: the stream ended). */
+  private async pullParts(): Promise<readonly Uint8Array[] | undefined> {
+    if (this.ended) return undefined;
     const r = await this.it.next();
     if (r.done === true) {
       this.ended = true;
-      return false;
+      return undefined;
     }
     const chunk = r.value;
     this.bytesRead += chunk.byteLength;
-    if (chunk instanceof Uint8Array) this.buf.append(chunk);
-    else {
-      // A Uint8ArrayList from the muxer: take its parts without joining them.
-      const parts = (chunk as { bufs?: unknown }).bufs;
-      if (Array.isArray(parts) && parts.every((p) => p instanceof Uint8Array)) for (const p of parts as Uint8Array[]) this.buf.append(p);
-      else this.buf.append(chunk.subarray());
-    }
-    return true;
+    if (chunk instanceof Uint8Array) return [chunk];
+    // A Uint8ArrayList from the muxer: take its parts without joining them.
+    const parts = (chunk as { bufs?: unknown }).bufs;
+    if (Array.isArray(parts) && parts.every((p) => p instanceof Uint8Array)) return parts as Uint8Array[];
+    return [chunk.subarray()];
   }
 
   /** Stops the underlying iterator (lets the stream release its read side). */

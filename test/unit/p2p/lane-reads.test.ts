@@ -15,6 +15,7 @@ import { READ_BUFFER_BYTES, adoptAccepted, dialReused, type SocketReads } from '
 import { SealedFrameReader } from '../../../src/p2p/lane/reader.js';
 import { canSendParts } from '../../../src/p2p/lane/stream.js';
 import type { DuplexStream } from '../../../src/p2p/types.js';
+import { FRAME_MESSAGE, FrameReader, frameHeader } from '../../../src/protocols/rpc/frame.js';
 
 // the shared read buffer is opt-in (src/p2p/lane/reads.ts reusedReads): these tests are about that mode
 process.env.NEUROSHARD_LANE_READS = 'reused';
@@ -141,7 +142,7 @@ async function readAll(s: DuplexStream): Promise<Buffer> {
 }
 
 /** Two lanes over one TCP connection whose both ends read into the shared buffer (as LaneManager makes them). */
-async function reusedLanePair(limits: LaneLimits = LANE_DEFAULTS): Promise<{ client: Lane; server: Lane; closeAll: () => Promise<void> }> {
+async function reusedLanePair(limits: LaneLimits = LANE_DEFAULTS): Promise<{ client: Lane; server: Lane; read: Promise<{ body: Uint8Array; reader: FrameReader }>[]; closeAll: () => Promise<void> }> {
   const adopted: { socket: Socket; reads: SocketReads }[] = [];
   const { server: tcp, port } = await listen((s) => adopted.push(adoptAccepted(s)));
   const dialled = dialReused({ host: '127.0.0.1', port });
@@ -156,7 +157,13 @@ async function reusedLanePair(limits: LaneLimits = LANE_DEFAULTS): Promise<{ cli
     }
     await s.close();
   };
-  const handlerOf = (p: string) => (p === '/echo' ? { handler: echo, maxInbound: 64 } : undefined);
+  // '/read': one RPC frame read off the stream (rpc/frame.ts FrameReader), as a server reads a request
+  const read: Promise<{ body: Uint8Array; reader: FrameReader }>[] = [];
+  const readOne = (s: DuplexStream): void => {
+    const reader = new FrameReader(s);
+    read.push(reader.next(64 << 20).then((f) => ({ body: f!.body, reader })));
+  };
+  const handlerOf = (p: string) => (p === '/echo' ? { handler: echo, maxInbound: 64 } : p === '/read' ? { handler: readOne, maxInbound: 4 } : undefined);
   const client = new Lane({ socket: dialled.socket, reads: dialled.reads, role: 'client', peer: 'S', remoteAddr: 's', sealer: new Sealer(c2s), opener: new Opener(s2c), limits, handlerOf, onClose: () => {} });
   const server = new Lane({ socket: adopted[0]!.socket, reads: adopted[0]!.reads, role: 'server', peer: 'C', remoteAddr: 'c', sealer: new Sealer(s2c), opener: new Opener(c2s), limits, handlerOf, onClose: () => {} });
   await client.whenReady();
@@ -166,7 +173,7 @@ async function reusedLanePair(limits: LaneLimits = LANE_DEFAULTS): Promise<{ cli
     server.close();
     await new Promise<void>((r) => tcp.close(() => r()));
   };
-  return { client, server, closeAll };
+  return { client, server, read, closeAll };
 }
 
 describe('lanes over reused reads', () => {
@@ -190,6 +197,26 @@ describe('lanes over reused reads', () => {
         }),
       );
       for (let i = 0; i < msgs.length; i++) assert.ok(backs[i]!.equals(msgs[i]!), `stream ${i} (${sizes[i]} bytes)`);
+    } finally {
+      await p.closeAll();
+    }
+  });
+
+  it('a lane over reused reads places (session 27): a 12 MiB RPC body is decrypted into its reader\'s buffer, not joined', async () => {
+    const p = await reusedLanePair();
+    try {
+      assert.equal(p.server.placing, true);
+      const body = randomBytes(12 << 20);
+      const s = await p.client.openStream('/read');
+      if (!s.send(frameHeader(FRAME_MESSAGE, body.length))) await s.onDrain();
+      if (!s.send(body)) await s.onDrain();
+      await s.close();
+      const { body: got, reader } = await p.read[0]!;
+      assert.ok(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(body));
+      // the first window copied, the rest decrypted in place (before: all of it copied in the join)
+      assert.ok(reader.reserved.copied <= LANE_DEFAULTS.windowBytes, `${reader.reserved.copied} bytes copied`);
+      assert.equal(reader.reserved.copied + reader.reserved.inPlace, body.length);
+      assert.ok(p.server.stats.bytesPlaced >= body.length - LANE_DEFAULTS.windowBytes);
     } finally {
       await p.closeAll();
     }

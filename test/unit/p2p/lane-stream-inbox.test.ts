@@ -12,6 +12,7 @@ const host = (): StreamHost => ({
   sendData: () => {},
   sendDataParts: () => {},
   maxDataPartsBytes: 1 << 22,
+  placing: false,
   sendWindow: () => {},
   sendClose: () => {},
   sendReset: () => {},
