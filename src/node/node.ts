@@ -547,7 +547,8 @@ export class NeuroShardNode {
       ...(this.outerSync === undefined ? {} : { wrapStepper: (st) => this.outerSync!.stepper(st, this.stopTraining.signal) }),
       // the genesis node trains on every shard (as a solo run); a replica on its own shards
       ...(this.network.genesis ? {} : { dataNodeId: this.network.peerId }),
-      ...(fromHeld ? { initialParams: async () => (await this.compute.run({ type: 'getParams' })).params } : {}),
+      // the network's model (its shape, not --preset's), from the weights the worker holds
+      ...(fromHeld ? { initial: { config, params: async () => (await this.compute.run({ type: 'getParams' })).params } } : {}),
     })
       .then((r) => {
         progress?.done();

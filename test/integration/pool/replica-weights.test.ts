@@ -5,10 +5,16 @@
  * joiner pinned to the whole model with training on takes it from the genesis node and trains a few steps. Its
  * worker's weights must then lie near the checkpoint's (a few optimizer steps away) and far from the seed-0 model's,
  * and its announced hash (GET /api/layers, the pool) must be that of the weights in its worker.
+ *
+ * The network's model need not be the shape `--preset` names (nano): a network founded from a checkpoint of another
+ * shape (same tokenizer) has replicas too. Such a replica trains the network's model from the weights it downloaded;
+ * before, it asked the worker for a nano model built from them, which failed after the worker had dropped the
+ * downloaded model: the replica went on announcing the whole model with nothing loaded to serve it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient } from '../../../src/compute/index.js';
+import { makeConfig } from '../../../src/model/config.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import { GENESIS_SEED } from '../../../src/node/pool.js';
 import { spanHashOfParams } from '../../../src/pool/index.js';
@@ -56,6 +62,41 @@ describe('a whole-model replica that took its weights from peers', { timeout: 60
     const toSeed = distance(held, seeded);
     assert.ok(toCk < toSeed, `the replica's weights are ${toCk.toFixed(3)} from the checkpoint's and ${toSeed.toFixed(3)} from the seed-0 model's`);
     const now = (await replica.compute.run({ type: 'modelHash' })).hash;
+    await waitFor(() => replica.pool!.modelHash() === now, 20_000, 'the named hash to be that of the weights held');
+  });
+
+  it('of a network whose model is not the --preset shape trains that model, and its worker keeps serving it', async () => {
+    await net.closeNodes();
+    // the bundled tokenizer (vocab 4096), another shape: 3 layers of 128
+    const shape = makeConfig({ hidden_size: 128, num_hidden_layers: 3, num_attention_heads: 2, num_key_value_heads: 1, intermediate_size: 344, max_position_embeddings: 128 });
+    const n = shape.num_hidden_layers;
+    const { dir, params } = await genesisCheckpoint(shape, 77, net.tmp('ckpt-shape'));
+    const genesis = await net.start('genesis-shape', { genesis: true, checkpoint: dir, train: false });
+    await waitFor(() => genesis.pool?.span() !== undefined, 60_000, 'the genesis node to hold the checkpoint');
+    const replica = await net.start('replica-shape', { networkId: genesis.genesis.networkId, bootstrap: bootAddrs(genesis), span: `0:${n}`, train: true, trainSteps: STEPS, evalEvery: 0, checkpointEvery: 0 });
+    await waitFor(() => replica.pool?.span() !== undefined, 120_000, 'the replica to take the whole model from the genesis node');
+    const downloaded = spanHashOfParams(shape, { start: 0, end: n }, params);
+    assert.equal(replica.pool!.modelHash(), downloaded);
+    const result = await replica.trainingDone();
+    // the worker holds the network's model, trained from the downloaded weights (before: no model at all, "no model
+    // is loaded in the compute worker", while the replica still announced the whole model)
+    const held = (await replica.compute.run({ type: 'getParams' })).params;
+    assert.ok(result !== undefined, 'the replica trained (before: "training failed", a nano model of the wrong size)');
+    assert.equal(result.step, STEPS);
+    assert.equal(held.length, params.length, 'the network\'s shape');
+    const c = await ComputeClient.start({ threads: 1 });
+    let seededShape: Float32Array;
+    try {
+      await c.run({ type: 'initModel', config: shape, seed: GENESIS_SEED });
+      seededShape = (await c.run({ type: 'getParams' })).params;
+    } finally {
+      await c.close();
+    }
+    const toCk = distance(held, params);
+    const toSeed = distance(held, seededShape);
+    assert.ok(toCk < toSeed / 4, `the replica's weights are ${toCk.toFixed(3)} from the downloaded ones and ${toSeed.toFixed(3)} from a seed-0 model's`);
+    const now = (await replica.compute.run({ type: 'modelHash' })).hash;
+    assert.notEqual(now, downloaded, 'trained');
     await waitFor(() => replica.pool!.modelHash() === now, 20_000, 'the named hash to be that of the weights held');
   });
 });
