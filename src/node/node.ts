@@ -347,8 +347,10 @@ export class NeuroShardNode {
         node.tally.setCapacity(pool.recordCapacity());
         log.info('holding layers', { span: `${held.start}:${held.end}`, source, ...(source === 'external' ? {} : { hash: hash.slice(0, 16) }), ms, ...(round === undefined ? {} : { round }) });
         // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
-        // from the weights just downloaded and verified (in the worker now), not a seeded initialisation
-        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, true);
+        // from the weights just downloaded and verified (in the worker now), not a seeded initialisation. Not an
+        // int8 one (inference only, as pool.ts externalWeights): its trainer failed, but the outer sync it started
+        // answered the training-status RPC, so float32 replicas took it for a round member that never contributes
+        if (source === 'peers' && opts.train && opts.weights === 'f32' && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, true);
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());

@@ -10,20 +10,42 @@
  * shape (same tokenizer) has replicas too. Such a replica trains the network's model from the weights it downloaded;
  * before, it asked the worker for a nano model built from them, which failed after the worker had dropped the
  * downloaded model: the replica went on announcing the whole model with nothing loaded to serve it.
+ *
+ * An `--weights int8` node that takes the whole model does not train (inference only, as when it seeds it): before,
+ * the replica path started training it anyway; the trainer failed, but the outer sync it had started served the
+ * training-status RPC, so float32 replicas counted it as a member of their outer rounds that never contributes.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient } from '../../../src/compute/index.js';
 import { makeConfig } from '../../../src/model/config.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
+import type { NeuroShardNode } from '../../../src/node/node.js';
 import { GENESIS_SEED } from '../../../src/node/pool.js';
 import { spanHashOfParams } from '../../../src/pool/index.js';
+import { trainingStatus } from '../../../src/protocols/training-sync.js';
+import { RpcTransportError } from '../../../src/protocols/rpc/errors.js';
 import { bootAddrs, genesisCheckpoint, poolNet, waitFor } from '../../utils/pool-net.js';
 
 const CONFIG = bundledGenesis().config;
 const L = CONFIG.num_hidden_layers;
 const STEPS = 3;
 const net = poolNet({ prefix: 'replica-weights', tickMs: 400, settleMs: 1000 });
+
+/**
+ * Resolves when `n`'s pool adopts a span, bounded. The node registered its own span:held handler (which starts a
+ * replica's training) before this one, so trainingDone() is that run once this resolves. Called right after the node
+ * starts: a span taken from peers is adopted seconds later (capacity measured, the view settled, the download).
+ */
+function adopted(n: NeuroShardNode, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no span adopted within ${ms} ms`)), ms);
+    n.pool!.events.once('span:held', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
 
 function distance(a: Float32Array, b: Float32Array): number {
   let s = 0;
@@ -74,7 +96,7 @@ describe('a whole-model replica that took its weights from peers', { timeout: 60
     const genesis = await net.start('genesis-shape', { genesis: true, checkpoint: dir, train: false });
     await waitFor(() => genesis.pool?.span() !== undefined, 60_000, 'the genesis node to hold the checkpoint');
     const replica = await net.start('replica-shape', { networkId: genesis.genesis.networkId, bootstrap: bootAddrs(genesis), span: `0:${n}`, train: true, trainSteps: STEPS, evalEvery: 0, checkpointEvery: 0 });
-    await waitFor(() => replica.pool?.span() !== undefined, 120_000, 'the replica to take the whole model from the genesis node');
+    await adopted(replica, 120_000);
     const downloaded = spanHashOfParams(shape, { start: 0, end: n }, params);
     assert.equal(replica.pool!.modelHash(), downloaded);
     const result = await replica.trainingDone();
@@ -98,5 +120,21 @@ describe('a whole-model replica that took its weights from peers', { timeout: 60
     const now = (await replica.compute.run({ type: 'modelHash' })).hash;
     assert.notEqual(now, downloaded, 'trained');
     await waitFor(() => replica.pool!.modelHash() === now, 20_000, 'the named hash to be that of the weights held');
+  });
+
+  it('with int8 weights holds the downloaded model and does not train (no outer-round membership)', async () => {
+    await net.closeNodes();
+    const genesis = await net.start('genesis-int8', { genesis: true, checkpoint: ckDir, train: false });
+    await waitFor(() => genesis.pool?.span() !== undefined, 60_000, 'the genesis node to hold the checkpoint');
+    const replica = await net.start('replica-int8', { bootstrap: bootAddrs(genesis), span: `0:${L}`, weights: 'int8', train: true, trainSteps: STEPS, evalEvery: 0, checkpointEvery: 0 });
+    await adopted(replica, 120_000);
+    assert.equal(await replica.trainingDone(), undefined);
+    assert.equal(replica.outerSync, undefined, 'no outer sync on an int8 node');
+    await assert.rejects(
+      genesis.network.rpc.call(replica.network.peerId, trainingStatus, {}, { timeoutMs: 10_000 }),
+      (e: unknown) => e instanceof RpcTransportError && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol',
+      'a trainer takes a holder that serves no training status for one that does not train',
+    );
+    assert.equal((await replica.compute.run({ type: 'modelHash' })).hash, spanHashOfParams(CONFIG, { start: 0, end: L }, ckParams), 'the downloaded weights, quantized');
   });
 });
