@@ -557,9 +557,14 @@ export class NeuroShardNode {
         this.log.info(r.stoppedBy === 'signal' ? 'training stopped' : 'training reached its target step', { step: r.step, checkpoint: r.checkpoint });
         return r;
       })
-      .catch((e: unknown) => {
+      .catch(async (e: unknown) => {
         progress?.done();
         this.log.error('training failed', { error: errorMessage(e) });
+        // the outer sync started for this run stops with it: left up, it answered training-status listing our
+        // layers, and the other holders counted us a member of their rounds whose Δ never comes
+        const outer = this.outerSync;
+        this.outerSync = undefined;
+        await outer?.stop().catch((err: unknown) => this.log.warn('stopping the outer sync failed', { error: errorMessage(err) }));
         return undefined;
       });
   }

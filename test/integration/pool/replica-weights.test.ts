@@ -14,11 +14,16 @@
  * An `--weights int8` node that takes the whole model does not train (inference only, as when it seeds it): before,
  * the replica path started training it anyway; the trainer failed, but the outer sync it had started served the
  * training-status RPC, so float32 replicas counted it as a member of their outer rounds that never contributes.
+ * Likewise a float32 replica whose trainer fails (here: the network's vocabulary is not the corpus's) stops the
+ * outer sync it started for it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient } from '../../../src/compute/index.js';
 import { makeConfig } from '../../../src/model/config.js';
+import { LlamaShard } from '../../../src/model/index.js';
+import { createReferenceBackend } from '../../../src/tensor/index.js';
+import { sentencePieceTokenizerJson, SP_BASE_VOCAB, writeHfCheckpoint } from '../../utils/hf-checkpoint.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import type { NeuroShardNode } from '../../../src/node/node.js';
 import { GENESIS_SEED } from '../../../src/node/pool.js';
@@ -136,5 +141,27 @@ describe('a whole-model replica that took its weights from peers', { timeout: 60
       'a trainer takes a holder that serves no training status for one that does not train',
     );
     assert.equal((await replica.compute.run({ type: 'modelHash' })).hash, spanHashOfParams(CONFIG, { start: 0, end: L }, ckParams), 'the downloaded weights, quantized');
+  });
+
+  it('whose trainer fails leaves the outer rounds it joined for it (no membership, the downloaded model kept)', async () => {
+    await net.closeNodes();
+    // a Hugging Face checkpoint with its own tokenizer: the bundled corpus's ids (4096) are not this model's
+    const shape = makeConfig({ hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 32, intermediate_size: 128, vocab_size: SP_BASE_VOCAB, max_position_embeddings: 64, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2 });
+    const model = new LlamaShard({ config: shape, backend: createReferenceBackend(), seed: 7 });
+    const dir = net.tmp('ckpt-hf');
+    writeHfCheckpoint(dir, model, { tokenizer: sentencePieceTokenizerJson(), tokenizerConfig: { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>' }, generationConfig: { eos_token_id: [2], do_sample: false } });
+    const n = shape.num_hidden_layers;
+    const genesis = await net.start('genesis-hf', { genesis: true, checkpoint: dir, train: false });
+    await waitFor(() => genesis.pool?.span() !== undefined, 60_000, 'the genesis node to hold the checkpoint');
+    const replica = await net.start('replica-hf', { networkId: genesis.genesis.networkId, bootstrap: bootAddrs(genesis), span: `0:${n}`, train: true, trainSteps: STEPS, evalEvery: 0, checkpointEvery: 0 });
+    await adopted(replica, 120_000);
+    assert.equal(await replica.trainingDone(), undefined, 'training failed (VOCAB_MISMATCH)');
+    assert.equal(replica.outerSync, undefined, 'the outer sync started for the failed run is stopped');
+    await assert.rejects(
+      genesis.network.rpc.call(replica.network.peerId, trainingStatus, {}, { timeoutMs: 10_000 }),
+      (e: unknown) => e instanceof RpcTransportError && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol',
+      'no training status: trainers do not wait for its contributions',
+    );
+    assert.equal((await replica.compute.run({ type: 'modelHash' })).hash, spanHashOfParams(shape, { start: 0, end: n }, model.params), 'the downloaded weights, still served');
   });
 });
