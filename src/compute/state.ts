@@ -5,6 +5,8 @@
  */
 import { threadId } from 'node:worker_threads';
 import { validateConfig } from '../model/config.js';
+import { ModelConfigError } from '../model/errors.js';
+import { ParamLayout } from '../model/layout.js';
 import { LlamaShard, type WeightFormat } from '../model/shard.js';
 import { selectBackend, type Backend } from '../tensor/index.js';
 import { ShardTrainable, SoloTrainer, type TrainerOptions } from '../training/index.js';
@@ -68,6 +70,12 @@ export class ComputeState {
   initModel(job: JobOf<'initModel'>): LoadedModel {
     const config = validateConfig(job.config);
     const seed = job.seed ?? 0;
+    // refused before the old model is dropped: a request that cannot build leaves the worker serving what it held
+    // (a whole-model replica whose trainer asked for a model of the wrong size emptied it, and went on announcing it)
+    const layout = new ParamLayout(config, job.span);
+    if (job.params !== undefined && job.params.length !== layout.size) {
+      throw new ModelConfigError(`params buffer has ${job.params.length} elements; span ${spanText(layout.span)} needs ${layout.size}`, { span: layout.span });
+    }
     this.served.changed();
     this.loaded = undefined; // free the old buffers before allocating new ones
     this.sessions.clear();

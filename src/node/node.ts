@@ -347,8 +347,10 @@ export class NeuroShardNode {
         node.tally.setCapacity(pool.recordCapacity());
         log.info('holding layers', { span: `${held.start}:${held.end}`, source, ...(source === 'external' ? {} : { hash: hash.slice(0, 16) }), ms, ...(round === undefined ? {} : { round }) });
         // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
-        // from the weights just downloaded and verified (in the worker now), not a seeded initialisation
-        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, true);
+        // from the weights just downloaded and verified (in the worker now), not a seeded initialisation. Not an
+        // int8 one (inference only, as pool.ts externalWeights): its trainer failed, but the outer sync it started
+        // answered the training-status RPC, so float32 replicas took it for a round member that never contributes
+        if (source === 'peers' && opts.train && opts.weights === 'f32' && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, true);
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
@@ -547,16 +549,22 @@ export class NeuroShardNode {
       ...(this.outerSync === undefined ? {} : { wrapStepper: (st) => this.outerSync!.stepper(st, this.stopTraining.signal) }),
       // the genesis node trains on every shard (as a solo run); a replica on its own shards
       ...(this.network.genesis ? {} : { dataNodeId: this.network.peerId }),
-      ...(fromHeld ? { initialParams: async () => (await this.compute.run({ type: 'getParams' })).params } : {}),
+      // the network's model (its shape, not --preset's), from the weights the worker holds
+      ...(fromHeld ? { initial: { config, params: async () => (await this.compute.run({ type: 'getParams' })).params } } : {}),
     })
       .then((r) => {
         progress?.done();
         this.log.info(r.stoppedBy === 'signal' ? 'training stopped' : 'training reached its target step', { step: r.step, checkpoint: r.checkpoint });
         return r;
       })
-      .catch((e: unknown) => {
+      .catch(async (e: unknown) => {
         progress?.done();
         this.log.error('training failed', { error: errorMessage(e) });
+        // the outer sync started for this run stops with it: left up, it answered training-status listing our
+        // layers, and the other holders counted us a member of their rounds whose Δ never comes
+        const outer = this.outerSync;
+        this.outerSync = undefined;
+        await outer?.stop().catch((err: unknown) => this.log.warn('stopping the outer sync failed', { error: errorMessage(err) }));
         return undefined;
       });
   }

@@ -46,6 +46,9 @@ export const TINY_CONFIG: LlamaConfig = makeConfig({
   max_position_embeddings: 64,
 });
 
+/** The preset a run records when it trained the model it was given (SoloTrainOptions.initial), not a named shape. */
+export const NETWORK_PRESET = 'network';
+
 /** A named shape: 'nano', a ladder rung such as '6x384' (model/presets.ts), or 'tiny' (tests). */
 export function trainPreset(name: string): LlamaConfig {
   return name === 'tiny' ? TINY_CONFIG : presetConfig(name);
@@ -86,12 +89,14 @@ export interface SoloTrainOptions {
   /** The data stream's node id (default SOLO_NODE_ID: every shard); a replica passes its peer id for its own shards. */
   dataNodeId?: string;
   /**
-   * The weights a fresh run (no checkpoint in `dataDir` to resume) starts from, instead of the seeded initialisation:
-   * a node that took the whole model from peers trains the weights it downloaded and verified (before, it replaced
-   * them with seed `seed`'s and trained those from scratch while naming the downloaded ones' hash). Their length
-   * must be the preset's parameter count (a typed error otherwise).
+   * The model a fresh run (no checkpoint in `dataDir` to resume) starts from, instead of `preset`'s seeded
+   * initialisation: a node that took the whole model from peers trains that model, whose shape is the network's
+   * (not necessarily the preset's), from the weights it downloaded and verified (before, it replaced them with seed
+   * `seed`'s and trained those from scratch while naming the downloaded ones' hash). The run state records the preset
+   * as NETWORK_PRESET. `params` is read once the run's other settings are checked (their length must be `config`'s
+   * parameter count: a typed error otherwise, and the worker keeps what it held).
    */
-  initialParams?: () => Promise<Float32Array>;
+  initial?: { config: LlamaConfig; params: () => Promise<Float32Array> };
 }
 
 export type TrainEvent =
@@ -272,8 +277,9 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       paramCount = loaded.paramCount;
       if (!loaded.optimizerRestored) log.warn('checkpoint has no optimizer state: AdamW starts fresh', { checkpoint: resumeDir });
     } else {
-      preset = o.preset ?? 'nano';
-      config = trainPreset(preset);
+      if (o.initial !== undefined && o.preset !== undefined) throw new InvalidArgumentError('a run from given weights takes their shape: --preset does not apply', { preset: o.preset });
+      preset = o.initial === undefined ? (o.preset ?? 'nano') : NETWORK_PRESET;
+      config = o.initial?.config ?? trainPreset(preset);
       seed = o.seed ?? 0;
       batchSize = o.batchSize ?? NEUROLLM_BATCH.batchSize;
       seqLen = o.seqLen ?? Math.min(NEUROLLM_BATCH.seqLen, config.max_position_embeddings);
@@ -301,7 +307,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
     if (o.evalEvery > 0 && valBatches.length === 0) throw new ConfigError(`the validation split of ${corpus.location} holds less than one batch of ${batchSize}×${seqLen}`, undefined, 'CORPUS_TOO_SMALL');
 
     if (resumeDir === null) {
-      const params = await o.initialParams?.();
+      const params = await o.initial?.params();
       paramCount = (await client.run({ type: 'initModel', config, seed, trainer, ...(params === undefined ? {} : { params }) })).paramCount;
     }
     const worker = new WorkerTrainStepper(client);

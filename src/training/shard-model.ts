@@ -9,6 +9,7 @@ import { type LlamaShard } from '../model/shard.js';
 import { ShapeError, type Backend, type IntTensor, type ParamSpec } from '../tensor/index.js';
 import { TrainingModelError } from './errors.js';
 import type { TrainableModel } from './types.js';
+import { spanText } from '../util/span-text.js';
 
 function batchShape(op: string, inputs: IntTensor, targets: IntTensor): { B: number; T: number } {
   if (inputs.shape.length !== 2) throw new ShapeError(op, 'inputs must be [B, T]', { inputs: inputs.shape, targets: targets.shape });
@@ -23,7 +24,7 @@ export class ShardTrainable implements TrainableModel {
 
   constructor(readonly shard: LlamaShard) {
     if (!shard.hasEmbed || !shard.hasHead) {
-      throw new TrainingModelError(`solo training needs the whole model; this shard holds layers [${shard.span.start}, ${shard.span.end})`);
+      throw new TrainingModelError(`solo training needs the whole model; this shard holds layers ${spanText(shard.span)}`);
     }
   }
 

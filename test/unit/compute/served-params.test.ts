@@ -148,6 +148,19 @@ describe('served params (checkpoint serving inside the compute worker)', () => {
     assert.equal(state.served.hashedBytes - before, 2 * bytes);
   });
 
+  it('an initModel that cannot build (params of another size, a span past the model) leaves the model held, and its hash', async () => {
+    const { run } = await worker();
+    await run({ type: 'initModel', config, seed: 3 });
+    const flat = (await run({ type: 'getParams' })).params;
+    const h0 = (await run({ type: 'modelHash' })).hash;
+    // what a whole-model replica's trainer asked for with a preset of another shape (node/train.ts `initial`)
+    const other = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, vocab_size: 64, max_position_embeddings: 32 });
+    await assert.rejects(run({ type: 'initModel', config: other, params: flat }), isCode('MODEL_CONFIG_INVALID'));
+    await assert.rejects(run({ type: 'initModel', config, span: { start: 2, end: L + 1 } }), isCode('MODEL_CONFIG_INVALID'));
+    assert.deepEqual((await run({ type: 'getParams' })).params, flat, 'the worker still holds its weights');
+    assert.equal((await run({ type: 'modelHash' })).hash, h0);
+  });
+
   it('bad requests get typed errors: a span not held, ranges past the payload or too long, int8 weights', async () => {
     const { run } = await worker();
     await run({ type: 'initModel', config, seed: 1, span: { start: 1, end: 3 } });
