@@ -117,6 +117,15 @@ export class ServedParams {
   private readonly units = new Map<string, ParamsDigest>();
   /** Bytes hashed for digests so far (each payload byte counted once per digest computed; diagnostics, tests). */
   hashedBytes = 0;
+  /**
+   * The model hash of the held shard at this version (`modelHash`). Every hop session a peer opens asks for it (its
+   * transcript's claim, protocols/inference.ts), and hashing the span's weights costs 14 ms of the worker on the
+   * genesis model and 340 ms on a 12x768 one: recomputed per open, a stranger's open-and-close (no step, ~100 bytes)
+   * cost the worker 20-25 decode steps of work (session 27 attack pass).
+   */
+  private model: { shard: LlamaShard; hash: string } | undefined;
+  /** Model hashes computed, not taken from the cache (tests, diagnostics). */
+  modelHashes = 0;
 
   constructor(private readonly worker: number = threadId) {}
 
@@ -129,6 +138,16 @@ export class ServedParams {
     this.n++;
     this.digests.clear();
     this.units.clear();
+    this.model = undefined;
+  }
+
+  /** The held shard's model hash (LlamaShard.hash), computed once per weights version. */
+  modelHash(shard: LlamaShard): string {
+    if (this.model?.shard !== shard) {
+      this.model = { shard, hash: shard.hash() };
+      this.modelHashes++;
+    }
+    return this.model.hash;
   }
 
   /** The figures of `want` ⊆ the shard's span, over the weights in place (cached for this version). */

@@ -22,7 +22,7 @@ import type { InferenceRequest, InferenceResponse } from './pb/node.js';
 import type { BidiHandler, CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor } from './tensor-wire.js';
 import { signHopCommitment } from '../ledger/build.js';
-import type { HopCommitment } from '../ledger/events.js';
+import { MAX_HOPS, type HopCommitment } from '../ledger/events.js';
 import { decodeReceipt, type HopMarket } from './hop-commitment.js';
 import { hopCommitQueue, type HopCommitQueue, type QueuedCommitment } from './hop-commit-queue.js';
 import { signTranscriptClaim } from '../ledger/fraud.js';
@@ -234,7 +234,7 @@ export class InferenceHopServer {
             throw new HopError('SESSION_MISMATCH', 'one stream carries one session');
           }
           if (r.commitRequest !== undefined || r.receipt !== undefined) {
-            yield self.settle(s, r);
+            yield self.settle(s, r, ctx.peer);
             if (r.endSession) break;
             continue;
           }
@@ -323,11 +323,23 @@ export class InferenceHopServer {
         this.penalise(ctx.peer, 'hidden states of the wrong width');
         throw new HopError('BAD_STEP', `hidden states must be [T, ${C}], got [${wire.shape.join(', ')}]`);
       }
+      if (wire.shape.length !== 2) {
+        this.penalise(ctx.peer, 'hidden states not of rank 2');
+        throw new HopError('BAD_STEP', `hidden states must be [T, ${C}], got [${wire.shape.join(', ')}]`);
+      }
       T = wire.shape[0];
       received = toFloat32(wire); // a view of the frame's own copy (rpc/frame.ts FrameReader): nothing reuses it
       hidden = received.slice(); // our own buffer: it is transferred to the worker
     }
     const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
+    // checked here, before anything is committed or kept: the commitment code threw a RangeError for chunks that do
+    // not cover the rows (answered as an internal error, logged at error level, never penalised), and let zero chunks
+    // through to the worker (session 27 attack pass)
+    const bad = checkStep(T, chunks);
+    if (bad !== undefined) {
+      this.penalise(ctx.peer, bad);
+      throw new HopError('BAD_STEP', bad);
+    }
     // a failed step ends the session (the entry fails over), so committing the input first costs nothing; the
     // records are taken on the commitment worker (the same bytes, off this event loop), in step order
     if (ids !== undefined) this.commits.tokens(s.inC, ids, chunks);
@@ -371,13 +383,18 @@ export class InferenceHopServer {
    * A commit request: sign this session's commitments for the market request as hop index of count. A receipt (the
    * driver, hop 0 of the commitments signed last): check that it names our signed pair, then submit the completion.
    */
-  private async settle(s: HopSessionState, r: InferenceRequest): Promise<InferenceResponse> {
+  private async settle(s: HopSessionState, r: InferenceRequest, peer: string): Promise<InferenceResponse> {
     // every step of this session answered so far is in inC / outC (queue order)
     await this.commits.settled();
     if (this.market === undefined) throw new HopError('NO_MARKET', 'this hop signs no commitments (no ledger)', 'local');
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
     if (r.commitRequest !== undefined) {
       const f = { requestId: r.commitRequest, index: r.commitIndex ?? 0, count: r.commitCount ?? 1 };
+      // as for a step (checkStep): these reached the signing code's RangeErrors, an internal error, unpenalised
+      if (f.requestId.byteLength !== 32 || !(f.count >= 1 && f.count <= MAX_HOPS) || !(f.index < f.count)) {
+        this.penalise(peer, 'a malformed commit request');
+        throw new HopError('BAD_STEP', `a commit request names a 32-byte request id and hop index < count ≤ ${MAX_HOPS} (got ${f.requestId.byteLength} bytes, ${f.index} of ${f.count})`);
+      }
       const h: HopCommitment = signHopCommitment(this.market.key, this.market.networkId, f.requestId, f.index, f.count, s.inC.value, s.outC.value);
       s.signedFor = f;
       await this.sealTranscript(s, h);
@@ -426,6 +443,21 @@ export class InferenceHopServer {
     this.onRelease?.();
     await this.compute.close(s.localId).catch((e: unknown) => this.log.warn('closing a hop session failed', { error: errorMessage(e) }));
   }
+}
+
+/**
+ * Why a step of `T` positions cut into `chunks` is malformed, or undefined: at least one position, in chunks of at
+ * least one that sum to T. (Positions past the session's length are the worker's SESSION_FULL, sessions.ts.)
+ */
+export function checkStep(T: number, chunks: readonly number[]): string | undefined {
+  if (!(T >= 1)) return 'a step of no positions';
+  let sum = 0;
+  for (const n of chunks) {
+    if (!(n >= 1)) return 'a forward chunk of no positions';
+    sum += n;
+  }
+  if (sum !== T) return `forward chunks of ${sum} positions for a step of ${T}`;
+  return undefined;
 }
 
 /** Test-only (HopFaultsForTests): a wrong but well-formed output, which the hop then commits to honestly. */

@@ -1,0 +1,154 @@
+/**
+ * Attacks on a serving hop's sessions (protocols/inference.ts InferenceHopServer) by strangers: peers with fresh keys
+ * that open sessions and never step, and steps and commit requests that are malformed. The hop runs on the compute
+ * worker's own handler table in-process (the jobs a node's worker runs, without a thread) with transcripts kept for
+ * validators as a node keeps them (node/validator.ts: the claim is the worker's `modelHash`).
+ *
+ * - Open and close, no step (session 27): every open asked the worker for the weights' model hash (the transcript's
+ *   claim), and the worker hashed the whole span each time: 14 ms on the genesis model, 340 ms on a 12x768 one, 20-25
+ *   decode steps of work for a ~100-byte request that anyone may send. Now the worker computes it once per weights
+ *   version (compute/served-params.ts) and the flood costs one hash.
+ * - Malformed steps and commit requests (chunks that do not cover the rows, a request id that is not 32 bytes, a hop
+ *   index past the count): each was a RangeError thrown from the commitment code, which the RPC layer answers as an
+ *   internal error and logs at error level, with no penalty; zero chunks and rank-3 activations went on to the worker
+ *   (which refused the first, unpenalised). Now each is a typed
+ *   caller error (BAD_STEP) before anything is committed, the peer is penalised, and the session is freed.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { NULL_CONTEXT } from '../../src/compute/context.js';
+import type { ComputeClient } from '../../src/compute/index.js';
+import { createHandlers, runHandler } from '../../src/compute/handlers.js';
+import type { Job } from '../../src/compute/jobs.js';
+import { ComputeState } from '../../src/compute/state.js';
+import { keyFromPrivate } from '../../src/identity/index.js';
+import { makeConfig } from '../../src/model/index.js';
+import { workerHopCompute } from '../../src/node/serving.js';
+import { workerClaim } from '../../src/node/validator.js';
+import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
+import { TranscriptStore } from '../../src/protocols/hop-transcript.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer } from '../../src/protocols/inference.js';
+import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
+import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
+import { isNeuroShardError } from '../../src/util/errors.js';
+import { tally } from './tally.js';
+
+const config = makeConfig({ hidden_size: 64, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 96, vocab_size: 64, max_position_embeddings: 32 });
+const C = config.hidden_size;
+
+/** The worker's handler table in-process, behind the ComputeClient surface the hop and the claim use. */
+async function inProcessWorker(span: { start: number; end: number }) {
+  const state = await ComputeState.create({ backend: 'reference' });
+  const h = createHandlers(state);
+  const jobs = new Map<string, number>();
+  const client = {
+    info: { description: 'reference (test)' },
+    run: async (job: Job) => {
+      jobs.set(job.type, (jobs.get(job.type) ?? 0) + 1);
+      return runHandler(h, job, NULL_CONTEXT);
+    },
+  } as unknown as ComputeClient;
+  await client.run({ type: 'initModel', config, seed: 3, span });
+  return { state, client, jobs };
+}
+
+function request(fields: Partial<InferenceRequest>): InferenceRequest {
+  return { sessionId: 's', requestId: '1', tokens: [], positionOffset: 0, endSession: false, chunks: [], maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0, ...fields };
+}
+
+/** Runs one stream of `reqs` from `peer`; resolves with its answers and the error that ended it (if any). */
+async function stream(server: InferenceHopServer, peer: string, reqs: InferenceRequest[]): Promise<{ out: InferenceResponse[]; error?: unknown }> {
+  async function* source(): AsyncGenerator<InferenceRequest> {
+    yield* reqs;
+  }
+  const out: InferenceResponse[] = [];
+  try {
+    for await (const r of server.handler()(source(), { peer, limited: false, signal: new AbortController().signal })) out.push(r);
+    return { out };
+  } catch (error) {
+    return { out, error };
+  }
+}
+
+describe('attack: strangers against a serving hop\'s sessions', () => {
+  it('a flood of sessions opened and closed without a step from fresh keys costs one hash of the weights, not one per session', async () => {
+    const span = { start: 1, end: 3 };
+    const w = await inProcessWorker(span);
+    const store = new TranscriptStore();
+    const server = new InferenceHopServer(workerHopCompute(w.client, config, () => span), HOP_LIMIT_DEFAULTS, undefined, undefined, undefined, {
+      transcripts: { store, claim: workerClaim(w.client) },
+      commits: new HopCommitQueue({ useWorker: false }),
+    });
+    // every hash of the weights the worker computes goes through the shard's hash()
+    const shard = w.state.model().shard;
+    const hashOf = shard.hash.bind(shard);
+    let hashed = 0;
+    shard.hash = () => ((hashed += 1), hashOf());
+
+    const N = 200;
+    for (let i = 0; i < N; i++) {
+      const r = await stream(server, `fresh-${i}`, [request({ sessionId: `x${i}`, maxLength: 16, targetSpan: span, endSession: true })]);
+      assert.equal(r.error, undefined);
+    }
+    // the claims are taken on the worker after the opens answered: wait for every one queued
+    await w.client.run({ type: 'modelHash' });
+    assert.equal(w.jobs.get('sessionOpen'), N);
+    assert.deepEqual(server.usage(), { sessions: 0, reservedBytes: 0 });
+    assert.equal(w.state.sessions.size, 0);
+    assert.equal(store.usage().bytes, 0);
+    // each open asks; the worker hashes once for the version
+    tally('hop: weights hashed per stranger session opened', N, Math.max(0, hashed - 1));
+    assert.equal(hashed, 1, `the weights were hashed ${hashed} times for ${N} sessions opened and closed`);
+
+    // the cache follows the weights: new parameters are a new version and a new hash, the one the shard computes
+    const params = (await w.client.run({ type: 'getParams' })).params;
+    params[0] += 1;
+    await w.client.run({ type: 'setParams', params });
+    const fresh = (await w.client.run({ type: 'modelHash' })).hash;
+    assert.equal(hashed, 2);
+    assert.equal(fresh, hashOf());
+  });
+
+  it('malformed steps and commit requests are typed caller errors, penalised, and free the session', async () => {
+    const span = { start: 1, end: 3 };
+    const w = await inProcessWorker(span);
+    const penalties: string[] = [];
+    const scores = { penalise: (peer: string, _n: number, why: string) => penalties.push(`${peer}: ${why}`) } as unknown as ConstructorParameters<typeof InferenceHopServer>[2];
+    const market = { networkId: 'n', key: keyFromPrivate(randomBytes(32)), submitCompletion: async () => new Uint8Array(32) };
+    const server = new InferenceHopServer(workerHopCompute(w.client, config, () => span), HOP_LIMIT_DEFAULTS, scores, undefined, market, { commits: new HopCommitQueue({ useWorker: false }) });
+    const open = { maxLength: 16, targetSpan: span };
+    const hidden = (T: number, shape = [T, C]) => tensorToPb(fp32Tensor(new Float32Array(T * C).fill(0.5), shape));
+    const cases: { name: string; reqs: InferenceRequest[] }[] = [
+      { name: 'chunks short of the rows', reqs: [request({ ...open, hidden: hidden(3), chunks: [1, 1] })] },
+      { name: 'chunks past the rows', reqs: [request({ ...open, hidden: hidden(2), chunks: [2, 1] })] },
+      { name: 'a zero chunk', reqs: [request({ ...open, hidden: hidden(2), chunks: [0, 2] })] },
+      { name: 'more chunks than rows', reqs: [request({ ...open, hidden: hidden(1), chunks: [1, 0, 0, 0] })] },
+      { name: 'rank-3 hidden states', reqs: [request({ ...open, hidden: hidden(2, [2, C, 1]) })] },
+      { name: 'zero rows', reqs: [request({ ...open, hidden: hidden(0), chunks: [] })] },
+      { name: 'a request id of 5 bytes', reqs: [request({ ...open, commitRequest: new Uint8Array(5), commitIndex: 0, commitCount: 2 })] },
+      { name: 'a hop index past the count', reqs: [request({ ...open, commitRequest: new Uint8Array(32), commitIndex: 3, commitCount: 2 })] },
+      { name: 'a hop index past 255', reqs: [request({ ...open, commitRequest: new Uint8Array(32), commitIndex: 300, commitCount: 400 })] },
+      { name: 'a count of zero', reqs: [request({ ...open, commitRequest: new Uint8Array(32), commitIndex: 0, commitCount: 0 })] },
+    ];
+    let untyped = 0;
+    for (const [i, c] of cases.entries()) {
+      const before = penalties.length;
+      const r = await stream(server, `peer-${i}`, c.reqs.map((q) => ({ ...q, sessionId: `m${i}` })));
+      const typed = isNeuroShardError(r.error) && r.error.fault === 'caller';
+      if (!typed) untyped++;
+      assert.ok(typed, `${c.name}: ${r.error instanceof Error ? `${r.error.constructor.name}: ${r.error.message}` : String(r.error)}`);
+      assert.equal(r.out.length, 0, `${c.name}: answered`);
+      assert.equal(penalties.length, before + 1, `${c.name}: not penalised`);
+      assert.deepEqual(server.usage(), { sessions: 0, reservedBytes: 0 }, `${c.name}: session kept`);
+    }
+    tally('hop: malformed step or commit request not refused as a typed caller error', cases.length, untyped);
+    assert.equal(w.state.sessions.size, 0);
+
+    // the honest counterparts still pass: a step of two rows in chunks [1, 1], then a commit request as hop 1 of 3
+    const ok = await stream(server, 'honest', [request({ ...open, sessionId: 'ok', hidden: hidden(2), chunks: [1, 1] }), request({ sessionId: 'ok', commitRequest: new Uint8Array(32).fill(1), commitIndex: 1, commitCount: 3 })]);
+    assert.equal(ok.error, undefined);
+    assert.equal(ok.out.length, 2);
+    assert.equal(ok.out[1]!.hopSignature?.length, 64);
+  });
+});
