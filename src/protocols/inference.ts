@@ -7,13 +7,14 @@
  * cache, so nothing outlives its stream.
  *
  * The server side (InferenceHopServer) enforces the node's quotas: a memory budget for KV caches, sessions per peer,
- * a session id owned by one peer; a hop that cannot take a session answers RPC_BUSY and the entry picks another
+ * sessions and a share of the budget per address block, a session id owned by one peer; a hop that cannot take a session answers RPC_BUSY and the entry picks another
  * replica. It counts the positions it processed per session (for the ledger's proofs). The math is injected
  * (`HopCompute`: the node's compute worker).
  *
  * The client side (RemoteHopSession) is the router's HopSession over such a stream.
  */
 import type { PeerScoreTable } from '../p2p/peer-score.js';
+import { addressBlock } from './address-block.js';
 import { PENALTY } from '../p2p/peer-score.js';
 import { AbortedError, NeuroShardError, PeerMisbehaviourError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -63,9 +64,17 @@ export interface HopLimits {
   maxSessionsPerPeer: number;
   /** Open sessions in all. */
   maxSessions: number;
+  /**
+   * Open sessions the peers of one address block (the IPv4 /24 or IPv6 /48 their connection comes from,
+   * protocols/address-block.ts) may hold together, and the share of `memoryBudgetBytes` they may reserve. Keys are
+   * free: before session 27, 16 fresh keys (16 sessions each) held all 256 sessions, and one peer with a few
+   * context-long sessions the whole KV budget of a large model, for as long as they sent a frame every 120 s.
+   */
+  maxSessionsPerBlock: number;
+  blockBudgetShare: number;
 }
 
-export const HOP_LIMIT_DEFAULTS: HopLimits = { memoryBudgetBytes: 512 * 1024 * 1024, maxSessionsPerPeer: 16, maxSessions: 256 };
+export const HOP_LIMIT_DEFAULTS: HopLimits = { memoryBudgetBytes: 512 * 1024 * 1024, maxSessionsPerPeer: 16, maxSessions: 256, maxSessionsPerBlock: 64, blockBudgetShare: 0.25 };
 
 export class HopError extends NeuroShardError {
   constructor(code: 'WRONG_SPAN' | 'SESSION_TAKEN' | 'SESSION_MISMATCH' | 'NOT_SERVING' | 'BAD_STEP' | 'NO_MARKET' | 'BAD_RECEIPT', message: string, fault: 'caller' | 'local' = 'caller') {
@@ -82,6 +91,8 @@ export class HopBusyError extends NeuroShardError {
 
 interface HopSessionState {
   peer: string;
+  /** The caller's address block (undefined: the transport named no address, as in-process callers). */
+  block?: string;
   id: string;
   localId: string;
   bytes: number;
@@ -268,16 +279,31 @@ export class InferenceHopServer {
     }
     const maxLen = r.maxLength;
     if (maxLen < 1 || maxLen > this.compute.contextLength) throw new HopError('BAD_STEP', `max_length ${maxLen} not in 1..${this.compute.contextLength}`);
+    // an address the transport names without an IP or DNS part: one shared block, as records without one share 'none'
+    const block = ctx.remoteAddr === undefined ? undefined : (addressBlock(ctx.remoteAddr) ?? 'none');
     let mine = 0;
-    for (const x of this.sessions.values()) if (x.peer === ctx.peer) mine++;
+    let ofBlock = 0;
+    let blockBytes = 0;
+    for (const x of this.sessions.values()) {
+      if (x.peer === ctx.peer) mine++;
+      if (block !== undefined && x.block === block) {
+        ofBlock++;
+        blockBytes += x.bytes;
+      }
+    }
     if (mine >= this.limits.maxSessionsPerPeer) throw new HopBusyError(`this peer holds ${mine} sessions here (the cap)`);
+    if (ofBlock >= this.limits.maxSessionsPerBlock) throw new HopBusyError(`peers of this address block hold ${ofBlock} sessions here (the cap)`);
     if (this.sessions.size >= this.limits.maxSessions) throw new HopBusyError(`${this.sessions.size} sessions are open here (the cap)`);
     const bytes = maxLen * this.compute.kvBytesPerPosition(span);
     if (this.reservedBytes + bytes > this.limits.memoryBudgetBytes) {
       throw new HopBusyError(`the KV-cache budget is full (${this.reservedBytes} of ${this.limits.memoryBudgetBytes} bytes reserved, ${bytes} asked)`);
     }
+    const blockBudget = Math.floor(this.limits.memoryBudgetBytes * this.limits.blockBudgetShare);
+    if (block !== undefined && blockBytes + bytes > blockBudget) {
+      throw new HopBusyError(`peers of this address block reserve ${blockBytes} bytes of KV cache here (their share: ${blockBudget}; ${bytes} asked)`);
+    }
     const sampling: HopSampling = { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed };
-    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: this.commits.open(), outC: this.commits.open(), maxLen, sampling, wire: 'f32' };
+    const s: HopSessionState = { peer: ctx.peer, ...(block === undefined ? {} : { block }), id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: this.commits.open(), outC: this.commits.open(), maxLen, sampling, wire: 'f32' };
     if (this.extras.transcripts !== undefined) {
       s.inputs = this.extras.transcripts.store.open();
       // queued on the worker before the session's first step: the weights its steps run on (a training node's move)

@@ -8,6 +8,9 @@
  *   claim), and the worker hashed the whole span each time: 14 ms on the genesis model, 340 ms on a 12x768 one, 20-25
  *   decode steps of work for a ~100-byte request that anyone may send. Now the worker computes it once per weights
  *   version (compute/served-params.ts) and the flood costs one hash.
+ * - Fresh keys from one address block holding every session (16 keys × 16 sessions = the node's 256) or the whole
+ *   KV budget (a few context-long sessions of a large model, one peer), for as long as they send a frame every 120 s:
+ *   every other entry got RPC_BUSY. Now one block holds at most 64 sessions and a quarter of the budget.
  * - Malformed steps and commit requests (chunks that do not cover the rows, a request id that is not 32 bytes, a hop
  *   index past the count): each was a RangeError thrown from the commitment code, which the RPC layer answers as an
  *   internal error and logs at error level, with no penalty; zero chunks and rank-3 activations went on to the worker
@@ -28,9 +31,10 @@ import { workerHopCompute } from '../../src/node/serving.js';
 import { workerClaim } from '../../src/node/validator.js';
 import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
 import { TranscriptStore } from '../../src/protocols/hop-transcript.js';
-import { HOP_LIMIT_DEFAULTS, InferenceHopServer } from '../../src/protocols/inference.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer, type HopCompute } from '../../src/protocols/inference.js';
 import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
 import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
+import { waitFor } from '../../src/util/abort.js';
 import { isNeuroShardError } from '../../src/util/errors.js';
 import { tally } from './tally.js';
 
@@ -71,7 +75,81 @@ async function stream(server: InferenceHopServer, peer: string, reqs: InferenceR
   }
 }
 
+/** A hop whose sessions cost nothing but their reservation: `kv` bytes of KV cache per position. */
+function freeHop(span: { start: number; end: number }, kv: number): HopCompute {
+  return {
+    span: () => span,
+    numLayers: 4,
+    hiddenSize: C,
+    vocabSize: 64,
+    contextLength: 1024,
+    kvBytesPerPosition: () => kv,
+    open: async () => {},
+    step: async (_id, input) => ({ hidden: new Float32Array(input.hidden!.length) }),
+    close: async () => {},
+  };
+}
+
+/** Opens a session from `peer` at `addr` and holds it until `hold` resolves; resolves `opened` with the outcome. */
+function holdSession(server: InferenceHopServer, peer: string, addr: string, id: string, maxLength: number, span: { start: number; end: number }, hold: Promise<void>): Promise<unknown> {
+  return new Promise((opened) => {
+    async function* source(): AsyncGenerator<InferenceRequest> {
+      yield request({ sessionId: id, maxLength, targetSpan: span, hidden: tensorToPb(fp32Tensor(new Float32Array(C), [1, C])) });
+      await hold;
+    }
+    void (async () => {
+      try {
+        for await (const _ of server.handler()(source(), { peer, remoteAddr: addr, limited: false, signal: new AbortController().signal })) opened(undefined);
+      } catch (e) {
+        opened(e);
+      }
+    })();
+  });
+}
+
 describe('attack: strangers against a serving hop\'s sessions', () => {
+  it('fresh keys from one address block cannot hold every session or the whole KV budget: a peer of another block still opens', async () => {
+    const span = { start: 1, end: 3 };
+    const busy = (e: unknown): boolean => isNeuroShardError(e) && e.code === 'RPC_BUSY';
+    for (const kind of ['slots', 'memory'] as const) {
+      // slots: small sessions (the session caps bind); memory: context-long sessions of a large model, an eighth of
+      // the budget each (the KV budget binds: one peer's 16 sessions would take it twice over)
+      const kv = kind === 'slots' ? 64 : HOP_LIMIT_DEFAULTS.memoryBudgetBytes / 8 / 1024;
+      const maxLength = kind === 'slots' ? 16 : 1024;
+      const server = new InferenceHopServer(freeHop(span, kv), HOP_LIMIT_DEFAULTS);
+      let release!: () => void;
+      const hold = new Promise<void>((r) => (release = r));
+      let got = 0;
+      let tries = 0;
+      // fresh keys from 203.0.113.0/24, each opening sessions until one is refused, up to 64 keys
+      for (let k = 0; k < 64; k++) {
+        let refused = false;
+        for (let i = 0; i < HOP_LIMIT_DEFAULTS.maxSessionsPerPeer && !refused; i++) {
+          tries++;
+          const e = await holdSession(server, `sybil-${k}`, `/ip4/203.0.113.${k % 250}/tcp/4001`, `${kind}-${k}-${i}`, maxLength, span, hold);
+          if (e === undefined) got++;
+          else {
+            assert.ok(busy(e), String(e));
+            refused = true;
+          }
+        }
+      }
+      // an honest entry elsewhere
+      const honest = await holdSession(server, 'honest', '/ip4/198.51.100.7/tcp/4001', `${kind}-honest`, maxLength, span, hold);
+      tally(`hop: sessions one address block took (${kind})`, tries, got > HOP_LIMIT_DEFAULTS.maxSessionsPerBlock ? got : 0);
+      tally(`hop: honest session refused after a block's flood (${kind})`, 1, honest === undefined ? 0 : 1);
+      assert.equal(honest, undefined, `${kind}: the honest peer was refused after one block opened ${got} sessions: ${String(honest)}`);
+      if (kind === 'slots') assert.equal(got, HOP_LIMIT_DEFAULTS.maxSessionsPerBlock);
+      else assert.ok(got * maxLength * kv <= HOP_LIMIT_DEFAULTS.memoryBudgetBytes * HOP_LIMIT_DEFAULTS.blockBudgetShare, `${kind}: the block reserved ${got} sessions`);
+      release();
+      await waitFor(() => server.usage().sessions === 0, { timeoutMs: 5_000, what: 'the held sessions ended' });
+      assert.equal(server.usage().reservedBytes, 0);
+      // the block's share came back with its sessions
+      assert.equal(await holdSession(server, 'sybil-0', '/ip4/203.0.113.0/tcp/4001', `${kind}-again`, maxLength, span, Promise.resolve()), undefined);
+    }
+  });
+
+
   it('a flood of sessions opened and closed without a step from fresh keys costs one hash of the weights, not one per session', async () => {
     const span = { start: 1, end: 3 };
     const w = await inProcessWorker(span);
