@@ -314,8 +314,13 @@ export class InferenceHopServer {
     try {
       await this.compute.open(s.localId, maxLen, sampling);
     } catch (e) {
-      this.sessions.delete(r.sessionId);
-      this.reservedBytes -= bytes;
+      // unless a drain evicted it meanwhile (release() gave its bytes back then): undone twice, the reservation went
+      // negative and the budget admitted that much more for good (session 27)
+      if (this.sessions.get(r.sessionId) === s) {
+        this.sessions.delete(r.sessionId);
+        this.reservedBytes -= bytes;
+        this.onRelease?.();
+      }
       throw e;
     }
     return s;

@@ -188,6 +188,21 @@ describe('attack: strangers against a serving hop\'s sessions', () => {
     assert.equal(fresh, hashOf());
   });
 
+  it('a session evicted by a drain while its open was pending, whose open then fails, gives its reservation back once', async () => {
+    const span = { start: 1, end: 3 };
+    let failOpen!: (e: Error) => void;
+    const hop: HopCompute = { ...freeHop(span, 64), open: () => new Promise<void>((_, reject) => (failOpen = reject)) };
+    const server = new InferenceHopServer(hop, HOP_LIMIT_DEFAULTS);
+    const opened = holdSession(server, 'p', '/ip4/203.0.113.1/tcp/1', 'pending', 16, span, Promise.resolve());
+    await waitFor(() => server.usage().sessions === 1, { timeoutMs: 5_000, what: 'the open reached the compute' });
+    assert.deepEqual(await server.drain(0), { finished: 0, evicted: 1 });
+    assert.deepEqual(server.usage(), { sessions: 0, reservedBytes: 0 });
+    failOpen(new Error('the worker restarted'));
+    assert.ok((await opened) instanceof Error);
+    tally('hop: reservation undone twice (drain, then a failed open)', 1, server.usage().reservedBytes === 0 ? 0 : 1);
+    assert.deepEqual(server.usage(), { sessions: 0, reservedBytes: 0 });
+  });
+
   it('malformed steps and commit requests are typed caller errors, penalised, and free the session', async () => {
     const span = { start: 1, end: 3 };
     const w = await inProcessWorker(span);
