@@ -11,6 +11,10 @@
  * - Fresh keys from one address block holding every session (16 keys × 16 sessions = the node's 256) or the whole
  *   KV budget (a few context-long sessions of a large model, one peer), for as long as they send a frame every 120 s:
  *   every other entry got RPC_BUSY. Now one block holds at most 64 sessions and a quarter of the budget.
+ * - A transcript served to validators is the hop's inputs bit for bit: encodeTranscript wrote activations one value at
+ *   a time through a DataView, which quiets a signalling NaN, so a step carrying one made the hop's work unverifiable
+ *   (the fetched inputs no longer matched its signed commitment); it also took 23-40 ms of the hop's event loop per
+ *   8 MiB transcript, for a 64-byte request anyone may send (now ~4 ms: the bytes are copied, not converted).
  * - Malformed steps and commit requests (chunks that do not cover the rows, a request id that is not 32 bytes, a hop
  *   index past the count): each was a RangeError thrown from the commitment code, which the RPC layer answers as an
  *   internal error and logs at error level, with no penalty; zero chunks and rank-3 activations went on to the worker
@@ -30,7 +34,7 @@ import { makeConfig } from '../../src/model/index.js';
 import { workerHopCompute } from '../../src/node/serving.js';
 import { workerClaim } from '../../src/node/validator.js';
 import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
-import { TranscriptStore } from '../../src/protocols/hop-transcript.js';
+import { decodeTranscript, encodeTranscript, inputCommitment, TranscriptStore } from '../../src/protocols/hop-transcript.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, type HopCompute } from '../../src/protocols/inference.js';
 import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
 import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
@@ -201,6 +205,32 @@ describe('attack: strangers against a serving hop\'s sessions', () => {
     assert.ok((await opened) instanceof Error);
     tally('hop: reservation undone twice (drain, then a failed open)', 1, server.usage().reservedBytes === 0 ? 0 : 1);
     assert.deepEqual(server.usage(), { sessions: 0, reservedBytes: 0 });
+  });
+
+  it('a sealed transcript gives back the exact bits the hop committed to (signalling NaNs included), and is cheap to serve', async () => {
+    const span = { start: 1, end: 3 };
+    const w = await inProcessWorker(span);
+    const store = new TranscriptStore();
+    const market = { networkId: 'n', key: keyFromPrivate(randomBytes(32)), submitCompletion: async () => new Uint8Array(32) };
+    const server = new InferenceHopServer(workerHopCompute(w.client, config, () => span), HOP_LIMIT_DEFAULTS, undefined, undefined, market, {
+      transcripts: { store, claim: workerClaim(w.client) },
+      commits: new HopCommitQueue({ useWorker: false }),
+    });
+    // activations of a step, one value a signalling NaN: a float32 → float64 → float32 round trip (DataView's
+    // setFloat32, as encodeTranscript wrote every value) makes it quiet, so the transcript a validator fetched no
+    // longer matched the hop's signed input commitment: the hop's work could not be validated (TRANSCRIPT_INPUT_MISMATCH)
+    const x = new Float32Array(2 * C).fill(0.25);
+    new Uint32Array(x.buffer)[5] = 0x7f800001;
+    const requestId = new Uint8Array(32).fill(9);
+    const r = await stream(server, 'entry', [request({ sessionId: 'nan', maxLength: 16, targetSpan: span, hidden: tensorToPb(fp32Tensor(x, [2, C])) }), request({ sessionId: 'nan', commitRequest: requestId, commitIndex: 1, commitCount: 2 })]);
+    assert.equal(r.error, undefined);
+    const t = store.get(requestId, 1);
+    assert.ok(t !== undefined, 'the transcript was sealed');
+    const back = decodeTranscript(encodeTranscript(t));
+    const matched = Buffer.from(inputCommitment(back)).equals(Buffer.from(r.out[1]!.inCommit!));
+    tally('hop: transcript of crafted activations that no longer matches the hop\'s commitment', 1, matched ? 0 : 1);
+    assert.ok(matched, 'the served transcript does not match the signed input commitment');
+    assert.equal(new Uint32Array(back.steps[0]!.hidden!.buffer, back.steps[0]!.hidden!.byteOffset, 2 * C)[5], 0x7f800001);
   });
 
   it('malformed steps and commit requests are typed caller errors, penalised, and free the session', async () => {
