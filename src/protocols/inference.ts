@@ -74,6 +74,9 @@ export interface HopLimits {
   blockBudgetShare: number;
 }
 
+/** Commit requests and receipts one session may send (settleRoute sends one commit request, and one receipt to hop 0). */
+export const MAX_SETTLES_PER_SESSION = 4;
+
 export const HOP_LIMIT_DEFAULTS: HopLimits = { memoryBudgetBytes: 512 * 1024 * 1024, maxSessionsPerPeer: 16, maxSessions: 256, maxSessionsPerBlock: 64, blockBudgetShare: 0.25 };
 
 export class HopError extends NeuroShardError {
@@ -109,6 +112,8 @@ interface HopSessionState {
   outC: QueuedCommitment;
   /** The market request this session's commitments were last signed for, and as which hop. */
   signedFor?: { requestId: Uint8Array; index: number; count: number };
+  /** Commit requests and receipts answered (at most MAX_SETTLES_PER_SESSION). */
+  settles: number;
   /** Issue 11 §2 re-execution: the session's exact inputs (hop-transcript.ts), its length, sampling and wire dtype. */
   inputs?: OpenInputs;
   /** The weights' claim when the session opened: a transcript is sealed only if the weights did not move since. */
@@ -303,7 +308,7 @@ export class InferenceHopServer {
       throw new HopBusyError(`peers of this address block reserve ${blockBytes} bytes of KV cache here (their share: ${blockBudget}; ${bytes} asked)`);
     }
     const sampling: HopSampling = { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed };
-    const s: HopSessionState = { peer: ctx.peer, ...(block === undefined ? {} : { block }), id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: this.commits.open(), outC: this.commits.open(), maxLen, sampling, wire: 'f32' };
+    const s: HopSessionState = { peer: ctx.peer, ...(block === undefined ? {} : { block }), id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, settles: 0, openedAt: Date.now(), inC: this.commits.open(), outC: this.commits.open(), maxLen, sampling, wire: 'f32' };
     if (this.extras.transcripts !== undefined) {
       s.inputs = this.extras.transcripts.store.open();
       // queued on the worker before the session's first step: the weights its steps run on (a training node's move)
@@ -415,6 +420,13 @@ export class InferenceHopServer {
    * driver, hop 0 of the commitments signed last): check that it names our signed pair, then submit the completion.
    */
   private async settle(s: HopSessionState, r: InferenceRequest, peer: string): Promise<InferenceResponse> {
+    // an entry settles a session once (a commit request, and a receipt to the driver): each commit request signs and
+    // seals the session's inputs again under its request id, counted again in the transcripts' quota, so without a
+    // bound one session's 7 MiB filled the 64 MiB quota after 9 and evicted every other hop session's transcript
+    if (++s.settles > MAX_SETTLES_PER_SESSION) {
+      this.penalise(peer, 'commit requests past the bound');
+      throw new HopError('BAD_STEP', `a session is settled with at most ${MAX_SETTLES_PER_SESSION} commit requests and receipts`);
+    }
     // every step of this session answered so far is in inC / outC (queue order)
     await this.commits.settled();
     if (this.market === undefined) throw new HopError('NO_MARKET', 'this hop signs no commitments (no ledger)', 'local');

@@ -15,6 +15,10 @@
  *   a time through a DataView, which quiets a signalling NaN, so a step carrying one made the hop's work unverifiable
  *   (the fetched inputs no longer matched its signed commitment); it also took 23-40 ms of the hop's event loop per
  *   8 MiB transcript, for a 64-byte request anyone may send (now ~4 ms: the bytes are copied, not converted).
+ * - One session sealed again and again: each commit request seals the session's inputs under its request id, counted
+ *   again in the transcripts' quota, so one stranger's 7 MiB session sealed 9 times filled the 64 MiB and pushed every
+ *   other hop session's transcript out (unverifiable work). Now a session answers at most 4 commit requests and
+ *   receipts (an entry sends one of each).
  * - Malformed steps and commit requests (chunks that do not cover the rows, a request id that is not 32 bytes, a hop
  *   index past the count): each was a RangeError thrown from the commitment code, which the RPC layer answers as an
  *   internal error and logs at error level, with no penalty; zero chunks and rank-3 activations went on to the worker
@@ -35,7 +39,7 @@ import { workerHopCompute } from '../../src/node/serving.js';
 import { workerClaim } from '../../src/node/validator.js';
 import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
 import { decodeTranscript, encodeTranscript, inputCommitment, TranscriptStore } from '../../src/protocols/hop-transcript.js';
-import { HOP_LIMIT_DEFAULTS, InferenceHopServer, type HopCompute } from '../../src/protocols/inference.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer, MAX_SETTLES_PER_SESSION, type HopCompute } from '../../src/protocols/inference.js';
 import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
 import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
 import { waitFor } from '../../src/util/abort.js';
@@ -231,6 +235,31 @@ describe('attack: strangers against a serving hop\'s sessions', () => {
     tally('hop: transcript of crafted activations that no longer matches the hop\'s commitment', 1, matched ? 0 : 1);
     assert.ok(matched, 'the served transcript does not match the signed input commitment');
     assert.equal(new Uint32Array(back.steps[0]!.hidden!.buffer, back.steps[0]!.hidden!.byteOffset, 2 * C)[5], 0x7f800001);
+  });
+
+  it('one session cannot seal its inputs again and again to push every other transcript out of the quota', async () => {
+    const span = { start: 1, end: 3 };
+    const store = new TranscriptStore();
+    const claim = async () => ({ modelHash: 'ab'.repeat(32), engine: 'test' });
+    const market = { networkId: 'n', key: keyFromPrivate(randomBytes(32)), submitCompletion: async () => new Uint8Array(32) };
+    const server = new InferenceHopServer(freeHop(span, 64), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: 1 << 30 }, undefined, undefined, market, { transcripts: { store, claim }, commits: new HopCommitQueue({ useWorker: false }) });
+    const step = (id: string, T: number, extra: Partial<InferenceRequest> = {}) => request({ sessionId: id, hidden: tensorToPb(fp32Tensor(new Float32Array(T * C).fill(0.5), [T, C])), ...extra });
+    // an honest session, settled once
+    const honestId = new Uint8Array(32).fill(1);
+    assert.equal((await stream(server, 'honest', [step('h', 4, { maxLength: 8, targetSpan: span }), request({ sessionId: 'h', commitRequest: honestId, commitIndex: 1, commitCount: 2 })])).error, undefined);
+    assert.ok(store.get(honestId, 1) !== undefined);
+    // a stranger's session just under the per-session quota (7 steps of 1 MiB), then sealed under 64 request ids
+    const T = (1 << 20) / 4 / C;
+    const big = [step('s', T, { maxLength: 1024, targetSpan: span }), ...Array.from({ length: 6 }, () => step('s', T))];
+    const seals = Array.from({ length: 64 }, (_, i) => request({ sessionId: 's', commitRequest: new Uint8Array(32).fill(100 + i), commitIndex: 1, commitCount: 2 }));
+    const r = await stream(server, 'stranger', [...big, ...seals]);
+    const sealed = r.out.length - big.length;
+    const evicted = store.get(honestId, 1) === undefined;
+    tally('hop: sealing one session again and again', seals.length, Math.max(0, sealed - MAX_SETTLES_PER_SESSION));
+    assert.ok(!evicted, `the honest session's transcript was evicted (the stranger's session sealed ${sealed} times)`);
+    assert.ok(sealed <= MAX_SETTLES_PER_SESSION, `one session was sealed ${sealed} times`);
+    assert.ok(isNeuroShardError(r.error) && r.error.code === 'BAD_STEP', String(r.error));
+    assert.ok(store.usage().bytes <= store.limits.maxBytes);
   });
 
   it('malformed steps and commit requests are typed caller errors, penalised, and free the session', async () => {
