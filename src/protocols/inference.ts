@@ -368,9 +368,9 @@ export class InferenceHopServer {
       hidden = received.slice(); // our own buffer: it is transferred to the worker
     }
     const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
-    // checked here, before anything is committed or kept: the commitment code threw a RangeError for chunks that do
-    // not cover the rows (answered as an internal error, logged at error level, never penalised), and let zero chunks
-    // through to the worker (session 27 attack pass)
+    // the method's validation refuses these on the wire (methods.ts); checked here too, before anything is committed
+    // or kept, for callers without it: the commitment code threw a RangeError for chunks that do not cover the rows
+    // (an internal error, unpenalised) and let zero chunks through to the worker
     const bad = checkStep(T, chunks);
     if (bad !== undefined) {
       this.penalise(ctx.peer, bad);
@@ -433,7 +433,7 @@ export class InferenceHopServer {
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
     if (r.commitRequest !== undefined) {
       const f = { requestId: r.commitRequest, index: r.commitIndex ?? 0, count: r.commitCount ?? 1 };
-      // as for a step (checkStep): these reached the signing code's RangeErrors, an internal error, unpenalised
+      // as for a step (checkStep; refused on the wire too): these reached the signing code's RangeErrors
       if (f.requestId.byteLength !== 32 || !(f.count >= 1 && f.count <= MAX_HOPS) || !(f.index < f.count)) {
         this.penalise(peer, 'a malformed commit request');
         throw new HopError('BAD_STEP', `a commit request names a 32-byte request id and hop index < count ≤ ${MAX_HOPS} (got ${f.requestId.byteLength} bytes, ${f.index} of ${f.count})`);

@@ -20,10 +20,9 @@
  *   other hop session's transcript out (unverifiable work). Now a session answers at most 4 commit requests and
  *   receipts (an entry sends one of each).
  * - Malformed steps and commit requests (chunks that do not cover the rows, a request id that is not 32 bytes, a hop
- *   index past the count): each was a RangeError thrown from the commitment code, which the RPC layer answers as an
- *   internal error and logs at error level, with no penalty; zero chunks and rank-3 activations went on to the worker
- *   (which refused the first, unpenalised). Now each is a typed
- *   caller error (BAD_STEP) before anything is committed, the peer is penalised, and the session is freed.
+ *   index past the count): the method's validation refuses each on the wire (methods.ts). The hop handler itself did
+ *   not (a RangeError from the commitment code, answered as an internal error, unpenalised), which mattered only to
+ *   callers without that validation; it now refuses them as typed caller errors too (defence in depth).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -40,6 +39,7 @@ import { workerClaim } from '../../src/node/validator.js';
 import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
 import { decodeTranscript, encodeTranscript, inputCommitment, TranscriptStore } from '../../src/protocols/hop-transcript.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, MAX_SETTLES_PER_SESSION, type HopCompute } from '../../src/protocols/inference.js';
+import { inferenceStream } from '../../src/protocols/methods.js';
 import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
 import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
 import { waitFor } from '../../src/util/abort.js';
@@ -262,7 +262,7 @@ describe('attack: strangers against a serving hop\'s sessions', () => {
     assert.ok(store.usage().bytes <= store.limits.maxBytes);
   });
 
-  it('malformed steps and commit requests are typed caller errors, penalised, and free the session', async () => {
+  it('malformed steps and commit requests: refused on the wire, and by the hop itself as typed, penalised caller errors', async () => {
     const span = { start: 1, end: 3 };
     const w = await inProcessWorker(span);
     const penalties: string[] = [];
@@ -283,18 +283,26 @@ describe('attack: strangers against a serving hop\'s sessions', () => {
       { name: 'a hop index past 255', reqs: [request({ ...open, commitRequest: new Uint8Array(32), commitIndex: 300, commitCount: 400 })] },
       { name: 'a count of zero', reqs: [request({ ...open, commitRequest: new Uint8Array(32), commitIndex: 0, commitCount: 0 })] },
     ];
-    let untyped = 0;
+    let passedWire = 0;
     for (const [i, c] of cases.entries()) {
+      // the method's validation (methods.ts) refuses each on the wire: the hop's own checks below are for callers that
+      // come without it (in-process), where the commitment code's RangeError was answered as an internal error
+      try {
+        inferenceStream.validateRequest!(c.reqs[0]!);
+        passedWire++;
+      } catch (e) {
+        assert.ok(isNeuroShardError(e) && e.fault === 'peer', `${c.name}: ${String(e)}`);
+      }
       const before = penalties.length;
       const r = await stream(server, `peer-${i}`, c.reqs.map((q) => ({ ...q, sessionId: `m${i}` })));
       const typed = isNeuroShardError(r.error) && r.error.fault === 'caller';
-      if (!typed) untyped++;
       assert.ok(typed, `${c.name}: ${r.error instanceof Error ? `${r.error.constructor.name}: ${r.error.message}` : String(r.error)}`);
       assert.equal(r.out.length, 0, `${c.name}: answered`);
       assert.equal(penalties.length, before + 1, `${c.name}: not penalised`);
       assert.deepEqual(server.usage(), { sessions: 0, reservedBytes: 0 }, `${c.name}: session kept`);
     }
-    tally('hop: malformed step or commit request not refused as a typed caller error', cases.length, untyped);
+    tally('hop: malformed step or commit request past the wire validation', cases.length, passedWire);
+    assert.equal(passedWire, 0);
     assert.equal(w.state.sessions.size, 0);
 
     // the honest counterparts still pass: a step of two rows in chunks [1, 1], then a commit request as hop 1 of 3
