@@ -59,9 +59,14 @@ export interface TranscriptLimits {
   retentionMs: number;
   /** Sealed transcripts kept at most. */
   maxEntries: number;
+  /**
+   * The share of `maxEntries` and `maxBytes` the sealed transcripts of one owner (the address block of the entry
+   * that drove the session; `seal`'s `owner`) may take; past it the owner's own oldest go first. Default 1/4.
+   */
+  ownerShare?: number;
 }
 
-export const TRANSCRIPT_LIMIT_DEFAULTS: TranscriptLimits = { maxBytes: 64 * MiB, maxSessionBytes: 8 * MiB, retentionMs: 10 * 60_000, maxEntries: 1024 };
+export const TRANSCRIPT_LIMIT_DEFAULTS: TranscriptLimits = { maxBytes: 64 * MiB, maxSessionBytes: 8 * MiB, retentionMs: 10 * 60_000, maxEntries: 1024, ownerShare: 0.25 };
 
 /** A session's inputs while it is open. `bytes` counts toward the store's quota. */
 export interface OpenInputs {
@@ -79,7 +84,7 @@ const keyOf = (requestId: Uint8Array, index: number): string => `${Buffer.from(r
  * the entries run out. `now` is injectable for tests.
  */
 export class TranscriptStore {
-  private readonly sealed = new Map<string, { t: HopTranscript; bytes: number; at: number }>();
+  private readonly sealed = new Map<string, { t: HopTranscript; bytes: number; at: number; owner?: string }>();
   private bytes = 0;
 
   constructor(
@@ -114,8 +119,14 @@ export class TranscriptStore {
     o.steps = [];
   }
 
-  /** Keeps the session's inputs under (request, index); the open record's bytes move to the sealed entry. */
-  seal(o: OpenInputs, t: Omit<HopTranscript, 'steps'>): boolean {
+  /**
+   * Keeps the session's inputs under (request, index); the open record's bytes move to the sealed entry. `owner`
+   * (the address block of the entry that drove the session): its sealed transcripts take at most `ownerShare` of the
+   * entries and bytes, its own oldest going first. A hop seals for any request id a commit request names, so without
+   * it one stranger's sessions of a step each, sealed for made-up request ids at ~200 bytes a seal, pushed every
+   * other transcript out (session 27).
+   */
+  seal(o: OpenInputs, t: Omit<HopTranscript, 'steps'>, owner?: string): boolean {
     if (o.dropped) return false;
     const k = keyOf(t.requestId, t.index);
     const old = this.sealed.get(k);
@@ -125,9 +136,10 @@ export class TranscriptStore {
     }
     // the steps are shared (a session signed twice keeps one copy); a copy is counted once more, bounded by the quota
     const bytes = o.bytes;
+    if (owner !== undefined) this.makeRoomFor(owner, bytes);
     this.bytes += bytes;
     // a copy of the step list: a session that goes on after signing does not grow what was signed
-    this.sealed.set(k, { t: { ...t, steps: o.steps.slice() }, bytes, at: this.now() });
+    this.sealed.set(k, { t: { ...t, steps: o.steps.slice() }, bytes, at: this.now(), ...(owner === undefined ? {} : { owner }) });
     while (this.sealed.size > this.limits.maxEntries && this.evictOldest());
     while (this.bytes > this.limits.maxBytes && this.evictOldest());
     return this.sealed.has(k);
@@ -148,6 +160,29 @@ export class TranscriptStore {
       if (v.at > cut) break; // insertion order = seal order
       this.sealed.delete(k);
       this.bytes -= v.bytes;
+    }
+  }
+
+  /** Evicts `owner`'s oldest sealed transcripts until one more of `bytes` fits its share. */
+  private makeRoomFor(owner: string, bytes: number): void {
+    const share = this.limits.ownerShare ?? TRANSCRIPT_LIMIT_DEFAULTS.ownerShare!;
+    const maxEntries = Math.max(1, Math.floor(this.limits.maxEntries * share));
+    const maxBytes = Math.floor(this.limits.maxBytes * share);
+    const mine: string[] = [];
+    let held = 0;
+    for (const [k, v] of this.sealed) {
+      if (v.owner !== owner) continue;
+      mine.push(k);
+      held += v.bytes;
+    }
+    for (let i = 0; i < mine.length; i++) {
+      // mine.length - i of the owner's are still kept: one more must fit
+      if (mine.length - i < maxEntries && held + bytes <= maxBytes) break;
+      const k = mine[i]!;
+      const v = this.sealed.get(k)!;
+      this.sealed.delete(k);
+      this.bytes -= v.bytes;
+      held -= v.bytes;
     }
   }
 

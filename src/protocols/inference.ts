@@ -468,7 +468,9 @@ export class InferenceHopServer {
       }
       const claim = { span: { start: span.start, end: span.end }, modelHash, engine };
       const claimSignature = signTranscriptClaim(this.market.key, this.market.networkId, f.requestId, f.index, f.count, h.inCommit, h.outCommit, claim);
-      tr.store.seal(s.inputs, { requestId: f.requestId, index: f.index, count: f.count, inCommit: h.inCommit, outCommit: h.outCommit, claim, claimSignature, maxLen: s.maxLen, sampling: s.sampling, wire: s.wire, cols: span.start === 0 ? 0 : this.compute.hiddenSize });
+      // owned by the entry's address block (its peer when the transport named no address): one block's seals take at
+      // most a share of the store
+      tr.store.seal(s.inputs, { requestId: f.requestId, index: f.index, count: f.count, inCommit: h.inCommit, outCommit: h.outCommit, claim, claimSignature, maxLen: s.maxLen, sampling: s.sampling, wire: s.wire, cols: span.start === 0 ? 0 : this.compute.hiddenSize }, s.block ?? `peer ${s.peer}`);
     } catch (e) {
       this.log.warn('keeping a transcript for validators failed', { error: errorMessage(e) });
     }

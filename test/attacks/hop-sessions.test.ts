@@ -19,6 +19,9 @@
  *   again in the transcripts' quota, so one stranger's 7 MiB session sealed 9 times filled the 64 MiB and pushed every
  *   other hop session's transcript out (unverifiable work). Now a session answers at most 4 commit requests and
  *   receipts (an entry sends one of each).
+ * - Sealing for made-up request ids: a hop seals a session's inputs for any request id a commit request names, and
+ *   keeps 1,024 sealed transcripts: one-step sessions from one address block, sealed 4 times each, pushed every other
+ *   transcript out at ~200 bytes a seal. Now one block's seals take at most a quarter of the entries and bytes.
  * - Malformed steps and commit requests (chunks that do not cover the rows, a request id that is not 32 bytes, a hop
  *   index past the count): the method's validation refuses each on the wire (methods.ts). The hop handler itself did
  *   not (a RangeError from the commitment code, answered as an internal error, unpenalised), which mattered only to
@@ -37,7 +40,7 @@ import { makeConfig } from '../../src/model/index.js';
 import { workerHopCompute } from '../../src/node/serving.js';
 import { workerClaim } from '../../src/node/validator.js';
 import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
-import { decodeTranscript, encodeTranscript, inputCommitment, TranscriptStore } from '../../src/protocols/hop-transcript.js';
+import { decodeTranscript, encodeTranscript, inputCommitment, TRANSCRIPT_LIMIT_DEFAULTS, TranscriptStore } from '../../src/protocols/hop-transcript.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, MAX_SETTLES_PER_SESSION, type HopCompute } from '../../src/protocols/inference.js';
 import { inferenceStream } from '../../src/protocols/methods.js';
 import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
@@ -70,13 +73,13 @@ function request(fields: Partial<InferenceRequest>): InferenceRequest {
 }
 
 /** Runs one stream of `reqs` from `peer`; resolves with its answers and the error that ended it (if any). */
-async function stream(server: InferenceHopServer, peer: string, reqs: InferenceRequest[]): Promise<{ out: InferenceResponse[]; error?: unknown }> {
+async function stream(server: InferenceHopServer, peer: string, reqs: InferenceRequest[], remoteAddr?: string): Promise<{ out: InferenceResponse[]; error?: unknown }> {
   async function* source(): AsyncGenerator<InferenceRequest> {
     yield* reqs;
   }
   const out: InferenceResponse[] = [];
   try {
-    for await (const r of server.handler()(source(), { peer, limited: false, signal: new AbortController().signal })) out.push(r);
+    for await (const r of server.handler()(source(), { peer, limited: false, signal: new AbortController().signal, ...(remoteAddr === undefined ? {} : { remoteAddr }) })) out.push(r);
     return { out };
   } catch (error) {
     return { out, error };
@@ -260,6 +263,33 @@ describe('attack: strangers against a serving hop\'s sessions', () => {
     assert.ok(sealed <= MAX_SETTLES_PER_SESSION, `one session was sealed ${sealed} times`);
     assert.ok(isNeuroShardError(r.error) && r.error.code === 'BAD_STEP', String(r.error));
     assert.ok(store.usage().bytes <= store.limits.maxBytes);
+  });
+
+  it('one block\'s tiny sessions sealed for made-up request ids cannot push every other transcript out', async () => {
+    const span = { start: 1, end: 3 };
+    const store = new TranscriptStore();
+    const claim = async () => ({ modelHash: 'ab'.repeat(32), engine: 'test' });
+    const market = { networkId: 'n', key: keyFromPrivate(randomBytes(32)), submitCompletion: async () => new Uint8Array(32) };
+    const server = new InferenceHopServer(freeHop(span, 64), HOP_LIMIT_DEFAULTS, undefined, undefined, market, { transcripts: { store, claim }, commits: new HopCommitQueue({ useWorker: false }) });
+    const step = (id: string, extra: Partial<InferenceRequest> = {}) => request({ sessionId: id, hidden: tensorToPb(fp32Tensor(new Float32Array(C).fill(0.5), [1, C])), ...extra });
+    // made-up request ids, none the honest one's
+    const madeUp = (n: number): Uint8Array<ArrayBuffer> => Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 200 : i === 1 ? n >> 8 : n & 255));
+    const seal = (id: string, n: number) => request({ sessionId: id, commitRequest: madeUp(n), commitIndex: 1, commitCount: 2 });
+    const honestId = new Uint8Array(32).fill(1);
+    assert.equal((await stream(server, 'honest', [step('h', { maxLength: 8, targetSpan: span }), request({ sessionId: 'h', commitRequest: honestId, commitIndex: 1, commitCount: 2 })], '/ip4/198.51.100.7/tcp/1')).error, undefined);
+    // a stranger's one-step sessions from one /24, each sealed 4 times under made-up request ids: 1,200 seals
+    let n = 0;
+    for (let i = 0; i < 300; i++) {
+      const id = `t${i}`;
+      const r = await stream(server, `sybil-${i % 40}`, [step(id, { maxLength: 8, targetSpan: span }), seal(id, ++n), seal(id, ++n), seal(id, ++n), seal(id, ++n)], `/ip4/203.0.113.${i % 250}/tcp/1`);
+      assert.equal(r.error, undefined);
+    }
+    const kept = store.get(honestId, 1) !== undefined;
+    tally('hop: honest transcript evicted by one block\'s seals', 1, kept ? 0 : 1);
+    assert.ok(kept, `the honest transcript was evicted by ${n} seals from one block (entries ${store.usage().entries})`);
+    assert.ok(store.usage().entries <= TRANSCRIPT_LIMIT_DEFAULTS.maxEntries * TRANSCRIPT_LIMIT_DEFAULTS.ownerShare! + 1);
+    // the block's newest are the ones kept
+    assert.ok(store.get(madeUp(n), 1) !== undefined);
   });
 
   it('malformed steps and commit requests: refused on the wire, and by the hop itself as typed, penalised caller errors', async () => {
