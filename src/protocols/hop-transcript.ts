@@ -288,9 +288,9 @@ export function encodeTranscript(t: HopTranscript): Uint8Array {
 
 /**
  * float32 little-endian bytes of `h`. On a little-endian host (every one Node runs on here) a view of the array's own
- * bytes, copied once into the answer: encoding element by element through a DataView took 23-40 ms of the hop's event loop for
- * an 8 MiB transcript, which any peer may ask for with 64 bytes (session 27 attack pass); the same bits either way,
- * NaN payloads included.
+ * bytes, copied once into the answer: encoding element by element through a DataView took 23-40 ms of the hop's
+ * event loop for an 8 MiB transcript, which any peer may ask for with 64 bytes, and quieted signalling NaNs (session
+ * 27 attack pass). The same bits either way, NaN payloads included.
  */
 function f32Bytes(h: Float32Array): Uint8Array {
   if (LITTLE_ENDIAN) return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
