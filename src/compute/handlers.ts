@@ -294,8 +294,7 @@ export function createHandlers(state: ComputeState): HandlerTable {
 
     paramsRange: (job) => state.served.range(state.model().shard, job.span, job.offset, job.length, job.worker === undefined && job.version === undefined ? undefined : { worker: job.worker, version: job.version }),
 
-    // once per weights version (served-params.ts): every hop session's transcript claim asks for it
-    modelHash: () => ({ hash: state.served.modelHash(state.model().shard) }),
+    modelHash: () => state.served.heldHash(state.model().shard),
 
     setParams: (job) => {
       const { shard } = state.model();

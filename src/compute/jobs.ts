@@ -155,8 +155,11 @@ export interface JobDefs {
    * weights version; with `worker`/`version`, refused (WEIGHTS_CHANGED) unless the weights are still that version.
    */
   paramsRange: { req: { span: Span; offset: number; length: number; worker?: number; version?: number }; res: { data: Uint8Array<ArrayBuffer>; worker: number; version: number } };
-  /** The model hash of the weights held (model/hash.ts: SHA-256 over the per-layer hashes of the span, hex). */
-  modelHash: { req: NoArgs; res: { hash: string } };
+  /**
+   * The model hash of the weights held (model/hash.ts: SHA-256 over the per-layer hashes of the span, hex), with the
+   * weights version it is of (served-params.ts); computed once per version.
+   */
+  modelHash: { req: NoArgs; res: { hash: string; worker: number; version: number } };
   /** Replaces the flat parameters (same length; transferred). */
   setParams: { req: { params: Float32Array }; res: { paramCount: number } };
   /** The trainer's counters and next learning rate (cheap: no moments copied). */

@@ -115,17 +115,10 @@ export class ServedParams {
   private n = 0;
   private readonly digests = new Map<string, ParamsDigest>();
   private readonly units = new Map<string, ParamsDigest>();
+  /** The held span's hash (the `modelHash` job) at the current version, once computed. */
+  private whole: string | undefined;
   /** Bytes hashed for digests so far (each payload byte counted once per digest computed; diagnostics, tests). */
   hashedBytes = 0;
-  /**
-   * The model hash of the held shard at this version (`modelHash`). Every hop session a peer opens asks for it (its
-   * transcript's claim, protocols/inference.ts), and hashing the span's weights costs 14 ms of the worker on the
-   * genesis model and 340 ms on a 12x768 one: recomputed per open, a stranger's open-and-close (no step, ~100 bytes)
-   * cost the worker 20-25 decode steps of work (session 27 attack pass).
-   */
-  private model: { shard: LlamaShard; hash: string } | undefined;
-  /** Model hashes computed, not taken from the cache (tests, diagnostics). */
-  modelHashes = 0;
 
   constructor(private readonly worker: number = threadId) {}
 
@@ -138,16 +131,22 @@ export class ServedParams {
     this.n++;
     this.digests.clear();
     this.units.clear();
-    this.model = undefined;
+    this.whole = undefined;
   }
 
-  /** The held shard's model hash (LlamaShard.hash), computed once per weights version. */
-  modelHash(shard: LlamaShard): string {
-    if (this.model?.shard !== shard) {
-      this.model = { shard, hash: shard.hash() };
-      this.modelHashes++;
+  /**
+   * The hash of the whole held span (model/hash.ts; an int8 shard's is that of the float32 weights it was made from),
+   * computed once per weights version: the node asks for it every few seconds (pool/held-hash.ts), and a node whose
+   * weights did not move since pays a message, not a hash of its span. A hop asks for it at every session a peer
+   * opens (its transcript's claim, protocols/inference.ts): uncached, a stranger's open-and-close cost the worker
+   * 14 ms on the genesis model and 339 ms on a 12x768 one, 20-25 decode steps (session 27 attack pass).
+   */
+  heldHash(shard: LlamaShard): WeightsVersion & { hash: string } {
+    if (this.whole === undefined) {
+      this.whole = shard.hash();
+      this.hashedBytes += shard.weights === 'f32' ? shard.params.byteLength : 0;
     }
-    return this.model.hash;
+    return { ...this.current(), hash: this.whole };
   }
 
   /** The figures of `want` ⊆ the shard's span, over the weights in place (cached for this version). */

@@ -14,6 +14,7 @@ import { ComputeStateError } from './errors.js';
 import type { JobOf, WorkerConfig, WorkerInfo } from './jobs.js';
 import { ServedParams } from './served-params.js';
 import { SessionTable } from './sessions.js';
+import { spanText } from '../util/span-text.js';
 
 export interface LoadedModel {
   shard: LlamaShard;
@@ -127,7 +128,7 @@ export class ComputeState {
     const m = this.model();
     if (m.trainer === undefined && m.shard.weights === 'int8') throw new ComputeStateError('the worker holds int8 weights (inference only): it cannot train');
     if (m.trainer === undefined) {
-      throw new ComputeStateError(`the worker holds layers [${m.shard.span.start}, ${m.shard.span.end}) only; solo training needs the whole model`);
+      throw new ComputeStateError(`the worker holds layers ${spanText(m.shard.span)} only; solo training needs the whole model`);
     }
     return m.trainer;
   }

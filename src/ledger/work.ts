@@ -62,7 +62,7 @@ export class WorkTally implements WorkCounters {
   private batches = 0n;
   private tokens = 0n;
   private samples = 0n;
-  private hash = '';
+  private hash: string | (() => string) = '';
   private span: WorkSpan | undefined;
   private last: TrainingFigures | undefined;
   private requests: Uint8Array[] = [];
@@ -83,7 +83,8 @@ export class WorkTally implements WorkCounters {
   addRequestId(id: Uint8Array): void {
     if (this.requests.length < 1024) this.requests.push(id);
   }
-  setModelHash(hex: string): void {
+  /** The hash as of now, or where to read it each time (the node: its pool's, pool/held-hash.ts). */
+  setModelHash(hex: string | (() => string)): void {
     this.hash = hex;
   }
   setLayers(span: WorkSpan | undefined): void {
@@ -106,7 +107,7 @@ export class WorkTally implements WorkCounters {
     return this.samples;
   }
   modelHash(): string {
-    return this.hash;
+    return typeof this.hash === 'function' ? this.hash() : this.hash;
   }
   training(): TrainingFigures | undefined {
     return this.last;

@@ -31,6 +31,7 @@ import { layerHashes, layerHashesToJson, spanHashOf } from './hash.js';
 import { ParamLayout, type Span } from './layout.js';
 import { SafetensorsFile, safetensorsBytes, writeSafetensors } from './safetensors.js';
 import { LlamaShard } from './shard.js';
+import { spanText } from '../util/span-text.js';
 
 export const CHECKPOINT_FORMAT = 'neuroshard-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -431,7 +432,7 @@ export function loadCheckpoint(dir: string, opts: LoadOptions): LoadedCheckpoint
   }
   const span = opts.span ?? manifest.span;
   if (span.start < manifest.span.start || span.end > manifest.span.end) {
-    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.manifest), `holds layers [${manifest.span.start}, ${manifest.span.end}), not the requested [${span.start}, ${span.end})`);
+    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.manifest), `holds layers ${spanText(manifest.span)}, not the requested ${spanText(span)}`);
   }
   const layout = new ParamLayout(config, span);
   const src = new WeightSource(dir);

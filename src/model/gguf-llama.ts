@@ -26,6 +26,7 @@ import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, type ParamLayout } from './l
 import { NeuroShardError } from '../util/errors.js';
 import { gguf, type GgmlTypeName, type GgufFileOut, type GgufTensorOut, type GgufValue, encodeTensor, QK8_0 } from './gguf.js';
 import { BOS_ID, BYTE_OFFSET, EOS_ID, PAD_ID, UNK_ID, type Tokenizer } from './tokenizer/index.js';
+import { spanText } from '../util/span-text.js';
 
 export type GgufDtype = 'f32' | 'f16' | 'q8_0';
 export const GGUF_DTYPES: readonly GgufDtype[] = ['f32', 'f16', 'q8_0'];
@@ -209,7 +210,7 @@ export function ggufTensorType(dtype: GgufDtype, shape: readonly number[]): Ggml
 export function llamaGguf(o: LlamaGgufOptions): GgufFileOut {
   const c = o.config;
   if (o.layout.span.start !== 0 || o.layout.span.end !== c.num_hidden_layers) {
-    throw new GgufVocabError(`a GGUF file holds the whole model; this one holds layers [${o.layout.span.start}, ${o.layout.span.end}) of ${c.num_hidden_layers}`);
+    throw new GgufVocabError(`a GGUF file holds the whole model; this one holds layers ${spanText(o.layout.span)} of ${c.num_hidden_layers}`);
   }
   const D = c.head_dim;
   const metadata: [string, GgufValue][] = [

@@ -25,6 +25,7 @@ import { fillNormal, INIT_STD, tensorRng } from './init.js';
 import { ParamLayout, type ParamEntry, type Span } from './layout.js';
 import { checkGrowth } from './scaler.js';
 import { LlamaShard } from './shard.js';
+import { spanText } from '../util/span-text.js';
 
 /** What a grown flat buffer is for: parameters (the rules above) or optimizer moments (old values kept, new zero). */
 export type GrowMode = 'params' | 'moments';
@@ -94,7 +95,7 @@ export function growParams(input: GrowParamsInput): { layout: ParamLayout; param
       continue; // moments of a new layer start at zero
     }
     if (!from.layout.has(e.name)) {
-      throw new ModelConfigError(`growth: the grown span holds ${e.name}, which the old span [${from.layout.span.start}, ${from.layout.span.end}) did not`, { name: e.name });
+      throw new ModelConfigError(`growth: the grown span holds ${e.name}, which the old span ${spanText(from.layout.span)} did not`, { name: e.name });
     }
     const src = from.layout.view(from.params, e.name);
     const oldShape = from.layout.get(e.name).shape;

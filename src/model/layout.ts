@@ -19,6 +19,7 @@
 import { type LlamaConfig } from './config.js';
 import { ModelConfigError } from './errors.js';
 import { InvalidArgumentError } from '../util/errors.js';
+import { spanText } from '../util/span-text.js';
 
 /** A contiguous span of decoder layers [start, end). */
 export interface Span {
@@ -71,10 +72,10 @@ export function checkSpan(c: LlamaConfig, span: Span = { start: 0, end: c.num_hi
   const L = c.num_hidden_layers;
   const { start, end } = span;
   if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > L || start >= end) {
-    throw new ModelConfigError(`span [${start}, ${end}) is not a non-empty layer range within [0, ${L})`, { start, end, layers: L });
+    throw new ModelConfigError(`span ${spanText(span)} is not a non-empty layer range within 0:${L}`, { start, end, layers: L });
   }
   if (c.tie_word_embeddings && (start !== 0) !== (end !== L)) {
-    throw new ModelConfigError(`span [${start}, ${end}): a model with tied embeddings runs only as a span holding both layer 0 and layer ${L - 1}`, {
+    throw new ModelConfigError(`span ${spanText(span)}: a model with tied embeddings runs only as a span holding both layer 0 and layer ${L - 1}`, {
       start,
       end,
     });
@@ -125,7 +126,7 @@ export class ParamLayout {
 
   get(name: string): ParamEntry {
     const e = this.byName.get(name);
-    if (e === undefined) throw new ModelConfigError(`no parameter ${name} in span [${this.span.start}, ${this.span.end})`, { name });
+    if (e === undefined) throw new ModelConfigError(`no parameter ${name} in span ${spanText(this.span)}`, { name });
     return e;
   }
 
@@ -171,7 +172,7 @@ export class ParamLayout {
  */
 export function subSpanRange(config: LlamaConfig, held: Span, want: Span): { offset: number; size: number } {
   if (!(want.start >= held.start && want.end <= held.end && want.start < want.end)) {
-    throw new InvalidArgumentError(`span [${want.start}, ${want.end}) is not inside the held [${held.start}, ${held.end})`);
+    throw new InvalidArgumentError(`span ${spanText(want)} is not inside the held ${spanText(held)}`);
   }
   const layout = new ParamLayout(config, held);
   let first = -1;
@@ -183,7 +184,7 @@ export function subSpanRange(config: LlamaConfig, held: Span, want: Span): { off
     last = e.offset + e.size;
   }
   const size = last - first;
-  if (first < 0 || size !== new ParamLayout(config, want).size) throw new InvalidArgumentError(`span [${want.start}, ${want.end}) is not contiguous in the held layout`);
+  if (first < 0 || size !== new ParamLayout(config, want).size) throw new InvalidArgumentError(`span ${spanText(want)} is not contiguous in the held layout`);
   return { offset: first, size };
 }
 

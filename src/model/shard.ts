@@ -29,6 +29,7 @@ import { ModelConfigError, ModelStateError } from './errors.js';
 import { initParams } from './init.js';
 import { type KVCache } from './kv-cache.js';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, ParamLayout, type Span } from './layout.js';
+import { spanText } from '../util/span-text.js';
 
 /**
  * Most sequences one decodeBatch takes: the native GEMM's small-M path (M ≤ kSmallM = 8 in
@@ -241,7 +242,7 @@ export class LlamaShard {
     let params: Float32Array;
     if (opts.params !== undefined) {
       if (opts.params.length !== this.layout.size) {
-        throw new ModelConfigError(`params buffer has ${opts.params.length} elements; span [${this.span.start}, ${this.span.end}) needs ${this.layout.size}`);
+        throw new ModelConfigError(`params buffer has ${opts.params.length} elements; span ${spanText(this.span)} needs ${this.layout.size}`);
       }
       params = opts.params;
     } else {

@@ -25,6 +25,7 @@ import { holdersFromView, startOuterSync, TrainingEndpoint, type OuterSyncInit, 
 import { silentLogger, type Logger } from '../util/logger.js';
 import type { NodeNetwork } from './network.js';
 import type { NodeOptions } from './options.js';
+import { spanText } from '../util/span-text.js';
 
 export interface Span {
   start: number;
@@ -169,7 +170,7 @@ export function nodeChainDriver(i: NodeChainDriverInit): ChainTrainer {
       );
     },
   });
-  trainer.events.on('chain', ({ hops }) => log.info('training chain formed', { hops: hops.map((h) => `${h.peer.slice(-8)}[${h.span.start}:${h.span.end})`).join(' → ') }));
+  trainer.events.on('chain', ({ hops }) => log.info('training chain formed', { hops: hops.map((h) => `${h.peer.slice(-8)}[${spanText(h.span)}]`).join(' → ') }));
   trainer.events.on('abandoned', (a) => log.warn('training step abandoned on every hop; re-forming the chain', { step: a.step, hop: a.peer?.slice(-8) ?? null, error: a.error }));
   return trainer;
 }

@@ -13,6 +13,7 @@ import { TOKENIZER_FILE_NAME, Tokenizer } from '../model/tokenizer/index.js';
 import { createReferenceBackend } from '../tensor/index.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import { resolveCheckpointDir, TokenizerMissingError } from './model-session.js';
+import { spanText } from '../util/span-text.js';
 
 export interface ExportGgufOptions {
   checkpoint: string;
@@ -50,7 +51,7 @@ export async function exportGguf(o: ExportGgufOptions): Promise<ExportGgufResult
   say(`reading ${dir}`);
   const { config, model, verified } = loadAnyCheckpoint(dir, { backend: createReferenceBackend() });
   if (model.span.start !== 0 || model.span.end !== config.num_hidden_layers) {
-    throw new InvalidArgumentError(`${dir} holds layers [${model.span.start}, ${model.span.end}) of ${config.num_hidden_layers}; a GGUF file needs the whole model`, { dir });
+    throw new InvalidArgumentError(`${dir} holds layers ${spanText(model.span)} of ${config.num_hidden_layers}; a GGUF file needs the whole model`, { dir });
   }
   const tokPath = o.tokenizer !== undefined ? resolve(o.tokenizer) : (verified?.tokenizerPath ?? (existsSync(join(dir, TOKENIZER_FILE_NAME)) ? join(dir, TOKENIZER_FILE_NAME) : null));
   if (tokPath === null) {

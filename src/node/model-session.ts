@@ -17,6 +17,7 @@ import { HF_TOKENIZER_FILE, HfTokenizer, ourTextTokenizer, type TextTokenizer } 
 import { TOKENIZER_FILE_NAME, Tokenizer } from '../model/tokenizer/index.js';
 import { selectBackend } from '../tensor/index.js';
 import { NeuroShardError } from '../util/errors.js';
+import { spanText } from '../util/span-text.js';
 
 /** The checkpoint the user named does not exist or holds nothing loadable. */
 export class CheckpointNotFoundError extends NeuroShardError {
@@ -88,7 +89,7 @@ export async function openModelSession(spec: string, opts: OpenModelOptions = {}
     if (foreign === undefined) {
       const r = await client.run({ type: 'loadCheckpoint', dir });
       if (r.span.start !== 0 || r.span.end !== r.config.num_hidden_layers) {
-        throw new NeuroShardError('CHECKPOINT_PARTIAL', `${dir} holds layers [${r.span.start}, ${r.span.end}) of ${r.config.num_hidden_layers}; generation and evaluation need the whole model`, {
+        throw new NeuroShardError('CHECKPOINT_PARTIAL', `${dir} holds layers ${spanText(r.span)} of ${r.config.num_hidden_layers}; generation and evaluation need the whole model`, {
           fault: 'caller',
           meta: { dir, span: r.span },
         });

@@ -15,7 +15,7 @@
  * the seeded initialisation, or hash-verified weights from peers).
  */
 import { mkdirSync } from 'node:fs';
-import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type LayersView, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
+import { ApiServer, readApiKeys, LedgerNotReadyError, type LedgerSubmitter, type NodeStatus, type PeerStatus, type StatusProvider } from '../api/index.js';
 import { ComputeClient } from '../compute/index.js';
 import { assertNoNodeRunning, writeNodeLock, addressFromPublicKey, type NodeKey } from '../identity/index.js';
 import { openNodeKey } from './key.js';
@@ -60,7 +60,6 @@ export interface WorkCounters {
   trainingTokens: number;
   lastLoss: number | null;
   lastValLoss: number | null;
-  modelHash: string;
 }
 
 export interface NodeModules {
@@ -91,7 +90,6 @@ export class NeuroShardNode {
   private training: Promise<SoloTrainResult | undefined> = Promise.resolve(undefined);
   private releaseLock: (() => void) | undefined;
   private trainingStarted = false;
-  private hashTimer: NodeJS.Timeout | undefined;
   /** DiLoCo between the holders of our layers (node/diloco.ts); set once training starts. */
   outerSync: OuterSyncWiring | undefined;
   private tokensPerSec = 0;
@@ -127,7 +125,7 @@ export class NeuroShardNode {
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {
-    this.counters = { startedAtMs: clock.now(), trainingSteps: 0, trainingTokens: 0, lastLoss: null, lastValLoss: null, modelHash: '' };
+    this.counters = { startedAtMs: clock.now(), trainingSteps: 0, trainingTokens: 0, lastLoss: null, lastValLoss: null };
   }
 
   /** The span pinned by `--span a:b`, undefined for auto and none. */
@@ -187,7 +185,8 @@ export class NeuroShardNode {
           // entries prefer routes of one weights format (router/route.ts chooseRouteOneFormat)
           weights: () => opts.weights,
           totalLayers: () => ref.node?.pool?.modelConfig().num_hidden_layers ?? modelConfig.num_hidden_layers,
-          modelHash: () => ref.node?.counters.modelHash ?? '',
+          // the hash of the weights held now (pool/held-hash.ts): the one API, shard-info and proofs name
+          modelHash: () => ref.node?.pool?.modelHash() ?? '',
           // what our HolderRecord states: measured memory offered and tokens/s through the span held
           capacity: () => ref.node?.pool?.recordCapacity() ?? { memoryMb: 0, tokensPerSec: 0 },
           // jobs queued or running in the compute worker: 1 = busy, more = queued
@@ -254,10 +253,8 @@ export class NeuroShardNode {
           dashboard: { feed: telemetry, staticDir: modules.dashboardDir ?? dashboardDir() },
           status: { status: () => provider.status(), peers: () => provider.peers() },
           ledger: { maxEventBytes: MAX_SLASH_BYTES, submit: (bytes) => ledgerNow().submit(bytes), status: () => ({ ...ledgerNow().status(), ...(ref.node?.validator === undefined ? {} : { validator: ref.node.validator.view() }) }) },
-          // the model hash that our heartbeats and holder record announce, not the pool's: the pool's is set only
-          // when it adopts a span from a checkpoint or peers (empty on a genesis node that trains, whose weights the
-          // trainer loads), and a training node's hash moves with its weights (refreshed at its start and every 20 s)
-          layers: { layers: () => layersWithAnnouncedHash(ref.node) },
+          // modelHash: the pool's hash of the weights held now (pool/held-hash.ts), which follows them as they train
+          layers: { layers: () => ref.node?.pool?.layers() },
           generator: () => servingRef.current?.generator,
           generateDefaults: generateDefaultsOf(sampling),
           training: { training: () => ref.node?.trainingReport() },
@@ -340,19 +337,18 @@ export class NeuroShardNode {
         log: log.child('pool'),
       });
       node.pool = pool;
+      // proofs claim training only when this hash moved since the previous proof (ledger/work.ts proofClaim)
+      node.tally.setModelHash(() => pool.modelHash());
       cleanups.push(() => pool.stop());
       pool.events.on('span:error', () => downloads.abandon());
       pool.events.on('span:held', ({ span: held, hash, source, ms, round }) => {
         downloads.finish();
         node.tally.setLayers(held);
         node.tally.setCapacity(pool.recordCapacity());
-        if (source !== 'external') {
-          node.counters.modelHash = hash;
-          node.tally.setModelHash(hash);
-        }
         log.info('holding layers', { span: `${held.start}:${held.end}`, source, ...(source === 'external' ? {} : { hash: hash.slice(0, 16) }), ms, ...(round === undefined ? {} : { round }) });
         // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
-        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules);
+        // from the weights just downloaded and verified (in the worker now), not a seeded initialisation
+        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, true);
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
@@ -400,7 +396,17 @@ export class NeuroShardNode {
         network,
         pool,
         log: log.child('chain'),
-        outer: { key, networkId: genesis.networkId, clock, receipts: receiptsWiring(ledger, modelConfig, opts.innerSteps), onRound: (r) => log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs }) },
+        outer: {
+          key,
+          networkId: genesis.networkId,
+          clock,
+          receipts: receiptsWiring(ledger, modelConfig, opts.innerSteps),
+          onRound: (r) => {
+            // the round replaced our span's weights: name their hash now, not at the next refresh
+            void pool.refreshHash();
+            log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs });
+          },
+        },
         onStep: (r) => node.chainStep(r),
       });
       const chain = node.chain;
@@ -445,13 +451,14 @@ export class NeuroShardNode {
     });
   }
 
-  private startTraining(modules: NodeModules): void {
+  /** `fromHeld`: train the whole model the worker holds (taken from peers); else the seeded initialisation. */
+  private startTraining(modules: NodeModules, fromHeld = false): void {
     if (this.trainingStarted) return;
     this.trainingStarted = true;
-    this.training = this.startTrainingAsync(modules);
+    this.training = this.startTrainingAsync(modules, fromHeld);
   }
 
-  private async startTrainingAsync(modules: NodeModules): Promise<SoloTrainResult | undefined> {
+  private async startTrainingAsync(modules: NodeModules, fromHeld: boolean): Promise<SoloTrainResult | undefined> {
     const pool = this.pool!;
     const config = pool.modelConfig();
     try {
@@ -471,6 +478,7 @@ export class NeuroShardNode {
         ...(this.ledger === undefined ? {} : { receipts: receiptsWiring(this.ledger, config, this.opts.innerSteps) }),
         ...(this.opts.aggregator === 'gauntlet' ? { heldOutLoss: workerHeldOutLoss(this.compute, corpusHeldOut(this.opts, config, this.log)) } : {}),
         onRound: (r) => {
+          void pool.refreshHash();
           modules.nodeLog?.note('node/train', `outer round ${r.round} closed: ${r.accepted} accepted, ${r.rejected} rejected, ${r.syncMs} ms`);
           this.log.info('outer round closed', { round: r.round, accepted: r.accepted, rejected: r.rejected, late: r.late.length, repaired: r.repaired.length, ms: r.syncMs });
         },
@@ -493,8 +501,8 @@ export class NeuroShardNode {
           );
           progress = new TrainProgress({ write, tty, startStep: e.step, targetStep: e.targetStep });
           this.counters.trainingSteps = e.step;
-          // the model is loaded: its hash now, not at the first 20 s tick (/api/layers showed an empty one until then)
-          refreshHash();
+          // the trainer loaded the model: its hash now, not at the pool's next refresh (/api/layers named none)
+          void pool.refreshHash();
           break;
         case 'step': {
           const now = this.clock.now();
@@ -526,19 +534,6 @@ export class NeuroShardNode {
           break;
       }
     };
-    // The model hash moves as training steps apply; proofs claim training only when it changed. Hashing 5 M
-    // parameters takes a few ms in the worker, between steps.
-    const refreshHash = (): void => {
-      this.compute
-        .run({ type: 'modelHash' })
-        .then(({ hash }) => {
-          this.counters.modelHash = hash;
-          this.tally.setModelHash(hash);
-        })
-        .catch(() => {}); // no model loaded yet, or the worker is restarting: the next tick retries
-    };
-    this.hashTimer = setInterval(refreshHash, 20_000);
-    this.hashTimer.unref();
     return trainSolo({
       dataDir: this.opts.dataDir,
       client: this.compute,
@@ -552,6 +547,7 @@ export class NeuroShardNode {
       ...(this.outerSync === undefined ? {} : { wrapStepper: (st) => this.outerSync!.stepper(st, this.stopTraining.signal) }),
       // the genesis node trains on every shard (as a solo run); a replica on its own shards
       ...(this.network.genesis ? {} : { dataNodeId: this.network.peerId }),
+      ...(fromHeld ? { initialParams: async () => (await this.compute.run({ type: 'getParams' })).params } : {}),
     })
       .then((r) => {
         progress?.done();
@@ -604,7 +600,6 @@ export class NeuroShardNode {
     await this.ledger?.quiesce().catch((e: unknown) => this.log.warn('quiescing the ledger failed', { error: errorMessage(e) }));
     this.stopTraining.abort();
     this.pool?.stop();
-    clearInterval(this.hashTimer);
     this.heapTrimmer?.stop();
     await this.training;
     await this.outerSync?.stop();
@@ -627,13 +622,6 @@ export class NeuroShardNode {
     }
     this.status = 'closed';
   }
-}
-
-/** GET /api/layers: the pool's view with the hash this node announces (empty while it holds no layers). */
-function layersWithAnnouncedHash(node: NeuroShardNode | undefined): LayersView | undefined {
-  const view = node?.pool?.layers();
-  if (node === undefined || view === undefined) return undefined;
-  return { ...view, modelHash: node.pool?.span() === undefined ? '' : node.counters.modelHash };
 }
 
 function placeholderStatus(): NodeStatus {

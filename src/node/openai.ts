@@ -29,6 +29,7 @@ import { HF_TOKENIZER_FILE, HfTokenizer, ourTextTokenizer, type TextTokenizer } 
 import { TOKENIZER_FILE_NAME, Tokenizer } from '../model/tokenizer/index.js';
 import { InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
+import { spanText } from '../util/span-text.js';
 
 /**
  * POST /api/generate's defaults from a generation_config.json: its sampling settings and max_new_tokens (max_length
@@ -139,7 +140,7 @@ export class OpenAiGenerator implements TextGenerator {
       const r = await gen.generate(
         { prompt: req.prompt, kind: req.kind, maxTokens, temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed >>> 0, stop: req.stop },
         {
-          onRoute: (route) => (this.o.log ?? silentLogger).info('openai generation route', { hops: route.map((h) => `${h.peerId}[${h.span[0]}:${h.span[1]})`).join(' -> ') }),
+          onRoute: (route) => (this.o.log ?? silentLogger).info('openai generation route', { hops: route.map((h) => `${h.peerId}[${spanText({ start: h.span[0], end: h.span[1] })}]`).join(' -> ') }),
           onToken: (token, piece) => {
             text += piece;
             opts.onToken?.({ token, text });

@@ -27,6 +27,7 @@ import { trainLoop, type Batch, type TrainStepper, type TrainStepResult } from '
 import { AbortedError, ConfigError, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
+import { spanText } from '../util/span-text.js';
 
 /** The data stream's node id of a solo run: every training shard, in one fixed order. */
 export const SOLO_NODE_ID = 'solo';
@@ -84,6 +85,13 @@ export interface SoloTrainOptions {
   wrapStepper?: (s: TrainStepper) => TrainStepper;
   /** The data stream's node id (default SOLO_NODE_ID: every shard); a replica passes its peer id for its own shards. */
   dataNodeId?: string;
+  /**
+   * The weights a fresh run (no checkpoint in `dataDir` to resume) starts from, instead of the seeded initialisation:
+   * a node that took the whole model from peers trains the weights it downloaded and verified (before, it replaced
+   * them with seed `seed`'s and trained those from scratch while naming the downloaded ones' hash). Their length
+   * must be the preset's parameter count (a typed error otherwise).
+   */
+  initialParams?: () => Promise<Float32Array>;
 }
 
 export type TrainEvent =
@@ -251,7 +259,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       if (o.batchSize !== undefined && o.batchSize !== state.batchSize) conflict('--batch-size', o.batchSize, state.batchSize);
       if (o.seqLen !== undefined && o.seqLen !== state.seqLen) conflict('--seq-len', o.seqLen, state.seqLen);
       if (loaded.span.start !== 0 || loaded.span.end !== loaded.config.num_hidden_layers) {
-        throw new ConfigError(`${resumeDir} holds only layers [${loaded.span.start}, ${loaded.span.end}); solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
+        throw new ConfigError(`${resumeDir} holds only layers ${spanText(loaded.span)}; solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
       }
       config = loaded.config;
       preset = state.preset;
@@ -292,7 +300,10 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       o.evalEvery > 0 ? (await corpus.validationBatches({ batchSize, seqLen, ...(o.valBatches === undefined ? {} : { maxBatches: o.valBatches }) })).map(toTrainBatch) : [];
     if (o.evalEvery > 0 && valBatches.length === 0) throw new ConfigError(`the validation split of ${corpus.location} holds less than one batch of ${batchSize}×${seqLen}`, undefined, 'CORPUS_TOO_SMALL');
 
-    if (resumeDir === null) paramCount = (await client.run({ type: 'initModel', config, seed, trainer })).paramCount;
+    if (resumeDir === null) {
+      const params = await o.initialParams?.();
+      paramCount = (await client.run({ type: 'initModel', config, seed, trainer, ...(params === undefined ? {} : { params }) })).paramCount;
+    }
     const worker = new WorkerTrainStepper(client);
     const stepper = o.wrapStepper?.(worker) ?? worker;
     emit({

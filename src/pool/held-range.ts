@@ -7,6 +7,7 @@
 import type { ComputeClient } from '../compute/client.js';
 import type { Span } from '../model/layout.js';
 import { isNeuroShardError, NeuroShardError } from '../util/errors.js';
+import { spanText } from '../util/span-text.js';
 
 /** What a stream serves from: a sub-span's figures, then ranges of its payload at the figures' version. */
 export interface HeldRangeReader {
@@ -50,7 +51,7 @@ export function workerHeldRange(compute: Pick<ComputeClient, 'run'>, held: () =>
       const d = await compute.run({ type: 'paramsDigest', span: { start: want.start, end: want.end } }, { signal });
       const h = held();
       if (h === undefined || h.start !== d.held.start || h.end !== d.held.end) {
-        throw new HeldWeightsChangedError(`the compute worker holds [${d.held.start}, ${d.held.end}), not the span served`, { worker: d.held });
+        throw new HeldWeightsChangedError(`the compute worker holds ${spanText(d.held)}, not the span served`, { worker: d.held });
       }
       return { total: d.bytes, hash: d.hash, sha: new Uint8Array(Buffer.from(d.sha256, 'hex')), version: `${d.worker}:${d.version}` };
     },

@@ -8,6 +8,7 @@ export * from './weights.js';
 export * from './transfer.js';
 export * from './span-meter.js';
 export * from './held-range.js';
+export * from './held-hash.js';
 export * from './model-files.js';
 export * from './measure.js';
 export * from './view.js';

@@ -22,6 +22,7 @@ import { extraWeightBytes, layerMb, layersFor, type WeightsFormat } from './capa
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolHolder, type PoolSpan, type PoolView } from './placement.js';
 import { workerHeldRange } from './held-range.js';
+import { HeldHash } from './held-hash.js';
 import type { ModelFileSet } from './model-files.js';
 import { checkpointHandler, downloadSpan, fetchConfig, WeightsUnavailableError, type PenaltySink, type RoundWeights } from './transfer.js';
 import { buildView, layersReport, type LayersReport } from './view.js';
@@ -99,6 +100,8 @@ export interface PoolServiceOptions {
   roundWeights?: () => readonly RoundWeights[];
   /** A joiner downloading the weights after a closed round pins it here (./transfer.ts WeightsSource.pin). */
   pinRound?: (peer: string, round: number) => void;
+  /** How often the held weights' hash is read again (ms; default HELD_HASH_REFRESH_MS, ./held-hash.ts). */
+  hashRefreshMs?: number;
   /** Capacity measurement override (tests). */
   capacity?: MeasuredCapacity;
   clock?: Clock;
@@ -116,7 +119,8 @@ export class PoolService {
   private config: LlamaConfig;
   private capacityFigures: MeasuredCapacity | undefined;
   private held: PoolSpan | undefined;
-  private hash = '';
+  /** The hash of the weights held now, as this node names it everywhere (./held-hash.ts). */
+  private readonly heldHash: HeldHash;
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
   private stopped = false;
@@ -140,6 +144,7 @@ export class PoolService {
     // while the worker's weights are being swapped, `held` and the worker disagree: serve nothing then. The held
     // weights are read by range in the worker (./held-range.ts), never copied whole to this thread (issue 12 §2)
     const range = workerHeldRange(o.compute, () => (this.swapping ? undefined : this.held));
+    this.heldHash = new HeldHash({ read: () => o.compute.run({ type: 'modelHash' }), readable: () => this.held !== undefined && !this.swapping });
     this.handler = checkpointHandler({
       config: () => (this.held === undefined || this.swapping ? undefined : this.config),
       held: () => (this.swapping ? undefined : this.held),
@@ -158,6 +163,8 @@ export class PoolService {
   async start(): Promise<void> {
     this.startedAt = this.clock.now();
     await this.o.network.rpc.handle(methods.checkpoint, this.handler);
+    // a holder's weights move while it trains (inner steps, outer rounds): the hash it names follows them
+    if (this.o.mode !== 'none') this.heldHash.start(this.o.hashRefreshMs);
     if (this.o.mode === 'none') {
       this.capacityFigures = this.o.capacity ?? { memoryMb: 0, maxLayers: 0, layerMb: 0, layerDecodeMs: 0, layerPrefillMs: 0, layerTokensPerSec: 0 };
       // an entry node holds nothing but still keeps holders' records fresh: route choice weighs them by their speed
@@ -172,6 +179,7 @@ export class PoolService {
 
   stop(): void {
     this.stopped = true;
+    this.heldHash.stop();
     this.ac.abort();
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
@@ -185,8 +193,20 @@ export class PoolService {
     return this.held;
   }
 
+  /**
+   * The span hash of the weights held now ('' while none, or while a trainer has not loaded them yet): lags them by
+   * at most HELD_HASH_REFRESH_MS (./held-hash.ts).
+   */
   modelHash(): string {
-    return this.hash;
+    return this.heldHash.current();
+  }
+
+  /**
+   * The held weights changed (training started, an outer round replaced them): read their hash now rather than at
+   * the next refresh. Resolves with the hash named after it.
+   */
+  refreshHash(): Promise<string> {
+    return this.heldHash.refresh();
   }
 
   capacity(): MeasuredCapacity | undefined {
@@ -213,7 +233,7 @@ export class PoolService {
   }
 
   layers(): LayersReport {
-    return layersReport(this.view(), this.hash);
+    return layersReport(this.view(), this.heldHash.current());
   }
 
   private schedule(ms: number): void {
@@ -476,7 +496,8 @@ export class PoolService {
 
   private async adopt(span: PoolSpan, hash: string, source: 'local' | 'peers' | 'external', t0: number, round?: number): Promise<void> {
     this.held = { start: span.start, end: span.end };
-    this.hash = hash;
+    // '' for weights someone else loads (the solo trainer): read from the worker once it has (refreshHash, the timer)
+    this.heldHash.set(hash);
     this.handler.clearCache();
     await this.o.network.holdSpan(this.held);
     this.events.emit('span:held', { span: { ...this.held }, hash, source, ms: this.clock.now() - t0, ...(round === undefined ? {} : { round }) });

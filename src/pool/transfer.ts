@@ -26,6 +26,7 @@ import { HeldWeightsChangedError, type HeldRangeReader } from './held-range.js';
 import { modelFilesReply, type ModelFileSet } from './model-files.js';
 import { SpanMeter } from './span-meter.js';
 import { bytesToParams, paramBytes, sha256, spanHashOfParams, spanPayloadBytes, spanUnits, subRange } from './weights.js';
+import { spanText } from '../util/span-text.js';
 
 /** Bytes of data in one chunk (under the method's 4 MiB frame limit; small enough to resume cheaply). */
 export const CHECKPOINT_CHUNK_DATA_BYTES = 1 << 20;
@@ -168,10 +169,10 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     const refusal = src.notServed?.();
     if (refusal !== undefined) throw new WeightsNotServedError(refusal);
     if (!(want.start >= held.start && want.end <= held.end && want.start < want.end)) {
-      throw new NeuroShardError('CHECKPOINT_SPAN_NOT_HELD', `layers [${want.start}, ${want.end}) are not inside the held [${held.start}, ${held.end})`, { fault: 'caller' });
+      throw new NeuroShardError('CHECKPOINT_SPAN_NOT_HELD', `layers ${spanText(want)} are not inside the held ${spanText(held)}`, { fault: 'caller' });
     }
     const r = roundSource(src.rounds?.() ?? [], want, round);
-    if (round !== undefined && r === undefined) throw new RoundGoneError(`the weights of layers [${want.start}, ${want.end}) after round ${round} are not kept here`, { round });
+    if (round !== undefined && r === undefined) throw new RoundGoneError(`the weights of layers ${spanText(want)} after round ${round} are not kept here`, { round });
     if (r === undefined && src.heldRange !== undefined) {
       // the held weights: figures and bytes read in the compute worker, all of one version (./held-range.ts)
       const reader = src.heldRange;
@@ -230,7 +231,7 @@ export function checkpointHandler(src: WeightsSource, chunkBytes = CHECKPOINT_CH
     // a client streaming figures it agreed on that the held weights no longer have: they moved since its head (not
     // the holder's fault; streaming other figures would cost it a penalty for nothing)
     if (p.byRange === true && req.modelHash.length === 64 && req.modelHash !== p.hash) {
-      throw new HeldWeightsChangedError(`the held weights of layers [${req.span.start}, ${req.span.end}) changed since hash ${req.modelHash.slice(0, 12)}…`);
+      throw new HeldWeightsChangedError(`the held weights of layers ${spanText(req.span)} changed since hash ${req.modelHash.slice(0, 12)}…`);
     }
     for (let o = Number(req.offset); o < p.total; o += chunkBytes) {
       const data = await p.read(o, Math.min(p.total, o + chunkBytes) - o);

@@ -12,6 +12,7 @@ import type { LlamaConfig } from '../model/config.js';
 import { spanHash } from '../model/hash.js';
 import { ParamLayout, subSpanRange, type Span } from '../model/layout.js';
 import { InvalidArgumentError } from '../util/errors.js';
+import { spanText } from '../util/span-text.js';
 
 /** One-layer units of a span, in order. */
 export function spanUnits(span: Span): Span[] {
@@ -45,7 +46,7 @@ export function bytesToParams(b: Uint8Array): Float32Array {
 /** The span hash (model/hash.ts) of a span's parameters. */
 export function spanHashOfParams(config: LlamaConfig, span: Span, params: Float32Array): string {
   const layout = new ParamLayout(config, span);
-  if (params.length !== layout.size) throw new InvalidArgumentError(`span [${span.start}, ${span.end}) has ${layout.size} parameters, got ${params.length}`);
+  if (params.length !== layout.size) throw new InvalidArgumentError(`span ${spanText(span)} has ${layout.size} parameters, got ${params.length}`);
   return spanHash(layout, params);
 }
 

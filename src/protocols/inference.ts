@@ -28,6 +28,7 @@ import { decodeReceipt, type HopMarket } from './hop-commitment.js';
 import { hopCommitQueue, type HopCommitQueue, type QueuedCommitment } from './hop-commit-queue.js';
 import { signTranscriptClaim } from '../ledger/fraud.js';
 import type { OpenInputs, TranscriptStore } from './hop-transcript.js';
+import { spanText } from '../util/span-text.js';
 
 export interface Span {
   start: number;
@@ -275,7 +276,7 @@ export class InferenceHopServer {
     if (this.draining) throw new HopBusyError('this node is moving its layers and takes no new sessions');
     const t = r.targetSpan;
     if (t === undefined || t.start !== span.start || t.end !== span.end) {
-      throw new HopError('WRONG_SPAN', `this node serves layers [${span.start}, ${span.end}), not [${t?.start ?? '?'}, ${t?.end ?? '?'})`);
+      throw new HopError('WRONG_SPAN', `this node serves layers ${spanText(span)}; the request names ${t === undefined ? 'no span' : spanText(t)}`);
     }
     const owner = this.sessions.get(r.sessionId);
     if (owner !== undefined) {

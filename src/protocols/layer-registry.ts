@@ -24,6 +24,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { checkHolderRecord } from './dht-records.js';
 import { encodeHolderRecord, freshHolderRecord, spanCovers, type HolderCapacity, type HolderRecord, type HolderWeights, type LayerSpan } from './holder-record.js';
 import { holderKey, layerContentKey } from './ids.js';
+import { spanText } from '../util/span-text.js';
 
 export interface LayerRegistryOptions {
   network: P2PNetwork;
@@ -168,7 +169,7 @@ export class LayerRegistry {
    */
   async announce(span: LayerSpan, opts: AbortOptions = {}): Promise<void> {
     if (!(Number.isInteger(span.start) && Number.isInteger(span.end) && span.start >= 0 && span.end > span.start)) {
-      throw new InvalidArgumentError(`bad span [${span.start}, ${span.end})`);
+      throw new InvalidArgumentError(`bad span ${spanText(span)}`);
     }
     this.stopped = false;
     this.span = { start: span.start, end: span.end };

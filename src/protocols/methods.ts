@@ -12,6 +12,7 @@ import { encodeMessageParts } from './rpc/parts.js';
 import { MAX_TENSOR_RANK, tensorFromPb } from './tensor-wire.js';
 import { LEDGER_SYNC_LIMITS } from '../ledger/interfaces.js';
 import { MAX_HOPS as MAX_ROUTE_HOPS } from '../ledger/events.js';
+import { spanText } from '../util/span-text.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -22,8 +23,6 @@ export const MAX_ID_CHARS = 128;
 export const MAX_TOKENS_PER_REQUEST = 8192;
 /** A receipt for the driver (hop-commitment.ts): 18 hops of 161 bytes and the rest fit in 4 KiB. */
 export const MAX_RECEIPT_BYTES = 4096;
-/** Most named tensors in one gradient exchange. */
-export const MAX_NAMED_TENSORS = 4096;
 /** Largest layer index a span may name. */
 export const MAX_LAYER = 65535;
 
@@ -41,7 +40,7 @@ function checkSpan(s: pb.Span | undefined, what: string, required = false): void
     if (required) throw malformed(`${what}: missing`);
     return;
   }
-  if (!(s.start < s.end) || s.end > MAX_LAYER + 1) throw malformed(`${what}: bad span [${s.start}, ${s.end})`);
+  if (!(s.start < s.end) || s.end > MAX_LAYER + 1) throw malformed(`${what}: bad span ${spanText(s)}`);
 }
 
 const TENSOR_LIMITS = { shape: MAX_TENSOR_RANK };
@@ -108,57 +107,6 @@ export const holderRecord: UnaryMethod<pb.HolderRecordRequest, pb.HolderRecordRe
   // the record itself is checked by the caller against the DHT rules (signature, key, expiry)
 };
 
-function checkForward(r: pb.PipelineForwardRequest): void {
-  checkId(r.sessionId, 'pipeline-forward.session_id', true);
-  checkId(r.requestId, 'pipeline-forward.request_id', true);
-  tensorFromPb(r.hidden, 'pipeline-forward.hidden');
-  tensorFromPb(r.labels, 'pipeline-forward.labels', true);
-  checkSpan(r.targetSpan, 'pipeline-forward.target_span', true);
-}
-
-export const pipelineForward: UnaryMethod<pb.PipelineForwardRequest, pb.PipelineForwardResponse> = {
-  name: 'pipeline-forward',
-  version: '1.0.0',
-  kind: 'unary',
-  request: codec(pb.PipelineForwardRequest, { hidden: TENSOR_LIMITS, labels: TENSOR_LIMITS }),
-  response: codec(pb.PipelineForwardResponse, { hidden: TENSOR_LIMITS, logits: TENSOR_LIMITS }),
-  maxRequestBytes: 64 * MiB,
-  maxResponseBytes: 64 * MiB,
-  timeoutMs: 60_000,
-  maxInboundStreams: 16,
-  maxConcurrent: 16,
-  validateRequest: checkForward,
-  validateResponse: (r) => {
-    checkId(r.requestId, 'pipeline-forward.request_id');
-    tensorFromPb(r.hidden, 'pipeline-forward.hidden', true);
-    tensorFromPb(r.logits, 'pipeline-forward.logits', true);
-    if (r.loss !== undefined && !Number.isFinite(r.loss)) throw malformed('pipeline-forward.loss: not finite');
-  },
-};
-
-export const pipelineBackward: UnaryMethod<pb.PipelineBackwardRequest, pb.PipelineBackwardResponse> = {
-  name: 'pipeline-backward',
-  version: '1.0.0',
-  kind: 'unary',
-  request: codec(pb.PipelineBackwardRequest, { gradOutput: TENSOR_LIMITS }),
-  response: codec(pb.PipelineBackwardResponse, { gradInput: TENSOR_LIMITS }),
-  maxRequestBytes: 64 * MiB,
-  maxResponseBytes: 64 * MiB,
-  timeoutMs: 60_000,
-  maxInboundStreams: 16,
-  maxConcurrent: 16,
-  validateRequest: (r) => {
-    checkId(r.sessionId, 'pipeline-backward.session_id', true);
-    checkId(r.requestId, 'pipeline-backward.request_id', true);
-    tensorFromPb(r.gradOutput, 'pipeline-backward.grad_output');
-    checkSpan(r.targetSpan, 'pipeline-backward.target_span', true);
-  },
-  validateResponse: (r) => {
-    checkId(r.requestId, 'pipeline-backward.request_id');
-    tensorFromPb(r.gradInput, 'pipeline-backward.grad_input', true);
-  },
-};
-
 /** Commit and receipt requests (issue 11 §2) carry no activations and bounded bytes (hop-commitment.ts). */
 function checkHopCommitRequest(r: pb.InferenceRequest): void {
   if (r.commitRequest === undefined && r.receipt === undefined) return;
@@ -216,31 +164,6 @@ export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceRespon
     if (r.tokens.length > MAX_TOKENS_PER_REQUEST) throw malformed('inference-stream.tokens: too many');
   },
 };
-
-function gossip(name: string, maxPayload: number): UnaryMethod<pb.GossipRequest, pb.GossipResponse> {
-  return {
-    name,
-    version: '1.0.0',
-    kind: 'unary',
-    request: codec(pb.GossipRequest),
-    response: codec(pb.GossipResponse),
-    maxRequestBytes: maxPayload + 16,
-    maxResponseBytes: 1 * KiB,
-    timeoutMs: 10_000,
-    maxInboundStreams: 16,
-    maxConcurrent: 128,
-    validateRequest: (r) => {
-      if (r.payload.byteLength === 0) throw malformed(`${name}: empty payload`);
-    },
-    validateResponse: (r) => {
-      if (r.reason.length > 512) throw malformed(`${name}.reason: longer than 512 characters`);
-    },
-  };
-}
-
-export const gossipProof = gossip('gossip-proof', 16 * KiB);
-export const gossipTransaction = gossip('gossip-transaction', 4 * KiB);
-export const gossipStake = gossip('gossip-stake', 4 * KiB);
 
 /** Length of a ledger order key (u64 timestampMs ‖ 32-byte event id) and of an event id. */
 export const LEDGER_ORDER_KEY_BYTES = 40;
@@ -310,41 +233,6 @@ export const ledgerStatus: UnaryMethod<pb.LedgerStatusRequest, pb.LedgerStatusRe
   },
 };
 
-function checkNamed(ts: pb.NamedTensor[], what: string): void {
-  const seen = new Set<string>();
-  for (const t of ts) {
-    checkId(t.name, `${what}.name`, true);
-    if (seen.has(t.name)) throw malformed(`${what}: duplicate tensor ${t.name}`);
-    seen.add(t.name);
-    tensorFromPb(t.tensor, `${what}[${t.name}]`);
-  }
-}
-
-export const gradientExchange: UnaryMethod<pb.GradientExchangeRequest, pb.GradientExchangeResponse> = {
-  name: 'gradient-exchange',
-  version: '1.0.0',
-  kind: 'unary',
-  request: codec(pb.GradientExchangeRequest, { tensors: MAX_NAMED_TENSORS, tensors$: { tensor: TENSOR_LIMITS } }),
-  response: codec(pb.GradientExchangeResponse, { tensors: MAX_NAMED_TENSORS, tensors$: { tensor: TENSOR_LIMITS } }),
-  maxRequestBytes: 128 * MiB,
-  maxResponseBytes: 128 * MiB,
-  timeoutMs: 120_000,
-  maxInboundStreams: 4,
-  maxConcurrent: 8,
-  validateRequest: (r) => {
-    checkSpan(r.span, 'gradient-exchange.span', true);
-    checkId(r.modelHash, 'gradient-exchange.model_hash', true);
-    checkId(r.compression, 'gradient-exchange.compression');
-    if (r.signature.byteLength > 128) throw malformed('gradient-exchange.signature: longer than 128 bytes');
-    checkNamed(r.tensors, 'gradient-exchange.tensors');
-  },
-  validateResponse: (r) => {
-    if (r.reason.length > 512) throw malformed('gradient-exchange.reason: longer than 512 characters');
-    if (r.signature.byteLength > 128) throw malformed('gradient-exchange.signature: longer than 128 bytes');
-    checkNamed(r.tensors, 'gradient-exchange.tensors');
-  },
-};
-
 /** An outer round number on the checkpoint stream: −1 (the state a node entered round 0 with) up to 2^48. */
 function checkRound(r: bigint | undefined, what: string): void {
   if (r !== undefined && (r < -1n || r > 2n ** 48n)) throw malformed(`${what}: ${r} is out of range`);
@@ -384,15 +272,9 @@ export const NODE_METHODS = [
   echo,
   shardInfo,
   holderRecord,
-  pipelineForward,
-  pipelineBackward,
   inferenceStream,
-  gossipProof,
-  gossipTransaction,
-  gossipStake,
   ledgerRange,
   ledgerByIds,
   ledgerStatus,
-  gradientExchange,
   checkpoint,
 ] as const;

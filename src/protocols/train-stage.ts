@@ -34,6 +34,7 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { StageOpKind, TrainStageRequest, TrainStageResponse, type StageTensor } from './pb/train.js';
 import type { MessageCodec, UnaryMethod } from './rpc/method.js';
 import type { RpcNode } from './rpc/service.js';
+import { spanText } from '../util/span-text.js';
 
 const MiB = 1024 * 1024;
 const DT_FP32 = 1;
@@ -121,7 +122,7 @@ export const trainStage: UnaryMethod<TrainStageRequest, TrainStageResponse> = {
     if (r.chainId.length === 0 || r.chainId.length > 128) throw malformed('train-stage.chain_id: missing or longer than 128 characters');
     if (r.op === StageOpKind.STAGE_OP_UNSPECIFIED || !Object.values(StageOpKind).includes(r.op)) throw malformed('train-stage.op: unknown');
     if (r.step > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed('train-stage.step: too large');
-    if (!(r.spanStart < r.spanEnd) || r.spanEnd > 65536) throw malformed(`train-stage.span: [${r.spanStart}, ${r.spanEnd})`);
+    if (!(r.spanStart < r.spanEnd) || r.spanEnd > 65536) throw malformed(`train-stage.span: bad span ${spanText({ start: r.spanStart, end: r.spanEnd })}`);
     checkWireTensor(r.input, 'train-stage.input');
     checkWireTensor(r.targets, 'train-stage.targets');
     for (const [k, v] of [['grad_scale', r.gradScale], ['lr', r.lr], ['clip_scale', r.clipScale]] as const) {
@@ -354,7 +355,7 @@ export class TrainStageServer {
     const span = h.span();
     if (span === undefined) this.refuse(peer, new StageError('NOT_TRAINING', 'this node holds no layers now', 'local'), 0);
     if (req.spanStart !== span.start || req.spanEnd !== span.end) {
-      this.refuse(peer, new StageError('WRONG_SPAN', `this hop holds [${span.start}, ${span.end}), not [${req.spanStart}, ${req.spanEnd})`), 0);
+      this.refuse(peer, new StageError('WRONG_SPAN', `this hop holds ${spanText(span)}, not ${spanText({ start: req.spanStart, end: req.spanEnd })}`), 0);
     }
     const first = span.start === 0;
     const last = span.end === h.numLayers;

@@ -21,6 +21,7 @@ import { RunningCommitment, type SettleHop, type Settlement, type TopKStep } fro
 import { hopCommitQueue, type HopCommitQueue, type QueuedCommitment } from '../protocols/hop-commit-queue.js';
 import { type BanList, chooseRouteAvoiding, type ChainHop, type HolderView, LayersUncoveredError, planFailover, ROUTE_DEFAULTS } from './route.js';
 import { TextAssembler } from './text.js';
+import { spanText } from '../util/span-text.js';
 
 export interface GenerationRequest {
   prompt: string;
@@ -438,12 +439,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       const T = chunks.reduce((a, b) => a + b, 0);
       const first: HopInput =
         head.hop.span.start === 0 ? { ids: concat(head.parts as Int32Array[], (n) => new Int32Array(n)), chunks } : { hidden: concat(head.parts as Float32Array[], (n) => new Float32Array(n)), chunks };
-      const windowPeers = new Set<string>();
-      for (let w = j; w <= k; w++) {
-        windowPeers.add(route[w].hop.peerId);
-        if (w !== i) route[w].session.close();
-      }
-      if (j !== i || k !== i) log.info('replacing hops around it', { session: spec.id, span: `${head.hop.span.start}:${route[k].hop.span.end}`, hops: k - j + 1, by: sub.map((h) => `${h.peerId}[${h.span.start}:${h.span.end})`).join(' -> ') });
+      for (let w = j; w <= k; w++) if (w !== i) route[w].session.close();
+      if (j !== i || k !== i) log.info('replacing hops around it', { session: spec.id, span: spanText({ start: head.hop.span.start, end: route[k].hop.span.end }), hops: k - j + 1, by: sub.map((h) => `${h.peerId}[${spanText(h.span)}]`).join(' -> ') });
       // every replacement gets a session id of its own (a peer of the window chosen again too: its old session may
       // not be closed there yet)
       const fresh: RouteEntry[] = sub.map((hop) => ({

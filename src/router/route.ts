@@ -22,6 +22,7 @@
  * figures; without it a holder nobody has measured is never routed to while measured holders cover its layers.
  */
 import { NeuroShardError } from '../util/errors.js';
+import { spanText } from '../util/span-text.js';
 
 export interface HolderView {
   peerId: string;
@@ -125,7 +126,7 @@ export const EXPLORE_UNBONDED_SHARE = 0.2;
 /** No chain of live, unbanned holders covers the range; `missing` names layers nobody usable holds (or the first gap). */
 export class LayersUncoveredError extends NeuroShardError {
   constructor(range: { start: number; end: number }, missing: number[]) {
-    super('LAYERS_UNCOVERED', `no chain of live peers covers layers [${range.start}, ${range.end}): ${missing.length > 0 ? `layer${missing.length > 1 ? 's' : ''} ${compact(missing)} missing` : 'spans do not tile'}`, {
+    super('LAYERS_UNCOVERED', `no chain of live peers covers layers ${spanText(range)}; ${missing.length > 0 ? `layer${missing.length > 1 ? 's' : ''} ${compact(missing)} missing` : 'spans do not tile'}`, {
       fault: 'local',
       meta: { missing, range: [range.start, range.end] },
     });

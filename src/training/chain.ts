@@ -19,6 +19,7 @@ import { PipelineTrainer, type PipelineOptions } from './pipeline/trainer.js';
 import type { PipelineStage, StageForwardResult, StepApply } from './pipeline/stage.js';
 import type { TrainStepResult } from './trainer.js';
 import type { Batch, BatchSource } from './types.js';
+import { spanText } from '../util/span-text.js';
 
 /** One hop of a chain: who holds the span, and the stage that reaches it. */
 export interface ChainHop {
@@ -52,7 +53,7 @@ export class HopFailedError extends NeuroShardError {
     readonly span: Span,
     cause: unknown,
   ) {
-    super('HOP_FAILED', `hop ${peer.slice(-8)} [${span.start}, ${span.end}): ${errorMessage(cause)}`, { fault: 'peer', cause, meta: { peer, span } });
+    super('HOP_FAILED', `hop ${peer.slice(-8)}[${spanText(span)}]: ${errorMessage(cause)}`, { fault: 'peer', cause, meta: { peer, span } });
   }
 }
 

@@ -193,7 +193,7 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     assert.deepEqual(chain, single);
     const route = /openai generation route hops="([^"]+)"/.exec(entry.err.slice(mark));
     assert.ok(route !== null, 'the entry logged its route');
-    assert.match(route[1]!, /\[0:1\) -> \w+\[1:3\)$/);
+    assert.match(route[1]!, /\[0:1\] -> \w+\[1:3\]$/);
   });
 
   it("takes the checkpoint's generation_config.json defaults: no temperature in the request → greedy (do_sample false)", async () => {
@@ -220,7 +220,7 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     assert.deepEqual(await ask(c), single);
     const route = /openai generation route hops="([^"]+)"/.exec(bare.err.slice(mark));
     assert.ok(route !== null, 'the entry logged its route');
-    assert.match(route[1]!, /\w+\[0:1\) -> \w+\[1:3\)$/);
+    assert.match(route[1]!, /\w+\[0:1\] -> \w+\[1:3\]$/);
     let text = '';
     for await (const ch of await c.chat.completions.create({ ...STOPS, stream: true })) text += ch.choices[0]?.delta.content ?? '';
     assert.equal(text, single.stops.text);
@@ -255,7 +255,7 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     // the first answer may fail over from the dead holder; every answer is the single node's
     assert.deepEqual(await ask(c), single);
     assert.deepEqual(await ask(c), single);
-    // a one-hop route is logged without quotes (hops=peer[0:3)), a longer one quoted
+    // a one-hop route is logged without quotes (hops=peer[0:3]), a longer one quoted
     const routes = [...bare.err.slice(mark).matchAll(/openai generation route hops=(?:"([^"]+)"|(\S+))/g)].map((m) => m[1] ?? m[2]!);
     assert.ok(routes.some((r) => r.includes(served)), `the joiner served: ${routes.join(' | ')}`);
   }
@@ -266,7 +266,7 @@ describe('a Hugging Face chat checkpoint served across nodes', () => {
     const j = await joiner('pinned', ['--span', '1:3']);
     assert.deepEqual(j.span, [1, 3]);
     pinned = j.p;
-    await carries(bHolder, `${j.peerId}[1:3)`);
+    await carries(bHolder, `${j.peerId}[1:3]`);
   });
 
   it('a joiner without the checkpoint (--span auto) takes a span by the fetched config, and carries the chain when the pinned joiner dies', async () => {

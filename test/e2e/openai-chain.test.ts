@@ -116,7 +116,7 @@ describe('OpenAI-compatible API across a chain of neuroshard start processes', (
     // the route the entry chose: itself for 0:2, a replica for 2:4
     const route = /openai generation route hops="([^"]+)"/.exec(entry.err.slice(mark));
     assert.ok(route !== null, 'the entry logged the route');
-    assert.match(route[1]!, /\[0:2\) -> \w+\[2:4\)$/);
+    assert.match(route[1]!, /\[0:2\] -> \w+\[2:4\]$/);
     const streamed = await streamedChat(client, CHAT);
     assert.equal(streamed.text, ref.chat);
     assert.equal(streamed.finish, ref.chatFinish);
@@ -154,7 +154,7 @@ describe('OpenAI-compatible API across a chain of neuroshard start processes', (
     const { text, finish } = await streamedChat(client, LONG_CHAT, (n) => {
       if (n !== 10) return;
       // the route is logged as soon as it is chosen, before the first token
-      const m = /openai generation route hops="[^"]*?(\w+)\[2:4\)"/.exec(entry.err.slice(mark));
+      const m = /openai generation route hops="[^"]*?(\w+)\[2:4\]"/.exec(entry.err.slice(mark));
       assert.ok(m !== null, 'the route was logged before the 10th delta');
       const victim = replicas.find((r) => r.peerId === m[1]);
       assert.ok(victim !== undefined, `the 2:4 hop ${m[1]} is one of the replicas`);

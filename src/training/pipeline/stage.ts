@@ -18,6 +18,7 @@ import type { Backend } from '../../tensor/index.js';
 import { InvalidArgumentError } from '../../util/errors.js';
 import { TrainingModelError } from '../errors.js';
 import { trainerOptions, type TrainerOptions } from '../options.js';
+import { spanText } from '../../util/span-text.js';
 
 export interface StageForwardResult {
   /** Hidden states [B, T, C] for the next stage (a copy the caller owns); null on the last stage. */
@@ -119,7 +120,7 @@ export class LocalStage implements PipelineStage {
   }
 
   private checkStep(step: number): void {
-    if (step !== this.step) throw new TrainingModelError(`stage [${this.span.start}, ${this.span.end}): call for step ${step} during step ${this.step}`);
+    if (step !== this.step) throw new TrainingModelError(`stage ${spanText(this.span)}: call for step ${step} during step ${this.step}`);
   }
 
   private take(mb: number): LlamaShard {

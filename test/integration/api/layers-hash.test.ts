@@ -1,8 +1,8 @@
 /**
  * GET /api/layers names the model hash of a genesis node that trains (`npm start`'s default node), not an empty one:
  * the trainer loads that node's weights, so its layer pool never adopts a span with a hash of its own, and the route
- * used to answer the pool's (empty) hash for as long as the node ran. The answer is the hash the node announces in
- * its heartbeats and holder record (the worker's hash of the weights it trains, refreshed as they move).
+ * used to answer the pool's (empty) hash for as long as the node ran. The answer is the hash the node names everywhere
+ * (pool/held-hash.ts: the worker's hash of the weights it trains, refreshed as they move), its proofs' too.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -39,7 +39,15 @@ describe('GET /api/layers on a genesis node that trains', { timeout: 240_000 }, 
     );
     assert.match(body!.modelHash, /^[0-9a-f]{64}$/);
     assert.ok(body!.layers.every((l) => l.holders.some((h) => h.peerId === node.network.peerId && h.state === 'alive')));
-    // the one that its heartbeats announce (it moves with the weights, so read both until one refresh lies between)
-    await waitFor(async () => (await layersOf(node))?.modelHash === node.counters.modelHash, 30_000, 'the answered hash to equal the announced one');
+    // the hash of the weights its worker trains (they move with every step: read both until no step lies between a
+    // refresh and the reads; pool/held-hash.ts refreshes every HELD_HASH_REFRESH_MS)
+    await waitFor(
+      async () => {
+        const held = (await node.compute.run({ type: 'modelHash' })).hash;
+        return (await layersOf(node))?.modelHash === held && node.tally.modelHash() === held;
+      },
+      30_000,
+      'the answered hash to equal that of the weights held',
+    );
   });
 });

@@ -56,12 +56,21 @@ function spanOf(i: number): { start: number; end: number } {
 }
 
 /** A test-only method whose handler reports whether the call came over a limited (relayed) connection. */
-const whoami: UnaryMethod<pb.ShardInfoRequest, pb.GossipResponse> = {
-  ...methods.gossipStake,
+interface Whoami {
+  limited: boolean;
+  peer: string;
+}
+const whoami: UnaryMethod<pb.ShardInfoRequest, Whoami> = {
   name: 'whoami',
+  version: '1.0.0',
+  kind: 'unary',
   request: { encode: (v) => pb.ShardInfoRequest.encode(v), decode: (b) => pb.ShardInfoRequest.decode(b) },
-  response: { encode: (v) => pb.GossipResponse.encode(v), decode: (b) => pb.GossipResponse.decode(b) },
-  validateRequest: undefined,
+  response: { encode: (v) => new TextEncoder().encode(JSON.stringify(v)), decode: (b) => JSON.parse(new TextDecoder().decode(b)) as Whoami },
+  maxRequestBytes: 64,
+  maxResponseBytes: 1024,
+  timeoutMs: 10_000,
+  maxInboundStreams: 16,
+  maxConcurrent: 128,
 };
 
 describe('p2p network on 127.0.0.1', { timeout: 240_000 }, () => {
@@ -181,6 +190,13 @@ describe('p2p network on 127.0.0.1', { timeout: 240_000 }, () => {
     await assert.rejects(c.p2p.openStream(b.peerId, echoProto.replace(NETWORK_ID, 'othernet')), (e: unknown) => isNeuroShardError(e, 'PROTOCOL_UNSUPPORTED'));
     const other: UnaryMethod<pb.EchoRequest, pb.EchoResponse> = { ...methods.echo, version: '2.0.0' };
     await assert.rejects(c.rpc.call(b.peerId, other, { payload: Uint8Array.of(1), replyWithTensor: false }), (e: unknown) => e instanceof RpcTransportError && e.code === 'RPC_UNAVAILABLE');
+    // the six methods removed in session 27 (never served): a peer that still asks gets the unknown-protocol answer
+    const cScore = c.scores.score(b.peerId);
+    for (const name of ['pipeline-forward', 'pipeline-backward', 'gossip-proof', 'gossip-transaction', 'gossip-stake', 'gradient-exchange']) {
+      const removed: UnaryMethod<pb.ShardInfoRequest, pb.ShardInfo> = { ...methods.shardInfo, name };
+      await assert.rejects(c.rpc.call(b.peerId, removed, {}), (e: unknown) => e instanceof RpcTransportError && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol');
+    }
+    assert.equal(c.scores.score(b.peerId), cScore, 'an unsupported protocol is not the answering peer\'s fault');
     const scoreBefore = b.scores.score(a.peerId);
     // truncated frame, malformed protobuf, oversized announcement (the body is never sent in full)
     const good = encodeFrame(FRAME_MESSAGE, pb.EchoRequest.encode({ payload: Uint8Array.of(1, 2, 3) }));
@@ -243,7 +259,7 @@ describe('a relay on 127.0.0.1', { timeout: 120_000 }, () => {
       tuning: TUNING,
     });
     nodes.push(hidden);
-    await hidden.rpc.handle(whoami, (_req, ctx) => ({ accepted: ctx.limited, reason: ctx.peer }));
+    await hidden.rpc.handle(whoami, (_req, ctx) => ({ limited: ctx.limited, peer: ctx.peer }));
     await hidden.start();
     await waitFor(() => hidden.p2p.multiaddrs().some((a) => a.includes('/p2p-circuit')), { timeoutMs: 15_000, what: 'relay reservation' });
     // it has no address of its own: every address it announces goes through the relay
@@ -283,8 +299,8 @@ describe('a relay on 127.0.0.1', { timeout: 120_000 }, () => {
     const res = await caller.rpc.call(target, whoami, {});
     const conns = caller.p2p.libp2p.getConnections(hidden.p2p.libp2p.peerId);
     assert.ok(conns.length > 0 && conns.every((c) => c.remoteAddr.toString().includes('/p2p-circuit')), conns.map((c) => c.remoteAddr.toString()).join(' '));
-    assert.equal(res.accepted, true, 'the call arrived over a limited (relayed) connection');
-    assert.equal(res.reason, caller.peerId);
+    assert.equal(res.limited, true, 'the call arrived over a limited (relayed) connection');
+    assert.equal(res.peer, caller.peerId);
     const echo = await caller.rpc.call(hidden.peerId, methods.echo, { payload: randomBytes(200_000), replyWithTensor: false });
     assert.equal(echo.payload.byteLength, 200_000, 'bulk data crosses the relay (limits raised)');
     await caller.rpc.call(hidden.peerId, methods.shardInfo, {});

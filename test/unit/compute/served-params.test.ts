@@ -127,6 +127,27 @@ describe('served params (checkpoint serving inside the compute worker)', () => {
     await assert.rejects(run({ type: 'paramsDigest', span }), isCode('COMPUTE_STATE'));
   });
 
+  it('modelHash is hashed once per weights version: asked again it costs nothing, a write makes it hash the new weights', async () => {
+    const { state, run } = await worker();
+    await run({ type: 'initModel', config, seed: 2, span: { start: 1, end: 3 } });
+    const bytes = (await run({ type: 'getParams' })).params.byteLength;
+    const before = state.served.hashedBytes;
+    const h0 = await run({ type: 'modelHash' });
+    assert.equal(state.served.hashedBytes - before, bytes, 'the held span hashed once');
+    for (let i = 0; i < 5; i++) assert.deepEqual(await run({ type: 'modelHash' }), h0);
+    assert.equal(state.served.hashedBytes - before, bytes, 'asked again at the same version: not hashed again');
+    assert.equal(h0.hash, spanHashOfParams(config, { start: 1, end: 3 }, (await run({ type: 'getParams' })).params));
+    // the weights move: the next answer is of the new ones, at the new version
+    const flat = (await run({ type: 'getParams' })).params;
+    flat[7] = flat[7]! + 1;
+    await run({ type: 'setParams', params: flat });
+    const h1 = await run({ type: 'modelHash' });
+    assert.ok(h1.version > h0.version);
+    assert.notEqual(h1.hash, h0.hash);
+    assert.equal(h1.hash, spanHashOfParams(config, { start: 1, end: 3 }, flat));
+    assert.equal(state.served.hashedBytes - before, 2 * bytes);
+  });
+
   it('bad requests get typed errors: a span not held, ranges past the payload or too long, int8 weights', async () => {
     const { run } = await worker();
     await run({ type: 'initModel', config, seed: 1, span: { start: 1, end: 3 } });

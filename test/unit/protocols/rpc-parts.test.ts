@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { encodeMessage, message, type Codec } from 'protons-runtime';
 import * as pb from '../../../src/protocols/pb/node.js';
+import { StageOpKind, TrainStageRequest } from '../../../src/protocols/pb/train.js';
 import { PART_MIN_BYTES, encodeMessageParts, joinParts, partsLength } from '../../../src/protocols/rpc/parts.js';
 import * as methods from '../../../src/protocols/methods.js';
 import { Rng } from '../../../src/util/rng.js';
@@ -20,6 +22,40 @@ function bytes(rng: Rng, n: number): Uint8Array<ArrayBuffer> {
 function tensor(rng: Rng, n: number): pb.Tensor {
   return { dtype: pb.DType.INT8, shape: [n], data: bytes(rng, n), scale: 0.5 };
 }
+
+/** Parts joined are `whole`, and each of `arrays` (the value's bytes fields) is a part itself exactly when it is large. */
+function same<T>(codec: Codec<T>, value: T, whole: Uint8Array, arrays: Array<Uint8Array | undefined>): void {
+  const parts = encodeMessageParts(codec, value);
+  assert.equal(partsLength(parts), whole.byteLength);
+  assert.deepEqual(Buffer.from(joinParts(parts)), Buffer.from(whole));
+  for (const a of arrays) if (a !== undefined) assert.equal(parts.includes(a), a.byteLength >= PART_MIN_BYTES, `a bytes field of ${a.byteLength}`);
+}
+
+/** message TensorList { string note = 1; repeated Tensor tensors = 2; }, encoded as protons generates it. */
+interface TensorList {
+  note: string;
+  tensors: pb.Tensor[];
+}
+const TensorList: Codec<TensorList> = message<TensorList>(
+  (obj, w, opts = {}) => {
+    if (opts.lengthDelimited !== false) w.fork();
+    if (obj.note != null && obj.note !== '') {
+      w.uint32(10);
+      w.string(obj.note);
+    }
+    for (const t of obj.tensors ?? []) {
+      w.uint32(18);
+      pb.Tensor.codec().encode(t, w);
+    }
+    if (opts.lengthDelimited !== false) w.ldelim();
+  },
+  () => {
+    throw new Error('encode only');
+  },
+  () => {
+    throw new Error('encode only');
+  },
+);
 
 describe('rpc message parts', () => {
   it('joined parts are the encoding, and every bytes field of PART_MIN_BYTES or more is the caller array itself', () => {
@@ -46,30 +82,53 @@ describe('rpc message parts', () => {
     const rng = new Rng(11);
     for (let i = 0; i < 40; i++) {
       const n = SIZES[i % SIZES.length]!;
-      const fwd: pb.PipelineForwardRequest = {
+      const inf: pb.InferenceRequest = {
         sessionId: 's'.repeat(i),
         requestId: 'é'.repeat(i % 7),
         hidden: tensor(rng, n),
+        tokens: Array.from({ length: i % 5 }, (_, k) => k * 70_000),
         positionOffset: i * 1000,
         targetSpan: { start: i, end: i + 3 },
-        labels: i % 2 === 0 ? tensor(rng, SIZES[(i * 3) % SIZES.length]!) : undefined,
+        endSession: i % 3 === 0,
+        chunks: i % 2 === 0 ? [1, 2] : [],
+        maxLength: 4096,
+        temperature: i / 7,
+        topK: i,
+        topP: 0.9,
+        seed: i * 2 ** 24,
+        commitRequest: i % 4 === 0 ? bytes(rng, 32) : undefined,
+        receipt: i % 4 === 1 ? bytes(rng, SIZES[(i * 5) % SIZES.length]!) : undefined,
+      };
+      same(pb.InferenceRequest.codec(), inf, pb.InferenceRequest.encode(inf), [inf.hidden!.data, inf.commitRequest, inf.receipt]);
+      // train-stage (train.proto): two nested tensors around the threshold, a 64-bit step, doubles
+      const stage: TrainStageRequest = {
+        chainId: 'c'.repeat(i + 1),
         step: BigInt(i) * 2n ** 40n,
+        op: StageOpKind.FORWARD,
         microBatch: i,
-        training: i % 3 === 0,
+        input: { dtype: 1, shape: [n], data: bytes(rng, n) },
+        targets: i % 2 === 0 ? { dtype: 4, shape: [i], data: bytes(rng, SIZES[(i * 3) % SIZES.length]!) } : undefined,
+        gradScale: 1 / (i + 1),
+        lr: 3e-4,
+        clipScale: 1,
+        spanStart: i,
+        spanEnd: i + 2,
       };
-      assert.deepEqual(Buffer.from(joinParts(encodeMessageParts(pb.PipelineForwardRequest.codec(), fwd))), Buffer.from(pb.PipelineForwardRequest.encode(fwd)));
-      const grad: pb.GradientExchangeRequest = {
-        round: BigInt(i),
-        span: { start: 0, end: 4 },
+      same(TrainStageRequest.codec(), stage, TrainStageRequest.encode(stage), [stage.input!.data, stage.targets?.data]);
+      const chunk: pb.CheckpointChunk = {
+        name: 'w'.repeat(i),
+        offset: BigInt(i) * 2n ** 33n,
+        totalSize: 2n ** 50n,
+        data: bytes(rng, n),
         modelHash: 'h'.repeat(64),
-        innerSteps: 500,
-        samples: i,
-        compression: 'none',
-        tensors: Array.from({ length: i % 4 }, (_, k) => ({ name: `w${k}`, tensor: tensor(rng, SIZES[(i + k) % SIZES.length]!) })),
-        timestampMs: BigInt(Date.now()),
-        signature: bytes(rng, 64),
+        sha256: bytes(rng, 32),
+        round: i % 3 === 0 ? undefined : BigInt(i % 3 === 1 ? -1 : i),
       };
-      assert.deepEqual(Buffer.from(joinParts(encodeMessageParts(pb.GradientExchangeRequest.codec(), grad))), Buffer.from(pb.GradientExchangeRequest.encode(grad)));
+      same(pb.CheckpointChunk.codec(), chunk, pb.CheckpointChunk.encode(chunk), [chunk.data, chunk.sha256]);
+      // no message of the node service repeats a tensor since the gradient exchange went (session 27): a test-local
+      // one, as protons generates it, keeps repeated nested messages with large bytes covered
+      const list: TensorList = { note: 'n'.repeat(i), tensors: Array.from({ length: i % 4 }, () => tensor(rng, SIZES[(i * 7) % SIZES.length]!)) };
+      same(TensorList, list, encodeMessage(list, TensorList), list.tensors.map((t) => t.data));
     }
   });
 

@@ -63,7 +63,11 @@ describe('route choice', () => {
   it('churn: dead, excluded and banned peers are skipped; an uncovered layer is named', () => {
     const hs = [h('a', 0, 2), h('b', 2, 4), h('c', 2, 4, { alive: false }), h('d', 0, 2)];
     assert.deepEqual(chooseRoute(hs, R, { random: fixed(0), exclude: new Set(['a']) }).map((x) => x.peerId), ['d', 'b']);
-    assert.throws(() => chooseRoute(hs, R, { random: fixed(0), exclude: new Set(['b']) }), (e: unknown) => e instanceof LayersUncoveredError && JSON.stringify(e.meta?.missing) === '[2,3]');
+    // the message writes the range as --span takes it (src/util/span-text.ts)
+    assert.throws(
+      () => chooseRoute(hs, R, { random: fixed(0), exclude: new Set(['b']) }),
+      (e: unknown) => e instanceof LayersUncoveredError && JSON.stringify(e.meta?.missing) === '[2,3]' && e.message === 'no chain of live peers covers layers 0:4; layers 2, 3 missing',
+    );
     assert.deepEqual(missingLayers([h('a', 0, 3), h('b', 2, 4)], R), [3]);
     assert.deepEqual(missingLayers([], R), [0, 1, 2, 3]);
   });

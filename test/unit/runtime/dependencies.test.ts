@@ -1,23 +1,24 @@
 /**
  * The Node versions we support (package.json `engines`, tested on 20, 22 and 24) against our dependencies' own
- * engine ranges. Three packages we run declare Node ≥ 22: cookie@2 (via fastify → light-my-request), nanoid@6
- * (via @libp2p/circuit-relay-v2) and p-retry@8 (via libp2p). Their code uses nothing Node 20.19 lacks; the ranges
- * follow their authors' policy of dropping Node versions past end of life. cookie@2 is an ES module that
- * light-my-request `require`s, which Node does by default from 20.19, 22.12 and 23.0 on: hence our `engines`
- * range. So:
+ * engine ranges. The newest majors of three packages deep in the tree declare Node ≥ 22: cookie@2 (fastify →
+ * light-my-request), nanoid@6 (@libp2p/circuit-relay-v2) and p-retry@8 (libp2p), and `npm install` on Node 20
+ * warned (EBADENGINE) about each. package.json `overrides` pins, for those parents only, the previous major of
+ * each (cookie@1.1, nanoid@5, p-retry@7: ranges that include Node 20), whose API is the same for what the parent
+ * calls (docs/LIMITS.md "Session 27: tidy"). So:
  *
- * - every production dependency whose range excludes the running Node must be one of those three, checked here
- *   (a new one fails this test until someone checks what we use of it);
- * - what we use of each runs here, on whatever Node runs the suite, the way our code reaches it.
+ * - no production dependency declares a range that excludes the running Node (an upgrade that brings such a
+ *   package back fails here, before a user sees the warning; dev tools are left out: eslint 10's range, for one,
+ *   skips 22.12, which our `engines` allows);
+ * - what each parent uses of the pinned package runs here, loaded from where the parent loads it.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import Fastify from 'fastify';
-import { nanoid } from 'nanoid';
-import pRetry from 'p-retry';
 import { REPO_ROOT } from '../../utils/paths.js';
 
 type Version = [number, number, number];
@@ -77,12 +78,35 @@ function satisfies(version: string, range: string): boolean {
   });
 }
 
-/** Packages that declare Node ≥ 22 and that we checked on Node 20: what we use of each is exercised below. */
-const CHECKED_ON_20: Record<string, string> = {
-  cookie: 'fastify → light-my-request; only inject() (our API tests) loads it',
-  nanoid: '@libp2p/circuit-relay-v2: the id of each relay reservation',
-  'p-retry': "libp2p's reconnect queue: redials a peer tagged keep-alive (a relay we hold a reservation on)",
+/** The directory of package `name` as code in `fromDir` finds it (Node's lookup: node_modules, walking up). */
+function packageDir(fromDir: string, name: string): string {
+  for (let d = fromDir; ; d = dirname(d)) {
+    const p = join(d, 'node_modules', name);
+    if (existsSync(join(p, 'package.json'))) return p;
+    if (dirname(d) === d) throw new Error(`${name} is not installed where ${fromDir} looks`);
+  }
+}
+
+/** The package that `parents` (a dependency path from our package) load as `name`, with its version. */
+async function importVia<T>(parents: string[], name: string): Promise<{ mod: T; version: string }> {
+  let dir = REPO_ROOT;
+  for (const p of parents) dir = packageDir(dir, p);
+  const version = (JSON.parse(readFileSync(join(packageDir(dir, name), 'package.json'), 'utf8')) as { version: string }).version;
+  const file = createRequire(join(dir, 'package.json')).resolve(name);
+  return { mod: (await import(pathToFileURL(file).href)) as T, version };
+}
+
+/** What each parent uses of the pinned package (package.json `overrides`), exercised below. */
+const PINNED: Record<string, { parents: string[]; major: number; use: string }> = {
+  cookie: { parents: ['fastify', 'light-my-request'], major: 1, use: 'stringifySetCookie({ name, value }), in inject() only (our API tests)' },
+  nanoid: { parents: ['@libp2p/circuit-relay-v2'], major: 5, use: 'nanoid(): the id of each relay reservation' },
+  'p-retry': { parents: ['libp2p'], major: 7, use: "the reconnect queue: redials a peer tagged keep-alive (retries, factor, minTimeout, signal)" },
 };
+
+type PRetry = <T>(
+  fn: (attempt: number) => Promise<T>,
+  options: { retries: number; factor?: number; minTimeout?: number; signal?: AbortSignal },
+) => Promise<T>;
 
 describe('supported Node versions against our dependencies', () => {
   it('the ranges this check reads', () => {
@@ -110,21 +134,27 @@ describe('supported Node versions against our dependencies', () => {
     assert.ok(satisfies(process.version, pkg.engines.node), `${process.version} is outside engines.node ${pkg.engines.node}`);
   });
 
-  it('every production dependency whose engine range excludes this Node is one we checked', () => {
+  it('every production dependency claims to run on this Node (npm install prints no EBADENGINE for them)', () => {
     const lock = JSON.parse(readFileSync(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as {
-      packages: Record<string, { dev?: boolean; optional?: boolean; engines?: { node?: string } | string[] }>;
+      packages: Record<string, { version?: string; dev?: boolean; engines?: { node?: string } | string[] }>;
     };
     const outside: string[] = [];
     for (const [path, p] of Object.entries(lock.packages)) {
       if (path === '' || p.dev === true || Array.isArray(p.engines) || p.engines?.node === undefined) continue;
-      if (!satisfies(process.version, p.engines.node)) outside.push(`${path.slice(path.lastIndexOf('node_modules/') + 13)} (${p.engines.node})`);
+      if (!satisfies(process.version, p.engines.node)) outside.push(`${path} ${p.version ?? '?'} (${p.engines.node})`);
     }
-    const unchecked = outside.filter((o) => !(o.slice(0, o.indexOf(' (')) in CHECKED_ON_20));
-    assert.deepEqual(unchecked, [], `dependencies that do not claim to run on ${process.version} and that nobody checked`);
-    if (parseVersion(process.version)[0] >= 22) assert.deepEqual(outside, [], `on Node ≥ 22 every production dependency claims to run`);
+    assert.deepEqual(outside, [], `packages that do not claim to run on ${process.version}`);
+    // the pins hold where the parents load them (an override that stopped applying would bring the warning back)
+    for (const [name, pin] of Object.entries(PINNED)) {
+      const at = Object.entries(lock.packages).filter(([path]) => path.endsWith(`node_modules/${name}`));
+      assert.ok(at.length > 0, `${name} is in the lock file`);
+      for (const [path, p] of at) assert.equal(parseVersion(p.version!)[0], pin.major, `${path} ${p.version}`);
+    }
   });
 
-  it('cookie: fastify inject() with cookies (light-my-request requires the ES module cookie@2)', async () => {
+  it('cookie: fastify inject() with cookies, through the cookie light-my-request loads', async () => {
+    const { version } = await importVia<object>(PINNED.cookie!.parents, 'cookie');
+    assert.equal(parseVersion(version)[0], PINNED.cookie!.major);
     const app = Fastify();
     app.get('/echo', async (req) => ({ cookie: req.headers.cookie ?? null }));
     try {
@@ -136,24 +166,29 @@ describe('supported Node versions against our dependencies', () => {
     }
   });
 
-  it('the engines floor: without require() of ES modules (Node 21, 22.0–22.11) light-my-request cannot load cookie@2', () => {
+  it('light-my-request loads its cookie (CommonJS since the pin) without require() of ES modules, as on Node 21 and 22.0–22.11', () => {
     const run = (flags: string[]) =>
       spawnSync(process.execPath, [...flags, '-e', "require('light-my-request'); console.log('loaded')"], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
-    const ok = run([]);
-    assert.equal(ok.status, 0, ok.stderr);
-    assert.match(ok.stdout, /loaded/);
-    const without = run(['--no-experimental-require-module']);
-    assert.notEqual(without.status, 0);
-    assert.match(without.stderr, /ERR_REQUIRE_ESM[\s\S]*cookie/);
+    for (const flags of [[], ['--no-experimental-require-module']]) {
+      const r = run(flags);
+      assert.equal(r.status, 0, `${flags.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /loaded/);
+    }
   });
 
-  it('nanoid: url-safe 21-character ids, distinct', () => {
+  it('nanoid: url-safe 21-character ids, distinct, from the nanoid circuit-relay-v2 loads', async () => {
+    const { mod, version } = await importVia<{ nanoid: () => string }>(PINNED.nanoid!.parents, 'nanoid');
+    assert.equal(parseVersion(version)[0], PINNED.nanoid!.major);
+    const { nanoid } = mod;
     const ids = new Set(Array.from({ length: 2000 }, () => nanoid()));
     assert.equal(ids.size, 2000);
     for (const id of ids) assert.match(id, /^[A-Za-z0-9_-]{21}$/);
   });
 
   it("p-retry as libp2p's reconnect queue calls it: retries after failures, stops on abort and when retries run out", async () => {
+    const { mod, version } = await importVia<{ default: PRetry }>(PINNED['p-retry']!.parents, 'p-retry');
+    assert.equal(parseVersion(version)[0], PINNED['p-retry']!.major);
+    const pRetry = mod.default;
     let calls = 0;
     const got = await pRetry(
       async (attempt) => {
