@@ -121,7 +121,9 @@ interface HopSessionState {
   claimAtOpen?: Promise<{ modelHash: string } | undefined>;
   maxLen: number;
   sampling: HopSampling;
+  /** The session's activation dtype, fixed by its first step of activations (`wireFixed`). */
   wire: 'f32' | 'f16' | 'bf16';
+  wireFixed?: boolean;
 }
 
 /**
@@ -377,11 +379,23 @@ export class InferenceHopServer {
       this.penalise(ctx.peer, bad);
       throw new HopError('BAD_STEP', bad);
     }
+    if (wire !== undefined) {
+      // one activation dtype per session, the first step's: the transcript names one (a validator re-executes every
+      // step's output through it), so a session of fp32 steps and then a bf16 one re-executed to another output
+      // commitment than the hop's own (bf16 then half rounds differently from half alone): an honest hop framed for
+      // fraud and slashed, its bond's take going to the requester who mixed them (session 27). An entry keeps one.
+      const dtype = wire.dtype === 'fp16' ? 'f16' : wire.dtype === 'bf16' ? 'bf16' : 'f32';
+      if (s.wireFixed === true && dtype !== s.wire) {
+        this.penalise(ctx.peer, 'activations of another dtype within a session');
+        throw new HopError('BAD_STEP', `this session's activations are ${s.wire}, not ${dtype}`);
+      }
+      s.wire = dtype;
+      s.wireFixed = true;
+    }
     // a failed step ends the session (the entry fails over), so committing the input first costs nothing; the
     // records are taken on the commitment worker (the same bytes, off this event loop), in step order
     if (ids !== undefined) this.commits.tokens(s.inC, ids, chunks);
     else this.commits.hidden(s.inC, received!, C, chunks);
-    if (wire !== undefined) s.wire = wire.dtype === 'fp16' ? 'f16' : wire.dtype === 'bf16' ? 'bf16' : 'f32';
     // one plain object (two conditional spreads built and copied two throwaway objects per step)
     const input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] } = { chunks };
     if (ids !== undefined) input.ids = ids;

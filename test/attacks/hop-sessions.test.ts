@@ -40,11 +40,11 @@ import { makeConfig } from '../../src/model/index.js';
 import { workerHopCompute } from '../../src/node/serving.js';
 import { workerClaim } from '../../src/node/validator.js';
 import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
-import { decodeTranscript, encodeTranscript, inputCommitment, TRANSCRIPT_LIMIT_DEFAULTS, TranscriptStore } from '../../src/protocols/hop-transcript.js';
+import { decodeTranscript, encodeTranscript, inputCommitment, reexecute, TRANSCRIPT_LIMIT_DEFAULTS, TranscriptStore } from '../../src/protocols/hop-transcript.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, MAX_SETTLES_PER_SESSION, type HopCompute } from '../../src/protocols/inference.js';
 import { inferenceStream } from '../../src/protocols/methods.js';
 import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
-import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
+import { activationTensor, fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
 import { waitFor } from '../../src/util/abort.js';
 import { isNeuroShardError } from '../../src/util/errors.js';
 import { tally } from './tally.js';
@@ -290,6 +290,47 @@ describe('attack: strangers against a serving hop\'s sessions', () => {
     assert.ok(store.usage().entries <= TRANSCRIPT_LIMIT_DEFAULTS.maxEntries * TRANSCRIPT_LIMIT_DEFAULTS.ownerShare! + 1);
     // the block's newest are the ones kept
     assert.ok(store.get(madeUp(n), 1) !== undefined);
+  });
+
+  it('a session cannot mix activation dtypes: its transcript would re-execute to other outputs and frame the honest hop', async () => {
+    const span = { start: 1, end: 3 };
+    const w = await inProcessWorker(span);
+    const store = new TranscriptStore();
+    const market = { networkId: 'n', key: keyFromPrivate(randomBytes(32)), submitCompletion: async () => new Uint8Array(32) };
+    const compute = workerHopCompute(w.client, config, () => span);
+    const server = new InferenceHopServer(compute, HOP_LIMIT_DEFAULTS, undefined, undefined, market, { transcripts: { store, claim: workerClaim(w.client) }, commits: new HopCommitQueue({ useWorker: false }) });
+    const x = (T: number, k: number) => Float32Array.from({ length: T * C }, (_, i) => Math.sin(i * 0.1 + k));
+    // a requester that drives the hop itself: the prompt in fp32, then a decode step in bf16 (an entry keeps one
+    // dtype for a whole session: RemoteHopSession's `wire`)
+    const requestId = new Uint8Array(32).fill(4);
+    const r = await stream(server, 'requester', [
+      request({ sessionId: 'mix', maxLength: 16, targetSpan: span, hidden: tensorToPb(activationTensor(x(3, 1), [3, C], 'f32')) }),
+      request({ sessionId: 'mix', hidden: tensorToPb(activationTensor(x(1, 2), [1, C], 'bf16')) }),
+      request({ sessionId: 'mix', commitRequest: requestId, commitIndex: 1, commitCount: 2 }),
+    ]);
+    // what a validator does with the sealed transcript: re-execute and compare with the hop's signed output commitment
+    const t = store.get(requestId, 1);
+    let framed = 0;
+    if (r.error === undefined && t !== undefined) {
+      const again = await reexecute(compute, decodeTranscript(encodeTranscript(t)), new AbortController().signal);
+      if (!Buffer.from(again.outCommit).equals(Buffer.from(r.out[2]!.outCommit!))) framed++;
+    }
+    tally('hop: honest hop re-executed to other outputs (a slash) after a session of mixed dtypes', 1, framed);
+    assert.equal(framed, 0, 'the honest hop\'s own transcript re-executes to another output commitment: validators would slash it');
+    assert.ok(isNeuroShardError(r.error) && r.error.code === 'BAD_STEP', String(r.error));
+    assert.equal(r.out.length, 1, 'the fp32 step answered, the bf16 one refused');
+    // one dtype for the session, whichever: answered and sealed, and it re-executes to the hop's own commitment
+    for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+      const id = new Uint8Array(32).fill(dtype.length + (dtype === 'bf16' ? 10 : 0));
+      const ok = await stream(server, 'entry', [
+        request({ sessionId: dtype, maxLength: 16, targetSpan: span, hidden: tensorToPb(activationTensor(x(3, 1), [3, C], dtype)) }),
+        request({ sessionId: dtype, hidden: tensorToPb(activationTensor(x(1, 2), [1, C], dtype)) }),
+        request({ sessionId: dtype, commitRequest: id, commitIndex: 1, commitCount: 2 }),
+      ]);
+      assert.equal(ok.error, undefined, `${dtype}: ${String(ok.error)}`);
+      const again = await reexecute(compute, decodeTranscript(encodeTranscript(store.get(id, 1)!)), new AbortController().signal);
+      assert.ok(Buffer.from(again.outCommit).equals(Buffer.from(ok.out[2]!.outCommit!)), `${dtype}: re-executed to another commitment`);
+    }
   });
 
   it('malformed steps and commit requests: refused on the wire, and by the hop itself as typed, penalised caller errors', async () => {
