@@ -34,6 +34,17 @@ export function isSessionJob(job: Job): boolean {
   return job.type === 'sessionOpen' || job.type === 'sessionStep' || job.type === 'sessionClose';
 }
 
+/**
+ * Jobs that pass a training step with the session jobs: those, and the model hash a hop takes just before each
+ * session it opens (its transcript's claim, protocols/inference.ts). It reads the weights and changes nothing, and
+ * it stood between every remote session's open and the training step (`servingJobsAhead` stops at anything else),
+ * so a training hop's opens waited a whole training step (session 27). The claim stays sound: a session's weights
+ * are checked again when it is sealed, and a transcript is kept only if they did not move in between.
+ */
+export function passesTraining(job: Job): boolean {
+  return isSessionJob(job) || job.type === 'modelHash';
+}
+
 /** Jobs that let serving go first. */
 export function yieldsToServing(job: Job): boolean {
   return job.type === 'trainStep';
@@ -51,7 +62,7 @@ export function servingJobsAhead(queue: readonly Job[]): number[] {
   const out: number[] = [];
   for (let i = 1; i < queue.length; i++) {
     const j = queue[i]!;
-    if (isSessionJob(j)) out.push(i);
+    if (passesTraining(j)) out.push(i);
     else if (!yieldsToServing(j)) break;
   }
   return out;

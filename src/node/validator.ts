@@ -129,6 +129,8 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
     },
     rate: i.rate,
     timeoutMs: CHECK_TIMEOUT_MS,
+    // co-checks only for completions our ledger applied: a stranger's unpaid, self-signed completion costs no work
+    completionApplied: (id) => ledger.ledger.eventStatus(id)?.status === 'applied',
     log,
   });
   const inflight = new Set<Promise<unknown>>();

@@ -59,9 +59,14 @@ export interface TranscriptLimits {
   retentionMs: number;
   /** Sealed transcripts kept at most. */
   maxEntries: number;
+  /**
+   * The share of `maxEntries` and `maxBytes` the sealed transcripts of one owner (the address block of the entry
+   * that drove the session; `seal`'s `owner`) may take; past it the owner's own oldest go first. Default 1/4.
+   */
+  ownerShare?: number;
 }
 
-export const TRANSCRIPT_LIMIT_DEFAULTS: TranscriptLimits = { maxBytes: 64 * MiB, maxSessionBytes: 8 * MiB, retentionMs: 10 * 60_000, maxEntries: 1024 };
+export const TRANSCRIPT_LIMIT_DEFAULTS: TranscriptLimits = { maxBytes: 64 * MiB, maxSessionBytes: 8 * MiB, retentionMs: 10 * 60_000, maxEntries: 1024, ownerShare: 0.25 };
 
 /** A session's inputs while it is open. `bytes` counts toward the store's quota. */
 export interface OpenInputs {
@@ -79,7 +84,7 @@ const keyOf = (requestId: Uint8Array, index: number): string => `${Buffer.from(r
  * the entries run out. `now` is injectable for tests.
  */
 export class TranscriptStore {
-  private readonly sealed = new Map<string, { t: HopTranscript; bytes: number; at: number }>();
+  private readonly sealed = new Map<string, { t: HopTranscript; bytes: number; at: number; owner?: string }>();
   private bytes = 0;
 
   constructor(
@@ -102,7 +107,7 @@ export class TranscriptStore {
       o.dropped = true;
       return;
     }
-    o.steps.push({ chunks: [...step.chunks], ...(step.ids === undefined ? {} : { ids: Int32Array.from(step.ids) }), ...(step.hidden === undefined ? {} : { hidden: Float32Array.from(step.hidden) }) });
+    o.steps.push({ chunks: [...step.chunks], ...(step.ids === undefined ? {} : { ids: Int32Array.from(step.ids) }), ...(step.hidden === undefined ? {} : { hidden: step.hidden.slice() }) });
     o.bytes += b;
     this.bytes += b;
   }
@@ -114,8 +119,14 @@ export class TranscriptStore {
     o.steps = [];
   }
 
-  /** Keeps the session's inputs under (request, index); the open record's bytes move to the sealed entry. */
-  seal(o: OpenInputs, t: Omit<HopTranscript, 'steps'>): boolean {
+  /**
+   * Keeps the session's inputs under (request, index); the open record's bytes move to the sealed entry. `owner`
+   * (the address block of the entry that drove the session): its sealed transcripts take at most `ownerShare` of the
+   * entries and bytes, its own oldest going first. A hop seals for any request id a commit request names, so without
+   * it one stranger's sessions of a step each, sealed for made-up request ids at ~200 bytes a seal, pushed every
+   * other transcript out (session 27).
+   */
+  seal(o: OpenInputs, t: Omit<HopTranscript, 'steps'>, owner?: string): boolean {
     if (o.dropped) return false;
     const k = keyOf(t.requestId, t.index);
     const old = this.sealed.get(k);
@@ -125,9 +136,10 @@ export class TranscriptStore {
     }
     // the steps are shared (a session signed twice keeps one copy); a copy is counted once more, bounded by the quota
     const bytes = o.bytes;
+    if (owner !== undefined) this.makeRoomFor(owner, bytes);
     this.bytes += bytes;
     // a copy of the step list: a session that goes on after signing does not grow what was signed
-    this.sealed.set(k, { t: { ...t, steps: o.steps.slice() }, bytes, at: this.now() });
+    this.sealed.set(k, { t: { ...t, steps: o.steps.slice() }, bytes, at: this.now(), ...(owner === undefined ? {} : { owner }) });
     while (this.sealed.size > this.limits.maxEntries && this.evictOldest());
     while (this.bytes > this.limits.maxBytes && this.evictOldest());
     return this.sealed.has(k);
@@ -148,6 +160,29 @@ export class TranscriptStore {
       if (v.at > cut) break; // insertion order = seal order
       this.sealed.delete(k);
       this.bytes -= v.bytes;
+    }
+  }
+
+  /** Evicts `owner`'s oldest sealed transcripts until one more of `bytes` fits its share. */
+  private makeRoomFor(owner: string, bytes: number): void {
+    const share = this.limits.ownerShare ?? TRANSCRIPT_LIMIT_DEFAULTS.ownerShare!;
+    const maxEntries = Math.max(1, Math.floor(this.limits.maxEntries * share));
+    const maxBytes = Math.floor(this.limits.maxBytes * share);
+    const mine: string[] = [];
+    let held = 0;
+    for (const [k, v] of this.sealed) {
+      if (v.owner !== owner) continue;
+      mine.push(k);
+      held += v.bytes;
+    }
+    for (let i = 0; i < mine.length; i++) {
+      // mine.length - i of the owner's are still kept: one more must fit
+      if (mine.length - i < maxEntries && held + bytes <= maxBytes) break;
+      const k = mine[i]!;
+      const v = this.sealed.get(k)!;
+      this.sealed.delete(k);
+      this.bytes -= v.bytes;
+      held -= v.bytes;
     }
   }
 
@@ -220,26 +255,62 @@ export function encodeTranscript(t: HopTranscript): Uint8Array {
   f64(t.sampling.topP);
   w.u32(t.sampling.seed >>> 0);
   w.u8(WIRES.indexOf(t.wire)).u32(t.cols).u32(t.steps.length);
+  // the parts in order, joined once at the end: the activations (most of the bytes) are not copied through the
+  // writer's doubling buffer (each doubling a new zeroed buffer and a copy, and a last copy in finish())
+  const parts: Uint8Array[] = [w.finish()];
   for (const s of t.steps) {
-    w.u16(s.chunks.length);
-    for (const c of s.chunks) w.u32(c);
+    const sw = new Writer().u16(s.chunks.length);
+    for (const c of s.chunks) sw.u32(c);
     const T = s.chunks.reduce((a, b) => a + b, 0);
     if (t.cols === 0) {
       const ids = s.ids ?? new Int32Array(0);
       if (ids.length !== T) throw new RangeError('transcript step: ids do not match the chunks');
       const dv = new DataView(new ArrayBuffer(4 * T));
       for (let i = 0; i < T; i++) dv.setInt32(4 * i, ids[i]!);
-      w.fixed(new Uint8Array(dv.buffer), 4 * T);
+      sw.fixed(new Uint8Array(dv.buffer), 4 * T);
+      parts.push(sw.finish());
     } else {
       const h = s.hidden ?? new Float32Array(0);
       if (h.length !== T * t.cols) throw new RangeError('transcript step: hidden does not match the chunks');
-      const dv = new DataView(new ArrayBuffer(4 * h.length));
-      for (let i = 0; i < h.length; i++) dv.setFloat32(4 * i, h[i]!, true);
-      w.fixed(new Uint8Array(dv.buffer), 4 * h.length);
+      parts.push(sw.finish(), f32Bytes(h));
     }
   }
-  return w.finish();
+  let n = 0;
+  for (const p of parts) n += p.byteLength;
+  const out = new Uint8Array(n);
+  n = 0;
+  for (const p of parts) {
+    out.set(p, n);
+    n += p.byteLength;
+  }
+  return out;
 }
+
+/**
+ * float32 little-endian bytes of `h`. On a little-endian host (every one Node runs on here) a view of the array's own
+ * bytes, copied once into the answer: encoding element by element through a DataView took 23-40 ms of the hop's
+ * event loop for an 8 MiB transcript, which any peer may ask for with 64 bytes, and quieted signalling NaNs (session
+ * 27 attack pass). The same bits either way, NaN payloads included.
+ */
+function f32Bytes(h: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
+  const dv = new DataView(new ArrayBuffer(4 * h.length));
+  const u = new Uint32Array(h.buffer, h.byteOffset, h.length);
+  for (let i = 0; i < u.length; i++) dv.setUint32(4 * i, u[i]!, true);
+  return new Uint8Array(dv.buffer);
+}
+
+/** A fresh Float32Array from float32 little-endian bytes (the inverse of f32Bytes). */
+function f32FromBytes(b: Uint8Array): Float32Array {
+  const own = b.slice(); // a fresh, aligned buffer
+  if (LITTLE_ENDIAN) return new Float32Array(own.buffer, 0, own.byteLength / 4);
+  const dv = new DataView(own.buffer);
+  const u = new Uint32Array(own.byteLength / 4);
+  for (let i = 0; i < u.length; i++) u[i] = dv.getUint32(4 * i, true);
+  return new Float32Array(u.buffer);
+}
+
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 /** Strict decode with bounds (hop index, width, steps, positions up to maxLen); RPC_MALFORMED otherwise. */
 export function decodeTranscript(b: Uint8Array): HopTranscript {
@@ -286,10 +357,7 @@ export function decodeTranscript(b: Uint8Array): HopTranscript {
         for (let j = 0; j < T; j++) ids[j] = dv.getInt32(4 * j);
         steps.push({ chunks, ids });
       } else {
-        const dv = new DataView(r.fixed(4 * T * cols).slice().buffer);
-        const hidden = new Float32Array(T * cols);
-        for (let j = 0; j < hidden.length; j++) hidden[j] = dv.getFloat32(4 * j, true);
-        steps.push({ chunks, hidden });
+        steps.push({ chunks, hidden: f32FromBytes(r.fixed(4 * T * cols)) });
       }
     }
     r.end();

@@ -66,8 +66,22 @@ export interface HopValidatorDeps {
   rate: number;
   /** Deadline of one hop's check (fetch and re-execution). */
   timeoutMs?: number;
+  /**
+   * Whether this node's ledger applied the completion with this event id. Given, a co-check is served only for an
+   * applied completion (waiting up to `appliedWaitMs` for it to arrive): one a stranger signed as its own driver and
+   * never paid for is refused before any fetch or re-execution.
+   */
+  completionApplied?(id: Uint8Array): boolean;
+  /** How long a co-check waits for its completion to be applied here (default CO_CHECK_APPLIED_WAIT_MS). */
+  appliedWaitMs?: number;
   log?: Logger;
 }
+
+/** How long a co-check waits for the completion it names to be applied by this node's ledger (gossip lag). */
+export const CO_CHECK_APPLIED_WAIT_MS = 5_000;
+/** Verdicts (match or fraud) kept per (completion, hop) for later co-checks and samples, and for how long. */
+export const VERDICTS_KEPT = 1024;
+export const VERDICT_KEEP_MS = 10 * 60_000;
 
 /** Most completions waiting for validation; more are dropped (validation is best effort, sampling is the rule). */
 export const MAX_VALIDATION_QUEUE = 32;
@@ -77,6 +91,13 @@ export class HopValidator {
   private queue: Promise<unknown> = Promise.resolve();
   private pending = 0;
   private readonly log: Logger;
+  /**
+   * Checks per (completion id, hop index), in flight or ended in a match or a fraud (skips are forgotten: most are
+   * transient), oldest first. A co-check re-executed the whole session each time it was asked, and anyone may ask
+   * (session 27): one ~8 KiB request replaying a real completion cost a transcript fetch of up to 9 MiB and a
+   * session's re-execution on this node's worker, as often as it was sent.
+   */
+  private readonly verdicts = new Map<string, { at: number; v: Promise<Verdict> }>();
 
   constructor(private readonly d: HopValidatorDeps) {
     this.log = d.log ?? silentLogger;
@@ -106,11 +127,41 @@ export class HopValidator {
       if (bytesEqual(b.hops[i]!.key, this.d.key.publicKey)) continue;
       if (!isSampled(b.receiptSignature, i, this.d.key.publicKey, this.d.rate)) continue;
       this.stats.sampled++;
-      const v = await this.check(c as LedgerEvent<MarketCompleteBody>, i, signal);
+      const v = await this.checkOnce(c as LedgerEvent<MarketCompleteBody>, i, signal);
       out.push(v);
       if (v.status === 'fraud') await this.prosecute(c as LedgerEvent<MarketCompleteBody>, v, signal);
     }
     return out;
+  }
+
+  /** `check`, once per (completion, hop) while its verdict is kept (see `verdicts`). */
+  private checkOnce(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal): Promise<Verdict> {
+    const key = `${Buffer.from(c.id).toString('hex')}:${index}`;
+    const now = Date.now();
+    for (const [k, e] of this.verdicts) {
+      if (now - e.at < VERDICT_KEEP_MS && this.verdicts.size <= VERDICTS_KEPT) break;
+      this.verdicts.delete(k);
+    }
+    const kept = this.verdicts.get(key);
+    if (kept !== undefined) return kept.v;
+    const v = this.check(c, index, signal);
+    this.verdicts.set(key, { at: now, v });
+    void v.then((r) => {
+      if (r.status === 'skip' && this.verdicts.get(key)?.v === v) this.verdicts.delete(key);
+    });
+    return v;
+  }
+
+  /** Resolves true once `completionApplied` says the completion is applied, false after `appliedWaitMs`. */
+  private async applied(id: Uint8Array, signal: AbortSignal): Promise<boolean> {
+    const known = this.d.completionApplied;
+    if (known === undefined) return true;
+    const until = Date.now() + (this.d.appliedWaitMs ?? CO_CHECK_APPLIED_WAIT_MS);
+    for (;;) {
+      if (known(id)) return true;
+      if (Date.now() >= until || signal.aborted) return false;
+      await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, until - Date.now()))));
+    }
   }
 
   /** Re-executes hop `index` of a completion; never throws (a failure is a skip with its reason). */
@@ -192,7 +243,8 @@ export class HopValidator {
       const q = decodeCoCheck(req);
       const c = verifiedCompletion(q.completion, this.d.networkId, q.index);
       this.stats.coChecks++;
-      const v = await this.check(c, q.index, ctx.signal);
+      if (!(await this.applied(c.id, ctx.signal))) throw new NeuroShardError('CANNOT_VALIDATE', 'this validator cannot judge the hop (COMPLETION_NOT_APPLIED: its ledger has not applied the completion)', { fault: 'local' });
+      const v = await this.checkOnce(c, q.index, ctx.signal);
       if (v.status === 'fraud') return encodeStatement(v.statement);
       throw new NeuroShardError(v.status === 'match' ? 'OUTPUT_MATCHES' : 'CANNOT_VALIDATE', v.status === 'match' ? 'this validator re-executed the hop and got its output' : `this validator cannot judge the hop (${v.reason})`, { fault: 'local' });
     });

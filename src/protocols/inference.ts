@@ -7,13 +7,14 @@
  * cache, so nothing outlives its stream.
  *
  * The server side (InferenceHopServer) enforces the node's quotas: a memory budget for KV caches, sessions per peer,
- * a session id owned by one peer; a hop that cannot take a session answers RPC_BUSY and the entry picks another
+ * sessions and a share of the budget per address block, a session id owned by one peer; a hop that cannot take a session answers RPC_BUSY and the entry picks another
  * replica. It counts the positions it processed per session (for the ledger's proofs). The math is injected
  * (`HopCompute`: the node's compute worker).
  *
  * The client side (RemoteHopSession) is the router's HopSession over such a stream.
  */
 import type { PeerScoreTable } from '../p2p/peer-score.js';
+import { addressBlock } from './address-block.js';
 import { PENALTY } from '../p2p/peer-score.js';
 import { AbortedError, NeuroShardError, PeerMisbehaviourError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
@@ -22,7 +23,7 @@ import type { InferenceRequest, InferenceResponse } from './pb/node.js';
 import type { BidiHandler, CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor } from './tensor-wire.js';
 import { signHopCommitment } from '../ledger/build.js';
-import type { HopCommitment } from '../ledger/events.js';
+import { MAX_HOPS, type HopCommitment } from '../ledger/events.js';
 import { decodeReceipt, type HopMarket } from './hop-commitment.js';
 import { hopCommitQueue, type HopCommitQueue, type QueuedCommitment } from './hop-commit-queue.js';
 import { signTranscriptClaim } from '../ledger/fraud.js';
@@ -64,9 +65,20 @@ export interface HopLimits {
   maxSessionsPerPeer: number;
   /** Open sessions in all. */
   maxSessions: number;
+  /**
+   * Open sessions the peers of one address block (the IPv4 /24 or IPv6 /48 their connection comes from,
+   * protocols/address-block.ts) may hold together, and the share of `memoryBudgetBytes` they may reserve. Keys are
+   * free: before session 27, 16 fresh keys (16 sessions each) held all 256 sessions, and one peer with a few
+   * context-long sessions the whole KV budget of a large model, for as long as they sent a frame every 120 s.
+   */
+  maxSessionsPerBlock: number;
+  blockBudgetShare: number;
 }
 
-export const HOP_LIMIT_DEFAULTS: HopLimits = { memoryBudgetBytes: 512 * 1024 * 1024, maxSessionsPerPeer: 16, maxSessions: 256 };
+/** Commit requests and receipts one session may send (settleRoute sends one commit request, and one receipt to hop 0). */
+export const MAX_SETTLES_PER_SESSION = 4;
+
+export const HOP_LIMIT_DEFAULTS: HopLimits = { memoryBudgetBytes: 512 * 1024 * 1024, maxSessionsPerPeer: 16, maxSessions: 256, maxSessionsPerBlock: 64, blockBudgetShare: 0.25 };
 
 export class HopError extends NeuroShardError {
   constructor(code: 'WRONG_SPAN' | 'SESSION_TAKEN' | 'SESSION_MISMATCH' | 'NOT_SERVING' | 'BAD_STEP' | 'NO_MARKET' | 'BAD_RECEIPT', message: string, fault: 'caller' | 'local' = 'caller') {
@@ -83,6 +95,8 @@ export class HopBusyError extends NeuroShardError {
 
 interface HopSessionState {
   peer: string;
+  /** The caller's address block (undefined: the transport named no address, as in-process callers). */
+  block?: string;
   id: string;
   localId: string;
   bytes: number;
@@ -99,13 +113,17 @@ interface HopSessionState {
   outC: QueuedCommitment;
   /** The market request this session's commitments were last signed for, and as which hop. */
   signedFor?: { requestId: Uint8Array; index: number; count: number };
+  /** Commit requests and receipts answered (at most MAX_SETTLES_PER_SESSION). */
+  settles: number;
   /** Issue 11 §2 re-execution: the session's exact inputs (hop-transcript.ts), its length, sampling and wire dtype. */
   inputs?: OpenInputs;
   /** The weights' claim when the session opened: a transcript is sealed only if the weights did not move since. */
   claimAtOpen?: Promise<{ modelHash: string } | undefined>;
   maxLen: number;
   sampling: HopSampling;
+  /** The session's activation dtype, fixed by its first step of activations (`wireFixed`). */
   wire: 'f32' | 'f16' | 'bf16';
+  wireFixed?: boolean;
 }
 
 /**
@@ -235,7 +253,7 @@ export class InferenceHopServer {
             throw new HopError('SESSION_MISMATCH', 'one stream carries one session');
           }
           if (r.commitRequest !== undefined || r.receipt !== undefined) {
-            yield self.settle(s, r);
+            yield self.settle(s, r, ctx.peer);
             if (r.endSession) break;
             continue;
           }
@@ -269,16 +287,31 @@ export class InferenceHopServer {
     }
     const maxLen = r.maxLength;
     if (maxLen < 1 || maxLen > this.compute.contextLength) throw new HopError('BAD_STEP', `max_length ${maxLen} not in 1..${this.compute.contextLength}`);
+    // an address the transport names without an IP or DNS part: one shared block, as records without one share 'none'
+    const block = ctx.remoteAddr === undefined ? undefined : (addressBlock(ctx.remoteAddr) ?? 'none');
     let mine = 0;
-    for (const x of this.sessions.values()) if (x.peer === ctx.peer) mine++;
+    let ofBlock = 0;
+    let blockBytes = 0;
+    for (const x of this.sessions.values()) {
+      if (x.peer === ctx.peer) mine++;
+      if (block !== undefined && x.block === block) {
+        ofBlock++;
+        blockBytes += x.bytes;
+      }
+    }
     if (mine >= this.limits.maxSessionsPerPeer) throw new HopBusyError(`this peer holds ${mine} sessions here (the cap)`);
+    if (ofBlock >= this.limits.maxSessionsPerBlock) throw new HopBusyError(`peers of this address block hold ${ofBlock} sessions here (the cap)`);
     if (this.sessions.size >= this.limits.maxSessions) throw new HopBusyError(`${this.sessions.size} sessions are open here (the cap)`);
     const bytes = maxLen * this.compute.kvBytesPerPosition(span);
     if (this.reservedBytes + bytes > this.limits.memoryBudgetBytes) {
       throw new HopBusyError(`the KV-cache budget is full (${this.reservedBytes} of ${this.limits.memoryBudgetBytes} bytes reserved, ${bytes} asked)`);
     }
+    const blockBudget = Math.floor(this.limits.memoryBudgetBytes * this.limits.blockBudgetShare);
+    if (block !== undefined && blockBytes + bytes > blockBudget) {
+      throw new HopBusyError(`peers of this address block reserve ${blockBytes} bytes of KV cache here (their share: ${blockBudget}; ${bytes} asked)`);
+    }
     const sampling: HopSampling = { temperature: r.temperature, topK: r.topK, topP: r.topP === 0 ? 1 : r.topP, seed: r.seed };
-    const s: HopSessionState = { peer: ctx.peer, id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, openedAt: Date.now(), inC: this.commits.open(), outC: this.commits.open(), maxLen, sampling, wire: 'f32' };
+    const s: HopSessionState = { peer: ctx.peer, ...(block === undefined ? {} : { block }), id: r.sessionId, localId: `hop-${++this.nextLocal}`, bytes, tokens: 0, settles: 0, openedAt: Date.now(), inC: this.commits.open(), outC: this.commits.open(), maxLen, sampling, wire: 'f32' };
     if (this.extras.transcripts !== undefined) {
       s.inputs = this.extras.transcripts.store.open();
       // queued on the worker before the session's first step: the weights its steps run on (a training node's move)
@@ -289,8 +322,13 @@ export class InferenceHopServer {
     try {
       await this.compute.open(s.localId, maxLen, sampling);
     } catch (e) {
-      this.sessions.delete(r.sessionId);
-      this.reservedBytes -= bytes;
+      // unless a drain evicted it meanwhile (release() gave its bytes back then): undone twice, the reservation went
+      // negative and the budget admitted that much more for good (session 27)
+      if (this.sessions.get(r.sessionId) === s) {
+        this.sessions.delete(r.sessionId);
+        this.reservedBytes -= bytes;
+        this.onRelease?.();
+      }
       throw e;
     }
     return s;
@@ -324,16 +362,40 @@ export class InferenceHopServer {
         this.penalise(ctx.peer, 'hidden states of the wrong width');
         throw new HopError('BAD_STEP', `hidden states must be [T, ${C}], got [${wire.shape.join(', ')}]`);
       }
+      if (wire.shape.length !== 2) {
+        this.penalise(ctx.peer, 'hidden states not of rank 2');
+        throw new HopError('BAD_STEP', `hidden states must be [T, ${C}], got [${wire.shape.join(', ')}]`);
+      }
       T = wire.shape[0];
       received = toFloat32(wire); // a view of the frame's own copy (rpc/frame.ts FrameReader): nothing reuses it
       hidden = received.slice(); // our own buffer: it is transferred to the worker
     }
     const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
+    // the method's validation refuses these on the wire (methods.ts); checked here too, before anything is committed
+    // or kept, for callers without it: the commitment code threw a RangeError for chunks that do not cover the rows
+    // (an internal error, unpenalised) and let zero chunks through to the worker
+    const bad = checkStep(T, chunks);
+    if (bad !== undefined) {
+      this.penalise(ctx.peer, bad);
+      throw new HopError('BAD_STEP', bad);
+    }
+    if (wire !== undefined) {
+      // one activation dtype per session, the first step's: the transcript names one (a validator re-executes every
+      // step's output through it), so a session of fp32 steps and then a bf16 one re-executed to another output
+      // commitment than the hop's own (bf16 then half rounds differently from half alone): an honest hop framed for
+      // fraud and slashed, its bond's take going to the requester who mixed them (session 27). An entry keeps one.
+      const dtype = wire.dtype === 'fp16' ? 'f16' : wire.dtype === 'bf16' ? 'bf16' : 'f32';
+      if (s.wireFixed === true && dtype !== s.wire) {
+        this.penalise(ctx.peer, 'activations of another dtype within a session');
+        throw new HopError('BAD_STEP', `this session's activations are ${s.wire}, not ${dtype}`);
+      }
+      s.wire = dtype;
+      s.wireFixed = true;
+    }
     // a failed step ends the session (the entry fails over), so committing the input first costs nothing; the
     // records are taken on the commitment worker (the same bytes, off this event loop), in step order
     if (ids !== undefined) this.commits.tokens(s.inC, ids, chunks);
     else this.commits.hidden(s.inC, received!, C, chunks);
-    if (wire !== undefined) s.wire = wire.dtype === 'fp16' ? 'f16' : wire.dtype === 'bf16' ? 'bf16' : 'f32';
     // one plain object (two conditional spreads built and copied two throwaway objects per step)
     const input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] } = { chunks };
     if (ids !== undefined) input.ids = ids;
@@ -372,13 +434,25 @@ export class InferenceHopServer {
    * A commit request: sign this session's commitments for the market request as hop index of count. A receipt (the
    * driver, hop 0 of the commitments signed last): check that it names our signed pair, then submit the completion.
    */
-  private async settle(s: HopSessionState, r: InferenceRequest): Promise<InferenceResponse> {
+  private async settle(s: HopSessionState, r: InferenceRequest, peer: string): Promise<InferenceResponse> {
+    // an entry settles a session once (a commit request, and a receipt to the driver): each commit request signs and
+    // seals the session's inputs again under its request id, counted again in the transcripts' quota, so without a
+    // bound one session's 7 MiB filled the 64 MiB quota after 9 and evicted every other hop session's transcript
+    if (++s.settles > MAX_SETTLES_PER_SESSION) {
+      this.penalise(peer, 'commit requests past the bound');
+      throw new HopError('BAD_STEP', `a session is settled with at most ${MAX_SETTLES_PER_SESSION} commit requests and receipts`);
+    }
     // every step of this session answered so far is in inC / outC (queue order)
     await this.commits.settled();
     if (this.market === undefined) throw new HopError('NO_MARKET', 'this hop signs no commitments (no ledger)', 'local');
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [] };
     if (r.commitRequest !== undefined) {
       const f = { requestId: r.commitRequest, index: r.commitIndex ?? 0, count: r.commitCount ?? 1 };
+      // as for a step (checkStep; refused on the wire too): these reached the signing code's RangeErrors
+      if (f.requestId.byteLength !== 32 || !(f.count >= 1 && f.count <= MAX_HOPS) || !(f.index < f.count)) {
+        this.penalise(peer, 'a malformed commit request');
+        throw new HopError('BAD_STEP', `a commit request names a 32-byte request id and hop index < count ≤ ${MAX_HOPS} (got ${f.requestId.byteLength} bytes, ${f.index} of ${f.count})`);
+      }
       const h: HopCommitment = signHopCommitment(this.market.key, this.market.networkId, f.requestId, f.index, f.count, s.inC.value, s.outC.value);
       s.signedFor = f;
       await this.sealTranscript(s, h);
@@ -409,7 +483,9 @@ export class InferenceHopServer {
       }
       const claim = { span: { start: span.start, end: span.end }, modelHash, engine };
       const claimSignature = signTranscriptClaim(this.market.key, this.market.networkId, f.requestId, f.index, f.count, h.inCommit, h.outCommit, claim);
-      tr.store.seal(s.inputs, { requestId: f.requestId, index: f.index, count: f.count, inCommit: h.inCommit, outCommit: h.outCommit, claim, claimSignature, maxLen: s.maxLen, sampling: s.sampling, wire: s.wire, cols: span.start === 0 ? 0 : this.compute.hiddenSize });
+      // owned by the entry's address block (its peer when the transport named no address): one block's seals take at
+      // most a share of the store
+      tr.store.seal(s.inputs, { requestId: f.requestId, index: f.index, count: f.count, inCommit: h.inCommit, outCommit: h.outCommit, claim, claimSignature, maxLen: s.maxLen, sampling: s.sampling, wire: s.wire, cols: span.start === 0 ? 0 : this.compute.hiddenSize }, s.block ?? `peer ${s.peer}`);
     } catch (e) {
       this.log.warn('keeping a transcript for validators failed', { error: errorMessage(e) });
     }
@@ -427,6 +503,21 @@ export class InferenceHopServer {
     this.onRelease?.();
     await this.compute.close(s.localId).catch((e: unknown) => this.log.warn('closing a hop session failed', { error: errorMessage(e) }));
   }
+}
+
+/**
+ * Why a step of `T` positions cut into `chunks` is malformed, or undefined: at least one position, in chunks of at
+ * least one that sum to T. (Positions past the session's length are the worker's SESSION_FULL, sessions.ts.)
+ */
+export function checkStep(T: number, chunks: readonly number[]): string | undefined {
+  if (!(T >= 1)) return 'a step of no positions';
+  let sum = 0;
+  for (const n of chunks) {
+    if (!(n >= 1)) return 'a forward chunk of no positions';
+    sum += n;
+  }
+  if (sum !== T) return `forward chunks of ${sum} positions for a step of ${T}`;
+  return undefined;
 }
 
 /** Test-only (HopFaultsForTests): a wrong but well-formed output, which the hop then commits to honestly. */

@@ -93,6 +93,7 @@ export interface HopOutput {
 }
 
 export interface SessionSpec {
+  /** This hop session's id: a fresh one per hop session, so that no hop learns another's (runGeneration). */
   id: string;
   /** KV positions the hop reserves. */
   maxLen: number;
@@ -246,11 +247,15 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   if (prompt.length >= ctx) {
     throw new InvalidArgumentError(`the prompt encodes to ${prompt.length} tokens (with BOS); the model's context holds ${ctx}, and at least one must be left to generate`, { tokens: prompt.length, context: ctx }, 'PROMPT_TOO_LONG');
   }
+  // `spec.id` names the generation (logs); every hop session gets an id of its own (`hopSpec`). With one id for the
+  // whole route, each hop learned the others' session id: a hostile hop could open it first on the hop after it
+  // (SESSION_TAKEN there), and the entry failed over from that honest hop and banned it (session 27)
   const spec: SessionSpec = {
     id: deps.newSessionId(),
     maxLen: Math.min(ctx, prompt.length + req.maxTokens),
     sampling: { temperature: req.temperature, topK: req.topK, topP: req.topP, seed: req.seed },
   };
+  const hopSpec = (): SessionSpec => ({ ...spec, id: deps.newSessionId() });
   const failed = new Set<string>();
   const commits = deps.commits === undefined ? entryCommits() : deps.commits;
   /** Every queued commitment this generation opened (dropped from the worker at its end). */
@@ -274,7 +279,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     return holders;
   };
 
-  const route: RouteEntry[] = chooseRouteAvoiding(view(), { start: 0, end: L }, planOptions()).map((hop) => ({ hop, session: deps.opener.open(hop, spec), parts: [], chunks: [], inC: commitment(), outC: commitment() }));
+  const route: RouteEntry[] = chooseRouteAvoiding(view(), { start: 0, end: L }, planOptions()).map((hop) => ({ hop, session: deps.opener.open(hop, hopSpec()), parts: [], chunks: [], inC: commitment(), outC: commitment() }));
   const hopsNow = (): RouteHop[] => route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number], weights: formats.get(e.hop.peerId) ?? 'f32' }));
   const firstRoute = hopsNow();
   const routes: UsedRoute[] = [{ fromToken: 0, hops: firstRoute }];
@@ -434,16 +439,13 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       const T = chunks.reduce((a, b) => a + b, 0);
       const first: HopInput =
         head.hop.span.start === 0 ? { ids: concat(head.parts as Int32Array[], (n) => new Int32Array(n)), chunks } : { hidden: concat(head.parts as Float32Array[], (n) => new Float32Array(n)), chunks };
-      const windowPeers = new Set<string>();
-      for (let w = j; w <= k; w++) {
-        windowPeers.add(route[w].hop.peerId);
-        if (w !== i) route[w].session.close();
-      }
+      for (let w = j; w <= k; w++) if (w !== i) route[w].session.close();
       if (j !== i || k !== i) log.info('replacing hops around it', { session: spec.id, span: spanText({ start: head.hop.span.start, end: route[k].hop.span.end }), hops: k - j + 1, by: sub.map((h) => `${h.peerId}[${spanText(h.span)}]`).join(' -> ') });
-      // a peer of the window chosen again gets a session of its own: its old one may not be closed there yet
+      // every replacement gets a session id of its own (a peer of the window chosen again too: its old session may
+      // not be closed there yet)
       const fresh: RouteEntry[] = sub.map((hop) => ({
         hop,
-        session: deps.opener.open(hop, windowPeers.has(hop.peerId) ? { ...spec, id: deps.newSessionId() } : spec),
+        session: deps.opener.open(hop, hopSpec()),
         parts: [],
         chunks: [],
         inC: commitment(),

@@ -18,6 +18,7 @@ import type { ChatMessage, ServedModel, TextGenerationRequest, TextGenerationRes
 import { DeltaStream } from './delta.js';
 import { badRequest, fromValidation, modelNotFound, OpenAiError, sendOpenAiError, tooLarge, unavailable } from './errors.js';
 import { chatCompletionBodySchema, completionBodySchema, MAX_PROMPT_CHARS, type ChatCompletionBody, type CompletionBody } from './schemas.js';
+import { onceClosed } from '../closed.js';
 import { cutOffSlowReader, endWithin } from '../stream-budget.js';
 
 export interface OpenAiRoutesOptions {
@@ -100,7 +101,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
             usage: includeUsage ? (r) => ({ ...base, choices: [], usage: usageOf(r) }) : undefined,
           });
         }
-        const r = await run(model.id, request, req, 'messages');
+        const r = await run(model.id, request, req, reply, 'messages');
         return {
           id,
           object: 'chat.completion',
@@ -131,21 +132,27 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
             usage: includeUsage ? (r) => ({ ...base, choices: [], usage: usageOf(r) }) : undefined,
           });
         }
-        const r = await run(model.id, request, req, 'prompt');
+        const r = await run(model.id, request, req, reply, 'prompt');
         return { ...base, choices: [{ text: echo + r.text, index: 0, logprobs: null, finish_reason: r.finishReason }], usage: usageOf(r) };
       });
 
-      /** Runs a generation that ends when the client goes away. */
-      async function run(model: string, request: TextGenerationRequest, req: FastifyRequest, param: string, onToken?: (e: { token: number; text: string }) => void): Promise<TextGenerationResult> {
+      /**
+       * Runs a generation that ends when the client goes away: its socket or its response closing, whichever comes
+       * first, also when that happened before this runs (../closed.ts). A listener on the socket's 'close' alone missed
+       * a client that left while its request was formatted: the generation ran to its end for nobody (session 27,
+       * test/attacks/api-gone).
+       */
+      async function run(model: string, request: TextGenerationRequest, req: FastifyRequest, reply: FastifyReply, param: string, onToken?: (e: { token: number; text: string }) => void): Promise<TextGenerationResult> {
         const ac = new AbortController();
-        const onClose = (): void => ac.abort();
-        req.raw.socket.once('close', onClose);
+        const stopWatching = onceClosed(req, reply, () => {
+          if (!reply.raw.writableFinished) ac.abort();
+        });
         try {
           return await o.generator.generate(model, request, onToken === undefined ? { signal: ac.signal } : { signal: ac.signal, onToken });
         } catch (e) {
           throw toOpenAiError(e, param);
         } finally {
-          req.raw.socket.off('close', onClose);
+          stopWatching();
         }
       }
 
@@ -176,7 +183,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
         const ds = new DeltaStream(request.stop);
         let r: TextGenerationResult;
         try {
-          r = await run(model, request, req, param, (e) => {
+          r = await run(model, request, req, reply, param, (e) => {
             if (raw.destroyed) return;
             const d = ds.push(e.text);
             if (d !== '') send(make.delta(d));

@@ -34,6 +34,11 @@ export interface CallContext {
   peer: PeerIdString;
   /** True when the call runs over a limited (relayed) connection. */
   limited: boolean;
+  /**
+   * The remote address of the connection (or lane) the call runs over, when the transport knows it: quotas per
+   * address block (protocols/address-block.ts) read it; keys are free, address blocks are not.
+   */
+  remoteAddr?: string;
   /** Aborted when the call's deadline passes, the caller goes away or the node stops. */
   signal: AbortSignal;
 }
@@ -681,7 +686,7 @@ export class RpcNode {
     // one read deadline for the stream's life (./deadline.ts), not a timer per request
     const deadline = new ReadDeadline((e) => stream.abort(e), (ms) => `${method.name} request: nothing received for ${ms} ms`);
     let violation: NeuroShardError | undefined;
-    const ctx: CallContext = { peer, limited: info.limited, signal };
+    const ctx: CallContext = { peer, limited: info.limited, remoteAddr: info.remoteAddr, signal };
     const failed = (e: unknown): never => {
       if (e instanceof NeuroShardError && e.fault === 'peer') violation = e;
       throw e;
@@ -984,7 +989,7 @@ export class RpcNode {
   ): Promise<void> {
     const link = linkSignals(ac.signal, streamSignal);
     try {
-      const res = await this.runUnary(method, handler, req, { peer: info.peer, limited: info.limited, signal: link.signal });
+      const res = await this.runUnary(method, handler, req, { peer: info.peer, limited: info.limited, remoteAddr: info.remoteAddr, signal: link.signal });
       if (ac.signal.aborted || streamSignal.aborted) return;
       await writer.write(FRAME_MESSAGE, id, this.encodeResponse(method, res));
     } catch (e) {

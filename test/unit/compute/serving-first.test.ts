@@ -25,6 +25,11 @@ describe('serving first: which session jobs pass the head', () => {
     // pickBatch ends its scan at a training step: one at a time, each decode step ran alone
     assert.deepEqual(servingJobsAhead([train, step('a'), step('b'), train, step('c')]), [1, 2, 4]);
   });
+  it('a hop\'s claim (the model hash before each session it opens) passes with its session (session 27)', () => {
+    const hash = { type: 'modelHash' } as Job;
+    assert.deepEqual(servingJobsAhead([train, hash, open('a'), step('a')]), [1, 2, 3]);
+    assert.deepEqual(servingJobsAhead([train, hash, setParams, open('a')]), [1], 'still not across new parameters');
+  });
   it('passes several training steps but nothing else', () => {
     assert.deepEqual(servingJobsAhead([train, train, train, step('a')]), [3]);
     assert.deepEqual(servingJobsAhead([train, release, step('a')]), [], 'a model release stands between: the step must meet it');

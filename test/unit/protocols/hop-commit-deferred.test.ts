@@ -1,7 +1,7 @@
 /**
  * A hop takes its hidden-state commitments after it writes each answer (on the commitment worker, hop-commit-queue.ts): the pair it
  * signs must be the one computed step by step, also when the commit request is read before the deferred work ran,
- * and a step whose chunks do not cover its rows is still refused before it runs.
+ * and a step whose chunks do not cover its rows is still refused (a typed BAD_STEP) before it runs.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +11,7 @@ import { RunningCommitment } from '../../../src/ledger/commitment.js';
 import type { InferenceRequest, InferenceResponse } from '../../../src/protocols/pb/node.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, type HopCompute } from '../../../src/protocols/inference.js';
 import { fp32Tensor, tensorToPb } from '../../../src/protocols/tensor-wire.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
 
 const C = 16;
 
@@ -71,7 +72,7 @@ describe('hop commitments taken after the answer', () => {
     }
     await assert.rejects(async () => {
       for await (const _ of server.handler()(source(), { peer: 'caller', limited: false, signal: new AbortController().signal })) void _;
-    }, RangeError);
+    }, (e: unknown) => isNeuroShardError(e) && e.code === 'BAD_STEP' && e.fault === 'caller');
     assert.equal(ran, 0);
   });
 });
