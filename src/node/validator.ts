@@ -6,7 +6,8 @@
  * - **Transcripts** (`nodeTranscripts`): the node's hop server keeps its sessions' inputs under the quota of
  *   TRANSCRIPT_LIMIT_DEFAULTS (64 MiB, 8 MiB per session, 10 min) and seals them when it signs its commitments; the
  *   claim names the compute worker's model hash of the span and its engine (the worker's own description: backend
- *   and threads, so only a node running the same kernels judges exactly). Served over `hop-transcript/1.0.0`.
+ *   and threads, so only a node running the same kernels judges exactly). Served over `hop-transcript/2.0.0` (by the
+ *   commitments) and `1.0.0` (older validators).
  * - **Completions to validate**: every MarketComplete the node's ledger applies, whichever way it came (gossip, sync,
  *   our own submit), dated within the transcripts' retention; a completion whose verdict waits on a replay
  *   ('pending') is looked at again once the replay ran. HopValidator samples the hops (`--validation-rate`, drawn
@@ -23,7 +24,7 @@ import type { NodeKey } from '../identity/index.js';
 import { decodeEvent, EventKind, type LedgerEvent } from '../ledger/events.js';
 import { buildSlashHopFraud } from '../ledger/fraud.js';
 import type { LlamaConfig } from '../model/index.js';
-import { hopTranscript, serveTranscripts, TranscriptStore, TRANSCRIPT_LIMIT_DEFAULTS, type TranscriptLimits } from '../protocols/hop-transcript.js';
+import { serveTranscripts, unserveTranscripts, TranscriptStore, TRANSCRIPT_LIMIT_DEFAULTS, type TranscriptLimits } from '../protocols/hop-transcript.js';
 import { HopValidator, type Verdict } from '../protocols/hop-validator.js';
 import type { HopTranscripts } from '../protocols/inference.js';
 import type { Clock } from '../util/clock.js';
@@ -51,11 +52,11 @@ export function workerClaim(compute: ComputeClient): () => Promise<{ modelHash: 
   };
 }
 
-/** The hop server's transcripts (a store under the default quota), and their serving over hop-transcript/1.0.0. */
+/** The hop server's transcripts (a store under the default quota), and their serving over hop-transcript/2.0.0 and 1.0.0. */
 export async function nodeTranscripts(compute: ComputeClient, network: NodeNetwork, limits: TranscriptLimits = TRANSCRIPT_LIMIT_DEFAULTS): Promise<HopTranscripts & { stop(): Promise<void> }> {
   const store = new TranscriptStore(limits);
   await serveTranscripts(network.rpc, store);
-  return { store, claim: workerClaim(compute), stop: () => network.rpc.unhandle(hopTranscript).catch(() => undefined) };
+  return { store, claim: workerClaim(compute), stop: () => unserveTranscripts(network.rpc) };
 }
 
 /** What GET /api/ledger/status shows of the validator (counts since the node started). */

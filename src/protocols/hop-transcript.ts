@@ -15,7 +15,7 @@ import { DecodeError, Reader, Writer } from '../ledger/codec.js';
 import { RunningCommitment, type TopKStep } from '../ledger/commitment.js';
 import { MAX_ENGINE_CHARS, MAX_MODEL_HASH_CHARS, type TranscriptClaim } from '../ledger/fraud.js';
 import { MAX_HOPS } from '../ledger/events.js';
-import { NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
+import { isNeuroShardError, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { linkSignals } from '../util/abort.js';
 import type { HopCompute, HopSampling } from './inference.js';
 import type { MessageCodec, UnaryMethod } from './rpc/method.js';
@@ -76,15 +76,33 @@ export interface OpenInputs {
   dropped: boolean;
 }
 
-const keyOf = (requestId: Uint8Array, index: number): string => `${Buffer.from(requestId).toString('hex')}:${index}`;
+const slotOf = (requestId: Uint8Array, index: number): string => `${Buffer.from(requestId).toString('hex')}:${index}`;
+const keyOf = (requestId: Uint8Array, index: number, inCommit: Uint8Array, outCommit: Uint8Array): string =>
+  `${slotOf(requestId, index)}:${Buffer.from(inCommit).toString('hex')}:${Buffer.from(outCommit).toString('hex')}`;
+
+/** The commitments a validator has from the completion on the ledger: they name one sealed transcript. */
+export interface TranscriptCommits {
+  inCommit: Uint8Array;
+  outCommit: Uint8Array;
+}
 
 /**
  * The hop's quota-bound memory of inputs. Open sessions add steps (`add`); a session whose commitments are signed is
- * sealed under (request, index) until `retentionMs` passes; the oldest sealed transcripts go first when the bytes or
- * the entries run out. `now` is injectable for tests.
+ * sealed under (request, index, inCommit, outCommit) until `retentionMs` passes; the oldest sealed transcripts go
+ * first when the bytes or the entries run out. `now` is injectable for tests.
+ *
+ * Keyed by the commitments, not by (request, index) alone (session 27): request ids are public (market requests are
+ * on the ledger) and the hop seals for whatever request id a commit request names, so a stranger's session sealed
+ * for a real request's id and index replaced the honest session's transcript, and validators, fetching the
+ * stranger's, found it was not the one in the completion (`TRANSCRIPT_NOT_THIS_HOP`): the hop's work went
+ * unverified. Now a stranger's seal only adds an entry of its own (bounded by its owner's share), and a validator
+ * asks for the one whose commitments the completion carries (`get` with `commits`).
  */
 export class TranscriptStore {
-  private readonly sealed = new Map<string, { t: HopTranscript; bytes: number; at: number; owner?: string }>();
+  /** Sealed transcripts by keyOf, in seal order (oldest first). */
+  private readonly sealed = new Map<string, { t: HopTranscript; bytes: number; at: number; owner?: string; slot: string }>();
+  /** The keys sealed under each (request, index), in seal order: `get` without commitments answers the newest. */
+  private readonly slots = new Map<string, string[]>();
   private bytes = 0;
 
   constructor(
@@ -120,34 +138,46 @@ export class TranscriptStore {
   }
 
   /**
-   * Keeps the session's inputs under (request, index); the open record's bytes move to the sealed entry. `owner`
-   * (the address block of the entry that drove the session): its sealed transcripts take at most `ownerShare` of the
-   * entries and bytes, its own oldest going first. A hop seals for any request id a commit request names, so without
-   * it one stranger's sessions of a step each, sealed for made-up request ids at ~200 bytes a seal, pushed every
-   * other transcript out (session 27).
+   * Keeps the session's inputs under (request, index, inCommit, outCommit); the open record's bytes move to the
+   * sealed entry. Sessions sealed for the same request and index with other commitments are kept beside it, not
+   * replaced (see the class). The same key sealed again (the same session settled twice, or another session of the
+   * very same inputs and outputs) keeps the entry there: it already holds those inputs. `owner` (the address block
+   * of the entry that drove the session): its sealed transcripts take at most `ownerShare` of the entries and bytes,
+   * its own oldest going first. A hop seals for any request id a commit request names, so without it one stranger's
+   * sessions of a step each, sealed for made-up request ids at ~200 bytes a seal, pushed every other transcript out
+   * (session 27).
    */
   seal(o: OpenInputs, t: Omit<HopTranscript, 'steps'>, owner?: string): boolean {
     if (o.dropped) return false;
-    const k = keyOf(t.requestId, t.index);
-    const old = this.sealed.get(k);
-    if (old !== undefined) {
-      this.sealed.delete(k);
-      this.bytes -= old.bytes;
-    }
+    this.expire();
+    const k = keyOf(t.requestId, t.index, t.inCommit, t.outCommit);
+    // first sealed, kept: a later seal of the same commitments cannot take the entry over (and with it, through its
+    // owner's share, the right to evict it)
+    if (this.sealed.has(k)) return true;
     // the steps are shared (a session signed twice keeps one copy); a copy is counted once more, bounded by the quota
     const bytes = o.bytes;
     if (owner !== undefined) this.makeRoomFor(owner, bytes);
     this.bytes += bytes;
+    const slot = slotOf(t.requestId, t.index);
     // a copy of the step list: a session that goes on after signing does not grow what was signed
-    this.sealed.set(k, { t: { ...t, steps: o.steps.slice() }, bytes, at: this.now(), ...(owner === undefined ? {} : { owner }) });
+    this.sealed.set(k, { t: { ...t, steps: o.steps.slice() }, bytes, at: this.now(), slot, ...(owner === undefined ? {} : { owner }) });
+    const keys = this.slots.get(slot);
+    if (keys === undefined) this.slots.set(slot, [k]);
+    else keys.push(k);
     while (this.sealed.size > this.limits.maxEntries && this.evictOldest());
     while (this.bytes > this.limits.maxBytes && this.evictOldest());
     return this.sealed.has(k);
   }
 
-  get(requestId: Uint8Array, index: number): HopTranscript | undefined {
+  /**
+   * The transcript sealed for (request, index) with `commits` (a validator's request names the completion's); without
+   * them (an older validator's request) the newest sealed for (request, index), whoever drove it.
+   */
+  get(requestId: Uint8Array, index: number, commits?: TranscriptCommits): HopTranscript | undefined {
     this.expire();
-    return this.sealed.get(keyOf(requestId, index))?.t;
+    if (commits !== undefined) return this.sealed.get(keyOf(requestId, index, commits.inCommit, commits.outCommit))?.t;
+    const keys = this.slots.get(slotOf(requestId, index));
+    return keys === undefined ? undefined : this.sealed.get(keys[keys.length - 1]!)?.t;
   }
 
   usage(): { entries: number; bytes: number } {
@@ -158,8 +188,7 @@ export class TranscriptStore {
     const cut = this.now() - this.limits.retentionMs;
     for (const [k, v] of this.sealed) {
       if (v.at > cut) break; // insertion order = seal order
-      this.sealed.delete(k);
-      this.bytes -= v.bytes;
+      this.drop(k);
     }
   }
 
@@ -178,20 +207,30 @@ export class TranscriptStore {
     for (let i = 0; i < mine.length; i++) {
       // mine.length - i of the owner's are still kept: one more must fit
       if (mine.length - i < maxEntries && held + bytes <= maxBytes) break;
-      const k = mine[i]!;
-      const v = this.sealed.get(k)!;
-      this.sealed.delete(k);
-      this.bytes -= v.bytes;
-      held -= v.bytes;
+      held -= this.drop(mine[i]!);
     }
   }
 
   private evictOldest(): boolean {
-    const first = this.sealed.entries().next();
+    const first = this.sealed.keys().next();
     if (first.done === true) return false;
-    this.sealed.delete(first.value[0]);
-    this.bytes -= first.value[1].bytes;
+    this.drop(first.value);
     return true;
+  }
+
+  /** Removes a sealed transcript (and its key from its slot); returns its bytes. */
+  private drop(k: string): number {
+    const v = this.sealed.get(k);
+    if (v === undefined) return 0;
+    this.sealed.delete(k);
+    this.bytes -= v.bytes;
+    const keys = this.slots.get(v.slot);
+    if (keys !== undefined) {
+      const i = keys.indexOf(k);
+      if (i >= 0) keys.splice(i, 1);
+      if (keys.length === 0) this.slots.delete(v.slot);
+    }
+    return v.bytes;
   }
 }
 
@@ -207,19 +246,28 @@ function malformed(msg: string): PeerMisbehaviourError {
   return new PeerMisbehaviourError('RPC_MALFORMED', `hop-transcript: ${msg}`);
 }
 
-/** Request: u8 1 ‖ 32-byte market request id ‖ u8 hop index. */
+/** hop-transcript/1.0.0 request: u8 1 ‖ 32-byte market request id ‖ u8 hop index. */
 export function encodeTranscriptRequest(requestId: Uint8Array, index: number): Uint8Array {
   return new Writer().u8(1).fixed(requestId, 32).u8(index).finish();
 }
 
-export function decodeTranscriptRequest(b: Uint8Array): { requestId: Uint8Array; index: number } {
+/** hop-transcript/2.0.0 request: u8 2 ‖ 32-byte market request id ‖ u8 hop index ‖ 32-byte inCommit ‖ 32-byte outCommit. */
+export function encodeTranscriptRequestV2(requestId: Uint8Array, index: number, commits: TranscriptCommits): Uint8Array {
+  return new Writer().u8(2).fixed(requestId, 32).u8(index).fixed(commits.inCommit, 32).fixed(commits.outCommit, 32).finish();
+}
+
+/** Either version's request (its first byte), strictly: RPC_MALFORMED otherwise. */
+export function decodeTranscriptRequest(b: Uint8Array): { requestId: Uint8Array; index: number; commits?: TranscriptCommits } {
   try {
     const r = new Reader(b);
-    if (r.u8() !== 1) throw new DecodeError('version');
-    const out = { requestId: r.fixed(32), index: r.u8() };
+    const version = r.u8();
+    if (version !== 1 && version !== 2) throw new DecodeError('version');
+    const requestId = r.fixed(32);
+    const index = r.u8();
+    const commits = version === 2 ? { inCommit: r.fixed(32), outCommit: r.fixed(32) } : undefined;
     r.end();
-    if (out.index >= MAX_HOPS) throw new DecodeError('hop index');
-    return out;
+    if (index >= MAX_HOPS) throw new DecodeError('hop index');
+    return { requestId, index, ...(commits === undefined ? {} : { commits }) };
   } catch (e) {
     if (e instanceof DecodeError || e instanceof RangeError) throw malformed(`request: ${e.message}`);
     throw e;
@@ -370,7 +418,10 @@ export function decodeTranscript(b: Uint8Array): HopTranscript {
 
 const raw: MessageCodec<Uint8Array> = { encode: (v) => v, decode: (b) => b };
 
-/** A validator fetches a hop's transcript for (market request, hop index). Re-execution is costly: few at a time. */
+/**
+ * A validator fetches a hop's transcript for (market request, hop index): the newest sealed for it, whoever drove the
+ * session (an older validator's request; see hopTranscriptV2). Re-execution is costly: few at a time.
+ */
 export const hopTranscript: UnaryMethod<Uint8Array, Uint8Array> = {
   name: 'hop-transcript',
   version: '1.0.0',
@@ -384,17 +435,46 @@ export const hopTranscript: UnaryMethod<Uint8Array, Uint8Array> = {
   maxConcurrent: 8,
   maxConcurrentPerPeer: 2,
   requestReadMs: 5_000,
-  validateRequest: (b) => void decodeTranscriptRequest(b),
+  validateRequest: (b) => {
+    if (decodeTranscriptRequest(b).commits !== undefined) throw malformed('request: version 2 is hop-transcript/2.0.0\'s');
+  },
 };
 
-/** Serves the store's sealed transcripts (TRANSCRIPT_GONE when it has none for the key: expired, evicted, never kept). */
+/**
+ * The same fetch naming the hop's commitments from the completion (session 27): the transcript of the session the
+ * completion paid for, not one a stranger sealed for the same public request id and index. A new protocol version,
+ * not a field added to 1.0.0's request: an older hop refuses a longer 1.0.0 request as malformed and penalises the
+ * asker, while a version it does not speak is a plain "protocol not supported" (`fetchTranscript` then asks 1.0.0).
+ * Limits shared with 1.0.0 (the RPC layer counts slots per method name).
+ */
+export const hopTranscriptV2: UnaryMethod<Uint8Array, Uint8Array> = {
+  ...hopTranscript,
+  version: '2.0.0',
+  maxRequestBytes: 128,
+  validateRequest: (b) => {
+    if (decodeTranscriptRequest(b).commits === undefined) throw malformed('request: hop-transcript/2.0.0 names the commitments (version 2)');
+  },
+};
+
+/**
+ * Serves the store's sealed transcripts over both versions (TRANSCRIPT_GONE when it has none for the request: expired,
+ * evicted, never kept).
+ */
 export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore): Promise<void> {
-  await rpc.handle(hopTranscript, (req: Uint8Array) => {
+  const serve = (req: Uint8Array): Uint8Array => {
     const q = decodeTranscriptRequest(req);
-    const t = store.get(q.requestId, q.index);
+    const t = store.get(q.requestId, q.index, q.commits);
     if (t === undefined) throw new TranscriptGoneError();
     return encodeTranscript(t);
-  });
+  };
+  await rpc.handle(hopTranscript, serve);
+  await rpc.handle(hopTranscriptV2, serve);
+}
+
+/** Stops serving both versions. */
+export async function unserveTranscripts(rpc: RpcNode): Promise<void> {
+  await rpc.unhandle(hopTranscript).catch(() => undefined);
+  await rpc.unhandle(hopTranscriptV2).catch(() => undefined);
 }
 
 export class TranscriptGoneError extends NeuroShardError {
@@ -403,11 +483,22 @@ export class TranscriptGoneError extends NeuroShardError {
   }
 }
 
-/** Fetches and decodes hop `index`'s transcript for `requestId` from `peer`; the peer's key must be the hop's. */
-export async function fetchTranscript(rpc: RpcNode, peer: string, requestId: Uint8Array, index: number, signal?: AbortSignal): Promise<HopTranscript> {
+/**
+ * Fetches and decodes hop `index`'s transcript for `requestId` from `peer`; the peer's key must be the hop's. With
+ * `commits` (the hop's commitments in the completion) over hop-transcript/2.0.0, falling back to 1.0.0 when the peer
+ * does not speak it (an older node: it answers the newest transcript it sealed for the request and index).
+ */
+export async function fetchTranscript(rpc: RpcNode, peer: string, requestId: Uint8Array, index: number, signal?: AbortSignal, commits?: TranscriptCommits): Promise<HopTranscript> {
   publicKeyFromPeerId(peer); // a peer id without a key cannot be a hop
-  const bytes = await rpc.call(peer, hopTranscript, encodeTranscriptRequest(requestId, index), signal === undefined ? {} : { signal });
-  return decodeTranscript(bytes);
+  const opts = signal === undefined ? {} : { signal };
+  if (commits !== undefined) {
+    try {
+      return decodeTranscript(await rpc.call(peer, hopTranscriptV2, encodeTranscriptRequestV2(requestId, index, commits), opts));
+    } catch (e) {
+      if (!(isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol')) throw e;
+    }
+  }
+  return decodeTranscript(await rpc.call(peer, hopTranscript, encodeTranscriptRequest(requestId, index), opts));
 }
 
 // ───────────────────────────── re-execution ─────────────────────────────

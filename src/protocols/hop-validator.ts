@@ -7,7 +7,8 @@
  *    SHA-256("neuroshard/validate/v1" ‖ receipt signature ‖ u8 i ‖ validator key) read as a fraction is below its
  *    rate (`--validation-rate`, default VALIDATION_RATE_DEFAULT). The receipt's signature is the requester's and
  *    exists only after every hop signed, so no hop knows in advance whether, or by whom, it will be checked.
- * 2. **Check** (`check`): fetch the hop's transcript (hop-transcript.ts), verify its signed claim and that its inputs
+ * 2. **Check** (`check`): fetch the hop's transcript (hop-transcript.ts; the one sealed with the commitments in the
+ *    completion, `hop-transcript/2.0.0`), verify its signed claim and that its inputs
  *    commit to the hop's signed inCommit (exact: the v2 chain binds the full tensors), skip unless the claim names
  *    this node's span, weights (model hash) and engine, re-execute, and compare output commitments. Equal: the hop is
  *    honest. Different on the same engine and weights: fraud, and the validator signs a statement (fraud.ts).
@@ -181,7 +182,9 @@ export class HopValidator {
     if (hop === undefined) return skip('NO_SUCH_HOP');
     const mine = this.d.compute.span();
     if (mine === undefined) return skip('NOT_SERVING');
-    const t = await fetchTranscript(this.d.rpc, peerIdFromPublicKey(hop.key), b.requestId, index, signal);
+    // the transcript of the commitments the completion carries: the hop may have sealed others for the same public
+    // request id and index (strangers' sessions), kept beside it (hop-transcript.ts TranscriptStore)
+    const t = await fetchTranscript(this.d.rpc, peerIdFromPublicKey(hop.key), b.requestId, index, signal, { inCommit: hop.inCommit, outCommit: hop.outCommit });
     // the transcript must be the one the hop signed for this completion, and its inputs the committed ones
     if (t.index !== index || t.count !== b.hops.length || !bytesEqual(t.requestId, b.requestId) || !bytesEqual(t.inCommit, hop.inCommit) || !bytesEqual(t.outCommit, hop.outCommit)) return skip('TRANSCRIPT_NOT_THIS_HOP');
     if (!verifyDomain(hop.key, TRANSCRIPT_DOMAIN, transcriptPayload(this.d.networkId, b.requestId, index, b.hops.length, hop.inCommit, hop.outCommit, t.claim), t.claimSignature)) return skip('TRANSCRIPT_BAD_SIGNATURE');

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { keyFromPrivate } from '../../../src/identity/index.js';
 import { RunningCommitment } from '../../../src/ledger/commitment.js';
 import { decodeFraudRecord, encodeFraudRecord, signFraudStatement } from '../../../src/ledger/fraud.js';
-import { decodeTranscript, encodeTranscript, inputCommitment, TranscriptStore, type HopTranscript } from '../../../src/protocols/hop-transcript.js';
+import { decodeTranscript, decodeTranscriptRequest, encodeTranscript, encodeTranscriptRequest, encodeTranscriptRequestV2, hopTranscript, hopTranscriptV2, inputCommitment, TranscriptStore, type HopTranscript } from '../../../src/protocols/hop-transcript.js';
 import { isSampled } from '../../../src/protocols/hop-validator.js';
 
 const C = 16;
@@ -86,6 +86,62 @@ describe('hop transcripts (issue 11 §2)', () => {
     now = 5_000;
     assert.equal(store.get(new Uint8Array(32).fill(3), 1), undefined);
     assert.deepEqual(store.usage(), { entries: 0, bytes: 0 });
+  });
+
+  it('sessions sealed for one request and hop with other commitments are kept side by side, each served by its commitments', () => {
+    let now = 0;
+    const store = new TranscriptStore({ maxBytes: 100_000, maxSessionBytes: 4_000, retentionMs: 1_000, maxEntries: 8, ownerShare: 0.25 }, () => now);
+    const t0 = transcript([]);
+    const commits = (k: number) => ({ inCommit: new Uint8Array(32).fill(k), outCommit: new Uint8Array(32).fill(k + 100) });
+    const seal = (k: number, owner: string, steps = 1): boolean => {
+      const o = store.open();
+      for (let i = 0; i < steps; i++) store.add(o, { chunks: [1], hidden: rand(C) });
+      const ok = store.seal(o, { ...t0, ...commits(k) }, owner);
+      store.release(o);
+      return ok;
+    };
+    const R = t0.requestId;
+    assert.equal(seal(1, 'honest', 2), true);
+    // a stranger's session for the same (request, hop): kept beside, not instead
+    assert.equal(seal(2, 'stranger'), true);
+    assert.equal(store.get(R, 1, commits(1))?.steps.length, 2);
+    assert.equal(store.get(R, 1, commits(2))?.steps.length, 1);
+    assert.equal(store.get(R, 1, { inCommit: commits(1).inCommit, outCommit: commits(2).outCommit }), undefined, 'both commitments name the entry');
+    // an older validator's request (no commitments): the newest
+    assert.deepEqual(store.get(R, 1)?.inCommit, commits(2).inCommit);
+    // the same commitments sealed again by someone else: the first entry stays (its owner, its steps)
+    assert.equal(seal(1, 'stranger', 1), true);
+    assert.equal(store.get(R, 1, commits(1))?.steps.length, 2);
+    assert.equal(store.usage().entries, 2);
+    // the stranger's share is 2 entries: its next seals evict its own oldest, never the honest entry
+    for (const k of [3, 4, 5]) assert.equal(seal(k, 'stranger'), true);
+    assert.equal(store.get(R, 1, commits(1))?.steps.length, 2);
+    assert.equal(store.get(R, 1, commits(2)), undefined);
+    assert.equal(store.get(R, 1, commits(3)), undefined);
+    assert.equal(store.usage().entries, 3);
+    assert.deepEqual(store.get(R, 1)?.inCommit, commits(5).inCommit);
+    // evictions and expiry keep the newest-by-(request, hop) index true
+    now = 2_000;
+    assert.equal(store.get(R, 1), undefined);
+    assert.deepEqual(store.usage(), { entries: 0, bytes: 0 });
+  });
+
+  it('transcript requests: 1.0.0 names (request, hop), 2.0.0 the commitments too; each method refuses the other\'s', () => {
+    const id = new Uint8Array(32).fill(7);
+    const commits = { inCommit: new Uint8Array(32).fill(1), outCommit: new Uint8Array(32).fill(2) };
+    const v1 = encodeTranscriptRequest(id, 3);
+    const v2 = encodeTranscriptRequestV2(id, 3, commits);
+    assert.deepEqual(decodeTranscriptRequest(v1), { requestId: id, index: 3 });
+    assert.deepEqual(decodeTranscriptRequest(v2), { requestId: id, index: 3, commits });
+    assert.equal(v2.length, 98);
+    assert.ok(v2.length <= hopTranscriptV2.maxRequestBytes && v1.length <= hopTranscript.maxRequestBytes);
+    const malformed = (e: unknown): boolean => (e as { code?: string }).code === 'RPC_MALFORMED';
+    hopTranscript.validateRequest!(v1);
+    hopTranscriptV2.validateRequest!(v2);
+    assert.throws(() => hopTranscript.validateRequest!(v2), malformed);
+    assert.throws(() => hopTranscriptV2.validateRequest!(v1), malformed);
+    for (const b of [v2.subarray(0, 97), Uint8Array.of(...v1, 0), Uint8Array.of(3, ...v1.subarray(1))]) assert.throws(() => decodeTranscriptRequest(b), malformed);
+    assert.notEqual(hopTranscript.version, hopTranscriptV2.version);
   });
 
   it('sampling is deterministic per (receipt, hop, validator) and close to the rate', () => {
