@@ -468,7 +468,11 @@ export class InferenceHopServer {
     return { ...res, completionId: Uint8Array.from(id) };
   }
 
-  /** Issue 11 §2: keeps the session's inputs for validators under (request, index), with the signed claim. */
+  /**
+   * Issue 11 §2: keeps the session's inputs for validators under (request, index, inCommit, outCommit), with the
+   * signed claim: beside, never instead of, a session another peer sealed for the same public request id and index
+   * (TranscriptStore, session 27).
+   */
   private async sealTranscript(s: HopSessionState, h: HopCommitment): Promise<void> {
     const tr = this.extras.transcripts;
     const span = this.compute.span();
