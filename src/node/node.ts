@@ -337,8 +337,9 @@ export class NeuroShardNode {
         log: log.child('pool'),
       });
       node.pool = pool;
-      // proofs claim training only when this hash moved since the previous proof (ledger/work.ts proofClaim)
-      node.tally.setModelHash(() => pool.modelHash());
+      // proofs claim training only when this hash moved since the previous proof (ledger/work.ts proofClaim); a proof
+      // reads it afresh after taking the counters (freshWork), as the held one lags the weights by up to 5 s
+      node.tally.setModelHash({ current: () => pool.modelHash(), refresh: () => pool.refreshHash() });
       cleanups.push(() => pool.stop());
       pool.events.on('span:error', () => downloads.abandon());
       pool.events.on('span:held', ({ span: held, hash, source, ms, round }) => {
