@@ -349,7 +349,7 @@ export class NeuroShardNode {
         log.info('holding layers', { span: `${held.start}:${held.end}`, source, ...(source === 'external' ? {} : { hash: hash.slice(0, 16) }), ms, ...(round === undefined ? {} : { round }) });
         // a replica of the whole model trains too (DiLoCo with the other holders, node/diloco.ts)
         // from the weights just downloaded and verified (in the worker now), not a seeded initialisation
-        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, true);
+        if (source === 'peers' && opts.train && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, { ...(round === undefined ? {} : { round }) });
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
@@ -452,14 +452,18 @@ export class NeuroShardNode {
     });
   }
 
-  /** `fromHeld`: train the whole model the worker holds (taken from peers); else the seeded initialisation. */
-  private startTraining(modules: NodeModules, fromHeld = false): void {
+  /**
+   * `fromPeers`: train the whole model the worker holds, taken from peers (the state after closed outer round
+   * `round`, when they train it); else the genesis node's run (its checkpoint in the data dir, or the seeded
+   * initialisation).
+   */
+  private startTraining(modules: NodeModules, fromPeers?: { round?: number }): void {
     if (this.trainingStarted) return;
     this.trainingStarted = true;
-    this.training = this.startTrainingAsync(modules, fromHeld);
+    this.training = this.startTrainingAsync(modules, fromPeers);
   }
 
-  private async startTrainingAsync(modules: NodeModules, fromHeld: boolean): Promise<SoloTrainResult | undefined> {
+  private async startTrainingAsync(modules: NodeModules, fromPeers: { round?: number } | undefined): Promise<SoloTrainResult | undefined> {
     const pool = this.pool!;
     const config = pool.modelConfig();
     try {
@@ -548,7 +552,14 @@ export class NeuroShardNode {
       ...(this.outerSync === undefined ? {} : { wrapStepper: (st) => this.outerSync!.stepper(st, this.stopTraining.signal) }),
       // the genesis node trains on every shard (as a solo run); a replica on its own shards
       ...(this.network.genesis ? {} : { dataNodeId: this.network.peerId }),
-      ...(fromHeld ? { initialParams: async () => (await this.compute.run({ type: 'getParams' })).params } : {}),
+      // a replica trains the network's weights and shape (node/train.ts `adopted`), whatever its data dir holds
+      ...(fromPeers === undefined ? {} : { adopted: { config, params: async () => (await this.compute.run({ type: 'getParams' })).params, ...fromPeers } }),
+      // checkpoints record the closed outer round their weights descend from: a restart that adopts that round's
+      // weights again keeps the optimizer moments
+      outerRound: () => {
+        const st = this.outerSync?.sync.stats();
+        return st === undefined || st.phase === 'entering' || st.round < 0 ? undefined : st.round - 1;
+      },
     })
       .then((r) => {
         progress?.done();
