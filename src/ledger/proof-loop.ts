@@ -12,6 +12,9 @@
  * windows it used before, or it signs a second proof under a used nonce (an equivocation anyone may slash). Once
  * the gate opens it stays open.
  *
+ * A proof due is built from the counters taken then and a model hash read right after them (ProofSequence.nextFresh,
+ * ledger/work.ts freshWork); the attempt counts as running from before that read, so no second one starts meanwhile.
+ *
  * Everything here is plain data and callbacks, so the gate and the one-at-a-time rule are tested without a network
  * (test/unit/ledger/proof-loop.test.ts); node/ledger.ts wires it to the LedgerService and CheckpointP2P.
  */
@@ -80,10 +83,13 @@ export class ProofLoop {
     if (!this.mayProve && !(await this.openGate())) return undefined;
     // asking peers took time: the node may have stopped meanwhile, or another attempt may have started
     if (!this.o.active() || this.proving) return undefined;
-    const plan = this.o.proofs.next(this.o.clock.now(), () => ({ local: this.o.localNonce(), reported: this.reported.nextNonce }), (span, now) => this.o.record(span, now));
-    if (plan === undefined) return undefined;
+    const now = this.o.clock.now();
+    if (!this.o.proofs.due(now)) return undefined;
     this.proving = true;
     try {
+      // the counters, then a fresh hash of the weights (it waits for the worker): one attempt at a time from here
+      const plan = await this.o.proofs.nextFresh(now, () => ({ local: this.o.localNonce(), reported: this.reported.nextNonce }), (span, t) => this.o.record(span, t));
+      if (plan === undefined || !this.o.active()) return undefined;
       if (plan.why !== undefined) this.o.log.debug('training not claimable in this proof', { why: plan.why });
       const r = await this.o.submit(plan.event.bytes);
       const outcome = this.o.proofs.settle(plan, r);

@@ -3,12 +3,12 @@
  * counters, the ledger and the network):
  *
  *   const seq = new ProofSequence({ key, networkId, counters, modelLayers, offsetMs, startedAt, lastEpoch });
- *   const p = seq.next(now, () => ({ local: ledger.nextNonce(pub, EventKind.Proof), reported }), (span, now) => records.at(...));
+ *   const p = await seq.nextFresh(now, () => ({ local: ledger.nextNonce(pub, EventKind.Proof), reported }), (span, now) => records.at(...));
  *   if (p !== undefined) seq.settle(p, await service.submit(p.event.bytes));
  *
  * `next` decides whether a proof is due at `now` (one per 60 s window, at the key's offset into it, with layers held
  * and at least a second of uptime), what it claims (the counters' growth since the previous proof, ledger/work.ts
- * proofClaim) and under which nonce (ledger/reconcile.ts proofNonce), and signs it. `settle` records the verdict:
+ * proofClaim, with a model hash read after the counters: freshWork) and under which nonce (ledger/reconcile.ts proofNonce), and signs it. `settle` records the verdict:
  * the window is done whatever it was; only a proof the ledger took moves the claim's base on, so work a refused proof
  * claimed goes into the next one.
  *
@@ -21,7 +21,7 @@ import type { LedgerEvent, ProofBody } from './events.js';
 import type { EmbeddedHolderRecord } from './holder.js';
 import type { IngestResult } from './ledger.js';
 import { proofNonce, provenThrough } from './reconcile.js';
-import { clampU32, dueEpoch, holderRecordAddrs, holderRecordKey, holderRecordReusable, proofClaim, proofUptime, workSnapshot, type ProofClaim, type WorkCounters, type WorkSnapshot, type WorkSpan } from './work.js';
+import { clampU32, dueEpoch, freshWork, holderRecordAddrs, holderRecordKey, holderRecordReusable, proofClaim, proofUptime, workSnapshot, type FreshWork, type ProofClaim, type WorkCounters, type WorkSnapshot, type WorkSpan } from './work.js';
 
 /** The verdict on one of our proofs, as the node reports it (`neuroshard ledger status`, proveNow). */
 export interface ProofOutcome {
@@ -57,6 +57,8 @@ export interface ProofSequenceOptions {
   startedAt: number;
   /** The last window already proved (or that may have been: provenThrough), -1 for none. */
   lastEpoch: number;
+  /** The longest nextFresh waits for a fresh model hash (ledger/work.ts PROOF_HASH_WAIT_MS). */
+  hashWaitMs?: number;
 }
 
 export class ProofSequence {
@@ -78,21 +80,24 @@ export class ProofSequence {
     this.lastEpoch = provenThrough(this.lastEpoch, reportedLastEpoch, startEpoch);
   }
 
+  /** Whether a proof is due at `nowMs`: this window not proved yet, past our offset into it, layers held, ≥ 1 s of uptime. */
+  due(nowMs: number): boolean {
+    return this.slot(nowMs) !== undefined;
+  }
+
   /**
    * The proof due at `nowMs`, signed, or undefined when none is: the window is done or we are not past our offset
    * into it, no (valid) layers are held, or under a second of uptime since the previous proof. Takes the counters'
    * request ids only when a proof is made. `nonces` (asked only when a proof is made): the next proof nonce our
-   * ledger knows and the one peers reported. `record` gives the HolderRecord to embed for the span held.
+   * ledger knows and the one peers reported. `record` gives the HolderRecord to embed for the span held. `work`: the
+   * counters and model hash to claim to (freshWork); the counters as they are now when absent.
    */
-  next(nowMs: number, nonces: () => { local: bigint; reported: bigint }, record: (span: WorkSpan, nowMs: number) => EmbeddedHolderRecord): ProofPlan | undefined {
+  next(nowMs: number, nonces: () => { local: bigint; reported: bigint }, record: (span: WorkSpan, nowMs: number) => EmbeddedHolderRecord, work?: FreshWork): ProofPlan | undefined {
     const c = this.o.counters;
-    const epoch = dueEpoch(nowMs, this.lastEpoch, this.o.offsetMs);
-    if (epoch === undefined) return undefined;
-    const span = c.layersHeld();
-    const uptimeMs = proofUptime(nowMs, this.lastProofAt ?? this.o.startedAt, span, this.o.modelLayers);
-    if (span === undefined || uptimeMs === undefined) return undefined;
-    const cur = workSnapshot(c);
-    const modelHash = c.modelHash();
+    const slot = this.slot(nowMs);
+    if (slot === undefined) return undefined;
+    const { epoch, span, uptimeMs } = slot;
+    const { cur, modelHash } = work ?? { cur: workSnapshot(c), modelHash: c.modelHash() };
     const { claim, why } = proofClaim({
       uptimeMs,
       base: this.base,
@@ -106,6 +111,25 @@ export class ProofSequence {
     const nonce = proofNonce(n.local, n.reported, epoch);
     const event = buildProof(this.o.key, { networkId: this.o.networkId, nonce, timestampMs: nowMs }, { ...claim, holderRecord: record(span, nowMs) });
     return { epoch, nonce, nowMs, claim, ...(why !== undefined ? { why } : {}), event, cur, modelHash };
+  }
+
+  /**
+   * `next` with a fresh model hash: when a proof is due, the counters are taken and the hash read after them
+   * (ledger/work.ts freshWork: a hash that lags the weights would drop the training of the window's last seconds).
+   * Nothing is read when no proof is due; the span is read again after the hash (a pool move may land meanwhile).
+   */
+  async nextFresh(nowMs: number, nonces: () => { local: bigint; reported: bigint }, record: (span: WorkSpan, nowMs: number) => EmbeddedHolderRecord): Promise<ProofPlan | undefined> {
+    if (!this.due(nowMs)) return undefined;
+    const work = await freshWork(this.o.counters, this.o.hashWaitMs);
+    return this.next(nowMs, nonces, record, work);
+  }
+
+  private slot(nowMs: number): { epoch: number; span: WorkSpan; uptimeMs: number } | undefined {
+    const epoch = dueEpoch(nowMs, this.lastEpoch, this.o.offsetMs);
+    if (epoch === undefined) return undefined;
+    const span = this.o.counters.layersHeld();
+    const uptimeMs = proofUptime(nowMs, this.lastProofAt ?? this.o.startedAt, span, this.o.modelLayers);
+    return span === undefined || uptimeMs === undefined ? undefined : { epoch, span, uptimeMs };
   }
 
   /**

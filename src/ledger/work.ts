@@ -46,6 +46,11 @@ export interface WorkCounters {
   dataSamples(): bigint;
   /** Hex SHA-256 model hash of the weights held now (model/hash.ts), or '' before a model is loaded. */
   modelHash(): string;
+  /**
+   * Reads that hash afresh (optional): `modelHash()` may lag the weights (the node's lags them by up to 5 s,
+   * pool/held-hash.ts), so a proof asks for this one right after it takes the counters (freshWork).
+   */
+  refreshModelHash?(): Promise<string>;
   /** The latest training step's figures, or undefined when the node has not trained. */
   training(): TrainingFigures | undefined;
   /** Layers held now [start, end), or undefined: a node that holds none proves nothing. */
@@ -56,13 +61,19 @@ export interface WorkCounters {
   capacity?(): WorkCapacity | undefined;
 }
 
+/** Where a tally reads the model hash: the hash named now, and a read of the weights' hash now (pool/held-hash.ts). */
+export interface ModelHashSource {
+  current(): string;
+  refresh(): Promise<string>;
+}
+
 /** A mutable WorkCounters for the node to feed (and for tests). */
 export class WorkTally implements WorkCounters {
   private inference = 0n;
   private batches = 0n;
   private tokens = 0n;
   private samples = 0n;
-  private hash: string | (() => string) = '';
+  private hash: string | (() => string) | ModelHashSource = '';
   private span: WorkSpan | undefined;
   private last: TrainingFigures | undefined;
   private requests: Uint8Array[] = [];
@@ -83,8 +94,8 @@ export class WorkTally implements WorkCounters {
   addRequestId(id: Uint8Array): void {
     if (this.requests.length < 1024) this.requests.push(id);
   }
-  /** The hash as of now, or where to read it each time (the node: its pool's, pool/held-hash.ts). */
-  setModelHash(hex: string | (() => string)): void {
+  /** The hash as of now, or where to read it each time (the node: its pool's, pool/held-hash.ts, fresh for proofs). */
+  setModelHash(hex: string | (() => string) | ModelHashSource): void {
     this.hash = hex;
   }
   setLayers(span: WorkSpan | undefined): void {
@@ -107,7 +118,12 @@ export class WorkTally implements WorkCounters {
     return this.samples;
   }
   modelHash(): string {
-    return typeof this.hash === 'function' ? this.hash() : this.hash;
+    const h = this.hash;
+    return typeof h === 'string' ? h : typeof h === 'function' ? h() : h.current();
+  }
+  refreshModelHash(): Promise<string> {
+    const h = this.hash;
+    return typeof h === 'object' ? h.refresh() : Promise.resolve(this.modelHash());
   }
   training(): TrainingFigures | undefined {
     return this.last;
@@ -132,6 +148,42 @@ export interface WorkSnapshot {
 
 export function workSnapshot(c: WorkCounters): WorkSnapshot {
   return { inference: c.inferenceTokens(), tokens: c.trainingTokens(), samples: c.dataSamples() };
+}
+
+/** The counters a proof claims to, and the model hash it names for them. */
+export interface FreshWork {
+  cur: WorkSnapshot;
+  modelHash: string;
+}
+
+/** The longest a proof waits for a fresh model hash before it names the one held (which lags by ≤ 5 s). */
+export const PROOF_HASH_WAIT_MS = 10_000;
+
+/**
+ * The counters now and a hash read after them, for a proof: training is claimed only when the hash moved, and a
+ * hash that lags the weights (by up to 5 s on a node) would drop the training of the window's last seconds.
+ *
+ * Order: the counters first, then the hash. A training step is counted only once the worker applied it, and the
+ * hash is read from that worker afterwards, so every token claimed is in the weights hashed. A step that lands
+ * between the two is in the hash but not in the counters: its tokens go to the next proof, which claims them when
+ * the hash moves again (a node that stopped training right then loses that one step's tokens). The other order would
+ * claim tokens of a step whose effect the hash does not include. A read that fails, or takes over `waitMs` (a worker
+ * busy with a long step), names the held hash instead (`modelHash()`), as before.
+ */
+export async function freshWork(c: WorkCounters, waitMs: number = PROOF_HASH_WAIT_MS): Promise<FreshWork> {
+  const cur = workSnapshot(c);
+  if (c.refreshModelHash === undefined) return { cur, modelHash: c.modelHash() };
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    // not unref'd: a proof waiting on it is work in flight (ProofLoop.idle waits for it); cleared when the read ends
+    timer = setTimeout(() => resolve(undefined), waitMs);
+  });
+  try {
+    const h = await Promise.race([c.refreshModelHash().catch(() => undefined), late]);
+    return { cur, modelHash: h ?? c.modelHash() };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The figures a proof claims (the body fields of buildProof other than the HolderRecord). */

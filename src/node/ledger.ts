@@ -20,7 +20,8 @@
  * Proofs. Uptime is the time since the previous proof (at most one window). Work counters are cumulative; a proof
  * claims their growth since the previous proof, cut to the ledger's per-second caps (the excess is not carried
  * over). Training is claimed only when it is provable: at least 10 s of uptime, a positive loss and a model hash
- * that changed since the previous proof (modelHashBefore = the hash at the previous proof, modelHashAfter = now);
+ * that changed since the previous proof (modelHashBefore = the hash at the previous proof, modelHashAfter = one read
+ * from the worker right after the counters: ledger/work.ts freshWork);
  * the gradient commitment is the trainer's, or else SHA-256 over the two model hashes and the claimed tokens (the
  * weights moved from one to the other). No layers held, no proof. Each proof embeds our own HolderRecord, signed
  * on the ledger clock and re-signed only when the span, addresses or advertised throughput change or half its

@@ -337,8 +337,9 @@ export class NeuroShardNode {
         log: log.child('pool'),
       });
       node.pool = pool;
-      // proofs claim training only when this hash moved since the previous proof (ledger/work.ts proofClaim)
-      node.tally.setModelHash(() => pool.modelHash());
+      // proofs claim training only when this hash moved since the previous proof (ledger/work.ts proofClaim); a proof
+      // reads it afresh after taking the counters (freshWork), as the held one lags the weights by up to 5 s
+      node.tally.setModelHash({ current: () => pool.modelHash(), refresh: () => pool.refreshHash() });
       cleanups.push(() => pool.stop());
       pool.events.on('span:error', () => downloads.abandon());
       pool.events.on('span:held', ({ span: held, hash, source, ms, round }) => {
@@ -350,7 +351,7 @@ export class NeuroShardNode {
         // from the weights just downloaded and verified (in the worker now), not a seeded initialisation. Not an
         // int8 one (inference only, as pool.ts externalWeights): its trainer failed, but the outer sync it started
         // answered the training-status RPC, so float32 replicas took it for a round member that never contributes
-        if (source === 'peers' && opts.train && opts.weights === 'f32' && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, true);
+        if (source === 'peers' && opts.train && opts.weights === 'f32' && held.start === 0 && held.end === pool.modelConfig().num_hidden_layers) node.startTraining(modules, { ...(round === undefined ? {} : { round }) });
       });
       await pool.start();
       node.tally.setCapacity(pool.recordCapacity());
@@ -453,14 +454,18 @@ export class NeuroShardNode {
     });
   }
 
-  /** `fromHeld`: train the whole model the worker holds (taken from peers); else the seeded initialisation. */
-  private startTraining(modules: NodeModules, fromHeld = false): void {
+  /**
+   * `fromPeers`: train the whole model the worker holds, taken from peers (the state after closed outer round
+   * `round`, when they train it); else the genesis node's run (its checkpoint in the data dir, or the seeded
+   * initialisation).
+   */
+  private startTraining(modules: NodeModules, fromPeers?: { round?: number }): void {
     if (this.trainingStarted) return;
     this.trainingStarted = true;
-    this.training = this.startTrainingAsync(modules, fromHeld);
+    this.training = this.startTrainingAsync(modules, fromPeers);
   }
 
-  private async startTrainingAsync(modules: NodeModules, fromHeld: boolean): Promise<SoloTrainResult | undefined> {
+  private async startTrainingAsync(modules: NodeModules, fromPeers: { round?: number } | undefined): Promise<SoloTrainResult | undefined> {
     const pool = this.pool!;
     const config = pool.modelConfig();
     try {
@@ -549,8 +554,14 @@ export class NeuroShardNode {
       ...(this.outerSync === undefined ? {} : { wrapStepper: (st) => this.outerSync!.stepper(st, this.stopTraining.signal) }),
       // the genesis node trains on every shard (as a solo run); a replica on its own shards
       ...(this.network.genesis ? {} : { dataNodeId: this.network.peerId }),
-      // the network's model (its shape, not --preset's), from the weights the worker holds
-      ...(fromHeld ? { initial: { config, params: async () => (await this.compute.run({ type: 'getParams' })).params } } : {}),
+      // a replica trains the network's weights and shape (node/train.ts `adopted`), whatever its data dir holds
+      ...(fromPeers === undefined ? {} : { adopted: { config, params: async () => (await this.compute.run({ type: 'getParams' })).params, ...fromPeers } }),
+      // checkpoints record the closed outer round their weights descend from: a restart that adopts that round's
+      // weights again keeps the optimizer moments
+      outerRound: () => {
+        const st = this.outerSync?.sync.stats();
+        return st === undefined || st.phase === 'entering' || st.round < 0 ? undefined : st.round - 1;
+      },
     })
       .then((r) => {
         progress?.done();

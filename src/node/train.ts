@@ -9,6 +9,10 @@
  *   (weights, AdamW moments, step count, data position) and continues to `targetStep`; the cosine decay is
  *   stretched to the new target. The run's settings (model, batch shape, seed, corpus) come from the checkpoint;
  *   a setting given explicitly that contradicts it is an error, never silently ignored.
+ * - A whole-model replica (a node that took the model from peers: `adopted`) trains the network's weights and shape:
+ *   a fresh run is sized by the adopted config, and a checkpoint of its own goes on over the adopted weights (its
+ *   optimizer moments only when they are of the same closed outer round; one of another shape is not resumed:
+ *   training/replica-resume.ts).
  * - Validation: the corpus's held-out shard, cut into batches of the training shape (the same batches every time,
  *   so the curve is comparable), before the first step of a fresh run, every `evalEvery` steps and at the target
  *   (also when a rerun finds the target already reached: it then reports the checkpoint's validation loss).
@@ -18,12 +22,12 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { ComputeClient, WorkerTrainStepper, batchSource, toTrainBatch } from '../compute/index.js';
+import { ComputeClient, WorkerTrainStepper, batchSource, toTrainBatch, type ResultOf } from '../compute/index.js';
 import { genesisDir, openCorpus, type Corpus, type DataPosition } from '../data/index.js';
 import { assertNoNodeRunning } from '../identity/node-lock.js';
 import { atomicWriteFile, configsEqual, latestCheckpoint, listCheckpoints, makeConfig, NEUROLLM_BATCH, presetConfig, type LlamaConfig } from '../model/index.js';
 import { TOKENIZER_FILE_NAME } from '../model/tokenizer/index.js';
-import { trainLoop, type Batch, type TrainStepper, type TrainStepResult } from '../training/index.js';
+import { replicaResume, trainLoop, type Batch, type TrainStepper, type TrainStepResult } from '../training/index.js';
 import { AbortedError, ConfigError, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
@@ -45,9 +49,6 @@ export const TINY_CONFIG: LlamaConfig = makeConfig({
   vocab_size: 4096,
   max_position_embeddings: 64,
 });
-
-/** The preset a run records when it trained the model it was given (SoloTrainOptions.initial), not a named shape. */
-export const NETWORK_PRESET = 'network';
 
 /** A named shape: 'nano', a ladder rung such as '6x384' (model/presets.ts), or 'tiny' (tests). */
 export function trainPreset(name: string): LlamaConfig {
@@ -89,14 +90,26 @@ export interface SoloTrainOptions {
   /** The data stream's node id (default SOLO_NODE_ID: every shard); a replica passes its peer id for its own shards. */
   dataNodeId?: string;
   /**
-   * The model a fresh run (no checkpoint in `dataDir` to resume) starts from, instead of `preset`'s seeded
-   * initialisation: a node that took the whole model from peers trains that model, whose shape is the network's
-   * (not necessarily the preset's), from the weights it downloaded and verified (before, it replaced them with seed
-   * `seed`'s and trained those from scratch while naming the downloaded ones' hash). The run state records the preset
-   * as NETWORK_PRESET. `params` is read once the run's other settings are checked (their length must be `config`'s
-   * parameter count: a typed error otherwise, and the worker keeps what it held).
+   * The model this node took from peers (a whole-model replica, node/node.ts), which it trains instead of a seeded
+   * initialisation or the weights of its own checkpoint: the network's current weights win (training/replica-resume.ts).
+   * A fresh run is sized by `config` (not by `preset`); a checkpoint of this node's in `dataDir` of the same shape goes
+   * on (step, data position, settings) over these weights, with its optimizer moments only when they were accumulated
+   * on them (the same closed outer `round`), else a fresh optimizer; one of another shape is not resumed. Before
+   * session 27 a replica re-initialised the weights from seed 0 (no checkpoint), loaded its checkpoint's stale ones
+   * over them, or failed with a typed error at `initModel` on a network of another shape than `preset`.
    */
-  initial?: { config: LlamaConfig; params: () => Promise<Float32Array> };
+  adopted?: {
+    config: LlamaConfig;
+    /** The weights (read from the worker before anything here replaces its model). */
+    params: () => Promise<Float32Array>;
+    /** The closed outer round they are the state after (the pool's adoption); undefined when nobody trains them. */
+    round?: number;
+  };
+  /**
+   * The closed outer round the weights being trained descend from (a replica's outer sync), or undefined: stored in
+   * each checkpoint, so that a restart that adopts that round's weights again keeps the moments (`adopted`).
+   */
+  outerRound?: () => number | undefined;
 }
 
 export type TrainEvent =
@@ -135,6 +148,13 @@ export interface SoloTrainResult {
   unigramBaseline: number | null;
 }
 
+/** The `preset` a replica's run records: its shape is the network's (SoloTrainOptions.adopted), not a named one. */
+export const NETWORK_PRESET = 'network';
+
+function roundField(round: number | undefined): { round?: number } {
+  return round === undefined || !Number.isInteger(round) || round < -1 ? {} : { round };
+}
+
 /** What this module stores in a checkpoint's training state (validated when read back: it is a file). */
 interface SoloRunState {
   format: 'neuroshard-solo-run';
@@ -145,6 +165,8 @@ interface SoloRunState {
   seqLen: number;
   corpus: { spec: string | null; name: string; manifestSha256: string };
   dataPosition: DataPosition;
+  /** The closed outer round the weights descend from (a replica's; SoloTrainOptions.outerRound); absent otherwise. */
+  round?: number;
 }
 
 function parseRunState(x: unknown, dir: string): SoloRunState {
@@ -160,6 +182,7 @@ function parseRunState(x: unknown, dir: string): SoloRunState {
   const c = r.corpus as Partial<SoloRunState['corpus']> | undefined;
   if (typeof c !== 'object' || c === null || (c.spec !== null && typeof c.spec !== 'string') || typeof c.name !== 'string' || typeof c.manifestSha256 !== 'string') bad('has no corpus');
   if (typeof r.dataPosition !== 'object' || r.dataPosition === null) bad('has no data position');
+  if (r.round !== undefined && !(typeof r.round === 'number' && Number.isInteger(r.round) && r.round >= -1 && r.round <= 0xffffffff)) bad('has a bad outer round');
   return r;
 }
 
@@ -233,7 +256,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
   const release = acquireTrainLock(o.dataDir);
   let client: ComputeClient | undefined;
   const root = join(o.dataDir, CHECKPOINTS_DIR);
-  const resumeDir = latestCheckpoint(root);
+  let resumeDir = latestCheckpoint(root);
   try {
     // ---- settings: the checkpoint's, or the flags' (explicit flags must agree with a checkpoint) -------------
     client = o.client ?? (await ComputeClient.start({ ...(o.threads === undefined ? {} : { threads: o.threads }), logger: log }));
@@ -249,9 +272,26 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
     let paramCount = 0;
     // NeuroLLM's AdamW and schedule (model/training-defaults.ts), the cosine ending at this run's target
     const trainer = { decaySteps: Math.max(1, o.targetStep) };
+    // a replica's weights, read before anything replaces the worker's model (loading a checkpoint does)
+    const adoptedParams = o.adopted === undefined ? undefined : await o.adopted.params();
+    let keepOptimizer = false;
+    let loaded: ResultOf<'loadCheckpoint'> | undefined;
     if (resumeDir !== null) {
-      const loaded = await client.run({ type: 'loadCheckpoint', dir: resumeDir, trainer });
+      loaded = await client.run({ type: 'loadCheckpoint', dir: resumeDir, trainer });
       state = parseRunState(loaded.trainingState, resumeDir);
+      // a replica: the network's weights win over the checkpoint's; what else of it goes on (training/replica-resume.ts)
+      const replica = o.adopted === undefined ? undefined : replicaResume({ config: loaded.config, optimizerRestored: loaded.optimizerRestored, ...(state.round === undefined ? {} : { round: state.round }) }, o.adopted);
+      if (replica?.keep === 'nothing') {
+        log.warn('the checkpoint in the data dir is not resumed: training the weights taken from peers from step 0', { checkpoint: resumeDir, why: replica.why });
+        resumeDir = null;
+        state = undefined;
+        loaded = undefined;
+      } else if (replica !== undefined) {
+        keepOptimizer = replica.keep === 'run+optimizer';
+        log.info("resuming the checkpoint's run over the weights taken from peers", { checkpoint: resumeDir, optimizer: replica.keep === 'run' ? `fresh (${replica.why})` : 'kept' });
+      }
+    }
+    if (resumeDir !== null && loaded !== undefined && state !== undefined) {
       const conflict = (what: string, given: unknown, saved: unknown): never => {
         throw new ConfigError(
           `${what} ${JSON.stringify(given)} contradicts the checkpoint being resumed (${resumeDir}: ${JSON.stringify(saved)}); drop the flag or pass another --data-dir`,
@@ -275,16 +315,29 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       position = state.dataPosition;
       step = loaded.step;
       paramCount = loaded.paramCount;
-      if (!loaded.optimizerRestored) log.warn('checkpoint has no optimizer state: AdamW starts fresh', { checkpoint: resumeDir });
+      if (o.adopted === undefined && !loaded.optimizerRestored) log.warn('checkpoint has no optimizer state: AdamW starts fresh', { checkpoint: resumeDir });
     } else {
-      if (o.initial !== undefined && o.preset !== undefined) throw new InvalidArgumentError('a run from given weights takes their shape: --preset does not apply', { preset: o.preset });
-      preset = o.initial === undefined ? (o.preset ?? 'nano') : NETWORK_PRESET;
-      config = o.initial?.config ?? trainPreset(preset);
+      // a replica's run is the network's shape, whatever `preset` says (it has no preset name: 'network')
+      preset = o.adopted === undefined ? (o.preset ?? 'nano') : NETWORK_PRESET;
+      config = o.adopted?.config ?? trainPreset(preset);
       seed = o.seed ?? 0;
       batchSize = o.batchSize ?? NEUROLLM_BATCH.batchSize;
       seqLen = o.seqLen ?? Math.min(NEUROLLM_BATCH.seqLen, config.max_position_embeddings);
       corpusSpec = o.corpus;
       step = 0;
+    }
+    if (adoptedParams !== undefined) {
+      // now, not after the corpus is open: until then the worker would serve (and hash) the checkpoint's weights
+      if (keepOptimizer) await client.run({ type: 'setParams', params: adoptedParams });
+      else {
+        paramCount = (await client.run({ type: 'initModel', config, trainer, params: adoptedParams })).paramCount;
+        // a resumed run goes on from its step (the loop counts from the trainer's, and the schedule too); the fresh
+        // moments keep their own count from 0, so AdamW's bias correction starts over with them
+        if (step > 0) {
+          const fresh = await client.run({ type: 'getTrainerState' });
+          await client.run({ type: 'setTrainerState', state: { ...fresh, step } });
+        }
+      }
     }
     checkInt('seqLen', seqLen, 1, config.max_position_embeddings);
 
@@ -306,10 +359,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       o.evalEvery > 0 ? (await corpus.validationBatches({ batchSize, seqLen, ...(o.valBatches === undefined ? {} : { maxBatches: o.valBatches }) })).map(toTrainBatch) : [];
     if (o.evalEvery > 0 && valBatches.length === 0) throw new ConfigError(`the validation split of ${corpus.location} holds less than one batch of ${batchSize}×${seqLen}`, undefined, 'CORPUS_TOO_SMALL');
 
-    if (resumeDir === null) {
-      const params = await o.initial?.params();
-      paramCount = (await client.run({ type: 'initModel', config, seed, trainer, ...(params === undefined ? {} : { params }) })).paramCount;
-    }
+    if (resumeDir === null && adoptedParams === undefined) paramCount = (await client.run({ type: 'initModel', config, seed, trainer })).paramCount;
     const worker = new WorkerTrainStepper(client);
     const stepper = o.wrapStepper?.(worker) ?? worker;
     emit({
@@ -347,6 +397,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       seqLen,
       corpus: { spec: corpusSpec ?? null, name: corpus.manifest.name, manifestSha256: corpus.manifestSha256 },
       dataPosition: dataPosition as DataPosition,
+      ...roundField(o.outerRound?.()),
     });
     const startStep = step;
     const r = await trainLoop({

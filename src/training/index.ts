@@ -33,3 +33,4 @@ export {
   type SyncStats,
   type SyncTransport,
 } from './sync.js';
+export { replicaResume, type AdoptedModel, type ReplicaCheckpoint, type ReplicaResume } from './replica-resume.js';

@@ -11,6 +11,8 @@ import { signEmbeddedHolderRecord, type EmbeddedHolderRecord } from '../../../sr
 import { PROOF_GATE_PEERS, ProofLoop, type ProofLoopOptions } from '../../../src/ledger/proof-loop.js';
 import { ProofSequence } from '../../../src/ledger/prover.js';
 import { WorkTally } from '../../../src/ledger/work.js';
+import { HeldHash } from '../../../src/pool/held-hash.js';
+import { sha256, toHex } from '../../../src/util/bytes.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import { LAYERS, NET, T0, testKey } from './helpers.js';
 
@@ -30,10 +32,10 @@ interface Rig {
   asked: string[];
 }
 
-function rig(o: { answers?: Record<string, { nextProofNonce: bigint; lastEpoch: number } | Error>; submit?: ProofLoopOptions['submit'] } = {}): Rig {
-  const counters = new WorkTally();
+function rig(o: { answers?: Record<string, { nextProofNonce: bigint; lastEpoch: number } | Error>; submit?: ProofLoopOptions['submit']; counters?: WorkTally; hashWaitMs?: number } = {}): Rig {
+  const counters = o.counters ?? new WorkTally();
   counters.setLayers({ start: 0, end: LAYERS });
-  const proofs = new ProofSequence({ key, networkId: NET, counters, modelLayers: LAYERS, offsetMs: 0, startedAt: T0, lastEpoch: -1 });
+  const proofs = new ProofSequence({ key, networkId: NET, counters, modelLayers: LAYERS, offsetMs: 0, startedAt: T0, lastEpoch: -1, ...(o.hashWaitMs !== undefined ? { hashWaitMs: o.hashWaitMs } : {}) });
   const state = { caughtUp: false, alone: false, active: true, now: T0 + W, peers: ['a', 'b'], localNonce: 0n };
   const submitted: Uint8Array[] = [];
   const asked: string[] = [];
@@ -160,5 +162,93 @@ describe('ProofLoop (ledger/proof-loop.ts)', () => {
     r.state.now += W;
     assert.equal((await r.loop.proveNow())?.status, 'applied');
     assert.equal(r.proofs.emitted, 1);
+  });
+
+  describe('the model hash a proof names is read after its counters (a stale one dropped the last seconds of training)', () => {
+    /**
+     * The node's wiring (node/node.ts): the tally names the pool's held hash (pool/held-hash.ts), which lags the
+     * worker's weights by up to 5 s (its periodic refresh never runs here). `worker.version` stands for the worker's
+     * weights: a training step bumps it, then the node records the step in the tally (as node.ts does on a step's
+     * result); `onRead` runs while the worker answers a hash read (a step that lands meanwhile).
+     */
+    function trainer(): { tally: WorkTally; held: HeldHash; worker: { version: number; reads: number; onRead?: () => void; hang?: boolean }; step(tokens: number): void } {
+      const worker: { version: number; reads: number; onRead?: () => void; hang?: boolean } = { version: 0, reads: 0 };
+      const hashOf = (v: number): string => toHex(sha256(new TextEncoder().encode(`weights v${v}`)));
+      const held = new HeldHash({
+        read: async () => {
+          worker.reads++;
+          if (worker.hang === true) return new Promise<never>(() => {});
+          worker.onRead?.();
+          return { hash: hashOf(worker.version) };
+        },
+        readable: () => true,
+      });
+      held.set(hashOf(0));
+      const tally = new WorkTally();
+      tally.setModelHash({ current: () => held.current(), refresh: () => held.refresh() });
+      const step = (tokens: number): void => {
+        worker.version++;
+        tally.recordTrainingStep({ tokens, loss: 2.5, gradNorm: 1 });
+      };
+      return { tally, held, worker, step };
+    }
+    const body = (bytes: Uint8Array): { trainingTokens: bigint; modelHash: string; after: string } => {
+      const b = decodeEvent(bytes).body as { trainingTokens: bigint; modelHash: Uint8Array; modelHashAfter: Uint8Array };
+      return { trainingTokens: b.trainingTokens, modelHash: toHex(b.modelHash), after: toHex(b.modelHashAfter) };
+    };
+
+    it('training just before a proof is claimed, under the hash of the weights it produced', async () => {
+      const t = trainer();
+      const r = rig({ counters: t.tally });
+      r.state.alone = true;
+      assert.equal((await r.loop.proveNow())?.status, 'applied', 'the first proof: the base');
+      t.step(4096); // the window's only training, a moment before the next proof: the held hash has not moved
+      const stale = t.held.current();
+      r.state.now += W;
+      assert.equal((await r.loop.proveNow())?.status, 'applied');
+      const b = body(r.submitted[1]!);
+      assert.equal(b.trainingTokens, 4096n, 'the step is claimed (a stale hash: "model hash unchanged", 0 tokens)');
+      assert.notEqual(b.after, stale);
+      assert.equal(b.after, t.held.current(), 'the hash after is the fresh one, which the held hash now names too');
+      assert.equal(b.modelHash, b.after);
+    });
+
+    it('a step that lands while the hash is read goes to the next proof, never into one whose hash lacks it', async () => {
+      const t = trainer();
+      const r = rig({ counters: t.tally });
+      r.state.alone = true;
+      await r.loop.proveNow();
+      t.step(4096);
+      t.worker.onRead = () => {
+        t.worker.onRead = undefined;
+        t.step(1000); // applied after the counters were taken, before the worker hashed: the hash includes it
+      };
+      r.state.now += W;
+      await r.loop.proveNow();
+      assert.equal(body(r.submitted[1]!).trainingTokens, 4096n, 'only the tokens counted before the read');
+      t.step(512);
+      r.state.now += W;
+      await r.loop.proveNow();
+      assert.equal(body(r.submitted[2]!).trainingTokens, 1512n, 'the late step is claimed with the next training');
+    });
+
+    it('no hash is read while no proof is due; a read that does not answer in time names the held hash', async () => {
+      const t = trainer();
+      const r = rig({ counters: t.tally, hashWaitMs: 50 });
+      r.state.alone = true;
+      await r.loop.proveNow();
+      const reads = t.worker.reads;
+      assert.ok(reads >= 1);
+      r.state.now += 1000; // same window: not due
+      assert.equal(await r.loop.proveNow(), undefined);
+      assert.equal(t.worker.reads, reads, 'nothing read for a proof that is not due');
+      t.step(4096);
+      t.worker.hang = true; // a worker that never answers (wedged): the proof still goes out, on the held hash
+      r.state.now += W;
+      assert.equal((await r.loop.proveNow())?.status, 'applied');
+      const b = body(r.submitted[1]!);
+      assert.equal(b.trainingTokens, 0n, 'the held hash did not move: the training is not provable in this proof');
+      assert.equal(b.modelHash, t.held.current());
+    });
   });
 });
