@@ -276,11 +276,25 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
     const adoptedParams = o.adopted === undefined ? undefined : await o.adopted.params();
     let keepOptimizer = false;
     let loaded: ResultOf<'loadCheckpoint'> | undefined;
+    // Loading a checkpoint replaces the worker's model: a replica's error before the adopted weights are back in it
+    // (the checks of the checkpoint's training state, settings and span) puts them back first; else the node went on
+    // serving the checkpoint's weights, of any shape, under the span and hash it had announced (review2, session 27)
+    const putAdoptedBack = async (): Promise<void> => {
+      if (loaded === undefined || o.adopted === undefined || adoptedParams === undefined) return;
+      await client!.run({ type: 'initModel', config: o.adopted.config, trainer, params: adoptedParams }).catch(() => undefined);
+    };
     if (resumeDir !== null) {
       loaded = await client.run({ type: 'loadCheckpoint', dir: resumeDir, trainer });
-      state = parseRunState(loaded.trainingState, resumeDir);
+      // a replica and a checkpoint of another shape: not resumed, whatever its training state (a foreign tool's too)
+      const otherShape = o.adopted !== undefined && !configsEqual(loaded.config, o.adopted.config);
+      try {
+        state = otherShape ? undefined : parseRunState(loaded.trainingState, resumeDir);
+      } catch (e) {
+        await putAdoptedBack();
+        throw e;
+      }
       // a replica: the network's weights win over the checkpoint's; what else of it goes on (training/replica-resume.ts)
-      const replica = o.adopted === undefined ? undefined : replicaResume({ config: loaded.config, optimizerRestored: loaded.optimizerRestored, ...(state.round === undefined ? {} : { round: state.round }) }, o.adopted);
+      const replica = o.adopted === undefined ? undefined : replicaResume({ config: loaded.config, optimizerRestored: loaded.optimizerRestored, ...(state?.round === undefined ? {} : { round: state.round }) }, o.adopted);
       if (replica?.keep === 'nothing') {
         log.warn('the checkpoint in the data dir is not resumed: training the weights taken from peers from step 0', { checkpoint: resumeDir, why: replica.why });
         resumeDir = null;
@@ -299,12 +313,17 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
           'RESUME_MISMATCH',
         );
       };
-      if (o.preset !== undefined && (o.preset !== state.preset || !configsEqual(trainPreset(o.preset), loaded.config))) conflict('--preset', o.preset, state.preset);
-      if (o.seed !== undefined && o.seed !== state.seed) conflict('--seed', o.seed, state.seed);
-      if (o.batchSize !== undefined && o.batchSize !== state.batchSize) conflict('--batch-size', o.batchSize, state.batchSize);
-      if (o.seqLen !== undefined && o.seqLen !== state.seqLen) conflict('--seq-len', o.seqLen, state.seqLen);
-      if (loaded.span.start !== 0 || loaded.span.end !== loaded.config.num_hidden_layers) {
-        throw new ConfigError(`${resumeDir} holds only layers ${spanText(loaded.span)}; solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
+      try {
+        if (o.preset !== undefined && (o.preset !== state.preset || !configsEqual(trainPreset(o.preset), loaded.config))) conflict('--preset', o.preset, state.preset);
+        if (o.seed !== undefined && o.seed !== state.seed) conflict('--seed', o.seed, state.seed);
+        if (o.batchSize !== undefined && o.batchSize !== state.batchSize) conflict('--batch-size', o.batchSize, state.batchSize);
+        if (o.seqLen !== undefined && o.seqLen !== state.seqLen) conflict('--seq-len', o.seqLen, state.seqLen);
+        if (loaded.span.start !== 0 || loaded.span.end !== loaded.config.num_hidden_layers) {
+          throw new ConfigError(`${resumeDir} holds only layers ${spanText(loaded.span)}; solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
+        }
+      } catch (e) {
+        await putAdoptedBack();
+        throw e;
       }
       config = loaded.config;
       preset = state.preset;

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { isNeuroShardError } from '../../../src/util/errors.js';
 import { ComputeClient } from '../../../src/compute/index.js';
 import { latestCheckpoint, makeConfig } from '../../../src/model/index.js';
 import { CHECKPOINTS_DIR } from '../../../src/node/model-limits.js';
@@ -75,5 +76,37 @@ describe('a replica run over a checkpoint of its own (node/train.ts adopted)', {
     const info = await client.run({ type: 'trainerInfo' });
     assert.deepEqual({ step: info.step, applied: info.appliedSteps }, { step: 2, applied: 2 });
     assert.equal((await client.run({ type: 'getParams' })).params.length, params.length, 'the adopted shape');
+  });
+  it('a checkpoint not written by neuroshard train: of another shape not resumed, of the same shape a typed error with the adopted weights still in the worker (review2, session 27)', async () => {
+    // loadCheckpoint replaces the worker's model; before, the training state's check threw after it, leaving the
+    // checkpoint's weights (of any shape) served under the adopted span while the node announced the network's
+    // a checkpoint whose training state another tool wrote (loads and verifies, but is no solo run's)
+    const foreign = async (d: string, config: typeof TINY_CONFIG, seed: number): Promise<void> => {
+      await client.run({ type: 'initModel', config, seed });
+      await client.run({ type: 'saveCheckpoint', root: join(d, CHECKPOINTS_DIR), step: 1, trainingState: { format: 'another-tool' } });
+    };
+    const runIn = (d: string, targetStep: number, extra: Partial<SoloTrainOptions>): ReturnType<typeof trainSolo> =>
+      trainSolo({ dataDir: d, client, targetStep, evalEvery: 0, checkpointEvery: 0, batchSize: 2, seqLen: 16, ...extra });
+    const adopted = { config: TINY_CONFIG, params: async () => net.slice() };
+    const same = mkdtempSync(join(tmpdir(), 'ns-replica-spoilt-'));
+    const other = mkdtempSync(join(tmpdir(), 'ns-replica-spoilt-wide-'));
+    try {
+      await foreign(same, TINY_CONFIG, 99);
+      await assert.rejects(runIn(same, 2, { adopted }), (e) => isNeuroShardError(e) && e.code === 'CHECKPOINT_STATE_INVALID');
+      const held = (await client.run({ type: 'getParams' })).params;
+      assert.equal(held.length, net.length);
+      assert.equal(distance(held, net), 0, 'the worker holds the adopted weights, not the checkpoint\'s');
+
+      const wider = makeConfig({ ...TINY_CONFIG, hidden_size: 64, intermediate_size: 128 });
+      await foreign(other, wider, 3);
+      const r = await runIn(other, 2, { adopted });
+      assert.equal(r.step, 2);
+      const info = await client.run({ type: 'trainerInfo' });
+      assert.deepEqual({ step: info.step, applied: info.appliedSteps }, { step: 2, applied: 2 }, 'a fresh run from step 0');
+      assert.equal((await client.run({ type: 'getParams' })).params.length, net.length, 'the adopted shape');
+    } finally {
+      rmSync(same, { recursive: true, force: true });
+      rmSync(other, { recursive: true, force: true });
+    }
   });
 });
