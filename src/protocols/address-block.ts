@@ -2,7 +2,8 @@
  * Address blocks and a per-block quota on DHT records (issue 12, Sybil side). Keys are free, address blocks are
  * not: a flood of fresh keys from a few hosting subnets is bounded by how many records of one block a node accepts.
  *
- * A multiaddr's block is its IPv4 /24 (`ip4 203.0.113`), its IPv6 /48 (`ip6 2001:db8:1`) or, for a DNS address,
+ * A multiaddr's block is its IPv4 /24 (`ip4 203.0.113`), its IPv6 /48 (`ip6 2001:db8:1`; an IPv4-mapped one,
+ * ::ffff:a.b.c.d, is its IPv4 /24) or, for a DNS address,
  * the name without its first label (`dns example.org` for `node1.example.org`). A record's block is that of its
  * first address that has one (a relayed address `/ip4/R/…/p2p-circuit` is the relay's: holders behind one relay
  * share its quota). Records with no such address share one block (`none`).
@@ -21,7 +22,15 @@ export function addressBlock(addr: string): string | undefined {
   }
   if (proto === 'ip6') {
     const groups = expandIp6(value);
-    return groups === undefined ? undefined : `ip6 ${groups.slice(0, 3).join(':')}`;
+    if (groups === undefined) return undefined;
+    // an IPv4-mapped address (::ffff:a.b.c.d: how a node listening on /ip6/:: sees an IPv4 caller; multiaddr writes
+    // it ::ffff:XXXX:YYYY) is its IPv4 address's block: as a /48 every IPv4 peer of such a node was 'ip6 0:0:0', one
+    // block for all of them (review2, session 27)
+    if (groups.slice(0, 6).join(':') === '0:0:0:0:0:ffff') {
+      const hi = parseInt(groups[6]!, 16);
+      return `ip4 ${hi >> 8}.${hi & 0xff}.${parseInt(groups[7]!, 16) >> 8}`;
+    }
+    return `ip6 ${groups.slice(0, 3).join(':')}`;
   }
   if (proto === 'dns' || proto === 'dns4' || proto === 'dns6' || proto === 'dnsaddr') {
     const labels = value.toLowerCase().split('.').filter((x) => x !== '');
@@ -35,6 +44,14 @@ function expandIp6(s: string): string[] | undefined {
   const zone = s.indexOf('%');
   const a = (zone >= 0 ? s.slice(0, zone) : s).toLowerCase();
   if (!/^[0-9a-f:.]+$/.test(a) || a.length > 45) return undefined;
+  // a dotted IPv4 tail (only an IPv4-mapped one, ::ffff:a.b.c.d) as its two groups
+  const dotted = /^(.*:ffff:)(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
+  if (dotted !== null) {
+    const o = dotted.slice(2).map(Number);
+    if (o.some((x) => x > 255)) return undefined;
+    const groups = expandIp6(`${dotted[1]}${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`);
+    return groups !== undefined && groups.slice(0, 6).join(':') === '0:0:0:0:0:ffff' ? groups : undefined;
+  }
   const halves = a.split('::');
   if (halves.length > 2) return undefined;
   const side = (x: string): string[] => (x === '' ? [] : x.split(':'));
@@ -43,7 +60,7 @@ function expandIp6(s: string): string[] | undefined {
   const fill = 8 - head.length - tail.length;
   if (halves.length === 1 ? fill !== 0 : fill < 1) return undefined;
   const groups = [...head, ...Array<string>(halves.length === 2 ? fill : 0).fill('0'), ...tail];
-  if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined; // an embedded IPv4 tail is not expected here
+  if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined; // any other dotted tail is refused
   return groups.map((g) => g.replace(/^0+(?=.)/, ''));
 }
 

@@ -20,6 +20,21 @@ describe('address blocks', () => {
     }
   });
 
+  it('an IPv4-mapped IPv6 address is its IPv4 /24 (review2, session 27)', () => {
+    // a node listening on /ip6/:: (dual stack) sees IPv4 callers as ::ffff:a.b.c.d, which multiaddr writes
+    // ::ffff:XXXX:YYYY: before, every IPv4 caller of such a node was 'ip6 0:0:0' (and a dotted tail no block, the
+    // shared 'none'), one block for all of them: one host's 64 sessions refused every other IPv4 peer there
+    assert.equal(addressBlock('/ip6/::ffff:102:304/tcp/5'), 'ip4 1.2.3');
+    assert.equal(addressBlock('/ip6/::ffff:1.2.3.4/tcp/5'), 'ip4 1.2.3');
+    assert.equal(addressBlock('/ip6/0:0:0:0:0:ffff:cb00:7107/tcp/9000'), 'ip4 203.0.113');
+    assert.equal(addressBlock('/ip6/::FFFF:C633:6409/tcp/9000'), 'ip4 198.51.100');
+    assert.notEqual(addressBlock('/ip6/::ffff:102:304/tcp/5'), addressBlock('/ip6/::ffff:506:708/tcp/5'));
+    // not mapped: IPv6 as before
+    assert.equal(addressBlock('/ip6/::ffff:0:102:304/tcp/5'), 'ip6 0:0:0');
+    assert.equal(addressBlock('/ip6/1::ffff:102:304/tcp/5'), 'ip6 1:0:0');
+    for (const bad of ['/ip6/::ffff:1.2.3/tcp/1', '/ip6/::ffff:1.2.3.256/tcp/1', '/ip6/::1.2.3.4/tcp/1']) assert.equal(addressBlock(bad), undefined, bad);
+  });
+
   it("a record's block is its first address with one, else 'none'", () => {
     assert.equal(recordBlock(['/p2p/QmX', '/ip4/192.0.2.1/tcp/1', '/ip4/203.0.113.1/tcp/1']), 'ip4 192.0.2');
     assert.equal(recordBlock([]), 'none');
