@@ -52,6 +52,43 @@ export type Verdict =
   | { status: 'fraud'; index: number; statement: FraudStatement; transcript: HopTranscript }
   | { status: 'skip'; index: number; reason: string };
 
+/** A check shared by everyone who asks about one (completion, hop) while it runs or its verdict is kept. */
+interface SharedCheck {
+  at: number;
+  v: Promise<Verdict>;
+  /** Aborts the check: only once every caller waiting on it has gone. */
+  ac: AbortController;
+  waiting: number;
+  settled: boolean;
+}
+
+/** Waits for a shared check as one caller: its abort answers it a skip and ends the check only if it was the last. */
+function joinCheck(e: SharedCheck, index: number, signal: AbortSignal): Promise<Verdict> {
+  if (e.settled) return e.v;
+  if (signal.aborted) return Promise.resolve({ status: 'skip', index, reason: 'ABORTED' });
+  e.waiting++;
+  return new Promise<Verdict>((resolve) => {
+    let left = false;
+    const leave = (): void => {
+      left = true;
+      signal.removeEventListener('abort', onAbort);
+      e.waiting--;
+    };
+    const onAbort = (): void => {
+      if (left) return;
+      leave();
+      if (e.waiting === 0 && !e.settled) e.ac.abort(signal.reason);
+      resolve({ status: 'skip', index, reason: 'ABORTED' });
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    void e.v.then((r) => {
+      if (left) return;
+      leave();
+      resolve(r);
+    });
+  });
+}
+
 export interface HopValidatorDeps {
   networkId: string;
   key: NodeKey;
@@ -98,7 +135,7 @@ export class HopValidator {
    * (session 27): one ~8 KiB request replaying a real completion cost a transcript fetch of up to 9 MiB and a
    * session's re-execution on this node's worker, as often as it was sent.
    */
-  private readonly verdicts = new Map<string, { at: number; v: Promise<Verdict> }>();
+  private readonly verdicts = new Map<string, SharedCheck>();
 
   constructor(private readonly d: HopValidatorDeps) {
     this.log = d.log ?? silentLogger;
@@ -143,14 +180,22 @@ export class HopValidator {
       if (now - e.at < VERDICT_KEEP_MS && this.verdicts.size <= VERDICTS_KEPT) break;
       this.verdicts.delete(k);
     }
-    const kept = this.verdicts.get(key);
-    if (kept !== undefined) return kept.v;
-    const v = this.check(c, index, signal);
-    this.verdicts.set(key, { at: now, v });
-    void v.then((r) => {
-      if (r.status === 'skip' && this.verdicts.get(key)?.v === v) this.verdicts.delete(key);
-    });
-    return v;
+    let e = this.verdicts.get(key);
+    if (e === undefined) {
+      // its own signal, not its first caller's: a co-check asked first and then dropped (its stream reset) aborted
+      // the check that the validator's own sample of the hop had joined, and both got a skip (review2, session 27:
+      // the checked hop could co-check its completion as soon as it was applied, and reset it)
+      const ac = new AbortController();
+      const v = this.check(c, index, ac.signal);
+      const entry: SharedCheck = { at: now, v, ac, waiting: 0, settled: false };
+      e = entry;
+      this.verdicts.set(key, entry);
+      void v.then((r) => {
+        entry.settled = true;
+        if (r.status === 'skip' && this.verdicts.get(key) === entry) this.verdicts.delete(key);
+      });
+    }
+    return joinCheck(e, index, signal);
   }
 
   /** Resolves true once `completionApplied` says the completion is applied, false after `appliedWaitMs`. */

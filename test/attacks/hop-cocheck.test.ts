@@ -138,4 +138,85 @@ describe('attack: co-checks that make a validator re-execute', () => {
     assert.deepEqual(new Set(refused), new Set(['CANNOT_VALIDATE']));
     assert.equal(fetches, fetched, 'nothing fetched for them');
   });
+  it("a co-check asked first and dropped does not end the validator's own check of the hop as a skip (review2)", async () => {
+    // a hop that committed to 2x + 2 where the span computes 2x + 1: a fraud. The hop (or anyone) co-checks its
+    // completion as soon as it is applied, the validator's own sample (queued behind other completions) joins that
+    // check, and the co-check's stream is reset: before, its signal aborted the shared check (the transcript fetch),
+    // a skip answered the validator's own sample too, and the fraud went unchallenged by this validator
+    const x = Float32Array.from({ length: 2 * C }, (_, i) => Math.cos(i));
+    const inC = new RunningCommitment();
+    inC.hidden(x, C, [2]);
+    const outC = new RunningCommitment();
+    outC.hidden(x.map((v) => 2 * v + 2), C, [2]);
+    const requestId = new Uint8Array(randomBytes(32));
+    const t: HopTranscript = {
+      requestId,
+      index: 1,
+      count: 2,
+      inCommit: inC.value,
+      outCommit: outC.value,
+      claim,
+      claimSignature: signTranscriptClaim(H, NET, requestId, 1, 2, inC.value, outC.value, claim),
+      maxLen: 8,
+      sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
+      wire: 'f32',
+      cols: C,
+      steps: [{ chunks: [2], hidden: x }],
+    };
+    const done = buildServedCompletion(env(7, T0 + 7), { requestId, tokensUsed: 4, requester: R, hops: [D, H], commits: [new Uint8Array(32).fill(7), inC.value, outC.value] });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let fetching!: () => void;
+    const fetchStarted = new Promise<void>((r) => (fetching = r));
+    let calls = 0;
+    let secondCall!: () => void;
+    const second = new Promise<void>((r) => (secondCall = r));
+    let handler: ((req: Uint8Array, ctx: CallContext) => Promise<Uint8Array>) | undefined;
+    const rpc = {
+      handle: async (_m: unknown, h: typeof handler) => {
+        handler = h;
+      },
+      // the first transcript fetch (the co-check's, of hop 1) held until released and ended by its signal as a real
+      // call is; the next (the validator's own, of hop 0: not this transcript, a skip) answered at once
+      call: async (_peer: string, _m: unknown, _req: Uint8Array, opts?: { signal?: AbortSignal }) => {
+        if (++calls === 2) secondCall();
+        if (calls > 1) return encodeTranscript(t);
+        fetching();
+        await new Promise<void>((resolve, reject) => {
+          if (opts?.signal?.aborted === true) return reject(new Error('aborted'));
+          opts?.signal?.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+          void gate.then(resolve);
+        });
+        return encodeTranscript(t);
+      },
+    } as unknown as RpcNode;
+    const validator = new HopValidator({
+      networkId: NET,
+      key: V,
+      rpc,
+      compute: validatorCompute(),
+      claim: async () => ({ modelHash: claim.modelHash, engine: claim.engine }),
+      holders: () => [],
+      submitSlash: async () => {},
+      rate: 1,
+      completionApplied: () => true,
+      appliedWaitMs: 50,
+    });
+    await validator.serve(rpc);
+    const dropped = new AbortController();
+    const co = handler!(encodeCoCheck(done.bytes, 1), { peer: 'the-hop', limited: false, signal: dropped.signal }).then(
+      () => 'STATEMENT',
+      (e: unknown) => (isNeuroShardError(e) ? e.code : String(e)),
+    );
+    await fetchStarted;
+    const own = validator.onCompletion(done.bytes, new AbortController().signal);
+    // hop 0 checked (a skip), hop 1's check joined: all in microtasks after the second fetch answered
+    await second;
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    dropped.abort(new Error('the co-check stream was reset'));
+    await co;
+    release();
+    const verdicts = await own;
+    assert.equal(verdicts.find((v) => v.index === 1)?.status, 'fraud', JSON.stringify(verdicts.find((v) => v.index === 1)));
+  });
 });
