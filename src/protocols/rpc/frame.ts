@@ -77,6 +77,22 @@ export function encodeFrame(kind: number, body: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * The body length of a whole frame as `encodeFrame` (or MessageCodec.encodeFramed) writes it: its length prefix less
+ * the kind byte. The frame is our own encoding (not checked as a peer's would be).
+ */
+export function framedBodyBytes(frame: Uint8Array): number {
+  let n = 0;
+  let mul = 1;
+  for (let i = 0; i < MAX_VARINT_BYTES && i < frame.byteLength; i++) {
+    const b = frame[i]!;
+    n += (b & 0x7f) * mul;
+    if ((b & 0x80) === 0) return n - 1;
+    mul *= 128;
+  }
+  throw new RangeError('not a frame: no length prefix');
+}
+
 /** Small bodies are joined with their header into one write; large ones go as two writes (no copy). */
 const JOIN_BELOW = 64 * 1024;
 
@@ -129,8 +145,9 @@ export async function writeFramePartsAndClose(stream: DuplexStream, kind: number
 }
 
 /**
- * A body this large that lies in one chunk of a stream marked STABLE_CHUNKS (a lane's) is handed on as a view of that
- * chunk, not copied, as long as the view is at least half of the memory it keeps alive.
+ * Sessions 22–26: a body this large that lies in one chunk of a stream marked STABLE_CHUNKS (a lane's) was handed on
+ * as a view of that chunk, not copied, as long as the view is at least half of the memory it keeps alive. Since
+ * session 27 a body of any size is (the same half rule); kept for tests that need a large body.
  */
 export const VIEW_MIN_BYTES = 64 * 1024;
 
@@ -215,12 +232,15 @@ export class FrameReader {
     if (!this.kinds.includes(kind)) throw new RpcViolationError('RPC_UNKNOWN_FRAME', `unknown frame kind 0x${kind.toString(16)}`);
     // A copy: a view into the transport's chunk may be overwritten by later reads (seen with hidden states decoded
     // on a bidi stream and read after an await), and decoded messages keep views of their bytes fields. Only a
-    // large body from a source that never reuses its chunks (a lane: STABLE_CHUNKS) is a view, when it lies in one
-    // chunk (subarray joins it otherwise) and is at least half of the buffer it keeps alive.
+    // body from a source that never reuses its chunks (a lane: STABLE_CHUNKS) is a view, when it lies in one chunk
+    // (subarray joins it otherwise) and is at least half of the buffer it keeps alive.
     // Either way a plain Uint8Array, never a Buffer: decoded bytes fields are subarrays of it, and code that copies
     // one with `.slice()` (tensor-wire's alignment) must get a copy (Buffer's slice is a view).
     let body: Uint8Array;
-    if (this.stable && len - 1 >= VIEW_MIN_BYTES) {
+    if (this.stable) {
+      // any size (session 27: one decode step's 3 KiB, decrypted in place in its socket read, was copied into a
+      // fresh buffer each way of a hop; docs/LIMITS.md "Session 27: hop round trip"). A small body split over chunks
+      // (rare: a lane delivers a sealed frame whole) is joined by subarray and then copied once more.
       const v = this.buf.subarray(prefixBytes + 1, prefixBytes + len);
       body = v.buffer.byteLength > 2 * v.byteLength ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
     } else body = this.buf.slice(prefixBytes + 1, prefixBytes + len);
