@@ -169,6 +169,13 @@ export const RESERVE_AFTER_SHARE = 8;
 /** What the share may fall short by: the first DATA of a window also carries the frame's prefix and the message's header. */
 const RESERVE_SLACK_BYTES = 4096;
 
+/** A Uint8ArrayList from the muxer as its parts, not joined. */
+function partsOf(chunk: ByteChunk): readonly Uint8Array[] {
+  const parts = (chunk as { bufs?: unknown }).bufs;
+  if (Array.isArray(parts) && parts.every((p) => p instanceof Uint8Array)) return parts as Uint8Array[];
+  return [chunk.subarray()];
+}
+
 /** Pulls frames off a stream one at a time, each with its own size limit. */
 export class FrameReader {
   private readonly buf = new Uint8ArrayList();
@@ -316,10 +323,21 @@ export class FrameReader {
     return undefined;
   }
 
+  /**
+   * The next chunk appended to the buffer (false: the stream ended). It awaits the source itself, not pullParts: one
+   * async layer per chunk fewer (every frame of a serving hop, each way; docs/LIMITS.md "Session 27: hop round trip").
+   */
   private async pull(): Promise<boolean> {
-    const parts = await this.pullParts();
-    if (parts === undefined) return false;
-    for (const p of parts) this.buf.append(p);
+    if (this.ended) return false;
+    const r = await this.it.next();
+    if (r.done === true) {
+      this.ended = true;
+      return false;
+    }
+    const chunk = r.value;
+    this.bytesRead += chunk.byteLength;
+    if (chunk instanceof Uint8Array) this.buf.append(chunk);
+    else for (const p of partsOf(chunk)) this.buf.append(p);
     return true;
   }
 
@@ -334,10 +352,7 @@ export class FrameReader {
     const chunk = r.value;
     this.bytesRead += chunk.byteLength;
     if (chunk instanceof Uint8Array) return [chunk];
-    // A Uint8ArrayList from the muxer: take its parts without joining them.
-    const parts = (chunk as { bufs?: unknown }).bufs;
-    if (Array.isArray(parts) && parts.every((p) => p instanceof Uint8Array)) return parts as Uint8Array[];
-    return [chunk.subarray()];
+    return partsOf(chunk);
   }
 
   /** Stops the underlying iterator (lets the stream release its read side). */
