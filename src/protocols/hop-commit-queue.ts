@@ -49,8 +49,6 @@ const BATCH_BYTES = 1 << 20;
 const BATCH_MS = 20;
 /** How long settled() waits for the worker before it takes the steps on the event loop itself. */
 export const SETTLE_TIMEOUT_MS = 5000;
-/** hiddenCopy's slab: 256 KiB, 85 of a [1, 768] step's values. */
-const SLAB_FLOATS = 64 * 1024;
 
 // The worker: one chain value per commitment id; per batch, every job in order, then the new values in order.
 // Posts `ready` once the module is loaded. Drops are applied after the batch's jobs.
@@ -105,9 +103,6 @@ export class HopCommitQueue {
   private local = false;
   private unsent: Job[] = [];
   private unsentBytes = 0;
-  /** Where hiddenCopy puts its copies, and how much of it is taken. */
-  private slab: Float32Array | undefined;
-  private slabUsed = 0;
   private drops: number[] = [];
   /** Posted batches not answered yet, oldest first (the worker answers in order). */
   private readonly inflight = new Map<number, Job[]>();
@@ -137,24 +132,6 @@ export class HopCommitQueue {
     for (const n of chunks) T += n;
     if (cols < 1 || T * cols !== values.length) throw new RangeError('HopCommitQueue.hidden: chunks do not cover the values');
     this.push({ target, values, cols, chunks: [...chunks], seq: 0 });
-  }
-
-  /**
-   * `hidden`, with the values copied now into a slab of this queue (not kept): the caller may change or transfer them
-   * as soon as this returns. The hop server's input goes this way, so that its one copy of the received bytes can go
-   * to its compute worker (a 3 KiB buffer allocated per decode step fewer; docs/LIMITS.md "Session 27: hop round
-   * trip"). A slab is never written again once a job views it; it is dropped with its last job.
-   */
-  hiddenCopy(target: QueuedCommitment, values: Float32Array, cols: number, chunks: readonly number[]): void {
-    const n = values.length;
-    if (this.slab === undefined || this.slabUsed + n > this.slab.length) {
-      this.slab = new Float32Array(Math.max(SLAB_FLOATS, n));
-      this.slabUsed = 0;
-    }
-    const own = this.slab.subarray(this.slabUsed, this.slabUsed + n);
-    own.set(values);
-    this.slabUsed += n;
-    this.hidden(target, own, cols, chunks);
   }
 
   /** Token ids cut into `chunks` (one step each), or one id per chunk (the validator's sampled tokens). */

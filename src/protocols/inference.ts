@@ -367,11 +367,8 @@ export class InferenceHopServer {
         throw new HopError('BAD_STEP', `hidden states must be [T, ${C}], got [${wire.shape.join(', ')}]`);
       }
       T = wire.shape[0];
-      received = toFloat32(wire); // a view of the frame's bytes when aligned, else already a fresh copy
-      // our own buffer for the worker (transferred): the fresh copy itself when toFloat32 made one, since the
-      // commitment queue copies the input (hiddenCopy) instead of keeping it (session 27: one 3 KiB buffer and copy
-      // a step fewer); a view of the frame is copied (a transfer would take the frame's whole buffer)
-      hidden = received.buffer === wire.data.buffer ? received.slice() : received;
+      received = toFloat32(wire); // a view of the frame's own copy (rpc/frame.ts FrameReader): nothing reuses it
+      hidden = received.slice(); // our own buffer: it is transferred to the worker
     }
     const chunks = r.chunks.length > 0 ? [...r.chunks] : [T];
     // the method's validation refuses these on the wire (methods.ts); checked here too, before anything is committed
@@ -398,7 +395,7 @@ export class InferenceHopServer {
     // a failed step ends the session (the entry fails over), so committing the input first costs nothing; the
     // records are taken on the commitment worker (the same bytes, off this event loop), in step order
     if (ids !== undefined) this.commits.tokens(s.inC, ids, chunks);
-    else this.commits.hiddenCopy(s.inC, received!, C, chunks);
+    else this.commits.hidden(s.inC, received!, C, chunks);
     // one plain object (two conditional spreads built and copied two throwaway objects per step)
     const input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] } = { chunks };
     if (ids !== undefined) input.ids = ids;
