@@ -8,7 +8,7 @@ import { PeerMisbehaviourError } from '../util/errors.js';
 import * as pb from './pb/node.js';
 import type { Codec } from 'protons-runtime';
 import type { BidiMethod, MessageCodec, ServerStreamMethod, UnaryMethod } from './rpc/method.js';
-import { encodeMessageParts } from './rpc/parts.js';
+import { encodeMessageFramed, encodeMessageParts } from './rpc/parts.js';
 import { MAX_TENSOR_RANK, tensorFromPb } from './tensor-wire.js';
 import { LEDGER_SYNC_LIMITS } from '../ledger/interfaces.js';
 import { MAX_HOPS as MAX_ROUTE_HOPS } from '../ledger/events.js';
@@ -50,6 +50,7 @@ function codec<T>(ns: { encode(v: Partial<T>): Uint8Array; decode(b: Uint8Array,
   return {
     encode: (v) => ns.encode(v),
     encodeParts: (v) => encodeMessageParts(ns.codec(), v),
+    encodeFramed: (v, kind) => encodeMessageFramed(ns.codec(), v, kind),
     decode: (b) => ns.decode(b, limits === undefined ? undefined : ({ limits } as { limits: never })),
   };
 }

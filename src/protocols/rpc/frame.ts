@@ -77,6 +77,22 @@ export function encodeFrame(kind: number, body: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * The body length of a whole frame as `encodeFrame` (or MessageCodec.encodeFramed) writes it: its length prefix less
+ * the kind byte. The frame is our own encoding (not checked as a peer's would be).
+ */
+export function framedBodyBytes(frame: Uint8Array): number {
+  let n = 0;
+  let mul = 1;
+  for (let i = 0; i < MAX_VARINT_BYTES && i < frame.byteLength; i++) {
+    const b = frame[i]!;
+    n += (b & 0x7f) * mul;
+    if ((b & 0x80) === 0) return n - 1;
+    mul *= 128;
+  }
+  throw new RangeError('not a frame: no length prefix');
+}
+
 /** Small bodies are joined with their header into one write; large ones go as two writes (no copy). */
 const JOIN_BELOW = 64 * 1024;
 
@@ -129,8 +145,9 @@ export async function writeFramePartsAndClose(stream: DuplexStream, kind: number
 }
 
 /**
- * A body this large that lies in one chunk of a stream marked STABLE_CHUNKS (a lane's) is handed on as a view of that
- * chunk, not copied, as long as the view is at least half of the memory it keeps alive.
+ * Sessions 22–26: a body this large that lies in one chunk of a stream marked STABLE_CHUNKS (a lane's) was handed on
+ * as a view of that chunk, not copied, as long as the view is at least half of the memory it keeps alive. Since
+ * session 27 a body of any size is (the same half rule); kept for tests that need a large body.
  */
 export const VIEW_MIN_BYTES = 64 * 1024;
 
@@ -151,6 +168,13 @@ export const RESERVE_MIN_BYTES = 256 * 1024;
 export const RESERVE_AFTER_SHARE = 8;
 /** What the share may fall short by: the first DATA of a window also carries the frame's prefix and the message's header. */
 const RESERVE_SLACK_BYTES = 4096;
+
+/** A Uint8ArrayList from the muxer as its parts, not joined. */
+function partsOf(chunk: ByteChunk): readonly Uint8Array[] {
+  const parts = (chunk as { bufs?: unknown }).bufs;
+  if (Array.isArray(parts) && parts.every((p) => p instanceof Uint8Array)) return parts as Uint8Array[];
+  return [chunk.subarray()];
+}
 
 /** Pulls frames off a stream one at a time, each with its own size limit. */
 export class FrameReader {
@@ -215,12 +239,15 @@ export class FrameReader {
     if (!this.kinds.includes(kind)) throw new RpcViolationError('RPC_UNKNOWN_FRAME', `unknown frame kind 0x${kind.toString(16)}`);
     // A copy: a view into the transport's chunk may be overwritten by later reads (seen with hidden states decoded
     // on a bidi stream and read after an await), and decoded messages keep views of their bytes fields. Only a
-    // large body from a source that never reuses its chunks (a lane: STABLE_CHUNKS) is a view, when it lies in one
-    // chunk (subarray joins it otherwise) and is at least half of the buffer it keeps alive.
+    // body from a source that never reuses its chunks (a lane: STABLE_CHUNKS) is a view, when it lies in one chunk
+    // (subarray joins it otherwise) and is at least half of the buffer it keeps alive.
     // Either way a plain Uint8Array, never a Buffer: decoded bytes fields are subarrays of it, and code that copies
     // one with `.slice()` (tensor-wire's alignment) must get a copy (Buffer's slice is a view).
     let body: Uint8Array;
-    if (this.stable && len - 1 >= VIEW_MIN_BYTES) {
+    if (this.stable) {
+      // any size (session 27: one decode step's 3 KiB, decrypted in place in its socket read, was copied into a
+      // fresh buffer each way of a hop; docs/LIMITS.md "Session 27: hop round trip"). A small body split over chunks
+      // (rare: a lane delivers a sealed frame whole) is joined by subarray and then copied once more.
       const v = this.buf.subarray(prefixBytes + 1, prefixBytes + len);
       body = v.buffer.byteLength > 2 * v.byteLength ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
     } else body = this.buf.slice(prefixBytes + 1, prefixBytes + len);
@@ -296,10 +323,21 @@ export class FrameReader {
     return undefined;
   }
 
+  /**
+   * The next chunk appended to the buffer (false: the stream ended). It awaits the source itself, not pullParts: one
+   * async layer per chunk fewer (every frame of a serving hop, each way; docs/LIMITS.md "Session 27: hop round trip").
+   */
   private async pull(): Promise<boolean> {
-    const parts = await this.pullParts();
-    if (parts === undefined) return false;
-    for (const p of parts) this.buf.append(p);
+    if (this.ended) return false;
+    const r = await this.it.next();
+    if (r.done === true) {
+      this.ended = true;
+      return false;
+    }
+    const chunk = r.value;
+    this.bytesRead += chunk.byteLength;
+    if (chunk instanceof Uint8Array) this.buf.append(chunk);
+    else for (const p of partsOf(chunk)) this.buf.append(p);
     return true;
   }
 
@@ -314,10 +352,7 @@ export class FrameReader {
     const chunk = r.value;
     this.bytesRead += chunk.byteLength;
     if (chunk instanceof Uint8Array) return [chunk];
-    // A Uint8ArrayList from the muxer: take its parts without joining them.
-    const parts = (chunk as { bufs?: unknown }).bufs;
-    if (Array.isArray(parts) && parts.every((p) => p instanceof Uint8Array)) return parts as Uint8Array[];
-    return [chunk.subarray()];
+    return partsOf(chunk);
   }
 
   /** Stops the underlying iterator (lets the stream release its read side). */

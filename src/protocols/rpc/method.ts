@@ -13,6 +13,13 @@ export interface MessageCodec<T> {
    * read when the request is written, so the caller must not change them before the call settles.
    */
   encodeParts?(value: T): Uint8Array[];
+  /**
+   * Optional: the RPC frame of kind `kind` holding `encode(value)` (./frame.ts: uvarint(n) · kind · body), written
+   * in one buffer as the message is encoded: the same bytes as `encodeFrame(kind, encode(value))` without a second
+   * buffer of the message's size and the copy into it (a serving hop's every request and answer; docs/LIMITS.md
+   * "Session 27: hop round trip").
+   */
+  encodeFramed?(value: T, kind: number): Uint8Array;
   /** Throws on bytes that are not a valid message. */
   decode(bytes: Uint8Array): T;
 }

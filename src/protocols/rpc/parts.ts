@@ -70,6 +70,23 @@ function isLargeBytes(op: WriterOp, minPart: number): boolean {
   return op.len >= minPart && op.val instanceof Uint8Array && op.val.byteLength === op.len;
 }
 
+/**
+ * The RPC frame (./frame.ts) of kind `kind` (< 0x80) holding the message `value` of `codec`, in one buffer: the kind
+ * byte and the message are written as one length-delimited run (writer.js `fork` … `ldelim`), whose varint length
+ * is the frame's own prefix (uvarint(body + 1), minimal LEB128 as frame.ts writes it). Same bytes as
+ * `encodeFrame(kind, encodeMessage(value, codec))` (test/unit/protocols/rpc-parts.test.ts), one allocation.
+ */
+export function encodeMessageFramed<T>(codec: Codec<T>, value: Partial<T>, kind: number): Uint8Array {
+  // a kind of one varint byte is that byte
+  if (!Number.isInteger(kind) || kind < 0 || kind > 0x7f) throw new RangeError(`frame kind out of range: ${kind}`);
+  const w = createWriter();
+  w.fork();
+  w.uint32(kind);
+  codec.encode(value as T, w, { lengthDelimited: false });
+  w.ldelim();
+  return w.finish();
+}
+
 /** The total length of parts. */
 export function partsLength(parts: readonly Uint8Array[]): number {
   let n = 0;

@@ -23,7 +23,7 @@ import { silentLogger, type Logger } from '../../util/logger.js';
 import { protocolId } from '../ids.js';
 import { RpcError as PbRpcError } from '../pb/node.js';
 import { RemoteRpcError, RpcBusyError, RpcTransportError, RpcViolationError } from './errors.js';
-import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeFrame, writeFrame, writeFramePartsAndClose, writeFrameWaiting, type Frame } from './frame.js';
+import { FRAME_CANCEL, FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, FrameReader, encodeFrame, framedBodyBytes, writeFrame, writeFramePartsAndClose, writeFrameWaiting, type Frame } from './frame.js';
 import { joinParts, partsLength } from './parts.js';
 import { ReadDeadline } from './deadline.js';
 import { ID_BYTES, MUX_KINDS, MUX_MAX_INBOUND_STREAMS, MUX_MAX_REQUEST_BYTES, MUX_PIECE_BYTES, MuxAssembler, MuxChannel, MuxWriter, SERVER_IDLE_MS, muxProtocolOf, splitId } from './mux.js';
@@ -177,6 +177,10 @@ function sendFrame(stream: DuplexStream, kind: number, body: Uint8Array, signal:
   if (body.byteLength >= SEND_JOIN_BELOW) return writeFrame(stream, kind, body, { signal });
   if (stream.send(encodeFrame(kind, body))) return undefined;
   return stream.onDrain({ signal });
+}
+
+function responseTooLarge(method: { name: string; maxResponseBytes: number }, bytes: number): NeuroShardError {
+  return new NeuroShardError('RPC_RESPONSE_TOO_LARGE', `${method.name} response of ${bytes} bytes exceeds ${method.maxResponseBytes}`, { fault: 'local' });
 }
 
 /** Resets the stream when the signal fires, so any pending read or write fails at once. */
@@ -469,7 +473,7 @@ export class RpcNode {
       let n = 0;
       for await (const r of requests) {
         if (++n > (method.maxFrames ?? Infinity)) throw new InvalidArgumentError(`${method.name}: more than ${method.maxFrames} requests`);
-        const w = sendFrame(stream, FRAME_MESSAGE, this.encodeRequest(method, r), signal);
+        const w = this.sendRequest(stream, method, r, signal);
         if (w !== undefined) await w;
       }
       await stream.close({ signal });
@@ -571,6 +575,23 @@ export class RpcNode {
       throw new InvalidArgumentError(`${method.name} request of ${n} bytes exceeds the limit of ${method.maxRequestBytes}`);
     }
     return parts;
+  }
+
+  /**
+   * One request of a bidi call, as sendFrame sends it; a codec that writes the frame itself (encodeFramed: the
+   * header and the message in one buffer) spares the join's buffer and copy, the same bytes.
+   */
+  private sendRequest<Req>(stream: DuplexStream, method: MethodDef<Req, unknown>, req: Req, signal: AbortSignal): Promise<void> | undefined {
+    const c = method.request;
+    if (c.encodeFramed === undefined) return sendFrame(stream, FRAME_MESSAGE, this.encodeRequest(method, req), signal);
+    const frame = c.encodeFramed(req, FRAME_MESSAGE);
+    const n = framedBodyBytes(frame);
+    if (n > method.maxRequestBytes) {
+      throw new InvalidArgumentError(`${method.name} request of ${n} bytes exceeds the limit of ${method.maxRequestBytes}`);
+    }
+    if (n >= SEND_JOIN_BELOW) return writeFrame(stream, FRAME_MESSAGE, frame.subarray(frame.byteLength - n), { signal });
+    if (stream.send(frame)) return undefined;
+    return stream.onDrain({ signal });
   }
 
   private encodeRequest<Req>(method: MethodDef<Req, unknown>, req: Req): Uint8Array {
@@ -842,9 +863,7 @@ export class RpcNode {
 
   private encodeResponse(method: MethodDef<unknown, unknown>, res: unknown): Uint8Array {
     const body = method.response.encode(res);
-    if (body.byteLength > method.maxResponseBytes) {
-      throw new NeuroShardError('RPC_RESPONSE_TOO_LARGE', `${method.name} response of ${body.byteLength} bytes exceeds ${method.maxResponseBytes}`, { fault: 'local' });
-    }
+    if (body.byteLength > method.maxResponseBytes) throw responseTooLarge(method, body.byteLength);
     return body;
   }
 
@@ -1009,9 +1028,20 @@ export class RpcNode {
    * else the wait for the stream to drain, under the method's deadline.
    */
   private sendReply(stream: DuplexStream, method: MethodDef<unknown, unknown>, res: unknown, signal: AbortSignal): Promise<void> | undefined {
-    const body = this.encodeResponse(method, res);
-    if (body.byteLength >= SEND_JOIN_BELOW) return this.replyMessage(stream, method, body, signal, false);
-    if (stream.send(encodeFrame(FRAME_MESSAGE, body))) return undefined;
+    let frame: Uint8Array;
+    const c = method.response;
+    if (c.encodeFramed !== undefined) {
+      // header and message in one buffer as they are encoded (no join: the same bytes, one buffer and copy fewer)
+      frame = c.encodeFramed(res, FRAME_MESSAGE);
+      const n = framedBodyBytes(frame);
+      if (n > method.maxResponseBytes) throw responseTooLarge(method, n);
+      if (n >= SEND_JOIN_BELOW) return this.replyMessage(stream, method, frame.subarray(frame.byteLength - n), signal, false);
+    } else {
+      const body = this.encodeResponse(method, res);
+      if (body.byteLength >= SEND_JOIN_BELOW) return this.replyMessage(stream, method, body, signal, false);
+      frame = encodeFrame(FRAME_MESSAGE, body);
+    }
+    if (stream.send(frame)) return undefined;
     const t = timer(method.timeoutMs, `${method.name} reply`, signal);
     return stream.onDrain({ signal: t.signal }).finally(t.clear);
   }

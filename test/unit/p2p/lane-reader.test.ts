@@ -196,13 +196,34 @@ describe('rpc FrameReader: a large body from a lane is a view (session 22)', () 
     assert.equal(Object.getPrototypeOf(f.body), Uint8Array.prototype);
   });
 
-  it('copies where a view would be unsafe or wasteful: an unmarked source, a small body, a body across chunks, a body that is a small part of its buffer', async () => {
+  it('a small body in one chunk of a stable source is a view too (session 27: a decode step\'s 3 KiB on a hop)', async () => {
+    const small = randomBytes(3080);
+    // its own memory (not the pool), header and body in one chunk, as a lane frame decrypted in place in its read
+    const one = new Uint8Array(Buffer.concat([Buffer.from(frameHeader(FRAME_MESSAGE, small.length)), small]));
+    const s = await new FrameReader(source([one], true)).next(1 << 20);
+    assert.ok(s !== undefined && Buffer.from(s.body).equals(small));
+    assert.equal(s.body.buffer, one.buffer);
+    assert.equal(s.body.byteOffset, one.byteLength - small.length);
+    assert.equal(Object.getPrototypeOf(s.body), Uint8Array.prototype);
+    // two frames in the chunk: each is less than half of the chunk's memory, so each is copied (the half rule)
+    const two = new Uint8Array(Buffer.concat([Buffer.from(one), Buffer.from(one)]));
+    const r2 = new FrameReader(source([two], true));
+    const [a, b] = [await r2.next(1 << 20), await r2.next(1 << 20)];
+    assert.ok(a !== undefined && b !== undefined && a.body.buffer !== two.buffer && b.body.buffer !== two.buffer);
+    assert.ok(Buffer.from(a.body).equals(small) && Buffer.from(b.body).equals(small));
+  });
+
+  it('copies where a view would be unsafe or wasteful: an unmarked source, a small body in a big buffer, a body across chunks, a body that is a small part of its buffer', async () => {
     const unmarked = await new FrameReader(source([hdr, body], false)).next(1 << 20);
     assert.ok(unmarked !== undefined && unmarked.body.buffer !== body.buffer && Buffer.from(unmarked.body).equals(body));
     const small = randomBytes(1000);
-    const one = new Uint8Array(Buffer.concat([Buffer.from(frameHeader(FRAME_MESSAGE, small.length)), small])); // its own memory (not the pool)
-    const s = await new FrameReader(source([one], true)).next(1 << 20);
-    assert.ok(s !== undefined && s.body.buffer !== one.buffer && Buffer.from(s.body).equals(small));
+    const inBig = new Uint8Array(8192);
+    inBig.set(frameHeader(FRAME_MESSAGE, small.length));
+    inBig.set(small, 3);
+    const s = await new FrameReader(source([inBig.subarray(0, 3 + small.length)], true)).next(1 << 20);
+    assert.ok(s !== undefined && s.body.buffer !== inBig.buffer && Buffer.from(s.body).equals(small));
+    const smallAcross = await new FrameReader(source([inBig.subarray(0, 500), inBig.subarray(500, 3 + small.length)], true)).next(1 << 20);
+    assert.ok(smallAcross !== undefined && smallAcross.body.buffer !== inBig.buffer && Buffer.from(smallAcross.body).equals(small));
     const cut = body.length >> 1;
     const across = await new FrameReader(source([hdr, body.subarray(0, cut), body.subarray(cut)], true)).next(1 << 20);
     assert.ok(across !== undefined && Buffer.from(across.body).equals(body) && across.body.buffer !== body.buffer);

@@ -59,4 +59,24 @@ describe('lane stream inbox', () => {
       assert.ok(got.every((g) => g.chunk.byteLength > 0), `seed ${seed}: an empty chunk was handed over`);
     }
   });
+
+  it('a WINDOW for a read that waited is decided after the rest of its sealed frame: none when a CLOSE follows', async () => {
+    const windows: number[] = [];
+    const h = { ...host(), sendWindow: (_id: number, n: number) => void windows.push(n) };
+    const s = new LaneStream(1, '/t', h, 1000);
+    const it = s[Symbol.asyncIterator]();
+    const r = it.next();
+    s.pushData(new Uint8Array(900)); // past half the window: a read of it would grant
+    s.remoteClose(); // in the same sealed frame: the far end sends no more
+    assert.equal(((await r).value as Uint8Array).byteLength, 900);
+    assert.deepEqual(windows, []);
+    // without the CLOSE the WINDOW goes
+    const t = new LaneStream(2, '/t', h, 1000);
+    const it2 = t[Symbol.asyncIterator]();
+    const r2 = it2.next();
+    t.pushData(new Uint8Array(900));
+    await r2;
+    await Promise.resolve();
+    assert.deepEqual(windows, [900]);
+  });
 });

@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import { encodeMessage, message, type Codec } from 'protons-runtime';
 import * as pb from '../../../src/protocols/pb/node.js';
 import { StageOpKind, TrainStageRequest } from '../../../src/protocols/pb/train.js';
-import { PART_MIN_BYTES, encodeMessageParts, joinParts, partsLength } from '../../../src/protocols/rpc/parts.js';
+import { PART_MIN_BYTES, encodeMessageFramed, encodeMessageParts, joinParts, partsLength } from '../../../src/protocols/rpc/parts.js';
+import { FRAME_ERROR, FRAME_MESSAGE, FRAME_PART, encodeFrame, framedBodyBytes } from '../../../src/protocols/rpc/frame.js';
 import * as methods from '../../../src/protocols/methods.js';
 import { Rng } from '../../../src/util/rng.js';
 
@@ -138,5 +139,25 @@ describe('rpc message parts', () => {
     const parts = methods.echo.request.encodeParts!(req);
     assert.ok(parts.includes(req.tensor!.data));
     assert.deepEqual(Buffer.from(joinParts(parts)), Buffer.from(methods.echo.request.encode(req)));
+  });
+
+  it('a message encoded with its frame header (encodeFramed) is byte for byte encodeFrame of its encoding', () => {
+    const rng = new Rng(4);
+    // body lengths across every varint width of the frame's prefix (1 to 3 bytes here) and its edges
+    const sizes = [0, 1, 100, 121, 122, 123, 124, 125, 126, 3072, 16_370, 16_371, 16_372, 16_373, 16_380, 200_000];
+    for (const n of sizes) {
+      for (const kind of [FRAME_MESSAGE, FRAME_ERROR, FRAME_PART]) {
+        const list: TensorList = { note: 'x'.repeat(n % 7), tensors: [tensor(rng, n)] };
+        const framed = encodeMessageFramed(TensorList, list, kind);
+        const body = encodeMessage(list, TensorList);
+        assert.deepEqual(Buffer.from(framed), Buffer.from(encodeFrame(kind, body)), `a body of ${body.byteLength} bytes, kind ${kind}`);
+        assert.equal(framedBodyBytes(framed), body.byteLength);
+      }
+    }
+    // the hop's messages through the method's codec: one decode step each way
+    const res: pb.InferenceResponse = { requestId: '7', processedTokens: 9, tokens: [], computeUs: 12, hidden: { dtype: pb.DType.FP32, shape: [1, 768], data: bytes(rng, 3072), scale: 0 } };
+    const framed = methods.inferenceStream.response.encodeFramed!(res, FRAME_MESSAGE);
+    assert.deepEqual(Buffer.from(framed), Buffer.from(encodeFrame(FRAME_MESSAGE, methods.inferenceStream.response.encode(res))));
+    assert.throws(() => encodeMessageFramed(TensorList, { note: '', tensors: [] }, 0x80), RangeError);
   });
 });
