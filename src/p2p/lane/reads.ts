@@ -9,8 +9,9 @@
  * frame's own plaintext, length and tag bytes copied) and never keeps a view of it. That is safe because the event
  * loop reads one socket at a time and calls back synchronously: libuv fills the buffer, the callback runs to its end,
  * and only then does any socket read into it again. A chunk handed on is therefore `owned: false` ("borrowed":
- * valid only during the call). That mode is opt-in (`NEUROSHARD_LANE_READS=reused`, see `reusedReads`); by default,
- * and where the socket cannot be adopted, Node's fresh buffers are used and chunks are `owned: true` (the reader may decrypt a frame in place in them).
+ * valid only during the call). That mode is the default since session 27 (`NEUROSHARD_LANE_READS=fresh` turns it off,
+ * see `reusedReads`); then, and where the socket cannot be adopted, Node's fresh buffers are used and chunks are
+ * `owned: true` (the reader may decrypt a frame in place in them).
  *
  * Accepted sockets: `net.Server` has no `onread` option, so the lane listener accepts with `pauseOnConnect` (nothing
  * read yet) and wraps the accepted socket's handle in a new `net.Socket` that has one (`adoptAccepted`). That uses
@@ -30,13 +31,17 @@ function readBuffer(): Buffer {
 }
 
 /**
- * Whether lane sockets read into the shared buffer: only with NEUROSHARD_LANE_READS=reused. Off by default since the
- * lead's quiet runs (docs/LIMITS.md "Session 24: 1 MiB on the lane, receive side"): 5 whole-bench pairs at load ~3
- * gave no gain over fresh reads (lane 917 against 1,111 MiB/s, CPU per call 1.77 against 1.62 ms, ratio 0.496 against
- * 0.471), and the accepted socket's adoption leans on fields Node does not document.
+ * Whether lane sockets read into the shared buffer: yes unless NEUROSHARD_LANE_READS=fresh. Opt-in from session 24
+ * (the lead's quiet pairs then: no gain at 1 MiB, docs/LIMITS.md "Session 24: 1 MiB on the lane, receive side"), the
+ * default since session 27: with it a lane also decrypts a large message's DATA straight into the RPC reader's body
+ * (reader.ts FramePlacer), which halves the server's CPU for 16 MiB calls with 4 in flight, and the lead's alternating
+ * pairs of the p2p-rpc section (3 pairs, load 1.6–4.9) read better on every figure: 1 MiB lane ratio 0.44–0.48
+ * against 0.29–0.41, 16 MiB server CPU per call 22 against 45–48 ms, 16 MiB MiB/s 434–499 against 257–265
+ * (docs/LIMITS.md "Session 27: the lead's runs"). The accepted socket's adoption leans on fields Node does not
+ * document; without them the socket keeps fresh reads (`adoptAccepted`).
  */
 export function reusedReads(): boolean {
-  return process.env.NEUROSHARD_LANE_READS === 'reused';
+  return process.env.NEUROSHARD_LANE_READS !== 'fresh';
 }
 
 /** What a chunk's receiver gets: `owned` false when the chunk is the shared read buffer (valid only during the call). */

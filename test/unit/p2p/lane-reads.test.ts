@@ -17,8 +17,8 @@ import { canSendParts } from '../../../src/p2p/lane/stream.js';
 import type { DuplexStream } from '../../../src/p2p/types.js';
 import { FRAME_MESSAGE, FrameReader, frameHeader } from '../../../src/protocols/rpc/frame.js';
 
-// the shared read buffer is opt-in (src/p2p/lane/reads.ts reusedReads): these tests are about that mode
-process.env.NEUROSHARD_LANE_READS = 'reused';
+// the shared read buffer is the default (src/p2p/lane/reads.ts reusedReads; NEUROSHARD_LANE_READS=fresh turns it off)
+delete process.env.NEUROSHARD_LANE_READS;
 
 const backends = (['openssl', 'node'] as const).filter((b) => {
   if (b === 'node') return true;
@@ -111,8 +111,8 @@ describe('lane sockets reading into the shared buffer', () => {
     }
   });
 
-  it('without NEUROSHARD_LANE_READS=reused (the default) Node\'s own buffers are kept (chunks owned)', async () => {
-    delete process.env.NEUROSHARD_LANE_READS;
+  it('with NEUROSHARD_LANE_READS=fresh Node\'s own buffers are kept (chunks owned)', async () => {
+    process.env.NEUROSHARD_LANE_READS = 'fresh';
     try {
         const adopted: { socket: Socket; reads: SocketReads }[] = [];
         const { server, port } = await listen((s) => adopted.push(adoptAccepted(s)));
@@ -130,7 +130,7 @@ describe('lane sockets reading into the shared buffer', () => {
         adopted[0]!.socket.destroy();
         await new Promise<void>((r) => server.close(() => r()));
     } finally {
-      process.env.NEUROSHARD_LANE_READS = 'reused';
+      delete process.env.NEUROSHARD_LANE_READS;
     }
   });
 });
