@@ -12,6 +12,7 @@
 #include "cpu.h"
 
 #include <time.h>
+#include <unistd.h>
 
 namespace ns {
 
@@ -630,6 +631,20 @@ void Engine::decode_layers(const DecodeLayerArgs* ls, int64_t L, const DecodeHea
   // finished the row (norms, SwiGLU) or, for the attention output, in a phase of its own. The block sizes are the
   // same in every layer (the caller checks).
   int64_t qoff[4], soff[4];
+  // The r16 kernel's software prefetch (Q8GemmArgs::pf) only when the job's int8 weights fit in half the last-level
+  // cache. Then a product's stream comes from the L3 and the hardware prefetchers alone leave its latency exposed:
+  // prefetcht1 16 KiB ahead made the 12x768 step ~10 % faster on a host with a 480 MiB L3 (89 MB of weights).
+  // Streaming from DRAM (2 MiB pages) the same kind of prefetch cost 20-25 % of the rate on the earlier host
+  // (docs/LIMITS.md "Session 21: int8 decode stream"), so larger weights keep none. NEUROSHARD_Q8_PF (experiments,
+  // read per call): the distance in bytes, negative for prefetcht1, 0 none.
+  int64_t q8pf = 0;
+  if (q8) {
+    static const int64_t llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    double wb = 0;
+    for (int i = 0; i < 4; i++) wb += static_cast<double>(prods[i].N) * static_cast<double>(prods[i].K) * (1.0 + 4.0 / static_cast<double>(mat(a0, i).bs));
+    if (llc > 0 && wb * static_cast<double>(L) <= 0.5 * static_cast<double>(llc)) q8pf = kQ8Prefetch;
+  }
+  if (const char* e = env("NEUROSHARD_Q8_PF")) q8pf = std::atoll(e) / 64 * 64;
   if (q8) {
     int64_t qa = 0, sa = 0;
     for (int i = 0; i < 4; i++) {
@@ -653,6 +668,7 @@ void Engine::decode_layers(const DecodeLayerArgs* ls, int64_t L, const DecodeHea
     g.M = B, g.N = p.N, g.K = p.K, g.bs = m.bs, g.A = p.A, g.Q = m.q, g.S = m.s, g.C = i == 3 ? a.out : p.C, g.ldc = p.N, g.beta = p.beta;
     g.Aq = q8a_.data() + qoff[i], g.As = q8s_.data() + soff[i], g.Ac = q8c_.data() + soff[i];
     g.layout = m.layout;
+    g.pf = q8pf;
     return g;
   };
 

@@ -41,6 +41,9 @@ struct GemmArgs {
 // Int8 weights (GGUF q8_0-like): C[M, N] = A[M, K] · Wᵀ + beta·C where W [N, K] is stored as int8 Q[N, K] with one
 // float32 scale per block of `bs` consecutive elements along K (S[N, K / bs]); W[n, k] = float(Q[n, k]) · S[n, k / bs]
 // (one float32 rounding: the value dequantizeInt8 gives). A is dense [M, K]; K % bs == 0 and bs % 16 == 0.
+// The r16 VNNI kernel's prefetch when the decode's int8 weights fit the last-level cache: prefetcht1 16 KiB ahead
+// (docs/LIMITS.md "Session 27: int8 decode on the new host").
+constexpr int64_t kQ8Prefetch = -16384;
 struct Q8GemmArgs {
   int64_t M = 0, N = 0, K = 0, bs = 32;
   const float* A = nullptr;
@@ -57,6 +60,10 @@ struct Q8GemmArgs {
   const int32_t* Ac = nullptr;
   // How Q and S are laid out (kQ8Rows or kQ8R16); N is then the whole matrix's row count (the layout depends on it).
   int layout = 0;
+  // Software prefetch of the r16 VNNI kernel (q8q8_vnni16_t), bytes ahead in a group's stream: > 0 prefetcht0,
+  // < 0 prefetcht1 at |pf|, 0 none. Never changes a bit; Engine::decode_layers sets it (kQ8Prefetch) when the
+  // weights fit the last-level cache.
+  int64_t pf = 0;
 };
 // Int8 matrix layouts. kQ8Rows: Q[N, K] row-major, S[N, K / bs] row-major. kQ8R16 (what an int8 shard holds, made at
 // load by interleaveInt8Matrix in src/tensor/ops/quantize.ts): the rows [0, N16), N16 = N − N mod 16, in groups of 16;

@@ -691,7 +691,7 @@ static void q8_quant_act(const float* x, int64_t K, int64_t bs, int8_t* q, float
       continue;
     }
     s[b] = amax / 127.0f;
-    int32_t sum = 0;
+    vi sum = vi{};
     for (int64_t k = 0; k < bs; k += W) {
       const vf v = loadu(xb + k) * inv;  // |v| ≤ 127·(1 + 2^-23): rounds into [-127, 127]
       // round half to even (the default rounding mode), the same on every path
@@ -707,12 +707,15 @@ static void q8_quant_act(const float* x, int64_t K, int64_t bs, int8_t* q, float
 #endif
       r = r > 127 ? vi{} + 127 : r;
       r = r < -127 ? vi{} - 127 : r;
-      for (int l = 0; l < W; l++) {
-        qb[k + l] = static_cast<int8_t>(r[l]);
-        sum += r[l];
-      }
+      // a vector narrowing store (vpmovdb on AVX-512) and a vector sum, not element by element (a serial phase of
+      // the decode step; integer sums are exact in any order)
+      const vq8 n8 = __builtin_convertvector(r, vq8);
+      std::memcpy(qb + k, &n8, sizeof n8);
+      sum += r;
     }
-    c[b] = 128 * sum;
+    int32_t total = 0;
+    for (int l = 0; l < W; l++) total += sum[l];
+    c[b] = 128 * total;
   }
 }
 
@@ -964,7 +967,7 @@ static void q8_gemm_r16_rows(const Q8GemmArgs& g, int64_t n0, int64_t n1) {
 // any other (read from g.bs).
 template <int VPB>
 NS_VNNI_TARGET static void q8q8_vnni16_t(const Q8GemmArgs& g, int64_t ga, int64_t gb) {
-  const int64_t K = g.K, bs = VPB > 0 ? 4 * VPB : g.bs, nb = K / bs, vpb = VPB > 0 ? VPB : bs / 4;
+  const int64_t K = g.K, bs = VPB > 0 ? 4 * VPB : g.bs, nb = K / bs, vpb = VPB > 0 ? VPB : bs / 4, pf = g.pf;
   const __m512i off = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t n = ga; n < gb; n += 16) {
     const int8_t* q = g.Q + n * K;
@@ -979,11 +982,21 @@ NS_VNNI_TARGET static void q8q8_vnni16_t(const Q8GemmArgs& g, int64_t ga, int64_
       auto block = [&](int64_t b, int j) {
         const int8_t* qb = q + b * bs * 16;
         const int8_t* xb = xq + b * bs;
-        // No software prefetch here (NS_GEMV_PF): a group is one sequential stream of 16·K bytes, and on the weights'
+        // Software prefetch only as g.pf says (the block's bs / 4 lines, |pf| bytes ahead in the chunk's one stream;
+        // Engine::decode_layers turns it on when the weights fit the last-level cache: from the L3, prefetcht1 16 KiB
+        // ahead made the 12x768 step ~10 % faster, docs/LIMITS.md "Session 27: int8 decode on the new host").
+        // From DRAM none (NS_GEMV_PF does not apply): a group is one sequential stream of 16·K bytes, and on the weights'
         // 2 MiB pages (addon.cc) the hardware prefetchers alone stream it at a one-stream read's rate. The prefetch
         // of the next group that was here (prefetchnta, 16·K ahead) only took load slots: 1 thread, 85 MB of r16
         // weights, load 6 (scripts/experiments/q8stream.cc, HUGE=1): 23.6-25.6 GB/s with it, 28.7-30.5 without,
         // a read of the same bytes 30-34; prefetcht1 was worse (22). On 4 KiB pages: 13-17 with, 14-19 without.
+        if (pf > 0) {
+#pragma GCC unroll 16
+          for (int64_t l = 0; l < vpb; l++) _mm_prefetch(reinterpret_cast<const char*>(qb + pf + 64 * l), _MM_HINT_T0);
+        } else if (pf < 0) {
+#pragma GCC unroll 16
+          for (int64_t l = 0; l < vpb; l++) _mm_prefetch(reinterpret_cast<const char*>(qb - pf + 64 * l), _MM_HINT_T1);
+        }
         // two chains (even and odd vectors) so that a block's dpbusd latencies overlap
         __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
