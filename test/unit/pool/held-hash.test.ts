@@ -85,7 +85,7 @@ describe('HeldHash', () => {
     assert.equal(h.current(), B);
   });
 
-  it('a failed read keeps the hash named; the timer refreshes until stopped', async () => {
+  it('a failed read keeps the hash named; the timer refreshes until stopped', async (t) => {
     const w = scripted();
     const h = new HeldHash({ read: w.read, readable: () => true });
     h.set(A);
@@ -93,19 +93,27 @@ describe('HeldHash', () => {
     await tick();
     w.fail();
     assert.equal(await r, A);
+    // the interval on a mocked clock (setImmediate stays real for tick()): no waiting on wall time
+    t.mock.timers.enable({ apis: ['setInterval'] });
     h.start(5);
-    const until = Date.now() + 5000;
-    while (w.pending() === 0 && Date.now() < until) await new Promise((res) => setTimeout(res, 5));
+    t.mock.timers.tick(4);
+    await tick();
+    assert.equal(w.pending(), 0, 'no read before the interval');
+    t.mock.timers.tick(1);
+    await tick();
     assert.equal(w.pending(), 1, 'the timer asked the worker');
     w.answer(C);
-    while (h.current() !== C && Date.now() < until) await tick();
+    for (let i = 0; i < 10 && h.current() !== C; i++) await tick();
     assert.equal(h.current(), C);
+    t.mock.timers.tick(5);
+    await tick();
+    assert.equal(w.pending(), 1, 'and asks again each interval');
+    w.answer(C);
+    await tick();
     h.stop();
-    // a read the timer queued before stop() may still start (it answers no one): count from after it
-    await tick();
-    await tick();
     const reads = w.reads();
-    await new Promise((res) => setTimeout(res, 30));
+    t.mock.timers.tick(1000);
+    await tick();
     assert.equal(w.reads(), reads, 'no read after stop()');
   });
 });
