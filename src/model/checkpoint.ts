@@ -24,7 +24,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Backend } from '../tensor/backend.js';
-import { type LlamaConfig, parseHfConfig, toHfConfigJson } from './config.js';
+import { configsEqual, type LlamaConfig, parseHfConfig, toHfConfigJson } from './config.js';
 import { CheckpointError, ModelConfigError } from './errors.js';
 import { atomicWriteFile, fsyncDir, readSmallFile, sha256File } from './fsutil.js';
 import { layerHashes, layerHashesToJson, spanHashOf } from './hash.js';
@@ -286,15 +286,7 @@ export function readManifest(dir: string): CheckpointManifest {
 /** Checks size and SHA-256 of every file checkpoint.json lists; returns the manifest. */
 export function verifyCheckpoint(dir: string): CheckpointManifest {
   const m = readManifest(dir);
-  for (const [f, want] of Object.entries(m.files)) {
-    const path = join(dir, f);
-    if (!existsSync(path)) throw new CheckpointError('CHECKPOINT_MISSING', path, `listed in checkpoint.json but missing (expected ${want.bytes} bytes, sha256 ${want.sha256})`);
-    const got = sha256File(path);
-    if (got.bytes < want.bytes) throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `is ${got.bytes} bytes, expected ${want.bytes}`, { expected: want, got });
-    if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {
-      throw new CheckpointError('CHECKPOINT_CORRUPT', path, `sha256 ${got.sha256} (${got.bytes} bytes), expected ${want.sha256} (${want.bytes} bytes)`, { expected: want, got });
-    }
-  }
+  verifyFiles(dir, m, Object.keys(m.files));
   return m;
 }
 
@@ -450,28 +442,113 @@ export function loadCheckpoint(dir: string, opts: LoadOptions): LoadedCheckpoint
   }
   const model = new LlamaShard({ config, backend: opts.backend, span: layout.span, params });
 
-  let optimizer: OptimizerState | null = null;
-  if (manifest.files[CHECKPOINT_FILES.optimizer] !== undefined) {
-    const f = SafetensorsFile.open(join(dir, CHECKPOINT_FILES.optimizer));
-    try {
-      const m = new Float32Array(layout.size);
-      const v = new Float32Array(layout.size);
-      for (const e of layout.entries) {
-        f.readF32(`exp_avg.${e.name}`, m.subarray(e.offset, e.offset + e.size), e.shape);
-        f.readF32(`exp_avg_sq.${e.name}`, v.subarray(e.offset, e.offset + e.size), e.shape);
-      }
-      const { step, ...meta } = f.header.metadata;
-      const n = Number(step);
-      if (!Number.isSafeInteger(n) || n < 0) throw new CheckpointError('CHECKPOINT_CORRUPT', f.file, `metadata step ${JSON.stringify(step)} is not a non-negative integer`);
-      optimizer = { step: n, m, v, meta };
-    } finally {
-      f.close();
-    }
-  }
+  const optimizer = manifest.files[CHECKPOINT_FILES.optimizer] !== undefined ? readOptimizer(dir, layout) : null;
   const tsPath = join(dir, CHECKPOINT_FILES.trainingState);
   const trainingState = manifest.files[CHECKPOINT_FILES.trainingState] !== undefined ? readJson(tsPath) : null;
   const tokenizerPath = manifest.files[CHECKPOINT_FILES.tokenizer] !== undefined ? join(dir, CHECKPOINT_FILES.tokenizer) : null;
   return { dir, manifest, config, model, optimizer, trainingState, tokenizerPath };
+}
+
+/** Reads optimizer.safetensors's moments in `layout` (the caller has verified the file). */
+function readOptimizer(dir: string, layout: ParamLayout): OptimizerState {
+  const f = SafetensorsFile.open(join(dir, CHECKPOINT_FILES.optimizer));
+  try {
+    const m = new Float32Array(layout.size);
+    const v = new Float32Array(layout.size);
+    for (const e of layout.entries) {
+      f.readF32(`exp_avg.${e.name}`, m.subarray(e.offset, e.offset + e.size), e.shape);
+      f.readF32(`exp_avg_sq.${e.name}`, v.subarray(e.offset, e.offset + e.size), e.shape);
+    }
+    const { step, ...meta } = f.header.metadata;
+    const n = Number(step);
+    if (!Number.isSafeInteger(n) || n < 0) throw new CheckpointError('CHECKPOINT_CORRUPT', f.file, `metadata step ${JSON.stringify(step)} is not a non-negative integer`);
+    return { step: n, m, v, meta };
+  } finally {
+    f.close();
+  }
+}
+
+/** Checks size and SHA-256 of the listed `files` of a checkpoint against its manifest (those it lists). */
+function verifyFiles(dir: string, m: CheckpointManifest, files: readonly string[]): void {
+  for (const f of files) {
+    const want = m.files[f];
+    if (want === undefined) continue;
+    const path = join(dir, f);
+    if (!existsSync(path)) throw new CheckpointError('CHECKPOINT_MISSING', path, `listed in checkpoint.json but missing (expected ${want.bytes} bytes, sha256 ${want.sha256})`);
+    const got = sha256File(path);
+    if (got.bytes < want.bytes) throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `is ${got.bytes} bytes, expected ${want.bytes}`, { expected: want, got });
+    if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {
+      throw new CheckpointError('CHECKPOINT_CORRUPT', path, `sha256 ${got.sha256} (${got.bytes} bytes), expected ${want.sha256} (${want.bytes} bytes)`, { expected: want, got });
+    }
+  }
+}
+
+/** The model config of one of our checkpoints (config.json, parsed; not verified against the manifest). */
+export function readCheckpointConfig(dir: string): LlamaConfig {
+  const cfgPath = join(dir, CHECKPOINT_FILES.config);
+  return parseHfConfig(readSmallFile(cfgPath, MAX_CHECKPOINT_JSON_BYTES), cfgPath);
+}
+
+/** What a checkpoint says about itself, without its weights (readCheckpointInfo). */
+export interface CheckpointInfo {
+  dir: string;
+  manifest: CheckpointManifest;
+  config: LlamaConfig;
+  /** It holds optimizer moments (optimizer.safetensors, not read here). */
+  hasOptimizer: boolean;
+  trainingState: unknown;
+}
+
+/**
+ * Reads one of our checkpoints' small files (checkpoint.json, config.json, training-state.json; the last two verified
+ * against the manifest), not its weights nor its moments: what a run that keeps other weights (a replica's,
+ * node/train.ts) needs of it. The weights' file is not read, so its damage goes unnoticed here.
+ */
+export function readCheckpointInfo(dir: string): CheckpointInfo {
+  const manifest = readManifest(dir);
+  verifyFiles(dir, manifest, [CHECKPOINT_FILES.config, CHECKPOINT_FILES.trainingState]);
+  const config = readCheckpointConfig(dir);
+  if (config.num_hidden_layers !== manifest.num_hidden_layers) {
+    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.config), `has num_hidden_layers=${config.num_hidden_layers}, checkpoint.json says ${manifest.num_hidden_layers}`);
+  }
+  const trainingState = manifest.files[CHECKPOINT_FILES.trainingState] !== undefined ? readJson(join(dir, CHECKPOINT_FILES.trainingState)) : null;
+  return { dir, manifest, config, hasOptimizer: manifest.files[CHECKPOINT_FILES.optimizer] !== undefined, trainingState };
+}
+
+/**
+ * Only the optimizer moments of a checkpoint, for a model of `config` over `span` that keeps its own weights: the
+ * checkpoint must be of that config and hold exactly that span, and its config.json and optimizer.safetensors are
+ * verified against checkpoint.json. Throws CHECKPOINT_MISSING when it holds no moments.
+ */
+export function loadCheckpointOptimizer(dir: string, config: LlamaConfig, span: Span): OptimizerState {
+  const manifest = readManifest(dir);
+  const optPath = join(dir, CHECKPOINT_FILES.optimizer);
+  if (manifest.files[CHECKPOINT_FILES.optimizer] === undefined) throw new CheckpointError('CHECKPOINT_MISSING', optPath, 'the checkpoint holds no optimizer moments');
+  verifyFiles(dir, manifest, [CHECKPOINT_FILES.config, CHECKPOINT_FILES.optimizer]);
+  const own = readCheckpointConfig(dir);
+  if (!configsEqual(own, config)) throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.config), 'is another model shape than the model held');
+  if (manifest.span.start !== span.start || manifest.span.end !== span.end) {
+    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.manifest), `holds layers ${spanText(manifest.span)}, the model held ${spanText(span)}`);
+  }
+  return readOptimizer(dir, new ParamLayout(config, span));
+}
+
+/**
+ * Moves a checkpoint directory into `<root>/<folder>/` (a name of its own there: `step-…`, or `step-….2`, … when
+ * taken), never deleting anything; returns its new path. Outside `root`'s top level it is no checkpoint for
+ * listCheckpoints, latestCheckpoint or pruning any more.
+ */
+export function moveCheckpointAside(root: string, dir: string, folder: string): string {
+  if (folder !== basename(folder) || folder.startsWith('.') || DIR_RE.test(folder)) throw new ModelConfigError(`${JSON.stringify(folder)} is not a folder name for moved checkpoints`);
+  const into = join(root, folder);
+  mkdirSync(into, { recursive: true });
+  const name = basename(dir);
+  let to = join(into, name);
+  for (let i = 2; existsSync(to); i++) to = join(into, `${name}.${i}`);
+  renameSync(dir, to);
+  fsyncDir(into);
+  fsyncDir(root);
+  return to;
 }
 
 /**

@@ -52,6 +52,10 @@ export { SafetensorsFile, writeSafetensors, parseHeader, f16ToF32, bf16ToF32, ty
 export {
   saveCheckpoint,
   loadCheckpoint,
+  loadCheckpointOptimizer,
+  readCheckpointInfo,
+  readCheckpointConfig,
+  moveCheckpointAside,
   loadHfModel,
   loadAnyCheckpoint,
   verifyCheckpoint,
@@ -64,6 +68,7 @@ export {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
   DEFAULT_KEEP_LAST,
+  type CheckpointInfo,
   type CheckpointManifest,
   type OptimizerState,
   type SaveCheckpointOptions,

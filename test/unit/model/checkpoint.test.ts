@@ -18,7 +18,10 @@ import {
   LlamaShard,
   loadAnyCheckpoint,
   loadCheckpoint,
+  loadCheckpointOptimizer,
   loadHfModel,
+  moveCheckpointAside,
+  readCheckpointInfo,
   saveCheckpoint,
   SafetensorsFile,
   spanHash,
@@ -134,6 +137,56 @@ describe('checkpoints', () => {
     const again = saveCheckpoint({ root, step: 5, model: m, keepLast: 2 });
     assert.equal(loadCheckpoint(again.dir, { backend }).model.params[0], m.params[0]);
     assert.equal(latestCheckpoint(fresh()), null);
+  });
+
+  it('moved aside: out of the listing and pruning, kept whole, a name of its own when taken (session 28)', () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 1 });
+    for (const step of [1, 2]) saveCheckpoint({ root, step, model: m });
+    const a = moveCheckpointAside(root, join(root, 'step-0000000002'), 'other-shape');
+    assert.equal(a, join(root, 'other-shape', 'step-0000000002'));
+    saveCheckpoint({ root, step: 2, model: m });
+    const b = moveCheckpointAside(root, join(root, 'step-0000000002'), 'other-shape');
+    assert.equal(b, join(root, 'other-shape', 'step-0000000002.2'));
+    for (const step of [3, 4, 5, 6]) saveCheckpoint({ root, step, model: m, keepLast: 2 });
+    assert.deepEqual(
+      listCheckpoints(root).map((c) => c.step),
+      [5, 6],
+    );
+    assert.deepEqual(readdirSync(join(root, 'other-shape')).sort(), ['step-0000000002', 'step-0000000002.2']);
+    assert.equal(loadCheckpoint(b, { backend }).manifest.step, 2, 'still a whole checkpoint');
+    assert.throws(() => moveCheckpointAside(root, join(root, 'step-0000000006'), '../x'), (e) => isNeuroShardError(e));
+  });
+
+  it("a checkpoint's small files alone, and its moments alone for a model of its shape and span (session 28)", () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 3 });
+    const mom = { step: 7, m: new Float32Array(m.params.length).fill(0.5), v: new Float32Array(m.params.length).fill(0.25) };
+    const dir = saveCheckpoint({ root, step: 7, model: m, optimizer: mom, trainingState: { hello: 1 } }).dir;
+    // the weights are not read: a damaged weights file does not matter here
+    const model = join(dir, 'model.safetensors');
+    const bytes = readFileSync(model);
+    bytes[bytes.length - 3] ^= 0xff;
+    writeFileSync(model, bytes);
+    const info = readCheckpointInfo(dir);
+    assert.deepEqual({ step: info.manifest.step, hasOptimizer: info.hasOptimizer, state: info.trainingState }, { step: 7, hasOptimizer: true, state: { hello: 1 } });
+    const whole: Span = { start: 0, end: cfg.num_hidden_layers };
+    const o = loadCheckpointOptimizer(dir, cfg, whole);
+    assert.equal(o.step, 7);
+    assert.ok(o.m.every((x) => x === 0.5) && o.v.every((x) => x === 0.25));
+    assert.throws(() => loadCheckpointOptimizer(dir, { ...cfg, intermediate_size: 64 }, whole), errorIs('CHECKPOINT_MISMATCH', 'config.json'));
+    assert.throws(() => loadCheckpointOptimizer(dir, cfg, { start: 0, end: 1 }), errorIs('CHECKPOINT_MISMATCH', 'checkpoint.json'));
+    // the small files and the moments are verified against the manifest
+    writeFileSync(join(dir, 'training-state.json'), '{"hello":2}');
+    assert.throws(() => readCheckpointInfo(dir), errorIs('CHECKPOINT_CORRUPT', 'training-state.json'));
+    const opt = join(dir, 'optimizer.safetensors');
+    const ob = readFileSync(opt);
+    ob[ob.length - 3] ^= 0xff;
+    writeFileSync(opt, ob);
+    assert.throws(() => loadCheckpointOptimizer(dir, cfg, whole), errorIs('CHECKPOINT_CORRUPT', opt));
+    const none = saveCheckpoint({ root, step: 8, model: m }).dir;
+    assert.equal(readCheckpointInfo(none).hasOptimizer, false);
+    assert.throws(() => loadCheckpointOptimizer(none, cfg, whole), errorIs('CHECKPOINT_MISSING', 'optimizer.safetensors'));
   });
 
   it('a missing, truncated, corrupted or mismatched file fails naming the file and what was expected', () => {
