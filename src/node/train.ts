@@ -7,12 +7,16 @@
  *
  * - `targetStep` is absolute: when the checkpoints folder holds a checkpoint, the run resumes from the newest one
  *   (weights, AdamW moments, step count, data position) and continues to `targetStep`; the cosine decay is
- *   stretched to the new target. The run's settings (model, batch shape, seed, corpus) come from the checkpoint;
- *   a setting given explicitly that contradicts it is an error, never silently ignored.
+ *   stretched to the new target. A checkpoint without moments resumes all the same, at its step (the step numbers
+ *   and the schedule go on), with fresh moments, said in the log (training/resume.ts). The run's settings (model,
+ *   batch shape, seed, corpus) come from the checkpoint; a setting given explicitly that contradicts it is an
+ *   error, never silently ignored.
  * - A whole-model replica (a node that took the model from peers: `adopted`) trains the network's weights and shape:
  *   a fresh run is sized by the adopted config, and a checkpoint of its own goes on over the adopted weights (its
- *   optimizer moments only when they are of the same closed outer round; one of another shape is not resumed:
- *   training/replica-resume.ts).
+ *   optimizer moments only when they are of the same closed outer round: training/replica-resume.ts). The
+ *   checkpoint's weights are never loaded (its small files are read, and its moments alone when kept), so the
+ *   worker holds the adopted weights throughout. Its checkpoints of another shape are moved into
+ *   `<checkpoints>/other-shape/` (kept, not resumed), so a restart resumes the new run's own newest.
  * - Validation: the corpus's held-out shard, cut into batches of the training shape (the same batches every time,
  *   so the curve is comparable), before the first step of a fresh run, every `evalEvery` steps and at the target
  *   (also when a rerun finds the target already reached: it then reports the checkpoint's validation loss).
@@ -117,7 +121,8 @@ export interface SoloTrainOptions {
    * initialisation or the weights of its own checkpoint: the network's current weights win (training/replica-resume.ts).
    * A fresh run is sized by `config` (not by `preset`); a checkpoint of this node's in `dataDir` of the same shape goes
    * on (step, data position, settings) over these weights, with its optimizer moments only when they were accumulated
-   * on them (the same closed outer `round`), else a fresh optimizer; one of another shape is not resumed. Before
+   * on them (the same closed outer `round`), else a fresh optimizer; those of another shape are moved aside into
+   * `<checkpoints>/other-shape/` (session 28). Before
    * session 27 a replica re-initialised the weights from seed 0 (no checkpoint), loaded its checkpoint's stale ones
    * over them, or failed with a typed error at `initModel` on a network of another shape than `preset`.
    */
