@@ -21,9 +21,9 @@
  * being checkable is the hop's side of the bargain).
  */
 import type { ComputeClient } from '../compute/index.js';
-import type { NodeKey } from '../identity/index.js';
+import { accountIdFromPublicKey, type NodeKey } from '../identity/index.js';
 import { decodeEvent, EventKind, type LedgerEvent } from '../ledger/events.js';
-import { buildSlashHopFraud } from '../ledger/fraud.js';
+import { buildSlashHopFraud, countsForFraudQuorum } from '../ledger/fraud.js';
 import type { LlamaConfig } from '../model/index.js';
 import { serveTranscripts, unserveTranscripts, TranscriptStore, TRANSCRIPT_LIMIT_DEFAULTS, type TranscriptLimits } from '../protocols/hop-transcript.js';
 import { HopValidator, type Verdict } from '../protocols/hop-validator.js';
@@ -78,6 +78,7 @@ export async function nodeTranscripts(
   const access: TranscriptAccess = {
     entitled: bondedReaders((id) => ledger.ledger.account(id).locked),
     paid: (requestId, index) => completions.paid(requestId, index),
+    pending: (requestId) => ledger.ledger.requestPending(requestId),
     ...(opts.paidWaitMs === undefined ? {} : { waitMs: opts.paidWaitMs }),
   };
   await serveTranscripts(network.rpc, store, access);
@@ -162,6 +163,8 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
     },
     rate: i.rate,
     timeoutMs: CHECK_TIMEOUT_MS,
+    // our statements count only with the bond, and hops serve their transcripts only to bonded keys (session 28)
+    bonded: () => countsForFraudQuorum(ledger.ledger.account(accountIdFromPublicKey(i.key.publicKey)).locked),
     // co-checks only for completions our ledger applied: a stranger's unpaid, self-signed completion costs no work
     completionApplied: (id) => ledger.ledger.eventStatus(id)?.status === 'applied',
     log,

@@ -500,12 +500,17 @@ export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore, acc
   await rpc.handle(hopTranscriptV2, serve);
 }
 
-/** `access.paid`, asked again every 100 ms until `access.waitMs` passes or the call ends. */
+/**
+ * `access.paid`, asked again every 100 ms until `access.waitMs` passes or the call ends, while the request is still
+ * open in our ledger (`access.pending`): a request id our ledger does not hold open is answered at once, so a bonded
+ * caller naming made-up ids does not hold the method's 8 slots for 5 s a call.
+ */
 async function paidWithin(access: TranscriptAccess, requestId: Uint8Array, index: number, signal: AbortSignal): Promise<TranscriptCommits | undefined> {
   const until = Date.now() + (access.waitMs ?? TRANSCRIPT_PAID_WAIT_MS);
   for (;;) {
+    const open = access.pending?.(requestId) ?? true; // asked first: a completion applied after it is found next
     const p = access.paid(requestId, index);
-    if (p !== undefined || Date.now() >= until || signal.aborted) return p;
+    if (p !== undefined || !open || Date.now() >= until || signal.aborted) return p;
     await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, until - Date.now()))));
   }
 }

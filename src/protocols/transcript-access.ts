@@ -33,6 +33,11 @@ export interface TranscriptAccess {
   /** Hop `index`'s commitments in the completion this node's ledger applied for `requestId`; undefined when none. */
   paid(requestId: Uint8Array, index: number): TranscriptCommits | undefined;
   /**
+   * Whether `requestId` is a market request still open in this node's ledger (escrowed, not completed): only then may
+   * its completion still come, and a request waits for it. Without it every request of an entitled peer waits.
+   */
+  pending?(requestId: Uint8Array): boolean;
+  /**
    * How long a request of an entitled peer waits for `paid` (the validator's ledger applied the completion; ours may
    * be a gossip hop behind). Default TRANSCRIPT_PAID_WAIT_MS.
    */

@@ -18,10 +18,11 @@ import type { ComputeClient } from '../../src/compute/index.js';
 import { createHandlers, runHandler } from '../../src/compute/handlers.js';
 import type { Job } from '../../src/compute/jobs.js';
 import { ComputeState } from '../../src/compute/state.js';
-import { keyFromPrivate, type NodeKey } from '../../src/identity/index.js';
+import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../src/identity/index.js';
 import { NEURO } from '../../src/ledger/amount.js';
 import { buildMarketRequest, buildServedCompletion, buildStake } from '../../src/ledger/build.js';
 import { MIN_REWARD_BOND } from '../../src/ledger/economics.js';
+import { countsForFraudQuorum } from '../../src/ledger/fraud.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import { MemoryLedgerHub } from '../../src/ledger/memory-network.js';
 import { LedgerService } from '../../src/ledger/service.js';
@@ -100,6 +101,7 @@ async function refusal(p: Promise<unknown>): Promise<{ code: string; message: st
   assert.fail('the transcript was served');
 }
 
+const acctOf = (k: NodeKey): Uint8Array => accountIdFromPublicKey(k.publicKey);
 const same = (t: HopTranscript, c: Commits): boolean => Buffer.from(t.inCommit).equals(c.inCommit) && Buffer.from(t.outCommit).equals(c.outCommit);
 
 describe('attack: reading hop transcripts (a remote user\'s inputs) without being entitled to validate them', () => {
@@ -192,6 +194,11 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     }
     tally("hop: a user's inputs served to a peer without a bond", 3, served);
     assert.equal(hopNet.scores.score(strangerNet.peerId), scoreBefore, 'the refused peer is not penalised');
+    // a validator that knows it holds no bond (node/validator.ts wires `bonded` from its ledger) does not even ask
+    const reads = stakeReads;
+    const unbonded = new HopValidator({ networkId: NET, key: S, rpc: strangerNet.rpc, compute: workerHopCompute(await inProcessWorker(), config, () => span), claim: async () => ({ modelHash: '', engine: '' }), holders: () => [], submitSlash: async () => {}, rate: 1, bonded: () => countsForFraudQuorum(ledger.account(acctOf(S)).locked) });
+    assert.deepEqual((await unbonded.onCompletion(completion, new AbortController().signal)).find((x) => x.index === 1), { status: 'skip', index: 1, reason: 'NOT_BONDED' });
+    assert.equal(stakeReads, reads, 'no request reached the hop');
     // the honest, bonded validator samples the completion, fetches (2.0.0) and re-executes it: a match
     const vs = await validator.onCompletion(completion, new AbortController().signal);
     assert.deepEqual(vs.find((x) => x.index === 1), { status: 'match', index: 1 }, JSON.stringify(vs));

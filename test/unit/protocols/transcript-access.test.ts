@@ -10,8 +10,12 @@ import { buildServedCompletion, buildTransfer } from '../../../src/ledger/build.
 import { NEURO } from '../../../src/ledger/amount.js';
 import { MIN_REWARD_BOND } from '../../../src/ledger/economics.js';
 import { countsForFraudQuorum } from '../../../src/ledger/fraud.js';
-import { bondedReaders, PaidCompletions } from '../../../src/protocols/transcript-access.js';
-import { acct, env, T0, testKey } from '../ledger/helpers.js';
+import { MemoryHub } from '../../../src/p2p/memory.js';
+import { encodeTranscriptRequest, hopTranscript, serveTranscripts, TranscriptStore } from '../../../src/protocols/hop-transcript.js';
+import { RpcNode } from '../../../src/protocols/rpc/service.js';
+import { bondedReaders, PaidCompletions, type TranscriptAccess } from '../../../src/protocols/transcript-access.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
+import { acct, env, NET, T0, testKey } from '../ledger/helpers.js';
 
 const H = testKey(1);
 const D = testKey(2);
@@ -67,5 +71,44 @@ describe('transcript access (session 28)', () => {
     assert.notEqual(p.paid(rid(5), 1), undefined);
     assert.equal(p.size(), 1);
     assert.equal(p.paid(rid(2), 1), undefined);
+  });
+});
+
+describe('transcript access on the wire (in-memory network)', () => {
+  async function pair(access: TranscriptAccess) {
+    const hub = new MemoryHub();
+    const a = hub.createNode(peerIdFromPublicKey(H.publicKey));
+    const b = hub.createNode(peerIdFromPublicKey(X.publicKey));
+    await a.start();
+    await b.start();
+    const hop = new RpcNode({ network: a, networkId: NET });
+    const caller = new RpcNode({ network: b, networkId: NET });
+    await serveTranscripts(hop, new TranscriptStore(), access);
+    const close = async (): Promise<void> => {
+      await caller.close();
+      await hop.close();
+      await a.stop();
+      await b.stop();
+    };
+    return { call: (r: Uint8Array) => caller.call(peerIdFromPublicKey(H.publicKey), hopTranscript, encodeTranscriptRequest(r, 1)), close };
+  }
+  const code = (e: unknown): string => (isNeuroShardError(e) ? e.code : String(e));
+
+  it('an unbonded caller is refused before the completions are looked at; a request our ledger does not hold open is refused at once, an open one waits', async () => {
+    let paidCalls = 0;
+    let bonded = false;
+    const open = new Set<string>(['01'.repeat(32)]);
+    const w = await pair({ entitled: () => bonded, paid: () => (paidCalls++, undefined), pending: (r) => open.has(Buffer.from(r).toString('hex')), waitMs: 400 });
+    try {
+      await assert.rejects(w.call(rid(1)), (e) => code(e) === 'TRANSCRIPT_FORBIDDEN' && /NOT_BONDED/.test((e as Error).message));
+      assert.equal(paidCalls, 0, 'nothing looked up for an unbonded caller');
+      bonded = true;
+      await assert.rejects(w.call(rid(2)), (e) => code(e) === 'TRANSCRIPT_FORBIDDEN' && /COMPLETION_NOT_APPLIED/.test((e as Error).message));
+      assert.equal(paidCalls, 1, 'a request id not open in our ledger: looked up once, no wait');
+      await assert.rejects(w.call(rid(1)), (e) => code(e) === 'TRANSCRIPT_FORBIDDEN');
+      assert.ok(paidCalls >= 3, `an open request is looked up again while the hop waits for its completion (${paidCalls - 1} lookups)`);
+    } finally {
+      await w.close();
+    }
   });
 });
