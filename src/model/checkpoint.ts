@@ -174,8 +174,12 @@ export function saveCheckpoint(opts: SaveCheckpointOptions): SavedCheckpoint {
     if (opts.trainingState !== undefined) {
       const text = JSON.stringify(opts.trainingState);
       if (text === undefined) throw new ModelConfigError('trainingState is not JSON-serialisable');
-      if (text.length > MAX_CHECKPOINT_JSON_BYTES) throw new ModelConfigError(`trainingState is ${text.length} bytes of JSON, more than ${MAX_CHECKPOINT_JSON_BYTES}`);
-      files[CHECKPOINT_FILES.trainingState] = atomicWriteFile(join(tmp, CHECKPOINT_FILES.trainingState), [utf8(text)]);
+      // the limit is the reader's, in UTF-8 bytes: counted in UTF-16 units (text.length), a state of non-ASCII text
+      // up to 3 times the limit was written, and every read of the checkpoint refused it (review, session 28)
+      const bytes = utf8(text);
+      if (bytes.byteLength > MAX_CHECKPOINT_JSON_BYTES) throw new ModelConfigError(`trainingState is ${bytes.byteLength} bytes of JSON, more than ${MAX_CHECKPOINT_JSON_BYTES}`);
+      if (jsonTooDeep(text, MAX_CHECKPOINT_JSON_DEPTH)) throw new ModelConfigError(`trainingState nests arrays or objects more than ${MAX_CHECKPOINT_JSON_DEPTH} deep`);
+      files[CHECKPOINT_FILES.trainingState] = atomicWriteFile(join(tmp, CHECKPOINT_FILES.trainingState), [bytes]);
     }
     const hashes = layerHashes(layout, model.params);
     const manifest: CheckpointManifest = {

@@ -284,6 +284,15 @@ describe('checkpoints', () => {
     writeFileSync(join(dir, 'training-state.json'), JSON.stringify({ s: '[{'.repeat(1000), d: JSON.parse('['.repeat(63) + ']'.repeat(63)) as unknown }));
     relist(dir, 'training-state.json');
     assert.equal((readCheckpointInfo(dir).trainingState as { s: string }).s.length, 2000);
+
+    // what the reader refuses is not written: the limit in UTF-8 bytes (6 M chars of '€' are 18 MB; before, written
+    // as 6 M "bytes" and then unreadable) and the depth
+    const root = fresh();
+    const deep = JSON.parse('['.repeat(65) + ']'.repeat(65)) as unknown;
+    for (const trainingState of [{ s: '€'.repeat(6_000_000) }, { deep }]) {
+      assert.throws(() => saveCheckpoint({ root, step: 3, model: m, trainingState }), (e) => isNeuroShardError(e, 'MODEL_CONFIG_INVALID') && /trainingState/.test((e as Error).message));
+    }
+    assert.deepEqual(listCheckpoints(root), [], 'nothing written');
   });
 
   it("a damaged config.json is no other shape: the verified config refuses it (review, session 28)", () => {
