@@ -55,6 +55,7 @@ export {
   loadCheckpointOptimizer,
   readCheckpointInfo,
   readCheckpointConfig,
+  readVerifiedCheckpointConfig,
   moveCheckpointAside,
   loadHfModel,
   loadAnyCheckpoint,

@@ -38,8 +38,8 @@ import {
   moveCheckpointAside,
   NEUROLLM_BATCH,
   presetConfig,
-  readCheckpointConfig,
   readCheckpointInfo,
+  readVerifiedCheckpointConfig,
   type LlamaConfig,
 } from '../model/index.js';
 import { TOKENIZER_FILE_NAME } from '../model/tokenizer/index.js';
@@ -254,10 +254,13 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** A checkpoint's model config, or undefined when its config.json cannot be read (it is then left where it is). */
+/**
+ * A checkpoint's model config, or undefined when its config.json cannot be read or does not match its manifest (it
+ * is then left where it is: resuming it fails with its typed error, as loading it did).
+ */
 function configOf(dir: string): LlamaConfig | undefined {
   try {
-    return readCheckpointConfig(dir);
+    return readVerifiedCheckpointConfig(dir);
   } catch {
     return undefined;
   }

@@ -9,7 +9,10 @@
  *      `<checkpoints>/other-shape/` (kept), so the next restart resumes the new run's own newest checkpoint. Before,
  *      the other shape's newest stayed the newest, and every restart started at step 0 again;
  *   3. a replica resuming its own checkpoint: the worker never holds the checkpoint's weights (only its moments are
- *      read, when kept). Before, loadCheckpoint put them in the worker until the adopted ones were written back.
+ *      read, when kept). Before, loadCheckpoint put them in the worker until the adopted ones were written back;
+ *   4. a replica whose own newest checkpoint has a damaged config.json that still parses (another shape's numbers):
+ *      its typed error, nothing moved. Before the review (session 28) the unverified config made it "another
+ *      shape": moved aside with a warning, and the run resumed an older checkpoint in silence.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient, type Job } from '../../../src/compute/index.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
 import { CHANGES_WEIGHTS } from '../../../src/compute/served-params.js';
 import { configsEqual, flatOptimizerState, latestCheckpoint, listCheckpoints, loadCheckpointOptimizer, makeConfig, ParamLayout, readCheckpointConfig } from '../../../src/model/index.js';
 import { CHECKPOINTS_DIR } from '../../../src/node/model-limits.js';
@@ -221,5 +225,32 @@ describe('resuming a training run (node/train.ts)', { timeout: 300_000 }, () => 
     } finally {
       delete (client as { run?: unknown }).run; // the prototype's again
     }
+  });
+
+  it("a replica's own newest checkpoint with a damaged config.json: its typed error, nothing moved aside (review)", async () => {
+    const dir = tmp('ns-resume-damagedcfg-');
+    const root = join(dir, CHECKPOINTS_DIR);
+    await client.run({ type: 'initModel', config: TINY_CONFIG, seed: 99 });
+    const net = (await client.run({ type: 'getParams' })).params;
+    const adopted = { config: TINY_CONFIG, params: async () => net.slice() };
+    await run(dir, 2, { checkpointEvery: 1, adopted });
+    const newest = latestCheckpoint(root)!;
+    const cfgPath = join(newest, 'config.json');
+    const o = JSON.parse(readFileSync(cfgPath, 'utf8')) as { intermediate_size: number };
+    o.intermediate_size += 16; // bit rot that still parses: another shape's numbers
+    writeFileSync(cfgPath, JSON.stringify(o, null, 2) + '\n');
+
+    const moved: string[] = [];
+    await assert.rejects(
+      run(dir, 3, { adopted, logger: createLogger({ level: 'info', write: (l) => moved.push(l) }) }),
+      (e) => isNeuroShardError(e, 'CHECKPOINT_CORRUPT') && (e as Error).message.includes(cfgPath),
+    );
+    assert.ok(!moved.some((l) => l.includes('moved aside')), moved.join('\n'));
+    assert.equal(existsSync(join(root, 'other-shape')), false, 'nothing moved aside');
+    assert.deepEqual(
+      listCheckpoints(root).map((c) => c.step),
+      [1, 2],
+      'both checkpoints where they were',
+    );
   });
 });
