@@ -54,15 +54,16 @@ export interface ServingFirstOptions {
  * figures behind them: ~400 ms training steps of nano on 2 cores, a remote reply decoding every ~30 ms):
  * - gapMs 250: a remote reply's next step comes 25-50 ms after its last answer, a local one's within a millisecond.
  * - holdMs 2,000: a reply passes a training step for up to ~65 remote tokens, then pauses for one step.
- * - idleCapMs 2,000: the idle time such a reply waits between its tokens in a hold (~25 ms a token), kept in hand;
- *   4 s of training alone refill it, so a default 64-token reply (GENERATE_API_DEFAULTS) that comes a few seconds
- *   after the last passes training as before.
+ * - idleCapMs 4,000: the idle time kept in hand, twice what a reply can wait between its tokens in one hold; 8 s of
+ *   training alone refill it. A default 64-token reply (GENERATE_API_DEFAULTS) waits ~25-30 ms a token, 1.6-1.9 s:
+ *   one that comes after a few seconds of training passes it as before, with room for a slow link or a loaded host.
+ *   The cap bounds a burst only: over any longer stretch the share below bounds the idle time.
  * - idleShare 0.5: idle time earned at half a training step's run time, so steps sent without a pause (a stranger's,
  *   or replies back to back) keep training at ≥ 2/3 of what the worker has left (150 → ~100 steps a minute at 400
  *   ms steps, before what the steps themselves compute), and such replies pause for a training step every ~10
  *   tokens (200 ms earned a step, ~25 ms spent a token; ~70 before). 0.25 would keep ~4/5 and pause every ~5.
  */
-export const SERVING_FIRST_DEFAULTS: Readonly<ServingFirstOptions> = Object.freeze({ gapMs: 250, holdMs: 2000, idleCapMs: 2000, idleShare: 0.5 });
+export const SERVING_FIRST_DEFAULTS: Readonly<ServingFirstOptions> = Object.freeze({ gapMs: 250, holdMs: 2000, idleCapMs: 4000, idleShare: 0.5 });
 
 export function isSessionJob(job: Job): boolean {
   return job.type === 'sessionOpen' || job.type === 'sessionStep' || job.type === 'sessionClose';
