@@ -106,6 +106,7 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
     if (opts.backend !== undefined) this.config.backend = opts.backend;
     if (opts.batchWindowMs !== undefined) this.config.batchWindowMs = opts.batchWindowMs;
     if (opts.trainingHoldMs !== undefined) this.config.trainingHoldMs = opts.trainingHoldMs;
+    if (opts.trainingIdleMs !== undefined) this.config.trainingIdleMs = opts.trainingIdleMs;
     // (before the tenth session this field was not passed on: `--weights int8` nodes and the llamacpp bench's int8
     // figure ran float32 weights)
     if (opts.weights !== undefined) this.config.weights = opts.weights;

@@ -25,10 +25,16 @@ export interface WorkerConfig {
    */
   batchWindowMs?: number;
   /**
-   * Serving before training (serving-first.ts): how long (ms) a training step at the head of the queue waits for
-   * the session jobs of a reply in progress. 0 runs jobs in arrival order. Default TRAINING_HOLD_MS (2,000).
+   * Serving before training (serving-first.ts): how long (ms) a training step at the head of the queue is held for
+   * the session jobs of replies in progress. 0 runs jobs in arrival order. Default SERVING_FIRST_DEFAULTS.holdMs (2,000).
    */
   trainingHoldMs?: number;
+  /**
+   * Serving before training: the most idle time (ms) the worker keeps in hand to wait for a reply's next step
+   * before a training step; training earns it back at half its run time. 0 never idles for serving. Default
+   * SERVING_FIRST_DEFAULTS.idleCapMs (4,000).
+   */
+  trainingIdleMs?: number;
   /** How models are held: 'f32' (default) or 'int8' (inference only; every model the worker builds or loads is quantized). */
   weights?: 'f32' | 'int8';
 }

@@ -1,6 +1,7 @@
 /**
- * Serving before training in the compute worker. Pure functions over the queue and three clock readings, so the rule
- * is unit-tested without a worker (test/unit/compute/serving-first.test.ts); worker.ts applies it.
+ * Serving before training in the compute worker. Pure functions over the queue, clock readings and the idle time in
+ * hand, so the rule is unit-tested without a worker (test/unit/compute/serving-first.test.ts, and over simulated
+ * minutes with src/sim/serving-first.ts); worker.ts applies it.
  *
  * Why: a node that trains and serves (`npm start`'s node: it trains by default and answers /api/generate and /v1
  * from the same model) runs both in its one compute worker, one job at a time. In arrival order every token of a
@@ -14,21 +15,55 @@
  *   Nothing is moved across any other job (a model load or release, new parameters, a checkpoint): a session step
  *   must meet the model its caller saw. Session jobs keep their order among themselves (batcher.ts batches them as
  *   before). A decode step reads the weights as they are when it runs, as it did whenever it happened to run first.
- * - with none queued, while serving is active (a session job ran within `gapMs`), the training step waits for one to
- *   arrive, when nothing but training steps is queued.
+ * - with none queued, while a reply is mid-answer (a session still open was opened or stepped within `gapMs`), the
+ *   training step waits, idle, for its next step, when nothing but training steps is queued; for at most the idle
+ *   time in hand (`idleAfter`): the worker starts with `idleCapMs` of it, each wait spends it, and each training step
+ *   earns `idleShare` of its own run time back, up to `idleCapMs`.
  * - either way for at most `holdMs` from the moment it reached the head; then it runs even though serving goes on. So
  *   under continuous serving training still makes one step per `holdMs` (the reply pauses for that step), and
- *   training resumes `gapMs` after the last session job.
+ *   training resumes `gapMs` after the last step of a session still open.
+ *
+ * Bounded (session 28; the attack pass of session 27 found that anyone could buy the waiting): a session job that
+ * is queued is real work and passes for the whole hold, but the worker sits idle on serving's behalf for at most
+ * `idleCapMs` plus `idleShare` of the time it trains, whoever sends the steps. A stranger's empty session opens
+ * and closes buy no wait at all (a closed session has no next step: 25 → 149 training steps a minute against an
+ * empty open every 240 ms, 400 ms steps, simulated); a session kept open that steps a token every 30-240 ms keeps
+ * training at ≥ 2/3 of what the worker has left after computing those steps (25 → 80-94). An honest remote reply (a
+ * step every ~30 ms) on a node that trained a few seconds since its last reply passes training as before (a 64-token
+ * reply, no pause); replies back to back pause for a training step every ~10 tokens (~70 before).
  *
  * Only `trainStep` yields: a pipeline stage (`stage`) has a peer waiting on it across the network, evaluation and
  * checkpoints are rare and short next to a step stream.
  */
 import type { Job } from './jobs.js';
 
-/** Serving counts as active while a session job ran at most this long ago (ms): the gap between a reply's steps. */
-export const SERVING_GAP_MS = 250;
-/** Longest a training step waits for serving once it heads the queue (ms); 0 restores arrival order. */
-export const TRAINING_HOLD_MS = 2000;
+/** The rule's knobs (worker.ts takes holdMs and idleCapMs from WorkerConfig where set; SERVING_FIRST_DEFAULTS otherwise). */
+export interface ServingFirstOptions {
+  /** A reply counts as mid-answer while a session still open was opened or stepped at most this long ago (ms). */
+  gapMs: number;
+  /** Longest a training step is held once it heads the queue (ms), passed and waiting together; 0 restores arrival order. */
+  holdMs: number;
+  /** The most idle time (ms) the worker keeps in hand to wait for replies' next steps (WorkerConfig `trainingIdleMs`). */
+  idleCapMs: number;
+  /** What a training step earns of idle time: this share of its own run time. */
+  idleShare: number;
+}
+
+/**
+ * Every default of the rule, in one place (docs/LIMITS.md "Session 28: serving before training, bounded" has the
+ * figures behind them: ~400 ms training steps of nano on 2 cores, a remote reply decoding every ~30 ms):
+ * - gapMs 250: a remote reply's next step comes 25-50 ms after its last answer, a local one's within a millisecond.
+ * - holdMs 2,000: a reply passes a training step for up to ~65 remote tokens, then pauses for one step.
+ * - idleCapMs 4,000: the idle time kept in hand, twice what a reply can wait between its tokens in one hold; 8 s of
+ *   training alone refill it. A default 64-token reply (GENERATE_API_DEFAULTS) waits ~25-30 ms a token, 1.6-1.9 s:
+ *   one that comes after a few seconds of training passes it as before, with room for a slow link or a loaded host.
+ *   The cap bounds a burst only: over any longer stretch the share below bounds the idle time.
+ * - idleShare 0.5: idle time earned at half a training step's run time, so steps sent without a pause (a stranger's,
+ *   or replies back to back) keep training at ≥ 2/3 of what the worker has left (150 → ~100 steps a minute at 400
+ *   ms steps, before what the steps themselves compute), and such replies pause for a training step every ~10
+ *   tokens (200 ms earned a step, ~25 ms spent a token; ~70 before). 0.25 would keep ~4/5 and pause every ~5.
+ */
+export const SERVING_FIRST_DEFAULTS: Readonly<ServingFirstOptions> = Object.freeze({ gapMs: 250, holdMs: 2000, idleCapMs: 4000, idleShare: 0.5 });
 
 export function isSessionJob(job: Job): boolean {
   return job.type === 'sessionOpen' || job.type === 'sessionStep' || job.type === 'sessionClose';
@@ -70,8 +105,9 @@ export function servingJobsAhead(queue: readonly Job[]): number[] {
 
 /**
  * What the drain does with a yielding head (worker.ts): `pass` (non-empty) the session jobs to move before it,
- * else `waitMs` > 0 to wait for serving, else run the head now. `headSince`: when the head first reached the head
- * of the queue (kept while session jobs pass it).
+ * else `waitMs` > 0 to wait for serving, else run the head now. `lastStepAt`: when a step of a session still open
+ * last ended (-Infinity: none); `headSince`: when the head first reached the head of the queue (kept while session
+ * jobs pass it); `idleMs`: the idle time in hand (`idleAfter`).
  *
  * The hold bounds both (review, session 26): once the head has waited `holdMs` it runs, even with session jobs
  * queued behind it; before, a queue that always held a session job (several replies or a peer's hops, out of
@@ -79,24 +115,45 @@ export function servingJobsAhead(queue: readonly Job[]): number[] {
  * model load, new parameters, a checkpoint or a pipeline stage behind it would wait too, as would a session job
  * behind one of those (it cannot pass them), with the worker idle.
  */
-export function servingFirstStep(queue: readonly Job[], now: number, lastSessionJobAt: number, headSince: number, o: { gapMs: number; holdMs: number } = { gapMs: SERVING_GAP_MS, holdMs: TRAINING_HOLD_MS }): { pass: number[]; waitMs: number } {
+export function servingFirstStep(queue: readonly Job[], now: number, lastStepAt: number, headSince: number, idleMs: number, o: ServingFirstOptions = SERVING_FIRST_DEFAULTS): { pass: number[]; waitMs: number } {
   const none = { pass: [], waitMs: 0 };
   if (o.holdMs <= 0 || queue.length === 0 || !yieldsToServing(queue[0]!) || now - headSince >= o.holdMs) return none;
   const pass = servingJobsAhead(queue);
   if (pass.length > 0) return { pass, waitMs: 0 };
   if (!queue.every(yieldsToServing)) return none;
-  return { pass, waitMs: trainingWait(now, lastSessionJobAt, headSince, o) };
+  return { pass, waitMs: trainingWait(now, lastStepAt, headSince, idleMs, o) };
 }
 
 /**
- * How long (ms) the yielding head should still wait for serving; 0 when it runs now. `lastSessionJobAt`: when the
- * last session job ended; `headSince`: when this job reached the head of the queue.
+ * How long (ms) the yielding head should still wait, idle, for a reply's next step; 0 when it runs now. Only for a
+ * reply mid-answer: a session still open that stepped within `gapMs` (`lastStepAt`), and never longer than the idle
+ * time in hand (`idleMs`), nor past `holdMs` from when the head reached the head of the queue (`headSince`).
+ *
+ * Why a step, not any session job (attack pass, session 27): with every session job counting, a stranger's empty
+ * session open every 240 ms (nothing to compute) kept the trainer idle up to the whole hold per step, 150 → 25
+ * training steps a minute at 400 ms steps. An open or a close promises no next step; a step of an open session is
+ * a reply that is mid-answer.
  */
-export function trainingWait(now: number, lastSessionJobAt: number, headSince: number, o: { gapMs: number; holdMs: number } = { gapMs: SERVING_GAP_MS, holdMs: TRAINING_HOLD_MS }): number {
-  if (o.holdMs <= 0) return 0;
-  const idleFor = now - lastSessionJobAt;
+export function trainingWait(now: number, lastStepAt: number, headSince: number, idleMs: number, o: ServingFirstOptions = SERVING_FIRST_DEFAULTS): number {
+  if (o.holdMs <= 0 || !(idleMs > 0)) return 0;
+  const idleFor = now - lastStepAt;
   if (!(idleFor < o.gapMs)) return 0;
   const held = now - headSince;
   if (held >= o.holdMs) return 0;
-  return Math.min(o.gapMs - idleFor, o.holdMs - held);
+  return Math.min(o.gapMs - idleFor, o.holdMs - held, idleMs);
+}
+
+/**
+ * The idle time in hand after the worker waited `waitedMs` for serving and ran training steps for `trainedMs`:
+ * the wait spends it, training earns `idleShare` of its run time, up to `idleCapMs`.
+ *
+ * Why (attack pass, session 27): the hold alone let a reply's steps, or a stranger's, keep every training step
+ * waiting idle for up to the whole hold. Now the worker idles on serving's behalf at most `idleShare` of the time it
+ * trains, over any stretch longer than `idleCapMs / idleShare` (worker time: what the session jobs themselves compute
+ * is not idle and is not counted): training keeps at least 1 / (1 + idleShare) of its steps, whoever sends the
+ * steps. Held as a balance rather than a per-step allowance so that a reply after a while of training alone gets the
+ * whole hold, as before: honest replies come in bursts, a stream that never stops drains the balance.
+ */
+export function idleAfter(idleMs: number, waitedMs: number, trainedMs: number, o: ServingFirstOptions = SERVING_FIRST_DEFAULTS): number {
+  return Math.min(o.idleCapMs, idleMs - Math.max(0, waitedMs) + o.idleShare * Math.max(0, trainedMs));
 }

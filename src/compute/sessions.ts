@@ -34,6 +34,8 @@ interface Session {
   tokensProcessed: number;
   /** performance.now() of its last decode step (-Infinity: none yet). */
   lastDecodeAt: number;
+  /** performance.now() of its open or its last step, prefills included (serving-first.ts: a reply mid-answer). */
+  activeAt: number;
 }
 
 /** A decode step: one position of one session, what continuous batching stacks (prefills run alone). */
@@ -66,7 +68,7 @@ export class SessionTable {
       sampler = new Sampler({ temperature: s.temperature, topK: s.topK, topP: s.topP }, s.seed);
     }
     const cache = new KVCache(shard.config, { span: shard.span, batch: 1, maxLen: job.maxLen });
-    this.sessions.set(id, { shard, cache, sampler, tokensProcessed: 0, lastDecodeAt: -Infinity });
+    this.sessions.set(id, { shard, cache, sampler, tokensProcessed: 0, lastDecodeAt: -Infinity, activeAt: performance.now() });
     return { span: { ...shard.span }, kvBytes: cache.bytes, maxLen: cache.maxLen };
   }
 
@@ -149,6 +151,17 @@ export class SessionTable {
     return n;
   }
 
+  /**
+   * When a session still open was last opened or stepped (-Infinity: none open). Serving before training waits for
+   * a reply's next step only while this is recent (serving-first.ts `trainingWait`): a closed session has no next
+   * step, so a stranger's empty opens and closes buy no wait.
+   */
+  lastActiveAt(): number {
+    let at = -Infinity;
+    for (const s of this.sessions.values()) if (s.activeAt > at) at = s.activeAt;
+    return at;
+  }
+
   /** The checks every step passes before it touches a cache. */
   private prepare(shard: LlamaShard, job: JobOf<'sessionStep'>): { s: Session; chunks: number[]; T: number } {
     const s = this.get(job.id);
@@ -175,6 +188,7 @@ export class SessionTable {
 
   private finish(s: Session, T: number, hidden: Float32Array | undefined, tokens: Int32Array | undefined, batch: number): ResultOf<'sessionStep'> {
     s.tokensProcessed += T;
+    s.activeAt = performance.now();
     const r: ResultOf<'sessionStep'> = { length: s.cache.length, tokensProcessed: s.tokensProcessed, batch };
     if (hidden !== undefined) r.hidden = hidden;
     if (tokens !== undefined) r.tokens = tokens;

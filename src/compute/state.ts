@@ -159,6 +159,9 @@ function checkWorkerConfig(c: WorkerConfig): void {
   if (c.trainingHoldMs !== undefined && !(typeof c.trainingHoldMs === 'number' && c.trainingHoldMs >= 0 && c.trainingHoldMs <= 60_000)) {
     throw new InvalidArgumentError(`compute worker: trainingHoldMs must be a number in 0..60000, got ${String(c.trainingHoldMs)}`);
   }
+  if (c.trainingIdleMs !== undefined && !(typeof c.trainingIdleMs === 'number' && c.trainingIdleMs >= 0 && c.trainingIdleMs <= 60_000)) {
+    throw new InvalidArgumentError(`compute worker: trainingIdleMs must be a number in 0..60000, got ${String(c.trainingIdleMs)}`);
+  }
 }
 
 async function loadBackend(config: WorkerConfig): Promise<{ backend: Backend; fallbackReason?: string }> {

@@ -11,7 +11,7 @@ import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
 import { createHandlers, runHandler } from './handlers.js';
 import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, batchWindow, isBatchable, pickBatch, shouldWait } from './batcher.js';
-import { TRAINING_HOLD_MS, SERVING_GAP_MS, isSessionJob, servingFirstStep, yieldsToServing } from './serving-first.js';
+import { SERVING_FIRST_DEFAULTS, idleAfter, servingFirstStep, yieldsToServing, type ServingFirstOptions } from './serving-first.js';
 import { WORKER_MEMORY_REPORT_MS, type FromWorker, type JobOf, type ToWorker, type WorkerConfig } from './jobs.js';
 import { MAX_DECODE_BATCH } from '../model/shard.js';
 import { ComputeState } from './state.js';
@@ -65,9 +65,13 @@ let lastGcCheck = -Infinity;
 const queue: ToWorker[] = [];
 let draining = false;
 const batchWindowMs = (workerData as WorkerConfig | undefined)?.batchWindowMs ?? DEFAULT_BATCH_WINDOW_MS;
-/** Serving before training (serving-first.ts): the hold and when the last session job ended. */
-const servingFirst = { gapMs: SERVING_GAP_MS, holdMs: (workerData as WorkerConfig | undefined)?.trainingHoldMs ?? TRAINING_HOLD_MS };
-let lastSessionJobAt = -Infinity;
+/** Serving before training (serving-first.ts): its options, and the idle time in hand to wait for replies. */
+const servingFirst: ServingFirstOptions = {
+  ...SERVING_FIRST_DEFAULTS,
+  holdMs: (workerData as WorkerConfig | undefined)?.trainingHoldMs ?? SERVING_FIRST_DEFAULTS.holdMs,
+  idleCapMs: (workerData as WorkerConfig | undefined)?.trainingIdleMs ?? SERVING_FIRST_DEFAULTS.idleCapMs,
+};
+let idleInHand = servingFirst.idleCapMs;
 
 /**
  * The kernel pool's hints (Backend.primePool/restPool). A decode step is a burst of pool jobs (one per layer) with
@@ -163,19 +167,21 @@ async function drain(): Promise<void> {
       }
       if (servingFirst.holdMs > 0 && yieldsToServing(queue[0].job) && !cancelled(queue[0])) {
         // serving before training (serving-first.ts): a reply's session jobs pass a queued training step, and with
-        // none queued the step waits a while for the reply's next one; for at most the hold from when it headed
-        // the queue (kept while session jobs pass it)
+        // none queued the step waits a while for the next step of a reply mid-answer; for at most the hold from
+        // when it headed the queue (kept while session jobs pass it), and idle for at most the time in hand
         if (headed !== queue[0]) {
           headed = queue[0];
           headSince = performance.now();
         }
-        const next = servingFirstStep(queue.map((m) => m.job), performance.now(), lastSessionJobAt, headSince, servingFirst);
+        const next = servingFirstStep(queue.map((m) => m.job), performance.now(), state.sessions.lastActiveAt(), headSince, idleInHand, servingFirst);
         if (next.pass.length > 0) {
           const moved = next.pass.map((i) => queue[i]!);
           for (let k = next.pass.length - 1; k >= 0; k--) queue.splice(next.pass[k]!, 1);
           queue.unshift(...moved);
         } else if (next.waitMs > 0) {
+          const t0 = performance.now();
           await arrivalOr(next.waitMs);
+          idleInHand = idleAfter(idleInHand, performance.now() - t0, 0, servingFirst);
           continue;
         }
       }
@@ -203,13 +209,14 @@ async function drain(): Promise<void> {
       if (picked.length <= 1) {
         const msg = queue.shift()!;
         if (msg === headed) headed = undefined;
+        const t0 = performance.now();
         await run(msg);
-        if (isSessionJob(msg.job)) lastSessionJobAt = performance.now();
+        // a training step earns idle time for serving (serving-first.ts idleAfter)
+        if (yieldsToServing(msg.job)) idleInHand = idleAfter(idleInHand, 0, performance.now() - t0, servingFirst);
       } else {
         const msgs = picked.map((i) => queue[i]);
         for (let k = picked.length - 1; k >= 0; k--) queue.splice(picked[k], 1);
         tFwd = runBatch(msgs);
-        lastSessionJobAt = performance.now();
       }
       if (TRACE_FILE !== undefined) trace({ tid: threadId, rows: picked.length, firstAt, lastAt, start: tStart, fwdMs: tFwd, end: clock(), left: queue.length });
       await nextTurn();

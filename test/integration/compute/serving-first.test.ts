@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { ComputeClient } from '../../../src/compute/index.js';
 import { makeConfig } from '../../../src/model/config.js';
 import { Rng } from '../../../src/util/rng.js';
+import { setTimeout as pause } from 'node:timers/promises';
 
 const config = makeConfig({ hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 64, vocab_size: 64, max_position_embeddings: 128 });
 const B = 2;
@@ -61,8 +62,8 @@ function trainInBackground(client: ComputeClient, inputs: Int32Array, targets: I
   return state;
 }
 
-async function withClient<R>(trainingHoldMs: number | undefined, f: (c: ComputeClient) => Promise<R>): Promise<R> {
-  const c = await ComputeClient.start({ threads: 2, ...(trainingHoldMs === undefined ? {} : { trainingHoldMs }) });
+async function withClient<R>(trainingHoldMs: number | undefined, f: (c: ComputeClient) => Promise<R>, more: { trainingIdleMs?: number } = {}): Promise<R> {
+  const c = await ComputeClient.start({ threads: 2, ...(trainingHoldMs === undefined ? {} : { trainingHoldMs }), ...more });
   try {
     await c.run({ type: 'initModel', config, seed: 0, trainer: { lr: 1e-3, warmupSteps: 1, decaySteps: 100_000 } });
     return await f(c);
@@ -194,4 +195,80 @@ describe('compute worker: serving before training', () => {
       assert.ok(best < base + 150, `the job behind the training step waited ${best.toFixed(0)} ms at best of 3, against ${base.toFixed(0)} ms with no serving`);
     });
   });
+
+  // attack pass, session 27: serving before training could be bought by anyone (session 28 bounds it)
+  it("a stranger's stream of empty session opens and closes does not hold a training step idle", async () => {
+    await withClient(undefined, async (c) => {
+      const rng = new Rng(8);
+      const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
+      const trainStep = (): Promise<unknown> => c.run({ type: 'trainStep', inputs: inputs.slice(), targets: inputs.slice(), B, T });
+      // what a training step takes here with no serving (best of 3), so that the bound does not depend on the host
+      let base = Infinity;
+      for (let k = 0; k < 3; k++) {
+        const t0 = performance.now();
+        await trainStep();
+        base = Math.min(base, performance.now() - t0);
+      }
+      const sampling = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+      let n = 0;
+      const openClose = async (): Promise<void> => {
+        const id = `empty-${n++}`;
+        await c.run({ type: 'sessionOpen', id, maxLen: 8, sampling });
+        await c.run({ type: 'sessionClose', id });
+      };
+      await openClose(); // serving looks active
+      let done = false;
+      let doneAt = 0;
+      const t0 = performance.now();
+      const training = trainStep().then(() => {
+        done = true;
+        doneAt = performance.now();
+      });
+      // the stranger: an empty open and close every ~100 ms (the attack's pace was 240 ms) until the step answers.
+      // Each kept the step waiting for serving, up to the 2 s hold with the worker idle.
+      const deadline = t0 + 10_000;
+      while (!done && performance.now() < deadline) {
+        await openClose();
+        await pause(100);
+      }
+      await training;
+      const waited = doneAt - t0 - base;
+      assert.ok(waited < 800, `the training step waited ${waited.toFixed(0)} ms beside ${n} empty sessions (a step takes ${base.toFixed(1)} ms here)`);
+    });
+  });
+
+  it("a stranger's session stepping a token every ~40 ms holds training idle for at most the idle time in hand", async () => {
+    await withClient(
+      undefined,
+      async (c) => {
+        const rng = new Rng(9);
+        const inputs = Int32Array.from({ length: B * T }, () => rng.int(config.vocab_size));
+        const sampling = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+        await c.run({ type: 'sessionOpen', id: 'drip', maxLen: 120, sampling });
+        let tok = (await c.run({ type: 'sessionStep', id: 'drip', ids: Int32Array.of(1, 2, 3), chunks: [3] })).tokens![0]!;
+        const bg = trainInBackground(c, inputs, inputs);
+        try {
+          // 40 one-token steps, ~40 ms apart (1.6 s): each kept the training step waiting for the next, up to the 2 s
+          // hold, so at most the step in flight finished; now the worker idles 300 ms (trainingIdleMs) and earns half
+          // of each training step back (a step takes a few ms on this model), so training runs between the tokens
+          const before = bg.steps;
+          const t0 = performance.now();
+          let firstAt = -1;
+          for (let k = 0; k < 40; k++) {
+            tok = (await c.run({ type: 'sessionStep', id: 'drip', ids: Int32Array.of(tok), chunks: [1] })).tokens![0]!;
+            if (firstAt < 0 && bg.steps - before >= 2) firstAt = performance.now() - t0;
+            await pause(40);
+          }
+          const during = bg.steps - before;
+          assert.ok(during >= 5, `${during} training steps beside 40 tokens (1.6 s) of a session stepping every 40 ms`);
+          assert.ok(firstAt >= 0 && firstAt < 1200, `training resumed after ${firstAt.toFixed(0)} ms (300 ms of idle time in hand)`);
+        } finally {
+          await bg.stop();
+        }
+        await c.run({ type: 'sessionClose', id: 'drip' });
+      },
+      { trainingIdleMs: 300 },
+    );
+  });
 });
+
