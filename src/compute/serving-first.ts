@@ -28,9 +28,10 @@
  * `idleCapMs` plus `idleShare` of the time it trains, whoever sends the steps. A stranger's empty session opens
  * and closes buy no wait at all (a closed session has no next step: 25 → 149 training steps a minute against an
  * empty open every 240 ms, 400 ms steps, simulated); a session kept open that steps a token every 30-240 ms keeps
- * training at ≥ 2/3 of what the worker has left after computing those steps (25 → 80-94). An honest remote reply (a
+ * training at ≥ 1/3 of what the worker has left after computing those steps (25 → ~46). An honest remote reply (a
  * step every ~30 ms) on a node that trained a few seconds since its last reply passes training as before (a 64-token
- * reply, no pause); replies back to back pause for a training step every ~10 tokens (~70 before).
+ * reply, no pause; one every second too); replies back to back pause for a training step every ~35 tokens (~67
+ * before).
  *
  * Only `trainStep` yields: a pipeline stage (`stage`) has a peer waiting on it across the network, evaluation and
  * checkpoints are rare and short next to a step stream.
@@ -58,12 +59,18 @@ export interface ServingFirstOptions {
  *   training alone refill it. A default 64-token reply (GENERATE_API_DEFAULTS) waits ~25-30 ms a token, 1.6-1.9 s:
  *   one that comes after a few seconds of training passes it as before, with room for a slow link or a loaded host.
  *   The cap bounds a burst only: over any longer stretch the share below bounds the idle time.
- * - idleShare 0.5: idle time earned at half a training step's run time, so steps sent without a pause (a stranger's,
- *   or replies back to back) keep training at ≥ 2/3 of what the worker has left (150 → ~100 steps a minute at 400
- *   ms steps, before what the steps themselves compute), and such replies pause for a training step every ~10
- *   tokens (200 ms earned a step, ~25 ms spent a token; ~70 before). 0.25 would keep ~4/5 and pause every ~5.
+ * - idleShare 2: idle time earned at twice a training step's run time, so steps sent without a pause (a stranger's,
+ *   or replies back to back) keep training at ≥ 1/3 of what the worker has left (150 → ~46 steps a minute at 400 ms
+ *   steps against a stranger's step every 240 ms; 25 before), and such replies pause for a training step every ~35
+ *   tokens (800 ms earned a step, ~25 ms spent a token; ~67 before). The share is what serving latency and a
+ *   stranger's hold on training trade (simulated, 60 s, 400 ms steps, 64-token replies a step every ~30 ms):
+ *   0.5 keeps training at 2/3 under the stranger (91/min) but makes a reply every second 62 % slower (2.14 → 3.46 s)
+ *   and replies back to back pause every ~11 tokens; 1 gives 68/min, +12 % and every ~19; 2 gives 46/min, a reply
+ *   every second unchanged (2.14 s) and back to back every ~35 tokens (+13 %, 2.33 → 2.64 s). Serving first is the
+ *   rule's point (a prompt's sender waits on every token; training's loss is bounded and needs a stranger to keep
+ *   a session stepping), so 2.
  */
-export const SERVING_FIRST_DEFAULTS: Readonly<ServingFirstOptions> = Object.freeze({ gapMs: 250, holdMs: 2000, idleCapMs: 4000, idleShare: 0.5 });
+export const SERVING_FIRST_DEFAULTS: Readonly<ServingFirstOptions> = Object.freeze({ gapMs: 250, holdMs: 2000, idleCapMs: 4000, idleShare: 2 });
 
 export function isSessionJob(job: Job): boolean {
   return job.type === 'sessionOpen' || job.type === 'sessionStep' || job.type === 'sessionClose';
