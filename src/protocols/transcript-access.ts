@@ -46,6 +46,14 @@ export interface TranscriptAccess {
 
 /** As hop-validator.ts CO_CHECK_APPLIED_WAIT_MS: gossip lag between two ledgers. */
 export const TRANSCRIPT_PAID_WAIT_MS = 5_000;
+/**
+ * Calls that may wait for a completion at once, in all and per caller (review2, session 28): half of hop-transcript's 8
+ * slots, so the other half always serves completions already applied, whoever waits on requests that never complete
+ * (four bonded keys at 2 calls each held all 8 for 5 s a call). A call beyond them is answered at once
+ * (`COMPLETION_NOT_APPLIED`), and the validator asks again later (hop-validator.ts TRANSCRIPT_RETRY_MS).
+ */
+export const TRANSCRIPT_MAX_WAITING = 4;
+export const TRANSCRIPT_MAX_WAITING_PER_PEER = 1;
 
 /** `entitled` from the ledger: the peer's key holds locked stake that counts toward a hop-fraud quorum. */
 export function bondedReaders(lockedOf: (accountId: Uint8Array) => bigint): (peer: string) => boolean {
