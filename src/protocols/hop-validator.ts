@@ -118,6 +118,8 @@ export interface HopValidatorDeps {
   bonded?(): boolean;
   /** How long a co-check waits for its completion to be applied here (default CO_CHECK_APPLIED_WAIT_MS). */
   appliedWaitMs?: number;
+  /** Delays of the tries after a retryable skip (default TRANSCRIPT_RETRY_MS; tests shorten them). */
+  retryMs?: readonly number[];
   log?: Logger;
 }
 
@@ -130,10 +132,25 @@ export const VERDICT_KEEP_MS = 10 * 60_000;
 /** Most completions waiting for validation; more are dropped (validation is best effort, sampling is the rule). */
 export const MAX_VALIDATION_QUEUE = 32;
 
+/**
+ * Skips of a sampled hop that a later try may turn into a verdict (review2, session 28): the hop refused the fetch
+ * because its ledger had not applied the completion or seen our bond yet (`TRANSCRIPT_FORBIDDEN`: it waits only while
+ * its ledger holds the request open, and a hop whose ledger lacks the request, or missed the completion's gossip until a
+ * sync, refuses at once), or its slots were full (`RPC_BUSY`). The sample was lost for good: a validator looks at a
+ * completion once.
+ */
+const RETRYABLE_SKIPS: ReadonlySet<string> = new Set(['TRANSCRIPT_FORBIDDEN', 'RPC_BUSY']);
+/** When such a hop is asked again, after the first try (then given up); all within the transcripts' 10 minutes. */
+export const TRANSCRIPT_RETRY_MS: readonly number[] = [5_000, 30_000, 120_000];
+/** Retries waiting at once at most (a timer and the completion's ≤ 8 KiB each); more are not scheduled. */
+const MAX_RETRIES = 64;
+
 export class HopValidator {
-  readonly stats = { sampled: 0, reexecuted: 0, matched: 0, frauds: 0, skipped: 0, slashes: 0, coChecks: 0, dropped: 0 };
+  readonly stats = { sampled: 0, reexecuted: 0, matched: 0, frauds: 0, skipped: 0, slashes: 0, coChecks: 0, dropped: 0, retries: 0 };
   private queue: Promise<unknown> = Promise.resolve();
   private pending = 0;
+  /** Retries scheduled and not run yet. */
+  private retrying = 0;
   private readonly log: Logger;
   /**
    * Checks per (completion id, hop index), in flight or ended in a match or a fraud (skips are forgotten: most are
@@ -162,20 +179,56 @@ export class HopValidator {
     return run;
   }
 
-  private async validate(bytes: Uint8Array, signal: AbortSignal): Promise<Verdict[]> {
+  /** The sampled hops of a completion (`only`: the hops a retry asks about again, `attempt` tries after the first). */
+  private async validate(bytes: Uint8Array, signal: AbortSignal, only?: readonly number[], attempt = 0): Promise<Verdict[]> {
     const c = decodeEvent(bytes);
     if (c.body.kind !== EventKind.MarketComplete) return [];
     const b = c.body;
     const out: Verdict[] = [];
+    const again: number[] = [];
     for (let i = 0; i < b.hops.length; i++) {
-      if (bytesEqual(b.hops[i]!.key, this.d.key.publicKey)) continue;
-      if (!isSampled(b.receiptSignature, i, this.d.key.publicKey, this.d.rate)) continue;
-      this.stats.sampled++;
+      if (only !== undefined) {
+        if (!only.includes(i)) continue;
+      } else {
+        if (bytesEqual(b.hops[i]!.key, this.d.key.publicKey)) continue;
+        if (!isSampled(b.receiptSignature, i, this.d.key.publicKey, this.d.rate)) continue;
+        this.stats.sampled++;
+      }
       const v = await this.checkOnce(c as LedgerEvent<MarketCompleteBody>, i, signal);
       out.push(v);
       if (v.status === 'fraud') await this.prosecute(c as LedgerEvent<MarketCompleteBody>, v, signal);
+      else if (v.status === 'skip' && RETRYABLE_SKIPS.has(v.reason)) again.push(i);
     }
+    if (again.length > 0) this.retryLater(bytes, again, attempt, signal);
     return out;
+  }
+
+  /** Asks about `indices` again after the attempt's delay (RETRYABLE_SKIPS), through the queue like a completion. */
+  private retryLater(bytes: Uint8Array, indices: number[], attempt: number, signal: AbortSignal): void {
+    const ms = (this.d.retryMs ?? TRANSCRIPT_RETRY_MS)[attempt];
+    if (ms === undefined || signal.aborted || this.retrying >= MAX_RETRIES) return;
+    this.retrying++;
+    this.stats.retries++;
+    const done = (): void => {
+      this.retrying--;
+      signal.removeEventListener('abort', cancel);
+    };
+    const cancel = (): void => {
+      clearTimeout(timer);
+      done();
+    };
+    const timer = setTimeout(() => {
+      done();
+      if (this.pending >= MAX_VALIDATION_QUEUE) {
+        this.stats.dropped++;
+        return;
+      }
+      this.pending++;
+      const run = this.queue.then(() => this.validate(bytes, signal, indices, attempt + 1)).finally(() => this.pending--);
+      this.queue = run.catch((e: unknown) => this.log.warn('validating a completion again failed', { error: errorMessage(e) }));
+    }, ms);
+    timer.unref();
+    signal.addEventListener('abort', cancel, { once: true });
   }
 
   /** `check`, once per (completion, hop) while its verdict is kept (see `verdicts`). */
