@@ -70,8 +70,8 @@ export async function nodeTranscripts(
   const limits = opts.limits ?? TRANSCRIPT_LIMIT_DEFAULTS;
   const store = new TranscriptStore(limits);
   const completions = new PaidCompletions(key.publicKey, (id) => ledger.ledger.eventStatus(id)?.status === 'applied', { ...PAID_COMPLETION_DEFAULTS, retentionMs: limits.retentionMs + 60_000 });
-  const off = ledger.service.on('ledger:ingested', ({ result }) => {
-    if (result.duplicate || (result.status !== 'applied' && result.status !== 'pending')) return;
+  const off = ledger.service.on('ledger:ingested', ({ result, kind }) => {
+    if (result.duplicate || (kind !== undefined && kind !== EventKind.MarketComplete) || (result.status !== 'applied' && result.status !== 'pending')) return;
     const bytes = ledger.ledger.eventBytes(Buffer.from(result.id, 'hex'));
     if (bytes !== undefined) completions.note(bytes);
   });
@@ -196,8 +196,10 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
   if (i.rate > 0) {
     await validator.serve(i.network.rpc);
     offs.push(
-      ledger.service.on('ledger:ingested', ({ result }) => {
-        if (result.duplicate || stopping.signal.aborted) return;
+      ledger.service.on('ledger:ingested', ({ result, kind }) => {
+        // only completions: during a sync every event is 'pending' until its replay, and the other kinds filled the
+        // 256 places of `pending`, so the completions among them were never looked at (review2, session 28)
+        if (result.duplicate || stopping.signal.aborted || (kind !== undefined && kind !== EventKind.MarketComplete)) return;
         if (result.status === 'applied') consider(result.id);
         else if (result.status === 'pending' && pending.size < MAX_PENDING) pending.set(result.id, i.clock.now());
       }),
