@@ -141,6 +141,7 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
   const ledger = i.ledger;
   const stopping = new AbortController();
   const retentionMs = i.retentionMs ?? TRANSCRIPT_LIMIT_DEFAULTS.retentionMs;
+  const bondedPeer = bondedReaders((id) => ledger.ledger.account(id).locked);
   const validator = new HopValidator({
     networkId: i.networkId,
     key: i.key,
@@ -151,7 +152,9 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
       i.network.liveness
         .snapshot()
         .filter((p) => p.state === 'alive' && p.heartbeat.span?.start === span.start && p.heartbeat.span.end === span.end && !i.network.scores.isBanned(p.peer))
-        .map((p) => p.peer),
+        .map((p) => p.peer)
+        // a holder without the bond can sign nothing that counts (and hops serve it no transcript): not asked
+        .filter(bondedPeer),
     submitSlash: async ([completion, record]) => {
       const nonce = ledger.ledger.nextNonce(i.key.publicKey, EventKind.Slash);
       const ev = buildSlashHopFraud(i.key, { networkId: i.networkId, nonce, timestampMs: i.clock.now() }, completion, record);
@@ -165,6 +168,7 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
     timeoutMs: CHECK_TIMEOUT_MS,
     // our statements count only with the bond, and hops serve their transcripts only to bonded keys (session 28)
     bonded: () => countsForFraudQuorum(ledger.ledger.account(accountIdFromPublicKey(i.key.publicKey)).locked),
+    counts: (validator) => countsForFraudQuorum(ledger.ledger.account(accountIdFromPublicKey(validator)).locked),
     // co-checks only for completions our ledger applied: a stranger's unpaid, self-signed completion costs no work
     completionApplied: (id) => ledger.ledger.eventStatus(id)?.status === 'applied',
     log,

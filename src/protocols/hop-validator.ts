@@ -116,6 +116,13 @@ export interface HopValidatorDeps {
    * only to bonded keys (session 28), and an unbonded statement slashes nobody.
    */
   bonded?(): boolean;
+  /**
+   * Whether a statement signed by this validator key counts toward HOP_FRAUD_QUORUM in this node's ledger (the key
+   * holds the reward bond locked). Given, a co-statement that would not count is not taken and the next holder is
+   * asked (review2, session 28: a co-checker without the bond, an older node or a hop serving everyone, signed; its
+   * statement made the quorum here, the ledger refused the slash for HOP_FRAUD_QUORUM, and nobody else was asked).
+   */
+  counts?(validator: Uint8Array): boolean;
   /** How long a co-check waits for its completion to be applied here (default CO_CHECK_APPLIED_WAIT_MS). */
   appliedWaitMs?: number;
   /** Delays of the tries after a retryable skip (default TRANSCRIPT_RETRY_MS; tests shorten them). */
@@ -275,7 +282,9 @@ export class HopValidator {
     if (v.status === 'match') this.stats.matched++;
     else if (v.status === 'fraud') this.stats.frauds++;
     else this.stats.skipped++;
-    if (v.status !== 'match') this.log.info('hop validation', { index, status: v.status, ...(v.status === 'skip' ? { reason: v.reason } : {}) });
+    // an unbonded node (a new node at the default rate) skips every sampled hop of every completion: not at info
+    if (v.status === 'skip' && v.reason === 'NOT_BONDED') this.log.debug('hop validation', { index, status: v.status, reason: v.reason });
+    else if (v.status !== 'match') this.log.info('hop validation', { index, status: v.status, ...(v.status === 'skip' ? { reason: v.reason } : {}) });
     return v;
   }
 
@@ -319,6 +328,10 @@ export class HopValidator {
       try {
         const s = decodeStatement(await this.d.rpc.call(peer, hopFraudCheck, encodeCoCheck(c.bytes, v.index), { signal }));
         if (statements.some((x) => bytesEqual(x.validator, s.validator))) continue;
+        if (this.d.counts?.(s.validator) === false) {
+          this.log.info('a co-statement from a key without the bond: not counted', { peer });
+          continue;
+        }
         // a co-statement counts only if it verifies for this completion, hop, weights and output
         if (bytesEqual(s.recomputed, hop.outCommit)) continue;
         if (!verifyDomain(s.validator, FRAUD_STATEMENT_DOMAIN, statementPayload(this.d.networkId, c.id, v.index, v.transcript.claim.modelHash, hop.outCommit, s.recomputed), s.signature)) continue;
@@ -351,6 +364,8 @@ export class HopValidator {
       const q = decodeCoCheck(req);
       const c = verifiedCompletion(q.completion, this.d.networkId, q.index);
       this.stats.coChecks++;
+      // before the wait for the completion: an unbonded co-checker answers at once (its statement would count for nothing)
+      if (this.d.bonded?.() === false) throw new NeuroShardError('CANNOT_VALIDATE', 'this validator cannot judge the hop (NOT_BONDED: its key holds no reward bond)', { fault: 'local' });
       if (!(await this.applied(c.id, ctx.signal))) throw new NeuroShardError('CANNOT_VALIDATE', 'this validator cannot judge the hop (COMPLETION_NOT_APPLIED: its ledger has not applied the completion)', { fault: 'local' });
       const v = await this.checkOnce(c, q.index, ctx.signal);
       if (v.status === 'fraud') return encodeStatement(v.statement);
