@@ -69,7 +69,13 @@ export async function nodeTranscripts(
 ): Promise<HopTranscripts & { stop(): Promise<void> }> {
   const limits = opts.limits ?? TRANSCRIPT_LIMIT_DEFAULTS;
   const store = new TranscriptStore(limits);
-  const completions = new PaidCompletions(key.publicKey, (id) => ledger.ledger.eventStatus(id)?.status === 'applied', { ...PAID_COMPLETION_DEFAULTS, retentionMs: limits.retentionMs + 60_000 });
+  const completions = new PaidCompletions(
+    key.publicKey,
+    (id) => ledger.ledger.eventStatus(id)?.status === 'applied',
+    { ...PAID_COMPLETION_DEFAULTS, retentionMs: limits.retentionMs + 60_000 },
+    Date.now,
+    (requestId) => ledger.ledger.openRequester(requestId),
+  );
   const off = ledger.service.on('ledger:ingested', ({ result, kind }) => {
     if (result.duplicate || (kind !== undefined && kind !== EventKind.MarketComplete) || (result.status !== 'applied' && result.status !== 'pending')) return;
     const bytes = ledger.ledger.eventBytes(Buffer.from(result.id, 'hex'));

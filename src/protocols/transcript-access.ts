@@ -104,6 +104,14 @@ export class PaidCompletions {
     private readonly isApplied: (id: Uint8Array) => boolean,
     private readonly limits: PaidCompletionLimits = PAID_COMPLETION_DEFAULTS,
     private readonly now: () => number = Date.now,
+    /**
+     * The hex account id of the requester of an open request (undefined: not open, or unknown). Given, a completion
+     * of an open request signed for another requester is not kept (review2, session 28): while a replay is pending
+     * every ingest only stores, so a stranger's completions naming us (over a session it drove for the public request
+     * id) were stored 'pending', took the request's 4 places first, and the honest one was never kept: its validators
+     * were refused. The ledger applies only the requester's (NOT_REQUESTER).
+     */
+    private readonly openRequester?: (requestId: Uint8Array) => string | undefined,
   ) {}
 
   /** A completion event the ledger stored (wire bytes): kept when it names `me` as a hop. Anything else is ignored. */
@@ -121,6 +129,8 @@ export class PaidCompletions {
     if (b.kind !== EventKind.MarketComplete) return;
     const index = b.hops.findIndex((h) => bytesEqual(h.key, this.me));
     if (index < 0) return;
+    const requester = this.openRequester?.(b.requestId);
+    if (requester !== undefined && requester !== Buffer.from(accountIdFromPublicKey(b.requesterKey)).toString('hex')) return;
     this.expire();
     const rid = Buffer.from(b.requestId).toString('hex');
     const list = this.byRequest.get(rid) ?? [];

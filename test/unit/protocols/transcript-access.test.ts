@@ -59,6 +59,24 @@ describe('transcript access (session 28)', () => {
     assert.equal(p.paid(rid(2), 1), undefined);
   });
 
+  it("does not let a stranger's completions for an open request take its places before the requester's (review2)", () => {
+    // a stranger drove a session through the hop for the public request id and signed 4 completions over it, stored
+    // 'pending' while a replay was pending: they took the request's 4 places, the requester's was dropped, and the
+    // hop refused every validator of the paid session. Only the open request's requester's completions are kept now
+    const applied = new Set<string>();
+    const open = new Map([[Buffer.from(rid(1)).toString('hex'), Buffer.from(acct(Q)).toString('hex')]]);
+    const p = new PaidCompletions(H.publicKey, (id) => applied.has(Buffer.from(id).toString('hex')), undefined, undefined, (r) => open.get(Buffer.from(r).toString('hex')));
+    const c = (i: number): Uint8Array => new Uint8Array(32).fill(100 + i);
+    for (let k = 0; k < 4; k++) {
+      p.note(buildServedCompletion(env(500 + k, T0 + 500 + k), { requestId: rid(1), tokensUsed: 4, requester: X, hops: [X, H], commits: [c(0), c(1), c(2)] }).bytes);
+    }
+    const honest = completion(1, H, 0);
+    p.note(honest.bytes);
+    applied.add(Buffer.from(honest.id).toString('hex'));
+    assert.deepEqual(p.paid(rid(1), 1), { inCommit: honest.body.hops[1]!.inCommit, outCommit: honest.body.hops[1]!.outCommit });
+    assert.equal(p.size(), 1, "the stranger's were not kept");
+  });
+
   it('forgets completions past its retention and past its count, oldest first', () => {
     let now = 0;
     const p = new PaidCompletions(H.publicKey, () => true, { maxEntries: 3, retentionMs: 1000 }, () => now);
