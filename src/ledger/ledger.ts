@@ -863,6 +863,11 @@ export class Ledger {
     return this.state.request(toHex(requestId)) !== undefined;
   }
 
+  /** The hex account id of an open market request's requester (escrowed, not completed); undefined for any other id. */
+  openRequester(requestId: Uint8Array): string | undefined {
+    return this.state.request(toHex(requestId))?.requester;
+  }
+
   /** The epoch of the account's latest applied proof (-1 for none): the state's, so a snapshot holds it too. */
   lastProofEpoch(accountId: Uint8Array): number {
     return this.state.account(toHex(accountId)).lastEpoch;

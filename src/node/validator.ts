@@ -69,9 +69,15 @@ export async function nodeTranscripts(
 ): Promise<HopTranscripts & { stop(): Promise<void> }> {
   const limits = opts.limits ?? TRANSCRIPT_LIMIT_DEFAULTS;
   const store = new TranscriptStore(limits);
-  const completions = new PaidCompletions(key.publicKey, (id) => ledger.ledger.eventStatus(id)?.status === 'applied', { ...PAID_COMPLETION_DEFAULTS, retentionMs: limits.retentionMs + 60_000 });
-  const off = ledger.service.on('ledger:ingested', ({ result }) => {
-    if (result.duplicate || (result.status !== 'applied' && result.status !== 'pending')) return;
+  const completions = new PaidCompletions(
+    key.publicKey,
+    (id) => ledger.ledger.eventStatus(id)?.status === 'applied',
+    { ...PAID_COMPLETION_DEFAULTS, retentionMs: limits.retentionMs + 60_000 },
+    Date.now,
+    (requestId) => ledger.ledger.openRequester(requestId),
+  );
+  const off = ledger.service.on('ledger:ingested', ({ result, kind }) => {
+    if (result.duplicate || (kind !== undefined && kind !== EventKind.MarketComplete) || (result.status !== 'applied' && result.status !== 'pending')) return;
     const bytes = ledger.ledger.eventBytes(Buffer.from(result.id, 'hex'));
     if (bytes !== undefined) completions.note(bytes);
   });
@@ -141,6 +147,7 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
   const ledger = i.ledger;
   const stopping = new AbortController();
   const retentionMs = i.retentionMs ?? TRANSCRIPT_LIMIT_DEFAULTS.retentionMs;
+  const bondedPeer = bondedReaders((id) => ledger.ledger.account(id).locked);
   const validator = new HopValidator({
     networkId: i.networkId,
     key: i.key,
@@ -151,7 +158,9 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
       i.network.liveness
         .snapshot()
         .filter((p) => p.state === 'alive' && p.heartbeat.span?.start === span.start && p.heartbeat.span.end === span.end && !i.network.scores.isBanned(p.peer))
-        .map((p) => p.peer),
+        .map((p) => p.peer)
+        // a holder without the bond can sign nothing that counts (and hops serve it no transcript): not asked
+        .filter(bondedPeer),
     submitSlash: async ([completion, record]) => {
       const nonce = ledger.ledger.nextNonce(i.key.publicKey, EventKind.Slash);
       const ev = buildSlashHopFraud(i.key, { networkId: i.networkId, nonce, timestampMs: i.clock.now() }, completion, record);
@@ -165,6 +174,7 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
     timeoutMs: CHECK_TIMEOUT_MS,
     // our statements count only with the bond, and hops serve their transcripts only to bonded keys (session 28)
     bonded: () => countsForFraudQuorum(ledger.ledger.account(accountIdFromPublicKey(i.key.publicKey)).locked),
+    counts: (validator) => countsForFraudQuorum(ledger.ledger.account(accountIdFromPublicKey(validator)).locked),
     // co-checks only for completions our ledger applied: a stranger's unpaid, self-signed completion costs no work
     completionApplied: (id) => ledger.ledger.eventStatus(id)?.status === 'applied',
     log,
@@ -196,8 +206,10 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
   if (i.rate > 0) {
     await validator.serve(i.network.rpc);
     offs.push(
-      ledger.service.on('ledger:ingested', ({ result }) => {
-        if (result.duplicate || stopping.signal.aborted) return;
+      ledger.service.on('ledger:ingested', ({ result, kind }) => {
+        // only completions: during a sync every event is 'pending' until its replay, and the other kinds filled the
+        // 256 places of `pending`, so the completions among them were never looked at (review2, session 28)
+        if (result.duplicate || stopping.signal.aborted || (kind !== undefined && kind !== EventKind.MarketComplete)) return;
         if (result.status === 'applied') consider(result.id);
         else if (result.status === 'pending' && pending.size < MAX_PENDING) pending.set(result.id, i.clock.now());
       }),

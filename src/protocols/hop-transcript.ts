@@ -22,7 +22,7 @@ import type { HopCompute, HopSampling } from './inference.js';
 import type { MessageCodec, UnaryMethod } from './rpc/method.js';
 import type { CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, toFloat32 } from './tensor-wire.js';
-import { TRANSCRIPT_PAID_WAIT_MS, type TranscriptAccess } from './transcript-access.js';
+import { TRANSCRIPT_MAX_WAITING, TRANSCRIPT_MAX_WAITING_PER_PEER, TRANSCRIPT_PAID_WAIT_MS, type TranscriptAccess } from './transcript-access.js';
 
 const MiB = 1024 * 1024;
 
@@ -480,13 +480,14 @@ export const hopTranscriptV2: UnaryMethod<Uint8Array, Uint8Array> = {
  * beside the honest one: the newest was served until session 28, the stranger's when it came last).
  */
 export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore, access?: TranscriptAccess): Promise<void> {
+  const waits = new WaitSlots(TRANSCRIPT_MAX_WAITING, TRANSCRIPT_MAX_WAITING_PER_PEER);
   const serve = async (req: Uint8Array, ctx: CallContext): Promise<Uint8Array> => {
     const q = decodeTranscriptRequest(req);
     let commits = q.commits;
     if (access !== undefined) {
       if (!access.entitled(ctx.peer)) throw new TranscriptForbiddenError('NOT_BONDED', 'the caller holds no reward bond: its fraud statement would count toward no quorum');
-      const paid = await paidWithin(access, q.requestId, q.index, ctx.signal);
-      if (paid === undefined) throw new TranscriptForbiddenError('COMPLETION_NOT_APPLIED', 'no completion for this request and hop is applied by this node\'s ledger');
+      const paid = await paidWithin(access, q.requestId, q.index, ctx.signal, waits, ctx.peer);
+      if (paid === undefined) throw new TranscriptForbiddenError('COMPLETION_NOT_APPLIED', 'no completion for this request and hop is applied by this node\'s ledger (yet: ask again later)');
       if (commits !== undefined && !(bytesEqual(commits.inCommit, paid.inCommit) && bytesEqual(commits.outCommit, paid.outCommit))) {
         throw new TranscriptForbiddenError('NOT_THE_COMPLETION', 'these commitments are not the ones in the completion this node\'s ledger applied');
       }
@@ -503,15 +504,49 @@ export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore, acc
 /**
  * `access.paid`, asked again every 100 ms until `access.waitMs` passes or the call ends, while the request is still
  * open in our ledger (`access.pending`): a request id our ledger does not hold open is answered at once, so a bonded
- * caller naming made-up ids does not hold the method's 8 slots for 5 s a call.
+ * caller naming made-up ids does not hold the method's 8 slots for 5 s a call. A call waits only with one of `waits`
+ * (review2, session 28: a request open in our ledger whose completion never comes, a bonded key's own escrow left to
+ * expire, held a slot 5 s a call just the same, and four bonded keys at 2 calls each held all 8: an honest validator
+ * asking about an applied completion got RPC_BUSY); without one it is answered at once, as if the request were not open.
  */
-async function paidWithin(access: TranscriptAccess, requestId: Uint8Array, index: number, signal: AbortSignal): Promise<TranscriptCommits | undefined> {
+async function paidWithin(access: TranscriptAccess, requestId: Uint8Array, index: number, signal: AbortSignal, waits: WaitSlots, peer: string): Promise<TranscriptCommits | undefined> {
   const until = Date.now() + (access.waitMs ?? TRANSCRIPT_PAID_WAIT_MS);
-  for (;;) {
-    const open = access.pending?.(requestId) ?? true; // asked first: a completion applied after it is found next
-    const p = access.paid(requestId, index);
-    if (p !== undefined || !open || Date.now() >= until || signal.aborted) return p;
-    await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, until - Date.now()))));
+  let waiting = false;
+  try {
+    for (;;) {
+      const open = access.pending?.(requestId) ?? true; // asked first: a completion applied after it is found next
+      const p = access.paid(requestId, index);
+      if (p !== undefined || !open || Date.now() >= until || signal.aborted) return p;
+      if (!waiting && !(waiting = waits.take(peer))) return undefined;
+      await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, until - Date.now()))));
+    }
+  } finally {
+    if (waiting) waits.release(peer);
+  }
+}
+
+/** Calls waiting for a completion (`paidWithin`): at most `total`, and `perPeer` per caller. */
+class WaitSlots {
+  private n = 0;
+  private readonly byPeer = new Map<string, number>();
+  constructor(
+    private readonly total: number,
+    private readonly perPeer: number,
+  ) {}
+
+  take(peer: string): boolean {
+    const mine = this.byPeer.get(peer) ?? 0;
+    if (this.n >= this.total || mine >= this.perPeer) return false;
+    this.n++;
+    this.byPeer.set(peer, mine + 1);
+    return true;
+  }
+
+  release(peer: string): void {
+    this.n--;
+    const mine = (this.byPeer.get(peer) ?? 1) - 1;
+    if (mine <= 0) this.byPeer.delete(peer);
+    else this.byPeer.set(peer, mine);
   }
 }
 

@@ -116,8 +116,17 @@ export interface HopValidatorDeps {
    * only to bonded keys (session 28), and an unbonded statement slashes nobody.
    */
   bonded?(): boolean;
+  /**
+   * Whether a statement signed by this validator key counts toward HOP_FRAUD_QUORUM in this node's ledger (the key
+   * holds the reward bond locked). Given, a co-statement that would not count is not taken and the next holder is
+   * asked (review2, session 28: a co-checker without the bond, an older node or a hop serving everyone, signed; its
+   * statement made the quorum here, the ledger refused the slash for HOP_FRAUD_QUORUM, and nobody else was asked).
+   */
+  counts?(validator: Uint8Array): boolean;
   /** How long a co-check waits for its completion to be applied here (default CO_CHECK_APPLIED_WAIT_MS). */
   appliedWaitMs?: number;
+  /** Delays of the tries after a retryable skip (default TRANSCRIPT_RETRY_MS; tests shorten them). */
+  retryMs?: readonly number[];
   log?: Logger;
 }
 
@@ -130,10 +139,25 @@ export const VERDICT_KEEP_MS = 10 * 60_000;
 /** Most completions waiting for validation; more are dropped (validation is best effort, sampling is the rule). */
 export const MAX_VALIDATION_QUEUE = 32;
 
+/**
+ * Skips of a sampled hop that a later try may turn into a verdict (review2, session 28): the hop refused the fetch
+ * because its ledger had not applied the completion or seen our bond yet (`TRANSCRIPT_FORBIDDEN`: it waits only while
+ * its ledger holds the request open, and a hop whose ledger lacks the request, or missed the completion's gossip until a
+ * sync, refuses at once), or its slots were full (`RPC_BUSY`). The sample was lost for good: a validator looks at a
+ * completion once.
+ */
+const RETRYABLE_SKIPS: ReadonlySet<string> = new Set(['TRANSCRIPT_FORBIDDEN', 'RPC_BUSY']);
+/** When such a hop is asked again, after the first try (then given up); all within the transcripts' 10 minutes. */
+export const TRANSCRIPT_RETRY_MS: readonly number[] = [5_000, 30_000, 120_000];
+/** Retries waiting at once at most (a timer and the completion's ≤ 8 KiB each); more are not scheduled. */
+const MAX_RETRIES = 64;
+
 export class HopValidator {
-  readonly stats = { sampled: 0, reexecuted: 0, matched: 0, frauds: 0, skipped: 0, slashes: 0, coChecks: 0, dropped: 0 };
+  readonly stats = { sampled: 0, reexecuted: 0, matched: 0, frauds: 0, skipped: 0, slashes: 0, coChecks: 0, dropped: 0, retries: 0 };
   private queue: Promise<unknown> = Promise.resolve();
   private pending = 0;
+  /** Retries scheduled and not run yet. */
+  private retrying = 0;
   private readonly log: Logger;
   /**
    * Checks per (completion id, hop index), in flight or ended in a match or a fraud (skips are forgotten: most are
@@ -162,20 +186,56 @@ export class HopValidator {
     return run;
   }
 
-  private async validate(bytes: Uint8Array, signal: AbortSignal): Promise<Verdict[]> {
+  /** The sampled hops of a completion (`only`: the hops a retry asks about again, `attempt` tries after the first). */
+  private async validate(bytes: Uint8Array, signal: AbortSignal, only?: readonly number[], attempt = 0): Promise<Verdict[]> {
     const c = decodeEvent(bytes);
     if (c.body.kind !== EventKind.MarketComplete) return [];
     const b = c.body;
     const out: Verdict[] = [];
+    const again: number[] = [];
     for (let i = 0; i < b.hops.length; i++) {
-      if (bytesEqual(b.hops[i]!.key, this.d.key.publicKey)) continue;
-      if (!isSampled(b.receiptSignature, i, this.d.key.publicKey, this.d.rate)) continue;
-      this.stats.sampled++;
+      if (only !== undefined) {
+        if (!only.includes(i)) continue;
+      } else {
+        if (bytesEqual(b.hops[i]!.key, this.d.key.publicKey)) continue;
+        if (!isSampled(b.receiptSignature, i, this.d.key.publicKey, this.d.rate)) continue;
+        this.stats.sampled++;
+      }
       const v = await this.checkOnce(c as LedgerEvent<MarketCompleteBody>, i, signal);
       out.push(v);
       if (v.status === 'fraud') await this.prosecute(c as LedgerEvent<MarketCompleteBody>, v, signal);
+      else if (v.status === 'skip' && RETRYABLE_SKIPS.has(v.reason)) again.push(i);
     }
+    if (again.length > 0) this.retryLater(bytes, again, attempt, signal);
     return out;
+  }
+
+  /** Asks about `indices` again after the attempt's delay (RETRYABLE_SKIPS), through the queue like a completion. */
+  private retryLater(bytes: Uint8Array, indices: number[], attempt: number, signal: AbortSignal): void {
+    const ms = (this.d.retryMs ?? TRANSCRIPT_RETRY_MS)[attempt];
+    if (ms === undefined || signal.aborted || this.retrying >= MAX_RETRIES) return;
+    this.retrying++;
+    this.stats.retries++;
+    const done = (): void => {
+      this.retrying--;
+      signal.removeEventListener('abort', cancel);
+    };
+    const cancel = (): void => {
+      clearTimeout(timer);
+      done();
+    };
+    const timer = setTimeout(() => {
+      done();
+      if (this.pending >= MAX_VALIDATION_QUEUE) {
+        this.stats.dropped++;
+        return;
+      }
+      this.pending++;
+      const run = this.queue.then(() => this.validate(bytes, signal, indices, attempt + 1)).finally(() => this.pending--);
+      this.queue = run.catch((e: unknown) => this.log.warn('validating a completion again failed', { error: errorMessage(e) }));
+    }, ms);
+    timer.unref();
+    signal.addEventListener('abort', cancel, { once: true });
   }
 
   /** `check`, once per (completion, hop) while its verdict is kept (see `verdicts`). */
@@ -222,7 +282,9 @@ export class HopValidator {
     if (v.status === 'match') this.stats.matched++;
     else if (v.status === 'fraud') this.stats.frauds++;
     else this.stats.skipped++;
-    if (v.status !== 'match') this.log.info('hop validation', { index, status: v.status, ...(v.status === 'skip' ? { reason: v.reason } : {}) });
+    // an unbonded node (a new node at the default rate) skips every sampled hop of every completion: not at info
+    if (v.status === 'skip' && v.reason === 'NOT_BONDED') this.log.debug('hop validation', { index, status: v.status, reason: v.reason });
+    else if (v.status !== 'match') this.log.info('hop validation', { index, status: v.status, ...(v.status === 'skip' ? { reason: v.reason } : {}) });
     return v;
   }
 
@@ -266,6 +328,10 @@ export class HopValidator {
       try {
         const s = decodeStatement(await this.d.rpc.call(peer, hopFraudCheck, encodeCoCheck(c.bytes, v.index), { signal }));
         if (statements.some((x) => bytesEqual(x.validator, s.validator))) continue;
+        if (this.d.counts?.(s.validator) === false) {
+          this.log.info('a co-statement from a key without the bond: not counted', { peer });
+          continue;
+        }
         // a co-statement counts only if it verifies for this completion, hop, weights and output
         if (bytesEqual(s.recomputed, hop.outCommit)) continue;
         if (!verifyDomain(s.validator, FRAUD_STATEMENT_DOMAIN, statementPayload(this.d.networkId, c.id, v.index, v.transcript.claim.modelHash, hop.outCommit, s.recomputed), s.signature)) continue;
@@ -298,6 +364,8 @@ export class HopValidator {
       const q = decodeCoCheck(req);
       const c = verifiedCompletion(q.completion, this.d.networkId, q.index);
       this.stats.coChecks++;
+      // before the wait for the completion: an unbonded co-checker answers at once (its statement would count for nothing)
+      if (this.d.bonded?.() === false) throw new NeuroShardError('CANNOT_VALIDATE', 'this validator cannot judge the hop (NOT_BONDED: its key holds no reward bond)', { fault: 'local' });
       if (!(await this.applied(c.id, ctx.signal))) throw new NeuroShardError('CANNOT_VALIDATE', 'this validator cannot judge the hop (COMPLETION_NOT_APPLIED: its ledger has not applied the completion)', { fault: 'local' });
       const v = await this.checkOnce(c, q.index, ctx.signal);
       if (v.status === 'fraud') return encodeStatement(v.statement);

@@ -46,6 +46,14 @@ export interface TranscriptAccess {
 
 /** As hop-validator.ts CO_CHECK_APPLIED_WAIT_MS: gossip lag between two ledgers. */
 export const TRANSCRIPT_PAID_WAIT_MS = 5_000;
+/**
+ * Calls that may wait for a completion at once, in all and per caller (review2, session 28): half of hop-transcript's 8
+ * slots, so the other half always serves completions already applied, whoever waits on requests that never complete
+ * (four bonded keys at 2 calls each held all 8 for 5 s a call). A call beyond them is answered at once
+ * (`COMPLETION_NOT_APPLIED`), and the validator asks again later (hop-validator.ts TRANSCRIPT_RETRY_MS).
+ */
+export const TRANSCRIPT_MAX_WAITING = 4;
+export const TRANSCRIPT_MAX_WAITING_PER_PEER = 1;
 
 /** `entitled` from the ledger: the peer's key holds locked stake that counts toward a hop-fraud quorum. */
 export function bondedReaders(lockedOf: (accountId: Uint8Array) => bigint): (peer: string) => boolean {
@@ -96,6 +104,14 @@ export class PaidCompletions {
     private readonly isApplied: (id: Uint8Array) => boolean,
     private readonly limits: PaidCompletionLimits = PAID_COMPLETION_DEFAULTS,
     private readonly now: () => number = Date.now,
+    /**
+     * The hex account id of the requester of an open request (undefined: not open, or unknown). Given, a completion
+     * of an open request signed for another requester is not kept (review2, session 28): while a replay is pending
+     * every ingest only stores, so a stranger's completions naming us (over a session it drove for the public request
+     * id) were stored 'pending', took the request's 4 places first, and the honest one was never kept: its validators
+     * were refused. The ledger applies only the requester's (NOT_REQUESTER).
+     */
+    private readonly openRequester?: (requestId: Uint8Array) => string | undefined,
   ) {}
 
   /** A completion event the ledger stored (wire bytes): kept when it names `me` as a hop. Anything else is ignored. */
@@ -113,6 +129,8 @@ export class PaidCompletions {
     if (b.kind !== EventKind.MarketComplete) return;
     const index = b.hops.findIndex((h) => bytesEqual(h.key, this.me));
     if (index < 0) return;
+    const requester = this.openRequester?.(b.requestId);
+    if (requester !== undefined && requester !== Buffer.from(accountIdFromPublicKey(b.requesterKey)).toString('hex')) return;
     this.expire();
     const rid = Buffer.from(b.requestId).toString('hex');
     const list = this.byRequest.get(rid) ?? [];

@@ -13,9 +13,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { buildServedCompletion } from '../../src/ledger/build.js';
 import { RunningCommitment } from '../../src/ledger/commitment.js';
-import { signTranscriptClaim } from '../../src/ledger/fraud.js';
+import { decodeFraudRecord, signFraudStatement, signTranscriptClaim } from '../../src/ledger/fraud.js';
 import { encodeTranscript, type HopTranscript } from '../../src/protocols/hop-transcript.js';
-import { encodeCoCheck, HopValidator } from '../../src/protocols/hop-validator.js';
+import { encodeCoCheck, encodeStatement, HopValidator } from '../../src/protocols/hop-validator.js';
 import type { HopCompute } from '../../src/protocols/inference.js';
 import type { CallContext, RpcNode } from '../../src/protocols/rpc/service.js';
 import { isNeuroShardError } from '../../src/util/errors.js';
@@ -218,5 +218,65 @@ describe('attack: co-checks that make a validator re-execute', () => {
     release();
     const verdicts = await own;
     assert.equal(verdicts.find((v) => v.index === 1)?.status, 'fraud', JSON.stringify(verdicts.find((v) => v.index === 1)));
+  });
+
+  it('a co-statement from a key without the bond is not taken into the slash: the next holder is asked (review2)', async () => {
+    // a fraud (the hop committed to 2x + 2, the span computes 2x + 1); two holders co-check it and both sign: u holds no
+    // bond (an older node, or one against a hop serving everyone), w does. Before, u's statement, asked first, made
+    // the quorum of two here; every ledger refused the slash (HOP_FRAUD_QUORUM) and w was never asked
+    const U = testKey(9906);
+    const W = testKey(9907);
+    const x = Float32Array.from({ length: 2 * C }, (_, i) => Math.sin(3 * i));
+    const inC = new RunningCommitment();
+    inC.hidden(x, C, [2]);
+    const outC = new RunningCommitment();
+    outC.hidden(x.map((v) => 2 * v + 2), C, [2]);
+    const recomputed = new RunningCommitment();
+    recomputed.hidden(x.map((v) => 2 * v + 1), C, [2]);
+    const requestId = new Uint8Array(randomBytes(32));
+    const t: HopTranscript = {
+      requestId,
+      index: 1,
+      count: 2,
+      inCommit: inC.value,
+      outCommit: outC.value,
+      claim,
+      claimSignature: signTranscriptClaim(H, NET, requestId, 1, 2, inC.value, outC.value, claim),
+      maxLen: 8,
+      sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
+      wire: 'f32',
+      cols: C,
+      steps: [{ chunks: [2], hidden: x }],
+    };
+    const done = buildServedCompletion(env(8, T0 + 8), { requestId, tokensUsed: 4, requester: R, hops: [D, H], commits: [new Uint8Array(32).fill(7), inC.value, outC.value] });
+    const asked: string[] = [];
+    const rpc = {
+      handle: async () => {},
+      call: async (peer: string, m: { name: string }) => {
+        if (m.name !== 'hop-fraud-check') return encodeTranscript(t);
+        asked.push(peer);
+        const k = peer === 'u' ? U : W;
+        return encodeStatement(signFraudStatement(k, NET, done.id, 1, claim.modelHash, outC.value, recomputed.value));
+      },
+    } as unknown as RpcNode;
+    const records: Uint8Array[][] = [];
+    const validator = new HopValidator({
+      networkId: NET,
+      key: V,
+      rpc,
+      compute: validatorCompute(),
+      claim: async () => ({ modelHash: claim.modelHash, engine: claim.engine }),
+      holders: () => ['u', 'w'],
+      submitSlash: async ([, record]) => {
+        records.push(decodeFraudRecord(record).statements.map((st) => st.validator));
+      },
+      rate: 1,
+      counts: (k) => !Buffer.from(k).equals(U.publicKey),
+    });
+    const vs = await validator.onCompletion(done.bytes, new AbortController().signal);
+    assert.equal(vs.find((v) => v.index === 1)?.status, 'fraud', JSON.stringify(vs));
+    assert.deepEqual(asked, ['u', 'w']);
+    assert.equal(records.length, 1, 'one slash submitted');
+    assert.deepEqual(records[0]!.map((k) => Buffer.from(k).toString('hex')), [V, W].map((k) => Buffer.from(k.publicKey).toString('hex')), "the slash carries the bonded statements, not u's");
   });
 });

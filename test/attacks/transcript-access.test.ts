@@ -129,6 +129,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
   let stopTranscripts: () => Promise<void>;
   let validator: HopValidator;
   let stakeReads = 0;
+  let valWorker: ComputeClient;
 
   /** A market request of Q applied by the hop's ledger (its id is R). */
   const marketRequest = (): Uint8Array => {
@@ -167,7 +168,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
       transcripts,
       commits: new HopCommitQueue({ useWorker: false }),
     });
-    const valWorker = await inProcessWorker();
+    valWorker = await inProcessWorker();
     validator = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(valWorker, config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: 1 });
   });
   after(async () => {
@@ -229,6 +230,31 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     await waitFor(() => stakeReads > reads, { timeoutMs: 60_000, intervalMs: 5, what: 'the hop to read the caller\'s stake' });
     await complete(R, honest);
     assert.ok(same(await fetching, honest));
+  });
+
+  it("a validator whose hop's ledger had neither the request nor the completion when it asked is served on a later try (review2)", async () => {
+    // the hop refuses at once what its ledger does not hold open (no slot held for made-up ids), so a hop a gossip
+    // hop or a sync behind the validator answered COMPLETION_NOT_APPLIED, and the sample was lost for good: a
+    // validator looks at a completion once. It now asks again (hop-validator.ts TRANSCRIPT_RETRY_MS; shortened here)
+    t += 1000;
+    const q = buildMarketRequest(Q, env(nonce(Q), t), { maxTokens: 10_000, maxPricePerMillion: 150n * NEURO, expiresAtMs: t + 600_000 });
+    const R = q.id;
+    const { honest } = await sessions(server, R, false);
+    t += 1000;
+    const ev = buildServedCompletion(env(nonce(D), t), { requestId: R, tokensUsed: 4, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), honest.inCommit, honest.outCommit] });
+    const late = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(await inProcessWorker(), config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: 1, retryMs: [200, 1000, 4000] });
+    const stop = new AbortController();
+    try {
+      const first = (await late.onCompletion(ev.bytes, stop.signal)).find((x) => x.index === 1);
+      assert.deepEqual(first, { status: 'skip', index: 1, reason: 'TRANSCRIPT_FORBIDDEN' }, "the hop's ledger has not seen the request");
+      // the request and the completion reach the hop's ledger (a sync, or gossip that came late)
+      assert.equal(ledger.ingest(q.bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
+      assert.equal((await service.submit(ev.bytes)).status, 'applied');
+      await waitFor(() => late.stats.matched === 1, { timeoutMs: 30_000, intervalMs: 20, what: 'the retried check to match' });
+      assert.ok(late.stats.retries >= 1);
+    } finally {
+      stop.abort();
+    }
   });
 
   it("an older validator (1.0.0: no commitments) gets the session the applied completion paid for, not a stranger's sealed after it", async () => {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { NEURO } from '../../../src/ledger/amount.js';
 import { buildTransfer } from '../../../src/ledger/build.js';
-import { EventKind } from '../../../src/ledger/events.js';
+import { decodeEvent, EventKind } from '../../../src/ledger/events.js';
 import { Ledger } from '../../../src/ledger/ledger.js';
 import { MemoryLedgerHub } from '../../../src/ledger/memory-network.js';
 import { listOutbox, outboxMaxNonce, readOutcome, writeOutbox } from '../../../src/ledger/outbox.js';
@@ -56,8 +56,17 @@ describe('ledger service', () => {
       assert.equal(c.ledger.status().events, 0);
 
       c.network.partitioned = false;
+      // each ingest names the event's kind (review2: listeners for one kind read no other back by id)
+      const kinds = new Map<string, number | undefined>();
+      const off = c.service.on('ledger:ingested', ({ result, kind }) => kinds.set(result.id, kind));
       const added = await c.service.syncAll();
+      off();
       assert.equal(added, ids.length);
+      assert.deepEqual(
+        ids.map((id) => kinds.get(id)),
+        ids.map((id) => decodeEvent(a.ledger.eventBytes(Buffer.from(id, 'hex'))!).body.kind),
+      );
+      assert.equal(kinds.get(ids[ids.length - 1]!), EventKind.Transfer);
       assert.equal(c.ledger.stateHash(), a.ledger.stateHash());
       assert.equal(c.ledger.account(acct(c.key)).balance, NEURO / 10_000n);
       // a second sync adds nothing
@@ -68,7 +77,7 @@ describe('ledger service', () => {
       const seen = b.service.waitFor('ledger:ingested', { timeoutMs: 5000, pred: (p) => p.source === 'gossip' });
       await a.network.publish(late);
       const got = await seen;
-      assert.deepEqual([got.result.status, got.result.reason], ['dropped', 'STALE']);
+      assert.deepEqual([got.result.status, got.result.reason, got.kind], ['dropped', 'STALE', decodeEvent(late).body.kind]);
     } finally {
       for (const n of nodes) {
         n.service.stop();

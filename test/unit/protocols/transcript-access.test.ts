@@ -14,6 +14,7 @@ import { MemoryHub } from '../../../src/p2p/memory.js';
 import { encodeTranscriptRequest, hopTranscript, serveTranscripts, TranscriptStore } from '../../../src/protocols/hop-transcript.js';
 import { RpcNode } from '../../../src/protocols/rpc/service.js';
 import { bondedReaders, PaidCompletions, type TranscriptAccess } from '../../../src/protocols/transcript-access.js';
+import { waitFor } from '../../../src/util/abort.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { acct, env, NET, T0, testKey } from '../ledger/helpers.js';
 
@@ -56,6 +57,24 @@ describe('transcript access (session 28)', () => {
     assert.deepEqual(p.paid(rid(1), 1), { inCommit: b.body.hops[1]!.inCommit, outCommit: b.body.hops[1]!.outCommit });
     assert.equal(p.paid(rid(1), 0), undefined, 'we are hop 1, not 0');
     assert.equal(p.paid(rid(2), 1), undefined);
+  });
+
+  it("does not let a stranger's completions for an open request take its places before the requester's (review2)", () => {
+    // a stranger drove a session through the hop for the public request id and signed 4 completions over it, stored
+    // 'pending' while a replay was pending: they took the request's 4 places, the requester's was dropped, and the
+    // hop refused every validator of the paid session. Only the open request's requester's completions are kept now
+    const applied = new Set<string>();
+    const open = new Map([[Buffer.from(rid(1)).toString('hex'), Buffer.from(acct(Q)).toString('hex')]]);
+    const p = new PaidCompletions(H.publicKey, (id) => applied.has(Buffer.from(id).toString('hex')), undefined, undefined, (r) => open.get(Buffer.from(r).toString('hex')));
+    const c = (i: number): Uint8Array => new Uint8Array(32).fill(100 + i);
+    for (let k = 0; k < 4; k++) {
+      p.note(buildServedCompletion(env(500 + k, T0 + 500 + k), { requestId: rid(1), tokensUsed: 4, requester: X, hops: [X, H], commits: [c(0), c(1), c(2)] }).bytes);
+    }
+    const honest = completion(1, H, 0);
+    p.note(honest.bytes);
+    applied.add(Buffer.from(honest.id).toString('hex'));
+    assert.deepEqual(p.paid(rid(1), 1), { inCommit: honest.body.hops[1]!.inCommit, outCommit: honest.body.hops[1]!.outCommit });
+    assert.equal(p.size(), 1, "the stranger's were not kept");
   });
 
   it('forgets completions past its retention and past its count, oldest first', () => {
@@ -109,6 +128,71 @@ describe('transcript access on the wire (in-memory network)', () => {
       assert.ok(paidCalls >= 3, `an open request is looked up again while the hop waits for its completion (${paidCalls - 1} lookups)`);
     } finally {
       await w.close();
+    }
+  });
+
+  it('callers waiting on requests that never complete hold at most half the slots: an applied completion is still answered (review2)', async () => {
+    // four bonded keys, two calls each, naming a request open in our ledger whose completion never comes (their own
+    // escrow, left to expire): until review2 every call waited its 5 s in a slot, all 8 were held, and an honest
+    // validator asking about an applied completion got RPC_BUSY for as long as the keys kept asking
+    const hub = new MemoryHub();
+    const hopId = peerIdFromPublicKey(H.publicKey);
+    const a = hub.createNode(hopId);
+    await a.start();
+    const hop = new RpcNode({ network: a, networkId: NET });
+    const OPEN = rid(7);
+    const APPLIED = rid(8);
+    const commits = { inCommit: new Uint8Array(32).fill(1), outCommit: new Uint8Array(32).fill(2) };
+    const hex = (r: Uint8Array): string => Buffer.from(r).toString('hex');
+    await serveTranscripts(hop, new TranscriptStore(), {
+      entitled: () => true,
+      pending: (r) => hex(r) === hex(OPEN),
+      paid: (r) => (hex(r) === hex(APPLIED) ? commits : undefined),
+      waitMs: 20_000,
+    });
+    const callers: { rpc: RpcNode; stop: () => Promise<void> }[] = [];
+    const caller = async (id: string): Promise<RpcNode> => {
+      const n = hub.createNode(id);
+      await n.start();
+      const rpc = new RpcNode({ network: n, networkId: NET });
+      callers.push({ rpc, stop: () => n.stop() });
+      return rpc;
+    };
+    const stop = new AbortController();
+    try {
+      let refusedAtOnce = 0;
+      const held: Promise<unknown>[] = [];
+      for (let k = 0; k < 4; k++) {
+        const rpc = await caller(`bonded${k}`);
+        for (let j = 0; j < 2; j++) {
+          held.push(
+            rpc.call(hopId, hopTranscript, encodeTranscriptRequest(OPEN, 1), { signal: stop.signal }).catch((e: unknown) => {
+              if (code(e) === 'TRANSCRIPT_FORBIDDEN' && /COMPLETION_NOT_APPLIED/.test((e as Error).message)) refusedAtOnce++;
+            }),
+          );
+        }
+      }
+      // every one of the 8 calls is either waiting in a slot or answered
+      await waitFor(() => hop.inFlight(hopTranscript) + refusedAtOnce === 8, { timeoutMs: 10_000, intervalMs: 5, what: 'the 8 calls to be waiting or answered' });
+      const honest = await caller('validator');
+      const r = await honest.call(hopId, hopTranscript, encodeTranscriptRequest(APPLIED, 1)).then(
+        () => 'served',
+        (e: unknown) => code(e),
+      );
+      // the store is empty: TRANSCRIPT_GONE is the answer of a call that got a slot and passed the access rule
+      assert.equal(r, 'TRANSCRIPT_GONE', 'the applied completion is answered, not RPC_BUSY');
+      assert.equal(hop.inFlight(hopTranscript), 4, 'four calls wait (one per caller), not eight');
+      assert.equal(refusedAtOnce, 4, "each caller's second call is answered at once");
+      stop.abort();
+      await Promise.all(held);
+    } finally {
+      stop.abort();
+      for (const c of callers) {
+        await c.rpc.close();
+        await c.stop();
+      }
+      await hop.close();
+      await a.stop();
     }
   });
 });
