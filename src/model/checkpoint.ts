@@ -31,6 +31,7 @@ import { layerHashes, layerHashesToJson, spanHashOf } from './hash.js';
 import { ParamLayout, type Span } from './layout.js';
 import { MAX_HEADER_BYTES, SafetensorsFile, safetensorsBytes, writeSafetensors } from './safetensors.js';
 import { LlamaShard } from './shard.js';
+import { MAX_TOKENIZER_FILE_BYTES } from './tokenizer/constants.js';
 import { spanText } from '../util/span-text.js';
 
 export const CHECKPOINT_FORMAT = 'neuroshard-checkpoint';
@@ -311,6 +312,9 @@ export function readManifest(dir: string): CheckpointManifest {
     if ((f === CHECKPOINT_FILES.config || f === CHECKPOINT_FILES.trainingState) && e.bytes > MAX_CHECKPOINT_JSON_BYTES) {
       bad(`lists ${f} at ${e.bytes} bytes, more than the ${MAX_CHECKPOINT_JSON_BYTES} a checkpoint's JSON file may hold`);
     }
+    if (f === CHECKPOINT_FILES.tokenizer && e.bytes > MAX_TOKENIZER_FILE_BYTES) {
+      bad(`lists ${f} at ${e.bytes} bytes, more than the ${MAX_TOKENIZER_FILE_BYTES} a tokenizer file may hold`);
+    }
   }
   if (m.files![CHECKPOINT_FILES.model] === undefined || m.files![CHECKPOINT_FILES.config] === undefined) bad('must list model.safetensors and config.json');
   return m as CheckpointManifest;
@@ -318,9 +322,35 @@ export function readManifest(dir: string): CheckpointManifest {
 
 /** Checks size and SHA-256 of every file checkpoint.json lists; returns the manifest. */
 export function verifyCheckpoint(dir: string): CheckpointManifest {
-  const m = readManifest(dir);
-  verifyFiles(dir, m, Object.keys(m.files));
-  return m;
+  return verifyWhole(dir, undefined).manifest;
+}
+
+/**
+ * verifyCheckpoint's order: checkpoint.json, then config.json (verified: at most 16 MiB) and its layer count, then
+ * `span` within what the checkpoint holds, then the size each weight file must have at most (it follows from the
+ * config and the checkpoint's span), then every listed file's size by stat, and only then the hashes. Before session
+ * 28 every listed file was hashed first, in the manifest's order: a model.safetensors listed at many GB, of exactly
+ * that size, kept the worker (and every job queued behind it) hashing for minutes before anything bounded it.
+ */
+function verifyWhole(dir: string, span: Span | undefined): { manifest: CheckpointManifest; config: LlamaConfig } {
+  const { manifest, config } = readVerifiedConfig(dir);
+  if (span !== undefined && (span.start < manifest.span.start || span.end > manifest.span.end)) {
+    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.manifest), `holds layers ${spanText(manifest.span)}, not the requested ${spanText(span)}`);
+  }
+  const params = new ParamLayout(config, manifest.span).size;
+  // F32 weights (saveCheckpoint writes nothing else), F32 moments m and v, each after a bounded header
+  const most: Record<string, [number, string]> = {
+    [CHECKPOINT_FILES.model]: [8 + MAX_HEADER_BYTES + 4 * params, 'weights'],
+    [CHECKPOINT_FILES.optimizer]: [8 + MAX_HEADER_BYTES + 8 * params, 'moments'],
+  };
+  for (const [f, [bytes, what]] of Object.entries(most)) {
+    const listed = manifest.files[f];
+    if (listed !== undefined && listed.bytes > bytes) {
+      throw new CheckpointError('CHECKPOINT_CORRUPT', join(dir, f), `is listed at ${listed.bytes} bytes, more than the ${bytes} the ${what} of ${params} parameters take`);
+    }
+  }
+  verifyFiles(dir, manifest, Object.keys(manifest.files).filter((f) => f !== CHECKPOINT_FILES.config));
+  return { manifest, config };
 }
 
 /** Where each weight of a Hugging Face directory lives: one model.safetensors or an index of several files. */
@@ -449,16 +479,8 @@ export interface LoadedCheckpoint {
  * against the layer hashes of checkpoint.json. `span` may select part of what the checkpoint holds.
  */
 export function loadCheckpoint(dir: string, opts: LoadOptions): LoadedCheckpoint {
-  const manifest = verifyCheckpoint(dir);
-  const cfgPath = join(dir, CHECKPOINT_FILES.config);
-  const config = parseHfConfig(readSmallFile(cfgPath, MAX_CHECKPOINT_JSON_BYTES), cfgPath);
-  if (config.num_hidden_layers !== manifest.num_hidden_layers) {
-    throw new CheckpointError('CHECKPOINT_MISMATCH', cfgPath, `has num_hidden_layers=${config.num_hidden_layers}, checkpoint.json says ${manifest.num_hidden_layers}`);
-  }
+  const { manifest, config } = verifyWhole(dir, opts.span);
   const span = opts.span ?? manifest.span;
-  if (span.start < manifest.span.start || span.end > manifest.span.end) {
-    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.manifest), `holds layers ${spanText(manifest.span)}, not the requested ${spanText(span)}`);
-  }
   const layout = new ParamLayout(config, span);
   const src = new WeightSource(dir);
   const params = new Float32Array(layout.size);
@@ -501,11 +523,14 @@ function readOptimizer(dir: string, layout: ParamLayout): OptimizerState {
   }
 }
 
-/** Checks size and SHA-256 of the listed `files` of a checkpoint against its manifest (those it lists). */
+/**
+ * Checks size and SHA-256 of the listed `files` of a checkpoint against its manifest (those it lists): every size
+ * first, then the hashes, so a file of the wrong size is refused before any file is hashed.
+ */
 function verifyFiles(dir: string, m: CheckpointManifest, files: readonly string[]): void {
-  for (const f of files) {
-    const want = m.files[f];
-    if (want === undefined) continue;
+  const listed = files.filter((f) => m.files[f] !== undefined);
+  for (const f of listed) {
+    const want = m.files[f]!;
     const path = join(dir, f);
     let size: number;
     try {
@@ -517,6 +542,10 @@ function verifyFiles(dir: string, m: CheckpointManifest, files: readonly string[
     // took minutes of hashing before its size was compared; readCheckpointInfo runs on a node's main thread)
     if (size < want.bytes) throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `is ${size} bytes, expected ${want.bytes}`, { expected: want, got: { bytes: size } });
     if (size > want.bytes) throw new CheckpointError('CHECKPOINT_CORRUPT', path, `is ${size} bytes, expected ${want.bytes}`, { expected: want, got: { bytes: size } });
+  }
+  for (const f of listed) {
+    const want = m.files[f]!;
+    const path = join(dir, f);
     const got = sha256File(path);
     if (got.bytes < want.bytes) throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `is ${got.bytes} bytes, expected ${want.bytes}`, { expected: want, got });
     if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {

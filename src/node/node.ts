@@ -364,14 +364,12 @@ export class NeuroShardNode {
         genesis,
         compute,
         network,
-        span: undefined,
         localSpan: () => pool.span(),
         speeds: () => new Map(pool.view().holders.map((h) => [h.peerId, h.tokensPerSec])),
         // each holder's weights format as its signed record states it (pool/view.ts: the heartbeat only until then)
         formats: () => new Map(pool.view().holders.map((h) => [h.peerId, h.weights ?? 'f32'])),
         // issue 12 §3: holders' locked stake from the ledger state; unbonded ones are routed to less
         bonds: () => ({ stakes: stakesByPeer(pool.view().holders.map((h) => h.peerId), (id) => ledger.ledger.account(id).locked), minBond: MIN_REWARD_BOND }),
-        trains: false,
         clock,
         log: log.child('serve'),
         market: nodeHopMarket(key, genesis.networkId, ledger, clock), // issue 11 §2: hops sign commitments, drivers submit completions

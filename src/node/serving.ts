@@ -3,15 +3,14 @@
  * on this node's own compute worker, the holders view (ourselves plus the peers whose heartbeats name a span), and
  * the Generator behind POST /api/generate (router/driver.ts does the work).
  *
- * A node that holds layers and does not train loads them at start: its span of the newest checkpoint in
- * `<data-dir>/checkpoints` when there is one, else the seeded genesis initialisation (the same bytes on every node,
- * since a span initialises to the same weights as the whole model). A training node serves the model it trains.
+ * The weights served are the layer pool's (pool/: it loads, adopts and moves the span in the worker); nothing here
+ * loads a model. (`loadServingModel`, which loaded a span from the newest checkpoint or the seeded initialisation,
+ * had no caller since the pool took over and was removed in session 28.)
  */
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import type { Generator, GenerateListener, GenerateOutput, GenerateParams } from '../api/index.js';
 import type { ComputeClient } from '../compute/index.js';
-import { latestCheckpoint, type LlamaConfig } from '../model/index.js';
+import type { LlamaConfig } from '../model/index.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
 import type { TextTokenizer } from '../model/tokenizer/hf.js';
 import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, runGeneration, type PeerHolding, type DriverDeps, type DriverOptions, type GenerationResult, type HolderView, type HopInput, type HopOpener, type HopOutput, type HopSession, type ModelView, type SessionSpec } from '../router/index.js';
@@ -23,26 +22,12 @@ import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompu
 import type { HopMarket } from '../protocols/hop-commitment.js';
 import type { Clock } from '../util/clock.js';
 import type { Genesis } from './genesis.js';
-import { CHECKPOINTS_DIR } from './model-limits.js';
 import type { NodeNetwork } from './network.js';
 import type { NodeOptions } from './options.js';
 
 export interface Span {
   start: number;
   end: number;
-}
-
-/** Loads this node's span into its worker (see the file comment); returns where the weights came from. */
-export async function loadServingModel(compute: ComputeClient, dataDir: string, config: LlamaConfig, span: Span, log: Logger): Promise<string> {
-  const dir = latestCheckpoint(join(dataDir, CHECKPOINTS_DIR));
-  if (dir !== null) {
-    await compute.run({ type: 'loadCheckpoint', dir, span });
-    log.info('serving layers from a checkpoint', { span: `${span.start}:${span.end}`, dir });
-    return dir;
-  }
-  await compute.run({ type: 'initModel', config, seed: 0, span });
-  log.info('serving layers from the seeded genesis initialisation', { span: `${span.start}:${span.end}` });
-  return 'genesis-init';
 }
 
 export function genesisModelView(genesis: Genesis): ModelView {
@@ -187,12 +172,8 @@ export interface StartServingInit {
   genesis: Genesis;
   compute: ComputeClient;
   network: NodeNetwork;
-  /** The span this node holds (undefined: none). */
-  span: Span | undefined;
-  /** The node trains the whole model (its worker's model is the one it serves). */
-  trains: boolean;
-  /** The layer pool's span, read on every route choice (the pool loads and swaps the weights); overrides `span`. */
-  localSpan?: () => Span | undefined;
+  /** The layer pool's span, read on every route choice and hop session (the pool loads and swaps the weights). */
+  localSpan: () => Span | undefined;
   /** Peers' stated tokens/s through their spans (the pool's view of their HolderRecords), read per route choice. */
   speeds?: () => ReadonlyMap<string, number>;
   /**
@@ -291,25 +272,18 @@ export function peerHolderViews(network: NodeNetwork, latency: LatencyTable, spe
   return holderViews({ peers, rttMs: (peer) => latency.rttMs(peer), stepMs: (peer) => latency.stepMs(peer), stalePenaltyMs: STALE_RTT_MS, ...(heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs }), ...(bonds === undefined ? {} : { stakes: bonds.stakes, minBond: bonds.minBond }) });
 }
 
-/** Loads the span (unless training does), serves peers' hop sessions on it, and builds the generator. */
+/** Serves peers' hop sessions on the pool's span and builds the generator. */
 export async function startServing(init: StartServingInit): Promise<NodeServing> {
-  const { compute, genesis, network, span, log, opts } = init;
+  const { compute, genesis, network, log, opts } = init;
   const config = init.model?.config ?? genesis.config;
-  let served: Span | undefined;
-  if (span !== undefined && !init.trains) {
-    await loadServingModel(compute, opts.dataDir, config, span, log);
-    served = span;
-  } else if (span !== undefined) {
-    served = span; // the training model (its sessions fail with COMPUTE_STATE until training has loaded it)
-  }
-  // the span hops are served on: the pool's (read on every session, since the pool loads and moves it), else the
-  // one loaded above. A pool node registers the hop protocol even before it holds layers (it answers NOT_SERVING
-  // until then): registering only when a span was passed in left every pool node without a hop server, so an
-  // entry's first step failed on every holder and the failovers banned them all (503 layers_uncovered).
-  const spanNow = (): Span | undefined => (stopped ? undefined : init.localSpan !== undefined ? init.localSpan() : served);
+  // read on every session, since the pool loads and moves the span. A pool node registers the hop protocol even
+  // before it holds layers (it answers NOT_SERVING until then): registering only when a span was passed in left every
+  // pool node without a hop server, so an entry's first step failed on every holder and the failovers banned them
+  // all (503 layers_uncovered).
+  const spanNow = (): Span | undefined => (stopped ? undefined : init.localSpan());
   let stopped = false;
   let hops: InferenceHopServer | undefined;
-  if (served !== undefined || (init.localSpan !== undefined && opts.span !== 'none')) {
+  if (opts.span !== 'none') {
     hops = new InferenceHopServer(workerHopCompute(compute, config, spanNow), { ...HOP_LIMIT_DEFAULTS, memoryBudgetBytes: opts.inferenceMemoryMb * 1024 * 1024 }, network.scores, log.child('hop'), init.market, {
       ...(init.transcripts === undefined ? {} : { transcripts: init.transcripts }),
       ...(init.faultsForTests === undefined ? {} : { faultsForTests: init.faultsForTests }),
@@ -324,7 +298,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     compute,
     genesis,
     selfPeerId: network.peerId,
-    localSpan: init.localSpan ?? (() => served),
+    localSpan: init.localSpan,
     weights: opts.weights,
     // a stale peer (heartbeats late) is still routed to, behind alive ones; a dead one never
     peers: () => peerHolderViews(network, latency, init.speeds?.() ?? new Map(), opts.heartbeatIntervalMs, undefined, init.formats?.(), init.bonds?.()),
@@ -346,7 +320,6 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     hops,
     latency,
     stop: async () => {
-      served = undefined;
       stopped = true;
       if (hops !== undefined) await network.rpc.unhandle(inferenceStream).catch(() => {});
     },

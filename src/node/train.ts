@@ -16,7 +16,10 @@
  *   optimizer moments only when they are of the same closed outer round: training/replica-resume.ts). The
  *   checkpoint's weights are never loaded (its small files are read, and its moments alone when kept), so the
  *   worker holds the adopted weights throughout. Its checkpoints of another shape are moved into
- *   `<checkpoints>/other-shape/` (kept, not resumed), so a restart resumes the new run's own newest.
+ *   `<checkpoints>/other-shape/` (kept, not resumed), so a restart resumes the new run's own newest, and those a
+ *   newer version wrote (CHECKPOINT_UNSUPPORTED) into `<checkpoints>/unsupported-version/`, so it resumes the newest
+ *   one this build reads. Kept moments that cannot be read (a damaged optimizer.safetensors) give way to fresh ones,
+ *   with a warning naming the file, as for a checkpoint without moments.
  * - Validation: the corpus's held-out shard, cut into batches of the training shape (the same batches every time,
  *   so the curve is comparable), before the first step of a fresh run, every `evalEvery` steps and at the target
  *   (also when a rerun finds the target already reached: it then reports the checkpoint's validation loss).
@@ -44,6 +47,7 @@ import {
 } from '../model/index.js';
 import { TOKENIZER_FILE_NAME } from '../model/tokenizer/index.js';
 import {
+  momentsUnreadable,
   OTHER_SHAPE_DIR,
   otherShapeCheckpoints,
   replicaResume,
@@ -54,8 +58,10 @@ import {
   type TrainerResume,
   type TrainStepper,
   type TrainStepResult,
+  UNSUPPORTED_DIR,
+  unsupportedCheckpoints,
 } from '../training/index.js';
-import { AbortedError, ConfigError, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
+import { AbortedError, ConfigError, InvalidArgumentError, isNeuroShardError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
 import { spanText } from '../util/span-text.js';
@@ -122,7 +128,8 @@ export interface SoloTrainOptions {
    * A fresh run is sized by `config` (not by `preset`); a checkpoint of this node's in `dataDir` of the same shape goes
    * on (step, data position, settings) over these weights, with its optimizer moments only when they were accumulated
    * on them (the same closed outer `round`), else a fresh optimizer; those of another shape are moved aside into
-   * `<checkpoints>/other-shape/` (session 28). Before
+   * `<checkpoints>/other-shape/` (session 28), and those of a newer version into `<checkpoints>/unsupported-version/`;
+   * kept moments that cannot be read start fresh (a warning). Before
    * session 27 a replica re-initialised the weights from seed 0 (no checkpoint), loaded its checkpoint's stale ones
    * over them, or failed with a typed error at `initModel` on a network of another shape than `preset`.
    */
@@ -256,13 +263,14 @@ function pidAlive(pid: number): boolean {
 
 /**
  * A checkpoint's model config, or undefined when its config.json cannot be read or does not match its manifest (it
- * is then left where it is: resuming it fails with its typed error, as loading it did).
+ * is then left where it is: resuming it fails with its typed error, as loading it did); `unsupported` when its
+ * checkpoint.json is of a version this build cannot read (a newer one's: CHECKPOINT_UNSUPPORTED, and the error).
  */
-function configOf(dir: string): LlamaConfig | undefined {
+function shapeOf(dir: string): { config: LlamaConfig | undefined; unsupported: boolean; why?: string } {
   try {
-    return readVerifiedCheckpointConfig(dir);
-  } catch {
-    return undefined;
+    return { config: readVerifiedCheckpointConfig(dir), unsupported: false };
+  } catch (e) {
+    return { config: undefined, unsupported: isNeuroShardError(e, 'CHECKPOINT_UNSUPPORTED'), why: (e as Error).message };
   }
 }
 
@@ -323,9 +331,16 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       // deleted; left in place, the newest of them stayed the newest (by step), so each restart discarded it again
       // and started at step 0, and keep-last pruned the new run's own checkpoints first (training/resume.ts)
       const adoptedConfig = o.adopted.config;
-      for (const c of otherShapeCheckpoints(listCheckpoints(root).map((c) => ({ ...c, config: configOf(c.dir) })), adoptedConfig)) {
+      const all = listCheckpoints(root).map((c) => ({ ...c, ...shapeOf(c.dir) }));
+      for (const c of otherShapeCheckpoints(all, adoptedConfig)) {
         const to = moveCheckpointAside(root, c.dir, OTHER_SHAPE_DIR);
         log.warn("a checkpoint of another model shape than the network's was moved aside (kept, not resumed)", { from: c.dir, to, step: c.step });
+      }
+      // a newer version's checkpoints (the node downgraded since): aside too, and the newest one this build reads is
+      // resumed (training/resume.ts UNSUPPORTED_DIR: left in place they stopped the run, or counted toward keep-last)
+      for (const c of unsupportedCheckpoints(all)) {
+        const to = moveCheckpointAside(root, c.dir, UNSUPPORTED_DIR);
+        log.warn('a checkpoint this version of neuroshard cannot read (a newer version wrote it) was moved aside (kept, not resumed)', { from: c.dir, to, step: c.step, why: c.why });
       }
       resumeDir = latestCheckpoint(root);
       if (resumeDir !== null) {
@@ -396,7 +411,17 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
     // the checkpoint's moments (a replica's read alone: its weights are not loaded) or fresh ones; loadCheckpoint
     // already restored both when the checkpoint had moments
     if (moments !== undefined && (loaded === undefined || moments.moments === 'fresh')) {
-      await client.run({ type: 'resumeTrainer', step: moments.step, ...(moments.moments === 'checkpoint' && resumeDir !== null ? { dir: resumeDir } : {}) });
+      try {
+        await client.run({ type: 'resumeTrainer', step: moments.step, ...(moments.moments === 'checkpoint' && resumeDir !== null ? { dir: resumeDir } : {}) });
+      } catch (e) {
+        // a replica's kept moments that cannot be read (damaged, truncated, missing): fresh ones, as for a checkpoint
+        // without moments; the weights are the adopted ones and the step and data position were read already, so the
+        // run goes on from its step (before: the run failed). A failed resumeTrainer changed nothing in the worker.
+        if (o.adopted === undefined || moments.moments !== 'checkpoint' || !isNeuroShardError(e) || !momentsUnreadable(e.code)) throw e;
+        const file = typeof e.meta?.file === 'string' ? e.meta.file : resumeDir;
+        log.warn("the checkpoint's optimizer moments cannot be read: AdamW starts fresh; the run goes on from its step", { checkpoint: resumeDir, file, step: moments.step, why: e.message });
+        await client.run({ type: 'resumeTrainer', step: moments.step });
+      }
     }
     checkInt('seqLen', seqLen, 1, config.max_position_embeddings);
 

@@ -10,13 +10,26 @@
  *   - a whole-model replica trains the network's shape, so its checkpoints of another shape are never resumed: they
  *     are moved aside (`<checkpoints>/other-shape/`, never deleted), else the newest of them stays the newest
  *     checkpoint (by step) until the new run passes its step, each restart before then discards it again and starts
- *     at step 0, and the new run's own checkpoints, at lower steps, are the ones keep-last pruning removes first.
+ *     at step 0, and the new run's own checkpoints, at lower steps, are the ones keep-last pruning removes first;
+ *   - for the same reasons a replica's checkpoints that a newer version wrote (CHECKPOINT_UNSUPPORTED) are moved
+ *     aside too (`<checkpoints>/unsupported-version/`), and the run resumes the newest one this build reads;
+ *   - a replica whose kept moments cannot be read (optimizer.safetensors damaged) goes on with fresh ones, as when
+ *     the checkpoint has none (`momentsUnreadable`): the step, data position and weights do not depend on them.
  */
 import { configsEqual, type LlamaConfig } from '../model/config.js';
 import type { ReplicaResume } from './replica-resume.js';
 
 /** The folder of the checkpoints dir that a replica's checkpoints of another model shape are moved into. */
 export const OTHER_SHAPE_DIR = 'other-shape';
+
+/**
+ * The folder of the checkpoints dir that a replica's checkpoints this build cannot read (CHECKPOINT_UNSUPPORTED:
+ * written by a newer version, the node since downgraded) are moved into. Left in place, the newest of them stopped
+ * every start of the replica's run with that error (session 28 review); skipped but left in place, they would still
+ * count toward keep-last pruning (three newer ones: each checkpoint the run cut was pruned at once, and each restart
+ * began at step 0 again) and a save at one's step would replace it.
+ */
+export const UNSUPPORTED_DIR = 'unsupported-version';
 
 export type TrainerResume =
   /** The checkpoint's step and its AdamW moments (loaded with its weights, or alone over other weights). */
@@ -35,9 +48,28 @@ export function trainerResume(ck: { step: number; hasOptimizer: boolean }, repli
 }
 
 /**
+ * The checkpoints a replica moves into UNSUPPORTED_DIR: those whose checkpoint.json this build cannot read (a newer
+ * version's). Kept whole, never resumed nor pruned; the run resumes the newest checkpoint it can read.
+ */
+export function unsupportedCheckpoints<T extends { dir: string; unsupported: boolean }>(all: readonly T[]): T[] {
+  return all.filter((c) => c.unsupported);
+}
+
+/**
  * The checkpoints a replica of a network of `config` moves aside: those of another model shape. `config` undefined:
  * unreadable (left where they are: resuming the newest of them fails with its typed error, as loading it did).
  */
 export function otherShapeCheckpoints<T extends { dir: string; config: LlamaConfig | undefined }>(all: readonly T[], config: LlamaConfig): T[] {
   return all.filter((c) => c.config !== undefined && !configsEqual(c.config, config));
+}
+
+/**
+ * Whether a failure to read a checkpoint's moments alone (the worker's resumeTrainer with a checkpoint: its
+ * config.json and optimizer.safetensors verified against checkpoint.json, then read) is the moments' file being
+ * unusable, so that a replica goes on with fresh moments (a warning naming the file) rather than failing its run:
+ * the file missing, truncated, corrupt, or not holding the model's tensors. Anything else (no trainer in the worker,
+ * a bad argument, the worker gone) is no damage and still fails the run.
+ */
+export function momentsUnreadable(code: string): boolean {
+  return code === 'CHECKPOINT_MISSING' || code === 'CHECKPOINT_TRUNCATED' || code === 'CHECKPOINT_CORRUPT' || code === 'CHECKPOINT_MISMATCH';
 }

@@ -12,17 +12,22 @@
  *      read, when kept). Before, loadCheckpoint put them in the worker until the adopted ones were written back;
  *   4. a replica whose own newest checkpoint has a damaged config.json that still parses (another shape's numbers):
  *      its typed error, nothing moved. Before the review (session 28) the unverified config made it "another
- *      shape": moved aside with a warning, and the run resumed an older checkpoint in silence.
+ *      shape": moved aside with a warning, and the run resumed an older checkpoint in silence;
+ *   5. a replica whose kept moments' file is damaged: fresh moments with a warning naming the file, the run goes on
+ *      from its step (checkpoint tidy, session 28; before, the run failed with CHECKPOINT_CORRUPT);
+ *   6. a replica whose checkpoints include three a newer version wrote (CHECKPOINT_UNSUPPORTED), at higher steps: they
+ *      are moved into `<checkpoints>/unsupported-version/` (kept whole) with a warning naming each, and the run
+ *      resumes its newest readable one; the next restart goes on from the run's own (before: the run failed).
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient, type Job } from '../../../src/compute/index.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { CHANGES_WEIGHTS } from '../../../src/compute/served-params.js';
-import { configsEqual, flatOptimizerState, latestCheckpoint, listCheckpoints, loadCheckpointOptimizer, makeConfig, ParamLayout, readCheckpointConfig } from '../../../src/model/index.js';
+import { checkpointDirName, configsEqual, flatOptimizerState, latestCheckpoint, listCheckpoints, loadCheckpointOptimizer, makeConfig, ParamLayout, readCheckpointConfig } from '../../../src/model/index.js';
 import { CHECKPOINTS_DIR } from '../../../src/node/model-limits.js';
 import { TINY_CONFIG, trainSolo, type SoloTrainOptions, type TrainEvent } from '../../../src/node/train.js';
 import { lrAt, trainerOptions } from '../../../src/training/index.js';
@@ -252,5 +257,83 @@ describe('resuming a training run (node/train.ts)', { timeout: 300_000 }, () => 
       [1, 2],
       'both checkpoints where they were',
     );
+  });
+
+  it("a replica whose kept moments' file is damaged: fresh moments with a warning, the run goes on from its step (tidy)", async () => {
+    const dir = tmp('ns-resume-badmoments-');
+    const root = join(dir, CHECKPOINTS_DIR);
+    await run(dir, 2, { preset: 'tiny', outerRound: () => 4 });
+    await client.run({ type: 'initModel', config: TINY_CONFIG, seed: 4322 });
+    const net = (await client.run({ type: 'getParams' })).params;
+    const opt = join(latestCheckpoint(root)!, 'optimizer.safetensors');
+    const bytes = readFileSync(opt);
+    bytes[bytes.length - 5] ^= 0x40; // damaged in place: same size, another hash
+    writeFileSync(opt, bytes);
+
+    // the same round, so the moments would be kept
+    const r = await run(dir, 4, { adopted: { config: TINY_CONFIG, params: async () => net.slice(), round: 4 } });
+    assert.deepEqual(
+      r.steps.map((s) => s.step),
+      [3, 4],
+      'the run goes on from its step',
+    );
+    const warn = r.log.filter((l) => l.includes('optimizer moments cannot be read'));
+    assert.equal(warn.length, 1, r.log.join('\n'));
+    assert.ok(warn[0]!.includes(opt), `the warning names ${opt}: ${warn[0]}`);
+    const info = await client.run({ type: 'trainerInfo' });
+    assert.deepEqual({ step: info.step, applied: info.appliedSteps }, { step: 4, applied: 2 }, 'fresh moments: their own count from 0');
+    assert.deepEqual(
+      r.steps.map((s) => s.lr),
+      [2, 3].map((i) => lrAt(i, trainerOptions({ decaySteps: 4 }))),
+      "the schedule at the run's step",
+    );
+  });
+
+  it('a replica with checkpoints a newer version wrote: moved aside, the newest readable one resumed (tidy)', async () => {
+    const dir = tmp('ns-resume-newer-');
+    const root = join(dir, CHECKPOINTS_DIR);
+    await client.run({ type: 'initModel', config: TINY_CONFIG, seed: 98 });
+    const net = (await client.run({ type: 'getParams' })).params;
+    const adopted = { config: TINY_CONFIG, params: async () => net.slice() };
+    await run(dir, 2, { checkpointEvery: 1, adopted });
+    // three checkpoints of a newer version at higher steps (checkpoint.json version 2), as keep-last left them
+    const newer: { dir: string; manifest: string }[] = [];
+    for (const step of [5, 6, 7]) {
+      const to = join(root, checkpointDirName(step));
+      cpSync(latestCheckpoint(root)!, to, { recursive: true });
+      const path = join(to, 'checkpoint.json');
+      const m = JSON.parse(readFileSync(path, 'utf8')) as { version: number; step: number };
+      m.version = 2;
+      m.step = step;
+      writeFileSync(path, JSON.stringify(m));
+      newer.push({ dir: to, manifest: readFileSync(path, 'utf8') });
+    }
+    assert.equal(latestCheckpoint(root), newer[2]!.dir);
+
+    const r = await run(dir, 3, { adopted });
+    assert.deepEqual(
+      r.steps.map((s) => s.step),
+      [3],
+      'the newest readable checkpoint (step 2) resumed',
+    );
+    for (const n of newer) {
+      const lines = r.log.filter((l) => l.includes('cannot read') && l.includes(n.dir));
+      assert.equal(lines.length, 1, `one warning names ${n.dir}:\n${r.log.join('\n')}`);
+      const aside = join(root, 'unsupported-version', n.dir.slice(root.length + 1));
+      assert.equal(readFileSync(join(aside, 'checkpoint.json'), 'utf8'), n.manifest, 'kept whole');
+      assert.ok(existsSync(join(aside, 'model.safetensors')));
+    }
+    assert.deepEqual(
+      listCheckpoints(root).map((c) => c.step),
+      [1, 2, 3],
+      "the run's own checkpoints, none pruned for the newer ones",
+    );
+    // the next restart goes on from the run's own newest, with nothing more to move
+    const again = await run(dir, 4, { adopted });
+    assert.deepEqual(
+      again.steps.map((s) => s.step),
+      [4],
+    );
+    assert.ok(!again.log.some((l) => l.includes('moved aside')), again.log.join('\n'));
   });
 });

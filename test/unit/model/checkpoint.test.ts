@@ -295,6 +295,58 @@ describe('checkpoints', () => {
     assert.deepEqual(listCheckpoints(root), [], 'nothing written');
   });
 
+  it('loadCheckpoint bounds the weights by the config before it hashes, and compares every size before any hash (checkpoint tidy, session 28)', () => {
+    const m = new LlamaShard({ config: cfg, backend, seed: 8 });
+    const mom = { step: 2, m: new Float32Array(m.params.length), v: new Float32Array(m.params.length) };
+    const make = (): string => saveCheckpoint({ root: fresh(), step: 2, model: m, optimizer: mom, trainingState: { a: 1 }, tokenizerPath: tokPath }).dir;
+    const relist = (dir: string, file: string, entry: { sha256: string; bytes: number }): void => {
+      const path = join(dir, 'checkpoint.json');
+      const man = JSON.parse(readFileSync(path, 'utf8')) as { files: Record<string, unknown> };
+      man.files[file] = entry;
+      writeFileSync(path, JSON.stringify(man));
+    };
+    const GiB4 = 4 * 2 ** 30;
+    // weights of 4 GiB (sparse), listed at exactly that size: refused by what the config allows, not hashed (before:
+    // all 4 GiB hashed, then refused for the hash, seconds to minutes in the worker)
+    let dir = make();
+    truncateSync(join(dir, 'model.safetensors'), GiB4);
+    relist(dir, 'model.safetensors', { sha256: '0'.repeat(64), bytes: GiB4 });
+    const t0 = performance.now();
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_CORRUPT', 'model.safetensors', /listed at 4294967296 bytes, more than the \d+ the weights of \d+ parameters take/));
+    assert.throws(() => loadAnyCheckpoint(dir, { backend }), errorIs('CHECKPOINT_CORRUPT', 'model.safetensors', /listed at 4294967296/));
+    // the same for the moments and the tokenizer file
+    dir = make();
+    truncateSync(join(dir, 'optimizer.safetensors'), GiB4);
+    relist(dir, 'optimizer.safetensors', { sha256: '0'.repeat(64), bytes: GiB4 });
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_CORRUPT', 'optimizer.safetensors', /listed at 4294967296 bytes, more than the \d+ the moments of/));
+    dir = make();
+    truncateSync(join(dir, 'neuroshard-tokenizer.json'), GiB4);
+    relist(dir, 'neuroshard-tokenizer.json', { sha256: '0'.repeat(64), bytes: GiB4 });
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_CORRUPT', 'checkpoint.json', /neuroshard-tokenizer\.json at 4294967296 bytes, more than the 8388608/));
+    const ms = performance.now() - t0;
+    assert.ok(ms < 2000, `four refusals in ${ms.toFixed(0)} ms (hashing 12 GiB takes tens of seconds)`);
+    // a requested span the checkpoint does not hold is refused before hashing too
+    const half: Span = { start: 0, end: 1 };
+    dir = saveCheckpoint({ root: fresh(), step: 2, model: new LlamaShard({ config: cfg, backend, seed: 8, span: half }) }).dir;
+    truncateSync(join(dir, 'model.safetensors'), 2 ** 20);
+    assert.throws(() => loadCheckpoint(dir, { backend, span: { start: 0, end: cfg.num_hidden_layers } }), errorIs('CHECKPOINT_MISMATCH', 'checkpoint.json', /holds layers/));
+    // every size before any hash: weights damaged in place (same size) and a truncated training state name the
+    // training state (before: the weights, hashed first in the manifest's order)
+    dir = make();
+    const model = join(dir, 'model.safetensors');
+    const bytes = readFileSync(model);
+    bytes[bytes.length - 1] ^= 0xff;
+    writeFileSync(model, bytes);
+    truncateSync(join(dir, 'training-state.json'), 2);
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_TRUNCATED', 'training-state.json', /is 2 bytes, expected \d+$/));
+    // the damaged weights alone: their hash
+    dir = make();
+    writeFileSync(join(dir, 'model.safetensors'), bytes);
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_CORRUPT', 'model.safetensors', /sha256/));
+    // and a sound one loads
+    assert.deepEqual(loadCheckpoint(make(), { backend }).model.params, m.params);
+  });
+
   it("a damaged config.json is no other shape: the verified config refuses it (review, session 28)", () => {
     const m = new LlamaShard({ config: cfg, backend, seed: 7 });
     const dir = saveCheckpoint({ root: fresh(), step: 1, model: m }).dir;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { makeConfig } from '../../../src/model/config.js';
 import { presetConfig } from '../../../src/model/index.js';
-import { otherShapeCheckpoints, trainerResume } from '../../../src/training/resume.js';
+import { momentsUnreadable, otherShapeCheckpoints, trainerResume, unsupportedCheckpoints } from '../../../src/training/resume.js';
 
 const NANO = presetConfig('nano');
 const OTHER = makeConfig({ ...NANO, num_hidden_layers: NANO.num_hidden_layers + 2 });
@@ -35,5 +35,19 @@ describe('training/resume.ts', () => {
       otherShapeCheckpoints(all, OTHER).map((c) => c.dir),
       ['a', 'd'],
     );
+  });
+
+  it("a newer version's checkpoints are moved whatever their shape; only a damaged moments file means fresh moments (tidy)", () => {
+    const all = [
+      { dir: 'a', unsupported: false },
+      { dir: 'b', unsupported: true },
+      { dir: 'c', unsupported: true },
+    ];
+    assert.deepEqual(
+      unsupportedCheckpoints(all).map((c) => c.dir),
+      ['b', 'c'],
+    );
+    for (const code of ['CHECKPOINT_MISSING', 'CHECKPOINT_TRUNCATED', 'CHECKPOINT_CORRUPT', 'CHECKPOINT_MISMATCH']) assert.equal(momentsUnreadable(code), true, code);
+    for (const code of ['COMPUTE_STATE', 'INVALID_ARGUMENT', 'COMPUTE_WORKER_EXITED', 'CHECKPOINT_WRITE_FAILED', 'CHECKPOINT_UNSUPPORTED']) assert.equal(momentsUnreadable(code), false, code);
   });
 });
