@@ -31,8 +31,8 @@ export interface WorkerConfig {
   trainingHoldMs?: number;
   /**
    * Serving before training: the most idle time (ms) the worker keeps in hand to wait for a reply's next step
-   * before a training step; training earns it back at half its run time. 0 never idles for serving. Default
-   * SERVING_FIRST_DEFAULTS.idleCapMs (4,000).
+   * before a training step; training earns it back at twice its run time (idleShare). 0 never idles for serving.
+   * Default SERVING_FIRST_DEFAULTS.idleCapMs (4,000).
    */
   trainingIdleMs?: number;
   /** How models are held: 'f32' (default) or 'int8' (inference only; every model the worker builds or loads is quantized). */

@@ -26,8 +26,9 @@
  * Bounded (session 28; the attack pass of session 27 found that anyone could buy the waiting): a session job that
  * is queued is real work and passes for the whole hold, but the worker sits idle on serving's behalf for at most
  * `idleCapMs` plus `idleShare` of the time it trains, whoever sends the steps. A stranger's empty session opens
- * and closes buy no wait at all (a closed session has no next step: 25 → 149 training steps a minute against an
- * empty open every 240 ms, 400 ms steps, simulated); a session kept open that steps a token every 30-240 ms keeps
+ * and closes buy no wait once closed (a closed session has no next step: 25 → 149 training steps a minute against an
+ * empty open every 240 ms, 400 ms steps, simulated; still 149 with each close a 25 ms round trip after its open, 47
+ * with each kept open until the next: an open counts, as a stepping session does); a session kept open that steps a token every 30-240 ms keeps
  * training at ≥ 1/3 of what the worker has left after computing those steps (25 → ~46). An honest remote reply (a
  * step every ~30 ms) on a node that trained a few seconds since its last reply passes training as before (a 64-token
  * reply, no pause; one every second too); replies back to back pause for a training step every ~35 tokens (~67

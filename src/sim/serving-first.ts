@@ -16,6 +16,11 @@ export interface StrangerLoad {
   everyMs: number;
   /** 'empty': a new session opened and closed; 'step': a one-token step of one session kept open; 'openStepClose'. */
   pattern: 'empty' | 'step' | 'openStepClose';
+  /**
+   * 'empty' and 'openStepClose': the close arrives this long after the open (default 0, together). A remote stranger's
+   * close comes a round trip after its open's answer at the soonest, and the session is open meanwhile.
+   */
+  closeAfterMs?: number;
 }
 
 /** Replies, one after another: open, a prefill, `tokens` decode steps, close; each job `rttMs` after the last answered. */
@@ -93,7 +98,7 @@ export function simulateServingFirst(opts: SimOptions): SimResult {
         else {
           arrive(at, item(session('sessionOpen', id)));
           if (load.pattern === 'openStepClose') arrive(at, item(session('sessionStep', id)));
-          arrive(at, item(session('sessionClose', id)));
+          arrive(at + (load.closeAfterMs ?? 0), item(session('sessionClose', id)));
         }
       }
     } else {

@@ -44,7 +44,7 @@ async function replyBesideTraining(client: ComputeClient, id: string): Promise<{
 }
 
 /** A trainer as the node's: it posts its next step as soon as the last one answers; `steps` counts the answered. */
-function trainInBackground(client: ComputeClient, inputs: Int32Array, targets: Int32Array): { steps: number; stop: () => Promise<void> } {
+function trainInBackground(client: ComputeClient, inputs: Int32Array, targets: Int32Array, dims: { B: number; T: number } = { B, T }): { steps: number; stop: () => Promise<void> } {
   let stopped = false;
   const state = {
     steps: 0,
@@ -55,7 +55,7 @@ function trainInBackground(client: ComputeClient, inputs: Int32Array, targets: I
   };
   const loop = (async () => {
     while (!stopped) {
-      await client.run({ type: 'trainStep', inputs: inputs.slice(), targets: targets.slice(), B, T });
+      await client.run({ type: 'trainStep', inputs: inputs.slice(), targets: targets.slice(), ...dims });
       state.steps++;
     }
   })();
@@ -249,7 +249,7 @@ describe('compute worker: serving before training', () => {
         const bg = trainInBackground(c, inputs, inputs);
         try {
           // 40 one-token steps, ~40 ms apart (1.6 s): each kept the training step waiting for the next, up to the 2 s
-          // hold, so at most the step in flight finished; now the worker idles 300 ms (trainingIdleMs) and earns half
+          // hold, so at most the step in flight finished; now the worker idles 300 ms (trainingIdleMs) and earns twice
           // of each training step back (a step takes a few ms on this model), so training runs between the tokens
           const before = bg.steps;
           const t0 = performance.now();
@@ -270,5 +270,60 @@ describe('compute worker: serving before training', () => {
       { trainingIdleMs: 300 },
     );
   });
-});
 
+  // review of session 28: the idle time a remote reply spends is earned back by training, through a real worker
+  it('a remote reply after training ran a while passes it again, though replies back to back spent the idle time', async () => {
+    const IDLE = 1000;
+    const TOK = 12;
+    const GAP = 20; // ms between a token's answer and the next step: a remote hop's round trip
+    await withClient(
+      undefined,
+      async (c) => {
+        const rng = new Rng(10);
+        // steps of a few ms (B 8, T 64): the trainer's round trips are a small part of its time, so training alone
+        // for 2 s runs well over the 500 ms that earn the whole idle time back at idleShare 2
+        const dims = { B: 8, T: 64 };
+        const inputs = Int32Array.from({ length: dims.B * dims.T }, () => rng.int(config.vocab_size));
+        const bg = trainInBackground(c, inputs, inputs, dims);
+        const sampling = { temperature: 0, topK: 0, topP: 1, seed: 0 };
+        let n = 0;
+        /** One remote-paced reply: training steps that ended from its open to its last token, and its time. */
+        const reply = async (): Promise<{ trains: number; ms: number }> => {
+          const id = `remote-${n++}`;
+          const before = bg.steps;
+          const t0 = performance.now();
+          await c.run({ type: 'sessionOpen', id, maxLen: TOK + 8, sampling });
+          await pause(GAP);
+          let tok = (await c.run({ type: 'sessionStep', id, ids: Int32Array.of(1, 2, 3), chunks: [3] })).tokens![0]!;
+          for (let k = 1; k < TOK; k++) {
+            await pause(GAP);
+            tok = (await c.run({ type: 'sessionStep', id, ids: Int32Array.of(tok), chunks: [1] })).tokens![0]!;
+          }
+          const r = { trains: bg.steps - before, ms: performance.now() - t0 };
+          await c.run({ type: 'sessionClose', id });
+          return r;
+        };
+        try {
+          while (bg.steps < 3) await c.run({ type: 'ping' });
+          // a reply on a worker that holds its idle time: it passes training (the step running at its open at most)
+          const first = await reply();
+          assert.ok(first.trains <= 2, `the first reply paused for ${first.trains} training steps (${first.ms.toFixed(0)} ms)`);
+          // replies back to back spend the idle time (~25 ms a token): one of them pauses for training at its tokens
+          // (with the idle time unbounded, before session 28, none ever did)
+          const spent: number[] = [];
+          while (spent.length < 8 && (spent.at(-1) ?? 0) < TOK / 2) spent.push((await reply()).trains);
+          assert.ok(spent.at(-1)! >= TOK / 2, `${spent.length} replies back to back never ran out of idle time: training steps during each ${spent.join(', ')}`);
+          // training alone for a while earns it back
+          const from = performance.now();
+          const s0 = bg.steps;
+          while (performance.now() - from < 2000 || bg.steps - s0 < 20) await c.run({ type: 'ping' });
+          const last = await reply();
+          assert.ok(last.trains <= 2, `after ${bg.steps - s0} training steps alone (${(performance.now() - from).toFixed(0)} ms) a reply still paused for ${last.trains} (${last.ms.toFixed(0)} ms; the first took ${first.ms.toFixed(0)} ms)`);
+        } finally {
+          await bg.stop();
+        }
+      },
+      { trainingIdleMs: IDLE },
+    );
+  });
+});

@@ -160,6 +160,19 @@ describe('serving first over a simulated minute (400 ms training steps)', () => 
     assert.ok(after.trainSteps >= 140, `after: ${after.trainSteps}`);
     assert.equal(after.idleWaitMs, 0, 'a closed session buys no wait');
   });
+  it("a stranger's empty opens buy a wait only while they stay open: closed a round trip later almost none, kept open 240 ms what a stepping session buys (review, session 28)", () => {
+    const { idleCapMs, idleShare } = SERVING_FIRST_DEFAULTS;
+    // a remote stranger's close comes a round trip after its open's answer at the soonest: the session is open meanwhile
+    const rtt = simulateServingFirst({ ...base, loads: [{ kind: 'stranger', everyMs: 240, pattern: 'empty', closeAfterMs: 25 }] });
+    assert.ok(rtt.trainSteps >= 140 && rtt.idleWaitMs < 1000, `closed 25 ms after: ${rtt.trainSteps} steps, idle ${rtt.idleWaitMs} ms`);
+    // each kept open until the next: an open counts as activity (a reply's prefill follows it), so the balance bounds it
+    for (const variant of ['before', 'after'] as const) {
+      const kept = simulateServingFirst({ ...base, loads: [{ kind: 'stranger', everyMs: 240, pattern: 'empty', closeAfterMs: 240 }], variant });
+      const bound = Math.floor((60_000 - idleCapMs) / (400 * (1 + idleShare)));
+      if (variant === 'before') assert.ok(kept.trainSteps <= 26, `before: ${kept.trainSteps}`);
+      else assert.ok(kept.trainSteps >= bound && kept.idleWaitMs <= idleCapMs + idleShare * 400 * kept.trainSteps + 1, `kept open: ${kept.trainSteps} steps (bound ${bound}), idle ${kept.idleWaitMs} ms`);
+    }
+  });
   it("a stranger's session that stays open and steps one token every 240 ms, or every 30 ms: training keeps ≥ 1 / (1 + idleShare), less what the steps compute", () => {
     for (const everyMs of [240, 30]) {
       const loads = [{ kind: 'stranger', everyMs, pattern: 'step' }] as const;
