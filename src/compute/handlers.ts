@@ -3,7 +3,8 @@
  * is an exhaustive Record over JobType, so a job declared in jobs.ts without a handler fails to compile.
  */
 import { runStageOp } from '../training/pipeline/index.js';
-import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
+import { loadCheckpoint, loadCheckpointOptimizer, saveCheckpoint } from '../model/checkpoint.js';
+import { callerTrainingState, isSavedTrainingState, type SavedTrainingState } from './training-state.js';
 import { generate } from '../model/generate.js';
 import { adamwStateFromFlat, flatOptimizerState } from '../model/optimizer.js';
 import { IntTensor, ShapeError, type GemmArgs } from '../tensor/index.js';
@@ -72,19 +73,6 @@ function batchDims(op: string, B: unknown, T: unknown): { B: number; T: number }
 
 function hashParams(p: Float32Array): string {
   return sha256Hex(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
-}
-
-/** What the worker stores in training-state.json: the trainer's step beside the caller's own state. */
-interface SavedTrainingState {
-  format: 'neuroshard-solo-trainer';
-  version: 1;
-  trainerStep: number;
-  extra: unknown;
-}
-
-function isSavedTrainingState(x: unknown): x is SavedTrainingState {
-  const o = x as Partial<SavedTrainingState> | null;
-  return typeof o === 'object' && o !== null && o.format === 'neuroshard-solo-trainer' && o.version === 1 && Number.isSafeInteger(o.trainerStep);
 }
 
 function pathArg(name: string, v: unknown): string {
@@ -352,6 +340,21 @@ export function createHandlers(state: ComputeState): HandlerTable {
 
     stage: (job) => runStageOp(state.stage(), job.o),
 
+    resumeTrainer: (job) => {
+      const m = state.model();
+      const t = state.trainer();
+      const step = job.step;
+      if (typeof step !== 'number' || !Number.isSafeInteger(step) || step < 0) throw new InvalidArgumentError(`resumeTrainer: step must be a non-negative integer, got ${String(step)}`, { step });
+      // the moments of the checkpoint (verified, of this very shape and span), or zeros: a fresh optimizer whose own
+      // bias-correction count starts at 0 while the step count (the schedule's position) is the run's
+      const optimizer =
+        job.dir === undefined
+          ? { step: 0, m: new Float32Array(m.shard.layout.size), v: new Float32Array(m.shard.layout.size) }
+          : loadCheckpointOptimizer(pathArg('dir', job.dir), m.shard.config, m.shard.span);
+      t.loadState({ step, options: t.options, optimizer: adamwStateFromFlat(m.shard.layout, optimizer) });
+      return { step: t.step, appliedSteps: t.appliedSteps };
+    },
+
     loadCheckpoint: (job) => {
       const dir = pathArg('dir', job.dir);
       state.clearModel();
@@ -371,7 +374,7 @@ export function createHandlers(state: ComputeState): HandlerTable {
         span: { ...ck.model.span },
         paramCount: ck.model.layout.size,
         modelHash: ck.manifest.model_hash,
-        trainingState: ours ? ts.extra : ts,
+        trainingState: callerTrainingState(ts),
         tokenizerPath: ck.tokenizerPath,
         optimizerRestored,
       };

@@ -174,6 +174,14 @@ export interface JobDefs {
   /** Restores getTrainerState's output (for resume). */
   setTrainerState: { req: { state: TrainerState }; res: { step: number } };
   /**
+   * Resumes the trainer of the model held, whose weights it leaves as they are: its step count (the schedule's
+   * position) becomes `step`, and its AdamW moments those of the checkpoint `dir` (verified: optimizer.safetensors and
+   * config.json against checkpoint.json; of the model's very shape and span) or, without `dir`, fresh ones (zeros,
+   * their own bias-correction count from 0). A run that resumes a checkpoint without moments, or over weights that
+   * are not the checkpoint's (a replica's: node/train.ts), uses it instead of `loadCheckpoint`'s weights.
+   */
+  resumeTrainer: { req: { step: number; dir?: string }; res: { step: number; appliedSteps: number } };
+  /**
    * Writes a checkpoint of the worker's model (model/checkpoint.ts: safetensors + config.json + optimizer state +
    * training-state.json, atomically; old ones pruned to `keepLast`) from inside the worker, so the event loop never
    * serialises weights. `trainingState` is the caller's JSON (the data position, …), stored and given back by
@@ -303,6 +311,7 @@ export const JOB_TYPES: readonly JobType[] = [
   'trainerInfo',
   'getTrainerState',
   'setTrainerState',
+  'resumeTrainer',
   'saveCheckpoint',
   'loadCheckpoint',
   'sessionOpen',

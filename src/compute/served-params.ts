@@ -90,6 +90,7 @@ export const CHANGES_WEIGHTS: Readonly<Record<JobType, boolean>> = {
   trainerInfo: false,
   getTrainerState: false,
   setTrainerState: false,
+  resumeTrainer: false,
   saveCheckpoint: false,
   loadCheckpoint: true,
   sessionOpen: false,

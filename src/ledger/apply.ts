@@ -45,7 +45,7 @@ import { accountIdFromPublicKey } from '../identity/index.js';
 import type { ReasonCode } from './reasons.js';
 import type { Account, LedgerState, Totals } from './state.js';
 import { evidenceKey } from './verify.js';
-import { fraudValidators, HOP_FRAUD_QUORUM } from './fraud.js';
+import { countsForFraudQuorum, fraudValidators, HOP_FRAUD_QUORUM } from './fraud.js';
 // issue 11 §2 hop fraud: a separate import line, kept apart for merges
 import { decodeEvent, EvidenceType, type MarketCompleteBody } from './events.js';
 import { bondedWitnesses, type RewardRules } from './witness.js';
@@ -551,6 +551,6 @@ function hopFraudTerms(s: LedgerState, e: LedgerEvent): { bonded: number; reques
   if (b.kind !== EventKind.Slash || b.evidenceType !== EvidenceType.HopFraud) return null;
   const completion = decodeEvent(b.evidence[0]!).body as MarketCompleteBody;
   let bonded = 0;
-  for (const v of fraudValidators(b.evidence[1]!)) if (s.account(hex(accountIdFromPublicKey(v))).staked >= MIN_REWARD_BOND) bonded++;
+  for (const v of fraudValidators(b.evidence[1]!)) if (countsForFraudQuorum(s.account(hex(accountIdFromPublicKey(v))).staked)) bonded++;
   return { bonded, requester: hex(accountIdFromPublicKey(completion.requesterKey)) };
 }

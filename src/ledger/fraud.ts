@@ -21,12 +21,21 @@
 import { PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH, signDomain, verifyDomain, type NodeKey } from '../identity/index.js';
 import { bytesEqual } from '../util/bytes.js';
 import { DecodeError, Reader, Writer } from './codec.js';
+import { MIN_REWARD_BOND } from './economics.js';
 import { EventKind, EvidenceType, HASH_BYTES, MAX_NETWORK_ID, signEvent, type LedgerEvent, type MarketCompleteBody, type SlashBody } from './events.js';
 
 export const TRANSCRIPT_DOMAIN = 'neuroshard/hop-transcript/v1';
 export const FRAUD_STATEMENT_DOMAIN = 'neuroshard/hop-fraud/v1';
 /** Distinct bonded validators whose re-execution must disagree with the hop before it is slashed. */
 export const HOP_FRAUD_QUORUM = 2;
+/**
+ * Whether a validator holding `locked` stake (locked, not cooling down) counts toward HOP_FRAUD_QUORUM: the state rule
+ * of a hop-fraud slash (apply.ts), and who a hop serves its transcripts to (protocols/transcript-access.ts, session
+ * 28: a statement from a key without it slashes nobody, so such a key has no need for a hop's inputs).
+ */
+export function countsForFraudQuorum(locked: bigint): boolean {
+  return locked >= MIN_REWARD_BOND;
+}
 /** Most statements a record carries (the rest would only cost bytes). */
 export const MAX_FRAUD_STATEMENTS = 8;
 /** Longest model hash and engine name (hex hashes are 64 characters). */

@@ -858,6 +858,11 @@ export class Ledger {
     if (cached !== undefined && e.nonce >= cached) this.nonces.set(ck, e.nonce + 1n);
   }
 
+  /** Whether the market request with this event id is escrowed and not completed yet (a pending `r:` row). */
+  requestPending(requestId: Uint8Array): boolean {
+    return this.state.request(toHex(requestId)) !== undefined;
+  }
+
   /** The epoch of the account's latest applied proof (-1 for none): the state's, so a snapshot holds it too. */
   lastProofEpoch(accountId: Uint8Array): number {
     return this.state.account(toHex(accountId)).lastEpoch;

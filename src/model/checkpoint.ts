@@ -21,15 +21,15 @@
  * Foreign checkpoints (model.safetensors or a sharded model.safetensors.index.json, plus config.json: F32, F16 or
  * BF16, tied or untied) load with loadHfModel; they carry no checkpoint.json to verify against.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Backend } from '../tensor/backend.js';
-import { type LlamaConfig, parseHfConfig, toHfConfigJson } from './config.js';
+import { configsEqual, type LlamaConfig, parseHfConfig, toHfConfigJson } from './config.js';
 import { CheckpointError, ModelConfigError } from './errors.js';
 import { atomicWriteFile, fsyncDir, readSmallFile, sha256File } from './fsutil.js';
 import { layerHashes, layerHashesToJson, spanHashOf } from './hash.js';
 import { ParamLayout, type Span } from './layout.js';
-import { SafetensorsFile, safetensorsBytes, writeSafetensors } from './safetensors.js';
+import { MAX_HEADER_BYTES, SafetensorsFile, safetensorsBytes, writeSafetensors } from './safetensors.js';
 import { LlamaShard } from './shard.js';
 import { spanText } from '../util/span-text.js';
 
@@ -49,6 +49,13 @@ export const CHECKPOINT_FILES = {
 export const DEFAULT_KEEP_LAST = 3;
 /** Largest JSON file of a checkpoint we read (config, manifest, training state, index). */
 export const MAX_CHECKPOINT_JSON_BYTES = 16 << 20;
+/**
+ * Deepest nesting of arrays and objects in a checkpoint's JSON file. Ours nest 4 levels, Hugging Face configs a few
+ * more. JSON.parse itself copes with any depth, but what the value goes through next does not: a training state
+ * nested 100,000 deep (a 200 KB file) made the worker's reply to loadCheckpoint throw RangeError (structured clone
+ * recurses), an untyped JobFailedError naming no file (review, session 28).
+ */
+export const MAX_CHECKPOINT_JSON_DEPTH = 64;
 
 const DIR_RE = /^step-(\d{10})$/;
 
@@ -167,8 +174,12 @@ export function saveCheckpoint(opts: SaveCheckpointOptions): SavedCheckpoint {
     if (opts.trainingState !== undefined) {
       const text = JSON.stringify(opts.trainingState);
       if (text === undefined) throw new ModelConfigError('trainingState is not JSON-serialisable');
-      if (text.length > MAX_CHECKPOINT_JSON_BYTES) throw new ModelConfigError(`trainingState is ${text.length} bytes of JSON, more than ${MAX_CHECKPOINT_JSON_BYTES}`);
-      files[CHECKPOINT_FILES.trainingState] = atomicWriteFile(join(tmp, CHECKPOINT_FILES.trainingState), [utf8(text)]);
+      // the limit is the reader's, in UTF-8 bytes: counted in UTF-16 units (text.length), a state of non-ASCII text
+      // up to 3 times the limit was written, and every read of the checkpoint refused it (review, session 28)
+      const bytes = utf8(text);
+      if (bytes.byteLength > MAX_CHECKPOINT_JSON_BYTES) throw new ModelConfigError(`trainingState is ${bytes.byteLength} bytes of JSON, more than ${MAX_CHECKPOINT_JSON_BYTES}`);
+      if (jsonTooDeep(text, MAX_CHECKPOINT_JSON_DEPTH)) throw new ModelConfigError(`trainingState nests arrays or objects more than ${MAX_CHECKPOINT_JSON_DEPTH} deep`);
+      files[CHECKPOINT_FILES.trainingState] = atomicWriteFile(join(tmp, CHECKPOINT_FILES.trainingState), [bytes]);
     }
     const hashes = layerHashes(layout, model.params);
     const manifest: CheckpointManifest = {
@@ -244,11 +255,29 @@ export function pruneCheckpoints(root: string, keepLast: number): void {
 
 function readJson(path: string): unknown {
   const text = readSmallFile(path, MAX_CHECKPOINT_JSON_BYTES);
+  if (jsonTooDeep(text, MAX_CHECKPOINT_JSON_DEPTH)) throw new CheckpointError('CHECKPOINT_CORRUPT', path, `nests arrays or objects more than ${MAX_CHECKPOINT_JSON_DEPTH} deep`);
   try {
     return JSON.parse(text);
   } catch (e) {
     throw new CheckpointError('CHECKPOINT_CORRUPT', path, `is not valid JSON (${(e as Error).message})`);
   }
+}
+
+/** Whether `text` (JSON or not) opens more than `max` arrays or objects inside one another, outside strings. */
+function jsonTooDeep(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
 }
 
 /** Reads and validates checkpoint.json (without checking the files it lists). */
@@ -275,8 +304,12 @@ export function readManifest(dir: string): CheckpointManifest {
   if (typeof m.files !== 'object' || m.files === null) bad('files must be an object');
   for (const [f, e] of Object.entries(m.files!)) {
     if (f !== basename(f) || f.startsWith('.') || !Object.values(CHECKPOINT_FILES).includes(f as never)) bad(`lists an unexpected file ${JSON.stringify(f)}`);
-    if (typeof e !== 'object' || e === null || typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256) || !Number.isSafeInteger(e.bytes)) {
+    if (typeof e !== 'object' || e === null || typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256) || !Number.isSafeInteger(e.bytes) || e.bytes < 0) {
       bad(`entry of ${f} must be {sha256, bytes}`);
+    }
+    // a JSON file larger than we read is refused here, before verification hashes all of it
+    if ((f === CHECKPOINT_FILES.config || f === CHECKPOINT_FILES.trainingState) && e.bytes > MAX_CHECKPOINT_JSON_BYTES) {
+      bad(`lists ${f} at ${e.bytes} bytes, more than the ${MAX_CHECKPOINT_JSON_BYTES} a checkpoint's JSON file may hold`);
     }
   }
   if (m.files![CHECKPOINT_FILES.model] === undefined || m.files![CHECKPOINT_FILES.config] === undefined) bad('must list model.safetensors and config.json');
@@ -286,15 +319,7 @@ export function readManifest(dir: string): CheckpointManifest {
 /** Checks size and SHA-256 of every file checkpoint.json lists; returns the manifest. */
 export function verifyCheckpoint(dir: string): CheckpointManifest {
   const m = readManifest(dir);
-  for (const [f, want] of Object.entries(m.files)) {
-    const path = join(dir, f);
-    if (!existsSync(path)) throw new CheckpointError('CHECKPOINT_MISSING', path, `listed in checkpoint.json but missing (expected ${want.bytes} bytes, sha256 ${want.sha256})`);
-    const got = sha256File(path);
-    if (got.bytes < want.bytes) throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `is ${got.bytes} bytes, expected ${want.bytes}`, { expected: want, got });
-    if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {
-      throw new CheckpointError('CHECKPOINT_CORRUPT', path, `sha256 ${got.sha256} (${got.bytes} bytes), expected ${want.sha256} (${want.bytes} bytes)`, { expected: want, got });
-    }
-  }
+  verifyFiles(dir, m, Object.keys(m.files));
   return m;
 }
 
@@ -450,28 +475,195 @@ export function loadCheckpoint(dir: string, opts: LoadOptions): LoadedCheckpoint
   }
   const model = new LlamaShard({ config, backend: opts.backend, span: layout.span, params });
 
-  let optimizer: OptimizerState | null = null;
-  if (manifest.files[CHECKPOINT_FILES.optimizer] !== undefined) {
-    const f = SafetensorsFile.open(join(dir, CHECKPOINT_FILES.optimizer));
-    try {
-      const m = new Float32Array(layout.size);
-      const v = new Float32Array(layout.size);
-      for (const e of layout.entries) {
-        f.readF32(`exp_avg.${e.name}`, m.subarray(e.offset, e.offset + e.size), e.shape);
-        f.readF32(`exp_avg_sq.${e.name}`, v.subarray(e.offset, e.offset + e.size), e.shape);
-      }
-      const { step, ...meta } = f.header.metadata;
-      const n = Number(step);
-      if (!Number.isSafeInteger(n) || n < 0) throw new CheckpointError('CHECKPOINT_CORRUPT', f.file, `metadata step ${JSON.stringify(step)} is not a non-negative integer`);
-      optimizer = { step: n, m, v, meta };
-    } finally {
-      f.close();
-    }
-  }
+  const optimizer = manifest.files[CHECKPOINT_FILES.optimizer] !== undefined ? readOptimizer(dir, layout) : null;
   const tsPath = join(dir, CHECKPOINT_FILES.trainingState);
   const trainingState = manifest.files[CHECKPOINT_FILES.trainingState] !== undefined ? readJson(tsPath) : null;
   const tokenizerPath = manifest.files[CHECKPOINT_FILES.tokenizer] !== undefined ? join(dir, CHECKPOINT_FILES.tokenizer) : null;
   return { dir, manifest, config, model, optimizer, trainingState, tokenizerPath };
+}
+
+/** Reads optimizer.safetensors's moments in `layout` (the caller has verified the file). */
+function readOptimizer(dir: string, layout: ParamLayout): OptimizerState {
+  const f = SafetensorsFile.open(join(dir, CHECKPOINT_FILES.optimizer));
+  try {
+    const m = new Float32Array(layout.size);
+    const v = new Float32Array(layout.size);
+    for (const e of layout.entries) {
+      f.readF32(`exp_avg.${e.name}`, m.subarray(e.offset, e.offset + e.size), e.shape);
+      f.readF32(`exp_avg_sq.${e.name}`, v.subarray(e.offset, e.offset + e.size), e.shape);
+    }
+    const { step, ...meta } = f.header.metadata;
+    const n = Number(step);
+    if (!Number.isSafeInteger(n) || n < 0) throw new CheckpointError('CHECKPOINT_CORRUPT', f.file, `metadata step ${JSON.stringify(step)} is not a non-negative integer`);
+    return { step: n, m, v, meta };
+  } finally {
+    f.close();
+  }
+}
+
+/** Checks size and SHA-256 of the listed `files` of a checkpoint against its manifest (those it lists). */
+function verifyFiles(dir: string, m: CheckpointManifest, files: readonly string[]): void {
+  for (const f of files) {
+    const want = m.files[f];
+    if (want === undefined) continue;
+    const path = join(dir, f);
+    let size: number;
+    try {
+      size = statSync(path).size;
+    } catch {
+      throw new CheckpointError('CHECKPOINT_MISSING', path, `listed in checkpoint.json but missing (expected ${want.bytes} bytes, sha256 ${want.sha256})`);
+    }
+    // the size first: a file of another size is refused without hashing it (a damaged or hostile one of many GB
+    // took minutes of hashing before its size was compared; readCheckpointInfo runs on a node's main thread)
+    if (size < want.bytes) throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `is ${size} bytes, expected ${want.bytes}`, { expected: want, got: { bytes: size } });
+    if (size > want.bytes) throw new CheckpointError('CHECKPOINT_CORRUPT', path, `is ${size} bytes, expected ${want.bytes}`, { expected: want, got: { bytes: size } });
+    const got = sha256File(path);
+    if (got.bytes < want.bytes) throw new CheckpointError('CHECKPOINT_TRUNCATED', path, `is ${got.bytes} bytes, expected ${want.bytes}`, { expected: want, got });
+    if (got.bytes !== want.bytes || got.sha256 !== want.sha256) {
+      throw new CheckpointError('CHECKPOINT_CORRUPT', path, `sha256 ${got.sha256} (${got.bytes} bytes), expected ${want.sha256} (${want.bytes} bytes)`, { expected: want, got });
+    }
+  }
+}
+
+/** The model config of one of our checkpoints (config.json, parsed; not verified against the manifest). */
+export function readCheckpointConfig(dir: string): LlamaConfig {
+  const cfgPath = join(dir, CHECKPOINT_FILES.config);
+  return parseHfConfig(readSmallFile(cfgPath, MAX_CHECKPOINT_JSON_BYTES), cfgPath);
+}
+
+/**
+ * The model config of one of our checkpoints, its config.json verified against checkpoint.json (size, SHA-256,
+ * layer count): what tells a replica's checkpoints of another shape from its own (node/train.ts). Unverified, a
+ * damaged config.json of the replica's own newest checkpoint that still parsed (a flipped digit of a size) made it
+ * "another shape": moved aside with a warning and an older checkpoint resumed in silence, where loading it had
+ * failed with CHECKPOINT_CORRUPT naming the file (review, session 28).
+ */
+export function readVerifiedCheckpointConfig(dir: string): LlamaConfig {
+  return readVerifiedConfig(dir).config;
+}
+
+function readVerifiedConfig(dir: string): { manifest: CheckpointManifest; config: LlamaConfig } {
+  const manifest = readManifest(dir);
+  verifyFiles(dir, manifest, [CHECKPOINT_FILES.config]);
+  const config = readCheckpointConfig(dir);
+  if (config.num_hidden_layers !== manifest.num_hidden_layers) {
+    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.config), `has num_hidden_layers=${config.num_hidden_layers}, checkpoint.json says ${manifest.num_hidden_layers}`);
+  }
+  return { manifest, config };
+}
+
+/** What a checkpoint says about itself, without its weights (readCheckpointInfo). */
+export interface CheckpointInfo {
+  dir: string;
+  manifest: CheckpointManifest;
+  config: LlamaConfig;
+  /** It holds optimizer moments (optimizer.safetensors, not read here). */
+  hasOptimizer: boolean;
+  trainingState: unknown;
+}
+
+/**
+ * Reads one of our checkpoints' small files (checkpoint.json, config.json, training-state.json; the last two verified
+ * against the manifest), not its weights nor its moments: what a run that keeps other weights (a replica's,
+ * node/train.ts) needs of it. The weights' file is not read, so its damage goes unnoticed here.
+ */
+export function readCheckpointInfo(dir: string): CheckpointInfo {
+  const { manifest, config } = readVerifiedConfig(dir);
+  verifyFiles(dir, manifest, [CHECKPOINT_FILES.trainingState]);
+  const trainingState = manifest.files[CHECKPOINT_FILES.trainingState] !== undefined ? readJson(join(dir, CHECKPOINT_FILES.trainingState)) : null;
+  return { dir, manifest, config, hasOptimizer: manifest.files[CHECKPOINT_FILES.optimizer] !== undefined, trainingState };
+}
+
+/**
+ * Only the optimizer moments of a checkpoint, for a model of `config` over `span` that keeps its own weights: the
+ * checkpoint must be of that config and hold exactly that span, and its config.json and optimizer.safetensors are
+ * verified against checkpoint.json. Throws CHECKPOINT_MISSING when it holds no moments.
+ */
+export function loadCheckpointOptimizer(dir: string, config: LlamaConfig, span: Span): OptimizerState {
+  const manifest = readManifest(dir);
+  const optPath = join(dir, CHECKPOINT_FILES.optimizer);
+  const listed = manifest.files[CHECKPOINT_FILES.optimizer];
+  if (listed === undefined) throw new CheckpointError('CHECKPOINT_MISSING', optPath, 'the checkpoint holds no optimizer moments');
+  verifyFiles(dir, manifest, [CHECKPOINT_FILES.config]);
+  const own = readCheckpointConfig(dir);
+  if (!configsEqual(own, config)) throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.config), 'is another model shape than the model held');
+  if (manifest.span.start !== span.start || manifest.span.end !== span.end) {
+    throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.manifest), `holds layers ${spanText(manifest.span)}, the model held ${spanText(span)}`);
+  }
+  const layout = new ParamLayout(config, span);
+  // the moments of this layout are 8 bytes a parameter after a bounded header: a larger file is refused before it
+  // is hashed (a listed size of many GB kept the worker, and every job queued behind it, hashing for minutes)
+  const most = 8 + MAX_HEADER_BYTES + 8 * layout.size;
+  if (listed.bytes > most) throw new CheckpointError('CHECKPOINT_CORRUPT', optPath, `is listed at ${listed.bytes} bytes, more than the ${most} the moments of ${layout.size} parameters take`);
+  verifyFiles(dir, manifest, [CHECKPOINT_FILES.optimizer]);
+  return readOptimizer(dir, layout);
+}
+
+/**
+ * Moves a checkpoint directory into `<root>/<folder>/` (a name of its own there: `step-…`, or `step-….2`, … when
+ * taken), never deleting anything; returns its new path. Outside `root`'s top level it is no checkpoint for
+ * listCheckpoints, latestCheckpoint or pruning any more.
+ *
+ * The data dir is the user's: a failure (a read-only dir, `<folder>` a file or on another filesystem: EXDEV) is a
+ * CheckpointError CHECKPOINT_WRITE_FAILED naming the path, with the checkpoint left where it was, whole. A name is
+ * claimed before the move (mkdir and symlink fail on anything there, a dangling link included), so nothing already
+ * in the folder is replaced. A symlinked checkpoint moves as a link to the same target: a relative target becomes
+ * the absolute path it resolved to (renamed as it was, it resolved one level deeper: a dangling link), and the
+ * target itself, the user's weights, is not touched.
+ */
+export function moveCheckpointAside(root: string, dir: string, folder: string): string {
+  if (folder !== basename(folder) || folder.startsWith('.') || DIR_RE.test(folder)) throw new ModelConfigError(`${JSON.stringify(folder)} is not a folder name for moved checkpoints`);
+  const failed = (path: string, what: string, e: unknown): CheckpointError =>
+    new CheckpointError('CHECKPOINT_WRITE_FAILED', path, `${what} (the checkpoint ${dir} is left where it was): ${(e as Error).message}`, {
+      from: dir,
+      errno: (e as NodeJS.ErrnoException).code,
+    });
+  const into = join(root, folder);
+  try {
+    mkdirSync(into, { recursive: true });
+    if (!statSync(into).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+  } catch (e) {
+    throw failed(into, 'cannot make the folder for checkpoints moved aside', e);
+  }
+  let target: string | undefined;
+  try {
+    if (lstatSync(dir).isSymbolicLink()) {
+      const link = readlinkSync(dir);
+      // relative to the real folder holding the link, as the kernel resolves it
+      target = isAbsolute(link) ? link : resolve(realpathSync(dirname(dir)), link);
+    }
+  } catch (e) {
+    throw failed(dir, 'cannot read the checkpoint to move', e);
+  }
+  const name = basename(dir);
+  for (let i = 1; i <= 1000; i++) {
+    const to = join(into, i === 1 ? name : `${name}.${i}`);
+    try {
+      // the claim: exclusive, so a concurrent claimant or anything already there makes it EEXIST
+      if (target === undefined) mkdirSync(to);
+      else symlinkSync(target, to);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw failed(to, 'cannot claim a name for the checkpoint moved aside', e);
+    }
+    try {
+      // a directory replaces the empty one just claimed (atomic); a link was re-made at `to`, the old one goes
+      if (target === undefined) renameSync(dir, to);
+      else unlinkSync(dir);
+    } catch (e) {
+      try {
+        if (target === undefined) rmdirSync(to);
+        else unlinkSync(to);
+      } catch {
+        // the claim stays behind: an empty folder or a second link to the same target, nothing lost
+      }
+      throw failed(to, 'cannot move the checkpoint aside', e);
+    }
+    fsyncDir(into);
+    fsyncDir(root);
+    return to;
+  }
+  throw failed(into, 'no free name for the checkpoint', new Error(`${name} … ${name}.1000 are all taken`));
 }
 
 /**

@@ -357,7 +357,7 @@ export class NeuroShardNode {
       node.tally.setCapacity(pool.recordCapacity());
       // 7. inference: hop sessions and the generator over the span the pool holds (the pool loads the weights); hops
       // keep their sessions' inputs for validators (issue 11 §2, node/validator.ts)
-      const transcripts = opts.span === 'none' ? undefined : await nodeTranscripts(compute, network);
+      const transcripts = opts.span === 'none' ? undefined : await nodeTranscripts(compute, network, ledger, key);
       if (transcripts !== undefined) cleanups.push(() => transcripts.stop());
       node.serving = await startServing({
         opts,

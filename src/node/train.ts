@@ -7,12 +7,16 @@
  *
  * - `targetStep` is absolute: when the checkpoints folder holds a checkpoint, the run resumes from the newest one
  *   (weights, AdamW moments, step count, data position) and continues to `targetStep`; the cosine decay is
- *   stretched to the new target. The run's settings (model, batch shape, seed, corpus) come from the checkpoint;
- *   a setting given explicitly that contradicts it is an error, never silently ignored.
+ *   stretched to the new target. A checkpoint without moments resumes all the same, at its step (the step numbers
+ *   and the schedule go on), with fresh moments, said in the log (training/resume.ts). The run's settings (model,
+ *   batch shape, seed, corpus) come from the checkpoint; a setting given explicitly that contradicts it is an
+ *   error, never silently ignored.
  * - A whole-model replica (a node that took the model from peers: `adopted`) trains the network's weights and shape:
  *   a fresh run is sized by the adopted config, and a checkpoint of its own goes on over the adopted weights (its
- *   optimizer moments only when they are of the same closed outer round; one of another shape is not resumed:
- *   training/replica-resume.ts).
+ *   optimizer moments only when they are of the same closed outer round: training/replica-resume.ts). The
+ *   checkpoint's weights are never loaded (its small files are read, and its moments alone when kept), so the
+ *   worker holds the adopted weights throughout. Its checkpoints of another shape are moved into
+ *   `<checkpoints>/other-shape/` (kept, not resumed), so a restart resumes the new run's own newest.
  * - Validation: the corpus's held-out shard, cut into batches of the training shape (the same batches every time,
  *   so the curve is comparable), before the first step of a fresh run, every `evalEvery` steps and at the target
  *   (also when a rerun finds the target already reached: it then reports the checkpoint's validation loss).
@@ -22,12 +26,35 @@
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { ComputeClient, WorkerTrainStepper, batchSource, toTrainBatch, type ResultOf } from '../compute/index.js';
+import { ComputeClient, WorkerTrainStepper, batchSource, callerTrainingState, toTrainBatch, type ResultOf } from '../compute/index.js';
 import { genesisDir, openCorpus, type Corpus, type DataPosition } from '../data/index.js';
 import { assertNoNodeRunning } from '../identity/node-lock.js';
-import { atomicWriteFile, configsEqual, latestCheckpoint, listCheckpoints, makeConfig, NEUROLLM_BATCH, presetConfig, type LlamaConfig } from '../model/index.js';
+import {
+  atomicWriteFile,
+  configsEqual,
+  latestCheckpoint,
+  listCheckpoints,
+  makeConfig,
+  moveCheckpointAside,
+  NEUROLLM_BATCH,
+  presetConfig,
+  readCheckpointInfo,
+  readVerifiedCheckpointConfig,
+  type LlamaConfig,
+} from '../model/index.js';
 import { TOKENIZER_FILE_NAME } from '../model/tokenizer/index.js';
-import { replicaResume, trainLoop, type Batch, type TrainStepper, type TrainStepResult } from '../training/index.js';
+import {
+  OTHER_SHAPE_DIR,
+  otherShapeCheckpoints,
+  replicaResume,
+  trainerResume,
+  trainLoop,
+  type Batch,
+  type ReplicaResume,
+  type TrainerResume,
+  type TrainStepper,
+  type TrainStepResult,
+} from '../training/index.js';
 import { AbortedError, ConfigError, InvalidArgumentError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
@@ -94,7 +121,8 @@ export interface SoloTrainOptions {
    * initialisation or the weights of its own checkpoint: the network's current weights win (training/replica-resume.ts).
    * A fresh run is sized by `config` (not by `preset`); a checkpoint of this node's in `dataDir` of the same shape goes
    * on (step, data position, settings) over these weights, with its optimizer moments only when they were accumulated
-   * on them (the same closed outer `round`), else a fresh optimizer; one of another shape is not resumed. Before
+   * on them (the same closed outer `round`), else a fresh optimizer; those of another shape are moved aside into
+   * `<checkpoints>/other-shape/` (session 28). Before
    * session 27 a replica re-initialised the weights from seed 0 (no checkpoint), loaded its checkpoint's stale ones
    * over them, or failed with a typed error at `initModel` on a network of another shape than `preset`.
    */
@@ -226,6 +254,18 @@ function pidAlive(pid: number): boolean {
   }
 }
 
+/**
+ * A checkpoint's model config, or undefined when its config.json cannot be read or does not match its manifest (it
+ * is then left where it is: resuming it fails with its typed error, as loading it did).
+ */
+function configOf(dir: string): LlamaConfig | undefined {
+  try {
+    return readVerifiedCheckpointConfig(dir);
+  } catch {
+    return undefined;
+  }
+}
+
 function checkInt(name: string, v: number, min: number, max: number): void {
   if (!Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${v}`, { [name]: v });
 }
@@ -272,40 +312,49 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
     let paramCount = 0;
     // NeuroLLM's AdamW and schedule (model/training-defaults.ts), the cosine ending at this run's target
     const trainer = { decaySteps: Math.max(1, o.targetStep) };
-    // a replica's weights, read before anything replaces the worker's model (loading a checkpoint does)
+    // a replica's weights (the worker's model: nothing here replaces them with a checkpoint's, see below)
     const adoptedParams = o.adopted === undefined ? undefined : await o.adopted.params();
-    let keepOptimizer = false;
     let loaded: ResultOf<'loadCheckpoint'> | undefined;
-    // Loading a checkpoint replaces the worker's model: a replica's error before the adopted weights are back in it
-    // (the checks of the checkpoint's training state, settings and span) puts them back first; else the node went on
-    // serving the checkpoint's weights, of any shape, under the span and hash it had announced (review2, session 27)
-    const putAdoptedBack = async (): Promise<void> => {
-      if (loaded === undefined || o.adopted === undefined || adoptedParams === undefined) return;
-      await client!.run({ type: 'initModel', config: o.adopted.config, trainer, params: adoptedParams }).catch(() => undefined);
-    };
-    if (resumeDir !== null) {
+    // what a resumed checkpoint is, whichever way it was read
+    let ck: { config: LlamaConfig; span: { start: number; end: number }; step: number; hasOptimizer: boolean } | undefined;
+    let replica: ReplicaResume | undefined;
+    if (o.adopted !== undefined) {
+      // A replica trains the network's shape: its checkpoints of another shape are moved aside, never resumed nor
+      // deleted; left in place, the newest of them stayed the newest (by step), so each restart discarded it again
+      // and started at step 0, and keep-last pruned the new run's own checkpoints first (training/resume.ts)
+      const adoptedConfig = o.adopted.config;
+      for (const c of otherShapeCheckpoints(listCheckpoints(root).map((c) => ({ ...c, config: configOf(c.dir) })), adoptedConfig)) {
+        const to = moveCheckpointAside(root, c.dir, OTHER_SHAPE_DIR);
+        log.warn("a checkpoint of another model shape than the network's was moved aside (kept, not resumed)", { from: c.dir, to, step: c.step });
+      }
+      resumeDir = latestCheckpoint(root);
+      if (resumeDir !== null) {
+        // Only its small files: the network's weights win, so the checkpoint's are never loaded into the worker,
+        // which goes on holding (serving, hashing, streaming) the adopted ones; its moments are read alone below
+        // when they are kept. Before session 28 the whole checkpoint was loaded and the adopted weights written back
+        // after it: a hash read or checkpoint stream in between saw the checkpoint's weights.
+        const info = readCheckpointInfo(resumeDir);
+        state = parseRunState(callerTrainingState(info.trainingState), resumeDir);
+        replica = replicaResume({ config: info.config, optimizerRestored: info.hasOptimizer, ...(state.round === undefined ? {} : { round: state.round }) }, o.adopted);
+        if (replica.keep === 'nothing') {
+          // of another shape after all (its config.json was unreadable a moment ago): aside with the others
+          const to = moveCheckpointAside(root, resumeDir, OTHER_SHAPE_DIR);
+          log.warn("a checkpoint of another model shape than the network's was moved aside (kept, not resumed)", { from: resumeDir, to, why: replica.why });
+          resumeDir = null;
+          state = undefined;
+        } else {
+          ck = { config: info.config, span: info.manifest.span, step: info.manifest.step, hasOptimizer: info.hasOptimizer };
+          log.info("resuming the checkpoint's run over the weights taken from peers", { checkpoint: resumeDir, optimizer: replica.keep === 'run' ? `fresh (${replica.why})` : 'kept' });
+        }
+      }
+    } else if (resumeDir !== null) {
       loaded = await client.run({ type: 'loadCheckpoint', dir: resumeDir, trainer });
-      // a replica and a checkpoint of another shape: not resumed, whatever its training state (a foreign tool's too)
-      const otherShape = o.adopted !== undefined && !configsEqual(loaded.config, o.adopted.config);
-      try {
-        state = otherShape ? undefined : parseRunState(loaded.trainingState, resumeDir);
-      } catch (e) {
-        await putAdoptedBack();
-        throw e;
-      }
-      // a replica: the network's weights win over the checkpoint's; what else of it goes on (training/replica-resume.ts)
-      const replica = o.adopted === undefined ? undefined : replicaResume({ config: loaded.config, optimizerRestored: loaded.optimizerRestored, ...(state?.round === undefined ? {} : { round: state.round }) }, o.adopted);
-      if (replica?.keep === 'nothing') {
-        log.warn('the checkpoint in the data dir is not resumed: training the weights taken from peers from step 0', { checkpoint: resumeDir, why: replica.why });
-        resumeDir = null;
-        state = undefined;
-        loaded = undefined;
-      } else if (replica !== undefined) {
-        keepOptimizer = replica.keep === 'run+optimizer';
-        log.info("resuming the checkpoint's run over the weights taken from peers", { checkpoint: resumeDir, optimizer: replica.keep === 'run' ? `fresh (${replica.why})` : 'kept' });
-      }
+      state = parseRunState(loaded.trainingState, resumeDir);
+      ck = { config: loaded.config, span: loaded.span, step: loaded.step, hasOptimizer: loaded.optimizerRestored };
+      paramCount = loaded.paramCount;
     }
-    if (resumeDir !== null && loaded !== undefined && state !== undefined) {
+    let moments: TrainerResume | undefined;
+    if (resumeDir !== null && ck !== undefined && state !== undefined) {
       const conflict = (what: string, given: unknown, saved: unknown): never => {
         throw new ConfigError(
           `${what} ${JSON.stringify(given)} contradicts the checkpoint being resumed (${resumeDir}: ${JSON.stringify(saved)}); drop the flag or pass another --data-dir`,
@@ -313,28 +362,23 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
           'RESUME_MISMATCH',
         );
       };
-      try {
-        if (o.preset !== undefined && (o.preset !== state.preset || !configsEqual(trainPreset(o.preset), loaded.config))) conflict('--preset', o.preset, state.preset);
-        if (o.seed !== undefined && o.seed !== state.seed) conflict('--seed', o.seed, state.seed);
-        if (o.batchSize !== undefined && o.batchSize !== state.batchSize) conflict('--batch-size', o.batchSize, state.batchSize);
-        if (o.seqLen !== undefined && o.seqLen !== state.seqLen) conflict('--seq-len', o.seqLen, state.seqLen);
-        if (loaded.span.start !== 0 || loaded.span.end !== loaded.config.num_hidden_layers) {
-          throw new ConfigError(`${resumeDir} holds only layers ${spanText(loaded.span)}; solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
-        }
-      } catch (e) {
-        await putAdoptedBack();
-        throw e;
+      if (o.preset !== undefined && (o.preset !== state.preset || !configsEqual(trainPreset(o.preset), ck.config))) conflict('--preset', o.preset, state.preset);
+      if (o.seed !== undefined && o.seed !== state.seed) conflict('--seed', o.seed, state.seed);
+      if (o.batchSize !== undefined && o.batchSize !== state.batchSize) conflict('--batch-size', o.batchSize, state.batchSize);
+      if (o.seqLen !== undefined && o.seqLen !== state.seqLen) conflict('--seq-len', o.seqLen, state.seqLen);
+      if (ck.span.start !== 0 || ck.span.end !== ck.config.num_hidden_layers) {
+        throw new ConfigError(`${resumeDir} holds only layers ${spanText(ck.span)}; solo training needs the whole model`, { checkpoint: resumeDir }, 'RESUME_MISMATCH');
       }
-      config = loaded.config;
+      config = ck.config;
       preset = state.preset;
       seed = state.seed;
       batchSize = state.batchSize;
       seqLen = state.seqLen;
       corpusSpec = o.corpus ?? state.corpus.spec ?? undefined;
       position = state.dataPosition;
-      step = loaded.step;
-      paramCount = loaded.paramCount;
-      if (o.adopted === undefined && !loaded.optimizerRestored) log.warn('checkpoint has no optimizer state: AdamW starts fresh', { checkpoint: resumeDir });
+      step = ck.step;
+      moments = trainerResume(ck, replica);
+      if (o.adopted === undefined && moments.moments === 'fresh') log.warn('checkpoint has no optimizer state: AdamW starts fresh; the run goes on from its step', { checkpoint: resumeDir, step });
     } else {
       // a replica's run is the network's shape, whatever `preset` says (it has no preset name: 'network')
       preset = o.adopted === undefined ? (o.preset ?? 'nano') : NETWORK_PRESET;
@@ -345,18 +389,14 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       corpusSpec = o.corpus;
       step = 0;
     }
-    if (adoptedParams !== undefined) {
-      // now, not after the corpus is open: until then the worker would serve (and hash) the checkpoint's weights
-      if (keepOptimizer) await client.run({ type: 'setParams', params: adoptedParams });
-      else {
-        paramCount = (await client.run({ type: 'initModel', config, trainer, params: adoptedParams })).paramCount;
-        // a resumed run goes on from its step (the loop counts from the trainer's, and the schedule too); the fresh
-        // moments keep their own count from 0, so AdamW's bias correction starts over with them
-        if (step > 0) {
-          const fresh = await client.run({ type: 'getTrainerState' });
-          await client.run({ type: 'setTrainerState', state: { ...fresh, step } });
-        }
-      }
+    // the adopted weights (the ones the worker holds) with this run's trainer (its schedule's decay length); every
+    // check above came first, so a failed one leaves the worker's model untouched
+    if (adoptedParams !== undefined) paramCount = (await client.run({ type: 'initModel', config, trainer, params: adoptedParams })).paramCount;
+    // the trainer goes on from the checkpoint's step (the loop counts from the trainer's, and the schedule too), with
+    // the checkpoint's moments (a replica's read alone: its weights are not loaded) or fresh ones; loadCheckpoint
+    // already restored both when the checkpoint had moments
+    if (moments !== undefined && (loaded === undefined || moments.moments === 'fresh')) {
+      await client.run({ type: 'resumeTrainer', step: moments.step, ...(moments.moments === 'checkpoint' && resumeDir !== null ? { dir: resumeDir } : {}) });
     }
     checkInt('seqLen', seqLen, 1, config.max_position_embeddings);
 

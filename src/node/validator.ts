@@ -7,7 +7,8 @@
  *   TRANSCRIPT_LIMIT_DEFAULTS (64 MiB, 8 MiB per session, 10 min) and seals them when it signs its commitments; the
  *   claim names the compute worker's model hash of the span and its engine (the worker's own description: backend
  *   and threads, so only a node running the same kernels judges exactly). Served over `hop-transcript/2.0.0` (by the
- *   commitments) and `1.0.0` (older validators).
+ *   commitments) and `1.0.0` (older validators), only to bonded peers and only for completions our ledger applied
+ *   (protocols/transcript-access.ts).
  * - **Completions to validate**: every MarketComplete the node's ledger applies, whichever way it came (gossip, sync,
  *   our own submit), dated within the transcripts' retention; a completion whose verdict waits on a replay
  *   ('pending') is looked at again once the replay ran. HopValidator samples the hops (`--validation-rate`, drawn
@@ -20,12 +21,13 @@
  * being checkable is the hop's side of the bargain).
  */
 import type { ComputeClient } from '../compute/index.js';
-import type { NodeKey } from '../identity/index.js';
+import { accountIdFromPublicKey, type NodeKey } from '../identity/index.js';
 import { decodeEvent, EventKind, type LedgerEvent } from '../ledger/events.js';
-import { buildSlashHopFraud } from '../ledger/fraud.js';
+import { buildSlashHopFraud, countsForFraudQuorum } from '../ledger/fraud.js';
 import type { LlamaConfig } from '../model/index.js';
 import { serveTranscripts, unserveTranscripts, TranscriptStore, TRANSCRIPT_LIMIT_DEFAULTS, type TranscriptLimits } from '../protocols/hop-transcript.js';
 import { HopValidator, type Verdict } from '../protocols/hop-validator.js';
+import { bondedReaders, PAID_COMPLETION_DEFAULTS, PaidCompletions, type TranscriptAccess } from '../protocols/transcript-access.js';
 import type { HopTranscripts } from '../protocols/inference.js';
 import type { Clock } from '../util/clock.js';
 import { errorMessage, NeuroShardError } from '../util/errors.js';
@@ -52,11 +54,42 @@ export function workerClaim(compute: ComputeClient): () => Promise<{ modelHash: 
   };
 }
 
-/** The hop server's transcripts (a store under the default quota), and their serving over hop-transcript/2.0.0 and 1.0.0. */
-export async function nodeTranscripts(compute: ComputeClient, network: NodeNetwork, limits: TranscriptLimits = TRANSCRIPT_LIMIT_DEFAULTS): Promise<HopTranscripts & { stop(): Promise<void> }> {
+/**
+ * The hop server's transcripts (a store under the default quota), and their serving over hop-transcript/2.0.0 and
+ * 1.0.0 to the readers the ledger entitles (protocols/transcript-access.ts, session 28): a peer whose key holds the
+ * reward bond locked, for the session of a completion this ledger applied. The completions naming us come from the
+ * ledger service's ingest events (gossip, sync, our own submits; whether one is applied is asked at each fetch).
+ */
+export async function nodeTranscripts(
+  compute: ComputeClient,
+  network: NodeNetwork,
+  ledger: Pick<NodeLedgerService, 'ledger' | 'service'>,
+  key: NodeKey,
+  opts: { limits?: TranscriptLimits; paidWaitMs?: number } = {},
+): Promise<HopTranscripts & { stop(): Promise<void> }> {
+  const limits = opts.limits ?? TRANSCRIPT_LIMIT_DEFAULTS;
   const store = new TranscriptStore(limits);
-  await serveTranscripts(network.rpc, store);
-  return { store, claim: workerClaim(compute), stop: () => unserveTranscripts(network.rpc) };
+  const completions = new PaidCompletions(key.publicKey, (id) => ledger.ledger.eventStatus(id)?.status === 'applied', { ...PAID_COMPLETION_DEFAULTS, retentionMs: limits.retentionMs + 60_000 });
+  const off = ledger.service.on('ledger:ingested', ({ result }) => {
+    if (result.duplicate || (result.status !== 'applied' && result.status !== 'pending')) return;
+    const bytes = ledger.ledger.eventBytes(Buffer.from(result.id, 'hex'));
+    if (bytes !== undefined) completions.note(bytes);
+  });
+  const access: TranscriptAccess = {
+    entitled: bondedReaders((id) => ledger.ledger.account(id).locked),
+    paid: (requestId, index) => completions.paid(requestId, index),
+    pending: (requestId) => ledger.ledger.requestPending(requestId),
+    ...(opts.paidWaitMs === undefined ? {} : { waitMs: opts.paidWaitMs }),
+  };
+  await serveTranscripts(network.rpc, store, access);
+  return {
+    store,
+    claim: workerClaim(compute),
+    stop: async () => {
+      off();
+      await unserveTranscripts(network.rpc);
+    },
+  };
 }
 
 /** What GET /api/ledger/status shows of the validator (counts since the node started). */
@@ -130,6 +163,8 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
     },
     rate: i.rate,
     timeoutMs: CHECK_TIMEOUT_MS,
+    // our statements count only with the bond, and hops serve their transcripts only to bonded keys (session 28)
+    bonded: () => countsForFraudQuorum(ledger.ledger.account(accountIdFromPublicKey(i.key.publicKey)).locked),
     // co-checks only for completions our ledger applied: a stranger's unpaid, self-signed completion costs no work
     completionApplied: (id) => ledger.ledger.eventStatus(id)?.status === 'applied',
     log,

@@ -15,12 +15,14 @@ import { DecodeError, Reader, Writer } from '../ledger/codec.js';
 import { RunningCommitment, type TopKStep } from '../ledger/commitment.js';
 import { MAX_ENGINE_CHARS, MAX_MODEL_HASH_CHARS, type TranscriptClaim } from '../ledger/fraud.js';
 import { MAX_HOPS } from '../ledger/events.js';
+import { bytesEqual } from '../util/bytes.js';
 import { isNeuroShardError, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { linkSignals } from '../util/abort.js';
 import type { HopCompute, HopSampling } from './inference.js';
 import type { MessageCodec, UnaryMethod } from './rpc/method.js';
-import type { RpcNode } from './rpc/service.js';
+import type { CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, toFloat32 } from './tensor-wire.js';
+import { TRANSCRIPT_PAID_WAIT_MS, type TranscriptAccess } from './transcript-access.js';
 
 const MiB = 1024 * 1024;
 
@@ -171,13 +173,20 @@ export class TranscriptStore {
 
   /**
    * The transcript sealed for (request, index) with `commits` (a validator's request names the completion's); without
-   * them (an older validator's request) the newest sealed for (request, index), whoever drove it.
+   * them the newest sealed for (request, index), whoever drove it (what hop-transcript/1.0.0 answered until session
+   * 28; `serveTranscripts` now asks for it only when it is the one entry there, see `count`).
    */
   get(requestId: Uint8Array, index: number, commits?: TranscriptCommits): HopTranscript | undefined {
     this.expire();
     if (commits !== undefined) return this.sealed.get(keyOf(requestId, index, commits.inCommit, commits.outCommit))?.t;
     const keys = this.slots.get(slotOf(requestId, index));
     return keys === undefined ? undefined : this.sealed.get(keys[keys.length - 1]!)?.t;
+  }
+
+  /** How many transcripts are sealed for (request, index) (sessions of different commitments). */
+  count(requestId: Uint8Array, index: number): number {
+    this.expire();
+    return this.slots.get(slotOf(requestId, index))?.length ?? 0;
   }
 
   usage(): { entries: number; bytes: number } {
@@ -419,8 +428,10 @@ export function decodeTranscript(b: Uint8Array): HopTranscript {
 const raw: MessageCodec<Uint8Array> = { encode: (v) => v, decode: (b) => b };
 
 /**
- * A validator fetches a hop's transcript for (market request, hop index): the newest sealed for it, whoever drove the
- * session (an older validator's request; see hopTranscriptV2). Re-execution is costly: few at a time.
+ * A validator fetches a hop's transcript for (market request, hop index), the request of validators older than
+ * 2.0.0: answered with the session of the completion this node's ledger applied for the request, or, without a ledger
+ * (`serveTranscripts` with no access rule), the one session sealed for it; never a guess among several (session 28).
+ * Re-execution is costly: few at a time.
  */
 export const hopTranscript: UnaryMethod<Uint8Array, Uint8Array> = {
   name: 'hop-transcript',
@@ -459,11 +470,29 @@ export const hopTranscriptV2: UnaryMethod<Uint8Array, Uint8Array> = {
 /**
  * Serves the store's sealed transcripts over both versions (TRANSCRIPT_GONE when it has none for the request: expired,
  * evicted, never kept).
+ *
+ * With `access` (a node: its ledger decides, protocols/transcript-access.ts), only to a peer entitled to validate
+ * (refused first, before any wait, lookup or encoding: one state read per stranger) and only the session of the
+ * completion the ledger applied for (request, index), waiting up to `access.waitMs` for it; a 2.0.0 request naming
+ * other commitments, a request in flight or never completed: `TRANSCRIPT_FORBIDDEN`. A 1.0.0 request gets that
+ * completion's session, whoever else the hop sealed for the same public request id. Without `access`, 1.0.0 answers
+ * only when one session is sealed for (request, index), `TRANSCRIPT_AMBIGUOUS` when several are (a stranger's seal
+ * beside the honest one: the newest was served until session 28, the stranger's when it came last).
  */
-export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore): Promise<void> {
-  const serve = (req: Uint8Array): Uint8Array => {
+export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore, access?: TranscriptAccess): Promise<void> {
+  const serve = async (req: Uint8Array, ctx: CallContext): Promise<Uint8Array> => {
     const q = decodeTranscriptRequest(req);
-    const t = store.get(q.requestId, q.index, q.commits);
+    let commits = q.commits;
+    if (access !== undefined) {
+      if (!access.entitled(ctx.peer)) throw new TranscriptForbiddenError('NOT_BONDED', 'the caller holds no reward bond: its fraud statement would count toward no quorum');
+      const paid = await paidWithin(access, q.requestId, q.index, ctx.signal);
+      if (paid === undefined) throw new TranscriptForbiddenError('COMPLETION_NOT_APPLIED', 'no completion for this request and hop is applied by this node\'s ledger');
+      if (commits !== undefined && !(bytesEqual(commits.inCommit, paid.inCommit) && bytesEqual(commits.outCommit, paid.outCommit))) {
+        throw new TranscriptForbiddenError('NOT_THE_COMPLETION', 'these commitments are not the ones in the completion this node\'s ledger applied');
+      }
+      commits = paid;
+    } else if (commits === undefined && store.count(q.requestId, q.index) > 1) throw new TranscriptAmbiguousError();
+    const t = store.get(q.requestId, q.index, commits);
     if (t === undefined) throw new TranscriptGoneError();
     return encodeTranscript(t);
   };
@@ -471,10 +500,42 @@ export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore): Pr
   await rpc.handle(hopTranscriptV2, serve);
 }
 
+/**
+ * `access.paid`, asked again every 100 ms until `access.waitMs` passes or the call ends, while the request is still
+ * open in our ledger (`access.pending`): a request id our ledger does not hold open is answered at once, so a bonded
+ * caller naming made-up ids does not hold the method's 8 slots for 5 s a call.
+ */
+async function paidWithin(access: TranscriptAccess, requestId: Uint8Array, index: number, signal: AbortSignal): Promise<TranscriptCommits | undefined> {
+  const until = Date.now() + (access.waitMs ?? TRANSCRIPT_PAID_WAIT_MS);
+  for (;;) {
+    const open = access.pending?.(requestId) ?? true; // asked first: a completion applied after it is found next
+    const p = access.paid(requestId, index);
+    if (p !== undefined || !open || Date.now() >= until || signal.aborted) return p;
+    await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, until - Date.now()))));
+  }
+}
+
 /** Stops serving both versions. */
 export async function unserveTranscripts(rpc: RpcNode): Promise<void> {
   await rpc.unhandle(hopTranscript).catch(() => undefined);
   await rpc.unhandle(hopTranscriptV2).catch(() => undefined);
+}
+
+/**
+ * The caller may not read this transcript (session 28): not bonded, or no completion our ledger applied names it.
+ * Fault `caller`: answered, never penalised (an honest validator our ledger lags behind asks again).
+ */
+export class TranscriptForbiddenError extends NeuroShardError {
+  constructor(reason: 'NOT_BONDED' | 'COMPLETION_NOT_APPLIED' | 'NOT_THE_COMPLETION', message: string) {
+    super('TRANSCRIPT_FORBIDDEN', `hop-transcript: ${reason}: ${message}`, { fault: 'caller', meta: { reason } });
+  }
+}
+
+/** A 1.0.0 request (no commitments) when several sessions are sealed for its request and hop, and no ledger picks one. */
+export class TranscriptAmbiguousError extends NeuroShardError {
+  constructor() {
+    super('TRANSCRIPT_AMBIGUOUS', 'hop-transcript: several sessions are sealed for this request and hop; ask hop-transcript/2.0.0 with the completion\'s commitments', { fault: 'local' });
+  }
 }
 
 export class TranscriptGoneError extends NeuroShardError {

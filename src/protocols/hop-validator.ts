@@ -110,6 +110,12 @@ export interface HopValidatorDeps {
    * never paid for is refused before any fetch or re-execution.
    */
   completionApplied?(id: Uint8Array): boolean;
+  /**
+   * Whether this node's key holds the stake that makes its fraud statement count (ledger/fraud.ts
+   * `countsForFraudQuorum`). Given and false, nothing is fetched or re-executed (`NOT_BONDED`): hops serve transcripts
+   * only to bonded keys (session 28), and an unbonded statement slashes nobody.
+   */
+  bonded?(): boolean;
   /** How long a co-check waits for its completion to be applied here (default CO_CHECK_APPLIED_WAIT_MS). */
   appliedWaitMs?: number;
   log?: Logger;
@@ -227,6 +233,7 @@ export class HopValidator {
     if (hop === undefined) return skip('NO_SUCH_HOP');
     const mine = this.d.compute.span();
     if (mine === undefined) return skip('NOT_SERVING');
+    if (this.d.bonded?.() === false) return skip('NOT_BONDED');
     // the transcript of the commitments the completion carries: the hop may have sealed others for the same public
     // request id and index (strangers' sessions), kept beside it (hop-transcript.ts TranscriptStore)
     const t = await fetchTranscript(this.d.rpc, peerIdFromPublicKey(hop.key), b.requestId, index, signal, { inCommit: hop.inCommit, outCommit: hop.outCommit });

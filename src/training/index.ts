@@ -34,3 +34,4 @@ export {
   type SyncTransport,
 } from './sync.js';
 export { replicaResume, type AdoptedModel, type ReplicaCheckpoint, type ReplicaResume } from './replica-resume.js';
+export { OTHER_SHAPE_DIR, otherShapeCheckpoints, trainerResume, type TrainerResume } from './resume.js';

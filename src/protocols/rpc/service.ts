@@ -191,6 +191,16 @@ function guard(stream: DuplexStream, signal: AbortSignal): () => void {
   return () => signal.removeEventListener('abort', onAbort);
 }
 
+/**
+ * A reusable stream's key: the peer and the method's protocol, name and version. By name alone (until session 28) a
+ * call of one version after a call of another to the same peer went out on the other version's stream: the server
+ * judged it by that version's rules (a hop-transcript/1.0.0 request on a 2.0.0 stream: RPC_MALFORMED, and the honest
+ * caller penalised).
+ */
+function channelKey(peer: string, method: { name: string; version: string }): string {
+  return `${peer}\u0000${method.name}/${method.version}`;
+}
+
 export class RpcNode {
   readonly events = new TypedEmitter<RpcEvents>();
   private readonly network: P2PNetwork;
@@ -344,7 +354,7 @@ export class RpcNode {
       } catch (e) {
         // it speaks neither protocol of the method now (not registered yet, between two sessions of its handlers): it
         // is no older node without reusable streams, so reuse is tried again at the next call, not in NO_MUX_TTL_MS
-        if (this.reuse && isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol') this.noMux.delete(`${peerOf(peer)}\u0000${method.name}`);
+        if (this.reuse && isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol') this.noMux.delete(channelKey(peerOf(peer), method));
         throw e;
       }
     } finally {
@@ -357,7 +367,7 @@ export class RpcNode {
   /** The open reusable stream for (peer, method), opened when needed; undefined when the peer does not speak it. */
   private async channelFor(peer: string, method: UnaryMethod<unknown, unknown>, signal: AbortSignal): Promise<MuxChannel | undefined> {
     const id = peerOf(peer);
-    const key = `${id}\u0000${method.name}`;
+    const key = channelKey(id, method);
     const until = this.noMux.get(key);
     if (until !== undefined) {
       if (Date.now() < until) return undefined;

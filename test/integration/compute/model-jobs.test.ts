@@ -4,6 +4,7 @@
  * exact resume across a worker crash (the losses after the restore are bitwise equal to an uninterrupted run).
  */
 import assert from 'node:assert/strict';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { ComputeClient, WorkerCrashedError } from '../../../src/compute/index.js';
 import { makeConfig, type LlamaConfig } from '../../../src/model/config.js';
@@ -200,6 +201,74 @@ describe('compute/model jobs', () => {
 
       await assert.rejects(client.run({ type: 'loadCheckpoint', dir: `${tmp.dir}/no-such-step` }), (e) => isNeuroShardError(e, 'CHECKPOINT_MISSING'));
       await assert.rejects(client.run({ type: 'getParams' }), (e) => isNeuroShardError(e, 'COMPUTE_STATE'), 'a failed load leaves no half-loaded model');
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('resumeTrainer: a checkpoint\'s step and moments over weights given apart continue exactly; bad arguments, another shape, a damaged or missing moments file are typed and change nothing (review, session 28)', async () => {
+    const tmp = tempDir('neuroshard-resume-trainer-');
+    try {
+      await client.run({ type: 'initModel', config, seed: 31, trainer });
+      const want: number[] = [];
+      for (let i = 0; i < 4; i++) want.push((await client.run({ type: 'trainStep', ...batch(60 + i) })).loss);
+      await client.run({ type: 'initModel', config, seed: 31, trainer });
+      for (let i = 0; i < 2; i++) await client.run({ type: 'trainStep', ...batch(60 + i) });
+      const saved = await client.run({ type: 'saveCheckpoint', root: tmp.dir });
+      const params = (await client.run({ type: 'getParams' })).params;
+
+      // the weights given apart (as a replica's), the trainer from the checkpoint: AdamW's bias-correction count is
+      // the checkpoint's (2), so the losses after are bitwise the uninterrupted run's
+      await client.run({ type: 'initModel', config, trainer, params: params.slice() });
+      assert.deepEqual(await client.run({ type: 'resumeTrainer', step: 2, dir: saved.dir }), { step: 2, appliedSteps: 2 });
+      for (let i = 2; i < 4; i++) assert.ok(Object.is((await client.run({ type: 'trainStep', ...batch(60 + i) })).loss, want[i]), `step ${i + 1}`);
+
+      const snapshot = async (): Promise<string> => {
+        const st = await client.run({ type: 'getTrainerState' });
+        return `${st.step}/${st.optimizer.step}/${st.optimizer.m.map(hash).join()}/${st.optimizer.v.map(hash).join()}`;
+      };
+      const before = await snapshot();
+      const other = makeConfig({ ...config, intermediate_size: 96 });
+      await client.run({ type: 'initModel', config: other, seed: 1, trainer });
+      const otherDir = (await client.run({ type: 'saveCheckpoint', root: `${tmp.dir}/other` })).dir;
+      await client.run({ type: 'initModel', config, trainer, params: params.slice() });
+      await client.run({ type: 'resumeTrainer', step: 4, dir: saved.dir });
+      const ref = await snapshot();
+      assert.notEqual(ref, before);
+      const damaged = `${tmp.dir}/damaged`;
+      cpSync(saved.dir, damaged, { recursive: true });
+      const opt = `${damaged}/optimizer.safetensors`;
+      const bytes = readFileSync(opt);
+      bytes[bytes.length - 1] ^= 1;
+      writeFileSync(opt, bytes);
+      const bare = `${tmp.dir}/bare`;
+      cpSync(saved.dir, bare, { recursive: true });
+      const man = JSON.parse(readFileSync(`${bare}/checkpoint.json`, 'utf8')) as { files: Record<string, unknown> };
+      delete man.files['optimizer.safetensors'];
+      writeFileSync(`${bare}/checkpoint.json`, JSON.stringify(man));
+      const bad: [Record<string, unknown>, string][] = [
+        [{ step: -1 }, 'INVALID_ARGUMENT'],
+        [{ step: 1.5 }, 'INVALID_ARGUMENT'],
+        [{ step: '2' }, 'INVALID_ARGUMENT'],
+        [{ step: Number.NaN }, 'INVALID_ARGUMENT'],
+        [{ step: 2 ** 53 }, 'INVALID_ARGUMENT'],
+        [{}, 'INVALID_ARGUMENT'],
+        [{ step: 1, dir: '' }, 'INVALID_ARGUMENT'],
+        [{ step: 1, dir: 'x'.repeat(5000) }, 'INVALID_ARGUMENT'],
+        [{ step: 1, dir: 'a\0b' }, 'INVALID_ARGUMENT'],
+        [{ step: 1, dir: 42 }, 'INVALID_ARGUMENT'],
+        [{ step: 1, dir: `${tmp.dir}/no-such-step` }, 'CHECKPOINT_MISSING'],
+        [{ step: 1, dir: otherDir }, 'CHECKPOINT_MISMATCH'],
+        [{ step: 1, dir: damaged }, 'CHECKPOINT_CORRUPT'],
+        [{ step: 1, dir: bare }, 'CHECKPOINT_MISSING'],
+      ];
+      for (const [args, code] of bad) {
+        await assert.rejects(client.run({ type: 'resumeTrainer', ...args } as never), (e) => isNeuroShardError(e, code), `${JSON.stringify(args).slice(0, 80)}: ${code}`);
+        assert.equal(await snapshot(), ref, `${JSON.stringify(args).slice(0, 80)} changed nothing`);
+      }
+      // a worker holding part of the model has no trainer to resume
+      await client.run({ type: 'initModel', config, seed: 1, span: { start: 0, end: 1 } });
+      await assert.rejects(client.run({ type: 'resumeTrainer', step: 1 }), (e) => isNeuroShardError(e, 'COMPUTE_STATE'));
     } finally {
       tmp.cleanup();
     }

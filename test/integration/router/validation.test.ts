@@ -3,7 +3,8 @@
  * requester (an entry with no layers) pays two-hop routes from its escrow as in settlement.test.ts. Hops keep their
  * sessions' inputs (hop-transcript.ts); two validators holding the last span (b, itself an honest hop, and v)
  * re-execute every sampled hop (rate 1) from the fetched, commitment-checked inputs on their own workers.
- * - An honest hop (b) re-executes to its own output: never slashed.
+ * - An honest hop (b) re-executes to its own output: never slashed. Hops serve their transcripts as a node does
+ *   (session 28): to bonded peers, for the completion the ledger applied; the unbonded requester's entry gets none.
  * - A hop whose outputs are corrupted by a test-only fault (c; it commits to them honestly, so it is paid) is found
  *   by b, confirmed by v's own re-execution over `hop-fraud-check`, and slashed with their two statements: its bond
  *   goes, half to the requester it defrauded. The second validator's identical evidence is refused (ALREADY_SLASHED).
@@ -17,15 +18,18 @@ import { NEURO } from '../../../src/ledger/amount.js';
 import { buildMarketComplete, buildMarketRequest, buildStake } from '../../../src/ledger/build.js';
 import { MIN_REWARD_BOND, SLASH_AMOUNT } from '../../../src/ledger/economics.js';
 import { buildSlashHopFraud } from '../../../src/ledger/fraud.js';
+import { decodeEvent, type MarketCompleteBody } from '../../../src/ledger/events.js';
 import type { Ledger } from '../../../src/ledger/ledger.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import type { NodeNetwork } from '../../../src/node/network.js';
 import { NodeGenerator, workerHopCompute } from '../../../src/node/serving.js';
 import { settleRoute, type HopMarket, type Settlement } from '../../../src/protocols/hop-commitment.js';
-import { serveTranscripts, TranscriptStore } from '../../../src/protocols/hop-transcript.js';
+import { fetchTranscript, serveTranscripts, TranscriptStore } from '../../../src/protocols/hop-transcript.js';
 import { HopValidator, type Verdict } from '../../../src/protocols/hop-validator.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } from '../../../src/protocols/inference.js';
+import { bondedReaders, PaidCompletions } from '../../../src/protocols/transcript-access.js';
 import { waitFor } from '../../../src/util/abort.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
 import { startServingNet } from '../../utils/network.js';
 import { acct, env, NET, proofRun, T0, tempLedger } from '../../attacks/helpers.js';
 
@@ -40,6 +44,7 @@ interface Hop {
   net: NodeNetwork;
   compute: ComputeClient;
   store: TranscriptStore;
+  paid: PaidCompletions;
   validator?: HopValidator;
 }
 
@@ -69,6 +74,8 @@ describe('validators re-execute sampled hops and slash a hop whose outputs do no
       const ev = buildMarketComplete(key, env(nonce(key), t), body);
       const r = ledger.ingest(ev.bytes, live());
       if (r.status !== 'applied') throw new Error(`the ledger refused the completion: ${r.status} ${r.reason ?? ''}`);
+      // every hop's node hears of it (its ledger service's ingest event, node/validator.ts nodeTranscripts)
+      for (const h of hops) h.paid.note(ev.bytes);
       return ev.id;
     },
   });
@@ -84,10 +91,12 @@ describe('validators re-execute sampled hops and slash a hop whose outputs do no
     const hc = workerHopCompute(compute, cfg, () => span);
     const claim = async (): Promise<{ modelHash: string; engine: string }> => ({ modelHash: (await compute.run({ type: 'modelHash' })).hash, engine: ENGINE });
     const store = new TranscriptStore();
+    // served as a node serves them (session 28): to bonded peers, for the completion the ledger applied
+    const paid = new PaidCompletions(key.publicKey, (id) => ledger.eventStatus(id)?.status === 'applied');
     const server = new InferenceHopServer(hc, HOP_LIMIT_DEFAULTS, net.scores, undefined, marketOf(key), { transcripts: { store, claim }, faultsForTests: { corruptOutputs: o.corrupt === true } });
     await server.register(net.rpc);
-    await serveTranscripts(net.rpc, store);
-    const h: Hop = { key, net, compute, store };
+    await serveTranscripts(net.rpc, store, { entitled: bondedReaders((id) => ledger.account(id).locked), paid: (r, i) => paid.paid(r, i) });
+    const h: Hop = { key, net, compute, store, paid };
     if (o.validator === true) {
       h.validator = new HopValidator({
         networkId: NET,
@@ -199,6 +208,9 @@ describe('validators re-execute sampled hops and slash a hop whose outputs do no
     assert.equal(slashes.length, 0);
     assert.equal(ledger.account(acct(b.key)).staked, before.staked, "the honest hop's bond is whole");
     assert.ok(ledger.account(acct(b.key)).balance > before.balance, 'and it was paid');
+    // the requester's entry (no bond) cannot read the hop's inputs, though it names the completion's commitments
+    const hop1 = decodeEvent(completion).body as MarketCompleteBody;
+    await assert.rejects(fetchTranscript(entry.rpc, b.net.peerId, hop1.requestId, 1, undefined, hop1.hops[1]!), (e: unknown) => isNeuroShardError(e) && e.code === 'TRANSCRIPT_FORBIDDEN');
   });
 
   it('a hop that corrupts its outputs (committing to them honestly) is found, confirmed by a second validator, and slashed', async () => {

@@ -78,8 +78,9 @@ describe('a replica run over a checkpoint of its own (node/train.ts adopted)', {
     assert.equal((await client.run({ type: 'getParams' })).params.length, params.length, 'the adopted shape');
   });
   it('a checkpoint not written by neuroshard train: of another shape not resumed, of the same shape a typed error with the adopted weights still in the worker (review2, session 27)', async () => {
-    // loadCheckpoint replaces the worker's model; before, the training state's check threw after it, leaving the
-    // checkpoint's weights (of any shape) served under the adopted span while the node announced the network's
+    // loadCheckpoint replaced the worker's model; the training state's check threw after it, leaving the checkpoint's
+    // weights (of any shape) served under the adopted span while the node announced the network's. Since session 28 a
+    // replica never loads its checkpoint's weights (only its small files, and its moments when kept)
     // a checkpoint whose training state another tool wrote (loads and verifies, but is no solo run's)
     const foreign = async (d: string, config: typeof TINY_CONFIG, seed: number): Promise<void> => {
       await client.run({ type: 'initModel', config, seed });
@@ -87,11 +88,14 @@ describe('a replica run over a checkpoint of its own (node/train.ts adopted)', {
     };
     const runIn = (d: string, targetStep: number, extra: Partial<SoloTrainOptions>): ReturnType<typeof trainSolo> =>
       trainSolo({ dataDir: d, client, targetStep, evalEvery: 0, checkpointEvery: 0, batchSize: 2, seqLen: 16, ...extra });
-    const adopted = { config: TINY_CONFIG, params: async () => net.slice() };
+    // as on a node: the worker holds the adopted weights, and `params` reads them from it (node/node.ts)
+    const adopted = { config: TINY_CONFIG, params: async () => (await client.run({ type: 'getParams' })).params };
+    const holdNet = async (): Promise<void> => void (await client.run({ type: 'initModel', config: TINY_CONFIG, params: net.slice() }));
     const same = mkdtempSync(join(tmpdir(), 'ns-replica-spoilt-'));
     const other = mkdtempSync(join(tmpdir(), 'ns-replica-spoilt-wide-'));
     try {
       await foreign(same, TINY_CONFIG, 99);
+      await holdNet();
       await assert.rejects(runIn(same, 2, { adopted }), (e) => isNeuroShardError(e) && e.code === 'CHECKPOINT_STATE_INVALID');
       const held = (await client.run({ type: 'getParams' })).params;
       assert.equal(held.length, net.length);
@@ -99,6 +103,7 @@ describe('a replica run over a checkpoint of its own (node/train.ts adopted)', {
 
       const wider = makeConfig({ ...TINY_CONFIG, hidden_size: 64, intermediate_size: 128 });
       await foreign(other, wider, 3);
+      await holdNet();
       const r = await runIn(other, 2, { adopted });
       assert.equal(r.step, 2);
       const info = await client.run({ type: 'trainerInfo' });

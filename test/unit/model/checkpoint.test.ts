@@ -4,7 +4,8 @@
  * last N, atomic replacement, every failure naming the file and what was expected, and bitwise-identical resume.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
@@ -18,7 +19,11 @@ import {
   LlamaShard,
   loadAnyCheckpoint,
   loadCheckpoint,
+  loadCheckpointOptimizer,
   loadHfModel,
+  moveCheckpointAside,
+  readCheckpointInfo,
+  readVerifiedCheckpointConfig,
   saveCheckpoint,
   SafetensorsFile,
   spanHash,
@@ -134,6 +139,171 @@ describe('checkpoints', () => {
     const again = saveCheckpoint({ root, step: 5, model: m, keepLast: 2 });
     assert.equal(loadCheckpoint(again.dir, { backend }).model.params[0], m.params[0]);
     assert.equal(latestCheckpoint(fresh()), null);
+  });
+
+  it('moved aside: out of the listing and pruning, kept whole, a name of its own when taken (session 28)', () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 1 });
+    for (const step of [1, 2]) saveCheckpoint({ root, step, model: m });
+    const a = moveCheckpointAside(root, join(root, 'step-0000000002'), 'other-shape');
+    assert.equal(a, join(root, 'other-shape', 'step-0000000002'));
+    saveCheckpoint({ root, step: 2, model: m });
+    const b = moveCheckpointAside(root, join(root, 'step-0000000002'), 'other-shape');
+    assert.equal(b, join(root, 'other-shape', 'step-0000000002.2'));
+    for (const step of [3, 4, 5, 6]) saveCheckpoint({ root, step, model: m, keepLast: 2 });
+    assert.deepEqual(
+      listCheckpoints(root).map((c) => c.step),
+      [5, 6],
+    );
+    assert.deepEqual(readdirSync(join(root, 'other-shape')).sort(), ['step-0000000002', 'step-0000000002.2']);
+    assert.equal(loadCheckpoint(b, { backend }).manifest.step, 2, 'still a whole checkpoint');
+    assert.throws(() => moveCheckpointAside(root, join(root, 'step-0000000006'), '../x'), (e) => isNeuroShardError(e));
+  });
+
+  it("a checkpoint's small files alone, and its moments alone for a model of its shape and span (session 28)", () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 3 });
+    const mom = { step: 7, m: new Float32Array(m.params.length).fill(0.5), v: new Float32Array(m.params.length).fill(0.25) };
+    const dir = saveCheckpoint({ root, step: 7, model: m, optimizer: mom, trainingState: { hello: 1 } }).dir;
+    // the weights are not read: a damaged weights file does not matter here
+    const model = join(dir, 'model.safetensors');
+    const bytes = readFileSync(model);
+    bytes[bytes.length - 3] ^= 0xff;
+    writeFileSync(model, bytes);
+    const info = readCheckpointInfo(dir);
+    assert.deepEqual({ step: info.manifest.step, hasOptimizer: info.hasOptimizer, state: info.trainingState }, { step: 7, hasOptimizer: true, state: { hello: 1 } });
+    const whole: Span = { start: 0, end: cfg.num_hidden_layers };
+    const o = loadCheckpointOptimizer(dir, cfg, whole);
+    assert.equal(o.step, 7);
+    assert.ok(o.m.every((x) => x === 0.5) && o.v.every((x) => x === 0.25));
+    assert.throws(() => loadCheckpointOptimizer(dir, { ...cfg, intermediate_size: 64 }, whole), errorIs('CHECKPOINT_MISMATCH', 'config.json'));
+    assert.throws(() => loadCheckpointOptimizer(dir, cfg, { start: 0, end: 1 }), errorIs('CHECKPOINT_MISMATCH', 'checkpoint.json'));
+    // the small files and the moments are verified against the manifest
+    writeFileSync(join(dir, 'training-state.json'), '{"hello":2}');
+    assert.throws(() => readCheckpointInfo(dir), errorIs('CHECKPOINT_CORRUPT', 'training-state.json'));
+    const opt = join(dir, 'optimizer.safetensors');
+    const ob = readFileSync(opt);
+    ob[ob.length - 3] ^= 0xff;
+    writeFileSync(opt, ob);
+    assert.throws(() => loadCheckpointOptimizer(dir, cfg, whole), errorIs('CHECKPOINT_CORRUPT', opt));
+    const none = saveCheckpoint({ root, step: 8, model: m }).dir;
+    assert.equal(readCheckpointInfo(none).hasOptimizer, false);
+    assert.throws(() => loadCheckpointOptimizer(none, cfg, whole), errorIs('CHECKPOINT_MISSING', 'optimizer.safetensors'));
+  });
+
+  it('moving aside in a data dir the user owns: a symlinked checkpoint, a name taken by a dangling link, a folder that is a file or on another filesystem (review, session 28)', () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 5 });
+    // a checkpoint kept elsewhere, linked in with a relative target (as `ln -s ../archive/… checkpoints/`)
+    const archiveName = `archive-${n}`;
+    const kept = saveCheckpoint({ root: join(root, '..', archiveName), step: 3, model: m }).dir;
+    mkdirSync(root, { recursive: true });
+    symlinkSync(join('..', archiveName, 'step-0000000003'), join(root, 'step-0000000003'));
+    assert.deepEqual(listCheckpoints(root).map((c) => c.step), [3]);
+    // the first name in the folder taken by a dangling link of the user's
+    mkdirSync(join(root, 'other-shape'));
+    symlinkSync('/nonexistent/neuroshard-test', join(root, 'other-shape', 'step-0000000003'));
+    const to = moveCheckpointAside(root, join(root, 'step-0000000003'), 'other-shape');
+    assert.equal(to, join(root, 'other-shape', 'step-0000000003.2'), 'a name of its own (before: rename onto the dangling link, ENOTDIR)');
+    assert.equal(readlinkSync(join(root, 'other-shape', 'step-0000000003')), '/nonexistent/neuroshard-test', "the user's link is untouched");
+    assert.ok(lstatSync(to).isSymbolicLink());
+    assert.equal(loadCheckpoint(to, { backend }).manifest.step, 3, 'the moved link still resolves (before: dangling, one level too deep)');
+    assert.ok(statSync(join(kept, 'model.safetensors')).isFile(), 'the target is not touched');
+    assert.deepEqual(listCheckpoints(root), []);
+
+    // the folder is a file: a typed error naming it, the checkpoint where it was
+    const root2 = fresh();
+    const ck2 = saveCheckpoint({ root: root2, step: 4, model: m }).dir;
+    writeFileSync(join(root2, 'other-shape'), 'a file of the user');
+    assert.throws(() => moveCheckpointAside(root2, ck2, 'other-shape'), errorIs('CHECKPOINT_WRITE_FAILED', join(root2, 'other-shape'), /left where it was/));
+    assert.equal(loadCheckpoint(ck2, { backend }).manifest.step, 4);
+
+    // the folder on another filesystem (a link to one): EXDEV, typed, nothing left behind, the checkpoint whole
+    let shm: string | undefined;
+    try {
+      shm = mkdtempSync('/dev/shm/neuroshard-ckpt-');
+    } catch {
+      shm = undefined;
+    }
+    if (shm !== undefined && statSync(shm).dev !== statSync(root2).dev) {
+      try {
+        rmSync(join(root2, 'other-shape'));
+        symlinkSync(shm, join(root2, 'other-shape'));
+        assert.throws(() => moveCheckpointAside(root2, ck2, 'other-shape'), errorIs('CHECKPOINT_WRITE_FAILED', join(root2, 'other-shape', 'step-0000000004'), /EXDEV/));
+        assert.deepEqual(readdirSync(shm), [], 'the claimed name is given back');
+        assert.equal(loadCheckpoint(ck2, { backend }).manifest.step, 4);
+      } finally {
+        rmSync(shm, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it('hostile sizes and nesting: refused before they are hashed or parsed into a value the worker cannot send (review, session 28)', () => {
+    const m = new LlamaShard({ config: cfg, backend, seed: 6 });
+    const mom = { step: 2, m: new Float32Array(m.params.length), v: new Float32Array(m.params.length) };
+    const make = (): string => saveCheckpoint({ root: fresh(), step: 2, model: m, optimizer: mom, trainingState: { a: 1 } }).dir;
+    const relist = (dir: string, file: string, entry?: { sha256: string; bytes: number }): void => {
+      const path = join(dir, 'checkpoint.json');
+      const man = JSON.parse(readFileSync(path, 'utf8')) as { files: Record<string, unknown> };
+      if (entry === undefined) {
+        const bytes = readFileSync(join(dir, file));
+        entry = { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length };
+      }
+      man.files[file] = entry;
+      writeFileSync(path, JSON.stringify(man));
+    };
+    const whole: Span = { start: 0, end: cfg.num_hidden_layers };
+    const GiB4 = 4 * 2 ** 30;
+    // a training state of 4 GiB (sparse), listed at its size: refused by the manifest, not hashed (before: 4 GiB
+    // read and hashed on the main thread, then refused by the read's size limit)
+    let dir = make();
+    truncateSync(join(dir, 'training-state.json'), GiB4);
+    relist(dir, 'training-state.json', { sha256: '0'.repeat(64), bytes: GiB4 });
+    const t0 = performance.now();
+    assert.throws(() => readCheckpointInfo(dir), errorIs('CHECKPOINT_CORRUPT', 'checkpoint.json', /training-state\.json at 4294967296 bytes, more than the 16777216/));
+    // grown past its listed size: its size is compared first (before: hashed, then "sha256 …")
+    dir = make();
+    truncateSync(join(dir, 'training-state.json'), GiB4);
+    assert.throws(() => readCheckpointInfo(dir), errorIs('CHECKPOINT_CORRUPT', 'training-state.json', /is 4294967296 bytes, expected \d+$/));
+    // moments listed at many times what the model's take: refused before hashing
+    dir = make();
+    truncateSync(join(dir, 'optimizer.safetensors'), GiB4);
+    relist(dir, 'optimizer.safetensors', { sha256: '0'.repeat(64), bytes: GiB4 });
+    assert.throws(() => loadCheckpointOptimizer(dir, cfg, whole), errorIs('CHECKPOINT_CORRUPT', 'optimizer.safetensors', /listed at 4294967296 bytes, more than the \d+ the moments of \d+ parameters take/));
+    const ms = performance.now() - t0;
+    assert.ok(ms < 2000, `three refusals in ${ms.toFixed(0)} ms (hashing 12 GiB takes minutes)`);
+
+    // a training state nested 100,000 deep (200 KB, listed with its true hash): JSON.parse takes it, the worker's
+    // structured-clone reply does not (RangeError: an untyped JobFailedError naming no file)
+    dir = make();
+    writeFileSync(join(dir, 'training-state.json'), '['.repeat(100_000) + ']'.repeat(100_000));
+    relist(dir, 'training-state.json');
+    assert.throws(() => readCheckpointInfo(dir), errorIs('CHECKPOINT_CORRUPT', 'training-state.json', /more than 64 deep/));
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_CORRUPT', 'training-state.json', /more than 64 deep/));
+    // brackets inside strings do not count, and 64 levels are fine
+    writeFileSync(join(dir, 'training-state.json'), JSON.stringify({ s: '[{'.repeat(1000), d: JSON.parse('['.repeat(63) + ']'.repeat(63)) as unknown }));
+    relist(dir, 'training-state.json');
+    assert.equal((readCheckpointInfo(dir).trainingState as { s: string }).s.length, 2000);
+
+    // what the reader refuses is not written: the limit in UTF-8 bytes (6 M chars of '€' are 18 MB; before, written
+    // as 6 M "bytes" and then unreadable) and the depth
+    const root = fresh();
+    const deep = JSON.parse('['.repeat(65) + ']'.repeat(65)) as unknown;
+    for (const trainingState of [{ s: '€'.repeat(6_000_000) }, { deep }]) {
+      assert.throws(() => saveCheckpoint({ root, step: 3, model: m, trainingState }), (e) => isNeuroShardError(e, 'MODEL_CONFIG_INVALID') && /trainingState/.test((e as Error).message));
+    }
+    assert.deepEqual(listCheckpoints(root), [], 'nothing written');
+  });
+
+  it("a damaged config.json is no other shape: the verified config refuses it (review, session 28)", () => {
+    const m = new LlamaShard({ config: cfg, backend, seed: 7 });
+    const dir = saveCheckpoint({ root: fresh(), step: 1, model: m }).dir;
+    assert.deepEqual(readVerifiedCheckpointConfig(dir), loadCheckpoint(dir, { backend }).config);
+    const path = join(dir, 'config.json');
+    const o = JSON.parse(readFileSync(path, 'utf8')) as { intermediate_size: number };
+    o.intermediate_size += 16;
+    writeFileSync(path, JSON.stringify(o, null, 2) + '\n');
+    assert.throws(() => readVerifiedCheckpointConfig(dir), (e) => isNeuroShardError(e) && /config\.json/.test((e as Error).message));
   });
 
   it('a missing, truncated, corrupted or mismatched file fails naming the file and what was expected', () => {

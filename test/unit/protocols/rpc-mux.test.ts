@@ -195,6 +195,27 @@ describe('rpc mux: one stream carries many unary calls', () => {
     assert.equal(h.ra.openChannels('peerB'), 1);
   });
 
+  it('two versions of one method to one peer go out on streams of their own, each judged by its own version', async () => {
+    // hop-transcript/1.0.0 and 2.0.0 share a name: keyed by name alone, a 1.0.0 call after a 2.0.0 call went out on
+    // the 2.0.0 stream, failed its validation as RPC_MALFORMED and got the honest caller penalised (session 28)
+    const h = await harness();
+    const v2: UnaryMethod<pb.EchoRequest, pb.EchoResponse> = {
+      ...steered,
+      version: '2.0.0',
+      validateRequest: (r) => {
+        if (r.payload[0] !== 2) throw new PeerMisbehaviourError('RPC_MALFORMED', 'version 2 takes payload 2 only');
+      },
+    };
+    await h.rb.handle(v2, (r: pb.EchoRequest) => ({ payload: Uint8Array.from([...r.payload, 0xff]), receivedBytes: 0n }));
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual([...(await h.ra.call('peerB', v2, req(2))).payload], [2, 0xff], 'v2 answered by its handler');
+      assert.deepEqual([...(await h.ra.call('peerB', steered, req(0, i))).payload], [0, i], 'v1 answered by its handler');
+    }
+    assert.equal(h.opens.mux, 2, 'one reusable stream per version');
+    assert.equal(h.ra.openChannels('peerB'), 2);
+    assert.equal(h.scoresB.score('peerA'), 0, 'nobody penalised');
+  });
+
   it('closes an idle stream, and the server then holds nothing for it', async () => {
     const h = await harness({ clientIdleMs: 50 });
     await h.ra.call('peerB', steered, req(0));

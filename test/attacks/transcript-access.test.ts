@@ -1,0 +1,267 @@
+/**
+ * Who may read a hop's sealed transcripts (session 28; protocols/transcript-access.ts). A transcript is the exact
+ * inputs of a hop's session (for a driver, the remote user's prompt and generated ids), and until this session any
+ * peer naming a public request id and a hop index got it, over either version, for any request the hop sealed for
+ * (in flight or never completed included); and `hop-transcript/1.0.0` answered the newest session sealed for
+ * (request, index), so a stranger's seal after the honest one was what an older validator re-executed.
+ *
+ * Real libp2p nodes on 127.0.0.1 (the hop H, a bonded validator V, an unbonded stranger S), a real SQLite ledger and
+ * a real LedgerService behind the node's own wiring (`nodeTranscripts`: the completions naming H come from the
+ * service's ingest events). The hop's sessions are driven in-process on its handler table (reference backend); every
+ * transcript fetch crosses the network.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { NULL_CONTEXT } from '../../src/compute/context.js';
+import type { ComputeClient } from '../../src/compute/index.js';
+import { createHandlers, runHandler } from '../../src/compute/handlers.js';
+import type { Job } from '../../src/compute/jobs.js';
+import { ComputeState } from '../../src/compute/state.js';
+import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../src/identity/index.js';
+import { NEURO } from '../../src/ledger/amount.js';
+import { buildMarketRequest, buildServedCompletion, buildStake } from '../../src/ledger/build.js';
+import { MIN_REWARD_BOND } from '../../src/ledger/economics.js';
+import { countsForFraudQuorum } from '../../src/ledger/fraud.js';
+import type { Ledger } from '../../src/ledger/ledger.js';
+import { MemoryLedgerHub } from '../../src/ledger/memory-network.js';
+import { LedgerService } from '../../src/ledger/service.js';
+import { makeConfig } from '../../src/model/index.js';
+import type { NodeNetwork } from '../../src/node/network.js';
+import { workerHopCompute } from '../../src/node/serving.js';
+import { nodeTranscripts, workerClaim } from '../../src/node/validator.js';
+import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
+import { decodeTranscript, encodeTranscriptRequest, fetchTranscript, hopTranscript, serveTranscripts, TranscriptStore, type HopTranscript } from '../../src/protocols/hop-transcript.js';
+import { HopValidator } from '../../src/protocols/hop-validator.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer } from '../../src/protocols/inference.js';
+import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
+import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
+import { waitFor } from '../../src/util/abort.js';
+import { isNeuroShardError } from '../../src/util/errors.js';
+import { startServingNet } from '../utils/network.js';
+import { env, NET, proofRun, T0, tempLedger } from './helpers.js';
+import { tally } from './tally.js';
+
+const config = makeConfig({ hidden_size: 64, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 96, vocab_size: 64, max_position_embeddings: 32 });
+const C = config.hidden_size;
+const span = { start: 1, end: 3 };
+/** How long the hop waits for a completion its ledger has not applied yet (5 s in a node). */
+const PAID_WAIT_MS = 1_500;
+
+/** The worker's handler table in-process, behind the ComputeClient surface the hop, the claim and the validator use. */
+async function inProcessWorker(): Promise<ComputeClient> {
+  const state = await ComputeState.create({ backend: 'reference' });
+  const h = createHandlers(state);
+  const client = { info: { description: 'reference (test)' }, run: async (job: Job) => runHandler(h, job, NULL_CONTEXT) } as unknown as ComputeClient;
+  await client.run({ type: 'initModel', config, seed: 3, span });
+  return client;
+}
+
+function request(fields: Partial<InferenceRequest>): InferenceRequest {
+  return { sessionId: 's', requestId: '1', tokens: [], positionOffset: 0, endSession: false, chunks: [], maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0, ...fields };
+}
+
+/** One stream of `reqs` from `peer` at `remoteAddr` into the hop's handler; resolves with its answers. */
+async function stream(server: InferenceHopServer, peer: string, remoteAddr: string, reqs: InferenceRequest[]): Promise<InferenceResponse[]> {
+  async function* source(): AsyncGenerator<InferenceRequest> {
+    yield* reqs;
+  }
+  const out: InferenceResponse[] = [];
+  for await (const r of server.handler()(source(), { peer, remoteAddr, limited: false, signal: new AbortController().signal })) out.push(r);
+  return out;
+}
+
+const hidden = (T: number, k: number) => tensorToPb(fp32Tensor(Float32Array.from({ length: T * C }, (_, i) => Math.sin(i * 0.1 + k)), [T, C]));
+
+interface Commits {
+  inCommit: Uint8Array;
+  outCommit: Uint8Array;
+}
+const commitsOf = (r: InferenceResponse): Commits => ({ inCommit: Uint8Array.from(r.inCommit!), outCommit: Uint8Array.from(r.outCommit!) });
+
+/** The honest entry's session (prompt of 3, one decode step) committed for R as hop 1 of 2; with `stranger`, a stranger's session of one step committed for the same, after it. */
+async function sessions(server: InferenceHopServer, R: Uint8Array, stranger: boolean): Promise<{ honest: Commits; stranger?: Commits }> {
+  const commit = (id: string) => request({ sessionId: id, commitRequest: Uint8Array.from(R), commitIndex: 1, commitCount: 2 });
+  const tag = Buffer.from(R).toString('hex').slice(0, 8);
+  const h = await stream(server, 'honest', '/ip4/198.51.100.7/tcp/4001', [request({ sessionId: `h${tag}`, maxLength: 16, targetSpan: span, hidden: hidden(3, 1) }), request({ sessionId: `h${tag}`, hidden: hidden(1, 2) }), commit(`h${tag}`)]);
+  if (!stranger) return { honest: commitsOf(h[2]!) };
+  const x = await stream(server, 'stranger', '/ip4/203.0.113.9/tcp/4001', [request({ sessionId: `x${tag}`, maxLength: 16, targetSpan: span, hidden: hidden(1, 7) }), commit(`x${tag}`)]);
+  assert.ok(x[1]?.hopSignature !== undefined, "the hop signed the stranger's commitments");
+  return { honest: commitsOf(h[2]!), stranger: commitsOf(x[1]!) };
+}
+
+/** The code and message of what `p` threw (it must throw). */
+async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await p;
+  } catch (e) {
+    if (isNeuroShardError(e)) return { code: e.code, message: e.message };
+    throw e;
+  }
+  assert.fail('the transcript was served');
+}
+
+const acctOf = (k: NodeKey): Uint8Array => accountIdFromPublicKey(k.publicKey);
+const same = (t: HopTranscript, c: Commits): boolean => Buffer.from(t.inCommit).equals(c.inCommit) && Buffer.from(t.outCommit).equals(c.outCommit);
+
+describe('attack: reading hop transcripts (a remote user\'s inputs) without being entitled to validate them', () => {
+  let ledger: Ledger;
+  let done: () => void;
+  let service: LedgerService;
+  let t = T0 + 130 * 60_000;
+  const nonces = new Map<string, number>();
+  const nonce = (k: NodeKey): number => {
+    const h = Buffer.from(k.publicKey).toString('hex');
+    const n = (nonces.get(h) ?? 1000) + 1;
+    nonces.set(h, n);
+    return n;
+  };
+  const H = keyFromPrivate(randomBytes(32));
+  const V = keyFromPrivate(randomBytes(32));
+  const S = keyFromPrivate(randomBytes(32));
+  const Q = keyFromPrivate(randomBytes(32)); // the requester
+  const D = keyFromPrivate(randomBytes(32)); // the route's driver (hop 0)
+  let hopNet: NodeNetwork;
+  let valNet: NodeNetwork;
+  let strangerNet: NodeNetwork;
+  let server: InferenceHopServer;
+  let store: TranscriptStore;
+  let stopTranscripts: () => Promise<void>;
+  let validator: HopValidator;
+  let stakeReads = 0;
+
+  /** A market request of Q applied by the hop's ledger (its id is R). */
+  const marketRequest = (): Uint8Array => {
+    t += 1000;
+    const q = buildMarketRequest(Q, env(nonce(Q), t), { maxTokens: 10_000, maxPricePerMillion: 150n * NEURO, expiresAtMs: t + 600_000 });
+    assert.equal(ledger.ingest(q.bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
+    return q.id;
+  };
+  /** The completion of R naming the hop with `c`, submitted through the ledger service as a node's own (applied). */
+  const complete = async (R: Uint8Array, c: Commits): Promise<Uint8Array> => {
+    t += 1000;
+    const ev = buildServedCompletion(env(nonce(D), t), { requestId: R, tokensUsed: 4, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), c.inCommit, c.outCommit] });
+    const r = await service.submit(ev.bytes);
+    assert.equal(r.status, 'applied', r.reason);
+    return ev.bytes;
+  };
+
+  before(async () => {
+    ({ ledger, done } = tempLedger());
+    for (const k of [Q, V]) for (const r of ledger.ingestMany(proofRun(k, T0, 125))) assert.equal(r.status, 'applied');
+    assert.equal(ledger.ingest(buildStake(V, env(nonce(V), (t += 1000)), MIN_REWARD_BOND, 30).bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
+    service = new LedgerService({ ledger, network: new MemoryLedgerHub().join('hop'), clock: { now: () => t }, verifyThreads: 0 });
+    service.start();
+    hopNet = await startServingNet(NET, undefined, [], H);
+    const boot = [hopNet.p2p.multiaddrs()[0]!];
+    valNet = await startServingNet(NET, undefined, boot, V);
+    strangerNet = await startServingNet(NET, undefined, boot, S);
+    await waitFor(() => [valNet, strangerNet].every((n) => n.p2p.connectedPeers().includes(hopNet.peerId)), { timeoutMs: 120_000, intervalMs: 50, what: 'V and S connected to the hop' });
+    const hopWorker = await inProcessWorker();
+    // the hop's ledger, its account reads counted: each transcript request reads the caller's stake once
+    const counted = Object.create(ledger, { account: { value: (id: Uint8Array) => (stakeReads++, ledger.account(id)) } }) as Ledger;
+    const transcripts = await nodeTranscripts(hopWorker, hopNet, { ledger: counted, service }, H, { paidWaitMs: PAID_WAIT_MS });
+    store = transcripts.store;
+    stopTranscripts = transcripts.stop;
+    server = new InferenceHopServer(workerHopCompute(hopWorker, config, () => span), HOP_LIMIT_DEFAULTS, undefined, undefined, { networkId: NET, key: H, submitCompletion: async () => new Uint8Array(32) }, {
+      transcripts,
+      commits: new HopCommitQueue({ useWorker: false }),
+    });
+    const valWorker = await inProcessWorker();
+    validator = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(valWorker, config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: 1 });
+  });
+  after(async () => {
+    await stopTranscripts?.();
+    for (const n of [strangerNet, valNet, hopNet]) await n?.stop();
+    service?.stop();
+    done?.();
+  });
+
+  it('an unbonded peer gets nothing, over either version, refused before anything is looked up; a bonded validator still verifies the hop', async () => {
+    const R = marketRequest();
+    const { honest } = await sessions(server, R, false);
+    const completion = await complete(R, honest);
+    const scoreBefore = hopNet.scores.score(strangerNet.peerId);
+    const v2 = await refusal(fetchTranscript(strangerNet.rpc, hopNet.peerId, R, 1, undefined, honest));
+    const v1 = await refusal(strangerNet.rpc.call(hopNet.peerId, hopTranscript, encodeTranscriptRequest(R, 1)));
+    // a request never completed is refused for the same reason: the bond is checked before the ledger's completions
+    const never = await refusal(fetchTranscript(strangerNet.rpc, hopNet.peerId, new Uint8Array(randomBytes(32)), 1, undefined, honest));
+    let served = 0;
+    for (const r of [v2, v1, never]) {
+      if (r.code !== 'TRANSCRIPT_FORBIDDEN') served++;
+      assert.equal(r.code, 'TRANSCRIPT_FORBIDDEN', r.message);
+      assert.match(r.message, /NOT_BONDED/);
+    }
+    tally("hop: a user's inputs served to a peer without a bond", 3, served);
+    assert.equal(hopNet.scores.score(strangerNet.peerId), scoreBefore, 'the refused peer is not penalised');
+    // a validator that knows it holds no bond (node/validator.ts wires `bonded` from its ledger) does not even ask
+    const reads = stakeReads;
+    const unbonded = new HopValidator({ networkId: NET, key: S, rpc: strangerNet.rpc, compute: workerHopCompute(await inProcessWorker(), config, () => span), claim: async () => ({ modelHash: '', engine: '' }), holders: () => [], submitSlash: async () => {}, rate: 1, bonded: () => countsForFraudQuorum(ledger.account(acctOf(S)).locked) });
+    assert.deepEqual((await unbonded.onCompletion(completion, new AbortController().signal)).find((x) => x.index === 1), { status: 'skip', index: 1, reason: 'NOT_BONDED' });
+    assert.equal(stakeReads, reads, 'no request reached the hop');
+    // the honest, bonded validator samples the completion, fetches (2.0.0) and re-executes it: a match
+    const vs = await validator.onCompletion(completion, new AbortController().signal);
+    assert.deepEqual(vs.find((x) => x.index === 1), { status: 'match', index: 1 }, JSON.stringify(vs));
+  });
+
+  it('a bonded peer gets nothing for a request in flight (no completion applied) nor for a session the completion did not pay for', async () => {
+    const R = marketRequest();
+    const { honest, stranger } = await sessions(server, R, true);
+    assert.equal(store.count(R, 1), 2, 'both sessions sealed');
+    const inFlight = await refusal(fetchTranscript(valNet.rpc, hopNet.peerId, R, 1, undefined, honest));
+    assert.equal(inFlight.code, 'TRANSCRIPT_FORBIDDEN', inFlight.message);
+    assert.match(inFlight.message, /COMPLETION_NOT_APPLIED/);
+    const inFlightV1 = await refusal(valNet.rpc.call(hopNet.peerId, hopTranscript, encodeTranscriptRequest(R, 1)));
+    assert.equal(inFlightV1.code, 'TRANSCRIPT_FORBIDDEN', inFlightV1.message);
+    await complete(R, honest);
+    const other = await refusal(fetchTranscript(valNet.rpc, hopNet.peerId, R, 1, undefined, stranger));
+    assert.equal(other.code, 'TRANSCRIPT_FORBIDDEN', other.message);
+    assert.match(other.message, /NOT_THE_COMPLETION/);
+    assert.ok(same(await fetchTranscript(valNet.rpc, hopNet.peerId, R, 1, undefined, honest), honest), 'the paid session once its completion is applied');
+  });
+
+  it("a bonded validator's fetch waits for a completion its hop's ledger applies after the validator's did (gossip lag)", async () => {
+    const R = marketRequest();
+    const { honest } = await sessions(server, R, false);
+    const reads = stakeReads;
+    const fetching = fetchTranscript(valNet.rpc, hopNet.peerId, R, 1, undefined, honest);
+    // the hop has the request (it read V's stake) before the completion reaches its ledger
+    await waitFor(() => stakeReads > reads, { timeoutMs: 60_000, intervalMs: 5, what: 'the hop to read the caller\'s stake' });
+    await complete(R, honest);
+    assert.ok(same(await fetching, honest));
+  });
+
+  it("an older validator (1.0.0: no commitments) gets the session the applied completion paid for, not a stranger's sealed after it", async () => {
+    const R = marketRequest();
+    const { honest, stranger } = await sessions(server, R, true);
+    await complete(R, honest);
+    const t1 = decodeTranscript(await valNet.rpc.call(hopNet.peerId, hopTranscript, encodeTranscriptRequest(R, 1)));
+    assert.ok(!same(t1, stranger!), "1.0.0 answered the stranger's session (the newest sealed)");
+    assert.ok(same(t1, honest), '1.0.0 answers the completion\'s session');
+  });
+
+  it('without a ledger to tell, 1.0.0 refuses to guess between sessions sealed for one request and hop', async () => {
+    // a second hop serving its store with no access rule (serveTranscripts alone, as a tool or a test would)
+    const K = keyFromPrivate(randomBytes(32));
+    const net = await startServingNet(NET, undefined, [hopNet.p2p.multiaddrs()[0]!], K);
+    try {
+      const worker = await inProcessWorker();
+      const own = new TranscriptStore();
+      const hop = new InferenceHopServer(workerHopCompute(worker, config, () => span), HOP_LIMIT_DEFAULTS, undefined, undefined, { networkId: NET, key: K, submitCompletion: async () => new Uint8Array(32) }, {
+        transcripts: { store: own, claim: workerClaim(worker) },
+        commits: new HopCommitQueue({ useWorker: false }),
+      });
+      await serveTranscripts(net.rpc, own);
+      await valNet.p2p.dial(net.p2p.multiaddrs()[0]!, { signal: AbortSignal.timeout(60_000) });
+      const one = new Uint8Array(randomBytes(32));
+      const { honest } = await sessions(hop, one, false);
+      assert.ok(same(decodeTranscript(await valNet.rpc.call(net.peerId, hopTranscript, encodeTranscriptRequest(one, 1))), honest), 'one session sealed: served');
+      const two = new Uint8Array(randomBytes(32));
+      await sessions(hop, two, true);
+      const r = await refusal(valNet.rpc.call(net.peerId, hopTranscript, encodeTranscriptRequest(two, 1)));
+      assert.equal(r.code, 'TRANSCRIPT_AMBIGUOUS', r.message);
+    } finally {
+      await net.stop();
+    }
+  });
+});

@@ -1,0 +1,114 @@
+/**
+ * Who may read a hop's transcripts (session 28, protocols/transcript-access.ts), the pure parts: the bond rule (the
+ * same predicate as the ledger's hop-fraud quorum) and the index of completions naming the hop (only an applied
+ * one counts; bounded in count and time). The network side: test/attacks/transcript-access.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { peerIdFromPublicKey } from '../../../src/identity/index.js';
+import { buildServedCompletion, buildTransfer } from '../../../src/ledger/build.js';
+import { NEURO } from '../../../src/ledger/amount.js';
+import { MIN_REWARD_BOND } from '../../../src/ledger/economics.js';
+import { countsForFraudQuorum } from '../../../src/ledger/fraud.js';
+import { MemoryHub } from '../../../src/p2p/memory.js';
+import { encodeTranscriptRequest, hopTranscript, serveTranscripts, TranscriptStore } from '../../../src/protocols/hop-transcript.js';
+import { RpcNode } from '../../../src/protocols/rpc/service.js';
+import { bondedReaders, PaidCompletions, type TranscriptAccess } from '../../../src/protocols/transcript-access.js';
+import { isNeuroShardError } from '../../../src/util/errors.js';
+import { acct, env, NET, T0, testKey } from '../ledger/helpers.js';
+
+const H = testKey(1);
+const D = testKey(2);
+const Q = testKey(3);
+const X = testKey(4);
+const rid = (i: number): Uint8Array => new Uint8Array(32).fill(i);
+/** A completion of request `r` whose hop 1 is `hop`, with commitments derived from `k`. */
+function completion(r: number, hop = H, k = 0, nonce = r * 10 + k) {
+  const c = (i: number): Uint8Array => new Uint8Array(32).fill(16 * k + i + 1);
+  return buildServedCompletion(env(nonce, T0 + nonce), { requestId: rid(r), tokensUsed: 4, requester: Q, hops: [D, hop], commits: [c(0), c(1), c(2)] });
+}
+
+describe('transcript access (session 28)', () => {
+  it('entitles a key whose locked stake counts toward the hop-fraud quorum, and no other', () => {
+    const locked = new Map<string, bigint>([[Buffer.from(acct(H)).toString('hex'), MIN_REWARD_BOND], [Buffer.from(acct(X)).toString('hex'), MIN_REWARD_BOND - 1n]]);
+    const entitled = bondedReaders((id) => locked.get(Buffer.from(id).toString('hex')) ?? 0n);
+    assert.equal(entitled(peerIdFromPublicKey(H.publicKey)), true);
+    assert.equal(entitled(peerIdFromPublicKey(X.publicKey)), false, 'one base unit short of the bond');
+    assert.equal(entitled(peerIdFromPublicKey(D.publicKey)), false, 'no stake');
+    assert.equal(entitled('12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'), false, 'an Ed25519 peer id has no account');
+    assert.equal(countsForFraudQuorum(MIN_REWARD_BOND), true);
+    assert.equal(countsForFraudQuorum(MIN_REWARD_BOND - 1n), false);
+  });
+
+  it("answers the hop's commitments of the applied completion for a request, and nothing for any other", () => {
+    const applied = new Set<string>();
+    const p = new PaidCompletions(H.publicKey, (id) => applied.has(Buffer.from(id).toString('hex')));
+    const a = completion(1, H, 0);
+    const b = completion(1, H, 1); // a second completion the requester signed for the same request
+    p.note(a.bytes);
+    p.note(b.bytes);
+    p.note(a.bytes); // noted twice (gossip and sync): kept once
+    p.note(completion(2, X).bytes); // names another hop
+    p.note(buildTransfer(D, env(1, T0), acct(X), NEURO).bytes); // not a completion
+    assert.equal(p.size(), 2);
+    assert.equal(p.paid(rid(1), 1), undefined, 'none applied yet (pending, in flight)');
+    applied.add(Buffer.from(b.id).toString('hex'));
+    assert.deepEqual(p.paid(rid(1), 1), { inCommit: b.body.hops[1]!.inCommit, outCommit: b.body.hops[1]!.outCommit });
+    assert.equal(p.paid(rid(1), 0), undefined, 'we are hop 1, not 0');
+    assert.equal(p.paid(rid(2), 1), undefined);
+  });
+
+  it('forgets completions past its retention and past its count, oldest first', () => {
+    let now = 0;
+    const p = new PaidCompletions(H.publicKey, () => true, { maxEntries: 3, retentionMs: 1000 }, () => now);
+    for (let r = 1; r <= 4; r++) p.note(completion(r).bytes);
+    assert.equal(p.size(), 3);
+    assert.equal(p.paid(rid(1), 1), undefined, 'the oldest went first');
+    assert.notEqual(p.paid(rid(4), 1), undefined);
+    now = 600;
+    p.note(completion(5).bytes);
+    now = 1100; // 2, 3, 4 noted at 0 are past 1000 ms; 5 (noted at 600) is not
+    assert.notEqual(p.paid(rid(5), 1), undefined);
+    assert.equal(p.size(), 1);
+    assert.equal(p.paid(rid(2), 1), undefined);
+  });
+});
+
+describe('transcript access on the wire (in-memory network)', () => {
+  async function pair(access: TranscriptAccess) {
+    const hub = new MemoryHub();
+    const a = hub.createNode(peerIdFromPublicKey(H.publicKey));
+    const b = hub.createNode(peerIdFromPublicKey(X.publicKey));
+    await a.start();
+    await b.start();
+    const hop = new RpcNode({ network: a, networkId: NET });
+    const caller = new RpcNode({ network: b, networkId: NET });
+    await serveTranscripts(hop, new TranscriptStore(), access);
+    const close = async (): Promise<void> => {
+      await caller.close();
+      await hop.close();
+      await a.stop();
+      await b.stop();
+    };
+    return { call: (r: Uint8Array) => caller.call(peerIdFromPublicKey(H.publicKey), hopTranscript, encodeTranscriptRequest(r, 1)), close };
+  }
+  const code = (e: unknown): string => (isNeuroShardError(e) ? e.code : String(e));
+
+  it('an unbonded caller is refused before the completions are looked at; a request our ledger does not hold open is refused at once, an open one waits', async () => {
+    let paidCalls = 0;
+    let bonded = false;
+    const open = new Set<string>(['01'.repeat(32)]);
+    const w = await pair({ entitled: () => bonded, paid: () => (paidCalls++, undefined), pending: (r) => open.has(Buffer.from(r).toString('hex')), waitMs: 400 });
+    try {
+      await assert.rejects(w.call(rid(1)), (e) => code(e) === 'TRANSCRIPT_FORBIDDEN' && /NOT_BONDED/.test((e as Error).message));
+      assert.equal(paidCalls, 0, 'nothing looked up for an unbonded caller');
+      bonded = true;
+      await assert.rejects(w.call(rid(2)), (e) => code(e) === 'TRANSCRIPT_FORBIDDEN' && /COMPLETION_NOT_APPLIED/.test((e as Error).message));
+      assert.equal(paidCalls, 1, 'a request id not open in our ledger: looked up once, no wait');
+      await assert.rejects(w.call(rid(1)), (e) => code(e) === 'TRANSCRIPT_FORBIDDEN');
+      assert.ok(paidCalls >= 3, `an open request is looked up again while the hop waits for its completion (${paidCalls - 1} lookups)`);
+    } finally {
+      await w.close();
+    }
+  });
+});
