@@ -21,6 +21,10 @@ import { silentLogger, type Logger } from '../util/logger.js';
 import { ComputeClosedError, WorkerCrashedError, WorkerStartError } from './errors.js';
 import type { FromWorker, Job, JobEvent, JobType, ResultOf, ToWorker, WorkerConfig, WorkerInfo, WorkerMemory } from './jobs.js';
 import { prepareTransfer } from './transfer.js';
+import { primePoolById } from '../tensor/backends/native.js';
+
+/** NEUROSHARD_MAIN_PRIME=0: the client does not prime a worker's kernel pool when it posts a decode step (A/B runs). */
+const MAIN_PRIME = process.env.NEUROSHARD_MAIN_PRIME !== '0';
 
 export interface ComputeClientOptions extends WorkerConfig {
   /** How long a (re)started worker may take to report ready. Default 60 s (tsx compiles sources on first load). */
@@ -193,6 +197,10 @@ export class ComputeClient extends TypedEmitter<ComputeEvents> {
       }
       try {
         this.worker.postMessage(msg, transfer);
+        // a decode step is a burst of kernel-pool work: wake the worker's pool helpers now, beside the worker's own
+        // wake-up (the worker primes them again when the message arrives, ~0.1 ms later on a virtual machine whose
+        // idle CPUs halt; its pool's helpers then joined the step's job 120-190 µs late in a 4-hop chain)
+        if (job.type === 'sessionStep' && MAIN_PRIME && this.workerInfo?.poolId !== undefined) primePoolById(this.workerInfo.poolId);
       } catch (e) {
         // DataCloneError: a detached (already transferred) array, a function, a class instance the structured
         // clone cannot carry. Nothing reached the worker.

@@ -46,6 +46,11 @@ export interface WorkerInfo {
   /** One line: kernel family, threads, BLAS (the backend's own description). */
   description: string;
   threads: number;
+  /**
+   * The worker's native kernel pool's id in this process (native backend only): the client primes it when it posts
+   * a decode step (ComputeClient.run, tensor/backends/native.ts `primePoolById`).
+   */
+  poolId?: number;
   /** Why the native backend is not used, when it is not. */
   fallbackReason?: string;
 }

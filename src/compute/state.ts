@@ -63,6 +63,8 @@ export class ComputeState {
       threads: this.backend.threads,
     };
     if (this.fallbackReason !== undefined) info.fallbackReason = this.fallbackReason;
+    const poolId = (this.backend as { readonly poolId?: number }).poolId;
+    if (typeof poolId === 'number' && poolId > 0) info.poolId = poolId;
     return info;
   }
 

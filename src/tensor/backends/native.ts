@@ -64,6 +64,10 @@ interface Addon {
   setGemm(mode: string): void;
   setSpinUs(us: number): void;
   poolPrime(): void;
+  /** This environment's pool's id in the process (older addons: absent). */
+  poolId?(): number;
+  /** Primes the live pool with this id from any thread; false when none lives (pool.h Pool::prime_id). */
+  poolPrimeId?(id: number): boolean;
   poolRest(): void;
   adviseHugePages(x: Float32Array | Int8Array): number;
   readArrays(arrays: readonly (Float32Array | Int8Array | Uint8Array)[], reps: number, threads: number, streams: number, pin: boolean): ReadArraysResult;
@@ -230,6 +234,28 @@ function loadAddon(): Addon {
   return cached;
 }
 
+let primeFn: ((id: number) => boolean) | null | undefined;
+
+/**
+ * Primes the kernel pool with this id (a compute worker's, `NativeBackend.poolId`) from any thread of the process:
+ * the main thread that posts a decode step to a worker wakes the worker's pool helpers beside the worker itself, so
+ * that the helpers' wake-up overlaps the worker's instead of following it (pool.h `prime_id`). Loads the addon on the
+ * first call without making an engine (no pool threads on the calling thread). False when the addon is missing, too
+ * old, or no pool has the id; never throws.
+ */
+export function primePoolById(id: number): boolean {
+  if (primeFn === undefined) {
+    primeFn = null;
+    try {
+      const a = loadAddon();
+      if (typeof a.poolPrimeId === 'function') primeFn = a.poolPrimeId.bind(a);
+    } catch {
+      // no addon here: nothing to prime (the workers then run the reference backend or fail on their own)
+    }
+  }
+  return primeFn === null ? false : primeFn(id);
+}
+
 export class NativeBackend implements Backend {
   readonly name = 'native' as const;
   readonly #a: Addon;
@@ -293,6 +319,11 @@ export class NativeBackend implements Backend {
   /** How long idle pool threads spin before sleeping (default 100 µs). */
   setSpinMicros(us: number): void {
     this.#a.setSpinUs(us);
+  }
+
+  /** This backend's kernel pool's id in the process (`primePoolById`), or undefined from an older addon. */
+  get poolId(): number | undefined {
+    return typeof this.#a.poolId === 'function' ? this.#a.poolId() : undefined;
   }
 
   /** A burst of kernels is coming: wake the pool's threads now (Backend.primePool). */

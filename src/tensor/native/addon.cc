@@ -33,7 +33,16 @@ namespace {
 // Largest size accepted for any one dimension or offset (products are checked in 128-bit arithmetic).
 constexpr int64_t kMaxDim = int64_t{1} << 46;
 
-Engine& engine(const Napi::CallbackInfo& info) { return *info.Env().GetInstanceData<Engine>(); }
+// One engine per environment, made at its first use: a thread that loads the addon only to prime another thread's
+// pool (poolPrimeId, the main thread of a node) starts no pool threads of its own.
+Engine& engine(const Napi::CallbackInfo& info) {
+  Engine* e = info.Env().GetInstanceData<Engine>();
+  if (e == nullptr) {
+    e = new Engine();
+    info.Env().SetInstanceData<Engine>(e);
+  }
+  return *e;
+}
 
 class Args {
  public:
@@ -233,6 +242,16 @@ Napi::Value PoolPrime(const Napi::CallbackInfo& info) {
 Napi::Value PoolRest(const Napi::CallbackInfo& info) {
   engine(info).pool_rest();
   return info.Env().Undefined();
+}
+
+// poolId() → this environment's pool's id in the process; poolPrimeId(id) → whether a live pool had that id (it is
+// primed: Pool::prime_id). poolPrimeId makes no engine: any thread may call it.
+Napi::Value PoolId(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), engine(info).pool_id()); }
+
+Napi::Value PoolPrimeId(const Napi::CallbackInfo& info) {
+  Args a(info, "poolPrimeId");
+  const int64_t id = a.dim(0, "id");
+  return Napi::Boolean::New(info.Env(), id > 0 && id <= 0xffffffffLL && Pool::prime_id(static_cast<uint32_t>(id)));
 }
 
 // adviseHugePages(typedArray) → bytes now advised: asks Linux to back the whole 2 MiB pages inside the array with
@@ -976,8 +995,7 @@ Napi::Value GemmQ8(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  // One engine per environment; N-API deletes it (joining the pool's threads) when the environment goes away.
-  env.SetInstanceData<Engine>(new Engine());
+  // The engine is made at first use (engine() above); N-API deletes it (joining the pool's threads) when the environment goes away.
   const std::pair<const char*, Napi::Function::Callback> fns[] = {
       {"info", Info},
       {"setThreads", SetThreads},
@@ -986,6 +1004,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setSpinUs", SetSpinUs},
       {"poolPrime", PoolPrime},
       {"poolRest", PoolRest},
+      {"poolId", PoolId},
+      {"poolPrimeId", PoolPrimeId},
       {"adviseHugePages", AdviseHugePages},
       {"readStream", ReadStream},
       {"readArrays", ReadArrays},

@@ -83,6 +83,7 @@ class Engine {
   // A burst of jobs is coming / is over (Pool::prime, Pool::rest).
   void pool_prime() { pool_.prime(); }
   void pool_rest() { pool_.rest(); }
+  uint32_t pool_id() const { return pool_.id(); }
   GemmMode gemm_mode() const { return mode_; }
   void set_gemm_mode(GemmMode m);
   // Whether GEMM currently goes to OpenBLAS (policy and availability), and why not when it does not.

@@ -69,6 +69,12 @@ int cpus_of_process() {
   return n;
 }
 
+// The live pools by id (Pool::prime_id): registered by the constructor, removed by the destructor; resize() holds
+// the lock too, so that a prime from another thread never meets a pool whose threads are being replaced.
+std::mutex g_reg_mu;
+std::vector<std::pair<uint32_t, Pool*>> g_reg;
+uint32_t g_next_id = 0;
+
 // NEUROSHARD_POOL_SHARED_SPIN=0: the session-16 policy, for A/B measurements (no spin at all while the pools
 // oversubscribe the CPUs; prime() and rest() do nothing).
 bool shared_spin() {
@@ -117,9 +123,34 @@ Pool::Shape& Pool::shape(int64_t ntasks, int nphases) {
 int Pool::process_threads() { return g_pool_threads.load(std::memory_order_relaxed); }
 int Pool::usable_cpus() { return cpus_of_process(); }
 
-Pool::Pool(int threads) { start(threads); }
+Pool::Pool(int threads) {
+  {
+    std::lock_guard<std::mutex> lk(g_reg_mu);
+    id_ = ++g_next_id;
+    g_reg.emplace_back(id_, this);
+  }
+  start(threads);
+}
+
+bool Pool::prime_id(uint32_t id) {
+  std::lock_guard<std::mutex> lk(g_reg_mu);
+  for (const auto& e : g_reg)
+    if (e.first == id) {
+      e.second->prime();
+      return true;
+    }
+  return false;
+}
 
 Pool::~Pool() {
+  {
+    std::lock_guard<std::mutex> lk(g_reg_mu);
+    for (size_t i = 0; i < g_reg.size(); i++)
+      if (g_reg[i].second == this) {
+        g_reg.erase(g_reg.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+  }
   stop();
   if (stats_on())
     std::fprintf(stderr,
@@ -171,6 +202,7 @@ void Pool::stop() {
 void Pool::resize(int threads) {
   if (threads < 1) threads = 1;
   if (threads == nthreads_) return;
+  std::lock_guard<std::mutex> lk(g_reg_mu);
   stop();
   start(threads);
 }
@@ -248,7 +280,6 @@ void Pool::prime() {
   rest_.store(~uint64_t{0}, std::memory_order_relaxed);
   primes_.fetch_add(1, std::memory_order_seq_cst);
   if (sleepers_.load(std::memory_order_seq_cst) > 0) {
-    wakes_++;
     std::lock_guard<std::mutex> lk(mu_);
     cv_.notify_all();
   }

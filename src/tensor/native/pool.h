@@ -50,6 +50,14 @@ class Pool {
   void prime();
   void rest();
 
+  // This pool's id in the process (1, 2, ...; never reused), and prime() of the live pool with that id from any
+  // thread of the process (false when none lives). For a caller that hands the pool's owner a burst of work from
+  // another thread (the main thread posting a decode step to a compute worker): the helpers' wake-up then overlaps
+  // the owner's own wake-up instead of following it. The pool cannot be destroyed or resized while it is primed
+  // this way (both take the registry's lock).
+  uint32_t id() const { return id_; }
+  static bool prime_id(uint32_t id);
+
   // Runs fn(ctx, task, tid) for every task in [0, ntasks) on up to `want` threads (the caller included). `tid` is in
   // [0, threads()) and identifies the thread's scratch buffers. Nested calls run serially on the calling thread.
   void run(int64_t ntasks, int want, TaskFn fn, void* ctx);
@@ -91,6 +99,7 @@ class Pool {
   int64_t work(int tid);  // the tasks it ran
 
   int nthreads_ = 1;
+  uint32_t id_ = 0;
   std::vector<std::thread> workers_;
   std::vector<Buf> bufs_;  // [thread][slot]
 

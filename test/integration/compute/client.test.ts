@@ -41,6 +41,27 @@ describe('compute/ComputeClient', () => {
     assert.equal(client.info?.description, r.description);
   });
 
+  it("names its native kernel pool, which this thread can prime while the worker lives and not after", async (t) => {
+    if (client.info?.backend !== 'native') return t.skip('the reference backend has no kernel pool');
+    const { primePoolById } = await import('../../../src/tensor/backends/native.js');
+    const other = await ComputeClient.start({ threads: 2 });
+    try {
+      const a = client.info.poolId;
+      const b = other.info?.poolId;
+      assert.ok(typeof a === 'number' && a > 0 && typeof b === 'number' && b > 0, `pool ids ${String(a)}, ${String(b)}`);
+      assert.notEqual(a, b, 'each worker has its own pool');
+      assert.equal(primePoolById(b), true);
+      // a primed pool computes as before
+      const r = await other.run({ type: 'gemm', a: Float32Array.of(1, 2, 3, 4), b: Float32Array.of(5, 6, 7, 8), args: { transA: false, transB: false, M: 2, N: 2, K: 2, alpha: 1, beta: 0 } });
+      assert.deepEqual(Array.from(r.c), [19, 22, 43, 50]);
+      await other.close();
+      assert.equal(primePoolById(b), false, 'a closed worker\'s pool is gone');
+      assert.equal(primePoolById(a), true, 'the other worker\'s pool is still there');
+    } finally {
+      await other.close();
+    }
+  });
+
   it('runs a GEMM with transferred operands and returns a new array', async () => {
     const M = 7;
     const K = 33;

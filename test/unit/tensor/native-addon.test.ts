@@ -685,4 +685,33 @@ describe('native addon', { skip }, () => {
     b.gemm(a, w, c, args);
     assertSameBits(c, want, 'after prime, prime, rest');
   });
+
+  it('poolPrimeId primes another thread\'s pool by id, and loading the addon only for it starts no threads', { skip }, () => {
+    const where = nativeAddonPath();
+    assert.ok('path' in where);
+    // a fresh process: require the addon, prime ids that no pool has, count this process's threads before and after
+    const code = `
+      const fs = require('node:fs');
+      const before = fs.readdirSync('/proc/self/task').length;
+      const addon = require(${JSON.stringify(where.path)});
+      const none = [1, 2, 4294967295].map((id) => addon.poolPrimeId(id));
+      const after = fs.readdirSync('/proc/self/task').length;
+      let threw = false;
+      try { addon.poolPrimeId(-1); } catch (e) { threw = /poolPrimeId/.test(String(e)); }
+      // the first kernel-side call makes this thread's engine and its pool: now there is one to prime
+      addon.setThreads(2);
+      const id = addon.poolId();
+      const mine = addon.poolPrimeId(id);
+      process.stdout.write(JSON.stringify({ before, after, none, threw, id, mine, threads: fs.readdirSync('/proc/self/task').length }));
+    `;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const o = JSON.parse(r.stdout) as { before: number; after: number; none: boolean[]; threw: boolean; id: number; mine: boolean; threads: number };
+    assert.deepEqual(o.none, [false, false, false], 'no pool has these ids');
+    assert.equal(o.after, o.before, 'loading the addon and priming by id started no threads');
+    assert.ok(o.threw, 'a negative id is refused with the addon\'s argument error');
+    assert.ok(o.id >= 1);
+    assert.equal(o.mine, true);
+    assert.equal(o.threads, o.before + 1, 'the engine made at first use has one helper thread (2 threads, the caller included)');
+  });
 });
