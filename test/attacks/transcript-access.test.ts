@@ -13,11 +13,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { NULL_CONTEXT } from '../../src/compute/context.js';
 import type { ComputeClient } from '../../src/compute/index.js';
-import { createHandlers, runHandler } from '../../src/compute/handlers.js';
-import type { Job } from '../../src/compute/jobs.js';
-import { ComputeState } from '../../src/compute/state.js';
 import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../src/identity/index.js';
 import { NEURO } from '../../src/ledger/amount.js';
 import { buildMarketRequest, buildServedCompletion, buildStake } from '../../src/ledger/build.js';
@@ -34,12 +30,13 @@ import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
 import { decodeTranscript, encodeTranscriptRequest, fetchTranscript, hopTranscript, serveTranscripts, TranscriptStore, type HopTranscript } from '../../src/protocols/hop-transcript.js';
 import { HopValidator } from '../../src/protocols/hop-validator.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer } from '../../src/protocols/inference.js';
-import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
+import type { InferenceResponse } from '../../src/protocols/pb/node.js';
 import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
 import { waitFor } from '../../src/util/abort.js';
 import { isNeuroShardError } from '../../src/util/errors.js';
 import { startServingNet } from '../utils/network.js';
 import { env, NET, proofRun, T0, tempLedger } from './helpers.js';
+import { inProcessWorker, request, stream } from './hop-rig.js';
 import { tally } from './tally.js';
 
 const config = makeConfig({ hidden_size: 64, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 96, vocab_size: 64, max_position_embeddings: 32 });
@@ -48,28 +45,6 @@ const span = { start: 1, end: 3 };
 /** How long the hop waits for a completion its ledger has not applied yet (5 s in a node). */
 const PAID_WAIT_MS = 1_500;
 
-/** The worker's handler table in-process, behind the ComputeClient surface the hop, the claim and the validator use. */
-async function inProcessWorker(): Promise<ComputeClient> {
-  const state = await ComputeState.create({ backend: 'reference' });
-  const h = createHandlers(state);
-  const client = { info: { description: 'reference (test)' }, run: async (job: Job) => runHandler(h, job, NULL_CONTEXT) } as unknown as ComputeClient;
-  await client.run({ type: 'initModel', config, seed: 3, span });
-  return client;
-}
-
-function request(fields: Partial<InferenceRequest>): InferenceRequest {
-  return { sessionId: 's', requestId: '1', tokens: [], positionOffset: 0, endSession: false, chunks: [], maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0, ...fields };
-}
-
-/** One stream of `reqs` from `peer` at `remoteAddr` into the hop's handler; resolves with its answers. */
-async function stream(server: InferenceHopServer, peer: string, remoteAddr: string, reqs: InferenceRequest[]): Promise<InferenceResponse[]> {
-  async function* source(): AsyncGenerator<InferenceRequest> {
-    yield* reqs;
-  }
-  const out: InferenceResponse[] = [];
-  for await (const r of server.handler()(source(), { peer, remoteAddr, limited: false, signal: new AbortController().signal })) out.push(r);
-  return out;
-}
 
 const hidden = (T: number, k: number) => tensorToPb(fp32Tensor(Float32Array.from({ length: T * C }, (_, i) => Math.sin(i * 0.1 + k)), [T, C]));
 
@@ -158,7 +133,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     valNet = await startServingNet(NET, undefined, boot, V);
     strangerNet = await startServingNet(NET, undefined, boot, S);
     await waitFor(() => [valNet, strangerNet].every((n) => n.p2p.connectedPeers().includes(hopNet.peerId)), { timeoutMs: 120_000, intervalMs: 50, what: 'V and S connected to the hop' });
-    const hopWorker = await inProcessWorker();
+    const hopWorker = await inProcessWorker(config, span);
     // the hop's ledger, its account reads counted: each transcript request reads the caller's stake once
     const counted = Object.create(ledger, { account: { value: (id: Uint8Array) => (stakeReads++, ledger.account(id)) } }) as Ledger;
     const transcripts = await nodeTranscripts(hopWorker, hopNet, { ledger: counted, service }, H, { paidWaitMs: PAID_WAIT_MS });
@@ -168,7 +143,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
       transcripts,
       commits: new HopCommitQueue({ useWorker: false }),
     });
-    valWorker = await inProcessWorker();
+    valWorker = await inProcessWorker(config, span);
     validator = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(valWorker, config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: 1 });
   });
   after(async () => {
@@ -197,7 +172,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     assert.equal(hopNet.scores.score(strangerNet.peerId), scoreBefore, 'the refused peer is not penalised');
     // a validator that knows it holds no bond (node/validator.ts wires `bonded` from its ledger) does not even ask
     const reads = stakeReads;
-    const unbonded = new HopValidator({ networkId: NET, key: S, rpc: strangerNet.rpc, compute: workerHopCompute(await inProcessWorker(), config, () => span), claim: async () => ({ modelHash: '', engine: '' }), holders: () => [], submitSlash: async () => {}, rate: 1, bonded: () => countsForFraudQuorum(ledger.account(acctOf(S)).locked) });
+    const unbonded = new HopValidator({ networkId: NET, key: S, rpc: strangerNet.rpc, compute: workerHopCompute(await inProcessWorker(config, span), config, () => span), claim: async () => ({ modelHash: '', engine: '' }), holders: () => [], submitSlash: async () => {}, rate: 1, bonded: () => countsForFraudQuorum(ledger.account(acctOf(S)).locked) });
     assert.deepEqual((await unbonded.onCompletion(completion, new AbortController().signal)).find((x) => x.index === 1), { status: 'skip', index: 1, reason: 'NOT_BONDED' });
     assert.equal(stakeReads, reads, 'no request reached the hop');
     // the honest, bonded validator samples the completion, fetches (2.0.0) and re-executes it: a match
@@ -242,7 +217,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     const { honest } = await sessions(server, R, false);
     t += 1000;
     const ev = buildServedCompletion(env(nonce(D), t), { requestId: R, tokensUsed: 4, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), honest.inCommit, honest.outCommit] });
-    const late = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(await inProcessWorker(), config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: 1, retryMs: [200, 1000, 4000] });
+    const late = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(await inProcessWorker(config, span), config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: 1, retryMs: [200, 1000, 4000] });
     const stop = new AbortController();
     try {
       const first = (await late.onCompletion(ev.bytes, stop.signal)).find((x) => x.index === 1);
@@ -271,7 +246,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     const K = keyFromPrivate(randomBytes(32));
     const net = await startServingNet(NET, undefined, [hopNet.p2p.multiaddrs()[0]!], K);
     try {
-      const worker = await inProcessWorker();
+      const worker = await inProcessWorker(config, span);
       const own = new TranscriptStore();
       const hop = new InferenceHopServer(workerHopCompute(worker, config, () => span), HOP_LIMIT_DEFAULTS, undefined, undefined, { networkId: NET, key: K, submitCompletion: async () => new Uint8Array(32) }, {
         transcripts: { store: own, claim: workerClaim(worker) },

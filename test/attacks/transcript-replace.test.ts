@@ -15,11 +15,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { NULL_CONTEXT } from '../../src/compute/context.js';
-import type { ComputeClient } from '../../src/compute/index.js';
-import { createHandlers, runHandler } from '../../src/compute/handlers.js';
-import type { Job } from '../../src/compute/jobs.js';
-import { ComputeState } from '../../src/compute/state.js';
 import { keyFromPrivate, peerIdFromPublicKey } from '../../src/identity/index.js';
 import { buildServedCompletion } from '../../src/ledger/build.js';
 import { makeConfig } from '../../src/model/index.js';
@@ -30,38 +25,17 @@ import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
 import { decodeTranscriptRequest, encodeTranscript, hopTranscript, serveTranscripts, TranscriptGoneError, TranscriptStore } from '../../src/protocols/hop-transcript.js';
 import { HopValidator, type Verdict } from '../../src/protocols/hop-validator.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer } from '../../src/protocols/inference.js';
-import type { InferenceRequest, InferenceResponse } from '../../src/protocols/pb/node.js';
+import type { InferenceResponse } from '../../src/protocols/pb/node.js';
 import { RpcNode } from '../../src/protocols/rpc/service.js';
 import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
 import { env, NET, T0 } from './helpers.js';
+import { inProcessWorker, request, stream } from './hop-rig.js';
 import { tally } from './tally.js';
 
 const config = makeConfig({ hidden_size: 64, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 96, vocab_size: 64, max_position_embeddings: 32 });
 const C = config.hidden_size;
 const span = { start: 1, end: 3 };
 
-/** The worker's handler table in-process, behind the ComputeClient surface the hop, the claim and the validator use. */
-async function inProcessWorker(): Promise<ComputeClient> {
-  const state = await ComputeState.create({ backend: 'reference' });
-  const h = createHandlers(state);
-  const client = { info: { description: 'reference (test)' }, run: async (job: Job) => runHandler(h, job, NULL_CONTEXT) } as unknown as ComputeClient;
-  await client.run({ type: 'initModel', config, seed: 3, span });
-  return client;
-}
-
-function request(fields: Partial<InferenceRequest>): InferenceRequest {
-  return { sessionId: 's', requestId: '1', tokens: [], positionOffset: 0, endSession: false, chunks: [], maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0, ...fields };
-}
-
-/** One stream of `reqs` from `peer` at `remoteAddr`; resolves with its answers (throws what ended it). */
-async function stream(server: InferenceHopServer, peer: string, remoteAddr: string, reqs: InferenceRequest[]): Promise<InferenceResponse[]> {
-  async function* source(): AsyncGenerator<InferenceRequest> {
-    yield* reqs;
-  }
-  const out: InferenceResponse[] = [];
-  for await (const r of server.handler()(source(), { peer, remoteAddr, limited: false, signal: new AbortController().signal })) out.push(r);
-  return out;
-}
 
 const x = (T: number, k: number): Float32Array => Float32Array.from({ length: T * C }, (_, i) => Math.sin(i * 0.1 + k));
 const hidden = (T: number, k: number) => tensorToPb(fp32Tensor(x(T, k), [T, C]));
@@ -80,7 +54,7 @@ async function world(serve: 'node' | 'old') {
   await valNet.start();
   const hopRpc = new RpcNode({ network: hopNet, networkId: NET });
   const valRpc = new RpcNode({ network: valNet, networkId: NET });
-  const hopWorker = await inProcessWorker();
+  const hopWorker = await inProcessWorker(config, span);
   const store = new TranscriptStore();
   const market = { networkId: NET, key: H, submitCompletion: async () => new Uint8Array(32) };
   const server = new InferenceHopServer(workerHopCompute(hopWorker, config, () => span), HOP_LIMIT_DEFAULTS, undefined, undefined, market, {
@@ -96,7 +70,7 @@ async function world(serve: 'node' | 'old') {
       return encodeTranscript(t);
     });
   // the validator re-executes on a worker of its own, the same weights (seed) and engine
-  const valWorker = await inProcessWorker();
+  const valWorker = await inProcessWorker(config, span);
   const validator = new HopValidator({
     networkId: NET,
     key: V,
