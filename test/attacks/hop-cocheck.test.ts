@@ -51,6 +51,34 @@ function validatorCompute(): HopCompute & { steps: number } {
   return c;
 }
 
+/**
+ * A hop's session of one 2-row step whose output is 2x + 2 (the validator's span computes 2x + 1: fraud), its
+ * transcript as the hop seals it, and the paid completion naming it (nonce `n`).
+ */
+function fraudulentHop(x: Float32Array, n: number): { inC: RunningCommitment; outC: RunningCommitment; requestId: Uint8Array; t: HopTranscript; done: ReturnType<typeof buildServedCompletion> } {
+  const inC = new RunningCommitment();
+  inC.hidden(x, C, [2]);
+  const outC = new RunningCommitment();
+  outC.hidden(x.map((v) => 2 * v + 2), C, [2]);
+  const requestId = new Uint8Array(randomBytes(32));
+  const t: HopTranscript = {
+    requestId,
+    index: 1,
+    count: 2,
+    inCommit: inC.value,
+    outCommit: outC.value,
+    claim,
+    claimSignature: signTranscriptClaim(H, NET, requestId, 1, 2, inC.value, outC.value, claim),
+    maxLen: 8,
+    sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
+    wire: 'f32',
+    cols: C,
+    steps: [{ chunks: [2], hidden: x }],
+  };
+  const done = buildServedCompletion(env(n, T0 + n), { requestId, tokensUsed: 4, requester: R, hops: [D, H], commits: [new Uint8Array(32).fill(7), inC.value, outC.value] });
+  return { inC, outC, requestId, t, done };
+}
+
 describe('attack: co-checks that make a validator re-execute', () => {
   it('a replayed completion is re-executed once, and a self-signed unpaid one not at all', async () => {
     // the hop's session: one step of two rows, its commitments and its sealed transcript
@@ -144,26 +172,7 @@ describe('attack: co-checks that make a validator re-execute', () => {
     // check, and the co-check's stream is reset: before, its signal aborted the shared check (the transcript fetch),
     // a skip answered the validator's own sample too, and the fraud went unchallenged by this validator
     const x = Float32Array.from({ length: 2 * C }, (_, i) => Math.cos(i));
-    const inC = new RunningCommitment();
-    inC.hidden(x, C, [2]);
-    const outC = new RunningCommitment();
-    outC.hidden(x.map((v) => 2 * v + 2), C, [2]);
-    const requestId = new Uint8Array(randomBytes(32));
-    const t: HopTranscript = {
-      requestId,
-      index: 1,
-      count: 2,
-      inCommit: inC.value,
-      outCommit: outC.value,
-      claim,
-      claimSignature: signTranscriptClaim(H, NET, requestId, 1, 2, inC.value, outC.value, claim),
-      maxLen: 8,
-      sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
-      wire: 'f32',
-      cols: C,
-      steps: [{ chunks: [2], hidden: x }],
-    };
-    const done = buildServedCompletion(env(7, T0 + 7), { requestId, tokensUsed: 4, requester: R, hops: [D, H], commits: [new Uint8Array(32).fill(7), inC.value, outC.value] });
+    const { t, done } = fraudulentHop(x, 7);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let fetching!: () => void;
@@ -227,28 +236,9 @@ describe('attack: co-checks that make a validator re-execute', () => {
     const U = testKey(9906);
     const W = testKey(9907);
     const x = Float32Array.from({ length: 2 * C }, (_, i) => Math.sin(3 * i));
-    const inC = new RunningCommitment();
-    inC.hidden(x, C, [2]);
-    const outC = new RunningCommitment();
-    outC.hidden(x.map((v) => 2 * v + 2), C, [2]);
+    const { outC, t, done } = fraudulentHop(x, 8);
     const recomputed = new RunningCommitment();
     recomputed.hidden(x.map((v) => 2 * v + 1), C, [2]);
-    const requestId = new Uint8Array(randomBytes(32));
-    const t: HopTranscript = {
-      requestId,
-      index: 1,
-      count: 2,
-      inCommit: inC.value,
-      outCommit: outC.value,
-      claim,
-      claimSignature: signTranscriptClaim(H, NET, requestId, 1, 2, inC.value, outC.value, claim),
-      maxLen: 8,
-      sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
-      wire: 'f32',
-      cols: C,
-      steps: [{ chunks: [2], hidden: x }],
-    };
-    const done = buildServedCompletion(env(8, T0 + 8), { requestId, tokensUsed: 4, requester: R, hops: [D, H], commits: [new Uint8Array(32).fill(7), inC.value, outC.value] });
     const asked: string[] = [];
     const rpc = {
       handle: async () => {},
