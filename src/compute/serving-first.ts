@@ -99,11 +99,17 @@ export function yieldsToServing(job: Job): boolean {
  * them, not only the first (review, session 26): the batcher (batcher.ts pickBatch) ends its scan at a training
  * step, so moving one at a time ran the decode steps of concurrent replies one forward each, and each waited the
  * batch window for the others' steps that sat behind the training step. Their order among themselves is kept.
+ *
+ * `from`: the index of the yielding job to pass, when it is not the head. The drain passes a held training step
+ * wherever it stands (worker.ts): once session jobs have passed it, it is no longer the head, and a decode step that
+ * arrives behind it while those run must pass it too (session 29: on a loaded host the second of two concurrent
+ * replies' steps arrived a moment after the first had passed; the batcher's scan stopped at the training step and
+ * each ran alone, the CI failure of stop 33).
  */
-export function servingJobsAhead(queue: readonly Job[]): number[] {
-  if (queue.length < 2 || !yieldsToServing(queue[0]!)) return [];
+export function servingJobsAhead(queue: readonly Job[], from = 0): number[] {
+  if (queue.length < from + 2 || !yieldsToServing(queue[from]!)) return [];
   const out: number[] = [];
-  for (let i = 1; i < queue.length; i++) {
+  for (let i = from + 1; i < queue.length; i++) {
     const j = queue[i]!;
     if (passesTraining(j)) out.push(i);
     else if (!yieldsToServing(j)) break;

@@ -11,7 +11,7 @@ import { createJobContext } from './context.js';
 import { JobFailedError } from './errors.js';
 import { createHandlers, runHandler } from './handlers.js';
 import { ACTIVE_DECODER_MS, DEFAULT_BATCH_WINDOW_MS, batchWindow, isBatchable, pickBatch, shouldWait } from './batcher.js';
-import { SERVING_FIRST_DEFAULTS, idleAfter, servingFirstStep, yieldsToServing, type ServingFirstOptions } from './serving-first.js';
+import { SERVING_FIRST_DEFAULTS, idleAfter, servingFirstStep, servingJobsAhead, yieldsToServing, type ServingFirstOptions } from './serving-first.js';
 import { WORKER_MEMORY_REPORT_MS, type FromWorker, type JobOf, type ToWorker, type WorkerConfig } from './jobs.js';
 import { MAX_DECODE_BATCH } from '../model/shard.js';
 import { ComputeState } from './state.js';
@@ -164,6 +164,17 @@ async function drain(): Promise<void> {
         const at = queue.indexOf(headed);
         if (at > 0) queue.unshift(queue.splice(at, 1)[0]!);
         else headed = undefined;
+      } else if (headed !== undefined && headed !== queue[0]) {
+        // its hold still runs while the session jobs that passed it run: those that arrived since pass it too, up
+        // to it (servingJobsAhead from its place), so that a decode step arriving a moment after another's joins
+        // its batch rather than waiting behind the training step (the batcher's scan stops at one)
+        const at = queue.indexOf(headed);
+        const pass = at > 0 ? servingJobsAhead(queue.map((m) => m.job), at) : [];
+        if (pass.length > 0) {
+          const moved = pass.map((i) => queue[i]!);
+          for (let k = pass.length - 1; k >= 0; k--) queue.splice(pass[k]!, 1);
+          queue.splice(at, 0, ...moved);
+        } else if (at < 0) headed = undefined;
       }
       if (servingFirst.holdMs > 0 && yieldsToServing(queue[0].job) && !cancelled(queue[0])) {
         // serving before training (serving-first.ts): a reply's session jobs pass a queued training step, and with

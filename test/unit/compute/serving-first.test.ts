@@ -43,6 +43,13 @@ describe('serving first: which session jobs pass the head', () => {
     assert.deepEqual(servingJobsAhead([train, evalLoss, step('a')]), []);
     assert.deepEqual(servingJobsAhead([train, step('a'), setParams, step('b')]), [1], 'not across new parameters');
   });
+  it('from a training step that is no longer the head: those behind it pass it up to it (session 29)', () => {
+    // two decode steps passed it; a third reply's step arrived while they ran
+    assert.deepEqual(servingJobsAhead([step('a'), train, step('b')], 1), [2]);
+    assert.deepEqual(servingJobsAhead([step('a'), train, train, step('b'), setParams, step('c')], 1), [3], 'still not across new parameters');
+    assert.deepEqual(servingJobsAhead([step('a'), step('b')], 1), [], 'only from a training step');
+    assert.deepEqual(servingJobsAhead([step('a'), train], 1), []);
+  });
   it('only a training step yields', () => {
     assert.deepEqual(servingJobsAhead([step('a'), step('b')]), []);
     assert.deepEqual(servingJobsAhead([evalLoss, step('a')]), []);
