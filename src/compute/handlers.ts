@@ -357,8 +357,9 @@ export function createHandlers(state: ComputeState): HandlerTable {
 
     loadCheckpoint: (job) => {
       const dir = pathArg('dir', job.dir);
+      if (job.moments !== undefined && typeof job.moments !== 'boolean') throw new InvalidArgumentError(`loadCheckpoint: moments must be a boolean, got ${typeof job.moments}`);
       state.clearModel();
-      const ck = loadCheckpoint(dir, { backend: state.backend, ...(job.span === undefined ? {} : { span: job.span }) });
+      const ck = loadCheckpoint(dir, { backend: state.backend, ...(job.span === undefined ? {} : { span: job.span }), ...(job.moments === undefined ? {} : { moments: job.moments }) });
       const m = state.install(ck.model, job.trainer ?? {});
       const ts = ck.trainingState;
       const ours = isSavedTrainingState(ts);

@@ -231,7 +231,8 @@ export interface JobDefs {
    */
   stage: { req: { o: StageOp }; res: StageOpResult };
   loadCheckpoint: {
-    req: { dir: string; span?: Span; trainer?: Partial<TrainerOptions> };
+    /** `moments: false`: the optimizer moments are neither verified nor read (a fresh trainer; node/train.ts). */
+    req: { dir: string; span?: Span; trainer?: Partial<TrainerOptions>; moments?: boolean };
     res: {
       step: number;
       config: LlamaConfig;

@@ -21,7 +21,7 @@
  * Foreign checkpoints (model.safetensors or a sharded model.safetensors.index.json, plus config.json: F32, F16 or
  * BF16, tied or untied) load with loadHfModel; they carry no checkpoint.json to verify against.
  */
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Backend } from '../tensor/backend.js';
 import { configsEqual, type LlamaConfig, parseHfConfig, toHfConfigJson } from './config.js';
@@ -332,7 +332,7 @@ export function verifyCheckpoint(dir: string): CheckpointManifest {
  * 28 every listed file was hashed first, in the manifest's order: a model.safetensors listed at many GB, of exactly
  * that size, kept the worker (and every job queued behind it) hashing for minutes before anything bounded it.
  */
-function verifyWhole(dir: string, span: Span | undefined): { manifest: CheckpointManifest; config: LlamaConfig } {
+function verifyWhole(dir: string, span: Span | undefined, moments = true): { manifest: CheckpointManifest; config: LlamaConfig } {
   const { manifest, config } = readVerifiedConfig(dir);
   if (span !== undefined && (span.start < manifest.span.start || span.end > manifest.span.end)) {
     throw new CheckpointError('CHECKPOINT_MISMATCH', join(dir, CHECKPOINT_FILES.manifest), `holds layers ${spanText(manifest.span)}, not the requested ${spanText(span)}`);
@@ -344,12 +344,18 @@ function verifyWhole(dir: string, span: Span | undefined): { manifest: Checkpoin
     [CHECKPOINT_FILES.optimizer]: [8 + MAX_HEADER_BYTES + 8 * params, 'moments'],
   };
   for (const [f, [bytes, what]] of Object.entries(most)) {
+    // without the moments (a solo resume whose moments' file is damaged: node/train.ts), their file is left unread
+    if (!moments && f === CHECKPOINT_FILES.optimizer) continue;
     const listed = manifest.files[f];
     if (listed !== undefined && listed.bytes > bytes) {
       throw new CheckpointError('CHECKPOINT_CORRUPT', join(dir, f), `is listed at ${listed.bytes} bytes, more than the ${bytes} the ${what} of ${params} parameters take`);
     }
   }
-  verifyFiles(dir, manifest, Object.keys(manifest.files).filter((f) => f !== CHECKPOINT_FILES.config));
+  verifyFiles(
+    dir,
+    manifest,
+    Object.keys(manifest.files).filter((f) => f !== CHECKPOINT_FILES.config && (moments || f !== CHECKPOINT_FILES.optimizer)),
+  );
   return { manifest, config };
 }
 
@@ -443,6 +449,11 @@ export interface LoadOptions {
   backend: Backend;
   /** Load only these layers (within what the checkpoint holds); default all it holds. */
   span?: Span;
+  /**
+   * false: the checkpoint's optimizer moments are neither verified nor read (`optimizer` null), for a run that goes
+   * on with fresh ones because their file is damaged (node/train.ts). Default true. loadCheckpoint only.
+   */
+  moments?: boolean;
 }
 
 /**
@@ -479,7 +490,8 @@ export interface LoadedCheckpoint {
  * against the layer hashes of checkpoint.json. `span` may select part of what the checkpoint holds.
  */
 export function loadCheckpoint(dir: string, opts: LoadOptions): LoadedCheckpoint {
-  const { manifest, config } = verifyWhole(dir, opts.span);
+  const moments = opts.moments !== false;
+  const { manifest, config } = verifyWhole(dir, opts.span, moments);
   const span = opts.span ?? manifest.span;
   const layout = new ParamLayout(config, span);
   const src = new WeightSource(dir);
@@ -497,7 +509,7 @@ export function loadCheckpoint(dir: string, opts: LoadOptions): LoadedCheckpoint
   }
   const model = new LlamaShard({ config, backend: opts.backend, span: layout.span, params });
 
-  const optimizer = manifest.files[CHECKPOINT_FILES.optimizer] !== undefined ? readOptimizer(dir, layout) : null;
+  const optimizer = moments && manifest.files[CHECKPOINT_FILES.optimizer] !== undefined ? readOptimizer(dir, layout) : null;
   const tsPath = join(dir, CHECKPOINT_FILES.trainingState);
   const trainingState = manifest.files[CHECKPOINT_FILES.trainingState] !== undefined ? readJson(tsPath) : null;
   const tokenizerPath = manifest.files[CHECKPOINT_FILES.tokenizer] !== undefined ? join(dir, CHECKPOINT_FILES.tokenizer) : null;
@@ -641,7 +653,7 @@ export function loadCheckpointOptimizer(dir: string, config: LlamaConfig, span: 
  * target itself, the user's weights, is not touched.
  */
 export function moveCheckpointAside(root: string, dir: string, folder: string): string {
-  if (folder !== basename(folder) || folder.startsWith('.') || DIR_RE.test(folder)) throw new ModelConfigError(`${JSON.stringify(folder)} is not a folder name for moved checkpoints`);
+  asideFolder(root, folder);
   const failed = (path: string, what: string, e: unknown): CheckpointError =>
     new CheckpointError('CHECKPOINT_WRITE_FAILED', path, `${what} (the checkpoint ${dir} is left where it was): ${(e as Error).message}`, {
       from: dir,
@@ -688,11 +700,121 @@ export function moveCheckpointAside(root: string, dir: string, folder: string): 
       }
       throw failed(to, 'cannot move the checkpoint aside', e);
     }
+    // the time it was moved aside, which pruning the folder orders by (listCheckpointsAside): a rename leaves a
+    // directory's mtime at its last write; a link made just now has it already. Not worth failing the move over.
+    if (target === undefined) {
+      try {
+        utimesSync(to, statSync(to).atime, new Date());
+      } catch {
+        // its write time stands in
+      }
+    }
     fsyncDir(into);
     fsyncDir(root);
     return to;
   }
   throw failed(into, 'no free name for the checkpoint', new Error(`${name} … ${name}.1000 are all taken`));
+}
+
+/** A name moveCheckpointAside gives: `step-…`, or `step-….N` when that was taken. */
+const ASIDE_RE = /^step-(\d{10})(?:\.(\d{1,4}))?$/;
+
+/** One checkpoint in a folder of checkpoints moved aside (listCheckpointsAside). */
+export interface CheckpointAside {
+  /** Its name in the folder and its path. */
+  name: string;
+  path: string;
+  /** The step its name says, and the `.N` suffix (1 without one): an order for equal times. */
+  step: number;
+  suffix: number;
+  /** A symlink (moved as a link): removing it removes the link, never what it points to. */
+  link: boolean;
+  /** When it was moved aside (its mtime, which moveCheckpointAside sets; the link's own for a link). */
+  mtimeMs: number;
+  /** Bytes it holds in the folder: its files (not followed through links); 0 for a link. */
+  bytes: number;
+}
+
+/**
+ * The checkpoints in `<root>/<folder>/` (moveCheckpointAside's names: anything else there is the user's and not
+ * listed), or null when the folder is not a directory of its own: missing, or a symlink (then its entries are
+ * somewhere else, which pruning must not reach). Nothing is followed through a link.
+ */
+export function listCheckpointsAside(root: string, folder: string): CheckpointAside[] | null {
+  const into = asideFolder(root, folder);
+  try {
+    if (!lstatSync(into).isDirectory()) return null;
+  } catch {
+    return null;
+  }
+  const out: CheckpointAside[] = [];
+  for (const name of readdirSync(into)) {
+    const m = ASIDE_RE.exec(name);
+    if (m === null) continue;
+    const path = join(into, name);
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (!st.isSymbolicLink() && !st.isDirectory()) continue; // a file of that name: not a checkpoint moved aside
+    out.push({ name, path, step: Number(m[1]), suffix: m[2] === undefined ? 1 : Number(m[2]), link: st.isSymbolicLink(), mtimeMs: st.mtimeMs, bytes: st.isDirectory() ? treeBytes(path, 0) : 0 });
+  }
+  return out;
+}
+
+/** Bytes of the files under `dir`, links not followed (a checkpoint is flat; a deeper tree is bounded). */
+function treeBytes(dir: string, depth: number): number {
+  let sum = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const n of names) {
+    try {
+      const st = lstatSync(join(dir, n));
+      if (st.isDirectory()) sum += depth < 8 ? treeBytes(join(dir, n), depth + 1) : 0;
+      else if (!st.isSymbolicLink()) sum += st.size;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return sum;
+}
+
+function asideFolder(root: string, folder: string): string {
+  if (folder !== basename(folder) || folder.startsWith('.') || DIR_RE.test(folder)) throw new ModelConfigError(`${JSON.stringify(folder)} is not a folder name for moved checkpoints`);
+  return join(root, folder);
+}
+
+/**
+ * Removes the checkpoint `name` from `<root>/<folder>/`, and nothing outside that folder: the name must be one
+ * moveCheckpointAside gives, the folder a directory of its own (not a link), and a link is unlinked, never followed
+ * (its target, the user's weights somewhere else, stays). Returns what was removed ('link', 'dir'), or null when
+ * nothing by that name is there. A failure is CHECKPOINT_WRITE_FAILED naming the path.
+ */
+export function removeCheckpointAside(root: string, folder: string, name: string): 'link' | 'dir' | null {
+  const into = asideFolder(root, folder);
+  if (!ASIDE_RE.test(name)) throw new ModelConfigError(`${JSON.stringify(name)} is not the name of a checkpoint moved aside`);
+  const path = join(into, name);
+  try {
+    if (!lstatSync(into).isDirectory()) return null;
+    const st = lstatSync(path);
+    if (st.isSymbolicLink()) {
+      unlinkSync(path);
+      return 'link';
+    }
+    if (!st.isDirectory()) return null;
+    // rmSync unlinks the links inside the tree, it does not follow them
+    rmSync(path, { recursive: true, force: true });
+    return 'dir';
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new CheckpointError('CHECKPOINT_WRITE_FAILED', path, `cannot remove the checkpoint moved aside: ${(e as Error).message}`, { errno: (e as NodeJS.ErrnoException).code });
+  }
 }
 
 /**

@@ -545,6 +545,7 @@ export class NeuroShardNode {
       targetStep: this.opts.trainSteps,
       evalEvery: this.opts.evalEvery,
       checkpointEvery: this.opts.checkpointEvery,
+      aside: { keep: this.opts.checkpointsAsideKeep, maxBytes: this.opts.checkpointsAsideMaxMb * 2 ** 20 },
       ...(this.opts.corpus === undefined ? {} : { corpus: this.opts.corpus }),
       signal: this.stopTraining.signal,
       logger: this.log.child('train'),

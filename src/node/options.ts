@@ -77,6 +77,15 @@ export interface NodeOptions {
   /** Validation loss every K steps, checkpoint every K steps (0 = only when stopped). */
   evalEvery: number;
   checkpointEvery: number;
+  /**
+   * A replica's checkpoints moved aside (`<data-dir>/checkpoints/other-shape/` and `unsupported-version/`, node/train.ts):
+   * each of the two folders keeps the newest `checkpointsAsideKeep` (by when they were moved), and at most
+   * `checkpointsAsideMaxMb` MiB of them together (0: no cap on bytes; the newest one stays whatever its size); older
+   * ones are removed at the run's start, with a warning naming each (training/resume.ts `asideToRemove`). Before
+   * session 29 nothing there was ever removed: each change of the network's shape added keep-last whole checkpoints.
+   */
+  checkpointsAsideKeep: number;
+  checkpointsAsideMaxMb: number;
   // ---- pipeline training across a chain of holders (src/training/chain.ts, protocols/train-stage.ts) ----
   /** Micro-batches per chain step (must divide the batch size) and their schedule (gpipe, 1f1b). */
   microBatches: number;
@@ -197,6 +206,8 @@ export const DEFAULTS: NodeOptions = {
   trainSteps: 100_000,
   evalEvery: 500,
   checkpointEvery: 500,
+  checkpointsAsideKeep: 3, // one run's worth at the default keep-last (model/checkpoint.ts DEFAULT_KEEP_LAST)
+  checkpointsAsideMaxMb: 0,
   microBatches: 4,
   pipelineSchedule: '1f1b',
   stageTimeoutMs: 120_000,
@@ -356,6 +367,9 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   trainSteps: (raw, src) => intIn('trainSteps', raw, src, 0, 1_000_000_000),
   evalEvery: (raw, src) => intIn('evalEvery', raw, src, 0, 1_000_000_000),
   checkpointEvery: (raw, src) => intIn('checkpointEvery', raw, src, 0, 1_000_000_000),
+  // at least 1: the checkpoint just moved aside stays (removing it at once would make the move a deletion)
+  checkpointsAsideKeep: (raw, src) => intIn('checkpointsAsideKeep', raw, src, 1, 10_000),
+  checkpointsAsideMaxMb: (raw, src) => intIn('checkpointsAsideMaxMb', raw, src, 0, 1 << 30),
   microBatches: (raw, src) => intIn('microBatches', raw, src, 1, 256),
   pipelineSchedule: (raw, src) => {
     if (raw !== 'gpipe' && raw !== '1f1b') fail('pipelineSchedule', src, 'must be gpipe or 1f1b');

@@ -19,7 +19,11 @@
  *   `<checkpoints>/other-shape/` (kept, not resumed), so a restart resumes the new run's own newest, and those a
  *   newer version wrote (CHECKPOINT_UNSUPPORTED) into `<checkpoints>/unsupported-version/`, so it resumes the newest
  *   one this build reads. Kept moments that cannot be read (a damaged optimizer.safetensors) give way to fresh ones,
- *   with a warning naming the file, as for a checkpoint without moments.
+ *   with a warning naming the file, as for a checkpoint without moments. The two folders are bounded (`aside`: the
+ *   newest N each, and bytes; the oldest removed at the run's start with a warning naming each; session 29).
+ * - A solo run whose checkpoint's optimizer.safetensors cannot be read loads the checkpoint again without it and goes
+ *   on from its step with fresh moments and a warning naming the file, as a replica does (session 29; before, the
+ *   run failed). Damage to any other file of it still fails the run.
  * - Validation: the corpus's held-out shard, cut into batches of the training shape (the same batches every time,
  *   so the curve is comparable), before the first step of a fresh run, every `evalEvery` steps and at the target
  *   (also when a rerun finds the target already reached: it then reports the checkpoint's validation loss).
@@ -27,7 +31,7 @@
  *   the step in flight and the run ends normally with `stoppedBy: 'signal'`). The model's keep-last rule prunes.
  * - One training run per data dir at a time (`<data-dir>/train.lock`), and none while a node runs on it.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ComputeClient, WorkerTrainStepper, batchSource, callerTrainingState, toTrainBatch, type ResultOf } from '../compute/index.js';
 import { genesisDir, openCorpus, type Corpus, type DataPosition } from '../data/index.js';
@@ -37,22 +41,27 @@ import {
   configsEqual,
   latestCheckpoint,
   listCheckpoints,
+  listCheckpointsAside,
   makeConfig,
   moveCheckpointAside,
   NEUROLLM_BATCH,
   presetConfig,
   readCheckpointInfo,
   readVerifiedCheckpointConfig,
+  removeCheckpointAside,
   type LlamaConfig,
 } from '../model/index.js';
 import { TOKENIZER_FILE_NAME } from '../model/tokenizer/index.js';
 import {
+  asideToRemove,
   momentsUnreadable,
   OTHER_SHAPE_DIR,
   otherShapeCheckpoints,
   replicaResume,
+  soloMomentsDamaged,
   trainerResume,
   trainLoop,
+  type AsideBound,
   type Batch,
   type ReplicaResume,
   type TrainerResume,
@@ -64,6 +73,7 @@ import {
 import { AbortedError, ConfigError, InvalidArgumentError, isNeuroShardError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { CHECKPOINTS_DIR } from './model-limits.js';
+import { DEFAULTS } from './options.js';
 import { spanText } from '../util/span-text.js';
 
 /** The data stream's node id of a solo run: every training shard, in one fixed order. */
@@ -140,6 +150,12 @@ export interface SoloTrainOptions {
     /** The closed outer round they are the state after (the pool's adoption); undefined when nobody trains them. */
     round?: number;
   };
+  /**
+   * The bound of each folder of checkpoints moved aside (`other-shape/`, `unsupported-version/`: a replica's; the
+   * oldest beyond it are removed at the run's start, training/resume.ts `asideToRemove`). Default the node options'
+   * (node/options.ts DEFAULTS `checkpointsAsideKeep`, `checkpointsAsideMaxMb`).
+   */
+  aside?: AsideBound;
   /**
    * The closed outer round the weights being trained descend from (a replica's outer sync), or undefined: stored in
    * each checkpoint, so that a restart that adopts that round's weights again keeps the moments (`adopted`).
@@ -274,6 +290,42 @@ function shapeOf(dir: string): { config: LlamaConfig | undefined; unsupported: b
   }
 }
 
+/**
+ * Bounds the folders of checkpoints moved aside (training/resume.ts `asideToRemove`): the oldest beyond `bound` are
+ * removed, a warning naming each. Nothing outside the folders is reached: only the names moveCheckpointAside gives,
+ * links unlinked and never followed, a folder that is itself a link left alone (model/checkpoint.ts). A removal that
+ * fails is a warning: the run does not depend on it.
+ */
+function pruneAside(root: string, bound: AsideBound, log: Logger): void {
+  for (const folder of [OTHER_SHAPE_DIR, UNSUPPORTED_DIR]) {
+    const all = listCheckpointsAside(root, folder);
+    if (all === null) {
+      let link = false;
+      try {
+        link = lstatSync(join(root, folder)).isSymbolicLink();
+      } catch {
+        link = false; // none: nothing to bound
+      }
+      if (link) log.warn('the folder of checkpoints moved aside is a symlink: not pruned (its checkpoints are elsewhere)', { folder: join(root, folder) });
+      continue;
+    }
+    for (const c of asideToRemove(all, bound)) {
+      try {
+        const removed = removeCheckpointAside(root, folder, c.name);
+        if (removed === null) continue;
+        log.warn(
+          removed === 'link'
+            ? 'a checkpoint moved aside earlier was removed (a symlink: the link only, its target is untouched), beyond the newest kept there'
+            : 'a checkpoint moved aside earlier was removed, beyond the newest kept there',
+          { removed: c.path, step: c.step, bytes: c.bytes, keep: bound.keep, maxBytes: bound.maxBytes },
+        );
+      } catch (e) {
+        log.warn('a checkpoint moved aside earlier could not be removed', { path: c.path, why: (e as Error).message });
+      }
+    }
+  }
+}
+
 function checkInt(name: string, v: number, min: number, max: number): void {
   if (!Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${v}`, { [name]: v });
 }
@@ -299,6 +351,9 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
   if (o.seed !== undefined) checkInt('seed', o.seed, 0, 0xffffffff);
   if (o.batchSize !== undefined) checkInt('batchSize', o.batchSize, 1, 1024);
   if (o.valBatches !== undefined) checkInt('valBatches', o.valBatches, 1, 1e6);
+  const aside: AsideBound = o.aside ?? { keep: DEFAULTS.checkpointsAsideKeep, maxBytes: DEFAULTS.checkpointsAsideMaxMb * 2 ** 20 };
+  checkInt('aside.keep', aside.keep, 1, 10_000);
+  checkInt('aside.maxBytes', aside.maxBytes, 0, Number.MAX_SAFE_INTEGER);
 
   assertNoNodeRunning(o.dataDir);
   const release = acquireTrainLock(o.dataDir);
@@ -324,7 +379,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
     const adoptedParams = o.adopted === undefined ? undefined : await o.adopted.params();
     let loaded: ResultOf<'loadCheckpoint'> | undefined;
     // what a resumed checkpoint is, whichever way it was read
-    let ck: { config: LlamaConfig; span: { start: number; end: number }; step: number; hasOptimizer: boolean } | undefined;
+    let ck: { config: LlamaConfig; span: { start: number; end: number }; step: number; hasOptimizer: boolean; momentsUnreadable?: string } | undefined;
     let replica: ReplicaResume | undefined;
     if (o.adopted !== undefined) {
       // A replica trains the network's shape: its checkpoints of another shape are moved aside, never resumed nor
@@ -342,6 +397,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
         const to = moveCheckpointAside(root, c.dir, UNSUPPORTED_DIR);
         log.warn('a checkpoint this version of neuroshard cannot read (a newer version wrote it) was moved aside (kept, not resumed)', { from: c.dir, to, step: c.step, why: c.why });
       }
+      pruneAside(root, aside, log);
       resumeDir = latestCheckpoint(root);
       if (resumeDir !== null) {
         // Only its small files: the network's weights win, so the checkpoint's are never loaded into the worker,
@@ -355,6 +411,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
           // of another shape after all (its config.json was unreadable a moment ago): aside with the others
           const to = moveCheckpointAside(root, resumeDir, OTHER_SHAPE_DIR);
           log.warn("a checkpoint of another model shape than the network's was moved aside (kept, not resumed)", { from: resumeDir, to, why: replica.why });
+          pruneAside(root, aside, log);
           resumeDir = null;
           state = undefined;
         } else {
@@ -363,9 +420,20 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
         }
       }
     } else if (resumeDir !== null) {
-      loaded = await client.run({ type: 'loadCheckpoint', dir: resumeDir, trainer });
+      let momentsLost: string | undefined;
+      try {
+        loaded = await client.run({ type: 'loadCheckpoint', dir: resumeDir, trainer });
+      } catch (e) {
+        // its moments' file alone damaged (truncated, corrupt, missing): loaded again without it, fresh moments as
+        // for a checkpoint without them, as a replica does (training/resume.ts soloMomentsDamaged; before session
+        // 29 the run failed). The weights are verified on their own, so a damaged weights file still fails below.
+        if (!isNeuroShardError(e) || !soloMomentsDamaged(resumeDir, { code: e.code, file: e.meta?.file })) throw e;
+        loaded = await client.run({ type: 'loadCheckpoint', dir: resumeDir, trainer, moments: false });
+        momentsLost = `its optimizer moments cannot be read: ${e.message}`;
+        log.warn("the checkpoint's optimizer moments cannot be read: AdamW starts fresh; the run goes on from its step", { checkpoint: resumeDir, file: e.meta?.file, step: loaded.step, why: e.message });
+      }
       state = parseRunState(loaded.trainingState, resumeDir);
-      ck = { config: loaded.config, span: loaded.span, step: loaded.step, hasOptimizer: loaded.optimizerRestored };
+      ck = { config: loaded.config, span: loaded.span, step: loaded.step, hasOptimizer: loaded.optimizerRestored, ...(momentsLost === undefined ? {} : { momentsUnreadable: momentsLost }) };
       paramCount = loaded.paramCount;
     }
     let moments: TrainerResume | undefined;
@@ -393,7 +461,7 @@ export async function trainSolo(o: SoloTrainOptions): Promise<SoloTrainResult> {
       position = state.dataPosition;
       step = ck.step;
       moments = trainerResume(ck, replica);
-      if (o.adopted === undefined && moments.moments === 'fresh') log.warn('checkpoint has no optimizer state: AdamW starts fresh; the run goes on from its step', { checkpoint: resumeDir, step });
+      if (o.adopted === undefined && moments.moments === 'fresh' && ck.momentsUnreadable === undefined) log.warn('checkpoint has no optimizer state: AdamW starts fresh; the run goes on from its step', { checkpoint: resumeDir, step });
     } else {
       // a replica's run is the network's shape, whatever `preset` says (it has no preset name: 'network')
       preset = o.adopted === undefined ? (o.preset ?? 'nano') : NETWORK_PRESET;

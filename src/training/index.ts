@@ -34,4 +34,15 @@ export {
   type SyncTransport,
 } from './sync.js';
 export { replicaResume, type AdoptedModel, type ReplicaCheckpoint, type ReplicaResume } from './replica-resume.js';
-export { momentsUnreadable, OTHER_SHAPE_DIR, otherShapeCheckpoints, trainerResume, UNSUPPORTED_DIR, unsupportedCheckpoints, type TrainerResume } from './resume.js';
+export {
+  asideToRemove,
+  momentsUnreadable,
+  OTHER_SHAPE_DIR,
+  otherShapeCheckpoints,
+  soloMomentsDamaged,
+  trainerResume,
+  UNSUPPORTED_DIR,
+  unsupportedCheckpoints,
+  type AsideBound,
+  type TrainerResume,
+} from './resume.js';

@@ -14,8 +14,14 @@
  *   - for the same reasons a replica's checkpoints that a newer version wrote (CHECKPOINT_UNSUPPORTED) are moved
  *     aside too (`<checkpoints>/unsupported-version/`), and the run resumes the newest one this build reads;
  *   - a replica whose kept moments cannot be read (optimizer.safetensors damaged) goes on with fresh ones, as when
- *     the checkpoint has none (`momentsUnreadable`): the step, data position and weights do not depend on them.
+ *     the checkpoint has none (`momentsUnreadable`): the step, data position and weights do not depend on them. So
+ *     does a solo run (session 29, `solo moments`): its weights are the checkpoint's, but they are verified on their
+ *     own (their SHA-256 and layer hashes), so damage to the moments' file says nothing about them;
+ *   - the folders checkpoints are moved aside into are bounded (`asideToRemove`, session 29): each restart after a
+ *     change of the network's shape added up to keep-last whole checkpoints to `other-shape/`, without end.
  */
+import { join } from 'node:path';
+import { CHECKPOINT_FILES } from '../model/checkpoint.js';
 import { configsEqual, type LlamaConfig } from '../model/config.js';
 import type { ReplicaResume } from './replica-resume.js';
 
@@ -41,7 +47,9 @@ export type TrainerResume =
  * The trainer of a run resumed from a checkpoint cut at `step` that holds moments or not (`hasOptimizer`); a replica
  * passes replicaResume's answer for a checkpoint it resumes ('run' or 'run+optimizer').
  */
-export function trainerResume(ck: { step: number; hasOptimizer: boolean }, replica?: ReplicaResume): TrainerResume {
+export function trainerResume(ck: { step: number; hasOptimizer: boolean; momentsUnreadable?: string }, replica?: ReplicaResume): TrainerResume {
+  // a solo run whose checkpoint's moments could not be read (soloMomentsDamaged) loaded it without them
+  if (ck.momentsUnreadable !== undefined) return { step: ck.step, moments: 'fresh', why: ck.momentsUnreadable };
   if (!ck.hasOptimizer) return { step: ck.step, moments: 'fresh', why: 'the checkpoint has no optimizer state' };
   if (replica !== undefined && replica.keep !== 'run+optimizer') return { step: ck.step, moments: 'fresh', why: replica.why };
   return { step: ck.step, moments: 'checkpoint' };
@@ -72,4 +80,40 @@ export function otherShapeCheckpoints<T extends { dir: string; config: LlamaConf
  */
 export function momentsUnreadable(code: string): boolean {
   return code === 'CHECKPOINT_MISSING' || code === 'CHECKPOINT_TRUNCATED' || code === 'CHECKPOINT_CORRUPT' || code === 'CHECKPOINT_MISMATCH';
+}
+
+/**
+ * Whether a solo run's failure to load the checkpoint `dir` (the worker's loadCheckpoint: every listed file verified,
+ * then the weights and the moments read) is its moments' file alone being unusable (`momentsUnreadable`'s codes,
+ * naming `<dir>/optimizer.safetensors`), so that the run loads it again without them and goes on with fresh ones (a
+ * warning naming the file), as a replica does. Damage to any other file (the weights, config.json, the training
+ * state) still fails the run: the weights are the checkpoint's, and a second load finds damage to them either way.
+ */
+export function soloMomentsDamaged(dir: string, e: { code: string; file?: unknown }): boolean {
+  return momentsUnreadable(e.code) && typeof e.file === 'string' && e.file === join(dir, CHECKPOINT_FILES.optimizer);
+}
+
+/** How many checkpoints one folder of those moved aside keeps, and how many bytes (0: no cap on bytes). */
+export interface AsideBound {
+  keep: number;
+  maxBytes: number;
+}
+
+/**
+ * Which checkpoints of one folder of those moved aside (`other-shape/`, `unsupported-version/`) go: all but the
+ * newest `keep` (by the time they were moved aside; the step in their name, then the `.N` suffix, for equal times),
+ * and beyond `maxBytes` together (when > 0) the older ones that do not fit. The newest one always stays, whatever
+ * its size: it was just moved aside, and removing it at once would make the move a deletion. Without a bound each
+ * restart after a change of the network's shape added up to keep-last whole checkpoints, and the disk filled.
+ */
+export function asideToRemove<T extends { mtimeMs: number; step: number; suffix: number; bytes: number }>(all: readonly T[], bound: AsideBound): T[] {
+  const newestFirst = [...all].sort((a, b) => b.mtimeMs - a.mtimeMs || b.step - a.step || b.suffix - a.suffix);
+  const out: T[] = [];
+  let bytes = 0;
+  newestFirst.forEach((c, i) => {
+    const fits = i === 0 || (i < bound.keep && (bound.maxBytes <= 0 || bytes + c.bytes <= bound.maxBytes));
+    if (fits) bytes += c.bytes;
+    else out.push(c);
+  });
+  return out;
 }

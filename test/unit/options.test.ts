@@ -116,4 +116,19 @@ describe('route exploration (--route-explore)', () => {
       cleanup();
     }
   });
+
+  it('bounds the folders of checkpoints moved aside: keep at least 1, a byte cap in MiB or 0 (session 29)', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const d = loadOptions({ flags: { dataDir: dir }, env: {} });
+      assert.deepEqual([d.checkpointsAsideKeep, d.checkpointsAsideMaxMb], [3, 0]);
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ checkpointsAsideKeep: 5 }));
+      const o = loadOptions({ flags: { dataDir: dir }, env: { [envName('checkpointsAsideMaxMb')]: '2048' } });
+      assert.deepEqual([o.checkpointsAsideKeep, o.checkpointsAsideMaxMb], [5, 2048]);
+      assert.throws(() => loadOptions({ flags: { dataDir: dir, checkpointsAsideKeep: '0' }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT') && /checkpointsAsideKeep/.test(e.message));
+      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_CHECKPOINTS_ASIDE_MAX_MB: '-1' } }), (e) => isNeuroShardError(e) && /checkpointsAsideMaxMb.*env/.test(e.message));
+    } finally {
+      cleanup();
+    }
+  });
 });

@@ -17,10 +17,16 @@
  *      from its step (checkpoint tidy, session 28; before, the run failed with CHECKPOINT_CORRUPT);
  *   6. a replica whose checkpoints include three a newer version wrote (CHECKPOINT_UNSUPPORTED), at higher steps: they
  *      are moved into `<checkpoints>/unsupported-version/` (kept whole) with a warning naming each, and the run
- *      resumes its newest readable one; the next restart goes on from the run's own (before: the run failed).
+ *      resumes its newest readable one; the next restart goes on from the run's own (before: the run failed);
+ *   7. a solo run whose checkpoint's optimizer.safetensors is damaged: loaded without it, fresh moments with a warning
+ *      naming the file, the run goes on from its step (session 29; before, it failed with CHECKPOINT_CORRUPT); a
+ *      damaged model.safetensors still fails the run;
+ *   8. the folder of checkpoints moved aside keeps the newest 3 (by when they were moved): a restart that moves the
+ *      4th removes the oldest, a warning naming it; a symlink there pointing outside the data dir is removed as a
+ *      link, its target untouched (session 29; before, nothing there was ever removed).
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -335,5 +341,86 @@ describe('resuming a training run (node/train.ts)', { timeout: 300_000 }, () => 
       [4],
     );
     assert.ok(!again.log.some((l) => l.includes('moved aside')), again.log.join('\n'));
+  });
+
+  it("a solo run whose checkpoint's moments file is damaged: fresh moments with a warning, the run goes on from its step (session 29)", async () => {
+    const dir = tmp('ns-resume-solobadmoments-');
+    const root = join(dir, CHECKPOINTS_DIR);
+    await run(dir, 2, { preset: 'tiny' });
+    const ck = latestCheckpoint(root)!;
+    const opt = join(ck, 'optimizer.safetensors');
+    const bytes = readFileSync(opt);
+    bytes[bytes.length - 5] ^= 0x40; // damaged in place: same size, another hash
+    writeFileSync(opt, bytes);
+
+    const r = await run(dir, 4);
+    assert.deepEqual(
+      r.steps.map((s) => s.step),
+      [3, 4],
+      'the run goes on from its step (before: CHECKPOINT_CORRUPT)',
+    );
+    assert.deepEqual(
+      r.steps.map((s) => s.lr),
+      [2, 3].map((i) => lrAt(i, trainerOptions({ decaySteps: 4 }))),
+      "the schedule at the run's step",
+    );
+    const warn = r.log.filter((l) => l.includes('optimizer moments cannot be read'));
+    assert.equal(warn.length, 1, r.log.join('\n'));
+    assert.ok(warn[0]!.includes(opt) && warn[0]!.includes('warn'), `the warning names ${opt}: ${warn[0]}`);
+    assert.ok(!r.log.some((l) => l.includes('no optimizer state')), 'one warning, the one that says why');
+    const info = await client.run({ type: 'trainerInfo' });
+    assert.deepEqual({ step: info.step, applied: info.appliedSteps }, { step: 4, applied: 2 }, 'fresh moments: their own count from 0');
+    assert.deepEqual(
+      listCheckpoints(root).map((c) => c.step),
+      [2, 4],
+    );
+
+    // the weights' file damaged: still the run's typed error (the fallback is for the moments' file alone)
+    const model = join(latestCheckpoint(root)!, 'model.safetensors');
+    const w = readFileSync(model);
+    w[w.length - 5] ^= 0x40;
+    writeFileSync(model, w);
+    await assert.rejects(run(dir, 6), (e) => isNeuroShardError(e, 'CHECKPOINT_CORRUPT') && (e as Error).message.includes(model));
+  });
+
+  it('the folder of checkpoints moved aside keeps the newest 3; a symlink there is removed as a link only (session 29)', async () => {
+    const dir = tmp('ns-resume-asidebound-');
+    const root = join(dir, CHECKPOINTS_DIR);
+    const aside = join(root, 'other-shape');
+    const wider = makeConfig({ ...TINY_CONFIG, hidden_size: 64, intermediate_size: 128 });
+    await client.run({ type: 'initModel', config: wider, seed: 17 });
+    const wide = (await client.run({ type: 'getParams' })).params;
+    const widerAdopted = { config: wider, params: async () => wide.slice() };
+    await run(dir, 3, { checkpointEvery: 1, adopted: widerAdopted });
+    // the user's checkpoint outside the data dir, linked into the folder, moved there long ago (the oldest)
+    const outside = tmp('ns-resume-asidebound-outside-');
+    const target = join(outside, 'kept');
+    cpSync(latestCheckpoint(root)!, target, { recursive: true });
+    const targetFiles = readdirSync(target).map((n) => [n, readFileSync(join(target, n))] as const);
+    mkdirSync(aside);
+    const link = join(aside, 'step-0000000009');
+    symlinkSync(target, link);
+    lutimesSync(link, new Date(2020, 0, 1), new Date(2020, 0, 1));
+
+    // restart 1 on a network of the tiny shape: 3 moved aside, the 4th there (the link, the oldest) removed
+    await client.run({ type: 'initModel', config: TINY_CONFIG, seed: 18 });
+    const net = (await client.run({ type: 'getParams' })).params;
+    const first = await run(dir, 2, { checkpointEvery: 1, adopted: { config: TINY_CONFIG, params: async () => net.slice() } });
+    assert.deepEqual(readdirSync(aside).sort(), ['step-0000000001', 'step-0000000002', 'step-0000000003'], 'the link is gone (before: kept, 4 there)');
+    const removed1 = first.log.filter((l) => l.includes('moved aside earlier was removed'));
+    assert.equal(removed1.length, 1, first.log.join('\n'));
+    assert.ok(removed1[0]!.includes(`removed=${link} `) && removed1[0]!.includes('the link only'), removed1[0]);
+    assert.deepEqual(readdirSync(target).sort(), targetFiles.map(([n]) => n).sort(), "the link's target keeps every file");
+    for (const [n, b] of targetFiles) assert.ok(readFileSync(join(target, n)).equals(b), `${n} untouched`);
+
+    // restart 2, the wider shape again: the tiny run's 2 moved aside, the 2 moved first removed (by when they were
+    // moved, not by step: the wider run's step 3 stays, the tiny run's steps 1 and 2 are the newest there)
+    const second = await run(dir, 4, { checkpointEvery: 0, adopted: widerAdopted });
+    assert.deepEqual(readdirSync(aside).sort(), ['step-0000000001.2', 'step-0000000002.2', 'step-0000000003']);
+    assert.ok(configsEqual(readCheckpointConfig(join(aside, 'step-0000000003')), wider));
+    for (const n of ['step-0000000001.2', 'step-0000000002.2']) assert.ok(configsEqual(readCheckpointConfig(join(aside, n)), TINY_CONFIG), n);
+    const removed2 = second.log.filter((l) => l.includes('moved aside earlier was removed'));
+    assert.equal(removed2.length, 2, second.log.join('\n'));
+    for (const n of ['step-0000000001', 'step-0000000002']) assert.ok(removed2.some((l) => l.includes(`removed=${join(aside, n)} `)), `${n} named:\n${removed2.join('\n')}`);
   });
 });

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
@@ -16,6 +16,7 @@ import {
   latestCheckpoint,
   layerHashes,
   listCheckpoints,
+  listCheckpointsAside,
   LlamaShard,
   loadAnyCheckpoint,
   loadCheckpoint,
@@ -24,6 +25,7 @@ import {
   moveCheckpointAside,
   readCheckpointInfo,
   readVerifiedCheckpointConfig,
+  removeCheckpointAside,
   saveCheckpoint,
   SafetensorsFile,
   spanHash,
@@ -443,5 +445,72 @@ describe('checkpoints', () => {
     const rest = run(l.model, oc, 3);
     assert.deepEqual([...first, ...rest], straight, 'bitwise equal losses');
     assert.ok(existsSync(join(saved.dir, 'optimizer.safetensors')));
+  });
+
+  it('the folder of checkpoints moved aside: listed with when each was moved and its bytes, removed without reaching outside it (session 29)', () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 6 });
+    const mom = { step: 1, m: new Float32Array(m.params.length), v: new Float32Array(m.params.length) };
+    const ck = saveCheckpoint({ root, step: 1, model: m, optimizer: mom }).dir;
+    utimesSync(ck, new Date(2020, 0, 1), new Date(2020, 0, 1)); // written long ago
+    const bytes = readdirSync(ck).reduce((a, f) => a + statSync(join(ck, f)).size, 0);
+    assert.equal(listCheckpointsAside(root, 'other-shape'), null, 'no folder yet');
+    const before = Date.now();
+    const to = moveCheckpointAside(root, ck, 'other-shape');
+    // a checkpoint elsewhere linked in, a file of the user's of a checkpoint's name, another of another name
+    const elsewhere = saveCheckpoint({ root: fresh(), step: 2, model: m }).dir;
+    symlinkSync(elsewhere, join(root, 'other-shape', 'step-0000000002'));
+    writeFileSync(join(root, 'other-shape', 'step-0000000003'), 'a file of the user');
+    mkdirSync(join(root, 'other-shape', 'notes'));
+    const listed = listCheckpointsAside(root, 'other-shape')!;
+    assert.deepEqual(
+      listed.map((c) => [c.name, c.step, c.suffix, c.link, c.bytes]).sort(),
+      [
+        ['step-0000000001', 1, 1, false, bytes],
+        ['step-0000000002', 2, 1, true, 0],
+      ],
+    );
+    assert.ok(listed.find((c) => c.path === to)!.mtimeMs >= before - 1000, 'the time it was moved (its write time was 2020)');
+
+    // a link: the link goes, its target stays whole
+    assert.equal(removeCheckpointAside(root, 'other-shape', 'step-0000000002'), 'link');
+    assert.equal(existsSync(join(root, 'other-shape', 'step-0000000002')), false);
+    assert.equal(loadCheckpoint(elsewhere, { backend }).manifest.step, 2, 'the target is untouched');
+    assert.equal(removeCheckpointAside(root, 'other-shape', 'step-0000000003'), null, "a file of the user's is no checkpoint moved aside");
+    assert.ok(existsSync(join(root, 'other-shape', 'step-0000000003')));
+    assert.equal(removeCheckpointAside(root, 'other-shape', 'step-0000000001'), 'dir');
+    assert.deepEqual(readdirSync(join(root, 'other-shape')).sort(), ['notes', 'step-0000000003']);
+    assert.equal(removeCheckpointAside(root, 'other-shape', 'step-0000000001'), null, 'gone already');
+    for (const bad of ['notes', '../step-0000000001', 'step-1']) assert.throws(() => removeCheckpointAside(root, 'other-shape', bad), (e) => isNeuroShardError(e, 'MODEL_CONFIG_INVALID'), bad);
+    assert.throws(() => removeCheckpointAside(root, '..', 'step-0000000001'), (e) => isNeuroShardError(e, 'MODEL_CONFIG_INVALID'));
+
+    // the folder itself a link to somewhere else: neither listed nor removed from
+    const root2 = fresh();
+    const outside = fresh();
+    const kept = saveCheckpoint({ root: outside, step: 4, model: m }).dir;
+    mkdirSync(root2, { recursive: true });
+    symlinkSync(outside, join(root2, 'other-shape'));
+    assert.equal(listCheckpointsAside(root2, 'other-shape'), null);
+    assert.equal(removeCheckpointAside(root2, 'other-shape', 'step-0000000004'), null);
+    assert.equal(loadCheckpoint(kept, { backend }).manifest.step, 4, 'nothing removed through the link');
+  });
+
+  it("loadCheckpoint without the moments: a damaged optimizer.safetensors is neither verified nor read, everything else is (session 29)", () => {
+    const root = fresh();
+    const m = new LlamaShard({ config: cfg, backend, seed: 8 });
+    const mom = { step: 3, m: new Float32Array(m.params.length).fill(0.5), v: new Float32Array(m.params.length).fill(0.25) };
+    const dir = saveCheckpoint({ root, step: 3, model: m, optimizer: mom, trainingState: { at: 3 } }).dir;
+    const opt = join(dir, 'optimizer.safetensors');
+    truncateSync(opt, 100);
+    assert.throws(() => loadCheckpoint(dir, { backend }), errorIs('CHECKPOINT_TRUNCATED', opt));
+    const c = loadCheckpoint(dir, { backend, moments: false });
+    assert.equal(c.optimizer, null);
+    assert.deepEqual(c.trainingState, { at: 3 });
+    assert.ok(Buffer.from(c.model.params.buffer).equals(Buffer.from(m.params.buffer)), 'the weights, verified');
+    const model = join(dir, 'model.safetensors');
+    const w = readFileSync(model);
+    w[w.length - 3] ^= 0xff;
+    writeFileSync(model, w);
+    assert.throws(() => loadCheckpoint(dir, { backend, moments: false }), errorIs('CHECKPOINT_CORRUPT', model));
   });
 });
