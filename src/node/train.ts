@@ -298,7 +298,13 @@ function shapeOf(dir: string): { config: LlamaConfig | undefined; unsupported: b
  */
 function pruneAside(root: string, bound: AsideBound, log: Logger): void {
   for (const folder of [OTHER_SHAPE_DIR, UNSUPPORTED_DIR]) {
-    const all = listCheckpointsAside(root, folder);
+    let all;
+    try {
+      all = listCheckpointsAside(root, folder);
+    } catch (e) {
+      log.warn('the folder of checkpoints moved aside cannot be read: not pruned', { folder: join(root, folder), why: (e as Error).message });
+      continue;
+    }
     if (all === null) {
       let link = false;
       try {
