@@ -38,6 +38,7 @@ import { startServingNet } from '../utils/network.js';
 import { env, NET, proofRun, T0, tempLedger } from './helpers.js';
 import { inProcessWorker, request, stream } from './hop-rig.js';
 import { tally } from './tally.js';
+import { isSampled, MAX_VALIDATION_RATE } from '../../src/protocols/sampling.js';
 
 const config = makeConfig({ hidden_size: 64, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 96, vocab_size: 64, max_position_embeddings: 32 });
 const C = config.hidden_size;
@@ -77,6 +78,8 @@ async function refusal(p: Promise<unknown>): Promise<{ code: string; message: st
 }
 
 const acctOf = (k: NodeKey): Uint8Array => accountIdFromPublicKey(k.publicKey);
+/** Whether the draw names `k` for hop 1 at the network's ceiling (sampling.ts). */
+const drawn = (receipt: Uint8Array, k: NodeKey): boolean => isSampled(receipt, 1, k.publicKey, MAX_VALIDATION_RATE);
 const same = (t: HopTranscript, c: Commits): boolean => Buffer.from(t.inCommit).equals(c.inCommit) && Buffer.from(t.outCommit).equals(c.outCommit);
 
 describe('attack: reading hop transcripts (a remote user\'s inputs) without being entitled to validate them', () => {
@@ -113,10 +116,22 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     assert.equal(ledger.ingest(q.bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
     return q.id;
   };
-  /** The completion of R naming the hop with `c`, submitted through the ledger service as a node's own (applied). */
-  const complete = async (R: Uint8Array, c: Commits): Promise<Uint8Array> => {
+  /**
+   * The completion of R naming the hop with `c` whose receipt draws `want` (default: V sampled for hop 1 at the network's
+   * ceiling; the receipt signs tokensUsed, so trying counts from 4 up draws afresh each time).
+   */
+  const completionOf = (R: Uint8Array, c: Commits, want: (receipt: Uint8Array) => boolean = (r) => drawn(r, V)) => {
     t += 1000;
-    const ev = buildServedCompletion(env(nonce(D), t), { requestId: R, tokensUsed: 4, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), c.inCommit, c.outCommit] });
+    const n = nonce(D);
+    for (let used = 4; used < 4000; used++) {
+      const ev = buildServedCompletion(env(n, t), { requestId: R, tokensUsed: used, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), c.inCommit, c.outCommit] });
+      if (want(ev.body.receiptSignature)) return ev;
+    }
+    assert.fail('no receipt drew as wanted');
+  };
+  /** `completionOf`, submitted through the ledger service as a node's own (applied). */
+  const complete = async (R: Uint8Array, c: Commits, want?: (receipt: Uint8Array) => boolean): Promise<Uint8Array> => {
+    const ev = completionOf(R, c, want);
     const r = await service.submit(ev.bytes);
     assert.equal(r.status, 'applied', r.reason);
     return ev.bytes;
@@ -215,8 +230,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     const q = buildMarketRequest(Q, env(nonce(Q), t), { maxTokens: 10_000, maxPricePerMillion: 150n * NEURO, expiresAtMs: t + 600_000 });
     const R = q.id;
     const { honest } = await sessions(server, R, false);
-    t += 1000;
-    const ev = buildServedCompletion(env(nonce(D), t), { requestId: R, tokensUsed: 4, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), honest.inCommit, honest.outCommit] });
+    const ev = completionOf(R, honest);
     const late = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(await inProcessWorker(config, span), config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: 1, retryMs: [200, 1000, 4000] });
     const stop = new AbortController();
     try {

@@ -54,7 +54,7 @@ describe('transcript access (session 28)', () => {
     assert.equal(p.size(), 2);
     assert.equal(p.paid(rid(1), 1), undefined, 'none applied yet (pending, in flight)');
     applied.add(Buffer.from(b.id).toString('hex'));
-    assert.deepEqual(p.paid(rid(1), 1), { inCommit: b.body.hops[1]!.inCommit, outCommit: b.body.hops[1]!.outCommit });
+    assert.deepEqual(p.paid(rid(1), 1), { id: b.id, inCommit: b.body.hops[1]!.inCommit, outCommit: b.body.hops[1]!.outCommit, receiptSignature: b.body.receiptSignature });
     assert.equal(p.paid(rid(1), 0), undefined, 'we are hop 1, not 0');
     assert.equal(p.paid(rid(2), 1), undefined);
   });
@@ -73,7 +73,7 @@ describe('transcript access (session 28)', () => {
     const honest = completion(1, H, 0);
     p.note(honest.bytes);
     applied.add(Buffer.from(honest.id).toString('hex'));
-    assert.deepEqual(p.paid(rid(1), 1), { inCommit: honest.body.hops[1]!.inCommit, outCommit: honest.body.hops[1]!.outCommit });
+    assert.deepEqual(p.paid(rid(1), 1), { id: honest.id, inCommit: honest.body.hops[1]!.inCommit, outCommit: honest.body.hops[1]!.outCommit, receiptSignature: honest.body.receiptSignature });
     assert.equal(p.size(), 1, "the stranger's were not kept");
   });
 
@@ -142,13 +142,14 @@ describe('transcript access on the wire (in-memory network)', () => {
     const hop = new RpcNode({ network: a, networkId: NET });
     const OPEN = rid(7);
     const APPLIED = rid(8);
-    const commits = { inCommit: new Uint8Array(32).fill(1), outCommit: new Uint8Array(32).fill(2) };
+    const commits = { inCommit: new Uint8Array(32).fill(1), outCommit: new Uint8Array(32).fill(2), id: new Uint8Array(32).fill(3), receiptSignature: new Uint8Array(64).fill(4) };
     const hex = (r: Uint8Array): string => Buffer.from(r).toString('hex');
     await serveTranscripts(hop, new TranscriptStore(), {
       entitled: () => true,
       pending: (r) => hex(r) === hex(OPEN),
       paid: (r) => (hex(r) === hex(APPLIED) ? commits : undefined),
       waitMs: 20_000,
+      maxRate: 1, // the callers' ids are not keys: the draw names them only at rate 1
     });
     const callers: { rpc: RpcNode; stop: () => Promise<void> }[] = [];
     const caller = async (id: string): Promise<RpcNode> => {
