@@ -31,7 +31,7 @@ import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerServ
 import { startUptimeWitness } from './witness.js';
 import { receiptsWiring } from './training-receipts.js';
 import { nodeTranscripts, startNodeValidator, type NodeValidator } from './validator.js';
-import { MAX_VALIDATION_RATE } from '../protocols/sampling.js';
+import { effectiveValidationRate, MAX_VALIDATION_RATE } from '../protocols/sampling.js';
 import type { HopFaultsForTests } from '../protocols/inference.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
@@ -393,8 +393,8 @@ export class NeuroShardNode {
       // whose outputs do not match slashed (--validation-rate; 0 = off)
       if (opts.span !== 'none') {
         // above the network's ceiling a validator would sample hops that serve it no transcript (session 29): it runs at it
-        if (opts.validationRate > maxRate) log.warn(`--validation-rate ${opts.validationRate} is above the network's ceiling ${maxRate} (hops serve transcripts only to keys sampled at it): validating at ${maxRate}`);
-        const rate = Math.min(opts.validationRate, maxRate);
+        const { rate, message } = effectiveValidationRate(opts.validationRate, maxRate);
+        if (message !== undefined) log.warn(message);
         node.validator = await startNodeValidator({ key, networkId: genesis.networkId, network, compute, config: modelConfig, span: () => pool.span(), ledger, rate, clock, log: log.child('validator') });
         const validator = node.validator;
         cleanups.push(() => validator.stop());

@@ -32,3 +32,12 @@ export function isSampled(receiptSignature: Uint8Array, index: number, validator
   if (rate >= 1) return true;
   return sampleDraw(receiptSignature, index, validator) < rate;
 }
+
+/**
+ * The rate a validator runs at: `requested` (--validation-rate), at most `ceiling`. Above it the validator would
+ * sample hops that serve it no transcript (NOT_SAMPLED), so a higher setting is clamped, with `message` to log.
+ */
+export function effectiveValidationRate(requested: number, ceiling = MAX_VALIDATION_RATE): { rate: number; message?: string } {
+  if (requested <= ceiling) return { rate: requested };
+  return { rate: ceiling, message: `--validation-rate ${requested} is above the network's ceiling ${ceiling} (hops serve transcripts only to keys the draw names at it): validating at ${ceiling}` };
+}
