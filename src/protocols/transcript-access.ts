@@ -13,8 +13,14 @@
  *   deletes its request's escrow row, ledger/apply.ts, so a second is REQUEST_NOT_PENDING);
  * - **the reader.** A fraud statement counts only from a key holding the reward bond locked (`HOP_FRAUD_QUORUM`,
  *   ledger/fraud.ts `countsForFraudQuorum`); a key without it slashes nobody, co-checking included, so it gets nothing.
- *   Any bonded key may read: a hop cannot know which validators sampled the completion (each samples with its own key
- *   at its own rate), so the bond is the price of reading, not a proof of need (docs/LIMITS.md).
+ *   And a bonded key only where the draw names it (session 29): each validator samples at its own rate, which the hop
+ *   cannot know, but no higher than the network's MAX_VALIDATION_RATE (sampling.ts), and the draw at a lower rate is a
+ *   subset of the draw at that one; so the hop serves a key drawn at the ceiling for the applied completion's receipt,
+ *   and every honest sample is served. A co-checker (a holder the drawn validator asked) is served on that
+ *   validator's fraud statement (`vouches`). Until session 29 any bonded key read every applied completion's inputs.
+ * - **the completion, carried.** A hop-transcript/3.0.0 request carries the validator's applied completion; a hop
+ *   whose ledger missed it at gossip ingests it (`ingest`, after the signature and draw checks, under a quota), since
+ *   the 15-minute tail sync that would bring it comes after the transcript's 10 minutes.
  *
  * The reader check is one state read and runs first: an unbonded stranger is refused before any wait, store lookup or
  * encoding. Refusals are typed and unpenalised (`TRANSCRIPT_FORBIDDEN`): an honest validator whose stake or completion
