@@ -319,6 +319,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     const R = marketRequest();
     const { honest } = await sessions(server, R, false);
     const ev = completionOf(R, honest);
+    marketRequest(); // the hop's ledger moved on: the completion sorts before its tip (a deferred replay applies it)
     assert.equal(ledger.eventStatus(ev.id), undefined, "not in the hop's ledger");
     const fresh = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(valWorker, config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: MAX_VALIDATION_RATE, retryMs: [] });
     const vs = await fresh.onCompletion(ev.bytes, new AbortController().signal);
