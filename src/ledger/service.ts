@@ -23,7 +23,7 @@ export interface LedgerServiceEvents {
    * kind reads no event back for the others (review2, session 28: a node's transcript index and its validator each
    * read every ingested event back by id, ~8–11 µs an event on the main thread, a sync's whole history included).
    */
-  'ledger:ingested': { result: IngestResult; source: 'gossip' | 'sync' | 'local'; kind?: number };
+  'ledger:ingested': { result: IngestResult; source: 'gossip' | 'sync' | 'local' | 'fetch'; kind?: number };
   /** A sync with a peer finished. */
   'ledger:synced': { peer: string; received: number; added: number };
 }
@@ -517,6 +517,23 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
       }
     }
     return added;
+  }
+
+  /**
+   * Stores and applies one event a peer handed us outside gossip and sync (session 29: the completion a validator's
+   * hop-transcript/3.0.0 request carries), admitted as a by-id fetch is (`fetch`: the sync horizon, not the 5-minute
+   * live window, since such an event is minutes old by then) and judged by every ledger rule (a rejected one is
+   * dropped, not kept: gossip or sync may still bring it once its request is here). Not published: live
+   * peers would drop it as STALE, and ours has it now for its own sync peers.
+   */
+  ingestCarried(bytes: Uint8Array): IngestResult {
+    // deferred as gossip's are: such a completion is minutes old, so it sorts before the tip, and replaying from its
+    // place at once for each request would cost a replay of those minutes per carried event; coalesced, it is one
+    // replay within GOSSIP_REPLAY_MS (the hop's fetch waits for it while the request is open)
+    const result = this.ledger.ingest(bytes, { ingress: 'fetch', nowMs: this.clock.now(), deferReplay: true });
+    if (result.status === 'pending') this.scheduleReplay();
+    this.emit('ledger:ingested', { result, source: 'fetch', kind: bytes[1] });
+    return result;
   }
 
   /** Fetches events by id from a peer (e.g. ids named in a slash or a proof we lack). */

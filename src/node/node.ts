@@ -31,6 +31,7 @@ import { ledgerSubmitter, startNodeLedgerService, WorkTally, type NodeLedgerServ
 import { startUptimeWitness } from './witness.js';
 import { receiptsWiring } from './training-receipts.js';
 import { nodeTranscripts, startNodeValidator, type NodeValidator } from './validator.js';
+import { effectiveValidationRate, MAX_VALIDATION_RATE } from '../protocols/sampling.js';
 import type { HopFaultsForTests } from '../protocols/inference.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
@@ -80,6 +81,11 @@ export interface NodeModules {
   poolTuning?: Partial<PoolTuning>;
   /** Test-only faults of the hop server (a hop that corrupts its outputs); never set from options or the CLI. */
   hopFaultsForTests?: HopFaultsForTests;
+  /**
+   * Test-only: the ceiling rate of the transcript rule and of --validation-rate (default MAX_VALIDATION_RATE), so that a
+   * test's few validators all sample the one hop it checks; never set from options or the CLI.
+   */
+  maxValidationRateForTests?: number;
 }
 
 type Status = 'starting' | 'started' | 'closing' | 'closed';
@@ -357,7 +363,8 @@ export class NeuroShardNode {
       node.tally.setCapacity(pool.recordCapacity());
       // 7. inference: hop sessions and the generator over the span the pool holds (the pool loads the weights); hops
       // keep their sessions' inputs for validators (issue 11 §2, node/validator.ts)
-      const transcripts = opts.span === 'none' ? undefined : await nodeTranscripts(compute, network, ledger, key);
+      const maxRate = modules.maxValidationRateForTests ?? MAX_VALIDATION_RATE;
+      const transcripts = opts.span === 'none' ? undefined : await nodeTranscripts(compute, network, ledger, key, { maxRate });
       if (transcripts !== undefined) cleanups.push(() => transcripts.stop());
       node.serving = await startServing({
         opts,
@@ -385,7 +392,10 @@ export class NeuroShardNode {
       // issue 11 §2: a node holding layers re-executes a sample of other hops' sessions on its span and has a hop
       // whose outputs do not match slashed (--validation-rate; 0 = off)
       if (opts.span !== 'none') {
-        node.validator = await startNodeValidator({ key, networkId: genesis.networkId, network, compute, config: modelConfig, span: () => pool.span(), ledger, rate: opts.validationRate, clock, log: log.child('validator') });
+        // above the network's ceiling a validator would sample hops that serve it no transcript (session 29): it runs at it
+        const { rate, message } = effectiveValidationRate(opts.validationRate, maxRate);
+        if (message !== undefined) log.warn(message);
+        node.validator = await startNodeValidator({ key, networkId: genesis.networkId, network, compute, config: modelConfig, span: () => pool.span(), ledger, rate, clock, log: log.child('validator') });
         const validator = node.validator;
         cleanups.push(() => validator.stop());
       }

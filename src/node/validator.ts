@@ -27,7 +27,7 @@ import { buildSlashHopFraud, countsForFraudQuorum } from '../ledger/fraud.js';
 import type { LlamaConfig } from '../model/index.js';
 import { serveTranscripts, unserveTranscripts, TranscriptStore, TRANSCRIPT_LIMIT_DEFAULTS, type TranscriptLimits } from '../protocols/hop-transcript.js';
 import { HopValidator, type Verdict } from '../protocols/hop-validator.js';
-import { bondedReaders, PAID_COMPLETION_DEFAULTS, PaidCompletions, type TranscriptAccess } from '../protocols/transcript-access.js';
+import { bondedReaders, CarriedIngestQuota, PAID_COMPLETION_DEFAULTS, PaidCompletions, type TranscriptAccess } from '../protocols/transcript-access.js';
 import type { HopTranscripts } from '../protocols/inference.js';
 import type { Clock } from '../util/clock.js';
 import { errorMessage, NeuroShardError } from '../util/errors.js';
@@ -65,7 +65,7 @@ export async function nodeTranscripts(
   network: NodeNetwork,
   ledger: Pick<NodeLedgerService, 'ledger' | 'service'>,
   key: NodeKey,
-  opts: { limits?: TranscriptLimits; paidWaitMs?: number } = {},
+  opts: { limits?: TranscriptLimits; paidWaitMs?: number; maxRate?: number } = {},
 ): Promise<HopTranscripts & { stop(): Promise<void> }> {
   const limits = opts.limits ?? TRANSCRIPT_LIMIT_DEFAULTS;
   const store = new TranscriptStore(limits);
@@ -81,8 +81,14 @@ export async function nodeTranscripts(
     const bytes = ledger.ledger.eventBytes(Buffer.from(result.id, 'hex'));
     if (bytes !== undefined) completions.note(bytes);
   });
+  const quota = new CarriedIngestQuota();
   const access: TranscriptAccess = {
     entitled: bondedReaders((id) => ledger.ledger.account(id).locked),
+    networkId: ledger.ledger.networkId,
+    key: key.publicKey,
+    // a completion our ledger missed at gossip, carried by a sampled validator (session 29): the ledger's own ingest
+    ingest: (completion, peer) => (quota.take(peer) ? ledger.service.ingestCarried(completion) : undefined),
+    ...(opts.maxRate === undefined ? {} : { maxRate: opts.maxRate }),
     paid: (requestId, index) => completions.paid(requestId, index),
     pending: (requestId) => ledger.ledger.requestPending(requestId),
     ...(opts.paidWaitMs === undefined ? {} : { waitMs: opts.paidWaitMs }),

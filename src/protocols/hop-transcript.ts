@@ -13,8 +13,8 @@ import { createHash } from 'node:crypto';
 import { publicKeyFromPeerId } from '../identity/index.js';
 import { DecodeError, Reader, Writer } from '../ledger/codec.js';
 import { RunningCommitment, type TopKStep } from '../ledger/commitment.js';
-import { MAX_ENGINE_CHARS, MAX_MODEL_HASH_CHARS, type TranscriptClaim } from '../ledger/fraud.js';
-import { MAX_HOPS } from '../ledger/events.js';
+import { MAX_ENGINE_CHARS, MAX_MODEL_HASH_CHARS, type FraudStatement, type TranscriptClaim } from '../ledger/fraud.js';
+import { decodeEvent, EventKind, MAX_EVENT_BYTES, MAX_HOPS } from '../ledger/events.js';
 import { bytesEqual } from '../util/bytes.js';
 import { isNeuroShardError, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { linkSignals } from '../util/abort.js';
@@ -22,7 +22,8 @@ import type { HopCompute, HopSampling } from './inference.js';
 import type { MessageCodec, UnaryMethod } from './rpc/method.js';
 import type { CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, toFloat32 } from './tensor-wire.js';
-import { TRANSCRIPT_MAX_WAITING, TRANSCRIPT_MAX_WAITING_PER_PEER, TRANSCRIPT_PAID_WAIT_MS, type TranscriptAccess } from './transcript-access.js';
+import { MAX_VALIDATION_RATE, isSampled } from './sampling.js';
+import { carriedCompletion, TRANSCRIPT_MAX_WAITING, TRANSCRIPT_MAX_WAITING_PER_PEER, TRANSCRIPT_PAID_WAIT_MS, vouchable, vouches, type PaidCompletion, type TranscriptAccess } from './transcript-access.js';
 
 const MiB = 1024 * 1024;
 
@@ -265,11 +266,52 @@ export function encodeTranscriptRequestV2(requestId: Uint8Array, index: number, 
   return new Writer().u8(2).fixed(requestId, 32).u8(index).fixed(commits.inCommit, 32).fixed(commits.outCommit, 32).finish();
 }
 
-/** Either version's request (its first byte), strictly: RPC_MALFORMED otherwise. */
-export function decodeTranscriptRequest(b: Uint8Array): { requestId: Uint8Array; index: number; commits?: TranscriptCommits } {
+/**
+ * hop-transcript/3.0.0 request (session 29): u8 3 ‖ bytes completion event (u32 length, ≤ MAX_EVENT_BYTES) ‖ u8 hop
+ * index ‖ u8 0 | u8 1 ‖ fraud statement (33-byte validator key ‖ 32-byte recomputed ‖ 64-byte signature). The
+ * completion is the validator's applied one (the hop ingests it when its own ledger lacks it); the statement, a
+ * co-checker's, is the sampled validator's that asked it (the hop serves a co-checker on its word).
+ */
+export function encodeTranscriptRequestV3(completion: Uint8Array, index: number, statement?: FraudStatement): Uint8Array {
+  const w = new Writer().u8(3).bytes(completion, MAX_EVENT_BYTES).u8(index);
+  if (statement === undefined) return w.u8(0).finish();
+  return w.u8(1).fixed(statement.validator, 33).fixed(statement.recomputed, 32).fixed(statement.signature, 64).finish();
+}
+
+/** A decoded request of any version; `carried` and `statement` only in 3.0.0's (its requestId and commits are the completion's). */
+export interface TranscriptRequest {
+  requestId: Uint8Array;
+  index: number;
+  commits?: TranscriptCommits;
+  /** The completion event's bytes as carried (signatures not checked here). */
+  carried?: Uint8Array;
+  statement?: FraudStatement;
+}
+
+/** Any version's request (its first byte), strictly: RPC_MALFORMED otherwise. */
+export function decodeTranscriptRequest(b: Uint8Array): TranscriptRequest {
   try {
     const r = new Reader(b);
     const version = r.u8();
+    if (version === 3) {
+      const carried = r.bytes(MAX_EVENT_BYTES);
+      const index = r.u8();
+      const flag = r.u8();
+      if (flag > 1) throw new DecodeError('statement flag');
+      const statement = flag === 1 ? { validator: r.fixed(33), recomputed: r.fixed(32), signature: r.fixed(64) } : undefined;
+      r.end();
+      if (index >= MAX_HOPS) throw new DecodeError('hop index');
+      let e;
+      try {
+        e = decodeEvent(carried);
+      } catch (err) {
+        throw new DecodeError(`completion: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (e.body.kind !== EventKind.MarketComplete) throw new DecodeError('completion: not a market completion');
+      const hop = e.body.hops[index];
+      if (hop === undefined) throw new DecodeError('completion: no such hop');
+      return { requestId: e.body.requestId, index, commits: { inCommit: hop.inCommit, outCommit: hop.outCommit }, carried, ...(statement === undefined ? {} : { statement }) };
+    }
     if (version !== 1 && version !== 2) throw new DecodeError('version');
     const requestId = r.fixed(32);
     const index = r.u8();
@@ -447,7 +489,8 @@ export const hopTranscript: UnaryMethod<Uint8Array, Uint8Array> = {
   maxConcurrentPerPeer: 2,
   requestReadMs: 5_000,
   validateRequest: (b) => {
-    if (decodeTranscriptRequest(b).commits !== undefined) throw malformed('request: version 2 is hop-transcript/2.0.0\'s');
+    if (b[0] !== 1) throw malformed(`request: version ${b[0] ?? 'none'} is not hop-transcript/1.0.0's`);
+    decodeTranscriptRequest(b);
   },
 };
 
@@ -463,7 +506,26 @@ export const hopTranscriptV2: UnaryMethod<Uint8Array, Uint8Array> = {
   version: '2.0.0',
   maxRequestBytes: 128,
   validateRequest: (b) => {
-    if (decodeTranscriptRequest(b).commits === undefined) throw malformed('request: hop-transcript/2.0.0 names the commitments (version 2)');
+    if (b[0] !== 2) throw malformed('request: hop-transcript/2.0.0 names the commitments (version 2)');
+    decodeTranscriptRequest(b);
+  },
+};
+
+/**
+ * The same fetch carrying the validator's applied completion event, and for a co-checker the sampled validator's
+ * fraud statement (session 29; docs/PROTOCOL.md "Who gets a transcript"). The hop serves only a reader sampled for the
+ * (completion, hop) under MAX_VALIDATION_RATE, or one a sampled validator's statement vouches for; and when its own
+ * ledger has not applied the completion (it was dropped at gossip, and the tail sync comes after the transcript's 10
+ * minutes) it ingests the carried one first. A new version, as 2.0.0 was: an older hop answers "protocol not
+ * supported" and `fetchTranscript` asks 2.0.0.
+ */
+export const hopTranscriptV3: UnaryMethod<Uint8Array, Uint8Array> = {
+  ...hopTranscript,
+  version: '3.0.0',
+  maxRequestBytes: MAX_EVENT_BYTES + 4 + 3 + 129,
+  validateRequest: (b) => {
+    if (b[0] !== 3) throw malformed('request: hop-transcript/3.0.0 carries the completion (version 3)');
+    decodeTranscriptRequest(b);
   },
 };
 
@@ -486,19 +548,42 @@ export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore, acc
     let commits = q.commits;
     if (access !== undefined) {
       if (!access.entitled(ctx.peer)) throw new TranscriptForbiddenError('NOT_BONDED', 'the caller holds no reward bond: its fraud statement would count toward no quorum');
+      const maxRate = access.maxRate ?? MAX_VALIDATION_RATE;
+      const drawn = (receiptSignature: Uint8Array): boolean => readerSampled(ctx.peer, receiptSignature, q.index, maxRate);
+      let carriedId: Uint8Array | undefined;
+      if (q.carried !== undefined) {
+        // signatures and our key first, then the sampling rule on the carried receipt, and only then the ingest: a
+        // forged completion, or a caller the draw does not name, changes nothing in our ledger
+        const c = carriedCompletion(q.carried, q.index, access);
+        carriedId = c.id;
+        if (!drawn(c.body.receiptSignature) && !vouchable(q.statement, c.body.receiptSignature, q.index, maxRate, access)) {
+          throw notSampled(maxRate);
+        }
+        if (access.ingest !== undefined && access.paid(q.requestId, q.index) === undefined) access.ingest(q.carried, ctx.peer);
+      }
       const paid = await paidWithin(access, q.requestId, q.index, ctx.signal, waits, ctx.peer);
       if (paid === undefined) throw new TranscriptForbiddenError('COMPLETION_NOT_APPLIED', 'no completion for this request and hop is applied by this node\'s ledger (yet: ask again later)');
-      if (commits !== undefined && !(bytesEqual(commits.inCommit, paid.inCommit) && bytesEqual(commits.outCommit, paid.outCommit))) {
+      if ((commits !== undefined && !(bytesEqual(commits.inCommit, paid.inCommit) && bytesEqual(commits.outCommit, paid.outCommit))) || (carriedId !== undefined && !bytesEqual(carriedId, paid.id))) {
         throw new TranscriptForbiddenError('NOT_THE_COMPLETION', 'these commitments are not the ones in the completion this node\'s ledger applied');
       }
       commits = paid;
-    } else if (commits === undefined && store.count(q.requestId, q.index) > 1) throw new TranscriptAmbiguousError();
+      // the draw on the applied completion's receipt (older validators' 1.0.0 and 2.0.0 requests carry none); a
+      // statement is checked once the transcript's claim gives the model hash it signs
+      const sampled = drawn(paid.receiptSignature);
+      if (!sampled && q.statement === undefined) throw notSampled(maxRate);
+      const t = store.get(q.requestId, q.index, commits);
+      if (t === undefined) throw new TranscriptGoneError();
+      if (!sampled && !vouches(q.statement, paid, q.index, t.claim.modelHash, maxRate, access)) throw notSampled(maxRate);
+      return encodeTranscript(t);
+    }
+    if (commits === undefined && store.count(q.requestId, q.index) > 1) throw new TranscriptAmbiguousError();
     const t = store.get(q.requestId, q.index, commits);
     if (t === undefined) throw new TranscriptGoneError();
     return encodeTranscript(t);
   };
   await rpc.handle(hopTranscript, serve);
   await rpc.handle(hopTranscriptV2, serve);
+  await rpc.handle(hopTranscriptV3, serve);
 }
 
 /**
@@ -509,7 +594,7 @@ export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore, acc
  * expire, held a slot 5 s a call just the same, and four bonded keys at 2 calls each held all 8: an honest validator
  * asking about an applied completion got RPC_BUSY); without one it is answered at once, as if the request were not open.
  */
-async function paidWithin(access: TranscriptAccess, requestId: Uint8Array, index: number, signal: AbortSignal, waits: WaitSlots, peer: string): Promise<TranscriptCommits | undefined> {
+async function paidWithin(access: TranscriptAccess, requestId: Uint8Array, index: number, signal: AbortSignal, waits: WaitSlots, peer: string): Promise<PaidCompletion | undefined> {
   const until = Date.now() + (access.waitMs ?? TRANSCRIPT_PAID_WAIT_MS);
   let waiting = false;
   try {
@@ -554,6 +639,7 @@ class WaitSlots {
 export async function unserveTranscripts(rpc: RpcNode): Promise<void> {
   await rpc.unhandle(hopTranscript).catch(() => undefined);
   await rpc.unhandle(hopTranscriptV2).catch(() => undefined);
+  await rpc.unhandle(hopTranscriptV3).catch(() => undefined);
 }
 
 /**
@@ -561,9 +647,24 @@ export async function unserveTranscripts(rpc: RpcNode): Promise<void> {
  * Fault `caller`: answered, never penalised (an honest validator our ledger lags behind asks again).
  */
 export class TranscriptForbiddenError extends NeuroShardError {
-  constructor(reason: 'NOT_BONDED' | 'COMPLETION_NOT_APPLIED' | 'NOT_THE_COMPLETION', message: string) {
+  constructor(reason: 'NOT_BONDED' | 'NOT_SAMPLED' | 'COMPLETION_NOT_APPLIED' | 'NOT_THE_COMPLETION', message: string) {
     super('TRANSCRIPT_FORBIDDEN', `hop-transcript: ${reason}: ${message}`, { fault: 'caller', meta: { reason } });
   }
+}
+
+/** Whether the draw names `peer`'s key for the hop (a peer id without a key: only at rate 1, where the draw names everyone). */
+function readerSampled(peer: string, receiptSignature: Uint8Array, index: number, maxRate: number): boolean {
+  let key: Uint8Array;
+  try {
+    key = publicKeyFromPeerId(peer);
+  } catch {
+    return maxRate >= 1;
+  }
+  return isSampled(receiptSignature, index, key, maxRate);
+}
+
+function notSampled(maxRate: number): TranscriptForbiddenError {
+  return new TranscriptForbiddenError('NOT_SAMPLED', `the caller is not sampled for this hop at the network's ceiling rate (${maxRate}), and no sampled validator's statement vouches for it`);
 }
 
 /** A 1.0.0 request (no commitments) when several sessions are sealed for its request and hop, and no ledger picks one. */
@@ -579,19 +680,36 @@ export class TranscriptGoneError extends NeuroShardError {
   }
 }
 
+/** What a validator's fetch carries over hop-transcript/3.0.0: its applied completion, and a co-checker's voucher. */
+export interface TranscriptCarry {
+  completion: Uint8Array;
+  /** The sampled validator's fraud statement that asked this co-check (hop-validator.ts `prosecute`). */
+  statement?: FraudStatement;
+}
+
 /**
  * Fetches and decodes hop `index`'s transcript for `requestId` from `peer`; the peer's key must be the hop's. With
- * `commits` (the hop's commitments in the completion) over hop-transcript/2.0.0, falling back to 1.0.0 when the peer
- * does not speak it (an older node: it answers the newest transcript it sealed for the request and index).
+ * `carry` over hop-transcript/3.0.0 (session 29: the hop ingests the completion if its ledger lacks it, and serves a
+ * co-checker on the statement's word), falling back to 2.0.0 when the peer does not speak it; with `commits` (the
+ * hop's commitments in the completion) over 2.0.0, falling back to 1.0.0 (an older node: it answers the newest
+ * transcript it sealed for the request and index).
  */
-export async function fetchTranscript(rpc: RpcNode, peer: string, requestId: Uint8Array, index: number, signal?: AbortSignal, commits?: TranscriptCommits): Promise<HopTranscript> {
+export async function fetchTranscript(rpc: RpcNode, peer: string, requestId: Uint8Array, index: number, signal?: AbortSignal, commits?: TranscriptCommits, carry?: TranscriptCarry): Promise<HopTranscript> {
   publicKeyFromPeerId(peer); // a peer id without a key cannot be a hop
   const opts = signal === undefined ? {} : { signal };
+  const unsupported = (e: unknown): boolean => isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol';
+  if (carry !== undefined) {
+    try {
+      return decodeTranscript(await rpc.call(peer, hopTranscriptV3, encodeTranscriptRequestV3(carry.completion, index, carry.statement), opts));
+    } catch (e) {
+      if (!unsupported(e)) throw e;
+    }
+  }
   if (commits !== undefined) {
     try {
       return decodeTranscript(await rpc.call(peer, hopTranscriptV2, encodeTranscriptRequestV2(requestId, index, commits), opts));
     } catch (e) {
-      if (!(isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol')) throw e;
+      if (!unsupported(e)) throw e;
     }
   }
   return decodeTranscript(await rpc.call(peer, hopTranscript, encodeTranscriptRequest(requestId, index), opts));

@@ -22,30 +22,20 @@
  * `verifyStep` with CROSS_ENGINE_TOLERANCE (ledger/commitment.ts) are the rule; that path is not wired yet (the hop
  * is skipped: docs/LIMITS.md).
  */
-import { createHash } from 'node:crypto';
 import { peerIdFromPublicKey, verifyDomain, type NodeKey } from '../identity/index.js';
 import { DecodeError, Reader, Writer } from '../ledger/codec.js';
 import { decodeEvent, EVENT_DOMAIN, EventKind, HOP_COMMITMENT_DOMAIN, hopCommitmentPayload, MAX_EVENT_BYTES, type LedgerEvent, type MarketCompleteBody } from '../ledger/events.js';
 import { encodeFraudRecord, FRAUD_STATEMENT_DOMAIN, HOP_FRAUD_QUORUM, signFraudStatement, statementPayload, TRANSCRIPT_DOMAIN, transcriptPayload, type FraudStatement } from '../ledger/fraud.js';
 import { bytesEqual } from '../util/bytes.js';
-import { errorMessage, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
+import { errorMessage, isNeuroShardError, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { fetchTranscript, inputCommitment, reexecute, type HopTranscript } from './hop-transcript.js';
 import type { HopCompute, Span } from './inference.js';
 import type { MessageCodec, UnaryMethod } from './rpc/method.js';
-import type { RpcNode } from './rpc/service.js';
+import type { CallContext, RpcNode } from './rpc/service.js';
+import { isSampled } from './sampling.js';
 
-export const VALIDATE_DOMAIN = 'neuroshard/validate/v1';
-/** Default share of other hops' sessions a validator re-executes (1 in 20). */
-export const VALIDATION_RATE_DEFAULT = 0.05;
-
-/** Whether `validator` samples hop `index` of the completion whose receipt carries `receiptSignature`. */
-export function isSampled(receiptSignature: Uint8Array, index: number, validator: Uint8Array, rate: number): boolean {
-  if (!(rate > 0)) return false;
-  if (rate >= 1) return true;
-  const d = createHash('sha256').update(VALIDATE_DOMAIN).update(receiptSignature).update(new Uint8Array([index])).update(validator).digest();
-  return d.readUInt32BE(0) / 2 ** 32 < rate;
-}
+export { isSampled, MAX_VALIDATION_RATE, VALIDATE_DOMAIN, VALIDATION_RATE_DEFAULT } from './sampling.js';
 
 export type Verdict =
   | { status: 'match'; index: number }
@@ -239,7 +229,7 @@ export class HopValidator {
   }
 
   /** `check`, once per (completion, hop) while its verdict is kept (see `verdicts`). */
-  private checkOnce(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal): Promise<Verdict> {
+  private checkOnce(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal, vouch?: FraudStatement): Promise<Verdict> {
     const key = `${Buffer.from(c.id).toString('hex')}:${index}`;
     const now = Date.now();
     for (const [k, e] of this.verdicts) {
@@ -252,7 +242,7 @@ export class HopValidator {
       // the check that the validator's own sample of the hop had joined, and both got a skip (review2, session 27:
       // the checked hop could co-check its completion as soon as it was applied, and reset it)
       const ac = new AbortController();
-      const v = this.check(c, index, ac.signal);
+      const v = this.check(c, index, ac.signal, vouch);
       const entry: SharedCheck = { at: now, v, ac, waiting: 0, settled: false };
       e = entry;
       this.verdicts.set(key, entry);
@@ -277,8 +267,8 @@ export class HopValidator {
   }
 
   /** Re-executes hop `index` of a completion; never throws (a failure is a skip with its reason). */
-  async check(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal): Promise<Verdict> {
-    const v = await this.checkInner(c, index, signal).catch((e: unknown): Verdict => ({ status: 'skip', index, reason: e instanceof NeuroShardError ? e.code : errorMessage(e) }));
+  async check(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal, vouch?: FraudStatement): Promise<Verdict> {
+    const v = await this.checkInner(c, index, signal, vouch).catch((e: unknown): Verdict => ({ status: 'skip', index, reason: e instanceof NeuroShardError ? e.code : errorMessage(e) }));
     if (v.status === 'match') this.stats.matched++;
     else if (v.status === 'fraud') this.stats.frauds++;
     else this.stats.skipped++;
@@ -288,7 +278,7 @@ export class HopValidator {
     return v;
   }
 
-  private async checkInner(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal): Promise<Verdict> {
+  private async checkInner(c: LedgerEvent<MarketCompleteBody>, index: number, signal: AbortSignal, vouch?: FraudStatement): Promise<Verdict> {
     const skip = (reason: string): Verdict => ({ status: 'skip', index, reason });
     const b = c.body;
     const hop = b.hops[index];
@@ -297,8 +287,11 @@ export class HopValidator {
     if (mine === undefined) return skip('NOT_SERVING');
     if (this.d.bonded?.() === false) return skip('NOT_BONDED');
     // the transcript of the commitments the completion carries: the hop may have sealed others for the same public
-    // request id and index (strangers' sessions), kept beside it (hop-transcript.ts TranscriptStore)
-    const t = await fetchTranscript(this.d.rpc, peerIdFromPublicKey(hop.key), b.requestId, index, signal, { inCommit: hop.inCommit, outCommit: hop.outCommit });
+    // request id and index (strangers' sessions), kept beside it (hop-transcript.ts TranscriptStore). The request
+    // carries the completion (a hop whose ledger missed it ingests it) and, for a co-check, the sampled validator's
+    // statement that opens the transcript to us (session 29: hops serve only sampled keys, and those they vouch for)
+    const carry = { completion: c.bytes, ...(vouch === undefined ? {} : { statement: vouch }) };
+    const t = await fetchTranscript(this.d.rpc, peerIdFromPublicKey(hop.key), b.requestId, index, signal, { inCommit: hop.inCommit, outCommit: hop.outCommit }, carry);
     // the transcript must be the one the hop signed for this completion, and its inputs the committed ones
     if (t.index !== index || t.count !== b.hops.length || !bytesEqual(t.requestId, b.requestId) || !bytesEqual(t.inCommit, hop.inCommit) || !bytesEqual(t.outCommit, hop.outCommit)) return skip('TRANSCRIPT_NOT_THIS_HOP');
     if (!verifyDomain(hop.key, TRANSCRIPT_DOMAIN, transcriptPayload(this.d.networkId, b.requestId, index, b.hops.length, hop.inCommit, hop.outCommit, t.claim), t.claimSignature)) return skip('TRANSCRIPT_BAD_SIGNATURE');
@@ -326,7 +319,7 @@ export class HopValidator {
       if (statements.length >= HOP_FRAUD_QUORUM) break;
       if (peer === hopPeer || peer === peerIdFromPublicKey(this.d.key.publicKey)) continue;
       try {
-        const s = decodeStatement(await this.d.rpc.call(peer, hopFraudCheck, encodeCoCheck(c.bytes, v.index), { signal }));
+        const s = decodeStatement(await this.coCheck(peer, c.bytes, v.index, v.statement, signal));
         if (statements.some((x) => bytesEqual(x.validator, s.validator))) continue;
         if (this.d.counts?.(s.validator) === false) {
           this.log.info('a co-statement from a key without the bond: not counted', { peer });
@@ -353,24 +346,40 @@ export class HopValidator {
     }
   }
 
+  /**
+   * Asks `peer` to co-check hop `index` over hop-fraud-check/2.0.0, which carries our statement (the hop serves the
+   * co-checker its transcript on it: the draw did not name the co-checker), or 1.0.0 when the peer is older.
+   */
+  private async coCheck(peer: string, completion: Uint8Array, index: number, statement: FraudStatement, signal: AbortSignal): Promise<Uint8Array> {
+    try {
+      return await this.d.rpc.call(peer, hopFraudCheckV2, encodeCoCheck(completion, index, statement), { signal });
+    } catch (e) {
+      if (!(isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol')) throw e;
+    }
+    return this.d.rpc.call(peer, hopFraudCheck, encodeCoCheck(completion, index), { signal });
+  }
+
   /** Stops serving co-checks. */
   async unserve(rpc: RpcNode): Promise<void> {
     await rpc.unhandle(hopFraudCheck).catch(() => undefined);
+    await rpc.unhandle(hopFraudCheckV2).catch(() => undefined);
   }
 
   /** Serves co-checks: another validator found a fraud; re-execute the hop ourselves and sign only if we agree. */
   async serve(rpc: RpcNode): Promise<void> {
-    await rpc.handle(hopFraudCheck, async (req: Uint8Array, ctx) => {
+    const handler = async (req: Uint8Array, ctx: CallContext): Promise<Uint8Array> => {
       const q = decodeCoCheck(req);
       const c = verifiedCompletion(q.completion, this.d.networkId, q.index);
       this.stats.coChecks++;
       // before the wait for the completion: an unbonded co-checker answers at once (its statement would count for nothing)
       if (this.d.bonded?.() === false) throw new NeuroShardError('CANNOT_VALIDATE', 'this validator cannot judge the hop (NOT_BONDED: its key holds no reward bond)', { fault: 'local' });
       if (!(await this.applied(c.id, ctx.signal))) throw new NeuroShardError('CANNOT_VALIDATE', 'this validator cannot judge the hop (COMPLETION_NOT_APPLIED: its ledger has not applied the completion)', { fault: 'local' });
-      const v = await this.checkOnce(c, q.index, ctx.signal);
+      const v = await this.checkOnce(c, q.index, ctx.signal, q.statement);
       if (v.status === 'fraud') return encodeStatement(v.statement);
       throw new NeuroShardError(v.status === 'match' ? 'OUTPUT_MATCHES' : 'CANNOT_VALIDATE', v.status === 'match' ? 'this validator re-executed the hop and got its output' : `this validator cannot judge the hop (${v.reason})`, { fault: 'local' });
-    });
+    };
+    await rpc.handle(hopFraudCheck, handler);
+    await rpc.handle(hopFraudCheckV2, handler);
   }
 }
 
@@ -407,20 +416,45 @@ export const hopFraudCheck: UnaryMethod<Uint8Array, Uint8Array> = {
   maxConcurrent: 2,
   maxConcurrentPerPeer: 1,
   requestReadMs: 5_000,
-  validateRequest: (b) => void decodeCoCheck(b),
+  validateRequest: (b) => {
+    if (b[0] !== 1) throw new PeerMisbehaviourError('RPC_MALFORMED', 'hop-fraud-check/1.0.0: version');
+    decodeCoCheck(b);
+  },
 };
 
-export function encodeCoCheck(completion: Uint8Array, index: number): Uint8Array {
-  return new Writer().u8(1).bytes(completion, MAX_EVENT_BYTES).u8(index).finish();
+/**
+ * hop-fraud-check/2.0.0 (session 29): u8 2 ‖ bytes completion event (u32 length, ≤ 8 KiB) ‖ u8 hop index ‖ the asking
+ * validator's statement (33 ‖ 32 ‖ 64 bytes). The co-checker hands the statement to the hop with its transcript fetch:
+ * hops serve transcripts only to keys the draw names (sampling.ts MAX_VALIDATION_RATE), and a co-checker is one the
+ * asking validator picked, not the draw. A new version: an older co-checker answers "protocol not supported" and is
+ * asked 1.0.0 (its fetch is then refused unless the draw names it).
+ */
+export const hopFraudCheckV2: UnaryMethod<Uint8Array, Uint8Array> = {
+  ...hopFraudCheck,
+  version: '2.0.0',
+  maxRequestBytes: MAX_EVENT_BYTES + 16 + 129,
+  validateRequest: (b) => {
+    if (b[0] !== 2) throw new PeerMisbehaviourError('RPC_MALFORMED', 'hop-fraud-check/2.0.0: version');
+    decodeCoCheck(b);
+  },
+};
+
+/** Version 1 without `statement`, version 2 with it. */
+export function encodeCoCheck(completion: Uint8Array, index: number, statement?: FraudStatement): Uint8Array {
+  const w = new Writer().u8(statement === undefined ? 1 : 2).bytes(completion, MAX_EVENT_BYTES).u8(index);
+  if (statement !== undefined) w.fixed(statement.validator, 33).fixed(statement.recomputed, 32).fixed(statement.signature, 64);
+  return w.finish();
 }
 
-export function decodeCoCheck(b: Uint8Array): { completion: Uint8Array; index: number } {
+export function decodeCoCheck(b: Uint8Array): { completion: Uint8Array; index: number; statement?: FraudStatement } {
   try {
     const r = new Reader(b);
-    if (r.u8() !== 1) throw new DecodeError('version');
+    const version = r.u8();
+    if (version !== 1 && version !== 2) throw new DecodeError('version');
     const out = { completion: r.bytes(MAX_EVENT_BYTES), index: r.u8() };
+    const statement = version === 2 ? { validator: r.fixed(33), recomputed: r.fixed(32), signature: r.fixed(64) } : undefined;
     r.end();
-    return out;
+    return statement === undefined ? out : { ...out, statement };
   } catch (e) {
     if (e instanceof DecodeError || e instanceof RangeError) throw new PeerMisbehaviourError('RPC_MALFORMED', `hop-fraud-check: ${e.message}`);
     throw e;

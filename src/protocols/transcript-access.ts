@@ -13,25 +13,63 @@
  *   deletes its request's escrow row, ledger/apply.ts, so a second is REQUEST_NOT_PENDING);
  * - **the reader.** A fraud statement counts only from a key holding the reward bond locked (`HOP_FRAUD_QUORUM`,
  *   ledger/fraud.ts `countsForFraudQuorum`); a key without it slashes nobody, co-checking included, so it gets nothing.
- *   Any bonded key may read: a hop cannot know which validators sampled the completion (each samples with its own key
- *   at its own rate), so the bond is the price of reading, not a proof of need (docs/LIMITS.md).
+ *   And a bonded key only where the draw names it (session 29): each validator samples at its own rate, which the hop
+ *   cannot know, but no higher than the network's MAX_VALIDATION_RATE (sampling.ts), and the draw at a lower rate is a
+ *   subset of the draw at that one; so the hop serves a key drawn at the ceiling for the applied completion's receipt,
+ *   and every honest sample is served. A co-checker (a holder the drawn validator asked) is served on that
+ *   validator's fraud statement (`vouches`). Until session 29 any bonded key read every applied completion's inputs.
+ * - **the completion, carried.** A hop-transcript/3.0.0 request carries the validator's applied completion; a hop
+ *   whose ledger missed it at gossip ingests it (`ingest`, after the signature and draw checks, under a quota), since
+ *   the 15-minute tail sync that would bring it comes after the transcript's 10 minutes.
  *
  * The reader check is one state read and runs first: an unbonded stranger is refused before any wait, store lookup or
  * encoding. Refusals are typed and unpenalised (`TRANSCRIPT_FORBIDDEN`): an honest validator whose stake or completion
  * our ledger has not seen yet asks again later.
  */
-import { accountIdFromPublicKey, publicKeyFromPeerId } from '../identity/index.js';
-import { decodeEvent, EventKind } from '../ledger/events.js';
-import { countsForFraudQuorum } from '../ledger/fraud.js';
+import { accountIdFromPublicKey, peerIdFromPublicKey, publicKeyFromPeerId, verifyDomain } from '../identity/index.js';
+import { decodeEvent, EVENT_DOMAIN, EventKind, HOP_COMMITMENT_DOMAIN, hopCommitmentPayload, type LedgerEvent, type MarketCompleteBody } from '../ledger/events.js';
+import { countsForFraudQuorum, FRAUD_STATEMENT_DOMAIN, statementPayload, type FraudStatement } from '../ledger/fraud.js';
 import { bytesEqual } from '../util/bytes.js';
+import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
+import { isSampled } from './sampling.js';
 import type { TranscriptCommits } from './hop-transcript.js';
+
+/** Hop `index`'s commitments in an applied completion, with what the sampling rule reads of it. */
+export interface PaidCompletion extends TranscriptCommits {
+  /** The completion event's id (a fraud statement signs it). */
+  id: Uint8Array;
+  /** The requester's receipt signature: the seed of every validator's draw (sampling.ts). */
+  receiptSignature: Uint8Array;
+}
+
+/** What a carried completion's ingest came to (the ledger's IngestResult status and reason). */
+export interface CarriedIngest {
+  status: string;
+  reason?: string;
+}
 
 /** The serving side's rule (hop-transcript.ts `serveTranscripts`). */
 export interface TranscriptAccess {
   /** Whether `peer` may read transcripts at all (cheap: no I/O beyond one state read). */
   entitled(peer: string): boolean;
   /** Hop `index`'s commitments in the completion this node's ledger applied for `requestId`; undefined when none. */
-  paid(requestId: Uint8Array, index: number): TranscriptCommits | undefined;
+  paid(requestId: Uint8Array, index: number): PaidCompletion | undefined;
+  /**
+   * The ceiling a reader must be sampled under for the (completion, hop) it asks about (default MAX_VALIDATION_RATE,
+   * sampling.ts; session 29). Tests of several validators that must all sample one hop set 1.
+   */
+  maxRate?: number;
+  /** This network's id: a completion or fraud statement carried by a hop-transcript/3.0.0 request is checked for it. */
+  networkId?: string;
+  /** This hop's key: a carried completion must name it at the asked index. */
+  key?: Uint8Array;
+  /**
+   * Stores and applies a completion a 3.0.0 request carries (signature-checked and naming this hop at the index) when
+   * our ledger has not applied one for the request (session 29: a completion dropped at gossip reached the hop's ledger
+   * only by the 15-minute tail sync, after the transcript's 10 minutes). The ledger's ordinary ingest (every state
+   * rule, by-id admission); undefined when the caller's quota is spent. Without it, carried completions are not ingested.
+   */
+  ingest?(completion: Uint8Array, peer: string): CarriedIngest | undefined;
   /**
    * Whether `requestId` is a market request still open in this node's ledger (escrowed, not completed): only then may
    * its completion still come, and a request waits for it. Without it every request of an entitled peer waits.
@@ -68,6 +106,95 @@ export function bondedReaders(lockedOf: (accountId: Uint8Array) => bigint): (pee
   };
 }
 
+/**
+ * The completion a hop-transcript/3.0.0 request carries, checked as a co-check's is (hop-validator.ts
+ * `verifiedCompletion`): a market completion of this network, signed by its driver, whose hop `index` is this hop
+ * (`access.key`) and signed its commitment. Two signature checks, run only for a bonded caller. An honest validator
+ * carries what its own ledger applied, whose signatures that ledger checked, so a failure is the caller's
+ * (`TRANSCRIPT_FORGED_COMPLETION`, penalised) and nothing of it reaches our ledger.
+ */
+export function carriedCompletion(bytes: Uint8Array, index: number, access: Pick<TranscriptAccess, 'networkId' | 'key'>): LedgerEvent<MarketCompleteBody> {
+  const forged = (why: string): PeerMisbehaviourError => new PeerMisbehaviourError('TRANSCRIPT_FORGED_COMPLETION', `hop-transcript: the carried completion ${why}`);
+  let c: LedgerEvent;
+  try {
+    c = decodeEvent(bytes);
+  } catch (e) {
+    throw forged(`does not decode (${errorMessage(e)})`);
+  }
+  if (c.body.kind !== EventKind.MarketComplete) throw forged('is not a market completion');
+  if (access.networkId !== undefined && c.networkId !== access.networkId) throw forged('is of another network');
+  if (!verifyDomain(c.signer, EVENT_DOMAIN, c.payload, c.signature)) throw forged('is not signed by its signer');
+  const h = c.body.hops[index];
+  if (h === undefined || (access.key !== undefined && !bytesEqual(h.key, access.key))) throw forged('does not name this hop at that index');
+  if (!verifyDomain(h.key, HOP_COMMITMENT_DOMAIN, hopCommitmentPayload(c.networkId, c.body.requestId, index, c.body.hops.length, h.inCommit, h.outCommit), h.signature)) {
+    throw forged('carries a commitment this hop did not sign');
+  }
+  return c as LedgerEvent<MarketCompleteBody>;
+}
+
+/**
+ * Whether a co-checker's `statement` may vouch for it, before the transcript is looked up: its validator is bonded and
+ * sampled for (receipt, index) under `maxRate`. Cheap (one draw, one state read); `vouches` then checks its signature.
+ */
+export function vouchable(statement: FraudStatement | undefined, receiptSignature: Uint8Array, index: number, maxRate: number, access: Pick<TranscriptAccess, 'entitled'>): boolean {
+  if (statement === undefined || !isSampled(receiptSignature, index, statement.validator, maxRate)) return false;
+  let peer: string;
+  try {
+    peer = peerIdFromPublicKey(statement.validator);
+  } catch {
+    return false;
+  }
+  return access.entitled(peer);
+}
+
+/**
+ * Whether a sampled validator's fraud statement opens the transcript to a co-checker (session 29): a co-check asks
+ * holders of the span that the draw did not name to re-execute a hop a sampled validator found wrong; the hop serves
+ * them on that validator's signed statement about this completion, this hop and its output: `vouchable`, and the
+ * statement verifies for (completion id, index, the claim's model hash, the hop's outCommit), and it disagrees with the
+ * hop. So what a bonded key may read is still bounded by the draw: its own samples, and the hops some sampled key
+ * signed a fraud statement about (which that key could have handed it anyway).
+ */
+export function vouches(statement: FraudStatement | undefined, paid: PaidCompletion, index: number, modelHash: string, maxRate: number, access: Pick<TranscriptAccess, 'entitled' | 'networkId'>): boolean {
+  if (statement === undefined || access.networkId === undefined || !vouchable(statement, paid.receiptSignature, index, maxRate, access)) return false;
+  if (bytesEqual(statement.recomputed, paid.outCommit)) return false;
+  return verifyDomain(statement.validator, FRAUD_STATEMENT_DOMAIN, statementPayload(access.networkId, paid.id, index, modelHash, paid.outCommit, statement.recomputed), statement.signature);
+}
+
+/**
+ * Carried completions a hop ingests, per caller and in all, per minute (session 29). Only a bonded caller that is
+ * sampled for the completion (or vouched for) with a completion our own key signed a commitment in gets this far, so
+ * the quota bounds ledger writes of a few bonded keys replaying real completions, not strangers.
+ */
+export const CARRIED_INGESTS_PER_MINUTE = 60;
+export const CARRIED_INGESTS_PER_PEER_PER_MINUTE = 6;
+
+export class CarriedIngestQuota {
+  private windowStart = 0;
+  private total = 0;
+  private readonly byPeer = new Map<string, number>();
+  constructor(
+    private readonly perMinute = CARRIED_INGESTS_PER_MINUTE,
+    private readonly perPeerPerMinute = CARRIED_INGESTS_PER_PEER_PER_MINUTE,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Takes one ingest for `peer`; false when its or the hop's minute is spent. */
+  take(peer: string): boolean {
+    const t = this.now();
+    if (t - this.windowStart >= 60_000) {
+      this.windowStart = t;
+      this.total = 0;
+      this.byPeer.clear();
+    }
+    const mine = this.byPeer.get(peer) ?? 0;
+    if (this.total >= this.perMinute || mine >= this.perPeerPerMinute) return false;
+    this.total++;
+    this.byPeer.set(peer, mine + 1);
+    return true;
+  }
+}
+
 export interface PaidCompletionLimits {
   /** Completions kept in all (oldest first out). */
   maxEntries: number;
@@ -85,6 +212,7 @@ interface Noted {
   index: number;
   inCommit: Uint8Array;
   outCommit: Uint8Array;
+  receiptSignature: Uint8Array;
   at: number;
 }
 
@@ -137,18 +265,18 @@ export class PaidCompletions {
     if (list.some((n) => bytesEqual(n.id, e.id))) return;
     if (list.length >= PER_REQUEST) return; // the first ones stay: the ledger applies at most one of them
     const hop = b.hops[index]!;
-    list.push({ id: e.id, index, inCommit: hop.inCommit, outCommit: hop.outCommit, at: this.now() });
+    list.push({ id: e.id, index, inCommit: hop.inCommit, outCommit: hop.outCommit, receiptSignature: b.receiptSignature, at: this.now() });
     this.byRequest.set(rid, list);
     this.count++;
     while (this.count > this.limits.maxEntries) this.dropFirst();
   }
 
   /** Hop `index`'s commitments in the applied completion for `requestId` that names us at that index. */
-  paid(requestId: Uint8Array, index: number): TranscriptCommits | undefined {
+  paid(requestId: Uint8Array, index: number): PaidCompletion | undefined {
     this.expire();
     const list = this.byRequest.get(Buffer.from(requestId).toString('hex'));
     if (list === undefined) return undefined;
-    for (const n of list) if (n.index === index && this.isApplied(n.id)) return { inCommit: n.inCommit, outCommit: n.outCommit };
+    for (const n of list) if (n.index === index && this.isApplied(n.id)) return { id: n.id, inCommit: n.inCommit, outCommit: n.outCommit, receiptSignature: n.receiptSignature };
     return undefined;
   }
 

@@ -14,7 +14,7 @@ import { describe, it } from 'node:test';
 import { buildServedCompletion } from '../../src/ledger/build.js';
 import { RunningCommitment } from '../../src/ledger/commitment.js';
 import { decodeFraudRecord, signFraudStatement, signTranscriptClaim } from '../../src/ledger/fraud.js';
-import { encodeTranscript, type HopTranscript } from '../../src/protocols/hop-transcript.js';
+import { decodeTranscriptRequest, encodeTranscript, type HopTranscript } from '../../src/protocols/hop-transcript.js';
 import { encodeCoCheck, encodeStatement, HopValidator } from '../../src/protocols/hop-validator.js';
 import type { HopCompute } from '../../src/protocols/inference.js';
 import type { CallContext, RpcNode } from '../../src/protocols/rpc/service.js';
@@ -114,7 +114,7 @@ describe('attack: co-checks that make a validator re-execute', () => {
       },
       call: async (_peer: string, _m: unknown, req: Uint8Array) => {
         fetches++;
-        return encodeTranscript(transcriptFor(req.subarray(1, 33)));
+        return encodeTranscript(transcriptFor(decodeTranscriptRequest(req).requestId));
       },
     } as unknown as RpcNode;
     const compute = validatorCompute();

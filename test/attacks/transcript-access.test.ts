@@ -18,7 +18,8 @@ import { accountIdFromPublicKey, keyFromPrivate, type NodeKey } from '../../src/
 import { NEURO } from '../../src/ledger/amount.js';
 import { buildMarketRequest, buildServedCompletion, buildStake } from '../../src/ledger/build.js';
 import { MIN_REWARD_BOND } from '../../src/ledger/economics.js';
-import { countsForFraudQuorum } from '../../src/ledger/fraud.js';
+import { countsForFraudQuorum, decodeFraudRecord, signFraudStatement } from '../../src/ledger/fraud.js';
+import { decodeEvent } from '../../src/ledger/events.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import { MemoryLedgerHub } from '../../src/ledger/memory-network.js';
 import { LedgerService } from '../../src/ledger/service.js';
@@ -27,9 +28,9 @@ import type { NodeNetwork } from '../../src/node/network.js';
 import { workerHopCompute } from '../../src/node/serving.js';
 import { nodeTranscripts, workerClaim } from '../../src/node/validator.js';
 import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
-import { decodeTranscript, encodeTranscriptRequest, fetchTranscript, hopTranscript, serveTranscripts, TranscriptStore, type HopTranscript } from '../../src/protocols/hop-transcript.js';
+import { decodeTranscript, encodeTranscriptRequest, encodeTranscriptRequestV3, fetchTranscript, hopTranscript, hopTranscriptV3, serveTranscripts, TranscriptStore, type HopTranscript } from '../../src/protocols/hop-transcript.js';
 import { HopValidator } from '../../src/protocols/hop-validator.js';
-import { HOP_LIMIT_DEFAULTS, InferenceHopServer } from '../../src/protocols/inference.js';
+import { HOP_LIMIT_DEFAULTS, InferenceHopServer, type HopCompute } from '../../src/protocols/inference.js';
 import type { InferenceResponse } from '../../src/protocols/pb/node.js';
 import { fp32Tensor, tensorToPb } from '../../src/protocols/tensor-wire.js';
 import { waitFor } from '../../src/util/abort.js';
@@ -38,6 +39,7 @@ import { startServingNet } from '../utils/network.js';
 import { env, NET, proofRun, T0, tempLedger } from './helpers.js';
 import { inProcessWorker, request, stream } from './hop-rig.js';
 import { tally } from './tally.js';
+import { isSampled, MAX_VALIDATION_RATE } from '../../src/protocols/sampling.js';
 
 const config = makeConfig({ hidden_size: 64, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 96, vocab_size: 64, max_position_embeddings: 32 });
 const C = config.hidden_size;
@@ -77,6 +79,8 @@ async function refusal(p: Promise<unknown>): Promise<{ code: string; message: st
 }
 
 const acctOf = (k: NodeKey): Uint8Array => accountIdFromPublicKey(k.publicKey);
+/** Whether the draw names `k` for hop 1 at the network's ceiling (sampling.ts). */
+const drawn = (receipt: Uint8Array, k: NodeKey): boolean => isSampled(receipt, 1, k.publicKey, MAX_VALIDATION_RATE);
 const same = (t: HopTranscript, c: Commits): boolean => Buffer.from(t.inCommit).equals(c.inCommit) && Buffer.from(t.outCommit).equals(c.outCommit);
 
 describe('attack: reading hop transcripts (a remote user\'s inputs) without being entitled to validate them', () => {
@@ -94,11 +98,13 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
   const H = keyFromPrivate(randomBytes(32));
   const V = keyFromPrivate(randomBytes(32));
   const S = keyFromPrivate(randomBytes(32));
+  const W = keyFromPrivate(randomBytes(32)); // a second bonded key (session 29): a co-checker, or a reader the draw did not name
   const Q = keyFromPrivate(randomBytes(32)); // the requester
   const D = keyFromPrivate(randomBytes(32)); // the route's driver (hop 0)
   let hopNet: NodeNetwork;
   let valNet: NodeNetwork;
   let strangerNet: NodeNetwork;
+  let wNet: NodeNetwork;
   let server: InferenceHopServer;
   let store: TranscriptStore;
   let stopTranscripts: () => Promise<void>;
@@ -113,10 +119,22 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     assert.equal(ledger.ingest(q.bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
     return q.id;
   };
-  /** The completion of R naming the hop with `c`, submitted through the ledger service as a node's own (applied). */
-  const complete = async (R: Uint8Array, c: Commits): Promise<Uint8Array> => {
+  /**
+   * The completion of R naming the hop with `c` whose receipt draws `want` (default: V sampled for hop 1 at the network's
+   * ceiling; the receipt signs tokensUsed, so trying counts from 4 up draws afresh each time).
+   */
+  const completionOf = (R: Uint8Array, c: Commits, want: (receipt: Uint8Array) => boolean = (r) => drawn(r, V)) => {
     t += 1000;
-    const ev = buildServedCompletion(env(nonce(D), t), { requestId: R, tokensUsed: 4, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), c.inCommit, c.outCommit] });
+    const n = nonce(D);
+    for (let used = 4; used < 4000; used++) {
+      const ev = buildServedCompletion(env(n, t), { requestId: R, tokensUsed: used, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), c.inCommit, c.outCommit] });
+      if (want(ev.body.receiptSignature)) return ev;
+    }
+    assert.fail('no receipt drew as wanted');
+  };
+  /** `completionOf`, submitted through the ledger service as a node's own (applied). */
+  const complete = async (R: Uint8Array, c: Commits, want?: (receipt: Uint8Array) => boolean): Promise<Uint8Array> => {
+    const ev = completionOf(R, c, want);
     const r = await service.submit(ev.bytes);
     assert.equal(r.status, 'applied', r.reason);
     return ev.bytes;
@@ -124,15 +142,16 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
 
   before(async () => {
     ({ ledger, done } = tempLedger());
-    for (const k of [Q, V]) for (const r of ledger.ingestMany(proofRun(k, T0, 125))) assert.equal(r.status, 'applied');
-    assert.equal(ledger.ingest(buildStake(V, env(nonce(V), (t += 1000)), MIN_REWARD_BOND, 30).bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
+    for (const k of [Q, V, W]) for (const r of ledger.ingestMany(proofRun(k, T0, 125))) assert.equal(r.status, 'applied');
+    for (const k of [V, W]) assert.equal(ledger.ingest(buildStake(k, env(nonce(k), (t += 1000)), MIN_REWARD_BOND, 30).bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
     service = new LedgerService({ ledger, network: new MemoryLedgerHub().join('hop'), clock: { now: () => t }, verifyThreads: 0 });
     service.start();
     hopNet = await startServingNet(NET, undefined, [], H);
     const boot = [hopNet.p2p.multiaddrs()[0]!];
     valNet = await startServingNet(NET, undefined, boot, V);
     strangerNet = await startServingNet(NET, undefined, boot, S);
-    await waitFor(() => [valNet, strangerNet].every((n) => n.p2p.connectedPeers().includes(hopNet.peerId)), { timeoutMs: 120_000, intervalMs: 50, what: 'V and S connected to the hop' });
+    wNet = await startServingNet(NET, undefined, boot, W);
+    await waitFor(() => [valNet, strangerNet, wNet].every((n) => n.p2p.connectedPeers().includes(hopNet.peerId)), { timeoutMs: 120_000, intervalMs: 50, what: 'V, S and W connected to the hop' });
     const hopWorker = await inProcessWorker(config, span);
     // the hop's ledger, its account reads counted: each transcript request reads the caller's stake once
     const counted = Object.create(ledger, { account: { value: (id: Uint8Array) => (stakeReads++, ledger.account(id)) } }) as Ledger;
@@ -148,7 +167,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
   });
   after(async () => {
     await stopTranscripts?.();
-    for (const n of [strangerNet, valNet, hopNet]) await n?.stop();
+    for (const n of [wNet, strangerNet, valNet, hopNet]) await n?.stop();
     service?.stop();
     done?.();
   });
@@ -215,8 +234,7 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     const q = buildMarketRequest(Q, env(nonce(Q), t), { maxTokens: 10_000, maxPricePerMillion: 150n * NEURO, expiresAtMs: t + 600_000 });
     const R = q.id;
     const { honest } = await sessions(server, R, false);
-    t += 1000;
-    const ev = buildServedCompletion(env(nonce(D), t), { requestId: R, tokensUsed: 4, requester: Q, hops: [D, H], commits: [new Uint8Array(32).fill(5), honest.inCommit, honest.outCommit] });
+    const ev = completionOf(R, honest);
     const late = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(await inProcessWorker(config, span), config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: 1, retryMs: [200, 1000, 4000] });
     const stop = new AbortController();
     try {
@@ -230,6 +248,112 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     } finally {
       stop.abort();
     }
+  });
+
+  it('a bonded key the draw does not name gets nothing, over any version; the sampled one is served (session 29)', async () => {
+    // until session 29 the bond was the price of reading: any bonded key read every applied completion's inputs. Now
+    // a hop serves a key only where isSampled(receipt, index, key, MAX_VALIDATION_RATE): W is bonded, not drawn
+    const R = marketRequest();
+    const { honest } = await sessions(server, R, false);
+    const completion = await complete(R, honest, (r) => drawn(r, V) && !drawn(r, W));
+    const scoreBefore = hopNet.scores.score(wNet.peerId);
+    const v3 = await refusal(wNet.rpc.call(hopNet.peerId, hopTranscriptV3, encodeTranscriptRequestV3(completion, 1)));
+    const v2 = await refusal(fetchTranscript(wNet.rpc, hopNet.peerId, R, 1, undefined, honest));
+    const v1 = await refusal(wNet.rpc.call(hopNet.peerId, hopTranscript, encodeTranscriptRequest(R, 1)));
+    // W's own fraud statement vouches for nothing: the draw does not name W either
+    const self = await refusal(wNet.rpc.call(hopNet.peerId, hopTranscriptV3, encodeTranscriptRequestV3(completion, 1, signFraudStatement(W, NET, decodeEvent(completion).id, 1, 'x', honest.outCommit, new Uint8Array(32).fill(9)))));
+    let served = 0;
+    for (const r of [v3, v2, v1, self]) {
+      if (r.code !== 'TRANSCRIPT_FORBIDDEN') served++;
+      assert.equal(r.code, 'TRANSCRIPT_FORBIDDEN', r.message);
+      assert.match(r.message, /NOT_SAMPLED/);
+    }
+    tally("hop: a user's inputs served to a bonded key the draw did not name", 4, served);
+    assert.equal(hopNet.scores.score(wNet.peerId), scoreBefore, 'the refused key is not penalised');
+    assert.ok(same(decodeTranscript(await valNet.rpc.call(hopNet.peerId, hopTranscriptV3, encodeTranscriptRequestV3(completion, 1))), honest), 'the sampled key is served');
+  });
+
+  it("a co-checker the draw did not name gets the transcript on the sampled validator's statement, and the slash has its quorum (session 29)", async () => {
+    // V and W compute the span differently from the hop (their outputs skewed), so both find the honest hop "wrong":
+    // what matters here is the path, V sampled and W not, W's fetch opened by V's statement over real libp2p
+    const skewed = (c: HopCompute): HopCompute => Object.assign(Object.create(c) as HopCompute, {
+      step: async (id: string, input: Parameters<HopCompute['step']>[1], signal: AbortSignal) => {
+        const r = await c.step(id, input, signal);
+        return r.hidden === undefined ? r : { ...r, hidden: r.hidden.map((x) => x + 1) };
+      },
+    });
+    const R = marketRequest();
+    const { honest } = await sessions(server, R, false);
+    const completion = await complete(R, honest, (r) => drawn(r, V) && !drawn(r, W));
+    const wWorker = await inProcessWorker(config, span);
+    const co = new HopValidator({ networkId: NET, key: W, rpc: wNet.rpc, compute: skewed(workerHopCompute(wWorker, config, () => span)), claim: workerClaim(wWorker), holders: () => [], submitSlash: async () => {}, rate: MAX_VALIDATION_RATE });
+    await co.serve(wNet.rpc);
+    await valNet.p2p.dial(wNet.p2p.multiaddrs()[0]!, { signal: AbortSignal.timeout(60_000) });
+    const records: Uint8Array[] = [];
+    const v = new HopValidator({
+      networkId: NET,
+      key: V,
+      rpc: valNet.rpc,
+      compute: skewed(workerHopCompute(valWorker, config, () => span)),
+      claim: workerClaim(valWorker),
+      holders: () => [wNet.peerId],
+      submitSlash: async ([, record]) => void records.push(record),
+      rate: MAX_VALIDATION_RATE,
+    });
+    try {
+      const vs = await v.onCompletion(completion, new AbortController().signal);
+      assert.equal(vs.find((x) => x.index === 1)?.status, 'fraud', JSON.stringify(vs));
+      assert.equal(co.stats.coChecks, 1, 'W was asked');
+      assert.equal(co.stats.frauds, 1, `W fetched the transcript and re-executed it (${JSON.stringify(co.stats)})`);
+      assert.equal(records.length, 1, 'the slash was submitted: a quorum of two');
+      const signers = decodeFraudRecord(records[0]!).statements.map((st) => Buffer.from(st.validator).toString('hex'));
+      assert.deepEqual(signers, [V, W].map((k) => Buffer.from(k.publicKey).toString('hex')));
+    } finally {
+      await co.unserve(wNet.rpc);
+    }
+  });
+
+  it("a completion the hop's ledger never received by gossip: the validator's fetch carries it, the hop ingests it and serves (session 29)", async () => {
+    // dropped at gossip (it came before its request), such a completion reached the hop's ledger only by the 15-minute
+    // tail sync, after the transcript's 10 minutes: every validator was refused (COMPLETION_NOT_APPLIED) until then
+    const R = marketRequest();
+    const { honest } = await sessions(server, R, false);
+    const ev = completionOf(R, honest);
+    marketRequest(); // the hop's ledger moved on: the completion sorts before its tip (a deferred replay applies it)
+    assert.equal(ledger.eventStatus(ev.id), undefined, "not in the hop's ledger");
+    const fresh = new HopValidator({ networkId: NET, key: V, rpc: valNet.rpc, compute: workerHopCompute(valWorker, config, () => span), claim: workerClaim(valWorker), holders: () => [], submitSlash: async () => {}, rate: MAX_VALIDATION_RATE, retryMs: [] });
+    const vs = await fresh.onCompletion(ev.bytes, new AbortController().signal);
+    assert.deepEqual(vs.find((x) => x.index === 1), { status: 'match', index: 1 }, JSON.stringify(vs));
+    assert.equal(ledger.eventStatus(ev.id)?.status, 'applied', "the hop's ledger applied the carried completion");
+  });
+
+  it('a forged or altered completion carried in the request is refused with a typed error and changes nothing (session 29)', async () => {
+    const R = marketRequest();
+    const { honest, stranger } = await sessions(server, R, true);
+    const ev = completionOf(R, honest);
+    const before = ledger.status();
+    // one byte of the receipt changed: the driver's signature no longer verifies
+    const forged = Uint8Array.from(ev.bytes);
+    forged[forged.length - 80] ^= 1;
+    const f = await refusal(valNet.rpc.call(hopNet.peerId, hopTranscriptV3, encodeTranscriptRequestV3(forged, 1)));
+    assert.equal(f.code, 'TRANSCRIPT_FORGED_COMPLETION', f.message);
+    // well signed, but by a stranger as its own requester and driver over the session it drove through the hop for
+    // this public request id: the ledger's own rules refuse it (only the requester's completion applies)
+    const sn = nonce(S);
+    let byStranger = buildServedCompletion(env(sn, t), { requestId: R, tokensUsed: 4, requester: S, hops: [S, H], commits: [new Uint8Array(32).fill(5), stranger!.inCommit, stranger!.outCommit] });
+    for (let used = 5; !drawn(byStranger.body.receiptSignature, V); used++) {
+      byStranger = buildServedCompletion(env(sn, t), { requestId: R, tokensUsed: used, requester: S, hops: [S, H], commits: [new Uint8Array(32).fill(5), stranger!.inCommit, stranger!.outCommit] });
+    }
+    const a = await refusal(valNet.rpc.call(hopNet.peerId, hopTranscriptV3, encodeTranscriptRequestV3(byStranger.bytes, 1)));
+    assert.equal(a.code, 'TRANSCRIPT_FORBIDDEN', a.message);
+    assert.match(a.message, /COMPLETION_NOT_APPLIED/);
+    assert.notEqual(ledger.eventStatus(byStranger.id)?.status, 'applied');
+    const after = ledger.status();
+    assert.equal(after.stateHash, before.stateHash, 'the ledger state is unchanged');
+    assert.equal(after.applied, before.applied);
+    assert.equal(ledger.eventStatus(decodeEvent(forged).id), undefined, 'the forged event is not stored');
+    // the honest completion, carried, is still taken
+    assert.ok(same(decodeTranscript(await valNet.rpc.call(hopNet.peerId, hopTranscriptV3, encodeTranscriptRequestV3(ev.bytes, 1))), honest));
   });
 
   it("an older validator (1.0.0: no commitments) gets the session the applied completion paid for, not a stranger's sealed after it", async () => {

@@ -37,7 +37,7 @@ export const startCommand: Command = {
     'hop-timeout-ms': { type: 'string', value: 'MS', description: 'a hop that does not answer a decode step within this is replaced (default 200)' },
     'pay-inference': { type: 'string', value: 'auto|off', description: 'pay for the generations this node drives through other nodes, from its wallet, when it covers them (default auto)' },
     'route-explore': { type: 'string', value: 'R', description: 'share of fresh generations this entry node routes through one not yet measured holder, 0..1; 0 = off, always the usual near-best route (default 0.05)' },
-    'validation-rate': { type: 'string', value: 'R', description: "share of other hops' sessions on this node's span it re-executes as a validator, 0..1; 0 = off (default 0.05; needs 100 NEURO staked)" },
+    'validation-rate': { type: 'string', value: 'R', description: "share of other hops' sessions on this node's span it re-executes as a validator, 0..1, run at most at 0.25 (the network's ceiling); 0 = off (default 0.05; needs 100 NEURO staked)" },
     train: { type: 'boolean', description: 'train the model on the genesis corpus: a whole-model holder in DiLoCo outer rounds, a holder of part of it in a pipeline chain (default on; --no-train turns it off)' },
     corpus: { type: 'string', value: 'DIR|URL', description: 'genesis manifest to train on: folder, manifest file or http(s) URL (default: the bundled corpus)' },
     'train-steps': { type: 'string', value: 'N', description: 'target step of the training run (default 100000)' },

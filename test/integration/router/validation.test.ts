@@ -95,7 +95,9 @@ describe('validators re-execute sampled hops and slash a hop whose outputs do no
     const paid = new PaidCompletions(key.publicKey, (id) => ledger.eventStatus(id)?.status === 'applied');
     const server = new InferenceHopServer(hc, HOP_LIMIT_DEFAULTS, net.scores, undefined, marketOf(key), { transcripts: { store, claim }, faultsForTests: { corruptOutputs: o.corrupt === true } });
     await server.register(net.rpc);
-    await serveTranscripts(net.rpc, store, { entitled: bondedReaders((id) => ledger.account(id).locked), paid: (r, i) => paid.paid(r, i) });
+    // every validator at rate 1 samples every hop here (the draw of the network's ceiling, MAX_VALIDATION_RATE, would
+    // leave the corrupt hop's quorum to chance: test/attacks/transcript-access.test.ts tests the ceiling)
+    await serveTranscripts(net.rpc, store, { entitled: bondedReaders((id) => ledger.account(id).locked), paid: (r, i) => paid.paid(r, i), networkId: NET, key: key.publicKey, maxRate: 1 });
     const h: Hop = { key, net, compute, store, paid };
     if (o.validator === true) {
       h.validator = new HopValidator({

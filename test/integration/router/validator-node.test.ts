@@ -47,7 +47,9 @@ async function startNode(name: string, flags: Record<string, unknown>, corrupt =
     env: {},
   });
   const log = process.env.VALIDATOR_TEST_LOG === undefined ? undefined : createLogger({ level: process.env.VALIDATOR_TEST_LOG as 'debug', module: name });
-  const n = await NeuroShardNode.init(opts, { ...(log === undefined ? {} : { log }), networkTuning: LOOPBACK_TUNING, poolTuning: { tickMs: 400, settleMs: 5000 }, ...(corrupt ? { hopFaultsForTests: { corruptOutputs: true } } : {}) });
+  // maxValidationRateForTests: every validator samples every hop (at the network's ceiling the corrupt hop's quorum
+  // of two would be left to the draw; test/attacks/transcript-access.test.ts tests the ceiling)
+  const n = await NeuroShardNode.init(opts, { ...(log === undefined ? {} : { log }), networkTuning: LOOPBACK_TUNING, poolTuning: { tickMs: 400, settleMs: 5000 }, maxValidationRateForTests: 1, ...(corrupt ? { hopFaultsForTests: { corruptOutputs: true } } : {}) });
   nodes.push(n);
   return n;
 }

@@ -4,6 +4,7 @@
  * one counts; bounded in count and time). The network side: test/attacks/transcript-access.test.ts.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { peerIdFromPublicKey } from '../../../src/identity/index.js';
 import { buildServedCompletion, buildTransfer } from '../../../src/ledger/build.js';
@@ -13,7 +14,8 @@ import { countsForFraudQuorum } from '../../../src/ledger/fraud.js';
 import { MemoryHub } from '../../../src/p2p/memory.js';
 import { encodeTranscriptRequest, hopTranscript, serveTranscripts, TranscriptStore } from '../../../src/protocols/hop-transcript.js';
 import { RpcNode } from '../../../src/protocols/rpc/service.js';
-import { bondedReaders, PaidCompletions, type TranscriptAccess } from '../../../src/protocols/transcript-access.js';
+import { effectiveValidationRate, isSampled, MAX_VALIDATION_RATE } from '../../../src/protocols/sampling.js';
+import { bondedReaders, CARRIED_INGESTS_PER_MINUTE, CARRIED_INGESTS_PER_PEER_PER_MINUTE, CarriedIngestQuota, PaidCompletions, type TranscriptAccess } from '../../../src/protocols/transcript-access.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { acct, env, NET, T0, testKey } from '../ledger/helpers.js';
@@ -54,7 +56,7 @@ describe('transcript access (session 28)', () => {
     assert.equal(p.size(), 2);
     assert.equal(p.paid(rid(1), 1), undefined, 'none applied yet (pending, in flight)');
     applied.add(Buffer.from(b.id).toString('hex'));
-    assert.deepEqual(p.paid(rid(1), 1), { inCommit: b.body.hops[1]!.inCommit, outCommit: b.body.hops[1]!.outCommit });
+    assert.deepEqual(p.paid(rid(1), 1), { id: b.id, inCommit: b.body.hops[1]!.inCommit, outCommit: b.body.hops[1]!.outCommit, receiptSignature: b.body.receiptSignature });
     assert.equal(p.paid(rid(1), 0), undefined, 'we are hop 1, not 0');
     assert.equal(p.paid(rid(2), 1), undefined);
   });
@@ -73,7 +75,7 @@ describe('transcript access (session 28)', () => {
     const honest = completion(1, H, 0);
     p.note(honest.bytes);
     applied.add(Buffer.from(honest.id).toString('hex'));
-    assert.deepEqual(p.paid(rid(1), 1), { inCommit: honest.body.hops[1]!.inCommit, outCommit: honest.body.hops[1]!.outCommit });
+    assert.deepEqual(p.paid(rid(1), 1), { id: honest.id, inCommit: honest.body.hops[1]!.inCommit, outCommit: honest.body.hops[1]!.outCommit, receiptSignature: honest.body.receiptSignature });
     assert.equal(p.size(), 1, "the stranger's were not kept");
   });
 
@@ -90,6 +92,51 @@ describe('transcript access (session 28)', () => {
     assert.notEqual(p.paid(rid(5), 1), undefined);
     assert.equal(p.size(), 1);
     assert.equal(p.paid(rid(2), 1), undefined);
+  });
+});
+
+describe('the draw and its ceiling (session 29)', () => {
+  it('a key sampled at a lower rate is sampled at every higher one, and the ceiling draws its share', () => {
+    // the hop serves keys sampled at MAX_VALIDATION_RATE: every hop a validator at a lower rate samples must be among them
+    const rates = [0.001, 0.01, 0.05, 0.1, 0.2, MAX_VALIDATION_RATE];
+    const N = 20_000;
+    const hits = rates.map(() => 0);
+    for (let n = 0; n < N; n++) {
+      const receipt = new Uint8Array(randomBytes(64));
+      const key = new Uint8Array(randomBytes(33));
+      const index = n % 8;
+      const at = rates.map((r) => isSampled(receipt, index, key, r));
+      for (let i = 0; i < rates.length; i++) {
+        if (at[i]) hits[i]!++;
+        if (at[i] && i + 1 < rates.length) assert.ok(at[i + 1], `sampled at ${rates[i]} but not at ${rates[i + 1]}`);
+      }
+      assert.equal(isSampled(receipt, index, key, 1), true);
+      assert.equal(isSampled(receipt, index, key, 0), false);
+    }
+    // binomial: σ = sqrt(0.25 · 0.75 / 20,000) ≈ 0.003
+    assert.ok(Math.abs(hits[rates.length - 1]! / N - MAX_VALIDATION_RATE) < 0.02, `share at the ceiling ${hits[rates.length - 1]! / N}`);
+  });
+
+  it('a --validation-rate above the ceiling runs at the ceiling, with a message; at or below it, as set', () => {
+    assert.deepEqual(effectiveValidationRate(0.05), { rate: 0.05 });
+    assert.deepEqual(effectiveValidationRate(MAX_VALIDATION_RATE), { rate: MAX_VALIDATION_RATE });
+    const high = effectiveValidationRate(1);
+    assert.equal(high.rate, MAX_VALIDATION_RATE);
+    assert.match(high.message ?? '', /above the network's ceiling 0\.25/);
+    assert.deepEqual(effectiveValidationRate(0, 0.25), { rate: 0 });
+  });
+
+  it('carried completions are ingested at most 6 a minute per caller and 60 in all', () => {
+    let now = 0;
+    const q = new CarriedIngestQuota(undefined, undefined, () => now);
+    let a = 0;
+    for (let i = 0; i < 10; i++) if (q.take('a')) a++;
+    assert.equal(a, CARRIED_INGESTS_PER_PEER_PER_MINUTE);
+    let all = a;
+    for (let p = 0; p < 20; p++) for (let i = 0; i < 10; i++) if (q.take(`p${p}`)) all++;
+    assert.equal(all, CARRIED_INGESTS_PER_MINUTE);
+    now = 60_000;
+    assert.equal(q.take('a'), true, 'a new minute');
   });
 });
 
@@ -142,13 +189,14 @@ describe('transcript access on the wire (in-memory network)', () => {
     const hop = new RpcNode({ network: a, networkId: NET });
     const OPEN = rid(7);
     const APPLIED = rid(8);
-    const commits = { inCommit: new Uint8Array(32).fill(1), outCommit: new Uint8Array(32).fill(2) };
+    const commits = { inCommit: new Uint8Array(32).fill(1), outCommit: new Uint8Array(32).fill(2), id: new Uint8Array(32).fill(3), receiptSignature: new Uint8Array(64).fill(4) };
     const hex = (r: Uint8Array): string => Buffer.from(r).toString('hex');
     await serveTranscripts(hop, new TranscriptStore(), {
       entitled: () => true,
       pending: (r) => hex(r) === hex(OPEN),
       paid: (r) => (hex(r) === hex(APPLIED) ? commits : undefined),
       waitMs: 20_000,
+      maxRate: 1, // the callers' ids are not keys: the draw names them only at rate 1
     });
     const callers: { rpc: RpcNode; stop: () => Promise<void> }[] = [];
     const caller = async (id: string): Promise<RpcNode> => {
