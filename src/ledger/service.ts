@@ -9,7 +9,7 @@ import { deadlineLink, deadlineSignal, throwIfAborted, type AbortOptions } from 
 import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { toHex } from '../util/bytes.js';
+import { fromHex, toHex } from '../util/bytes.js';
 import { compareBytes, decodeEvent, orderKey, type LedgerEvent } from './events.js';
 import { LEDGER_SYNC_LIMITS, type HolderRecordVerifier, type LedgerNetwork } from './interfaces.js';
 import { Ledger, ledgerPath, type IngestResult } from './ledger.js';
@@ -188,7 +188,42 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
     } catch (e) {
       // e.g. the ledger was closed under us: the pending replay is on disk and runs when it is opened again
       this.log.warn('ledger replay failed', { why, error: errorMessage(e) });
+    } finally {
+      for (const w of this.replayWaiters.splice(0)) w();
     }
+  }
+
+  /** Submitters waiting for the pending replay's verdicts (verdictAfterReplay); woken by every flushReplay. */
+  private readonly replayWaiters: (() => void)[] = [];
+
+  /**
+   * The verdict of our own event `r` that ingest stored as pending: after the next replay (scheduled within
+   * GOSSIP_REPLAY_MS; a sync's own flush or stop() may run it sooner). Still 'pending' if `signal` aborts first.
+   */
+  private async verdictAfterReplay(r: IngestResult, signal?: AbortSignal): Promise<IngestResult> {
+    if (signal?.aborted !== true) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        this.replayWaiters.push(done);
+        signal?.addEventListener('abort', done, { once: true });
+        this.scheduleReplay();
+        // the timer is unref'd for the node's sake; a submitter waiting on it keeps the process up (a CLI's own)
+        this.replayTimer?.ref();
+      });
+    }
+    let s: ReturnType<Ledger['eventStatus']>;
+    try {
+      s = r.id === '' ? undefined : this.ledger.eventStatus(fromHex(r.id));
+    } catch {
+      return r; // the ledger closed meanwhile (stop): stored, its verdict comes when it opens again
+    }
+    if (s === undefined) return r;
+    const out: IngestResult = { id: r.id, status: s.status, duplicate: r.duplicate };
+    if (s.reason !== undefined) out.reason = s.reason as IngestResult['reason'];
+    return out;
   }
 
   /**
@@ -197,7 +232,11 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    * MAX_LIVE_AGE_MS behind it STALE (peers would drop it; a wallet signs again with a fresh date).
    */
   async submit(bytes: Uint8Array, opts: AbortOptions = {}): Promise<IngestResult> {
-    const result = this.ledger.ingest(bytes, { ingress: 'submit', nowMs: this.clock.now() });
+    let result = this.ledger.ingest(bytes, { ingress: 'submit', nowMs: this.clock.now() });
+    // stored only, because a replay of late gossip or a sync is pending: the submitter (a wallet command, the API,
+    // the node's own market events) gets the verdict that replay reaches, within GOSSIP_REPLAY_MS, not 'pending'
+    // (session 29: a chaos run's `wallet stake` answered pending and the operator's bootstrap stopped on it)
+    if (result.status === 'pending') result = await this.verdictAfterReplay(result, opts.signal);
     this.emit('ledger:ingested', { result, source: 'local', kind: bytes[1] });
     if (result.status !== 'dropped') {
       try {

@@ -87,6 +87,32 @@ describe('ledger service', () => {
     }
   });
 
+  it("answers our own event with the verdict of the replay pending when it came, not 'pending' (session 29)", async () => {
+    // a chaos run's `wallet stake` answered `pending` while late gossip waited for its coalesced replay, and the
+    // operator's bootstrap took it for a failure: a submitter now gets the verdict that replay reaches
+    const t = tempDir('neuroshard-svc-');
+    const clock = new ManualClock(T0 + 270_000);
+    const hub = new MemoryLedgerHub();
+    const a = node(t.dir, hub, 'a', clock, 31);
+    const b = testKey(32);
+    try {
+      a.service.start();
+      assert.equal((await a.service.submit(uptimeProof(a.key, T0 + 60_000))).status, 'applied');
+      // late gossip: sorts before the tip, stored with its replay deferred
+      const late = a.ledger.ingest(uptimeProof(b, T0), { ingress: 'gossip', nowMs: clock.now(), deferReplay: true });
+      assert.equal(late.status, 'pending');
+      assert.equal(a.ledger.replayPending(), true);
+      const r = await a.service.submit(buildTransfer(a.key, env(1, T0 + 120_000), acct(b), NEURO / 10_000n).bytes);
+      assert.equal(r.status, 'applied', `our transfer: ${JSON.stringify(r)}`);
+      assert.equal(a.ledger.replayPending(), false);
+      assert.equal(a.ledger.eventStatus(Buffer.from(late.id, 'hex'))?.status, 'applied');
+    } finally {
+      a.service.stop();
+      a.ledger.close();
+      t.cleanup();
+    }
+  });
+
   it('publishes the outbox when it starts, and reports an event that waited past the live window as STALE (never re-signed)', async () => {
     const t = tempDir('neuroshard-outbox-');
     const clock = new ManualClock(T0);
