@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { createServer } from 'node:net';
 import { closest, EXIT_USAGE, flagErrorMessage, nearest } from '../../../src/cli/command.js';
 import { COMMANDS } from '../../../src/cli/commands.js';
-import { main, wantsJson } from '../../../src/cli/main.js';
+import { hoistGlobalFlags, main, wantsJson } from '../../../src/cli/main.js';
 import { tempDir } from '../../utils/paths.js';
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -189,5 +189,30 @@ describe('neuroshard logs -f', () => {
     assert.equal(await done, 0);
     assert.ok(listeners <= 1, `abort listeners on the signal after 4 polls: ${listeners}`);
     assert.equal(out, 'line 0\nline 1\nline 2\nline 3\nline 4\n');
+  });
+});
+
+describe('global flags before the command', () => {
+  const d = tempDir('ns-global-first-');
+  after(() => d.cleanup());
+
+  it('are read as if they followed it (--data-dir D, --log-level=L), and a -- after the command still ends the flags', async () => {
+    assert.deepEqual(hoistGlobalFlags(['--data-dir', '/x', '--log-level=warn', 'status', '--json']), ['status', '--data-dir', '/x', '--log-level=warn', '--json']);
+    assert.deepEqual(hoistGlobalFlags(['--threads', '2', 'generate', '--', '--not-a-flag']), ['generate', '--threads', '2', '--', '--not-a-flag']);
+    assert.deepEqual(hoistGlobalFlags(['--json', 'status']), ['--json', 'status']);
+    assert.deepEqual(hoistGlobalFlags(['--data-dir', '/x']), []);
+    await cli(['config', 'set', 'threads', '3', '--data-dir', d.dir]);
+    const r = await cli(['--data-dir', d.dir, 'config', 'get', 'threads']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, '3\n');
+    const eq = await cli([`--data-dir=${d.dir}`, 'config', 'get', 'threads']);
+    assert.equal(eq.out, '3\n', eq.err);
+  });
+
+  it('alone, without a command, get the top help and exit 2 instead of "unknown command --data-dir"', async () => {
+    const r = await cli(['--data-dir', d.dir]);
+    assert.equal(r.code, EXIT_USAGE);
+    assert.match(r.out, /^usage: neuroshard <command>/);
+    assert.doesNotMatch(r.err, /unknown command/);
   });
 });
