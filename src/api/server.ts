@@ -13,7 +13,7 @@
  */
 import { isIP } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import { InvalidArgumentError } from '../util/errors.js';
+import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { ApiKeyStore } from './keys.js';
 import { registerLayersRoutes, type LayersProvider } from './layers.js';
@@ -146,7 +146,23 @@ export class ApiServer {
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {
-    await this.app.listen({ host: this.opts.host, port: this.opts.port });
+    try {
+      await this.app.listen({ host: this.opts.host, port: this.opts.port });
+    } catch (e) {
+      // a second node on one machine with the default port is what a new user meets first: say what to pass
+      const code = (e as NodeJS.ErrnoException).code;
+      const where = `${this.opts.host}:${this.opts.port}`;
+      if (code === 'EADDRINUSE') {
+        throw new ConfigError(`cannot serve the API on ${where}: the port is in use (another node on this machine?); pass --api-port with another port, or 0 to pick a free one`, { host: this.opts.host, port: this.opts.port }, 'API_PORT_IN_USE');
+      }
+      if (code === 'EACCES') {
+        throw new ConfigError(`cannot serve the API on ${where}: permission denied (ports below 1024 need privileges); pass --api-port with a port above 1023`, { host: this.opts.host, port: this.opts.port }, 'API_PORT_DENIED');
+      }
+      if (code === 'EADDRNOTAVAIL') {
+        throw new ConfigError(`cannot serve the API on ${where}: no interface of this machine has the address ${this.opts.host} (--api-host)`, { host: this.opts.host, port: this.opts.port }, 'API_HOST_UNAVAILABLE');
+      }
+      throw e;
+    }
     const addr = this.app.server.address();
     if (addr === null || typeof addr === 'string') throw new Error('api server is not listening on a TCP port');
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

@@ -131,3 +131,24 @@ describe('local endpoint: client', () => {
     }
   });
 });
+
+describe('local endpoint: a port in use', () => {
+  it('is a CONFIG error API_PORT_IN_USE that names host:port and --api-port, not a bare EADDRINUSE', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as AddressInfo).port;
+    const api = new ApiServer({ port }, { status: provider() });
+    try {
+      await assert.rejects(api.listen(), (e: unknown) => {
+        assert.ok(isNeuroShardError(e, 'API_PORT_IN_USE'), String(e));
+        assert.equal(e.fault, 'config');
+        assert.match(e.message, new RegExp(`^cannot serve the API on 127\\.0\\.0\\.1:${port}: the port is in use`));
+        assert.match(e.message, /--api-port/);
+        return true;
+      });
+    } finally {
+      await api.close();
+      await new Promise<void>((r) => holder.close(() => r()));
+    }
+  });
+});
