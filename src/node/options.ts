@@ -5,7 +5,7 @@
  * command-line flags. Each layer is validated before it is merged; a bad value fails with a ConfigError (file,
  * environment) or an InvalidArgumentError (flag) that names the option and where it came from.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { homedir, availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,6 +13,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { DEFAULT_DATA_DIR_NAME, ENV_PREFIX } from '../params/index.js';
 import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
+import { nearest, orList } from '../util/nearest.js';
 
 export interface NodeOptions {
   /** Where the node keeps its state: keys, checkpoints, ledger. */
@@ -463,6 +464,10 @@ export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
   let dataDir = DEFAULTS.dataDir;
   if (env[envName('dataDir')] !== undefined) dataDir = parsers.dataDir(env[envName('dataDir')], 'env');
   if (flags.dataDir !== undefined) dataDir = parsers.dataDir(flags.dataDir, 'flag');
+  // a file where the folder should be: said here, before a command fails on mkdir '<file>/logs' (ENOTDIR)
+  if (existsSync(dataDir) && !statSync(dataDir).isDirectory()) {
+    fail('dataDir', flags.dataDir !== undefined ? 'flag' : env[envName('dataDir')] !== undefined ? 'env' : 'default', `${dataDir} is a file, not a folder (pass a folder, e.g. --data-dir ${dataDir}.d)`);
+  }
 
   const out: Record<string, unknown> = { ...DEFAULTS, dataDir };
   const configPath = join(dataDir, 'config.json');
@@ -480,7 +485,11 @@ export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
     }
     for (const [k, v] of Object.entries(cfg)) {
       if (k === 'dataDir') continue; // a config file cannot move the directory it lives in
-      if (!(k in parsers)) throw new ConfigError(`${configPath}: unknown option "${k}"`, { file: configPath, option: k });
+      if (!(k in parsers)) {
+        const hints = nearest(k, OPTION_KEYS);
+        const hint = hints.length === 0 ? '' : ` (did you mean ${orList(hints.map((h) => `"${h}"`))}?)`;
+        throw new ConfigError(`${configPath}: unknown option "${k.slice(0, 100)}"${hint}`, { file: configPath, option: k.slice(0, 100) });
+      }
       out[k] = (parsers[k as keyof NodeOptions] as Parser<unknown>)(v, 'config');
     }
   }
