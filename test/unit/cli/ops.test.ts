@@ -216,3 +216,16 @@ describe('global flags before the command', () => {
     assert.doesNotMatch(r.err, /unknown command/);
   });
 });
+
+describe('neuroshard generate with neither a node nor a checkpoint on the data dir', () => {
+  const d = tempDir('ns-gen-none-');
+  after(() => d.cleanup());
+
+  it('says that no node runs there and that it holds no checkpoint, with what to do (exit 1, CHECKPOINT_MISSING)', async () => {
+    const r = await cli(['generate', '--prompt', 'hi', '--data-dir', d.dir]);
+    assert.equal(r.code, 1, r.err);
+    const e = (JSON.parse(r.err.trim()) as { error: { code: string; message: string } }).error;
+    assert.equal(e.code, 'CHECKPOINT_MISSING');
+    assert.equal(e.message, `no node is running on ${d.dir} and it holds no checkpoint (${join(d.dir, 'checkpoints')} does not exist): start a node there (neuroshard start --data-dir ${d.dir}) or pass --checkpoint DIR`);
+  });
+});
