@@ -454,13 +454,13 @@ export interface LoadOptionsInput {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Merges defaults, config file, environment and flags into validated NodeOptions. */
-export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
+/**
+ * The data dir alone (flag > env > default), without reading its config.json: `loadOptions` starts here, and
+ * `neuroshard config set|unset` use it to mend a config.json that does not load.
+ */
+export function dataDirOf(input: LoadOptionsInput = {}): string {
   const env = input.env ?? process.env;
   const flags = input.flags ?? {};
-  const keys = Object.keys(parsers) as (keyof NodeOptions)[];
-
-  // The data dir decides where config.json lives, so resolve it first (flag > env > default).
   let dataDir = DEFAULTS.dataDir;
   if (env[envName('dataDir')] !== undefined) dataDir = parsers.dataDir(env[envName('dataDir')], 'env');
   if (flags.dataDir !== undefined) dataDir = parsers.dataDir(flags.dataDir, 'flag');
@@ -468,6 +468,17 @@ export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
   if (existsSync(dataDir) && !statSync(dataDir).isDirectory()) {
     fail('dataDir', flags.dataDir !== undefined ? 'flag' : env[envName('dataDir')] !== undefined ? 'env' : 'default', `${dataDir} is a file, not a folder (pass a folder, e.g. --data-dir ${dataDir}.d)`);
   }
+  return dataDir;
+}
+
+/** Merges defaults, config file, environment and flags into validated NodeOptions. */
+export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
+  const env = input.env ?? process.env;
+  const flags = input.flags ?? {};
+  const keys = Object.keys(parsers) as (keyof NodeOptions)[];
+
+  // The data dir decides where config.json lives, so resolve it first (flag > env > default).
+  const dataDir = dataDirOf(input);
 
   const out: Record<string, unknown> = { ...DEFAULTS, dataDir };
   const configPath = join(dataDir, 'config.json');
@@ -488,7 +499,7 @@ export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
       if (!(k in parsers)) {
         const hints = nearest(k, OPTION_KEYS);
         const hint = hints.length === 0 ? '' : ` (did you mean ${orList(hints.map((h) => `"${h}"`))}?)`;
-        throw new ConfigError(`${configPath}: unknown option "${k.slice(0, 100)}"${hint}`, { file: configPath, option: k.slice(0, 100) });
+        throw new ConfigError(`${configPath}: unknown option "${k.slice(0, 100)}"${hint}; \`neuroshard config unset ${k.slice(0, 100)}\` removes it`, { file: configPath, option: k.slice(0, 100) });
       }
       out[k] = (parsers[k as keyof NodeOptions] as Parser<unknown>)(v, 'config');
     }

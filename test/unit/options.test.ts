@@ -140,7 +140,7 @@ describe('options a new user gets wrong (session 29 walkthrough)', () => {
       writeFileSync(join(dir, 'config.json'), '{"spna": "0:2"}');
       assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: {} }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /unknown option "spna" \(did you mean [^)]*"span"\?\)/.test(e.message));
       writeFileSync(join(dir, 'config.json'), '{"zzzzzzzzzz": 1}');
-      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: {} }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /unknown option "zzzzzzzzzz"$/.test(e.message));
+      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: {} }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /unknown option "zzzzzzzzzz"; `neuroshard config unset zzzzzzzzzz` removes it$/.test(e.message));
     } finally {
       cleanup();
     }

@@ -3,7 +3,7 @@
  * command, and `config get|set|list|unset` on a real data dir.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -227,5 +227,28 @@ describe('neuroshard generate with neither a node nor a checkpoint on the data d
     const e = (JSON.parse(r.err.trim()) as { error: { code: string; message: string } }).error;
     assert.equal(e.code, 'CHECKPOINT_MISSING');
     assert.equal(e.message, `no node is running on ${d.dir} and it holds no checkpoint (${join(d.dir, 'checkpoints')} does not exist): start a node there (neuroshard start --data-dir ${d.dir}) or pass --checkpoint DIR`);
+  });
+});
+
+describe('neuroshard config mends a config.json that does not load', () => {
+  const d = tempDir('ns-config-mend-');
+  after(() => d.cleanup());
+
+  it('unset removes a key with a typo and set replaces a bad value; get names the key and the fix', async () => {
+    const path = join(d.dir, 'config.json');
+    writeFileSync(path, JSON.stringify({ spna: '0:2', threads: 2 }));
+    const get = await cli(['config', 'get', 'threads', '--data-dir', d.dir]);
+    assert.equal(get.code, 1);
+    assert.match(get.err, /unknown option "spna" \(did you mean [^)]*"span"\?\); `neuroshard config unset spna` removes it/);
+    const unset = await cli(['config', 'unset', 'spna', '--data-dir', d.dir]);
+    assert.equal(unset.code, 0, unset.err);
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { threads: 2 });
+    writeFileSync(path, JSON.stringify({ span: 5 }));
+    const set = await cli(['config', 'set', 'span', '0:2', '--data-dir', d.dir]);
+    assert.equal(set.code, 0, set.err);
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { span: { start: 0, end: 2 } });
+    const typo = await cli(['config', 'unset', 'spna', '--data-dir', d.dir]);
+    assert.equal(typo.code, EXIT_USAGE);
+    assert.match(typo.err, /unknown option "spna" \(did you mean [^)]*"span"\?\)/);
   });
 });
