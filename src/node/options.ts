@@ -250,7 +250,8 @@ type Parser<T> = (raw: unknown, source: OptionSource) => T;
 
 function fail(key: string, source: OptionSource, why: string): never {
   const msg = `option ${key} (from ${source}): ${why}`;
-  if (source === 'flag') throw new InvalidArgumentError(msg, { option: key });
+  // `why` alone in meta: `neuroshard start` names the flag the user typed instead of the key (cli/start)
+  if (source === 'flag') throw new InvalidArgumentError(msg, { option: key, why });
   throw new ConfigError(msg, { option: key, source });
 }
 

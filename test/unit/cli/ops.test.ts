@@ -3,7 +3,7 @@
  * command, and `config get|set|list|unset` on a real data dir.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -250,5 +250,25 @@ describe('neuroshard config mends a config.json that does not load', () => {
     const typo = await cli(['config', 'unset', 'spna', '--data-dir', d.dir]);
     assert.equal(typo.code, EXIT_USAGE);
     assert.match(typo.err, /unknown option "spna" \(did you mean [^)]*"span"\?\)/);
+  });
+});
+
+describe('neuroshard start with a bad flag value', () => {
+  const d = tempDir('ns-start-flag-');
+  after(() => d.cleanup());
+
+  it('names the flag as typed (--memory-mb, --tracker), not the option key, and exits 2 before writing anything', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--memory-mb', 'abc'], /^neuroshard start: --memory-mb: must be an integer in 1\.\.\d+\n/],
+      [['--tracker', 'notaurl'], /^neuroshard start: --tracker: "notaurl" is not an http\(s\) URL\n/],
+      [['--api-cors', 'nope'], /^neuroshard start: --api-cors: /],
+      [['--span', '2:1'], /^neuroshard start: --span: must satisfy/],
+    ];
+    for (const [args, want] of cases) {
+      const r = await cli(['start', ...args, '--data-dir', join(d.dir, 'node')]);
+      assert.equal(r.code, EXIT_USAGE, r.err);
+      assert.match(r.err, want);
+    }
+    assert.equal(existsSync(join(d.dir, 'node')), false);
   });
 });
