@@ -12,6 +12,7 @@
  * Errors are {"error": {"code", "message"}}, as on the tracker; the /v1 routes use OpenAI's error shape.
  */
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
@@ -91,6 +92,7 @@ export class ApiServer {
       bodyLimit: 64 * 1024,
       forceCloseConnections: true,
       requestTimeout: 30_000,
+      clientErrorHandler: clientError,
       ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
     });
     const exposed = this.exposed;
@@ -182,4 +184,23 @@ function isLoopbackAddress(a: string | undefined): boolean {
 
 function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
   return reply.code(status).type('application/json; charset=utf-8').send({ error: { code, message } });
+}
+
+/**
+ * The answer to a request that never arrived whole (the request timeout) or is not HTTP, written on the socket
+ * (fastify's default writes `{"error": "Request Timeout", "statusCode": 408}`, the shape of neither our /api errors
+ * nor OpenAI's /v1 ones). This body has both: `{"error": {"message", "type", "param", "code"}}`.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // a reset connection is gone: nothing to answer (as fastify's default)
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, text, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'request_timeout', 'the request did not arrive whole within the request timeout']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'headers_too_large', 'the request headers are too large']
+        : [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP'];
+  const body = JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code } });
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy(err);
 }
