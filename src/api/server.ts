@@ -12,8 +12,9 @@
  * Errors are {"error": {"code", "message"}}, as on the tracker; the /v1 routes use OpenAI's error shape.
  */
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import { InvalidArgumentError } from '../util/errors.js';
+import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { type Logger, silentLogger } from '../util/logger.js';
 import { ApiKeyStore } from './keys.js';
 import { registerLayersRoutes, type LayersProvider } from './layers.js';
@@ -91,6 +92,7 @@ export class ApiServer {
       bodyLimit: 64 * 1024,
       forceCloseConnections: true,
       requestTimeout: 30_000,
+      clientErrorHandler: clientError,
       ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false } },
     });
     const exposed = this.exposed;
@@ -146,7 +148,23 @@ export class ApiServer {
   }
 
   async listen(): Promise<{ host: string; port: number; url: string }> {
-    await this.app.listen({ host: this.opts.host, port: this.opts.port });
+    try {
+      await this.app.listen({ host: this.opts.host, port: this.opts.port });
+    } catch (e) {
+      // a second node on one machine with the default port is what a new user meets first: say what to pass
+      const code = (e as NodeJS.ErrnoException).code;
+      const where = `${this.opts.host}:${this.opts.port}`;
+      if (code === 'EADDRINUSE') {
+        throw new ConfigError(`cannot serve the API on ${where}: the port is in use (another node on this machine?); pass --api-port with another port, or 0 to pick a free one`, { host: this.opts.host, port: this.opts.port }, 'API_PORT_IN_USE');
+      }
+      if (code === 'EACCES') {
+        throw new ConfigError(`cannot serve the API on ${where}: permission denied (ports below 1024 need privileges); pass --api-port with a port above 1023`, { host: this.opts.host, port: this.opts.port }, 'API_PORT_DENIED');
+      }
+      if (code === 'EADDRNOTAVAIL') {
+        throw new ConfigError(`cannot serve the API on ${where}: no interface of this machine has the address ${this.opts.host} (--api-host)`, { host: this.opts.host, port: this.opts.port }, 'API_HOST_UNAVAILABLE');
+      }
+      throw e;
+    }
     const addr = this.app.server.address();
     if (addr === null || typeof addr === 'string') throw new Error('api server is not listening on a TCP port');
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
@@ -166,4 +184,23 @@ function isLoopbackAddress(a: string | undefined): boolean {
 
 function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
   return reply.code(status).type('application/json; charset=utf-8').send({ error: { code, message } });
+}
+
+/**
+ * The answer to a request that never arrived whole (the request timeout) or is not HTTP, written on the socket
+ * (fastify's default writes `{"error": "Request Timeout", "statusCode": 408}`, the shape of neither our /api errors
+ * nor OpenAI's /v1 ones). This body has both: `{"error": {"message", "type", "param", "code"}}`.
+ */
+function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // a reset connection is gone: nothing to answer (as fastify's default)
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, text, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'request_timeout', 'the request did not arrive whole within the request timeout']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'headers_too_large', 'the request headers are too large']
+        : [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP'];
+  const body = JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code } });
+  if (socket.writable) socket.write(`HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);
+  socket.destroy(err);
 }

@@ -7,7 +7,7 @@
 import '../util/polyfill.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { isNeuroShardError } from '../util/errors.js';
-import { EXIT_RUNTIME, EXIT_USAGE, helpText, nearest, orList, parseFlags, UsageError, type CommandIO } from './command.js';
+import { EXIT_RUNTIME, EXIT_USAGE, GLOBAL_FLAGS, helpText, nearest, orList, parseFlags, UsageError, type CommandIO } from './command.js';
 import { COMMANDS } from './commands.js';
 
 function topHelp(): string {
@@ -39,8 +39,39 @@ export function jsonFailure(code: string, message: string, exit: number): string
   return JSON.stringify({ error: { code, message, exit } }) + '\n';
 }
 
+/**
+ * The global flags that come before the command (`neuroshard --data-dir D status`) moved after it, where the command's
+ * parser reads them: the top help calls them global, and people write them first as with git or docker. Only the
+ * global flags that take a value move (as `--flag value` or `--flag=value`); anything else before the command is left
+ * where it is, to be named as an unknown command.
+ */
+export function hoistGlobalFlags(argv: readonly string[]): string[] {
+  const lead: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const name = a.startsWith('--') ? a.slice(2, eq < 0 ? undefined : eq) : '';
+    const spec = GLOBAL_FLAGS[name];
+    if (spec === undefined || spec.type !== 'string') break;
+    if (eq >= 0) {
+      lead.push(a);
+      i += 1;
+    } else {
+      if (i + 1 >= argv.length) break;
+      lead.push(a, argv[i + 1]!);
+      i += 2;
+    }
+  }
+  if (lead.length === 0) return [...argv];
+  // global flags and no command: the top help, as with no arguments at all
+  if (i >= argv.length) return [];
+  // right after the command, so that they stay before a `--` that ends the flags
+  return [argv[i]!, ...lead, ...argv.slice(i + 1)];
+}
+
 export async function main(argv: string[], io: CommandIO): Promise<number> {
-  const [name, ...rest] = argv;
+  const [name, ...rest] = hoistGlobalFlags(argv);
   const json = wantsJson(rest);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout(topHelp() + '\n');

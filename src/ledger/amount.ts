@@ -25,7 +25,7 @@ export function parseAmount(s: string): bigint {
   const whole = BigInt(m[1]!);
   const frac = BigInt((m[2] ?? '').padEnd(DECIMALS, '0'));
   const v = whole * NEURO + frac;
-  if (v > MAX_AMOUNT) throw new InvalidArgumentError(`amount ${s} is larger than the maximum`, undefined, 'AMOUNT_INVALID');
+  if (v > MAX_AMOUNT) throw new InvalidArgumentError(`amount ${s} is larger than the maximum, ${formatAmount(MAX_AMOUNT)}`, undefined, 'AMOUNT_INVALID');
   return v;
 }
 

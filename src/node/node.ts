@@ -33,6 +33,7 @@ import { receiptsWiring } from './training-receipts.js';
 import { nodeTranscripts, startNodeValidator, type NodeValidator } from './validator.js';
 import { effectiveValidationRate, MAX_VALIDATION_RATE } from '../protocols/sampling.js';
 import type { HopFaultsForTests } from '../protocols/inference.js';
+import type { PeerLiveness } from '../protocols/liveness.js';
 import { createNodeNetwork, type NetworkTuning, type NodeNetwork } from './network.js';
 import { ourTextTokenizer } from '../model/tokenizer/hf.js';
 import { Tokenizer } from '../model/tokenizer/index.js';
@@ -86,6 +87,25 @@ export interface NodeModules {
    * test's few validators all sample the one hop it checks; never set from options or the CLI.
    */
   maxValidationRateForTests?: number;
+}
+
+/** Most addresses `GET /api/peers` (and `neuroshard peers`) shows per peer. */
+const PEER_ADDRESSES_SHOWN = 8;
+
+/**
+ * The peers view of the local API: each peer's liveness and span from its heartbeats, and its addresses from the
+ * peer book (`addressesOf`; until session 29 this was always `[]`, so `neuroshard peers` printed `-` in every row).
+ */
+export async function peerStatuses(peers: readonly PeerLiveness[], addressesOf: (peer: string) => Promise<string[]>): Promise<PeerStatus[]> {
+  return Promise.all(
+    peers.map(async (p) => ({
+      peerId: p.peer,
+      addresses: (await addressesOf(p.peer).catch(() => [])).slice(0, PEER_ADDRESSES_SHOWN),
+      span: p.heartbeat.span === undefined ? null : { start: p.heartbeat.span.start, end: p.heartbeat.span.end },
+      liveness: p.state,
+      lastSeenMs: p.lastSeenMs,
+    })),
+  );
 }
 
 type Status = 'starting' | 'started' | 'closing' | 'closed';
@@ -604,14 +624,7 @@ export class NeuroShardNode {
           peers: { known: peers.length, alive: peers.filter((p) => p.state === 'alive').length },
         };
       },
-      peers: (): PeerStatus[] =>
-        this.network.status().peers.map((p) => ({
-          peerId: p.peer,
-          addresses: [],
-          span: p.heartbeat.span === undefined ? null : { start: p.heartbeat.span.start, end: p.heartbeat.span.end },
-          liveness: p.state,
-          lastSeenMs: p.lastSeenMs,
-        })),
+      peers: (): Promise<PeerStatus[]> => peerStatuses(this.network.status().peers, (peer) => this.network.p2p.peerAddresses(peer)),
     };
   }
 

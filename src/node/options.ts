@@ -5,7 +5,7 @@
  * command-line flags. Each layer is validated before it is merged; a bad value fails with a ConfigError (file,
  * environment) or an InvalidArgumentError (flag) that names the option and where it came from.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { homedir, availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,6 +13,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { DEFAULT_DATA_DIR_NAME, ENV_PREFIX } from '../params/index.js';
 import { ConfigError, InvalidArgumentError } from '../util/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
+import { nearest, orList } from '../util/nearest.js';
 
 export interface NodeOptions {
   /** Where the node keeps its state: keys, checkpoints, ledger. */
@@ -249,7 +250,8 @@ type Parser<T> = (raw: unknown, source: OptionSource) => T;
 
 function fail(key: string, source: OptionSource, why: string): never {
   const msg = `option ${key} (from ${source}): ${why}`;
-  if (source === 'flag') throw new InvalidArgumentError(msg, { option: key });
+  // `why` alone in meta: `neuroshard start` names the flag the user typed instead of the key (cli/start)
+  if (source === 'flag') throw new InvalidArgumentError(msg, { option: key, why });
   throw new ConfigError(msg, { option: key, source });
 }
 
@@ -453,6 +455,23 @@ export interface LoadOptionsInput {
   env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * The data dir alone (flag > env > default), without reading its config.json: `loadOptions` starts here, and
+ * `neuroshard config set|unset` use it to mend a config.json that does not load.
+ */
+export function dataDirOf(input: LoadOptionsInput = {}): string {
+  const env = input.env ?? process.env;
+  const flags = input.flags ?? {};
+  let dataDir = DEFAULTS.dataDir;
+  if (env[envName('dataDir')] !== undefined) dataDir = parsers.dataDir(env[envName('dataDir')], 'env');
+  if (flags.dataDir !== undefined) dataDir = parsers.dataDir(flags.dataDir, 'flag');
+  // a file where the folder should be: said here, before a command fails on mkdir '<file>/logs' (ENOTDIR)
+  if (existsSync(dataDir) && !statSync(dataDir).isDirectory()) {
+    fail('dataDir', flags.dataDir !== undefined ? 'flag' : env[envName('dataDir')] !== undefined ? 'env' : 'default', `${dataDir} is a file, not a folder (pass a folder, e.g. --data-dir ${dataDir}.d)`);
+  }
+  return dataDir;
+}
+
 /** Merges defaults, config file, environment and flags into validated NodeOptions. */
 export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
   const env = input.env ?? process.env;
@@ -460,9 +479,7 @@ export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
   const keys = Object.keys(parsers) as (keyof NodeOptions)[];
 
   // The data dir decides where config.json lives, so resolve it first (flag > env > default).
-  let dataDir = DEFAULTS.dataDir;
-  if (env[envName('dataDir')] !== undefined) dataDir = parsers.dataDir(env[envName('dataDir')], 'env');
-  if (flags.dataDir !== undefined) dataDir = parsers.dataDir(flags.dataDir, 'flag');
+  const dataDir = dataDirOf(input);
 
   const out: Record<string, unknown> = { ...DEFAULTS, dataDir };
   const configPath = join(dataDir, 'config.json');
@@ -480,7 +497,11 @@ export function loadOptions(input: LoadOptionsInput = {}): NodeOptions {
     }
     for (const [k, v] of Object.entries(cfg)) {
       if (k === 'dataDir') continue; // a config file cannot move the directory it lives in
-      if (!(k in parsers)) throw new ConfigError(`${configPath}: unknown option "${k}"`, { file: configPath, option: k });
+      if (!(k in parsers)) {
+        const hints = nearest(k, OPTION_KEYS);
+        const hint = hints.length === 0 ? '' : ` (did you mean ${orList(hints.map((h) => `"${h}"`))}?)`;
+        throw new ConfigError(`${configPath}: unknown option "${k.slice(0, 100)}"${hint}; \`neuroshard config unset ${k.slice(0, 100)}\` removes it`, { file: configPath, option: k.slice(0, 100) });
+      }
       out[k] = (parsers[k as keyof NodeOptions] as Parser<unknown>)(v, 'config');
     }
   }

@@ -31,6 +31,9 @@ export interface BootstrapperOptions {
   log?: Logger;
 }
 
+/** The failed round after which a node joining only through its peer book is told about `--genesis`. */
+export const PEER_BOOK_HINT_ROUND = 3;
+
 export interface BootstrapperEvents {
   state: BootstrapStatus;
 }
@@ -44,6 +47,8 @@ export class Bootstrapper {
   private loop: Promise<void> | undefined;
   private readonly ac = new AbortController();
   private readonly log: Logger;
+  /** Joining only through the peer book (no `--bootstrap`, no tracker): set by `setGenesis(false)`. */
+  private peerBookOnly = false;
 
   constructor(private readonly opts: BootstrapperOptions) {
     this.st = { state: opts.genesis ? 'genesis' : 'connecting', failedRounds: 0 };
@@ -58,6 +63,8 @@ export class Bootstrapper {
   setGenesis(genesis: boolean): void {
     if (!this.stopped) throw new Error('setGenesis after start');
     this.opts.genesis = genesis;
+    // decided from the peer book: a joiner whose only candidates are the peers it remembers
+    this.peerBookOnly = !genesis;
     this.st = { state: genesis ? 'genesis' : 'connecting', failedRounds: 0 };
   }
 
@@ -121,6 +128,14 @@ export class Bootstrapper {
       const delay = backoffMs(failedRounds - 1, this.opts.retryBaseMs ?? 1000, this.opts.retryMaxMs ?? 60_000);
       this.set({ state: 'retrying', failedRounds, nextAttemptAt: Date.now() + delay, lastError: err });
       this.log.warn('no peer of the network reachable yet; retrying', { round: failedRounds, inMs: delay, error: err });
+      // A founder restarted after the nodes it knew have gone (a local test network stopped, say) waits for them
+      // for ever: founding is only for an empty peer book (docs/PROTOCOL.md "Joining"). Said once, with the way out.
+      if (this.peerBookOnly && failedRounds === PEER_BOOK_HINT_ROUND) {
+        this.log.warn(
+          'none of the peers this node remembers from earlier runs answers (it was given no --bootstrap and no --tracker); if it founded this network and those peers are gone, restart it with --genesis to go on alone, else give it a peer with --bootstrap',
+          { rounds: failedRounds },
+        );
+      }
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, delay);
         function done(): void {

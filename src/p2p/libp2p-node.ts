@@ -31,7 +31,7 @@ import { webSockets } from '@libp2p/websockets';
 import { isMultiaddr, multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { linkSignals, type AbortOptions } from '../util/abort.js';
-import { InvalidArgumentError, errorMessage } from '../util/errors.js';
+import { ConfigError, InvalidArgumentError, errorMessage } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { Bootstrapper } from './bootstrap.js';
@@ -198,6 +198,29 @@ function toMultiaddr(s: string): Multiaddr {
 }
 
 /** Builds (does not start) a libp2p network. */
+/**
+ * libp2p's failure to listen, for people: a port another process holds (a second node on the same machine with the
+ * default ports, the first thing a new user meets) or one this user may not bind. libp2p's own error is a stack
+ * trace that tells the operator to set `transportManager.faultTolerance`, an option of the library, not of ours.
+ * Undefined for any other error.
+ */
+export function listenError(e: unknown): ConfigError | undefined {
+  const text = errorMessage(e);
+  const busy = [...text.matchAll(/^\s*(\/\S+): .*\bEADDRINUSE\b/gm)].map((m) => m[1]!);
+  if (busy.length > 0) {
+    return new ConfigError(
+      `cannot listen on ${busy.join(' and ')}: the port is in use (another node on this machine?); pass --listen with another port, or port 0 to pick a free one (e.g. --listen /ip4/0.0.0.0/tcp/0)`,
+      { addresses: busy },
+      'LISTEN_ADDRESS_IN_USE',
+    );
+  }
+  const denied = [...text.matchAll(/^\s*(\/\S+): .*\bEACCES\b/gm)].map((m) => m[1]!);
+  if (denied.length > 0) {
+    return new ConfigError(`cannot listen on ${denied.join(' and ')}: permission denied (ports below 1024 need privileges); pass --listen with a port above 1023`, { addresses: denied }, 'LISTEN_ADDRESS_DENIED');
+  }
+  return undefined;
+}
+
 export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<Libp2pNetwork> {
   if (!(opts.privateKey instanceof Uint8Array) || opts.privateKey.byteLength !== 32) {
     throw new InvalidArgumentError('privateKey must be the raw 32-byte secp256k1 key');
@@ -431,7 +454,13 @@ export class Libp2pNetwork implements P2PNetwork {
         }
       }
     });
-    await l.start();
+    try {
+      await l.start();
+    } catch (e) {
+      // what did start (the peer store, the DHT) stops again, so that the process can exit or retry
+      await Promise.resolve(l.stop()).catch(() => undefined);
+      throw listenError(e) ?? e;
+    }
     await this.listenThroughRelays();
     if (this.opts.genesis === 'auto') {
       const known = await l.peerStore.all({ filters: [(p) => p.addresses.length > 0 && !p.id.equals(l.peerId)], limit: 1 });

@@ -73,3 +73,20 @@ export function layersFor(c: LlamaConfig, memoryMb: number, weights: WeightsForm
 export function tokensPerSecond(tokens: number, ms: number): number {
   return ms > 0 && Number.isFinite(ms) ? tokens / (ms / 1000) : 0;
 }
+
+/** The least memory (MiB) that holds one layer of `c`: the embedding and head plus one layer's weights and KV cache. */
+export function minMemoryForOneLayerMb(c: LlamaConfig, weights: WeightsFormat = 'f32'): number {
+  return Math.ceil((extraWeightBytes(c) + layerMb(c, weights) * MiB) / MiB);
+}
+
+/**
+ * What a node whose offered memory holds no layer is told once at start (with `--span auto`, the default): the pool
+ * then never finds it a span, and before session 29 it only logged "found no span for this node yet" every 10 s.
+ * Undefined when the memory holds a layer (`maxLayers`, as measured). `capMb` is `--memory-mb` when given.
+ */
+export function noLayerMessage(c: LlamaConfig, maxLayers: number, memoryMb: number, capMb: number | undefined, weights: WeightsFormat = 'f32'): string | undefined {
+  if (maxLayers > 0) return undefined;
+  const need = minMemoryForOneLayerMb(c, weights);
+  const what = capMb !== undefined && capMb <= memoryMb ? `--memory-mb ${capMb}` : `the free memory less the ${MEMORY_RESERVE_MB} MiB reserve (${memoryMb} MiB)`;
+  return `${what} holds no layer of this model: one takes ${need} MiB (the embedding and head once, then ${layerMb(c, weights)} MiB a layer with its KV cache), so this node holds no layers (its API still answers through the holders of others); give it --memory-mb ${need} or more, or pass --span none to run an entry node on purpose`;
+}

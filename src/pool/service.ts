@@ -18,7 +18,7 @@ import { systemClock, type Clock } from '../util/clock.js';
 import { errorMessage, InvalidArgumentError } from '../util/errors.js';
 import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { extraWeightBytes, layerMb, layersFor, type WeightsFormat } from './capacity.js';
+import { extraWeightBytes, layerMb, layersFor, noLayerMessage, type WeightsFormat } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
 import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolHolder, type PoolSpan, type PoolView } from './placement.js';
 import { workerHeldRange } from './held-range.js';
@@ -174,6 +174,8 @@ export class PoolService {
     this.capacityFigures = this.o.capacity ?? (await measureCapacity(this.o.compute, this.config, { ...(this.o.memoryMb === undefined ? {} : { memoryMb: this.o.memoryMb }), weights: this.o.weights ?? 'f32' }));
     // figures for people: times to the µs, rates to 0.1 (the record keeps the exact ones)
     this.log.info('capacity measured', Object.fromEntries(Object.entries(this.capacityFigures).map(([k, v]) => [k, k.endsWith('Ms') ? Math.round(v * 1000) / 1000 : Number.isInteger(v) ? v : Math.round(v * 10) / 10])));
+    const none = this.o.mode === 'auto' ? noLayerMessage(this.config, this.capacityFigures.maxLayers, this.capacityFigures.memoryMb, this.o.memoryMb, this.o.weights ?? 'f32') : undefined;
+    if (none !== undefined) this.log.warn(none, { memoryMb: this.capacityFigures.memoryMb });
     this.schedule(0);
   }
 

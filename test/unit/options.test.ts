@@ -132,3 +132,30 @@ describe('route exploration (--route-explore)', () => {
     }
   });
 });
+
+describe('options a new user gets wrong (session 29 walkthrough)', () => {
+  it('a config.json key with a typo names the nearest option', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      writeFileSync(join(dir, 'config.json'), '{"spna": "0:2"}');
+      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: {} }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /unknown option "spna" \(did you mean [^)]*"span"\?\)/.test(e.message));
+      writeFileSync(join(dir, 'config.json'), '{"zzzzzzzzzz": 1}');
+      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: {} }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /unknown option "zzzzzzzzzz"; `neuroshard config unset zzzzzzzzzz` removes it$/.test(e.message));
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('a data dir that is a file is a typed error naming it, from a flag or the environment', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const file = join(dir, 'not-a-folder');
+      writeFileSync(file, 'x');
+      assert.throws(() => loadOptions({ flags: { dataDir: file }, env: {} }), (e) => isNeuroShardError(e, 'INVALID_ARGUMENT') && e.message.includes(`${file} is a file, not a folder`));
+      assert.throws(() => loadOptions({ env: { NEUROSHARD_DATA_DIR: file } }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && e.message.includes('is a file, not a folder'));
+      assert.equal(loadOptions({ flags: { dataDir: join(dir, 'fresh') }, env: {} }).dataDir, join(dir, 'fresh'));
+    } finally {
+      cleanup();
+    }
+  });
+});

@@ -96,5 +96,16 @@ export function fromValidation(errors: readonly { instancePath?: string; keyword
   if (param === '') param = 'body';
   if (first.keyword === 'enum' && (param === 'n' || param === 'best_of')) return badRequest(`Only ${param}=1 is supported.`, param, 'unsupported_value');
   if (first.keyword === 'enum' && NEUTRAL_ONLY.has(param)) return badRequest(`Unsupported value for '${param}': this server implements only its neutral value.`, param, 'unsupported_value');
-  return badRequest(`Invalid value for '${param.slice(0, 100)}': ${(first.message ?? 'invalid').slice(0, 200)}.`, param.slice(0, 100));
+  const why = first.keyword === 'type' ? typeMessage(first.params?.type) : undefined;
+  return badRequest(`Invalid value for '${param.slice(0, 100)}': ${(why ?? first.message ?? 'invalid').slice(0, 200)}.`, param.slice(0, 100));
+}
+
+const TYPE_NAMES: Record<string, string> = { integer: 'an integer', number: 'a number', string: 'a string', boolean: 'a boolean', object: 'an object', array: 'an array', null: 'null' };
+
+/** ajv's type error in words: "must be an integer or null" where ajv says "must be integer,null". */
+function typeMessage(type: unknown): string | undefined {
+  const types = Array.isArray(type) ? type : typeof type === 'string' ? type.split(',') : [];
+  const names = types.map((t) => TYPE_NAMES[String(t)]);
+  if (names.length === 0 || names.some((n) => n === undefined)) return undefined;
+  return `must be ${names.length === 1 ? names[0]! : `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]!}`}`;
 }

@@ -6,9 +6,9 @@
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULTS, envName, loadOptions, OPTION_KEYS, parseOption, type NodeOptions, type OptionSource } from '../../node/options.js';
+import { dataDirOf, DEFAULTS, envName, loadOptions, OPTION_KEYS, parseOption, type NodeOptions, type OptionSource } from '../../node/options.js';
 import { ConfigError } from '../../util/errors.js';
-import { stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
+import { nearest, orList, stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
 import { mkdirSync } from 'node:fs';
 
 const MAX_CONFIG_BYTES = 1 << 20;
@@ -47,6 +47,12 @@ function sourceOf(key: keyof NodeOptions, cfg: Record<string, unknown>): OptionS
   return 'default';
 }
 
+/** " (did you mean "span"?)" for a misspelt option name, or "". */
+function didYouMean(key: string): string {
+  const hints = nearest(key, OPTION_KEYS);
+  return hints.length === 0 ? '' : ` (did you mean ${orList(hints.map((h) => `"${h}"`))}?)`;
+}
+
 function show(v: unknown): string {
   return typeof v === 'string' ? v : JSON.stringify(v ?? null);
 }
@@ -61,18 +67,22 @@ export const configCommand: Command = {
   async run(flags, positionals, io) {
     const [sub, key, value, ...extra] = positionals;
     if (extra.length > 0) throw new UsageError(`unexpected argument ${extra[0]}`);
-    const opts = loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir') } });
-    const path = join(opts.dataDir, 'config.json');
+    // set and unset need only the folder: they are how a config.json that does not load (a key with a typo, a bad
+    // value) is mended, so they must not load it first; get and list show the validated options
+    const dataDir = dataDirOf({ flags: { dataDir: stringFlag(flags, 'data-dir') } });
+    const path = join(dataDir, 'config.json');
     const cfg = readConfig(path);
+    const loaded = (): NodeOptions => loadOptions({ flags: { dataDir: stringFlag(flags, 'data-dir') } });
     switch (sub) {
       case undefined:
       case 'list':
         if (key !== undefined) throw new UsageError('config list takes no argument');
-        return list(opts, cfg, path, flags, io);
+        return list(loaded(), cfg, path, flags, io);
       case 'get': {
         if (key === undefined || value !== undefined) throw new UsageError('usage: neuroshard config get KEY');
-        if (!OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option "${key}" (known: ${OPTION_KEYS.join(', ')})`);
+        if (!OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option "${key}"${didYouMean(key)}; \`neuroshard config list\` lists them`);
         const k = key as keyof NodeOptions;
+        const opts = loaded();
         if (flags.json === true) io.stdout(JSON.stringify({ key: k, value: opts[k] ?? null, source: sourceOf(k, cfg) }) + '\n');
         else io.stdout(show(opts[k]) + '\n');
         return 0;
@@ -87,17 +97,18 @@ export const configCommand: Command = {
           throw new UsageError((e as Error).message);
         }
         cfg[key] = parsed;
-        writeConfig(opts.dataDir, path, cfg);
+        writeConfig(dataDir, path, cfg);
         if (flags.json === true) io.stdout(JSON.stringify({ key, value: parsed ?? null, file: path }) + '\n');
         else io.stdout(`${key} = ${show(parsed)} (in ${path}; a running node reads it at its next start)\n`);
         return 0;
       }
       case 'unset': {
         if (key === undefined || value !== undefined) throw new UsageError('usage: neuroshard config unset KEY');
-        if (!OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option "${key}"`);
-        const had = key in cfg;
+        // a key the file holds is removed even when it is no option (a typo is what this mends)
+        const had = Object.hasOwn(cfg, key);
+        if (!had && !OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option "${key}"${didYouMean(key)}`);
         delete cfg[key];
-        if (had) writeConfig(opts.dataDir, path, cfg);
+        if (had) writeConfig(dataDir, path, cfg);
         const k = key as keyof NodeOptions;
         if (flags.json === true) io.stdout(JSON.stringify({ key, removed: had, value: DEFAULTS[k] ?? null, file: path }) + '\n');
         else io.stdout(had ? `${key} removed from ${path}\n` : `${key} was not set in ${path}\n`);

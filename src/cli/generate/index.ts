@@ -10,6 +10,7 @@
  * line per route. Errors: {"error": {"code", "message"}} on stderr,
  * exit code 1.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHECKPOINTS_DIR, GENERATE_MAX_PROMPT_CHARS, GENERATE_MAX_STOP_CHARS, GENERATE_MAX_STOPS } from '../../node/model-limits.js';
 import { loadOptions } from '../../node/options.js';
@@ -19,6 +20,7 @@ import { ApiClient } from '../../api/client.js';
 import type { RouteHop, UsedRoute } from '../../api/generate.js';
 import { runningNodeClient } from '../local-endpoint.js';
 import { spanText } from '../../util/span-text.js';
+import { NeuroShardError } from '../../util/errors.js';
 
 export const GENERATE_DEFAULTS = Object.freeze({ maxTokens: 64, temperature: 1, topK: 50, topP: 0.9, seed: 0 });
 
@@ -95,6 +97,14 @@ export const generateCommand: Command = {
       }, flags.json === true);
     }
     return withJsonErrors(io, async () => {
+      // neither a node nor a checkpoint: say both, since README sends people here for "the node on the data dir"
+      if (given === undefined && !existsSync(checkpoint)) {
+        throw new NeuroShardError(
+          'CHECKPOINT_MISSING',
+          `no node is running on ${opts.dataDir} and it holds no checkpoint (${checkpoint} does not exist): start a node there (neuroshard start --data-dir ${opts.dataDir}) or pass --checkpoint DIR`,
+          { fault: 'caller', meta: { dir: checkpoint } },
+        );
+      }
       const { generateText } = await import('../../node/generate.js'); // loaded only when the command runs
       const r = await generateText({ checkpoint, prompt, maxTokens, temperature, topK, topP, seed, stop, threads: opts.threads });
       if (flags.json === true) {

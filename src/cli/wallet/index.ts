@@ -35,7 +35,9 @@ import {
   writeOutbox,
   MAX_LOCK_DAYS,
   MIN_LOCK_DAYS,
+  REASONS,
   type LedgerEvent,
+  type ReasonCode,
 } from '../../ledger/index.js';
 import { toHex } from '../../util/bytes.js';
 import { ConfigError, errorMessage, isNeuroShardError } from '../../util/errors.js';
@@ -57,7 +59,9 @@ function amountArg(s: string | undefined, what: string): bigint {
     return v;
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`${what}: ${(e as Error).message}`);
+    const message = (e as Error).message;
+    // parseAmount's messages already begin with "amount" ("amount 1e30 is larger than the maximum")
+    throw new UsageError(message.startsWith(what) ? message : `${what}: ${message}`);
   }
 }
 
@@ -223,7 +227,7 @@ async function send(dataDir: string, flags: FlagValues, positionals: string[], i
   );
   const r = await submit(dataDir, flags, io, EventKind.Transfer, (key, env) => buildTransfer(key, env, to, amount));
   output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), fee: formatAmount(fee), status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
-  return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
+  return verdictExit(io, flags, 'transfer', r);
 }
 
 async function stake(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): Promise<number> {
@@ -232,14 +236,34 @@ async function stake(dataDir: string, flags: FlagValues, positionals: string[], 
   const days = intFlag(flags, 'lock-days', 30, MIN_LOCK_DAYS, MAX_LOCK_DAYS);
   const r = await submit(dataDir, flags, io, EventKind.Stake, (key, env) => buildStake(key, env, amount, days));
   output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), lockDays: days, status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
-  return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
+  return verdictExit(io, flags, 'stake', r);
 }
 
 async function unstake(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): Promise<number> {
   const amount = amountArg(positionals[0], 'amount');
   const r = await submit(dataDir, flags, io, EventKind.Unstake, (key, env) => buildUnstake(key, env, amount));
   output(io, flags, { id: toHex(r.event.id), nonce: r.event.nonce.toString(), amount: formatAmount(amount), status: r.status, ...(r.reason !== undefined ? { reason: r.reason } : {}) });
-  return r.status === 'rejected' || r.status === 'dropped' || r.status === 'void' ? 1 : 0;
+  return verdictExit(io, flags, 'unstake', r);
+}
+
+/**
+ * The ledger's refusal in words on stderr (the verdict printed on stdout names only its code, e.g. `reason:
+ * STAKE_LOCKED`), and the exit code: 1 when the ledger refused the event.
+ */
+function verdictExit(io: CommandIO, flags: FlagValues, what: string, r: { status: string; reason?: string }): number {
+  const message = refusalMessage(what, r.status, r.reason);
+  if (message === undefined) return 0;
+  if (flags.json !== true) io.stderr(`neuroshard wallet: ${message}\n`);
+  return 1;
+}
+
+/** "the ledger refused this unstake: stake is still locked (STAKE_LOCKED) …", or undefined when it was not refused. */
+export function refusalMessage(what: string, status: string, reason: string | undefined): string | undefined {
+  if (status !== 'rejected' && status !== 'dropped' && status !== 'void') return undefined;
+  const text = reason !== undefined && Object.hasOwn(REASONS, reason) ? REASONS[reason as ReasonCode] : undefined;
+  const why = reason === undefined ? status : text === undefined ? reason : `${text} (${reason})`;
+  const hint = reason === 'STAKE_LOCKED' ? '; `neuroshard wallet balance` shows when it unlocks (unlocksAt)' : reason === 'INSUFFICIENT_BALANCE' ? '; `neuroshard wallet balance` shows what you hold' : '';
+  return `the ledger refused this ${what}: ${why}${hint}`;
 }
 
 /** What each subcommand takes, for the usage line and its error. */

@@ -183,6 +183,15 @@ describe('/v1 routes', () => {
       assert.equal(e.code, code, r.body);
       assert.equal(typeof e.message, 'string');
     }
+    // ajv's type errors in words (before: "must be integer,null", "must be boolean,null", "must be object")
+    const words: [unknown, string][] = [
+      [{ model: 'm1', messages: [{ role: 'user', content: 'x' }], max_tokens: '8' }, "Invalid value for 'max_tokens': must be an integer or null."],
+      [{ model: 'm1', messages: [{ role: 'user', content: 'x' }], stream: 'yes' }, "Invalid value for 'stream': must be a boolean or null."],
+      [{ model: 'm1', messages: [{ role: 'user', content: 'x' }], temperature: '0.5' }, "Invalid value for 'temperature': must be a number or null."],
+    ];
+    for (const [payload, message] of words) assert.equal((await post(payload)).json().error.message, message);
+    const nullBody = await api.app.inject({ method: 'POST', url: '/v1/completions', headers: { ...HOST, 'content-type': 'application/json' }, payload: 'null' });
+    assert.equal(nullBody.json().error.message, "Invalid value for 'body': must be an object.");
     const notJson = await api.app.inject({ method: 'POST', url: '/v1/completions', headers: { ...HOST, 'content-type': 'application/json' }, payload: '{' });
     assert.equal(notJson.statusCode, 400);
     assert.equal(notJson.json().error.type, 'invalid_request_error');

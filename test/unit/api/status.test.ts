@@ -131,3 +131,60 @@ describe('local endpoint: client', () => {
     }
   });
 });
+
+describe('local endpoint: a port in use', () => {
+  it('is a CONFIG error API_PORT_IN_USE that names host:port and --api-port, not a bare EADDRINUSE', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as AddressInfo).port;
+    const api = new ApiServer({ port }, { status: provider() });
+    try {
+      await assert.rejects(api.listen(), (e: unknown) => {
+        assert.ok(isNeuroShardError(e, 'API_PORT_IN_USE'), String(e));
+        assert.equal(e.fault, 'config');
+        assert.match(e.message, new RegExp(`^cannot serve the API on 127\\.0\\.0\\.1:${port}: the port is in use`));
+        assert.match(e.message, /--api-port/);
+        return true;
+      });
+    } finally {
+      await api.close();
+      await new Promise<void>((r) => holder.close(() => r()));
+    }
+  });
+});
+
+describe('local endpoint: a request that is not HTTP, or whose headers are too large', () => {
+  /** Writes `raw` on a fresh connection and resolves with all the server sends until it closes (bounded). */
+  async function exchange(port: number, raw: string): Promise<string> {
+    const { connect } = await import('node:net');
+    return new Promise((resolve, reject) => {
+      const sock = connect(port, '127.0.0.1', () => sock.write(raw));
+      let got = '';
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new Error(`no answer within 10 s; got ${JSON.stringify(got)}`));
+      }, 10_000);
+      sock.on('data', (d: Buffer) => (got += d.toString()));
+      sock.on('error', () => undefined);
+      sock.on('close', () => {
+        clearTimeout(timer);
+        resolve(got);
+      });
+    });
+  }
+
+  it('gets 400 / 431 in the error shape of /api and /v1 ({"error": {"message", "type", "param", "code"}}), not fastify\'s', async () => {
+    const api = new ApiServer({ port: 0 }, { status: provider() });
+    try {
+      const { port } = await api.listen();
+      const bad = await exchange(port, 'NOT HTTP AT ALL\r\n\r\n');
+      assert.match(bad, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.deepEqual(JSON.parse(bad.slice(bad.indexOf('\r\n\r\n') + 4)), { error: { message: 'the request is not valid HTTP', type: 'invalid_request_error', param: null, code: 'bad_request' } });
+      const big = await exchange(port, `GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+      assert.match(big, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+      assert.equal((JSON.parse(big.slice(big.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code, 'headers_too_large');
+    } finally {
+      await api.close();
+    }
+  });
+});

@@ -3,14 +3,14 @@
  * command, and `config get|set|list|unset` on a real data dir.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createServer } from 'node:net';
 import { closest, EXIT_USAGE, flagErrorMessage, nearest } from '../../../src/cli/command.js';
 import { COMMANDS } from '../../../src/cli/commands.js';
-import { main, wantsJson } from '../../../src/cli/main.js';
+import { hoistGlobalFlags, main, wantsJson } from '../../../src/cli/main.js';
 import { tempDir } from '../../utils/paths.js';
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -189,5 +189,86 @@ describe('neuroshard logs -f', () => {
     assert.equal(await done, 0);
     assert.ok(listeners <= 1, `abort listeners on the signal after 4 polls: ${listeners}`);
     assert.equal(out, 'line 0\nline 1\nline 2\nline 3\nline 4\n');
+  });
+});
+
+describe('global flags before the command', () => {
+  const d = tempDir('ns-global-first-');
+  after(() => d.cleanup());
+
+  it('are read as if they followed it (--data-dir D, --log-level=L), and a -- after the command still ends the flags', async () => {
+    assert.deepEqual(hoistGlobalFlags(['--data-dir', '/x', '--log-level=warn', 'status', '--json']), ['status', '--data-dir', '/x', '--log-level=warn', '--json']);
+    assert.deepEqual(hoistGlobalFlags(['--threads', '2', 'generate', '--', '--not-a-flag']), ['generate', '--threads', '2', '--', '--not-a-flag']);
+    assert.deepEqual(hoistGlobalFlags(['--json', 'status']), ['--json', 'status']);
+    assert.deepEqual(hoistGlobalFlags(['--data-dir', '/x']), []);
+    await cli(['config', 'set', 'threads', '3', '--data-dir', d.dir]);
+    const r = await cli(['--data-dir', d.dir, 'config', 'get', 'threads']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out, '3\n');
+    const eq = await cli([`--data-dir=${d.dir}`, 'config', 'get', 'threads']);
+    assert.equal(eq.out, '3\n', eq.err);
+  });
+
+  it('alone, without a command, get the top help and exit 2 instead of "unknown command --data-dir"', async () => {
+    const r = await cli(['--data-dir', d.dir]);
+    assert.equal(r.code, EXIT_USAGE);
+    assert.match(r.out, /^usage: neuroshard <command>/);
+    assert.doesNotMatch(r.err, /unknown command/);
+  });
+});
+
+describe('neuroshard generate with neither a node nor a checkpoint on the data dir', () => {
+  const d = tempDir('ns-gen-none-');
+  after(() => d.cleanup());
+
+  it('says that no node runs there and that it holds no checkpoint, with what to do (exit 1, CHECKPOINT_MISSING)', async () => {
+    const r = await cli(['generate', '--prompt', 'hi', '--data-dir', d.dir]);
+    assert.equal(r.code, 1, r.err);
+    const e = (JSON.parse(r.err.trim()) as { error: { code: string; message: string } }).error;
+    assert.equal(e.code, 'CHECKPOINT_MISSING');
+    assert.equal(e.message, `no node is running on ${d.dir} and it holds no checkpoint (${join(d.dir, 'checkpoints')} does not exist): start a node there (neuroshard start --data-dir ${d.dir}) or pass --checkpoint DIR`);
+  });
+});
+
+describe('neuroshard config mends a config.json that does not load', () => {
+  const d = tempDir('ns-config-mend-');
+  after(() => d.cleanup());
+
+  it('unset removes a key with a typo and set replaces a bad value; get names the key and the fix', async () => {
+    const path = join(d.dir, 'config.json');
+    writeFileSync(path, JSON.stringify({ spna: '0:2', threads: 2 }));
+    const get = await cli(['config', 'get', 'threads', '--data-dir', d.dir]);
+    assert.equal(get.code, 1);
+    assert.match(get.err, /unknown option "spna" \(did you mean [^)]*"span"\?\); `neuroshard config unset spna` removes it/);
+    const unset = await cli(['config', 'unset', 'spna', '--data-dir', d.dir]);
+    assert.equal(unset.code, 0, unset.err);
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { threads: 2 });
+    writeFileSync(path, JSON.stringify({ span: 5 }));
+    const set = await cli(['config', 'set', 'span', '0:2', '--data-dir', d.dir]);
+    assert.equal(set.code, 0, set.err);
+    assert.deepEqual(JSON.parse(readFileSync(path, 'utf8')), { span: { start: 0, end: 2 } });
+    const typo = await cli(['config', 'unset', 'spna', '--data-dir', d.dir]);
+    assert.equal(typo.code, EXIT_USAGE);
+    assert.match(typo.err, /unknown option "spna" \(did you mean [^)]*"span"\?\)/);
+  });
+});
+
+describe('neuroshard start with a bad flag value', () => {
+  const d = tempDir('ns-start-flag-');
+  after(() => d.cleanup());
+
+  it('names the flag as typed (--memory-mb, --tracker), not the option key, and exits 2 before writing anything', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--memory-mb', 'abc'], /^neuroshard start: --memory-mb: must be an integer in 1\.\.\d+\n/],
+      [['--tracker', 'notaurl'], /^neuroshard start: --tracker: "notaurl" is not an http\(s\) URL\n/],
+      [['--api-cors', 'nope'], /^neuroshard start: --api-cors: /],
+      [['--span', '2:1'], /^neuroshard start: --span: must satisfy/],
+    ];
+    for (const [args, want] of cases) {
+      const r = await cli(['start', ...args, '--data-dir', join(d.dir, 'node')]);
+      assert.equal(r.code, EXIT_USAGE, r.err);
+      assert.match(r.err, want);
+    }
+    assert.equal(existsSync(join(d.dir, 'node')), false);
   });
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
-import { Bootstrapper } from '../../../src/p2p/bootstrap.js';
+import { Bootstrapper, PEER_BOOK_HINT_ROUND } from '../../../src/p2p/bootstrap.js';
+import { createLogger } from '../../../src/util/logger.js';
 import type { BootstrapStatus } from '../../../src/p2p/types.js';
 
 describe('Bootstrapper', () => {
@@ -123,5 +124,34 @@ describe('Bootstrapper', () => {
     b.kick();
     await b.events.waitFor('state', { timeoutMs: 5000, pred: (s) => s.state === 'connected' });
     await b.stop();
+  });
+});
+
+describe('Bootstrapper: a node that knows peers only from its peer book', () => {
+  async function warnings(fromPeerBook: boolean): Promise<string[]> {
+    const lines: string[] = [];
+    const b = new Bootstrapper({
+      genesis: false,
+      candidates: async () => ['/ip4/127.0.0.1/tcp/1/p2p/x'],
+      dial: async () => {
+        throw new Error('connection refused');
+      },
+      memberCount: () => 0,
+      retryBaseMs: 2,
+      retryMaxMs: 5,
+      log: createLogger({ level: 'warn', module: 'test', write: (l) => lines.push(l) }),
+    });
+    if (fromPeerBook) b.setGenesis(false);
+    b.start();
+    await b.events.waitFor('state', { timeoutMs: 5000, pred: (s) => s.failedRounds >= PEER_BOOK_HINT_ROUND + 2 });
+    await b.stop();
+    return lines.filter((l) => l.includes('--genesis'));
+  }
+
+  it('is told once, after a few failed rounds, that --genesis goes on alone; a node given --bootstrap is not', async () => {
+    const hints = await warnings(true);
+    assert.equal(hints.length, 1, hints.join('\n'));
+    assert.match(hints[0]!, /none of the peers this node remembers .* restart it with --genesis to go on alone/);
+    assert.deepEqual(await warnings(false), []);
   });
 });
