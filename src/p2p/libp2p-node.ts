@@ -197,7 +197,6 @@ function toMultiaddr(s: string): Multiaddr {
   }
 }
 
-/** Builds (does not start) a libp2p network. */
 /**
  * libp2p's failure to listen, for people: a port another process holds (a second node on the same machine with the
  * default ports, the first thing a new user meets) or one this user may not bind. libp2p's own error is a stack
@@ -221,6 +220,7 @@ export function listenError(e: unknown): ConfigError | undefined {
   return undefined;
 }
 
+/** Builds (does not start) a libp2p network. */
 export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<Libp2pNetwork> {
   if (!(opts.privateKey instanceof Uint8Array) || opts.privateKey.byteLength !== 32) {
     throw new InvalidArgumentError('privateKey must be the raw 32-byte secp256k1 key');
