@@ -302,11 +302,14 @@ export class InferenceHopServer {
     // a session that ended (its entry went away, a failover closed it) is not the pusher's fault: refused, unpenalised
     if (s === undefined) this.pushRefused(peer, 'no such session', false);
     if (s.pushFrom !== peer) this.pushRefused(peer, 'this session takes no pushes from this peer', true);
-    const w = tensorFromPb(p.hidden, 'inference-push.hidden');
+    let w = tensorFromPb(p.hidden, 'inference-push.hidden');
     const C = this.compute.hiddenSize;
     const dtype = w.dtype === 'fp16' ? 'f16' : w.dtype === 'bf16' ? 'bf16' : w.dtype === 'fp32' ? 'f32' : undefined;
-    if (w.shape.length !== 2 || w.shape[1] !== C || s.wireFixed !== true || dtype !== s.wire) this.pushRefused(peer, `a push must be [T, ${C}] in the session's ${s.wire}`, true);
+    if (w.shape.length !== 2 || w.shape[1] !== C || s.wireFixed !== true || dtype === undefined) this.pushRefused(peer, `a push must be [T, ${C}] in fp32, fp16 or bf16 after the session's first step`, true);
     if (p.position < s.tokens) return; // a step the entry sent explicitly meanwhile (push missing): stale, dropped
+    // a pusher answers in its own dtype (the driver hop in fp32 whatever the entry's wire): rounded here as the entry
+    // rounds what it forwards (the same function), so the bytes are those the entry would have sent
+    if (dtype !== s.wire) w = activationTensor(toFloat32(w), w.shape, s.wire);
     const waiter = s.pushWaiter;
     if (waiter !== undefined && waiter.position === p.position) {
       if (waiter.T !== w.shape[0]) this.pushRefused(peer, `a push of ${w.shape[0]} rows for a step of ${waiter.T}`, true);
@@ -586,7 +589,7 @@ export class InferenceHopServer {
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [], computeUs };
     if (capable) res.pushCapable = true;
     // what this step ran on when its input came by push: the entry checks it against the pusher's answer to it
-    if (pushedWire !== undefined) res.inputDigest = activationDigest(received!);
+    if (pushedWire !== undefined) res.inputDigest = activationDigest(pushedWire.data);
     // commitments over what travelled: our output as the entry will decode it (the input's is taken before the
     // step, which transfers its buffer to the worker)
     if (out.tokens !== undefined) {
@@ -760,7 +763,7 @@ export interface StepPush {
   from?: string;
 }
 
-/** A placeholder step's answer: the output and the SHA-256 of the pushed input it ran on, or that no push came. */
+/** A placeholder step's answer: the output and the SHA-256 of the pushed input it ran on (its bytes in the session's dtype), or that no push came. */
 export interface PushedOutput {
   hidden?: Float32Array;
   tokens?: Int32Array;
@@ -768,9 +771,9 @@ export interface PushedOutput {
   pushMissing?: boolean;
 }
 
-/** SHA-256 of activations as a hop digests its pushed input (fp32 values, little-endian: this host's order). */
-export function activationDigest(a: Float32Array): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest());
+/** SHA-256 of activations' wire bytes (the session's dtype, little-endian), as a hop digests its pushed input. */
+export function activationDigest(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(createHash('sha256').update(bytes).digest());
 }
 
 export interface RemoteHopSpec {
@@ -814,6 +817,12 @@ export class RemoteHopSession {
 
   /** Whether the hop's answers said it takes push fields (session 29): known after the first step. */
   pushCapable = false;
+
+  /** The digest a placeholder's answer must name when the hop ran on `hidden` [T, C] (as step() would send it). */
+  pushDigest(hidden: Float32Array): Uint8Array {
+    const C = this.opts.hiddenSize;
+    return activationDigest(activationTensor(hidden, [hidden.length / C, C], this.opts.wire).data);
+  }
 
   /**
    * Sends a placeholder step (session 29): no activations, the step's chunks; the hop runs it on the input that the

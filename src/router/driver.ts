@@ -15,7 +15,6 @@
  * Stop conditions match model/generate.ts: the end-of-sequence id (not included), a stop string (text cut before
  * it), max tokens, or a full context (the last token is the one predicted at position context − 1).
  */
-import { createHash } from 'node:crypto';
 import { AbortedError, InvalidArgumentError, NeuroShardError, TimeoutError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { RunningCommitment, type SettleHop, type Settlement, type TopKStep } from '../protocols/hop-commitment.js';
@@ -121,6 +120,8 @@ export interface HopSession {
    * answered by the promise; nothing else is sent on the session until it settles.
    */
   stepByPush?(chunks: number[], waitMs: number, signal: AbortSignal, pushOutput: boolean): Promise<PushedHopOutput>;
+  /** Session 29: the digest a placeholder's answer names when the hop ran on `hidden` (its bytes as step() would send them). */
+  pushDigest?(hidden: Float32Array): Uint8Array;
   /** Signs the hop's commitments for a market request (remote hops; protocols/hop-commitment.ts). */
   commit?: SettleHop['session']['commit'];
   /** The driver submits the completion from the requester's receipt. */
@@ -137,7 +138,7 @@ export interface HopPush {
   from?: string;
 }
 
-/** A placeholder step's answer: the output and the SHA-256 of the input the hop ran on (fp32 bytes), or that no push came. */
+/** A placeholder step's answer: the output and the SHA-256 of the input the hop ran on (HopSession.pushDigest), or that no push came. */
 export interface PushedHopOutput extends HopOutput {
   inputDigest?: Uint8Array;
   pushMissing?: boolean;
@@ -240,9 +241,6 @@ class PushMismatch extends Error {}
 /** The placeholder's answer said no push came: the step's input goes explicitly. */
 const PUSH_MISSING: HopOutput = Object.freeze({});
 
-function activationDigest(a: Float32Array): Buffer {
-  return createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest();
-}
 
 interface RouteEntry {
   hop: ChainHop;
@@ -446,7 +444,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       if (pending !== undefined) {
         const p = out as PushedHopOutput;
         if (p.pushMissing === true) return PUSH_MISSING;
-        if (input.hidden === undefined || p.inputDigest === undefined || !activationDigest(input.hidden).equals(p.inputDigest)) throw new PushMismatch();
+        const want = input.hidden === undefined ? undefined : session.pushDigest?.(input.hidden);
+        if (want === undefined || p.inputDigest === undefined || !Buffer.from(want).equals(p.inputDigest)) throw new PushMismatch();
         commitInput(entry, input);
       }
       checkOutput(out, input, positions);
@@ -590,7 +589,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   const pushable = (b: number): boolean => {
     const a = route[b - 1];
     const e = route[b];
-    return a.session.pushCapable === true && e.session.pushCapable === true && e.session.stepByPush !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0;
+    return a.session.pushCapable === true && e.session.pushCapable === true && e.session.stepByPush !== undefined && e.session.pushDigest !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0;
   };
 
   /** One step through the whole chain; returns the sampled token. */
