@@ -351,8 +351,25 @@ export class InferenceHopServer {
 
   /** Sends this step's output (as answered) to the session's next hop; a push stream that failed is not reopened. */
   private pushOutput(s: HopSessionState, position: number, sent: WireTensor): void {
+    if (s.pushTo === undefined || this.extras.faultsForTests?.pushNothing === true) return;
+    this.openPush(s);
+    if (s.pushOut === undefined || s.pushOut.dead) return;
+    let hidden = sent;
+    if (this.extras.faultsForTests?.pushWrong === true) {
+      const f = toFloat32(sent).map((v) => v * 1.5 + 0.1);
+      hidden = activationTensor(f, sent.shape, s.wire);
+    }
+    s.pushOut.queue.push({ sessionId: s.pushTo.session, position, hidden: tensorToPb(hidden) });
+    this.pushStats.sent++;
+  }
+
+  /**
+   * The session's push stream to its next hop, opened once (at set-up, so that the first pushed step does not wait
+   * for the stream to open); one that failed is not reopened.
+   */
+  private openPush(s: HopSessionState): void {
     const to = s.pushTo;
-    if (to === undefined || this.rpc === undefined || this.extras.faultsForTests?.pushNothing === true) return;
+    if (to === undefined || this.rpc === undefined) return;
     if (s.pushOut === undefined) {
       const queue = new RequestQueue<InferencePush>();
       const out = { queue, dead: false };
@@ -371,14 +388,6 @@ export class InferenceHopServer {
         }
       })();
     }
-    if (s.pushOut.dead) return;
-    let hidden = sent;
-    if (this.extras.faultsForTests?.pushWrong === true) {
-      const f = toFloat32(sent).map((v) => v * 1.5 + 0.1);
-      hidden = activationTensor(f, sent.shape, s.wire);
-    }
-    s.pushOut.queue.push({ sessionId: to.session, position, hidden: tensorToPb(hidden) });
-    this.pushStats.sent++;
   }
 
   handler(): BidiHandler<InferenceRequest, InferenceResponse> {
@@ -487,6 +496,7 @@ export class InferenceHopServer {
       if (s.pushTo !== undefined && (s.pushTo.peer !== r.pushTo || s.pushTo.session !== r.pushSession)) throw new HopError('BAD_STEP', 'a session pushes to one next hop');
       if (span.end === this.compute.numLayers) throw new HopError('BAD_STEP', 'the last hop has no next hop to push to');
       s.pushTo = { peer: r.pushTo, session: r.pushSession! };
+      if (this.extras.faultsForTests?.pushNothing !== true) this.openPush(s);
     }
     if (r.pushFrom !== undefined && capable) {
       if (driver) throw new HopError('BAD_STEP', 'the driver hop takes token ids, not pushes');

@@ -12,6 +12,10 @@
  * replacement's sampler (on the validator) redraws once per replayed chunk, so seeded sampling continues exactly.
  * The stored inputs live as long as the generation (bounded by the context length).
  *
+ * With `DriverOptions.push` (session 29, docs/PROTOCOL.md "Pushed activations") a decode token's hops after the first
+ * get a placeholder at the token's start and run on the output the hop before them pushes to them directly; each still
+ * answers the entry, which checks the input's digest against the pusher's answer, so it holds every input as before.
+ *
  * Stop conditions match model/generate.ts: the end-of-sequence id (not included), a stop string (text cut before
  * it), max tokens, or a full context (the last token is the one predicted at position context − 1).
  */
