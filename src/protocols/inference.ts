@@ -140,6 +140,15 @@ interface HopSessionState {
 export const MAX_PUSHES_BUFFERED = 2;
 /** Bytes of pushes one session holds (a decode step of a 8,192-wide model in fp32 is 32 KiB). */
 export const MAX_PUSH_BUFFER_BYTES = 256 * 1024;
+/**
+ * A hop that pushed a step's output answers the entry two event-loop turns later (the next I/O poll in between), so
+ * that where the next hop shares this process and its loop (the benches) the push is read and its step started
+ * before the answer is encoded and written; between machines it costs the entry a few µs on a message no one waits
+ * on. `NEUROSHARD_PUSH_ANSWER=now` answers at once (A/B in one build).
+ */
+const DEFER_PUSHED_ANSWER = process.env.NEUROSHARD_PUSH_ANSWER !== 'now';
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+
 /** A placeholder's wait for its push when the request names none (ms). */
 export const PUSH_WAIT_DEFAULT_MS = 1_000;
 
@@ -350,10 +359,10 @@ export class InferenceHopServer {
   }
 
   /** Sends this step's output (as answered) to the session's next hop; a push stream that failed is not reopened. */
-  private pushOutput(s: HopSessionState, position: number, sent: WireTensor): void {
-    if (s.pushTo === undefined || this.extras.faultsForTests?.pushNothing === true) return;
+  private pushOutput(s: HopSessionState, position: number, sent: WireTensor): boolean {
+    if (s.pushTo === undefined || this.extras.faultsForTests?.pushNothing === true) return false;
     this.openPush(s);
-    if (s.pushOut === undefined || s.pushOut.dead) return;
+    if (s.pushOut === undefined || s.pushOut.dead) return false;
     let hidden = sent;
     if (this.extras.faultsForTests?.pushWrong === true) {
       const f = toFloat32(sent).map((v) => v * 1.5 + 0.1);
@@ -361,6 +370,7 @@ export class InferenceHopServer {
     }
     s.pushOut.queue.push({ sessionId: s.pushTo.session, position, hidden: tensorToPb(hidden) });
     this.pushStats.sent++;
+    return true;
   }
 
   /**
@@ -597,6 +607,7 @@ export class InferenceHopServer {
       this.stepStats.rows += out.batch!;
     }
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [], computeUs };
+    let deferAnswer = false;
     if (capable) res.pushCapable = true;
     // what this step ran on when its input came by push: the entry checks it against the pusher's answer to it
     if (pushedWire !== undefined) res.inputDigest = activationDigest(pushedWire.data);
@@ -609,10 +620,11 @@ export class InferenceHopServer {
       const sent = activationTensor(out.hidden, [T, C], wire?.dtype === 'fp16' ? 'f16' : wire?.dtype === 'bf16' ? 'bf16' : 'f32');
       res.hidden = tensorToPb(sent);
       // pushed before the answer is written: the next hop waits on it, the entry only checks it
-      if (r.pushOutput === true && capable) this.pushOutput(s, s.tokens - T, sent);
+      if (r.pushOutput === true && capable && this.pushOutput(s, s.tokens - T, sent) && DEFER_PUSHED_ANSWER) deferAnswer = true;
       // out.hidden is ours (the worker's answer) and is not written again: the queue may read it later
       this.commits.hidden(s.outC, sent.dtype === 'fp32' ? out.hidden : toFloat32(sent), C, chunks);
     }
+    if (deferAnswer) await nextTurn();
     return res;
   }
 

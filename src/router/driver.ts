@@ -604,6 +604,9 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     // (keyed by entry: a failover's window may change the route's length)
     const pending = new Map<RouteEntry, { answer: Promise<PushedHopOutput>; until: number }>();
     const setup = new Set<RouteEntry>();
+    /** The hops that get a placeholder this token (their requests are sent a little later: placeholdersSent). */
+    const armedSet = new Set<RouteEntry>();
+    let placeholdersSent: Promise<void> | undefined;
     if (pushOn) {
       const t0 = performance.now();
       const armed: boolean[] = route.map(() => false);
@@ -614,16 +617,27 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         if (a.pushTo !== e.hop.peerId || e.pushFrom !== a.hop.peerId) setup.add(e);
         else armed[b] = true;
       }
-      for (let b = 1; b < route.length; b++) {
-        if (!armed[b]) continue;
-        const e = route[b];
-        // the hop waits for its push as long as the hops before it may take (then it answers push_missing); it
-        // pushes its own output on when the hop after it gets a placeholder too
-        const waitMs = Math.min(60_000, b * o.stepTimeoutMs);
-        const answer = e.session.stepByPush!(x.chunks, waitMs, acOf(e).signal, armed[b + 1] === true);
-        answer.catch(() => {}); // (awaited in turn below, or abandoned with a session a failover closed)
-        pending.set(e, { answer, until: t0 + waitMs + o.stepTimeoutMs + positions * o.msPerPosition });
-      }
+      // a placeholder carries no set-up fields: a hop whose next boundary is set up this token steps explicitly
+      for (let b = 1; b + 1 < route.length; b++) if (setup.has(route[b + 1])) armed[b] = false;
+      const chunks = x.chunks;
+      const send = (): void => {
+        for (let b = 1; b < armed.length; b++) {
+          if (!armed[b]) continue;
+          const e = armedAt[b]!;
+          // the hop waits for its push as long as the hops before it may take (then it answers push_missing); it
+          // pushes its own output on when the hop after it gets a placeholder too
+          const waitMs = Math.min(60_000, b * o.stepTimeoutMs);
+          const answer = e.session.stepByPush!(chunks, waitMs, acOf(e).signal, armed[b + 1] === true);
+          answer.catch(() => {}); // (awaited in turn below, or abandoned with a session a failover closed)
+          pending.set(e, { answer, until: t0 + waitMs + o.stepTimeoutMs + positions * o.msPerPosition });
+        }
+      };
+      const armedAt = route.slice();
+      for (let b = 1; b < armed.length; b++) if (armed[b]) armedSet.add(armedAt[b]!);
+      // sent two event-loop turns after the first hop's request: where the hops share this process (the benches)
+      // its request is read and its step started first; between machines the placeholders still arrive long
+      // before the pushes they wait for (a push that comes first is held)
+      if (armedSet.size > 0) placeholdersSent = new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve))).then(send);
     }
     /** Whether x is a replacement's output (a failover ran this token before the hop now stepped). */
     let replaced = false;
@@ -635,13 +649,14 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       let next = i + 1;
       /** The route index a failure now is a failure of (a reopened hop's). */
       let cur = i;
+      if (armedSet.has(e)) await placeholdersSent;
       const p = pending.get(e);
       pending.delete(e);
       const push: HopPush = {};
       const after = route[i + 1];
       if (p === undefined && pushOn) {
         if (after !== undefined && setup.has(after)) push.to = { peer: after.hop.peerId, session: after.id };
-        if (after !== undefined && pending.has(after)) push.output = true;
+        if (after !== undefined && armedSet.has(after)) push.output = true;
         if (setup.has(e)) push.from = route[i - 1].hop.peerId;
       }
       try {
@@ -652,7 +667,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
               pushStats.missing++;
               e.pushOff = true; // this boundary goes explicit for the rest of the generation
               // the hop after it waits on this one's push: asked for as the placeholder asked for it
-              out = await call(e, x, positions, after !== undefined && pending.has(after) ? { push: { output: true } } : undefined);
+              out = await call(e, x, positions, after !== undefined && armedSet.has(after) ? { push: { output: true } } : undefined);
             } else pushStats.used++;
           } catch (err) {
             if (!(err instanceof PushMismatch)) throw err;

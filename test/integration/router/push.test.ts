@@ -14,9 +14,9 @@ import { ComputeClient } from '../../../src/compute/index.js';
 import { bundledGenesis } from '../../../src/node/genesis.js';
 import type { NodeNetwork } from '../../../src/node/network.js';
 import { genesisModelView, workerHopCompute } from '../../../src/node/serving.js';
-import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopFaultsForTests } from '../../../src/protocols/inference.js';
+import { activationDigest, HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, RequestQueue, type HopFaultsForTests } from '../../../src/protocols/inference.js';
 import * as methods from '../../../src/protocols/methods.js';
-import { DType } from '../../../src/protocols/pb/node.js';
+import { DType, type InferencePush, type InferenceRequest, type InferenceResponse } from '../../../src/protocols/pb/node.js';
 import { BanList, DRIVER_DEFAULTS, runGeneration, type GenerationResult, type HolderView } from '../../../src/router/index.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { NeuroShardError } from '../../../src/util/errors.js';
@@ -194,6 +194,53 @@ describe('hop-to-hop pushes (session 29)', () => {
     assert.equal(r.pushes?.missing, 1, 'the boundary after it went explicit after its first miss');
     assert.equal(hop('h2').server.pushStats.missing, 1);
     assert.ok((r.pushes?.used ?? 0) > 0, 'the other boundaries pushed');
+    await sessionsClosed();
+  });
+
+  it('at the boundary: a push of the wrong width or past the bound held is refused with a penalty; a placeholder takes a held push or answers push_missing and the session goes on', async () => {
+    const h2 = hop('h2');
+    const queue = new RequestQueue();
+    const answers = entry.rpc.bidi(h2.net.peerId, methods.inferenceStream, queue);
+    const ask = async (r: Partial<InferenceRequest>): Promise<InferenceResponse> => {
+      queue.push({ sessionId: 'pb1', requestId: '1', tokens: [], positionOffset: 0, endSession: false, chunks: [1], maxLength: 0, temperature: 0, topK: 0, topP: 1, seed: 0, ...r });
+      const n = await answers.next();
+      assert.equal(n.done, false);
+      return n.value as InferenceResponse;
+    };
+    const row = (v: number, width = C): { dtype: DType; shape: number[]; data: Uint8Array<ArrayBuffer>; scale: number } => ({ dtype: DType.FP32, shape: [1, width], data: new Uint8Array(new Float32Array(width).fill(v).buffer), scale: 0 });
+    const push = async (ps: Partial<InferencePush>[]): Promise<unknown> => {
+      try {
+        for await (const _ of rogue.rpc.bidi(h2.net.peerId, methods.inferencePush, ps.map((p) => ({ sessionId: 'pb1', position: 1, ...p }) as InferencePush))) void _;
+        return undefined;
+      } catch (e) {
+        return e;
+      }
+    };
+    const refused = (e: unknown): boolean => e instanceof NeuroShardError && e.code === 'PUSH_REFUSED';
+    // the session's first step is explicit and names the rogue its pusher
+    const first = await ask({ targetSpan: { start: 2, end: 3 }, maxLength: 16, hidden: row(0.5), pushFrom: rogue.peerId });
+    assert.equal(first.pushCapable, true);
+    let score = h2.net.scores.score(rogue.peerId);
+    assert.ok(refused(await push([{ hidden: row(1, C + 1) }])), 'a push of the wrong width');
+    assert.ok(h2.net.scores.score(rogue.peerId) < score, 'penalised');
+    score = h2.net.scores.score(rogue.peerId);
+    assert.ok(refused(await push([{ position: 1, hidden: row(1) }, { position: 2, hidden: row(2) }, { position: 3, hidden: row(3) }])), 'a third push held');
+    assert.ok(h2.net.scores.score(rogue.peerId) < score, 'penalised');
+    // positions 1 and 2 are held: two placeholders run on them, with the digests of their bytes
+    for (const v of [1, 2]) {
+      const r = await ask({ inputByPush: true, pushWaitMs: 10_000 });
+      assert.equal(r.pushMissing, undefined);
+      assert.equal(r.hidden?.shape[0], 1);
+      assert.deepEqual(Buffer.from(r.inputDigest!), Buffer.from(activationDigest(row(v).data)));
+    }
+    const missing = await ask({ inputByPush: true, pushWaitMs: 50 });
+    assert.equal(missing.pushMissing, true);
+    assert.equal(missing.processedTokens, 3, 'nothing ran');
+    const explicit = await ask({ hidden: row(3) });
+    assert.equal(explicit.processedTokens, 4, 'the session went on');
+    assert.equal(explicit.hidden?.shape[0], 1);
+    queue.end();
+    for (;;) if ((await answers.next()).done === true) break;
     await sessionsClosed();
   });
 
