@@ -5,8 +5,11 @@
 // (this process) runs blocks of greedy tokens through the same chain with pushes off and on, alternating, and prints
 // ms a token per block and the medians. On this host's 2 shared cores the processes' wake-ups are part of every
 // figure: compare the two arms, not the absolute times.
-//   node scripts/experiments/push-chain.mjs [--hops 4] [--blocks 10] [--tokens 64] [--width 768]
+// `--delay MS` holds every TCP write of every process for MS ms (order kept): a one-way link latency of MS between
+// any two nodes, for this experiment only (writes are taken as accepted at once: no backpressure).
+//   node scripts/experiments/push-chain.mjs [--hops 4] [--blocks 10] [--tokens 64] [--width 768] [--delay 0]
 import { spawn } from 'node:child_process';
+import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -17,8 +20,16 @@ const { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } = await impor
 const { BanList, DRIVER_DEFAULTS, runGeneration } = await import(new URL('router/index.js', dist).href);
 const { bundledGenesis } = await import(new URL('node/genesis.js', dist).href);
 
-const { values: a } = parseArgs({ options: { hops: { type: 'string', default: '4' }, blocks: { type: 'string', default: '10' }, tokens: { type: 'string', default: '64' }, width: { type: 'string', default: '768' }, child: { type: 'string' }, boot: { type: 'string' } } });
+const { values: a } = parseArgs({ options: { hops: { type: 'string', default: '4' }, blocks: { type: 'string', default: '10' }, tokens: { type: 'string', default: '64' }, width: { type: 'string', default: '768' }, delay: { type: 'string', default: '0' }, child: { type: 'string' }, boot: { type: 'string' } } });
 const N = Number(a.hops);
+const delayMs = Number(a.delay);
+if (delayMs > 0) {
+  const write = Socket.prototype.write;
+  Socket.prototype.write = function (chunk, enc, cb) {
+    setTimeout(() => write.call(this, chunk, enc, cb), delayMs);
+    return true;
+  };
+}
 const C = Number(a.width);
 const networkId = bundledGenesis().networkId;
 
@@ -54,7 +65,7 @@ if (a.child !== undefined) {
   const children = [];
   const hellos = [];
   for (let k = 0; k < N; k++) {
-    const args = [new URL(import.meta.url).pathname, '--child', String(k), '--hops', String(N), '--width', String(C)];
+    const args = [new URL(import.meta.url).pathname, '--child', String(k), '--hops', String(N), '--width', String(C), '--delay', String(delayMs)];
     if (k > 0) args.push('--boot', hellos[k - 1].multiaddr);
     const c = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
     children.push(c);
@@ -99,7 +110,7 @@ if (a.child !== undefined) {
   }
   const med = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   const ratios = res.on.map((x, i) => x / res.off[i]);
-  console.log(`${N} hops, ${C} wide, stub compute, ${a.blocks} block pairs of ${a.tokens} tokens: ms a token off ${med(res.off).toFixed(3)}, on ${med(res.on).toFixed(3)}; on/off per pair median ${med(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`);
+  console.log(`${N} hops, ${C} wide, stub compute, one-way delay ${delayMs} ms, ${a.blocks} block pairs of ${a.tokens} tokens: ms a token off ${med(res.off).toFixed(3)}, on ${med(res.on).toFixed(3)}; on/off per pair median ${med(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`);
   await entry.stop();
   for (const c of children) c.stdin.end();
   await Promise.all(children.map((c) => new Promise((r) => c.once('exit', r))));
