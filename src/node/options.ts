@@ -112,6 +112,12 @@ export interface NodeOptions {
   hopTimeoutMs: number;
   inferenceMemoryMb: number;
   /**
+   * Session 29 (`--hop-push`): generations this entry drives send decode steps hop to hop (router/driver.ts
+   * `DriverOptions.push`; hops answer and push only when asked, so this is the entry's choice alone). Off by default
+   * until measured on a real network (docs/LIMITS.md "Session 29: hop-to-hop pushes").
+   */
+  hopPush: boolean;
+  /**
    * Share of fresh generations this entry node routes through one unproven holder (`--route-explore`, router/route.ts
    * `exploreRoute`: newcomers get measured and then compete on their figures); 0 turns exploration off, so that the
    * route is always the usual near-best chain (tests and experiments that compare tokens across routes).
@@ -222,6 +228,7 @@ export const DEFAULTS: NodeOptions = {
   wire: 'f32',
   hopTimeoutMs: 200,
   inferenceMemoryMb: 512,
+  hopPush: false,
   routeExplore: 0.05, // ROUTE_DEFAULTS.explore (router/route.ts): 1 fresh generation in 20
   validationRate: 0.05, // VALIDATION_RATE_DEFAULT (protocols/hop-validator.ts)
   payInference: 'auto',
@@ -398,6 +405,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   rpcLane: (raw, src) => bool('rpcLane', raw, src),
   lanePort: (raw, src) => intIn('lanePort', raw, src, 0, 65535),
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
+  hopPush: (raw, src) => bool('hopPush', raw, src),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
   routeExplore: (raw, src) => numIn('routeExplore', raw, src, 0, 1, true),
   validationRate: (raw, src) => numIn('validationRate', raw, src, 0, 1, true),

@@ -17,7 +17,7 @@ import { BanList, DRIVER_DEFAULTS, holderViews, LatencyTable, runGeneration, typ
 import { AbortedError, NeuroShardError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { connectedBlocks } from '../protocols/address-block.js';
-import { inferenceStream } from '../protocols/methods.js';
+import { inferencePush, inferenceStream } from '../protocols/methods.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, type HopCompute, type HopFaultsForTests, type HopTranscripts } from '../protocols/inference.js';
 import type { HopMarket } from '../protocols/hop-commitment.js';
 import type { Clock } from '../util/clock.js';
@@ -310,7 +310,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
         scores: network.scores,
         onStepTimed: (peer, wallMs, hopMs) => latency.observeStep(peer, wallMs, hopMs),
       }),
-    options: { stepTimeoutMs: opts.hopTimeoutMs, explore: opts.routeExplore },
+    options: { stepTimeoutMs: opts.hopTimeoutMs, explore: opts.routeExplore, push: opts.hopPush },
     log,
     ...(init.model === undefined ? {} : { model: init.model.view }),
     ...(init.settle === undefined ? {} : { settle: init.settle }),
@@ -322,6 +322,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
     stop: async () => {
       stopped = true;
       if (hops !== undefined) await network.rpc.unhandle(inferenceStream).catch(() => {});
+      if (hops !== undefined) await network.rpc.unhandle(inferencePush).catch(() => {});
     },
   };
 }

@@ -18,8 +18,9 @@ import { addressBlock } from './address-block.js';
 import { PENALTY } from '../p2p/peer-score.js';
 import { AbortedError, NeuroShardError, PeerMisbehaviourError, errorMessage } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { inferenceStream } from './methods.js';
-import type { InferenceRequest, InferenceResponse } from './pb/node.js';
+import { createHash } from 'node:crypto';
+import { inferencePush, inferenceStream, MAX_PUSH_WAIT_MS } from './methods.js';
+import type { InferencePush, InferencePushAck, InferenceRequest, InferenceResponse } from './pb/node.js';
 import type { BidiHandler, CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, tensorFromPb, tensorToPb, toFloat32, type WireTensor } from './tensor-wire.js';
 import { signHopCommitment } from '../ledger/build.js';
@@ -81,7 +82,7 @@ export const MAX_SETTLES_PER_SESSION = 4;
 export const HOP_LIMIT_DEFAULTS: HopLimits = { memoryBudgetBytes: 512 * 1024 * 1024, maxSessionsPerPeer: 16, maxSessions: 256, maxSessionsPerBlock: 64, blockBudgetShare: 0.25 };
 
 export class HopError extends NeuroShardError {
-  constructor(code: 'WRONG_SPAN' | 'SESSION_TAKEN' | 'SESSION_MISMATCH' | 'NOT_SERVING' | 'BAD_STEP' | 'NO_MARKET' | 'BAD_RECEIPT', message: string, fault: 'caller' | 'local' = 'caller') {
+  constructor(code: 'WRONG_SPAN' | 'SESSION_TAKEN' | 'SESSION_MISMATCH' | 'NOT_SERVING' | 'BAD_STEP' | 'NO_MARKET' | 'BAD_RECEIPT' | 'PUSH_REFUSED', message: string, fault: 'caller' | 'local' = 'caller') {
     super(code, message, { fault });
   }
 }
@@ -124,7 +125,32 @@ interface HopSessionState {
   /** The session's activation dtype, fixed by its first step of activations (`wireFixed`). */
   wire: 'f32' | 'f16' | 'bf16';
   wireFixed?: boolean;
+  /** Session 29 pushes: where this session's outputs go when a step asks (hop k), and the push stream once open. */
+  pushTo?: { peer: string; session: string };
+  pushOut?: { queue: RequestQueue<InferencePush>; dead: boolean };
+  /** The one peer whose pushes this session takes (hop k+1). */
+  pushFrom?: string;
+  /** Pushes received and not yet used, by the position they start at (at most MAX_PUSHES_BUFFERED, MAX_PUSH_BUFFER_BYTES). */
+  pushed?: Map<number, WireTensor>;
+  /** The placeholder step waiting for its push: the position and rows it needs. */
+  pushWaiter?: { position: number; T: number; resolve: (w: WireTensor | undefined) => void };
 }
+
+/** Pushes one session holds before a placeholder takes them (the entry asks for one a step; a replay never pushes). */
+export const MAX_PUSHES_BUFFERED = 2;
+/** Bytes of pushes one session holds (a decode step of a 8,192-wide model in fp32 is 32 KiB). */
+export const MAX_PUSH_BUFFER_BYTES = 256 * 1024;
+/**
+ * A hop that pushed a step's output answers the entry two event-loop turns later (the next I/O poll in between), so
+ * that where the next hop shares this process and its loop (the benches) the push is read and its step started
+ * before the answer is encoded and written; between machines it costs the entry a few µs on a message no one waits
+ * on. `NEUROSHARD_PUSH_ANSWER=now` answers at once (A/B in one build).
+ */
+const DEFER_PUSHED_ANSWER = process.env.NEUROSHARD_PUSH_ANSWER !== 'now';
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+
+/** A placeholder's wait for its push when the request names none (ms). */
+export const PUSH_WAIT_DEFAULT_MS = 1_000;
 
 /**
  * Issue 11 §2, validator re-execution (hop-transcript.ts): keep the inputs of sessions and seal them for validators
@@ -138,6 +164,12 @@ export interface HopTranscripts {
 /** Test-only faults (never set from options or the CLI): a hop that corrupts its outputs but commits to them honestly. */
 export interface HopFaultsForTests {
   corruptOutputs?: boolean;
+  /** Pushes (session 29) that differ from the answer to the entry (the pushed values × 1.5 + 0.1). */
+  pushWrong?: boolean;
+  /** Asked to push, pushes nothing. */
+  pushNothing?: boolean;
+  /** Answers as a hop before session 29 would (no push_capable). */
+  noPushCapability?: boolean;
 }
 
 /** What a hop did for one session (for the ledger): positions processed, by whom. */
@@ -166,6 +198,9 @@ export class InferenceHopServer {
    * the benchmark sets apart from a chain's time per token to see what the hop boundaries cost.
    */
   readonly stepStats = { steps: 0, batched: 0, rows: 0, computeMs: 0 };
+  /** Session 29 pushes: steps run on a pushed input, placeholders answered push_missing, pushes sent and refused, steps with push fields. */
+  readonly pushStats = { pushedSteps: 0, missing: 0, sent: 0, refused: 0, asked: 0 };
+  private rpc: RpcNode | undefined;
 
   constructor(
     private readonly compute: HopCompute,
@@ -238,7 +273,131 @@ export class InferenceHopServer {
   }
 
   async register(rpc: RpcNode): Promise<void> {
+    this.rpc = rpc;
     await rpc.handle(inferenceStream, this.handler());
+    await rpc.handle(inferencePush, this.pushHandler());
+  }
+
+  /**
+   * inference-push/1.0.0 (session 29): hop k's outputs for one of our sessions. Checked at the boundary: the session
+   * exists here and named this peer its pusher, [T, C] in the session's dtype, at a position not yet processed, at
+   * most MAX_PUSHES_BUFFERED and MAX_PUSH_BUFFER_BYTES held. Anything else ends the stream with PUSH_REFUSED (and a
+   * penalty where only a misbehaving peer could have sent it); the session itself is untouched.
+   */
+  pushHandler(): BidiHandler<InferencePush, InferencePushAck> {
+    const self = this;
+    return async function* (pushes: AsyncIterable<InferencePush>, ctx: CallContext): AsyncGenerator<InferencePushAck> {
+      let sessionId: string | undefined;
+      for await (const p of pushes) {
+        if (sessionId !== undefined && p.sessionId !== sessionId) {
+          self.pushRefused(ctx.peer, 'a push stream carries one session', true);
+        }
+        sessionId = p.sessionId;
+        self.takePush(p, ctx.peer);
+      }
+      // (no answers: a push is not acknowledged, the placeholder's answer to the entry says what ran)
+      yield* [];
+    };
+  }
+
+  private pushRefused(peer: string, why: string, penalise: boolean): never {
+    this.pushStats.refused++;
+    if (penalise) this.scores?.penalise(peer, PENALTY.malformed, `inference-push: ${why}`);
+    throw new HopError('PUSH_REFUSED', why);
+  }
+
+  private takePush(p: InferencePush, peer: string): void {
+    const s = this.sessions.get(p.sessionId);
+    // a session that ended (its entry went away, a failover closed it) is not the pusher's fault: refused, unpenalised
+    if (s === undefined) this.pushRefused(peer, 'no such session', false);
+    if (s.pushFrom !== peer) this.pushRefused(peer, 'this session takes no pushes from this peer', true);
+    let w = tensorFromPb(p.hidden, 'inference-push.hidden');
+    const C = this.compute.hiddenSize;
+    const dtype = w.dtype === 'fp16' ? 'f16' : w.dtype === 'bf16' ? 'bf16' : w.dtype === 'fp32' ? 'f32' : undefined;
+    if (w.shape.length !== 2 || w.shape[1] !== C || s.wireFixed !== true || dtype === undefined) this.pushRefused(peer, `a push must be [T, ${C}] in fp32, fp16 or bf16 after the session's first step`, true);
+    if (p.position < s.tokens) return; // a step the entry sent explicitly meanwhile (push missing): stale, dropped
+    // a pusher answers in its own dtype (the driver hop in fp32 whatever the entry's wire): rounded here as the entry
+    // rounds what it forwards (the same function), so the bytes are those the entry would have sent
+    if (dtype !== s.wire) w = activationTensor(toFloat32(w), w.shape, s.wire);
+    const waiter = s.pushWaiter;
+    if (waiter !== undefined && waiter.position === p.position) {
+      if (waiter.T !== w.shape[0]) this.pushRefused(peer, `a push of ${w.shape[0]} rows for a step of ${waiter.T}`, true);
+      s.pushWaiter = undefined;
+      waiter.resolve(w);
+      return;
+    }
+    const held = (s.pushed ??= new Map());
+    let bytes = w.data.byteLength;
+    for (const x of held.values()) bytes += x.data.byteLength;
+    if (held.has(p.position) || held.size >= MAX_PUSHES_BUFFERED || bytes > MAX_PUSH_BUFFER_BYTES) this.pushRefused(peer, `more pushes held than the bound (${MAX_PUSHES_BUFFERED}, ${MAX_PUSH_BUFFER_BYTES} bytes)`, true);
+    held.set(p.position, w);
+  }
+
+  /** The placeholder's input: a push held for this position, or the one that comes within `ms`; undefined if none. */
+  private awaitPush(s: HopSessionState, T: number, ms: number, signal: AbortSignal): Promise<WireTensor | undefined> | WireTensor | undefined {
+    const held = s.pushed?.get(s.tokens);
+    if (held !== undefined) {
+      s.pushed!.delete(s.tokens);
+      if (held.shape[0] !== T) {
+        this.scores?.penalise(s.pushFrom!, PENALTY.malformed, 'inference-push: a push of the wrong rows');
+        return undefined;
+      }
+      return held;
+    }
+    return new Promise((resolve) => {
+      const done = (w: WireTensor | undefined): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        if (s.pushWaiter?.resolve === done) s.pushWaiter = undefined;
+        resolve(w);
+      };
+      const onAbort = (): void => done(undefined);
+      const timer = setTimeout(() => done(undefined), ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+      s.pushWaiter = { position: s.tokens, T, resolve: done };
+    });
+  }
+
+  /** Sends this step's output (as answered) to the session's next hop; a push stream that failed is not reopened. */
+  private pushOutput(s: HopSessionState, position: number, sent: WireTensor): boolean {
+    if (s.pushTo === undefined || this.extras.faultsForTests?.pushNothing === true) return false;
+    this.openPush(s);
+    if (s.pushOut === undefined || s.pushOut.dead) return false;
+    let hidden = sent;
+    if (this.extras.faultsForTests?.pushWrong === true) {
+      const f = toFloat32(sent).map((v) => v * 1.5 + 0.1);
+      hidden = activationTensor(f, sent.shape, s.wire);
+    }
+    s.pushOut.queue.push({ sessionId: s.pushTo.session, position, hidden: tensorToPb(hidden) });
+    this.pushStats.sent++;
+    return true;
+  }
+
+  /**
+   * The session's push stream to its next hop, opened once (at set-up, so that the first pushed step does not wait
+   * for the stream to open); one that failed is not reopened.
+   */
+  private openPush(s: HopSessionState): void {
+    const to = s.pushTo;
+    if (to === undefined || this.rpc === undefined) return;
+    if (s.pushOut === undefined) {
+      const queue = new RequestQueue<InferencePush>();
+      const out = { queue, dead: false };
+      s.pushOut = out;
+      const calls = this.rpc.bidi(to.peer, inferencePush, queue);
+      void (async () => {
+        try {
+          for await (const _ of calls) void _;
+        } catch (e) {
+          // the next hop refused a push or went away: its placeholders answer push_missing and the entry sends
+          // explicitly; this session pushes no more
+          this.log.info('a push stream ended', { peer: to.peer, error: errorMessage(e) });
+        } finally {
+          out.dead = true;
+          queue.end();
+        }
+      })();
+    }
   }
 
   handler(): BidiHandler<InferenceRequest, InferenceResponse> {
@@ -340,6 +499,36 @@ export class InferenceHopServer {
     if (span === undefined) throw new HopError('NOT_SERVING', 'this node stopped serving its layers', 'local');
     const C = this.compute.hiddenSize;
     const driver = span.start === 0;
+    const capable = this.extras.faultsForTests?.noPushCapability !== true;
+    if (r.pushTo !== undefined || r.pushFrom !== undefined || r.pushOutput === true || r.inputByPush === true) this.pushStats.asked++;
+    // session 29 pushes: where to push (set once) and whom to take pushes from (set once, never on the driver hop)
+    if (r.pushTo !== undefined && capable) {
+      if (s.pushTo !== undefined && (s.pushTo.peer !== r.pushTo || s.pushTo.session !== r.pushSession)) throw new HopError('BAD_STEP', 'a session pushes to one next hop');
+      if (span.end === this.compute.numLayers) throw new HopError('BAD_STEP', 'the last hop has no next hop to push to');
+      s.pushTo = { peer: r.pushTo, session: r.pushSession! };
+      if (this.extras.faultsForTests?.pushNothing !== true) this.openPush(s);
+    }
+    if (r.pushFrom !== undefined && capable) {
+      if (driver) throw new HopError('BAD_STEP', 'the driver hop takes token ids, not pushes');
+      if (s.pushFrom !== undefined && s.pushFrom !== r.pushFrom) throw new HopError('BAD_STEP', 'a session takes pushes from one peer');
+      s.pushFrom = r.pushFrom;
+    }
+    /** A placeholder's input as pushed, and its digest for the entry. */
+    let pushedWire: WireTensor | undefined;
+    if (r.inputByPush === true && capable) {
+      if (driver || s.pushFrom === undefined || s.wireFixed !== true) throw new HopError('BAD_STEP', 'a placeholder step needs a pusher named and the session\'s first activations');
+      const T = r.chunks.reduce((a, b) => a + b, 0);
+      const bad = checkStep(T, r.chunks);
+      if (bad !== undefined) throw new HopError('BAD_STEP', bad);
+      const got = this.awaitPush(s, T, Math.min(MAX_PUSH_WAIT_MS, r.pushWaitMs ?? PUSH_WAIT_DEFAULT_MS), ctx.signal);
+      pushedWire = got instanceof Promise ? await got : got;
+      // the push did not come: nothing ran or was committed, the session goes on (the entry sends the input itself)
+      if (pushedWire === undefined) {
+        this.pushStats.missing++;
+        return { requestId: r.requestId, processedTokens: s.tokens, tokens: [], pushMissing: true, pushCapable: true };
+      }
+      this.pushStats.pushedSteps++;
+    }
     let ids: Int32Array | undefined;
     let hidden: Float32Array | undefined;
     /** The input as received (not transferred to the worker): its commitment is taken after the answer. */
@@ -356,7 +545,7 @@ export class InferenceHopServer {
       ids = Int32Array.from(r.tokens);
       T = ids.length;
     } else {
-      wire = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+      wire = pushedWire ?? tensorFromPb(r.hidden, 'inference-stream.hidden', true);
       if (wire === undefined || r.tokens.length > 0) throw new HopError('BAD_STEP', 'this hop takes hidden states');
       if (wire.shape[1] !== C) {
         this.penalise(ctx.peer, 'hidden states of the wrong width');
@@ -410,12 +599,18 @@ export class InferenceHopServer {
     this.stepStats.computeMs += computeMs;
     s.tokens += T;
     this.totalTokens += T;
+    // pushes for positions this step covered (one came after its placeholder answered push_missing) are stale
+    if (s.pushed !== undefined) for (const at of s.pushed.keys()) if (at < s.tokens) s.pushed.delete(at);
     this.stepStats.steps++;
     if ((out.batch ?? 1) > 1) {
       this.stepStats.batched++;
       this.stepStats.rows += out.batch!;
     }
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [], computeUs };
+    let deferAnswer = false;
+    if (capable) res.pushCapable = true;
+    // what this step ran on when its input came by push: the entry checks it against the pusher's answer to it
+    if (pushedWire !== undefined) res.inputDigest = activationDigest(pushedWire.data);
     // commitments over what travelled: our output as the entry will decode it (the input's is taken before the
     // step, which transfers its buffer to the worker)
     if (out.tokens !== undefined) {
@@ -424,9 +619,12 @@ export class InferenceHopServer {
     } else if (out.hidden !== undefined) {
       const sent = activationTensor(out.hidden, [T, C], wire?.dtype === 'fp16' ? 'f16' : wire?.dtype === 'bf16' ? 'bf16' : 'f32');
       res.hidden = tensorToPb(sent);
+      // pushed before the answer is written: the next hop waits on it, the entry only checks it
+      if (r.pushOutput === true && capable && this.pushOutput(s, s.tokens - T, sent) && DEFER_PUSHED_ANSWER) deferAnswer = true;
       // out.hidden is ours (the worker's answer) and is not written again: the queue may read it later
       this.commits.hidden(s.outC, sent.dtype === 'fp32' ? out.hidden : toFloat32(sent), C, chunks);
     }
+    if (deferAnswer) await nextTurn();
     return res;
   }
 
@@ -498,6 +696,9 @@ export class InferenceHopServer {
   private async release(s: HopSessionState): Promise<void> {
     if (this.sessions.get(s.id) !== s) return;
     this.sessions.delete(s.id);
+    s.pushOut?.queue.end();
+    s.pushWaiter?.resolve(undefined);
+    s.pushed?.clear();
     this.commits.drop(s.inC);
     this.commits.drop(s.outC);
     if (s.inputs !== undefined) this.extras.transcripts?.store.release(s.inputs);
@@ -537,13 +738,13 @@ function corruptForTests(out: { hidden?: Float32Array; tokens?: Int32Array }, vo
  * generator: a request pushed while the reader waits resolves that wait directly (one promise per step, where the
  * generator's next(), its await and its yield were four).
  */
-export class RequestQueue implements AsyncIterable<InferenceRequest>, AsyncIterator<InferenceRequest> {
-  private readonly items: InferenceRequest[] = [];
+export class RequestQueue<R = InferenceRequest> implements AsyncIterable<R>, AsyncIterator<R> {
+  private readonly items: R[] = [];
   /** Reads waiting for a request, oldest first (one in a `for await`; more only if a caller overlaps next() calls). */
-  private readonly waiters: ((r: IteratorResult<InferenceRequest>) => void)[] = [];
+  private readonly waiters: ((r: IteratorResult<R>) => void)[] = [];
   private ended = false;
 
-  push(r: InferenceRequest): void {
+  push(r: R): void {
     if (this.ended) return; // nothing after end() (the session checks `closed` before it pushes)
     const w = this.waiters.shift();
     if (w === undefined) this.items.push(r);
@@ -555,23 +756,46 @@ export class RequestQueue implements AsyncIterable<InferenceRequest>, AsyncItera
     for (const w of this.waiters.splice(0)) w({ done: true, value: undefined });
   }
 
-  next(): Promise<IteratorResult<InferenceRequest>> {
+  next(): Promise<IteratorResult<R>> {
     if (this.items.length > 0) return Promise.resolve({ done: false, value: this.items.shift()! });
     if (this.ended) return Promise.resolve({ done: true, value: undefined });
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   /** The reader stopped (its call ended): nothing more is handed out. */
-  return(): Promise<IteratorResult<InferenceRequest>> {
+  return(): Promise<IteratorResult<R>> {
     this.ended = true;
     this.items.length = 0;
     for (const w of this.waiters.splice(0)) w({ done: true, value: undefined });
     return Promise.resolve({ done: true, value: undefined });
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<InferenceRequest> {
+  [Symbol.asyncIterator](): AsyncIterator<R> {
     return this;
   }
+}
+
+/** Session 29 push fields of one step (RemoteHopSession.step): sent only to a hop that said it takes them. */
+export interface StepPush {
+  /** Set once: where this hop may push this session's outputs (the next hop's peer and its session id there). */
+  to?: { peer: string; session: string };
+  /** Push this step's output there. */
+  output?: boolean;
+  /** Set once: the only peer whose pushes this session takes. */
+  from?: string;
+}
+
+/** A placeholder step's answer: the output and the SHA-256 of the pushed input it ran on (its bytes in the session's dtype), or that no push came. */
+export interface PushedOutput {
+  hidden?: Float32Array;
+  tokens?: Int32Array;
+  inputDigest?: Uint8Array;
+  pushMissing?: boolean;
+}
+
+/** SHA-256 of activations' wire bytes (the session's dtype, little-endian), as a hop digests its pushed input. */
+export function activationDigest(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(createHash('sha256').update(bytes).digest());
 }
 
 export interface RemoteHopSpec {
@@ -613,7 +837,43 @@ export class RemoteHopSession {
     },
   ) {}
 
-  async step(input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] }, signal: AbortSignal): Promise<{ hidden?: Float32Array; tokens?: Int32Array }> {
+  /** Whether the hop's answers said it takes push fields (session 29): known after the first step. */
+  pushCapable = false;
+
+  /** The digest a placeholder's answer must name when the hop ran on `hidden` [T, C] (as step() would send it). */
+  pushDigest(hidden: Float32Array): Uint8Array {
+    const C = this.opts.hiddenSize;
+    return activationDigest(activationTensor(hidden, [hidden.length / C, C], this.opts.wire).data);
+  }
+
+  /**
+   * Sends a placeholder step (session 29): no activations, the step's chunks; the hop runs it on the input that the
+   * pusher named earlier pushes, waiting at most `waitMs`, and pushes its own output on when `pushOutput`. Returns at once with the answer's promise
+   * (the request is on its way): nothing else may be sent on this session until it settles. The answer is the
+   * output and the digest of the input the hop used, or `pushMissing` (nothing ran; send the input with step()).
+   */
+  stepByPush(chunks: number[], waitMs: number, signal: AbortSignal, pushOutput = false): Promise<PushedOutput> {
+    if (this.closed || this.responses === undefined) return Promise.reject(new AbortedError('hop session not open'));
+    const req: InferenceRequest = { sessionId: this.spec.id, requestId: String(++this.seq), tokens: [], positionOffset: 0, endSession: false, chunks, maxLength: 0, temperature: 0, topK: 0, topP: 0, seed: 0, inputByPush: true, pushWaitMs: Math.round(waitMs) };
+    // (this hop pushes its own output on too, to the hop set up earlier)
+    if (pushOutput) req.pushOutput = true;
+    this.listen(signal);
+    this.queue.push(req);
+    const T = chunks.reduce((a, b) => a + b, 0);
+    const answer = this.responses.next().then((n) => {
+      if (n.done === true) throw new NeuroShardError('RPC_TRUNCATED', `${this.peer} ended the session stream`, { fault: 'peer' });
+      const r = n.value;
+      if (r.pushMissing === true) return { pushMissing: true } as PushedOutput;
+      if (r.inputDigest === undefined) throw this.bad('answered a placeholder step without the digest of its input');
+      return { ...this.output(r, T, chunks), inputDigest: r.inputDigest };
+    });
+    return answer.catch((e: unknown) => {
+      this.close();
+      throw e;
+    });
+  }
+
+  async step(input: { ids?: Int32Array; hidden?: Float32Array; chunks: number[] }, signal: AbortSignal, push?: StepPush): Promise<{ hidden?: Float32Array; tokens?: Int32Array }> {
     if (this.closed) throw new AbortedError('hop session closed');
     const T = input.chunks.reduce((a, b) => a + b, 0);
     const C = this.opts.hiddenSize;
@@ -633,6 +893,15 @@ export class RemoteHopSession {
     };
     if (first) req.targetSpan = { start: this.span.start, end: this.span.end };
     if (input.hidden !== undefined) req.hidden = tensorToPb(activationTensor(input.hidden, [T, C], this.opts.wire));
+    // push fields only to a hop that said it takes them (an older one would ignore them or misread a placeholder)
+    if (push !== undefined && this.pushCapable) {
+      if (push.to !== undefined) {
+        req.pushTo = push.to.peer;
+        req.pushSession = push.to.session;
+      }
+      if (push.output === true) req.pushOutput = true;
+      if (push.from !== undefined) req.pushFrom = push.from;
+    }
     this.responses ??= this.rpc.bidi(this.peer, inferenceStream, this.queue, { signal: this.ac.signal });
     this.listen(signal);
     try {
@@ -642,20 +911,28 @@ export class RemoteHopSession {
       if (n.done === true) throw new NeuroShardError('RPC_TRUNCATED', `${this.peer} ended the session stream`, { fault: 'peer' });
       const r = n.value;
       if (!first && T === 1) this.opts.onStepTimed?.(this.peer, performance.now() - t0, r.computeUs !== undefined && r.computeUs > 0 ? r.computeUs / 1000 : undefined);
-      if (r.tokens.length > 0) {
-        if (r.tokens.length !== input.chunks.length || r.tokens.some((t) => t >= this.opts.vocabSize)) throw this.bad('sampled tokens that do not fit the request');
-        return { tokens: Int32Array.from(r.tokens) };
-      }
-      const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
-      if (h === undefined || h.shape[0] !== T || h.shape[1] !== C) throw this.bad(`hidden states not of shape [${T}, ${C}]`);
-      // our own buffer (the router keeps it for replay): toFloat32 views the frame's bytes only when they are aligned
-      // fp32, and otherwise already made a fresh array (a second copy was 2 of every answer's 3 KiB copies)
-      const f = toFloat32(h);
-      return { hidden: f.buffer === h.data.buffer ? f.slice() : f };
+      if (r.pushCapable === true) this.pushCapable = true;
+      if (r.pushMissing === true) throw this.bad('answered push_missing to a step that carried its input');
+      return this.output(r, T, input.chunks);
     } catch (e) {
       this.close();
       throw e;
     }
+  }
+
+  /** A step's answer as the router takes it: one sampled token per chunk, or hidden states [T, C]. */
+  private output(r: InferenceResponse, T: number, chunks: readonly number[]): { hidden?: Float32Array; tokens?: Int32Array } {
+    const C = this.opts.hiddenSize;
+    if (r.tokens.length > 0) {
+      if (r.tokens.length !== chunks.length || r.tokens.some((t) => t >= this.opts.vocabSize)) throw this.bad('sampled tokens that do not fit the request');
+      return { tokens: Int32Array.from(r.tokens) };
+    }
+    const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
+    if (h === undefined || h.shape[0] !== T || h.shape[1] !== C) throw this.bad(`hidden states not of shape [${T}, ${C}]`);
+    // our own buffer (the router keeps it for replay): toFloat32 views the frame's bytes only when they are aligned
+    // fp32, and otherwise already made a fresh array (a second copy was 2 of every answer's 3 KiB copies)
+    const f = toFloat32(h);
+    return { hidden: f.buffer === h.data.buffer ? f.slice() : f };
   }
 
   /**

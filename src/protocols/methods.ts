@@ -126,6 +126,23 @@ function checkHopCommitResponse(r: pb.InferenceResponse): void {
   if (r.completionId !== undefined && r.completionId.length !== 32) throw malformed('inference-stream.completion_id: 32 bytes');
 }
 
+/** Longest wait a placeholder step may ask for its pushed input (ms). */
+export const MAX_PUSH_WAIT_MS = 60_000;
+
+/** Session 29 push fields (docs/PROTOCOL.md "Pushed activations"): ids bounded, a placeholder carries no activations. */
+function checkPushFields(r: pb.InferenceRequest, T: number): void {
+  if (r.pushTo !== undefined) checkId(r.pushTo, 'inference-stream.push_to', true);
+  if (r.pushSession !== undefined) checkId(r.pushSession, 'inference-stream.push_session', true);
+  if ((r.pushTo === undefined) !== (r.pushSession === undefined)) throw malformed('inference-stream: push_to and push_session go together');
+  if (r.pushFrom !== undefined) checkId(r.pushFrom, 'inference-stream.push_from', true);
+  if (r.inputByPush === true) {
+    if (r.hidden !== undefined || r.tokens.length > 0 || T !== 0) throw malformed('inference-stream: a placeholder step carries no activations');
+    if (r.chunks.length === 0) throw malformed('inference-stream: a placeholder step names its chunks');
+    if (r.chunks.reduce((a, b) => a + b, 0) > MAX_TOKENS_PER_REQUEST) throw malformed('inference-stream.chunks: too many positions');
+    if ((r.pushWaitMs ?? 0) > MAX_PUSH_WAIT_MS) throw malformed(`inference-stream.push_wait_ms: above ${MAX_PUSH_WAIT_MS}`);
+  }
+}
+
 export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceResponse> = {
   name: 'inference-stream',
   version: '1.0.0',
@@ -151,18 +168,47 @@ export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceRespon
       throw malformed(`inference-stream.hidden: must be fp32/fp16/bf16 [T, C] with 1 <= T <= ${MAX_TOKENS_PER_REQUEST}`);
     }
     const T = h !== undefined ? h.shape[0] : r.tokens.length;
-    if (r.chunks.length > 0 && r.chunks.reduce((a, b) => a + b, 0) !== T) throw malformed('inference-stream.chunks: do not sum to the positions sent');
+    if (r.inputByPush !== true && r.chunks.length > 0 && r.chunks.reduce((a, b) => a + b, 0) !== T) throw malformed('inference-stream.chunks: do not sum to the positions sent');
     if (r.maxLength > 1 << 20) throw malformed('inference-stream.max_length: too large');
     if (!Number.isFinite(r.temperature) || r.temperature < 0 || r.temperature > 100) throw malformed('inference-stream.temperature: not in [0, 100]');
     if (!Number.isFinite(r.topP) || r.topP < 0 || r.topP > 1) throw malformed('inference-stream.top_p: not in [0, 1]');
     checkHopCommitRequest(r);
+    checkPushFields(r, T);
   },
   validateResponse: (r) => {
     checkId(r.requestId, 'inference-stream.request_id');
     checkHopCommitResponse(r);
+    if (r.inputDigest !== undefined && r.inputDigest.length !== 32) throw malformed('inference-stream.input_digest: 32 bytes');
+    if (r.pushMissing === true && (r.hidden !== undefined || r.tokens.length > 0)) throw malformed('inference-stream: push_missing with an output');
     const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
     if (h !== undefined && (h.shape.length !== 2 || (h.dtype !== 'fp32' && h.dtype !== 'fp16' && h.dtype !== 'bf16'))) throw malformed('inference-stream.hidden: must be fp32/fp16/bf16 [T, C]');
     if (r.tokens.length > MAX_TOKENS_PER_REQUEST) throw malformed('inference-stream.tokens: too many');
+  },
+};
+
+/**
+ * Session 29: hop k's outputs pushed straight to hop k+1 (docs/PROTOCOL.md "Pushed activations"); one stream per
+ * (pusher, session), requests only (the receiver answers nothing, or ends the stream with a typed error). A push is
+ * one decode step's [T, C] (or a replayed run of them), as an inference-stream step's activations.
+ */
+export const inferencePush: BidiMethod<pb.InferencePush, pb.InferencePushAck> = {
+  name: 'inference-push',
+  version: '1.0.0',
+  kind: 'bidi',
+  request: codec(pb.InferencePush, { hidden: TENSOR_LIMITS }),
+  response: codec(pb.InferencePushAck),
+  maxRequestBytes: 16 * MiB,
+  maxResponseBytes: 64,
+  timeoutMs: 120_000,
+  maxFrames: 100_000,
+  maxInboundStreams: 64,
+  maxConcurrent: 256,
+  validateRequest: (r) => {
+    checkId(r.sessionId, 'inference-push.session_id', true);
+    const h = tensorFromPb(r.hidden, 'inference-push.hidden', true);
+    if (h === undefined || h.shape.length !== 2 || h.shape[0] < 1 || h.shape[0] > MAX_TOKENS_PER_REQUEST || (h.dtype !== 'fp32' && h.dtype !== 'fp16' && h.dtype !== 'bf16')) {
+      throw malformed(`inference-push.hidden: must be fp32/fp16/bf16 [T, C] with 1 <= T <= ${MAX_TOKENS_PER_REQUEST}`);
+    }
   },
 };
 
@@ -274,6 +320,7 @@ export const NODE_METHODS = [
   shardInfo,
   holderRecord,
   inferenceStream,
+  inferencePush,
   ledgerRange,
   ledgerByIds,
   ledgerStatus,

@@ -12,6 +12,10 @@
  * replacement's sampler (on the validator) redraws once per replayed chunk, so seeded sampling continues exactly.
  * The stored inputs live as long as the generation (bounded by the context length).
  *
+ * With `DriverOptions.push` (session 29, docs/PROTOCOL.md "Pushed activations") a decode token's hops after the first
+ * get a placeholder at the token's start and run on the output the hop before them pushes to them directly; each still
+ * answers the entry, which checks the input's digest against the pusher's answer, so it holds every input as before.
+ *
  * Stop conditions match model/generate.ts: the end-of-sequence id (not included), a stop string (text cut before
  * it), max tokens, or a full context (the last token is the one predicted at position context − 1).
  */
@@ -75,6 +79,8 @@ export interface GenerationResult {
   settlement?: Settlement;
   /** Extra figures (not part of the API answer): ms from each hop failure to the step's completion. */
   stallsMs: number[];
+  /** Hop steps that ran on an input pushed by the hop before them (session 29, `DriverOptions.push`), and placeholders answered push_missing. */
+  pushes?: { used: number; missing: number };
   promptTokens: number;
 }
 
@@ -109,12 +115,37 @@ export interface HopSession {
    * A session neither changes nor transfers its input's buffers (the entry keeps them for a replay, and its
    * commitment queue reads them after the call), and its output's buffers are the entry's from then on.
    */
-  step(input: HopInput, signal: AbortSignal): Promise<HopOutput>;
+  step(input: HopInput, signal: AbortSignal, push?: HopPush): Promise<HopOutput>;
   close(): void;
+  /** Session 29: whether the hop said it takes push fields (after its first answer); absent or false: never asked to. */
+  readonly pushCapable?: boolean;
+  /**
+   * Session 29: a placeholder step whose input the previous hop pushes (RemoteHopSession.stepByPush): sent at once,
+   * answered by the promise; nothing else is sent on the session until it settles.
+   */
+  stepByPush?(chunks: number[], waitMs: number, signal: AbortSignal, pushOutput: boolean): Promise<PushedHopOutput>;
+  /** Session 29: the digest a placeholder's answer names when the hop ran on `hidden` (its bytes as step() would send them). */
+  pushDigest?(hidden: Float32Array): Uint8Array;
   /** Signs the hop's commitments for a market request (remote hops; protocols/hop-commitment.ts). */
   commit?: SettleHop['session']['commit'];
   /** The driver submits the completion from the requester's receipt. */
   submitReceipt?: SettleHop['session']['submitReceipt'];
+}
+
+/** Session 29 push fields of a step (sent only to a hop whose answers said it takes them). */
+export interface HopPush {
+  /** Set once: push this session's outputs (when asked) to that peer, whose session id is `session`. */
+  to?: { peer: string; session: string };
+  /** Push this step's output there. */
+  output?: boolean;
+  /** Set once: take pushes for this session only from this peer. */
+  from?: string;
+}
+
+/** A placeholder step's answer: the output and the SHA-256 of the input the hop ran on (HopSession.pushDigest), or that no push came. */
+export interface PushedHopOutput extends HopOutput {
+  inputDigest?: Uint8Array;
+  pushMissing?: boolean;
 }
 
 /** Opens sessions on hops (the node's own worker for its own peer id, an RPC stream for a peer). Errors surface at step. */
@@ -153,9 +184,15 @@ export interface DriverOptions {
    * route is always the usual near-best chain (failovers never explore).
    */
   explore: number;
+  /**
+   * Session 29 (`--hop-push`): decode steps go hop to hop. Hop k pushes its output straight to hop k+1 as well as
+   * answering the entry; hop k+1 got a placeholder at the token's start and runs as soon as the push arrives. The
+   * entry checks each pushed input's digest against hop k's answer. Off after any failover (for that generation).
+   */
+  push: boolean;
 }
 
-export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000, openTimeoutMs: 10_000, explore: ROUTE_DEFAULTS.explore };
+export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000, openTimeoutMs: 10_000, explore: ROUTE_DEFAULTS.explore, push: false };
 
 export interface DriverDeps {
   model: ModelView;
@@ -202,9 +239,22 @@ class HopFailure extends Error {
   }
 }
 
+/** A pushed step ran on an input other than the one the entry holds for it (session 29). */
+class PushMismatch extends Error {}
+
+/** The placeholder's answer said no push came: the step's input goes explicitly. */
+const PUSH_MISSING: HopOutput = Object.freeze({});
+
+
 interface RouteEntry {
   hop: ChainHop;
   session: HopSession;
+  /** The hop session's id (the previous hop pushes to it). */
+  id: string;
+  /** Session 29: the peer this session was told to push to, the one it takes pushes from, and whether pushes into it stopped. */
+  pushTo?: string;
+  pushFrom?: string;
+  pushOff?: boolean;
   /** Every input this hop was given, in order: ids (driver) or hidden states. */
   parts: (Int32Array | Float32Array)[];
   /** Calls made on this session (the first one also opens it). */
@@ -279,7 +329,11 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     return holders;
   };
 
-  const route: RouteEntry[] = chooseRouteAvoiding(view(), { start: 0, end: L }, planOptions()).map((hop) => ({ hop, session: deps.opener.open(hop, hopSpec()), parts: [], chunks: [], inC: commitment(), outC: commitment() }));
+  const openEntry = (hop: ChainHop): RouteEntry => {
+    const sp = hopSpec();
+    return { hop, id: sp.id, session: deps.opener.open(hop, sp), parts: [], chunks: [], inC: commitment(), outC: commitment() };
+  };
+  const route: RouteEntry[] = chooseRouteAvoiding(view(), { start: 0, end: L }, planOptions()).map(openEntry);
   const hopsNow = (): RouteHop[] => route.map((e) => ({ peerId: e.hop.peerId, span: [e.hop.span.start, e.hop.span.end] as [number, number], weights: formats.get(e.hop.peerId) ?? 'f32' }));
   const firstRoute = hopsNow();
   const routes: UsedRoute[] = [{ fromToken: 0, hops: firstRoute }];
@@ -291,6 +345,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   listener.onRoute?.(firstRoute);
   let failovers = 0;
   const stallsMs: number[] = [];
+  /** Session 29: whether this generation still uses pushes (off after any failover or a pushed input that did not match). */
+  let pushOn = o.push;
 
   /**
    * Whether the route's layers can be planned without `peer` (and this generation's failed peers) in the chain's
@@ -324,13 +380,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   /** Fails the call in flight (its deadline or the generation's abort); set while a call waits. */
   let inFlight: ((reason: Error) => void) | undefined;
 
-  /** Runs one call on a hop with its deadline; a failure is a HopFailure. */
-  const call = async (entry: RouteEntry, input: HopInput, positions: number): Promise<HopOutput> => {
-    const session = entry.session;
-    const first = (entry.calls = (entry.calls ?? 0) + 1) === 1;
-    const ms = (entry.hop.peerId === deps.selfPeerId ? o.localStepTimeoutMs : o.stepTimeoutMs) + positions * o.msPerPosition + (first ? o.openTimeoutMs : 0);
-    // committed (or queued) before the call; a failed call discards the entry. A session never changes nor hands on
-    // (transfers) its input's buffer: the entry keeps it for a replay (`parts`), and the queue reads it later.
+  /** The input's commitment (queued or running); for a forwarded tensor the records of the output just committed. */
+  const commitInput = (entry: RouteEntry, input: HopInput): void => {
     if (commits !== null) {
       const c = entry.inC as QueuedCommitment;
       if (input.ids !== undefined) commits.tokens(c, input.ids, input.chunks);
@@ -342,8 +393,28 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       else c.hidden(input.hidden!, C, input.chunks);
     }
     lastOut = undefined;
+  };
+  /** The signal of an entry's calls (a fresh one after a deadline aborted the last). */
+  const acOf = (entry: RouteEntry): AbortController => (entry.ac === undefined || entry.ac.signal.aborted ? (entry.ac = new AbortController()) : entry.ac);
+
+  /**
+   * Runs one call on a hop with its deadline; a failure is a HopFailure. `how.pending`: the answer to a placeholder
+   * already sent (session 29), whose deadline runs at least until `how.until` (performance.now() ms: its push wait
+   * and a step's deadline after it); its answer is PUSH_MISSING when no push came, and a PushMismatch is thrown when
+   * the hop ran on other bytes than `input` (the entry's copy of the previous hop's answer). `how.push`: push fields.
+   */
+  const call = async (entry: RouteEntry, input: HopInput, positions: number, how?: { pending?: Promise<PushedHopOutput>; until?: number; push?: HopPush }): Promise<HopOutput> => {
+    const session = entry.session;
+    const first = (entry.calls = (entry.calls ?? 0) + 1) === 1;
+    const pending = how?.pending;
+    let ms = (entry.hop.peerId === deps.selfPeerId ? o.localStepTimeoutMs : o.stepTimeoutMs) + positions * o.msPerPosition + (first ? o.openTimeoutMs : 0);
+    if (how?.until !== undefined) ms = Math.max(ms, how.until - performance.now());
+    // committed (or queued) before the call; a failed call discards the entry. A session never changes nor hands on
+    // (transfers) its input's buffer: the entry keeps it for a replay (`parts`), and the queue reads it later. A
+    // placeholder's input is committed once its answer shows the hop ran on it (a push_missing one is sent again).
+    if (pending === undefined) commitInput(entry, input);
     if (signal.aborted) throw new AbortedError('generation aborted');
-    const ac = entry.ac === undefined || entry.ac.signal.aborted ? (entry.ac = new AbortController()) : entry.ac;
+    const ac = acOf(entry);
     // The step deadline is the failover trigger: past it, another holder would likely answer sooner. When no other
     // holder could take this hop's layers (windows around it included: the whole route is planned without it),
     // failing over cannot help and only turns a slow answer into 503 layers_uncovered (a single holder under load
@@ -372,8 +443,15 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         };
         timer = setTimeout(onDeadline, ms);
         inFlight = fail;
-        session.step(input, ac.signal).then(resolve, reject);
+        (pending ?? session.step(input, ac.signal, how?.push)).then(resolve, reject);
       });
+      if (pending !== undefined) {
+        const p = out as PushedHopOutput;
+        if (p.pushMissing === true) return PUSH_MISSING;
+        const want = input.hidden === undefined ? undefined : session.pushDigest?.(input.hidden);
+        if (want === undefined || p.inputDigest === undefined || !Buffer.from(want).equals(p.inputDigest)) throw new PushMismatch();
+        commitInput(entry, input);
+      }
       checkOutput(out, input, positions);
       // the output is the entry's own (a session's answer): nothing changes it after this, so the queue may read it later
       if (commits !== null) {
@@ -388,6 +466,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       return out;
     } catch (e) {
       if (signal.aborted) throw new AbortedError('generation aborted');
+      if (e instanceof PushMismatch) throw e;
       throw new HopFailure(e);
     } finally {
       inFlight = undefined;
@@ -423,6 +502,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
    */
   const failover = async (i: number, cause: unknown): Promise<{ out: HopOutput; next: number }> => {
     const t0 = deps.now();
+    // the simplest sound rule: replacements are not set up for pushes, and no boundary is trusted again
+    pushOn = false;
     let badPeer = route[i].hop.peerId;
     route[i].session.close();
     for (;;) {
@@ -443,14 +524,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       if (j !== i || k !== i) log.info('replacing hops around it', { session: spec.id, span: spanText({ start: head.hop.span.start, end: route[k].hop.span.end }), hops: k - j + 1, by: sub.map((h) => `${h.peerId}[${spanText(h.span)}]`).join(' -> ') });
       // every replacement gets a session id of its own (a peer of the window chosen again too: its old session may
       // not be closed there yet)
-      const fresh: RouteEntry[] = sub.map((hop) => ({
-        hop,
-        session: deps.opener.open(hop, hopSpec()),
-        parts: [],
-        chunks: [],
-        inC: commitment(),
-        outC: commitment(),
-      }));
+      const fresh: RouteEntry[] = sub.map(openEntry);
       // replay: the window's inputs through the new sub-chain, in the original chunks
       let x = first;
       let out: HopOutput | undefined;
@@ -495,20 +569,143 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     }
   };
 
+  /**
+   * Session 29: closes route[i]'s session and opens a fresh one on the same hop, replaying its stored inputs (the
+   * last of them, the current step's, as the entry holds it): after a pushed step ran on bytes the entry does not
+   * hold, the hop's KV cache is not the one the entry's records describe. Not a failover of that hop (it ran what it
+   * was pushed); a failure of the replay is one. Returns the current step's output.
+   */
+  const reopen = async (i: number, positions: number): Promise<HopOutput> => {
+    const old = route[i];
+    old.session.close();
+    const fresh = openEntry(old.hop);
+    fresh.parts.push(...old.parts);
+    fresh.chunks.push(...old.chunks);
+    route[i] = fresh;
+    const chunks = [...fresh.chunks];
+    const T = chunks.reduce((a, b) => a + b, 0);
+    const x: HopInput = old.hop.span.start === 0 ? { ids: concat(fresh.parts as Int32Array[], (n) => new Int32Array(n)), chunks } : { hidden: concat(fresh.parts as Float32Array[], (n) => new Float32Array(n)), chunks };
+    const out = await call(fresh, x, T);
+    return out.tokens !== undefined ? { tokens: out.tokens.subarray(out.tokens.length - 1) } : { hidden: out.hidden!.subarray((T - positions) * C) };
+  };
+
+  /** Whether route[b - 1] may push into route[b] (both remote hops that said they take pushes, both past their first step). */
+  const pushable = (b: number): boolean => {
+    const a = route[b - 1];
+    const e = route[b];
+    return a.session.pushCapable === true && e.session.pushCapable === true && e.session.stepByPush !== undefined && e.session.pushDigest !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0;
+  };
+
   /** One step through the whole chain; returns the sampled token. */
   const step = async (input: HopInput, positions: number): Promise<number> => {
     let x = input;
+    // session 29: boundaries set up (push_to / push_from sent on an earlier step) get a placeholder now, so that the
+    // hop after them runs when the push arrives; boundaries not yet set up carry the set-up fields on this token's steps
+    // (keyed by entry: a failover's window may change the route's length)
+    const pending = new Map<RouteEntry, { answer: Promise<PushedHopOutput>; until: number }>();
+    const setup = new Set<RouteEntry>();
+    /** The hops that get a placeholder this token (their requests are sent a little later: placeholdersSent). */
+    const armedSet = new Set<RouteEntry>();
+    let placeholdersSent: Promise<void> | undefined;
+    if (pushOn) {
+      const t0 = performance.now();
+      const armed: boolean[] = route.map(() => false);
+      for (let b = 1; b < route.length; b++) {
+        if (!pushable(b)) continue;
+        const a = route[b - 1];
+        const e = route[b];
+        if (a.pushTo !== e.hop.peerId || e.pushFrom !== a.hop.peerId) setup.add(e);
+        else armed[b] = true;
+      }
+      // a placeholder carries no set-up fields: a hop whose next boundary is set up this token steps explicitly
+      for (let b = 1; b + 1 < route.length; b++) if (setup.has(route[b + 1])) armed[b] = false;
+      const chunks = x.chunks;
+      const send = (): void => {
+        for (let b = 1; b < armed.length; b++) {
+          if (!armed[b]) continue;
+          const e = armedAt[b]!;
+          // the hop waits for its push as long as the hops before it may take (then it answers push_missing); it
+          // pushes its own output on when the hop after it gets a placeholder too
+          const waitMs = Math.min(60_000, b * o.stepTimeoutMs);
+          const answer = e.session.stepByPush!(chunks, waitMs, acOf(e).signal, armed[b + 1] === true);
+          answer.catch(() => {}); // (awaited in turn below, or abandoned with a session a failover closed)
+          pending.set(e, { answer, until: t0 + waitMs + o.stepTimeoutMs + positions * o.msPerPosition });
+        }
+      };
+      const armedAt = route.slice();
+      for (let b = 1; b < armed.length; b++) if (armed[b]) armedSet.add(armedAt[b]!);
+      // sent two event-loop turns after the first hop's request: where the hops share this process (the benches)
+      // its request is read and its step started first; between machines the placeholders still arrive long
+      // before the pushes they wait for (a push that comes first is held)
+      if (armedSet.size > 0) placeholdersSent = new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve))).then(send);
+    }
+    /** Whether x is a replacement's output (a failover ran this token before the hop now stepped). */
+    let replaced = false;
     for (let i = 0; i < route.length; ) {
       const e = route[i];
       e.parts.push(x.ids ?? x.hidden!);
       e.chunks.push(...x.chunks);
       let out: HopOutput;
       let next = i + 1;
+      /** The route index a failure now is a failure of (a reopened hop's). */
+      let cur = i;
+      if (armedSet.has(e)) await placeholdersSent;
+      const p = pending.get(e);
+      pending.delete(e);
+      const push: HopPush = {};
+      const after = route[i + 1];
+      if (p === undefined && pushOn) {
+        if (after !== undefined && setup.has(after)) push.to = { peer: after.hop.peerId, session: after.id };
+        if (after !== undefined && armedSet.has(after)) push.output = true;
+        if (setup.has(e)) push.from = route[i - 1].hop.peerId;
+      }
       try {
-        out = await call(e, x, positions);
+        if (p !== undefined) {
+          try {
+            out = await call(e, x, positions, { pending: p.answer, until: p.until });
+            if (out === PUSH_MISSING) {
+              pushStats.missing++;
+              e.pushOff = true; // this boundary goes explicit for the rest of the generation
+              // the hop after it waits on this one's push: asked for as the placeholder asked for it
+              out = await call(e, x, positions, after !== undefined && armedSet.has(after) ? { push: { output: true } } : undefined);
+            } else pushStats.used++;
+          } catch (err) {
+            if (!(err instanceof PushMismatch)) throw err;
+            pushOn = false;
+            if (replaced) {
+              // the pusher was replaced this token: the hop ran on what it was pushed before, which the entry never saw
+              out = await reopen(i, positions);
+            } else {
+              // the previous hop pushed one thing and answered another: it is replaced (banned), and this hop, which
+              // ran on the push, starts again from the entry's copy of its inputs unless the replacement covered it
+              const pusher = route[i - 1].hop.peerId;
+              log.warn('a hop pushed other activations than it answered', { session: spec.id, peer: pusher });
+              cur = i - 1;
+              const r = await failover(i - 1, new NeuroShardError('HOP_PUSH_MISMATCH', `${pusher} pushed other activations than it answered`, { fault: 'peer' }));
+              const at = route.indexOf(e);
+              if (at < 0) {
+                // the replacement's window covered this hop too: its replay gave this step's output
+                out = r.out;
+                next = r.next;
+              } else {
+                // this hop's input of this step is the replacement's output, not the pushed one
+                e.parts[e.parts.length - 1] = r.out.hidden!;
+                cur = at;
+                out = await reopen(at, positions);
+                next = at + 1;
+              }
+            }
+            replaced = true;
+          }
+        } else {
+          out = await call(e, x, positions, pushOn ? { push } : undefined);
+          if (push.to !== undefined) e.pushTo = push.to.peer;
+          if (push.from !== undefined) e.pushFrom = push.from;
+        }
       } catch (err) {
         if (!(err instanceof HopFailure)) throw err;
-        const r = await failover(i, err.reason);
+        const r = await failover(cur, err.reason);
+        replaced = true;
         out = r.out;
         next = r.next;
       }
@@ -520,6 +717,8 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   };
 
   const tokensSoFar: number[] = [];
+  /** Session 29: pushes used (on every route hop, as the entry saw its placeholders answered) and missed. */
+  const pushStats = { used: 0, missing: 0 };
   const text = new TextAssembler((ids) => model.decode(ids), req.stop);
   // the generation's abort fails the call in flight (calls run one at a time): one listener for the generation
   // instead of an add and a remove per call
@@ -561,5 +760,5 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     // the worker forgets their chain values (after the jobs already queued for them)
     if (commits !== null) for (const c of queued) commits.drop(c);
   }
-  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(settlement === undefined ? {} : { settlement }) };
+  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(o.push ? { pushes: pushStats } : {}), ...(settlement === undefined ? {} : { settlement }) };
 }

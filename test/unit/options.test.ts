@@ -117,6 +117,21 @@ describe('route exploration (--route-explore)', () => {
     }
   });
 
+  it('hop-to-hop pushes (--hop-push, session 29): off by default, on from a flag or the environment, and the driver gets it', async () => {
+    const { DRIVER_DEFAULTS } = await import('../../src/router/index.js');
+    const { dir, cleanup } = tempDir();
+    try {
+      assert.equal(DEFAULTS.hopPush, false);
+      assert.equal(DRIVER_DEFAULTS.push, false);
+      assert.equal(loadOptions({ flags: { dataDir: dir }, env: {} }).hopPush, false);
+      assert.equal(loadOptions({ flags: { dataDir: dir, hopPush: true }, env: {} }).hopPush, true);
+      assert.equal(loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_HOP_PUSH: '1' } }).hopPush, true);
+      assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_HOP_PUSH: 'sometimes' } }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /hopPush/.test(e.message));
+    } finally {
+      cleanup();
+    }
+  });
+
   it('bounds the folders of checkpoints moved aside: keep at least 1, a byte cap in MiB or 0 (session 29)', () => {
     const { dir, cleanup } = tempDir();
     try {

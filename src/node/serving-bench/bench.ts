@@ -221,6 +221,9 @@ export async function startChain(networkId: string, config: LlamaConfig, spans: 
     await server.register(n.rpc);
     hops.push({ net: n, compute, server, peerId: n.peerId, span });
   }
+  // each hop connected to the next, as the entry is to each (session 29 pushes go hop to hop; the same connections
+  // with pushes off, so that an A/B compares the messages, not the topology)
+  for (let k = 0; k + 1 < hops.length; k++) await hops[k]!.net.p2p.dial(hops[k + 1]!.net.p2p.multiaddrs()[0]!, { signal: AbortSignal.timeout(60_000) });
   const entry = await net(networkId, boot, undefined, pace, rpcLane);
   // route only once the entry hears every hop's heartbeats, as a node does: a stream opened on a connection that is
   // still being set up or replaced can fail, and the bench would measure a failover instead of a decode
@@ -243,7 +246,7 @@ export async function startChain(networkId: string, config: LlamaConfig, spans: 
 }
 
 /** Greedy generation through `chain` (holders given directly); returns decode tok/s and the driver's stalls. */
-export async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: { kill?: { peerId: string; afterTokens: number }; prompt?: number[]; onStepTimed?: (peer: string, wallMs: number, hopComputeMs: number | undefined) => void } = {}): Promise<{ tokS: number; stalls: number[]; times: number[] }> {
+export async function decode(chain: Chain, config: LlamaConfig, tokens: number, opts: { kill?: { peerId: string; afterTokens: number }; prompt?: number[]; onStepTimed?: (peer: string, wallMs: number, hopComputeMs: number | undefined) => void; push?: boolean } = {}): Promise<{ tokS: number; stalls: number[]; times: number[]; pushesUsed: number }> {
   const model: ModelView = {
     numLayers: config.num_hidden_layers,
     hiddenSize: config.hidden_size,
@@ -272,7 +275,9 @@ export async function decode(chain: Chain, config: LlamaConfig, tokens: number, 
       now: () => performance.now(),
       random: () => 0,
       newSessionId: () => randomBytes(8).toString('hex'),
-      options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 30_000 }, // no timeouts: the bench measures speed; kills are explicit
+      // no timeouts: the bench measures speed; kills are explicit. Hop-to-hop pushes (session 29) with
+      // NEUROSHARD_HOP_PUSH=1, for an A/B in one build
+      options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 30_000, push: opts.push ?? benchPush() },
     },
     {
       onToken: () => {
@@ -288,7 +293,12 @@ export async function decode(chain: Chain, config: LlamaConfig, tokens: number, 
     new AbortController().signal,
   );
   if (times.length < 2) throw new NeuroShardError('BENCH', 'too few tokens', { fault: 'local' });
-  return { tokS: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!), stalls: r.stallsMs, times };
+  return { tokS: ((times.length - 1) * 1000) / (times.at(-1)! - times[0]!), stalls: r.stallsMs, times, pushesUsed: r.pushes?.used ?? 0 };
+}
+
+/** Whether the chain benches drive decode steps hop to hop (session 29, `DriverOptions.push`): NEUROSHARD_HOP_PUSH=1. */
+export function benchPush(): boolean {
+  return process.env.NEUROSHARD_HOP_PUSH === '1';
 }
 
 /** Spans of n hops over L layers, as even as they go. */
@@ -446,6 +456,7 @@ export const servingChainSection: BenchSection = {
     'chain_blocks',
     'chain_block_tokens',
     'chain_load',
+    'chain_push',
   ],
   async run({ quick, log }) {
     const networkId = bundledGenesis().networkId;
@@ -454,7 +465,7 @@ export const servingChainSection: BenchSection = {
     const threads = availableParallelism();
     const blocks = envInt('NEUROSHARD_CHAIN_BLOCKS', quick ? 3 : 12);
     const tokens = envInt('NEUROSHARD_CHAIN_BLOCK_TOKENS', quick ? 8 : 32);
-    const res: Record<string, number | null> = { chain_load: Math.round(loadavg()[0]! * 100) / 100, chain_blocks: blocks, chain_block_tokens: tokens };
+    const res: Record<string, number | null> = { chain_load: Math.round(loadavg()[0]! * 100) / 100, chain_blocks: blocks, chain_block_tokens: tokens, chain_push: benchPush() ? 1 : 0 };
     const arms = [1, 2, 4] as const;
     const chains = new Map<number, Chain>();
     let idle12 = 0;
@@ -466,7 +477,7 @@ export const servingChainSection: BenchSection = {
       }
       // a second warm-up round with every chain up
       for (const n of arms) await decode(chains.get(n)!, config, 4);
-      const acc = new Map(arms.map((n) => [n, { blocks: [] as Block[], rates: [] as number[], cpuUs: 0, wallMs: 0, tokens: 0, computeMs: new Array<number>(n).fill(0), steps: new Array<number>(n).fill(0) }]));
+      const acc = new Map(arms.map((n) => [n, { blocks: [] as Block[], rates: [] as number[], cpuUs: 0, wallMs: 0, tokens: 0, pushes: 0, computeMs: new Array<number>(n).fill(0), steps: new Array<number>(n).fill(0) }]));
       await alternate(arms, blocks, async (n) => {
         const chain = chains.get(n)!;
         const a = acc.get(n)!;
@@ -485,6 +496,7 @@ export const servingChainSection: BenchSection = {
         a.blocks.push(blk);
         a.rates.push(blockTokS(blk));
         a.tokens += r.times.length;
+        a.pushes += r.pushesUsed;
       });
       // The nodes' background at rest (ms of CPU per s), after the blocks (start-up work done): all chains up, then
       // closing the 4-hop and the 2-hop chain in turn. While one chain is timed the others idle beside it: their
@@ -519,7 +531,7 @@ export const servingChainSection: BenchSection = {
         log(
           `${n} hop(s) (${config.hidden_size} wide, ${L} layers): ${tokS.toFixed(1)} tok/s pooled over ${blocks} blocks of ${tokens} tokens (blocks ${a.rates.map((x) => x.toFixed(1)).join(' ')}), ` +
             `${msPerToken.toFixed(2)} ms/token of which ${compute.toFixed(2)} ms in the hops' workers, ${((msPerToken - compute) / n).toFixed(2)} ms per hop outside them; process CPU ${cpuMs.toFixed(2)} ms/token; ` +
-            `its nodes' background ${own[n]!.toFixed(1)} ms/s, the idle chains' beside it ${(idle - own[n]!).toFixed(1)} ms/s`,
+            `its nodes' background ${own[n]!.toFixed(1)} ms/s, the idle chains' beside it ${(idle - own[n]!).toFixed(1)} ms/s; hop steps on pushed inputs ${a.pushes}`,
         );
       }
       const one = acc.get(1)!;

@@ -1271,6 +1271,12 @@ export interface InferenceRequest {
   commitIndex?: number
   commitCount?: number
   receipt?: Uint8Array<ArrayBuffer>
+  pushTo?: string
+  pushSession?: string
+  pushOutput?: boolean
+  pushFrom?: string
+  inputByPush?: boolean
+  pushWaitMs?: number
 }
 
 export namespace InferenceRequest {
@@ -1370,6 +1376,36 @@ export namespace InferenceRequest {
         if (obj.receipt != null) {
           w.uint32(138)
           w.bytes(obj.receipt)
+        }
+
+        if (obj.pushTo != null) {
+          w.uint32(146)
+          w.string(obj.pushTo)
+        }
+
+        if (obj.pushSession != null) {
+          w.uint32(154)
+          w.string(obj.pushSession)
+        }
+
+        if (obj.pushOutput != null) {
+          w.uint32(160)
+          w.bool(obj.pushOutput)
+        }
+
+        if (obj.pushFrom != null) {
+          w.uint32(170)
+          w.string(obj.pushFrom)
+        }
+
+        if (obj.inputByPush != null) {
+          w.uint32(176)
+          w.bool(obj.inputByPush)
+        }
+
+        if (obj.pushWaitMs != null) {
+          w.uint32(184)
+          w.uint32(obj.pushWaitMs)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -1474,6 +1510,30 @@ export namespace InferenceRequest {
             }
             case 17: {
               obj.receipt = reader.bytes()
+              break
+            }
+            case 18: {
+              obj.pushTo = reader.string()
+              break
+            }
+            case 19: {
+              obj.pushSession = reader.string()
+              break
+            }
+            case 20: {
+              obj.pushOutput = reader.bool()
+              break
+            }
+            case 21: {
+              obj.pushFrom = reader.string()
+              break
+            }
+            case 22: {
+              obj.inputByPush = reader.bool()
+              break
+            }
+            case 23: {
+              obj.pushWaitMs = reader.uint32()
               break
             }
             default: {
@@ -1631,6 +1691,48 @@ export namespace InferenceRequest {
               }
               break
             }
+            case 18: {
+              yield {
+                field: `${prefix}.pushTo`,
+                value: reader.string()
+              }
+              break
+            }
+            case 19: {
+              yield {
+                field: `${prefix}.pushSession`,
+                value: reader.string()
+              }
+              break
+            }
+            case 20: {
+              yield {
+                field: `${prefix}.pushOutput`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 21: {
+              yield {
+                field: `${prefix}.pushFrom`,
+                value: reader.string()
+              }
+              break
+            }
+            case 22: {
+              yield {
+                field: `${prefix}.inputByPush`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 23: {
+              yield {
+                field: `${prefix}.pushWaitMs`,
+                value: reader.uint32()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1751,6 +1853,36 @@ export namespace InferenceRequest {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface InferenceRequestPushToFieldEvent {
+    field: '$.pushTo'
+    value: string
+  }
+
+  export interface InferenceRequestPushSessionFieldEvent {
+    field: '$.pushSession'
+    value: string
+  }
+
+  export interface InferenceRequestPushOutputFieldEvent {
+    field: '$.pushOutput'
+    value: boolean
+  }
+
+  export interface InferenceRequestPushFromFieldEvent {
+    field: '$.pushFrom'
+    value: string
+  }
+
+  export interface InferenceRequestInputByPushFieldEvent {
+    field: '$.inputByPush'
+    value: boolean
+  }
+
+  export interface InferenceRequestPushWaitMsFieldEvent {
+    field: '$.pushWaitMs'
+    value: number
+  }
+
   export function encode (obj: Partial<InferenceRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceRequest.codec())
   }
@@ -1759,7 +1891,7 @@ export namespace InferenceRequest {
     return decodeMessage(buf, InferenceRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceRequest>): Generator<InferenceRequestSessionIdFieldEvent | InferenceRequestRequestIdFieldEvent | InferenceRequestHiddenDtypeFieldEvent | InferenceRequestHiddenShapeFieldEvent | InferenceRequestHiddenDataFieldEvent | InferenceRequestHiddenScaleFieldEvent | InferenceRequestTokensFieldEvent | InferenceRequestPositionOffsetFieldEvent | InferenceRequestTargetSpanStartFieldEvent | InferenceRequestTargetSpanEndFieldEvent | InferenceRequestEndSessionFieldEvent | InferenceRequestChunksFieldEvent | InferenceRequestMaxLengthFieldEvent | InferenceRequestTemperatureFieldEvent | InferenceRequestTopKFieldEvent | InferenceRequestTopPFieldEvent | InferenceRequestSeedFieldEvent | InferenceRequestCommitRequestFieldEvent | InferenceRequestCommitIndexFieldEvent | InferenceRequestCommitCountFieldEvent | InferenceRequestReceiptFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceRequest>): Generator<InferenceRequestSessionIdFieldEvent | InferenceRequestRequestIdFieldEvent | InferenceRequestHiddenDtypeFieldEvent | InferenceRequestHiddenShapeFieldEvent | InferenceRequestHiddenDataFieldEvent | InferenceRequestHiddenScaleFieldEvent | InferenceRequestTokensFieldEvent | InferenceRequestPositionOffsetFieldEvent | InferenceRequestTargetSpanStartFieldEvent | InferenceRequestTargetSpanEndFieldEvent | InferenceRequestEndSessionFieldEvent | InferenceRequestChunksFieldEvent | InferenceRequestMaxLengthFieldEvent | InferenceRequestTemperatureFieldEvent | InferenceRequestTopKFieldEvent | InferenceRequestTopPFieldEvent | InferenceRequestSeedFieldEvent | InferenceRequestCommitRequestFieldEvent | InferenceRequestCommitIndexFieldEvent | InferenceRequestCommitCountFieldEvent | InferenceRequestReceiptFieldEvent | InferenceRequestPushToFieldEvent | InferenceRequestPushSessionFieldEvent | InferenceRequestPushOutputFieldEvent | InferenceRequestPushFromFieldEvent | InferenceRequestInputByPushFieldEvent | InferenceRequestPushWaitMsFieldEvent> {
     return streamMessage(buf, InferenceRequest.codec(), opts)
   }
 }
@@ -1776,6 +1908,9 @@ export interface InferenceResponse {
   outCommit?: Uint8Array<ArrayBuffer>
   hopSignature?: Uint8Array<ArrayBuffer>
   completionId?: Uint8Array<ArrayBuffer>
+  pushCapable?: boolean
+  inputDigest?: Uint8Array<ArrayBuffer>
+  pushMissing?: boolean
 }
 
 export namespace InferenceResponse {
@@ -1845,6 +1980,21 @@ export namespace InferenceResponse {
           w.bytes(obj.completionId)
         }
 
+        if (obj.pushCapable != null) {
+          w.uint32(96)
+          w.bool(obj.pushCapable)
+        }
+
+        if (obj.inputDigest != null) {
+          w.uint32(106)
+          w.bytes(obj.inputDigest)
+        }
+
+        if (obj.pushMissing != null) {
+          w.uint32(112)
+          w.bool(obj.pushMissing)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1909,6 +2059,18 @@ export namespace InferenceResponse {
             }
             case 11: {
               obj.completionId = reader.bytes()
+              break
+            }
+            case 12: {
+              obj.pushCapable = reader.bool()
+              break
+            }
+            case 13: {
+              obj.inputDigest = reader.bytes()
+              break
+            }
+            case 14: {
+              obj.pushMissing = reader.bool()
               break
             }
             default: {
@@ -2015,6 +2177,27 @@ export namespace InferenceResponse {
               }
               break
             }
+            case 12: {
+              yield {
+                field: `${prefix}.pushCapable`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 13: {
+              yield {
+                field: `${prefix}.inputDigest`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 14: {
+              yield {
+                field: `${prefix}.pushMissing`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -2099,6 +2282,21 @@ export namespace InferenceResponse {
     value: Uint8Array<ArrayBuffer>
   }
 
+  export interface InferenceResponsePushCapableFieldEvent {
+    field: '$.pushCapable'
+    value: boolean
+  }
+
+  export interface InferenceResponseInputDigestFieldEvent {
+    field: '$.inputDigest'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferenceResponsePushMissingFieldEvent {
+    field: '$.pushMissing'
+    value: boolean
+  }
+
   export function encode (obj: Partial<InferenceResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceResponse.codec())
   }
@@ -2107,8 +2305,249 @@ export namespace InferenceResponse {
     return decodeMessage(buf, InferenceResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent | InferenceResponseComputeUsFieldEvent | InferenceResponseHopKeyFieldEvent | InferenceResponseInCommitFieldEvent | InferenceResponseOutCommitFieldEvent | InferenceResponseHopSignatureFieldEvent | InferenceResponseCompletionIdFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent | InferenceResponseComputeUsFieldEvent | InferenceResponseHopKeyFieldEvent | InferenceResponseInCommitFieldEvent | InferenceResponseOutCommitFieldEvent | InferenceResponseHopSignatureFieldEvent | InferenceResponseCompletionIdFieldEvent | InferenceResponsePushCapableFieldEvent | InferenceResponseInputDigestFieldEvent | InferenceResponsePushMissingFieldEvent> {
     return streamMessage(buf, InferenceResponse.codec(), opts)
+  }
+}
+
+export interface InferencePush {
+  sessionId: string
+  position: number
+  hidden?: Tensor
+}
+
+export namespace InferencePush {
+  let _codec: Codec<InferencePush>
+
+  export const codec = (): Codec<InferencePush> => {
+    if (_codec == null) {
+      _codec = message<InferencePush>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.sessionId != null && obj.sessionId !== '')) {
+          w.uint32(10)
+          w.string(obj.sessionId)
+        }
+
+        if ((obj.position != null && obj.position !== 0)) {
+          w.uint32(16)
+          w.uint32(obj.position)
+        }
+
+        if (obj.hidden != null) {
+          w.uint32(26)
+          Tensor.codec().encode(obj.hidden, w)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          sessionId: '',
+          position: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.sessionId = reader.string()
+              break
+            }
+            case 2: {
+              obj.position = reader.uint32()
+              break
+            }
+            case 3: {
+              obj.hidden = Tensor.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.hidden
+              })
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.sessionId`,
+                value: reader.string()
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.position`,
+                value: reader.uint32()
+              }
+              break
+            }
+            case 3: {
+              yield * Tensor.codec().stream(reader, reader.uint32(), `${prefix}.hidden`, {
+                limits: opts.limits?.hidden
+              })
+
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface InferencePushSessionIdFieldEvent {
+    field: '$.sessionId'
+    value: string
+  }
+
+  export interface InferencePushPositionFieldEvent {
+    field: '$.position'
+    value: number
+  }
+
+  export interface InferencePushHiddenDtypeFieldEvent {
+    field: '$.hidden.dtype'
+    value: DType
+  }
+
+  export interface InferencePushHiddenShapeFieldEvent {
+    field: '$.hidden.shape[]'
+    index: number
+    value: number
+  }
+
+  export interface InferencePushHiddenDataFieldEvent {
+    field: '$.hidden.data'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferencePushHiddenScaleFieldEvent {
+    field: '$.hidden.scale'
+    value: number
+  }
+
+  export function encode (obj: Partial<InferencePush>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, InferencePush.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferencePush>): InferencePush {
+    return decodeMessage(buf, InferencePush.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferencePush>): Generator<InferencePushSessionIdFieldEvent | InferencePushPositionFieldEvent | InferencePushHiddenDtypeFieldEvent | InferencePushHiddenShapeFieldEvent | InferencePushHiddenDataFieldEvent | InferencePushHiddenScaleFieldEvent> {
+    return streamMessage(buf, InferencePush.codec(), opts)
+  }
+}
+
+export interface InferencePushAck {
+  accepted: number
+}
+
+export namespace InferencePushAck {
+  let _codec: Codec<InferencePushAck>
+
+  export const codec = (): Codec<InferencePushAck> => {
+    if (_codec == null) {
+      _codec = message<InferencePushAck>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if ((obj.accepted != null && obj.accepted !== 0)) {
+          w.uint32(8)
+          w.uint32(obj.accepted)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          accepted: 0
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.accepted = reader.uint32()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.accepted`,
+                value: reader.uint32()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface InferencePushAckAcceptedFieldEvent {
+    field: '$.accepted'
+    value: number
+  }
+
+  export function encode (obj: Partial<InferencePushAck>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, InferencePushAck.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferencePushAck>): InferencePushAck {
+    return decodeMessage(buf, InferencePushAck.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferencePushAck>): Generator<InferencePushAckAcceptedFieldEvent> {
+    return streamMessage(buf, InferencePushAck.codec(), opts)
   }
 }
 

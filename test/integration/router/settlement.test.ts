@@ -115,7 +115,7 @@ describe('inference receipts: hop commitments, the requester receipt, payment fr
   });
 
   /** A market request of the requester's (escrow), then one generation paid from it through `route` peers. */
-  async function paidGeneration(wire: 'f32' | 'f16', route: Hop[]): Promise<{ settlement: Settlement | undefined; tokens: number[]; requestId: Uint8Array }> {
+  async function paidGeneration(wire: 'f32' | 'f16', route: Hop[], push = false): Promise<{ settlement: Settlement | undefined; tokens: number[]; requestId: Uint8Array; pushesUsed: number }> {
     t += 1000;
     const req = buildMarketRequest(requester, env(++nonce + 10_000, t), { maxTokens: 10_000, maxPricePerMillion: 5n * NEURO, expiresAtMs: t + 600_000 });
     assert.equal(ledger.ingest(req.bytes, live()).status, 'applied');
@@ -126,11 +126,11 @@ describe('inference receipts: hop commitments, the requester receipt, payment fr
       localSpan: () => undefined,
       peers: () => route.map((h, i) => ({ peerId: h.net.peerId, span: i === 0 ? { start: 0, end: 2 } : { start: 2, end: L }, alive: true })),
       remote: (hop, spec) => new RemoteHopSession(entry.rpc, hop.peerId, hop.span, spec, { hiddenSize: C, vocabSize: cfg.vocab_size, wire, scores: entry.scores }),
-      options: { stepTimeoutMs: 60_000 },
+      options: { stepTimeoutMs: 60_000, push },
       settle: (route, usage, signal) => settleRoute(route, { networkId: NET, requestId: req.id, requester, tokensUsed: usage.promptTokens + usage.completionTokens, timeoutMs: 60_000, signal }),
     });
     const r = await gen.run({ prompt, maxTokens: 12, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] }, {}, new AbortController().signal);
-    return { settlement: r.settlement, tokens: r.tokens, requestId: req.id };
+    return { settlement: r.settlement, tokens: r.tokens, requestId: req.id, pushesUsed: r.pushes?.used ?? 0 };
   }
 
   it('an honest two-hop route is paid from the escrow on the requester receipt (fp32 and fp16 activations on the wire)', async () => {
@@ -150,6 +150,19 @@ describe('inference receipts: hop commitments, the requester receipt, payment fr
       assert.ok(ledger.account(acct(b.key)).balance > before.b, 'the validator was paid');
       assert.ok(ledger.account(acct(requester)).balance < before.req, 'the requester paid');
       assert.equal(ledger.status().escrowed, 0n, 'the rest of the escrow went back');
+    }
+  });
+
+  it('a generation whose decode steps went hop to hop (session 29 pushes) is paid: the validator committed to the pushed inputs', async () => {
+    for (const wire of ['f32', 'f16'] as const) {
+      const before = { a: ledger.account(acct(a.key)).balance, b: ledger.account(acct(b.key)).balance };
+      const pushed0 = b.server.pushStats.pushedSteps;
+      const r = await paidGeneration(wire, [a, b], true);
+      if (wire === 'f32') assert.deepEqual(r.tokens, reference);
+      assert.ok(r.pushesUsed > 0 && b.server.pushStats.pushedSteps - pushed0 === r.pushesUsed, `${wire}: pushes used ${r.pushesUsed}`);
+      assert.equal(r.settlement?.status, 'submitted', `${wire}: ${JSON.stringify(r.settlement)}`);
+      assert.ok(ledger.account(acct(a.key)).balance > before.a, 'the driver was paid');
+      assert.ok(ledger.account(acct(b.key)).balance > before.b, 'the validator was paid');
     }
   });
 
