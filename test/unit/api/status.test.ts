@@ -187,4 +187,45 @@ describe('local endpoint: a request that is not HTTP, or whose headers are too l
       await api.close();
     }
   });
+
+  it('a body sent a byte at a time gets 408 at the request timeout, not when it ends (session 29)', async () => {
+    // before, Node's server never checked the timeout fastify set after creating it: a body trickled a byte every
+    // 50 ms (10 s in all) held its connection to the end and was answered as a whole request
+    const api = new ApiServer({ port: 0, requestTimeoutMs: 500 }, { status: provider() });
+    try {
+      const { port } = await api.listen();
+      const { connect } = await import('node:net');
+      const t0 = performance.now();
+      const got = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        let trickle: NodeJS.Timeout | undefined;
+        const sock = connect(port, '127.0.0.1', () => {
+          sock.write('POST /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n');
+          let sent = 0;
+          trickle = setInterval(() => {
+            if (++sent >= 200) clearInterval(trickle);
+            if (sock.writable) sock.write(' ');
+          }, 50);
+        });
+        const bound = setTimeout(() => {
+          sock.destroy();
+          reject(new Error(`no answer within 15 s; got ${JSON.stringify(text)}`));
+        }, 15_000);
+        sock.on('data', (d: Buffer) => (text += d.toString()));
+        sock.on('error', () => undefined);
+        sock.on('close', () => {
+          clearInterval(trickle);
+          clearTimeout(bound);
+          resolve(text);
+        });
+      });
+      const ms = performance.now() - t0;
+      assert.match(got, /^HTTP\/1\.1 408 Request Timeout\r\n/, got.slice(0, 200));
+      assert.equal((JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code, 'request_timeout');
+      // the timeout plus the server's check interval (125 ms here), with room for a loaded machine; 10 s before
+      assert.ok(ms < 5_000, `408 after ${ms.toFixed(0)} ms`);
+    } finally {
+      await api.close();
+    }
+  });
 });
