@@ -281,8 +281,8 @@ export class InferenceHopServer {
   /**
    * inference-push/1.0.0 (session 29): hop k's outputs for one of our sessions. Checked at the boundary: the session
    * exists here and named this peer its pusher, [T, C] in the session's dtype, at a position not yet processed, at
-   * most MAX_PUSHES_BUFFERED and MAX_PUSH_BUFFER_BYTES held. Anything else ends the stream with PUSH_REFUSED (and a
-   * penalty where only a misbehaving peer could have sent it); the session itself is untouched.
+   * most MAX_PUSHES_BUFFERED and MAX_PUSH_BUFFER_BYTES held. Anything else ends the stream with PUSH_REFUSED,
+   * unpenalised (`pushRefused`); the session itself is untouched.
    */
   pushHandler(): BidiHandler<InferencePush, InferencePushAck> {
     const self = this;
@@ -290,7 +290,7 @@ export class InferenceHopServer {
       let sessionId: string | undefined;
       for await (const p of pushes) {
         if (sessionId !== undefined && p.sessionId !== sessionId) {
-          self.pushRefused(ctx.peer, 'a push stream carries one session', true);
+          self.pushRefused(ctx.peer, 'a push stream carries one session');
         }
         sessionId = p.sessionId;
         self.takePush(p, ctx.peer);
@@ -300,28 +300,34 @@ export class InferenceHopServer {
     };
   }
 
-  private pushRefused(peer: string, why: string, penalise: boolean): never {
+  /**
+   * Refuses a push, never with a penalty (the lead, session 29): what a push must match (the session, its pusher,
+   * its width, its rows, the bound held) is what the entry set on both hops, and an honest hop pushes where its entry
+   * told it to. A penalty here let an entry frame an honest hop k at any node V: push_to = (V, a session of its own
+   * there naming another pusher, or steps it never asks for), one penalty at V per session it opens on hop k. A
+   * pusher sending junk into a session that names it gains nothing: its stream ends, the entry's placeholder answers
+   * push_missing and the entry sends the input itself.
+   */
+  private pushRefused(_peer: string, why: string): never {
     this.pushStats.refused++;
-    if (penalise) this.scores?.penalise(peer, PENALTY.malformed, `inference-push: ${why}`);
     throw new HopError('PUSH_REFUSED', why);
   }
 
   private takePush(p: InferencePush, peer: string): void {
     const s = this.sessions.get(p.sessionId);
-    // a session that ended (its entry went away, a failover closed it) is not the pusher's fault: refused, unpenalised
-    if (s === undefined) this.pushRefused(peer, 'no such session', false);
-    if (s.pushFrom !== peer) this.pushRefused(peer, 'this session takes no pushes from this peer', true);
+    if (s === undefined) this.pushRefused(peer, 'no such session');
+    if (s.pushFrom !== peer) this.pushRefused(peer, 'this session takes no pushes from this peer');
     let w = tensorFromPb(p.hidden, 'inference-push.hidden');
     const C = this.compute.hiddenSize;
     const dtype = w.dtype === 'fp16' ? 'f16' : w.dtype === 'bf16' ? 'bf16' : w.dtype === 'fp32' ? 'f32' : undefined;
-    if (w.shape.length !== 2 || w.shape[1] !== C || s.wireFixed !== true || dtype === undefined) this.pushRefused(peer, `a push must be [T, ${C}] in fp32, fp16 or bf16 after the session's first step`, true);
+    if (w.shape.length !== 2 || w.shape[1] !== C || s.wireFixed !== true || dtype === undefined) this.pushRefused(peer, `a push must be [T, ${C}] in fp32, fp16 or bf16 after the session's first step`);
     if (p.position < s.tokens) return; // a step the entry sent explicitly meanwhile (push missing): stale, dropped
     // a pusher answers in its own dtype (the driver hop in fp32 whatever the entry's wire): rounded here as the entry
     // rounds what it forwards (the same function), so the bytes are those the entry would have sent
     if (dtype !== s.wire) w = activationTensor(toFloat32(w), w.shape, s.wire);
     const waiter = s.pushWaiter;
     if (waiter !== undefined && waiter.position === p.position) {
-      if (waiter.T !== w.shape[0]) this.pushRefused(peer, `a push of ${w.shape[0]} rows for a step of ${waiter.T}`, true);
+      if (waiter.T !== w.shape[0]) this.pushRefused(peer, `a push of ${w.shape[0]} rows for a step of ${waiter.T}`);
       s.pushWaiter = undefined;
       waiter.resolve(w);
       return;
@@ -329,7 +335,7 @@ export class InferenceHopServer {
     const held = (s.pushed ??= new Map());
     let bytes = w.data.byteLength;
     for (const x of held.values()) bytes += x.data.byteLength;
-    if (held.has(p.position) || held.size >= MAX_PUSHES_BUFFERED || bytes > MAX_PUSH_BUFFER_BYTES) this.pushRefused(peer, `more pushes held than the bound (${MAX_PUSHES_BUFFERED}, ${MAX_PUSH_BUFFER_BYTES} bytes)`, true);
+    if (held.has(p.position) || held.size >= MAX_PUSHES_BUFFERED || bytes > MAX_PUSH_BUFFER_BYTES) this.pushRefused(peer, `more pushes held than the bound (${MAX_PUSHES_BUFFERED}, ${MAX_PUSH_BUFFER_BYTES} bytes)`);
     held.set(p.position, w);
   }
 
@@ -338,10 +344,7 @@ export class InferenceHopServer {
     const held = s.pushed?.get(s.tokens);
     if (held !== undefined) {
       s.pushed!.delete(s.tokens);
-      if (held.shape[0] !== T) {
-        this.scores?.penalise(s.pushFrom!, PENALTY.malformed, 'inference-push: a push of the wrong rows');
-        return undefined;
-      }
+      if (held.shape[0] !== T) return undefined; // rows the entry's placeholder did not ask for: push_missing (pushRefused says why no penalty)
       return held;
     }
     return new Promise((resolve) => {

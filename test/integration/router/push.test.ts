@@ -3,7 +3,7 @@
  * hops (one layer each, each on its own compute worker) with `DriverOptions.push` on. Each hop after the first gets
  * a placeholder at the token's start and runs on the output the hop before it pushes; the tokens are exactly the
  * whole model's (greedy and seeded), and the entry counted the pushed steps. A push from a peer that is not the
- * session's pusher is refused (typed error, penalty) and changes nothing; a hop that pushes other values than it
+ * session's pusher is refused (typed error, no penalty: an entry could point an honest hop there) and changes nothing; a hop that pushes other values than it
  * answers is caught by the input digest, replaced, and the tokens stay the same; a hop that does not push makes the
  * next hop answer push_missing and the entry send the input itself; a hop without the capability is never sent push
  * fields.
@@ -146,7 +146,7 @@ describe('hop-to-hop pushes (session 29)', () => {
     await sessionsClosed();
   });
 
-  it('a push from a peer that is not the session\'s pusher is refused with a penalty, and the tokens are unaffected', async () => {
+  it('a push from a peer that is not the session\'s pusher is refused, unpenalised, and the tokens are unaffected', async () => {
     const h2 = hop('h2');
     const score0 = h2.net.scores.score(rogue.peerId);
     let attempt: Promise<unknown> | undefined;
@@ -170,7 +170,9 @@ describe('hop-to-hop pushes (session 29)', () => {
     assert.deepEqual(r.tokens, references.get('greedy'));
     assert.equal(r.failovers, 0);
     assert.equal(r.pushes?.missing, 0);
-    assert.ok(h2.net.scores.score(rogue.peerId) < score0, 'the rogue was penalised');
+    // no penalty (the lead, session 29): an entry can point an honest hop's pushes at any session (InferenceHopServer
+    // pushRefused), so a refusal says nothing about the pusher
+    assert.equal(h2.net.scores.score(rogue.peerId), score0, 'the pusher was not penalised');
     await sessionsClosed();
   });
 
@@ -197,7 +199,7 @@ describe('hop-to-hop pushes (session 29)', () => {
     await sessionsClosed();
   });
 
-  it('at the boundary: a push of the wrong width or past the bound held is refused with a penalty; a placeholder takes a held push or answers push_missing and the session goes on', async () => {
+  it('at the boundary: a push of the wrong width or past the bound held is refused, unpenalised; a placeholder takes a held push or answers push_missing and the session goes on', async () => {
     const h2 = hop('h2');
     const queue = new RequestQueue();
     const answers = entry.rpc.bidi(h2.net.peerId, methods.inferenceStream, queue);
@@ -220,12 +222,13 @@ describe('hop-to-hop pushes (session 29)', () => {
     // the session's first step is explicit and names the rogue its pusher
     const first = await ask({ targetSpan: { start: 2, end: 3 }, maxLength: 16, hidden: row(0.5), pushFrom: rogue.peerId });
     assert.equal(first.pushCapable, true);
-    let score = h2.net.scores.score(rogue.peerId);
+    // refused without a penalty: the width, the rows and the pacing are what the entry set up (pushRefused), so an
+    // entry pointing an honest hop's pushes here could otherwise get it penalised at will
+    const score = h2.net.scores.score(rogue.peerId);
     assert.ok(refused(await push([{ hidden: row(1, C + 1) }])), 'a push of the wrong width');
-    assert.ok(h2.net.scores.score(rogue.peerId) < score, 'penalised');
-    score = h2.net.scores.score(rogue.peerId);
     assert.ok(refused(await push([{ position: 1, hidden: row(1) }, { position: 2, hidden: row(2) }, { position: 3, hidden: row(3) }])), 'a third push held');
-    assert.ok(h2.net.scores.score(rogue.peerId) < score, 'penalised');
+    assert.ok(refused(await push([{ sessionId: 'no-such-session', hidden: row(1) }])), 'a session that is not here');
+    assert.equal(h2.net.scores.score(rogue.peerId), score, 'not penalised');
     // positions 1 and 2 are held: two placeholders run on them, with the digests of their bytes
     for (const v of [1, 2]) {
       const r = await ask({ inputByPush: true, pushWaitMs: 10_000 });
