@@ -221,9 +221,10 @@ export async function startChain(networkId: string, config: LlamaConfig, spans: 
     await server.register(n.rpc);
     hops.push({ net: n, compute, server, peerId: n.peerId, span });
   }
-  // each hop connected to the next, as the entry is to each (session 29 pushes go hop to hop; the same connections
-  // with pushes off, so that an A/B compares the messages, not the topology)
-  for (let k = 0; k + 1 < hops.length; k++) await hops[k]!.net.p2p.dial(hops[k + 1]!.net.p2p.multiaddrs()[0]!, { signal: AbortSignal.timeout(60_000) });
+  // with pushes (session 29: they go hop to hop) each hop connected to the next, as the entry is to each. Only then:
+  // with pushes off the connections carry nothing but their own upkeep on the one shared event loop, and the
+  // default figure read lower with them than without (docs/LIMITS.md "Session 29: the lead's fixes")
+  if (benchPush()) for (let k = 0; k + 1 < hops.length; k++) await hops[k]!.net.p2p.dial(hops[k + 1]!.net.p2p.multiaddrs()[0]!, { signal: AbortSignal.timeout(60_000) });
   const entry = await net(networkId, boot, undefined, pace, rpcLane);
   // route only once the entry hears every hop's heartbeats, as a node does: a stream opened on a connection that is
   // still being set up or replaced can fail, and the bench would measure a failover instead of a decode
