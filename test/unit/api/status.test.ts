@@ -154,19 +154,32 @@ describe('local endpoint: a port in use', () => {
 });
 
 describe('local endpoint: a request that is not HTTP, or whose headers are too large', () => {
-  /** Writes `raw` on a fresh connection and resolves with all the server sends until it closes (bounded). */
-  async function exchange(port: number, raw: string): Promise<string> {
+  /**
+   * Writes `raw` on a fresh connection and resolves with all the server sends until it closes (bounded by
+   * `boundMs`); with `trickle`, then one more byte every `trickle.everyMs` ms, `trickle.bytes` in all (a slow body).
+   */
+  async function exchange(port: number, raw: string, trickle?: { bytes: number; everyMs: number }, boundMs = 10_000): Promise<string> {
     const { connect } = await import('node:net');
     return new Promise((resolve, reject) => {
-      const sock = connect(port, '127.0.0.1', () => sock.write(raw));
+      let drip: NodeJS.Timeout | undefined;
+      const sock = connect(port, '127.0.0.1', () => {
+        sock.write(raw);
+        if (trickle === undefined) return;
+        let sent = 0;
+        drip = setInterval(() => {
+          if (++sent >= trickle.bytes) clearInterval(drip);
+          if (sock.writable) sock.write(' ');
+        }, trickle.everyMs);
+      });
       let got = '';
       const timer = setTimeout(() => {
         sock.destroy();
-        reject(new Error(`no answer within 10 s; got ${JSON.stringify(got)}`));
-      }, 10_000);
+        reject(new Error(`no answer within ${boundMs} ms; got ${JSON.stringify(got)}`));
+      }, boundMs);
       sock.on('data', (d: Buffer) => (got += d.toString()));
       sock.on('error', () => undefined);
       sock.on('close', () => {
+        clearInterval(drip);
         clearTimeout(timer);
         resolve(got);
       });
@@ -194,31 +207,8 @@ describe('local endpoint: a request that is not HTTP, or whose headers are too l
     const api = new ApiServer({ port: 0, requestTimeoutMs: 500 }, { status: provider() });
     try {
       const { port } = await api.listen();
-      const { connect } = await import('node:net');
       const t0 = performance.now();
-      const got = await new Promise<string>((resolve, reject) => {
-        let text = '';
-        let trickle: NodeJS.Timeout | undefined;
-        const sock = connect(port, '127.0.0.1', () => {
-          sock.write('POST /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n');
-          let sent = 0;
-          trickle = setInterval(() => {
-            if (++sent >= 200) clearInterval(trickle);
-            if (sock.writable) sock.write(' ');
-          }, 50);
-        });
-        const bound = setTimeout(() => {
-          sock.destroy();
-          reject(new Error(`no answer within 15 s; got ${JSON.stringify(text)}`));
-        }, 15_000);
-        sock.on('data', (d: Buffer) => (text += d.toString()));
-        sock.on('error', () => undefined);
-        sock.on('close', () => {
-          clearInterval(trickle);
-          clearTimeout(bound);
-          resolve(text);
-        });
-      });
+      const got = await exchange(port, 'POST /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n', { bytes: 200, everyMs: 50 }, 15_000);
       const ms = performance.now() - t0;
       assert.match(got, /^HTTP\/1\.1 408 Request Timeout\r\n/, got.slice(0, 200));
       assert.equal((JSON.parse(got.slice(got.indexOf('\r\n\r\n') + 4)) as { error: { code: string } }).error.code, 'request_timeout');
