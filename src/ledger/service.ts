@@ -564,11 +564,24 @@ export class LedgerService extends TypedEmitter<LedgerServiceEvents> {
    * live window, since such an event is minutes old by then) and judged by every ledger rule (a rejected one is
    * dropped, not kept: gossip or sync may still bring it once its request is here). Not published: live
    * peers would drop it as STALE, and ours has it now for its own sync peers.
+   *
+   * With `before` (session 30: the market request a hop-transcript/4.0.0 request carries beside its completion), that
+   * event is ingested first, the same way (a stored one is a duplicate: one index lookup); when the ledger drops it,
+   * its result is answered and `bytes` is not ingested (it would only be REQUEST_NOT_PENDING).
    */
-  ingestCarried(bytes: Uint8Array): IngestResult {
+  ingestCarried(bytes: Uint8Array, before?: Uint8Array): IngestResult {
+    if (before !== undefined) {
+      const first = this.ingestFetched(before);
+      if (first.status === 'dropped') return first;
+    }
+    return this.ingestFetched(bytes);
+  }
+
+  private ingestFetched(bytes: Uint8Array): IngestResult {
     // deferred as gossip's are: such a completion is minutes old, so it sorts before the tip, and replaying from its
     // place at once for each request would cost a replay of those minutes per carried event; coalesced, it is one
-    // replay within GOSSIP_REPLAY_MS (the hop's fetch waits for it while the request is open)
+    // replay within GOSSIP_REPLAY_MS (the hop's fetch waits for it while the request is open or its replay pending).
+    // A request and its completion both before the tip are stored together and judged in their order by that replay
     const result = this.ledger.ingest(bytes, { ingress: 'fetch', nowMs: this.clock.now(), deferReplay: true });
     if (result.status === 'pending') this.scheduleReplay();
     this.emit('ledger:ingested', { result, source: 'fetch', kind: bytes[1] });

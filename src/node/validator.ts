@@ -86,11 +86,14 @@ export async function nodeTranscripts(
     entitled: bondedReaders((id) => ledger.ledger.account(id).locked),
     networkId: ledger.ledger.networkId,
     key: key.publicKey,
-    // a completion our ledger missed at gossip, carried by a sampled validator (session 29): the ledger's own ingest
-    ingest: (completion, peer) => (quota.take(peer) ? ledger.service.ingestCarried(completion) : undefined),
+    // a completion our ledger missed at gossip, carried by a sampled validator (session 29), after its request when
+    // the validator carries that too (session 30): the ledger's own ingest, the pair one unit of the quota
+    ingest: (completion, peer, request) => (quota.take(peer) ? ledger.service.ingestCarried(completion, request) : undefined),
     ...(opts.maxRate === undefined ? {} : { maxRate: opts.maxRate }),
     paid: (requestId, index) => completions.paid(requestId, index),
-    pending: (requestId) => ledger.ledger.requestPending(requestId),
+    // open, or stored and waiting for its deferred replay (a carried request before our tip: session 30), after which
+    // it is open; a made-up id is neither, and is answered at once
+    pending: (requestId) => ledger.ledger.requestPending(requestId) || ledger.ledger.eventStatus(requestId)?.status === 'pending',
     ...(opts.paidWaitMs === undefined ? {} : { waitMs: opts.paidWaitMs }),
   };
   await serveTranscripts(network.rpc, store, access);
@@ -183,6 +186,8 @@ export async function startNodeValidator(i: NodeValidatorInit): Promise<NodeVali
     counts: (validator) => countsForFraudQuorum(ledger.ledger.account(accountIdFromPublicKey(validator)).locked),
     // co-checks only for completions our ledger applied: a stranger's unpaid, self-signed completion costs no work
     completionApplied: (id) => ledger.ledger.eventStatus(id)?.status === 'applied',
+    // the request a sampled completion answers, carried to a hop whose ledger may lack it (session 30)
+    requestEvent: (requestId) => ledger.ledger.eventBytes(requestId),
     log,
   });
   const inflight = new Set<Promise<unknown>>();

@@ -14,7 +14,7 @@ import { publicKeyFromPeerId } from '../identity/index.js';
 import { DecodeError, Reader, Writer } from '../ledger/codec.js';
 import { RunningCommitment, type TopKStep } from '../ledger/commitment.js';
 import { MAX_ENGINE_CHARS, MAX_MODEL_HASH_CHARS, type FraudStatement, type TranscriptClaim } from '../ledger/fraud.js';
-import { decodeEvent, EventKind, MAX_EVENT_BYTES, MAX_HOPS } from '../ledger/events.js';
+import { decodeEvent, EventKind, MAX_EVENT_BYTES, MAX_HOPS, type LedgerEvent } from '../ledger/events.js';
 import { bytesEqual } from '../util/bytes.js';
 import { isNeuroShardError, NeuroShardError, PeerMisbehaviourError } from '../util/errors.js';
 import { linkSignals } from '../util/abort.js';
@@ -23,7 +23,7 @@ import type { MessageCodec, UnaryMethod } from './rpc/method.js';
 import type { CallContext, RpcNode } from './rpc/service.js';
 import { activationTensor, toFloat32 } from './tensor-wire.js';
 import { MAX_VALIDATION_RATE, isSampled } from './sampling.js';
-import { carriedCompletion, TRANSCRIPT_MAX_WAITING, TRANSCRIPT_MAX_WAITING_PER_PEER, TRANSCRIPT_PAID_WAIT_MS, vouchable, vouches, type PaidCompletion, type TranscriptAccess } from './transcript-access.js';
+import { carriedCompletion, carriedRequest, TRANSCRIPT_MAX_WAITING, TRANSCRIPT_MAX_WAITING_PER_PEER, TRANSCRIPT_PAID_WAIT_MS, vouchable, vouches, type PaidCompletion, type TranscriptAccess } from './transcript-access.js';
 
 const MiB = 1024 * 1024;
 
@@ -273,18 +273,44 @@ export function encodeTranscriptRequestV2(requestId: Uint8Array, index: number, 
  * co-checker's, is the sampled validator's that asked it (the hop serves a co-checker on its word).
  */
 export function encodeTranscriptRequestV3(completion: Uint8Array, index: number, statement?: FraudStatement): Uint8Array {
-  const w = new Writer().u8(3).bytes(completion, MAX_EVENT_BYTES).u8(index);
+  return withStatement(new Writer().u8(3).bytes(completion, MAX_EVENT_BYTES).u8(index), statement);
+}
+
+/**
+ * The largest market request event a hop-transcript/4.0.0 request carries. A market request event is at most 273
+ * bytes (u8 version ‖ u8 kind ‖ str networkId of ≤ 128 bytes ‖ 33-byte signer ‖ u64 nonce ‖ u64 timestamp ‖ u32
+ * maxTokens ‖ 16-byte amount ‖ u64 expiresAtMs ‖ 64-byte signature); the rest is room for a body field added later,
+ * which the hop's ledger would judge anyway. Anything longer is not a market request: RPC_MALFORMED.
+ */
+export const MAX_CARRIED_REQUEST_BYTES = 512;
+
+/**
+ * hop-transcript/4.0.0 request (session 30): 3.0.0's with the completion's market request event after the completion:
+ * u8 4 ‖ bytes completion (u32 length, ≤ MAX_EVENT_BYTES) ‖ bytes request (u32 length, ≤ MAX_CARRIED_REQUEST_BYTES) ‖
+ * u8 hop index ‖ u8 0 | u8 1 ‖ fraud statement. A hop whose ledger has neither ingests the request, then the
+ * completion (a completion alone is REQUEST_NOT_PENDING there).
+ */
+export function encodeTranscriptRequestV4(completion: Uint8Array, request: Uint8Array, index: number, statement?: FraudStatement): Uint8Array {
+  return withStatement(new Writer().u8(4).bytes(completion, MAX_EVENT_BYTES).bytes(request, MAX_CARRIED_REQUEST_BYTES).u8(index), statement);
+}
+
+function withStatement(w: Writer, statement: FraudStatement | undefined): Uint8Array {
   if (statement === undefined) return w.u8(0).finish();
   return w.u8(1).fixed(statement.validator, 33).fixed(statement.recomputed, 32).fixed(statement.signature, 64).finish();
 }
 
-/** A decoded request of any version; `carried` and `statement` only in 3.0.0's (its requestId and commits are the completion's). */
+/**
+ * A decoded request of any version; `carried` and `statement` only in 3.0.0's and 4.0.0's (their requestId and
+ * commits are the completion's), `carriedRequest` only in 4.0.0's.
+ */
 export interface TranscriptRequest {
   requestId: Uint8Array;
   index: number;
   commits?: TranscriptCommits;
   /** The completion event's bytes as carried (signatures not checked here). */
   carried?: Uint8Array;
+  /** The completion's market request event as carried (it decodes as a market request; signature not checked here). */
+  carriedRequest?: Uint8Array;
   statement?: FraudStatement;
 }
 
@@ -293,24 +319,28 @@ export function decodeTranscriptRequest(b: Uint8Array): TranscriptRequest {
   try {
     const r = new Reader(b);
     const version = r.u8();
-    if (version === 3) {
+    if (version === 3 || version === 4) {
       const carried = r.bytes(MAX_EVENT_BYTES);
+      const carriedRequest = version === 4 ? r.bytes(MAX_CARRIED_REQUEST_BYTES) : undefined;
       const index = r.u8();
       const flag = r.u8();
       if (flag > 1) throw new DecodeError('statement flag');
       const statement = flag === 1 ? { validator: r.fixed(33), recomputed: r.fixed(32), signature: r.fixed(64) } : undefined;
       r.end();
       if (index >= MAX_HOPS) throw new DecodeError('hop index');
-      let e;
-      try {
-        e = decodeEvent(carried);
-      } catch (err) {
-        throw new DecodeError(`completion: ${err instanceof Error ? err.message : String(err)}`);
-      }
+      const e = decodedEvent(carried, 'completion');
       if (e.body.kind !== EventKind.MarketComplete) throw new DecodeError('completion: not a market completion');
       const hop = e.body.hops[index];
       if (hop === undefined) throw new DecodeError('completion: no such hop');
-      return { requestId: e.body.requestId, index, commits: { inCommit: hop.inCommit, outCommit: hop.outCommit }, carried, ...(statement === undefined ? {} : { statement }) };
+      if (carriedRequest !== undefined && decodedEvent(carriedRequest, 'request').body.kind !== EventKind.MarketRequest) throw new DecodeError('request: not a market request');
+      return {
+        requestId: e.body.requestId,
+        index,
+        commits: { inCommit: hop.inCommit, outCommit: hop.outCommit },
+        carried,
+        ...(carriedRequest === undefined ? {} : { carriedRequest }),
+        ...(statement === undefined ? {} : { statement }),
+      };
     }
     if (version !== 1 && version !== 2) throw new DecodeError('version');
     const requestId = r.fixed(32);
@@ -322,6 +352,14 @@ export function decodeTranscriptRequest(b: Uint8Array): TranscriptRequest {
   } catch (e) {
     if (e instanceof DecodeError || e instanceof RangeError) throw malformed(`request: ${e.message}`);
     throw e;
+  }
+}
+
+function decodedEvent(bytes: Uint8Array, what: string): LedgerEvent {
+  try {
+    return decodeEvent(bytes);
+  } catch (err) {
+    throw new DecodeError(`${what}: ${err instanceof Error ? err.message : String(err)}`);
   }
 }
 
@@ -530,8 +568,27 @@ export const hopTranscriptV3: UnaryMethod<Uint8Array, Uint8Array> = {
 };
 
 /**
- * Serves the store's sealed transcripts over both versions (TRANSCRIPT_GONE when it has none for the request: expired,
- * evicted, never kept).
+ * The same fetch carrying the completion's market request event too (session 30; docs/PROTOCOL.md "Who gets a
+ * transcript"): a hop whose ledger has neither the request nor the completion ingests the request, then the
+ * completion, each through every ledger rule (with 3.0.0 the completion alone was REQUEST_NOT_PENDING there, dropped,
+ * and the validator's retries carried it again to no avail). A new version, not a field added to 3.0.0's request:
+ * that request is a fixed body decoded to its last byte, so an older hop would refuse a longer one as malformed and
+ * penalise the asker, while a version it does not speak is "protocol not supported" and `fetchTranscript` asks 3.0.0.
+ * Limits shared with 1.0.0 (the RPC layer counts slots per method name).
+ */
+export const hopTranscriptV4: UnaryMethod<Uint8Array, Uint8Array> = {
+  ...hopTranscript,
+  version: '4.0.0',
+  maxRequestBytes: MAX_EVENT_BYTES + 4 + MAX_CARRIED_REQUEST_BYTES + 4 + 3 + 129,
+  validateRequest: (b) => {
+    if (b[0] !== 4) throw malformed('request: hop-transcript/4.0.0 carries the completion and its request (version 4)');
+    decodeTranscriptRequest(b);
+  },
+};
+
+/**
+ * Serves the store's sealed transcripts over every version, 1.0.0 to 4.0.0 (TRANSCRIPT_GONE when it has none for the
+ * request: expired, evicted, never kept).
  *
  * With `access` (a node: its ledger decides, protocols/transcript-access.ts), only to a peer entitled to validate
  * (refused first, before any wait, lookup or encoding: one state read per stranger) and only the session of the
@@ -555,11 +612,13 @@ export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore, acc
         // signatures and our key first, then the sampling rule on the carried receipt, and only then the ingest: a
         // forged completion, or a caller the draw does not name, changes nothing in our ledger
         const c = carriedCompletion(q.carried, q.index, access);
+        // the request the completion answers (4.0.0), signed by its requester and the very one it names
+        if (q.carriedRequest !== undefined) carriedRequest(q.carriedRequest, c, access);
         carriedId = c.id;
         if (!drawn(c.body.receiptSignature) && !vouchable(q.statement, c.body.receiptSignature, q.index, maxRate, access)) {
           throw notSampled(maxRate);
         }
-        if (access.ingest !== undefined && access.paid(q.requestId, q.index) === undefined) access.ingest(q.carried, ctx.peer);
+        if (access.ingest !== undefined && access.paid(q.requestId, q.index) === undefined) access.ingest(q.carried, ctx.peer, q.carriedRequest);
       }
       const paid = await paidWithin(access, q.requestId, q.index, ctx.signal, waits, ctx.peer);
       if (paid === undefined) throw new TranscriptForbiddenError('COMPLETION_NOT_APPLIED', 'no completion for this request and hop is applied by this node\'s ledger (yet: ask again later)');
@@ -584,6 +643,7 @@ export async function serveTranscripts(rpc: RpcNode, store: TranscriptStore, acc
   await rpc.handle(hopTranscript, serve);
   await rpc.handle(hopTranscriptV2, serve);
   await rpc.handle(hopTranscriptV3, serve);
+  await rpc.handle(hopTranscriptV4, serve);
 }
 
 /**
@@ -635,11 +695,12 @@ class WaitSlots {
   }
 }
 
-/** Stops serving both versions. */
+/** Stops serving every version. */
 export async function unserveTranscripts(rpc: RpcNode): Promise<void> {
   await rpc.unhandle(hopTranscript).catch(() => undefined);
   await rpc.unhandle(hopTranscriptV2).catch(() => undefined);
   await rpc.unhandle(hopTranscriptV3).catch(() => undefined);
+  await rpc.unhandle(hopTranscriptV4).catch(() => undefined);
 }
 
 /**
@@ -680,17 +741,24 @@ export class TranscriptGoneError extends NeuroShardError {
   }
 }
 
-/** What a validator's fetch carries over hop-transcript/3.0.0: its applied completion, and a co-checker's voucher. */
+/**
+ * What a validator's fetch carries over hop-transcript/3.0.0: its applied completion, and a co-checker's voucher; over
+ * 4.0.0 the completion's market request event too.
+ */
 export interface TranscriptCarry {
   completion: Uint8Array;
+  /** The market request event the completion answers, from the validator's ledger (≤ MAX_CARRIED_REQUEST_BYTES). */
+  request?: Uint8Array;
   /** The sampled validator's fraud statement that asked this co-check (hop-validator.ts `prosecute`). */
   statement?: FraudStatement;
 }
 
 /**
  * Fetches and decodes hop `index`'s transcript for `requestId` from `peer`; the peer's key must be the hop's. With
- * `carry` over hop-transcript/3.0.0 (session 29: the hop ingests the completion if its ledger lacks it, and serves a
- * co-checker on the statement's word), falling back to 2.0.0 when the peer does not speak it; with `commits` (the
+ * `carry` over hop-transcript/4.0.0 when it has the request (session 30: the hop ingests the request and the
+ * completion if its ledger lacks them), else or from a peer that does not speak it over 3.0.0 (session 29: the hop
+ * ingests the completion if its ledger lacks it, and serves a co-checker on the statement's word), falling back to
+ * 2.0.0 when the peer does not speak it; with `commits` (the
  * hop's commitments in the completion) over 2.0.0, falling back to 1.0.0 (an older node: it answers the newest
  * transcript it sealed for the request and index).
  */
@@ -698,6 +766,13 @@ export async function fetchTranscript(rpc: RpcNode, peer: string, requestId: Uin
   publicKeyFromPeerId(peer); // a peer id without a key cannot be a hop
   const opts = signal === undefined ? {} : { signal };
   const unsupported = (e: unknown): boolean => isNeuroShardError(e) && e.code === 'RPC_UNAVAILABLE' && e.meta?.reason === 'unsupported-protocol';
+  if (carry?.request !== undefined && carry.request.byteLength <= MAX_CARRIED_REQUEST_BYTES) {
+    try {
+      return decodeTranscript(await rpc.call(peer, hopTranscriptV4, encodeTranscriptRequestV4(carry.completion, carry.request, index, carry.statement), opts));
+    } catch (e) {
+      if (!unsupported(e)) throw e;
+    }
+  }
   if (carry !== undefined) {
     try {
       return decodeTranscript(await rpc.call(peer, hopTranscriptV3, encodeTranscriptRequestV3(carry.completion, index, carry.statement), opts));

@@ -113,6 +113,12 @@ export interface HopValidatorDeps {
    * statement made the quorum here, the ledger refused the slash for HOP_FRAUD_QUORUM, and nobody else was asked).
    */
   counts?(validator: Uint8Array): boolean;
+  /**
+   * The wire bytes of the market request event with this id in this node's ledger (the request a completion answers:
+   * its id is the event's). Given, a fetch carries it beside the completion over hop-transcript/4.0.0 (session 30), so
+   * a hop whose ledger missed both ingests the request first; undefined (or without it), over 3.0.0 as before.
+   */
+  requestEvent?(requestId: Uint8Array): Uint8Array | undefined;
   /** How long a co-check waits for its completion to be applied here (default CO_CHECK_APPLIED_WAIT_MS). */
   appliedWaitMs?: number;
   /** Delays of the tries after a retryable skip (default TRANSCRIPT_RETRY_MS; tests shorten them). */
@@ -289,8 +295,10 @@ export class HopValidator {
     // the transcript of the commitments the completion carries: the hop may have sealed others for the same public
     // request id and index (strangers' sessions), kept beside it (hop-transcript.ts TranscriptStore). The request
     // carries the completion (a hop whose ledger missed it ingests it) and, for a co-check, the sampled validator's
-    // statement that opens the transcript to us (session 29: hops serve only sampled keys, and those they vouch for)
-    const carry = { completion: c.bytes, ...(vouch === undefined ? {} : { statement: vouch }) };
+    // statement that opens the transcript to us (session 29: hops serve only sampled keys, and those they vouch for),
+    // and the request the completion answers (session 30: a hop whose ledger missed it drops the completion alone)
+    const request = this.d.requestEvent?.(b.requestId);
+    const carry = { completion: c.bytes, ...(request === undefined ? {} : { request }), ...(vouch === undefined ? {} : { statement: vouch }) };
     const t = await fetchTranscript(this.d.rpc, peerIdFromPublicKey(hop.key), b.requestId, index, signal, { inCommit: hop.inCommit, outCommit: hop.outCommit }, carry);
     // the transcript must be the one the hop signed for this completion, and its inputs the committed ones
     if (t.index !== index || t.count !== b.hops.length || !bytesEqual(t.requestId, b.requestId) || !bytesEqual(t.inCommit, hop.inCommit) || !bytesEqual(t.outCommit, hop.outCommit)) return skip('TRANSCRIPT_NOT_THIS_HOP');

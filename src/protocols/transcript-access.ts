@@ -20,14 +20,16 @@
  *   validator's fraud statement (`vouches`). Until session 29 any bonded key read every applied completion's inputs.
  * - **the completion, carried.** A hop-transcript/3.0.0 request carries the validator's applied completion; a hop
  *   whose ledger missed it at gossip ingests it (`ingest`, after the signature and draw checks, under a quota), since
- *   the 15-minute tail sync that would bring it comes after the transcript's 10 minutes.
+ *   the 15-minute tail sync that would bring it comes after the transcript's 10 minutes. A 4.0.0 request carries the
+ *   completion's market request too (session 30), ingested first: a ledger that missed the request as well dropped
+ *   the completion alone (REQUEST_NOT_PENDING).
  *
  * The reader check is one state read and runs first: an unbonded stranger is refused before any wait, store lookup or
  * encoding. Refusals are typed and unpenalised (`TRANSCRIPT_FORBIDDEN`): an honest validator whose stake or completion
  * our ledger has not seen yet asks again later.
  */
 import { accountIdFromPublicKey, peerIdFromPublicKey, publicKeyFromPeerId, verifyDomain } from '../identity/index.js';
-import { decodeEvent, EVENT_DOMAIN, EventKind, HOP_COMMITMENT_DOMAIN, hopCommitmentPayload, type LedgerEvent, type MarketCompleteBody } from '../ledger/events.js';
+import { decodeEvent, EVENT_DOMAIN, EventKind, HOP_COMMITMENT_DOMAIN, hopCommitmentPayload, type LedgerEvent, type MarketCompleteBody, type MarketRequestBody } from '../ledger/events.js';
 import { countsForFraudQuorum, FRAUD_STATEMENT_DOMAIN, statementPayload, type FraudStatement } from '../ledger/fraud.js';
 import { bytesEqual } from '../util/bytes.js';
 import { errorMessage, PeerMisbehaviourError } from '../util/errors.js';
@@ -64,15 +66,19 @@ export interface TranscriptAccess {
   /** This hop's key: a carried completion must name it at the asked index. */
   key?: Uint8Array;
   /**
-   * Stores and applies a completion a 3.0.0 request carries (signature-checked and naming this hop at the index) when
-   * our ledger has not applied one for the request (session 29: a completion dropped at gossip reached the hop's ledger
-   * only by the 15-minute tail sync, after the transcript's 10 minutes). The ledger's ordinary ingest (every state
-   * rule, by-id admission); undefined when the caller's quota is spent. Without it, carried completions are not ingested.
+   * Stores and applies a completion a 3.0.0 or 4.0.0 request carries (signature-checked and naming this hop at the
+   * index) when our ledger has not applied one for the request (session 29: a completion dropped at gossip reached the
+   * hop's ledger only by the 15-minute tail sync, after the transcript's 10 minutes), after `request`, the completion's
+   * market request a 4.0.0 request carries (`carriedRequest`-checked; session 30: a ledger that lacked the request
+   * dropped the completion, REQUEST_NOT_PENDING). The ledger's ordinary ingest of each (every state rule, by-id
+   * admission); undefined when the caller's quota is spent (one unit for the pair). Without it, nothing carried is
+   * ingested.
    */
-  ingest?(completion: Uint8Array, peer: string): CarriedIngest | undefined;
+  ingest?(completion: Uint8Array, peer: string, request?: Uint8Array): CarriedIngest | undefined;
   /**
-   * Whether `requestId` is a market request still open in this node's ledger (escrowed, not completed): only then may
-   * its completion still come, and a request waits for it. Without it every request of an entitled peer waits.
+   * Whether `requestId` is a market request still open in this node's ledger (escrowed, not completed), or stored and
+   * waiting for the deferred replay that judges it (a carried request, session 30): only then may its completion still
+   * come, and a request waits for it. Without it every request of an entitled peer waits.
    */
   pending?(requestId: Uint8Array): boolean;
   /**
@@ -133,6 +139,33 @@ export function carriedCompletion(bytes: Uint8Array, index: number, access: Pick
 }
 
 /**
+ * The market request a hop-transcript/4.0.0 request carries beside its completion (session 30), checked after the
+ * completion (`carriedCompletion`) and before the draw: of this network, signed by its signer
+ * (`TRANSCRIPT_FORGED_REQUEST`), and the request that completion answers: its event id is the completion's request id
+ * and its signer the completion's requester (`TRANSCRIPT_REQUEST_MISMATCH`). An event's id excludes its signature
+ * (ledger/events.ts), so a copy with another signature matches the id: the signature check is what refuses it. Both
+ * are the caller's fault (penalised): an honest validator carries the request its own ledger applied under that id.
+ * One signature check; the ledger's state rules (the requester's balance, the escrow, replay and dedupe) judge the
+ * rest when it is ingested.
+ */
+export function carriedRequest(bytes: Uint8Array, completion: LedgerEvent<MarketCompleteBody>, access: Pick<TranscriptAccess, 'networkId'>): LedgerEvent<MarketRequestBody> {
+  const forged = (why: string): PeerMisbehaviourError => new PeerMisbehaviourError('TRANSCRIPT_FORGED_REQUEST', `hop-transcript: the carried request ${why}`);
+  let e: LedgerEvent;
+  try {
+    e = decodeEvent(bytes);
+  } catch (err) {
+    throw forged(`does not decode (${errorMessage(err)})`);
+  }
+  if (e.body.kind !== EventKind.MarketRequest) throw forged('is not a market request');
+  if (access.networkId !== undefined && e.networkId !== access.networkId) throw forged('is of another network');
+  if (!verifyDomain(e.signer, EVENT_DOMAIN, e.payload, e.signature)) throw forged('is not signed by its signer');
+  const mismatch = (why: string): PeerMisbehaviourError => new PeerMisbehaviourError('TRANSCRIPT_REQUEST_MISMATCH', `hop-transcript: the carried request ${why}`);
+  if (!bytesEqual(e.id, completion.body.requestId)) throw mismatch('is not the one the completion answers (another event id)');
+  if (!bytesEqual(accountIdFromPublicKey(e.signer), accountIdFromPublicKey(completion.body.requesterKey))) throw mismatch("is not signed by the completion's requester");
+  return e as LedgerEvent<MarketRequestBody>;
+}
+
+/**
  * Whether a co-checker's `statement` may vouch for it, before the transcript is looked up: its validator is bonded and
  * sampled for (receipt, index) under `maxRate`. Cheap (one draw, one state read); `vouches` then checks its signature.
  */
@@ -165,6 +198,13 @@ export function vouches(statement: FraudStatement | undefined, paid: PaidComplet
  * Carried completions a hop ingests, per caller and in all, per minute (session 29). Only a bonded caller that is
  * sampled for the completion (or vouched for) with a completion our own key signed a commitment in gets this far, so
  * the quota bounds ledger writes of a few bonded keys replaying real completions, not strangers.
+ *
+ * A 4.0.0 request's pair (the request, then its completion) takes one unit (session 30), not two: the request is
+ * bound to a completion that passed every check above (its id is the one the completion names, its signer the
+ * completion's requester), it is ≤ MAX_CARRIED_REQUEST_BYTES (512) beside the completion's ≤ 8 KiB, and it is useful
+ * only with it; counted per event, a validator catching up on completions its hops missed would get 3 a minute from
+ * each hop instead of 6. So the quota bounds carried events at 12 a minute per caller and 120 in all, of at most
+ * 8 KiB + 512 bytes a unit.
  */
 export const CARRIED_INGESTS_PER_MINUTE = 60;
 export const CARRIED_INGESTS_PER_PEER_PER_MINUTE = 6;

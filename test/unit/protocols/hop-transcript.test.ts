@@ -9,7 +9,27 @@ import { describe, it } from 'node:test';
 import { keyFromPrivate } from '../../../src/identity/index.js';
 import { RunningCommitment } from '../../../src/ledger/commitment.js';
 import { decodeFraudRecord, encodeFraudRecord, signFraudStatement } from '../../../src/ledger/fraud.js';
-import { decodeTranscript, decodeTranscriptRequest, encodeTranscript, encodeTranscriptRequest, encodeTranscriptRequestV2, hopTranscript, hopTranscriptV2, inputCommitment, TranscriptStore, type HopTranscript } from '../../../src/protocols/hop-transcript.js';
+import { buildMarketClaim, buildMarketRequest, buildServedCompletion } from '../../../src/ledger/build.js';
+import { Writer } from '../../../src/ledger/codec.js';
+import { MAX_EVENT_BYTES, MAX_NETWORK_ID } from '../../../src/ledger/events.js';
+import { MAX_AMOUNT } from '../../../src/ledger/amount.js';
+import {
+  decodeTranscript,
+  decodeTranscriptRequest,
+  encodeTranscript,
+  encodeTranscriptRequest,
+  encodeTranscriptRequestV2,
+  encodeTranscriptRequestV3,
+  encodeTranscriptRequestV4,
+  hopTranscript,
+  hopTranscriptV2,
+  hopTranscriptV3,
+  hopTranscriptV4,
+  inputCommitment,
+  MAX_CARRIED_REQUEST_BYTES,
+  TranscriptStore,
+  type HopTranscript,
+} from '../../../src/protocols/hop-transcript.js';
 import { isSampled } from '../../../src/protocols/hop-validator.js';
 
 const C = 16;
@@ -142,6 +162,45 @@ describe('hop transcripts (issue 11 §2)', () => {
     assert.throws(() => hopTranscriptV2.validateRequest!(v1), malformed);
     for (const b of [v2.subarray(0, 97), Uint8Array.of(...v1, 0), Uint8Array.of(3, ...v1.subarray(1))]) assert.throws(() => decodeTranscriptRequest(b), malformed);
     assert.notEqual(hopTranscript.version, hopTranscriptV2.version);
+  });
+
+  it('4.0.0 carries the completion and its market request (session 30): bounds, strict decoding, each method refuses the others\'', () => {
+    const Q = keyFromPrivate(randomBytes(32));
+    const D = keyFromPrivate(randomBytes(32));
+    const H = keyFromPrivate(randomBytes(32));
+    // the largest market request there is (a 128-byte network id, every field at its widest) fits the carried limit
+    const net = 'n'.repeat(MAX_NETWORK_ID);
+    const widest = buildMarketRequest(Q, { networkId: net, nonce: 2n ** 64n - 1n, timestampMs: 2 ** 53 - 1 }, { maxTokens: 2 ** 32 - 1, maxPricePerMillion: MAX_AMOUNT, expiresAtMs: 2 ** 53 - 1 });
+    assert.equal(widest.bytes.length, 273);
+    assert.ok(widest.bytes.length <= MAX_CARRIED_REQUEST_BYTES);
+    const q = buildMarketRequest(Q, { networkId: 'net', nonce: 1n, timestampMs: 1_000 }, { maxTokens: 100, maxPricePerMillion: 5n, expiresAtMs: 9_000 });
+    const c = buildServedCompletion({ networkId: 'net', nonce: 1n, timestampMs: 2_000 }, { requestId: q.id, tokensUsed: 4, requester: Q, hops: [D, H] });
+    const v4 = encodeTranscriptRequestV4(c.bytes, q.bytes, 1);
+    const d = decodeTranscriptRequest(v4);
+    assert.deepEqual(d.requestId, q.id);
+    assert.deepEqual(d.carried, c.bytes);
+    assert.deepEqual(d.carriedRequest, q.bytes);
+    assert.equal(d.index, 1);
+    assert.equal(d.statement, undefined);
+    const statement = signFraudStatement(D, 'net', c.id, 1, 'x', new Uint8Array(32), new Uint8Array(32).fill(1));
+    assert.deepEqual(decodeTranscriptRequest(encodeTranscriptRequestV4(c.bytes, q.bytes, 1, statement)).statement, statement);
+    // the method's limit holds the largest request of all: an 8 KiB completion, a 512-byte request and a statement
+    assert.equal(hopTranscriptV4.maxRequestBytes, 1 + 4 + MAX_EVENT_BYTES + 4 + MAX_CARRIED_REQUEST_BYTES + 1 + 1 + 129);
+    const malformed = (e: unknown): boolean => (e as { code?: string }).code === 'RPC_MALFORMED';
+    const v3 = encodeTranscriptRequestV3(c.bytes, 1);
+    hopTranscriptV4.validateRequest!(v4);
+    assert.throws(() => hopTranscriptV3.validateRequest!(v4), malformed);
+    assert.throws(() => hopTranscriptV4.validateRequest!(v3), malformed);
+    // one byte over the carried request's limit, whatever it holds; the encoder refuses to write it
+    const over = new Writer().u8(4).bytes(c.bytes, MAX_EVENT_BYTES).bytes(new Uint8Array(MAX_CARRIED_REQUEST_BYTES + 1), MAX_CARRIED_REQUEST_BYTES + 1).u8(1).u8(0).finish();
+    assert.throws(() => decodeTranscriptRequest(over), (e: unknown) => malformed(e) && /longer than 512/.test((e as Error).message));
+    assert.throws(() => encodeTranscriptRequestV4(c.bytes, new Uint8Array(MAX_CARRIED_REQUEST_BYTES + 1), 1), RangeError);
+    // not a market request (a claim of it), not an event, truncated, trailing bytes
+    const claim = buildMarketClaim(Q, { networkId: 'net', nonce: 2n, timestampMs: 1_500 }, q.id);
+    for (const b of [encodeTranscriptRequestV4(c.bytes, claim.bytes, 1), encodeTranscriptRequestV4(c.bytes, q.bytes.subarray(0, 100), 1), v4.subarray(0, v4.length - 1), Uint8Array.of(...v4, 0)]) {
+      assert.throws(() => decodeTranscriptRequest(b), malformed);
+    }
+    assert.deepEqual(new Set([hopTranscript, hopTranscriptV2, hopTranscriptV3, hopTranscriptV4].map((m) => m.version)).size, 4);
   });
 
   it('sampling is deterministic per (receipt, hop, validator) and close to the rate', () => {

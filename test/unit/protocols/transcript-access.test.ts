@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { peerIdFromPublicKey } from '../../../src/identity/index.js';
-import { buildServedCompletion, buildTransfer } from '../../../src/ledger/build.js';
+import { buildMarketRequest, buildServedCompletion, buildTransfer } from '../../../src/ledger/build.js';
+import { decodeEvent, type LedgerEvent, type MarketCompleteBody } from '../../../src/ledger/events.js';
 import { NEURO } from '../../../src/ledger/amount.js';
 import { MIN_REWARD_BOND } from '../../../src/ledger/economics.js';
 import { countsForFraudQuorum } from '../../../src/ledger/fraud.js';
@@ -15,7 +16,7 @@ import { MemoryHub } from '../../../src/p2p/memory.js';
 import { encodeTranscriptRequest, hopTranscript, serveTranscripts, TranscriptStore } from '../../../src/protocols/hop-transcript.js';
 import { RpcNode } from '../../../src/protocols/rpc/service.js';
 import { effectiveValidationRate, isSampled, MAX_VALIDATION_RATE } from '../../../src/protocols/sampling.js';
-import { bondedReaders, CARRIED_INGESTS_PER_MINUTE, CARRIED_INGESTS_PER_PEER_PER_MINUTE, CarriedIngestQuota, PaidCompletions, type TranscriptAccess } from '../../../src/protocols/transcript-access.js';
+import { bondedReaders, carriedRequest, CARRIED_INGESTS_PER_MINUTE, CARRIED_INGESTS_PER_PEER_PER_MINUTE, CarriedIngestQuota, PaidCompletions, type TranscriptAccess } from '../../../src/protocols/transcript-access.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { isNeuroShardError } from '../../../src/util/errors.js';
 import { acct, env, NET, T0, testKey } from '../ledger/helpers.js';
@@ -124,6 +125,32 @@ describe('the draw and its ceiling (session 29)', () => {
     assert.equal(high.rate, MAX_VALIDATION_RATE);
     assert.match(high.message ?? '', /above the network's ceiling 0\.25/);
     assert.deepEqual(effectiveValidationRate(0, 0.25), { rate: 0 });
+  });
+
+  it('a carried request must decode, be of this network, signed, and the very request the completion answers (session 30)', () => {
+    const terms = { maxTokens: 1000, maxPricePerMillion: 5n * NEURO, expiresAtMs: T0 + 600_000 };
+    const q = buildMarketRequest(Q, env(1, T0), terms);
+    const c = decodeEvent(buildServedCompletion(env(2, T0 + 1000), { requestId: q.id, tokensUsed: 4, requester: Q, hops: [D, H] }).bytes) as LedgerEvent<MarketCompleteBody>;
+    const access = { networkId: NET };
+    assert.deepEqual(carriedRequest(q.bytes, c, access).id, q.id);
+    const refused = (code: string, why: RegExp) => (e: unknown): boolean => isNeuroShardError(e) && e.code === code && e.fault === 'peer' && why.test(e.message);
+    // a signature byte flipped: the very same id (an event's id excludes its signature), refused on the signature
+    const resigned = Uint8Array.from(q.bytes);
+    resigned[resigned.length - 1]! ^= 1;
+    assert.deepEqual(decodeEvent(resigned).id, q.id);
+    assert.throws(() => carriedRequest(resigned, c, access), refused('TRANSCRIPT_FORGED_REQUEST', /not signed/));
+    // a term altered after signing (the last byte of expiresAtMs): the signature no longer verifies
+    const altered = Uint8Array.from(q.bytes);
+    altered[altered.length - 65]! ^= 1;
+    assert.throws(() => carriedRequest(altered, c, access), refused('TRANSCRIPT_FORGED_REQUEST', /not signed/));
+    assert.throws(() => carriedRequest(q.bytes.subarray(0, 40), c, access), refused('TRANSCRIPT_FORGED_REQUEST', /does not decode/));
+    assert.throws(() => carriedRequest(buildMarketRequest(Q, env(1, T0, 'another-net'), terms).bytes, c, access), refused('TRANSCRIPT_FORGED_REQUEST', /another network/));
+    assert.throws(() => carriedRequest(buildTransfer(Q, env(1, T0), acct(X), 1n).bytes, c, access), refused('TRANSCRIPT_FORGED_REQUEST', /not a market request/));
+    // well signed, but another request of the requester's: not the one the completion names
+    assert.throws(() => carriedRequest(buildMarketRequest(Q, env(3, T0), terms).bytes, c, access), refused('TRANSCRIPT_REQUEST_MISMATCH', /another event id/));
+    // the completion names this request but another requester (the ledger would refuse it: NOT_REQUESTER)
+    const byX = decodeEvent(buildServedCompletion(env(2, T0 + 1000), { requestId: q.id, tokensUsed: 4, requester: X, hops: [D, H] }).bytes) as LedgerEvent<MarketCompleteBody>;
+    assert.throws(() => carriedRequest(q.bytes, byX, access), refused('TRANSCRIPT_REQUEST_MISMATCH', /requester/));
   });
 
   it('carried completions are ingested at most 6 a minute per caller and 60 in all', () => {
