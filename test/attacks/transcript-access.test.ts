@@ -19,7 +19,8 @@ import { NEURO } from '../../src/ledger/amount.js';
 import { buildMarketRequest, buildServedCompletion, buildStake } from '../../src/ledger/build.js';
 import { MIN_REWARD_BOND } from '../../src/ledger/economics.js';
 import { countsForFraudQuorum, decodeFraudRecord, signFraudStatement } from '../../src/ledger/fraud.js';
-import { decodeEvent } from '../../src/ledger/events.js';
+import { decodeEvent, MAX_EVENT_BYTES } from '../../src/ledger/events.js';
+import { Writer } from '../../src/ledger/codec.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import { MemoryLedgerHub } from '../../src/ledger/memory-network.js';
 import { LedgerService } from '../../src/ledger/service.js';
@@ -28,7 +29,7 @@ import type { NodeNetwork } from '../../src/node/network.js';
 import { workerHopCompute } from '../../src/node/serving.js';
 import { nodeTranscripts, workerClaim } from '../../src/node/validator.js';
 import { HopCommitQueue } from '../../src/protocols/hop-commit-queue.js';
-import { decodeTranscript, encodeTranscriptRequest, encodeTranscriptRequestV3, fetchTranscript, hopTranscript, hopTranscriptV3, serveTranscripts, TranscriptStore, type HopTranscript } from '../../src/protocols/hop-transcript.js';
+import { decodeTranscript, encodeTranscriptRequest, encodeTranscriptRequestV3, encodeTranscriptRequestV4, fetchTranscript, hopTranscript, hopTranscriptV3, hopTranscriptV4, MAX_CARRIED_REQUEST_BYTES, serveTranscripts, TranscriptStore, type HopTranscript } from '../../src/protocols/hop-transcript.js';
 import { HopValidator } from '../../src/protocols/hop-validator.js';
 import { HOP_LIMIT_DEFAULTS, InferenceHopServer, type HopCompute } from '../../src/protocols/inference.js';
 import type { InferenceResponse } from '../../src/protocols/pb/node.js';
@@ -112,10 +113,14 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
   let stakeReads = 0;
   let valWorker: ComputeClient;
 
+  /** A market request of `k` (default Q), signed and dated now, that no ledger has seen. */
+  const unseenRequest = (k: NodeKey = Q) => {
+    t += 1000;
+    return buildMarketRequest(k, env(nonce(k), t), { maxTokens: 10_000, maxPricePerMillion: 150n * NEURO, expiresAtMs: t + 600_000 });
+  };
   /** A market request of Q applied by the hop's ledger (its id is R). */
   const marketRequest = (): Uint8Array => {
-    t += 1000;
-    const q = buildMarketRequest(Q, env(nonce(Q), t), { maxTokens: 10_000, maxPricePerMillion: 150n * NEURO, expiresAtMs: t + 600_000 });
+    const q = unseenRequest();
     assert.equal(ledger.ingest(q.bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
     return q.id;
   };
@@ -356,6 +361,113 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     assert.ok(same(decodeTranscript(await valNet.rpc.call(hopNet.peerId, hopTranscriptV3, encodeTranscriptRequestV3(ev.bytes, 1))), honest));
   });
 
+  it("a hop whose ledger has neither the request nor the completion: the fetch carries both, the hop ingests the request, then the completion, and serves (session 30)", async () => {
+    // with 3.0.0 the completion alone was REQUEST_NOT_PENDING in such a ledger (dropped), every retry carried it again
+    // to no avail, and the hop's work on it was never validated: a hop could escape validation by "missing" requests
+    const q = unseenRequest();
+    const R = q.id;
+    const { honest } = await sessions(server, R, false);
+    const ev = completionOf(R, honest);
+    marketRequest(); // the hop's ledger moved on: both sort before its tip (one deferred replay judges them, in order)
+    assert.equal(ledger.eventStatus(R), undefined, "the request is not in the hop's ledger");
+    assert.equal(ledger.eventStatus(ev.id), undefined, "nor is the completion");
+    const escrowed = ledger.status().escrowed;
+    // the validator's ledger applied both: it carries the request its ledger holds under the completion's request id
+    const fresh = new HopValidator({
+      networkId: NET,
+      key: V,
+      rpc: valNet.rpc,
+      compute: workerHopCompute(valWorker, config, () => span),
+      claim: workerClaim(valWorker),
+      holders: () => [],
+      submitSlash: async () => {},
+      rate: MAX_VALIDATION_RATE,
+      retryMs: [],
+      requestEvent: (id) => (Buffer.from(id).equals(R) ? q.bytes : undefined),
+    });
+    const vs = await fresh.onCompletion(ev.bytes, new AbortController().signal);
+    assert.deepEqual(vs.find((x) => x.index === 1), { status: 'match', index: 1 }, JSON.stringify(vs));
+    assert.equal(fresh.stats.retries, 0, 'served on the first try');
+    assert.equal(ledger.eventStatus(R)?.status, 'applied', "the hop's ledger applied the carried request");
+    assert.equal(ledger.eventStatus(ev.id)?.status, 'applied', 'and the carried completion on it');
+    assert.equal(ledger.requestPending(R), false, 'the escrow is settled by the completion');
+    assert.equal(ledger.status().escrowed, escrowed, 'escrowed by the request, paid out by its completion');
+  });
+
+  it('a forged, altered, mismatched, oversized, unfunded or replayed carried request is refused with a typed error and changes nothing (session 30)', async () => {
+    // W here (bonded, drawn for these completions): V's carried quota (6 a minute) is used by the tests before
+    const forW = (r: Uint8Array): boolean => drawn(r, W);
+    const q = unseenRequest();
+    const R = q.id;
+    const { honest } = await sessions(server, R, false);
+    const ev = completionOf(R, honest, forW);
+    // a request of Q's already settled by a completion whose hop 1 is another key: spent escrow
+    const spent = unseenRequest();
+    assert.equal(ledger.ingest(spent.bytes, { ingress: 'gossip', nowMs: t }).status, 'applied');
+    const { honest: spentCommits } = await sessions(server, spent.id, false);
+    t += 1000;
+    const settle = buildServedCompletion(env(nonce(D), t), { requestId: spent.id, tokensUsed: 4, requester: Q, hops: [D, S], commits: [new Uint8Array(32).fill(5), new Uint8Array(32).fill(6), new Uint8Array(32).fill(7)] });
+    assert.equal((await service.submit(settle.bytes)).status, 'applied');
+    const again = completionOf(spent.id, spentCommits, forW);
+    // a request of S, who holds nothing, with a completion S signed as its requester over a session it drove through the hop
+    const poor = unseenRequest(S);
+    const { honest: poorCommits } = await sessions(server, poor.id, false);
+    t += 1000;
+    const dn = nonce(D);
+    let unfunded = buildServedCompletion(env(dn, t), { requestId: poor.id, tokensUsed: 4, requester: S, hops: [D, H], commits: [new Uint8Array(32).fill(5), poorCommits.inCommit, poorCommits.outCommit] });
+    for (let used = 5; !forW(unfunded.body.receiptSignature); used++) {
+      unfunded = buildServedCompletion(env(dn, t), { requestId: poor.id, tokensUsed: used, requester: S, hops: [D, H], commits: [new Uint8Array(32).fill(5), poorCommits.inCommit, poorCommits.outCommit] });
+    }
+    marketRequest(); // the tip moves on: what is carried sorts before it
+    await waitFor(() => !ledger.status().replayPending, { timeoutMs: 10_000, intervalMs: 10, what: 'no replay pending' });
+    const before = ledger.status();
+    const v4 = (completion: Uint8Array, request: Uint8Array) => wNet.rpc.call(hopNet.peerId, hopTranscriptV4, encodeTranscriptRequestV4(completion, request, 1));
+
+    // forged: a signature byte flipped keeps the request's id (ids exclude signatures); altered: a term changed after signing
+    const resigned = Uint8Array.from(q.bytes);
+    resigned[resigned.length - 1]! ^= 1;
+    assert.ok(Buffer.from(decodeEvent(resigned).id).equals(R));
+    const altered = Uint8Array.from(q.bytes);
+    altered[altered.length - 65]! ^= 1;
+    const forged = await refusal(v4(ev.bytes, resigned));
+    const alt = await refusal(v4(ev.bytes, altered));
+    // mismatched: a well-signed request of Q's, not the one the completion answers
+    const mis = await refusal(v4(ev.bytes, unseenRequest().bytes));
+    assert.deepEqual([forged.code, alt.code, mis.code], ['TRANSCRIPT_FORGED_REQUEST', 'TRANSCRIPT_FORGED_REQUEST', 'TRANSCRIPT_REQUEST_MISMATCH'], [forged.message, alt.message, mis.message].join(' | '));
+    // oversized: refused as it is decoded, before the bond is read (S, unbonded, gets the same answer)
+    const over = new Writer().u8(4).bytes(ev.bytes, MAX_EVENT_BYTES).bytes(new Uint8Array(MAX_CARRIED_REQUEST_BYTES + 1), MAX_CARRIED_REQUEST_BYTES + 1).u8(1).u8(0).finish();
+    const big = await refusal(strangerNet.rpc.call(hopNet.peerId, hopTranscriptV4, over));
+    assert.equal(big.code, 'RPC_MALFORMED', big.message);
+    assert.match(big.message, /longer than 512/);
+
+    // unfunded: well signed and matching, so the ledger judges it: S cannot escrow, the request is not kept, nor the completion
+    const poorly = await refusal(v4(unfunded.bytes, poor.bytes));
+    assert.equal(poorly.code, 'TRANSCRIPT_FORBIDDEN', poorly.message);
+    assert.match(poorly.message, /COMPLETION_NOT_APPLIED/);
+    assert.equal(ledger.eventStatus(poor.id), undefined, 'the unfunded request is not stored');
+    assert.equal(ledger.eventStatus(unfunded.id), undefined, 'nor its completion');
+    // replayed: a spent request carried again with a second completion for it (dedupe; REQUEST_NOT_PENDING)
+    const replayed = await refusal(v4(again.bytes, spent.bytes));
+    assert.equal(replayed.code, 'TRANSCRIPT_FORBIDDEN', replayed.message);
+    assert.match(replayed.message, /COMPLETION_NOT_APPLIED/);
+    // (stored for the deferred replay that judges it at its place, and dropped there)
+    await waitFor(() => !ledger.status().replayPending, { timeoutMs: 10_000, intervalMs: 10, what: 'the replays to run' });
+    assert.equal(ledger.eventStatus(again.id), undefined, 'the second completion of a spent request is not kept');
+    const after = ledger.status();
+    assert.equal(after.stateHash, before.stateHash, 'the ledger state is unchanged');
+    assert.deepEqual([after.applied, after.rejected, after.escrowed], [before.applied, before.rejected, before.escrowed]);
+    assert.equal(ledger.eventStatus(R), undefined, 'no refused carry stored the honest request');
+    assert.equal(ledger.eventStatus(ev.id), undefined);
+
+    // the honest pair is still taken, and carried again (a replay of the same fetch) it changes nothing more
+    assert.ok(same(decodeTranscript(await v4(ev.bytes, q.bytes)), honest));
+    assert.equal(ledger.eventStatus(ev.id)?.status, 'applied');
+    const served = ledger.status();
+    assert.equal(served.applied, before.applied + 2, 'the request and its completion');
+    assert.ok(same(decodeTranscript(await v4(ev.bytes, q.bytes)), honest));
+    assert.equal(ledger.status().stateHash, served.stateHash, 'the same pair carried again changes nothing');
+  });
+
   it("an older validator (1.0.0: no commitments) gets the session the applied completion paid for, not a stranger's sealed after it", async () => {
     const R = marketRequest();
     const { honest, stranger } = await sessions(server, R, true);
@@ -388,5 +500,35 @@ describe('attack: reading hop transcripts (a remote user\'s inputs) without bein
     } finally {
       await net.stop();
     }
+  });
+
+  it('a hop that does not speak 4.0.0 (an older node) is asked 3.0.0 by a validator carrying the request (session 30)', async () => {
+    // last in the file: it takes 4.0.0 off the hop. The hop's ledger holds the request and missed the completion
+    await hopNet.rpc.unhandle(hopTranscriptV4);
+    const R = marketRequest();
+    const { honest } = await sessions(server, R, false);
+    const ev = completionOf(R, honest, (r) => drawn(r, W));
+    marketRequest();
+    const probe = () => refusal(wNet.rpc.call(hopNet.peerId, hopTranscriptV4, encodeTranscriptRequestV4(ev.bytes, ledger.eventBytes(R)!, 1)));
+    let older = await probe();
+    // the stream W's calls shared for 4.0.0 (rpc/mux.ts) was reset by the unhandle; a new one negotiates the protocol
+    if (older.code === 'RPC_STREAM_RESET') older = await probe();
+    assert.equal(older.code, 'RPC_UNAVAILABLE', older.message);
+    assert.match(older.message, /does not speak/);
+    const v = new HopValidator({
+      networkId: NET,
+      key: W,
+      rpc: wNet.rpc,
+      compute: workerHopCompute(valWorker, config, () => span),
+      claim: workerClaim(valWorker),
+      holders: () => [],
+      submitSlash: async () => {},
+      rate: MAX_VALIDATION_RATE,
+      retryMs: [],
+      requestEvent: (id) => ledger.eventBytes(id),
+    });
+    const vs = await v.onCompletion(ev.bytes, new AbortController().signal);
+    assert.deepEqual(vs.find((x) => x.index === 1), { status: 'match', index: 1 }, JSON.stringify(vs));
+    assert.equal(ledger.eventStatus(ev.id)?.status, 'applied', 'the completion carried over 3.0.0 was ingested');
   });
 });
