@@ -6,9 +6,10 @@
  * - **Transcripts** (`nodeTranscripts`): the node's hop server keeps its sessions' inputs under the quota of
  *   TRANSCRIPT_LIMIT_DEFAULTS (64 MiB, 8 MiB per session, 10 min) and seals them when it signs its commitments; the
  *   claim names the compute worker's model hash of the span and its engine (the worker's own description: backend
- *   and threads, so only a node running the same kernels judges exactly). Served over `hop-transcript/2.0.0` (by the
- *   commitments) and `1.0.0` (older validators), only to bonded peers and only for completions our ledger applied
- *   (protocols/transcript-access.ts).
+ *   and threads, so only a node running the same kernels judges exactly). Served over `hop-transcript/4.0.0` (the
+ *   completion and its request carried, ingested when our ledger lacks them), `3.0.0` (the completion carried),
+ *   `2.0.0` (by the commitments) and `1.0.0` (older validators), only to bonded peers the draw names and only for
+ *   completions our ledger applied (protocols/transcript-access.ts).
  * - **Completions to validate**: every MarketComplete the node's ledger applies, whichever way it came (gossip, sync,
  *   our own submit), dated within the transcripts' retention; a completion whose verdict waits on a replay
  *   ('pending') is looked at again once the replay ran. HopValidator samples the hops (`--validation-rate`, drawn
@@ -55,8 +56,8 @@ export function workerClaim(compute: ComputeClient): () => Promise<{ modelHash: 
 }
 
 /**
- * The hop server's transcripts (a store under the default quota), and their serving over hop-transcript/2.0.0 and
- * 1.0.0 to the readers the ledger entitles (protocols/transcript-access.ts, session 28): a peer whose key holds the
+ * The hop server's transcripts (a store under the default quota), and their serving over hop-transcript/1.0.0 to 4.0.0,
+ * to the readers the ledger entitles (protocols/transcript-access.ts, session 28): a peer whose key holds the
  * reward bond locked, for the session of a completion this ledger applied. The completions naming us come from the
  * ledger service's ingest events (gossip, sync, our own submits; whether one is applied is asked at each fetch).
  */

@@ -117,7 +117,8 @@ export function bondedReaders(lockedOf: (accountId: Uint8Array) => bigint): (pee
  * `verifiedCompletion`): a market completion of this network, signed by its driver, whose hop `index` is this hop
  * (`access.key`) and signed its commitment. Two signature checks, run only for a bonded caller. An honest validator
  * carries what its own ledger applied, whose signatures that ledger checked, so a failure is the caller's
- * (`TRANSCRIPT_FORGED_COMPLETION`, penalised) and nothing of it reaches our ledger.
+ * (`TRANSCRIPT_FORGED_COMPLETION`, fault `peer`; answered, not scored: the RPC layer scores only requests that do not
+ * decode or validate) and nothing of it reaches our ledger.
  */
 export function carriedCompletion(bytes: Uint8Array, index: number, access: Pick<TranscriptAccess, 'networkId' | 'key'>): LedgerEvent<MarketCompleteBody> {
   const forged = (why: string): PeerMisbehaviourError => new PeerMisbehaviourError('TRANSCRIPT_FORGED_COMPLETION', `hop-transcript: the carried completion ${why}`);
@@ -144,7 +145,8 @@ export function carriedCompletion(bytes: Uint8Array, index: number, access: Pick
  * (`TRANSCRIPT_FORGED_REQUEST`), and the request that completion answers: its event id is the completion's request id
  * and its signer the completion's requester (`TRANSCRIPT_REQUEST_MISMATCH`). An event's id excludes its signature
  * (ledger/events.ts), so a copy with another signature matches the id: the signature check is what refuses it. Both
- * are the caller's fault (penalised): an honest validator carries the request its own ledger applied under that id.
+ * are the caller's fault (fault `peer`, answered, not scored, as a forged completion): an honest validator carries the
+ * request its own ledger applied under that id.
  * One signature check; the ledger's state rules (the requester's balance, the escrow, replay and dedupe) judge the
  * rest when it is ingested.
  */
