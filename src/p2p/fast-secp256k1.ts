@@ -38,7 +38,7 @@ const CACHE_MAX = 4096;
 const latin1 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 
 /** Which parts are on; experiments switch them off to measure the old path in the same process (A/B). */
-const paths = { keyCache: true, sign: true };
+const paths = { keyCache: true, sign: true, libsecpVerify: true };
 
 /** Counters of the key cache, for tests and the micro-benchmark. */
 export const keyCacheStats = { hits: 0, decompressions: 0, invalid: 0 };
@@ -217,10 +217,14 @@ export function signSecp256k1(priv: Uint8Array, data: Uint8Array | Iterable<Uint
   return encodeDerSignature(rs.r, rs.s > HALF_N ? N - rs.s : rs.s);
 }
 
-/** Switches the key cache and the fast sign off or on (experiments measuring the old path in the same process). */
-export function setFastSecp256k1Paths(on: { keyCache?: boolean; sign?: boolean }): void {
+/**
+ * Switches parts back to the session-21 path (experiments measuring old against new in one process): the key cache
+ * off, noble signing, OpenSSL verifying.
+ */
+export function setFastSecp256k1Paths(on: { keyCache?: boolean; sign?: boolean; libsecpVerify?: boolean }): void {
   if (on.keyCache !== undefined) paths.keyCache = on.keyCache;
   if (on.sign !== undefined) paths.sign = on.sign;
+  if (on.libsecpVerify !== undefined) paths.libsecpVerify = on.libsecpVerify;
 }
 
 type Decoded = { Type?: unknown; Data?: Uint8Array };
@@ -272,7 +276,7 @@ export async function installFastSecp256k1(): Promise<{ verify: boolean; keyCach
   if (typeof pubProto.verify === 'function' && sample.raw instanceof Uint8Array && sample.raw.byteLength === 33) {
     pubProto.verify = function verify(this: { raw: Uint8Array }, data: Uint8Array | Iterable<Uint8Array>, sig: Uint8Array, options?: { signal?: AbortSignal }): boolean {
       options?.signal?.throwIfAborted();
-      return verifySecp256k1(this.raw, data, sig);
+      return paths.libsecpVerify ? verifySecp256k1(this.raw, data, sig) : verifySecp256k1(this.raw, data, sig, 'openssl');
     };
     installed.verify = true;
   }
