@@ -9,7 +9,8 @@
 // --ab alternates windows A B B A ... with every node's heartbeats running (A) or stopped (B, `heartbeats`), or
 // kad-dht's closest-peer tagger refreshing every 5 s (A, its default) or every 60 s (B, `tagger`), or libp2p's
 // secp256k1 work as built (A) or on session 21's path (B, `secp`: every key parsed in pure JS, OpenSSL verify, noble
-// sign; src/p2p/fast-secp256k1.ts). Each window's line ends with the 1-minute load.
+// sign; src/p2p/fast-secp256k1.ts). Each window's line ends with the key cache's lookups a second (parses of a
+// secp256k1 key and libsecp256k1 verifies; none while `secp` B is on) and the 1-minute load.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { loadavg } from 'node:os';
@@ -18,7 +19,7 @@ import { threadCpu } from './thread-cpu.mjs';
 import { presetConfig } from '../../dist/src/model/index.js';
 import { bundledGenesis } from '../../dist/src/node/genesis.js';
 import { startChain, decode, evenSpans } from '../../dist/src/node/serving-bench/bench.js';
-import { setFastSecp256k1Paths } from '../../dist/src/p2p/fast-secp256k1.js';
+import { keyCacheStats, setFastSecp256k1Paths } from '../../dist/src/p2p/fast-secp256k1.js';
 
 const { values: args } = parseArgs({ options: { hops: { type: 'string', default: '4' }, windows: { type: 'string', default: '8' }, 'window-ms': { type: 'string', default: '2000' }, prof: { type: 'string' }, ab: { type: 'string' } } });
 // the main thread's CPU time (ns) from the scheduler's account (/proc/thread-self/schedstat: exact; stat's ticks are 10 ms)
@@ -57,10 +58,12 @@ for (const n of args.hops.split(',').map(Number)) {
       setB(b);
       const t0 = threadCpu();
       const c0 = process.cpuUsage();
+      const k0 = keyCacheStats.hits + keyCacheStats.decompressions;
       const m0 = cpuNs();
       const w0 = performance.now();
       await new Promise((r) => setTimeout(r, Number(args['window-ms'])));
       const mainNs = cpuNs() - m0;
+      const keys = keyCacheStats.hits + keyCacheStats.decompressions - k0;
       const s = (performance.now() - w0) / 1000;
       const c = process.cpuUsage(c0);
       const t1 = threadCpu();
@@ -73,7 +76,7 @@ for (const n of args.hops.split(',').map(Number)) {
       }
       mains.push(mainNs / 1e6 / s);
       if (args.ab !== undefined) ab[b ? 'B' : 'A'].push(mainNs / 1e6 / s);
-      rows.push(`w${w}${args.ab === undefined ? '' : b ? ' B' : ' A'}: process ${((c.user + c.system) / 1000 / s).toFixed(1)} ms/s, main ${(mainNs / 1e6 / s).toFixed(2)} (schedstat), other threads ${(other / s).toFixed(1)} [${[...by].sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${(v / s).toFixed(0)}`).join(', ')}], load ${loadavg()[0].toFixed(2)}`);
+      rows.push(`w${w}${args.ab === undefined ? '' : b ? ' B' : ' A'}: process ${((c.user + c.system) / 1000 / s).toFixed(1)} ms/s, main ${(mainNs / 1e6 / s).toFixed(2)} (schedstat), other threads ${(other / s).toFixed(1)} [${[...by].sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${(v / s).toFixed(0)}`).join(', ')}], key lookups ${(keys / s).toFixed(1)}/s, load ${loadavg()[0].toFixed(2)}`);
     }
     if (session !== undefined) {
       const { profile } = await session.post('Profiler.stop');
