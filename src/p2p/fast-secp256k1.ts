@@ -297,8 +297,13 @@ export async function installFastSecp256k1(): Promise<{ verify: boolean; keyCach
     };
     // noble must accept what the new path signs
     const msg = Buffer.from('neuroshard fast-secp256k1 self-test');
-    const sig = priv.sign(msg) as Uint8Array;
-    const good = secp256k1.verify(sig, createHash('sha256').update(msg).digest(), sample.raw, { prehash: false, format: 'der' });
+    let good = false;
+    try {
+      const sig = priv.sign(msg) as Uint8Array;
+      good = secp256k1.verify(sig, createHash('sha256').update(msg).digest(), sample.raw, { prehash: false, format: 'der' });
+    } catch {
+      good = false;
+    }
     if (good) installed.sign = true;
     else privProto.sign = originalSign;
   }
