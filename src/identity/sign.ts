@@ -17,9 +17,9 @@
  * (the Python original's replay hole).
  */
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { sha256 } from '../util/bytes.js';
+import { libsecp256k1 } from '../util/libsecp256k1.js';
 import { InvalidArgumentError } from '../util/errors.js';
 import type { NodeKey } from './mnemonic.js';
 
@@ -140,24 +140,7 @@ export function isValidPublicKey(publicKey: Uint8Array): boolean {
   return keyObject(publicKey) !== null;
 }
 
-/** libsecp256k1's ecdsaVerify(sig64, msg32, pubkey33 or 65): true, false, or throws on a key it cannot parse. */
-type NativeVerify = (sig: Uint8Array, msg32: Uint8Array, pub: Uint8Array) => boolean;
-/** libsecp256k1's publicKeyConvert(pubkey, compressed = false): the 65-byte uncompressed form of a valid key. */
-type NativeConvert = (pub: Uint8Array, compressed: boolean) => Uint8Array;
-
-function loadNative(): { verify: NativeVerify; convert: NativeConvert } | undefined {
-  if (process.env.NEUROSHARD_NO_LIBSECP256K1 === '1') return undefined;
-  try {
-    // `secp256k1/bindings` is the native binding alone: the package's main entry would fall back to elliptic.js.
-    const lib = createRequire(import.meta.url)('secp256k1/bindings') as { ecdsaVerify: NativeVerify; publicKeyConvert: NativeConvert };
-    if (typeof lib.ecdsaVerify !== 'function' || typeof lib.publicKeyConvert !== 'function') return undefined;
-    return { verify: lib.ecdsaVerify.bind(lib), convert: lib.publicKeyConvert.bind(lib) };
-  } catch {
-    return undefined;
-  }
-}
-
-const nativeLib = loadNative();
+const nativeLib = libsecp256k1;
 
 /**
  * Uncompressed forms of the signers' keys (issue 11 §4, proof_verify_per_s): libsecp256k1 parses a 33-byte key by
