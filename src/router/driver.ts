@@ -126,6 +126,16 @@ export interface HopSession {
   stepByPush?(chunks: number[], waitMs: number, signal: AbortSignal, pushOutput: boolean): Promise<PushedHopOutput>;
   /** Session 29: the digest a placeholder's answer names when the hop ran on `hidden` (its bytes as step() would send them). */
   pushDigest?(hidden: Float32Array): Uint8Array;
+  /** Session 30: whether the hop signs its pushes and attests the ones it takes (after its first answer); pushes go only between two that do. */
+  readonly pushSigned?: boolean;
+  /** Session 30: the key this session signs its pushes with (its answer to the step that set `push.to`). */
+  readonly pushKey?: Uint8Array | undefined;
+  /**
+   * Session 30: on a placeholder answer whose digest is not pushDigest(`answer`), which hop lied, from the pusher's
+   * attestation in the answer (protocols/push-attestation.ts judgePushMismatch): `answer` is the entry's copy of
+   * the pusher's output, `pusherKey` its push_key, `position` the step's first position.
+   */
+  pushBlame?(answer: Float32Array, out: PushedHopOutput, pusherKey: Uint8Array | undefined, position: number): 'receiver' | 'pusher';
   /** Signs the hop's commitments for a market request (remote hops; protocols/hop-commitment.ts). */
   commit?: SettleHop['session']['commit'];
   /** The driver submits the completion from the requester's receipt. */
@@ -140,11 +150,15 @@ export interface HopPush {
   output?: boolean;
   /** Set once: take pushes for this session only from this peer. */
   from?: string;
+  /** Session 30, with `from`: that peer's push_key for this boundary (its pushes must verify under it). */
+  fromKey?: Uint8Array;
 }
 
 /** A placeholder step's answer: the output and the SHA-256 of the input the hop ran on (HopSession.pushDigest), or that no push came. */
 export interface PushedHopOutput extends HopOutput {
   inputDigest?: Uint8Array;
+  /** Session 30: the pusher's signed statement of what it pushed (dtype, SHA-256 of the bytes as sent, signature). */
+  attestation?: { dtype: 'fp32' | 'fp16' | 'bf16'; digest: Uint8Array; signature: Uint8Array };
   pushMissing?: boolean;
 }
 
@@ -239,8 +253,16 @@ class HopFailure extends Error {
   }
 }
 
-/** A pushed step ran on an input other than the one the entry holds for it (session 29). */
-class PushMismatch extends Error {}
+/**
+ * A pushed step ran on an input other than the one the entry holds for it (session 29), and who lied by the pusher's
+ * attestation (session 30): the receiver (it misreported its input: it is replaced) or the pusher (it pushed other
+ * values than it answered: it is replaced).
+ */
+class PushMismatch extends Error {
+  constructor(readonly blame: 'receiver' | 'pusher') {
+    super(`pushed input digest mismatch (${blame})`);
+  }
+}
 
 /** The placeholder's answer said no push came: the step's input goes explicitly. */
 const PUSH_MISSING: HopOutput = Object.freeze({});
@@ -254,6 +276,8 @@ interface RouteEntry {
   /** Session 29: the peer this session was told to push to, the one it takes pushes from, and whether pushes into it stopped. */
   pushTo?: string;
   pushFrom?: string;
+  /** Session 30: the pusher's session key this session was given (push_from_key), for the entry's verdict on a mismatch. */
+  pushFromKey?: Uint8Array;
   pushOff?: boolean;
   /** Every input this hop was given, in order: ids (driver) or hidden states. */
   parts: (Int32Array | Float32Array)[];
@@ -449,7 +473,12 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         const p = out as PushedHopOutput;
         if (p.pushMissing === true) return PUSH_MISSING;
         const want = input.hidden === undefined ? undefined : session.pushDigest?.(input.hidden);
-        if (want === undefined || p.inputDigest === undefined || !Buffer.from(want).equals(p.inputDigest)) throw new PushMismatch();
+        if (want === undefined || p.inputDigest === undefined || !Buffer.from(want).equals(p.inputDigest)) {
+          // session 30: the pusher's attestation says which of the two lied (the step's first position here: the
+          // positions this session was given before it)
+          const position = entry.chunks.reduce((a, b) => a + b, 0) - positions;
+          throw new PushMismatch(input.hidden === undefined || session.pushBlame === undefined ? 'pusher' : session.pushBlame(input.hidden, p, entry.pushFromKey, position));
+        }
         commitInput(entry, input);
       }
       checkOutput(out, input, positions);
@@ -593,7 +622,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   const pushable = (b: number): boolean => {
     const a = route[b - 1];
     const e = route[b];
-    return a.session.pushCapable === true && e.session.pushCapable === true && e.session.stepByPush !== undefined && e.session.pushDigest !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0;
+    return a.session.pushCapable === true && e.session.pushCapable === true && a.session.pushSigned === true && e.session.pushSigned === true && e.session.stepByPush !== undefined && e.session.pushDigest !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0;
   };
 
   /** One step through the whole chain; returns the sampled token. */
@@ -657,7 +686,15 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       if (p === undefined && pushOn) {
         if (after !== undefined && setup.has(after)) push.to = { peer: after.hop.peerId, session: after.id };
         if (after !== undefined && armedSet.has(after)) push.output = true;
-        if (setup.has(e)) push.from = route[i - 1].hop.peerId;
+        if (setup.has(e)) {
+          // session 30: only with the pusher's session key (its answer to this token's set-up step): a boundary
+          // whose pusher named none stays explicit (the entry could not tell who lied on a mismatch)
+          const key = route[i - 1].session.pushKey;
+          if (key !== undefined) {
+            push.from = route[i - 1].hop.peerId;
+            push.fromKey = key;
+          } else e.pushOff = true;
+        }
       }
       try {
         if (p !== undefined) {
@@ -675,6 +712,13 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
             if (replaced) {
               // the pusher was replaced this token: the hop ran on what it was pushed before, which the entry never saw
               out = await reopen(i, positions);
+            } else if (err.blame === 'receiver') {
+              // session 30: the pusher's signed attestation names what the entry holds (or the hop has no valid one):
+              // this hop misreported what it ran on, so it is the one replaced (banned), the pusher keeps its place
+              log.warn('a hop misreported the input it was pushed', { session: spec.id, peer: e.hop.peerId });
+              const r = await failover(i, new NeuroShardError('HOP_PUSH_DIGEST', `${e.hop.peerId} answered an input digest its pusher's attestation contradicts`, { fault: 'peer' }));
+              out = r.out;
+              next = r.next;
             } else {
               // the previous hop pushed one thing and answered another: it is replaced (banned), and this hop, which
               // ran on the push, starts again from the entry's copy of its inputs unless the replacement covered it
@@ -700,7 +744,10 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         } else {
           out = await call(e, x, positions, pushOn ? { push } : undefined);
           if (push.to !== undefined) e.pushTo = push.to.peer;
-          if (push.from !== undefined) e.pushFrom = push.from;
+          if (push.from !== undefined) {
+            e.pushFrom = push.from;
+            e.pushFromKey = push.fromKey;
+          }
         }
       } catch (err) {
         if (!(err instanceof HopFailure)) throw err;
