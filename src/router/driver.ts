@@ -202,9 +202,24 @@ export interface DriverOptions {
    * Session 29 (`--hop-push`): decode steps go hop to hop. Hop k pushes its output straight to hop k+1 as well as
    * answering the entry; hop k+1 got a placeholder at the token's start and runs as soon as the push arrives. The
    * entry checks each pushed input's digest against hop k's answer. Off after any failover (for that generation).
+   * `'auto'` (session 30): a boundary is set up only when the entry has measured both its hops' round-trip floors
+   * (`DriverDeps.rttFloorMs`) at `PUSH_AUTO_MIN_RTT_MS` or more: where a push saves a real link's one-way trips, not on
+   * loopback or a LAN, where its extra message and signatures cost more than the trip saved.
    */
-  push: boolean;
+  push: boolean | 'auto';
 }
+
+/**
+ * `push: 'auto'`: the round-trip floor (router/measure.ts LatencyTable.floorMs: the least of the last 16 timed
+ * decode steps' wall time less the compute the hop stated, at least 4 of them) both hops of a boundary must have for
+ * it to push. A boundary's push saves about the entry's one-way trips to its two hops less the one between them,
+ * and costs one more message and a signature pair (~0.12 ms of CPU, 0.1–0.4 ms a boundary on loopback on this
+ * host, docs/LIMITS.md "Session 30: signed pushes"). Loopback floors measured 0.17–0.20 ms here at load 5, a 1 ms
+ * one-way link's (emulated) 1.4–2.5 ms, where pushes measured 0.71–0.82 of the explicit token time: 1.5 ms leaves
+ * loopback and LANs explicit with a wide margin and takes links of ~0.75 ms one way and more (not measured between
+ * 0 and 1 ms: the emulation's timers have 1 ms resolution).
+ */
+export const PUSH_AUTO_MIN_RTT_MS = 1.5;
 
 export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000, openTimeoutMs: 10_000, explore: ROUTE_DEFAULTS.explore, push: false };
 
@@ -232,6 +247,8 @@ export interface DriverDeps {
    * call (before session 25; `NEUROSHARD_ENTRY_COMMITS=inline` chooses it when this is unset).
    */
   commits?: HopCommitQueue | null;
+  /** Session 30, `push: 'auto'`: the entry's round-trip floor to a peer (ms; router/measure.ts LatencyTable.floorMs), undefined until measured enough. */
+  rttFloorMs?: (peer: string) => number | undefined;
 }
 
 /**
@@ -370,7 +387,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   let failovers = 0;
   const stallsMs: number[] = [];
   /** Session 29: whether this generation still uses pushes (off after any failover or a pushed input that did not match). */
-  let pushOn = o.push;
+  let pushOn = o.push !== false;
 
   /**
    * Whether the route's layers can be planned without `peer` (and this generation's failed peers) in the chain's
@@ -622,7 +639,18 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   const pushable = (b: number): boolean => {
     const a = route[b - 1];
     const e = route[b];
-    return a.session.pushCapable === true && e.session.pushCapable === true && a.session.pushSigned === true && e.session.pushSigned === true && e.session.stepByPush !== undefined && e.session.pushDigest !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0;
+    return a.session.pushCapable === true && e.session.pushCapable === true && a.session.pushSigned === true && e.session.pushSigned === true && e.session.stepByPush !== undefined && e.session.pushDigest !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0 && (o.push !== 'auto' || worthPushing(a, e));
+  };
+  /**
+   * `push: 'auto'`: a boundary already set up keeps pushing for the generation (its pushed steps are not timed, so
+   * their round trips would not move again); one not set up is, once both its hops measure PUSH_AUTO_MIN_RTT_MS or
+   * more (re-checked every token: a generation's first explicit decode steps are what measure a new peer).
+   */
+  const worthPushing = (a: RouteEntry, e: RouteEntry): boolean => {
+    if (a.pushTo === e.hop.peerId && e.pushFrom === a.hop.peerId) return true;
+    const ra = deps.rttFloorMs?.(a.hop.peerId);
+    const re = deps.rttFloorMs?.(e.hop.peerId);
+    return ra !== undefined && re !== undefined && ra >= PUSH_AUTO_MIN_RTT_MS && re >= PUSH_AUTO_MIN_RTT_MS;
   };
 
   /** One step through the whole chain; returns the sampled token. */
@@ -807,5 +835,5 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     // the worker forgets their chain values (after the jobs already queued for them)
     if (commits !== null) for (const c of queued) commits.drop(c);
   }
-  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(o.push ? { pushes: pushStats } : {}), ...(settlement === undefined ? {} : { settlement }) };
+  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(o.push !== false ? { pushes: pushStats } : {}), ...(settlement === undefined ? {} : { settlement }) };
 }

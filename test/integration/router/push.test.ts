@@ -25,7 +25,7 @@ import * as methods from '../../../src/protocols/methods.js';
 import { DType, type InferencePush, type InferenceRequest, type InferenceResponse } from '../../../src/protocols/pb/node.js';
 import { newPushSigner, pushVerifier, sha256, signPush, verifyPush } from '../../../src/protocols/push-attestation.js';
 import { tensorFromPb } from '../../../src/protocols/tensor-wire.js';
-import { BanList, DRIVER_DEFAULTS, runGeneration, type GenerationResult, type HolderView } from '../../../src/router/index.js';
+import { BanList, DRIVER_DEFAULTS, PUSH_AUTO_MIN_RTT_MS, runGeneration, type GenerationResult, type HolderView } from '../../../src/router/index.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { NeuroShardError } from '../../../src/util/errors.js';
 import { startServingNet } from '../../utils/network.js';
@@ -109,7 +109,7 @@ describe('hop-to-hop pushes (session 29)', () => {
    * One generation through `route` (names; the usual route, random 0) with `spare` holders far away (failover only),
    * pushes on unless `push` is false. `onToken` sees the token count.
    */
-  async function generate(route: string[], o: typeof greedy, opts: { spare?: string[]; push?: boolean; onToken?: (n: number) => void } = {}): Promise<GenerationResult & { bans: BanList }> {
+  async function generate(route: string[], o: typeof greedy, opts: { spare?: string[]; push?: boolean | 'auto'; rttFloorMs?: (peer: string) => number | undefined; onToken?: (n: number) => void } = {}): Promise<GenerationResult & { bans: BanList }> {
     const view: HolderView[] = [
       ...route.map((n) => ({ peerId: hop(n).net.peerId, span: hop(n).span, alive: true, rttMs: 1 })),
       ...(opts.spare ?? []).map((n) => ({ peerId: hop(n).net.peerId, span: hop(n).span, alive: true, rttMs: 60_000 })),
@@ -128,6 +128,7 @@ describe('hop-to-hop pushes (session 29)', () => {
         newSessionId: () => `s${Math.random().toString(16).slice(2)}`,
         // deadlines long enough for a loaded machine: this file is about what runs where, not timeouts
         options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 10_000, explore: 0, push: opts.push ?? true },
+        ...(opts.rttFloorMs === undefined ? {} : { rttFloorMs: opts.rttFloorMs }),
       },
       { onToken: () => opts.onToken?.(++n) },
       new AbortController().signal,
@@ -374,6 +375,37 @@ describe('hop-to-hop pushes (session 29)', () => {
     assert.equal(explicit.processedTokens, 3, 'the session went on');
     queue.end();
     for (;;) if ((await answers.next()).done === true) break;
+    await sessionsClosed();
+  });
+
+  it('--hop-push auto: a boundary pushes only once both its hops measure PUSH_AUTO_MIN_RTT_MS or more', async () => {
+    const names = ['h0', 'h1', 'h2', 'h3'];
+    const far = PUSH_AUTO_MIN_RTT_MS + 3;
+    const near = PUSH_AUTO_MIN_RTT_MS / 4;
+    const asked = (): number => hops.reduce((s, h) => s + h.server.pushStats.asked, 0);
+    // every hop far: as --hop-push
+    const all = await generate(names, greedy, { push: 'auto', rttFloorMs: () => far });
+    assert.deepEqual(all.tokens, references.get('greedy'));
+    const decodeTokens = all.tokens.length - 1 + (all.finishReason === 'stop' ? 1 : 0);
+    assert.equal(all.pushes?.used, 3 * (decodeTokens - 1));
+    // every hop near (loopback, a LAN): nothing pushed, no hop asked to
+    const before = asked();
+    const none = await generate(names, greedy, { push: 'auto', rttFloorMs: () => near });
+    assert.deepEqual(none.tokens, references.get('greedy'));
+    assert.equal(none.pushes?.used, 0);
+    assert.equal(asked(), before, 'no push fields sent');
+    // h2 near (or unmeasured): only h0 → h1 pushes
+    for (const h2 of [near, undefined]) {
+      const some = await generate(names, greedy, { push: 'auto', rttFloorMs: (peer) => (peer === hop('h2').net.peerId ? h2 : far) });
+      assert.deepEqual(some.tokens, references.get('greedy'));
+      assert.equal(some.pushes?.used, decodeTokens - 1, `h2 ${String(h2)}`);
+    }
+    // measured far only from the 5th token on: the boundaries are set up then, not before
+    let n = 0;
+    const later = await generate(names, greedy, { push: 'auto', rttFloorMs: () => (n >= 5 ? far : undefined), onToken: (k) => (n = k) });
+    assert.deepEqual(later.tokens, references.get('greedy'));
+    // (the step after the 5th token sets them up; every one after it pushes at all three)
+    assert.equal(later.pushes?.used, 3 * (decodeTokens - 5), JSON.stringify(later.pushes));
     await sessionsClosed();
   });
 });
