@@ -387,7 +387,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   let failovers = 0;
   const stallsMs: number[] = [];
   /** Session 29: whether this generation still uses pushes (off after any failover or a pushed input that did not match). */
-  let pushOn = o.push !== false;
+  let pushOn = o.push === true || o.push === 'auto';
 
   /**
    * Whether the route's layers can be planned without `peer` (and this generation's failed peers) in the chain's
@@ -835,5 +835,5 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     // the worker forgets their chain values (after the jobs already queued for them)
     if (commits !== null) for (const c of queued) commits.drop(c);
   }
-  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(o.push !== false ? { pushes: pushStats } : {}), ...(settlement === undefined ? {} : { settlement }) };
+  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(o.push === true || o.push === 'auto' ? { pushes: pushStats } : {}), ...(settlement === undefined ? {} : { settlement }) };
 }

@@ -46,7 +46,7 @@ export const startCommand: Command = {
     wire: { type: 'string', value: 'f32|f16|bf16', description: 'dtype of activations sent to other hops (default f32)' },
     weights: { type: 'string', value: 'f32|int8', description: 'hold the span as f32 (default) or int8 blocks (inference only, ~3.5x more layers per MiB)' },
     'hop-timeout-ms': { type: 'string', value: 'MS', description: 'a hop that does not answer a decode step within this is replaced (default 200)' },
-    'hop-push': { type: 'boolean', description: "decode steps of this node's generations go hop to hop: each hop pushes its output to the next as well as answering (default off; --hop-push; --hop-push auto: only across hops this node measures at 2 ms round trip or more)" },
+    'hop-push': { type: 'boolean', description: "decode steps of this node's generations go hop to hop: each hop pushes its output to the next as well as answering (default off; --hop-push; --hop-push auto: only across hops whose round-trip floor this node measures at 1.5 ms or more)" },
     'pay-inference': { type: 'string', value: 'auto|off', description: 'pay for the generations this node drives through other nodes, from its wallet, when it covers them (default auto)' },
     'route-explore': { type: 'string', value: 'R', description: 'share of fresh generations this entry node routes through one not yet measured holder, 0..1; 0 = off, always the usual near-best route (default 0.05)' },
     'validation-rate': { type: 'string', value: 'R', description: "share of other hops' sessions on this node's span it re-executes as a validator, 0..1, run at most at 0.25 (the network's ceiling); 0 = off (default 0.05; needs 100 NEURO staked)" },
