@@ -7,7 +7,10 @@
 // figure: compare the two arms, not the absolute times.
 // `--delay MS` holds every TCP write of every process for MS ms (order kept): a one-way link latency of MS between
 // any two nodes, for this experiment only (writes are taken as accepted at once: no backpressure).
-//   node scripts/experiments/push-chain.mjs [--hops 4] [--blocks 10] [--tokens 64] [--width 768] [--delay 0]
+// `--arm auto` (session 30): the "on" blocks run with push 'auto' (router/driver.ts PUSH_AUTO_MIN_RTT_MS) over the
+// round-trip floors the entry measured (a LatencyTable fed by its explicit steps, as a node's); the measured round
+// trips are printed at the end.
+//   node scripts/experiments/push-chain.mjs [--hops 4] [--blocks 10] [--tokens 64] [--width 768] [--delay 0] [--arm on|auto]
 import { spawn } from 'node:child_process';
 import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -17,10 +20,10 @@ import { parseArgs } from 'node:util';
 const dist = new URL('../../dist/src/', import.meta.url);
 const { net } = await import(new URL('node/serving-bench/bench-node.js', dist).href);
 const { HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession } = await import(new URL('protocols/inference.js', dist).href);
-const { BanList, DRIVER_DEFAULTS, runGeneration } = await import(new URL('router/index.js', dist).href);
+const { BanList, DRIVER_DEFAULTS, LatencyTable, runGeneration } = await import(new URL('router/index.js', dist).href);
 const { bundledGenesis } = await import(new URL('node/genesis.js', dist).href);
 
-const { values: a } = parseArgs({ options: { hops: { type: 'string', default: '4' }, blocks: { type: 'string', default: '10' }, tokens: { type: 'string', default: '64' }, width: { type: 'string', default: '768' }, delay: { type: 'string', default: '0' }, child: { type: 'string' }, boot: { type: 'string' } } });
+const { values: a } = parseArgs({ options: { hops: { type: 'string', default: '4' }, blocks: { type: 'string', default: '10' }, tokens: { type: 'string', default: '64' }, width: { type: 'string', default: '768' }, delay: { type: 'string', default: '0' }, arm: { type: 'string', default: 'on' }, child: { type: 'string' }, boot: { type: 'string' } } });
 const N = Number(a.hops);
 const delayMs = Number(a.delay);
 if (delayMs > 0) {
@@ -76,6 +79,7 @@ if (a.child !== undefined) {
   for (const h of hellos) await entry.p2p.dial(h.multiaddr, { signal: AbortSignal.timeout(60_000) });
   const view = hellos.map((h, k) => ({ peerId: h.peerId, span: { start: k, end: k + 1 }, alive: true, rttMs: 0 }));
   const model = { numLayers: N, hiddenSize: C, contextLength: 1 << 16, eosId: -1, encode: () => [1, 5, 9, 3], decode: () => '' };
+  const latency = new LatencyTable();
   const block = async (push, tokens) => {
     const times = [];
     const r = await runGeneration(
@@ -83,12 +87,13 @@ if (a.child !== undefined) {
       {
         model,
         holders: () => view,
-        opener: { open: (hop, spec) => new RemoteHopSession(entry.rpc, hop.peerId, hop.span, spec, { hiddenSize: C, vocabSize: 10, wire: 'f32' }) },
+        opener: { open: (hop, spec) => new RemoteHopSession(entry.rpc, hop.peerId, hop.span, spec, { hiddenSize: C, vocabSize: 10, wire: 'f32', onStepTimed: (p, w, c) => latency.observeStep(p, w, c) }) },
         bans: new BanList(),
         now: () => performance.now(),
         random: () => 0,
         newSessionId: () => randomBytes(8).toString('hex'),
-        options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 30_000, explore: 0, push },
+        options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 30_000, explore: 0, push: push && a.arm === 'auto' ? 'auto' : push },
+        rttFloorMs: (p) => latency.floorMs(p),
         log: { debug() {}, info: (m, f) => console.log(m, JSON.stringify(f)), warn: (m, f) => console.log(m, JSON.stringify(f)), error: (m, f) => console.log(m, JSON.stringify(f)), child() { return this; } },
       },
       { onToken: () => times.push(performance.now()) },
@@ -110,7 +115,8 @@ if (a.child !== undefined) {
   }
   const med = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   const ratios = res.on.map((x, i) => x / res.off[i]);
-  console.log(`${N} hops, ${C} wide, stub compute, one-way delay ${delayMs} ms, ${a.blocks} block pairs of ${a.tokens} tokens: ms a token off ${med(res.off).toFixed(3)}, on ${med(res.on).toFixed(3)}; on/off per pair median ${med(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`);
+  console.log(`measured round trips (ms, the entry's EWMA / floor of the last 16): ${hellos.map((h) => `${latency.rttMs(h.peerId)?.toFixed(2) ?? '-'} / ${latency.floorMs(h.peerId)?.toFixed(2) ?? '-'}`).join(', ')}`);
+  console.log(`${N} hops, ${C} wide, stub compute, one-way delay ${delayMs} ms, arm ${a.arm}, ${a.blocks} block pairs of ${a.tokens} tokens: ms a token off ${med(res.off).toFixed(3)}, on ${med(res.on).toFixed(3)}; on/off per pair median ${med(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`);
   await entry.stop();
   for (const c of children) c.stdin.end();
   await Promise.all(children.map((c) => new Promise((r) => c.once('exit', r))));

@@ -114,9 +114,11 @@ export interface NodeOptions {
   /**
    * Session 29 (`--hop-push`): generations this entry drives send decode steps hop to hop (router/driver.ts
    * `DriverOptions.push`; hops answer and push only when asked, so this is the entry's choice alone). Off by default
-   * until measured on a real network (docs/LIMITS.md "Session 29: hop-to-hop pushes").
+   * until measured on a real network (docs/LIMITS.md "Session 29: hop-to-hop pushes"). `'auto'` (session 30,
+   * `--hop-push auto`): only across boundaries whose two hops this entry measured at router/driver.ts
+   * PUSH_AUTO_MIN_RTT_MS or more.
    */
-  hopPush: boolean;
+  hopPush: boolean | 'auto';
   /**
    * Share of fresh generations this entry node routes through one unproven holder (`--route-explore`, router/route.ts
    * `exploreRoute`: newcomers get measured and then compete on their figures); 0 turns exploration off, so that the
@@ -405,7 +407,7 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
   rpcLane: (raw, src) => bool('rpcLane', raw, src),
   lanePort: (raw, src) => intIn('lanePort', raw, src, 0, 65535),
   hopTimeoutMs: (raw, src) => intIn('hopTimeoutMs', raw, src, 10, 600_000),
-  hopPush: (raw, src) => bool('hopPush', raw, src),
+  hopPush: (raw, src) => (raw === 'auto' ? 'auto' : bool('hopPush', raw, src)),
   inferenceMemoryMb: (raw, src) => intIn('inferenceMemoryMb', raw, src, 1, 1 << 24),
   routeExplore: (raw, src) => numIn('routeExplore', raw, src, 0, 1, true),
   validationRate: (raw, src) => numIn('validationRate', raw, src, 0, 1, true),

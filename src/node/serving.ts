@@ -107,6 +107,8 @@ export interface ServingInit {
   model?: ModelView;
   /** Pays each generation from a market request (issue 11 §2; router DriverDeps.settle). */
   settle?: DriverDeps['settle'];
+  /** The measured round-trip floor to a peer (router DriverDeps.rttFloorMs; `--hop-push auto` decides by it). */
+  rttFloorMs?: (peer: string) => number | undefined;
 }
 
 /** The generator of a node. */
@@ -160,6 +162,7 @@ export class NodeGenerator implements Generator {
       selfPeerId: self,
       log: this.log,
       ...(this.init.settle === undefined ? {} : { settle: this.init.settle }),
+      ...(this.init.rttFloorMs === undefined ? {} : { rttFloorMs: this.init.rttFloorMs }),
     }, listener, signal);
     this.stalls.push(...r.stallsMs);
     if (this.stalls.length > 1000) this.stalls.splice(0, this.stalls.length - 1000);
@@ -311,6 +314,7 @@ export async function startServing(init: StartServingInit): Promise<NodeServing>
         onStepTimed: (peer, wallMs, hopMs) => latency.observeStep(peer, wallMs, hopMs),
       }),
     options: { stepTimeoutMs: opts.hopTimeoutMs, explore: opts.routeExplore, push: opts.hopPush },
+    rttFloorMs: (peer) => latency.floorMs(peer),
     log,
     ...(init.model === undefined ? {} : { model: init.model.view }),
     ...(init.settle === undefined ? {} : { settle: init.settle }),

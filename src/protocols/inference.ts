@@ -30,6 +30,8 @@ import { hopCommitQueue, type HopCommitQueue, type QueuedCommitment } from './ho
 import { signTranscriptClaim } from '../ledger/fraud.js';
 import type { OpenInputs, TranscriptStore } from './hop-transcript.js';
 import { spanText } from '../util/span-text.js';
+import type { KeyObject } from 'node:crypto';
+import { attestationDtypeFromPb, attestationDtypeToPb, judgePushMismatch, newPushSigner, pushVerifier, sha256, signPush, verifyPush, type PushAttestationData, type PushBlame, type PushSigner } from './push-attestation.js';
 
 export interface Span {
   start: number;
@@ -128,12 +130,29 @@ interface HopSessionState {
   /** Session 29 pushes: where this session's outputs go when a step asks (hop k), and the push stream once open. */
   pushTo?: { peer: string; session: string };
   pushOut?: { queue: RequestQueue<InferencePush>; dead: boolean };
+  /** Session 30: the ephemeral key this session signs its pushes with (made when push_to is set; hop k). */
+  pushSigner?: PushSigner;
   /** The one peer whose pushes this session takes (hop k+1). */
   pushFrom?: string;
+  /** Session 30: that peer's session key (push_from_key): every push must verify under it. Absent: an entry before session 30, pushes unsigned. */
+  pushFromKey?: { raw: Uint8Array; key: KeyObject };
+  /** Session 30: the named pusher's push stream was refused: placeholders answer push_missing at once (no push can come). */
+  pushBroken?: boolean;
   /** Pushes received and not yet used, by the position they start at (at most MAX_PUSHES_BUFFERED, MAX_PUSH_BUFFER_BYTES). */
-  pushed?: Map<number, WireTensor>;
+  pushed?: Map<number, TakenPush>;
   /** The placeholder step waiting for its push: the position and rows it needs. */
-  pushWaiter?: { position: number; T: number; resolve: (w: WireTensor | undefined) => void };
+  pushWaiter?: { position: number; T: number; resolve: (w: TakenPush | undefined) => void };
+}
+
+/**
+ * A push as this hop takes it: the input in the session's dtype (rounded when pushed in another), the pusher's
+ * attestation (session 30; signed sessions only) and, when no rounding was needed, the SHA-256 of `w`'s bytes
+ * (the attestation's digest, so it is not taken twice).
+ */
+interface TakenPush {
+  w: WireTensor;
+  attestation?: PushAttestationData;
+  digest?: Uint8Array;
 }
 
 /** Pushes one session holds before a placeholder takes them (the entry asks for one a step; a replay never pushes). */
@@ -170,6 +189,14 @@ export interface HopFaultsForTests {
   pushNothing?: boolean;
   /** Answers as a hop before session 29 would (no push_capable). */
   noPushCapability?: boolean;
+  /** Session 30: signs its pushes with a corrupted signature (the receiver must refuse them). */
+  pushBadSignature?: boolean;
+  /** Session 30: runs on its pushes honestly but answers another input_digest (to get its honest pusher blamed). */
+  digestLie?: boolean;
+  /** Session 30: as digestLie, and leaves the pusher's attestation out of its answer. */
+  attestationDrop?: boolean;
+  /** Answers as a hop of session 29 would (push_capable, but no push_signed, no push key). */
+  noPushSignatures?: boolean;
 }
 
 /** What a hop did for one session (for the ledger): positions processed, by whom. */
@@ -288,12 +315,23 @@ export class InferenceHopServer {
     const self = this;
     return async function* (pushes: AsyncIterable<InferencePush>, ctx: CallContext): AsyncGenerator<InferencePushAck> {
       let sessionId: string | undefined;
-      for await (const p of pushes) {
-        if (sessionId !== undefined && p.sessionId !== sessionId) {
-          self.pushRefused(ctx.peer, 'a push stream carries one session');
+      try {
+        for await (const p of pushes) {
+          if (sessionId !== undefined && p.sessionId !== sessionId) {
+            self.pushRefused(ctx.peer, 'a push stream carries one session');
+          }
+          sessionId = p.sessionId;
+          self.takePush(p, ctx.peer);
         }
-        sessionId = p.sessionId;
-        self.takePush(p, ctx.peer);
+      } catch (e) {
+        // the session's own pusher had a push refused: its stream ends here and a pusher does not reopen one, so the
+        // placeholder waiting (or the next) answers push_missing at once rather than after its whole wait
+        const s = sessionId === undefined ? undefined : self.sessions.get(sessionId);
+        if (s !== undefined && s.pushFrom === ctx.peer) {
+          s.pushBroken = true;
+          s.pushWaiter?.resolve(undefined);
+        }
+        throw e;
       }
       // (no answers: a push is not acknowledged, the placeholder's answer to the entry says what ran)
       yield* [];
@@ -322,33 +360,44 @@ export class InferenceHopServer {
     const dtype = w.dtype === 'fp16' ? 'f16' : w.dtype === 'bf16' ? 'bf16' : w.dtype === 'fp32' ? 'f32' : undefined;
     if (w.shape.length !== 2 || w.shape[1] !== C || s.wireFixed !== true || dtype === undefined) this.pushRefused(peer, `a push must be [T, ${C}] in fp32, fp16 or bf16 after the session's first step`);
     if (p.position < s.tokens) return; // a step the entry sent explicitly meanwhile (push missing): stale, dropped
+    const taken: TakenPush = { w };
+    if (s.pushFromKey !== undefined) {
+      // session 30: never run on a push its pusher did not sign for this session, position, dtype and shape; the
+      // digest is over the bytes as sent (before any rounding here), as the pusher signed them
+      const digest = sha256(w.data);
+      const pd = w.dtype as 'fp32' | 'fp16' | 'bf16';
+      if (p.signature === undefined || !verifyPush(s.pushFromKey.key, s.id, p.position, pd, w.shape, digest, p.signature)) this.pushRefused(peer, 'a push whose signature does not verify under its pusher\'s session key');
+      taken.attestation = { dtype: pd, digest, signature: p.signature };
+      if (dtype === s.wire) taken.digest = digest;
+    }
     // a pusher answers in its own dtype (the driver hop in fp32 whatever the entry's wire): rounded here as the entry
     // rounds what it forwards (the same function), so the bytes are those the entry would have sent
-    if (dtype !== s.wire) w = activationTensor(toFloat32(w), w.shape, s.wire);
+    if (dtype !== s.wire) taken.w = w = activationTensor(toFloat32(w), w.shape, s.wire);
     const waiter = s.pushWaiter;
     if (waiter !== undefined && waiter.position === p.position) {
       if (waiter.T !== w.shape[0]) this.pushRefused(peer, `a push of ${w.shape[0]} rows for a step of ${waiter.T}`);
       s.pushWaiter = undefined;
-      waiter.resolve(w);
+      waiter.resolve(taken);
       return;
     }
     const held = (s.pushed ??= new Map());
     let bytes = w.data.byteLength;
-    for (const x of held.values()) bytes += x.data.byteLength;
+    for (const x of held.values()) bytes += x.w.data.byteLength;
     if (held.has(p.position) || held.size >= MAX_PUSHES_BUFFERED || bytes > MAX_PUSH_BUFFER_BYTES) this.pushRefused(peer, `more pushes held than the bound (${MAX_PUSHES_BUFFERED}, ${MAX_PUSH_BUFFER_BYTES} bytes)`);
-    held.set(p.position, w);
+    held.set(p.position, taken);
   }
 
   /** The placeholder's input: a push held for this position, or the one that comes within `ms`; undefined if none. */
-  private awaitPush(s: HopSessionState, T: number, ms: number, signal: AbortSignal): Promise<WireTensor | undefined> | WireTensor | undefined {
+  private awaitPush(s: HopSessionState, T: number, ms: number, signal: AbortSignal): Promise<TakenPush | undefined> | TakenPush | undefined {
     const held = s.pushed?.get(s.tokens);
     if (held !== undefined) {
       s.pushed!.delete(s.tokens);
-      if (held.shape[0] !== T) return undefined; // rows the entry's placeholder did not ask for: push_missing (pushRefused says why no penalty)
+      if (held.w.shape[0] !== T) return undefined; // rows the entry's placeholder did not ask for: push_missing (pushRefused says why no penalty)
       return held;
     }
+    if (s.pushBroken === true) return undefined;
     return new Promise((resolve) => {
-      const done = (w: WireTensor | undefined): void => {
+      const done = (w: TakenPush | undefined): void => {
         clearTimeout(timer);
         signal.removeEventListener('abort', onAbort);
         if (s.pushWaiter?.resolve === done) s.pushWaiter = undefined;
@@ -367,11 +416,16 @@ export class InferenceHopServer {
     this.openPush(s);
     if (s.pushOut === undefined || s.pushOut.dead) return false;
     let hidden = sent;
-    if (this.extras.faultsForTests?.pushWrong === true) {
+    const faults = this.extras.faultsForTests;
+    if (faults?.pushWrong === true) {
       const f = toFloat32(sent).map((v) => v * 1.5 + 0.1);
       hidden = activationTensor(f, sent.shape, s.wire);
     }
-    s.pushOut.queue.push({ sessionId: s.pushTo.session, position, hidden: tensorToPb(hidden) });
+    // session 30: signed over the receiving session, the position, the dtype, the shape and the bytes as sent
+    // (pushWrong signs what it pushes: a lying pusher can sign its lie, and the entry then blames it)
+    const signature = signPush((s.pushSigner ??= newPushSigner()), s.pushTo.session, position, hidden);
+    if (faults?.pushBadSignature === true) signature[0] = signature[0]! ^ 1;
+    s.pushOut.queue.push({ sessionId: s.pushTo.session, position, hidden: tensorToPb(hidden), signature });
     this.pushStats.sent++;
     return true;
   }
@@ -509,14 +563,26 @@ export class InferenceHopServer {
       if (s.pushTo !== undefined && (s.pushTo.peer !== r.pushTo || s.pushTo.session !== r.pushSession)) throw new HopError('BAD_STEP', 'a session pushes to one next hop');
       if (span.end === this.compute.numLayers) throw new HopError('BAD_STEP', 'the last hop has no next hop to push to');
       s.pushTo = { peer: r.pushTo, session: r.pushSession! };
+      // session 30: the key this session signs its pushes with, answered below to the entry, which hands it to the
+      // next hop; one per session, made here (~50 µs) so that the first push does not wait on it
+      s.pushSigner ??= newPushSigner();
       if (this.extras.faultsForTests?.pushNothing !== true) this.openPush(s);
     }
     if (r.pushFrom !== undefined && capable) {
       if (driver) throw new HopError('BAD_STEP', 'the driver hop takes token ids, not pushes');
       if (s.pushFrom !== undefined && s.pushFrom !== r.pushFrom) throw new HopError('BAD_STEP', 'a session takes pushes from one peer');
+      if (s.pushFromKey !== undefined && (r.pushFromKey === undefined || !Buffer.from(r.pushFromKey).equals(Buffer.from(s.pushFromKey.raw)))) throw new HopError('BAD_STEP', 'a session takes pushes under one key');
+      if (s.pushFrom === undefined && r.pushFromKey !== undefined) {
+        try {
+          s.pushFromKey = { raw: Uint8Array.from(r.pushFromKey), key: pushVerifier(r.pushFromKey) };
+        } catch {
+          throw new HopError('BAD_STEP', 'push_from_key is not an Ed25519 public key');
+        }
+      }
       s.pushFrom = r.pushFrom;
     }
-    /** A placeholder's input as pushed, and its digest for the entry. */
+    /** A placeholder's input as pushed (with its attestation), and its digest for the entry. */
+    let pushed: TakenPush | undefined;
     let pushedWire: WireTensor | undefined;
     if (r.inputByPush === true && capable) {
       if (driver || s.pushFrom === undefined || s.wireFixed !== true) throw new HopError('BAD_STEP', 'a placeholder step needs a pusher named and the session\'s first activations');
@@ -524,11 +590,12 @@ export class InferenceHopServer {
       const bad = checkStep(T, r.chunks);
       if (bad !== undefined) throw new HopError('BAD_STEP', bad);
       const got = this.awaitPush(s, T, Math.min(MAX_PUSH_WAIT_MS, r.pushWaitMs ?? PUSH_WAIT_DEFAULT_MS), ctx.signal);
-      pushedWire = got instanceof Promise ? await got : got;
+      pushed = got instanceof Promise ? await got : got;
+      pushedWire = pushed?.w;
       // the push did not come: nothing ran or was committed, the session goes on (the entry sends the input itself)
       if (pushedWire === undefined) {
         this.pushStats.missing++;
-        return { requestId: r.requestId, processedTokens: s.tokens, tokens: [], pushMissing: true, pushCapable: true };
+        return { requestId: r.requestId, processedTokens: s.tokens, tokens: [], pushMissing: true, pushCapable: true, pushSigned: this.extras.faultsForTests?.noPushSignatures !== true };
       }
       this.pushStats.pushedSteps++;
     }
@@ -611,9 +678,25 @@ export class InferenceHopServer {
     }
     const res: InferenceResponse = { requestId: r.requestId, processedTokens: s.tokens, tokens: [], computeUs };
     let deferAnswer = false;
-    if (capable) res.pushCapable = true;
-    // what this step ran on when its input came by push: the entry checks it against the pusher's answer to it
-    if (pushedWire !== undefined) res.inputDigest = activationDigest(pushedWire.data);
+    if (capable) {
+      res.pushCapable = true;
+      if (this.extras.faultsForTests?.noPushSignatures !== true) res.pushSigned = true;
+      // the key of this session's pushes, on the answer to the step that set push_to (the entry hands it on)
+      if (r.pushTo !== undefined && s.pushSigner !== undefined && this.extras.faultsForTests?.noPushSignatures !== true) res.pushKey = s.pushSigner.publicKey;
+    }
+    // what this step ran on when its input came by push: the entry checks it against the pusher's answer to it, and
+    // holds the pusher's attestation of it in case the two disagree (which hop lied: judgePushMismatch)
+    if (pushed !== undefined) {
+      let digest: Uint8Array<ArrayBuffer> = (pushed.digest as Uint8Array<ArrayBuffer> | undefined) ?? activationDigest(pushed.w.data);
+      const faults = this.extras.faultsForTests;
+      if (faults?.digestLie === true || faults?.attestationDrop === true) {
+        digest = Uint8Array.from(digest);
+        digest[0] = digest[0]! ^ 1;
+      }
+      res.inputDigest = digest;
+      const a = pushed.attestation;
+      if (a !== undefined && faults?.attestationDrop !== true) res.pushAttestation = { dtype: attestationDtypeToPb(a.dtype), digest: a.digest as Uint8Array<ArrayBuffer>, signature: a.signature as Uint8Array<ArrayBuffer> };
+    }
     // commitments over what travelled: our output as the entry will decode it (the input's is taken before the
     // step, which transfers its buffer to the worker)
     if (out.tokens !== undefined) {
@@ -786,6 +869,8 @@ export interface StepPush {
   output?: boolean;
   /** Set once: the only peer whose pushes this session takes. */
   from?: string;
+  /** Session 30, with `from`: that peer's session key for these pushes (its answer's push_key). */
+  fromKey?: Uint8Array;
 }
 
 /** A placeholder step's answer: the output and the SHA-256 of the pushed input it ran on (its bytes in the session's dtype), or that no push came. */
@@ -793,6 +878,8 @@ export interface PushedOutput {
   hidden?: Float32Array;
   tokens?: Int32Array;
   inputDigest?: Uint8Array;
+  /** Session 30: the pusher's attestation of the push the hop ran on (a signed session's answers carry one). */
+  attestation?: PushAttestationData;
   pushMissing?: boolean;
 }
 
@@ -842,6 +929,26 @@ export class RemoteHopSession {
 
   /** Whether the hop's answers said it takes push fields (session 29): known after the first step. */
   pushCapable = false;
+  /** Session 30: whether it signs its pushes and attests the ones it takes (the entry pushes only between two that do). */
+  pushSigned = false;
+  /** Session 30: the key this session signs its pushes with (the answer to the step that set push_to). */
+  pushKey: Uint8Array | undefined;
+
+  /**
+   * Session 30: which hop lied when this hop's placeholder answer named another input digest than
+   * pushDigest(`answer`) (`answer`: the entry's copy of the pusher's output; `pusherKey`: its answer's push_key;
+   * `position`: the step's first position here). protocols/push-attestation.ts judgePushMismatch.
+   */
+  pushBlame(answer: Float32Array, out: PushedOutput, pusherKey: Uint8Array | undefined, position: number): PushBlame {
+    const C = this.opts.hiddenSize;
+    let key: KeyObject | undefined;
+    try {
+      key = pusherKey === undefined ? undefined : pushVerifier(pusherKey);
+    } catch {
+      key = undefined;
+    }
+    return judgePushMismatch({ pusherKey: key, sessionId: this.spec.id, position, T: answer.length / C, C, wire: this.opts.wire, answer, attestation: out.attestation });
+  }
 
   /** The digest a placeholder's answer must name when the hop ran on `hidden` [T, C] (as step() would send it). */
   pushDigest(hidden: Float32Array): Uint8Array {
@@ -868,7 +975,11 @@ export class RemoteHopSession {
       const r = n.value;
       if (r.pushMissing === true) return { pushMissing: true } as PushedOutput;
       if (r.inputDigest === undefined) throw this.bad('answered a placeholder step without the digest of its input');
-      return { ...this.output(r, T, chunks), inputDigest: r.inputDigest };
+      const out: PushedOutput = { ...this.output(r, T, chunks), inputDigest: r.inputDigest };
+      const a = r.pushAttestation;
+      const dtype = a === undefined ? undefined : attestationDtypeFromPb(a.dtype);
+      if (a !== undefined && dtype !== undefined) out.attestation = { dtype, digest: a.digest, signature: a.signature };
+      return out;
     });
     return answer.catch((e: unknown) => {
       this.close();
@@ -904,6 +1015,7 @@ export class RemoteHopSession {
       }
       if (push.output === true) req.pushOutput = true;
       if (push.from !== undefined) req.pushFrom = push.from;
+      if (push.from !== undefined && push.fromKey !== undefined) req.pushFromKey = Uint8Array.from(push.fromKey);
     }
     this.responses ??= this.rpc.bidi(this.peer, inferenceStream, this.queue, { signal: this.ac.signal });
     this.listen(signal);
@@ -915,6 +1027,8 @@ export class RemoteHopSession {
       const r = n.value;
       if (!first && T === 1) this.opts.onStepTimed?.(this.peer, performance.now() - t0, r.computeUs !== undefined && r.computeUs > 0 ? r.computeUs / 1000 : undefined);
       if (r.pushCapable === true) this.pushCapable = true;
+      if (r.pushSigned === true) this.pushSigned = true;
+      if (r.pushKey !== undefined && push?.to !== undefined) this.pushKey = r.pushKey;
       if (r.pushMissing === true) throw this.bad('answered push_missing to a step that carried its input');
       return this.output(r, T, input.chunks);
     } catch (e) {

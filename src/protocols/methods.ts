@@ -135,6 +135,8 @@ function checkPushFields(r: pb.InferenceRequest, T: number): void {
   if (r.pushSession !== undefined) checkId(r.pushSession, 'inference-stream.push_session', true);
   if ((r.pushTo === undefined) !== (r.pushSession === undefined)) throw malformed('inference-stream: push_to and push_session go together');
   if (r.pushFrom !== undefined) checkId(r.pushFrom, 'inference-stream.push_from', true);
+  // session 30: the pusher's 32-byte Ed25519 session key goes with push_from only
+  if (r.pushFromKey !== undefined && (r.pushFrom === undefined || r.pushFromKey.length !== 32)) throw malformed('inference-stream.push_from_key: 32 bytes, with push_from');
   if (r.inputByPush === true) {
     if (r.hidden !== undefined || r.tokens.length > 0 || T !== 0) throw malformed('inference-stream: a placeholder step carries no activations');
     if (r.chunks.length === 0) throw malformed('inference-stream: a placeholder step names its chunks');
@@ -179,6 +181,12 @@ export const inferenceStream: BidiMethod<pb.InferenceRequest, pb.InferenceRespon
     checkId(r.requestId, 'inference-stream.request_id');
     checkHopCommitResponse(r);
     if (r.inputDigest !== undefined && r.inputDigest.length !== 32) throw malformed('inference-stream.input_digest: 32 bytes');
+    // session 30: a push key is an Ed25519 public key; an attestation a known dtype, a SHA-256 and a signature
+    if (r.pushKey !== undefined && r.pushKey.length !== 32) throw malformed('inference-stream.push_key: 32 bytes');
+    const a = r.pushAttestation;
+    if (a !== undefined && ((a.dtype !== pb.DType.FP32 && a.dtype !== pb.DType.FP16 && a.dtype !== pb.DType.BF16) || a.digest.length !== 32 || a.signature.length !== 64 || r.inputDigest === undefined)) {
+      throw malformed('inference-stream.push_attestation: fp32/fp16/bf16, a 32-byte digest and a 64-byte signature, beside input_digest');
+    }
     if (r.pushMissing === true && (r.hidden !== undefined || r.tokens.length > 0)) throw malformed('inference-stream: push_missing with an output');
     const h = tensorFromPb(r.hidden, 'inference-stream.hidden', true);
     if (h !== undefined && (h.shape.length !== 2 || (h.dtype !== 'fp32' && h.dtype !== 'fp16' && h.dtype !== 'bf16'))) throw malformed('inference-stream.hidden: must be fp32/fp16/bf16 [T, C]');
@@ -209,6 +217,7 @@ export const inferencePush: BidiMethod<pb.InferencePush, pb.InferencePushAck> = 
     if (h === undefined || h.shape.length !== 2 || h.shape[0] < 1 || h.shape[0] > MAX_TOKENS_PER_REQUEST || (h.dtype !== 'fp32' && h.dtype !== 'fp16' && h.dtype !== 'bf16')) {
       throw malformed(`inference-push.hidden: must be fp32/fp16/bf16 [T, C] with 1 <= T <= ${MAX_TOKENS_PER_REQUEST}`);
     }
+    if (r.signature !== undefined && r.signature.length !== 64) throw malformed('inference-push.signature: 64 bytes');
   },
 };
 

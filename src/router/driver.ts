@@ -126,6 +126,16 @@ export interface HopSession {
   stepByPush?(chunks: number[], waitMs: number, signal: AbortSignal, pushOutput: boolean): Promise<PushedHopOutput>;
   /** Session 29: the digest a placeholder's answer names when the hop ran on `hidden` (its bytes as step() would send them). */
   pushDigest?(hidden: Float32Array): Uint8Array;
+  /** Session 30: whether the hop signs its pushes and attests the ones it takes (after its first answer); pushes go only between two that do. */
+  readonly pushSigned?: boolean;
+  /** Session 30: the key this session signs its pushes with (its answer to the step that set `push.to`). */
+  readonly pushKey?: Uint8Array | undefined;
+  /**
+   * Session 30: on a placeholder answer whose digest is not pushDigest(`answer`), which hop lied, from the pusher's
+   * attestation in the answer (protocols/push-attestation.ts judgePushMismatch): `answer` is the entry's copy of
+   * the pusher's output, `pusherKey` its push_key, `position` the step's first position.
+   */
+  pushBlame?(answer: Float32Array, out: PushedHopOutput, pusherKey: Uint8Array | undefined, position: number): 'receiver' | 'pusher';
   /** Signs the hop's commitments for a market request (remote hops; protocols/hop-commitment.ts). */
   commit?: SettleHop['session']['commit'];
   /** The driver submits the completion from the requester's receipt. */
@@ -140,11 +150,15 @@ export interface HopPush {
   output?: boolean;
   /** Set once: take pushes for this session only from this peer. */
   from?: string;
+  /** Session 30, with `from`: that peer's push_key for this boundary (its pushes must verify under it). */
+  fromKey?: Uint8Array;
 }
 
 /** A placeholder step's answer: the output and the SHA-256 of the input the hop ran on (HopSession.pushDigest), or that no push came. */
 export interface PushedHopOutput extends HopOutput {
   inputDigest?: Uint8Array;
+  /** Session 30: the pusher's signed statement of what it pushed (dtype, SHA-256 of the bytes as sent, signature). */
+  attestation?: { dtype: 'fp32' | 'fp16' | 'bf16'; digest: Uint8Array; signature: Uint8Array };
   pushMissing?: boolean;
 }
 
@@ -188,9 +202,24 @@ export interface DriverOptions {
    * Session 29 (`--hop-push`): decode steps go hop to hop. Hop k pushes its output straight to hop k+1 as well as
    * answering the entry; hop k+1 got a placeholder at the token's start and runs as soon as the push arrives. The
    * entry checks each pushed input's digest against hop k's answer. Off after any failover (for that generation).
+   * `'auto'` (session 30): a boundary is set up only when the entry has measured both its hops' round-trip floors
+   * (`DriverDeps.rttFloorMs`) at `PUSH_AUTO_MIN_RTT_MS` or more: where a push saves a real link's one-way trips, not on
+   * loopback or a LAN, where its extra message and signatures cost more than the trip saved.
    */
-  push: boolean;
+  push: boolean | 'auto';
 }
+
+/**
+ * `push: 'auto'`: the round-trip floor (router/measure.ts LatencyTable.floorMs: the least of the last 16 timed
+ * decode steps' wall time less the compute the hop stated, at least 4 of them) both hops of a boundary must have for
+ * it to push. A boundary's push saves about the entry's one-way trips to its two hops less the one between them,
+ * and costs one more message and a signature pair (~0.12 ms of CPU, 0.1–0.4 ms a boundary on loopback on this
+ * host, docs/LIMITS.md "Session 30: signed pushes"). Loopback floors measured 0.17–0.20 ms here at load 5, a 1 ms
+ * one-way link's (emulated) 1.4–2.5 ms, where pushes measured 0.71–0.82 of the explicit token time: 1.5 ms leaves
+ * loopback and LANs explicit with a wide margin and takes links of ~0.75 ms one way and more (not measured between
+ * 0 and 1 ms: the emulation's timers have 1 ms resolution).
+ */
+export const PUSH_AUTO_MIN_RTT_MS = 1.5;
 
 export const DRIVER_DEFAULTS: DriverOptions = { stepTimeoutMs: 200, msPerPosition: 5, maxFailovers: 8, localStepTimeoutMs: 60_000, openTimeoutMs: 10_000, explore: ROUTE_DEFAULTS.explore, push: false };
 
@@ -218,6 +247,8 @@ export interface DriverDeps {
    * call (before session 25; `NEUROSHARD_ENTRY_COMMITS=inline` chooses it when this is unset).
    */
   commits?: HopCommitQueue | null;
+  /** Session 30, `push: 'auto'`: the entry's round-trip floor to a peer (ms; router/measure.ts LatencyTable.floorMs), undefined until measured enough. */
+  rttFloorMs?: (peer: string) => number | undefined;
 }
 
 /**
@@ -239,8 +270,16 @@ class HopFailure extends Error {
   }
 }
 
-/** A pushed step ran on an input other than the one the entry holds for it (session 29). */
-class PushMismatch extends Error {}
+/**
+ * A pushed step ran on an input other than the one the entry holds for it (session 29), and who lied by the pusher's
+ * attestation (session 30): the receiver (it misreported its input: it is replaced) or the pusher (it pushed other
+ * values than it answered: it is replaced).
+ */
+class PushMismatch extends Error {
+  constructor(readonly blame: 'receiver' | 'pusher') {
+    super(`pushed input digest mismatch (${blame})`);
+  }
+}
 
 /** The placeholder's answer said no push came: the step's input goes explicitly. */
 const PUSH_MISSING: HopOutput = Object.freeze({});
@@ -254,6 +293,8 @@ interface RouteEntry {
   /** Session 29: the peer this session was told to push to, the one it takes pushes from, and whether pushes into it stopped. */
   pushTo?: string;
   pushFrom?: string;
+  /** Session 30: the pusher's session key this session was given (push_from_key), for the entry's verdict on a mismatch. */
+  pushFromKey?: Uint8Array;
   pushOff?: boolean;
   /** Every input this hop was given, in order: ids (driver) or hidden states. */
   parts: (Int32Array | Float32Array)[];
@@ -346,7 +387,7 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   let failovers = 0;
   const stallsMs: number[] = [];
   /** Session 29: whether this generation still uses pushes (off after any failover or a pushed input that did not match). */
-  let pushOn = o.push;
+  let pushOn = o.push === true || o.push === 'auto';
 
   /**
    * Whether the route's layers can be planned without `peer` (and this generation's failed peers) in the chain's
@@ -449,7 +490,12 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         const p = out as PushedHopOutput;
         if (p.pushMissing === true) return PUSH_MISSING;
         const want = input.hidden === undefined ? undefined : session.pushDigest?.(input.hidden);
-        if (want === undefined || p.inputDigest === undefined || !Buffer.from(want).equals(p.inputDigest)) throw new PushMismatch();
+        if (want === undefined || p.inputDigest === undefined || !Buffer.from(want).equals(p.inputDigest)) {
+          // session 30: the pusher's attestation says which of the two lied (the step's first position here: the
+          // positions this session was given before it)
+          const position = entry.chunks.reduce((a, b) => a + b, 0) - positions;
+          throw new PushMismatch(input.hidden === undefined || session.pushBlame === undefined ? 'pusher' : session.pushBlame(input.hidden, p, entry.pushFromKey, position));
+        }
         commitInput(entry, input);
       }
       checkOutput(out, input, positions);
@@ -593,7 +639,18 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
   const pushable = (b: number): boolean => {
     const a = route[b - 1];
     const e = route[b];
-    return a.session.pushCapable === true && e.session.pushCapable === true && e.session.stepByPush !== undefined && e.session.pushDigest !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0;
+    return a.session.pushCapable === true && e.session.pushCapable === true && a.session.pushSigned === true && e.session.pushSigned === true && e.session.stepByPush !== undefined && e.session.pushDigest !== undefined && e.pushOff !== true && a.hop.peerId !== e.hop.peerId && (a.calls ?? 0) > 0 && (e.calls ?? 0) > 0 && (o.push !== 'auto' || worthPushing(a, e));
+  };
+  /**
+   * `push: 'auto'`: a boundary already set up keeps pushing for the generation (its pushed steps are not timed, so
+   * their round trips would not move again); one not set up is, once both its hops measure PUSH_AUTO_MIN_RTT_MS or
+   * more (re-checked every token: a generation's first explicit decode steps are what measure a new peer).
+   */
+  const worthPushing = (a: RouteEntry, e: RouteEntry): boolean => {
+    if (a.pushTo === e.hop.peerId && e.pushFrom === a.hop.peerId) return true;
+    const ra = deps.rttFloorMs?.(a.hop.peerId);
+    const re = deps.rttFloorMs?.(e.hop.peerId);
+    return ra !== undefined && re !== undefined && ra >= PUSH_AUTO_MIN_RTT_MS && re >= PUSH_AUTO_MIN_RTT_MS;
   };
 
   /** One step through the whole chain; returns the sampled token. */
@@ -657,7 +714,15 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
       if (p === undefined && pushOn) {
         if (after !== undefined && setup.has(after)) push.to = { peer: after.hop.peerId, session: after.id };
         if (after !== undefined && armedSet.has(after)) push.output = true;
-        if (setup.has(e)) push.from = route[i - 1].hop.peerId;
+        if (setup.has(e)) {
+          // session 30: only with the pusher's session key (its answer to this token's set-up step): a boundary
+          // whose pusher named none stays explicit (the entry could not tell who lied on a mismatch)
+          const key = route[i - 1].session.pushKey;
+          if (key !== undefined) {
+            push.from = route[i - 1].hop.peerId;
+            push.fromKey = key;
+          } else e.pushOff = true;
+        }
       }
       try {
         if (p !== undefined) {
@@ -675,6 +740,13 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
             if (replaced) {
               // the pusher was replaced this token: the hop ran on what it was pushed before, which the entry never saw
               out = await reopen(i, positions);
+            } else if (err.blame === 'receiver') {
+              // session 30: the pusher's signed attestation names what the entry holds (or the hop has no valid one):
+              // this hop misreported what it ran on, so it is the one replaced (banned), the pusher keeps its place
+              log.warn('a hop misreported the input it was pushed', { session: spec.id, peer: e.hop.peerId });
+              const r = await failover(i, new NeuroShardError('HOP_PUSH_DIGEST', `${e.hop.peerId} answered an input digest its pusher's attestation contradicts`, { fault: 'peer' }));
+              out = r.out;
+              next = r.next;
             } else {
               // the previous hop pushed one thing and answered another: it is replaced (banned), and this hop, which
               // ran on the push, starts again from the entry's copy of its inputs unless the replacement covered it
@@ -700,7 +772,10 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
         } else {
           out = await call(e, x, positions, pushOn ? { push } : undefined);
           if (push.to !== undefined) e.pushTo = push.to.peer;
-          if (push.from !== undefined) e.pushFrom = push.from;
+          if (push.from !== undefined) {
+            e.pushFrom = push.from;
+            e.pushFromKey = push.fromKey;
+          }
         }
       } catch (err) {
         if (!(err instanceof HopFailure)) throw err;
@@ -760,5 +835,5 @@ export async function runGeneration(req: GenerationRequest, deps: DriverDeps, li
     // the worker forgets their chain values (after the jobs already queued for them)
     if (commits !== null) for (const c of queued) commits.drop(c);
   }
-  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(o.push ? { pushes: pushStats } : {}), ...(settlement === undefined ? {} : { settlement }) };
+  return { text: text.text, tokens: tokensSoFar, finishReason, route: firstRoute, routes, failovers, stallsMs, promptTokens: prompt.length, ...(o.push === true || o.push === 'auto' ? { pushes: pushStats } : {}), ...(settlement === undefined ? {} : { settlement }) };
 }

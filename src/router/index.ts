@@ -2,6 +2,7 @@
 export { BanList, candidateChains, chainCost, chooseRoute, chooseRouteAvoiding, exploreRoute, hopCost, isQuiet, LayersUncoveredError, missingLayers, planFailover, QUIET_AFTER_HEARTBEATS, DEFAULT_MS_PER_LAYER, DEFAULT_RTT_MS, EXPLORE_UNBONDED_SHARE, ROUTE_DEFAULTS, UNBONDED_WEIGHT, UNPROVEN_RTT_MS, type ChainHop, type FailoverPlan, type HolderView, type RouteChoiceOptions } from './route.js';
 export {
   DRIVER_DEFAULTS,
+  PUSH_AUTO_MIN_RTT_MS,
   runGeneration,
   type DriverDeps,
   type DriverOptions,

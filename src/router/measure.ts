@@ -18,9 +18,12 @@ export const LATENCY_EWMA_ALPHA = 0.3;
 /** Samples above this are clamped (a hop that stalls is failed over by its deadline, not priced forever). */
 export const LATENCY_SAMPLE_MAX_MS = 10_000;
 
+/** Round trips kept per peer for `floorMs` (the newest). */
+export const LATENCY_FLOOR_WINDOW = 16;
+
 /** The moving average of measured round trips per peer; bounded (the least recently measured go first). */
 export class LatencyTable {
-  private readonly entries = new Map<string, { ewmaMs: number; samples: number; stepMs?: number }>();
+  private readonly entries = new Map<string, { ewmaMs: number; samples: number; stepMs?: number; recent: number[] }>();
 
   constructor(
     readonly alpha = LATENCY_EWMA_ALPHA,
@@ -34,7 +37,10 @@ export class LatencyTable {
     if (!Number.isFinite(ms) || ms < 0) return this.rttMs(peer);
     const x = Math.min(ms, LATENCY_SAMPLE_MAX_MS);
     const e = this.entries.get(peer);
-    const next = e === undefined ? { ewmaMs: x, samples: 1 } : { ewmaMs: e.ewmaMs + this.alpha * (x - e.ewmaMs), samples: e.samples + 1, ...(e.stepMs === undefined ? {} : { stepMs: e.stepMs }) };
+    const recent = e?.recent ?? [];
+    recent.push(x);
+    if (recent.length > LATENCY_FLOOR_WINDOW) recent.shift();
+    const next = e === undefined ? { ewmaMs: x, samples: 1, recent } : { ewmaMs: e.ewmaMs + this.alpha * (x - e.ewmaMs), samples: e.samples + 1, recent, ...(e.stepMs === undefined ? {} : { stepMs: e.stepMs }) };
     this.entries.delete(peer);
     this.entries.set(peer, next);
     while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
@@ -58,6 +64,19 @@ export class LatencyTable {
   /** The averaged wall time of a step through the peer (ms), undefined until a step was timed with observeStep. */
   stepMs(peer: string): number | undefined {
     return this.entries.get(peer)?.stepMs;
+  }
+
+  /**
+   * The least of the peer's last LATENCY_FLOOR_WINDOW round trips (ms), undefined below `minSamples` of them: the
+   * link's own latency, which load on either end only adds to (the average follows every spike of a busy host: with
+   * the average, `--hop-push auto` set pushes up on loopback in 3 blocks of 64 tokens of 6 at load 3, where they are
+   * slower; loopback floors stayed 0.17–0.20 ms at load 5, docs/LIMITS.md "Session 30: signed pushes"). What
+   * `--hop-push auto` decides by (router/driver.ts PUSH_AUTO_MIN_RTT_MS).
+   */
+  floorMs(peer: string, minSamples = 4): number | undefined {
+    const r = this.entries.get(peer)?.recent;
+    if (r === undefined || r.length < minSamples) return undefined;
+    return Math.min(...r);
   }
 
   /** The averaged round trip (ms), undefined until measured. */

@@ -127,6 +127,9 @@ describe('route exploration (--route-explore)', () => {
       assert.equal(loadOptions({ flags: { dataDir: dir, hopPush: true }, env: {} }).hopPush, true);
       assert.equal(loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_HOP_PUSH: '1' } }).hopPush, true);
       assert.throws(() => loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_HOP_PUSH: 'sometimes' } }), (e) => isNeuroShardError(e, 'CONFIG_INVALID') && /hopPush/.test(e.message));
+      // session 30: auto, from the flag (`--hop-push auto`) or the environment
+      assert.equal(loadOptions({ flags: { dataDir: dir, hopPush: 'auto' }, env: {} }).hopPush, 'auto');
+      assert.equal(loadOptions({ flags: { dataDir: dir }, env: { NEUROSHARD_HOP_PUSH: 'auto' } }).hopPush, 'auto');
     } finally {
       cleanup();
     }

@@ -12,6 +12,16 @@ import { createLogger } from '../../util/logger.js';
 import { stringFlag, stringListFlag, UsageError, type Command } from '../command.js';
 import { detachStart } from './detach.js';
 
+/**
+ * `--hop-push`, `--no-hop-push` or `--hop-push auto` (session 30): the flag is a boolean (a bare --hop-push stays
+ * "on"), so `auto` arrives as the command's one positional argument; any other positional is a usage error.
+ */
+export function hopPushFlag(flag: unknown, positionals: readonly string[]): boolean | 'auto' | undefined {
+  const auto = flag === true && positionals.length === 1 && positionals[0] === 'auto';
+  if (positionals.length > 0 && !auto) throw new UsageError(`unexpected argument ${positionals[0]}`);
+  return auto ? 'auto' : typeof flag === 'boolean' ? flag : undefined;
+}
+
 export const startCommand: Command = {
   name: 'start',
   summary: 'run a node (the genesis node when given no peers) until Ctrl-C',
@@ -36,7 +46,7 @@ export const startCommand: Command = {
     wire: { type: 'string', value: 'f32|f16|bf16', description: 'dtype of activations sent to other hops (default f32)' },
     weights: { type: 'string', value: 'f32|int8', description: 'hold the span as f32 (default) or int8 blocks (inference only, ~3.5x more layers per MiB)' },
     'hop-timeout-ms': { type: 'string', value: 'MS', description: 'a hop that does not answer a decode step within this is replaced (default 200)' },
-    'hop-push': { type: 'boolean', description: "decode steps of this node's generations go hop to hop: each hop pushes its output to the next as well as answering (default off; --hop-push)" },
+    'hop-push': { type: 'boolean', description: "decode steps of this node's generations go hop to hop: each hop pushes its output to the next as well as answering (default off; --hop-push; --hop-push auto: only across hops whose round-trip floor this node measures at 1.5 ms or more)" },
     'pay-inference': { type: 'string', value: 'auto|off', description: 'pay for the generations this node drives through other nodes, from its wallet, when it covers them (default auto)' },
     'route-explore': { type: 'string', value: 'R', description: 'share of fresh generations this entry node routes through one not yet measured holder, 0..1; 0 = off, always the usual near-best route (default 0.05)' },
     'validation-rate': { type: 'string', value: 'R', description: "share of other hops' sessions on this node's span it re-executes as a validator, 0..1, run at most at 0.25 (the network's ceiling); 0 = off (default 0.05; needs 100 NEURO staked)" },
@@ -63,7 +73,7 @@ export const startCommand: Command = {
     json: { type: 'boolean', description: 'print {"peerId", "address", "api", "dashboard", "pid", "dataDir"} once the node is up' },
   },
   async run(flags, positionals, io) {
-    if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
+    const hopPush = hopPushFlag(flags['hop-push'], positionals);
     const opts = withFlagNames(() => loadOptions({
       flags: {
         dataDir: stringFlag(flags, 'data-dir'),
@@ -94,7 +104,7 @@ export const startCommand: Command = {
         wire: stringFlag(flags, 'wire'),
         weights: stringFlag(flags, 'weights'),
         hopTimeoutMs: stringFlag(flags, 'hop-timeout-ms'),
-        hopPush: flags['hop-push'],
+        hopPush,
         validationRate: stringFlag(flags, 'validation-rate'),
         routeExplore: stringFlag(flags, 'route-explore'),
         payInference: stringFlag(flags, 'pay-inference'),

@@ -1277,6 +1277,7 @@ export interface InferenceRequest {
   pushFrom?: string
   inputByPush?: boolean
   pushWaitMs?: number
+  pushFromKey?: Uint8Array<ArrayBuffer>
 }
 
 export namespace InferenceRequest {
@@ -1408,6 +1409,11 @@ export namespace InferenceRequest {
           w.uint32(obj.pushWaitMs)
         }
 
+        if (obj.pushFromKey != null) {
+          w.uint32(194)
+          w.bytes(obj.pushFromKey)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -1534,6 +1540,10 @@ export namespace InferenceRequest {
             }
             case 23: {
               obj.pushWaitMs = reader.uint32()
+              break
+            }
+            case 24: {
+              obj.pushFromKey = reader.bytes()
               break
             }
             default: {
@@ -1733,6 +1743,13 @@ export namespace InferenceRequest {
               }
               break
             }
+            case 24: {
+              yield {
+                field: `${prefix}.pushFromKey`,
+                value: reader.bytes()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -1883,6 +1900,11 @@ export namespace InferenceRequest {
     value: number
   }
 
+  export interface InferenceRequestPushFromKeyFieldEvent {
+    field: '$.pushFromKey'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<InferenceRequest>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceRequest.codec())
   }
@@ -1891,7 +1913,7 @@ export namespace InferenceRequest {
     return decodeMessage(buf, InferenceRequest.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceRequest>): Generator<InferenceRequestSessionIdFieldEvent | InferenceRequestRequestIdFieldEvent | InferenceRequestHiddenDtypeFieldEvent | InferenceRequestHiddenShapeFieldEvent | InferenceRequestHiddenDataFieldEvent | InferenceRequestHiddenScaleFieldEvent | InferenceRequestTokensFieldEvent | InferenceRequestPositionOffsetFieldEvent | InferenceRequestTargetSpanStartFieldEvent | InferenceRequestTargetSpanEndFieldEvent | InferenceRequestEndSessionFieldEvent | InferenceRequestChunksFieldEvent | InferenceRequestMaxLengthFieldEvent | InferenceRequestTemperatureFieldEvent | InferenceRequestTopKFieldEvent | InferenceRequestTopPFieldEvent | InferenceRequestSeedFieldEvent | InferenceRequestCommitRequestFieldEvent | InferenceRequestCommitIndexFieldEvent | InferenceRequestCommitCountFieldEvent | InferenceRequestReceiptFieldEvent | InferenceRequestPushToFieldEvent | InferenceRequestPushSessionFieldEvent | InferenceRequestPushOutputFieldEvent | InferenceRequestPushFromFieldEvent | InferenceRequestInputByPushFieldEvent | InferenceRequestPushWaitMsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceRequest>): Generator<InferenceRequestSessionIdFieldEvent | InferenceRequestRequestIdFieldEvent | InferenceRequestHiddenDtypeFieldEvent | InferenceRequestHiddenShapeFieldEvent | InferenceRequestHiddenDataFieldEvent | InferenceRequestHiddenScaleFieldEvent | InferenceRequestTokensFieldEvent | InferenceRequestPositionOffsetFieldEvent | InferenceRequestTargetSpanStartFieldEvent | InferenceRequestTargetSpanEndFieldEvent | InferenceRequestEndSessionFieldEvent | InferenceRequestChunksFieldEvent | InferenceRequestMaxLengthFieldEvent | InferenceRequestTemperatureFieldEvent | InferenceRequestTopKFieldEvent | InferenceRequestTopPFieldEvent | InferenceRequestSeedFieldEvent | InferenceRequestCommitRequestFieldEvent | InferenceRequestCommitIndexFieldEvent | InferenceRequestCommitCountFieldEvent | InferenceRequestReceiptFieldEvent | InferenceRequestPushToFieldEvent | InferenceRequestPushSessionFieldEvent | InferenceRequestPushOutputFieldEvent | InferenceRequestPushFromFieldEvent | InferenceRequestInputByPushFieldEvent | InferenceRequestPushWaitMsFieldEvent | InferenceRequestPushFromKeyFieldEvent> {
     return streamMessage(buf, InferenceRequest.codec(), opts)
   }
 }
@@ -1911,6 +1933,9 @@ export interface InferenceResponse {
   pushCapable?: boolean
   inputDigest?: Uint8Array<ArrayBuffer>
   pushMissing?: boolean
+  pushSigned?: boolean
+  pushKey?: Uint8Array<ArrayBuffer>
+  pushAttestation?: PushAttestation
 }
 
 export namespace InferenceResponse {
@@ -1995,6 +2020,21 @@ export namespace InferenceResponse {
           w.bool(obj.pushMissing)
         }
 
+        if (obj.pushSigned != null) {
+          w.uint32(120)
+          w.bool(obj.pushSigned)
+        }
+
+        if (obj.pushKey != null) {
+          w.uint32(130)
+          w.bytes(obj.pushKey)
+        }
+
+        if (obj.pushAttestation != null) {
+          w.uint32(138)
+          PushAttestation.codec().encode(obj.pushAttestation, w)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -2071,6 +2111,20 @@ export namespace InferenceResponse {
             }
             case 14: {
               obj.pushMissing = reader.bool()
+              break
+            }
+            case 15: {
+              obj.pushSigned = reader.bool()
+              break
+            }
+            case 16: {
+              obj.pushKey = reader.bytes()
+              break
+            }
+            case 17: {
+              obj.pushAttestation = PushAttestation.codec().decode(reader, reader.uint32(), {
+                limits: opts.limits?.pushAttestation
+              })
               break
             }
             default: {
@@ -2198,6 +2252,27 @@ export namespace InferenceResponse {
               }
               break
             }
+            case 15: {
+              yield {
+                field: `${prefix}.pushSigned`,
+                value: reader.bool()
+              }
+              break
+            }
+            case 16: {
+              yield {
+                field: `${prefix}.pushKey`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 17: {
+              yield * PushAttestation.codec().stream(reader, reader.uint32(), `${prefix}.pushAttestation`, {
+                limits: opts.limits?.pushAttestation
+              })
+
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -2297,6 +2372,31 @@ export namespace InferenceResponse {
     value: boolean
   }
 
+  export interface InferenceResponsePushSignedFieldEvent {
+    field: '$.pushSigned'
+    value: boolean
+  }
+
+  export interface InferenceResponsePushKeyFieldEvent {
+    field: '$.pushKey'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferenceResponsePushAttestationDtypeFieldEvent {
+    field: '$.pushAttestation.dtype'
+    value: DType
+  }
+
+  export interface InferenceResponsePushAttestationDigestFieldEvent {
+    field: '$.pushAttestation.digest'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface InferenceResponsePushAttestationSignatureFieldEvent {
+    field: '$.pushAttestation.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<InferenceResponse>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferenceResponse.codec())
   }
@@ -2305,8 +2405,143 @@ export namespace InferenceResponse {
     return decodeMessage(buf, InferenceResponse.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent | InferenceResponseComputeUsFieldEvent | InferenceResponseHopKeyFieldEvent | InferenceResponseInCommitFieldEvent | InferenceResponseOutCommitFieldEvent | InferenceResponseHopSignatureFieldEvent | InferenceResponseCompletionIdFieldEvent | InferenceResponsePushCapableFieldEvent | InferenceResponseInputDigestFieldEvent | InferenceResponsePushMissingFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferenceResponse>): Generator<InferenceResponseRequestIdFieldEvent | InferenceResponseHiddenDtypeFieldEvent | InferenceResponseHiddenShapeFieldEvent | InferenceResponseHiddenDataFieldEvent | InferenceResponseHiddenScaleFieldEvent | InferenceResponseNextTokenFieldEvent | InferenceResponseProcessedTokensFieldEvent | InferenceResponseTokensFieldEvent | InferenceResponseComputeUsFieldEvent | InferenceResponseHopKeyFieldEvent | InferenceResponseInCommitFieldEvent | InferenceResponseOutCommitFieldEvent | InferenceResponseHopSignatureFieldEvent | InferenceResponseCompletionIdFieldEvent | InferenceResponsePushCapableFieldEvent | InferenceResponseInputDigestFieldEvent | InferenceResponsePushMissingFieldEvent | InferenceResponsePushSignedFieldEvent | InferenceResponsePushKeyFieldEvent | InferenceResponsePushAttestationDtypeFieldEvent | InferenceResponsePushAttestationDigestFieldEvent | InferenceResponsePushAttestationSignatureFieldEvent> {
     return streamMessage(buf, InferenceResponse.codec(), opts)
+  }
+}
+
+export interface PushAttestation {
+  dtype: DType
+  digest: Uint8Array<ArrayBuffer>
+  signature: Uint8Array<ArrayBuffer>
+}
+
+export namespace PushAttestation {
+  let _codec: Codec<PushAttestation>
+
+  export const codec = (): Codec<PushAttestation> => {
+    if (_codec == null) {
+      _codec = message<PushAttestation>((obj, w, opts = {}) => {
+        if (opts.lengthDelimited !== false) {
+          w.fork()
+        }
+
+        if (obj.dtype != null && __DTypeValues[obj.dtype] !== 0) {
+          w.uint32(8)
+          DType.codec().encode(obj.dtype, w)
+        }
+
+        if ((obj.digest != null && obj.digest.byteLength > 0)) {
+          w.uint32(18)
+          w.bytes(obj.digest)
+        }
+
+        if ((obj.signature != null && obj.signature.byteLength > 0)) {
+          w.uint32(26)
+          w.bytes(obj.signature)
+        }
+
+        if (opts.lengthDelimited !== false) {
+          w.ldelim()
+        }
+      }, (reader, length, opts = {}) => {
+        const obj: any = {
+          dtype: DType.DTYPE_UNSPECIFIED,
+          digest: new Uint8Array(0),
+          signature: new Uint8Array(0)
+        }
+
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              obj.dtype = DType.codec().decode(reader)
+              break
+            }
+            case 2: {
+              obj.digest = reader.bytes()
+              break
+            }
+            case 3: {
+              obj.signature = reader.bytes()
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+
+        return obj
+      }, function * (reader, length, prefix, opts = {}) {
+        const end = length == null ? reader.len : reader.pos + length
+
+        while (reader.pos < end) {
+          const tag = reader.uint32()
+
+          switch (tag >>> 3) {
+            case 1: {
+              yield {
+                field: `${prefix}.dtype`,
+                value: DType.codec().decode(reader)
+              }
+              break
+            }
+            case 2: {
+              yield {
+                field: `${prefix}.digest`,
+                value: reader.bytes()
+              }
+              break
+            }
+            case 3: {
+              yield {
+                field: `${prefix}.signature`,
+                value: reader.bytes()
+              }
+              break
+            }
+            default: {
+              reader.skipType(tag & 7)
+              break
+            }
+          }
+        }
+      })
+    }
+
+    return _codec
+  }
+
+  export interface PushAttestationDtypeFieldEvent {
+    field: '$.dtype'
+    value: DType
+  }
+
+  export interface PushAttestationDigestFieldEvent {
+    field: '$.digest'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export interface PushAttestationSignatureFieldEvent {
+    field: '$.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
+  export function encode (obj: Partial<PushAttestation>): Uint8Array<ArrayBuffer> {
+    return encodeMessage(obj, PushAttestation.codec())
+  }
+
+  export function decode (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PushAttestation>): PushAttestation {
+    return decodeMessage(buf, PushAttestation.codec(), opts)
+  }
+
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<PushAttestation>): Generator<PushAttestationDtypeFieldEvent | PushAttestationDigestFieldEvent | PushAttestationSignatureFieldEvent> {
+    return streamMessage(buf, PushAttestation.codec(), opts)
   }
 }
 
@@ -2314,6 +2549,7 @@ export interface InferencePush {
   sessionId: string
   position: number
   hidden?: Tensor
+  signature?: Uint8Array<ArrayBuffer>
 }
 
 export namespace InferencePush {
@@ -2339,6 +2575,11 @@ export namespace InferencePush {
         if (obj.hidden != null) {
           w.uint32(26)
           Tensor.codec().encode(obj.hidden, w)
+        }
+
+        if (obj.signature != null) {
+          w.uint32(34)
+          w.bytes(obj.signature)
         }
 
         if (opts.lengthDelimited !== false) {
@@ -2368,6 +2609,10 @@ export namespace InferencePush {
               obj.hidden = Tensor.codec().decode(reader, reader.uint32(), {
                 limits: opts.limits?.hidden
               })
+              break
+            }
+            case 4: {
+              obj.signature = reader.bytes()
               break
             }
             default: {
@@ -2404,6 +2649,13 @@ export namespace InferencePush {
                 limits: opts.limits?.hidden
               })
 
+              break
+            }
+            case 4: {
+              yield {
+                field: `${prefix}.signature`,
+                value: reader.bytes()
+              }
               break
             }
             default: {
@@ -2449,6 +2701,11 @@ export namespace InferencePush {
     value: number
   }
 
+  export interface InferencePushSignatureFieldEvent {
+    field: '$.signature'
+    value: Uint8Array<ArrayBuffer>
+  }
+
   export function encode (obj: Partial<InferencePush>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, InferencePush.codec())
   }
@@ -2457,7 +2714,7 @@ export namespace InferencePush {
     return decodeMessage(buf, InferencePush.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferencePush>): Generator<InferencePushSessionIdFieldEvent | InferencePushPositionFieldEvent | InferencePushHiddenDtypeFieldEvent | InferencePushHiddenShapeFieldEvent | InferencePushHiddenDataFieldEvent | InferencePushHiddenScaleFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<InferencePush>): Generator<InferencePushSessionIdFieldEvent | InferencePushPositionFieldEvent | InferencePushHiddenDtypeFieldEvent | InferencePushHiddenShapeFieldEvent | InferencePushHiddenDataFieldEvent | InferencePushHiddenScaleFieldEvent | InferencePushSignatureFieldEvent> {
     return streamMessage(buf, InferencePush.codec(), opts)
   }
 }

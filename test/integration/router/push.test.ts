@@ -7,6 +7,12 @@
  * answers is caught by the input digest, replaced, and the tokens stay the same; a hop that does not push makes the
  * next hop answer push_missing and the entry send the input itself; a hop without the capability is never sent push
  * fields.
+ *
+ * Session 30, signed pushes: a receiving hop that lies about its input digest (with or without the pusher's
+ * attestation in its answer) is the one replaced, its honest pusher keeps its place; a push whose signature does not
+ * verify is refused, the placeholder answers push_missing at once and the boundary goes explicit; a session-29 hop
+ * (no signatures) is never pushed to or from; at the boundary a signed session refuses unsigned and mis-signed pushes
+ * and answers the pusher's attestation beside its digest.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -17,7 +23,9 @@ import { genesisModelView, workerHopCompute } from '../../../src/node/serving.js
 import { activationDigest, HOP_LIMIT_DEFAULTS, InferenceHopServer, RemoteHopSession, RequestQueue, type HopFaultsForTests } from '../../../src/protocols/inference.js';
 import * as methods from '../../../src/protocols/methods.js';
 import { DType, type InferencePush, type InferenceRequest, type InferenceResponse } from '../../../src/protocols/pb/node.js';
-import { BanList, DRIVER_DEFAULTS, runGeneration, type GenerationResult, type HolderView } from '../../../src/router/index.js';
+import { newPushSigner, pushVerifier, sha256, signPush, verifyPush } from '../../../src/protocols/push-attestation.js';
+import { tensorFromPb } from '../../../src/protocols/tensor-wire.js';
+import { BanList, DRIVER_DEFAULTS, PUSH_AUTO_MIN_RTT_MS, runGeneration, type GenerationResult, type HolderView } from '../../../src/router/index.js';
 import { waitFor } from '../../../src/util/abort.js';
 import { NeuroShardError } from '../../../src/util/errors.js';
 import { startServingNet } from '../../utils/network.js';
@@ -71,6 +79,10 @@ describe('hop-to-hop pushes (session 29)', () => {
     await startHop('wrong', { start: 1, end: 2 }, boot, { pushWrong: true });
     await startHop('silent', { start: 1, end: 2 }, boot, { pushNothing: true });
     await startHop('old', { start: 1, end: 2 }, boot, { noPushCapability: true });
+    await startHop('liar', { start: 2, end: 3 }, boot, { digestLie: true });
+    await startHop('dropper', { start: 2, end: 3 }, boot, { attestationDrop: true });
+    await startHop('badsig', { start: 1, end: 2 }, boot, { pushBadSignature: true });
+    await startHop('v29', { start: 1, end: 2 }, boot, { noPushSignatures: true });
     entry = await startServingNet(genesis.networkId, undefined, boot);
     rogue = await startServingNet(genesis.networkId, undefined, boot);
     // every hop dials every other (pushes go hop to hop) and the entry and the rogue dial them all, by address
@@ -97,7 +109,7 @@ describe('hop-to-hop pushes (session 29)', () => {
    * One generation through `route` (names; the usual route, random 0) with `spare` holders far away (failover only),
    * pushes on unless `push` is false. `onToken` sees the token count.
    */
-  async function generate(route: string[], o: typeof greedy, opts: { spare?: string[]; push?: boolean; onToken?: (n: number) => void } = {}): Promise<GenerationResult & { bans: BanList }> {
+  async function generate(route: string[], o: typeof greedy, opts: { spare?: string[]; push?: boolean | 'auto'; rttFloorMs?: (peer: string) => number | undefined; onToken?: (n: number) => void } = {}): Promise<GenerationResult & { bans: BanList }> {
     const view: HolderView[] = [
       ...route.map((n) => ({ peerId: hop(n).net.peerId, span: hop(n).span, alive: true, rttMs: 1 })),
       ...(opts.spare ?? []).map((n) => ({ peerId: hop(n).net.peerId, span: hop(n).span, alive: true, rttMs: 60_000 })),
@@ -116,6 +128,7 @@ describe('hop-to-hop pushes (session 29)', () => {
         newSessionId: () => `s${Math.random().toString(16).slice(2)}`,
         // deadlines long enough for a loaded machine: this file is about what runs where, not timeouts
         options: { ...DRIVER_DEFAULTS, stepTimeoutMs: 10_000, explore: 0, push: opts.push ?? true },
+        ...(opts.rttFloorMs === undefined ? {} : { rttFloorMs: opts.rttFloorMs }),
       },
       { onToken: () => opts.onToken?.(++n) },
       new AbortController().signal,
@@ -254,6 +267,145 @@ describe('hop-to-hop pushes (session 29)', () => {
     assert.equal(old.server.pushStats.asked, 0);
     const decodeTokens = r.tokens.length - 1 + (r.finishReason === 'stop' ? 1 : 0);
     assert.equal(r.pushes?.used, decodeTokens - 1, 'only h2 → h3 pushed');
+    await sessionsClosed();
+  });
+
+  it('a hop that lies about the digest of its pushed input is replaced, not its honest pusher; the tokens stay the same', async () => {
+    for (const name of ['liar', 'dropper']) {
+      const liar = hop(name);
+      const h1 = hop('h1');
+      const score = entry.scores.score(h1.net.peerId);
+      const r = await generate(['h0', 'h1', name, 'h3'], greedy, { spare: ['h2'] });
+      assert.deepEqual(r.tokens, references.get('greedy'), name);
+      assert.equal(r.failovers, 1, name);
+      const banned = r.bans.banned(performance.now());
+      assert.ok(banned.has(liar.net.peerId), `${name}: the lying receiver is banned`);
+      assert.ok(!banned.has(h1.net.peerId), `${name}: its honest pusher is not`);
+      assert.equal(entry.scores.score(h1.net.peerId), score, `${name}: nor penalised`);
+      assert.deepEqual(r.routes.at(-1)!.hops.map((h) => h.peerId), ['h0', 'h1', 'h2', 'h3'].map((n) => hop(n).net.peerId), name);
+      assert.ok(liar.server.pushStats.pushedSteps > 0, `${name}: it ran on a push`);
+      await sessionsClosed();
+    }
+  });
+
+  it('a push whose signature does not verify is refused: push_missing at once, that boundary explicit, the tokens the same', async () => {
+    const bad = hop('badsig');
+    const h2 = hop('h2');
+    const refused = h2.server.pushStats.refused;
+    const score = h2.net.scores.score(bad.net.peerId);
+    const t0 = performance.now();
+    const r = await generate(['h0', 'badsig', 'h2', 'h3'], sampled);
+    const ms = performance.now() - t0;
+    assert.deepEqual(r.tokens, references.get('sampled'));
+    assert.equal(r.failovers, 0);
+    assert.ok(bad.server.pushStats.sent > 0, 'it pushed');
+    assert.equal(h2.server.pushStats.refused - refused, 1, 'one push refused (its stream ended there)');
+    assert.equal(r.pushes?.missing, 1, 'the boundary went explicit after one push_missing');
+    assert.ok((r.pushes?.used ?? 0) > 0, 'the other boundaries pushed');
+    assert.equal(h2.net.scores.score(bad.net.peerId), score, 'a refused push is not penalised (pushRefused)');
+    // the placeholder did not sit out its wait (2 × the 10 s step deadline) after the refusal
+    assert.ok(ms < 10_000, `the generation took ${Math.round(ms)} ms`);
+    await sessionsClosed();
+  });
+
+  it('a session-29 hop (no signatures) is never pushed to or from: its boundaries stay explicit', async () => {
+    const v29 = hop('v29');
+    const r = await generate(['h0', 'v29', 'h2', 'h3'], greedy);
+    assert.deepEqual(r.tokens, references.get('greedy'));
+    assert.equal(v29.server.pushStats.asked, 0);
+    const decodeTokens = r.tokens.length - 1 + (r.finishReason === 'stop' ? 1 : 0);
+    assert.equal(r.pushes?.used, decodeTokens - 1, 'only h2 → h3 pushed');
+    await sessionsClosed();
+  });
+
+  it('at the boundary of a signed session: unsigned or mis-signed pushes are refused, a signed one runs and its attestation comes back', async () => {
+    const h2 = hop('h2');
+    const signer = newPushSigner();
+    const sid = 'ps1';
+    const queue = new RequestQueue();
+    const answers = entry.rpc.bidi(h2.net.peerId, methods.inferenceStream, queue);
+    const ask = async (r: Partial<InferenceRequest>): Promise<InferenceResponse> => {
+      queue.push({ sessionId: sid, requestId: '1', tokens: [], positionOffset: 0, endSession: false, chunks: [1], maxLength: 0, temperature: 0, topK: 0, topP: 1, seed: 0, ...r });
+      const n = await answers.next();
+      assert.equal(n.done, false);
+      return n.value as InferenceResponse;
+    };
+    const row = (v: number): { dtype: DType; shape: number[]; data: Uint8Array<ArrayBuffer>; scale: number } => ({ dtype: DType.FP32, shape: [1, C], data: new Uint8Array(new Float32Array(C).fill(v).buffer), scale: 0 });
+    const signed = (position: number, v: number, opts: { by?: typeof signer; forSession?: string; forPosition?: number } = {}): InferencePush => {
+      const hidden = row(v);
+      return { sessionId: sid, position, hidden, signature: signPush(opts.by ?? signer, opts.forSession ?? sid, opts.forPosition ?? position, tensorFromPb(hidden, 'test')) };
+    };
+    const push = async (ps: InferencePush[]): Promise<unknown> => {
+      try {
+        for await (const _ of rogue.rpc.bidi(h2.net.peerId, methods.inferencePush, ps)) void _;
+        return undefined;
+      } catch (e) {
+        return e;
+      }
+    };
+    const refused = (e: unknown): boolean => e instanceof NeuroShardError && e.code === 'PUSH_REFUSED';
+    const first = await ask({ targetSpan: { start: 2, end: 3 }, maxLength: 16, hidden: row(0.5), pushFrom: rogue.peerId, pushFromKey: signer.publicKey });
+    assert.equal(first.pushSigned, true);
+    // a signed push is taken; the placeholder runs on it and answers its digest and the pusher's attestation
+    assert.equal(await push([signed(1, 1)]), undefined);
+    const ran = await ask({ inputByPush: true, pushWaitMs: 10_000 });
+    assert.equal(ran.pushMissing, undefined);
+    assert.deepEqual(Buffer.from(ran.inputDigest!), Buffer.from(sha256(row(1).data)));
+    const a = ran.pushAttestation!;
+    assert.equal(a.dtype, DType.FP32);
+    assert.ok(verifyPush(pushVerifier(signer.publicKey), sid, 1, 'fp32', [1, C], a.digest, a.signature), 'the attestation verifies under the pusher\'s key');
+    // each of these is refused (one stream each): no signature, another key, another session or position signed
+    const unsigned: InferencePush = { sessionId: sid, position: 2, hidden: row(2) };
+    for (const [why, p] of [
+      ['unsigned', unsigned],
+      ['another key', signed(2, 2, { by: newPushSigner() })],
+      ['another session signed', signed(2, 2, { forSession: 'ps2' })],
+      ['another position signed', signed(2, 2, { forPosition: 3 })],
+    ] as const) {
+      assert.ok(refused(await push([p])), why);
+    }
+    // the named pusher's stream was refused: the placeholder answers push_missing at once, not after its 10 s wait
+    const t0 = performance.now();
+    const missing = await ask({ inputByPush: true, pushWaitMs: 10_000 });
+    assert.equal(missing.pushMissing, true);
+    assert.ok(performance.now() - t0 < 5_000, 'answered without waiting out the push wait');
+    assert.equal(missing.processedTokens, 2, 'nothing ran');
+    // the key is fixed for the session
+    const explicit = await ask({ hidden: row(2) });
+    assert.equal(explicit.processedTokens, 3, 'the session went on');
+    queue.end();
+    for (;;) if ((await answers.next()).done === true) break;
+    await sessionsClosed();
+  });
+
+  it('--hop-push auto: a boundary pushes only once both its hops measure PUSH_AUTO_MIN_RTT_MS or more', async () => {
+    const names = ['h0', 'h1', 'h2', 'h3'];
+    const far = PUSH_AUTO_MIN_RTT_MS + 3;
+    const near = PUSH_AUTO_MIN_RTT_MS / 4;
+    const asked = (): number => hops.reduce((s, h) => s + h.server.pushStats.asked, 0);
+    // every hop far: as --hop-push
+    const all = await generate(names, greedy, { push: 'auto', rttFloorMs: () => far });
+    assert.deepEqual(all.tokens, references.get('greedy'));
+    const decodeTokens = all.tokens.length - 1 + (all.finishReason === 'stop' ? 1 : 0);
+    assert.equal(all.pushes?.used, 3 * (decodeTokens - 1));
+    // every hop near (loopback, a LAN): nothing pushed, no hop asked to
+    const before = asked();
+    const none = await generate(names, greedy, { push: 'auto', rttFloorMs: () => near });
+    assert.deepEqual(none.tokens, references.get('greedy'));
+    assert.equal(none.pushes?.used, 0);
+    assert.equal(asked(), before, 'no push fields sent');
+    // h2 near (or unmeasured): only h0 → h1 pushes
+    for (const h2 of [near, undefined]) {
+      const some = await generate(names, greedy, { push: 'auto', rttFloorMs: (peer) => (peer === hop('h2').net.peerId ? h2 : far) });
+      assert.deepEqual(some.tokens, references.get('greedy'));
+      assert.equal(some.pushes?.used, decodeTokens - 1, `h2 ${String(h2)}`);
+    }
+    // measured far only from the 5th token on: the boundaries are set up then, not before
+    let n = 0;
+    const later = await generate(names, greedy, { push: 'auto', rttFloorMs: () => (n >= 5 ? far : undefined), onToken: (k) => (n = k) });
+    assert.deepEqual(later.tokens, references.get('greedy'));
+    // (the step after the 5th token sets them up; every one after it pushes at all three)
+    assert.equal(later.pushes?.used, 3 * (decodeTokens - 5), JSON.stringify(later.pushes));
     await sessionsClosed();
   });
 });

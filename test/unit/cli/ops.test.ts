@@ -8,7 +8,8 @@ import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createServer } from 'node:net';
-import { closest, EXIT_USAGE, flagErrorMessage, nearest } from '../../../src/cli/command.js';
+import { closest, EXIT_USAGE, flagErrorMessage, nearest, UsageError } from '../../../src/cli/command.js';
+import { hopPushFlag } from '../../../src/cli/start/index.js';
 import { COMMANDS } from '../../../src/cli/commands.js';
 import { hoistGlobalFlags, main, wantsJson } from '../../../src/cli/main.js';
 import { tempDir } from '../../utils/paths.js';
@@ -83,6 +84,18 @@ describe('every command', () => {
       d.cleanup();
     }
   });
+  it('start takes --hop-push, --no-hop-push and --hop-push auto (session 30), and no other argument', async () => {
+    assert.equal(hopPushFlag(true, ['auto']), 'auto');
+    assert.equal(hopPushFlag(true, []), true);
+    assert.equal(hopPushFlag(false, []), false);
+    assert.equal(hopPushFlag(undefined, []), undefined);
+    assert.throws(() => hopPushFlag(undefined, ['auto']), (e) => e instanceof UsageError && /unexpected argument auto/.test(e.message));
+    assert.throws(() => hopPushFlag(true, ['sometimes']), (e) => e instanceof UsageError);
+    const r = await cli(['start', '--hop-push', 'sometimes']);
+    assert.equal(r.code, EXIT_USAGE);
+    assert.match(r.err, /unexpected argument sometimes/);
+  });
+
   it('an unknown command or a near-miss flag gets a suggestion', async () => {
     const cmd = await cli(['statsu']);
     assert.equal(cmd.code, EXIT_USAGE);

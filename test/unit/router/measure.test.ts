@@ -23,6 +23,24 @@ describe('route measurements', () => {
     assert.throws(() => new LatencyTable(0));
   });
 
+  it('the floor is the least of the last 16 round trips, after 4 of them (session 30, --hop-push auto)', () => {
+    const t = new LatencyTable();
+    for (const ms of [3, 0.4, 5]) t.observe('p', ms);
+    assert.equal(t.floorMs('p'), undefined, 'fewer than 4 samples');
+    t.observe('p', 9);
+    assert.equal(t.floorMs('p'), 0.4);
+    assert.ok(t.rttMs('p')! > 2, 'the average follows the spikes');
+    // 16 samples kept: the 0.4 (the second) leaves with the 18th
+    for (let i = 0; i < 12; i++) t.observe('p', 2 + i);
+    t.observe('p', 20);
+    assert.equal(t.floorMs('p'), 0.4, 'the 17th pushes out the first');
+    t.observe('p', 21);
+    assert.equal(t.floorMs('p'), 2);
+    t.observeStep('q', 10, 9.5);
+    assert.equal(t.floorMs('q', 1), 0.5, 'a step\'s round trip: wall less stated compute');
+    assert.equal(t.floorMs('nobody', 1), undefined);
+  });
+
   it('is bounded: the least recently measured peer goes first', () => {
     const t = new LatencyTable(0.3, 2);
     t.observe('a', 1);
