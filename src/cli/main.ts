@@ -7,7 +7,7 @@
 import '../util/polyfill.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { isNeuroShardError } from '../util/errors.js';
-import { EXIT_RUNTIME, EXIT_USAGE, GLOBAL_FLAGS, helpText, nearest, orList, parseFlags, UsageError, type CommandIO } from './command.js';
+import { EXIT_RUNTIME, EXIT_USAGE, GLOBAL_FLAGS, helpText, nearest, optionFlagError, orList, parseFlags, UsageError, type CommandIO } from './command.js';
 import { COMMANDS } from './commands.js';
 
 function topHelp(): string {
@@ -95,7 +95,9 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
       return 0;
     }
     return await cmd.run(values, positionals, io);
-  } catch (e) {
+  } catch (caught) {
+    // a node option refusing a flag's value (--data-dir, --threads, …) names the flag as typed
+    const e = optionFlagError(caught) ?? caught;
     if (e instanceof UsageError) {
       io.stderr(`neuroshard ${cmd.name}: ${e.message}\nrun 'neuroshard ${cmd.name} --help' for usage\n`);
       if (json) io.stdout(jsonFailure('USAGE', e.message, EXIT_USAGE));

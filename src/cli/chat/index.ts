@@ -56,7 +56,7 @@ export const chatCommand: Command = {
       max_tokens: intFlag(flags, 'max-tokens', 128, 1, 1 << 20),
       temperature: numberFlag(flags, 'temperature', 0.8, 0, 100),
       top_k: intFlag(flags, 'top-k', 50, 0, 1 << 24),
-      top_p: numberFlag(flags, 'top-p', 0.9, 0.000001, 1),
+      top_p: numberFlag(flags, 'top-p', 0.9, 0, 1, { minOpen: true }),
       seed: intFlag(flags, 'seed', 0, 0, 0xffffffff),
     };
     const contextChars = intFlag(flags, 'context-chars', 2000, 0, 64 * 1024);

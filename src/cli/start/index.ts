@@ -7,7 +7,6 @@ import { addressFromPublicKey } from '../../identity/index.js';
 import { NodeLog } from '../../node/logs.js';
 import { NeuroShardNode } from '../../node/node.js';
 import { loadOptions } from '../../node/options.js';
-import { isNeuroShardError } from '../../util/errors.js';
 import { createLogger } from '../../util/logger.js';
 import { stringFlag, stringListFlag, UsageError, type Command } from '../command.js';
 import { detachStart } from './detach.js';
@@ -64,7 +63,8 @@ export const startCommand: Command = {
   },
   async run(flags, positionals, io) {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
-    const opts = withFlagNames(() => loadOptions({
+    // a refused value is named by its flag (--memory-mb: …) in main.ts (optionFlagError)
+    const opts = loadOptions({
       flags: {
         dataDir: stringFlag(flags, 'data-dir'),
         logLevel: stringFlag(flags, 'log-level'),
@@ -109,7 +109,7 @@ export const startCommand: Command = {
         pipelineSchedule: stringFlag(flags, 'pipeline-schedule'),
         stageTimeoutMs: stringFlag(flags, 'stage-timeout-ms'),
       },
-    }));
+    });
     if (flags.detach === true) return detachStart(flags, opts.dataDir, io);
     const nodeLog = new NodeLog(opts.dataDir);
     const log = createLogger({
@@ -153,25 +153,6 @@ export const startCommand: Command = {
     return 0;
   },
 };
-
-/** The flags whose option key is not the flag in camel case. */
-const FLAG_OF_OPTION: Record<string, string> = { trackers: 'tracker', apiCorsOrigins: 'api-cors' };
-
-/**
- * A bad flag value as the user typed the flag: `--memory-mb: must be an integer in 1..1073741824`, where the
- * options' message names the key, `option memoryMb (from flag): …` (session 29's walkthrough).
- */
-function withFlagNames<T>(load: () => T): T {
-  try {
-    return load();
-  } catch (e) {
-    const option = isNeuroShardError(e, 'INVALID_ARGUMENT') ? e.meta?.option : undefined;
-    const why = isNeuroShardError(e) ? e.meta?.why : undefined;
-    if (typeof option !== 'string' || typeof why !== 'string') throw e;
-    const flag = FLAG_OF_OPTION[option] ?? option.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-    throw new UsageError(`--${flag}: ${why}`);
-  }
-}
 
 function readPassphrase(file: string): string {
   let text: string;

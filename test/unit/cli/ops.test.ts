@@ -93,7 +93,10 @@ describe('every command', () => {
     assert.equal(flag.code, EXIT_USAGE);
     assert.match(flag.err, /unknown flag --tracer \(did you mean --tracker\?\)/);
     assert.equal(flagErrorMessage("Unknown option '-q'. To specify a positional argument", ['quiet']), 'unknown flag -q');
-    assert.equal(flagErrorMessage("Option '--nodes <value>' argument missing", ['nodes']), "Option '--nodes <value>' argument missing");
+    assert.equal(flagErrorMessage("Option '--nodes <value>' argument missing", ['nodes']), '--nodes needs a value');
+    assert.equal(flagErrorMessage("Option '-n, --lines <value>' argument missing", ['lines']), '--lines needs a value');
+    assert.equal(flagErrorMessage("Option '--yes' does not take an argument", ['yes']), '--yes takes no value');
+    assert.equal(flagErrorMessage('something else', ['yes']), 'something else');
     assert.equal(closest('zzzzzz', ['start', 'status']), undefined);
     // an ambiguous prefix names every match, not the first one listed
     assert.deepEqual(nearest('st', ['start', 'status', 'stop', 'chat']), ['start', 'status', 'stop']);
