@@ -138,8 +138,19 @@ export async function run(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The reader of stdout went away (`neuroshard config list | head -2`, `logs -f | head`): Node raised EPIPE as an
+  // unhandled 'error' event, a stack trace and exit 1 (session 30's walkthrough). Stop writing and stop as on
+  // Ctrl-C, so a long-running command ends cleanly and a short one finishes with its own exit code.
+  let stdoutGone = false;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    stdoutGone = true;
+    if (!ac.signal.aborted) ac.abort(new Error('EPIPE'));
+  });
   const code = await main(process.argv.slice(2), {
-    stdout: (s) => process.stdout.write(s),
+    stdout: (s) => {
+      if (!stdoutGone) process.stdout.write(s);
+    },
     stderr: (s) => process.stderr.write(s),
     signal: ac.signal,
   });
