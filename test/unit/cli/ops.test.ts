@@ -161,6 +161,20 @@ describe('neuroshard logs and stop without a node', () => {
   });
 });
 
+describe('neuroshard logs -n', () => {
+  const d = tempDir('ns-logs-n-');
+  after(() => d.cleanup());
+  it('prints the last N lines, none for -n 0 (it printed the whole log)', async () => {
+    mkdirSync(join(d.dir, 'logs'), { recursive: true });
+    appendFileSync(join(d.dir, 'logs', 'node.log'), 'a\nb\nc\n');
+    const two = await cli(['logs', '-n', '2', '--data-dir', d.dir]);
+    assert.deepEqual([two.code, two.out], [0, 'b\nc\n']);
+    const none = await cli(['logs', '-n', '0', '--data-dir', d.dir]);
+    assert.deepEqual([none.code, none.out, none.err], [0, '', '']);
+    assert.deepEqual(JSON.parse((await cli(['logs', '--lines=0', '--json', '--data-dir', d.dir])).out), { file: join(d.dir, 'logs', 'node.log'), lines: [] });
+  });
+});
+
 describe('neuroshard logs -f', () => {
   const d = tempDir('ns-follow-');
   after(() => d.cleanup());
