@@ -5,6 +5,7 @@
  * message on stderr.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseOption } from '../node/options.js';
 import { InvalidArgumentError, isNeuroShardError } from '../util/errors.js';
 import { nearest, orList } from '../util/nearest.js';
 
@@ -235,4 +236,16 @@ export function optionFlagError(e: unknown): UsageError | undefined {
   if (typeof option !== 'string' || typeof why !== 'string') return undefined;
   const flag = flagOfOption(option);
   return new UsageError(`--${flag}: ${why}`, { flag });
+}
+
+/**
+ * The global flags that take a value, checked for every command: `status --log-level loud` or `wallet show --threads
+ * 0x10` were taken silently by the commands that do not use them. Refused as the options refuse them (main.ts names
+ * the flag).
+ */
+export function checkGlobalFlags(values: FlagValues): void {
+  for (const [flag, option] of [['log-level', 'logLevel'], ['threads', 'threads']] as const) {
+    const v = values[flag];
+    if (typeof v === 'string') parseOption(option, v, 'flag');
+  }
 }

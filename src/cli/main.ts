@@ -7,7 +7,7 @@
 import '../util/polyfill.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { isNeuroShardError } from '../util/errors.js';
-import { EXIT_RUNTIME, EXIT_USAGE, GLOBAL_FLAGS, helpText, nearest, optionFlagError, orList, parseFlags, UsageError, type CommandIO } from './command.js';
+import { checkGlobalFlags, EXIT_RUNTIME, EXIT_USAGE, GLOBAL_FLAGS, helpText, nearest, optionFlagError, orList, parseFlags, UsageError, type CommandIO } from './command.js';
 import { COMMANDS } from './commands.js';
 
 function topHelp(): string {
@@ -94,6 +94,7 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
       io.stdout(helpText(cmd) + '\n');
       return 0;
     }
+    checkGlobalFlags(values);
     return await cmd.run(values, positionals, io);
   } catch (caught) {
     // a node option refusing a flag's value (--data-dir, --threads, …) names the flag as typed

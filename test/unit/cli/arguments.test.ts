@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXIT_USAGE } from '../../../src/cli/command.js';
+import { COMMANDS } from '../../../src/cli/commands.js';
 import { main } from '../../../src/cli/main.js';
 import { openKeystore } from '../../../src/identity/index.js';
 import { buildProof } from '../../../src/ledger/build.js';
@@ -143,6 +144,13 @@ describe('numeric flags', () => {
       assertRefused(await cli(['start', `--${flag}`, v, ...dd]), 'start', want, `start --${flag} ${v}`);
     }
     assert.equal(existsSync(join(d.dir, 'opts')), false);
+  });
+
+  it('the global flags are checked for every command, also those that do not use them (they were taken silently)', async () => {
+    for (const c of COMMANDS) {
+      assertRefused(await cli([c.name, '--log-level', 'loud']), c.name, /--log-level: must be one of error, warn, info, debug, trace\n/, `${c.name} --log-level loud`);
+      assertRefused(await cli([c.name, '--threads=0x10']), c.name, /--threads: must be an integer in 1\.\.256\n/, `${c.name} --threads=0x10`);
+    }
   });
 
   it('a flag left without its value says so', async () => {
