@@ -51,7 +51,7 @@ export function formatRoutes(r: { tokens: readonly number[]; finishReason: strin
 
 export const generateCommand: Command = {
   name: 'generate',
-  summary: 'generate text from a checkpoint',
+  summary: 'continue a prompt through the node running on the data dir, or from a checkpoint (--checkpoint DIR)',
   flags: {
     checkpoint: { type: 'string', value: 'DIR', description: 'a checkpoint directory, or a folder of them (its newest); default: the node running on the data dir (its model or a chain of peers), else <data-dir>/checkpoints' },
     prompt: { type: 'string', value: 'TEXT', description: 'the text to continue (required; encoded with BOS)' },

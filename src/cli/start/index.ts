@@ -16,7 +16,7 @@ export const startCommand: Command = {
   summary: 'run a node (the genesis node when given no peers) until Ctrl-C',
   flags: {
     tracker: { type: 'string', multiple: true, value: 'URL', description: 'bootstrap tracker to announce to and find peers through' },
-    'api-port': { type: 'string', value: 'PORT', description: 'port of the local status endpoint on 127.0.0.1 (default 8000; 0 picks one)' },
+    'api-port': { type: 'string', value: 'PORT', description: "port of the node's HTTP API: status, dashboard, /v1 (default 8000; 0 picks one; --api-host sets the address)" },
     'api-host': { type: 'string', value: 'ADDR', description: 'address the HTTP API binds (default 127.0.0.1); another (e.g. 0.0.0.0) exposes /v1 behind API keys (neuroshard apikey)' },
     'api-cors': { type: 'string', multiple: true, value: 'ORIGIN', description: 'origin allowed to call /v1 from a browser (default none)' },
     'api-rate-limit': { type: 'string', value: 'N', description: '/v1 requests per minute per API key (default 60; 0 = unlimited)' },

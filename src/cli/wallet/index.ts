@@ -309,7 +309,7 @@ export const walletCommand: Command = {
     yes: { type: 'boolean', short: 'y', description: 'send/export: skip the confirmation' },
     'passphrase-file': { type: 'string', value: 'FILE', description: 'read the keystore passphrase from the first line of FILE (or set NEUROSHARD_PASSPHRASE)' },
     'lock-days': { type: 'string', value: 'D', description: `stake: lock period in days (${MIN_LOCK_DAYS}..${MAX_LOCK_DAYS})` },
-    limit: { type: 'string', value: 'N', description: 'history: at most N events (default 100)' },
+    limit: { type: 'string', value: 'N', description: 'history: at most N events, 1..10000 (default 100)' },
   },
   async run(flags, positionals, io) {
     const [sub, ...rest] = positionals;
