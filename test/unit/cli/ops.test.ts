@@ -8,6 +8,8 @@ import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { writeNodeLock } from '../../../src/identity/index.js';
 import { closest, EXIT_USAGE, flagErrorMessage, nearest } from '../../../src/cli/command.js';
 import { COMMANDS } from '../../../src/cli/commands.js';
 import { hoistGlobalFlags, main, wantsJson } from '../../../src/cli/main.js';
@@ -158,6 +160,41 @@ describe('neuroshard logs and stop without a node', () => {
     const stop = await cli(['stop', '--data-dir', d.dir]);
     assert.equal(stop.code, 1);
     assert.match(stop.err, /NODE_NOT_RUNNING/);
+  });
+});
+
+describe('neuroshard status --data-dir D with no node running on D', () => {
+  const d = tempDir('ns-status-none-');
+  after(() => d.cleanup());
+  it('says so (NODE_NOT_RUNNING) instead of asking the apiPort, where another data dir\'s node may answer as this one', async () => {
+    let hits = 0;
+    const other = createHttpServer((_req, res) => {
+      hits++;
+      res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"not_ready","message":"x"}}');
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const port = (other.address() as { port: number }).port;
+    try {
+      // the data dir's apiPort is where some other node listens
+      await cli(['config', 'set', 'apiPort', String(port), '--data-dir', d.dir]);
+      for (const cmd of ['status', 'peers', 'layers']) {
+        const r = await cli([cmd, '--data-dir', d.dir, '--json']);
+        assert.equal(r.code, 1, r.err);
+        assert.equal((JSON.parse(r.out) as { error: { code: string } }).error.code, 'NODE_NOT_RUNNING', cmd);
+        assert.match(r.err, /no node is running on .*; start one \(neuroshard start --data-dir .*\) or name a node's port with --api-port/);
+      }
+      assert.equal(hits, 0, 'nothing asked the other node');
+      // a node running on the data dir (its node.lock) is asked
+      const release = writeNodeLock(d.dir, { apiPort: port });
+      try {
+        await cli(['status', '--data-dir', d.dir, '--json']);
+        assert.equal(hits, 1);
+      } finally {
+        release();
+      }
+    } finally {
+      await new Promise<void>((r) => other.close(() => r()));
+    }
   });
 });
 
