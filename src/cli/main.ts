@@ -7,7 +7,7 @@
 import '../util/polyfill.js';
 import { PACKAGE_VERSION } from '../params/index.js';
 import { isNeuroShardError } from '../util/errors.js';
-import { EXIT_RUNTIME, EXIT_USAGE, GLOBAL_FLAGS, helpText, nearest, orList, parseFlags, UsageError, type CommandIO } from './command.js';
+import { checkGlobalFlags, EXIT_RUNTIME, EXIT_USAGE, GLOBAL_FLAGS, helpText, nearest, optionFlagError, orList, parseFlags, UsageError, type CommandIO } from './command.js';
 import { COMMANDS } from './commands.js';
 
 function topHelp(): string {
@@ -94,8 +94,11 @@ export async function main(argv: string[], io: CommandIO): Promise<number> {
       io.stdout(helpText(cmd) + '\n');
       return 0;
     }
+    checkGlobalFlags(values);
     return await cmd.run(values, positionals, io);
-  } catch (e) {
+  } catch (caught) {
+    // a node option refusing a flag's value (--data-dir, --threads, …) names the flag as typed
+    const e = optionFlagError(caught) ?? caught;
     if (e instanceof UsageError) {
       io.stderr(`neuroshard ${cmd.name}: ${e.message}\nrun 'neuroshard ${cmd.name} --help' for usage\n`);
       if (json) io.stdout(jsonFailure('USAGE', e.message, EXIT_USAGE));
@@ -136,8 +139,19 @@ export async function run(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The reader of stdout went away (`neuroshard config list | head -2`, `logs -f | head`): Node raised EPIPE as an
+  // unhandled 'error' event, a stack trace and exit 1 (session 30's walkthrough). Stop writing and stop as on
+  // Ctrl-C, so a long-running command ends cleanly and a short one finishes with its own exit code.
+  let stdoutGone = false;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    stdoutGone = true;
+    if (!ac.signal.aborted) ac.abort(new Error('EPIPE'));
+  });
   const code = await main(process.argv.slice(2), {
-    stdout: (s) => process.stdout.write(s),
+    stdout: (s) => {
+      if (!stdoutGone) process.stdout.write(s);
+    },
     stderr: (s) => process.stderr.write(s),
     signal: ac.signal,
   });

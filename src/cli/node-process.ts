@@ -28,7 +28,8 @@ export function flagsToArgs(flags: FlagValues, drop: string[]): string[] {
     for (const x of list) {
       if (x === true) out.push(`--${k}`);
       else if (x === false) out.push(`--no-${k}`);
-      else out.push(`--${k}`, String(x));
+      // --k=v: a value that starts with "-" (a negative number, a prompt) is not then read as a flag
+      else out.push(`--${k}=${String(x)}`);
     }
   }
   return out;

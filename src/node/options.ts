@@ -275,11 +275,8 @@ const parsers: { [K in keyof NodeOptions]: Parser<NodeOptions[K]> } = {
     }
     return raw as LogLevel;
   },
-  threads: (raw, src) => {
-    const n = typeof raw === 'string' ? Number(raw) : raw;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 256) fail('threads', src, 'must be an integer in 1..256');
-    return n;
-  },
+  // digits only, as every integer option: Number() would take "0x10", "1e1" and " 4 " too
+  threads: (raw, src) => intIn('threads', raw, src, 1, 256),
   trackers: (raw, src) => {
     // a list (config file, repeated flag) or one comma-separated string (environment)
     const list = typeof raw === 'string' ? raw.split(',').map((x) => x.trim()).filter((x) => x !== '') : raw;

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { PACKAGE_VERSION } from '../../src/params/index.js';
-import { REPO_ROOT } from '../utils/paths.js';
+import { REPO_ROOT, tempDir } from '../utils/paths.js';
 
 const exec = promisify(execFile);
 
@@ -38,5 +39,23 @@ describe('neuroshard CLI (npx)', () => {
     const r = await cli(['start', '--no-such-flag']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /no-such-flag/);
+  });
+});
+
+describe('neuroshard with its stdout closed early (`… | head -2`)', () => {
+  it('stops writing and exits with its own code, no EPIPE stack trace', async () => {
+    const d = tempDir('ns-epipe-');
+    try {
+      const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'neuroshard.js'), 'config', 'list', '--data-dir', d.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+      // the reader goes away before the command writes anything: its first write meets EPIPE
+      child.stdout.destroy();
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+      assert.equal(code, 0, stderr);
+      assert.doesNotMatch(stderr, /EPIPE|\n\s+at /);
+    } finally {
+      d.cleanup();
+    }
   });
 });

@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { createApiKey, readApiKeys, revokeApiKey } from '../../api/index.js';
 import { loadOptions } from '../../node/options.js';
-import { stringFlag, UsageError, type Command } from '../command.js';
+import { intFlag, stringFlag, UsageError, type Command } from '../command.js';
 
 const SUBCOMMANDS = ['create', 'list', 'revoke'] as const;
 
@@ -34,11 +34,10 @@ export const apikeyCommand: Command = {
     switch (sub) {
       case 'create': {
         if (positionals.length > 1) throw new UsageError('apikey create takes no positional argument (use --name)');
-        const rl = stringFlag(flags, 'rate-limit');
-        if (rl !== undefined && !/^\d{1,7}$/.test(rl)) throw new UsageError('--rate-limit takes a whole number of requests per minute');
+        const rl = flags['rate-limit'] === undefined ? undefined : intFlag(flags, 'rate-limit', 0, 1, 1_000_000);
         mkdirSync(dataDir, { recursive: true, mode: 0o700 });
         const name = stringFlag(flags, 'name') ?? `key-${readApiKeys(dataDir).length + 1}`;
-        const { key, record } = createApiKey(dataDir, { name, ...(rl === undefined ? {} : { rateLimitPerMin: Number(rl) }) });
+        const { key, record } = createApiKey(dataDir, { name, ...(rl === undefined ? {} : { rateLimitPerMin: rl }) });
         out({ key, ...view(record) }, `${key}\n(key ${record.id} "${record.name}": shown once; the node stores only its hash)\n`);
         return 0;
       }

@@ -18,7 +18,7 @@ import { GenerateStreamError, streamGenerate, type GenerateDone } from '../../ap
 import { loadOptions } from '../../node/options.js';
 import { NeuroShardError } from '../../util/errors.js';
 import { intFlag, numberFlag, stringFlag, UsageError, type Command, type CommandIO } from '../command.js';
-import { resolveApiPort } from '../local-endpoint.js';
+import { LOCAL_ENDPOINT_FLAGS, resolveApiPort } from '../local-endpoint.js';
 
 const HISTORY_FILE = 'chat_history';
 const HISTORY_LINES = 500;
@@ -47,7 +47,7 @@ export const chatCommand: Command = {
     'top-p': { type: 'string', value: 'P', description: 'nucleus sampling mass in (0, 1] (default 0.9)' },
     seed: { type: 'string', value: 'S', description: 'sampling seed (default 0)' },
     'context-chars': { type: 'string', value: 'N', description: 'characters of the conversation sent as context (default 2000)' },
-    'api-port': { type: 'string', value: 'PORT', description: "the node's local endpoint port (default: from node.lock, else 8000)" },
+    'api-port': LOCAL_ENDPOINT_FLAGS['api-port']!,
     json: { type: 'boolean', description: 'print {"turns": [...]} at the end instead of streaming' },
   },
   async run(flags, positionals, io) {
@@ -56,7 +56,7 @@ export const chatCommand: Command = {
       max_tokens: intFlag(flags, 'max-tokens', 128, 1, 1 << 20),
       temperature: numberFlag(flags, 'temperature', 0.8, 0, 100),
       top_k: intFlag(flags, 'top-k', 50, 0, 1 << 24),
-      top_p: numberFlag(flags, 'top-p', 0.9, 0.000001, 1),
+      top_p: numberFlag(flags, 'top-p', 0.9, 0, 1, { minOpen: true }),
       seed: intFlag(flags, 'seed', 0, 0, 0xffffffff),
     };
     const contextChars = intFlag(flags, 'context-chars', 2000, 0, 64 * 1024);

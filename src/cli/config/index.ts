@@ -7,8 +7,8 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dataDirOf, DEFAULTS, envName, loadOptions, OPTION_KEYS, parseOption, type NodeOptions, type OptionSource } from '../../node/options.js';
-import { ConfigError } from '../../util/errors.js';
-import { nearest, orList, stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
+import { ConfigError, isNeuroShardError } from '../../util/errors.js';
+import { nearest, orList, shown, stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
 import { mkdirSync } from 'node:fs';
 
 const MAX_CONFIG_BYTES = 1 << 20;
@@ -34,10 +34,26 @@ function writeConfig(dataDir: string, path: string, cfg: Record<string, unknown>
   renameSync(tmp, path);
 }
 
-/** A CLI string as the option wants it: lists as JSON arrays or comma-separated, the rest as the parsers read strings. */
+/**
+ * A CLI string as the option wants it: lists as JSON arrays or comma-separated, the rest as the parsers read strings.
+ * A refused value is named by the key as typed (`span: must satisfy 0 <= a < b <= 65536`), not as the options
+ * say it for a flag (`option span (from flag): …`), which is not where it came from.
+ */
 function valueFromCli(key: string, raw: string): unknown {
-  const parsed = parseOption(key, raw.startsWith('[') || raw.startsWith('{') ? (JSON.parse(raw) as unknown) : raw, 'flag');
-  return parsed;
+  let value: unknown = raw;
+  if (raw.startsWith('[') || raw.startsWith('{')) {
+    try {
+      value = JSON.parse(raw) as unknown;
+    } catch (e) {
+      throw new UsageError(`${key}: ${shown(raw)} starts as JSON but does not parse: ${(e as Error).message}`, { arg: key });
+    }
+  }
+  try {
+    return parseOption(key, value, 'flag');
+  } catch (e) {
+    const why = isNeuroShardError(e) ? e.meta?.why : undefined;
+    throw new UsageError(`${key}: ${typeof why === 'string' ? why : (e as Error).message}`, { arg: key });
+  }
 }
 
 function sourceOf(key: keyof NodeOptions, cfg: Record<string, unknown>): OptionSource {
@@ -80,7 +96,7 @@ export const configCommand: Command = {
         return list(loaded(), cfg, path, flags, io);
       case 'get': {
         if (key === undefined || value !== undefined) throw new UsageError('usage: neuroshard config get KEY');
-        if (!OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option "${key}"${didYouMean(key)}; \`neuroshard config list\` lists them`);
+        if (!OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option ${shown(key)}${didYouMean(key)}; \`neuroshard config list\` lists them`, { arg: key });
         const k = key as keyof NodeOptions;
         const opts = loaded();
         if (flags.json === true) io.stdout(JSON.stringify({ key: k, value: opts[k] ?? null, source: sourceOf(k, cfg) }) + '\n');
@@ -90,12 +106,8 @@ export const configCommand: Command = {
       case 'set': {
         if (key === undefined || value === undefined) throw new UsageError('usage: neuroshard config set KEY VALUE');
         if (key === 'dataDir') throw new UsageError('dataDir cannot be set in the config file it lives in; use --data-dir or NEUROSHARD_DATA_DIR');
-        let parsed: unknown;
-        try {
-          parsed = valueFromCli(key, value);
-        } catch (e) {
-          throw new UsageError((e as Error).message);
-        }
+        if (!OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option ${shown(key)}${didYouMean(key)}; \`neuroshard config list\` lists them`, { arg: key });
+        const parsed = valueFromCli(key, value);
         cfg[key] = parsed;
         writeConfig(dataDir, path, cfg);
         if (flags.json === true) io.stdout(JSON.stringify({ key, value: parsed ?? null, file: path }) + '\n');
@@ -106,7 +118,7 @@ export const configCommand: Command = {
         if (key === undefined || value !== undefined) throw new UsageError('usage: neuroshard config unset KEY');
         // a key the file holds is removed even when it is no option (a typo is what this mends)
         const had = Object.hasOwn(cfg, key);
-        if (!had && !OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option "${key}"${didYouMean(key)}`);
+        if (!had && !OPTION_KEYS.includes(key as keyof NodeOptions)) throw new UsageError(`unknown option ${shown(key)}${didYouMean(key)}`, { arg: key });
         delete cfg[key];
         if (had) writeConfig(dataDir, path, cfg);
         const k = key as keyof NodeOptions;

@@ -51,7 +51,7 @@ export function formatRoutes(r: { tokens: readonly number[]; finishReason: strin
 
 export const generateCommand: Command = {
   name: 'generate',
-  summary: 'generate text from a checkpoint',
+  summary: 'continue a prompt through the node running on the data dir, or from a checkpoint (--checkpoint DIR)',
   flags: {
     checkpoint: { type: 'string', value: 'DIR', description: 'a checkpoint directory, or a folder of them (its newest); default: the node running on the data dir (its model or a chain of peers), else <data-dir>/checkpoints' },
     prompt: { type: 'string', value: 'TEXT', description: 'the text to continue (required; encoded with BOS)' },
@@ -71,8 +71,7 @@ export const generateCommand: Command = {
     const maxTokens = intFlag(flags, 'max-tokens', GENERATE_DEFAULTS.maxTokens, 1, 1 << 20);
     const temperature = numberFlag(flags, 'temperature', GENERATE_DEFAULTS.temperature, 0, 100);
     const topK = intFlag(flags, 'top-k', GENERATE_DEFAULTS.topK, 0, 1 << 24);
-    const topP = numberFlag(flags, 'top-p', GENERATE_DEFAULTS.topP, 0, 1);
-    if (!(topP > 0)) throw new UsageError('--top-p must be in (0, 1]');
+    const topP = numberFlag(flags, 'top-p', GENERATE_DEFAULTS.topP, 0, 1, { minOpen: true });
     const seed = intFlag(flags, 'seed', GENERATE_DEFAULTS.seed, 0, 0xffffffff);
     const stop = stringListFlag(flags, 'stop');
     if (stop.length > GENERATE_MAX_STOPS || stop.some((s) => s.length === 0 || s.length > GENERATE_MAX_STOP_CHARS)) {

@@ -7,6 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ledgerStatusView } from '../../ledger/index.js';
+import { loadOptions } from '../../node/options.js';
 import { ConfigError } from '../../util/errors.js';
 import { UsageError, type Command } from '../command.js';
 import { runningNodeClient } from '../local-endpoint.js';
@@ -35,7 +36,8 @@ export const ledgerCommand: Command = {
           // starting, stopping or unreachable: the file answers the same question
         }
       }
-      const ledger = openLedgerReadOnly(dataDir);
+      // the checkpoint period the node runs (config.json may set it): rewards are minted at its cuts
+      const ledger = openLedgerReadOnly(dataDir, loadOptions({ flags: { dataDir } }).checkpointPeriodMs);
       if (ledger === undefined) throw new ConfigError(`no ledger in ${dataDir}: the node has not run there yet`, undefined, 'LEDGER_MISSING');
       try {
         const s = ledger.status();

@@ -29,7 +29,8 @@ export function lastLines(path: string, n: number, maxBytes = 4 << 20): { lines:
   const lines = buf.toString('utf8').split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
   if (len < size) lines.shift(); // a partial first line
-  return { lines: lines.slice(-n), size };
+  // slice(-0) is the whole array: `logs -n 0` printed the whole log (session 30's walkthrough), where it means none
+  return { lines: n === 0 ? [] : lines.slice(-n), size };
 }
 
 function readRange(path: string, from: number, to: number): string {

@@ -10,10 +10,11 @@ import { intFlag, type CommandIO, type FlagValues } from '../command.js';
 import { flagsToArgs, spawnNode, waitNodeUp } from '../node-process.js';
 import { Spinner } from '../progress.js';
 
-export async function detachStart(flags: FlagValues, dataDir: string, io: CommandIO): Promise<number> {
+/** `positionals`: the command's positional arguments, passed on as they are (`--hop-push auto`'s `auto`). */
+export async function detachStart(flags: FlagValues, dataDir: string, io: CommandIO, positionals: readonly string[] = []): Promise<number> {
   const waitS = intFlag(flags, 'wait-s', 300, 1, 3600);
   const args = flagsToArgs(flags, ['detach', 'json', 'wait-s', 'help', 'data-dir']);
-  const node = spawnNode(['--data-dir', dataDir, ...args], join(logDir(dataDir), DETACHED_OUT_FILE), { detached: true });
+  const node = spawnNode(['--data-dir', dataDir, ...args, ...positionals], join(logDir(dataDir), DETACHED_OUT_FILE), { detached: true });
   const spin = new Spinner(io, 'starting the node in the background');
   try {
     const { apiPort, status } = await waitNodeUp(dataDir, node, waitS * 1000, io.signal);

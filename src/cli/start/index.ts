@@ -7,7 +7,6 @@ import { addressFromPublicKey } from '../../identity/index.js';
 import { NodeLog } from '../../node/logs.js';
 import { NeuroShardNode } from '../../node/node.js';
 import { loadOptions } from '../../node/options.js';
-import { isNeuroShardError } from '../../util/errors.js';
 import { createLogger } from '../../util/logger.js';
 import { stringFlag, stringListFlag, UsageError, type Command } from '../command.js';
 import { detachStart } from './detach.js';
@@ -27,7 +26,7 @@ export const startCommand: Command = {
   summary: 'run a node (the genesis node when given no peers) until Ctrl-C',
   flags: {
     tracker: { type: 'string', multiple: true, value: 'URL', description: 'bootstrap tracker to announce to and find peers through' },
-    'api-port': { type: 'string', value: 'PORT', description: 'port of the local status endpoint on 127.0.0.1 (default 8000; 0 picks one)' },
+    'api-port': { type: 'string', value: 'PORT', description: "port of the node's HTTP API: status, dashboard, /v1 (default 8000; 0 picks one; --api-host sets the address)" },
     'api-host': { type: 'string', value: 'ADDR', description: 'address the HTTP API binds (default 127.0.0.1); another (e.g. 0.0.0.0) exposes /v1 behind API keys (neuroshard apikey)' },
     'api-cors': { type: 'string', multiple: true, value: 'ORIGIN', description: 'origin allowed to call /v1 from a browser (default none)' },
     'api-rate-limit': { type: 'string', value: 'N', description: '/v1 requests per minute per API key (default 60; 0 = unlimited)' },
@@ -74,7 +73,8 @@ export const startCommand: Command = {
   },
   async run(flags, positionals, io) {
     const hopPush = hopPushFlag(flags['hop-push'], positionals);
-    const opts = withFlagNames(() => loadOptions({
+    // a refused value is named by its flag (--memory-mb: …) in main.ts (optionFlagError)
+    const opts = loadOptions({
       flags: {
         dataDir: stringFlag(flags, 'data-dir'),
         logLevel: stringFlag(flags, 'log-level'),
@@ -119,8 +119,8 @@ export const startCommand: Command = {
         pipelineSchedule: stringFlag(flags, 'pipeline-schedule'),
         stageTimeoutMs: stringFlag(flags, 'stage-timeout-ms'),
       },
-    }));
-    if (flags.detach === true) return detachStart(flags, opts.dataDir, io);
+    });
+    if (flags.detach === true) return detachStart(flags, opts.dataDir, io, positionals);
     const nodeLog = new NodeLog(opts.dataDir);
     const log = createLogger({
       level: opts.logLevel,
@@ -163,25 +163,6 @@ export const startCommand: Command = {
     return 0;
   },
 };
-
-/** The flags whose option key is not the flag in camel case. */
-const FLAG_OF_OPTION: Record<string, string> = { trackers: 'tracker', apiCorsOrigins: 'api-cors' };
-
-/**
- * A bad flag value as the user typed the flag: `--memory-mb: must be an integer in 1..1073741824`, where the
- * options' message names the key, `option memoryMb (from flag): …` (session 29's walkthrough).
- */
-function withFlagNames<T>(load: () => T): T {
-  try {
-    return load();
-  } catch (e) {
-    const option = isNeuroShardError(e, 'INVALID_ARGUMENT') ? e.meta?.option : undefined;
-    const why = isNeuroShardError(e) ? e.meta?.why : undefined;
-    if (typeof option !== 'string' || typeof why !== 'string') throw e;
-    const flag = FLAG_OF_OPTION[option] ?? option.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-    throw new UsageError(`--${flag}: ${why}`);
-  }
-}
 
 function readPassphrase(file: string): string {
   let text: string;

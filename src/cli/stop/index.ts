@@ -10,8 +10,8 @@ import { intFlag, stringFlag, type Command } from '../command.js';
 import { Spinner } from '../progress.js';
 
 export class NodeNotRunningError extends NeuroShardError {
-  constructor(dataDir: string) {
-    super('NODE_NOT_RUNNING', `no node is running on ${dataDir}`, { fault: 'caller', meta: { dataDir } });
+  constructor(dataDir: string, hint = '') {
+    super('NODE_NOT_RUNNING', `no node is running on ${dataDir}${hint}`, { fault: 'caller', meta: { dataDir } });
   }
 }
 

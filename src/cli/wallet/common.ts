@@ -5,8 +5,10 @@
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
-import { loadOptions } from '../../node/options.js';
-import { Ledger, ledgerPath, outboxMaxNonce, type EventKind } from '../../ledger/index.js';
+import { readNetworkFile } from '../../node/genesis-key.js';
+import { DEFAULTS, LEDGER_DEFAULTS, loadOptions } from '../../node/options.js';
+import { Ledger, ledgerPath, outboxMaxNonce, rewardRulesOf, type EventKind } from '../../ledger/index.js';
+import { fromHex } from '../../util/bytes.js';
 import { stringFlag, UsageError, type CommandIO, type FlagValues } from '../command.js';
 
 export function dataDirOf(flags: FlagValues): string {
@@ -31,11 +33,22 @@ export function ledgerMeta(dataDir: string): { networkId: string; modelLayers: n
   }
 }
 
-/** The node's ledger, read-only (safe while the node writes); undefined when the node never created one. */
-export function openLedgerReadOnly(dataDir: string): Ledger | undefined {
+/**
+ * The node's ledger, read-only (safe while the node writes); undefined when the node never created one. It judges
+ * events under the rules the node runs (the genesis key from `<data-dir>/network.json`, witnessed rewards minted at
+ * checkpoints of the configured period): without them a replay (`ledger status --verify`) judged the Genesis event
+ * and the rewards as a bare Ledger does and called every healthy ledger inconsistent (session 30's walkthrough).
+ */
+export function openLedgerReadOnly(dataDir: string, checkpointPeriodMs: number = DEFAULTS.checkpointPeriodMs): Ledger | undefined {
   const meta = ledgerMeta(dataDir);
   if (meta === undefined) return undefined;
-  return new Ledger({ path: ledgerPath(dataDir), networkId: meta.networkId, modelLayers: meta.modelLayers, readonly: true });
+  const genesisKey = readNetworkFile(dataDir)?.genesisKey;
+  const rewards = rewardRulesOf(
+    { checkpointPeriodMs },
+    { witnessedRewards: LEDGER_DEFAULTS.witnessedRewards, checkpointPeriodMs: DEFAULTS.checkpointPeriodMs, checkpointSettleMs: LEDGER_DEFAULTS.checkpointSettleMs },
+    genesisKey === undefined ? undefined : fromHex(genesisKey),
+  );
+  return new Ledger({ path: ledgerPath(dataDir), networkId: meta.networkId, modelLayers: meta.modelLayers, readonly: true, rewards });
 }
 
 /**

@@ -33,6 +33,8 @@ import {
   transferFee,
   withOutboxLock,
   writeOutbox,
+  DECIMALS,
+  MAX_AMOUNT,
   MAX_LOCK_DAYS,
   MIN_LOCK_DAYS,
   REASONS,
@@ -41,7 +43,7 @@ import {
 } from '../../ledger/index.js';
 import { toHex } from '../../util/bytes.js';
 import { ConfigError, errorMessage, isNeuroShardError } from '../../util/errors.js';
-import { intFlag, stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
+import { intFlag, shown, stringFlag, UsageError, type Command, type CommandIO, type FlagValues } from '../command.js';
 import { runningNodeClient } from '../local-endpoint.js';
 import { confirm, dataDirOf, isTerminal, ledgerMeta, nextWalletNonce, openLedgerReadOnly, output, readStdin } from './common.js';
 
@@ -51,18 +53,34 @@ type Sub = (typeof SUBCOMMANDS)[number];
 /** How long `send`/`stake`/`unstake` wait for a running node to take the event from the outbox. */
 const NODE_PICKUP_MS = 15_000;
 
-function amountArg(s: string | undefined, what: string): bigint {
-  if (s === undefined) throw new UsageError(`missing ${what}`);
+/** What an amount argument may be, for every refusal: the smallest unit up to the largest amount an event carries. */
+const AMOUNT_RANGE = `a NEURO amount in 0.${'0'.repeat(DECIMALS - 1)}1..${formatAmount(MAX_AMOUNT)}, with at most ${DECIMALS} decimals`;
+
+/**
+ * A positional NEURO amount, or a UsageError that names the argument, what was wrong and the allowed range: a
+ * negative amount (`-5`, read as a value by parseFlags, not as a flag) is "must be positive", more decimals than
+ * NEURO has is said as such, never rounded.
+ */
+export function amountArg(s: string | undefined, what: string): bigint {
+  if (s === undefined) throw new UsageError(`missing ${what}`, { arg: what });
+  const refuse = (why: string): never => {
+    throw new UsageError(`${what} ${why} (${AMOUNT_RANGE})`, { arg: what });
+  };
+  if (s.length > 64) refuse(`is ${s.length} characters long`);
+  if (/^\s*-/.test(s)) refuse(`must be positive, not ${shown(s)}`);
+  const decimals = /^\d+\.(\d+)$/.exec(s)?.[1]?.length ?? 0;
+  if (decimals > DECIMALS) refuse(`${shown(s)} has ${decimals} decimals, more than NEURO has`);
+  let v: bigint;
   try {
-    const v = parseAmount(s);
-    if (v === 0n) throw new UsageError(`${what} must be more than 0`);
-    return v;
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    const message = (e as Error).message;
-    // parseAmount's messages already begin with "amount" ("amount 1e30 is larger than the maximum")
-    throw new UsageError(message.startsWith(what) ? message : `${what}: ${message}`);
+    v = parseAmount(s);
+  } catch {
+    if (/^0\d/.test(s)) refuse(`${shown(s)} starts with a 0`);
+    // digits with at most 18 decimals that do not parse: too large
+    if (/^\d+(\.\d+)?$/.test(s)) throw new UsageError(`${what} ${s} is larger than the maximum, ${formatAmount(MAX_AMOUNT)}`, { arg: what });
+    return refuse(`${shown(s)} is not a decimal number`);
   }
+  if (v === 0n) refuse('must be more than 0');
+  return v;
 }
 
 function addressArg(s: string | undefined): Uint8Array {
@@ -159,10 +177,12 @@ function balance(dataDir: string, flags: FlagValues, positionals: string[], io: 
 }
 
 function history(dataDir: string, flags: FlagValues, positionals: string[], io: CommandIO): number {
+  // read before the ledger: a bad --limit is refused even where there is no ledger yet (it printed [] there)
+  const limit = intFlag(flags, 'limit', 100, 1, 10_000);
   const account = positionals[0] !== undefined ? addressArg(positionals[0]) : ownAccount(dataDir);
   const ledger = openLedgerReadOnly(dataDir);
   try {
-    output(io, flags, ledger?.history(account, intFlag(flags, 'limit', 100, 1, 10_000)) ?? []);
+    output(io, flags, ledger?.history(account, limit) ?? []);
   } finally {
     ledger?.close();
   }
@@ -289,7 +309,7 @@ export const walletCommand: Command = {
     yes: { type: 'boolean', short: 'y', description: 'send/export: skip the confirmation' },
     'passphrase-file': { type: 'string', value: 'FILE', description: 'read the keystore passphrase from the first line of FILE (or set NEUROSHARD_PASSPHRASE)' },
     'lock-days': { type: 'string', value: 'D', description: `stake: lock period in days (${MIN_LOCK_DAYS}..${MAX_LOCK_DAYS})` },
-    limit: { type: 'string', value: 'N', description: 'history: at most N events (default 100)' },
+    limit: { type: 'string', value: 'N', description: 'history: at most N events, 1..10000 (default 100)' },
   },
   async run(flags, positionals, io) {
     const [sub, ...rest] = positionals;

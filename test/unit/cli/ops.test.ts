@@ -8,6 +8,8 @@ import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { writeNodeLock } from '../../../src/identity/index.js';
 import { closest, EXIT_USAGE, flagErrorMessage, nearest, UsageError } from '../../../src/cli/command.js';
 import { hopPushFlag } from '../../../src/cli/start/index.js';
 import { COMMANDS } from '../../../src/cli/commands.js';
@@ -106,7 +108,10 @@ describe('every command', () => {
     assert.equal(flag.code, EXIT_USAGE);
     assert.match(flag.err, /unknown flag --tracer \(did you mean --tracker\?\)/);
     assert.equal(flagErrorMessage("Unknown option '-q'. To specify a positional argument", ['quiet']), 'unknown flag -q');
-    assert.equal(flagErrorMessage("Option '--nodes <value>' argument missing", ['nodes']), "Option '--nodes <value>' argument missing");
+    assert.equal(flagErrorMessage("Option '--nodes <value>' argument missing", ['nodes']), '--nodes needs a value');
+    assert.equal(flagErrorMessage("Option '-n, --lines <value>' argument missing", ['lines']), '--lines needs a value');
+    assert.equal(flagErrorMessage("Option '--yes' does not take an argument", ['yes']), '--yes takes no value');
+    assert.equal(flagErrorMessage('something else', ['yes']), 'something else');
     assert.equal(closest('zzzzzz', ['start', 'status']), undefined);
     // an ambiguous prefix names every match, not the first one listed
     assert.deepEqual(nearest('st', ['start', 'status', 'stop', 'chat']), ['start', 'status', 'stop']);
@@ -168,6 +173,55 @@ describe('neuroshard logs and stop without a node', () => {
     const stop = await cli(['stop', '--data-dir', d.dir]);
     assert.equal(stop.code, 1);
     assert.match(stop.err, /NODE_NOT_RUNNING/);
+  });
+});
+
+describe('neuroshard status --data-dir D with no node running on D', () => {
+  const d = tempDir('ns-status-none-');
+  after(() => d.cleanup());
+  it('says so (NODE_NOT_RUNNING) instead of asking the apiPort, where another data dir\'s node may answer as this one', async () => {
+    let hits = 0;
+    const other = createHttpServer((_req, res) => {
+      hits++;
+      res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"not_ready","message":"x"}}');
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    const port = (other.address() as { port: number }).port;
+    try {
+      // the data dir's apiPort is where some other node listens
+      await cli(['config', 'set', 'apiPort', String(port), '--data-dir', d.dir]);
+      for (const cmd of ['status', 'peers', 'layers']) {
+        const r = await cli([cmd, '--data-dir', d.dir, '--json']);
+        assert.equal(r.code, 1, r.err);
+        assert.equal((JSON.parse(r.out) as { error: { code: string } }).error.code, 'NODE_NOT_RUNNING', cmd);
+        assert.match(r.err, /no node is running on .*; start one \(neuroshard start --data-dir .*\) or name a node's port with --api-port/);
+      }
+      assert.equal(hits, 0, 'nothing asked the other node');
+      // a node running on the data dir (its node.lock) is asked
+      const release = writeNodeLock(d.dir, { apiPort: port });
+      try {
+        await cli(['status', '--data-dir', d.dir, '--json']);
+        assert.equal(hits, 1);
+      } finally {
+        release();
+      }
+    } finally {
+      await new Promise<void>((r) => other.close(() => r()));
+    }
+  });
+});
+
+describe('neuroshard logs -n', () => {
+  const d = tempDir('ns-logs-n-');
+  after(() => d.cleanup());
+  it('prints the last N lines, none for -n 0 (it printed the whole log)', async () => {
+    mkdirSync(join(d.dir, 'logs'), { recursive: true });
+    appendFileSync(join(d.dir, 'logs', 'node.log'), 'a\nb\nc\n');
+    const two = await cli(['logs', '-n', '2', '--data-dir', d.dir]);
+    assert.deepEqual([two.code, two.out], [0, 'b\nc\n']);
+    const none = await cli(['logs', '-n', '0', '--data-dir', d.dir]);
+    assert.deepEqual([none.code, none.out, none.err], [0, '', '']);
+    assert.deepEqual(JSON.parse((await cli(['logs', '--lines=0', '--json', '--data-dir', d.dir])).out), { file: join(d.dir, 'logs', 'node.log'), lines: [] });
   });
 });
 

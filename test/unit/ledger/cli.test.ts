@@ -16,7 +16,10 @@ import { listOutbox } from '../../../src/ledger/outbox.js';
 import { LedgerService } from '../../../src/ledger/service.js';
 import { REPO_ROOT, tempDir } from '../../utils/paths.js';
 import { holderRecord, LAYERS, NET } from './helpers.js';
-import { buildProof } from '../../../src/ledger/build.js';
+import { buildGenesis, buildProof, buildTransfer } from '../../../src/ledger/build.js';
+import { writeNetworkFile } from '../../../src/node/genesis-key.js';
+import { rewardRules } from '../../../src/node/ledger.js';
+import { toHex } from '../../../src/util/bytes.js';
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string; json: () => Record<string, unknown> }> {
   let out = '';
@@ -198,8 +201,11 @@ describe('neuroshard ledger', () => {
       assert.deepEqual(Object.keys(s.json()), ['stateHash', 'replayPending', 'events', 'minted', 'burned', 'staked', 'escrowed', 'finalizedSeq', 'finalizedHeight', 'finalizedHash', 'finalizedStateHash']);
       assert.equal(s.json().finalizedSeq, null, 'nothing final yet (issue 11 §3)');
       assert.deepEqual([s.json().events, s.json().minted, s.json().burned], [4, '3.6006', '0']);
+      // seeded by a bare Ledger (pre-§2 self-claimed proof rewards), not under the rules a node runs, which --verify
+      // replays with: the replay differs, and --verify says so with exit 1 (a founded network's ledger is consistent:
+      // the next test)
       const v = await cli(['ledger', 'status', '--verify', ...d]);
-      assert.equal(v.json().consistent, true);
+      assert.deepEqual([v.code, v.json().consistent], [1, false]);
       const file = join(t.dir, 'backup.db');
       const b = await cli(['ledger', 'backup', file, ...d]);
       assert.equal(b.code, 0, b.err);
@@ -209,6 +215,29 @@ describe('neuroshard ledger', () => {
       copy.close();
       assert.equal((await cli(['ledger', 'backup', file, ...d])).code, 2); // exists
       assert.equal((await cli(['ledger', 'nonsense', ...d])).code, 2);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('--verify judges a founded network under its rules: the Genesis event and what spends it replay as the node applied them', async () => {
+    // session 30's walkthrough: on a healthy founding node `ledger status --verify` said `consistent: false` (exit 1):
+    // the CLI's replay ran without the genesis key, so the Genesis event and the transfer from it did not apply
+    const t = tempDir('neuroshard-cli-');
+    try {
+      const d = ['--data-dir', t.dir, '--json'];
+      await cli(['wallet', 'create', ...d]);
+      const { key } = openKeystore(t.dir);
+      const l = new Ledger({ path: ledgerPath(t.dir), networkId: NET, modelLayers: LAYERS, rewards: rewardRules({}, key.publicKey) });
+      const now = Date.now();
+      assert.equal(l.ingest(buildGenesis(key, { networkId: NET, timestampMs: now - 60_000 }).bytes).status, 'applied');
+      const to = parseAddress('neuro1m4utyqp5ldwqf6xu4t2uhz9tgj4r0p0r247udz');
+      assert.equal(l.ingest(buildTransfer(key, { networkId: NET, nonce: 0n, timestampMs: now - 30_000 }, to, 200n * 10n ** 18n).bytes).status, 'applied');
+      l.close();
+      writeNetworkFile(t.dir, { version: 1, genesisKey: toHex(key.publicKey), source: 'founder', genesisEmitted: true });
+      const v = await cli(['ledger', 'status', '--verify', ...d]);
+      assert.equal(v.code, 0, v.out);
+      assert.deepEqual([v.json().events, v.json().minted, v.json().consistent], [2, '1000000', true]);
     } finally {
       t.cleanup();
     }
