@@ -3453,6 +3453,7 @@ export interface Heartbeat {
   timestampMs: bigint
   seq: bigint
   weights: string
+  leaving: boolean
 }
 
 export namespace Heartbeat {
@@ -3505,6 +3506,11 @@ export namespace Heartbeat {
           w.string(obj.weights)
         }
 
+        if ((obj.leaving != null && obj.leaving !== false)) {
+          w.uint32(72)
+          w.bool(obj.leaving)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -3516,7 +3522,8 @@ export namespace Heartbeat {
           trainingStep: 0n,
           timestampMs: 0n,
           seq: 0n,
-          weights: ''
+          weights: '',
+          leaving: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -3557,6 +3564,10 @@ export namespace Heartbeat {
             }
             case 8: {
               obj.weights = reader.string()
+              break
+            }
+            case 9: {
+              obj.leaving = reader.bool()
               break
             }
             default: {
@@ -3630,6 +3641,13 @@ export namespace Heartbeat {
               }
               break
             }
+            case 9: {
+              yield {
+                field: `${prefix}.leaving`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -3687,6 +3705,11 @@ export namespace Heartbeat {
     value: string
   }
 
+  export interface HeartbeatLeavingFieldEvent {
+    field: '$.leaving'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Heartbeat>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Heartbeat.codec())
   }
@@ -3695,7 +3718,7 @@ export namespace Heartbeat {
     return decodeMessage(buf, Heartbeat.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatPeerIdFieldEvent | HeartbeatSpanStartFieldEvent | HeartbeatSpanEndFieldEvent | HeartbeatLoadFieldEvent | HeartbeatFreeMemoryMbFieldEvent | HeartbeatTrainingStepFieldEvent | HeartbeatTimestampMsFieldEvent | HeartbeatSeqFieldEvent | HeartbeatWeightsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatPeerIdFieldEvent | HeartbeatSpanStartFieldEvent | HeartbeatSpanEndFieldEvent | HeartbeatLoadFieldEvent | HeartbeatFreeMemoryMbFieldEvent | HeartbeatTrainingStepFieldEvent | HeartbeatTimestampMsFieldEvent | HeartbeatSeqFieldEvent | HeartbeatWeightsFieldEvent | HeartbeatLeavingFieldEvent> {
     return streamMessage(buf, Heartbeat.codec(), opts)
   }
 }
