@@ -295,6 +295,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     async start() {
       if (started) return;
       started = true;
+      left = false;
       await p2p.start();
       // a lane listener that cannot start (port taken) leaves the node on libp2p alone
       await lanes?.start().catch((e: unknown) => log.warn('lane listener did not start; RPCs use libp2p only', { error: errorMessage(e) }));

@@ -65,6 +65,8 @@ export class HeartbeatService {
   private lastPublishedMs = -Infinity;
   /** Set by `leave`: no heartbeat after the leaving one (an ordinary one would revive us in every view). */
   private left = false;
+  /** Timestamp of our leaving heartbeat (-Infinity: none). */
+  private leftTs = -Infinity;
   /** Newest heartbeat timestamp per peer, in order of last update (oldest first): the replay guard. */
   private readonly lastTimestamp = new Map<string, number>();
   /**
@@ -88,6 +90,9 @@ export class HeartbeatService {
 
   start(): void {
     if (this.timer !== undefined) return;
+    // started again after a leave (the same service restarted in one process): heartbeats, dated after the leaving
+    // one (`lastPublishedMs`), make us alive again in every view
+    this.left = false;
     const net = this.opts.network;
     net.setTopicValidator(this.topic, (m) => this.validate(m));
     this.unsubscribe = net.subscribe(this.topic, (m) => this.accept(m));
@@ -108,7 +113,8 @@ export class HeartbeatService {
   /** Publishes one heartbeat now (nothing once `leave` ran). */
   async beat(): Promise<void> {
     if (this.left) return;
-    const ts = this.clock.now();
+    // after a leave (restarted in this process) dated after the leaving heartbeat: receivers revive only on a newer one
+    const ts = Math.max(this.clock.now(), this.leftTs + 1);
     this.lastPublishedMs = Math.max(this.lastPublishedMs, ts);
     await this.publish(this.encode(ts, false));
   }
@@ -134,6 +140,7 @@ export class HeartbeatService {
     if (peers === 0) return false;
     const ts = Math.max(this.clock.now(), this.lastPublishedMs + 1);
     this.lastPublishedMs = ts;
+    this.leftTs = ts;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs);

@@ -295,6 +295,19 @@ describe('HeartbeatService', () => {
       assert.equal(tracker.state(ids[0]!), 'alive', 'the replayed leaving heartbeat is older than the restart');
     });
 
+    it('the same service started again after a leave (same millisecond) is alive again', async () => {
+      const { ids, nets, tracker, clock } = await setup();
+      const a = sender(nets[0]!, clock);
+      a.start();
+      await a.beat();
+      await a.leave();
+      assert.equal(tracker.state(ids[0]!), 'dead');
+      a.stop();
+      a.start();
+      await a.beat();
+      assert.equal(tracker.state(ids[0]!), 'alive');
+    });
+
     it('a leaving heartbeat in another peer\'s name is rejected: nobody can evict anybody', async () => {
       const { clock, ids, nets, tracker, receiver } = await setup();
       const a = sender(nets[0]!, clock);
