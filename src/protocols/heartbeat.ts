@@ -91,7 +91,7 @@ export class HeartbeatService {
   start(): void {
     if (this.timer !== undefined) return;
     // started again after a leave (the same service restarted in one process): heartbeats, dated after the leaving
-    // one (`lastPublishedMs`), make us alive again in every view
+    // one (`leftTs`, see `beat`), make us alive again in every view
     this.left = false;
     const net = this.opts.network;
     net.setTopicValidator(this.topic, (m) => this.validate(m));

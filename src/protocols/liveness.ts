@@ -1,8 +1,8 @@
 /**
  * Liveness of peers, from their heartbeats. A peer is alive while its heartbeats arrive, stale after `staleMs`
  * without one and dead after `deadMs`; each transition is a typed event. A peer whose heartbeat says it is leaving
- * (it stops gracefully) is dead at once, until a heartbeat dated after that one (it came back). Dead peers are remembered for a while
- * (so "minus peers known dead" holds while their DHT records linger) and then forgotten.
+ * (it stops gracefully) is dead at once, until a heartbeat dated after that one (it came back). Dead peers are
+ * remembered for a while (so "minus peers known dead" holds while their DHT records linger) and then forgotten.
  */
 import { systemClock, type Clock } from '../util/clock.js';
 import { InvalidArgumentError } from '../util/errors.js';
