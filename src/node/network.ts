@@ -7,6 +7,8 @@
  *   - the registry skips peers the liveness tracker knows to be dead, and re-publishes on (re)joining;
  *   - tracker results feed the bootstrapper; our signed record is what the tracker client announces, and a signed
  *     withdrawal is what it sends those trackers on stop (first thing in stop(), while the network is still up);
+ *   - a leaving heartbeat tells the peers we stop (`leave`, which stop() runs first when the node did not): they
+ *     mark us dead at once rather than after peerDeadMs of silence (protocols/heartbeat.ts);
  *   - the peer score table is shared by RPC (penalties) and libp2p's connection gater (bans).
  *
  * A node founds a network only when told to (`--genesis`), or when it was given neither bootstrap peers nor
@@ -152,7 +154,13 @@ export interface NodeNetwork {
   /** True when this node founded the network (final once started). */
   readonly genesis: boolean;
   start(): Promise<void>;
-  /** Graceful leave: stop announcing, withdraw, close connections. */
+  /**
+   * Tells the peers we are leaving (one signed heartbeat with `leaving` set; no heartbeat after it), waiting at most
+   * LEAVE_PUBLISH_TIMEOUT_MS for it to go out; at once without peers or when not started. Connections stay up, so
+   * the node can finish what it is doing while new routes already avoid it. Never rejects.
+   */
+  leave(): Promise<void>;
+  /** Graceful leave: say so (`leave`), stop announcing, withdraw, close connections. */
   stop(): Promise<void>;
   /** Holds (and announces) a new span of layers. */
   holdSpan(span: LayerSpan): Promise<void>;
@@ -268,6 +276,8 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
 
   let started = false;
   let unsubBootstrap: (() => void) | undefined;
+  /** Set once `leave` ran: it runs once (stop() runs it too). */
+  let left = false;
   const net: NodeNetwork = {
     networkId,
     peerId: p2p.peerId,
@@ -285,6 +295,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     async start() {
       if (started) return;
       started = true;
+      left = false;
       await p2p.start();
       // a lane listener that cannot start (port taken) leaves the node on libp2p alone
       await lanes?.start().catch((e: unknown) => log.warn('lane listener did not start; RPCs use libp2p only', { error: errorMessage(e) }));
@@ -336,11 +347,20 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
       if (o.span !== undefined || o.holdsLayersLater !== true) tracker?.start();
       log.info('network up', { peerId: p2p.peerId, networkId, genesis: p2p.isGenesis(), addresses: p2p.multiaddrs() });
     },
+    async leave() {
+      if (!started || left) return;
+      left = true;
+      const t0 = clock.now();
+      const sent = await heartbeat.leave();
+      if (sent) log.info('told our peers we are leaving', { ms: clock.now() - t0 });
+    },
     async stop() {
       if (!started) {
         await p2p.stop();
         return;
       }
+      // first, while every connection is up: peers stop routing to us now, not after peerDeadMs
+      await net.leave();
       started = false;
       unsubBootstrap?.();
       await tracker?.stop();

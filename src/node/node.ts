@@ -637,7 +637,10 @@ export class NeuroShardNode {
   async close(): Promise<void> {
     if (this.status === 'closing' || this.status === 'closed') return;
     this.status = 'closing';
-    // first: no more events of ours (proofs, outbox, wallet submits) while the slower steps below run (node/ledger.ts)
+    // first of all, tell our peers (one signed leaving heartbeat, ≤ 1 s): new routes and the layer pool's replica
+    // restoration stop counting on us now, not after peerDeadMs of silence, while we finish what is running below
+    await this.network.leave();
+    // then: no more events of ours (proofs, outbox, wallet submits) while the slower steps below run (node/ledger.ts)
     await this.ledger?.quiesce().catch((e: unknown) => this.log.warn('quiescing the ledger failed', { error: errorMessage(e) }));
     this.stopTraining.abort();
     this.pool?.stop();

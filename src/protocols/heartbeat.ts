@@ -5,6 +5,10 @@
  * it counts: the peer id inside must be the signer, the timestamp within the allowed skew, the fields in range,
  * and a peer's heartbeats may not go back in time. Invalid heartbeats are rejected (the forwarder is penalised by
  * gossipsub's peer scoring); valid ones feed the LivenessTracker.
+ *
+ * A node that stops gracefully publishes one last heartbeat with `leaving` set (`leave`): it passes the same checks
+ * (only the signer can say it leaves; a replayed one is older than the heartbeats of a node that came back), and
+ * receivers mark the peer dead at once instead of after `peerDeadMs` of silence.
  */
 import type { P2PNetwork, PubSubMessage, ValidationResult } from '../p2p/types.js';
 import { systemClock, type Clock } from '../util/clock.js';
@@ -16,6 +20,13 @@ import { Heartbeat } from './pb/node.js';
 
 /** Largest heartbeat message accepted. */
 export const MAX_HEARTBEAT_BYTES = 512;
+
+/**
+ * Longest `leave` waits for its leaving heartbeat to be handed to the topic's peers: a stop never hangs on a
+ * connection that stopped reading (gossipsub's publish only queues on each peer's stream, so this is a bound, not a
+ * typical figure: milliseconds on 127.0.0.1).
+ */
+export const LEAVE_PUBLISH_TIMEOUT_MS = 1000;
 
 export interface HeartbeatSource {
   span(): { start: number; end: number } | undefined;
@@ -50,6 +61,12 @@ export class HeartbeatService {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private seq = 0n;
+  /** Timestamp of our last heartbeat published: the leaving one is dated after it (see `leave`). */
+  private lastPublishedMs = -Infinity;
+  /** Set by `leave`: no heartbeat after the leaving one (an ordinary one would revive us in every view). */
+  private left = false;
+  /** Timestamp of our leaving heartbeat (-Infinity: none). */
+  private leftTs = -Infinity;
   /** Newest heartbeat timestamp per peer, in order of last update (oldest first): the replay guard. */
   private readonly lastTimestamp = new Map<string, number>();
   /**
@@ -73,6 +90,9 @@ export class HeartbeatService {
 
   start(): void {
     if (this.timer !== undefined) return;
+    // started again after a leave (the same service restarted in one process): heartbeats, dated after the leaving
+    // one (`leftTs`, see `beat`), make us alive again in every view
+    this.left = false;
     const net = this.opts.network;
     net.setTopicValidator(this.topic, (m) => this.validate(m));
     this.unsubscribe = net.subscribe(this.topic, (m) => this.accept(m));
@@ -90,24 +110,72 @@ export class HeartbeatService {
     this.opts.liveness.stop();
   }
 
-  /** Publishes one heartbeat now. */
+  /** Publishes one heartbeat now (nothing once `leave` ran). */
   async beat(): Promise<void> {
+    if (this.left) return;
+    // after a leave (restarted in this process) dated after the leaving heartbeat: receivers revive only on a newer one
+    const ts = Math.max(this.clock.now(), this.leftTs + 1);
+    this.lastPublishedMs = Math.max(this.lastPublishedMs, ts);
+    await this.publish(this.encode(ts, false));
+  }
+
+  /**
+   * Says we are leaving: stops the periodic heartbeats and publishes one heartbeat with `leaving` set, waiting at most
+   * `timeoutMs` for it to be handed to the topic's peers. Resolves true when it went to at least one peer; false at
+   * once when no peer subscribes to the topic (nobody to tell: a lone node stops as fast as before) or on a second
+   * call. Never rejects. Its timestamp is after every heartbeat we published, so a receiver's replay guard drops a
+   * late copy of an earlier ordinary heartbeat instead of reviving us (same-millisecond beats included).
+   */
+  async leave(timeoutMs = LEAVE_PUBLISH_TIMEOUT_MS): Promise<boolean> {
+    if (this.left) return false;
+    this.left = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    let peers: number;
+    try {
+      peers = this.opts.network.topicPeers(this.topic).length;
+    } catch {
+      return false; // the network is stopping already: nobody to tell through it
+    }
+    if (peers === 0) return false;
+    const ts = Math.max(this.clock.now(), this.lastPublishedMs + 1);
+    this.lastPublishedMs = ts;
+    this.leftTs = ts;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.publish(this.encode(ts, true)), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private encode(ts: number, leaving: boolean): Uint8Array {
     const s = this.opts.source;
-    const msg = Heartbeat.encode({
+    return Heartbeat.encode({
       peerId: this.opts.network.peerId,
       span: s.span(),
       load: Math.max(0, s.load()),
       freeMemoryMb: BigInt(Math.max(0, Math.floor(s.freeMemoryMb()))),
       trainingStep: s.trainingStep(),
-      timestampMs: BigInt(this.clock.now()),
+      timestampMs: BigInt(ts),
       seq: ++this.seq,
       weights: s.weights?.() === 'int8' ? 'int8' : '',
+      leaving,
     });
+  }
+
+  /** Publishes; true when at least one peer was sent it. Never rejects. */
+  private async publish(msg: Uint8Array): Promise<boolean> {
     try {
-      await this.opts.network.publish(this.topic, msg);
+      const n = await this.opts.network.publish(this.topic, msg);
       this.stats.published++;
+      return n > 0;
     } catch (e) {
       this.log.debug('heartbeat publish failed', { error: errorMessage(e) });
+      return false;
     }
   }
 
@@ -129,7 +197,7 @@ export class HeartbeatService {
     const freeMemoryMb = Number(hb.freeMemoryMb);
     if (!Number.isSafeInteger(freeMemoryMb)) return undefined;
     if (hb.weights !== '' && hb.weights !== 'f32' && hb.weights !== 'int8') return undefined;
-    return { peerId: hb.peerId, span: hb.span, load: hb.load, freeMemoryMb, trainingStep: hb.trainingStep, timestampMs: ts, seq: hb.seq, ...(hb.weights === 'int8' ? { weights: 'int8' as const } : {}) };
+    return { peerId: hb.peerId, span: hb.span, load: hb.load, freeMemoryMb, trainingStep: hb.trainingStep, timestampMs: ts, seq: hb.seq, ...(hb.weights === 'int8' ? { weights: 'int8' as const } : {}), ...(hb.leaving ? { leaving: true as const } : {}) };
   }
 
   private validate(m: PubSubMessage): ValidationResult {

@@ -1,7 +1,8 @@
 /**
  * Liveness of peers, from their heartbeats. A peer is alive while its heartbeats arrive, stale after `staleMs`
- * without one and dead after `deadMs`; each transition is a typed event. Dead peers are remembered for a while
- * (so "minus peers known dead" holds while their DHT records linger) and then forgotten.
+ * without one and dead after `deadMs`; each transition is a typed event. A peer whose heartbeat says it is leaving
+ * (it stops gracefully) is dead at once, until a heartbeat dated after that one (it came back). Dead peers are
+ * remembered for a while (so "minus peers known dead" holds while their DHT records linger) and then forgotten.
  */
 import { systemClock, type Clock } from '../util/clock.js';
 import { InvalidArgumentError } from '../util/errors.js';
@@ -23,6 +24,8 @@ export interface HeartbeatInfo {
   seq: bigint;
   /** 'int8' when the sender holds its span as int8 (`--weights int8`); absent: float32. */
   weights?: 'int8';
+  /** The sender's last heartbeat: it is stopping gracefully (protocols/heartbeat.ts `leave`). */
+  leaving?: true;
 }
 
 export interface PeerLiveness {
@@ -31,6 +34,11 @@ export interface PeerLiveness {
   /** Local clock time of the last heartbeat received. */
   lastSeenMs: number;
   heartbeat: HeartbeatInfo;
+  /**
+   * The sender's timestamp of the leaving heartbeat that made the peer dead (it stopped gracefully); absent when it
+   * did not leave, or came back since. Only a heartbeat dated after it revives the peer.
+   */
+  leftAtMs?: number;
 }
 
 export interface LivenessEvents {
@@ -191,6 +199,13 @@ export class LivenessTracker {
   observe(peer: string, hb: HeartbeatInfo): void {
     const now = this.clock.now();
     const e = this.peers.get(peer);
+    if (hb.leaving === true) {
+      // a peer we do not track has nothing to mark (and a flood of fresh keys leaving takes no slot of the table)
+      if (e !== undefined) this.leave(e, hb, now);
+      return;
+    }
+    // a copy of a heartbeat from before the peer left, delivered late: it does not bring the peer back
+    if (e?.rec.leftAtMs !== undefined && hb.timestampMs <= e.rec.leftAtMs) return;
     if (e === undefined) {
       if (this.peers.size >= this.maxPeers && !this.evictSilent(now) && !this.evictUnkept()) {
         this.refused++;
@@ -208,9 +223,31 @@ export class LivenessTracker {
     const p = e.rec;
     p.lastSeenMs = now;
     p.heartbeat = hb;
+    delete p.leftAtMs;
     if (p.state !== 'alive') {
       p.state = 'alive';
       this.events.emit('peer:alive', { ...p });
+    }
+  }
+
+  /**
+   * A tracked peer said it leaves: dead now, as after `deadMs` of silence (listeners see alive → stale → dead, as
+   * always), and forgotten `forgetAfterMs` after `deadMs` from now. Heard from now, so it goes to the back of the
+   * heartbeat order (which `check` relies on).
+   */
+  private leave(e: Entry, hb: HeartbeatInfo, now: number): void {
+    this.byHeartbeat.moveToBack(e);
+    const p = e.rec;
+    p.lastSeenMs = now;
+    p.heartbeat = hb;
+    p.leftAtMs = hb.timestampMs;
+    if (p.state === 'alive') {
+      p.state = 'stale';
+      this.events.emit('peer:stale', { ...p });
+    }
+    if (p.state === 'stale') {
+      p.state = 'dead';
+      this.events.emit('peer:dead', { ...p });
     }
   }
 

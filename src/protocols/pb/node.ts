@@ -3710,6 +3710,7 @@ export interface Heartbeat {
   timestampMs: bigint
   seq: bigint
   weights: string
+  leaving: boolean
 }
 
 export namespace Heartbeat {
@@ -3762,6 +3763,11 @@ export namespace Heartbeat {
           w.string(obj.weights)
         }
 
+        if ((obj.leaving != null && obj.leaving !== false)) {
+          w.uint32(72)
+          w.bool(obj.leaving)
+        }
+
         if (opts.lengthDelimited !== false) {
           w.ldelim()
         }
@@ -3773,7 +3779,8 @@ export namespace Heartbeat {
           trainingStep: 0n,
           timestampMs: 0n,
           seq: 0n,
-          weights: ''
+          weights: '',
+          leaving: false
         }
 
         const end = length == null ? reader.len : reader.pos + length
@@ -3814,6 +3821,10 @@ export namespace Heartbeat {
             }
             case 8: {
               obj.weights = reader.string()
+              break
+            }
+            case 9: {
+              obj.leaving = reader.bool()
               break
             }
             default: {
@@ -3887,6 +3898,13 @@ export namespace Heartbeat {
               }
               break
             }
+            case 9: {
+              yield {
+                field: `${prefix}.leaving`,
+                value: reader.bool()
+              }
+              break
+            }
             default: {
               reader.skipType(tag & 7)
               break
@@ -3944,6 +3962,11 @@ export namespace Heartbeat {
     value: string
   }
 
+  export interface HeartbeatLeavingFieldEvent {
+    field: '$.leaving'
+    value: boolean
+  }
+
   export function encode (obj: Partial<Heartbeat>): Uint8Array<ArrayBuffer> {
     return encodeMessage(obj, Heartbeat.codec())
   }
@@ -3952,7 +3975,7 @@ export namespace Heartbeat {
     return decodeMessage(buf, Heartbeat.codec(), opts)
   }
 
-  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatPeerIdFieldEvent | HeartbeatSpanStartFieldEvent | HeartbeatSpanEndFieldEvent | HeartbeatLoadFieldEvent | HeartbeatFreeMemoryMbFieldEvent | HeartbeatTrainingStepFieldEvent | HeartbeatTimestampMsFieldEvent | HeartbeatSeqFieldEvent | HeartbeatWeightsFieldEvent> {
+  export function stream (buf: Uint8Array | Uint8ArrayList, opts?: DecodeOptions<Heartbeat>): Generator<HeartbeatPeerIdFieldEvent | HeartbeatSpanStartFieldEvent | HeartbeatSpanEndFieldEvent | HeartbeatLoadFieldEvent | HeartbeatFreeMemoryMbFieldEvent | HeartbeatTrainingStepFieldEvent | HeartbeatTimestampMsFieldEvent | HeartbeatSeqFieldEvent | HeartbeatWeightsFieldEvent | HeartbeatLeavingFieldEvent> {
     return streamMessage(buf, Heartbeat.codec(), opts)
   }
 }

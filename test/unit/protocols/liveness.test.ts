@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { afterEach, describe, it } from 'node:test';
 import { keyFromPrivate, peerIdFromPublicKey } from '../../../src/identity/index.js';
 import { MemoryHub } from '../../../src/p2p/memory.js';
-import { HeartbeatService } from '../../../src/protocols/heartbeat.js';
+import type { P2PNetwork } from '../../../src/p2p/types.js';
+import { HeartbeatService, MAX_HEARTBEAT_BYTES } from '../../../src/protocols/heartbeat.js';
 import { heartbeatTopic } from '../../../src/protocols/ids.js';
 import { LivenessTracker, type HeartbeatInfo } from '../../../src/protocols/liveness.js';
 import { Heartbeat } from '../../../src/protocols/pb/node.js';
@@ -48,6 +49,51 @@ describe('LivenessTracker', () => {
     t.observe('y', hb('y'));
     t.observe('z', hb('z'));
     assert.equal(t.snapshot().length, 2);
+  });
+});
+
+describe('LivenessTracker: a leaving heartbeat (a graceful stop)', () => {
+  const leaving = (peerId: string, ts: number): HeartbeatInfo => ({ ...hb(peerId, ts), leaving: true });
+
+  it('marks the peer dead at once (alive → stale → dead), and only a heartbeat dated after it revives the peer', () => {
+    const clock = new ManualClock(0);
+    const t = new LivenessTracker({ staleMs: 15_000, deadMs: 60_000, clock });
+    const log: string[] = [];
+    for (const ev of ['peer:alive', 'peer:stale', 'peer:dead'] as const) t.events.on(ev, () => log.push(ev));
+    t.observe('p', hb('p', 1000));
+    clock.advance(10);
+    t.observe('p', leaving('p', 1010));
+    assert.equal(t.state('p'), 'dead');
+    assert.equal(t.isDead('p'), true);
+    assert.equal(t.get('p')?.leftAtMs, 1010);
+    assert.deepEqual(log, ['peer:alive', 'peer:stale', 'peer:dead']);
+    // a late copy of a heartbeat sent before it left (or in the same millisecond) does not bring it back
+    t.observe('p', hb('p', 1000));
+    t.observe('p', hb('p', 1010));
+    assert.equal(t.state('p'), 'dead');
+    // the timer's checks leave it dead, and forget it later as any dead peer
+    clock.advance(59_000);
+    t.check();
+    assert.equal(t.state('p'), 'dead');
+    // it came back: a heartbeat dated after the leaving one
+    t.observe('p', hb('p', 70_000));
+    assert.equal(t.state('p'), 'alive');
+    assert.equal(t.get('p')?.leftAtMs, undefined);
+    assert.deepEqual(log, ['peer:alive', 'peer:stale', 'peer:dead', 'peer:alive']);
+  });
+
+  it('a stale peer goes straight to dead; a peer not tracked is not added (a flood of leaving keys takes no slot)', () => {
+    const clock = new ManualClock(0);
+    const t = new LivenessTracker({ staleMs: 100, deadMs: 1000, maxPeers: 2, clock });
+    t.observe('s', hb('s', 0));
+    clock.advance(150);
+    t.check();
+    assert.equal(t.state('s'), 'stale');
+    t.observe('s', leaving('s', 150));
+    assert.equal(t.state('s'), 'dead');
+    for (let i = 0; i < 10; i++) t.observe(`k${i}`, leaving(`k${i}`, 150));
+    assert.equal(t.size, 1);
+    assert.equal(t.refused, 0);
   });
 });
 
@@ -179,5 +225,129 @@ describe('HeartbeatService', () => {
     await nets[2]!.deliver({ topic: heartbeatTopic('net1'), from: 'ghost', via: 'ghost', data });
     assert.equal(tracker.get('ghost'), undefined);
     for (const s of [...senders, receiver]) s.stop();
+  });
+
+  describe('leave (a graceful stop)', () => {
+    const source = { span: () => ({ start: 0, end: 2 }), load: () => 0, freeMemoryMb: () => 1, trainingStep: () => 0n };
+    const setup = async (): Promise<{ clock: ManualClock; ids: string[]; nets: ReturnType<MemoryHub['createNode']>[]; tracker: LivenessTracker; receiver: HeartbeatService; captured: Uint8Array[] }> => {
+      const hub = new MemoryHub();
+      const clock = new ManualClock(1_800_000_000_000);
+      const ids = [0, 1, 2].map(() => peerIdFromPublicKey(keyFromPrivate(randomBytes(32)).publicKey));
+      const nets = ids.map((id) => hub.createNode(id));
+      for (const n of nets) await n.start();
+      const tracker = new LivenessTracker({ staleMs: 15_000, deadMs: 60_000, clock });
+      const receiver = new HeartbeatService({ network: nets[1]!, networkId: 'net1', liveness: tracker, intervalMs: 60_000, clock, source });
+      receiver.start();
+      running.push(receiver);
+      // a third node records what the sender publishes (what an attacker on the topic can replay)
+      const captured: Uint8Array[] = [];
+      nets[2]!.subscribe(heartbeatTopic('net1'), (m) => {
+        if (m.from === ids[0]) captured.push(m.data);
+      });
+      return { clock, ids, nets, tracker, receiver, captured };
+    };
+    // services started here are stopped after each test, failed or not (their 60 s timers would hold the process)
+    const running: HeartbeatService[] = [];
+    afterEach(() => {
+      for (const s of running.splice(0)) s.stop();
+    });
+    const sender = (net: ReturnType<MemoryHub['createNode']>, clock: ManualClock): HeartbeatService => {
+      const s = new HeartbeatService({ network: net, networkId: 'net1', liveness: new LivenessTracker({ staleMs: 15_000, deadMs: 60_000, clock }), intervalMs: 60_000, clock, source });
+      running.push(s);
+      return s;
+    };
+
+    it('peers mark the leaver dead at once; no heartbeat after it; a replay of an earlier one does not revive it', async () => {
+      const { clock, ids, nets, tracker, captured } = await setup();
+      const a = sender(nets[0]!, clock);
+      a.start();
+      await a.beat();
+      assert.equal(tracker.state(ids[0]!), 'alive');
+      // same millisecond as its last heartbeat: the leaving one is still dated after it
+      assert.equal(await a.leave(), true);
+      assert.equal(tracker.state(ids[0]!), 'dead');
+      const left = Heartbeat.decode(captured.at(-1)!);
+      assert.equal(left.leaving, true);
+      assert.equal(left.timestampMs, BigInt(clock.now() + 1));
+      assert.equal(await a.leave(), false, 'once');
+      const published = a.stats.published;
+      await a.beat();
+      assert.equal(a.stats.published, published, 'nothing after the leaving heartbeat');
+      // a replay of the ordinary heartbeats it sent before it left
+      for (const data of captured.slice(0, -1)) await nets[1]!.deliver({ topic: heartbeatTopic('net1'), from: ids[0]!, via: ids[2]!, data });
+      assert.equal(tracker.state(ids[0]!), 'dead');
+    });
+
+    it('a restart revives it; a replay of the old leaving heartbeat then does not mark it dead again', async () => {
+      const { clock, ids, nets, tracker, captured } = await setup();
+      const a = sender(nets[0]!, clock);
+      a.start();
+      await a.beat();
+      await a.leave();
+      assert.equal(tracker.state(ids[0]!), 'dead');
+      const leavingMsg = captured.at(-1)!;
+      clock.advance(3000);
+      const again = sender(nets[0]!, clock); // the same key, a new process
+      again.start();
+      await again.beat();
+      assert.equal(tracker.state(ids[0]!), 'alive');
+      await nets[1]!.deliver({ topic: heartbeatTopic('net1'), from: ids[0]!, via: ids[2]!, data: leavingMsg });
+      assert.equal(tracker.state(ids[0]!), 'alive', 'the replayed leaving heartbeat is older than the restart');
+    });
+
+    it('the same service started again after a leave (same millisecond) is alive again', async () => {
+      const { ids, nets, tracker, clock } = await setup();
+      const a = sender(nets[0]!, clock);
+      a.start();
+      await a.beat();
+      await a.leave();
+      assert.equal(tracker.state(ids[0]!), 'dead');
+      a.stop();
+      a.start();
+      await a.beat();
+      assert.equal(tracker.state(ids[0]!), 'alive');
+    });
+
+    it('a leaving heartbeat in another peer\'s name is rejected: nobody can evict anybody', async () => {
+      const { clock, ids, nets, tracker, receiver } = await setup();
+      const a = sender(nets[0]!, clock);
+      a.start();
+      await a.beat();
+      assert.equal(tracker.state(ids[0]!), 'alive');
+      clock.advance(10);
+      const forged = Heartbeat.encode({ peerId: ids[0]!, timestampMs: BigInt(clock.now()), seq: 99n, load: 0, freeMemoryMb: 0n, trainingStep: 0n, leaving: true });
+      const rejected = receiver.stats.rejected;
+      // signed (transport) by ids[2], naming ids[0]
+      await nets[1]!.deliver({ topic: heartbeatTopic('net1'), from: ids[2]!, via: ids[2]!, data: forged });
+      assert.equal(receiver.stats.rejected, rejected + 1);
+      assert.equal(tracker.state(ids[0]!), 'alive');
+    });
+
+    it('without peers it returns at once; a publish that never completes is given up after the bound', async () => {
+      const hub = new MemoryHub();
+      const clock = new ManualClock(1_800_000_000_000);
+      const lone = hub.createNode(peerIdFromPublicKey(keyFromPrivate(randomBytes(32)).publicKey));
+      await lone.start();
+      const alone = sender(lone, clock);
+      alone.start();
+      assert.equal(await alone.leave(), false);
+      const stuck = { peerId: 'stuck', topicPeers: () => ['someone'], publish: () => new Promise<number>(() => undefined) } as unknown as P2PNetwork;
+      const s = new HeartbeatService({ network: stuck, networkId: 'net1', liveness: new LivenessTracker({ staleMs: 15_000, deadMs: 60_000, clock }), intervalMs: 60_000, clock, source });
+      const t0 = performance.now();
+      assert.equal(await s.leave(50), false);
+      const ms = performance.now() - t0;
+      assert.ok(ms >= 40 && ms < 1000, `${ms} ms`);
+    });
+
+    it('an old node reads a leaving heartbeat as an ordinary one (unknown fields are skipped), within the size limit', async () => {
+      const { clock, ids, nets, tracker } = await setup();
+      // field 20, varint 1: what field 9 is to a node built before it
+      const known = Heartbeat.encode({ peerId: ids[0]!, span: { start: 0, end: 65536 }, timestampMs: BigInt(clock.now()), seq: 1n, load: 1e6, freeMemoryMb: 2n ** 53n - 1n, trainingStep: 1n << 60n, weights: 'int8' });
+      const withUnknown = new Uint8Array([...known, 0xa0, 0x01, 0x01]);
+      await nets[1]!.deliver({ topic: heartbeatTopic('net1'), from: ids[0]!, via: ids[0]!, data: withUnknown });
+      assert.equal(tracker.state(ids[0]!), 'alive');
+      const leavingMax = Heartbeat.encode({ ...Heartbeat.decode(known), leaving: true });
+      assert.ok(leavingMax.byteLength <= MAX_HEARTBEAT_BYTES, `${leavingMax.byteLength}`);
+    });
   });
 });
