@@ -112,10 +112,10 @@ const settle = async (): Promise<void> => {
  * 2 live holders or more and no move is planned. A leave of p4 leaves the other half with one holder: the plan moves
  * p0 (the lowest id among the holders of the half with three) onto it.
  */
-async function harness(t: TestContext): Promise<Harness> {
+async function harness(t: TestContext, live: { staleMs: number; deadMs: number } = { staleMs: 3_600_000, deadMs: 7_200_000 }): Promise<Harness> {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
   const clock = { now: () => Date.now() };
-  const liveness = new LivenessTracker({ staleMs: 3_600_000, deadMs: 7_200_000, clock });
+  const liveness = new LivenessTracker({ ...live, clock });
   let recordsOfP3 = 0;
   const seq = new Map<string, bigint>();
   const moves: number[] = [];
@@ -191,6 +191,26 @@ describe('PoolService: an early round after a holder dies', () => {
     assert.equal(h.moves.length, 1, `the restoring move began within ${2 * EARLY_MS + 500} ms of the leave`);
     const took = h.moves[0]! - left;
     assert.ok(took >= 2 * EARLY_MS && took <= 2 * EARLY_MS + 100, `moved ${took} ms after the leave`);
+  });
+
+  it('a holder that crashed (silent until dead): the restoring move 2 × earlyMs after the tracker marks it dead', async (t) => {
+    const h = await harness(t, { staleMs: 15_000, deadMs: 60_000 });
+    // p4 falls silent; the others heartbeat every 5 s; the tracker's check runs every second (its timer, by hand)
+    let dead: number | undefined;
+    h.liveness.events.on('peer:dead', (p) => {
+      if (p.peer === 'p4') dead ??= Date.now();
+    });
+    const until = Date.now() + 70_000;
+    while (Date.now() < until && h.moves.length === 0) {
+      if (Date.now() % 5000 < 1000) for (const p of ['p1', 'p2']) h.beat(p, h.mine);
+      if (Date.now() % 5000 < 1000) h.beat('p3', h.other);
+      h.liveness.check();
+      await h.advanceTo(Date.now() + 1000);
+    }
+    assert.ok(dead !== undefined, 'p4 went dead');
+    assert.equal(h.moves.length, 1, 'the restoring move began');
+    const took = h.moves[0]! - dead;
+    assert.ok(took >= 2 * EARLY_MS && took <= 2 * EARLY_MS + 100, `moved ${took} ms after p4 went dead`);
   });
 
   it('a flood of deaths costs one early round, churn at most one per earlyMs; never one per event', async (t) => {
