@@ -9,7 +9,7 @@ import type { ComputeClient } from '../compute/index.js';
 import { CHECKPOINT_FILES, loadHfModel } from '../model/checkpoint.js';
 import { parseHfConfig, type LlamaConfig } from '../model/config.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
-import { PoolService, type MeasuredCapacity, type ModelFileSet, type PoolSpan, type RoundWeights, type SpanMode } from '../pool/index.js';
+import { EARLY_ROUND_MS, PoolService, type MeasuredCapacity, type ModelFileSet, type PoolSpan, type RoundWeights, type SpanMode } from '../pool/index.js';
 import { selectBackend } from '../tensor/index.js';
 import type { Clock } from '../util/clock.js';
 import { ConfigError } from '../util/errors.js';
@@ -30,9 +30,11 @@ export interface PoolTuning {
   capacity?: MeasuredCapacity;
   /** How long a moving node lets its live hop sessions finish before it evicts them (they fail over). */
   drainMs: number;
+  /** How soon after a holder's death the pool plans (pool/early-round.ts), and the least gap between such rounds. */
+  earlyMs: number;
 }
 
-export const POOL_TUNING_DEFAULTS: PoolTuning = { tickMs: 10_000, settleMs: 12_000, drainMs: 30_000 };
+export const POOL_TUNING_DEFAULTS: PoolTuning = { tickMs: 10_000, settleMs: 12_000, drainMs: 30_000, earlyMs: EARLY_ROUND_MS };
 
 /** The model config of a checkpoint directory (config.json), or the bundled genesis config. */
 export function genesisModelConfig(checkpoint: string | undefined, bundled: LlamaConfig): LlamaConfig {
@@ -108,6 +110,8 @@ export function createNodePool(i: NodePoolInit): PoolService {
     // a node that fetched the network's model files has neither its checkpoint nor its seed: weights from peers only
     ...(i.verifiedConfig === undefined ? { loadLocal: localLoader(i.compute, i.config, opts.checkpoint) } : {}),
     tickMs: i.tuning.tickMs,
+    // the pool subscribes to the liveness `peer:dead` event itself: a holder's death asks for an early round
+    earlyMs: i.tuning.earlyMs,
     settleMs: i.tuning.settleMs,
     // the genesis node without a checkpoint trains the whole model: the solo trainer loads (or resumes) it
     externalWeights: (span, config) => {

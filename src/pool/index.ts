@@ -12,4 +12,5 @@ export * from './held-hash.js';
 export * from './model-files.js';
 export * from './measure.js';
 export * from './view.js';
+export * from './early-round.js';
 export * from './service.js';

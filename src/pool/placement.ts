@@ -512,6 +512,29 @@ export function planMoves(view: PoolView, opts: PlanOptions): Move[] {
   return moves;
 }
 
+/**
+ * Whether a restoring move `move` (planned over `view`) restores layers that a holder the view knows as dead held:
+ * some layer of its target span has fewer than MIN_REPLICAS live holders in the view, and a dead holder's span
+ * covers it. Such a move needs fewer confirming rounds (pool/service.ts RESTORE_STABLE_TICKS): `dead` is a state the
+ * view reaches only on a signed leaving heartbeat or after `peerDeadMs` of silence, and it stays until a heartbeat
+ * dated after it, so the hole is not a view still settling. A throughput move, or a restore of layers nobody dead
+ * held (a young network short of holders), is not.
+ */
+export function restoresConfirmedDeath(view: PoolView, move: Pick<Move, 'reason' | 'to'>): boolean {
+  if (move.reason !== 'restore') return false;
+  const c = coverage(view);
+  const L = view.numLayers;
+  for (const h of view.holders) {
+    if (h.state !== 'dead') continue;
+    const s = clampSpan(h.span, L);
+    if (s === undefined) continue;
+    const start = Math.max(s.start, move.to.start);
+    const end = Math.min(s.end, move.to.end);
+    for (let i = start; i < end; i++) if (c.replicas[i]! < MIN_REPLICAS) return true;
+  }
+  return false;
+}
+
 /** What a node remembers of its own moves, for the backoff. */
 export interface MoveHistory {
   /** Unix ms of this node's past moves, oldest first (only the last REBALANCE_WINDOW_MS matter). */

@@ -5,12 +5,18 @@
  * tick re-plans: a node named in the plan (a restoring move after a holder died, or a throughput move past the
  * margin and its backoff) drains, fetches the new span's weights, swaps them in and re-announces.
  *
+ * A move is made once STABLE_TICKS consecutive rounds planned it, so that the pool does not act on a view still
+ * settling. A holder's death (liveness `peer:dead`: its signed leaving heartbeat, or `peerDeadMs` of silence) asks
+ * for an early round (./early-round.ts: `earlyMs` after it, coalesced, at most one per `earlyMs`), and a restoring
+ * move whose layers a dead holder held needs RESTORE_STABLE_TICKS rounds, the second again `earlyMs` after the first:
+ * its layers are re-covered seconds after a leave instead of the two to three ticks (20-30 s) of before.
+ *
  * Everything that decides is pure (placement.ts, view.ts); this class only gathers inputs and acts.
  */
 import type { ComputeClient } from '../compute/client.js';
 import type { LlamaConfig } from '../model/config.js';
 import type { HolderRecord } from '../protocols/holder-record.js';
-import type { LivenessTracker } from '../protocols/liveness.js';
+import type { LivenessTracker, PeerLiveness } from '../protocols/liveness.js';
 import * as methods from '../protocols/methods.js';
 import type { RpcNode } from '../protocols/rpc/service.js';
 import { deadlineLink } from '../util/abort.js';
@@ -20,7 +26,8 @@ import { TypedEmitter } from '../util/events.js';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { extraWeightBytes, layerMb, layersFor, noLayerMessage, type WeightsFormat } from './capacity.js';
 import { measureCapacity, type MeasuredCapacity } from './measure.js';
-import { chooseSpan, coverage, shouldRebalance, spanTokensPerSec, type PoolHolder, type PoolSpan, type PoolView } from './placement.js';
+import { chooseSpan, coverage, restoresConfirmedDeath, shouldRebalance, spanTokensPerSec, type PoolHolder, type PoolSpan, type PoolView } from './placement.js';
+import { EARLY_ROUND_MS, earlyRoundAt, type EarlyRoundState } from './early-round.js';
 import { workerHeldRange } from './held-range.js';
 import { HeldHash } from './held-hash.js';
 import type { ModelFileSet } from './model-files.js';
@@ -32,6 +39,18 @@ export type SpanMode = 'auto' | 'none' | PoolSpan;
 
 /** Consecutive planning rounds that must name the same move before a node makes it. */
 export const STABLE_TICKS = 3;
+
+/**
+ * The rounds a restoring move needs when a holder the view knows as dead held its layers (placement.ts
+ * restoresConfirmedDeath). The rounds exist for a view still settling: a holder that only looks gone (stale counts
+ * as live, so it is not planned around) and others' moves not visible yet. Dead is settled: a signed leaving
+ * heartbeat or `peerDeadMs` of silence, undone only by a heartbeat dated after it; every node computes the same
+ * plan, so only the nodes it names move. One round would act on a single snapshot; the second, `earlyMs` later,
+ * has refreshed every holder's record and lets a peer that died and came back at once (a restart) show up alive,
+ * and the plan (then without the move) drops it. Not 3: a third round adds `earlyMs` and sees nothing the second did
+ * not.
+ */
+export const RESTORE_STABLE_TICKS = 2;
 
 export interface PoolNetwork {
   readonly peerId: string;
@@ -83,6 +102,11 @@ export interface PoolServiceOptions {
   loadLocal?: LocalLoader;
   /** Re-plan period (ms). */
   tickMs: number;
+  /**
+   * How soon after a holder's death a round runs, and the least time between two such early rounds (ms; default
+   * EARLY_ROUND_MS, at most tickMs): ./early-round.ts.
+   */
+  earlyMs?: number;
   /** How long a joiner listens to heartbeats before it chooses (ms). */
   settleMs: number;
   /** When true, the span is chosen and announced but its weights are loaded by someone else (the solo trainer). */
@@ -134,6 +158,13 @@ export class PoolService {
   /** When this joiner first heard a heartbeat naming a holder: the settle period counts from here. */
   private firstHolderAt: number | undefined;
   private pendingMove: { key: string; ticks: number } | undefined;
+  /** When the pending timer fires (clock ms). */
+  private timerAt = 0;
+  private early: EarlyRoundState = { lastMs: undefined, dueMs: undefined };
+  /** The last round planned a restore after a death that one more round confirms: run it early. */
+  private confirmSoon = false;
+  private readonly earlyMs: number;
+  private offDead: (() => void) | undefined;
   private swapping = false;
   private lastWaitLog = 0;
 
@@ -141,6 +172,9 @@ export class PoolService {
     this.config = o.config;
     this.clock = o.clock ?? systemClock;
     this.log = o.log ?? silentLogger;
+    const early = o.earlyMs ?? EARLY_ROUND_MS;
+    if (!Number.isFinite(early) || early < 0) throw new InvalidArgumentError(`pool: earlyMs must be a non-negative number, got ${early}`);
+    this.earlyMs = Math.min(early, o.tickMs);
     // while the worker's weights are being swapped, `held` and the worker disagree: serve nothing then. The held
     // weights are read by range in the worker (./held-range.ts), never copied whole to this thread (issue 12 §2)
     const range = workerHeldRange(o.compute, () => (this.swapping ? undefined : this.held));
@@ -176,11 +210,15 @@ export class PoolService {
     this.log.info('capacity measured', Object.fromEntries(Object.entries(this.capacityFigures).map(([k, v]) => [k, k.endsWith('Ms') ? Math.round(v * 1000) / 1000 : Number.isInteger(v) ? v : Math.round(v * 10) / 10])));
     const none = this.o.mode === 'auto' ? noLayerMessage(this.config, this.capacityFigures.maxLayers, this.capacityFigures.memoryMb, this.o.memoryMb, this.o.weights ?? 'f32') : undefined;
     if (none !== undefined) this.log.warn(none, { memoryMb: this.capacityFigures.memoryMb });
+    // only an auto node moves: a pinned or entry node has nothing to plan early
+    if (this.o.mode === 'auto') this.offDead = this.o.network.liveness.events.on('peer:dead', (p) => this.onPeerDead(p));
     this.schedule(0);
   }
 
   stop(): void {
     this.stopped = true;
+    this.offDead?.();
+    this.offDead = undefined;
     this.heldHash.stop();
     this.ac.abort();
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -241,11 +279,41 @@ export class PoolService {
   private schedule(ms: number): void {
     if (this.stopped) return;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerAt = this.clock.now() + ms;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.tick().finally(() => this.schedule(this.o.tickMs));
+      // the early round asked for is this one once it is due (a regular tick that comes first leaves it due)
+      // (by the time it was set for: a timer may fire a millisecond before the clock says so)
+      if (this.early.dueMs !== undefined && this.early.dueMs <= this.timerAt) this.early = { lastMs: this.clock.now(), dueMs: undefined };
+      void this.tick().finally(() => this.scheduleNext());
     }, ms);
     this.timer.unref();
+  }
+
+  /** After a round: the next one at the tick, or sooner when an early round is due. */
+  private scheduleNext(): void {
+    if (this.confirmSoon) {
+      this.confirmSoon = false;
+      this.askEarly();
+    }
+    const due = this.early.dueMs;
+    this.schedule(due === undefined ? this.o.tickMs : Math.min(this.o.tickMs, Math.max(0, due - this.clock.now())));
+  }
+
+  /** A peer went dead: when it held layers, this node (an auto holder) may have to restore them; plan soon. */
+  private onPeerDead(p: PeerLiveness): void {
+    if (this.stopped || this.held === undefined || p.heartbeat.span === undefined) return;
+    this.askEarly();
+  }
+
+  /** Asks for an early round (coalesced: ./early-round.ts). */
+  private askEarly(): void {
+    const now = this.clock.now();
+    const at = earlyRoundAt(this.early, now, this.earlyMs);
+    if (at === undefined) return;
+    this.early = { lastMs: this.early.lastMs, dueMs: at };
+    // while a round runs there is no timer: it schedules the next one when it ends (scheduleNext)
+    if (this.timer !== undefined && this.timerAt > at) this.schedule(at - now);
   }
 
   private async refreshRecords(): Promise<void> {
@@ -520,15 +588,20 @@ export class PoolService {
       this.pendingMove = undefined;
       return;
     }
-    // a move must be planned on STABLE_TICKS consecutive rounds (the view has settled, others' moves are visible)
+    // a move must be planned on STABLE_TICKS consecutive rounds (the view has settled, others' moves are visible);
+    // a restore of layers a dead holder held, on RESTORE_STABLE_TICKS, the next of them early
     const key = `${d.span.start}:${d.span.end}/${d.plan.reason}`;
+    const afterDeath = restoresConfirmedDeath(view, d.plan);
     this.pendingMove = this.pendingMove?.key === key ? { key, ticks: this.pendingMove.ticks + 1 } : { key, ticks: 1 };
-    if (this.pendingMove.ticks < STABLE_TICKS) return;
+    if (this.pendingMove.ticks < (afterDeath ? RESTORE_STABLE_TICKS : STABLE_TICKS)) {
+      this.confirmSoon = afterDeath;
+      return;
+    }
     this.pendingMove = undefined;
     // an attempt counts for the backoff whether or not it succeeds: a failing move is not retried in a loop
     this.moves.push(this.clock.now());
     while (this.moves.length > 32) this.moves.shift();
-    this.log.info('layer pool: moving', { from: `${this.held!.start}:${this.held!.end}`, to: `${d.span.start}:${d.span.end}`, reason: d.plan.reason });
+    this.log.info('layer pool: moving', { from: `${this.held!.start}:${this.held!.end}`, to: `${d.span.start}:${d.span.end}`, reason: d.plan.reason, ...(afterDeath ? { afterDeath } : {}) });
     await this.o.beforeMove?.();
     try {
       const keep = this.o.weights === 'int8' ? undefined : { span: this.held!, params: await this.heldParams() };
