@@ -19,7 +19,7 @@ import '../util/polyfill.js';
 import { freemem } from 'node:os';
 import { keyFromPrivate, type NodeKey } from '../identity/index.js';
 import { holderRecordAddrs } from '../ledger/work.js';
-import { createLibp2pNetwork, RELAY_DEFAULTS, type Libp2pNetwork, type Libp2pNetworkOptions } from '../p2p/libp2p-node.js';
+import { createLibp2pNetwork, RELAY_DEFAULTS, type GossipMesh, type Libp2pNetwork, type Libp2pNetworkOptions } from '../p2p/libp2p-node.js';
 import { LaneManager, type LaneOptions } from '../p2p/lane/manager.js';
 import { PeerScoreTable } from '../p2p/peer-score.js';
 import type { BootstrapStatus } from '../p2p/types.js';
@@ -88,6 +88,8 @@ export interface NetworkTuning {
   dialTimeoutMs: number;
   /** Gossipsub mesh heartbeat. */
   pubsubHeartbeatMs: number;
+  /** Gossipsub's mesh degree and gossip parameters (p2p/libp2p-node.ts `pubsub.mesh`); absent: js-gossipsub's. */
+  pubsubMesh?: Partial<GossipMesh>;
   /** Yamux stream window (throughput). */
   yamuxWindowBytes: number;
   autonat: boolean;
@@ -204,7 +206,7 @@ export async function createNodeNetwork(init: NodeNetworkInit): Promise<NodeNetw
     autonat: t.autonat,
     dcutr: t.dcutr,
     dht: { namespaces: { [DHT_NAMESPACE]: holderRecordNamespace({ networkId, clock }) }, mode: t.dhtMode ?? (relayOnly ? 'client' : 'server') },
-    pubsub: { heartbeatIntervalMs: t.pubsubHeartbeatMs },
+    pubsub: { heartbeatIntervalMs: t.pubsubHeartbeatMs, ...(t.pubsubMesh === undefined ? {} : { mesh: t.pubsubMesh }) },
     connections: {
       maxConnections: o.maxConnections,
       inboundConnectionThreshold: t.inboundConnectionThreshold,

@@ -133,6 +133,14 @@ export interface Libp2pNetworkOptions {
     maxMessageBytes?: number;
     /** Gossipsub heartbeat (mesh maintenance) interval. */
     heartbeatIntervalMs?: number;
+    /**
+     * Gossipsub's mesh and gossip parameters (js-gossipsub's names; absent: its defaults D 6, Dlo 4, Dhi 12, Dout 2,
+     * Dlazy 6, gossipFactor 0.25, idontwantMinDataSize 512, floodPublish true). They apply to every topic of the node (heartbeats and
+     * ledger events share them). Every heartbeat is forwarded to each mesh peer, so D sets the frames a node sends
+     * and receives per heartbeat in the network (docs/LIMITS.md "Session 30: heartbeat fan-out, measured");
+     * for experiments, not set by any node today.
+     */
+    mesh?: Partial<GossipMesh>;
   };
   connections?: Partial<ConnectionLimitOptions>;
   /** Yamux per-stream window and frame size: the throughput knobs. */
@@ -174,6 +182,35 @@ interface Services extends Record<string, unknown> {
 // Parsing a secp256k1 PeerId decompresses its public key (~0.3 ms of @noble/curves): remember parsed ids.
 const PEER_ID_CACHE_MAX = 4096;
 const peerIds = new Map<string, PeerId>();
+
+/** js-gossipsub's own defaults for the parameters `pubsub.mesh` may set. */
+export const GOSSIP_MESH_DEFAULTS = Object.freeze({ D: 6, Dlo: 4, Dhi: 12, Dout: 2, Dlazy: 6, gossipFactor: 0.25, idontwantMinDataSize: 512, floodPublish: true });
+/** floodPublish: a node's own messages go to every subscribed peer it is connected to (true) or to its mesh only. */
+export type GossipMesh = { D: number; Dlo: number; Dhi: number; Dout: number; Dlazy: number; gossipFactor: number; idontwantMinDataSize: number; floodPublish: boolean };
+
+/**
+ * The gossipsub options for `pubsub.mesh`: nothing when absent (js-gossipsub's defaults stand); else every parameter,
+ * js-gossipsub's default where not given, except Dout, which defaults to the largest of 0..2 that the others allow
+ * (a smaller D must not be refused for the default Dout). Checked as the gossipsub spec asks (Dout < Dlo <= D <= Dhi,
+ * Dout <= D/2): js-gossipsub takes any numbers and a mesh that cannot settle grafts and prunes every heartbeat.
+ */
+export function meshOptions(m: Partial<GossipMesh> | undefined): GossipMesh | Record<string, never> {
+  if (m === undefined) return {};
+  const D = m.D ?? GOSSIP_MESH_DEFAULTS.D;
+  const Dlo = m.Dlo ?? Math.min(GOSSIP_MESH_DEFAULTS.Dlo, D);
+  const Dhi = m.Dhi ?? Math.max(GOSSIP_MESH_DEFAULTS.Dhi, D);
+  const Dout = m.Dout ?? Math.max(0, Math.min(GOSSIP_MESH_DEFAULTS.Dout, Dlo - 1, Math.floor(D / 2)));
+  const r: GossipMesh = { D, Dlo, Dhi, Dout, Dlazy: m.Dlazy ?? GOSSIP_MESH_DEFAULTS.Dlazy, gossipFactor: m.gossipFactor ?? GOSSIP_MESH_DEFAULTS.gossipFactor, idontwantMinDataSize: m.idontwantMinDataSize ?? GOSSIP_MESH_DEFAULTS.idontwantMinDataSize, floodPublish: m.floodPublish ?? GOSSIP_MESH_DEFAULTS.floodPublish };
+  for (const k of ['D', 'Dlo', 'Dhi', 'Dout', 'Dlazy', 'idontwantMinDataSize'] as const) {
+    if (!Number.isSafeInteger(r[k]) || r[k] < 0) throw new InvalidArgumentError(`pubsub.mesh.${k} must be a whole number >= 0, got ${r[k]}`, { [k]: r[k] });
+  }
+  if (typeof r.floodPublish !== 'boolean') throw new InvalidArgumentError(`pubsub.mesh.floodPublish must be a boolean, got ${String(r.floodPublish)}`, { floodPublish: r.floodPublish });
+  if (!(r.gossipFactor >= 0 && r.gossipFactor <= 1)) throw new InvalidArgumentError(`pubsub.mesh.gossipFactor must be in [0, 1], got ${r.gossipFactor}`, { gossipFactor: r.gossipFactor });
+  if (!(D >= 1 && Dout < Dlo && Dlo <= D && D <= Dhi && Dout <= D / 2)) {
+    throw new InvalidArgumentError(`pubsub.mesh needs 1 <= D, Dout < Dlo <= D <= Dhi and Dout <= D/2; got D ${D}, Dlo ${Dlo}, Dhi ${Dhi}, Dout ${Dout}`, { D, Dlo, Dhi, Dout });
+  }
+  return r;
+}
 
 function toPeerId(s: string): PeerId {
   const hit = peerIds.get(s);
@@ -283,6 +320,7 @@ export async function createLibp2pNetwork(opts: Libp2pNetworkOptions): Promise<L
       runOnLimitedConnection: true,
       maxInboundDataLength: opts.pubsub?.maxMessageBytes ?? 1 << 20,
       heartbeatInterval: opts.pubsub?.heartbeatIntervalMs ?? 1000,
+      ...meshOptions(opts.pubsub?.mesh),
       // Without a fast id gossipsub verifies the signature of every duplicate copy before deduplicating; this id
       // (a hash of the whole message) lets copies of a message we already accepted skip the signature check.
       fastMsgIdFn: (m) => createHash('sha256').update(m.from ?? EMPTY).update(m.seqno ?? EMPTY).update(m.data ?? EMPTY).update(m.signature ?? EMPTY).digest('base64'),
