@@ -4,28 +4,19 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { after, describe, it } from 'node:test';
 import { keyFromPrivate } from '../../../src/identity/index.js';
 import { createNodeNetwork, type NetworkNodeOptions, type NodeNetwork } from '../../../src/node/network.js';
 import * as methods from '../../../src/protocols/methods.js';
 import { loopbackNodeOptions } from '../../utils/network.js';
 import { tempDir } from '../../utils/paths.js';
+import { closedPort } from '../../utils/ports.js';
 
 const NETWORK_ID = 'boot' + randomBytes(4).toString('hex');
 const TUNING = { inboundConnectionThreshold: 1000, retryBaseMs: 100, retryMaxMs: 400, autonat: false, dcutr: false };
 
 function options(dataDir: string, over: Partial<NetworkNodeOptions> = {}): NetworkNodeOptions {
   return loopbackNodeOptions({ dataDir, maxConnections: 50, peerStaleMs: 3000, peerDeadMs: 6000, ...over });
-}
-
-/** A 127.0.0.1 port nobody listens on (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 describe('bootstrap', { timeout: 60_000 }, () => {

@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EXIT_USAGE } from '../../../src/cli/command.js';
@@ -18,6 +17,7 @@ import { Ledger, ledgerPath } from '../../../src/ledger/ledger.js';
 import { listOutbox } from '../../../src/ledger/outbox.js';
 import { tempDir } from '../../utils/paths.js';
 import { holderRecord, LAYERS, NET } from '../ledger/helpers.js';
+import { closedPort } from '../../utils/ports.js';
 
 interface Run {
   code: number;
@@ -45,15 +45,6 @@ function assertRefused(r: Run, cmd: string, want: RegExp, what: string): void {
   assert.match(r.err, new RegExp(`\nrun 'neuroshard ${cmd} --help' for usage\n$`), what);
   assert.doesNotMatch(r.err, /\n\s+at |unknown flag|from flag|ambiguous/, what);
   assert.equal(r.out, '', what);
-}
-
-/** A loopback port that nothing listens on (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 /** Values no numeric flag takes, and what each is: all refused, none clamped. */

@@ -7,7 +7,6 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFil
 import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { writeNodeLock } from '../../../src/identity/index.js';
 import { closest, EXIT_USAGE, flagErrorMessage, nearest, UsageError } from '../../../src/cli/command.js';
@@ -15,21 +14,13 @@ import { hopPushFlag } from '../../../src/cli/start/index.js';
 import { COMMANDS } from '../../../src/cli/commands.js';
 import { hoistGlobalFlags, main, wantsJson } from '../../../src/cli/main.js';
 import { tempDir } from '../../utils/paths.js';
+import { closedPort } from '../../utils/ports.js';
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const code = await main(args, { stdout: (s) => (out += s), stderr: (s) => (err += s), signal: new AbortController().signal });
   return { code, out, err };
-}
-
-/** A loopback port that nothing listens on (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 async function json(args: string[]): Promise<unknown> {
