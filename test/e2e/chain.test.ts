@@ -10,11 +10,9 @@ import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ComputeClient } from '../../src/compute/index.js';
-import { bundledGenesis } from '../../src/node/genesis.js';
 import { waitFor } from '../../src/util/abort.js';
 import { cliJson, killAll, killGroup, LOCAL_NODE_FLAGS, startCli, type CliProcess } from '../utils/cli-process.js';
-import { apiGet, bootFlag, PROMPT, statusAt, streamWithKill } from '../utils/serving-e2e.js';
+import { apiGet, bootFlag, PROMPT, statusAt, streamWithKill, saveGenesisCheckpoint } from '../utils/serving-e2e.js';
 import { tempDir } from '../utils/paths.js';
 
 after(killAll);
@@ -39,15 +37,8 @@ describe('a chain of neuroshard start processes (pinned spans)', () => {
 
   before(async () => {
     // one fixed checkpoint (the seeded genesis model), copied into every holder's data dir
-    const genesis = bundledGenesis();
     const ck = join(root.dir, 'ck');
-    const compute = await ComputeClient.start({ threads: 1 });
-    try {
-      await compute.run({ type: 'initModel', config: genesis.config, seed: 0 });
-      await compute.run({ type: 'saveCheckpoint', root: ck, step: 0, tokenizerPath: genesis.tokenizerPath });
-    } finally {
-      await compute.close();
-    }
+    await saveGenesisCheckpoint(ck);
     const ref = (await cliJson(['generate', '--checkpoint', ck, '--prompt', PROMPT, '--temperature', '0', '--max-tokens', String(MAX), '--json', '--threads', '1'])) as { tokens: number[] };
     reference = ref.tokens;
 

@@ -13,11 +13,9 @@ import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ComputeClient } from '../../src/compute/index.js';
-import { bundledGenesis } from '../../src/node/genesis.js';
 import { waitFor } from '../../src/util/abort.js';
 import { killAll, LOCAL_NODE_FLAGS, startCli, type CliProcess } from '../utils/cli-process.js';
-import { apiGet, bootFlag, PROMPT, statusAt } from '../utils/serving-e2e.js';
+import { apiGet, bootFlag, PROMPT, statusAt, saveGenesisCheckpoint } from '../utils/serving-e2e.js';
 import { tempDir } from '../utils/paths.js';
 
 after(killAll);
@@ -41,15 +39,8 @@ describe('a node stopped with SIGTERM (three neuroshard start processes)', () =>
 
   before(async () => {
     // one checkpoint (the seeded genesis model) in every node's data dir, so that nobody downloads layers
-    const genesis = bundledGenesis();
     const ck = join(root.dir, 'ck');
-    const compute = await ComputeClient.start({ threads: 1 });
-    try {
-      await compute.run({ type: 'initModel', config: genesis.config, seed: 0 });
-      await compute.run({ type: 'saveCheckpoint', root: ck, step: 0, tokenizerPath: genesis.tokenizerPath });
-    } finally {
-      await compute.close();
-    }
+    await saveGenesisCheckpoint(ck);
     const common = [...LOCAL_NODE_FLAGS, '--no-train', '--threads', '1'];
     const start = (name: string, span: string, boot: string[]): CliProcess => {
       const dir = join(root.dir, name);

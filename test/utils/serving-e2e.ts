@@ -3,9 +3,23 @@
  * a busy node, the SSE stream of POST /api/generate, and a stream with a SIGKILL of one hop after the 10th token.
  */
 import assert from 'node:assert/strict';
+import { ComputeClient } from '../../src/compute/index.js';
+import { bundledGenesis } from '../../src/node/genesis.js';
 import { waitFor } from '../../src/util/abort.js';
 
 export const PROMPT = 'The county grand jury said';
+
+/** Writes the seeded genesis model (the network's model when a node is started without --checkpoint) as a checkpoint at `dir`. */
+export async function saveGenesisCheckpoint(dir: string): Promise<void> {
+  const genesis = bundledGenesis();
+  const compute = await ComputeClient.start({ threads: 1 });
+  try {
+    await compute.run({ type: 'initModel', config: genesis.config, seed: 0 });
+    await compute.run({ type: 'saveCheckpoint', root: dir, step: 0, tokenizerPath: genesis.tokenizerPath });
+  } finally {
+    await compute.close();
+  }
+}
 
 /** GET a JSON route of a node's API; undefined when the node does not answer (yet, or busy: the machine may be loaded). */
 export async function apiGet(url: string, path: string): Promise<any> {
